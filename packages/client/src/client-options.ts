@@ -1,0 +1,29 @@
+/** Options shared by {@link createOrchestratorClient} and {@link createWorkerClient}. */
+export interface ClientOptions {
+  /** The server's base URL, e.g. `http://127.0.0.1:8080`. */
+  baseUrl: string;
+  /**
+   * How long a call may wait for a complete answer, in milliseconds. `execute` calls wait
+   * instead for the request's `timeout` plus {@link ClientOptions.executeMarginMs}.
+   * @default 30_000
+   */
+  timeoutMs?: number;
+  /**
+   * How much longer than the module's own timeout an `execute` call waits, so that the
+   * worker's answer about a timed-out module still arrives.
+   * @default 60_000
+   */
+  executeMarginMs?: number;
+  /** Headers sent with every call (for example `Authorization`). */
+  headers?: Record<string, string>;
+  /**
+   * Validate response bodies against the contract (throws on a body that does not match).
+   * @default false
+   */
+  validateResponse?: boolean;
+}
+
+export const DEFAULT_TIMEOUT_MS = 30_000;
+export const DEFAULT_EXECUTE_MARGIN_MS = 60_000;
+/** The worker's own default module timeout (30 minutes), used when an execute request carries none. */
+export const DEFAULT_MODULE_TIMEOUT_MS = 30 * 60 * 1000;

@@ -1,0 +1,54 @@
+import { orchestratorContract, workerContract } from '@mpd/contract';
+import { type ApiFetcher, type AppRouter, initClient, type InitClientReturn } from '@ts-rest/core';
+import type { ClientOptions } from './client-options.js';
+import { createFetcher } from './fetcher.js';
+
+interface ResolvedArgs {
+  baseUrl: string;
+  baseHeaders: Record<string, string>;
+  api: ApiFetcher;
+  validateResponse: boolean;
+  throwOnUnknownStatus: true;
+}
+
+type Client<T extends AppRouter> = InitClientReturn<T, ResolvedArgs> & {
+  /** Closes the client's connections. */
+  close(): Promise<void>;
+};
+
+/** A typed client of the orchestrator API. */
+export type OrchestratorClient = Client<typeof orchestratorContract>;
+/** A typed client of the worker API. */
+export type WorkerClient = Client<typeof workerContract>;
+
+function create<T extends AppRouter>(contract: T, options: ClientOptions): Client<T> {
+  if (!/^https?:\/\//i.test(options.baseUrl)) {
+    throw new TypeError(`baseUrl must be an http:// or https:// URL, got ${JSON.stringify(options.baseUrl)}`);
+  }
+  const { api, close } = createFetcher(options);
+  const args: ResolvedArgs = {
+    baseUrl: options.baseUrl.replace(/\/+$/, ''),
+    baseHeaders: { ...options.headers },
+    api,
+    validateResponse: options.validateResponse ?? false,
+    throwOnUnknownStatus: true,
+  };
+  return Object.assign(initClient(contract, args), { close });
+}
+
+/**
+ * A typed client of the orchestrator API (`@mpd/contract`'s `orchestratorContract`).
+ * Each call resolves to `{ status, body }`; it rejects with `MpdClientError` when no
+ * answer arrives.
+ */
+export function createOrchestratorClient(options: ClientOptions): OrchestratorClient {
+  return create(orchestratorContract, options);
+}
+
+/**
+ * A typed client of the worker API (`@mpd/contract`'s `workerContract`). `execute` waits
+ * for the module's own timeout plus a margin, however long that is.
+ */
+export function createWorkerClient(options: ClientOptions): WorkerClient {
+  return create(workerContract, options);
+}

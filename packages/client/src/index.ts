@@ -1,0 +1,17 @@
+/**
+ * `@mpd/client`: typed HTTP clients for the mpd orchestrator and worker APIs.
+ *
+ * ```ts
+ * import { createOrchestratorClient } from '@mpd/client';
+ *
+ * const orchestrator = createOrchestratorClient({ baseUrl: 'http://127.0.0.1:8080' });
+ * const health = await orchestrator.health.get();
+ * if (health.status === 200) console.log(`${health.body.availableWorkers} workers available`);
+ * const workers = await orchestrator.workers.list();
+ * ```
+ */
+export { createOrchestratorClient, createWorkerClient } from './clients.js';
+export type { OrchestratorClient, WorkerClient } from './clients.js';
+export type { ClientOptions } from './client-options.js';
+export { MpdClientError } from './errors.js';
+export type { MpdClientErrorCode } from './errors.js';

@@ -1,0 +1,66 @@
+import { z } from 'zod';
+import { parseTimeSpan } from './time-span.js';
+
+/** An ISO-8601 timestamp with a `Z` or an offset, e.g. `2025-09-30T10:00:00Z`. */
+export const isoDateTimeSchema = z
+  .string()
+  .datetime({ offset: true, message: 'must be an ISO-8601 timestamp such as 2025-09-30T10:00:00Z' });
+
+/** A .NET TimeSpan string such as `"00:02:30"` or `"1.02:03:04.5"` (see {@link parseTimeSpan}). */
+export const timeSpanSchema = z
+  .string()
+  .refine((value) => parseTimeSpan(value) !== undefined, {
+    message: 'must be a TimeSpan such as 00:02:30 or 1.02:03:04.5',
+  });
+
+/** A non-negative TimeSpan, for durations and timeouts. */
+export const durationSchema = timeSpanSchema.refine((value) => (parseTimeSpan(value) ?? -1) >= 0, {
+  message: 'must not be negative',
+});
+
+/** Identifiers (worker ids, execution ids): printable, no whitespace, bounded. */
+export const identifierSchema = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(256, 'must be at most 256 characters')
+  .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
+
+/** One problem in a request, with the dotted path of the field it concerns. */
+export const fieldIssueSchema = z.object({
+  /** Where the problem is, e.g. `body.workerNode.capabilities.maxParallelModules`. */
+  field: z.string(),
+  message: z.string(),
+});
+export type FieldIssue = z.infer<typeof fieldIssueSchema>;
+
+/** Machine-readable error codes used across both APIs. */
+export const errorCodeSchema = z.enum([
+  'ValidationFailed',
+  'MalformedJson',
+  'WorkerNotFound',
+  'ExecutionNotFound',
+  'ModuleNotFound',
+  'WorkerAtCapacity',
+  'WorkerDraining',
+  'RouteNotFound',
+  'InternalError',
+]);
+export type ErrorCode = z.infer<typeof errorCodeSchema>;
+
+/**
+ * The error body every route answers with on 4xx/5xx (the spec's
+ * `{ "success": false, "errorMessage": "..." }`, with a code and field issues added).
+ */
+export const errorBodySchema = z.object({
+  success: z.literal(false),
+  errorMessage: z.string(),
+  code: errorCodeSchema.optional(),
+  issues: z.array(fieldIssueSchema).optional(),
+});
+export type ErrorBody = z.infer<typeof errorBodySchema>;
+
+/** Responses every route may give: a malformed request, and an unexpected failure. */
+export const commonResponses = {
+  400: errorBodySchema,
+  500: errorBodySchema,
+} as const;

@@ -1,0 +1,68 @@
+import { z } from 'zod';
+import { durationSchema, identifierSchema, isoDateTimeSchema } from './common.schema.js';
+
+const moduleNameSchema = z.string().min(1, 'must not be empty').max(512);
+
+export const executeModuleRequestSchema = z.object({
+  executionId: identifierSchema,
+  /** The module's parameters as JSON text. */
+  serializedModule: z.string(),
+  /** The module's name in the pipeline. */
+  moduleTypeName: moduleNameSchema,
+  /** Results of the module's dependencies, keyed by module name, each as JSON text. */
+  dependencyResults: z.record(moduleNameSchema, z.string()).default({}),
+  environmentVariables: z.record(z.string().min(1).max(1024), z.string()).default({}),
+  workingDirectory: z.string().max(4096).optional(),
+  /** How long the module may run (TimeSpan). The worker's default applies when absent. */
+  timeout: durationSchema.optional(),
+  timestamp: isoDateTimeSchema.optional(),
+});
+export type ExecuteModuleRequest = z.input<typeof executeModuleRequestSchema>;
+
+/** Why an execution did not succeed (an mpd addition to the spec's failure body). */
+export const failureKindSchema = z.enum(['Error', 'Cancelled', 'TimedOut']);
+export type FailureKind = z.infer<typeof failureKindSchema>;
+
+const executionTimesSchema = z.object({
+  executionId: identifierSchema,
+  duration: durationSchema,
+  startTime: isoDateTimeSchema,
+  endTime: isoDateTimeSchema,
+  workerId: identifierSchema,
+});
+
+export const executeModuleSuccessSchema = executionTimesSchema.extend({
+  success: z.literal(true),
+  /** The module's result as JSON text (`"null"` for a module that returns nothing). */
+  serializedResult: z.string(),
+});
+export type ExecuteModuleSuccess = z.infer<typeof executeModuleSuccessSchema>;
+
+export const executeModuleFailureSchema = executionTimesSchema.extend({
+  success: z.literal(false),
+  errorMessage: z.string(),
+  exceptionType: z.string(),
+  stackTrace: z.string().nullable(),
+  failureKind: failureKindSchema.optional(),
+});
+export type ExecuteModuleFailure = z.infer<typeof executeModuleFailureSchema>;
+
+export type ExecuteModuleResponse = ExecuteModuleSuccess | ExecuteModuleFailure;
+
+export const cancelExecutionRequestSchema = z.object({
+  executionId: identifierSchema,
+  reason: z.string().max(4096).optional(),
+  timestamp: isoDateTimeSchema.optional(),
+});
+export type CancelExecutionRequest = z.infer<typeof cancelExecutionRequestSchema>;
+
+export const cancelExecutionResponseSchema = z.object({ success: z.literal(true) });
+export type CancelExecutionResponse = z.infer<typeof cancelExecutionResponseSchema>;
+
+export const workerHealthSchema = z.object({
+  status: z.literal('healthy'),
+  currentLoad: z.number().int().min(0),
+  maxLoad: z.number().int().min(1),
+  timestamp: isoDateTimeSchema,
+});
+export type WorkerHealth = z.infer<typeof workerHealthSchema>;

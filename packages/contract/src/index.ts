@@ -1,0 +1,79 @@
+/**
+ * `@mpd/contract`: the HTTP API of mpd, defined once with ts-rest and zod.
+ *
+ * ```ts
+ * import { initClient } from '@ts-rest/core';
+ * import { orchestratorContract } from '@mpd/contract';
+ *
+ * const api = initClient(orchestratorContract, { baseUrl: 'http://127.0.0.1:8080' });
+ * const { status, body } = await api.workers.list();
+ * ```
+ *
+ * Most services should use `@mpd/client`, which wraps these contracts with
+ * sensible timeouts.
+ */
+export { orchestratorContract, workersContract, orchestratorHealthContract } from './orchestrator.contract.js';
+export type { OrchestratorContract } from './orchestrator.contract.js';
+export { workerContract, executionContract, workerHealthContract } from './worker.contract.js';
+export type { WorkerContract } from './worker.contract.js';
+export {
+  commonResponses,
+  durationSchema,
+  errorBodySchema,
+  errorCodeSchema,
+  fieldIssueSchema,
+  identifierSchema,
+  isoDateTimeSchema,
+  timeSpanSchema,
+} from './common.schema.js';
+export type { ErrorBody, ErrorCode, FieldIssue } from './common.schema.js';
+export {
+  heartbeatRequestSchema,
+  heartbeatResponseSchema,
+  httpUrlSchema,
+  loadedPipelineSchema,
+  orchestratorHealthSchema,
+  registerWorkerRequestSchema,
+  registerWorkerResponseSchema,
+  unregisterWorkerResponseSchema,
+  workerCapabilitiesSchema,
+  workerListSchema,
+  workerNodeRegistrationSchema,
+  workerNodeSchema,
+  workerStatusSchema,
+} from './workers.schema.js';
+export type {
+  HeartbeatRequest,
+  HeartbeatResponse,
+  LoadedPipeline,
+  OrchestratorHealth,
+  RegisterWorkerRequest,
+  RegisterWorkerResponse,
+  UnregisterWorkerResponse,
+  WorkerCapabilities,
+  WorkerNode,
+  WorkerNodeRegistration,
+  WorkerStatus,
+} from './workers.schema.js';
+export {
+  cancelExecutionRequestSchema,
+  cancelExecutionResponseSchema,
+  executeModuleFailureSchema,
+  executeModuleRequestSchema,
+  executeModuleSuccessSchema,
+  failureKindSchema,
+  workerHealthSchema,
+} from './execution.schema.js';
+export type {
+  CancelExecutionRequest,
+  CancelExecutionResponse,
+  ExecuteModuleFailure,
+  ExecuteModuleRequest,
+  ExecuteModuleResponse,
+  ExecuteModuleSuccess,
+  FailureKind,
+  WorkerHealth,
+} from './execution.schema.js';
+export { formatTimeSpan, parseTimeSpan } from './time-span.js';
+export { describeFieldIssues, toFieldIssues } from './validation.js';
+export { orchestratorOpenApi, workerOpenApi } from './openapi.js';

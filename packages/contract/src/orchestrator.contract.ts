@@ -1,0 +1,62 @@
+import { initContract } from '@ts-rest/core';
+import { z } from 'zod';
+import { commonResponses, errorBodySchema, identifierSchema } from './common.schema.js';
+import {
+  heartbeatRequestSchema,
+  heartbeatResponseSchema,
+  orchestratorHealthSchema,
+  registerWorkerRequestSchema,
+  registerWorkerResponseSchema,
+  unregisterWorkerResponseSchema,
+  workerListSchema,
+} from './workers.schema.js';
+
+const c = initContract();
+
+/** `/api/workers`: registration, heartbeats and the registry. */
+export const workersContract = c.router({
+  register: {
+    method: 'POST',
+    path: '/api/workers/register',
+    summary: 'Register a worker (idempotent for the same id)',
+    body: registerWorkerRequestSchema,
+    responses: { 200: registerWorkerResponseSchema },
+  },
+  heartbeat: {
+    method: 'POST',
+    path: '/api/workers/heartbeat',
+    summary: "Report a worker's liveness and load; 404 tells an unknown worker to register again",
+    body: heartbeatRequestSchema,
+    responses: { 200: heartbeatResponseSchema, 404: errorBodySchema },
+  },
+  list: {
+    method: 'GET',
+    path: '/api/workers',
+    summary: 'List registered workers with their status',
+    responses: { 200: workerListSchema },
+  },
+  unregister: {
+    method: 'DELETE',
+    path: '/api/workers/:workerId',
+    summary: 'Unregister a worker',
+    pathParams: z.object({ workerId: identifierSchema }),
+    body: c.noBody(),
+    responses: { 200: unregisterWorkerResponseSchema, 404: errorBodySchema },
+  },
+});
+
+export const orchestratorHealthContract = c.router({
+  get: {
+    method: 'GET',
+    path: '/api/health',
+    summary: 'Orchestrator health and the number of available workers',
+    responses: { 200: orchestratorHealthSchema },
+  },
+});
+
+/** The orchestrator's HTTP API. */
+export const orchestratorContract = c.router(
+  { workers: workersContract, health: orchestratorHealthContract },
+  { strictStatusCodes: true, commonResponses },
+);
+export type OrchestratorContract = typeof orchestratorContract;

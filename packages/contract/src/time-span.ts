@@ -1,0 +1,63 @@
+/**
+ * .NET `TimeSpan` strings, as the spec carries durations and timeouts:
+ * `[-][d.]hh:mm:ss[.fffffff]` (the invariant "c" format), e.g. `"00:02:30"`,
+ * `"01:00:00"`, `"1.02:03:04.5000000"`.
+ */
+
+const TIME_SPAN = /^(-)?(?:(\d+)\.)?(\d{1,2}):(\d{1,2}):(\d{1,2})(?:\.(\d{1,7}))?$/;
+
+const MS_PER_SECOND = 1000;
+const MS_PER_MINUTE = 60 * MS_PER_SECOND;
+const MS_PER_HOUR = 60 * MS_PER_MINUTE;
+const MS_PER_DAY = 24 * MS_PER_HOUR;
+
+/**
+ * Parses a .NET TimeSpan string into milliseconds (fractions below a millisecond
+ * are kept as a fractional number). Returns `undefined` when the text is not a
+ * TimeSpan or a component is out of range (hours > 23, minutes or seconds > 59).
+ */
+export function parseTimeSpan(text: string): number | undefined {
+  const match = TIME_SPAN.exec(text);
+  if (!match) return undefined;
+  const [, sign, days = '0', hours = '0', minutes = '0', seconds = '0', fraction = ''] = match;
+  const h = Number(hours);
+  const m = Number(minutes);
+  const s = Number(seconds);
+  if (h > 23 || m > 59 || s > 59) return undefined;
+  const ms =
+    Number(days) * MS_PER_DAY +
+    h * MS_PER_HOUR +
+    m * MS_PER_MINUTE +
+    s * MS_PER_SECOND +
+    (fraction ? Number(`0.${fraction}`) * MS_PER_SECOND : 0);
+  return sign ? -ms : ms;
+}
+
+const pad2 = (n: number): string => String(n).padStart(2, '0');
+
+/**
+ * Formats milliseconds as a .NET TimeSpan string in the invariant "c" format:
+ * days only when non-zero, a seven-digit fraction only when non-zero.
+ * `formatTimeSpan(150_000) === "00:02:30"`, `formatTimeSpan(93_784_500) === "1.02:03:04.5000000"`.
+ */
+export function formatTimeSpan(milliseconds: number): string {
+  if (!Number.isFinite(milliseconds)) {
+    throw new RangeError(`formatTimeSpan: expected a finite number of milliseconds, got ${milliseconds}`);
+  }
+  const sign = milliseconds < 0 ? '-' : '';
+  // Work in ticks (100 ns), the unit .NET uses, so fractions round the same way.
+  let ticks = Math.round(Math.abs(milliseconds) * 10_000);
+  const ticksPerSecond = 10_000_000;
+  const fractionTicks = ticks % ticksPerSecond;
+  let totalSeconds = (ticks - fractionTicks) / ticksPerSecond;
+  const seconds = totalSeconds % 60;
+  totalSeconds = (totalSeconds - seconds) / 60;
+  const minutes = totalSeconds % 60;
+  totalSeconds = (totalSeconds - minutes) / 60;
+  const hours = totalSeconds % 24;
+  const days = (totalSeconds - hours) / 24;
+  ticks = fractionTicks;
+  const dayPart = days > 0 ? `${days}.` : '';
+  const fractionPart = ticks > 0 ? `.${String(ticks).padStart(7, '0')}` : '';
+  return `${sign}${dayPart}${pad2(hours)}:${pad2(minutes)}:${pad2(seconds)}${fractionPart}`;
+}

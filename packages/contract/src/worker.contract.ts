@@ -1,0 +1,55 @@
+import { initContract } from '@ts-rest/core';
+import { commonResponses, errorBodySchema } from './common.schema.js';
+import {
+  cancelExecutionRequestSchema,
+  cancelExecutionResponseSchema,
+  executeModuleFailureSchema,
+  executeModuleRequestSchema,
+  executeModuleSuccessSchema,
+  workerHealthSchema,
+} from './execution.schema.js';
+
+const c = initContract();
+
+/** `/api/execution`: running and cancelling modules. */
+export const executionContract = c.router({
+  execute: {
+    method: 'POST',
+    path: '/api/execution/execute',
+    summary:
+      'Run a module and answer when it ends: 200 on success, 500 with the failure. Sending the same executionId again joins the running execution instead of starting another.',
+    body: executeModuleRequestSchema,
+    responses: {
+      200: executeModuleSuccessSchema,
+      404: errorBodySchema,
+      /** Every slot is taken: try again later or on another worker (`Retry-After` says when). */
+      429: errorBodySchema,
+      500: executeModuleFailureSchema.or(errorBodySchema),
+      /** The worker is draining or shutting down and takes no new modules. */
+      503: errorBodySchema,
+    },
+  },
+  cancel: {
+    method: 'POST',
+    path: '/api/execution/cancel',
+    summary: 'Cancel a running execution; its execute call then answers success: false',
+    body: cancelExecutionRequestSchema,
+    responses: { 200: cancelExecutionResponseSchema, 404: errorBodySchema },
+  },
+});
+
+export const workerHealthContract = c.router({
+  get: {
+    method: 'GET',
+    path: '/api/health',
+    summary: "Worker health and load",
+    responses: { 200: workerHealthSchema },
+  },
+});
+
+/** The worker's HTTP API. */
+export const workerContract = c.router(
+  { execution: executionContract, health: workerHealthContract },
+  { strictStatusCodes: true, commonResponses },
+);
+export type WorkerContract = typeof workerContract;

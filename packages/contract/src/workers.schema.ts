@@ -1,0 +1,91 @@
+import { z } from 'zod';
+import { identifierSchema, isoDateTimeSchema } from './common.schema.js';
+
+export const workerStatusSchema = z.enum(['Available', 'Busy', 'Draining', 'Offline']);
+export type WorkerStatus = z.infer<typeof workerStatusSchema>;
+
+const nameSchema = z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters');
+
+export const workerCapabilitiesSchema = z.object({
+  /** Operating system, e.g. `linux`, `windows`, `macos`. */
+  os: nameSchema,
+  installedTools: z.array(nameSchema).max(256),
+  maxParallelModules: z.number().int().min(1).max(1024),
+  tags: z.array(nameSchema).max(256),
+});
+export type WorkerCapabilities = z.infer<typeof workerCapabilitiesSchema>;
+
+/** Which pipeline a worker has loaded (an mpd addition; absent for a worker without one). */
+export const loadedPipelineSchema = z.object({
+  name: nameSchema,
+  /** Hash of the pipeline's module definitions: workers with equal fingerprints run the same code. */
+  fingerprint: z.string().min(1).max(128),
+  modules: z.array(nameSchema).max(10_000),
+});
+export type LoadedPipeline = z.infer<typeof loadedPipelineSchema>;
+
+export const httpUrlSchema = z
+  .string()
+  .max(2048)
+  .url('must be a URL such as http://worker1:9000')
+  .refine((value) => /^https?:\/\//i.test(value), { message: 'must be an http:// or https:// URL' });
+
+export const workerNodeSchema = z.object({
+  id: identifierSchema,
+  endpoint: httpUrlSchema,
+  capabilities: workerCapabilitiesSchema,
+  lastHeartbeat: isoDateTimeSchema,
+  currentLoad: z.number().int().min(0),
+  status: workerStatusSchema,
+  pipeline: loadedPipelineSchema.nullish(),
+});
+export type WorkerNode = z.infer<typeof workerNodeSchema>;
+
+/**
+ * The node a worker registers. The orchestrator owns `lastHeartbeat`, `currentLoad` and
+ * `status` after registration, so a registration may leave them out.
+ */
+export const workerNodeRegistrationSchema = workerNodeSchema.extend({
+  lastHeartbeat: isoDateTimeSchema.optional(),
+  currentLoad: z.number().int().min(0).optional(),
+  status: workerStatusSchema.optional(),
+});
+export type WorkerNodeRegistration = z.infer<typeof workerNodeRegistrationSchema>;
+
+export const registerWorkerRequestSchema = z.object({
+  workerNode: workerNodeRegistrationSchema,
+  timestamp: isoDateTimeSchema.optional(),
+});
+export type RegisterWorkerRequest = z.infer<typeof registerWorkerRequestSchema>;
+
+export const registerWorkerResponseSchema = z.object({
+  success: z.literal(true),
+  workerId: identifierSchema,
+  heartbeatIntervalSeconds: z.number().positive(),
+});
+export type RegisterWorkerResponse = z.infer<typeof registerWorkerResponseSchema>;
+
+export const heartbeatRequestSchema = z.object({
+  workerId: identifierSchema,
+  currentLoad: z.number().int().min(0),
+  timestamp: isoDateTimeSchema.optional(),
+});
+export type HeartbeatRequest = z.infer<typeof heartbeatRequestSchema>;
+
+export const heartbeatResponseSchema = z.object({
+  acknowledged: z.literal(true),
+  shouldDrain: z.boolean(),
+});
+export type HeartbeatResponse = z.infer<typeof heartbeatResponseSchema>;
+
+export const workerListSchema = z.array(workerNodeSchema);
+
+export const unregisterWorkerResponseSchema = z.object({ success: z.literal(true) });
+export type UnregisterWorkerResponse = z.infer<typeof unregisterWorkerResponseSchema>;
+
+export const orchestratorHealthSchema = z.object({
+  status: z.literal('healthy'),
+  availableWorkers: z.number().int().min(0),
+  timestamp: isoDateTimeSchema,
+});
+export type OrchestratorHealth = z.infer<typeof orchestratorHealthSchema>;

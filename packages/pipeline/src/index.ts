@@ -1,0 +1,37 @@
+/**
+ * `@mpd/pipeline`: the pipeline authors' API of mpd, shared by orchestrator and worker.
+ *
+ * ```ts
+ * import { defineModule, definePipeline } from '@mpd/pipeline';
+ *
+ * const restore = defineModule({ name: 'restore', run: async () => ({ packages: 12 }) });
+ * const build = defineModule({
+ *   name: 'build',
+ *   dependsOn: [restore],
+ *   run: async (ctx) => {
+ *     ctx.logger.info('building', { packages: ctx.results.restore.packages });
+ *     return { artifact: 'dist/app.tgz' };
+ *   },
+ * });
+ *
+ * export default definePipeline({ name: 'ci', modules: [restore, build] });
+ * ```
+ */
+export { defineModule, dependencyName, isModule, DEFAULT_MODULE_TIMEOUT_MS } from './module.js';
+export type {
+  AnyModule,
+  Dependency,
+  DependencyName,
+  DependencyResults,
+  JsonValue,
+  ModuleContext,
+  ModuleDefinition,
+  ModuleLogger,
+  ModuleOptions,
+  ModuleResult,
+} from './module.js';
+export { definePipeline, isPipeline } from './pipeline.js';
+export type { Pipeline, PipelineOptions } from './pipeline.js';
+export { loadPipelineFile } from './load.js';
+export { PipelineDefinitionError, PipelineLoadError } from './errors.js';
+export type { PipelineDefinitionErrorCode, PipelineLoadErrorCode } from './errors.js';

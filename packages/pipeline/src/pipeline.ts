@@ -1,0 +1,151 @@
+import { createHash } from 'node:crypto';
+import { PipelineDefinitionError } from './errors.js';
+import { type AnyModule, dependencyName, isModule } from './module.js';
+
+const PIPELINE_BRAND = Symbol.for('@mpd/pipeline.pipeline');
+
+/** Options of {@link definePipeline}. */
+export interface PipelineOptions {
+  /** The pipeline's name, shown in summaries and advertised by workers. */
+  name: string;
+  /** Every module of the pipeline; each module's dependencies must be among them. */
+  modules: readonly AnyModule[];
+}
+
+/** A validated pipeline, as returned by {@link definePipeline}. */
+export interface Pipeline {
+  readonly [PIPELINE_BRAND]: true;
+  readonly name: string;
+  /** Modules by name. */
+  readonly modules: ReadonlyMap<string, AnyModule>;
+  /** Module names in a dependency order (each after all it depends on). */
+  readonly order: readonly string[];
+  /** Names of each module's dependencies. */
+  readonly dependencies: ReadonlyMap<string, readonly string[]>;
+  /** Names of the modules that depend on each module. */
+  readonly dependants: ReadonlyMap<string, readonly string[]>;
+  /**
+   * A hash of the module definitions (names, dependencies, parameters, timeouts and code):
+   * an orchestrator only sends modules to workers whose fingerprint equals its own.
+   */
+  readonly fingerprint: string;
+}
+
+/**
+ * Defines a pipeline: a DAG of modules. Refuses duplicate names, dependencies that are not
+ * in `modules`, and dependency cycles, each with an error naming the modules concerned.
+ *
+ * ```ts
+ * export default definePipeline({ name: 'ci', modules: [restore, build, test] });
+ * ```
+ */
+export function definePipeline(options: PipelineOptions): Pipeline {
+  if (typeof options !== 'object' || options === null) {
+    throw new PipelineDefinitionError('InvalidPipeline', 'definePipeline: expected an options object');
+  }
+  const { name } = options;
+  if (typeof name !== 'string' || name.trim() === '' || name.length > 128) {
+    throw new PipelineDefinitionError('InvalidPipeline', 'definePipeline: name must be a non-empty string of at most 128 characters');
+  }
+  if (!Array.isArray(options.modules) || options.modules.length === 0) {
+    throw new PipelineDefinitionError('InvalidPipeline', `Pipeline '${name}': modules must be a non-empty array`);
+  }
+
+  const modules = new Map<string, AnyModule>();
+  options.modules.forEach((module, index) => {
+    if (!isModule(module)) {
+      throw new PipelineDefinitionError(
+        'InvalidModule',
+        `Pipeline '${name}': modules[${index}] is not a module made by defineModule`,
+      );
+    }
+    if (modules.has(module.name)) {
+      throw new PipelineDefinitionError('DuplicateModule', `Pipeline '${name}': two modules are named '${module.name}'`);
+    }
+    modules.set(module.name, module);
+  });
+
+  const dependencies = new Map<string, readonly string[]>();
+  for (const module of modules.values()) {
+    const names = [...new Set(module.dependsOn.map(dependencyName))];
+    for (const dependency of names) {
+      if (!modules.has(dependency)) {
+        throw new PipelineDefinitionError(
+          'MissingDependency',
+          `Pipeline '${name}': module '${module.name}' depends on '${dependency}', which is not in the pipeline's modules`,
+        );
+      }
+    }
+    dependencies.set(module.name, names);
+  }
+
+  const order = topologicalOrder(name, modules, dependencies);
+  const dependants = new Map<string, string[]>(order.map((key) => [key, []]));
+  for (const moduleName of order) {
+    for (const dependency of dependencies.get(moduleName)!) dependants.get(dependency)!.push(moduleName);
+  }
+  const pipeline: Pipeline = {
+    [PIPELINE_BRAND]: true,
+    name,
+    modules,
+    order,
+    dependencies,
+    dependants,
+    fingerprint: fingerprintOf(name, order, modules, dependencies),
+  };
+  return Object.freeze(pipeline);
+}
+
+/** True for a value made by {@link definePipeline} (in any copy of this package). */
+export function isPipeline(value: unknown): value is Pipeline {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[PIPELINE_BRAND] === true;
+}
+
+function topologicalOrder(
+  pipelineName: string,
+  modules: ReadonlyMap<string, AnyModule>,
+  dependencies: ReadonlyMap<string, readonly string[]>,
+): string[] {
+  const order: string[] = [];
+  const state = new Map<string, 'visiting' | 'done'>();
+  const visit = (name: string, path: string[]): void => {
+    const current = state.get(name);
+    if (current === 'done') return;
+    if (current === 'visiting') {
+      const cycle = [...path.slice(path.indexOf(name)), name];
+      throw new PipelineDefinitionError(
+        'DependencyCycle',
+        `Pipeline '${pipelineName}': dependency cycle ${cycle.map((part) => `'${part}'`).join(' -> ')}`,
+      );
+    }
+    state.set(name, 'visiting');
+    for (const dependency of dependencies.get(name) ?? []) visit(dependency, [...path, name]);
+    state.set(name, 'done');
+    order.push(name);
+  };
+  for (const name of modules.keys()) visit(name, []);
+  return order;
+}
+
+function fingerprintOf(
+  name: string,
+  order: readonly string[],
+  modules: ReadonlyMap<string, AnyModule>,
+  dependencies: ReadonlyMap<string, readonly string[]>,
+): string {
+  const hash = createHash('sha256');
+  hash.update(JSON.stringify({ name }));
+  for (const moduleName of [...order].sort()) {
+    const module = modules.get(moduleName)!;
+    hash.update(
+      JSON.stringify({
+        name: moduleName,
+        dependsOn: [...(dependencies.get(moduleName) ?? [])].sort(),
+        params: module.params ?? null,
+        timeoutMs: module.timeoutMs ?? null,
+        run: module.run.toString(),
+      }),
+    );
+  }
+  return `sha256:${hash.digest('hex')}`;
+}

@@ -1,0 +1,179 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type OrchestratorClient, MpdClientError } from '@mpd/client';
+import type { WorkerNodeRegistration } from '@mpd/contract';
+import type { Logger } from 'pino';
+import { backoffDelay } from './backoff.js';
+
+/** Where the link to the orchestrator stands (Temporal-style explicit lifecycle). */
+export type LinkState =
+  | { status: 'idle' }
+  | { status: 'registering'; attempt: number; lastError?: string }
+  | { status: 'registered'; heartbeatIntervalMs: number; consecutiveFailures: number; lastError?: string }
+  | { status: 'stopping' }
+  | { status: 'stopped' };
+
+export interface OrchestratorLinkOptions {
+  client: OrchestratorClient;
+  /** The node to register; called before every registration so it is current. */
+  node: () => WorkerNodeRegistration;
+  /** The load reported in each heartbeat. */
+  currentLoad: () => number;
+  logger: Logger;
+  /** Called when a heartbeat answer says `shouldDrain: true`. */
+  onDrainRequested?: () => void;
+  /**
+   * First retry delay while the orchestrator cannot be reached (ms); doubles up to `maxBackoffMs`.
+   * @default 500
+   */
+  initialBackoffMs?: number;
+  /** @default 30_000 */
+  maxBackoffMs?: number;
+}
+
+/**
+ * Keeps a worker registered with the orchestrator: registers (retrying with backoff while the
+ * orchestrator is down), sends heartbeats at the interval the orchestrator returned, registers
+ * again when a heartbeat answers 404 (the orchestrator restarted or declared it lost), and
+ * unregisters on {@link OrchestratorLink.stop}.
+ */
+export class OrchestratorLink {
+  private current: LinkState = { status: 'idle' };
+  private readonly stopController = new AbortController();
+  private loop: Promise<void> | undefined;
+  private readonly registeredWaiters = new Set<() => void>();
+
+  constructor(private readonly options: OrchestratorLinkOptions) {}
+
+  get state(): LinkState {
+    return this.current;
+  }
+
+  start(): void {
+    if (this.loop) return;
+    this.loop = this.run().catch((error: unknown) => {
+      if (!this.stopController.signal.aborted) this.options.logger.error({ err: error }, 'orchestrator link stopped unexpectedly');
+    });
+  }
+
+  /** Resolves once the worker is registered (at once if it is). */
+  registered(): Promise<void> {
+    if (this.current.status === 'registered') return Promise.resolve();
+    return new Promise((resolve) => this.registeredWaiters.add(resolve));
+  }
+
+  /** Stops heartbeats and unregisters (best effort: a down orchestrator will expire the worker). */
+  async stop(): Promise<void> {
+    if (this.current.status === 'stopped' || this.current.status === 'stopping') return;
+    const wasRegistered = this.current.status === 'registered';
+    this.current = { status: 'stopping' };
+    this.stopController.abort();
+    await this.loop;
+    if (wasRegistered) {
+      const workerId = this.options.node().id;
+      try {
+        await this.options.client.workers.unregister({ params: { workerId }, fetchOptions: { signal: AbortSignal.timeout(5_000) } });
+        this.options.logger.info('unregistered from the orchestrator');
+      } catch (error) {
+        this.options.logger.warn({ err: describe(error) }, 'could not unregister; the orchestrator will expire this worker');
+      }
+    }
+    this.current = { status: 'stopped' };
+  }
+
+  private async run(): Promise<void> {
+    const signal = this.stopController.signal;
+    while (!signal.aborted) {
+      const intervalMs = await this.register(signal);
+      if (intervalMs === undefined) return;
+      await this.heartbeatUntilLost(intervalMs, signal);
+    }
+  }
+
+  /** Registers, retrying with backoff; undefined when stopped first. */
+  private async register(signal: AbortSignal): Promise<number | undefined> {
+    const { client, logger } = this.options;
+    for (let attempt = 0; !signal.aborted; attempt++) {
+      this.current = { status: 'registering', attempt, ...(this.lastError ? { lastError: this.lastError } : {}) };
+      try {
+        const node = this.options.node();
+        const response = await client.workers.register({
+          body: { workerNode: { ...node, currentLoad: this.options.currentLoad() }, timestamp: new Date().toISOString() },
+          fetchOptions: { signal },
+        });
+        if (response.status === 200) {
+          const heartbeatIntervalMs = response.body.heartbeatIntervalSeconds * 1000;
+          this.lastError = undefined;
+          this.current = { status: 'registered', heartbeatIntervalMs, consecutiveFailures: 0 };
+          logger.info({ workerId: response.body.workerId, heartbeatIntervalMs }, 'registered with the orchestrator');
+          for (const resolve of this.registeredWaiters) resolve();
+          this.registeredWaiters.clear();
+          return heartbeatIntervalMs;
+        }
+        this.lastError = `register answered ${response.status}: ${JSON.stringify(response.body)}`;
+      } catch (error) {
+        if (signal.aborted) return undefined;
+        this.lastError = describe(error);
+      }
+      const delay = this.delay(attempt);
+      logger.warn({ attempt, retryInMs: delay, error: this.lastError }, 'registration failed; retrying');
+      if (!(await pause(delay, signal))) return undefined;
+    }
+    return undefined;
+  }
+
+  /** Sends heartbeats until the orchestrator no longer knows this worker (404) or the link stops. */
+  private async heartbeatUntilLost(intervalMs: number, signal: AbortSignal): Promise<void> {
+    const { client, logger } = this.options;
+    let failures = 0;
+    let wait = intervalMs;
+    while (await pause(wait, signal)) {
+      try {
+        const response = await client.workers.heartbeat({
+          body: { workerId: this.options.node().id, currentLoad: this.options.currentLoad(), timestamp: new Date().toISOString() },
+          fetchOptions: { signal },
+        });
+        if (response.status === 404) {
+          logger.warn('the orchestrator does not know this worker (restarted or expired it); registering again');
+          return;
+        }
+        if (response.status === 200) {
+          if (failures > 0) logger.info({ failures }, 'heartbeats reach the orchestrator again');
+          failures = 0;
+          wait = intervalMs;
+          this.current = { status: 'registered', heartbeatIntervalMs: intervalMs, consecutiveFailures: 0 };
+          if (response.body.shouldDrain) this.options.onDrainRequested?.();
+          continue;
+        }
+        this.lastError = `heartbeat answered ${response.status}`;
+      } catch (error) {
+        if (signal.aborted) return;
+        this.lastError = describe(error);
+      }
+      wait = Math.min(intervalMs, this.delay(failures));
+      failures++;
+      this.current = { status: 'registered', heartbeatIntervalMs: intervalMs, consecutiveFailures: failures, lastError: this.lastError! };
+      logger.warn({ failures, retryInMs: wait, error: this.lastError }, 'heartbeat failed; retrying');
+    }
+  }
+
+  private lastError: string | undefined;
+
+  private delay(attempt: number): number {
+    return backoffDelay(attempt, this.options.initialBackoffMs ?? 500, this.options.maxBackoffMs ?? 30_000);
+  }
+}
+
+/** Waits `ms`; false when `signal` aborted first. */
+async function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  try {
+    await sleep(ms, undefined, { signal });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function describe(error: unknown): string {
+  if (error instanceof MpdClientError) return `${error.code}: ${error.message}`;
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,240 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createWorkerClient, type WorkerClient } from '@mpd/client';
+import { executeModuleFailureSchema, parseTimeSpan } from '@mpd/contract';
+import { defineModule, definePipeline } from '@mpd/pipeline';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startWorker, type RunningWorker } from './server.js';
+
+let runs = 0;
+const restore = defineModule({ name: 'restore', run: () => ({ packages: 3 }) });
+const build = defineModule({
+  name: 'build',
+  dependsOn: [restore],
+  params: { configuration: 'Debug' },
+  run: (ctx) => ({
+    packages: ctx.results.restore.packages,
+    configuration: ctx.params.configuration,
+    buildNumber: ctx.env.BUILD_NUMBER ?? null,
+    workingDirectory: ctx.workingDirectory,
+    workerId: ctx.workerId,
+  }),
+});
+const counted = defineModule({
+  name: 'counted',
+  run: async (ctx) => {
+    runs++;
+    await sleep(300, undefined, { signal: ctx.signal });
+    return runs;
+  },
+});
+const wait = defineModule({
+  name: 'wait',
+  params: { ms: 10_000 },
+  run: async (ctx) => {
+    await sleep(ctx.params.ms, undefined, { signal: ctx.signal });
+    return 'waited';
+  },
+});
+let stubbornFinished = false;
+const stubborn = defineModule({
+  name: 'stubborn',
+  run: async () => {
+    await sleep(700); // ignores its signal
+    stubbornFinished = true;
+    return 'late';
+  },
+});
+class ImageBuildError extends Error {
+  override name = 'ImageBuildError';
+}
+const fails = defineModule({
+  name: 'fails',
+  run: () => {
+    throw new ImageBuildError('docker build exited with code 1');
+  },
+});
+const pipeline = definePipeline({ name: 'worker-spec', modules: [restore, build, counted, wait, stubborn, fails] });
+
+let worker: RunningWorker;
+let client: WorkerClient;
+
+const request = (executionId: string, moduleTypeName: string, extra: Record<string, unknown> = {}) => ({
+  executionId,
+  moduleTypeName,
+  serializedModule: '',
+  dependencyResults: {},
+  environmentVariables: {},
+  ...extra,
+});
+
+const post = (path: string, body: string, contentType = 'application/json') =>
+  fetch(`${worker.url}${path}`, { method: 'POST', headers: { 'content-type': contentType }, body });
+
+beforeAll(async () => {
+  worker = await startWorker({
+    port: 0,
+    host: '127.0.0.1',
+    id: 'worker-spec-1',
+    pipeline,
+    maxParallelModules: 2,
+    validateResponses: true,
+    logger: pino({ level: 'silent' }),
+    shutdownGraceMs: 100,
+  });
+  client = createWorkerClient({ baseUrl: worker.url, validateResponse: true });
+});
+afterAll(async () => {
+  await client.close();
+  await worker.close();
+});
+
+describe('worker API', () => {
+  it('GET /api/health reports load and capacity', async () => {
+    const response = await client.health.get();
+    expect(response.status).toBe(200);
+    expect(response.body).toMatchObject({ status: 'healthy', currentLoad: 0, maxLoad: 2 });
+  });
+
+  it('executes a module with its dependency results, parameters and environment', async () => {
+    const response = await client.execution.execute({
+      body: request('exec-build-1', 'build', {
+        serializedModule: JSON.stringify({ configuration: 'Release' }),
+        dependencyResults: { restore: JSON.stringify({ packages: 7 }) },
+        environmentVariables: { BUILD_NUMBER: '42' },
+        workingDirectory: '/tmp/mpd-worker-spec',
+        timeout: '00:01:00',
+        timestamp: new Date().toISOString(),
+      }),
+    });
+    expect(response.status).toBe(200);
+    if (response.status !== 200) return;
+    expect(response.body).toMatchObject({ executionId: 'exec-build-1', success: true, workerId: 'worker-spec-1' });
+    expect(JSON.parse(response.body.serializedResult)).toEqual({
+      packages: 7,
+      configuration: 'Release',
+      buildNumber: '42',
+      workingDirectory: '/tmp/mpd-worker-spec',
+      workerId: 'worker-spec-1',
+    });
+    expect(parseTimeSpan(response.body.duration)).toBeGreaterThanOrEqual(0);
+    expect(Date.parse(response.body.endTime)).toBeGreaterThanOrEqual(Date.parse(response.body.startTime));
+  });
+
+  it('answers 500 with the failure: message, type, stack, times and worker', async () => {
+    const response = await client.execution.execute({ body: request('exec-fails-1', 'fails') });
+    expect(response.status).toBe(500);
+    const body = executeModuleFailureSchema.parse(response.body);
+    expect(body).toMatchObject({
+      executionId: 'exec-fails-1',
+      success: false,
+      errorMessage: 'docker build exited with code 1',
+      exceptionType: 'ImageBuildError',
+      failureKind: 'Error',
+      workerId: 'worker-spec-1',
+    });
+    expect(body.stackTrace).toContain('ImageBuildError: docker build exited with code 1');
+    expect(parseTimeSpan(body.duration)).toBeGreaterThanOrEqual(0);
+  });
+
+  it("enforces the request's timeout through the module's signal", async () => {
+    const started = Date.now();
+    const response = await client.execution.execute({ body: request('exec-timeout-1', 'wait', { timeout: '00:00:00.2' }) });
+    expect(response.status).toBe(500);
+    expect(response.body).toMatchObject({ success: false, failureKind: 'TimedOut', exceptionType: 'ModuleTimeoutError' });
+    expect((response.body as { errorMessage: string }).errorMessage).toMatch(/timed out after 00:00:00.2/);
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
+  it('answers at the timeout even when the module ignores its signal, keeping the slot until it stops', async () => {
+    stubbornFinished = false;
+    const response = await client.execution.execute({ body: request('exec-stubborn-1', 'stubborn', { timeout: '00:00:00.1' }) });
+    expect(response.body).toMatchObject({ success: false, failureKind: 'TimedOut' });
+    expect(stubbornFinished).toBe(false);
+    expect((await client.health.get()).body).toMatchObject({ currentLoad: 1 });
+    await sleep(900);
+    expect(stubbornFinished).toBe(true);
+    expect((await client.health.get()).body).toMatchObject({ currentLoad: 0 });
+  });
+
+  it('cancel aborts the module; its execute call answers success: false', async () => {
+    const execution = client.execution.execute({ body: request('exec-cancel-1', 'wait') });
+    await sleep(100);
+    const cancel = await client.execution.cancel({ body: { executionId: 'exec-cancel-1', reason: 'Timeout exceeded' } });
+    expect(cancel).toMatchObject({ status: 200, body: { success: true } });
+    const response = await execution;
+    expect(response.status).toBe(500);
+    expect(response.body).toMatchObject({
+      success: false,
+      failureKind: 'Cancelled',
+      errorMessage: 'Execution cancelled: Timeout exceeded',
+    });
+  });
+
+  it('cancel of an unknown execution answers 404 as the spec shows', async () => {
+    const response = await client.execution.cancel({ body: { executionId: 'exec-nope' } });
+    expect(response.status).toBe(404);
+    expect(response.body).toMatchObject({ success: false, errorMessage: 'Execution not found' });
+  });
+
+  it('runs at most maxParallelModules at once; beyond that 429 with Retry-After', async () => {
+    const first = client.execution.execute({ body: request('exec-cap-1', 'wait', { serializedModule: '{"ms":400}' }) });
+    const second = client.execution.execute({ body: request('exec-cap-2', 'wait', { serializedModule: '{"ms":400}' }) });
+    await sleep(100);
+    const third = await post('/api/execution/execute', JSON.stringify(request('exec-cap-3', 'wait')));
+    expect(third.status).toBe(429);
+    expect(third.headers.get('retry-after')).toBe('1');
+    expect(await third.json()).toMatchObject({ success: false, code: 'WorkerAtCapacity' });
+    expect((await first).status).toBe(200);
+    expect((await second).status).toBe(200);
+  });
+
+  it('runs a module once when the same executionId arrives twice', async () => {
+    runs = 0;
+    const [one, two] = await Promise.all([
+      client.execution.execute({ body: request('exec-dup-1', 'counted') }),
+      sleep(50).then(() => client.execution.execute({ body: request('exec-dup-1', 'counted') })),
+    ]);
+    const again = await client.execution.execute({ body: request('exec-dup-1', 'counted') });
+    expect(runs).toBe(1);
+    expect(one).toMatchObject({ status: 200, body: { serializedResult: '1' } });
+    expect(two.body).toEqual(one.body);
+    expect(again.body).toEqual(one.body);
+  });
+
+  it('answers 404 for a module the pipeline does not have', async () => {
+    const response = await client.execution.execute({ body: request('exec-unknown-1', 'MyApp.Modules.BuildModule, MyApp') });
+    expect(response.status).toBe(404);
+    expect(response.body).toMatchObject({ code: 'ModuleNotFound' });
+    expect((response.body as { errorMessage: string }).errorMessage).toMatch(/not in pipeline 'worker-spec'/);
+  });
+
+  it.each([
+    ['a missing executionId', { ...request('x', 'build'), executionId: undefined }, 'body.executionId'],
+    ['a timeout that is not a TimeSpan', request('x', 'build', { timeout: '5 minutes' }), 'body.timeout'],
+    ['a dependency result that is not JSON', request('x', 'build', { dependencyResults: { restore: '{...}' } }), 'body.dependencyResults.restore'],
+    ['parameters that are not JSON', request('x', 'build', { serializedModule: '{...}' }), 'body.serializedModule'],
+  ])('answers 400 naming the field for %s', async (_case, body, field) => {
+    const response = await post('/api/execution/execute', JSON.stringify(body));
+    expect(response.status).toBe(400);
+    const error = (await response.json()) as { errorMessage: string; issues: { field: string }[] };
+    expect(error.issues[0]?.field).toBe(field);
+    expect(error.errorMessage).toContain(field);
+  });
+
+  it('answers 400 for malformed JSON and 404 JSON for unknown routes', async () => {
+    const malformed = await post('/api/execution/cancel', '{"executionId": ');
+    expect(malformed.status).toBe(400);
+    expect(await malformed.json()).toMatchObject({ success: false, code: 'MalformedJson' });
+    const unknown = await fetch(`${worker.url}/api/nothing-here`);
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toMatchObject({ success: false, code: 'RouteNotFound' });
+  });
+
+  it('serves its OpenAPI document and sends no X-Powered-By', async () => {
+    const response = await fetch(`${worker.url}/api/openapi.json`);
+    expect(response.headers.get('x-powered-by')).toBeNull();
+    const document = (await response.json()) as { paths: Record<string, unknown> };
+    expect(Object.keys(document.paths)).toContain('/api/execution/execute');
+  });
+});

@@ -1,0 +1,111 @@
+import { workerContract, workerOpenApi } from '@mpd/contract';
+import type { JsonValue } from '@mpd/pipeline';
+import { initServer, createExpressEndpoints } from '@ts-rest/express';
+import express, { type Application } from 'express';
+import type { Logger } from 'pino';
+import type { ModuleExecutor } from './executor/module-executor.js';
+import { errorBody, errorHandler, routeNotFound, validationErrorHandler } from './http-errors.js';
+
+export interface WorkerAppDeps {
+  executor: ModuleExecutor;
+  logger: Logger;
+  /**
+   * Largest accepted JSON body (the execute body carries dependency results).
+   * @default '100mb'
+   */
+  bodyLimit?: string;
+  /**
+   * Validate every response against the contract before sending it (tests turn it on).
+   * @default false
+   */
+  validateResponses?: boolean;
+}
+
+/** The worker's express app, with every route of `workerContract`. Does not listen. */
+export function createApp(deps: WorkerAppDeps): Application {
+  const { executor, logger } = deps;
+  const s = initServer();
+
+  const router = s.router(workerContract, {
+    execution: {
+      execute: async ({ body, res }) => {
+        let params: JsonValue | undefined;
+        if (body.serializedModule.trim() !== '') {
+          try {
+            params = JSON.parse(body.serializedModule) as JsonValue;
+          } catch {
+            const issues = [{ field: 'body.serializedModule', message: "must be the module's parameters as JSON text" }];
+            return { status: 400, body: errorBody('ValidationFailed', 'body.serializedModule: must be JSON text', issues) };
+          }
+        }
+        for (const [name, text] of Object.entries(body.dependencyResults)) {
+          if (!isJson(text)) {
+            const field = `body.dependencyResults.${name}`;
+            return {
+              status: 400,
+              body: errorBody('ValidationFailed', `${field}: must be JSON text`, [{ field, message: 'must be JSON text' }]),
+            };
+          }
+        }
+        const decision = executor.execute({ ...body, params });
+        switch (decision.kind) {
+          case 'started':
+          case 'joined':
+            return decision.outcome;
+          case 'busy':
+            res.setHeader('Retry-After', '1');
+            return {
+              status: 429,
+              body: errorBody(
+                'WorkerAtCapacity',
+                `Worker is running ${decision.load} of ${decision.maxParallelModules} modules; try again later or on another worker`,
+              ),
+            };
+          case 'draining':
+            return { status: 503, body: errorBody('WorkerDraining', 'Worker is draining and takes no new modules') };
+          case 'unknown-module':
+            return { status: 404, body: errorBody('ModuleNotFound', decision.message) };
+        }
+      },
+      cancel: async ({ body }) =>
+        executor.cancel(body.executionId, body.reason)
+          ? { status: 200, body: { success: true } }
+          : { status: 404, body: errorBody('ExecutionNotFound', 'Execution not found') },
+    },
+    health: {
+      get: async () => ({
+        status: 200,
+        body: {
+          status: 'healthy',
+          currentLoad: executor.load,
+          maxLoad: executor.maxParallelModules,
+          timestamp: new Date().toISOString(),
+        },
+      }),
+    },
+  });
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.use(express.json({ limit: deps.bodyLimit ?? '100mb' }));
+  const openApi = workerOpenApi();
+  app.get('/api/openapi.json', (_req, res) => {
+    res.json(openApi);
+  });
+  createExpressEndpoints(workerContract, router, app, {
+    responseValidation: deps.validateResponses ?? false,
+    requestValidationErrorHandler: validationErrorHandler,
+  });
+  app.use(routeNotFound);
+  app.use(errorHandler(logger));
+  return app;
+}
+
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
+}

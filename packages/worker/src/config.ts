@@ -1,0 +1,99 @@
+import { Command, Option } from 'commander';
+import { z } from 'zod';
+import { WorkerConfigError } from './errors.js';
+
+/** A flag, its environment variable, and how its text is validated. */
+interface Setting<T extends z.ZodTypeAny> {
+  flag: string;
+  env: string;
+  schema: T;
+}
+
+const integer = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, `must be an integer from ${min} to ${max}`)
+    .transform(Number)
+    .pipe(z.number().int().min(min, `must be an integer from ${min} to ${max}`).max(max, `must be an integer from ${min} to ${max}`));
+const list = z
+  .string()
+  .transform((text) => text.split(',').map((part) => part.trim()).filter(Boolean))
+  .pipe(z.array(z.string().regex(/^[\w.+-]{1,128}$/, 'must be a comma-separated list of names (letters, digits, . _ + -)')));
+const url = z
+  .string()
+  .trim()
+  .url('must be a URL such as http://127.0.0.1:8080')
+  .refine((value) => /^https?:\/\//i.test(value), 'must be an http:// or https:// URL');
+
+const settings = {
+  port: { flag: '--port', env: 'MPD_PORT', schema: integer(0, 65535) },
+  host: { flag: '--host', env: 'MPD_HOST', schema: z.string().trim().min(1, 'must not be empty') },
+  orchestrator: { flag: '--orchestrator', env: 'MPD_ORCHESTRATOR_URL', schema: url },
+  id: {
+    flag: '--id',
+    env: 'MPD_WORKER_ID',
+    schema: z.string().regex(/^[\x21-\x7e]{1,256}$/, 'must be 1-256 printable characters without spaces'),
+  },
+  endpoint: { flag: '--endpoint', env: 'MPD_ENDPOINT', schema: url },
+  tags: { flag: '--tags', env: 'MPD_TAGS', schema: list },
+  tools: { flag: '--tools', env: 'MPD_TOOLS', schema: list },
+  maxParallel: { flag: '--max-parallel', env: 'MPD_MAX_PARALLEL', schema: integer(1, 1024) },
+  pipeline: { flag: '--pipeline', env: 'MPD_PIPELINE', schema: z.string().trim().min(1, 'must be a file path') },
+  logLevel: {
+    flag: '--log-level',
+    env: 'MPD_LOG_LEVEL',
+    schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+      errorMap: () => ({ message: 'must be one of fatal, error, warn, info, debug, trace, silent' }),
+    }),
+  },
+} satisfies Record<string, Setting<z.ZodTypeAny>>;
+
+type Settings = typeof settings;
+/** The worker's validated command-line settings. */
+export type WorkerCliConfig = { port: number; host: string; logLevel: string } & {
+  [K in Exclude<keyof Settings, 'port' | 'host' | 'logLevel'>]?: z.output<Settings[K]['schema']>;
+};
+
+/** The `mpd-worker` command: flags with their environment variables and help. */
+export function workerCommand(): Command {
+  const option = (key: keyof Settings, argument: string, description: string, defaultValue?: string) => {
+    const { flag, env } = settings[key];
+    const result = new Option(`${flag} <${argument}>`, description).env(env);
+    return defaultValue === undefined ? result : result.default(defaultValue);
+  };
+  return new Command('mpd-worker')
+    .description('Run an mpd worker: it registers with the orchestrator and executes the pipeline modules it is sent.')
+    .addOption(option('port', 'port', 'port to listen on; 0 picks a free port', '9000'))
+    .addOption(option('host', 'address', 'address to listen on', '0.0.0.0'))
+    .addOption(option('orchestrator', 'url', 'orchestrator base URL to register with, e.g. http://127.0.0.1:8080'))
+    .addOption(option('id', 'id', 'worker id (default: worker-<hostname>-<random>)'))
+    .addOption(option('endpoint', 'url', 'URL the orchestrator calls this worker at (default: http://<hostname>:<port>)'))
+    .addOption(option('tags', 'list', 'comma-separated tags advertised to the orchestrator, e.g. gpu,high-memory'))
+    .addOption(option('tools', 'list', 'comma-separated tools advertised (default: known tools found on PATH)'))
+    .addOption(option('maxParallel', 'n', 'how many modules may run at once (default: number of CPUs)'))
+    .addOption(option('pipeline', 'file', 'pipeline file (ES module or .ts) whose modules this worker runs'))
+    .addOption(option('logLevel', 'level', 'log level: fatal, error, warn, info, debug, trace, silent', 'info'))
+    .showHelpAfterError()
+    .allowExcessArguments(false);
+}
+
+/**
+ * Validates the raw settings commander collected; throws {@link WorkerConfigError} naming
+ * the flag and environment variable of the first bad setting.
+ */
+export function parseWorkerConfig(raw: Record<string, unknown>): WorkerCliConfig {
+  const config: Record<string, unknown> = {};
+  for (const [key, setting] of Object.entries(settings) as [keyof Settings, Setting<z.ZodTypeAny>][]) {
+    const value = raw[key];
+    if (value === undefined) continue;
+    const parsed = setting.schema.safeParse(value);
+    if (!parsed.success) {
+      throw new WorkerConfigError(
+        `Invalid setting ${setting.flag} (${setting.env}): ${parsed.error.issues[0]?.message ?? 'invalid'}, got ${JSON.stringify(value)}`,
+      );
+    }
+    config[key] = parsed.data;
+  }
+  return config as WorkerCliConfig;
+}

@@ -1,0 +1,48 @@
+/** Codes of the errors the worker raises itself. */
+export type WorkerErrorCode =
+  /** A setting (flag or environment variable) has an invalid value. */
+  | 'InvalidSetting'
+  /** The module's timeout passed. */
+  | 'TimedOut'
+  /** The orchestrator (or a shutdown) cancelled the execution. */
+  | 'Cancelled'
+  /** The module's result cannot be sent as JSON. */
+  | 'ResultNotSerializable'
+  /** A dependency result sent with the request is not JSON. */
+  | 'InvalidDependencyResult';
+
+/** An error raised by the worker, with a machine-readable `code` and the original `cause`. */
+export class WorkerError extends Error {
+  override readonly name: string = 'WorkerError';
+  constructor(
+    readonly code: WorkerErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** The module ran past its timeout; its `signal` was aborted with this reason. */
+export class ModuleTimeoutError extends WorkerError {
+  override readonly name = 'ModuleTimeoutError';
+  constructor(message: string) {
+    super('TimedOut', message);
+  }
+}
+
+/** The execution was cancelled; its `signal` was aborted with this reason. */
+export class ExecutionCancelledError extends WorkerError {
+  override readonly name = 'ExecutionCancelledError';
+  constructor(message: string) {
+    super('Cancelled', message);
+  }
+}
+
+/** A setting has an invalid value; the message names the flag and the environment variable. */
+export class WorkerConfigError extends WorkerError {
+  override readonly name = 'WorkerConfigError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('InvalidSetting', message, options);
+  }
+}

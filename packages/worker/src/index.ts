@@ -1,0 +1,28 @@
+/**
+ * `@mpd/worker`: executes pipeline modules sent by the mpd orchestrator.
+ *
+ * ```ts
+ * import { loadPipelineFile } from '@mpd/pipeline';
+ * import { startWorker } from '@mpd/worker';
+ *
+ * const worker = await startWorker({
+ *   port: 0,
+ *   orchestratorUrl: 'http://127.0.0.1:8080',
+ *   pipeline: await loadPipelineFile('pipeline.ts'),
+ *   maxParallelModules: 4,
+ * });
+ * console.log(`worker ${worker.id} at ${worker.url}`);
+ * process.on('SIGTERM', () => void worker.close());
+ * ```
+ */
+export { startWorker } from './server.js';
+export type { RunningWorker } from './server.js';
+export { createApp } from './app.js';
+export type { WorkerAppDeps } from './app.js';
+export { ModuleExecutor } from './executor/module-executor.js';
+export type { ExecuteDecision, ExecutionOutcome, ExecutionRequest, ModuleExecutorOptions } from './executor/module-executor.js';
+export type { LinkState } from './agent/orchestrator-link.js';
+export type { WorkerOptions } from './worker-options.js';
+export { defaultWorkerId, detectTools, osName } from './capabilities.js';
+export { ExecutionCancelledError, ModuleTimeoutError, WorkerConfigError, WorkerError } from './errors.js';
+export type { WorkerErrorCode } from './errors.js';

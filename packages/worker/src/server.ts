@@ -1,0 +1,120 @@
+import { once } from 'node:events';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { availableParallelism, hostname } from 'node:os';
+import { createOrchestratorClient } from '@mpd/client';
+import type { WorkerNodeRegistration } from '@mpd/contract';
+import { DEFAULT_MODULE_TIMEOUT_MS } from '@mpd/pipeline';
+import pino from 'pino';
+import { OrchestratorLink, type LinkState } from './agent/orchestrator-link.js';
+import { createApp } from './app.js';
+import { defaultWorkerId, detectTools, osName } from './capabilities.js';
+import { ModuleExecutor } from './executor/module-executor.js';
+import type { WorkerOptions } from './worker-options.js';
+
+/** A started worker. */
+export interface RunningWorker {
+  readonly id: string;
+  /** The URL the server listens on (loopback when it listens on every address). */
+  readonly url: string;
+  /** The URL advertised to the orchestrator. */
+  readonly endpoint: string;
+  /** The link to the orchestrator, if one is configured. */
+  readonly link: { readonly state: LinkState; registered(): Promise<void> } | undefined;
+  /** Modules running now. */
+  readonly load: number;
+  /**
+   * Stops gracefully: takes no new modules, unregisters, lets running modules finish for
+   * `shutdownGraceMs`, cancels the rest, closes the server.
+   */
+  close(): Promise<void>;
+}
+
+/** Starts a worker: its HTTP server, and its registration with the orchestrator. */
+export async function startWorker(options: WorkerOptions = {}): Promise<RunningWorker> {
+  const logger = options.logger ?? pino({ level: 'info' }, pino.destination(2));
+  const id = options.id ?? defaultWorkerId();
+  const host = options.host ?? '0.0.0.0';
+  const maxParallelModules = options.maxParallelModules ?? availableParallelism();
+  const executor = new ModuleExecutor({
+    workerId: id,
+    pipeline: options.pipeline,
+    maxParallelModules,
+    defaultTimeoutMs: options.defaultTimeoutMs ?? DEFAULT_MODULE_TIMEOUT_MS,
+    workingDirectory: options.workingDirectory ?? process.cwd(),
+    completedRetentionMs: 10 * 60_000,
+    logger: logger.child({ workerId: id }),
+  });
+  const app = createApp({
+    executor,
+    logger,
+    ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}),
+    validateResponses: options.validateResponses ?? false,
+  });
+  const server: Server = app.listen(options.port ?? 9000, host);
+  await once(server, 'listening');
+  // Long-running executions answer late: let Node keep those requests open.
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+  const { port } = server.address() as AddressInfo;
+  const wildcard = host === '0.0.0.0' || host === '::';
+  const url = `http://${wildcard ? '127.0.0.1' : formatHost(host)}:${port}`;
+  const endpoint = options.endpoint ?? `http://${wildcard ? hostname() : formatHost(host)}:${port}`;
+
+  const tools = options.tools ?? detectTools();
+  const node = (): WorkerNodeRegistration => ({
+    id,
+    endpoint,
+    capabilities: { os: options.os ?? osName(), installedTools: tools, maxParallelModules, tags: options.tags ?? [] },
+    pipeline: options.pipeline
+      ? { name: options.pipeline.name, fingerprint: options.pipeline.fingerprint, modules: [...options.pipeline.modules.keys()] }
+      : null,
+  });
+
+  const client = options.orchestratorUrl ? createOrchestratorClient({ baseUrl: options.orchestratorUrl }) : undefined;
+  const link = client
+    ? new OrchestratorLink({
+        client,
+        node,
+        currentLoad: () => executor.load,
+        logger: logger.child({ workerId: id, component: 'link' }),
+        ...(options.initialBackoffMs !== undefined ? { initialBackoffMs: options.initialBackoffMs } : {}),
+        ...(options.maxBackoffMs !== undefined ? { maxBackoffMs: options.maxBackoffMs } : {}),
+      })
+    : undefined;
+  link?.start();
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      executor.drain();
+      await link?.stop();
+      await client?.close();
+      const grace = options.shutdownGraceMs ?? 30_000;
+      const idle = executor.idle();
+      const timer = new Promise((resolve) => setTimeout(resolve, grace).unref());
+      if ((await Promise.race([idle.then(() => 'idle'), timer])) !== 'idle') {
+        logger.warn({ running: executor.load }, 'shutdown grace period over; cancelling running modules');
+        executor.cancelAll('worker shutting down');
+        await Promise.race([idle, new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
+      }
+      server.closeIdleConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeAllConnections();
+    })());
+
+  return {
+    id,
+    url,
+    endpoint,
+    link,
+    get load() {
+      return executor.load;
+    },
+    close,
+  };
+}
+
+function formatHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}

@@ -1,0 +1,75 @@
+import type { Pipeline } from '@mpd/pipeline';
+import type { Logger } from 'pino';
+
+/** Options of {@link startWorker}. */
+export interface WorkerOptions {
+  /**
+   * The worker's id, unique in the cluster.
+   * @default `worker-<hostname>-<random>`
+   */
+  id?: string;
+  /**
+   * Port to listen on; 0 picks a free one.
+   * @default 9000
+   */
+  port?: number;
+  /**
+   * Address to listen on.
+   * @default '0.0.0.0'
+   */
+  host?: string;
+  /**
+   * The URL the orchestrator calls this worker at.
+   * @default `http://<host>:<port>`, with the machine's hostname when listening on all addresses
+   */
+  endpoint?: string;
+  /** The orchestrator's base URL; without it the worker serves its API but registers nowhere. */
+  orchestratorUrl?: string;
+  /** The pipeline whose modules this worker runs. */
+  pipeline?: Pipeline;
+  /**
+   * How many modules may run at once.
+   * @default the number of CPUs
+   */
+  maxParallelModules?: number;
+  /** @default [] */
+  tags?: string[];
+  /**
+   * Tools advertised to the orchestrator.
+   * @default the known tools found on PATH
+   */
+  tools?: string[];
+  /**
+   * Operating system advertised to the orchestrator.
+   * @default this machine's (`linux`, `windows`, `macos`)
+   */
+  os?: string;
+  /**
+   * Working directory of modules whose request names none.
+   * @default process.cwd()
+   */
+  workingDirectory?: string;
+  /**
+   * Timeout of a module whose request and definition set none (ms).
+   * @default 1_800_000 (30 minutes)
+   */
+  defaultTimeoutMs?: number;
+  /**
+   * How long to let running modules finish on shutdown before cancelling them (ms).
+   * @default 30_000
+   */
+  shutdownGraceMs?: number;
+  /**
+   * Largest accepted request body.
+   * @default '100mb'
+   */
+  bodyLimit?: string;
+  /** @default false */
+  validateResponses?: boolean;
+  /** First registration retry delay while the orchestrator is unreachable (ms). @default 500 */
+  initialBackoffMs?: number;
+  /** Longest registration retry delay (ms). @default 30_000 */
+  maxBackoffMs?: number;
+  /** @default a pino logger at `info` writing to stderr */
+  logger?: Logger;
+}
