@@ -1,0 +1,180 @@
+/**
+ * The demo pipeline: restore → build → test-unit / test-integration / lint → package, on a
+ * small sample library (../sample-project). Each module does real work: hashes files,
+ * spawns real processes (node --check, node --test, node), writes an artifact. Results are
+ * self-contained JSON, so a module on one machine can use what another machine produced.
+ */
+import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { gzipSync } from 'node:zlib';
+import { defineModule, definePipeline } from '@mpd/pipeline';
+
+const run = promisify(execFile);
+const projectRoot = fileURLToPath(new URL('../sample-project/', import.meta.url));
+const sha256 = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
+
+async function listFiles(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  return entries
+    .filter((entry) => entry.isFile())
+    .map((entry) => relative(projectRoot, join(entry.parentPath, entry.name)))
+    .sort();
+}
+
+/** Writes files (path → text) under a fresh temporary directory and returns it. */
+async function materialise(files: Record<string, string>, signal: AbortSignal): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'mpd-demo-'));
+  for (const [path, text] of Object.entries(files)) {
+    signal.throwIfAborted();
+    await mkdir(dirname(join(dir, path)), { recursive: true });
+    await writeFile(join(dir, path), text);
+  }
+  return dir;
+}
+
+export const restore = defineModule({
+  name: 'restore',
+  description: 'Read the sample project and fingerprint every file',
+  run: async (ctx) => {
+    const files = await listFiles(projectRoot);
+    const entries = await Promise.all(
+      files.map(async (path) => {
+        const data = await readFile(join(projectRoot, path));
+        return { path, bytes: data.length, sha256: sha256(data) };
+      }),
+    );
+    const { stdout } = await run(process.execPath, ['--version'], { signal: ctx.signal });
+    ctx.logger.info('restored', { files: entries.length });
+    return { files: entries, sourceHash: sha256(entries.map((entry) => entry.sha256).join('\n')), node: stdout.trim() };
+  },
+});
+
+export const build = defineModule({
+  name: 'build',
+  dependsOn: [restore],
+  description: 'Check every source file with `node --check` and bundle the sources',
+  run: async (ctx) => {
+    const sources = ctx.results.restore.files.filter((file) => file.path.endsWith('.mjs'));
+    const bundle: Record<string, string> = {};
+    for (const file of sources) {
+      const path = join(projectRoot, file.path);
+      await run(process.execPath, ['--check', path], { signal: ctx.signal });
+      const text = await readFile(path, 'utf8');
+      if (sha256(text) !== file.sha256) throw new Error(`${file.path} changed since restore`);
+      bundle[file.path] = text;
+    }
+    return { bundle, bundleHash: sha256(JSON.stringify(bundle)), checkedFiles: sources.length, sourceHash: ctx.results.restore.sourceHash };
+  },
+});
+
+export const testUnit = defineModule({
+  name: 'test-unit',
+  dependsOn: [build],
+  description: 'Run the unit tests with `node --test` against the built bundle',
+  run: async (ctx) => {
+    const dir = await materialise(ctx.results.build.bundle, ctx.signal);
+    try {
+      const { stdout } = await run(process.execPath, ['--test', '--test-reporter=tap', 'test/unit.test.mjs'], {
+        cwd: dir,
+        signal: ctx.signal,
+      });
+      const count = (name: string): number => Number(new RegExp(`^# ${name} (\\d+)`, 'm').exec(stdout)?.[1] ?? NaN);
+      const passed = count('pass');
+      const failed = count('fail');
+      if (!(passed > 0) || failed !== 0) throw new Error(`unit tests: ${passed} passed, ${failed} failed`);
+      return { passed, failed, bundleHash: ctx.results.build.bundleHash };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+});
+
+export const testIntegration = defineModule({
+  name: 'test-integration',
+  dependsOn: [build],
+  description: 'Run the built library in a real node process and check its output',
+  params: { title: 'Hello, Distributed World!', body: 'the pipeline ran the modules and the workers ran the pipeline' },
+  run: async (ctx) => {
+    const dir = await materialise(ctx.results.build.bundle, ctx.signal);
+    try {
+      const script = `import { summarise } from './src/index.mjs';
+        process.stdout.write(JSON.stringify(summarise(process.argv[1], process.argv[2])));`;
+      const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script, ctx.params.title, ctx.params.body], {
+        cwd: dir,
+        signal: ctx.signal,
+      });
+      const summary = JSON.parse(stdout) as { slug: string; words: number; top: string };
+      const expected = { slug: 'hello-distributed-world', words: 11, top: 'the' };
+      for (const [key, value] of Object.entries(expected)) {
+        if (summary[key as keyof typeof summary] !== value) {
+          throw new Error(`integration: ${key} was ${JSON.stringify(summary[key as keyof typeof summary])}, expected ${JSON.stringify(value)}`);
+        }
+      }
+      return { checks: Object.keys(expected).length, summary, bundleHash: ctx.results.build.bundleHash };
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  },
+});
+
+export const lint = defineModule({
+  name: 'lint',
+  dependsOn: [build],
+  description: 'Look for long lines, trailing spaces and stray console.log calls',
+  run: (ctx) => {
+    const warnings: string[] = [];
+    for (const [path, text] of Object.entries(ctx.results.build.bundle)) {
+      text.split('\n').forEach((line, index) => {
+        if (line.length > 120) warnings.push(`${path}:${index + 1}: line longer than 120 characters`);
+        if (/\s+$/.test(line)) warnings.push(`${path}:${index + 1}: trailing whitespace`);
+        if (/console\.log\(/.test(line)) warnings.push(`${path}:${index + 1}: console.log`);
+      });
+    }
+    return { filesChecked: Object.keys(ctx.results.build.bundle).length, warnings };
+  },
+});
+
+export const packageModule = defineModule({
+  name: 'package',
+  dependsOn: [build, testUnit, testIntegration, lint],
+  description: 'Write a gzipped artifact of the tested bundle',
+  run: async (ctx) => {
+    const { build: built, 'test-unit': unit, 'test-integration': integration, lint: linted } = ctx.results;
+    for (const [name, hash] of [['test-unit', unit.bundleHash], ['test-integration', integration.bundleHash]] as const) {
+      if (hash !== built.bundleHash) throw new Error(`${name} tested bundle ${hash}, not the built ${built.bundleHash}`);
+    }
+    const manifest = {
+      name: 'sample-project',
+      sourceHash: built.sourceHash,
+      bundleHash: built.bundleHash,
+      tests: { unitPassed: unit.passed, integrationChecks: integration.checks },
+      lintWarnings: linted.warnings.length,
+      files: built.bundle,
+    };
+    const data = gzipSync(JSON.stringify(manifest));
+    const dir = join(ctx.workingDirectory, '.mpd', 'artifacts');
+    await mkdir(dir, { recursive: true });
+    const artifact = join(dir, `sample-project-${built.bundleHash.slice(0, 12)}.json.gz`);
+    await writeFile(artifact, data);
+    ctx.logger.info('artifact written', { artifact, bytes: data.length });
+    return {
+      artifact,
+      bytes: data.length,
+      sha256: sha256(data),
+      bundleHash: built.bundleHash,
+      unitPassed: unit.passed,
+      integrationChecks: integration.checks,
+      lintWarnings: linted.warnings.length,
+    };
+  },
+});
+
+export default definePipeline({
+  name: 'demo',
+  modules: [restore, build, testUnit, testIntegration, lint, packageModule],
+});

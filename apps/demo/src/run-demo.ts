@@ -1,0 +1,116 @@
+/**
+ * `pnpm demo`: one orchestrator and two workers as separate processes on free ports,
+ * running the demo pipeline (demo.pipeline.ts). Also shows another service using only
+ * `@mpd/client` to list the workers and check the orchestrator's health.
+ *
+ * Flags: --report FILE (write the JSON run report), --verbose (show the servers' logs).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { createOrchestratorClient } from '@mpd/client';
+
+const { values: flags } = parseArgs({
+  options: { report: { type: 'string' }, verbose: { type: 'boolean', default: false } },
+});
+
+const pipelineFile = fileURLToPath(new URL('./demo.pipeline.ts', import.meta.url));
+const mainOf = (pkg: string): string => fileURLToPath(new URL('./main.ts', import.meta.resolve(pkg)));
+const children: ChildProcess[] = [];
+
+/** Starts `main.ts` of a package under tsx and resolves with the URL it prints. */
+function start(name: string, pkg: string, args: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', mainOf(pkg), ...args], {
+    stdio: ['ignore', 'pipe', flags.verbose ? 'inherit' : 'ignore'],
+    env: { ...process.env, MPD_LOG_LEVEL: flags.verbose ? 'info' : 'warn' },
+  });
+  children.push(child);
+  return new Promise((resolve, reject) => {
+    let url: string | undefined;
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (!url) {
+        const match = /listening on (http\S+)/.exec(line);
+        if (match) {
+          url = match[1]!;
+          console.log(`[demo] ${name} listening on ${url}`);
+          resolve({ child, url });
+          return;
+        }
+      }
+      console.log(line);
+    });
+    child.once('exit', (code) => {
+      if (!url) reject(new Error(`${name} exited with code ${code} before listening`));
+    });
+  });
+}
+
+async function stopAll(): Promise<void> {
+  await Promise.all(
+    children
+      .filter((child) => child.exitCode === null && child.signalCode === null)
+      .map(async (child) => {
+        child.kill('SIGTERM');
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        await once(child, 'exit');
+        clearTimeout(timer);
+      }),
+  );
+}
+
+async function main(): Promise<number> {
+  const orchestratorArgs = ['--port', '0', '--host', '127.0.0.1', '--pipeline', pipelineFile, '--min-workers', '2', '--heartbeat-interval', '2'];
+  if (flags.report) orchestratorArgs.push('--report', flags.report);
+  const orchestrator = await start('orchestrator', '@mpd/orchestrator', orchestratorArgs);
+  const orchestratorExit = once(orchestrator.child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+
+  for (const n of [1, 2]) {
+    await start(`worker ${n}`, '@mpd/worker', [
+      '--port', '0', '--host', '127.0.0.1', '--id', `demo-worker-${n}`, '--orchestrator', orchestrator.url,
+      '--pipeline', pipelineFile, '--max-parallel', '2', '--tags', n === 1 ? 'linux,fast-disk' : 'linux',
+    ]);
+  }
+
+  // Another service that depends only on @mpd/client: list the workers, check health.
+  const client = createOrchestratorClient({ baseUrl: orchestrator.url });
+  try {
+    for (let tries = 0; tries < 100; tries++) {
+      const workers = await client.workers.list();
+      if (workers.status === 200 && workers.body.length >= 2) {
+        for (const worker of workers.body) {
+          console.log(`[demo] client sees ${worker.id} at ${worker.endpoint}: ${worker.status}, ${worker.capabilities.maxParallelModules} slots, tags [${worker.capabilities.tags.join(', ')}]`);
+        }
+        break;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const health = await client.health.get();
+    if (health.status === 200) console.log(`[demo] orchestrator ${health.body.status}, ${health.body.availableWorkers} workers available`);
+  } catch {
+    // The orchestrator may already have finished the run and exited: that is fine.
+  } finally {
+    await client.close();
+  }
+
+  const [code, signal] = await orchestratorExit;
+  console.log(`[demo] orchestrator exited with ${signal ?? `code ${code}`}; stopping the workers`);
+  await stopAll();
+  return code ?? 1;
+}
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    void stopAll().then(() => process.exit(130));
+  });
+}
+
+main().then(
+  (code) => process.exit(code),
+  async (error: unknown) => {
+    console.error(`[demo] ${(error as Error).message}`);
+    await stopAll();
+    process.exit(1);
+  },
+);

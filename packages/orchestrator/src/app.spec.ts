@@ -1,0 +1,303 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createOrchestratorClient, type OrchestratorClient } from '@mpd/client';
+import { errorBodySchema, orchestratorOpenApi, type RegisterWorkerRequest } from '@mpd/contract';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createApp } from './app.js';
+import { InMemoryNodeRegistry, type NodeRegistry } from './registry/node-registry.js';
+
+/** The register body of the spec (shared/spec/http-api.md), verbatim. */
+const SPEC_REGISTER_BODY = `{
+  "workerNode": {
+    "id": "worker-machine1-abc123",
+    "endpoint": "http://worker1:9000",
+    "capabilities": {
+      "os": "linux",
+      "installedTools": ["docker", "dotnet", "node"],
+      "maxParallelModules": 4,
+      "tags": ["gpu-enabled", "high-memory"]
+    },
+    "lastHeartbeat": "2025-09-30T10:00:00Z",
+    "currentLoad": 0,
+    "status": "Available"
+  },
+  "timestamp": "2025-09-30T10:00:00Z"
+}`;
+
+const registration = (id: string, maxParallelModules = 2): RegisterWorkerRequest => ({
+  workerNode: {
+    id,
+    endpoint: `http://${id}:9000`,
+    capabilities: { os: 'linux', installedTools: ['node'], maxParallelModules, tags: [] },
+  },
+});
+
+interface Harness {
+  url: string;
+  client: OrchestratorClient;
+  registry: NodeRegistry;
+  /** POST/GET with raw fetch, for input the typed client cannot send. */
+  raw(method: string, path: string, body?: string, contentType?: string): Promise<{ status: number; json: unknown; type: string }>;
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  await Promise.all(cleanups.splice(0).map((cleanup) => cleanup()));
+});
+
+async function start(heartbeatTimeoutMs = 120_000): Promise<Harness> {
+  const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs });
+  const app = createApp({ registry, options: { validateResponses: true, heartbeatIntervalSeconds: 15 } });
+  const server = await new Promise<Server>((resolve) => {
+    const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
+  });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const client = createOrchestratorClient({ baseUrl: url, validateResponse: true, timeoutMs: 2_000 });
+  cleanups.push(async () => {
+    await client.close();
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  const raw: Harness['raw'] = async (method, path, body, contentType = 'application/json') => {
+    const response = await fetch(`${url}${path}`, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': contentType },
+      body,
+    });
+    const type = response.headers.get('content-type') ?? '';
+    const text = await response.text();
+    return { status: response.status, type, json: type.includes('json') ? JSON.parse(text) : text };
+  };
+  return { url, client, registry, raw };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('orchestrator HTTP API', () => {
+  it('registers a worker and lists it as Available', async () => {
+    const { client } = await start();
+    const registered = await client.workers.register({ body: registration('w1', 4) });
+    expect(registered).toMatchObject({
+      status: 200,
+      body: { success: true, workerId: 'w1', heartbeatIntervalSeconds: 15 },
+    });
+    const list = await client.workers.list();
+    expect(list.status).toBe(200);
+    expect(list.body).toEqual([
+      {
+        id: 'w1',
+        endpoint: 'http://w1:9000',
+        capabilities: { os: 'linux', installedTools: ['node'], maxParallelModules: 4, tags: [] },
+        lastHeartbeat: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+        currentLoad: 0,
+        status: 'Available',
+      },
+    ]);
+  });
+
+  it('acknowledges heartbeats, updating the load and the status', async () => {
+    const { client } = await start();
+    await client.workers.register({ body: registration('w1', 2) });
+    const beat = await client.workers.heartbeat({ body: { workerId: 'w1', currentLoad: 2 } });
+    expect(beat).toMatchObject({ status: 200, body: { acknowledged: true, shouldDrain: false } });
+    const list = await client.workers.list();
+    expect(list.status === 200 && list.body.map((node) => [node.currentLoad, node.status])).toEqual([[2, 'Busy']]);
+  });
+
+  it('tells a draining worker to drain in the heartbeat response', async () => {
+    const { client, registry } = await start();
+    await client.workers.register({ body: registration('w1') });
+    registry.drain('w1');
+    const beat = await client.workers.heartbeat({ body: { workerId: 'w1', currentLoad: 0 } });
+    expect(beat).toMatchObject({ status: 200, body: { acknowledged: true, shouldDrain: true } });
+  });
+
+  it('answers 404 WorkerNotFound to a heartbeat from an unknown worker, asking it to register', async () => {
+    const { client } = await start();
+    const beat = await client.workers.heartbeat({ body: { workerId: 'ghost', currentLoad: 0 } });
+    expect(beat.status).toBe(404);
+    expect(beat.body).toMatchObject({ success: false, code: 'WorkerNotFound' });
+    expect(beat.status === 404 && beat.body.errorMessage).toMatch(/ghost.*register/);
+  });
+
+  it('unregisters a worker, and answers 404 for an unknown one', async () => {
+    const { client } = await start();
+    await client.workers.register({ body: registration('w1') });
+    const removed = await client.workers.unregister({ params: { workerId: 'w1' } });
+    expect(removed).toMatchObject({ status: 200, body: { success: true } });
+    expect((await client.workers.list()).body).toEqual([]);
+    const again = await client.workers.unregister({ params: { workerId: 'w1' } });
+    expect(again.status).toBe(404);
+    expect(again.body).toMatchObject({ success: false, code: 'WorkerNotFound', errorMessage: expect.stringContaining("'w1'") });
+  });
+
+  it('is idempotent for the same id: registering twice gives one worker with the new details', async () => {
+    const { client } = await start();
+    await client.workers.register({ body: registration('w1', 2) });
+    const second = registration('w1', 6);
+    second.workerNode.endpoint = 'http://w1:9100';
+    expect((await client.workers.register({ body: second })).status).toBe(200);
+    const list = await client.workers.list();
+    expect(list.status === 200 && list.body.map((node) => [node.id, node.endpoint, node.capabilities.maxParallelModules])).toEqual([
+      ['w1', 'http://w1:9100', 6],
+    ]);
+  });
+
+  it('counts only Available workers in the health check', async () => {
+    const { client, registry } = await start();
+    const empty = await client.health.get();
+    expect(empty.status === 200 && empty.body.availableWorkers).toBe(0);
+    await client.workers.register({ body: registration('free-1', 2) });
+    await client.workers.register({ body: registration('free-2', 2) });
+    await client.workers.register({ body: registration('busy', 1) });
+    await client.workers.heartbeat({ body: { workerId: 'busy', currentLoad: 1 } });
+    await client.workers.register({ body: registration('draining', 2) });
+    registry.drain('draining');
+    const health = await client.health.get();
+    expect(health.status).toBe(200);
+    expect(health.body).toEqual({ status: 'healthy', availableWorkers: 2, timestamp: expect.any(String) });
+    expect(health.status === 200 && Math.abs(Date.parse(health.body.timestamp) - Date.now())).toBeLessThan(5_000);
+  });
+
+  it('marks a worker Offline after the heartbeat timeout, and live again after a heartbeat', async () => {
+    const { client } = await start(200);
+    await client.workers.register({ body: registration('w1') });
+    expect((await client.health.get()).body).toMatchObject({ availableWorkers: 1 });
+    await sleep(300);
+    const list = await client.workers.list();
+    expect(list.status === 200 && list.body[0]?.status).toBe('Offline');
+    expect((await client.health.get()).body).toMatchObject({ availableWorkers: 0 });
+    expect((await client.workers.heartbeat({ body: { workerId: 'w1', currentLoad: 0 } })).status).toBe(200);
+    const back = await client.workers.list();
+    expect(back.status === 200 && back.body[0]?.status).toBe('Available');
+  });
+
+  it('rejects an invalid registration with 400 naming the field', async () => {
+    const { raw } = await start();
+    const body = registration('w1') as { workerNode: { capabilities: Record<string, unknown> } };
+    body.workerNode.capabilities.maxParallelModules = 'four';
+    const response = await raw('POST', '/api/workers/register', JSON.stringify(body));
+    expect(response.status).toBe(400);
+    const error = errorBodySchema.parse(response.json);
+    expect(error.code).toBe('ValidationFailed');
+    expect(error.issues?.[0]?.field).toBe('body.workerNode.capabilities.maxParallelModules');
+    expect(error.errorMessage).toContain('body.workerNode.capabilities.maxParallelModules');
+    expect(error.errorMessage).toBe('body.workerNode.capabilities.maxParallelModules: Expected number, received string');
+  });
+
+  it('rejects a missing body and a bad path parameter with 400 naming the field', async () => {
+    const { raw } = await start();
+    const noBody = await raw('POST', '/api/workers/heartbeat');
+    expect(noBody.status).toBe(400);
+    expect(errorBodySchema.parse(noBody.json).issues?.map((issue) => issue.field)).toEqual(['body.workerId', 'body.currentLoad']);
+    const badId = await raw('DELETE', '/api/workers/has%20space');
+    expect(badId.status).toBe(400);
+    expect(errorBodySchema.parse(badId.json).issues?.[0]?.field).toBe('params.workerId');
+  });
+
+  it('answers malformed JSON with 400 MalformedJson', async () => {
+    const { raw } = await start();
+    const response = await raw('POST', '/api/workers/register', '{"workerNode": {');
+    expect(response.status).toBe(400);
+    expect(response.type).toContain('application/json');
+    expect(errorBodySchema.parse(response.json)).toMatchObject({ success: false, code: 'MalformedJson' });
+  });
+
+  it('answers an unknown route with 404 RouteNotFound as JSON', async () => {
+    const { raw } = await start();
+    for (const [method, path] of [
+      ['GET', '/nope'],
+      ['GET', '/api/workers/register'],
+      ['PUT', '/api/workers'],
+    ] as const) {
+      const response = await raw(method, path);
+      expect(response.status, `${method} ${path}`).toBe(404);
+      expect(errorBodySchema.parse(response.json)).toMatchObject({
+        code: 'RouteNotFound',
+        errorMessage: `No route for ${method} ${path}`,
+      });
+    }
+  });
+
+  it('answers an internal failure with 500 InternalError as JSON', async () => {
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 1_000 });
+    registry.list = () => {
+      throw new Error('disk on fire');
+    };
+    const app = createApp({ registry });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    cleanups.push(() => new Promise((resolve) => server.close(() => resolve())));
+    const response = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/api/workers`);
+    expect(response.status).toBe(500);
+    const body = errorBodySchema.parse(await response.json());
+    expect(body.code).toBe('InternalError');
+    expect(body.errorMessage).not.toContain('disk on fire');
+  });
+
+  it('validates responses when validateResponses is on: a body off the contract answers 500', async () => {
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 1_000 });
+    const node = registry.register(registration('w1').workerNode);
+    registry.list = () => [{ ...node, status: 'Sleeping' as 'Available' }];
+    const serve = async (validateResponses: boolean): Promise<number> => {
+      const server = createApp({ registry, options: { validateResponses } }).listen(0, '127.0.0.1');
+      await new Promise((resolve) => server.once('listening', resolve));
+      try {
+        return (await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/api/workers`)).status;
+      } finally {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+      }
+    };
+    expect(await serve(true)).toBe(500);
+    expect(await serve(false)).toBe(200);
+  });
+
+  it('does not announce express', async () => {
+    const { url } = await start();
+    const response = await fetch(`${url}/api/health`);
+    expect(response.headers.get('x-powered-by')).toBeNull();
+  });
+
+  it('serves the OpenAPI document', async () => {
+    const { raw } = await start();
+    const response = await raw('GET', '/api/openapi.json');
+    expect(response.status).toBe(200);
+    expect(response.type).toContain('application/json');
+    expect(response.json).toEqual(JSON.parse(JSON.stringify(orchestratorOpenApi())));
+  });
+
+  describe("the spec's curl examples", () => {
+    it('registers with the spec body verbatim, taking the load but owning status and time', async () => {
+      const { raw, client } = await start();
+      const response = await raw('POST', '/api/workers/register', SPEC_REGISTER_BODY);
+      expect(response).toMatchObject({
+        status: 200,
+        json: { success: true, workerId: 'worker-machine1-abc123', heartbeatIntervalSeconds: 15 },
+      });
+      const list = await client.workers.list();
+      expect(list.status).toBe(200);
+      const [node] = list.status === 200 ? list.body : [];
+      expect(node).toMatchObject({
+        id: 'worker-machine1-abc123',
+        capabilities: { maxParallelModules: 4, tags: ['gpu-enabled', 'high-memory'] },
+        currentLoad: 0,
+        status: 'Available',
+      });
+      expect(node?.lastHeartbeat).not.toBe('2025-09-30T10:00:00Z');
+    });
+
+    it("answers the heartbeat example 404 until worker-123 registers, then 200", async () => {
+      const { raw } = await start();
+      const heartbeat = '{"workerId":"worker-123","currentLoad":2}';
+      const before = await raw('POST', '/api/workers/heartbeat', heartbeat);
+      expect(before.status).toBe(404);
+      expect(before.json).toMatchObject({ success: false, code: 'WorkerNotFound' });
+      const body = JSON.parse(SPEC_REGISTER_BODY) as RegisterWorkerRequest;
+      body.workerNode.id = 'worker-123';
+      expect((await raw('POST', '/api/workers/register', JSON.stringify(body))).status).toBe(200);
+      const after = await raw('POST', '/api/workers/heartbeat', heartbeat);
+      expect(after).toMatchObject({ status: 200, json: { acknowledged: true, shouldDrain: false } });
+    });
+  });
+});

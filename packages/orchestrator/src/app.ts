@@ -1,0 +1,59 @@
+import { orchestratorContract, orchestratorOpenApi } from '@mpd/contract';
+import { createExpressEndpoints } from '@ts-rest/express';
+import express from 'express';
+import type { Logger } from 'pino';
+import { finalErrorHandler, handleRequestValidationError, routeNotFound } from './http/error-responses.js';
+import { createRoutes } from './http/routes.js';
+import { type OrchestratorOptions, resolveOrchestratorOptions } from './orchestrator-options.js';
+import type { NodeRegistry } from './registry/node-registry.js';
+
+/** What {@link createApp} needs. */
+export interface AppDependencies {
+  /** The workers the API registers, lists and removes. */
+  registry: NodeRegistry;
+  /** Settings; see {@link OrchestratorOptions} for the defaults. */
+  options?: Partial<OrchestratorOptions>;
+  /** Overrides `options.logger`. */
+  logger?: Logger;
+}
+
+/**
+ * The orchestrator's HTTP API (see `@mpd/contract`'s `orchestratorContract`) as an
+ * express app, plus `GET /api/openapi.json`. It does not listen: pass it to
+ * `http.createServer` or call `app.listen`, or use {@link startOrchestrator}.
+ *
+ * Every error answers JSON `{ success: false, errorMessage, code, issues? }`.
+ *
+ * @throws OrchestratorConfigError when an option is invalid.
+ */
+export function createApp(deps: AppDependencies): express.Express {
+  const options = resolveOrchestratorOptions({ ...deps.options, ...(deps.logger ? { logger: deps.logger } : {}) });
+  const { logger } = options;
+  const app = express();
+  app.disable('x-powered-by');
+  app.use((req, res, next) => {
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      logger.debug({ method: req.method, path: req.path, status: res.statusCode, ms }, 'request');
+    });
+    next();
+  });
+  app.use(express.json({ limit: '1mb' }));
+
+  let openApi: string | undefined;
+  app.get('/api/openapi.json', (_req, res) => {
+    openApi ??= JSON.stringify(orchestratorOpenApi());
+    res.type('application/json').send(openApi);
+  });
+
+  createExpressEndpoints(orchestratorContract, createRoutes(deps.registry, options.heartbeatIntervalSeconds), app, {
+    logInitialization: false,
+    responseValidation: options.validateResponses,
+    requestValidationErrorHandler: (error, _req, res) => handleRequestValidationError(error, res),
+  });
+
+  app.use(routeNotFound);
+  app.use(finalErrorHandler(logger));
+  return app;
+}

@@ -1,0 +1,167 @@
+import { Command, Option } from 'commander';
+import type { LevelWithSilent } from 'pino';
+import { z } from 'zod';
+import { OrchestratorConfigError } from './errors.js';
+
+/** The settings of the `mpd-orchestrator` command, validated. */
+export interface OrchestratorCliConfig {
+  port: number;
+  host: string;
+  heartbeatIntervalSeconds: number;
+  heartbeatTimeoutMs: number;
+  /** The pipeline file as given (not yet resolved against a directory). */
+  pipeline: string | undefined;
+  minWorkers: number;
+  /** With `pipeline`: where to write the JSON run report (as given). */
+  report: string | undefined;
+  logLevel: LevelWithSilent;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** Each setting's flag, environment variable, default and help text. */
+const SETTINGS = {
+  port: { flag: '--port <n>', env: 'MPD_PORT', default: '8080', help: 'port to listen on; 0 picks a free port' },
+  host: {
+    flag: '--host <h>',
+    env: 'MPD_HOST',
+    default: '0.0.0.0',
+    help: 'address to listen on; 0.0.0.0 accepts workers on other machines',
+  },
+  heartbeatInterval: {
+    flag: '--heartbeat-interval <seconds>',
+    env: 'MPD_HEARTBEAT_INTERVAL',
+    default: '30',
+    help: 'how often workers are told to send a heartbeat',
+  },
+  heartbeatTimeout: {
+    flag: '--heartbeat-timeout <seconds>',
+    env: 'MPD_HEARTBEAT_TIMEOUT',
+    default: '120',
+    help: 'a worker without a heartbeat for this long is Offline; must exceed the interval',
+  },
+  pipeline: {
+    flag: '--pipeline <file>',
+    env: 'MPD_PIPELINE',
+    default: undefined,
+    help: 'run this pipeline file (default export definePipeline(...)) on the workers, then exit 0 on success or 1 on failure; without it the orchestrator only serves the registry',
+  },
+  minWorkers: {
+    flag: '--min-workers <n>',
+    env: 'MPD_MIN_WORKERS',
+    default: '1',
+    help: 'with --pipeline: how many workers to wait for before starting',
+  },
+  report: {
+    flag: '--report <file>',
+    env: 'MPD_REPORT',
+    default: undefined,
+    help: 'with --pipeline: write the JSON run report (every module, attempt, worker and timing) to this file',
+  },
+  logLevel: {
+    flag: '--log-level <level>',
+    env: 'MPD_LOG_LEVEL',
+    default: 'info',
+    help: `log level of the logs on stderr: ${LOG_LEVELS.join(', ')}`,
+  },
+} as const;
+
+type SettingKey = keyof typeof SETTINGS;
+/** The raw strings of each setting, as commander collected them (flag, env or default). */
+export type RawSettings = Partial<Record<SettingKey, string>>;
+
+/** `--port (MPD_PORT)`: how messages name a setting. */
+export function settingName(key: SettingKey): string {
+  const { flag, env } = SETTINGS[key];
+  return `${flag.split(' ')[0]} (${env})`;
+}
+
+const integerText = (min: number, max: number) =>
+  z
+    .string()
+    .refine((text) => /^\d+$/.test(text) && Number(text) >= min && Number(text) <= max, {
+      message: `must be an integer from ${min} to ${max}`,
+    })
+    .transform(Number);
+
+const secondsText = z
+  .string()
+  .refine((text) => /^\d+(\.\d+)?$/.test(text) && Number(text) > 0 && Number(text) <= 86_400, {
+    message: 'must be a number of seconds above 0 and at most 86400',
+  })
+  .transform(Number);
+
+const rawSettingsSchema = z
+  .object({
+    port: integerText(0, 65_535),
+    host: z.string().regex(/^\S+$/, 'must be a host name or IP address without spaces'),
+    heartbeatInterval: secondsText,
+    heartbeatTimeout: secondsText,
+    pipeline: z.string().min(1, 'must be a file path, not empty').optional(),
+    minWorkers: integerText(1, 1024),
+    report: z.string().min(1, 'must be a file path, not empty').optional(),
+    logLevel: z.enum(LOG_LEVELS, { errorMap: () => ({ message: `must be one of ${LOG_LEVELS.join(', ')}` }) }),
+  })
+  .superRefine((settings, ctx) => {
+    if (settings.heartbeatTimeout <= settings.heartbeatInterval) {
+      ctx.addIssue({
+        code: z.ZodIssueCode.custom,
+        path: ['heartbeatTimeout'],
+        message: `must be greater than ${settingName('heartbeatInterval')} (${settings.heartbeatInterval})`,
+      });
+    }
+  });
+
+/**
+ * Validates the raw settings (defaults filled in by commander).
+ * @throws OrchestratorConfigError (code `InvalidSetting`) naming the flag and the environment
+ *   variable, e.g. `Invalid setting --port (MPD_PORT): must be an integer from 0 to 65535, got "abc"`.
+ */
+export function parseSettings(raw: RawSettings): OrchestratorCliConfig {
+  const withDefaults = Object.fromEntries(
+    (Object.keys(SETTINGS) as SettingKey[]).map((key) => [key, raw[key] ?? SETTINGS[key].default]),
+  );
+  const result = rawSettingsSchema.safeParse(withDefaults);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const key = issue.path[0] as SettingKey;
+    const name = settingName(key);
+    throw new OrchestratorConfigError(
+      'InvalidSetting',
+      name,
+      `Invalid setting ${name}: ${issue.message}, got ${JSON.stringify(withDefaults[key] ?? '')}`,
+      { cause: result.error },
+    );
+  }
+  const settings = result.data;
+  return {
+    port: settings.port,
+    host: settings.host,
+    heartbeatIntervalSeconds: settings.heartbeatInterval,
+    heartbeatTimeoutMs: Math.round(settings.heartbeatTimeout * 1000),
+    pipeline: settings.pipeline,
+    minWorkers: settings.minWorkers,
+    report: settings.report,
+    logLevel: settings.logLevel,
+  };
+}
+
+/**
+ * The `mpd-orchestrator` command line. Every flag also reads an environment variable
+ * (the flag wins). Values are left as strings: {@link parseSettings} validates them.
+ */
+export function createCommand(): Command {
+  const command = new Command('mpd-orchestrator')
+    .description(
+      'The mpd orchestrator: workers register with it over HTTP and send heartbeats; with --pipeline it runs a pipeline on them.\n' +
+        'On start it prints one line to stdout, "mpd orchestrator listening on http://HOST:PORT"; logs go to stderr.\n' +
+        'SIGTERM or SIGINT stops it gracefully. Exit codes: 0 ok, 1 failure (or a failed pipeline), 2 invalid setting.',
+    )
+    .helpOption('-h, --help', 'show this help');
+  for (const setting of Object.values(SETTINGS)) {
+    const option = new Option(setting.flag, setting.help).env(setting.env);
+    if (setting.default !== undefined) option.default(setting.default);
+    command.addOption(option);
+  }
+  return command;
+}

@@ -1,0 +1,40 @@
+/** Why a setting of the orchestrator was refused. */
+export type OrchestratorConfigErrorCode =
+  /** A setting (CLI flag, environment variable or option) has a value that cannot work. */
+  'InvalidSetting';
+
+/**
+ * A setting of the orchestrator that cannot work, e.g. `--port abc` or
+ * `heartbeatTimeoutMs: -1`. The message names the setting and the value.
+ */
+export class OrchestratorConfigError extends Error {
+  override readonly name = 'OrchestratorConfigError';
+  /** The setting at fault as the user wrote it, e.g. `--port (MPD_PORT)` or `heartbeatTimeoutMs`. */
+  readonly setting: string;
+  constructor(
+    readonly code: OrchestratorConfigErrorCode,
+    setting: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.setting = setting;
+  }
+}
+
+/** Why the orchestrator could not start. */
+export type OrchestratorStartErrorCode =
+  /** The HTTP server could not listen (port in use, address not available, no permission). */
+  'ListenFailed';
+
+/** The orchestrator could not start; `cause` holds the underlying error. */
+export class OrchestratorStartError extends Error {
+  override readonly name = 'OrchestratorStartError';
+  constructor(
+    readonly code: OrchestratorStartErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

@@ -1,0 +1,83 @@
+import { describeFieldIssues, type ErrorBody, type ErrorCode, type FieldIssue, toFieldIssues } from '@mpd/contract';
+import type { RequestValidationError } from '@ts-rest/express';
+import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
+import type { Logger } from 'pino';
+
+/** Sends the contract's error body (`{ success: false, errorMessage, code, issues? }`). */
+export function sendError(
+  res: Response,
+  status: number,
+  code: ErrorCode,
+  errorMessage: string,
+  issues?: FieldIssue[],
+): void {
+  const body: ErrorBody = { success: false, errorMessage, code };
+  if (issues) body.issues = issues;
+  res.status(status).json(body);
+}
+
+/** Field issues of a ts-rest request validation failure, each named `params.x`, `query.x` or `body.x`. */
+export function requestValidationIssues(error: RequestValidationError): FieldIssue[] {
+  return [
+    ...(error.pathParams ? toFieldIssues(error.pathParams, 'params') : []),
+    ...(error.headers ? toFieldIssues(error.headers, 'headers') : []),
+    ...(error.query ? toFieldIssues(error.query, 'query') : []),
+    ...(error.body ? toFieldIssues(error.body, 'body') : []),
+  ];
+}
+
+/** 400 `ValidationFailed` naming every field at fault (for ts-rest's `requestValidationErrorHandler`). */
+export function handleRequestValidationError(error: RequestValidationError, res: Response): void {
+  const issues = requestValidationIssues(error);
+  sendError(res, 400, 'ValidationFailed', describeFieldIssues(issues) || 'Invalid request', issues);
+}
+
+/** 404 `RouteNotFound` for any request no route answered. */
+export const routeNotFound: RequestHandler = (req, res) => {
+  sendError(res, 404, 'RouteNotFound', `No route for ${req.method} ${req.path}`);
+};
+
+/** What body-parser attaches to the errors it raises. */
+interface BodyParserError {
+  type?: unknown;
+  status?: unknown;
+  expose?: unknown;
+  message: string;
+}
+
+function asBodyParserError(error: unknown): BodyParserError | undefined {
+  if (!(error instanceof Error)) return undefined;
+  const candidate = error as Error & BodyParserError;
+  return typeof candidate.type === 'string' && typeof candidate.status === 'number' ? candidate : undefined;
+}
+
+/**
+ * The last error handler: malformed JSON answers 400 `MalformedJson`, other request-body
+ * problems their 4xx status, and anything else 500 `InternalError` (logged) — never an
+ * HTML page.
+ */
+export function finalErrorHandler(logger: Logger): ErrorRequestHandler {
+  return (error: unknown, req, res, next) => {
+    if (res.headersSent) {
+      logger.error({ err: error, method: req.method, path: req.path }, 'request failed after the response started');
+      next(error);
+      return;
+    }
+    const bodyError = asBodyParserError(error);
+    if (bodyError?.type === 'entity.parse.failed') {
+      sendError(res, 400, 'MalformedJson', `Malformed JSON in the request body: ${bodyError.message}`);
+      return;
+    }
+    if (bodyError?.type === 'entity.too.large') {
+      sendError(res, 413, 'ValidationFailed', 'The request body is larger than the limit of 1mb');
+      return;
+    }
+    const status = Number(bodyError?.status);
+    if (bodyError && bodyError.expose === true && status >= 400 && status < 500) {
+      sendError(res, status, 'ValidationFailed', bodyError.message);
+      return;
+    }
+    logger.error({ err: error, method: req.method, path: req.path }, 'request failed');
+    sendError(res, 500, 'InternalError', 'Internal error in the orchestrator; see its log for details');
+  };
+}

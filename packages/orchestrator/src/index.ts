@@ -1,0 +1,47 @@
+/**
+ * `@mpd/orchestrator`: the mpd orchestrator — the worker registry and its HTTP API.
+ *
+ * ```ts
+ * import { startOrchestrator } from '@mpd/orchestrator';
+ *
+ * const orchestrator = await startOrchestrator({ port: 0, host: '127.0.0.1' });
+ * console.log(`workers register at ${orchestrator.url}/api/workers/register`);
+ * orchestrator.registry.onChange((event) => console.log(event.type, event.workerId));
+ * // ...
+ * await orchestrator.close();
+ * ```
+ *
+ * To serve the API from your own server, build the express app yourself:
+ *
+ * ```ts
+ * import { createApp, InMemoryNodeRegistry } from '@mpd/orchestrator';
+ *
+ * const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 120_000 });
+ * createApp({ registry }).listen(8080);
+ * setInterval(() => registry.sweep(), 5_000).unref(); // report workers that went offline
+ * ```
+ */
+export { createApp } from './app.js';
+export type { AppDependencies } from './app.js';
+export { startOrchestrator } from './server.js';
+export type { RunningOrchestrator, StartOrchestratorOptions } from './server.js';
+export { InMemoryNodeRegistry } from './registry/node-registry.js';
+export type {
+  InMemoryNodeRegistryOptions,
+  NodeRegistry,
+  NodeRegistryEvent,
+  NodeRegistryListener,
+} from './registry/node-registry.js';
+export { formatSummary, runPipeline } from './runner/index.js';
+export type {
+  AttemptRecord,
+  ModuleRunResult,
+  ModuleStatus,
+  RunEvent,
+  RunPipelineOptions,
+  RunResult,
+} from './runner/index.js';
+export { DEFAULT_ORCHESTRATOR_OPTIONS } from './orchestrator-options.js';
+export type { OrchestratorOptions } from './orchestrator-options.js';
+export { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
+export type { OrchestratorConfigErrorCode, OrchestratorStartErrorCode } from './errors.js';

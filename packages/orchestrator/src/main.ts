@@ -1,0 +1,120 @@
+#!/usr/bin/env tsx
+/**
+ * `mpd-orchestrator`: serves the worker registry and, with `--pipeline FILE`, runs the
+ * pipeline on the registered workers. Run `mpd-orchestrator --help` for the flags.
+ *
+ * stdout starts with one line, `mpd orchestrator listening on http://HOST:PORT`; with
+ * `--pipeline` the run's progress lines and summary table follow it. Logs go to stderr. Exit codes: 0 ok, 1 failure or failed pipeline, 2 invalid setting.
+ */
+import { resolve } from 'node:path';
+import type { Pipeline } from '@mpd/pipeline';
+import { CommanderError } from 'commander';
+import { destination, pino, type Logger } from 'pino';
+import { createCommand, type OrchestratorCliConfig, parseSettings, type RawSettings } from './config.js';
+import { OrchestratorConfigError } from './errors.js';
+import type { RunningOrchestrator } from './server.js';
+
+const EXIT_OK = 0;
+const EXIT_FAILURE = 1;
+const EXIT_INVALID_SETTING = 2;
+
+function readConfig(): OrchestratorCliConfig {
+  const command = createCommand().exitOverride();
+  try {
+    command.parse(process.argv);
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Commander already printed the help or the usage error.
+      process.exit(error.exitCode === 0 ? EXIT_OK : EXIT_INVALID_SETTING);
+    }
+    throw error;
+  }
+  try {
+    return parseSettings(command.opts<RawSettings>());
+  } catch (error) {
+    if (error instanceof OrchestratorConfigError) {
+      process.stderr.write(`mpd-orchestrator: ${error.message}\n`);
+      process.exit(EXIT_INVALID_SETTING);
+    }
+    throw error;
+  }
+}
+
+async function loadPipeline(file: string): Promise<Pipeline> {
+  const path = resolve(process.env.INIT_CWD ?? process.cwd(), file);
+  const { loadPipelineFile } = await import('@mpd/pipeline');
+  try {
+    return await loadPipelineFile(path);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`mpd-orchestrator: Invalid setting --pipeline (MPD_PIPELINE): ${reason}\n`);
+    process.exit(EXIT_INVALID_SETTING);
+  }
+}
+
+async function main(): Promise<number> {
+  const config = readConfig();
+  // Loaded after the settings are valid, so --help and setting errors answer quickly.
+  const { startOrchestrator } = await import('./server.js');
+  const logger: Logger = pino(
+    { name: 'mpd-orchestrator', level: config.logLevel },
+    destination({ dest: 2, sync: true }),
+  );
+  const pipeline = config.pipeline === undefined ? undefined : await loadPipeline(config.pipeline);
+
+  let orchestrator: RunningOrchestrator;
+  try {
+    orchestrator = await startOrchestrator({
+      port: config.port,
+      host: config.host,
+      heartbeatIntervalSeconds: config.heartbeatIntervalSeconds,
+      heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+      logger,
+    });
+  } catch (error) {
+    logger.fatal({ err: error }, 'orchestrator could not start');
+    process.stderr.write(`mpd-orchestrator: ${error instanceof Error ? error.message : String(error)}\n`);
+    return EXIT_FAILURE;
+  }
+  process.stdout.write(`mpd orchestrator listening on ${orchestrator.url}\n`);
+
+  const abort = new AbortController();
+  const stopped = new Promise<void>((resolveStopped) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (abort.signal.aborted) {
+        logger.warn({ signal }, 'second signal: exiting without waiting');
+        process.exit(EXIT_FAILURE);
+      }
+      logger.info({ signal }, 'stopping');
+      abort.abort(new Error(`received ${signal}`));
+      resolveStopped();
+    };
+    process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
+  });
+
+  let exitCode = EXIT_OK;
+  if (pipeline) {
+    const { runPipelineFromCli } = await import('./runner/index.js');
+    try {
+      const { success } = await runPipelineFromCli({
+        pipeline,
+        registry: orchestrator.registry,
+        minWorkers: config.minWorkers,
+        ...(config.report ? { reportFile: resolve(process.env.INIT_CWD ?? process.cwd(), config.report) } : {}),
+        logger,
+        signal: abort.signal,
+      });
+      exitCode = success ? EXIT_OK : EXIT_FAILURE;
+    } catch (error) {
+      logger.error({ err: error }, 'pipeline run failed');
+      exitCode = EXIT_FAILURE;
+    }
+  } else {
+    await stopped;
+  }
+  await orchestrator.close();
+  return exitCode;
+}
+
+// Exit explicitly: a pipeline run may leave timers or sockets behind that would keep the process alive.
+process.exit(await main());

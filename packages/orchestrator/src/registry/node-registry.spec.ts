@@ -1,0 +1,198 @@
+import type { WorkerNodeRegistration } from '@mpd/contract';
+import { describe, expect, it } from 'vitest';
+import { OrchestratorConfigError } from '../errors.js';
+import { InMemoryNodeRegistry, type NodeRegistryEvent } from './node-registry.js';
+
+const START = Date.parse('2025-09-30T10:00:00Z');
+const TIMEOUT_MS = 1_000;
+
+function setup() {
+  let now = START;
+  const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: TIMEOUT_MS, now: () => now });
+  const events: NodeRegistryEvent[] = [];
+  registry.onChange((event) => events.push(event));
+  return {
+    registry,
+    events,
+    advance: (ms: number) => {
+      now += ms;
+    },
+  };
+}
+
+const worker = (overrides: Partial<WorkerNodeRegistration> = {}): WorkerNodeRegistration => ({
+  id: 'worker-1',
+  endpoint: 'http://worker1:9000',
+  capabilities: { os: 'linux', installedTools: ['node'], maxParallelModules: 2, tags: [] },
+  ...overrides,
+});
+
+describe('InMemoryNodeRegistry', () => {
+  it('registers a worker as Available with lastHeartbeat = now, ignoring the status and time it sent', () => {
+    const { registry } = setup();
+    const node = registry.register(
+      worker({ status: 'Offline', lastHeartbeat: '2000-01-01T00:00:00Z', currentLoad: 1 }),
+    );
+    expect(node).toEqual({
+      id: 'worker-1',
+      endpoint: 'http://worker1:9000',
+      capabilities: { os: 'linux', installedTools: ['node'], maxParallelModules: 2, tags: [] },
+      lastHeartbeat: '2025-09-30T10:00:00.000Z',
+      currentLoad: 1,
+      status: 'Available',
+    });
+    expect(registry.get('worker-1')).toEqual(node);
+    expect(registry.get('nobody')).toBeUndefined();
+  });
+
+  it('derives Busy from currentLoad >= maxParallelModules, and Available again below it', () => {
+    const { registry } = setup();
+    registry.register(worker());
+    expect(registry.heartbeat('worker-1', 1)?.status).toBe('Available');
+    expect(registry.heartbeat('worker-1', 2)?.status).toBe('Busy');
+    expect(registry.heartbeat('worker-1', 3)?.status).toBe('Busy');
+    expect(registry.heartbeat('worker-1', 0)?.status).toBe('Available');
+    expect(registry.get('worker-1')?.currentLoad).toBe(0);
+  });
+
+  it('is idempotent for the same id: details replaced, one worker, heartbeat time reset', () => {
+    const { registry, advance } = setup();
+    registry.register(worker({ currentLoad: 1 }));
+    advance(900);
+    const again = registry.register(
+      worker({
+        endpoint: 'http://worker1:9001',
+        capabilities: { os: 'linux', installedTools: [], maxParallelModules: 8, tags: ['gpu'] },
+        pipeline: { name: 'ci', fingerprint: 'sha256:abc', modules: ['build'] },
+      }),
+    );
+    expect(registry.list()).toHaveLength(1);
+    expect(again.endpoint).toBe('http://worker1:9001');
+    expect(again.capabilities.maxParallelModules).toBe(8);
+    expect(again.pipeline).toEqual({ name: 'ci', fingerprint: 'sha256:abc', modules: ['build'] });
+    expect(again.currentLoad).toBe(0);
+    expect(again.lastHeartbeat).toBe(new Date(START + 900).toISOString());
+  });
+
+  it('reports Offline only after the timeout has passed, and live again after a heartbeat', () => {
+    const { registry, advance } = setup();
+    registry.register(worker());
+    advance(TIMEOUT_MS);
+    expect(registry.get('worker-1')?.status).toBe('Available');
+    advance(1);
+    expect(registry.get('worker-1')?.status).toBe('Offline');
+    expect(registry.list().map((node) => node.status)).toEqual(['Offline']);
+    const back = registry.heartbeat('worker-1', 2);
+    expect(back?.status).toBe('Busy');
+    expect(back?.lastHeartbeat).toBe(new Date(START + TIMEOUT_MS + 1).toISOString());
+  });
+
+  it('sweep emits offline once per outage, and again after a recovery and a new outage', () => {
+    const { registry, events, advance } = setup();
+    registry.register(worker());
+    registry.register(worker({ id: 'worker-2' }));
+    events.length = 0;
+    expect(registry.sweep()).toEqual([]);
+    advance(600);
+    registry.heartbeat('worker-2', 0);
+    advance(600);
+    expect(registry.sweep()).toEqual(['worker-1']);
+    expect(registry.sweep()).toEqual([]);
+    advance(600);
+    expect(registry.sweep()).toEqual(['worker-2']);
+    registry.heartbeat('worker-1', 0);
+    advance(TIMEOUT_MS + 1);
+    expect(registry.sweep()).toEqual(['worker-1']);
+    expect(events).toEqual([
+      { type: 'heartbeat', workerId: 'worker-2' },
+      { type: 'offline', workerId: 'worker-1' },
+      { type: 'offline', workerId: 'worker-2' },
+      { type: 'heartbeat', workerId: 'worker-1' },
+      { type: 'offline', workerId: 'worker-1' },
+    ]);
+  });
+
+  it('returns undefined / false for unknown ids without emitting', () => {
+    const { registry, events } = setup();
+    expect(registry.heartbeat('ghost', 0)).toBeUndefined();
+    expect(registry.unregister('ghost')).toBe(false);
+    expect(registry.drain('ghost')).toBe(false);
+    expect(events).toEqual([]);
+  });
+
+  it('unregisters a worker and emits registered/heartbeat/unregistered in order', () => {
+    const { registry, events } = setup();
+    registry.register(worker());
+    registry.heartbeat('worker-1', 1);
+    expect(registry.unregister('worker-1')).toBe(true);
+    expect(registry.list()).toEqual([]);
+    expect(registry.unregister('worker-1')).toBe(false);
+    expect(events.map((event) => event.type)).toEqual(['registered', 'heartbeat', 'unregistered']);
+  });
+
+  it('drains: Draining while live (even when busy), kept on re-registration, Offline wins', () => {
+    const { registry, advance } = setup();
+    registry.register(worker());
+    expect(registry.drain('worker-1')).toBe(true);
+    expect(registry.get('worker-1')?.status).toBe('Draining');
+    expect(registry.heartbeat('worker-1', 5)?.status).toBe('Draining');
+    expect(registry.register(worker()).status).toBe('Draining');
+    advance(TIMEOUT_MS + 1);
+    expect(registry.get('worker-1')?.status).toBe('Offline');
+  });
+
+  it('lists workers in registration order with their current status', () => {
+    const { registry, advance } = setup();
+    registry.register(worker({ id: 'a' }));
+    advance(600);
+    registry.register(worker({ id: 'b', currentLoad: 2 }));
+    registry.register(worker({ id: 'c' }));
+    registry.drain('c');
+    advance(600);
+    expect(registry.list().map((node) => [node.id, node.status])).toEqual([
+      ['a', 'Offline'],
+      ['b', 'Busy'],
+      ['c', 'Draining'],
+    ]);
+  });
+
+  it('hands out copies: changing a returned node does not change the registry', () => {
+    const { registry } = setup();
+    const node = registry.register(worker());
+    node.capabilities.maxParallelModules = 1;
+    node.status = 'Offline';
+    expect(registry.get('worker-1')?.capabilities.maxParallelModules).toBe(2);
+    expect(registry.get('worker-1')?.status).toBe('Available');
+  });
+
+  it('unsubscribes, and keeps notifying other listeners when one throws', () => {
+    let now = START;
+    const failures: string[] = [];
+    const registry = new InMemoryNodeRegistry({
+      heartbeatTimeoutMs: TIMEOUT_MS,
+      now: () => now,
+      onListenerError: (error, event) => failures.push(`${event.type}: ${(error as Error).message}`),
+    });
+    const seen: string[] = [];
+    const stop = registry.onChange((event) => seen.push(event.type));
+    registry.onChange(() => {
+      throw new Error('listener broke');
+    });
+    registry.register(worker());
+    stop();
+    now += 10;
+    registry.heartbeat('worker-1', 0);
+    expect(seen).toEqual(['registered']);
+    expect(failures).toEqual(['registered: listener broke', 'heartbeat: listener broke']);
+    expect(registry.get('worker-1')?.lastHeartbeat).toBe(new Date(START + 10).toISOString());
+  });
+
+  it('refuses a timeout that is not a positive number, and a negative or fractional load', () => {
+    expect(() => new InMemoryNodeRegistry({ heartbeatTimeoutMs: 0 })).toThrow(OrchestratorConfigError);
+    expect(() => new InMemoryNodeRegistry({ heartbeatTimeoutMs: Number.NaN })).toThrow(/heartbeatTimeoutMs/);
+    const { registry } = setup();
+    registry.register(worker());
+    expect(() => registry.heartbeat('worker-1', -1)).toThrow(RangeError);
+    expect(() => registry.heartbeat('worker-1', 1.5)).toThrow(/currentLoad/);
+  });
+});

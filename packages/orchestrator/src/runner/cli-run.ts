@@ -1,0 +1,97 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { Pipeline } from '@mpd/pipeline';
+import type { Logger } from 'pino';
+import type { NodeRegistry } from '../registry/node-registry.js';
+import { runPipeline } from './pipeline-runner.js';
+import type { RunResult } from './run-result.js';
+import { formatEvent, formatSummary } from './summary.js';
+
+/** What `mpd-orchestrator --pipeline FILE` hands to the runner. */
+export interface RunPipelineFromCliOptions {
+  pipeline: Pipeline;
+  registry: NodeRegistry;
+  /** How many compatible workers to wait for before starting. */
+  minWorkers: number;
+  logger: Logger;
+  /** Aborted on SIGTERM/SIGINT. */
+  signal: AbortSignal;
+  /** Where to write the JSON run report. */
+  reportFile?: string;
+  /** Where progress lines and the summary go. @default process.stdout */
+  output?: NodeJS.WritableStream;
+}
+
+/**
+ * Waits until `minWorkers` live workers with the same pipeline fingerprint are registered,
+ * runs the pipeline with a progress line per event, and prints the summary table.
+ */
+export async function runPipelineFromCli(options: RunPipelineFromCliOptions): Promise<{ success: boolean; result?: RunResult }> {
+  const { pipeline, registry, minWorkers, signal } = options;
+  const out = options.output ?? process.stdout;
+  const print = (line: string): void => void out.write(`${line}\n`);
+
+  print(`[mpd] pipeline '${pipeline.name}' (${pipeline.modules.size} modules, ${pipeline.fingerprint.slice(0, 19)}…): waiting for ${minWorkers} worker(s)`);
+  const ready = await waitForWorkers(registry, pipeline, minWorkers, signal, print);
+  if (!ready) {
+    print('[mpd] cancelled before the pipeline started');
+    return { success: false };
+  }
+  const result = await runPipeline({
+    pipeline,
+    registry,
+    logger: options.logger,
+    signal,
+    onEvent: (event) => print(formatEvent(event)),
+  });
+  print('');
+  print(formatSummary(result));
+  if (options.reportFile) {
+    await mkdir(dirname(options.reportFile), { recursive: true });
+    await writeFile(options.reportFile, `${JSON.stringify(result, null, 2)}\n`);
+    print(`[mpd] run report written to ${options.reportFile}`);
+  }
+  return { success: result.success, result };
+}
+
+/** Resolves true once enough compatible workers are live; false when `signal` aborts first. */
+function waitForWorkers(
+  registry: NodeRegistry,
+  pipeline: Pipeline,
+  minWorkers: number,
+  signal: AbortSignal,
+  print: (line: string) => void,
+): Promise<boolean> {
+  const reported = new Set<string>();
+  return new Promise((resolve) => {
+    const check = (): boolean => {
+      const live = registry.list().filter((worker) => worker.status !== 'Offline');
+      for (const worker of live) {
+        if (worker.pipeline?.fingerprint !== pipeline.fingerprint && !reported.has(worker.id)) {
+          reported.add(worker.id);
+          print(
+            `[mpd] worker ${worker.id} is not used: it loaded ${worker.pipeline ? `pipeline '${worker.pipeline.name}' with another fingerprint` : 'no pipeline'}`,
+          );
+        }
+      }
+      const compatible = live.filter((worker) => worker.pipeline?.fingerprint === pipeline.fingerprint);
+      if (compatible.length < minWorkers) return false;
+      print(`[mpd] ${compatible.length} worker(s) ready: ${compatible.map((worker) => worker.id).join(', ')}`);
+      return true;
+    };
+    if (check()) {
+      resolve(true);
+      return;
+    }
+    const stop = (value: boolean): void => {
+      unsubscribe();
+      signal.removeEventListener('abort', onAbort);
+      resolve(value);
+    };
+    const onAbort = (): void => stop(false);
+    const unsubscribe = registry.onChange(() => {
+      if (check()) stop(true);
+    });
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+}

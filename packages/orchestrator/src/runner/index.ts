@@ -1,0 +1,6 @@
+export { runPipeline } from './pipeline-runner.js';
+export type { RunPipelineOptions } from './pipeline-runner.js';
+export { runPipelineFromCli } from './cli-run.js';
+export type { RunPipelineFromCliOptions } from './cli-run.js';
+export { formatEvent, formatSummary } from './summary.js';
+export type { AttemptRecord, ModuleRunResult, ModuleStatus, RunEvent, RunResult } from './run-result.js';

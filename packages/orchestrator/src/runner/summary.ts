@@ -1,0 +1,51 @@
+import { formatTimeSpan } from '@mpd/contract';
+import type { RunEvent, RunResult } from './run-result.js';
+
+const seconds = (ms: number | undefined): string => (ms === undefined ? '-' : `${(ms / 1000).toFixed(2)}s`);
+
+/** One plain line per progress event (readable in CI logs, where there is no TTY). */
+export function formatEvent(event: RunEvent): string {
+  switch (event.type) {
+    case 'module-started':
+      return `[mpd] ▶ ${event.module} on ${event.workerId}${event.attempt > 1 ? ` (attempt ${event.attempt})` : ''}`;
+    case 'module-finished': {
+      const { result } = event;
+      const mark = result.status === 'Successful' ? '✔' : '✘';
+      const error = result.error ? `: ${result.error.message}` : '';
+      return `[mpd] ${mark} ${event.module} ${result.status} on ${result.workerId ?? '-'} in ${seconds(result.durationMs)}${error}`;
+    }
+    case 'attempt-lost':
+      return `[mpd] ⚠ ${event.module}: attempt ${event.executionId} on ${event.workerId} lost (${event.reason}); dispatching again`;
+    case 'module-not-run':
+      return `[mpd] ○ ${event.module} ${event.status} (${event.reason})`;
+  }
+}
+
+/** The summary table printed at the end of a run: module, status, worker, attempts, duration, start, end. */
+export function formatSummary(result: RunResult): string {
+  const rows = result.modules.map((module) => [
+    module.name,
+    module.status,
+    module.workerId ?? '-',
+    String(module.attempts.length),
+    seconds(module.durationMs),
+    module.startTime ?? '-',
+    module.endTime ?? '-',
+  ]);
+  const header = ['Module', 'Status', 'Worker', 'Attempts', 'Duration', 'Start', 'End'];
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
+  const line = (cells: string[]): string => cells.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd();
+  const sumOfModules = result.modules.reduce((sum, module) => sum + (module.durationMs ?? 0), 0);
+  const speedup = result.durationMs > 0 ? sumOfModules / result.durationMs : 0;
+  const failures = result.modules.filter((module) => module.error && module.status !== 'Successful');
+  return [
+    `Pipeline '${result.pipeline}' ${result.status} in ${seconds(result.durationMs)} (${formatTimeSpan(result.durationMs)}), run ${result.runId}`,
+    '',
+    line(header),
+    line(widths.map((width) => '-'.repeat(width))),
+    ...rows.map(line),
+    '',
+    `Wall time ${seconds(result.durationMs)}; modules took ${seconds(sumOfModules)} in all: speedup ×${speedup.toFixed(2)}`,
+    ...(failures.length > 0 ? ['', 'Failures:', ...failures.map((module) => `  ${module.name}: ${module.error!.message}`)] : []),
+  ].join('\n');
+}

@@ -1,0 +1,131 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createApp } from './app.js';
+import { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
+import { type OrchestratorOptions, resolveOrchestratorOptions } from './orchestrator-options.js';
+import { InMemoryNodeRegistry, type NodeRegistry } from './registry/node-registry.js';
+
+/** Options of {@link startOrchestrator}. */
+export interface StartOrchestratorOptions extends Partial<OrchestratorOptions> {
+  /**
+   * The port to listen on; 0 picks a free one (read it from the result's `url`/`port`).
+   * @default 8080
+   */
+  port?: number;
+  /**
+   * The address to listen on; `0.0.0.0` accepts connections from other machines.
+   * @default '0.0.0.0'
+   */
+  host?: string;
+  /**
+   * The registry to serve.
+   * @default a new InMemoryNodeRegistry with `heartbeatTimeoutMs`
+   */
+  registry?: NodeRegistry;
+  /**
+   * How often the registry is swept for workers that stopped sending heartbeats, in ms.
+   * @default a quarter of `heartbeatTimeoutMs`, between 50 ms and 5 s
+   */
+  sweepIntervalMs?: number;
+  /**
+   * How long `close()` waits for requests in flight before dropping their connections, in ms.
+   * @default 5000
+   */
+  closeGraceMs?: number;
+}
+
+/** A listening orchestrator. */
+export interface RunningOrchestrator {
+  /** A URL that reaches the orchestrator from this machine, e.g. `http://127.0.0.1:8080`. */
+  url: string;
+  /** The port it listens on (the chosen one when `port` was 0). */
+  port: number;
+  registry: NodeRegistry;
+  /** Stops the sweep timer and the server (waiting for requests in flight); safe to call twice. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the orchestrator's HTTP API and the registry's sweep timer.
+ *
+ * ```ts
+ * const orchestrator = await startOrchestrator({ port: 0, host: '127.0.0.1' });
+ * console.log(orchestrator.url); // http://127.0.0.1:41234
+ * await orchestrator.close();
+ * ```
+ *
+ * @throws OrchestratorConfigError for an invalid option.
+ * @throws OrchestratorStartError (code `ListenFailed`) when the port cannot be listened on.
+ */
+export async function startOrchestrator(options: StartOrchestratorOptions = {}): Promise<RunningOrchestrator> {
+  const resolved = resolveOrchestratorOptions(options);
+  const port = options.port ?? 8080;
+  const host = options.host ?? '0.0.0.0';
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) {
+    throw new OrchestratorConfigError('InvalidSetting', 'port', `Invalid setting port: must be an integer from 0 to 65535, got ${port}`);
+  }
+  const registry = options.registry ?? new InMemoryNodeRegistry({ heartbeatTimeoutMs: resolved.heartbeatTimeoutMs });
+  const sweepIntervalMs =
+    options.sweepIntervalMs ?? Math.min(5_000, Math.max(50, Math.floor(resolved.heartbeatTimeoutMs / 4)));
+  const closeGraceMs = options.closeGraceMs ?? 5_000;
+
+  const server = createServer(createApp({ registry, options: resolved }));
+  await listen(server, port, host);
+  const actualPort = (server.address() as AddressInfo).port;
+  const url = `http://${reachableHost(host)}:${actualPort}`;
+
+  const sweeper = setInterval(() => {
+    try {
+      const lost = registry.sweep();
+      if (lost.length > 0) resolved.logger.warn({ workerIds: lost }, 'workers stopped sending heartbeats and are offline');
+    } catch (error) {
+      resolved.logger.error({ err: error }, 'registry sweep failed');
+    }
+  }, sweepIntervalMs);
+  sweeper.unref();
+  resolved.logger.info({ url, host, port: actualPort }, 'orchestrator listening');
+
+  let closing: Promise<void> | undefined;
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      clearInterval(sweeper);
+      await closeServer(server, closeGraceMs);
+      resolved.logger.info('orchestrator stopped');
+    })();
+    return closing;
+  };
+  return { url, port: actualPort, registry, close };
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: Error): void => {
+      reject(new OrchestratorStartError('ListenFailed', `Cannot listen on ${host}:${port}: ${error.message}`, { cause: error }));
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+function closeServer(server: Server, graceMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const force = setTimeout(() => server.closeAllConnections(), graceMs);
+    force.unref();
+    server.close((error) => {
+      clearTimeout(force);
+      if (error) reject(error);
+      else resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
+
+/** The host part of a URL that reaches `host` from this machine. */
+export function reachableHost(host: string): string {
+  if (host === '' || host === '0.0.0.0') return '127.0.0.1';
+  if (host === '::' || host === '[::]') return '[::1]';
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
