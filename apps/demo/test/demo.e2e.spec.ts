@@ -1,0 +1,82 @@
+/**
+ * End to end: `pnpm demo`'s script as a real process — one orchestrator and two worker
+ * processes — checked through the JSON run report and the printed summary.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { RunResult } from '@mpd/orchestrator';
+import { beforeAll, describe, expect, it } from 'vitest';
+
+const demoDir = fileURLToPath(new URL('..', import.meta.url));
+const reportFile = join(mkdtempSync(join(tmpdir(), 'mpd-demo-e2e-')), 'report.json');
+let exitCode: number | null;
+let output = '';
+let report: RunResult;
+
+beforeAll(async () => {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/run-demo.ts', '--report', reportFile], {
+    cwd: demoDir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  exitCode = await new Promise((resolve) => child.on('exit', resolve));
+  report = JSON.parse(readFileSync(reportFile, 'utf8')) as RunResult;
+}, 60_000);
+
+const module = (name: string) => report.modules.find((candidate) => candidate.name === name)!;
+
+describe('the demo', () => {
+  it('exits 0 after a successful run', () => {
+    expect(exitCode, output).toBe(0);
+    expect(report).toMatchObject({ pipeline: 'demo', success: true, status: 'Successful' });
+  });
+
+  it('ran every module of the diamond exactly once, in dependency order', () => {
+    expect(report.modules.map((m) => [m.name, m.status, m.attempts.length])).toEqual([
+      ['restore', 'Successful', 1],
+      ['build', 'Successful', 1],
+      ['test-unit', 'Successful', 1],
+      ['test-integration', 'Successful', 1],
+      ['lint', 'Successful', 1],
+      ['package', 'Successful', 1],
+    ]);
+    const starts = Object.fromEntries(report.modules.map((m) => [m.name, Date.parse(m.startTime!)]));
+    const ends = Object.fromEntries(report.modules.map((m) => [m.name, Date.parse(m.endTime!)]));
+    expect(starts.build).toBeGreaterThanOrEqual(ends.restore!);
+    for (const test of ['test-unit', 'test-integration', 'lint']) expect(starts[test]).toBeGreaterThanOrEqual(ends.build!);
+    for (const test of ['test-unit', 'test-integration', 'lint']) expect(starts.package).toBeGreaterThanOrEqual(ends[test]!);
+  });
+
+  it('used both worker processes', () => {
+    expect(new Set(report.modules.map((m) => m.workerId))).toEqual(new Set(['demo-worker-1', 'demo-worker-2']));
+  });
+
+  it('passed dependency results along: package saw what build, the tests and lint produced', () => {
+    const build = module('build').result as { bundleHash: string; checkedFiles: number };
+    const unit = module('test-unit').result as { passed: number; failed: number };
+    const integration = module('test-integration').result as { checks: number; summary: { slug: string } };
+    const packaged = module('package').result as Record<string, unknown>;
+    expect(build.checkedFiles).toBe(4); // three sources and the unit test file
+    expect(unit).toMatchObject({ passed: 3, failed: 0 });
+    expect(integration).toMatchObject({ checks: 3, summary: { slug: 'hello-distributed-world' } });
+    expect(packaged).toMatchObject({
+      bundleHash: build.bundleHash,
+      unitPassed: 3,
+      integrationChecks: 3,
+      lintWarnings: (module('lint').result as { warnings: unknown[] }).warnings.length,
+    });
+    expect(packaged.sha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('printed where each module ran, the summary table, and what the client saw', () => {
+    expect(output).toMatch(/\[mpd\] ▶ restore on demo-worker-[12]/);
+    expect(output).toMatch(/Module\s+Status\s+Worker\s+Attempts\s+Duration/);
+    expect(output).toMatch(/package\s+Successful\s+demo-worker-[12]\s+1/);
+    expect(output).toMatch(/client sees demo-worker-1 at http:\/\/127\.0\.0\.1:\d+/);
+    expect(output).toContain('[demo] orchestrator exited with code 0');
+  });
+});
