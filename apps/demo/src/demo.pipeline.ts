@@ -26,15 +26,19 @@ async function listFiles(dir: string): Promise<string[]> {
     .sort();
 }
 
-/** Writes files (path → text) under a fresh temporary directory and returns it. */
-async function materialise(files: Record<string, string>, signal: AbortSignal): Promise<string> {
+/** Writes files (path → text) under a fresh temporary directory, runs `work` there, removes it. */
+async function withFiles<T>(files: Record<string, string>, signal: AbortSignal, work: (dir: string) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), 'mpd-demo-'));
-  for (const [path, text] of Object.entries(files)) {
-    signal.throwIfAborted();
-    await mkdir(dirname(join(dir, path)), { recursive: true });
-    await writeFile(join(dir, path), text);
+  try {
+    for (const [path, text] of Object.entries(files)) {
+      signal.throwIfAborted();
+      await mkdir(dirname(join(dir, path)), { recursive: true });
+      await writeFile(join(dir, path), text);
+    }
+    return await work(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
-  return dir;
 }
 
 export const restore = defineModule({
@@ -76,9 +80,8 @@ export const testUnit = defineModule({
   name: 'test-unit',
   dependsOn: [build],
   description: 'Run the unit tests with `node --test` against the built bundle',
-  run: async (ctx) => {
-    const dir = await materialise(ctx.results.build.bundle, ctx.signal);
-    try {
+  run: (ctx) =>
+    withFiles(ctx.results.build.bundle, ctx.signal, async (dir) => {
       const { stdout } = await run(process.execPath, ['--test', '--test-reporter=tap', 'test/unit.test.mjs'], {
         cwd: dir,
         signal: ctx.signal,
@@ -88,10 +91,7 @@ export const testUnit = defineModule({
       const failed = count('fail');
       if (!(passed > 0) || failed !== 0) throw new Error(`unit tests: ${passed} passed, ${failed} failed`);
       return { passed, failed, bundleHash: ctx.results.build.bundleHash };
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  },
+    }),
 });
 
 export const testIntegration = defineModule({
@@ -99,9 +99,8 @@ export const testIntegration = defineModule({
   dependsOn: [build],
   description: 'Run the built library in a real node process and check its output',
   params: { title: 'Hello, Distributed World!', body: 'the pipeline ran the modules and the workers ran the pipeline' },
-  run: async (ctx) => {
-    const dir = await materialise(ctx.results.build.bundle, ctx.signal);
-    try {
+  run: (ctx) =>
+    withFiles(ctx.results.build.bundle, ctx.signal, async (dir) => {
       const script = `import { summarise } from './src/index.mjs';
         process.stdout.write(JSON.stringify(summarise(process.argv[1], process.argv[2])));`;
       const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script, ctx.params.title, ctx.params.body], {
@@ -116,10 +115,7 @@ export const testIntegration = defineModule({
         }
       }
       return { checks: Object.keys(expected).length, summary, bundleHash: ctx.results.build.bundleHash };
-    } finally {
-      await rm(dir, { recursive: true, force: true });
-    }
-  },
+    }),
 });
 
 export const lint = defineModule({

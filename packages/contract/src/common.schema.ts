@@ -37,6 +37,7 @@ export type FieldIssue = z.infer<typeof fieldIssueSchema>;
 export const errorCodeSchema = z.enum([
   'ValidationFailed',
   'MalformedJson',
+  'PayloadTooLarge',
   'WorkerNotFound',
   'ExecutionNotFound',
   'ModuleNotFound',

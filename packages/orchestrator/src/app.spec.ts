@@ -203,6 +203,15 @@ describe('orchestrator HTTP API', () => {
     expect(errorBodySchema.parse(response.json)).toMatchObject({ success: false, code: 'MalformedJson' });
   });
 
+  it('answers a body over 1 MiB with 413 PayloadTooLarge', async () => {
+    const { raw } = await start();
+    const huge = JSON.stringify({ workerId: 'w', currentLoad: 0, padding: 'x'.repeat(1_100_000) });
+    const response = await raw('POST', '/api/workers/heartbeat', huge);
+    expect(response.status).toBe(413);
+    expect(errorBodySchema.parse(response.json)).toMatchObject({ success: false, code: 'PayloadTooLarge' });
+    expect(response.json.errorMessage).toContain('1mb');
+  });
+
   it('answers an unknown route with 404 RouteNotFound as JSON', async () => {
     const { raw } = await start();
     for (const [method, path] of [

@@ -1,11 +1,14 @@
 import { orchestratorContract, orchestratorOpenApi } from '@mpd/contract';
+import { finalErrorHandler, handleRequestValidationError, routeNotFound } from '@mpd/contract/server';
 import { createExpressEndpoints } from '@ts-rest/express';
 import express from 'express';
 import type { Logger } from 'pino';
-import { finalErrorHandler, handleRequestValidationError, routeNotFound } from './http/error-responses.js';
 import { createRoutes } from './http/routes.js';
 import { type OrchestratorOptions, resolveOrchestratorOptions } from './orchestrator-options.js';
 import type { NodeRegistry } from './registry/node-registry.js';
+
+/** The largest JSON body the orchestrator accepts (registrations and heartbeats are small). */
+const BODY_LIMIT = '1mb';
 
 /** What {@link createApp} needs. */
 export interface AppDependencies {
@@ -39,7 +42,7 @@ export function createApp(deps: AppDependencies): express.Express {
     });
     next();
   });
-  app.use(express.json({ limit: '1mb' }));
+  app.use(express.json({ limit: BODY_LIMIT }));
 
   let openApi: string | undefined;
   app.get('/api/openapi.json', (_req, res) => {
@@ -54,6 +57,6 @@ export function createApp(deps: AppDependencies): express.Express {
   });
 
   app.use(routeNotFound);
-  app.use(finalErrorHandler(logger));
+  app.use(finalErrorHandler({ logger, server: 'orchestrator', bodyLimit: BODY_LIMIT }));
   return app;
 }

@@ -231,6 +231,18 @@ describe('worker API', () => {
     expect(await unknown.json()).toMatchObject({ success: false, code: 'RouteNotFound' });
   });
 
+  it('answers a body over the configured limit with 413 PayloadTooLarge', async () => {
+    const small = await startWorker({ port: 0, host: '127.0.0.1', pipeline, bodyLimit: '10kb', logger: pino({ level: 'silent' }) });
+    try {
+      const body = JSON.stringify(request('exec-big-1', 'restore', { dependencyResults: { restore: JSON.stringify('x'.repeat(20_000)) } }));
+      const response = await fetch(`${small.url}/api/execution/execute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      expect(response.status).toBe(413);
+      expect(await response.json()).toMatchObject({ success: false, code: 'PayloadTooLarge', errorMessage: expect.stringContaining('10kb') });
+    } finally {
+      await small.close();
+    }
+  });
+
   it('serves its OpenAPI document and sends no X-Powered-By', async () => {
     const response = await fetch(`${worker.url}/api/openapi.json`);
     expect(response.headers.get('x-powered-by')).toBeNull();

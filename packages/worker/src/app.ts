@@ -1,10 +1,10 @@
 import { workerContract, workerOpenApi } from '@mpd/contract';
+import { errorBody, finalErrorHandler, handleRequestValidationError, routeNotFound } from '@mpd/contract/server';
 import type { JsonValue } from '@mpd/pipeline';
 import { initServer, createExpressEndpoints } from '@ts-rest/express';
 import express, { type Application } from 'express';
 import type { Logger } from 'pino';
 import type { ModuleExecutor } from './executor/module-executor.js';
-import { errorBody, errorHandler, routeNotFound, validationErrorHandler } from './http-errors.js';
 
 export interface WorkerAppDeps {
   executor: ModuleExecutor;
@@ -87,17 +87,18 @@ export function createApp(deps: WorkerAppDeps): Application {
 
   const app = express();
   app.disable('x-powered-by');
-  app.use(express.json({ limit: deps.bodyLimit ?? '100mb' }));
+  const bodyLimit = deps.bodyLimit ?? '100mb';
+  app.use(express.json({ limit: bodyLimit }));
   const openApi = workerOpenApi();
   app.get('/api/openapi.json', (_req, res) => {
     res.json(openApi);
   });
   createExpressEndpoints(workerContract, router, app, {
     responseValidation: deps.validateResponses ?? false,
-    requestValidationErrorHandler: validationErrorHandler,
+    requestValidationErrorHandler: (error, _req, res) => handleRequestValidationError(error, res),
   });
   app.use(routeNotFound);
-  app.use(errorHandler(logger));
+  app.use(finalErrorHandler({ logger, server: 'worker', bodyLimit }));
   return app;
 }
 

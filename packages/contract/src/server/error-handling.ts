@@ -1,7 +1,21 @@
-import { describeFieldIssues, type ErrorBody, type ErrorCode, type FieldIssue, toFieldIssues } from '@mpd/contract';
+/**
+ * Express error handling shared by the orchestrator and the worker: every error answers
+ * the contract's error body, never an HTML page.
+ */
 import type { RequestValidationError } from '@ts-rest/express';
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
-import type { Logger } from 'pino';
+import type { ErrorBody, ErrorCode, FieldIssue } from '../common.schema.js';
+import { describeFieldIssues, toFieldIssues } from '../validation.js';
+
+/** The part of a logger (pino's, for one) the handlers use. */
+export interface ErrorLogger {
+  error(fields: object, message: string): void;
+}
+
+/** The contract's error body (`{ success: false, errorMessage, code, issues? }`). */
+export function errorBody(code: ErrorCode, errorMessage: string, issues?: FieldIssue[]): ErrorBody {
+  return issues ? { success: false, errorMessage, code, issues } : { success: false, errorMessage, code };
+}
 
 /** Sends the contract's error body (`{ success: false, errorMessage, code, issues? }`). */
 export function sendError(
@@ -11,9 +25,7 @@ export function sendError(
   errorMessage: string,
   issues?: FieldIssue[],
 ): void {
-  const body: ErrorBody = { success: false, errorMessage, code };
-  if (issues) body.issues = issues;
-  res.status(status).json(body);
+  res.status(status).json(errorBody(code, errorMessage, issues));
 }
 
 /** Field issues of a ts-rest request validation failure, each named `params.x`, `query.x` or `body.x`. */
@@ -51,12 +63,21 @@ function asBodyParserError(error: unknown): BodyParserError | undefined {
   return typeof candidate.type === 'string' && typeof candidate.status === 'number' ? candidate : undefined;
 }
 
+/** Options of {@link finalErrorHandler}. */
+export interface FinalErrorHandlerOptions {
+  logger: ErrorLogger;
+  /** Named in the 500 message: `orchestrator` or `worker`. */
+  server: string;
+  /** The JSON body limit, named in the 413 message (e.g. `1mb`). */
+  bodyLimit: string;
+}
+
 /**
- * The last error handler: malformed JSON answers 400 `MalformedJson`, other request-body
- * problems their 4xx status, and anything else 500 `InternalError` (logged) — never an
- * HTML page.
+ * The last error handler: malformed JSON answers 400 `MalformedJson`, a body over the
+ * limit 413 `PayloadTooLarge`, other request-body problems their 4xx status, and anything
+ * else 500 `InternalError` (logged) — never an HTML page.
  */
-export function finalErrorHandler(logger: Logger): ErrorRequestHandler {
+export function finalErrorHandler({ logger, server, bodyLimit }: FinalErrorHandlerOptions): ErrorRequestHandler {
   return (error: unknown, req, res, next) => {
     if (res.headersSent) {
       logger.error({ err: error, method: req.method, path: req.path }, 'request failed after the response started');
@@ -69,7 +90,7 @@ export function finalErrorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     if (bodyError?.type === 'entity.too.large') {
-      sendError(res, 413, 'ValidationFailed', 'The request body is larger than the limit of 1mb');
+      sendError(res, 413, 'PayloadTooLarge', `The request body is larger than the limit of ${bodyLimit}`);
       return;
     }
     const status = Number(bodyError?.status);
@@ -78,6 +99,6 @@ export function finalErrorHandler(logger: Logger): ErrorRequestHandler {
       return;
     }
     logger.error({ err: error, method: req.method, path: req.path }, 'request failed');
-    sendError(res, 500, 'InternalError', 'Internal error in the orchestrator; see its log for details');
+    sendError(res, 500, 'InternalError', `Internal error in the ${server}; see its log for details`);
   };
 }
