@@ -1,7 +1,7 @@
 /**
  * `pnpm demo`: one orchestrator and two workers as separate processes on free ports,
- * running the demo pipeline (demo.pipeline.ts). Also shows another service using only
- * `@mpd/client` to list the workers and check the orchestrator's health.
+ * running the demo pipeline (demo.pipeline.ts). Also runs apps/cluster-status, another
+ * service that uses only `@mpd/client`, to list the workers and check the orchestrator's health.
  *
  * Flags: --report FILE (write the JSON run report), --verbose (show the servers' logs).
  */
@@ -18,6 +18,7 @@ const { values: flags } = parseArgs({
 
 const pipelineFile = fileURLToPath(new URL('./demo.pipeline.ts', import.meta.url));
 const mainOf = (pkg: string): string => fileURLToPath(new URL('./main.ts', import.meta.resolve(pkg)));
+const statusService = fileURLToPath(new URL('../../cluster-status/src/main.ts', import.meta.url));
 const children: ChildProcess[] = [];
 
 /** Starts `main.ts` of a package under tsx and resolves with the URL it prints. */
@@ -66,39 +67,44 @@ async function main(): Promise<number> {
   const orchestrator = await start('orchestrator', '@mpd/orchestrator', orchestratorArgs);
   const orchestratorExit = once(orchestrator.child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
 
-  for (const n of [1, 2]) {
-    await start(`worker ${n}`, '@mpd/worker', [
+  const startWorker = (n: number) =>
+    start(`worker ${n}`, '@mpd/worker', [
       '--port', '0', '--host', '127.0.0.1', '--id', `demo-worker-${n}`, '--orchestrator', orchestrator.url,
       '--pipeline', pipelineFile, '--max-parallel', '2', '--tags', n === 1 ? 'linux,fast-disk' : 'linux',
     ]);
-  }
 
-  // Another service that depends only on @mpd/client: list the workers, check health.
+  // The orchestrator waits for two workers (--min-workers 2). While only the first one is
+  // registered, another service that depends only on @mpd/client (apps/cluster-status)
+  // checks the orchestrator's health and lists its workers.
+  await startWorker(1);
   const client = createOrchestratorClient({ baseUrl: orchestrator.url });
   try {
-    for (let tries = 0; tries < 100; tries++) {
+    for (let tries = 0; ; tries++) {
       const workers = await client.workers.list();
-      if (workers.status === 200 && workers.body.length >= 2) {
-        for (const worker of workers.body) {
-          console.log(`[demo] client sees ${worker.id} at ${worker.endpoint}: ${worker.status}, ${worker.capabilities.maxParallelModules} slots, tags [${worker.capabilities.tags.join(', ')}]`);
-        }
-        break;
-      }
+      if (workers.status === 200 && workers.body.some((worker) => worker.id === 'demo-worker-1')) break;
+      if (tries > 200) throw new Error('demo-worker-1 did not register within 20 s');
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
-    const health = await client.health.get();
-    if (health.status === 200) console.log(`[demo] orchestrator ${health.body.status}, ${health.body.availableWorkers} workers available`);
-  } catch {
-    // The orchestrator may already have finished the run and exited: that is fine.
   } finally {
     await client.close();
   }
+  const status = spawn(process.execPath, ['--import', 'tsx', statusService, orchestrator.url], { stdio: ['ignore', 'inherit', 'inherit'] });
+  await once(status, 'exit');
+
+  // The second worker makes two: the orchestrator starts the run.
+  await startWorker(2);
 
   const [code, signal] = await orchestratorExit;
   console.log(`[demo] orchestrator exited with ${signal ?? `code ${code}`}; stopping the workers`);
   await stopAll();
   return code ?? 1;
 }
+
+// Never leave servers behind: if this process dies, so do they.
+process.on('exit', () => {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+process.stdout.on('error', () => undefined); // e.g. `pnpm demo | head`
 
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {

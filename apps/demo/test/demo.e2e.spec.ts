@@ -76,7 +76,8 @@ describe('the demo', () => {
     expect(output).toMatch(/\[mpd\] ▶ restore on demo-worker-[12]/);
     expect(output).toMatch(/Module\s+Status\s+Worker\s+Attempts\s+Duration/);
     expect(output).toMatch(/package\s+Successful\s+demo-worker-[12]\s+1/);
-    expect(output).toMatch(/client sees demo-worker-1 at http:\/\/127\.0\.0\.1:\d+/);
+    expect(output).toMatch(/\[status\] orchestrator http:\/\/127\.0\.0\.1:\d+ is healthy: 1 available worker\(s\)/);
+    expect(output).toMatch(/\[status\] {3}demo-worker-1 {2}Available {2}load 0\/2 {2}linux {2}tags \[linux, fast-disk\] {2}pipeline demo/);
     expect(output).toContain('[demo] orchestrator exited with code 0');
   });
 });

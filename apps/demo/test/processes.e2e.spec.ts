@@ -1,0 +1,122 @@
+/**
+ * The command-line programs as real processes: exit codes of a pipeline run, graceful
+ * shutdown, and a worker killed in the middle of a module.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { createOrchestratorClient } from '@mpd/client';
+import type { RunResult } from '@mpd/orchestrator';
+import { afterEach, describe, expect, it } from 'vitest';
+import { eventually } from './helpers.js';
+
+const repo = fileURLToPath(new URL('../../../', import.meta.url));
+const mainOf = (pkg: string): string => join(repo, 'packages', pkg.replace('@mpd/', ''), 'src', 'main.ts');
+const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+
+interface Proc {
+  child: ChildProcess;
+  url: string;
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+const running: ChildProcess[] = [];
+afterEach(() => {
+  for (const child of running.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+});
+
+/** Starts a package's CLI under tsx; resolves once it prints the URL it listens on. */
+function start(pkg: '@mpd/orchestrator' | '@mpd/worker', args: string[]): Promise<Proc> {
+  const child = spawn(process.execPath, ['--import', 'tsx', mainOf(pkg), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, MPD_LOG_LEVEL: 'info' },
+  });
+  running.push(child);
+  let output = '';
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  return new Promise((resolve, reject) => {
+    let url: string | undefined;
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      output += `${line}\n`;
+      const match = /listening on (http\S+)/.exec(line);
+      if (!url && match) {
+        url = match[1]!;
+        resolve({ child, url, output: () => output, exited });
+      }
+    });
+    void exited.then((code) => {
+      if (!url) reject(new Error(`${pkg} exited with ${code} before listening:\n${output}`));
+    });
+  });
+}
+
+const orchestratorArgs = (...extra: string[]) => ['--port', '0', '--host', '127.0.0.1', '--heartbeat-interval', '0.2', '--heartbeat-timeout', '1', ...extra];
+const workerArgs = (url: string, id: string, ...extra: string[]) => ['--port', '0', '--host', '127.0.0.1', '--orchestrator', url, '--id', id, ...extra];
+
+describe('mpd-orchestrator --pipeline', () => {
+  it('exits non-zero when the pipeline fails, reporting what failed and what did not run', async () => {
+    const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');
+    const orchestrator = await start('@mpd/orchestrator', orchestratorArgs('--pipeline', fixture('failing.pipeline.ts'), '--report', report));
+    await start('@mpd/worker', workerArgs(orchestrator.url, 'fail-worker', '--pipeline', fixture('failing.pipeline.ts')));
+    expect(await orchestrator.exited).toBe(1);
+    expect(orchestrator.output()).toMatch(/Pipeline 'failing' Failed/);
+    expect(orchestrator.output()).toMatch(/test: 3 tests failed/);
+    const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
+    expect(result.modules.map((module) => [module.name, module.status])).toEqual([
+      ['compile', 'Successful'],
+      ['test', 'Failed'],
+      ['publish', 'DependencyFailed'],
+    ]);
+  });
+
+  it('a worker killed with SIGKILL mid-module: the module runs again on the other worker and the run succeeds', async () => {
+    const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');
+    const pipeline = fixture('slow.pipeline.ts');
+    const orchestrator = await start('@mpd/orchestrator', orchestratorArgs('--pipeline', pipeline, '--min-workers', '2', '--report', report));
+    const one = await start('@mpd/worker', workerArgs(orchestrator.url, 'kill-1', '--pipeline', pipeline));
+    const two = await start('@mpd/worker', workerArgs(orchestrator.url, 'kill-2', '--pipeline', pipeline));
+    // Kill whichever worker started the first module, while it runs.
+    await eventually(() => /step started/.test(one.output() + two.output()), 15_000, 'the first module to start');
+    const victim = /step started/.test(one.output()) ? one : two;
+    const survivor = victim === one ? 'kill-2' : 'kill-1';
+    victim.child.kill('SIGKILL');
+    expect(await orchestrator.exited).toBe(0);
+    const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
+    const first = result.modules.find((module) => module.name === 'first')!;
+    expect(first.status).toBe('Successful');
+    expect(first.workerId).toBe(survivor);
+    expect(first.attempts.map((attempt) => attempt.outcome)).toEqual(['Lost', 'Succeeded']);
+    expect((first.result as { workerId: string }).workerId).toBe(survivor);
+    expect(result.modules.find((module) => module.name === 'second')!.status).toBe('Successful');
+  });
+});
+
+describe('mpd-worker', () => {
+  it('unregisters from the orchestrator on SIGTERM and exits 0', async () => {
+    const orchestrator = await start('@mpd/orchestrator', orchestratorArgs());
+    const worker = await start('@mpd/worker', workerArgs(orchestrator.url, 'term-worker'));
+    const client = createOrchestratorClient({ baseUrl: orchestrator.url });
+    try {
+      const registered = async (): Promise<boolean> => {
+        const workers = await client.workers.list();
+        return workers.status === 200 && workers.body.some((node) => node.id === 'term-worker');
+      };
+      await eventually(registered, 10_000, 'registration');
+      worker.child.kill('SIGTERM');
+      expect(await worker.exited).toBe(0);
+      const workers = await client.workers.list();
+      expect(workers.status === 200 && workers.body.map((node) => node.id)).toEqual([]);
+      expect(worker.output()).toMatch(/unregistered from the orchestrator/);
+    } finally {
+      await client.close();
+    }
+    orchestrator.child.kill('SIGTERM');
+    expect(await orchestrator.exited).toBe(0);
+  });
+});
