@@ -12,6 +12,20 @@ import { MpdClientError } from './errors.js';
 const EXECUTE_PATH = '/api/execution/execute';
 
 /**
+ * The options of the fetcher's undici `Agent`: undici's own header and body timeouts
+ * (300 s by default) are off (0), so only the call's own deadline bounds it.
+ * Exported for tests; not part of the package's public API.
+ */
+export function dispatcherOptions(timeoutMs: number): Agent.Options {
+  return {
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    connectTimeout: Math.min(timeoutMs, 10_000),
+    keepAliveTimeout: 10_000,
+  };
+}
+
+/**
  * A ts-rest fetcher on undici with deliberate timeouts. undici's own header and body
  * timeouts (300 s by default) are switched off: every call is bounded by its own deadline
  * instead, so an `execute` call for a module that runs for hours still gets its answer.
@@ -19,12 +33,7 @@ const EXECUTE_PATH = '/api/execution/execute';
 export function createFetcher(options: ClientOptions): { api: ApiFetcher; close: () => Promise<void> } {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const executeMarginMs = options.executeMarginMs ?? DEFAULT_EXECUTE_MARGIN_MS;
-  const dispatcher = new Agent({
-    headersTimeout: 0,
-    bodyTimeout: 0,
-    connectTimeout: Math.min(timeoutMs, 10_000),
-    keepAliveTimeout: 10_000,
-  });
+  const dispatcher = new Agent(dispatcherOptions(timeoutMs));
 
   const deadlineFor = (args: ApiFetcherArgs): number => {
     if (args.route.path !== EXECUTE_PATH) return timeoutMs;

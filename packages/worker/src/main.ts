@@ -1,13 +1,20 @@
-#!/usr/bin/env -S node --import tsx
-/** `mpd-worker` / `pnpm worker`: start a worker from flags and MPD_* environment variables. */
-import { loadPipelineFile } from '@mpd/pipeline';
-import pino from 'pino';
+#!/usr/bin/env tsx
+/**
+ * `mpd-worker` (`pnpm worker` in this repository): starts a worker from its flags and
+ * MPD_* environment variables. Run `mpd-worker --help` for the flags.
+ */
+import { CommanderError } from 'commander';
 import { parseWorkerConfig, workerCommand } from './config.js';
-import { startWorker } from './server.js';
 
 async function main(): Promise<void> {
-  const command = workerCommand();
-  command.parse();
+  const command = workerCommand().exitOverride();
+  try {
+    command.parse();
+  } catch (error) {
+    // Commander already printed the help or the usage error: 0 for --help, 2 for a bad command line.
+    if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : 2);
+    throw error;
+  }
   let config;
   try {
     config = parseWorkerConfig(command.opts());
@@ -15,13 +22,17 @@ async function main(): Promise<void> {
     process.stderr.write(`mpd-worker: ${(error as Error).message}\n`);
     process.exit(2);
   }
-  const logger = pino({ level: config.logLevel, base: { service: 'mpd-worker' } }, pino.destination(2));
+  // Loaded after the settings are valid, so --help and setting errors answer quickly.
+  const { loadPipelineFile } = await import('@mpd/pipeline');
+  const { pino, destination } = await import('pino');
+  const { startWorker } = await import('./server.js');
+  const logger = pino({ level: config.logLevel, base: { service: 'mpd-worker' } }, destination(2));
   let pipeline;
   if (config.pipeline) {
     try {
       pipeline = await loadPipelineFile(config.pipeline, process.env.INIT_CWD ?? process.cwd());
     } catch (error) {
-      process.stderr.write(`mpd-worker: ${(error as Error).message}\n`);
+      process.stderr.write(`mpd-worker: Invalid setting --pipeline (MPD_PIPELINE): ${(error as Error).message}\n`);
       process.exit(2);
     }
   }

@@ -1,0 +1,327 @@
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { dispatcherOptions } from './fetcher.js';
+import { createOrchestratorClient, createWorkerClient, MpdClientError, type OrchestratorClient, type WorkerClient } from './index.js';
+
+// Records the options of every undici Agent the clients create, to check what they really use.
+const agentOptions = vi.hoisted(() => [] as unknown[]);
+vi.mock('undici', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('undici')>();
+  class RecordingAgent extends actual.Agent {
+    constructor(options?: ConstructorParameters<typeof actual.Agent>[0]) {
+      super(options);
+      agentOptions.push(options);
+    }
+  }
+  return { ...actual, Agent: RecordingAgent };
+});
+
+interface Seen {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+type Handler = (req: Seen, res: ServerResponse) => void;
+
+interface TestServer {
+  url: string;
+  seen: Seen[];
+}
+
+const servers: Server[] = [];
+const clients: { close(): Promise<void> }[] = [];
+const timers: NodeJS.Timeout[] = [];
+
+afterEach(async () => {
+  for (const timer of timers.splice(0)) clearTimeout(timer);
+  await Promise.all(clients.splice(0).map((client) => client.close()));
+  await Promise.all(
+    servers.splice(0).map(
+      (server) =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    ),
+  );
+});
+
+/** A real HTTP server on 127.0.0.1 that records each request and answers with `handler`. */
+async function serve(handler: Handler): Promise<TestServer> {
+  const seen: Seen[] = [];
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => (body += chunk));
+    req.on('end', () => {
+      const request = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body };
+      seen.push(request);
+      handler(request, res);
+    });
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { url: `http://127.0.0.1:${port}`, seen };
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
+  res.end(JSON.stringify(body));
+}
+
+function later(ms: number, action: () => void): void {
+  timers.push(setTimeout(action, ms));
+}
+
+function worker(options: Parameters<typeof createWorkerClient>[0]): WorkerClient {
+  const client = createWorkerClient(options);
+  clients.push(client);
+  return client;
+}
+
+function orchestrator(options: Parameters<typeof createOrchestratorClient>[0]): OrchestratorClient {
+  const client = createOrchestratorClient(options);
+  clients.push(client);
+  return client;
+}
+
+/** Resolves to what `promise` rejected with; fails when it resolves. */
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    const value = await promise;
+    throw new Error(`expected a rejection, got ${JSON.stringify(value)}`);
+  } catch (error) {
+    return error;
+  }
+}
+
+const NOW = '2025-09-30T10:00:00Z';
+const workerHealth = { status: 'healthy', currentLoad: 1, maxLoad: 4, timestamp: NOW };
+const executeRequest = (timeout: string) => ({
+  executionId: 'exec-1',
+  serializedModule: '',
+  moduleTypeName: 'build',
+  dependencyResults: {},
+  environmentVariables: {},
+  timeout,
+});
+const executeSuccess = {
+  executionId: 'exec-1',
+  success: true,
+  serializedResult: '{"artifact":"dist/app.tgz"}',
+  duration: '00:00:00.6000000',
+  startTime: NOW,
+  endTime: '2025-09-30T10:00:00.6Z',
+  workerId: 'w1',
+};
+
+describe('typed calls', () => {
+  it('GET resolves to the status and body the server sent', async () => {
+    const server = await serve((_req, res) => json(res, 200, workerHealth));
+    const response = await worker({ baseUrl: server.url }).health.get();
+    expect(response.status).toBe(200);
+    expect(response.body).toEqual(workerHealth);
+    expect(server.seen).toMatchObject([{ method: 'GET', url: '/api/health' }]);
+  });
+
+  it('POST sends the body as JSON and resolves to the answer', async () => {
+    const server = await serve((req, res) =>
+      json(res, 200, { success: true, workerId: (JSON.parse(req.body) as { workerNode: { id: string } }).workerNode.id, heartbeatIntervalSeconds: 30 }),
+    );
+    const workerNode = {
+      id: 'worker-1',
+      endpoint: 'http://worker1:9000',
+      capabilities: { os: 'linux', installedTools: ['node'], maxParallelModules: 4, tags: ['gpu'] },
+    };
+    const response = await orchestrator({ baseUrl: server.url }).workers.register({ body: { workerNode, timestamp: NOW } });
+    expect(response).toMatchObject({ status: 200, body: { success: true, workerId: 'worker-1', heartbeatIntervalSeconds: 30 } });
+    expect(server.seen[0]).toMatchObject({ method: 'POST', url: '/api/workers/register' });
+    expect(server.seen[0]!.headers['content-type']).toBe('application/json');
+    expect(JSON.parse(server.seen[0]!.body)).toEqual({ workerNode, timestamp: NOW });
+  });
+
+  it('resolves (does not throw) for an error status of the contract, with its body', async () => {
+    const server = await serve((_req, res) => json(res, 404, { success: false, errorMessage: 'Worker w9 is not registered', code: 'WorkerNotFound' }));
+    const response = await orchestrator({ baseUrl: server.url }).workers.heartbeat({ body: { workerId: 'w9', currentLoad: 0 } });
+    expect(response.status).toBe(404);
+    expect(response.body).toEqual({ success: false, errorMessage: 'Worker w9 is not registered', code: 'WorkerNotFound' });
+  });
+
+  it('inserts path parameters', async () => {
+    const server = await serve((_req, res) => json(res, 200, { success: true }));
+    const response = await orchestrator({ baseUrl: server.url }).workers.unregister({ params: { workerId: 'worker-7' } });
+    expect(response.status).toBe(200);
+    expect(server.seen).toMatchObject([{ method: 'DELETE', url: '/api/workers/worker-7' }]);
+  });
+
+  it('validateResponse: true rejects a body that breaks the contract; false passes it through', async () => {
+    const broken = { status: 'healthy', currentLoad: -1, timestamp: 'yesterday' }; // no maxLoad, bad load and time
+    const server = await serve((_req, res) => json(res, 200, broken));
+
+    const error = await rejection(worker({ baseUrl: server.url, validateResponse: true }).health.get());
+    expect(error).not.toBeInstanceOf(MpdClientError);
+    expect((error as Error).name).toBe('ZodError');
+    const paths = (error as { issues: { path: (string | number)[] }[] }).issues.map((issue) => issue.path.join('.'));
+    expect(paths).toEqual(expect.arrayContaining(['currentLoad', 'maxLoad', 'timestamp']));
+
+    const unchecked = await worker({ baseUrl: server.url }).health.get();
+    expect(unchecked.body).toEqual(broken);
+  });
+
+  it('validateResponse: true accepts a body that follows the contract', async () => {
+    const server = await serve((_req, res) => json(res, 200, workerHealth));
+    const response = await worker({ baseUrl: server.url, validateResponse: true }).health.get();
+    expect(response).toMatchObject({ status: 200, body: workerHealth });
+  });
+
+  it('sends the headers option on every call', async () => {
+    const server = await serve((req, res) =>
+      req.url === '/api/health'
+        ? json(res, 200, { status: 'healthy', availableWorkers: 0, timestamp: NOW })
+        : json(res, 200, { acknowledged: true, shouldDrain: false }),
+    );
+    const client = orchestrator({ baseUrl: server.url, headers: { Authorization: 'Bearer t0ken', 'X-Trace-Id': 'trace-42' } });
+    await client.health.get();
+    await client.workers.heartbeat({ body: { workerId: 'w1', currentLoad: 2 } });
+    expect(server.seen.map((req) => req.url)).toEqual(['/api/health', '/api/workers/heartbeat']);
+    for (const req of server.seen) {
+      expect(req.headers.authorization).toBe('Bearer t0ken');
+      expect(req.headers['x-trace-id']).toBe('trace-42');
+    }
+    expect(server.seen[1]!.headers['content-type']).toBe('application/json');
+  });
+});
+
+describe('baseUrl', () => {
+  it.each(['ftp://x', '127.0.0.1:8080', '', 'file:///tmp/socket'])('throws TypeError for %j', (baseUrl) => {
+    expect(() => createWorkerClient({ baseUrl })).toThrow(TypeError);
+    expect(() => createOrchestratorClient({ baseUrl })).toThrow(/baseUrl must be an http:\/\/ or https:\/\/ URL/);
+  });
+
+  it('works with trailing slashes', async () => {
+    const server = await serve((_req, res) => json(res, 200, workerHealth));
+    const response = await worker({ baseUrl: `${server.url}/` }).health.get();
+    expect(response.status).toBe(200);
+    await worker({ baseUrl: `${server.url}//` }).health.get();
+    expect(server.seen.map((req) => req.url)).toEqual(['/api/health', '/api/health']);
+  });
+});
+
+describe('transport failures', () => {
+  it("rejects with 'Unreachable' when nothing listens", async () => {
+    // Take a free port, then free it again.
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const { port } = probe.address() as AddressInfo;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+
+    const error = await rejection(worker({ baseUrl: `http://127.0.0.1:${port}`, timeoutMs: 2_000 }).health.get());
+    expect(error).toBeInstanceOf(MpdClientError);
+    expect(error).toMatchObject({ name: 'MpdClientError', code: 'Unreachable' });
+    expect((error as Error).message).toBe('GET http://127.0.0.1:' + port + '/api/health: ECONNREFUSED');
+  });
+
+  it("rejects with 'Timeout' when a call is slower than timeoutMs", async () => {
+    const server = await serve((_req, res) => later(1_500, () => json(res, 200, workerHealth)));
+    const started = Date.now();
+    const error = await rejection(worker({ baseUrl: server.url, timeoutMs: 200 }).health.get());
+    const elapsed = Date.now() - started;
+    expect(error).toBeInstanceOf(MpdClientError);
+    expect(error).toMatchObject({ code: 'Timeout' });
+    expect((error as Error).message).toContain('no answer within 200 ms');
+    expect(elapsed).toBeGreaterThanOrEqual(190);
+    expect(elapsed).toBeLessThan(1_000);
+  });
+
+  it("rejects with 'Timeout' when the body arrives too slowly", async () => {
+    const server = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"status":"healthy",');
+      later(1_000, () => res.end('"currentLoad":0,"maxLoad":1,"timestamp":"2025-09-30T10:00:00Z"}'));
+    });
+    const error = await rejection(worker({ baseUrl: server.url, timeoutMs: 200 }).health.get());
+    expect(error).toMatchObject({ name: 'MpdClientError', code: 'Timeout' });
+  });
+
+  it("rejects with 'Aborted' when the caller's signal aborts", async () => {
+    const server = await serve((_req, res) => later(1_500, () => json(res, 200, workerHealth)));
+    const controller = new AbortController();
+    later(100, () => controller.abort());
+    const started = Date.now();
+    const error = await rejection(worker({ baseUrl: server.url, timeoutMs: 5_000 }).health.get({ fetchOptions: { signal: controller.signal } }));
+    expect(error).toBeInstanceOf(MpdClientError);
+    expect(error).toMatchObject({ code: 'Aborted' });
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
+  it("rejects with 'Aborted' for an execute call too", async () => {
+    const server = await serve((_req, res) => later(1_500, () => json(res, 200, executeSuccess)));
+    const controller = new AbortController();
+    later(100, () => controller.abort());
+    const error = await rejection(
+      worker({ baseUrl: server.url }).execution.execute({ body: executeRequest('00:10:00'), fetchOptions: { signal: controller.signal } }),
+    );
+    expect(error).toMatchObject({ name: 'MpdClientError', code: 'Aborted' });
+  });
+});
+
+describe('execute deadlines', () => {
+  it('execute is not bound by timeoutMs but by its timeout plus executeMarginMs', async () => {
+    const server = await serve((_req, res) => later(600, () => json(res, 200, executeSuccess)));
+    const response = await worker({ baseUrl: server.url, timeoutMs: 200 }).execution.execute({ body: executeRequest('00:00:05') });
+    expect(response.status).toBe(200);
+    expect(response.body).toEqual(executeSuccess);
+    expect(JSON.parse(server.seen[0]!.body)).toMatchObject({ executionId: 'exec-1', timeout: '00:00:05' });
+  });
+
+  it("execute rejects with 'Timeout' after its timeout plus executeMarginMs", async () => {
+    const server = await serve((_req, res) => later(600, () => json(res, 200, executeSuccess)));
+    const started = Date.now();
+    const error = await rejection(
+      worker({ baseUrl: server.url, timeoutMs: 200, executeMarginMs: 100 }).execution.execute({ body: executeRequest('00:00:00.2') }),
+    );
+    const elapsed = Date.now() - started;
+    expect(error).toBeInstanceOf(MpdClientError);
+    expect(error).toMatchObject({ code: 'Timeout' });
+    expect((error as Error).message).toBe(`POST ${server.url}/api/execution/execute: no answer within 300 ms`);
+    expect(elapsed).toBeGreaterThanOrEqual(290);
+    expect(elapsed).toBeLessThan(590);
+  });
+
+  it('succeeds when the headers come late (1.5 s) and the body trickles, under a long module timeout', async () => {
+    const server = await serve((_req, res) =>
+      later(1_500, () => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        const text = JSON.stringify(executeSuccess);
+        res.write(text.slice(0, 20));
+        later(300, () => res.end(text.slice(20)));
+      }),
+    );
+    const started = Date.now();
+    const response = await worker({ baseUrl: server.url, timeoutMs: 200 }).execution.execute({ body: executeRequest('01:00:00') });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1_750);
+    expect(response).toMatchObject({ status: 200, body: executeSuccess });
+  });
+});
+
+describe('undici dispatcher', () => {
+  it("turns undici's own 300 s headers and body timeouts off", () => {
+    expect(dispatcherOptions(30_000)).toMatchObject({ headersTimeout: 0, bodyTimeout: 0, connectTimeout: 10_000 });
+    expect(dispatcherOptions(200)).toMatchObject({ headersTimeout: 0, bodyTimeout: 0, connectTimeout: 200 });
+  });
+
+  it('each client creates its Agent with those options', () => {
+    agentOptions.length = 0;
+    worker({ baseUrl: 'http://127.0.0.1:1', timeoutMs: 500 });
+    orchestrator({ baseUrl: 'http://127.0.0.1:1' });
+    expect(agentOptions).toEqual([dispatcherOptions(500), dispatcherOptions(30_000)]);
+    expect(agentOptions).toMatchObject([
+      { headersTimeout: 0, bodyTimeout: 0 },
+      { headersTimeout: 0, bodyTimeout: 0 },
+    ]);
+  });
+});

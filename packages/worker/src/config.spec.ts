@@ -1,0 +1,191 @@
+import { describe, expect, it } from 'vitest';
+import { parseWorkerConfig, workerCommand } from './config.js';
+import { WorkerConfigError } from './errors.js';
+
+/**
+ * Parses `args` with the real `mpd-worker` command under exactly the MPD_* variables of
+ * `env` (others are hidden for the call), then validates what commander collected.
+ */
+function parse(args: string[], env: Record<string, string> = {}) {
+  const saved = { ...process.env };
+  for (const key of Object.keys(process.env)) if (key.startsWith('MPD_')) delete process.env[key];
+  Object.assign(process.env, env);
+  try {
+    const command = workerCommand()
+      .exitOverride()
+      .configureOutput({ writeErr: () => {}, writeOut: () => {} });
+    command.parse(args, { from: 'user' });
+    return parseWorkerConfig(command.opts());
+  } finally {
+    for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
+    Object.assign(process.env, saved);
+  }
+}
+
+function errorOf(action: () => unknown): WorkerConfigError {
+  try {
+    action();
+  } catch (error) {
+    expect(error).toBeInstanceOf(WorkerConfigError);
+    expect((error as WorkerConfigError).code).toBe('InvalidSetting');
+    return error as WorkerConfigError;
+  }
+  throw new Error('expected a WorkerConfigError');
+}
+
+describe('workerCommand + parseWorkerConfig', () => {
+  it('fills in the defaults: port 9000, host 0.0.0.0, log level info, nothing else', () => {
+    expect(parse([])).toEqual({ port: 9000, host: '0.0.0.0', logLevel: 'info' });
+  });
+
+  it('parses every flag', () => {
+    expect(
+      parse([
+        '--port', '0',
+        '--host', '127.0.0.1',
+        '--orchestrator', 'http://orchestrator:8080',
+        '--id', 'worker-a1',
+        '--endpoint', 'https://worker-a1.example.com:9443',
+        '--tags', 'gpu, high-memory ,',
+        '--tools', 'docker,node,dotnet',
+        '--max-parallel', '6',
+        '--pipeline', 'ci.pipeline.ts',
+        '--log-level', 'debug',
+      ]),
+    ).toEqual({
+      port: 0,
+      host: '127.0.0.1',
+      orchestrator: 'http://orchestrator:8080',
+      id: 'worker-a1',
+      endpoint: 'https://worker-a1.example.com:9443',
+      tags: ['gpu', 'high-memory'],
+      tools: ['docker', 'node', 'dotnet'],
+      maxParallel: 6,
+      pipeline: 'ci.pipeline.ts',
+      logLevel: 'debug',
+    });
+  });
+
+  it('parses every environment variable', () => {
+    expect(
+      parse([], {
+        MPD_PORT: '9100',
+        MPD_HOST: '::',
+        MPD_ORCHESTRATOR_URL: 'https://ci.example.com',
+        MPD_WORKER_ID: 'env-worker',
+        MPD_ENDPOINT: 'http://10.0.0.5:9100',
+        MPD_TAGS: 'linux,arm64',
+        MPD_TOOLS: 'git',
+        MPD_MAX_PARALLEL: '1024',
+        MPD_PIPELINE: '/srv/ci.pipeline.ts',
+        MPD_LOG_LEVEL: 'silent',
+      }),
+    ).toEqual({
+      port: 9100,
+      host: '::',
+      orchestrator: 'https://ci.example.com',
+      id: 'env-worker',
+      endpoint: 'http://10.0.0.5:9100',
+      tags: ['linux', 'arm64'],
+      tools: ['git'],
+      maxParallel: 1024,
+      pipeline: '/srv/ci.pipeline.ts',
+      logLevel: 'silent',
+    });
+  });
+
+  it('prefers a flag over its environment variable', () => {
+    expect(parse(['--port', '9200', '--max-parallel', '2'], { MPD_PORT: '9100', MPD_MAX_PARALLEL: '8' })).toMatchObject({
+      port: 9200,
+      maxParallel: 2,
+    });
+  });
+
+  it('trims integers and URLs; an empty list is an empty list', () => {
+    expect(parse(['--port', ' 8000 ', '--orchestrator', ' http://o:1 ', '--tags', ''])).toMatchObject({
+      port: 8000,
+      orchestrator: 'http://o:1',
+      tags: [],
+    });
+  });
+
+  it.each([
+    [['--port', 'abc'], {}, 'Invalid setting --port (MPD_PORT): must be an integer from 0 to 65535, got "abc"'],
+    [['--port', '70000'], {}, 'Invalid setting --port (MPD_PORT): must be an integer from 0 to 65535, got "70000"'],
+    [['--port', '-1'], {}, 'Invalid setting --port (MPD_PORT): must be an integer from 0 to 65535, got "-1"'],
+    [[], { MPD_PORT: '80.5' }, 'Invalid setting --port (MPD_PORT): must be an integer from 0 to 65535, got "80.5"'],
+    [['--host', ' '], {}, 'Invalid setting --host (MPD_HOST): must not be empty, got " "'],
+    [
+      ['--orchestrator', 'ftp://x'],
+      {},
+      'Invalid setting --orchestrator (MPD_ORCHESTRATOR_URL): must be an http:// or https:// URL, got "ftp://x"',
+    ],
+    [
+      [],
+      { MPD_ORCHESTRATOR_URL: 'orchestrator:8080/api' },
+      'Invalid setting --orchestrator (MPD_ORCHESTRATOR_URL): must be an http:// or https:// URL, got "orchestrator:8080/api"',
+    ],
+    [
+      ['--orchestrator', 'not a url'],
+      {},
+      'Invalid setting --orchestrator (MPD_ORCHESTRATOR_URL): must be a URL such as http://127.0.0.1:8080, got "not a url"',
+    ],
+    [['--endpoint', 'ftp://x'], {}, 'Invalid setting --endpoint (MPD_ENDPOINT): must be an http:// or https:// URL, got "ftp://x"'],
+    [
+      ['--id', 'my worker'],
+      {},
+      'Invalid setting --id (MPD_WORKER_ID): must be 1-256 printable characters without spaces, got "my worker"',
+    ],
+    [
+      ['--tags', 'gpu,high memory'],
+      {},
+      'Invalid setting --tags (MPD_TAGS): must be a comma-separated list of names (letters, digits, . _ + -), got "gpu,high memory"',
+    ],
+    [
+      [],
+      { MPD_TOOLS: 'docker,dot net' },
+      'Invalid setting --tools (MPD_TOOLS): must be a comma-separated list of names (letters, digits, . _ + -), got "docker,dot net"',
+    ],
+    [['--max-parallel', '0'], {}, 'Invalid setting --max-parallel (MPD_MAX_PARALLEL): must be an integer from 1 to 1024, got "0"'],
+    [[], { MPD_MAX_PARALLEL: '0' }, 'Invalid setting --max-parallel (MPD_MAX_PARALLEL): must be an integer from 1 to 1024, got "0"'],
+    [['--max-parallel', '1025'], {}, 'Invalid setting --max-parallel (MPD_MAX_PARALLEL): must be an integer from 1 to 1024, got "1025"'],
+    [['--max-parallel', 'four'], {}, 'Invalid setting --max-parallel (MPD_MAX_PARALLEL): must be an integer from 1 to 1024, got "four"'],
+    [['--pipeline', '  '], {}, 'Invalid setting --pipeline (MPD_PIPELINE): must be a file path, got "  "'],
+    [
+      ['--log-level', 'loud'],
+      {},
+      'Invalid setting --log-level (MPD_LOG_LEVEL): must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',
+    ],
+  ] as [string[], Record<string, string>, string][])('refuses %j %j naming the flag and the variable', (args, env, message) => {
+    expect(errorOf(() => parse(args, env)).message).toBe(message);
+  });
+
+  it('parseWorkerConfig accepts raw values directly and reports the first bad setting in flag order', () => {
+    expect(parseWorkerConfig({ port: '1', maxParallel: '3', tags: 'a,b' })).toEqual({ port: 1, maxParallel: 3, tags: ['a', 'b'] });
+    expect(errorOf(() => parseWorkerConfig({ maxParallel: '0', port: 'x' })).message).toMatch(/^Invalid setting --port \(MPD_PORT\)/);
+    expect(errorOf(() => parseWorkerConfig({ port: '1', maxParallel: '0' })).message).toMatch(
+      /^Invalid setting --max-parallel \(MPD_MAX_PARALLEL\)/,
+    );
+  });
+
+  it('workerCommand names each flag with its environment variable', () => {
+    const options = workerCommand().options.map((option) => [option.long, option.envVar]);
+    expect(options).toEqual([
+      ['--port', 'MPD_PORT'],
+      ['--host', 'MPD_HOST'],
+      ['--orchestrator', 'MPD_ORCHESTRATOR_URL'],
+      ['--id', 'MPD_WORKER_ID'],
+      ['--endpoint', 'MPD_ENDPOINT'],
+      ['--tags', 'MPD_TAGS'],
+      ['--tools', 'MPD_TOOLS'],
+      ['--max-parallel', 'MPD_MAX_PARALLEL'],
+      ['--pipeline', 'MPD_PIPELINE'],
+      ['--log-level', 'MPD_LOG_LEVEL'],
+    ]);
+  });
+
+  it('workerCommand refuses unknown flags and excess arguments', () => {
+    expect(() => parse(['--prot', '1'])).toThrow(/unknown option '--prot'/);
+    expect(() => parse(['extra'])).toThrow(/too many arguments/);
+  });
+});
