@@ -19,7 +19,9 @@ try {
     console.error(`[status] unexpected answers from ${baseUrl}: health ${health.status}, workers ${workers.status}`);
     process.exitCode = 1;
   } else {
-    console.log(`[status] orchestrator ${baseUrl} is ${health.body.status}: ${health.body.availableWorkers} available worker(s)`);
+    console.log(
+      `[status] orchestrator ${baseUrl} is ${health.body.status}: ${health.body.availableWorkers} available worker(s)`,
+    );
     for (const worker of workers.body) {
       const { os, maxParallelModules, tags } = worker.capabilities;
       console.log(

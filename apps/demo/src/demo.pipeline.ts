@@ -27,7 +27,11 @@ async function listFiles(dir: string): Promise<string[]> {
 }
 
 /** Writes files (path → text) under a fresh temporary directory, runs `work` there, removes it. */
-async function withFiles<T>(files: Record<string, string>, signal: AbortSignal, work: (dir: string) => Promise<T>): Promise<T> {
+async function withFiles<T>(
+  files: Record<string, string>,
+  signal: AbortSignal,
+  work: (dir: string) => Promise<T>,
+): Promise<T> {
   const dir = await mkdtemp(join(tmpdir(), 'mpd-demo-'));
   try {
     for (const [path, text] of Object.entries(files)) {
@@ -72,7 +76,12 @@ export const build = defineModule({
       if (sha256(text) !== file.sha256) throw new Error(`${file.path} changed since restore`);
       bundle[file.path] = text;
     }
-    return { bundle, bundleHash: sha256(JSON.stringify(bundle)), checkedFiles: sources.length, sourceHash: ctx.results.restore.sourceHash };
+    return {
+      bundle,
+      bundleHash: sha256(JSON.stringify(bundle)),
+      checkedFiles: sources.length,
+      sourceHash: ctx.results.restore.sourceHash,
+    };
   },
 });
 
@@ -103,15 +112,21 @@ export const testIntegration = defineModule({
     withFiles(ctx.results.build.bundle, ctx.signal, async (dir) => {
       const script = `import { summarise } from './src/index.mjs';
         process.stdout.write(JSON.stringify(summarise(process.argv[1], process.argv[2])));`;
-      const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script, ctx.params.title, ctx.params.body], {
-        cwd: dir,
-        signal: ctx.signal,
-      });
+      const { stdout } = await run(
+        process.execPath,
+        ['--input-type=module', '-e', script, ctx.params.title, ctx.params.body],
+        {
+          cwd: dir,
+          signal: ctx.signal,
+        },
+      );
       const summary = JSON.parse(stdout) as { slug: string; words: number; top: string };
       const expected = { slug: 'hello-distributed-world', words: 11, top: 'the' };
       for (const [key, value] of Object.entries(expected)) {
         if (summary[key as keyof typeof summary] !== value) {
-          throw new Error(`integration: ${key} was ${JSON.stringify(summary[key as keyof typeof summary])}, expected ${JSON.stringify(value)}`);
+          throw new Error(
+            `integration: ${key} was ${JSON.stringify(summary[key as keyof typeof summary])}, expected ${JSON.stringify(value)}`,
+          );
         }
       }
       return { checks: Object.keys(expected).length, summary, bundleHash: ctx.results.build.bundleHash };
@@ -141,11 +156,17 @@ export const packageModule = defineModule({
   description: 'Write a gzipped artifact of the tested bundle',
   run: async (ctx) => {
     const { build: built, 'test-unit': unit, 'test-integration': integration, lint: linted } = ctx.results;
-    for (const [name, hash] of [['test-unit', unit.bundleHash], ['test-integration', integration.bundleHash]] as const) {
-      if (hash !== built.bundleHash) throw new Error(`${name} tested bundle ${hash}, not the built ${built.bundleHash}`);
+    for (const [name, hash] of [
+      ['test-unit', unit.bundleHash],
+      ['test-integration', integration.bundleHash],
+    ] as const) {
+      if (hash !== built.bundleHash)
+        throw new Error(`${name} tested bundle ${hash}, not the built ${built.bundleHash}`);
     }
+    const buildNumber = ctx.env.BUILD_NUMBER ?? 'unknown';
     const manifest = {
       name: 'sample-project',
+      buildNumber,
       sourceHash: built.sourceHash,
       bundleHash: built.bundleHash,
       tests: { unitPassed: unit.passed, integrationChecks: integration.checks },
@@ -155,11 +176,12 @@ export const packageModule = defineModule({
     const data = gzipSync(JSON.stringify(manifest));
     const dir = join(ctx.workingDirectory, '.mpd', 'artifacts');
     await mkdir(dir, { recursive: true });
-    const artifact = join(dir, `sample-project-${built.bundleHash.slice(0, 12)}.json.gz`);
+    const artifact = join(dir, `sample-project-${buildNumber}-${built.bundleHash.slice(0, 12)}.json.gz`);
     await writeFile(artifact, data);
     ctx.logger.info('artifact written', { artifact, bytes: data.length });
     return {
       artifact,
+      buildNumber,
       bytes: data.length,
       sha256: sha256(data),
       bundleHash: built.bundleHash,

@@ -62,15 +62,43 @@ async function stopAll(): Promise<void> {
 }
 
 async function main(): Promise<number> {
-  const orchestratorArgs = ['--port', '0', '--host', '127.0.0.1', '--pipeline', pipelineFile, '--min-workers', '2', '--heartbeat-interval', '2'];
+  const orchestratorArgs = [
+    '--port',
+    '0',
+    '--host',
+    '127.0.0.1',
+    '--pipeline',
+    pipelineFile,
+    '--min-workers',
+    '2',
+    '--heartbeat-interval',
+    '2',
+    // Every module gets these in ctx.env.
+    '--env',
+    `BUILD_NUMBER=${process.env.BUILD_NUMBER ?? 'local'}`,
+    '--env',
+    'DEMO_REQUESTED_BY=pnpm demo',
+  ];
   if (flags.report) orchestratorArgs.push('--report', flags.report);
   const orchestrator = await start('orchestrator', '@mpd/orchestrator', orchestratorArgs);
   const orchestratorExit = once(orchestrator.child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
 
   const startWorker = (n: number) =>
     start(`worker ${n}`, '@mpd/worker', [
-      '--port', '0', '--host', '127.0.0.1', '--id', `demo-worker-${n}`, '--orchestrator', orchestrator.url,
-      '--pipeline', pipelineFile, '--max-parallel', '2', '--tags', n === 1 ? 'linux,fast-disk' : 'linux',
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--id',
+      `demo-worker-${n}`,
+      '--orchestrator',
+      orchestrator.url,
+      '--pipeline',
+      pipelineFile,
+      '--max-parallel',
+      '2',
+      '--tags',
+      n === 1 ? 'linux,fast-disk' : 'linux',
     ]);
 
   // The orchestrator waits for two workers (--min-workers 2). While only the first one is
@@ -88,7 +116,9 @@ async function main(): Promise<number> {
   } finally {
     await client.close();
   }
-  const status = spawn(process.execPath, ['--import', 'tsx', statusService, orchestrator.url], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const status = spawn(process.execPath, ['--import', 'tsx', statusService, orchestrator.url], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
   await once(status, 'exit');
 
   // The second worker makes two: the orchestrator starts the run.

@@ -15,17 +15,46 @@ afterEach(async () => {
 
 const byName = (result: RunResult) => Object.fromEntries(result.modules.map((module) => [module.name, module]));
 
-const a = defineModule({ name: 'a', run: async () => { await sleep(50); return { value: 1 }; } });
-const b = defineModule({ name: 'b', dependsOn: [a], run: async (ctx) => { await sleep(50); return { value: ctx.results.a.value + 10, worker: ctx.workerId }; } });
-const c = defineModule({ name: 'c', dependsOn: [a], run: async (ctx) => { await sleep(50); return { value: ctx.results.a.value + 100, worker: ctx.workerId }; } });
-const d = defineModule({ name: 'd', dependsOn: [b, c], run: (ctx) => ({ sum: ctx.results.b.value + ctx.results.c.value }) });
+const a = defineModule({
+  name: 'a',
+  run: async () => {
+    await sleep(50);
+    return { value: 1 };
+  },
+});
+const b = defineModule({
+  name: 'b',
+  dependsOn: [a],
+  run: async (ctx) => {
+    await sleep(50);
+    return { value: ctx.results.a.value + 10, worker: ctx.workerId };
+  },
+});
+const c = defineModule({
+  name: 'c',
+  dependsOn: [a],
+  run: async (ctx) => {
+    await sleep(50);
+    return { value: ctx.results.a.value + 100, worker: ctx.workerId };
+  },
+});
+const d = defineModule({
+  name: 'd',
+  dependsOn: [b, c],
+  run: (ctx) => ({ sum: ctx.results.b.value + ctx.results.c.value }),
+});
 const diamond = definePipeline({ name: 'diamond', modules: [a, b, c, d] });
 
 describe('a worker and the orchestrator', () => {
   it('registers, advertising its capabilities and pipeline, and sends heartbeats', async () => {
     cluster = new Cluster();
     await cluster.startOrchestrator();
-    const worker = await cluster.startWorker({ id: 'w-caps', tags: ['gpu'], tools: ['docker', 'node'], pipeline: diamond });
+    const worker = await cluster.startWorker({
+      id: 'w-caps',
+      tags: ['gpu'],
+      tools: ['docker', 'node'],
+      pipeline: diamond,
+    });
     await worker.link!.registered();
     const node = cluster.orchestrator.registry.get('w-caps')!;
     expect(node).toMatchObject({
@@ -44,7 +73,11 @@ describe('a worker and the orchestrator', () => {
     const { port } = probe;
     await probe.close();
     const worker = await cluster.startWorker({ id: 'w-early', orchestratorUrl: `http://127.0.0.1:${port}` });
-    await eventually(() => worker.link!.state.status === 'registering' && worker.link!.state.attempt >= 2, 3_000, 'retries');
+    await eventually(
+      () => worker.link!.state.status === 'registering' && worker.link!.state.attempt >= 2,
+      3_000,
+      'retries',
+    );
     await cluster.startOrchestrator({ port });
     await worker.link!.registered();
     expect(cluster.orchestrator.registry.get('w-early')?.status).toBe('Available');
@@ -97,7 +130,12 @@ describe('running a pipeline', () => {
     expect(result.success).toBe(true);
     expect(result.status).toBe('Successful');
     const modules = byName(result);
-    expect(Object.values(modules).map((module) => module.status)).toEqual(['Successful', 'Successful', 'Successful', 'Successful']);
+    expect(Object.values(modules).map((module) => module.status)).toEqual([
+      'Successful',
+      'Successful',
+      'Successful',
+      'Successful',
+    ]);
     expect(modules.d!.result).toEqual({ sum: 11 + 101 });
     // b and c ran at the same time, one on each worker.
     expect(new Set([modules.b!.workerId, modules.c!.workerId])).toEqual(new Set(['w1', 'w2']));
@@ -111,7 +149,12 @@ describe('running a pipeline', () => {
   it('a failed module fails its dependants (not run); independent modules still run', async () => {
     cluster = new Cluster();
     await cluster.startOrchestrator();
-    const boom = defineModule({ name: 'boom', run: () => { throw new TypeError('cannot read config'); } });
+    const boom = defineModule({
+      name: 'boom',
+      run: () => {
+        throw new TypeError('cannot read config');
+      },
+    });
     const after = defineModule({ name: 'after-boom', dependsOn: [boom], run: () => 'never' });
     const later = defineModule({ name: 'later', dependsOn: [after], run: () => 'never' });
     const fine = defineModule({ name: 'fine', run: () => 'ok' });
@@ -122,7 +165,10 @@ describe('running a pipeline', () => {
     const result = await runPipeline({ pipeline, registry: cluster.orchestrator.registry, logger: silent });
     const modules = byName(result);
     expect(result).toMatchObject({ success: false, status: 'Failed' });
-    expect(modules.boom).toMatchObject({ status: 'Failed', error: { message: 'cannot read config', type: 'TypeError' } });
+    expect(modules.boom).toMatchObject({
+      status: 'Failed',
+      error: { message: 'cannot read config', type: 'TypeError' },
+    });
     expect(modules.boom!.error!.stackTrace).toContain('TypeError: cannot read config');
     expect(modules['after-boom']).toMatchObject({ status: 'DependencyFailed', attempts: [] });
     expect(modules.later).toMatchObject({ status: 'DependencyFailed', attempts: [] });
@@ -167,7 +213,12 @@ describe('running a pipeline', () => {
     const worker = await cluster.startWorker({ pipeline });
     await worker.link!.registered();
     const controller = new AbortController();
-    const running = runPipeline({ pipeline, registry: cluster.orchestrator.registry, logger: silent, signal: controller.signal });
+    const running = runPipeline({
+      pipeline,
+      registry: cluster.orchestrator.registry,
+      logger: silent,
+      signal: controller.signal,
+    });
     await eventually(() => worker.load === 1, 3_000, 'the module to start');
     controller.abort();
     const result = await running;
@@ -197,7 +248,13 @@ describe('running a pipeline', () => {
   it('fails modules that no worker can take, after the configured wait, instead of hanging', async () => {
     cluster = new Cluster();
     await cluster.startOrchestrator();
-    const result = await runPipeline({ pipeline: diamond, registry: cluster.orchestrator.registry, logger: silent, noWorkerTimeoutMs: 300, rescheduleIntervalMs: 50 });
+    const result = await runPipeline({
+      pipeline: diamond,
+      registry: cluster.orchestrator.registry,
+      logger: silent,
+      noWorkerTimeoutMs: 300,
+      rescheduleIntervalMs: 50,
+    });
     expect(byName(result).a).toMatchObject({ status: 'Failed', error: { type: 'NoWorkerAvailable' } });
     expect(byName(result).d!.status).toBe('DependencyFailed');
   });

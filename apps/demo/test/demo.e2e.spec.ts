@@ -20,6 +20,7 @@ beforeAll(async () => {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/run-demo.ts', '--report', reportFile], {
     cwd: demoDir,
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, BUILD_NUMBER: '1234' },
   });
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -47,8 +48,10 @@ describe('the demo', () => {
     const starts = Object.fromEntries(report.modules.map((m) => [m.name, Date.parse(m.startTime!)]));
     const ends = Object.fromEntries(report.modules.map((m) => [m.name, Date.parse(m.endTime!)]));
     expect(starts.build).toBeGreaterThanOrEqual(ends.restore!);
-    for (const test of ['test-unit', 'test-integration', 'lint']) expect(starts[test]).toBeGreaterThanOrEqual(ends.build!);
-    for (const test of ['test-unit', 'test-integration', 'lint']) expect(starts.package).toBeGreaterThanOrEqual(ends[test]!);
+    for (const test of ['test-unit', 'test-integration', 'lint'])
+      expect(starts[test]).toBeGreaterThanOrEqual(ends.build!);
+    for (const test of ['test-unit', 'test-integration', 'lint'])
+      expect(starts.package).toBeGreaterThanOrEqual(ends[test]!);
   });
 
   it('used both worker processes', () => {
@@ -65,6 +68,7 @@ describe('the demo', () => {
     expect(integration).toMatchObject({ checks: 3, summary: { slug: 'hello-distributed-world' } });
     expect(packaged).toMatchObject({
       bundleHash: build.bundleHash,
+      buildNumber: '1234', // from the orchestrator's --env, through ctx.env
       unitPassed: 3,
       integrationChecks: 3,
       lintWarnings: (module('lint').result as { warnings: unknown[] }).warnings.length,
@@ -77,7 +81,9 @@ describe('the demo', () => {
     expect(output).toMatch(/Module\s+Status\s+Worker\s+Attempts\s+Duration/);
     expect(output).toMatch(/package\s+Successful\s+demo-worker-[12]\s+1/);
     expect(output).toMatch(/\[status\] orchestrator http:\/\/127\.0\.0\.1:\d+ is healthy: 1 available worker\(s\)/);
-    expect(output).toMatch(/\[status\] {3}demo-worker-1 {2}Available {2}load 0\/2 {2}linux {2}tags \[linux, fast-disk\] {2}pipeline demo/);
+    expect(output).toMatch(
+      /\[status\] {3}demo-worker-1 {2}Available {2}load 0\/2 {2}linux {2}tags \[linux, fast-disk\] {2}pipeline demo/,
+    );
     expect(output).toContain('[demo] orchestrator exited with code 0');
   });
 });

@@ -27,7 +27,8 @@ interface Proc {
 
 const running: ChildProcess[] = [];
 afterEach(() => {
-  for (const child of running.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const child of running.splice(0))
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 });
 
 /** Starts a package's CLI under tsx; resolves once it prints the URL it listens on. */
@@ -56,14 +57,40 @@ function start(pkg: '@mpd/orchestrator' | '@mpd/worker', args: string[]): Promis
   });
 }
 
-const orchestratorArgs = (...extra: string[]) => ['--port', '0', '--host', '127.0.0.1', '--heartbeat-interval', '0.2', '--heartbeat-timeout', '1', ...extra];
-const workerArgs = (url: string, id: string, ...extra: string[]) => ['--port', '0', '--host', '127.0.0.1', '--orchestrator', url, '--id', id, ...extra];
+const orchestratorArgs = (...extra: string[]) => [
+  '--port',
+  '0',
+  '--host',
+  '127.0.0.1',
+  '--heartbeat-interval',
+  '0.2',
+  '--heartbeat-timeout',
+  '1',
+  ...extra,
+];
+const workerArgs = (url: string, id: string, ...extra: string[]) => [
+  '--port',
+  '0',
+  '--host',
+  '127.0.0.1',
+  '--orchestrator',
+  url,
+  '--id',
+  id,
+  ...extra,
+];
 
 describe('mpd-orchestrator --pipeline', () => {
   it('exits non-zero when the pipeline fails, reporting what failed and what did not run', async () => {
     const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');
-    const orchestrator = await start('@mpd/orchestrator', orchestratorArgs('--pipeline', fixture('failing.pipeline.ts'), '--report', report));
-    await start('@mpd/worker', workerArgs(orchestrator.url, 'fail-worker', '--pipeline', fixture('failing.pipeline.ts')));
+    const orchestrator = await start(
+      '@mpd/orchestrator',
+      orchestratorArgs('--pipeline', fixture('failing.pipeline.ts'), '--report', report),
+    );
+    await start(
+      '@mpd/worker',
+      workerArgs(orchestrator.url, 'fail-worker', '--pipeline', fixture('failing.pipeline.ts')),
+    );
     expect(await orchestrator.exited).toBe(1);
     expect(orchestrator.output()).toMatch(/Pipeline 'failing' Failed/);
     expect(orchestrator.output()).toMatch(/test: 3 tests failed/);
@@ -78,7 +105,10 @@ describe('mpd-orchestrator --pipeline', () => {
   it('a worker killed with SIGKILL mid-module: the module runs again on the other worker and the run succeeds', async () => {
     const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');
     const pipeline = fixture('slow.pipeline.ts');
-    const orchestrator = await start('@mpd/orchestrator', orchestratorArgs('--pipeline', pipeline, '--min-workers', '2', '--report', report));
+    const orchestrator = await start(
+      '@mpd/orchestrator',
+      orchestratorArgs('--pipeline', pipeline, '--min-workers', '2', '--report', report),
+    );
     const one = await start('@mpd/worker', workerArgs(orchestrator.url, 'kill-1', '--pipeline', pipeline));
     const two = await start('@mpd/worker', workerArgs(orchestrator.url, 'kill-2', '--pipeline', pipeline));
     // Kill whichever worker started the first module, while it runs.

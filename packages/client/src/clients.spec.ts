@@ -1,8 +1,20 @@
-import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer,
+  type IncomingHttpHeaders,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { dispatcherOptions } from './fetcher.js';
-import { createOrchestratorClient, createWorkerClient, MpdClientError, type OrchestratorClient, type WorkerClient } from './index.js';
+import {
+  createOrchestratorClient,
+  createWorkerClient,
+  MpdClientError,
+  type OrchestratorClient,
+  type WorkerClient,
+} from './index.js';
 
 // Records the options of every undici Agent the clients create, to check what they really use.
 const agentOptions = vi.hoisted(() => [] as unknown[]);
@@ -130,30 +142,49 @@ describe('typed calls', () => {
 
   it('POST sends the body as JSON and resolves to the answer', async () => {
     const server = await serve((req, res) =>
-      json(res, 200, { success: true, workerId: (JSON.parse(req.body) as { workerNode: { id: string } }).workerNode.id, heartbeatIntervalSeconds: 30 }),
+      json(res, 200, {
+        success: true,
+        workerId: (JSON.parse(req.body) as { workerNode: { id: string } }).workerNode.id,
+        heartbeatIntervalSeconds: 30,
+      }),
     );
     const workerNode = {
       id: 'worker-1',
       endpoint: 'http://worker1:9000',
       capabilities: { os: 'linux', installedTools: ['node'], maxParallelModules: 4, tags: ['gpu'] },
     };
-    const response = await orchestrator({ baseUrl: server.url }).workers.register({ body: { workerNode, timestamp: NOW } });
-    expect(response).toMatchObject({ status: 200, body: { success: true, workerId: 'worker-1', heartbeatIntervalSeconds: 30 } });
+    const response = await orchestrator({ baseUrl: server.url }).workers.register({
+      body: { workerNode, timestamp: NOW },
+    });
+    expect(response).toMatchObject({
+      status: 200,
+      body: { success: true, workerId: 'worker-1', heartbeatIntervalSeconds: 30 },
+    });
     expect(server.seen[0]).toMatchObject({ method: 'POST', url: '/api/workers/register' });
     expect(server.seen[0]!.headers['content-type']).toBe('application/json');
     expect(JSON.parse(server.seen[0]!.body)).toEqual({ workerNode, timestamp: NOW });
   });
 
   it('resolves (does not throw) for an error status of the contract, with its body', async () => {
-    const server = await serve((_req, res) => json(res, 404, { success: false, errorMessage: 'Worker w9 is not registered', code: 'WorkerNotFound' }));
-    const response = await orchestrator({ baseUrl: server.url }).workers.heartbeat({ body: { workerId: 'w9', currentLoad: 0 } });
+    const server = await serve((_req, res) =>
+      json(res, 404, { success: false, errorMessage: 'Worker w9 is not registered', code: 'WorkerNotFound' }),
+    );
+    const response = await orchestrator({ baseUrl: server.url }).workers.heartbeat({
+      body: { workerId: 'w9', currentLoad: 0 },
+    });
     expect(response.status).toBe(404);
-    expect(response.body).toEqual({ success: false, errorMessage: 'Worker w9 is not registered', code: 'WorkerNotFound' });
+    expect(response.body).toEqual({
+      success: false,
+      errorMessage: 'Worker w9 is not registered',
+      code: 'WorkerNotFound',
+    });
   });
 
   it('inserts path parameters', async () => {
     const server = await serve((_req, res) => json(res, 200, { success: true }));
-    const response = await orchestrator({ baseUrl: server.url }).workers.unregister({ params: { workerId: 'worker-7' } });
+    const response = await orchestrator({ baseUrl: server.url }).workers.unregister({
+      params: { workerId: 'worker-7' },
+    });
     expect(response.status).toBe(200);
     expect(server.seen).toMatchObject([{ method: 'DELETE', url: '/api/workers/worker-7' }]);
   });
@@ -184,7 +215,10 @@ describe('typed calls', () => {
         ? json(res, 200, { status: 'healthy', availableWorkers: 0, timestamp: NOW })
         : json(res, 200, { acknowledged: true, shouldDrain: false }),
     );
-    const client = orchestrator({ baseUrl: server.url, headers: { Authorization: 'Bearer t0ken', 'X-Trace-Id': 'trace-42' } });
+    const client = orchestrator({
+      baseUrl: server.url,
+      headers: { Authorization: 'Bearer t0ken', 'X-Trace-Id': 'trace-42' },
+    });
     await client.health.get();
     await client.workers.heartbeat({ body: { workerId: 'w1', currentLoad: 2 } });
     expect(server.seen.map((req) => req.url)).toEqual(['/api/health', '/api/workers/heartbeat']);
@@ -252,7 +286,9 @@ describe('transport failures', () => {
     const controller = new AbortController();
     later(100, () => controller.abort());
     const started = Date.now();
-    const error = await rejection(worker({ baseUrl: server.url, timeoutMs: 5_000 }).health.get({ fetchOptions: { signal: controller.signal } }));
+    const error = await rejection(
+      worker({ baseUrl: server.url, timeoutMs: 5_000 }).health.get({ fetchOptions: { signal: controller.signal } }),
+    );
     expect(error).toBeInstanceOf(MpdClientError);
     expect(error).toMatchObject({ code: 'Aborted' });
     expect(Date.now() - started).toBeLessThan(1_000);
@@ -263,7 +299,10 @@ describe('transport failures', () => {
     const controller = new AbortController();
     later(100, () => controller.abort());
     const error = await rejection(
-      worker({ baseUrl: server.url }).execution.execute({ body: executeRequest('00:10:00'), fetchOptions: { signal: controller.signal } }),
+      worker({ baseUrl: server.url }).execution.execute({
+        body: executeRequest('00:10:00'),
+        fetchOptions: { signal: controller.signal },
+      }),
     );
     expect(error).toMatchObject({ name: 'MpdClientError', code: 'Aborted' });
   });
@@ -272,7 +311,9 @@ describe('transport failures', () => {
 describe('execute deadlines', () => {
   it('execute is not bound by timeoutMs but by its timeout plus executeMarginMs', async () => {
     const server = await serve((_req, res) => later(600, () => json(res, 200, executeSuccess)));
-    const response = await worker({ baseUrl: server.url, timeoutMs: 200 }).execution.execute({ body: executeRequest('00:00:05') });
+    const response = await worker({ baseUrl: server.url, timeoutMs: 200 }).execution.execute({
+      body: executeRequest('00:00:05'),
+    });
     expect(response.status).toBe(200);
     expect(response.body).toEqual(executeSuccess);
     expect(JSON.parse(server.seen[0]!.body)).toMatchObject({ executionId: 'exec-1', timeout: '00:00:05' });
@@ -282,7 +323,9 @@ describe('execute deadlines', () => {
     const server = await serve((_req, res) => later(600, () => json(res, 200, executeSuccess)));
     const started = Date.now();
     const error = await rejection(
-      worker({ baseUrl: server.url, timeoutMs: 200, executeMarginMs: 100 }).execution.execute({ body: executeRequest('00:00:00.2') }),
+      worker({ baseUrl: server.url, timeoutMs: 200, executeMarginMs: 100 }).execution.execute({
+        body: executeRequest('00:00:00.2'),
+      }),
     );
     const elapsed = Date.now() - started;
     expect(error).toBeInstanceOf(MpdClientError);
@@ -302,7 +345,9 @@ describe('execute deadlines', () => {
       }),
     );
     const started = Date.now();
-    const response = await worker({ baseUrl: server.url, timeoutMs: 200 }).execution.execute({ body: executeRequest('01:00:00') });
+    const response = await worker({ baseUrl: server.url, timeoutMs: 200 }).execution.execute({
+      body: executeRequest('01:00:00'),
+    });
     expect(Date.now() - started).toBeGreaterThanOrEqual(1_750);
     expect(response).toMatchObject({ status: 200, body: executeSuccess });
   });

@@ -7,11 +7,9 @@ export const isoDateTimeSchema = z
   .datetime({ offset: true, message: 'must be an ISO-8601 timestamp such as 2025-09-30T10:00:00Z' });
 
 /** A .NET TimeSpan string such as `"00:02:30"` or `"1.02:03:04.5"` (see {@link parseTimeSpan}). */
-export const timeSpanSchema = z
-  .string()
-  .refine((value) => parseTimeSpan(value) !== undefined, {
-    message: 'must be a TimeSpan such as 00:02:30 or 1.02:03:04.5',
-  });
+export const timeSpanSchema = z.string().refine((value) => parseTimeSpan(value) !== undefined, {
+  message: 'must be a TimeSpan such as 00:02:30 or 1.02:03:04.5',
+});
 
 /** A non-negative TimeSpan, for durations and timeouts. */
 export const durationSchema = timeSpanSchema.refine((value) => (parseTimeSpan(value) ?? -1) >= 0, {
@@ -60,8 +58,9 @@ export const errorBodySchema = z.object({
 });
 export type ErrorBody = z.infer<typeof errorBodySchema>;
 
-/** Responses every route may give: a malformed request, and an unexpected failure. */
+/** Responses every route may give: a malformed request, a body over the size limit, an unexpected failure. */
 export const commonResponses = {
   400: errorBodySchema,
+  413: errorBodySchema,
   500: errorBodySchema,
 } as const;

@@ -11,10 +11,28 @@ describe('OpenAPI documents', () => {
     const orchestrator = orchestratorOpenApi();
     const worker = workerOpenApi();
     expect(Object.keys(orchestrator.paths).sort()).toEqual(
-      ['/api/health', '/api/workers', '/api/workers/register', '/api/workers/heartbeat', '/api/workers/{workerId}'].sort(),
+      [
+        '/api/health',
+        '/api/workers',
+        '/api/workers/register',
+        '/api/workers/heartbeat',
+        '/api/workers/{workerId}',
+      ].sort(),
     );
-    expect(Object.keys(worker.paths).sort()).toEqual(['/api/execution/cancel', '/api/execution/execute', '/api/health']);
-    expect(Object.keys(worker.paths['/api/execution/execute']!.post!.responses).sort()).toEqual(['200', '400', '404', '429', '500', '503']);
+    expect(Object.keys(worker.paths).sort()).toEqual([
+      '/api/execution/cancel',
+      '/api/execution/execute',
+      '/api/health',
+    ]);
+    expect(Object.keys(worker.paths['/api/execution/execute']!.post!.responses).sort()).toEqual([
+      '200',
+      '400',
+      '404',
+      '413',
+      '429',
+      '500',
+      '503',
+    ]);
   });
 
   it('committed files under openapi/ are up to date (run `pnpm openapi` to refresh)', () => {

@@ -14,7 +14,8 @@ export function orchestratorOpenApi(): OpenApiDocument {
       info: {
         title: 'mpd orchestrator API',
         version: VERSION,
-        description: 'Workers register, send heartbeats and are listed here; the orchestrator dispatches pipeline modules to them.',
+        description:
+          'Workers register, send heartbeats and are listed here; the orchestrator dispatches pipeline modules to them.',
       },
     },
     { setOperationId: 'concatenated-path' },

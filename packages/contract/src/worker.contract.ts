@@ -42,7 +42,7 @@ export const workerHealthContract = c.router({
   get: {
     method: 'GET',
     path: '/api/health',
-    summary: "Worker health and load",
+    summary: 'Worker health and load',
     responses: { 200: workerHealthSchema },
   },
 });

@@ -37,7 +37,12 @@ interface Harness {
   client: OrchestratorClient;
   registry: NodeRegistry;
   /** POST/GET with raw fetch, for input the typed client cannot send. */
-  raw(method: string, path: string, body?: string, contentType?: string): Promise<{ status: number; json: unknown; type: string }>;
+  raw(
+    method: string,
+    path: string,
+    body?: string,
+    contentType?: string,
+  ): Promise<{ status: number; json: unknown; type: string }>;
 }
 
 const cleanups: Array<() => Promise<void>> = [];
@@ -128,7 +133,11 @@ describe('orchestrator HTTP API', () => {
     expect((await client.workers.list()).body).toEqual([]);
     const again = await client.workers.unregister({ params: { workerId: 'w1' } });
     expect(again.status).toBe(404);
-    expect(again.body).toMatchObject({ success: false, code: 'WorkerNotFound', errorMessage: expect.stringContaining("'w1'") });
+    expect(again.body).toMatchObject({
+      success: false,
+      code: 'WorkerNotFound',
+      errorMessage: expect.stringContaining("'w1'"),
+    });
   });
 
   it('is idempotent for the same id: registering twice gives one worker with the new details', async () => {
@@ -138,9 +147,9 @@ describe('orchestrator HTTP API', () => {
     second.workerNode.endpoint = 'http://w1:9100';
     expect((await client.workers.register({ body: second })).status).toBe(200);
     const list = await client.workers.list();
-    expect(list.status === 200 && list.body.map((node) => [node.id, node.endpoint, node.capabilities.maxParallelModules])).toEqual([
-      ['w1', 'http://w1:9100', 6],
-    ]);
+    expect(
+      list.status === 200 && list.body.map((node) => [node.id, node.endpoint, node.capabilities.maxParallelModules]),
+    ).toEqual([['w1', 'http://w1:9100', 6]]);
   });
 
   it('counts only Available workers in the health check', async () => {
@@ -182,14 +191,19 @@ describe('orchestrator HTTP API', () => {
     expect(error.code).toBe('ValidationFailed');
     expect(error.issues?.[0]?.field).toBe('body.workerNode.capabilities.maxParallelModules');
     expect(error.errorMessage).toContain('body.workerNode.capabilities.maxParallelModules');
-    expect(error.errorMessage).toBe('body.workerNode.capabilities.maxParallelModules: Expected number, received string');
+    expect(error.errorMessage).toBe(
+      'body.workerNode.capabilities.maxParallelModules: Expected number, received string',
+    );
   });
 
   it('rejects a missing body and a bad path parameter with 400 naming the field', async () => {
     const { raw } = await start();
     const noBody = await raw('POST', '/api/workers/heartbeat');
     expect(noBody.status).toBe(400);
-    expect(errorBodySchema.parse(noBody.json).issues?.map((issue) => issue.field)).toEqual(['body.workerId', 'body.currentLoad']);
+    expect(errorBodySchema.parse(noBody.json).issues?.map((issue) => issue.field)).toEqual([
+      'body.workerId',
+      'body.currentLoad',
+    ]);
     const badId = await raw('DELETE', '/api/workers/has%20space');
     expect(badId.status).toBe(400);
     expect(errorBodySchema.parse(badId.json).issues?.[0]?.field).toBe('params.workerId');
@@ -209,7 +223,7 @@ describe('orchestrator HTTP API', () => {
     const response = await raw('POST', '/api/workers/heartbeat', huge);
     expect(response.status).toBe(413);
     expect(errorBodySchema.parse(response.json)).toMatchObject({ success: false, code: 'PayloadTooLarge' });
-    expect(response.json.errorMessage).toContain('1mb');
+    expect((response.json as { errorMessage: string }).errorMessage).toContain('1mb');
   });
 
   it('answers an unknown route with 404 RouteNotFound as JSON', async () => {
@@ -269,11 +283,11 @@ describe('orchestrator HTTP API', () => {
   });
 
   it('serves the OpenAPI document', async () => {
-    const { raw } = await start();
+    const { raw, url } = await start();
     const response = await raw('GET', '/api/openapi.json');
     expect(response.status).toBe(200);
     expect(response.type).toContain('application/json');
-    expect(response.json).toEqual(JSON.parse(JSON.stringify(orchestratorOpenApi())));
+    expect(response.json).toEqual({ ...JSON.parse(JSON.stringify(orchestratorOpenApi())), servers: [{ url }] });
   });
 
   describe("the spec's curl examples", () => {
@@ -296,7 +310,7 @@ describe('orchestrator HTTP API', () => {
       expect(node?.lastHeartbeat).not.toBe('2025-09-30T10:00:00Z');
     });
 
-    it("answers the heartbeat example 404 until worker-123 registers, then 200", async () => {
+    it('answers the heartbeat example 404 until worker-123 registers, then 200', async () => {
       const { raw } = await start();
       const heartbeat = '{"workerId":"worker-123","currentLoad":2}';
       const before = await raw('POST', '/api/workers/heartbeat', heartbeat);

@@ -1,5 +1,5 @@
 import { orchestratorContract, orchestratorOpenApi } from '@mpd/contract';
-import { finalErrorHandler, handleRequestValidationError, routeNotFound } from '@mpd/contract/server';
+import { finalErrorHandler, handleRequestValidationError, openApiRoute, routeNotFound } from '@mpd/contract/server';
 import { createExpressEndpoints } from '@ts-rest/express';
 import express from 'express';
 import type { Logger } from 'pino';
@@ -44,11 +44,7 @@ export function createApp(deps: AppDependencies): express.Express {
   });
   app.use(express.json({ limit: BODY_LIMIT }));
 
-  let openApi: string | undefined;
-  app.get('/api/openapi.json', (_req, res) => {
-    openApi ??= JSON.stringify(orchestratorOpenApi());
-    res.type('application/json').send(openApi);
-  });
+  app.get('/api/openapi.json', openApiRoute(orchestratorOpenApi));
 
   createExpressEndpoints(orchestratorContract, createRoutes(deps.registry, options.heartbeatIntervalSeconds), app, {
     logInitialization: false,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseSettings } from './config.js';
+import { createCommand, parseSettings, rawSettings } from './config.js';
 import { OrchestratorConfigError } from './errors.js';
 
 describe('parseSettings', () => {
@@ -11,8 +11,25 @@ describe('parseSettings', () => {
       heartbeatTimeoutMs: 120_000,
       pipeline: undefined,
       minWorkers: 1,
+      environmentVariables: {},
       logLevel: 'info',
     });
+  });
+
+  it("builds the modules' environment from --env NAME=VALUE and NAME (passed on from its own)", () => {
+    const config = parseSettings({ env: ['CI=true', 'LIST=a,b=c', 'BUILD_NUMBER', 'NOT_SET'] }, { BUILD_NUMBER: '42' });
+    expect(config.environmentVariables).toEqual({ CI: 'true', LIST: 'a,b=c', BUILD_NUMBER: '42' });
+  });
+
+  it('takes repeated --env flags, or one entry per line of MPD_ENV', () => {
+    const fromFlags = createCommand().parse(['--env', 'A=1', '--env', 'B=2,3'], { from: 'user' });
+    expect(rawSettings(fromFlags).env).toEqual(['A=1', 'B=2,3']);
+    process.env.MPD_ENV = 'A=1\nB=two words\n\n';
+    try {
+      expect(rawSettings(createCommand().parse([], { from: 'user' })).env).toEqual(['A=1', 'B=two words']);
+    } finally {
+      delete process.env.MPD_ENV;
+    }
   });
 
   it('converts the raw strings', () => {
@@ -24,9 +41,12 @@ describe('parseSettings', () => {
         heartbeatTimeout: '2.25',
         pipeline: 'ci.pipeline.ts',
         minWorkers: '3',
+        workdir: '/srv/build',
         logLevel: 'silent',
       }),
     ).toEqual({
+      workdir: '/srv/build',
+      environmentVariables: {},
       port: 0,
       host: '127.0.0.1',
       heartbeatIntervalSeconds: 0.5,
@@ -50,8 +70,15 @@ describe('parseSettings', () => {
       { heartbeatTimeout: '30' },
       'Invalid setting --heartbeat-timeout (MPD_HEARTBEAT_TIMEOUT): must be greater than --heartbeat-interval (MPD_HEARTBEAT_INTERVAL) (30), got "30"',
     ],
-    [{ minWorkers: '0' }, 'Invalid setting --min-workers (MPD_MIN_WORKERS): must be an integer from 1 to 1024, got "0"'],
+    [
+      { minWorkers: '0' },
+      'Invalid setting --min-workers (MPD_MIN_WORKERS): must be an integer from 1 to 1024, got "0"',
+    ],
     [{ pipeline: '' }, 'Invalid setting --pipeline (MPD_PIPELINE): must be a file path, not empty, got ""'],
+    [
+      { env: ['OK=1', '1BAD=x'] },
+      'Invalid setting --env (MPD_ENV): must be NAME=VALUE or NAME, where NAME is letters, digits and _, got "1BAD=x"',
+    ],
     [
       { logLevel: 'loud' },
       'Invalid setting --log-level (MPD_LOG_LEVEL): must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',

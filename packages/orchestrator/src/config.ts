@@ -14,6 +14,10 @@ export interface OrchestratorCliConfig {
   minWorkers: number;
   /** With `pipeline`: where to write the JSON run report (as given). */
   report: string | undefined;
+  /** Environment variables sent to every module (`ctx.env`). */
+  environmentVariables: Record<string, string>;
+  /** The working directory sent to every module; the worker's own when absent. */
+  workdir: string | undefined;
   logLevel: LevelWithSilent;
 }
 
@@ -58,6 +62,18 @@ const SETTINGS = {
     default: undefined,
     help: 'with --pipeline: write the JSON run report (every module, attempt, worker and timing) to this file',
   },
+  env: {
+    flag: '--env <NAME=VALUE>',
+    env: 'MPD_ENV',
+    default: undefined,
+    help: "with --pipeline: an environment variable for every module (ctx.env); repeat the flag for more. NAME alone passes the orchestrator's own value on. In MPD_ENV: one NAME=VALUE or NAME per line",
+  },
+  workdir: {
+    flag: '--workdir <dir>',
+    env: 'MPD_WORKDIR',
+    default: undefined,
+    help: "with --pipeline: the working directory of every module on its worker (default: the worker's current directory)",
+  },
   logLevel: {
     flag: '--log-level <level>',
     env: 'MPD_LOG_LEVEL',
@@ -67,8 +83,11 @@ const SETTINGS = {
 } as const;
 
 type SettingKey = keyof typeof SETTINGS;
-/** The raw strings of each setting, as commander collected them (flag, env or default). */
-export type RawSettings = Partial<Record<SettingKey, string>>;
+/**
+ * The raw strings of each setting, as commander collected them (flag, env or default);
+ * `env` is a list, one entry per `--env` flag or per line of MPD_ENV.
+ */
+export type RawSettings = Partial<Record<Exclude<SettingKey, 'env'>, string>> & { env?: string[] };
 
 /** `--port (MPD_PORT)`: how messages name a setting. */
 export function settingName(key: SettingKey): string {
@@ -100,6 +119,17 @@ const rawSettingsSchema = z
     pipeline: z.string().min(1, 'must be a file path, not empty').optional(),
     minWorkers: integerText(1, 1024),
     report: z.string().min(1, 'must be a file path, not empty').optional(),
+    env: z
+      .array(
+        z
+          .string()
+          .regex(
+            /^[A-Za-z_][A-Za-z0-9_]*(=[\s\S]*)?$/,
+            'must be NAME=VALUE or NAME, where NAME is letters, digits and _',
+          ),
+      )
+      .optional(),
+    workdir: z.string().min(1, 'must be a directory path, not empty').optional(),
     logLevel: z.enum(LOG_LEVELS, { errorMap: () => ({ message: `must be one of ${LOG_LEVELS.join(', ')}` }) }),
   })
   .superRefine((settings, ctx) => {
@@ -117,7 +147,7 @@ const rawSettingsSchema = z
  * @throws OrchestratorConfigError (code `InvalidSetting`) naming the flag and the environment
  *   variable, e.g. `Invalid setting --port (MPD_PORT): must be an integer from 0 to 65535, got "abc"`.
  */
-export function parseSettings(raw: RawSettings): OrchestratorCliConfig {
+export function parseSettings(raw: RawSettings, processEnv: NodeJS.ProcessEnv = process.env): OrchestratorCliConfig {
   const withDefaults = Object.fromEntries(
     (Object.keys(SETTINGS) as SettingKey[]).map((key) => [key, raw[key] ?? SETTINGS[key].default]),
   );
@@ -126,10 +156,11 @@ export function parseSettings(raw: RawSettings): OrchestratorCliConfig {
     const issue = result.error.issues[0]!;
     const key = issue.path[0] as SettingKey;
     const name = settingName(key);
+    const value = key === 'env' ? raw.env?.[issue.path[1] as number] : withDefaults[key];
     throw new OrchestratorConfigError(
       'InvalidSetting',
       name,
-      `Invalid setting ${name}: ${issue.message}, got ${JSON.stringify(withDefaults[key] ?? '')}`,
+      `Invalid setting ${name}: ${issue.message}, got ${JSON.stringify(value ?? '')}`,
       { cause: result.error },
     );
   }
@@ -142,8 +173,33 @@ export function parseSettings(raw: RawSettings): OrchestratorCliConfig {
     pipeline: settings.pipeline,
     minWorkers: settings.minWorkers,
     report: settings.report,
+    environmentVariables: environmentOf(settings.env ?? [], processEnv),
+    workdir: settings.workdir,
     logLevel: settings.logLevel,
   };
+}
+
+/** The raw settings of a parsed command; MPD_ENV gives one `--env` entry per line. */
+export function rawSettings(command: Command): RawSettings {
+  const raw = command.opts<RawSettings>();
+  if (command.getOptionValueSource('env') === 'env' && raw.env) {
+    return { ...raw, env: raw.env.flatMap((text) => text.split(/\r?\n/)).filter((line) => line.trim() !== '') };
+  }
+  return raw;
+}
+
+/** `NAME=VALUE` sets a variable; `NAME` alone passes the orchestrator's own value on (when it has one). */
+function environmentOf(entries: readonly string[], processEnv: NodeJS.ProcessEnv): Record<string, string> {
+  const variables: Record<string, string> = {};
+  for (const entry of entries) {
+    const equals = entry.indexOf('=');
+    if (equals >= 0) {
+      variables[entry.slice(0, equals)] = entry.slice(equals + 1);
+    } else if (processEnv[entry] !== undefined) {
+      variables[entry] = processEnv[entry];
+    }
+  }
+  return variables;
 }
 
 /**
@@ -158,9 +214,12 @@ export function createCommand(): Command {
         'SIGTERM or SIGINT stops it gracefully. Exit codes: 0 ok, 1 failure (or a failed pipeline), 2 invalid setting.',
     )
     .helpOption('-h, --help', 'show this help');
-  for (const setting of Object.values(SETTINGS)) {
+  for (const [key, setting] of Object.entries(SETTINGS)) {
     const option = new Option(setting.flag, setting.help).env(setting.env);
     if (setting.default !== undefined) option.default(setting.default);
+    // Repeatable: each --env adds an entry (see rawSettings for MPD_ENV).
+    if (key === 'env')
+      option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
     command.addOption(option);
   }
   return command;

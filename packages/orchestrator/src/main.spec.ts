@@ -7,7 +7,8 @@ const children: ChildProcess[] = [];
 
 // Processes of passing tests have exited; this stops those a failing test left running.
 afterAll(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const child of children.splice(0))
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 });
 
 interface Cli {
@@ -78,7 +79,11 @@ describe('mpd-orchestrator CLI', () => {
     expect(await registered.json()).toMatchObject({ heartbeatIntervalSeconds: 7 });
     run.child.kill('SIGINT');
     expect(await run.exited).toBe(0);
-    const logs = run.stderr().trim().split('\n').map((text) => JSON.parse(text) as { msg: string });
+    const logs = run
+      .stderr()
+      .trim()
+      .split('\n')
+      .map((text) => JSON.parse(text) as { msg: string });
     expect(logs.map((log) => log.msg)).toContain('orchestrator listening');
   });
 
@@ -104,7 +109,9 @@ describe('mpd-orchestrator CLI', () => {
   it('exits 2 naming --pipeline for a missing pipeline file', async () => {
     const run = cli(['--port', '0', '--pipeline', 'no-such.pipeline.ts'], { INIT_CWD: '/tmp' });
     expect(await run.exited).toBe(2);
-    expect(run.stderr()).toContain('Invalid setting --pipeline (MPD_PIPELINE): Pipeline file not found: /tmp/no-such.pipeline.ts');
+    expect(run.stderr()).toContain(
+      'Invalid setting --pipeline (MPD_PIPELINE): Pipeline file not found: /tmp/no-such.pipeline.ts',
+    );
     expect(run.stdout()).toBe('');
   });
 

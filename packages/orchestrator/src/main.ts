@@ -10,7 +10,7 @@ import { resolve } from 'node:path';
 import type { Pipeline } from '@mpd/pipeline';
 import { CommanderError } from 'commander';
 import { destination, pino, type Logger } from 'pino';
-import { createCommand, type OrchestratorCliConfig, parseSettings, type RawSettings } from './config.js';
+import { createCommand, type OrchestratorCliConfig, parseSettings, rawSettings } from './config.js';
 import { OrchestratorConfigError } from './errors.js';
 import type { RunningOrchestrator } from './server.js';
 
@@ -30,7 +30,7 @@ function readConfig(): OrchestratorCliConfig {
     throw error;
   }
   try {
-    return parseSettings(command.opts<RawSettings>());
+    return parseSettings(rawSettings(command));
   } catch (error) {
     if (error instanceof OrchestratorConfigError) {
       process.stderr.write(`mpd-orchestrator: ${error.message}\n`);
@@ -101,6 +101,8 @@ async function main(): Promise<number> {
         registry: orchestrator.registry,
         minWorkers: config.minWorkers,
         ...(config.report ? { reportFile: resolve(process.env.INIT_CWD ?? process.cwd(), config.report) } : {}),
+        environmentVariables: config.environmentVariables,
+        ...(config.workdir ? { workingDirectory: config.workdir } : {}),
         logger,
         signal: abort.signal,
       });

@@ -55,7 +55,12 @@ describe('startOrchestrator', () => {
   });
 
   it('stops serving and sweeping on close, and close can be called twice', async () => {
-    const orchestrator = await startOrchestrator({ port: 0, host: '127.0.0.1', heartbeatTimeoutMs: 50, sweepIntervalMs: 10 });
+    const orchestrator = await startOrchestrator({
+      port: 0,
+      host: '127.0.0.1',
+      heartbeatTimeoutMs: 50,
+      sweepIntervalMs: 10,
+    });
     expect((await fetch(`${orchestrator.url}/api/health`)).status).toBe(200);
     await orchestrator.close();
     await orchestrator.close();
@@ -80,7 +85,9 @@ describe('startOrchestrator', () => {
 
   it('refuses invalid options, naming them', async () => {
     await expect(startOrchestrator({ port: 70_000 })).rejects.toThrow(/port/);
-    await expect(startOrchestrator({ port: 0, heartbeatIntervalSeconds: 0 })).rejects.toBeInstanceOf(OrchestratorConfigError);
+    await expect(startOrchestrator({ port: 0, heartbeatIntervalSeconds: 0 })).rejects.toBeInstanceOf(
+      OrchestratorConfigError,
+    );
     await expect(startOrchestrator({ port: 0, heartbeatTimeoutMs: -1 })).rejects.toThrow(/heartbeatTimeoutMs/);
   });
 });

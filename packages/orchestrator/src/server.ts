@@ -62,7 +62,11 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
   const port = options.port ?? 8080;
   const host = options.host ?? '0.0.0.0';
   if (!Number.isInteger(port) || port < 0 || port > 65_535) {
-    throw new OrchestratorConfigError('InvalidSetting', 'port', `Invalid setting port: must be an integer from 0 to 65535, got ${port}`);
+    throw new OrchestratorConfigError(
+      'InvalidSetting',
+      'port',
+      `Invalid setting port: must be an integer from 0 to 65535, got ${port}`,
+    );
   }
   const registry = options.registry ?? new InMemoryNodeRegistry({ heartbeatTimeoutMs: resolved.heartbeatTimeoutMs });
   const sweepIntervalMs =
@@ -77,7 +81,8 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
   const sweeper = setInterval(() => {
     try {
       const lost = registry.sweep();
-      if (lost.length > 0) resolved.logger.warn({ workerIds: lost }, 'workers stopped sending heartbeats and are offline');
+      if (lost.length > 0)
+        resolved.logger.warn({ workerIds: lost }, 'workers stopped sending heartbeats and are offline');
     } catch (error) {
       resolved.logger.error({ err: error }, 'registry sweep failed');
     }
@@ -100,7 +105,11 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
 function listen(server: Server, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: Error): void => {
-      reject(new OrchestratorStartError('ListenFailed', `Cannot listen on ${host}:${port}: ${error.message}`, { cause: error }));
+      reject(
+        new OrchestratorStartError('ListenFailed', `Cannot listen on ${host}:${port}: ${error.message}`, {
+          cause: error,
+        }),
+      );
     };
     server.once('error', onError);
     server.listen(port, host, () => {

@@ -1,10 +1,6 @@
 /** Why a pipeline definition was refused. */
 export type PipelineDefinitionErrorCode =
-  | 'InvalidModule'
-  | 'DuplicateModule'
-  | 'MissingDependency'
-  | 'DependencyCycle'
-  | 'InvalidPipeline';
+  'InvalidModule' | 'DuplicateModule' | 'MissingDependency' | 'DependencyCycle' | 'InvalidPipeline';
 
 /** Thrown by `defineModule` / `definePipeline` for a definition that can never run. */
 export class PipelineDefinitionError extends Error {

@@ -30,7 +30,10 @@ export type DependencyResults<Deps extends readonly Dependency[]> = {
 };
 
 /** What a module's `run` receives. */
-export interface ModuleContext<Deps extends readonly Dependency[] = readonly Dependency[], Params = JsonValue | undefined> {
+export interface ModuleContext<
+  Deps extends readonly Dependency[] = readonly Dependency[],
+  Params = JsonValue | undefined,
+> {
   /** The module's name. */
   readonly name: string;
   /** The module's parameters (from `defineModule({ params })`, as sent by the orchestrator). */
@@ -137,13 +140,18 @@ export function defineModule<
   });
   const { timeoutMs } = options;
   if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
-    throw new PipelineDefinitionError('InvalidModule', `Module '${name}': timeoutMs must be a positive number of milliseconds`);
+    throw new PipelineDefinitionError(
+      'InvalidModule',
+      `Module '${name}': timeoutMs must be a positive number of milliseconds`,
+    );
   }
   if (options.params !== undefined) {
     try {
       JSON.stringify(options.params);
     } catch (cause) {
-      throw new PipelineDefinitionError('InvalidModule', `Module '${name}': params must be JSON-serialisable`, { cause });
+      throw new PipelineDefinitionError('InvalidModule', `Module '${name}': params must be JSON-serialisable`, {
+        cause,
+      });
     }
   }
   return Object.freeze({

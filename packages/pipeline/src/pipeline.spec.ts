@@ -68,7 +68,9 @@ describe('definePipeline', () => {
     })();
     expect(error).toBeInstanceOf(PipelineDefinitionError);
     expect(error?.code).toBe('MissingDependency');
-    expect(error?.message).toBe("Pipeline 'ci': module 'build' depends on 'restore', which is not in the pipeline's modules");
+    expect(error?.message).toBe(
+      "Pipeline 'ci': module 'build' depends on 'restore', which is not in the pipeline's modules",
+    );
   });
 
   it('rejects a cycle, naming its path', () => {

@@ -45,7 +45,10 @@ export function definePipeline(options: PipelineOptions): Pipeline {
   }
   const { name } = options;
   if (typeof name !== 'string' || name.trim() === '' || name.length > 128) {
-    throw new PipelineDefinitionError('InvalidPipeline', 'definePipeline: name must be a non-empty string of at most 128 characters');
+    throw new PipelineDefinitionError(
+      'InvalidPipeline',
+      'definePipeline: name must be a non-empty string of at most 128 characters',
+    );
   }
   if (!Array.isArray(options.modules) || options.modules.length === 0) {
     throw new PipelineDefinitionError('InvalidPipeline', `Pipeline '${name}': modules must be a non-empty array`);
@@ -60,7 +63,10 @@ export function definePipeline(options: PipelineOptions): Pipeline {
       );
     }
     if (modules.has(module.name)) {
-      throw new PipelineDefinitionError('DuplicateModule', `Pipeline '${name}': two modules are named '${module.name}'`);
+      throw new PipelineDefinitionError(
+        'DuplicateModule',
+        `Pipeline '${name}': two modules are named '${module.name}'`,
+      );
     }
     modules.set(module.name, module);
   });

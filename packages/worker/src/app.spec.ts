@@ -139,16 +139,24 @@ describe('worker API', () => {
 
   it("enforces the request's timeout through the module's signal", async () => {
     const started = Date.now();
-    const response = await client.execution.execute({ body: request('exec-timeout-1', 'wait', { timeout: '00:00:00.2' }) });
+    const response = await client.execution.execute({
+      body: request('exec-timeout-1', 'wait', { timeout: '00:00:00.2' }),
+    });
     expect(response.status).toBe(500);
-    expect(response.body).toMatchObject({ success: false, failureKind: 'TimedOut', exceptionType: 'ModuleTimeoutError' });
+    expect(response.body).toMatchObject({
+      success: false,
+      failureKind: 'TimedOut',
+      exceptionType: 'ModuleTimeoutError',
+    });
     expect((response.body as { errorMessage: string }).errorMessage).toMatch(/timed out after 00:00:00.2/);
     expect(Date.now() - started).toBeLessThan(5_000);
   });
 
   it('answers at the timeout even when the module ignores its signal, keeping the slot until it stops', async () => {
     stubbornFinished = false;
-    const response = await client.execution.execute({ body: request('exec-stubborn-1', 'stubborn', { timeout: '00:00:00.1' }) });
+    const response = await client.execution.execute({
+      body: request('exec-stubborn-1', 'stubborn', { timeout: '00:00:00.1' }),
+    });
     expect(response.body).toMatchObject({ success: false, failureKind: 'TimedOut' });
     expect(stubbornFinished).toBe(false);
     expect((await client.health.get()).body).toMatchObject({ currentLoad: 1 });
@@ -160,7 +168,9 @@ describe('worker API', () => {
   it('cancel aborts the module; its execute call answers success: false', async () => {
     const execution = client.execution.execute({ body: request('exec-cancel-1', 'wait') });
     await sleep(100);
-    const cancel = await client.execution.cancel({ body: { executionId: 'exec-cancel-1', reason: 'Timeout exceeded' } });
+    const cancel = await client.execution.cancel({
+      body: { executionId: 'exec-cancel-1', reason: 'Timeout exceeded' },
+    });
     expect(cancel).toMatchObject({ status: 200, body: { success: true } });
     const response = await execution;
     expect(response.status).toBe(500);
@@ -179,7 +189,9 @@ describe('worker API', () => {
 
   it('runs at most maxParallelModules at once; beyond that 429 with Retry-After', async () => {
     const first = client.execution.execute({ body: request('exec-cap-1', 'wait', { serializedModule: '{"ms":400}' }) });
-    const second = client.execution.execute({ body: request('exec-cap-2', 'wait', { serializedModule: '{"ms":400}' }) });
+    const second = client.execution.execute({
+      body: request('exec-cap-2', 'wait', { serializedModule: '{"ms":400}' }),
+    });
     await sleep(100);
     const third = await post('/api/execution/execute', JSON.stringify(request('exec-cap-3', 'wait')));
     expect(third.status).toBe(429);
@@ -203,7 +215,9 @@ describe('worker API', () => {
   });
 
   it('answers 404 for a module the pipeline does not have', async () => {
-    const response = await client.execution.execute({ body: request('exec-unknown-1', 'MyApp.Modules.BuildModule, MyApp') });
+    const response = await client.execution.execute({
+      body: request('exec-unknown-1', 'MyApp.Modules.BuildModule, MyApp'),
+    });
     expect(response.status).toBe(404);
     expect(response.body).toMatchObject({ code: 'ModuleNotFound' });
     expect((response.body as { errorMessage: string }).errorMessage).toMatch(/not in pipeline 'worker-spec'/);
@@ -212,7 +226,11 @@ describe('worker API', () => {
   it.each([
     ['a missing executionId', { ...request('x', 'build'), executionId: undefined }, 'body.executionId'],
     ['a timeout that is not a TimeSpan', request('x', 'build', { timeout: '5 minutes' }), 'body.timeout'],
-    ['a dependency result that is not JSON', request('x', 'build', { dependencyResults: { restore: '{...}' } }), 'body.dependencyResults.restore'],
+    [
+      'a dependency result that is not JSON',
+      request('x', 'build', { dependencyResults: { restore: '{...}' } }),
+      'body.dependencyResults.restore',
+    ],
     ['parameters that are not JSON', request('x', 'build', { serializedModule: '{...}' }), 'body.serializedModule'],
   ])('answers 400 naming the field for %s', async (_case, body, field) => {
     const response = await post('/api/execution/execute', JSON.stringify(body));
@@ -232,12 +250,28 @@ describe('worker API', () => {
   });
 
   it('answers a body over the configured limit with 413 PayloadTooLarge', async () => {
-    const small = await startWorker({ port: 0, host: '127.0.0.1', pipeline, bodyLimit: '10kb', logger: pino({ level: 'silent' }) });
+    const small = await startWorker({
+      port: 0,
+      host: '127.0.0.1',
+      pipeline,
+      bodyLimit: '10kb',
+      logger: pino({ level: 'silent' }),
+    });
     try {
-      const body = JSON.stringify(request('exec-big-1', 'restore', { dependencyResults: { restore: JSON.stringify('x'.repeat(20_000)) } }));
-      const response = await fetch(`${small.url}/api/execution/execute`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      const body = JSON.stringify(
+        request('exec-big-1', 'restore', { dependencyResults: { restore: JSON.stringify('x'.repeat(20_000)) } }),
+      );
+      const response = await fetch(`${small.url}/api/execution/execute`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      });
       expect(response.status).toBe(413);
-      expect(await response.json()).toMatchObject({ success: false, code: 'PayloadTooLarge', errorMessage: expect.stringContaining('10kb') });
+      expect(await response.json()).toMatchObject({
+        success: false,
+        code: 'PayloadTooLarge',
+        errorMessage: expect.stringContaining('10kb'),
+      });
     } finally {
       await small.close();
     }
@@ -246,7 +280,8 @@ describe('worker API', () => {
   it('serves its OpenAPI document and sends no X-Powered-By', async () => {
     const response = await fetch(`${worker.url}/api/openapi.json`);
     expect(response.headers.get('x-powered-by')).toBeNull();
-    const document = (await response.json()) as { paths: Record<string, unknown> };
+    const document = (await response.json()) as { paths: Record<string, unknown>; servers: unknown };
     expect(Object.keys(document.paths)).toContain('/api/execution/execute');
+    expect(document.servers).toEqual([{ url: worker.url }]);
   });
 });

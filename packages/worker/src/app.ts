@@ -1,5 +1,11 @@
 import { workerContract, workerOpenApi } from '@mpd/contract';
-import { errorBody, finalErrorHandler, handleRequestValidationError, routeNotFound } from '@mpd/contract/server';
+import {
+  errorBody,
+  finalErrorHandler,
+  handleRequestValidationError,
+  openApiRoute,
+  routeNotFound,
+} from '@mpd/contract/server';
 import type { JsonValue } from '@mpd/pipeline';
 import { initServer, createExpressEndpoints } from '@ts-rest/express';
 import express, { type Application } from 'express';
@@ -34,8 +40,13 @@ export function createApp(deps: WorkerAppDeps): Application {
           try {
             params = JSON.parse(body.serializedModule) as JsonValue;
           } catch {
-            const issues = [{ field: 'body.serializedModule', message: "must be the module's parameters as JSON text" }];
-            return { status: 400, body: errorBody('ValidationFailed', 'body.serializedModule: must be JSON text', issues) };
+            const issues = [
+              { field: 'body.serializedModule', message: "must be the module's parameters as JSON text" },
+            ];
+            return {
+              status: 400,
+              body: errorBody('ValidationFailed', 'body.serializedModule: must be JSON text', issues),
+            };
           }
         }
         for (const [name, text] of Object.entries(body.dependencyResults)) {
@@ -43,7 +54,9 @@ export function createApp(deps: WorkerAppDeps): Application {
             const field = `body.dependencyResults.${name}`;
             return {
               status: 400,
-              body: errorBody('ValidationFailed', `${field}: must be JSON text`, [{ field, message: 'must be JSON text' }]),
+              body: errorBody('ValidationFailed', `${field}: must be JSON text`, [
+                { field, message: 'must be JSON text' },
+              ]),
             };
           }
         }
@@ -89,10 +102,7 @@ export function createApp(deps: WorkerAppDeps): Application {
   app.disable('x-powered-by');
   const bodyLimit = deps.bodyLimit ?? '100mb';
   app.use(express.json({ limit: bodyLimit }));
-  const openApi = workerOpenApi();
-  app.get('/api/openapi.json', (_req, res) => {
-    res.json(openApi);
-  });
+  app.get('/api/openapi.json', openApiRoute(workerOpenApi));
   createExpressEndpoints(workerContract, router, app, {
     responseValidation: deps.validateResponses ?? false,
     requestValidationErrorHandler: (error, _req, res) => handleRequestValidationError(error, res),

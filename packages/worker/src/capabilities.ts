@@ -5,8 +5,26 @@ import { randomBytes } from 'node:crypto';
 
 /** Tools looked for on PATH when none are configured. */
 export const KNOWN_TOOLS = [
-  'bash', 'cargo', 'docker', 'dotnet', 'gcc', 'git', 'go', 'helm', 'java', 'kubectl', 'make',
-  'mvn', 'node', 'npm', 'pnpm', 'podman', 'python3', 'rustc', 'terraform', 'yarn',
+  'bash',
+  'cargo',
+  'docker',
+  'dotnet',
+  'gcc',
+  'git',
+  'go',
+  'helm',
+  'java',
+  'kubectl',
+  'make',
+  'mvn',
+  'node',
+  'npm',
+  'pnpm',
+  'podman',
+  'python3',
+  'rustc',
+  'terraform',
+  'yarn',
 ] as const;
 
 /** The operating system as workers advertise it: `linux`, `windows`, `macos`, or Node's platform name. */
@@ -17,7 +35,10 @@ export function osName(platform: NodeJS.Platform = process.platform): string {
 }
 
 /** Which of `candidates` are executables on `path` (the PATH variable). */
-export function detectTools(path: string = process.env.PATH ?? '', candidates: readonly string[] = KNOWN_TOOLS): string[] {
+export function detectTools(
+  path: string = process.env.PATH ?? '',
+  candidates: readonly string[] = KNOWN_TOOLS,
+): string[] {
   const dirs = path.split(delimiter).filter(Boolean);
   const extensions = process.platform === 'win32' ? ['.exe', '.cmd', '.bat', ''] : [''];
   return candidates.filter((tool) =>
@@ -36,6 +57,10 @@ export function detectTools(path: string = process.env.PATH ?? '', candidates: r
 
 /** `worker-<hostname>-<random>`: unique per start, recognisable per machine. */
 export function defaultWorkerId(): string {
-  const host = hostname().toLowerCase().replace(/[^a-z0-9-]/g, '-').slice(0, 48) || 'host';
+  const host =
+    hostname()
+      .toLowerCase()
+      .replace(/[^a-z0-9-]/g, '-')
+      .slice(0, 48) || 'host';
   return `worker-${host}-${randomBytes(3).toString('hex')}`;
 }

@@ -41,16 +41,26 @@ describe('workerCommand + parseWorkerConfig', () => {
   it('parses every flag', () => {
     expect(
       parse([
-        '--port', '0',
-        '--host', '127.0.0.1',
-        '--orchestrator', 'http://orchestrator:8080',
-        '--id', 'worker-a1',
-        '--endpoint', 'https://worker-a1.example.com:9443',
-        '--tags', 'gpu, high-memory ,',
-        '--tools', 'docker,node,dotnet',
-        '--max-parallel', '6',
-        '--pipeline', 'ci.pipeline.ts',
-        '--log-level', 'debug',
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--orchestrator',
+        'http://orchestrator:8080',
+        '--id',
+        'worker-a1',
+        '--endpoint',
+        'https://worker-a1.example.com:9443',
+        '--tags',
+        'gpu, high-memory ,',
+        '--tools',
+        'docker,node,dotnet',
+        '--max-parallel',
+        '6',
+        '--pipeline',
+        'ci.pipeline.ts',
+        '--log-level',
+        'debug',
       ]),
     ).toEqual({
       port: 0,
@@ -95,10 +105,12 @@ describe('workerCommand + parseWorkerConfig', () => {
   });
 
   it('prefers a flag over its environment variable', () => {
-    expect(parse(['--port', '9200', '--max-parallel', '2'], { MPD_PORT: '9100', MPD_MAX_PARALLEL: '8' })).toMatchObject({
-      port: 9200,
-      maxParallel: 2,
-    });
+    expect(parse(['--port', '9200', '--max-parallel', '2'], { MPD_PORT: '9100', MPD_MAX_PARALLEL: '8' })).toMatchObject(
+      {
+        port: 9200,
+        maxParallel: 2,
+      },
+    );
   });
 
   it('trims integers and URLs; an empty list is an empty list', () => {
@@ -130,7 +142,11 @@ describe('workerCommand + parseWorkerConfig', () => {
       {},
       'Invalid setting --orchestrator (MPD_ORCHESTRATOR_URL): must be a URL such as http://127.0.0.1:8080, got "not a url"',
     ],
-    [['--endpoint', 'ftp://x'], {}, 'Invalid setting --endpoint (MPD_ENDPOINT): must be an http:// or https:// URL, got "ftp://x"'],
+    [
+      ['--endpoint', 'ftp://x'],
+      {},
+      'Invalid setting --endpoint (MPD_ENDPOINT): must be an http:// or https:// URL, got "ftp://x"',
+    ],
     [
       ['--id', 'my worker'],
       {},
@@ -146,23 +162,48 @@ describe('workerCommand + parseWorkerConfig', () => {
       { MPD_TOOLS: 'docker,dot net' },
       'Invalid setting --tools (MPD_TOOLS): must be a comma-separated list of names (letters, digits, . _ + -), got "docker,dot net"',
     ],
-    [['--max-parallel', '0'], {}, 'Invalid setting --max-parallel (MPD_MAX_PARALLEL): must be an integer from 1 to 1024, got "0"'],
-    [[], { MPD_MAX_PARALLEL: '0' }, 'Invalid setting --max-parallel (MPD_MAX_PARALLEL): must be an integer from 1 to 1024, got "0"'],
-    [['--max-parallel', '1025'], {}, 'Invalid setting --max-parallel (MPD_MAX_PARALLEL): must be an integer from 1 to 1024, got "1025"'],
-    [['--max-parallel', 'four'], {}, 'Invalid setting --max-parallel (MPD_MAX_PARALLEL): must be an integer from 1 to 1024, got "four"'],
+    [
+      ['--max-parallel', '0'],
+      {},
+      'Invalid setting --max-parallel (MPD_MAX_PARALLEL): must be an integer from 1 to 1024, got "0"',
+    ],
+    [
+      [],
+      { MPD_MAX_PARALLEL: '0' },
+      'Invalid setting --max-parallel (MPD_MAX_PARALLEL): must be an integer from 1 to 1024, got "0"',
+    ],
+    [
+      ['--max-parallel', '1025'],
+      {},
+      'Invalid setting --max-parallel (MPD_MAX_PARALLEL): must be an integer from 1 to 1024, got "1025"',
+    ],
+    [
+      ['--max-parallel', 'four'],
+      {},
+      'Invalid setting --max-parallel (MPD_MAX_PARALLEL): must be an integer from 1 to 1024, got "four"',
+    ],
     [['--pipeline', '  '], {}, 'Invalid setting --pipeline (MPD_PIPELINE): must be a file path, got "  "'],
     [
       ['--log-level', 'loud'],
       {},
       'Invalid setting --log-level (MPD_LOG_LEVEL): must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',
     ],
-  ] as [string[], Record<string, string>, string][])('refuses %j %j naming the flag and the variable', (args, env, message) => {
-    expect(errorOf(() => parse(args, env)).message).toBe(message);
-  });
+  ] as [string[], Record<string, string>, string][])(
+    'refuses %j %j naming the flag and the variable',
+    (args, env, message) => {
+      expect(errorOf(() => parse(args, env)).message).toBe(message);
+    },
+  );
 
   it('parseWorkerConfig accepts raw values directly and reports the first bad setting in flag order', () => {
-    expect(parseWorkerConfig({ port: '1', maxParallel: '3', tags: 'a,b' })).toEqual({ port: 1, maxParallel: 3, tags: ['a', 'b'] });
-    expect(errorOf(() => parseWorkerConfig({ maxParallel: '0', port: 'x' })).message).toMatch(/^Invalid setting --port \(MPD_PORT\)/);
+    expect(parseWorkerConfig({ port: '1', maxParallel: '3', tags: 'a,b' })).toEqual({
+      port: 1,
+      maxParallel: 3,
+      tags: ['a', 'b'],
+    });
+    expect(errorOf(() => parseWorkerConfig({ maxParallel: '0', port: 'x' })).message).toMatch(
+      /^Invalid setting --port \(MPD_PORT\)/,
+    );
     expect(errorOf(() => parseWorkerConfig({ port: '1', maxParallel: '0' })).message).toMatch(
       /^Invalid setting --max-parallel \(MPD_MAX_PARALLEL\)/,
     );

@@ -15,11 +15,24 @@ const integer = (min: number, max: number) =>
     .trim()
     .regex(/^\d+$/, `must be an integer from ${min} to ${max}`)
     .transform(Number)
-    .pipe(z.number().int().min(min, `must be an integer from ${min} to ${max}`).max(max, `must be an integer from ${min} to ${max}`));
+    .pipe(
+      z
+        .number()
+        .int()
+        .min(min, `must be an integer from ${min} to ${max}`)
+        .max(max, `must be an integer from ${min} to ${max}`),
+    );
 const list = z
   .string()
-  .transform((text) => text.split(',').map((part) => part.trim()).filter(Boolean))
-  .pipe(z.array(z.string().regex(/^[\w.+-]{1,128}$/, 'must be a comma-separated list of names (letters, digits, . _ + -)')));
+  .transform((text) =>
+    text
+      .split(',')
+      .map((part) => part.trim())
+      .filter(Boolean),
+  )
+  .pipe(
+    z.array(z.string().regex(/^[\w.+-]{1,128}$/, 'must be a comma-separated list of names (letters, digits, . _ + -)')),
+  );
 const url = z
   .string()
   .trim()
@@ -68,12 +81,15 @@ export function workerCommand(): Command {
     .addOption(option('host', 'address', 'address to listen on', '0.0.0.0'))
     .addOption(option('orchestrator', 'url', 'orchestrator base URL to register with, e.g. http://127.0.0.1:8080'))
     .addOption(option('id', 'id', 'worker id (default: worker-<hostname>-<random>)'))
-    .addOption(option('endpoint', 'url', 'URL the orchestrator calls this worker at (default: http://<hostname>:<port>)'))
+    .addOption(
+      option('endpoint', 'url', 'URL the orchestrator calls this worker at (default: http://<hostname>:<port>)'),
+    )
     .addOption(option('tags', 'list', 'comma-separated tags advertised to the orchestrator, e.g. gpu,high-memory'))
     .addOption(option('tools', 'list', 'comma-separated tools advertised (default: known tools found on PATH)'))
     .addOption(option('maxParallel', 'n', 'how many modules may run at once (default: number of CPUs)'))
     .addOption(option('pipeline', 'file', 'pipeline file (ES module or .ts) whose modules this worker runs'))
     .addOption(option('logLevel', 'level', 'log level: fatal, error, warn, info, debug, trace, silent', 'info'))
+    .helpOption('-h, --help', 'show this help')
     .showHelpAfterError()
     .allowExcessArguments(false);
 }

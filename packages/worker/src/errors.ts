@@ -2,6 +2,8 @@
 export type WorkerErrorCode =
   /** A setting (flag or environment variable) has an invalid value. */
   | 'InvalidSetting'
+  /** The server could not listen on its address (port in use, address not on this machine). */
+  | 'ListenFailed'
   /** The module's timeout passed. */
   | 'TimedOut'
   /** The orchestrator (or a shutdown) cancelled the execution. */

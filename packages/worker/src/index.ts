@@ -20,7 +20,12 @@ export type { RunningWorker } from './server.js';
 export { createApp } from './app.js';
 export type { WorkerAppDeps } from './app.js';
 export { ModuleExecutor } from './executor/module-executor.js';
-export type { ExecuteDecision, ExecutionOutcome, ExecutionRequest, ModuleExecutorOptions } from './executor/module-executor.js';
+export type {
+  ExecuteDecision,
+  ExecutionOutcome,
+  ExecutionRequest,
+  ModuleExecutorOptions,
+} from './executor/module-executor.js';
 export type { LinkState } from './agent/orchestrator-link.js';
 export type { WorkerOptions } from './worker-options.js';
 export { defaultWorkerId, detectTools, osName } from './capabilities.js';

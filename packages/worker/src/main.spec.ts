@@ -1,3 +1,5 @@
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +14,8 @@ const tempDirs: string[] = [];
 
 // Processes of passing tests have exited; this stops those a failing test left running.
 afterAll(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const child of children.splice(0))
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
   for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -66,7 +69,18 @@ const LISTENING = /^mpd worker (\S+) listening on (http:\/\/127\.0\.0\.1:\d+)$/;
 
 describe('mpd-worker CLI', () => {
   it('prints its id and URL, answers /api/health with maxLoad = --max-parallel, exits 0 on SIGTERM', async () => {
-    const run = cli(['--port', '0', '--host', '127.0.0.1', '--id', 'w-cli', '--max-parallel', '5', '--log-level', 'silent']);
+    const run = cli([
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--id',
+      'w-cli',
+      '--max-parallel',
+      '5',
+      '--log-level',
+      'silent',
+    ]);
     const line = await firstLine(run);
     expect(line).toMatch(/^mpd worker w-cli listening on http:\/\/127\.0\.0\.1:\d+$/);
     const url = LISTENING.exec(line)![2]!;
@@ -94,8 +108,14 @@ describe('mpd-worker CLI', () => {
     const { code } = await stop(run, 'SIGINT');
     expect(code).toBe(0);
     expect(run.stdout()).toBe(`${line}\n`);
-    const logs = run.stderr().trim().split('\n').map((text) => JSON.parse(text) as { msg: string; service: string });
-    expect(logs.map((log) => log.msg)).toContain('no --orchestrator given: serving the worker API without registering anywhere');
+    const logs = run
+      .stderr()
+      .trim()
+      .split('\n')
+      .map((text) => JSON.parse(text) as { msg: string; service: string });
+    expect(logs.map((log) => log.msg)).toContain(
+      'no --orchestrator given: serving the worker API without registering anywhere',
+    );
     expect(logs.every((log) => log.service === 'mpd-worker')).toBe(true);
   });
 
@@ -146,12 +166,28 @@ describe('mpd-worker CLI', () => {
     expect(extra.stdout()).toBe('');
   });
 
+  it('exits 1 with a clear message when its port is taken', async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const { port } = blocker.address() as AddressInfo;
+    try {
+      const run = cli(['--port', String(port), '--host', '127.0.0.1']);
+      expect(await run.exited).toBe(1);
+      expect(run.stderr()).toContain(`mpd-worker: Cannot listen on 127.0.0.1:${port}: listen EADDRINUSE`);
+      expect(run.stdout()).toBe('');
+    } finally {
+      blocker.close();
+    }
+  });
+
   it('exits 2 saying the pipeline file was not found, resolved against INIT_CWD', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mpd-worker-cli-'));
     tempDirs.push(dir);
     const run = cli(['--port', '0', '--host', '127.0.0.1', '--pipeline', 'missing.ts'], { INIT_CWD: dir });
     expect(await run.exited).toBe(2);
-    expect(run.stderr()).toContain(`Invalid setting --pipeline (MPD_PIPELINE): Pipeline file not found: ${join(dir, 'missing.ts')}`);
+    expect(run.stderr()).toContain(
+      `Invalid setting --pipeline (MPD_PIPELINE): Pipeline file not found: ${join(dir, 'missing.ts')}`,
+    );
     expect(run.stdout()).toBe('');
   });
 
@@ -171,9 +207,23 @@ describe('mpd-worker CLI', () => {
         '',
       ].join('\n'),
     );
-    const run = cli(['--port', '0', '--host', '127.0.0.1', '--id', 'w-pipe', '--pipeline', 'cli.pipeline.ts', '--log-level', 'silent'], {
-      INIT_CWD: dir,
-    });
+    const run = cli(
+      [
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--id',
+        'w-pipe',
+        '--pipeline',
+        'cli.pipeline.ts',
+        '--log-level',
+        'silent',
+      ],
+      {
+        INIT_CWD: dir,
+      },
+    );
     const line = await firstLine(run);
     expect(line).toMatch(/^mpd worker w-pipe listening on http:\/\/127\.0\.0\.1:\d+$/);
     const url = LISTENING.exec(line)![2]!;
@@ -193,7 +243,12 @@ describe('mpd-worker CLI', () => {
       });
     const response = await execute('greet');
     expect(response.status).toBe(200);
-    const body = (await response.json()) as { success: boolean; executionId: string; workerId: string; serializedResult: string };
+    const body = (await response.json()) as {
+      success: boolean;
+      executionId: string;
+      workerId: string;
+      serializedResult: string;
+    };
     expect(body).toMatchObject({ success: true, executionId: 'exec-greet', workerId: 'w-pipe' });
     expect(JSON.parse(body.serializedResult)).toEqual({ greeting: 'hello mpd', workerId: 'w-pipe', ci: 'true' });
 

@@ -38,19 +38,26 @@ async function main(): Promise<void> {
   }
   if (!config.orchestrator) logger.warn('no --orchestrator given: serving the worker API without registering anywhere');
 
-  const worker = await startWorker({
-    port: config.port,
-    host: config.host,
-    logger,
-    ...(config.id ? { id: config.id } : {}),
-    ...(config.endpoint ? { endpoint: config.endpoint } : {}),
-    ...(config.orchestrator ? { orchestratorUrl: config.orchestrator } : {}),
-    ...(config.tags ? { tags: config.tags } : {}),
-    ...(config.tools ? { tools: config.tools } : {}),
-    ...(config.maxParallel ? { maxParallelModules: config.maxParallel } : {}),
-    ...(pipeline ? { pipeline } : {}),
-  });
-  process.stdout.write(`mpd worker ${worker.id} listening on ${worker.url}\n`);
+  let worker;
+  try {
+    worker = await startWorker({
+      port: config.port,
+      host: config.host,
+      logger,
+      ...(config.id ? { id: config.id } : {}),
+      ...(config.endpoint ? { endpoint: config.endpoint } : {}),
+      ...(config.orchestrator ? { orchestratorUrl: config.orchestrator } : {}),
+      ...(config.tags ? { tags: config.tags } : {}),
+      ...(config.tools ? { tools: config.tools } : {}),
+      ...(config.maxParallel ? { maxParallelModules: config.maxParallel } : {}),
+      ...(pipeline ? { pipeline } : {}),
+    });
+  } catch (error) {
+    process.stderr.write(`mpd-worker: ${(error as Error).message}\n`);
+    process.exit(1);
+  }
+  const advertised = worker.endpoint === worker.url ? '' : ` (the orchestrator calls it at ${worker.endpoint})`;
+  process.stdout.write(`mpd worker ${worker.id} listening on ${worker.url}${advertised}\n`);
 
   let signals = 0;
   const shutdown = (signal: NodeJS.Signals): void => {

@@ -9,6 +9,7 @@ import pino from 'pino';
 import { OrchestratorLink, type LinkState } from './agent/orchestrator-link.js';
 import { createApp } from './app.js';
 import { defaultWorkerId, detectTools, osName } from './capabilities.js';
+import { WorkerError } from './errors.js';
 import { ModuleExecutor } from './executor/module-executor.js';
 import type { WorkerOptions } from './worker-options.js';
 
@@ -51,8 +52,13 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}),
     validateResponses: options.validateResponses ?? false,
   });
-  const server: Server = app.listen(options.port ?? 9000, host);
-  await once(server, 'listening');
+  const port0 = options.port ?? 9000;
+  const server: Server = app.listen(port0, host);
+  try {
+    await once(server, 'listening');
+  } catch (cause) {
+    throw new WorkerError('ListenFailed', `Cannot listen on ${host}:${port0}: ${(cause as Error).message}`, { cause });
+  }
   // Long-running executions answer late: let Node keep those requests open.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
@@ -67,7 +73,11 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     endpoint,
     capabilities: { os: options.os ?? osName(), installedTools: tools, maxParallelModules, tags: options.tags ?? [] },
     pipeline: options.pipeline
-      ? { name: options.pipeline.name, fingerprint: options.pipeline.fingerprint, modules: [...options.pipeline.modules.keys()] }
+      ? {
+          name: options.pipeline.name,
+          fingerprint: options.pipeline.fingerprint,
+          modules: [...options.pipeline.modules.keys()],
+        }
       : null,
   });
 

@@ -21,3 +21,4 @@ export {
   sendError,
 } from './error-handling.js';
 export type { ErrorLogger, FinalErrorHandlerOptions } from './error-handling.js';
+export { openApiRoute } from './openapi-route.js';

@@ -34,7 +34,11 @@ export function createRoutes(registry: NodeRegistry, heartbeatIntervalSeconds: n
         if (!registry.unregister(params.workerId)) {
           return {
             status: 404,
-            body: { success: false, code: 'WorkerNotFound', errorMessage: `Worker '${params.workerId}' is not registered` },
+            body: {
+              success: false,
+              code: 'WorkerNotFound',
+              errorMessage: `Worker '${params.workerId}' is not registered`,
+            },
           };
         }
         return { status: 200, body: { success: true } };

@@ -1,4 +1,10 @@
-import type { LoadedPipeline, WorkerCapabilities, WorkerNode, WorkerNodeRegistration, WorkerStatus } from '@mpd/contract';
+import type {
+  LoadedPipeline,
+  WorkerCapabilities,
+  WorkerNode,
+  WorkerNodeRegistration,
+  WorkerStatus,
+} from '@mpd/contract';
 import { requirePositive } from '../orchestrator-options.js';
 
 /** What changed in a {@link NodeRegistry}. */

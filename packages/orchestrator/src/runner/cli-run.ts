@@ -16,6 +16,10 @@ export interface RunPipelineFromCliOptions {
   logger: Logger;
   /** Aborted on SIGTERM/SIGINT. */
   signal: AbortSignal;
+  /** Sent to every module as `environmentVariables`. @default {} */
+  environmentVariables?: Record<string, string>;
+  /** Sent to every module as `workingDirectory`; the worker's own applies when absent. */
+  workingDirectory?: string;
   /** Where to write the JSON run report. */
   reportFile?: string;
   /** Where progress lines and the summary go. @default process.stdout */
@@ -26,12 +30,16 @@ export interface RunPipelineFromCliOptions {
  * Waits until `minWorkers` live workers with the same pipeline fingerprint are registered,
  * runs the pipeline with a progress line per event, and prints the summary table.
  */
-export async function runPipelineFromCli(options: RunPipelineFromCliOptions): Promise<{ success: boolean; result?: RunResult }> {
+export async function runPipelineFromCli(
+  options: RunPipelineFromCliOptions,
+): Promise<{ success: boolean; result?: RunResult }> {
   const { pipeline, registry, minWorkers, signal } = options;
   const out = options.output ?? process.stdout;
   const print = (line: string): void => void out.write(`${line}\n`);
 
-  print(`[mpd] pipeline '${pipeline.name}' (${pipeline.modules.size} modules, ${pipeline.fingerprint.slice(0, 19)}…): waiting for ${minWorkers} worker(s)`);
+  print(
+    `[mpd] pipeline '${pipeline.name}' (${pipeline.modules.size} modules, ${pipeline.fingerprint.slice(0, 19)}…): waiting for ${minWorkers} worker(s)`,
+  );
   const ready = await waitForWorkers(registry, pipeline, minWorkers, signal, print);
   if (!ready) {
     print('[mpd] cancelled before the pipeline started');
@@ -42,6 +50,8 @@ export async function runPipelineFromCli(options: RunPipelineFromCliOptions): Pr
     registry,
     logger: options.logger,
     signal,
+    ...(options.environmentVariables ? { environmentVariables: options.environmentVariables } : {}),
+    ...(options.workingDirectory ? { workingDirectory: options.workingDirectory } : {}),
     onEvent: (event) => print(formatEvent(event)),
   });
   print('');

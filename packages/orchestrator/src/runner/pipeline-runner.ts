@@ -180,12 +180,24 @@ class PipelineRun {
     const definition = pipeline.modules.get(module.name)!;
     const attempt = module.attempts.length + 1;
     const executionId = `${this.runId}.${module.name}.${attempt}`;
-    const record: AttemptRecord = { executionId, workerId: worker.id, startTime: new Date().toISOString(), outcome: 'Running' };
+    const record: AttemptRecord = {
+      executionId,
+      workerId: worker.id,
+      startTime: new Date().toISOString(),
+      outcome: 'Running',
+    };
     module.attempts.push(record);
     module.status = 'Processing';
     module.result.status = 'Processing';
     module.result.workerId = worker.id;
-    const flight: InFlight = { module, workerId: worker.id, endpoint: worker.endpoint, record, controller: new AbortController(), settled: false };
+    const flight: InFlight = {
+      module,
+      workerId: worker.id,
+      endpoint: worker.endpoint,
+      record,
+      controller: new AbortController(),
+      settled: false,
+    };
     this.inFlight.set(executionId, flight);
     this.dispatchedTo.set(worker.id, (this.dispatchedTo.get(worker.id) ?? 0) + 1);
     this.waitingSince = undefined;
@@ -224,7 +236,10 @@ class PipelineRun {
 
   private onResponse(flight: InFlight, response: { status: number; body: unknown }): void {
     if (flight.settled) {
-      this.log.warn({ executionId: flight.record.executionId, status: response.status }, 'late answer of a settled attempt ignored');
+      this.log.warn(
+        { executionId: flight.record.executionId, status: response.status },
+        'late answer of a settled attempt ignored',
+      );
       return;
     }
     flight.settled = true;
@@ -282,7 +297,10 @@ class PipelineRun {
         record.error = String(body.errorMessage ?? `worker answered ${response.status}`);
         this.complete(module, 'Failed', {
           workerId: flight.workerId,
-          error: { message: `Worker ${flight.workerId} refused the module (${response.status}): ${record.error}`, type: 'DispatchRejected' },
+          error: {
+            message: `Worker ${flight.workerId} refused the module (${response.status}): ${record.error}`,
+            type: 'DispatchRejected',
+          },
         });
     }
   }
@@ -312,8 +330,17 @@ class PipelineRun {
     record.endTime = new Date().toISOString();
     record.error = reason;
     module.lostAttempts++;
-    this.log.warn({ module: module.name, workerId: flight.workerId, executionId: record.executionId, reason }, 'attempt lost');
-    this.options.onEvent?.({ type: 'attempt-lost', module: module.name, workerId: flight.workerId, executionId: record.executionId, reason });
+    this.log.warn(
+      { module: module.name, workerId: flight.workerId, executionId: record.executionId, reason },
+      'attempt lost',
+    );
+    this.options.onEvent?.({
+      type: 'attempt-lost',
+      module: module.name,
+      workerId: flight.workerId,
+      executionId: record.executionId,
+      reason,
+    });
     if (this.cancelled) {
       this.complete(module, 'PipelineTerminated', { workerId: flight.workerId });
       return;
@@ -322,7 +349,10 @@ class PipelineRun {
     if (module.lostAttempts > limit) {
       this.complete(module, 'Failed', {
         workerId: flight.workerId,
-        error: { message: `Module '${module.name}' was lost with its worker ${module.lostAttempts} times; last: ${reason}`, type: 'WorkerLost' },
+        error: {
+          message: `Module '${module.name}' was lost with its worker ${module.lostAttempts} times; last: ${reason}`,
+          type: 'WorkerLost',
+        },
       });
       return;
     }
@@ -344,18 +374,23 @@ class PipelineRun {
     if (details.times) {
       result.startTime = String(details.times.startTime);
       result.endTime = String(details.times.endTime);
-      result.durationMs = parseTimeSpan(String(details.times.duration)) ?? Date.parse(result.endTime) - Date.parse(result.startTime);
+      result.durationMs =
+        parseTimeSpan(String(details.times.duration)) ?? Date.parse(result.endTime) - Date.parse(result.startTime);
     }
     if (status === 'Successful') result.result = details.result;
     if (details.error) result.error = details.error;
-    this.log.info({ module: module.name, status, workerId: result.workerId, durationMs: result.durationMs }, 'module finished');
+    this.log.info(
+      { module: module.name, status, workerId: result.workerId, durationMs: result.durationMs },
+      'module finished',
+    );
     this.options.onEvent?.({ type: 'module-finished', module: module.name, result });
 
     if (status === 'Successful') {
       for (const dependant of this.options.pipeline.dependants.get(module.name) ?? []) {
         const state = this.modules.get(dependant)!;
         state.remainingDependencies--;
-        if (state.remainingDependencies === 0 && state.status === 'NotYetStarted' && !this.cancelled) this.ready.push(state);
+        if (state.remainingDependencies === 0 && state.status === 'NotYetStarted' && !this.cancelled)
+          this.ready.push(state);
       }
     } else {
       this.failDependants(module.name, status === 'PipelineTerminated' ? 'PipelineTerminated' : 'DependencyFailed');
@@ -368,7 +403,10 @@ class PipelineRun {
       if (state.status !== 'NotYetStarted') continue;
       state.status = status;
       state.result.status = status;
-      const reason = status === 'DependencyFailed' ? `not run: dependency '${name}' did not succeed` : 'not run: the run was cancelled';
+      const reason =
+        status === 'DependencyFailed'
+          ? `not run: dependency '${name}' did not succeed`
+          : 'not run: the run was cancelled';
       state.result.error = { message: reason, type: status };
       this.options.onEvent?.({ type: 'module-not-run', module: dependant, status, reason });
       this.failDependants(dependant, status);
@@ -391,7 +429,9 @@ class PipelineRun {
         ? `no live worker with pipeline '${this.options.pipeline.name}' (fingerprint ${this.options.pipeline.fingerprint}) was registered for ${formatTimeSpan(limit)}`
         : `no worker had a free slot for ${formatTimeSpan(limit)}`;
     for (const module of this.ready.splice(0)) {
-      this.complete(module, 'Failed', { error: { message: `Module '${module.name}' could not be dispatched: ${reason}`, type: 'NoWorkerAvailable' } });
+      this.complete(module, 'Failed', {
+        error: { message: `Module '${module.name}' could not be dispatched: ${reason}`, type: 'NoWorkerAvailable' },
+      });
     }
   }
 
@@ -410,7 +450,13 @@ class PipelineRun {
     // Running modules: ask their workers to cancel; their execute calls then answer success: false.
     for (const flight of this.inFlight.values()) {
       this.clientFor(flight.endpoint)
-        .execution.cancel({ body: { executionId: flight.record.executionId, reason: 'Pipeline run cancelled', timestamp: new Date().toISOString() } })
+        .execution.cancel({
+          body: {
+            executionId: flight.record.executionId,
+            reason: 'Pipeline run cancelled',
+            timestamp: new Date().toISOString(),
+          },
+        })
         .catch(() => flight.controller.abort());
     }
     this.checkDone();

@@ -34,7 +34,11 @@ export function formatSummary(result: RunResult): string {
   ]);
   const header = ['Module', 'Status', 'Worker', 'Attempts', 'Duration', 'Start', 'End'];
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column]!.length)));
-  const line = (cells: string[]): string => cells.map((cell, column) => cell.padEnd(widths[column]!)).join('  ').trimEnd();
+  const line = (cells: string[]): string =>
+    cells
+      .map((cell, column) => cell.padEnd(widths[column]!))
+      .join('  ')
+      .trimEnd();
   const sumOfModules = result.modules.reduce((sum, module) => sum + (module.durationMs ?? 0), 0);
   const speedup = result.durationMs > 0 ? sumOfModules / result.durationMs : 0;
   const failures = result.modules.filter((module) => module.error && module.status !== 'Successful');
@@ -46,6 +50,8 @@ export function formatSummary(result: RunResult): string {
     ...rows.map(line),
     '',
     `Wall time ${seconds(result.durationMs)}; modules took ${seconds(sumOfModules)} in all: speedup ×${speedup.toFixed(2)}`,
-    ...(failures.length > 0 ? ['', 'Failures:', ...failures.map((module) => `  ${module.name}: ${module.error!.message}`)] : []),
+    ...(failures.length > 0
+      ? ['', 'Failures:', ...failures.map((module) => `  ${module.name}: ${module.error!.message}`)]
+      : []),
   ].join('\n');
 }

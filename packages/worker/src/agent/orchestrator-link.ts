@@ -51,7 +51,8 @@ export class OrchestratorLink {
   start(): void {
     if (this.loop) return;
     this.loop = this.run().catch((error: unknown) => {
-      if (!this.stopController.signal.aborted) this.options.logger.error({ err: error }, 'orchestrator link stopped unexpectedly');
+      if (!this.stopController.signal.aborted)
+        this.options.logger.error({ err: error }, 'orchestrator link stopped unexpectedly');
     });
   }
 
@@ -71,10 +72,16 @@ export class OrchestratorLink {
     if (wasRegistered) {
       const workerId = this.options.node().id;
       try {
-        await this.options.client.workers.unregister({ params: { workerId }, fetchOptions: { signal: AbortSignal.timeout(5_000) } });
+        await this.options.client.workers.unregister({
+          params: { workerId },
+          fetchOptions: { signal: AbortSignal.timeout(5_000) },
+        });
         this.options.logger.info('unregistered from the orchestrator');
       } catch (error) {
-        this.options.logger.warn({ err: describe(error) }, 'could not unregister; the orchestrator will expire this worker');
+        this.options.logger.warn(
+          { err: describe(error) },
+          'could not unregister; the orchestrator will expire this worker',
+        );
       }
     }
     this.current = { status: 'stopped' };
@@ -97,7 +104,10 @@ export class OrchestratorLink {
       try {
         const node = this.options.node();
         const response = await client.workers.register({
-          body: { workerNode: { ...node, currentLoad: this.options.currentLoad() }, timestamp: new Date().toISOString() },
+          body: {
+            workerNode: { ...node, currentLoad: this.options.currentLoad() },
+            timestamp: new Date().toISOString(),
+          },
           fetchOptions: { signal },
         });
         if (response.status === 200) {
@@ -129,7 +139,11 @@ export class OrchestratorLink {
     while (await pause(wait, signal)) {
       try {
         const response = await client.workers.heartbeat({
-          body: { workerId: this.options.node().id, currentLoad: this.options.currentLoad(), timestamp: new Date().toISOString() },
+          body: {
+            workerId: this.options.node().id,
+            currentLoad: this.options.currentLoad(),
+            timestamp: new Date().toISOString(),
+          },
           fetchOptions: { signal },
         });
         if (response.status === 404) {
@@ -151,7 +165,12 @@ export class OrchestratorLink {
       }
       wait = Math.min(intervalMs, this.delay(failures));
       failures++;
-      this.current = { status: 'registered', heartbeatIntervalMs: intervalMs, consecutiveFailures: failures, lastError: this.lastError! };
+      this.current = {
+        status: 'registered',
+        heartbeatIntervalMs: intervalMs,
+        consecutiveFailures: failures,
+        lastError: this.lastError!,
+      };
       logger.warn({ failures, retryInMs: wait, error: this.lastError }, 'heartbeat failed; retrying');
     }
   }

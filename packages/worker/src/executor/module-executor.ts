@@ -24,8 +24,7 @@ export interface ExecutionRequest {
 }
 
 export type ExecutionOutcome =
-  | { status: 200; body: ExecuteModuleSuccess }
-  | { status: 500; body: ExecuteModuleFailure };
+  { status: 200; body: ExecuteModuleSuccess } | { status: 500; body: ExecuteModuleFailure };
 
 /** What {@link ModuleExecutor.execute} did with a request. */
 export type ExecuteDecision =
@@ -167,7 +166,11 @@ export class ModuleExecutor {
       if (result.ok) return { status: 200, body: { ...times, success: true, serializedResult: result.value } };
       const error = result.error;
       const failureKind: FailureKind =
-        error instanceof ModuleTimeoutError ? 'TimedOut' : error instanceof ExecutionCancelledError ? 'Cancelled' : 'Error';
+        error instanceof ModuleTimeoutError
+          ? 'TimedOut'
+          : error instanceof ExecutionCancelledError
+            ? 'Cancelled'
+            : 'Error';
       const isError = error instanceof Error;
       return {
         status: 500,
@@ -202,7 +205,11 @@ export class ModuleExecutor {
     }
     clearTimeout(timer);
     if (outcome.status === 200) log.info({ duration: outcome.body.duration }, 'module succeeded');
-    else log.warn({ duration: outcome.body.duration, error: outcome.body.errorMessage, failureKind: outcome.body.failureKind }, 'module failed');
+    else
+      log.warn(
+        { duration: outcome.body.duration, error: outcome.body.errorMessage, failureKind: outcome.body.failureKind },
+        'module failed',
+      );
     settle(outcome);
 
     // The slot stays taken until the module's code has really stopped.
