@@ -21,7 +21,17 @@ for (const dir of projectDirs) rmSync(reportOf(dir), { force: true });
 
 const nx = spawnSync(
   'pnpm',
-  ['exec', 'nx', 'run-many', '-t', 'typecheck', 'test', '--parallel=2', '--outputStyle=stream', ...process.argv.slice(2)],
+  [
+    'exec',
+    'nx',
+    'run-many',
+    '-t',
+    'typecheck',
+    'test',
+    '--parallel=2',
+    '--outputStyle=stream',
+    ...process.argv.slice(2),
+  ],
   { cwd: root, stdio: 'inherit' },
 );
 

@@ -290,6 +290,8 @@ describe('running a pipeline', () => {
       ['w-survivor', 'Succeeded'],
     ]);
     expect(runs).toBe(2);
+    // The orchestrator also told w-doomed to stop the abandoned attempt.
+    await eventually(() => doomed.load === 0, 3_000, 'the abandoned attempt to be cancelled');
     await doomed.close();
   });
 });

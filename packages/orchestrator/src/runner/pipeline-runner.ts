@@ -317,6 +317,8 @@ class PipelineRun {
       if (flight.workerId === workerId && !flight.settled) {
         flight.controller.abort();
         this.lost(flight, `worker ${workerId} ${reason}`);
+        // If the worker is only frozen or cut off, stop the abandoned attempt when it hears us.
+        this.cancelOnWorker(flight, 'attempt declared lost: the worker missed its heartbeats');
       }
     }
   }
@@ -448,18 +450,17 @@ class PipelineRun {
       }
     }
     // Running modules: ask their workers to cancel; their execute calls then answer success: false.
-    for (const flight of this.inFlight.values()) {
-      this.clientFor(flight.endpoint)
-        .execution.cancel({
-          body: {
-            executionId: flight.record.executionId,
-            reason: 'Pipeline run cancelled',
-            timestamp: new Date().toISOString(),
-          },
-        })
-        .catch(() => flight.controller.abort());
-    }
+    for (const flight of this.inFlight.values()) this.cancelOnWorker(flight, 'Pipeline run cancelled');
     this.checkDone();
+  }
+
+  /** Sends the spec's cancel call for an attempt; if the worker cannot be reached, stops waiting for it. */
+  private cancelOnWorker(flight: InFlight, reason: string): void {
+    this.clientFor(flight.endpoint)
+      .execution.cancel({
+        body: { executionId: flight.record.executionId, reason, timestamp: new Date().toISOString() },
+      })
+      .catch(() => flight.controller.abort());
   }
 
   private checkDone(): void {
