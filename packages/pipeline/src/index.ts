@@ -29,7 +29,18 @@ export type {
   ModuleLogger,
   ModuleOptions,
   ModuleResult,
+  SkipContext,
+  SkipDecision,
 } from './module.js';
+export { MODULE_PRIORITIES } from './scheduling.js';
+export type {
+  FailureMode,
+  ModulePriority,
+  ModuleRequirements,
+  ParallelLimit,
+  ResolvedRetryPolicy,
+  RetryPolicy,
+} from './scheduling.js';
 export { definePipeline, isPipeline } from './pipeline.js';
 export type { Pipeline, PipelineOptions } from './pipeline.js';
 export { loadPipelineFile } from './load.js';

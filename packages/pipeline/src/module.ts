@@ -1,4 +1,12 @@
 import { PipelineDefinitionError } from './errors.js';
+import {
+  MODULE_PRIORITIES,
+  type ModulePriority,
+  type ModuleRequirements,
+  type ParallelLimit,
+  type ResolvedRetryPolicy,
+  type RetryPolicy,
+} from './scheduling.js';
 
 /** A value that survives `JSON.stringify` / `JSON.parse` unchanged. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
@@ -42,6 +50,11 @@ export interface ModuleContext<
   readonly results: DependencyResults<Deps>;
   /** The result of one dependency, typed: `ctx.result(restore)`. */
   result<M extends Extract<Deps[number], AnyModule>>(module: M): ModuleResult<M>;
+  /**
+   * The result of an optional dependency (`optionalDependsOn`): `undefined` when that module is
+   * not in the pipeline, or did not succeed (skipped, or its failure was ignored).
+   */
+  optionalResult<M extends AnyModule>(module: M | M['name']): ModuleResult<M> | undefined;
   /** Environment variables sent with the execution request (the worker's own are in `process.env`). */
   readonly env: Readonly<Record<string, string>>;
   /** The directory the module should work in. */
@@ -55,6 +68,22 @@ export interface ModuleContext<
   readonly workerId: string;
 }
 
+/** What a module's `skipIf` receives; it runs on the orchestrator when the module is ready. */
+export interface SkipContext<
+  Deps extends readonly Dependency[] = readonly Dependency[],
+  Params = JsonValue | undefined,
+> {
+  readonly name: string;
+  readonly params: Params;
+  /** Results of the module's dependencies, by name. */
+  readonly results: DependencyResults<Deps>;
+  /** The run's environment variables (what the module would get as `ctx.env`). */
+  readonly env: Readonly<Record<string, string>>;
+}
+
+/** A skip decision: a reason to skip, or nothing to run the module. */
+export type SkipDecision = string | false | null | undefined;
+
 /** A module as written by a pipeline author. */
 export interface ModuleOptions<Name extends string, Deps extends readonly Dependency[], R, Params> {
   /** Unique name in the pipeline; it is the module's `moduleTypeName` on the wire. */
@@ -64,8 +93,38 @@ export interface ModuleOptions<Name extends string, Deps extends readonly Depend
    * module itself for a typed result, or its name (result `unknown`).
    */
   dependsOn?: Deps;
+  /**
+   * Modules this one waits for when they are in the pipeline, and ignores when they are not.
+   * Their results: `ctx.optionalResult(module)`.
+   */
+  optionalDependsOn?: readonly Dependency[];
   /** Parameters sent to the worker as `serializedModule` (JSON). */
   params?: Params;
+  /** What a worker must have to run this module: OS (any of), tools and tags (all of). */
+  requires?: ModuleRequirements;
+  /**
+   * Decides, when the module is ready, whether to skip it: return a reason to skip. Skipping
+   * skips the modules that depend on it (with the reason).
+   */
+  skipIf?: (ctx: SkipContext<Deps, Params>) => SkipDecision | Promise<SkipDecision>;
+  /** Retries after a failure (a number is the attempts, with the default backoff). @default the pipeline's, else none */
+  retry?: RetryPolicy | number;
+  /** A failure becomes `IgnoredFailure`: dependants still run (their result of it is `undefined`). @default false */
+  ignoreFailures?: boolean;
+  /** Runs even when the run failed or was cancelled, once its dependencies ended (cleanup). @default false */
+  alwaysRun?: boolean;
+  /** @default 'Normal' */
+  priority?: ModulePriority;
+  /** Filter with the run's `runOnlyCategories` / `ignoreCategories`. */
+  category?: string;
+  tags?: readonly string[];
+  /**
+   * `true`: never runs while any other module runs, anywhere in the cluster. Keys: never runs
+   * while another module with one of the same keys runs.
+   */
+  notInParallel?: boolean | readonly string[];
+  /** At most `limit` modules with this `key` run at once across the cluster. */
+  parallelLimit?: ParallelLimit;
   /**
    * How long one run may take, in milliseconds; the run's `signal` aborts then.
    * @default 1_800_000 (30 minutes)
@@ -88,6 +147,20 @@ export interface ModuleDefinition<Name extends string, Deps extends readonly Dep
   readonly timeoutMs: number | undefined;
   readonly description: string | undefined;
   readonly run: (ctx: ModuleContext<Deps, Params>) => Promise<R> | R;
+  /** Names of the optional dependencies. */
+  readonly optionalDependsOn: readonly string[];
+  readonly requires: Readonly<ModuleRequirements>;
+  readonly skipIf: ((ctx: SkipContext<Deps, Params>) => SkipDecision | Promise<SkipDecision>) | undefined;
+  /** Undefined: the pipeline's default applies. */
+  readonly retry: ResolvedRetryPolicy | undefined;
+  readonly ignoreFailures: boolean;
+  readonly alwaysRun: boolean;
+  readonly priority: ModulePriority;
+  readonly category: string | undefined;
+  readonly tags: readonly string[];
+  /** `'all'`: runs alone; keys: not with other modules holding one of them; empty: no constraint. */
+  readonly notInParallel: 'all' | readonly string[];
+  readonly parallelLimit: ParallelLimit | undefined;
 }
 
 /** The default module timeout: 30 minutes, as in ModularPipelines. */
@@ -145,6 +218,35 @@ export function defineModule<
       `Module '${name}': timeoutMs must be a positive number of milliseconds`,
     );
   }
+  const fail = (message: string): never => {
+    throw new PipelineDefinitionError('InvalidModule', `Module '${name}': ${message}`);
+  };
+  const optionalDependsOn = options.optionalDependsOn ?? [];
+  if (!Array.isArray(optionalDependsOn)) fail('optionalDependsOn must be an array of modules or module names');
+  optionalDependsOn.forEach((dependency, index) => {
+    if (!isModule(dependency) && !(typeof dependency === 'string' && MODULE_NAME.test(dependency))) {
+      fail(`optionalDependsOn[${index}] is neither a module made by defineModule nor a module name`);
+    }
+  });
+  const requires = checkRequirements(options.requires, fail);
+  if (options.skipIf !== undefined && typeof options.skipIf !== 'function') fail('skipIf must be a function');
+  if (options.priority !== undefined && !MODULE_PRIORITIES.includes(options.priority)) {
+    fail(`priority must be one of ${MODULE_PRIORITIES.join(', ')}, got ${JSON.stringify(options.priority)}`);
+  }
+  if (options.category !== undefined && !isName(options.category)) fail('category must be a non-empty string');
+  const tags = options.tags ?? [];
+  if (!Array.isArray(tags) || !tags.every(isName)) fail('tags must be an array of non-empty strings');
+  const notInParallel = options.notInParallel ?? false;
+  if (!(typeof notInParallel === 'boolean' || (Array.isArray(notInParallel) && notInParallel.every(isName)))) {
+    fail('notInParallel must be true, false, or an array of constraint keys');
+  }
+  const { parallelLimit } = options;
+  if (
+    parallelLimit !== undefined &&
+    !(isName(parallelLimit?.key) && Number.isInteger(parallelLimit?.limit) && parallelLimit.limit >= 1)
+  ) {
+    fail('parallelLimit must be { key: a non-empty string, limit: an integer of at least 1 }');
+  }
   if (options.params !== undefined) {
     try {
       JSON.stringify(options.params);
@@ -162,7 +264,59 @@ export function defineModule<
     timeoutMs,
     description: options.description,
     run,
+    optionalDependsOn: optionalDependsOn.map(dependencyName),
+    requires,
+    skipIf: options.skipIf,
+    retry: options.retry === undefined ? undefined : resolveRetry(options.retry, `Module '${name}': retry`),
+    ignoreFailures: options.ignoreFailures === true,
+    alwaysRun: options.alwaysRun === true,
+    priority: options.priority ?? 'Normal',
+    category: options.category,
+    tags: Object.freeze([...tags]),
+    notInParallel: notInParallel === true ? 'all' : notInParallel === false ? [] : Object.freeze([...notInParallel]),
+    parallelLimit: parallelLimit ? Object.freeze({ ...parallelLimit }) : undefined,
   });
+}
+
+const isName = (value: unknown): value is string =>
+  typeof value === 'string' && value.trim() !== '' && value.length <= 128;
+
+function checkRequirements(
+  requires: ModuleRequirements | undefined,
+  fail: (message: string) => never,
+): ModuleRequirements {
+  if (requires === undefined) return Object.freeze({});
+  if (typeof requires !== 'object' || requires === null) fail('requires must be { os?, tools?, tags? }');
+  const result: Record<string, readonly string[]> = {};
+  for (const key of ['os', 'tools', 'tags'] as const) {
+    const value = requires[key];
+    if (value === undefined) continue;
+    if (!Array.isArray(value) || !value.every(isName)) fail(`requires.${key} must be an array of non-empty strings`);
+    result[key] = Object.freeze([...value]);
+  }
+  return Object.freeze(result);
+}
+
+/**
+ * Fills in a retry policy's defaults; throws {@link PipelineDefinitionError} naming `where`
+ * for a policy that is not one.
+ */
+export function resolveRetry(retry: RetryPolicy | number, where: string): ResolvedRetryPolicy {
+  const policy = typeof retry === 'number' ? { attempts: retry } : retry;
+  const resolved = { backoffMs: 1_000, maxBackoffMs: 60_000, ...policy };
+  if (
+    !Number.isInteger(resolved.attempts) ||
+    resolved.attempts < 0 ||
+    resolved.attempts > 100 ||
+    !(resolved.backoffMs >= 0) ||
+    !(resolved.maxBackoffMs >= resolved.backoffMs)
+  ) {
+    throw new PipelineDefinitionError(
+      'InvalidModule',
+      `${where} must be { attempts: an integer from 0 to 100, backoffMs >= 0, maxBackoffMs >= backoffMs }`,
+    );
+  }
+  return Object.freeze(resolved);
 }
 
 /** The name a dependency refers to. */

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { PipelineDefinitionError } from './errors.js';
-import { type AnyModule, dependencyName, isModule } from './module.js';
+import { type AnyModule, DEFAULT_MODULE_TIMEOUT_MS, dependencyName, isModule, resolveRetry } from './module.js';
+import { type FailureMode, NO_RETRY, type ResolvedRetryPolicy, type RetryPolicy } from './scheduling.js';
 
 const PIPELINE_BRAND = Symbol.for('@mpd/pipeline.pipeline');
 
@@ -10,6 +11,17 @@ export interface PipelineOptions {
   name: string;
   /** Every module of the pipeline; each module's dependencies must be among them. */
   modules: readonly AnyModule[];
+  /** Defaults for modules that set none. */
+  defaults?: {
+    /** @default 1_800_000 (30 minutes) */
+    timeoutMs?: number;
+    /** @default no retries */
+    retry?: RetryPolicy | number;
+  };
+  /** @default 'StopOnFirstFailure' */
+  failureMode?: FailureMode;
+  /** At most this many modules run at once across the cluster. @default no limit but the workers' slots */
+  maxParallelism?: number;
 }
 
 /** A validated pipeline, as returned by {@link definePipeline}. */
@@ -20,8 +32,12 @@ export interface Pipeline {
   readonly modules: ReadonlyMap<string, AnyModule>;
   /** Module names in a dependency order (each after all it depends on). */
   readonly order: readonly string[];
-  /** Names of each module's dependencies. */
+  /** Names of each module's dependencies (required ones, and optional ones that are in the pipeline). */
   readonly dependencies: ReadonlyMap<string, readonly string[]>;
+  /** Defaults for modules that set none. */
+  readonly defaults: { readonly timeoutMs: number; readonly retry: ResolvedRetryPolicy };
+  readonly failureMode: FailureMode;
+  readonly maxParallelism: number | undefined;
   /** Names of the modules that depend on each module. */
   readonly dependants: ReadonlyMap<string, readonly string[]>;
   /**
@@ -73,8 +89,12 @@ export function definePipeline(options: PipelineOptions): Pipeline {
 
   const dependencies = new Map<string, readonly string[]>();
   for (const module of modules.values()) {
-    const names = [...new Set(module.dependsOn.map(dependencyName))];
-    for (const dependency of names) {
+    const required = [...new Set(module.dependsOn.map(dependencyName))];
+    const optional = module.optionalDependsOn.filter(
+      (dependency) => modules.has(dependency) && !required.includes(dependency),
+    );
+    const names = [...required, ...optional];
+    for (const dependency of required) {
       if (!modules.has(dependency)) {
         throw new PipelineDefinitionError(
           'MissingDependency',
@@ -83,6 +103,31 @@ export function definePipeline(options: PipelineOptions): Pipeline {
       }
     }
     dependencies.set(module.name, names);
+  }
+
+  const defaults = options.defaults ?? {};
+  const timeoutMs = defaults.timeoutMs ?? DEFAULT_MODULE_TIMEOUT_MS;
+  if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
+    throw new PipelineDefinitionError(
+      'InvalidPipeline',
+      `Pipeline '${name}': defaults.timeoutMs must be a positive number`,
+    );
+  }
+  const retry =
+    defaults.retry === undefined ? NO_RETRY : resolveRetry(defaults.retry, `Pipeline '${name}': defaults.retry`);
+  const failureMode = options.failureMode ?? 'StopOnFirstFailure';
+  if (failureMode !== 'StopOnFirstFailure' && failureMode !== 'WaitForAll') {
+    throw new PipelineDefinitionError(
+      'InvalidPipeline',
+      `Pipeline '${name}': failureMode must be StopOnFirstFailure or WaitForAll`,
+    );
+  }
+  const { maxParallelism } = options;
+  if (maxParallelism !== undefined && !(Number.isInteger(maxParallelism) && maxParallelism >= 1)) {
+    throw new PipelineDefinitionError(
+      'InvalidPipeline',
+      `Pipeline '${name}': maxParallelism must be an integer of at least 1`,
+    );
   }
 
   const order = topologicalOrder(name, modules, dependencies);
@@ -97,6 +142,9 @@ export function definePipeline(options: PipelineOptions): Pipeline {
     order,
     dependencies,
     dependants,
+    defaults: Object.freeze({ timeoutMs, retry }),
+    failureMode,
+    maxParallelism,
     fingerprint: fingerprintOf(name, order, modules, dependencies),
   };
   return Object.freeze(pipeline);

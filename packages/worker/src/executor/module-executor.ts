@@ -242,6 +242,8 @@ export class ModuleExecutor {
       params: request.params ?? module.params,
       results,
       result: (dependency: AnyModule) => results[dependency.name],
+      optionalResult: (dependency: AnyModule | string) =>
+        results[typeof dependency === 'string' ? dependency : dependency.name],
       env: Object.freeze({ ...request.environmentVariables }),
       workingDirectory,
       signal,
