@@ -5,12 +5,11 @@
  * examples/ (so `-d @worker-registration.json` and `-d @execution-request.json` resolve),
  * changing only host:port to the ephemeral ports the servers picked.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import { execFile } from 'node:child_process';
 import { readFileSync, rmdirSync } from 'node:fs';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { mainOf, spawnProcess, type RunningProcess } from '@mpd/test-kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
@@ -48,28 +47,18 @@ function parseCommands(text: string): string[][] {
 const [register, heartbeat, execute] = parseCommands(SPEC_TEXT);
 const SPEC = { register: register!, heartbeat: heartbeat!, execute: execute! };
 
-const children: ChildProcess[] = [];
+const servers: RunningProcess[] = [];
 let orchestratorUrl: string;
 let workerUrl: string;
 
 /** Starts a CLI under tsx and resolves with the URL its first stdout line announces. */
-function startCli(main: string, args: string[], pattern: RegExp): Promise<string> {
-  const child = spawn(process.execPath, ['--import', 'tsx', `${repo}${main}`, ...args], {
-    cwd: repo,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, MPD_LOG_LEVEL: 'warn' },
-  });
-  children.push(child);
-  let stderr = '';
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  return new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', (line) => {
-      const match = pattern.exec(line);
-      if (match) resolve(match[1]!);
-      else reject(new Error(`${main}: unexpected first line ${JSON.stringify(line)}`));
-    });
-    child.once('exit', (code) => reject(new Error(`${main} exited with code ${code} before listening:\n${stderr}`)));
-  });
+async function startCli(pkg: 'orchestrator' | 'worker', args: string[], pattern: RegExp): Promise<string> {
+  const server = spawnProcess({ script: mainOf(pkg), args, cwd: repo, env: { MPD_LOG_LEVEL: 'warn' } });
+  servers.push(server);
+  const line = await server.firstLine();
+  const match = pattern.exec(line);
+  if (!match) throw new Error(`${pkg}: unexpected first line ${JSON.stringify(line)}`);
+  return match[1]!;
 }
 
 /**
@@ -98,13 +87,9 @@ const post = (url: string, body: unknown): string[] => [
 
 beforeAll(async () => {
   [orchestratorUrl, workerUrl] = await Promise.all([
+    startCli('orchestrator', ['--port', '0', '--host', '127.0.0.1'], /^mpd orchestrator listening on (http:\/\/\S+)$/),
     startCli(
-      'packages/orchestrator/src/main.ts',
-      ['--port', '0', '--host', '127.0.0.1'],
-      /^mpd orchestrator listening on (http:\/\/\S+)$/,
-    ),
-    startCli(
-      'packages/worker/src/main.ts',
+      'worker',
       ['--port', '0', '--host', '127.0.0.1', '--pipeline', pipelineFile],
       /^mpd worker \S+ listening on (http:\/\/\S+)$/,
     ),
@@ -112,17 +97,7 @@ beforeAll(async () => {
 }, 20_000);
 
 afterAll(async () => {
-  await Promise.all(
-    children
-      .filter((child) => child.exitCode === null && child.signalCode === null)
-      .map(async (child) => {
-        const exited = once(child, 'exit');
-        child.kill('SIGTERM');
-        const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
-        await exited;
-        clearTimeout(timer);
-      }),
-  );
+  await Promise.all(servers.map((server) => server.stop('SIGTERM', 5_000))); // SIGKILL after 5 s
   // The worker created the request's working directory; remove it if the module left it empty.
   const { workingDirectory } = JSON.parse(readFileSync(`${examplesDir}/execution-request.json`, 'utf8')) as {
     workingDirectory: string;

@@ -2,12 +2,12 @@
  * End to end: `pnpm demo`'s script as a real process — one orchestrator and two worker
  * processes — checked through the JSON run report and the printed summary.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RunResult } from '@mpd/orchestrator';
+import { spawnProcess } from '@mpd/test-kit';
 import { beforeAll, describe, expect, it } from 'vitest';
 
 const demoDir = fileURLToPath(new URL('..', import.meta.url));
@@ -17,14 +17,14 @@ let output = '';
 let report: RunResult;
 
 beforeAll(async () => {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/run-demo.ts', '--report', reportFile], {
+  const demo = spawnProcess({
+    script: 'src/run-demo.ts',
+    args: ['--report', reportFile],
     cwd: demoDir,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, BUILD_NUMBER: '1234' },
+    env: { BUILD_NUMBER: '1234' },
   });
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  exitCode = await new Promise((resolve) => child.on('exit', resolve));
+  exitCode = await demo.exited;
+  output = demo.output();
   report = JSON.parse(readFileSync(reportFile, 'utf8')) as RunResult;
 }, 60_000);
 

@@ -2,6 +2,8 @@ import { startOrchestrator, type RunningOrchestrator, type StartOrchestratorOpti
 import { startWorker, type RunningWorker, type WorkerOptions } from '@mpd/worker';
 import pino from 'pino';
 
+export { eventually } from '@mpd/test-kit';
+
 export const silent = pino({ level: 'silent' });
 
 /** Everything a test started, closed by {@link Cluster.close}. */
@@ -43,18 +45,5 @@ export class Cluster {
   async close(): Promise<void> {
     await Promise.all(this.workers.map((worker) => worker.close()));
     await this.orchestrator?.close();
-  }
-}
-
-/** Polls `condition` every 20 ms until it holds; fails after `timeoutMs`. */
-export async function eventually(
-  condition: () => boolean | Promise<boolean>,
-  timeoutMs = 5_000,
-  what = 'condition',
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }

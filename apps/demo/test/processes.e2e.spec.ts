@@ -2,59 +2,23 @@
  * The command-line programs as real processes: exit codes of a pipeline run, graceful
  * shutdown, and a worker killed in the middle of a module.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createOrchestratorClient } from '@mpd/client';
 import type { RunResult } from '@mpd/orchestrator';
+import { eventually, killLeftovers, mainOf, spawnProcess, type RunningProcess } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { eventually } from './helpers.js';
 
-const repo = fileURLToPath(new URL('../../../', import.meta.url));
-const mainOf = (pkg: string): string => join(repo, 'packages', pkg.replace('@mpd/', ''), 'src', 'main.ts');
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 
-interface Proc {
-  child: ChildProcess;
-  url: string;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-const running: ChildProcess[] = [];
-afterEach(() => {
-  for (const child of running.splice(0))
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-});
+afterEach(killLeftovers);
 
 /** Starts a package's CLI under tsx; resolves once it prints the URL it listens on. */
-function start(pkg: '@mpd/orchestrator' | '@mpd/worker', args: string[]): Promise<Proc> {
-  const child = spawn(process.execPath, ['--import', 'tsx', mainOf(pkg), ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, MPD_LOG_LEVEL: 'info' },
-  });
-  running.push(child);
-  let output = '';
-  child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  const exited = once(child, 'exit').then(([code]) => code as number | null);
-  return new Promise((resolve, reject) => {
-    let url: string | undefined;
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      output += `${line}\n`;
-      const match = /listening on (http\S+)/.exec(line);
-      if (!url && match) {
-        url = match[1]!;
-        resolve({ child, url, output: () => output, exited });
-      }
-    });
-    void exited.then((code) => {
-      if (!url) reject(new Error(`${pkg} exited with ${code} before listening:\n${output}`));
-    });
-  });
+async function start(pkg: 'orchestrator' | 'worker', args: string[]): Promise<RunningProcess & { url: string }> {
+  const proc = spawnProcess({ script: mainOf(pkg), args, env: { MPD_LOG_LEVEL: 'info' } });
+  return { ...proc, url: await proc.listeningUrl() };
 }
 
 const orchestratorArgs = (...extra: string[]) => [
@@ -84,13 +48,10 @@ describe('mpd-orchestrator --pipeline', () => {
   it('exits non-zero when the pipeline fails, reporting what failed and what did not run', async () => {
     const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');
     const orchestrator = await start(
-      '@mpd/orchestrator',
+      'orchestrator',
       orchestratorArgs('--pipeline', fixture('failing.pipeline.ts'), '--report', report),
     );
-    await start(
-      '@mpd/worker',
-      workerArgs(orchestrator.url, 'fail-worker', '--pipeline', fixture('failing.pipeline.ts')),
-    );
+    await start('worker', workerArgs(orchestrator.url, 'fail-worker', '--pipeline', fixture('failing.pipeline.ts')));
     expect(await orchestrator.exited).toBe(1);
     expect(orchestrator.output()).toMatch(/Pipeline 'failing' Failed/);
     expect(orchestrator.output()).toMatch(/test: 3 tests failed/);
@@ -106,11 +67,11 @@ describe('mpd-orchestrator --pipeline', () => {
     const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');
     const pipeline = fixture('slow.pipeline.ts');
     const orchestrator = await start(
-      '@mpd/orchestrator',
+      'orchestrator',
       orchestratorArgs('--pipeline', pipeline, '--min-workers', '2', '--report', report),
     );
-    const one = await start('@mpd/worker', workerArgs(orchestrator.url, 'kill-1', '--pipeline', pipeline));
-    const two = await start('@mpd/worker', workerArgs(orchestrator.url, 'kill-2', '--pipeline', pipeline));
+    const one = await start('worker', workerArgs(orchestrator.url, 'kill-1', '--pipeline', pipeline));
+    const two = await start('worker', workerArgs(orchestrator.url, 'kill-2', '--pipeline', pipeline));
     // Kill whichever worker started the first module, while it runs.
     await eventually(() => /step started/.test(one.output() + two.output()), 15_000, 'the first module to start');
     const victim = /step started/.test(one.output()) ? one : two;
@@ -129,8 +90,8 @@ describe('mpd-orchestrator --pipeline', () => {
 
 describe('mpd-worker', () => {
   it('unregisters from the orchestrator on SIGTERM and exits 0', async () => {
-    const orchestrator = await start('@mpd/orchestrator', orchestratorArgs());
-    const worker = await start('@mpd/worker', workerArgs(orchestrator.url, 'term-worker'));
+    const orchestrator = await start('orchestrator', orchestratorArgs());
+    const worker = await start('worker', workerArgs(orchestrator.url, 'term-worker'));
     const client = createOrchestratorClient({ baseUrl: orchestrator.url });
     try {
       const registered = async (): Promise<boolean> => {

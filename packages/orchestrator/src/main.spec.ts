@@ -1,55 +1,17 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { killLeftovers, mainOf, spawnProcess, type RunningProcess } from '@mpd/test-kit';
 import { afterAll, describe, expect, it } from 'vitest';
 
-const PACKAGE_DIR = fileURLToPath(new URL('..', import.meta.url));
-const children: ChildProcess[] = [];
-
 // Processes of passing tests have exited; this stops those a failing test left running.
-afterAll(() => {
-  for (const child of children.splice(0))
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-});
+afterAll(killLeftovers);
 
-interface Cli {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
-/** Runs `mpd-orchestrator` as a real process, with the MPD_* variables of `env` only. */
-function cli(args: string[], env: Record<string, string> = {}): Cli {
-  const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('MPD_')));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
-    cwd: PACKAGE_DIR,
-    env: { ...cleanEnv, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
-}
-
-function firstLine(run: Cli): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const check = (): void => {
-      const newline = run.stdout().indexOf('\n');
-      if (newline >= 0) resolve(run.stdout().slice(0, newline));
-    };
-    run.child.stdout!.on('data', check);
-    void run.exited.then((code) => reject(new Error(`exited ${code} before printing: ${run.stderr()}`)));
-  });
-}
+/** Runs `mpd-orchestrator` as a real process, with the MPD_* variables (and INIT_CWD) of `env` only. */
+const cli = (args: string[], env: Record<string, string> = {}): RunningProcess =>
+  spawnProcess({ script: mainOf('orchestrator'), args, env, cleanEnv: true });
 
 describe('mpd-orchestrator CLI', () => {
   it('prints its URL, answers /api/health and exits 0 on SIGTERM', async () => {
     const run = cli(['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent']);
-    const line = await firstLine(run);
+    const line = await run.firstLine();
     expect(line).toMatch(/^mpd orchestrator listening on http:\/\/127\.0\.0\.1:\d+$/);
     const url = line.slice('mpd orchestrator listening on '.length);
     const health = await fetch(`${url}/api/health`);
@@ -62,7 +24,7 @@ describe('mpd-orchestrator CLI', () => {
 
   it('prints 127.0.0.1 for the default host 0.0.0.0 and logs JSON to stderr only', async () => {
     const run = cli([], { MPD_PORT: '0', MPD_HEARTBEAT_INTERVAL: '7' });
-    const line = await firstLine(run);
+    const line = await run.firstLine();
     expect(line).toMatch(/^mpd orchestrator listening on http:\/\/127\.0\.0\.1:\d+$/);
     const url = line.slice('mpd orchestrator listening on '.length);
     const registered = await fetch(`${url}/api/workers/register`, {

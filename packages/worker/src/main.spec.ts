@@ -1,69 +1,23 @@
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { killLeftovers, mainOf, spawnProcess, type RunningProcess } from '@mpd/test-kit';
 import { afterAll, describe, expect, it } from 'vitest';
 
-const PACKAGE_DIR = fileURLToPath(new URL('..', import.meta.url));
 const PIPELINE_URL = new URL('../../pipeline/src/index.ts', import.meta.url).href;
-const children: ChildProcess[] = [];
 const tempDirs: string[] = [];
 
 // Processes of passing tests have exited; this stops those a failing test left running.
 afterAll(() => {
-  for (const child of children.splice(0))
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  killLeftovers();
   for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-interface Cli {
-  child: ChildProcess;
-  stdout: () => string;
-  stderr: () => string;
-  exited: Promise<number | null>;
-}
-
 /** Runs `mpd-worker` as a real process, with the MPD_* variables (and INIT_CWD) of `env` only. */
-function cli(args: string[], env: Record<string, string> = {}): Cli {
-  const cleanEnv = Object.fromEntries(
-    Object.entries(process.env).filter(([key]) => !key.startsWith('MPD_') && key !== 'INIT_CWD'),
-  );
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], {
-    cwd: PACKAGE_DIR,
-    env: { ...cleanEnv, ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, stdout: () => stdout, stderr: () => stderr, exited };
-}
-
-function firstLine(run: Cli): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const check = (): void => {
-      const newline = run.stdout().indexOf('\n');
-      if (newline >= 0) resolve(run.stdout().slice(0, newline));
-    };
-    check();
-    run.child.stdout!.on('data', check);
-    void run.exited.then((code) => reject(new Error(`exited ${code} before printing: ${run.stderr()}`)));
-  });
-}
-
-/** Sends `signal` and resolves to the exit code and how long the exit took. */
-async function stop(run: Cli, signal: NodeJS.Signals = 'SIGTERM'): Promise<{ code: number | null; ms: number }> {
-  const started = Date.now();
-  run.child.kill(signal);
-  const code = await run.exited;
-  return { code, ms: Date.now() - started };
-}
+const cli = (args: string[], env: Record<string, string> = {}): RunningProcess =>
+  spawnProcess({ script: mainOf('worker'), args, env, cleanEnv: true });
 
 const LISTENING = /^mpd worker (\S+) listening on (http:\/\/127\.0\.0\.1:\d+)$/;
 
@@ -81,7 +35,7 @@ describe('mpd-worker CLI', () => {
       '--log-level',
       'silent',
     ]);
-    const line = await firstLine(run);
+    const line = await run.firstLine();
     expect(line).toMatch(/^mpd worker w-cli listening on http:\/\/127\.0\.0\.1:\d+$/);
     const url = LISTENING.exec(line)![2]!;
     expect(Number(new URL(url).port)).toBeGreaterThan(0);
@@ -90,7 +44,7 @@ describe('mpd-worker CLI', () => {
     expect(health.status).toBe(200);
     expect(await health.json()).toMatchObject({ status: 'healthy', currentLoad: 0, maxLoad: 5 });
 
-    const { code, ms } = await stop(run, 'SIGTERM');
+    const { code, ms } = await run.stop('SIGTERM');
     expect(code).toBe(0);
     expect(ms).toBeLessThan(5_000);
     expect(run.stdout()).toBe(`${line}\n`);
@@ -99,13 +53,13 @@ describe('mpd-worker CLI', () => {
 
   it('reads MPD_* environment variables and logs JSON to stderr only', async () => {
     const run = cli([], { MPD_PORT: '0', MPD_HOST: '127.0.0.1', MPD_MAX_PARALLEL: '3', MPD_WORKER_ID: 'w-env' });
-    const line = await firstLine(run);
+    const line = await run.firstLine();
     expect(line).toMatch(/^mpd worker w-env listening on http:\/\/127\.0\.0\.1:\d+$/);
     const url = LISTENING.exec(line)![2]!;
     const health = await fetch(`${url}/api/health`);
     expect(await health.json()).toMatchObject({ status: 'healthy', currentLoad: 0, maxLoad: 3 });
 
-    const { code } = await stop(run, 'SIGINT');
+    const { code } = await run.stop('SIGINT');
     expect(code).toBe(0);
     expect(run.stdout()).toBe(`${line}\n`);
     const logs = run
@@ -224,7 +178,7 @@ describe('mpd-worker CLI', () => {
         INIT_CWD: dir,
       },
     );
-    const line = await firstLine(run);
+    const line = await run.firstLine();
     expect(line).toMatch(/^mpd worker w-pipe listening on http:\/\/127\.0\.0\.1:\d+$/);
     const url = LISTENING.exec(line)![2]!;
 
@@ -255,7 +209,7 @@ describe('mpd-worker CLI', () => {
     const unknown = await execute('deploy');
     expect(unknown.status).toBe(404);
 
-    const { code, ms } = await stop(run);
+    const { code, ms } = await run.stop();
     expect(code).toBe(0);
     expect(ms).toBeLessThan(5_000);
   });

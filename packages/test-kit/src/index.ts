@@ -1,0 +1,15 @@
+/**
+ * `@mpd/test-kit`: test plumbing shared by the workspace's tests. It runs scripts — the
+ * orchestrator and worker CLIs, the demo — as real processes and never imports the code it
+ * runs, so any package's tests can use it without depending on the others.
+ *
+ * ```ts
+ * afterAll(killLeftovers);
+ * const orchestrator = spawnProcess({ script: mainOf('orchestrator'), args: ['--port', '0'], cleanEnv: true });
+ * const url = await orchestrator.listeningUrl();
+ * // ...
+ * expect((await orchestrator.stop('SIGTERM')).code).toBe(0);
+ * ```
+ */
+export { eventually } from './eventually.js';
+export { killLeftovers, mainOf, spawnProcess, type RunningProcess, type SpawnOptions } from './processes.js';

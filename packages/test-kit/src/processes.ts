@@ -1,0 +1,131 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+export interface SpawnOptions {
+  /** The TypeScript (or JavaScript) file to run with `node --import tsx`. */
+  script: string;
+  /** Command-line arguments after the script. */
+  args?: string[];
+  /** Working directory; default: this process's. It must be able to resolve `tsx`. */
+  cwd?: string;
+  /** Variables set on top of the inherited environment. */
+  env?: Record<string, string>;
+  /** Drop the inherited `MPD_*` variables and `INIT_CWD` first, so only `env` configures the CLI. */
+  cleanEnv?: boolean;
+}
+
+export interface RunningProcess {
+  child: ChildProcess;
+  /** Everything written to stdout so far. */
+  stdout(): string;
+  /** Everything written to stderr so far. */
+  stderr(): string;
+  /** stdout and stderr interleaved in the order they arrived. */
+  output(): string;
+  /**
+   * The exit code (null when killed by a signal), once the process exited and its output is
+   * complete (the 'close' event: processes it started that share its stdout/stderr also count).
+   */
+  exited: Promise<number | null>;
+  /** The first stdout line, without its newline; rejects if the process exits before printing one. */
+  firstLine(): Promise<string>;
+  /**
+   * The URL of the first stdout line matching `/listening on (http\S+)/`; rejects, with the
+   * output so far, if the process exits first.
+   */
+  listeningUrl(): Promise<string>;
+  /**
+   * Sends `signal` and resolves to the exit code and how long the exit took. With
+   * `killAfterMs`, sends SIGKILL if the process is still running after that long.
+   */
+  stop(signal?: NodeJS.Signals, killAfterMs?: number): Promise<{ code: number | null; ms: number }>;
+}
+
+const spawned: ChildProcess[] = [];
+const isRunning = (child: ChildProcess): boolean => child.exitCode === null && child.signalCode === null;
+
+/** Runs `node --import tsx <script> ...args` with stdout and stderr collected. */
+export function spawnProcess(options: SpawnOptions): RunningProcess {
+  const inherited = options.cleanEnv
+    ? Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('MPD_') && key !== 'INIT_CWD'))
+    : process.env;
+  const child = spawn(process.execPath, ['--import', 'tsx', options.script, ...(options.args ?? [])], {
+    cwd: options.cwd,
+    env: { ...inherited, ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  spawned.push(child);
+  let stdout = '';
+  let stderr = '';
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+    output += chunk.toString();
+  });
+  child.stderr!.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+    output += chunk.toString();
+  });
+  // 'close' comes after 'exit' once stdout and stderr are drained, so the output is complete.
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+
+  /** Resolves with what `pick` returns for the first complete stdout line it accepts. */
+  const waitForLine = <T>(pick: (line: string) => T | undefined, failure: (code: number | null) => string) =>
+    new Promise<T>((resolve, reject) => {
+      const check = (): boolean => {
+        for (const line of stdout.split('\n').slice(0, -1)) {
+          const picked = pick(line);
+          if (picked !== undefined) {
+            child.stdout!.off('data', check);
+            resolve(picked);
+            return true;
+          }
+        }
+        return false;
+      };
+      if (check()) return;
+      child.stdout!.on('data', check);
+      void exited.then((code) => {
+        if (!check()) reject(new Error(failure(code)));
+      });
+    });
+
+  return {
+    child,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    output: () => output,
+    exited,
+    firstLine: () =>
+      waitForLine(
+        (line) => line,
+        (code) => `exited ${code} before printing: ${stderr}`,
+      ),
+    listeningUrl: () =>
+      waitForLine(
+        (line) => /listening on (http\S+)/.exec(line)?.[1],
+        (code) => `${options.script} exited with ${code} before listening:\n${output}`,
+      ),
+    async stop(signal = 'SIGTERM', killAfterMs) {
+      const started = Date.now();
+      child.kill(signal);
+      const timer = killAfterMs === undefined ? undefined : setTimeout(() => child.kill('SIGKILL'), killAfterMs);
+      const code = await exited;
+      clearTimeout(timer);
+      return { code, ms: Date.now() - started };
+    },
+  };
+}
+
+/**
+ * SIGKILLs every process {@link spawnProcess} started that is still running. For `afterAll`
+ * or `afterEach`: passing tests stop their processes; this stops those a failing test left.
+ */
+export function killLeftovers(): void {
+  for (const child of spawned.splice(0)) if (isRunning(child)) child.kill('SIGKILL');
+}
+
+/** The absolute path of `packages/<pkg>/src/main.ts`, the package's CLI. */
+export function mainOf(pkg: 'orchestrator' | 'worker'): string {
+  return fileURLToPath(new URL(`../../${pkg}/src/main.ts`, import.meta.url));
+}

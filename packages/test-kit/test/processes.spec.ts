@@ -1,0 +1,79 @@
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { eventually, killLeftovers, mainOf, spawnProcess } from '../src/index.js';
+
+const fixture = fileURLToPath(new URL('./fixtures/fixture.ts', import.meta.url));
+const run = (mode: string, options: { env?: Record<string, string>; cleanEnv?: boolean } = {}) =>
+  spawnProcess({ script: fixture, args: [mode], ...options });
+
+afterAll(killLeftovers);
+
+describe('spawnProcess', () => {
+  it('waits for whole lines: the listening URL, the first line; stop resolves to the exit code', async () => {
+    const server = run('serve');
+    expect(await server.listeningUrl()).toBe('http://127.0.0.1:4321');
+    expect(await server.firstLine()).toBe('fixture listening on http://127.0.0.1:4321');
+    await eventually(() => server.stdout().endsWith('ready\n'), 5_000, 'ready');
+    const { code, ms } = await server.stop();
+    expect(code).toBe(0);
+    expect(ms).toBeLessThan(5_000);
+    expect(server.stderr()).toBe('starting\n');
+    expect(server.output()).toBe('starting\nfixture listening on http://127.0.0.1:4321\nready\n');
+  });
+
+  it('rejects with the output when the process exits before printing', async () => {
+    const failing = run('fail');
+    await expect(failing.listeningUrl()).rejects.toThrow(/exited with 3 before listening:\ncannot start/);
+    await expect(failing.firstLine()).rejects.toThrow('exited 3 before printing: cannot start');
+    expect(await failing.exited).toBe(3);
+  });
+
+  it('cleanEnv drops the inherited MPD_* variables and INIT_CWD, keeping those of env', async () => {
+    vi.stubEnv('MPD_INHERITED', 'x');
+    vi.stubEnv('INIT_CWD', '/tmp');
+    try {
+      const inherited = run('env', { env: { MPD_GIVEN: '1' } });
+      expect(JSON.parse(await inherited.firstLine())).toEqual(
+        expect.arrayContaining(['INIT_CWD', 'MPD_GIVEN', 'MPD_INHERITED']),
+      );
+      const clean = run('env', { env: { MPD_GIVEN: '1' }, cleanEnv: true });
+      expect(JSON.parse(await clean.firstLine())).toEqual(['MPD_GIVEN']);
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+
+  it('stop(signal, killAfterMs) SIGKILLs a process that ignores the signal', async () => {
+    const stubborn = run('stubborn');
+    await stubborn.listeningUrl();
+    const { code } = await stubborn.stop('SIGTERM', 200);
+    expect(code).toBeNull();
+    expect(stubborn.child.signalCode).toBe('SIGKILL');
+  });
+
+  it('killLeftovers SIGKILLs what is still running', async () => {
+    const leftover = run('serve');
+    await leftover.listeningUrl();
+    killLeftovers();
+    expect(await leftover.exited).toBeNull();
+    expect(leftover.child.signalCode).toBe('SIGKILL');
+  });
+});
+
+describe('mainOf', () => {
+  it('is the CLI of the package', () => {
+    expect(mainOf('orchestrator')).toMatch(/packages\/orchestrator\/src\/main\.ts$/);
+    expect(existsSync(mainOf('orchestrator'))).toBe(true);
+    expect(existsSync(mainOf('worker'))).toBe(true);
+  });
+});
+
+describe('eventually', () => {
+  it('resolves once the condition holds and names what it waited for when it times out', async () => {
+    let calls = 0;
+    await eventually(async () => ++calls >= 3);
+    expect(calls).toBe(3);
+    await expect(eventually(() => false, 50, 'nothing')).rejects.toThrow('timed out after 50 ms waiting for nothing');
+  });
+});
