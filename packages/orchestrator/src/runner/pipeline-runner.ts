@@ -1,33 +1,52 @@
 import { randomBytes } from 'node:crypto';
 import { createWorkerClient, MpdClientError, type WorkerClient } from '@mpd/client';
 import { formatTimeSpan, parseTimeSpan, type WorkerNode } from '@mpd/contract';
-import { DEFAULT_MODULE_TIMEOUT_MS, type Pipeline } from '@mpd/pipeline';
+import type { AnyModule, FailureMode, Pipeline, ResolvedRetryPolicy } from '@mpd/pipeline';
 import type { Logger } from 'pino';
 import type { NodeRegistry } from '../registry/node-registry.js';
-import type { AttemptRecord, ModuleRunResult, ModuleStatus, RunEvent, RunResult } from './run-result.js';
+import { ConcurrencyRules } from './concurrency.js';
+import { describeRequirements, missingCapabilities } from './placement.js';
+import {
+  type AttemptRecord,
+  type ModuleRunResult,
+  type ModuleStatus,
+  type RunEvent,
+  type RunResult,
+  SUCCEEDED,
+  TERMINAL,
+} from './run-result.js';
 
 /** Options of {@link runPipeline}. */
 export interface RunPipelineOptions {
   pipeline: Pipeline;
   registry: NodeRegistry;
   logger: Logger;
-  /** Sent to every module as `environmentVariables`. @default {} */
+  /** Sent to every module as `environmentVariables`, and given to `skipIf`. @default {} */
   environmentVariables?: Record<string, string>;
   /** Sent to every module as `workingDirectory`; the worker's own applies when absent. */
   workingDirectory?: string;
-  /** Aborting it cancels the run: running modules are cancelled on their workers. */
+  /** Aborting it cancels the run: running modules are cancelled on their workers, then always-run modules run. */
   signal?: AbortSignal;
   /** Live progress. */
   onEvent?: (event: RunEvent) => void;
+  /** Run only modules of these categories (others are Skipped). */
+  runOnlyCategories?: readonly string[];
+  /** Skip modules of these categories. */
+  ignoreCategories?: readonly string[];
+  /** @default the pipeline's (`StopOnFirstFailure` unless it says otherwise) */
+  failureMode?: FailureMode;
+  /** At most this many modules run at once across the cluster. @default the pipeline's */
+  maxParallelism?: number;
   /**
-   * How many times a module is dispatched again after its worker was lost (unreachable,
-   * or offline past the heartbeat timeout) before it fails.
+   * How many times a module is dispatched again after its worker was lost (unreachable, or
+   * offline past the heartbeat timeout) before it fails: a module that kills every worker it
+   * lands on stops there.
    * @default 3
    */
   maxLostAttempts?: number;
   /**
-   * How long ready modules may wait with no worker able to take them before the run
-   * fails them (ms).
+   * How long a ready module waits for a live worker that can run it (same pipeline, the
+   * module's requirements) before it fails, naming what is missing (ms).
    * @default 300_000 (5 minutes)
    */
   noWorkerTimeoutMs?: number;
@@ -40,16 +59,39 @@ export interface RunPipelineOptions {
   createClient?: (endpoint: string) => WorkerClient;
 }
 
+const PRIORITY_RANK = { Critical: 3, High: 2, Normal: 1, Low: 0 } as const;
 const REJECTED_COOL_DOWN_MS = 1_000;
+/** Failure statuses that stop a `StopOnFirstFailure` run. */
+const FAILED: ReadonlySet<ModuleStatus> = new Set(['Failed', 'TimedOut']);
+
+type Phase =
+  /** Waiting for dependencies. */
+  | 'waiting'
+  /** Dependencies ended; `skipIf` is being asked. */
+  | 'deciding'
+  /** May be dispatched (from `notBefore`, after a failed attempt). */
+  | 'ready'
+  | 'running'
+  | 'done';
 
 interface ModuleState {
   readonly name: string;
-  status: ModuleStatus;
-  remainingDependencies: number;
-  attempts: AttemptRecord[];
-  lostAttempts: number;
+  readonly definition: AnyModule;
+  readonly order: number;
+  readonly retry: ResolvedRetryPolicy;
+  readonly timeoutMs: number;
+  phase: Phase;
+  /** Dependencies that have not ended yet. */
+  readonly pending: Set<string>;
+  failures: number;
+  lost: number;
+  /** Workers this module was lost on: avoided while others can take it. */
+  readonly lostOn: Set<string>;
+  notBefore: number;
+  /** Since when no live worker could run it (for `noWorkerTimeoutMs`). */
+  unplaceableSince: number | undefined;
   serializedResult?: string;
-  result: ModuleRunResult;
+  readonly result: ModuleRunResult;
 }
 
 interface InFlight {
@@ -62,12 +104,12 @@ interface InFlight {
 }
 
 /**
- * Runs a pipeline on the registered workers. A module is dispatched as soon as its
- * dependencies succeeded, to the least-loaded live worker that loaded the same pipeline
- * (same fingerprint) and has a free slot. Results flow into dependants'
- * `dependencyResults`; a module that fails makes its dependants `DependencyFailed`.
- * Every dispatch is an attempt with its own `executionId`; an attempt whose worker is
- * lost is dispatched again elsewhere, and only one result per module is accepted.
+ * Runs a pipeline on the registered workers, with no stage barrier: a module is dispatched
+ * the moment its dependencies ended and a worker that can run it (same pipeline fingerprint,
+ * its requirements) has a free slot, in priority order, within the cluster-wide concurrency
+ * rules. Every dispatch is an attempt with its own `executionId`; an attempt whose worker is
+ * lost is dispatched again elsewhere, a failed one is retried per the module's policy, and a
+ * module's result is accepted exactly once.
  */
 export function runPipeline(options: RunPipelineOptions): Promise<RunResult> {
   return new PipelineRun(options).start();
@@ -76,76 +118,195 @@ export function runPipeline(options: RunPipelineOptions): Promise<RunResult> {
 class PipelineRun {
   private readonly runId = `run-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
   private readonly modules = new Map<string, ModuleState>();
-  private readonly ready: ModuleState[] = [];
   private readonly inFlight = new Map<string, InFlight>();
   private readonly dispatchedTo = new Map<string, number>();
   /** Workers that just refused work (429/503) get none until then. */
   private readonly coolingUntil = new Map<string, number>();
   private readonly clients = new Map<string, WorkerClient>();
   private readonly startedAt = new Date();
-  private waitingSince: number | undefined;
-  private cancelled = false;
+  private readonly rules: ConcurrencyRules;
+  private readonly failureMode: FailureMode;
+  private readonly log: Logger;
+  /** Set once the run stops starting modules (a failure under StopOnFirstFailure, or a cancel). */
+  private stopping: 'failure' | 'cancel' | undefined;
   private finish!: (result: RunResult) => void;
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private pumping = false;
-  private readonly log: Logger;
+  private ended = false;
 
   constructor(private readonly options: RunPipelineOptions) {
-    this.log = options.logger.child({ runId: this.runId, pipeline: options.pipeline.name });
-    for (const name of options.pipeline.order) {
-      const remainingDependencies = options.pipeline.dependencies.get(name)?.length ?? 0;
+    const { pipeline } = options;
+    this.log = options.logger.child({ runId: this.runId, pipeline: pipeline.name });
+    this.rules = new ConcurrencyRules(options.maxParallelism ?? pipeline.maxParallelism);
+    this.failureMode = options.failureMode ?? pipeline.failureMode;
+    pipeline.order.forEach((name, order) => {
+      const definition = pipeline.modules.get(name)!;
       const state: ModuleState = {
         name,
-        status: 'NotYetStarted',
-        remainingDependencies,
-        attempts: [],
-        lostAttempts: 0,
+        definition,
+        order,
+        retry: definition.retry ?? pipeline.defaults.retry,
+        timeoutMs: definition.timeoutMs ?? pipeline.defaults.timeoutMs,
+        phase: 'waiting',
+        pending: new Set(pipeline.dependencies.get(name) ?? []),
+        failures: 0,
+        lost: 0,
+        lostOn: new Set(),
+        notBefore: 0,
+        unplaceableSince: undefined,
         result: { name, status: 'NotYetStarted', attempts: [] },
       };
-      state.result.attempts = state.attempts;
       this.modules.set(name, state);
-      if (remainingDependencies === 0) this.ready.push(state);
-    }
+    });
   }
 
   start(): Promise<RunResult> {
     const done = new Promise<RunResult>((resolve) => (this.finish = resolve));
     const { signal, registry } = this.options;
-    if (signal?.aborted) this.cancel();
-    signal?.addEventListener('abort', () => this.cancel(), { once: true });
     this.unsubscribe = registry.onChange((event) => {
       if (event.type === 'offline') this.workerLost(event.workerId, 'missed heartbeats past the timeout');
       this.schedulePump();
     });
     this.timer = setInterval(() => this.pump(), this.options.rescheduleIntervalMs ?? 1_000);
     this.log.info({ modules: this.modules.size }, 'run started');
+
+    const { runOnlyCategories, ignoreCategories } = this.options;
+    for (const state of this.modules.values()) {
+      const category = state.definition.category;
+      if (runOnlyCategories && runOnlyCategories.length > 0 && !(category && runOnlyCategories.includes(category))) {
+        this.notRun(state, 'Skipped', `category ${category ? `'${category}'` : '(none)'} is not in runOnlyCategories`);
+      } else if (category && ignoreCategories?.includes(category)) {
+        this.notRun(state, 'Skipped', `category '${category}' is in ignoreCategories`);
+      }
+    }
+    for (const state of this.modules.values())
+      if (state.phase === 'waiting' && state.pending.size === 0) this.decide(state);
+
+    if (signal?.aborted) this.stop('cancel', 'the run was cancelled');
+    signal?.addEventListener('abort', () => this.stop('cancel', 'the run was cancelled'), { once: true });
     this.pump();
     return done;
   }
+
+  // --- Deciding what may run -------------------------------------------------------------
+
+  /** All dependencies ended: run it, skip it, or report it as not run. */
+  private decide(state: ModuleState): void {
+    const { pipeline } = this.options;
+    const definition = state.definition;
+    const required = new Set(
+      definition.dependsOn.map((dependency) => (typeof dependency === 'string' ? dependency : dependency.name)),
+    );
+    if (this.stopping && !definition.alwaysRun) {
+      this.notRun(state, 'PipelineTerminated', this.stoppedReason());
+      return;
+    }
+    if (!definition.alwaysRun) {
+      for (const dependency of pipeline.dependencies.get(state.name) ?? []) {
+        if (!required.has(dependency)) continue; // optional: its outcome does not matter
+        const status = this.modules.get(dependency)!.result.status;
+        if (status === 'Skipped') {
+          this.notRun(state, 'Skipped', `dependency '${dependency}' was skipped`);
+          return;
+        }
+        if (!SUCCEEDED.has(status)) {
+          this.notRun(state, 'DependencyFailed', `dependency '${dependency}' ended ${status}`);
+          return;
+        }
+      }
+    }
+    if (!definition.skipIf) {
+      this.makeReady(state);
+      return;
+    }
+    state.phase = 'deciding';
+    Promise.resolve()
+      .then(() =>
+        definition.skipIf!({
+          name: state.name,
+          params: definition.params,
+          results: this.resultsFor(state),
+          env: { ...this.options.environmentVariables },
+        } as never),
+      )
+      .then(
+        (reason) => {
+          if (state.phase !== 'deciding') return;
+          if (typeof reason === 'string' && reason !== '') this.notRun(state, 'Skipped', reason);
+          else this.makeReady(state);
+        },
+        (error: unknown) => {
+          if (state.phase !== 'deciding') return;
+          this.complete(state, 'Failed', {
+            error: { message: `skipIf threw: ${(error as Error)?.message ?? String(error)}`, type: 'SkipIfError' },
+          });
+        },
+      )
+      .finally(() => this.schedulePump());
+  }
+
+  private makeReady(state: ModuleState): void {
+    state.phase = 'ready';
+    this.schedulePump();
+  }
+
+  /** Results of a module's dependencies that succeeded, parsed. */
+  private resultsFor(state: ModuleState): Record<string, unknown> {
+    const results: Record<string, unknown> = {};
+    for (const dependency of this.options.pipeline.dependencies.get(state.name) ?? []) {
+      const serialized = this.modules.get(dependency)!.serializedResult;
+      if (serialized !== undefined) results[dependency] = JSON.parse(serialized);
+    }
+    return results;
+  }
+
+  // --- Dispatching -------------------------------------------------------------------------
 
   private schedulePump(): void {
     queueMicrotask(() => this.pump());
   }
 
-  /** Dispatches every ready module that a worker can take now. */
+  /** Dispatches every ready module that a worker can take now, highest priority first. */
   private pump(): void {
-    if (this.pumping) return;
+    if (this.pumping || this.ended) return;
     this.pumping = true;
     try {
-      while (!this.cancelled && this.ready.length > 0) {
-        const worker = this.pickWorker();
-        if (!worker) break;
-        this.dispatch(this.ready.shift()!, worker);
+      const now = Date.now();
+      const ready = [...this.modules.values()]
+        .filter((state) => state.phase === 'ready')
+        .sort(
+          (a, b) => PRIORITY_RANK[b.definition.priority] - PRIORITY_RANK[a.definition.priority] || a.order - b.order,
+        );
+      const live = this.liveWorkers();
+      for (const state of ready) {
+        if (state.notBefore > now) continue;
+        const running = [...this.inFlight.values()]
+          .filter((flight) => !flight.settled)
+          .map((flight) => flight.module.definition);
+        const blocker = this.rules.blocker(state.definition, running);
+        if (blocker) {
+          // A module that runs alone waits for the others to finish: start nothing past it.
+          if (state.definition.notInParallel === 'all') break;
+          continue;
+        }
+        const capable = live.filter((worker) => missingCapabilities(worker, state.definition.requires).length === 0);
+        if (capable.length === 0) {
+          this.waitForCapableWorker(state, live, now);
+          continue;
+        }
+        state.unplaceableSince = undefined;
+        const worker = this.pickWorker(state, capable, now);
+        if (worker) this.dispatch(state, worker);
       }
-      if (!this.cancelled) this.checkStarvation();
       this.checkDone();
     } finally {
       this.pumping = false;
     }
   }
 
-  private eligibleWorkers(): WorkerNode[] {
+  /** Live workers that loaded this pipeline and are not draining. */
+  private liveWorkers(): WorkerNode[] {
     const fingerprint = this.options.pipeline.fingerprint;
     return this.options.registry
       .list()
@@ -155,13 +316,39 @@ class PipelineRun {
       );
   }
 
-  /** The least-loaded eligible worker with a free slot; ties go to the one given least work so far. */
-  private pickWorker(): WorkerNode | undefined {
+  /** Fails a module that no live worker could run for `noWorkerTimeoutMs`, naming what is missing. */
+  private waitForCapableWorker(state: ModuleState, live: WorkerNode[], now: number): void {
+    state.unplaceableSince ??= now;
+    const limit = this.options.noWorkerTimeoutMs ?? 300_000;
+    if (now - state.unplaceableSince < limit) return;
+    const { pipeline } = this.options;
+    const requires = state.definition.requires;
+    const why =
+      live.length === 0
+        ? `no live worker with pipeline '${pipeline.name}' (fingerprint ${pipeline.fingerprint}) was registered`
+        : `it needs ${describeRequirements(requires)}, and no live worker has it: ${live
+            .map((worker) => `${worker.id} lacks ${missingCapabilities(worker, requires).join(', ')}`)
+            .join('; ')}`;
+    this.complete(state, 'Failed', {
+      error: {
+        message: `Module '${state.name}' could not be dispatched after waiting ${formatTimeSpan(limit)}: ${why}`,
+        type: 'NoCapableWorker',
+      },
+    });
+  }
+
+  /**
+   * The least-loaded capable worker with a free slot (load / slots), ties going to the one
+   * given least work so far; workers the module was lost on only when no other can take it.
+   */
+  private pickWorker(state: ModuleState, capable: WorkerNode[], now: number): WorkerNode | undefined {
+    const fresh = capable.filter((worker) => !state.lostOn.has(worker.id));
+    const candidates = fresh.length > 0 ? fresh : capable;
     let best: { worker: WorkerNode; ratio: number; given: number } | undefined;
-    for (const worker of this.eligibleWorkers()) {
+    for (const worker of candidates) {
       const running = this.runningOn(worker.id);
       const slots = worker.capabilities.maxParallelModules;
-      if (running >= slots || (this.coolingUntil.get(worker.id) ?? 0) > Date.now()) continue;
+      if (running >= slots || (this.coolingUntil.get(worker.id) ?? 0) > now) continue;
       const ratio = running / slots;
       const given = this.dispatchedTo.get(worker.id) ?? 0;
       if (!best || ratio < best.ratio || (ratio === best.ratio && given < best.given)) best = { worker, ratio, given };
@@ -175,23 +362,22 @@ class PipelineRun {
     return count;
   }
 
-  private dispatch(module: ModuleState, worker: WorkerNode): void {
+  private dispatch(state: ModuleState, worker: WorkerNode): void {
     const { pipeline } = this.options;
-    const definition = pipeline.modules.get(module.name)!;
-    const attempt = module.attempts.length + 1;
-    const executionId = `${this.runId}.${module.name}.${attempt}`;
+    const attempt = state.result.attempts.length + 1;
+    const executionId = `${this.runId}.${state.name}.${attempt}`;
     const record: AttemptRecord = {
       executionId,
       workerId: worker.id,
       startTime: new Date().toISOString(),
       outcome: 'Running',
     };
-    module.attempts.push(record);
-    module.status = 'Processing';
-    module.result.status = 'Processing';
-    module.result.workerId = worker.id;
+    state.result.attempts.push(record);
+    state.phase = 'running';
+    state.result.status = 'Processing';
+    state.result.workerId = worker.id;
     const flight: InFlight = {
-      module,
+      module: state,
       workerId: worker.id,
       endpoint: worker.endpoint,
       record,
@@ -200,26 +386,25 @@ class PipelineRun {
     };
     this.inFlight.set(executionId, flight);
     this.dispatchedTo.set(worker.id, (this.dispatchedTo.get(worker.id) ?? 0) + 1);
-    this.waitingSince = undefined;
 
     const dependencyResults: Record<string, string> = {};
-    for (const dependency of pipeline.dependencies.get(module.name) ?? []) {
-      dependencyResults[dependency] = this.modules.get(dependency)!.serializedResult ?? 'null';
+    for (const dependency of pipeline.dependencies.get(state.name) ?? []) {
+      const serialized = this.modules.get(dependency)!.serializedResult;
+      if (serialized !== undefined) dependencyResults[dependency] = serialized;
     }
-    this.log.info({ module: module.name, workerId: worker.id, executionId }, 'module dispatched');
-    this.options.onEvent?.({ type: 'module-started', module: module.name, workerId: worker.id, executionId, attempt });
+    this.log.info({ module: state.name, workerId: worker.id, executionId }, 'module dispatched');
+    this.options.onEvent?.({ type: 'module-started', module: state.name, workerId: worker.id, executionId, attempt });
 
-    const client = this.clientFor(worker.endpoint);
-    client.execution
-      .execute({
+    this.clientFor(worker.endpoint)
+      .execution.execute({
         body: {
           executionId,
-          moduleTypeName: module.name,
-          serializedModule: JSON.stringify(definition.params ?? null),
+          moduleTypeName: state.name,
+          serializedModule: JSON.stringify(state.definition.params ?? null),
           dependencyResults,
           environmentVariables: this.options.environmentVariables ?? {},
           ...(this.options.workingDirectory ? { workingDirectory: this.options.workingDirectory } : {}),
-          timeout: formatTimeSpan(definition.timeoutMs ?? DEFAULT_MODULE_TIMEOUT_MS),
+          timeout: formatTimeSpan(state.timeoutMs),
           timestamp: new Date().toISOString(),
         },
         fetchOptions: { signal: flight.controller.signal },
@@ -228,66 +413,72 @@ class PipelineRun {
         (response) => this.onResponse(flight, response),
         (error: unknown) => this.onTransportError(flight, error),
       )
-      .catch((error: unknown) => {
-        this.log.error({ err: error, executionId }, 'handling an execute answer failed');
-      })
+      .catch((error: unknown) => this.log.error({ err: error, executionId }, 'handling an execute answer failed'))
       .finally(() => this.pump());
   }
 
+  // --- Answers -----------------------------------------------------------------------------
+
   private onResponse(flight: InFlight, response: { status: number; body: unknown }): void {
+    const body = response.body as Record<string, unknown>;
     if (flight.settled) {
+      // A late answer of an attempt already declared lost: recorded, never accepted.
+      if (response.status === 200 || response.status === 500) {
+        flight.record.lateAnswer = {
+          outcome: response.status === 200 ? 'Succeeded' : 'Failed',
+          at: new Date().toISOString(),
+        };
+      }
       this.log.warn(
         { executionId: flight.record.executionId, status: response.status },
-        'late answer of a settled attempt ignored',
+        'late answer of a lost attempt ignored',
       );
       return;
     }
-    flight.settled = true;
-    this.inFlight.delete(flight.record.executionId);
-    const { module, record } = flight;
-    record.endTime = new Date().toISOString();
-    const body = response.body as Record<string, unknown>;
+    const { module: state, record } = flight;
+    this.settle(flight);
     switch (response.status) {
       case 200: {
         record.outcome = 'Succeeded';
-        module.serializedResult = String(body.serializedResult);
-        let result: unknown = null;
+        state.serializedResult = String(body.serializedResult);
+        let result: unknown;
         try {
-          result = JSON.parse(module.serializedResult);
+          result = JSON.parse(state.serializedResult);
         } catch {
-          result = module.serializedResult;
+          result = state.serializedResult;
         }
-        this.complete(module, 'Successful', { workerId: flight.workerId, times: body, result });
+        this.complete(state, 'Successful', { workerId: flight.workerId, times: body, result });
         return;
       }
       case 429:
       case 503:
-        // The worker had no room after all (its own load, or draining): not this module's fault.
+        // The worker had no room after all (its own load, or draining): not the module's fault.
         record.outcome = 'Rejected';
         record.error = String(body.errorMessage ?? `answered ${response.status}`);
         this.coolingUntil.set(flight.workerId, Date.now() + REJECTED_COOL_DOWN_MS);
-        module.status = 'NotYetStarted';
-        module.result.status = 'NotYetStarted';
-        this.ready.unshift(module);
+        this.requeue(state);
         return;
       case 500:
         if (body.success === false && typeof body.exceptionType === 'string') {
-          record.outcome = 'Failed';
+          const cancelled = body.failureKind === 'Cancelled';
+          const timedOut = body.failureKind === 'TimedOut';
+          record.outcome = cancelled ? 'Cancelled' : timedOut ? 'TimedOut' : 'Failed';
           record.error = String(body.errorMessage);
-          const status: ModuleStatus = this.cancelled
-            ? 'PipelineTerminated'
-            : body.failureKind === 'TimedOut'
-              ? 'TimedOut'
-              : 'Failed';
-          this.complete(module, status, {
-            workerId: flight.workerId,
-            times: body,
-            error: {
-              message: String(body.errorMessage),
-              type: String(body.exceptionType),
-              stackTrace: (body.stackTrace as string | null | undefined) ?? null,
-            },
-          });
+          const error = {
+            message: String(body.errorMessage),
+            type: String(body.exceptionType),
+            stackTrace: (body.stackTrace as string | null | undefined) ?? null,
+          };
+          if (cancelled && this.stopping) {
+            this.complete(state, 'PipelineTerminated', {
+              workerId: flight.workerId,
+              times: body,
+              error,
+              reason: this.stoppedReason(),
+            });
+          } else {
+            this.failed(state, timedOut ? 'TimedOut' : 'Failed', { workerId: flight.workerId, times: body, error });
+          }
           return;
         }
         this.lost(flight, `worker answered 500: ${String(body.errorMessage ?? 'internal error')}`);
@@ -295,7 +486,7 @@ class PipelineRun {
       default:
         record.outcome = 'Failed';
         record.error = String(body.errorMessage ?? `worker answered ${response.status}`);
-        this.complete(module, 'Failed', {
+        this.failed(state, 'Failed', {
           workerId: flight.workerId,
           error: {
             message: `Worker ${flight.workerId} refused the module (${response.status}): ${record.error}`,
@@ -307,15 +498,35 @@ class PipelineRun {
 
   private onTransportError(flight: InFlight, error: unknown): void {
     if (flight.settled) return;
+    if (error instanceof MpdClientError && error.code === 'Timeout') {
+      // The worker did not answer within the module's timeout plus the margin: enforce it here.
+      this.settle(flight);
+      flight.record.outcome = 'TimedOut';
+      flight.record.error = error.message;
+      this.cancelOnWorker(flight, 'the orchestrator gave up waiting for the answer');
+      this.failed(flight.module, 'TimedOut', {
+        workerId: flight.workerId,
+        error: {
+          message: `Module '${flight.module.name}' did not answer within its timeout of ${formatTimeSpan(flight.module.timeoutMs)} plus the margin`,
+          type: 'OrchestratorTimeout',
+        },
+      });
+      return;
+    }
     const reason = error instanceof MpdClientError ? `${error.code}: ${error.message}` : String(error);
     this.lost(flight, reason);
+  }
+
+  private settle(flight: InFlight): void {
+    flight.settled = true;
+    flight.record.endTime = new Date().toISOString();
+    this.inFlight.delete(flight.record.executionId);
   }
 
   /** Declares every running attempt on `workerId` lost. */
   private workerLost(workerId: string, reason: string): void {
     for (const flight of [...this.inFlight.values()]) {
       if (flight.workerId === workerId && !flight.settled) {
-        flight.controller.abort();
         this.lost(flight, `worker ${workerId} ${reason}`);
         // If the worker is only frozen or cut off, stop the abandoned attempt when it hears us.
         this.cancelOnWorker(flight, 'attempt declared lost: the worker missed its heartbeats');
@@ -325,52 +536,97 @@ class PipelineRun {
 
   /** The attempt's worker is gone: dispatch the module again elsewhere, up to the limit. */
   private lost(flight: InFlight, reason: string): void {
-    flight.settled = true;
-    this.inFlight.delete(flight.record.executionId);
-    const { module, record } = flight;
+    const { module: state, record } = flight;
+    this.settle(flight);
+    // Keep listening: a late answer is recorded on the attempt (see onResponse).
+    this.inFlight.set(record.executionId, flight);
     record.outcome = 'Lost';
-    record.endTime = new Date().toISOString();
     record.error = reason;
-    module.lostAttempts++;
+    state.lost++;
+    state.lostOn.add(flight.workerId);
     this.log.warn(
-      { module: module.name, workerId: flight.workerId, executionId: record.executionId, reason },
+      { module: state.name, workerId: flight.workerId, executionId: record.executionId, reason },
       'attempt lost',
     );
     this.options.onEvent?.({
       type: 'attempt-lost',
-      module: module.name,
+      module: state.name,
       workerId: flight.workerId,
       executionId: record.executionId,
       reason,
     });
-    if (this.cancelled) {
-      this.complete(module, 'PipelineTerminated', { workerId: flight.workerId });
-      return;
-    }
     const limit = this.options.maxLostAttempts ?? 3;
-    if (module.lostAttempts > limit) {
-      this.complete(module, 'Failed', {
+    if (state.lost > limit) {
+      this.failed(state, 'Failed', {
         workerId: flight.workerId,
         error: {
-          message: `Module '${module.name}' was lost with its worker ${module.lostAttempts} times; last: ${reason}`,
+          message: `Module '${state.name}' was lost with its worker ${state.lost} times (${[...state.lostOn].join(', ')}); last: ${reason}`,
           type: 'WorkerLost',
         },
+        final: true,
       });
       return;
     }
-    module.status = 'NotYetStarted';
-    module.result.status = 'NotYetStarted';
-    this.ready.unshift(module);
-    this.schedulePump();
+    this.requeue(state);
   }
 
-  private complete(
-    module: ModuleState,
-    status: ModuleStatus,
-    details: { workerId?: string; times?: Record<string, unknown>; result?: unknown; error?: ModuleRunResult['error'] },
+  /** Dispatches the module again (unless the run is stopping and it is not an always-run module). */
+  private requeue(state: ModuleState): void {
+    if (this.stopping && !state.definition.alwaysRun) {
+      this.notRun(state, 'PipelineTerminated', this.stoppedReason());
+      return;
+    }
+    state.result.status = 'NotYetStarted';
+    this.makeReady(state);
+  }
+
+  /** A failed attempt: retry it per the module's policy, or end the module. */
+  private failed(
+    state: ModuleState,
+    status: 'Failed' | 'TimedOut',
+    details: {
+      workerId?: string;
+      times?: Record<string, unknown>;
+      error: NonNullable<ModuleRunResult['error']>;
+      final?: boolean;
+    },
   ): void {
-    module.status = status;
-    const result = module.result;
+    state.failures++;
+    if (!details.final && state.failures <= state.retry.attempts && !this.stopping) {
+      const ceiling = Math.min(state.retry.maxBackoffMs, state.retry.backoffMs * 2 ** (state.failures - 1));
+      const delayMs = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+      state.notBefore = Date.now() + delayMs;
+      this.log.info({ module: state.name, failures: state.failures, delayMs }, 'module failed; retrying');
+      this.options.onEvent?.({
+        type: 'module-retrying',
+        module: state.name,
+        failures: state.failures,
+        delayMs,
+        error: details.error.message,
+      });
+      this.requeue(state);
+      setTimeout(() => this.pump(), delayMs + 1).unref();
+      return;
+    }
+    this.complete(state, state.definition.ignoreFailures ? 'IgnoredFailure' : status, details);
+  }
+
+  // --- Ending modules and the run ------------------------------------------------------------
+
+  private complete(
+    state: ModuleState,
+    status: ModuleStatus,
+    details: {
+      workerId?: string;
+      times?: Record<string, unknown>;
+      result?: unknown;
+      error?: ModuleRunResult['error'];
+      reason?: string;
+    },
+  ): void {
+    if (state.phase === 'done') return;
+    state.phase = 'done';
+    const result = state.result;
     result.status = status;
     if (details.workerId) result.workerId = details.workerId;
     if (details.times) {
@@ -381,77 +637,83 @@ class PipelineRun {
     }
     if (status === 'Successful') result.result = details.result;
     if (details.error) result.error = details.error;
+    if (details.reason) result.reason = details.reason;
     this.log.info(
-      { module: module.name, status, workerId: result.workerId, durationMs: result.durationMs },
+      { module: state.name, status, workerId: result.workerId, durationMs: result.durationMs },
       'module finished',
     );
-    this.options.onEvent?.({ type: 'module-finished', module: module.name, result });
+    this.options.onEvent?.({ type: 'module-finished', module: state.name, result });
+    this.afterEnd(state);
+    if (FAILED.has(status) && this.failureMode === 'StopOnFirstFailure') {
+      this.stop('failure', `module '${state.name}' ${status === 'TimedOut' ? 'timed out' : 'failed'}`);
+    }
+  }
 
-    if (status === 'Successful') {
-      for (const dependant of this.options.pipeline.dependants.get(module.name) ?? []) {
-        const state = this.modules.get(dependant)!;
-        state.remainingDependencies--;
-        if (state.remainingDependencies === 0 && state.status === 'NotYetStarted' && !this.cancelled)
-          this.ready.push(state);
+  /** Reports a module that will not run, with why. */
+  private notRun(
+    state: ModuleState,
+    status: 'Skipped' | 'DependencyFailed' | 'PipelineTerminated',
+    reason: string,
+  ): void {
+    if (state.phase === 'done') return;
+    state.phase = 'done';
+    state.result.status = status;
+    state.result.reason = reason;
+    this.options.onEvent?.({ type: 'module-not-run', module: state.name, status, reason });
+    this.afterEnd(state);
+  }
+
+  /** A module ended: its dependants may now be decided. */
+  private afterEnd(state: ModuleState): void {
+    for (const dependant of this.options.pipeline.dependants.get(state.name) ?? []) {
+      const other = this.modules.get(dependant)!;
+      other.pending.delete(state.name);
+      if (other.phase !== 'waiting') continue;
+      const required = other.definition.dependsOn.some(
+        (dependency) => (typeof dependency === 'string' ? dependency : dependency.name) === state.name,
+      );
+      // A failure makes non-always-run dependants DependencyFailed at once, without waiting for their other dependencies.
+      if (
+        required &&
+        !other.definition.alwaysRun &&
+        !SUCCEEDED.has(state.result.status) &&
+        state.result.status !== 'Skipped'
+      ) {
+        this.notRun(other, 'DependencyFailed', `dependency '${state.name}' ended ${state.result.status}`);
+      } else if (other.pending.size === 0) {
+        this.decide(other);
       }
-    } else {
-      this.failDependants(module.name, status === 'PipelineTerminated' ? 'PipelineTerminated' : 'DependencyFailed');
     }
+    this.schedulePump();
   }
 
-  private failDependants(name: string, status: 'DependencyFailed' | 'PipelineTerminated'): void {
-    for (const dependant of this.options.pipeline.dependants.get(name) ?? []) {
-      const state = this.modules.get(dependant)!;
-      if (state.status !== 'NotYetStarted') continue;
-      state.status = status;
-      state.result.status = status;
-      const reason =
-        status === 'DependencyFailed'
-          ? `not run: dependency '${name}' did not succeed`
-          : 'not run: the run was cancelled';
-      state.result.error = { message: reason, type: status };
-      this.options.onEvent?.({ type: 'module-not-run', module: dependant, status, reason });
-      this.failDependants(dependant, status);
-    }
-  }
-
-  /** Fails ready modules that no worker could take for `noWorkerTimeoutMs`. */
-  private checkStarvation(): void {
-    if (this.ready.length === 0 || this.inFlight.size > 0) {
-      this.waitingSince = undefined;
-      return;
-    }
-    const now = Date.now();
-    this.waitingSince ??= now;
-    const limit = this.options.noWorkerTimeoutMs ?? 300_000;
-    if (now - this.waitingSince < limit) return;
-    const eligible = this.eligibleWorkers().length;
-    const reason =
-      eligible === 0
-        ? `no live worker with pipeline '${this.options.pipeline.name}' (fingerprint ${this.options.pipeline.fingerprint}) was registered for ${formatTimeSpan(limit)}`
-        : `no worker had a free slot for ${formatTimeSpan(limit)}`;
-    for (const module of this.ready.splice(0)) {
-      this.complete(module, 'Failed', {
-        error: { message: `Module '${module.name}' could not be dispatched: ${reason}`, type: 'NoWorkerAvailable' },
-      });
-    }
-  }
-
-  private cancel(): void {
-    if (this.cancelled) return;
-    this.cancelled = true;
-    this.log.warn('run cancelled');
-    for (const module of this.ready.splice(0)) this.complete(module, 'PipelineTerminated', {});
+  /** Stops starting modules: cancels running ones (but always-run modules), then lets always-run modules run. */
+  private stop(kind: 'failure' | 'cancel', reason: string): void {
+    if (this.stopping === 'cancel' || (this.stopping && kind === 'failure')) return;
+    this.stopping = kind;
+    this.stopReason = reason;
+    this.log.warn({ reason }, 'run stopping');
+    this.options.onEvent?.({ type: 'run-stopping', reason });
     for (const state of this.modules.values()) {
-      if (state.status === 'NotYetStarted') {
-        state.status = 'PipelineTerminated';
-        state.result.status = 'PipelineTerminated';
-        state.result.error = { message: 'not run: the run was cancelled', type: 'PipelineTerminated' };
-      }
+      if (state.definition.alwaysRun) continue;
+      if (state.phase === 'ready' || state.phase === 'deciding')
+        this.notRun(state, 'PipelineTerminated', this.stoppedReason());
     }
-    // Running modules: ask their workers to cancel; their execute calls then answer success: false.
-    for (const flight of this.inFlight.values()) this.cancelOnWorker(flight, 'Pipeline run cancelled');
-    this.checkDone();
+    for (const flight of this.inFlight.values()) {
+      if (!flight.settled && !flight.module.definition.alwaysRun)
+        this.cancelOnWorker(flight, `Pipeline stopping: ${reason}`);
+    }
+    // Modules still waiting for dependencies end as those do (always-run ones then run).
+    for (const state of this.modules.values()) {
+      if (state.phase === 'waiting' && !state.definition.alwaysRun)
+        this.notRun(state, 'PipelineTerminated', this.stoppedReason());
+    }
+    this.schedulePump();
+  }
+
+  private stopReason = '';
+  private stoppedReason(): string {
+    return `not run: the run ${this.stopping === 'cancel' ? 'was cancelled' : `stopped because ${this.stopReason}`}`;
   }
 
   /** Sends the spec's cancel call for an attempt; if the worker cannot be reached, stops waiting for it. */
@@ -464,28 +726,30 @@ class PipelineRun {
   }
 
   private checkDone(): void {
-    if (this.inFlight.size > 0) return;
-    if (!this.cancelled && this.ready.length > 0) return;
-    for (const state of this.modules.values()) if (state.status === 'Processing') return;
-    if (!this.cancelled && [...this.modules.values()].some((state) => state.status === 'NotYetStarted')) return;
+    if (this.ended) return;
+    for (const state of this.modules.values()) if (state.phase !== 'done') return;
     this.end();
   }
 
-  private ended = false;
   private end(): void {
-    if (this.ended) return;
     this.ended = true;
     clearInterval(this.timer);
     this.unsubscribe?.();
-    for (const client of this.clients.values()) void client.close();
+    for (const flight of this.inFlight.values()) flight.controller.abort(); // stop waiting for late answers
+    for (const client of this.clients.values()) void client.close().catch(() => undefined);
     const endedAt = new Date();
     const modules = [...this.modules.values()].map((state) => state.result);
-    const success = !this.cancelled && modules.every((module) => module.status === 'Successful');
+    const cancelled = this.stopping === 'cancel';
+    const success =
+      !cancelled &&
+      modules.every(
+        (module) => module.status === 'Successful' || module.status === 'IgnoredFailure' || module.status === 'Skipped',
+      );
     const result: RunResult = {
       runId: this.runId,
       pipeline: this.options.pipeline.name,
       success,
-      status: this.cancelled ? 'Cancelled' : success ? 'Successful' : 'Failed',
+      status: cancelled ? 'Cancelled' : success ? 'Successful' : 'Failed',
       startTime: this.startedAt.toISOString(),
       endTime: endedAt.toISOString(),
       durationMs: endedAt.getTime() - this.startedAt.getTime(),

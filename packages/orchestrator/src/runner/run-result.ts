@@ -3,12 +3,31 @@ export type ModuleStatus =
   | 'NotYetStarted'
   | 'Processing'
   | 'Successful'
+  /** Failed after its retries. */
   | 'Failed'
+  /** Failed, but the module has `ignoreFailures`: its dependants ran. */
+  | 'IgnoredFailure'
+  /** Ran past its timeout (after its retries). */
   | 'TimedOut'
-  /** Not run because a module it depends on did not succeed. */
+  /** Not run: its `skipIf` gave a reason, a category filter left it out, or a required dependency was skipped. */
+  | 'Skipped'
+  /** Not run because a module it depends on failed. */
   | 'DependencyFailed'
-  /** Not run, or stopped, because the run was cancelled. */
+  /** Not run, or stopped, because the run was cancelled or stopped after a failure. */
   | 'PipelineTerminated';
+
+/** Statuses after which a module's dependants may use its (possibly absent) result. */
+export const SUCCEEDED: ReadonlySet<ModuleStatus> = new Set(['Successful', 'IgnoredFailure']);
+/** Statuses that end a module. */
+export const TERMINAL: ReadonlySet<ModuleStatus> = new Set([
+  'Successful',
+  'Failed',
+  'IgnoredFailure',
+  'TimedOut',
+  'Skipped',
+  'DependencyFailed',
+  'PipelineTerminated',
+]);
 
 /** One dispatch of a module to a worker. */
 export interface AttemptRecord {
@@ -16,9 +35,14 @@ export interface AttemptRecord {
   workerId: string;
   startTime: string;
   endTime?: string;
-  /** How the attempt ended. `Lost`: the worker became unreachable or went offline. */
-  outcome: 'Running' | 'Succeeded' | 'Failed' | 'Lost' | 'Rejected' | 'Cancelled';
+  /**
+   * How the attempt ended. `Lost`: the worker became unreachable or went offline;
+   * `Rejected`: the worker had no free slot after all (the module was dispatched again).
+   */
+  outcome: 'Running' | 'Succeeded' | 'Failed' | 'TimedOut' | 'Lost' | 'Rejected' | 'Cancelled';
   error?: string;
+  /** An answer that arrived after the attempt was declared lost: recorded, never accepted. */
+  lateAnswer?: { outcome: 'Succeeded' | 'Failed'; at: string };
 }
 
 export interface ModuleRunResult {
@@ -33,7 +57,10 @@ export interface ModuleRunResult {
   durationMs?: number;
   /** The module's result (parsed JSON) when it succeeded. */
   result?: unknown;
+  /** Why it failed (Failed, IgnoredFailure, TimedOut). */
   error?: { message: string; type: string; stackTrace?: string | null };
+  /** Why it did not run (Skipped, DependencyFailed, PipelineTerminated). */
+  reason?: string;
 }
 
 export interface RunResult {
@@ -52,5 +79,7 @@ export interface RunResult {
 export type RunEvent =
   | { type: 'module-started'; module: string; workerId: string; executionId: string; attempt: number }
   | { type: 'module-finished'; module: string; result: ModuleRunResult }
+  | { type: 'module-retrying'; module: string; failures: number; delayMs: number; error: string }
   | { type: 'attempt-lost'; module: string; workerId: string; executionId: string; reason: string }
-  | { type: 'module-not-run'; module: string; status: ModuleStatus; reason: string };
+  | { type: 'module-not-run'; module: string; status: ModuleStatus; reason: string }
+  | { type: 'run-stopping'; reason: string };

@@ -18,6 +18,10 @@ export function formatEvent(event: RunEvent): string {
       return `[mpd] ⚠ ${event.module}: attempt ${event.executionId} on ${event.workerId} lost (${event.reason}); dispatching again`;
     case 'module-not-run':
       return `[mpd] ○ ${event.module} ${event.status} (${event.reason})`;
+    case 'module-retrying':
+      return `[mpd] ↻ ${event.module} failed (${event.error}); retry ${event.failures} in ${seconds(event.delayMs)}`;
+    case 'run-stopping':
+      return `[mpd] ■ stopping: ${event.reason}; cancelling running modules, then running always-run modules`;
   }
 }
 
@@ -42,6 +46,7 @@ export function formatSummary(result: RunResult): string {
   const sumOfModules = result.modules.reduce((sum, module) => sum + (module.durationMs ?? 0), 0);
   const speedup = result.durationMs > 0 ? sumOfModules / result.durationMs : 0;
   const failures = result.modules.filter((module) => module.error && module.status !== 'Successful');
+  const notRun = result.modules.filter((module) => module.reason);
   return [
     `Pipeline '${result.pipeline}' ${result.status} in ${seconds(result.durationMs)} (${formatTimeSpan(result.durationMs)}), run ${result.runId}`,
     '',
@@ -51,7 +56,10 @@ export function formatSummary(result: RunResult): string {
     '',
     `Wall time ${seconds(result.durationMs)}; modules took ${seconds(sumOfModules)} in all: speedup ×${speedup.toFixed(2)}`,
     ...(failures.length > 0
-      ? ['', 'Failures:', ...failures.map((module) => `  ${module.name}: ${module.error!.message}`)]
+      ? ['', 'Failures:', ...failures.map((module) => `  ${module.name} (${module.status}): ${module.error!.message}`)]
+      : []),
+    ...(notRun.length > 0
+      ? ['', 'Not run:', ...notRun.map((module) => `  ${module.name} (${module.status}): ${module.reason}`)]
       : []),
   ].join('\n');
 }
