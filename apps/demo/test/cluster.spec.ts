@@ -125,7 +125,7 @@ describe('running a pipeline', () => {
       pipeline: diamond,
       registry: cluster.orchestrator.registry,
       logger: silent,
-      onEvent: (event) => events.push(`${event.type}:${event.module}`),
+      onEvent: (event) => events.push(`${event.type}:${'module' in event ? event.module : ''}`),
     });
     expect(result.success).toBe(true);
     expect(result.status).toBe('Successful');
@@ -146,7 +146,7 @@ describe('running a pipeline', () => {
     expect(events.indexOf('module-started:d')).toBeGreaterThan(events.indexOf('module-finished:b'));
   });
 
-  it('a failed module fails its dependants (not run); independent modules still run', async () => {
+  it('WaitForAll: a failed module fails its dependants (not run); independent modules still run', async () => {
     cluster = new Cluster();
     await cluster.startOrchestrator();
     const boom = defineModule({
@@ -162,7 +162,12 @@ describe('running a pipeline', () => {
     await cluster.startWorker({ pipeline });
     await cluster.workers[0]!.link!.registered();
 
-    const result = await runPipeline({ pipeline, registry: cluster.orchestrator.registry, logger: silent });
+    const result = await runPipeline({
+      pipeline,
+      registry: cluster.orchestrator.registry,
+      logger: silent,
+      failureMode: 'WaitForAll',
+    });
     const modules = byName(result);
     expect(result).toMatchObject({ success: false, status: 'Failed' });
     expect(modules.boom).toMatchObject({
@@ -255,7 +260,7 @@ describe('running a pipeline', () => {
       noWorkerTimeoutMs: 300,
       rescheduleIntervalMs: 50,
     });
-    expect(byName(result).a).toMatchObject({ status: 'Failed', error: { type: 'NoWorkerAvailable' } });
+    expect(byName(result).a).toMatchObject({ status: 'Failed', error: { type: 'NoCapableWorker' } });
     expect(byName(result).d!.status).toBe('DependencyFailed');
   });
 
