@@ -54,7 +54,8 @@ describe('mpd-orchestrator --pipeline', () => {
     await start('worker', workerArgs(orchestrator.url, 'fail-worker', '--pipeline', fixture('failing.pipeline.ts')));
     expect(await orchestrator.exited).toBe(1);
     expect(orchestrator.output()).toMatch(/Pipeline 'failing' Failed/);
-    expect(orchestrator.output()).toMatch(/test: 3 tests failed/);
+    expect(orchestrator.output()).toMatch(/Failures:\n {2}test \(Failed\): 3 tests failed/);
+    expect(orchestrator.output()).toMatch(/Not run:\n {2}publish \(DependencyFailed\): dependency 'test' ended Failed/);
     const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
     expect(result.modules.map((module) => [module.name, module.status])).toEqual([
       ['compile', 'Successful'],
