@@ -4,6 +4,7 @@
  * priorities, categories, cluster-wide concurrency limits, capability routing.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createOrchestratorClient } from '@mpd/client';
 import { defineModule, definePipeline, type Pipeline } from '@mpd/pipeline';
 import { type RunPipelineOptions, runPipeline, type RunResult } from '@mpd/orchestrator';
 import type { WorkerOptions } from '@mpd/worker';
@@ -358,5 +359,49 @@ describe('lost attempts', () => {
     ]);
     expect(module.attempts[0]!.lateAnswer).toMatchObject({ outcome: 'Failed' }); // cancelled on the frozen worker
     expect(runs).toBe(2);
+  });
+});
+
+describe('draining', () => {
+  it('an operator drains a worker through the API: it finishes its module, gets no new ones, unregisters and stops', async () => {
+    let drainedWorkerFinished = false;
+    const first = defineModule({
+      name: 'first',
+      run: async (ctx) => {
+        await sleep(600);
+        if (ctx.workerId === 'w-drained') drainedWorkerFinished = true;
+        return ctx.workerId;
+      },
+    });
+    const rest = [1, 2, 3].map((n) =>
+      defineModule({ name: `after-${n}`, dependsOn: [first], run: (ctx) => ctx.workerId }),
+    );
+    const pipeline = definePipeline({ name: 'drain', modules: [first, ...rest] });
+    const c = await clusterFor(pipeline, [{ id: 'w-drained' }]);
+    const drained = c.workers[0]!;
+    const running = run(pipeline);
+    await eventually(() => drained.load === 1, 3_000, 'first to start on w-drained');
+    await c.startWorker({ id: 'w-other', pipeline });
+    await c.workers[1]!.link!.registered();
+
+    const client = createOrchestratorClient({ baseUrl: c.orchestrator.url });
+    try {
+      const answer = await client.workers.drain({ params: { workerId: 'w-drained' } });
+      expect(answer).toMatchObject({ status: 200, body: { success: true, status: 'Draining' } });
+    } finally {
+      await client.close();
+    }
+    const result = await running;
+    expect(result.success).toBe(true);
+    expect(byName(result).first).toMatchObject({
+      status: 'Successful',
+      workerId: 'w-drained',
+      attempts: [{ outcome: 'Succeeded' }],
+    });
+    expect(drainedWorkerFinished).toBe(true);
+    for (const n of [1, 2, 3]) expect(byName(result)[`after-${n}`]!.workerId).toBe('w-other');
+    await drained.stopped;
+    expect(drained.state).toBe('stopped');
+    expect(c.orchestrator.registry.get('w-drained')).toBeUndefined();
   });
 });

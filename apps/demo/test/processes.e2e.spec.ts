@@ -90,6 +90,33 @@ describe('mpd-orchestrator --pipeline', () => {
 });
 
 describe('mpd-worker', () => {
+  it('drains on SIGTERM: the running module finishes there, the rest runs elsewhere, the worker exits 0', async () => {
+    const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');
+    const pipeline = fixture('slow.pipeline.ts');
+    const orchestrator = await start(
+      'orchestrator',
+      orchestratorArgs('--pipeline', pipeline, '--min-workers', '2', '--report', report),
+    );
+    const one = await start('worker', workerArgs(orchestrator.url, 'term-1', '--pipeline', pipeline));
+    const two = await start('worker', workerArgs(orchestrator.url, 'term-2', '--pipeline', pipeline));
+    await eventually(() => /step started/.test(one.output() + two.output()), 15_000, 'the first module to start');
+    const drained = /step started/.test(one.output()) ? one : two;
+    const [drainedId, otherId] = drained === one ? ['term-1', 'term-2'] : ['term-2', 'term-1'];
+    drained.child.kill('SIGTERM');
+    expect(await drained.exited).toBe(0);
+    expect(await orchestrator.exited).toBe(0);
+    const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
+    const first = result.modules.find((module) => module.name === 'first')!;
+    expect(first).toMatchObject({ status: 'Successful', workerId: drainedId });
+    expect(first.attempts.map((attempt) => attempt.outcome)).toEqual(['Succeeded']);
+    expect(result.modules.find((module) => module.name === 'second')).toMatchObject({
+      status: 'Successful',
+      workerId: otherId,
+    });
+    expect(drained.output()).toMatch(/draining: finishing running modules/);
+    expect(drained.output()).toMatch(/unregistered from the orchestrator/);
+  });
+
   it('unregisters from the orchestrator on SIGTERM and exits 0', async () => {
     const orchestrator = await start('orchestrator', orchestratorArgs());
     const worker = await start('worker', workerArgs(orchestrator.url, 'term-worker'));

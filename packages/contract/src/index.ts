@@ -28,6 +28,7 @@ export {
 } from './common.schema.js';
 export type { ErrorBody, ErrorCode, FieldIssue } from './common.schema.js';
 export {
+  drainWorkerResponseSchema,
   heartbeatRequestSchema,
   heartbeatResponseSchema,
   httpUrlSchema,
@@ -43,6 +44,7 @@ export {
   workerStatusSchema,
 } from './workers.schema.js';
 export type {
+  DrainWorkerResponse,
   HeartbeatRequest,
   HeartbeatResponse,
   LoadedPipeline,

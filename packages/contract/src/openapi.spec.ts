@@ -17,6 +17,7 @@ describe('OpenAPI documents', () => {
         '/api/workers/register',
         '/api/workers/heartbeat',
         '/api/workers/{workerId}',
+        '/api/workers/{workerId}/drain',
       ].sort(),
     );
     expect(Object.keys(worker.paths).sort()).toEqual([

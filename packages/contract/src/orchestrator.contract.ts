@@ -8,6 +8,7 @@ import {
   registerWorkerRequestSchema,
   registerWorkerResponseSchema,
   unregisterWorkerResponseSchema,
+  drainWorkerResponseSchema,
   workerListSchema,
 } from './workers.schema.js';
 
@@ -34,6 +35,15 @@ export const workersContract = c.router({
     path: '/api/workers',
     summary: 'List registered workers with their status',
     responses: { 200: workerListSchema },
+  },
+  drain: {
+    method: 'POST',
+    path: '/api/workers/:workerId/drain',
+    summary:
+      'Drain a worker: it gets no new modules, finishes what it runs, then unregisters and exits (its heartbeat answers say shouldDrain: true)',
+    pathParams: z.object({ workerId: identifierSchema }),
+    body: c.noBody(),
+    responses: { 200: drainWorkerResponseSchema, 404: errorBodySchema },
   },
   unregister: {
     method: 'DELETE',

@@ -80,6 +80,13 @@ export type HeartbeatResponse = z.infer<typeof heartbeatResponseSchema>;
 
 export const workerListSchema = z.array(workerNodeSchema);
 
+export const drainWorkerResponseSchema = z.object({
+  success: z.literal(true),
+  workerId: identifierSchema,
+  status: workerStatusSchema,
+});
+export type DrainWorkerResponse = z.infer<typeof drainWorkerResponseSchema>;
+
 export const unregisterWorkerResponseSchema = z.object({ success: z.literal(true) });
 export type UnregisterWorkerResponse = z.infer<typeof unregisterWorkerResponseSchema>;
 

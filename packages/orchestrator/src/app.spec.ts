@@ -117,6 +117,19 @@ describe('orchestrator HTTP API', () => {
     expect(beat).toMatchObject({ status: 200, body: { acknowledged: true, shouldDrain: true } });
   });
 
+  it('drains a worker through POST /api/workers/{id}/drain; 404 for an unknown one', async () => {
+    const { client } = await start();
+    await client.workers.register({ body: registration('w1') });
+    const drained = await client.workers.drain({ params: { workerId: 'w1' } });
+    expect(drained).toMatchObject({ status: 200, body: { success: true, workerId: 'w1', status: 'Draining' } });
+    const beat = await client.workers.heartbeat({ body: { workerId: 'w1', currentLoad: 1 } });
+    expect(beat).toMatchObject({ status: 200, body: { shouldDrain: true } });
+    const listed = await client.workers.list();
+    expect(listed.status === 200 && listed.body[0]?.status).toBe('Draining');
+    const unknown = await client.workers.drain({ params: { workerId: 'nobody' } });
+    expect(unknown).toMatchObject({ status: 404, body: { success: false, code: 'WorkerNotFound' } });
+  });
+
   it('answers 404 WorkerNotFound to a heartbeat from an unknown worker, asking it to register', async () => {
     const { client } = await start();
     const beat = await client.workers.heartbeat({ body: { workerId: 'ghost', currentLoad: 0 } });

@@ -16,7 +16,7 @@
  * ```
  */
 export { startWorker } from './server.js';
-export type { RunningWorker } from './server.js';
+export type { RunningWorker, WorkerState } from './server.js';
 export { createApp } from './app.js';
 export type { WorkerAppDeps } from './app.js';
 export { ModuleExecutor } from './executor/module-executor.js';

@@ -59,21 +59,24 @@ async function main(): Promise<void> {
   const advertised = worker.endpoint === worker.url ? '' : ` (the orchestrator calls it at ${worker.endpoint})`;
   process.stdout.write(`mpd worker ${worker.id} listening on ${worker.url}${advertised}\n`);
 
+  // Drained by the orchestrator (POST /api/workers/{id}/drain) or by a signal: exit once stopped.
+  void worker.stopped.then(() => process.exit(0));
   let signals = 0;
   const shutdown = (signal: NodeJS.Signals): void => {
     signals++;
     if (signals > 1) {
-      logger.warn({ signal }, 'second signal: exiting now');
-      process.exit(130);
+      logger.warn({ signal }, 'second signal: cancelling running modules and exiting');
+      void worker.close(0).finally(() => process.exit(130));
+      return;
     }
-    logger.info({ signal }, 'shutting down: finishing running modules, unregistering');
-    worker.close().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      },
+    logger.info(
+      { signal, running: worker.load },
+      'draining: finishing running modules, then unregistering (signal again to cancel them)',
     );
+    worker.drain().catch((error: unknown) => {
+      logger.error({ err: error }, 'shutdown failed');
+      process.exit(1);
+    });
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);

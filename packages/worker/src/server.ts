@@ -24,12 +24,32 @@ export interface RunningWorker {
   readonly link: { readonly state: LinkState; registered(): Promise<void> } | undefined;
   /** Modules running now. */
   readonly load: number;
+  readonly state: WorkerState;
+  /** Resolves once the worker stopped (after {@link RunningWorker.drain} or {@link RunningWorker.close}). */
+  readonly stopped: Promise<void>;
   /**
-   * Stops gracefully: takes no new modules, unregisters, lets running modules finish for
-   * `shutdownGraceMs`, cancels the rest, closes the server.
+   * Drains: takes no new modules, tells the orchestrator, lets every running module finish,
+   * then unregisters and closes the server. Also started by a heartbeat answer with
+   * `shouldDrain: true` (an operator's `POST /api/workers/{id}/drain`).
    */
-  close(): Promise<void>;
+  drain(): Promise<void>;
+  /**
+   * Stops: takes no new modules, lets running modules finish for `graceMs`, cancels the
+   * rest, unregisters, closes the server.
+   * @param graceMs @default options.shutdownGraceMs (30 s)
+   */
+  close(graceMs?: number): Promise<void>;
 }
+
+/** A worker's lifecycle. */
+export type WorkerState =
+  /** Takes modules. */
+  | 'running'
+  /** Takes no new modules; finishes the running ones, then stops. */
+  | 'draining'
+  /** Unregistering and closing. */
+  | 'stopping'
+  | 'stopped';
 
 /** Starts a worker: its HTTP server, and its registration with the orchestrator. */
 export async function startWorker(options: WorkerOptions = {}): Promise<RunningWorker> {
@@ -82,35 +102,57 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
   });
 
   const client = options.orchestratorUrl ? createOrchestratorClient({ baseUrl: options.orchestratorUrl }) : undefined;
+  let drain: () => Promise<void> = () => Promise.resolve();
   const link = client
     ? new OrchestratorLink({
         client,
         node,
         currentLoad: () => executor.load,
         logger: logger.child({ workerId: id, component: 'link' }),
+        onDrainRequested: () => void drain(),
         ...(options.initialBackoffMs !== undefined ? { initialBackoffMs: options.initialBackoffMs } : {}),
         ...(options.maxBackoffMs !== undefined ? { maxBackoffMs: options.maxBackoffMs } : {}),
       })
     : undefined;
   link?.start();
 
-  let closing: Promise<void> | undefined;
-  const close = (): Promise<void> =>
-    (closing ??= (async () => {
+  let state: WorkerState = 'running';
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
+
+  /** Unregisters and closes the server (once nothing runs, or after cancelling what still does). */
+  let shuttingDown: Promise<void> | undefined;
+  const shutDown = (graceMs: number): Promise<void> =>
+    (shuttingDown ??= (async () => {
+      state = 'stopping';
       executor.drain();
-      await link?.stop();
-      await client?.close();
-      const grace = options.shutdownGraceMs ?? 30_000;
+      if (executor.load > 0) await link?.announceDrain();
       const idle = executor.idle();
-      const timer = new Promise((resolve) => setTimeout(resolve, grace).unref());
+      const timer = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
       if ((await Promise.race([idle.then(() => 'idle'), timer])) !== 'idle') {
         logger.warn({ running: executor.load }, 'shutdown grace period over; cancelling running modules');
         executor.cancelAll('worker shutting down');
         await Promise.race([idle, new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
       }
+      await link?.stop();
+      await client?.close();
       server.closeIdleConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeAllConnections();
+      state = 'stopped';
+      resolveStopped();
+    })());
+
+  let draining: Promise<void> | undefined;
+  drain = () =>
+    (draining ??= (async () => {
+      if (state !== 'running') return;
+      state = 'draining';
+      logger.info({ running: executor.load }, 'draining: finishing running modules, taking no new ones');
+      executor.drain();
+      await link?.announceDrain();
+      await executor.idle();
+      await shutDown(0);
     })());
 
   return {
@@ -121,7 +163,12 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     get load() {
       return executor.load;
     },
-    close,
+    get state() {
+      return state;
+    },
+    stopped,
+    drain: () => drain(),
+    close: (graceMs = options.shutdownGraceMs ?? 30_000) => shutDown(graceMs),
   };
 }
 

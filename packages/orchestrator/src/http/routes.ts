@@ -30,6 +30,20 @@ export function createRoutes(registry: NodeRegistry, heartbeatIntervalSeconds: n
         return { status: 200, body: { acknowledged: true, shouldDrain: node.status === 'Draining' } };
       },
       list: async () => ({ status: 200, body: registry.list() }),
+      drain: async ({ params }) => {
+        if (!registry.drain(params.workerId)) {
+          return {
+            status: 404,
+            body: {
+              success: false,
+              code: 'WorkerNotFound',
+              errorMessage: `Worker '${params.workerId}' is not registered`,
+            },
+          };
+        }
+        const node = registry.get(params.workerId)!;
+        return { status: 200, body: { success: true, workerId: node.id, status: node.status } };
+      },
       unregister: async ({ params }) => {
         if (!registry.unregister(params.workerId)) {
           return {

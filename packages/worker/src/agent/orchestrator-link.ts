@@ -62,6 +62,21 @@ export class OrchestratorLink {
     return new Promise((resolve) => this.registeredWaiters.add(resolve));
   }
 
+  /**
+   * Tells the orchestrator this worker is draining (so it sends no new modules and lists it as
+   * `Draining`); best effort: a worker that cannot reach it answers new modules 503 anyway.
+   */
+  async announceDrain(): Promise<void> {
+    try {
+      await this.options.client.workers.drain({
+        params: { workerId: this.options.node().id },
+        fetchOptions: { signal: AbortSignal.timeout(5_000) },
+      });
+    } catch (error) {
+      this.options.logger.warn({ err: describe(error) }, 'could not tell the orchestrator about the drain');
+    }
+  }
+
   /** Stops heartbeats and unregisters (best effort: a down orchestrator will expire the worker). */
   async stop(): Promise<void> {
     if (this.current.status === 'stopped' || this.current.status === 'stopping') return;
