@@ -1,12 +1,14 @@
 /**
- * The demo pipeline: restore → build → test-unit / test-integration / lint → package, on a
- * small sample library (../sample-project). Each module does real work: hashes files,
+ * The demo pipeline: restore → build → test-unit / test-integration / lint (and audit) →
+ * package → cleanup, on a small sample library (../sample-project). `audit` fails on its first
+ * attempt and is retried; `package` and `cleanup` need a worker tagged `fast-disk`; `cleanup`
+ * always runs. Each module does real work: hashes files,
  * spawns real processes (node --check, node --test, node), writes an artifact. Results are
  * self-contained JSON, so a module on one machine can use what another machine produced.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -150,10 +152,27 @@ export const lint = defineModule({
   },
 });
 
+/** Known-bad file hashes; a real audit would fetch an advisory feed. */
+const ADVISORIES = new Set(['0000000000000000000000000000000000000000000000000000000000000000']);
+
+export const audit = defineModule({
+  name: 'audit',
+  dependsOn: [restore],
+  description: 'Check the restored files against an advisory list (flaky on its first attempt, so it is retried)',
+  retry: { attempts: 2, backoffMs: 200 },
+  run: (ctx) => {
+    // A simulated transient failure (a registry timing out): the first attempt of every run fails.
+    if (ctx.executionId.endsWith('.1')) throw new Error('advisory registry timed out (simulated flake)');
+    const flagged = ctx.results.restore.files.filter((file) => ADVISORIES.has(file.sha256)).map((file) => file.path);
+    return { checked: ctx.results.restore.files.length, flagged, attempt: Number(ctx.executionId.split('.').pop()) };
+  },
+});
+
 export const packageModule = defineModule({
   name: 'package',
-  dependsOn: [build, testUnit, testIntegration, lint],
-  description: 'Write a gzipped artifact of the tested bundle',
+  dependsOn: [build, testUnit, testIntegration, lint, audit],
+  requires: { tags: ['fast-disk'] },
+  description: 'Write a gzipped artifact of the tested bundle (on a worker tagged fast-disk)',
   run: async (ctx) => {
     const { build: built, 'test-unit': unit, 'test-integration': integration, lint: linted } = ctx.results;
     for (const [name, hash] of [
@@ -192,7 +211,29 @@ export const packageModule = defineModule({
   },
 });
 
+export const cleanup = defineModule({
+  name: 'cleanup',
+  dependsOn: [packageModule],
+  alwaysRun: true,
+  requires: { tags: ['fast-disk'] },
+  description: 'Always, even after a failure or a cancel: keep only the 3 newest artifacts',
+  run: async (ctx) => {
+    const dir = join(ctx.workingDirectory, '.mpd', 'artifacts');
+    const names = (await readdir(dir).catch(() => [] as string[])).filter((name) => name.endsWith('.json.gz'));
+    const dated = await Promise.all(
+      names.map(async (name) => ({ name, mtime: (await stat(join(dir, name))).mtimeMs })),
+    );
+    const old = dated.sort((a, b) => b.mtime - a.mtime).slice(3);
+    for (const { name } of old) await rm(join(dir, name), { force: true });
+    return {
+      kept: dated.length - old.length,
+      removed: old.map(({ name }) => name),
+      packaged: ctx.optionalResult(packageModule) !== undefined,
+    };
+  },
+});
+
 export default definePipeline({
   name: 'demo',
-  modules: [restore, build, testUnit, testIntegration, lint, packageModule],
+  modules: [restore, build, testUnit, testIntegration, lint, audit, packageModule, cleanup],
 });

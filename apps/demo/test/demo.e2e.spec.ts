@@ -36,22 +36,33 @@ describe('the demo', () => {
     expect(report).toMatchObject({ pipeline: 'demo', success: true, status: 'Successful' });
   });
 
-  it('ran every module of the diamond exactly once, in dependency order', () => {
+  it('ran every module of the diamond once (audit twice: its first attempt flakes), in dependency order', () => {
     expect(report.modules.map((m) => [m.name, m.status, m.attempts.length])).toEqual([
       ['restore', 'Successful', 1],
       ['build', 'Successful', 1],
       ['test-unit', 'Successful', 1],
       ['test-integration', 'Successful', 1],
       ['lint', 'Successful', 1],
+      ['audit', 'Successful', 2],
       ['package', 'Successful', 1],
+      ['cleanup', 'Successful', 1],
     ]);
+    expect(module('audit').attempts.map((attempt) => attempt.outcome)).toEqual(['Failed', 'Succeeded']);
+    expect(module('audit').attempts[0]!.error).toMatch(/simulated flake/);
     const starts = Object.fromEntries(report.modules.map((m) => [m.name, Date.parse(m.startTime!)]));
     const ends = Object.fromEntries(report.modules.map((m) => [m.name, Date.parse(m.endTime!)]));
     expect(starts.build).toBeGreaterThanOrEqual(ends.restore!);
     for (const test of ['test-unit', 'test-integration', 'lint'])
       expect(starts[test]).toBeGreaterThanOrEqual(ends.build!);
-    for (const test of ['test-unit', 'test-integration', 'lint'])
-      expect(starts.package).toBeGreaterThanOrEqual(ends[test]!);
+    for (const before of ['test-unit', 'test-integration', 'lint', 'audit'])
+      expect(starts.package).toBeGreaterThanOrEqual(ends[before]!);
+    expect(starts.cleanup).toBeGreaterThanOrEqual(ends.package!);
+  });
+
+  it('routed the modules that need the fast-disk tag to the one worker that has it', () => {
+    expect(module('package').workerId).toBe('demo-worker-1');
+    expect(module('cleanup').workerId).toBe('demo-worker-1');
+    expect(module('cleanup').result).toMatchObject({ packaged: true });
   });
 
   it('used both worker processes', () => {

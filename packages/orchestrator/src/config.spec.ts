@@ -12,7 +12,26 @@ describe('parseSettings', () => {
       pipeline: undefined,
       minWorkers: 1,
       environmentVariables: {},
+      workerWaitMs: 300_000,
       logLevel: 'info',
+    });
+  });
+
+  it('takes the run options: categories, failure mode, max parallelism, worker wait', () => {
+    expect(
+      parseSettings({
+        categories: 'build, test',
+        ignoreCategories: 'slow',
+        failureMode: 'WaitForAll',
+        maxParallelism: '4',
+        workerWait: '2.5',
+      }),
+    ).toMatchObject({
+      categories: ['build', 'test'],
+      ignoreCategories: ['slow'],
+      failureMode: 'WaitForAll',
+      maxParallelism: 4,
+      workerWaitMs: 2_500,
     });
   });
 
@@ -47,6 +66,7 @@ describe('parseSettings', () => {
     ).toEqual({
       workdir: '/srv/build',
       environmentVariables: {},
+      workerWaitMs: 300_000,
       port: 0,
       host: '127.0.0.1',
       heartbeatIntervalSeconds: 0.5,
@@ -75,6 +95,18 @@ describe('parseSettings', () => {
       'Invalid setting --min-workers (MPD_MIN_WORKERS): must be an integer from 1 to 1024, got "0"',
     ],
     [{ pipeline: '' }, 'Invalid setting --pipeline (MPD_PIPELINE): must be a file path, not empty, got ""'],
+    [
+      { failureMode: 'Sometimes' },
+      'Invalid setting --failure-mode (MPD_FAILURE_MODE): must be StopOnFirstFailure or WaitForAll, got "Sometimes"',
+    ],
+    [
+      { maxParallelism: '0' },
+      'Invalid setting --max-parallelism (MPD_MAX_PARALLELISM): must be an integer from 1 to 100000, got "0"',
+    ],
+    [
+      { categories: ' , ' },
+      'Invalid setting --categories (MPD_CATEGORIES): must be a comma-separated list of names, got " , "',
+    ],
     [
       { env: ['OK=1', '1BAD=x'] },
       'Invalid setting --env (MPD_ENV): must be NAME=VALUE or NAME, where NAME is letters, digits and _, got "1BAD=x"',

@@ -18,6 +18,16 @@ export interface OrchestratorCliConfig {
   environmentVariables: Record<string, string>;
   /** The working directory sent to every module; the worker's own when absent. */
   workdir: string | undefined;
+  /** Run only modules of these categories. */
+  categories: string[] | undefined;
+  /** Skip modules of these categories. */
+  ignoreCategories: string[] | undefined;
+  /** Overrides the pipeline's failure mode. */
+  failureMode: 'StopOnFirstFailure' | 'WaitForAll' | undefined;
+  /** Overrides the pipeline's max parallelism. */
+  maxParallelism: number | undefined;
+  /** How long a ready module waits for a worker that can run it, in ms. */
+  workerWaitMs: number;
   logLevel: LevelWithSilent;
 }
 
@@ -74,6 +84,36 @@ const SETTINGS = {
     default: undefined,
     help: "with --pipeline: the working directory of every module on its worker (default: the worker's current directory)",
   },
+  categories: {
+    flag: '--categories <list>',
+    env: 'MPD_CATEGORIES',
+    default: undefined,
+    help: 'with --pipeline: run only modules of these comma-separated categories (the others are Skipped)',
+  },
+  ignoreCategories: {
+    flag: '--ignore-categories <list>',
+    env: 'MPD_IGNORE_CATEGORIES',
+    default: undefined,
+    help: 'with --pipeline: skip modules of these comma-separated categories',
+  },
+  failureMode: {
+    flag: '--failure-mode <mode>',
+    env: 'MPD_FAILURE_MODE',
+    default: undefined,
+    help: "with --pipeline: StopOnFirstFailure (cancel running modules, run only always-run ones) or WaitForAll (default: the pipeline's, else StopOnFirstFailure)",
+  },
+  maxParallelism: {
+    flag: '--max-parallelism <n>',
+    env: 'MPD_MAX_PARALLELISM',
+    default: undefined,
+    help: "with --pipeline: at most this many modules at once across the cluster (default: the pipeline's, else the workers' slots)",
+  },
+  workerWait: {
+    flag: '--worker-wait <seconds>',
+    env: 'MPD_WORKER_WAIT',
+    default: '300',
+    help: 'with --pipeline: how long a ready module waits for a live worker that can run it before it fails',
+  },
   logLevel: {
     flag: '--log-level <level>',
     env: 'MPD_LOG_LEVEL',
@@ -110,6 +150,16 @@ const secondsText = z
   })
   .transform(Number);
 
+const nameList = z
+  .string()
+  .transform((text) =>
+    text
+      .split(',')
+      .map((part) => part.trim())
+      .filter(Boolean),
+  )
+  .refine((names) => names.length > 0, { message: 'must be a comma-separated list of names' });
+
 const rawSettingsSchema = z
   .object({
     port: integerText(0, 65_535),
@@ -130,6 +180,15 @@ const rawSettingsSchema = z
       )
       .optional(),
     workdir: z.string().min(1, 'must be a directory path, not empty').optional(),
+    categories: nameList.optional(),
+    ignoreCategories: nameList.optional(),
+    failureMode: z
+      .enum(['StopOnFirstFailure', 'WaitForAll'], {
+        errorMap: () => ({ message: 'must be StopOnFirstFailure or WaitForAll' }),
+      })
+      .optional(),
+    maxParallelism: integerText(1, 100_000).optional(),
+    workerWait: secondsText,
     logLevel: z.enum(LOG_LEVELS, { errorMap: () => ({ message: `must be one of ${LOG_LEVELS.join(', ')}` }) }),
   })
   .superRefine((settings, ctx) => {
@@ -175,6 +234,11 @@ export function parseSettings(raw: RawSettings, processEnv: NodeJS.ProcessEnv = 
     report: settings.report,
     environmentVariables: environmentOf(settings.env ?? [], processEnv),
     workdir: settings.workdir,
+    categories: settings.categories,
+    ignoreCategories: settings.ignoreCategories,
+    failureMode: settings.failureMode,
+    maxParallelism: settings.maxParallelism,
+    workerWaitMs: Math.round(settings.workerWait * 1000),
     logLevel: settings.logLevel,
   };
 }

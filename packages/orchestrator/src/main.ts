@@ -102,6 +102,13 @@ async function main(): Promise<number> {
         minWorkers: config.minWorkers,
         ...(config.report ? { reportFile: resolve(process.env.INIT_CWD ?? process.cwd(), config.report) } : {}),
         environmentVariables: config.environmentVariables,
+        runOptions: {
+          ...(config.categories ? { runOnlyCategories: config.categories } : {}),
+          ...(config.ignoreCategories ? { ignoreCategories: config.ignoreCategories } : {}),
+          ...(config.failureMode ? { failureMode: config.failureMode } : {}),
+          ...(config.maxParallelism ? { maxParallelism: config.maxParallelism } : {}),
+          noWorkerTimeoutMs: config.workerWaitMs,
+        },
         ...(config.workdir ? { workingDirectory: config.workdir } : {}),
         logger,
         signal: abort.signal,

@@ -3,9 +3,10 @@ import { dirname } from 'node:path';
 import type { Pipeline } from '@mpd/pipeline';
 import type { Logger } from 'pino';
 import type { NodeRegistry } from '../registry/node-registry.js';
-import { runPipeline } from './pipeline-runner.js';
+import { type RunPipelineOptions, runPipeline } from './pipeline-runner.js';
 import type { RunResult } from './run-result.js';
-import { formatEvent, formatSummary } from './summary.js';
+import { ProgressPrinter } from './progress.js';
+import { formatSummary } from './summary.js';
 
 /** What `mpd-orchestrator --pipeline FILE` hands to the runner. */
 export interface RunPipelineFromCliOptions {
@@ -20,6 +21,11 @@ export interface RunPipelineFromCliOptions {
   environmentVariables?: Record<string, string>;
   /** Sent to every module as `workingDirectory`; the worker's own applies when absent. */
   workingDirectory?: string;
+  /** Categories, failure mode, limits: passed on to {@link runPipeline}. */
+  runOptions?: Pick<
+    RunPipelineOptions,
+    'runOnlyCategories' | 'ignoreCategories' | 'failureMode' | 'maxParallelism' | 'noWorkerTimeoutMs'
+  >;
   /** Where to write the JSON run report. */
   reportFile?: string;
   /** Where progress lines and the summary go. @default process.stdout */
@@ -45,15 +51,18 @@ export async function runPipelineFromCli(
     print('[mpd] cancelled before the pipeline started');
     return { success: false };
   }
+  const progress = new ProgressPrinter({ out });
   const result = await runPipeline({
     pipeline,
     registry,
     logger: options.logger,
     signal,
+    ...options.runOptions,
     ...(options.environmentVariables ? { environmentVariables: options.environmentVariables } : {}),
     ...(options.workingDirectory ? { workingDirectory: options.workingDirectory } : {}),
-    onEvent: (event) => print(formatEvent(event)),
+    onEvent: (event) => progress.event(event),
   });
+  progress.stop();
   print('');
   print(formatSummary(result));
   if (options.reportFile) {
