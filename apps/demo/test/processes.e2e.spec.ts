@@ -89,6 +89,27 @@ describe('mpd-orchestrator --pipeline', () => {
   });
 });
 
+describe('crash-loop protection', () => {
+  it('a module that kills every worker it lands on fails after --max-lost-attempts, on different workers', async () => {
+    const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');
+    const pipeline = fixture('crash.pipeline.ts');
+    const orchestrator = await start(
+      'orchestrator',
+      orchestratorArgs('--pipeline', pipeline, '--min-workers', '2', '--max-lost-attempts', '1', '--report', report),
+    );
+    await start('worker', workerArgs(orchestrator.url, 'crash-1', '--pipeline', pipeline));
+    await start('worker', workerArgs(orchestrator.url, 'crash-2', '--pipeline', pipeline));
+    expect(await orchestrator.exited).toBe(1);
+    const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
+    const poison = result.modules.find((module) => module.name === 'poison')!;
+    expect(poison).toMatchObject({ status: 'Failed', error: { type: 'WorkerLost' } });
+    expect(poison.attempts.map((attempt) => attempt.outcome)).toEqual(['Lost', 'Lost']);
+    expect(new Set(poison.attempts.map((attempt) => attempt.workerId))).toEqual(new Set(['crash-1', 'crash-2']));
+    expect(poison.error!.message).toMatch(/was lost with its worker 2 times/);
+    expect(result.modules.find((module) => module.name === 'after')!.status).toBe('DependencyFailed');
+  });
+});
+
 describe('mpd-worker', () => {
   it('drains on SIGTERM: the running module finishes there, the rest runs elsewhere, the worker exits 0', async () => {
     const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');

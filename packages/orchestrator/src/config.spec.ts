@@ -13,6 +13,7 @@ describe('parseSettings', () => {
       minWorkers: 1,
       environmentVariables: {},
       workerWaitMs: 300_000,
+      maxLostAttempts: 3,
       logLevel: 'info',
     });
   });
@@ -67,6 +68,7 @@ describe('parseSettings', () => {
       workdir: '/srv/build',
       environmentVariables: {},
       workerWaitMs: 300_000,
+      maxLostAttempts: 3,
       port: 0,
       host: '127.0.0.1',
       heartbeatIntervalSeconds: 0.5,

@@ -28,6 +28,8 @@ export interface OrchestratorCliConfig {
   maxParallelism: number | undefined;
   /** How long a ready module waits for a worker that can run it, in ms. */
   workerWaitMs: number;
+  /** How many times a module lost with its worker is dispatched again. */
+  maxLostAttempts: number;
   logLevel: LevelWithSilent;
 }
 
@@ -114,6 +116,12 @@ const SETTINGS = {
     default: '300',
     help: 'with --pipeline: how long a ready module waits for a live worker that can run it before it fails',
   },
+  maxLostAttempts: {
+    flag: '--max-lost-attempts <n>',
+    env: 'MPD_MAX_LOST_ATTEMPTS',
+    default: '3',
+    help: 'with --pipeline: how many times a module whose worker was lost is dispatched again; a module that kills every worker it lands on fails after that',
+  },
   logLevel: {
     flag: '--log-level <level>',
     env: 'MPD_LOG_LEVEL',
@@ -189,6 +197,7 @@ const rawSettingsSchema = z
       .optional(),
     maxParallelism: integerText(1, 100_000).optional(),
     workerWait: secondsText,
+    maxLostAttempts: integerText(0, 100),
     logLevel: z.enum(LOG_LEVELS, { errorMap: () => ({ message: `must be one of ${LOG_LEVELS.join(', ')}` }) }),
   })
   .superRefine((settings, ctx) => {
@@ -239,6 +248,7 @@ export function parseSettings(raw: RawSettings, processEnv: NodeJS.ProcessEnv = 
     failureMode: settings.failureMode,
     maxParallelism: settings.maxParallelism,
     workerWaitMs: Math.round(settings.workerWait * 1000),
+    maxLostAttempts: settings.maxLostAttempts,
     logLevel: settings.logLevel,
   };
 }

@@ -108,6 +108,7 @@ async function main(): Promise<number> {
           ...(config.failureMode ? { failureMode: config.failureMode } : {}),
           ...(config.maxParallelism ? { maxParallelism: config.maxParallelism } : {}),
           noWorkerTimeoutMs: config.workerWaitMs,
+          maxLostAttempts: config.maxLostAttempts,
         },
         ...(config.workdir ? { workingDirectory: config.workdir } : {}),
         logger,

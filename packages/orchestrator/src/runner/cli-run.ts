@@ -24,7 +24,12 @@ export interface RunPipelineFromCliOptions {
   /** Categories, failure mode, limits: passed on to {@link runPipeline}. */
   runOptions?: Pick<
     RunPipelineOptions,
-    'runOnlyCategories' | 'ignoreCategories' | 'failureMode' | 'maxParallelism' | 'noWorkerTimeoutMs'
+    | 'runOnlyCategories'
+    | 'ignoreCategories'
+    | 'failureMode'
+    | 'maxParallelism'
+    | 'noWorkerTimeoutMs'
+    | 'maxLostAttempts'
   >;
   /** Where to write the JSON run report. */
   reportFile?: string;
