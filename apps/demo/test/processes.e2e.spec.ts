@@ -89,6 +89,30 @@ describe('mpd-orchestrator --pipeline', () => {
   });
 });
 
+describe('timeouts', () => {
+  it('the orchestrator enforces a module timeout (plus its margin) when the worker cannot answer', async () => {
+    const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');
+    const pipeline = fixture('hang.pipeline.ts');
+    const orchestrator = await start('orchestrator', [
+      ...orchestratorArgs('--pipeline', pipeline, '--report', report, '--timeout-margin', '0.3'),
+      '--heartbeat-timeout',
+      '60',
+    ]);
+    const worker = await start('worker', workerArgs(orchestrator.url, 'frozen', '--pipeline', pipeline));
+    await eventually(() => /hang started/.test(worker.output()), 15_000, 'the module to start');
+    worker.child.kill('SIGSTOP'); // frozen: the worker's own timeout cannot answer
+    try {
+      expect(await orchestrator.exited).toBe(1);
+    } finally {
+      worker.child.kill('SIGCONT');
+    }
+    const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
+    const hang = result.modules[0]!;
+    expect(hang).toMatchObject({ status: 'TimedOut', error: { type: 'OrchestratorTimeout' } });
+    expect(hang.attempts.map((attempt) => attempt.outcome)).toEqual(['TimedOut']);
+  });
+});
+
 describe('crash-loop protection', () => {
   it('a module that kills every worker it lands on fails after --max-lost-attempts, on different workers', async () => {
     const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');

@@ -14,6 +14,7 @@ describe('parseSettings', () => {
       environmentVariables: {},
       workerWaitMs: 300_000,
       maxLostAttempts: 3,
+      timeoutMarginMs: 60_000,
       logLevel: 'info',
     });
   });
@@ -69,6 +70,7 @@ describe('parseSettings', () => {
       environmentVariables: {},
       workerWaitMs: 300_000,
       maxLostAttempts: 3,
+      timeoutMarginMs: 60_000,
       port: 0,
       host: '127.0.0.1',
       heartbeatIntervalSeconds: 0.5,

@@ -30,6 +30,8 @@ export interface OrchestratorCliConfig {
   workerWaitMs: number;
   /** How many times a module lost with its worker is dispatched again. */
   maxLostAttempts: number;
+  /** How long past a module's timeout the orchestrator waits for the worker's answer, in ms. */
+  timeoutMarginMs: number;
   logLevel: LevelWithSilent;
 }
 
@@ -122,6 +124,12 @@ const SETTINGS = {
     default: '3',
     help: 'with --pipeline: how many times a module whose worker was lost is dispatched again; a module that kills every worker it lands on fails after that',
   },
+  timeoutMargin: {
+    flag: '--timeout-margin <seconds>',
+    env: 'MPD_TIMEOUT_MARGIN',
+    default: '60',
+    help: "with --pipeline: how long past a module's timeout to wait for its worker's answer before declaring it TimedOut",
+  },
   logLevel: {
     flag: '--log-level <level>',
     env: 'MPD_LOG_LEVEL',
@@ -198,6 +206,7 @@ const rawSettingsSchema = z
     maxParallelism: integerText(1, 100_000).optional(),
     workerWait: secondsText,
     maxLostAttempts: integerText(0, 100),
+    timeoutMargin: secondsText,
     logLevel: z.enum(LOG_LEVELS, { errorMap: () => ({ message: `must be one of ${LOG_LEVELS.join(', ')}` }) }),
   })
   .superRefine((settings, ctx) => {
@@ -249,6 +258,7 @@ export function parseSettings(raw: RawSettings, processEnv: NodeJS.ProcessEnv = 
     maxParallelism: settings.maxParallelism,
     workerWaitMs: Math.round(settings.workerWait * 1000),
     maxLostAttempts: settings.maxLostAttempts,
+    timeoutMarginMs: Math.round(settings.timeoutMargin * 1000),
     logLevel: settings.logLevel,
   };
 }

@@ -109,6 +109,7 @@ async function main(): Promise<number> {
           ...(config.maxParallelism ? { maxParallelism: config.maxParallelism } : {}),
           noWorkerTimeoutMs: config.workerWaitMs,
           maxLostAttempts: config.maxLostAttempts,
+          timeoutMarginMs: config.timeoutMarginMs,
         },
         ...(config.workdir ? { workingDirectory: config.workdir } : {}),
         logger,

@@ -30,6 +30,7 @@ export interface RunPipelineFromCliOptions {
     | 'maxParallelism'
     | 'noWorkerTimeoutMs'
     | 'maxLostAttempts'
+    | 'timeoutMarginMs'
   >;
   /** Where to write the JSON run report. */
   reportFile?: string;

@@ -55,7 +55,14 @@ export interface RunPipelineOptions {
    * @default 1_000
    */
   rescheduleIntervalMs?: number;
-  /** @default createWorkerClient({ baseUrl: endpoint }) */
+  /**
+   * How long after a module's timeout the orchestrator stops waiting for its worker's answer,
+   * declares it `TimedOut` and cancels it there (the worker enforces the timeout itself; this
+   * covers a worker that cannot answer).
+   * @default 60_000
+   */
+  timeoutMarginMs?: number;
+  /** @default createWorkerClient({ baseUrl: endpoint, executeMarginMs: timeoutMarginMs }) */
   createClient?: (endpoint: string) => WorkerClient;
 }
 
@@ -762,7 +769,9 @@ class PipelineRun {
   private clientFor(endpoint: string): WorkerClient {
     let client = this.clients.get(endpoint);
     if (!client) {
-      client = this.options.createClient?.(endpoint) ?? createWorkerClient({ baseUrl: endpoint });
+      client =
+        this.options.createClient?.(endpoint) ??
+        createWorkerClient({ baseUrl: endpoint, executeMarginMs: this.options.timeoutMarginMs ?? 60_000 });
       this.clients.set(endpoint, client);
     }
     return client;
