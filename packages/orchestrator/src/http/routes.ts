@@ -4,6 +4,12 @@ import type { NodeRegistry } from '../registry/node-registry.js';
 
 const s = initServer();
 
+const workerNotFound = (workerId: string) =>
+  ({
+    status: 404,
+    body: { success: false, code: 'WorkerNotFound', errorMessage: `Worker '${workerId}' is not registered` },
+  }) as const;
+
 /** ts-rest's implementation type of the orchestrator contract (not exported by `@ts-rest/express`). */
 export type OrchestratorRoutes = Parameters<typeof createExpressEndpoints<OrchestratorContract>>[1];
 
@@ -32,28 +38,14 @@ export function createRoutes(registry: NodeRegistry, heartbeatIntervalSeconds: n
       list: async () => ({ status: 200, body: registry.list() }),
       drain: async ({ params }) => {
         if (!registry.drain(params.workerId)) {
-          return {
-            status: 404,
-            body: {
-              success: false,
-              code: 'WorkerNotFound',
-              errorMessage: `Worker '${params.workerId}' is not registered`,
-            },
-          };
+          return workerNotFound(params.workerId);
         }
         const node = registry.get(params.workerId)!;
         return { status: 200, body: { success: true, workerId: node.id, status: node.status } };
       },
       unregister: async ({ params }) => {
         if (!registry.unregister(params.workerId)) {
-          return {
-            status: 404,
-            body: {
-              success: false,
-              code: 'WorkerNotFound',
-              errorMessage: `Worker '${params.workerId}' is not registered`,
-            },
-          };
+          return workerNotFound(params.workerId);
         }
         return { status: 200, body: { success: true } };
       },
