@@ -127,7 +127,13 @@ describe('the spec curl examples against the real CLIs', () => {
   it('examples/worker-registration.json is the spec example: register answers 200', async () => {
     const { status, body } = await curl(SPEC.register);
     expect(status).toBe(200);
-    expect(body).toEqual({ success: true, workerId: 'worker-machine1-abc123', heartbeatIntervalSeconds: 30 });
+    // The spec's answer, plus the worker's credential (an mpd addition).
+    expect(body).toEqual({
+      success: true,
+      workerId: 'worker-machine1-abc123',
+      heartbeatIntervalSeconds: 30,
+      credential: expect.stringMatching(/^mpdw_[\w-]{43}$/),
+    });
   });
 
   it('heartbeat of the unknown worker-123 answers 404, telling it to register again', async () => {

@@ -43,6 +43,12 @@ export const errorCodeSchema = z.enum([
   'WorkerDraining',
   'RouteNotFound',
   'InternalError',
+  'Unauthorized',
+  'Forbidden',
+  'WorkerIdTaken',
+  'RateLimited',
+  'UnsupportedMediaType',
+  'EndpointNotAllowed',
 ]);
 export type ErrorCode = z.infer<typeof errorCodeSchema>;
 
@@ -58,9 +64,15 @@ export const errorBodySchema = z.object({
 });
 export type ErrorBody = z.infer<typeof errorBodySchema>;
 
-/** Responses every route may give: a malformed request, a body over the size limit, an unexpected failure. */
+/**
+ * Responses every route may give: a malformed request, a missing or wrong token, a body over
+ * the size limit, a body that is not JSON, too many requests, an unexpected failure.
+ */
 export const commonResponses = {
   400: errorBodySchema,
+  401: errorBodySchema,
   413: errorBodySchema,
+  415: errorBodySchema,
+  429: errorBodySchema,
   500: errorBodySchema,
 } as const;

@@ -28,6 +28,7 @@ export {
 } from './common.schema.js';
 export type { ErrorBody, ErrorCode, FieldIssue } from './common.schema.js';
 export {
+  credentialSchema,
   drainWorkerResponseSchema,
   heartbeatRequestSchema,
   heartbeatResponseSchema,

@@ -28,8 +28,10 @@ describe('OpenAPI documents', () => {
     expect(Object.keys(worker.paths['/api/execution/execute']!.post!.responses).sort()).toEqual([
       '200',
       '400',
+      '401',
       '404',
       '413',
+      '415',
       '429',
       '500',
       '503',

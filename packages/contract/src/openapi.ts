@@ -6,6 +6,17 @@ type OpenApiDocument = ReturnType<typeof generateOpenApi>;
 
 const VERSION = '0.1.0';
 
+/** Bearer tokens: every route but `GET /api/health` takes one when the server has tokens configured. */
+const security = {
+  components: { securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer' } } },
+} as const;
+
+const options = {
+  setOperationId: 'concatenated-path',
+  operationMapper: <T extends object>(operation: T, route: { path: string }): T =>
+    route.path === '/api/health' ? operation : { ...operation, security: [{ bearerAuth: [] }] },
+} as const;
+
 /** The orchestrator API as an OpenAPI 3 document (served at `GET /api/openapi.json`). */
 export function orchestratorOpenApi(): OpenApiDocument {
   return generateOpenApi(
@@ -30,9 +41,11 @@ export function workerOpenApi(): OpenApiDocument {
       info: {
         title: 'mpd worker API',
         version: VERSION,
-        description: 'The orchestrator sends modules to a worker to execute, and may cancel them.',
+        description:
+          'The orchestrator sends modules to a worker to execute, and may cancel them, with the worker credential as bearer token.',
       },
+      ...security,
     },
-    { setOperationId: 'concatenated-path' },
+    options,
   );
 }

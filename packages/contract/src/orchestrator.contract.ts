@@ -21,20 +21,26 @@ export const workersContract = c.router({
     path: '/api/workers/register',
     summary: 'Register a worker (idempotent for the same id)',
     body: registerWorkerRequestSchema,
-    responses: { 200: registerWorkerResponseSchema },
+    responses: {
+      200: registerWorkerResponseSchema,
+      /** A valid token that is not the join token (a worker credential, say). */
+      403: errorBodySchema,
+      /** The id is held by a live worker with another credential. */
+      409: errorBodySchema,
+    },
   },
   heartbeat: {
     method: 'POST',
     path: '/api/workers/heartbeat',
     summary: "Report a worker's liveness and load; 404 tells an unknown worker to register again",
     body: heartbeatRequestSchema,
-    responses: { 200: heartbeatResponseSchema, 404: errorBodySchema },
+    responses: { 200: heartbeatResponseSchema, 403: errorBodySchema, 404: errorBodySchema },
   },
   list: {
     method: 'GET',
     path: '/api/workers',
     summary: 'List registered workers with their status',
-    responses: { 200: workerListSchema },
+    responses: { 200: workerListSchema, 403: errorBodySchema },
   },
   drain: {
     method: 'POST',
@@ -43,7 +49,7 @@ export const workersContract = c.router({
       'Drain a worker: it gets no new modules, finishes what it runs, then unregisters and exits (its heartbeat answers say shouldDrain: true)',
     pathParams: z.object({ workerId: identifierSchema }),
     body: c.noBody(),
-    responses: { 200: drainWorkerResponseSchema, 404: errorBodySchema },
+    responses: { 200: drainWorkerResponseSchema, 403: errorBodySchema, 404: errorBodySchema },
   },
   unregister: {
     method: 'DELETE',
@@ -51,7 +57,7 @@ export const workersContract = c.router({
     summary: 'Unregister a worker',
     pathParams: z.object({ workerId: identifierSchema }),
     body: c.noBody(),
-    responses: { 200: unregisterWorkerResponseSchema, 404: errorBodySchema },
+    responses: { 200: unregisterWorkerResponseSchema, 403: errorBodySchema, 404: errorBodySchema },
   },
 });
 

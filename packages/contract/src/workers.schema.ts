@@ -52,9 +52,17 @@ export const workerNodeRegistrationSchema = workerNodeSchema.extend({
 });
 export type WorkerNodeRegistration = z.infer<typeof workerNodeRegistrationSchema>;
 
+/** A per-worker secret the orchestrator issues at registration (an mpd addition to the spec). */
+export const credentialSchema = z.string().min(16).max(256);
+
 export const registerWorkerRequestSchema = z.object({
   workerNode: workerNodeRegistrationSchema,
   timestamp: isoDateTimeSchema.optional(),
+  /**
+   * The credential this worker got at an earlier registration, if any: it proves the worker is
+   * the one that holds this id, so it may register again while it still counts as live.
+   */
+  credential: credentialSchema.optional(),
 });
 export type RegisterWorkerRequest = z.infer<typeof registerWorkerRequestSchema>;
 
@@ -62,6 +70,12 @@ export const registerWorkerResponseSchema = z.object({
   success: z.literal(true),
   workerId: identifierSchema,
   heartbeatIntervalSeconds: z.number().positive(),
+  /**
+   * The worker's credential (an mpd addition): the worker sends it as a bearer token on its
+   * heartbeat, unregister and drain calls; the orchestrator sends it on every execute and cancel
+   * call to this worker, and the worker accepts those calls from nobody else.
+   */
+  credential: credentialSchema.optional(),
 });
 export type RegisterWorkerResponse = z.infer<typeof registerWorkerResponseSchema>;
 

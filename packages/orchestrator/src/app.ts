@@ -1,10 +1,19 @@
 import { orchestratorContract, orchestratorOpenApi } from '@mpd/contract';
-import { finalErrorHandler, handleRequestValidationError, openApiRoute, routeNotFound } from '@mpd/contract/server';
+import {
+  finalErrorHandler,
+  handleRequestValidationError,
+  openApiRoute,
+  requireJsonBody,
+  routeNotFound,
+} from '@mpd/contract/server';
+import cors from 'cors';
+import helmet from 'helmet';
 import { createExpressEndpoints } from '@ts-rest/express';
 import express from 'express';
 import type { Logger } from 'pino';
+import { authFailureLimiter, heartbeatLimiter, registerLimiter } from './http/rate-limits.js';
 import { createRoutes } from './http/routes.js';
-import { type OrchestratorOptions, resolveOrchestratorOptions } from './orchestrator-options.js';
+import { type OrchestratorSettings, resolveOrchestratorOptions } from './orchestrator-options.js';
 import type { NodeRegistry } from './registry/node-registry.js';
 
 /** The largest JSON body the orchestrator accepts (registrations and heartbeats are small). */
@@ -15,7 +24,7 @@ export interface AppDependencies {
   /** The workers the API registers, lists and removes. */
   registry: NodeRegistry;
   /** Settings; see {@link OrchestratorOptions} for the defaults. */
-  options?: Partial<OrchestratorOptions>;
+  options?: OrchestratorSettings;
   /** Overrides `options.logger`. */
   logger?: Logger;
 }
@@ -42,11 +51,17 @@ export function createApp(deps: AppDependencies): express.Express {
     });
     next();
   });
+  app.use(helmet());
+  if (options.corsOrigins && options.corsOrigins.length > 0) app.use(cors({ origin: [...options.corsOrigins] }));
+  app.use(authFailureLimiter(options.rateLimits.authFailuresPerMinute));
+  app.use(requireJsonBody);
   app.use(express.json({ limit: BODY_LIMIT }));
 
   app.get('/api/openapi.json', openApiRoute(orchestratorOpenApi));
+  app.post('/api/workers/register', registerLimiter(options.rateLimits.registerPerMinute));
+  app.post('/api/workers/heartbeat', heartbeatLimiter(options.rateLimits.heartbeatPerMinute));
 
-  createExpressEndpoints(orchestratorContract, createRoutes(deps.registry, options.heartbeatIntervalSeconds), app, {
+  createExpressEndpoints(orchestratorContract, createRoutes(deps.registry, options), app, {
     logInitialization: false,
     responseValidation: options.validateResponses,
     requestValidationErrorHandler: (error, _req, res) => handleRequestValidationError(error, res),

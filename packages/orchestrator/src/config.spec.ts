@@ -15,6 +15,7 @@ describe('parseSettings', () => {
       workerWaitMs: 300_000,
       maxLostAttempts: 3,
       timeoutMarginMs: 60_000,
+      rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
       logLevel: 'info',
     });
   });
@@ -71,6 +72,7 @@ describe('parseSettings', () => {
       workerWaitMs: 300_000,
       maxLostAttempts: 3,
       timeoutMarginMs: 60_000,
+      rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
       port: 0,
       host: '127.0.0.1',
       heartbeatIntervalSeconds: 0.5,

@@ -32,6 +32,11 @@ export interface OrchestratorCliConfig {
   maxLostAttempts: number;
   /** How long past a module's timeout the orchestrator waits for the worker's answer, in ms. */
   timeoutMarginMs: number;
+  joinToken: string | undefined;
+  adminToken: string | undefined;
+  allowedWorkerHosts: string[] | undefined;
+  corsOrigins: string[] | undefined;
+  rateLimits: { registerPerMinute: number; heartbeatPerMinute: number; authFailuresPerMinute: number };
   logLevel: LevelWithSilent;
 }
 
@@ -130,6 +135,48 @@ const SETTINGS = {
     default: '60',
     help: "with --pipeline: how long past a module's timeout to wait for its worker's answer before declaring it TimedOut",
   },
+  joinToken: {
+    flag: '--join-token <token>',
+    env: 'MPD_JOIN_TOKEN',
+    default: undefined,
+    help: 'cluster join token workers register with; each then gets its own credential (prefer the environment variable: flags show in ps)',
+  },
+  adminToken: {
+    flag: '--admin-token <token>',
+    env: 'MPD_ADMIN_TOKEN',
+    default: undefined,
+    help: 'admin token for listing workers and unregistering or draining any worker',
+  },
+  allowedWorkerHosts: {
+    flag: '--allowed-worker-hosts <list>',
+    env: 'MPD_ALLOWED_WORKER_HOSTS',
+    default: undefined,
+    help: 'comma-separated hosts (or *.domain patterns) worker endpoints may name (default: any)',
+  },
+  corsOrigins: {
+    flag: '--cors-origins <list>',
+    env: 'MPD_CORS_ORIGINS',
+    default: undefined,
+    help: 'comma-separated origins allowed to call the API from a browser (default: none, CORS off)',
+  },
+  registerLimit: {
+    flag: '--register-limit <n>',
+    env: 'MPD_REGISTER_LIMIT',
+    default: '10000',
+    help: 'registrations per client address per minute',
+  },
+  heartbeatLimit: {
+    flag: '--heartbeat-limit <n>',
+    env: 'MPD_HEARTBEAT_LIMIT',
+    default: '600',
+    help: 'heartbeats per worker per minute',
+  },
+  authFailureLimit: {
+    flag: '--auth-failure-limit <n>',
+    env: 'MPD_AUTH_FAILURE_LIMIT',
+    default: '100',
+    help: 'failed authentications per client address per minute before it gets 429',
+  },
   logLevel: {
     flag: '--log-level <level>',
     env: 'MPD_LOG_LEVEL',
@@ -176,6 +223,8 @@ const nameList = z
   )
   .refine((names) => names.length > 0, { message: 'must be a comma-separated list of names' });
 
+const tokenText = z.string().regex(/^[\x21-\x7e]{16,256}$/, 'must be 16 to 256 printable characters without spaces');
+
 const rawSettingsSchema = z
   .object({
     port: integerText(0, 65_535),
@@ -207,6 +256,13 @@ const rawSettingsSchema = z
     workerWait: secondsText,
     maxLostAttempts: integerText(0, 100),
     timeoutMargin: secondsText,
+    joinToken: tokenText.optional(),
+    adminToken: tokenText.optional(),
+    allowedWorkerHosts: nameList.optional(),
+    corsOrigins: nameList.optional(),
+    registerLimit: integerText(1, 10_000_000),
+    heartbeatLimit: integerText(1, 10_000_000),
+    authFailureLimit: integerText(1, 10_000_000),
     logLevel: z.enum(LOG_LEVELS, { errorMap: () => ({ message: `must be one of ${LOG_LEVELS.join(', ')}` }) }),
   })
   .superRefine((settings, ctx) => {
@@ -237,7 +293,11 @@ export function parseSettings(raw: RawSettings, processEnv: NodeJS.ProcessEnv = 
     throw new OrchestratorConfigError(
       'InvalidSetting',
       name,
-      `Invalid setting ${name}: ${issue.message}, got ${JSON.stringify(value ?? '')}`,
+      `Invalid setting ${name}: ${issue.message}, got ${
+        key === 'joinToken' || key === 'adminToken'
+          ? `a value of ${String(value ?? '').length} characters`
+          : JSON.stringify(value ?? '')
+      }`,
       { cause: result.error },
     );
   }
@@ -259,6 +319,15 @@ export function parseSettings(raw: RawSettings, processEnv: NodeJS.ProcessEnv = 
     workerWaitMs: Math.round(settings.workerWait * 1000),
     maxLostAttempts: settings.maxLostAttempts,
     timeoutMarginMs: Math.round(settings.timeoutMargin * 1000),
+    joinToken: settings.joinToken,
+    adminToken: settings.adminToken,
+    allowedWorkerHosts: settings.allowedWorkerHosts,
+    corsOrigins: settings.corsOrigins,
+    rateLimits: {
+      registerPerMinute: settings.registerLimit,
+      heartbeatPerMinute: settings.heartbeatLimit,
+      authFailuresPerMinute: settings.authFailureLimit,
+    },
     logLevel: settings.logLevel,
   };
 }

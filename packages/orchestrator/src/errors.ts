@@ -38,3 +38,20 @@ export class OrchestratorStartError extends Error {
     super(message, options);
   }
 }
+
+/** Why the registry refused a registration. */
+export type RegistrationErrorCode =
+  /** The id is held by a live worker with another credential. */
+  'WorkerIdTaken';
+
+/** A registration the registry refused; the message says why. */
+export class RegistrationError extends Error {
+  override readonly name = 'RegistrationError';
+  constructor(
+    readonly code: RegistrationErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

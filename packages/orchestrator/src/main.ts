@@ -69,6 +69,11 @@ async function main(): Promise<number> {
       host: config.host,
       heartbeatIntervalSeconds: config.heartbeatIntervalSeconds,
       heartbeatTimeoutMs: config.heartbeatTimeoutMs,
+      joinToken: config.joinToken,
+      adminToken: config.adminToken,
+      allowedWorkerHosts: config.allowedWorkerHosts,
+      corsOrigins: config.corsOrigins,
+      rateLimits: config.rateLimits,
       logger,
     });
   } catch (error) {

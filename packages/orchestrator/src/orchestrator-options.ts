@@ -26,6 +26,38 @@ export interface OrchestratorOptions {
    * @default a silent pino logger
    */
   logger: Logger;
+  /**
+   * The cluster join token workers register with (bearer token). When set, registration needs
+   * it, each worker gets a credential it must use for its own heartbeats, unregister and drain,
+   * and a live worker's id cannot be taken over. Unset: workers register without a token.
+   */
+  joinToken?: string | undefined;
+  /** The admin token for listing workers and operating on any worker (bearer token). Unset: those routes are open. */
+  adminToken?: string | undefined;
+  /** Rate limits; see {@link RateLimitOptions}. */
+  rateLimits: RateLimitOptions;
+  /**
+   * Hosts a worker's `endpoint` may name (`worker1`, `10.0.0.7`, or `*.ci.internal`). Unset: any.
+   * The orchestrator calls registered endpoints, so a list keeps it from being pointed elsewhere.
+   */
+  allowedWorkerHosts?: readonly string[] | undefined;
+  /** Origins allowed to call the API from a browser (CORS). Unset: no CORS headers. */
+  corsOrigins?: readonly string[] | undefined;
+}
+
+/** What callers give: any of {@link OrchestratorOptions}, each rate limit on its own. */
+export type OrchestratorSettings = Omit<Partial<OrchestratorOptions>, 'rateLimits'> & {
+  rateLimits?: Partial<RateLimitOptions>;
+};
+
+/** Requests allowed per minute; excess gets 429 with `Retry-After`. Generous defaults: a 1,000-worker cluster is not throttled. */
+export interface RateLimitOptions {
+  /** Registrations per client address. @default 10_000 */
+  registerPerMinute: number;
+  /** Heartbeats per worker id. @default 600 */
+  heartbeatPerMinute: number;
+  /** Failed authentications (401/403) per client address before every request from it gets 429. @default 100 */
+  authFailuresPerMinute: number;
 }
 
 /** The defaults of {@link OrchestratorOptions} (the logger is made on demand). */
@@ -33,14 +65,17 @@ export const DEFAULT_ORCHESTRATOR_OPTIONS = {
   heartbeatIntervalSeconds: 30,
   heartbeatTimeoutMs: 120_000,
   validateResponses: false,
+  rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
 } as const satisfies Omit<OrchestratorOptions, 'logger'>;
 
 /**
  * Fills in defaults and checks the numbers.
  * @throws OrchestratorConfigError (code `InvalidSetting`) naming the option at fault.
  */
-export function resolveOrchestratorOptions(options: Partial<OrchestratorOptions> = {}): OrchestratorOptions {
+export function resolveOrchestratorOptions(options: OrchestratorSettings = {}): OrchestratorOptions {
   const resolved: OrchestratorOptions = {
+    ...options,
+    rateLimits: { ...DEFAULT_ORCHESTRATOR_OPTIONS.rateLimits, ...options.rateLimits },
     heartbeatIntervalSeconds: options.heartbeatIntervalSeconds ?? DEFAULT_ORCHESTRATOR_OPTIONS.heartbeatIntervalSeconds,
     heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? DEFAULT_ORCHESTRATOR_OPTIONS.heartbeatTimeoutMs,
     validateResponses: options.validateResponses ?? DEFAULT_ORCHESTRATOR_OPTIONS.validateResponses,
@@ -48,6 +83,17 @@ export function resolveOrchestratorOptions(options: Partial<OrchestratorOptions>
   };
   requirePositive('heartbeatIntervalSeconds', resolved.heartbeatIntervalSeconds);
   requirePositive('heartbeatTimeoutMs', resolved.heartbeatTimeoutMs);
+  for (const [name, value] of Object.entries(resolved.rateLimits)) requirePositive(`rateLimits.${name}`, value);
+  for (const name of ['joinToken', 'adminToken'] as const) {
+    const token = resolved[name];
+    if (token !== undefined && token.length < 16) {
+      throw new OrchestratorConfigError(
+        'InvalidSetting',
+        name,
+        `Invalid setting ${name}: must be at least 16 characters`,
+      );
+    }
+  }
   return resolved;
 }
 

@@ -2,11 +2,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app.js';
 import { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
-import { type OrchestratorOptions, resolveOrchestratorOptions } from './orchestrator-options.js';
+import { type OrchestratorSettings, resolveOrchestratorOptions } from './orchestrator-options.js';
 import { InMemoryNodeRegistry, type NodeRegistry } from './registry/node-registry.js';
 
 /** Options of {@link startOrchestrator}. */
-export interface StartOrchestratorOptions extends Partial<OrchestratorOptions> {
+export type StartOrchestratorOptions = OrchestratorSettings & {
   /**
    * The port to listen on; 0 picks a free one (read it from the result's `url`/`port`).
    * @default 8080
@@ -32,7 +32,7 @@ export interface StartOrchestratorOptions extends Partial<OrchestratorOptions> {
    * @default 5000
    */
   closeGraceMs?: number;
-}
+};
 
 /** A listening orchestrator. */
 export interface RunningOrchestrator {

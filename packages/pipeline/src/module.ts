@@ -130,7 +130,7 @@ export interface ModuleOptions<Name extends string, Deps extends readonly Depend
    * @default 1_800_000 (30 minutes)
    */
   timeoutMs?: number;
-  /** Human description shown in summaries. */
+  /** What the module does, for people reading the pipeline. */
   description?: string;
   /** The work. Its result must be JSON-serialisable: it travels to dependants on other machines. */
   run(ctx: ModuleContext<Deps, Params>): Promise<R> | R;

@@ -1,14 +1,19 @@
 import { workerContract, workerOpenApi } from '@mpd/contract';
 import {
+  bearerToken,
   errorBody,
   finalErrorHandler,
   handleRequestValidationError,
   openApiRoute,
+  requireJsonBody,
   routeNotFound,
+  safeEqual,
+  unauthorized,
 } from '@mpd/contract/server';
+import helmet from 'helmet';
 import type { JsonValue } from '@mpd/pipeline';
 import { initServer, createExpressEndpoints } from '@ts-rest/express';
-import express, { type Application } from 'express';
+import express, { type Application, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { ModuleExecutor } from './executor/module-executor.js';
 
@@ -25,16 +30,38 @@ export interface WorkerAppDeps {
    * @default false
    */
   validateResponses?: boolean;
+  /**
+   * The bearer tokens execute and cancel calls must carry (the worker's credential, a configured
+   * token). None: the calls are open (a worker that never registered, on a trusted network).
+   * @default () => []
+   */
+  acceptedTokens?: () => readonly string[];
 }
 
 /** The worker's express app, with every route of `workerContract`. Does not listen. */
 export function createApp(deps: WorkerAppDeps): Application {
   const { executor, logger } = deps;
   const s = initServer();
+  const acceptedTokens = deps.acceptedTokens ?? (() => []);
+  /** 401 unless the call carries an accepted token (compared in constant time). */
+  const authenticate = (req: Request, res: Response) => {
+    const accepted = acceptedTokens();
+    if (accepted.length === 0) return undefined;
+    const token = bearerToken(req);
+    if (token !== undefined && accepted.some((candidate) => safeEqual(token, candidate))) return undefined;
+    return unauthorized(
+      res,
+      token === undefined
+        ? 'execute and cancel take the bearer token the orchestrator got for this worker'
+        : 'the bearer token is not valid for this worker',
+    );
+  };
 
   const router = s.router(workerContract, {
     execution: {
-      execute: async ({ body, res }) => {
+      execute: async ({ body, req, res }) => {
+        const denied = authenticate(req, res);
+        if (denied) return denied;
         let params: JsonValue | undefined;
         if (body.serializedModule.trim() !== '') {
           try {
@@ -80,10 +107,13 @@ export function createApp(deps: WorkerAppDeps): Application {
             return { status: 404, body: errorBody('ModuleNotFound', decision.message) };
         }
       },
-      cancel: async ({ body }) =>
-        executor.cancel(body.executionId, body.reason)
+      cancel: async ({ body, req, res }) => {
+        const denied = authenticate(req, res);
+        if (denied) return denied;
+        return executor.cancel(body.executionId, body.reason)
           ? { status: 200, body: { success: true } }
-          : { status: 404, body: errorBody('ExecutionNotFound', 'Execution not found') },
+          : { status: 404, body: errorBody('ExecutionNotFound', 'Execution not found') };
+      },
     },
     health: {
       get: async () => ({
@@ -101,6 +131,8 @@ export function createApp(deps: WorkerAppDeps): Application {
   const app = express();
   app.disable('x-powered-by');
   const bodyLimit = deps.bodyLimit ?? '100mb';
+  app.use(helmet());
+  app.use(requireJsonBody);
   app.use(express.json({ limit: bodyLimit }));
   app.get('/api/openapi.json', openApiRoute(workerOpenApi));
   createExpressEndpoints(workerContract, router, app, {

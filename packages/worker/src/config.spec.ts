@@ -221,6 +221,8 @@ describe('workerCommand + parseWorkerConfig', () => {
       ['--tools', 'MPD_TOOLS'],
       ['--max-parallel', 'MPD_MAX_PARALLEL'],
       ['--pipeline', 'MPD_PIPELINE'],
+      ['--join-token', 'MPD_JOIN_TOKEN'],
+      ['--token', 'MPD_WORKER_TOKEN'],
       ['--log-level', 'MPD_LOG_LEVEL'],
     ]);
   });

@@ -39,6 +39,10 @@ const url = z
   .url('must be a URL such as http://127.0.0.1:8080')
   .refine((value) => /^https?:\/\//i.test(value), 'must be an http:// or https:// URL');
 
+const token = z.string().regex(/^[\x21-\x7e]{16,256}$/, 'must be 16 to 256 printable characters without spaces');
+/** Settings whose values are secrets: never echoed in messages. */
+const SECRET_SETTINGS = new Set(['joinToken', 'token']);
+
 const settings = {
   port: { flag: '--port', env: 'MPD_PORT', schema: integer(0, 65535) },
   host: { flag: '--host', env: 'MPD_HOST', schema: z.string().trim().min(1, 'must not be empty') },
@@ -53,6 +57,8 @@ const settings = {
   tools: { flag: '--tools', env: 'MPD_TOOLS', schema: list },
   maxParallel: { flag: '--max-parallel', env: 'MPD_MAX_PARALLEL', schema: integer(1, 1024) },
   pipeline: { flag: '--pipeline', env: 'MPD_PIPELINE', schema: z.string().trim().min(1, 'must be a file path') },
+  joinToken: { flag: '--join-token', env: 'MPD_JOIN_TOKEN', schema: token },
+  token: { flag: '--token', env: 'MPD_WORKER_TOKEN', schema: token },
   logLevel: {
     flag: '--log-level',
     env: 'MPD_LOG_LEVEL',
@@ -88,6 +94,20 @@ export function workerCommand(): Command {
     .addOption(option('tools', 'list', 'comma-separated tools advertised (default: known tools found on PATH)'))
     .addOption(option('maxParallel', 'n', 'how many modules may run at once (default: number of CPUs)'))
     .addOption(option('pipeline', 'file', 'pipeline file (ES module or .ts) whose modules this worker runs'))
+    .addOption(
+      option(
+        'joinToken',
+        'token',
+        "the orchestrator's cluster join token (prefer the environment variable: flags show in ps)",
+      ),
+    )
+    .addOption(
+      option(
+        'token',
+        'token',
+        'a token the orchestrator may call this worker with, besides the credential it gets at registration',
+      ),
+    )
     .addOption(option('logLevel', 'level', 'log level: fatal, error, warn, info, debug, trace, silent', 'info'))
     .helpOption('-h, --help', 'show this help')
     .showHelpAfterError()
@@ -106,7 +126,9 @@ export function parseWorkerConfig(raw: Record<string, unknown>): WorkerCliConfig
     const parsed = setting.schema.safeParse(value);
     if (!parsed.success) {
       throw new WorkerConfigError(
-        `Invalid setting ${setting.flag} (${setting.env}): ${parsed.error.issues[0]?.message ?? 'invalid'}, got ${JSON.stringify(value)}`,
+        `Invalid setting ${setting.flag} (${setting.env}): ${parsed.error.issues[0]?.message ?? 'invalid'}, got ${
+          SECRET_SETTINGS.has(key) ? `a value of ${String(value).length} characters` : JSON.stringify(value)
+        }`,
       );
     }
     config[key] = parsed.data;

@@ -50,6 +50,8 @@ async function main(): Promise<void> {
       ...(config.tags ? { tags: config.tags } : {}),
       ...(config.tools ? { tools: config.tools } : {}),
       ...(config.maxParallel ? { maxParallelModules: config.maxParallel } : {}),
+      ...(config.joinToken ? { joinToken: config.joinToken } : {}),
+      ...(config.token ? { token: config.token } : {}),
       ...(pipeline ? { pipeline } : {}),
     });
   } catch (error) {
@@ -60,13 +62,15 @@ async function main(): Promise<void> {
   process.stdout.write(`mpd worker ${worker.id} listening on ${worker.url}${advertised}\n`);
 
   // Drained by the orchestrator (POST /api/workers/{id}/drain) or by a signal: exit once stopped.
-  void worker.stopped.then(() => process.exit(0));
+  let exitCode = 0;
+  void worker.stopped.then(() => process.exit(exitCode));
   let signals = 0;
   const shutdown = (signal: NodeJS.Signals): void => {
     signals++;
     if (signals > 1) {
       logger.warn({ signal }, 'second signal: cancelling running modules and exiting');
-      void worker.close(0).finally(() => process.exit(130));
+      exitCode = 130;
+      void worker.close(0);
       return;
     }
     logger.info(

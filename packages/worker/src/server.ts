@@ -66,9 +66,12 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     completedRetentionMs: 10 * 60_000,
     logger: logger.child({ workerId: id }),
   });
+  // The link is made below; its credential is read per request.
+  let linkCredential: () => string | undefined = () => undefined;
   const app = createApp({
     executor,
     logger,
+    acceptedTokens: () => [options.token, linkCredential()].filter((token): token is string => token !== undefined),
     ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}),
     validateResponses: options.validateResponses ?? false,
   });
@@ -110,10 +113,12 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
         currentLoad: () => executor.load,
         logger: logger.child({ workerId: id, component: 'link' }),
         onDrainRequested: () => void drain(),
+        joinToken: options.joinToken,
         ...(options.initialBackoffMs !== undefined ? { initialBackoffMs: options.initialBackoffMs } : {}),
         ...(options.maxBackoffMs !== undefined ? { maxBackoffMs: options.maxBackoffMs } : {}),
       })
     : undefined;
+  linkCredential = () => link?.credential;
   link?.start();
 
   let state: WorkerState = 'running';

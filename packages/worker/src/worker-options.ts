@@ -25,6 +25,13 @@ export interface WorkerOptions {
   endpoint?: string;
   /** The orchestrator's base URL; without it the worker serves its API but registers nowhere. */
   orchestratorUrl?: string;
+  /** The cluster join token to register with (the orchestrator's `MPD_JOIN_TOKEN`). */
+  joinToken?: string;
+  /**
+   * A token the orchestrator may call this worker with, besides the credential the worker gets
+   * at registration. Once the worker has either, execute and cancel calls without it get 401.
+   */
+  token?: string;
   /** The pipeline whose modules this worker runs. */
   pipeline?: Pipeline;
   /**

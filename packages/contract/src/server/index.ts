@@ -22,3 +22,4 @@ export {
 } from './error-handling.js';
 export type { ErrorLogger, FinalErrorHandlerOptions } from './error-handling.js';
 export { openApiRoute } from './openapi-route.js';
+export { bearerToken, forbidden, rateLimited, requireJsonBody, safeEqual, unauthorized } from './security.js';

@@ -1,6 +1,20 @@
 import { type OrchestratorContract, orchestratorContract } from '@mpd/contract';
+import { forbidden, unauthorized } from '@mpd/contract/server';
 import { type createExpressEndpoints, initServer } from '@ts-rest/express';
+import type { Response } from 'express';
+import { RegistrationError } from '../errors.js';
+import type { OrchestratorOptions } from '../orchestrator-options.js';
 import type { NodeRegistry } from '../registry/node-registry.js';
+import {
+  type Caller,
+  callerOf,
+  type Denial,
+  mayActOnWorker,
+  mayAdminister,
+  mayHeartbeat,
+  mayRegister,
+} from './auth.js';
+import { endpointAllowed } from './endpoint-policy.js';
 
 const s = initServer();
 
@@ -10,18 +24,58 @@ const workerNotFound = (workerId: string) =>
     body: { success: false, code: 'WorkerNotFound', errorMessage: `Worker '${workerId}' is not registered` },
   }) as const;
 
+const deny = (res: Response, denial: Denial) =>
+  denial.status === 401 ? unauthorized(res, denial.message) : forbidden(denial.message);
+
 /** ts-rest's implementation type of the orchestrator contract (not exported by `@ts-rest/express`). */
 export type OrchestratorRoutes = Parameters<typeof createExpressEndpoints<OrchestratorContract>>[1];
 
-/** The orchestrator contract's routes, answering from `registry`. */
-export function createRoutes(registry: NodeRegistry, heartbeatIntervalSeconds: number): OrchestratorRoutes {
+/** The orchestrator contract's routes, answering from `registry`, with each route's authorization. */
+export function createRoutes(registry: NodeRegistry, options: OrchestratorOptions): OrchestratorRoutes {
+  const tokens = { joinToken: options.joinToken, adminToken: options.adminToken };
+  const caller = (req: Parameters<typeof callerOf>[0]): Caller => callerOf(req, tokens, registry);
   return s.router(orchestratorContract, {
     workers: {
-      register: async ({ body }) => {
-        const node = registry.register(body.workerNode);
-        return { status: 200, body: { success: true, workerId: node.id, heartbeatIntervalSeconds } };
+      register: async ({ body, req, res }) => {
+        const denial = mayRegister(caller(req), tokens);
+        if (denial) return deny(res, denial);
+        if (!endpointAllowed(body.workerNode.endpoint, options.allowedWorkerHosts)) {
+          const field = 'body.workerNode.endpoint';
+          const message = `the host of ${JSON.stringify(body.workerNode.endpoint)} is not in the orchestrator's allowed worker hosts`;
+          return {
+            status: 400,
+            body: {
+              success: false,
+              code: 'EndpointNotAllowed',
+              errorMessage: `${field}: ${message}`,
+              issues: [{ field, message }],
+            },
+          };
+        }
+        try {
+          const node = registry.register(body.workerNode, {
+            credential: body.credential,
+            exclusive: options.joinToken !== undefined,
+          });
+          return {
+            status: 200,
+            body: {
+              success: true,
+              workerId: node.id,
+              heartbeatIntervalSeconds: options.heartbeatIntervalSeconds,
+              credential: registry.credentialOf(node.id)!,
+            },
+          };
+        } catch (error) {
+          if (error instanceof RegistrationError) {
+            return { status: 409, body: { success: false, code: 'WorkerIdTaken', errorMessage: error.message } };
+          }
+          throw error;
+        }
       },
-      heartbeat: async ({ body }) => {
+      heartbeat: async ({ body, req, res }) => {
+        const denial = mayHeartbeat(caller(req), tokens, body.workerId);
+        if (denial) return deny(res, denial);
         const node = registry.heartbeat(body.workerId, body.currentLoad);
         if (!node) {
           return {
@@ -35,18 +89,22 @@ export function createRoutes(registry: NodeRegistry, heartbeatIntervalSeconds: n
         }
         return { status: 200, body: { acknowledged: true, shouldDrain: node.status === 'Draining' } };
       },
-      list: async () => ({ status: 200, body: registry.list() }),
-      drain: async ({ params }) => {
-        if (!registry.drain(params.workerId)) {
-          return workerNotFound(params.workerId);
-        }
+      list: async ({ req, res }) => {
+        const denial = mayAdminister(caller(req), tokens);
+        if (denial) return deny(res, denial);
+        return { status: 200, body: registry.list() };
+      },
+      drain: async ({ params, req, res }) => {
+        const denial = mayActOnWorker(caller(req), tokens, params.workerId);
+        if (denial) return deny(res, denial);
+        if (!registry.drain(params.workerId)) return workerNotFound(params.workerId);
         const node = registry.get(params.workerId)!;
         return { status: 200, body: { success: true, workerId: node.id, status: node.status } };
       },
-      unregister: async ({ params }) => {
-        if (!registry.unregister(params.workerId)) {
-          return workerNotFound(params.workerId);
-        }
+      unregister: async ({ params, req, res }) => {
+        const denial = mayActOnWorker(caller(req), tokens, params.workerId);
+        if (denial) return deny(res, denial);
+        if (!registry.unregister(params.workerId)) return workerNotFound(params.workerId);
         return { status: 200, body: { success: true } };
       },
     },

@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import type {
   LoadedPipeline,
   WorkerCapabilities,
@@ -5,6 +6,7 @@ import type {
   WorkerNodeRegistration,
   WorkerStatus,
 } from '@mpd/contract';
+import { RegistrationError } from '../errors.js';
 import { requirePositive } from '../orchestrator-options.js';
 
 /** What changed in a {@link NodeRegistry}. */
@@ -35,7 +37,11 @@ export interface NodeRegistry {
    * pipeline are replaced, `lastHeartbeat` becomes now. The registration's `currentLoad`
    * is taken (0 when absent); its `status` and `lastHeartbeat` are ignored.
    */
-  register(node: WorkerNodeRegistration): WorkerNode;
+  register(node: WorkerNodeRegistration, options?: RegisterOptions): WorkerNode;
+  /** The worker's credential (issued at registration), or `undefined`. Never part of a `WorkerNode`. */
+  credentialOf(workerId: string): string | undefined;
+  /** The id of the worker holding this credential, or `undefined`. */
+  workerWithCredential(credential: string): string | undefined;
   /** Records a heartbeat; `undefined` when no worker has this id (it should register again). */
   heartbeat(workerId: string, currentLoad: number): WorkerNode | undefined;
   /** A worker with its current status, or `undefined`. */
@@ -57,6 +63,18 @@ export interface NodeRegistry {
   sweep(): string[];
   /** Subscribes to changes; returns a function that unsubscribes. */
   onChange(listener: NodeRegistryListener): () => void;
+}
+
+/** Options of {@link NodeRegistry.register}. */
+export interface RegisterOptions {
+  /** The credential the worker presents (from an earlier registration). */
+  credential?: string | undefined;
+  /**
+   * Refuse (with `RegistrationError` `WorkerIdTaken`) to take over an id held by a live worker
+   * unless the same credential is presented. Off, a registration replaces any earlier one.
+   * @default false
+   */
+  exclusive?: boolean;
 }
 
 /** Options of {@link InMemoryNodeRegistry}. */
@@ -84,6 +102,8 @@ interface Entry {
   currentLoad: number;
   lastHeartbeatMs: number;
   draining: boolean;
+  /** The secret issued at registration; see {@link NodeRegistry.credentialOf}. */
+  credential: string;
   /** True once `sweep` reported the current outage. */
   reportedOffline: boolean;
 }
@@ -91,6 +111,8 @@ interface Entry {
 /** A {@link NodeRegistry} held in memory (lost when the orchestrator stops). */
 export class InMemoryNodeRegistry implements NodeRegistry {
   readonly #entries = new Map<string, Entry>();
+  /** sha256(credential) → worker id. */
+  readonly #byCredential = new Map<string, string>();
   readonly #listeners = new Set<NodeRegistryListener>();
   readonly #timeoutMs: number;
   readonly #now: () => number;
@@ -107,9 +129,20 @@ export class InMemoryNodeRegistry implements NodeRegistry {
         process.emitWarning(`NodeRegistry listener failed on ${event.type} of '${event.workerId}': ${String(error)}`));
   }
 
-  register(node: WorkerNodeRegistration): WorkerNode {
+  register(node: WorkerNodeRegistration, options: RegisterOptions = {}): WorkerNode {
     const previous = this.#entries.get(node.id);
+    const sameCredential = previous !== undefined && options.credential === previous.credential;
+    if (options.exclusive && previous && !sameCredential && !this.#isOffline(previous, this.#now())) {
+      throw new RegistrationError(
+        'WorkerIdTaken',
+        `Worker id '${node.id}' is held by a live worker; register with its credential, or wait until it is Offline`,
+      );
+    }
+    const credential = previous && (sameCredential || !options.exclusive) ? previous.credential : newCredential();
+    if (previous) this.#byCredential.delete(hash(previous.credential));
+    this.#byCredential.set(hash(credential), node.id);
     const entry: Entry = {
+      credential,
       id: node.id,
       endpoint: node.endpoint,
       capabilities: structuredClone(node.capabilities),
@@ -144,8 +177,19 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     return [...this.#entries.values()].map((entry) => this.#view(entry, now));
   }
 
+  credentialOf(workerId: string): string | undefined {
+    return this.#entries.get(workerId)?.credential;
+  }
+
+  workerWithCredential(credential: string): string | undefined {
+    return this.#byCredential.get(hash(credential));
+  }
+
   unregister(workerId: string): boolean {
-    if (!this.#entries.delete(workerId)) return false;
+    const entry = this.#entries.get(workerId);
+    if (!entry) return false;
+    this.#entries.delete(workerId);
+    this.#byCredential.delete(hash(entry.credential));
     this.#emit({ type: 'unregistered', workerId });
     return true;
   }
@@ -206,6 +250,16 @@ export class InMemoryNodeRegistry implements NodeRegistry {
       }
     }
   }
+}
+
+/** A fresh worker credential: 32 random bytes. */
+function newCredential(): string {
+  return `mpdw_${randomBytes(32).toString('base64url')}`;
+}
+
+/** Credentials are looked up by their SHA-256, never compared as plain strings. */
+function hash(credential: string): string {
+  return createHash('sha256').update(credential).digest('base64url');
 }
 
 function checkLoad(currentLoad: number): number {

@@ -62,8 +62,11 @@ export interface RunPipelineOptions {
    * @default 60_000
    */
   timeoutMarginMs?: number;
-  /** @default createWorkerClient({ baseUrl: endpoint, executeMarginMs: timeoutMarginMs }) */
-  createClient?: (endpoint: string) => WorkerClient;
+  /**
+   * Makes the client of a worker; `headers` carry the worker's credential.
+   * @default createWorkerClient({ baseUrl: endpoint, headers, executeMarginMs: timeoutMarginMs })
+   */
+  createClient?: (endpoint: string, headers: Record<string, string> | undefined) => WorkerClient;
 }
 
 const PRIORITY_RANK = { Critical: 3, High: 2, Normal: 1, Low: 0 } as const;
@@ -105,6 +108,8 @@ interface InFlight {
   readonly module: ModuleState;
   readonly workerId: string;
   readonly endpoint: string;
+  /** The worker's credential when it was dispatched: the worker only accepts calls carrying it. */
+  readonly credential: string | undefined;
   readonly record: AttemptRecord;
   readonly controller: AbortController;
   settled: boolean;
@@ -387,6 +392,7 @@ class PipelineRun {
       module: state,
       workerId: worker.id,
       endpoint: worker.endpoint,
+      credential: this.options.registry.credentialOf(worker.id),
       record,
       controller: new AbortController(),
       settled: false,
@@ -402,7 +408,7 @@ class PipelineRun {
     this.log.info({ module: state.name, workerId: worker.id, executionId }, 'module dispatched');
     this.options.onEvent?.({ type: 'module-started', module: state.name, workerId: worker.id, executionId, attempt });
 
-    this.clientFor(worker.endpoint)
+    this.clientFor(flight)
       .execution.execute({
         body: {
           executionId,
@@ -725,7 +731,7 @@ class PipelineRun {
 
   /** Sends the spec's cancel call for an attempt; if the worker cannot be reached, stops waiting for it. */
   private cancelOnWorker(flight: InFlight, reason: string): void {
-    this.clientFor(flight.endpoint)
+    this.clientFor(flight)
       .execution.cancel({
         body: { executionId: flight.record.executionId, reason, timestamp: new Date().toISOString() },
       })
@@ -766,13 +772,20 @@ class PipelineRun {
     this.finish(result);
   }
 
-  private clientFor(endpoint: string): WorkerClient {
-    let client = this.clients.get(endpoint);
+  /** A client of the attempt's worker, sending the worker's credential. */
+  private clientFor({ endpoint, credential }: InFlight): WorkerClient {
+    const key = `${endpoint} ${credential ?? ''}`;
+    let client = this.clients.get(key);
     if (!client) {
+      const headers = credential ? { authorization: `Bearer ${credential}` } : undefined;
       client =
-        this.options.createClient?.(endpoint) ??
-        createWorkerClient({ baseUrl: endpoint, executeMarginMs: this.options.timeoutMarginMs ?? 60_000 });
-      this.clients.set(endpoint, client);
+        this.options.createClient?.(endpoint, headers) ??
+        createWorkerClient({
+          baseUrl: endpoint,
+          executeMarginMs: this.options.timeoutMarginMs ?? 60_000,
+          ...(headers ? { headers } : {}),
+        });
+      this.clients.set(key, client);
     }
     return client;
   }

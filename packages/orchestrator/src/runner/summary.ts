@@ -45,7 +45,11 @@ export function formatSummary(result: RunResult): string {
       .trimEnd();
   const sumOfModules = result.modules.reduce((sum, module) => sum + (module.durationMs ?? 0), 0);
   const speedup = result.durationMs > 0 ? sumOfModules / result.durationMs : 0;
-  const failures = result.modules.filter((module) => module.error && module.status !== 'Successful');
+  const failures = result.modules.filter(
+    (module) =>
+      module.error &&
+      (module.status === 'Failed' || module.status === 'TimedOut' || module.status === 'IgnoredFailure'),
+  );
   const notRun = result.modules.filter((module) => module.reason);
   return [
     `Pipeline '${result.pipeline}' ${result.status} in ${seconds(result.durationMs)} (${formatTimeSpan(result.durationMs)}), run ${result.runId}`,

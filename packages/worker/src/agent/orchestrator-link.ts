@@ -19,6 +19,8 @@ export interface OrchestratorLinkOptions {
   /** The load reported in each heartbeat. */
   currentLoad: () => number;
   logger: Logger;
+  /** The cluster join token to register with (bearer token). */
+  joinToken?: string | undefined;
   /** Called when a heartbeat answer says `shouldDrain: true`. */
   onDrainRequested?: () => void;
   /**
@@ -41,11 +43,25 @@ export class OrchestratorLink {
   private readonly stopController = new AbortController();
   private loop: Promise<void> | undefined;
   private readonly registeredWaiters = new Set<() => void>();
+  /** The credential from the last registration: sent on heartbeats, unregister, drain. */
+  private credentialValue: string | undefined;
 
   constructor(private readonly options: OrchestratorLinkOptions) {}
 
   get state(): LinkState {
     return this.current;
+  }
+
+  /**
+   * The credential the orchestrator issued at the last registration: the worker sends it on
+   * its own calls, and accepts execute and cancel calls only with it.
+   */
+  get credential(): string | undefined {
+    return this.credentialValue;
+  }
+
+  private authorization(token: string | undefined): { extraHeaders?: Record<string, string> } {
+    return token ? { extraHeaders: { authorization: `Bearer ${token}` } } : {};
   }
 
   start(): void {
@@ -71,6 +87,7 @@ export class OrchestratorLink {
       await this.options.client.workers.drain({
         params: { workerId: this.options.node().id },
         fetchOptions: { signal: AbortSignal.timeout(5_000) },
+        ...this.authorization(this.credentialValue),
       });
     } catch (error) {
       this.options.logger.warn({ err: describe(error) }, 'could not tell the orchestrator about the drain');
@@ -90,6 +107,7 @@ export class OrchestratorLink {
         await this.options.client.workers.unregister({
           params: { workerId },
           fetchOptions: { signal: AbortSignal.timeout(5_000) },
+          ...this.authorization(this.credentialValue),
         });
         this.options.logger.info('unregistered from the orchestrator');
       } catch (error) {
@@ -122,11 +140,14 @@ export class OrchestratorLink {
           body: {
             workerNode: { ...node, currentLoad: this.options.currentLoad() },
             timestamp: new Date().toISOString(),
+            ...(this.credentialValue ? { credential: this.credentialValue } : {}),
           },
           fetchOptions: { signal },
+          ...this.authorization(this.options.joinToken),
         });
         if (response.status === 200) {
           const heartbeatIntervalMs = response.body.heartbeatIntervalSeconds * 1000;
+          this.credentialValue = response.body.credential;
           this.lastError = undefined;
           this.current = { status: 'registered', heartbeatIntervalMs, consecutiveFailures: 0 };
           logger.info({ workerId: response.body.workerId, heartbeatIntervalMs }, 'registered with the orchestrator');
@@ -160,9 +181,13 @@ export class OrchestratorLink {
             timestamp: new Date().toISOString(),
           },
           fetchOptions: { signal },
+          ...this.authorization(this.credentialValue),
         });
-        if (response.status === 404) {
-          logger.warn('the orchestrator does not know this worker (restarted or expired it); registering again');
+        if (response.status === 404 || response.status === 401 || response.status === 403) {
+          logger.warn(
+            { status: response.status },
+            'the orchestrator does not know this worker or its credential (restarted, or expired it); registering again',
+          );
           return;
         }
         if (response.status === 200) {

@@ -1,0 +1,56 @@
+/** Security pieces both servers share: bearer tokens, content types, rate-limit answers. */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Request, RequestHandler, Response } from 'express';
+import { sendError } from './error-handling.js';
+
+/** The bearer token of an `Authorization: Bearer <token>` header, or undefined. */
+export function bearerToken(req: Request): string | undefined {
+  const header = req.headers.authorization;
+  if (typeof header !== 'string') return undefined;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match?.[1];
+}
+
+/** Compares two secrets in constant time (of their SHA-256 digests, so lengths leak nothing either). */
+export function safeEqual(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(expected).digest();
+  return timingSafeEqual(a, b);
+}
+
+/** 401 with `WWW-Authenticate: Bearer`; the message never repeats the token. */
+export function unauthorized(res: Response, message: string): { status: 401; body: ReturnType<typeof body> } {
+  res.setHeader('WWW-Authenticate', 'Bearer realm="mpd"');
+  return { status: 401, body: body('Unauthorized', message) };
+}
+
+/** 403: authenticated, but not allowed to do this. */
+export function forbidden(message: string): { status: 403; body: ReturnType<typeof body> } {
+  return { status: 403, body: body('Forbidden', message) };
+}
+
+const body = <C extends 'Unauthorized' | 'Forbidden'>(code: C, errorMessage: string) => ({
+  success: false as const,
+  code,
+  errorMessage,
+});
+
+/** 415 for a request body that is not JSON (bodies of other types would silently be ignored). */
+export const requireJsonBody: RequestHandler = (req, res, next) => {
+  const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+  if (hasBody && !req.is('application/json')) {
+    sendError(
+      res,
+      415,
+      'UnsupportedMediaType',
+      `Request bodies must be JSON (Content-Type: application/json), got ${JSON.stringify(req.headers['content-type'] ?? 'none')}`,
+    );
+    return;
+  }
+  next();
+};
+
+/** The answer of a rate limiter (`express-rate-limit`'s handler): 429 with the contract's error body. */
+export function rateLimited(what: string): (req: Request, res: Response) => void {
+  return (_req, res) => sendError(res, 429, 'RateLimited', `Too many ${what}; retry after the time in Retry-After`);
+}

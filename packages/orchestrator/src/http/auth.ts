@@ -1,0 +1,87 @@
+import { bearerToken, safeEqual } from '@mpd/contract/server';
+import type { Request } from 'express';
+import type { NodeRegistry } from '../registry/node-registry.js';
+
+/** Who is calling, from the bearer token. */
+export type Caller =
+  | { kind: 'anonymous' }
+  /** A token was given but it is none of ours. */
+  | { kind: 'invalid' }
+  | { kind: 'admin' }
+  /** The cluster join token: may register. */
+  | { kind: 'join' }
+  /** A worker's credential. */
+  | { kind: 'worker'; workerId: string };
+
+export interface AuthTokens {
+  joinToken?: string | undefined;
+  adminToken?: string | undefined;
+}
+
+/** Authenticates a request; tokens are compared in constant time, credentials looked up by hash. */
+export function callerOf(req: Request, tokens: AuthTokens, registry: NodeRegistry): Caller {
+  const token = bearerToken(req);
+  if (token === undefined) return { kind: 'anonymous' };
+  if (tokens.adminToken !== undefined && safeEqual(token, tokens.adminToken)) return { kind: 'admin' };
+  if (tokens.joinToken !== undefined && safeEqual(token, tokens.joinToken)) return { kind: 'join' };
+  const workerId = registry.workerWithCredential(token);
+  return workerId === undefined ? { kind: 'invalid' } : { kind: 'worker', workerId };
+}
+
+/** What a request may do, decided from its caller; `undefined` means allowed. */
+export type Denial = { status: 401 | 403; message: string };
+
+const NEEDS_TOKEN = 'a bearer token is required (Authorization: Bearer <token>)';
+const WRONG_TOKEN = 'the bearer token is not valid';
+
+function unauthenticated(caller: Caller): Denial | undefined {
+  if (caller.kind === 'anonymous') return { status: 401, message: NEEDS_TOKEN };
+  if (caller.kind === 'invalid') return { status: 401, message: WRONG_TOKEN };
+  return undefined;
+}
+
+/** Registration needs the join token (or the admin token) when a join token is set. */
+export function mayRegister(caller: Caller, tokens: AuthTokens): Denial | undefined {
+  if (tokens.joinToken === undefined) return undefined;
+  if (caller.kind === 'join' || caller.kind === 'admin') return undefined;
+  return unauthenticated(caller) ?? { status: 403, message: 'registering takes the cluster join token' };
+}
+
+/** A worker acts on itself with its own credential; the admin on any worker. */
+export function mayActOnWorker(caller: Caller, tokens: AuthTokens, workerId: string): Denial | undefined {
+  if (tokens.joinToken === undefined && tokens.adminToken === undefined) return undefined;
+  if (caller.kind === 'admin') return undefined;
+  if (caller.kind === 'worker') {
+    return caller.workerId === workerId
+      ? undefined
+      : { status: 403, message: `a worker's credential is only good for itself, not for worker '${workerId}'` };
+  }
+  return (
+    unauthenticated(caller) ?? {
+      status: 403,
+      message: `acting on worker '${workerId}' takes its credential or the admin token`,
+    }
+  );
+}
+
+/** Heartbeats need the worker's own credential when a join token is set. */
+export function mayHeartbeat(caller: Caller, tokens: AuthTokens, workerId: string): Denial | undefined {
+  if (tokens.joinToken === undefined) return undefined;
+  if (caller.kind === 'worker') {
+    return caller.workerId === workerId
+      ? undefined
+      : { status: 403, message: `a worker's credential is only good for itself, not for worker '${workerId}'` };
+  }
+  return (
+    unauthenticated(caller) ?? {
+      status: 403,
+      message: 'heartbeats take the credential the worker got when it registered',
+    }
+  );
+}
+
+/** Listing workers needs the admin token when one is set. */
+export function mayAdminister(caller: Caller, tokens: AuthTokens): Denial | undefined {
+  if (tokens.adminToken === undefined || caller.kind === 'admin') return undefined;
+  return unauthenticated(caller) ?? { status: 403, message: 'this takes the admin token' };
+}
