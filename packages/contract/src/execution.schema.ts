@@ -12,6 +12,11 @@ export const executeModuleRequestSchema = z.object({
   /** Results of the module's dependencies, keyed by module name, each as JSON text. */
   dependencyResults: z.record(moduleNameSchema, z.string()).default({}),
   environmentVariables: z.record(z.string().min(1).max(1024), z.string()).default({}),
+  /**
+   * Names of `environmentVariables` whose values are secrets (an mpd addition): the worker masks
+   * them as `***` in every log line and error message it writes or returns.
+   */
+  secretEnvironmentVariables: z.array(z.string().min(1).max(1024)).max(1024).optional(),
   workingDirectory: z.string().max(4096).optional(),
   /** How long the module may run (TimeSpan). The worker's default applies when absent. */
   timeout: durationSchema.optional(),

@@ -80,3 +80,5 @@ export type {
 export { formatTimeSpan, parseTimeSpan } from './time-span.js';
 export { describeFieldIssues, toFieldIssues } from './validation.js';
 export { orchestratorOpenApi, workerOpenApi } from './openapi.js';
+export { createSecretMasker, MASK, maskDeep, MIN_SECRET_LENGTH } from './secrets.js';
+export type { SecretMasker } from './secrets.js';

@@ -12,6 +12,7 @@ describe('parseSettings', () => {
       pipeline: undefined,
       minWorkers: 1,
       environmentVariables: {},
+      secretEnvironmentVariables: {},
       workerWaitMs: 300_000,
       maxLostAttempts: 3,
       timeoutMarginMs: 60_000,
@@ -69,6 +70,7 @@ describe('parseSettings', () => {
     ).toEqual({
       workdir: '/srv/build',
       environmentVariables: {},
+      secretEnvironmentVariables: {},
       workerWaitMs: 300_000,
       maxLostAttempts: 3,
       timeoutMarginMs: 60_000,

@@ -16,6 +16,8 @@ export interface OrchestratorCliConfig {
   report: string | undefined;
   /** Environment variables sent to every module (`ctx.env`). */
   environmentVariables: Record<string, string>;
+  /** Secret environment variables sent to every module, masked in logs, errors and reports. */
+  secretEnvironmentVariables: Record<string, string>;
   /** The working directory sent to every module; the worker's own when absent. */
   workdir: string | undefined;
   /** Run only modules of these categories. */
@@ -86,6 +88,12 @@ const SETTINGS = {
     env: 'MPD_ENV',
     default: undefined,
     help: "with --pipeline: an environment variable for every module (ctx.env); repeat the flag for more. NAME alone passes the orchestrator's own value on. In MPD_ENV: one NAME=VALUE or NAME per line",
+  },
+  secretEnv: {
+    flag: '--secret-env <NAME=VALUE>',
+    env: 'MPD_SECRET_ENV',
+    default: undefined,
+    help: "with --pipeline: like --env, but the value is a secret: workers and the orchestrator mask it (***) in every log line, error and report. NAME alone passes the orchestrator's own value on (the safe way: values in flags show in ps)",
   },
   workdir: {
     flag: '--workdir <dir>',
@@ -190,7 +198,10 @@ type SettingKey = keyof typeof SETTINGS;
  * The raw strings of each setting, as commander collected them (flag, env or default);
  * `env` is a list, one entry per `--env` flag or per line of MPD_ENV.
  */
-export type RawSettings = Partial<Record<Exclude<SettingKey, 'env'>, string>> & { env?: string[] };
+export type RawSettings = Partial<Record<Exclude<SettingKey, 'env' | 'secretEnv'>, string>> & {
+  env?: string[];
+  secretEnv?: string[];
+};
 
 /** `--port (MPD_PORT)`: how messages name a setting. */
 export function settingName(key: SettingKey): string {
@@ -225,6 +236,12 @@ const nameList = z
 
 const tokenText = z.string().regex(/^[\x21-\x7e]{16,256}$/, 'must be 16 to 256 printable characters without spaces');
 
+const envEntries = z.array(
+  z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*(=[\s\S]*)?$/, 'must be NAME=VALUE or NAME, where NAME is letters, digits and _'),
+);
+
 const rawSettingsSchema = z
   .object({
     port: integerText(0, 65_535),
@@ -234,16 +251,8 @@ const rawSettingsSchema = z
     pipeline: z.string().min(1, 'must be a file path, not empty').optional(),
     minWorkers: integerText(1, 1024),
     report: z.string().min(1, 'must be a file path, not empty').optional(),
-    env: z
-      .array(
-        z
-          .string()
-          .regex(
-            /^[A-Za-z_][A-Za-z0-9_]*(=[\s\S]*)?$/,
-            'must be NAME=VALUE or NAME, where NAME is letters, digits and _',
-          ),
-      )
-      .optional(),
+    env: envEntries.optional(),
+    secretEnv: envEntries.optional(),
     workdir: z.string().min(1, 'must be a directory path, not empty').optional(),
     categories: nameList.optional(),
     ignoreCategories: nameList.optional(),
@@ -289,14 +298,21 @@ export function parseSettings(raw: RawSettings, processEnv: NodeJS.ProcessEnv = 
     const issue = result.error.issues[0]!;
     const key = issue.path[0] as SettingKey;
     const name = settingName(key);
-    const value = key === 'env' ? raw.env?.[issue.path[1] as number] : withDefaults[key];
+    const value =
+      key === 'env'
+        ? raw.env?.[issue.path[1] as number]
+        : key === 'secretEnv'
+          ? `an entry of ${String(raw.secretEnv?.[issue.path[1] as number] ?? '').length} characters`
+          : withDefaults[key];
     throw new OrchestratorConfigError(
       'InvalidSetting',
       name,
       `Invalid setting ${name}: ${issue.message}, got ${
-        key === 'joinToken' || key === 'adminToken'
-          ? `a value of ${String(value ?? '').length} characters`
-          : JSON.stringify(value ?? '')
+        key === 'secretEnv'
+          ? String(value)
+          : key === 'joinToken' || key === 'adminToken'
+            ? `a value of ${String(value ?? '').length} characters`
+            : JSON.stringify(value ?? '')
       }`,
       { cause: result.error },
     );
@@ -311,6 +327,7 @@ export function parseSettings(raw: RawSettings, processEnv: NodeJS.ProcessEnv = 
     minWorkers: settings.minWorkers,
     report: settings.report,
     environmentVariables: environmentOf(settings.env ?? [], processEnv),
+    secretEnvironmentVariables: environmentOf(settings.secretEnv ?? [], processEnv),
     workdir: settings.workdir,
     categories: settings.categories,
     ignoreCategories: settings.ignoreCategories,
@@ -332,11 +349,14 @@ export function parseSettings(raw: RawSettings, processEnv: NodeJS.ProcessEnv = 
   };
 }
 
-/** The raw settings of a parsed command; MPD_ENV gives one `--env` entry per line. */
+/** The raw settings of a parsed command; MPD_ENV and MPD_SECRET_ENV give one entry per line. */
 export function rawSettings(command: Command): RawSettings {
-  const raw = command.opts<RawSettings>();
-  if (command.getOptionValueSource('env') === 'env' && raw.env) {
-    return { ...raw, env: raw.env.flatMap((text) => text.split(/\r?\n/)).filter((line) => line.trim() !== '') };
+  const raw = { ...command.opts<RawSettings>() };
+  for (const key of ['env', 'secretEnv'] as const) {
+    const entries = raw[key];
+    if (command.getOptionValueSource(key) === 'env' && entries) {
+      raw[key] = entries.flatMap((text) => text.split(/\r?\n/)).filter((line) => line.trim() !== '');
+    }
   }
   return raw;
 }
@@ -370,8 +390,8 @@ export function createCommand(): Command {
   for (const [key, setting] of Object.entries(SETTINGS)) {
     const option = new Option(setting.flag, setting.help).env(setting.env);
     if (setting.default !== undefined) option.default(setting.default);
-    // Repeatable: each --env adds an entry (see rawSettings for MPD_ENV).
-    if (key === 'env')
+    // Repeatable: each --env / --secret-env adds an entry (see rawSettings for the variables).
+    if (key === 'env' || key === 'secretEnv')
       option.argParser((value: string, previous: string[] | undefined) => [...(previous ?? []), value]);
     command.addOption(option);
   }

@@ -107,6 +107,7 @@ async function main(): Promise<number> {
         minWorkers: config.minWorkers,
         ...(config.report ? { reportFile: resolve(process.env.INIT_CWD ?? process.cwd(), config.report) } : {}),
         environmentVariables: config.environmentVariables,
+        secretEnvironmentVariables: config.secretEnvironmentVariables,
         runOptions: {
           ...(config.categories ? { runOnlyCategories: config.categories } : {}),
           ...(config.ignoreCategories ? { ignoreCategories: config.ignoreCategories } : {}),

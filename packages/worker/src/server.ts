@@ -21,7 +21,14 @@ export interface RunningWorker {
   /** The URL advertised to the orchestrator. */
   readonly endpoint: string;
   /** The link to the orchestrator, if one is configured. */
-  readonly link: { readonly state: LinkState; registered(): Promise<void> } | undefined;
+  readonly link:
+    | {
+        readonly state: LinkState;
+        /** The credential from the last registration (see `OrchestratorLink.credential`). */
+        readonly credential: string | undefined;
+        registered(): Promise<void>;
+      }
+    | undefined;
   /** Modules running now. */
   readonly load: number;
   readonly state: WorkerState;

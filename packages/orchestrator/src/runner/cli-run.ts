@@ -19,6 +19,8 @@ export interface RunPipelineFromCliOptions {
   signal: AbortSignal;
   /** Sent to every module as `environmentVariables`. @default {} */
   environmentVariables?: Record<string, string>;
+  /** Secret environment variables for every module (masked in logs, errors and the report). */
+  secretEnvironmentVariables?: Record<string, string>;
   /** Sent to every module as `workingDirectory`; the worker's own applies when absent. */
   workingDirectory?: string;
   /** Categories, failure mode, limits: passed on to {@link runPipeline}. */
@@ -65,6 +67,7 @@ export async function runPipelineFromCli(
     signal,
     ...options.runOptions,
     ...(options.environmentVariables ? { environmentVariables: options.environmentVariables } : {}),
+    ...(options.secretEnvironmentVariables ? { secretEnvironmentVariables: options.secretEnvironmentVariables } : {}),
     ...(options.workingDirectory ? { workingDirectory: options.workingDirectory } : {}),
     onEvent: (event) => progress.event(event),
   });

@@ -1,6 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { createWorkerClient, MpdClientError, type WorkerClient } from '@mpd/client';
-import { formatTimeSpan, parseTimeSpan, type WorkerNode } from '@mpd/contract';
+import {
+  createSecretMasker,
+  formatTimeSpan,
+  maskDeep,
+  parseTimeSpan,
+  type SecretMasker,
+  type WorkerNode,
+} from '@mpd/contract';
 import type { AnyModule, FailureMode, Pipeline, ResolvedRetryPolicy } from '@mpd/pipeline';
 import type { Logger } from 'pino';
 import type { NodeRegistry } from '../registry/node-registry.js';
@@ -23,6 +30,12 @@ export interface RunPipelineOptions {
   logger: Logger;
   /** Sent to every module as `environmentVariables`, and given to `skipIf`. @default {} */
   environmentVariables?: Record<string, string>;
+  /**
+   * Secret environment variables, sent to every module with the others but marked secret: the
+   * workers mask their values (`***`) in every log line and error message, and so does the run's
+   * result (errors, reasons).
+   */
+  secretEnvironmentVariables?: Record<string, string>;
   /** Sent to every module as `workingDirectory`; the worker's own applies when absent. */
   workingDirectory?: string;
   /** Aborting it cancels the run: running modules are cancelled on their workers, then always-run modules run. */
@@ -139,6 +152,10 @@ class PipelineRun {
   private readonly rules: ConcurrencyRules;
   private readonly failureMode: FailureMode;
   private readonly log: Logger;
+  /** Environment of every module: the plain variables and the secret ones. */
+  private readonly environment: Record<string, string>;
+  private readonly secretNames: string[];
+  private readonly mask: SecretMasker;
   /** Set once the run stops starting modules (a failure under StopOnFirstFailure, or a cancel). */
   private stopping: 'failure' | 'cancel' | undefined;
   private finish!: (result: RunResult) => void;
@@ -150,6 +167,10 @@ class PipelineRun {
   constructor(private readonly options: RunPipelineOptions) {
     const { pipeline } = options;
     this.log = options.logger.child({ runId: this.runId, pipeline: pipeline.name });
+    const secrets = options.secretEnvironmentVariables ?? {};
+    this.environment = { ...options.environmentVariables, ...secrets };
+    this.secretNames = Object.keys(secrets);
+    this.mask = createSecretMasker(Object.values(secrets));
     this.rules = new ConcurrencyRules(options.maxParallelism ?? pipeline.maxParallelism);
     this.failureMode = options.failureMode ?? pipeline.failureMode;
     pipeline.order.forEach((name, order) => {
@@ -239,7 +260,7 @@ class PipelineRun {
           name: state.name,
           params: definition.params,
           results: this.resultsFor(state),
-          env: { ...this.options.environmentVariables },
+          env: { ...this.environment },
         } as never),
       )
       .then(
@@ -406,7 +427,7 @@ class PipelineRun {
       if (serialized !== undefined) dependencyResults[dependency] = serialized;
     }
     this.log.info({ module: state.name, workerId: worker.id, executionId }, 'module dispatched');
-    this.options.onEvent?.({ type: 'module-started', module: state.name, workerId: worker.id, executionId, attempt });
+    this.emit({ type: 'module-started', module: state.name, workerId: worker.id, executionId, attempt });
 
     this.clientFor(flight)
       .execution.execute({
@@ -415,7 +436,8 @@ class PipelineRun {
           moduleTypeName: state.name,
           serializedModule: JSON.stringify(state.definition.params ?? null),
           dependencyResults,
-          environmentVariables: this.options.environmentVariables ?? {},
+          environmentVariables: this.environment,
+          ...(this.secretNames.length > 0 ? { secretEnvironmentVariables: this.secretNames } : {}),
           ...(this.options.workingDirectory ? { workingDirectory: this.options.workingDirectory } : {}),
           timeout: formatTimeSpan(state.timeoutMs),
           timestamp: new Date().toISOString(),
@@ -561,7 +583,7 @@ class PipelineRun {
       { module: state.name, workerId: flight.workerId, executionId: record.executionId, reason },
       'attempt lost',
     );
-    this.options.onEvent?.({
+    this.emit({
       type: 'attempt-lost',
       module: state.name,
       workerId: flight.workerId,
@@ -610,7 +632,7 @@ class PipelineRun {
       const delayMs = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
       state.notBefore = Date.now() + delayMs;
       this.log.info({ module: state.name, failures: state.failures, delayMs }, 'module failed; retrying');
-      this.options.onEvent?.({
+      this.emit({
         type: 'module-retrying',
         module: state.name,
         failures: state.failures,
@@ -655,7 +677,7 @@ class PipelineRun {
       { module: state.name, status, workerId: result.workerId, durationMs: result.durationMs },
       'module finished',
     );
-    this.options.onEvent?.({ type: 'module-finished', module: state.name, result });
+    this.emit({ type: 'module-finished', module: state.name, result });
     this.afterEnd(state);
     if (FAILED.has(status) && this.failureMode === 'StopOnFirstFailure') {
       this.stop('failure', `module '${state.name}' ${status === 'TimedOut' ? 'timed out' : 'failed'}`);
@@ -672,7 +694,7 @@ class PipelineRun {
     state.phase = 'done';
     state.result.status = status;
     state.result.reason = reason;
-    this.options.onEvent?.({ type: 'module-not-run', module: state.name, status, reason });
+    this.emit({ type: 'module-not-run', module: state.name, status, reason });
     this.afterEnd(state);
   }
 
@@ -706,7 +728,7 @@ class PipelineRun {
     this.stopping = kind;
     this.stopReason = reason;
     this.log.warn({ reason }, 'run stopping');
-    this.options.onEvent?.({ type: 'run-stopping', reason });
+    this.emit({ type: 'run-stopping', reason });
     for (const state of this.modules.values()) {
       if (state.definition.alwaysRun) continue;
       if (state.phase === 'ready' || state.phase === 'deciding')
@@ -751,7 +773,8 @@ class PipelineRun {
     for (const flight of this.inFlight.values()) flight.controller.abort(); // stop waiting for late answers
     for (const client of this.clients.values()) void client.close().catch(() => undefined);
     const endedAt = new Date();
-    const modules = [...this.modules.values()].map((state) => state.result);
+    // Workers already mask secrets in what they send; mask again what the run reports (results included).
+    const modules = [...this.modules.values()].map((state) => maskDeep(state.result, this.mask));
     const cancelled = this.stopping === 'cancel';
     const success =
       !cancelled &&
@@ -773,6 +796,11 @@ class PipelineRun {
   }
 
   /** A client of the attempt's worker, sending the worker's credential. */
+  /** Reports progress, with secrets masked. */
+  private emit(event: RunEvent): void {
+    this.options.onEvent?.(maskDeep(event, this.mask));
+  }
+
   private clientFor({ endpoint, credential }: InFlight): WorkerClient {
     const key = `${endpoint} ${credential ?? ''}`;
     let client = this.clients.get(key);

@@ -1,5 +1,8 @@
 import { mkdir } from 'node:fs/promises';
 import {
+  createSecretMasker,
+  maskDeep,
+  type SecretMasker,
   type ExecuteModuleFailure,
   type ExecuteModuleSuccess,
   type FailureKind,
@@ -18,6 +21,8 @@ export interface ExecutionRequest {
   params: JsonValue | undefined;
   dependencyResults: Record<string, string>;
   environmentVariables: Record<string, string>;
+  /** Names of `environmentVariables` whose values are masked (`***`) in logs and errors. */
+  secretEnvironmentVariables?: string[] | undefined;
   workingDirectory?: string | undefined;
   /** TimeSpan; the module's own timeout (or the worker default) applies when absent. */
   timeout?: string | undefined;
@@ -149,6 +154,12 @@ export class ModuleExecutor {
       module.timeoutMs ??
       this.options.defaultTimeoutMs;
     const log = this.options.logger.child({ module: module.name, executionId: request.executionId });
+    const mask = createSecretMasker(
+      (request.secretEnvironmentVariables ?? []).flatMap((name) => {
+        const value = request.environmentVariables[name];
+        return value === undefined ? [] : [value];
+      }),
+    );
     const timer = setTimeout(() => {
       controller.abort(new ModuleTimeoutError(`Module '${module.name}' timed out after ${formatTimeSpan(timeoutMs)}`));
     }, timeoutMs);
@@ -177,9 +188,9 @@ export class ModuleExecutor {
         body: {
           ...times,
           success: false,
-          errorMessage: isError ? error.message : `Module threw a non-Error value: ${safeString(error)}`,
+          errorMessage: mask(isError ? error.message : `Module threw a non-Error value: ${safeString(error)}`),
           exceptionType: isError ? error.name || error.constructor.name : typeof error,
-          stackTrace: isError ? (error.stack ?? null) : null,
+          stackTrace: isError && error.stack !== undefined ? mask(error.stack) : null,
           failureKind,
         },
       };
@@ -193,7 +204,7 @@ export class ModuleExecutor {
     });
     aborted.catch(() => undefined);
     const work = (async () => {
-      const ctx = await this.contextFor(module, request, controller.signal, log);
+      const ctx = await this.contextFor(module, request, controller.signal, log, mask);
       return module.run(ctx);
     })();
     let outcome: ExecutionOutcome;
@@ -226,6 +237,7 @@ export class ModuleExecutor {
     request: ExecutionRequest,
     signal: AbortSignal,
     log: Logger,
+    mask: SecretMasker,
   ): Promise<ModuleContext> {
     const results: Record<string, unknown> = {};
     for (const [name, text] of Object.entries(request.dependencyResults)) {
@@ -247,7 +259,7 @@ export class ModuleExecutor {
       env: Object.freeze({ ...request.environmentVariables }),
       workingDirectory,
       signal,
-      logger: toModuleLogger(log),
+      logger: toModuleLogger(log, mask),
       executionId: request.executionId,
       workerId: this.options.workerId,
     } as ModuleContext;
@@ -282,11 +294,11 @@ function safeString(value: unknown): string {
   }
 }
 
-function toModuleLogger(log: Logger): ModuleLogger {
-  return {
-    debug: (message, fields) => log.debug(fields ?? {}, message),
-    info: (message, fields) => log.info(fields ?? {}, message),
-    warn: (message, fields) => log.warn(fields ?? {}, message),
-    error: (message, fields) => log.error(fields ?? {}, message),
-  };
+/** The module's logger: every message and field passes through the secret masker. */
+function toModuleLogger(log: Logger, mask: SecretMasker): ModuleLogger {
+  const write =
+    (level: 'debug' | 'info' | 'warn' | 'error') =>
+    (message: string, fields?: Record<string, unknown>): void =>
+      log[level](maskDeep(fields ?? {}, mask), mask(message));
+  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
 }

@@ -1,0 +1,317 @@
+/**
+ * Attacks on the secured cluster (join token, admin token, per-worker credentials): each one
+ * must be refused. Real orchestrator and worker servers on 127.0.0.1.
+ */
+import { Writable } from 'node:stream';
+import { createOrchestratorClient, createWorkerClient } from '@mpd/client';
+import { defineModule, definePipeline } from '@mpd/pipeline';
+import { runPipeline } from '@mpd/orchestrator';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Cluster, eventually, silent } from './helpers.js';
+
+const JOIN = 'join-token-0123456789abcdef';
+const ADMIN = 'admin-token-0123456789abcdef';
+
+let cluster: Cluster | undefined;
+afterEach(async () => {
+  await cluster?.close();
+  cluster = undefined;
+});
+
+const node = (id: string, endpoint = `http://127.0.0.1:9/${id}`) => ({
+  id,
+  endpoint,
+  capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+});
+
+async function secured(options: Parameters<Cluster['startOrchestrator']>[0] = {}) {
+  cluster = new Cluster();
+  const orchestrator = await cluster.startOrchestrator({ joinToken: JOIN, adminToken: ADMIN, ...options });
+  /** A raw HTTP call: method, path, body, bearer token. */
+  const call = async (
+    method: string,
+    path: string,
+    body?: unknown,
+    token?: string,
+    contentType = 'application/json',
+  ) => {
+    const headers: Record<string, string> = {};
+    if (body !== undefined) headers['content-type'] = contentType;
+    if (token) headers.authorization = `Bearer ${token}`;
+    const response = await fetch(`${orchestrator.url}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    const text = await response.text();
+    return {
+      status: response.status,
+      headers: response.headers,
+      json: text ? (JSON.parse(text) as Record<string, unknown>) : undefined,
+    };
+  };
+  const register = async (id: string, token = JOIN, credential?: string) =>
+    call('POST', '/api/workers/register', { workerNode: node(id), ...(credential ? { credential } : {}) }, token);
+  return { orchestrator, call, register };
+}
+
+describe('orchestrator authentication', () => {
+  it('registration needs the join token: missing or wrong → 401 with WWW-Authenticate; join token → a credential', async () => {
+    const { register, call } = await secured();
+    const missing = await call('POST', '/api/workers/register', { workerNode: node('w1') });
+    expect(missing.status).toBe(401);
+    expect(missing.headers.get('www-authenticate')).toMatch(/^Bearer/);
+    expect(missing.json).toMatchObject({ success: false, code: 'Unauthorized' });
+    expect((await register('w1', 'wrong-token-0123456789')).status).toBe(401);
+    const admitted = await register('w1');
+    expect(admitted.status).toBe(200);
+    expect(admitted.json!.credential).toMatch(/^mpdw_/);
+    // A worker credential is not a join token.
+    expect((await register('w2', String(admitted.json!.credential))).status).toBe(403);
+  });
+
+  it('a worker may heartbeat only as itself: impersonating another worker gets 403', async () => {
+    const { register, call } = await secured();
+    const one = String((await register('w1')).json!.credential);
+    const two = String((await register('w2')).json!.credential);
+    expect((await call('POST', '/api/workers/heartbeat', { workerId: 'w1', currentLoad: 0 }, one)).status).toBe(200);
+    const impersonation = await call('POST', '/api/workers/heartbeat', { workerId: 'w1', currentLoad: 0 }, two);
+    expect(impersonation.status).toBe(403);
+    expect(impersonation.json).toMatchObject({ code: 'Forbidden' });
+    expect((await call('POST', '/api/workers/heartbeat', { workerId: 'w1', currentLoad: 0 })).status).toBe(401);
+    expect((await call('POST', '/api/workers/heartbeat', { workerId: 'w1', currentLoad: 0 }, JOIN)).status).toBe(403);
+    expect(
+      (await call('POST', '/api/workers/heartbeat', { workerId: 'w1', currentLoad: 0 }, 'x'.repeat(40))).status,
+    ).toBe(401);
+  });
+
+  it('admin operations need the admin token; a worker can unregister and drain only itself', async () => {
+    const { register, call } = await secured();
+    const one = String((await register('w1')).json!.credential);
+    await register('w2');
+    expect((await call('GET', '/api/workers')).status).toBe(401);
+    expect((await call('GET', '/api/workers', undefined, JOIN)).status).toBe(403);
+    expect((await call('GET', '/api/workers', undefined, one)).status).toBe(403);
+    const listed = await call('GET', '/api/workers', undefined, ADMIN);
+    expect(listed.status).toBe(200);
+    expect(JSON.stringify(listed.json)).not.toContain('mpdw_'); // credentials never leave in GET responses
+
+    expect((await call('DELETE', '/api/workers/w2', undefined, one)).status).toBe(403);
+    expect((await call('POST', '/api/workers/w2/drain', undefined, one)).status).toBe(403);
+    expect((await call('POST', '/api/workers/w2/drain')).status).toBe(401);
+    expect((await call('POST', '/api/workers/w2/drain', undefined, ADMIN)).status).toBe(200);
+    expect((await call('POST', '/api/workers/w1/drain', undefined, one)).status).toBe(200);
+    expect((await call('DELETE', '/api/workers/w1', undefined, one)).status).toBe(200);
+    expect((await call('DELETE', '/api/workers/w2', undefined, ADMIN)).status).toBe(200);
+    // GET /api/health stays open and shows no secrets.
+    const health = await call('GET', '/api/health');
+    expect(health.status).toBe(200);
+    expect(Object.keys(health.json!).sort()).toEqual(['availableWorkers', 'status', 'timestamp']);
+  });
+
+  it('refuses to hand a live worker id to someone else (409); the holder, or anyone once it is Offline, may register it', async () => {
+    const { register } = await secured({ heartbeatTimeoutMs: 300 });
+    const first = await register('w1');
+    const credential = String(first.json!.credential);
+    const takeover = await register('w1');
+    expect(takeover.status).toBe(409);
+    expect(takeover.json).toMatchObject({ code: 'WorkerIdTaken' });
+    const again = await register('w1', JOIN, credential);
+    expect(again).toMatchObject({ status: 200, json: { credential } });
+    await new Promise((resolve) => setTimeout(resolve, 500)); // no heartbeats: Offline
+    const replaced = await register('w1');
+    expect(replaced.status).toBe(200);
+    expect(replaced.json!.credential).not.toBe(credential);
+  });
+
+  it('refuses endpoints that are not http(s) URLs or not on the allow-list', async () => {
+    const { call } = await secured({ allowedWorkerHosts: ['*.ci.internal', '127.0.0.1'] });
+    for (const endpoint of ['file:///etc/passwd', 'gopher://worker:70', 'javascript:alert(1)', 'http//missing-colon']) {
+      const answer = await call('POST', '/api/workers/register', { workerNode: node('w1', endpoint) }, JOIN);
+      expect(answer.status, endpoint).toBe(400);
+      expect((answer.json!.issues as { field: string }[])[0]!.field).toBe('body.workerNode.endpoint');
+    }
+    const elsewhere = await call(
+      'POST',
+      '/api/workers/register',
+      { workerNode: node('w1', 'http://169.254.169.254/') },
+      JOIN,
+    );
+    expect(elsewhere.status).toBe(400);
+    expect(elsewhere.json).toMatchObject({ code: 'EndpointNotAllowed' });
+    const allowed = await call(
+      'POST',
+      '/api/workers/register',
+      { workerNode: node('w1', 'https://b7.ci.internal:9000') },
+      JOIN,
+    );
+    expect(allowed.status).toBe(200);
+    const bareSuffix = await call(
+      'POST',
+      '/api/workers/register',
+      { workerNode: node('w2', 'http://ci.internal:9000') },
+      JOIN,
+    );
+    expect(bareSuffix.status).toBe(400);
+  });
+
+  it('answers a non-JSON body with 415 and an oversized one with 413', async () => {
+    const { call } = await secured();
+    const xml = await call('POST', '/api/workers/register', '<workerNode/>', JOIN, 'application/xml');
+    expect(xml).toMatchObject({ status: 415, json: { code: 'UnsupportedMediaType' } });
+    const form = await call('POST', '/api/workers/heartbeat', 'workerId=w1', JOIN, 'application/x-www-form-urlencoded');
+    expect(form.status).toBe(415);
+    const huge = await call(
+      'POST',
+      '/api/workers/register',
+      { workerNode: node('w1'), padding: 'x'.repeat(1_200_000) },
+      JOIN,
+    );
+    expect(huge).toMatchObject({ status: 413, json: { code: 'PayloadTooLarge' } });
+  });
+
+  it('rate-limits registration per address and heartbeats per worker: 429 with Retry-After', async () => {
+    const { register, call } = await secured({ rateLimits: { registerPerMinute: 3, heartbeatPerMinute: 2 } });
+    const credential = String((await register('r1')).json!.credential);
+    await register('r2');
+    await register('r3');
+    const limited = await register('r4');
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(limited.json).toMatchObject({ success: false, code: 'RateLimited' });
+    const beat = () => call('POST', '/api/workers/heartbeat', { workerId: 'r1', currentLoad: 0 }, credential);
+    expect((await beat()).status).toBe(200);
+    expect((await beat()).status).toBe(200);
+    const flooded = await beat();
+    expect(flooded.status).toBe(429);
+    expect(flooded.headers.get('retry-after')).not.toBeNull();
+  });
+
+  it('sends security headers, no X-Powered-By, and CORS only for configured origins', async () => {
+    const { call, orchestrator } = await secured();
+    const plain = await call('GET', '/api/health');
+    expect(plain.headers.get('x-powered-by')).toBeNull();
+    expect(plain.headers.get('x-content-type-options')).toBe('nosniff');
+    const cross = await fetch(`${orchestrator.url}/api/health`, { headers: { origin: 'https://evil.example' } });
+    expect(cross.headers.get('access-control-allow-origin')).toBeNull();
+    await cluster!.close();
+    const { orchestrator: withCors } = await secured({ corsOrigins: ['https://dashboard.example'] });
+    const allowed = await fetch(`${withCors.url}/api/health`, { headers: { origin: 'https://dashboard.example' } });
+    expect(allowed.headers.get('access-control-allow-origin')).toBe('https://dashboard.example');
+    const other = await fetch(`${withCors.url}/api/health`, { headers: { origin: 'https://evil.example' } });
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+  });
+});
+
+describe('a secured cluster', () => {
+  const echo = defineModule({ name: 'echo', run: (ctx) => ({ worker: ctx.workerId }) });
+  const pipeline = definePipeline({ name: 'secured', modules: [echo] });
+
+  it('runs a pipeline with credentials; execute and cancel without the orchestrator credential get 401', async () => {
+    cluster = new Cluster();
+    const orchestrator = await cluster.startOrchestrator({ joinToken: JOIN, adminToken: ADMIN });
+    const worker = await cluster.startWorker({ id: 'w-sec', pipeline, joinToken: JOIN });
+    await worker.link!.registered();
+    const result = await runPipeline({ pipeline, registry: orchestrator.registry, logger: silent });
+    expect(result.success).toBe(true);
+
+    const request = {
+      executionId: 'attack-1',
+      moduleTypeName: 'echo',
+      serializedModule: 'null',
+      dependencyResults: {},
+      environmentVariables: {},
+    };
+    const anonymous = createWorkerClient({ baseUrl: worker.url });
+    const forged = createWorkerClient({ baseUrl: worker.url, headers: { authorization: `Bearer ${JOIN}` } });
+    try {
+      expect((await anonymous.execution.execute({ body: request })).status).toBe(401);
+      expect((await forged.execution.execute({ body: request })).status).toBe(401);
+      expect((await anonymous.execution.cancel({ body: { executionId: 'attack-1' } })).status).toBe(401);
+      expect((await anonymous.health.get()).status).toBe(200);
+    } finally {
+      await anonymous.close();
+      await forged.close();
+    }
+  });
+
+  it('a worker without the join token cannot register', async () => {
+    cluster = new Cluster();
+    const orchestrator = await cluster.startOrchestrator({ joinToken: JOIN });
+    const worker = await cluster.startWorker({ id: 'w-intruder', pipeline, joinToken: 'not-the-join-token-000' });
+    await eventually(
+      () => worker.link!.state.status === 'registering' && worker.link!.state.attempt >= 1,
+      3_000,
+      'retries',
+    );
+    expect(orchestrator.registry.get('w-intruder')).toBeUndefined();
+    expect(worker.link!.state).toMatchObject({ status: 'registering', lastError: expect.stringContaining('401') });
+  });
+
+  it('registers again with a new credential after the orchestrator restarts', async () => {
+    cluster = new Cluster();
+    const first = await cluster.startOrchestrator({ joinToken: JOIN });
+    const worker = await cluster.startWorker({ id: 'w-restart', pipeline, joinToken: JOIN });
+    await worker.link!.registered();
+    const before = worker.link!.credential;
+    await first.close();
+    const second = await cluster.startOrchestrator({ joinToken: JOIN, port: first.port });
+    await eventually(() => second.registry.get('w-restart')?.status === 'Available', 5_000, 're-registration');
+    expect(second.registry.credentialOf('w-restart')).toBe(worker.link!.credential);
+    expect(worker.link!.credential).not.toBe(before);
+  });
+
+  it('masks secret environment variables in module logs, errors, progress and the run result; tokens never reach the logs', async () => {
+    const SECRET = 'sup3r-s3cret-value';
+    let logs = '';
+    const sink = pino(
+      { level: 'debug' },
+      new Writable({
+        write(chunk, _encoding, done) {
+          logs += String(chunk);
+          done();
+        },
+      }),
+    );
+    const leaky = defineModule({
+      name: 'leaky',
+      run: (ctx) => {
+        ctx.logger.info(`deploying with ${ctx.env.DEPLOY_KEY}`, { key: ctx.env.DEPLOY_KEY });
+        throw new Error(`auth failed for key ${ctx.env.DEPLOY_KEY}`);
+      },
+    });
+    const leakyPipeline = definePipeline({ name: 'leaky', modules: [leaky] });
+    cluster = new Cluster();
+    const orchestrator = await cluster.startOrchestrator({ joinToken: JOIN, adminToken: ADMIN, logger: sink });
+    const worker = await cluster.startWorker({ id: 'w-leaky', pipeline: leakyPipeline, joinToken: JOIN, logger: sink });
+    await worker.link!.registered();
+    const events: string[] = [];
+    const result = await runPipeline({
+      pipeline: leakyPipeline,
+      registry: orchestrator.registry,
+      logger: sink,
+      secretEnvironmentVariables: { DEPLOY_KEY: SECRET },
+      onEvent: (event) => events.push(JSON.stringify(event)),
+    });
+    expect(result.modules[0]).toMatchObject({ status: 'Failed', error: { message: 'auth failed for key ***' } });
+    expect(result.modules[0]!.error!.stackTrace).toContain('auth failed for key ***');
+    expect(logs).toContain('deploying with ***');
+    expect(JSON.stringify(result)).not.toContain(SECRET);
+    expect(events.join('\n')).not.toContain(SECRET);
+    expect(logs).not.toContain(SECRET);
+
+    // Failed authentications are logged without the tokens that were tried.
+    const client = createOrchestratorClient({
+      baseUrl: orchestrator.url,
+      headers: { authorization: 'Bearer guess-0123456789-abcdef' },
+    });
+    try {
+      expect((await client.workers.list()).status).toBe(401);
+    } finally {
+      await client.close();
+    }
+    for (const token of [JOIN, ADMIN, 'guess-0123456789-abcdef', worker.link!.credential!])
+      expect(logs).not.toContain(token);
+  });
+});
