@@ -2,7 +2,7 @@
  * An example of another service using only `@mpd/client`: checks an orchestrator's health
  * and lists its workers.
  *
- *   pnpm --filter @mpd/cluster-status start http://127.0.0.1:8080
+ *   MPD_ADMIN_TOKEN=... pnpm --filter @mpd/cluster-status start http://127.0.0.1:8080
  *
  * Exits 0 when the orchestrator is healthy and has at least one available worker, 1 when
  * it has none, 2 when it cannot be reached.
@@ -10,7 +10,13 @@
 import { createOrchestratorClient, MpdClientError } from '@mpd/client';
 
 const baseUrl = process.argv[2] ?? process.env.MPD_ORCHESTRATOR_URL ?? 'http://127.0.0.1:8080';
-const orchestrator = createOrchestratorClient({ baseUrl, timeoutMs: 5_000 });
+// Listing workers takes the admin token when the orchestrator has one.
+const adminToken = process.env.MPD_ADMIN_TOKEN;
+const orchestrator = createOrchestratorClient({
+  baseUrl,
+  timeoutMs: 5_000,
+  ...(adminToken ? { headers: { authorization: `Bearer ${adminToken}` } } : {}),
+});
 
 try {
   const health = await orchestrator.health.get();

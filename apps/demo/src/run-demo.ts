@@ -6,6 +6,7 @@
  * Flags: --report FILE (write the JSON run report), --verbose (show the servers' logs).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -21,11 +22,22 @@ const mainOf = (pkg: string): string => fileURLToPath(new URL('./main.ts', impor
 const statusService = fileURLToPath(new URL('../../cluster-status/src/main.ts', import.meta.url));
 const children: ChildProcess[] = [];
 
+// Secured by default: fresh tokens for this run, handed to the processes in their environment
+// (not on their command lines, where `ps` would show them).
+const joinToken = `mpdj_${randomBytes(24).toString('base64url')}`;
+const adminToken = `mpda_${randomBytes(24).toString('base64url')}`;
+const secrets = { MPD_JOIN_TOKEN: joinToken, MPD_ADMIN_TOKEN: adminToken };
+
 /** Starts `main.ts` of a package under tsx and resolves with the URL it prints. */
-function start(name: string, pkg: string, args: string[]): Promise<{ child: ChildProcess; url: string }> {
+function start(
+  name: string,
+  pkg: string,
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', mainOf(pkg), ...args], {
     stdio: ['ignore', 'pipe', flags.verbose ? 'inherit' : 'ignore'],
-    env: { ...process.env, MPD_LOG_LEVEL: flags.verbose ? 'info' : 'warn' },
+    env: { ...process.env, MPD_LOG_LEVEL: flags.verbose ? 'info' : 'warn', ...env },
   });
   children.push(child);
   return new Promise((resolve, reject) => {
@@ -80,32 +92,41 @@ async function main(): Promise<number> {
     'DEMO_REQUESTED_BY=pnpm demo',
   ];
   if (flags.report) orchestratorArgs.push('--report', flags.report);
-  const orchestrator = await start('orchestrator', '@mpd/orchestrator', orchestratorArgs);
+  console.log(`[demo] tokens for this run (printed once): join ${joinToken}, admin ${adminToken}`);
+  const orchestrator = await start('orchestrator', '@mpd/orchestrator', orchestratorArgs, secrets);
   const orchestratorExit = once(orchestrator.child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
 
   const startWorker = (n: number) =>
-    start(`worker ${n}`, '@mpd/worker', [
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-      '--id',
-      `demo-worker-${n}`,
-      '--orchestrator',
-      orchestrator.url,
-      '--pipeline',
-      pipelineFile,
-      '--max-parallel',
-      '2',
-      '--tags',
-      n === 1 ? 'linux,fast-disk' : 'linux',
-    ]);
+    start(
+      `worker ${n}`,
+      '@mpd/worker',
+      [
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--id',
+        `demo-worker-${n}`,
+        '--orchestrator',
+        orchestrator.url,
+        '--pipeline',
+        pipelineFile,
+        '--max-parallel',
+        '2',
+        '--tags',
+        n === 1 ? 'linux,fast-disk' : 'linux',
+      ],
+      { MPD_JOIN_TOKEN: joinToken },
+    );
 
   // The orchestrator waits for two workers (--min-workers 2). While only the first one is
   // registered, another service that depends only on @mpd/client (apps/cluster-status)
   // checks the orchestrator's health and lists its workers.
   await startWorker(1);
-  const client = createOrchestratorClient({ baseUrl: orchestrator.url });
+  const client = createOrchestratorClient({
+    baseUrl: orchestrator.url,
+    headers: { authorization: `Bearer ${adminToken}` },
+  });
   try {
     for (let tries = 0; ; tries++) {
       const workers = await client.workers.list();
@@ -118,6 +139,7 @@ async function main(): Promise<number> {
   }
   const status = spawn(process.execPath, ['--import', 'tsx', statusService, orchestrator.url], {
     stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, MPD_ADMIN_TOKEN: adminToken },
   });
   await once(status, 'exit');
 

@@ -65,6 +65,12 @@ describe('the demo', () => {
     expect(module('cleanup').result).toMatchObject({ packaged: true });
   });
 
+  it('ran secured: fresh tokens printed once, and never again in the output', () => {
+    const match = /tokens for this run \(printed once\): join (\S+), admin (\S+)/.exec(output);
+    expect(match).not.toBeNull();
+    for (const token of [match![1]!, match![2]!]) expect(output.split(token)).toHaveLength(2);
+  });
+
   it('used both worker processes', () => {
     expect(new Set(report.modules.map((m) => m.workerId))).toEqual(new Set(['demo-worker-1', 'demo-worker-2']));
   });
