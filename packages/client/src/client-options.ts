@@ -21,6 +21,34 @@ export interface ClientOptions {
    * @default false
    */
   validateResponse?: boolean;
+  /**
+   * TLS settings for `https://` servers, PEM contents (not file paths). Without `ca` the
+   * server's certificate must chain to Node's default trusted roots.
+   */
+  tls?: {
+    /**
+     * The certificate authorities the server's certificate must chain to: give the CA of a
+     * private cluster here. Replaces Node's default trusted roots.
+     * @default Node's default trusted roots
+     */
+    ca?: string | Buffer;
+    /**
+     * A client certificate, presented to servers that require one (mutual TLS); needs `key`.
+     * @default none
+     */
+    cert?: string | Buffer;
+    /**
+     * The private key of `cert`.
+     * @default none
+     */
+    key?: string | Buffer;
+    /**
+     * Refuse a server whose certificate does not verify (or does not name the host). Turn it
+     * off only for a throwaway local test: anyone in between could then read every call.
+     * @default true
+     */
+    rejectUnauthorized?: boolean;
+  };
 }
 
 export const DEFAULT_TIMEOUT_MS = 30_000;

@@ -359,6 +359,24 @@ describe('undici dispatcher', () => {
     expect(dispatcherOptions(200)).toMatchObject({ headersTimeout: 0, bodyTimeout: 0, connectTimeout: 200 });
   });
 
+  it('passes tls (CA, client certificate, verification on by default) as the connect options', () => {
+    expect(dispatcherOptions(30_000)).not.toHaveProperty('connect');
+    expect(dispatcherOptions(30_000, { ca: 'CA PEM' }).connect).toEqual({ ca: 'CA PEM', rejectUnauthorized: true });
+    expect(
+      dispatcherOptions(30_000, { ca: 'CA PEM', cert: 'CERT PEM', key: 'KEY PEM', rejectUnauthorized: false }).connect,
+    ).toEqual({ ca: 'CA PEM', cert: 'CERT PEM', key: 'KEY PEM', rejectUnauthorized: false });
+    agentOptions.length = 0;
+    worker({ baseUrl: 'https://127.0.0.1:1', tls: { ca: 'CA PEM' } });
+    expect(agentOptions).toMatchObject([{ connect: { ca: 'CA PEM', rejectUnauthorized: true } }]);
+  });
+
+  it('refuses a client certificate without its key, and a key without its certificate', () => {
+    expect(() => worker({ baseUrl: 'https://127.0.0.1:1', tls: { cert: 'CERT PEM' } })).toThrow(
+      'tls.cert and tls.key go together',
+    );
+    expect(() => orchestrator({ baseUrl: 'https://127.0.0.1:1', tls: { key: 'KEY PEM' } })).toThrow(TypeError);
+  });
+
   it('each client creates its Agent with those options', () => {
     agentOptions.length = 0;
     worker({ baseUrl: 'http://127.0.0.1:1', timeoutMs: 500 });

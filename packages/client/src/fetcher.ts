@@ -13,15 +13,29 @@ const EXECUTE_PATH = '/api/execution/execute';
 
 /**
  * The options of the fetcher's undici `Agent`: undici's own header and body timeouts
- * (300 s by default) are off (0), so only the call's own deadline bounds it.
+ * (300 s by default) are off (0), so only the call's own deadline bounds it; `tls` becomes
+ * the `connect` options of https connections (CA, client certificate, verification).
  * Exported for tests; not part of the package's public API.
  */
-export function dispatcherOptions(timeoutMs: number): Agent.Options {
+export function dispatcherOptions(timeoutMs: number, tls?: ClientOptions['tls']): Agent.Options {
   return {
     headersTimeout: 0,
     bodyTimeout: 0,
     connectTimeout: Math.min(timeoutMs, 10_000),
     keepAliveTimeout: 10_000,
+    ...(tls ? { connect: connectOptions(tls) } : {}),
+  };
+}
+
+function connectOptions(tls: NonNullable<ClientOptions['tls']>): NonNullable<Agent.Options['connect']> {
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    throw new TypeError('tls.cert and tls.key go together: give both (a client certificate and its key) or neither');
+  }
+  return {
+    ...(tls.ca !== undefined ? { ca: tls.ca } : {}),
+    ...(tls.cert !== undefined ? { cert: tls.cert } : {}),
+    ...(tls.key !== undefined ? { key: tls.key } : {}),
+    rejectUnauthorized: tls.rejectUnauthorized ?? true,
   };
 }
 
@@ -33,7 +47,7 @@ export function dispatcherOptions(timeoutMs: number): Agent.Options {
 export function createFetcher(options: ClientOptions): { api: ApiFetcher; close: () => Promise<void> } {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const executeMarginMs = options.executeMarginMs ?? DEFAULT_EXECUTE_MARGIN_MS;
-  const dispatcher = new Agent(dispatcherOptions(timeoutMs));
+  const dispatcher = new Agent(dispatcherOptions(timeoutMs, options.tls));
 
   const deadlineFor = (args: ApiFetcherArgs): number => {
     if (args.route.path !== EXECUTE_PATH) return timeoutMs;
@@ -76,13 +90,33 @@ export function createFetcher(options: ClientOptions): { api: ApiFetcher; close:
       }
       if (error instanceof SyntaxError || (error as { name?: string }).name === 'ZodError') throw error;
       const reason = (error as { cause?: { code?: string; message?: string } }).cause;
-      throw new MpdClientError(
-        'Unreachable',
-        `${where}: ${reason?.code ?? reason?.message ?? (error as Error).message}`,
-        { cause: error },
-      );
+      throw new MpdClientError('Unreachable', `${where}: ${describeFailure(reason, error, args.path, options)}`, {
+        cause: error,
+      });
     }
   };
 
   return { api, close: () => dispatcher.close() };
+}
+
+/** TLS failures: a certificate that does not verify, a handshake the server refused. */
+const TLS_ERROR = /CERT|SSL|TLS|UNABLE_TO_|SIGNATURE|INVALID_PURPOSE/;
+
+/**
+ * Why a call got no answer: the error code (`ECONNREFUSED`), with the reason spelled out for
+ * TLS failures, and a hint when an https server hung up without a word (under TLS 1.3 that is
+ * how a server that requires a client certificate refuses a client that has none).
+ */
+function describeFailure(
+  reason: { code?: string; message?: string } | undefined,
+  error: unknown,
+  url: string,
+  options: ClientOptions,
+): string {
+  const code = reason?.code;
+  if (code && reason?.message && TLS_ERROR.test(code)) return `${code}: ${reason.message}`;
+  if (code === 'UND_ERR_SOCKET' && /^https:/i.test(url) && options.tls?.cert === undefined) {
+    return `${code} (the server closed the connection; over https it may require a client certificate: tls.cert and tls.key)`;
+  }
+  return code ?? reason?.message ?? (error as Error).message;
 }

@@ -55,6 +55,39 @@ describe('parseSettings', () => {
     }
   });
 
+  it('takes the TLS files as given, each with its flag or environment variable', () => {
+    expect(
+      parseSettings({
+        tlsCert: 'server.crt',
+        tlsKey: 'server.key',
+        tlsClientCa: 'clients-ca.crt',
+        tlsCa: '/etc/mpd/ca.crt',
+        tlsClientCert: 'client.crt',
+        tlsClientKey: 'client.key',
+      }),
+    ).toMatchObject({
+      tlsCert: 'server.crt',
+      tlsKey: 'server.key',
+      tlsClientCa: 'clients-ca.crt',
+      tlsCa: '/etc/mpd/ca.crt',
+      tlsClientCert: 'client.crt',
+      tlsClientKey: 'client.key',
+    });
+    const names = createCommand().options.map((option) => [option.long, option.envVar]);
+    expect(names).toEqual(
+      expect.arrayContaining([
+        ['--tls-cert', 'MPD_TLS_CERT'],
+        ['--tls-key', 'MPD_TLS_KEY'],
+        ['--tls-client-ca', 'MPD_TLS_CLIENT_CA'],
+        ['--tls-ca', 'MPD_TLS_CA'],
+        ['--tls-client-cert', 'MPD_TLS_CLIENT_CERT'],
+        ['--tls-client-key', 'MPD_TLS_CLIENT_KEY'],
+      ]),
+    );
+    // The CA for workers alone is fine: it verifies https:// workers without a client certificate.
+    expect(parseSettings({ tlsCa: 'ca.crt' })).toMatchObject({ tlsCa: 'ca.crt', tlsCert: undefined });
+  });
+
   it('converts the raw strings', () => {
     expect(
       parseSettings({
@@ -119,6 +152,27 @@ describe('parseSettings', () => {
       { env: ['OK=1', '1BAD=x'] },
       'Invalid setting --env (MPD_ENV): must be NAME=VALUE or NAME, where NAME is letters, digits and _, got "1BAD=x"',
     ],
+    [
+      { tlsCert: 'server.crt' },
+      'Invalid setting --tls-cert (MPD_TLS_CERT): needs --tls-key (MPD_TLS_KEY) too, got "server.crt"',
+    ],
+    [
+      { tlsKey: 'server.key' },
+      'Invalid setting --tls-key (MPD_TLS_KEY): needs --tls-cert (MPD_TLS_CERT) too, got "server.key"',
+    ],
+    [
+      { tlsClientCa: 'ca.crt' },
+      'Invalid setting --tls-client-ca (MPD_TLS_CLIENT_CA): needs --tls-cert (MPD_TLS_CERT) and --tls-key (MPD_TLS_KEY) too, got "ca.crt"',
+    ],
+    [
+      { tlsCa: 'ca.crt', tlsClientCert: 'client.crt' },
+      'Invalid setting --tls-client-cert (MPD_TLS_CLIENT_CERT): needs --tls-client-key (MPD_TLS_CLIENT_KEY) too, got "client.crt"',
+    ],
+    [
+      { tlsClientKey: 'client.key' },
+      'Invalid setting --tls-client-key (MPD_TLS_CLIENT_KEY): needs --tls-client-cert (MPD_TLS_CLIENT_CERT) too, got "client.key"',
+    ],
+    [{ tlsCa: '' }, 'Invalid setting --tls-ca (MPD_TLS_CA): must be a file path, not empty, got ""'],
     [
       { logLevel: 'loud' },
       'Invalid setting --log-level (MPD_LOG_LEVEL): must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',

@@ -38,6 +38,16 @@ export interface OrchestratorCliConfig {
   adminToken: string | undefined;
   allowedWorkerHosts: string[] | undefined;
   corsOrigins: string[] | undefined;
+  /** Serve HTTPS: the certificate and key files (as given; {@link readTlsFiles} reads them). */
+  tlsCert: string | undefined;
+  tlsKey: string | undefined;
+  /** Require mutual TLS: client certificates must be signed by this CA file. */
+  tlsClientCa: string | undefined;
+  /** The CA file the certificates of `https://` workers must chain to. */
+  tlsCa: string | undefined;
+  /** The certificate and key files presented to workers that require mutual TLS. */
+  tlsClientCert: string | undefined;
+  tlsClientKey: string | undefined;
   rateLimits: { registerPerMinute: number; heartbeatPerMinute: number; authFailuresPerMinute: number };
   logLevel: LevelWithSilent;
 }
@@ -167,6 +177,42 @@ const SETTINGS = {
     default: undefined,
     help: 'comma-separated origins allowed to call the API from a browser (default: none, CORS off)',
   },
+  tlsCert: {
+    flag: '--tls-cert <file>',
+    env: 'MPD_TLS_CERT',
+    default: undefined,
+    help: 'serve HTTPS with this PEM certificate (chain); needs --tls-key',
+  },
+  tlsKey: {
+    flag: '--tls-key <file>',
+    env: 'MPD_TLS_KEY',
+    default: undefined,
+    help: 'the PEM private key of --tls-cert',
+  },
+  tlsClientCa: {
+    flag: '--tls-client-ca <file>',
+    env: 'MPD_TLS_CLIENT_CA',
+    default: undefined,
+    help: 'with --tls-cert: require mutual TLS, clients must present a certificate signed by this PEM CA',
+  },
+  tlsCa: {
+    flag: '--tls-ca <file>',
+    env: 'MPD_TLS_CA',
+    default: undefined,
+    help: "with --pipeline: the PEM CA that https:// workers' certificates must chain to (default: the system's trusted roots)",
+  },
+  tlsClientCert: {
+    flag: '--tls-client-cert <file>',
+    env: 'MPD_TLS_CLIENT_CERT',
+    default: undefined,
+    help: 'with --pipeline: the PEM certificate presented to workers that require mutual TLS; needs --tls-client-key',
+  },
+  tlsClientKey: {
+    flag: '--tls-client-key <file>',
+    env: 'MPD_TLS_CLIENT_KEY',
+    default: undefined,
+    help: 'the PEM private key of --tls-client-cert',
+  },
   registerLimit: {
     flag: '--register-limit <n>',
     env: 'MPD_REGISTER_LIMIT',
@@ -234,6 +280,8 @@ const nameList = z
   )
   .refine((names) => names.length > 0, { message: 'must be a comma-separated list of names' });
 
+const filePath = z.string().min(1, 'must be a file path, not empty');
+
 const tokenText = z.string().regex(/^[\x21-\x7e]{16,256}$/, 'must be 16 to 256 printable characters without spaces');
 
 const envEntries = z.array(
@@ -269,12 +317,35 @@ const rawSettingsSchema = z
     adminToken: tokenText.optional(),
     allowedWorkerHosts: nameList.optional(),
     corsOrigins: nameList.optional(),
+    tlsCert: filePath.optional(),
+    tlsKey: filePath.optional(),
+    tlsClientCa: filePath.optional(),
+    tlsCa: filePath.optional(),
+    tlsClientCert: filePath.optional(),
+    tlsClientKey: filePath.optional(),
     registerLimit: integerText(1, 10_000_000),
     heartbeatLimit: integerText(1, 10_000_000),
     authFailureLimit: integerText(1, 10_000_000),
     logLevel: z.enum(LOG_LEVELS, { errorMap: () => ({ message: `must be one of ${LOG_LEVELS.join(', ')}` }) }),
   })
   .superRefine((settings, ctx) => {
+    // Settings that need others: a certificate needs its key (and back), mutual TLS needs TLS.
+    for (const [key, needs] of [
+      ['tlsCert', ['tlsKey']],
+      ['tlsKey', ['tlsCert']],
+      ['tlsClientCa', ['tlsCert', 'tlsKey']],
+      ['tlsClientCert', ['tlsClientKey']],
+      ['tlsClientKey', ['tlsClientCert']],
+    ] as const) {
+      const missing = needs.filter((other) => settings[other] === undefined);
+      if (settings[key] !== undefined && missing.length > 0) {
+        ctx.addIssue({
+          code: z.ZodIssueCode.custom,
+          path: [key],
+          message: `needs ${missing.map(settingName).join(' and ')} too`,
+        });
+      }
+    }
     if (settings.heartbeatTimeout <= settings.heartbeatInterval) {
       ctx.addIssue({
         code: z.ZodIssueCode.custom,
@@ -340,6 +411,12 @@ export function parseSettings(raw: RawSettings, processEnv: NodeJS.ProcessEnv = 
     adminToken: settings.adminToken,
     allowedWorkerHosts: settings.allowedWorkerHosts,
     corsOrigins: settings.corsOrigins,
+    tlsCert: settings.tlsCert,
+    tlsKey: settings.tlsKey,
+    tlsClientCa: settings.tlsClientCa,
+    tlsCa: settings.tlsCa,
+    tlsClientCert: settings.tlsClientCert,
+    tlsClientKey: settings.tlsClientKey,
     rateLimits: {
       registerPerMinute: settings.registerLimit,
       heartbeatPerMinute: settings.heartbeatLimit,
@@ -383,7 +460,7 @@ export function createCommand(): Command {
   const command = new Command('mpd-orchestrator')
     .description(
       'The mpd orchestrator: workers register with it over HTTP and send heartbeats; with --pipeline it runs a pipeline on them.\n' +
-        'On start it prints one line to stdout, "mpd orchestrator listening on http://HOST:PORT"; logs go to stderr.\n' +
+        'On start it prints one line to stdout, "mpd orchestrator listening on http://HOST:PORT" (https:// with --tls-cert); logs go to stderr.\n' +
         'SIGTERM or SIGINT stops it gracefully. Exit codes: 0 ok, 1 failure (or a failed pipeline), 2 invalid setting.',
     )
     .helpOption('-h, --help', 'show this help');

@@ -3,8 +3,9 @@
  * `mpd-orchestrator`: serves the worker registry and, with `--pipeline FILE`, runs the
  * pipeline on the registered workers. Run `mpd-orchestrator --help` for the flags.
  *
- * stdout starts with one line, `mpd orchestrator listening on http://HOST:PORT`; with
- * `--pipeline` the run's progress lines and summary table follow it. Logs go to stderr. Exit codes: 0 ok, 1 failure or failed pipeline, 2 invalid setting.
+ * stdout starts with one line, `mpd orchestrator listening on http://HOST:PORT` (https:// with
+ * `--tls-cert`); with `--pipeline` the run's progress lines and summary table follow it. Logs
+ * go to stderr. Exit codes: 0 ok, 1 failure or failed pipeline, 2 invalid setting.
  */
 import { resolve } from 'node:path';
 import type { Pipeline } from '@mpd/pipeline';
@@ -13,6 +14,7 @@ import { destination, pino, type Logger } from 'pino';
 import { createCommand, type OrchestratorCliConfig, parseSettings, rawSettings } from './config.js';
 import { OrchestratorConfigError } from './errors.js';
 import type { RunningOrchestrator } from './server.js';
+import { readTlsFiles, type TlsFiles } from './tls-files.js';
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
@@ -40,6 +42,19 @@ function readConfig(): OrchestratorCliConfig {
   }
 }
 
+/** Reads the TLS files now, so a bad path exits 2 before anything starts. */
+function readTls(config: OrchestratorCliConfig): TlsFiles {
+  try {
+    return readTlsFiles(config, process.env.INIT_CWD ?? process.cwd());
+  } catch (error) {
+    if (error instanceof OrchestratorConfigError) {
+      process.stderr.write(`mpd-orchestrator: ${error.message}\n`);
+      process.exit(EXIT_INVALID_SETTING);
+    }
+    throw error;
+  }
+}
+
 async function loadPipeline(file: string): Promise<Pipeline> {
   const path = resolve(process.env.INIT_CWD ?? process.cwd(), file);
   const { loadPipelineFile } = await import('@mpd/pipeline');
@@ -54,6 +69,7 @@ async function loadPipeline(file: string): Promise<Pipeline> {
 
 async function main(): Promise<number> {
   const config = readConfig();
+  const tls = readTls(config);
   // Loaded after the settings are valid, so --help and setting errors answer quickly.
   const { startOrchestrator } = await import('./server.js');
   const logger: Logger = pino(
@@ -74,14 +90,14 @@ async function main(): Promise<number> {
       allowedWorkerHosts: config.allowedWorkerHosts,
       corsOrigins: config.corsOrigins,
       rateLimits: config.rateLimits,
+      ...(tls.server ? { tls: tls.server } : {}),
       logger,
     });
   } catch (error) {
     logger.fatal({ err: error }, 'orchestrator could not start');
     process.stderr.write(`mpd-orchestrator: ${error instanceof Error ? error.message : String(error)}\n`);
-    return EXIT_FAILURE;
+    return error instanceof OrchestratorConfigError ? EXIT_INVALID_SETTING : EXIT_FAILURE;
   }
-  process.stdout.write(`mpd orchestrator listening on ${orchestrator.url}\n`);
 
   const abort = new AbortController();
   const stopped = new Promise<void>((resolveStopped) => {
@@ -96,6 +112,8 @@ async function main(): Promise<number> {
     };
     process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
   });
+  // Printed once the signal handlers are in place: a SIGTERM sent on seeing it stops gracefully.
+  process.stdout.write(`mpd orchestrator listening on ${orchestrator.url}\n`);
 
   let exitCode = EXIT_OK;
   if (pipeline) {
@@ -116,6 +134,7 @@ async function main(): Promise<number> {
           noWorkerTimeoutMs: config.workerWaitMs,
           maxLostAttempts: config.maxLostAttempts,
           timeoutMarginMs: config.timeoutMarginMs,
+          ...(tls.workers ? { workerTls: tls.workers } : {}),
         },
         ...(config.workdir ? { workingDirectory: config.workdir } : {}),
         logger,

@@ -1,5 +1,8 @@
-import { createOrchestratorClient } from '@mpd/client';
-import { afterEach, describe, expect, it } from 'vitest';
+import { Writable } from 'node:stream';
+import { createOrchestratorClient, MpdClientError } from '@mpd/client';
+import { makeTestCertificates, type TestCertificates } from '@mpd/test-kit';
+import pino from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
 import type { NodeRegistryEvent } from './registry/node-registry.js';
 import { reachableHost, type RunningOrchestrator, startOrchestrator } from './server.js';
@@ -89,6 +92,96 @@ describe('startOrchestrator', () => {
       OrchestratorConfigError,
     );
     await expect(startOrchestrator({ port: 0, heartbeatTimeoutMs: -1 })).rejects.toThrow(/heartbeatTimeoutMs/);
+  });
+});
+
+/** A pino logger whose lines land in `lines`. */
+function capturingLogger(lines: { level: number; msg: string }[]) {
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      lines.push(JSON.parse(chunk.toString()) as { level: number; msg: string });
+      done();
+    },
+  });
+  return pino({ level: 'info' }, stream);
+}
+
+describe('startOrchestrator with tls', () => {
+  let certs: TestCertificates;
+  beforeAll(async () => {
+    certs = await makeTestCertificates();
+  });
+  afterAll(() => certs?.remove());
+
+  it('serves HTTPS: its URL is https://, a client trusting the CA gets answers, one trusting another CA is refused', async () => {
+    const orchestrator = await start({
+      port: 0,
+      host: '127.0.0.1',
+      tls: { cert: certs.serverCert, key: certs.serverKey },
+    });
+    expect(orchestrator.url).toBe(`https://127.0.0.1:${orchestrator.port}`);
+    const trusting = createOrchestratorClient({
+      baseUrl: orchestrator.url,
+      tls: { ca: certs.caCert },
+      timeoutMs: 2_000,
+    });
+    const wrong = createOrchestratorClient({
+      baseUrl: orchestrator.url,
+      tls: { ca: certs.otherCaCert },
+      timeoutMs: 2_000,
+    });
+    try {
+      expect((await trusting.health.get()).status).toBe(200);
+      const error = await wrong.health.get().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(MpdClientError);
+      expect(error).toMatchObject({ code: 'Unreachable' });
+    } finally {
+      await Promise.all([trusting.close(), wrong.close()]);
+    }
+  });
+
+  it('refuses a key that does not match the certificate, as an invalid setting', async () => {
+    const error = await startOrchestrator({
+      port: 0,
+      host: '127.0.0.1',
+      tls: { cert: certs.serverCert, key: certs.clientKey },
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(OrchestratorConfigError);
+    expect((error as Error).message).toMatch(/^Invalid setting tls: cannot use the certificate, key or client CA: /);
+  });
+
+  it('warns on a non-loopback address without TLS or tokens, never printing a token', async () => {
+    const lines: { level: number; msg: string }[] = [];
+    await start({ port: 0, host: '0.0.0.0', logger: capturingLogger(lines) });
+    const warnings = lines.filter((line) => line.level === 40).map((line) => line.msg);
+    expect(warnings).toEqual([
+      expect.stringMatching(/^serving plain HTTP on a non-loopback address/),
+      expect.stringMatching(
+        /^no join token on a non-loopback address: anyone who can reach the orchestrator can register workers/,
+      ),
+      expect.stringMatching(
+        /^no admin token on a non-loopback address: anyone who can reach the orchestrator can list, unregister and drain workers/,
+      ),
+    ]);
+
+    const quiet: { level: number; msg: string }[] = [];
+    const join = 'join-token-0123456789abcdef';
+    const admin = 'admin-token-0123456789abcdef';
+    await start({
+      port: 0,
+      host: '0.0.0.0',
+      joinToken: join,
+      adminToken: admin,
+      tls: { cert: certs.serverCert, key: certs.serverKey },
+      logger: capturingLogger(quiet),
+    });
+    expect(quiet.filter((line) => line.level >= 40)).toEqual([]);
+    expect(JSON.stringify(quiet)).not.toContain(join);
+    expect(JSON.stringify(quiet)).not.toContain(admin);
+
+    const loopback: { level: number; msg: string }[] = [];
+    await start({ port: 0, host: '127.0.0.1', logger: capturingLogger(loopback) });
+    expect(loopback.filter((line) => line.level >= 40)).toEqual([]);
   });
 });
 

@@ -1,9 +1,11 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { createApp } from './app.js';
 import { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
 import { type OrchestratorSettings, resolveOrchestratorOptions } from './orchestrator-options.js';
 import { InMemoryNodeRegistry, type NodeRegistry } from './registry/node-registry.js';
+import { orchestratorStartupWarnings } from './startup-warnings.js';
 
 /** Options of {@link startOrchestrator}. */
 export type StartOrchestratorOptions = OrchestratorSettings & {
@@ -32,11 +34,28 @@ export type StartOrchestratorOptions = OrchestratorSettings & {
    * @default 5000
    */
   closeGraceMs?: number;
+  /**
+   * Serve HTTPS with this certificate and key (PEM contents, not file paths). With `clientCa`
+   * the server requires mutual TLS: a client must present a certificate signed by that CA, or
+   * its connection is refused during the handshake.
+   * @default plain HTTP
+   */
+  tls?: {
+    /** The server's certificate (chain), PEM. */
+    cert: string | Buffer;
+    /** The certificate's private key, PEM. */
+    key: string | Buffer;
+    /**
+     * The CA(s) client certificates must be signed by: set it to require mutual TLS.
+     * @default no client certificate asked for
+     */
+    clientCa?: string | Buffer;
+  };
 };
 
 /** A listening orchestrator. */
 export interface RunningOrchestrator {
-  /** A URL that reaches the orchestrator from this machine, e.g. `http://127.0.0.1:8080`. */
+  /** A URL that reaches the orchestrator from this machine, e.g. `http://127.0.0.1:8080` (`https://` with `tls`). */
   url: string;
   /** The port it listens on (the chosen one when `port` was 0). */
   port: number;
@@ -46,7 +65,8 @@ export interface RunningOrchestrator {
 }
 
 /**
- * Starts the orchestrator's HTTP API and the registry's sweep timer.
+ * Starts the orchestrator's HTTP API (HTTPS with `tls`) and the registry's sweep timer. On a
+ * non-loopback address it warns (logger `warn`) about plain HTTP and missing tokens.
  *
  * ```ts
  * const orchestrator = await startOrchestrator({ port: 0, host: '127.0.0.1' });
@@ -73,10 +93,11 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
     options.sweepIntervalMs ?? Math.min(5_000, Math.max(50, Math.floor(resolved.heartbeatTimeoutMs / 4)));
   const closeGraceMs = options.closeGraceMs ?? 5_000;
 
-  const server = createServer(createApp({ registry, options: resolved }));
+  const app = createApp({ registry, options: resolved });
+  const server = options.tls ? createTlsServer(options.tls, app) : createServer(app);
   await listen(server, port, host);
   const actualPort = (server.address() as AddressInfo).port;
-  const url = `http://${reachableHost(host)}:${actualPort}`;
+  const url = `${options.tls ? 'https' : 'http'}://${reachableHost(host)}:${actualPort}`;
 
   const sweeper = setInterval(() => {
     try {
@@ -88,7 +109,18 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
     }
   }, sweepIntervalMs);
   sweeper.unref();
-  resolved.logger.info({ url, host, port: actualPort }, 'orchestrator listening');
+  resolved.logger.info(
+    { url, host, port: actualPort, tls: options.tls ? (options.tls.clientCa ? 'mutual' : 'server') : 'off' },
+    'orchestrator listening',
+  );
+  for (const warning of orchestratorStartupWarnings({
+    host,
+    tls: options.tls !== undefined,
+    joinToken: resolved.joinToken !== undefined,
+    adminToken: resolved.adminToken !== undefined,
+  })) {
+    resolved.logger.warn({ host }, warning);
+  }
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
@@ -102,7 +134,31 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
   return { url, port: actualPort, registry, close };
 }
 
-function listen(server: Server, port: number, host: string): Promise<void> {
+/**
+ * An HTTPS server for `app`; with `clientCa`, one that requires a client certificate signed by it.
+ * @throws OrchestratorConfigError when the certificate, key or CA cannot be used.
+ */
+function createTlsServer(tls: NonNullable<StartOrchestratorOptions['tls']>, app: RequestListener): HttpsServer {
+  try {
+    return createHttpsServer(
+      {
+        cert: tls.cert,
+        key: tls.key,
+        ...(tls.clientCa !== undefined ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
+      },
+      app,
+    );
+  } catch (error) {
+    throw new OrchestratorConfigError(
+      'InvalidSetting',
+      'tls',
+      `Invalid setting tls: cannot use the certificate, key or client CA: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+}
+
+function listen(server: Server | HttpsServer, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (error: Error): void => {
       reject(
@@ -119,7 +175,7 @@ function listen(server: Server, port: number, host: string): Promise<void> {
   });
 }
 
-function closeServer(server: Server, graceMs: number): Promise<void> {
+function closeServer(server: Server | HttpsServer, graceMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const force = setTimeout(() => server.closeAllConnections(), graceMs);
     force.unref();

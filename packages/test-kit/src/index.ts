@@ -10,6 +10,10 @@
  * // ...
  * expect((await orchestrator.stop('SIGTERM')).code).toBe(0);
  * ```
+ *
+ * {@link makeTestCertificates} makes a throwaway CA and certificates (with `openssl`) for TLS
+ * tests; no key is ever committed.
  */
 export { eventually } from './eventually.js';
 export { killLeftovers, mainOf, spawnProcess, type RunningProcess, type SpawnOptions } from './processes.js';
+export { makeTestCertificates, type TestCertificates } from './certificates.js';

@@ -104,6 +104,27 @@ describe('workerCommand + parseWorkerConfig', () => {
     });
   });
 
+  it('takes the TLS files from flags or environment variables, as given', () => {
+    expect(
+      parse(
+        ['--tls-cert', 'worker.crt', '--tls-key', 'worker.key', '--tls-client-ca', 'ca.crt', '--tls-ca', ' ca.crt '],
+        { MPD_TLS_CLIENT_CERT: '/etc/mpd/client.crt', MPD_TLS_CLIENT_KEY: '/etc/mpd/client.key' },
+      ),
+    ).toEqual({
+      port: 9000,
+      host: '0.0.0.0',
+      logLevel: 'info',
+      tlsCert: 'worker.crt',
+      tlsKey: 'worker.key',
+      tlsClientCa: 'ca.crt',
+      tlsCa: 'ca.crt',
+      tlsClientCert: '/etc/mpd/client.crt',
+      tlsClientKey: '/etc/mpd/client.key',
+    });
+    // The orchestrator's CA alone is fine: it verifies an https:// orchestrator.
+    expect(parse([], { MPD_TLS_CA: 'ca.crt' })).toMatchObject({ tlsCa: 'ca.crt' });
+  });
+
   it('prefers a flag over its environment variable', () => {
     expect(parse(['--port', '9200', '--max-parallel', '2'], { MPD_PORT: '9100', MPD_MAX_PARALLEL: '8' })).toMatchObject(
       {
@@ -184,6 +205,32 @@ describe('workerCommand + parseWorkerConfig', () => {
     ],
     [['--pipeline', '  '], {}, 'Invalid setting --pipeline (MPD_PIPELINE): must be a file path, got "  "'],
     [
+      ['--tls-cert', 'worker.crt'],
+      {},
+      'Invalid setting --tls-cert (MPD_TLS_CERT): needs --tls-key (MPD_TLS_KEY) too, got "worker.crt"',
+    ],
+    [
+      [],
+      { MPD_TLS_KEY: 'worker.key' },
+      'Invalid setting --tls-key (MPD_TLS_KEY): needs --tls-cert (MPD_TLS_CERT) too, got "worker.key"',
+    ],
+    [
+      ['--tls-client-ca', 'ca.crt'],
+      {},
+      'Invalid setting --tls-client-ca (MPD_TLS_CLIENT_CA): needs --tls-cert (MPD_TLS_CERT) and --tls-key (MPD_TLS_KEY) too, got "ca.crt"',
+    ],
+    [
+      ['--tls-client-cert', 'client.crt'],
+      {},
+      'Invalid setting --tls-client-cert (MPD_TLS_CLIENT_CERT): needs --tls-client-key (MPD_TLS_CLIENT_KEY) too, got "client.crt"',
+    ],
+    [
+      ['--tls-client-key', 'client.key'],
+      {},
+      'Invalid setting --tls-client-key (MPD_TLS_CLIENT_KEY): needs --tls-client-cert (MPD_TLS_CLIENT_CERT) too, got "client.key"',
+    ],
+    [['--tls-ca', ' '], {}, 'Invalid setting --tls-ca (MPD_TLS_CA): must be a file path, got " "'],
+    [
       ['--log-level', 'loud'],
       {},
       'Invalid setting --log-level (MPD_LOG_LEVEL): must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',
@@ -223,6 +270,12 @@ describe('workerCommand + parseWorkerConfig', () => {
       ['--pipeline', 'MPD_PIPELINE'],
       ['--join-token', 'MPD_JOIN_TOKEN'],
       ['--token', 'MPD_WORKER_TOKEN'],
+      ['--tls-cert', 'MPD_TLS_CERT'],
+      ['--tls-key', 'MPD_TLS_KEY'],
+      ['--tls-client-ca', 'MPD_TLS_CLIENT_CA'],
+      ['--tls-ca', 'MPD_TLS_CA'],
+      ['--tls-client-cert', 'MPD_TLS_CLIENT_CERT'],
+      ['--tls-client-key', 'MPD_TLS_CLIENT_KEY'],
       ['--log-level', 'MPD_LOG_LEVEL'],
     ]);
   });

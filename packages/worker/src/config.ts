@@ -40,6 +40,17 @@ const url = z
   .refine((value) => /^https?:\/\//i.test(value), 'must be an http:// or https:// URL');
 
 const token = z.string().regex(/^[\x21-\x7e]{16,256}$/, 'must be 16 to 256 printable characters without spaces');
+const filePath = z.string().trim().min(1, 'must be a file path');
+
+/** Settings that need others: a certificate needs its key (and back), mutual TLS needs TLS. */
+const NEEDS = [
+  ['tlsCert', ['tlsKey']],
+  ['tlsKey', ['tlsCert']],
+  ['tlsClientCa', ['tlsCert', 'tlsKey']],
+  ['tlsClientCert', ['tlsClientKey']],
+  ['tlsClientKey', ['tlsClientCert']],
+] as const;
+
 /** Settings whose values are secrets: never echoed in messages. */
 const SECRET_SETTINGS = new Set(['joinToken', 'token']);
 
@@ -59,6 +70,12 @@ const settings = {
   pipeline: { flag: '--pipeline', env: 'MPD_PIPELINE', schema: z.string().trim().min(1, 'must be a file path') },
   joinToken: { flag: '--join-token', env: 'MPD_JOIN_TOKEN', schema: token },
   token: { flag: '--token', env: 'MPD_WORKER_TOKEN', schema: token },
+  tlsCert: { flag: '--tls-cert', env: 'MPD_TLS_CERT', schema: filePath },
+  tlsKey: { flag: '--tls-key', env: 'MPD_TLS_KEY', schema: filePath },
+  tlsClientCa: { flag: '--tls-client-ca', env: 'MPD_TLS_CLIENT_CA', schema: filePath },
+  tlsCa: { flag: '--tls-ca', env: 'MPD_TLS_CA', schema: filePath },
+  tlsClientCert: { flag: '--tls-client-cert', env: 'MPD_TLS_CLIENT_CERT', schema: filePath },
+  tlsClientKey: { flag: '--tls-client-key', env: 'MPD_TLS_CLIENT_KEY', schema: filePath },
   logLevel: {
     flag: '--log-level',
     env: 'MPD_LOG_LEVEL',
@@ -88,7 +105,11 @@ export function workerCommand(): Command {
     .addOption(option('orchestrator', 'url', 'orchestrator base URL to register with, e.g. http://127.0.0.1:8080'))
     .addOption(option('id', 'id', 'worker id (default: worker-<hostname>-<random>)'))
     .addOption(
-      option('endpoint', 'url', 'URL the orchestrator calls this worker at (default: http://<hostname>:<port>)'),
+      option(
+        'endpoint',
+        'url',
+        'URL the orchestrator calls this worker at (default: http://<hostname>:<port>, https:// with --tls-cert)',
+      ),
     )
     .addOption(option('tags', 'list', 'comma-separated tags advertised to the orchestrator, e.g. gpu,high-memory'))
     .addOption(option('tools', 'list', 'comma-separated tools advertised (default: known tools found on PATH)'))
@@ -108,6 +129,30 @@ export function workerCommand(): Command {
         'a token the orchestrator may call this worker with, besides the credential it gets at registration',
       ),
     )
+    .addOption(option('tlsCert', 'file', 'serve HTTPS with this PEM certificate (chain); needs --tls-key'))
+    .addOption(option('tlsKey', 'file', 'the PEM private key of --tls-cert'))
+    .addOption(
+      option(
+        'tlsClientCa',
+        'file',
+        'with --tls-cert: require mutual TLS, callers must present a certificate signed by this PEM CA',
+      ),
+    )
+    .addOption(
+      option(
+        'tlsCa',
+        'file',
+        "the PEM CA an https:// orchestrator's certificate must chain to (default: system roots)",
+      ),
+    )
+    .addOption(
+      option(
+        'tlsClientCert',
+        'file',
+        'the PEM certificate presented to an orchestrator that requires mutual TLS; needs --tls-client-key',
+      ),
+    )
+    .addOption(option('tlsClientKey', 'file', 'the PEM private key of --tls-client-cert'))
     .addOption(option('logLevel', 'level', 'log level: fatal, error, warn, info, debug, trace, silent', 'info'))
     .helpOption('-h, --help', 'show this help')
     .showHelpAfterError()
@@ -132,6 +177,15 @@ export function parseWorkerConfig(raw: Record<string, unknown>): WorkerCliConfig
       );
     }
     config[key] = parsed.data;
+  }
+  for (const [key, needs] of NEEDS) {
+    const missing = needs.filter((other) => config[other] === undefined);
+    if (config[key] !== undefined && missing.length > 0) {
+      const name = (k: keyof Settings) => `${settings[k].flag} (${settings[k].env})`;
+      throw new WorkerConfigError(
+        `Invalid setting ${name(key)}: needs ${missing.map(name).join(' and ')} too, got ${JSON.stringify(config[key])}`,
+      );
+    }
   }
   return config as WorkerCliConfig;
 }

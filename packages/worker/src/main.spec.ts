@@ -3,8 +3,16 @@ import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { killLeftovers, mainOf, spawnProcess, type RunningProcess } from '@mpd/test-kit';
-import { afterAll, describe, expect, it } from 'vitest';
+import { createWorkerClient, MpdClientError } from '@mpd/client';
+import {
+  killLeftovers,
+  mainOf,
+  makeTestCertificates,
+  spawnProcess,
+  type RunningProcess,
+  type TestCertificates,
+} from '@mpd/test-kit';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const PIPELINE_URL = new URL('../../pipeline/src/index.ts', import.meta.url).href;
 const tempDirs: string[] = [];
@@ -212,5 +220,82 @@ describe('mpd-worker CLI', () => {
     const { code, ms } = await run.stop();
     expect(code).toBe(0);
     expect(ms).toBeLessThan(5_000);
+  });
+});
+
+describe('mpd-worker CLI with TLS', () => {
+  let certs: TestCertificates;
+  beforeAll(async () => {
+    certs = await makeTestCertificates();
+  });
+  afterAll(() => certs?.remove());
+
+  it('--tls-cert and --tls-key (relative to INIT_CWD) serve HTTPS; --tls-client-ca requires a client certificate', async () => {
+    const run = cli(
+      [
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--tls-cert',
+        'server.crt',
+        '--tls-key',
+        'server.key',
+        '--log-level',
+        'silent',
+      ],
+      { INIT_CWD: certs.dir, MPD_TLS_CLIENT_CA: certs.files.caCert },
+    );
+    const url = await run.listeningUrl();
+    expect(url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    const withCert = createWorkerClient({
+      baseUrl: url,
+      tls: { ca: certs.caCert, cert: certs.clientCert, key: certs.clientKey },
+    });
+    const withoutCert = createWorkerClient({ baseUrl: url, tls: { ca: certs.caCert } });
+    try {
+      expect((await withCert.health.get()).status).toBe(200);
+      const refused = await withoutCert.health.get().catch((error: unknown) => error);
+      expect(refused).toBeInstanceOf(MpdClientError);
+      expect(refused).toMatchObject({ code: 'Unreachable' });
+    } finally {
+      await Promise.all([withCert.close(), withoutCert.close()]);
+    }
+    expect((await run.stop()).code).toBe(0);
+  });
+
+  it('exits 2 naming both flags for --tls-cert without --tls-key', async () => {
+    const run = cli(['--port', '0', '--tls-cert', certs.files.serverCert]);
+    expect(await run.exited).toBe(2);
+    expect(run.stderr()).toContain('Invalid setting --tls-cert (MPD_TLS_CERT): needs --tls-key (MPD_TLS_KEY) too');
+    expect(run.stdout()).toBe('');
+  });
+
+  it('exits 2 naming the flag and the variable for a missing file', async () => {
+    const run = cli(['--port', '0', '--tls-cert', certs.files.serverCert, '--tls-key', 'no-such.key'], {
+      INIT_CWD: certs.dir,
+    });
+    expect(await run.exited).toBe(2);
+    expect(run.stderr()).toContain(
+      `Invalid setting --tls-key (MPD_TLS_KEY): cannot read ${join(certs.dir, 'no-such.key')}: no such file`,
+    );
+    expect(run.stdout()).toBe('');
+  });
+
+  it('warns on stderr when it serves plain HTTP, without any token, on a non-loopback address', async () => {
+    const run = cli(['--port', '0', '--host', '0.0.0.0', '--id', 'w-open', '--log-level', 'warn']);
+    await run.listeningUrl();
+    expect((await run.stop()).code).toBe(0);
+    const warnings = run
+      .stderr()
+      .trim()
+      .split('\n')
+      .map((line) => (JSON.parse(line) as { msg: string }).msg);
+    expect(warnings).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^serving plain HTTP on a non-loopback address/),
+        expect.stringMatching(/^no token on a non-loopback address/),
+      ]),
+    );
   });
 });

@@ -5,6 +5,7 @@
  */
 import { CommanderError } from 'commander';
 import { parseWorkerConfig, workerCommand } from './config.js';
+import { readTlsFiles } from './tls-files.js';
 
 async function main(): Promise<void> {
   const command = workerCommand().exitOverride();
@@ -16,8 +17,11 @@ async function main(): Promise<void> {
     throw error;
   }
   let config;
+  let tls;
   try {
     config = parseWorkerConfig(command.opts());
+    // Read now, so a bad path exits 2 before anything starts.
+    tls = readTlsFiles(config, process.env.INIT_CWD ?? process.cwd());
   } catch (error) {
     process.stderr.write(`mpd-worker: ${(error as Error).message}\n`);
     process.exit(2);
@@ -52,14 +56,15 @@ async function main(): Promise<void> {
       ...(config.maxParallel ? { maxParallelModules: config.maxParallel } : {}),
       ...(config.joinToken ? { joinToken: config.joinToken } : {}),
       ...(config.token ? { token: config.token } : {}),
+      ...(tls.server ? { tls: tls.server } : {}),
+      ...(tls.orchestrator ? { orchestratorTls: tls.orchestrator } : {}),
       ...(pipeline ? { pipeline } : {}),
     });
   } catch (error) {
     process.stderr.write(`mpd-worker: ${(error as Error).message}\n`);
-    process.exit(1);
+    process.exit((error as { code?: unknown }).code === 'InvalidSetting' ? 2 : 1);
   }
   const advertised = worker.endpoint === worker.url ? '' : ` (the orchestrator calls it at ${worker.endpoint})`;
-  process.stdout.write(`mpd worker ${worker.id} listening on ${worker.url}${advertised}\n`);
 
   // Drained by the orchestrator (POST /api/workers/{id}/drain) or by a signal: exit once stopped.
   let exitCode = 0;
@@ -84,6 +89,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+  // Printed once the signal handlers are in place: a SIGTERM sent on seeing it drains gracefully.
+  process.stdout.write(`mpd worker ${worker.id} listening on ${worker.url}${advertised}\n`);
 }
 
 void main();

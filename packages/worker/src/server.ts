@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism, hostname } from 'node:os';
 import { createOrchestratorClient } from '@mpd/client';
@@ -11,12 +12,13 @@ import { createApp } from './app.js';
 import { defaultWorkerId, detectTools, osName } from './capabilities.js';
 import { WorkerError } from './errors.js';
 import { ModuleExecutor } from './executor/module-executor.js';
+import { workerStartupWarnings } from './startup-warnings.js';
 import type { WorkerOptions } from './worker-options.js';
 
 /** A started worker. */
 export interface RunningWorker {
   readonly id: string;
-  /** The URL the server listens on (loopback when it listens on every address). */
+  /** The URL the server listens on (loopback when it listens on every address); `https://` with `tls`. */
   readonly url: string;
   /** The URL advertised to the orchestrator. */
   readonly endpoint: string;
@@ -58,7 +60,11 @@ export type WorkerState =
   | 'stopping'
   | 'stopped';
 
-/** Starts a worker: its HTTP server, and its registration with the orchestrator. */
+/**
+ * Starts a worker: its HTTP server (HTTPS with `tls`), and its registration with the
+ * orchestrator. On a non-loopback address it warns (logger `warn`) about plain HTTP and about
+ * serving without any token.
+ */
 export async function startWorker(options: WorkerOptions = {}): Promise<RunningWorker> {
   const logger = options.logger ?? pino({ level: 'info' }, pino.destination(2));
   const id = options.id ?? defaultWorkerId();
@@ -83,7 +89,25 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     validateResponses: options.validateResponses ?? false,
   });
   const port0 = options.port ?? 9000;
-  const server: Server = app.listen(port0, host);
+  let server: Server | HttpsServer;
+  if (options.tls) {
+    const { cert, key, clientCa } = options.tls;
+    try {
+      server = createHttpsServer(
+        { cert, key, ...(clientCa !== undefined ? { ca: clientCa, requestCert: true, rejectUnauthorized: true } : {}) },
+        app,
+      );
+    } catch (cause) {
+      throw new WorkerError(
+        'InvalidSetting',
+        `Invalid setting tls: cannot use the certificate, key or client CA: ${(cause as Error).message}`,
+        { cause },
+      );
+    }
+    server.listen(port0, host);
+  } else {
+    server = app.listen(port0, host);
+  }
   try {
     await once(server, 'listening');
   } catch (cause) {
@@ -94,8 +118,16 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
   server.headersTimeout = 60_000;
   const { port } = server.address() as AddressInfo;
   const wildcard = host === '0.0.0.0' || host === '::';
-  const url = `http://${wildcard ? '127.0.0.1' : formatHost(host)}:${port}`;
-  const endpoint = options.endpoint ?? `http://${wildcard ? hostname() : formatHost(host)}:${port}`;
+  const scheme = options.tls ? 'https' : 'http';
+  const url = `${scheme}://${wildcard ? '127.0.0.1' : formatHost(host)}:${port}`;
+  const endpoint = options.endpoint ?? `${scheme}://${wildcard ? hostname() : formatHost(host)}:${port}`;
+  for (const warning of workerStartupWarnings({
+    host,
+    tls: options.tls !== undefined,
+    token: options.joinToken !== undefined || options.token !== undefined,
+  })) {
+    logger.warn({ host }, warning);
+  }
 
   const tools = options.tools ?? detectTools();
   const node = (): WorkerNodeRegistration => ({
@@ -111,7 +143,12 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
       : null,
   });
 
-  const client = options.orchestratorUrl ? createOrchestratorClient({ baseUrl: options.orchestratorUrl }) : undefined;
+  const client = options.orchestratorUrl
+    ? createOrchestratorClient({
+        baseUrl: options.orchestratorUrl,
+        ...(options.orchestratorTls ? { tls: options.orchestratorTls } : {}),
+      })
+    : undefined;
   let drain: () => Promise<void> = () => Promise.resolve();
   const link = client
     ? new OrchestratorLink({

@@ -1,3 +1,4 @@
+import type { ClientOptions } from '@mpd/client';
 import type { Pipeline } from '@mpd/pipeline';
 import type { Logger } from 'pino';
 
@@ -20,11 +21,35 @@ export interface WorkerOptions {
   host?: string;
   /**
    * The URL the orchestrator calls this worker at.
-   * @default `http://<host>:<port>`, with the machine's hostname when listening on all addresses
+   * @default `http://<host>:<port>` (`https://` with `tls`), with the machine's hostname when listening on all addresses
    */
   endpoint?: string;
+  /**
+   * Serve HTTPS with this certificate and key (PEM contents, not file paths). With `clientCa`
+   * the worker requires mutual TLS: callers (the orchestrator) must present a certificate
+   * signed by that CA, or the handshake fails.
+   * @default plain HTTP
+   */
+  tls?: {
+    /** The worker's certificate (chain), PEM. */
+    cert: string | Buffer;
+    /** The certificate's private key, PEM. */
+    key: string | Buffer;
+    /**
+     * The CA(s) client certificates must be signed by: set it to require mutual TLS.
+     * @default no client certificate asked for
+     */
+    clientCa?: string | Buffer;
+  };
   /** The orchestrator's base URL; without it the worker serves its API but registers nowhere. */
   orchestratorUrl?: string;
+  /**
+   * TLS settings of the calls to an `https://` orchestrator (PEM contents): the CA its
+   * certificate must chain to, and the client certificate for an orchestrator that requires
+   * mutual TLS.
+   * @default Node's default trusted roots, no client certificate
+   */
+  orchestratorTls?: ClientOptions['tls'];
   /** The cluster join token to register with (the orchestrator's `MPD_JOIN_TOKEN`). */
   joinToken?: string;
   /**

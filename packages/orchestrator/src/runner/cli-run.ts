@@ -23,7 +23,7 @@ export interface RunPipelineFromCliOptions {
   secretEnvironmentVariables?: Record<string, string>;
   /** Sent to every module as `workingDirectory`; the worker's own applies when absent. */
   workingDirectory?: string;
-  /** Categories, failure mode, limits: passed on to {@link runPipeline}. */
+  /** Categories, failure mode, limits, TLS to the workers: passed on to {@link runPipeline}. */
   runOptions?: Pick<
     RunPipelineOptions,
     | 'runOnlyCategories'
@@ -33,6 +33,7 @@ export interface RunPipelineFromCliOptions {
     | 'noWorkerTimeoutMs'
     | 'maxLostAttempts'
     | 'timeoutMarginMs'
+    | 'workerTls'
   >;
   /** Where to write the JSON run report. */
   reportFile?: string;

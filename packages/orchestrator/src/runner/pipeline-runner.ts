@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { createWorkerClient, MpdClientError, type WorkerClient } from '@mpd/client';
+import { type ClientOptions, createWorkerClient, MpdClientError, type WorkerClient } from '@mpd/client';
 import {
   createSecretMasker,
   formatTimeSpan,
@@ -76,8 +76,14 @@ export interface RunPipelineOptions {
    */
   timeoutMarginMs?: number;
   /**
+   * TLS settings of the calls to `https://` workers (PEM contents): the CA their certificates
+   * must chain to, and the client certificate to present to workers that require mutual TLS.
+   * @default Node's default trusted roots, no client certificate
+   */
+  workerTls?: ClientOptions['tls'];
+  /**
    * Makes the client of a worker; `headers` carry the worker's credential.
-   * @default createWorkerClient({ baseUrl: endpoint, headers, executeMarginMs: timeoutMarginMs })
+   * @default createWorkerClient({ baseUrl: endpoint, headers, executeMarginMs: timeoutMarginMs, tls: workerTls })
    */
   createClient?: (endpoint: string, headers: Record<string, string> | undefined) => WorkerClient;
 }
@@ -812,6 +818,7 @@ class PipelineRun {
           baseUrl: endpoint,
           executeMarginMs: this.options.timeoutMarginMs ?? 60_000,
           ...(headers ? { headers } : {}),
+          ...(this.options.workerTls ? { tls: this.options.workerTls } : {}),
         });
       this.clients.set(key, client);
     }

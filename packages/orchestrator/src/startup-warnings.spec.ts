@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { isLoopbackHost, orchestratorStartupWarnings } from './startup-warnings.js';
+
+describe('isLoopbackHost', () => {
+  it.each(['127.0.0.1', '127.1.2.3', '::1', '[::1]', 'localhost', 'LOCALHOST', 'ci.localhost', '::ffff:127.0.0.1'])(
+    '%s is loopback',
+    (host) => expect(isLoopbackHost(host)).toBe(true),
+  );
+  it.each([
+    '0.0.0.0',
+    '::',
+    '[::]',
+    '',
+    '10.0.0.5',
+    '192.168.1.2',
+    'ci.example.com',
+    '127.0.0.1.example.com',
+    '::ffff:10.0.0.1',
+  ])('%j is not loopback', (host) => expect(isLoopbackHost(host)).toBe(false));
+});
+
+describe('orchestratorStartupWarnings', () => {
+  it('says nothing on a loopback address, whatever is missing', () => {
+    expect(orchestratorStartupWarnings({ host: '127.0.0.1', tls: false, joinToken: false, adminToken: false })).toEqual(
+      [],
+    );
+  });
+
+  it('warns on a non-loopback address about plain HTTP, a missing join token and a missing admin token', () => {
+    const warnings = orchestratorStartupWarnings({ host: '0.0.0.0', tls: false, joinToken: false, adminToken: false });
+    expect(warnings).toHaveLength(3);
+    expect(warnings[0]).toMatch(/^serving plain HTTP on a non-loopback address/);
+    expect(warnings[1]).toMatch(/anyone who can reach the orchestrator can register workers/);
+    expect(warnings[2]).toMatch(/anyone who can reach the orchestrator can list, unregister and drain workers/);
+  });
+
+  it('says nothing once TLS and both tokens are set', () => {
+    expect(orchestratorStartupWarnings({ host: '10.0.0.5', tls: true, joinToken: true, adminToken: true })).toEqual([]);
+    expect(orchestratorStartupWarnings({ host: '10.0.0.5', tls: true, joinToken: true, adminToken: false })).toEqual([
+      expect.stringMatching(/^no admin token/),
+    ]);
+  });
+});
