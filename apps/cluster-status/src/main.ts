@@ -15,7 +15,7 @@ const adminToken = process.env.MPD_ADMIN_TOKEN;
 const orchestrator = createOrchestratorClient({
   baseUrl,
   timeoutMs: 5_000,
-  ...(adminToken ? { headers: { authorization: `Bearer ${adminToken}` } } : {}),
+  ...(adminToken ? { token: adminToken } : {}),
 });
 
 try {

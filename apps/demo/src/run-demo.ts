@@ -125,7 +125,7 @@ async function main(): Promise<number> {
   await startWorker(1);
   const client = createOrchestratorClient({
     baseUrl: orchestrator.url,
-    headers: { authorization: `Bearer ${adminToken}` },
+    token: adminToken,
   });
   try {
     for (let tries = 0; ; tries++) {

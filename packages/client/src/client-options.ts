@@ -14,7 +14,12 @@ export interface ClientOptions {
    * @default 60_000
    */
   executeMarginMs?: number;
-  /** Headers sent with every call (for example `Authorization`). */
+  /**
+   * Bearer token sent with every call (`Authorization: Bearer <token>`): the admin token for an
+   * operator's tools, a worker's credential, the join token to register.
+   */
+  token?: string;
+  /** Headers sent with every call. */
   headers?: Record<string, string>;
   /**
    * Validate response bodies against the contract (throws on a body that does not match).

@@ -228,6 +228,19 @@ describe('typed calls', () => {
     }
     expect(server.seen[1]!.headers['content-type']).toBe('application/json');
   });
+
+  it('sends the token option as a bearer token on every call', async () => {
+    const server = await serve((_req, res) =>
+      json(res, 200, { status: 'healthy', availableWorkers: 0, timestamp: NOW }),
+    );
+    const client = orchestrator({ baseUrl: server.url, token: 'admin-token-123456' });
+    await client.health.get();
+    await client.health.get();
+    expect(server.seen.map((req) => req.headers.authorization)).toEqual([
+      'Bearer admin-token-123456',
+      'Bearer admin-token-123456',
+    ]);
+  });
 });
 
 describe('baseUrl', () => {

@@ -28,7 +28,7 @@ function create<T extends AppRouter>(contract: T, options: ClientOptions): Clien
   const { api, close } = createFetcher(options);
   const args: ResolvedArgs = {
     baseUrl: options.baseUrl.replace(/\/+$/, ''),
-    baseHeaders: { ...options.headers },
+    baseHeaders: { ...options.headers, ...(options.token ? { authorization: `Bearer ${options.token}` } : {}) },
     api,
     validateResponse: options.validateResponse ?? false,
     throwOnUnknownStatus: true,
