@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { formatTimeSpan, parseTimeSpan } from './time-span.js';
+import { durationSchema } from './common.schema.js';
+import { formatTimeSpan, MAX_TIME_SPAN_MS, parseTimeSpan } from './time-span.js';
 
 describe('parseTimeSpan', () => {
   it.each([
@@ -14,6 +15,23 @@ describe('parseTimeSpan', () => {
     ['0:0:0', 0],
   ])('parses %s', (text, ms) => {
     expect(parseTimeSpan(text)).toBeCloseTo(ms, 6);
+  });
+
+  // Found by apps/demo/test/fuzz.spec.ts: a 400-digit day count parsed as Infinity, passed the
+  // contract's durationSchema, and the worker's timeout timer then threw formatTimeSpan's
+  // RangeError outside any request: an uncaught exception that crashes the worker.
+  it('accepts spans up to TimeSpan.MaxValue and refuses longer ones (never Infinity)', () => {
+    expect(parseTimeSpan('10675199.02:48:05.4775807')).toBe(MAX_TIME_SPAN_MS);
+    expect(parseTimeSpan('-10675199.02:48:05.4775807')).toBe(-MAX_TIME_SPAN_MS);
+    for (const text of [
+      '10675199.02:48:06',
+      '10675200.00:00:00',
+      `${'9'.repeat(400)}.00:00:00`,
+      `-${'9'.repeat(400)}.00:00:00`,
+    ]) {
+      expect(parseTimeSpan(text), text).toBeUndefined();
+    }
+    expect(durationSchema.safeParse(`${'9'.repeat(400)}.00:00:00`).success).toBe(false);
   });
 
   it.each([

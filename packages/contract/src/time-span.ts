@@ -12,9 +12,17 @@ const MS_PER_HOUR = 60 * MS_PER_MINUTE;
 const MS_PER_DAY = 24 * MS_PER_HOUR;
 
 /**
+ * `TimeSpan.MaxValue` (`10675199.02:48:05.4775807`) in milliseconds: .NET refuses longer
+ * spans, and without a bound a day count of a few hundred digits parses as `Infinity`.
+ */
+export const MAX_TIME_SPAN_MS = 922_337_203_685_477.5807;
+
+/**
  * Parses a .NET TimeSpan string into milliseconds (fractions below a millisecond
  * are kept as a fractional number). Returns `undefined` when the text is not a
- * TimeSpan or a component is out of range (hours > 23, minutes or seconds > 59).
+ * TimeSpan, a component is out of range (hours > 23, minutes or seconds > 59), or the
+ * span is longer than `TimeSpan.MaxValue` ({@link MAX_TIME_SPAN_MS}), so the result is
+ * always finite.
  */
 export function parseTimeSpan(text: string): number | undefined {
   const match = TIME_SPAN.exec(text);
@@ -30,6 +38,7 @@ export function parseTimeSpan(text: string): number | undefined {
     m * MS_PER_MINUTE +
     s * MS_PER_SECOND +
     (fraction ? Number(`0.${fraction}`) * MS_PER_SECOND : 0);
+  if (!(ms <= MAX_TIME_SPAN_MS)) return undefined;
   return sign ? -ms : ms;
 }
 

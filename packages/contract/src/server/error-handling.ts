@@ -2,6 +2,7 @@
  * Express error handling shared by the orchestrator and the worker: every error answers
  * the contract's error body, never an HTML page.
  */
+import { STATUS_CODES } from 'node:http';
 import type { RequestValidationError } from '@ts-rest/express';
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import type { ErrorBody, ErrorCode, FieldIssue } from '../common.schema.js';
@@ -49,18 +50,25 @@ export const routeNotFound: RequestHandler = (req, res) => {
   sendError(res, 404, 'RouteNotFound', `No route for ${req.method} ${req.path}`);
 };
 
-/** What body-parser attaches to the errors it raises. */
-interface BodyParserError {
+/**
+ * What body-parser and express attach to the client errors they raise (`http-errors`): a 4xx
+ * `status`, `expose` when the message is meant for the client, and (body-parser) a `type`.
+ * Some have no `type`: a body whose Content-Encoding does not inflate (zlib's error), a path
+ * whose percent-encoding does not decode (express's `URIError`, without `expose`).
+ */
+interface ClientError {
   type?: unknown;
-  status?: unknown;
+  status: number;
   expose?: unknown;
   message: string;
 }
 
-function asBodyParserError(error: unknown): BodyParserError | undefined {
+function asClientError(error: unknown): ClientError | undefined {
   if (!(error instanceof Error)) return undefined;
-  const candidate = error as Error & BodyParserError;
-  return typeof candidate.type === 'string' && typeof candidate.status === 'number' ? candidate : undefined;
+  const candidate = error as Error & { type?: unknown; status?: unknown; statusCode?: unknown; expose?: unknown };
+  const status = Number(candidate.status ?? candidate.statusCode);
+  if (!Number.isInteger(status) || status < 400 || status > 499) return undefined;
+  return { type: candidate.type, status, expose: candidate.expose, message: candidate.message };
 }
 
 /** Options of {@link finalErrorHandler}. */
@@ -74,7 +82,8 @@ export interface FinalErrorHandlerOptions {
 
 /**
  * The last error handler: malformed JSON answers 400 `MalformedJson`, a body over the
- * limit 413 `PayloadTooLarge`, other request-body problems their 4xx status, and anything
+ * limit 413 `PayloadTooLarge`, other client errors (a body that does not inflate, an
+ * unsupported charset, a path that does not percent-decode) their 4xx status, and anything
  * else 500 `InternalError` (logged) — never an HTML page.
  */
 export function finalErrorHandler({ logger, server, bodyLimit }: FinalErrorHandlerOptions): ErrorRequestHandler {
@@ -84,18 +93,26 @@ export function finalErrorHandler({ logger, server, bodyLimit }: FinalErrorHandl
       next(error);
       return;
     }
-    const bodyError = asBodyParserError(error);
-    if (bodyError?.type === 'entity.parse.failed') {
-      sendError(res, 400, 'MalformedJson', `Malformed JSON in the request body: ${bodyError.message}`);
+    const clientError = asClientError(error);
+    if (clientError?.type === 'entity.parse.failed') {
+      sendError(res, 400, 'MalformedJson', `Malformed JSON in the request body: ${clientError.message}`);
       return;
     }
-    if (bodyError?.type === 'entity.too.large') {
+    if (clientError?.type === 'entity.too.large') {
       sendError(res, 413, 'PayloadTooLarge', `The request body is larger than the limit of ${bodyLimit}`);
       return;
     }
-    const status = Number(bodyError?.status);
-    if (bodyError && bodyError.expose === true && status >= 400 && status < 500) {
-      sendError(res, status, 'ValidationFailed', bodyError.message);
+    if (clientError && error instanceof URIError) {
+      sendError(res, 400, 'ValidationFailed', `Malformed percent-encoding in the request path: ${clientError.message}`);
+      return;
+    }
+    if (clientError) {
+      const { status } = clientError;
+      let message = clientError.expose === true ? clientError.message : (STATUS_CODES[status] ?? 'Bad request');
+      if (/^Z_/.test(String((error as { code?: unknown }).code))) {
+        message = `The request body does not decode with its Content-Encoding: ${message}`;
+      }
+      sendError(res, status, status === 415 ? 'UnsupportedMediaType' : 'ValidationFailed', message);
       return;
     }
     logger.error({ err: error, method: req.method, path: req.path }, 'request failed');

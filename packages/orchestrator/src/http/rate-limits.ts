@@ -22,9 +22,18 @@ export function heartbeatLimiter(perMinute: number): RequestHandler {
     limit: perMinute,
     standardHeaders: 'draft-7',
     legacyHeaders: false,
-    keyGenerator: (req) => `worker:${String((req.body as { workerId?: unknown } | undefined)?.workerId ?? '')}`,
+    keyGenerator: (req) => `worker:${heartbeatWorkerId(req.body)}`,
     handler: rateLimited('heartbeats from this worker'),
   });
+}
+
+/**
+ * The `workerId` of a heartbeat body, or '' when it is not a string: the limiter runs before
+ * validation, and `String()` of a JSON object such as `{"toString": 1}` throws.
+ */
+export function heartbeatWorkerId(body: unknown): string {
+  const workerId = (body as { workerId?: unknown } | null | undefined)?.workerId;
+  return typeof workerId === 'string' ? workerId : '';
 }
 
 /**
