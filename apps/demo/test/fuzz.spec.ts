@@ -1283,7 +1283,7 @@ describe('known bugs the fuzzer found, to fix in the worker executor', () => {
   // above 2^31-1 ms (24.20:31:23.647) after 1 ms instead (TimeoutOverflowWarning), so such a
   // module fails at once with "timed out after 30.00:00:00". The fix clamps the timer (or
   // re-arms it). Remove `.fails` once fixed.
-  it.fails('a module whose timeout is longer than 24.8 days does not time out at once', async () => {
+  it('a module whose timeout is longer than 24.8 days does not time out at once', async () => {
     const response = await fetch(`${worker.url}/api/execution/execute`, {
       method: 'POST',
       headers: { authorization: `Bearer ${WORKER_TOKEN}`, 'content-type': 'application/json' },

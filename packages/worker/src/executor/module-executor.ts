@@ -160,10 +160,9 @@ export class ModuleExecutor {
         return value === undefined ? [] : [value];
       }),
     );
-    const timer = setTimeout(() => {
+    const timer = longTimeout(() => {
       controller.abort(new ModuleTimeoutError(`Module '${module.name}' timed out after ${formatTimeSpan(timeoutMs)}`));
     }, timeoutMs);
-    timer.unref();
 
     const finish = (result: { ok: true; value: string } | { ok: false; error: unknown }): ExecutionOutcome => {
       const ended = new Date();
@@ -214,7 +213,7 @@ export class ModuleExecutor {
     } catch (error) {
       outcome = finish({ ok: false, error: controller.signal.aborted ? controller.signal.reason : error });
     }
-    clearTimeout(timer);
+    timer.clear();
     if (outcome.status === 200) log.info({ duration: outcome.body.duration }, 'module succeeded');
     else
       log.warn(
@@ -272,6 +271,23 @@ export class ModuleExecutor {
       this.finished.delete(id);
     }
   }
+}
+
+/** Node's timers overflow past 2^31 - 1 ms (about 24.8 days) and fire at once: re-arm in steps. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** Like an unref'd `setTimeout`, for any delay (module timeouts can be days long). */
+export function longTimeout(callback: () => void, delayMs: number): { clear(): void } {
+  let handle: NodeJS.Timeout;
+  const arm = (remaining: number): void => {
+    handle = setTimeout(
+      () => (remaining > MAX_TIMER_MS ? arm(remaining - MAX_TIMER_MS) : callback()),
+      Math.min(remaining, MAX_TIMER_MS),
+    );
+    handle.unref();
+  };
+  arm(delayMs);
+  return { clear: () => clearTimeout(handle) };
 }
 
 function serialise(moduleName: string, value: unknown): string {
