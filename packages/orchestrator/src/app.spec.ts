@@ -239,6 +239,25 @@ describe('orchestrator HTTP API', () => {
     expect((response.json as { errorMessage: string }).errorMessage).toContain('1mb');
   });
 
+  it('takes a configured body limit', async () => {
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
+    const server = createApp({ registry, options: { bodyLimit: '2kb' } }).listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const body = JSON.stringify({ workerId: 'w', currentLoad: 0, padding: 'x'.repeat(3_000) });
+      const response = await fetch(`${url}/api/workers/heartbeat`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body,
+      });
+      expect(response.status).toBe(413);
+      expect(((await response.json()) as { errorMessage: string }).errorMessage).toContain('2kb');
+    } finally {
+      server.close();
+    }
+  });
+
   it('answers an unknown route with 404 RouteNotFound as JSON', async () => {
     const { raw } = await start();
     for (const [method, path] of [

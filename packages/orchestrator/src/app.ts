@@ -16,8 +16,8 @@ import { createRoutes } from './http/routes.js';
 import { type OrchestratorSettings, resolveOrchestratorOptions } from './orchestrator-options.js';
 import type { NodeRegistry } from './registry/node-registry.js';
 
-/** The largest JSON body the orchestrator accepts (registrations and heartbeats are small). */
-const BODY_LIMIT = '1mb';
+/** The largest JSON body the orchestrator accepts by default (registrations and heartbeats are small). */
+const DEFAULT_BODY_LIMIT = '1mb';
 
 /** What {@link createApp} needs. */
 export interface AppDependencies {
@@ -55,7 +55,8 @@ export function createApp(deps: AppDependencies): express.Express {
   if (options.corsOrigins && options.corsOrigins.length > 0) app.use(cors({ origin: [...options.corsOrigins] }));
   app.use(authFailureLimiter(options.rateLimits.authFailuresPerMinute));
   app.use(requireJsonBody);
-  app.use(express.json({ limit: BODY_LIMIT }));
+  const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  app.use(express.json({ limit: bodyLimit }));
 
   app.get('/api/openapi.json', openApiRoute(orchestratorOpenApi));
   app.post('/api/workers/register', registerLimiter(options.rateLimits.registerPerMinute));
@@ -68,6 +69,6 @@ export function createApp(deps: AppDependencies): express.Express {
   });
 
   app.use(routeNotFound);
-  app.use(finalErrorHandler({ logger, server: 'orchestrator', bodyLimit: BODY_LIMIT }));
+  app.use(finalErrorHandler({ logger, server: 'orchestrator', bodyLimit }));
   return app;
 }

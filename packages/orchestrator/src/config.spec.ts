@@ -17,6 +17,7 @@ describe('parseSettings', () => {
       maxLostAttempts: 3,
       timeoutMarginMs: 60_000,
       rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
+      bodyLimit: '1mb',
       logLevel: 'info',
     });
   });
@@ -108,6 +109,7 @@ describe('parseSettings', () => {
       maxLostAttempts: 3,
       timeoutMarginMs: 60_000,
       rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
+      bodyLimit: '1mb',
       port: 0,
       host: '127.0.0.1',
       heartbeatIntervalSeconds: 0.5,

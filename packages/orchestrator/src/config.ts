@@ -38,6 +38,7 @@ export interface OrchestratorCliConfig {
   adminToken: string | undefined;
   allowedWorkerHosts: string[] | undefined;
   corsOrigins: string[] | undefined;
+  bodyLimit: string;
   /** Serve HTTPS: the certificate and key files (as given; {@link readTlsFiles} reads them). */
   tlsCert: string | undefined;
   tlsKey: string | undefined;
@@ -213,6 +214,12 @@ const SETTINGS = {
     default: undefined,
     help: 'the PEM private key of --tls-client-cert',
   },
+  bodyLimit: {
+    flag: '--body-limit <size>',
+    env: 'MPD_BODY_LIMIT',
+    default: '1mb',
+    help: 'largest JSON request body accepted (e.g. 512kb, 1mb); larger ones get 413',
+  },
   registerLimit: {
     flag: '--register-limit <n>',
     env: 'MPD_REGISTER_LIMIT',
@@ -323,6 +330,10 @@ const rawSettingsSchema = z
     tlsCa: filePath.optional(),
     tlsClientCert: filePath.optional(),
     tlsClientKey: filePath.optional(),
+    bodyLimit: z
+      .string()
+      .trim()
+      .regex(/^\d+(\.\d+)?\s*(b|kb|mb|gb)$/i, 'must be a size such as 512kb, 1mb or 100mb'),
     registerLimit: integerText(1, 10_000_000),
     heartbeatLimit: integerText(1, 10_000_000),
     authFailureLimit: integerText(1, 10_000_000),
@@ -411,6 +422,7 @@ export function parseSettings(raw: RawSettings, processEnv: NodeJS.ProcessEnv = 
     adminToken: settings.adminToken,
     allowedWorkerHosts: settings.allowedWorkerHosts,
     corsOrigins: settings.corsOrigins,
+    bodyLimit: settings.bodyLimit,
     tlsCert: settings.tlsCert,
     tlsKey: settings.tlsKey,
     tlsClientCa: settings.tlsClientCa,

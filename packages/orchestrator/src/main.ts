@@ -89,6 +89,7 @@ async function main(): Promise<number> {
       adminToken: config.adminToken,
       allowedWorkerHosts: config.allowedWorkerHosts,
       corsOrigins: config.corsOrigins,
+      bodyLimit: config.bodyLimit,
       rateLimits: config.rateLimits,
       ...(tls.server ? { tls: tls.server } : {}),
       logger,

@@ -41,6 +41,11 @@ export interface OrchestratorOptions {
    * The orchestrator calls registered endpoints, so a list keeps it from being pointed elsewhere.
    */
   allowedWorkerHosts?: readonly string[] | undefined;
+  /**
+   * The largest JSON body accepted (bytes-package syntax: `1mb`, `512kb`); larger ones get 413.
+   * @default '1mb'
+   */
+  bodyLimit?: string | undefined;
   /** Origins allowed to call the API from a browser (CORS). Unset: no CORS headers. */
   corsOrigins?: readonly string[] | undefined;
 }

@@ -69,6 +69,14 @@ const settings = {
   maxParallel: { flag: '--max-parallel', env: 'MPD_MAX_PARALLEL', schema: integer(1, 1024) },
   pipeline: { flag: '--pipeline', env: 'MPD_PIPELINE', schema: z.string().trim().min(1, 'must be a file path') },
   joinToken: { flag: '--join-token', env: 'MPD_JOIN_TOKEN', schema: token },
+  bodyLimit: {
+    flag: '--body-limit',
+    env: 'MPD_BODY_LIMIT',
+    schema: z
+      .string()
+      .trim()
+      .regex(/^\d+(\.\d+)?\s*(b|kb|mb|gb)$/i, 'must be a size such as 512kb, 1mb or 100mb'),
+  },
   token: { flag: '--token', env: 'MPD_WORKER_TOKEN', schema: token },
   tlsCert: { flag: '--tls-cert', env: 'MPD_TLS_CERT', schema: filePath },
   tlsKey: { flag: '--tls-key', env: 'MPD_TLS_KEY', schema: filePath },

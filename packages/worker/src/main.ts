@@ -55,6 +55,7 @@ async function main(): Promise<void> {
       ...(config.tools ? { tools: config.tools } : {}),
       ...(config.maxParallel ? { maxParallelModules: config.maxParallel } : {}),
       ...(config.joinToken ? { joinToken: config.joinToken } : {}),
+      ...(config.bodyLimit ? { bodyLimit: config.bodyLimit } : {}),
       ...(config.token ? { token: config.token } : {}),
       ...(tls.server ? { tls: tls.server } : {}),
       ...(tls.orchestrator ? { orchestratorTls: tls.orchestrator } : {}),
