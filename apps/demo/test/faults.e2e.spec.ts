@@ -1,0 +1,332 @@
+/**
+ * Fault injection with real processes and short intervals: workers killed (SIGKILL) or frozen
+ * (SIGSTOP) mid-module, the orchestrator killed mid-run, and 1,000 simulated workers
+ * heartbeating while a pipeline runs. Nothing accepted may be lost, and no module's result may
+ * be accepted twice. Run alone with `pnpm --filter @mpd/demo test:faults`.
+ */
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { createOrchestratorClient } from '@mpd/client';
+import { defineModule, definePipeline } from '@mpd/pipeline';
+import { runPipeline, type RunResult } from '@mpd/orchestrator';
+import { eventually, killLeftovers, mainOf, spawnProcess, type RunningProcess } from '@mpd/test-kit';
+import { Agent, request } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Cluster, silent } from './helpers.js';
+
+const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+const JOIN = 'fault-join-token-0123456789';
+
+afterEach(killLeftovers);
+
+async function start(pkg: 'orchestrator' | 'worker', args: string[], env: Record<string, string> = {}) {
+  const proc = spawnProcess({
+    script: mainOf(pkg),
+    args,
+    env: { MPD_LOG_LEVEL: 'info', MPD_JOIN_TOKEN: JOIN, ...env },
+  });
+  return { ...proc, url: await proc.listeningUrl() };
+}
+
+const worker = (orchestratorUrl: string, id: string, pipeline: string, env: Record<string, string> = {}) =>
+  start(
+    'worker',
+    [
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--orchestrator',
+      orchestratorUrl,
+      '--id',
+      id,
+      '--pipeline',
+      pipeline,
+      '--max-parallel',
+      '2',
+    ],
+    env,
+  );
+
+/** Every attempt ended, exactly one per module succeeded, and it is the one whose result was accepted. */
+function expectEveryResultAcceptedOnce(result: RunResult): void {
+  for (const module of result.modules) {
+    expect(module.status, module.name).toBe('Successful');
+    const succeeded = module.attempts.filter((attempt) => attempt.outcome === 'Succeeded');
+    expect(succeeded, module.name).toHaveLength(1);
+    expect(module.attempts.at(-1), module.name).toBe(succeeded[0]);
+    expect(module.workerId).toBe(succeeded[0]!.workerId);
+    for (const attempt of module.attempts) {
+      expect(['Succeeded', 'Lost', 'Rejected'], `${module.name}: ${attempt.outcome}`).toContain(attempt.outcome);
+      expect(attempt.endTime, `${module.name} attempt ${attempt.executionId}`).toBeDefined();
+    }
+  }
+}
+
+describe('fault injection', () => {
+  it('20 workers killed with SIGKILL at random moments across 4 runs of a 50-module pipeline: every run completes, every result is accepted once', async () => {
+    const pipeline = fixture('wide.pipeline.ts');
+    let kills = 0;
+    let lost = 0;
+    for (let run = 0; run < 4; run++) {
+      const dir = mkdtempSync(join(tmpdir(), 'mpd-faults-'));
+      const report = join(dir, 'report.json');
+      const log = join(dir, 'executions.log');
+      const orchestrator = await start('orchestrator', [
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--heartbeat-interval',
+        '0.2',
+        '--heartbeat-timeout',
+        '1',
+        '--pipeline',
+        pipeline,
+        '--min-workers',
+        '3',
+        '--report',
+        report,
+        '--max-lost-attempts',
+        '10',
+      ]);
+      const workers: RunningProcess[] = await Promise.all(
+        [1, 2, 3].map((n) => worker(orchestrator.url, `r${run}-w${n}`, pipeline, { MPD_FAULT_LOG: log })),
+      );
+      let spawned = 3;
+      const replacements: Promise<RunningProcess>[] = [];
+      // Five times per run: wait a random moment, SIGKILL a random live worker, start a fresh one.
+      for (let k = 0; k < 5; k++) {
+        await sleep(200 + Math.floor(Math.random() * 300));
+        // Keep at least one worker alive: wait for a replacement when only one is up.
+        while (workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null).length < 2) {
+          await sleep(50);
+        }
+        const live = workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
+        const victim = live[Math.floor(Math.random() * live.length)]!;
+        victim.child.kill('SIGKILL');
+        kills++;
+        workers.splice(workers.indexOf(victim), 1);
+        const replacement = worker(orchestrator.url, `r${run}-w${++spawned}`, pipeline, { MPD_FAULT_LOG: log });
+        replacements.push(replacement);
+        void replacement.then((w) => workers.push(w));
+      }
+      await Promise.all(replacements);
+      expect(await orchestrator.exited, orchestrator.output()).toBe(0);
+      const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
+      expectEveryResultAcceptedOnce(result);
+      // The report accounts for every attempt a worker started.
+      const started = readFileSync(log, 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => line.split(' ')[0]!);
+      const reported = new Set(
+        result.modules.flatMap((module) => module.attempts.map((attempt) => attempt.executionId)),
+      );
+      for (const executionId of started) expect(reported.has(executionId), executionId).toBe(true);
+      lost += result.modules
+        .flatMap((module) => module.attempts)
+        .filter((attempt) => attempt.outcome === 'Lost').length;
+      for (const w of workers) w.child.kill('SIGKILL');
+    }
+    expect(kills).toBe(20);
+    expect(lost).toBeGreaterThan(0); // the kills did hit running modules
+  }, 240_000);
+
+  it('a frozen worker (SIGSTOP past the heartbeat timeout, then SIGCONT): its module runs again elsewhere, its late answer is recorded and ignored', async () => {
+    const pipeline = fixture('long.pipeline.ts');
+    const dir = mkdtempSync(join(tmpdir(), 'mpd-faults-'));
+    const report = join(dir, 'report.json');
+    const orchestrator = await start('orchestrator', [
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--heartbeat-interval',
+      '0.2',
+      '--heartbeat-timeout',
+      '1',
+      '--pipeline',
+      pipeline,
+      '--min-workers',
+      '2',
+      '--report',
+      report,
+    ]);
+    const [one, two] = await Promise.all([
+      worker(orchestrator.url, 'frozen-1', pipeline),
+      worker(orchestrator.url, 'frozen-2', pipeline),
+    ]);
+    await eventually(() => /long started/.test(one!.output() + two!.output()), 15_000, 'the long module to start');
+    const frozen = /long started/.test(one!.output()) ? one! : two!;
+    const other = frozen === one ? 'frozen-2' : 'frozen-1';
+    frozen.child.kill('SIGSTOP');
+    await eventually(
+      () => /long started/.test((frozen === one ? two! : one!).output()),
+      15_000,
+      'the module to run again elsewhere',
+    );
+    frozen.child.kill('SIGCONT'); // it now hears the cancel and answers, late
+    expect(await orchestrator.exited, orchestrator.output()).toBe(0);
+    const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
+    const long = result.modules.find((module) => module.name === 'long')!;
+    expect(long).toMatchObject({ status: 'Successful', workerId: other, result: other });
+    expect(long.attempts.map((attempt) => attempt.outcome)).toEqual(['Lost', 'Succeeded']);
+    expect(long.attempts[0]!.lateAnswer).toBeDefined();
+    expect(result.modules.find((module) => module.name === 'after')).toMatchObject({
+      status: 'Successful',
+      result: other,
+    });
+  }, 60_000);
+
+  it('the orchestrator killed with SIGKILL mid-run: workers finish, keep heartbeating with backoff, and register with a new orchestrator', async () => {
+    const pipeline = fixture('long.pipeline.ts');
+    const first = await start('orchestrator', [
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--heartbeat-interval',
+      '0.2',
+      '--heartbeat-timeout',
+      '1',
+      '--pipeline',
+      pipeline,
+    ]);
+    const port = new URL(first.url).port;
+    const one = await worker(first.url, 'survivor-1', pipeline, { MPD_LONG_MS: '1500' });
+    await eventually(() => /long started/.test(one.output()), 15_000, 'the module to start');
+    first.child.kill('SIGKILL');
+    await eventually(() => /heartbeat failed; retrying/.test(one.output()), 10_000, 'heartbeat retries');
+    await eventually(() => /module succeeded/.test(one.output()), 10_000, 'the module to finish on its worker');
+    const second = await start('orchestrator', [
+      '--port',
+      port,
+      '--host',
+      '127.0.0.1',
+      '--heartbeat-interval',
+      '0.2',
+      '--heartbeat-timeout',
+      '1',
+      '--admin-token',
+      'fault-admin-token-0123456789',
+    ]);
+    const client = createOrchestratorClient({ baseUrl: second.url, token: 'fault-admin-token-0123456789' });
+    try {
+      await eventually(
+        async () => {
+          const workers = await client.workers.list();
+          return (
+            workers.status === 200 &&
+            workers.body.some((node) => node.id === 'survivor-1' && node.status === 'Available')
+          );
+        },
+        15_000,
+        're-registration with the new orchestrator',
+      );
+    } finally {
+      await client.close();
+    }
+    expect(one.child.exitCode).toBeNull(); // nothing crashed
+    expect(one.output()).not.toMatch(/"level":(50|60)/); // no error or fatal log line
+  }, 60_000);
+
+  it('1,000 simulated workers heartbeating for 60 s while a pipeline runs: no errors, no lost module', async () => {
+    const cluster = new Cluster();
+    try {
+      await cluster.startOrchestrator({ joinToken: JOIN, heartbeatIntervalSeconds: 2, heartbeatTimeoutMs: 10_000 });
+      const { url } = cluster.orchestrator;
+      const agent = new Agent({ connections: 32, pipelining: 1 });
+      const call = async (path: string, body: unknown, token: string) => {
+        const response = await request(`${url}${path}`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+          body: JSON.stringify(body),
+          dispatcher: agent,
+        });
+        const text = await response.body.text();
+        return { status: response.statusCode, body: JSON.parse(text) as Record<string, unknown> };
+      };
+      // 1,000 simulated workers: registered, with no pipeline (so they get no modules).
+      const credentials: string[] = [];
+      for (let batch = 0; batch < 10; batch++) {
+        const answers = await Promise.all(
+          Array.from({ length: 100 }, (_, i) =>
+            call(
+              '/api/workers/register',
+              {
+                workerNode: {
+                  id: `sim-${batch * 100 + i}`,
+                  endpoint: `http://127.0.0.1:9/sim-${batch * 100 + i}`,
+                  capabilities: { os: 'linux', installedTools: [], maxParallelModules: 4, tags: [] },
+                },
+              },
+              JOIN,
+            ),
+          ),
+        );
+        for (const answer of answers) {
+          expect(answer.status).toBe(200);
+          credentials.push(String(answer.body.credential));
+        }
+      }
+      // A pipeline of about 60 s on two real workers.
+      const steps = Array.from({ length: 30 }, (_, i) =>
+        defineModule({
+          name: `step-${i}`,
+          dependsOn: i === 0 ? [] : [`step-${i - 1}`],
+          run: () => sleep(2_000).then(() => i),
+        }),
+      );
+      const side = Array.from({ length: 20 }, (_, i) =>
+        defineModule({ name: `side-${i}`, run: () => sleep(500).then(() => i) }),
+      );
+      const pipeline = definePipeline({ name: 'under-load', modules: [...steps, ...side] });
+      await cluster.startWorker({ id: 'real-1', pipeline, joinToken: JOIN });
+      await cluster.startWorker({ id: 'real-2', pipeline, joinToken: JOIN });
+      await Promise.all(cluster.workers.map((w) => w.link!.registered()));
+
+      let stop = false;
+      let sent = 0;
+      const failures: string[] = [];
+      // Each simulated worker beats every 2 s (the interval it was given): 500 heartbeats/s.
+      const beat = async (index: number): Promise<void> => {
+        await sleep(Math.random() * 2_000);
+        while (!stop) {
+          const started = Date.now();
+          try {
+            const answer = await call(
+              '/api/workers/heartbeat',
+              { workerId: `sim-${index}`, currentLoad: 0 },
+              credentials[index]!,
+            );
+            sent++;
+            if (answer.status !== 200) failures.push(`sim-${index}: ${answer.status}`);
+          } catch (error) {
+            failures.push(`sim-${index}: ${(error as Error).message}`);
+          }
+          await sleep(Math.max(0, 2_000 - (Date.now() - started)));
+        }
+      };
+      const load = Promise.all(credentials.map((_, index) => beat(index)));
+      const result = await runPipeline({ pipeline, registry: cluster.orchestrator.registry, logger: silent });
+      stop = true;
+      await load;
+      await agent.close();
+
+      expect(failures.slice(0, 5)).toEqual([]);
+      expect(sent).toBeGreaterThan(20_000);
+      expect(result.success).toBe(true);
+      expectEveryResultAcceptedOnce(result);
+      expect(result.modules.flatMap((module) => module.attempts)).toHaveLength(50);
+      expect(result.durationMs).toBeGreaterThan(58_000);
+      const offline = cluster.orchestrator.registry.list().filter((node) => node.status === 'Offline');
+      expect(offline).toEqual([]);
+    } finally {
+      await cluster.close();
+    }
+  }, 180_000);
+});
