@@ -1,6 +1,6 @@
 import { parseTimeSpan } from '@mpd/contract';
 import { type ApiFetcher, type ApiFetcherArgs, isZodType } from '@ts-rest/core';
-import { Agent, fetch } from 'undici';
+import { Agent, type Dispatcher, request } from 'undici';
 import {
   type ClientOptions,
   DEFAULT_EXECUTE_MARGIN_MS,
@@ -43,6 +43,11 @@ function connectOptions(tls: NonNullable<ClientOptions['tls']>): NonNullable<Age
  * A ts-rest fetcher on undici with deliberate timeouts. undici's own header and body
  * timeouts (300 s by default) are switched off: every call is bounded by its own deadline
  * instead, so an `execute` call for a module that runs for hours still gets its answer.
+ *
+ * Calls go through undici's `request`, not its WHATWG `fetch`: the answers are the same, at a
+ * fraction of the CPU time (no Request/Response objects, no web streams, and a plain timer
+ * instead of `AbortSignal.timeout`/`any`, whose signals Node 20 makes transferable). The
+ * orchestrator makes one call per module, so this is most of its cost per module.
  */
 export function createFetcher(options: ClientOptions): { api: ApiFetcher; close: () => Promise<void> } {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
@@ -58,45 +63,66 @@ export function createFetcher(options: ClientOptions): { api: ApiFetcher; close:
 
   const api: ApiFetcher = async (args) => {
     const deadline = deadlineFor(args);
-    const callerSignal = args.fetchOptions?.signal ?? undefined;
-    const timeoutSignal = AbortSignal.timeout(deadline);
-    const signal = callerSignal ? AbortSignal.any([callerSignal, timeoutSignal]) : timeoutSignal;
+    const callerSignal: AbortSignal | undefined = args.fetchOptions?.signal ?? undefined;
+    // One controller for both ways a call is given up: the caller's signal and the deadline.
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, deadline);
+    const onCallerAbort = (): void => controller.abort();
+    if (callerSignal?.aborted) controller.abort();
+    else callerSignal?.addEventListener('abort', onCallerAbort, { once: true });
     const where = `${args.method} ${args.path}`;
     try {
-      const response = await fetch(args.path, {
-        method: args.method,
+      const response = await request(args.path, {
+        method: args.method as Dispatcher.HttpMethod,
         headers: args.headers,
         body: args.body as string | undefined | null,
-        signal,
+        signal: controller.signal,
         dispatcher,
       });
-      const contentType = response.headers.get('content-type') ?? '';
-      let body: unknown;
-      if (contentType.includes('json')) {
-        const text = await response.text();
-        body = text === '' ? undefined : JSON.parse(text);
-      } else {
-        body = await response.text();
-      }
-      const schema = args.route.responses[response.status];
+      const text = await response.body.text();
+      const headers = toHeaders(response.headers);
+      const contentType = headers.get('content-type') ?? '';
+      let body: unknown = text;
+      if (contentType.includes('json')) body = text === '' ? undefined : JSON.parse(text);
+      const schema = args.route.responses[response.statusCode];
       if ((args.validateResponse ?? false) && isZodType(schema)) body = schema.parse(body);
-      return { status: response.status, body, headers: response.headers as unknown as Headers };
+      return { status: response.statusCode, body, headers };
     } catch (error) {
       if (callerSignal?.aborted) {
         throw new MpdClientError('Aborted', `${where}: aborted by the caller`, { cause: error });
       }
-      if (timeoutSignal.aborted) {
+      if (timedOut) {
         throw new MpdClientError('Timeout', `${where}: no answer within ${deadline} ms`, { cause: error });
       }
       if (error instanceof SyntaxError || (error as { name?: string }).name === 'ZodError') throw error;
-      const reason = (error as { cause?: { code?: string; message?: string } }).cause;
+      // undici's request throws the network error itself (its fetch wrapped it as the cause).
+      const failure = error as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+      const reason = failure.code !== undefined ? failure : (failure.cause ?? failure);
       throw new MpdClientError('Unreachable', `${where}: ${describeFailure(reason, error, args.path, options)}`, {
         cause: error,
       });
+    } finally {
+      clearTimeout(timer);
+      callerSignal?.removeEventListener('abort', onCallerAbort);
     }
   };
 
   return { api, close: () => dispatcher.close() };
+}
+
+/** undici's response headers (a value per name, or a list for repeated ones) as `Headers`. */
+function toHeaders(raw: Record<string, string | string[] | undefined>): Headers {
+  const headers = new Headers();
+  for (const name in raw) {
+    const value = raw[name];
+    if (Array.isArray(value)) for (const item of value) headers.append(name, item);
+    else if (value !== undefined) headers.append(name, value);
+  }
+  return headers;
 }
 
 /** TLS failures: a certificate that does not verify, a handshake the server refused. */

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { hash as digest, randomBytes } from 'node:crypto';
 import type {
   LoadedPipeline,
   WorkerCapabilities,
@@ -48,6 +48,14 @@ export interface NodeRegistry {
   get(workerId: string): WorkerNode | undefined;
   /** Every registered worker (including `Offline` ones) with its current status, in registration order. */
   list(): WorkerNode[];
+  /**
+   * The same as {@link NodeRegistry.list}, for callers that only read it: the nodes may be
+   * shared between calls and are frozen, so nothing is copied. The scheduler asks for the
+   * workers every time it places modules and uses this when the registry has it.
+   */
+  snapshot?(): readonly WorkerNode[];
+  /** One worker as {@link NodeRegistry.snapshot} has it (shared, frozen), or `undefined`. */
+  snapshotOf?(workerId: string): WorkerNode | undefined;
   /** Removes a worker; `false` when no worker has this id. */
   unregister(workerId: string): boolean;
   /**
@@ -97,10 +105,16 @@ export interface InMemoryNodeRegistryOptions {
 interface Entry {
   id: string;
   endpoint: string;
-  capabilities: WorkerCapabilities;
-  pipeline: LoadedPipeline | null | undefined;
+  /** Frozen: views share it ({@link InMemoryNodeRegistry.snapshot}) or copy it. */
+  capabilities: Readonly<WorkerCapabilities>;
+  /** Frozen, like `capabilities`. */
+  pipeline: Readonly<LoadedPipeline> | null | undefined;
   currentLoad: number;
   lastHeartbeatMs: number;
+  /** `lastHeartbeatMs` as an ISO string, made when first needed. */
+  lastHeartbeatIso: string | undefined;
+  /** The frozen node {@link InMemoryNodeRegistry.snapshot} last gave out, while it is still current. */
+  shared: WorkerNode | undefined;
   draining: boolean;
   /** The secret issued at registration; see {@link NodeRegistry.credentialOf}. */
   credential: string;
@@ -114,6 +128,11 @@ export class InMemoryNodeRegistry implements NodeRegistry {
   /** sha256(credential) → worker id. */
   readonly #byCredential = new Map<string, string>();
   readonly #listeners = new Set<NodeRegistryListener>();
+  /**
+   * The pipelines workers loaded, one frozen copy per distinct one, shared by the workers that
+   * registered it (every worker of a cluster usually has the same), with how many entries hold it.
+   */
+  readonly #pipelines = new Map<string, { pipeline: Readonly<LoadedPipeline>; holders: number }[]>();
   readonly #timeoutMs: number;
   readonly #now: () => number;
   readonly #onListenerError: (error: unknown, event: NodeRegistryEvent) => void;
@@ -139,16 +158,21 @@ export class InMemoryNodeRegistry implements NodeRegistry {
       );
     }
     const credential = previous && (sameCredential || !options.exclusive) ? previous.credential : newCredential();
-    if (previous) this.#byCredential.delete(hash(previous.credential));
+    if (previous) {
+      this.#byCredential.delete(hash(previous.credential));
+      this.#release(previous.pipeline);
+    }
     this.#byCredential.set(hash(credential), node.id);
     const entry: Entry = {
       credential,
       id: node.id,
       endpoint: node.endpoint,
-      capabilities: structuredClone(node.capabilities),
-      pipeline: node.pipeline == null ? node.pipeline : structuredClone(node.pipeline),
+      capabilities: deepFreeze(structuredClone(node.capabilities)),
+      pipeline: node.pipeline == null ? node.pipeline : this.#hold(node.pipeline),
       currentLoad: checkLoad(node.currentLoad ?? 0),
       lastHeartbeatMs: this.#now(),
+      lastHeartbeatIso: undefined,
+      shared: undefined,
       draining: previous?.draining ?? false,
       reportedOffline: false,
     };
@@ -162,6 +186,8 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     if (!entry) return undefined;
     entry.currentLoad = checkLoad(currentLoad);
     entry.lastHeartbeatMs = this.#now();
+    entry.lastHeartbeatIso = undefined;
+    entry.shared = undefined;
     entry.reportedOffline = false;
     this.#emit({ type: 'heartbeat', workerId });
     return this.#view(entry);
@@ -174,7 +200,21 @@ export class InMemoryNodeRegistry implements NodeRegistry {
 
   list(): WorkerNode[] {
     const now = this.#now();
-    return [...this.#entries.values()].map((entry) => this.#view(entry, now));
+    const nodes: WorkerNode[] = [];
+    for (const entry of this.#entries.values()) nodes.push(this.#view(entry, now));
+    return nodes;
+  }
+
+  snapshot(): readonly WorkerNode[] {
+    const now = this.#now();
+    const nodes: WorkerNode[] = [];
+    for (const entry of this.#entries.values()) nodes.push(this.#shared(entry, now));
+    return nodes;
+  }
+
+  snapshotOf(workerId: string): WorkerNode | undefined {
+    const entry = this.#entries.get(workerId);
+    return entry && this.#shared(entry, this.#now());
   }
 
   credentialOf(workerId: string): string | undefined {
@@ -190,6 +230,7 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     if (!entry) return false;
     this.#entries.delete(workerId);
     this.#byCredential.delete(hash(entry.credential));
+    this.#release(entry.pipeline);
     this.#emit({ type: 'unregistered', workerId });
     return true;
   }
@@ -198,6 +239,7 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     const entry = this.#entries.get(workerId);
     if (!entry) return false;
     entry.draining = true;
+    entry.shared = undefined;
     return true;
   }
 
@@ -216,6 +258,30 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     };
   }
 
+  /** The shared frozen copy of `pipeline` (made on first sight), now held by one more entry. */
+  #hold(pipeline: LoadedPipeline): Readonly<LoadedPipeline> {
+    const known = this.#pipelines.get(pipeline.fingerprint) ?? [];
+    const same = known.find((candidate) => sameJson(candidate.pipeline, pipeline));
+    if (same) {
+      same.holders++;
+      return same.pipeline;
+    }
+    const copy = deepFreeze(structuredClone(pipeline));
+    known.push({ pipeline: copy, holders: 1 });
+    this.#pipelines.set(pipeline.fingerprint, known);
+    return copy;
+  }
+
+  #release(pipeline: Readonly<LoadedPipeline> | null | undefined): void {
+    if (pipeline == null) return;
+    const known = this.#pipelines.get(pipeline.fingerprint);
+    const index = known?.findIndex((candidate) => candidate.pipeline === pipeline) ?? -1;
+    if (index < 0) return;
+    if (--known![index]!.holders > 0) return;
+    known!.splice(index, 1);
+    if (known!.length === 0) this.#pipelines.delete(pipeline.fingerprint);
+  }
+
   #isOffline(entry: Entry, now: number): boolean {
     return now - entry.lastHeartbeatMs > this.#timeoutMs;
   }
@@ -227,17 +293,33 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     return 'Available';
   }
 
+  /** The entry's frozen node for {@link InMemoryNodeRegistry.snapshot}, made again when it changed. */
+  #shared(entry: Entry, now: number): WorkerNode {
+    const status = this.#status(entry, now);
+    if (entry.shared?.status !== status) entry.shared = Object.freeze(this.#node(entry, status, false));
+    return entry.shared;
+  }
+
   /** A copy of the entry as the contract's `WorkerNode`: callers cannot change the registry through it. */
   #view(entry: Entry, now: number = this.#now()): WorkerNode {
+    return this.#node(entry, this.#status(entry, now), true);
+  }
+
+  /** The entry as a `WorkerNode`; `copy`: with copies of its capabilities and pipeline, else the frozen originals. */
+  #node(entry: Entry, status: WorkerStatus, copy: boolean): WorkerNode {
+    entry.lastHeartbeatIso ??= new Date(entry.lastHeartbeatMs).toISOString();
     const node: WorkerNode = {
       id: entry.id,
       endpoint: entry.endpoint,
-      capabilities: structuredClone(entry.capabilities),
-      lastHeartbeat: new Date(entry.lastHeartbeatMs).toISOString(),
+      capabilities: copy ? copyJson(entry.capabilities) : (entry.capabilities as WorkerCapabilities),
+      lastHeartbeat: entry.lastHeartbeatIso,
       currentLoad: entry.currentLoad,
-      status: this.#status(entry, now),
+      status,
     };
-    if (entry.pipeline !== undefined) node.pipeline = structuredClone(entry.pipeline);
+    if (entry.pipeline !== undefined) {
+      node.pipeline =
+        copy && entry.pipeline !== null ? copyJson(entry.pipeline) : (entry.pipeline as LoadedPipeline | null);
+    }
     return node;
   }
 
@@ -257,9 +339,56 @@ function newCredential(): string {
   return `mpdw_${randomBytes(32).toString('base64url')}`;
 }
 
-/** Credentials are looked up by their SHA-256, never compared as plain strings. */
+/**
+ * Credentials are looked up by their SHA-256, never compared as plain strings. One-shot
+ * `crypto.hash` (Node 20.12+): every authenticated request hashes its token, and a `Hash`
+ * object per call costs several times as much.
+ */
 function hash(credential: string): string {
-  return createHash('sha256').update(credential).digest('base64url');
+  return digest('sha256', credential, 'base64url');
+}
+
+/** Whether two JSON values are equal (same keys in the same order, same values). */
+function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  const keysA = Object.keys(a);
+  const keysB = Object.keys(b);
+  if (keysA.length !== keysB.length) return false;
+  for (let index = 0; index < keysA.length; index++) {
+    const key = keysA[index]!;
+    if (key !== keysB[index]) return false;
+    if (!sameJson((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key])) return false;
+  }
+  return true;
+}
+
+/** Freezes a JSON value and everything in it. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+/**
+ * A deep copy of a JSON value (what registrations hold after validation): much cheaper than
+ * `structuredClone` for these small objects, which every heartbeat and listing copies.
+ */
+function copyJson<T>(value: T): T {
+  if (typeof value !== 'object' || value === null) return value;
+  if (Array.isArray(value)) return value.map(copyJson) as T;
+  const copy: Record<string, unknown> = {};
+  for (const key of Object.keys(value)) {
+    const child = copyJson((value as Record<string, unknown>)[key]);
+    // An own `__proto__` key (JSON.parse makes one) stays a key, as structuredClone keeps it.
+    if (key === '__proto__')
+      Object.defineProperty(copy, key, { value: child, enumerable: true, writable: true, configurable: true });
+    else copy[key] = child;
+  }
+  return copy as T;
 }
 
 function checkLoad(currentLoad: number): number {

@@ -8,10 +8,11 @@ import {
   type SecretMasker,
   type WorkerNode,
 } from '@mpd/contract';
-import type { AnyModule, FailureMode, Pipeline, ResolvedRetryPolicy } from '@mpd/pipeline';
+import { type AnyModule, dependencyName, type FailureMode, type Pipeline, type ResolvedRetryPolicy } from '@mpd/pipeline';
 import type { Logger } from 'pino';
 import type { NodeRegistry } from '../registry/node-registry.js';
 import { ConcurrencyRules } from './concurrency.js';
+import { WorkerPool } from './worker-pool.js';
 import { describeRequirements, missingCapabilities } from './placement.js';
 import {
   type AttemptRecord,
@@ -90,6 +91,42 @@ export interface RunPipelineOptions {
 
 const PRIORITY_RANK = { Critical: 3, High: 2, Normal: 1, Low: 0 } as const;
 const REJECTED_COOL_DOWN_MS = 1_000;
+/**
+ * Whether ready module `a` is considered before `b`: higher priority first, then the one
+ * heading the longer chain of dependants, then pipeline order.
+ */
+function goesBefore(a: ModuleState, b: ModuleState): boolean {
+  if (a.rank !== b.rank) return a.rank > b.rank;
+  if (a.height !== b.height) return a.height > b.height;
+  return a.order < b.order;
+}
+
+/** Each module's longest chain of dependants, in modules, itself included (durations are not known). */
+function chainHeights(pipeline: Pipeline): Map<string, number> {
+  const heights = new Map<string, number>();
+  for (let index = pipeline.order.length - 1; index >= 0; index--) {
+    const name = pipeline.order[index]!;
+    let below = 0;
+    for (const dependant of pipeline.dependants.get(name) ?? []) below = Math.max(below, heights.get(dependant)!);
+    heights.set(name, below + 1);
+  }
+  return heights;
+}
+
+/** A copy of a module's result record, for a listener (the module's `result` value is shared: nothing changes it). */
+function copyResult(result: ModuleRunResult): ModuleRunResult {
+  const copy: ModuleRunResult = { ...result, attempts: result.attempts.map((attempt) => ({ ...attempt })) };
+  for (const attempt of copy.attempts) if (attempt.lateAnswer) attempt.lateAnswer = { ...attempt.lateAnswer };
+  if (result.error) copy.error = { ...result.error };
+  return copy;
+}
+
+/** One key per distinct `requires` ('' for none). */
+function requiresKeyOf(requires: AnyModule['requires']): string {
+  const { os = [], tools = [], tags = [] } = requires;
+  return os.length + tools.length + tags.length === 0 ? '' : JSON.stringify([os, tools, tags]);
+}
+
 /** Failure statuses that stop a `StopOnFirstFailure` run. */
 const FAILED: ReadonlySet<ModuleStatus> = new Set(['Failed', 'TimedOut']);
 
@@ -107,6 +144,22 @@ interface ModuleState {
   readonly name: string;
   readonly definition: AnyModule;
   readonly order: number;
+  /** `PRIORITY_RANK` of its priority. */
+  readonly rank: number;
+  /**
+   * How many modules the longest chain of modules waiting on it has, itself included: among
+   * ready modules of the same priority, the one heading the longest chain starts first, so
+   * that long chains do not end up waiting for slots at the end of the run.
+   */
+  readonly height: number;
+  /** Modules with the same key have the same `requires` (placement is worked out once per key). */
+  readonly requiresKey: string;
+  /** Names of its required dependencies (`dependsOn`, not `optionalDependsOn`). */
+  readonly required: ReadonlySet<string>;
+  /** Its params as sent to workers (`serializedModule`). */
+  readonly serializedParams: string;
+  /** Its timeout as a TimeSpan, as sent to workers. */
+  readonly timeout: string;
   readonly retry: ResolvedRetryPolicy;
   readonly timeoutMs: number;
   phase: Phase;
@@ -149,10 +202,24 @@ export function runPipeline(options: RunPipelineOptions): Promise<RunResult> {
 class PipelineRun {
   private readonly runId = `run-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
   private readonly modules = new Map<string, ModuleState>();
+  /** Modules in phase `ready`, highest priority first, then in pipeline order. */
+  private readonly readyQueue: ModuleState[] = [];
+  /** Modules made ready while the queue is being walked: queued when the walk ends. */
+  private readonly readyLater: ModuleState[] = [];
+  /** How many ready modules have each `requiresKey`, with their requirements. */
+  private readonly readyKeys = new Map<string, { count: number; requires: AnyModule['requires'] }>();
+  /** Ready modules that no live worker could run when last looked at (their `unplaceableSince` is set). */
+  private readonly unplaceable = new Set<ModuleState>();
+  private doneCount = 0;
+  /** Attempts in flight (and lost attempts still listened to for a late answer). */
   private readonly inFlight = new Map<string, InFlight>();
+  /** Unsettled attempts per worker. */
+  private readonly runningOnWorker = new Map<string, number>();
   private readonly dispatchedTo = new Map<string, number>();
   /** Workers that just refused work (429/503) get none until then. */
   private readonly coolingUntil = new Map<string, number>();
+  /** The live workers, least loaded first. */
+  private readonly pool: WorkerPool;
   private readonly clients = new Map<string, WorkerClient>();
   private readonly startedAt = new Date();
   private readonly rules: ConcurrencyRules;
@@ -168,6 +235,7 @@ class PipelineRun {
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private pumping = false;
+  private pumpQueued = false;
   private ended = false;
 
   constructor(private readonly options: RunPipelineOptions) {
@@ -178,15 +246,28 @@ class PipelineRun {
     this.secretNames = Object.keys(secrets);
     this.mask = createSecretMasker(Object.values(secrets));
     this.rules = new ConcurrencyRules(options.maxParallelism ?? pipeline.maxParallelism);
+    this.pool = new WorkerPool(options.registry, pipeline.fingerprint, {
+      running: (workerId) => this.runningOn(workerId),
+      given: (workerId) => this.dispatchedTo.get(workerId) ?? 0,
+      cooling: (workerId, now) => (this.coolingUntil.get(workerId) ?? 0) > now,
+    });
     this.failureMode = options.failureMode ?? pipeline.failureMode;
+    const heights = chainHeights(pipeline);
     pipeline.order.forEach((name, order) => {
       const definition = pipeline.modules.get(name)!;
+      const timeoutMs = definition.timeoutMs ?? pipeline.defaults.timeoutMs;
       const state: ModuleState = {
         name,
         definition,
         order,
+        rank: PRIORITY_RANK[definition.priority],
+        height: heights.get(name)!,
+        requiresKey: requiresKeyOf(definition.requires),
+        required: new Set(definition.dependsOn.map(dependencyName)),
+        serializedParams: JSON.stringify(definition.params ?? null),
+        timeout: formatTimeSpan(timeoutMs),
         retry: definition.retry ?? pipeline.defaults.retry,
-        timeoutMs: definition.timeoutMs ?? pipeline.defaults.timeoutMs,
+        timeoutMs,
         phase: 'waiting',
         pending: new Set(pipeline.dependencies.get(name) ?? []),
         failures: 0,
@@ -204,10 +285,16 @@ class PipelineRun {
     const done = new Promise<RunResult>((resolve) => (this.finish = resolve));
     const { signal, registry } = this.options;
     this.unsubscribe = registry.onChange((event) => {
+      // A heartbeat of a worker the pool has changes nothing the scheduler uses.
+      if (event.type !== 'heartbeat' || !this.pool.has(event.workerId)) this.pool.invalidate();
       if (event.type === 'offline') this.workerLost(event.workerId, 'missed heartbeats past the timeout');
       this.schedulePump();
     });
-    this.timer = setInterval(() => this.pump(), this.options.rescheduleIntervalMs ?? 1_000);
+    this.timer = setInterval(() => {
+      // Also catches what raises no event at once: drained workers, heartbeats overdue but not swept yet.
+      this.pool.invalidate();
+      this.pump();
+    }, this.options.rescheduleIntervalMs ?? 1_000);
     this.log.info({ modules: this.modules.size }, 'run started');
 
     const { runOnlyCategories, ignoreCategories } = this.options;
@@ -234,9 +321,7 @@ class PipelineRun {
   private decide(state: ModuleState): void {
     const { pipeline } = this.options;
     const definition = state.definition;
-    const required = new Set(
-      definition.dependsOn.map((dependency) => (typeof dependency === 'string' ? dependency : dependency.name)),
-    );
+    const required = state.required;
     if (this.stopping && !definition.alwaysRun) {
       this.notRun(state, 'PipelineTerminated', this.stoppedReason());
       return;
@@ -259,7 +344,7 @@ class PipelineRun {
       this.makeReady(state);
       return;
     }
-    state.phase = 'deciding';
+    this.setPhase(state, 'deciding');
     Promise.resolve()
       .then(() =>
         definition.skipIf!({
@@ -286,8 +371,59 @@ class PipelineRun {
   }
 
   private makeReady(state: ModuleState): void {
-    state.phase = 'ready';
+    this.setPhase(state, 'ready');
     this.schedulePump();
+  }
+
+  /** Moves a module to `phase`, keeping the ready queue and the count of ended modules. */
+  private setPhase(state: ModuleState, phase: Phase): void {
+    const previous = state.phase;
+    if (previous === phase) return;
+    state.phase = phase;
+    if (previous === 'ready') this.leaveReady(state);
+    if (previous === 'done') this.doneCount--;
+    if (phase === 'done') this.doneCount++;
+    if (phase === 'ready') {
+      if (this.pumping) this.readyLater.push(state);
+      else this.enterReady(state);
+    }
+  }
+
+  private enterReady(state: ModuleState): void {
+    const queue = this.readyQueue;
+    // Binary search for the first module that goes after this one.
+    let low = 0;
+    let high = queue.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (goesBefore(queue[middle]!, state)) low = middle + 1;
+      else high = middle;
+    }
+    queue.splice(low, 0, state);
+    const key = this.readyKeys.get(state.requiresKey);
+    if (key) key.count++;
+    else this.readyKeys.set(state.requiresKey, { count: 1, requires: state.definition.requires });
+  }
+
+  private leaveReady(state: ModuleState): void {
+    this.unplaceable.delete(state);
+    const later = this.readyLater.indexOf(state);
+    if (later >= 0) {
+      this.readyLater.splice(later, 1);
+      return;
+    }
+    const queue = this.readyQueue;
+    let low = 0;
+    let high = queue.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if (goesBefore(queue[middle]!, state)) low = middle + 1;
+      else high = middle;
+    }
+    if (queue[low] !== state) return;
+    queue.splice(low, 1);
+    const key = this.readyKeys.get(state.requiresKey)!;
+    if (--key.count === 0) this.readyKeys.delete(state.requiresKey);
   }
 
   /** Results of a module's dependencies that succeeded, parsed. */
@@ -302,8 +438,14 @@ class PipelineRun {
 
   // --- Dispatching -------------------------------------------------------------------------
 
+  /** Pumps once the current task is done (however many times it is asked for meanwhile). */
   private schedulePump(): void {
-    queueMicrotask(() => this.pump());
+    if (this.pumpQueued) return;
+    this.pumpQueued = true;
+    queueMicrotask(() => {
+      this.pumpQueued = false;
+      this.pump();
+    });
   }
 
   /** Dispatches every ready module that a worker can take now, highest priority first. */
@@ -311,53 +453,73 @@ class PipelineRun {
     if (this.pumping || this.ended) return;
     this.pumping = true;
     try {
-      const now = Date.now();
-      const ready = [...this.modules.values()]
-        .filter((state) => state.phase === 'ready')
-        .sort(
-          (a, b) => PRIORITY_RANK[b.definition.priority] - PRIORITY_RANK[a.definition.priority] || a.order - b.order,
-        );
-      const live = this.liveWorkers();
-      for (const state of ready) {
-        if (state.notBefore > now) continue;
-        const running = [...this.inFlight.values()]
-          .filter((flight) => !flight.settled)
-          .map((flight) => flight.module.definition);
-        const blocker = this.rules.blocker(state.definition, running);
-        if (blocker) {
-          // A module that runs alone waits for the others to finish: start nothing past it.
-          if (state.definition.notInParallel === 'all') break;
-          continue;
-        }
-        const capable = live.filter((worker) => missingCapabilities(worker, state.definition.requires).length === 0);
-        if (capable.length === 0) {
-          this.waitForCapableWorker(state, live, now);
-          continue;
-        }
-        state.unplaceableSince = undefined;
-        const worker = this.pickWorker(state, capable, now);
-        if (worker) this.dispatch(state, worker);
-      }
-      this.checkDone();
+      if (this.readyQueue.length > 0) this.dispatchReady();
     } finally {
       this.pumping = false;
+      for (const state of this.readyLater.splice(0)) this.enterReady(state);
+    }
+    this.checkDone();
+  }
+
+  /**
+   * Walks the ready queue in order. Placement is worked out once per set of requirements, and
+   * the walk stops as soon as no worker has a free slot, unless a module that no live worker
+   * can run needs its wait checked: each dispatch costs about the same however many modules
+   * wait.
+   */
+  private dispatchReady(): void {
+    const now = Date.now();
+    this.pool.sync(now);
+    this.full.clear();
+    const queue = this.readyQueue;
+    let index = 0;
+    while (index < queue.length) {
+      if (!this.pool.hasFreeSlot && !this.mustCheckWaits()) break;
+      const state = queue[index]!;
+      const outcome = this.consider(state, now);
+      // A module that runs alone waits for the others to finish: start nothing past it.
+      if (outcome === 'stop') break;
+      // Dispatching (or ending) it took it out of the queue: the next one is at the same index.
+      if (queue[index] === state) index++;
     }
   }
 
-  /** Live workers that loaded this pipeline and are not draining. */
-  private liveWorkers(): WorkerNode[] {
-    const fingerprint = this.options.pipeline.fingerprint;
-    return this.options.registry
-      .list()
-      .filter(
-        (worker) =>
-          (worker.status === 'Available' || worker.status === 'Busy') && worker.pipeline?.fingerprint === fingerprint,
-      );
+  /** Requirement keys whose capable workers all turned out full during this walk of the ready queue. */
+  private readonly full = new Set<string>();
+
+  /** Whether the walk must go on with no free slot left: a ready module may have no capable worker. */
+  private mustCheckWaits(): boolean {
+    if (this.unplaceable.size > 0) return true;
+    for (const [key, { requires }] of this.readyKeys) if (this.pool.capable(key, requires).length === 0) return true;
+    return false;
+  }
+
+  /** Dispatches one ready module if it may start and a worker can take it. */
+  private consider(state: ModuleState, now: number): 'dispatched' | 'stop' | undefined {
+    if (state.notBefore > now) return undefined;
+    if (this.rules.blocker(state.definition)) return state.definition.notInParallel === 'all' ? 'stop' : undefined;
+    const capable = this.pool.capable(state.requiresKey, state.definition.requires);
+    if (capable.length === 0) {
+      this.waitForCapableWorker(state, this.pool.live, now);
+      return undefined;
+    }
+    state.unplaceableSince = undefined;
+    this.unplaceable.delete(state);
+    if (this.full.has(state.requiresKey)) return undefined;
+    const worker = this.pickWorker(state, capable, now);
+    if (worker) {
+      this.dispatch(state, worker);
+      return 'dispatched';
+    }
+    // No capable worker has a free slot: the same holds for every module with these requirements.
+    if (state.lostOn.size === 0) this.full.add(state.requiresKey);
+    return undefined;
   }
 
   /** Fails a module that no live worker could run for `noWorkerTimeoutMs`, naming what is missing. */
-  private waitForCapableWorker(state: ModuleState, live: WorkerNode[], now: number): void {
+  private waitForCapableWorker(state: ModuleState, live: readonly WorkerNode[], now: number): void {
     state.unplaceableSince ??= now;
+    this.unplaceable.add(state);
     const limit = this.options.noWorkerTimeoutMs ?? 300_000;
     if (now - state.unplaceableSince < limit) return;
     const { pipeline } = this.options;
@@ -378,41 +540,27 @@ class PipelineRun {
 
   /**
    * The least-loaded capable worker with a free slot (load / slots), ties going to the one
-   * given least work so far; workers the module was lost on only when no other can take it.
+   * given least work so far, then to registry order; workers the module was lost on only when
+   * no other can take it.
    */
-  private pickWorker(state: ModuleState, capable: WorkerNode[], now: number): WorkerNode | undefined {
-    const fresh = capable.filter((worker) => !state.lostOn.has(worker.id));
-    const candidates = fresh.length > 0 ? fresh : capable;
-    let best: { worker: WorkerNode; ratio: number; given: number } | undefined;
-    for (const worker of candidates) {
-      const running = this.runningOn(worker.id);
-      const slots = worker.capabilities.maxParallelModules;
-      if (running >= slots || (this.coolingUntil.get(worker.id) ?? 0) > now) continue;
-      const ratio = running / slots;
-      const given = this.dispatchedTo.get(worker.id) ?? 0;
-      if (!best || ratio < best.ratio || (ratio === best.ratio && given < best.given)) best = { worker, ratio, given };
-    }
-    return best?.worker;
+  private pickWorker(state: ModuleState, capable: readonly WorkerNode[], now: number): WorkerNode | undefined {
+    if (state.lostOn.size === 0 && state.requiresKey === '') return this.pool.pickAny(now);
+    const fresh = state.lostOn.size === 0 ? capable : capable.filter((worker) => !state.lostOn.has(worker.id));
+    return this.pool.pickAmong(fresh.length > 0 ? fresh : capable, now);
   }
 
   private runningOn(workerId: string): number {
-    let count = 0;
-    for (const flight of this.inFlight.values()) if (flight.workerId === workerId && !flight.settled) count++;
-    return count;
+    return this.runningOnWorker.get(workerId) ?? 0;
   }
 
   private dispatch(state: ModuleState, worker: WorkerNode): void {
     const { pipeline } = this.options;
     const attempt = state.result.attempts.length + 1;
     const executionId = `${this.runId}.${state.name}.${attempt}`;
-    const record: AttemptRecord = {
-      executionId,
-      workerId: worker.id,
-      startTime: new Date().toISOString(),
-      outcome: 'Running',
-    };
+    const now = new Date().toISOString();
+    const record: AttemptRecord = { executionId, workerId: worker.id, startTime: now, outcome: 'Running' };
     state.result.attempts.push(record);
-    state.phase = 'running';
+    this.setPhase(state, 'running');
     state.result.status = 'Processing';
     state.result.workerId = worker.id;
     const flight: InFlight = {
@@ -425,7 +573,10 @@ class PipelineRun {
       settled: false,
     };
     this.inFlight.set(executionId, flight);
+    this.runningOnWorker.set(worker.id, this.runningOn(worker.id) + 1);
+    this.rules.started(state.definition);
     this.dispatchedTo.set(worker.id, (this.dispatchedTo.get(worker.id) ?? 0) + 1);
+    this.pool.update(worker.id, Date.now());
 
     const dependencyResults: Record<string, string> = {};
     for (const dependency of pipeline.dependencies.get(state.name) ?? []) {
@@ -440,13 +591,13 @@ class PipelineRun {
         body: {
           executionId,
           moduleTypeName: state.name,
-          serializedModule: JSON.stringify(state.definition.params ?? null),
+          serializedModule: state.serializedParams,
           dependencyResults,
           environmentVariables: this.environment,
           ...(this.secretNames.length > 0 ? { secretEnvironmentVariables: this.secretNames } : {}),
           ...(this.options.workingDirectory ? { workingDirectory: this.options.workingDirectory } : {}),
-          timeout: formatTimeSpan(state.timeoutMs),
-          timestamp: new Date().toISOString(),
+          timeout: state.timeout,
+          timestamp: now,
         },
         fetchOptions: { signal: flight.controller.signal },
       })
@@ -454,8 +605,10 @@ class PipelineRun {
         (response) => this.onResponse(flight, response),
         (error: unknown) => this.onTransportError(flight, error),
       )
-      .catch((error: unknown) => this.log.error({ err: error, executionId }, 'handling an execute answer failed'))
-      .finally(() => this.pump());
+      .catch((error: unknown) => {
+        this.log.error({ err: error, executionId }, 'handling an execute answer failed');
+        this.schedulePump();
+      });
   }
 
   // --- Answers -----------------------------------------------------------------------------
@@ -497,6 +650,7 @@ class PipelineRun {
         record.outcome = 'Rejected';
         record.error = String(body.errorMessage ?? `answered ${response.status}`);
         this.coolingUntil.set(flight.workerId, Date.now() + REJECTED_COOL_DOWN_MS);
+        this.pool.update(flight.workerId, Date.now());
         this.requeue(state);
         return;
       case 500:
@@ -559,6 +713,13 @@ class PipelineRun {
   }
 
   private settle(flight: InFlight): void {
+    if (!flight.settled) {
+      // A slot is free: whatever else this answer changes, the ready modules get another look.
+      this.runningOnWorker.set(flight.workerId, this.runningOn(flight.workerId) - 1);
+      this.rules.ended(flight.module.definition);
+      this.pool.update(flight.workerId, Date.now());
+      this.schedulePump();
+    }
     flight.settled = true;
     flight.record.endTime = new Date().toISOString();
     this.inFlight.delete(flight.record.executionId);
@@ -666,7 +827,7 @@ class PipelineRun {
     },
   ): void {
     if (state.phase === 'done') return;
-    state.phase = 'done';
+    this.setPhase(state, 'done');
     const result = state.result;
     result.status = status;
     if (details.workerId) result.workerId = details.workerId;
@@ -697,7 +858,7 @@ class PipelineRun {
     reason: string,
   ): void {
     if (state.phase === 'done') return;
-    state.phase = 'done';
+    this.setPhase(state, 'done');
     state.result.status = status;
     state.result.reason = reason;
     this.emit({ type: 'module-not-run', module: state.name, status, reason });
@@ -710,9 +871,7 @@ class PipelineRun {
       const other = this.modules.get(dependant)!;
       other.pending.delete(state.name);
       if (other.phase !== 'waiting') continue;
-      const required = other.definition.dependsOn.some(
-        (dependency) => (typeof dependency === 'string' ? dependency : dependency.name) === state.name,
-      );
+      const required = other.required.has(state.name);
       // A failure makes non-always-run dependants DependencyFailed at once, without waiting for their other dependencies.
       if (
         required &&
@@ -767,8 +926,7 @@ class PipelineRun {
   }
 
   private checkDone(): void {
-    if (this.ended) return;
-    for (const state of this.modules.values()) if (state.phase !== 'done') return;
+    if (this.ended || this.doneCount < this.modules.size) return;
     this.end();
   }
 
@@ -780,7 +938,9 @@ class PipelineRun {
     for (const client of this.clients.values()) void client.close().catch(() => undefined);
     const endedAt = new Date();
     // Workers already mask secrets in what they send; mask again what the run reports (results included).
-    const modules = [...this.modules.values()].map((state) => maskDeep(state.result, this.mask));
+    const modules = [...this.modules.values()].map((state) =>
+      this.secretNames.length > 0 ? maskDeep(state.result, this.mask) : copyResult(state.result),
+    );
     const cancelled = this.stopping === 'cancel';
     const success =
       !cancelled &&
@@ -801,12 +961,19 @@ class PipelineRun {
     this.finish(result);
   }
 
-  /** A client of the attempt's worker, sending the worker's credential. */
   /** Reports progress, with secrets masked. */
   private emit(event: RunEvent): void {
-    this.options.onEvent?.(maskDeep(event, this.mask));
+    const { onEvent } = this.options;
+    if (!onEvent) return;
+    if (this.secretNames.length > 0) {
+      onEvent(maskDeep(event, this.mask));
+      return;
+    }
+    // Nothing to mask: only a module's result record needs copying (the run goes on changing its own).
+    onEvent(event.type === 'module-finished' ? { ...event, result: copyResult(event.result) } : event);
   }
 
+  /** A client of the attempt's worker, sending the worker's credential. */
   private clientFor({ endpoint, credential }: InFlight): WorkerClient {
     const key = `${endpoint} ${credential ?? ''}`;
     let client = this.clients.get(key);

@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import {
   createSecretMasker,
@@ -247,7 +248,10 @@ export class ModuleExecutor {
       }
     }
     const workingDirectory = request.workingDirectory ?? this.options.workingDirectory;
-    await mkdir(workingDirectory, { recursive: true });
+    // A stat is much cheaper than a mkdir through the thread pool, and the directory usually exists.
+    if (!statSync(workingDirectory, { throwIfNoEntry: false })?.isDirectory()) {
+      await mkdir(workingDirectory, { recursive: true });
+    }
     return {
       name: module.name,
       params: request.params ?? module.params,

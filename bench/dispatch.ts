@@ -1,0 +1,193 @@
+/**
+ * Benchmark 2: dispatch overhead. A pipeline of no-op modules (wide: all independent; chain:
+ * each depends on the one before) runs on 2 worker processes through the orchestrator. Per
+ * module, with the monotonic clock every process on the machine shares:
+ * - dispatch leg: from the moment the module could go (its last dependency's result was in at
+ *   the orchestrator, or the worker slot it took was freed, whichever came later) to the
+ *   moment its `run` started on the worker;
+ * - return leg: from `run` starting (a no-op returns at once) to its result being in at the
+ *   orchestrator;
+ * - modules/s end to end: modules / makespan.
+ * Baseline: the same execute calls made directly to the same worker processes by one client
+ * process with the same concurrency (a loop per worker slot for `wide`, one call at a time for
+ * `chain`), no scheduler: what the HTTP hop and the worker cost on their own.
+ */
+import type { DirectTimings } from './servers/direct.js';
+import type { RunTimings } from './servers/orchestrator.js';
+import { startCluster } from './lib/cluster.js';
+import type { Shape } from './lib/dag.js';
+import { BenchProcess, benchPath, cpuMsOf, WORKER_TOKEN } from './lib/processes.js';
+import type { Row } from './lib/report.js';
+import { median, percentile } from './lib/stats.js';
+
+export interface DispatchConfig {
+  size: number;
+  runs: number;
+  warmup: boolean;
+  workers: number;
+  slots: number;
+}
+
+export const DISPATCH_FULL: DispatchConfig = { size: 2_000, runs: 3, warmup: true, workers: 2, slots: 8 };
+export const DISPATCH_SMOKE: DispatchConfig = { size: 40, runs: 1, warmup: false, workers: 2, slots: 2 };
+
+interface Legs {
+  dispatch: number[];
+  back: number[];
+  modulesPerSecond: number;
+  /** CPU time per module of the process making the calls: the orchestrator, or the direct caller. */
+  callerCpuMs: number;
+  /** CPU time per module of the worker processes together. */
+  workerCpuMs: number;
+}
+
+/**
+ * When each module could have been dispatched: after its dependencies, and after a slot on its
+ * worker was free (slots are handed out first freed, first taken, as the orchestrator's view
+ * of a worker's load changes when a result is in).
+ */
+export function eligibleTimes(timings: RunTimings, slots: number): Map<string, number> {
+  type Event = { at: number; kind: 0 | 1; module: RunTimings['modules'][number] };
+  const events: Event[] = [];
+  for (const module of timings.modules) {
+    events.push({ at: module.finished, kind: 0, module }, { at: module.dispatched, kind: 1, module });
+  }
+  events.sort((a, b) => a.at - b.at || a.kind - b.kind);
+  const free = new Map<string, number[]>();
+  const eligible = new Map<string, number>();
+  for (const event of events) {
+    const queue = free.get(event.module.workerId) ?? Array.from({ length: slots }, () => 0);
+    free.set(event.module.workerId, queue);
+    if (event.kind === 0) queue.push(event.at);
+    else eligible.set(event.module.name, Math.max(event.module.depsDone, queue.shift() ?? event.at));
+  }
+  return eligible;
+}
+
+type Cpu = { callerCpuMs: number; workerCpuMs: number };
+
+function mpdLegs(timings: RunTimings, slots: number, size: number, cpu: Cpu): Legs {
+  if (timings.status !== 'Successful') throw new Error(`the bench pipeline ended ${timings.status}`);
+  const eligible = eligibleTimes(timings, slots);
+  return {
+    dispatch: timings.modules.map((module) => (module.workerStart - eligible.get(module.name)!) / 1_000),
+    back: timings.modules.map((module) => (module.finished - module.workerStart) / 1_000),
+    modulesPerSecond: size / (timings.makespanMs / 1_000),
+    ...cpu,
+  };
+}
+
+function directLegs(timings: DirectTimings, cpu: Cpu): Legs {
+  const size = timings.calls.length;
+  return {
+    dispatch: timings.calls.map((call) => (call.workerStart - call.ready) / 1_000),
+    back: timings.calls.map((call) => (call.answered - call.workerStart) / 1_000),
+    modulesPerSecond: size / (timings.makespanMs / 1_000),
+    ...cpu,
+  };
+}
+
+/** Runs `work`, returning its result and the CPU time per module `caller` and the workers spent meanwhile. */
+async function measured<T>(
+  caller: BenchProcess,
+  workers: readonly BenchProcess[],
+  size: number,
+  work: () => Promise<T>,
+): Promise<[T, Cpu]> {
+  const callerBefore = caller.cpuMs();
+  const workersBefore = cpuMsOf(workers);
+  const result = await work();
+  return [
+    result,
+    { callerCpuMs: (caller.cpuMs() - callerBefore) / size, workerCpuMs: (cpuMsOf(workers) - workersBefore) / size },
+  ];
+}
+
+async function variant(shape: Extract<Shape, 'wide' | 'chain'>, config: DispatchConfig) {
+  const cluster = await startCluster({ shape, size: config.size, seed: 1, minMs: 0, maxMs: 0 }, config.workers, config.slots);
+  const direct = new BenchProcess('direct', benchPath('servers/direct.ts'));
+  try {
+    await direct.listeningUrl();
+    const workerProcesses = cluster.workers.map((worker) => worker.process);
+    const directRun = async () =>
+      directLegs(
+        ...(await measured(direct, workerProcesses, config.size, () =>
+          direct.request<DirectTimings>('run', {
+            workers: cluster.workers.map((worker) => ({ url: worker.url, token: WORKER_TOKEN, slots: worker.slots })),
+            shape,
+            size: config.size,
+          }),
+        )),
+      );
+    const mpdRun = async () => {
+      const [timings, cpu] = await measured(cluster.orchestrator, workerProcesses, config.size, () => cluster.run());
+      return mpdLegs(timings, config.slots, config.size, cpu);
+    };
+    if (config.warmup) {
+      await mpdRun();
+      await directRun();
+    }
+    const mpd: Legs[] = [];
+    const baseline: Legs[] = [];
+    for (let run = 0; run < config.runs; run++) {
+      if (run % 2 === 0) {
+        mpd.push(await mpdRun());
+        baseline.push(await directRun());
+      } else {
+        baseline.push(await directRun());
+        mpd.push(await mpdRun());
+      }
+    }
+    return { mpd, baseline };
+  } finally {
+    await Promise.all([cluster.stop(), direct.stop()]);
+  }
+}
+
+export async function dispatchBench(config: DispatchConfig): Promise<{ rows: Row[]; details: unknown }> {
+  const rows: Row[] = [];
+  const details: Record<string, unknown> = { config };
+  for (const shape of ['wide', 'chain'] as const) {
+    const { mpd, baseline } = await variant(shape, config);
+    const benchmark = `2 dispatch, ${shape} ${config.size}`;
+    const label = 'direct calls';
+    const of = (runs: Legs[], pick: (legs: Legs) => number) => runs.map(pick);
+    const stat = (leg: 'dispatch' | 'back', q: number) => (legs: Legs) => percentile(legs[leg], q);
+    const row = (metric: string, unit: string, pick: (legs: Legs) => number, target?: Row['target']): Row => ({
+      benchmark,
+      metric,
+      unit,
+      value: median(of(mpd, pick)),
+      runs: of(mpd, pick),
+      baseline: median(of(baseline, pick)),
+      baselineRuns: of(baseline, pick),
+      baselineLabel: label,
+      target,
+    });
+    rows.push(
+      row('dispatch leg p50 (ready -> run starts on worker)', 'ms', stat('dispatch', 50), {
+        on: 'value',
+        kind: 'max',
+        limit: 1,
+      }),
+      row('dispatch leg p99', 'ms', stat('dispatch', 99), { on: 'value', kind: 'max', limit: 5 }),
+      row('return leg p50 (run -> result at orchestrator)', 'ms', stat('back', 50)),
+      row('return leg p99', 'ms', stat('back', 99)),
+      row(`modules/s end to end (${config.workers} workers x ${config.slots} slots)`, 'mod/s', (legs) => legs.modulesPerSecond, {
+        on: 'value',
+        kind: 'min',
+        limit: 1_000,
+      }),
+      {
+        ...row('CPU per module: orchestrator (baseline: the direct caller)', 'ms', (legs) => legs.callerCpuMs),
+        baselineLabel: 'direct caller',
+      },
+      row('CPU per module: the 2 workers together', 'ms', (legs) => legs.workerCpuMs),
+    );
+    details[shape] = {
+      mpdModulesPerSecond: of(mpd, (legs) => legs.modulesPerSecond),
+      directModulesPerSecond: of(baseline, (legs) => legs.modulesPerSecond),
+    };
+  }
+  return { rows, details };
+}

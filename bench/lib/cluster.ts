@@ -1,0 +1,50 @@
+/** An orchestrator (bench server) and worker CLIs loading the bench pipeline, all real processes. */
+import type { RunTimings } from '../servers/orchestrator.js';
+import { type DagSpec, dagEnv } from './dag.js';
+import {
+  ADMIN_TOKEN,
+  BENCH_PIPELINE,
+  BenchProcess,
+  JOIN_TOKEN,
+  ORCHESTRATOR_SERVER,
+  startWorkerCli,
+} from './processes.js';
+
+export interface BenchCluster {
+  orchestrator: BenchProcess;
+  workers: { process: BenchProcess; url: string; slots: number }[];
+  /** Runs the pipeline once on the workers (they stay up for the next run). */
+  run(): Promise<RunTimings>;
+  stop(): Promise<void>;
+}
+
+export async function startCluster(spec: DagSpec, workerCount: number, slots: number): Promise<BenchCluster> {
+  const env = dagEnv(spec);
+  const orchestrator = new BenchProcess('orchestrator', ORCHESTRATOR_SERVER, [], {
+    ...env,
+    MPD_BENCH_PIPELINE: BENCH_PIPELINE,
+    MPD_BENCH_JOIN_TOKEN: JOIN_TOKEN,
+    MPD_BENCH_ADMIN_TOKEN: ADMIN_TOKEN,
+  });
+  const workers: BenchCluster['workers'] = [];
+  const stop = async (): Promise<void> => {
+    await Promise.all(workers.map((worker) => worker.process.stop()));
+    await orchestrator.stop();
+  };
+  try {
+    const url = await orchestrator.listeningUrl(60_000);
+    const processes = Array.from({ length: workerCount }, (_, index) =>
+      startWorkerCli({ id: `bench-worker-${index + 1}`, orchestratorUrl: url, maxParallel: slots, env }),
+    );
+    for (const process of processes) workers.push({ process, url: await process.listeningUrl(60_000), slots });
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+  return {
+    orchestrator,
+    workers,
+    run: () => orchestrator.request<RunTimings>('run', { minWorkers: workerCount }),
+    stop,
+  };
+}

@@ -1,0 +1,186 @@
+/** Starting the benchmarks' processes (orchestrator, workers, baselines) and talking to them. */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { IpcAnswer, IpcRequest } from './ipc.js';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const benchPath = (relative: string): string => fileURLToPath(new URL(`../${relative}`, import.meta.url));
+export const ORCHESTRATOR_SERVER = benchPath('servers/orchestrator.ts');
+export const WORKER_MAIN = fileURLToPath(new URL('../../packages/worker/src/main.ts', import.meta.url));
+export const BENCH_PIPELINE = benchPath('pipelines/bench.pipeline.ts');
+
+/** Throwaway tokens (the orchestrator wants at least 16 characters). */
+export const JOIN_TOKEN = 'bench-join-token-0123456789abcdef';
+export const ADMIN_TOKEN = 'bench-admin-token-0123456789abcdef';
+export const WORKER_TOKEN = 'bench-worker-token-0123456789abcdef';
+
+const OUTPUT_KEPT = 64 * 1024;
+const running = new Set<BenchProcess>();
+
+/** A process started with `node --import tsx SCRIPT`, with an IPC channel and its output kept for errors. */
+export class BenchProcess {
+  readonly child: ChildProcess;
+  private output = '';
+  private stdoutText = '';
+  private nextId = 1;
+  private readonly waiting = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+  readonly exited: Promise<number | null>;
+
+  constructor(
+    readonly name: string,
+    script: string,
+    args: string[] = [],
+    env: Record<string, string> = {},
+  ) {
+    // Only what the bench sets: no MPD_* or INIT_CWD from the caller's shell.
+    const inherited = Object.fromEntries(
+      Object.entries(process.env).filter(
+        ([key]) => (!key.startsWith('MPD_') || key === 'MPD_BENCH_LOG_LEVEL') && key !== 'INIT_CWD',
+      ),
+    );
+    // `pnpm bench --cpu-prof` profiles every bench process (written when it exits).
+    const profileDir = process.env.MPD_BENCH_CPU_PROF_DIR;
+    // One directory per process: node writes one profile per thread (tsx's loader runs in its own).
+    const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}/${name}-${Date.now()}`] : [];
+    this.child = spawn(process.execPath, [...profile, '--import', 'tsx', script, ...args], {
+      cwd: ROOT,
+      env: { ...inherited, ...env },
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    running.add(this);
+    const keep = (chunk: Buffer): void => {
+      this.output = (this.output + chunk.toString()).slice(-OUTPUT_KEPT);
+    };
+    this.child.stdout!.on('data', (chunk: Buffer) => {
+      keep(chunk);
+      if (this.stdoutText.length < OUTPUT_KEPT) this.stdoutText += chunk.toString();
+    });
+    this.child.stderr!.on('data', keep);
+    this.child.on('message', (message: IpcAnswer) => {
+      const waiter = this.waiting.get(message.id);
+      if (!waiter) return;
+      this.waiting.delete(message.id);
+      if (message.ok) waiter.resolve(message.value);
+      else waiter.reject(new Error(`${this.name}: ${message.error}`));
+    });
+    this.exited = new Promise((resolve) =>
+      this.child.on('close', (code) => {
+        running.delete(this);
+        for (const waiter of this.waiting.values()) {
+          waiter.reject(new Error(`${this.name} exited (${code}) while a request was pending:\n${this.output}`));
+        }
+        this.waiting.clear();
+        resolve(code);
+      }),
+    );
+  }
+
+  get pid(): number {
+    return this.child.pid!;
+  }
+
+  /** CPU time (user + system) the process used so far, in ms, from /proc; NaN where there is no /proc. */
+  cpuMs(): number {
+    try {
+      // Fields after the command name (which is in parentheses and may hold spaces): utime is the 12th, stime the 13th.
+      const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return ((Number(fields[11]) + Number(fields[12])) / clockTicks()) * 1_000;
+    } catch {
+      return Number.NaN;
+    }
+  }
+
+  /** The URL of the first stdout line saying `listening on URL`. */
+  listeningUrl(timeoutMs = 30_000): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        const match = /listening on (http\S+)/.exec(this.stdoutText);
+        if (match) {
+          this.child.stdout!.off('data', check);
+          clearTimeout(timer);
+          resolve(match[1]!);
+          return true;
+        }
+        return false;
+      };
+      const timer = setTimeout(
+        () => reject(new Error(`${this.name} did not listen within ${timeoutMs} ms:\n${this.output}`)),
+        timeoutMs,
+      );
+      if (check()) return;
+      this.child.stdout!.on('data', check);
+      void this.exited.then((code) => {
+        if (!check()) {
+          clearTimeout(timer);
+          reject(new Error(`${this.name} exited (${code}) before listening:\n${this.output}`));
+        }
+      });
+    });
+  }
+
+  /** Sends an IPC request to a bench server and resolves with its answer. */
+  request<T>(type: string, payload?: unknown): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.set(id, { resolve: resolve as (value: unknown) => void, reject });
+      this.child.send({ id, type, payload } satisfies IpcRequest);
+    });
+  }
+
+  recentOutput(): string {
+    return this.output;
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`. */
+  async stop(graceMs = 5_000): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    this.child.kill('SIGTERM');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), graceMs);
+    await this.exited;
+    clearTimeout(timer);
+  }
+}
+
+let ticks: number | undefined;
+function clockTicks(): number {
+  if (ticks === undefined) {
+    try {
+      ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+    } catch {
+      ticks = 100;
+    }
+  }
+  return ticks;
+}
+
+/** CPU time of several processes together, ms. */
+export const cpuMsOf = (processes: readonly BenchProcess[]): number =>
+  processes.reduce((total, process) => total + process.cpuMs(), 0);
+
+/** Kills every bench process still running (on a crash or Ctrl-C of the driver). */
+export function killAll(): void {
+  for (const process of running) process.child.kill('SIGKILL');
+}
+
+/** Starts a worker with the real CLI, registering with `orchestratorUrl` and loading the bench pipeline. */
+export function startWorkerCli(options: {
+  id: string;
+  orchestratorUrl: string;
+  maxParallel: number;
+  env: Record<string, string>;
+  logLevel?: string;
+}): BenchProcess {
+  return new BenchProcess(
+    options.id,
+    WORKER_MAIN,
+    [
+      ...['--port', '0', '--host', '127.0.0.1', '--id', options.id],
+      ...['--orchestrator', options.orchestratorUrl, '--pipeline', BENCH_PIPELINE],
+      ...['--max-parallel', String(options.maxParallel), '--tools', 'node'],
+      ...['--log-level', options.logLevel ?? process.env.MPD_BENCH_LOG_LEVEL ?? 'info'],
+    ],
+    { ...options.env, MPD_JOIN_TOKEN: JOIN_TOKEN, MPD_WORKER_TOKEN: WORKER_TOKEN },
+  );
+}

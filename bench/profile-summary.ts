@@ -1,0 +1,73 @@
+/**
+ * Summarises a V8 CPU profile (`node --cpu-prof`, or `pnpm bench --cpu-prof`): the functions
+ * with the most self time, and self time per package or source directory.
+ *
+ *   tsx bench/profile-summary.ts bench/profiles/orchestrator-….cpuprofile [--top 25]
+ */
+import { readFileSync } from 'node:fs';
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+interface Profile {
+  nodes: ProfileNode[];
+  samples: number[];
+  timeDeltas: number[];
+  startTime: number;
+  endTime: number;
+}
+
+const file = process.argv[2];
+if (!file) {
+  process.stderr.write('usage: tsx bench/profile-summary.ts FILE.cpuprofile [--top N]\n');
+  process.exit(2);
+}
+const topIndex = process.argv.indexOf('--top');
+const top = topIndex > 0 ? Number(process.argv[topIndex + 1]) : 25;
+const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
+
+const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+const selfMicros = new Map<number, number>();
+profile.samples.forEach((id, index) => {
+  selfMicros.set(id, (selfMicros.get(id) ?? 0) + (profile.timeDeltas[index] ?? 0));
+});
+const total = profile.endTime - profile.startTime;
+
+/** `pkg` for node_modules files, `packages/x/src/...` for the workspace, `(node)` for node internals. */
+function where(url: string): string {
+  if (url === '') return '(native/vm)';
+  if (url.startsWith('node:')) return '(node internals)';
+  const modules = url.lastIndexOf('/node_modules/');
+  if (modules >= 0) {
+    const rest = url.slice(modules + '/node_modules/'.length).split('/');
+    return rest[0]!.startsWith('@') ? `${rest[0]}/${rest[1]}` : rest[0]!;
+  }
+  const workspace = /\/(packages|apps|bench)\/(.*)$/.exec(url);
+  return workspace ? `${workspace[1]}/${workspace[2]}` : url;
+}
+
+const byFunction = new Map<string, number>();
+const byPlace = new Map<string, number>();
+for (const [id, micros] of selfMicros) {
+  const node = byId.get(id)!;
+  const { functionName, url, lineNumber } = node.callFrame;
+  const place = where(url);
+  const key = `${functionName || '(anonymous)'}  ${place}${url ? `:${lineNumber + 1}` : ''}`;
+  byFunction.set(key, (byFunction.get(key) ?? 0) + micros);
+  const group = place.startsWith('packages/') || place.startsWith('bench/') ? place : place;
+  byPlace.set(group, (byPlace.get(group) ?? 0) + micros);
+}
+
+const print = (title: string, entries: Map<string, number>): void => {
+  process.stdout.write(`\n${title}\n`);
+  for (const [key, micros] of [...entries].sort((a, b) => b[1] - a[1]).slice(0, top)) {
+    process.stdout.write(
+      `${(micros / 1000).toFixed(1).padStart(9)} ms  ${((micros / total) * 100).toFixed(1).padStart(5)}%  ${key}\n`,
+    );
+  }
+};
+process.stdout.write(`${file}: ${(total / 1000).toFixed(0)} ms profiled\n`);
+print('Self time by function', byFunction);
+print('Self time by package or file', byPlace);

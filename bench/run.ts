@@ -1,0 +1,78 @@
+/**
+ * `pnpm bench`: runs the benchmarks, prints a table (benchmark, metric, value, baseline,
+ * ratio, target, met?) and writes `bench/results.json` with the machine's details.
+ * `pnpm bench:smoke` (`--smoke`) runs every benchmark at tiny sizes, once, without judging
+ * the targets (CI runs it so that the script cannot rot). `--only NAME[,NAME]` runs some:
+ * heartbeat, dispatch, schedule, scale. `--cpu-prof` writes a CPU profile of every process the
+ * bench starts to `bench/profiles/` (summarise one with `tsx bench/profile-summary.ts FILE`).
+ */
+import { DISPATCH_FULL, DISPATCH_SMOKE, dispatchBench } from './dispatch.js';
+import { heartbeatBench, HEARTBEAT_FULL, HEARTBEAT_SMOKE } from './heartbeat.js';
+import { SCALE_FULL, SCALE_SMOKE, scaleBench } from './scale.js';
+import { SCHEDULE_FULL, SCHEDULE_SMOKE, scheduleBench } from './schedule.js';
+import { killAll, benchPath } from './lib/processes.js';
+import { evaluate, formatTable, machine, type Row, type RowResult, writeResults } from './lib/report.js';
+
+const args = process.argv.slice(2);
+const smoke = args.includes('--smoke');
+const onlyIndex = args.indexOf('--only');
+const only = onlyIndex >= 0 ? new Set((args[onlyIndex + 1] ?? '').split(',')) : undefined;
+if (args.includes('--cpu-prof')) process.env.MPD_BENCH_CPU_PROF_DIR = benchPath('profiles');
+
+const benches: { name: string; run: () => Promise<{ rows: Row[]; details: unknown }> }[] = [
+  { name: 'heartbeat', run: () => heartbeatBench(smoke ? HEARTBEAT_SMOKE : HEARTBEAT_FULL) },
+  { name: 'dispatch', run: () => dispatchBench(smoke ? DISPATCH_SMOKE : DISPATCH_FULL) },
+  { name: 'schedule', run: () => scheduleBench(smoke ? SCHEDULE_SMOKE : SCHEDULE_FULL) },
+  { name: 'scale', run: () => scaleBench(smoke ? SCALE_SMOKE : SCALE_FULL) },
+];
+
+const NOTES = [
+  'Every server is a real process on 127.0.0.1; the load generator (autocannon) runs in the driver process.',
+  "The orchestrator runs startOrchestrator with a join token and an admin token (authentication on) and its rate limits raised to 1e9 per minute, so that the load generator is not throttled (the defaults allow 600 heartbeats per worker and minute and 10,000 registrations per address and minute; every simulated worker comes from 127.0.0.1).",
+  'Values are medians over the runs; each baseline is measured in the same run of the bench.',
+];
+
+process.on('SIGINT', () => {
+  killAll();
+  process.exit(130);
+});
+
+async function main(): Promise<number> {
+  const started = performance.now();
+  const info = machine();
+  process.stdout.write(
+    `mpd benchmarks${smoke ? ' (smoke: tiny sizes, targets not judged)' : ''}: ${info.cpuModel} x${info.cpuCount}, ${info.os}, node ${info.node}\n`,
+  );
+  const rows: RowResult[] = [];
+  const details: Record<string, unknown> = {};
+  for (const bench of benches) {
+    if (only && !only.has(bench.name)) continue;
+    const benchStarted = performance.now();
+    process.stdout.write(`… ${bench.name}\n`);
+    const result = await bench.run();
+    details[bench.name] = result.details;
+    for (const row of result.rows) {
+      const evaluated = evaluate(smoke ? { ...row, target: undefined } : row);
+      rows.push(evaluated);
+    }
+    process.stdout.write(`  done in ${((performance.now() - benchStarted) / 1000).toFixed(1)} s\n`);
+  }
+  process.stdout.write(`\n${formatTable(rows)}\n\n`);
+  for (const note of NOTES) process.stdout.write(`- ${note}\n`);
+  const file = benchPath('results.json');
+  writeResults(file, { machine: info, smoke, notes: NOTES, rows, details });
+  const missed = rows.filter((row) => row.met === false).length;
+  process.stdout.write(
+    `\n${smoke ? 'smoke run' : `${rows.filter((row) => row.met === true).length} target(s) met, ${missed} missed`}; results in bench/results.json (${((performance.now() - started) / 1000).toFixed(0)} s)\n`,
+  );
+  return 0;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    killAll();
+    process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    process.exit(1);
+  },
+);

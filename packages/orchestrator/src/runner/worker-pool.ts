@@ -1,0 +1,239 @@
+import type { WorkerNode } from '@mpd/contract';
+import type { AnyModule } from '@mpd/pipeline';
+import type { NodeRegistry } from '../registry/node-registry.js';
+import { missingCapabilities } from './placement.js';
+
+/** What the run knows about a worker's load. */
+export interface PoolLoad {
+  /** Attempts running on the worker now, in this run. */
+  running(workerId: string): number;
+  /** Attempts given to the worker so far in this run. */
+  given(workerId: string): number;
+  /** Whether the worker refused work (429/503) a moment ago and gets none until `now` passes its cool-down. */
+  cooling(workerId: string, now: number): boolean;
+}
+
+interface Member {
+  readonly node: WorkerNode;
+  /** Its place in the registry's list: the last tie-break. */
+  readonly order: number;
+  /** Its index in the heap; -1 while it has no free slot or is cooling down. */
+  index: number;
+}
+
+/**
+ * The live workers a run can use (`Available` or `Busy`, same pipeline fingerprint), kept
+ * between dispatch rounds instead of read from the registry for each: those with a free slot
+ * sit in a heap, least loaded first (running / slots, then fewest attempts given in this run,
+ * then registry order), so choosing a worker costs O(log workers), however many there are.
+ *
+ * The registry is read again after a registry event (`invalidate`) and on the run's periodic
+ * tick. A registry with `snapshotOf` is also asked about the chosen worker just before it is
+ * used, so no module goes to a worker that went `Offline` or `Draining` since the last read
+ * (neither raises an event at once). A registry without it is read again every round.
+ */
+export class WorkerPool {
+  readonly #members = new Map<string, Member>();
+  #live: WorkerNode[] = [];
+  readonly #heap: Member[] = [];
+  /** Members left out of the heap while cooling down. */
+  readonly #cooling = new Set<Member>();
+  /** Per requirements key: the live workers that meet them, until the next read. */
+  readonly #capable = new Map<string, WorkerNode[]>();
+  #stale = true;
+
+  constructor(
+    private readonly registry: NodeRegistry,
+    private readonly fingerprint: string,
+    private readonly load: PoolLoad,
+  ) {}
+
+  /** The registry changed, or may have: read it again before the next placement. */
+  invalidate(): void {
+    this.#stale = true;
+  }
+
+  /** Whether `workerId` is among the live workers as last read. */
+  has(workerId: string): boolean {
+    return this.#members.has(workerId);
+  }
+
+  /** Brings the pool up to date for a dispatch round at `now`. */
+  sync(now: number): void {
+    if (this.#stale || !this.registry.snapshotOf) this.#read(now);
+    for (const member of this.#cooling) {
+      if (!this.load.cooling(member.node.id, now)) {
+        this.#cooling.delete(member);
+        this.update(member.node.id, now);
+      }
+    }
+  }
+
+  /** The live workers, in registry order. */
+  get live(): readonly WorkerNode[] {
+    return this.#live;
+  }
+
+  /** Whether some live worker has a free slot and is not cooling down. */
+  get hasFreeSlot(): boolean {
+    return this.#heap.length > 0;
+  }
+
+  /** The live workers that meet `requires` (`key` stands for them: equal keys, equal requirements). */
+  capable(key: string, requires: AnyModule['requires']): readonly WorkerNode[] {
+    if (key === '') return this.#live;
+    let capable = this.#capable.get(key);
+    if (!capable) {
+      capable = this.#live.filter((worker) => missingCapabilities(worker, requires).length === 0);
+      this.#capable.set(key, capable);
+    }
+    return capable;
+  }
+
+  /** The load of `workerId` changed (a dispatch, an answer, a refusal): its place in the heap follows. */
+  update(workerId: string, now: number): void {
+    const member = this.#members.get(workerId);
+    if (!member) return;
+    const room = this.#hasRoom(member, now);
+    if (!room && this.load.cooling(workerId, now)) this.#cooling.add(member);
+    if (room && member.index < 0) this.#push(member);
+    else if (!room && member.index >= 0) this.#remove(member.index);
+    else if (room) {
+      this.#up(member.index);
+      this.#down(member.index);
+    }
+  }
+
+  /** The least-loaded live worker with a free slot, or undefined. */
+  pickAny(now: number): WorkerNode | undefined {
+    while (this.#heap.length > 0) {
+      const best = this.#heap[0]!;
+      if (this.#stillLive(best)) return best.node;
+      this.invalidate();
+      this.sync(now);
+    }
+    return undefined;
+  }
+
+  /**
+   * The least-loaded worker with a free slot among `candidates` (a scan: for modules with
+   * requirements, or lost on some workers, whose candidates are not the whole pool).
+   */
+  pickAmong(candidates: readonly WorkerNode[], now: number): WorkerNode | undefined {
+    for (;;) {
+      let best: Member | undefined;
+      for (const worker of candidates) {
+        const member = this.#members.get(worker.id);
+        if (member && this.#hasRoom(member, now) && (!best || this.#before(member, best))) best = member;
+      }
+      if (!best || this.#stillLive(best)) return best?.node;
+      this.invalidate();
+      this.sync(now);
+      // The candidates were read before: keep those that are still live.
+      candidates = candidates.filter((worker) => this.#members.has(worker.id));
+    }
+  }
+
+  #read(now: number): void {
+    this.#stale = false;
+    this.#members.clear();
+    this.#cooling.clear();
+    this.#capable.clear();
+    this.#heap.length = 0;
+    this.#live = [];
+    const nodes = this.registry.snapshot?.() ?? this.registry.list();
+    nodes.forEach((node, order) => {
+      if (!this.#usable(node)) return;
+      const member: Member = { node, order, index: -1 };
+      this.#members.set(node.id, member);
+      this.#live.push(node);
+      if (this.#hasRoom(member, now)) this.#push(member);
+      else if (this.load.cooling(node.id, now)) this.#cooling.add(member);
+    });
+  }
+
+  #usable(node: WorkerNode): boolean {
+    return (node.status === 'Available' || node.status === 'Busy') && node.pipeline?.fingerprint === this.fingerprint;
+  }
+
+  /** Asks the registry whether the worker is still live (when it can tell cheaply). */
+  #stillLive(member: Member): boolean {
+    if (!this.registry.snapshotOf) return true; // read this round
+    const current = this.registry.snapshotOf(member.node.id);
+    return current !== undefined && this.#usable(current);
+  }
+
+  #hasRoom(member: Member, now: number): boolean {
+    const id = member.node.id;
+    return (
+      this.load.running(id) < member.node.capabilities.maxParallelModules && !this.load.cooling(id, now)
+    );
+  }
+
+  #ratio(member: Member): number {
+    return this.load.running(member.node.id) / member.node.capabilities.maxParallelModules;
+  }
+
+  /** Whether `a` is chosen before `b`. */
+  #before(a: Member, b: Member): boolean {
+    const ratioA = this.#ratio(a);
+    const ratioB = this.#ratio(b);
+    if (ratioA !== ratioB) return ratioA < ratioB;
+    const givenA = this.load.given(a.node.id);
+    const givenB = this.load.given(b.node.id);
+    if (givenA !== givenB) return givenA < givenB;
+    return a.order < b.order;
+  }
+
+  #push(member: Member): void {
+    member.index = this.#heap.length;
+    this.#heap.push(member);
+    this.#up(member.index);
+  }
+
+  #remove(index: number): void {
+    const heap = this.#heap;
+    const removed = heap[index]!;
+    const last = heap.pop()!;
+    removed.index = -1;
+    if (last !== removed) {
+      heap[index] = last;
+      last.index = index;
+      this.#up(index);
+      this.#down(last.index);
+    }
+  }
+
+  #swap(i: number, j: number): void {
+    const heap = this.#heap;
+    const a = heap[i]!;
+    const b = heap[j]!;
+    heap[i] = b;
+    heap[j] = a;
+    a.index = j;
+    b.index = i;
+  }
+
+  #up(index: number): void {
+    while (index > 0) {
+      const parent = (index - 1) >> 1;
+      if (!this.#before(this.#heap[index]!, this.#heap[parent]!)) return;
+      this.#swap(index, parent);
+      index = parent;
+    }
+  }
+
+  #down(index: number): void {
+    const heap = this.#heap;
+    for (;;) {
+      const left = index * 2 + 1;
+      const right = left + 1;
+      let first = index;
+      if (left < heap.length && this.#before(heap[left]!, heap[first]!)) first = left;
+      if (right < heap.length && this.#before(heap[right]!, heap[first]!)) first = right;
+      if (first === index) return;
+      this.#swap(index, first);
+      index = first;
+    }
+  }
+}
