@@ -258,7 +258,12 @@ describe('a secured cluster', () => {
     await first.close();
     const second = await cluster.startOrchestrator({ joinToken: JOIN, port: first.port });
     await eventually(() => second.registry.get('w-restart')?.status === 'Available', 5_000, 're-registration');
-    expect(second.registry.credentialOf('w-restart')).toBe(worker.link!.credential);
+    // The worker stores its new credential when the register answer arrives, just after the orchestrator lists it.
+    await eventually(
+      () => worker.link!.credential === second.registry.credentialOf('w-restart'),
+      5_000,
+      'the new credential',
+    );
     expect(worker.link!.credential).not.toBe(before);
   });
 

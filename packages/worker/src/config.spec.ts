@@ -276,6 +276,7 @@ describe('workerCommand + parseWorkerConfig', () => {
       ['--tls-ca', 'MPD_TLS_CA'],
       ['--tls-client-cert', 'MPD_TLS_CLIENT_CERT'],
       ['--tls-client-key', 'MPD_TLS_CLIENT_KEY'],
+      ['--body-limit', 'MPD_BODY_LIMIT'],
       ['--log-level', 'MPD_LOG_LEVEL'],
     ]);
   });
@@ -283,5 +284,16 @@ describe('workerCommand + parseWorkerConfig', () => {
   it('workerCommand refuses unknown flags and excess arguments', () => {
     expect(() => parse(['--prot', '1'])).toThrow(/unknown option '--prot'/);
     expect(() => parse(['extra'])).toThrow(/too many arguments/);
+  });
+});
+
+describe('--body-limit', () => {
+  it('reads the flag and MPD_BODY_LIMIT, and refuses a size it cannot read', () => {
+    const command = workerCommand().parse(['--body-limit', '20mb'], { from: 'user' });
+    expect(parseWorkerConfig(command.opts()).bodyLimit).toBe('20mb');
+    expect(parseWorkerConfig(workerCommand().parse([], { from: 'user' }).opts()).bodyLimit).toBeUndefined(); // the server's 100mb
+    expect(() => parseWorkerConfig({ bodyLimit: 'lots' })).toThrow(
+      'Invalid setting --body-limit (MPD_BODY_LIMIT): must be a size such as 512kb, 1mb or 100mb, got "lots"',
+    );
   });
 });

@@ -161,6 +161,13 @@ export function workerCommand(): Command {
       ),
     )
     .addOption(option('tlsClientKey', 'file', 'the PEM private key of --tls-client-cert'))
+    .addOption(
+      option(
+        'bodyLimit',
+        'size',
+        'largest JSON request body accepted; execute carries dependency results (default: 100mb)',
+      ),
+    )
     .addOption(option('logLevel', 'level', 'log level: fatal, error, warn, info, debug, trace, silent', 'info'))
     .helpOption('-h, --help', 'show this help')
     .showHelpAfterError()
