@@ -10,6 +10,7 @@ import { DISPATCH_FULL, DISPATCH_SMOKE, dispatchBench } from './dispatch.js';
 import { heartbeatBench, HEARTBEAT_FULL, HEARTBEAT_SMOKE } from './heartbeat.js';
 import { SCALE_FULL, SCALE_SMOKE, scaleBench } from './scale.js';
 import { SCHEDULE_FULL, SCHEDULE_SMOKE, scheduleBench } from './schedule.js';
+import { loadavg } from 'node:os';
 import { killAll, benchPath } from './lib/processes.js';
 import { evaluate, formatTable, machine, type Row, type RowResult, writeResults } from './lib/report.js';
 
@@ -27,8 +28,9 @@ const benches: { name: string; run: () => Promise<{ rows: Row[]; details: unknow
 ];
 
 const NOTES = [
-  'Every server is a real process on 127.0.0.1; the load generator (autocannon) runs in the driver process.',
-  "The orchestrator runs startOrchestrator with a join token and an admin token (authentication on) and its rate limits raised to 1e9 per minute, so that the load generator is not throttled (the defaults allow 600 heartbeats per worker and minute and 10,000 registrations per address and minute; every simulated worker comes from 127.0.0.1).",
+  'Every server is a real process on 127.0.0.1 (workers: the worker CLI; orchestrator: bench/servers/orchestrator.ts calling startOrchestrator and runPipeline); load generators run in the driver process: autocannon for benchmark 1 (closed loop, as fast as the server answers), an evenly paced open-loop load on undici for benchmark 4 (autocannon\'s overallRate sends each connection\'s quota for a second in one burst).',
+  'The orchestrator has a join token and an admin token (authentication on) and its rate limits raised to 1e9 per minute, so that the load generators are not throttled: the defaults allow 600 heartbeats per worker and minute, 10,000 registrations per address and minute, and every simulated worker comes from 127.0.0.1.',
+  'The orchestrator and the workers log at info on stderr, as the CLIs do by default.',
   'Values are medians over the runs; each baseline is measured in the same run of the bench.',
 ];
 
@@ -40,32 +42,51 @@ process.on('SIGINT', () => {
 async function main(): Promise<number> {
   const started = performance.now();
   const info = machine();
+  if (info.loadAverage[0]! > 0.5) {
+    process.stdout.write(
+      `warning: the machine is busy (load average ${info.loadAverage.map((load) => load.toFixed(2)).join(', ')}): figures will be noisy\n`,
+    );
+  }
   process.stdout.write(
     `mpd benchmarks${smoke ? ' (smoke: tiny sizes, targets not judged)' : ''}: ${info.cpuModel} x${info.cpuCount}, ${info.os}, node ${info.node}\n`,
   );
   const rows: RowResult[] = [];
   const details: Record<string, unknown> = {};
+  const failures: string[] = [];
   for (const bench of benches) {
     if (only && !only.has(bench.name)) continue;
     const benchStarted = performance.now();
     process.stdout.write(`… ${bench.name}\n`);
-    const result = await bench.run();
-    details[bench.name] = result.details;
-    for (const row of result.rows) {
-      const evaluated = evaluate(smoke ? { ...row, target: undefined } : row);
-      rows.push(evaluated);
+    try {
+      const result = await bench.run();
+      details[bench.name] = result.details;
+      for (const row of result.rows) rows.push(evaluate(smoke ? { ...row, target: undefined } : row));
+      process.stdout.write(`  done in ${((performance.now() - benchStarted) / 1000).toFixed(1)} s\n`);
+    } catch (error) {
+      // Report it and go on with the other benchmarks; the run then exits 1.
+      killAll();
+      const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      failures.push(`${bench.name}: ${message}`);
+      details[bench.name] = { error: message };
+      process.stdout.write(`  FAILED: ${message.split('\n')[0]}\n`);
     }
-    process.stdout.write(`  done in ${((performance.now() - benchStarted) / 1000).toFixed(1)} s\n`);
   }
   process.stdout.write(`\n${formatTable(rows)}\n\n`);
   for (const note of NOTES) process.stdout.write(`- ${note}\n`);
   const file = benchPath('results.json');
-  writeResults(file, { machine: info, smoke, notes: NOTES, rows, details });
+  writeResults(file, {
+    machine: { ...info, loadAverageAtEnd: loadavg() },
+    smoke,
+    notes: NOTES,
+    rows,
+    details,
+  });
+  for (const failure of failures) process.stderr.write(`\nbenchmark failed: ${failure}\n`);
   const missed = rows.filter((row) => row.met === false).length;
   process.stdout.write(
     `\n${smoke ? 'smoke run' : `${rows.filter((row) => row.met === true).length} target(s) met, ${missed} missed`}; results in bench/results.json (${((performance.now() - started) / 1000).toFixed(0)} s)\n`,
   );
-  return 0;
+  return failures.length > 0 ? 1 : 0;
 }
 
 main().then(

@@ -32,6 +32,7 @@ export class BenchProcess {
     script: string,
     args: string[] = [],
     env: Record<string, string> = {},
+    nodeArgs: string[] = [],
   ) {
     // Only what the bench sets: no MPD_* or INIT_CWD from the caller's shell.
     const inherited = Object.fromEntries(
@@ -43,7 +44,7 @@ export class BenchProcess {
     const profileDir = process.env.MPD_BENCH_CPU_PROF_DIR;
     // One directory per process: node writes one profile per thread (tsx's loader runs in its own).
     const profile = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}/${name}-${Date.now()}`] : [];
-    this.child = spawn(process.execPath, [...profile, '--import', 'tsx', script, ...args], {
+    this.child = spawn(process.execPath, [...profile, ...nodeArgs, '--import', 'tsx', script, ...args], {
       cwd: ROOT,
       env: { ...inherited, ...env },
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],

@@ -1,6 +1,6 @@
 /** The benchmarks' result rows, the table on stdout and `bench/results.json`. */
 import { writeFileSync } from 'node:fs';
-import { cpus, arch, platform, release, totalmem } from 'node:os';
+import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os';
 
 /** A target on a row's value or on its ratio to the baseline. */
 export interface Target {
@@ -93,6 +93,8 @@ export interface Machine {
   os: string;
   node: string;
   date: string;
+  /** 1, 5 and 15 minute load averages when the bench started: other work on the machine skews the figures. */
+  loadAverage: number[];
 }
 
 export function machine(): Machine {
@@ -104,12 +106,19 @@ export function machine(): Machine {
     os: `${platform()} ${release()} ${arch()}`,
     node: process.version,
     date: new Date().toISOString(),
+    loadAverage: loadavg(),
   };
 }
 
 export function writeResults(
   file: string,
-  content: { machine: Machine; smoke: boolean; notes: string[]; rows: RowResult[]; details: Record<string, unknown> },
+  content: {
+    machine: Machine & { loadAverageAtEnd: number[] };
+    smoke: boolean;
+    notes: string[];
+    rows: RowResult[];
+    details: Record<string, unknown>;
+  },
 ): void {
   writeFileSync(file, `${JSON.stringify(content, null, 2)}\n`);
 }

@@ -165,6 +165,44 @@ describe('InMemoryNodeRegistry', () => {
     expect(registry.get('worker-1')?.status).toBe('Available');
   });
 
+  it('snapshot: the same nodes as list, shared and frozen, made again only when they change', () => {
+    const { registry, advance } = setup();
+    registry.register(worker({ pipeline: { name: 'ci', fingerprint: 'sha256:abc', modules: ['build'] } }));
+    const [first] = registry.snapshot();
+    expect(first).toEqual(registry.list()[0]);
+    expect(Object.isFrozen(first)).toBe(true);
+    expect(Object.isFrozen(first!.capabilities.tags)).toBe(true);
+    expect(registry.snapshot()[0]).toBe(first);
+    expect(registry.snapshotOf('worker-1')).toBe(first);
+    expect(registry.snapshotOf('nobody')).toBeUndefined();
+    advance(TIMEOUT_MS + 1);
+    expect(registry.snapshotOf('worker-1')?.status).toBe('Offline');
+    registry.heartbeat('worker-1', 2);
+    expect(registry.snapshot()[0]).toMatchObject({ status: 'Busy', currentLoad: 2 });
+    registry.drain('worker-1');
+    expect(registry.snapshotOf('worker-1')?.status).toBe('Draining');
+  });
+
+  it('keeps one copy of a pipeline its workers share, and copies of it in what list and get hand out', () => {
+    const { registry } = setup();
+    const pipeline = { name: 'ci', fingerprint: 'sha256:abc', modules: ['build', 'test'] };
+    registry.register(worker({ id: 'a', pipeline: structuredClone(pipeline) }));
+    registry.register(worker({ id: 'b', pipeline: structuredClone(pipeline) }));
+    registry.register(worker({ id: 'c', pipeline: { ...pipeline, modules: ['build'] } })); // same fingerprint, other content
+    const [a, b, c] = registry.snapshot();
+    expect(a!.pipeline).toBe(b!.pipeline);
+    expect(c!.pipeline).not.toBe(a!.pipeline);
+    expect(c!.pipeline?.modules).toEqual(['build']);
+    const listed = registry.get('a')!;
+    listed.pipeline!.modules.push('deploy');
+    expect(registry.get('b')?.pipeline?.modules).toEqual(['build', 'test']);
+    registry.unregister('a');
+    registry.register(worker({ id: 'b', pipeline: { name: 'ci', fingerprint: 'sha256:def', modules: ['x'] } }));
+    expect(registry.get('b')?.pipeline).toEqual({ name: 'ci', fingerprint: 'sha256:def', modules: ['x'] });
+    registry.register(worker({ id: 'd', pipeline: structuredClone(pipeline) }));
+    expect(registry.get('d')?.pipeline).toEqual(pipeline);
+  });
+
   it('unsubscribes, and keeps notifying other listeners when one throws', () => {
     let now = START;
     const failures: string[] = [];

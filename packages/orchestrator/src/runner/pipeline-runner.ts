@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { type ClientOptions, createWorkerClient, MpdClientError, type WorkerClient } from '@mpd/client';
 import {
   createSecretMasker,
+  type ExecuteModuleRequest,
   formatTimeSpan,
   maskDeep,
   parseTimeSpan,
@@ -586,29 +587,37 @@ class PipelineRun {
     this.log.info({ module: state.name, workerId: worker.id, executionId }, 'module dispatched');
     this.emit({ type: 'module-started', module: state.name, workerId: worker.id, executionId, attempt });
 
-    this.clientFor(flight)
-      .execution.execute({
-        body: {
-          executionId,
-          moduleTypeName: state.name,
-          serializedModule: state.serializedParams,
-          dependencyResults,
-          environmentVariables: this.environment,
-          ...(this.secretNames.length > 0 ? { secretEnvironmentVariables: this.secretNames } : {}),
-          ...(this.options.workingDirectory ? { workingDirectory: this.options.workingDirectory } : {}),
-          timeout: state.timeout,
-          timestamp: now,
-        },
-        fetchOptions: { signal: flight.controller.signal },
-      })
-      .then(
-        (response) => this.onResponse(flight, response),
-        (error: unknown) => this.onTransportError(flight, error),
-      )
-      .catch((error: unknown) => {
-        this.log.error({ err: error, executionId }, 'handling an execute answer failed');
-        this.schedulePump();
-      });
+    void this.execute(flight, {
+      executionId,
+      moduleTypeName: state.name,
+      serializedModule: state.serializedParams,
+      dependencyResults,
+      environmentVariables: this.environment,
+      ...(this.secretNames.length > 0 ? { secretEnvironmentVariables: this.secretNames } : {}),
+      ...(this.options.workingDirectory ? { workingDirectory: this.options.workingDirectory } : {}),
+      timeout: state.timeout,
+      timestamp: now,
+    });
+  }
+
+  /** Sends the execute call of an attempt and handles its answer (a method, not closures per attempt). */
+  private async execute(flight: InFlight, body: ExecuteModuleRequest): Promise<void> {
+    try {
+      let response: { status: number; body: unknown };
+      try {
+        response = await this.clientFor(flight).execution.execute({
+          body,
+          fetchOptions: { signal: flight.controller.signal },
+        });
+      } catch (error) {
+        this.onTransportError(flight, error);
+        return;
+      }
+      this.onResponse(flight, response);
+    } catch (error) {
+      this.log.error({ err: error, executionId: body.executionId }, 'handling an execute answer failed');
+      this.schedulePump();
+    }
   }
 
   // --- Answers -----------------------------------------------------------------------------

@@ -19,6 +19,9 @@ interface Member {
   readonly order: number;
   /** Its index in the heap; -1 while it has no free slot or is cooling down. */
   index: number;
+  /** Its heap key, as of the last {@link WorkerPool.update}: running / slots, then attempts given. */
+  ratio: number;
+  given: number;
 }
 
 /**
@@ -94,6 +97,7 @@ export class WorkerPool {
   update(workerId: string, now: number): void {
     const member = this.#members.get(workerId);
     if (!member) return;
+    this.#rekey(member);
     const room = this.#hasRoom(member, now);
     if (!room && this.load.cooling(workerId, now)) this.#cooling.add(member);
     if (room && member.index < 0) this.#push(member);
@@ -124,7 +128,9 @@ export class WorkerPool {
       let best: Member | undefined;
       for (const worker of candidates) {
         const member = this.#members.get(worker.id);
-        if (member && this.#hasRoom(member, now) && (!best || this.#before(member, best))) best = member;
+        if (!member || !this.#hasRoom(member, now)) continue;
+        this.#rekey(member);
+        if (!best || this.#before(member, best)) best = member;
       }
       if (!best || this.#stillLive(best)) return best?.node;
       this.invalidate();
@@ -144,7 +150,8 @@ export class WorkerPool {
     const nodes = this.registry.snapshot?.() ?? this.registry.list();
     nodes.forEach((node, order) => {
       if (!this.#usable(node)) return;
-      const member: Member = { node, order, index: -1 };
+      const member: Member = { node, order, index: -1, ratio: 0, given: 0 };
+      this.#rekey(member);
       this.#members.set(node.id, member);
       this.#live.push(node);
       if (this.#hasRoom(member, now)) this.#push(member);
@@ -170,18 +177,16 @@ export class WorkerPool {
     );
   }
 
-  #ratio(member: Member): number {
-    return this.load.running(member.node.id) / member.node.capabilities.maxParallelModules;
+  #rekey(member: Member): void {
+    const id = member.node.id;
+    member.ratio = this.load.running(id) / member.node.capabilities.maxParallelModules;
+    member.given = this.load.given(id);
   }
 
   /** Whether `a` is chosen before `b`. */
   #before(a: Member, b: Member): boolean {
-    const ratioA = this.#ratio(a);
-    const ratioB = this.#ratio(b);
-    if (ratioA !== ratioB) return ratioA < ratioB;
-    const givenA = this.load.given(a.node.id);
-    const givenB = this.load.given(b.node.id);
-    if (givenA !== givenB) return givenA < givenB;
+    if (a.ratio !== b.ratio) return a.ratio < b.ratio;
+    if (a.given !== b.given) return a.given < b.given;
     return a.order < b.order;
   }
 

@@ -1,0 +1,137 @@
+import type { WorkerNodeRegistration } from '@mpd/contract';
+import { describe, expect, it } from 'vitest';
+import { InMemoryNodeRegistry, type NodeRegistry } from '../registry/node-registry.js';
+import { WorkerPool } from './worker-pool.js';
+
+const FINGERPRINT = 'sha256:pool';
+
+function setup(registryOf: (registry: InMemoryNodeRegistry) => NodeRegistry = (registry) => registry) {
+  let now = 1_000_000;
+  const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 1_000, now: () => now });
+  const running = new Map<string, number>();
+  const given = new Map<string, number>();
+  const coolingUntil = new Map<string, number>();
+  const pool = new WorkerPool(registryOf(registry), FINGERPRINT, {
+    running: (id) => running.get(id) ?? 0,
+    given: (id) => given.get(id) ?? 0,
+    cooling: (id, at) => (coolingUntil.get(id) ?? 0) > at,
+  });
+  const register = (id: string, slots = 2, overrides: Partial<WorkerNodeRegistration> = {}) =>
+    registry.register({
+      id,
+      endpoint: `http://${id}:9000`,
+      capabilities: { os: 'linux', installedTools: [], maxParallelModules: slots, tags: [] },
+      pipeline: { name: 'p', fingerprint: FINGERPRINT, modules: ['a'] },
+      ...overrides,
+    });
+  /** What the runner does on a dispatch. */
+  const dispatch = (id: string) => {
+    running.set(id, (running.get(id) ?? 0) + 1);
+    given.set(id, (given.get(id) ?? 0) + 1);
+    pool.update(id, now);
+  };
+  const answer = (id: string) => {
+    running.set(id, (running.get(id) ?? 0) - 1);
+    pool.update(id, now);
+  };
+  return {
+    registry,
+    pool,
+    register,
+    dispatch,
+    answer,
+    coolingUntil,
+    now: () => now,
+    advance: (ms: number) => {
+      now += ms;
+    },
+  };
+}
+
+describe('WorkerPool', () => {
+  it('picks the least loaded worker (running / slots), then the one given least, then registry order', () => {
+    const { pool, register, dispatch, answer, now } = setup();
+    register('a', 2);
+    register('b', 4);
+    register('c', 2);
+    pool.sync(now());
+    expect(pool.live.map((worker) => worker.id)).toEqual(['a', 'b', 'c']);
+    const picks: string[] = [];
+    for (let index = 0; index < 8; index++) {
+      const worker = pool.pickAny(now())!;
+      picks.push(worker.id);
+      dispatch(worker.id);
+    }
+    // a, b, c all idle: registry order. Then b (1/4) beats a and c (1/2); then all at 1/2: a and c
+    // were given less than b; then only b has room.
+    expect(picks).toEqual(['a', 'b', 'c', 'b', 'a', 'c', 'b', 'b']);
+    expect(pool.pickAny(now())).toBeUndefined();
+    expect(pool.hasFreeSlot).toBe(false);
+    answer('c');
+    expect(pool.pickAny(now())?.id).toBe('c');
+  });
+
+  it('never picks a worker that went Offline or Draining since it was read, nor one with another pipeline', () => {
+    const { registry, pool, register, now, advance } = setup();
+    register('old', 2);
+    register('other', 8, { pipeline: { name: 'q', fingerprint: 'sha256:other', modules: ['a'] } });
+    pool.sync(now());
+    expect(pool.live.map((worker) => worker.id)).toEqual(['old']);
+    register('fresh', 2);
+    advance(600);
+    registry.heartbeat('fresh', 0);
+    advance(600); // 'old' missed its heartbeats: Offline, with no event yet (no sweep)
+    expect(pool.pickAny(now())?.id).toBe('fresh');
+    expect(pool.live.map((worker) => worker.id)).toEqual(['fresh']);
+    registry.drain('fresh');
+    expect(pool.pickAny(now())).toBeUndefined();
+  });
+
+  it('skips a worker while it cools down after refusing work', () => {
+    const { pool, register, coolingUntil, now, advance } = setup();
+    register('a', 2);
+    register('b', 2);
+    pool.sync(now());
+    coolingUntil.set('a', now() + 400);
+    pool.update('a', now());
+    expect(pool.pickAny(now())?.id).toBe('b');
+    expect(pool.pickAmong(pool.live, now())?.id).toBe('b');
+    advance(401);
+    pool.sync(now());
+    expect(pool.pickAny(now())?.id).toBe('a');
+  });
+
+  it('filters capable workers per requirement key, and picks among given candidates', () => {
+    const { pool, register, dispatch, now } = setup();
+    register('plain', 2);
+    register('gpu-1', 2, { capabilities: { os: 'linux', installedTools: [], maxParallelModules: 2, tags: ['gpu'] } });
+    register('gpu-2', 2, { capabilities: { os: 'linux', installedTools: [], maxParallelModules: 2, tags: ['gpu'] } });
+    pool.sync(now());
+    const gpu = pool.capable('gpu', { tags: ['gpu'] });
+    expect(gpu.map((worker) => worker.id)).toEqual(['gpu-1', 'gpu-2']);
+    expect(pool.capable('gpu', { tags: ['gpu'] })).toBe(gpu);
+    dispatch('gpu-1');
+    expect(pool.pickAmong(gpu, now())?.id).toBe('gpu-2');
+  });
+
+  it('reads a registry without snapshotOf again every round', () => {
+    const { pool, register, registry, now } = setup((inner) => ({
+      register: (...args) => inner.register(...args),
+      credentialOf: (id) => inner.credentialOf(id),
+      workerWithCredential: (credential) => inner.workerWithCredential(credential),
+      heartbeat: (id, load) => inner.heartbeat(id, load),
+      get: (id) => inner.get(id),
+      list: () => inner.list(),
+      unregister: (id) => inner.unregister(id),
+      drain: (id) => inner.drain(id),
+      sweep: () => inner.sweep(),
+      onChange: (listener) => inner.onChange(listener),
+    }));
+    register('a', 2);
+    pool.sync(now());
+    expect(pool.live.map((worker) => worker.id)).toEqual(['a']);
+    registry.drain('a');
+    pool.sync(now());
+    expect(pool.live).toEqual([]);
+  });
+});
