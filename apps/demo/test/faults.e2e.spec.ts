@@ -234,6 +234,64 @@ describe('fault injection', () => {
     expect(one.output()).not.toMatch(/"level":(50|60)/); // no error or fatal log line
   }, 60_000);
 
+  it.each([
+    ['with a join token', { MPD_JOIN_TOKEN: JOIN }],
+    ['without tokens', {} as Record<string, string>],
+  ])(
+    'a worker SIGKILLed and started again under the same id (%s) registers again once its old registration is Offline',
+    async (_mode, tokens) => {
+      const ADMIN = 'fault-admin-token-0123456789';
+      const run = (pkg: 'orchestrator' | 'worker', args: string[]) => {
+        const proc = spawnProcess({
+          script: mainOf(pkg),
+          args,
+          cleanEnv: true,
+          env: { MPD_LOG_LEVEL: 'info', ...tokens },
+        });
+        return proc.listeningUrl().then((url) => ({ ...proc, url }));
+      };
+      const orchestrator = await run('orchestrator', [
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--heartbeat-interval',
+        '0.2',
+        '--heartbeat-timeout',
+        '1',
+        '--admin-token',
+        ADMIN,
+      ]);
+      const client = createOrchestratorClient({ baseUrl: orchestrator.url, token: ADMIN });
+      const registeredAt = async (endpoint: string) => {
+        const workers = await client.workers.list();
+        return (
+          workers.status === 200 &&
+          workers.body.some(
+            (node) => node.id === 'phoenix' && node.endpoint === endpoint && node.status === 'Available',
+          )
+        );
+      };
+      const args = ['--port', '0', '--host', '127.0.0.1', '--orchestrator', orchestrator.url, '--id', 'phoenix'];
+      try {
+        const first = await run('worker', args);
+        await eventually(() => registeredAt(first.url), 15_000, 'the first registration');
+        first.child.kill('SIGKILL');
+        await first.exited;
+        const second = await run('worker', args); // the same id, another port
+        await eventually(() => registeredAt(second.url), 15_000, 'the registration of the restarted worker');
+        // It keeps the id: its heartbeats go through with the credential it got.
+        await sleep(1_500);
+        expect(await registeredAt(second.url)).toBe(true);
+        expect(second.child.exitCode).toBeNull();
+        expect(second.output()).not.toMatch(/"level":(50|60)/);
+      } finally {
+        await client.close();
+      }
+    },
+    60_000,
+  );
+
   it('1,000 simulated workers heartbeating for 60 s while a pipeline runs: no errors, no lost module', async () => {
     const cluster = new Cluster();
     try {

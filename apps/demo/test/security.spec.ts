@@ -204,6 +204,99 @@ describe('orchestrator authentication', () => {
   });
 });
 
+describe('an open cluster (no join token)', () => {
+  const echo = defineModule({ name: 'echo', run: (ctx) => ({ worker: ctx.workerId }) });
+  const pipeline = definePipeline({ name: 'open', modules: [echo] });
+  const request = {
+    executionId: 'open-attack-1',
+    moduleTypeName: 'echo',
+    serializedModule: 'null',
+    dependencyResults: {},
+    environmentVariables: {},
+  };
+  const registerRaw = async (url: string, body: unknown) => {
+    const response = await fetch(`${url}/api/workers/register`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+    });
+    return { status: response.status, text: await response.text() };
+  };
+
+  // The orchestrator used to answer a registration under a live worker's id with that worker's
+  // credential, which then opened the worker's execute endpoint to anyone.
+  it("registering under a live worker's id gets 409, never its credential; the worker still refuses execute without it", async () => {
+    cluster = new Cluster();
+    const orchestrator = await cluster.startOrchestrator();
+    const worker = await cluster.startWorker({ id: 'w-open', pipeline });
+    await worker.link!.registered();
+    const credential = worker.link!.credential!;
+    for (const body of [
+      { workerNode: node('w-open') },
+      { workerNode: node('w-open', worker.url) },
+      { workerNode: node('w-open'), credential: 'mpdw_guessed-0123456789abcdef' },
+    ]) {
+      const takeover = await registerRaw(orchestrator.url, body);
+      expect(takeover.status).toBe(409);
+      expect(JSON.parse(takeover.text)).toMatchObject({ code: 'WorkerIdTaken' });
+      expect(takeover.text).not.toContain(credential);
+      expect(takeover.text).not.toContain('mpdw_');
+    }
+    expect(orchestrator.registry.credentialOf('w-open')).toBe(credential);
+    expect(orchestrator.registry.get('w-open')?.endpoint).toBe(worker.url);
+    const anonymous = createWorkerClient({ baseUrl: worker.url });
+    try {
+      expect((await anonymous.execution.execute({ body: request })).status).toBe(401);
+    } finally {
+      await anonymous.close();
+    }
+    // The orchestrator still runs modules there, with the credential only it and the worker know.
+    const result = await runPipeline({ pipeline, registry: orchestrator.registry, logger: silent });
+    expect(result.success).toBe(true);
+    expect(result.modules[0]).toMatchObject({ workerId: 'w-open', result: { worker: 'w-open' } });
+  });
+
+  it('two workers started with the same id do not fight: the second waits (409) while the first is live', async () => {
+    cluster = new Cluster();
+    const orchestrator = await cluster.startOrchestrator(); // heartbeat timeout 1 s
+    const first = await cluster.startWorker({ id: 'w-twin', pipeline });
+    await first.link!.registered();
+    const credential = first.link!.credential;
+    const second = await cluster.startWorker({ id: 'w-twin', pipeline });
+    await new Promise((resolve) => setTimeout(resolve, 2_500)); // past the heartbeat timeout
+    expect(second.link!.state).toMatchObject({ status: 'registering', lastError: expect.stringContaining('409') });
+    expect(first.link!.state).toMatchObject({ status: 'registered', consecutiveFailures: 0 });
+    expect(orchestrator.registry.credentialOf('w-twin')).toBe(credential);
+    expect(orchestrator.registry.get('w-twin')).toMatchObject({ endpoint: first.url, status: 'Available' });
+    // Once the first is gone, the second takes the id, with a credential of its own.
+    await first.close();
+    await second.link!.registered();
+    expect(orchestrator.registry.get('w-twin')?.endpoint).toBe(second.url);
+    expect(second.link!.credential).toBe(orchestrator.registry.credentialOf('w-twin'));
+    expect(second.link!.credential).not.toBe(credential);
+  });
+
+  it('a worker restarted under its id while its earlier registration is live registers once that one is Offline', async () => {
+    cluster = new Cluster();
+    const orchestrator = await cluster.startOrchestrator(); // heartbeat timeout 1 s
+    // What a crashed worker leaves behind: a registration that no longer sends heartbeats.
+    const crashed = await registerRaw(orchestrator.url, { workerNode: node('w-crash') });
+    const old = (JSON.parse(crashed.text) as { credential: string }).credential;
+    const restarted = await cluster.startWorker({ id: 'w-crash', pipeline });
+    await eventually(
+      () => restarted.link!.state.status === 'registering' && restarted.link!.state.lastError?.includes('409') === true,
+      3_000,
+      'a 409 while the earlier registration is live',
+    );
+    await restarted.link!.registered();
+    expect(orchestrator.registry.get('w-crash')).toMatchObject({ endpoint: restarted.url, status: 'Available' });
+    expect(restarted.link!.credential).toBe(orchestrator.registry.credentialOf('w-crash'));
+    expect(restarted.link!.credential).not.toBe(old);
+    const result = await runPipeline({ pipeline, registry: orchestrator.registry, logger: silent });
+    expect(result.modules[0]).toMatchObject({ status: 'Successful', workerId: 'w-crash' });
+  });
+});
+
 describe('a secured cluster', () => {
   const echo = defineModule({ name: 'echo', run: (ctx) => ({ worker: ctx.workerId }) });
   const pipeline = definePipeline({ name: 'secured', modules: [echo] });

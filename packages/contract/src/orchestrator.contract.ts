@@ -19,13 +19,14 @@ export const workersContract = c.router({
   register: {
     method: 'POST',
     path: '/api/workers/register',
-    summary: 'Register a worker (idempotent for the same id)',
+    summary:
+      "Register a worker (idempotent for the same id with its credential; a live worker's id without it answers 409)",
     body: registerWorkerRequestSchema,
     responses: {
       200: registerWorkerResponseSchema,
       /** A valid token that is not the join token (a worker credential, say). */
       403: errorBodySchema,
-      /** The id is held by a live worker with another credential. */
+      /** The id is held by a live worker and the request does not carry its credential (with or without a join token). */
       409: errorBodySchema,
     },
   },

@@ -153,16 +153,50 @@ describe('orchestrator HTTP API', () => {
     });
   });
 
-  it('is idempotent for the same id: registering twice gives one worker with the new details', async () => {
+  it('is idempotent for the same id with its credential: registering twice gives one worker with the new details', async () => {
     const { client } = await start();
-    await client.workers.register({ body: registration('w1', 2) });
-    const second = registration('w1', 6);
+    const first = await client.workers.register({ body: registration('w1', 2) });
+    const credential = first.status === 200 ? first.body.credential : undefined;
+    const second = { ...registration('w1', 6), credential };
     second.workerNode.endpoint = 'http://w1:9100';
-    expect((await client.workers.register({ body: second })).status).toBe(200);
+    expect(await client.workers.register({ body: second })).toMatchObject({ status: 200, body: { credential } });
     const list = await client.workers.list();
     expect(
       list.status === 200 && list.body.map((node) => [node.id, node.endpoint, node.capabilities.maxParallelModules]),
     ).toEqual([['w1', 'http://w1:9100', 6]]);
+  });
+
+  // Without a join token the orchestrator used to answer a registration under a live worker's id
+  // with that worker's credential: anyone could learn it and call the worker's execute endpoint.
+  it("without a join token, never hands out a live worker's credential: 409 WorkerIdTaken without it", async () => {
+    const { client, raw, registry } = await start(300);
+    const first = await client.workers.register({ body: registration('w1') });
+    const credential = (first.status === 200 && first.body.credential) || '';
+    expect(credential).toMatch(/^mpdw_/);
+    for (const body of [
+      registration('w1'),
+      { ...registration('w1'), credential: 'mpdw_not-the-credential-0123456789' },
+      {
+        ...registration('w2'),
+        workerNode: { ...registration('w2').workerNode, id: 'w1', endpoint: 'http://evil:9000' },
+      },
+    ]) {
+      const takeover = await raw('POST', '/api/workers/register', JSON.stringify(body));
+      expect(takeover.status).toBe(409);
+      expect(errorBodySchema.parse(takeover.json)).toMatchObject({ code: 'WorkerIdTaken' });
+      expect(JSON.stringify(takeover.json)).not.toContain(credential);
+    }
+    const list = await client.workers.list();
+    expect(list.status === 200 && list.body.map((node) => node.endpoint)).toEqual(['http://w1:9000']);
+    // Its holder registers again with it and keeps it.
+    const again = await client.workers.register({ body: { ...registration('w1'), credential } });
+    expect(again).toMatchObject({ status: 200, body: { credential } });
+    // Once it is Offline, anyone may take the id, with a new credential; the old one stops working.
+    await sleep(400);
+    const replaced = await client.workers.register({ body: registration('w1') });
+    expect(replaced.status).toBe(200);
+    expect(replaced.status === 200 && replaced.body.credential).not.toBe(credential);
+    expect(registry.workerWithCredential(credential)).toBeUndefined();
   });
 
   it('counts only Available workers in the health check', async () => {

@@ -53,10 +53,9 @@ export function createRoutes(registry: NodeRegistry, options: OrchestratorOption
           };
         }
         try {
-          const node = registry.register(body.workerNode, {
-            credential: body.credential,
-            exclusive: options.joinToken !== undefined,
-          });
+          // With or without a join token: a live worker's id is refused (409) unless the request
+          // presents its credential, so no one can take a worker's place or learn its credential.
+          const node = registry.register(body.workerNode, { credential: body.credential, exclusive: true });
           return {
             status: 200,
             body: {

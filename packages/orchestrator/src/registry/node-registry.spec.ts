@@ -74,6 +74,41 @@ describe('InMemoryNodeRegistry', () => {
     expect(again.lastHeartbeat).toBe(new Date(START + 900).toISOString());
   });
 
+  it('gives a credential only to whoever presents it: any other registration of the id gets a new one', () => {
+    const { registry } = setup();
+    registry.register(worker());
+    const credential = registry.credentialOf('worker-1')!;
+    expect(credential).toMatch(/^mpdw_[\w-]{43}$/);
+    registry.register(worker(), { credential });
+    expect(registry.credentialOf('worker-1')).toBe(credential);
+    registry.register(worker(), { credential: 'mpdw_a-guess' });
+    const replaced = registry.credentialOf('worker-1')!;
+    expect(replaced).not.toBe(credential);
+    expect(registry.workerWithCredential(credential)).toBeUndefined();
+    expect(registry.workerWithCredential(replaced)).toBe('worker-1');
+    // Another worker's credential is not this one's.
+    registry.register(worker({ id: 'worker-2' }));
+    registry.register(worker(), { credential: registry.credentialOf('worker-2') });
+    expect(registry.credentialOf('worker-1')).not.toBe(replaced);
+  });
+
+  it('exclusive: refuses a live id without its credential (WorkerIdTaken), takes it once Offline', () => {
+    const { registry, advance } = setup();
+    registry.register(worker());
+    const credential = registry.credentialOf('worker-1')!;
+    const exclusive = (options: { credential?: string } = {}) =>
+      registry.register(worker({ endpoint: 'http://other:9000' }), { ...options, exclusive: true });
+    expect(() => exclusive()).toThrow(expect.objectContaining({ name: 'RegistrationError', code: 'WorkerIdTaken' }));
+    expect(() => exclusive({ credential: 'mpdw_a-guess' })).toThrow(/held by a live worker/);
+    expect(registry.get('worker-1')?.endpoint).toBe('http://worker1:9000');
+    expect(registry.credentialOf('worker-1')).toBe(credential);
+    expect(exclusive({ credential }).endpoint).toBe('http://other:9000');
+    expect(registry.credentialOf('worker-1')).toBe(credential);
+    advance(TIMEOUT_MS + 1);
+    expect(exclusive().status).toBe('Available');
+    expect(registry.credentialOf('worker-1')).not.toBe(credential);
+  });
+
   it('reports Offline only after the timeout has passed, and live again after a heartbeat', () => {
     const { registry, advance } = setup();
     registry.register(worker());

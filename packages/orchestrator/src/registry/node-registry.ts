@@ -35,7 +35,9 @@ export interface NodeRegistry {
   /**
    * Registers a worker, or registers it again (same id): endpoint, capabilities and
    * pipeline are replaced, `lastHeartbeat` becomes now. The registration's `currentLoad`
-   * is taken (0 when absent); its `status` and `lastHeartbeat` are ignored.
+   * is taken (0 when absent); its `status` and `lastHeartbeat` are ignored. The worker keeps
+   * its credential only when the registration presents it (`options.credential`); any other
+   * registration of the id gets a new one, and the old one stops working.
    */
   register(node: WorkerNodeRegistration, options?: RegisterOptions): WorkerNode;
   /** The worker's credential (issued at registration), or `undefined`. Never part of a `WorkerNode`. */
@@ -75,11 +77,16 @@ export interface NodeRegistry {
 
 /** Options of {@link NodeRegistry.register}. */
 export interface RegisterOptions {
-  /** The credential the worker presents (from an earlier registration). */
+  /**
+   * The credential the worker presents (from an earlier registration). When it is the id's
+   * current credential, the worker keeps it; otherwise the registration gets a new one: an
+   * existing credential is never handed to a caller that did not present it.
+   */
   credential?: string | undefined;
   /**
    * Refuse (with `RegistrationError` `WorkerIdTaken`) to take over an id held by a live worker
-   * unless the same credential is presented. Off, a registration replaces any earlier one.
+   * unless its credential is presented (what the HTTP API does). Off, a registration replaces
+   * any earlier one, with a new credential (for in-process callers such as tests and benchmarks).
    * @default false
    */
   exclusive?: boolean;
@@ -150,14 +157,20 @@ export class InMemoryNodeRegistry implements NodeRegistry {
 
   register(node: WorkerNodeRegistration, options: RegisterOptions = {}): WorkerNode {
     const previous = this.#entries.get(node.id);
-    const sameCredential = previous !== undefined && options.credential === previous.credential;
+    // Looked up by hash, like every credential: whoever presents this id's credential is its holder.
+    const sameCredential =
+      previous !== undefined &&
+      options.credential !== undefined &&
+      this.workerWithCredential(options.credential) === node.id;
     if (options.exclusive && previous && !sameCredential && !this.#isOffline(previous, this.#now())) {
       throw new RegistrationError(
         'WorkerIdTaken',
         `Worker id '${node.id}' is held by a live worker; register with its credential, or wait until it is Offline`,
       );
     }
-    const credential = previous && (sameCredential || !options.exclusive) ? previous.credential : newCredential();
+    // Only the holder keeps the credential: anyone else gets a new one, so registering under an
+    // id never reveals the credential the orchestrator sends to that id's worker.
+    const credential = sameCredential ? previous.credential : newCredential();
     if (previous) {
       this.#byCredential.delete(hash(previous.credential));
       this.#release(previous.pipeline);
