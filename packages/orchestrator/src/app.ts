@@ -11,6 +11,7 @@ import helmet from 'helmet';
 import { createExpressEndpoints } from '@ts-rest/express';
 import express from 'express';
 import type { Logger } from 'pino';
+import { callerOf } from './http/auth.js';
 import { authFailureLimiter, heartbeatLimiter, registerLimiter } from './http/rate-limits.js';
 import { createRoutes } from './http/routes.js';
 import { type OrchestratorSettings, resolveOrchestratorOptions } from './orchestrator-options.js';
@@ -60,7 +61,14 @@ export function createApp(deps: AppDependencies): express.Express {
 
   app.get('/api/openapi.json', openApiRoute(orchestratorOpenApi));
   app.post('/api/workers/register', registerLimiter(options.rateLimits.registerPerMinute));
-  app.post('/api/workers/heartbeat', heartbeatLimiter(options.rateLimits.heartbeatPerMinute));
+  const tokens = { joinToken: options.joinToken, adminToken: options.adminToken };
+  app.post(
+    '/api/workers/heartbeat',
+    heartbeatLimiter(options.rateLimits.heartbeatPerMinute, (req) => {
+      const caller = callerOf(req, tokens, deps.registry);
+      return caller.kind === 'worker' ? caller.workerId : undefined;
+    }),
+  );
 
   createExpressEndpoints(orchestratorContract, createRoutes(deps.registry, options), app, {
     logInitialization: false,

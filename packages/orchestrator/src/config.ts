@@ -230,7 +230,7 @@ const SETTINGS = {
     flag: '--heartbeat-limit <n>',
     env: 'MPD_HEARTBEAT_LIMIT',
     default: '600',
-    help: 'heartbeats per worker per minute',
+    help: 'heartbeats per worker (by its credential; heartbeats without one count per client address) per minute',
   },
   authFailureLimit: {
     flag: '--auth-failure-limit <n>',

@@ -59,7 +59,10 @@ export type OrchestratorSettings = Omit<Partial<OrchestratorOptions>, 'rateLimit
 export interface RateLimitOptions {
   /** Registrations per client address. @default 10_000 */
   registerPerMinute: number;
-  /** Heartbeats per worker id. @default 600 */
+  /**
+   * Heartbeats per worker, counted by the credential they carry (not by the `workerId` in the
+   * body); heartbeats without a worker's credential count per client address. @default 600
+   */
   heartbeatPerMinute: number;
   /** Failed authentications (401/403) per client address before every request from it gets 429. @default 100 */
   authFailuresPerMinute: number;

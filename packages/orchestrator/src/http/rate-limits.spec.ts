@@ -1,51 +1,114 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { errorBodySchema } from '@mpd/contract';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { createApp } from '../app.js';
+import type { OrchestratorSettings } from '../orchestrator-options.js';
 import { InMemoryNodeRegistry } from '../registry/node-registry.js';
-import { heartbeatWorkerId } from './rate-limits.js';
 
-describe('heartbeatWorkerId (the heartbeat limiter key)', () => {
-  it('is the workerId when it is a string, else empty, whatever the body', () => {
-    expect(heartbeatWorkerId({ workerId: 'w1' })).toBe('w1');
-    for (const body of [
-      undefined,
-      null,
-      [],
-      {},
-      { workerId: 7 },
-      { workerId: { toString: 1 } },
-      { workerId: ['w1'] },
-    ]) {
-      expect(heartbeatWorkerId(body)).toBe('');
-    }
-  });
+const JOIN = 'join-token-0123456789abcdef';
+
+const servers: Server[] = [];
+afterEach(async () => {
+  await Promise.all(
+    servers.splice(0).map(
+      (server) =>
+        new Promise<void>((resolve) => {
+          server.closeAllConnections();
+          server.close(() => resolve());
+        }),
+    ),
+  );
 });
 
-describe('heartbeat rate limiter', () => {
-  let server: Server;
-  let url: string;
-  beforeAll(async () => {
-    const app = createApp({ registry: new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 }) });
-    server = await new Promise<Server>((resolve) => {
-      const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
-    });
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+/** A real orchestrator app on 127.0.0.1; `post` sends a JSON body with an optional bearer token. */
+async function serve(options: OrchestratorSettings = {}) {
+  const app = createApp({ registry: new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 }), options });
+  const server = await new Promise<Server>((resolve) => {
+    const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
   });
-  afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  servers.push(server);
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const post = async (path: string, body: string | object, token?: string) => {
+    const response = await fetch(`${url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: typeof body === 'string' ? body : JSON.stringify(body),
+    });
+    return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+  };
+  const register = async (id: string, token?: string): Promise<string> => {
+    const answer = await post(
+      '/api/workers/register',
+      {
+        workerNode: {
+          id,
+          endpoint: `http://127.0.0.1:9/${id}`,
+          capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+        },
+      },
+      token,
+    );
+    expect(answer.status).toBe(200);
+    return String(answer.json.credential);
+  };
+  const heartbeat = (workerId: string, token?: string) =>
+    post('/api/workers/heartbeat', { workerId, currentLoad: 0 }, token);
+  return { post, register, heartbeat };
+}
 
+describe('heartbeat rate limiter', () => {
   // Found by apps/demo/test/fuzz.spec.ts: the limiter keyed on String(body.workerId), which
   // throws for an object whose toString is not a function, so the request answered 500.
   it('answers 400 ValidationFailed, not 500, for a workerId object without a callable toString', async () => {
+    const { post } = await serve();
     for (const workerId of ['{"toString":""}', '{"toString":1,"valueOf":1}', '{"toString":{}}']) {
-      const response = await fetch(`${url}/api/workers/heartbeat`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: `{"workerId":${workerId},"currentLoad":0}`,
-      });
+      const response = await post('/api/workers/heartbeat', `{"workerId":${workerId},"currentLoad":0}`);
       expect(response.status).toBe(400);
-      expect(errorBodySchema.parse(await response.json())).toMatchObject({ code: 'ValidationFailed' });
+      expect(errorBodySchema.parse(response.json)).toMatchObject({ code: 'ValidationFailed' });
     }
+  });
+
+  // The limiter used to count every heartbeat, before authentication, by the body's workerId:
+  // heartbeats forged for a worker's id used up that worker's limit, its own heartbeats got 429,
+  // and the orchestrator soon counted it Offline.
+  it("without a join token: heartbeats forged for a worker's id do not use up its limit", async () => {
+    const { register, heartbeat } = await serve({ rateLimits: { heartbeatPerMinute: 3 } });
+    const credential = await register('victim');
+    const forged = [];
+    for (let i = 0; i < 10; i++) forged.push((await heartbeat('victim')).status);
+    // Open mode: heartbeats without a credential are accepted, and limited per address.
+    expect(forged).toEqual([200, 200, 200, 429, 429, 429, 429, 429, 429, 429]);
+    for (let i = 0; i < 3; i++) expect((await heartbeat('victim', credential)).status).toBe(200);
+    // The worker's own limit still holds.
+    const flooded = await heartbeat('victim', credential);
+    expect(flooded.status).toBe(429);
+    expect(flooded.json).toMatchObject({ code: 'RateLimited', errorMessage: expect.stringContaining('this worker') });
+  });
+
+  it("with a join token: forged heartbeats (no token, a wrong one, another worker's credential) do not use up the victim's limit", async () => {
+    const { register, heartbeat } = await serve({ joinToken: JOIN, rateLimits: { heartbeatPerMinute: 3 } });
+    const victim = await register('victim', JOIN);
+    const attacker = await register('attacker', JOIN);
+    const forged: number[] = [];
+    for (const token of [undefined, 'mpdw_not-a-credential-0123456789', attacker]) {
+      for (let i = 0; i < 5; i++) forged.push((await heartbeat('victim', token)).status);
+    }
+    expect(forged.filter((status) => status === 200)).toEqual([]);
+    expect(forged).toContain(429);
+    for (let i = 0; i < 3; i++) expect((await heartbeat('victim', victim)).status).toBe(200);
+    expect((await heartbeat('victim', victim)).status).toBe(429);
+  });
+
+  it('counts heartbeats without a worker credential per client address', async () => {
+    const { heartbeat } = await serve({ rateLimits: { heartbeatPerMinute: 2 } });
+    expect((await heartbeat('a')).status).toBe(404);
+    expect((await heartbeat('b')).status).toBe(404);
+    const limited = await heartbeat('c');
+    expect(limited.status).toBe(429);
+    expect(limited.json).toMatchObject({
+      code: 'RateLimited',
+      errorMessage: expect.stringContaining('without a worker credential from this address'),
+    });
   });
 });

@@ -1,6 +1,6 @@
 import { rateLimited } from '@mpd/contract/server';
-import type { RequestHandler } from 'express';
-import { rateLimit } from 'express-rate-limit';
+import type { Request, RequestHandler } from 'express';
+import { ipKeyGenerator, rateLimit } from 'express-rate-limit';
 
 const WINDOW_MS = 60_000;
 
@@ -15,25 +15,34 @@ export function registerLimiter(perMinute: number): RequestHandler {
   });
 }
 
-/** Heartbeats per worker id and minute (a worker that floods the orchestrator only slows itself). */
-export function heartbeatLimiter(perMinute: number): RequestHandler {
+/**
+ * Heartbeats per minute, counted per authenticated worker: a heartbeat that carries a worker's
+ * credential counts for that worker (whatever `workerId` its body names), any other one for its
+ * client address. The body is not trusted: heartbeats forged for a worker's id count against the
+ * forger's address (or its own credential), never against that worker, so they cannot push it
+ * past its limit and Offline. A worker that floods the orchestrator only slows itself.
+ *
+ * @param authenticatedWorker the id of the worker whose credential the request carries, if any.
+ */
+export function heartbeatLimiter(
+  perMinute: number,
+  authenticatedWorker: (req: Request) => string | undefined,
+): RequestHandler {
+  const perWorker = rateLimited('heartbeats from this worker');
+  const perAddress = rateLimited('heartbeats without a worker credential from this address');
   return rateLimit({
     windowMs: WINDOW_MS,
     limit: perMinute,
     standardHeaders: 'draft-7',
     legacyHeaders: false,
-    keyGenerator: (req) => `worker:${heartbeatWorkerId(req.body)}`,
-    handler: rateLimited('heartbeats from this worker'),
+    keyGenerator: (req) => heartbeatKey(req, authenticatedWorker(req)),
+    handler: (req, res) => (authenticatedWorker(req) === undefined ? perAddress : perWorker)(req, res),
   });
 }
 
-/**
- * The `workerId` of a heartbeat body, or '' when it is not a string: the limiter runs before
- * validation, and `String()` of a JSON object such as `{"toString": 1}` throws.
- */
-export function heartbeatWorkerId(body: unknown): string {
-  const workerId = (body as { workerId?: unknown } | null | undefined)?.workerId;
-  return typeof workerId === 'string' ? workerId : '';
+/** The heartbeat limiter's key: the authenticated worker, else the client address (IPv6 by /56). */
+function heartbeatKey(req: Request, workerId: string | undefined): string {
+  return workerId !== undefined ? `worker:${workerId}` : `address:${ipKeyGenerator(req.ip ?? '')}`;
 }
 
 /**
