@@ -548,7 +548,7 @@ const jsonText = fc.oneof(
 );
 /**
  * Timeouts: ones a module that returns at once must not reach, ones it must (zero), and ones
- * past what setTimeout keeps (see the known bug at the end of this file) or past
+ * past what setTimeout keeps (see the regression test at the end of this file) or past
  * TimeSpan.MaxValue (a 400-digit day count once parsed as Infinity and crashed the worker).
  */
 const timeout = fc.constantFrom(
@@ -1278,11 +1278,11 @@ describe('fuzzing every route', () => {
   });
 });
 
-describe('known bugs the fuzzer found, to fix in the worker executor', () => {
-  // module-executor.ts hands the request's timeout to setTimeout as it is; Node fires a delay
+describe('regressions of bugs the fuzzer found in the worker executor (fixed)', () => {
+  // module-executor.ts handed the request's timeout to setTimeout as it was; Node fires a delay
   // above 2^31-1 ms (24.20:31:23.647) after 1 ms instead (TimeoutOverflowWarning), so such a
-  // module fails at once with "timed out after 30.00:00:00". The fix clamps the timer (or
-  // re-arms it). Remove `.fails` once fixed.
+  // module failed at once with "timed out after 30.00:00:00". Fixed: the executor now re-arms
+  // its timer in steps of at most 2^31-1 ms (unit test: packages/worker/src/executor/long-timeout.spec.ts).
   it('a module whose timeout is longer than 24.8 days does not time out at once', async () => {
     const response = await fetch(`${worker.url}/api/execution/execute`, {
       method: 'POST',
