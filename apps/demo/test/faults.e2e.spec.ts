@@ -22,14 +22,34 @@ const JOIN = 'fault-join-token-0123456789';
 
 afterEach(killLeftovers);
 
-async function start(pkg: 'orchestrator' | 'worker', args: string[], env: Record<string, string> = {}) {
+/** Starts a CLI with the join token in its environment (`joinToken: false`: with no token, and no inherited `MPD_*`). */
+async function start(
+  pkg: 'orchestrator' | 'worker',
+  args: string[],
+  env: Record<string, string> = {},
+  { joinToken = true }: { joinToken?: boolean } = {},
+) {
   const proc = spawnProcess({
     script: mainOf(pkg),
     args,
-    env: { MPD_LOG_LEVEL: 'info', MPD_JOIN_TOKEN: JOIN, ...env },
+    cleanEnv: !joinToken,
+    env: { MPD_LOG_LEVEL: 'info', ...(joinToken ? { MPD_JOIN_TOKEN: JOIN } : {}), ...env },
   });
   return { ...proc, url: await proc.listeningUrl() };
 }
+
+/** The orchestrator's arguments: on 127.0.0.1, heartbeats every 0.2 s, Offline after 1 s without one. */
+const orchestratorArgs = (port: string, ...extra: string[]) => [
+  '--port',
+  port,
+  '--host',
+  '127.0.0.1',
+  '--heartbeat-interval',
+  '0.2',
+  '--heartbeat-timeout',
+  '1',
+  ...extra,
+];
 
 const worker = (orchestratorUrl: string, id: string, pipeline: string, env: Record<string, string> = {}) =>
   start(
@@ -75,24 +95,20 @@ describe('fault injection', () => {
       const dir = mkdtempSync(join(tmpdir(), 'mpd-faults-'));
       const report = join(dir, 'report.json');
       const log = join(dir, 'executions.log');
-      const orchestrator = await start('orchestrator', [
-        '--port',
-        '0',
-        '--host',
-        '127.0.0.1',
-        '--heartbeat-interval',
-        '0.2',
-        '--heartbeat-timeout',
-        '1',
-        '--pipeline',
-        pipeline,
-        '--min-workers',
-        '3',
-        '--report',
-        report,
-        '--max-lost-attempts',
-        '10',
-      ]);
+      const orchestrator = await start(
+        'orchestrator',
+        orchestratorArgs(
+          '0',
+          '--pipeline',
+          pipeline,
+          '--min-workers',
+          '3',
+          '--report',
+          report,
+          '--max-lost-attempts',
+          '10',
+        ),
+      );
       const workers: RunningProcess[] = await Promise.all(
         [1, 2, 3].map((n) => worker(orchestrator.url, `r${run}-w${n}`, pipeline, { MPD_FAULT_LOG: log })),
       );
@@ -140,22 +156,10 @@ describe('fault injection', () => {
     const pipeline = fixture('long.pipeline.ts');
     const dir = mkdtempSync(join(tmpdir(), 'mpd-faults-'));
     const report = join(dir, 'report.json');
-    const orchestrator = await start('orchestrator', [
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-      '--heartbeat-interval',
-      '0.2',
-      '--heartbeat-timeout',
-      '1',
-      '--pipeline',
-      pipeline,
-      '--min-workers',
-      '2',
-      '--report',
-      report,
-    ]);
+    const orchestrator = await start(
+      'orchestrator',
+      orchestratorArgs('0', '--pipeline', pipeline, '--min-workers', '2', '--report', report),
+    );
     const [one, two] = await Promise.all([
       worker(orchestrator.url, 'frozen-1', pipeline),
       worker(orchestrator.url, 'frozen-2', pipeline),
@@ -184,36 +188,14 @@ describe('fault injection', () => {
 
   it('the orchestrator killed with SIGKILL mid-run: workers finish, keep heartbeating with backoff, and register with a new orchestrator', async () => {
     const pipeline = fixture('long.pipeline.ts');
-    const first = await start('orchestrator', [
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-      '--heartbeat-interval',
-      '0.2',
-      '--heartbeat-timeout',
-      '1',
-      '--pipeline',
-      pipeline,
-    ]);
+    const first = await start('orchestrator', orchestratorArgs('0', '--pipeline', pipeline));
     const port = new URL(first.url).port;
     const one = await worker(first.url, 'survivor-1', pipeline, { MPD_LONG_MS: '1500' });
     await eventually(() => /long started/.test(one.output()), 15_000, 'the module to start');
     first.child.kill('SIGKILL');
     await eventually(() => /heartbeat failed; retrying/.test(one.output()), 10_000, 'heartbeat retries');
     await eventually(() => /module succeeded/.test(one.output()), 10_000, 'the module to finish on its worker');
-    const second = await start('orchestrator', [
-      '--port',
-      port,
-      '--host',
-      '127.0.0.1',
-      '--heartbeat-interval',
-      '0.2',
-      '--heartbeat-timeout',
-      '1',
-      '--admin-token',
-      'fault-admin-token-0123456789',
-    ]);
+    const second = await start('orchestrator', orchestratorArgs(port, '--admin-token', 'fault-admin-token-0123456789'));
     const client = createOrchestratorClient({ baseUrl: second.url, token: 'fault-admin-token-0123456789' });
     try {
       await eventually(
@@ -235,33 +217,14 @@ describe('fault injection', () => {
   }, 60_000);
 
   it.each([
-    ['with a join token', { MPD_JOIN_TOKEN: JOIN }],
-    ['without tokens', {} as Record<string, string>],
+    ['with a join token', true],
+    ['without tokens', false],
   ])(
     'a worker SIGKILLed and started again under the same id (%s) registers again once its old registration is Offline',
-    async (_mode, tokens) => {
+    async (_mode, joinToken) => {
       const ADMIN = 'fault-admin-token-0123456789';
-      const run = (pkg: 'orchestrator' | 'worker', args: string[]) => {
-        const proc = spawnProcess({
-          script: mainOf(pkg),
-          args,
-          cleanEnv: true,
-          env: { MPD_LOG_LEVEL: 'info', ...tokens },
-        });
-        return proc.listeningUrl().then((url) => ({ ...proc, url }));
-      };
-      const orchestrator = await run('orchestrator', [
-        '--port',
-        '0',
-        '--host',
-        '127.0.0.1',
-        '--heartbeat-interval',
-        '0.2',
-        '--heartbeat-timeout',
-        '1',
-        '--admin-token',
-        ADMIN,
-      ]);
+      const run = (pkg: 'orchestrator' | 'worker', args: string[]) => start(pkg, args, {}, { joinToken });
+      const orchestrator = await run('orchestrator', orchestratorArgs('0', '--admin-token', ADMIN));
       const client = createOrchestratorClient({ baseUrl: orchestrator.url, token: ADMIN });
       const registeredAt = async (endpoint: string) => {
         const workers = await client.workers.list();

@@ -1,3 +1,4 @@
+import { bodyLimitText, commaSeparatedText, TLS_SETTING_NEEDS, tokenText } from '@mpd/contract/server';
 import { Command, Option } from 'commander';
 import type { LevelWithSilent } from 'pino';
 import { z } from 'zod';
@@ -277,19 +278,11 @@ const secondsText = z
   })
   .transform(Number);
 
-const nameList = z
-  .string()
-  .transform((text) =>
-    text
-      .split(',')
-      .map((part) => part.trim())
-      .filter(Boolean),
-  )
-  .refine((names) => names.length > 0, { message: 'must be a comma-separated list of names' });
+const nameList = commaSeparatedText.refine((names) => names.length > 0, {
+  message: 'must be a comma-separated list of names',
+});
 
 const filePath = z.string().min(1, 'must be a file path, not empty');
-
-const tokenText = z.string().regex(/^[\x21-\x7e]{16,256}$/, 'must be 16 to 256 printable characters without spaces');
 
 const envEntries = z.array(
   z
@@ -330,10 +323,7 @@ const rawSettingsSchema = z
     tlsCa: filePath.optional(),
     tlsClientCert: filePath.optional(),
     tlsClientKey: filePath.optional(),
-    bodyLimit: z
-      .string()
-      .trim()
-      .regex(/^\d+(\.\d+)?\s*(b|kb|mb|gb)$/i, 'must be a size such as 512kb, 1mb or 100mb'),
+    bodyLimit: bodyLimitText,
     registerLimit: integerText(1, 10_000_000),
     heartbeatLimit: integerText(1, 10_000_000),
     authFailureLimit: integerText(1, 10_000_000),
@@ -341,13 +331,7 @@ const rawSettingsSchema = z
   })
   .superRefine((settings, ctx) => {
     // Settings that need others: a certificate needs its key (and back), mutual TLS needs TLS.
-    for (const [key, needs] of [
-      ['tlsCert', ['tlsKey']],
-      ['tlsKey', ['tlsCert']],
-      ['tlsClientCa', ['tlsCert', 'tlsKey']],
-      ['tlsClientCert', ['tlsClientKey']],
-      ['tlsClientKey', ['tlsClientCert']],
-    ] as const) {
+    for (const [key, needs] of TLS_SETTING_NEEDS) {
       const missing = needs.filter((other) => settings[other] === undefined);
       if (settings[key] !== undefined && missing.length > 0) {
         ctx.addIssue({

@@ -1,41 +1,20 @@
-/**
- * Whether `host` (a listen address) is reachable from this machine only: `127.x.x.x`, `::1`
- * (bracketed or not), `localhost`, and IPv4-mapped `::ffff:127.x.x.x`.
- */
-export function isLoopbackHost(host: string): boolean {
-  const bare = host
-    .trim()
-    .toLowerCase()
-    .replace(/^\[|\]$/g, '');
-  return (
-    bare === 'localhost' ||
-    bare.endsWith('.localhost') ||
-    bare === '::1' ||
-    /^127(\.\d{1,3}){3}$/.test(bare) ||
-    /^::ffff:127(\.\d{1,3}){3}$/.test(bare)
-  );
-}
+import { startupWarnings } from '@mpd/contract/server';
 
-/** What the orchestrator warns about at start; never any token value. */
+/** What the orchestrator warns about at start (see `startupWarnings` of `@mpd/contract/server`); never any token value. */
 export function orchestratorStartupWarnings(settings: {
   host: string;
   tls: boolean;
   joinToken: boolean;
   adminToken: boolean;
 }): string[] {
-  if (isLoopbackHost(settings.host)) return [];
-  const warnings: string[] = [];
-  if (!settings.tls)
-    warnings.push(
-      'serving plain HTTP on a non-loopback address: tokens and module data cross the network unencrypted; give --tls-cert and --tls-key (MPD_TLS_CERT, MPD_TLS_KEY)',
-    );
+  const tokenWarnings: string[] = [];
   if (!settings.joinToken)
-    warnings.push(
+    tokenWarnings.push(
       'no join token on a non-loopback address: anyone who can reach the orchestrator can register workers (and receive modules); set --join-token (MPD_JOIN_TOKEN)',
     );
   if (!settings.adminToken)
-    warnings.push(
+    tokenWarnings.push(
       'no admin token on a non-loopback address: anyone who can reach the orchestrator can list, unregister and drain workers; set --admin-token (MPD_ADMIN_TOKEN)',
     );
-  return warnings;
+  return startupWarnings(settings, tokenWarnings);
 }

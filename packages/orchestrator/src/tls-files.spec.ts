@@ -6,6 +6,8 @@ import { parseSettings } from './config.js';
 import { OrchestratorConfigError } from './errors.js';
 import { readTlsFiles } from './tls-files.js';
 
+// How the files are read and checked: packages/contract/src/server/tls-files.spec.ts. Here: what
+// the orchestrator makes of them.
 let certs: TestCertificates;
 beforeAll(async () => {
   certs = await makeTestCertificates();
@@ -46,23 +48,21 @@ describe('readTlsFiles', () => {
     });
   });
 
-  it('refuses a missing file naming the flag and the variable', () => {
-    const error = errorOf(() =>
+  it('refuses a missing file, or one without a PEM block, with an OrchestratorConfigError naming the setting', () => {
+    const missing = errorOf(() =>
       readTlsFiles(parseSettings({ tlsCert: 'server.crt', tlsKey: 'missing.key' }), certs.dir),
     );
-    expect(error.message).toBe(
+    expect(missing.message).toBe(
       `Invalid setting --tls-key (MPD_TLS_KEY): cannot read ${join(certs.dir, 'missing.key')}: no such file`,
     );
-    expect(error.setting).toBe('--tls-key (MPD_TLS_KEY)');
-  });
-
-  it('refuses a file that holds no PEM block, without showing its contents', () => {
+    expect(missing).toMatchObject({ code: 'InvalidSetting', setting: '--tls-key (MPD_TLS_KEY)' });
+    expect(missing.cause).toMatchObject({ code: 'ENOENT' });
     const file = join(certs.dir, 'not-pem.txt');
     writeFileSync(file, 'secret-looking-text');
-    const error = errorOf(() => readTlsFiles(parseSettings({ tlsCa: file })));
-    expect(error.message).toBe(
+    const notPem = errorOf(() => readTlsFiles(parseSettings({ tlsCa: file })));
+    expect(notPem.message).toBe(
       `Invalid setting --tls-ca (MPD_TLS_CA): ${file} is not a PEM file (no -----BEGIN ...----- line)`,
     );
-    expect(error.message).not.toContain('secret-looking-text');
+    expect(notPem.setting).toBe('--tls-ca (MPD_TLS_CA)');
   });
 });

@@ -1,3 +1,4 @@
+import { bodyLimitText, commaSeparatedText, TLS_SETTING_NEEDS, tokenText } from '@mpd/contract/server';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { WorkerConfigError } from './errors.js';
@@ -22,34 +23,16 @@ const integer = (min: number, max: number) =>
         .min(min, `must be an integer from ${min} to ${max}`)
         .max(max, `must be an integer from ${min} to ${max}`),
     );
-const list = z
-  .string()
-  .transform((text) =>
-    text
-      .split(',')
-      .map((part) => part.trim())
-      .filter(Boolean),
-  )
-  .pipe(
-    z.array(z.string().regex(/^[\w.+-]{1,128}$/, 'must be a comma-separated list of names (letters, digits, . _ + -)')),
-  );
+const list = commaSeparatedText.pipe(
+  z.array(z.string().regex(/^[\w.+-]{1,128}$/, 'must be a comma-separated list of names (letters, digits, . _ + -)')),
+);
 const url = z
   .string()
   .trim()
   .url('must be a URL such as http://127.0.0.1:8080')
   .refine((value) => /^https?:\/\//i.test(value), 'must be an http:// or https:// URL');
 
-const token = z.string().regex(/^[\x21-\x7e]{16,256}$/, 'must be 16 to 256 printable characters without spaces');
 const filePath = z.string().trim().min(1, 'must be a file path');
-
-/** Settings that need others: a certificate needs its key (and back), mutual TLS needs TLS. */
-const NEEDS = [
-  ['tlsCert', ['tlsKey']],
-  ['tlsKey', ['tlsCert']],
-  ['tlsClientCa', ['tlsCert', 'tlsKey']],
-  ['tlsClientCert', ['tlsClientKey']],
-  ['tlsClientKey', ['tlsClientCert']],
-] as const;
 
 /** Settings whose values are secrets: never echoed in messages. */
 const SECRET_SETTINGS = new Set(['joinToken', 'token']);
@@ -68,16 +51,9 @@ const settings = {
   tools: { flag: '--tools', env: 'MPD_TOOLS', schema: list },
   maxParallel: { flag: '--max-parallel', env: 'MPD_MAX_PARALLEL', schema: integer(1, 1024) },
   pipeline: { flag: '--pipeline', env: 'MPD_PIPELINE', schema: z.string().trim().min(1, 'must be a file path') },
-  joinToken: { flag: '--join-token', env: 'MPD_JOIN_TOKEN', schema: token },
-  bodyLimit: {
-    flag: '--body-limit',
-    env: 'MPD_BODY_LIMIT',
-    schema: z
-      .string()
-      .trim()
-      .regex(/^\d+(\.\d+)?\s*(b|kb|mb|gb)$/i, 'must be a size such as 512kb, 1mb or 100mb'),
-  },
-  token: { flag: '--token', env: 'MPD_WORKER_TOKEN', schema: token },
+  joinToken: { flag: '--join-token', env: 'MPD_JOIN_TOKEN', schema: tokenText },
+  bodyLimit: { flag: '--body-limit', env: 'MPD_BODY_LIMIT', schema: bodyLimitText },
+  token: { flag: '--token', env: 'MPD_WORKER_TOKEN', schema: tokenText },
   tlsCert: { flag: '--tls-cert', env: 'MPD_TLS_CERT', schema: filePath },
   tlsKey: { flag: '--tls-key', env: 'MPD_TLS_KEY', schema: filePath },
   tlsClientCa: { flag: '--tls-client-ca', env: 'MPD_TLS_CLIENT_CA', schema: filePath },
@@ -193,7 +169,8 @@ export function parseWorkerConfig(raw: Record<string, unknown>): WorkerCliConfig
     }
     config[key] = parsed.data;
   }
-  for (const [key, needs] of NEEDS) {
+  // Settings that need others: a certificate needs its key (and back), mutual TLS needs TLS.
+  for (const [key, needs] of TLS_SETTING_NEEDS) {
     const missing = needs.filter((other) => config[other] === undefined);
     if (config[key] !== undefined && missing.length > 0) {
       const name = (k: keyof Settings) => `${settings[k].flag} (${settings[k].env})`;

@@ -6,6 +6,8 @@ import { parseWorkerConfig } from './config.js';
 import { WorkerConfigError } from './errors.js';
 import { readTlsFiles } from './tls-files.js';
 
+// How the files are read and checked: packages/contract/src/server/tls-files.spec.ts. Here: what
+// the worker makes of them.
 let certs: TestCertificates;
 beforeAll(async () => {
   certs = await makeTestCertificates();
@@ -32,7 +34,7 @@ describe('readTlsFiles', () => {
     });
   });
 
-  it('refuses a missing file, or one without a PEM block, naming the flag and the variable', () => {
+  it('refuses a missing file, or one without a PEM block, with a WorkerConfigError naming the flag and the variable', () => {
     expect(() => readTlsFiles(parseWorkerConfig({ tlsCa: 'nope.crt' }), certs.dir)).toThrow(
       new WorkerConfigError(
         `Invalid setting --tls-ca (MPD_TLS_CA): cannot read ${join(certs.dir, 'nope.crt')}: no such file`,
@@ -47,6 +49,7 @@ describe('readTlsFiles', () => {
       error = e;
     }
     expect(error).toBeInstanceOf(WorkerConfigError);
+    expect(error).toMatchObject({ code: 'InvalidSetting' });
     expect((error as Error).message).toBe(
       `Invalid setting --tls-cert (MPD_TLS_CERT): ${file} is not a PEM file (no -----BEGIN ...----- line)`,
     );

@@ -1,6 +1,8 @@
 /**
- * `@mpd/contract/server`: what the orchestrator's and the worker's express apps share, so
- * both answer errors with the contract's error body in the same way.
+ * `@mpd/contract/server`: what the orchestrator's and the worker's servers share: error
+ * handling (both answer errors with the contract's error body in the same way), bearer tokens
+ * and rate-limit answers, the TLS files and start-up warnings of both CLIs, and the schemas of
+ * their common settings.
  *
  * ```ts
  * import { finalErrorHandler, handleRequestValidationError, routeNotFound } from '@mpd/contract/server';
@@ -23,3 +25,7 @@ export {
 export type { ErrorLogger, FinalErrorHandlerOptions } from './error-handling.js';
 export { openApiRoute } from './openapi-route.js';
 export { bearerToken, forbidden, rateLimited, requireJsonBody, safeEqual, unauthorized } from './security.js';
+export { bodyLimitText, commaSeparatedText, tokenText } from './settings.js';
+export { isLoopbackHost, PLAIN_HTTP_WARNING, startupWarnings } from './startup-warnings.js';
+export { readTlsFiles, TLS_FILE_SETTINGS, TLS_SETTING_NEEDS } from './tls-files.js';
+export type { ReadTlsFilesOptions, TlsFiles, TlsFileSetting } from './tls-files.js';
