@@ -18,8 +18,23 @@ export interface AuthTokens {
   adminToken?: string | undefined;
 }
 
-/** Authenticates a request; tokens are compared in constant time, credentials looked up by hash. */
+/** The caller of each request, once authenticated (the heartbeat limiter and the route both ask). */
+const callers = new WeakMap<Request, Caller>();
+
+/**
+ * Authenticates a request, once per request; tokens are compared in constant time, credentials
+ * looked up by hash.
+ */
 export function callerOf(req: Request, tokens: AuthTokens, registry: NodeRegistry): Caller {
+  let caller = callers.get(req);
+  if (caller === undefined) {
+    caller = authenticate(req, tokens, registry);
+    callers.set(req, caller);
+  }
+  return caller;
+}
+
+function authenticate(req: Request, tokens: AuthTokens, registry: NodeRegistry): Caller {
   const token = bearerToken(req);
   if (token === undefined) return { kind: 'anonymous' };
   if (tokens.adminToken !== undefined && safeEqual(token, tokens.adminToken)) return { kind: 'admin' };
