@@ -104,7 +104,11 @@ async function measured<T>(
 }
 
 async function variant(shape: Extract<Shape, 'wide' | 'chain'>, config: DispatchConfig) {
-  const cluster = await startCluster({ shape, size: config.size, seed: 1, minMs: 0, maxMs: 0 }, config.workers, config.slots);
+  const cluster = await startCluster(
+    { shape, size: config.size, seed: 1, minMs: 0, maxMs: 0 },
+    config.workers,
+    config.slots,
+  );
   const direct = new BenchProcess('direct', benchPath('servers/direct.ts'));
   try {
     await direct.listeningUrl();
@@ -144,10 +148,13 @@ async function variant(shape: Extract<Shape, 'wide' | 'chain'>, config: Dispatch
   }
 }
 
-export async function dispatchBench(config: DispatchConfig): Promise<{ rows: Row[]; details: unknown }> {
+export async function dispatchBench(
+  config: DispatchConfig,
+  shapes: readonly ('wide' | 'chain')[] = ['wide', 'chain'],
+): Promise<{ rows: Row[]; details: unknown }> {
   const rows: Row[] = [];
   const details: Record<string, unknown> = { config };
-  for (const shape of ['wide', 'chain'] as const) {
+  for (const shape of shapes) {
     const { mpd, baseline } = await variant(shape, config);
     const benchmark = `2 dispatch, ${shape} ${config.size}`;
     const label = 'direct calls';
@@ -173,11 +180,16 @@ export async function dispatchBench(config: DispatchConfig): Promise<{ rows: Row
       row('dispatch leg p99', 'ms', stat('dispatch', 99), { on: 'value', kind: 'max', limit: 5 }),
       row('return leg p50 (run -> result at orchestrator)', 'ms', stat('back', 50)),
       row('return leg p99', 'ms', stat('back', 99)),
-      row(`modules/s end to end (${config.workers} workers x ${config.slots} slots)`, 'mod/s', (legs) => legs.modulesPerSecond, {
-        on: 'value',
-        kind: 'min',
-        limit: 1_000,
-      }),
+      row(
+        `modules/s end to end (${config.workers} workers x ${config.slots} slots)`,
+        'mod/s',
+        (legs) => legs.modulesPerSecond,
+        {
+          on: 'value',
+          kind: 'min',
+          limit: 1_000,
+        },
+      ),
       {
         ...row('CPU per module: orchestrator (baseline: the direct caller)', 'ms', (legs) => legs.callerCpuMs),
         baselineLabel: 'direct caller',

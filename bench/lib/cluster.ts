@@ -13,8 +13,11 @@ import {
 export interface BenchCluster {
   orchestrator: BenchProcess;
   workers: { process: BenchProcess; url: string; slots: number }[];
-  /** Runs the pipeline once on the workers (they stay up for the next run). */
-  run(): Promise<RunTimings>;
+  /**
+   * Runs the pipeline once on the workers (they stay up for the next run); with
+   * `durationHints`, the scheduler gets the previous run's module durations, as `--timings` gives them.
+   */
+  run(options?: { durationHints?: boolean }): Promise<RunTimings>;
   stop(): Promise<void>;
 }
 
@@ -44,7 +47,11 @@ export async function startCluster(spec: DagSpec, workerCount: number, slots: nu
   return {
     orchestrator,
     workers,
-    run: () => orchestrator.request<RunTimings>('run', { minWorkers: workerCount }),
+    run: (options = {}) =>
+      orchestrator.request<RunTimings>('run', {
+        minWorkers: workerCount,
+        durationHints: options.durationHints ?? false,
+      }),
     stop,
   };
 }

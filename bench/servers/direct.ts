@@ -57,7 +57,8 @@ async function run({ workers, shape, size }: DirectRun): Promise<DirectTimings> 
   if (shape === 'chain') {
     let previous: string | undefined;
     for (let index = 0; index < size; index++) {
-      const dependencyResults: Record<string, string> = previous === undefined ? {} : { [moduleName(index - 1)]: previous };
+      const dependencyResults: Record<string, string> =
+        previous === undefined ? {} : { [moduleName(index - 1)]: previous };
       previous = await execute(index % clients.length, index, dependencyResults);
     }
   } else {

@@ -16,7 +16,7 @@ import { processStats, serveIpc } from '../lib/ipc.js';
 const intervalSeconds = Number(process.env.MPD_BENCH_HEARTBEAT_INTERVAL ?? 30);
 const logger = pino(
   { name: 'mpd-orchestrator', level: process.env.MPD_BENCH_LOG_LEVEL ?? 'info' },
-  destination({ dest: 2, sync: true }),
+  destination({ dest: 2, sync: false }),
 );
 const pipeline = process.env.MPD_BENCH_PIPELINE ? await loadPipelineFile(process.env.MPD_BENCH_PIPELINE) : undefined;
 
@@ -50,9 +50,17 @@ export interface RunTimings {
     dispatched: number;
     /** When `run` started on the worker (the worker's clock). */
     workerStart: number;
+    /** How long it ran as its worker measured it (ms). */
+    durationMs: number;
     /** When the orchestrator had its result (`module-finished`). */
     finished: number;
   }[];
+}
+
+export interface RunRequest {
+  minWorkers: number;
+  /** Give the scheduler the durations of the previous run in this process as hints (as `--timings` does). */
+  durationHints?: boolean;
 }
 
 async function waitForWorkers(count: number): Promise<void> {
@@ -72,7 +80,10 @@ async function waitForWorkers(count: number): Promise<void> {
   });
 }
 
-async function run({ minWorkers }: { minWorkers: number }): Promise<RunTimings> {
+/** Each module's duration in the latest run: what the CLI's `--timings FILE` would hold after it. */
+let lastDurations: Record<string, number> = {};
+
+async function run({ minWorkers, durationHints }: RunRequest): Promise<RunTimings> {
   if (!pipeline) throw new Error('no MPD_BENCH_PIPELINE');
   await waitForWorkers(minWorkers);
   const dispatched = new Map<string, bigint>();
@@ -83,6 +94,7 @@ async function run({ minWorkers }: { minWorkers: number }): Promise<RunTimings> 
     pipeline,
     registry: orchestrator.registry,
     logger,
+    ...(durationHints ? { durationHints: lastDurations } : {}),
     onEvent: (event) => {
       if (event.type === 'module-started') dispatched.set(event.module, process.hrtime.bigint());
       else if (event.type === 'module-finished') finished.set(event.module, process.hrtime.bigint());
@@ -90,6 +102,9 @@ async function run({ minWorkers }: { minWorkers: number }): Promise<RunTimings> 
   });
   const end = process.hrtime.bigint();
   const cpu = process.cpuUsage(cpuBefore);
+  lastDurations = Object.fromEntries(
+    result.modules.flatMap((module) => (module.durationMs === undefined ? [] : [[module.name, module.durationMs]])),
+  );
   const us = (time: bigint | undefined): number => (time === undefined ? Number.NaN : Number(time - start) / 1_000);
   return {
     status: result.status,
@@ -108,6 +123,7 @@ async function run({ minWorkers }: { minWorkers: number }): Promise<RunTimings> 
         depsDone,
         dispatched: us(dispatched.get(module.name)),
         workerStart: t === undefined ? Number.NaN : us(BigInt(t)),
+        durationMs: module.durationMs ?? Number.NaN,
         finished: us(finished.get(module.name)),
       };
     }),
@@ -117,7 +133,7 @@ async function run({ minWorkers }: { minWorkers: number }): Promise<RunTimings> 
 serveIpc({
   stats: () => processStats(),
   workers: () => orchestrator.registry.list().length,
-  run: (payload: { minWorkers: number }) => run(payload),
+  run: (payload: RunRequest) => run(payload),
 });
 
 process.on('SIGTERM', () => {

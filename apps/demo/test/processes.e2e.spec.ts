@@ -64,6 +64,22 @@ describe('mpd-orchestrator --pipeline', () => {
     ]);
   });
 
+  it('--timings: keeps the durations of the modules that succeeded from run to run', async () => {
+    const timings = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'cache', 'timings.json');
+    const pipeline = fixture('failing.pipeline.ts');
+    const runOnce = async (id: string) => {
+      const orchestrator = await start('orchestrator', orchestratorArgs('--pipeline', pipeline, '--timings', timings));
+      await start('worker', workerArgs(orchestrator.url, id, '--pipeline', pipeline));
+      expect(await orchestrator.exited).toBe(1);
+      return orchestrator.output();
+    };
+    expect(await runOnce('timings-1')).not.toMatch(/durations of/);
+    const first = JSON.parse(readFileSync(timings, 'utf8')) as { pipeline: string; modules: Record<string, number> };
+    expect(first.pipeline).toBe('failing');
+    expect(Object.keys(first.modules)).toEqual(['compile']); // test failed, publish did not run
+    expect(await runOnce('timings-2')).toMatch(`durations of 1 module(s) read from ${timings}`);
+  });
+
   it('a worker killed with SIGKILL mid-module: the module runs again on the other worker and the run succeeds', async () => {
     const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');
     const pipeline = fixture('slow.pipeline.ts');

@@ -15,6 +15,8 @@ export interface OrchestratorCliConfig {
   minWorkers: number;
   /** With `pipeline`: where to write the JSON run report (as given). */
   report: string | undefined;
+  /** With `pipeline`: the module durations file, read before the run and updated after it (as given). */
+  timings: string | undefined;
   /** Environment variables sent to every module (`ctx.env`). */
   environmentVariables: Record<string, string>;
   /** Secret environment variables sent to every module, masked in logs, errors and reports. */
@@ -94,6 +96,12 @@ const SETTINGS = {
     env: 'MPD_REPORT',
     default: undefined,
     help: 'with --pipeline: write the JSON run report (every module, attempt, worker and timing) to this file',
+  },
+  timings: {
+    flag: '--timings <file>',
+    env: 'MPD_TIMINGS',
+    default: undefined,
+    help: 'with --pipeline: module durations of earlier runs, read before the run (the longest remaining work starts first) and updated after it; keep it between CI runs like a cache',
   },
   env: {
     flag: '--env <NAME=VALUE>',
@@ -299,6 +307,7 @@ const rawSettingsSchema = z
     pipeline: z.string().min(1, 'must be a file path, not empty').optional(),
     minWorkers: integerText(1, 1024),
     report: z.string().min(1, 'must be a file path, not empty').optional(),
+    timings: z.string().min(1, 'must be a file path, not empty').optional(),
     env: envEntries.optional(),
     secretEnv: envEntries.optional(),
     workdir: z.string().min(1, 'must be a directory path, not empty').optional(),
@@ -392,6 +401,7 @@ export function parseSettings(raw: RawSettings, processEnv: NodeJS.ProcessEnv = 
     pipeline: settings.pipeline,
     minWorkers: settings.minWorkers,
     report: settings.report,
+    timings: settings.timings,
     environmentVariables: environmentOf(settings.env ?? [], processEnv),
     secretEnvironmentVariables: environmentOf(settings.secretEnv ?? [], processEnv),
     workdir: settings.workdir,

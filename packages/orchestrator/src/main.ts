@@ -72,9 +72,12 @@ async function main(): Promise<number> {
   const tls = readTls(config);
   // Loaded after the settings are valid, so --help and setting errors answer quickly.
   const { startOrchestrator } = await import('./server.js');
+  // Asynchronous writes: a line per module dispatched and finished costs a blocking write
+  // to stderr on the dispatch path otherwise. pino flushes what is buffered when the process
+  // exits (a SIGKILL can lose the last lines).
   const logger: Logger = pino(
     { name: 'mpd-orchestrator', level: config.logLevel },
-    destination({ dest: 2, sync: true }),
+    destination({ dest: 2, sync: false }),
   );
   const pipeline = config.pipeline === undefined ? undefined : await loadPipeline(config.pipeline);
 
@@ -125,6 +128,7 @@ async function main(): Promise<number> {
         registry: orchestrator.registry,
         minWorkers: config.minWorkers,
         ...(config.report ? { reportFile: resolve(process.env.INIT_CWD ?? process.cwd(), config.report) } : {}),
+        ...(config.timings ? { timingsFile: resolve(process.env.INIT_CWD ?? process.cwd(), config.timings) } : {}),
         environmentVariables: config.environmentVariables,
         secretEnvironmentVariables: config.secretEnvironmentVariables,
         runOptions: {

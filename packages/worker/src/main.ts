@@ -30,7 +30,13 @@ async function main(): Promise<void> {
   const { loadPipelineFile } = await import('@mpd/pipeline');
   const { pino, destination } = await import('pino');
   const { startWorker } = await import('./server.js');
-  const logger = pino({ level: config.logLevel, base: { service: 'mpd-worker' } }, destination(2));
+  // Asynchronous writes: a blocking write to stderr per module started and finished would sit
+  // on every execute's path. pino flushes what is buffered when the process exits (a SIGKILL
+  // can lose the last lines).
+  const logger = pino(
+    { level: config.logLevel, base: { service: 'mpd-worker' } },
+    destination({ dest: 2, sync: false }),
+  );
   let pipeline;
   if (config.pipeline) {
     try {

@@ -7,6 +7,7 @@ import { type RunPipelineOptions, runPipeline } from './pipeline-runner.js';
 import type { RunResult } from './run-result.js';
 import { ProgressPrinter } from './progress.js';
 import { formatSummary } from './summary.js';
+import { readTimingsFile, updatedTimings, writeTimingsFile } from './timings-file.js';
 
 /** What `mpd-orchestrator --pipeline FILE` hands to the runner. */
 export interface RunPipelineFromCliOptions {
@@ -37,6 +38,12 @@ export interface RunPipelineFromCliOptions {
   >;
   /** Where to write the JSON run report. */
   reportFile?: string;
+  /**
+   * Module durations of earlier runs: read before the run (the scheduler starts the longest
+   * remaining work first) and updated after it. A missing, broken or other pipeline's file
+   * is not used, and replaced.
+   */
+  timingsFile?: string;
   /** Where progress lines and the summary go. @default process.stdout */
   output?: NodeJS.WritableStream;
 }
@@ -60,6 +67,15 @@ export async function runPipelineFromCli(
     print('[mpd] cancelled before the pipeline started');
     return { success: false };
   }
+  const timings = options.timingsFile ? await readTimingsFile(options.timingsFile, pipeline.name) : undefined;
+  if (timings?.kind === 'read') {
+    print(
+      `[mpd] durations of ${Object.keys(timings.timings.modules).length} module(s) read from ${options.timingsFile}`,
+    );
+  } else if (timings?.kind === 'invalid' || timings?.kind === 'other-pipeline') {
+    const why = timings.kind === 'invalid' ? timings.reason : `it is pipeline '${timings.pipeline}'s`;
+    print(`[mpd] timings file ${options.timingsFile} not used (${why}); this run replaces it`);
+  }
   const progress = new ProgressPrinter({ out });
   const result = await runPipeline({
     pipeline,
@@ -70,6 +86,7 @@ export async function runPipelineFromCli(
     ...(options.environmentVariables ? { environmentVariables: options.environmentVariables } : {}),
     ...(options.secretEnvironmentVariables ? { secretEnvironmentVariables: options.secretEnvironmentVariables } : {}),
     ...(options.workingDirectory ? { workingDirectory: options.workingDirectory } : {}),
+    ...(timings?.kind === 'read' ? { durationHints: timings.timings.modules } : {}),
     onEvent: (event) => progress.event(event),
   });
   progress.stop();
@@ -79,6 +96,17 @@ export async function runPipelineFromCli(
     await mkdir(dirname(options.reportFile), { recursive: true });
     await writeFile(options.reportFile, `${JSON.stringify(result, null, 2)}\n`);
     print(`[mpd] run report written to ${options.reportFile}`);
+  }
+  if (options.timingsFile) {
+    try {
+      await writeTimingsFile(
+        options.timingsFile,
+        updatedTimings(timings?.kind === 'read' ? timings.timings : undefined, result),
+      );
+    } catch (error) {
+      // The run's outcome stands; only the next run's ordering loses.
+      print(`[mpd] could not write the timings file ${options.timingsFile}: ${(error as Error).message}`);
+    }
   }
   return { success: result.success, result };
 }

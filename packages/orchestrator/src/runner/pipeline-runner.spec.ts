@@ -24,10 +24,18 @@ function instantClient(started: string[]): WorkerClient {
       },
     };
   };
-  return { execution: { execute, cancel: async () => ({ status: 200, body: { success: true } }) }, close: async () => undefined } as unknown as WorkerClient;
+  return {
+    execution: { execute, cancel: async () => ({ status: 200, body: { success: true } }) },
+    close: async () => undefined,
+  } as unknown as WorkerClient;
 }
 
-async function startOrder(modules: AnyModule[], slots: number, workers = 1): Promise<string[]> {
+async function startOrder(
+  modules: AnyModule[],
+  slots: number,
+  workers = 1,
+  durationHints?: Record<string, number>,
+): Promise<string[]> {
   const pipeline = definePipeline({ name: 'order', modules });
   const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
   for (let index = 0; index < workers; index++) {
@@ -40,7 +48,13 @@ async function startOrder(modules: AnyModule[], slots: number, workers = 1): Pro
   }
   const started: string[] = [];
   const client = instantClient(started);
-  const result = await runPipeline({ pipeline, registry, logger: pino({ level: 'silent' }), createClient: () => client });
+  const result = await runPipeline({
+    pipeline,
+    registry,
+    logger: pino({ level: 'silent' }),
+    createClient: () => client,
+    ...(durationHints ? { durationHints } : {}),
+  });
   expect(result.status).toBe('Successful');
   return started;
 }
@@ -55,6 +69,24 @@ describe('runPipeline: the order ready modules start in', () => {
     const last = defineModule({ name: 'last', dependsOn: [next], run });
     // long heads 3 modules, short 1; then next heads 2; then last and short tie: pipeline order.
     expect(await startOrder([short, long, next, last], 1)).toEqual(['long', 'next', 'short', 'last']);
+  });
+
+  it('with duration hints, starts the most remaining work first, not the longest chain in modules', async () => {
+    const short = defineModule({ name: 'short', run });
+    const long = defineModule({ name: 'long', run });
+    const next = defineModule({ name: 'next', dependsOn: [long], run });
+    const slow = defineModule({ name: 'slow', run });
+    const modules = [short, long, next, slow];
+    // Without hints: long heads 2 modules, the others 1 (then pipeline order).
+    expect(await startOrder(modules, 1)).toEqual(['long', 'short', 'next', 'slow']);
+    // slow (5 s) outweighs long + next (1 s + 2 s = 3 s); short has no hint and weighs the
+    // median, 2 s, as much as next: pipeline order between them.
+    expect(await startOrder(modules, 1, 1, { long: 1_000, next: 2_000, slow: 5_000 })).toEqual([
+      'slow',
+      'long',
+      'short',
+      'next',
+    ]);
   });
 
   it('puts priority before the chain rule, and pipeline order last', async () => {

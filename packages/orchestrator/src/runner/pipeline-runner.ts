@@ -9,7 +9,13 @@ import {
   type SecretMasker,
   type WorkerNode,
 } from '@mpd/contract';
-import { type AnyModule, dependencyName, type FailureMode, type Pipeline, type ResolvedRetryPolicy } from '@mpd/pipeline';
+import {
+  type AnyModule,
+  dependencyName,
+  type FailureMode,
+  type Pipeline,
+  type ResolvedRetryPolicy,
+} from '@mpd/pipeline';
 import type { Logger } from 'pino';
 import type { NodeRegistry } from '../registry/node-registry.js';
 import { ConcurrencyRules } from './concurrency.js';
@@ -84,6 +90,17 @@ export interface RunPipelineOptions {
    */
   workerTls?: ClientOptions['tls'];
   /**
+   * How long each module usually takes (ms), by module name: typically the durations of an
+   * earlier run (the CLI's `--timings FILE` keeps them between runs). Among ready modules of
+   * the same priority, the scheduler starts the one heading the most remaining work first
+   * (the longest path of durations through its dependants), which keeps long chains from
+   * waiting for slots at the end of the run. A module without a hint counts as the median of
+   * the hints given; with no hints at all, every module counts the same (the longest chain
+   * in modules).
+   * @default {}
+   */
+  durationHints?: Readonly<Record<string, number>>;
+  /**
    * Makes the client of a worker; `headers` carry the worker's credential.
    * @default createWorkerClient({ baseUrl: endpoint, headers, executeMarginMs: timeoutMarginMs, tls: workerTls })
    */
@@ -94,7 +111,7 @@ const PRIORITY_RANK = { Critical: 3, High: 2, Normal: 1, Low: 0 } as const;
 const REJECTED_COOL_DOWN_MS = 1_000;
 /**
  * Whether ready module `a` is considered before `b`: higher priority first, then the one
- * heading the longer chain of dependants, then pipeline order.
+ * heading more remaining work (its duration hint plus its dependants'), then pipeline order.
  */
 function goesBefore(a: ModuleState, b: ModuleState): boolean {
   if (a.rank !== b.rank) return a.rank > b.rank;
@@ -102,14 +119,23 @@ function goesBefore(a: ModuleState, b: ModuleState): boolean {
   return a.order < b.order;
 }
 
-/** Each module's longest chain of dependants, in modules, itself included (durations are not known). */
-function chainHeights(pipeline: Pipeline): Map<string, number> {
+/**
+ * Each module's remaining work: the longest path through its dependants, itself included,
+ * weighted by the modules' duration hints (a module without one weighs the median hint; with
+ * no usable hints every module weighs 1, so the height is the longest chain in modules).
+ */
+export function chainHeights(pipeline: Pipeline, hints: Readonly<Record<string, number>> = {}): Map<string, number> {
+  const usable = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value) && value >= 0;
+  const known = pipeline.order.map((name) => hints[name]).filter(usable);
+  known.sort((a, b) => a - b);
+  const fallback = known.length === 0 ? 1 : known[Math.floor(known.length / 2)]!;
   const heights = new Map<string, number>();
   for (let index = pipeline.order.length - 1; index >= 0; index--) {
     const name = pipeline.order[index]!;
     let below = 0;
     for (const dependant of pipeline.dependants.get(name) ?? []) below = Math.max(below, heights.get(dependant)!);
-    heights.set(name, below + 1);
+    const own = known.length === 0 ? 1 : usable(hints[name]) ? hints[name] : fallback;
+    heights.set(name, below + own);
   }
   return heights;
 }
@@ -148,9 +174,9 @@ interface ModuleState {
   /** `PRIORITY_RANK` of its priority. */
   readonly rank: number;
   /**
-   * How many modules the longest chain of modules waiting on it has, itself included: among
-   * ready modules of the same priority, the one heading the longest chain starts first, so
-   * that long chains do not end up waiting for slots at the end of the run.
+   * The remaining work it heads (see {@link chainHeights}): among ready modules of the same
+   * priority, the one heading the most starts first, so that long chains do not end up
+   * waiting for slots at the end of the run.
    */
   readonly height: number;
   /** Modules with the same key have the same `requires` (placement is worked out once per key). */
@@ -253,7 +279,7 @@ class PipelineRun {
       cooling: (workerId, now) => (this.coolingUntil.get(workerId) ?? 0) > now,
     });
     this.failureMode = options.failureMode ?? pipeline.failureMode;
-    const heights = chainHeights(pipeline);
+    const heights = chainHeights(pipeline, options.durationHints);
     pipeline.order.forEach((name, order) => {
       const definition = pipeline.modules.get(name)!;
       const timeoutMs = definition.timeoutMs ?? pipeline.defaults.timeoutMs;

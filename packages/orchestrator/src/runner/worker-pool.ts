@@ -172,9 +172,7 @@ export class WorkerPool {
 
   #hasRoom(member: Member, now: number): boolean {
     const id = member.node.id;
-    return (
-      this.load.running(id) < member.node.capabilities.maxParallelModules && !this.load.cooling(id, now)
-    );
+    return this.load.running(id) < member.node.capabilities.maxParallelModules && !this.load.cooling(id, now);
   }
 
   #rekey(member: Member): void {
