@@ -1,5 +1,6 @@
 import { orchestratorContract, orchestratorOpenApi } from '@mpd/contract';
 import {
+  apiSecurityHeaders,
   finalErrorHandler,
   handleRequestValidationError,
   openApiRoute,
@@ -7,7 +8,6 @@ import {
   routeNotFound,
 } from '@mpd/contract/server';
 import cors from 'cors';
-import helmet from 'helmet';
 import { createExpressEndpoints } from '@ts-rest/express';
 import express from 'express';
 import type { Logger } from 'pino';
@@ -44,7 +44,11 @@ export function createApp(deps: AppDependencies): express.Express {
   const { logger } = options;
   const app = express();
   app.disable('x-powered-by');
+  // No ETag: answers are live state, never cached or revalidated, and hashing each body costs.
+  app.set('etag', false);
   app.use((req, res, next) => {
+    // A listener per request costs even when nothing is logged: only at debug level.
+    if (!logger.isLevelEnabled('debug')) return next();
     const started = process.hrtime.bigint();
     res.on('finish', () => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
@@ -52,7 +56,7 @@ export function createApp(deps: AppDependencies): express.Express {
     });
     next();
   });
-  app.use(helmet());
+  app.use(apiSecurityHeaders());
   if (options.corsOrigins && options.corsOrigins.length > 0) app.use(cors({ origin: [...options.corsOrigins] }));
   app.use(authFailureLimiter(options.rateLimits.authFailuresPerMinute));
   app.use(requireJsonBody);

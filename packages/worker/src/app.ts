@@ -1,5 +1,6 @@
 import { workerContract, workerOpenApi } from '@mpd/contract';
 import {
+  apiSecurityHeaders,
   bearerToken,
   errorBody,
   finalErrorHandler,
@@ -10,7 +11,6 @@ import {
   safeEqual,
   unauthorized,
 } from '@mpd/contract/server';
-import helmet from 'helmet';
 import type { JsonValue } from '@mpd/pipeline';
 import { initServer, createExpressEndpoints } from '@ts-rest/express';
 import express, { type Application, type Request, type Response } from 'express';
@@ -130,8 +130,10 @@ export function createApp(deps: WorkerAppDeps): Application {
 
   const app = express();
   app.disable('x-powered-by');
+  // No ETag: answers are live state, never cached or revalidated, and hashing each body costs.
+  app.set('etag', false);
   const bodyLimit = deps.bodyLimit ?? '100mb';
-  app.use(helmet());
+  app.use(apiSecurityHeaders());
   app.use(requireJsonBody);
   app.use(express.json({ limit: bodyLimit }));
   app.get('/api/openapi.json', openApiRoute(workerOpenApi));

@@ -24,6 +24,7 @@ export {
 } from './error-handling.js';
 export type { ErrorLogger, FinalErrorHandlerOptions } from './error-handling.js';
 export { openApiRoute } from './openapi-route.js';
+export { apiSecurityHeaders } from './security-headers.js';
 export { bearerToken, forbidden, rateLimited, requireJsonBody, safeEqual, unauthorized } from './security.js';
 export { bodyLimitText, commaSeparatedText, tokenText } from './settings.js';
 export { isLoopbackHost, PLAIN_HTTP_WARNING, startupWarnings } from './startup-warnings.js';

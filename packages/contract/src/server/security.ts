@@ -1,5 +1,5 @@
 /** Security pieces both servers share: bearer tokens, content types, rate-limit answers. */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import type { Request, RequestHandler, Response } from 'express';
 import { sendError } from './error-handling.js';
 
@@ -11,11 +11,28 @@ export function bearerToken(req: Request): string | undefined {
   return match?.[1];
 }
 
-/** Compares two secrets in constant time (of their SHA-256 digests, so lengths leak nothing either). */
+/** The digests of the secrets `safeEqual` compares against (tokens, credentials): few, and hashed once. */
+const expectedDigests = new Map<string, Buffer>();
+const MAX_EXPECTED_DIGESTS = 256;
+
+/** One-shot `crypto.hash` (Node 20.12+): a `Hash` object per call costs several times as much. */
+function digest(secret: string): Buffer {
+  return hash('sha256', secret, 'buffer');
+}
+
+/**
+ * Compares two secrets in constant time (of their SHA-256 digests, so lengths leak nothing
+ * either). `expected` is ours (a token, a credential): its digest is kept, so a call hashes
+ * only what it was given.
+ */
 export function safeEqual(given: string, expected: string): boolean {
-  const a = createHash('sha256').update(given).digest();
-  const b = createHash('sha256').update(expected).digest();
-  return timingSafeEqual(a, b);
+  let wanted = expectedDigests.get(expected);
+  if (wanted === undefined) {
+    if (expectedDigests.size >= MAX_EXPECTED_DIGESTS) expectedDigests.clear();
+    wanted = digest(expected);
+    expectedDigests.set(expected, wanted);
+  }
+  return timingSafeEqual(digest(given), wanted);
 }
 
 /** 401 with `WWW-Authenticate: Bearer`; the message never repeats the token. */
@@ -38,6 +55,9 @@ const body = <C extends 'Unauthorized' | 'Forbidden'>(code: C, errorMessage: str
 /** 415 for a request body that is not JSON (bodies of other types would silently be ignored). */
 export const requireJsonBody: RequestHandler = (req, res, next) => {
   const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+  // What every client sends, checked without parsing; anything else goes through type-is.
+  const type = req.headers['content-type'];
+  if (type === 'application/json' || type === 'application/json; charset=utf-8') return next();
   if (hasBody && !req.is('application/json')) {
     sendError(
       res,

@@ -37,10 +37,12 @@ export function callerOf(req: Request, tokens: AuthTokens, registry: NodeRegistr
 function authenticate(req: Request, tokens: AuthTokens, registry: NodeRegistry): Caller {
   const token = bearerToken(req);
   if (token === undefined) return { kind: 'anonymous' };
+  // Workers' credentials first: most calls are heartbeats, and the lookup by hash is one hash.
+  const workerId = registry.workerWithCredential(token);
+  if (workerId !== undefined) return { kind: 'worker', workerId };
   if (tokens.adminToken !== undefined && safeEqual(token, tokens.adminToken)) return { kind: 'admin' };
   if (tokens.joinToken !== undefined && safeEqual(token, tokens.joinToken)) return { kind: 'join' };
-  const workerId = registry.workerWithCredential(token);
-  return workerId === undefined ? { kind: 'invalid' } : { kind: 'worker', workerId };
+  return { kind: 'invalid' };
 }
 
 /** What a request may do, decided from its caller; `undefined` means allowed. */

@@ -35,7 +35,15 @@ async function serve(options: OrchestratorSettings = {}) {
       headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
       body: typeof body === 'string' ? body : JSON.stringify(body),
     });
-    return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+    return {
+      status: response.status,
+      json: (await response.json()) as Record<string, unknown>,
+      headers: response.headers,
+    };
+  };
+  const get = async (path: string, token?: string) => {
+    const response = await fetch(`${url}${path}`, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+    return { status: response.status, headers: response.headers };
   };
   const register = async (id: string, token?: string): Promise<string> => {
     const answer = await post(
@@ -54,7 +62,7 @@ async function serve(options: OrchestratorSettings = {}) {
   };
   const heartbeat = (workerId: string, token?: string) =>
     post('/api/workers/heartbeat', { workerId, currentLoad: 0 }, token);
-  return { post, register, heartbeat };
+  return { post, get, register, heartbeat };
 }
 
 describe('heartbeat rate limiter', () => {
@@ -110,5 +118,37 @@ describe('heartbeat rate limiter', () => {
       code: 'RateLimited',
       errorMessage: expect.stringContaining('without a worker credential from this address'),
     });
+  });
+
+  it('answers with the IETF draft-7 RateLimit headers, and Retry-After on a 429', async () => {
+    const { register, heartbeat } = await serve({ rateLimits: { heartbeatPerMinute: 2 } });
+    const credential = await register('w');
+    const first = await heartbeat('w', credential);
+    expect(first.status).toBe(200);
+    expect(first.headers.get('ratelimit-policy')).toBe('2;w=60');
+    expect(first.headers.get('etag')).toBeNull(); // live state: nothing to cache or revalidate
+    expect(first.headers.get('ratelimit')).toMatch(/^limit=2, remaining=1, reset=(60|59)$/);
+    expect((await heartbeat('w', credential)).headers.get('ratelimit')).toMatch(/^limit=2, remaining=0, reset=/);
+    const limited = await heartbeat('w', credential);
+    expect(limited.status).toBe(429);
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThanOrEqual(59);
+  });
+});
+
+describe('failed-authentication limiter', () => {
+  const ADMIN = 'admin-token-0123456789abcdef';
+
+  it('counts only 401 and 403 answers per address; past the limit even the right token gets 429, health still answers', async () => {
+    const { get } = await serve({ joinToken: JOIN, adminToken: ADMIN, rateLimits: { authFailuresPerMinute: 3 } });
+    // Successful calls do not count, however many.
+    for (let i = 0; i < 5; i++) expect((await get('/api/workers', ADMIN)).status).toBe(200);
+    expect((await get('/api/workers')).status).toBe(401);
+    expect((await get('/api/workers', 'wrong-token-0123456789')).status).toBe(401);
+    expect((await get('/api/workers', JOIN)).status).toBe(403);
+    const locked = await get('/api/workers', ADMIN);
+    expect(locked.status).toBe(429);
+    expect(Number(locked.headers.get('retry-after'))).toBeGreaterThanOrEqual(59);
+    expect(locked.headers.get('ratelimit')).toMatch(/^limit=3, remaining=0, reset=/);
+    expect((await get('/api/health')).status).toBe(200);
   });
 });

@@ -44,8 +44,12 @@ export interface NodeRegistry {
   credentialOf(workerId: string): string | undefined;
   /** The id of the worker holding this credential, or `undefined`. */
   workerWithCredential(credential: string): string | undefined;
-  /** Records a heartbeat; `undefined` when no worker has this id (it should register again). */
-  heartbeat(workerId: string, currentLoad: number): WorkerNode | undefined;
+  /**
+   * Records a heartbeat and returns the worker as {@link NodeRegistry.snapshotOf} has it
+   * (shared, frozen: read it, do not keep it); `undefined` when no worker has this id (it
+   * should register again).
+   */
+  heartbeat(workerId: string, currentLoad: number): Readonly<WorkerNode> | undefined;
   /** A worker with its current status, or `undefined`. */
   get(workerId: string): WorkerNode | undefined;
   /** Every registered worker (including `Offline` ones) with its current status, in registration order. */
@@ -194,7 +198,7 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     return this.#view(entry);
   }
 
-  heartbeat(workerId: string, currentLoad: number): WorkerNode | undefined {
+  heartbeat(workerId: string, currentLoad: number): Readonly<WorkerNode> | undefined {
     const entry = this.#entries.get(workerId);
     if (!entry) return undefined;
     entry.currentLoad = checkLoad(currentLoad);
@@ -203,7 +207,9 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     entry.shared = undefined;
     entry.reportedOffline = false;
     this.#emit({ type: 'heartbeat', workerId });
-    return this.#view(entry);
+    // The shared, frozen node: a copy would copy the worker's pipeline (every module's name) on
+    // every heartbeat, which only needs the status.
+    return this.#shared(entry, this.#now());
   }
 
   get(workerId: string): WorkerNode | undefined {
