@@ -72,7 +72,7 @@ async function main(): Promise<number> {
   const tls = readTls(config);
   // Loaded after the settings are valid, so --help and setting errors answer quickly.
   const { startOrchestrator } = await import('./server.js');
-  // Asynchronous writes: a line per module dispatched and finished costs a blocking write
+  // Asynchronous writes: a line per module finished (and more at debug) costs a blocking write
   // to stderr on the dispatch path otherwise. pino flushes what is buffered when the process
   // exits (a SIGKILL can lose the last lines).
   const logger: Logger = pino(

@@ -610,7 +610,8 @@ class PipelineRun {
       const serialized = this.modules.get(dependency)!.serializedResult;
       if (serialized !== undefined) dependencyResults[dependency] = serialized;
     }
-    this.log.info({ module: state.name, workerId: worker.id, executionId }, 'module dispatched');
+    // debug: 'module finished' (info) names the worker, and the progress output shows each start.
+    this.log.debug({ module: state.name, workerId: worker.id, executionId }, 'module dispatched');
     this.emit({ type: 'module-started', module: state.name, workerId: worker.id, executionId, attempt });
 
     void this.execute(flight, {
