@@ -12,7 +12,15 @@ import { fileURLToPath } from 'node:url';
 import { createOrchestratorClient } from '@mpd/client';
 import { defineModule, definePipeline } from '@mpd/pipeline';
 import { runPipeline, type RunResult } from '@mpd/orchestrator';
-import { eventually, killLeftovers, mainOf, spawnProcess, type RunningProcess } from '@mpd/test-kit';
+import {
+  eventually,
+  killLeftovers,
+  mainOf,
+  orchestratorArgs,
+  spawnProcess,
+  workerArgs,
+  type RunningProcess,
+} from '@mpd/test-kit';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, silent } from './helpers.js';
@@ -38,38 +46,8 @@ async function start(
   return { ...proc, url: await proc.listeningUrl() };
 }
 
-/** The orchestrator's arguments: on 127.0.0.1, heartbeats every 0.2 s, Offline after 1 s without one. */
-const orchestratorArgs = (port: string, ...extra: string[]) => [
-  '--port',
-  port,
-  '--host',
-  '127.0.0.1',
-  '--heartbeat-interval',
-  '0.2',
-  '--heartbeat-timeout',
-  '1',
-  ...extra,
-];
-
 const worker = (orchestratorUrl: string, id: string, pipeline: string, env: Record<string, string> = {}) =>
-  start(
-    'worker',
-    [
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-      '--orchestrator',
-      orchestratorUrl,
-      '--id',
-      id,
-      '--pipeline',
-      pipeline,
-      '--max-parallel',
-      '2',
-    ],
-    env,
-  );
+  start('worker', workerArgs(orchestratorUrl, id, '--pipeline', pipeline, '--max-parallel', '2'), env);
 
 /** Every attempt ended, exactly one per module succeeded, and it is the one whose result was accepted. */
 function expectEveryResultAcceptedOnce(result: RunResult): void {

@@ -8,7 +8,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createOrchestratorClient } from '@mpd/client';
 import type { RunResult } from '@mpd/orchestrator';
-import { eventually, killLeftovers, mainOf, spawnProcess, type RunningProcess } from '@mpd/test-kit';
+import {
+  eventually,
+  killLeftovers,
+  mainOf,
+  orchestratorArgs as cliOrchestratorArgs,
+  spawnProcess,
+  workerArgs,
+  type RunningProcess,
+} from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
@@ -21,28 +29,7 @@ async function start(pkg: 'orchestrator' | 'worker', args: string[]): Promise<Ru
   return { ...proc, url: await proc.listeningUrl() };
 }
 
-const orchestratorArgs = (...extra: string[]) => [
-  '--port',
-  '0',
-  '--host',
-  '127.0.0.1',
-  '--heartbeat-interval',
-  '0.2',
-  '--heartbeat-timeout',
-  '1',
-  ...extra,
-];
-const workerArgs = (url: string, id: string, ...extra: string[]) => [
-  '--port',
-  '0',
-  '--host',
-  '127.0.0.1',
-  '--orchestrator',
-  url,
-  '--id',
-  id,
-  ...extra,
-];
+const orchestratorArgs = (...extra: string[]) => cliOrchestratorArgs(0, ...extra);
 
 describe('mpd-orchestrator --pipeline', () => {
   it('exits non-zero when the pipeline fails, reporting what failed and what did not run', async () => {

@@ -14,6 +14,7 @@
  * {@link makeTestCertificates} makes a throwaway CA and certificates (with `openssl`) for TLS
  * tests; no key is ever committed.
  */
+export { orchestratorArgs, workerArgs } from './cli-args.js';
 export { eventually } from './eventually.js';
 export { killLeftovers, mainOf, spawnProcess, type RunningProcess, type SpawnOptions } from './processes.js';
 export { makeTestCertificates, type TestCertificates } from './certificates.js';
