@@ -2,7 +2,7 @@
  * The command-line programs as real processes: exit codes of a pipeline run, graceful
  * shutdown, and a worker killed in the middle of a module.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -185,5 +185,30 @@ describe('mpd-worker', () => {
     }
     orchestrator.child.kill('SIGTERM');
     expect(await orchestrator.exited).toBe(0);
+  });
+
+  it('--credential-file: restarted after a SIGKILL, the worker takes its place again long before the heartbeat timeout', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'credential');
+    // Offline only after 60 s without a heartbeat: without the file, the restart would wait that long.
+    const orchestrator = await start('orchestrator', [
+      ...['--port', '0', '--host', '127.0.0.1', '--heartbeat-interval', '0.2', '--heartbeat-timeout', '60'],
+    ]);
+    const client = createOrchestratorClient({ baseUrl: orchestrator.url });
+    try {
+      const endpointOf = async (): Promise<string | undefined> => {
+        const workers = await client.workers.list();
+        return workers.status === 200 ? workers.body.find((node) => node.id === 'kept')?.endpoint : undefined;
+      };
+      const first = await start('worker', workerArgs(orchestrator.url, 'kept', '--credential-file', file));
+      await eventually(async () => (await endpointOf()) === first.url, 10_000, 'registration');
+      await eventually(() => existsSync(file), 5_000, 'the credential file');
+      first.child.kill('SIGKILL');
+      await first.exited;
+      const restarted = await start('worker', workerArgs(orchestrator.url, 'kept', '--credential-file', file));
+      await eventually(async () => (await endpointOf()) === restarted.url, 10_000, 'the restarted worker in its place');
+      expect(restarted.output()).not.toMatch(/409/);
+    } finally {
+      await client.close();
+    }
   });
 });

@@ -2,6 +2,9 @@
  * Attacks on the secured cluster (join token, admin token, per-worker credentials): each one
  * must be refused. Real orchestrator and worker servers on 127.0.0.1.
  */
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { createOrchestratorClient, createWorkerClient } from '@mpd/client';
 import { defineModule, definePipeline } from '@mpd/pipeline';
@@ -294,6 +297,38 @@ describe('an open cluster (no join token)', () => {
     expect(restarted.link!.credential).not.toBe(old);
     const result = await runPipeline({ pipeline, registry: orchestrator.registry, logger: silent });
     expect(result.modules[0]).toMatchObject({ status: 'Successful', workerId: 'w-crash' });
+  });
+
+  it('with a credential file, a worker restarted after a crash takes its place again at once, with its credential', async () => {
+    cluster = new Cluster();
+    const orchestrator = await cluster.startOrchestrator({ heartbeatTimeoutMs: 60_000 });
+    const directory = mkdtempSync(join(tmpdir(), 'mpd-credential-'));
+    // The worker keeps its credential in the file, readable by its owner only.
+    const file = join(directory, 'state', 'credential');
+    const fresh = await cluster.startWorker({ id: 'w-fresh', pipeline, credentialFile: file });
+    await fresh.link!.registered();
+    expect(readFileSync(file, 'utf8').trim()).toBe(fresh.link!.credential);
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+
+    // What a crashed run leaves behind: a registration live for 60 s more, and its credential file.
+    const crashed = await registerRaw(orchestrator.url, { workerNode: node('w-kept') });
+    const kept = (JSON.parse(crashed.text) as { credential: string }).credential;
+    const keptFile = join(directory, 'kept-credential');
+    writeFileSync(keptFile, `${kept}\n`, { mode: 0o600 });
+    const restarted = await cluster.startWorker({ id: 'w-kept', pipeline, credentialFile: keptFile });
+    await restarted.link!.registered();
+    expect(restarted.link!.credential).toBe(kept);
+    expect(orchestrator.registry.get('w-kept')?.endpoint).toBe(restarted.url);
+    const result = await runPipeline({ pipeline, registry: orchestrator.registry, logger: silent });
+    expect(result.modules[0]).toMatchObject({ status: 'Successful' });
+
+    // Without the file, the same restart waits: 409 until the old registration is Offline.
+    const stranger = await cluster.startWorker({ id: 'w-kept', pipeline });
+    await eventually(
+      () => stranger.link!.state.status === 'registering' && stranger.link!.state.lastError?.includes('409') === true,
+      3_000,
+      'a 409 without the credential',
+    );
   });
 });
 

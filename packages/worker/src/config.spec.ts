@@ -269,6 +269,7 @@ describe('workerCommand + parseWorkerConfig', () => {
       ['--max-parallel', 'MPD_MAX_PARALLEL'],
       ['--pipeline', 'MPD_PIPELINE'],
       ['--join-token', 'MPD_JOIN_TOKEN'],
+      ['--credential-file', 'MPD_CREDENTIAL_FILE'],
       ['--token', 'MPD_WORKER_TOKEN'],
       ['--tls-cert', 'MPD_TLS_CERT'],
       ['--tls-key', 'MPD_TLS_KEY'],

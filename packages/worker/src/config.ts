@@ -52,6 +52,7 @@ const settings = {
   maxParallel: { flag: '--max-parallel', env: 'MPD_MAX_PARALLEL', schema: integer(1, 1024) },
   pipeline: { flag: '--pipeline', env: 'MPD_PIPELINE', schema: z.string().trim().min(1, 'must be a file path') },
   joinToken: { flag: '--join-token', env: 'MPD_JOIN_TOKEN', schema: tokenText },
+  credentialFile: { flag: '--credential-file', env: 'MPD_CREDENTIAL_FILE', schema: filePath },
   bodyLimit: { flag: '--body-limit', env: 'MPD_BODY_LIMIT', schema: bodyLimitText },
   token: { flag: '--token', env: 'MPD_WORKER_TOKEN', schema: tokenText },
   tlsCert: { flag: '--tls-cert', env: 'MPD_TLS_CERT', schema: filePath },
@@ -104,6 +105,13 @@ export function workerCommand(): Command {
         'joinToken',
         'token',
         "the orchestrator's cluster join token (prefer the environment variable: flags show in ps)",
+      ),
+    )
+    .addOption(
+      option(
+        'credentialFile',
+        'file',
+        'keep the credential the orchestrator gives this worker in this file (mode 0600), so that a worker restarted after a crash registers again at once',
       ),
     )
     .addOption(

@@ -3,6 +3,7 @@
  * `mpd-worker` (`pnpm worker` in this repository): starts a worker from its flags and
  * MPD_* environment variables. Run `mpd-worker --help` for the flags.
  */
+import { resolve } from 'node:path';
 import { CommanderError } from 'commander';
 import { parseWorkerConfig, workerCommand } from './config.js';
 import { readTlsFiles } from './tls-files.js';
@@ -61,6 +62,9 @@ async function main(): Promise<void> {
       ...(config.tools ? { tools: config.tools } : {}),
       ...(config.maxParallel ? { maxParallelModules: config.maxParallel } : {}),
       ...(config.joinToken ? { joinToken: config.joinToken } : {}),
+      ...(config.credentialFile
+        ? { credentialFile: resolve(process.env.INIT_CWD ?? process.cwd(), config.credentialFile) }
+        : {}),
       ...(config.bodyLimit ? { bodyLimit: config.bodyLimit } : {}),
       ...(config.token ? { token: config.token } : {}),
       ...(tls.server ? { tls: tls.server } : {}),

@@ -158,6 +158,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
         logger: logger.child({ workerId: id, component: 'link' }),
         onDrainRequested: () => void drain(),
         joinToken: options.joinToken,
+        credentialFile: options.credentialFile,
         ...(options.initialBackoffMs !== undefined ? { initialBackoffMs: options.initialBackoffMs } : {}),
         ...(options.maxBackoffMs !== undefined ? { maxBackoffMs: options.maxBackoffMs } : {}),
       })

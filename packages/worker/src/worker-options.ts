@@ -53,6 +53,15 @@ export interface WorkerOptions {
   /** The cluster join token to register with (the orchestrator's `MPD_JOIN_TOKEN`). */
   joinToken?: string;
   /**
+   * A file where the worker keeps the credential the orchestrator gave it, between runs:
+   * written (mode 0600) after each registration, read at start and presented when registering.
+   * A worker restarted after a crash then takes its place again at once; without it, its id
+   * stays taken (409 `WorkerIdTaken`, retried) until the orchestrator counts the crashed run
+   * `Offline`, after the heartbeat timeout. Keep it private, like the join token.
+   * @default none: the credential lives in memory only
+   */
+  credentialFile?: string;
+  /**
    * A token the orchestrator may call this worker with, besides the credential the worker gets
    * at registration. Once the worker has either, execute and cancel calls without it get 401.
    */

@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type OrchestratorClient, MpdClientError } from '@mpd/client';
 import type { WorkerNodeRegistration } from '@mpd/contract';
@@ -21,6 +24,11 @@ export interface OrchestratorLinkOptions {
   logger: Logger;
   /** The cluster join token to register with (bearer token). */
   joinToken?: string | undefined;
+  /**
+   * Where the worker keeps its credential between runs (written after each registration,
+   * readable by its owner only; read at start): see `WorkerOptions.credentialFile`.
+   */
+  credentialFile?: string | undefined;
   /** Called when a heartbeat answer says `shouldDrain: true`. */
   onDrainRequested?: () => void;
   /**
@@ -66,6 +74,7 @@ export class OrchestratorLink {
 
   start(): void {
     if (this.loop) return;
+    this.credentialValue = this.readCredentialFile();
     this.loop = this.run().catch((error: unknown) => {
       if (!this.stopController.signal.aborted)
         this.options.logger.error({ err: error }, 'orchestrator link stopped unexpectedly');
@@ -120,6 +129,40 @@ export class OrchestratorLink {
     this.current = { status: 'stopped' };
   }
 
+  /** The credential a previous run of this worker kept, if any (a missing file is the first run). */
+  private readCredentialFile(): string | undefined {
+    const file = this.options.credentialFile;
+    if (file === undefined) return undefined;
+    try {
+      const credential = readFileSync(file, 'utf8').trim();
+      return credential === '' ? undefined : credential;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+        this.options.logger.warn(
+          { err: describe(error), file },
+          'could not read the credential file; registering without it',
+        );
+      }
+      return undefined;
+    }
+  }
+
+  /** Keeps the credential for the next run: whole or not at all, readable by this user only. */
+  private async writeCredentialFile(credential: string | undefined): Promise<void> {
+    const file = this.options.credentialFile;
+    if (file === undefined || credential === undefined) return;
+    const temporary = `${file}.${process.pid}.tmp`;
+    try {
+      await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+      await writeFile(temporary, `${credential}\n`, { mode: 0o600 });
+      await chmod(temporary, 0o600); // whatever the umask
+      await rename(temporary, file);
+    } catch (error) {
+      // The worker works on; only a restart after a crash waits for the old registration to expire.
+      this.options.logger.warn({ err: describe(error), file }, 'could not write the credential file');
+    }
+  }
+
   private async run(): Promise<void> {
     const signal = this.stopController.signal;
     while (!signal.aborted) {
@@ -147,7 +190,10 @@ export class OrchestratorLink {
         });
         if (response.status === 200) {
           const heartbeatIntervalMs = response.body.heartbeatIntervalSeconds * 1000;
+          const previous = this.credentialValue;
+          // Set first: the orchestrator may send a module with it as soon as it answered.
           this.credentialValue = response.body.credential;
+          if (this.credentialValue !== previous) await this.writeCredentialFile(this.credentialValue);
           this.lastError = undefined;
           this.current = { status: 'registered', heartbeatIntervalMs, consecutiveFailures: 0 };
           logger.info({ workerId: response.body.workerId, heartbeatIntervalMs }, 'registered with the orchestrator');
