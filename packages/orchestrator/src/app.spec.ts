@@ -310,7 +310,7 @@ describe('orchestrator HTTP API', () => {
 
   it('answers an internal failure with 500 InternalError as JSON', async () => {
     const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 1_000 });
-    registry.list = () => {
+    registry.list = registry.snapshot = () => {
       throw new Error('disk on fire');
     };
     const app = createApp({ registry });
@@ -327,7 +327,7 @@ describe('orchestrator HTTP API', () => {
   it('validates responses when validateResponses is on: a body off the contract answers 500', async () => {
     const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 1_000 });
     const node = registry.register(registration('w1').workerNode);
-    registry.list = () => [{ ...node, status: 'Sleeping' as 'Available' }];
+    registry.list = registry.snapshot = () => [{ ...node, status: 'Sleeping' as 'Available' }];
     const serve = async (validateResponses: boolean): Promise<number> => {
       const server = createApp({ registry, options: { validateResponses } }).listen(0, '127.0.0.1');
       await new Promise((resolve) => server.once('listening', resolve));

@@ -1,4 +1,4 @@
-import { type OrchestratorContract, orchestratorContract } from '@mpd/contract';
+import { type OrchestratorContract, orchestratorContract, type WorkerNode } from '@mpd/contract';
 import { forbidden, unauthorized } from '@mpd/contract/server';
 import { type createExpressEndpoints, initServer } from '@ts-rest/express';
 import type { Response } from 'express';
@@ -91,7 +91,8 @@ export function createRoutes(registry: NodeRegistry, options: OrchestratorOption
       list: async ({ req, res }) => {
         const denial = mayAdminister(caller(req), tokens);
         if (denial) return deny(res, denial);
-        return { status: 200, body: registry.list() };
+        // Serialised at once: the shared frozen nodes do, without a copy of every worker's pipeline.
+        return { status: 200, body: (registry.snapshot?.() ?? registry.list()) as WorkerNode[] };
       },
       drain: async ({ params, req, res }) => {
         const denial = mayActOnWorker(caller(req), tokens, params.workerId);
@@ -112,7 +113,8 @@ export function createRoutes(registry: NodeRegistry, options: OrchestratorOption
         status: 200,
         body: {
           status: 'healthy',
-          availableWorkers: registry.list().filter((node) => node.status === 'Available').length,
+          availableWorkers: (registry.snapshot?.() ?? registry.list()).filter((node) => node.status === 'Available')
+            .length,
           timestamp: new Date().toISOString(),
         },
       }),
