@@ -31,6 +31,7 @@ import {
 } from '@mpd/contract';
 import { type RunningOrchestrator, startOrchestrator } from '@mpd/orchestrator';
 import { defineModule, definePipeline } from '@mpd/pipeline';
+import { SPEC_EXAMPLES } from '@mpd/test-kit';
 import { type RunningWorker, startWorker } from '@mpd/worker';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -605,38 +606,6 @@ const cancelBody = fc
     timestamp: optional(timestamp),
   })
   .map((r) => defined(r));
-
-/** The spec's example bodies, verbatim (shared/spec/http-api.md; spec-examples.spec.ts checks them). */
-const SPEC_EXAMPLES = {
-  register: {
-    workerNode: {
-      id: 'worker-machine1-abc123',
-      endpoint: 'http://worker1:9000',
-      capabilities: {
-        os: 'linux',
-        installedTools: ['docker', 'dotnet', 'node'],
-        maxParallelModules: 4,
-        tags: ['gpu-enabled', 'high-memory'],
-      },
-      lastHeartbeat: '2025-09-30T10:00:00Z',
-      currentLoad: 0,
-      status: 'Available',
-    },
-    timestamp: '2025-09-30T10:00:00Z',
-  },
-  heartbeat: { workerId: 'worker-machine1-abc123', currentLoad: 2, timestamp: '2025-09-30T10:00:30Z' },
-  execute: {
-    executionId: 'exec-123',
-    serializedModule: '{...}',
-    moduleTypeName: 'MyApp.Modules.BuildModule, MyApp',
-    dependencyResults: { 'MyApp.Modules.RestoreModule, MyApp': '{...}' },
-    environmentVariables: { CI: 'true', BUILD_NUMBER: '42' },
-    workingDirectory: '/app/workspace',
-    timeout: '01:00:00',
-    timestamp: '2025-09-30T10:00:00Z',
-  },
-  cancel: { executionId: 'exec-123', reason: 'Timeout exceeded', timestamp: '2025-09-30T10:05:00Z' },
-};
 
 /** Valid bodies of each route with a body: the spec's example, or generated ones. */
 const VALID_BODIES: Record<string, fc.Arbitrary<unknown>> = {

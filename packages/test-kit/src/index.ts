@@ -12,9 +12,11 @@
  * ```
  *
  * {@link makeTestCertificates} makes a throwaway CA and certificates (with `openssl`) for TLS
- * tests; no key is ever committed.
+ * tests; no key is ever committed. {@link SPEC_EXAMPLES} holds the HTTP API spec's example
+ * bodies, verbatim, for the tests that check the contract against them or start from them.
  */
 export { orchestratorArgs, workerArgs } from './cli-args.js';
+export { SPEC_EXAMPLES } from './spec-examples.js';
 export { eventually } from './eventually.js';
 export { killLeftovers, mainOf, spawnProcess, type RunningProcess, type SpawnOptions } from './processes.js';
 export { makeTestCertificates, type TestCertificates } from './certificates.js';
