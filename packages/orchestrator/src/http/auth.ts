@@ -64,15 +64,18 @@ export function mayRegister(caller: Caller, tokens: AuthTokens): Denial | undefi
   return unauthenticated(caller) ?? { status: 403, message: 'registering takes the cluster join token' };
 }
 
+/** A worker's credential is good for that worker only. */
+function asItself(callerId: string, workerId: string): Denial | undefined {
+  return callerId === workerId
+    ? undefined
+    : { status: 403, message: `a worker's credential is only good for itself, not for worker '${workerId}'` };
+}
+
 /** A worker acts on itself with its own credential; the admin on any worker. */
 export function mayActOnWorker(caller: Caller, tokens: AuthTokens, workerId: string): Denial | undefined {
   if (tokens.joinToken === undefined && tokens.adminToken === undefined) return undefined;
   if (caller.kind === 'admin') return undefined;
-  if (caller.kind === 'worker') {
-    return caller.workerId === workerId
-      ? undefined
-      : { status: 403, message: `a worker's credential is only good for itself, not for worker '${workerId}'` };
-  }
+  if (caller.kind === 'worker') return asItself(caller.workerId, workerId);
   return (
     unauthenticated(caller) ?? {
       status: 403,
@@ -84,11 +87,7 @@ export function mayActOnWorker(caller: Caller, tokens: AuthTokens, workerId: str
 /** Heartbeats need the worker's own credential when a join token is set. */
 export function mayHeartbeat(caller: Caller, tokens: AuthTokens, workerId: string): Denial | undefined {
   if (tokens.joinToken === undefined) return undefined;
-  if (caller.kind === 'worker') {
-    return caller.workerId === workerId
-      ? undefined
-      : { status: 403, message: `a worker's credential is only good for itself, not for worker '${workerId}'` };
-  }
+  if (caller.kind === 'worker') return asItself(caller.workerId, workerId);
   return (
     unauthenticated(caller) ?? {
       status: 403,

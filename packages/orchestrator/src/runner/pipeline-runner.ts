@@ -416,9 +416,9 @@ class PipelineRun {
     }
   }
 
-  private enterReady(state: ModuleState): void {
+  /** Where `state` is, or goes, in the ready queue: the first module that does not go before it (binary search). */
+  private readyPosition(state: ModuleState): number {
     const queue = this.readyQueue;
-    // Binary search for the first module that goes after this one.
     let low = 0;
     let high = queue.length;
     while (low < high) {
@@ -426,7 +426,11 @@ class PipelineRun {
       if (goesBefore(queue[middle]!, state)) low = middle + 1;
       else high = middle;
     }
-    queue.splice(low, 0, state);
+    return low;
+  }
+
+  private enterReady(state: ModuleState): void {
+    this.readyQueue.splice(this.readyPosition(state), 0, state);
     const key = this.readyKeys.get(state.requiresKey);
     if (key) key.count++;
     else this.readyKeys.set(state.requiresKey, { count: 1, requires: state.definition.requires });
@@ -439,16 +443,9 @@ class PipelineRun {
       this.readyLater.splice(later, 1);
       return;
     }
-    const queue = this.readyQueue;
-    let low = 0;
-    let high = queue.length;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (goesBefore(queue[middle]!, state)) low = middle + 1;
-      else high = middle;
-    }
-    if (queue[low] !== state) return;
-    queue.splice(low, 1);
+    const position = this.readyPosition(state);
+    if (this.readyQueue[position] !== state) return;
+    this.readyQueue.splice(position, 1);
     const key = this.readyKeys.get(state.requiresKey)!;
     if (--key.count === 0) this.readyKeys.delete(state.requiresKey);
   }
