@@ -54,10 +54,10 @@ const body = <C extends 'Unauthorized' | 'Forbidden'>(code: C, errorMessage: str
 
 /** 415 for a request body that is not JSON (bodies of other types would silently be ignored). */
 export const requireJsonBody: RequestHandler = (req, res, next) => {
-  const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
   // What every client sends, checked without parsing; anything else goes through type-is.
   const type = req.headers['content-type'];
   if (type === 'application/json' || type === 'application/json; charset=utf-8') return next();
+  const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
   if (hasBody && !req.is('application/json')) {
     sendError(
       res,

@@ -3,12 +3,6 @@ import type { Request, RequestHandler, Response } from 'express';
 import { type ClientRateLimitInfo, ipKeyGenerator, MemoryStore, type Options, rateLimit } from 'express-rate-limit';
 
 const WINDOW_MS = 60_000;
-/**
- * express-rate-limit checks its set-up on every request; `singleCount` (a request counted twice
- * by one store) costs a map per request, and each limiter here has its own store and counts a
- * request once. The other checks stay on.
- */
-const VALIDATE = { singleCount: false } as const;
 
 /** Registrations per client address and minute. */
 export function registerLimiter(perMinute: number): RequestHandler {
@@ -17,7 +11,6 @@ export function registerLimiter(perMinute: number): RequestHandler {
     limit: perMinute,
     standardHeaders: 'draft-7',
     legacyHeaders: false,
-    validate: VALIDATE,
     handler: rateLimited('registrations from this address'),
   });
 }
@@ -43,7 +36,7 @@ export function heartbeatLimiter(
     window.store.increment(heartbeatKey(req, workerId)).then(
       (hits) => {
         const seconds = window.answerHeaders(res, hits);
-        if (hits.totalHits <= perMinute) return next();
+        if (hits.totalHits <= window.limit) return next();
         res.setHeader('Retry-After', String(seconds));
         (workerId === undefined ? perAddress : perWorker)(req, res);
       },
@@ -82,7 +75,12 @@ class Window {
 
 /** The heartbeat limiter's key: the authenticated worker, else the client address (IPv6 by /56). */
 function heartbeatKey(req: Request, workerId: string | undefined): string {
-  return workerId !== undefined ? `worker:${workerId}` : `address:${ipKeyGenerator(req.ip ?? '')}`;
+  return workerId !== undefined ? `worker:${workerId}` : `address:${addressKey(req)}`;
+}
+
+/** The client address as the limiters count it (IPv6 by /56, as express-rate-limit does). */
+function addressKey(req: Request): string {
+  return ipKeyGenerator(req.ip ?? '');
 }
 
 /**
@@ -103,10 +101,10 @@ export function authFailureLimiter(perMinute: number): RequestHandler {
   };
   return (req, res, next) => {
     if (req.path === '/api/health') return next();
-    const key = ipKeyGenerator(req.ip ?? '');
+    const key = addressKey(req);
     window.store.get(key).then(
       (hits) => {
-        if (hits !== undefined && hits.totalHits >= perMinute) {
+        if (hits !== undefined && hits.totalHits >= window.limit) {
           res.setHeader('Retry-After', String(window.answerHeaders(res, hits)));
           refuse(req, res);
           return;
