@@ -79,6 +79,14 @@ export interface NodeRegistry {
   onChange(listener: NodeRegistryListener): () => void;
 }
 
+/**
+ * Every worker, for a caller that only reads them (serialises, counts, places): the registry's
+ * shared frozen {@link NodeRegistry.snapshot} when it has one, else {@link NodeRegistry.list}.
+ */
+export function readNodes(registry: NodeRegistry): readonly WorkerNode[] {
+  return registry.snapshot?.() ?? registry.list();
+}
+
 /** Options of {@link NodeRegistry.register}. */
 export interface RegisterOptions {
   /**

@@ -1,6 +1,6 @@
 import type { WorkerNode } from '@mpd/contract';
 import type { AnyModule } from '@mpd/pipeline';
-import type { NodeRegistry } from '../registry/node-registry.js';
+import { type NodeRegistry, readNodes } from '../registry/node-registry.js';
 import { missingCapabilities } from './placement.js';
 
 /** What the run knows about a worker's load. */
@@ -147,7 +147,7 @@ export class WorkerPool {
     this.#capable.clear();
     this.#heap.length = 0;
     this.#live = [];
-    const nodes = this.registry.snapshot?.() ?? this.registry.list();
+    const nodes = readNodes(this.registry);
     nodes.forEach((node, order) => {
       if (!this.#usable(node)) return;
       const member: Member = { node, order, index: -1, ratio: 0, given: 0 };
