@@ -27,6 +27,7 @@ export { openApiRoute } from './openapi-route.js';
 export { apiSecurityHeaders } from './security-headers.js';
 export { bearerToken, forbidden, rateLimited, requireJsonBody, safeEqual, unauthorized } from './security.js';
 export { bodyLimitText, commaSeparatedText, tokenText } from './settings.js';
+export { writeStateFile } from './state-file.js';
 export { isLoopbackHost, PLAIN_HTTP_WARNING, startupWarnings } from './startup-warnings.js';
 export { readTlsFiles, TLS_FILE_SETTINGS, TLS_SETTING_NEEDS } from './tls-files.js';
 export type { ReadTlsFilesOptions, TlsFiles, TlsFileSetting } from './tls-files.js';

@@ -3,8 +3,8 @@
  * before a run (as the scheduler's duration hints) and updated after it. CI keeps the file
  * between runs as a cache, like a test-splitting timings file.
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { writeStateFile } from '@mpd/contract/server';
 import { z } from 'zod';
 import type { RunResult } from './run-result.js';
 
@@ -66,10 +66,7 @@ export function updatedTimings(previous: TimingsFile | undefined, result: RunRes
   return { version: 1, pipeline: result.pipeline, updatedAt: result.endTime, modules };
 }
 
-/** Writes the file whole or not at all (a temporary file renamed over it). */
+/** Writes the file whole or not at all (see `writeStateFile`). */
 export async function writeTimingsFile(file: string, timings: TimingsFile): Promise<void> {
-  await mkdir(dirname(file), { recursive: true });
-  const temporary = `${file}.${process.pid}.tmp`;
-  await writeFile(temporary, `${JSON.stringify(timings, null, 2)}\n`);
-  await rename(temporary, file);
+  await writeStateFile(file, `${JSON.stringify(timings, null, 2)}\n`);
 }

@@ -1,9 +1,8 @@
 import { readFileSync } from 'node:fs';
-import { chmod, mkdir, rename, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type OrchestratorClient, MpdClientError } from '@mpd/client';
 import type { WorkerNodeRegistration } from '@mpd/contract';
+import { writeStateFile } from '@mpd/contract/server';
 import type { Logger } from 'pino';
 import { backoffDelay } from './backoff.js';
 
@@ -151,12 +150,8 @@ export class OrchestratorLink {
   private async writeCredentialFile(credential: string | undefined): Promise<void> {
     const file = this.options.credentialFile;
     if (file === undefined || credential === undefined) return;
-    const temporary = `${file}.${process.pid}.tmp`;
     try {
-      await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-      await writeFile(temporary, `${credential}\n`, { mode: 0o600 });
-      await chmod(temporary, 0o600); // whatever the umask
-      await rename(temporary, file);
+      await writeStateFile(file, `${credential}\n`, { private: true });
     } catch (error) {
       // The worker works on; only a restart after a crash waits for the old registration to expire.
       this.options.logger.warn({ err: describe(error), file }, 'could not write the credential file');
