@@ -148,13 +148,10 @@ async function variant(shape: Extract<Shape, 'wide' | 'chain'>, config: Dispatch
   }
 }
 
-export async function dispatchBench(
-  config: DispatchConfig,
-  shapes: readonly ('wide' | 'chain')[] = ['wide', 'chain'],
-): Promise<{ rows: Row[]; details: unknown }> {
+export async function dispatchBench(config: DispatchConfig): Promise<{ rows: Row[]; details: unknown }> {
   const rows: Row[] = [];
   const details: Record<string, unknown> = { config };
-  for (const shape of shapes) {
+  for (const shape of ['wide', 'chain'] as const) {
     const { mpd, baseline } = await variant(shape, config);
     const benchmark = `2 dispatch, ${shape} ${config.size}`;
     const label = 'direct calls';
