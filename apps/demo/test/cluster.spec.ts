@@ -257,7 +257,7 @@ describe('running a pipeline', () => {
       pipeline: diamond,
       registry: cluster.orchestrator.registry,
       logger: silent,
-      noWorkerTimeoutMs: 300,
+      workerWaitMs: 300,
       rescheduleIntervalMs: 50,
     });
     expect(byName(result).a).toMatchObject({ status: 'Failed', error: { type: 'NoCapableWorker' } });

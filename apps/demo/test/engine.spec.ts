@@ -229,7 +229,7 @@ describe('ordering and concurrency', () => {
       name: 'priority',
       modules: [gate, make('low', 'Low'), make('normal', 'Normal'), make('critical', 'Critical'), make('high', 'High')],
     });
-    await clusterFor(pipeline, [{ maxParallelModules: 1 }]);
+    await clusterFor(pipeline, [{ slots: 1 }]);
     expect((await run(pipeline)).success).toBe(true);
     expect(order).toEqual(['critical', 'high', 'normal', 'low']);
   });
@@ -264,7 +264,7 @@ describe('ordering and concurrency', () => {
     const modules = [1, 2, 3, 4, 5].map((n) => defineModule({ name: `m${n}`, ...option, run: () => gauge.hold(80) }));
     const free = defineModule({ name: 'free', run: () => sleep(50) });
     const pipeline = definePipeline({ name: 'limits', modules: [...modules, free] });
-    await clusterFor(pipeline, [{ maxParallelModules: 4 }, { maxParallelModules: 4 }]);
+    await clusterFor(pipeline, [{ slots: 4 }, { slots: 4 }]);
     const result = await run(pipeline);
     expect(result.success).toBe(true);
     expect(gauge.max).toBe(expected);
@@ -284,7 +284,7 @@ describe('ordering and concurrency', () => {
       },
     });
     const pipeline = definePipeline({ name: 'alone', modules: [...others, alone], maxParallelism: 2 });
-    await clusterFor(pipeline, [{ maxParallelModules: 4 }, { maxParallelModules: 4 }]);
+    await clusterFor(pipeline, [{ slots: 4 }, { slots: 4 }]);
     expect((await run(pipeline)).success).toBe(true);
     expect(aloneSaw).toBe(0);
     expect(all.max).toBe(2);
@@ -321,7 +321,7 @@ describe('capability routing', () => {
   it('fails a module no worker can run after the configured wait, naming what is missing', async () => {
     const pipeline = pipelineOf();
     await clusterFor(pipeline, [{ id: 'plain', os: 'linux', tools: ['node'], tags: [] }]);
-    const result = byName(await run(pipeline, { noWorkerTimeoutMs: 200, rescheduleIntervalMs: 50 }));
+    const result = byName(await run(pipeline, { workerWaitMs: 200, rescheduleIntervalMs: 50 }));
     expect(result['mac-or-linux']!.status).toBe('Successful');
     expect(result.gpu).toMatchObject({ status: 'Failed', error: { type: 'NoCapableWorker' } });
     expect(result.gpu!.error!.message).toContain("plain lacks tag 'gpu'");

@@ -93,7 +93,7 @@ beforeAll(async () => {
     pipeline,
     token: WORKER_TOKEN,
     logger: silent,
-    maxParallelModules: 2,
+    slots: 2,
     workingDirectory: workDir,
     shutdownGraceMs: 200,
     tools: ['node'],

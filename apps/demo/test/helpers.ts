@@ -29,7 +29,7 @@ export class Cluster {
       port: 0,
       host: '127.0.0.1',
       orchestratorUrl: this.orchestrator?.url,
-      maxParallelModules: 2,
+      slots: 2,
       validateResponses: true,
       logger: silent,
       shutdownGraceMs: 200,

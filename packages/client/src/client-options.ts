@@ -58,5 +58,3 @@ export interface ClientOptions {
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
 export const DEFAULT_EXECUTE_MARGIN_MS = 60_000;
-/** The worker's own default module timeout (30 minutes), used when an execute request carries none. */
-export const DEFAULT_MODULE_TIMEOUT_MS = 30 * 60 * 1000;

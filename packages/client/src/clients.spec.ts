@@ -348,6 +348,22 @@ describe('execute deadlines', () => {
     expect(elapsed).toBeLessThan(590);
   });
 
+  it("a call's own deadlineMs wins over the body's timeout", async () => {
+    const server = await serve((_req, res) => later(1_500, () => json(res, 200, executeSuccess)));
+    const error = await rejection(
+      worker({ baseUrl: server.url }).execution.execute({ body: executeRequest('01:00:00'), deadlineMs: 200 }),
+    );
+    expect(error).toMatchObject({ name: 'MpdClientError', code: 'Timeout' });
+    expect((error as Error).message).toBe(`POST ${server.url}/api/execution/execute: no answer within 200 ms`);
+  });
+
+  it("any call's own deadlineMs wins over timeoutMs", async () => {
+    const server = await serve((_req, res) => later(1_500, () => json(res, 200, workerHealth)));
+    const error = await rejection(worker({ baseUrl: server.url, timeoutMs: 10_000 }).health.get({ deadlineMs: 200 }));
+    expect(error).toMatchObject({ name: 'MpdClientError', code: 'Timeout' });
+    expect((error as Error).message).toBe(`GET ${server.url}/api/health: no answer within 200 ms`);
+  });
+
   it('succeeds when the headers come late (1.5 s) and the body trickles, under a long module timeout', async () => {
     const server = await serve((_req, res) =>
       later(1_500, () => {

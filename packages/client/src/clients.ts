@@ -1,12 +1,12 @@
 import { orchestratorContract, workerContract } from '@mpd/contract';
-import { type ApiFetcher, type AppRouter, initClient, type InitClientReturn } from '@ts-rest/core';
+import { type AppRouter, initClient, type InitClientReturn } from '@ts-rest/core';
 import type { ClientOptions } from './client-options.js';
-import { createFetcher } from './fetcher.js';
+import { createFetcher, type Fetcher } from './fetcher.js';
 
 interface ResolvedArgs {
   baseUrl: string;
   baseHeaders: Record<string, string>;
-  api: ApiFetcher;
+  api: Fetcher;
   validateResponse: boolean;
   throwOnUnknownStatus: true;
 }

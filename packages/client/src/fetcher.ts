@@ -1,15 +1,26 @@
-import { parseTimeSpan } from '@mpd/contract';
-import { type ApiFetcher, type ApiFetcherArgs, isZodType } from '@ts-rest/core';
+import { DEFAULT_MODULE_TIMEOUT_MS, parseTimeSpan, workerContract } from '@mpd/contract';
+import type { ApiFetcher, ApiFetcherArgs } from '@ts-rest/core';
+import { isZodType } from '@ts-rest/core';
 import { Agent, type Dispatcher, request } from 'undici';
-import {
-  type ClientOptions,
-  DEFAULT_EXECUTE_MARGIN_MS,
-  DEFAULT_MODULE_TIMEOUT_MS,
-  DEFAULT_TIMEOUT_MS,
-} from './client-options.js';
+import { type ClientOptions, DEFAULT_EXECUTE_MARGIN_MS, DEFAULT_TIMEOUT_MS } from './client-options.js';
 import { MpdClientError } from './errors.js';
 
-const EXECUTE_PATH = '/api/execution/execute';
+/**
+ * What every call of a client takes besides the route's own arguments (ts-rest passes a custom
+ * fetcher's extra parameters through each route call).
+ */
+export interface CallOptions {
+  /**
+   * How long this call may wait for its complete answer, in ms; overrides
+   * {@link ClientOptions.timeoutMs} (for `execute`: the module's timeout plus
+   * {@link ClientOptions.executeMarginMs}). The orchestrator passes each attempt's deadline.
+   * @default timeoutMs; for `execute`, the body's `timeout` (or 30 minutes) plus executeMarginMs
+   */
+  deadlineMs?: number;
+}
+
+/** The client's fetcher: ts-rest's, plus {@link CallOptions}. */
+export type Fetcher = (args: ApiFetcherArgs & CallOptions) => ReturnType<ApiFetcher>;
 
 /**
  * The options of the fetcher's undici `Agent`: undici's own header and body timeouts
@@ -49,19 +60,21 @@ function connectOptions(tls: NonNullable<ClientOptions['tls']>): NonNullable<Age
  * instead of `AbortSignal.timeout`/`any`, whose signals Node 20 makes transferable). The
  * orchestrator makes one call per module, so this is most of its cost per module.
  */
-export function createFetcher(options: ClientOptions): { api: ApiFetcher; close: () => Promise<void> } {
+export function createFetcher(options: ClientOptions): { api: Fetcher; close: () => Promise<void> } {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const executeMarginMs = options.executeMarginMs ?? DEFAULT_EXECUTE_MARGIN_MS;
   const dispatcher = new Agent(dispatcherOptions(timeoutMs, options.tls));
 
-  const deadlineFor = (args: ApiFetcherArgs): number => {
-    if (args.route.path !== EXECUTE_PATH) return timeoutMs;
+  const deadlineFor = (args: ApiFetcherArgs & CallOptions): number => {
+    if (args.deadlineMs !== undefined) return args.deadlineMs;
+    if (args.route !== workerContract.execution.execute) return timeoutMs;
+    // An execute call that names no deadline waits for the module's own timeout plus the margin.
     const requested = (args.rawBody as { timeout?: unknown } | undefined)?.timeout;
     const moduleTimeout = typeof requested === 'string' ? parseTimeSpan(requested) : undefined;
     return (moduleTimeout ?? DEFAULT_MODULE_TIMEOUT_MS) + executeMarginMs;
   };
 
-  const api: ApiFetcher = async (args) => {
+  const api: Fetcher = async (args) => {
     const deadline = deadlineFor(args);
     const callerSignal: AbortSignal | undefined = args.fetchOptions?.signal ?? undefined;
     // One controller for both ways a call is given up: the caller's signal and the deadline.

@@ -13,5 +13,6 @@
 export { createOrchestratorClient, createWorkerClient } from './clients.js';
 export type { OrchestratorClient, WorkerClient } from './clients.js';
 export type { ClientOptions } from './client-options.js';
+export type { CallOptions } from './fetcher.js';
 export { MpdClientError } from './errors.js';
 export type { MpdClientErrorCode } from './errors.js';

@@ -65,6 +65,55 @@ export const errorBodySchema = z.object({
 export type ErrorBody = z.infer<typeof errorBodySchema>;
 
 /**
+ * The HTTP status of each error code: one table for every route and middleware of both
+ * servers (tRPC's practice: `getHTTPStatusCode` from one code table), so a code always comes
+ * with the same status.
+ */
+export const ERROR_STATUS = {
+  ValidationFailed: 400,
+  MalformedJson: 400,
+  EndpointNotAllowed: 400,
+  Unauthorized: 401,
+  Forbidden: 403,
+  WorkerNotFound: 404,
+  ExecutionNotFound: 404,
+  ModuleNotFound: 404,
+  RouteNotFound: 404,
+  WorkerIdTaken: 409,
+  PayloadTooLarge: 413,
+  UnsupportedMediaType: 415,
+  WorkerAtCapacity: 429,
+  RateLimited: 429,
+  InternalError: 500,
+  WorkerDraining: 503,
+} as const satisfies Record<ErrorCode, number>;
+
+/** The contract's error body (`{ success: false, errorMessage, code, issues? }`). */
+export function errorBody<C extends ErrorCode>(
+  code: C,
+  errorMessage: string,
+  issues?: FieldIssue[],
+): { success: false; errorMessage: string; code: C; issues?: FieldIssue[] } {
+  return issues ? { success: false, errorMessage, code, issues } : { success: false, errorMessage, code };
+}
+
+/**
+ * An error answer as a ts-rest route returns it: the status {@link ERROR_STATUS} gives `code`,
+ * and the contract's error body.
+ *
+ * ```ts
+ * return errorResponse('WorkerNotFound', `Worker '${id}' is not registered`); // { status: 404, body }
+ * ```
+ */
+export function errorResponse<C extends ErrorCode>(
+  code: C,
+  errorMessage: string,
+  issues?: FieldIssue[],
+): { status: (typeof ERROR_STATUS)[C]; body: ReturnType<typeof errorBody<C>> } {
+  return { status: ERROR_STATUS[code], body: errorBody(code, errorMessage, issues) };
+}
+
+/**
  * Responses every route may give: a malformed request, a missing or wrong token, a body over
  * the size limit, a body that is not JSON, too many requests, an unexpected failure.
  */

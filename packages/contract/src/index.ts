@@ -19,7 +19,10 @@ export type { WorkerContract } from './worker.contract.js';
 export {
   commonResponses,
   durationSchema,
+  ERROR_STATUS,
+  errorBody,
   errorBodySchema,
+  errorResponse,
   errorCodeSchema,
   fieldIssueSchema,
   identifierSchema,
@@ -80,5 +83,4 @@ export type {
 export { formatTimeSpan, parseTimeSpan } from './time-span.js';
 export { describeFieldIssues, toFieldIssues } from './validation.js';
 export { orchestratorOpenApi, workerOpenApi } from './openapi.js';
-export { createSecretMasker, MASK, maskDeep, MIN_SECRET_LENGTH } from './secrets.js';
-export type { SecretMasker } from './secrets.js';
+export { DEFAULT_MODULE_TIMEOUT_MS, MASK, OPENAPI_PATH } from './limits.js';

@@ -1,4 +1,4 @@
-import { orchestratorContract, orchestratorOpenApi } from '@mpd/contract';
+import { OPENAPI_PATH, orchestratorContract, orchestratorOpenApi } from '@mpd/contract';
 import {
   apiSecurityHeaders,
   finalErrorHandler,
@@ -6,13 +6,12 @@ import {
   openApiRoute,
   requireJsonBody,
   routeNotFound,
-} from '@mpd/contract/server';
+} from '@mpd/server-kit';
 import cors from 'cors';
 import { createExpressEndpoints } from '@ts-rest/express';
 import express from 'express';
 import type { Logger } from 'pino';
-import { callerOf } from './http/auth.js';
-import { authFailureLimiter, heartbeatLimiter, registerLimiter } from './http/rate-limits.js';
+import { authFailureLimiter } from './http/rate-limits.js';
 import { createRoutes } from './http/routes.js';
 import { type OrchestratorSettings, resolveOrchestratorOptions } from './orchestrator-options.js';
 import type { NodeRegistry } from './registry/node-registry.js';
@@ -63,16 +62,7 @@ export function createApp(deps: AppDependencies): express.Express {
   const bodyLimit = options.bodyLimit ?? DEFAULT_BODY_LIMIT;
   app.use(express.json({ limit: bodyLimit }));
 
-  app.get('/api/openapi.json', openApiRoute(orchestratorOpenApi));
-  app.post('/api/workers/register', registerLimiter(options.rateLimits.registerPerMinute));
-  const tokens = { joinToken: options.joinToken, adminToken: options.adminToken };
-  app.post(
-    '/api/workers/heartbeat',
-    heartbeatLimiter(options.rateLimits.heartbeatPerMinute, (req) => {
-      const caller = callerOf(req, tokens, deps.registry);
-      return caller.kind === 'worker' ? caller.workerId : undefined;
-    }),
-  );
+  app.get(OPENAPI_PATH, openApiRoute(orchestratorOpenApi));
 
   createExpressEndpoints(orchestratorContract, createRoutes(deps.registry, options), app, {
     logInitialization: false,

@@ -136,7 +136,7 @@ async function main(): Promise<number> {
           ...(config.ignoreCategories ? { ignoreCategories: config.ignoreCategories } : {}),
           ...(config.failureMode ? { failureMode: config.failureMode } : {}),
           ...(config.maxParallelism ? { maxParallelism: config.maxParallelism } : {}),
-          noWorkerTimeoutMs: config.workerWaitMs,
+          workerWaitMs: config.workerWaitMs,
           maxLostAttempts: config.maxLostAttempts,
           timeoutMarginMs: config.timeoutMarginMs,
           ...(tls.workers ? { workerTls: tls.workers } : {}),

@@ -5,7 +5,7 @@ import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
 import type { NodeRegistryEvent } from './registry/node-registry.js';
-import { reachableHost, type RunningOrchestrator, startOrchestrator } from './server.js';
+import { type RunningOrchestrator, startOrchestrator } from './server.js';
 
 const running: RunningOrchestrator[] = [];
 afterEach(async () => {
@@ -182,17 +182,5 @@ describe('startOrchestrator with tls', () => {
     const loopback: { level: number; msg: string }[] = [];
     await start({ port: 0, host: '127.0.0.1', logger: capturingLogger(loopback) });
     expect(loopback.filter((line) => line.level >= 40)).toEqual([]);
-  });
-});
-
-describe('reachableHost', () => {
-  it.each([
-    ['0.0.0.0', '127.0.0.1'],
-    ['::', '[::1]'],
-    ['127.0.0.1', '127.0.0.1'],
-    ['orchestrator.local', 'orchestrator.local'],
-    ['::1', '[::1]'],
-  ])('%s -> %s', (host, expected) => {
-    expect(reachableHost(host)).toBe(expected);
   });
 });

@@ -1,6 +1,4 @@
-import { createServer, type RequestListener, type Server } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { closeGracefully, createHttpOrHttpsServer, listen, reachableHost, type ServerTls } from '@mpd/server-kit';
 import { createApp } from './app.js';
 import { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
 import { type OrchestratorSettings, resolveOrchestratorOptions } from './orchestrator-options.js';
@@ -40,17 +38,7 @@ export type StartOrchestratorOptions = OrchestratorSettings & {
    * its connection is refused during the handshake.
    * @default plain HTTP
    */
-  tls?: {
-    /** The server's certificate (chain), PEM. */
-    cert: string | Buffer;
-    /** The certificate's private key, PEM. */
-    key: string | Buffer;
-    /**
-     * The CA(s) client certificates must be signed by: set it to require mutual TLS.
-     * @default no client certificate asked for
-     */
-    clientCa?: string | Buffer;
-  };
+  tls?: ServerTls;
 };
 
 /** A listening orchestrator. */
@@ -94,9 +82,25 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
   const closeGraceMs = options.closeGraceMs ?? 5_000;
 
   const app = createApp({ registry, options: resolved });
-  const server = options.tls ? createTlsServer(options.tls, app) : createServer(app);
-  await listen(server, port, host);
-  const actualPort = (server.address() as AddressInfo).port;
+  let server: ReturnType<typeof createHttpOrHttpsServer>;
+  try {
+    server = createHttpOrHttpsServer(app, options.tls);
+  } catch (error) {
+    throw new OrchestratorConfigError(
+      'InvalidSetting',
+      'tls',
+      `Invalid setting tls: cannot use the certificate, key or client CA: ${(error as Error).message}`,
+      { cause: error },
+    );
+  }
+  let actualPort: number;
+  try {
+    actualPort = await listen(server, port, host);
+  } catch (error) {
+    throw new OrchestratorStartError('ListenFailed', `Cannot listen on ${host}:${port}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
   const url = `${options.tls ? 'https' : 'http'}://${reachableHost(host)}:${actualPort}`;
 
   const sweeper = setInterval(() => {
@@ -126,71 +130,10 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
   const close = (): Promise<void> => {
     closing ??= (async () => {
       clearInterval(sweeper);
-      await closeServer(server, closeGraceMs);
+      await closeGracefully(server, closeGraceMs);
       resolved.logger.info('orchestrator stopped');
     })();
     return closing;
   };
   return { url, port: actualPort, registry, close };
-}
-
-/**
- * An HTTPS server for `app`; with `clientCa`, one that requires a client certificate signed by it.
- * @throws OrchestratorConfigError when the certificate, key or CA cannot be used.
- */
-function createTlsServer(tls: NonNullable<StartOrchestratorOptions['tls']>, app: RequestListener): HttpsServer {
-  try {
-    return createHttpsServer(
-      {
-        cert: tls.cert,
-        key: tls.key,
-        ...(tls.clientCa !== undefined ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
-      },
-      app,
-    );
-  } catch (error) {
-    throw new OrchestratorConfigError(
-      'InvalidSetting',
-      'tls',
-      `Invalid setting tls: cannot use the certificate, key or client CA: ${(error as Error).message}`,
-      { cause: error },
-    );
-  }
-}
-
-function listen(server: Server | HttpsServer, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (error: Error): void => {
-      reject(
-        new OrchestratorStartError('ListenFailed', `Cannot listen on ${host}:${port}: ${error.message}`, {
-          cause: error,
-        }),
-      );
-    };
-    server.once('error', onError);
-    server.listen(port, host, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
-}
-
-function closeServer(server: Server | HttpsServer, graceMs: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const force = setTimeout(() => server.closeAllConnections(), graceMs);
-    force.unref();
-    server.close((error) => {
-      clearTimeout(force);
-      if (error) reject(error);
-      else resolve();
-    });
-    server.closeIdleConnections();
-  });
-}
-
-/** The host part of a URL that reaches `host` from this machine. */
-export function reachableHost(host: string): string {
-  if (host === '' || host === '0.0.0.0') return '127.0.0.1';
-  if (host === '::' || host === '[::]') return '[::1]';
-  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }

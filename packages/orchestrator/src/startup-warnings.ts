@@ -1,4 +1,4 @@
-import { startupWarnings } from '@mpd/contract/server';
+import { startupWarnings } from '@mpd/server-kit';
 
 /** What the orchestrator warns about at start (see `startupWarnings` of `@mpd/contract/server`); never any token value. */
 export function orchestratorStartupWarnings(settings: {

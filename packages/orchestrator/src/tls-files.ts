@@ -1,5 +1,5 @@
 import type { ClientOptions } from '@mpd/client';
-import { readTlsFiles as readFiles, type TlsFileSetting } from '@mpd/contract/server';
+import { readTlsFiles as readFiles, type TlsFileSetting } from '@mpd/server-kit';
 import { type OrchestratorCliConfig, settingName } from './config.js';
 import { OrchestratorConfigError } from './errors.js';
 import type { StartOrchestratorOptions } from './server.js';

@@ -163,8 +163,12 @@ export interface ModuleDefinition<Name extends string, Deps extends readonly Dep
   readonly parallelLimit: ParallelLimit | undefined;
 }
 
-/** The default module timeout: 30 minutes, as in ModularPipelines. */
-export const DEFAULT_MODULE_TIMEOUT_MS = 30 * 60 * 1000;
+/**
+ * The default module timeout: 30 minutes, as in ModularPipelines. One value with the wire's
+ * default (an execute request without `timeout`), defined by the contract; its `limits` entry
+ * imports nothing, so loading a pipeline loads no zod or ts-rest.
+ */
+export { DEFAULT_MODULE_TIMEOUT_MS } from '@mpd/contract/limits';
 
 const MODULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$/;
 

@@ -77,7 +77,7 @@ beforeAll(async () => {
     host: '127.0.0.1',
     id: 'worker-spec-1',
     pipeline,
-    maxParallelModules: 2,
+    slots: 2,
     validateResponses: true,
     logger: pino({ level: 'silent' }),
     shutdownGraceMs: 100,
@@ -187,7 +187,7 @@ describe('worker API', () => {
     expect(response.body).toMatchObject({ success: false, errorMessage: 'Execution not found' });
   });
 
-  it('runs at most maxParallelModules at once; beyond that 429 with Retry-After', async () => {
+  it('runs at most its slots at once; beyond that 429 with Retry-After', async () => {
     const first = client.execution.execute({ body: request('exec-cap-1', 'wait', { serializedModule: '{"ms":400}' }) });
     const second = client.execution.execute({
       body: request('exec-cap-2', 'wait', { serializedModule: '{"ms":400}' }),

@@ -1,8 +1,7 @@
-import { workerContract, workerOpenApi } from '@mpd/contract';
+import { errorResponse, OPENAPI_PATH, workerContract, workerOpenApi } from '@mpd/contract';
 import {
   apiSecurityHeaders,
   bearerToken,
-  errorBody,
   finalErrorHandler,
   handleRequestValidationError,
   openApiRoute,
@@ -10,7 +9,7 @@ import {
   routeNotFound,
   safeEqual,
   unauthorized,
-} from '@mpd/contract/server';
+} from '@mpd/server-kit';
 import type { JsonValue } from '@mpd/pipeline';
 import { initServer, createExpressEndpoints } from '@ts-rest/express';
 import express, { type Application, type Request, type Response } from 'express';
@@ -70,21 +69,15 @@ export function createApp(deps: WorkerAppDeps): Application {
             const issues = [
               { field: 'body.serializedModule', message: "must be the module's parameters as JSON text" },
             ];
-            return {
-              status: 400,
-              body: errorBody('ValidationFailed', 'body.serializedModule: must be JSON text', issues),
-            };
+            return errorResponse('ValidationFailed', 'body.serializedModule: must be JSON text', issues);
           }
         }
         for (const [name, text] of Object.entries(body.dependencyResults)) {
           if (!isJson(text)) {
             const field = `body.dependencyResults.${name}`;
-            return {
-              status: 400,
-              body: errorBody('ValidationFailed', `${field}: must be JSON text`, [
-                { field, message: 'must be JSON text' },
-              ]),
-            };
+            return errorResponse('ValidationFailed', `${field}: must be JSON text`, [
+              { field, message: 'must be JSON text' },
+            ]);
           }
         }
         const decision = executor.execute({ ...body, params });
@@ -94,17 +87,14 @@ export function createApp(deps: WorkerAppDeps): Application {
             return decision.outcome;
           case 'busy':
             res.setHeader('Retry-After', '1');
-            return {
-              status: 429,
-              body: errorBody(
-                'WorkerAtCapacity',
-                `Worker is running ${decision.load} of ${decision.maxParallelModules} modules; try again later or on another worker`,
-              ),
-            };
+            return errorResponse(
+              'WorkerAtCapacity',
+              `Worker is running ${decision.load} of ${decision.slots} modules; try again later or on another worker`,
+            );
           case 'draining':
-            return { status: 503, body: errorBody('WorkerDraining', 'Worker is draining and takes no new modules') };
+            return errorResponse('WorkerDraining', 'Worker is draining and takes no new modules');
           case 'unknown-module':
-            return { status: 404, body: errorBody('ModuleNotFound', decision.message) };
+            return errorResponse('ModuleNotFound', decision.message);
         }
       },
       cancel: async ({ body, req, res }) => {
@@ -112,7 +102,7 @@ export function createApp(deps: WorkerAppDeps): Application {
         if (denied) return denied;
         return executor.cancel(body.executionId, body.reason)
           ? { status: 200, body: { success: true } }
-          : { status: 404, body: errorBody('ExecutionNotFound', 'Execution not found') };
+          : errorResponse('ExecutionNotFound', 'Execution not found');
       },
     },
     health: {
@@ -121,7 +111,7 @@ export function createApp(deps: WorkerAppDeps): Application {
         body: {
           status: 'healthy',
           currentLoad: executor.load,
-          maxLoad: executor.maxParallelModules,
+          maxLoad: executor.slots,
           timestamp: new Date().toISOString(),
         },
       }),
@@ -136,7 +126,7 @@ export function createApp(deps: WorkerAppDeps): Application {
   app.use(apiSecurityHeaders());
   app.use(requireJsonBody);
   app.use(express.json({ limit: bodyLimit }));
-  app.get('/api/openapi.json', openApiRoute(workerOpenApi));
+  app.get(OPENAPI_PATH, openApiRoute(workerOpenApi));
   createExpressEndpoints(workerContract, router, app, {
     responseValidation: deps.validateResponses ?? false,
     requestValidationErrorHandler: (error, _req, res) => handleRequestValidationError(error, res),

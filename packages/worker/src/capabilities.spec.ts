@@ -2,7 +2,6 @@ import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { backoffDelay } from './agent/backoff.js';
 import { defaultWorkerId, detectTools, osName } from './capabilities.js';
 
 describe('worker capabilities', () => {
@@ -34,15 +33,5 @@ describe('worker capabilities', () => {
       .slice(0, 48);
     expect(id).toMatch(new RegExp(`^worker-${host}-[0-9a-f]{6}$`));
     expect(defaultWorkerId()).not.toBe(id);
-  });
-});
-
-describe('backoffDelay', () => {
-  it('doubles up to the maximum, with jitter between half and all of the ceiling', () => {
-    expect(backoffDelay(0, 500, 30_000, () => 0)).toBe(250);
-    expect(backoffDelay(0, 500, 30_000, () => 1)).toBe(500);
-    expect(backoffDelay(3, 500, 30_000, () => 1)).toBe(4_000);
-    expect(backoffDelay(20, 500, 30_000, () => 1)).toBe(30_000);
-    expect(backoffDelay(20, 500, 30_000, () => 0)).toBe(15_000);
   });
 });

@@ -1,4 +1,4 @@
-import { bodyLimitText, commaSeparatedText, TLS_SETTING_NEEDS, tokenText } from '@mpd/contract/server';
+import { bodyLimitText, commaSeparatedText, TLS_SETTING_NEEDS, tokenText } from '@mpd/server-kit';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 import { WorkerConfigError } from './errors.js';

@@ -9,7 +9,7 @@
  *   port: 0,
  *   orchestratorUrl: 'http://127.0.0.1:8080',
  *   pipeline: await loadPipelineFile('pipeline.ts'),
- *   maxParallelModules: 4,
+ *   slots: 4,
  * });
  * console.log(`worker ${worker.id} at ${worker.url}`);
  * process.on('SIGTERM', () => void worker.close());

@@ -60,7 +60,7 @@ async function main(): Promise<void> {
       ...(config.orchestrator ? { orchestratorUrl: config.orchestrator } : {}),
       ...(config.tags ? { tags: config.tags } : {}),
       ...(config.tools ? { tools: config.tools } : {}),
-      ...(config.maxParallel ? { maxParallelModules: config.maxParallel } : {}),
+      ...(config.maxParallel ? { slots: config.maxParallel } : {}),
       ...(config.joinToken ? { joinToken: config.joinToken } : {}),
       ...(config.credentialFile
         ? { credentialFile: resolve(process.env.INIT_CWD ?? process.cwd(), config.credentialFile) }

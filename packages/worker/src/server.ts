@@ -1,11 +1,7 @@
-import { once } from 'node:events';
-import type { Server } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
 import { availableParallelism, hostname } from 'node:os';
 import { createOrchestratorClient } from '@mpd/client';
-import type { WorkerNodeRegistration } from '@mpd/contract';
-import { DEFAULT_MODULE_TIMEOUT_MS } from '@mpd/pipeline';
+import { DEFAULT_MODULE_TIMEOUT_MS, type WorkerNodeRegistration } from '@mpd/contract';
+import { closeGracefully, createHttpOrHttpsServer, listen } from '@mpd/server-kit';
 import pino from 'pino';
 import { OrchestratorLink, type LinkState } from './agent/orchestrator-link.js';
 import { createApp } from './app.js';
@@ -69,11 +65,11 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
   const logger = options.logger ?? pino({ level: 'info' }, pino.destination(2));
   const id = options.id ?? defaultWorkerId();
   const host = options.host ?? '0.0.0.0';
-  const maxParallelModules = options.maxParallelModules ?? availableParallelism();
+  const slots = options.slots ?? availableParallelism();
   const executor = new ModuleExecutor({
     workerId: id,
     pipeline: options.pipeline,
-    maxParallelModules,
+    slots,
     defaultTimeoutMs: options.defaultTimeoutMs ?? DEFAULT_MODULE_TIMEOUT_MS,
     workingDirectory: options.workingDirectory ?? process.cwd(),
     completedRetentionMs: 10 * 60_000,
@@ -88,35 +84,28 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}),
     validateResponses: options.validateResponses ?? false,
   });
-  const port0 = options.port ?? 9000;
-  let server: Server | HttpsServer;
-  if (options.tls) {
-    const { cert, key, clientCa } = options.tls;
-    try {
-      server = createHttpsServer(
-        { cert, key, ...(clientCa !== undefined ? { ca: clientCa, requestCert: true, rejectUnauthorized: true } : {}) },
-        app,
-      );
-    } catch (cause) {
-      throw new WorkerError(
-        'InvalidSetting',
-        `Invalid setting tls: cannot use the certificate, key or client CA: ${(cause as Error).message}`,
-        { cause },
-      );
-    }
-    server.listen(port0, host);
-  } else {
-    server = app.listen(port0, host);
-  }
+  const requestedPort = options.port ?? 9000;
+  let server: ReturnType<typeof createHttpOrHttpsServer>;
   try {
-    await once(server, 'listening');
+    server = createHttpOrHttpsServer(app, options.tls);
   } catch (cause) {
-    throw new WorkerError('ListenFailed', `Cannot listen on ${host}:${port0}: ${(cause as Error).message}`, { cause });
+    throw new WorkerError(
+      'InvalidSetting',
+      `Invalid setting tls: cannot use the certificate, key or client CA: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+  let port: number;
+  try {
+    port = await listen(server, requestedPort, host);
+  } catch (cause) {
+    throw new WorkerError('ListenFailed', `Cannot listen on ${host}:${requestedPort}: ${(cause as Error).message}`, {
+      cause,
+    });
   }
   // Long-running executions answer late: let Node keep those requests open.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
-  const { port } = server.address() as AddressInfo;
   const wildcard = host === '0.0.0.0' || host === '::';
   const scheme = options.tls ? 'https' : 'http';
   const url = `${scheme}://${wildcard ? '127.0.0.1' : formatHost(host)}:${port}`;
@@ -133,7 +122,12 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
   const node = (): WorkerNodeRegistration => ({
     id,
     endpoint,
-    capabilities: { os: options.os ?? osName(), installedTools: tools, maxParallelModules, tags: options.tags ?? [] },
+    capabilities: {
+      os: options.os ?? osName(),
+      installedTools: tools,
+      maxParallelModules: slots,
+      tags: options.tags ?? [],
+    },
     pipeline: options.pipeline
       ? {
           name: options.pipeline.name,
@@ -186,9 +180,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
       }
       await link?.stop();
       await client?.close();
-      server.closeIdleConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeAllConnections();
+      await closeGracefully(server);
       state = 'stopped';
       resolveStopped();
     })());

@@ -1,4 +1,4 @@
-import { startupWarnings } from '@mpd/contract/server';
+import { startupWarnings } from '@mpd/server-kit';
 
 /** What the worker warns about at start (see `startupWarnings` of `@mpd/contract/server`); never any token value. */
 export function workerStartupWarnings(settings: { host: string; tls: boolean; token: boolean }): string[] {

@@ -1,4 +1,4 @@
-import { readTlsFiles as readFiles, type TlsFileSetting } from '@mpd/contract/server';
+import { readTlsFiles as readFiles, type TlsFileSetting } from '@mpd/server-kit';
 import type { WorkerCliConfig } from './config.js';
 import { WorkerConfigError } from './errors.js';
 import type { WorkerOptions } from './worker-options.js';

@@ -69,10 +69,12 @@ export interface WorkerOptions {
   /** The pipeline whose modules this worker runs. */
   pipeline?: Pipeline;
   /**
-   * How many modules may run at once.
-   * @default the number of CPUs
+   * How many modules may run at once on this worker (its slots; the CLI's `--slots`),
+   * advertised to the orchestrator as `capabilities.maxParallelModules`. Not the orchestrator's
+   * `maxParallelism`, which caps modules across the whole cluster.
+   * @default the number of CPUs (`os.availableParallelism()`)
    */
-  maxParallelModules?: number;
+  slots?: number;
   /** @default [] */
   tags?: string[];
   /**

@@ -1,4 +1,4 @@
-import { bearerToken, safeEqual } from '@mpd/contract/server';
+import { bearerToken, safeEqual } from '@mpd/server-kit';
 import type { Request } from 'express';
 import type { NodeRegistry } from '../registry/node-registry.js';
 

@@ -1,8 +1,10 @@
-import { rateLimited } from '@mpd/contract/server';
+import { orchestratorContract } from '@mpd/contract';
+import { rateLimited } from '@mpd/server-kit';
 import type { Request, RequestHandler, Response } from 'express';
 import { type ClientRateLimitInfo, ipKeyGenerator, MemoryStore, type Options, rateLimit } from 'express-rate-limit';
 
 const WINDOW_MS = 60_000;
+const HEALTH_PATH = orchestratorContract.health.get.path;
 
 /** Registrations per client address and minute. */
 export function registerLimiter(perMinute: number): RequestHandler {
@@ -94,13 +96,14 @@ function addressKey(req: Request): string {
  * A 429 carries `Retry-After` and the IETF draft-7 `RateLimit` and `RateLimit-Policy` headers.
  */
 export function authFailureLimiter(perMinute: number): RequestHandler {
+  // Health checks (load balancers, probes) take no token and are never refused.
   const window = new Window(perMinute);
   const refuse = rateLimited('failed authentications from this address');
   const countIfRefused = (res: Response, key: string): void => {
     if (res.statusCode === 401 || res.statusCode === 403) void window.store.increment(key);
   };
   return (req, res, next) => {
-    if (req.path === '/api/health') return next();
+    if (req.path === HEALTH_PATH) return next();
     const key = addressKey(req);
     window.store.get(key).then(
       (hits) => {

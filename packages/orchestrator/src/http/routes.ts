@@ -1,5 +1,5 @@
-import { type OrchestratorContract, orchestratorContract, type WorkerNode } from '@mpd/contract';
-import { forbidden, unauthorized } from '@mpd/contract/server';
+import { errorResponse, type OrchestratorContract, orchestratorContract, type WorkerNode } from '@mpd/contract';
+import { forbidden, unauthorized } from '@mpd/server-kit';
 import { type createExpressEndpoints, initServer } from '@ts-rest/express';
 import type { Response } from 'express';
 import { RegistrationError } from '../errors.js';
@@ -15,14 +15,11 @@ import {
   mayRegister,
 } from './auth.js';
 import { endpointAllowed } from './endpoint-policy.js';
+import { heartbeatLimiter, registerLimiter } from './rate-limits.js';
 
 const s = initServer();
 
-const workerNotFound = (workerId: string) =>
-  ({
-    status: 404,
-    body: { success: false, code: 'WorkerNotFound', errorMessage: `Worker '${workerId}' is not registered` },
-  }) as const;
+const workerNotFound = (workerId: string) => errorResponse('WorkerNotFound', `Worker '${workerId}' is not registered`);
 
 const deny = (res: Response, denial: Denial) =>
   denial.status === 401 ? unauthorized(res, denial.message) : forbidden(denial.message);
@@ -30,63 +27,66 @@ const deny = (res: Response, denial: Denial) =>
 /** ts-rest's implementation type of the orchestrator contract (not exported by `@ts-rest/express`). */
 export type OrchestratorRoutes = Parameters<typeof createExpressEndpoints<OrchestratorContract>>[1];
 
-/** The orchestrator contract's routes, answering from `registry`, with each route's authorization. */
+/**
+ * The orchestrator contract's routes, answering from `registry`, with each route's authorization
+ * and its rate limit (attached to the contract's route, so no path is written again here).
+ */
 export function createRoutes(registry: NodeRegistry, options: OrchestratorOptions): OrchestratorRoutes {
   const tokens = { joinToken: options.joinToken, adminToken: options.adminToken };
   const caller = (req: Parameters<typeof callerOf>[0]): Caller => callerOf(req, tokens, registry);
   return s.router(orchestratorContract, {
     workers: {
-      register: async ({ body, req, res }) => {
-        const denial = mayRegister(caller(req), tokens);
-        if (denial) return deny(res, denial);
-        if (!endpointAllowed(body.workerNode.endpoint, options.allowedWorkerHosts)) {
-          const field = 'body.workerNode.endpoint';
-          const message = `the host of ${JSON.stringify(body.workerNode.endpoint)} is not in the orchestrator's allowed worker hosts`;
-          return {
-            status: 400,
-            body: {
-              success: false,
-              code: 'EndpointNotAllowed',
-              errorMessage: `${field}: ${message}`,
-              issues: [{ field, message }],
-            },
-          };
-        }
-        try {
-          // With or without a join token: a live worker's id is refused (409) unless the request
-          // presents its credential, so no one can take a worker's place or learn its credential.
-          const node = registry.register(body.workerNode, { credential: body.credential, exclusive: true });
-          return {
-            status: 200,
-            body: {
-              success: true,
-              workerId: node.id,
-              heartbeatIntervalSeconds: options.heartbeatIntervalSeconds,
-              credential: registry.credentialOf(node.id)!,
-            },
-          };
-        } catch (error) {
-          if (error instanceof RegistrationError) {
-            return { status: 409, body: { success: false, code: 'WorkerIdTaken', errorMessage: error.message } };
+      register: {
+        middleware: [registerLimiter(options.rateLimits.registerPerMinute)],
+        handler: async ({ body, req, res }) => {
+          const denial = mayRegister(caller(req), tokens);
+          if (denial) return deny(res, denial);
+          if (!endpointAllowed(body.workerNode.endpoint, options.allowedWorkerHosts)) {
+            const field = 'body.workerNode.endpoint';
+            const message = `the host of ${JSON.stringify(body.workerNode.endpoint)} is not in the orchestrator's allowed worker hosts`;
+            return errorResponse('EndpointNotAllowed', `${field}: ${message}`, [{ field, message }]);
           }
-          throw error;
-        }
+          try {
+            // With or without a join token: a live worker's id is refused (409) unless the request
+            // presents its credential, so no one can take a worker's place or learn its credential.
+            const node = registry.register(body.workerNode, { credential: body.credential, exclusive: true });
+            return {
+              status: 200,
+              body: {
+                success: true,
+                workerId: node.id,
+                heartbeatIntervalSeconds: options.heartbeatIntervalSeconds,
+                credential: registry.credentialOf(node.id)!,
+              },
+            };
+          } catch (error) {
+            if (error instanceof RegistrationError) {
+              return errorResponse('WorkerIdTaken', error.message);
+            }
+            throw error;
+          }
+        },
       },
-      heartbeat: async ({ body, req, res }) => {
-        const denial = mayHeartbeat(caller(req), tokens, body.workerId);
-        if (denial) return deny(res, denial);
-        const node = registry.heartbeat(body.workerId, body.currentLoad);
-        if (!node) {
-          return {
-            status: 404,
-            body: {
-              success: false,
-              code: 'WorkerNotFound',
-              errorMessage: `Worker '${body.workerId}' is not registered; register again with POST /api/workers/register`,
-            },
-          };
-        }
-        return { status: 200, body: { acknowledged: true, shouldDrain: node.status === 'Draining' } };
+      heartbeat: {
+        middleware: [
+          heartbeatLimiter(options.rateLimits.heartbeatPerMinute, (req) => {
+            const authenticated = caller(req);
+            return authenticated.kind === 'worker' ? authenticated.workerId : undefined;
+          }),
+        ],
+        handler: async ({ body, req, res }) => {
+          const denial = mayHeartbeat(caller(req), tokens, body.workerId);
+          if (denial) return deny(res, denial);
+          const node = registry.heartbeat(body.workerId, body.currentLoad);
+          if (!node) {
+            const { method, path } = orchestratorContract.workers.register;
+            return errorResponse(
+              'WorkerNotFound',
+              `Worker '${body.workerId}' is not registered; register again with ${method} ${path}`,
+            );
+          }
+          return { status: 200, body: { acknowledged: true, shouldDrain: node.status === 'Draining' } };
+        },
       },
       list: async ({ req, res }) => {
         const denial = mayAdminister(caller(req), tokens);

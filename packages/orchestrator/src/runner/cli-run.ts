@@ -31,7 +31,7 @@ export interface RunPipelineFromCliOptions {
     | 'ignoreCategories'
     | 'failureMode'
     | 'maxParallelism'
-    | 'noWorkerTimeoutMs'
+    | 'workerWaitMs'
     | 'maxLostAttempts'
     | 'timeoutMarginMs'
     | 'workerTls'

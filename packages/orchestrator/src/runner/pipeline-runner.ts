@@ -1,14 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { type ClientOptions, createWorkerClient, MpdClientError, type WorkerClient } from '@mpd/client';
-import {
-  createSecretMasker,
-  type ExecuteModuleRequest,
-  formatTimeSpan,
-  maskDeep,
-  parseTimeSpan,
-  type SecretMasker,
-  type WorkerNode,
-} from '@mpd/contract';
+import { type ExecuteModuleRequest, formatTimeSpan, parseTimeSpan, type WorkerNode } from '@mpd/contract';
 import {
   type AnyModule,
   dependencyName,
@@ -16,6 +8,7 @@ import {
   type Pipeline,
   type ResolvedRetryPolicy,
 } from '@mpd/pipeline';
+import { backoffDelay, createSecretMasker, maskDeep, type SecretMasker } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import type { NodeRegistry } from '../registry/node-registry.js';
 import { ConcurrencyRules } from './concurrency.js';
@@ -70,7 +63,7 @@ export interface RunPipelineOptions {
    * module's requirements) before it fails, naming what is missing (ms).
    * @default 300_000 (5 minutes)
    */
-  noWorkerTimeoutMs?: number;
+  workerWaitMs?: number;
   /**
    * How often the scheduler looks at the registry again besides its change events (ms).
    * @default 1_000
@@ -197,7 +190,7 @@ interface ModuleState {
   /** Workers this module was lost on: avoided while others can take it. */
   readonly lostOn: Set<string>;
   notBefore: number;
-  /** Since when no live worker could run it (for `noWorkerTimeoutMs`). */
+  /** Since when no live worker could run it (for `workerWaitMs`). */
   unplaceableSince: number | undefined;
   serializedResult?: string;
   readonly result: ModuleRunResult;
@@ -540,11 +533,11 @@ class PipelineRun {
     return undefined;
   }
 
-  /** Fails a module that no live worker could run for `noWorkerTimeoutMs`, naming what is missing. */
+  /** Fails a module that no live worker could run for `workerWaitMs`, naming what is missing. */
   private waitForCapableWorker(state: ModuleState, live: readonly WorkerNode[], now: number): void {
     state.unplaceableSince ??= now;
     this.unplaceable.add(state);
-    const limit = this.options.noWorkerTimeoutMs ?? 300_000;
+    const limit = this.options.workerWaitMs ?? 300_000;
     if (now - state.unplaceableSince < limit) return;
     const { pipeline } = this.options;
     const requires = state.definition.requires;
@@ -828,8 +821,7 @@ class PipelineRun {
   ): void {
     state.failures++;
     if (!details.final && state.failures <= state.retry.attempts && !this.stopping) {
-      const ceiling = Math.min(state.retry.maxBackoffMs, state.retry.backoffMs * 2 ** (state.failures - 1));
-      const delayMs = Math.round(ceiling / 2 + (Math.random() * ceiling) / 2);
+      const delayMs = backoffDelay(state.failures - 1, state.retry.backoffMs, state.retry.maxBackoffMs);
       state.notBefore = Date.now() + delayMs;
       this.log.info({ module: state.name, failures: state.failures, delayMs }, 'module failed; retrying');
       this.emit({

@@ -4,7 +4,7 @@
  * between runs as a cache, like a test-splitting timings file.
  */
 import { readFile } from 'node:fs/promises';
-import { writeStateFile } from '@mpd/contract/server';
+import { writeStateFile } from '@mpd/server-kit';
 import { z } from 'zod';
 import type { RunResult } from './run-result.js';
 

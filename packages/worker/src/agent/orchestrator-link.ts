@@ -2,9 +2,8 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type OrchestratorClient, MpdClientError } from '@mpd/client';
 import type { WorkerNodeRegistration } from '@mpd/contract';
-import { writeStateFile } from '@mpd/contract/server';
+import { backoffDelay, writeStateFile } from '@mpd/server-kit';
 import type { Logger } from 'pino';
-import { backoffDelay } from './backoff.js';
 
 /** Where the link to the orchestrator stands (Temporal-style explicit lifecycle). */
 export type LinkState =

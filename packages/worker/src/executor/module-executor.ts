@@ -1,9 +1,6 @@
 import { statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import {
-  createSecretMasker,
-  maskDeep,
-  type SecretMasker,
   type ExecuteModuleFailure,
   type ExecuteModuleSuccess,
   type FailureKind,
@@ -11,6 +8,7 @@ import {
   parseTimeSpan,
 } from '@mpd/contract';
 import type { AnyModule, JsonValue, ModuleContext, ModuleLogger, Pipeline } from '@mpd/pipeline';
+import { createSecretMasker, maskDeep, type SecretMasker } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import { ExecutionCancelledError, ModuleTimeoutError, WorkerError } from '../errors.js';
 
@@ -39,7 +37,7 @@ export type ExecuteDecision =
   /** The same executionId is running or has just finished: this is its outcome, not a second run. */
   | { kind: 'joined'; outcome: Promise<ExecutionOutcome> }
   /** Every slot is taken. */
-  | { kind: 'busy'; load: number; maxParallelModules: number }
+  | { kind: 'busy'; load: number; slots: number }
   /** The worker is draining and takes nothing new. */
   | { kind: 'draining' }
   /** The loaded pipeline has no such module (or no pipeline is loaded). */
@@ -49,8 +47,8 @@ export interface ModuleExecutorOptions {
   workerId: string;
   /** The pipeline whose modules this worker runs; without one every execute is `unknown-module`. */
   pipeline?: Pipeline | undefined;
-  /** How many modules may run at once. */
-  maxParallelModules: number;
+  /** How many modules may run at once (the worker's slots). */
+  slots: number;
   /** Timeout for a request without one, when the module sets none (ms). */
   defaultTimeoutMs: number;
   /** Where a module runs when the request names no working directory. */
@@ -67,7 +65,7 @@ interface Execution {
 }
 
 /**
- * Runs modules of the loaded pipeline, at most `maxParallelModules` at once. An execution
+ * Runs modules of the loaded pipeline, at most `slots` at once. An execution
  * ends with an outcome when the module returns, throws, times out or is cancelled; a
  * module that ignores its `signal` keeps its slot until it really stops, so the load the
  * worker reports stays honest.
@@ -84,8 +82,8 @@ export class ModuleExecutor {
     return this.running.size;
   }
 
-  get maxParallelModules(): number {
-    return this.options.maxParallelModules;
+  get slots(): number {
+    return this.options.slots;
   }
 
   /** Stop taking new executions (running ones go on). */
@@ -108,8 +106,8 @@ export class ModuleExecutor {
           : `Worker ${this.options.workerId} has no pipeline loaded (start it with --pipeline FILE)`,
       };
     }
-    if (this.running.size >= this.options.maxParallelModules) {
-      return { kind: 'busy', load: this.running.size, maxParallelModules: this.options.maxParallelModules };
+    if (this.running.size >= this.options.slots) {
+      return { kind: 'busy', load: this.running.size, slots: this.options.slots };
     }
     const controller = new AbortController();
     let settle!: (outcome: ExecutionOutcome) => void;

@@ -1,5 +1,6 @@
 /** Security pieces both servers share: bearer tokens, content types, rate-limit answers. */
 import { hash, timingSafeEqual } from 'node:crypto';
+import { errorResponse } from '@mpd/contract';
 import type { Request, RequestHandler, Response } from 'express';
 import { sendError } from './error-handling.js';
 
@@ -35,22 +36,16 @@ export function safeEqual(given: string, expected: string): boolean {
   return timingSafeEqual(digest(given), wanted);
 }
 
-/** 401 with `WWW-Authenticate: Bearer`; the message never repeats the token. */
-export function unauthorized(res: Response, message: string): { status: 401; body: ReturnType<typeof body> } {
+/** 401 `Unauthorized` with `WWW-Authenticate: Bearer`, as a route returns it; the message never repeats the token. */
+export function unauthorized(res: Response, message: string): ReturnType<typeof errorResponse<'Unauthorized'>> {
   res.setHeader('WWW-Authenticate', 'Bearer realm="mpd"');
-  return { status: 401, body: body('Unauthorized', message) };
+  return errorResponse('Unauthorized', message);
 }
 
-/** 403: authenticated, but not allowed to do this. */
-export function forbidden(message: string): { status: 403; body: ReturnType<typeof body> } {
-  return { status: 403, body: body('Forbidden', message) };
+/** 403 `Forbidden`, as a route returns it: authenticated, but not allowed to do this. */
+export function forbidden(message: string): ReturnType<typeof errorResponse<'Forbidden'>> {
+  return errorResponse('Forbidden', message);
 }
-
-const body = <C extends 'Unauthorized' | 'Forbidden'>(code: C, errorMessage: string) => ({
-  success: false as const,
-  code,
-  errorMessage,
-});
 
 /** 415 for a request body that is not JSON (bodies of other types would silently be ignored). */
 export const requireJsonBody: RequestHandler = (req, res, next) => {
@@ -61,7 +56,6 @@ export const requireJsonBody: RequestHandler = (req, res, next) => {
   if (hasBody && !req.is('application/json')) {
     sendError(
       res,
-      415,
       'UnsupportedMediaType',
       `Request bodies must be JSON (Content-Type: application/json), got ${JSON.stringify(req.headers['content-type'] ?? 'none')}`,
     );
@@ -72,5 +66,5 @@ export const requireJsonBody: RequestHandler = (req, res, next) => {
 
 /** The answer of a rate limiter (`express-rate-limit`'s handler): 429 with the contract's error body. */
 export function rateLimited(what: string): (req: Request, res: Response) => void {
-  return (_req, res) => sendError(res, 429, 'RateLimited', `Too many ${what}; retry after the time in Retry-After`);
+  return (_req, res) => sendError(res, 'RateLimited', `Too many ${what}; retry after the time in Retry-After`);
 }

@@ -1,7 +1,5 @@
 /** Masking secret values in text that leaves a process (log lines, error messages, reports). */
-
-/** What a masked secret is replaced with. */
-export const MASK = '***';
+import { MASK } from '@mpd/contract';
 
 /** Values shorter than this are not masked: masking `1` or `ok` everywhere would garble every line. */
 export const MIN_SECRET_LENGTH = 4;

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { bodyLimitText, commaSeparatedText, tokenText } from './settings.js';
+import { bodyLimitText, commaSeparatedText, tokenText } from './setting-schemas.js';
 
 describe('setting schemas', () => {
   it('commaSeparatedText: trimmed entries, empty ones dropped', () => {

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import express from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { errorBodySchema } from '../common.schema.js';
+import { errorBodySchema } from '@mpd/contract';
 import { finalErrorHandler, routeNotFound } from './error-handling.js';
 
 const logged: unknown[] = [];

@@ -5,28 +5,28 @@
 import { STATUS_CODES } from 'node:http';
 import type { RequestValidationError } from '@ts-rest/express';
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
-import type { ErrorBody, ErrorCode, FieldIssue } from '../common.schema.js';
-import { describeFieldIssues, toFieldIssues } from '../validation.js';
+import {
+  describeFieldIssues,
+  ERROR_STATUS,
+  type ErrorCode,
+  errorResponse,
+  type FieldIssue,
+  toFieldIssues,
+} from '@mpd/contract';
 
 /** The part of a logger (pino's, for one) the handlers use. */
 export interface ErrorLogger {
   error(fields: object, message: string): void;
 }
 
-/** The contract's error body (`{ success: false, errorMessage, code, issues? }`). */
-export function errorBody(code: ErrorCode, errorMessage: string, issues?: FieldIssue[]): ErrorBody {
-  return issues ? { success: false, errorMessage, code, issues } : { success: false, errorMessage, code };
-}
-
-/** Sends the contract's error body (`{ success: false, errorMessage, code, issues? }`). */
-export function sendError(
-  res: Response,
-  status: number,
-  code: ErrorCode,
-  errorMessage: string,
-  issues?: FieldIssue[],
-): void {
-  res.status(status).json(errorBody(code, errorMessage, issues));
+/**
+ * Sends the contract's error answer for `code` from plain express middleware (routes return
+ * `errorResponse` instead): the status of the contract's `ERROR_STATUS` table, and the body
+ * `{ success: false, errorMessage, code, issues? }`.
+ */
+export function sendError(res: Response, code: ErrorCode, errorMessage: string, issues?: FieldIssue[]): void {
+  const { status, body } = errorResponse(code, errorMessage, issues);
+  res.status(status).json(body);
 }
 
 /** Field issues of a ts-rest request validation failure, each named `params.x`, `query.x` or `body.x`. */
@@ -42,12 +42,12 @@ export function requestValidationIssues(error: RequestValidationError): FieldIss
 /** 400 `ValidationFailed` naming every field at fault (for ts-rest's `requestValidationErrorHandler`). */
 export function handleRequestValidationError(error: RequestValidationError, res: Response): void {
   const issues = requestValidationIssues(error);
-  sendError(res, 400, 'ValidationFailed', describeFieldIssues(issues) || 'Invalid request', issues);
+  sendError(res, 'ValidationFailed', describeFieldIssues(issues) || 'Invalid request', issues);
 }
 
 /** 404 `RouteNotFound` for any request no route answered. */
 export const routeNotFound: RequestHandler = (req, res) => {
-  sendError(res, 404, 'RouteNotFound', `No route for ${req.method} ${req.path}`);
+  sendError(res, 'RouteNotFound', `No route for ${req.method} ${req.path}`);
 };
 
 /**
@@ -95,15 +95,15 @@ export function finalErrorHandler({ logger, server, bodyLimit }: FinalErrorHandl
     }
     const clientError = asClientError(error);
     if (clientError?.type === 'entity.parse.failed') {
-      sendError(res, 400, 'MalformedJson', `Malformed JSON in the request body: ${clientError.message}`);
+      sendError(res, 'MalformedJson', `Malformed JSON in the request body: ${clientError.message}`);
       return;
     }
     if (clientError?.type === 'entity.too.large') {
-      sendError(res, 413, 'PayloadTooLarge', `The request body is larger than the limit of ${bodyLimit}`);
+      sendError(res, 'PayloadTooLarge', `The request body is larger than the limit of ${bodyLimit}`);
       return;
     }
     if (clientError && error instanceof URIError) {
-      sendError(res, 400, 'ValidationFailed', `Malformed percent-encoding in the request path: ${clientError.message}`);
+      sendError(res, 'ValidationFailed', `Malformed percent-encoding in the request path: ${clientError.message}`);
       return;
     }
     if (clientError) {
@@ -112,10 +112,13 @@ export function finalErrorHandler({ logger, server, bodyLimit }: FinalErrorHandl
       if (/^Z_/.test(String((error as { code?: unknown }).code))) {
         message = `The request body does not decode with its Content-Encoding: ${message}`;
       }
-      sendError(res, status, status === 415 ? 'UnsupportedMediaType' : 'ValidationFailed', message);
+      // body-parser's own status (400, 415 for a charset or encoding it does not support, 403
+      // for a failed verify): kept, with the code that fits it.
+      const code = status === ERROR_STATUS.UnsupportedMediaType ? 'UnsupportedMediaType' : 'ValidationFailed';
+      res.status(status).json(errorResponse(code, message).body);
       return;
     }
     logger.error({ err: error, method: req.method, path: req.path }, 'request failed');
-    sendError(res, 500, 'InternalError', `Internal error in the ${server}; see its log for details`);
+    sendError(res, 'InternalError', `Internal error in the ${server}; see its log for details`);
   };
 }

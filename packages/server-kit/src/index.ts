@@ -1,0 +1,44 @@
+/**
+ * `@mpd/server-kit`: what the orchestrator's and the worker's server processes share that does
+ * not travel on the wire (that is `@mpd/contract`'s): express error handling that answers the
+ * contract's error body, bearer tokens and constant-time comparison, the JSON-only body check,
+ * API security headers, the OpenAPI route, listening and closing over HTTP or HTTPS, the CLIs'
+ * setting schemas, TLS files and start-up warnings, state files, secret masking, and one
+ * backoff.
+ *
+ * ```ts
+ * import { closeGracefully, createHttpOrHttpsServer, finalErrorHandler, handleRequestValidationError,
+ *   listen, routeNotFound } from '@mpd/server-kit';
+ *
+ * createExpressEndpoints(contract, router, app, {
+ *   requestValidationErrorHandler: (error, _req, res) => handleRequestValidationError(error, res),
+ * });
+ * app.use(routeNotFound);
+ * app.use(finalErrorHandler({ logger, server: 'worker', bodyLimit: '100mb' }));
+ * const server = createHttpOrHttpsServer(app, tls);
+ * const port = await listen(server, 0, '127.0.0.1');
+ * // ...
+ * await closeGracefully(server, 5_000);
+ * ```
+ */
+export {
+  finalErrorHandler,
+  handleRequestValidationError,
+  requestValidationIssues,
+  routeNotFound,
+  sendError,
+} from './http/error-handling.js';
+export type { ErrorLogger, FinalErrorHandlerOptions } from './http/error-handling.js';
+export { closeGracefully, createHttpOrHttpsServer, listen, reachableHost } from './http/listen.js';
+export type { ServerTls } from './http/listen.js';
+export { openApiRoute } from './http/openapi-route.js';
+export { apiSecurityHeaders } from './http/security-headers.js';
+export { bearerToken, forbidden, rateLimited, requireJsonBody, safeEqual, unauthorized } from './http/security.js';
+export { bodyLimitText, commaSeparatedText, tokenText } from './cli/setting-schemas.js';
+export { writeStateFile } from './cli/state-file.js';
+export { isLoopbackHost, PLAIN_HTTP_WARNING, startupWarnings } from './cli/startup-warnings.js';
+export { readTlsFiles, TLS_FILE_SETTINGS, TLS_SETTING_NEEDS } from './cli/tls-files.js';
+export type { ReadTlsFilesOptions, TlsFiles, TlsFileSetting } from './cli/tls-files.js';
+export { createSecretMasker, maskDeep, MIN_SECRET_LENGTH } from './secrets.js';
+export type { SecretMasker } from './secrets.js';
+export { backoffDelay } from './backoff.js';
