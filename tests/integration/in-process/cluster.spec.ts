@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { defineModule, definePipeline } from '@mpd/pipeline';
 import { runPipeline, type RunResult } from '@mpd/orchestrator';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster, eventually, silent } from './helpers.js';
+import { Cluster, eventually, silent } from '../helpers/cluster.js';
 
 let cluster: Cluster;
 afterEach(async () => {

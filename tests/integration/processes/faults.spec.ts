@@ -2,7 +2,7 @@
  * Fault injection with real processes and short intervals: workers killed (SIGKILL) or frozen
  * (SIGSTOP) mid-module, the orchestrator killed mid-run, and 1,000 simulated workers
  * heartbeating while a pipeline runs. Nothing accepted may be lost, and no module's result may
- * be accepted twice. Run alone with `pnpm --filter @mpd/demo test:faults`.
+ * be accepted twice. Run alone with `pnpm --filter @mpd/integration-tests test:faults`.
  */
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -23,9 +23,9 @@ import {
 } from '@mpd/test-kit';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster, silent } from './helpers.js';
+import { Cluster, silent } from '../helpers/cluster.js';
 
-const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 const JOIN = 'fault-join-token-0123456789';
 
 afterEach(killLeftovers);

@@ -11,7 +11,7 @@ import { defineModule, definePipeline } from '@mpd/pipeline';
 import { runPipeline } from '@mpd/orchestrator';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster, eventually, silent } from './helpers.js';
+import { Cluster, eventually, silent } from '../helpers/cluster.js';
 
 const JOIN = 'join-token-0123456789abcdef';
 const ADMIN = 'admin-token-0123456789abcdef';

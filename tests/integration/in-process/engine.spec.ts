@@ -9,7 +9,7 @@ import { defineModule, definePipeline, type Pipeline } from '@mpd/pipeline';
 import { type RunPipelineOptions, runPipeline, type RunResult } from '@mpd/orchestrator';
 import type { WorkerOptions } from '@mpd/worker';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster, eventually, silent } from './helpers.js';
+import { Cluster, eventually, silent } from '../helpers/cluster.js';
 
 let cluster: Cluster | undefined;
 afterEach(async () => {

@@ -19,7 +19,7 @@ import {
 } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 
-const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 
 afterEach(killLeftovers);
 

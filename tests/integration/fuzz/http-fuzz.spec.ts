@@ -13,7 +13,7 @@
  *
  * and both servers must still answer `GET /api/health` at the end.
  *
- * Reproduce a failure with the seed fast-check prints: `FUZZ_SEED=<seed> npx vitest run test/fuzz.spec.ts`.
+ * Reproduce a failure with the seed fast-check prints: `FUZZ_SEED=<seed> pnpm --filter @mpd/integration-tests exec vitest run fuzz/http-fuzz.spec.ts`.
  * `FUZZ_RUNS=<factor>` scales the number of runs (default 1: about 3,000 requests);
  * `FUZZ_STATS=1` prints how many answers each route gave with each status.
  */
@@ -35,7 +35,7 @@ import { SPEC_EXAMPLES } from '@mpd/test-kit';
 import { type RunningWorker, startWorker } from '@mpd/worker';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, silent } from './helpers.js';
+import { eventually, silent } from '../helpers/cluster.js';
 
 const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : undefined;
 const FACTOR = process.env.FUZZ_RUNS ? Number(process.env.FUZZ_RUNS) : 1;
