@@ -7,8 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { createOrchestratorClient, createWorkerClient } from '@mpd/client';
+import { errorBodySchema } from '@mpd/contract';
 import { defineModule, definePipeline } from '@mpd/pipeline';
-import { runPipeline } from '@mpd/orchestrator';
+import { runPipeline, startOrchestrator } from '@mpd/orchestrator';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, eventually, silent } from '../helpers/cluster.js';
@@ -446,5 +447,59 @@ describe('a secured cluster', () => {
     }
     for (const token of [JOIN, ADMIN, 'guess-0123456789-abcdef', worker.link!.credential!])
       expect(logs).not.toContain(token);
+  });
+});
+
+describe('rate limit of failed authentications (defaults)', () => {
+  it('answers 429 with Retry-After once a flood of bad tokens passes 100 a minute; never 5xx', async () => {
+    const limited = await startOrchestrator({
+      port: 0,
+      host: '127.0.0.1',
+      joinToken: JOIN,
+      adminToken: ADMIN,
+      logger: silent,
+    });
+    try {
+      const statuses: number[] = [];
+      const register = {
+        workerNode: {
+          id: 'fuzz-w0',
+          endpoint: 'http://127.0.0.1:9',
+          capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+        },
+      };
+      const calls: [string, string, unknown][] = [
+        ['GET', '/api/workers', undefined],
+        ['DELETE', '/api/workers/fuzz-w0', undefined],
+        ['POST', '/api/workers/fuzz-w0/drain', undefined],
+        ['POST', '/api/workers/heartbeat', { workerId: 'fuzz-w0', currentLoad: 0 }],
+        ['POST', '/api/workers/register', register],
+      ];
+      for (let i = 0; i < 130; i++) {
+        const [method, path, body] = calls[i % calls.length]!;
+        const response = await fetch(`${limited.url}${path}`, {
+          method,
+          headers: { authorization: `Bearer wrong-token-${i}`, 'content-type': 'application/json' },
+          ...(body ? { body: JSON.stringify(body) } : {}),
+        });
+        statuses.push(response.status);
+        const answer = (await response.json()) as unknown;
+        expect(errorBodySchema.safeParse(answer).success).toBe(true);
+        if (response.status === 429) {
+          expect(response.headers.get('retry-after')).toMatch(/^\d+$/);
+          expect(answer).toMatchObject({ code: 'RateLimited' });
+        }
+      }
+      expect(statuses.every((status) => status < 500)).toBe(true);
+      expect(statuses.slice(0, 100).every((status) => status === 401)).toBe(true);
+      expect(statuses.slice(100).every((status) => status === 429)).toBe(true);
+      // Once limited, even the right token waits; health is never limited.
+      const admin = await fetch(`${limited.url}/api/workers`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      expect(admin.status).toBe(429);
+      expect(admin.headers.get('retry-after')).toMatch(/^\d+$/);
+      expect((await fetch(`${limited.url}/api/health`)).status).toBe(200);
+    } finally {
+      await limited.close();
+    }
   });
 });
