@@ -250,20 +250,6 @@ describe('running a pipeline', () => {
     expect(new Set(result.modules.map((module) => module.workerId))).toEqual(new Set(['w-same']));
   });
 
-  it('fails modules that no worker can take, after the configured wait, instead of hanging', async () => {
-    cluster = new Cluster();
-    await cluster.startOrchestrator();
-    const result = await runPipeline({
-      pipeline: diamond,
-      registry: cluster.orchestrator.registry,
-      logger: silent,
-      noWorkerTimeoutMs: 300,
-      rescheduleIntervalMs: 50,
-    });
-    expect(byName(result).a).toMatchObject({ status: 'Failed', error: { type: 'NoCapableWorker' } });
-    expect(byName(result).d!.status).toBe('DependencyFailed');
-  });
-
   it('dispatches a lost attempt again on another worker and accepts one result', async () => {
     cluster = new Cluster();
     await cluster.startOrchestrator({ heartbeatTimeoutMs: 600 });

@@ -318,15 +318,27 @@ describe('capability routing', () => {
     expect(result.windows!.result).toBe('win');
   });
 
-  it('fails a module no worker can run after the configured wait, naming what is missing', async () => {
+  it('fails a module no worker can run after the configured wait, naming what is missing, instead of hanging', async () => {
     const pipeline = pipelineOf();
-    await clusterFor(pipeline, [{ id: 'plain', os: 'linux', tools: ['node'], tags: [] }]);
+    const c = await clusterFor(pipeline, [{ id: 'plain', os: 'linux', tools: ['node'], tags: [] }]);
     const result = byName(await run(pipeline, { noWorkerTimeoutMs: 200, rescheduleIntervalMs: 50 }));
     expect(result['mac-or-linux']!.status).toBe('Successful');
     expect(result.gpu).toMatchObject({ status: 'Failed', error: { type: 'NoCapableWorker' } });
     expect(result.gpu!.error!.message).toContain("plain lacks tag 'gpu'");
     expect(result['docker-node']!.error!.message).toContain("plain lacks tool 'docker'");
     expect(result.windows!.error!.message).toContain("plain lacks os 'windows' (has 'linux')");
+
+    // With no worker at all (the last one stopped and unregistered), a module fails the same
+    // way, and the modules that depend on it, directly or not, never run.
+    await c.workers[0]!.close();
+    const first = defineModule({ name: 'first', run: () => 1 });
+    const second = defineModule({ name: 'second', dependsOn: [first], run: () => 2 });
+    const third = defineModule({ name: 'third', dependsOn: [second], run: () => 3 });
+    const chain = definePipeline({ name: 'no-worker', modules: [first, second, third] });
+    const alone = byName(await run(chain, { noWorkerTimeoutMs: 300, rescheduleIntervalMs: 50 }));
+    expect(alone.first).toMatchObject({ status: 'Failed', error: { type: 'NoCapableWorker' } });
+    expect(alone.first!.error!.message).toContain("no live worker with pipeline 'no-worker'");
+    expect(alone.third!.status).toBe('DependencyFailed');
   });
 });
 

@@ -67,6 +67,7 @@ describe('mpd-orchestrator --pipeline', () => {
     expect(await runOnce('timings-2')).toMatch(`durations of 1 module(s) read from ${timings}`);
   });
 
+  // Kept beside faults.spec.ts's random kills: one kill, and the exact attempts and survivor (faults checks only invariants).
   it('a worker killed with SIGKILL mid-module: the module runs again on the other worker and the run succeeds', async () => {
     const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');
     const pipeline = fixture('slow.pipeline.ts');

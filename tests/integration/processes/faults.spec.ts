@@ -65,6 +65,7 @@ function expectEveryResultAcceptedOnce(result: RunResult): void {
 }
 
 describe('fault injection', () => {
+  // Invariants under many random kills; cli.spec.ts keeps the single deterministic kill with its exact attempts.
   it('20 workers killed with SIGKILL at random moments across 4 runs of a 50-module pipeline: every run completes, every result is accepted once', async () => {
     const pipeline = fixture('wide.pipeline.ts');
     let kills = 0;
