@@ -9,7 +9,7 @@ import { defineModule, definePipeline, type Pipeline } from '@mpd/pipeline';
 import { type RunPipelineOptions, runPipeline, type RunResult } from '@mpd/orchestrator';
 import type { WorkerOptions } from '@mpd/worker';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster, eventually, silent } from '../helpers/cluster.js';
+import { Cluster, silent } from '../helpers/cluster.js';
 
 let cluster: Cluster | undefined;
 afterEach(async () => {
@@ -159,7 +159,7 @@ describe('failures', () => {
     const { workers } = await clusterFor(pipeline);
     const controller = new AbortController();
     const running = run(pipeline, { signal: controller.signal });
-    await eventually(() => workers[0]!.load === 1, 3_000, 'work to start');
+    await expect.poll(() => workers[0]!.load, { timeout: 3_000, interval: 20, message: 'work to start' }).toBe(1);
     controller.abort();
     const result = await running;
     expect(result.status).toBe('Cancelled');
@@ -357,7 +357,7 @@ describe('lost attempts', () => {
     const c = await clusterFor(pipeline, [{ id: 'w-frozen' }]);
     const frozen = c.workers[0]!;
     const running = run(pipeline);
-    await eventually(() => frozen.load === 1, 3_000, 'dispatch to w-frozen');
+    await expect.poll(() => frozen.load, { timeout: 3_000, interval: 20, message: 'dispatch to w-frozen' }).toBe(1);
     await c.startWorker({ id: 'w-ok', pipeline });
     await c.workers[1]!.link!.registered();
     // w-frozen stops sending heartbeats, as a frozen process would.
@@ -392,7 +392,9 @@ describe('draining', () => {
     const c = await clusterFor(pipeline, [{ id: 'w-drained' }]);
     const drained = c.workers[0]!;
     const running = run(pipeline);
-    await eventually(() => drained.load === 1, 3_000, 'first to start on w-drained');
+    await expect
+      .poll(() => drained.load, { timeout: 3_000, interval: 20, message: 'first to start on w-drained' })
+      .toBe(1);
     await c.startWorker({ id: 'w-other', pipeline });
     await c.workers[1]!.link!.registered();
 

@@ -12,7 +12,7 @@ import { defineModule, definePipeline } from '@mpd/pipeline';
 import { runPipeline, startOrchestrator } from '@mpd/orchestrator';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster, eventually, silent } from '../helpers/cluster.js';
+import { Cluster, silent } from '../helpers/cluster.js';
 
 const JOIN = 'join-token-0123456789abcdef';
 const ADMIN = 'admin-token-0123456789abcdef';
@@ -287,11 +287,13 @@ describe('an open cluster (no join token)', () => {
     const crashed = await registerRaw(orchestrator.url, { workerNode: node('w-crash') });
     const old = (JSON.parse(crashed.text) as { credential: string }).credential;
     const restarted = await cluster.startWorker({ id: 'w-crash', pipeline });
-    await eventually(
-      () => restarted.link!.state.status === 'registering' && restarted.link!.state.lastError?.includes('409') === true,
-      3_000,
-      'a 409 while the earlier registration is live',
-    );
+    await expect
+      .poll(
+        () =>
+          restarted.link!.state.status === 'registering' && restarted.link!.state.lastError?.includes('409') === true,
+        { timeout: 3_000, interval: 20, message: 'a 409 while the earlier registration is live' },
+      )
+      .toBe(true);
     await restarted.link!.registered();
     expect(orchestrator.registry.get('w-crash')).toMatchObject({ endpoint: restarted.url, status: 'Available' });
     expect(restarted.link!.credential).toBe(orchestrator.registry.credentialOf('w-crash'));
@@ -325,11 +327,12 @@ describe('an open cluster (no join token)', () => {
 
     // Without the file, the same restart waits: 409 until the old registration is Offline.
     const stranger = await cluster.startWorker({ id: 'w-kept', pipeline });
-    await eventually(
-      () => stranger.link!.state.status === 'registering' && stranger.link!.state.lastError?.includes('409') === true,
-      3_000,
-      'a 409 without the credential',
-    );
+    await expect
+      .poll(
+        () => stranger.link!.state.status === 'registering' && stranger.link!.state.lastError?.includes('409') === true,
+        { timeout: 3_000, interval: 20, message: 'a 409 without the credential' },
+      )
+      .toBe(true);
   });
 });
 
@@ -369,11 +372,8 @@ describe('a secured cluster', () => {
     cluster = new Cluster();
     const orchestrator = await cluster.startOrchestrator({ joinToken: JOIN });
     const worker = await cluster.startWorker({ id: 'w-intruder', pipeline, joinToken: 'not-the-join-token-000' });
-    await eventually(
-      () => worker.link!.state.status === 'registering' && worker.link!.state.attempt >= 1,
-      3_000,
-      'retries',
-    );
+    const retrying = () => worker.link!.state.status === 'registering' && worker.link!.state.attempt >= 1;
+    await expect.poll(retrying, { timeout: 3_000, interval: 20, message: 'retries' }).toBe(true);
     expect(orchestrator.registry.get('w-intruder')).toBeUndefined();
     expect(worker.link!.state).toMatchObject({ status: 'registering', lastError: expect.stringContaining('401') });
   });
@@ -386,13 +386,21 @@ describe('a secured cluster', () => {
     const before = worker.link!.credential;
     await first.close();
     const second = await cluster.startOrchestrator({ joinToken: JOIN, port: first.port });
-    await eventually(() => second.registry.get('w-restart')?.status === 'Available', 5_000, 're-registration');
+    await expect
+      .poll(() => second.registry.get('w-restart')?.status, {
+        timeout: 5_000,
+        interval: 20,
+        message: 're-registration',
+      })
+      .toBe('Available');
     // The worker stores its new credential when the register answer arrives, just after the orchestrator lists it.
-    await eventually(
-      () => worker.link!.credential === second.registry.credentialOf('w-restart'),
-      5_000,
-      'the new credential',
-    );
+    await expect
+      .poll(() => worker.link!.credential === second.registry.credentialOf('w-restart'), {
+        timeout: 5_000,
+        interval: 20,
+        message: 'the new credential',
+      })
+      .toBe(true);
     expect(worker.link!.credential).not.toBe(before);
   });
 
