@@ -10,6 +10,7 @@
 import type { WorkerClient } from '@mpd/client';
 import { InMemoryNodeRegistry, runPipeline } from '@mpd/orchestrator';
 import { defineModule, definePipeline } from '@mpd/pipeline';
+import { instantWorkerClient } from '@mpd/test-kit';
 import { destination, pino } from 'pino';
 import { buildDag } from '../lib/dag.js';
 import { serveIpc } from '../lib/ipc.js';
@@ -30,27 +31,6 @@ export interface SchedulerTimings {
 
 const logger = pino({ level: 'info' }, destination({ dest: '/dev/null', sync: false }));
 
-function fakeClient(): WorkerClient {
-  const execute = async ({ body }: { body: { executionId: string } }) => {
-    await new Promise((resolve) => setImmediate(resolve));
-    const now = new Date().toISOString();
-    return {
-      status: 200,
-      body: {
-        executionId: body.executionId,
-        success: true,
-        serializedResult: '{"t":"0"}',
-        duration: '00:00:00.0010000',
-        startTime: now,
-        endTime: now,
-        workerId: 'simulated',
-      },
-    };
-  };
-  const cancel = async () => ({ status: 200, body: { success: true } });
-  return { execution: { execute, cancel }, health: {}, close: async () => undefined } as unknown as WorkerClient;
-}
-
 async function run({ size, workers, slots, seed }: SchedulerRun): Promise<SchedulerTimings> {
   const nodes = buildDag({ shape: 'random', size, seed, minMs: 0, maxMs: 0 });
   const pipeline = definePipeline({
@@ -66,7 +46,11 @@ async function run({ size, workers, slots, seed }: SchedulerRun): Promise<Schedu
       pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: [...pipeline.modules.keys()] },
     });
   }
-  const client = fakeClient();
+  const client = instantWorkerClient({
+    serializedResult: '{"t":"0"}',
+    duration: '00:00:00.0010000',
+    workerId: 'simulated',
+  }) as unknown as WorkerClient;
   let events = 0;
   // Registering thousands of workers leaves garbage: collect it now, not on the scheduler's time.
   (globalThis as { gc?: () => void }).gc?.();

@@ -14,9 +14,18 @@
  * {@link makeTestCertificates} makes a throwaway CA and certificates (with `openssl`) for TLS
  * tests; no key is ever committed. {@link SPEC_EXAMPLES} holds the HTTP API spec's example
  * bodies, verbatim, for the tests that check the contract against them or start from them.
+ * {@link instantWorkerClient} is a fake worker client, typed structurally, that answers every
+ * module at once, for tests and benchmarks of the orchestrator's runner.
+ *
+ * To wait for a condition, use vitest's `expect.poll` or `vi.waitFor`.
  */
 export { orchestratorArgs, workerArgs } from './cli-args.js';
 export { SPEC_EXAMPLES } from './spec-examples.js';
-export { eventually } from './eventually.js';
+export {
+  instantWorkerClient,
+  type InstantExecuteBody,
+  type InstantWorkerClient,
+  type InstantWorkerClientOptions,
+} from './instant-worker-client.js';
 export { killLeftovers, mainOf, spawnProcess, type RunningProcess, type SpawnOptions } from './processes.js';
 export { makeTestCertificates, type TestCertificates } from './certificates.js';

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { eventually, killLeftovers, mainOf, spawnProcess } from '../src/index.js';
+import { killLeftovers, mainOf, spawnProcess } from '../src/index.js';
 
 const fixture = fileURLToPath(new URL('./fixtures/fixture.ts', import.meta.url));
 const run = (mode: string, options: { env?: Record<string, string>; cleanEnv?: boolean } = {}) =>
@@ -14,7 +14,9 @@ describe('spawnProcess', () => {
     const server = run('serve');
     expect(await server.listeningUrl()).toBe('http://127.0.0.1:4321');
     expect(await server.firstLine()).toBe('fixture listening on http://127.0.0.1:4321');
-    await eventually(() => server.stdout().endsWith('ready\n'), 5_000, 'ready');
+    await expect
+      .poll(() => server.stdout().endsWith('ready\n'), { timeout: 5_000, interval: 20, message: 'ready' })
+      .toBe(true);
     const { code, ms } = await server.stop();
     expect(code).toBe(0);
     expect(ms).toBeLessThan(5_000);
@@ -66,14 +68,5 @@ describe('mainOf', () => {
     expect(mainOf('orchestrator')).toMatch(/packages\/orchestrator\/src\/main\.ts$/);
     expect(existsSync(mainOf('orchestrator'))).toBe(true);
     expect(existsSync(mainOf('worker'))).toBe(true);
-  });
-});
-
-describe('eventually', () => {
-  it('resolves once the condition holds and names what it waited for when it times out', async () => {
-    let calls = 0;
-    await eventually(async () => ++calls >= 3);
-    expect(calls).toBe(3);
-    await expect(eventually(() => false, 50, 'nothing')).rejects.toThrow('timed out after 50 ms waiting for nothing');
   });
 });

@@ -1,34 +1,10 @@
 import type { WorkerClient } from '@mpd/client';
 import { type AnyModule, defineModule, definePipeline } from '@mpd/pipeline';
+import { instantWorkerClient } from '@mpd/test-kit';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { InMemoryNodeRegistry } from '../registry/node-registry.js';
 import { runPipeline } from './pipeline-runner.js';
-
-/** A worker client that answers every execute at once, recording the order modules started in. */
-function instantClient(started: string[]): WorkerClient {
-  const execute = async ({ body }: { body: { executionId: string; moduleTypeName: string } }) => {
-    started.push(body.moduleTypeName);
-    await new Promise((resolve) => setImmediate(resolve));
-    const now = new Date().toISOString();
-    return {
-      status: 200,
-      body: {
-        executionId: body.executionId,
-        success: true,
-        serializedResult: 'null',
-        duration: '00:00:00',
-        startTime: now,
-        endTime: now,
-        workerId: 'w',
-      },
-    };
-  };
-  return {
-    execution: { execute, cancel: async () => ({ status: 200, body: { success: true } }) },
-    close: async () => undefined,
-  } as unknown as WorkerClient;
-}
 
 async function startOrder(
   modules: AnyModule[],
@@ -47,7 +23,10 @@ async function startOrder(
     });
   }
   const started: string[] = [];
-  const client = instantClient(started);
+  // Answers every execute at once, recording the order modules started in.
+  const client = instantWorkerClient({
+    onExecute: (body) => started.push(body.moduleTypeName),
+  }) as unknown as WorkerClient;
   const result = await runPipeline({
     pipeline,
     registry,

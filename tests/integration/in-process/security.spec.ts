@@ -7,11 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { createOrchestratorClient, createWorkerClient } from '@mpd/client';
+import { errorBodySchema } from '@mpd/contract';
 import { defineModule, definePipeline } from '@mpd/pipeline';
-import { runPipeline } from '@mpd/orchestrator';
+import { runPipeline, startOrchestrator } from '@mpd/orchestrator';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster, eventually, silent } from './helpers.js';
+import { Cluster, silent } from '../helpers/cluster.js';
 
 const JOIN = 'join-token-0123456789abcdef';
 const ADMIN = 'admin-token-0123456789abcdef';
@@ -286,11 +287,13 @@ describe('an open cluster (no join token)', () => {
     const crashed = await registerRaw(orchestrator.url, { workerNode: node('w-crash') });
     const old = (JSON.parse(crashed.text) as { credential: string }).credential;
     const restarted = await cluster.startWorker({ id: 'w-crash', pipeline });
-    await eventually(
-      () => restarted.link!.state.status === 'registering' && restarted.link!.state.lastError?.includes('409') === true,
-      3_000,
-      'a 409 while the earlier registration is live',
-    );
+    await expect
+      .poll(
+        () =>
+          restarted.link!.state.status === 'registering' && restarted.link!.state.lastError?.includes('409') === true,
+        { timeout: 3_000, interval: 20, message: 'a 409 while the earlier registration is live' },
+      )
+      .toBe(true);
     await restarted.link!.registered();
     expect(orchestrator.registry.get('w-crash')).toMatchObject({ endpoint: restarted.url, status: 'Available' });
     expect(restarted.link!.credential).toBe(orchestrator.registry.credentialOf('w-crash'));
@@ -324,11 +327,12 @@ describe('an open cluster (no join token)', () => {
 
     // Without the file, the same restart waits: 409 until the old registration is Offline.
     const stranger = await cluster.startWorker({ id: 'w-kept', pipeline });
-    await eventually(
-      () => stranger.link!.state.status === 'registering' && stranger.link!.state.lastError?.includes('409') === true,
-      3_000,
-      'a 409 without the credential',
-    );
+    await expect
+      .poll(
+        () => stranger.link!.state.status === 'registering' && stranger.link!.state.lastError?.includes('409') === true,
+        { timeout: 3_000, interval: 20, message: 'a 409 without the credential' },
+      )
+      .toBe(true);
   });
 });
 
@@ -368,11 +372,8 @@ describe('a secured cluster', () => {
     cluster = new Cluster();
     const orchestrator = await cluster.startOrchestrator({ joinToken: JOIN });
     const worker = await cluster.startWorker({ id: 'w-intruder', pipeline, joinToken: 'not-the-join-token-000' });
-    await eventually(
-      () => worker.link!.state.status === 'registering' && worker.link!.state.attempt >= 1,
-      3_000,
-      'retries',
-    );
+    const retrying = () => worker.link!.state.status === 'registering' && worker.link!.state.attempt >= 1;
+    await expect.poll(retrying, { timeout: 3_000, interval: 20, message: 'retries' }).toBe(true);
     expect(orchestrator.registry.get('w-intruder')).toBeUndefined();
     expect(worker.link!.state).toMatchObject({ status: 'registering', lastError: expect.stringContaining('401') });
   });
@@ -385,13 +386,21 @@ describe('a secured cluster', () => {
     const before = worker.link!.credential;
     await first.close();
     const second = await cluster.startOrchestrator({ joinToken: JOIN, port: first.port });
-    await eventually(() => second.registry.get('w-restart')?.status === 'Available', 5_000, 're-registration');
+    await expect
+      .poll(() => second.registry.get('w-restart')?.status, {
+        timeout: 5_000,
+        interval: 20,
+        message: 're-registration',
+      })
+      .toBe('Available');
     // The worker stores its new credential when the register answer arrives, just after the orchestrator lists it.
-    await eventually(
-      () => worker.link!.credential === second.registry.credentialOf('w-restart'),
-      5_000,
-      'the new credential',
-    );
+    await expect
+      .poll(() => worker.link!.credential === second.registry.credentialOf('w-restart'), {
+        timeout: 5_000,
+        interval: 20,
+        message: 'the new credential',
+      })
+      .toBe(true);
     expect(worker.link!.credential).not.toBe(before);
   });
 
@@ -446,5 +455,59 @@ describe('a secured cluster', () => {
     }
     for (const token of [JOIN, ADMIN, 'guess-0123456789-abcdef', worker.link!.credential!])
       expect(logs).not.toContain(token);
+  });
+});
+
+describe('rate limit of failed authentications (defaults)', () => {
+  it('answers 429 with Retry-After once a flood of bad tokens passes 100 a minute; never 5xx', async () => {
+    const limited = await startOrchestrator({
+      port: 0,
+      host: '127.0.0.1',
+      joinToken: JOIN,
+      adminToken: ADMIN,
+      logger: silent,
+    });
+    try {
+      const statuses: number[] = [];
+      const register = {
+        workerNode: {
+          id: 'fuzz-w0',
+          endpoint: 'http://127.0.0.1:9',
+          capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+        },
+      };
+      const calls: [string, string, unknown][] = [
+        ['GET', '/api/workers', undefined],
+        ['DELETE', '/api/workers/fuzz-w0', undefined],
+        ['POST', '/api/workers/fuzz-w0/drain', undefined],
+        ['POST', '/api/workers/heartbeat', { workerId: 'fuzz-w0', currentLoad: 0 }],
+        ['POST', '/api/workers/register', register],
+      ];
+      for (let i = 0; i < 130; i++) {
+        const [method, path, body] = calls[i % calls.length]!;
+        const response = await fetch(`${limited.url}${path}`, {
+          method,
+          headers: { authorization: `Bearer wrong-token-${i}`, 'content-type': 'application/json' },
+          ...(body ? { body: JSON.stringify(body) } : {}),
+        });
+        statuses.push(response.status);
+        const answer = (await response.json()) as unknown;
+        expect(errorBodySchema.safeParse(answer).success).toBe(true);
+        if (response.status === 429) {
+          expect(response.headers.get('retry-after')).toMatch(/^\d+$/);
+          expect(answer).toMatchObject({ code: 'RateLimited' });
+        }
+      }
+      expect(statuses.every((status) => status < 500)).toBe(true);
+      expect(statuses.slice(0, 100).every((status) => status === 401)).toBe(true);
+      expect(statuses.slice(100).every((status) => status === 429)).toBe(true);
+      // Once limited, even the right token waits; health is never limited.
+      const admin = await fetch(`${limited.url}/api/workers`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      expect(admin.status).toBe(429);
+      expect(admin.headers.get('retry-after')).toMatch(/^\d+$/);
+      expect((await fetch(`${limited.url}/api/health`)).status).toBe(200);
+    } finally {
+      await limited.close();
+    }
   });
 });

@@ -18,7 +18,7 @@ import {
   type TestCertificates,
 } from '@mpd/test-kit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, silent } from './helpers.js';
+import { Cluster, silent } from '../helpers/cluster.js';
 
 const JOIN = 'join-token-0123456789abcdef';
 

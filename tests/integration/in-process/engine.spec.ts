@@ -9,7 +9,7 @@ import { defineModule, definePipeline, type Pipeline } from '@mpd/pipeline';
 import { type RunPipelineOptions, runPipeline, type RunResult } from '@mpd/orchestrator';
 import type { WorkerOptions } from '@mpd/worker';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster, eventually, silent } from './helpers.js';
+import { Cluster, silent } from '../helpers/cluster.js';
 
 let cluster: Cluster | undefined;
 afterEach(async () => {
@@ -159,7 +159,7 @@ describe('failures', () => {
     const { workers } = await clusterFor(pipeline);
     const controller = new AbortController();
     const running = run(pipeline, { signal: controller.signal });
-    await eventually(() => workers[0]!.load === 1, 3_000, 'work to start');
+    await expect.poll(() => workers[0]!.load, { timeout: 3_000, interval: 20, message: 'work to start' }).toBe(1);
     controller.abort();
     const result = await running;
     expect(result.status).toBe('Cancelled');
@@ -318,15 +318,27 @@ describe('capability routing', () => {
     expect(result.windows!.result).toBe('win');
   });
 
-  it('fails a module no worker can run after the configured wait, naming what is missing', async () => {
+  it('fails a module no worker can run after the configured wait, naming what is missing, instead of hanging', async () => {
     const pipeline = pipelineOf();
-    await clusterFor(pipeline, [{ id: 'plain', os: 'linux', tools: ['node'], tags: [] }]);
+    const c = await clusterFor(pipeline, [{ id: 'plain', os: 'linux', tools: ['node'], tags: [] }]);
     const result = byName(await run(pipeline, { workerWaitMs: 200, rescheduleIntervalMs: 50 }));
     expect(result['mac-or-linux']!.status).toBe('Successful');
     expect(result.gpu).toMatchObject({ status: 'Failed', error: { type: 'NoCapableWorker' } });
     expect(result.gpu!.error!.message).toContain("plain lacks tag 'gpu'");
     expect(result['docker-node']!.error!.message).toContain("plain lacks tool 'docker'");
     expect(result.windows!.error!.message).toContain("plain lacks os 'windows' (has 'linux')");
+
+    // With no worker at all (the last one stopped and unregistered), a module fails the same
+    // way, and the modules that depend on it, directly or not, never run.
+    await c.workers[0]!.close();
+    const first = defineModule({ name: 'first', run: () => 1 });
+    const second = defineModule({ name: 'second', dependsOn: [first], run: () => 2 });
+    const third = defineModule({ name: 'third', dependsOn: [second], run: () => 3 });
+    const chain = definePipeline({ name: 'no-worker', modules: [first, second, third] });
+    const alone = byName(await run(chain, { workerWaitMs: 300, rescheduleIntervalMs: 50 }));
+    expect(alone.first).toMatchObject({ status: 'Failed', error: { type: 'NoCapableWorker' } });
+    expect(alone.first!.error!.message).toContain("no live worker with pipeline 'no-worker'");
+    expect(alone.third!.status).toBe('DependencyFailed');
   });
 });
 
@@ -345,7 +357,7 @@ describe('lost attempts', () => {
     const c = await clusterFor(pipeline, [{ id: 'w-frozen' }]);
     const frozen = c.workers[0]!;
     const running = run(pipeline);
-    await eventually(() => frozen.load === 1, 3_000, 'dispatch to w-frozen');
+    await expect.poll(() => frozen.load, { timeout: 3_000, interval: 20, message: 'dispatch to w-frozen' }).toBe(1);
     await c.startWorker({ id: 'w-ok', pipeline });
     await c.workers[1]!.link!.registered();
     // w-frozen stops sending heartbeats, as a frozen process would.
@@ -380,7 +392,9 @@ describe('draining', () => {
     const c = await clusterFor(pipeline, [{ id: 'w-drained' }]);
     const drained = c.workers[0]!;
     const running = run(pipeline);
-    await eventually(() => drained.load === 1, 3_000, 'first to start on w-drained');
+    await expect
+      .poll(() => drained.load, { timeout: 3_000, interval: 20, message: 'first to start on w-drained' })
+      .toBe(1);
     await c.startWorker({ id: 'w-other', pipeline });
     await c.workers[1]!.link!.registered();
 

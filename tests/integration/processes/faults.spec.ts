@@ -2,7 +2,7 @@
  * Fault injection with real processes and short intervals: workers killed (SIGKILL) or frozen
  * (SIGSTOP) mid-module, the orchestrator killed mid-run, and 1,000 simulated workers
  * heartbeating while a pipeline runs. Nothing accepted may be lost, and no module's result may
- * be accepted twice. Run alone with `pnpm --filter @mpd/demo test:faults`.
+ * be accepted twice. Run alone with `pnpm --filter @mpd/integration-tests test:faults`.
  */
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,20 +12,12 @@ import { fileURLToPath } from 'node:url';
 import { createOrchestratorClient } from '@mpd/client';
 import { defineModule, definePipeline } from '@mpd/pipeline';
 import { runPipeline, type RunResult } from '@mpd/orchestrator';
-import {
-  eventually,
-  killLeftovers,
-  mainOf,
-  orchestratorArgs,
-  spawnProcess,
-  workerArgs,
-  type RunningProcess,
-} from '@mpd/test-kit';
+import { killLeftovers, mainOf, orchestratorArgs, spawnProcess, workerArgs, type RunningProcess } from '@mpd/test-kit';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster, silent } from './helpers.js';
+import { Cluster, silent } from '../helpers/cluster.js';
 
-const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 const JOIN = 'fault-join-token-0123456789';
 
 afterEach(killLeftovers);
@@ -65,6 +57,7 @@ function expectEveryResultAcceptedOnce(result: RunResult): void {
 }
 
 describe('fault injection', () => {
+  // Invariants under many random kills; cli.spec.ts keeps the single deterministic kill with its exact attempts.
   it('20 workers killed with SIGKILL at random moments across 4 runs of a 50-module pipeline: every run completes, every result is accepted once', async () => {
     const pipeline = fixture('wide.pipeline.ts');
     let kills = 0;
@@ -142,15 +135,19 @@ describe('fault injection', () => {
       worker(orchestrator.url, 'frozen-1', pipeline),
       worker(orchestrator.url, 'frozen-2', pipeline),
     ]);
-    await eventually(() => /long started/.test(one!.output() + two!.output()), 15_000, 'the long module to start');
+    await expect
+      .poll(() => one!.output() + two!.output(), { timeout: 15_000, interval: 20, message: 'the long module to start' })
+      .toMatch(/long started/);
     const frozen = /long started/.test(one!.output()) ? one! : two!;
     const other = frozen === one ? 'frozen-2' : 'frozen-1';
     frozen.child.kill('SIGSTOP');
-    await eventually(
-      () => /long started/.test((frozen === one ? two! : one!).output()),
-      15_000,
-      'the module to run again elsewhere',
-    );
+    await expect
+      .poll(() => (frozen === one ? two! : one!).output(), {
+        timeout: 15_000,
+        interval: 20,
+        message: 'the module to run again elsewhere',
+      })
+      .toMatch(/long started/);
     frozen.child.kill('SIGCONT'); // it now hears the cancel and answers, late
     expect(await orchestrator.exited, orchestrator.output()).toBe(0);
     const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
@@ -169,24 +166,31 @@ describe('fault injection', () => {
     const first = await start('orchestrator', orchestratorArgs('0', '--pipeline', pipeline));
     const port = new URL(first.url).port;
     const one = await worker(first.url, 'survivor-1', pipeline, { MPD_LONG_MS: '1500' });
-    await eventually(() => /long started/.test(one.output()), 15_000, 'the module to start');
+    await expect
+      .poll(() => one.output(), { timeout: 15_000, interval: 20, message: 'the module to start' })
+      .toMatch(/long started/);
     first.child.kill('SIGKILL');
-    await eventually(() => /heartbeat failed; retrying/.test(one.output()), 10_000, 'heartbeat retries');
-    await eventually(() => /module succeeded/.test(one.output()), 10_000, 'the module to finish on its worker');
+    await expect
+      .poll(() => one.output(), { timeout: 10_000, interval: 20, message: 'heartbeat retries' })
+      .toMatch(/heartbeat failed; retrying/);
+    await expect
+      .poll(() => one.output(), { timeout: 10_000, interval: 20, message: 'the module to finish on its worker' })
+      .toMatch(/module succeeded/);
     const second = await start('orchestrator', orchestratorArgs(port, '--admin-token', 'fault-admin-token-0123456789'));
     const client = createOrchestratorClient({ baseUrl: second.url, token: 'fault-admin-token-0123456789' });
     try {
-      await eventually(
-        async () => {
-          const workers = await client.workers.list();
-          return (
-            workers.status === 200 &&
-            workers.body.some((node) => node.id === 'survivor-1' && node.status === 'Available')
-          );
-        },
-        15_000,
-        're-registration with the new orchestrator',
-      );
+      await expect
+        .poll(
+          async () => {
+            const workers = await client.workers.list();
+            return (
+              workers.status === 200 &&
+              workers.body.some((node) => node.id === 'survivor-1' && node.status === 'Available')
+            );
+          },
+          { timeout: 15_000, interval: 20, message: 're-registration with the new orchestrator' },
+        )
+        .toBe(true);
     } finally {
       await client.close();
     }
@@ -216,11 +220,19 @@ describe('fault injection', () => {
       const args = ['--port', '0', '--host', '127.0.0.1', '--orchestrator', orchestrator.url, '--id', 'phoenix'];
       try {
         const first = await run('worker', args);
-        await eventually(() => registeredAt(first.url), 15_000, 'the first registration');
+        await expect
+          .poll(() => registeredAt(first.url), { timeout: 15_000, interval: 20, message: 'the first registration' })
+          .toBe(true);
         first.child.kill('SIGKILL');
         await first.exited;
         const second = await run('worker', args); // the same id, another port
-        await eventually(() => registeredAt(second.url), 15_000, 'the registration of the restarted worker');
+        await expect
+          .poll(() => registeredAt(second.url), {
+            timeout: 15_000,
+            interval: 20,
+            message: 'the registration of the restarted worker',
+          })
+          .toBe(true);
         // It keeps the id: its heartbeats go through with the credential it got.
         await sleep(1_500);
         expect(await registeredAt(second.url)).toBe(true);

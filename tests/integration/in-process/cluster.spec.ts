@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { defineModule, definePipeline } from '@mpd/pipeline';
 import { runPipeline, type RunResult } from '@mpd/orchestrator';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster, eventually, silent } from './helpers.js';
+import { Cluster, silent } from '../helpers/cluster.js';
 
 let cluster: Cluster;
 afterEach(async () => {
@@ -64,7 +64,13 @@ describe('a worker and the orchestrator', () => {
       pipeline: { name: 'diamond', fingerprint: diamond.fingerprint, modules: ['a', 'b', 'c', 'd'] },
     });
     const first = node.lastHeartbeat;
-    await eventually(() => cluster.orchestrator.registry.get('w-caps')!.lastHeartbeat !== first, 3_000, 'a heartbeat');
+    await expect
+      .poll(() => cluster.orchestrator.registry.get('w-caps')!.lastHeartbeat, {
+        timeout: 3_000,
+        interval: 20,
+        message: 'a heartbeat',
+      })
+      .not.toBe(first);
   });
 
   it('keeps trying to register while the orchestrator is down, and registers once it is up', async () => {
@@ -73,11 +79,8 @@ describe('a worker and the orchestrator', () => {
     const { port } = probe;
     await probe.close();
     const worker = await cluster.startWorker({ id: 'w-early', orchestratorUrl: `http://127.0.0.1:${port}` });
-    await eventually(
-      () => worker.link!.state.status === 'registering' && worker.link!.state.attempt >= 2,
-      3_000,
-      'retries',
-    );
+    const retrying = () => worker.link!.state.status === 'registering' && worker.link!.state.attempt >= 2;
+    await expect.poll(retrying, { timeout: 3_000, interval: 20, message: 'retries' }).toBe(true);
     await cluster.startOrchestrator({ port });
     await worker.link!.registered();
     expect(cluster.orchestrator.registry.get('w-early')?.status).toBe('Available');
@@ -87,11 +90,15 @@ describe('a worker and the orchestrator', () => {
     cluster = new Cluster();
     const first = await cluster.startOrchestrator();
     await cluster.startWorker({ id: 'w-again' });
-    await eventually(() => first.registry.get('w-again') !== undefined, 3_000, 'registration');
+    await expect
+      .poll(() => first.registry.get('w-again'), { timeout: 3_000, interval: 20, message: 'registration' })
+      .toBeDefined();
     await first.close();
     const second = await cluster.startOrchestrator({ port: first.port });
     expect(second.registry.get('w-again')).toBeUndefined();
-    await eventually(() => second.registry.get('w-again')?.status === 'Available', 5_000, 're-registration');
+    await expect
+      .poll(() => second.registry.get('w-again')?.status, { timeout: 5_000, interval: 20, message: 're-registration' })
+      .toBe('Available');
   });
 
   it('unregisters when it stops, and a silent worker turns Offline', async () => {
@@ -108,7 +115,13 @@ describe('a worker and the orchestrator', () => {
       endpoint: 'http://127.0.0.1:9',
       capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
     });
-    await eventually(() => cluster.orchestrator.registry.get('w-silent')?.status === 'Offline', 3_000, 'Offline');
+    await expect
+      .poll(() => cluster.orchestrator.registry.get('w-silent')?.status, {
+        timeout: 3_000,
+        interval: 20,
+        message: 'Offline',
+      })
+      .toBe('Offline');
   });
 });
 
@@ -224,14 +237,14 @@ describe('running a pipeline', () => {
       logger: silent,
       signal: controller.signal,
     });
-    await eventually(() => worker.load === 1, 3_000, 'the module to start');
+    await expect.poll(() => worker.load, { timeout: 3_000, interval: 20, message: 'the module to start' }).toBe(1);
     controller.abort();
     const result = await running;
     expect(result).toMatchObject({ success: false, status: 'Cancelled' });
     expect(byName(result).long!.status).toBe('PipelineTerminated');
     expect(byName(result).next!.status).toBe('PipelineTerminated');
     expect(observedAbort).toBe(true);
-    await eventually(() => worker.load === 0, 3_000, 'the worker to be idle');
+    await expect.poll(() => worker.load, { timeout: 3_000, interval: 20, message: 'the worker to be idle' }).toBe(0);
   });
 
   it('never sends modules to a worker that loaded other pipeline code', async () => {
@@ -250,20 +263,6 @@ describe('running a pipeline', () => {
     expect(new Set(result.modules.map((module) => module.workerId))).toEqual(new Set(['w-same']));
   });
 
-  it('fails modules that no worker can take, after the configured wait, instead of hanging', async () => {
-    cluster = new Cluster();
-    await cluster.startOrchestrator();
-    const result = await runPipeline({
-      pipeline: diamond,
-      registry: cluster.orchestrator.registry,
-      logger: silent,
-      workerWaitMs: 300,
-      rescheduleIntervalMs: 50,
-    });
-    expect(byName(result).a).toMatchObject({ status: 'Failed', error: { type: 'NoCapableWorker' } });
-    expect(byName(result).d!.status).toBe('DependencyFailed');
-  });
-
   it('dispatches a lost attempt again on another worker and accepts one result', async () => {
     cluster = new Cluster();
     await cluster.startOrchestrator({ heartbeatTimeoutMs: 600 });
@@ -280,7 +279,7 @@ describe('running a pipeline', () => {
     const doomed = await cluster.startWorker({ id: 'w-doomed', pipeline });
     await doomed.link!.registered();
     const running = runPipeline({ pipeline, registry: cluster.orchestrator.registry, logger: silent });
-    await eventually(() => doomed.load === 1, 3_000, 'dispatch to w-doomed');
+    await expect.poll(() => doomed.load, { timeout: 3_000, interval: 20, message: 'dispatch to w-doomed' }).toBe(1);
     const survivor = await cluster.startWorker({ id: 'w-survivor', pipeline });
     await survivor.link!.registered();
     // w-doomed goes silent: its heartbeats stop (the process is frozen, not dead).
@@ -296,7 +295,9 @@ describe('running a pipeline', () => {
     ]);
     expect(runs).toBe(2);
     // The orchestrator also told w-doomed to stop the abandoned attempt.
-    await eventually(() => doomed.load === 0, 3_000, 'the abandoned attempt to be cancelled');
+    await expect
+      .poll(() => doomed.load, { timeout: 3_000, interval: 20, message: 'the abandoned attempt to be cancelled' })
+      .toBe(0);
     await doomed.close();
   });
 });

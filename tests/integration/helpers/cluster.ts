@@ -2,8 +2,6 @@ import { startOrchestrator, type RunningOrchestrator, type StartOrchestratorOpti
 import { startWorker, type RunningWorker, type WorkerOptions } from '@mpd/worker';
 import pino from 'pino';
 
-export { eventually } from '@mpd/test-kit';
-
 export const silent = pino({ level: 'silent' });
 
 /** Everything a test started, closed by {@link Cluster.close}. */

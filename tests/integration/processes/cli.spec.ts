@@ -9,7 +9,6 @@ import { fileURLToPath } from 'node:url';
 import { createOrchestratorClient } from '@mpd/client';
 import type { RunResult } from '@mpd/orchestrator';
 import {
-  eventually,
   killLeftovers,
   mainOf,
   orchestratorArgs as cliOrchestratorArgs,
@@ -19,7 +18,7 @@ import {
 } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 
-const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 
 afterEach(killLeftovers);
 
@@ -67,6 +66,7 @@ describe('mpd-orchestrator --pipeline', () => {
     expect(await runOnce('timings-2')).toMatch(`durations of 1 module(s) read from ${timings}`);
   });
 
+  // Kept beside faults.spec.ts's random kills: one kill, and the exact attempts and survivor (faults checks only invariants).
   it('a worker killed with SIGKILL mid-module: the module runs again on the other worker and the run succeeds', async () => {
     const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');
     const pipeline = fixture('slow.pipeline.ts');
@@ -77,7 +77,9 @@ describe('mpd-orchestrator --pipeline', () => {
     const one = await start('worker', workerArgs(orchestrator.url, 'kill-1', '--pipeline', pipeline));
     const two = await start('worker', workerArgs(orchestrator.url, 'kill-2', '--pipeline', pipeline));
     // Kill whichever worker started the first module, while it runs.
-    await eventually(() => /step started/.test(one.output() + two.output()), 15_000, 'the first module to start');
+    await expect
+      .poll(() => one.output() + two.output(), { timeout: 15_000, interval: 20, message: 'the first module to start' })
+      .toMatch(/step started/);
     const victim = /step started/.test(one.output()) ? one : two;
     const survivor = victim === one ? 'kill-2' : 'kill-1';
     victim.child.kill('SIGKILL');
@@ -102,7 +104,9 @@ describe('timeouts', () => {
       '60',
     ]);
     const worker = await start('worker', workerArgs(orchestrator.url, 'frozen', '--pipeline', pipeline));
-    await eventually(() => /hang started/.test(worker.output()), 15_000, 'the module to start');
+    await expect
+      .poll(() => worker.output(), { timeout: 15_000, interval: 20, message: 'the module to start' })
+      .toMatch(/hang started/);
     worker.child.kill('SIGSTOP'); // frozen: the worker's own timeout cannot answer
     try {
       expect(await orchestrator.exited).toBe(1);
@@ -147,7 +151,9 @@ describe('mpd-worker', () => {
     );
     const one = await start('worker', workerArgs(orchestrator.url, 'term-1', '--pipeline', pipeline));
     const two = await start('worker', workerArgs(orchestrator.url, 'term-2', '--pipeline', pipeline));
-    await eventually(() => /step started/.test(one.output() + two.output()), 15_000, 'the first module to start');
+    await expect
+      .poll(() => one.output() + two.output(), { timeout: 15_000, interval: 20, message: 'the first module to start' })
+      .toMatch(/step started/);
     const drained = /step started/.test(one.output()) ? one : two;
     const [drainedId, otherId] = drained === one ? ['term-1', 'term-2'] : ['term-2', 'term-1'];
     drained.child.kill('SIGTERM');
@@ -174,7 +180,7 @@ describe('mpd-worker', () => {
         const workers = await client.workers.list();
         return workers.status === 200 && workers.body.some((node) => node.id === 'term-worker');
       };
-      await eventually(registered, 10_000, 'registration');
+      await expect.poll(registered, { timeout: 10_000, interval: 20, message: 'registration' }).toBe(true);
       worker.child.kill('SIGTERM');
       expect(await worker.exited).toBe(0);
       const workers = await client.workers.list();
@@ -200,12 +206,16 @@ describe('mpd-worker', () => {
         return workers.status === 200 ? workers.body.find((node) => node.id === 'kept')?.endpoint : undefined;
       };
       const first = await start('worker', workerArgs(orchestrator.url, 'kept', '--credential-file', file));
-      await eventually(async () => (await endpointOf()) === first.url, 10_000, 'registration');
-      await eventually(() => existsSync(file), 5_000, 'the credential file');
+      await expect.poll(endpointOf, { timeout: 10_000, interval: 20, message: 'registration' }).toBe(first.url);
+      await expect
+        .poll(() => existsSync(file), { timeout: 5_000, interval: 20, message: 'the credential file' })
+        .toBe(true);
       first.child.kill('SIGKILL');
       await first.exited;
       const restarted = await start('worker', workerArgs(orchestrator.url, 'kept', '--credential-file', file));
-      await eventually(async () => (await endpointOf()) === restarted.url, 10_000, 'the restarted worker in its place');
+      await expect
+        .poll(endpointOf, { timeout: 10_000, interval: 20, message: 'the restarted worker in its place' })
+        .toBe(restarted.url);
       expect(restarted.output()).not.toMatch(/409/);
     } finally {
       await client.close();
