@@ -21,12 +21,8 @@ export type { WorkerState } from './worker-lifecycle.js';
 export { createApp } from './app.js';
 export type { WorkerAppDeps } from './app.js';
 export { ModuleExecutor } from './executor/module-executor.js';
-export type {
-  ExecuteDecision,
-  ExecutionOutcome,
-  ExecutionRequest,
-  ModuleExecutorOptions,
-} from './executor/module-executor.js';
+export type { ExecuteDecision, ModuleExecutorOptions } from './executor/module-executor.js';
+export type { ExecutionOutcome, ExecutionRequest } from './executor/execution.js';
 export type { LinkState } from './registration/orchestrator-link.js';
 export type { WorkerOptions } from './worker-options.js';
 export { defaultWorkerId, detectTools, osName } from './capabilities.js';
