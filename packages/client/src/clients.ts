@@ -21,6 +21,16 @@ export type OrchestratorClient = Client<typeof orchestratorContract>;
 /** A typed client of the worker API. */
 export type WorkerClient = Client<typeof workerContract>;
 
+/**
+ * The `Authorization: Bearer <token>` header for `token`, none without one: the one place the
+ * client writes it, for {@link ClientOptions.token} and for a token given per call through
+ * ts-rest's `extraHeaders`, such as a credential that changes at each registration:
+ * `client.workers.heartbeat({ body, extraHeaders: bearerHeader(credential) })`.
+ */
+export function bearerHeader(token: string | undefined): Record<string, string> {
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
 function create<T extends AppRouter>(contract: T, options: ClientOptions): Client<T> {
   if (!/^https?:\/\//i.test(options.baseUrl)) {
     throw new TypeError(`baseUrl must be an http:// or https:// URL, got ${JSON.stringify(options.baseUrl)}`);
@@ -28,7 +38,7 @@ function create<T extends AppRouter>(contract: T, options: ClientOptions): Clien
   const { api, close } = createFetcher(options);
   const args: ResolvedArgs = {
     baseUrl: options.baseUrl.replace(/\/+$/, ''),
-    baseHeaders: { ...options.headers, ...(options.token ? { authorization: `Bearer ${options.token}` } : {}) },
+    baseHeaders: { ...options.headers, ...bearerHeader(options.token) },
     api,
     validateResponse: options.validateResponse ?? false,
     throwOnUnknownStatus: true,

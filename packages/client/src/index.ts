@@ -10,7 +10,7 @@
  * const workers = await orchestrator.workers.list();
  * ```
  */
-export { createOrchestratorClient, createWorkerClient } from './clients.js';
+export { bearerHeader, createOrchestratorClient, createWorkerClient } from './clients.js';
 export type { OrchestratorClient, WorkerClient } from './clients.js';
 export type { ClientOptions } from './client-options.js';
 export type { CallOptions } from './fetcher.js';

@@ -9,9 +9,7 @@ export type WorkerErrorCode =
   /** The orchestrator (or a shutdown) cancelled the execution. */
   | 'Cancelled'
   /** The module's result cannot be sent as JSON. */
-  | 'ResultNotSerializable'
-  /** A dependency result sent with the request is not JSON. */
-  | 'InvalidDependencyResult';
+  | 'ResultNotSerializable';
 
 /** An error raised by the worker, with a machine-readable `code` and the original `cause`. */
 export class WorkerError extends Error {

@@ -16,17 +16,14 @@
  * ```
  */
 export { startWorker } from './server.js';
-export type { RunningWorker, WorkerState } from './server.js';
+export type { RunningWorker } from './server.js';
+export type { WorkerState } from './worker-lifecycle.js';
 export { createApp } from './app.js';
 export type { WorkerAppDeps } from './app.js';
 export { ModuleExecutor } from './executor/module-executor.js';
-export type {
-  ExecuteDecision,
-  ExecutionOutcome,
-  ExecutionRequest,
-  ModuleExecutorOptions,
-} from './executor/module-executor.js';
-export type { LinkState } from './agent/orchestrator-link.js';
+export type { ExecuteDecision, ModuleExecutorOptions } from './executor/module-executor.js';
+export type { ExecutionOutcome, ExecutionRequest } from './executor/execution.js';
+export type { LinkState } from './registration/orchestrator-link.js';
 export type { WorkerOptions } from './worker-options.js';
 export { defaultWorkerId, detectTools, osName } from './capabilities.js';
 export { ExecutionCancelledError, ModuleTimeoutError, WorkerConfigError, WorkerError } from './errors.js';

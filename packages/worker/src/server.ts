@@ -1,15 +1,15 @@
-import { availableParallelism, hostname } from 'node:os';
+import { hostname } from 'node:os';
 import { createOrchestratorClient } from '@mpd/client';
-import { DEFAULT_MODULE_TIMEOUT_MS, type WorkerNodeRegistration } from '@mpd/contract';
+import type { WorkerNodeRegistration } from '@mpd/contract';
 import { closeGracefully, createHttpOrHttpsServer, listen } from '@mpd/server-kit';
-import pino from 'pino';
-import { OrchestratorLink, type LinkState } from './agent/orchestrator-link.js';
+import type { Application } from 'express';
 import { createApp } from './app.js';
-import { defaultWorkerId, detectTools, osName } from './capabilities.js';
 import { WorkerError } from './errors.js';
 import { ModuleExecutor } from './executor/module-executor.js';
+import { OrchestratorLink, type LinkState } from './registration/orchestrator-link.js';
 import { workerStartupWarnings } from './startup-warnings.js';
-import type { WorkerOptions } from './worker-options.js';
+import { WorkerLifecycle, type WorkerState } from './worker-lifecycle.js';
+import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options.js';
 
 /** A started worker. */
 export interface RunningWorker {
@@ -46,48 +46,117 @@ export interface RunningWorker {
   close(graceMs?: number): Promise<void>;
 }
 
-/** A worker's lifecycle. */
-export type WorkerState =
-  /** Takes modules. */
-  | 'running'
-  /** Takes no new modules; finishes the running ones, then stops. */
-  | 'draining'
-  /** Unregistering and closing. */
-  | 'stopping'
-  | 'stopped';
-
 /**
  * Starts a worker: its HTTP server (HTTPS with `tls`), and its registration with the
  * orchestrator. On a non-loopback address it warns (logger `warn`) about plain HTTP and about
  * serving without any token.
  */
 export async function startWorker(options: WorkerOptions = {}): Promise<RunningWorker> {
-  const logger = options.logger ?? pino({ level: 'info' }, pino.destination(2));
-  const id = options.id ?? defaultWorkerId();
-  const host = options.host ?? '0.0.0.0';
-  const slots = options.slots ?? availableParallelism();
+  const settings = resolveWorkerOptions(options);
+  const { id, host, logger, pipeline, slots } = settings;
   const executor = new ModuleExecutor({
     workerId: id,
-    pipeline: options.pipeline,
+    pipeline,
     slots,
-    defaultTimeoutMs: options.defaultTimeoutMs ?? DEFAULT_MODULE_TIMEOUT_MS,
-    workingDirectory: options.workingDirectory ?? process.cwd(),
-    completedRetentionMs: 10 * 60_000,
+    defaultTimeoutMs: settings.defaultTimeoutMs,
+    workingDirectory: settings.workingDirectory,
+    completedRetentionMs: settings.completedRetentionMs,
     logger: logger.child({ workerId: id }),
   });
-  // The link is made below; its credential is read per request.
-  let linkCredential: () => string | undefined = () => undefined;
+  const client = settings.orchestratorUrl
+    ? createOrchestratorClient({
+        baseUrl: settings.orchestratorUrl,
+        ...(settings.orchestratorTls ? { tls: settings.orchestratorTls } : {}),
+      })
+    : undefined;
+  const link = client
+    ? new OrchestratorLink({
+        client,
+        workerId: id,
+        currentLoad: () => executor.load,
+        logger: logger.child({ workerId: id, component: 'link' }),
+        joinToken: settings.joinToken,
+        credentialFile: settings.credentialFile,
+        initialBackoffMs: settings.initialBackoffMs,
+        maxBackoffMs: settings.maxBackoffMs,
+      })
+    : undefined;
   const app = createApp({
     executor,
     logger,
-    acceptedTokens: () => [options.token, linkCredential()].filter((token): token is string => token !== undefined),
-    ...(options.bodyLimit ? { bodyLimit: options.bodyLimit } : {}),
-    validateResponses: options.validateResponses ?? false,
+    // Read per request: the link's credential changes at each registration.
+    acceptedTokens: () => [settings.token, link?.credential].filter((token): token is string => token !== undefined),
+    bodyLimit: settings.bodyLimit,
+    validateResponses: settings.validateResponses,
   });
-  const requestedPort = options.port ?? 9000;
-  let server: ReturnType<typeof createHttpOrHttpsServer>;
+  const { server, port } = await serve(app, settings).catch(async (error: unknown) => {
+    await client?.close();
+    throw error;
+  });
+  const wildcard = host === '0.0.0.0' || host === '::';
+  const scheme = settings.tls ? 'https' : 'http';
+  const url = `${scheme}://${wildcard ? '127.0.0.1' : formatHost(host)}:${port}`;
+  const endpoint = settings.endpoint ?? `${scheme}://${wildcard ? hostname() : formatHost(host)}:${port}`;
+  for (const warning of workerStartupWarnings({
+    host,
+    tls: settings.tls !== undefined,
+    token: settings.joinToken !== undefined || settings.token !== undefined,
+  })) {
+    logger.warn({ host }, warning);
+  }
+
+  const node = (): WorkerNodeRegistration => ({
+    id,
+    endpoint,
+    capabilities: {
+      os: settings.os,
+      installedTools: settings.tools,
+      maxParallelModules: slots,
+      tags: settings.tags,
+    },
+    pipeline: pipeline
+      ? { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: [...pipeline.modules.keys()] }
+      : null,
+  });
+  const lifecycle = new WorkerLifecycle({
+    executor,
+    link,
+    logger,
+    close: async () => {
+      await client?.close();
+      await closeGracefully(server);
+    },
+  });
+  link?.start({ node, onDrainRequested: () => void lifecycle.drain() });
+
+  return {
+    id,
+    url,
+    endpoint,
+    link,
+    get load() {
+      return executor.load;
+    },
+    get state() {
+      return lifecycle.state;
+    },
+    stopped: lifecycle.stopped,
+    drain: () => lifecycle.drain(),
+    close: (graceMs = settings.shutdownGraceMs) => lifecycle.shutDown(graceMs),
+  };
+}
+
+type Server = ReturnType<typeof createHttpOrHttpsServer>;
+
+/**
+ * The app's HTTP(S) server, listening on `settings.host` and `settings.port`.
+ * @throws WorkerError (code `InvalidSetting`) for unusable TLS files, (code `ListenFailed`) when it cannot listen.
+ */
+async function serve(app: Application, settings: ResolvedWorkerOptions): Promise<{ server: Server; port: number }> {
+  const { host, port: requestedPort } = settings;
+  let server: Server;
   try {
-    server = createHttpOrHttpsServer(app, options.tls);
+    server = createHttpOrHttpsServer(app, settings.tls);
   } catch (cause) {
     throw new WorkerError(
       'InvalidSetting',
@@ -106,112 +175,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
   // Long-running executions answer late: let Node keep those requests open.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
-  const wildcard = host === '0.0.0.0' || host === '::';
-  const scheme = options.tls ? 'https' : 'http';
-  const url = `${scheme}://${wildcard ? '127.0.0.1' : formatHost(host)}:${port}`;
-  const endpoint = options.endpoint ?? `${scheme}://${wildcard ? hostname() : formatHost(host)}:${port}`;
-  for (const warning of workerStartupWarnings({
-    host,
-    tls: options.tls !== undefined,
-    token: options.joinToken !== undefined || options.token !== undefined,
-  })) {
-    logger.warn({ host }, warning);
-  }
-
-  const tools = options.tools ?? detectTools();
-  const node = (): WorkerNodeRegistration => ({
-    id,
-    endpoint,
-    capabilities: {
-      os: options.os ?? osName(),
-      installedTools: tools,
-      maxParallelModules: slots,
-      tags: options.tags ?? [],
-    },
-    pipeline: options.pipeline
-      ? {
-          name: options.pipeline.name,
-          fingerprint: options.pipeline.fingerprint,
-          modules: [...options.pipeline.modules.keys()],
-        }
-      : null,
-  });
-
-  const client = options.orchestratorUrl
-    ? createOrchestratorClient({
-        baseUrl: options.orchestratorUrl,
-        ...(options.orchestratorTls ? { tls: options.orchestratorTls } : {}),
-      })
-    : undefined;
-  let drain: () => Promise<void> = () => Promise.resolve();
-  const link = client
-    ? new OrchestratorLink({
-        client,
-        node,
-        currentLoad: () => executor.load,
-        logger: logger.child({ workerId: id, component: 'link' }),
-        onDrainRequested: () => void drain(),
-        joinToken: options.joinToken,
-        credentialFile: options.credentialFile,
-        ...(options.initialBackoffMs !== undefined ? { initialBackoffMs: options.initialBackoffMs } : {}),
-        ...(options.maxBackoffMs !== undefined ? { maxBackoffMs: options.maxBackoffMs } : {}),
-      })
-    : undefined;
-  linkCredential = () => link?.credential;
-  link?.start();
-
-  let state: WorkerState = 'running';
-  let resolveStopped!: () => void;
-  const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
-
-  /** Unregisters and closes the server (once nothing runs, or after cancelling what still does). */
-  let shuttingDown: Promise<void> | undefined;
-  const shutDown = (graceMs: number): Promise<void> =>
-    (shuttingDown ??= (async () => {
-      state = 'stopping';
-      executor.drain();
-      if (executor.load > 0) await link?.announceDrain();
-      const idle = executor.idle();
-      const timer = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
-      if ((await Promise.race([idle.then(() => 'idle'), timer])) !== 'idle') {
-        logger.warn({ running: executor.load }, 'shutdown grace period over; cancelling running modules');
-        executor.cancelAll('worker shutting down');
-        await Promise.race([idle, new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
-      }
-      await link?.stop();
-      await client?.close();
-      await closeGracefully(server);
-      state = 'stopped';
-      resolveStopped();
-    })());
-
-  let draining: Promise<void> | undefined;
-  drain = () =>
-    (draining ??= (async () => {
-      if (state !== 'running') return;
-      state = 'draining';
-      logger.info({ running: executor.load }, 'draining: finishing running modules, taking no new ones');
-      executor.drain();
-      await link?.announceDrain();
-      await executor.idle();
-      await shutDown(0);
-    })());
-
-  return {
-    id,
-    url,
-    endpoint,
-    link,
-    get load() {
-      return executor.load;
-    },
-    get state() {
-      return state;
-    },
-    stopped,
-    drain: () => drain(),
-    close: (graceMs = options.shutdownGraceMs ?? 30_000) => shutDown(graceMs),
-  };
+  return { server, port };
 }
 
 function formatHost(host: string): string {

@@ -1,6 +1,9 @@
+import { availableParallelism } from 'node:os';
 import type { ClientOptions } from '@mpd/client';
+import { DEFAULT_MODULE_TIMEOUT_MS } from '@mpd/contract';
 import type { Pipeline } from '@mpd/pipeline';
-import type { Logger } from 'pino';
+import pino, { type Logger } from 'pino';
+import { defaultWorkerId, detectTools, osName } from './capabilities.js';
 
 /** Options of {@link startWorker}. */
 export interface WorkerOptions {
@@ -113,6 +116,64 @@ export interface WorkerOptions {
   initialBackoffMs?: number;
   /** Longest registration retry delay (ms). @default 30_000 */
   maxBackoffMs?: number;
+  /**
+   * How long a finished execution's outcome is kept, so that a repeated executionId gets it
+   * again instead of a second run (ms).
+   * @default 600_000 (10 minutes)
+   */
+  completedRetentionMs?: number;
   /** @default a pino logger at `info` writing to stderr */
   logger?: Logger;
+}
+
+/** The defaults of {@link WorkerOptions} that are constants (the others are read from the machine). */
+export const DEFAULT_WORKER_OPTIONS = {
+  port: 9000,
+  host: '0.0.0.0',
+  defaultTimeoutMs: DEFAULT_MODULE_TIMEOUT_MS,
+  shutdownGraceMs: 30_000,
+  bodyLimit: '100mb',
+  validateResponses: false,
+  initialBackoffMs: 500,
+  maxBackoffMs: 30_000,
+  completedRetentionMs: 10 * 60_000,
+} as const satisfies WorkerOptions;
+
+/** The options {@link resolveWorkerOptions} gives a default. */
+type DefaultedOption =
+  keyof typeof DEFAULT_WORKER_OPTIONS | 'id' | 'slots' | 'tags' | 'tools' | 'os' | 'workingDirectory' | 'logger';
+
+/**
+ * {@link WorkerOptions} with every default filled in (Temporal's `CompiledWorkerOptions`).
+ * `endpoint` stays optional: its default names the port the server gets.
+ */
+export type ResolvedWorkerOptions = Omit<WorkerOptions, DefaultedOption> &
+  Required<Pick<WorkerOptions, DefaultedOption>>;
+
+/**
+ * Fills in every default of {@link WorkerOptions}, once (Temporal's `addDefaultWorkerOptions`):
+ * the documented `@default` of each option, read from the machine where it says so.
+ */
+export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorkerOptions {
+  const defaults = DEFAULT_WORKER_OPTIONS;
+  return {
+    ...options,
+    id: options.id ?? defaultWorkerId(),
+    port: options.port ?? defaults.port,
+    host: options.host ?? defaults.host,
+    slots: options.slots ?? availableParallelism(),
+    tags: options.tags ?? [],
+    tools: options.tools ?? detectTools(),
+    os: options.os ?? osName(),
+    workingDirectory: options.workingDirectory ?? process.cwd(),
+    defaultTimeoutMs: options.defaultTimeoutMs ?? defaults.defaultTimeoutMs,
+    shutdownGraceMs: options.shutdownGraceMs ?? defaults.shutdownGraceMs,
+    // `||`: an empty string counts as not given.
+    bodyLimit: options.bodyLimit || defaults.bodyLimit,
+    validateResponses: options.validateResponses ?? defaults.validateResponses,
+    initialBackoffMs: options.initialBackoffMs ?? defaults.initialBackoffMs,
+    maxBackoffMs: options.maxBackoffMs ?? defaults.maxBackoffMs,
+    completedRetentionMs: options.completedRetentionMs ?? defaults.completedRetentionMs,
+    logger: options.logger ?? pino({ level: 'info' }, pino.destination(2)),
+  };
 }

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { longTimeout } from './module-executor.js';
+import { longTimeout } from './long-timeout.js';
 
 afterEach(() => {
   vi.useRealTimers();

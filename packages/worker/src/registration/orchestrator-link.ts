@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type OrchestratorClient, MpdClientError } from '@mpd/client';
+import { bearerHeader, type OrchestratorClient, MpdClientError } from '@mpd/client';
 import type { WorkerNodeRegistration } from '@mpd/contract';
 import { backoffDelay, writeStateFile } from '@mpd/server-kit';
 import type { Logger } from 'pino';
@@ -15,8 +15,8 @@ export type LinkState =
 
 export interface OrchestratorLinkOptions {
   client: OrchestratorClient;
-  /** The node to register; called before every registration so it is current. */
-  node: () => WorkerNodeRegistration;
+  /** The worker's id (the one its registrations carry). */
+  workerId: string;
   /** The load reported in each heartbeat. */
   currentLoad: () => number;
   logger: Logger;
@@ -27,15 +27,18 @@ export interface OrchestratorLinkOptions {
    * readable by its owner only; read at start): see `WorkerOptions.credentialFile`.
    */
   credentialFile?: string | undefined;
+  /** First retry delay while the orchestrator cannot be reached (ms); doubles up to `maxBackoffMs` (see `WorkerOptions`). */
+  initialBackoffMs: number;
+  /** Longest retry delay (ms). */
+  maxBackoffMs: number;
+}
+
+/** What {@link OrchestratorLink.start} takes: what exists only once the worker serves. */
+export interface LinkStart {
+  /** The node to register (its endpoint names the port the server got); called before every registration so it is current. */
+  node: () => WorkerNodeRegistration;
   /** Called when a heartbeat answer says `shouldDrain: true`. */
   onDrainRequested?: () => void;
-  /**
-   * First retry delay while the orchestrator cannot be reached (ms); doubles up to `maxBackoffMs`.
-   * @default 500
-   */
-  initialBackoffMs?: number;
-  /** @default 30_000 */
-  maxBackoffMs?: number;
 }
 
 /**
@@ -66,14 +69,11 @@ export class OrchestratorLink {
     return this.credentialValue;
   }
 
-  private authorization(token: string | undefined): { extraHeaders?: Record<string, string> } {
-    return token ? { extraHeaders: { authorization: `Bearer ${token}` } } : {};
-  }
-
-  start(): void {
+  /** Starts registering, then heartbeats, in the background (once; later calls do nothing). */
+  start(start: LinkStart): void {
     if (this.loop) return;
     this.credentialValue = this.readCredentialFile();
-    this.loop = this.run().catch((error: unknown) => {
+    this.loop = this.run(start).catch((error: unknown) => {
       if (!this.stopController.signal.aborted)
         this.options.logger.error({ err: error }, 'orchestrator link stopped unexpectedly');
     });
@@ -92,9 +92,9 @@ export class OrchestratorLink {
   async announceDrain(): Promise<void> {
     try {
       await this.options.client.workers.drain({
-        params: { workerId: this.options.node().id },
+        params: { workerId: this.options.workerId },
         fetchOptions: { signal: AbortSignal.timeout(5_000) },
-        ...this.authorization(this.credentialValue),
+        extraHeaders: bearerHeader(this.credentialValue),
       });
     } catch (error) {
       this.options.logger.warn({ err: describe(error) }, 'could not tell the orchestrator about the drain');
@@ -109,12 +109,11 @@ export class OrchestratorLink {
     this.stopController.abort();
     await this.loop;
     if (wasRegistered) {
-      const workerId = this.options.node().id;
       try {
         await this.options.client.workers.unregister({
-          params: { workerId },
+          params: { workerId: this.options.workerId },
           fetchOptions: { signal: AbortSignal.timeout(5_000) },
-          ...this.authorization(this.credentialValue),
+          extraHeaders: bearerHeader(this.credentialValue),
         });
         this.options.logger.info('unregistered from the orchestrator');
       } catch (error) {
@@ -157,30 +156,29 @@ export class OrchestratorLink {
     }
   }
 
-  private async run(): Promise<void> {
+  private async run({ node, onDrainRequested }: LinkStart): Promise<void> {
     const signal = this.stopController.signal;
     while (!signal.aborted) {
-      const intervalMs = await this.register(signal);
+      const intervalMs = await this.register(node, signal);
       if (intervalMs === undefined) return;
-      await this.heartbeatUntilLost(intervalMs, signal);
+      await this.heartbeatUntilLost(intervalMs, signal, onDrainRequested);
     }
   }
 
   /** Registers, retrying with backoff; undefined when stopped first. */
-  private async register(signal: AbortSignal): Promise<number | undefined> {
+  private async register(node: LinkStart['node'], signal: AbortSignal): Promise<number | undefined> {
     const { client, logger } = this.options;
     for (let attempt = 0; !signal.aborted; attempt++) {
       this.current = { status: 'registering', attempt, ...(this.lastError ? { lastError: this.lastError } : {}) };
       try {
-        const node = this.options.node();
         const response = await client.workers.register({
           body: {
-            workerNode: { ...node, currentLoad: this.options.currentLoad() },
+            workerNode: { ...node(), currentLoad: this.options.currentLoad() },
             timestamp: new Date().toISOString(),
             ...(this.credentialValue ? { credential: this.credentialValue } : {}),
           },
           fetchOptions: { signal },
-          ...this.authorization(this.options.joinToken),
+          extraHeaders: bearerHeader(this.options.joinToken),
         });
         if (response.status === 200) {
           const heartbeatIntervalMs = response.body.heartbeatIntervalSeconds * 1000;
@@ -208,7 +206,11 @@ export class OrchestratorLink {
   }
 
   /** Sends heartbeats until the orchestrator no longer knows this worker (404) or the link stops. */
-  private async heartbeatUntilLost(intervalMs: number, signal: AbortSignal): Promise<void> {
+  private async heartbeatUntilLost(
+    intervalMs: number,
+    signal: AbortSignal,
+    onDrainRequested: LinkStart['onDrainRequested'],
+  ): Promise<void> {
     const { client, logger } = this.options;
     let failures = 0;
     let wait = intervalMs;
@@ -216,12 +218,12 @@ export class OrchestratorLink {
       try {
         const response = await client.workers.heartbeat({
           body: {
-            workerId: this.options.node().id,
+            workerId: this.options.workerId,
             currentLoad: this.options.currentLoad(),
             timestamp: new Date().toISOString(),
           },
           fetchOptions: { signal },
-          ...this.authorization(this.credentialValue),
+          extraHeaders: bearerHeader(this.credentialValue),
         });
         if (response.status === 404 || response.status === 401 || response.status === 403) {
           logger.warn(
@@ -235,7 +237,7 @@ export class OrchestratorLink {
           failures = 0;
           wait = intervalMs;
           this.current = { status: 'registered', heartbeatIntervalMs: intervalMs, consecutiveFailures: 0 };
-          if (response.body.shouldDrain) this.options.onDrainRequested?.();
+          if (response.body.shouldDrain) onDrainRequested?.();
           continue;
         }
         this.lastError = `heartbeat answered ${response.status}`;
@@ -258,7 +260,7 @@ export class OrchestratorLink {
   private lastError: string | undefined;
 
   private delay(attempt: number): number {
-    return backoffDelay(attempt, this.options.initialBackoffMs ?? 500, this.options.maxBackoffMs ?? 30_000);
+    return backoffDelay(attempt, this.options.initialBackoffMs, this.options.maxBackoffMs);
   }
 }
 

@@ -1,0 +1,206 @@
+import { tmpdir } from 'node:os';
+import { parseTimeSpan } from '@mpd/contract';
+import { defineModule, type JsonValue } from '@mpd/pipeline';
+import { createSecretMasker } from '@mpd/server-kit';
+import pino from 'pino';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ExecutionCancelledError, ModuleTimeoutError, WorkerError } from '../errors.js';
+import { type ExecutionRequest, safeString, serialise, startExecution, toOutcome } from './execution.js';
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+const options = {
+  workerId: 'worker-1',
+  defaultTimeoutMs: 60_000,
+  workingDirectory: tmpdir(),
+  logger: pino({ level: 'silent' }),
+};
+const request = (extra: Partial<ExecutionRequest> = {}): ExecutionRequest => ({
+  executionId: 'exec-1',
+  moduleTypeName: 'm',
+  params: undefined,
+  dependencyResults: {},
+  environmentVariables: {},
+  ...extra,
+});
+const times = { executionId: 'exec-1', workerId: 'worker-1', started: new Date() };
+const noMask = createSecretMasker([]);
+
+/** A module that runs until its signal aborts, then rejects with the signal's reason. */
+const waitsForSignal = (timeoutMs?: number) =>
+  defineModule({
+    name: 'waits',
+    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
+    run: (ctx) =>
+      new Promise<never>((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))),
+  });
+
+describe('toOutcome', () => {
+  it('answers 200 with the result text, the times and the worker', () => {
+    const outcome = toOutcome({ ok: true, value: '{"n":1}' }, times, noMask);
+    expect(outcome).toMatchObject({
+      status: 200,
+      body: { executionId: 'exec-1', workerId: 'worker-1', success: true, serializedResult: '{"n":1}' },
+    });
+    expect(parseTimeSpan(outcome.body.duration)).toBeGreaterThanOrEqual(0);
+    expect(Date.parse(outcome.body.endTime)).toBeGreaterThanOrEqual(Date.parse(outcome.body.startTime));
+  });
+
+  it.each([
+    [new ModuleTimeoutError('timed out'), 'TimedOut', 'ModuleTimeoutError'],
+    [new ExecutionCancelledError('cancelled'), 'Cancelled', 'ExecutionCancelledError'],
+    [new TypeError('boom'), 'Error', 'TypeError'],
+  ])('answers 500 telling %s apart by its class', (error, failureKind, exceptionType) => {
+    const outcome = toOutcome({ ok: false, error }, times, noMask);
+    expect(outcome).toMatchObject({
+      status: 500,
+      body: { success: false, errorMessage: error.message, exceptionType, failureKind },
+    });
+    expect(outcome.body).toHaveProperty('stackTrace', error.stack);
+  });
+
+  it('describes a thrown value that is not an Error, without a stack', () => {
+    const outcome = toOutcome({ ok: false, error: { code: 7 } }, times, noMask);
+    expect(outcome.body).toMatchObject({
+      errorMessage: 'Module threw a non-Error value: {"code":7}',
+      exceptionType: 'object',
+      stackTrace: null,
+      failureKind: 'Error',
+    });
+  });
+
+  it('masks secrets in the message and the stack', () => {
+    const outcome = toOutcome(
+      { ok: false, error: new Error('login with hunter22 failed') },
+      times,
+      createSecretMasker(['hunter22']),
+    );
+    expect(outcome.body).toMatchObject({ errorMessage: 'login with *** failed' });
+    expect(outcome.body).toHaveProperty('stackTrace', expect.stringContaining('login with *** failed'));
+    expect(JSON.stringify(outcome.body)).not.toContain('hunter22');
+  });
+});
+
+describe('serialise and safeString', () => {
+  it('writes a result as JSON text, undefined as null', () => {
+    expect(serialise('m', { a: [1, 'x'] })).toBe('{"a":[1,"x"]}');
+    expect(serialise('m', undefined)).toBe('null');
+  });
+
+  it('throws ResultNotSerializable naming the module for a result JSON cannot write', () => {
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    for (const value of [circular, 10n]) {
+      let thrown: unknown;
+      try {
+        serialise('build', value);
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(WorkerError);
+      expect(thrown).toMatchObject({
+        code: 'ResultNotSerializable',
+        message: expect.stringContaining("Module 'build'"),
+      });
+    }
+  });
+
+  it('falls back to String for values JSON cannot write', () => {
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    expect(safeString('x')).toBe('"x"');
+    expect(safeString(Symbol('s'))).toBe('Symbol(s)');
+    expect(safeString(circular)).toBe('[object Object]');
+  });
+});
+
+describe('startExecution', () => {
+  it("hands the module the request's parsed params and dependency results; null params mean its own", async () => {
+    const seen: unknown[] = [];
+    const restore = defineModule({ name: 'restore', run: () => ({ packages: 0 }) });
+    const build = defineModule({
+      name: 'build',
+      dependsOn: [restore],
+      params: { configuration: 'Debug' } as JsonValue,
+      run: (ctx) => {
+        seen.push([ctx.params, ctx.result(restore), ctx.executionId, ctx.workerId]);
+        return 'built';
+      },
+    });
+    const sent = startExecution(
+      build,
+      request({ params: { configuration: 'Release' }, dependencyResults: { restore: { packages: 7 } } }),
+      options,
+    );
+    expect(await sent.outcome).toMatchObject({ status: 200, body: { serializedResult: '"built"' } });
+    const own = startExecution(
+      build,
+      request({ params: null, dependencyResults: { restore: { packages: 7 } } }),
+      options,
+    );
+    await own.outcome;
+    expect(seen).toEqual([
+      [{ configuration: 'Release' }, { packages: 7 }, 'exec-1', 'worker-1'],
+      [{ configuration: 'Debug' }, { packages: 7 }, 'exec-1', 'worker-1'],
+    ]);
+  });
+
+  it("times out after the request's timeoutMs, before the module's own", async () => {
+    vi.useFakeTimers();
+    const execution = startExecution(waitsForSignal(60_000), request({ timeoutMs: 200 }), options);
+    let settled = false;
+    void execution.outcome.then(() => (settled = true));
+    await vi.advanceTimersByTimeAsync(199);
+    expect(settled).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(await execution.outcome).toMatchObject({
+      status: 500,
+      body: { failureKind: 'TimedOut', errorMessage: "Module 'waits' timed out after 00:00:00.2000000" },
+    });
+  });
+
+  it("times out after the module's own timeout when the request sets none, else the worker default", async () => {
+    vi.useFakeTimers();
+    const own = startExecution(waitsForSignal(300), request(), options);
+    const fallback = startExecution(waitsForSignal(), request(), { ...options, defaultTimeoutMs: 500 });
+    const settled: string[] = [];
+    void own.outcome.then(() => settled.push('own'));
+    void fallback.outcome.then(() => settled.push('default'));
+    await vi.advanceTimersByTimeAsync(299);
+    expect(settled).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(settled).toEqual(['own']);
+    await vi.advanceTimersByTimeAsync(200);
+    expect(settled).toEqual(['own', 'default']);
+  });
+
+  it('answers at a cancel, but stops only once a module that ignores its signal returns', async () => {
+    let started!: () => void;
+    const running = new Promise<void>((resolve) => (started = resolve));
+    let release!: (value: string) => void;
+    const stubborn = defineModule({
+      name: 'stubborn',
+      run: () => {
+        started();
+        return new Promise<string>((resolve) => (release = resolve));
+      },
+    });
+    const execution = startExecution(stubborn, request(), options);
+    await running;
+    execution.cancel('operator');
+    execution.cancel('second call');
+    expect(await execution.outcome).toMatchObject({
+      status: 500,
+      body: { failureKind: 'Cancelled', errorMessage: 'Execution cancelled: operator' },
+    });
+    let stopped = false;
+    void execution.stopped.then(() => (stopped = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(stopped).toBe(false);
+    release('late');
+    await execution.stopped;
+    expect(await execution.outcome).toMatchObject({ body: { failureKind: 'Cancelled' } });
+  });
+});
