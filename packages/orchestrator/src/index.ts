@@ -25,12 +25,13 @@ export { createApp } from './app.js';
 export type { AppDependencies } from './app.js';
 export { startOrchestrator } from './server.js';
 export type { RunningOrchestrator, StartOrchestratorOptions } from './server.js';
-export { InMemoryNodeRegistry } from './registry/node-registry.js';
+export { InMemoryNodeRegistry } from './registry/in-memory-node-registry.js';
+export type { InMemoryNodeRegistryOptions } from './registry/in-memory-node-registry.js';
 export type {
-  InMemoryNodeRegistryOptions,
   NodeRegistry,
   NodeRegistryEvent,
   NodeRegistryListener,
+  RegisterOptions,
 } from './registry/node-registry.js';
 export { formatSummary, runPipeline } from './runner/index.js';
 export type {
@@ -43,5 +44,5 @@ export type {
 } from './runner/index.js';
 export { DEFAULT_ORCHESTRATOR_OPTIONS } from './orchestrator-options.js';
 export type { OrchestratorOptions } from './orchestrator-options.js';
-export { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
-export type { OrchestratorConfigErrorCode, OrchestratorStartErrorCode } from './errors.js';
+export { OrchestratorConfigError, OrchestratorStartError, RegistrationError } from './errors.js';
+export type { OrchestratorConfigErrorCode, OrchestratorStartErrorCode, RegistrationErrorCode } from './errors.js';

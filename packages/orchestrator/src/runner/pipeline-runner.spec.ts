@@ -2,7 +2,7 @@ import type { WorkerClient } from '@mpd/client';
 import { type AnyModule, defineModule, definePipeline } from '@mpd/pipeline';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { InMemoryNodeRegistry } from '../registry/node-registry.js';
+import { InMemoryNodeRegistry } from '../registry/in-memory-node-registry.js';
 import { runPipeline } from './pipeline-runner.js';
 
 /** A worker client that answers every execute at once, recording the order modules started in. */

@@ -1,6 +1,6 @@
 import type { WorkerNode } from '@mpd/contract';
 import type { AnyModule } from '@mpd/pipeline';
-import { type NodeRegistry, readNodes } from '../registry/node-registry.js';
+import type { NodeRegistry } from '../registry/node-registry.js';
 import { missingCapabilities } from './placement.js';
 
 /** What the run knows about a worker's load. */
@@ -31,9 +31,9 @@ interface Member {
  * then registry order), so choosing a worker costs O(log workers), however many there are.
  *
  * The registry is read again after a registry event (`invalidate`) and on the run's periodic
- * tick. A registry with `snapshotOf` is also asked about the chosen worker just before it is
- * used, so no module goes to a worker that went `Offline` or `Draining` since the last read
- * (neither raises an event at once). A registry without it is read again every round.
+ * tick. It is also asked about the chosen worker (`snapshotOf`) just before it is used, so no
+ * module goes to a worker that went `Offline` or `Draining` since the last read (neither
+ * raises an event at once).
  */
 export class WorkerPool {
   readonly #members = new Map<string, Member>();
@@ -63,7 +63,7 @@ export class WorkerPool {
 
   /** Brings the pool up to date for a dispatch round at `now`. */
   sync(now: number): void {
-    if (this.#stale || !this.registry.snapshotOf) this.#read(now);
+    if (this.#stale) this.#read(now);
     for (const member of this.#cooling) {
       if (!this.load.cooling(member.node.id, now)) {
         this.#cooling.delete(member);
@@ -147,8 +147,7 @@ export class WorkerPool {
     this.#capable.clear();
     this.#heap.length = 0;
     this.#live = [];
-    const nodes = readNodes(this.registry);
-    nodes.forEach((node, order) => {
+    this.registry.snapshot().forEach((node, order) => {
       if (!this.#usable(node)) return;
       const member: Member = { node, order, index: -1, ratio: 0, given: 0 };
       this.#rekey(member);
@@ -163,9 +162,8 @@ export class WorkerPool {
     return (node.status === 'Available' || node.status === 'Busy') && node.pipeline?.fingerprint === this.fingerprint;
   }
 
-  /** Asks the registry whether the worker is still live (when it can tell cheaply). */
+  /** Asks the registry whether the worker is still live (it tells cheaply: no copy). */
   #stillLive(member: Member): boolean {
-    if (!this.registry.snapshotOf) return true; // read this round
     const current = this.registry.snapshotOf(member.node.id);
     return current !== undefined && this.#usable(current);
   }
