@@ -33,7 +33,7 @@ export type {
   NodeRegistryListener,
   RegisterOptions,
 } from './registry/node-registry.js';
-export { formatSummary, runPipeline } from './runner/index.js';
+export { DEFAULT_RUN_OPTIONS, formatSummary, runPipeline } from './runner/index.js';
 export type {
   AttemptRecord,
   ModuleRunResult,
@@ -41,6 +41,7 @@ export type {
   RunEvent,
   RunPipelineOptions,
   RunResult,
+  WorkerClientTarget,
 } from './runner/index.js';
 export { DEFAULT_ORCHESTRATOR_OPTIONS } from './orchestrator-options.js';
 export type { OrchestratorOptions } from './orchestrator-options.js';
