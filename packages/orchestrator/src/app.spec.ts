@@ -4,7 +4,8 @@ import { createOrchestratorClient, type OrchestratorClient } from '@mpd/client';
 import { errorBodySchema, orchestratorOpenApi, type RegisterWorkerRequest } from '@mpd/contract';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp } from './app.js';
-import { InMemoryNodeRegistry, type NodeRegistry } from './registry/node-registry.js';
+import { InMemoryNodeRegistry } from './registry/in-memory-node-registry.js';
+import type { NodeRegistry } from './registry/node-registry.js';
 
 /** The register body of the spec (shared/spec/http-api.md), verbatim. */
 const SPEC_REGISTER_BODY = `{

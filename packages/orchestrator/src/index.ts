@@ -25,14 +25,15 @@ export { createApp } from './app.js';
 export type { AppDependencies } from './app.js';
 export { startOrchestrator } from './server.js';
 export type { RunningOrchestrator, StartOrchestratorOptions } from './server.js';
-export { InMemoryNodeRegistry } from './registry/node-registry.js';
+export { InMemoryNodeRegistry } from './registry/in-memory-node-registry.js';
+export type { InMemoryNodeRegistryOptions } from './registry/in-memory-node-registry.js';
 export type {
-  InMemoryNodeRegistryOptions,
   NodeRegistry,
   NodeRegistryEvent,
   NodeRegistryListener,
+  RegisterOptions,
 } from './registry/node-registry.js';
-export { formatSummary, runPipeline } from './runner/index.js';
+export { DEFAULT_RUN_OPTIONS, formatSummary, runPipeline } from './runner/index.js';
 export type {
   AttemptRecord,
   ModuleRunResult,
@@ -40,8 +41,9 @@ export type {
   RunEvent,
   RunPipelineOptions,
   RunResult,
+  WorkerClientTarget,
 } from './runner/index.js';
 export { DEFAULT_ORCHESTRATOR_OPTIONS } from './orchestrator-options.js';
 export type { OrchestratorOptions } from './orchestrator-options.js';
-export { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
-export type { OrchestratorConfigErrorCode, OrchestratorStartErrorCode } from './errors.js';
+export { OrchestratorConfigError, OrchestratorStartError, RegistrationError } from './errors.js';
+export type { OrchestratorConfigErrorCode, OrchestratorStartErrorCode, RegistrationErrorCode } from './errors.js';

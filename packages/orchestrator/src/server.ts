@@ -2,7 +2,8 @@ import { closeGracefully, createHttpOrHttpsServer, listen, reachableHost, type S
 import { createApp } from './app.js';
 import { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
 import { type OrchestratorSettings, resolveOrchestratorOptions } from './orchestrator-options.js';
-import { InMemoryNodeRegistry, type NodeRegistry } from './registry/node-registry.js';
+import { InMemoryNodeRegistry } from './registry/in-memory-node-registry.js';
+import type { NodeRegistry } from './registry/node-registry.js';
 import { orchestratorStartupWarnings } from './startup-warnings.js';
 
 /** Options of {@link startOrchestrator}. */

@@ -4,7 +4,7 @@ import { errorBodySchema } from '@mpd/contract';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp } from '../app.js';
 import type { OrchestratorSettings } from '../orchestrator-options.js';
-import { InMemoryNodeRegistry } from '../registry/node-registry.js';
+import { InMemoryNodeRegistry } from '../registry/in-memory-node-registry.js';
 
 const JOIN = 'join-token-0123456789abcdef';
 

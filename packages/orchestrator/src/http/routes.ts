@@ -4,7 +4,7 @@ import { type createExpressEndpoints, initServer } from '@ts-rest/express';
 import type { Response } from 'express';
 import { RegistrationError } from '../errors.js';
 import type { OrchestratorOptions } from '../orchestrator-options.js';
-import { type NodeRegistry, readNodes } from '../registry/node-registry.js';
+import type { NodeRegistry } from '../registry/node-registry.js';
 import {
   type Caller,
   callerOf,
@@ -92,7 +92,7 @@ export function createRoutes(registry: NodeRegistry, options: OrchestratorOption
         const denial = mayAdminister(caller(req), tokens);
         if (denial) return deny(res, denial);
         // Serialised at once: the shared frozen nodes do, without a copy of every worker's pipeline.
-        return { status: 200, body: readNodes(registry) as WorkerNode[] };
+        return { status: 200, body: registry.snapshot() as WorkerNode[] };
       },
       drain: async ({ params, req, res }) => {
         const denial = mayActOnWorker(caller(req), tokens, params.workerId);
@@ -113,7 +113,7 @@ export function createRoutes(registry: NodeRegistry, options: OrchestratorOption
         status: 200,
         body: {
           status: 'healthy',
-          availableWorkers: readNodes(registry).filter((node) => node.status === 'Available').length,
+          availableWorkers: registry.snapshot().filter((node) => node.status === 'Available').length,
           timestamp: new Date().toISOString(),
         },
       }),

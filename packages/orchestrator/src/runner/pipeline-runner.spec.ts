@@ -3,7 +3,8 @@ import { type AnyModule, defineModule, definePipeline } from '@mpd/pipeline';
 import { instantWorkerClient } from '@mpd/test-kit';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { InMemoryNodeRegistry } from '../registry/node-registry.js';
+import { OrchestratorConfigError } from '../errors.js';
+import { InMemoryNodeRegistry } from '../registry/in-memory-node-registry.js';
 import { runPipeline } from './pipeline-runner.js';
 
 async function startOrder(
@@ -90,5 +91,67 @@ describe('runPipeline: the order ready modules start in', () => {
     const started = await startOrder(modules, 2, 50);
     expect(started).toHaveLength(300);
     expect(new Set(started).size).toBe(300);
+  });
+});
+
+describe('runPipeline: modules no worker can take', () => {
+  const run = () => null;
+  const logger = pino({ level: 'silent' });
+
+  it('fails them after workerWaitMs, naming what is missing, and their dependants with them', async () => {
+    const build = defineModule({ name: 'build', run });
+    const train = defineModule({ name: 'train', requires: { tags: ['gpu'] }, run });
+    const report = defineModule({ name: 'report', dependsOn: [build], run });
+    const pipeline = definePipeline({ name: 'nobody', modules: [build, train, report] });
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
+    // A worker of another pipeline is no worker for this one.
+    registry.register({
+      id: 'w-other',
+      endpoint: 'http://w-other:9000',
+      capabilities: { os: 'linux', installedTools: [], maxParallelModules: 2, tags: [] },
+      pipeline: { name: 'other', fingerprint: 'sha256:other', modules: ['build'] },
+    });
+    const started = Date.now();
+    const result = await runPipeline({
+      pipeline,
+      registry,
+      logger,
+      failureMode: 'WaitForAll',
+      workerWaitMs: 200,
+      rescheduleIntervalMs: 20,
+    });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(200);
+    const byName = Object.fromEntries(result.modules.map((module) => [module.name, module]));
+    expect(result.status).toBe('Failed');
+    expect(byName.build).toMatchObject({ status: 'Failed', error: { type: 'NoCapableWorker' }, attempts: [] });
+    expect(byName.build!.error!.message).toBe(
+      `Module 'build' could not be dispatched after waiting 00:00:00.2000000: no live worker with pipeline 'nobody' (fingerprint ${pipeline.fingerprint}) was registered`,
+    );
+    expect(byName.train).toMatchObject({ status: 'Failed', error: { type: 'NoCapableWorker' } });
+    expect(byName.report).toMatchObject({ status: 'DependencyFailed', reason: "dependency 'build' ended Failed" });
+  });
+
+  it('names what the live workers lack', async () => {
+    const train = defineModule({ name: 'train', requires: { tags: ['gpu'] }, run });
+    const pipeline = definePipeline({ name: 'gpu', modules: [train] });
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
+    registry.register({
+      id: 'w-cpu',
+      endpoint: 'http://w-cpu:9000',
+      capabilities: { os: 'linux', installedTools: [], maxParallelModules: 2, tags: [] },
+      pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: ['train'] },
+    });
+    const result = await runPipeline({ pipeline, registry, logger, workerWaitMs: 100, rescheduleIntervalMs: 20 });
+    expect(result.modules[0]!.error!.message).toMatch(
+      /could not be dispatched after waiting .*: it needs tag 'gpu', and no live worker has it: w-cpu lacks tag 'gpu'$/,
+    );
+  });
+
+  it('rejects options that cannot work, before anything runs', async () => {
+    const pipeline = definePipeline({ name: 'bad', modules: [defineModule({ name: 'a', run })] });
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
+    const running = runPipeline({ pipeline, registry, logger, rescheduleIntervalMs: 0 });
+    await expect(running).rejects.toThrow(OrchestratorConfigError);
+    await expect(running).rejects.toMatchObject({ setting: 'rescheduleIntervalMs' });
   });
 });

@@ -1,211 +1,46 @@
 import { randomBytes } from 'node:crypto';
-import { type ClientOptions, createWorkerClient, MpdClientError, type WorkerClient } from '@mpd/client';
 import { type ExecuteModuleRequest, formatTimeSpan, parseTimeSpan, type WorkerNode } from '@mpd/contract';
-import {
-  type AnyModule,
-  dependencyName,
-  type FailureMode,
-  type Pipeline,
-  type ResolvedRetryPolicy,
-} from '@mpd/pipeline';
-import { backoffDelay, createSecretMasker, maskDeep, type SecretMasker } from '@mpd/server-kit';
+import { backoffDelay } from '@mpd/server-kit';
 import type { Logger } from 'pino';
-import type { NodeRegistry } from '../registry/node-registry.js';
-import { ConcurrencyRules } from './concurrency.js';
-import { WorkerPool } from './worker-pool.js';
-import { describeRequirements, missingCapabilities } from './placement.js';
 import {
-  type AttemptRecord,
-  type ModuleRunResult,
-  type ModuleStatus,
-  type RunEvent,
-  type RunResult,
-  SUCCEEDED,
-  TERMINAL,
-} from './run-result.js';
+  type Attempt,
+  type AttemptVerdict,
+  type ExecuteAnswer,
+  type ExecutionTimes,
+  judgeAnswer,
+  judgeTransportError,
+  lateOutcome,
+  type ModuleError,
+} from './attempt.js';
+import { chainHeights } from './chain-heights.js';
+import { ConcurrencyRules } from './concurrency.js';
+import { createModuleStates, FAILED, type ModuleState, type Phase } from './module-state.js';
+import { describeRequirements, missingCapabilities } from './placement.js';
+import { ReadyQueue } from './ready-queue.js';
+import { type ResolvedRunOptions, resolveRunOptions, type RunPipelineOptions } from './run-options.js';
+import { RunReporter } from './run-report.js';
+import { type AttemptRecord, type ModuleStatus, type RunResult, SUCCEEDED } from './run-result.js';
+import { WorkerClients } from './worker-clients.js';
+import { WorkerLoads } from './worker-loads.js';
+import { WorkerPool } from './worker-pool.js';
 
-/** Options of {@link runPipeline}. */
-export interface RunPipelineOptions {
-  pipeline: Pipeline;
-  registry: NodeRegistry;
-  logger: Logger;
-  /** Sent to every module as `environmentVariables`, and given to `skipIf`. @default {} */
-  environmentVariables?: Record<string, string>;
-  /**
-   * Secret environment variables, sent to every module with the others but marked secret: the
-   * workers mask their values (`***`) in every log line and error message, and so does the run's
-   * result (errors, reasons).
-   */
-  secretEnvironmentVariables?: Record<string, string>;
-  /** Sent to every module as `workingDirectory`; the worker's own applies when absent. */
-  workingDirectory?: string;
-  /** Aborting it cancels the run: running modules are cancelled on their workers, then always-run modules run. */
-  signal?: AbortSignal;
-  /** Live progress. */
-  onEvent?: (event: RunEvent) => void;
-  /** Run only modules of these categories (others are Skipped). */
-  runOnlyCategories?: readonly string[];
-  /** Skip modules of these categories. */
-  ignoreCategories?: readonly string[];
-  /** @default the pipeline's (`StopOnFirstFailure` unless it says otherwise) */
-  failureMode?: FailureMode;
-  /** At most this many modules run at once across the cluster. @default the pipeline's */
-  maxParallelism?: number;
-  /**
-   * How many times a module is dispatched again after its worker was lost (unreachable, or
-   * offline past the heartbeat timeout) before it fails: a module that kills every worker it
-   * lands on stops there.
-   * @default 3
-   */
-  maxLostAttempts?: number;
-  /**
-   * How long a ready module waits for a live worker that can run it (same pipeline, the
-   * module's requirements) before it fails, naming what is missing (ms).
-   * @default 300_000 (5 minutes)
-   */
-  workerWaitMs?: number;
-  /**
-   * How often the scheduler looks at the registry again besides its change events (ms).
-   * @default 1_000
-   */
-  rescheduleIntervalMs?: number;
-  /**
-   * How long after a module's timeout the orchestrator stops waiting for its worker's answer,
-   * declares it `TimedOut` and cancels it there (the worker enforces the timeout itself; this
-   * covers a worker that cannot answer).
-   * @default 60_000
-   */
-  timeoutMarginMs?: number;
-  /**
-   * TLS settings of the calls to `https://` workers (PEM contents): the CA their certificates
-   * must chain to, and the client certificate to present to workers that require mutual TLS.
-   * @default Node's default trusted roots, no client certificate
-   */
-  workerTls?: ClientOptions['tls'];
-  /**
-   * How long each module usually takes (ms), by module name: typically the durations of an
-   * earlier run (the CLI's `--timings FILE` keeps them between runs). Among ready modules of
-   * the same priority, the scheduler starts the one heading the most remaining work first
-   * (the longest path of durations through its dependants), which keeps long chains from
-   * waiting for slots at the end of the run. A module without a hint counts as the median of
-   * the hints given; with no hints at all, every module counts the same (the longest chain
-   * in modules).
-   * @default {}
-   */
-  durationHints?: Readonly<Record<string, number>>;
-  /**
-   * Makes the client of a worker; `headers` carry the worker's credential.
-   * @default createWorkerClient({ baseUrl: endpoint, headers, executeMarginMs: timeoutMarginMs, tls: workerTls })
-   */
-  createClient?: (endpoint: string, headers: Record<string, string> | undefined) => WorkerClient;
-}
-
-const PRIORITY_RANK = { Critical: 3, High: 2, Normal: 1, Low: 0 } as const;
+/** A worker that refused work (429/503) gets none for this long (ms). */
 const REJECTED_COOL_DOWN_MS = 1_000;
-/**
- * Whether ready module `a` is considered before `b`: higher priority first, then the one
- * heading more remaining work (its duration hint plus its dependants'), then pipeline order.
- */
-function goesBefore(a: ModuleState, b: ModuleState): boolean {
-  if (a.rank !== b.rank) return a.rank > b.rank;
-  if (a.height !== b.height) return a.height > b.height;
-  return a.order < b.order;
-}
 
-/**
- * Each module's remaining work: the longest path through its dependants, itself included,
- * weighted by the modules' duration hints (a module without one weighs the median hint; with
- * no usable hints every module weighs 1, so the height is the longest chain in modules).
- */
-export function chainHeights(pipeline: Pipeline, hints: Readonly<Record<string, number>> = {}): Map<string, number> {
-  const usable = (value: unknown): value is number => typeof value === 'number' && Number.isFinite(value) && value >= 0;
-  const known = pipeline.order.map((name) => hints[name]).filter(usable);
-  known.sort((a, b) => a - b);
-  const fallback = known.length === 0 ? 1 : known[Math.floor(known.length / 2)]!;
-  const heights = new Map<string, number>();
-  for (let index = pipeline.order.length - 1; index >= 0; index--) {
-    const name = pipeline.order[index]!;
-    let below = 0;
-    for (const dependant of pipeline.dependants.get(name) ?? []) below = Math.max(below, heights.get(dependant)!);
-    const own = known.length === 0 ? 1 : usable(hints[name]) ? hints[name] : fallback;
-    heights.set(name, below + own);
-  }
-  return heights;
-}
-
-/** A copy of a module's result record, for a listener (the module's `result` value is shared: nothing changes it). */
-function copyResult(result: ModuleRunResult): ModuleRunResult {
-  const copy: ModuleRunResult = { ...result, attempts: result.attempts.map((attempt) => ({ ...attempt })) };
-  for (const attempt of copy.attempts) if (attempt.lateAnswer) attempt.lateAnswer = { ...attempt.lateAnswer };
-  if (result.error) copy.error = { ...result.error };
-  return copy;
-}
-
-/** One key per distinct `requires` ('' for none). */
-function requiresKeyOf(requires: AnyModule['requires']): string {
-  const { os = [], tools = [], tags = [] } = requires;
-  return os.length + tools.length + tags.length === 0 ? '' : JSON.stringify([os, tools, tags]);
-}
-
-/** Failure statuses that stop a `StopOnFirstFailure` run. */
-const FAILED: ReadonlySet<ModuleStatus> = new Set(['Failed', 'TimedOut']);
-
-type Phase =
-  /** Waiting for dependencies. */
-  | 'waiting'
-  /** Dependencies ended; `skipIf` is being asked. */
-  | 'deciding'
-  /** May be dispatched (from `notBefore`, after a failed attempt). */
-  | 'ready'
-  | 'running'
-  | 'done';
-
-interface ModuleState {
-  readonly name: string;
-  readonly definition: AnyModule;
-  readonly order: number;
-  /** `PRIORITY_RANK` of its priority. */
-  readonly rank: number;
+/** Where a run is. */
+type RunState =
+  /** Starting modules as they become ready. */
+  | { readonly kind: 'running' }
   /**
-   * The remaining work it heads (see {@link chainHeights}): among ready modules of the same
-   * priority, the one heading the most starts first, so that long chains do not end up
-   * waiting for slots at the end of the run.
+   * A module failed under `StopOnFirstFailure` (`reason` says which): no module starts but
+   * always-run ones, running ones are cancelled on their workers, and the run ends once the
+   * always-run modules did. It may still be cancelled.
    */
-  readonly height: number;
-  /** Modules with the same key have the same `requires` (placement is worked out once per key). */
-  readonly requiresKey: string;
-  /** Names of its required dependencies (`dependsOn`, not `optionalDependsOn`). */
-  readonly required: ReadonlySet<string>;
-  /** Its params as sent to workers (`serializedModule`). */
-  readonly serializedParams: string;
-  /** Its timeout as a TimeSpan, as sent to workers. */
-  readonly timeout: string;
-  readonly retry: ResolvedRetryPolicy;
-  readonly timeoutMs: number;
-  phase: Phase;
-  /** Dependencies that have not ended yet. */
-  readonly pending: Set<string>;
-  failures: number;
-  lost: number;
-  /** Workers this module was lost on: avoided while others can take it. */
-  readonly lostOn: Set<string>;
-  notBefore: number;
-  /** Since when no live worker could run it (for `workerWaitMs`). */
-  unplaceableSince: number | undefined;
-  serializedResult?: string;
-  readonly result: ModuleRunResult;
-}
-
-interface InFlight {
-  readonly module: ModuleState;
-  readonly workerId: string;
-  readonly endpoint: string;
-  /** The worker's credential when it was dispatched: the worker only accepts calls carrying it. */
-  readonly credential: string | undefined;
-  readonly record: AttemptRecord;
-  readonly controller: AbortController;
-  settled: boolean;
-}
+  | { readonly kind: 'stopping'; readonly reason: string }
+  /** The caller's signal aborted: as `stopping`, and the run ends `Cancelled`. */
+  | { readonly kind: 'cancelling' }
+  /** Every module ended and the result is out: nothing happens any more. */
+  | { readonly kind: 'ended' };
 
 /**
  * Runs a pipeline on the registered workers, with no stage barrier: a module is dispatched
@@ -214,91 +49,51 @@ interface InFlight {
  * rules. Every dispatch is an attempt with its own `executionId`; an attempt whose worker is
  * lost is dispatched again elsewhere, a failed one is retried per the module's policy, and a
  * module's result is accepted exactly once.
+ * @throws OrchestratorConfigError (the promise rejects) when an option has a value that cannot work.
  */
-export function runPipeline(options: RunPipelineOptions): Promise<RunResult> {
-  return new PipelineRun(options).start();
+export async function runPipeline(options: RunPipelineOptions): Promise<RunResult> {
+  return new PipelineRun(resolveRunOptions(options)).start();
 }
 
+/** One run of a pipeline: the lifecycle of its modules and attempts. */
 class PipelineRun {
   private readonly runId = `run-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
-  private readonly modules = new Map<string, ModuleState>();
-  /** Modules in phase `ready`, highest priority first, then in pipeline order. */
-  private readonly readyQueue: ModuleState[] = [];
-  /** Modules made ready while the queue is being walked: queued when the walk ends. */
-  private readonly readyLater: ModuleState[] = [];
-  /** How many ready modules have each `requiresKey`, with their requirements. */
-  private readonly readyKeys = new Map<string, { count: number; requires: AnyModule['requires'] }>();
-  /** Ready modules that no live worker could run when last looked at (their `unplaceableSince` is set). */
-  private readonly unplaceable = new Set<ModuleState>();
+  private readonly modules: ReadonlyMap<string, ModuleState>;
+  private readonly ready = new ReadyQueue();
   private doneCount = 0;
-  /** Attempts in flight (and lost attempts still listened to for a late answer). */
-  private readonly inFlight = new Map<string, InFlight>();
-  /** Unsettled attempts per worker. */
-  private readonly runningOnWorker = new Map<string, number>();
-  private readonly dispatchedTo = new Map<string, number>();
-  /** Workers that just refused work (429/503) get none until then. */
-  private readonly coolingUntil = new Map<string, number>();
+  /** Attempts whose execute call is out: running ones, and lost ones still listened to for a late answer. */
+  private readonly attempts = new Map<string, Attempt>();
+  private readonly loads = new WorkerLoads();
   /** The live workers, least loaded first. */
   private readonly pool: WorkerPool;
-  private readonly clients = new Map<string, WorkerClient>();
+  private readonly clients: WorkerClients;
+  private readonly reporter: RunReporter;
   private readonly startedAt = new Date();
   private readonly rules: ConcurrencyRules;
-  private readonly failureMode: FailureMode;
   private readonly log: Logger;
   /** Environment of every module: the plain variables and the secret ones. */
   private readonly environment: Record<string, string>;
   private readonly secretNames: string[];
-  private readonly mask: SecretMasker;
-  /** Set once the run stops starting modules (a failure under StopOnFirstFailure, or a cancel). */
-  private stopping: 'failure' | 'cancel' | undefined;
+  private state: RunState = { kind: 'running' };
   private finish!: (result: RunResult) => void;
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
-  private pumping = false;
   private pumpQueued = false;
-  private ended = false;
+  /** Requirement keys whose capable workers all turned out full during this walk of the ready queue. */
+  private readonly full = new Set<string>();
+  private readonly onAbort = (): void => this.stop('cancel', 'the run was cancelled');
 
-  constructor(private readonly options: RunPipelineOptions) {
+  constructor(private readonly options: ResolvedRunOptions) {
     const { pipeline } = options;
     this.log = options.logger.child({ runId: this.runId, pipeline: pipeline.name });
-    const secrets = options.secretEnvironmentVariables ?? {};
+    const secrets = options.secretEnvironmentVariables;
     this.environment = { ...options.environmentVariables, ...secrets };
     this.secretNames = Object.keys(secrets);
-    this.mask = createSecretMasker(Object.values(secrets));
-    this.rules = new ConcurrencyRules(options.maxParallelism ?? pipeline.maxParallelism);
-    this.pool = new WorkerPool(options.registry, pipeline.fingerprint, {
-      running: (workerId) => this.runningOn(workerId),
-      given: (workerId) => this.dispatchedTo.get(workerId) ?? 0,
-      cooling: (workerId, now) => (this.coolingUntil.get(workerId) ?? 0) > now,
-    });
-    this.failureMode = options.failureMode ?? pipeline.failureMode;
-    const heights = chainHeights(pipeline, options.durationHints);
-    pipeline.order.forEach((name, order) => {
-      const definition = pipeline.modules.get(name)!;
-      const timeoutMs = definition.timeoutMs ?? pipeline.defaults.timeoutMs;
-      const state: ModuleState = {
-        name,
-        definition,
-        order,
-        rank: PRIORITY_RANK[definition.priority],
-        height: heights.get(name)!,
-        requiresKey: requiresKeyOf(definition.requires),
-        required: new Set(definition.dependsOn.map(dependencyName)),
-        serializedParams: JSON.stringify(definition.params ?? null),
-        timeout: formatTimeSpan(timeoutMs),
-        retry: definition.retry ?? pipeline.defaults.retry,
-        timeoutMs,
-        phase: 'waiting',
-        pending: new Set(pipeline.dependencies.get(name) ?? []),
-        failures: 0,
-        lost: 0,
-        lostOn: new Set(),
-        notBefore: 0,
-        unplaceableSince: undefined,
-        result: { name, status: 'NotYetStarted', attempts: [] },
-      };
-      this.modules.set(name, state);
-    });
+    this.reporter = new RunReporter(options.onEvent, secrets);
+    this.rules = new ConcurrencyRules(options.maxParallelism);
+    this.pool = new WorkerPool(options.registry, pipeline.fingerprint, this.loads);
+    this.clients = new WorkerClients(options.createClient);
+    this.modules = createModuleStates(pipeline, chainHeights(pipeline, options.durationHints));
   }
 
   start(): Promise<RunResult> {
@@ -314,25 +109,30 @@ class PipelineRun {
       // Also catches what raises no event at once: drained workers, heartbeats overdue but not swept yet.
       this.pool.invalidate();
       this.pump();
-    }, this.options.rescheduleIntervalMs ?? 1_000);
+    }, this.options.rescheduleIntervalMs);
     this.log.info({ modules: this.modules.size }, 'run started');
 
     const { runOnlyCategories, ignoreCategories } = this.options;
     for (const state of this.modules.values()) {
       const category = state.definition.category;
-      if (runOnlyCategories && runOnlyCategories.length > 0 && !(category && runOnlyCategories.includes(category))) {
+      if (runOnlyCategories.length > 0 && !(category && runOnlyCategories.includes(category))) {
         this.notRun(state, 'Skipped', `category ${category ? `'${category}'` : '(none)'} is not in runOnlyCategories`);
-      } else if (category && ignoreCategories?.includes(category)) {
+      } else if (category && ignoreCategories.includes(category)) {
         this.notRun(state, 'Skipped', `category '${category}' is in ignoreCategories`);
       }
     }
     for (const state of this.modules.values())
       if (state.phase === 'waiting' && state.pending.size === 0) this.decide(state);
 
-    if (signal?.aborted) this.stop('cancel', 'the run was cancelled');
-    signal?.addEventListener('abort', () => this.stop('cancel', 'the run was cancelled'), { once: true });
+    if (signal?.aborted) this.onAbort();
+    signal?.addEventListener('abort', this.onAbort, { once: true });
     this.pump();
     return done;
+  }
+
+  /** Whether the run stopped starting modules (a failure under StopOnFirstFailure, or a cancel). */
+  private get stopping(): boolean {
+    return this.state.kind === 'stopping' || this.state.kind === 'cancelling';
   }
 
   // --- Deciding what may run -------------------------------------------------------------
@@ -400,47 +200,10 @@ class PipelineRun {
     const previous = state.phase;
     if (previous === phase) return;
     state.phase = phase;
-    if (previous === 'ready') this.leaveReady(state);
+    if (previous === 'ready') this.ready.leave(state);
     if (previous === 'done') this.doneCount--;
     if (phase === 'done') this.doneCount++;
-    if (phase === 'ready') {
-      if (this.pumping) this.readyLater.push(state);
-      else this.enterReady(state);
-    }
-  }
-
-  /** Where `state` is, or goes, in the ready queue: the first module that does not go before it (binary search). */
-  private readyPosition(state: ModuleState): number {
-    const queue = this.readyQueue;
-    let low = 0;
-    let high = queue.length;
-    while (low < high) {
-      const middle = (low + high) >>> 1;
-      if (goesBefore(queue[middle]!, state)) low = middle + 1;
-      else high = middle;
-    }
-    return low;
-  }
-
-  private enterReady(state: ModuleState): void {
-    this.readyQueue.splice(this.readyPosition(state), 0, state);
-    const key = this.readyKeys.get(state.requiresKey);
-    if (key) key.count++;
-    else this.readyKeys.set(state.requiresKey, { count: 1, requires: state.definition.requires });
-  }
-
-  private leaveReady(state: ModuleState): void {
-    this.unplaceable.delete(state);
-    const later = this.readyLater.indexOf(state);
-    if (later >= 0) {
-      this.readyLater.splice(later, 1);
-      return;
-    }
-    const position = this.readyPosition(state);
-    if (this.readyQueue[position] !== state) return;
-    this.readyQueue.splice(position, 1);
-    const key = this.readyKeys.get(state.requiresKey)!;
-    if (--key.count === 0) this.readyKeys.delete(state.requiresKey);
+    if (phase === 'ready') this.ready.enter(state);
   }
 
   /** Results of a module's dependencies that succeeded, parsed. */
@@ -467,14 +230,10 @@ class PipelineRun {
 
   /** Dispatches every ready module that a worker can take now, highest priority first. */
   private pump(): void {
-    if (this.pumping || this.ended) return;
-    this.pumping = true;
-    try {
-      if (this.readyQueue.length > 0) this.dispatchReady();
-    } finally {
-      this.pumping = false;
-      for (const state of this.readyLater.splice(0)) this.enterReady(state);
-    }
+    if (this.ready.walking || this.state.kind === 'ended') return;
+    this.ready.walk(() => {
+      if (this.ready.length > 0) this.dispatchReady();
+    });
     this.checkDone();
   }
 
@@ -488,26 +247,22 @@ class PipelineRun {
     const now = Date.now();
     this.pool.sync(now);
     this.full.clear();
-    const queue = this.readyQueue;
     let index = 0;
-    while (index < queue.length) {
+    for (let state = this.ready.at(index); state; state = this.ready.at(index)) {
       if (!this.pool.hasFreeSlot && !this.mustCheckWaits()) break;
-      const state = queue[index]!;
       const outcome = this.consider(state, now);
       // A module that runs alone waits for the others to finish: start nothing past it.
       if (outcome === 'stop') break;
       // Dispatching (or ending) it took it out of the queue: the next one is at the same index.
-      if (queue[index] === state) index++;
+      if (this.ready.at(index) === state) index++;
     }
   }
 
-  /** Requirement keys whose capable workers all turned out full during this walk of the ready queue. */
-  private readonly full = new Set<string>();
-
   /** Whether the walk must go on with no free slot left: a ready module may have no capable worker. */
   private mustCheckWaits(): boolean {
-    if (this.unplaceable.size > 0) return true;
-    for (const [key, { requires }] of this.readyKeys) if (this.pool.capable(key, requires).length === 0) return true;
+    if (this.ready.hasUnplaceable) return true;
+    for (const [key, requires] of this.ready.requirements())
+      if (this.pool.capable(key, requires).length === 0) return true;
     return false;
   }
 
@@ -520,8 +275,7 @@ class PipelineRun {
       this.waitForCapableWorker(state, this.pool.live, now);
       return undefined;
     }
-    state.unplaceableSince = undefined;
-    this.unplaceable.delete(state);
+    this.ready.placeable(state);
     if (this.full.has(state.requiresKey)) return undefined;
     const worker = this.pickWorker(state, capable, now);
     if (worker) {
@@ -535,10 +289,9 @@ class PipelineRun {
 
   /** Fails a module that no live worker could run for `workerWaitMs`, naming what is missing. */
   private waitForCapableWorker(state: ModuleState, live: readonly WorkerNode[], now: number): void {
-    state.unplaceableSince ??= now;
-    this.unplaceable.add(state);
-    const limit = this.options.workerWaitMs ?? 300_000;
-    if (now - state.unplaceableSince < limit) return;
+    const since = this.ready.unplaceable(state, now);
+    const limit = this.options.workerWaitMs;
+    if (now - since < limit) return;
     const { pipeline } = this.options;
     const requires = state.definition.requires;
     const why =
@@ -566,33 +319,28 @@ class PipelineRun {
     return this.pool.pickAmong(fresh.length > 0 ? fresh : capable, now);
   }
 
-  private runningOn(workerId: string): number {
-    return this.runningOnWorker.get(workerId) ?? 0;
-  }
-
   private dispatch(state: ModuleState, worker: WorkerNode): void {
     const { pipeline } = this.options;
-    const attempt = state.result.attempts.length + 1;
-    const executionId = `${this.runId}.${state.name}.${attempt}`;
+    const number = state.result.attempts.length + 1;
+    const executionId = `${this.runId}.${state.name}.${number}`;
     const now = new Date().toISOString();
     const record: AttemptRecord = { executionId, workerId: worker.id, startTime: now, outcome: 'Running' };
     state.result.attempts.push(record);
     this.setPhase(state, 'running');
     state.result.status = 'Processing';
     state.result.workerId = worker.id;
-    const flight: InFlight = {
+    const attempt: Attempt = {
       module: state,
       workerId: worker.id,
       endpoint: worker.endpoint,
       credential: this.options.registry.credentialOf(worker.id),
       record,
       controller: new AbortController(),
-      settled: false,
+      state: 'running',
     };
-    this.inFlight.set(executionId, flight);
-    this.runningOnWorker.set(worker.id, this.runningOn(worker.id) + 1);
+    this.attempts.set(executionId, attempt);
+    this.loads.started(worker.id);
     this.rules.started(state.definition);
-    this.dispatchedTo.set(worker.id, (this.dispatchedTo.get(worker.id) ?? 0) + 1);
     this.pool.update(worker.id, Date.now());
 
     const dependencyResults: Record<string, string> = {};
@@ -602,9 +350,15 @@ class PipelineRun {
     }
     // debug: 'module finished' (info) names the worker, and the progress output shows each start.
     this.log.debug({ module: state.name, workerId: worker.id, executionId }, 'module dispatched');
-    this.emit({ type: 'module-started', module: state.name, workerId: worker.id, executionId, attempt });
+    this.reporter.emit({
+      type: 'module-started',
+      module: state.name,
+      workerId: worker.id,
+      executionId,
+      attempt: number,
+    });
 
-    void this.execute(flight, {
+    void this.execute(attempt, {
       executionId,
       moduleTypeName: state.name,
       serializedModule: state.serializedParams,
@@ -617,176 +371,152 @@ class PipelineRun {
     });
   }
 
-  /** Sends the execute call of an attempt and handles its answer (a method, not closures per attempt). */
-  private async execute(flight: InFlight, body: ExecuteModuleRequest): Promise<void> {
+  /** Sends the execute call of an attempt and acts on its answer (a method, not closures per attempt). */
+  private async execute(attempt: Attempt, body: ExecuteModuleRequest): Promise<void> {
     try {
-      let response: { status: number; body: unknown };
+      let answer: ExecuteAnswer;
       try {
-        response = await this.clientFor(flight).execution.execute({
+        answer = await this.clients.for(attempt.endpoint, attempt.credential).execution.execute({
           body,
-          fetchOptions: { signal: flight.controller.signal },
+          deadlineMs: attempt.module.timeoutMs + this.options.timeoutMarginMs,
+          fetchOptions: { signal: attempt.controller.signal },
         });
       } catch (error) {
-        this.onTransportError(flight, error);
+        // A lost attempt's call failing tells nothing new.
+        if (attempt.state === 'running') this.act(attempt, judgeTransportError(error));
         return;
       }
-      this.onResponse(flight, response);
+      if (attempt.state === 'running') this.act(attempt, judgeAnswer(answer));
+      else if (attempt.state === 'lost') this.lateAnswer(attempt, answer);
     } catch (error) {
       this.log.error({ err: error, executionId: body.executionId }, 'handling an execute answer failed');
       this.schedulePump();
+    } finally {
+      this.attempts.delete(body.executionId);
     }
   }
 
   // --- Answers -----------------------------------------------------------------------------
 
-  private onResponse(flight: InFlight, response: { status: number; body: unknown }): void {
-    const body = response.body as Record<string, unknown>;
-    if (flight.settled) {
-      // A late answer of an attempt already declared lost: recorded, never accepted.
-      if (response.status === 200 || response.status === 500) {
-        flight.record.lateAnswer = {
-          outcome: response.status === 200 ? 'Succeeded' : 'Failed',
-          at: new Date().toISOString(),
-        };
-      }
-      this.log.warn(
-        { executionId: flight.record.executionId, status: response.status },
-        'late answer of a lost attempt ignored',
-      );
-      return;
-    }
-    const { module: state, record } = flight;
-    this.settle(flight);
-    switch (response.status) {
-      case 200: {
+  /** Acts on the verdict on a running attempt. */
+  private act(attempt: Attempt, verdict: AttemptVerdict): void {
+    const { module: state, record, workerId } = attempt;
+    switch (verdict.kind) {
+      case 'succeeded': {
+        this.settle(attempt, 'settled');
         record.outcome = 'Succeeded';
-        state.serializedResult = String(body.serializedResult);
+        state.serializedResult = verdict.serializedResult;
         let result: unknown;
         try {
-          result = JSON.parse(state.serializedResult);
+          result = JSON.parse(verdict.serializedResult);
         } catch {
-          result = state.serializedResult;
+          result = verdict.serializedResult;
         }
-        this.complete(state, 'Successful', { workerId: flight.workerId, times: body, result });
+        this.complete(state, 'Successful', { workerId, times: verdict.times, result });
         return;
       }
-      case 429:
-      case 503:
-        // The worker had no room after all (its own load, or draining): not the module's fault.
+      case 'rejected':
+        this.settle(attempt, 'settled');
         record.outcome = 'Rejected';
-        record.error = String(body.errorMessage ?? `answered ${response.status}`);
-        this.coolingUntil.set(flight.workerId, Date.now() + REJECTED_COOL_DOWN_MS);
-        this.pool.update(flight.workerId, Date.now());
+        record.error = verdict.message;
+        this.loads.coolDown(workerId, Date.now() + REJECTED_COOL_DOWN_MS);
+        this.pool.update(workerId, Date.now());
         this.requeue(state);
         return;
-      case 500:
-        if (body.success === false && typeof body.exceptionType === 'string') {
-          const cancelled = body.failureKind === 'Cancelled';
-          const timedOut = body.failureKind === 'TimedOut';
-          record.outcome = cancelled ? 'Cancelled' : timedOut ? 'TimedOut' : 'Failed';
-          record.error = String(body.errorMessage);
-          const error = {
-            message: String(body.errorMessage),
-            type: String(body.exceptionType),
-            stackTrace: (body.stackTrace as string | null | undefined) ?? null,
-          };
-          if (cancelled && this.stopping) {
-            this.complete(state, 'PipelineTerminated', {
-              workerId: flight.workerId,
-              times: body,
-              error,
-              reason: this.stoppedReason(),
-            });
-          } else {
-            this.failed(state, timedOut ? 'TimedOut' : 'Failed', { workerId: flight.workerId, times: body, error });
-          }
-          return;
+      case 'failed':
+      case 'timed-out':
+      case 'cancelled': {
+        this.settle(attempt, 'settled');
+        const { error, times } = verdict;
+        record.outcome =
+          verdict.kind === 'cancelled' ? 'Cancelled' : verdict.kind === 'timed-out' ? 'TimedOut' : 'Failed';
+        record.error = error.message;
+        if (verdict.kind === 'cancelled' && this.stopping) {
+          this.complete(state, 'PipelineTerminated', { workerId, times, error, reason: this.stoppedReason() });
+        } else {
+          this.failed(state, verdict.kind === 'timed-out' ? 'TimedOut' : 'Failed', { workerId, times, error });
         }
-        this.lost(flight, `worker answered 500: ${String(body.errorMessage ?? 'internal error')}`);
         return;
-      default:
+      }
+      case 'dispatch-rejected':
+        this.settle(attempt, 'settled');
         record.outcome = 'Failed';
-        record.error = String(body.errorMessage ?? `worker answered ${response.status}`);
+        record.error = verdict.message;
         this.failed(state, 'Failed', {
-          workerId: flight.workerId,
+          workerId,
           error: {
-            message: `Worker ${flight.workerId} refused the module (${response.status}): ${record.error}`,
+            message: `Worker ${workerId} refused the module (${verdict.status}): ${verdict.message}`,
             type: 'DispatchRejected',
           },
         });
+        return;
+      case 'no-answer':
+        // The worker did not answer within the module's timeout plus the margin: enforce it here.
+        this.settle(attempt, 'settled');
+        record.outcome = 'TimedOut';
+        record.error = verdict.message;
+        this.cancelOnWorker(attempt, 'the orchestrator gave up waiting for the answer');
+        this.failed(state, 'TimedOut', {
+          workerId,
+          error: {
+            message: `Module '${state.name}' did not answer within its timeout of ${formatTimeSpan(state.timeoutMs)} plus the margin`,
+            type: 'OrchestratorTimeout',
+          },
+        });
+        return;
+      case 'lost':
+        this.lost(attempt, verdict.reason);
     }
   }
 
-  private onTransportError(flight: InFlight, error: unknown): void {
-    if (flight.settled) return;
-    if (error instanceof MpdClientError && error.code === 'Timeout') {
-      // The worker did not answer within the module's timeout plus the margin: enforce it here.
-      this.settle(flight);
-      flight.record.outcome = 'TimedOut';
-      flight.record.error = error.message;
-      this.cancelOnWorker(flight, 'the orchestrator gave up waiting for the answer');
-      this.failed(flight.module, 'TimedOut', {
-        workerId: flight.workerId,
-        error: {
-          message: `Module '${flight.module.name}' did not answer within its timeout of ${formatTimeSpan(flight.module.timeoutMs)} plus the margin`,
-          type: 'OrchestratorTimeout',
-        },
-      });
-      return;
-    }
-    const reason = error instanceof MpdClientError ? `${error.code}: ${error.message}` : String(error);
-    this.lost(flight, reason);
+  /** A late answer of an attempt already declared lost: recorded, never accepted. */
+  private lateAnswer(attempt: Attempt, answer: ExecuteAnswer): void {
+    const outcome = lateOutcome(answer);
+    if (outcome) attempt.record.lateAnswer = { outcome, at: new Date().toISOString() };
+    this.log.warn(
+      { executionId: attempt.record.executionId, status: answer.status },
+      'late answer of a lost attempt ignored',
+    );
   }
 
-  private settle(flight: InFlight): void {
-    if (!flight.settled) {
+  /** The attempt no longer runs (`settled`), or is no longer waited for (`lost`): its slot is free. */
+  private settle(attempt: Attempt, state: 'settled' | 'lost'): void {
+    if (attempt.state === 'running') {
       // A slot is free: whatever else this answer changes, the ready modules get another look.
-      this.runningOnWorker.set(flight.workerId, this.runningOn(flight.workerId) - 1);
-      this.rules.ended(flight.module.definition);
-      this.pool.update(flight.workerId, Date.now());
+      this.loads.ended(attempt.workerId);
+      this.rules.ended(attempt.module.definition);
+      this.pool.update(attempt.workerId, Date.now());
       this.schedulePump();
     }
-    flight.settled = true;
-    flight.record.endTime = new Date().toISOString();
-    this.inFlight.delete(flight.record.executionId);
+    attempt.state = state;
+    attempt.record.endTime = new Date().toISOString();
   }
 
   /** Declares every running attempt on `workerId` lost. */
   private workerLost(workerId: string, reason: string): void {
-    for (const flight of [...this.inFlight.values()]) {
-      if (flight.workerId === workerId && !flight.settled) {
-        this.lost(flight, `worker ${workerId} ${reason}`);
+    for (const attempt of [...this.attempts.values()]) {
+      if (attempt.workerId === workerId && attempt.state === 'running') {
+        this.lost(attempt, `worker ${workerId} ${reason}`);
         // If the worker is only frozen or cut off, stop the abandoned attempt when it hears us.
-        this.cancelOnWorker(flight, 'attempt declared lost: the worker missed its heartbeats');
+        this.cancelOnWorker(attempt, 'attempt declared lost: the worker missed its heartbeats');
       }
     }
   }
 
   /** The attempt's worker is gone: dispatch the module again elsewhere, up to the limit. */
-  private lost(flight: InFlight, reason: string): void {
-    const { module: state, record } = flight;
-    this.settle(flight);
-    // Keep listening: a late answer is recorded on the attempt (see onResponse).
-    this.inFlight.set(record.executionId, flight);
+  private lost(attempt: Attempt, reason: string): void {
+    const { module: state, record, workerId } = attempt;
+    // Its call stays listened to: a late answer is recorded on the attempt (see lateAnswer).
+    this.settle(attempt, 'lost');
     record.outcome = 'Lost';
     record.error = reason;
     state.lost++;
-    state.lostOn.add(flight.workerId);
-    this.log.warn(
-      { module: state.name, workerId: flight.workerId, executionId: record.executionId, reason },
-      'attempt lost',
-    );
-    this.emit({
-      type: 'attempt-lost',
-      module: state.name,
-      workerId: flight.workerId,
-      executionId: record.executionId,
-      reason,
-    });
-    const limit = this.options.maxLostAttempts ?? 3;
-    if (state.lost > limit) {
+    state.lostOn.add(workerId);
+    this.log.warn({ module: state.name, workerId, executionId: record.executionId, reason }, 'attempt lost');
+    this.reporter.emit({ type: 'attempt-lost', module: state.name, workerId, executionId: record.executionId, reason });
+    if (state.lost > this.options.maxLostAttempts) {
       this.failed(state, 'Failed', {
-        workerId: flight.workerId,
+        workerId,
         error: {
           message: `Module '${state.name}' was lost with its worker ${state.lost} times (${[...state.lostOn].join(', ')}); last: ${reason}`,
           type: 'WorkerLost',
@@ -812,19 +542,14 @@ class PipelineRun {
   private failed(
     state: ModuleState,
     status: 'Failed' | 'TimedOut',
-    details: {
-      workerId?: string;
-      times?: Record<string, unknown>;
-      error: NonNullable<ModuleRunResult['error']>;
-      final?: boolean;
-    },
+    details: { workerId?: string; times?: ExecutionTimes; error: ModuleError; final?: boolean },
   ): void {
     state.failures++;
     if (!details.final && state.failures <= state.retry.attempts && !this.stopping) {
       const delayMs = backoffDelay(state.failures - 1, state.retry.backoffMs, state.retry.maxBackoffMs);
       state.notBefore = Date.now() + delayMs;
       this.log.info({ module: state.name, failures: state.failures, delayMs }, 'module failed; retrying');
-      this.emit({
+      this.reporter.emit({
         type: 'module-retrying',
         module: state.name,
         failures: state.failures,
@@ -843,13 +568,7 @@ class PipelineRun {
   private complete(
     state: ModuleState,
     status: ModuleStatus,
-    details: {
-      workerId?: string;
-      times?: Record<string, unknown>;
-      result?: unknown;
-      error?: ModuleRunResult['error'];
-      reason?: string;
-    },
+    details: { workerId?: string; times?: ExecutionTimes; result?: unknown; error?: ModuleError; reason?: string },
   ): void {
     if (state.phase === 'done') return;
     this.setPhase(state, 'done');
@@ -857,10 +576,10 @@ class PipelineRun {
     result.status = status;
     if (details.workerId) result.workerId = details.workerId;
     if (details.times) {
-      result.startTime = String(details.times.startTime);
-      result.endTime = String(details.times.endTime);
-      result.durationMs =
-        parseTimeSpan(String(details.times.duration)) ?? Date.parse(result.endTime) - Date.parse(result.startTime);
+      const { startTime, endTime, duration } = details.times;
+      result.startTime = startTime;
+      result.endTime = endTime;
+      result.durationMs = parseTimeSpan(duration) ?? Date.parse(endTime) - Date.parse(startTime);
     }
     if (status === 'Successful') result.result = details.result;
     if (details.error) result.error = details.error;
@@ -869,9 +588,9 @@ class PipelineRun {
       { module: state.name, status, workerId: result.workerId, durationMs: result.durationMs },
       'module finished',
     );
-    this.emit({ type: 'module-finished', module: state.name, result });
+    this.reporter.emit({ type: 'module-finished', module: state.name, result });
     this.afterEnd(state);
-    if (FAILED.has(status) && this.failureMode === 'StopOnFirstFailure') {
+    if (FAILED.has(status) && this.options.failureMode === 'StopOnFirstFailure') {
       this.stop('failure', `module '${state.name}' ${status === 'TimedOut' ? 'timed out' : 'failed'}`);
     }
   }
@@ -886,7 +605,7 @@ class PipelineRun {
     this.setPhase(state, 'done');
     state.result.status = status;
     state.result.reason = reason;
-    this.emit({ type: 'module-not-run', module: state.name, status, reason });
+    this.reporter.emit({ type: 'module-not-run', module: state.name, status, reason });
     this.afterEnd(state);
   }
 
@@ -914,19 +633,19 @@ class PipelineRun {
 
   /** Stops starting modules: cancels running ones (but always-run modules), then lets always-run modules run. */
   private stop(kind: 'failure' | 'cancel', reason: string): void {
-    if (this.stopping === 'cancel' || (this.stopping && kind === 'failure')) return;
-    this.stopping = kind;
-    this.stopReason = reason;
+    const current = this.state.kind;
+    if (current === 'ended' || current === 'cancelling' || (current === 'stopping' && kind === 'failure')) return;
+    this.state = kind === 'cancel' ? { kind: 'cancelling' } : { kind: 'stopping', reason };
     this.log.warn({ reason }, 'run stopping');
-    this.emit({ type: 'run-stopping', reason });
+    this.reporter.emit({ type: 'run-stopping', reason });
     for (const state of this.modules.values()) {
       if (state.definition.alwaysRun) continue;
       if (state.phase === 'ready' || state.phase === 'deciding')
         this.notRun(state, 'PipelineTerminated', this.stoppedReason());
     }
-    for (const flight of this.inFlight.values()) {
-      if (!flight.settled && !flight.module.definition.alwaysRun)
-        this.cancelOnWorker(flight, `Pipeline stopping: ${reason}`);
+    for (const attempt of this.attempts.values()) {
+      if (attempt.state === 'running' && !attempt.module.definition.alwaysRun)
+        this.cancelOnWorker(attempt, `Pipeline stopping: ${reason}`);
     }
     // Modules still waiting for dependencies end as those do (always-run ones then run).
     for (const state of this.modules.values()) {
@@ -936,84 +655,43 @@ class PipelineRun {
     this.schedulePump();
   }
 
-  private stopReason = '';
+  /** Why a module does not run once the run is stopping or cancelling. */
   private stoppedReason(): string {
-    return `not run: the run ${this.stopping === 'cancel' ? 'was cancelled' : `stopped because ${this.stopReason}`}`;
+    return `not run: the run ${this.state.kind === 'stopping' ? `stopped because ${this.state.reason}` : 'was cancelled'}`;
   }
 
   /** Sends the spec's cancel call for an attempt; if the worker cannot be reached, stops waiting for it. */
-  private cancelOnWorker(flight: InFlight, reason: string): void {
-    this.clientFor(flight)
+  private cancelOnWorker(attempt: Attempt, reason: string): void {
+    this.clients
+      .for(attempt.endpoint, attempt.credential)
       .execution.cancel({
-        body: { executionId: flight.record.executionId, reason, timestamp: new Date().toISOString() },
+        body: { executionId: attempt.record.executionId, reason, timestamp: new Date().toISOString() },
       })
-      .catch(() => flight.controller.abort());
+      .catch(() => attempt.controller.abort());
   }
 
   private checkDone(): void {
-    if (this.ended || this.doneCount < this.modules.size) return;
+    if (this.state.kind === 'ended' || this.doneCount < this.modules.size) return;
     this.end();
   }
 
   private end(): void {
-    this.ended = true;
+    const cancelled = this.state.kind === 'cancelling';
+    this.state = { kind: 'ended' };
     clearInterval(this.timer);
     this.unsubscribe?.();
-    for (const flight of this.inFlight.values()) flight.controller.abort(); // stop waiting for late answers
-    for (const client of this.clients.values()) void client.close().catch(() => undefined);
-    const endedAt = new Date();
-    // Workers already mask secrets in what they send; mask again what the run reports (results included).
-    const modules = [...this.modules.values()].map((state) =>
-      this.secretNames.length > 0 ? maskDeep(state.result, this.mask) : copyResult(state.result),
-    );
-    const cancelled = this.stopping === 'cancel';
-    const success =
-      !cancelled &&
-      modules.every(
-        (module) => module.status === 'Successful' || module.status === 'IgnoredFailure' || module.status === 'Skipped',
-      );
-    const result: RunResult = {
+    this.options.signal?.removeEventListener('abort', this.onAbort);
+    for (const attempt of this.attempts.values()) attempt.controller.abort(); // stop waiting for late answers
+    void this.clients.closeAll();
+    const result = this.reporter.result({
       runId: this.runId,
       pipeline: this.options.pipeline.name,
-      success,
-      status: cancelled ? 'Cancelled' : success ? 'Successful' : 'Failed',
-      startTime: this.startedAt.toISOString(),
-      endTime: endedAt.toISOString(),
-      durationMs: endedAt.getTime() - this.startedAt.getTime(),
-      modules,
-    };
+      startedAt: this.startedAt,
+      endedAt: new Date(),
+      modules: [...this.modules.values()].map((state) => state.result),
+      cancelled,
+    });
     this.log.info({ status: result.status, durationMs: result.durationMs }, 'run ended');
     this.finish(result);
-  }
-
-  /** Reports progress, with secrets masked. */
-  private emit(event: RunEvent): void {
-    const { onEvent } = this.options;
-    if (!onEvent) return;
-    if (this.secretNames.length > 0) {
-      onEvent(maskDeep(event, this.mask));
-      return;
-    }
-    // Nothing to mask: only a module's result record needs copying (the run goes on changing its own).
-    onEvent(event.type === 'module-finished' ? { ...event, result: copyResult(event.result) } : event);
-  }
-
-  /** A client of the attempt's worker, sending the worker's credential. */
-  private clientFor({ endpoint, credential }: InFlight): WorkerClient {
-    const key = `${endpoint} ${credential ?? ''}`;
-    let client = this.clients.get(key);
-    if (!client) {
-      const headers = credential ? { authorization: `Bearer ${credential}` } : undefined;
-      client =
-        this.options.createClient?.(endpoint, headers) ??
-        createWorkerClient({
-          baseUrl: endpoint,
-          executeMarginMs: this.options.timeoutMarginMs ?? 60_000,
-          ...(headers ? { headers } : {}),
-          ...(this.options.workerTls ? { tls: this.options.workerTls } : {}),
-        });
-      this.clients.set(key, client);
-    }
-    return client;
   }
 }

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { definePipeline, defineModule } from '@mpd/pipeline';
 import { describe, expect, it } from 'vitest';
-import { chainHeights } from './pipeline-runner.js';
+import { chainHeights } from './chain-heights.js';
 import type { ModuleRunResult, RunResult } from './run-result.js';
 import { readTimingsFile, updatedTimings, writeTimingsFile } from './timings-file.js';
 

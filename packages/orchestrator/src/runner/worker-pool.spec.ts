@@ -1,17 +1,17 @@
 import type { WorkerNodeRegistration } from '@mpd/contract';
 import { describe, expect, it } from 'vitest';
-import { InMemoryNodeRegistry, type NodeRegistry } from '../registry/node-registry.js';
+import { InMemoryNodeRegistry } from '../registry/in-memory-node-registry.js';
 import { WorkerPool } from './worker-pool.js';
 
 const FINGERPRINT = 'sha256:pool';
 
-function setup(registryOf: (registry: InMemoryNodeRegistry) => NodeRegistry = (registry) => registry) {
+function setup() {
   let now = 1_000_000;
   const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 1_000, now: () => now });
   const running = new Map<string, number>();
   const given = new Map<string, number>();
   const coolingUntil = new Map<string, number>();
-  const pool = new WorkerPool(registryOf(registry), FINGERPRINT, {
+  const pool = new WorkerPool(registry, FINGERPRINT, {
     running: (id) => running.get(id) ?? 0,
     given: (id) => given.get(id) ?? 0,
     cooling: (id, at) => (coolingUntil.get(id) ?? 0) > at,
@@ -114,23 +114,15 @@ describe('WorkerPool', () => {
     expect(pool.pickAmong(gpu, now())?.id).toBe('gpu-2');
   });
 
-  it('reads a registry without snapshotOf again every round', () => {
-    const { pool, register, registry, now } = setup((inner) => ({
-      register: (...args) => inner.register(...args),
-      credentialOf: (id) => inner.credentialOf(id),
-      workerWithCredential: (credential) => inner.workerWithCredential(credential),
-      heartbeat: (id, load) => inner.heartbeat(id, load),
-      get: (id) => inner.get(id),
-      list: () => inner.list(),
-      unregister: (id) => inner.unregister(id),
-      drain: (id) => inner.drain(id),
-      sweep: () => inner.sweep(),
-      onChange: (listener) => inner.onChange(listener),
-    }));
+  it('reads the registry again after invalidate (a drain raises no event), not every round', () => {
+    const { pool, register, registry, now } = setup();
     register('a', 2);
     pool.sync(now());
     expect(pool.live.map((worker) => worker.id)).toEqual(['a']);
     registry.drain('a');
+    pool.sync(now());
+    expect(pool.live.map((worker) => worker.id)).toEqual(['a']);
+    pool.invalidate();
     pool.sync(now());
     expect(pool.live).toEqual([]);
   });

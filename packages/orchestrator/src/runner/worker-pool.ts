@@ -1,6 +1,7 @@
 import type { WorkerNode } from '@mpd/contract';
 import type { AnyModule } from '@mpd/pipeline';
-import { type NodeRegistry, readNodes } from '../registry/node-registry.js';
+import type { NodeRegistry } from '../registry/node-registry.js';
+import { IndexedHeap } from './indexed-heap.js';
 import { missingCapabilities } from './placement.js';
 
 /** What the run knows about a worker's load. */
@@ -17,7 +18,7 @@ interface Member {
   readonly node: WorkerNode;
   /** Its place in the registry's list: the last tie-break. */
   readonly order: number;
-  /** Its index in the heap; -1 while it has no free slot or is cooling down. */
+  /** Its index in the heap of workers with a free slot; -1 while it has none or is cooling down. */
   index: number;
   /** Its heap key, as of the last {@link WorkerPool.update}: running / slots, then attempts given. */
   ratio: number;
@@ -31,14 +32,14 @@ interface Member {
  * then registry order), so choosing a worker costs O(log workers), however many there are.
  *
  * The registry is read again after a registry event (`invalidate`) and on the run's periodic
- * tick. A registry with `snapshotOf` is also asked about the chosen worker just before it is
- * used, so no module goes to a worker that went `Offline` or `Draining` since the last read
- * (neither raises an event at once). A registry without it is read again every round.
+ * tick. It is also asked about the chosen worker (`snapshotOf`) just before it is used, so no
+ * module goes to a worker that went `Offline` or `Draining` since the last read (neither
+ * raises an event at once).
  */
 export class WorkerPool {
   readonly #members = new Map<string, Member>();
   #live: WorkerNode[] = [];
-  readonly #heap: Member[] = [];
+  readonly #heap = new IndexedHeap<Member>((a, b) => this.#before(a, b));
   /** Members left out of the heap while cooling down. */
   readonly #cooling = new Set<Member>();
   /** Per requirements key: the live workers that meet them, until the next read. */
@@ -63,7 +64,7 @@ export class WorkerPool {
 
   /** Brings the pool up to date for a dispatch round at `now`. */
   sync(now: number): void {
-    if (this.#stale || !this.registry.snapshotOf) this.#read(now);
+    if (this.#stale) this.#read(now);
     for (const member of this.#cooling) {
       if (!this.load.cooling(member.node.id, now)) {
         this.#cooling.delete(member);
@@ -79,7 +80,7 @@ export class WorkerPool {
 
   /** Whether some live worker has a free slot and is not cooling down. */
   get hasFreeSlot(): boolean {
-    return this.#heap.length > 0;
+    return this.#heap.size > 0;
   }
 
   /** The live workers that meet `requires` (`key` stands for them: equal keys, equal requirements). */
@@ -100,18 +101,14 @@ export class WorkerPool {
     this.#rekey(member);
     const room = this.#hasRoom(member, now);
     if (!room && this.load.cooling(workerId, now)) this.#cooling.add(member);
-    if (room && member.index < 0) this.#push(member);
-    else if (!room && member.index >= 0) this.#remove(member.index);
-    else if (room) {
-      this.#up(member.index);
-      this.#down(member.index);
-    }
+    if (room && member.index < 0) this.#heap.push(member);
+    else if (!room && member.index >= 0) this.#heap.remove(member);
+    else if (room) this.#heap.update(member);
   }
 
   /** The least-loaded live worker with a free slot, or undefined. */
   pickAny(now: number): WorkerNode | undefined {
-    while (this.#heap.length > 0) {
-      const best = this.#heap[0]!;
+    for (let best = this.#heap.peek(); best; best = this.#heap.peek()) {
       if (this.#stillLive(best)) return best.node;
       this.invalidate();
       this.sync(now);
@@ -145,16 +142,15 @@ export class WorkerPool {
     this.#members.clear();
     this.#cooling.clear();
     this.#capable.clear();
-    this.#heap.length = 0;
+    this.#heap.clear();
     this.#live = [];
-    const nodes = readNodes(this.registry);
-    nodes.forEach((node, order) => {
+    this.registry.snapshot().forEach((node, order) => {
       if (!this.#usable(node)) return;
       const member: Member = { node, order, index: -1, ratio: 0, given: 0 };
       this.#rekey(member);
       this.#members.set(node.id, member);
       this.#live.push(node);
-      if (this.#hasRoom(member, now)) this.#push(member);
+      if (this.#hasRoom(member, now)) this.#heap.push(member);
       else if (this.load.cooling(node.id, now)) this.#cooling.add(member);
     });
   }
@@ -163,9 +159,8 @@ export class WorkerPool {
     return (node.status === 'Available' || node.status === 'Busy') && node.pipeline?.fingerprint === this.fingerprint;
   }
 
-  /** Asks the registry whether the worker is still live (when it can tell cheaply). */
+  /** Asks the registry whether the worker is still live (it tells cheaply: no copy). */
   #stillLive(member: Member): boolean {
-    if (!this.registry.snapshotOf) return true; // read this round
     const current = this.registry.snapshotOf(member.node.id);
     return current !== undefined && this.#usable(current);
   }
@@ -186,57 +181,5 @@ export class WorkerPool {
     if (a.ratio !== b.ratio) return a.ratio < b.ratio;
     if (a.given !== b.given) return a.given < b.given;
     return a.order < b.order;
-  }
-
-  #push(member: Member): void {
-    member.index = this.#heap.length;
-    this.#heap.push(member);
-    this.#up(member.index);
-  }
-
-  #remove(index: number): void {
-    const heap = this.#heap;
-    const removed = heap[index]!;
-    const last = heap.pop()!;
-    removed.index = -1;
-    if (last !== removed) {
-      heap[index] = last;
-      last.index = index;
-      this.#up(index);
-      this.#down(last.index);
-    }
-  }
-
-  #swap(i: number, j: number): void {
-    const heap = this.#heap;
-    const a = heap[i]!;
-    const b = heap[j]!;
-    heap[i] = b;
-    heap[j] = a;
-    a.index = j;
-    b.index = i;
-  }
-
-  #up(index: number): void {
-    while (index > 0) {
-      const parent = (index - 1) >> 1;
-      if (!this.#before(this.#heap[index]!, this.#heap[parent]!)) return;
-      this.#swap(index, parent);
-      index = parent;
-    }
-  }
-
-  #down(index: number): void {
-    const heap = this.#heap;
-    for (;;) {
-      const left = index * 2 + 1;
-      const right = left + 1;
-      let first = index;
-      if (left < heap.length && this.#before(heap[left]!, heap[first]!)) first = left;
-      if (right < heap.length && this.#before(heap[right]!, heap[first]!)) first = right;
-      if (first === index) return;
-      this.#swap(index, first);
-      index = first;
-    }
   }
 }

@@ -1,7 +1,8 @@
 import type { WorkerNodeRegistration } from '@mpd/contract';
 import { describe, expect, it } from 'vitest';
 import { OrchestratorConfigError } from '../errors.js';
-import { InMemoryNodeRegistry, type NodeRegistryEvent } from './node-registry.js';
+import { InMemoryNodeRegistry } from './in-memory-node-registry.js';
+import type { NodeRegistryEvent } from './node-registry.js';
 
 const START = Date.parse('2025-09-30T10:00:00Z');
 const TIMEOUT_MS = 1_000;

@@ -1,0 +1,279 @@
+import { isDeepStrictEqual } from 'node:util';
+import type {
+  LoadedPipeline,
+  WorkerCapabilities,
+  WorkerNode,
+  WorkerNodeRegistration,
+  WorkerStatus,
+} from '@mpd/contract';
+import { RegistrationError } from '../errors.js';
+import { requirePositive } from '../orchestrator-options.js';
+import { credentialHash, newCredential } from './credentials.js';
+import { copyJson, deepFreeze } from './frozen-json.js';
+import type { NodeRegistry, NodeRegistryEvent, NodeRegistryListener, RegisterOptions } from './node-registry.js';
+
+/** Options of {@link InMemoryNodeRegistry}. */
+export interface InMemoryNodeRegistryOptions {
+  /** How long after its last heartbeat a worker counts as `Offline`, in milliseconds. */
+  heartbeatTimeoutMs: number;
+  /**
+   * The clock, in epoch milliseconds (inject a fake one in tests).
+   * @default Date.now
+   */
+  now?: () => number;
+  /**
+   * Called when a listener throws; the other listeners still run and the registry
+   * change stands.
+   * @default emits a process warning
+   */
+  onListenerError?: (error: unknown, event: NodeRegistryEvent) => void;
+}
+
+interface Entry {
+  id: string;
+  endpoint: string;
+  /** Frozen: views share it ({@link InMemoryNodeRegistry.snapshot}) or copy it. */
+  capabilities: Readonly<WorkerCapabilities>;
+  /** Frozen, like `capabilities`. */
+  pipeline: Readonly<LoadedPipeline> | null | undefined;
+  currentLoad: number;
+  lastHeartbeatMs: number;
+  /** `lastHeartbeatMs` as an ISO string, made when first needed. */
+  lastHeartbeatIso: string | undefined;
+  /** The frozen node {@link InMemoryNodeRegistry.snapshot} last gave out, while it is still current. */
+  shared: WorkerNode | undefined;
+  draining: boolean;
+  /** The secret issued at registration; see {@link NodeRegistry.credentialOf}. */
+  credential: string;
+  /** True once `sweep` reported the current outage. */
+  reportedOffline: boolean;
+}
+
+/** A {@link NodeRegistry} held in memory (lost when the orchestrator stops). */
+export class InMemoryNodeRegistry implements NodeRegistry {
+  readonly #entries = new Map<string, Entry>();
+  /** sha256(credential) → worker id. */
+  readonly #byCredential = new Map<string, string>();
+  readonly #listeners = new Set<NodeRegistryListener>();
+  /**
+   * The pipelines workers loaded, one frozen copy per distinct one, shared by the workers that
+   * registered it (every worker of a cluster usually has the same), with how many entries hold it.
+   */
+  readonly #pipelines = new Map<string, { pipeline: Readonly<LoadedPipeline>; holders: number }[]>();
+  readonly #timeoutMs: number;
+  readonly #now: () => number;
+  readonly #onListenerError: (error: unknown, event: NodeRegistryEvent) => void;
+
+  /** @throws OrchestratorConfigError when `heartbeatTimeoutMs` is not a positive number. */
+  constructor(options: InMemoryNodeRegistryOptions) {
+    requirePositive('heartbeatTimeoutMs', options.heartbeatTimeoutMs);
+    this.#timeoutMs = options.heartbeatTimeoutMs;
+    this.#now = options.now ?? Date.now;
+    this.#onListenerError =
+      options.onListenerError ??
+      ((error, event) =>
+        process.emitWarning(`NodeRegistry listener failed on ${event.type} of '${event.workerId}': ${String(error)}`));
+  }
+
+  register(node: WorkerNodeRegistration, options: RegisterOptions = {}): WorkerNode {
+    const previous = this.#entries.get(node.id);
+    // Looked up by hash, like every credential: whoever presents this id's credential is its holder.
+    const sameCredential =
+      previous !== undefined &&
+      options.credential !== undefined &&
+      this.workerWithCredential(options.credential) === node.id;
+    if (options.exclusive && previous && !sameCredential && !this.#isOffline(previous, this.#now())) {
+      throw new RegistrationError(
+        'WorkerIdTaken',
+        `Worker id '${node.id}' is held by a live worker; register with its credential, or wait until it is Offline`,
+      );
+    }
+    // Only the holder keeps the credential: anyone else gets a new one, so registering under an
+    // id never reveals the credential the orchestrator sends to that id's worker.
+    const credential = sameCredential ? previous.credential : newCredential();
+    if (previous) {
+      this.#byCredential.delete(credentialHash(previous.credential));
+      this.#release(previous.pipeline);
+    }
+    this.#byCredential.set(credentialHash(credential), node.id);
+    const entry: Entry = {
+      credential,
+      id: node.id,
+      endpoint: node.endpoint,
+      capabilities: deepFreeze(structuredClone(node.capabilities)),
+      pipeline: node.pipeline == null ? node.pipeline : this.#hold(node.pipeline),
+      currentLoad: checkLoad(node.currentLoad ?? 0),
+      lastHeartbeatMs: this.#now(),
+      lastHeartbeatIso: undefined,
+      shared: undefined,
+      draining: previous?.draining ?? false,
+      reportedOffline: false,
+    };
+    this.#entries.set(node.id, entry);
+    this.#emit({ type: 'registered', workerId: node.id });
+    return this.#view(entry);
+  }
+
+  heartbeat(workerId: string, currentLoad: number): Readonly<WorkerNode> | undefined {
+    const entry = this.#entries.get(workerId);
+    if (!entry) return undefined;
+    entry.currentLoad = checkLoad(currentLoad);
+    entry.lastHeartbeatMs = this.#now();
+    entry.lastHeartbeatIso = undefined;
+    entry.shared = undefined;
+    entry.reportedOffline = false;
+    this.#emit({ type: 'heartbeat', workerId });
+    // The shared, frozen node: a copy would copy the worker's pipeline (every module's name) on
+    // every heartbeat, which only needs the status.
+    return this.#shared(entry, this.#now());
+  }
+
+  get(workerId: string): WorkerNode | undefined {
+    const entry = this.#entries.get(workerId);
+    return entry && this.#view(entry);
+  }
+
+  list(): WorkerNode[] {
+    const now = this.#now();
+    const nodes: WorkerNode[] = [];
+    for (const entry of this.#entries.values()) nodes.push(this.#view(entry, now));
+    return nodes;
+  }
+
+  snapshot(): readonly WorkerNode[] {
+    const now = this.#now();
+    const nodes: WorkerNode[] = [];
+    for (const entry of this.#entries.values()) nodes.push(this.#shared(entry, now));
+    return nodes;
+  }
+
+  snapshotOf(workerId: string): WorkerNode | undefined {
+    const entry = this.#entries.get(workerId);
+    return entry && this.#shared(entry, this.#now());
+  }
+
+  credentialOf(workerId: string): string | undefined {
+    return this.#entries.get(workerId)?.credential;
+  }
+
+  workerWithCredential(credential: string): string | undefined {
+    return this.#byCredential.get(credentialHash(credential));
+  }
+
+  unregister(workerId: string): boolean {
+    const entry = this.#entries.get(workerId);
+    if (!entry) return false;
+    this.#entries.delete(workerId);
+    this.#byCredential.delete(credentialHash(entry.credential));
+    this.#release(entry.pipeline);
+    this.#emit({ type: 'unregistered', workerId });
+    return true;
+  }
+
+  drain(workerId: string): boolean {
+    const entry = this.#entries.get(workerId);
+    if (!entry) return false;
+    entry.draining = true;
+    entry.shared = undefined;
+    return true;
+  }
+
+  sweep(): string[] {
+    const now = this.#now();
+    const lost = [...this.#entries.values()].filter((entry) => !entry.reportedOffline && this.#isOffline(entry, now));
+    for (const entry of lost) entry.reportedOffline = true;
+    for (const entry of lost) this.#emit({ type: 'offline', workerId: entry.id });
+    return lost.map((entry) => entry.id);
+  }
+
+  onChange(listener: NodeRegistryListener): () => void {
+    this.#listeners.add(listener);
+    return () => {
+      this.#listeners.delete(listener);
+    };
+  }
+
+  /** The shared frozen copy of `pipeline` (made on first sight), now held by one more entry. */
+  #hold(pipeline: LoadedPipeline): Readonly<LoadedPipeline> {
+    const known = this.#pipelines.get(pipeline.fingerprint) ?? [];
+    // Equal JSON, whatever its key order: registrations over HTTP are parsed by zod, which builds
+    // every object in its schema's key order, so for them this answers as a key-order check would.
+    const same = known.find((candidate) => isDeepStrictEqual(candidate.pipeline, pipeline));
+    if (same) {
+      same.holders++;
+      return same.pipeline;
+    }
+    const copy = deepFreeze(structuredClone(pipeline));
+    known.push({ pipeline: copy, holders: 1 });
+    this.#pipelines.set(pipeline.fingerprint, known);
+    return copy;
+  }
+
+  #release(pipeline: Readonly<LoadedPipeline> | null | undefined): void {
+    if (pipeline == null) return;
+    const known = this.#pipelines.get(pipeline.fingerprint);
+    const index = known?.findIndex((candidate) => candidate.pipeline === pipeline) ?? -1;
+    if (index < 0) return;
+    if (--known![index]!.holders > 0) return;
+    known!.splice(index, 1);
+    if (known!.length === 0) this.#pipelines.delete(pipeline.fingerprint);
+  }
+
+  #isOffline(entry: Entry, now: number): boolean {
+    return now - entry.lastHeartbeatMs > this.#timeoutMs;
+  }
+
+  #status(entry: Entry, now: number): WorkerStatus {
+    if (this.#isOffline(entry, now)) return 'Offline';
+    if (entry.draining) return 'Draining';
+    if (entry.currentLoad >= entry.capabilities.maxParallelModules) return 'Busy';
+    return 'Available';
+  }
+
+  /** The entry's frozen node for {@link InMemoryNodeRegistry.snapshot}, made again when it changed. */
+  #shared(entry: Entry, now: number): WorkerNode {
+    const status = this.#status(entry, now);
+    if (entry.shared?.status !== status) entry.shared = Object.freeze(this.#node(entry, status, false));
+    return entry.shared;
+  }
+
+  /** A copy of the entry as the contract's `WorkerNode`: callers cannot change the registry through it. */
+  #view(entry: Entry, now: number = this.#now()): WorkerNode {
+    return this.#node(entry, this.#status(entry, now), true);
+  }
+
+  /** The entry as a `WorkerNode`; `copy`: with copies of its capabilities and pipeline, else the frozen originals. */
+  #node(entry: Entry, status: WorkerStatus, copy: boolean): WorkerNode {
+    entry.lastHeartbeatIso ??= new Date(entry.lastHeartbeatMs).toISOString();
+    const node: WorkerNode = {
+      id: entry.id,
+      endpoint: entry.endpoint,
+      capabilities: copy ? copyJson(entry.capabilities) : (entry.capabilities as WorkerCapabilities),
+      lastHeartbeat: entry.lastHeartbeatIso,
+      currentLoad: entry.currentLoad,
+      status,
+    };
+    if (entry.pipeline !== undefined) {
+      node.pipeline =
+        copy && entry.pipeline !== null ? copyJson(entry.pipeline) : (entry.pipeline as LoadedPipeline | null);
+    }
+    return node;
+  }
+
+  #emit(event: NodeRegistryEvent): void {
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.#onListenerError(error, event);
+      }
+    }
+  }
+}
+
+function checkLoad(currentLoad: number): number {
+  if (!Number.isInteger(currentLoad) || currentLoad < 0) {
+    throw new RangeError(`currentLoad must be a non-negative integer, got ${String(currentLoad)}`);
+  }
+  return currentLoad;
+}

@@ -1,0 +1,126 @@
+import { MpdClientError } from '@mpd/client';
+import { errorResponse } from '@mpd/contract';
+import { SPEC_EXAMPLES } from '@mpd/test-kit';
+import { describe, expect, it } from 'vitest';
+import { type ExecuteAnswer, judgeAnswer, judgeTransportError, lateOutcome } from './attempt.js';
+
+const { executeOk, executeFailed } = SPEC_EXAMPLES;
+const times = { startTime: '2025-09-30T10:00:00Z', endTime: '2025-09-30T10:00:05Z', duration: '00:00:05' };
+const moduleError = {
+  message: 'Module execution failed',
+  type: 'System.InvalidOperationException',
+  stackTrace: 'at ...',
+};
+
+/** An answer as the worker sends it (the spec's examples are not typed with literal statuses). */
+function answer(status: number, body: unknown): ExecuteAnswer {
+  return { status, body } as ExecuteAnswer;
+}
+
+describe('judgeAnswer', () => {
+  it("judges the spec's success example: the result text and the worker's times", () => {
+    expect(judgeAnswer(answer(200, executeOk))).toEqual({
+      kind: 'succeeded',
+      serializedResult: '{...}',
+      times: { startTime: '2025-09-30T10:00:00Z', endTime: '2025-09-30T10:02:30Z', duration: '00:02:30' },
+    });
+  });
+
+  it("judges the spec's failure example as the module's failure, with its exception and times", () => {
+    expect(judgeAnswer(answer(500, executeFailed))).toEqual({ kind: 'failed', error: moduleError, times });
+    expect(judgeAnswer(answer(500, { ...executeFailed, failureKind: 'Error', stackTrace: null }))).toEqual({
+      kind: 'failed',
+      error: { ...moduleError, stackTrace: null },
+      times,
+    });
+  });
+
+  it('tells a cancelled and a timed-out module by their failure kind', () => {
+    expect(judgeAnswer(answer(500, { ...executeFailed, failureKind: 'Cancelled' }))).toEqual({
+      kind: 'cancelled',
+      error: moduleError,
+      times,
+    });
+    expect(judgeAnswer(answer(500, { ...executeFailed, failureKind: 'TimedOut' }))).toEqual({
+      kind: 'timed-out',
+      error: moduleError,
+      times,
+    });
+  });
+
+  it('judges 429 and 503 as a worker without room (rejected), not a failure of the module', () => {
+    expect(judgeAnswer(errorResponse('WorkerAtCapacity', 'all 4 slots are taken'))).toEqual({
+      kind: 'rejected',
+      status: 429,
+      message: 'all 4 slots are taken',
+    });
+    expect(judgeAnswer(errorResponse('WorkerDraining', 'draining'))).toEqual({
+      kind: 'rejected',
+      status: 503,
+      message: 'draining',
+    });
+    // A proxy in front of the worker may answer without the contract's body.
+    expect(judgeAnswer(answer(503, undefined))).toEqual({ kind: 'rejected', status: 503, message: 'answered 503' });
+  });
+
+  it('judges a 500 with an error body (the worker itself failed) as a lost attempt', () => {
+    expect(judgeAnswer(errorResponse('InternalError', 'out of memory'))).toEqual({
+      kind: 'lost',
+      reason: 'worker answered 500: out of memory',
+    });
+    expect(judgeAnswer(answer(500, '<html>Bad gateway</html>'))).toEqual({
+      kind: 'lost',
+      reason: 'worker answered 500: internal error',
+    });
+  });
+
+  it('judges every other error status as the worker refusing the request', () => {
+    const refusals = [
+      errorResponse('ValidationFailed', 'timeout: must be a TimeSpan'),
+      errorResponse('Unauthorized', 'missing bearer token'),
+      errorResponse('ModuleNotFound', "no module 'deploy'"),
+      errorResponse('PayloadTooLarge', 'body over 1mb'),
+      errorResponse('UnsupportedMediaType', 'send application/json'),
+    ];
+    expect(refusals.map(judgeAnswer)).toEqual([
+      { kind: 'dispatch-rejected', status: 400, message: 'timeout: must be a TimeSpan' },
+      { kind: 'dispatch-rejected', status: 401, message: 'missing bearer token' },
+      { kind: 'dispatch-rejected', status: 404, message: "no module 'deploy'" },
+      { kind: 'dispatch-rejected', status: 413, message: 'body over 1mb' },
+      { kind: 'dispatch-rejected', status: 415, message: 'send application/json' },
+    ]);
+    expect(judgeAnswer(answer(404, SPEC_EXAMPLES.cancelNotFound))).toMatchObject({ message: 'Execution not found' });
+    expect(judgeAnswer(answer(400, ''))).toMatchObject({ message: 'worker answered 400' });
+  });
+});
+
+describe('judgeTransportError', () => {
+  it('judges a call past its deadline as no answer', () => {
+    const error = new MpdClientError('Timeout', 'POST http://w1:9000/api/execution/execute: no answer within 61000 ms');
+    expect(judgeTransportError(error)).toEqual({ kind: 'no-answer', message: error.message });
+  });
+
+  it('judges an unreachable worker, an aborted call and any other failure as a lost attempt', () => {
+    expect(judgeTransportError(new MpdClientError('Unreachable', 'POST http://w1:9000/x: ECONNREFUSED'))).toEqual({
+      kind: 'lost',
+      reason: 'Unreachable: POST http://w1:9000/x: ECONNREFUSED',
+    });
+    expect(judgeTransportError(new MpdClientError('Aborted', 'POST http://w1:9000/x: aborted by the caller'))).toEqual({
+      kind: 'lost',
+      reason: 'Aborted: POST http://w1:9000/x: aborted by the caller',
+    });
+    expect(judgeTransportError(new SyntaxError('Unexpected token < in JSON'))).toEqual({
+      kind: 'lost',
+      reason: 'SyntaxError: Unexpected token < in JSON',
+    });
+  });
+});
+
+describe('lateOutcome', () => {
+  it('records what a late answer says about the module: ran (200) or failed (500), else nothing', () => {
+    expect(lateOutcome(answer(200, executeOk))).toBe('Succeeded');
+    expect(lateOutcome(answer(500, executeFailed))).toBe('Failed');
+    expect(lateOutcome(errorResponse('InternalError', 'broken'))).toBe('Failed');
+    expect(lateOutcome(errorResponse('WorkerAtCapacity', 'full'))).toBeUndefined();
+  });
+});

@@ -1,0 +1,108 @@
+import { type AnyModule, defineModule, definePipeline } from '@mpd/pipeline';
+import { describe, expect, it } from 'vitest';
+import { chainHeights } from './chain-heights.js';
+import { createModuleStates, type ModuleState, requiresKeyOf } from './module-state.js';
+import { ReadyQueue } from './ready-queue.js';
+
+const run = () => null;
+
+/** The states of a real pipeline's modules, by name. */
+function statesOf(modules: AnyModule[]): Map<string, ModuleState> {
+  const pipeline = definePipeline({ name: 'queue', modules });
+  return createModuleStates(pipeline, chainHeights(pipeline));
+}
+
+function names(queue: ReadyQueue): string[] {
+  const queued: string[] = [];
+  for (let index = 0; index < queue.length; index++) queued.push(queue.at(index)!.name);
+  return queued;
+}
+
+describe('ReadyQueue', () => {
+  const low = defineModule({ name: 'low', priority: 'Low', run });
+  const plain = defineModule({ name: 'plain', run });
+  const chain = defineModule({ name: 'chain', run });
+  const next = defineModule({ name: 'next', dependsOn: [chain], run });
+  const high = defineModule({ name: 'high', priority: 'High', run });
+  const later = defineModule({ name: 'later', run });
+  const states = statesOf([low, plain, chain, next, high, later]);
+  const state = (name: string) => states.get(name)!;
+
+  it('orders by priority, then the remaining work a module heads, then pipeline order', () => {
+    const queue = new ReadyQueue();
+    for (const name of ['later', 'low', 'plain', 'high', 'chain', 'next']) queue.enter(state(name));
+    // chain heads next (height 2); plain, next and later head only themselves: pipeline order.
+    expect(names(queue)).toEqual(['high', 'chain', 'plain', 'next', 'later', 'low']);
+    expect(queue.at(6)).toBeUndefined();
+  });
+
+  it('leaves from anywhere in the queue, and ignores a module that is not in it', () => {
+    const queue = new ReadyQueue();
+    for (const name of ['low', 'plain', 'high', 'later']) queue.enter(state(name));
+    queue.leave(state('plain'));
+    queue.leave(state('chain'));
+    expect(names(queue)).toEqual(['high', 'later', 'low']);
+    queue.leave(state('high'));
+    queue.leave(state('low'));
+    expect(names(queue)).toEqual(['later']);
+  });
+
+  it('defers modules that enter during a walk until it ends, and lets them leave from the deferred list', () => {
+    const queue = new ReadyQueue();
+    queue.enter(state('plain'));
+    queue.enter(state('low'));
+    const seen: string[][] = [];
+    queue.walk(() => {
+      expect(queue.walking).toBe(true);
+      queue.enter(state('high'));
+      queue.enter(state('later'));
+      seen.push(names(queue));
+      queue.leave(state('later'));
+      queue.leave(state('plain'));
+      seen.push(names(queue));
+    });
+    expect(seen).toEqual([['plain', 'low'], ['low']]);
+    expect(queue.walking).toBe(false);
+    expect(names(queue)).toEqual(['high', 'low']);
+  });
+
+  it('counts the queued modules per set of requirements', () => {
+    const gpu = { tags: ['gpu'] };
+    const modules = statesOf([
+      defineModule({ name: 'train', requires: gpu, run }),
+      defineModule({ name: 'render', requires: gpu, run }),
+      defineModule({ name: 'lint', run }),
+      defineModule({ name: 'sign', requires: { os: ['windows'] }, run }),
+    ]);
+    const gpuKey = requiresKeyOf(gpu);
+    const queue = new ReadyQueue();
+    for (const each of modules.values()) queue.enter(each);
+    expect(queue.countOf(gpuKey)).toBe(2);
+    expect(queue.countOf('')).toBe(1);
+    expect([...queue.requirements()]).toEqual([
+      [gpuKey, gpu],
+      ['', {}],
+      [requiresKeyOf({ os: ['windows'] }), { os: ['windows'] }],
+    ]);
+    queue.leave(modules.get('train')!);
+    expect(queue.countOf(gpuKey)).toBe(1);
+    queue.leave(modules.get('render')!);
+    queue.leave(modules.get('sign')!);
+    expect(queue.countOf(gpuKey)).toBe(0);
+    expect([...queue.requirements()].map(([key]) => key)).toEqual(['']);
+  });
+
+  it('remembers since when a module could not be placed, until it can be or leaves', () => {
+    const queue = new ReadyQueue();
+    queue.enter(state('plain'));
+    expect(queue.hasUnplaceable).toBe(false);
+    expect(queue.unplaceable(state('plain'), 1_000)).toBe(1_000);
+    expect(queue.unplaceable(state('plain'), 5_000)).toBe(1_000);
+    expect(queue.hasUnplaceable).toBe(true);
+    queue.placeable(state('plain'));
+    expect(queue.hasUnplaceable).toBe(false);
+    expect(queue.unplaceable(state('plain'), 6_000)).toBe(6_000);
+    queue.leave(state('plain'));
+    expect(queue.hasUnplaceable).toBe(false);
+  });
+});

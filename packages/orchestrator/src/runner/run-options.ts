@@ -1,0 +1,188 @@
+import { type ClientOptions, createWorkerClient, type WorkerClient } from '@mpd/client';
+import type { FailureMode, Pipeline } from '@mpd/pipeline';
+import type { Logger } from 'pino';
+import { OrchestratorConfigError } from '../errors.js';
+import { requirePositive } from '../orchestrator-options.js';
+import type { NodeRegistry } from '../registry/node-registry.js';
+import type { RunEvent } from './run-result.js';
+
+/** What {@link RunPipelineOptions.createClient} makes a client for: a worker, and the credential to call it with. */
+export interface WorkerClientTarget {
+  /** The worker's base URL, as it registered it. */
+  endpoint: string;
+  /** The worker's credential, issued by the registry at registration: the worker only accepts calls bearing it. */
+  token: string | undefined;
+}
+
+/** Options of {@link runPipeline}. */
+export interface RunPipelineOptions {
+  pipeline: Pipeline;
+  registry: NodeRegistry;
+  logger: Logger;
+  /** Sent to every module as `environmentVariables`, and given to `skipIf`. @default {} */
+  environmentVariables?: Record<string, string>;
+  /**
+   * Secret environment variables, sent to every module with the others but marked secret: the
+   * workers mask their values (`***`) in every log line and error message, and so does the run's
+   * result (errors, reasons).
+   */
+  secretEnvironmentVariables?: Record<string, string>;
+  /** Sent to every module as `workingDirectory`; the worker's own applies when absent. */
+  workingDirectory?: string;
+  /** Aborting it cancels the run: running modules are cancelled on their workers, then always-run modules run. */
+  signal?: AbortSignal;
+  /** Live progress. */
+  onEvent?: (event: RunEvent) => void;
+  /** Run only modules of these categories (others are Skipped). */
+  runOnlyCategories?: readonly string[];
+  /** Skip modules of these categories. */
+  ignoreCategories?: readonly string[];
+  /** @default the pipeline's (`StopOnFirstFailure` unless it says otherwise) */
+  failureMode?: FailureMode;
+  /** At most this many modules run at once across the cluster. @default the pipeline's */
+  maxParallelism?: number;
+  /**
+   * How many times a module is dispatched again after its worker was lost (unreachable, or
+   * offline past the heartbeat timeout) before it fails: a module that kills every worker it
+   * lands on stops there.
+   * @default 3
+   */
+  maxLostAttempts?: number;
+  /**
+   * How long a ready module waits for a live worker that can run it (same pipeline, the
+   * module's requirements) before it fails, naming what is missing (ms).
+   * @default 300_000 (5 minutes)
+   */
+  workerWaitMs?: number;
+  /**
+   * How often the scheduler looks at the registry again besides its change events (ms).
+   * @default 1_000
+   */
+  rescheduleIntervalMs?: number;
+  /**
+   * How long after a module's timeout the orchestrator stops waiting for its worker's answer,
+   * declares it `TimedOut` and cancels it there (the worker enforces the timeout itself; this
+   * covers a worker that cannot answer).
+   * @default 60_000
+   */
+  timeoutMarginMs?: number;
+  /**
+   * TLS settings of the calls to `https://` workers (PEM contents): the CA their certificates
+   * must chain to, and the client certificate to present to workers that require mutual TLS.
+   * @default Node's default trusted roots, no client certificate
+   */
+  workerTls?: ClientOptions['tls'];
+  /**
+   * How long each module usually takes (ms), by module name: typically the durations of an
+   * earlier run (the CLI's `--timings FILE` keeps them between runs). Among ready modules of
+   * the same priority, the scheduler starts the one heading the most remaining work first
+   * (the longest path of durations through its dependants), which keeps long chains from
+   * waiting for slots at the end of the run. A module without a hint counts as the median of
+   * the hints given; with no hints at all, every module counts the same (the longest chain
+   * in modules).
+   * @default {}
+   */
+  durationHints?: Readonly<Record<string, number>>;
+  /**
+   * Makes the client of a worker, given its endpoint and its credential (`token`, to be sent
+   * as the bearer token of every call, as `ClientOptions.token` does). Called once per endpoint
+   * and credential; the run closes the clients when it ends. The runner passes each execute
+   * call its deadline (`deadlineMs`: the module's timeout plus `timeoutMarginMs`).
+   * @default ({ endpoint, token }) => createWorkerClient({ baseUrl: endpoint, token, tls: workerTls })
+   */
+  createClient?: (target: WorkerClientTarget) => WorkerClient;
+}
+
+/** The defaults of {@link RunPipelineOptions} that do not come from the pipeline. */
+export const DEFAULT_RUN_OPTIONS = {
+  maxLostAttempts: 3,
+  workerWaitMs: 300_000,
+  rescheduleIntervalMs: 1_000,
+  timeoutMarginMs: 60_000,
+} as const satisfies Partial<RunPipelineOptions>;
+
+/** {@link RunPipelineOptions} with every default filled in (by {@link resolveRunOptions}). */
+export interface ResolvedRunOptions {
+  readonly pipeline: Pipeline;
+  readonly registry: NodeRegistry;
+  readonly logger: Logger;
+  readonly environmentVariables: Readonly<Record<string, string>>;
+  readonly secretEnvironmentVariables: Readonly<Record<string, string>>;
+  readonly workingDirectory: string | undefined;
+  readonly signal: AbortSignal | undefined;
+  readonly onEvent: ((event: RunEvent) => void) | undefined;
+  /** Empty: every category runs. */
+  readonly runOnlyCategories: readonly string[];
+  readonly ignoreCategories: readonly string[];
+  readonly failureMode: FailureMode;
+  /** `undefined`: no limit but the workers' slots. */
+  readonly maxParallelism: number | undefined;
+  readonly maxLostAttempts: number;
+  readonly workerWaitMs: number;
+  readonly rescheduleIntervalMs: number;
+  readonly timeoutMarginMs: number;
+  readonly durationHints: Readonly<Record<string, number>>;
+  readonly createClient: (target: WorkerClientTarget) => WorkerClient;
+}
+
+/** Every failure mode (a record, so that a new mode cannot be left out). */
+const FAILURE_MODES: Record<FailureMode, true> = { StopOnFirstFailure: true, WaitForAll: true };
+
+/**
+ * Fills in the defaults of a run's options (the pipeline's, then {@link DEFAULT_RUN_OPTIONS})
+ * and checks the values that would make the run misbehave.
+ * @throws OrchestratorConfigError (code `InvalidSetting`) naming the option at fault.
+ */
+export function resolveRunOptions(options: RunPipelineOptions): ResolvedRunOptions {
+  const { pipeline, workerTls } = options;
+  const resolved: ResolvedRunOptions = {
+    pipeline,
+    registry: options.registry,
+    logger: options.logger,
+    environmentVariables: options.environmentVariables ?? {},
+    secretEnvironmentVariables: options.secretEnvironmentVariables ?? {},
+    workingDirectory: options.workingDirectory,
+    signal: options.signal,
+    onEvent: options.onEvent,
+    runOnlyCategories: options.runOnlyCategories ?? [],
+    ignoreCategories: options.ignoreCategories ?? [],
+    failureMode: options.failureMode ?? pipeline.failureMode,
+    maxParallelism: options.maxParallelism ?? pipeline.maxParallelism,
+    maxLostAttempts: options.maxLostAttempts ?? DEFAULT_RUN_OPTIONS.maxLostAttempts,
+    workerWaitMs: options.workerWaitMs ?? DEFAULT_RUN_OPTIONS.workerWaitMs,
+    rescheduleIntervalMs: options.rescheduleIntervalMs ?? DEFAULT_RUN_OPTIONS.rescheduleIntervalMs,
+    timeoutMarginMs: options.timeoutMarginMs ?? DEFAULT_RUN_OPTIONS.timeoutMarginMs,
+    durationHints: options.durationHints ?? {},
+    createClient:
+      options.createClient ??
+      (({ endpoint, token }) => createWorkerClient({ baseUrl: endpoint, token, tls: workerTls })),
+  };
+  if (!Object.hasOwn(FAILURE_MODES, resolved.failureMode)) {
+    invalid('failureMode', `must be one of ${Object.keys(FAILURE_MODES).join(', ')}`, resolved.failureMode);
+  }
+  const { maxParallelism, maxLostAttempts, workerWaitMs, timeoutMarginMs } = resolved;
+  if (maxParallelism !== undefined && !(Number.isInteger(maxParallelism) && maxParallelism >= 1)) {
+    invalid('maxParallelism', 'must be an integer of at least 1', maxParallelism);
+  }
+  // NaN would never be exceeded: a module lost again and again would be dispatched forever.
+  if (!(Number.isInteger(maxLostAttempts) && maxLostAttempts >= 0)) {
+    invalid('maxLostAttempts', 'must be an integer of at least 0', maxLostAttempts);
+  }
+  // Infinity waits for ever; NaN or a negative wait would fail every module at once.
+  if (!(workerWaitMs >= 0)) invalid('workerWaitMs', 'must be a number of at least 0', workerWaitMs);
+  // 0 or less would make the periodic look a busy loop.
+  requirePositive('rescheduleIntervalMs', resolved.rescheduleIntervalMs);
+  // Part of every execute call's deadline, which must be a finite number of ms.
+  if (!(Number.isFinite(timeoutMarginMs) && timeoutMarginMs >= 0)) {
+    invalid('timeoutMarginMs', 'must be a finite number of at least 0', timeoutMarginMs);
+  }
+  return resolved;
+}
+
+function invalid(setting: string, must: string, value: unknown): never {
+  throw new OrchestratorConfigError(
+    'InvalidSetting',
+    setting,
+    `Invalid setting ${setting}: ${must}, got ${String(value)}`,
+  );
+}
