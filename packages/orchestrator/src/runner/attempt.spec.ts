@@ -35,6 +35,15 @@ describe('judgeAnswer', () => {
     });
   });
 
+  it('declares the attempt lost when a 200 lacks its result text (a broken worker, not an empty result)', () => {
+    for (const body of [null, 'OK', {}, { ...executeOk, serializedResult: 42 }]) {
+      expect(judgeAnswer(answer(200, body))).toEqual({
+        kind: 'lost',
+        reason: 'worker answered 200 without the serializedResult text the contract requires',
+      });
+    }
+  });
+
   it('tells a cancelled and a timed-out module by their failure kind', () => {
     expect(judgeAnswer(answer(500, { ...executeFailed, failureKind: 'Cancelled' }))).toEqual({
       kind: 'cancelled',

@@ -74,6 +74,12 @@ export type AttemptVerdict =
 export function judgeAnswer(answer: ExecuteAnswer): AttemptVerdict {
   switch (answer.status) {
     case 200: {
+      // Answers are not validated against the contract (see messageOf): a 200 without its result
+      // text is a broken worker, not a module that returned nothing.
+      const body: Partial<typeof answer.body> | null = answer.body;
+      if (typeof body !== 'object' || body === null || typeof body.serializedResult !== 'string') {
+        return { kind: 'lost', reason: 'worker answered 200 without the serializedResult text the contract requires' };
+      }
       const { serializedResult, startTime, endTime, duration } = answer.body;
       return { kind: 'succeeded', serializedResult, times: { startTime, endTime, duration } };
     }

@@ -390,6 +390,9 @@ class PipelineRun {
       else if (attempt.state === 'lost') this.lateAnswer(attempt, answer);
     } catch (error) {
       this.log.error({ err: error, executionId: body.executionId }, 'handling an execute answer failed');
+      // Never leave the module waiting for an attempt nobody listens to any more.
+      if (attempt.state === 'running')
+        this.act(attempt, { kind: 'lost', reason: `handling its answer failed: ${String(error)}` });
       this.schedulePump();
     } finally {
       this.attempts.delete(body.executionId);
