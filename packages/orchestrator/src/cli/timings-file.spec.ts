@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { definePipeline, defineModule } from '@mpd/pipeline';
 import { describe, expect, it } from 'vitest';
-import { chainHeights } from './pipeline-runner.js';
-import type { ModuleRunResult, RunResult } from './run-result.js';
+import type { ModuleRunResult, RunResult } from '../runner/index.js';
+import { chainHeights } from '../runner/pipeline-runner.js';
 import { readTimingsFile, updatedTimings, writeTimingsFile } from './timings-file.js';
 
 function result(modules: Partial<ModuleRunResult>[]): RunResult {
