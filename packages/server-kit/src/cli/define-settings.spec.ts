@@ -37,6 +37,15 @@ const SETTINGS = defineSettings(
       repeatable: true,
       secret: true,
     },
+    tags: {
+      flag: '--tags <list>',
+      env: 'DS_TAGS',
+      help: 'comma-separated tags',
+      schema: z
+        .string()
+        .transform((text) => text.split(','))
+        .pipe(z.array(z.string().regex(/^\w+$/, 'must be names'))),
+    },
     cert: { flag: '--cert <file>', env: 'DS_CERT', help: 'certificate', schema: z.string() },
     key: { flag: '--key <file>', env: 'DS_KEY', help: 'key', schema: z.string() },
   },
@@ -85,6 +94,7 @@ describe('defineSettings', () => {
       ['--token', 'DS_TOKEN', undefined],
       ['--env', 'DS_ENV', undefined],
       ['--secret-env', 'DS_SECRET_ENV', undefined],
+      ['--tags', 'DS_TAGS', undefined],
       ['--cert', 'DS_CERT', undefined],
       ['--key', 'DS_KEY', undefined],
     ]);
@@ -104,6 +114,7 @@ describe('defineSettings', () => {
       ['token', undefined],
       ['env', undefined],
       ['secretEnv', undefined],
+      ['tags', undefined],
       ['cert', undefined],
       ['key', undefined],
     ]);
@@ -154,6 +165,7 @@ describe('defineSettings', () => {
       { secretEnv: ['A=1', 'b=hidden'] },
       'Invalid setting --secret-env (DS_SECRET_ENV): must be NAME=VALUE, got an entry of 8 characters',
     ],
+    [{ tags: 'gpu,high memory' }, 'Invalid setting --tags (DS_TAGS): must be names, got "gpu,high memory"'],
     [{ cert: 'c.pem' }, 'Invalid setting --cert (DS_CERT): needs --key (DS_KEY) too, got "c.pem"'],
     [{ port: '2', slots: '3' }, 'Invalid setting --slots (DS_SLOTS): must be at most --port (DS_PORT) (2), got "3"'],
     [

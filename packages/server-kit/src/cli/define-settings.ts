@@ -271,7 +271,9 @@ export function defineSettings<const Rows extends SettingRows, Settings = Settin
       }
       const fail = (key: Key, message: string, index?: PropertyKey, cause?: unknown): never => {
         const row = rows[key]!;
-        const text = typeof index === 'number' ? (texts[key] as unknown[] | undefined)?.[index] : texts[key];
+        // A repeatable setting's issue names its entry; a list made of one text (`a,b`) shows that text.
+        const text =
+          row.repeatable && typeof index === 'number' ? (texts[key] as unknown[] | undefined)?.[index] : texts[key];
         const shown = row.secret
           ? `${row.repeatable ? 'an entry' : 'a value'} of ${String(text ?? '').length} characters`
           : JSON.stringify(text ?? '');
