@@ -64,6 +64,7 @@ describe('spawnProcess', () => {
 describe('cliOf', () => {
   it("is the CLI of the package, from its package.json's bin", () => {
     expect(cliOf('orchestrator')).toMatch(/packages\/orchestrator\/src\/cli\/main\.ts$/);
+    expect(cliOf('worker')).toMatch(/packages\/worker\/src\/cli\/main\.ts$/);
     expect(existsSync(cliOf('orchestrator'))).toBe(true);
     expect(existsSync(cliOf('worker'))).toBe(true);
     expect(mainOf).toBe(cliOf);
