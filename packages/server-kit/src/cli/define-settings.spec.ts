@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { describe, expect, expectTypeOf, it } from 'vitest';
+import { afterEach, describe, expect, expectTypeOf, it, vi } from 'vitest';
 import { z } from 'zod';
 import { definedOnly, defineSettings } from './define-settings.js';
 
@@ -59,20 +59,19 @@ const SETTINGS = defineSettings(
   },
 );
 
-/** Parses `args` with the table's command under exactly the DS_* variables of `env`. */
+afterEach(() => vi.unstubAllEnvs());
+
+/** Parses `args` with the table's command, with only the variables of `env` among the table's set. */
 function commandOf(args: string[], env: Record<string, string> = {}): Command {
-  const saved = { ...process.env };
-  for (const key of Object.keys(process.env)) if (key.startsWith('DS_')) delete process.env[key];
-  Object.assign(process.env, env);
-  try {
-    return SETTINGS.command('ds', 'a test command')
-      .exitOverride()
-      .configureOutput({ writeErr: () => {}, writeOut: () => {} })
-      .parse(args, { from: 'user' });
-  } finally {
-    for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
-    Object.assign(process.env, saved);
+  for (const row of Object.values(SETTINGS.rows)) {
+    for (const name of [row.env, ...('aliases' in row ? row.aliases.map((alias) => alias.env) : [])]) {
+      vi.stubEnv(name, env[name]);
+    }
   }
+  return SETTINGS.command('ds', 'a test command')
+    .exitOverride()
+    .configureOutput({ writeErr: () => {}, writeOut: () => {} })
+    .parse(args, { from: 'user' });
 }
 
 function messageOf(action: () => unknown): string {
