@@ -195,10 +195,11 @@ describe('parseSettings', () => {
 describe('renamed settings', () => {
   afterEach(() => vi.unstubAllEnvs());
 
-  /** Parses `args` with the real command, with the variables of `env` set (or unset: undefined). */
-  const fromCommandLine = (args: string[], env: Record<string, string | undefined>) => {
-    for (const [name, value] of Object.entries(env)) vi.stubEnv(name, value);
-    return parseSettings(createCommand().exitOverride().parse(args, { from: 'user' }));
+  /** Parses `args` with the real command, with only the variables of `env` among the command's set. */
+  const fromCommandLine = (args: string[], env: Record<string, string> = {}) => {
+    const command = createCommand().exitOverride();
+    for (const { envVar } of command.options) if (envVar) vi.stubEnv(envVar, env[envVar]);
+    return parseSettings(command.parse(args, { from: 'user' }));
   };
 
   it.each([
@@ -213,28 +214,26 @@ describe('renamed settings', () => {
     ['workingDirectory', '--working-directory', 'MPD_WORKING_DIRECTORY', '--workdir', 'MPD_WORKDIR', '/srv/build'],
   ] as const)('%s: %s and %s, and the old %s and %s still', (key, flag, env, oldFlag, oldEnv, value) => {
     const text = Array.isArray(value) ? value.join(',') : String(value);
-    const unset = { [env]: undefined, [oldEnv]: undefined };
-    expect(fromCommandLine([flag, text], unset)[key]).toEqual(value);
-    expect(fromCommandLine([], { ...unset, [env]: text })[key]).toEqual(value);
-    expect(fromCommandLine([oldFlag, text], unset)[key]).toEqual(value);
-    expect(fromCommandLine([], { ...unset, [oldEnv]: text })[key]).toEqual(value);
+    expect(fromCommandLine([flag, text])[key]).toEqual(value);
+    expect(fromCommandLine([], { [env]: text })[key]).toEqual(value);
+    expect(fromCommandLine([oldFlag, text])[key]).toEqual(value);
+    expect(fromCommandLine([], { [oldEnv]: text })[key]).toEqual(value);
     // A flag wins over a variable, and a new name over an old one.
-    expect(fromCommandLine([oldFlag, text], { ...unset, [env]: 'other' })[key]).toEqual(value);
-    expect(fromCommandLine([flag, text, oldFlag, 'other'], unset)[key]).toEqual(value);
+    expect(fromCommandLine([oldFlag, text], { [env]: 'other' })[key]).toEqual(value);
+    expect(fromCommandLine([flag, text, oldFlag, 'other'])[key]).toEqual(value);
     expect(fromCommandLine([], { [env]: text, [oldEnv]: 'other' })[key]).toEqual(value);
   });
 
   it('names the flag and the variable a refused value was given by, old or new', () => {
-    const unset = { MPD_RUN_ONLY_CATEGORIES: undefined, MPD_CATEGORIES: undefined };
-    expect(() => fromCommandLine(['--run-only-categories', ' , '], unset)).toThrow(
+    expect(() => fromCommandLine(['--run-only-categories', ' , '])).toThrow(
       'Invalid setting --run-only-categories (MPD_RUN_ONLY_CATEGORIES): must be a comma-separated list of names, got " , "',
     );
-    expect(() => fromCommandLine([], { ...unset, MPD_CATEGORIES: ' , ' })).toThrow(
+    expect(() => fromCommandLine([], { MPD_CATEGORIES: ' , ' })).toThrow(
       'Invalid setting --categories (MPD_CATEGORIES): must be a comma-separated list of names, got " , "',
     );
-    expect(() =>
-      fromCommandLine(['--workdir', ''], { MPD_WORKING_DIRECTORY: undefined, MPD_WORKDIR: undefined }),
-    ).toThrow('Invalid setting --workdir (MPD_WORKDIR): must be a directory path, not empty, got ""');
+    expect(() => fromCommandLine(['--workdir', ''])).toThrow(
+      'Invalid setting --workdir (MPD_WORKDIR): must be a directory path, not empty, got ""',
+    );
   });
 
   it('--help lists the old names as deprecated, each with its variable', () => {
