@@ -37,7 +37,7 @@ export async function startCluster(spec: DagSpec, workerCount: number, slots: nu
   try {
     const url = await orchestrator.listeningUrl(60_000);
     const processes = Array.from({ length: workerCount }, (_, index) =>
-      startWorkerCli({ id: `bench-worker-${index + 1}`, orchestratorUrl: url, maxParallel: slots, env }),
+      startWorkerCli({ id: `bench-worker-${index + 1}`, orchestratorUrl: url, slots, env }),
     );
     for (const process of processes) workers.push({ process, url: await process.listeningUrl(60_000), slots });
   } catch (error) {

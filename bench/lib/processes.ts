@@ -2,12 +2,14 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { cliOf } from '@mpd/test-kit';
 import type { IpcAnswer, IpcRequest } from './ipc.js';
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const benchPath = (relative: string): string => fileURLToPath(new URL(`../${relative}`, import.meta.url));
 export const ORCHESTRATOR_SERVER = benchPath('servers/orchestrator.ts');
-export const WORKER_MAIN = fileURLToPath(new URL('../../packages/worker/src/main.ts', import.meta.url));
+/** The worker's CLI, found through the `bin` of its package.json. */
+export const WORKER_CLI = cliOf('worker');
 export const BENCH_PIPELINE = benchPath('pipelines/bench.pipeline.ts');
 
 /** Throwaway tokens (the orchestrator wants at least 16 characters). */
@@ -169,17 +171,18 @@ export function killAll(): void {
 export function startWorkerCli(options: {
   id: string;
   orchestratorUrl: string;
-  maxParallel: number;
+  /** The worker's `--slots`. */
+  slots: number;
   env: Record<string, string>;
   logLevel?: string;
 }): BenchProcess {
   return new BenchProcess(
     options.id,
-    WORKER_MAIN,
+    WORKER_CLI,
     [
       ...['--port', '0', '--host', '127.0.0.1', '--id', options.id],
       ...['--orchestrator', options.orchestratorUrl, '--pipeline', BENCH_PIPELINE],
-      ...['--max-parallel', String(options.maxParallel), '--tools', 'node'],
+      ...['--slots', String(options.slots), '--tools', 'node'],
       ...['--log-level', options.logLevel ?? process.env.MPD_BENCH_LOG_LEVEL ?? 'info'],
     ],
     { ...options.env, MPD_JOIN_TOKEN: JOIN_TOKEN, MPD_WORKER_TOKEN: WORKER_TOKEN },

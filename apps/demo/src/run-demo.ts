@@ -8,6 +8,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -18,7 +20,22 @@ const { values: flags } = parseArgs({
 });
 
 const pipelineFile = fileURLToPath(new URL('./demo.pipeline.ts', import.meta.url));
-const mainOf = (pkg: string): string => fileURLToPath(new URL('./main.ts', import.meta.resolve(pkg)));
+
+/**
+ * The CLI of a package: the `mpd-*` entry of the `bin` field of its package.json, found through
+ * the demo's dependency on it (the same lookup as @mpd/test-kit's cliOf, which the demo does
+ * not depend on).
+ */
+function cliOf(pkg: '@mpd/orchestrator' | '@mpd/worker'): string {
+  let dir = dirname(fileURLToPath(import.meta.resolve(pkg)));
+  while (!existsSync(join(dir, 'package.json'))) {
+    if (dirname(dir) === dir) throw new Error(`no package.json above the entry point of ${pkg}`);
+    dir = dirname(dir);
+  }
+  const { bin } = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+  return resolve(dir, bin[pkg.replace('@mpd/', 'mpd-')]!);
+}
+
 const statusService = fileURLToPath(new URL('../../cluster-status/src/main.ts', import.meta.url));
 const children: ChildProcess[] = [];
 
@@ -28,14 +45,14 @@ const joinToken = `mpdj_${randomBytes(24).toString('base64url')}`;
 const adminToken = `mpda_${randomBytes(24).toString('base64url')}`;
 const secrets = { MPD_JOIN_TOKEN: joinToken, MPD_ADMIN_TOKEN: adminToken };
 
-/** Starts `main.ts` of a package under tsx and resolves with the URL it prints. */
+/** Starts the CLI of a package under tsx and resolves with the URL it prints. */
 function start(
   name: string,
-  pkg: string,
+  pkg: '@mpd/orchestrator' | '@mpd/worker',
   args: string[],
   env: Record<string, string>,
 ): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', mainOf(pkg), ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', cliOf(pkg), ...args], {
     stdio: ['ignore', 'pipe', flags.verbose ? 'inherit' : 'ignore'],
     env: { ...process.env, MPD_LOG_LEVEL: flags.verbose ? 'info' : 'warn', ...env },
   });
@@ -111,7 +128,7 @@ async function main(): Promise<number> {
         orchestrator.url,
         '--pipeline',
         pipelineFile,
-        '--max-parallel',
+        '--slots',
         '2',
         '--tags',
         n === 1 ? 'linux,fast-disk' : 'linux',

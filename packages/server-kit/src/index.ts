@@ -3,7 +3,8 @@
  * not travel on the wire (that is `@mpd/contract`'s): express error handling that answers the
  * contract's error body, bearer tokens and constant-time comparison, the JSON-only body check,
  * API security headers, the OpenAPI route, listening and closing over HTTP or HTTPS, the CLIs'
- * setting schemas, TLS files and start-up warnings, state files, secret masking, and one
+ * settings engine (`defineSettings`: one table of flags, variables, defaults, help and schemas)
+ * and setting schemas, TLS files and start-up warnings, state files, secret masking, and one
  * backoff.
  *
  * ```ts
@@ -34,6 +35,17 @@ export type { ServerTls } from './http/listen.js';
 export { openApiRoute } from './http/openapi-route.js';
 export { apiSecurityHeaders } from './http/security-headers.js';
 export { bearerToken, forbidden, rateLimited, requireJsonBody, safeEqual, unauthorized } from './http/security.js';
+export { definedOnly, defineSettings } from './cli/define-settings.js';
+export type {
+  DefineSettingsOptions,
+  RawSettings,
+  SettingAlias,
+  SettingRow,
+  SettingRows,
+  SettingsCheckContext,
+  SettingsDefinition,
+  SettingValues,
+} from './cli/define-settings.js';
 export { bodyLimitText, commaSeparatedText, tokenText } from './cli/setting-schemas.js';
 export { writeStateFile } from './cli/state-file.js';
 export { isLoopbackHost, PLAIN_HTTP_WARNING, startupWarnings } from './cli/startup-warnings.js';

@@ -5,7 +5,7 @@
  *
  * ```ts
  * afterAll(killLeftovers);
- * const orchestrator = spawnProcess({ script: mainOf('orchestrator'), args: ['--port', '0'], cleanEnv: true });
+ * const orchestrator = spawnProcess({ script: cliOf('orchestrator'), args: ['--port', '0'], cleanEnv: true });
  * const url = await orchestrator.listeningUrl();
  * // ...
  * expect((await orchestrator.stop('SIGTERM')).code).toBe(0);
@@ -27,5 +27,5 @@ export {
   type InstantWorkerClient,
   type InstantWorkerClientOptions,
 } from './instant-worker-client.js';
-export { killLeftovers, mainOf, spawnProcess, type RunningProcess, type SpawnOptions } from './processes.js';
+export { cliOf, killLeftovers, spawnProcess, type RunningProcess, type SpawnOptions } from './processes.js';
 export { makeTestCertificates, type TestCertificates } from './certificates.js';

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 export interface SpawnOptions {
@@ -125,7 +126,17 @@ export function killLeftovers(): void {
   for (const child of spawned.splice(0)) if (isRunning(child)) child.kill('SIGKILL');
 }
 
-/** The absolute path of `packages/<pkg>/src/main.ts`, the package's CLI. */
-export function mainOf(pkg: 'orchestrator' | 'worker'): string {
-  return fileURLToPath(new URL(`../../${pkg}/src/main.ts`, import.meta.url));
+/**
+ * The absolute path of a package's CLI: the `mpd-<pkg>` entry of the `bin` field of
+ * `packages/<pkg>/package.json` (read, never imported: the kit runs the CLI, it does not load it).
+ * @throws Error when the package declares no such `bin`.
+ */
+export function cliOf(pkg: 'orchestrator' | 'worker'): string {
+  const packageDir = new URL(`../../${pkg}/`, import.meta.url);
+  const { bin } = JSON.parse(readFileSync(new URL('package.json', packageDir), 'utf8')) as {
+    bin?: Record<string, string>;
+  };
+  const script = bin?.[`mpd-${pkg}`];
+  if (script === undefined) throw new Error(`packages/${pkg}/package.json has no bin "mpd-${pkg}"`);
+  return fileURLToPath(new URL(script, packageDir));
 }

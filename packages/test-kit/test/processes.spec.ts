@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { killLeftovers, mainOf, spawnProcess } from '../src/index.js';
+import { cliOf, killLeftovers, spawnProcess } from '../src/index.js';
 
 const fixture = fileURLToPath(new URL('./fixtures/fixture.ts', import.meta.url));
 const run = (mode: string, options: { env?: Record<string, string>; cleanEnv?: boolean } = {}) =>
@@ -63,10 +63,11 @@ describe('spawnProcess', () => {
   });
 });
 
-describe('mainOf', () => {
-  it('is the CLI of the package', () => {
-    expect(mainOf('orchestrator')).toMatch(/packages\/orchestrator\/src\/main\.ts$/);
-    expect(existsSync(mainOf('orchestrator'))).toBe(true);
-    expect(existsSync(mainOf('worker'))).toBe(true);
+describe('cliOf', () => {
+  it("is the CLI of the package, from its package.json's bin", () => {
+    expect(cliOf('orchestrator')).toMatch(/packages\/orchestrator\/src\/cli\/main\.ts$/);
+    expect(cliOf('worker')).toMatch(/packages\/worker\/src\/cli\/main\.ts$/);
+    expect(existsSync(cliOf('orchestrator'))).toBe(true);
+    expect(existsSync(cliOf('worker'))).toBe(true);
   });
 });

@@ -11,7 +11,7 @@ import { runPipeline } from '@mpd/orchestrator';
 import { defineModule, definePipeline } from '@mpd/pipeline';
 import {
   killLeftovers,
-  mainOf,
+  cliOf,
   makeTestCertificates,
   spawnProcess,
   type RunningProcess,
@@ -241,7 +241,7 @@ describe('a cluster over TLS', () => {
 describe('the CLIs with TLS', () => {
   /** Runs `mpd-<pkg>` as a real process with the MPD_* variables (and INIT_CWD) of `env` only. */
   const cli = (pkg: 'orchestrator' | 'worker', args: string[], env: Record<string, string> = {}): RunningProcess =>
-    spawnProcess({ script: mainOf(pkg), args, env, cleanEnv: true });
+    spawnProcess({ script: cliOf(pkg), args, env, cleanEnv: true });
 
   it('--tls-cert without --tls-key exits 2 naming both', async () => {
     const run = cli('orchestrator', ['--port', '0', '--tls-cert', certs.files.serverCert]);

@@ -10,7 +10,7 @@ import { createOrchestratorClient } from '@mpd/client';
 import type { RunResult } from '@mpd/orchestrator';
 import {
   killLeftovers,
-  mainOf,
+  cliOf,
   orchestratorArgs as cliOrchestratorArgs,
   spawnProcess,
   workerArgs,
@@ -24,7 +24,7 @@ afterEach(killLeftovers);
 
 /** Starts a package's CLI under tsx; resolves once it prints the URL it listens on. */
 async function start(pkg: 'orchestrator' | 'worker', args: string[]): Promise<RunningProcess & { url: string }> {
-  const proc = spawnProcess({ script: mainOf(pkg), args, env: { MPD_LOG_LEVEL: 'info' } });
+  const proc = spawnProcess({ script: cliOf(pkg), args, env: { MPD_LOG_LEVEL: 'info' } });
   return { ...proc, url: await proc.listeningUrl() };
 }
 

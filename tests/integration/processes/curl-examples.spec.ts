@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync, rmdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { mainOf, spawnProcess, type RunningProcess } from '@mpd/test-kit';
+import { cliOf, spawnProcess, type RunningProcess } from '@mpd/test-kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const run = promisify(execFile);
@@ -53,7 +53,7 @@ let workerUrl: string;
 
 /** Starts a CLI under tsx and resolves with the URL its first stdout line announces. */
 async function startCli(pkg: 'orchestrator' | 'worker', args: string[], pattern: RegExp): Promise<string> {
-  const server = spawnProcess({ script: mainOf(pkg), args, cwd: repo, env: { MPD_LOG_LEVEL: 'warn' } });
+  const server = spawnProcess({ script: cliOf(pkg), args, cwd: repo, env: { MPD_LOG_LEVEL: 'warn' } });
   servers.push(server);
   const line = await server.firstLine();
   const match = pattern.exec(line);

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { createOrchestratorClient } from '@mpd/client';
 import { defineModule, definePipeline } from '@mpd/pipeline';
 import { runPipeline, type RunResult } from '@mpd/orchestrator';
-import { killLeftovers, mainOf, orchestratorArgs, spawnProcess, workerArgs, type RunningProcess } from '@mpd/test-kit';
+import { killLeftovers, cliOf, orchestratorArgs, spawnProcess, workerArgs, type RunningProcess } from '@mpd/test-kit';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, silent } from '../helpers/cluster.js';
@@ -30,7 +30,7 @@ async function start(
   { joinToken = true }: { joinToken?: boolean } = {},
 ) {
   const proc = spawnProcess({
-    script: mainOf(pkg),
+    script: cliOf(pkg),
     args,
     cleanEnv: !joinToken,
     env: { MPD_LOG_LEVEL: 'info', ...(joinToken ? { MPD_JOIN_TOKEN: JOIN } : {}), ...env },

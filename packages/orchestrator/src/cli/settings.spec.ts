@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
-import { createCommand, parseSettings, rawSettings } from './config.js';
-import { OrchestratorConfigError } from './errors.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { OrchestratorConfigError } from '../errors.js';
+import { createCommand, parseSettings, rawSettings } from './settings.js';
 
 describe('parseSettings', () => {
   it('fills in the defaults', () => {
@@ -29,10 +29,10 @@ describe('parseSettings', () => {
         ignoreCategories: 'slow',
         failureMode: 'WaitForAll',
         maxParallelism: '4',
-        workerWait: '2.5',
+        workerWaitMs: '2.5',
       }),
     ).toMatchObject({
-      categories: ['build', 'test'],
+      runOnlyCategories: ['build', 'test'],
       ignoreCategories: ['slow'],
       failureMode: 'WaitForAll',
       maxParallelism: 4,
@@ -94,15 +94,15 @@ describe('parseSettings', () => {
       parseSettings({
         port: '0',
         host: '127.0.0.1',
-        heartbeatInterval: '0.5',
-        heartbeatTimeout: '2.25',
+        heartbeatIntervalSeconds: '0.5',
+        heartbeatTimeoutMs: '2.25',
         pipeline: 'ci.pipeline.ts',
         minWorkers: '3',
         workdir: '/srv/build',
         logLevel: 'silent',
       }),
     ).toEqual({
-      workdir: '/srv/build',
+      workingDirectory: '/srv/build',
       environmentVariables: {},
       secretEnvironmentVariables: {},
       workerWaitMs: 300_000,
@@ -126,11 +126,11 @@ describe('parseSettings', () => {
     [{ port: '-1' }, 'Invalid setting --port (MPD_PORT): must be an integer from 0 to 65535, got "-1"'],
     [{ host: 'a b' }, 'Invalid setting --host (MPD_HOST): must be a host name or IP address without spaces, got "a b"'],
     [
-      { heartbeatInterval: '0' },
+      { heartbeatIntervalSeconds: '0' },
       'Invalid setting --heartbeat-interval (MPD_HEARTBEAT_INTERVAL): must be a number of seconds above 0 and at most 86400, got "0"',
     ],
     [
-      { heartbeatTimeout: '30' },
+      { heartbeatTimeoutMs: '30' },
       'Invalid setting --heartbeat-timeout (MPD_HEARTBEAT_TIMEOUT): must be greater than --heartbeat-interval (MPD_HEARTBEAT_INTERVAL) (30), got "30"',
     ],
     [
@@ -189,5 +189,68 @@ describe('parseSettings', () => {
     expect(error).toBeInstanceOf(OrchestratorConfigError);
     expect((error as OrchestratorConfigError).code).toBe('InvalidSetting');
     expect((error as OrchestratorConfigError).message).toBe(message);
+  });
+});
+
+describe('renamed settings', () => {
+  afterEach(() => vi.unstubAllEnvs());
+
+  /** Parses `args` with the real command, with only the variables of `env` among the command's set. */
+  const fromCommandLine = (args: string[], env: Record<string, string> = {}) => {
+    const command = createCommand().exitOverride();
+    for (const { envVar } of command.options) if (envVar) vi.stubEnv(envVar, env[envVar]);
+    return parseSettings(command.parse(args, { from: 'user' }));
+  };
+
+  it.each([
+    [
+      'runOnlyCategories',
+      '--run-only-categories',
+      'MPD_RUN_ONLY_CATEGORIES',
+      '--categories',
+      'MPD_CATEGORIES',
+      ['build', 'test'],
+    ],
+    ['workingDirectory', '--working-directory', 'MPD_WORKING_DIRECTORY', '--workdir', 'MPD_WORKDIR', '/srv/build'],
+  ] as const)('%s: %s and %s, and the old %s and %s still', (key, flag, env, oldFlag, oldEnv, value) => {
+    const text = Array.isArray(value) ? value.join(',') : String(value);
+    expect(fromCommandLine([flag, text])[key]).toEqual(value);
+    expect(fromCommandLine([], { [env]: text })[key]).toEqual(value);
+    expect(fromCommandLine([oldFlag, text])[key]).toEqual(value);
+    expect(fromCommandLine([], { [oldEnv]: text })[key]).toEqual(value);
+    // A flag wins over a variable, and a new name over an old one.
+    expect(fromCommandLine([oldFlag, text], { [env]: 'other' })[key]).toEqual(value);
+    expect(fromCommandLine([flag, text, oldFlag, 'other'])[key]).toEqual(value);
+    expect(fromCommandLine([], { [env]: text, [oldEnv]: 'other' })[key]).toEqual(value);
+  });
+
+  it('names the flag and the variable a refused value was given by, old or new', () => {
+    expect(() => fromCommandLine(['--run-only-categories', ' , '])).toThrow(
+      'Invalid setting --run-only-categories (MPD_RUN_ONLY_CATEGORIES): must be a comma-separated list of names, got " , "',
+    );
+    expect(() => fromCommandLine([], { MPD_CATEGORIES: ' , ' })).toThrow(
+      'Invalid setting --categories (MPD_CATEGORIES): must be a comma-separated list of names, got " , "',
+    );
+    expect(() => fromCommandLine(['--workdir', ''])).toThrow(
+      'Invalid setting --workdir (MPD_WORKDIR): must be a directory path, not empty, got ""',
+    );
+  });
+
+  it('--help lists the old names as deprecated, each with its variable', () => {
+    // Wide enough that no line wraps.
+    const help = createCommand().configureHelp({ helpWidth: 1000 }).helpInformation();
+    expect(help).toMatch(/--run-only-categories <list> +with --pipeline: run only modules/);
+    expect(help).toMatch(/--working-directory <dir> +with --pipeline: the working directory/);
+    const deprecated = help.slice(help.indexOf('Deprecated (old names, still read):'));
+    expect(deprecated).toMatch(/--workdir <dir> +the old name of --working-directory \(env: MPD_WORKDIR\)/);
+    expect(deprecated).toMatch(/--categories <list> +the old name of --run-only-categories \(env: MPD_CATEGORIES\)/);
+  });
+
+  it('names the settings like the options they become: worker wait, timeout margin, ignored categories', () => {
+    expect(parseSettings({ workerWaitMs: '2', timeoutMarginMs: '0.5', ignoreCategories: 'slow' })).toMatchObject({
+      workerWaitMs: 2_000,
+      timeoutMarginMs: 500,
+      ignoreCategories: ['slow'],
+    });
   });
 });

@@ -1,15 +1,20 @@
 #!/usr/bin/env tsx
 /**
  * `mpd-worker` (`pnpm worker` in this repository): starts a worker from its flags and
- * MPD_* environment variables. Run `mpd-worker --help` for the flags.
+ * MPD_* environment variables. Run `mpd-worker --help` for the flags (settings.ts); what they
+ * become is options-from-settings.ts. This file holds the process concerns: exit codes,
+ * signals and the listening line.
  */
-import { resolve } from 'node:path';
 import { CommanderError } from 'commander';
-import { parseWorkerConfig, workerCommand } from './config.js';
+import { workerOptions } from './options-from-settings.js';
+import { createCommand, parseSettings } from './settings.js';
 import { readTlsFiles } from './tls-files.js';
 
+/** What relative paths in the settings are relative to: where `pnpm worker` was run. */
+const baseDir = process.env.INIT_CWD ?? process.cwd();
+
 async function main(): Promise<void> {
-  const command = workerCommand().exitOverride();
+  const command = createCommand().exitOverride();
   try {
     command.parse();
   } catch (error) {
@@ -17,12 +22,12 @@ async function main(): Promise<void> {
     if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : 2);
     throw error;
   }
-  let config;
+  let settings;
   let tls;
   try {
-    config = parseWorkerConfig(command.opts());
+    settings = parseSettings(command);
     // Read now, so a bad path exits 2 before anything starts.
-    tls = readTlsFiles(config, process.env.INIT_CWD ?? process.cwd());
+    tls = readTlsFiles(settings, baseDir);
   } catch (error) {
     process.stderr.write(`mpd-worker: ${(error as Error).message}\n`);
     process.exit(2);
@@ -30,45 +35,32 @@ async function main(): Promise<void> {
   // Loaded after the settings are valid, so --help and setting errors answer quickly.
   const { loadPipelineFile } = await import('@mpd/pipeline');
   const { pino, destination } = await import('pino');
-  const { startWorker } = await import('./server.js');
+  const { startWorker } = await import('../server.js');
   // Asynchronous writes: a blocking write to stderr per module started and finished would sit
   // on every execute's path. pino flushes what is buffered when the process exits (a SIGKILL
   // can lose the last lines).
   const logger = pino(
-    { level: config.logLevel, base: { service: 'mpd-worker' } },
+    { level: settings.logLevel, base: { service: 'mpd-worker' } },
     destination({ dest: 2, sync: false }),
   );
   let pipeline;
-  if (config.pipeline) {
+  if (settings.pipeline) {
     try {
-      pipeline = await loadPipelineFile(config.pipeline, process.env.INIT_CWD ?? process.cwd());
+      pipeline = await loadPipelineFile(settings.pipeline, baseDir);
     } catch (error) {
       process.stderr.write(`mpd-worker: Invalid setting --pipeline (MPD_PIPELINE): ${(error as Error).message}\n`);
       process.exit(2);
     }
   }
-  if (!config.orchestrator) logger.warn('no --orchestrator given: serving the worker API without registering anywhere');
+  if (!settings.orchestrator) {
+    logger.warn('no --orchestrator given: serving the worker API without registering anywhere');
+  }
 
   let worker;
   try {
     worker = await startWorker({
-      port: config.port,
-      host: config.host,
+      ...workerOptions(settings, tls, baseDir),
       logger,
-      ...(config.id ? { id: config.id } : {}),
-      ...(config.endpoint ? { endpoint: config.endpoint } : {}),
-      ...(config.orchestrator ? { orchestratorUrl: config.orchestrator } : {}),
-      ...(config.tags ? { tags: config.tags } : {}),
-      ...(config.tools ? { tools: config.tools } : {}),
-      ...(config.maxParallel ? { slots: config.maxParallel } : {}),
-      ...(config.joinToken ? { joinToken: config.joinToken } : {}),
-      ...(config.credentialFile
-        ? { credentialFile: resolve(process.env.INIT_CWD ?? process.cwd(), config.credentialFile) }
-        : {}),
-      ...(config.bodyLimit ? { bodyLimit: config.bodyLimit } : {}),
-      ...(config.token ? { token: config.token } : {}),
-      ...(tls.server ? { tls: tls.server } : {}),
-      ...(tls.orchestrator ? { orchestratorTls: tls.orchestrator } : {}),
       ...(pipeline ? { pipeline } : {}),
     });
   } catch (error) {

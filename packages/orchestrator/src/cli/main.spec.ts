@@ -1,4 +1,4 @@
-import { killLeftovers, mainOf, spawnProcess, type RunningProcess } from '@mpd/test-kit';
+import { cliOf, killLeftovers, spawnProcess, type RunningProcess } from '@mpd/test-kit';
 import { afterAll, describe, expect, it } from 'vitest';
 
 // Processes of passing tests have exited; this stops those a failing test left running.
@@ -6,7 +6,7 @@ afterAll(killLeftovers);
 
 /** Runs `mpd-orchestrator` as a real process, with the MPD_* variables (and INIT_CWD) of `env` only. */
 const cli = (args: string[], env: Record<string, string> = {}): RunningProcess =>
-  spawnProcess({ script: mainOf('orchestrator'), args, env, cleanEnv: true });
+  spawnProcess({ script: cliOf('orchestrator'), args, env, cleanEnv: true });
 
 describe('mpd-orchestrator CLI', () => {
   it('prints its URL, answers /api/health and exits 0 on SIGTERM', async () => {

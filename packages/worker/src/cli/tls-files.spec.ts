@@ -2,11 +2,11 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTestCertificates, type TestCertificates } from '@mpd/test-kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseWorkerConfig } from './config.js';
-import { WorkerConfigError } from './errors.js';
+import { WorkerConfigError } from '../errors.js';
+import { parseSettings } from './settings.js';
 import { readTlsFiles } from './tls-files.js';
 
-// How the files are read and checked: packages/contract/src/server/tls-files.spec.ts. Here: what
+// How the files are read and checked: packages/server-kit/src/cli/tls-files.spec.ts. Here: what
 // the worker makes of them.
 let certs: TestCertificates;
 beforeAll(async () => {
@@ -16,11 +16,11 @@ afterAll(() => certs?.remove());
 
 describe('readTlsFiles', () => {
   it('reads nothing without TLS settings', () => {
-    expect(readTlsFiles(parseWorkerConfig({}))).toEqual({ server: undefined, orchestrator: undefined });
+    expect(readTlsFiles(parseSettings({}))).toEqual({ server: undefined, orchestrator: undefined });
   });
 
   it("reads the worker's certificate, key and client CA, and the CA and client certificate for the orchestrator", () => {
-    const config = parseWorkerConfig({
+    const config = parseSettings({
       tlsCert: 'server.crt',
       tlsKey: 'server.key',
       tlsClientCa: 'ca.crt',
@@ -35,7 +35,7 @@ describe('readTlsFiles', () => {
   });
 
   it('refuses a missing file, or one without a PEM block, with a WorkerConfigError naming the flag and the variable', () => {
-    expect(() => readTlsFiles(parseWorkerConfig({ tlsCa: 'nope.crt' }), certs.dir)).toThrow(
+    expect(() => readTlsFiles(parseSettings({ tlsCa: 'nope.crt' }), certs.dir)).toThrow(
       new WorkerConfigError(
         `Invalid setting --tls-ca (MPD_TLS_CA): cannot read ${join(certs.dir, 'nope.crt')}: no such file`,
       ),
@@ -44,7 +44,7 @@ describe('readTlsFiles', () => {
     writeFileSync(file, 'not a certificate');
     let error: unknown;
     try {
-      readTlsFiles(parseWorkerConfig({ tlsCert: file, tlsKey: 'server.key' }), certs.dir);
+      readTlsFiles(parseSettings({ tlsCert: file, tlsKey: 'server.key' }), certs.dir);
     } catch (e) {
       error = e;
     }

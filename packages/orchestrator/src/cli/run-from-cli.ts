@@ -1,42 +1,21 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Pipeline } from '@mpd/pipeline';
-import type { Logger } from 'pino';
 import type { NodeRegistry } from '../registry/node-registry.js';
-import { runPipeline } from './pipeline-runner.js';
-import type { RunPipelineOptions } from './run-options.js';
-import type { RunResult } from './run-result.js';
+import { formatSummary, type RunPipelineOptions, type RunResult, runPipeline } from '../runner/index.js';
 import { ProgressPrinter } from './progress.js';
-import { formatSummary } from './summary.js';
 import { readTimingsFile, updatedTimings, writeTimingsFile } from './timings-file.js';
 
-/** What `mpd-orchestrator --pipeline FILE` hands to the runner. */
-export interface RunPipelineFromCliOptions {
-  pipeline: Pipeline;
-  registry: NodeRegistry;
+/**
+ * What `mpd-orchestrator --pipeline FILE` hands to the runner: the options of
+ * {@link runPipeline} (the pipeline, registry, logger, environment, working directory,
+ * categories, failure mode, limits, TLS to the workers), and what the CLI does around the run.
+ */
+export interface RunPipelineFromCliOptions extends Omit<RunPipelineOptions, 'signal' | 'onEvent' | 'durationHints'> {
   /** How many compatible workers to wait for before starting. */
   minWorkers: number;
-  logger: Logger;
   /** Aborted on SIGTERM/SIGINT. */
   signal: AbortSignal;
-  /** Sent to every module as `environmentVariables`. @default {} */
-  environmentVariables?: Record<string, string>;
-  /** Secret environment variables for every module (masked in logs, errors and the report). */
-  secretEnvironmentVariables?: Record<string, string>;
-  /** Sent to every module as `workingDirectory`; the worker's own applies when absent. */
-  workingDirectory?: string;
-  /** Categories, failure mode, limits, TLS to the workers: passed on to {@link runPipeline}. */
-  runOptions?: Pick<
-    RunPipelineOptions,
-    | 'runOnlyCategories'
-    | 'ignoreCategories'
-    | 'failureMode'
-    | 'maxParallelism'
-    | 'workerWaitMs'
-    | 'maxLostAttempts'
-    | 'timeoutMarginMs'
-    | 'workerTls'
-  >;
   /** Where to write the JSON run report. */
   reportFile?: string;
   /**
@@ -56,8 +35,9 @@ export interface RunPipelineFromCliOptions {
 export async function runPipelineFromCli(
   options: RunPipelineFromCliOptions,
 ): Promise<{ success: boolean; result?: RunResult }> {
-  const { pipeline, registry, minWorkers, signal } = options;
-  const out = options.output ?? process.stdout;
+  const { minWorkers, reportFile, timingsFile, output, ...runOptions } = options;
+  const { pipeline, registry, signal } = runOptions;
+  const out = output ?? process.stdout;
   const print = (line: string): void => void out.write(`${line}\n`);
 
   print(
@@ -68,45 +48,36 @@ export async function runPipelineFromCli(
     print('[mpd] cancelled before the pipeline started');
     return { success: false };
   }
-  const timings = options.timingsFile ? await readTimingsFile(options.timingsFile, pipeline.name) : undefined;
+  const timings = timingsFile ? await readTimingsFile(timingsFile, pipeline.name) : undefined;
   if (timings?.kind === 'read') {
-    print(
-      `[mpd] durations of ${Object.keys(timings.timings.modules).length} module(s) read from ${options.timingsFile}`,
-    );
+    print(`[mpd] durations of ${Object.keys(timings.timings.modules).length} module(s) read from ${timingsFile}`);
   } else if (timings?.kind === 'invalid' || timings?.kind === 'other-pipeline') {
     const why = timings.kind === 'invalid' ? timings.reason : `it is pipeline '${timings.pipeline}'s`;
-    print(`[mpd] timings file ${options.timingsFile} not used (${why}); this run replaces it`);
+    print(`[mpd] timings file ${timingsFile} not used (${why}); this run replaces it`);
   }
   const progress = new ProgressPrinter({ out });
   const result = await runPipeline({
-    pipeline,
-    registry,
-    logger: options.logger,
-    signal,
-    ...options.runOptions,
-    ...(options.environmentVariables ? { environmentVariables: options.environmentVariables } : {}),
-    ...(options.secretEnvironmentVariables ? { secretEnvironmentVariables: options.secretEnvironmentVariables } : {}),
-    ...(options.workingDirectory ? { workingDirectory: options.workingDirectory } : {}),
+    ...runOptions,
     ...(timings?.kind === 'read' ? { durationHints: timings.timings.modules } : {}),
     onEvent: (event) => progress.event(event),
   });
   progress.stop();
   print('');
   print(formatSummary(result));
-  if (options.reportFile) {
-    await mkdir(dirname(options.reportFile), { recursive: true });
-    await writeFile(options.reportFile, `${JSON.stringify(result, null, 2)}\n`);
-    print(`[mpd] run report written to ${options.reportFile}`);
+  if (reportFile) {
+    await mkdir(dirname(reportFile), { recursive: true });
+    await writeFile(reportFile, `${JSON.stringify(result, null, 2)}\n`);
+    print(`[mpd] run report written to ${reportFile}`);
   }
-  if (options.timingsFile) {
+  if (timingsFile) {
     try {
       await writeTimingsFile(
-        options.timingsFile,
+        timingsFile,
         updatedTimings(timings?.kind === 'read' ? timings.timings : undefined, result),
       );
     } catch (error) {
       // The run's outcome stands; only the next run's ordering loses.
-      print(`[mpd] could not write the timings file ${options.timingsFile}: ${(error as Error).message}`);
+      print(`[mpd] could not write the timings file ${timingsFile}: ${(error as Error).message}`);
     }
   }
   return { success: result.success, result };

@@ -1,7 +1,7 @@
 import { readTlsFiles as readFiles, type TlsFileSetting } from '@mpd/server-kit';
-import type { WorkerCliConfig } from './config.js';
-import { WorkerConfigError } from './errors.js';
-import type { WorkerOptions } from './worker-options.js';
+import { WorkerConfigError } from '../errors.js';
+import type { WorkerOptions } from '../worker-options.js';
+import type { WorkerCliSettings } from './settings.js';
 
 /** The PEM contents of the TLS files the settings name. */
 export interface TlsFiles {
@@ -13,12 +13,15 @@ export interface TlsFiles {
 
 /**
  * Reads the TLS files of the settings, relative paths against `baseDir` (see `readTlsFiles` of
- * `@mpd/contract/server`). Which settings need which others was checked by `parseWorkerConfig`.
+ * `@mpd/server-kit`). Which settings need which others was checked by `parseSettings`.
  * @throws WorkerConfigError naming the flag and the variable of a file that cannot be read or
  *   holds no PEM block (the file's contents are never shown).
  */
-export function readTlsFiles(config: Pick<WorkerCliConfig, TlsFileSetting>, baseDir: string = process.cwd()): TlsFiles {
-  const { server, client } = readFiles(config, {
+export function readTlsFiles(
+  settings: Pick<WorkerCliSettings, TlsFileSetting>,
+  baseDir: string = process.cwd(),
+): TlsFiles {
+  const { server, client } = readFiles(settings, {
     baseDir,
     error: (_setting, message, cause) => new WorkerConfigError(message, cause === undefined ? undefined : { cause }),
   });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseWorkerConfig, workerCommand } from './config.js';
-import { WorkerConfigError } from './errors.js';
+import { WorkerConfigError } from '../errors.js';
+import { createCommand, parseSettings } from './settings.js';
 
 /**
  * Parses `args` with the real `mpd-worker` command under exactly the MPD_* variables of
@@ -11,11 +11,11 @@ function parse(args: string[], env: Record<string, string> = {}) {
   for (const key of Object.keys(process.env)) if (key.startsWith('MPD_')) delete process.env[key];
   Object.assign(process.env, env);
   try {
-    const command = workerCommand()
+    const command = createCommand()
       .exitOverride()
       .configureOutput({ writeErr: () => {}, writeOut: () => {} });
     command.parse(args, { from: 'user' });
-    return parseWorkerConfig(command.opts());
+    return parseSettings(command);
   } finally {
     for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
     Object.assign(process.env, saved);
@@ -33,7 +33,7 @@ function errorOf(action: () => unknown): WorkerConfigError {
   throw new Error('expected a WorkerConfigError');
 }
 
-describe('workerCommand + parseWorkerConfig', () => {
+describe('createCommand + parseSettings', () => {
   it('fills in the defaults: port 9000, host 0.0.0.0, log level info, nothing else', () => {
     expect(parse([])).toEqual({ port: 9000, host: '0.0.0.0', logLevel: 'info' });
   });
@@ -55,7 +55,7 @@ describe('workerCommand + parseWorkerConfig', () => {
         'gpu, high-memory ,',
         '--tools',
         'docker,node,dotnet',
-        '--max-parallel',
+        '--slots',
         '6',
         '--pipeline',
         'ci.pipeline.ts',
@@ -70,7 +70,7 @@ describe('workerCommand + parseWorkerConfig', () => {
       endpoint: 'https://worker-a1.example.com:9443',
       tags: ['gpu', 'high-memory'],
       tools: ['docker', 'node', 'dotnet'],
-      maxParallel: 6,
+      slots: 6,
       pipeline: 'ci.pipeline.ts',
       logLevel: 'debug',
     });
@@ -86,7 +86,7 @@ describe('workerCommand + parseWorkerConfig', () => {
         MPD_ENDPOINT: 'http://10.0.0.5:9100',
         MPD_TAGS: 'linux,arm64',
         MPD_TOOLS: 'git',
-        MPD_MAX_PARALLEL: '1024',
+        MPD_SLOTS: '1024',
         MPD_PIPELINE: '/srv/ci.pipeline.ts',
         MPD_LOG_LEVEL: 'silent',
       }),
@@ -98,7 +98,7 @@ describe('workerCommand + parseWorkerConfig', () => {
       endpoint: 'http://10.0.0.5:9100',
       tags: ['linux', 'arm64'],
       tools: ['git'],
-      maxParallel: 1024,
+      slots: 1024,
       pipeline: '/srv/ci.pipeline.ts',
       logLevel: 'silent',
     });
@@ -126,12 +126,10 @@ describe('workerCommand + parseWorkerConfig', () => {
   });
 
   it('prefers a flag over its environment variable', () => {
-    expect(parse(['--port', '9200', '--max-parallel', '2'], { MPD_PORT: '9100', MPD_MAX_PARALLEL: '8' })).toMatchObject(
-      {
-        port: 9200,
-        maxParallel: 2,
-      },
-    );
+    expect(parse(['--port', '9200', '--slots', '2'], { MPD_PORT: '9100', MPD_SLOTS: '8' })).toMatchObject({
+      port: 9200,
+      slots: 2,
+    });
   });
 
   it('trims integers and URLs; an empty list is an empty list', () => {
@@ -203,6 +201,8 @@ describe('workerCommand + parseWorkerConfig', () => {
       {},
       'Invalid setting --max-parallel (MPD_MAX_PARALLEL): must be an integer from 1 to 1024, got "four"',
     ],
+    [['--slots', '0'], {}, 'Invalid setting --slots (MPD_SLOTS): must be an integer from 1 to 1024, got "0"'],
+    [[], { MPD_SLOTS: '1025' }, 'Invalid setting --slots (MPD_SLOTS): must be an integer from 1 to 1024, got "1025"'],
     [['--pipeline', '  '], {}, 'Invalid setting --pipeline (MPD_PIPELINE): must be a file path, got "  "'],
     [
       ['--tls-cert', 'worker.crt'],
@@ -242,22 +242,22 @@ describe('workerCommand + parseWorkerConfig', () => {
     },
   );
 
-  it('parseWorkerConfig accepts raw values directly and reports the first bad setting in flag order', () => {
-    expect(parseWorkerConfig({ port: '1', maxParallel: '3', tags: 'a,b' })).toEqual({
+  it('parseSettings accepts raw values directly and reports the first bad setting in flag order', () => {
+    expect(parseSettings({ port: '1', maxParallel: '3', tags: 'a,b' })).toEqual({
       port: 1,
-      maxParallel: 3,
+      slots: 3,
       tags: ['a', 'b'],
     });
-    expect(errorOf(() => parseWorkerConfig({ maxParallel: '0', port: 'x' })).message).toMatch(
+    expect(errorOf(() => parseSettings({ maxParallel: '0', port: 'x' })).message).toMatch(
       /^Invalid setting --port \(MPD_PORT\)/,
     );
-    expect(errorOf(() => parseWorkerConfig({ port: '1', maxParallel: '0' })).message).toMatch(
+    expect(errorOf(() => parseSettings({ port: '1', maxParallel: '0' })).message).toMatch(
       /^Invalid setting --max-parallel \(MPD_MAX_PARALLEL\)/,
     );
   });
 
-  it('workerCommand names each flag with its environment variable', () => {
-    const options = workerCommand().options.map((option) => [option.long, option.envVar]);
+  it('createCommand names each flag with its environment variable', () => {
+    const options = createCommand().options.map((option) => [option.long, option.envVar]);
     expect(options).toEqual([
       ['--port', 'MPD_PORT'],
       ['--host', 'MPD_HOST'],
@@ -266,6 +266,7 @@ describe('workerCommand + parseWorkerConfig', () => {
       ['--endpoint', 'MPD_ENDPOINT'],
       ['--tags', 'MPD_TAGS'],
       ['--tools', 'MPD_TOOLS'],
+      ['--slots', 'MPD_SLOTS'],
       ['--max-parallel', 'MPD_MAX_PARALLEL'],
       ['--pipeline', 'MPD_PIPELINE'],
       ['--join-token', 'MPD_JOIN_TOKEN'],
@@ -282,18 +283,44 @@ describe('workerCommand + parseWorkerConfig', () => {
     ]);
   });
 
-  it('workerCommand refuses unknown flags and excess arguments', () => {
+  it('createCommand refuses unknown flags and excess arguments', () => {
     expect(() => parse(['--prot', '1'])).toThrow(/unknown option '--prot'/);
     expect(() => parse(['extra'])).toThrow(/too many arguments/);
   });
 });
 
+describe('--slots, and its old name --max-parallel', () => {
+  it('reads --slots and MPD_SLOTS, and --max-parallel and MPD_MAX_PARALLEL still', () => {
+    expect(parse(['--slots', '2']).slots).toBe(2);
+    expect(parse([], { MPD_SLOTS: '3' }).slots).toBe(3);
+    expect(parse(['--max-parallel', '4']).slots).toBe(4);
+    expect(parse([], { MPD_MAX_PARALLEL: '5' }).slots).toBe(5);
+  });
+
+  it('takes a flag over a variable, and the new name over the old one', () => {
+    expect(parse(['--max-parallel', '4'], { MPD_SLOTS: '3' }).slots).toBe(4);
+    expect(parse(['--slots', '2', '--max-parallel', '4']).slots).toBe(2);
+    expect(parse([], { MPD_SLOTS: '3', MPD_MAX_PARALLEL: '5' }).slots).toBe(3);
+  });
+
+  it("--help says --slots is per worker, not the orchestrator's --max-parallelism, and lists the old name as deprecated", () => {
+    // Wide enough that no line wraps.
+    const help = createCommand().configureHelp({ helpWidth: 1000 }).helpInformation();
+    expect(help).toMatch(
+      /--slots <n> +how many modules this worker runs at once \(default: number of CPUs\); per worker, not the orchestrator's cluster-wide --max-parallelism \(env: MPD_SLOTS\)/,
+    );
+    expect(help.slice(help.indexOf('Deprecated (old names, still read):'))).toMatch(
+      /--max-parallel <n> +the old name of --slots \(env: MPD_MAX_PARALLEL\)/,
+    );
+  });
+});
+
 describe('--body-limit', () => {
   it('reads the flag and MPD_BODY_LIMIT, and refuses a size it cannot read', () => {
-    const command = workerCommand().parse(['--body-limit', '20mb'], { from: 'user' });
-    expect(parseWorkerConfig(command.opts()).bodyLimit).toBe('20mb');
-    expect(parseWorkerConfig(workerCommand().parse([], { from: 'user' }).opts()).bodyLimit).toBeUndefined(); // the server's 100mb
-    expect(() => parseWorkerConfig({ bodyLimit: 'lots' })).toThrow(
+    const command = createCommand().parse(['--body-limit', '20mb'], { from: 'user' });
+    expect(parseSettings(command).bodyLimit).toBe('20mb');
+    expect(parseSettings(createCommand().parse([], { from: 'user' })).bodyLimit).toBeUndefined(); // the server's 100mb
+    expect(() => parseSettings({ bodyLimit: 'lots' })).toThrow(
       'Invalid setting --body-limit (MPD_BODY_LIMIT): must be a size such as 512kb, 1mb or 100mb, got "lots"',
     );
   });

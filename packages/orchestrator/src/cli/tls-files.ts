@@ -1,8 +1,8 @@
 import type { ClientOptions } from '@mpd/client';
 import { readTlsFiles as readFiles, type TlsFileSetting } from '@mpd/server-kit';
-import { type OrchestratorCliConfig, settingName } from './config.js';
-import { OrchestratorConfigError } from './errors.js';
-import type { StartOrchestratorOptions } from './server.js';
+import { OrchestratorConfigError } from '../errors.js';
+import type { StartOrchestratorOptions } from '../server.js';
+import { type OrchestratorCliSettings, SETTINGS } from './settings.js';
 
 /** The PEM contents of the TLS files the settings name. */
 export interface TlsFiles {
@@ -14,20 +14,20 @@ export interface TlsFiles {
 
 /**
  * Reads the TLS files of the settings, relative paths against `baseDir` (see `readTlsFiles` of
- * `@mpd/contract/server`). Which settings need which others was checked by `parseSettings`.
+ * `@mpd/server-kit`). Which settings need which others was checked by `parseSettings`.
  * @throws OrchestratorConfigError naming the flag and the variable of a file that cannot be read
  *   or holds no PEM block (the file's contents are never shown).
  */
 export function readTlsFiles(
-  config: Pick<OrchestratorCliConfig, TlsFileSetting>,
+  settings: Pick<OrchestratorCliSettings, TlsFileSetting>,
   baseDir: string = process.cwd(),
 ): TlsFiles {
-  const { server, client } = readFiles(config, {
+  const { server, client } = readFiles(settings, {
     baseDir,
     error: (setting, message, cause) =>
       new OrchestratorConfigError(
         'InvalidSetting',
-        settingName(setting),
+        SETTINGS.nameOf(setting),
         message,
         cause === undefined ? undefined : { cause },
       ),

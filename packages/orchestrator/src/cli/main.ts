@@ -1,7 +1,9 @@
 #!/usr/bin/env tsx
 /**
  * `mpd-orchestrator`: serves the worker registry and, with `--pipeline FILE`, runs the
- * pipeline on the registered workers. Run `mpd-orchestrator --help` for the flags.
+ * pipeline on the registered workers. Run `mpd-orchestrator --help` for the flags
+ * (settings.ts); what they become is options-from-settings.ts. This file holds the process
+ * concerns: exit codes, signals and the listening line.
  *
  * stdout starts with one line, `mpd orchestrator listening on http://HOST:PORT` (https:// with
  * `--tls-cert`); with `--pipeline` the run's progress lines and summary table follow it. Logs
@@ -11,16 +13,20 @@ import { resolve } from 'node:path';
 import type { Pipeline } from '@mpd/pipeline';
 import { CommanderError } from 'commander';
 import { destination, pino, type Logger } from 'pino';
-import { createCommand, type OrchestratorCliConfig, parseSettings, rawSettings } from './config.js';
-import { OrchestratorConfigError } from './errors.js';
-import type { RunningOrchestrator } from './server.js';
+import { OrchestratorConfigError } from '../errors.js';
+import type { RunningOrchestrator } from '../server.js';
+import { runOptions, serverOptions } from './options-from-settings.js';
+import { createCommand, type OrchestratorCliSettings, parseSettings } from './settings.js';
 import { readTlsFiles, type TlsFiles } from './tls-files.js';
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
 const EXIT_INVALID_SETTING = 2;
 
-function readConfig(): OrchestratorCliConfig {
+/** What relative paths in the settings are relative to: where `pnpm orchestrator` was run. */
+const baseDir = process.env.INIT_CWD ?? process.cwd();
+
+function readSettings(): OrchestratorCliSettings {
   const command = createCommand().exitOverride();
   try {
     command.parse(process.argv);
@@ -32,7 +38,7 @@ function readConfig(): OrchestratorCliConfig {
     throw error;
   }
   try {
-    return parseSettings(rawSettings(command));
+    return parseSettings(command);
   } catch (error) {
     if (error instanceof OrchestratorConfigError) {
       process.stderr.write(`mpd-orchestrator: ${error.message}\n`);
@@ -43,9 +49,9 @@ function readConfig(): OrchestratorCliConfig {
 }
 
 /** Reads the TLS files now, so a bad path exits 2 before anything starts. */
-function readTls(config: OrchestratorCliConfig): TlsFiles {
+function readTls(settings: OrchestratorCliSettings): TlsFiles {
   try {
-    return readTlsFiles(config, process.env.INIT_CWD ?? process.cwd());
+    return readTlsFiles(settings, baseDir);
   } catch (error) {
     if (error instanceof OrchestratorConfigError) {
       process.stderr.write(`mpd-orchestrator: ${error.message}\n`);
@@ -56,7 +62,7 @@ function readTls(config: OrchestratorCliConfig): TlsFiles {
 }
 
 async function loadPipeline(file: string): Promise<Pipeline> {
-  const path = resolve(process.env.INIT_CWD ?? process.cwd(), file);
+  const path = resolve(baseDir, file);
   const { loadPipelineFile } = await import('@mpd/pipeline');
   try {
     return await loadPipelineFile(path);
@@ -68,35 +74,22 @@ async function loadPipeline(file: string): Promise<Pipeline> {
 }
 
 async function main(): Promise<number> {
-  const config = readConfig();
-  const tls = readTls(config);
+  const settings = readSettings();
+  const tls = readTls(settings);
   // Loaded after the settings are valid, so --help and setting errors answer quickly.
-  const { startOrchestrator } = await import('./server.js');
+  const { startOrchestrator } = await import('../server.js');
   // Asynchronous writes: a line per module finished (and more at debug) costs a blocking write
   // to stderr on the dispatch path otherwise. pino flushes what is buffered when the process
   // exits (a SIGKILL can lose the last lines).
   const logger: Logger = pino(
-    { name: 'mpd-orchestrator', level: config.logLevel },
+    { name: 'mpd-orchestrator', level: settings.logLevel },
     destination({ dest: 2, sync: false }),
   );
-  const pipeline = config.pipeline === undefined ? undefined : await loadPipeline(config.pipeline);
+  const pipeline = settings.pipeline === undefined ? undefined : await loadPipeline(settings.pipeline);
 
   let orchestrator: RunningOrchestrator;
   try {
-    orchestrator = await startOrchestrator({
-      port: config.port,
-      host: config.host,
-      heartbeatIntervalSeconds: config.heartbeatIntervalSeconds,
-      heartbeatTimeoutMs: config.heartbeatTimeoutMs,
-      joinToken: config.joinToken,
-      adminToken: config.adminToken,
-      allowedWorkerHosts: config.allowedWorkerHosts,
-      corsOrigins: config.corsOrigins,
-      bodyLimit: config.bodyLimit,
-      rateLimits: config.rateLimits,
-      ...(tls.server ? { tls: tls.server } : {}),
-      logger,
-    });
+    orchestrator = await startOrchestrator({ ...serverOptions(settings, tls), logger });
   } catch (error) {
     logger.fatal({ err: error }, 'orchestrator could not start');
     process.stderr.write(`mpd-orchestrator: ${error instanceof Error ? error.message : String(error)}\n`);
@@ -121,27 +114,12 @@ async function main(): Promise<number> {
 
   let exitCode = EXIT_OK;
   if (pipeline) {
-    const { runPipelineFromCli } = await import('./runner/index.js');
+    const { runPipelineFromCli } = await import('./run-from-cli.js');
     try {
       const { success } = await runPipelineFromCli({
+        ...runOptions(settings, tls, baseDir),
         pipeline,
         registry: orchestrator.registry,
-        minWorkers: config.minWorkers,
-        ...(config.report ? { reportFile: resolve(process.env.INIT_CWD ?? process.cwd(), config.report) } : {}),
-        ...(config.timings ? { timingsFile: resolve(process.env.INIT_CWD ?? process.cwd(), config.timings) } : {}),
-        environmentVariables: config.environmentVariables,
-        secretEnvironmentVariables: config.secretEnvironmentVariables,
-        runOptions: {
-          ...(config.categories ? { runOnlyCategories: config.categories } : {}),
-          ...(config.ignoreCategories ? { ignoreCategories: config.ignoreCategories } : {}),
-          ...(config.failureMode ? { failureMode: config.failureMode } : {}),
-          ...(config.maxParallelism ? { maxParallelism: config.maxParallelism } : {}),
-          workerWaitMs: config.workerWaitMs,
-          maxLostAttempts: config.maxLostAttempts,
-          timeoutMarginMs: config.timeoutMarginMs,
-          ...(tls.workers ? { workerTls: tls.workers } : {}),
-        },
-        ...(config.workdir ? { workingDirectory: config.workdir } : {}),
         logger,
         signal: abort.signal,
       });

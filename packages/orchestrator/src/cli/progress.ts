@@ -1,5 +1,4 @@
-import type { RunEvent } from './run-result.js';
-import { formatEvent } from './summary.js';
+import { formatEvent, type RunEvent } from '../runner/index.js';
 
 /** Options of {@link ProgressPrinter}. */
 export interface ProgressPrinterOptions {

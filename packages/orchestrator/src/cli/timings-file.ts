@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { writeStateFile } from '@mpd/server-kit';
 import { z } from 'zod';
-import type { RunResult } from './run-result.js';
+import type { RunResult } from '../runner/index.js';
 
 export const timingsFileSchema = z.object({
   version: z.literal(1),

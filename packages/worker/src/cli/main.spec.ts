@@ -5,8 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createWorkerClient, MpdClientError } from '@mpd/client';
 import {
+  cliOf,
   killLeftovers,
-  mainOf,
   makeTestCertificates,
   spawnProcess,
   type RunningProcess,
@@ -14,7 +14,7 @@ import {
 } from '@mpd/test-kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-const PIPELINE_URL = new URL('../../pipeline/src/index.ts', import.meta.url).href;
+const PIPELINE_URL = new URL('../../../pipeline/src/index.ts', import.meta.url).href;
 const tempDirs: string[] = [];
 
 // Processes of passing tests have exited; this stops those a failing test left running.
@@ -25,24 +25,13 @@ afterAll(() => {
 
 /** Runs `mpd-worker` as a real process, with the MPD_* variables (and INIT_CWD) of `env` only. */
 const cli = (args: string[], env: Record<string, string> = {}): RunningProcess =>
-  spawnProcess({ script: mainOf('worker'), args, env, cleanEnv: true });
+  spawnProcess({ script: cliOf('worker'), args, env, cleanEnv: true });
 
 const LISTENING = /^mpd worker (\S+) listening on (http:\/\/127\.0\.0\.1:\d+)$/;
 
 describe('mpd-worker CLI', () => {
-  it('prints its id and URL, answers /api/health with maxLoad = --max-parallel, exits 0 on SIGTERM', async () => {
-    const run = cli([
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-      '--id',
-      'w-cli',
-      '--max-parallel',
-      '5',
-      '--log-level',
-      'silent',
-    ]);
+  it('prints its id and URL, answers /api/health with maxLoad = --slots, exits 0 on SIGTERM', async () => {
+    const run = cli(['--port', '0', '--host', '127.0.0.1', '--id', 'w-cli', '--slots', '5', '--log-level', 'silent']);
     const line = await run.firstLine();
     expect(line).toMatch(/^mpd worker w-cli listening on http:\/\/127\.0\.0\.1:\d+$/);
     const url = LISTENING.exec(line)![2]!;
@@ -92,6 +81,7 @@ describe('mpd-worker CLI', () => {
       ['--endpoint', 'MPD_ENDPOINT'],
       ['--tags', 'MPD_TAGS'],
       ['--tools', 'MPD_TOOLS'],
+      ['--slots', 'MPD_SLOTS'],
       ['--max-parallel', 'MPD_MAX_PARALLEL'],
       ['--pipeline', 'MPD_PIPELINE'],
       ['--log-level', 'MPD_LOG_LEVEL'],

@@ -2,11 +2,11 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTestCertificates, type TestCertificates } from '@mpd/test-kit';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseSettings } from './config.js';
-import { OrchestratorConfigError } from './errors.js';
+import { OrchestratorConfigError } from '../errors.js';
+import { parseSettings } from './settings.js';
 import { readTlsFiles } from './tls-files.js';
 
-// How the files are read and checked: packages/contract/src/server/tls-files.spec.ts. Here: what
+// How the files are read and checked: packages/server-kit/src/cli/tls-files.spec.ts. Here: what
 // the orchestrator makes of them.
 let certs: TestCertificates;
 beforeAll(async () => {

@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { runOptions, serverOptions } from './options-from-settings.js';
+import { parseSettings } from './settings.js';
+
+const noTls = { server: undefined, workers: undefined };
+
+describe('serverOptions', () => {
+  it('hands the defaults on, leaving out what is not set', () => {
+    expect(serverOptions(parseSettings({}), noTls)).toStrictEqual({
+      port: 8080,
+      host: '0.0.0.0',
+      heartbeatIntervalSeconds: 30,
+      heartbeatTimeoutMs: 120_000,
+      bodyLimit: '1mb',
+      rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
+    });
+  });
+
+  it('hands every server setting on under its option name, with the TLS files read', () => {
+    const settings = parseSettings({
+      joinToken: 'join-token-0123456789',
+      adminToken: 'admin-token-0123456789',
+      allowedWorkerHosts: 'w1,*.ci.internal',
+      corsOrigins: 'https://ci.example.com',
+      registerPerMinute: '5',
+    });
+    const tls = { server: { cert: 'CERT', key: 'KEY' }, workers: undefined };
+    expect(serverOptions(settings, tls)).toMatchObject({
+      joinToken: 'join-token-0123456789',
+      adminToken: 'admin-token-0123456789',
+      allowedWorkerHosts: ['w1', '*.ci.internal'],
+      corsOrigins: ['https://ci.example.com'],
+      rateLimits: { registerPerMinute: 5, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
+      tls: { cert: 'CERT', key: 'KEY' },
+    });
+  });
+});
+
+describe('runOptions', () => {
+  it('hands every run setting on under its option name, files resolved against the base directory', () => {
+    const settings = parseSettings(
+      {
+        minWorkers: '2',
+        report: 'out/report.json',
+        timings: '/cache/timings.json',
+        env: ['CI=true'],
+        secretEnv: ['TOKEN=s3cr3t'],
+        workingDirectory: '/srv/build',
+        runOnlyCategories: 'build,test',
+        ignoreCategories: 'slow',
+        failureMode: 'WaitForAll',
+        maxParallelism: '4',
+        workerWaitMs: '2',
+        maxLostAttempts: '1',
+        timeoutMarginMs: '0.5',
+      },
+      {},
+    );
+    const tls = { server: undefined, workers: { ca: 'CA' } };
+    expect(runOptions(settings, tls, '/home/ci')).toStrictEqual({
+      minWorkers: 2,
+      reportFile: '/home/ci/out/report.json',
+      timingsFile: '/cache/timings.json',
+      environmentVariables: { CI: 'true' },
+      secretEnvironmentVariables: { TOKEN: 's3cr3t' },
+      workingDirectory: '/srv/build',
+      runOnlyCategories: ['build', 'test'],
+      ignoreCategories: ['slow'],
+      failureMode: 'WaitForAll',
+      maxParallelism: 4,
+      workerWaitMs: 2_000,
+      maxLostAttempts: 1,
+      timeoutMarginMs: 500,
+      workerTls: { ca: 'CA' },
+    });
+  });
+
+  it('leaves out what is not set, so that the runner and the pipeline choose', () => {
+    expect(Object.keys(runOptions(parseSettings({}), noTls, '/home/ci'))).toEqual([
+      'minWorkers',
+      'environmentVariables',
+      'secretEnvironmentVariables',
+      'workerWaitMs',
+      'maxLostAttempts',
+      'timeoutMarginMs',
+    ]);
+  });
+});

@@ -1,0 +1,55 @@
+/**
+ * The one place the CLI's settings meet the library's options. Settings are named like the
+ * options they become, so each line here is one option; adding a flag that reaches the
+ * library adds one line.
+ */
+import { resolve } from 'node:path';
+import { definedOnly } from '@mpd/server-kit';
+import type { StartOrchestratorOptions } from '../server.js';
+import type { RunPipelineFromCliOptions } from './run-from-cli.js';
+import type { OrchestratorCliSettings } from './settings.js';
+import type { TlsFiles } from './tls-files.js';
+
+/** What {@link startOrchestrator} takes from the settings (the logger is the process's). */
+export function serverOptions(settings: OrchestratorCliSettings, tls: TlsFiles): StartOrchestratorOptions {
+  return definedOnly({
+    port: settings.port,
+    host: settings.host,
+    heartbeatIntervalSeconds: settings.heartbeatIntervalSeconds,
+    heartbeatTimeoutMs: settings.heartbeatTimeoutMs,
+    joinToken: settings.joinToken,
+    adminToken: settings.adminToken,
+    allowedWorkerHosts: settings.allowedWorkerHosts,
+    corsOrigins: settings.corsOrigins,
+    bodyLimit: settings.bodyLimit,
+    rateLimits: settings.rateLimits,
+    tls: tls.server,
+  });
+}
+
+/**
+ * What {@link runPipelineFromCli} takes from the settings (the pipeline, registry, logger and
+ * signal are the process's). The report and timings files are given relative to `baseDir`.
+ */
+export function runOptions(
+  settings: OrchestratorCliSettings,
+  tls: TlsFiles,
+  baseDir: string,
+): Omit<RunPipelineFromCliOptions, 'pipeline' | 'registry' | 'logger' | 'signal'> {
+  return definedOnly({
+    minWorkers: settings.minWorkers,
+    reportFile: settings.report === undefined ? undefined : resolve(baseDir, settings.report),
+    timingsFile: settings.timings === undefined ? undefined : resolve(baseDir, settings.timings),
+    environmentVariables: settings.environmentVariables,
+    secretEnvironmentVariables: settings.secretEnvironmentVariables,
+    workingDirectory: settings.workingDirectory,
+    runOnlyCategories: settings.runOnlyCategories,
+    ignoreCategories: settings.ignoreCategories,
+    failureMode: settings.failureMode,
+    maxParallelism: settings.maxParallelism,
+    workerWaitMs: settings.workerWaitMs,
+    maxLostAttempts: settings.maxLostAttempts,
+    timeoutMarginMs: settings.timeoutMarginMs,
+    workerTls: tls.workers,
+  });
+}

@@ -1,0 +1,348 @@
+/**
+ * The settings of `mpd-orchestrator`: one row per flag (flag, environment variable, default,
+ * help, schema), the checks across settings, and what the run's environment is made of.
+ * Keys are named like the library options they become (see options-from-settings.ts).
+ */
+import {
+  bodyLimitText,
+  commaSeparatedText,
+  defineSettings,
+  type RawSettings,
+  TLS_SETTING_NEEDS,
+  tokenText,
+} from '@mpd/server-kit';
+import { Command } from 'commander';
+import { z } from 'zod';
+import { OrchestratorConfigError } from '../errors.js';
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const integerText = (min: number, max: number) =>
+  z
+    .string()
+    .refine((text) => /^\d+$/.test(text) && Number(text) >= min && Number(text) <= max, {
+      message: `must be an integer from ${min} to ${max}`,
+    })
+    .transform(Number);
+
+const secondsText = z
+  .string()
+  .refine((text) => /^\d+(\.\d+)?$/.test(text) && Number(text) > 0 && Number(text) <= 86_400, {
+    message: 'must be a number of seconds above 0 and at most 86400',
+  })
+  .transform(Number);
+
+/** Seconds as given, in milliseconds as the options take them. */
+const secondsAsMs = secondsText.transform((seconds) => Math.round(seconds * 1000));
+
+const nameList = commaSeparatedText.refine((names) => names.length > 0, {
+  message: 'must be a comma-separated list of names',
+});
+
+const filePath = z.string().min(1, 'must be a file path, not empty');
+
+const envEntries = z.array(
+  z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*(=[\s\S]*)?$/, 'must be NAME=VALUE or NAME, where NAME is letters, digits and _'),
+);
+
+/** The settings of `mpd-orchestrator`, in `--help` order. */
+export const SETTINGS = defineSettings(
+  {
+    port: {
+      flag: '--port <n>',
+      env: 'MPD_PORT',
+      default: '8080',
+      help: 'port to listen on; 0 picks a free port',
+      schema: integerText(0, 65_535),
+    },
+    host: {
+      flag: '--host <h>',
+      env: 'MPD_HOST',
+      default: '0.0.0.0',
+      help: 'address to listen on; 0.0.0.0 accepts workers on other machines',
+      schema: z.string().regex(/^\S+$/, 'must be a host name or IP address without spaces'),
+    },
+    heartbeatIntervalSeconds: {
+      flag: '--heartbeat-interval <seconds>',
+      env: 'MPD_HEARTBEAT_INTERVAL',
+      default: '30',
+      help: 'how often workers are told to send a heartbeat',
+      schema: secondsText,
+    },
+    heartbeatTimeoutMs: {
+      flag: '--heartbeat-timeout <seconds>',
+      env: 'MPD_HEARTBEAT_TIMEOUT',
+      default: '120',
+      help: 'a worker without a heartbeat for this long is Offline; must exceed the interval',
+      schema: secondsAsMs,
+    },
+    pipeline: {
+      flag: '--pipeline <file>',
+      env: 'MPD_PIPELINE',
+      help: 'run this pipeline file (default export definePipeline(...)) on the workers, then exit 0 on success or 1 on failure; without it the orchestrator only serves the registry',
+      schema: filePath,
+    },
+    minWorkers: {
+      flag: '--min-workers <n>',
+      env: 'MPD_MIN_WORKERS',
+      default: '1',
+      help: 'with --pipeline: how many workers to wait for before starting',
+      schema: integerText(1, 1024),
+    },
+    report: {
+      flag: '--report <file>',
+      env: 'MPD_REPORT',
+      help: 'with --pipeline: write the JSON run report (every module, attempt, worker and timing) to this file',
+      schema: filePath,
+    },
+    timings: {
+      flag: '--timings <file>',
+      env: 'MPD_TIMINGS',
+      help: 'with --pipeline: module durations of earlier runs, read before the run (the longest remaining work starts first) and updated after it; keep it between CI runs like a cache',
+      schema: filePath,
+    },
+    env: {
+      flag: '--env <NAME=VALUE>',
+      env: 'MPD_ENV',
+      help: "with --pipeline: an environment variable for every module (ctx.env); repeat the flag for more. NAME alone passes the orchestrator's own value on. In MPD_ENV: one NAME=VALUE or NAME per line",
+      schema: envEntries,
+      repeatable: true,
+    },
+    secretEnv: {
+      flag: '--secret-env <NAME=VALUE>',
+      env: 'MPD_SECRET_ENV',
+      help: "with --pipeline: like --env, but the value is a secret: workers and the orchestrator mask it (***) in every log line, error and report. NAME alone passes the orchestrator's own value on (the safe way: values in flags show in ps)",
+      schema: envEntries,
+      repeatable: true,
+      secret: true,
+    },
+    workingDirectory: {
+      flag: '--working-directory <dir>',
+      env: 'MPD_WORKING_DIRECTORY',
+      help: "with --pipeline: the working directory of every module on its worker (default: the worker's current directory)",
+      schema: z.string().min(1, 'must be a directory path, not empty'),
+      aliases: [{ flag: '--workdir', env: 'MPD_WORKDIR' }],
+    },
+    runOnlyCategories: {
+      flag: '--run-only-categories <list>',
+      env: 'MPD_RUN_ONLY_CATEGORIES',
+      help: 'with --pipeline: run only modules of these comma-separated categories (the others are Skipped)',
+      schema: nameList,
+      aliases: [{ flag: '--categories', env: 'MPD_CATEGORIES' }],
+    },
+    ignoreCategories: {
+      flag: '--ignore-categories <list>',
+      env: 'MPD_IGNORE_CATEGORIES',
+      help: 'with --pipeline: skip modules of these comma-separated categories',
+      schema: nameList,
+    },
+    failureMode: {
+      flag: '--failure-mode <mode>',
+      env: 'MPD_FAILURE_MODE',
+      help: "with --pipeline: StopOnFirstFailure (cancel running modules, run only always-run ones) or WaitForAll (default: the pipeline's, else StopOnFirstFailure)",
+      schema: z.enum(['StopOnFirstFailure', 'WaitForAll'], {
+        errorMap: () => ({ message: 'must be StopOnFirstFailure or WaitForAll' }),
+      }),
+    },
+    maxParallelism: {
+      flag: '--max-parallelism <n>',
+      env: 'MPD_MAX_PARALLELISM',
+      help: "with --pipeline: at most this many modules at once across the cluster (default: the pipeline's, else the workers' slots)",
+      schema: integerText(1, 100_000),
+    },
+    workerWaitMs: {
+      flag: '--worker-wait <seconds>',
+      env: 'MPD_WORKER_WAIT',
+      default: '300',
+      help: 'with --pipeline: how long a ready module waits for a live worker that can run it before it fails',
+      schema: secondsAsMs,
+    },
+    maxLostAttempts: {
+      flag: '--max-lost-attempts <n>',
+      env: 'MPD_MAX_LOST_ATTEMPTS',
+      default: '3',
+      help: 'with --pipeline: how many times a module whose worker was lost is dispatched again; a module that kills every worker it lands on fails after that',
+      schema: integerText(0, 100),
+    },
+    timeoutMarginMs: {
+      flag: '--timeout-margin <seconds>',
+      env: 'MPD_TIMEOUT_MARGIN',
+      default: '60',
+      help: "with --pipeline: how long past a module's timeout to wait for its worker's answer before declaring it TimedOut",
+      schema: secondsAsMs,
+    },
+    joinToken: {
+      flag: '--join-token <token>',
+      env: 'MPD_JOIN_TOKEN',
+      help: 'cluster join token workers register with; each then gets its own credential (prefer the environment variable: flags show in ps)',
+      schema: tokenText,
+      secret: true,
+    },
+    adminToken: {
+      flag: '--admin-token <token>',
+      env: 'MPD_ADMIN_TOKEN',
+      help: 'admin token for listing workers and unregistering or draining any worker',
+      schema: tokenText,
+      secret: true,
+    },
+    allowedWorkerHosts: {
+      flag: '--allowed-worker-hosts <list>',
+      env: 'MPD_ALLOWED_WORKER_HOSTS',
+      help: 'comma-separated hosts (or *.domain patterns) worker endpoints may name (default: any)',
+      schema: nameList,
+    },
+    corsOrigins: {
+      flag: '--cors-origins <list>',
+      env: 'MPD_CORS_ORIGINS',
+      help: 'comma-separated origins allowed to call the API from a browser (default: none, CORS off)',
+      schema: nameList,
+    },
+    tlsCert: {
+      flag: '--tls-cert <file>',
+      env: 'MPD_TLS_CERT',
+      help: 'serve HTTPS with this PEM certificate (chain); needs --tls-key',
+      schema: filePath,
+    },
+    tlsKey: {
+      flag: '--tls-key <file>',
+      env: 'MPD_TLS_KEY',
+      help: 'the PEM private key of --tls-cert',
+      schema: filePath,
+    },
+    tlsClientCa: {
+      flag: '--tls-client-ca <file>',
+      env: 'MPD_TLS_CLIENT_CA',
+      help: 'with --tls-cert: require mutual TLS, clients must present a certificate signed by this PEM CA',
+      schema: filePath,
+    },
+    tlsCa: {
+      flag: '--tls-ca <file>',
+      env: 'MPD_TLS_CA',
+      help: "with --pipeline: the PEM CA that https:// workers' certificates must chain to (default: the system's trusted roots)",
+      schema: filePath,
+    },
+    tlsClientCert: {
+      flag: '--tls-client-cert <file>',
+      env: 'MPD_TLS_CLIENT_CERT',
+      help: 'with --pipeline: the PEM certificate presented to workers that require mutual TLS; needs --tls-client-key',
+      schema: filePath,
+    },
+    tlsClientKey: {
+      flag: '--tls-client-key <file>',
+      env: 'MPD_TLS_CLIENT_KEY',
+      help: 'the PEM private key of --tls-client-cert',
+      schema: filePath,
+    },
+    bodyLimit: {
+      flag: '--body-limit <size>',
+      env: 'MPD_BODY_LIMIT',
+      default: '1mb',
+      help: 'largest JSON request body accepted (e.g. 512kb, 1mb); larger ones get 413',
+      schema: bodyLimitText,
+    },
+    registerPerMinute: {
+      flag: '--register-limit <n>',
+      env: 'MPD_REGISTER_LIMIT',
+      default: '10000',
+      help: 'registrations per client address per minute',
+      schema: integerText(1, 10_000_000),
+    },
+    heartbeatPerMinute: {
+      flag: '--heartbeat-limit <n>',
+      env: 'MPD_HEARTBEAT_LIMIT',
+      default: '600',
+      help: 'heartbeats per worker (by its credential; heartbeats without one count per client address) per minute',
+      schema: integerText(1, 10_000_000),
+    },
+    authFailuresPerMinute: {
+      flag: '--auth-failure-limit <n>',
+      env: 'MPD_AUTH_FAILURE_LIMIT',
+      default: '100',
+      help: 'failed authentications per client address per minute before it gets 429',
+      schema: integerText(1, 10_000_000),
+    },
+    logLevel: {
+      flag: '--log-level <level>',
+      env: 'MPD_LOG_LEVEL',
+      default: 'info',
+      help: `log level of the logs on stderr: ${LOG_LEVELS.join(', ')}`,
+      schema: z.enum(LOG_LEVELS, { errorMap: () => ({ message: `must be one of ${LOG_LEVELS.join(', ')}` }) }),
+    },
+  },
+  {
+    // Settings that need others: a certificate needs its key (and back), mutual TLS needs TLS.
+    needs: TLS_SETTING_NEEDS,
+    check: (settings, { fail, nameOf }) => {
+      // Compares what the orchestrator will use: the timeout in whole milliseconds.
+      if (settings.heartbeatTimeoutMs <= settings.heartbeatIntervalSeconds * 1000) {
+        fail(
+          'heartbeatTimeoutMs',
+          `must be greater than ${nameOf('heartbeatIntervalSeconds')} (${settings.heartbeatIntervalSeconds})`,
+        );
+      }
+    },
+    finish: (
+      { env, secretEnv, registerPerMinute, heartbeatPerMinute, authFailuresPerMinute, ...settings },
+      processEnv,
+    ) => ({
+      ...settings,
+      /** Environment variables sent to every module (`ctx.env`). */
+      environmentVariables: environmentOf(env ?? [], processEnv),
+      /** Secret environment variables sent to every module, masked in logs, errors and reports. */
+      secretEnvironmentVariables: environmentOf(secretEnv ?? [], processEnv),
+      rateLimits: { registerPerMinute, heartbeatPerMinute, authFailuresPerMinute },
+    }),
+    error: (name, message, cause) =>
+      new OrchestratorConfigError('InvalidSetting', name, message, cause === undefined ? undefined : { cause }),
+  },
+);
+
+/** The settings of the `mpd-orchestrator` command, checked. */
+export type OrchestratorCliSettings = ReturnType<typeof SETTINGS.parse>;
+
+/**
+ * The `mpd-orchestrator` command line. Every flag also reads an environment variable
+ * (the flag wins). Values are left as texts: {@link parseSettings} checks them.
+ */
+export function createCommand(): Command {
+  return SETTINGS.command(
+    'mpd-orchestrator',
+    'The mpd orchestrator: workers register with it over HTTP and send heartbeats; with --pipeline it runs a pipeline on them.\n' +
+      'On start it prints one line to stdout, "mpd orchestrator listening on http://HOST:PORT" (https:// with --tls-cert); logs go to stderr.\n' +
+      'SIGTERM or SIGINT stops it gracefully. Exit codes: 0 ok, 1 failure (or a failed pipeline), 2 invalid setting.',
+  );
+}
+
+/** The texts a parsed command collected; MPD_ENV and MPD_SECRET_ENV give one entry per line. */
+export function rawSettings(command: Command): RawSettings<typeof SETTINGS.rows> {
+  return SETTINGS.raw(command);
+}
+
+/**
+ * Checks the settings of a parsed command, or texts as given (absent ones take their defaults).
+ * @param processEnv where `--env NAME` (without a value) reads NAME from. @default process.env
+ * @throws OrchestratorConfigError (code `InvalidSetting`) naming the flag and the environment
+ *   variable, e.g. `Invalid setting --port (MPD_PORT): must be an integer from 0 to 65535, got "abc"`.
+ */
+export function parseSettings(
+  input: Command | RawSettings<typeof SETTINGS.rows>,
+  processEnv: NodeJS.ProcessEnv = process.env,
+): OrchestratorCliSettings {
+  return SETTINGS.parse(input instanceof Command ? input : SETTINGS.withDefaults(input), processEnv);
+}
+
+/** `NAME=VALUE` sets a variable; `NAME` alone passes the orchestrator's own value on (when it has one). */
+function environmentOf(entries: readonly string[], processEnv: NodeJS.ProcessEnv): Record<string, string> {
+  const variables: Record<string, string> = {};
+  for (const entry of entries) {
+    const equals = entry.indexOf('=');
+    if (equals >= 0) {
+      variables[entry.slice(0, equals)] = entry.slice(equals + 1);
+    } else if (processEnv[entry] !== undefined) {
+      variables[entry] = processEnv[entry];
+    }
+  }
+  return variables;
+}

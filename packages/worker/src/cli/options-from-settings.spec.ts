@@ -1,0 +1,49 @@
+import { describe, expect, it } from 'vitest';
+import { workerOptions } from './options-from-settings.js';
+import { parseSettings } from './settings.js';
+
+const noTls = { server: undefined, orchestrator: undefined };
+
+describe('workerOptions', () => {
+  it('hands the defaults on, leaving out what is not set, so that the worker chooses', () => {
+    expect(workerOptions(parseSettings({ port: '9000', host: '0.0.0.0' }), noTls, '/home/ci')).toStrictEqual({
+      port: 9000,
+      host: '0.0.0.0',
+    });
+  });
+
+  it('hands every setting on under its option name, the credential file resolved against the base directory', () => {
+    const settings = parseSettings({
+      port: '0',
+      host: '127.0.0.1',
+      id: 'w1',
+      endpoint: 'https://w1.example.com:9443',
+      orchestrator: 'https://ci.example.com',
+      tags: 'gpu',
+      tools: 'node,git',
+      slots: '6',
+      joinToken: 'join-token-0123456789',
+      credentialFile: 'state/credential',
+      bodyLimit: '20mb',
+      token: 'worker-token-0123456789',
+      logLevel: 'debug',
+    });
+    const tls = { server: { cert: 'CERT', key: 'KEY' }, orchestrator: { ca: 'CA' } };
+    expect(workerOptions(settings, tls, '/home/ci')).toStrictEqual({
+      port: 0,
+      host: '127.0.0.1',
+      id: 'w1',
+      endpoint: 'https://w1.example.com:9443',
+      orchestratorUrl: 'https://ci.example.com',
+      tags: ['gpu'],
+      tools: ['node', 'git'],
+      slots: 6,
+      joinToken: 'join-token-0123456789',
+      credentialFile: '/home/ci/state/credential',
+      bodyLimit: '20mb',
+      token: 'worker-token-0123456789',
+      tls: { cert: 'CERT', key: 'KEY' },
+      orchestratorTls: { ca: 'CA' },
+    });
+  });
+});

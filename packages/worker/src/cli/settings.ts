@@ -1,0 +1,199 @@
+/**
+ * The settings of `mpd-worker`: one row per flag (flag, environment variable, default, help,
+ * schema) and the checks across settings. Keys are named like the library options they
+ * become, where they become one (see options-from-settings.ts).
+ */
+import {
+  bodyLimitText,
+  commaSeparatedText,
+  defineSettings,
+  type RawSettings,
+  TLS_SETTING_NEEDS,
+  tokenText,
+} from '@mpd/server-kit';
+import { Command } from 'commander';
+import { z } from 'zod';
+import { WorkerConfigError } from '../errors.js';
+
+const integer = (min: number, max: number) =>
+  z
+    .string()
+    .trim()
+    .regex(/^\d+$/, `must be an integer from ${min} to ${max}`)
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .int()
+        .min(min, `must be an integer from ${min} to ${max}`)
+        .max(max, `must be an integer from ${min} to ${max}`),
+    );
+const list = commaSeparatedText.pipe(
+  z.array(z.string().regex(/^[\w.+-]{1,128}$/, 'must be a comma-separated list of names (letters, digits, . _ + -)')),
+);
+const url = z
+  .string()
+  .trim()
+  .url('must be a URL such as http://127.0.0.1:8080')
+  .refine((value) => /^https?:\/\//i.test(value), 'must be an http:// or https:// URL');
+
+const filePath = z.string().trim().min(1, 'must be a file path');
+
+/** The settings of `mpd-worker`, in `--help` order. */
+export const SETTINGS = defineSettings(
+  {
+    port: {
+      flag: '--port <port>',
+      env: 'MPD_PORT',
+      default: '9000',
+      help: 'port to listen on; 0 picks a free port',
+      schema: integer(0, 65535),
+    },
+    host: {
+      flag: '--host <address>',
+      env: 'MPD_HOST',
+      default: '0.0.0.0',
+      help: 'address to listen on',
+      schema: z.string().trim().min(1, 'must not be empty'),
+    },
+    orchestrator: {
+      flag: '--orchestrator <url>',
+      env: 'MPD_ORCHESTRATOR_URL',
+      help: 'orchestrator base URL to register with, e.g. http://127.0.0.1:8080',
+      schema: url,
+    },
+    id: {
+      flag: '--id <id>',
+      env: 'MPD_WORKER_ID',
+      help: 'worker id (default: worker-<hostname>-<random>)',
+      schema: z.string().regex(/^[\x21-\x7e]{1,256}$/, 'must be 1-256 printable characters without spaces'),
+    },
+    endpoint: {
+      flag: '--endpoint <url>',
+      env: 'MPD_ENDPOINT',
+      help: 'URL the orchestrator calls this worker at (default: http://<hostname>:<port>, https:// with --tls-cert)',
+      schema: url,
+    },
+    tags: {
+      flag: '--tags <list>',
+      env: 'MPD_TAGS',
+      help: 'comma-separated tags advertised to the orchestrator, e.g. gpu,high-memory',
+      schema: list,
+    },
+    tools: {
+      flag: '--tools <list>',
+      env: 'MPD_TOOLS',
+      help: 'comma-separated tools advertised (default: known tools found on PATH)',
+      schema: list,
+    },
+    slots: {
+      flag: '--slots <n>',
+      env: 'MPD_SLOTS',
+      help: "how many modules this worker runs at once (default: number of CPUs); per worker, not the orchestrator's cluster-wide --max-parallelism",
+      schema: integer(1, 1024),
+      aliases: [{ flag: '--max-parallel', env: 'MPD_MAX_PARALLEL' }],
+    },
+    pipeline: {
+      flag: '--pipeline <file>',
+      env: 'MPD_PIPELINE',
+      help: 'pipeline file (ES module or .ts) whose modules this worker runs',
+      schema: z.string().trim().min(1, 'must be a file path'),
+    },
+    joinToken: {
+      flag: '--join-token <token>',
+      env: 'MPD_JOIN_TOKEN',
+      help: "the orchestrator's cluster join token (prefer the environment variable: flags show in ps)",
+      schema: tokenText,
+      secret: true,
+    },
+    credentialFile: {
+      flag: '--credential-file <file>',
+      env: 'MPD_CREDENTIAL_FILE',
+      help: 'keep the credential the orchestrator gives this worker in this file (mode 0600), so that a worker restarted after a crash registers again at once',
+      schema: filePath,
+    },
+    token: {
+      flag: '--token <token>',
+      env: 'MPD_WORKER_TOKEN',
+      help: 'a token the orchestrator may call this worker with, besides the credential it gets at registration',
+      schema: tokenText,
+      secret: true,
+    },
+    tlsCert: {
+      flag: '--tls-cert <file>',
+      env: 'MPD_TLS_CERT',
+      help: 'serve HTTPS with this PEM certificate (chain); needs --tls-key',
+      schema: filePath,
+    },
+    tlsKey: {
+      flag: '--tls-key <file>',
+      env: 'MPD_TLS_KEY',
+      help: 'the PEM private key of --tls-cert',
+      schema: filePath,
+    },
+    tlsClientCa: {
+      flag: '--tls-client-ca <file>',
+      env: 'MPD_TLS_CLIENT_CA',
+      help: 'with --tls-cert: require mutual TLS, callers must present a certificate signed by this PEM CA',
+      schema: filePath,
+    },
+    tlsCa: {
+      flag: '--tls-ca <file>',
+      env: 'MPD_TLS_CA',
+      help: "the PEM CA an https:// orchestrator's certificate must chain to (default: system roots)",
+      schema: filePath,
+    },
+    tlsClientCert: {
+      flag: '--tls-client-cert <file>',
+      env: 'MPD_TLS_CLIENT_CERT',
+      help: 'the PEM certificate presented to an orchestrator that requires mutual TLS; needs --tls-client-key',
+      schema: filePath,
+    },
+    tlsClientKey: {
+      flag: '--tls-client-key <file>',
+      env: 'MPD_TLS_CLIENT_KEY',
+      help: 'the PEM private key of --tls-client-cert',
+      schema: filePath,
+    },
+    bodyLimit: {
+      flag: '--body-limit <size>',
+      env: 'MPD_BODY_LIMIT',
+      help: 'largest JSON request body accepted; execute carries dependency results (default: 100mb)',
+      schema: bodyLimitText,
+    },
+    logLevel: {
+      flag: '--log-level <level>',
+      env: 'MPD_LOG_LEVEL',
+      default: 'info',
+      help: 'log level: fatal, error, warn, info, debug, trace, silent',
+      schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+        errorMap: () => ({ message: 'must be one of fatal, error, warn, info, debug, trace, silent' }),
+      }),
+    },
+  },
+  {
+    // Settings that need others: a certificate needs its key (and back), mutual TLS needs TLS.
+    needs: TLS_SETTING_NEEDS,
+    error: (_name, message, cause) => new WorkerConfigError(message, cause === undefined ? undefined : { cause }),
+  },
+);
+
+/** The worker's settings, checked. */
+export type WorkerCliSettings = ReturnType<typeof SETTINGS.parse>;
+
+/** The `mpd-worker` command: flags with their environment variables and help. */
+export function createCommand(): Command {
+  return SETTINGS.command(
+    'mpd-worker',
+    'Run an mpd worker: it registers with the orchestrator and executes the pipeline modules it is sent.',
+  ).showHelpAfterError();
+}
+
+/**
+ * Checks the settings of a parsed command (defaults filled in by commander), or texts as given
+ * (nothing filled in); throws {@link WorkerConfigError} naming the flag and environment
+ * variable of the first bad setting, in flag order.
+ */
+export function parseSettings(input: Command | RawSettings<typeof SETTINGS.rows>): WorkerCliSettings {
+  return SETTINGS.parse(input);
+}
