@@ -13,7 +13,7 @@ import express from 'express';
 import type { Logger } from 'pino';
 import { authFailureLimiter } from './http/rate-limits.js';
 import { createRoutes } from './http/routes.js';
-import { type OrchestratorSettings, resolveOrchestratorOptions } from './orchestrator-options.js';
+import { type OrchestratorOptions, resolveOrchestratorOptions } from './orchestrator-options.js';
 import type { NodeRegistry } from './registry/node-registry.js';
 
 /** The largest JSON body the orchestrator accepts by default (registrations and heartbeats are small). */
@@ -23,8 +23,8 @@ const DEFAULT_BODY_LIMIT = '1mb';
 export interface AppDependencies {
   /** The workers the API registers, lists and removes. */
   registry: NodeRegistry;
-  /** Settings; see {@link OrchestratorOptions} for the defaults. */
-  options?: OrchestratorSettings;
+  /** Options; see {@link ResolvedOrchestratorOptions} for each one's default. */
+  options?: OrchestratorOptions;
   /** Overrides `options.logger`. */
   logger?: Logger;
 }

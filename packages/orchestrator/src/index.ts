@@ -44,6 +44,6 @@ export type {
   WorkerClientTarget,
 } from './runner/index.js';
 export { DEFAULT_ORCHESTRATOR_OPTIONS } from './orchestrator-options.js';
-export type { OrchestratorOptions } from './orchestrator-options.js';
+export type { OrchestratorOptions, RateLimitOptions, ResolvedOrchestratorOptions } from './orchestrator-options.js';
 export { OrchestratorConfigError, OrchestratorStartError, RegistrationError } from './errors.js';
 export type { OrchestratorConfigErrorCode, OrchestratorStartErrorCode, RegistrationErrorCode } from './errors.js';

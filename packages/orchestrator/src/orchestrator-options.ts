@@ -1,8 +1,11 @@
 import { pino, type Logger } from 'pino';
 import { OrchestratorConfigError } from './errors.js';
 
-/** Settings of an orchestrator (the app, the registry and the server). */
-export interface OrchestratorOptions {
+/**
+ * The options of an orchestrator (the app, the registry and the server), every default filled
+ * in by {@link resolveOrchestratorOptions}; callers give {@link OrchestratorOptions}.
+ */
+export interface ResolvedOrchestratorOptions {
   /**
    * How often workers should send a heartbeat, in seconds; sent to each worker in its
    * registration response.
@@ -50,8 +53,11 @@ export interface OrchestratorOptions {
   corsOrigins?: readonly string[] | undefined;
 }
 
-/** What callers give: any of {@link OrchestratorOptions}, each rate limit on its own. */
-export type OrchestratorSettings = Omit<Partial<OrchestratorOptions>, 'rateLimits'> & {
+/**
+ * The options callers give (`createApp`, `startOrchestrator`): any of
+ * {@link ResolvedOrchestratorOptions}, each rate limit on its own; the rest take their defaults.
+ */
+export type OrchestratorOptions = Omit<Partial<ResolvedOrchestratorOptions>, 'rateLimits'> & {
   rateLimits?: Partial<RateLimitOptions>;
 };
 
@@ -68,20 +74,20 @@ export interface RateLimitOptions {
   authFailuresPerMinute: number;
 }
 
-/** The defaults of {@link OrchestratorOptions} (the logger is made on demand). */
+/** The defaults of {@link ResolvedOrchestratorOptions} (the logger is made on demand). */
 export const DEFAULT_ORCHESTRATOR_OPTIONS = {
   heartbeatIntervalSeconds: 30,
   heartbeatTimeoutMs: 120_000,
   validateResponses: false,
   rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
-} as const satisfies Omit<OrchestratorOptions, 'logger'>;
+} as const satisfies Omit<ResolvedOrchestratorOptions, 'logger'>;
 
 /**
  * Fills in defaults and checks the numbers.
  * @throws OrchestratorConfigError (code `InvalidSetting`) naming the option at fault.
  */
-export function resolveOrchestratorOptions(options: OrchestratorSettings = {}): OrchestratorOptions {
-  const resolved: OrchestratorOptions = {
+export function resolveOrchestratorOptions(options: OrchestratorOptions = {}): ResolvedOrchestratorOptions {
+  const resolved: ResolvedOrchestratorOptions = {
     ...options,
     rateLimits: { ...DEFAULT_ORCHESTRATOR_OPTIONS.rateLimits, ...options.rateLimits },
     heartbeatIntervalSeconds: options.heartbeatIntervalSeconds ?? DEFAULT_ORCHESTRATOR_OPTIONS.heartbeatIntervalSeconds,

@@ -1,13 +1,13 @@
 import { closeGracefully, createHttpOrHttpsServer, listen, reachableHost, type ServerTls } from '@mpd/server-kit';
 import { createApp } from './app.js';
 import { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
-import { type OrchestratorSettings, resolveOrchestratorOptions } from './orchestrator-options.js';
+import { type OrchestratorOptions, resolveOrchestratorOptions } from './orchestrator-options.js';
 import { InMemoryNodeRegistry } from './registry/in-memory-node-registry.js';
 import type { NodeRegistry } from './registry/node-registry.js';
 import { orchestratorStartupWarnings } from './startup-warnings.js';
 
 /** Options of {@link startOrchestrator}. */
-export type StartOrchestratorOptions = OrchestratorSettings & {
+export type StartOrchestratorOptions = OrchestratorOptions & {
   /**
    * The port to listen on; 0 picks a free one (read it from the result's `url`/`port`).
    * @default 8080

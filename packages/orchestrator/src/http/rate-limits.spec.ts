@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { errorBodySchema } from '@mpd/contract';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp } from '../app.js';
-import type { OrchestratorSettings } from '../orchestrator-options.js';
+import type { OrchestratorOptions } from '../orchestrator-options.js';
 import { InMemoryNodeRegistry } from '../registry/in-memory-node-registry.js';
 
 const JOIN = 'join-token-0123456789abcdef';
@@ -22,7 +22,7 @@ afterEach(async () => {
 });
 
 /** A real orchestrator app on 127.0.0.1; `post` sends a JSON body with an optional bearer token. */
-async function serve(options: OrchestratorSettings = {}) {
+async function serve(options: OrchestratorOptions = {}) {
   const app = createApp({ registry: new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 }), options });
   const server = await new Promise<Server>((resolve) => {
     const listening = app.listen(0, '127.0.0.1', () => resolve(listening));

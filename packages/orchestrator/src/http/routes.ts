@@ -3,7 +3,7 @@ import { forbidden, unauthorized } from '@mpd/server-kit';
 import { type createExpressEndpoints, initServer } from '@ts-rest/express';
 import type { Response } from 'express';
 import { RegistrationError } from '../errors.js';
-import type { OrchestratorOptions } from '../orchestrator-options.js';
+import type { ResolvedOrchestratorOptions } from '../orchestrator-options.js';
 import type { NodeRegistry } from '../registry/node-registry.js';
 import {
   type Caller,
@@ -31,7 +31,7 @@ export type OrchestratorRoutes = Parameters<typeof createExpressEndpoints<Orches
  * The orchestrator contract's routes, answering from `registry`, with each route's authorization
  * and its rate limit (attached to the contract's route, so no path is written again here).
  */
-export function createRoutes(registry: NodeRegistry, options: OrchestratorOptions): OrchestratorRoutes {
+export function createRoutes(registry: NodeRegistry, options: ResolvedOrchestratorOptions): OrchestratorRoutes {
   const tokens = { joinToken: options.joinToken, adminToken: options.adminToken };
   const caller = (req: Parameters<typeof callerOf>[0]): Caller => callerOf(req, tokens, registry);
   return s.router(orchestratorContract, {
