@@ -48,7 +48,7 @@ export interface ResolvedOrchestratorOptions {
    * The largest JSON body accepted (bytes-package syntax: `1mb`, `512kb`); larger ones get 413.
    * @default '1mb'
    */
-  bodyLimit?: string | undefined;
+  bodyLimit: string;
   /** Origins allowed to call the API from a browser (CORS). Unset: no CORS headers. */
   corsOrigins?: readonly string[] | undefined;
 }
@@ -79,6 +79,7 @@ export const DEFAULT_ORCHESTRATOR_OPTIONS = {
   heartbeatIntervalSeconds: 30,
   heartbeatTimeoutMs: 120_000,
   validateResponses: false,
+  bodyLimit: '1mb',
   rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
 } as const satisfies Omit<ResolvedOrchestratorOptions, 'logger'>;
 
@@ -93,6 +94,7 @@ export function resolveOrchestratorOptions(options: OrchestratorOptions = {}): R
     heartbeatIntervalSeconds: options.heartbeatIntervalSeconds ?? DEFAULT_ORCHESTRATOR_OPTIONS.heartbeatIntervalSeconds,
     heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? DEFAULT_ORCHESTRATOR_OPTIONS.heartbeatTimeoutMs,
     validateResponses: options.validateResponses ?? DEFAULT_ORCHESTRATOR_OPTIONS.validateResponses,
+    bodyLimit: options.bodyLimit ?? DEFAULT_ORCHESTRATOR_OPTIONS.bodyLimit,
     logger: options.logger ?? pino({ level: 'silent' }),
   };
   requirePositive('heartbeatIntervalSeconds', resolved.heartbeatIntervalSeconds);

@@ -8,20 +8,18 @@
  * backoff.
  *
  * ```ts
- * import { closeGracefully, createHttpOrHttpsServer, finalErrorHandler, handleRequestValidationError,
- *   listen, routeNotFound } from '@mpd/server-kit';
+ * import { closeGracefully, createApiApp, createHttpOrHttpsServer, listen } from '@mpd/server-kit';
  *
- * createExpressEndpoints(contract, router, app, {
- *   requestValidationErrorHandler: (error, _req, res) => handleRequestValidationError(error, res),
- * });
- * app.use(routeNotFound);
- * app.use(finalErrorHandler({ logger, server: 'worker', bodyLimit: '100mb' }));
+ * const app = createApiApp({ contract: workerContract, routes, openApi: workerOpenApi, server: 'worker',
+ *   logger, bodyLimit: '100mb', validateResponses: false });
  * const server = createHttpOrHttpsServer(app, tls);
  * const port = await listen(server, 0, '127.0.0.1');
  * // ...
  * await closeGracefully(server, 5_000);
  * ```
  */
+export { createApiApp } from './http/api-app.js';
+export type { ApiAppOptions } from './http/api-app.js';
 export {
   finalErrorHandler,
   handleRequestValidationError,
@@ -49,7 +47,7 @@ export type {
 export { bodyLimitText, commaSeparatedText, tokenText } from './cli/setting-schemas.js';
 export { writeStateFile } from './cli/state-file.js';
 export { isLoopbackHost, PLAIN_HTTP_WARNING, startupWarnings } from './cli/startup-warnings.js';
-export { readTlsFiles, TLS_FILE_SETTINGS, TLS_SETTING_NEEDS } from './cli/tls-files.js';
+export { readTlsFiles, TLS_FILE_SETTINGS, TLS_SETTING_NEEDS, tlsFileSettings } from './cli/tls-files.js';
 export type { ReadTlsFilesOptions, TlsFiles, TlsFileSetting } from './cli/tls-files.js';
 export { createSecretMasker, maskDeep, MIN_SECRET_LENGTH } from './secrets.js';
 export type { SecretMasker } from './secrets.js';

@@ -1,14 +1,6 @@
-import { OPENAPI_PATH, workerContract, workerOpenApi } from '@mpd/contract';
-import {
-  apiSecurityHeaders,
-  finalErrorHandler,
-  handleRequestValidationError,
-  openApiRoute,
-  requireJsonBody,
-  routeNotFound,
-} from '@mpd/server-kit';
-import { createExpressEndpoints } from '@ts-rest/express';
-import express, { type Application } from 'express';
+import { workerContract, workerOpenApi } from '@mpd/contract';
+import { createApiApp } from '@mpd/server-kit';
+import type { Application } from 'express';
 import type { Logger } from 'pino';
 import type { ModuleExecutor } from './executor/module-executor.js';
 import { createRoutes } from './http/routes.js';
@@ -38,21 +30,13 @@ export interface WorkerAppDeps {
 
 /** The worker's express app, with every route of `workerContract`. Does not listen. */
 export function createApp(deps: WorkerAppDeps): Application {
-  const { logger } = deps;
-  const app = express();
-  app.disable('x-powered-by');
-  // No ETag: answers are live state, never cached or revalidated, and hashing each body costs.
-  app.set('etag', false);
-  const bodyLimit = deps.bodyLimit ?? DEFAULT_WORKER_OPTIONS.bodyLimit;
-  app.use(apiSecurityHeaders());
-  app.use(requireJsonBody);
-  app.use(express.json({ limit: bodyLimit }));
-  app.get(OPENAPI_PATH, openApiRoute(workerOpenApi));
-  createExpressEndpoints(workerContract, createRoutes(deps.executor, deps.acceptedTokens ?? (() => [])), app, {
-    responseValidation: deps.validateResponses ?? DEFAULT_WORKER_OPTIONS.validateResponses,
-    requestValidationErrorHandler: (error, _req, res) => handleRequestValidationError(error, res),
+  return createApiApp({
+    contract: workerContract,
+    routes: createRoutes(deps.executor, deps.acceptedTokens ?? (() => [])),
+    openApi: workerOpenApi,
+    server: 'worker',
+    logger: deps.logger,
+    bodyLimit: deps.bodyLimit ?? DEFAULT_WORKER_OPTIONS.bodyLimit,
+    validateResponses: deps.validateResponses ?? DEFAULT_WORKER_OPTIONS.validateResponses,
   });
-  app.use(routeNotFound);
-  app.use(finalErrorHandler({ logger, server: 'worker', bodyLimit }));
-  return app;
 }

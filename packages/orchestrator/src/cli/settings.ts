@@ -9,6 +9,7 @@ import {
   defineSettings,
   type RawSettings,
   TLS_SETTING_NEEDS,
+  tlsFileSettings,
   tokenText,
 } from '@mpd/server-kit';
 import { Command } from 'commander';
@@ -199,42 +200,13 @@ export const SETTINGS = defineSettings(
       help: 'comma-separated origins allowed to call the API from a browser (default: none, CORS off)',
       schema: nameList,
     },
-    tlsCert: {
-      flag: '--tls-cert <file>',
-      env: 'MPD_TLS_CERT',
-      help: 'serve HTTPS with this PEM certificate (chain); needs --tls-key',
-      schema: filePath,
-    },
-    tlsKey: {
-      flag: '--tls-key <file>',
-      env: 'MPD_TLS_KEY',
-      help: 'the PEM private key of --tls-cert',
-      schema: filePath,
-    },
-    tlsClientCa: {
-      flag: '--tls-client-ca <file>',
-      env: 'MPD_TLS_CLIENT_CA',
-      help: 'with --tls-cert: require mutual TLS, clients must present a certificate signed by this PEM CA',
-      schema: filePath,
-    },
-    tlsCa: {
-      flag: '--tls-ca <file>',
-      env: 'MPD_TLS_CA',
-      help: "with --pipeline: the PEM CA that https:// workers' certificates must chain to (default: the system's trusted roots)",
-      schema: filePath,
-    },
-    tlsClientCert: {
-      flag: '--tls-client-cert <file>',
-      env: 'MPD_TLS_CLIENT_CERT',
-      help: 'with --pipeline: the PEM certificate presented to workers that require mutual TLS; needs --tls-client-key',
-      schema: filePath,
-    },
-    tlsClientKey: {
-      flag: '--tls-client-key <file>',
-      env: 'MPD_TLS_CLIENT_KEY',
-      help: 'the PEM private key of --tls-client-cert',
-      schema: filePath,
-    },
+    ...tlsFileSettings(filePath, {
+      tlsClientCa: 'with --tls-cert: require mutual TLS, clients must present a certificate signed by this PEM CA',
+      tlsCa:
+        "with --pipeline: the PEM CA that https:// workers' certificates must chain to (default: the system's trusted roots)",
+      tlsClientCert:
+        'with --pipeline: the PEM certificate presented to workers that require mutual TLS; needs --tls-client-key',
+    }),
     bodyLimit: {
       flag: '--body-limit <size>',
       env: 'MPD_BODY_LIMIT',

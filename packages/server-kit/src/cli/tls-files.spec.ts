@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readTlsFiles, TLS_FILE_SETTINGS, type TlsFileSetting } from './tls-files.js';
+import { z } from 'zod';
+import { readTlsFiles, TLS_FILE_SETTINGS, type TlsFileSetting, tlsFileSettings } from './tls-files.js';
 
 // The reader checks for a PEM block, not what it holds: PEM-shaped text is enough here (the
 // packages' specs and apps/demo/test/tls.spec.ts use real certificates).
@@ -106,5 +107,24 @@ describe('readTlsFiles', () => {
       const variable = `MPD_${key.replace(/[A-Z]/g, (letter) => `_${letter}`).toUpperCase()}`;
       expect(name).toBe(`${flag} (${variable})`);
     }
+  });
+
+  it('gives a CLI table the six rows under the names its messages use, with the help it chooses for the other side', () => {
+    const schema = z.string();
+    const rows = tlsFileSettings(schema, {
+      tlsClientCa: 'client CA',
+      tlsCa: 'their CA',
+      tlsClientCert: 'our certificate',
+    });
+    expect(Object.keys(rows)).toEqual(Object.keys(TLS_FILE_SETTINGS));
+    for (const [key, row] of Object.entries(rows)) {
+      expect(`${row.flag.split(' ')[0]} (${row.env})`).toBe(TLS_FILE_SETTINGS[key as TlsFileSetting]);
+      expect(row.schema).toBe(schema);
+    }
+    expect([rows.tlsClientCa.help, rows.tlsCa.help, rows.tlsClientCert.help]).toEqual([
+      'client CA',
+      'their CA',
+      'our certificate',
+    ]);
   });
 });

@@ -1,18 +1,45 @@
-/** Reading the TLS files both CLIs take (`--tls-cert`, `--tls-ca`, ...), the same way. */
+/** Reading the TLS files both CLIs take (`--tls-cert`, `--tls-ca`, ...), the same way; and their settings rows. */
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type { z } from 'zod';
+import type { SettingRow } from './define-settings.js';
 
-/** The TLS file settings of both CLIs, each with its flag and environment variable as messages name it. */
-export const TLS_FILE_SETTINGS = {
-  tlsCert: '--tls-cert (MPD_TLS_CERT)',
-  tlsKey: '--tls-key (MPD_TLS_KEY)',
-  tlsClientCa: '--tls-client-ca (MPD_TLS_CLIENT_CA)',
-  tlsCa: '--tls-ca (MPD_TLS_CA)',
-  tlsClientCert: '--tls-client-cert (MPD_TLS_CLIENT_CERT)',
-  tlsClientKey: '--tls-client-key (MPD_TLS_CLIENT_KEY)',
+/** The flag and environment variable of each TLS file setting: both CLIs take the same six. */
+const TLS_FLAGS = {
+  tlsCert: { flag: '--tls-cert <file>', env: 'MPD_TLS_CERT' },
+  tlsKey: { flag: '--tls-key <file>', env: 'MPD_TLS_KEY' },
+  tlsClientCa: { flag: '--tls-client-ca <file>', env: 'MPD_TLS_CLIENT_CA' },
+  tlsCa: { flag: '--tls-ca <file>', env: 'MPD_TLS_CA' },
+  tlsClientCert: { flag: '--tls-client-cert <file>', env: 'MPD_TLS_CLIENT_CERT' },
+  tlsClientKey: { flag: '--tls-client-key <file>', env: 'MPD_TLS_CLIENT_KEY' },
 } as const;
 
-export type TlsFileSetting = keyof typeof TLS_FILE_SETTINGS;
+export type TlsFileSetting = keyof typeof TLS_FLAGS;
+
+/** The TLS file settings of both CLIs, each with its flag and environment variable as messages name it. */
+export const TLS_FILE_SETTINGS = Object.fromEntries(
+  Object.entries(TLS_FLAGS).map(([key, { flag, env }]) => [key, `${flag.split(' ')[0]} (${env})`]),
+) as Readonly<Record<TlsFileSetting, string>>;
+
+/**
+ * The six TLS file rows of a CLI's settings table ({@link defineSettings}), in the order `--help`
+ * lists them. What differs between the CLIs is who the other side is: the help of the client
+ * CA, of the CA the other side's certificate must chain to, and of the client certificate.
+ */
+export function tlsFileSettings<Schema extends z.ZodTypeAny>(
+  schema: Schema,
+  help: { tlsClientCa: string; tlsCa: string; tlsClientCert: string },
+): Record<TlsFileSetting, SettingRow<Schema>> {
+  const row = (key: TlsFileSetting, text: string): SettingRow<Schema> => ({ ...TLS_FLAGS[key], help: text, schema });
+  return {
+    tlsCert: row('tlsCert', 'serve HTTPS with this PEM certificate (chain); needs --tls-key'),
+    tlsKey: row('tlsKey', 'the PEM private key of --tls-cert'),
+    tlsClientCa: row('tlsClientCa', help.tlsClientCa),
+    tlsCa: row('tlsCa', help.tlsCa),
+    tlsClientCert: row('tlsClientCert', help.tlsClientCert),
+    tlsClientKey: row('tlsClientKey', 'the PEM private key of --tls-client-cert'),
+  };
+}
 
 /** Which TLS settings need which others: a certificate needs its key (and back), mutual TLS needs TLS. */
 export const TLS_SETTING_NEEDS: readonly (readonly [TlsFileSetting, readonly TlsFileSetting[]])[] = [

@@ -9,6 +9,7 @@ import {
   defineSettings,
   type RawSettings,
   TLS_SETTING_NEEDS,
+  tlsFileSettings,
   tokenText,
 } from '@mpd/server-kit';
 import { Command } from 'commander';
@@ -119,42 +120,12 @@ export const SETTINGS = defineSettings(
       schema: tokenText,
       secret: true,
     },
-    tlsCert: {
-      flag: '--tls-cert <file>',
-      env: 'MPD_TLS_CERT',
-      help: 'serve HTTPS with this PEM certificate (chain); needs --tls-key',
-      schema: filePath,
-    },
-    tlsKey: {
-      flag: '--tls-key <file>',
-      env: 'MPD_TLS_KEY',
-      help: 'the PEM private key of --tls-cert',
-      schema: filePath,
-    },
-    tlsClientCa: {
-      flag: '--tls-client-ca <file>',
-      env: 'MPD_TLS_CLIENT_CA',
-      help: 'with --tls-cert: require mutual TLS, callers must present a certificate signed by this PEM CA',
-      schema: filePath,
-    },
-    tlsCa: {
-      flag: '--tls-ca <file>',
-      env: 'MPD_TLS_CA',
-      help: "the PEM CA an https:// orchestrator's certificate must chain to (default: system roots)",
-      schema: filePath,
-    },
-    tlsClientCert: {
-      flag: '--tls-client-cert <file>',
-      env: 'MPD_TLS_CLIENT_CERT',
-      help: 'the PEM certificate presented to an orchestrator that requires mutual TLS; needs --tls-client-key',
-      schema: filePath,
-    },
-    tlsClientKey: {
-      flag: '--tls-client-key <file>',
-      env: 'MPD_TLS_CLIENT_KEY',
-      help: 'the PEM private key of --tls-client-cert',
-      schema: filePath,
-    },
+    ...tlsFileSettings(filePath, {
+      tlsClientCa: 'with --tls-cert: require mutual TLS, callers must present a certificate signed by this PEM CA',
+      tlsCa: "the PEM CA an https:// orchestrator's certificate must chain to (default: system roots)",
+      tlsClientCert:
+        'the PEM certificate presented to an orchestrator that requires mutual TLS; needs --tls-client-key',
+    }),
     bodyLimit: {
       flag: '--body-limit <size>',
       env: 'MPD_BODY_LIMIT',
