@@ -17,7 +17,7 @@ describe('parseTimeSpan', () => {
     expect(parseTimeSpan(text)).toBeCloseTo(ms, 6);
   });
 
-  // Found by apps/demo/test/fuzz.spec.ts: a 400-digit day count parsed as Infinity, passed the
+  // Found by the HTTP fuzz test (tests/integration/fuzz/): a 400-digit day count parsed as Infinity, passed the
   // contract's durationSchema, and the worker's timeout timer then threw formatTimeSpan's
   // RangeError outside any request: an uncaught exception that crashes the worker.
   it('accepts spans up to TimeSpan.MaxValue and refuses longer ones (never Infinity)', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { orchestratorStartupWarnings } from './startup-warnings.js';
 
-// Which hosts count as loopback, and the plain-HTTP warning: packages/contract/src/server/startup-warnings.spec.ts.
+// Which hosts count as loopback, and the plain-HTTP warning: packages/server-kit/src/cli/startup-warnings.spec.ts.
 describe('orchestratorStartupWarnings', () => {
   it('says nothing on a loopback address, whatever is missing', () => {
     expect(orchestratorStartupWarnings({ host: '127.0.0.1', tls: false, joinToken: false, adminToken: false })).toEqual(

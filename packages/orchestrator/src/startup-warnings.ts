@@ -1,6 +1,6 @@
 import { startupWarnings } from '@mpd/server-kit';
 
-/** What the orchestrator warns about at start (see `startupWarnings` of `@mpd/contract/server`); never any token value. */
+/** What the orchestrator warns about at start (see `startupWarnings` of `@mpd/server-kit`); never any token value. */
 export function orchestratorStartupWarnings(settings: {
   host: string;
   tls: boolean;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { workerStartupWarnings } from './startup-warnings.js';
 
-// Which hosts count as loopback, and the plain-HTTP warning: packages/contract/src/server/startup-warnings.spec.ts.
+// Which hosts count as loopback, and the plain-HTTP warning: packages/server-kit/src/cli/startup-warnings.spec.ts.
 describe('workerStartupWarnings', () => {
   it('says nothing on a loopback address', () => {
     expect(workerStartupWarnings({ host: '127.0.0.1', tls: false, token: false })).toEqual([]);

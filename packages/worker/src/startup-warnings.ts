@@ -1,6 +1,6 @@
 import { startupWarnings } from '@mpd/server-kit';
 
-/** What the worker warns about at start (see `startupWarnings` of `@mpd/contract/server`); never any token value. */
+/** What the worker warns about at start (see `startupWarnings` of `@mpd/server-kit`); never any token value. */
 export function workerStartupWarnings(settings: { host: string; tls: boolean; token: boolean }): string[] {
   return startupWarnings(
     settings,

@@ -66,7 +66,7 @@ async function serve(options: OrchestratorOptions = {}) {
 }
 
 describe('heartbeat rate limiter', () => {
-  // Found by apps/demo/test/fuzz.spec.ts: the limiter keyed on String(body.workerId), which
+  // Found by the HTTP fuzz test (tests/integration/fuzz/): the limiter keyed on String(body.workerId), which
   // throws for an object whose toString is not a function, so the request answered 500.
   it('answers 400 ValidationFailed, not 500, for a workerId object without a callable toString', async () => {
     const { post } = await serve();

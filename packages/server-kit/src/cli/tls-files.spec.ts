@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { readTlsFiles, TLS_FILE_SETTINGS, type TlsFileSetting, tlsFileSettings } from './tls-files.js';
 
 // The reader checks for a PEM block, not what it holds: PEM-shaped text is enough here (the
-// packages' specs and apps/demo/test/tls.spec.ts use real certificates).
+// packages' specs and tests/integration/in-process/tls.spec.ts use real certificates).
 const pem = (label: string, body: string) => `-----BEGIN ${label}-----\n${body}\n-----END ${label}-----\n`;
 const dir = mkdtempSync(join(tmpdir(), 'mpd-tls-files-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

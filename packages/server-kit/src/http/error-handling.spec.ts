@@ -44,7 +44,7 @@ describe('finalErrorHandler', () => {
     expect(await post('/items/a', big)).toMatchObject({ status: 413, body: { data: { code: 'PayloadTooLarge' } } });
   });
 
-  // Found by apps/demo/test/fuzz.spec.ts: these client errors answered 500 InternalError.
+  // Found by the HTTP fuzz test (tests/integration/fuzz/): these client errors answered 500 InternalError.
   it('answers 400, not 500, for a path whose percent-encoding does not decode', async () => {
     for (const id of ['%', '%E0%A4%A', '%zz']) {
       const answer = await post(`/items/${id}`, '{}');
