@@ -43,7 +43,7 @@ export type {
   RunResult,
   WorkerClientTarget,
 } from './runner/index.js';
-export { DEFAULT_ORCHESTRATOR_OPTIONS } from './orchestrator-options.js';
+export { DEFAULT_ORCHESTRATOR_OPTIONS, DEFAULT_START_OPTIONS } from './orchestrator-options.js';
 export type { OrchestratorOptions, RateLimitOptions, ResolvedOrchestratorOptions } from './orchestrator-options.js';
 export { OrchestratorConfigError, OrchestratorStartError, RegistrationError } from './errors.js';
 export type { OrchestratorConfigErrorCode, OrchestratorStartErrorCode, RegistrationErrorCode } from './errors.js';

@@ -44,7 +44,17 @@ export type {
   SettingsDefinition,
   SettingValues,
 } from './cli/define-settings.js';
-export { bodyLimitText, commaSeparatedText, tokenText } from './cli/setting-schemas.js';
+export {
+  bodyLimitText,
+  commaSeparatedText,
+  hostText,
+  integerText,
+  LOG_LEVELS,
+  logLevelText,
+  pathText,
+  portText,
+  tokenText,
+} from './cli/setting-schemas.js';
 export { writeStateFile } from './cli/state-file.js';
 export { isLoopbackHost, PLAIN_HTTP_WARNING, startupWarnings } from './cli/startup-warnings.js';
 export { readTlsFiles, TLS_FILE_SETTINGS, TLS_SETTING_NEEDS, tlsFileSettings } from './cli/tls-files.js';

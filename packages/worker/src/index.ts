@@ -24,6 +24,7 @@ export { ModuleExecutor } from './executor/module-executor.js';
 export type { ExecuteDecision, ModuleExecutorOptions } from './executor/module-executor.js';
 export type { ExecutionOutcome, ExecutionRequest } from './executor/execution.js';
 export type { LinkState } from './registration/orchestrator-link.js';
+export { DEFAULT_WORKER_OPTIONS } from './worker-options.js';
 export type { WorkerOptions } from './worker-options.js';
 export { defaultWorkerId, detectTools, osName } from './capabilities.js';
 export { ExecutionCancelledError, ModuleTimeoutError, WorkerConfigError, WorkerError } from './errors.js';

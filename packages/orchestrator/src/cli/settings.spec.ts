@@ -192,6 +192,21 @@ describe('parseSettings', () => {
   });
 });
 
+describe('parseSettings: texts as the worker reads them', () => {
+  it('trims numbers, hosts and paths, as the worker does', () => {
+    expect(
+      parseSettings({ port: ' 80', host: ' 127.0.0.1 ', minWorkers: '2 ', pipeline: ' ci.pipeline.ts ' }),
+    ).toMatchObject({ port: 80, host: '127.0.0.1', minWorkers: 2, pipeline: 'ci.pipeline.ts' });
+    expect(() => parseSettings({ pipeline: '  ' })).toThrow(
+      'Invalid setting --pipeline (MPD_PIPELINE): must be a file path, not empty, got "  "',
+    );
+  });
+
+  it('refuses an empty host as the worker does', () => {
+    expect(() => parseSettings({ host: ' ' })).toThrow('Invalid setting --host (MPD_HOST): must not be empty, got " "');
+  });
+});
+
 describe('renamed settings', () => {
   afterEach(() => vi.unstubAllEnvs());
 
