@@ -28,4 +28,4 @@ export { DEFAULT_WORKER_OPTIONS } from './worker-options.js';
 export type { WorkerOptions } from './worker-options.js';
 export { defaultWorkerId, detectTools, osName } from './capabilities.js';
 export { ExecutionCancelledError, ModuleTimeoutError, WorkerConfigError, WorkerError } from './errors.js';
-export type { WorkerErrorCode } from './errors.js';
+export type { WorkerConfigErrorCode, WorkerErrorCode } from './errors.js';

@@ -4,7 +4,7 @@ import type { WorkerNodeRegistration } from '@mpd/contract';
 import { closeGracefully, createHttpOrHttpsServer, listen } from '@mpd/server-kit';
 import type { Application } from 'express';
 import { createApp } from './app.js';
-import { WorkerError } from './errors.js';
+import { WorkerConfigError, WorkerError } from './errors.js';
 import { ModuleExecutor } from './executor/module-executor.js';
 import { OrchestratorLink, type LinkState } from './registration/orchestrator-link.js';
 import { workerStartupWarnings } from './startup-warnings.js';
@@ -150,7 +150,8 @@ type Server = ReturnType<typeof createHttpOrHttpsServer>;
 
 /**
  * The app's HTTP(S) server, listening on `settings.host` and `settings.port`.
- * @throws WorkerError (code `InvalidSetting`) for unusable TLS files, (code `ListenFailed`) when it cannot listen.
+ * @throws WorkerConfigError (code `InvalidSetting`, setting `tls`) for unusable TLS files, WorkerError (code
+ *   `ListenFailed`) when it cannot listen.
  */
 async function serve(app: Application, settings: ResolvedWorkerOptions): Promise<{ server: Server; port: number }> {
   const { host, port: requestedPort } = settings;
@@ -158,8 +159,9 @@ async function serve(app: Application, settings: ResolvedWorkerOptions): Promise
   try {
     server = createHttpOrHttpsServer(app, settings.tls);
   } catch (cause) {
-    throw new WorkerError(
+    throw new WorkerConfigError(
       'InvalidSetting',
+      'tls',
       `Invalid setting tls: cannot use the certificate, key or client CA: ${(cause as Error).message}`,
       { cause },
     );

@@ -205,6 +205,15 @@ describe('parseSettings: texts as the worker reads them', () => {
   it('refuses an empty host as the worker does', () => {
     expect(() => parseSettings({ host: ' ' })).toThrow('Invalid setting --host (MPD_HOST): must not be empty, got " "');
   });
+
+  it('names the setting in the error, by the name it was given with', () => {
+    expect(() => parseSettings({ port: 'abc' })).toThrow(
+      expect.objectContaining({ code: 'InvalidSetting', setting: '--port (MPD_PORT)' }),
+    );
+    expect(() => parseSettings({ categories: ' , ' })).toThrow(
+      expect.objectContaining({ setting: '--categories (MPD_CATEGORIES)' }),
+    );
+  });
 });
 
 describe('renamed settings', () => {

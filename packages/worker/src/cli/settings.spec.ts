@@ -245,6 +245,17 @@ describe('createCommand + parseSettings', () => {
     },
   );
 
+  it('names the setting in the error, by the name it was given with (a code and a setting, like the orchestrator)', () => {
+    expect(errorOf(() => parse(['--port', 'abc']))).toMatchObject({
+      code: 'InvalidSetting',
+      setting: '--port (MPD_PORT)',
+    });
+    expect(errorOf(() => parse([], { MPD_MAX_PARALLEL: '0' }))).toMatchObject({
+      setting: '--max-parallel (MPD_MAX_PARALLEL)',
+    });
+    expect(errorOf(() => parse(['--tls-cert', 'worker.crt'])).setting).toBe('--tls-cert (MPD_TLS_CERT)');
+  });
+
   it('refuses a host with spaces inside, as the orchestrator does', () => {
     expect(errorOf(() => parse(['--host', 'a b'])).message).toBe(
       'Invalid setting --host (MPD_HOST): must be a host name or IP address without spaces, got "a b"',

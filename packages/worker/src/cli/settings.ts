@@ -138,7 +138,8 @@ export const SETTINGS = defineSettings(
   {
     // Settings that need others: a certificate needs its key (and back), mutual TLS needs TLS.
     needs: TLS_SETTING_NEEDS,
-    error: (_name, message, cause) => new WorkerConfigError(message, cause === undefined ? undefined : { cause }),
+    error: (name, message, cause) =>
+      new WorkerConfigError('InvalidSetting', name, message, cause === undefined ? undefined : { cause }),
   },
 );
 
