@@ -36,6 +36,7 @@ export { bearerToken, forbidden, rateLimited, requireJsonBody, safeEqual, unauth
 export { definedOnly, defineSettings } from './cli/define-settings.js';
 export type {
   DefineSettingsOptions,
+  OldNameGiven,
   RawSettings,
   SettingAlias,
   SettingRow,
