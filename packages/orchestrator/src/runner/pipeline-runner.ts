@@ -137,7 +137,7 @@ class PipelineRun {
   private decide(state: ModuleState): void {
     const definition = state.definition;
     if (this.stopping && !definition.alwaysRun) {
-      this.notRun(state, 'PipelineTerminated', this.stoppedReason());
+      this.notRun(state, 'PipelineTerminated', this.stoppedReason(state));
       return;
     }
     const blocked = dependencyVerdict(state, this.options.pipeline, this.modules);
@@ -393,7 +393,12 @@ class PipelineRun {
           verdict.kind === 'cancelled' ? 'Cancelled' : verdict.kind === 'timed-out' ? 'TimedOut' : 'Failed';
         record.error = error.message;
         if (verdict.kind === 'cancelled' && this.stopping) {
-          this.complete(state, 'PipelineTerminated', { workerId, times, error, reason: this.stoppedReason() });
+          this.complete(state, 'PipelineTerminated', {
+            workerId,
+            times,
+            error,
+            reason: this.stoppedReason(state, true),
+          });
         } else {
           this.failed(state, verdict.kind === 'timed-out' ? 'TimedOut' : 'Failed', { workerId, times, error });
         }
@@ -486,13 +491,16 @@ class PipelineRun {
       });
       return;
     }
-    this.requeue(state);
+    this.requeue(state, true);
   }
 
-  /** Dispatches the module again (unless the run is stopping and it is not an always-run module). */
-  private requeue(state: ModuleState): void {
+  /**
+   * Dispatches the module again (unless the run is stopping and it is not an always-run module).
+   * @param wasRunning its attempt ran until now (it was lost), rather than being refused
+   */
+  private requeue(state: ModuleState, wasRunning = false): void {
     if (this.stopping && !state.definition.alwaysRun) {
-      this.notRun(state, 'PipelineTerminated', this.stoppedReason());
+      this.notRun(state, 'PipelineTerminated', this.stoppedReason(state, wasRunning));
       return;
     }
     state.result.status = 'NotYetStarted';
@@ -602,7 +610,7 @@ class PipelineRun {
     for (const state of this.modules.values()) {
       if (state.definition.alwaysRun) continue;
       if (state.phase === 'ready' || state.phase === 'deciding')
-        this.notRun(state, 'PipelineTerminated', this.stoppedReason());
+        this.notRun(state, 'PipelineTerminated', this.stoppedReason(state));
     }
     for (const attempt of this.attempts.values()) {
       if (attempt.state === 'running' && !attempt.module.definition.alwaysRun)
@@ -611,14 +619,20 @@ class PipelineRun {
     // Modules still waiting for dependencies end as those do (always-run ones then run).
     for (const state of this.modules.values()) {
       if (state.phase === 'waiting' && !state.definition.alwaysRun)
-        this.notRun(state, 'PipelineTerminated', this.stoppedReason());
+        this.notRun(state, 'PipelineTerminated', this.stoppedReason(state));
     }
     this.schedulePump();
   }
 
-  /** Why a module does not run once the run is stopping or cancelling. */
-  private stoppedReason(): string {
-    return `not run: the run ${this.state.kind === 'stopping' ? `stopped because ${this.state.reason}` : 'was cancelled'}`;
+  /**
+   * Why a module ends `PipelineTerminated` once the run is stopping or cancelling: `cancelled
+   * while running: …` when it was running then, `not run again: …` when it had attempts before
+   * (it was waiting for a retry, or a worker refused it), `not run: …` when it never started.
+   */
+  private stoppedReason(state: ModuleState, wasRunning = false): string {
+    const why = `the run ${this.state.kind === 'stopping' ? `stopped because ${this.state.reason}` : 'was cancelled'}`;
+    if (wasRunning) return `cancelled while running: ${why}`;
+    return `${state.result.attempts.length > 0 ? 'not run again' : 'not run'}: ${why}`;
   }
 
   /** Sends the spec's cancel call for an attempt; if the worker cannot be reached, stops waiting for it. */
