@@ -32,6 +32,25 @@ async function run(pipeline: Pipeline, options: Partial<RunPipelineOptions> = {}
   return runPipeline({ pipeline, registry: cluster!.orchestrator.registry, logger: silent, ...options });
 }
 
+/** A module that runs until it is cancelled (10 s at most). */
+const runsUntilCancelled = (name: string) =>
+  defineModule({
+    name,
+    run: async (ctx) => {
+      await sleep(10_000, undefined, { signal: ctx.signal });
+    },
+  });
+
+/** Runs `pipeline` on one worker and cancels the run once a module runs there: the run's result. */
+async function cancelOnceRunning(pipeline: Pipeline): Promise<RunResult> {
+  const { workers } = await clusterFor(pipeline);
+  const controller = new AbortController();
+  const running = run(pipeline, { signal: controller.signal });
+  await expect.poll(() => workers[0]!.load, { timeout: 3_000, interval: 20, message: 'work to start' }).toBe(1);
+  controller.abort();
+  return running;
+}
+
 /** Counts how many modules hold a key at once, and the most that ever did. */
 class Gauge {
   current = 0;
@@ -148,40 +167,20 @@ describe('failures', () => {
   });
 
   it('always-run cleanup runs after the run is cancelled', async () => {
-    const work = defineModule({
-      name: 'work',
-      run: async (ctx) => {
-        await sleep(10_000, undefined, { signal: ctx.signal });
-      },
-    });
+    const work = runsUntilCancelled('work');
     const cleanup = defineModule({ name: 'cleanup', dependsOn: [work], alwaysRun: true, run: () => 'cleaned' });
     const pipeline = definePipeline({ name: 'cancel-cleanup', modules: [work, cleanup] });
-    const { workers } = await clusterFor(pipeline);
-    const controller = new AbortController();
-    const running = run(pipeline, { signal: controller.signal });
-    await expect.poll(() => workers[0]!.load, { timeout: 3_000, interval: 20, message: 'work to start' }).toBe(1);
-    controller.abort();
-    const result = await running;
+    const result = await cancelOnceRunning(pipeline);
     expect(result.status).toBe('Cancelled');
     expect(byName(result).work!.status).toBe('PipelineTerminated');
     expect(byName(result).cleanup).toMatchObject({ status: 'Successful', result: 'cleaned' });
   });
 
   it('a module the run cancelled while it ran reads as cancelled while running, apart from those not run', async () => {
-    const work = defineModule({
-      name: 'work',
-      run: async (ctx) => {
-        await sleep(10_000, undefined, { signal: ctx.signal });
-      },
-    });
+    const work = runsUntilCancelled('work');
     const next = defineModule({ name: 'next', dependsOn: [work], run: () => 1 });
     const pipeline = definePipeline({ name: 'cancel-reasons', modules: [work, next] });
-    const { workers } = await clusterFor(pipeline);
-    const controller = new AbortController();
-    const running = run(pipeline, { signal: controller.signal });
-    await expect.poll(() => workers[0]!.load, { timeout: 3_000, interval: 20, message: 'work to start' }).toBe(1);
-    controller.abort();
-    const result = await running;
+    const result = await cancelOnceRunning(pipeline);
     const modules = byName(result);
     expect(modules.work).toMatchObject({
       status: 'PipelineTerminated',

@@ -41,11 +41,7 @@ describe('mpd-orchestrator CLI', () => {
     expect(await registered.json()).toMatchObject({ heartbeatIntervalSeconds: 7 });
     run.child.kill('SIGINT');
     expect(await run.exited).toBe(0);
-    const logs = run
-      .stderr()
-      .trim()
-      .split('\n')
-      .map((text) => JSON.parse(text) as { msg: string });
+    const logs = run.stderrLogs();
     expect(logs.map((log) => log.msg)).toContain('orchestrator listening');
   });
 
@@ -54,12 +50,7 @@ describe('mpd-orchestrator CLI', () => {
     await run.firstLine();
     run.child.kill('SIGTERM');
     expect(await run.exited).toBe(0);
-    const warnings = run
-      .stderr()
-      .trim()
-      .split('\n')
-      .map((text) => JSON.parse(text) as { level: number; msg: string; name: string })
-      .filter((log) => log.msg.includes('deprecated'));
+    const warnings = run.stderrLogs().filter((log) => log.msg.includes('deprecated'));
     expect(warnings.map(({ level, msg, name }) => ({ level, msg, name }))).toEqual([
       {
         level: 40,

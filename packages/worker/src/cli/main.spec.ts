@@ -59,11 +59,7 @@ describe('mpd-worker CLI', () => {
     const { code } = await run.stop('SIGINT');
     expect(code).toBe(0);
     expect(run.stdout()).toBe(`${line}\n`);
-    const logs = run
-      .stderr()
-      .trim()
-      .split('\n')
-      .map((text) => JSON.parse(text) as { msg: string; service: string });
+    const logs = run.stderrLogs();
     expect(logs.map((log) => log.msg)).toContain(
       'no --orchestrator given: serving the worker API without registering anywhere',
     );
@@ -76,12 +72,7 @@ describe('mpd-worker CLI', () => {
     const url = LISTENING.exec(line)![2]!;
     expect(await (await fetch(`${url}/api/health`)).json()).toMatchObject({ maxLoad: 2 });
     expect((await run.stop('SIGTERM')).code).toBe(0);
-    const warnings = run
-      .stderr()
-      .trim()
-      .split('\n')
-      .map((text) => JSON.parse(text) as { level: number; msg: string; service: string })
-      .filter((log) => log.msg.includes('deprecated'));
+    const warnings = run.stderrLogs().filter((log) => log.msg.includes('deprecated'));
     expect(warnings).toEqual([
       expect.objectContaining({
         level: 40,
