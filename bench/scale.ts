@@ -9,6 +9,7 @@
  *   1,000-module one (same shape), on simulated workers that answer at once (see
  *   servers/scheduler.ts), so that only the scheduler's own work is timed.
  */
+import { orchestratorContract } from '@mpd/contract';
 import type { ProcessStats } from './lib/ipc.js';
 import { pacedLoad, registerWorkers, type SimulatedWorker } from './lib/load.js';
 import { ADMIN_TOKEN, BenchProcess, benchPath, JOIN_TOKEN, ORCHESTRATOR_SERVER } from './lib/processes.js';
@@ -90,7 +91,7 @@ function heartbeatsAtInterval(url: string, workers: SimulatedWorker[], intervalS
       const worker = workers[next++ % workers.length]!;
       return {
         method: 'POST',
-        path: '/api/workers/heartbeat',
+        path: orchestratorContract.workers.heartbeat.path,
         headers: { 'content-type': 'application/json', authorization: `Bearer ${worker.credential}` },
         body: JSON.stringify({ workerId: worker.id, currentLoad: next % 3 }),
       };
@@ -103,7 +104,9 @@ async function listLatency(url: string, calls: number): Promise<{ latencies: num
   let bytes = 0;
   for (let call = 0; call < calls; call++) {
     const started = performance.now();
-    const response = await fetch(`${url}/api/workers`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const response = await fetch(`${url}${orchestratorContract.workers.list.path}`, {
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
     const text = await response.text();
     latencies.push(performance.now() - started);
     if (response.status !== 200) throw new Error(`GET /api/workers answered ${response.status}`);

@@ -1,4 +1,5 @@
 /** Load generation: registering simulated workers, and autocannon runs. */
+import { orchestratorContract } from '@mpd/contract';
 import autocannon from 'autocannon';
 import { Pool } from 'undici';
 import { JOIN_TOKEN } from './processes.js';
@@ -24,7 +25,7 @@ export async function registerWorkers(
   const started = performance.now();
   const register = async (index: number): Promise<void> => {
     const id = `${prefix}-${String(index + 1).padStart(5, '0')}`;
-    const response = await fetch(`${url}/api/workers/register`, {
+    const response = await fetch(`${url}${orchestratorContract.workers.register.path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${JOIN_TOKEN}` },
       body: JSON.stringify({
@@ -58,7 +59,7 @@ export async function registerWorkers(
 export function heartbeatRequest(worker: SimulatedWorker): autocannon.Request {
   return {
     method: 'POST',
-    path: '/api/workers/heartbeat',
+    path: orchestratorContract.workers.heartbeat.path,
     headers: { 'content-type': 'application/json', authorization: `Bearer ${worker.credential}` },
     body: JSON.stringify({ workerId: worker.id, currentLoad: 0 }),
   };

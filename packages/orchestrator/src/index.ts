@@ -11,6 +11,24 @@
  * await orchestrator.close();
  * ```
  *
+ * To run a pipeline on the registered workers from your own code (what `mpd-orchestrator
+ * --pipeline` does), hand `runPipeline` the pipeline and the orchestrator's registry. It does
+ * not wait for workers first: a ready module waits up to `workerWaitMs` (5 minutes) for a live
+ * worker that loaded the same pipeline file and meets its requirements.
+ *
+ * ```ts
+ * import { formatSummary, runPipeline, startOrchestrator } from '@mpd/orchestrator';
+ * import { loadPipelineFile } from '@mpd/pipeline';
+ * import { pino } from 'pino';
+ *
+ * const orchestrator = await startOrchestrator({ port: 8080, joinToken: process.env.MPD_JOIN_TOKEN });
+ * const pipeline = await loadPipelineFile('ci.pipeline.ts');
+ * const result = await runPipeline({ pipeline, registry: orchestrator.registry, logger: pino() });
+ * console.log(formatSummary(result));
+ * await orchestrator.close();
+ * process.exitCode = result.success ? 0 : 1;
+ * ```
+ *
  * To serve the API from your own server, build the express app yourself:
  *
  * ```ts
@@ -43,7 +61,7 @@ export type {
   RunResult,
   WorkerClientTarget,
 } from './runner/index.js';
-export { DEFAULT_ORCHESTRATOR_OPTIONS } from './orchestrator-options.js';
+export { DEFAULT_ORCHESTRATOR_OPTIONS, DEFAULT_START_OPTIONS } from './orchestrator-options.js';
 export type { OrchestratorOptions, RateLimitOptions, ResolvedOrchestratorOptions } from './orchestrator-options.js';
 export { OrchestratorConfigError, OrchestratorStartError, RegistrationError } from './errors.js';
 export type { OrchestratorConfigErrorCode, OrchestratorStartErrorCode, RegistrationErrorCode } from './errors.js';

@@ -1,5 +1,6 @@
 import { pino, type Logger } from 'pino';
 import { OrchestratorConfigError } from './errors.js';
+import type { StartOrchestratorOptions } from './server.js';
 
 /**
  * The options of an orchestrator (the app, the registry and the server), every default filled
@@ -82,6 +83,16 @@ export const DEFAULT_ORCHESTRATOR_OPTIONS = {
   bodyLimit: '1mb',
   rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
 } as const satisfies Omit<ResolvedOrchestratorOptions, 'logger'>;
+
+/**
+ * The defaults of what {@link startOrchestrator} takes besides the orchestrator's options (here,
+ * not in server.ts, so that the CLI reads them without loading the server).
+ */
+export const DEFAULT_START_OPTIONS = {
+  port: 8080,
+  host: '0.0.0.0',
+  closeGraceMs: 5_000,
+} as const satisfies StartOrchestratorOptions;
 
 /**
  * Fills in defaults and checks the numbers.

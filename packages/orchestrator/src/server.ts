@@ -1,7 +1,7 @@
 import { closeGracefully, createHttpOrHttpsServer, listen, reachableHost, type ServerTls } from '@mpd/server-kit';
 import { createApp } from './app.js';
 import { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
-import { type OrchestratorOptions, resolveOrchestratorOptions } from './orchestrator-options.js';
+import { DEFAULT_START_OPTIONS, type OrchestratorOptions, resolveOrchestratorOptions } from './orchestrator-options.js';
 import { InMemoryNodeRegistry } from './registry/in-memory-node-registry.js';
 import type { NodeRegistry } from './registry/node-registry.js';
 import { orchestratorStartupWarnings } from './startup-warnings.js';
@@ -68,8 +68,8 @@ export interface RunningOrchestrator {
  */
 export async function startOrchestrator(options: StartOrchestratorOptions = {}): Promise<RunningOrchestrator> {
   const resolved = resolveOrchestratorOptions(options);
-  const port = options.port ?? 8080;
-  const host = options.host ?? '0.0.0.0';
+  const port = options.port ?? DEFAULT_START_OPTIONS.port;
+  const host = options.host ?? DEFAULT_START_OPTIONS.host;
   if (!Number.isInteger(port) || port < 0 || port > 65_535) {
     throw new OrchestratorConfigError(
       'InvalidSetting',
@@ -80,7 +80,7 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
   const registry = options.registry ?? new InMemoryNodeRegistry({ heartbeatTimeoutMs: resolved.heartbeatTimeoutMs });
   const sweepIntervalMs =
     options.sweepIntervalMs ?? Math.min(5_000, Math.max(50, Math.floor(resolved.heartbeatTimeoutMs / 4)));
-  const closeGraceMs = options.closeGraceMs ?? 5_000;
+  const closeGraceMs = options.closeGraceMs ?? DEFAULT_START_OPTIONS.closeGraceMs;
 
   const app = createApp({ registry, options: resolved });
   let server: ReturnType<typeof createHttpOrHttpsServer>;

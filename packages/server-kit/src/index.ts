@@ -36,6 +36,7 @@ export { bearerToken, forbidden, rateLimited, requireJsonBody, safeEqual, unauth
 export { definedOnly, defineSettings } from './cli/define-settings.js';
 export type {
   DefineSettingsOptions,
+  OldNameGiven,
   RawSettings,
   SettingAlias,
   SettingRow,
@@ -44,7 +45,17 @@ export type {
   SettingsDefinition,
   SettingValues,
 } from './cli/define-settings.js';
-export { bodyLimitText, commaSeparatedText, tokenText } from './cli/setting-schemas.js';
+export {
+  bodyLimitText,
+  commaSeparatedText,
+  hostText,
+  integerText,
+  LOG_LEVELS,
+  logLevelText,
+  pathText,
+  portText,
+  tokenText,
+} from './cli/setting-schemas.js';
 export { writeStateFile } from './cli/state-file.js';
 export { isLoopbackHost, PLAIN_HTTP_WARNING, startupWarnings } from './cli/startup-warnings.js';
 export { readTlsFiles, TLS_FILE_SETTINGS, TLS_SETTING_NEEDS, tlsFileSettings } from './cli/tls-files.js';

@@ -21,6 +21,12 @@ export interface RunningProcess {
   stdout(): string;
   /** Everything written to stderr so far. */
   stderr(): string;
+  /**
+   * The lines written to stderr so far, each parsed as JSON: the log lines of a process that
+   * logs JSON there (pino's `level`, `msg` and its other fields). Throws on a line that is not
+   * JSON, a blank one (or an empty stderr) included.
+   */
+  stderrLogs(): { level: number; msg: string; [field: string]: unknown }[];
   /** stdout and stderr interleaved in the order they arrived. */
   output(): string;
   /**
@@ -95,6 +101,11 @@ export function spawnProcess(options: SpawnOptions): RunningProcess {
     child,
     stdout: () => stdout,
     stderr: () => stderr,
+    stderrLogs: () =>
+      stderr
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as { level: number; msg: string }),
     output: () => output,
     exited,
     firstLine: () =>

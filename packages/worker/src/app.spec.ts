@@ -4,6 +4,7 @@ import { executeModuleFailureSchema, parseTimeSpan } from '@mpd/contract';
 import { defineModule, definePipeline } from '@mpd/pipeline';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WorkerConfigError, WorkerError } from './errors.js';
 import { startWorker, type RunningWorker } from './server.js';
 
 let runs = 0;
@@ -283,5 +284,20 @@ describe('worker API', () => {
     const document = (await response.json()) as { paths: Record<string, unknown>; servers: unknown };
     expect(Object.keys(document.paths)).toContain('/api/execution/execute');
     expect(document.servers).toEqual([{ url: worker.url }]);
+  });
+});
+
+describe('startWorker', () => {
+  it('refuses TLS it cannot use as an invalid setting naming tls, as the orchestrator does', async () => {
+    const error = await startWorker({
+      port: 0,
+      host: '127.0.0.1',
+      tls: { cert: 'not a certificate', key: 'not a key' },
+      logger: pino({ level: 'silent' }),
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkerConfigError);
+    expect(error).toBeInstanceOf(WorkerError);
+    expect(error).toMatchObject({ code: 'InvalidSetting', setting: 'tls' });
+    expect((error as Error).message).toMatch(/^Invalid setting tls: cannot use the certificate, key or client CA: /);
   });
 });

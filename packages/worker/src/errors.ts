@@ -39,10 +39,22 @@ export class ExecutionCancelledError extends WorkerError {
   }
 }
 
-/** A setting has an invalid value; the message names the flag and the environment variable. */
+/** Why a setting of the worker was refused (the codes of {@link WorkerConfigError}). */
+export type WorkerConfigErrorCode = Extract<WorkerErrorCode, 'InvalidSetting'>;
+
+/**
+ * A setting of the worker that cannot work, e.g. `--port abc` or a `tls` certificate that does
+ * not match its key; the message names the setting and the value. Shaped like the
+ * orchestrator's `OrchestratorConfigError` (a `code` and the `setting`), so that callers
+ * handle both alike.
+ */
 export class WorkerConfigError extends WorkerError {
   override readonly name = 'WorkerConfigError';
-  constructor(message: string, options?: { cause?: unknown }) {
-    super('InvalidSetting', message, options);
+  declare readonly code: WorkerConfigErrorCode;
+  /** The setting at fault as the user wrote it, e.g. `--port (MPD_PORT)` or `tls`. */
+  readonly setting: string;
+  constructor(code: WorkerConfigErrorCode, setting: string, message: string, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.setting = setting;
   }
 }

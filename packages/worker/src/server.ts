@@ -4,7 +4,7 @@ import type { WorkerNodeRegistration } from '@mpd/contract';
 import { closeGracefully, createHttpOrHttpsServer, listen } from '@mpd/server-kit';
 import type { Application } from 'express';
 import { createApp } from './app.js';
-import { WorkerError } from './errors.js';
+import { WorkerConfigError, WorkerError } from './errors.js';
 import { ModuleExecutor } from './executor/module-executor.js';
 import { OrchestratorLink, type LinkState } from './registration/orchestrator-link.js';
 import { workerStartupWarnings } from './startup-warnings.js';
@@ -52,21 +52,21 @@ export interface RunningWorker {
  * serving without any token.
  */
 export async function startWorker(options: WorkerOptions = {}): Promise<RunningWorker> {
-  const settings = resolveWorkerOptions(options);
-  const { id, host, logger, pipeline, slots } = settings;
+  const resolved = resolveWorkerOptions(options);
+  const { id, host, logger, pipeline, slots } = resolved;
   const executor = new ModuleExecutor({
     workerId: id,
     pipeline,
     slots,
-    defaultTimeoutMs: settings.defaultTimeoutMs,
-    workingDirectory: settings.workingDirectory,
-    completedRetentionMs: settings.completedRetentionMs,
+    defaultTimeoutMs: resolved.defaultTimeoutMs,
+    workingDirectory: resolved.workingDirectory,
+    completedRetentionMs: resolved.completedRetentionMs,
     logger: logger.child({ workerId: id }),
   });
-  const client = settings.orchestratorUrl
+  const client = resolved.orchestratorUrl
     ? createOrchestratorClient({
-        baseUrl: settings.orchestratorUrl,
-        ...(settings.orchestratorTls ? { tls: settings.orchestratorTls } : {}),
+        baseUrl: resolved.orchestratorUrl,
+        ...(resolved.orchestratorTls ? { tls: resolved.orchestratorTls } : {}),
       })
     : undefined;
   const link = client
@@ -75,32 +75,32 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
         workerId: id,
         currentLoad: () => executor.load,
         logger: logger.child({ workerId: id, component: 'link' }),
-        joinToken: settings.joinToken,
-        credentialFile: settings.credentialFile,
-        initialBackoffMs: settings.initialBackoffMs,
-        maxBackoffMs: settings.maxBackoffMs,
+        joinToken: resolved.joinToken,
+        credentialFile: resolved.credentialFile,
+        initialBackoffMs: resolved.initialBackoffMs,
+        maxBackoffMs: resolved.maxBackoffMs,
       })
     : undefined;
   const app = createApp({
     executor,
     logger,
     // Read per request: the link's credential changes at each registration.
-    acceptedTokens: () => [settings.token, link?.credential].filter((token): token is string => token !== undefined),
-    bodyLimit: settings.bodyLimit,
-    validateResponses: settings.validateResponses,
+    acceptedTokens: () => [resolved.token, link?.credential].filter((token): token is string => token !== undefined),
+    bodyLimit: resolved.bodyLimit,
+    validateResponses: resolved.validateResponses,
   });
-  const { server, port } = await serve(app, settings).catch(async (error: unknown) => {
+  const { server, port } = await serve(app, resolved).catch(async (error: unknown) => {
     await client?.close();
     throw error;
   });
   const wildcard = host === '0.0.0.0' || host === '::';
-  const scheme = settings.tls ? 'https' : 'http';
+  const scheme = resolved.tls ? 'https' : 'http';
   const url = `${scheme}://${wildcard ? '127.0.0.1' : formatHost(host)}:${port}`;
-  const endpoint = settings.endpoint ?? `${scheme}://${wildcard ? hostname() : formatHost(host)}:${port}`;
+  const endpoint = resolved.endpoint ?? `${scheme}://${wildcard ? hostname() : formatHost(host)}:${port}`;
   for (const warning of workerStartupWarnings({
     host,
-    tls: settings.tls !== undefined,
-    token: settings.joinToken !== undefined || settings.token !== undefined,
+    tls: resolved.tls !== undefined,
+    token: resolved.joinToken !== undefined || resolved.token !== undefined,
   })) {
     logger.warn({ host }, warning);
   }
@@ -109,10 +109,10 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     id,
     endpoint,
     capabilities: {
-      os: settings.os,
-      installedTools: settings.tools,
+      os: resolved.os,
+      installedTools: resolved.tools,
       maxParallelModules: slots,
-      tags: settings.tags,
+      tags: resolved.tags,
     },
     pipeline: pipeline
       ? { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: [...pipeline.modules.keys()] }
@@ -142,24 +142,26 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     },
     stopped: lifecycle.stopped,
     drain: () => lifecycle.drain(),
-    close: (graceMs = settings.shutdownGraceMs) => lifecycle.shutDown(graceMs),
+    close: (graceMs = resolved.shutdownGraceMs) => lifecycle.shutDown(graceMs),
   };
 }
 
 type Server = ReturnType<typeof createHttpOrHttpsServer>;
 
 /**
- * The app's HTTP(S) server, listening on `settings.host` and `settings.port`.
- * @throws WorkerError (code `InvalidSetting`) for unusable TLS files, (code `ListenFailed`) when it cannot listen.
+ * The app's HTTP(S) server, listening on `resolved.host` and `resolved.port`.
+ * @throws WorkerConfigError (code `InvalidSetting`, setting `tls`) for unusable TLS files, WorkerError (code
+ *   `ListenFailed`) when it cannot listen.
  */
-async function serve(app: Application, settings: ResolvedWorkerOptions): Promise<{ server: Server; port: number }> {
-  const { host, port: requestedPort } = settings;
+async function serve(app: Application, resolved: ResolvedWorkerOptions): Promise<{ server: Server; port: number }> {
+  const { host, port: requestedPort } = resolved;
   let server: Server;
   try {
-    server = createHttpOrHttpsServer(app, settings.tls);
+    server = createHttpOrHttpsServer(app, resolved.tls);
   } catch (cause) {
-    throw new WorkerError(
+    throw new WorkerConfigError(
       'InvalidSetting',
+      'tls',
       `Invalid setting tls: cannot use the certificate, key or client CA: ${(cause as Error).message}`,
       { cause },
     );

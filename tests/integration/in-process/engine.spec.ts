@@ -6,7 +6,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createOrchestratorClient } from '@mpd/client';
 import { defineModule, definePipeline, type Pipeline } from '@mpd/pipeline';
-import { type RunPipelineOptions, runPipeline, type RunResult } from '@mpd/orchestrator';
+import { formatSummary, type RunPipelineOptions, runPipeline, type RunResult } from '@mpd/orchestrator';
 import type { WorkerOptions } from '@mpd/worker';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, silent } from '../helpers/cluster.js';
@@ -30,6 +30,25 @@ async function clusterFor(pipeline: Pipeline, workers: WorkerOptions[] = [{}]): 
 
 async function run(pipeline: Pipeline, options: Partial<RunPipelineOptions> = {}): Promise<RunResult> {
   return runPipeline({ pipeline, registry: cluster!.orchestrator.registry, logger: silent, ...options });
+}
+
+/** A module that runs until it is cancelled (10 s at most). */
+const runsUntilCancelled = (name: string) =>
+  defineModule({
+    name,
+    run: async (ctx) => {
+      await sleep(10_000, undefined, { signal: ctx.signal });
+    },
+  });
+
+/** Runs `pipeline` on one worker and cancels the run once a module runs there: the run's result. */
+async function cancelOnceRunning(pipeline: Pipeline): Promise<RunResult> {
+  const { workers } = await clusterFor(pipeline);
+  const controller = new AbortController();
+  const running = run(pipeline, { signal: controller.signal });
+  await expect.poll(() => workers[0]!.load, { timeout: 3_000, interval: 20, message: 'work to start' }).toBe(1);
+  controller.abort();
+  return running;
 }
 
 /** Counts how many modules hold a key at once, and the most that ever did. */
@@ -148,23 +167,98 @@ describe('failures', () => {
   });
 
   it('always-run cleanup runs after the run is cancelled', async () => {
-    const work = defineModule({
-      name: 'work',
-      run: async (ctx) => {
-        await sleep(10_000, undefined, { signal: ctx.signal });
-      },
-    });
+    const work = runsUntilCancelled('work');
     const cleanup = defineModule({ name: 'cleanup', dependsOn: [work], alwaysRun: true, run: () => 'cleaned' });
     const pipeline = definePipeline({ name: 'cancel-cleanup', modules: [work, cleanup] });
-    const { workers } = await clusterFor(pipeline);
-    const controller = new AbortController();
-    const running = run(pipeline, { signal: controller.signal });
-    await expect.poll(() => workers[0]!.load, { timeout: 3_000, interval: 20, message: 'work to start' }).toBe(1);
-    controller.abort();
-    const result = await running;
+    const result = await cancelOnceRunning(pipeline);
     expect(result.status).toBe('Cancelled');
     expect(byName(result).work!.status).toBe('PipelineTerminated');
     expect(byName(result).cleanup).toMatchObject({ status: 'Successful', result: 'cleaned' });
+  });
+
+  it('a module the run cancelled while it ran reads as cancelled while running, apart from those not run', async () => {
+    const work = runsUntilCancelled('work');
+    const next = defineModule({ name: 'next', dependsOn: [work], run: () => 1 });
+    const pipeline = definePipeline({ name: 'cancel-reasons', modules: [work, next] });
+    const result = await cancelOnceRunning(pipeline);
+    const modules = byName(result);
+    expect(modules.work).toMatchObject({
+      status: 'PipelineTerminated',
+      reason: 'cancelled while running: the run was cancelled',
+      attempts: [{ outcome: 'Cancelled' }],
+    });
+    expect(modules.next).toMatchObject({
+      status: 'PipelineTerminated',
+      reason: 'not run: the run was cancelled',
+      attempts: [],
+    });
+    const summary = formatSummary(result);
+    expect(summary).toContain(
+      'Stopped after starting:\n  work (PipelineTerminated): cancelled while running: the run was cancelled\n',
+    );
+    expect(summary).toMatch(/Not run:\n {2}next \(PipelineTerminated\): not run: the run was cancelled$/);
+  });
+
+  it('StopOnFirstFailure: a module cancelled while it ran names the failure that stopped the run', async () => {
+    let longStarted!: () => void;
+    const started = new Promise<void>((resolve) => (longStarted = resolve));
+    // Fails once long runs, so that the run stops while it does.
+    const fails = defineModule({
+      name: 'fails',
+      run: async () => {
+        await started;
+        throw new Error('boom');
+      },
+    });
+    const long = defineModule({
+      name: 'long',
+      run: async (ctx) => {
+        longStarted();
+        await sleep(10_000, undefined, { signal: ctx.signal });
+      },
+    });
+    const pipeline = definePipeline({ name: 'stop-reasons', modules: [fails, long] });
+    await clusterFor(pipeline, [{ id: 'w1' }, { id: 'w2' }]);
+    const modules = byName(await run(pipeline));
+    expect(modules.long).toMatchObject({
+      status: 'PipelineTerminated',
+      reason: "cancelled while running: the run stopped because module 'fails' failed",
+    });
+  });
+
+  it('a module waiting to retry when the run stops reads as not run again, among the modules that started', async () => {
+    let flakyRetrying!: () => void;
+    const retrying = new Promise<void>((resolve) => (flakyRetrying = resolve));
+    const flaky = defineModule({
+      name: 'flaky',
+      retry: { attempts: 1, backoffMs: 30_000 },
+      run: () => {
+        throw new Error('flaky');
+      },
+    });
+    // Fails once the run put flaky's retry off, so that the run stops while flaky waits for it.
+    const fails = defineModule({
+      name: 'fails',
+      run: async () => {
+        await retrying;
+        throw new Error('boom');
+      },
+    });
+    const pipeline = definePipeline({ name: 'stop-retry', modules: [flaky, fails] });
+    await clusterFor(pipeline, [{ id: 'w1' }, { id: 'w2' }]);
+    const result = await run(pipeline, {
+      onEvent: (event) => {
+        if (event.type === 'module-retrying' && event.module === 'flaky') flakyRetrying();
+      },
+    });
+    expect(byName(result).flaky).toMatchObject({
+      status: 'PipelineTerminated',
+      reason: "not run again: the run stopped because module 'fails' failed",
+      attempts: [{ outcome: 'Failed' }],
+    });
+    expect(formatSummary(result)).toContain(
+      "Stopped after starting:\n  flaky (PipelineTerminated): not run again: the run stopped because module 'fails' failed",
+    );
   });
 
   it('retries a failing module with backoff, and fails it once the retries are spent', async () => {

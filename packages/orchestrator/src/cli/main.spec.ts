@@ -41,12 +41,28 @@ describe('mpd-orchestrator CLI', () => {
     expect(await registered.json()).toMatchObject({ heartbeatIntervalSeconds: 7 });
     run.child.kill('SIGINT');
     expect(await run.exited).toBe(0);
-    const logs = run
-      .stderr()
-      .trim()
-      .split('\n')
-      .map((text) => JSON.parse(text) as { msg: string });
+    const logs = run.stderrLogs();
     expect(logs.map((log) => log.msg)).toContain('orchestrator listening');
+  });
+
+  it('warns once, in its JSON log, for each setting given by its old name', async () => {
+    const run = cli(['--port', '0', '--host', '127.0.0.1', '--workdir', '/srv/build'], { MPD_CATEGORIES: 'build' });
+    await run.firstLine();
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+    const warnings = run.stderrLogs().filter((log) => log.msg.includes('deprecated'));
+    expect(warnings.map(({ level, msg, name }) => ({ level, msg, name }))).toEqual([
+      {
+        level: 40,
+        name: 'mpd-orchestrator',
+        msg: '--workdir (MPD_WORKDIR) is deprecated; use --working-directory (MPD_WORKING_DIRECTORY)',
+      },
+      {
+        level: 40,
+        name: 'mpd-orchestrator',
+        msg: '--categories (MPD_CATEGORIES) is deprecated; use --run-only-categories (MPD_RUN_ONLY_CATEGORIES)',
+      },
+    ]);
   });
 
   it('exits 2 naming --port for --port abc', async () => {

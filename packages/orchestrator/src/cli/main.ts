@@ -11,12 +11,13 @@
  */
 import { resolve } from 'node:path';
 import type { Pipeline } from '@mpd/pipeline';
+import type { OldNameGiven } from '@mpd/server-kit';
 import { CommanderError } from 'commander';
 import { destination, pino, type Logger } from 'pino';
 import { OrchestratorConfigError } from '../errors.js';
 import type { RunningOrchestrator } from '../server.js';
 import { runOptions, serverOptions } from './options-from-settings.js';
-import { createCommand, type OrchestratorCliSettings, parseSettings } from './settings.js';
+import { createCommand, type OrchestratorCliSettings, parseSettings, SETTINGS } from './settings.js';
 import { readTlsFiles, type TlsFiles } from './tls-files.js';
 
 const EXIT_OK = 0;
@@ -26,7 +27,8 @@ const EXIT_INVALID_SETTING = 2;
 /** What relative paths in the settings are relative to: where `pnpm orchestrator` was run. */
 const baseDir = process.env.INIT_CWD ?? process.cwd();
 
-function readSettings(): OrchestratorCliSettings {
+/** The checked settings, and the old names they were given by. */
+function readSettings(): { settings: OrchestratorCliSettings; oldNames: OldNameGiven[] } {
   const command = createCommand().exitOverride();
   try {
     command.parse(process.argv);
@@ -38,7 +40,7 @@ function readSettings(): OrchestratorCliSettings {
     throw error;
   }
   try {
-    return parseSettings(command);
+    return { settings: parseSettings(command), oldNames: SETTINGS.oldNamesGiven(command) };
   } catch (error) {
     if (error instanceof OrchestratorConfigError) {
       process.stderr.write(`mpd-orchestrator: ${error.message}\n`);
@@ -74,7 +76,7 @@ async function loadPipeline(file: string): Promise<Pipeline> {
 }
 
 async function main(): Promise<number> {
-  const settings = readSettings();
+  const { settings, oldNames } = readSettings();
   const tls = readTls(settings);
   // Loaded after the settings are valid, so --help and setting errors answer quickly.
   const { startOrchestrator } = await import('../server.js');
@@ -85,6 +87,8 @@ async function main(): Promise<number> {
     { name: 'mpd-orchestrator', level: settings.logLevel },
     destination({ dest: 2, sync: false }),
   );
+  // A log line (stderr carries JSON logs only), at warn: one per old name given.
+  for (const { oldName, name, message } of oldNames) logger.warn({ deprecated: oldName, use: name }, message);
   const pipeline = settings.pipeline === undefined ? undefined : await loadPipeline(settings.pipeline);
 
   let orchestrator: RunningOrchestrator;

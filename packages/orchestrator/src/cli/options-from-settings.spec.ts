@@ -1,4 +1,10 @@
 import { describe, expect, it } from 'vitest';
+import {
+  DEFAULT_ORCHESTRATOR_OPTIONS,
+  DEFAULT_START_OPTIONS,
+  resolveOrchestratorOptions,
+} from '../orchestrator-options.js';
+import { DEFAULT_RUN_OPTIONS } from '../runner/run-defaults.js';
 import { runOptions, serverOptions } from './options-from-settings.js';
 import { parseSettings } from './settings.js';
 
@@ -84,5 +90,32 @@ describe('runOptions', () => {
       'maxLostAttempts',
       'timeoutMarginMs',
     ]);
+  });
+});
+
+describe('the defaults of the settings', () => {
+  it('are the library defaults, not typed again: no flag given, the options resolve as if none were given', () => {
+    const { port, host, ...orchestrator } = serverOptions(parseSettings({}), noTls);
+    expect({ port, host }).toEqual({ port: DEFAULT_START_OPTIONS.port, host: DEFAULT_START_OPTIONS.host });
+    const { logger: _fromSettings, ...fromSettings } = resolveOrchestratorOptions(orchestrator);
+    const { logger: _fromNothing, ...fromNothing } = resolveOrchestratorOptions({});
+    expect(fromSettings).toStrictEqual(fromNothing);
+    expect(orchestrator).toStrictEqual({
+      heartbeatIntervalSeconds: DEFAULT_ORCHESTRATOR_OPTIONS.heartbeatIntervalSeconds,
+      heartbeatTimeoutMs: DEFAULT_ORCHESTRATOR_OPTIONS.heartbeatTimeoutMs,
+      bodyLimit: DEFAULT_ORCHESTRATOR_OPTIONS.bodyLimit,
+      rateLimits: DEFAULT_ORCHESTRATOR_OPTIONS.rateLimits,
+    });
+
+    const run = runOptions(parseSettings({}), noTls, '/home/ci');
+    expect({
+      workerWaitMs: run.workerWaitMs,
+      maxLostAttempts: run.maxLostAttempts,
+      timeoutMarginMs: run.timeoutMarginMs,
+    }).toStrictEqual({
+      workerWaitMs: DEFAULT_RUN_OPTIONS.workerWaitMs,
+      maxLostAttempts: DEFAULT_RUN_OPTIONS.maxLostAttempts,
+      timeoutMarginMs: DEFAULT_RUN_OPTIONS.timeoutMarginMs,
+    });
   });
 });

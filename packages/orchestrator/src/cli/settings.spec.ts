@@ -192,6 +192,30 @@ describe('parseSettings', () => {
   });
 });
 
+describe('parseSettings: texts as the worker reads them', () => {
+  it('trims numbers, hosts and paths, as the worker does', () => {
+    expect(
+      parseSettings({ port: ' 80', host: ' 127.0.0.1 ', minWorkers: '2 ', pipeline: ' ci.pipeline.ts ' }),
+    ).toMatchObject({ port: 80, host: '127.0.0.1', minWorkers: 2, pipeline: 'ci.pipeline.ts' });
+    expect(() => parseSettings({ pipeline: '  ' })).toThrow(
+      'Invalid setting --pipeline (MPD_PIPELINE): must be a file path, not empty, got "  "',
+    );
+  });
+
+  it('refuses an empty host as the worker does', () => {
+    expect(() => parseSettings({ host: ' ' })).toThrow('Invalid setting --host (MPD_HOST): must not be empty, got " "');
+  });
+
+  it('names the setting in the error, by the name it was given with', () => {
+    expect(() => parseSettings({ port: 'abc' })).toThrow(
+      expect.objectContaining({ code: 'InvalidSetting', setting: '--port (MPD_PORT)' }),
+    );
+    expect(() => parseSettings({ categories: ' , ' })).toThrow(
+      expect.objectContaining({ setting: '--categories (MPD_CATEGORIES)' }),
+    );
+  });
+});
+
 describe('renamed settings', () => {
   afterEach(() => vi.unstubAllEnvs());
 

@@ -7,6 +7,12 @@ import {
   bodyLimitText,
   commaSeparatedText,
   defineSettings,
+  hostText,
+  integerText,
+  LOG_LEVELS,
+  logLevelText,
+  pathText,
+  portText,
   type RawSettings,
   TLS_SETTING_NEEDS,
   tlsFileSettings,
@@ -15,16 +21,8 @@ import {
 import { Command } from 'commander';
 import { z } from 'zod';
 import { OrchestratorConfigError } from '../errors.js';
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-
-const integerText = (min: number, max: number) =>
-  z
-    .string()
-    .refine((text) => /^\d+$/.test(text) && Number(text) >= min && Number(text) <= max, {
-      message: `must be an integer from ${min} to ${max}`,
-    })
-    .transform(Number);
+import { DEFAULT_ORCHESTRATOR_OPTIONS, DEFAULT_START_OPTIONS } from '../orchestrator-options.js';
+import { DEFAULT_RUN_OPTIONS } from '../runner/run-defaults.js';
 
 const secondsText = z
   .string()
@@ -36,11 +34,14 @@ const secondsText = z
 /** Seconds as given, in milliseconds as the options take them. */
 const secondsAsMs = secondsText.transform((seconds) => Math.round(seconds * 1000));
 
+/** The text of a default given in milliseconds, for a setting given in seconds. */
+const secondsOf = (ms: number): string => String(ms / 1000);
+
 const nameList = commaSeparatedText.refine((names) => names.length > 0, {
   message: 'must be a comma-separated list of names',
 });
 
-const filePath = z.string().min(1, 'must be a file path, not empty');
+const filePath = pathText('must be a file path, not empty');
 
 const envEntries = z.array(
   z
@@ -54,28 +55,28 @@ export const SETTINGS = defineSettings(
     port: {
       flag: '--port <n>',
       env: 'MPD_PORT',
-      default: '8080',
+      default: String(DEFAULT_START_OPTIONS.port),
       help: 'port to listen on; 0 picks a free port',
-      schema: integerText(0, 65_535),
+      schema: portText,
     },
     host: {
       flag: '--host <h>',
       env: 'MPD_HOST',
-      default: '0.0.0.0',
+      default: DEFAULT_START_OPTIONS.host,
       help: 'address to listen on; 0.0.0.0 accepts workers on other machines',
-      schema: z.string().regex(/^\S+$/, 'must be a host name or IP address without spaces'),
+      schema: hostText,
     },
     heartbeatIntervalSeconds: {
       flag: '--heartbeat-interval <seconds>',
       env: 'MPD_HEARTBEAT_INTERVAL',
-      default: '30',
+      default: String(DEFAULT_ORCHESTRATOR_OPTIONS.heartbeatIntervalSeconds),
       help: 'how often workers are told to send a heartbeat',
       schema: secondsText,
     },
     heartbeatTimeoutMs: {
       flag: '--heartbeat-timeout <seconds>',
       env: 'MPD_HEARTBEAT_TIMEOUT',
-      default: '120',
+      default: secondsOf(DEFAULT_ORCHESTRATOR_OPTIONS.heartbeatTimeoutMs),
       help: 'a worker without a heartbeat for this long is Offline; must exceed the interval',
       schema: secondsAsMs,
     },
@@ -123,7 +124,7 @@ export const SETTINGS = defineSettings(
       flag: '--working-directory <dir>',
       env: 'MPD_WORKING_DIRECTORY',
       help: "with --pipeline: the working directory of every module on its worker (default: the worker's current directory)",
-      schema: z.string().min(1, 'must be a directory path, not empty'),
+      schema: pathText('must be a directory path, not empty'),
       aliases: [{ flag: '--workdir', env: 'MPD_WORKDIR' }],
     },
     runOnlyCategories: {
@@ -156,21 +157,21 @@ export const SETTINGS = defineSettings(
     workerWaitMs: {
       flag: '--worker-wait <seconds>',
       env: 'MPD_WORKER_WAIT',
-      default: '300',
+      default: secondsOf(DEFAULT_RUN_OPTIONS.workerWaitMs),
       help: 'with --pipeline: how long a ready module waits for a live worker that can run it before it fails',
       schema: secondsAsMs,
     },
     maxLostAttempts: {
       flag: '--max-lost-attempts <n>',
       env: 'MPD_MAX_LOST_ATTEMPTS',
-      default: '3',
+      default: String(DEFAULT_RUN_OPTIONS.maxLostAttempts),
       help: 'with --pipeline: how many times a module whose worker was lost is dispatched again; a module that kills every worker it lands on fails after that',
       schema: integerText(0, 100),
     },
     timeoutMarginMs: {
       flag: '--timeout-margin <seconds>',
       env: 'MPD_TIMEOUT_MARGIN',
-      default: '60',
+      default: secondsOf(DEFAULT_RUN_OPTIONS.timeoutMarginMs),
       help: "with --pipeline: how long past a module's timeout to wait for its worker's answer before declaring it TimedOut",
       schema: secondsAsMs,
     },
@@ -210,28 +211,28 @@ export const SETTINGS = defineSettings(
     bodyLimit: {
       flag: '--body-limit <size>',
       env: 'MPD_BODY_LIMIT',
-      default: '1mb',
+      default: DEFAULT_ORCHESTRATOR_OPTIONS.bodyLimit,
       help: 'largest JSON request body accepted (e.g. 512kb, 1mb); larger ones get 413',
       schema: bodyLimitText,
     },
     registerPerMinute: {
       flag: '--register-limit <n>',
       env: 'MPD_REGISTER_LIMIT',
-      default: '10000',
+      default: String(DEFAULT_ORCHESTRATOR_OPTIONS.rateLimits.registerPerMinute),
       help: 'registrations per client address per minute',
       schema: integerText(1, 10_000_000),
     },
     heartbeatPerMinute: {
       flag: '--heartbeat-limit <n>',
       env: 'MPD_HEARTBEAT_LIMIT',
-      default: '600',
+      default: String(DEFAULT_ORCHESTRATOR_OPTIONS.rateLimits.heartbeatPerMinute),
       help: 'heartbeats per worker (by its credential; heartbeats without one count per client address) per minute',
       schema: integerText(1, 10_000_000),
     },
     authFailuresPerMinute: {
       flag: '--auth-failure-limit <n>',
       env: 'MPD_AUTH_FAILURE_LIMIT',
-      default: '100',
+      default: String(DEFAULT_ORCHESTRATOR_OPTIONS.rateLimits.authFailuresPerMinute),
       help: 'failed authentications per client address per minute before it gets 429',
       schema: integerText(1, 10_000_000),
     },
@@ -240,7 +241,7 @@ export const SETTINGS = defineSettings(
       env: 'MPD_LOG_LEVEL',
       default: 'info',
       help: `log level of the logs on stderr: ${LOG_LEVELS.join(', ')}`,
-      schema: z.enum(LOG_LEVELS, { errorMap: () => ({ message: `must be one of ${LOG_LEVELS.join(', ')}` }) }),
+      schema: logLevelText,
     },
   },
   {

@@ -1,5 +1,5 @@
 export { runPipeline } from './pipeline-runner.js';
-export { DEFAULT_RUN_OPTIONS } from './run-options.js';
+export { DEFAULT_RUN_OPTIONS } from './run-defaults.js';
 export type { RunPipelineOptions, WorkerClientTarget } from './run-options.js';
 export { formatEvent, formatSummary } from './summary.js';
 export type { AttemptRecord, ModuleRunResult, ModuleStatus, RunEvent, RunResult } from './run-result.js';

@@ -15,8 +15,9 @@ import {
 import { chainHeights } from './chain-heights.js';
 import { ConcurrencyRules } from './concurrency.js';
 import { createModuleStates, FAILED, type ModuleState, type Phase } from './module-state.js';
-import { describeRequirements, missingCapabilities } from './placement.js';
 import { ReadyQueue } from './ready-queue.js';
+import { categoryFilterReason, dependencyResults, dependencyVerdict } from './readiness.js';
+import { noCapableWorkerReason } from './requirement-messages.js';
 import { type ResolvedRunOptions, resolveRunOptions, type RunPipelineOptions } from './run-options.js';
 import { RunReporter } from './run-report.js';
 import { type AttemptRecord, type ModuleStatus, type RunResult, SUCCEEDED } from './run-result.js';
@@ -112,14 +113,9 @@ class PipelineRun {
     }, this.options.rescheduleIntervalMs);
     this.log.info({ modules: this.modules.size }, 'run started');
 
-    const { runOnlyCategories, ignoreCategories } = this.options;
     for (const state of this.modules.values()) {
-      const category = state.definition.category;
-      if (runOnlyCategories.length > 0 && !(category && runOnlyCategories.includes(category))) {
-        this.notRun(state, 'Skipped', `category ${category ? `'${category}'` : '(none)'} is not in runOnlyCategories`);
-      } else if (category && ignoreCategories.includes(category)) {
-        this.notRun(state, 'Skipped', `category '${category}' is in ignoreCategories`);
-      }
+      const filtered = categoryFilterReason(state.definition.category, this.options);
+      if (filtered) this.notRun(state, 'Skipped', filtered);
     }
     for (const state of this.modules.values())
       if (state.phase === 'waiting' && state.pending.size === 0) this.decide(state);
@@ -139,26 +135,15 @@ class PipelineRun {
 
   /** All dependencies ended: run it, skip it, or report it as not run. */
   private decide(state: ModuleState): void {
-    const { pipeline } = this.options;
     const definition = state.definition;
-    const required = state.required;
     if (this.stopping && !definition.alwaysRun) {
-      this.notRun(state, 'PipelineTerminated', this.stoppedReason());
+      this.notRun(state, 'PipelineTerminated', this.stoppedReason(state));
       return;
     }
-    if (!definition.alwaysRun) {
-      for (const dependency of pipeline.dependencies.get(state.name) ?? []) {
-        if (!required.has(dependency)) continue; // optional: its outcome does not matter
-        const status = this.modules.get(dependency)!.result.status;
-        if (status === 'Skipped') {
-          this.notRun(state, 'Skipped', `dependency '${dependency}' was skipped`);
-          return;
-        }
-        if (!SUCCEEDED.has(status)) {
-          this.notRun(state, 'DependencyFailed', `dependency '${dependency}' ended ${status}`);
-          return;
-        }
-      }
+    const blocked = dependencyVerdict(state, this.options.pipeline, this.modules);
+    if (blocked) {
+      this.notRun(state, blocked.status, blocked.reason);
+      return;
     }
     if (!definition.skipIf) {
       this.makeReady(state);
@@ -208,12 +193,8 @@ class PipelineRun {
 
   /** Results of a module's dependencies that succeeded, parsed. */
   private resultsFor(state: ModuleState): Record<string, unknown> {
-    const results: Record<string, unknown> = {};
-    for (const dependency of this.options.pipeline.dependencies.get(state.name) ?? []) {
-      const serialized = this.modules.get(dependency)!.serializedResult;
-      if (serialized !== undefined) results[dependency] = JSON.parse(serialized);
-    }
-    return results;
+    const serialized = dependencyResults(state, this.options.pipeline, this.modules);
+    return Object.fromEntries(Object.entries(serialized).map(([name, text]) => [name, JSON.parse(text)]));
   }
 
   // --- Dispatching -------------------------------------------------------------------------
@@ -277,7 +258,7 @@ class PipelineRun {
     }
     this.ready.placeable(state);
     if (this.full.has(state.requiresKey)) return undefined;
-    const worker = this.pickWorker(state, capable, now);
+    const worker = this.pool.pick(state, capable, now);
     if (worker) {
       this.dispatch(state, worker);
       return 'dispatched';
@@ -292,31 +273,13 @@ class PipelineRun {
     const since = this.ready.unplaceable(state, now);
     const limit = this.options.workerWaitMs;
     if (now - since < limit) return;
-    const { pipeline } = this.options;
-    const requires = state.definition.requires;
-    const why =
-      live.length === 0
-        ? `no live worker with pipeline '${pipeline.name}' (fingerprint ${pipeline.fingerprint}) was registered`
-        : `it needs ${describeRequirements(requires)}, and no live worker has it: ${live
-            .map((worker) => `${worker.id} lacks ${missingCapabilities(worker, requires).join(', ')}`)
-            .join('; ')}`;
+    const why = noCapableWorkerReason(this.options.pipeline, state.definition.requires, live);
     this.complete(state, 'Failed', {
       error: {
         message: `Module '${state.name}' could not be dispatched after waiting ${formatTimeSpan(limit)}: ${why}`,
         type: 'NoCapableWorker',
       },
     });
-  }
-
-  /**
-   * The least-loaded capable worker with a free slot (load / slots), ties going to the one
-   * given least work so far, then to registry order; workers the module was lost on only when
-   * no other can take it.
-   */
-  private pickWorker(state: ModuleState, capable: readonly WorkerNode[], now: number): WorkerNode | undefined {
-    if (state.lostOn.size === 0 && state.requiresKey === '') return this.pool.pickAny(now);
-    const fresh = state.lostOn.size === 0 ? capable : capable.filter((worker) => !state.lostOn.has(worker.id));
-    return this.pool.pickAmong(fresh.length > 0 ? fresh : capable, now);
   }
 
   private dispatch(state: ModuleState, worker: WorkerNode): void {
@@ -343,11 +306,6 @@ class PipelineRun {
     this.rules.started(state.definition);
     this.pool.update(worker.id, Date.now());
 
-    const dependencyResults: Record<string, string> = {};
-    for (const dependency of pipeline.dependencies.get(state.name) ?? []) {
-      const serialized = this.modules.get(dependency)!.serializedResult;
-      if (serialized !== undefined) dependencyResults[dependency] = serialized;
-    }
     // debug: 'module finished' (info) names the worker, and the progress output shows each start.
     this.log.debug({ module: state.name, workerId: worker.id, executionId }, 'module dispatched');
     this.reporter.emit({
@@ -362,7 +320,7 @@ class PipelineRun {
       executionId,
       moduleTypeName: state.name,
       serializedModule: state.serializedParams,
-      dependencyResults,
+      dependencyResults: dependencyResults(state, pipeline, this.modules),
       environmentVariables: this.environment,
       ...(this.secretNames.length > 0 ? { secretEnvironmentVariables: this.secretNames } : {}),
       ...(this.options.workingDirectory ? { workingDirectory: this.options.workingDirectory } : {}),
@@ -435,7 +393,12 @@ class PipelineRun {
           verdict.kind === 'cancelled' ? 'Cancelled' : verdict.kind === 'timed-out' ? 'TimedOut' : 'Failed';
         record.error = error.message;
         if (verdict.kind === 'cancelled' && this.stopping) {
-          this.complete(state, 'PipelineTerminated', { workerId, times, error, reason: this.stoppedReason() });
+          this.complete(state, 'PipelineTerminated', {
+            workerId,
+            times,
+            error,
+            reason: this.stoppedReason(state, true),
+          });
         } else {
           this.failed(state, verdict.kind === 'timed-out' ? 'TimedOut' : 'Failed', { workerId, times, error });
         }
@@ -528,13 +491,16 @@ class PipelineRun {
       });
       return;
     }
-    this.requeue(state);
+    this.requeue(state, true);
   }
 
-  /** Dispatches the module again (unless the run is stopping and it is not an always-run module). */
-  private requeue(state: ModuleState): void {
+  /**
+   * Dispatches the module again (unless the run is stopping and it is not an always-run module).
+   * @param wasRunning its attempt ran until now (it was lost), rather than being refused
+   */
+  private requeue(state: ModuleState, wasRunning = false): void {
     if (this.stopping && !state.definition.alwaysRun) {
-      this.notRun(state, 'PipelineTerminated', this.stoppedReason());
+      this.notRun(state, 'PipelineTerminated', this.stoppedReason(state, wasRunning));
       return;
     }
     state.result.status = 'NotYetStarted';
@@ -644,7 +610,7 @@ class PipelineRun {
     for (const state of this.modules.values()) {
       if (state.definition.alwaysRun) continue;
       if (state.phase === 'ready' || state.phase === 'deciding')
-        this.notRun(state, 'PipelineTerminated', this.stoppedReason());
+        this.notRun(state, 'PipelineTerminated', this.stoppedReason(state));
     }
     for (const attempt of this.attempts.values()) {
       if (attempt.state === 'running' && !attempt.module.definition.alwaysRun)
@@ -653,14 +619,20 @@ class PipelineRun {
     // Modules still waiting for dependencies end as those do (always-run ones then run).
     for (const state of this.modules.values()) {
       if (state.phase === 'waiting' && !state.definition.alwaysRun)
-        this.notRun(state, 'PipelineTerminated', this.stoppedReason());
+        this.notRun(state, 'PipelineTerminated', this.stoppedReason(state));
     }
     this.schedulePump();
   }
 
-  /** Why a module does not run once the run is stopping or cancelling. */
-  private stoppedReason(): string {
-    return `not run: the run ${this.state.kind === 'stopping' ? `stopped because ${this.state.reason}` : 'was cancelled'}`;
+  /**
+   * Why a module ends `PipelineTerminated` once the run is stopping or cancelling: `cancelled
+   * while running: …` when it was running then, `not run again: …` when it had attempts before
+   * (it was waiting for a retry, or a worker refused it), `not run: …` when it never started.
+   */
+  private stoppedReason(state: ModuleState, wasRunning = false): string {
+    const why = `the run ${this.state.kind === 'stopping' ? `stopped because ${this.state.reason}` : 'was cancelled'}`;
+    if (wasRunning) return `cancelled while running: ${why}`;
+    return `${state.result.attempts.length > 0 ? 'not run again' : 'not run'}: ${why}`;
   }
 
   /** Sends the spec's cancel call for an attempt; if the worker cannot be reached, stops waiting for it. */

@@ -4,7 +4,8 @@ import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { OrchestratorConfigError } from '../errors.js';
 import { InMemoryNodeRegistry } from '../registry/in-memory-node-registry.js';
-import { DEFAULT_RUN_OPTIONS, resolveRunOptions, type RunPipelineOptions } from './run-options.js';
+import { DEFAULT_RUN_OPTIONS } from './run-defaults.js';
+import { resolveRunOptions, type RunPipelineOptions } from './run-options.js';
 
 const run = () => null;
 const plain = definePipeline({ name: 'plain', modules: [defineModule({ name: 'a', run })] });

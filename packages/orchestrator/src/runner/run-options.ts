@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import { OrchestratorConfigError } from '../errors.js';
 import { requirePositive } from '../orchestrator-options.js';
 import type { NodeRegistry } from '../registry/node-registry.js';
+import { DEFAULT_RUN_OPTIONS } from './run-defaults.js';
 import type { RunEvent } from './run-result.js';
 
 /** What {@link RunPipelineOptions.createClient} makes a client for: a worker, and the credential to call it with. */
@@ -92,14 +93,6 @@ export interface RunPipelineOptions {
    */
   createClient?: (target: WorkerClientTarget) => WorkerClient;
 }
-
-/** The defaults of {@link RunPipelineOptions} that do not come from the pipeline. */
-export const DEFAULT_RUN_OPTIONS = {
-  maxLostAttempts: 3,
-  workerWaitMs: 300_000,
-  rescheduleIntervalMs: 1_000,
-  timeoutMarginMs: 60_000,
-} as const satisfies Partial<RunPipelineOptions>;
 
 /** {@link RunPipelineOptions} with every default filled in (by {@link resolveRunOptions}). */
 export interface ResolvedRunOptions {

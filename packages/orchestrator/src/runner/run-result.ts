@@ -59,7 +59,11 @@ export interface ModuleRunResult {
   result?: unknown;
   /** Why it failed (Failed, IgnoredFailure, TimedOut). */
   error?: { message: string; type: string; stackTrace?: string | null };
-  /** Why it did not run (Skipped, DependencyFailed, PipelineTerminated). */
+  /**
+   * Why it did not run (Skipped, DependencyFailed, PipelineTerminated), or, for a module the run
+   * stopped after it started (PipelineTerminated with attempts), why it was stopped:
+   * `cancelled while running: the run was cancelled`.
+   */
   reason?: string;
 }
 

@@ -1,5 +1,5 @@
 import { formatTimeSpan } from '@mpd/contract';
-import type { RunEvent, RunResult } from './run-result.js';
+import type { ModuleRunResult, RunEvent, RunResult } from './run-result.js';
 
 const seconds = (ms: number | undefined): string => (ms === undefined ? '-' : `${(ms / 1000).toFixed(2)}s`);
 
@@ -50,7 +50,14 @@ export function formatSummary(result: RunResult): string {
       module.error &&
       (module.status === 'Failed' || module.status === 'TimedOut' || module.status === 'IgnoredFailure'),
   );
-  const notRun = result.modules.filter((module) => module.reason);
+  // Modules with a reason did not end on their own; those that started (had attempts) are not
+  // listed as not run.
+  const stopped = result.modules.filter((module) => module.reason && module.attempts.length > 0);
+  const notRun = result.modules.filter((module) => module.reason && module.attempts.length === 0);
+  const list = (title: string, modules: ModuleRunResult[], text: (module: ModuleRunResult) => string): string[] =>
+    modules.length > 0
+      ? ['', title, ...modules.map((module) => `  ${module.name} (${module.status}): ${text(module)}`)]
+      : [];
   return [
     `Pipeline '${result.pipeline}' ${result.status} in ${seconds(result.durationMs)} (${formatTimeSpan(result.durationMs)}), run ${result.runId}`,
     '',
@@ -59,11 +66,8 @@ export function formatSummary(result: RunResult): string {
     ...rows.map(line),
     '',
     `Wall time ${seconds(result.durationMs)}; modules took ${seconds(sumOfModules)} in all: speedup ×${speedup.toFixed(2)}`,
-    ...(failures.length > 0
-      ? ['', 'Failures:', ...failures.map((module) => `  ${module.name} (${module.status}): ${module.error!.message}`)]
-      : []),
-    ...(notRun.length > 0
-      ? ['', 'Not run:', ...notRun.map((module) => `  ${module.name} (${module.status}): ${module.reason}`)]
-      : []),
+    ...list('Failures:', failures, (module) => module.error!.message),
+    ...list('Stopped after starting:', stopped, (module) => module.reason!),
+    ...list('Not run:', notRun, (module) => module.reason!),
   ].join('\n');
 }

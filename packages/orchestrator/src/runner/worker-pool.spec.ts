@@ -126,4 +126,53 @@ describe('WorkerPool', () => {
     pool.sync(now());
     expect(pool.live).toEqual([]);
   });
+
+  it('pick: any live worker for a module without requirements, by the heap', () => {
+    const { pool, register, dispatch, now } = setup();
+    register('a', 2);
+    register('b', 2);
+    pool.sync(now());
+    const module = { requiresKey: '', lostOn: new Set<string>() };
+    expect(pool.pick(module, pool.live, now())?.id).toBe('a');
+    dispatch('a');
+    expect(pool.pick(module, pool.live, now())?.id).toBe('b');
+  });
+
+  it('pick: only among the workers that meet the requirements, least loaded first', () => {
+    const { pool, register, dispatch, now } = setup();
+    const gpu = { os: 'linux', installedTools: [], maxParallelModules: 2, tags: ['gpu'] };
+    register('plain', 2);
+    register('gpu-1', 2, { capabilities: gpu });
+    register('gpu-2', 2, { capabilities: gpu });
+    pool.sync(now());
+    const module = { requiresKey: 'gpu', lostOn: new Set<string>() };
+    const capable = pool.capable(module.requiresKey, { tags: ['gpu'] });
+    const picks: (string | undefined)[] = [];
+    for (let index = 0; index < 5; index++) {
+      const worker = pool.pick(module, capable, now());
+      picks.push(worker?.id);
+      if (worker) dispatch(worker.id);
+    }
+    // 'plain' has a free slot the whole time, and is never chosen.
+    expect(picks).toEqual(['gpu-1', 'gpu-2', 'gpu-1', 'gpu-2', undefined]);
+    expect(pool.pick({ requiresKey: '', lostOn: new Set() }, pool.live, now())?.id).toBe('plain');
+  });
+
+  it('pick: avoids the workers a module was lost on while another capable one is live, even a full one', () => {
+    const { pool, register, registry, dispatch, now } = setup();
+    register('lost-on', 2);
+    register('other', 1);
+    pool.sync(now());
+    const module = { requiresKey: '', lostOn: new Set(['lost-on']) };
+    // 'lost-on' is the less loaded (0/2 against 0/1, then registry order), and still avoided.
+    expect(pool.pick(module, pool.live, now())?.id).toBe('other');
+    dispatch('other');
+    // 'other' is full: the module waits for it rather than going back to 'lost-on'.
+    expect(pool.pick(module, pool.live, now())).toBeUndefined();
+    // With no other live worker, the one it was lost on takes it.
+    registry.unregister('other');
+    pool.invalidate();
+    pool.sync(now());
+    expect(pool.pick(module, pool.live, now())?.id).toBe('lost-on');
+  });
 });

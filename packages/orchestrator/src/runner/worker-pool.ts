@@ -2,7 +2,7 @@ import type { WorkerNode } from '@mpd/contract';
 import type { AnyModule } from '@mpd/pipeline';
 import type { NodeRegistry } from '../registry/node-registry.js';
 import { IndexedHeap } from './indexed-heap.js';
-import { missingCapabilities } from './placement.js';
+import { missingCapabilities } from './requirement-messages.js';
 
 /** What the run knows about a worker's load. */
 export interface PoolLoad {
@@ -12,6 +12,14 @@ export interface PoolLoad {
   given(workerId: string): number;
   /** Whether the worker refused work (429/503) a moment ago and gets none until `now` passes its cool-down. */
   cooling(workerId: string, now: number): boolean;
+}
+
+/** What placement needs to know of a module (a `ModuleState` has it). */
+export interface PlacedModule {
+  /** Stands for its requirements: '' for none (see `requiresKeyOf`). */
+  readonly requiresKey: string;
+  /** Workers the module was lost on: avoided while others can take it. */
+  readonly lostOn: ReadonlySet<string>;
 }
 
 interface Member {
@@ -30,6 +38,8 @@ interface Member {
  * between dispatch rounds instead of read from the registry for each: those with a free slot
  * sit in a heap, least loaded first (running / slots, then fewest attempts given in this run,
  * then registry order), so choosing a worker costs O(log workers), however many there are.
+ * {@link WorkerPool.pick} chooses the worker for a module: among those that meet its
+ * requirements, avoiding those it was lost on.
  *
  * The registry is read again after a registry event (`invalidate`) and on the run's periodic
  * tick. It is also asked about the chosen worker (`snapshotOf`) just before it is used, so no
@@ -104,6 +114,20 @@ export class WorkerPool {
     if (room && member.index < 0) this.#heap.push(member);
     else if (!room && member.index >= 0) this.#heap.remove(member);
     else if (room) this.#heap.update(member);
+  }
+
+  /**
+   * The worker to run `module` on now, among its `capable` workers (from {@link WorkerPool.capable}): the
+   * least loaded with a free slot (running / slots), ties going to the one given least work so
+   * far, then to registry order. Workers the module was lost on are left out while another
+   * capable worker is live, even a full one (the module then waits for it): they are chosen
+   * only when no other can run the module. Undefined when no candidate has a free slot.
+   */
+  pick(module: PlacedModule, capable: readonly WorkerNode[], now: number): WorkerNode | undefined {
+    // Every live worker is a candidate: the heap answers at once.
+    if (module.lostOn.size === 0 && module.requiresKey === '') return this.pickAny(now);
+    const fresh = module.lostOn.size === 0 ? capable : capable.filter((worker) => !module.lostOn.has(worker.id));
+    return this.pickAmong(fresh.length > 0 ? fresh : capable, now);
   }
 
   /** The least-loaded live worker with a free slot, or undefined. */

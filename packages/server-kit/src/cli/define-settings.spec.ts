@@ -134,6 +134,22 @@ describe('defineSettings', () => {
     expect(SETTINGS.raw(commandOf(['--max-parallel', '3']))).toEqual({ port: '80', maxParallel: '3' });
   });
 
+  it('tells which old names were given, by flag, variable or key, with the line to warn with', () => {
+    const warning = {
+      key: 'slots',
+      oldName: '--max-parallel (DS_MAX_PARALLEL)',
+      name: '--slots (DS_SLOTS)',
+      message: '--max-parallel (DS_MAX_PARALLEL) is deprecated; use --slots (DS_SLOTS)',
+    };
+    expect(SETTINGS.oldNamesGiven(commandOf(['--max-parallel', '3']))).toEqual([warning]);
+    expect(SETTINGS.oldNamesGiven(commandOf([], { DS_MAX_PARALLEL: '4' }))).toEqual([warning]);
+    expect(SETTINGS.oldNamesGiven({ maxParallel: '3' })).toEqual([warning]);
+    // Given beside the new name, the old one is ignored, and still deprecated.
+    expect(SETTINGS.oldNamesGiven(commandOf(['--slots', '2'], { DS_MAX_PARALLEL: '4' }))).toEqual([warning]);
+    expect(SETTINGS.oldNamesGiven(commandOf(['--slots', '2', '--port', '81'], { DS_SLOTS: '3' }))).toEqual([]);
+    expect(SETTINGS.oldNamesGiven({ slots: '2' })).toEqual([]);
+  });
+
   it('collects a repeatable flag, or one entry per non-blank line of its variable', () => {
     expect(SETTINGS.raw(commandOf(['--env', 'A=1', '--env', 'B=2,3'])).env).toEqual(['A=1', 'B=2,3']);
     expect(SETTINGS.raw(commandOf([], { DS_ENV: 'A=1\r\nB=two words\n\n  \n' })).env).toEqual(['A=1', 'B=two words']);

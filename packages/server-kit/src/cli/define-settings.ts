@@ -38,6 +38,18 @@ export interface SettingRow<Schema extends z.ZodTypeAny = z.ZodTypeAny> {
   aliases?: readonly SettingAlias[];
 }
 
+/** An old name a setting was given by: see {@link SettingsDefinition.oldNamesGiven}. */
+export interface OldNameGiven {
+  /** The setting's key in the table, e.g. `slots`. */
+  key: string;
+  /** The old name as messages name it, e.g. `--max-parallel (MPD_MAX_PARALLEL)`. */
+  oldName: string;
+  /** The setting's own name, e.g. `--slots (MPD_SLOTS)`. */
+  name: string;
+  /** One line for the user: `--max-parallel (MPD_MAX_PARALLEL) is deprecated; use --slots (MPD_SLOTS)`. */
+  message: string;
+}
+
 /** A table of settings by key; the keys are the names the settings have in code. */
 export type SettingRows = Readonly<Record<string, SettingRow>>;
 
@@ -128,6 +140,12 @@ export interface SettingsDefinition<Rows extends SettingRows, Settings> {
    * split into its non-blank lines.
    */
   raw(command: Command): RawSettings<Rows>;
+  /**
+   * The old names (`aliases`) the settings were given by, in table order: by flag or variable
+   * in a parsed `command`, by key in texts as given. An old name given beside the new one is
+   * listed too (it is ignored, and still deprecated). Empty when only new names were used.
+   */
+  oldNamesGiven(input: Command | RawSettings<Rows>): OldNameGiven[];
   /** `raw` with the default of every setting it lacks. */
   withDefaults(raw: RawSettings<Rows>): RawSettings<Rows>;
   /**
@@ -247,6 +265,23 @@ export function defineSettings<const Rows extends SettingRows, Settings = Settin
         raw[given.raw] = value;
       }
       return raw as RawSettings<Rows>;
+    },
+
+    oldNamesGiven(input) {
+      const given = (spelling: { option: string; raw: string }): boolean => {
+        if (!(input instanceof Command)) return (input as Record<string, unknown>)[spelling.raw] !== undefined;
+        const source = input.getOptionValueSource(spelling.option);
+        return source === 'cli' || source === 'env';
+      };
+      return entries.flatMap(([key]) => {
+        const [own, ...old] = spellings.get(key)!;
+        return old.filter(given).map((spelling) => ({
+          key,
+          oldName: spelling.name,
+          name: own!.name,
+          message: `${spelling.name} is deprecated; use ${own!.name}`,
+        }));
+      });
     },
 
     withDefaults(raw) {

@@ -1,5 +1,18 @@
 import { describe, expect, it } from 'vitest';
-import { bodyLimitText, commaSeparatedText, tokenText } from './setting-schemas.js';
+import {
+  bodyLimitText,
+  commaSeparatedText,
+  hostText,
+  integerText,
+  logLevelText,
+  pathText,
+  portText,
+  tokenText,
+} from './setting-schemas.js';
+
+/** The first message a schema refuses `text` with. */
+const messageOf = (schema: { safeParse(text: string): { error?: { issues: { message: string }[] } } }, text: string) =>
+  schema.safeParse(text).error?.issues[0]?.message;
 
 describe('setting schemas', () => {
   it('commaSeparatedText: trimmed entries, empty ones dropped', () => {
@@ -24,5 +37,41 @@ describe('setting schemas', () => {
     expect(bodyLimitText.safeParse('lots').error?.issues[0]?.message).toBe(
       'must be a size such as 512kb, 1mb or 100mb',
     );
+  });
+
+  it('integerText: digits only, within the bounds, trimmed', () => {
+    const slots = integerText(1, 1024);
+    expect(slots.parse('1')).toBe(1);
+    expect(slots.parse(' 1024 ')).toBe(1024);
+    expect(slots.parse('007')).toBe(7);
+    for (const bad of ['0', '1025', '-1', '+3', '2.5', '1e3', '', ' ', 'four', '99999999999999999999']) {
+      expect(messageOf(slots, bad), bad).toBe('must be an integer from 1 to 1024');
+    }
+  });
+
+  it('portText: 0 to 65535, trimmed', () => {
+    expect(portText.parse('0')).toBe(0);
+    expect(portText.parse(' 80')).toBe(80);
+    expect(portText.parse('65535')).toBe(65_535);
+    expect(messageOf(portText, '65536')).toBe('must be an integer from 0 to 65535');
+  });
+
+  it('hostText: trimmed, not empty, no spaces inside', () => {
+    expect(hostText.parse(' 127.0.0.1 ')).toBe('127.0.0.1');
+    expect(hostText.parse('::')).toBe('::');
+    expect(messageOf(hostText, ' ')).toBe('must not be empty');
+    expect(messageOf(hostText, '')).toBe('must not be empty');
+    expect(messageOf(hostText, 'a b')).toBe('must be a host name or IP address without spaces');
+  });
+
+  it('pathText: trimmed, not empty, with the message it is given', () => {
+    expect(pathText().parse(' ca.crt ')).toBe('ca.crt');
+    expect(messageOf(pathText(), '  ')).toBe('must be a file path');
+    expect(messageOf(pathText('must be a directory path, not empty'), '')).toBe('must be a directory path, not empty');
+  });
+
+  it('logLevelText: one of the levels', () => {
+    expect(logLevelText.parse('silent')).toBe('silent');
+    expect(messageOf(logLevelText, 'loud')).toBe('must be one of fatal, error, warn, info, debug, trace, silent');
   });
 });

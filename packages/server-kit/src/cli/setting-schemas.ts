@@ -1,4 +1,7 @@
-/** Zod schemas for the text of command-line settings (flags and environment variables) both CLIs take. */
+/**
+ * Zod schemas for the text of command-line settings (flags and environment variables) both CLIs
+ * take. Texts are trimmed where a space cannot belong to the value (numbers, hosts, paths, sizes).
+ */
 import { z } from 'zod';
 
 /** A comma-separated list: entries trimmed, empty ones dropped (`' a, ,b '` gives `['a', 'b']`). */
@@ -19,3 +22,40 @@ export const bodyLimitText = z
   .string()
   .trim()
   .regex(/^\d+(\.\d+)?\s*(b|kb|mb|gb)$/i, 'must be a size such as 512kb, 1mb or 100mb');
+
+/** An integer from `min` to `max`, digits only (no sign, point or exponent), trimmed: `' 80'` is 80. */
+export const integerText = (min: number, max: number) => {
+  const message = `must be an integer from ${min} to ${max}`;
+  return z
+    .string()
+    .trim()
+    .regex(/^\d+$/, message)
+    .transform(Number)
+    .pipe(z.number().int().min(min, message).max(max, message));
+};
+
+/** A TCP port to listen on, 0 (a free one) to 65535. */
+export const portText = integerText(0, 65_535);
+
+/** A host name or IP address to listen on, trimmed: not empty, no spaces inside. */
+export const hostText = z
+  .string()
+  .trim()
+  .min(1, 'must not be empty')
+  .regex(/^\S+$/, 'must be a host name or IP address without spaces');
+
+/**
+ * A file (or directory) path, trimmed; only an empty one is refused here (whether the file can
+ * be read is checked where it is read).
+ * @param message the message for an empty (or blank) path: the CLIs word it differently
+ *   (`must be a file path, not empty` in the orchestrator's). @default 'must be a file path'
+ */
+export const pathText = (message = 'must be a file path') => z.string().trim().min(1, message);
+
+/** The log levels of pino both servers log with, most severe first; `silent` logs nothing. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** One of {@link LOG_LEVELS}. */
+export const logLevelText = z.enum(LOG_LEVELS, {
+  errorMap: () => ({ message: `must be one of ${LOG_LEVELS.join(', ')}` }),
+});

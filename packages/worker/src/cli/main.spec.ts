@@ -59,15 +59,27 @@ describe('mpd-worker CLI', () => {
     const { code } = await run.stop('SIGINT');
     expect(code).toBe(0);
     expect(run.stdout()).toBe(`${line}\n`);
-    const logs = run
-      .stderr()
-      .trim()
-      .split('\n')
-      .map((text) => JSON.parse(text) as { msg: string; service: string });
+    const logs = run.stderrLogs();
     expect(logs.map((log) => log.msg)).toContain(
       'no --orchestrator given: serving the worker API without registering anywhere',
     );
     expect(logs.every((log) => log.service === 'mpd-worker')).toBe(true);
+  });
+
+  it('warns once, in its JSON log, for each setting given by its old name', async () => {
+    const run = cli(['--port', '0', '--host', '127.0.0.1', '--max-parallel', '2']);
+    const line = await run.firstLine();
+    const url = LISTENING.exec(line)![2]!;
+    expect(await (await fetch(`${url}/api/health`)).json()).toMatchObject({ maxLoad: 2 });
+    expect((await run.stop('SIGTERM')).code).toBe(0);
+    const warnings = run.stderrLogs().filter((log) => log.msg.includes('deprecated'));
+    expect(warnings).toEqual([
+      expect.objectContaining({
+        level: 40,
+        service: 'mpd-worker',
+        msg: '--max-parallel (MPD_MAX_PARALLEL) is deprecated; use --slots (MPD_SLOTS)',
+      }),
+    ]);
   });
 
   it('--help lists every flag with its environment variable and exits 0', async () => {

@@ -7,7 +7,7 @@
  */
 import { CommanderError } from 'commander';
 import { workerOptions } from './options-from-settings.js';
-import { createCommand, parseSettings } from './settings.js';
+import { createCommand, parseSettings, SETTINGS } from './settings.js';
 import { readTlsFiles } from './tls-files.js';
 
 /** What relative paths in the settings are relative to: where `pnpm worker` was run. */
@@ -43,6 +43,10 @@ async function main(): Promise<void> {
     { level: settings.logLevel, base: { service: 'mpd-worker' } },
     destination({ dest: 2, sync: false }),
   );
+  // A log line (stderr carries JSON logs only), at warn: one per old name given.
+  for (const { oldName, name, message } of SETTINGS.oldNamesGiven(command)) {
+    logger.warn({ deprecated: oldName, use: name }, message);
+  }
   let pipeline;
   if (settings.pipeline) {
     try {

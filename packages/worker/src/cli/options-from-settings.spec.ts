@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { DEFAULT_WORKER_OPTIONS } from '../worker-options.js';
 import { workerOptions } from './options-from-settings.js';
-import { parseSettings } from './settings.js';
+import { parseSettings, SETTINGS } from './settings.js';
 
 const noTls = { server: undefined, orchestrator: undefined };
 
@@ -44,6 +45,16 @@ describe('workerOptions', () => {
       token: 'worker-token-0123456789',
       tls: { cert: 'CERT', key: 'KEY' },
       orchestratorTls: { ca: 'CA' },
+    });
+  });
+
+  it('hands on, with no flag given, the library defaults (DEFAULT_WORKER_OPTIONS): the table does not type them again', () => {
+    const options = workerOptions(parseSettings(SETTINGS.withDefaults({})), noTls, '/home/ci');
+    expect(Object.keys(options)).toEqual(['port', 'host', 'bodyLimit']);
+    expect(options).toStrictEqual({
+      port: DEFAULT_WORKER_OPTIONS.port,
+      host: DEFAULT_WORKER_OPTIONS.host,
+      bodyLimit: DEFAULT_WORKER_OPTIONS.bodyLimit,
     });
   });
 });

@@ -34,8 +34,8 @@ function errorOf(action: () => unknown): WorkerConfigError {
 }
 
 describe('createCommand + parseSettings', () => {
-  it('fills in the defaults: port 9000, host 0.0.0.0, log level info, nothing else', () => {
-    expect(parse([])).toEqual({ port: 9000, host: '0.0.0.0', logLevel: 'info' });
+  it('fills in the defaults: port 9000, host 0.0.0.0, body limit 100mb, log level info, nothing else', () => {
+    expect(parse([])).toEqual({ port: 9000, host: '0.0.0.0', bodyLimit: '100mb', logLevel: 'info' });
   });
 
   it('parses every flag', () => {
@@ -72,6 +72,7 @@ describe('createCommand + parseSettings', () => {
       tools: ['docker', 'node', 'dotnet'],
       slots: 6,
       pipeline: 'ci.pipeline.ts',
+      bodyLimit: '100mb',
       logLevel: 'debug',
     });
   });
@@ -100,6 +101,7 @@ describe('createCommand + parseSettings', () => {
       tools: ['git'],
       slots: 1024,
       pipeline: '/srv/ci.pipeline.ts',
+      bodyLimit: '100mb',
       logLevel: 'silent',
     });
   });
@@ -113,6 +115,7 @@ describe('createCommand + parseSettings', () => {
     ).toEqual({
       port: 9000,
       host: '0.0.0.0',
+      bodyLimit: '100mb',
       logLevel: 'info',
       tlsCert: 'worker.crt',
       tlsKey: 'worker.key',
@@ -242,6 +245,23 @@ describe('createCommand + parseSettings', () => {
     },
   );
 
+  it('names the setting in the error, by the name it was given with (a code and a setting, like the orchestrator)', () => {
+    expect(errorOf(() => parse(['--port', 'abc']))).toMatchObject({
+      code: 'InvalidSetting',
+      setting: '--port (MPD_PORT)',
+    });
+    expect(errorOf(() => parse([], { MPD_MAX_PARALLEL: '0' }))).toMatchObject({
+      setting: '--max-parallel (MPD_MAX_PARALLEL)',
+    });
+    expect(errorOf(() => parse(['--tls-cert', 'worker.crt'])).setting).toBe('--tls-cert (MPD_TLS_CERT)');
+  });
+
+  it('refuses a host with spaces inside, as the orchestrator does', () => {
+    expect(errorOf(() => parse(['--host', 'a b'])).message).toBe(
+      'Invalid setting --host (MPD_HOST): must be a host name or IP address without spaces, got "a b"',
+    );
+  });
+
   it('parseSettings accepts raw values directly and reports the first bad setting in flag order', () => {
     expect(parseSettings({ port: '1', maxParallel: '3', tags: 'a,b' })).toEqual({
       port: 1,
@@ -319,7 +339,8 @@ describe('--body-limit', () => {
   it('reads the flag and MPD_BODY_LIMIT, and refuses a size it cannot read', () => {
     const command = createCommand().parse(['--body-limit', '20mb'], { from: 'user' });
     expect(parseSettings(command).bodyLimit).toBe('20mb');
-    expect(parseSettings(createCommand().parse([], { from: 'user' })).bodyLimit).toBeUndefined(); // the server's 100mb
+    // The worker's own default, read from DEFAULT_WORKER_OPTIONS (and shown in --help).
+    expect(parseSettings(createCommand().parse([], { from: 'user' })).bodyLimit).toBe('100mb');
     expect(() => parseSettings({ bodyLimit: 'lots' })).toThrow(
       'Invalid setting --body-limit (MPD_BODY_LIMIT): must be a size such as 512kb, 1mb or 100mb, got "lots"',
     );

@@ -7,6 +7,12 @@ import {
   bodyLimitText,
   commaSeparatedText,
   defineSettings,
+  hostText,
+  integerText,
+  LOG_LEVELS,
+  logLevelText,
+  pathText,
+  portText,
   type RawSettings,
   TLS_SETTING_NEEDS,
   tlsFileSettings,
@@ -15,20 +21,8 @@ import {
 import { Command } from 'commander';
 import { z } from 'zod';
 import { WorkerConfigError } from '../errors.js';
+import { DEFAULT_WORKER_OPTIONS } from '../worker-options.js';
 
-const integer = (min: number, max: number) =>
-  z
-    .string()
-    .trim()
-    .regex(/^\d+$/, `must be an integer from ${min} to ${max}`)
-    .transform(Number)
-    .pipe(
-      z
-        .number()
-        .int()
-        .min(min, `must be an integer from ${min} to ${max}`)
-        .max(max, `must be an integer from ${min} to ${max}`),
-    );
 const list = commaSeparatedText.pipe(
   z.array(z.string().regex(/^[\w.+-]{1,128}$/, 'must be a comma-separated list of names (letters, digits, . _ + -)')),
 );
@@ -38,7 +32,7 @@ const url = z
   .url('must be a URL such as http://127.0.0.1:8080')
   .refine((value) => /^https?:\/\//i.test(value), 'must be an http:// or https:// URL');
 
-const filePath = z.string().trim().min(1, 'must be a file path');
+const filePath = pathText();
 
 /** The settings of `mpd-worker`, in `--help` order. */
 export const SETTINGS = defineSettings(
@@ -46,16 +40,16 @@ export const SETTINGS = defineSettings(
     port: {
       flag: '--port <port>',
       env: 'MPD_PORT',
-      default: '9000',
+      default: String(DEFAULT_WORKER_OPTIONS.port),
       help: 'port to listen on; 0 picks a free port',
-      schema: integer(0, 65535),
+      schema: portText,
     },
     host: {
       flag: '--host <address>',
       env: 'MPD_HOST',
-      default: '0.0.0.0',
+      default: DEFAULT_WORKER_OPTIONS.host,
       help: 'address to listen on',
-      schema: z.string().trim().min(1, 'must not be empty'),
+      schema: hostText,
     },
     orchestrator: {
       flag: '--orchestrator <url>',
@@ -91,14 +85,14 @@ export const SETTINGS = defineSettings(
       flag: '--slots <n>',
       env: 'MPD_SLOTS',
       help: "how many modules this worker runs at once (default: number of CPUs); per worker, not the orchestrator's cluster-wide --max-parallelism",
-      schema: integer(1, 1024),
+      schema: integerText(1, 1024),
       aliases: [{ flag: '--max-parallel', env: 'MPD_MAX_PARALLEL' }],
     },
     pipeline: {
       flag: '--pipeline <file>',
       env: 'MPD_PIPELINE',
       help: 'pipeline file (ES module or .ts) whose modules this worker runs',
-      schema: z.string().trim().min(1, 'must be a file path'),
+      schema: filePath,
     },
     joinToken: {
       flag: '--join-token <token>',
@@ -129,23 +123,23 @@ export const SETTINGS = defineSettings(
     bodyLimit: {
       flag: '--body-limit <size>',
       env: 'MPD_BODY_LIMIT',
-      help: 'largest JSON request body accepted; execute carries dependency results (default: 100mb)',
+      default: DEFAULT_WORKER_OPTIONS.bodyLimit,
+      help: 'largest JSON request body accepted; execute carries dependency results',
       schema: bodyLimitText,
     },
     logLevel: {
       flag: '--log-level <level>',
       env: 'MPD_LOG_LEVEL',
       default: 'info',
-      help: 'log level: fatal, error, warn, info, debug, trace, silent',
-      schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
-        errorMap: () => ({ message: 'must be one of fatal, error, warn, info, debug, trace, silent' }),
-      }),
+      help: `log level: ${LOG_LEVELS.join(', ')}`,
+      schema: logLevelText,
     },
   },
   {
     // Settings that need others: a certificate needs its key (and back), mutual TLS needs TLS.
     needs: TLS_SETTING_NEEDS,
-    error: (_name, message, cause) => new WorkerConfigError(message, cause === undefined ? undefined : { cause }),
+    error: (name, message, cause) =>
+      new WorkerConfigError('InvalidSetting', name, message, cause === undefined ? undefined : { cause }),
   },
 );
 

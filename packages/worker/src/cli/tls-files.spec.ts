@@ -37,6 +37,8 @@ describe('readTlsFiles', () => {
   it('refuses a missing file, or one without a PEM block, with a WorkerConfigError naming the flag and the variable', () => {
     expect(() => readTlsFiles(parseSettings({ tlsCa: 'nope.crt' }), certs.dir)).toThrow(
       new WorkerConfigError(
+        'InvalidSetting',
+        '--tls-ca (MPD_TLS_CA)',
         `Invalid setting --tls-ca (MPD_TLS_CA): cannot read ${join(certs.dir, 'nope.crt')}: no such file`,
       ),
     );
@@ -50,6 +52,7 @@ describe('readTlsFiles', () => {
     }
     expect(error).toBeInstanceOf(WorkerConfigError);
     expect(error).toMatchObject({ code: 'InvalidSetting' });
+    expect(error).toMatchObject({ setting: '--tls-cert (MPD_TLS_CERT)' });
     expect((error as Error).message).toBe(
       `Invalid setting --tls-cert (MPD_TLS_CERT): ${file} is not a PEM file (no -----BEGIN ...----- line)`,
     );

@@ -1,7 +1,7 @@
 import { readTlsFiles as readFiles, type TlsFileSetting } from '@mpd/server-kit';
 import { WorkerConfigError } from '../errors.js';
 import type { WorkerOptions } from '../worker-options.js';
-import type { WorkerCliSettings } from './settings.js';
+import { SETTINGS, type WorkerCliSettings } from './settings.js';
 
 /** The PEM contents of the TLS files the settings name. */
 export interface TlsFiles {
@@ -23,7 +23,13 @@ export function readTlsFiles(
 ): TlsFiles {
   const { server, client } = readFiles(settings, {
     baseDir,
-    error: (_setting, message, cause) => new WorkerConfigError(message, cause === undefined ? undefined : { cause }),
+    error: (setting, message, cause) =>
+      new WorkerConfigError(
+        'InvalidSetting',
+        SETTINGS.nameOf(setting),
+        message,
+        cause === undefined ? undefined : { cause },
+      ),
   });
   return { server, orchestrator: client };
 }

@@ -1,5 +1,6 @@
+/** The texts of module requirements: what a worker lacks, what a module needs, why none can take it. */
 import type { WorkerNode } from '@mpd/contract';
-import type { ModuleRequirements } from '@mpd/pipeline';
+import type { ModuleRequirements, Pipeline } from '@mpd/pipeline';
 
 /** What `worker` lacks to meet `requires`: empty when it can run the module. */
 export function missingCapabilities(worker: WorkerNode, requires: ModuleRequirements): string[] {
@@ -23,4 +24,20 @@ export function describeRequirements(requires: ModuleRequirements): string {
     ...(requires.tags ?? []).map((tag) => `tag '${tag}'`),
   ];
   return parts.length > 0 ? parts.join(', ') : 'nothing';
+}
+
+/**
+ * Why no live worker can run a module that needs `requires`: none of `pipeline` is registered,
+ * or what each of the `live` ones lacks.
+ */
+export function noCapableWorkerReason(
+  pipeline: Pick<Pipeline, 'name' | 'fingerprint'>,
+  requires: ModuleRequirements,
+  live: readonly WorkerNode[],
+): string {
+  return live.length === 0
+    ? `no live worker with pipeline '${pipeline.name}' (fingerprint ${pipeline.fingerprint}) was registered`
+    : `it needs ${describeRequirements(requires)}, and no live worker has it: ${live
+        .map((worker) => `${worker.id} lacks ${missingCapabilities(worker, requires).join(', ')}`)
+        .join('; ')}`;
 }
