@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { LIMITS } from './limits.js';
 import { parseTimeSpan } from './time-span.js';
 
 /** An ISO-8601 timestamp with a `Z` or an offset, e.g. `2025-09-30T10:00:00Z`. */
@@ -16,12 +17,12 @@ export const durationSchema = timeSpanSchema.refine((value) => (parseTimeSpan(va
   message: 'must not be negative',
 });
 
-/** Identifiers (worker ids, execution ids): printable, no whitespace, bounded. */
+/** Identifiers (worker ids, execution ids): printable, no whitespace, bounded ({@link LIMITS}`.identifier`). */
 export const identifierSchema = z
   .string()
   .min(1, 'must not be empty')
-  .max(256, 'must be at most 256 characters')
-  .regex(/^[\x21-\x7e]+$/, 'must be printable ASCII without spaces');
+  .max(LIMITS.identifier.maxLength, `must be at most ${LIMITS.identifier.maxLength} characters`)
+  .regex(LIMITS.identifier.pattern, `must be ${LIMITS.identifier.alphabet}`);
 
 /** One problem in a request, with the dotted path of the field it concerns. */
 export const fieldIssueSchema = z.object({

@@ -1,7 +1,9 @@
 import { z } from 'zod';
 import { durationSchema, identifierSchema, isoDateTimeSchema } from './common.schema.js';
+import { LIMITS } from './limits.js';
 
-const moduleNameSchema = z.string().min(1, 'must not be empty').max(512);
+const moduleNameSchema = z.string().min(1, 'must not be empty').max(LIMITS.moduleTypeName.maxLength);
+const environmentNameSchema = z.string().min(1).max(LIMITS.environmentName.maxLength);
 
 export const executeModuleRequestSchema = z.object({
   executionId: identifierSchema,
@@ -11,13 +13,13 @@ export const executeModuleRequestSchema = z.object({
   moduleTypeName: moduleNameSchema,
   /** Results of the module's dependencies, keyed by module name, each as JSON text. */
   dependencyResults: z.record(moduleNameSchema, z.string()).default({}),
-  environmentVariables: z.record(z.string().min(1).max(1024), z.string()).default({}),
+  environmentVariables: z.record(environmentNameSchema, z.string()).default({}),
   /**
    * Names of `environmentVariables` whose values are secrets (an mpd addition): the worker masks
    * them as `***` in every log line and error message it writes or returns.
    */
-  secretEnvironmentVariables: z.array(z.string().min(1).max(1024)).max(1024).optional(),
-  workingDirectory: z.string().max(4096).optional(),
+  secretEnvironmentVariables: z.array(environmentNameSchema).max(LIMITS.execute.maxSecretNames).optional(),
+  workingDirectory: z.string().max(LIMITS.path.maxLength).optional(),
   /** How long the module may run (TimeSpan). The worker's default applies when absent. */
   timeout: durationSchema.optional(),
   timestamp: isoDateTimeSchema.optional(),
@@ -38,7 +40,11 @@ const executionTimesSchema = z.object({
 
 export const executeModuleSuccessSchema = executionTimesSchema.extend({
   success: z.literal(true),
-  /** The module's result as JSON text (`"null"` for a module that returns nothing). */
+  /**
+   * The module's result as JSON text (`"null"` for a module that returns nothing): at most the
+   * worker's `maxResultBytes` in UTF-8 bytes, nested at most `LIMITS.json.maxDepth` deep (a
+   * larger or deeper result fails its module instead).
+   */
   serializedResult: z.string(),
 });
 export type ExecuteModuleSuccess = z.infer<typeof executeModuleSuccessSchema>;
@@ -56,7 +62,7 @@ export type ExecuteModuleResponse = ExecuteModuleSuccess | ExecuteModuleFailure;
 
 export const cancelExecutionRequestSchema = z.object({
   executionId: identifierSchema,
-  reason: z.string().max(4096).optional(),
+  reason: z.string().max(LIMITS.reason.maxLength).optional(),
   timestamp: isoDateTimeSchema.optional(),
 });
 export type CancelExecutionRequest = z.infer<typeof cancelExecutionRequestSchema>;

@@ -83,4 +83,20 @@ export type {
 export { formatTimeSpan, parseTimeSpan } from './time-span.js';
 export { describeFieldIssues, toFieldIssues } from './validation.js';
 export { orchestratorOpenApi, workerOpenApi } from './openapi.js';
-export { DEFAULT_MODULE_TIMEOUT_MS, MASK, OPENAPI_PATH } from './limits.js';
+export {
+  DEFAULT_MAX_RESULT_BYTES,
+  DEFAULT_MODULE_TIMEOUT_MS,
+  DEFAULT_ORCHESTRATOR_BODY_LIMIT,
+  DEFAULT_WORKER_BODY_LIMIT,
+  DEFAULT_WORKER_BODY_LIMIT_BYTES,
+  describeBytes,
+  EXECUTE_ENVELOPE_BYTES,
+  executeAnswerLimit,
+  formatBytes,
+  jsonDepth,
+  LIMITS,
+  MASK,
+  OPENAPI_PATH,
+  resultLimitProblem,
+} from './limits.js';
+export type { ResultLimitProblem } from './limits.js';

@@ -1,7 +1,9 @@
 /**
- * Defaults and limits of the wire that code outside the contract also needs. This file imports
- * nothing, so `@mpd/pipeline` can take its default from here (`@mpd/contract/limits`) without
- * loading zod or ts-rest.
+ * Defaults and limits of the wire that code outside the contract also needs, in one place: the
+ * contract's schemas take their bounds from {@link LIMITS}, `defineModule`/`definePipeline` check
+ * definitions against it, and both servers and the client take their defaults from here. This
+ * file imports nothing, so `@mpd/pipeline` can take what it needs from here
+ * (`@mpd/contract/limits`) without loading zod or ts-rest.
  */
 
 /**
@@ -16,3 +18,192 @@ export const OPENAPI_PATH = '/api/openapi.json';
 
 /** What a masked secret is replaced with in everything that leaves a process (logs, errors, reports). */
 export const MASK = '***';
+
+/**
+ * The bounds of what crosses a process boundary, one entry per kind of value (lengths in
+ * characters). The spec's example bodies are within every one of them (test-kit's
+ * `SPEC_EXAMPLES`; the contract's tests check it); the README's "Limits" section lists each
+ * with where it is enforced and what a user sees.
+ */
+export const LIMITS = {
+  /** Worker ids and execution ids (path parameters too): printable ASCII without spaces. */
+  identifier: {
+    maxLength: 256,
+    pattern: /^[\x21-\x7e]+$/,
+    alphabet: 'printable ASCII without spaces',
+  },
+  /**
+   * Names a worker advertises: its OS, tools and tags, its pipeline's name and the names of the
+   * pipeline's modules; and, at definition time, a pipeline's name, a module's category, tags
+   * and requirements.
+   */
+  name: { maxLength: 128 },
+  /**
+   * A module's name as `defineModule` takes it: it is advertised by workers (a {@link LIMITS.name}),
+   * sent as `moduleTypeName`, and part of every execution id (`<run id>.<module>.<attempt>`, an
+   * {@link LIMITS.identifier}), so it must fit all three.
+   */
+  moduleName: {
+    maxLength: 128,
+    pattern: /^[A-Za-z0-9][A-Za-z0-9._:@/-]*$/,
+    alphabet: 'letters, digits and . _ : @ / -, starting with a letter or digit',
+  },
+  /**
+   * `moduleTypeName` and the keys of `dependencyResults` on the wire: any text (the spec's
+   * example is a .NET assembly-qualified type name, `MyApp.Modules.BuildModule, MyApp`).
+   */
+  moduleTypeName: { maxLength: 512 },
+  /** A pipeline's fingerprint (`sha256:` and 64 hex digits from `definePipeline`). */
+  fingerprint: { maxLength: 128 },
+  /** A worker's credential, issued by the orchestrator. */
+  credential: { minLength: 16, maxLength: 256 },
+  /** A worker's endpoint URL. */
+  url: { maxLength: 2_048 },
+  /** The name of an environment variable sent to a module (secret or not). */
+  environmentName: { maxLength: 1_024 },
+  /** A module's working directory. */
+  path: { maxLength: 4_096 },
+  /** A cancel's reason. */
+  reason: { maxLength: 4_096 },
+  /** Modules in one pipeline: what a worker may advertise. */
+  pipeline: { maxModules: 10_000 },
+  /** A worker's capabilities: tools and tags it advertises, and its slots. */
+  capabilities: { maxListItems: 256, maxSlots: 1_024 },
+  /** Secret environment variable names in one execute request. */
+  execute: { maxSecretNames: 1_024 },
+  /**
+   * How deeply a module's result (and its parameters) may nest arrays and objects: a quarter of
+   * what V8's recursive `JSON.stringify` manages from an empty stack (about 4,170 levels), about
+   * half of what `structuredClone` and Node's 'advanced' IPC serialisation manage (about 1,950),
+   * so every step a result passes (the worker's serialisation, the orchestrator's report, a
+   * dependant's own code) has room to spare. Jackson's default `maxNestingDepth` is the same.
+   */
+  json: { maxDepth: 1_000 },
+} as const;
+
+/**
+ * The largest module result accepted by default, as JSON text in UTF-8 bytes: 16 MiB (the
+ * `--max-result-size` of both CLIs, `maxResultBytes` of both libraries). Results are data passed
+ * between modules, not artifacts: the orchestrator holds each one for the whole run and sends it
+ * in the execute request of every dependant. At 16 MiB, three dependencies at the limit still fit
+ * a worker's default body limit ({@link DEFAULT_WORKER_BODY_LIMIT}, 100 MiB) even when every
+ * character needs escaping ({@link executeAnswerLimit}); it is MongoDB's document limit, and eight
+ * times Temporal's payload limit (2 MB).
+ */
+export const DEFAULT_MAX_RESULT_BYTES = 16 * 1024 * 1024;
+
+/** The orchestrator's default `--body-limit` (registrations, heartbeats): `1mb`. */
+export const DEFAULT_ORCHESTRATOR_BODY_LIMIT = '1mb';
+
+/**
+ * A worker's default `--body-limit` (execute requests carry their dependencies' results):
+ * `100mb`, 100 MiB as express reads it. The orchestrator assumes it for a worker that does not
+ * advertise its own (`capabilities.bodyLimitBytes`).
+ */
+export const DEFAULT_WORKER_BODY_LIMIT = '100mb';
+
+/** {@link DEFAULT_WORKER_BODY_LIMIT} in bytes. */
+export const DEFAULT_WORKER_BODY_LIMIT_BYTES = 100 * 1024 * 1024;
+
+/** Room for everything an execute answer holds besides the result: ids, times, the envelope's keys (64 KiB). */
+export const EXECUTE_ENVELOPE_BYTES = 64 * 1024;
+
+/**
+ * The largest execute answer that can carry a result of `maxResultBytes`: the result's JSON
+ * text travels as a JSON string, in which each `"` and `\` takes two bytes (`JSON.stringify`
+ * leaves no other character needing an escape in JSON text), plus {@link EXECUTE_ENVELOPE_BYTES}.
+ * The orchestrator's client reads no answer past it.
+ */
+export function executeAnswerLimit(maxResultBytes: number): number {
+  return 2 * maxResultBytes + EXECUTE_ENVELOPE_BYTES;
+}
+
+/**
+ * How deeply the JSON text `text` nests arrays and objects (`1` is 0, `[]` 1, `[{"a":[]}]` 3),
+ * found by scanning the text, never by recursion: text from the wire may nest to any depth.
+ * Text that is not JSON gives a number without meaning.
+ */
+export function jsonDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  for (let index = 0; index < text.length; index++) {
+    const code = text.charCodeAt(index);
+    if (code === 0x22 /* " */) {
+      index = endOfString(text, index);
+    } else if (code === 0x5b /* [ */ || code === 0x7b /* { */) {
+      if (++depth > deepest) deepest = depth;
+    } else if (code === 0x5d /* ] */ || code === 0x7d /* } */) {
+      depth--;
+    }
+  }
+  return deepest;
+}
+
+/** The index of the `"` closing the string that opens at `start` (the text's end when none does). */
+function endOfString(text: string, start: number): number {
+  let quote = text.indexOf('"', start + 1);
+  while (quote !== -1) {
+    let backslashes = 0;
+    while (text.charCodeAt(quote - 1 - backslashes) === 0x5c /* \ */) backslashes++;
+    if (backslashes % 2 === 0) return quote;
+    quote = text.indexOf('"', quote + 1);
+  }
+  return text.length;
+}
+
+/** How a module's result breaks the limits (see {@link resultLimitProblem}). */
+export interface ResultLimitProblem {
+  /** `ResultTooLarge`: over the size limit; `ResultTooDeep`: nested past `LIMITS.json.maxDepth`. */
+  code: 'ResultTooLarge' | 'ResultTooDeep';
+  /**
+   * A phrase for the callers' messages: `a result of 66.8 MiB (70,000,002 bytes) as JSON, over
+   * the limit of 16 MiB (16,777,216 bytes)`, `a result nested 3,500 levels deep, over the limit
+   * of 1,000 levels`.
+   */
+  phrase: string;
+}
+
+/**
+ * What is wrong with a module's result, given as its JSON text, or undefined when it is within
+ * `maxResultBytes` (UTF-8 bytes) and nested at most {@link LIMITS}`.json.maxDepth` deep.
+ */
+export function resultLimitProblem(serializedResult: string, maxResultBytes: number): ResultLimitProblem | undefined {
+  // A string's UTF-8 bytes are at most three times its length (in UTF-16 units): most results need no count.
+  if (serializedResult.length * 3 > maxResultBytes) {
+    const bytes = Buffer.byteLength(serializedResult, 'utf8');
+    if (bytes > maxResultBytes) {
+      return {
+        code: 'ResultTooLarge',
+        phrase: `a result of ${describeBytes(bytes)} as JSON, over the limit of ${describeBytes(maxResultBytes)}`,
+      };
+    }
+  }
+  const depth = jsonDepth(serializedResult);
+  const { maxDepth } = LIMITS.json;
+  if (depth > maxDepth) {
+    return {
+      code: 'ResultTooDeep',
+      phrase: `a result nested ${depth.toLocaleString('en-US')} levels deep, over the limit of ${maxDepth.toLocaleString('en-US')} levels`,
+    };
+  }
+  return undefined;
+}
+
+/** A size for people: `16 MiB (16,777,216 bytes)`, `900 bytes`. */
+export function describeBytes(bytes: number): string {
+  const exact = `${bytes.toLocaleString('en-US')} bytes`;
+  return bytes < 1024 ? exact : `${formatBytes(bytes)} (${exact})`;
+}
+
+/** A size in binary units, to one decimal where it has one: `16 MiB`, `66.8 MiB`, `512 KiB`, `900 B`. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  const rounded = Math.round(value * 10) / 10;
+  return `${Number.isInteger(rounded) ? rounded : rounded.toFixed(1)} ${units[unit]}`;
+}

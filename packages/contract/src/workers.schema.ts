@@ -1,17 +1,27 @@
 import { z } from 'zod';
 import { identifierSchema, isoDateTimeSchema } from './common.schema.js';
+import { LIMITS } from './limits.js';
 
 export const workerStatusSchema = z.enum(['Available', 'Busy', 'Draining', 'Offline']);
 export type WorkerStatus = z.infer<typeof workerStatusSchema>;
 
-const nameSchema = z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters');
+const nameSchema = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(LIMITS.name.maxLength, `must be at most ${LIMITS.name.maxLength} characters`);
 
 export const workerCapabilitiesSchema = z.object({
   /** Operating system, e.g. `linux`, `windows`, `macos`. */
   os: nameSchema,
-  installedTools: z.array(nameSchema).max(256),
-  maxParallelModules: z.number().int().min(1).max(1024),
-  tags: z.array(nameSchema).max(256),
+  installedTools: z.array(nameSchema).max(LIMITS.capabilities.maxListItems),
+  maxParallelModules: z.number().int().min(1).max(LIMITS.capabilities.maxSlots),
+  tags: z.array(nameSchema).max(LIMITS.capabilities.maxListItems),
+  /**
+   * The largest request body this worker accepts, in bytes: its `--body-limit` (an mpd
+   * addition). The orchestrator sends it no execute request larger than this (its dependencies'
+   * results travel in it); absent, it assumes a worker's default, 100 MiB.
+   */
+  bodyLimitBytes: z.number().int().positive().optional(),
 });
 export type WorkerCapabilities = z.infer<typeof workerCapabilitiesSchema>;
 
@@ -19,14 +29,14 @@ export type WorkerCapabilities = z.infer<typeof workerCapabilitiesSchema>;
 export const loadedPipelineSchema = z.object({
   name: nameSchema,
   /** Hash of the pipeline's module definitions: workers with equal fingerprints run the same code. */
-  fingerprint: z.string().min(1).max(128),
-  modules: z.array(nameSchema).max(10_000),
+  fingerprint: z.string().min(1).max(LIMITS.fingerprint.maxLength),
+  modules: z.array(nameSchema).max(LIMITS.pipeline.maxModules),
 });
 export type LoadedPipeline = z.infer<typeof loadedPipelineSchema>;
 
 export const httpUrlSchema = z
   .string()
-  .max(2048)
+  .max(LIMITS.url.maxLength)
   .url('must be a URL such as http://worker1:9000')
   .refine((value) => /^https?:\/\//i.test(value), { message: 'must be an http:// or https:// URL' });
 
@@ -53,7 +63,7 @@ export const workerNodeRegistrationSchema = workerNodeSchema.extend({
 export type WorkerNodeRegistration = z.infer<typeof workerNodeRegistrationSchema>;
 
 /** A per-worker secret the orchestrator issues at registration (an mpd addition to the spec). */
-export const credentialSchema = z.string().min(16).max(256);
+export const credentialSchema = z.string().min(LIMITS.credential.minLength).max(LIMITS.credential.maxLength);
 
 export const registerWorkerRequestSchema = z.object({
   workerNode: workerNodeRegistrationSchema,

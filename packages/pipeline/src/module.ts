@@ -1,3 +1,4 @@
+import { jsonDepth, LIMITS } from '@mpd/contract/limits';
 import { PipelineDefinitionError } from './errors.js';
 import {
   MODULE_PRIORITIES,
@@ -170,7 +171,20 @@ export interface ModuleDefinition<Name extends string, Deps extends readonly Dep
  */
 export { DEFAULT_MODULE_TIMEOUT_MS } from '@mpd/contract/limits';
 
-const MODULE_NAME = /^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,199}$/;
+/**
+ * Why `name` cannot be a module's name, or undefined when it can: the contract's
+ * `LIMITS.moduleName` (a name a worker can advertise, send as `moduleTypeName` and put in an
+ * execution id), e.g. `must be 1-128 characters of letters, digits and . _ : @ / -, starting with
+ * a letter or digit (it has 150)`.
+ */
+export function moduleNameProblem(name: unknown): string | undefined {
+  const { maxLength, pattern, alphabet } = LIMITS.moduleName;
+  if (typeof name === 'string' && name.length <= maxLength && pattern.test(name)) return undefined;
+  const length = typeof name === 'string' && name.length > maxLength ? ` (it has ${name.length})` : '';
+  return `must be 1-${maxLength} characters of ${alphabet}${length}`;
+}
+
+const isModuleName = (value: unknown): value is string => moduleNameProblem(value) === undefined;
 
 /**
  * Defines a module: a named unit of work with a typed, JSON-serialisable result.
@@ -194,11 +208,9 @@ export function defineModule<
     throw new PipelineDefinitionError('InvalidModule', 'defineModule: expected an options object');
   }
   const { name, run } = options;
-  if (typeof name !== 'string' || !MODULE_NAME.test(name)) {
-    throw new PipelineDefinitionError(
-      'InvalidModule',
-      `defineModule: name ${JSON.stringify(name)} must be 1-200 characters of letters, digits and . _ : @ / -, starting with a letter or digit`,
-    );
+  const nameProblem = moduleNameProblem(name);
+  if (nameProblem !== undefined) {
+    throw new PipelineDefinitionError('InvalidModule', `defineModule: name ${JSON.stringify(name)} ${nameProblem}`);
   }
   if (typeof run !== 'function') {
     throw new PipelineDefinitionError('InvalidModule', `Module '${name}': run must be a function`);
@@ -208,7 +220,7 @@ export function defineModule<
     throw new PipelineDefinitionError('InvalidModule', `Module '${name}': dependsOn must be an array of modules`);
   }
   dependsOn.forEach((dependency, index) => {
-    if (!isModule(dependency) && !(typeof dependency === 'string' && MODULE_NAME.test(dependency))) {
+    if (!isModule(dependency) && !isModuleName(dependency)) {
       throw new PipelineDefinitionError(
         'InvalidModule',
         `Module '${name}': dependsOn[${index}] is neither a module made by defineModule nor a module name (got ${describe(dependency)})`,
@@ -228,7 +240,7 @@ export function defineModule<
   const optionalDependsOn = options.optionalDependsOn ?? [];
   if (!Array.isArray(optionalDependsOn)) fail('optionalDependsOn must be an array of modules or module names');
   optionalDependsOn.forEach((dependency, index) => {
-    if (!isModule(dependency) && !(typeof dependency === 'string' && MODULE_NAME.test(dependency))) {
+    if (!isModule(dependency) && !isModuleName(dependency)) {
       fail(`optionalDependsOn[${index}] is neither a module made by defineModule nor a module name`);
     }
   });
@@ -237,9 +249,9 @@ export function defineModule<
   if (options.priority !== undefined && !MODULE_PRIORITIES.includes(options.priority)) {
     fail(`priority must be one of ${MODULE_PRIORITIES.join(', ')}, got ${JSON.stringify(options.priority)}`);
   }
-  if (options.category !== undefined && !isName(options.category)) fail('category must be a non-empty string');
+  if (options.category !== undefined && !isName(options.category)) fail(`category must be ${A_NAME}`);
   const tags = options.tags ?? [];
-  if (!Array.isArray(tags) || !tags.every(isName)) fail('tags must be an array of non-empty strings');
+  if (!Array.isArray(tags) || !tags.every(isName)) fail(`tags must be an array of names (each ${A_NAME})`);
   const notInParallel = options.notInParallel ?? false;
   if (!(typeof notInParallel === 'boolean' || (Array.isArray(notInParallel) && notInParallel.every(isName)))) {
     fail('notInParallel must be true, false, or an array of constraint keys');
@@ -249,15 +261,21 @@ export function defineModule<
     parallelLimit !== undefined &&
     !(isName(parallelLimit?.key) && Number.isInteger(parallelLimit?.limit) && parallelLimit.limit >= 1)
   ) {
-    fail('parallelLimit must be { key: a non-empty string, limit: an integer of at least 1 }');
+    fail(`parallelLimit must be { key: ${A_NAME}, limit: an integer of at least 1 }`);
   }
   if (options.params !== undefined) {
+    let text: string | undefined;
     try {
-      JSON.stringify(options.params);
+      text = JSON.stringify(options.params);
     } catch (cause) {
       throw new PipelineDefinitionError('InvalidModule', `Module '${name}': params must be JSON-serialisable`, {
         cause,
       });
+    }
+    // They travel to the worker as JSON, within the depth every result keeps to.
+    const depth = text === undefined ? 0 : jsonDepth(text);
+    if (depth > LIMITS.json.maxDepth) {
+      fail(`params are nested ${depth} levels deep, over the limit of ${LIMITS.json.maxDepth} levels`);
     }
   }
   return Object.freeze({
@@ -282,8 +300,12 @@ export function defineModule<
   });
 }
 
+/** A name (category, tag, requirement, constraint key): not blank, at most `LIMITS.name.maxLength` characters. */
 const isName = (value: unknown): value is string =>
-  typeof value === 'string' && value.trim() !== '' && value.length <= 128;
+  typeof value === 'string' && value.trim() !== '' && value.length <= LIMITS.name.maxLength;
+
+/** What {@link isName} takes, for messages. */
+const A_NAME = `a non-empty string of at most ${LIMITS.name.maxLength} characters`;
 
 function checkRequirements(
   requires: ModuleRequirements | undefined,
@@ -295,7 +317,8 @@ function checkRequirements(
   for (const key of ['os', 'tools', 'tags'] as const) {
     const value = requires[key];
     if (value === undefined) continue;
-    if (!Array.isArray(value) || !value.every(isName)) fail(`requires.${key} must be an array of non-empty strings`);
+    if (!Array.isArray(value) || !value.every(isName))
+      fail(`requires.${key} must be an array of names (each ${A_NAME})`);
     result[key] = Object.freeze([...value]);
   }
   return Object.freeze(result);

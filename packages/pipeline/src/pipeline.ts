@@ -1,6 +1,14 @@
 import { createHash } from 'node:crypto';
+import { LIMITS } from '@mpd/contract/limits';
 import { PipelineDefinitionError } from './errors.js';
-import { type AnyModule, DEFAULT_MODULE_TIMEOUT_MS, dependencyName, isModule, resolveRetry } from './module.js';
+import {
+  type AnyModule,
+  DEFAULT_MODULE_TIMEOUT_MS,
+  dependencyName,
+  isModule,
+  moduleNameProblem,
+  resolveRetry,
+} from './module.js';
 import { type FailureMode, NO_RETRY, type ResolvedRetryPolicy, type RetryPolicy } from './scheduling.js';
 
 const PIPELINE_BRAND = Symbol.for('@mpd/pipeline.pipeline');
@@ -49,7 +57,9 @@ export interface Pipeline {
 
 /**
  * Defines a pipeline: a DAG of modules. Refuses duplicate names, dependencies that are not
- * in `modules`, and dependency cycles, each with an error naming the modules concerned.
+ * in `modules`, dependency cycles, and what a worker could not advertise (more than
+ * `LIMITS.pipeline.maxModules` modules, a module name outside `LIMITS.moduleName`, from a module
+ * made by another copy of this package), each with an error naming the modules concerned.
  *
  * ```ts
  * export default definePipeline({ name: 'ci', modules: [restore, build, test] });
@@ -60,14 +70,22 @@ export function definePipeline(options: PipelineOptions): Pipeline {
     throw new PipelineDefinitionError('InvalidPipeline', 'definePipeline: expected an options object');
   }
   const { name } = options;
-  if (typeof name !== 'string' || name.trim() === '' || name.length > 128) {
+  if (typeof name !== 'string' || name.trim() === '' || name.length > LIMITS.name.maxLength) {
     throw new PipelineDefinitionError(
       'InvalidPipeline',
-      'definePipeline: name must be a non-empty string of at most 128 characters',
+      `definePipeline: name must be a non-empty string of at most ${LIMITS.name.maxLength} characters`,
     );
   }
   if (!Array.isArray(options.modules) || options.modules.length === 0) {
     throw new PipelineDefinitionError('InvalidPipeline', `Pipeline '${name}': modules must be a non-empty array`);
+  }
+  // Workers advertise every module's name when they register: a pipeline they could not advertise could never run.
+  const { maxModules } = LIMITS.pipeline;
+  if (options.modules.length > maxModules) {
+    throw new PipelineDefinitionError(
+      'InvalidPipeline',
+      `Pipeline '${name}': ${options.modules.length} modules, over the limit of ${maxModules} (what a worker can advertise)`,
+    );
   }
 
   const modules = new Map<string, AnyModule>();
@@ -76,6 +94,14 @@ export function definePipeline(options: PipelineOptions): Pipeline {
       throw new PipelineDefinitionError(
         'InvalidModule',
         `Pipeline '${name}': modules[${index}] is not a module made by defineModule`,
+      );
+    }
+    // A module made by another copy of this package may have been held to other rules.
+    const nameProblem = moduleNameProblem(module.name);
+    if (nameProblem !== undefined) {
+      throw new PipelineDefinitionError(
+        'InvalidModule',
+        `Pipeline '${name}': module ${JSON.stringify(module.name)} cannot be sent to workers: its name ${nameProblem}`,
       );
     }
     if (modules.has(module.name)) {
@@ -162,22 +188,38 @@ function topologicalOrder(
 ): string[] {
   const order: string[] = [];
   const state = new Map<string, 'visiting' | 'done'>();
-  const visit = (name: string, path: string[]): void => {
-    const current = state.get(name);
-    if (current === 'done') return;
-    if (current === 'visiting') {
-      const cycle = [...path.slice(path.indexOf(name)), name];
-      throw new PipelineDefinitionError(
-        'DependencyCycle',
-        `Pipeline '${pipelineName}': dependency cycle ${cycle.map((part) => `'${part}'`).join(' -> ')}`,
-      );
-    }
+  // A depth-first walk with its own stack, not recursion: a chain of modules may be as long as
+  // the pipeline (up to LIMITS.pipeline.maxModules), deeper than the call stack goes.
+  const stack: { name: string; next: number }[] = [];
+  const enter = (name: string): void => {
     state.set(name, 'visiting');
-    for (const dependency of dependencies.get(name) ?? []) visit(dependency, [...path, name]);
-    state.set(name, 'done');
-    order.push(name);
+    stack.push({ name, next: 0 });
   };
-  for (const name of modules.keys()) visit(name, []);
+  for (const root of modules.keys()) {
+    if (state.has(root)) continue;
+    enter(root);
+    while (stack.length > 0) {
+      const frame = stack[stack.length - 1]!;
+      const dependency = (dependencies.get(frame.name) ?? [])[frame.next++];
+      if (dependency === undefined) {
+        stack.pop();
+        state.set(frame.name, 'done');
+        order.push(frame.name);
+        continue;
+      }
+      const current = state.get(dependency);
+      if (current === 'done') continue;
+      if (current === 'visiting') {
+        const path = stack.map((entry) => entry.name);
+        const cycle = [...path.slice(path.indexOf(dependency)), dependency];
+        throw new PipelineDefinitionError(
+          'DependencyCycle',
+          `Pipeline '${pipelineName}': dependency cycle ${cycle.map((part) => `'${part}'`).join(' -> ')}`,
+        );
+      }
+      enter(dependency);
+    }
+  }
   return order;
 }
 
