@@ -382,6 +382,37 @@ describe('execute deadlines', () => {
   });
 });
 
+describe('execute deadlines past what a Node timer holds', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('a deadline of 30 days does not fire at once (Node fires delays over 2^31 - 1 ms after 1 ms)', async () => {
+    // Only the timers the deadline uses are fake: the sockets keep their own.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    let arrived!: () => void;
+    const requested = new Promise<void>((resolve) => (arrived = resolve));
+    const server = await serve(() => arrived()); // never answers
+    const controller = new AbortController();
+    let settled: unknown;
+    const call = worker({ baseUrl: server.url }).execution.execute({
+      body: executeRequest('30.00:00:00'),
+      deadlineMs: 30 * 24 * 3_600_000,
+      fetchOptions: { signal: controller.signal },
+    });
+    call.then(
+      () => (settled = 'answered'),
+      (error: unknown) => (settled = error),
+    );
+    await requested;
+    vi.advanceTimersByTime(60_000);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(settled).toBeUndefined();
+    controller.abort();
+    expect(await rejection(call)).toMatchObject({ name: 'MpdClientError', code: 'Aborted' });
+  });
+});
+
 describe('undici dispatcher', () => {
   it("turns undici's own 300 s headers and body timeouts off", () => {
     expect(dispatcherOptions(30_000)).toMatchObject({ headersTimeout: 0, bodyTimeout: 0, connectTimeout: 10_000 });

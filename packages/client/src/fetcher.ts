@@ -1,4 +1,5 @@
 import { DEFAULT_MODULE_TIMEOUT_MS, parseTimeSpan, workerContract } from '@mpd/contract';
+import { longTimeout } from '@mpd/server-kit/timers';
 import type { ApiFetcher, ApiFetcherArgs } from '@ts-rest/core';
 import { isZodType } from '@ts-rest/core';
 import { Agent, type Dispatcher, request } from 'undici';
@@ -80,7 +81,8 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
     // One controller for both ways a call is given up: the caller's signal and the deadline.
     const controller = new AbortController();
     let timedOut = false;
-    const timer = setTimeout(() => {
+    // Deadlines are the callers' and the modules' timeouts: any length.
+    const timer = longTimeout(() => {
       timedOut = true;
       controller.abort();
     }, deadline);
@@ -119,7 +121,7 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
         cause: error,
       });
     } finally {
-      clearTimeout(timer);
+      timer.clear();
       callerSignal?.removeEventListener('abort', onCallerAbort);
     }
   };

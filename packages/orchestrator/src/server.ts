@@ -1,4 +1,11 @@
-import { closeGracefully, createHttpOrHttpsServer, listen, reachableHost, type ServerTls } from '@mpd/server-kit';
+import {
+  closeGracefully,
+  createHttpOrHttpsServer,
+  listen,
+  longInterval,
+  reachableHost,
+  type ServerTls,
+} from '@mpd/server-kit';
 import { createApp } from './app.js';
 import { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
 import { DEFAULT_START_OPTIONS, type OrchestratorOptions, resolveOrchestratorOptions } from './orchestrator-options.js';
@@ -104,16 +111,20 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
   }
   const url = `${options.tls ? 'https' : 'http'}://${reachableHost(host)}:${actualPort}`;
 
-  const sweeper = setInterval(() => {
-    try {
-      const lost = registry.sweep();
-      if (lost.length > 0)
-        resolved.logger.warn({ workerIds: lost }, 'workers stopped sending heartbeats and are offline');
-    } catch (error) {
-      resolved.logger.error({ err: error }, 'registry sweep failed');
-    }
-  }, sweepIntervalMs);
-  sweeper.unref();
+  // A long timer: `sweepIntervalMs` is the caller's, of any length.
+  const sweeper = longInterval(
+    () => {
+      try {
+        const lost = registry.sweep();
+        if (lost.length > 0)
+          resolved.logger.warn({ workerIds: lost }, 'workers stopped sending heartbeats and are offline');
+      } catch (error) {
+        resolved.logger.error({ err: error }, 'registry sweep failed');
+      }
+    },
+    sweepIntervalMs,
+    { unref: true },
+  );
   resolved.logger.info(
     { url, host, port: actualPort, tls: options.tls ? (options.tls.clientCa ? 'mutual' : 'server') : 'off' },
     'orchestrator listening',
@@ -130,7 +141,7 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      clearInterval(sweeper);
+      sweeper.clear();
       await closeGracefully(server, closeGraceMs);
       resolved.logger.info('orchestrator stopped');
     })();

@@ -1,3 +1,4 @@
+import { longSleep } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import type { ModuleExecutor } from './executor/module-executor.js';
 import type { OrchestratorLink } from './registration/orchestrator-link.js';
@@ -70,8 +71,12 @@ export class WorkerLifecycle {
       executor.drain();
       if (executor.load > 0) await link?.announceDrain();
       const idle = executor.idle();
-      const timer = new Promise((resolve) => setTimeout(resolve, graceMs).unref());
-      if ((await Promise.race([idle.then(() => 'idle'), timer])) !== 'idle') {
+      // The grace period is the user's (`shutdownGraceMs`, `close(graceMs)`): any length.
+      const graceOver = new AbortController();
+      const timer = longSleep(graceMs, graceOver.signal, { unref: true });
+      const first = await Promise.race([idle.then(() => 'idle'), timer]);
+      graceOver.abort();
+      if (first !== 'idle') {
         logger.warn({ running: executor.load }, 'shutdown grace period over; cancelling running modules');
         executor.cancelAll('worker shutting down');
         await Promise.race([idle, new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);

@@ -105,7 +105,7 @@ export const newStats = (): FuzzStats => ({ requestsSent: 0, answers: new Map(),
 /**
  * The longest delay Node's setTimeout keeps (2^31−1 ms; longer ones fire at once). A fact of
  * Node, not of mpd: the oracle states it itself rather than reaching into the worker's
- * internals (its `executor/long-timeout.ts` re-arms timers past it).
+ * internals (server-kit's `longTimeout`, which the worker arms them with, re-arms timers past it).
  */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 

@@ -32,7 +32,7 @@ describe('regressions of bugs the fuzzer found in the worker executor (fixed)', 
   // module-executor.ts handed the request's timeout to setTimeout as it was; Node fires a delay
   // above 2^31-1 ms (24.20:31:23.647) after 1 ms instead (TimeoutOverflowWarning), so such a
   // module failed at once with "timed out after 30.00:00:00". Fixed: the executor now re-arms
-  // its timer in steps of at most 2^31-1 ms (unit test: packages/worker/src/executor/long-timeout.spec.ts).
+  // its timer in steps of at most 2^31-1 ms (server-kit's longTimeout; unit test: packages/server-kit/src/timers.spec.ts).
   it('a module whose timeout is longer than 24.8 days does not time out at once', async () => {
     cluster = new Cluster();
     const worker = await cluster.startWorker({ pipeline, token: TOKEN });

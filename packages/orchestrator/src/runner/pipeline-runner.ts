@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { type ExecuteModuleRequest, formatTimeSpan, parseTimeSpan, type WorkerNode } from '@mpd/contract';
-import { backoffDelay } from '@mpd/server-kit';
+import { backoffDelay, longInterval, longTimeout, type LongTimer } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import {
   type Attempt,
@@ -77,7 +77,7 @@ class PipelineRun {
   private readonly secretNames: string[];
   private state: RunState = { kind: 'running' };
   private finish!: (result: RunResult) => void;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: LongTimer | undefined;
   private unsubscribe: (() => void) | undefined;
   private pumpQueued = false;
   /** Requirement keys whose capable workers all turned out full during this walk of the ready queue. */
@@ -106,7 +106,8 @@ class PipelineRun {
       if (event.type === 'offline') this.workerLost(event.workerId, 'missed heartbeats past the timeout');
       this.schedulePump();
     });
-    this.timer = setInterval(() => {
+    // A long timer: the interval is the caller's, of any length.
+    this.timer = longInterval(() => {
       // Also catches what raises no event at once: drained workers, heartbeats overdue but not swept yet.
       this.pool.invalidate();
       this.pump();
@@ -526,7 +527,8 @@ class PipelineRun {
         error: details.error.message,
       });
       this.requeue(state);
-      setTimeout(() => this.pump(), delayMs + 1).unref();
+      // A long timer: backoffs are the pipeline's, of any length.
+      longTimeout(() => this.pump(), delayMs + 1, { unref: true });
       return;
     }
     this.complete(state, state.definition.ignoreFailures ? 'IgnoredFailure' : status, details);
@@ -653,7 +655,7 @@ class PipelineRun {
   private end(): void {
     const cancelled = this.state.kind === 'cancelling';
     this.state = { kind: 'ended' };
-    clearInterval(this.timer);
+    this.timer?.clear();
     this.unsubscribe?.();
     this.options.signal?.removeEventListener('abort', this.onAbort);
     for (const attempt of this.attempts.values()) attempt.controller.abort(); // stop waiting for late answers

@@ -1,5 +1,5 @@
 import { createServer, request } from 'node:http';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { closeGracefully, createHttpOrHttpsServer, listen, reachableHost } from './listen.js';
 
 const servers: ReturnType<typeof createServer>[] = [];
@@ -57,6 +57,33 @@ describe('closeGracefully', () => {
     await new Promise((resolve) => server.once('request', resolve));
     await closeGracefully(server, 50);
     expect(await failed).toMatchObject({ code: 'ECONNRESET' });
+  });
+
+  it('keeps a request open through a grace period longer than a Node timer holds (2^31 - 1 ms)', async () => {
+    let answer: (() => void) | undefined;
+    const server = createServer((_req, res) => (answer = () => res.end('late')));
+    servers.push(server);
+    const port = await listen(server, 0, '127.0.0.1');
+    const body = new Promise<string>((resolve, reject) => {
+      request({ host: '127.0.0.1', port, agent: false }, (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString())).on('end', () => resolve(text));
+      })
+        .on('error', reject)
+        .end();
+    });
+    await new Promise((resolve) => server.once('request', resolve));
+    // Only the timers the grace period uses are fake: the sockets keep their own.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      const closing = closeGracefully(server, 40 * 24 * 3_600_000); // 40 days
+      vi.advanceTimersByTime(60_000);
+      answer!();
+      expect(await body).toBe('late');
+      await closing;
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('waits for the request in flight without a grace period', async () => {

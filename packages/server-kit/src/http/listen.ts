@@ -2,6 +2,7 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { longTimeout } from '../timers.js';
 
 /** What a server serves HTTPS with (PEM contents, not file paths). */
 export interface ServerTls {
@@ -55,10 +56,10 @@ export function listen(server: Server | HttpsServer, port: number, host: string)
  */
 export function closeGracefully(server: Server | HttpsServer, graceMs?: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const force = graceMs === undefined ? undefined : setTimeout(() => server.closeAllConnections(), graceMs);
-    force?.unref();
+    const force =
+      graceMs === undefined ? undefined : longTimeout(() => server.closeAllConnections(), graceMs, { unref: true });
     server.close((error) => {
-      clearTimeout(force);
+      force?.clear();
       if (error) reject(error);
       else resolve();
     });

@@ -6,11 +6,10 @@ import {
   formatTimeSpan,
 } from '@mpd/contract';
 import type { AnyModule, JsonValue } from '@mpd/pipeline';
-import { createSecretMasker, type SecretMasker } from '@mpd/server-kit';
+import { createSecretMasker, longTimeout, type SecretMasker } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { ExecutionCancelledError, ModuleTimeoutError, WorkerError } from '../errors.js';
-import { longTimeout } from './long-timeout.js';
 import { createModuleContext, ensureWorkingDirectory, toModuleLogger } from './module-context.js';
 
 /** The execute body as the contract validated it (`z.output` of `executeModuleRequestSchema`). */
@@ -90,9 +89,13 @@ async function run(
       return value === undefined ? [] : [value];
     }),
   );
-  const timer = longTimeout(() => {
-    controller.abort(new ModuleTimeoutError(`Module '${module.name}' timed out after ${formatTimeSpan(timeoutMs)}`));
-  }, timeoutMs);
+  const timer = longTimeout(
+    () => {
+      controller.abort(new ModuleTimeoutError(`Module '${module.name}' timed out after ${formatTimeSpan(timeoutMs)}`));
+    },
+    timeoutMs,
+    { unref: true },
+  );
 
   log.info('module started');
   // The outcome is given at the first of: the module settles, or its signal aborts.

@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { bearerHeader, type OrchestratorClient, MpdClientError } from '@mpd/client';
 import type { WorkerNodeRegistration } from '@mpd/contract';
-import { backoffDelay, writeStateFile } from '@mpd/server-kit';
+import { backoffDelay, longSleep, writeStateFile } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 
 /** Where the link to the orchestrator stands (Temporal-style explicit lifecycle). */
@@ -264,14 +263,12 @@ export class OrchestratorLink {
   }
 }
 
-/** Waits `ms`; false when `signal` aborted first. */
-async function pause(ms: number, signal: AbortSignal): Promise<boolean> {
-  try {
-    await sleep(ms, undefined, { signal });
-    return true;
-  } catch {
-    return false;
-  }
+/**
+ * Waits `ms`; false when `signal` aborted first. Any length: the heartbeat interval comes from
+ * the orchestrator's answer and the backoff from the options.
+ */
+function pause(ms: number, signal: AbortSignal): Promise<boolean> {
+  return longSleep(ms, signal);
 }
 
 function describe(error: unknown): string {

@@ -1,0 +1,107 @@
+/**
+ * Timers for durations of any length. Node keeps a timer's delay in a signed 32-bit number of
+ * milliseconds: a delay over 2^31 − 1 ms (about 24.8 days) fires after 1 ms instead, with only a
+ * `TimeoutOverflowWarning` on stderr. Module timeouts, retry backoffs, deadlines, grace periods
+ * and heartbeat intervals come from users and from the wire and can be that long, so every one of
+ * them is armed here, in steps of at most {@link MAX_TIMER_DELAY_MS}.
+ *
+ * This file imports nothing, so the client takes it (`@mpd/server-kit/timers`) without loading
+ * express.
+ */
+
+/** The longest delay a Node timer holds: 2^31 − 1 ms, about 24.8 days (Node's `TIMEOUT_MAX`). */
+export const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
+
+/** A timer armed by {@link longTimeout} or {@link longInterval}. */
+export interface LongTimer {
+  /** Stops it: the callback is not called (again). Safe to call twice, or after it fired. */
+  clear(): void;
+}
+
+/** Options of {@link longTimeout} and {@link longInterval}. */
+export interface LongTimerOptions {
+  /**
+   * Let the process exit while the timer is pending (Node's `timer.unref()`).
+   * @default false
+   */
+  unref?: boolean;
+}
+
+/**
+ * Calls `callback` once, after `delayMs`, like `setTimeout`, for a delay of any length:
+ * `Infinity` never fires. A delay that is not a number above 0 (NaN, negative) fires on the next
+ * turn of the timers, as `setTimeout` does.
+ *
+ * ```ts
+ * const timer = longTimeout(() => controller.abort(), 40 * 24 * 3_600_000, { unref: true }); // 40 days
+ * timer.clear();
+ * ```
+ */
+export function longTimeout(callback: () => void, delayMs: number, options: LongTimerOptions = {}): LongTimer {
+  let handle: ReturnType<typeof setTimeout> | undefined;
+  let cleared = false;
+  const arm = (remaining: number): void => {
+    handle = setTimeout(
+      () => (remaining > MAX_TIMER_DELAY_MS ? arm(remaining - MAX_TIMER_DELAY_MS) : callback()),
+      Math.min(remaining, MAX_TIMER_DELAY_MS),
+    );
+    if (options.unref) handle.unref();
+  };
+  arm(delayMs);
+  return {
+    clear: () => {
+      if (cleared) return;
+      cleared = true;
+      clearTimeout(handle);
+    },
+  };
+}
+
+/**
+ * Calls `callback` every `intervalMs`, like `setInterval`, for an interval of any length
+ * (`Infinity`: never).
+ */
+export function longInterval(callback: () => void, intervalMs: number, options: LongTimerOptions = {}): LongTimer {
+  let current: LongTimer;
+  const next = (): void => {
+    current = longTimeout(
+      () => {
+        // Armed again before the call: a callback that throws does not end the interval (as with
+        // setInterval), and one that clears it clears the timer just armed.
+        next();
+        callback();
+      },
+      intervalMs,
+      options,
+    );
+  };
+  next();
+  return { clear: () => current.clear() };
+}
+
+/**
+ * Resolves `true` after `delayMs` (any length), or `false` as soon as `signal` aborts (at once
+ * when it already has); never rejects.
+ *
+ * ```ts
+ * if (!(await longSleep(retryInMs, stopSignal))) return; // stopped meanwhile
+ * ```
+ */
+export function longSleep(delayMs: number, signal?: AbortSignal, options: LongTimerOptions = {}): Promise<boolean> {
+  if (signal?.aborted) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const onAbort = (): void => {
+      timer.clear();
+      resolve(false);
+    };
+    const timer = longTimeout(
+      () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve(true);
+      },
+      delayMs,
+      options,
+    );
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
