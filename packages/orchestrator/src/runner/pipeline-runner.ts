@@ -80,6 +80,9 @@ class PipelineRun {
   private timer: LongTimer | undefined;
   private unsubscribe: (() => void) | undefined;
   private pumpQueued = false;
+  /** Modules that ended and whose dependants are being told (see afterEnd). */
+  private readonly ended: ModuleState[] = [];
+  private releasing = false;
   /** Requirement keys whose capable workers all turned out full during this walk of the ready queue. */
   private readonly full = new Set<string>();
   private readonly onAbort = (): void => this.stop('cancel', 'the run was cancelled');
@@ -580,8 +583,27 @@ class PipelineRun {
     this.afterEnd(state);
   }
 
-  /** A module ended: its dependants may now be decided. */
+  /**
+   * A module ended: its dependants may now be decided. Through a queue, not recursion: a
+   * dependant that ends at once (`DependencyFailed`) releases its own dependants in turn, and a
+   * chain may be as long as the pipeline (a failure at the head of a 6,000-module chain overflowed
+   * the call stack, and the run never ended).
+   */
   private afterEnd(state: ModuleState): void {
+    this.ended.push(state);
+    if (this.releasing) return; // the loop below, further up the stack, takes it
+    this.releasing = true;
+    try {
+      for (let index = 0; index < this.ended.length; index++) this.releaseDependants(this.ended[index]!);
+    } finally {
+      this.ended.length = 0;
+      this.releasing = false;
+    }
+    this.schedulePump();
+  }
+
+  /** Tells each dependant of a module that ended: it fails at once, or is decided once nothing else is pending. */
+  private releaseDependants(state: ModuleState): void {
     for (const dependant of this.options.pipeline.dependants.get(state.name) ?? []) {
       const other = this.modules.get(dependant)!;
       other.pending.delete(state.name);
@@ -599,7 +621,6 @@ class PipelineRun {
         this.decide(other);
       }
     }
-    this.schedulePump();
   }
 
   /** Stops starting modules: cancels running ones (but always-run modules), then lets always-run modules run. */
