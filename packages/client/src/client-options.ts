@@ -19,6 +19,12 @@ export interface ClientOptions {
    * operator's tools, a worker's credential, the join token to register.
    */
   token?: string;
+  /**
+   * The largest answer body a call reads, in bytes: past it the call fails with `MpdClientError`
+   * `TooLarge`, unread. A call's own `maxResponseBytes` overrides it.
+   * @default none; for `execute`, what an answer with a result of 16 MiB can take (32 MiB + 64 KiB)
+   */
+  maxResponseBytes?: number;
   /** Headers sent with every call. */
   headers?: Record<string, string>;
   /**

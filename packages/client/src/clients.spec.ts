@@ -6,6 +6,7 @@ import {
   type ServerResponse,
 } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { DEFAULT_MAX_RESULT_BYTES, executeAnswerLimit } from '@mpd/contract';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { dispatcherOptions } from './fetcher.js';
 import {
@@ -410,6 +411,69 @@ describe('execute deadlines past what a Node timer holds', () => {
     expect(settled).toBeUndefined();
     controller.abort();
     expect(await rejection(call)).toMatchObject({ name: 'MpdClientError', code: 'Aborted' });
+  });
+});
+
+describe('answer size', () => {
+  it("rejects with 'TooLarge', unread, an answer whose Content-Length is over the call's maxResponseBytes", async () => {
+    const body = JSON.stringify({ ...executeSuccess, serializedResult: 'x'.repeat(2_000_000) });
+    const server = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) });
+      res.end(body);
+    });
+    const error = await rejection(
+      worker({ baseUrl: server.url }).execution.execute({
+        body: executeRequest('00:01:00'),
+        maxResponseBytes: 1_000_000,
+      }),
+    );
+    expect(error).toBeInstanceOf(MpdClientError);
+    expect(error).toMatchObject({ code: 'TooLarge' });
+    expect((error as Error).message).toBe(
+      `POST ${server.url}/api/execution/execute: the answer is ${Buffer.byteLength(body)} bytes, over the 1000000 bytes this call reads`,
+    );
+  });
+
+  it('stops reading a chunked answer (no Content-Length) once it passes the limit', async () => {
+    let written = 0;
+    let closedAfter: number | undefined;
+    const chunk = Buffer.alloc(64 * 1024, 'x');
+    const server = await serve((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.on('close', () => (closedAfter = written));
+      // Up to 256 MiB, as fast as the client reads it.
+      const pump = (): void => {
+        while (written < 256 * 1024 * 1024 && !res.destroyed) {
+          written += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+        res.end();
+      };
+      pump();
+    });
+    const error = await rejection(orchestrator({ baseUrl: server.url, maxResponseBytes: 1024 * 1024 }).health.get());
+    expect(error).toMatchObject({ name: 'MpdClientError', code: 'TooLarge' });
+    expect((error as Error).message).toBe(
+      `GET ${server.url}/api/health: the answer is larger, over the 1048576 bytes this call reads`,
+    );
+    await expect.poll(() => closedAfter).toBeDefined();
+    // What the server got out before the client hung up: the limit plus what the sockets buffer.
+    expect(closedAfter!).toBeLessThan(64 * 1024 * 1024);
+  });
+
+  it('bounds execute answers by default to what a result of DEFAULT_MAX_RESULT_BYTES can take; a smaller answer is read whole', async () => {
+    const limit = executeAnswerLimit(DEFAULT_MAX_RESULT_BYTES);
+    const server = await serve((req, res) => {
+      if (req.url === '/api/health') return json(res, 200, workerHealth);
+      // Declares one byte past the limit, sends nothing: only the declaration is read.
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(limit + 1) });
+      res.flushHeaders();
+    });
+    const client = worker({ baseUrl: server.url });
+    const error = await rejection(client.execution.execute({ body: executeRequest('00:01:00') }));
+    expect(error).toMatchObject({ name: 'MpdClientError', code: 'TooLarge' });
+    expect((error as Error).message).toContain(`the answer is ${limit + 1} bytes, over the ${limit} bytes`);
+    expect(await client.health.get()).toMatchObject({ status: 200, body: workerHealth });
   });
 });
 

@@ -5,9 +5,14 @@ export type MpdClientErrorCode =
   /** No complete answer within the call's timeout. */
   | 'Timeout'
   /** The caller's `signal` aborted the call. */
-  | 'Aborted';
+  | 'Aborted'
+  /** The answer's body was larger than the call's `maxResponseBytes`: it was not read. */
+  | 'TooLarge';
 
-/** A call that failed at the transport level: the server's answer, if any, never arrived. */
+/**
+ * A call that failed at the transport level: the server's answer, if any, never arrived (or,
+ * `TooLarge`, was too large to read).
+ */
 export class MpdClientError extends Error {
   override readonly name = 'MpdClientError';
   constructor(

@@ -1,4 +1,10 @@
-import { DEFAULT_MODULE_TIMEOUT_MS, parseTimeSpan, workerContract } from '@mpd/contract';
+import {
+  DEFAULT_MAX_RESULT_BYTES,
+  DEFAULT_MODULE_TIMEOUT_MS,
+  executeAnswerLimit,
+  parseTimeSpan,
+  workerContract,
+} from '@mpd/contract';
 import { longTimeout } from '@mpd/server-kit/timers';
 import type { ApiFetcher, ApiFetcherArgs } from '@ts-rest/core';
 import { isZodType } from '@ts-rest/core';
@@ -18,6 +24,14 @@ export interface CallOptions {
    * @default timeoutMs; for `execute`, the body's `timeout` (or 30 minutes) plus executeMarginMs
    */
   deadlineMs?: number;
+  /**
+   * The largest answer body this call reads, in bytes; overrides
+   * {@link ClientOptions.maxResponseBytes}. Past it the call fails with `MpdClientError`
+   * `TooLarge` and the rest is never read (the connection is dropped). The orchestrator passes
+   * each execute call the most an answer with a result within its `maxResultBytes` can take.
+   * @default maxResponseBytes; for `execute`, what a result of 16 MiB can take (`executeAnswerLimit`)
+   */
+  maxResponseBytes?: number;
 }
 
 /** The client's fetcher: ts-rest's, plus {@link CallOptions}. */
@@ -66,6 +80,12 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
   const executeMarginMs = options.executeMarginMs ?? DEFAULT_EXECUTE_MARGIN_MS;
   const dispatcher = new Agent(dispatcherOptions(timeoutMs, options.tls));
 
+  const maxResponseBytesFor = (args: ApiFetcherArgs & CallOptions): number | undefined => {
+    if (args.maxResponseBytes !== undefined) return args.maxResponseBytes;
+    if (options.maxResponseBytes !== undefined) return options.maxResponseBytes;
+    return args.route === workerContract.execution.execute ? executeAnswerLimit(DEFAULT_MAX_RESULT_BYTES) : undefined;
+  };
+
   const deadlineFor = (args: ApiFetcherArgs & CallOptions): number => {
     if (args.deadlineMs !== undefined) return args.deadlineMs;
     if (args.route !== workerContract.execution.execute) return timeoutMs;
@@ -98,7 +118,7 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
         signal: controller.signal,
         dispatcher,
       });
-      const text = await response.body.text();
+      const text = await readText(response, maxResponseBytesFor(args), where);
       const headers = toHeaders(response.headers);
       const contentType = headers.get('content-type') ?? '';
       let body: unknown = text;
@@ -107,6 +127,7 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
       if ((args.validateResponse ?? false) && isZodType(schema)) body = schema.parse(body);
       return { status: response.statusCode, body, headers };
     } catch (error) {
+      if (error instanceof MpdClientError) throw error;
       if (callerSignal?.aborted) {
         throw new MpdClientError('Aborted', `${where}: aborted by the caller`, { cause: error });
       }
@@ -127,6 +148,30 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
   };
 
   return { api, close: () => dispatcher.close() };
+}
+
+/**
+ * The answer's body as text, reading at most `limit` bytes: a larger body (by its
+ * `Content-Length`, or as it arrives) is dropped unread, and the call fails with `TooLarge`.
+ */
+async function readText(response: Dispatcher.ResponseData, limit: number | undefined, where: string): Promise<string> {
+  if (limit === undefined) return response.body.text();
+  const tooLarge = (size: string): MpdClientError => {
+    response.body.destroy();
+    return new MpdClientError('TooLarge', `${where}: the answer is ${size}, over the ${limit} bytes this call reads`);
+  };
+  const declared = Number(response.headers['content-length']);
+  if (declared > limit) throw tooLarge(`${declared} bytes`);
+  // Within the limit by its Content-Length: undici keeps a body to its Content-Length.
+  if (Number.isInteger(declared)) return response.body.text();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of response.body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw tooLarge('larger');
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size).toString('utf8');
 }
 
 /** undici's response headers (a value per name, or a list for repeated ones) as `Headers`. */

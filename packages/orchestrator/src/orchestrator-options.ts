@@ -1,3 +1,4 @@
+import { DEFAULT_ORCHESTRATOR_BODY_LIMIT } from '@mpd/contract/limits';
 import { pino, type Logger } from 'pino';
 import { OrchestratorConfigError } from './errors.js';
 import type { StartOrchestratorOptions } from './server.js';
@@ -80,7 +81,7 @@ export const DEFAULT_ORCHESTRATOR_OPTIONS = {
   heartbeatIntervalSeconds: 30,
   heartbeatTimeoutMs: 120_000,
   validateResponses: false,
-  bodyLimit: '1mb',
+  bodyLimit: DEFAULT_ORCHESTRATOR_BODY_LIMIT,
   rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
 } as const satisfies Omit<ResolvedOrchestratorOptions, 'logger'>;
 

@@ -53,8 +53,11 @@ export {
   integerText,
   LOG_LEVELS,
   logLevelText,
+  parseSize,
   pathText,
   portText,
+  sizeText,
+  sizeTextOf,
   tokenText,
 } from './cli/setting-schemas.js';
 export { writeStateFile } from './cli/state-file.js';

@@ -9,7 +9,11 @@ export type WorkerErrorCode =
   /** The orchestrator (or a shutdown) cancelled the execution. */
   | 'Cancelled'
   /** The module's result cannot be sent as JSON. */
-  | 'ResultNotSerializable';
+  | 'ResultNotSerializable'
+  /** The module's result is larger than `maxResultBytes` (`--max-result-size`). */
+  | 'ResultTooLarge'
+  /** The module's result nests deeper than the contract's `LIMITS.json.maxDepth`. */
+  | 'ResultTooDeep';
 
 /** An error raised by the worker, with a machine-readable `code` and the original `cause`. */
 export class WorkerError extends Error {
@@ -36,6 +40,18 @@ export class ExecutionCancelledError extends WorkerError {
   override readonly name = 'ExecutionCancelledError';
   constructor(message: string) {
     super('Cancelled', message);
+  }
+}
+
+/**
+ * A module's result breaks a limit (its size, its nesting depth): the module fails with this
+ * error, on the worker, before anything is sent (`exceptionType` `ResultLimitError`).
+ */
+export class ResultLimitError extends WorkerError {
+  override readonly name = 'ResultLimitError';
+  declare readonly code: Extract<WorkerErrorCode, 'ResultTooLarge' | 'ResultTooDeep'>;
+  constructor(code: Extract<WorkerErrorCode, 'ResultTooLarge' | 'ResultTooDeep'>, message: string) {
+    super(code, message);
   }
 }
 

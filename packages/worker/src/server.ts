@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { createOrchestratorClient } from '@mpd/client';
 import type { WorkerNodeRegistration } from '@mpd/contract';
-import { closeGracefully, createHttpOrHttpsServer, listen } from '@mpd/server-kit';
+import { closeGracefully, createHttpOrHttpsServer, listen, parseSize } from '@mpd/server-kit';
 import type { Application } from 'express';
 import { createApp } from './app.js';
 import { WorkerConfigError, WorkerError } from './errors.js';
@@ -54,6 +54,7 @@ export interface RunningWorker {
 export async function startWorker(options: WorkerOptions = {}): Promise<RunningWorker> {
   const resolved = resolveWorkerOptions(options);
   const { id, host, logger, pipeline, slots } = resolved;
+  const bodyLimitBytes = checkSizes(resolved);
   const executor = new ModuleExecutor({
     workerId: id,
     pipeline,
@@ -61,6 +62,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     defaultTimeoutMs: resolved.defaultTimeoutMs,
     workingDirectory: resolved.workingDirectory,
     completedRetentionMs: resolved.completedRetentionMs,
+    maxResultBytes: resolved.maxResultBytes,
     logger: logger.child({ workerId: id }),
   });
   const client = resolved.orchestratorUrl
@@ -113,6 +115,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
       installedTools: resolved.tools,
       maxParallelModules: slots,
       tags: resolved.tags,
+      bodyLimitBytes,
     },
     pipeline: pipeline
       ? { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: [...pipeline.modules.keys()] }
@@ -144,6 +147,30 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     drain: () => lifecycle.drain(),
     close: (graceMs = resolved.shutdownGraceMs) => lifecycle.shutDown(graceMs),
   };
+}
+
+/**
+ * Checks the size options; returns the body limit in bytes (advertised to the orchestrator).
+ * @throws WorkerConfigError (code `InvalidSetting`) naming `maxResultBytes` or `bodyLimit`.
+ */
+function checkSizes({ maxResultBytes, bodyLimit }: ResolvedWorkerOptions): number {
+  if (!(Number.isSafeInteger(maxResultBytes) && maxResultBytes > 0)) {
+    throw new WorkerConfigError(
+      'InvalidSetting',
+      'maxResultBytes',
+      `Invalid setting maxResultBytes: must be a whole number of bytes above 0, got ${String(maxResultBytes)}`,
+    );
+  }
+  try {
+    return parseSize(bodyLimit);
+  } catch (cause) {
+    throw new WorkerConfigError(
+      'InvalidSetting',
+      'bodyLimit',
+      `Invalid setting bodyLimit: must be a size such as 512kb, 1mb or 100mb, got ${JSON.stringify(bodyLimit)}`,
+      { cause },
+    );
+  }
 }
 
 type Server = ReturnType<typeof createHttpOrHttpsServer>;

@@ -1,4 +1,5 @@
 import { tmpdir } from 'node:os';
+import { DEFAULT_MAX_RESULT_BYTES } from '@mpd/contract';
 import { defineModule, definePipeline } from '@mpd/pipeline';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -30,6 +31,7 @@ describe('WorkerLifecycle.shutDown', () => {
       defaultTimeoutMs: 60 * 24 * 3_600_000,
       workingDirectory: tmpdir(),
       completedRetentionMs: 60_000,
+      maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
       logger,
     });
     const decision = executor.execute({

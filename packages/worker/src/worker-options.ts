@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type { ClientOptions } from '@mpd/client';
-import { DEFAULT_MODULE_TIMEOUT_MS } from '@mpd/contract';
+import { DEFAULT_MAX_RESULT_BYTES, DEFAULT_MODULE_TIMEOUT_MS, DEFAULT_WORKER_BODY_LIMIT } from '@mpd/contract';
 import type { Pipeline } from '@mpd/pipeline';
 import pino, { type Logger } from 'pino';
 import { defaultWorkerId, detectTools, osName } from './capabilities.js';
@@ -106,10 +106,20 @@ export interface WorkerOptions {
    */
   shutdownGraceMs?: number;
   /**
-   * Largest accepted request body.
+   * Largest accepted request body (bytes-package syntax: `100mb`, 1024-based); execute requests
+   * carry their dependencies' results. Advertised to the orchestrator
+   * (`capabilities.bodyLimitBytes`), which sends no execute request larger than this.
    * @default '100mb'
    */
   bodyLimit?: string;
+  /**
+   * The largest result a module may return, as JSON text in UTF-8 bytes (the CLI's
+   * `--max-result-size`). A module whose result is larger fails, with a message naming its size
+   * and this limit, before anything is sent; so does one whose result nests deeper than the
+   * contract's `LIMITS.json.maxDepth` (1,000).
+   * @default 16_777_216 (16 MiB, the contract's `DEFAULT_MAX_RESULT_BYTES`)
+   */
+  maxResultBytes?: number;
   /** @default false */
   validateResponses?: boolean;
   /** First registration retry delay while the orchestrator is unreachable (ms). @default 500 */
@@ -132,7 +142,8 @@ export const DEFAULT_WORKER_OPTIONS = {
   host: '0.0.0.0',
   defaultTimeoutMs: DEFAULT_MODULE_TIMEOUT_MS,
   shutdownGraceMs: 30_000,
-  bodyLimit: '100mb',
+  bodyLimit: DEFAULT_WORKER_BODY_LIMIT,
+  maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
   validateResponses: false,
   initialBackoffMs: 500,
   maxBackoffMs: 30_000,
@@ -170,6 +181,7 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
     shutdownGraceMs: options.shutdownGraceMs ?? defaults.shutdownGraceMs,
     // `||`: an empty string counts as not given.
     bodyLimit: options.bodyLimit || defaults.bodyLimit,
+    maxResultBytes: options.maxResultBytes ?? defaults.maxResultBytes,
     validateResponses: options.validateResponses ?? defaults.validateResponses,
     initialBackoffMs: options.initialBackoffMs ?? defaults.initialBackoffMs,
     maxBackoffMs: options.maxBackoffMs ?? defaults.maxBackoffMs,

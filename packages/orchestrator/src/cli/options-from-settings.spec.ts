@@ -59,6 +59,7 @@ describe('runOptions', () => {
         workerWaitMs: '2',
         maxLostAttempts: '1',
         timeoutMarginMs: '0.5',
+        maxResultBytes: '1mb',
       },
       {},
     );
@@ -77,6 +78,7 @@ describe('runOptions', () => {
       workerWaitMs: 2_000,
       maxLostAttempts: 1,
       timeoutMarginMs: 500,
+      maxResultBytes: 1024 * 1024,
       workerTls: { ca: 'CA' },
     });
   });
@@ -89,6 +91,7 @@ describe('runOptions', () => {
       'workerWaitMs',
       'maxLostAttempts',
       'timeoutMarginMs',
+      'maxResultBytes',
     ]);
   });
 });
@@ -112,10 +115,12 @@ describe('the defaults of the settings', () => {
       workerWaitMs: run.workerWaitMs,
       maxLostAttempts: run.maxLostAttempts,
       timeoutMarginMs: run.timeoutMarginMs,
+      maxResultBytes: run.maxResultBytes,
     }).toStrictEqual({
       workerWaitMs: DEFAULT_RUN_OPTIONS.workerWaitMs,
       maxLostAttempts: DEFAULT_RUN_OPTIONS.maxLostAttempts,
       timeoutMarginMs: DEFAULT_RUN_OPTIONS.timeoutMarginMs,
+      maxResultBytes: DEFAULT_RUN_OPTIONS.maxResultBytes,
     });
   });
 });

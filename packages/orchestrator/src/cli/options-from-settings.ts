@@ -50,6 +50,7 @@ export function runOptions(
     workerWaitMs: settings.workerWaitMs,
     maxLostAttempts: settings.maxLostAttempts,
     timeoutMarginMs: settings.timeoutMarginMs,
+    maxResultBytes: settings.maxResultBytes,
     workerTls: tls.workers,
   });
 }

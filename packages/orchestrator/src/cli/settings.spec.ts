@@ -16,6 +16,7 @@ describe('parseSettings', () => {
       workerWaitMs: 300_000,
       maxLostAttempts: 3,
       timeoutMarginMs: 60_000,
+      maxResultBytes: 16 * 1024 * 1024,
       rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
       bodyLimit: '1mb',
       logLevel: 'info',
@@ -108,6 +109,7 @@ describe('parseSettings', () => {
       workerWaitMs: 300_000,
       maxLostAttempts: 3,
       timeoutMarginMs: 60_000,
+      maxResultBytes: 16 * 1024 * 1024,
       rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
       bodyLimit: '1mb',
       port: 0,
@@ -270,7 +272,8 @@ describe('renamed settings', () => {
     expect(deprecated).toMatch(/--categories <list> +the old name of --run-only-categories \(env: MPD_CATEGORIES\)/);
   });
 
-  it('names the settings like the options they become: worker wait, timeout margin, ignored categories', () => {
+  it('names the settings like the options they become: worker wait, timeout margin, ignored categories, result size', () => {
+    expect(parseSettings({ maxResultBytes: '512kb' })).toMatchObject({ maxResultBytes: 512 * 1024 });
     expect(parseSettings({ workerWaitMs: '2', timeoutMarginMs: '0.5', ignoreCategories: 'slow' })).toMatchObject({
       workerWaitMs: 2_000,
       timeoutMarginMs: 500,

@@ -14,6 +14,8 @@ import {
   pathText,
   portText,
   type RawSettings,
+  sizeText,
+  sizeTextOf,
   TLS_SETTING_NEEDS,
   tlsFileSettings,
   tokenText,
@@ -174,6 +176,13 @@ export const SETTINGS = defineSettings(
       default: secondsOf(DEFAULT_RUN_OPTIONS.timeoutMarginMs),
       help: "with --pipeline: how long past a module's timeout to wait for its worker's answer before declaring it TimedOut",
       schema: secondsAsMs,
+    },
+    maxResultBytes: {
+      flag: '--max-result-size <size>',
+      env: 'MPD_MAX_RESULT_SIZE',
+      default: sizeTextOf(DEFAULT_RUN_OPTIONS.maxResultBytes),
+      help: 'with --pipeline: the largest module result accepted, as JSON (e.g. 512kb, 16mb); a larger one fails its module, and an answer larger than such a result can make is not read. Workers have their own --max-result-size',
+      schema: sizeText,
     },
     joinToken: {
       flag: '--join-token <token>',

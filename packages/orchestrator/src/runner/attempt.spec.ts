@@ -1,8 +1,8 @@
 import { MpdClientError } from '@mpd/client';
-import { errorResponse } from '@mpd/contract';
+import { errorResponse, LIMITS } from '@mpd/contract';
 import { SPEC_EXAMPLES } from '@mpd/test-kit';
 import { describe, expect, it } from 'vitest';
-import { type ExecuteAnswer, judgeAnswer, judgeTransportError, lateOutcome } from './attempt.js';
+import { type ExecuteAnswer, judgeAnswer, judgeTransportError, lateOutcome, RESULT_LIMIT_ERROR } from './attempt.js';
 
 const { executeOk, executeFailed } = SPEC_EXAMPLES;
 const times = { startTime: '2025-09-30T10:00:00Z', endTime: '2025-09-30T10:00:05Z', duration: '00:00:05' };
@@ -131,5 +131,45 @@ describe('lateOutcome', () => {
     expect(lateOutcome(answer(500, executeFailed))).toBe('Failed');
     expect(lateOutcome(errorResponse('InternalError', 'broken'))).toBe('Failed');
     expect(lateOutcome(errorResponse('WorkerAtCapacity', 'full'))).toBeUndefined();
+  });
+});
+
+describe('judgeAnswer and judgeTransportError: results over the limits', () => {
+  const okTimes = { startTime: executeOk.startTime, endTime: executeOk.endTime, duration: executeOk.duration };
+
+  it('fails the module whose result is over maxResultBytes or nested past LIMITS.json.maxDepth, naming size and limit', () => {
+    expect(
+      judgeAnswer(answer(200, { ...executeOk, serializedResult: JSON.stringify('x'.repeat(2_000)) }), 1_024),
+    ).toEqual({
+      kind: 'failed',
+      error: {
+        message:
+          "The worker sent a result of 2 KiB (2,002 bytes) as JSON, over the limit of 1 KiB (1,024 bytes); the orchestrator's --max-result-size (maxResultBytes) sets the limit",
+        type: RESULT_LIMIT_ERROR,
+        stackTrace: null,
+      },
+      times: okTimes,
+    });
+    const deep = '['.repeat(LIMITS.json.maxDepth + 1) + ']'.repeat(LIMITS.json.maxDepth + 1);
+    expect(judgeAnswer(answer(200, { ...executeOk, serializedResult: deep }))).toMatchObject({
+      kind: 'failed',
+      error: { message: 'The worker sent a result nested 1,001 levels deep, over the limit of 1,000 levels' },
+    });
+    expect(judgeAnswer(answer(200, { ...executeOk, serializedResult: '"x"' }), 3)).toMatchObject({ kind: 'succeeded' });
+  });
+
+  it('fails (does not lose) an attempt whose answer was too large to read', () => {
+    const error = new MpdClientError(
+      'TooLarge',
+      'POST http://w1/api/execution/execute: the answer is 99 bytes, over the 9 bytes this call reads',
+    );
+    expect(judgeTransportError(error)).toEqual({
+      kind: 'failed',
+      error: {
+        message: `The worker's answer was not read, larger than a result within the orchestrator's --max-result-size (maxResultBytes) can make: ${error.message}`,
+        type: RESULT_LIMIT_ERROR,
+        stackTrace: null,
+      },
+    });
   });
 });

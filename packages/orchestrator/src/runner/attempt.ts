@@ -1,5 +1,5 @@
 import { MpdClientError } from '@mpd/client';
-import type { ErrorBody, workerContract } from '@mpd/contract';
+import { DEFAULT_MAX_RESULT_BYTES, type ErrorBody, resultLimitProblem, type workerContract } from '@mpd/contract';
 import type { ClientInferResponses } from '@ts-rest/core';
 import type { ModuleState } from './module-state.js';
 import type { AttemptRecord, ModuleRunResult } from './run-result.js';
@@ -55,9 +55,10 @@ export type AttemptVerdict =
   | { kind: 'succeeded'; serializedResult: string; times: ExecutionTimes }
   /**
    * 500 with the module's failure: `failed` (it threw), `timed-out` (its worker stopped it at
-   * its timeout) or `cancelled` (a cancel call stopped it).
+   * its timeout) or `cancelled` (a cancel call stopped it). Also `failed`: a result over the
+   * orchestrator's limits (`times` then absent when the answer was too large to read).
    */
-  | { kind: 'failed' | 'timed-out' | 'cancelled'; error: ModuleError; times: ExecutionTimes }
+  | { kind: 'failed' | 'timed-out' | 'cancelled'; error: ModuleError; times?: ExecutionTimes }
   /** 429 or 503: the worker had no room after all (its own load, or draining): not the module's fault. */
   | { kind: 'rejected'; status: 429 | 503; message: string }
   /** Any other error status (400, 401, 404, 413, 415): the worker refused the request. */
@@ -70,8 +71,15 @@ export type AttemptVerdict =
    */
   | { kind: 'lost'; reason: string };
 
-/** Judges the worker's answer to an execute call. */
-export function judgeAnswer(answer: ExecuteAnswer): AttemptVerdict {
+/** The `type` of a module error for a result over the limits, whichever side caught it (the worker's exception type). */
+export const RESULT_LIMIT_ERROR = 'ResultLimitError';
+
+/**
+ * Judges the worker's answer to an execute call. A result over `maxResultBytes` (the run's
+ * `maxResultBytes`) or nested past the contract's `LIMITS.json.maxDepth` fails its module (a
+ * worker with a larger limit, or one that does not check, sent it).
+ */
+export function judgeAnswer(answer: ExecuteAnswer, maxResultBytes = DEFAULT_MAX_RESULT_BYTES): AttemptVerdict {
   switch (answer.status) {
     case 200: {
       // Answers are not validated against the contract (see messageOf): a 200 without its result
@@ -81,7 +89,17 @@ export function judgeAnswer(answer: ExecuteAnswer): AttemptVerdict {
         return { kind: 'lost', reason: 'worker answered 200 without the serializedResult text the contract requires' };
       }
       const { serializedResult, startTime, endTime, duration } = answer.body;
-      return { kind: 'succeeded', serializedResult, times: { startTime, endTime, duration } };
+      const times = { startTime, endTime, duration };
+      const problem = resultLimitProblem(serializedResult, maxResultBytes);
+      if (problem) {
+        const limit =
+          problem.code === 'ResultTooLarge'
+            ? "; the orchestrator's --max-result-size (maxResultBytes) sets the limit"
+            : '';
+        const message = `The worker sent ${problem.phrase}${limit}`;
+        return { kind: 'failed', error: { message, type: RESULT_LIMIT_ERROR, stackTrace: null }, times };
+      }
+      return { kind: 'succeeded', serializedResult, times };
     }
     case 429:
     case 503:
@@ -113,11 +131,17 @@ export function judgeAnswer(answer: ExecuteAnswer): AttemptVerdict {
 }
 
 /**
- * Judges an execute call that got no answer: past its deadline, `no-answer`; otherwise (the
- * worker unreachable, the call aborted, an answer the client could not take) `lost`.
+ * Judges an execute call that got no answer: past its deadline, `no-answer`; an answer too large
+ * to read, `failed`; otherwise (the worker unreachable, the call aborted, an answer the client
+ * could not take) `lost`.
  */
 export function judgeTransportError(error: unknown): AttemptVerdict {
   if (error instanceof MpdClientError && error.code === 'Timeout') return { kind: 'no-answer', message: error.message };
+  if (error instanceof MpdClientError && error.code === 'TooLarge') {
+    // Larger than any answer carrying a result within the limit: the module's output, not a lost worker.
+    const message = `The worker's answer was not read, larger than a result within the orchestrator's --max-result-size (maxResultBytes) can make: ${error.message}`;
+    return { kind: 'failed', error: { message, type: RESULT_LIMIT_ERROR, stackTrace: null } };
+  }
   return { kind: 'lost', reason: error instanceof MpdClientError ? `${error.code}: ${error.message}` : String(error) };
 }
 

@@ -66,4 +66,85 @@ describe('runPipeline within the limits', () => {
       LIMITS.pipeline.maxModules - 1,
     );
   }, 60_000);
+
+  it('fails a module whose result is over maxResultBytes (from a worker that did not check), and its dependant is DependencyFailed', async () => {
+    const big = defineModule({ name: 'big', run });
+    const after = defineModule({ name: 'after', dependsOn: [big], run });
+    const sent: string[] = [];
+    const result = await runOn(
+      definePipeline({ name: 'sizes', modules: [big, after] }),
+      { serializedResult: JSON.stringify('x'.repeat(4_096)), onExecute: (body) => sent.push(body.moduleTypeName) },
+      { maxResultBytes: 4_096 },
+    );
+    expect(sent).toEqual(['big']);
+    expect(result.modules[0]).toMatchObject({
+      status: 'Failed',
+      error: {
+        type: 'ResultLimitError',
+        message:
+          "The worker sent a result of 4 KiB (4,098 bytes) as JSON, over the limit of 4 KiB (4,096 bytes); the orchestrator's --max-result-size (maxResultBytes) sets the limit",
+      },
+    });
+    expect(result.modules[0]!.result).toBeUndefined();
+    expect(result.modules[1]).toMatchObject({ status: 'DependencyFailed', reason: "dependency 'big' ended Failed" });
+  });
+
+  it('with secrets: ends the run for a result 3,500 levels deep (refused), and masks one at the depth limit', async () => {
+    const secretEnvironmentVariables = { TOKEN: 'hunter2-secret' };
+    const deep = defineModule({ name: 'deep', run });
+    const after = defineModule({ name: 'after', dependsOn: [deep], run });
+    const pipeline = definePipeline({ name: 'depth', modules: [deep, after] });
+    const nested = (depth: number) => '['.repeat(depth) + '"hunter2-secret"' + ']'.repeat(depth);
+    const events: unknown[] = [];
+
+    const refused = await runOn(pipeline, { serializedResult: nested(3_500) }, { secretEnvironmentVariables });
+    expect(refused.status).toBe('Failed');
+    expect(refused.modules[0]).toMatchObject({
+      status: 'Failed',
+      error: {
+        type: 'ResultLimitError',
+        message: 'The worker sent a result nested 3,500 levels deep, over the limit of 1,000 levels',
+      },
+    });
+    expect(refused.modules[1]!.status).toBe('DependencyFailed');
+
+    const accepted = await runOn(
+      pipeline,
+      { serializedResult: nested(LIMITS.json.maxDepth) },
+      {
+        secretEnvironmentVariables,
+        onEvent: (event) => events.push(event),
+      },
+    );
+    expect(accepted.status).toBe('Successful');
+    const text = JSON.stringify(accepted);
+    expect(text).not.toContain('hunter2-secret');
+    expect(text).toContain(nested(LIMITS.json.maxDepth).replace('hunter2-secret', '***'));
+    expect(JSON.stringify(events)).not.toContain('hunter2-secret');
+  });
+
+  it("fails, without sending it, a module whose execute request would be over the worker's body limit, naming the sizes", async () => {
+    const big = defineModule({ name: 'big', run });
+    const after = defineModule({ name: 'after', dependsOn: [big], run });
+    const sent: string[] = [];
+    // 200,000 quotes: 400,002 bytes of JSON text, about 800 KB once escaped in the request.
+    const serializedResult = JSON.stringify('"'.repeat(200_000));
+    const result = await runOn(
+      definePipeline({ name: 'request', modules: [big, after] }),
+      { serializedResult, onExecute: (body) => sent.push(body.moduleTypeName) },
+      { bodyLimitBytes: 512 * 1024 },
+    );
+    expect(sent).toEqual(['big']);
+    expect(result.modules[0]!.status).toBe('Successful');
+    expect(result.modules[1]).toMatchObject({
+      status: 'Failed',
+      attempts: [],
+      error: {
+        type: 'RequestTooLarge',
+        message: expect.stringMatching(
+          /^Module 'after' was not sent to worker w1: its execute request would be 781\.\d KiB \(8\d\d,\d{3} bytes\), over the body limit of 512 KiB \(524,288 bytes\) that worker w1 takes \(its --body-limit\); its largest dependency results: 'big' 390\.6 KiB \(400,002 bytes\)$/,
+        ),
+      },
+    });
+  });
 });

@@ -1,5 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { type ExecuteModuleRequest, formatTimeSpan, parseTimeSpan, type WorkerNode } from '@mpd/contract';
+import {
+  type ExecuteModuleRequest,
+  executeAnswerLimit,
+  formatTimeSpan,
+  parseTimeSpan,
+  type WorkerNode,
+} from '@mpd/contract';
 import { backoffDelay, longInterval, longTimeout, type LongTimer } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import {
@@ -16,6 +22,7 @@ import { chainHeights } from './chain-heights.js';
 import { ConcurrencyRules } from './concurrency.js';
 import { createModuleStates, FAILED, type ModuleState, type Phase } from './module-state.js';
 import { ReadyQueue } from './ready-queue.js';
+import { executeRequestProblem } from './request-size.js';
 import { categoryFilterReason, dependencyResults, dependencyVerdict } from './readiness.js';
 import { noCapableWorkerReason } from './requirement-messages.js';
 import { type ResolvedRunOptions, resolveRunOptions, type RunPipelineOptions } from './run-options.js';
@@ -291,6 +298,24 @@ class PipelineRun {
     const number = state.result.attempts.length + 1;
     const executionId = `${this.runId}.${state.name}.${number}`;
     const now = new Date().toISOString();
+    const body: ExecuteModuleRequest = {
+      executionId,
+      moduleTypeName: state.name,
+      serializedModule: state.serializedParams,
+      dependencyResults: dependencyResults(state, pipeline, this.modules),
+      environmentVariables: this.environment,
+      ...(this.secretNames.length > 0 ? { secretEnvironmentVariables: this.secretNames } : {}),
+      ...(this.options.workingDirectory ? { workingDirectory: this.options.workingDirectory } : {}),
+      timeout: state.timeout,
+      timestamp: now,
+    };
+    // The worker would refuse it (413) without running anything: fail it here, saying why.
+    const tooLarge = executeRequestProblem(body, worker);
+    if (tooLarge !== undefined) {
+      const message = `Module '${state.name}' was not sent to worker ${worker.id}: ${tooLarge}`;
+      this.failed(state, 'Failed', { workerId: worker.id, error: { message, type: 'RequestTooLarge' }, final: true });
+      return;
+    }
     const record: AttemptRecord = { executionId, workerId: worker.id, startTime: now, outcome: 'Running' };
     state.result.attempts.push(record);
     this.setPhase(state, 'running');
@@ -320,17 +345,7 @@ class PipelineRun {
       attempt: number,
     });
 
-    void this.execute(attempt, {
-      executionId,
-      moduleTypeName: state.name,
-      serializedModule: state.serializedParams,
-      dependencyResults: dependencyResults(state, pipeline, this.modules),
-      environmentVariables: this.environment,
-      ...(this.secretNames.length > 0 ? { secretEnvironmentVariables: this.secretNames } : {}),
-      ...(this.options.workingDirectory ? { workingDirectory: this.options.workingDirectory } : {}),
-      timeout: state.timeout,
-      timestamp: now,
-    });
+    void this.execute(attempt, body);
   }
 
   /** Sends the execute call of an attempt and acts on its answer (a method, not closures per attempt). */
@@ -341,6 +356,8 @@ class PipelineRun {
         answer = await this.clients.for(attempt.endpoint, attempt.credential).execution.execute({
           body,
           deadlineMs: attempt.module.timeoutMs + this.options.timeoutMarginMs,
+          // Never read more than an answer with a result within the limit can take.
+          maxResponseBytes: executeAnswerLimit(this.options.maxResultBytes),
           fetchOptions: { signal: attempt.controller.signal },
         });
       } catch (error) {
@@ -348,7 +365,7 @@ class PipelineRun {
         if (attempt.state === 'running') this.act(attempt, judgeTransportError(error));
         return;
       }
-      if (attempt.state === 'running') this.act(attempt, judgeAnswer(answer));
+      if (attempt.state === 'running') this.act(attempt, judgeAnswer(answer, this.options.maxResultBytes));
       else if (attempt.state === 'lost') this.lateAnswer(attempt, answer);
     } catch (error) {
       this.log.error({ err: error, executionId: body.executionId }, 'handling an execute answer failed');

@@ -38,6 +38,7 @@ describe('resolveRunOptions', () => {
       workerWaitMs: 300_000,
       rescheduleIntervalMs: 1_000,
       timeoutMarginMs: 60_000,
+      maxResultBytes: 16 * 1024 * 1024,
       durationHints: {},
     });
     expect(resolved).toMatchObject(DEFAULT_RUN_OPTIONS);
@@ -63,6 +64,7 @@ describe('resolveRunOptions', () => {
       workerWaitMs: 0,
       rescheduleIntervalMs: 50,
       timeoutMarginMs: 0,
+      maxResultBytes: 1,
       durationHints: { a: 1_000 },
     } satisfies Partial<RunPipelineOptions>;
     const resolved = resolveRunOptions({ pipeline: tuned, registry, logger, ...overrides, createClient });
@@ -84,6 +86,9 @@ describe('resolveRunOptions', () => {
       ['rescheduleIntervalMs', { rescheduleIntervalMs: 0 }],
       ['timeoutMarginMs', { timeoutMarginMs: Number.POSITIVE_INFINITY }],
       ['timeoutMarginMs', { timeoutMarginMs: -5 }],
+      ['maxResultBytes', { maxResultBytes: 0 }],
+      ['maxResultBytes', { maxResultBytes: 1.5 }],
+      ['maxResultBytes', { maxResultBytes: Number.POSITIVE_INFINITY }],
     ];
     for (const [setting, options] of bad) {
       let thrown: unknown;

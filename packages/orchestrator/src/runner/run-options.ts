@@ -68,6 +68,16 @@ export interface RunPipelineOptions {
    */
   timeoutMarginMs?: number;
   /**
+   * The largest module result the orchestrator accepts, as JSON text in UTF-8 bytes (the CLI's
+   * `--max-result-size`; workers have their own, the same by default). A larger result, or an
+   * answer larger than such a result can make (`executeAnswerLimit`: never read past that),
+   * fails its module with a message naming the size and the limit; so does a result nested
+   * deeper than the contract's `LIMITS.json.maxDepth`. Keeps the orchestrator's memory bounded:
+   * it holds every result for the whole run.
+   * @default 16_777_216 (16 MiB, the contract's `DEFAULT_MAX_RESULT_BYTES`)
+   */
+  maxResultBytes?: number;
+  /**
    * TLS settings of the calls to `https://` workers (PEM contents): the CA their certificates
    * must chain to, and the client certificate to present to workers that require mutual TLS.
    * @default Node's default trusted roots, no client certificate
@@ -114,6 +124,7 @@ export interface ResolvedRunOptions {
   readonly workerWaitMs: number;
   readonly rescheduleIntervalMs: number;
   readonly timeoutMarginMs: number;
+  readonly maxResultBytes: number;
   readonly durationHints: Readonly<Record<string, number>>;
   readonly createClient: (target: WorkerClientTarget) => WorkerClient;
 }
@@ -145,6 +156,7 @@ export function resolveRunOptions(options: RunPipelineOptions): ResolvedRunOptio
     workerWaitMs: options.workerWaitMs ?? DEFAULT_RUN_OPTIONS.workerWaitMs,
     rescheduleIntervalMs: options.rescheduleIntervalMs ?? DEFAULT_RUN_OPTIONS.rescheduleIntervalMs,
     timeoutMarginMs: options.timeoutMarginMs ?? DEFAULT_RUN_OPTIONS.timeoutMarginMs,
+    maxResultBytes: options.maxResultBytes ?? DEFAULT_RUN_OPTIONS.maxResultBytes,
     durationHints: options.durationHints ?? {},
     createClient:
       options.createClient ??
@@ -153,7 +165,7 @@ export function resolveRunOptions(options: RunPipelineOptions): ResolvedRunOptio
   if (!Object.hasOwn(FAILURE_MODES, resolved.failureMode)) {
     invalid('failureMode', `must be one of ${Object.keys(FAILURE_MODES).join(', ')}`, resolved.failureMode);
   }
-  const { maxParallelism, maxLostAttempts, workerWaitMs, timeoutMarginMs } = resolved;
+  const { maxParallelism, maxLostAttempts, workerWaitMs, timeoutMarginMs, maxResultBytes } = resolved;
   if (maxParallelism !== undefined && !(Number.isInteger(maxParallelism) && maxParallelism >= 1)) {
     invalid('maxParallelism', 'must be an integer of at least 1', maxParallelism);
   }
@@ -168,6 +180,9 @@ export function resolveRunOptions(options: RunPipelineOptions): ResolvedRunOptio
   // Part of every execute call's deadline, which must be a finite number of ms.
   if (!(Number.isFinite(timeoutMarginMs) && timeoutMarginMs >= 0)) {
     invalid('timeoutMarginMs', 'must be a finite number of at least 0', timeoutMarginMs);
+  }
+  if (!(Number.isSafeInteger(maxResultBytes) && maxResultBytes > 0)) {
+    invalid('maxResultBytes', 'must be a whole number of bytes above 0', maxResultBytes);
   }
   return resolved;
 }

@@ -5,8 +5,11 @@ import {
   hostText,
   integerText,
   logLevelText,
+  parseSize,
   pathText,
   portText,
+  sizeText,
+  sizeTextOf,
   tokenText,
 } from './setting-schemas.js';
 
@@ -28,6 +31,16 @@ describe('setting schemas', () => {
       expect(result.success).toBe(false);
       expect(result.error?.issues[0]?.message).toBe('must be 16 to 256 printable characters without spaces');
     }
+  });
+
+  it('sizeText: a size with a unit, in bytes (binary units, as express reads --body-limit), above 0', () => {
+    expect(sizeText.parse(' 16mb ')).toBe(16 * 1024 * 1024);
+    expect(sizeText.parse('1.5KB')).toBe(1536);
+    expect(messageOf(sizeText, '0mb')).toBe('must be a size above 0, such as 512kb, 1mb or 100mb');
+    expect(messageOf(sizeText, '16')).toBe('must be a size such as 512kb, 1mb or 100mb');
+    expect(sizeTextOf(16 * 1024 * 1024)).toBe('16mb');
+    expect(sizeText.parse(sizeTextOf(100 * 1024 * 1024))).toBe(parseSize('100mb'));
+    expect(() => parseSize('lots')).toThrow(TypeError);
   });
 
   it('bodyLimitText: a size with a unit, trimmed', () => {

@@ -2,6 +2,7 @@
  * Zod schemas for the text of command-line settings (flags and environment variables) both CLIs
  * take. Texts are trimmed where a space cannot belong to the value (numbers, hosts, paths, sizes).
  */
+import bytes from 'bytes';
 import { z } from 'zod';
 
 /** A comma-separated list: entries trimmed, empty ones dropped (`' a, ,b '` gives `['a', 'b']`). */
@@ -22,6 +23,30 @@ export const bodyLimitText = z
   .string()
   .trim()
   .regex(/^\d+(\.\d+)?\s*(b|kb|mb|gb)$/i, 'must be a size such as 512kb, 1mb or 100mb');
+
+/**
+ * A size given as {@link bodyLimitText} (`16mb`), in bytes, above 0: what `--max-result-size`
+ * takes. Sizes are binary (`1kb` is 1,024 bytes), as express reads `--body-limit`.
+ */
+export const sizeText = bodyLimitText
+  .transform((text) => parseSize(text))
+  .refine((size) => size > 0, { message: 'must be a size above 0, such as 512kb, 1mb or 100mb' });
+
+/**
+ * The bytes in a size such as `100mb` (binary units: `1kb` is 1,024 bytes), read by the `bytes`
+ * package, as express reads its body limits.
+ * @throws TypeError for text that is not a size.
+ */
+export function parseSize(text: string): number {
+  const size = bytes.parse(text);
+  if (size === null || !Number.isFinite(size)) throw new TypeError(`not a size: ${JSON.stringify(text)}`);
+  return size;
+}
+
+/** A number of bytes as a setting's text, the way {@link sizeText} reads it back: `16mb`, `512kb`. */
+export function sizeTextOf(size: number): string {
+  return (bytes.format(size, { unitSeparator: '' }) ?? String(size)).toLowerCase();
+}
 
 /** An integer from `min` to `max`, digits only (no sign, point or exponent), trimmed: `' 80'` is 80. */
 export const integerText = (min: number, max: number) => {

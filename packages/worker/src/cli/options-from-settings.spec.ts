@@ -26,6 +26,7 @@ describe('workerOptions', () => {
       joinToken: 'join-token-0123456789',
       credentialFile: 'state/credential',
       bodyLimit: '20mb',
+      maxResultBytes: '2mb',
       token: 'worker-token-0123456789',
       logLevel: 'debug',
     });
@@ -42,6 +43,7 @@ describe('workerOptions', () => {
       joinToken: 'join-token-0123456789',
       credentialFile: '/home/ci/state/credential',
       bodyLimit: '20mb',
+      maxResultBytes: 2 * 1024 * 1024,
       token: 'worker-token-0123456789',
       tls: { cert: 'CERT', key: 'KEY' },
       orchestratorTls: { ca: 'CA' },
@@ -50,11 +52,12 @@ describe('workerOptions', () => {
 
   it('hands on, with no flag given, the library defaults (DEFAULT_WORKER_OPTIONS): the table does not type them again', () => {
     const options = workerOptions(parseSettings(SETTINGS.withDefaults({})), noTls, '/home/ci');
-    expect(Object.keys(options)).toEqual(['port', 'host', 'bodyLimit']);
+    expect(Object.keys(options)).toEqual(['port', 'host', 'bodyLimit', 'maxResultBytes']);
     expect(options).toStrictEqual({
       port: DEFAULT_WORKER_OPTIONS.port,
       host: DEFAULT_WORKER_OPTIONS.host,
       bodyLimit: DEFAULT_WORKER_OPTIONS.bodyLimit,
+      maxResultBytes: DEFAULT_WORKER_OPTIONS.maxResultBytes,
     });
   });
 });

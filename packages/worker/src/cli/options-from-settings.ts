@@ -30,6 +30,7 @@ export function workerOptions(
     joinToken: settings.joinToken,
     credentialFile: settings.credentialFile === undefined ? undefined : resolve(baseDir, settings.credentialFile),
     bodyLimit: settings.bodyLimit,
+    maxResultBytes: settings.maxResultBytes,
     token: settings.token,
     tls: tls.server,
     orchestratorTls: tls.orchestrator,

@@ -34,8 +34,14 @@ function errorOf(action: () => unknown): WorkerConfigError {
 }
 
 describe('createCommand + parseSettings', () => {
-  it('fills in the defaults: port 9000, host 0.0.0.0, body limit 100mb, log level info, nothing else', () => {
-    expect(parse([])).toEqual({ port: 9000, host: '0.0.0.0', bodyLimit: '100mb', logLevel: 'info' });
+  it('fills in the defaults: port 9000, host 0.0.0.0, body limit 100mb, result size 16mb, log level info, nothing else', () => {
+    expect(parse([])).toEqual({
+      port: 9000,
+      host: '0.0.0.0',
+      bodyLimit: '100mb',
+      maxResultBytes: 16 * 1024 * 1024,
+      logLevel: 'info',
+    });
   });
 
   it('parses every flag', () => {
@@ -59,6 +65,8 @@ describe('createCommand + parseSettings', () => {
         '6',
         '--pipeline',
         'ci.pipeline.ts',
+        '--max-result-size',
+        '8mb',
         '--log-level',
         'debug',
       ]),
@@ -73,6 +81,7 @@ describe('createCommand + parseSettings', () => {
       slots: 6,
       pipeline: 'ci.pipeline.ts',
       bodyLimit: '100mb',
+      maxResultBytes: 8 * 1024 * 1024,
       logLevel: 'debug',
     });
   });
@@ -89,6 +98,7 @@ describe('createCommand + parseSettings', () => {
         MPD_TOOLS: 'git',
         MPD_SLOTS: '1024',
         MPD_PIPELINE: '/srv/ci.pipeline.ts',
+        MPD_MAX_RESULT_SIZE: '512kb',
         MPD_LOG_LEVEL: 'silent',
       }),
     ).toEqual({
@@ -102,6 +112,7 @@ describe('createCommand + parseSettings', () => {
       slots: 1024,
       pipeline: '/srv/ci.pipeline.ts',
       bodyLimit: '100mb',
+      maxResultBytes: 512 * 1024,
       logLevel: 'silent',
     });
   });
@@ -116,6 +127,7 @@ describe('createCommand + parseSettings', () => {
       port: 9000,
       host: '0.0.0.0',
       bodyLimit: '100mb',
+      maxResultBytes: 16 * 1024 * 1024,
       logLevel: 'info',
       tlsCert: 'worker.crt',
       tlsKey: 'worker.key',
@@ -299,6 +311,7 @@ describe('createCommand + parseSettings', () => {
       ['--tls-client-cert', 'MPD_TLS_CLIENT_CERT'],
       ['--tls-client-key', 'MPD_TLS_CLIENT_KEY'],
       ['--body-limit', 'MPD_BODY_LIMIT'],
+      ['--max-result-size', 'MPD_MAX_RESULT_SIZE'],
       ['--log-level', 'MPD_LOG_LEVEL'],
     ]);
   });
@@ -344,5 +357,33 @@ describe('--body-limit', () => {
     expect(() => parseSettings({ bodyLimit: 'lots' })).toThrow(
       'Invalid setting --body-limit (MPD_BODY_LIMIT): must be a size such as 512kb, 1mb or 100mb, got "lots"',
     );
+  });
+});
+
+describe('--max-result-size', () => {
+  it('reads a size into bytes (the library default, 16mb, shown in --help), and refuses one it cannot read', () => {
+    expect(parse(['--max-result-size', '1.5mb']).maxResultBytes).toBe(1.5 * 1024 * 1024);
+    const help = createCommand().configureHelp({ helpWidth: 1000 }).helpInformation();
+    expect(help).toMatch(
+      /--max-result-size <size> +the largest result a module may return.*\(default: "16mb", env: MPD_MAX_RESULT_SIZE\)/,
+    );
+    expect(() => parseSettings({ maxResultBytes: '0kb' })).toThrow(
+      'Invalid setting --max-result-size (MPD_MAX_RESULT_SIZE): must be a size above 0, such as 512kb, 1mb or 100mb, got "0kb"',
+    );
+  });
+});
+
+describe('--id and --tags, within the contract’s LIMITS', () => {
+  it('refuses an id or a name a registration would refuse, naming the flag', () => {
+    expect(() => parseSettings({ id: 'i'.repeat(257) })).toThrow(
+      'Invalid setting --id (MPD_WORKER_ID): must be 1-256 printable characters without spaces',
+    );
+    expect(() => parseSettings({ tags: 't'.repeat(129) })).toThrow(
+      'Invalid setting --tags (MPD_TAGS): must be names of at most 128 characters',
+    );
+    expect(() => parseSettings({ tools: Array.from({ length: 257 }, (_, index) => `t${index}`).join(',') })).toThrow(
+      'Invalid setting --tools (MPD_TOOLS): must be at most 256 names',
+    );
+    expect(parseSettings({ tags: 't'.repeat(128) }).tags).toEqual(['t'.repeat(128)]);
   });
 });

@@ -14,17 +14,27 @@ import {
   pathText,
   portText,
   type RawSettings,
+  sizeText,
+  sizeTextOf,
   TLS_SETTING_NEEDS,
   tlsFileSettings,
   tokenText,
 } from '@mpd/server-kit';
 import { Command } from 'commander';
+import { LIMITS } from '@mpd/contract';
 import { z } from 'zod';
 import { WorkerConfigError } from '../errors.js';
 import { DEFAULT_WORKER_OPTIONS } from '../worker-options.js';
 
 const list = commaSeparatedText.pipe(
-  z.array(z.string().regex(/^[\w.+-]{1,128}$/, 'must be a comma-separated list of names (letters, digits, . _ + -)')),
+  z
+    .array(
+      z
+        .string()
+        .max(LIMITS.name.maxLength, `must be names of at most ${LIMITS.name.maxLength} characters`)
+        .regex(/^[\w.+-]+$/, 'must be a comma-separated list of names (letters, digits, . _ + -)'),
+    )
+    .max(LIMITS.capabilities.maxListItems, `must be at most ${LIMITS.capabilities.maxListItems} names`),
 );
 const url = z
   .string()
@@ -33,6 +43,9 @@ const url = z
   .refine((value) => /^https?:\/\//i.test(value), 'must be an http:// or https:// URL');
 
 const filePath = pathText();
+
+/** A worker id: the contract's `LIMITS.identifier`. */
+const idRule = `must be 1-${LIMITS.identifier.maxLength} printable characters without spaces`;
 
 /** The settings of `mpd-worker`, in `--help` order. */
 export const SETTINGS = defineSettings(
@@ -61,7 +74,11 @@ export const SETTINGS = defineSettings(
       flag: '--id <id>',
       env: 'MPD_WORKER_ID',
       help: 'worker id (default: worker-<hostname>-<random>)',
-      schema: z.string().regex(/^[\x21-\x7e]{1,256}$/, 'must be 1-256 printable characters without spaces'),
+      schema: z
+        .string()
+        .min(1, idRule)
+        .max(LIMITS.identifier.maxLength, idRule)
+        .regex(LIMITS.identifier.pattern, idRule),
     },
     endpoint: {
       flag: '--endpoint <url>',
@@ -126,6 +143,13 @@ export const SETTINGS = defineSettings(
       default: DEFAULT_WORKER_OPTIONS.bodyLimit,
       help: 'largest JSON request body accepted; execute carries dependency results',
       schema: bodyLimitText,
+    },
+    maxResultBytes: {
+      flag: '--max-result-size <size>',
+      env: 'MPD_MAX_RESULT_SIZE',
+      default: sizeTextOf(DEFAULT_WORKER_OPTIONS.maxResultBytes),
+      help: 'the largest result a module may return, as JSON (e.g. 512kb, 16mb); a module whose result is larger fails, naming its size and this limit, before anything is sent',
+      schema: sizeText,
     },
     logLevel: {
       flag: '--log-level <level>',

@@ -1,5 +1,5 @@
 import { tmpdir } from 'node:os';
-import { parseTimeSpan } from '@mpd/contract';
+import { DEFAULT_MAX_RESULT_BYTES, parseTimeSpan } from '@mpd/contract';
 import { defineModule, type JsonValue } from '@mpd/pipeline';
 import { createSecretMasker } from '@mpd/server-kit';
 import pino from 'pino';
@@ -15,6 +15,7 @@ const options = {
   workerId: 'worker-1',
   defaultTimeoutMs: 60_000,
   workingDirectory: tmpdir(),
+  maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
   logger: pino({ level: 'silent' }),
 };
 const request = (extra: Partial<ExecutionRequest> = {}): ExecutionRequest => ({

@@ -11,6 +11,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { ExecutionCancelledError, ModuleTimeoutError, WorkerError } from '../errors.js';
 import { createModuleContext, ensureWorkingDirectory, toModuleLogger } from './module-context.js';
+import { checkedResult } from './result-limits.js';
 
 /** The execute body as the contract validated it (`z.output` of `executeModuleRequestSchema`). */
 export type ExecuteModuleBody = z.output<typeof executeModuleRequestSchema>;
@@ -40,6 +41,8 @@ export interface ExecutionOptions {
   defaultTimeoutMs: number;
   /** Where the module runs when the request names no working directory. */
   workingDirectory: string;
+  /** The largest result the module may return, as JSON text in UTF-8 bytes (`WorkerOptions.maxResultBytes`). */
+  maxResultBytes: number;
   /** The worker's logger; the execution logs through a child naming the module and the executionId. */
   logger: Logger;
 }
@@ -124,7 +127,8 @@ async function run(
   let outcome: ExecutionOutcome;
   try {
     const value = await Promise.race([work, aborted]);
-    outcome = toOutcome({ ok: true, value: serialise(module.name, value) }, times, mask);
+    const serialized = checkedResult(module.name, serialise(module.name, value), options.maxResultBytes);
+    outcome = toOutcome({ ok: true, value: serialized }, times, mask);
   } catch (error) {
     outcome = toOutcome(
       { ok: false, error: controller.signal.aborted ? controller.signal.reason : error },

@@ -27,6 +27,8 @@ export interface ModuleExecutorOptions {
   workingDirectory: string;
   /** How long a finished execution's outcome is kept for a repeated executionId (ms). */
   completedRetentionMs: number;
+  /** The largest result a module may return, as JSON text in UTF-8 bytes. */
+  maxResultBytes: number;
   logger: Logger;
 }
 
@@ -75,8 +77,14 @@ export class ModuleExecutor {
     if (this.running.size >= this.options.slots) {
       return { kind: 'busy', load: this.running.size, slots: this.options.slots };
     }
-    const { workerId, defaultTimeoutMs, workingDirectory, logger } = this.options;
-    const execution = startExecution(module, request, { workerId, defaultTimeoutMs, workingDirectory, logger });
+    const { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger } = this.options;
+    const execution = startExecution(module, request, {
+      workerId,
+      defaultTimeoutMs,
+      workingDirectory,
+      maxResultBytes,
+      logger,
+    });
     this.running.set(request.executionId, execution);
     void execution.stopped.then(() => {
       this.running.delete(request.executionId);

@@ -1,0 +1,20 @@
+import { resultLimitProblem } from '@mpd/contract';
+import { ResultLimitError } from '../errors.js';
+
+/**
+ * A module's result as JSON text, checked against the limits before it is sent: at most
+ * `maxResultBytes` (the worker's `--max-result-size`) in UTF-8 bytes, nested at most the
+ * contract's `LIMITS.json.maxDepth` deep. Called where the executor serialises the result.
+ * @returns `serializedResult`, unchanged
+ * @throws ResultLimitError naming the module, the result's size (or depth) and the limit; the
+ *   module fails with it, alone.
+ */
+export function checkedResult(moduleName: string, serializedResult: string, maxResultBytes: number): string {
+  const problem = resultLimitProblem(serializedResult, maxResultBytes);
+  if (problem === undefined) return serializedResult;
+  const what =
+    problem.code === 'ResultTooLarge'
+      ? "the worker's --max-result-size (maxResultBytes) sets the limit; return less, or keep large data elsewhere (a file, an artifact store) and return where it is"
+      : 'return flatter data';
+  throw new ResultLimitError(problem.code, `Module '${moduleName}' returned ${problem.phrase}: ${what}`);
+}

@@ -1,0 +1,143 @@
+/**
+ * Issue 10, case 11: oversized and odd results, with the CLIs as real processes. A result over
+ * the limit fails its own module with a message naming its size and the limit, wherever it is
+ * caught (the worker before sending, the orchestrator's client before reading it all), its
+ * dependant is `DependencyFailed`, and the orchestrator stays small; a dependant whose execute
+ * request would be over its worker's body limit fails before it is sent (it got a bare 413); a
+ * result nested 3,500 levels deep with a secret set ends the run with its summary (it hung).
+ * Each run's modules append to a ledger: no module runs twice, and a module that must not run
+ * never starts.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { killLeftovers } from '@mpd/test-kit';
+import {
+  fixture,
+  readLedger,
+  readReport,
+  runFiles,
+  runsPerModule,
+  startOrchestrator,
+  startWorker,
+  watchPeakMemory,
+} from './limits-helpers.js';
+
+afterEach(killLeftovers);
+
+const MiB = 1024 * 1024;
+/**
+ * The orchestrator's peak memory allowed while a 70 MB result goes by: well under the 1.7 GB it
+ * reached before (issue 10, case 11), with room for a loaded machine (it peaks near 100 MB).
+ */
+const ORCHESTRATOR_PEAK_BYTES = 400 * MiB;
+const results = fixture('results.pipeline.ts');
+
+describe('limits: module results', () => {
+  it('a 70 MB result fails its own module on the worker, naming its size and the limit; its dependant is DependencyFailed; the orchestrator stays small', async () => {
+    const { report, ledger } = runFiles();
+    const started = Date.now();
+    const orchestrator = await startOrchestrator(results, report);
+    const memory = watchPeakMemory(orchestrator.child.pid!);
+    const worker = await startWorker(orchestrator.url, 'w-big', results, [], { LIMITS_LEDGER: ledger });
+    expect(await orchestrator.exited, orchestrator.output()).toBe(1);
+    const peak = memory.stop();
+    const result = readReport(report);
+    expect(result.status).toBe('Failed');
+    const [big, after] = result.modules;
+    expect(big).toMatchObject({
+      name: 'big',
+      status: 'Failed',
+      error: {
+        type: 'ResultLimitError',
+        message:
+          "Module 'big' returned a result of 66.8 MiB (70,000,002 bytes) as JSON, over the limit of 16 MiB (16,777,216 bytes): the worker's --max-result-size (maxResultBytes) sets the limit; return less, or keep large data elsewhere (a file, an artifact store) and return where it is",
+      },
+    });
+    expect(big!.attempts.map((attempt) => attempt.outcome)).toEqual(['Failed']);
+    expect(after).toMatchObject({ name: 'after', status: 'DependencyFailed', reason: "dependency 'big' ended Failed" });
+    // The summary came out, naming the failure.
+    expect(orchestrator.stdout()).toMatch(/Pipeline 'results' Failed in/);
+    expect(orchestrator.stdout()).toContain("big (Failed): Module 'big' returned a result of 66.8 MiB");
+    expect(runsPerModule(readLedger(ledger))).toEqual({ big: 1 });
+    expect(peak).toBeLessThan(ORCHESTRATOR_PEAK_BYTES);
+    expect(Date.now() - started).toBeLessThan(60_000);
+    expect(worker.child.exitCode).toBeNull(); // the worker lives on
+  }, 90_000);
+
+  it('a worker that lets a 70 MB result through (its --max-result-size 100mb): the orchestrator does not read the answer past its own limit, fails that module naming it, and stays small', async () => {
+    const { report, ledger } = runFiles();
+    const orchestrator = await startOrchestrator(results, report);
+    const memory = watchPeakMemory(orchestrator.child.pid!);
+    await startWorker(orchestrator.url, 'w-lax', results, ['--max-result-size', '100mb'], { LIMITS_LEDGER: ledger });
+    expect(await orchestrator.exited, orchestrator.output()).toBe(1);
+    const peak = memory.stop();
+    const [big, after] = readReport(report).modules;
+    expect(big).toMatchObject({ status: 'Failed', error: { type: 'ResultLimitError' } });
+    // 32 MiB + 64 KiB: the most an answer with a result of 16 MiB can take (each " and \ escaped).
+    expect(big!.error!.message).toMatch(
+      /^The worker's answer was not read, larger than a result within the orchestrator's --max-result-size \(maxResultBytes\) can make: POST http:\/\/127\.0\.0\.1:\d+\/api\/execution\/execute: the answer is 700\d{5} bytes, over the 33619968 bytes this call reads$/,
+    );
+    expect(after).toMatchObject({ status: 'DependencyFailed' });
+    expect(runsPerModule(readLedger(ledger))).toEqual({ big: 1 });
+    expect(peak).toBeLessThan(ORCHESTRATOR_PEAK_BYTES);
+  }, 90_000);
+
+  it("a dependant whose execute request would be over its worker's --body-limit fails before it is sent, naming the sizes (it got a bare 413)", async () => {
+    const { report, ledger } = runFiles();
+    const orchestrator = await startOrchestrator(results, report, ['--max-result-size', '8mb']);
+    // 3,000,000 quotes: a result of 6 MB as JSON text, twice that once escaped in the dependant's request.
+    await startWorker(orchestrator.url, 'w-small-body', results, ['--max-result-size', '8mb', '--body-limit', '10mb'], {
+      LIMITS_LEDGER: ledger,
+      LIMITS_RESULT_CHAR: '"',
+      LIMITS_RESULT_LENGTH: '3000000',
+    });
+    expect(await orchestrator.exited, orchestrator.output()).toBe(1);
+    const [big, after] = readReport(report).modules;
+    expect(big).toMatchObject({ status: 'Successful' });
+    expect(after).toMatchObject({ status: 'Failed', attempts: [], error: { type: 'RequestTooLarge' } });
+    expect(after!.error!.message).toMatch(
+      /^Module 'after' was not sent to worker w-small-body: its execute request would be 11\.4 MiB \(12,00\d,\d{3} bytes\), over the body limit of 10 MiB \(10,485,760 bytes\) that worker w-small-body takes \(its --body-limit\); its largest dependency results: 'big' 5\.7 MiB \(6,000,002 bytes\)$/,
+    );
+    expect(runsPerModule(readLedger(ledger))).toEqual({ big: 1 });
+  }, 90_000);
+
+  it('a result nested 3,500 levels deep, with --secret-env set: the run ends with its summary, the module failing with the depth and the limit, the secret masked', async () => {
+    const { report, ledger } = runFiles();
+    const deepResult = fixture('deep-result.pipeline.ts');
+    const secret = 's3cr3t-deploy-token-4711';
+    const started = Date.now();
+    const orchestrator = await startOrchestrator(deepResult, report, ['--secret-env', `DEPLOY_TOKEN=${secret}`]);
+    const worker = await startWorker(orchestrator.url, 'w-deep', deepResult, [], { LIMITS_LEDGER: ledger });
+    expect(await orchestrator.exited, orchestrator.output()).toBe(1);
+    expect(Date.now() - started).toBeLessThan(30_000);
+    const result = readReport(report);
+    const [deep, after] = result.modules;
+    expect(deep).toMatchObject({
+      status: 'Failed',
+      error: {
+        type: 'ResultLimitError',
+        message:
+          "Module 'deep' returned a result nested 3,500 levels deep, over the limit of 1,000 levels: return flatter data",
+      },
+    });
+    expect(after).toMatchObject({ status: 'DependencyFailed', reason: "dependency 'deep' ended Failed" });
+    expect(orchestrator.stdout()).toMatch(/Pipeline 'deep-result' Failed in/);
+    expect(runsPerModule(readLedger(ledger))).toEqual({ deep: 1 });
+    for (const text of [orchestrator.output(), worker.output(), JSON.stringify(result)])
+      expect(text).not.toContain(secret);
+  }, 60_000);
+
+  it('a result at the depth limit, with --secret-env set, is accepted and masked in the report', async () => {
+    const { report, ledger } = runFiles();
+    const deepResult = fixture('deep-result.pipeline.ts');
+    const secret = 's3cr3t-deploy-token-4711';
+    const orchestrator = await startOrchestrator(deepResult, report, ['--secret-env', `DEPLOY_TOKEN=${secret}`]);
+    await startWorker(orchestrator.url, 'w-deep', deepResult, [], { LIMITS_LEDGER: ledger, LIMITS_DEPTH: '1000' });
+    expect(await orchestrator.exited, orchestrator.output()).toBe(0);
+    const result = readReport(report);
+    expect(result.modules.map((module) => module.status)).toEqual(['Successful', 'Successful']);
+    const text = JSON.stringify(result.modules[0]!.result);
+    expect(text).toBe(`${'['.repeat(1_000)}"token ***"${']'.repeat(1_000)}`);
+    expect(JSON.stringify(result)).not.toContain(secret);
+    expect(runsPerModule(readLedger(ledger))).toEqual({ deep: 1, after: 1 });
+  }, 60_000);
+});
