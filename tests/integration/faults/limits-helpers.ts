@@ -18,37 +18,36 @@ export function runFiles(): { dir: string; report: string; ledger: string } {
   return { dir, report: join(dir, 'report.json'), ledger: join(dir, 'ledger.log') };
 }
 
+/** A CLI as a real process, configured by `args` and `env` only, once it listens. */
+async function startCli(
+  pkg: 'orchestrator' | 'worker',
+  args: string[],
+  env: Record<string, string>,
+): Promise<RunningProcess & { url: string }> {
+  const proc = spawnProcess({ script: cliOf(pkg), args, cleanEnv: true, env: { MPD_LOG_LEVEL: 'info', ...env } });
+  return { ...proc, url: await proc.listeningUrl() };
+}
+
 /** The orchestrator CLI running `pipeline` on the first worker that registers, writing `report`. */
-export async function startOrchestrator(
+export function startOrchestrator(
   pipeline: string,
   report: string,
   extra: string[] = [],
   env: Record<string, string> = {},
 ): Promise<RunningProcess & { url: string }> {
-  const proc = spawnProcess({
-    script: cliOf('orchestrator'),
-    args: orchestratorArgs('0', '--pipeline', pipeline, '--min-workers', '1', '--report', report, ...extra),
-    cleanEnv: true,
-    env: { MPD_LOG_LEVEL: 'info', ...env },
-  });
-  return { ...proc, url: await proc.listeningUrl() };
+  const args = orchestratorArgs('0', '--pipeline', pipeline, '--min-workers', '1', '--report', report, ...extra);
+  return startCli('orchestrator', args, env);
 }
 
 /** A worker CLI with `pipeline`, registering with `orchestratorUrl` as `id`. */
-export async function startWorker(
+export function startWorker(
   orchestratorUrl: string,
   id: string,
   pipeline: string,
   extra: string[] = [],
   env: Record<string, string> = {},
 ): Promise<RunningProcess & { url: string }> {
-  const proc = spawnProcess({
-    script: cliOf('worker'),
-    args: workerArgs(orchestratorUrl, id, '--pipeline', pipeline, ...extra),
-    cleanEnv: true,
-    env: { MPD_LOG_LEVEL: 'info', ...env },
-  });
-  return { ...proc, url: await proc.listeningUrl() };
+  return startCli('worker', workerArgs(orchestratorUrl, id, '--pipeline', pipeline, ...extra), env);
 }
 
 export function readReport(report: string): RunResult {

@@ -10,21 +10,25 @@ afterEach(() => {
   }
 });
 
+/** GETs `/` of 127.0.0.1:`port` and resolves to the answer's text; `agent: false` closes the connection after it. */
+function getText(port: number, agent?: false): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    request({ host: '127.0.0.1', port, ...(agent === false ? { agent } : {}) }, (res) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString())).on('end', () => resolve(text));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
+
 describe('listen', () => {
   it('listens on a free port and answers with it', async () => {
     const server = createHttpOrHttpsServer((_req, res) => res.end('ok'));
     servers.push(server);
     const port = await listen(server, 0, '127.0.0.1');
     expect(port).toBeGreaterThan(0);
-    const text = await new Promise<string>((resolve, reject) => {
-      request({ host: '127.0.0.1', port }, (res) => {
-        let body = '';
-        res.on('data', (chunk: Buffer) => (body += chunk.toString())).on('end', () => resolve(body));
-      })
-        .on('error', reject)
-        .end();
-    });
-    expect(text).toBe('ok');
+    expect(await getText(port)).toBe('ok');
   });
 
   it("rejects with Node's error when the port is taken", async () => {
@@ -64,14 +68,7 @@ describe('closeGracefully', () => {
     const server = createServer((_req, res) => (answer = () => res.end('late')));
     servers.push(server);
     const port = await listen(server, 0, '127.0.0.1');
-    const body = new Promise<string>((resolve, reject) => {
-      request({ host: '127.0.0.1', port, agent: false }, (res) => {
-        let text = '';
-        res.on('data', (chunk: Buffer) => (text += chunk.toString())).on('end', () => resolve(text));
-      })
-        .on('error', reject)
-        .end();
-    });
+    const body = getText(port, false);
     await new Promise((resolve) => server.once('request', resolve));
     // Only the timers the grace period uses are fake: the sockets keep their own.
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
@@ -91,14 +88,7 @@ describe('closeGracefully', () => {
     const server = createServer((_req, res) => (answer = () => res.end('late')));
     servers.push(server);
     const port = await listen(server, 0, '127.0.0.1');
-    const body = new Promise<string>((resolve, reject) => {
-      request({ host: '127.0.0.1', port }, (res) => {
-        let text = '';
-        res.on('data', (chunk: Buffer) => (text += chunk.toString())).on('end', () => resolve(text));
-      })
-        .on('error', reject)
-        .end();
-    });
+    const body = getText(port);
     await new Promise((resolve) => server.once('request', resolve));
     let closed = false;
     const closing = closeGracefully(server).then(() => (closed = true));
