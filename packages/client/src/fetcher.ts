@@ -5,7 +5,7 @@ import {
   parseTimeSpan,
   workerContract,
 } from '@mpd/contract';
-import { longTimeout } from '@mpd/server-kit/timers';
+import { longTimeout } from '@mpd/contract/timers';
 import type { ApiFetcher, ApiFetcherArgs } from '@ts-rest/core';
 import { isZodType } from '@ts-rest/core';
 import { Agent, type Dispatcher, request } from 'undici';

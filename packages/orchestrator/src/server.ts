@@ -1,11 +1,5 @@
-import {
-  closeGracefully,
-  createHttpOrHttpsServer,
-  listen,
-  longInterval,
-  reachableHost,
-  type ServerTls,
-} from '@mpd/server-kit';
+import { longInterval } from '@mpd/contract/timers';
+import { closeGracefully, createHttpOrHttpsServer, listen, reachableHost, type ServerTls } from '@mpd/server-kit';
 import { createApp } from './app.js';
 import { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
 import { DEFAULT_START_OPTIONS, type OrchestratorOptions, resolveOrchestratorOptions } from './orchestrator-options.js';

@@ -4,9 +4,8 @@
  * contract's error body, bearer tokens and constant-time comparison, the JSON-only body check,
  * API security headers, the OpenAPI route, listening and closing over HTTP or HTTPS, the CLIs'
  * settings engine (`defineSettings`: one table of flags, variables, defaults, help and schemas)
- * and setting schemas, TLS files and start-up warnings, state files, secret masking, one
- * backoff, and timers safe at any duration (`longTimeout`, `longInterval`, `longSleep`; also
- * `@mpd/server-kit/timers`, which imports nothing).
+ * and setting schemas, TLS files and start-up warnings, state files, secret masking, and one
+ * backoff. (Timers safe at any duration are `@mpd/contract/timers`: the client needs them too.)
  *
  * ```ts
  * import { closeGracefully, createApiApp, createHttpOrHttpsServer, listen } from '@mpd/server-kit';
@@ -67,5 +66,3 @@ export type { ReadTlsFilesOptions, TlsFiles, TlsFileSetting } from './cli/tls-fi
 export { CIRCULAR, createSecretMasker, maskDeep, MIN_SECRET_LENGTH } from './secrets.js';
 export type { SecretMasker } from './secrets.js';
 export { backoffDelay } from './backoff.js';
-export { longInterval, longSleep, longTimeout, MAX_TIMER_DELAY_MS } from './timers.js';
-export type { LongTimer, LongTimerOptions } from './timers.js';

@@ -1,4 +1,4 @@
-import { longSleep } from '@mpd/server-kit';
+import { longSleep } from '@mpd/contract/timers';
 import type { Logger } from 'pino';
 import type { ModuleExecutor } from './executor/module-executor.js';
 import type { OrchestratorLink } from './registration/orchestrator-link.js';

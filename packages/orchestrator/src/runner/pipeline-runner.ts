@@ -6,7 +6,8 @@ import {
   parseTimeSpan,
   type WorkerNode,
 } from '@mpd/contract';
-import { backoffDelay, longInterval, longTimeout, type LongTimer } from '@mpd/server-kit';
+import { longInterval, longTimeout, type LongTimer } from '@mpd/contract/timers';
+import { backoffDelay } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import {
   type Attempt,

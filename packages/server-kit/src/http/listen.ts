@@ -2,7 +2,7 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { longTimeout } from '../timers.js';
+import { longTimeout } from '@mpd/contract/timers';
 
 /** What a server serves HTTPS with (PEM contents, not file paths). */
 export interface ServerTls {

@@ -6,7 +6,8 @@ import {
   formatTimeSpan,
 } from '@mpd/contract';
 import type { AnyModule, JsonValue } from '@mpd/pipeline';
-import { createSecretMasker, longTimeout, type SecretMasker } from '@mpd/server-kit';
+import { longTimeout } from '@mpd/contract/timers';
+import { createSecretMasker, type SecretMasker } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { ExecutionCancelledError, ModuleTimeoutError, WorkerError } from '../errors.js';

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { bearerHeader, type OrchestratorClient, MpdClientError } from '@mpd/client';
 import type { WorkerNodeRegistration } from '@mpd/contract';
-import { backoffDelay, longSleep, writeStateFile } from '@mpd/server-kit';
+import { longSleep } from '@mpd/contract/timers';
+import { backoffDelay, writeStateFile } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 
 /** Where the link to the orchestrator stands (Temporal-style explicit lifecycle). */

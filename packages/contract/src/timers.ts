@@ -5,8 +5,9 @@
  * and heartbeat intervals come from users and from the wire and can be that long, so every one of
  * them is armed here, in steps of at most {@link MAX_TIMER_DELAY_MS}.
  *
- * This file imports nothing, so the client takes it (`@mpd/server-kit/timers`) without loading
- * express.
+ * Durations cross the wire (a module's `timeout`, the heartbeat interval), so the contract
+ * carries the one way to wait for them. This file imports nothing: `@mpd/contract/timers` loads
+ * no zod or ts-rest, and every package (client, servers, pipeline) can take it.
  */
 
 /** The longest delay a Node timer holds: 2^31 − 1 ms, about 24.8 days (Node's `TIMEOUT_MAX`). */
