@@ -6,11 +6,14 @@ export type WorkerStatus = z.infer<typeof workerStatusSchema>;
 
 const nameSchema = z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters');
 
+/** The most modules a worker may run at once (its `maxParallelModules`). */
+const MAX_PARALLEL_MODULES = 1024;
+
 export const workerCapabilitiesSchema = z.object({
   /** Operating system, e.g. `linux`, `windows`, `macos`. */
   os: nameSchema,
   installedTools: z.array(nameSchema).max(256),
-  maxParallelModules: z.number().int().min(1).max(1024),
+  maxParallelModules: z.number().int().min(1).max(MAX_PARALLEL_MODULES),
   tags: z.array(nameSchema).max(256),
 });
 export type WorkerCapabilities = z.infer<typeof workerCapabilitiesSchema>;
@@ -83,6 +86,13 @@ export const heartbeatRequestSchema = z.object({
   workerId: identifierSchema,
   currentLoad: z.number().int().min(0),
   timestamp: isoDateTimeSchema.optional(),
+  /**
+   * The `executionId` of every execution the worker is running now (an mpd addition; absent
+   * from older workers). The orchestrator uses it to tell an attempt that finished on the
+   * worker, its answer lost on the way, from one that still runs there, and asks for the kept
+   * outcome again. At most one per slot.
+   */
+  executions: z.array(identifierSchema).max(MAX_PARALLEL_MODULES).optional(),
 });
 export type HeartbeatRequest = z.infer<typeof heartbeatRequestSchema>;
 
