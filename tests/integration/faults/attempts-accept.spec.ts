@@ -10,25 +10,16 @@
 import { join } from 'node:path';
 import { killLeftovers, orchestratorArgs, workerArgs } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  expectAcceptedOnce,
-  LEDGER_PIPELINE,
-  moduleOf,
-  readLedger,
-  readReport,
-  startCli,
-  stopAll,
-  tempDir,
-} from './attempts-kit.js';
+import * as kit from './attempts-kit.js';
 
 afterEach(killLeftovers);
 
 describe('the first success is accepted, once (case 2, runner half)', () => {
   it('a module blocking its worker 6 s with H=1 T=3 on two workers: Successful, exactly one result accepted, the dependant gets it', async () => {
-    const dir = tempDir();
+    const dir = kit.tempDir();
     const [ledger, report] = [join(dir, 'ledger'), join(dir, 'report.json')];
-    const orchestrator = await startCli('orchestrator', [
-      ...orchestratorArgs('0', '--pipeline', LEDGER_PIPELINE, '--min-workers', '2', '--report', report),
+    const orchestrator = await kit.startCli('orchestrator', [
+      ...orchestratorArgs('0', '--pipeline', kit.LEDGER_PIPELINE, '--min-workers', '2', '--report', report),
       '--heartbeat-interval',
       '1',
       '--heartbeat-timeout',
@@ -37,23 +28,27 @@ describe('the first success is accepted, once (case 2, runner half)', () => {
     const env = { MPD_LEDGER: ledger, MPD_LEDGER_MS: '6000', MPD_LEDGER_BLOCK: '1' };
     const workers = await Promise.all(
       ['busy-1', 'busy-2'].map((id) =>
-        startCli('worker', workerArgs(orchestrator.url, id, '--pipeline', LEDGER_PIPELINE, '--slots', '1'), env),
+        kit.startCli(
+          'worker',
+          workerArgs(orchestrator.url, id, '--pipeline', kit.LEDGER_PIPELINE, '--slots', '1'),
+          env,
+        ),
       ),
     );
     const begun = Date.now();
 
     expect(await orchestrator.exited, orchestrator.output()).toBe(0);
     expect(Date.now() - begun).toBeLessThan(30_000);
-    const result = readReport(report);
+    const result = kit.readReport(report);
     expect(result.status).toBe('Successful');
-    const runs = readLedger(ledger);
-    expectAcceptedOnce(result, runs);
-    const work = moduleOf(result, 'work');
+    const runs = kit.readLedger(ledger);
+    kit.expectAcceptedOnce(result, runs);
+    const work = kit.moduleOf(result, 'work');
     // Whatever else happened to them, no attempt failed the module: lost ones ended Lost, or
     // gave the accepted result; one running beside them was cancelled once that was accepted.
     for (const attempt of work.attempts) expect(['Succeeded', 'Lost', 'Cancelled']).toContain(attempt.outcome);
     const accepted = work.attempts.find((attempt) => attempt.outcome === 'Succeeded')!;
     if (accepted.acceptedLate) expect(accepted.acceptedLate.after).toBe('Lost');
-    await stopAll(workers);
+    await kit.stopAll(workers);
   }, 60_000);
 });

@@ -7,62 +7,51 @@
 import { join } from 'node:path';
 import { killLeftovers, orchestratorArgs, workerArgs } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  expectAcceptedOnce,
-  expectNoModuleProcessLeft,
-  expectNoOverlap,
-  LEDGER_PIPELINE,
-  moduleOf,
-  readLedger,
-  readReport,
-  startCli,
-  stopAll,
-  tempDir,
-} from './attempts-kit.js';
+import * as kit from './attempts-kit.js';
 
 afterEach(killLeftovers);
 
 describe('broken endpoints (case 8)', () => {
   it("a worker whose --endpoint is the orchestrator's own port, beside a healthy one: quarantined after one answer, the run succeeds on the healthy worker", async () => {
-    const dir = tempDir();
+    const dir = kit.tempDir();
     const [ledger, report] = [join(dir, 'ledger'), join(dir, 'report.json')];
-    const orchestrator = await startCli(
+    const orchestrator = await kit.startCli(
       'orchestrator',
-      orchestratorArgs('0', '--pipeline', LEDGER_PIPELINE, '--min-workers', '2', '--report', report),
+      orchestratorArgs('0', '--pipeline', kit.LEDGER_PIPELINE, '--min-workers', '2', '--report', report),
     );
     const env = { MPD_LEDGER: ledger, MPD_LEDGER_MS: '500' };
     // Registered first, so that it gets the first module (ties go to registry order).
-    const typo = await startCli(
+    const typo = await kit.startCli(
       'worker',
-      workerArgs(orchestrator.url, 'typo', '--pipeline', LEDGER_PIPELINE, '--endpoint', orchestrator.url),
+      workerArgs(orchestrator.url, 'typo', '--pipeline', kit.LEDGER_PIPELINE, '--endpoint', orchestrator.url),
       env,
     );
     await expect
       .poll(() => typo.output(), { timeout: 15_000, interval: 20, message: 'typo to register' })
       .toMatch(/registered with the orchestrator/);
-    const healthy = await startCli(
+    const healthy = await kit.startCli(
       'worker',
-      workerArgs(orchestrator.url, 'healthy', '--pipeline', LEDGER_PIPELINE),
+      workerArgs(orchestrator.url, 'healthy', '--pipeline', kit.LEDGER_PIPELINE),
       env,
     );
 
     expect(await orchestrator.exited, orchestrator.output()).toBe(0);
-    const result = readReport(report);
-    const work = moduleOf(result, 'work');
+    const result = kit.readReport(report);
+    const work = kit.moduleOf(result, 'work');
     expect(work.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
       ['typo', 'Lost'],
       ['healthy', 'Succeeded'],
     ]);
     expect(work.attempts[0]!.error).toMatch(/404 RouteNotFound .*not an mpd worker/);
-    expect(moduleOf(result, 'after')).toMatchObject({ status: 'Successful', workerId: 'healthy' });
+    expect(kit.moduleOf(result, 'after')).toMatchObject({ status: 'Successful', workerId: 'healthy' });
     expect(JSON.stringify(result)).not.toMatch(/DispatchRejected/);
     expect(orchestrator.stderr().match(/"msg":"worker quarantined for this run"/g)).toHaveLength(1);
 
-    const runs = readLedger(ledger);
+    const runs = kit.readLedger(ledger);
     expect(runs).toHaveLength(1);
-    expectNoOverlap(runs);
-    expectAcceptedOnce(result, runs);
-    await stopAll([typo, healthy]);
-    await expectNoModuleProcessLeft(runs);
+    kit.expectNoOverlap(runs);
+    kit.expectAcceptedOnce(result, runs);
+    await kit.stopAll([typo, healthy]);
+    await kit.expectNoModuleProcessLeft(runs);
   }, 60_000);
 });

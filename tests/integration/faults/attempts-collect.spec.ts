@@ -9,18 +9,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { killLeftovers, orchestratorArgs, startFaultProxy, workerArgs, type FaultProxy } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  expectAcceptedOnce,
-  expectNoModuleProcessLeft,
-  expectNoOverlap,
-  LEDGER_PIPELINE,
-  moduleOf,
-  readLedger,
-  readReport,
-  startCli,
-  stopAll,
-  tempDir,
-} from './attempts-kit.js';
+import * as kit from './attempts-kit.js';
 
 let proxy: FaultProxy | undefined;
 afterEach(async () => {
@@ -31,28 +20,28 @@ afterEach(async () => {
 
 describe('collecting a finished outcome whose answer was lost (case 4)', () => {
   it("the worker's API port black-holed while a 5 s module runs, healed after 8 s: the outcome is asked for again and the run succeeds long before timeout + margin", async () => {
-    const dir = tempDir();
+    const dir = kit.tempDir();
     const [ledger, report] = [join(dir, 'ledger'), join(dir, 'report.json')];
     proxy = await startFaultProxy();
-    const orchestrator = await startCli(
+    const orchestrator = await kit.startCli(
       'orchestrator',
-      orchestratorArgs('0', '--pipeline', LEDGER_PIPELINE, '--report', report, '--heartbeat-timeout', '10'),
+      orchestratorArgs('0', '--pipeline', kit.LEDGER_PIPELINE, '--report', report, '--heartbeat-timeout', '10'),
     );
-    const worker = await startCli(
+    const worker = await kit.startCli(
       'worker',
-      workerArgs(orchestrator.url, 'cut-off', '--pipeline', LEDGER_PIPELINE, '--endpoint', proxy.url),
+      workerArgs(orchestrator.url, 'cut-off', '--pipeline', kit.LEDGER_PIPELINE, '--endpoint', proxy.url),
       { MPD_LEDGER: ledger, MPD_LEDGER_MS: '5000' },
     );
     proxy.setTarget({ port: Number(new URL(worker.url).port) });
 
     await expect
-      .poll(() => readLedger(ledger).length, { timeout: 15_000, interval: 20, message: 'work to start' })
+      .poll(() => kit.readLedger(ledger).length, { timeout: 15_000, interval: 20, message: 'work to start' })
       .toBe(1);
-    const begun = readLedger(ledger)[0]!.startedAt;
+    const begun = kit.readLedger(ledger)[0]!.startedAt;
     proxy.fault({ kind: 'black-hole' });
     // The module finishes at 5 s and its answer is dropped; the port comes back at 8 s.
     await sleep(Math.max(0, begun + 8_000 - Date.now()));
-    expect(readLedger(ledger)[0]!.end).toBe('finished');
+    expect(kit.readLedger(ledger)[0]!.end).toBe('finished');
     expect(proxy.stats.droppedBytes).toBeGreaterThan(0);
     proxy.heal();
 
@@ -61,13 +50,13 @@ describe('collecting a finished outcome whose answer was lost (case 4)', () => {
     expect(Date.now() - begun).toBeLessThan(20_000);
     expect(orchestrator.stderr()).toMatch(/the worker no longer runs the attempt and its answer has not arrived/);
 
-    const runs = readLedger(ledger);
+    const runs = kit.readLedger(ledger);
     expect(runs.map((run) => run.end)).toEqual(['finished']);
-    expectNoOverlap(runs);
-    const result = readReport(report);
-    expectAcceptedOnce(result, runs);
-    expect(moduleOf(result, 'work').attempts.map((attempt) => attempt.outcome)).toEqual(['Succeeded']);
-    await stopAll([worker]);
-    await expectNoModuleProcessLeft(runs);
+    kit.expectNoOverlap(runs);
+    const result = kit.readReport(report);
+    kit.expectAcceptedOnce(result, runs);
+    expect(kit.moduleOf(result, 'work').attempts.map((attempt) => attempt.outcome)).toEqual(['Succeeded']);
+    await kit.stopAll([worker]);
+    await kit.expectNoModuleProcessLeft(runs);
   }, 60_000);
 });

@@ -10,60 +10,49 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { killLeftovers, orchestratorArgs, workerArgs } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  expectAcceptedOnce,
-  expectNoModuleProcessLeft,
-  expectNoOverlap,
-  LEDGER_PIPELINE,
-  moduleOf,
-  readLedger,
-  readReport,
-  startCli,
-  stopAll,
-  tempDir,
-} from './attempts-kit.js';
+import * as kit from './attempts-kit.js';
 
 afterEach(killLeftovers);
 
 describe('refused connections (case 5)', () => {
   it('the only capable worker SIGKILLed mid-module and restarted with its id and credential file: the run succeeds there, one loss, never two runs at once', async () => {
-    const dir = tempDir();
+    const dir = kit.tempDir();
     const [ledger, report, credential] = [join(dir, 'ledger'), join(dir, 'report.json'), join(dir, 'credential')];
     // A heartbeat timeout far longer than the restart: the restart, not the timeout, brings the worker back.
-    const orchestrator = await startCli(
+    const orchestrator = await kit.startCli(
       'orchestrator',
-      orchestratorArgs('0', '--pipeline', LEDGER_PIPELINE, '--report', report, '--heartbeat-timeout', '60'),
+      orchestratorArgs('0', '--pipeline', kit.LEDGER_PIPELINE, '--report', report, '--heartbeat-timeout', '60'),
     );
     const args = workerArgs(
       orchestrator.url,
       'phoenix',
       '--pipeline',
-      LEDGER_PIPELINE,
+      kit.LEDGER_PIPELINE,
       '--credential-file',
       credential,
     );
     const env = { MPD_LEDGER: ledger, MPD_LEDGER_MS: '4000' };
-    const first = await startCli('worker', args, env);
+    const first = await kit.startCli('worker', args, env);
     await expect
-      .poll(() => readLedger(ledger).length, { timeout: 15_000, interval: 20, message: 'work to start' })
+      .poll(() => kit.readLedger(ledger).length, { timeout: 15_000, interval: 20, message: 'work to start' })
       .toBe(1);
-    const victim = readLedger(ledger)[0]!;
+    const victim = kit.readLedger(ledger)[0]!;
     first.child.kill('SIGKILL');
     await first.exited;
     const diedAt = Date.now();
     await sleep(3_000);
-    const second = await startCli('worker', args, env);
+    const second = await kit.startCli('worker', args, env);
 
     expect(await orchestrator.exited, orchestrator.output()).toBe(0);
     expect(Date.now() - diedAt).toBeLessThan(30_000);
 
-    const runs = readLedger(ledger);
+    const runs = kit.readLedger(ledger);
     expect(runs.map((run) => run.end)).toEqual([undefined, 'finished']);
     expect(runs[0]!.executionId).toBe(victim.executionId);
-    expectNoOverlap(runs, new Map([[victim.pid, diedAt]]));
-    const result = readReport(report);
-    expectAcceptedOnce(result, runs);
-    const work = moduleOf(result, 'work');
+    kit.expectNoOverlap(runs, new Map([[victim.pid, diedAt]]));
+    const result = kit.readReport(report);
+    kit.expectAcceptedOnce(result, runs);
+    const work = kit.moduleOf(result, 'work');
     expect(work.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
       ['phoenix', 'Lost'],
       ['phoenix', 'Succeeded'],
@@ -73,7 +62,7 @@ describe('refused connections (case 5)', () => {
     expect(orchestrator.stderr().match(/"msg":"attempt lost"/g)).toHaveLength(1);
     expect(orchestrator.stderr()).toMatch(/"msg":"worker quarantined for this run"/);
     expect(orchestrator.stderr()).toMatch(/worker registered again: its quarantine for this run is over/);
-    await stopAll([second]);
-    await expectNoModuleProcessLeft(runs);
+    await kit.stopAll([second]);
+    await kit.expectNoModuleProcessLeft(runs);
   }, 60_000);
 });

@@ -7,48 +7,32 @@
 import { join } from 'node:path';
 import { killLeftovers, orchestratorArgs, startFaultProxy, workerArgs, type FaultProxy } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import {
-  expectAcceptedOnce,
-  expectNoModuleProcessLeft,
-  expectNoOverlap,
-  LEDGER_PIPELINE,
-  moduleOf,
-  readLedger,
-  readReport,
-  startCli,
-  type Started,
-  stopAll,
-  tempDir,
-} from './attempts-kit.js';
+import * as kit from './attempts-kit.js';
 
 let proxy: FaultProxy | undefined;
-const started: Started[] = [];
 afterEach(async () => {
   killLeftovers();
   await proxy?.close();
   proxy = undefined;
-  started.length = 0;
 });
 
 describe('re-sends (case 1)', () => {
   it('an execute connection reset 2 s into a 6 s module: the same attempt is sent again, the module runs once, the run succeeds', async () => {
-    const dir = tempDir();
+    const dir = kit.tempDir();
     const [ledger, report] = [join(dir, 'ledger'), join(dir, 'report.json')];
     proxy = await startFaultProxy();
     // The first execute call's connection is reset 2 s after it was sent.
     proxy.faultNext({ kind: 'reset', afterMs: 2_000 }, /^POST \/api\/execution\/execute/);
     const begun = Date.now();
-    const orchestrator = await startCli(
+    const orchestrator = await kit.startCli(
       'orchestrator',
-      orchestratorArgs('0', '--pipeline', LEDGER_PIPELINE, '--report', report, '--heartbeat-timeout', '10'),
+      orchestratorArgs('0', '--pipeline', kit.LEDGER_PIPELINE, '--report', report, '--heartbeat-timeout', '10'),
     );
-    started.push(orchestrator);
-    const worker = await startCli(
+    const worker = await kit.startCli(
       'worker',
-      workerArgs(orchestrator.url, 'blip', '--pipeline', LEDGER_PIPELINE, '--endpoint', proxy.url),
+      workerArgs(orchestrator.url, 'blip', '--pipeline', kit.LEDGER_PIPELINE, '--endpoint', proxy.url),
       { MPD_LEDGER: ledger, MPD_LEDGER_MS: '6000' },
     );
-    started.push(worker);
     proxy.setTarget({ port: Number(new URL(worker.url).port) });
 
     expect(await orchestrator.exited, orchestrator.output()).toBe(0);
@@ -57,16 +41,16 @@ describe('re-sends (case 1)', () => {
     expect(proxy.stats.accepted).toBeGreaterThanOrEqual(2); // the re-send went on a fresh connection
     expect(orchestrator.stderr()).toMatch(/execute call failed on the way; sending it again to the same worker/);
 
-    const runs = readLedger(ledger);
+    const runs = kit.readLedger(ledger);
     expect(runs.map((run) => run.end)).toEqual(['finished']);
-    expectNoOverlap(runs);
-    const result = readReport(report);
-    expectAcceptedOnce(result, runs);
+    kit.expectNoOverlap(runs);
+    const result = kit.readReport(report);
+    kit.expectAcceptedOnce(result, runs);
     // One attempt, sent twice: no second attempt, nothing lost.
-    expect(moduleOf(result, 'work').attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+    expect(kit.moduleOf(result, 'work').attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
       ['blip', 'Succeeded'],
     ]);
-    await stopAll([worker]);
-    await expectNoModuleProcessLeft(runs);
+    await kit.stopAll([worker]);
+    await kit.expectNoModuleProcessLeft(runs);
   }, 60_000);
 });

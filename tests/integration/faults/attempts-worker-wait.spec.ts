@@ -7,18 +7,18 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { killLeftovers, orchestratorArgs, workerArgs } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { fixture, LEDGER_PIPELINE, moduleOf, readReport, startCli, stopAll, tempDir } from './attempts-kit.js';
+import * as kit from './attempts-kit.js';
 
 afterEach(killLeftovers);
 
 /** An orchestrator of the ledger pipeline waiting 5 s at most, and a worker that loaded another pipeline. */
 async function mismatched(report: string) {
-  const orchestrator = await startCli(
+  const orchestrator = await kit.startCli(
     'orchestrator',
     orchestratorArgs(
       '0',
       '--pipeline',
-      LEDGER_PIPELINE,
+      kit.LEDGER_PIPELINE,
       '--report',
       report,
       '--worker-wait',
@@ -28,16 +28,16 @@ async function mismatched(report: string) {
     ),
   );
   const begun = Date.now();
-  const other = await startCli(
+  const other = await kit.startCli(
     'worker',
-    workerArgs(orchestrator.url, 'w-other', '--pipeline', fixture('long.pipeline.ts')),
+    workerArgs(orchestrator.url, 'w-other', '--pipeline', kit.fixture('long.pipeline.ts')),
   );
   return { orchestrator, other, begun };
 }
 
 describe('bounded waits (case 7)', () => {
   it('--worker-wait 5 and the only worker loaded another pipeline: exits 1 within seconds, naming the worker and why it does not fit', async () => {
-    const report = join(tempDir(), 'report.json');
+    const report = join(kit.tempDir(), 'report.json');
     const { orchestrator, other, begun } = await mismatched(report);
 
     expect(await orchestrator.exited, orchestrator.output()).toBe(1);
@@ -50,15 +50,15 @@ describe('bounded waits (case 7)', () => {
       "[mpd] waited 00:00:05 (--worker-wait) for 1 worker(s) with pipeline 'ledger-attempts': 0 came; not fit: w-other loaded pipeline 'long', not 'ledger-attempts'",
     );
     expect(stdout).toMatch(/Pipeline 'ledger-attempts' Failed/);
-    const work = moduleOf(readReport(report), 'work');
+    const work = kit.moduleOf(kit.readReport(report), 'work');
     expect(work).toMatchObject({ status: 'Failed', error: { type: 'NoCapableWorker' }, attempts: [] });
     expect(work.error!.message).toContain("w-other loaded pipeline 'long', not 'ledger-attempts'");
-    expect(moduleOf(readReport(report), 'after').status).toBe('DependencyFailed');
-    await stopAll([other]);
+    expect(kit.moduleOf(kit.readReport(report), 'after').status).toBe('DependencyFailed');
+    await kit.stopAll([other]);
   }, 60_000);
 
   it('SIGTERM while waiting for workers: the wait ends at once with the summary and the report, exit 1', async () => {
-    const report = join(tempDir(), 'report.json');
+    const report = join(kit.tempDir(), 'report.json');
     const { orchestrator, other } = await mismatched(report);
     await expect
       .poll(() => orchestrator.stdout(), { timeout: 10_000, interval: 20, message: 'the worker to be named' })
@@ -70,12 +70,12 @@ describe('bounded waits (case 7)', () => {
     expect(stdout).toContain('[mpd] cancelled while waiting for workers');
     expect(stdout).toMatch(/Pipeline 'ledger-attempts' Cancelled/);
     expect(existsSync(report)).toBe(true);
-    const result = readReport(report);
+    const result = kit.readReport(report);
     expect(result.status).toBe('Cancelled');
     expect(result.modules.map((module) => [module.name, module.status, module.reason])).toEqual([
       ['work', 'PipelineTerminated', 'not run: the run was cancelled'],
       ['after', 'DependencyFailed', "dependency 'work' ended PipelineTerminated"],
     ]);
-    await stopAll([other]);
+    await kit.stopAll([other]);
   }, 60_000);
 });
