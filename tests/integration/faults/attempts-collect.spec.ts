@@ -46,8 +46,10 @@ describe('collecting a finished outcome whose answer was lost (case 4)', () => {
     proxy.heal();
 
     expect(await orchestrator.exited, orchestrator.output()).toBe(0);
-    // The module's timeout is 20 s and the margin 60 s: the outcome came long before.
-    expect(Date.now() - begun).toBeLessThan(20_000);
+    // The module's timeout is 20 s and the margin 60 s: the outcome came long before 80 s (about
+    // 3 s after its worker stopped listing it, or one grace period later if that ask fell into
+    // the black hole just before the heal).
+    expect(Date.now() - begun).toBeLessThan(30_000);
     expect(orchestrator.stderr()).toMatch(/the worker no longer runs the attempt and its answer has not arrived/);
 
     const runs = kit.readLedger(ledger);
