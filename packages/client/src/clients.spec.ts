@@ -5,7 +5,7 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { DEFAULT_MAX_RESULT_BYTES, executeAnswerLimit } from '@mpd/contract';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { dispatcherOptions } from './fetcher.js';
@@ -45,11 +45,13 @@ interface TestServer {
 }
 
 const servers: Server[] = [];
+const netServers: NetServer[] = [];
 const clients: { close(): Promise<void> }[] = [];
 const timers: NodeJS.Timeout[] = [];
 
 afterEach(async () => {
   for (const timer of timers.splice(0)) clearTimeout(timer);
+  for (const server of netServers.splice(0)) server.close();
   await Promise.all(clients.splice(0).map((client) => client.close()));
   await Promise.all(
     servers.splice(0).map(
@@ -269,8 +271,33 @@ describe('transport failures', () => {
 
     const error = await rejection(worker({ baseUrl: `http://127.0.0.1:${port}`, timeoutMs: 2_000 }).health.get());
     expect(error).toBeInstanceOf(MpdClientError);
-    expect(error).toMatchObject({ name: 'MpdClientError', code: 'Unreachable' });
+    expect(error).toMatchObject({ name: 'MpdClientError', code: 'Unreachable', errno: 'ECONNREFUSED' });
     expect((error as Error).message).toBe('GET http://127.0.0.1:' + port + '/api/health: ECONNREFUSED');
+  });
+
+  // What happens to a call whose connection was made: the server may have acted on the request.
+  it.each([
+    ['reset (RST) after the request arrived', 'ECONNRESET', (socket: Socket) => socket.resetAndDestroy()],
+    ['closed (FIN) after the request arrived', 'UND_ERR_SOCKET', (socket: Socket) => socket.end()],
+    [
+      'closed in the middle of the answer',
+      'UND_ERR_SOCKET',
+      (socket: Socket) => {
+        socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"status":');
+        later(50, () => socket.destroy());
+      },
+    ],
+  ])("rejects with 'ConnectionLost' when the connection is %s", async (_what, errno, hangUp) => {
+    const server = createNetServer((socket) => socket.once('data', () => later(50, () => hangUp(socket))));
+    netServers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const error = await rejection(
+      worker({ baseUrl: `http://127.0.0.1:${port}` }).execution.execute({ body: executeRequest('00:01:00') }),
+    );
+    expect(error).toBeInstanceOf(MpdClientError);
+    expect(error).toMatchObject({ code: 'ConnectionLost', errno });
+    expect((error as Error).message).toBe(`POST http://127.0.0.1:${port}/api/execution/execute: ${errno}`);
   });
 
   it("rejects with 'Timeout' when a call is slower than timeoutMs", async () => {

@@ -1,7 +1,16 @@
 /** Why a call did not get an answer from the server. */
 export type MpdClientErrorCode =
-  /** The server could not be reached (connection refused or reset, DNS failure, TLS failure). */
+  /**
+   * No connection to the server could be made, so the request was not served: connection
+   * refused, DNS failure, connect timeout, host or network unreachable, a TLS handshake that
+   * failed or that the server ended (see {@link MpdClientError.errno}).
+   */
   | 'Unreachable'
+  /**
+   * The connection was made, then reset or closed before the complete answer arrived: the
+   * server may have received the request and acted on it (a worker may be running the module).
+   */
+  | 'ConnectionLost'
   /** No complete answer within the call's timeout. */
   | 'Timeout'
   /** The caller's `signal` aborted the call. */
@@ -15,11 +24,19 @@ export type MpdClientErrorCode =
  */
 export class MpdClientError extends Error {
   override readonly name = 'MpdClientError';
+  /**
+   * The network error's own code for `Unreachable` and `ConnectionLost` (`ECONNREFUSED`,
+   * `ENOTFOUND`, `ECONNRESET`, `UND_ERR_SOCKET`, `UND_ERR_CONNECT_TIMEOUT`, a TLS code such as
+   * `UNABLE_TO_VERIFY_LEAF_SIGNATURE`), when it has one; undefined for `Timeout` and `Aborted`.
+   */
+  readonly errno: string | undefined;
+
   constructor(
     readonly code: MpdClientErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; errno?: string | undefined },
   ) {
     super(message, options);
+    this.errno = options?.errno;
   }
 }

@@ -136,11 +136,13 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
       }
       if (error instanceof SyntaxError || (error as { name?: string }).name === 'ZodError') throw error;
       // undici's request throws the network error itself (its fetch wrapped it as the cause).
-      const failure = error as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+      const failure = error as NetworkFailure & { cause?: NetworkFailure };
       const reason = failure.code !== undefined ? failure : (failure.cause ?? failure);
-      throw new MpdClientError('Unreachable', `${where}: ${describeFailure(reason, error, args.path, options)}`, {
-        cause: error,
-      });
+      throw new MpdClientError(
+        transportCode(reason, args.path),
+        `${where}: ${describeFailure(reason, error, args.path, options)}`,
+        { cause: error, errno: reason.code },
+      );
     } finally {
       timer.clear();
       callerSignal?.removeEventListener('abort', onCallerAbort);
@@ -189,18 +191,62 @@ function toHeaders(raw: Record<string, string | string[] | undefined>): Headers 
 const TLS_ERROR = /CERT|SSL|TLS|UNABLE_TO_|SIGNATURE|INVALID_PURPOSE/;
 
 /**
+ * Whether a network error code (an {@link MpdClientError.errno}) is a TLS failure: a server
+ * certificate that does not verify or does not name the host, or a handshake that failed.
+ */
+export function isTlsFailure(errno: string | undefined): boolean {
+  return errno !== undefined && TLS_ERROR.test(errno);
+}
+
+/** A network error as Node and undici raise it. */
+interface NetworkFailure {
+  code?: string;
+  message?: string;
+  /** The system call that failed (`connect`, `getaddrinfo`, `read`, `write`), for Node's system errors. */
+  syscall?: string;
+  /** undici's `SocketError`: what the socket saw before it closed. */
+  socket?: { bytesRead?: number };
+}
+
+/** Errors raised before any connection existed (undici's own, or system ones without a `syscall`). */
+const NOT_CONNECTED = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/**
+ * `Unreachable` when no connection to the server was made (the request was not served),
+ * `ConnectionLost` when one was made and then reset or closed before the answer was complete.
+ * An https connection the server closes before sending a byte counts as unreachable: that is
+ * how a TLS 1.3 server ends a handshake it refuses (no client certificate, or one it does not
+ * trust), after the client already took the session as established.
+ */
+function transportCode(reason: NetworkFailure | undefined, url: string): 'Unreachable' | 'ConnectionLost' {
+  const code = reason?.code;
+  if (code === undefined) return 'Unreachable';
+  if (isTlsFailure(code) || NOT_CONNECTED.has(code)) return 'Unreachable';
+  if (reason?.syscall === 'connect' || reason?.syscall === 'getaddrinfo') return 'Unreachable';
+  if (code === 'UND_ERR_SOCKET' && /^https:/i.test(url) && (reason?.socket?.bytesRead ?? 0) === 0) return 'Unreachable';
+  return 'ConnectionLost';
+}
+
+/**
  * Why a call got no answer: the error code (`ECONNREFUSED`), with the reason spelled out for
  * TLS failures, and a hint when an https server hung up without a word (under TLS 1.3 that is
  * how a server that requires a client certificate refuses a client that has none).
  */
 function describeFailure(
-  reason: { code?: string; message?: string } | undefined,
+  reason: NetworkFailure | undefined,
   error: unknown,
   url: string,
   options: ClientOptions,
 ): string {
   const code = reason?.code;
-  if (code && reason?.message && TLS_ERROR.test(code)) return `${code}: ${reason.message}`;
+  if (reason?.message && isTlsFailure(code)) return `${code}: ${reason.message}`;
   if (code === 'UND_ERR_SOCKET' && /^https:/i.test(url) && options.tls?.cert === undefined) {
     return `${code} (the server closed the connection; over https it may require a client certificate: tls.cert and tls.key)`;
   }

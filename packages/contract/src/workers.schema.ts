@@ -10,6 +10,9 @@ const nameSchema = z
   .min(1, 'must not be empty')
   .max(LIMITS.name.maxLength, `must be at most ${LIMITS.name.maxLength} characters`);
 
+/** The most modules a worker may run at once (its `maxParallelModules`). */
+const MAX_PARALLEL_MODULES = 1024;
+
 export const workerCapabilitiesSchema = z.object({
   /** Operating system, e.g. `linux`, `windows`, `macos`. */
   os: nameSchema,
@@ -93,6 +96,13 @@ export const heartbeatRequestSchema = z.object({
   workerId: identifierSchema,
   currentLoad: z.number().int().min(0),
   timestamp: isoDateTimeSchema.optional(),
+  /**
+   * The `executionId` of every execution the worker is running now (an mpd addition; absent
+   * from older workers). The orchestrator uses it to tell an attempt that finished on the
+   * worker, its answer lost on the way, from one that still runs there, and asks for the kept
+   * outcome again. At most one per slot.
+   */
+  executions: z.array(identifierSchema).max(MAX_PARALLEL_MODULES).optional(),
 });
 export type HeartbeatRequest = z.infer<typeof heartbeatRequestSchema>;
 

@@ -46,6 +46,7 @@ export type { RunningOrchestrator, StartOrchestratorOptions } from './server.js'
 export { InMemoryNodeRegistry } from './registry/in-memory-node-registry.js';
 export type { InMemoryNodeRegistryOptions } from './registry/in-memory-node-registry.js';
 export type {
+  HeartbeatReport,
   NodeRegistry,
   NodeRegistryEvent,
   NodeRegistryListener,
@@ -58,6 +59,7 @@ export type {
   ModuleStatus,
   RunEvent,
   RunPipelineOptions,
+  RunClock,
   RunResult,
   WorkerClientTarget,
 } from './runner/index.js';

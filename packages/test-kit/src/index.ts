@@ -15,7 +15,9 @@
  * tests; no key is ever committed. {@link SPEC_EXAMPLES} holds the HTTP API spec's example
  * bodies, verbatim, for the tests that check the contract against them or start from them.
  * {@link instantWorkerClient} is a fake worker client, typed structurally, that answers every
- * module at once, for tests and benchmarks of the orchestrator's runner.
+ * module at once, for tests and benchmarks of the orchestrator's runner. {@link startFaultProxy}
+ * is a TCP proxy that resets, black-holes or delays connections on demand, for fault tests;
+ * {@link ManualClock} a clock that moves only when a test says so.
  *
  * To wait for a condition, use vitest's `expect.poll` or `vi.waitFor`.
  */
@@ -29,3 +31,5 @@ export {
 } from './instant-worker-client.js';
 export { cliOf, killLeftovers, spawnProcess, type RunningProcess, type SpawnOptions } from './processes.js';
 export { makeTestCertificates, type TestCertificates } from './certificates.js';
+export { type Fault, type FaultProxy, type FaultTarget, startFaultProxy } from './fault-proxy.js';
+export { ManualClock } from './manual-clock.js';

@@ -76,6 +76,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
         client,
         workerId: id,
         currentLoad: () => executor.load,
+        executions: () => executor.executionIds(),
         logger: logger.child({ workerId: id, component: 'link' }),
         joinToken: resolved.joinToken,
         credentialFile: resolved.credentialFile,

@@ -92,7 +92,7 @@ export const SETTINGS = defineSettings(
       flag: '--min-workers <n>',
       env: 'MPD_MIN_WORKERS',
       default: '1',
-      help: 'with --pipeline: how many workers to wait for before starting',
+      help: 'with --pipeline: how many workers to wait for before starting (at most --worker-wait; then the run starts with those there are)',
       schema: integerText(1, 1024),
     },
     report: {
@@ -160,7 +160,7 @@ export const SETTINGS = defineSettings(
       flag: '--worker-wait <seconds>',
       env: 'MPD_WORKER_WAIT',
       default: secondsOf(DEFAULT_RUN_OPTIONS.workerWaitMs),
-      help: 'with --pipeline: how long a ready module waits for a live worker that can run it before it fails',
+      help: 'with --pipeline: how long to wait for workers: for --min-workers before starting, and for a live worker that can run a ready module before it fails',
       schema: secondsAsMs,
     },
     maxLostAttempts: {

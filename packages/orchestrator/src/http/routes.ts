@@ -77,7 +77,7 @@ export function createRoutes(registry: NodeRegistry, options: ResolvedOrchestrat
         handler: async ({ body, req, res }) => {
           const denial = mayHeartbeat(caller(req), tokens, body.workerId);
           if (denial) return deny(res, denial);
-          const node = registry.heartbeat(body.workerId, body.currentLoad);
+          const node = registry.heartbeat(body.workerId, body.currentLoad, { executions: body.executions });
           if (!node) {
             const { method, path } = orchestratorContract.workers.register;
             return errorResponse(

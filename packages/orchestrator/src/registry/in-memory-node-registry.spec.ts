@@ -56,6 +56,23 @@ describe('InMemoryNodeRegistry', () => {
     expect(registry.get('worker-1')?.currentLoad).toBe(0);
   });
 
+  it("keeps the executions each worker's last heartbeat listed, none before one and after registering again", () => {
+    const { registry } = setup();
+    registry.register(worker());
+    expect(registry.executionsOf('worker-1')).toBeUndefined();
+    registry.heartbeat('worker-1', 2, { executions: ['run-1.a.1', 'run-1.b.1'] });
+    expect(registry.executionsOf('worker-1')).toEqual(['run-1.a.1', 'run-1.b.1']);
+    registry.heartbeat('worker-1', 0, { executions: [] });
+    expect(registry.executionsOf('worker-1')).toEqual([]);
+    // A heartbeat that lists nothing (an older worker) says nothing about what runs.
+    registry.heartbeat('worker-1', 1);
+    expect(registry.executionsOf('worker-1')).toBeUndefined();
+    registry.heartbeat('worker-1', 1, { executions: ['run-1.c.1'] });
+    registry.register(worker());
+    expect(registry.executionsOf('worker-1')).toBeUndefined();
+    expect(registry.executionsOf('nobody')).toBeUndefined();
+  });
+
   it('is idempotent for the same id: details replaced, one worker, heartbeat time reset', () => {
     const { registry, advance } = setup();
     registry.register(worker({ currentLoad: 1 }));

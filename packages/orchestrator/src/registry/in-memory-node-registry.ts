@@ -10,7 +10,13 @@ import { RegistrationError } from '../errors.js';
 import { requirePositive } from '../orchestrator-options.js';
 import { credentialHash, newCredential } from './credentials.js';
 import { copyJson, deepFreeze } from './frozen-json.js';
-import type { NodeRegistry, NodeRegistryEvent, NodeRegistryListener, RegisterOptions } from './node-registry.js';
+import type {
+  HeartbeatReport,
+  NodeRegistry,
+  NodeRegistryEvent,
+  NodeRegistryListener,
+  RegisterOptions,
+} from './node-registry.js';
 
 /** Options of {@link InMemoryNodeRegistry}. */
 export interface InMemoryNodeRegistryOptions {
@@ -47,6 +53,8 @@ interface Entry {
   credential: string;
   /** True once `sweep` reported the current outage. */
   reportedOffline: boolean;
+  /** What the last heartbeat listed as running; see {@link NodeRegistry.executionsOf}. */
+  executions: readonly string[] | undefined;
 }
 
 /** A {@link NodeRegistry} held in memory (lost when the orchestrator stops). */
@@ -108,16 +116,18 @@ export class InMemoryNodeRegistry implements NodeRegistry {
       shared: undefined,
       draining: previous?.draining ?? false,
       reportedOffline: false,
+      executions: undefined,
     };
     this.#entries.set(node.id, entry);
     this.#emit({ type: 'registered', workerId: node.id });
     return this.#view(entry);
   }
 
-  heartbeat(workerId: string, currentLoad: number): Readonly<WorkerNode> | undefined {
+  heartbeat(workerId: string, currentLoad: number, report: HeartbeatReport = {}): Readonly<WorkerNode> | undefined {
     const entry = this.#entries.get(workerId);
     if (!entry) return undefined;
     entry.currentLoad = checkLoad(currentLoad);
+    entry.executions = report.executions;
     entry.lastHeartbeatMs = this.#now();
     entry.lastHeartbeatIso = undefined;
     entry.shared = undefined;
@@ -150,6 +160,10 @@ export class InMemoryNodeRegistry implements NodeRegistry {
   snapshotOf(workerId: string): WorkerNode | undefined {
     const entry = this.#entries.get(workerId);
     return entry && this.#shared(entry, this.#now());
+  }
+
+  executionsOf(workerId: string): readonly string[] | undefined {
+    return this.#entries.get(workerId)?.executions;
   }
 
   credentialOf(workerId: string): string | undefined {

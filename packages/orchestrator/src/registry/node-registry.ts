@@ -7,9 +7,11 @@ export interface NodeRegistryEvent {
    * - `heartbeat`: a worker reported its load (an `Offline` worker that does is live again);
    * - `unregistered`: a worker was removed;
    * - `offline`: a worker's heartbeats stopped for longer than the timeout (reported once
-   *   per outage by {@link NodeRegistry.sweep}).
+   *   per outage by {@link NodeRegistry.sweep});
+   * - `replaced`: another process registered under a known id (a new incarnation): what the
+   *   old one ran is gone, or fenced.
    */
-  type: 'registered' | 'heartbeat' | 'unregistered' | 'offline';
+  type: 'registered' | 'heartbeat' | 'unregistered' | 'offline' | 'replaced';
   workerId: string;
 }
 
@@ -40,7 +42,13 @@ export interface NodeRegistry {
    * (shared, frozen: read it, do not keep it); `undefined` when no worker has this id (it
    * should register again).
    */
-  heartbeat(workerId: string, currentLoad: number): Readonly<WorkerNode> | undefined;
+  heartbeat(workerId: string, currentLoad: number, report?: HeartbeatReport): Readonly<WorkerNode> | undefined;
+  /**
+   * The `executionId`s the worker's last heartbeat said it runs (kept as given, not copied);
+   * `undefined` when that heartbeat listed none (a worker that does not report them), when it
+   * sent none since it registered, or when no worker has this id.
+   */
+  executionsOf(workerId: string): readonly string[] | undefined;
   /** A worker with its current status, or `undefined`. */
   get(workerId: string): WorkerNode | undefined;
   /** Every registered worker (including `Offline` ones) with its current status, in registration order. */
@@ -69,6 +77,12 @@ export interface NodeRegistry {
   sweep(): string[];
   /** Subscribes to changes; returns a function that unsubscribes. */
   onChange(listener: NodeRegistryListener): () => void;
+}
+
+/** What a heartbeat reports besides the load (see {@link NodeRegistry.heartbeat}). */
+export interface HeartbeatReport {
+  /** The executions the worker runs now (the heartbeat's `executions`); undefined for a worker that does not say. */
+  executions?: readonly string[] | undefined;
 }
 
 /** Options of {@link NodeRegistry.register}. */

@@ -35,11 +35,11 @@ describe('judgeAnswer', () => {
     });
   });
 
-  it('declares the attempt lost when a 200 lacks its result text (a broken worker, not an empty result)', () => {
+  it('judges a 200 without its result text as a broken endpoint (not a worker), not an empty result', () => {
     for (const body of [null, 'OK', {}, { ...executeOk, serializedResult: 42 }]) {
       expect(judgeAnswer(answer(200, body))).toEqual({
-        kind: 'lost',
-        reason: 'worker answered 200 without the serializedResult text the contract requires',
+        kind: 'broken',
+        reason: 'answered 200 without the serializedResult text the contract requires',
       });
     }
   });
@@ -72,34 +72,55 @@ describe('judgeAnswer', () => {
     expect(judgeAnswer(answer(503, undefined))).toEqual({ kind: 'rejected', status: 503, message: 'answered 503' });
   });
 
-  it('judges a 500 with an error body (the worker itself failed) as a lost attempt', () => {
+  it('judges a 500 with an error body (the worker itself failed) as a lost attempt, any other 500 as a broken endpoint', () => {
     expect(judgeAnswer(errorResponse('InternalError', 'out of memory'))).toEqual({
       kind: 'lost',
       reason: 'worker answered 500: out of memory',
     });
     expect(judgeAnswer(answer(500, '<html>Bad gateway</html>'))).toEqual({
-      kind: 'lost',
-      reason: 'worker answered 500: internal error',
+      kind: 'broken',
+      reason: "answered 500 with a body that is not the contract's",
     });
   });
 
-  it('judges every other error status as the worker refusing the request', () => {
+  it("judges every other error status with the contract's error body as the worker refusing the request", () => {
     const refusals = [
       errorResponse('ValidationFailed', 'timeout: must be a TimeSpan'),
-      errorResponse('Unauthorized', 'missing bearer token'),
       errorResponse('ModuleNotFound', "no module 'deploy'"),
       errorResponse('PayloadTooLarge', 'body over 1mb'),
       errorResponse('UnsupportedMediaType', 'send application/json'),
     ];
     expect(refusals.map(judgeAnswer)).toEqual([
       { kind: 'dispatch-rejected', status: 400, message: 'timeout: must be a TimeSpan' },
-      { kind: 'dispatch-rejected', status: 401, message: 'missing bearer token' },
       { kind: 'dispatch-rejected', status: 404, message: "no module 'deploy'" },
       { kind: 'dispatch-rejected', status: 413, message: 'body over 1mb' },
       { kind: 'dispatch-rejected', status: 415, message: 'send application/json' },
     ]);
     expect(judgeAnswer(answer(404, SPEC_EXAMPLES.cancelNotFound))).toMatchObject({ message: 'Execution not found' });
-    expect(judgeAnswer(answer(400, ''))).toMatchObject({ message: 'worker answered 400' });
+  });
+
+  it('judges an answer that proves the endpoint is not this worker as broken: no route, 401/403, not the contract', () => {
+    expect(judgeAnswer(errorResponse('RouteNotFound', 'No route for POST /api/execution/execute'))).toEqual({
+      kind: 'broken',
+      reason: 'answered 404 RouteNotFound (No route for POST /api/execution/execute): not an mpd worker',
+    });
+    expect(judgeAnswer(errorResponse('Unauthorized', 'missing bearer token'))).toEqual({
+      kind: 'broken',
+      reason: "answered 401 to the worker's own credential: missing bearer token",
+    });
+    const forbidden = errorResponse('Forbidden', 'not yours');
+    expect(judgeAnswer(answer(forbidden.status, forbidden.body))).toMatchObject({ kind: 'broken' });
+    for (const [status, body] of [
+      [400, ''],
+      [404, '<html>Not Found</html>'],
+      [302, undefined],
+      [502, { error: 'upstream' }],
+    ] as const) {
+      expect(judgeAnswer(answer(status, body)), `${status}`).toEqual({
+        kind: 'broken',
+        reason: `answered ${status} with a body that is not the contract's`,
+      });
+    }
   });
 });
 
@@ -109,19 +130,39 @@ describe('judgeTransportError', () => {
     expect(judgeTransportError(error)).toEqual({ kind: 'no-answer', message: error.message });
   });
 
-  it('judges an unreachable worker, an aborted call and any other failure as a lost attempt', () => {
-    expect(judgeTransportError(new MpdClientError('Unreachable', 'POST http://w1:9000/x: ECONNREFUSED'))).toEqual({
-      kind: 'lost',
+  it('judges a refused connection or an unknown host as refused: the request reached no worker', () => {
+    const refused = new MpdClientError('Unreachable', 'POST http://w1:9000/x: ECONNREFUSED', { errno: 'ECONNREFUSED' });
+    expect(judgeTransportError(refused)).toEqual({
+      kind: 'refused',
       reason: 'Unreachable: POST http://w1:9000/x: ECONNREFUSED',
     });
-    expect(judgeTransportError(new MpdClientError('Aborted', 'POST http://w1:9000/x: aborted by the caller'))).toEqual({
-      kind: 'lost',
-      reason: 'Aborted: POST http://w1:9000/x: aborted by the caller',
+    const unknown = new MpdClientError('Unreachable', 'POST http://nowhere:9000/x: ENOTFOUND', { errno: 'ENOTFOUND' });
+    expect(judgeTransportError(unknown)).toMatchObject({ kind: 'refused' });
+  });
+
+  it('judges a reset, a close or a connect timeout as a failure on the way (the worker may run it)', () => {
+    const reset = new MpdClientError('ConnectionLost', 'POST http://w1:9000/x: ECONNRESET', { errno: 'ECONNRESET' });
+    expect(judgeTransportError(reset)).toEqual({
+      kind: 'in-transit',
+      reason: 'ConnectionLost: POST http://w1:9000/x: ECONNRESET',
+      closed: true,
     });
+    const closed = new MpdClientError('ConnectionLost', 'x: UND_ERR_SOCKET', { errno: 'UND_ERR_SOCKET' });
+    expect(judgeTransportError(closed)).toMatchObject({ kind: 'in-transit', closed: true });
+    const slow = new MpdClientError('Unreachable', 'x: UND_ERR_CONNECT_TIMEOUT', { errno: 'UND_ERR_CONNECT_TIMEOUT' });
+    expect(judgeTransportError(slow)).toMatchObject({ kind: 'in-transit', closed: false });
+  });
+
+  it('judges a TLS failure or a body that is not JSON as a broken endpoint, any other error as a lost attempt', () => {
+    const tls = new MpdClientError('Unreachable', 'x: UNABLE_TO_VERIFY_LEAF_SIGNATURE', {
+      errno: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+    });
+    expect(judgeTransportError(tls)).toMatchObject({ kind: 'broken' });
     expect(judgeTransportError(new SyntaxError('Unexpected token < in JSON'))).toEqual({
-      kind: 'lost',
-      reason: 'SyntaxError: Unexpected token < in JSON',
+      kind: 'broken',
+      reason: 'answered a body that is not JSON: Unexpected token < in JSON',
     });
+    expect(judgeTransportError(new TypeError('boom'))).toEqual({ kind: 'lost', reason: 'TypeError: boom' });
   });
 });
 

@@ -1,34 +1,92 @@
-import { MpdClientError } from '@mpd/client';
+import { isTlsFailure, MpdClientError } from '@mpd/client';
 import { DEFAULT_MAX_RESULT_BYTES, type ErrorBody, resultLimitProblem, type workerContract } from '@mpd/contract';
 import type { ClientInferResponses } from '@ts-rest/core';
 import type { ModuleState } from './module-state.js';
 import type { AttemptRecord, ModuleRunResult } from './run-result.js';
 
-/** Where an attempt is. */
+/** Where an attempt is, for its module. */
 export type AttemptState =
-  /** Its execute call is out and holds a slot of its worker. */
+  /** Its module waits on it: its execute call is out (or about to be re-sent), and it holds a slot of its worker. */
   | 'running'
-  /** Its answer (or the failure of its call) was judged and acted on. */
-  | 'settled'
   /**
-   * Declared lost (its worker unreachable, offline, or broken): its slot is free and its
-   * module may run elsewhere, but its call is still listened to, and a late answer is recorded
-   * on its record, never accepted.
+   * Its module no longer waits on it: it was declared lost (its worker offline, gone or
+   * unreachable, its endpoint broken), the orchestrator gave up waiting for its answer
+   * (`no-answer`), or another attempt's result was accepted. Its slot is free, but it may still
+   * be running (see {@link Attempt.ended}); an answer that still arrives is recorded, and a
+   * successful one is accepted if the module has not ended meanwhile.
    */
-  | 'lost';
+  | 'abandoned'
+  /** Its answer was judged and acted on. */
+  | 'settled';
+
+/**
+ * Why an attempt can no longer be running anywhere:
+ * - `answered`: an answer arrived (the execution ended there, or never started);
+ * - `not-delivered`: the request never reached a worker process (connection refused, a TLS
+ *   failure, an answer from something that is not this worker);
+ * - `worker-offline`: its worker missed its heartbeats past the timeout (it fences itself: it
+ *   cancels what it runs when its heartbeats go unacknowledged that long);
+ * - `worker-gone`: its worker unregistered, or another process registered under its id;
+ * - `cancel-acknowledged`: the worker acknowledged its cancel (200, or 404: it does not run it);
+ * - `not-listed`: its worker's heartbeats stopped listing it among the executions it runs.
+ */
+export type AttemptEnd =
+  'answered' | 'not-delivered' | 'worker-offline' | 'worker-gone' | 'cancel-acknowledged' | 'not-listed';
+
+/** The execute call of an attempt that is out now (each re-send makes a new one). */
+export interface ExecuteCall {
+  /** Aborts this call only (the attempt goes on: a re-send follows when `resend` is set). */
+  readonly controller: AbortController;
+  /** When it was sent (epoch ms). */
+  readonly sentAt: number;
+  /** Set before aborting the call to re-send at once (to collect an outcome whose answer was lost). */
+  resend: boolean;
+}
+
+/** What the run learnt of an attempt from its worker's heartbeats (`executions`). */
+export interface AttemptSightings {
+  /** When a heartbeat last listed it (epoch ms); undefined while none has. */
+  listedAt: number | undefined;
+  /** Since when heartbeats no longer list it (epoch ms), while its call is out; undefined while they do. */
+  unlistedSince: number | undefined;
+  /** Heartbeats in a row, since it was abandoned, that did not list it. */
+  unlistedBeats: number;
+  /** How many times its outcome was asked for again because heartbeats no longer listed it. */
+  collects: number;
+  /** Cancels the armed check for an outcome to collect, if one is armed. */
+  disarm: (() => void) | undefined;
+}
 
 /** One dispatch of a module to a worker, with its own `executionId` (in `record`). */
 export interface Attempt {
   readonly module: ModuleState;
   readonly workerId: string;
+  /** The worker's endpoint when it was dispatched (re-sends and cancels use the registry's current one). */
   readonly endpoint: string;
   /** The worker's credential when it was dispatched: the worker only accepts calls carrying it. */
   readonly credential: string | undefined;
+  /** The worker's generation when it was dispatched (see `WorkerGenerations`): which start of it got the attempt. */
+  readonly generation: number;
   /** What the run reports of it (in `module.result.attempts`). */
   readonly record: AttemptRecord;
-  /** Aborts its execute call (when the run stops waiting for it). */
+  /** Aborts its execute call for good (the run stops listening for its answer). */
   readonly controller: AbortController;
+  /** When the first execute call was sent (epoch ms). */
+  readonly sentAt: number;
+  /** The call's deadline (epoch ms): the module's timeout plus the margin after `sentAt`. */
+  readonly deadlineAt: number;
   state: AttemptState;
+  /** Why it can no longer be running anywhere; undefined while it may still be. */
+  ended: AttemptEnd | undefined;
+  /** The execute call out now; undefined between re-sends and once the calls are over. */
+  call: ExecuteCall | undefined;
+  /** Whether its execute calls are over (answered, or given up). */
+  callsDone: boolean;
+  /** Transport failures in a row where the worker closed the connection without a word. */
+  closedInARow: number;
+  /** When its latest run of transport failures began (epoch ms); undefined after an answer. */
+  failingSince: number | undefined;
+  readonly sightings: AttemptSightings;
 }
 
 type WithoutHeaders<T> = T extends unknown ? Omit<T, 'headers'> : never;
@@ -61,15 +119,25 @@ export type AttemptVerdict =
   | { kind: 'failed' | 'timed-out' | 'cancelled'; error: ModuleError; times?: ExecutionTimes }
   /** 429 or 503: the worker had no room after all (its own load, or draining): not the module's fault. */
   | { kind: 'rejected'; status: 429 | 503; message: string }
-  /** Any other error status (400, 401, 404, 413, 415): the worker refused the request. */
+  /** Another error status with the contract's error body (400, 404 `ModuleNotFound`, 413, 415): the worker refused the request. */
   | { kind: 'dispatch-rejected'; status: number; message: string }
   /** No answer within the module's timeout plus the margin (the call's deadline). */
   | { kind: 'no-answer'; message: string }
+  /** The worker answered that it failed itself (500 with the contract's error body): the module does not run there. */
+  | { kind: 'lost'; reason: string }
   /**
-   * The worker is gone or broken: unreachable, the call aborted, a 500 that is not the module's
-   * failure, or a status outside the contract.
+   * The call failed on the way (the connection reset or closed, a connect timeout): the worker
+   * may have the request and run the module. `closed`: the worker's side closed the connection
+   * without a word (a reset or a close), rather than the network timing out.
    */
-  | { kind: 'lost'; reason: string };
+  | { kind: 'in-transit'; reason: string; closed: boolean }
+  /** Nothing listens at the endpoint (connection refused, no such host): the request reached no worker. */
+  | { kind: 'refused'; reason: string }
+  /**
+   * The endpoint is not this worker: 404 `RouteNotFound`, 401 or 403 to the worker's own
+   * credential, an answer that is not the contract's JSON, a TLS failure.
+   */
+  | { kind: 'broken'; reason: string };
 
 /** The `type` of a module error for a result over the limits, whichever side caught it (the worker's exception type). */
 export const RESULT_LIMIT_ERROR = 'ResultLimitError';
@@ -83,10 +151,10 @@ export function judgeAnswer(answer: ExecuteAnswer, maxResultBytes = DEFAULT_MAX_
   switch (answer.status) {
     case 200: {
       // Answers are not validated against the contract (see messageOf): a 200 without its result
-      // text is a broken worker, not a module that returned nothing.
+      // text is not a worker's answer, not a module that returned nothing.
       const body: Partial<typeof answer.body> | null = answer.body;
       if (typeof body !== 'object' || body === null || typeof body.serializedResult !== 'string') {
-        return { kind: 'lost', reason: 'worker answered 200 without the serializedResult text the contract requires' };
+        return { kind: 'broken', reason: 'answered 200 without the serializedResult text the contract requires' };
       }
       const { serializedResult, startTime, endTime, duration } = answer.body;
       const times = { startTime, endTime, duration };
@@ -103,6 +171,7 @@ export function judgeAnswer(answer: ExecuteAnswer, maxResultBytes = DEFAULT_MAX_
     }
     case 429:
     case 503:
+      // Also from a proxy or load balancer in front of the worker, which may answer without the contract's body.
       return {
         kind: 'rejected',
         status: answer.status,
@@ -119,35 +188,72 @@ export function judgeAnswer(answer: ExecuteAnswer, maxResultBytes = DEFAULT_MAX_
           times: { startTime, endTime, duration },
         };
       }
-      return { kind: 'lost', reason: `worker answered 500: ${messageOf(body) ?? 'internal error'}` };
+      if (isErrorBody(body)) return { kind: 'lost', reason: `worker answered 500: ${body.errorMessage}` };
+      return notContract(500);
     }
-    default:
-      return {
-        kind: 'dispatch-rejected',
-        status: answer.status,
-        message: messageOf(answer.body) ?? `worker answered ${answer.status}`,
-      };
+    default: {
+      // Any status may come from something that is not a worker: not only those the contract lists.
+      const status: number = answer.status;
+      const body: unknown = answer.body;
+      if (!isErrorBody(body)) return notContract(status);
+      // The worker's own routes answer every call carrying its credential: 401/403 means this is another server.
+      if (status === 401 || status === 403) {
+        return { kind: 'broken', reason: `answered ${status} to the worker's own credential: ${body.errorMessage}` };
+      }
+      if (status === 404 && body.code === 'RouteNotFound') {
+        return { kind: 'broken', reason: `answered 404 RouteNotFound (${body.errorMessage}): not an mpd worker` };
+      }
+      return { kind: 'dispatch-rejected', status, message: body.errorMessage };
+    }
   }
 }
 
 /**
  * Judges an execute call that got no answer: past its deadline, `no-answer`; an answer too large
- * to read, `failed`; otherwise (the worker unreachable, the call aborted, an answer the client
- * could not take) `lost`.
+ * to read, `failed`; connection refused or no such host, `refused`; a TLS failure or a body that
+ * is not JSON, `broken`; any other failure on the way (a reset, a close, a connect timeout),
+ * `in-transit`; an error that is no transport failure at all, `lost`.
  */
 export function judgeTransportError(error: unknown): AttemptVerdict {
-  if (error instanceof MpdClientError && error.code === 'Timeout') return { kind: 'no-answer', message: error.message };
-  if (error instanceof MpdClientError && error.code === 'TooLarge') {
-    // Larger than any answer carrying a result within the limit: the module's output, not a lost worker.
-    const message = `The worker's answer was not read, larger than a result within the orchestrator's --max-result-size (maxResultBytes) can make: ${error.message}`;
-    return { kind: 'failed', error: { message, type: RESULT_LIMIT_ERROR, stackTrace: null } };
+  if (error instanceof MpdClientError) {
+    const reason = `${error.code}: ${error.message}`;
+    if (error.code === 'Timeout') return { kind: 'no-answer', message: error.message };
+    if (error.code === 'TooLarge') {
+      // Larger than any answer carrying a result within the limit: the module's output, not a lost worker.
+      const message = `The worker's answer was not read, larger than a result within the orchestrator's --max-result-size (maxResultBytes) can make: ${error.message}`;
+      return { kind: 'failed', error: { message, type: RESULT_LIMIT_ERROR, stackTrace: null } };
+    }
+    if (error.errno === 'ECONNREFUSED' || error.errno === 'ENOTFOUND') return { kind: 'refused', reason };
+    if (error.code === 'Unreachable' && isTlsFailure(error.errno)) return { kind: 'broken', reason };
+    return { kind: 'in-transit', reason, closed: CLOSED.has(error.errno ?? '') };
   }
-  return { kind: 'lost', reason: error instanceof MpdClientError ? `${error.code}: ${error.message}` : String(error) };
+  // The client parses a body declared as JSON: one that is not came from something other than a worker.
+  if (error instanceof SyntaxError)
+    return { kind: 'broken', reason: `answered a body that is not JSON: ${error.message}` };
+  return { kind: 'lost', reason: String(error) };
 }
 
-/** What a late answer of a lost attempt tells its record: whether the module ran (200) or failed (500), else nothing. */
+/** Network error codes of a connection the other side reset or closed. */
+const CLOSED = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
+
+/** What a late answer of an abandoned attempt tells its record: whether the module ran (200) or failed (500), else nothing. */
 export function lateOutcome(answer: ExecuteAnswer): 'Succeeded' | 'Failed' | undefined {
   return answer.status === 200 ? 'Succeeded' : answer.status === 500 ? 'Failed' : undefined;
+}
+
+function notContract(status: number): AttemptVerdict {
+  return { kind: 'broken', reason: `answered ${status} with a body that is not the contract's` };
+}
+
+/** Whether `body` is the contract's error body (`{ success: false, errorMessage, code? }`). */
+function isErrorBody(body: unknown): body is ErrorBody {
+  const candidate = body as Partial<ErrorBody> | null | undefined;
+  return (
+    typeof candidate === 'object' &&
+    candidate !== null &&
+    candidate.success === false &&
+    typeof candidate.errorMessage === 'string'
+  );
 }
 
 /**

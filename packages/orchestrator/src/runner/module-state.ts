@@ -1,5 +1,6 @@
 import { formatTimeSpan } from '@mpd/contract';
 import { type AnyModule, dependencyName, type Pipeline, type ResolvedRetryPolicy } from '@mpd/pipeline';
+import type { Attempt } from './attempt.js';
 import type { ModuleRunResult, ModuleStatus } from './run-result.js';
 
 /** Each priority's rank: ready modules of a higher rank are considered first. */
@@ -46,9 +47,20 @@ export interface ModuleState {
   /** Dependencies that have not ended yet. */
   readonly pending: Set<string>;
   failures: number;
+  /** How many of its attempts counted as lost (see `maxLostAttempts`). */
   lost: number;
   /** Workers this module was lost on: avoided while others can take it. */
   readonly lostOn: Set<string>;
+  /**
+   * `workerId#generation` of each worker start whose endpoint refused one of its attempts: all
+   * refusals of one start count as one loss (one crash, one loss).
+   */
+  readonly refusedBy: Set<string>;
+  /**
+   * Its attempts that may still be running somewhere (see `Attempt.ended`): while one is, no new
+   * attempt of it starts, so that it never runs twice at once.
+   */
+  readonly unended: Set<Attempt>;
   notBefore: number;
   serializedResult?: string;
   readonly result: ModuleRunResult;
@@ -86,6 +98,8 @@ export function createModuleStates(pipeline: Pipeline, heights: ReadonlyMap<stri
       failures: 0,
       lost: 0,
       lostOn: new Set(),
+      refusedBy: new Set(),
+      unended: new Set(),
       notBefore: 0,
       result: { name, status: 'NotYetStarted', attempts: [] },
     });

@@ -125,7 +125,7 @@ describe('runPipeline: modules no worker can take', () => {
     expect(result.status).toBe('Failed');
     expect(byName.build).toMatchObject({ status: 'Failed', error: { type: 'NoCapableWorker' }, attempts: [] });
     expect(byName.build!.error!.message).toBe(
-      `Module 'build' could not be dispatched after waiting 00:00:00.2000000: no live worker with pipeline 'nobody' (fingerprint ${pipeline.fingerprint}) was registered`,
+      `Module 'build' could not be dispatched after waiting 00:00:00.2000000: no live worker with pipeline 'nobody' (fingerprint ${pipeline.fingerprint}) was registered: w-other loaded pipeline 'other', not 'nobody'`,
     );
     expect(byName.train).toMatchObject({ status: 'Failed', error: { type: 'NoCapableWorker' } });
     expect(byName.report).toMatchObject({ status: 'DependencyFailed', reason: "dependency 'build' ended Failed" });

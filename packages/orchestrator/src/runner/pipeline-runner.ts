@@ -6,26 +6,30 @@ import {
   parseTimeSpan,
   type WorkerNode,
 } from '@mpd/contract';
-import { longInterval, longTimeout, type LongTimer } from '@mpd/contract/timers';
 import { backoffDelay } from '@mpd/server-kit';
 import type { Logger } from 'pino';
+import type { NodeRegistryEvent } from '../registry/node-registry.js';
 import {
   type Attempt,
+  type AttemptEnd,
   type AttemptVerdict,
   type ExecuteAnswer,
   type ExecutionTimes,
   judgeAnswer,
-  judgeTransportError,
   lateOutcome,
   type ModuleError,
 } from './attempt.js';
+import { type AttemptCallsOptions, type CallsEnd, resendNow, sendExecute } from './attempt-calls.js';
+import { CancelDesk } from './cancels.js';
 import { chainHeights } from './chain-heights.js';
 import { ConcurrencyRules } from './concurrency.js';
 import { createModuleStates, FAILED, type ModuleState, type Phase } from './module-state.js';
+import { Quarantine } from './quarantine.js';
 import { ReadyQueue } from './ready-queue.js';
 import { executeRequestProblem } from './request-size.js';
 import { categoryFilterReason, dependencyResults, dependencyVerdict } from './readiness.js';
 import { noCapableWorkerReason } from './requirement-messages.js';
+import { type RunClock, RunTimers } from './run-clock.js';
 import { type ResolvedRunOptions, resolveRunOptions, type RunPipelineOptions } from './run-options.js';
 import { RunReporter } from './run-report.js';
 import { type AttemptRecord, type ModuleStatus, type RunResult, SUCCEEDED } from './run-result.js';
@@ -35,6 +39,35 @@ import { WorkerPool } from './worker-pool.js';
 
 /** A worker that refused work (429/503) gets none for this long (ms). */
 const REJECTED_COOL_DOWN_MS = 1_000;
+
+/** Delays before a lost module is dispatched again (ms): 250 ms, doubling with each loss up to 5 s, with jitter. */
+const LOST_BACKOFF = { initialMs: 250, maxMs: 5_000 } as const;
+
+/**
+ * How long after its worker's heartbeats stop listing a running attempt, while its call is
+ * still out, the run asks for its outcome again (ms): a finished execution's answer normally
+ * arrives before that heartbeat, so its answer was lost on the way. It doubles with each ask
+ * (a large result still on its way gets longer), up to {@link COLLECT_GRACE_MAX_MS}.
+ */
+const COLLECT_GRACE_MS = 3_000;
+const COLLECT_GRACE_MAX_MS = 60_000;
+
+/**
+ * How long a running attempt that no heartbeat ever listed may have its call out before the
+ * run asks again (ms): the request may never have reached the worker.
+ */
+const NEVER_LISTED_GRACE_MS = 10_000;
+
+/**
+ * How long after its worker finished an attempt (heartbeats stopped listing it) the run still
+ * asks for its outcome (ms): the worker keeps finished outcomes 10 minutes by default
+ * (`completedRetentionMs`); later, a re-sent request would run the module again there, so the
+ * attempt is lost instead and the module dispatched anew.
+ */
+const COLLECT_WINDOW_MS = 9 * 60_000;
+
+/** Heartbeats in a row that must leave out an abandoned attempt before it counts as no longer running. */
+const UNLISTED_BEATS_TO_END = 2;
 
 /** Where a run is. */
 type RunState =
@@ -54,10 +87,17 @@ type RunState =
 /**
  * Runs a pipeline on the registered workers, with no stage barrier: a module is dispatched
  * the moment its dependencies ended and a worker that can run it (same pipeline fingerprint,
- * its requirements) has a free slot, in priority order, within the cluster-wide concurrency
- * rules. Every dispatch is an attempt with its own `executionId`; an attempt whose worker is
- * lost is dispatched again elsewhere, a failed one is retried per the module's policy, and a
- * module's result is accepted exactly once.
+ * its requirements, not quarantined) has a free slot, in priority order, within the
+ * cluster-wide concurrency rules. Every dispatch is an attempt with its own `executionId`.
+ *
+ * At most one attempt of a module is live at a time: an execute call that fails on the way is
+ * sent again, with the same `executionId`, to the same worker while it is live (see
+ * `sendExecute`); an attempt whose worker is lost is dispatched again elsewhere only once the
+ * earlier attempt can no longer be running (answered, its worker offline, gone or replaced,
+ * its cancel acknowledged, or no longer listed by its worker's heartbeats), and the cancel of
+ * every abandoned attempt is retried until acknowledged (see `CancelDesk`). A failed attempt
+ * is retried per the module's policy. A module's first successful answer is accepted, once,
+ * whichever attempt gives it.
  * @throws OrchestratorConfigError (the promise rejects) when an option has a value that cannot work.
  */
 export async function runPipeline(options: RunPipelineOptions): Promise<RunResult> {
@@ -70,59 +110,82 @@ class PipelineRun {
   private readonly modules: ReadonlyMap<string, ModuleState>;
   private readonly ready = new ReadyQueue();
   private doneCount = 0;
-  /** Attempts whose execute call is out: running ones, and lost ones still listened to for a late answer. */
+  /**
+   * Attempts the run still minds: running ones, abandoned ones that may still be running, and
+   * those whose call is still out (listened to for a late answer); by executionId.
+   */
   private readonly attempts = new Map<string, Attempt>();
+  /** The same attempts, by worker. */
+  private readonly attemptsOn = new Map<string, Set<Attempt>>();
   private readonly loads = new WorkerLoads();
   /** The live workers, least loaded first. */
   private readonly pool: WorkerPool;
   private readonly clients: WorkerClients;
   private readonly reporter: RunReporter;
-  private readonly startedAt = new Date();
+  private readonly clock: RunClock;
+  private readonly timers: RunTimers;
+  private readonly startedAt: Date;
   private readonly rules: ConcurrencyRules;
   private readonly log: Logger;
+  /** Workers the run does not dispatch to (their endpoint refused it, or is not theirs). */
+  private readonly quarantine = new Quarantine();
+  /** How many times each worker registered since the run started: which start of it an attempt went to. */
+  private readonly generations = new Map<string, number>();
+  private readonly cancels: CancelDesk;
+  private readonly calls: AttemptCallsOptions;
   /** Environment of every module: the plain variables and the secret ones. */
   private readonly environment: Record<string, string>;
   private readonly secretNames: string[];
   private state: RunState = { kind: 'running' };
   private finish!: (result: RunResult) => void;
-  private timer: LongTimer | undefined;
   private unsubscribe: (() => void) | undefined;
   private pumpQueued = false;
   /** Modules that ended and whose dependants are being told (see afterEnd). */
-  private readonly ended: ModuleState[] = [];
+  private readonly endedModules: ModuleState[] = [];
   private releasing = false;
   /** Requirement keys whose capable workers all turned out full during this walk of the ready queue. */
   private readonly full = new Set<string>();
   private readonly onAbort = (): void => this.stop('cancel', 'the run was cancelled');
 
   constructor(private readonly options: ResolvedRunOptions) {
-    const { pipeline } = options;
+    const { pipeline, registry } = options;
     this.log = options.logger.child({ runId: this.runId, pipeline: pipeline.name });
+    this.clock = options.clock;
+    this.timers = new RunTimers(options.clock);
+    this.startedAt = new Date(this.clock.now());
     const secrets = options.secretEnvironmentVariables;
     this.environment = { ...options.environmentVariables, ...secrets };
     this.secretNames = Object.keys(secrets);
     this.reporter = new RunReporter(options.onEvent, secrets);
     this.rules = new ConcurrencyRules(options.maxParallelism);
-    this.pool = new WorkerPool(options.registry, pipeline.fingerprint, this.loads);
+    this.pool = new WorkerPool(registry, pipeline.fingerprint, this.loads, (workerId) =>
+      this.quarantine.empty ? false : this.quarantine.has(workerId),
+    );
     this.clients = new WorkerClients(options.createClient);
     this.modules = createModuleStates(pipeline, chainHeights(pipeline, options.durationHints));
+    this.cancels = new CancelDesk({
+      registry,
+      clients: this.clients,
+      timers: this.timers,
+      logger: this.log,
+      onAcknowledged: (attempt) => this.ended(attempt, 'cancel-acknowledged'),
+      onUnanswered: (attempt) => this.cancelUnanswered(attempt),
+    });
+    this.calls = {
+      registry,
+      clients: this.clients,
+      timers: this.timers,
+      logger: this.log,
+      maxResponseBytes: executeAnswerLimit(options.maxResultBytes),
+      live: (attempt) => this.workerLive(attempt),
+    };
   }
 
   start(): Promise<RunResult> {
     const done = new Promise<RunResult>((resolve) => (this.finish = resolve));
     const { signal, registry } = this.options;
-    this.unsubscribe = registry.onChange((event) => {
-      // A heartbeat of a worker the pool has changes nothing the scheduler uses.
-      if (event.type !== 'heartbeat' || !this.pool.has(event.workerId)) this.pool.invalidate();
-      if (event.type === 'offline') this.workerLost(event.workerId, 'missed heartbeats past the timeout');
-      this.schedulePump();
-    });
-    // A long timer: the interval is the caller's, of any length.
-    this.timer = longInterval(() => {
-      // Also catches what raises no event at once: drained workers, heartbeats overdue but not swept yet.
-      this.pool.invalidate();
-      this.pump();
-    }, this.options.rescheduleIntervalMs);
+    this.unsubscribe = registry.onChange((event) => this.registryChanged(event));
+    this.tick();
     this.log.info({ modules: this.modules.size }, 'run started');
 
     for (const state of this.modules.values()) {
@@ -138,9 +201,167 @@ class PipelineRun {
     return done;
   }
 
+  /** Looks at the registry again every `rescheduleIntervalMs`, besides its change events. */
+  private tick(): void {
+    this.timers.after(this.options.rescheduleIntervalMs, () => {
+      // Also catches what raises no event at once: drained workers, heartbeats overdue but not swept yet.
+      this.pool.invalidate();
+      this.pump();
+      this.tick();
+    });
+  }
+
   /** Whether the run stopped starting modules (a failure under StopOnFirstFailure, or a cancel). */
   private get stopping(): boolean {
     return this.state.kind === 'stopping' || this.state.kind === 'cancelling';
+  }
+
+  private isoNow(): string {
+    return new Date(this.clock.now()).toISOString();
+  }
+
+  // --- Workers ---------------------------------------------------------------------------
+
+  private registryChanged(event: NodeRegistryEvent): void {
+    const { type, workerId } = event;
+    // A heartbeat of a worker the pool has changes nothing the scheduler uses.
+    if (type !== 'heartbeat' || !this.pool.has(workerId)) this.pool.invalidate();
+    switch (type) {
+      case 'heartbeat':
+        this.sighted(workerId);
+        break;
+      case 'registered':
+        this.newStart(workerId);
+        break;
+      case 'replaced':
+        this.newStart(workerId);
+        this.workerLost(workerId, 'worker-gone', 'was replaced by a new process under its id');
+        break;
+      case 'offline':
+        this.workerLost(workerId, 'worker-offline', 'missed heartbeats past the timeout');
+        break;
+      case 'unregistered':
+        this.workerLost(workerId, 'worker-gone', 'unregistered');
+        break;
+    }
+    this.schedulePump();
+  }
+
+  /** The attempts the run minds on `workerId`. */
+  private attemptsOnWorker(workerId: string): readonly Attempt[] {
+    const attempts = this.attemptsOn.get(workerId);
+    return attempts ? [...attempts] : [];
+  }
+
+  /** `workerId` registered (again): a new start of it, or new details; its quarantine ends. */
+  private newStart(workerId: string): void {
+    this.generations.set(workerId, (this.generations.get(workerId) ?? 0) + 1);
+    if (this.quarantine.registered(workerId)) {
+      this.log.info({ workerId }, 'worker registered again: its quarantine for this run is over');
+    }
+  }
+
+  /** Whether the worker process an attempt went to is still registered and live: re-sends go to it. */
+  private workerLive(attempt: Attempt): boolean {
+    const worker = this.options.registry.snapshotOf(attempt.workerId);
+    return (
+      worker !== undefined &&
+      worker.status !== 'Offline' &&
+      (this.generations.get(attempt.workerId) ?? 0) === attempt.generation
+    );
+  }
+
+  /** Declares every running attempt on `workerId` lost, and every abandoned one ended, for `end`. */
+  private workerLost(workerId: string, end: AttemptEnd, reason: string): void {
+    for (const attempt of this.attemptsOnWorker(workerId)) {
+      if (attempt.state === 'running') this.lost(attempt, `worker ${workerId} ${reason}`, { end });
+      else this.ended(attempt, end);
+    }
+  }
+
+  /**
+   * A heartbeat of `workerId`: a refused worker past its probation is out of quarantine, and
+   * the executions it lists tell which attempts still run there. A running attempt whose call
+   * is out but which the worker no longer runs finished there, its answer lost on the way: the
+   * run asks for its outcome again (see `collect`). An abandoned attempt it no longer runs has
+   * ended.
+   */
+  private sighted(workerId: string): void {
+    const now = this.clock.now();
+    if (this.quarantine.heartbeat(workerId, now)) {
+      this.log.info({ workerId }, 'worker heartbeats past its probation: its quarantine for this run is over');
+      this.pool.invalidate();
+    }
+    const attempts = this.attemptsOn.get(workerId);
+    if (!attempts || attempts.size === 0) return;
+    const executions = this.options.registry.executionsOf(workerId);
+    if (executions === undefined) return; // an older worker: it does not say
+    for (const attempt of [...attempts]) {
+      const sightings = attempt.sightings;
+      if (executions.includes(attempt.record.executionId)) {
+        sightings.listedAt = now;
+        sightings.unlistedSince = undefined;
+        sightings.unlistedBeats = 0;
+        continue;
+      }
+      if (attempt.state === 'running') {
+        if (attempt.call === undefined) continue;
+        sightings.unlistedSince ??= now;
+        if (!sightings.disarm) this.armCollect(attempt, collectGrace(sightings.collects));
+      } else if (attempt.state === 'abandoned' && ++sightings.unlistedBeats >= UNLISTED_BEATS_TO_END) {
+        this.ended(attempt, 'not-listed');
+      }
+    }
+  }
+
+  private armCollect(attempt: Attempt, delayMs: number): void {
+    attempt.sightings.disarm = this.timers.after(delayMs, () => {
+      attempt.sightings.disarm = undefined;
+      this.collect(attempt);
+    });
+  }
+
+  /**
+   * Asks again (same `executionId`, a fresh connection) for the outcome of a running attempt
+   * whose worker no longer lists it, once that has lasted the grace period and its call has been
+   * out as long: the worker answers the outcome it kept. Past {@link COLLECT_WINDOW_MS} the
+   * outcome is no longer kept: the attempt is lost.
+   */
+  private collect(attempt: Attempt): void {
+    const { sightings, call } = attempt;
+    if (attempt.state !== 'running' || call === undefined || sightings.unlistedSince === undefined) return;
+    const now = this.clock.now();
+    const grace = collectGrace(sightings.collects);
+    const since = Math.max(sightings.unlistedSince, call.sentAt);
+    const waitMs =
+      sightings.listedAt === undefined
+        ? Math.max(grace - (now - since), NEVER_LISTED_GRACE_MS - (now - call.sentAt))
+        : grace - (now - since);
+    if (waitMs > 0) {
+      this.armCollect(attempt, waitMs);
+      return;
+    }
+    if (sightings.listedAt !== undefined && now - sightings.unlistedSince > COLLECT_WINDOW_MS) {
+      this.ended(attempt, 'not-listed');
+      this.lost(
+        attempt,
+        `its worker finished it ${formatTimeSpan(now - sightings.unlistedSince)} ago and its answer could not be collected`,
+      );
+      return;
+    }
+    sightings.collects++;
+    this.log.info(
+      { module: attempt.module.name, workerId: attempt.workerId, executionId: attempt.record.executionId },
+      'the worker no longer runs the attempt and its answer has not arrived: asking for its outcome again',
+    );
+    resendNow(attempt);
+  }
+
+  /** Quarantines `workerId` for the run (see {@link Quarantine}). */
+  private quarantineWorker(workerId: string, kind: 'refused' | 'broken', reason: string): void {
+    if (!this.quarantine.add(workerId, kind, reason, this.clock.now())) return;
+    this.log.warn({ workerId, kind, reason }, 'worker quarantined for this run');
+    this.pool.invalidate();
   }
 
   // --- Deciding what may run -------------------------------------------------------------
@@ -237,7 +458,7 @@ class PipelineRun {
    * wait.
    */
   private dispatchReady(): void {
-    const now = Date.now();
+    const now = this.clock.now();
     this.pool.sync(now);
     this.full.clear();
     let index = 0;
@@ -262,10 +483,13 @@ class PipelineRun {
   /** Dispatches one ready module if it may start and a worker can take it. */
   private consider(state: ModuleState, now: number): 'dispatched' | 'stop' | undefined {
     if (state.notBefore > now) return undefined;
+    // An earlier attempt may still run (its worker unreachable but not yet offline, its cancel
+    // not yet acknowledged): a new one would run beside it.
+    if (state.unended.size > 0) return undefined;
     if (this.rules.blocker(state.definition)) return state.definition.notInParallel === 'all' ? 'stop' : undefined;
     const capable = this.pool.capable(state.requiresKey, state.definition.requires);
     if (capable.length === 0) {
-      this.waitForCapableWorker(state, this.pool.live, now);
+      this.waitForCapableWorker(state, now);
       return undefined;
     }
     this.ready.placeable(state);
@@ -280,12 +504,26 @@ class PipelineRun {
     return undefined;
   }
 
-  /** Fails a module that no live worker could run for `workerWaitMs`, naming what is missing. */
-  private waitForCapableWorker(state: ModuleState, live: readonly WorkerNode[], now: number): void {
+  /**
+   * Fails a module that no live worker could run for `workerWaitMs`, naming every registered
+   * worker and why it does not fit. A cancelled run waits for no worker: an always-run module
+   * that no live worker can run then ends not run at once.
+   */
+  private waitForCapableWorker(state: ModuleState, now: number): void {
     const since = this.ready.unplaceable(state, now);
     const limit = this.options.workerWaitMs;
-    if (now - since < limit) return;
-    const why = noCapableWorkerReason(this.options.pipeline, state.definition.requires, live);
+    const cancelled = this.state.kind === 'cancelling';
+    if (now - since < limit && !cancelled) return;
+    const why = noCapableWorkerReason(
+      this.options.pipeline,
+      state.definition.requires,
+      this.options.registry.snapshot(),
+      (workerId) => this.quarantine.describe(workerId, now),
+    );
+    if (cancelled) {
+      this.notRun(state, 'PipelineTerminated', `${this.stoppedReason(state)}, while it waited for a worker: ${why}`);
+      return;
+    }
     this.complete(state, 'Failed', {
       error: {
         message: `Module '${state.name}' could not be dispatched after waiting ${formatTimeSpan(limit)}: ${why}`,
@@ -295,10 +533,11 @@ class PipelineRun {
   }
 
   private dispatch(state: ModuleState, worker: WorkerNode): void {
-    const { pipeline } = this.options;
+    const { pipeline, registry } = this.options;
     const number = state.result.attempts.length + 1;
     const executionId = `${this.runId}.${state.name}.${number}`;
-    const now = new Date().toISOString();
+    const sentAt = this.clock.now();
+    const now = new Date(sentAt).toISOString();
     const body: ExecuteModuleRequest = {
       executionId,
       moduleTypeName: state.name,
@@ -326,15 +565,24 @@ class PipelineRun {
       module: state,
       workerId: worker.id,
       endpoint: worker.endpoint,
-      credential: this.options.registry.credentialOf(worker.id),
+      credential: registry.credentialOf(worker.id),
+      generation: this.generations.get(worker.id) ?? 0,
       record,
       controller: new AbortController(),
+      sentAt,
+      deadlineAt: sentAt + state.timeoutMs + this.options.timeoutMarginMs,
       state: 'running',
+      ended: undefined,
+      call: undefined,
+      callsDone: false,
+      closedInARow: 0,
+      failingSince: undefined,
+      sightings: { listedAt: undefined, unlistedSince: undefined, unlistedBeats: 0, collects: 0, disarm: undefined },
     };
-    this.attempts.set(executionId, attempt);
+    this.track(attempt);
     this.loads.started(worker.id);
     this.rules.started(state.definition);
-    this.pool.update(worker.id, Date.now());
+    this.pool.update(worker.id, sentAt);
 
     // debug: 'module finished' (info) names the worker, and the progress output shows each start.
     this.log.debug({ module: state.name, workerId: worker.id, executionId }, 'module dispatched');
@@ -349,25 +597,31 @@ class PipelineRun {
     void this.execute(attempt, body);
   }
 
-  /** Sends the execute call of an attempt and acts on its answer (a method, not closures per attempt). */
+  /** The run minds `attempt` (until {@link PipelineRun.retire}). */
+  private track(attempt: Attempt): void {
+    this.attempts.set(attempt.record.executionId, attempt);
+    let onWorker = this.attemptsOn.get(attempt.workerId);
+    if (!onWorker) this.attemptsOn.set(attempt.workerId, (onWorker = new Set()));
+    onWorker.add(attempt);
+    attempt.module.unended.add(attempt);
+  }
+
+  /** Forgets `attempt` once its calls are over and it cannot be running any more. */
+  private retire(attempt: Attempt): void {
+    if (!attempt.callsDone || attempt.ended === undefined) return;
+    this.attempts.delete(attempt.record.executionId);
+    const onWorker = this.attemptsOn.get(attempt.workerId);
+    onWorker?.delete(attempt);
+    if (onWorker?.size === 0) this.attemptsOn.delete(attempt.workerId);
+  }
+
+  /**
+   * Sends the execute call of an attempt, and again while it fails on the way (see
+   * `sendExecute`), then acts on how that ended (a method, not closures per attempt).
+   */
   private async execute(attempt: Attempt, body: ExecuteModuleRequest): Promise<void> {
     try {
-      let answer: ExecuteAnswer;
-      try {
-        answer = await this.clients.for(attempt.endpoint, attempt.credential).execution.execute({
-          body,
-          deadlineMs: attempt.module.timeoutMs + this.options.timeoutMarginMs,
-          // Never read more than an answer with a result within the limit can take.
-          maxResponseBytes: executeAnswerLimit(this.options.maxResultBytes),
-          fetchOptions: { signal: attempt.controller.signal },
-        });
-      } catch (error) {
-        // A lost attempt's call failing tells nothing new.
-        if (attempt.state === 'running') this.act(attempt, judgeTransportError(error));
-        return;
-      }
-      if (attempt.state === 'running') this.act(attempt, judgeAnswer(answer, this.options.maxResultBytes));
-      else if (attempt.state === 'lost') this.lateAnswer(attempt, answer);
+      this.callsEnded(attempt, await sendExecute(attempt, body, this.calls));
     } catch (error) {
       this.log.error({ err: error, executionId: body.executionId }, 'handling an execute answer failed');
       // Never leave the module waiting for an attempt nobody listens to any more.
@@ -375,37 +629,52 @@ class PipelineRun {
         this.act(attempt, { kind: 'lost', reason: `handling its answer failed: ${String(error)}` });
       this.schedulePump();
     } finally {
-      this.attempts.delete(body.executionId);
+      attempt.callsDone = true;
+      this.retire(attempt);
     }
   }
 
   // --- Answers -----------------------------------------------------------------------------
 
+  /** Acts on how an attempt's execute calls ended. */
+  private callsEnded(attempt: Attempt, end: CallsEnd): void {
+    switch (end.kind) {
+      case 'stopped':
+        return;
+      case 'answer':
+        this.ended(attempt, 'answered');
+        if (attempt.state === 'running') this.act(attempt, judgeAnswer(end.answer, this.options.maxResultBytes));
+        else this.lateAnswer(attempt, end.answer);
+        return;
+      case 'failure': {
+        const { verdict, delivered } = end;
+        // Refused, or answered by something that is not the worker, when no call reached it: it runs nowhere.
+        if (!delivered && (verdict.kind === 'refused' || verdict.kind === 'broken'))
+          this.ended(attempt, 'not-delivered');
+        if (attempt.state === 'running') this.act(attempt, verdict);
+      }
+    }
+  }
+
   /** Acts on the verdict on a running attempt. */
   private act(attempt: Attempt, verdict: AttemptVerdict): void {
     const { module: state, record, workerId } = attempt;
     switch (verdict.kind) {
-      case 'succeeded': {
+      case 'succeeded':
         this.settle(attempt, 'settled');
         record.outcome = 'Succeeded';
-        state.serializedResult = verdict.serializedResult;
-        let result: unknown;
-        try {
-          result = JSON.parse(verdict.serializedResult);
-        } catch {
-          result = verdict.serializedResult;
-        }
-        this.complete(state, 'Successful', { workerId, times: verdict.times, result });
+        this.succeeded(attempt, verdict.serializedResult, verdict.times);
         return;
-      }
-      case 'rejected':
+      case 'rejected': {
         this.settle(attempt, 'settled');
         record.outcome = 'Rejected';
         record.error = verdict.message;
-        this.loads.coolDown(workerId, Date.now() + REJECTED_COOL_DOWN_MS);
-        this.pool.update(workerId, Date.now());
+        const now = this.clock.now();
+        this.loads.coolDown(workerId, now + REJECTED_COOL_DOWN_MS);
+        this.pool.update(workerId, now);
         this.requeue(state);
         return;
+      }
       case 'failed':
       case 'timed-out':
       case 'cancelled': {
@@ -440,10 +709,10 @@ class PipelineRun {
         return;
       case 'no-answer':
         // The worker did not answer within the module's timeout plus the margin: enforce it here.
-        this.settle(attempt, 'settled');
+        this.settle(attempt, 'abandoned');
         record.outcome = 'TimedOut';
         record.error = verdict.message;
-        this.cancelOnWorker(attempt, 'the orchestrator gave up waiting for the answer');
+        this.cancels.request(attempt, 'the orchestrator gave up waiting for the answer');
         this.failed(state, 'TimedOut', {
           workerId,
           error: {
@@ -454,54 +723,148 @@ class PipelineRun {
         return;
       case 'lost':
         this.lost(attempt, verdict.reason);
-    }
-  }
-
-  /** A late answer of an attempt already declared lost: recorded, never accepted. */
-  private lateAnswer(attempt: Attempt, answer: ExecuteAnswer): void {
-    const outcome = lateOutcome(answer);
-    if (outcome) attempt.record.lateAnswer = { outcome, at: new Date().toISOString() };
-    this.log.warn(
-      { executionId: attempt.record.executionId, status: answer.status },
-      'late answer of a lost attempt ignored',
-    );
-  }
-
-  /** The attempt no longer runs (`settled`), or is no longer waited for (`lost`): its slot is free. */
-  private settle(attempt: Attempt, state: 'settled' | 'lost'): void {
-    if (attempt.state === 'running') {
-      // A slot is free: whatever else this answer changes, the ready modules get another look.
-      this.loads.ended(attempt.workerId);
-      this.rules.ended(attempt.module.definition);
-      this.pool.update(attempt.workerId, Date.now());
-      this.schedulePump();
-    }
-    attempt.state = state;
-    attempt.record.endTime = new Date().toISOString();
-  }
-
-  /** Declares every running attempt on `workerId` lost. */
-  private workerLost(workerId: string, reason: string): void {
-    for (const attempt of [...this.attempts.values()]) {
-      if (attempt.workerId === workerId && attempt.state === 'running') {
-        this.lost(attempt, `worker ${workerId} ${reason}`);
-        // If the worker is only frozen or cut off, stop the abandoned attempt when it hears us.
-        this.cancelOnWorker(attempt, 'attempt declared lost: the worker missed its heartbeats');
+        return;
+      case 'refused':
+        this.lost(attempt, verdict.reason, { refusal: true });
+        return;
+      case 'broken':
+        this.lost(attempt, verdict.reason, { quarantine: 'broken' });
+        return;
+      case 'in-transit': {
+        // Its calls failed on the way and its worker is no longer live (or no longer the same start).
+        const worker = this.options.registry.snapshotOf(workerId);
+        const end = !worker ? 'worker-gone' : worker.status === 'Offline' ? 'worker-offline' : undefined;
+        this.lost(attempt, verdict.reason, end ? { end } : {});
       }
     }
   }
 
-  /** The attempt's worker is gone: dispatch the module again elsewhere, up to the limit. */
-  private lost(attempt: Attempt, reason: string): void {
+  /** `attempt` succeeded with `serializedResult`: its module's result, accepted. */
+  private succeeded(attempt: Attempt, serializedResult: string, times: ExecutionTimes): void {
+    const state = attempt.module;
+    state.serializedResult = serializedResult;
+    let result: unknown;
+    try {
+      result = JSON.parse(serializedResult);
+    } catch {
+      result = serializedResult;
+    }
+    this.complete(state, 'Successful', { workerId: attempt.workerId, times, result });
+  }
+
+  /**
+   * An answer of an attempt the module no longer waited on. A success while the module has not
+   * ended is accepted (the module's first success, whichever attempt gives it), and the attempt
+   * running in its place is cancelled; anything else is recorded, never accepted.
+   */
+  private lateAnswer(attempt: Attempt, answer: ExecuteAnswer): void {
+    const verdict = judgeAnswer(answer, this.options.maxResultBytes);
+    const { module: state, record } = attempt;
+    if (verdict.kind === 'succeeded' && state.phase !== 'done' && attempt.state === 'abandoned') {
+      const after = record.outcome === 'TimedOut' ? 'TimedOut' : 'Lost';
+      record.acceptedLate = { after, ...(record.error ? { reason: record.error } : {}), at: this.isoNow() };
+      record.outcome = 'Succeeded';
+      record.endTime = record.acceptedLate.at;
+      delete record.error;
+      this.log.warn(
+        { module: state.name, executionId: record.executionId, workerId: attempt.workerId, after },
+        'a success arrived from an abandoned attempt before the module ended: accepted',
+      );
+      for (const other of this.attemptsOfModule(state)) {
+        if (other !== attempt && other.state === 'running') this.supersede(other, attempt);
+      }
+      this.succeeded(attempt, verdict.serializedResult, verdict.times);
+      return;
+    }
+    const outcome = lateOutcome(answer);
+    if (outcome) record.lateAnswer = { outcome, at: this.isoNow() };
+    this.log.warn(
+      { executionId: record.executionId, status: answer.status },
+      'late answer of an abandoned attempt ignored',
+    );
+  }
+
+  /** The attempts of `state` the run still minds. */
+  private attemptsOfModule(state: ModuleState): Attempt[] {
+    return [...this.attempts.values()].filter((attempt) => attempt.module === state);
+  }
+
+  /** Another attempt's result was accepted: `attempt` is no longer waited on, and is cancelled on its worker. */
+  private supersede(attempt: Attempt, winner: Attempt): void {
+    this.settle(attempt, 'abandoned');
+    attempt.record.outcome = 'Cancelled';
+    attempt.record.error = `superseded: the result of ${winner.record.executionId} was accepted`;
+    this.cancels.request(attempt, attempt.record.error);
+  }
+
+  /**
+   * The attempt no longer runs for its module (`settled`), or is no longer waited on
+   * (`abandoned`): its slot is free.
+   */
+  private settle(attempt: Attempt, state: 'settled' | 'abandoned'): void {
+    if (attempt.state === 'running') {
+      // A slot is free: whatever else this answer changes, the ready modules get another look.
+      this.loads.ended(attempt.workerId);
+      this.rules.ended(attempt.module.definition);
+      this.pool.update(attempt.workerId, this.clock.now());
+      this.schedulePump();
+    }
+    attempt.state = state;
+    attempt.sightings.disarm?.();
+    attempt.sightings.disarm = undefined;
+    attempt.record.endTime = this.isoNow();
+  }
+
+  /** `attempt` can no longer be running anywhere (`end` says why): a new attempt of its module may start. */
+  private ended(attempt: Attempt, end: AttemptEnd): void {
+    if (attempt.ended !== undefined) return;
+    attempt.ended = end;
+    const state = attempt.module;
+    state.unended.delete(attempt);
+    this.retire(attempt);
+    if (state.unended.size === 0 && state.phase === 'ready') this.schedulePump();
+  }
+
+  /**
+   * A cancel call of `attempt` got no answer. A stopping run does not wait for such a worker's
+   * answer (the cancel goes on being retried): the module ends `PipelineTerminated`.
+   */
+  private cancelUnanswered(attempt: Attempt): void {
+    if (this.stopping && attempt.state === 'running' && !attempt.module.definition.alwaysRun) {
+      this.lost(attempt, `its worker ${attempt.workerId} could not be reached to cancel it while the run was stopping`);
+    }
+  }
+
+  /**
+   * The attempt's worker is gone, unreachable or not the worker it registered as: the module is
+   * dispatched again, once no earlier attempt of it can still be running, after a backoff, up to
+   * `maxLostAttempts`. All refusals of one start of a worker count as one loss.
+   * @param how.end why the attempt can no longer be running, when that is known
+   * @param how.refusal the worker's endpoint refused the connection (the worker is quarantined)
+   * @param how.quarantine quarantine the worker for another reason (its endpoint is broken)
+   */
+  private lost(
+    attempt: Attempt,
+    reason: string,
+    how: { end?: AttemptEnd; refusal?: boolean; quarantine?: 'broken' } = {},
+  ): void {
     const { module: state, record, workerId } = attempt;
     // Its call stays listened to: a late answer is recorded on the attempt (see lateAnswer).
-    this.settle(attempt, 'lost');
+    this.settle(attempt, 'abandoned');
     record.outcome = 'Lost';
     record.error = reason;
-    state.lost++;
+    if (how.end) this.ended(attempt, how.end);
+    if (how.refusal) this.quarantineWorker(workerId, 'refused', reason);
+    if (how.quarantine) this.quarantineWorker(workerId, how.quarantine, reason);
+    const start = `${workerId}#${attempt.generation}`;
+    const counted = !how.refusal || !state.refusedBy.has(start);
+    if (how.refusal) state.refusedBy.add(start);
+    if (counted) state.lost++;
     state.lostOn.add(workerId);
     this.log.warn({ module: state.name, workerId, executionId: record.executionId, reason }, 'attempt lost');
     this.reporter.emit({ type: 'attempt-lost', module: state.name, workerId, executionId: record.executionId, reason });
+    // If the worker is only frozen or cut off, stop the abandoned attempt when it hears us.
+    this.cancels.request(attempt, `attempt declared lost: ${reason}`);
     if (state.lost > this.options.maxLostAttempts) {
       this.failed(state, 'Failed', {
         workerId,
@@ -513,7 +876,10 @@ class PipelineRun {
       });
       return;
     }
+    const delayMs = backoffDelay(Math.max(0, state.lost - 1), LOST_BACKOFF.initialMs, LOST_BACKOFF.maxMs);
+    state.notBefore = this.clock.now() + delayMs;
     this.requeue(state, true);
+    this.timers.after(delayMs + 1, () => this.pump());
   }
 
   /**
@@ -538,7 +904,7 @@ class PipelineRun {
     state.failures++;
     if (!details.final && state.failures <= state.retry.attempts && !this.stopping) {
       const delayMs = backoffDelay(state.failures - 1, state.retry.backoffMs, state.retry.maxBackoffMs);
-      state.notBefore = Date.now() + delayMs;
+      state.notBefore = this.clock.now() + delayMs;
       this.log.info({ module: state.name, failures: state.failures, delayMs }, 'module failed; retrying');
       this.reporter.emit({
         type: 'module-retrying',
@@ -548,8 +914,7 @@ class PipelineRun {
         error: details.error.message,
       });
       this.requeue(state);
-      // A long timer: backoffs are the pipeline's, of any length.
-      longTimeout(() => this.pump(), delayMs + 1, { unref: true });
+      this.timers.after(delayMs + 1, () => this.pump());
       return;
     }
     this.complete(state, state.definition.ignoreFailures ? 'IgnoredFailure' : status, details);
@@ -608,13 +973,13 @@ class PipelineRun {
    * the call stack, and the run never ended).
    */
   private afterEnd(state: ModuleState): void {
-    this.ended.push(state);
+    this.endedModules.push(state);
     if (this.releasing) return; // the loop below, further up the stack, takes it
     this.releasing = true;
     try {
-      for (let index = 0; index < this.ended.length; index++) this.releaseDependants(this.ended[index]!);
+      for (let index = 0; index < this.endedModules.length; index++) this.releaseDependants(this.endedModules[index]!);
     } finally {
-      this.ended.length = 0;
+      this.endedModules.length = 0;
       this.releasing = false;
     }
     this.schedulePump();
@@ -653,9 +1018,9 @@ class PipelineRun {
       if (state.phase === 'ready' || state.phase === 'deciding')
         this.notRun(state, 'PipelineTerminated', this.stoppedReason(state));
     }
-    for (const attempt of this.attempts.values()) {
+    for (const attempt of [...this.attempts.values()]) {
       if (attempt.state === 'running' && !attempt.module.definition.alwaysRun)
-        this.cancelOnWorker(attempt, `Pipeline stopping: ${reason}`);
+        this.cancels.request(attempt, `Pipeline stopping: ${reason}`);
     }
     // Modules still waiting for dependencies end as those do (always-run ones then run).
     for (const state of this.modules.values()) {
@@ -676,16 +1041,6 @@ class PipelineRun {
     return `${state.result.attempts.length > 0 ? 'not run again' : 'not run'}: ${why}`;
   }
 
-  /** Sends the spec's cancel call for an attempt; if the worker cannot be reached, stops waiting for it. */
-  private cancelOnWorker(attempt: Attempt, reason: string): void {
-    this.clients
-      .for(attempt.endpoint, attempt.credential)
-      .execution.cancel({
-        body: { executionId: attempt.record.executionId, reason, timestamp: new Date().toISOString() },
-      })
-      .catch(() => attempt.controller.abort());
-  }
-
   private checkDone(): void {
     if (this.state.kind === 'ended' || this.doneCount < this.modules.size) return;
     this.end();
@@ -694,20 +1049,26 @@ class PipelineRun {
   private end(): void {
     const cancelled = this.state.kind === 'cancelling';
     this.state = { kind: 'ended' };
-    this.timer?.clear();
+    // Stops the periodic look, backoff sleeps, re-sends and cancel retries.
+    this.timers.clear();
     this.unsubscribe?.();
     this.options.signal?.removeEventListener('abort', this.onAbort);
-    for (const attempt of this.attempts.values()) attempt.controller.abort(); // stop waiting for late answers
+    for (const attempt of this.attempts.values()) attempt.controller.abort(); // stop listening for late answers
     void this.clients.closeAll();
     const result = this.reporter.result({
       runId: this.runId,
       pipeline: this.options.pipeline.name,
       startedAt: this.startedAt,
-      endedAt: new Date(),
+      endedAt: new Date(this.clock.now()),
       modules: [...this.modules.values()].map((state) => state.result),
       cancelled,
     });
     this.log.info({ status: result.status, durationMs: result.durationMs }, 'run ended');
     this.finish(result);
   }
+}
+
+/** How long the run waits before asking again for an outcome the `collects`-th time (ms). */
+function collectGrace(collects: number): number {
+  return Math.min(COLLECT_GRACE_MAX_MS, COLLECT_GRACE_MS * 2 ** Math.min(collects, 10));
 }

@@ -1,13 +1,29 @@
 import type { WorkerNode } from '@mpd/contract';
 import { describe, expect, it } from 'vitest';
-import { describeRequirements, missingCapabilities, noCapableWorkerReason } from './requirement-messages.js';
+import {
+  describeRequirements,
+  missingCapabilities,
+  noCapableWorkerReason,
+  unfitReason,
+} from './requirement-messages.js';
 
-const worker = (id: string, capabilities: Partial<WorkerNode['capabilities']> = {}): WorkerNode =>
-  ({
-    id,
-    endpoint: `http://${id}:9000`,
-    capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [], ...capabilities },
-  }) as WorkerNode;
+const CI = { name: 'ci', fingerprint: 'sha256:abc' };
+
+/** A live worker of pipeline `ci` unless `node` says otherwise. */
+const worker = (
+  id: string,
+  capabilities: Partial<WorkerNode['capabilities']> = {},
+  node: Partial<WorkerNode> = {},
+): WorkerNode => ({
+  id,
+  endpoint: `http://${id}:9000`,
+  capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [], ...capabilities },
+  lastHeartbeat: '2025-09-30T10:00:00.000Z',
+  currentLoad: 0,
+  status: 'Available',
+  pipeline: { ...CI, modules: ['build'] },
+  ...node,
+});
 
 describe('requirement messages', () => {
   it('missingCapabilities: what a worker lacks, empty when it can run the module', () => {
@@ -33,12 +49,36 @@ describe('requirement messages', () => {
   });
 
   it('noCapableWorkerReason: no worker of the pipeline, or what each live one lacks', () => {
-    const pipeline = { name: 'ci', fingerprint: 'sha256:abc' };
+    const pipeline = CI;
     expect(noCapableWorkerReason(pipeline, {}, [])).toBe(
       "no live worker with pipeline 'ci' (fingerprint sha256:abc) was registered",
     );
     expect(noCapableWorkerReason(pipeline, { tags: ['gpu'] }, [worker('w1'), worker('w2')])).toBe(
       "it needs tag 'gpu', and no live worker has it: w1 lacks tag 'gpu'; w2 lacks tag 'gpu'",
     );
+  });
+
+  it('noCapableWorkerReason: names every registered worker that does not fit, and why', () => {
+    const other = { name: 'deploy', fingerprint: 'sha256:def', modules: [] };
+    const workers = [
+      worker('w-other', {}, { pipeline: other }),
+      worker('w-none', {}, { pipeline: null }),
+      worker('w-old', {}, { pipeline: { name: 'ci', fingerprint: 'sha256:0123456789abcdef0123', modules: [] } }),
+      worker('w-gone', {}, { status: 'Offline' }),
+      worker('w-drained', {}, { status: 'Draining' }),
+      worker('w-refused'),
+    ];
+    const quarantined = (id: string) => (id === 'w-refused' ? 'quarantined for this run (ECONNREFUSED)' : undefined);
+    expect(noCapableWorkerReason(CI, {}, workers, quarantined)).toBe(
+      "no live worker with pipeline 'ci' (fingerprint sha256:abc) was registered: " +
+        "w-other loaded pipeline 'deploy', not 'ci'; w-none loaded no pipeline; " +
+        "w-old loaded another version of pipeline 'ci' (fingerprint sha256:0123456789ab…, this run's is sha256:abc); " +
+        'w-gone is Offline (last heartbeat 2025-09-30T10:00:00.000Z); w-drained is draining; ' +
+        'w-refused is quarantined for this run (ECONNREFUSED)',
+    );
+    expect(noCapableWorkerReason(CI, { tags: ['gpu'] }, [worker('w1'), workers[0]!])).toBe(
+      "it needs tag 'gpu', and no live worker has it: w1 lacks tag 'gpu'; w-other loaded pipeline 'deploy', not 'ci'",
+    );
+    expect(unfitReason(worker('w1'), CI)).toBeUndefined();
   });
 });

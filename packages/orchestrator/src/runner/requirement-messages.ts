@@ -26,18 +26,56 @@ export function describeRequirements(requires: ModuleRequirements): string {
   return parts.length > 0 ? parts.join(', ') : 'nothing';
 }
 
+/** A pipeline as the messages name it: its name and fingerprint. */
+type NamedPipeline = Pick<Pipeline, 'name' | 'fingerprint'>;
+
+/** The start of a fingerprint, as the CLI shows it (`sha256:0d5277b8e9ab…`). */
+function shortFingerprint(fingerprint: string): string {
+  return fingerprint.length > 19 ? `${fingerprint.slice(0, 19)}…` : fingerprint;
+}
+
 /**
- * Why no live worker can run a module that needs `requires`: none of `pipeline` is registered,
- * or what each of the `live` ones lacks.
+ * Why `worker` cannot take any module of `pipeline`, whatever the module requires: it is
+ * `Offline`, loaded no pipeline, another pipeline or another version of this one, is draining,
+ * or is quarantined by the run (`quarantined`: the run's description of why); undefined when
+ * it can.
+ */
+export function unfitReason(worker: WorkerNode, pipeline: NamedPipeline, quarantined?: string): string | undefined {
+  if (worker.status === 'Offline') return `is Offline (last heartbeat ${worker.lastHeartbeat})`;
+  const loaded = worker.pipeline;
+  if (!loaded) return 'loaded no pipeline';
+  if (loaded.name !== pipeline.name) return `loaded pipeline '${loaded.name}', not '${pipeline.name}'`;
+  if (loaded.fingerprint !== pipeline.fingerprint) {
+    return `loaded another version of pipeline '${pipeline.name}' (fingerprint ${shortFingerprint(loaded.fingerprint)}, this run's is ${shortFingerprint(pipeline.fingerprint)})`;
+  }
+  if (worker.status === 'Draining') return 'is draining';
+  if (quarantined !== undefined) return `is ${quarantined}`;
+  return undefined;
+}
+
+/**
+ * Why no live worker can run a module of `pipeline` that needs `requires`, naming every
+ * registered worker (`workers`) and why it does not fit: what each live worker of the pipeline
+ * lacks, and for the others, {@link unfitReason} (`quarantined` tells which the run
+ * quarantined, and why).
  */
 export function noCapableWorkerReason(
-  pipeline: Pick<Pipeline, 'name' | 'fingerprint'>,
+  pipeline: NamedPipeline,
   requires: ModuleRequirements,
-  live: readonly WorkerNode[],
+  workers: readonly WorkerNode[],
+  quarantined: (workerId: string) => string | undefined = () => undefined,
 ): string {
-  return live.length === 0
-    ? `no live worker with pipeline '${pipeline.name}' (fingerprint ${pipeline.fingerprint}) was registered`
-    : `it needs ${describeRequirements(requires)}, and no live worker has it: ${live
-        .map((worker) => `${worker.id} lacks ${missingCapabilities(worker, requires).join(', ')}`)
-        .join('; ')}`;
+  const fit: WorkerNode[] = [];
+  const unfit: string[] = [];
+  for (const worker of workers) {
+    const why = unfitReason(worker, pipeline, quarantined(worker.id));
+    if (why === undefined) fit.push(worker);
+    else unfit.push(`${worker.id} ${why}`);
+  }
+  if (fit.length === 0) {
+    const none = `no live worker with pipeline '${pipeline.name}' (fingerprint ${pipeline.fingerprint}) was registered`;
+    return unfit.length === 0 ? none : `${none}: ${unfit.join('; ')}`;
+  }
+  const lacking = fit.map((worker) => `${worker.id} lacks ${missingCapabilities(worker, requires).join(', ')}`);
+  return `it needs ${describeRequirements(requires)}, and no live worker has it: ${[...lacking, ...unfit].join('; ')}`;
 }

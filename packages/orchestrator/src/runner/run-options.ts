@@ -5,6 +5,7 @@ import { OrchestratorConfigError } from '../errors.js';
 import { requirePositive } from '../orchestrator-options.js';
 import type { NodeRegistry } from '../registry/node-registry.js';
 import { DEFAULT_RUN_OPTIONS } from './run-defaults.js';
+import { type RunClock, systemClock } from './run-clock.js';
 import type { RunEvent } from './run-result.js';
 
 /** What {@link RunPipelineOptions.createClient} makes a client for: a worker, and the credential to call it with. */
@@ -102,6 +103,13 @@ export interface RunPipelineOptions {
    * @default ({ endpoint, token }) => createWorkerClient({ baseUrl: endpoint, token, tls: workerTls })
    */
   createClient?: (target: WorkerClientTarget) => WorkerClient;
+  /**
+   * The time the run reads and the timers it sets (the periodic look at the registry, retry and
+   * re-dispatch backoff, re-sends, cancel retries, the worker wait): inject a manual clock in
+   * tests about time. Records and reports carry its time too.
+   * @default the system's (`Date.now`, `setTimeout`)
+   */
+  clock?: RunClock;
 }
 
 /** {@link RunPipelineOptions} with every default filled in (by {@link resolveRunOptions}). */
@@ -127,6 +135,7 @@ export interface ResolvedRunOptions {
   readonly maxResultBytes: number;
   readonly durationHints: Readonly<Record<string, number>>;
   readonly createClient: (target: WorkerClientTarget) => WorkerClient;
+  readonly clock: RunClock;
 }
 
 /** Every failure mode (a record, so that a new mode cannot be left out). */
@@ -161,6 +170,7 @@ export function resolveRunOptions(options: RunPipelineOptions): ResolvedRunOptio
     createClient:
       options.createClient ??
       (({ endpoint, token }) => createWorkerClient({ baseUrl: endpoint, token, tls: workerTls })),
+    clock: options.clock ?? systemClock,
   };
   if (!Object.hasOwn(FAILURE_MODES, resolved.failureMode)) {
     invalid('failureMode', `must be one of ${Object.keys(FAILURE_MODES).join(', ')}`, resolved.failureMode);

@@ -4,7 +4,10 @@ import type { ModuleRunResult, RunEvent, RunResult } from './run-result.js';
 /** A copy of a module's result record, for a listener (the module's `result` value is shared: nothing changes it). */
 export function copyResult(result: ModuleRunResult): ModuleRunResult {
   const copy: ModuleRunResult = { ...result, attempts: result.attempts.map((attempt) => ({ ...attempt })) };
-  for (const attempt of copy.attempts) if (attempt.lateAnswer) attempt.lateAnswer = { ...attempt.lateAnswer };
+  for (const attempt of copy.attempts) {
+    if (attempt.lateAnswer) attempt.lateAnswer = { ...attempt.lateAnswer };
+    if (attempt.acceptedLate) attempt.acceptedLate = { ...attempt.acceptedLate };
+  }
   if (result.error) copy.error = { ...result.error };
   return copy;
 }

@@ -41,8 +41,18 @@ export interface AttemptRecord {
    */
   outcome: 'Running' | 'Succeeded' | 'Failed' | 'TimedOut' | 'Lost' | 'Rejected' | 'Cancelled';
   error?: string;
-  /** An answer that arrived after the attempt was declared lost: recorded, never accepted. */
+  /**
+   * An answer that arrived after the attempt was abandoned (declared lost, timed out at the
+   * orchestrator, or superseded) and was not accepted: a failure, or a success that came after
+   * the module had ended.
+   */
   lateAnswer?: { outcome: 'Succeeded' | 'Failed'; at: string };
+  /**
+   * The attempt had been abandoned (`after`: how, with `reason`) when its successful answer
+   * arrived; the module had not ended, so this result was accepted (the first success of a
+   * module is accepted, whichever attempt gives it). Its `outcome` is then `Succeeded`.
+   */
+  acceptedLate?: { after: 'Lost' | 'TimedOut'; reason?: string; at: string };
 }
 
 export interface ModuleRunResult {

@@ -34,10 +34,11 @@ interface Member {
 }
 
 /**
- * The live workers a run can use (`Available` or `Busy`, same pipeline fingerprint), kept
- * between dispatch rounds instead of read from the registry for each: those with a free slot
- * sit in a heap, least loaded first (running / slots, then fewest attempts given in this run,
- * then registry order), so choosing a worker costs O(log workers), however many there are.
+ * The live workers a run can use (`Available` or `Busy`, same pipeline fingerprint, not
+ * quarantined by the run), kept between dispatch rounds instead of read from the registry for
+ * each: those with a free slot sit in a heap, least loaded first (running / slots, then fewest
+ * attempts given in this run, then registry order), so choosing a worker costs O(log workers),
+ * however many there are.
  * {@link WorkerPool.pick} chooses the worker for a module: among those that meet its
  * requirements, avoiding those it was lost on.
  *
@@ -56,10 +57,15 @@ export class WorkerPool {
   readonly #capable = new Map<string, WorkerNode[]>();
   #stale = true;
 
+  /**
+   * @param excluded workers the run does not dispatch to although they are live (quarantined);
+   *   call {@link WorkerPool.invalidate} when its answer changes
+   */
   constructor(
     private readonly registry: NodeRegistry,
     private readonly fingerprint: string,
     private readonly load: PoolLoad,
+    private readonly excluded: (workerId: string) => boolean = () => false,
   ) {}
 
   /** The registry changed, or may have: read it again before the next placement. */
@@ -180,7 +186,11 @@ export class WorkerPool {
   }
 
   #usable(node: WorkerNode): boolean {
-    return (node.status === 'Available' || node.status === 'Busy') && node.pipeline?.fingerprint === this.fingerprint;
+    return (
+      (node.status === 'Available' || node.status === 'Busy') &&
+      node.pipeline?.fingerprint === this.fingerprint &&
+      !this.excluded(node.id)
+    );
   }
 
   /** Asks the registry whether the worker is still live (it tells cheaply: no copy). */

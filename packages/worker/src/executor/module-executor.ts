@@ -50,6 +50,11 @@ export class ModuleExecutor {
     return this.running.size;
   }
 
+  /** The `executionId` of every execution running now (whose module code has not stopped yet). */
+  executionIds(): string[] {
+    return [...this.running.keys()];
+  }
+
   get slots(): number {
     return this.options.slots;
   }

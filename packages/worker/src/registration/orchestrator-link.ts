@@ -19,6 +19,12 @@ export interface OrchestratorLinkOptions {
   workerId: string;
   /** The load reported in each heartbeat. */
   currentLoad: () => number;
+  /**
+   * The executions running now, reported in each heartbeat (`executions`): the orchestrator
+   * asks again for the outcome of one it still waits for that is no longer listed.
+   * @default none reported
+   */
+  executions?: () => readonly string[];
   logger: Logger;
   /** The cluster join token to register with (bearer token). */
   joinToken?: string | undefined;
@@ -221,6 +227,7 @@ export class OrchestratorLink {
             workerId: this.options.workerId,
             currentLoad: this.options.currentLoad(),
             timestamp: new Date().toISOString(),
+            ...(this.options.executions ? { executions: [...this.options.executions()] } : {}),
           },
           fetchOptions: { signal },
           extraHeaders: bearerHeader(this.credentialValue),

@@ -1,0 +1,150 @@
+import type { ExecuteModuleRequest } from '@mpd/contract';
+import { backoffDelay } from '@mpd/server-kit';
+import type { Logger } from 'pino';
+import type { NodeRegistry } from '../registry/node-registry.js';
+import {
+  type Attempt,
+  type AttemptVerdict,
+  type ExecuteAnswer,
+  type ExecuteCall,
+  judgeTransportError,
+} from './attempt.js';
+import type { RunTimers } from './run-clock.js';
+import type { WorkerClients } from './worker-clients.js';
+
+/** Delays between re-sends of an execute call (ms): 250 ms, doubling up to 5 s, with jitter. */
+export const RESEND_BACKOFF = { initialMs: 250, maxMs: 5_000 } as const;
+
+/**
+ * How many times in a row a worker may close the connection of a re-sent execute call without
+ * a word, while its heartbeats do not list the execution, before its endpoint counts as broken
+ * (it is not serving this run: a TLS server refusing the handshake, say).
+ */
+export const CLOSED_IN_A_ROW_LIMIT = 3;
+
+/** How an attempt's execute calls ended. */
+export type CallsEnd =
+  /** The worker answered (perhaps to a re-send: the execution it joined, or the outcome it kept). */
+  | { kind: 'answer'; answer: ExecuteAnswer }
+  /**
+   * No answer, for good: past the deadline (`no-answer`), nothing listening (`refused`), not
+   * this worker (`broken`), a failure on the way once the worker is no longer live
+   * (`in-transit`), or an error that is no transport failure (`lost`). `delivered`: an earlier
+   * call may have reached the worker (so it may run the module); false when none did.
+   */
+  | { kind: 'failure'; verdict: AttemptVerdict; delivered: boolean }
+  /** The run stopped listening (it ended), or the attempt was abandoned between re-sends. */
+  | { kind: 'stopped' };
+
+/** What {@link sendExecute} works with. */
+export interface AttemptCallsOptions {
+  registry: NodeRegistry;
+  clients: WorkerClients;
+  timers: RunTimers;
+  logger: Logger;
+  /** The most an execute answer may hold, in bytes (what a result within `maxResultBytes` can take). */
+  maxResponseBytes: number;
+  /** Whether the worker process that got the attempt is still registered and live (re-sends go to it). */
+  live: (attempt: Attempt) => boolean;
+}
+
+/**
+ * Sends an attempt's execute call, and sends it again, with the same `executionId`, to the same
+ * worker on a fresh connection, while the call fails on the way and the worker stays live: the
+ * worker joins the execution it runs or answers the outcome it kept, so a connection blip never
+ * makes a second run. Re-sends back off ({@link RESEND_BACKOFF}) and stop at the first answer,
+ * at the call's deadline (`attempt.deadlineAt`), when the worker is no longer live, and when
+ * the endpoint refuses the connection, unless heartbeats received since the first failure list
+ * the execution (the process runs it; only its port is cut). {@link resendNow} aborts the call
+ * out to send it again at once.
+ */
+export async function sendExecute(
+  attempt: Attempt,
+  body: ExecuteModuleRequest,
+  options: AttemptCallsOptions,
+): Promise<CallsEnd> {
+  const { registry, clients, timers, logger } = options;
+  const clock = timers.clock;
+  const stopSignal = attempt.controller.signal;
+  let failures = 0;
+  let now = false;
+  for (let send = 0; ; send++) {
+    if (send > 0 && !now) {
+      const delay = backoffDelay(failures - 1, RESEND_BACKOFF.initialMs, RESEND_BACKOFF.maxMs);
+      if (!(await timers.sleep(delay, stopSignal))) return { kind: 'stopped' };
+    }
+    now = false;
+    if (stopSignal.aborted || (send > 0 && attempt.state !== 'running')) return { kind: 'stopped' };
+    // Re-sends go where the worker is now: its endpoint and credential change when it registers again.
+    const worker = send === 0 ? undefined : registry.snapshotOf(attempt.workerId);
+    const endpoint = worker?.endpoint ?? attempt.endpoint;
+    const credential =
+      send === 0 ? attempt.credential : (registry.credentialOf(attempt.workerId) ?? attempt.credential);
+    const call: ExecuteCall = { controller: new AbortController(), sentAt: clock.now(), resend: false };
+    const onStop = (): void => call.controller.abort();
+    stopSignal.addEventListener('abort', onStop, { once: true });
+    attempt.call = call;
+    try {
+      const answer = await clients.for(endpoint, credential).execution.execute({
+        body,
+        deadlineMs: Math.max(1, attempt.deadlineAt - call.sentAt),
+        // Never read more than an answer with a result within the limit can take.
+        maxResponseBytes: options.maxResponseBytes,
+        fetchOptions: { signal: call.controller.signal },
+      });
+      attempt.failingSince = undefined;
+      return { kind: 'answer', answer };
+    } catch (error) {
+      if (stopSignal.aborted) return { kind: 'stopped' };
+      if (call.resend) {
+        now = true;
+        continue;
+      }
+      const verdict = judgeTransportError(error);
+      const delivered = send > 0;
+      if (verdict.kind !== 'in-transit' && verdict.kind !== 'refused') return { kind: 'failure', verdict, delivered };
+      if (attempt.state !== 'running') return { kind: 'failure', verdict, delivered };
+      attempt.failingSince ??= call.sentAt;
+      const listed = listedSince(attempt, attempt.failingSince);
+      // Refused: nothing listens, so the request reached no process, unless the process reports that it runs it.
+      if (verdict.kind === 'refused' && !listed) return { kind: 'failure', verdict, delivered };
+      if (!options.live(attempt)) return { kind: 'failure', verdict, delivered };
+      attempt.closedInARow = verdict.kind === 'in-transit' && verdict.closed ? attempt.closedInARow + 1 : 0;
+      if (attempt.closedInARow >= CLOSED_IN_A_ROW_LIMIT && !listed) {
+        const reason = `${verdict.reason} (the worker closed the connection ${attempt.closedInARow} times in a row without an answer)`;
+        return { kind: 'failure', verdict: { kind: 'broken', reason }, delivered };
+      }
+      failures++;
+      logger.info(
+        {
+          module: attempt.module.name,
+          executionId: body.executionId,
+          workerId: attempt.workerId,
+          reason: verdict.reason,
+        },
+        'execute call failed on the way; sending it again to the same worker',
+      );
+    } finally {
+      stopSignal.removeEventListener('abort', onStop);
+      attempt.call = undefined;
+    }
+  }
+}
+
+/**
+ * Aborts the attempt's execute call out now and sends it again at once (same `executionId`, a
+ * fresh connection): for an outcome the worker kept whose answer was lost. False when no call is out.
+ */
+export function resendNow(attempt: Attempt): boolean {
+  const call = attempt.call;
+  if (!call || call.resend) return false;
+  call.resend = true;
+  call.controller.abort();
+  return true;
+}
+
+/** Whether a heartbeat of the attempt's worker listed it at `since` (epoch ms) or later. */
+export function listedSince(attempt: Attempt, since: number): boolean {
+  const listedAt = attempt.sightings.listedAt;
+  return listedAt !== undefined && listedAt >= since;
+}

@@ -1,0 +1,248 @@
+/**
+ * How `runPipeline` handles its attempts when calls fail: re-sends, refusals and quarantine,
+ * and the rule that a new attempt of a module starts only once no earlier one can still run.
+ * Time is a {@link ManualClock}; workers are scripted clients answering each call as a test says.
+ */
+import { type WorkerClient, MpdClientError } from '@mpd/client';
+import { errorResponse, type ExecuteModuleRequest } from '@mpd/contract';
+import { defineModule, definePipeline, type Pipeline } from '@mpd/pipeline';
+import { ManualClock } from '@mpd/test-kit';
+import { pino } from 'pino';
+import { describe, expect, it } from 'vitest';
+import { InMemoryNodeRegistry } from '../registry/in-memory-node-registry.js';
+import { runPipeline } from './pipeline-runner.js';
+import type { RunPipelineOptions } from './run-options.js';
+
+type Answer = { status: number; body: unknown };
+/** What a scripted worker does with a call: answer, or fail the way the client fails. */
+type Script = (call: number) => Answer | Error | Promise<Answer | Error>;
+
+const logger = pino({ level: 'silent' });
+const refused = (): MpdClientError =>
+  new MpdClientError('Unreachable', 'POST x: ECONNREFUSED', { errno: 'ECONNREFUSED' });
+const reset = (): MpdClientError => new MpdClientError('ConnectionLost', 'POST x: ECONNRESET', { errno: 'ECONNRESET' });
+const success = (body: ExecuteModuleRequest): Answer => ({
+  status: 200,
+  body: {
+    executionId: body.executionId,
+    success: true,
+    serializedResult: JSON.stringify(body.executionId),
+    duration: '00:00:01',
+    startTime: '2025-09-30T10:00:00Z',
+    endTime: '2025-09-30T10:00:01Z',
+    workerId: 'w',
+  },
+});
+
+/** A worker the run calls through a client whose every call is scripted. */
+class ScriptedWorker {
+  readonly executes: ExecuteModuleRequest[] = [];
+  readonly cancels: string[] = [];
+  constructor(
+    readonly id: string,
+    private readonly execute: (body: ExecuteModuleRequest, call: number) => Answer | Error | Promise<Answer | Error>,
+    private readonly cancel: Script = () => ({ status: 200, body: { success: true } }),
+  ) {}
+
+  client(): WorkerClient {
+    const settle = async (outcome: Answer | Error | Promise<Answer | Error>) => {
+      const value = await outcome;
+      if (value instanceof Error) throw value;
+      return value;
+    };
+    return {
+      execution: {
+        execute: ({ body }: { body: ExecuteModuleRequest }) => {
+          this.executes.push(body);
+          return settle(this.execute(body, this.executes.length));
+        },
+        cancel: ({ body }: { body: { executionId: string } }) => {
+          this.cancels.push(body.executionId);
+          return settle(this.cancel(this.cancels.length));
+        },
+      },
+      close: async () => undefined,
+    } as unknown as WorkerClient;
+  }
+}
+
+function setup(pipeline: Pipeline, workers: ScriptedWorker[]) {
+  const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 3_600_000 });
+  const register = (worker: ScriptedWorker) =>
+    registry.register({
+      id: worker.id,
+      endpoint: `http://${worker.id}:9000`,
+      capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+      pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: [...pipeline.modules.keys()] },
+    });
+  for (const worker of workers) register(worker);
+  const clock = new ManualClock();
+  const byEndpoint = new Map(workers.map((worker) => [`http://${worker.id}:9000`, worker.client()]));
+  const run = (options: Partial<RunPipelineOptions> = {}) =>
+    runPipeline({
+      pipeline,
+      registry,
+      logger,
+      clock,
+      rescheduleIntervalMs: 1_000,
+      createClient: ({ endpoint }) => byEndpoint.get(endpoint)!,
+      ...options,
+    });
+  return { registry, clock, run, register };
+}
+
+const work = defineModule({ name: 'work', run: () => 'ran' });
+const pipeline = definePipeline({ name: 'attempts', modules: [work] });
+
+describe('runPipeline: re-sends', () => {
+  it('sends an execute call cut on the way again, with the same executionId, to the same worker, after a backoff of at most 250 ms', async () => {
+    const worker = new ScriptedWorker('w', (body, call) => (call === 1 ? reset() : success(body)));
+    const { clock, run } = setup(pipeline, [worker]);
+    const running = run();
+    await clock.advance(0);
+    expect(worker.executes).toHaveLength(1);
+    await clock.advance(124); // the first re-send waits between 125 and 250 ms (jitter)
+    expect(worker.executes).toHaveLength(1);
+    await clock.advance(126);
+    expect(worker.executes).toHaveLength(2);
+    const result = await running;
+    expect(result.status).toBe('Successful');
+    expect(worker.executes[1]!.executionId).toBe(worker.executes[0]!.executionId);
+    expect(result.modules[0]!.attempts.map((attempt) => attempt.outcome)).toEqual(['Succeeded']);
+    expect(worker.cancels).toEqual([]);
+  });
+});
+
+describe('runPipeline: refusals and quarantine', () => {
+  it('a worker whose endpoint refuses is quarantined: no module goes back to it, and after workerWaitMs the module fails naming why', async () => {
+    const worker = new ScriptedWorker('w', () => refused());
+    const { clock, run } = setup(pipeline, [worker]);
+    const running = run({ workerWaitMs: 10_000 });
+    await clock.advance(9_000);
+    expect(worker.executes).toHaveLength(1);
+    await clock.advance(10_000);
+    const result = await running;
+    const module = result.modules[0]!;
+    expect(module).toMatchObject({ status: 'Failed', error: { type: 'NoCapableWorker' } });
+    expect(module.error!.message).toMatch(/w is quarantined for this run \(Unreachable: POST x: ECONNREFUSED\)/);
+    expect(module.attempts.map((attempt) => attempt.outcome)).toEqual(['Lost']);
+    // The request never reached a worker: nothing to cancel.
+    expect(worker.cancels).toEqual([]);
+  });
+
+  it('a refused worker that keeps heartbeating is tried again after its probation; all refusals of one start count as one loss', async () => {
+    const worker = new ScriptedWorker('w', () => refused());
+    const { clock, run, registry } = setup(pipeline, [worker]);
+    const running = run({ workerWaitMs: 120_000, maxLostAttempts: 1 });
+    for (let beat = 0; beat < 12; beat++) {
+      await clock.advance(10_000);
+      registry.heartbeat('w', 0);
+    }
+    // Probations of 5 s, then 10 s, 20 s, 40 s (at most, with jitter): several more tries, all of the same start.
+    expect(worker.executes.length).toBeGreaterThanOrEqual(4);
+    await clock.advance(200_000);
+    const module = (await running).modules[0]!;
+    expect(module.attempts.every((attempt) => attempt.outcome === 'Lost')).toBe(true);
+    // Counted once, the module never exceeded maxLostAttempts (1): it ends waiting for a worker, not WorkerLost.
+    expect(module.error?.type).toBe('NoCapableWorker');
+  });
+
+  it('a worker registering again (a new start) leaves quarantine at once and gets the module', async () => {
+    let up = false;
+    const worker = new ScriptedWorker('w', (body) => (up ? success(body) : refused()));
+    const { clock, run, register } = setup(pipeline, [worker]);
+    const running = run({ workerWaitMs: 60_000 });
+    await clock.advance(3_000);
+    expect(worker.executes).toHaveLength(1);
+    up = true;
+    register(worker);
+    await clock.advance(6_000);
+    const result = await running;
+    expect(result.status).toBe('Successful');
+    expect(result.modules[0]!.attempts.map((attempt) => attempt.outcome)).toEqual(['Lost', 'Succeeded']);
+  });
+});
+
+describe('runPipeline: broken endpoints', () => {
+  it('an endpoint that closes every connection without a word is broken after 3 tries; the module runs elsewhere once heartbeats show it runs nowhere', async () => {
+    const closed = (): MpdClientError =>
+      new MpdClientError('ConnectionLost', 'POST x: UND_ERR_SOCKET', { errno: 'UND_ERR_SOCKET' });
+    const mute = new ScriptedWorker(
+      'w-mute',
+      () => closed(),
+      () => closed(),
+    );
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run, registry } = setup(pipeline, [mute, other]);
+    const running = run();
+    await clock.advance(5_000);
+    expect(mute.executes).toHaveLength(3);
+    // The first call may have reached it: no new attempt until it is known to run nowhere.
+    expect(other.executes).toEqual([]);
+    registry.heartbeat('w-mute', 0, { executions: [] });
+    registry.heartbeat('w-mute', 0, { executions: [] });
+    await clock.advance(6_000);
+    const result = await running;
+    expect(result.status).toBe('Successful');
+    const [first, second] = result.modules[0]!.attempts;
+    expect(first).toMatchObject({ workerId: 'w-mute', outcome: 'Lost' });
+    expect(first!.error).toMatch(/closed the connection 3 times in a row without an answer/);
+    expect(second).toMatchObject({ workerId: 'w-other', outcome: 'Succeeded' });
+  });
+});
+
+describe('runPipeline: at most one live attempt per module', () => {
+  it('no new attempt while a lost one may still run (its call reached the worker; its cancel is not acknowledged)', async () => {
+    let cancelsGetThrough = false;
+    const lost = new ScriptedWorker(
+      'w-lost',
+      (_body, call) => (call === 1 ? reset() : refused()),
+      () => (cancelsGetThrough ? errorResponse('ExecutionNotFound', 'Execution not found') : refused()),
+    );
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run } = setup(pipeline, [lost, other]);
+    const running = run();
+    await clock.advance(30_000);
+    // Reset, re-sent, refused: lost, but the first call may have started it there.
+    expect(lost.executes).toHaveLength(2);
+    expect(lost.cancels.length).toBeGreaterThan(3); // retried with backoff
+    expect(other.executes).toEqual([]);
+    cancelsGetThrough = true;
+    await clock.advance(6_000);
+    const result = await running;
+    expect(result.status).toBe('Successful');
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Lost'],
+      ['w-other', 'Succeeded'],
+    ]);
+  });
+
+  it("a lost attempt's success that arrives before the module ended is accepted, once, and the attempt running in its place is cancelled", async () => {
+    let answerLost!: (answer: Answer) => void;
+    const late = new Promise<Answer>((resolve) => (answerLost = resolve));
+    const frozen = new ScriptedWorker('w-frozen', () => late);
+    const second = new ScriptedWorker('w-second', () => new Promise<Answer>(() => undefined));
+    const { clock, run, registry } = setup(pipeline, [frozen, second]);
+    const running = run();
+    await clock.advance(0);
+    expect(frozen.executes).toHaveLength(1);
+    registry.unregister('w-frozen'); // its worker gone: lost at once, and nothing to wait for
+    await clock.advance(1_000);
+    expect(second.executes).toHaveLength(1);
+    answerLost(success(frozen.executes[0]!));
+    await clock.advance(1_000);
+    const result = await running;
+    const module = result.modules[0]!;
+    expect(module).toMatchObject({
+      status: 'Successful',
+      workerId: 'w-frozen',
+      result: frozen.executes[0]!.executionId,
+    });
+    expect(module.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-frozen', 'Succeeded'],
+      ['w-second', 'Cancelled'],
+    ]);
+    expect(module.attempts[0]!.acceptedLate).toMatchObject({ after: 'Lost', reason: 'worker w-frozen unregistered' });
+    expect(second.cancels).toEqual([second.executes[0]!.executionId]);
+  });
+});

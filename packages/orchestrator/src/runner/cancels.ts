@@ -1,0 +1,106 @@
+import { backoffDelay } from '@mpd/server-kit';
+import type { Logger } from 'pino';
+import type { NodeRegistry } from '../registry/node-registry.js';
+import type { Attempt, AttemptEnd } from './attempt.js';
+import type { RunTimers } from './run-clock.js';
+import type { WorkerClients } from './worker-clients.js';
+
+/** Delays between cancel calls of one attempt (ms): as the re-sends of an execute call. */
+export const CANCEL_BACKOFF = { initialMs: 250, maxMs: 5_000 } as const;
+
+/** How long one cancel call may wait for its answer (ms): a worker answers a cancel at once. */
+export const CANCEL_CALL_TIMEOUT_MS = 10_000;
+
+/** Ends after which an abandoned attempt needs no cancel: it runs nowhere, or no process could hear one. */
+const SETTLED: ReadonlySet<AttemptEnd> = new Set([
+  'answered',
+  'not-delivered',
+  'worker-gone',
+  'cancel-acknowledged',
+  'not-listed',
+]);
+
+/** What a {@link CancelDesk} works with. */
+export interface CancelDeskOptions {
+  registry: NodeRegistry;
+  clients: WorkerClients;
+  timers: RunTimers;
+  logger: Logger;
+  /** The worker acknowledged the attempt's cancel (200, or 404 `ExecutionNotFound`: it does not run it). Called once. */
+  onAcknowledged: (attempt: Attempt) => void;
+  /** A cancel call of the attempt got no answer (the worker unreachable for now); the desk tries again. */
+  onUnanswered: (attempt: Attempt) => void;
+}
+
+/**
+ * Where the run asks for an attempt to be cancelled on its worker: the spec's cancel call,
+ * retried with backoff ({@link CANCEL_BACKOFF}) until the worker acknowledges it, so that an
+ * abandoned attempt cannot run on beside the one that replaced it because one call was lost.
+ * It stops when the attempt cannot be running any more (answered, never delivered, its worker
+ * unregistered or replaced, its heartbeats stopped listing it), when the worker's id is no
+ * longer registered, and when the run ends. An `Offline` worker is still called: it may only be
+ * cut off, and hears the cancel when the network heals. Each call goes to the worker's current
+ * endpoint and credential (a worker that registered again has a new one).
+ */
+export class CancelDesk {
+  /** The attempts whose cancel is being sent, by executionId, with the reason given. */
+  readonly #pending = new Map<string, string>();
+
+  constructor(private readonly options: CancelDeskOptions) {}
+
+  /**
+   * Cancels `attempt` on its worker: the one place a run asks for a cancel. Asking again for the
+   * same attempt while its cancel is under way does nothing.
+   */
+  request(attempt: Attempt, reason: string): void {
+    const executionId = attempt.record.executionId;
+    if (this.#pending.has(executionId) || this.#needless(attempt)) return;
+    this.#pending.set(executionId, reason);
+    // The place for every other way a cancel travels (the heartbeat answer's `cancel` list:
+    // `registry.requestCancel(attempt.workerId, executionId, reason)`).
+    void this.#send(attempt, reason).finally(() => this.#pending.delete(executionId));
+  }
+
+  /** Whether the attempt's cancel is being sent (not yet acknowledged, and not given up). */
+  pending(attempt: Attempt): boolean {
+    return this.#pending.has(attempt.record.executionId);
+  }
+
+  #needless(attempt: Attempt): boolean {
+    return attempt.ended !== undefined && SETTLED.has(attempt.ended);
+  }
+
+  async #send(attempt: Attempt, reason: string): Promise<void> {
+    const { registry, clients, timers, logger } = this.options;
+    const { workerId, record } = attempt;
+    for (let call = 0; ; call++) {
+      if (call > 0) {
+        const delay = backoffDelay(call - 1, CANCEL_BACKOFF.initialMs, CANCEL_BACKOFF.maxMs);
+        if (!(await timers.sleep(delay))) return;
+      }
+      if (this.#needless(attempt) || timers.signal.aborted) return;
+      const worker = registry.snapshotOf(workerId);
+      if (!worker) return; // unregistered: no process of this id is left to hear it
+      try {
+        const answer = await clients.for(worker.endpoint, registry.credentialOf(workerId)).execution.cancel({
+          body: { executionId: record.executionId, reason, timestamp: new Date(timers.clock.now()).toISOString() },
+          deadlineMs: CANCEL_CALL_TIMEOUT_MS,
+          fetchOptions: { signal: timers.signal },
+        });
+        const notFound =
+          answer.status === 404 && (answer.body as { code?: unknown } | null)?.code === 'ExecutionNotFound';
+        if (answer.status === 200 || notFound) {
+          logger.debug({ executionId: record.executionId, workerId, status: answer.status }, 'cancel acknowledged');
+          this.options.onAcknowledged(attempt);
+          return;
+        }
+        logger.warn({ executionId: record.executionId, workerId, status: answer.status }, 'cancel refused; retrying');
+      } catch (error) {
+        if (timers.signal.aborted) return;
+        if (call === 0)
+          logger.warn({ executionId: record.executionId, workerId, err: String(error) }, 'cancel unanswered; retrying');
+        this.options.onUnanswered(attempt);
+      }
+    }
+  }
+}

@@ -1,0 +1,150 @@
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type FaultProxy, startFaultProxy } from '../src/index.js';
+
+const servers: Server[] = [];
+const proxies: FaultProxy[] = [];
+const sockets: Socket[] = [];
+
+afterEach(async () => {
+  for (const socket of sockets.splice(0)) socket.destroy();
+  await Promise.all(proxies.splice(0).map((proxy) => proxy.close()));
+  for (const server of servers.splice(0)) server.close();
+});
+
+/** An echo server on 127.0.0.1, counting the connections it got. */
+async function echoServer(): Promise<{ port: number; connections: () => number }> {
+  let connections = 0;
+  const server = createServer((socket) => {
+    connections++;
+    socket.on('error', () => undefined);
+    socket.pipe(socket);
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { port: (server.address() as AddressInfo).port, connections: () => connections };
+}
+
+async function proxyTo(port?: number): Promise<FaultProxy> {
+  const proxy = await startFaultProxy(port === undefined ? undefined : { port });
+  proxies.push(proxy);
+  return proxy;
+}
+
+/** A client connection to `port` that collects what it receives and how it ended. */
+async function client(port: number): Promise<{
+  socket: Socket;
+  received: () => string;
+  ended: Promise<string>;
+}> {
+  const socket = connect({ host: '127.0.0.1', port });
+  sockets.push(socket);
+  let received = '';
+  socket.on('data', (chunk: Buffer) => (received += chunk.toString()));
+  const ended = new Promise<string>((resolve) => {
+    socket.on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? error.message));
+    socket.on('close', () => resolve('closed'));
+  });
+  await new Promise<void>((resolve) => socket.on('connect', () => resolve()));
+  return { socket, received: () => received, ended };
+}
+
+describe('startFaultProxy', () => {
+  it('forwards both ways to its target, on 127.0.0.1', async () => {
+    const echo = await echoServer();
+    const proxy = await proxyTo(echo.port);
+    expect(proxy.url).toBe(`http://127.0.0.1:${proxy.port}`);
+    const c = await client(proxy.port);
+    c.socket.write('hello');
+    await expect.poll(c.received).toBe('hello');
+    expect(proxy.stats).toMatchObject({ accepted: 1, resets: 0 });
+  });
+
+  it('holds connections accepted before a target is set, then forwards them', async () => {
+    const echo = await echoServer();
+    const proxy = await proxyTo();
+    const c = await client(proxy.port);
+    c.socket.write('early');
+    await sleep(200);
+    expect(c.received()).toBe('');
+    proxy.setTarget({ port: echo.port });
+    await expect.poll(c.received).toBe('early');
+  });
+
+  it('resets connections after a time, from now on: the client gets ECONNRESET', async () => {
+    const echo = await echoServer();
+    const proxy = await proxyTo(echo.port);
+    const c = await client(proxy.port);
+    c.socket.write('before');
+    await expect.poll(c.received).toBe('before');
+    const started = Date.now();
+    proxy.fault({ kind: 'reset', afterMs: 300 });
+    expect(await c.ended).toBe('ECONNRESET');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(290);
+    expect(proxy.stats.resets).toBe(1);
+  });
+
+  it('resets a connection once a number of bytes went through it', async () => {
+    const echo = await echoServer();
+    const proxy = await proxyTo(echo.port);
+    proxy.fault({ kind: 'reset', afterBytes: 15 });
+    const c = await client(proxy.port);
+    c.socket.write('0123456789'); // 10 bytes there, then 5 of the 10 echoed back
+    expect(await c.ended).toBe('ECONNRESET');
+    expect(c.received()).toBe('01234');
+  });
+
+  it('faultNext: only the next connection whose first chunk matches gets the fault', async () => {
+    const echo = await echoServer();
+    const proxy = await proxyTo(echo.port);
+    proxy.faultNext({ kind: 'reset' }, /^POST \/execute/);
+    const other = await client(proxy.port);
+    other.socket.write('GET /health');
+    await expect.poll(other.received).toBe('GET /health');
+    const target = await client(proxy.port);
+    target.socket.write('POST /execute');
+    expect(await target.ended).toBe('ECONNRESET');
+    const again = await client(proxy.port);
+    again.socket.write('POST /execute'); // the rule was used once
+    await expect.poll(again.received).toBe('POST /execute');
+  });
+
+  it('black-holes open and new connections for good (they stay open, nothing gets through); heal lets new ones through', async () => {
+    const echo = await echoServer();
+    const proxy = await proxyTo(echo.port);
+    const open = await client(proxy.port);
+    proxy.fault({ kind: 'black-hole' });
+    open.socket.write('dropped');
+    const during = await client(proxy.port);
+    during.socket.write('dropped too');
+    await sleep(300);
+    expect(open.received()).toBe('');
+    expect(during.received()).toBe('');
+    expect(echo.connections()).toBe(1); // the one opened before: the new one never reached the target
+    expect(open.socket.destroyed || during.socket.destroyed).toBe(false);
+
+    proxy.heal();
+    const after = await client(proxy.port);
+    after.socket.write('through');
+    await expect.poll(after.received).toBe('through');
+    // What the black-holed connections carried is gone, and so are they: nothing goes through any more.
+    open.socket.write('lost');
+    during.socket.write('lost');
+    await sleep(200);
+    expect(open.received()).toBe('');
+    expect(during.received()).toBe('');
+    expect(proxy.stats.droppedBytes).toBe('dropped'.length + 'dropped too'.length + 2 * 'lost'.length);
+  });
+
+  it('delays every chunk', async () => {
+    const echo = await echoServer();
+    const proxy = await proxyTo(echo.port);
+    proxy.fault({ kind: 'delay', ms: 200 });
+    const c = await client(proxy.port);
+    const started = Date.now();
+    c.socket.write('slow');
+    await expect.poll(c.received, { timeout: 5_000 }).toBe('slow');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(390); // 200 ms there, 200 ms back
+  });
+});

@@ -1,0 +1,89 @@
+/**
+ * The cancel of an abandoned attempt is retried until its worker acknowledges it (the kind of
+ * issue 10's case 3, where one cancel call was sent, timed out, and the old attempt ran on
+ * beside the new one after the network healed). Real servers in this process: a worker behind
+ * a TCP fault proxy goes silent (its heartbeats stop) and its API port is black-holed; its
+ * attempt is lost and the module runs on another worker; the first cancel call is swallowed,
+ * and a later one, after the heal, stops the abandoned run while the run still goes on.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { runPipeline } from '@mpd/orchestrator';
+import { defineModule, definePipeline } from '@mpd/pipeline';
+import { type FaultProxy, startFaultProxy } from '@mpd/test-kit';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Cluster, silent } from '../helpers/cluster.js';
+
+let cluster: Cluster | undefined;
+let proxy: FaultProxy | undefined;
+afterEach(async () => {
+  await cluster?.close();
+  await proxy?.close();
+  cluster = undefined;
+  proxy = undefined;
+});
+
+describe('cancels of abandoned attempts', () => {
+  it('a cancel swallowed by a black-holed port is sent again after the heal, and stops the abandoned run while the module runs elsewhere', async () => {
+    const runs: { workerId: string; started: number; ended?: number; how?: string }[] = [];
+    const work = defineModule({
+      name: 'work',
+      run: async (ctx) => {
+        const run: (typeof runs)[number] = { workerId: ctx.workerId, started: Date.now() };
+        runs.push(run);
+        try {
+          await sleep(ctx.workerId === 'w-cut' ? 60_000 : 20_000, undefined, { signal: ctx.signal });
+          run.how = 'finished';
+        } catch (error) {
+          run.how = 'stopped';
+          throw error;
+        } finally {
+          run.ended = Date.now();
+        }
+        return ctx.workerId;
+      },
+    });
+    const pipeline = definePipeline({ name: 'cancel-retry', modules: [work] });
+    cluster = new Cluster();
+    await cluster.startOrchestrator({ heartbeatTimeoutMs: 2_000 });
+    proxy = await startFaultProxy();
+    const cut = await cluster.startWorker({ id: 'w-cut', pipeline, slots: 1, endpoint: proxy.url });
+    proxy.setTarget({ port: Number(new URL(cut.url).port) });
+    await cut.link!.registered();
+
+    const running = runPipeline({ pipeline, registry: cluster.orchestrator.registry, logger: silent });
+    await expect.poll(() => cut.load, { timeout: 10_000, interval: 20, message: 'dispatch to w-cut' }).toBe(1);
+    const other = await cluster.startWorker({ id: 'w-other', pipeline, slots: 1 });
+    await other.link!.registered();
+
+    // w-cut goes silent and its port swallows everything: its attempt is lost, its cancel call lost too.
+    proxy.fault({ kind: 'black-hole' });
+    (cut.link as unknown as { stopController: AbortController }).stopController.abort();
+    await expect
+      .poll(() => runs.filter((run) => run.workerId === 'w-other').length, {
+        timeout: 15_000,
+        interval: 50,
+        message: 'the module to run on w-other',
+      })
+      .toBe(1);
+    // Only calls from the orchestrator cross the proxy: what it dropped is the cancel call.
+    await expect
+      .poll(() => proxy!.stats.droppedBytes, { timeout: 5_000, interval: 50, message: 'the first cancel call' })
+      .toBeGreaterThan(0);
+    expect(cut.load).toBe(1); // the abandoned run goes on: no cancel got through
+    proxy.heal();
+
+    // A later cancel call gets through and stops it, while the module still runs on w-other.
+    await expect.poll(() => cut.load, { timeout: 20_000, interval: 50, message: 'a cancel to get through' }).toBe(0);
+    const abandoned = runs.find((run) => run.workerId === 'w-cut')!;
+    expect(abandoned.how).toBe('stopped');
+    expect(runs.find((run) => run.workerId === 'w-other')!.ended).toBeUndefined();
+
+    const result = await running;
+    expect(result.status).toBe('Successful');
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-cut', 'Lost'],
+      ['w-other', 'Succeeded'],
+    ]);
+    expect(result.modules[0]!.result).toBe('w-other');
+  }, 60_000);
+});
