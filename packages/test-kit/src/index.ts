@@ -17,6 +17,10 @@
  * {@link instantWorkerClient} is a fake worker client, typed structurally, that answers every
  * module at once, for tests and benchmarks of the orchestrator's runner.
  *
+ * {@link TestClock} is real time plus jumps a test makes, for tests about expiry.
+ * {@link createNetworkNamespace} puts processes behind a veth pair in a network namespace
+ * of their own, to cut them off (iptables) and heal them; it needs root and `iptables`.
+ *
  * To wait for a condition, use vitest's `expect.poll` or `vi.waitFor`.
  */
 export { orchestratorArgs, workerArgs } from './cli-args.js';
@@ -29,3 +33,4 @@ export {
 } from './instant-worker-client.js';
 export { cliOf, killLeftovers, spawnProcess, type RunningProcess, type SpawnOptions } from './processes.js';
 export { makeTestCertificates, type TestCertificates } from './certificates.js';
+export { TestClock } from './test-clock.js';

@@ -104,6 +104,7 @@ class PipelineRun {
       // A heartbeat of a worker the pool has changes nothing the scheduler uses.
       if (event.type !== 'heartbeat' || !this.pool.has(event.workerId)) this.pool.invalidate();
       if (event.type === 'offline') this.workerLost(event.workerId, 'missed heartbeats past the timeout');
+      if (event.type === 'replaced') this.workerLost(event.workerId, 'was replaced by a new process under its id');
       this.schedulePump();
     });
     this.timer = setInterval(() => {
@@ -637,6 +638,7 @@ class PipelineRun {
 
   /** Sends the spec's cancel call for an attempt; if the worker cannot be reached, stops waiting for it. */
   private cancelOnWorker(attempt: Attempt, reason: string): void {
+    this.options.registry.requestCancel(attempt.workerId, attempt.record.executionId, reason); // also on heartbeat answers
     this.clients
       .for(attempt.endpoint, attempt.credential)
       .execution.cancel({
