@@ -34,3 +34,9 @@ export {
 export { cliOf, killLeftovers, spawnProcess, type RunningProcess, type SpawnOptions } from './processes.js';
 export { makeTestCertificates, type TestCertificates } from './certificates.js';
 export { TestClock } from './test-clock.js';
+export {
+  createNetworkNamespace,
+  destroyNetworkNamespaces,
+  networkNamespacesUnavailable,
+  type NetworkNamespace,
+} from './netns.js';
