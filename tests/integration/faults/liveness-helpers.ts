@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RunResult } from '@mpd/orchestrator';
+import { expect } from 'vitest';
 import { cliOf, type RunningProcess, spawnProcess, type SpawnOptions } from '@mpd/test-kit';
 import type { LedgerRecord } from './fixtures/liveness.pipeline.js';
 
@@ -39,6 +40,18 @@ export function executionsIn(ledger: LedgerRecord[]): Map<string, LedgerRecord[]
     executions.set(record.executionId, list);
   }
   return executions;
+}
+
+/** Waits until the ledger shows `count` executions (the module started that many times). */
+export async function waitForExecutions(
+  ledger: string,
+  count: number,
+  timeoutMs: number,
+  message: string,
+): Promise<void> {
+  await expect
+    .poll(() => executionsIn(readLedger(ledger)).size, { timeout: timeoutMs, interval: 50, message })
+    .toBe(count);
 }
 
 export function readReport(file: string): RunResult {

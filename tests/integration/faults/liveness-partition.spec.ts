@@ -22,6 +22,7 @@ import {
   readReport,
   scratchDirectory,
   startCli,
+  waitForExecutions,
 } from './liveness-helpers.js';
 
 const unavailable = networkNamespacesUnavailable();
@@ -78,13 +79,7 @@ describe.skipIf(unavailable !== undefined)(
 
       await namespace.cut();
       const cutAt = Date.now();
-      await expect
-        .poll(() => executionsIn(readLedger(ledger)).size, {
-          timeout: 20_000,
-          interval: 100,
-          message: 'the module to run again on the other worker',
-        })
-        .toBe(2);
+      await waitForExecutions(ledger, 2, 20_000, 'the module to run again on the other worker');
       await expect
         .poll(() => cutOff.stderr(), { timeout: 10_000, interval: 100, message: 'the cut-off worker to fence' })
         .toMatch(/fenced: no heartbeat acknowledged for 5 s/);

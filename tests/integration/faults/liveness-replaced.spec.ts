@@ -16,6 +16,7 @@ import {
   readReport,
   scratchDirectory,
   startCli,
+  waitForExecutions,
 } from './liveness-helpers.js';
 
 afterEach(killLeftovers);
@@ -58,13 +59,7 @@ describe('a worker replaced under its id (case 6)', () => {
     const replacement: RunningProcess = startCli('worker', workerArgs);
     await replacement.listeningUrl();
     const replacementUp = Date.now();
-    await expect
-      .poll(() => executionsIn(readLedger(ledger)).size, {
-        timeout: 10_000,
-        interval: 50,
-        message: 'the module to run again on the replacement',
-      })
-      .toBe(2);
+    await waitForExecutions(ledger, 2, 10_000, 'the module to run again on the replacement');
     const redispatchMs = Date.now() - replacementUp;
 
     // Thawed: its first heartbeat answers 409 WorkerReplaced.
