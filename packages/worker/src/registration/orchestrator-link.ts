@@ -13,11 +13,14 @@ import { HeartbeatLease } from './heartbeat-lease.js';
 export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 120_000;
 
 /**
- * The shortest time a heartbeat call may take before it is given up and sent again (ms): a call
- * stuck on a dead connection must not hold the next heartbeat back; the rest of the time it gets
- * the heartbeat interval.
+ * How long one heartbeat call may wait for its answer: half the heartbeat timeout (at least one
+ * interval). A call stuck on a dead connection (a partition) must not hold the next heartbeat
+ * back for long once the network is back; a slow answer within this still renews the lease,
+ * rather than fencing a worker the orchestrator still counts as live.
  */
-const MIN_HEARTBEAT_CALL_MS = 1_000;
+function heartbeatCallDeadlineMs(intervalMs: number, timeoutMs: number): number {
+  return Math.max(intervalMs, timeoutMs / 2);
+}
 
 /** Where the link to the orchestrator stands (Temporal-style explicit lifecycle). */
 export type LinkState =
@@ -361,7 +364,7 @@ export class OrchestratorLink {
             incarnation: this.options.incarnation,
           },
           fetchOptions: { signal },
-          deadlineMs: Math.max(intervalMs, MIN_HEARTBEAT_CALL_MS),
+          deadlineMs: heartbeatCallDeadlineMs(intervalMs, timeoutMs),
           extraHeaders: bearerHeader(this.credentialValue),
         });
         if (response.status === 409 && response.body.code === 'WorkerReplaced') {
