@@ -46,6 +46,7 @@ export type { RunningOrchestrator, StartOrchestratorOptions } from './server.js'
 export { InMemoryNodeRegistry } from './registry/in-memory-node-registry.js';
 export type { InMemoryNodeRegistryOptions } from './registry/in-memory-node-registry.js';
 export type {
+  IncarnationOptions,
   NodeRegistry,
   NodeRegistryEvent,
   NodeRegistryListener,
