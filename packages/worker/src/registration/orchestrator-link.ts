@@ -13,13 +13,14 @@ import { HeartbeatLease } from './heartbeat-lease.js';
 export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 120_000;
 
 /**
- * How long one heartbeat call may wait for its answer: half the heartbeat timeout (at least one
- * interval). A call stuck on a dead connection (a partition) must not hold the next heartbeat
- * back for long once the network is back; a slow answer within this still renews the lease,
- * rather than fencing a worker the orchestrator still counts as live.
+ * How long one heartbeat call may wait for its answer: the heartbeat timeout, as an answer that
+ * comes later cannot renew the lease anyway (and one that comes sooner must not be given up, or
+ * a slow orchestrator's answers would fence a worker it counts as live); but at most 30 s, the
+ * client's usual timeout, so that a call stuck on a dead connection (a partition) does not hold
+ * the next heartbeat back for minutes once the network is back; and at least one interval.
  */
 function heartbeatCallDeadlineMs(intervalMs: number, timeoutMs: number): number {
-  return Math.max(intervalMs, timeoutMs / 2);
+  return Math.max(intervalMs, Math.min(timeoutMs, 30_000));
 }
 
 /** Where the link to the orchestrator stands (Temporal-style explicit lifecycle). */
