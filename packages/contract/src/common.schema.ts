@@ -50,6 +50,7 @@ export const errorCodeSchema = z.enum([
   'RateLimited',
   'UnsupportedMediaType',
   'EndpointNotAllowed',
+  'WorkerReplaced',
 ]);
 export type ErrorCode = z.infer<typeof errorCodeSchema>;
 
@@ -81,6 +82,7 @@ export const ERROR_STATUS = {
   ModuleNotFound: 404,
   RouteNotFound: 404,
   WorkerIdTaken: 409,
+  WorkerReplaced: 409,
   PayloadTooLarge: 413,
   UnsupportedMediaType: 415,
   WorkerAtCapacity: 429,

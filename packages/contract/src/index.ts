@@ -33,10 +33,12 @@ export type { ErrorBody, ErrorCode, FieldIssue } from './common.schema.js';
 export {
   credentialSchema,
   drainWorkerResponseSchema,
+  heartbeatCancelSchema,
   heartbeatRequestSchema,
   heartbeatResponseSchema,
   httpUrlSchema,
   loadedPipelineSchema,
+  MAX_HEARTBEAT_CANCELS,
   orchestratorHealthSchema,
   registerWorkerRequestSchema,
   registerWorkerResponseSchema,
@@ -49,6 +51,7 @@ export {
 } from './workers.schema.js';
 export type {
   DrainWorkerResponse,
+  HeartbeatCancel,
   HeartbeatRequest,
   HeartbeatResponse,
   LoadedPipeline,

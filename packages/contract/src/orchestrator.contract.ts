@@ -14,6 +14,12 @@ import {
 
 const c = initContract();
 
+/**
+ * A worker acting on itself names its incarnation, so that a process whose id another
+ * incarnation took cannot drain or unregister its successor (409 `WorkerReplaced`).
+ */
+const incarnationQuerySchema = z.object({ incarnation: identifierSchema.optional() });
+
 /** `/api/workers`: registration, heartbeats and the registry. */
 export const workersContract = c.router({
   register: {
@@ -33,9 +39,16 @@ export const workersContract = c.router({
   heartbeat: {
     method: 'POST',
     path: '/api/workers/heartbeat',
-    summary: "Report a worker's liveness and load; 404 tells an unknown worker to register again",
+    summary:
+      "Report a worker's liveness and load; 404 tells an unknown worker to register again, 409 WorkerReplaced a process whose id another incarnation took",
     body: heartbeatRequestSchema,
-    responses: { 200: heartbeatResponseSchema, 403: errorBodySchema, 404: errorBodySchema },
+    responses: {
+      200: heartbeatResponseSchema,
+      403: errorBodySchema,
+      404: errorBodySchema,
+      /** `WorkerReplaced`: the heartbeat's incarnation is no longer the registered one. */
+      409: errorBodySchema,
+    },
   },
   list: {
     method: 'GET',
@@ -49,16 +62,23 @@ export const workersContract = c.router({
     summary:
       'Drain a worker: it gets no new modules, finishes what it runs, then unregisters and exits (its heartbeat answers say shouldDrain: true)',
     pathParams: z.object({ workerId: identifierSchema }),
+    query: incarnationQuerySchema,
     body: c.noBody(),
-    responses: { 200: drainWorkerResponseSchema, 403: errorBodySchema, 404: errorBodySchema },
+    responses: { 200: drainWorkerResponseSchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema },
   },
   unregister: {
     method: 'DELETE',
     path: '/api/workers/:workerId',
     summary: 'Unregister a worker',
     pathParams: z.object({ workerId: identifierSchema }),
+    query: incarnationQuerySchema,
     body: c.noBody(),
-    responses: { 200: unregisterWorkerResponseSchema, 403: errorBodySchema, 404: errorBodySchema },
+    responses: {
+      200: unregisterWorkerResponseSchema,
+      403: errorBodySchema,
+      404: errorBodySchema,
+      409: errorBodySchema,
+    },
   },
 });
 

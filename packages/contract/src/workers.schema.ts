@@ -11,7 +11,6 @@ const nameSchema = z
   .max(LIMITS.name.maxLength, `must be at most ${LIMITS.name.maxLength} characters`);
 
 /** The most modules a worker may run at once (its `maxParallelModules`). */
-const MAX_PARALLEL_MODULES = 1024;
 
 export const workerCapabilitiesSchema = z.object({
   /** Operating system, e.g. `linux`, `windows`, `macos`. */
@@ -76,6 +75,13 @@ export const registerWorkerRequestSchema = z.object({
    * the one that holds this id, so it may register again while it still counts as live.
    */
   credential: credentialSchema.optional(),
+  /**
+   * The worker process's incarnation (an mpd addition): a random id each start of a worker
+   * process mints and sends with every registration and heartbeat. A registration of a known id
+   * with another incarnation replaces the worker: the orchestrator gives up the modules the old
+   * process ran at once, and answers the old process's heartbeats 409 `WorkerReplaced`.
+   */
+  incarnation: identifierSchema.optional(),
 });
 export type RegisterWorkerRequest = z.infer<typeof registerWorkerRequestSchema>;
 
@@ -89,6 +95,12 @@ export const registerWorkerResponseSchema = z.object({
    * call to this worker, and the worker accepts those calls from nobody else.
    */
   credential: credentialSchema.optional(),
+  /**
+   * How long after its last heartbeat the orchestrator counts the worker `Offline` and gives its
+   * modules to others, in seconds (an mpd addition): the worker fences itself by it, cancelling
+   * what it runs once no heartbeat has been acknowledged for this long.
+   */
+  heartbeatTimeoutSeconds: z.number().positive().optional(),
 });
 export type RegisterWorkerResponse = z.infer<typeof registerWorkerResponseSchema>;
 
@@ -102,13 +114,36 @@ export const heartbeatRequestSchema = z.object({
    * worker, its answer lost on the way, from one that still runs there, and asks for the kept
    * outcome again. At most one per slot.
    */
-  executions: z.array(identifierSchema).max(MAX_PARALLEL_MODULES).optional(),
+  executions: z.array(identifierSchema).max(LIMITS.capabilities.maxSlots).optional(),
+  /** The incarnation the worker registered with (see `registerWorkerRequestSchema`); absent from older workers. */
+  incarnation: identifierSchema.optional(),
 });
 export type HeartbeatRequest = z.infer<typeof heartbeatRequestSchema>;
+
+/**
+ * Most executions one heartbeat answer asks a worker to cancel (as many as a worker can run:
+ * `maxParallelModules` is at most 1024). The orchestrator keeps at most this many per worker.
+ */
+export const MAX_HEARTBEAT_CANCELS = 1024;
+
+/** An execution the worker must cancel, carried by a heartbeat answer. */
+export const heartbeatCancelSchema = z.object({
+  executionId: identifierSchema,
+  /** Why, as the cancel call's `reason`. */
+  reason: z.string().max(4096),
+});
+export type HeartbeatCancel = z.infer<typeof heartbeatCancelSchema>;
 
 export const heartbeatResponseSchema = z.object({
   acknowledged: z.literal(true),
   shouldDrain: z.boolean(),
+  /**
+   * Executions the worker must cancel, as if a cancel call had named each (an mpd addition):
+   * attempts the orchestrator abandoned (lost, timed out, or the run stopped) whose cancel call
+   * may not have got through. Listed again in every answer until the orchestrator knows the
+   * cancel arrived; cancelling an execution the worker does not run does nothing.
+   */
+  cancel: z.array(heartbeatCancelSchema).max(MAX_HEARTBEAT_CANCELS).optional(),
 });
 export type HeartbeatResponse = z.infer<typeof heartbeatResponseSchema>;
 

@@ -2,6 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createOrchestratorClient, type OrchestratorClient } from '@mpd/client';
 import { errorBodySchema, orchestratorOpenApi, type RegisterWorkerRequest } from '@mpd/contract';
+import { TestClock } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp } from './app.js';
 import { InMemoryNodeRegistry } from './registry/in-memory-node-registry.js';
@@ -33,10 +34,15 @@ const registration = (id: string, maxParallelModules = 2): RegisterWorkerRequest
   },
 });
 
+/** The harness's heartbeat timeout: long, so that only {@link Harness.clock} expires workers. */
+const TIMEOUT_MS = 120_000;
+
 interface Harness {
   url: string;
   client: OrchestratorClient;
   registry: NodeRegistry;
+  /** The registry's clock: move it past the heartbeat timeout instead of sleeping. */
+  clock: TestClock;
   /** POST/GET with raw fetch, for input the typed client cannot send. */
   raw(
     method: string,
@@ -51,8 +57,9 @@ afterEach(async () => {
   await Promise.all(cleanups.splice(0).map((cleanup) => cleanup()));
 });
 
-async function start(heartbeatTimeoutMs = 120_000): Promise<Harness> {
-  const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs });
+async function start(): Promise<Harness> {
+  const clock = new TestClock();
+  const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: TIMEOUT_MS, now: clock.now });
   const app = createApp({ registry, options: { validateResponses: true, heartbeatIntervalSeconds: 15 } });
   const server = await new Promise<Server>((resolve) => {
     const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
@@ -74,10 +81,8 @@ async function start(heartbeatTimeoutMs = 120_000): Promise<Harness> {
     const text = await response.text();
     return { status: response.status, type, json: type.includes('json') ? JSON.parse(text) : text };
   };
-  return { url, client, registry, raw };
+  return { url, client, registry, clock, raw };
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('orchestrator HTTP API', () => {
   it('registers a worker and lists it as Available', async () => {
@@ -170,7 +175,7 @@ describe('orchestrator HTTP API', () => {
   // Without a join token the orchestrator used to answer a registration under a live worker's id
   // with that worker's credential: anyone could learn it and call the worker's execute endpoint.
   it("without a join token, never hands out a live worker's credential: 409 WorkerIdTaken without it", async () => {
-    const { client, raw, registry } = await start(300);
+    const { client, raw, registry, clock } = await start();
     const first = await client.workers.register({ body: registration('w1') });
     const credential = (first.status === 200 && first.body.credential) || '';
     expect(credential).toMatch(/^mpdw_/);
@@ -193,11 +198,61 @@ describe('orchestrator HTTP API', () => {
     const again = await client.workers.register({ body: { ...registration('w1'), credential } });
     expect(again).toMatchObject({ status: 200, body: { credential } });
     // Once it is Offline, anyone may take the id, with a new credential; the old one stops working.
-    await sleep(400);
+    clock.advance(TIMEOUT_MS + 1);
     const replaced = await client.workers.register({ body: registration('w1') });
     expect(replaced.status).toBe(200);
     expect(replaced.status === 200 && replaced.body.credential).not.toBe(credential);
     expect(registry.workerWithCredential(credential)).toBeUndefined();
+  });
+
+  it('tells a worker the heartbeat timeout it fences by', async () => {
+    const { client } = await start();
+    const registered = await client.workers.register({ body: registration('w1') });
+    expect(registered).toMatchObject({ status: 200, body: { heartbeatTimeoutSeconds: TIMEOUT_MS / 1000 } });
+  });
+
+  // A frozen worker's replacement used to leave the old process's id live: its module hung until
+  // timeout + margin, and the old process, once thawed, went on as if nothing had happened.
+  it('a registration with a new incarnation replaces the worker; the old one gets 409 WorkerReplaced', async () => {
+    const { client, registry } = await start();
+    const events: string[] = [];
+    registry.onChange((event) => events.push(event.type));
+    const first = await client.workers.register({ body: { ...registration('w1'), incarnation: 'old' } });
+    const credential = first.status === 200 ? first.body.credential : undefined;
+    const second = { ...registration('w1'), credential, incarnation: 'new' };
+    second.workerNode.endpoint = 'http://w1:9100';
+    expect(await client.workers.register({ body: second })).toMatchObject({ status: 200, body: { credential } });
+    expect(events).toEqual(['registered', 'replaced', 'registered']);
+
+    const stale = await client.workers.heartbeat({ body: { workerId: 'w1', currentLoad: 1, incarnation: 'old' } });
+    expect(stale.status).toBe(409);
+    expect(errorBodySchema.parse(stale.body)).toMatchObject({
+      code: 'WorkerReplaced',
+      errorMessage: expect.stringContaining('another process'),
+    });
+    // Nor may the old process drain or unregister its successor on its way out.
+    const params = { workerId: 'w1' };
+    expect((await client.workers.drain({ params, query: { incarnation: 'old' } })).status).toBe(409);
+    expect((await client.workers.unregister({ params, query: { incarnation: 'old' } })).status).toBe(409);
+    expect(registry.get('w1')).toMatchObject({ endpoint: 'http://w1:9100', status: 'Available', currentLoad: 0 });
+    const current = await client.workers.heartbeat({ body: { workerId: 'w1', currentLoad: 1, incarnation: 'new' } });
+    expect(current).toMatchObject({ status: 200, body: { acknowledged: true } });
+    // Older workers send no incarnation: taken as before.
+    expect((await client.workers.heartbeat({ body: { workerId: 'w1', currentLoad: 0 } })).status).toBe(200);
+    expect((await client.workers.unregister({ params, query: { incarnation: 'new' } })).status).toBe(200);
+  });
+
+  it('carries pending cancels on every heartbeat answer until they are settled', async () => {
+    const { client, registry } = await start();
+    await client.workers.register({ body: registration('w1') });
+    const beat = () => client.workers.heartbeat({ body: { workerId: 'w1', currentLoad: 1 } });
+    expect((await beat()).body).toEqual({ acknowledged: true, shouldDrain: false });
+    registry.requestCancel('w1', 'exec-1', 'attempt declared lost');
+    const expected = { status: 200, body: { cancel: [{ executionId: 'exec-1', reason: 'attempt declared lost' }] } };
+    expect(await beat()).toMatchObject(expected);
+    expect(await beat()).toMatchObject(expected);
+    registry.cancelSettled('w1', 'exec-1');
+    expect((await beat()).body).toEqual({ acknowledged: true, shouldDrain: false });
   });
 
   it('counts only Available workers in the health check', async () => {
@@ -217,10 +272,10 @@ describe('orchestrator HTTP API', () => {
   });
 
   it('marks a worker Offline after the heartbeat timeout, and live again after a heartbeat', async () => {
-    const { client } = await start(200);
+    const { client, clock } = await start();
     await client.workers.register({ body: registration('w1') });
     expect((await client.health.get()).body).toMatchObject({ availableWorkers: 1 });
-    await sleep(300);
+    clock.advance(TIMEOUT_MS + 1);
     const list = await client.workers.list();
     expect(list.status === 200 && list.body[0]?.status).toBe('Offline');
     expect((await client.health.get()).body).toMatchObject({ availableWorkers: 0 });

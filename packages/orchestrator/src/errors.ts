@@ -39,12 +39,14 @@ export class OrchestratorStartError extends Error {
   }
 }
 
-/** Why the registry refused a registration. */
+/** Why the registry refused a registration, or a worker's call about itself. */
 export type RegistrationErrorCode =
   /** The id is held by a live worker with another credential. */
-  'WorkerIdTaken';
+  | 'WorkerIdTaken'
+  /** The caller's incarnation is no longer the registered one: another process took its id. */
+  | 'WorkerReplaced';
 
-/** A registration the registry refused; the message says why. */
+/** A registration (or a heartbeat, drain or unregister of a replaced incarnation) the registry refused; the message says why. */
 export class RegistrationError extends Error {
   override readonly name = 'RegistrationError';
   constructor(

@@ -47,6 +47,7 @@ export { InMemoryNodeRegistry } from './registry/in-memory-node-registry.js';
 export type { InMemoryNodeRegistryOptions } from './registry/in-memory-node-registry.js';
 export type {
   HeartbeatReport,
+  IncarnationOptions,
   NodeRegistry,
   NodeRegistryEvent,
   NodeRegistryListener,

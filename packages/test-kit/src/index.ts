@@ -19,6 +19,10 @@
  * is a TCP proxy that resets, black-holes or delays connections on demand, for fault tests;
  * {@link ManualClock} a clock that moves only when a test says so.
  *
+ * {@link TestClock} is real time plus jumps a test makes, for tests about expiry.
+ * {@link createNetworkNamespace} puts processes behind a veth pair in a network namespace
+ * of their own, to cut them off (iptables) and heal them; it needs root and `iptables`.
+ *
  * To wait for a condition, use vitest's `expect.poll` or `vi.waitFor`.
  */
 export { orchestratorArgs, workerArgs } from './cli-args.js';
@@ -33,3 +37,10 @@ export { cliOf, killLeftovers, spawnProcess, type RunningProcess, type SpawnOpti
 export { makeTestCertificates, type TestCertificates } from './certificates.js';
 export { type Fault, type FaultProxy, type FaultTarget, startFaultProxy } from './fault-proxy.js';
 export { ManualClock } from './manual-clock.js';
+export { TestClock } from './test-clock.js';
+export {
+  createNetworkNamespace,
+  destroyNetworkNamespaces,
+  networkNamespacesUnavailable,
+  type NetworkNamespace,
+} from './netns.js';

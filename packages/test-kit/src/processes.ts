@@ -13,6 +13,12 @@ export interface SpawnOptions {
   env?: Record<string, string>;
   /** Drop the inherited `MPD_*` variables and `INIT_CWD` first, so only `env` configures the CLI. */
   cleanEnv?: boolean;
+  /**
+   * A command that runs node for us and then becomes it (`exec`), e.g. `['ip', 'netns', 'exec', NAME]`:
+   * the child's pid is still node's, so signals reach it.
+   * @default none: node is started directly
+   */
+  command?: string[];
 }
 
 export interface RunningProcess {
@@ -56,7 +62,8 @@ export function spawnProcess(options: SpawnOptions): RunningProcess {
   const inherited = options.cleanEnv
     ? Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('MPD_') && key !== 'INIT_CWD'))
     : process.env;
-  const child = spawn(process.execPath, ['--import', 'tsx', options.script, ...(options.args ?? [])], {
+  const [file, ...prefix] = [...(options.command ?? []), process.execPath];
+  const child = spawn(file!, [...prefix, '--import', 'tsx', options.script, ...(options.args ?? [])], {
     cwd: options.cwd,
     env: { ...inherited, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],

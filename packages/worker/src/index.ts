@@ -13,17 +13,19 @@
  * });
  * console.log(`worker ${worker.id} at ${worker.url}`);
  * process.on('SIGTERM', () => void worker.close());
+ * // Stops on its own when another process registers under its id, or the orchestrator refuses it.
+ * const exit = await worker.stopped; // { reason: 'stopped' | 'replaced' | 'registration-refused', … }
  * ```
  */
 export { startWorker } from './server.js';
 export type { RunningWorker } from './server.js';
-export type { WorkerState } from './worker-lifecycle.js';
+export type { WorkerExit, WorkerState } from './worker-lifecycle.js';
 export { createApp } from './app.js';
 export type { WorkerAppDeps } from './app.js';
 export { ModuleExecutor } from './executor/module-executor.js';
 export type { ExecuteDecision, ModuleExecutorOptions } from './executor/module-executor.js';
 export type { ExecutionOutcome, ExecutionRequest } from './executor/execution.js';
-export type { LinkState } from './registration/orchestrator-link.js';
+export type { LinkEnd, LinkState } from './registration/orchestrator-link.js';
 export { DEFAULT_WORKER_OPTIONS } from './worker-options.js';
 export type { WorkerOptions } from './worker-options.js';
 export { defaultWorkerId, detectTools, osName } from './capabilities.js';

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { createOrchestratorClient } from '@mpd/client';
 import type { WorkerNodeRegistration } from '@mpd/contract';
@@ -8,12 +9,18 @@ import { WorkerConfigError, WorkerError } from './errors.js';
 import { ModuleExecutor } from './executor/module-executor.js';
 import { OrchestratorLink, type LinkState } from './registration/orchestrator-link.js';
 import { workerStartupWarnings } from './startup-warnings.js';
-import { WorkerLifecycle, type WorkerState } from './worker-lifecycle.js';
+import { type WorkerExit, WorkerLifecycle, type WorkerState } from './worker-lifecycle.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options.js';
 
 /** A started worker. */
 export interface RunningWorker {
   readonly id: string;
+  /**
+   * This start's incarnation: a random id minted when the worker starts, sent with every
+   * registration and heartbeat. A later start under the same id has another one, and replaces
+   * this one at the orchestrator.
+   */
+  readonly incarnation: string;
   /** The URL the server listens on (loopback when it listens on every address); `https://` with `tls`. */
   readonly url: string;
   /** The URL advertised to the orchestrator. */
@@ -24,14 +31,21 @@ export interface RunningWorker {
         readonly state: LinkState;
         /** The credential from the last registration (see `OrchestratorLink.credential`). */
         readonly credential: string | undefined;
+        /** Whether the worker is fenced: no heartbeat acknowledged for the orchestrator's heartbeat timeout. */
+        readonly fenced: boolean;
         registered(): Promise<void>;
       }
     | undefined;
   /** Modules running now. */
   readonly load: number;
   readonly state: WorkerState;
-  /** Resolves once the worker stopped (after {@link RunningWorker.drain} or {@link RunningWorker.close}). */
-  readonly stopped: Promise<void>;
+  /**
+   * Resolves once the worker stopped, with why: after {@link RunningWorker.drain} or
+   * {@link RunningWorker.close} (`stopped`), or on its own when the orchestrator refused its
+   * registration as invalid (`registration-refused`) or another process registered under its id
+   * (`replaced`: it cancelled its modules first).
+   */
+  readonly stopped: Promise<WorkerExit>;
   /**
    * Drains: takes no new modules, tells the orchestrator, lets every running module finish,
    * then unregisters and closes the server. Also started by a heartbeat answer with
@@ -55,6 +69,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
   const resolved = resolveWorkerOptions(options);
   const { id, host, logger, pipeline, slots } = resolved;
   const bodyLimitBytes = checkSizes(resolved);
+  const incarnation = randomUUID();
   const executor = new ModuleExecutor({
     workerId: id,
     pipeline,
@@ -82,6 +97,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
         credentialFile: resolved.credentialFile,
         initialBackoffMs: resolved.initialBackoffMs,
         maxBackoffMs: resolved.maxBackoffMs,
+        incarnation,
       })
     : undefined;
   const app = createApp({
@@ -131,10 +147,18 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
       await closeGracefully(server);
     },
   });
-  link?.start({ node, onDrainRequested: () => void lifecycle.drain() });
+  link?.start({
+    node,
+    onDrainRequested: () => void lifecycle.drain(),
+    onCancelRequested: (executionId, reason) => executor.cancel(executionId, reason),
+    onFenced: (reason) => lifecycle.fence(reason),
+    onUnfenced: () => lifecycle.unfence(),
+    onEnded: (end) => void lifecycle.end(end, resolved.shutdownGraceMs),
+  });
 
   return {
     id,
+    incarnation,
     url,
     endpoint,
     link,

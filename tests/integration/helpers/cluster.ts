@@ -1,25 +1,54 @@
-import { startOrchestrator, type RunningOrchestrator, type StartOrchestratorOptions } from '@mpd/orchestrator';
+import {
+  InMemoryNodeRegistry,
+  startOrchestrator,
+  type RunningOrchestrator,
+  type StartOrchestratorOptions,
+} from '@mpd/orchestrator';
+import { TestClock } from '@mpd/test-kit';
 import { startWorker, type RunningWorker, type WorkerOptions } from '@mpd/worker';
 import pino from 'pino';
 
 export const silent = pino({ level: 'silent' });
 
+/**
+ * The cluster's heartbeat timeout (ms): far longer than any test, so that a worker goes
+ * `Offline` only when a test moves {@link Cluster.clock} past it (workers, which fence
+ * themselves by the same timeout on their own real clock, never fence in a test by accident).
+ */
+export const HEARTBEAT_TIMEOUT_MS = 60_000;
+
 /** Everything a test started, closed by {@link Cluster.close}. */
 export class Cluster {
   readonly workers: RunningWorker[] = [];
   orchestrator!: RunningOrchestrator;
+  /** The registry's clock: `clock.advance(HEARTBEAT_TIMEOUT_MS + 1)` makes silent workers `Offline` at the next sweep. */
+  readonly clock = new TestClock();
 
   async startOrchestrator(options: StartOrchestratorOptions = {}): Promise<RunningOrchestrator> {
+    const heartbeatTimeoutMs = options.heartbeatTimeoutMs ?? HEARTBEAT_TIMEOUT_MS;
     this.orchestrator = await startOrchestrator({
       port: 0,
       host: '127.0.0.1',
       heartbeatIntervalSeconds: 0.2,
-      heartbeatTimeoutMs: 1_000,
+      heartbeatTimeoutMs,
+      registry: new InMemoryNodeRegistry({ heartbeatTimeoutMs, now: this.clock.now }),
+      sweepIntervalMs: 50,
       validateResponses: true,
       logger: silent,
       ...options,
     });
     return this.orchestrator;
+  }
+
+  /**
+   * Makes every worker but `live` `Offline` at the next sweep (50 ms): moves the clock past the
+   * heartbeat timeout and, in the same tick, records a heartbeat for each of `live` with its
+   * current load, as its next one would, so that no sweep can catch a live worker in between.
+   */
+  expireAllBut(...live: RunningWorker[]): void {
+    const registry = this.orchestrator.registry;
+    this.clock.advance(registry.heartbeatTimeoutMs + 1);
+    for (const worker of live) registry.heartbeat(worker.id, registry.get(worker.id)?.currentLoad ?? 0);
   }
 
   async startWorker(options: WorkerOptions = {}): Promise<RunningWorker> {

@@ -103,7 +103,7 @@ describe('a worker and the orchestrator', () => {
 
   it('unregisters when it stops, and a silent worker turns Offline', async () => {
     cluster = new Cluster();
-    await cluster.startOrchestrator({ heartbeatTimeoutMs: 400 });
+    await cluster.startOrchestrator();
     const worker = await cluster.startWorker({ id: 'w-bye' });
     await worker.link!.registered();
     await worker.close();
@@ -115,6 +115,8 @@ describe('a worker and the orchestrator', () => {
       endpoint: 'http://127.0.0.1:9',
       capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
     });
+    expect(cluster.orchestrator.registry.get('w-silent')?.status).toBe('Available');
+    cluster.expireAllBut();
     await expect
       .poll(() => cluster.orchestrator.registry.get('w-silent')?.status, {
         timeout: 3_000,
@@ -265,7 +267,7 @@ describe('running a pipeline', () => {
 
   it('dispatches a lost attempt again on another worker and accepts one result', async () => {
     cluster = new Cluster();
-    await cluster.startOrchestrator({ heartbeatTimeoutMs: 600 });
+    await cluster.startOrchestrator();
     let runs = 0;
     const once = defineModule({
       name: 'once',
@@ -285,6 +287,7 @@ describe('running a pipeline', () => {
     // w-doomed goes silent: its heartbeats stop (the process is frozen, not dead).
     cluster.workers.splice(cluster.workers.indexOf(doomed), 1);
     await (doomed.link as unknown as { stopController: AbortController }).stopController.abort();
+    cluster.expireAllBut(survivor);
     const result = await running;
     expect(result.success).toBe(true);
     const module = byName(result).once!;

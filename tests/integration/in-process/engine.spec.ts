@@ -456,6 +456,7 @@ describe('lost attempts', () => {
     await c.workers[1]!.link!.registered();
     // w-frozen stops sending heartbeats, as a frozen process would.
     (frozen.link as unknown as { stopController: AbortController }).stopController.abort();
+    c.expireAllBut(c.workers[1]!);
     const result = await running;
     const module = byName(result).once!;
     expect(module).toMatchObject({ status: 'Successful', workerId: 'w-ok', result: 'w-ok' });

@@ -12,7 +12,7 @@ import { defineModule, definePipeline } from '@mpd/pipeline';
 import { runPipeline, startOrchestrator } from '@mpd/orchestrator';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster, silent } from '../helpers/cluster.js';
+import { Cluster, HEARTBEAT_TIMEOUT_MS, silent } from '../helpers/cluster.js';
 
 const JOIN = 'join-token-0123456789abcdef';
 const ADMIN = 'admin-token-0123456789abcdef';
@@ -115,7 +115,7 @@ describe('orchestrator authentication', () => {
   });
 
   it('refuses to hand a live worker id to someone else (409); the holder, or anyone once it is Offline, may register it', async () => {
-    const { register } = await secured({ heartbeatTimeoutMs: 300 });
+    const { register } = await secured();
     const first = await register('w1');
     const credential = String(first.json!.credential);
     const takeover = await register('w1');
@@ -123,7 +123,7 @@ describe('orchestrator authentication', () => {
     expect(takeover.json).toMatchObject({ code: 'WorkerIdTaken' });
     const again = await register('w1', JOIN, credential);
     expect(again).toMatchObject({ status: 200, json: { credential } });
-    await new Promise((resolve) => setTimeout(resolve, 500)); // no heartbeats: Offline
+    cluster!.expireAllBut(); // no heartbeats: Offline
     const replaced = await register('w1');
     expect(replaced.status).toBe(200);
     expect(replaced.json!.credential).not.toBe(credential);
@@ -262,12 +262,25 @@ describe('an open cluster (no join token)', () => {
 
   it('two workers started with the same id do not fight: the second waits (409) while the first is live', async () => {
     cluster = new Cluster();
-    const orchestrator = await cluster.startOrchestrator(); // heartbeat timeout 1 s
+    const orchestrator = await cluster.startOrchestrator();
     const first = await cluster.startWorker({ id: 'w-twin', pipeline });
     await first.link!.registered();
     const credential = first.link!.credential;
     const second = await cluster.startWorker({ id: 'w-twin', pipeline });
-    await new Promise((resolve) => setTimeout(resolve, 2_500)); // past the heartbeat timeout
+    // Past the heartbeat timeout, in two halves, each followed by a heartbeat of the first.
+    for (const half of [1, 2]) {
+      const last = orchestrator.registry.get('w-twin')?.lastHeartbeat;
+      cluster.clock.advance(HEARTBEAT_TIMEOUT_MS / 2 + 1);
+      await expect
+        .poll(() => orchestrator.registry.get('w-twin')?.lastHeartbeat, {
+          timeout: 5_000,
+          message: `heartbeat ${half}`,
+        })
+        .not.toBe(last);
+    }
+    await expect
+      .poll(() => second.link!.state.status === 'registering' && second.link!.state.lastError, { timeout: 5_000 })
+      .toContain('409');
     expect(second.link!.state).toMatchObject({ status: 'registering', lastError: expect.stringContaining('409') });
     expect(first.link!.state).toMatchObject({ status: 'registered', consecutiveFailures: 0 });
     expect(orchestrator.registry.credentialOf('w-twin')).toBe(credential);
@@ -282,7 +295,7 @@ describe('an open cluster (no join token)', () => {
 
   it('a worker restarted under its id while its earlier registration is live registers once that one is Offline', async () => {
     cluster = new Cluster();
-    const orchestrator = await cluster.startOrchestrator(); // heartbeat timeout 1 s
+    const orchestrator = await cluster.startOrchestrator();
     // What a crashed worker leaves behind: a registration that no longer sends heartbeats.
     const crashed = await registerRaw(orchestrator.url, { workerNode: node('w-crash') });
     const old = (JSON.parse(crashed.text) as { credential: string }).credential;
@@ -294,6 +307,7 @@ describe('an open cluster (no join token)', () => {
         { timeout: 3_000, interval: 20, message: 'a 409 while the earlier registration is live' },
       )
       .toBe(true);
+    cluster.expireAllBut(); // the crashed registration's heartbeats stopped: Offline
     await restarted.link!.registered();
     expect(orchestrator.registry.get('w-crash')).toMatchObject({ endpoint: restarted.url, status: 'Available' });
     expect(restarted.link!.credential).toBe(orchestrator.registry.credentialOf('w-crash'));

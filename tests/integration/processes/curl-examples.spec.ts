@@ -127,12 +127,13 @@ describe('the spec curl examples against the real CLIs', () => {
   it('examples/worker-registration.json is the spec example: register answers 200', async () => {
     const { status, body } = await curl(SPEC.register);
     expect(status).toBe(200);
-    // The spec's answer, plus the worker's credential (an mpd addition).
+    // The spec's answer, plus the worker's credential and the heartbeat timeout it fences by (mpd additions).
     expect(body).toEqual({
       success: true,
       workerId: 'worker-machine1-abc123',
       heartbeatIntervalSeconds: 30,
       credential: expect.stringMatching(/^mpdw_[\w-]{43}$/),
+      heartbeatTimeoutSeconds: 120,
     });
   });
 

@@ -163,7 +163,12 @@ describe('fault injection', () => {
 
   it('the orchestrator killed with SIGKILL mid-run: workers finish, keep heartbeating with backoff, and register with a new orchestrator', async () => {
     const pipeline = fixture('long.pipeline.ts');
-    const first = await start('orchestrator', orchestratorArgs('0', '--pipeline', pipeline));
+    // A heartbeat timeout longer than the module: a worker finishes what ends within it, and fences
+    // (cancels) what would run on past it (liveness-lease.spec.ts).
+    const first = await start(
+      'orchestrator',
+      orchestratorArgs('0', '--pipeline', pipeline, '--heartbeat-timeout', '5'),
+    );
     const port = new URL(first.url).port;
     const one = await worker(first.url, 'survivor-1', pipeline, { MPD_LONG_MS: '1500' });
     await expect

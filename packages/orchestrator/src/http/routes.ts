@@ -1,4 +1,10 @@
-import { errorResponse, type OrchestratorContract, orchestratorContract, type WorkerNode } from '@mpd/contract';
+import {
+  errorResponse,
+  type HeartbeatCancel,
+  type OrchestratorContract,
+  orchestratorContract,
+  type WorkerNode,
+} from '@mpd/contract';
 import { forbidden, unauthorized } from '@mpd/server-kit';
 import { type createExpressEndpoints, initServer } from '@ts-rest/express';
 import type { Response } from 'express';
@@ -24,6 +30,21 @@ const workerNotFound = (workerId: string) => errorResponse('WorkerNotFound', `Wo
 const deny = (res: Response, denial: Denial) =>
   denial.status === 401 ? unauthorized(res, denial.message) : forbidden(denial.message);
 
+/**
+ * Runs a registry call; a {@link RegistrationError} becomes its 409 answer (`WorkerIdTaken`, or
+ * `WorkerReplaced` for a process whose id another incarnation took), anything else is thrown on.
+ */
+function refusedAs409<T>(
+  call: () => T,
+): { done: T; refused?: never } | { refused: ReturnType<typeof errorResponse<RegistrationError['code']>> } {
+  try {
+    return { done: call() };
+  } catch (error) {
+    if (error instanceof RegistrationError) return { refused: errorResponse(error.code, error.message) };
+    throw error;
+  }
+}
+
 /** ts-rest's implementation type of the orchestrator contract (not exported by `@ts-rest/express`). */
 export type OrchestratorRoutes = Parameters<typeof createExpressEndpoints<OrchestratorContract>>[1];
 
@@ -46,25 +67,27 @@ export function createRoutes(registry: NodeRegistry, options: ResolvedOrchestrat
             const message = `the host of ${JSON.stringify(body.workerNode.endpoint)} is not in the orchestrator's allowed worker hosts`;
             return errorResponse('EndpointNotAllowed', `${field}: ${message}`, [{ field, message }]);
           }
-          try {
-            // With or without a join token: a live worker's id is refused (409) unless the request
-            // presents its credential, so no one can take a worker's place or learn its credential.
-            const node = registry.register(body.workerNode, { credential: body.credential, exclusive: true });
-            return {
-              status: 200,
-              body: {
-                success: true,
-                workerId: node.id,
-                heartbeatIntervalSeconds: options.heartbeatIntervalSeconds,
-                credential: registry.credentialOf(node.id)!,
-              },
-            };
-          } catch (error) {
-            if (error instanceof RegistrationError) {
-              return errorResponse('WorkerIdTaken', error.message);
-            }
-            throw error;
-          }
+          // With or without a join token: a live worker's id is refused (409) unless the request
+          // presents its credential, so no one can take a worker's place or learn its credential.
+          const registered = refusedAs409(() =>
+            registry.register(body.workerNode, {
+              credential: body.credential,
+              exclusive: true,
+              incarnation: body.incarnation,
+            }),
+          );
+          if (registered.refused) return registered.refused;
+          const node = registered.done;
+          return {
+            status: 200,
+            body: {
+              success: true,
+              workerId: node.id,
+              heartbeatIntervalSeconds: options.heartbeatIntervalSeconds,
+              credential: registry.credentialOf(node.id)!,
+              heartbeatTimeoutSeconds: registry.heartbeatTimeoutMs / 1000,
+            },
+          };
         },
       },
       heartbeat: {
@@ -77,7 +100,14 @@ export function createRoutes(registry: NodeRegistry, options: ResolvedOrchestrat
         handler: async ({ body, req, res }) => {
           const denial = mayHeartbeat(caller(req), tokens, body.workerId);
           if (denial) return deny(res, denial);
-          const node = registry.heartbeat(body.workerId, body.currentLoad, { executions: body.executions });
+          const acknowledged = refusedAs409(() =>
+            registry.heartbeat(body.workerId, body.currentLoad, {
+              executions: body.executions,
+              incarnation: body.incarnation,
+            }),
+          );
+          if (acknowledged.refused) return acknowledged.refused;
+          const node = acknowledged.done;
           if (!node) {
             const { method, path } = orchestratorContract.workers.register;
             return errorResponse(
@@ -85,7 +115,15 @@ export function createRoutes(registry: NodeRegistry, options: ResolvedOrchestrat
               `Worker '${body.workerId}' is not registered; register again with ${method} ${path}`,
             );
           }
-          return { status: 200, body: { acknowledged: true, shouldDrain: node.status === 'Draining' } };
+          const cancel = registry.cancelsFor(body.workerId);
+          return {
+            status: 200,
+            body: {
+              acknowledged: true,
+              shouldDrain: node.status === 'Draining',
+              ...(cancel.length > 0 ? { cancel: cancel as HeartbeatCancel[] } : {}),
+            },
+          };
         },
       },
       list: async ({ req, res }) => {
@@ -94,17 +132,21 @@ export function createRoutes(registry: NodeRegistry, options: ResolvedOrchestrat
         // Serialised at once: the shared frozen nodes do, without a copy of every worker's pipeline.
         return { status: 200, body: registry.snapshot() as WorkerNode[] };
       },
-      drain: async ({ params, req, res }) => {
+      drain: async ({ params, query, req, res }) => {
         const denial = mayActOnWorker(caller(req), tokens, params.workerId);
         if (denial) return deny(res, denial);
-        if (!registry.drain(params.workerId)) return workerNotFound(params.workerId);
+        const drained = refusedAs409(() => registry.drain(params.workerId, query));
+        if (drained.refused) return drained.refused;
+        if (!drained.done) return workerNotFound(params.workerId);
         const node = registry.get(params.workerId)!;
         return { status: 200, body: { success: true, workerId: node.id, status: node.status } };
       },
-      unregister: async ({ params, req, res }) => {
+      unregister: async ({ params, query, req, res }) => {
         const denial = mayActOnWorker(caller(req), tokens, params.workerId);
         if (denial) return deny(res, denial);
-        if (!registry.unregister(params.workerId)) return workerNotFound(params.workerId);
+        const unregistered = refusedAs409(() => registry.unregister(params.workerId, query));
+        if (unregistered.refused) return unregistered.refused;
+        if (!unregistered.done) return workerNotFound(params.workerId);
         return { status: 200, body: { success: true } };
       },
     },

@@ -1,6 +1,6 @@
-import type { WorkerNodeRegistration } from '@mpd/contract';
+import { MAX_HEARTBEAT_CANCELS, type WorkerNodeRegistration } from '@mpd/contract';
 import { describe, expect, it } from 'vitest';
-import { OrchestratorConfigError } from '../errors.js';
+import { OrchestratorConfigError, RegistrationError } from '../errors.js';
 import { InMemoryNodeRegistry } from './in-memory-node-registry.js';
 import type { NodeRegistryEvent } from './node-registry.js';
 
@@ -285,5 +285,113 @@ describe('InMemoryNodeRegistry', () => {
     registry.register(worker());
     expect(() => registry.heartbeat('worker-1', -1)).toThrow(RangeError);
     expect(() => registry.heartbeat('worker-1', 1.5)).toThrow(/currentLoad/);
+  });
+
+  describe('incarnations', () => {
+    it('a registration with another incarnation replaces the worker: replaced, then registered', () => {
+      const { registry, events } = setup();
+      registry.register(worker(), { incarnation: 'first' });
+      registry.register(worker(), { incarnation: 'first' }); // the same process again: no replacement
+      expect(registry.incarnationOf('worker-1')).toBe('first');
+      registry.register(worker({ endpoint: 'http://worker1:9100' }), { incarnation: 'second' });
+      expect(events.map((event) => event.type)).toEqual(['registered', 'registered', 'replaced', 'registered']);
+      expect(registry.incarnationOf('worker-1')).toBe('second');
+      // None after one, and one after none, are other processes too; none twice is the same (older workers).
+      registry.register(worker());
+      registry.register(worker());
+      registry.register(worker(), { incarnation: 'third' });
+      expect(events.slice(4).map((event) => event.type)).toEqual([
+        'replaced',
+        'registered',
+        'registered',
+        'replaced',
+        'registered',
+      ]);
+    });
+
+    it('emits replaced while the old registration still holds the id, so listeners see what it was', () => {
+      const { registry } = setup();
+      registry.register(worker(), { incarnation: 'old' });
+      const seen: Array<string | undefined> = [];
+      registry.onChange((event) => event.type === 'replaced' && seen.push(registry.incarnationOf(event.workerId)));
+      registry.register(worker(), { incarnation: 'new' });
+      expect(seen).toEqual(['old']);
+    });
+
+    it('refuses a heartbeat, drain or unregister from a replaced incarnation (WorkerReplaced); none given is taken', () => {
+      const { registry, events } = setup();
+      registry.register(worker(), { incarnation: 'new' });
+      for (const call of [
+        () => registry.heartbeat('worker-1', 1, { incarnation: 'old' }),
+        () => registry.drain('worker-1', { incarnation: 'old' }),
+        () => registry.unregister('worker-1', { incarnation: 'old' }),
+      ]) {
+        expect(call).toThrow(RegistrationError);
+        expect(call).toThrow(expect.objectContaining({ code: 'WorkerReplaced' }));
+      }
+      expect(registry.get('worker-1')).toMatchObject({ currentLoad: 0, status: 'Available' });
+      expect(events.map((event) => event.type)).toEqual(['registered']);
+      expect(registry.heartbeat('worker-1', 1, { incarnation: 'new' })?.currentLoad).toBe(1);
+      expect(registry.heartbeat('worker-1', 2)?.currentLoad).toBe(2);
+      expect(registry.drain('worker-1')).toBe(true);
+      expect(registry.unregister('worker-1', { incarnation: 'new' })).toBe(true);
+    });
+
+    it('a heartbeat naming an incarnation is refused when the id was registered since without one', () => {
+      const { registry } = setup();
+      registry.register(worker(), { incarnation: 'process-1' });
+      registry.register(worker()); // someone else, without an incarnation
+      expect(() => registry.heartbeat('worker-1', 0, { incarnation: 'process-1' })).toThrow(/replaced/);
+    });
+  });
+
+  describe('pending cancels', () => {
+    it('keeps cancels until settled, newest reason last, while Offline too', () => {
+      const { registry, advance } = setup();
+      registry.register(worker(), { incarnation: 'a' });
+      expect(registry.cancelsFor('worker-1')).toEqual([]);
+      expect(registry.requestCancel('worker-1', 'exec-1', 'lost')).toBe(true);
+      expect(registry.requestCancel('worker-1', 'exec-2', 'timed out')).toBe(true);
+      expect(registry.requestCancel('worker-1', 'exec-1', 'run stopping')).toBe(true);
+      expect(registry.requestCancel('nobody', 'exec-3', 'lost')).toBe(false);
+      expect(registry.cancelsFor('worker-1')).toEqual([
+        { executionId: 'exec-2', reason: 'timed out' },
+        { executionId: 'exec-1', reason: 'run stopping' },
+      ]);
+      // The same list for every heartbeat until it changes.
+      expect(registry.cancelsFor('worker-1')).toBe(registry.cancelsFor('worker-1'));
+      advance(TIMEOUT_MS + 1);
+      registry.sweep();
+      expect(registry.get('worker-1')?.status).toBe('Offline');
+      registry.heartbeat('worker-1', 0, { incarnation: 'a' });
+      registry.register(worker(), { incarnation: 'a' }); // the same process registering again keeps them
+      registry.cancelSettled('worker-1', 'exec-2');
+      registry.cancelSettled('worker-1', 'unknown');
+      registry.cancelSettled('nobody', 'exec-1');
+      expect(registry.cancelsFor('worker-1')).toEqual([{ executionId: 'exec-1', reason: 'run stopping' }]);
+    });
+
+    it('drops the cancels of a replaced or unregistered worker', () => {
+      const { registry } = setup();
+      registry.register(worker(), { incarnation: 'a' });
+      registry.requestCancel('worker-1', 'exec-1', 'lost');
+      registry.register(worker(), { incarnation: 'b' });
+      expect(registry.cancelsFor('worker-1')).toEqual([]);
+      registry.requestCancel('worker-1', 'exec-2', 'lost');
+      registry.unregister('worker-1');
+      registry.register(worker(), { incarnation: 'b' });
+      expect(registry.cancelsFor('worker-1')).toEqual([]);
+      expect(registry.cancelsFor('nobody')).toEqual([]);
+    });
+
+    it(`keeps at most MAX_HEARTBEAT_CANCELS (${MAX_HEARTBEAT_CANCELS}) per worker, dropping the oldest`, () => {
+      const { registry } = setup();
+      registry.register(worker());
+      for (let i = 0; i < MAX_HEARTBEAT_CANCELS + 5; i++) registry.requestCancel('worker-1', `exec-${i}`, 'lost');
+      const cancels = registry.cancelsFor('worker-1');
+      expect(cancels).toHaveLength(MAX_HEARTBEAT_CANCELS);
+      expect(cancels[0]!.executionId).toBe('exec-5');
+      expect(cancels.at(-1)!.executionId).toBe(`exec-${MAX_HEARTBEAT_CANCELS + 4}`);
+    });
   });
 });

@@ -1,10 +1,12 @@
 import { isDeepStrictEqual } from 'node:util';
-import type {
-  LoadedPipeline,
-  WorkerCapabilities,
-  WorkerNode,
-  WorkerNodeRegistration,
-  WorkerStatus,
+import {
+  type HeartbeatCancel,
+  type LoadedPipeline,
+  MAX_HEARTBEAT_CANCELS,
+  type WorkerCapabilities,
+  type WorkerNode,
+  type WorkerNodeRegistration,
+  type WorkerStatus,
 } from '@mpd/contract';
 import { RegistrationError } from '../errors.js';
 import { requirePositive } from '../orchestrator-options.js';
@@ -12,6 +14,7 @@ import { credentialHash, newCredential } from './credentials.js';
 import { copyJson, deepFreeze } from './frozen-json.js';
 import type {
   HeartbeatReport,
+  IncarnationOptions,
   NodeRegistry,
   NodeRegistryEvent,
   NodeRegistryListener,
@@ -23,7 +26,9 @@ export interface InMemoryNodeRegistryOptions {
   /** How long after its last heartbeat a worker counts as `Offline`, in milliseconds. */
   heartbeatTimeoutMs: number;
   /**
-   * The clock, in epoch milliseconds (inject a fake one in tests).
+   * The clock, in epoch milliseconds: what `lastHeartbeat` records and expiry is measured by.
+   * Inject one in tests that are about expiry, and move it on instead of sleeping past the
+   * timeout (a real short timeout expires whenever a loaded machine stalls).
    * @default Date.now
    */
   now?: () => number;
@@ -55,7 +60,15 @@ interface Entry {
   reportedOffline: boolean;
   /** What the last heartbeat listed as running; see {@link NodeRegistry.executionsOf}. */
   executions: readonly string[] | undefined;
+  /** The process's incarnation, when its registration named one. */
+  incarnation: string | undefined;
+  /** Pending cancels by executionId, oldest first (see {@link NodeRegistry.requestCancel}). */
+  cancels: Map<string, HeartbeatCancel>;
+  /** `cancels` as {@link NodeRegistry.cancelsFor} gives them, made when first needed after a change. */
+  cancelList: readonly HeartbeatCancel[] | undefined;
 }
+
+const NO_CANCELS: readonly HeartbeatCancel[] = Object.freeze([]);
 
 /** A {@link NodeRegistry} held in memory (lost when the orchestrator stops). */
 export class InMemoryNodeRegistry implements NodeRegistry {
@@ -68,14 +81,14 @@ export class InMemoryNodeRegistry implements NodeRegistry {
    * registered it (every worker of a cluster usually has the same), with how many entries hold it.
    */
   readonly #pipelines = new Map<string, { pipeline: Readonly<LoadedPipeline>; holders: number }[]>();
-  readonly #timeoutMs: number;
+  readonly heartbeatTimeoutMs: number;
   readonly #now: () => number;
   readonly #onListenerError: (error: unknown, event: NodeRegistryEvent) => void;
 
   /** @throws OrchestratorConfigError when `heartbeatTimeoutMs` is not a positive number. */
   constructor(options: InMemoryNodeRegistryOptions) {
     requirePositive('heartbeatTimeoutMs', options.heartbeatTimeoutMs);
-    this.#timeoutMs = options.heartbeatTimeoutMs;
+    this.heartbeatTimeoutMs = options.heartbeatTimeoutMs;
     this.#now = options.now ?? Date.now;
     this.#onListenerError =
       options.onListenerError ??
@@ -96,6 +109,12 @@ export class InMemoryNodeRegistry implements NodeRegistry {
         `Worker id '${node.id}' is held by a live worker; register with its credential, or wait until it is Offline`,
       );
     }
+    const currentLoad = checkLoad(node.currentLoad ?? 0);
+    const incarnation = options.incarnation;
+    // Another process under a known id: whatever the old one ran is lost now, not when (if ever)
+    // its heartbeats time out (a frozen process's id would otherwise stay live for the new one).
+    const replaced = previous !== undefined && previous.incarnation !== incarnation;
+    if (replaced) this.#emit({ type: 'replaced', workerId: node.id });
     // Only the holder keeps the credential: anyone else gets a new one, so registering under an
     // id never reveals the credential the orchestrator sends to that id's worker.
     const credential = sameCredential ? previous.credential : newCredential();
@@ -110,13 +129,17 @@ export class InMemoryNodeRegistry implements NodeRegistry {
       endpoint: node.endpoint,
       capabilities: deepFreeze(structuredClone(node.capabilities)),
       pipeline: node.pipeline == null ? node.pipeline : this.#hold(node.pipeline),
-      currentLoad: checkLoad(node.currentLoad ?? 0),
+      currentLoad,
       lastHeartbeatMs: this.#now(),
       lastHeartbeatIso: undefined,
       shared: undefined,
       draining: previous?.draining ?? false,
       reportedOffline: false,
       executions: undefined,
+      incarnation,
+      // The same process keeps what it was asked to cancel; a new one never ran those executions.
+      cancels: previous && !replaced ? previous.cancels : new Map(),
+      cancelList: undefined,
     };
     this.#entries.set(node.id, entry);
     this.#emit({ type: 'registered', workerId: node.id });
@@ -126,6 +149,7 @@ export class InMemoryNodeRegistry implements NodeRegistry {
   heartbeat(workerId: string, currentLoad: number, report: HeartbeatReport = {}): Readonly<WorkerNode> | undefined {
     const entry = this.#entries.get(workerId);
     if (!entry) return undefined;
+    this.#checkIncarnation(entry, report);
     entry.currentLoad = checkLoad(currentLoad);
     entry.executions = report.executions;
     entry.lastHeartbeatMs = this.#now();
@@ -166,6 +190,10 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     return this.#entries.get(workerId)?.executions;
   }
 
+  incarnationOf(workerId: string): string | undefined {
+    return this.#entries.get(workerId)?.incarnation;
+  }
+
   credentialOf(workerId: string): string | undefined {
     return this.#entries.get(workerId)?.credential;
   }
@@ -174,9 +202,10 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     return this.#byCredential.get(credentialHash(credential));
   }
 
-  unregister(workerId: string): boolean {
+  unregister(workerId: string, options?: IncarnationOptions): boolean {
     const entry = this.#entries.get(workerId);
     if (!entry) return false;
+    this.#checkIncarnation(entry, options);
     this.#entries.delete(workerId);
     this.#byCredential.delete(credentialHash(entry.credential));
     this.#release(entry.pipeline);
@@ -184,12 +213,40 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     return true;
   }
 
-  drain(workerId: string): boolean {
+  drain(workerId: string, options?: IncarnationOptions): boolean {
     const entry = this.#entries.get(workerId);
     if (!entry) return false;
+    this.#checkIncarnation(entry, options);
     entry.draining = true;
     entry.shared = undefined;
     return true;
+  }
+
+  requestCancel(workerId: string, executionId: string, reason: string): boolean {
+    const entry = this.#entries.get(workerId);
+    if (!entry) return false;
+    // Asked again: the newest reason, in the newest place.
+    entry.cancels.delete(executionId);
+    entry.cancels.set(executionId, Object.freeze({ executionId, reason }));
+    // Bounded like the answer that carries them; a worker runs at most 1024 executions at once.
+    for (const oldest of entry.cancels.keys()) {
+      if (entry.cancels.size <= MAX_HEARTBEAT_CANCELS) break;
+      entry.cancels.delete(oldest);
+    }
+    entry.cancelList = undefined;
+    return true;
+  }
+
+  cancelsFor(workerId: string): readonly HeartbeatCancel[] {
+    const entry = this.#entries.get(workerId);
+    if (!entry || entry.cancels.size === 0) return NO_CANCELS;
+    // Made once per change, not per heartbeat.
+    return (entry.cancelList ??= Object.freeze([...entry.cancels.values()]));
+  }
+
+  cancelSettled(workerId: string, executionId: string): void {
+    const entry = this.#entries.get(workerId);
+    if (entry?.cancels.delete(executionId)) entry.cancelList = undefined;
   }
 
   sweep(): string[] {
@@ -233,8 +290,18 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     if (known!.length === 0) this.#pipelines.delete(pipeline.fingerprint);
   }
 
+  /** @throws RegistrationError `WorkerReplaced` when `options.incarnation` is not the entry's. */
+  #checkIncarnation(entry: Entry, options: IncarnationOptions | undefined): void {
+    const incarnation = options?.incarnation;
+    if (incarnation === undefined || incarnation === entry.incarnation) return;
+    throw new RegistrationError(
+      'WorkerReplaced',
+      `Worker '${entry.id}' was replaced: another process (incarnation ${entry.incarnation ?? 'unnamed'}) registered under its id after this one (incarnation ${incarnation})`,
+    );
+  }
+
   #isOffline(entry: Entry, now: number): boolean {
-    return now - entry.lastHeartbeatMs > this.#timeoutMs;
+    return now - entry.lastHeartbeatMs > this.heartbeatTimeoutMs;
   }
 
   #status(entry: Entry, now: number): WorkerStatus {

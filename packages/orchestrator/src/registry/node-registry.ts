@@ -1,9 +1,14 @@
-import type { WorkerNode, WorkerNodeRegistration } from '@mpd/contract';
+import type { HeartbeatCancel, WorkerNode, WorkerNodeRegistration } from '@mpd/contract';
 
 /** What changed in a {@link NodeRegistry}. */
 export interface NodeRegistryEvent {
   /**
    * - `registered`: a worker registered (or registered again, replacing its details);
+   * - `replaced`: another incarnation (a new process) registered under a known id: the process
+   *   that held it crashed, or is frozen or cut off and fences itself when it hears of it. What
+   *   ran on the old incarnation is lost at once. Emitted before the new registration takes the
+   *   id (cancels requested meanwhile are the old incarnation's, and dropped with it), then
+   *   `registered`;
    * - `heartbeat`: a worker reported its load (an `Offline` worker that does is live again);
    * - `unregistered`: a worker was removed;
    * - `offline`: a worker's heartbeats stopped for longer than the timeout (reported once
@@ -11,7 +16,7 @@ export interface NodeRegistryEvent {
    * - `replaced`: another process registered under a known id (a new incarnation): what the
    *   old one ran is gone, or fenced.
    */
-  type: 'registered' | 'heartbeat' | 'unregistered' | 'offline' | 'replaced';
+  type: 'registered' | 'replaced' | 'heartbeat' | 'unregistered' | 'offline';
   workerId: string;
 }
 
@@ -26,13 +31,23 @@ export type NodeRegistryListener = (event: NodeRegistryEvent) => void;
  */
 export interface NodeRegistry {
   /**
+   * How long after its last heartbeat a worker counts as `Offline`, in ms. Workers learn it at
+   * registration (`heartbeatTimeoutSeconds`) and fence themselves by it.
+   */
+  readonly heartbeatTimeoutMs: number;
+  /**
    * Registers a worker, or registers it again (same id): endpoint, capabilities and
    * pipeline are replaced, `lastHeartbeat` becomes now. The registration's `currentLoad`
    * is taken (0 when absent); its `status` and `lastHeartbeat` are ignored. The worker keeps
    * its credential only when the registration presents it (`options.credential`); any other
-   * registration of the id gets a new one, and the old one stops working.
+   * registration of the id gets a new one, and the old one stops working. A registration of a
+   * known id with another `options.incarnation` emits `replaced` (then `registered`) and drops
+   * the id's pending cancels; the same incarnation (or none, twice) is the same process.
+   * @throws RegistrationError `WorkerIdTaken` (with `options.exclusive`).
    */
   register(node: WorkerNodeRegistration, options?: RegisterOptions): WorkerNode;
+  /** The incarnation the worker registered with, or `undefined` (none given, or no such worker). */
+  incarnationOf(workerId: string): string | undefined;
   /** The worker's credential (issued at registration), or `undefined`. Never part of a `WorkerNode`. */
   credentialOf(workerId: string): string | undefined;
   /** The id of the worker holding this credential, or `undefined`. */
@@ -41,6 +56,8 @@ export interface NodeRegistry {
    * Records a heartbeat and returns the worker as {@link NodeRegistry.snapshotOf} has it
    * (shared, frozen: read it, do not keep it); `undefined` when no worker has this id (it
    * should register again).
+   * @throws RegistrationError `WorkerReplaced` when `options.incarnation` is given and the worker
+   *   registered with another one (a heartbeat without one is taken, as older workers send none).
    */
   heartbeat(workerId: string, currentLoad: number, report?: HeartbeatReport): Readonly<WorkerNode> | undefined;
   /**
@@ -62,14 +79,30 @@ export interface NodeRegistry {
   snapshot(): readonly WorkerNode[];
   /** One worker as {@link NodeRegistry.snapshot} has it (shared, frozen), or `undefined`. */
   snapshotOf(workerId: string): WorkerNode | undefined;
-  /** Removes a worker; `false` when no worker has this id. */
-  unregister(workerId: string): boolean;
+  /**
+   * Removes a worker (and its pending cancels); `false` when no worker has this id.
+   * @throws RegistrationError `WorkerReplaced`, as {@link NodeRegistry.heartbeat} does.
+   */
+  unregister(workerId: string, options?: IncarnationOptions): boolean;
   /**
    * Marks a worker as draining: it reports `Draining` while live and its heartbeat
    * responses carry `shouldDrain: true`. Kept when the worker registers again.
    * `false` when no worker has this id.
+   * @throws RegistrationError `WorkerReplaced`, as {@link NodeRegistry.heartbeat} does.
    */
-  drain(workerId: string): boolean;
+  drain(workerId: string, options?: IncarnationOptions): boolean;
+  /**
+   * Asks the worker to cancel an execution through its heartbeat answers
+   * ({@link NodeRegistry.cancelsFor}) until {@link NodeRegistry.cancelSettled}: for abandoned
+   * attempts whose cancel call may not get through. Kept while the worker is `Offline` (it hears
+   * of it when it is back), dropped when it unregisters or is replaced. At most
+   * `MAX_HEARTBEAT_CANCELS` per worker: the oldest goes first. `false` when no worker has this id.
+   */
+  requestCancel(workerId: string, executionId: string, reason: string): boolean;
+  /** The cancels the worker's next heartbeat answer carries, oldest first (shared, frozen). */
+  cancelsFor(workerId: string): readonly HeartbeatCancel[];
+  /** The worker acknowledged the cancel (or the execution ended): stop asking. */
+  cancelSettled(workerId: string, executionId: string): void;
   /**
    * Emits `offline` for each worker whose heartbeat timeout passed since it was last
    * live, and returns their ids. Call it periodically (`startOrchestrator` does).
@@ -79,8 +112,11 @@ export interface NodeRegistry {
   onChange(listener: NodeRegistryListener): () => void;
 }
 
-/** What a heartbeat reports besides the load (see {@link NodeRegistry.heartbeat}). */
-export interface HeartbeatReport {
+/**
+ * What a heartbeat reports besides the load (see {@link NodeRegistry.heartbeat}): the
+ * executions the worker runs, and its incarnation (a stale one is refused, `WorkerReplaced`).
+ */
+export interface HeartbeatReport extends IncarnationOptions {
   /** The executions the worker runs now (the heartbeat's `executions`); undefined for a worker that does not say. */
   executions?: readonly string[] | undefined;
 }
@@ -100,4 +136,18 @@ export interface RegisterOptions {
    * @default false
    */
   exclusive?: boolean;
+  /**
+   * The registering process's incarnation (see {@link NodeRegistryEvent} `replaced`).
+   * @default none: the registration counts as the same process as an earlier one without it
+   */
+  incarnation?: string | undefined;
+}
+
+/** Options of the calls a worker makes about itself. */
+export interface IncarnationOptions {
+  /**
+   * The caller's incarnation; another than the registered one is refused (`WorkerReplaced`).
+   * @default none: not checked (older workers, operators)
+   */
+  incarnation?: string | undefined;
 }

@@ -113,6 +113,36 @@ describe('runPipeline: re-sends', () => {
   });
 });
 
+describe('runPipeline: cancels the run did not ask for', () => {
+  it('a Cancelled answer the run did not ask for (a worker that fenced itself, or shut down) loses the attempt, and the module runs again', async () => {
+    const cancelled = (body: ExecuteModuleRequest): Answer => ({
+      status: 500,
+      body: {
+        executionId: body.executionId,
+        success: false,
+        errorMessage: 'fenced: no heartbeat acknowledged for 5 s',
+        exceptionType: 'ExecutionCancelledError',
+        stackTrace: null,
+        failureKind: 'Cancelled',
+        duration: '00:00:01',
+        startTime: '2025-09-30T10:00:00Z',
+        endTime: '2025-09-30T10:00:01Z',
+        workerId: 'a',
+      },
+    });
+    const fenced = new ScriptedWorker('a', (body, call) => (call === 1 ? cancelled(body) : success(body)));
+    const { clock, run } = setup(pipeline, [fenced]);
+    const running = run();
+    await clock.advance(60_000);
+    const result = await running;
+    expect(result.status).toBe('Successful');
+    const [first, second] = result.modules[0]!.attempts;
+    expect(first).toMatchObject({ outcome: 'Lost' });
+    expect(first!.error).toContain('the worker cancelled it itself: fenced: no heartbeat acknowledged for 5 s');
+    expect(second).toMatchObject({ outcome: 'Succeeded' });
+  });
+});
+
 describe('runPipeline: refusals and quarantine', () => {
   it('a worker whose endpoint refuses is quarantined: no module goes back to it, and after workerWaitMs the module fails naming why', async () => {
     const worker = new ScriptedWorker('w', () => refused());

@@ -12,7 +12,7 @@ export const CANCEL_BACKOFF = { initialMs: 250, maxMs: 5_000 } as const;
 export const CANCEL_CALL_TIMEOUT_MS = 10_000;
 
 /** Ends after which an abandoned attempt needs no cancel: it runs nowhere, or no process could hear one. */
-const SETTLED: ReadonlySet<AttemptEnd> = new Set([
+export const SETTLED: ReadonlySet<AttemptEnd> = new Set([
   'answered',
   'not-delivered',
   'worker-gone',
@@ -56,8 +56,9 @@ export class CancelDesk {
     const executionId = attempt.record.executionId;
     if (this.#pending.has(executionId) || this.#needless(attempt)) return;
     this.#pending.set(executionId, reason);
-    // The place for every other way a cancel travels (the heartbeat answer's `cancel` list:
-    // `registry.requestCancel(attempt.workerId, executionId, reason)`).
+    // The cancel also travels on the worker's heartbeat answers (its `cancel` list), which reach a
+    // worker whose API port is cut while its heartbeats flow, and outlive the run.
+    this.options.registry.requestCancel(attempt.workerId, executionId, reason);
     void this.#send(attempt, reason).finally(() => this.#pending.delete(executionId));
   }
 

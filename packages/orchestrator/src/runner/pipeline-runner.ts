@@ -20,7 +20,7 @@ import {
   type ModuleError,
 } from './attempt.js';
 import { type AttemptCallsOptions, type CallsEnd, resendNow, sendExecute } from './attempt-calls.js';
-import { CancelDesk } from './cancels.js';
+import { CancelDesk, SETTLED } from './cancels.js';
 import { chainHeights } from './chain-heights.js';
 import { ConcurrencyRules } from './concurrency.js';
 import { createModuleStates, FAILED, type ModuleState, type Phase } from './module-state.js';
@@ -231,7 +231,9 @@ class PipelineRun {
         this.sighted(workerId);
         break;
       case 'registered':
-        this.newStart(workerId);
+        // The same process registering again (the orchestrator restarted, or forgot it) keeps
+        // its attempts; a new process under the id comes as 'replaced' first.
+        this.liftQuarantine(workerId);
         break;
       case 'replaced':
         this.newStart(workerId);
@@ -256,6 +258,11 @@ class PipelineRun {
   /** `workerId` registered (again): a new start of it, or new details; its quarantine ends. */
   private newStart(workerId: string): void {
     this.generations.set(workerId, (this.generations.get(workerId) ?? 0) + 1);
+    this.liftQuarantine(workerId);
+  }
+
+  /** The worker registered again: a quarantine for this run is over. */
+  private liftQuarantine(workerId: string): void {
     if (this.quarantine.registered(workerId)) {
       this.log.info({ workerId }, 'worker registered again: its quarantine for this run is over');
     }
@@ -678,6 +685,13 @@ class PipelineRun {
       case 'failed':
       case 'timed-out':
       case 'cancelled': {
+        if (verdict.kind === 'cancelled' && !this.stopping) {
+          // The run asked for no cancel: the worker gave the module up itself (it fenced itself
+          // when its heartbeats went unacknowledged, or it was shut down). Not the module's
+          // failure: it runs again elsewhere, as a lost attempt.
+          this.lost(attempt, `the worker cancelled it itself: ${verdict.error.message}`);
+          return;
+        }
         this.settle(attempt, 'settled');
         const { error, times } = verdict;
         record.outcome =
@@ -819,6 +833,8 @@ class PipelineRun {
   private ended(attempt: Attempt, end: AttemptEnd): void {
     if (attempt.ended !== undefined) return;
     attempt.ended = end;
+    // It cannot be running any more: its heartbeat answers stop asking for its cancel.
+    if (SETTLED.has(end)) this.options.registry.cancelSettled(attempt.workerId, attempt.record.executionId);
     const state = attempt.module;
     state.unended.delete(attempt);
     this.retire(attempt);

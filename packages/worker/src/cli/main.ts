@@ -4,11 +4,22 @@
  * MPD_* environment variables. Run `mpd-worker --help` for the flags (settings.ts); what they
  * become is options-from-settings.ts. This file holds the process concerns: exit codes,
  * signals and the listening line.
+ *
+ * Exit codes: 0 stopped after a drain or a signal; 1 cannot listen, or a drain failed; 2 an
+ * invalid setting or command line, or a registration the orchestrator refused as invalid (the
+ * same settings would be refused again); 3 replaced: another process registered under this
+ * `--id` (a supervisor should not restart it, or the two would keep replacing each other);
+ * 130 a second signal cancelled the modules still running.
  */
 import { CommanderError } from 'commander';
 import { workerOptions } from './options-from-settings.js';
 import { createCommand, parseSettings, SETTINGS } from './settings.js';
 import { readTlsFiles } from './tls-files.js';
+
+/** The exit code of a worker whose registration the orchestrator refused as invalid: that of an invalid setting. */
+const EXIT_REGISTRATION_REFUSED = 2;
+/** The exit code of a worker another process replaced under its id. */
+const EXIT_REPLACED = 3;
 
 /** What relative paths in the settings are relative to: where `pnpm worker` was run. */
 const baseDir = process.env.INIT_CWD ?? process.cwd();
@@ -74,8 +85,13 @@ async function main(): Promise<void> {
   const advertised = worker.endpoint === worker.url ? '' : ` (the orchestrator calls it at ${worker.endpoint})`;
 
   // Drained by the orchestrator (POST /api/workers/{id}/drain) or by a signal: exit once stopped.
+  // Stopped on its own: refused (2) or replaced (3), with the reason as the last line.
   let exitCode = 0;
-  void worker.stopped.then(() => process.exit(exitCode));
+  void worker.stopped.then((exit) => {
+    if (exit.reason === 'stopped') process.exit(exitCode);
+    process.stderr.write(`mpd-worker: ${exit.message}\n`);
+    process.exit(exit.reason === 'registration-refused' ? EXIT_REGISTRATION_REFUSED : EXIT_REPLACED);
+  });
   let signals = 0;
   const shutdown = (signal: NodeJS.Signals): void => {
     signals++;

@@ -12,6 +12,8 @@ export type ExecuteDecision =
   | { kind: 'busy'; load: number; slots: number }
   /** The worker is draining and takes nothing new. */
   | { kind: 'draining' }
+  /** The worker is fenced (its heartbeats went unacknowledged) and takes nothing new until they are. */
+  | { kind: 'fenced'; message: string }
   /** The loaded pipeline has no such module (or no pipeline is loaded). */
   | { kind: 'unknown-module'; message: string };
 
@@ -42,6 +44,8 @@ export class ModuleExecutor {
   private readonly running = new Map<string, Execution>();
   private readonly finished = new Map<string, { outcome: Promise<ExecutionOutcome>; expiresAt: number }>();
   private draining = false;
+  /** Why the worker is fenced, while it is (see {@link ModuleExecutor.fence}). */
+  private fencedBecause: string | undefined;
 
   constructor(private readonly options: ModuleExecutorOptions) {}
 
@@ -64,11 +68,32 @@ export class ModuleExecutor {
     this.draining = true;
   }
 
+  /**
+   * Cancels every running execution with `reason` and takes no new ones until
+   * {@link ModuleExecutor.unfence}: the worker's heartbeat lease expired, so the orchestrator
+   * has given these modules to others. A repeated executionId still gets its outcome.
+   */
+  fence(reason: string): void {
+    this.fencedBecause = reason;
+    this.cancelAll(reason);
+  }
+
+  /** Takes new executions again (a heartbeat was acknowledged after {@link ModuleExecutor.fence}). */
+  unfence(): void {
+    this.fencedBecause = undefined;
+  }
+
   execute(request: ExecutionRequest): ExecuteDecision {
     this.forgetExpired();
     const existing = this.running.get(request.executionId) ?? this.finished.get(request.executionId);
     if (existing) return { kind: 'joined', outcome: existing.outcome };
     if (this.draining) return { kind: 'draining' };
+    if (this.fencedBecause !== undefined) {
+      return {
+        kind: 'fenced',
+        message: `Worker ${this.options.workerId} takes no new modules until a heartbeat is acknowledged (${this.fencedBecause})`,
+      };
+    }
     const module = this.options.pipeline?.modules.get(request.moduleTypeName);
     if (!module) {
       const pipeline = this.options.pipeline;

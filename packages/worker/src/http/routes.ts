@@ -43,6 +43,8 @@ export function createRoutes(executor: ModuleExecutor, acceptedTokens: () => rea
             );
           case 'draining':
             return errorResponse('WorkerDraining', 'Worker is draining and takes no new modules');
+          case 'fenced':
+            return errorResponse('WorkerDraining', decision.message);
           case 'unknown-module':
             return errorResponse('ModuleNotFound', decision.message);
         }

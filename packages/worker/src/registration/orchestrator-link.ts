@@ -1,17 +1,49 @@
 import { readFileSync } from 'node:fs';
 import { bearerHeader, type OrchestratorClient, MpdClientError } from '@mpd/client';
-import type { WorkerNodeRegistration } from '@mpd/contract';
+import type { ErrorBody, WorkerNodeRegistration } from '@mpd/contract';
 import { longSleep } from '@mpd/contract/timers';
 import { backoffDelay, writeStateFile } from '@mpd/server-kit';
 import type { Logger } from 'pino';
+import { HeartbeatLease } from './heartbeat-lease.js';
+
+/**
+ * The heartbeat timeout a worker fences by when the orchestrator does not say (an older one
+ * without `heartbeatTimeoutSeconds`), in ms: the orchestrator's default `--heartbeat-timeout`.
+ */
+export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 120_000;
+
+/**
+ * How long one heartbeat call may wait for its answer: the heartbeat timeout, as an answer that
+ * comes later cannot renew the lease anyway (and one that comes sooner must not be given up, or
+ * a slow orchestrator's answers would fence a worker it counts as live); but at most 30 s, the
+ * client's usual timeout, so that a call stuck on a dead connection (a partition) does not hold
+ * the next heartbeat back for minutes once the network is back; and at least one interval.
+ */
+function heartbeatCallDeadlineMs(intervalMs: number, timeoutMs: number): number {
+  return Math.max(intervalMs, Math.min(timeoutMs, 30_000));
+}
 
 /** Where the link to the orchestrator stands (Temporal-style explicit lifecycle). */
 export type LinkState =
   | { status: 'idle' }
   | { status: 'registering'; attempt: number; lastError?: string }
-  | { status: 'registered'; heartbeatIntervalMs: number; consecutiveFailures: number; lastError?: string }
+  | {
+      status: 'registered';
+      heartbeatIntervalMs: number;
+      /** The orchestrator's heartbeat timeout: the worker fences itself when nothing was acknowledged for this long. */
+      heartbeatTimeoutMs: number;
+      consecutiveFailures: number;
+      lastError?: string;
+    }
   | { status: 'stopping' }
-  | { status: 'stopped' };
+  | { status: 'stopped' }
+  /** For good: the orchestrator refused the registration as invalid (400); `message` says why. */
+  | { status: 'refused'; message: string }
+  /** For good: another process registered under this id (409 `WorkerReplaced` to a heartbeat). */
+  | { status: 'replaced'; message: string };
+
+/** Why a link ended for good (see {@link LinkStart.onEnded}). */
+export type LinkEnd = Extract<LinkState, { status: 'refused' | 'replaced' }>;
 
 export interface OrchestratorLinkOptions {
   client: OrchestratorClient;
@@ -37,6 +69,16 @@ export interface OrchestratorLinkOptions {
   initialBackoffMs: number;
   /** Longest retry delay (ms). */
   maxBackoffMs: number;
+  /**
+   * This process's incarnation: minted once per process start, sent with every registration and
+   * heartbeat, so that the orchestrator tells this process from a later one under the same id.
+   */
+  incarnation: string;
+  /**
+   * The monotonic clock the heartbeat lease is measured by, in ms (tests inject one).
+   * @default performance.now
+   */
+  now?: () => number;
 }
 
 /** What {@link OrchestratorLink.start} takes: what exists only once the worker serves. */
@@ -45,13 +87,33 @@ export interface LinkStart {
   node: () => WorkerNodeRegistration;
   /** Called when a heartbeat answer says `shouldDrain: true`. */
   onDrainRequested?: () => void;
+  /** Called for each execution a heartbeat answer lists in `cancel`: cancel it as a cancel call would. */
+  onCancelRequested?: (executionId: string, reason: string) => void;
+  /**
+   * Called when no heartbeat has been acknowledged for the orchestrator's heartbeat timeout: the
+   * orchestrator has given this worker's modules to others, so cancel them (with `reason`) and
+   * take no new ones. The link goes on trying to reach the orchestrator.
+   */
+  onFenced?: (reason: string) => void;
+  /** Called when a heartbeat is acknowledged again after {@link LinkStart.onFenced}: take modules again. */
+  onUnfenced?: () => void;
+  /**
+   * Called once when the link ends for good: the orchestrator refused the registration as
+   * invalid (400: the same registration would be refused again), or another process took this
+   * id (409 `WorkerReplaced`: this one must cancel everything and stop). The link neither
+   * unregisters nor drains afterwards: the id is no longer this process's.
+   */
+  onEnded?: (end: LinkEnd) => void;
 }
 
 /**
  * Keeps a worker registered with the orchestrator: registers (retrying with backoff while the
  * orchestrator is down), sends heartbeats at the interval the orchestrator returned, registers
  * again when a heartbeat answers 404 (the orchestrator restarted or declared it lost), and
- * unregisters on {@link OrchestratorLink.stop}.
+ * unregisters on {@link OrchestratorLink.stop}. It holds the heartbeat lease
+ * ({@link HeartbeatLease}): with nothing acknowledged for the heartbeat timeout it fences the
+ * worker ({@link LinkStart.onFenced}). It ends for good on a registration refused as invalid
+ * (400) and on a heartbeat answered 409 `WorkerReplaced` ({@link LinkStart.onEnded}).
  */
 export class OrchestratorLink {
   private current: LinkState = { status: 'idle' };
@@ -60,8 +122,28 @@ export class OrchestratorLink {
   private readonly registeredWaiters = new Set<() => void>();
   /** The credential from the last registration: sent on heartbeats, unregister, drain. */
   private credentialValue: string | undefined;
+  /** What the link reports to; set by {@link OrchestratorLink.start}. */
+  private hooks: LinkStart | undefined;
+  private readonly lease: HeartbeatLease;
+  /** The orchestrator's heartbeat timeout from the last registration answer (ms). */
+  private heartbeatTimeoutMs = DEFAULT_HEARTBEAT_TIMEOUT_MS;
+  private readonly now: () => number;
 
-  constructor(private readonly options: OrchestratorLinkOptions) {}
+  constructor(private readonly options: OrchestratorLinkOptions) {
+    this.now = options.now ?? (() => performance.now());
+    this.lease = new HeartbeatLease({
+      now: this.now,
+      onExpired: (timeoutMs) => {
+        const reason = `fenced: no heartbeat acknowledged for ${timeoutMs / 1000} s (the orchestrator's heartbeat timeout); the orchestrator has given this worker's modules to others`;
+        this.options.logger.warn({ heartbeatTimeoutMs: timeoutMs }, `${reason}; cancelling them, taking no new ones`);
+        this.hooks?.onFenced?.(reason);
+      },
+      onRenewed: () => {
+        this.options.logger.info('a heartbeat was acknowledged again: no longer fenced, taking modules again');
+        this.hooks?.onUnfenced?.();
+      },
+    });
+  }
 
   get state(): LinkState {
     return this.current;
@@ -75,9 +157,18 @@ export class OrchestratorLink {
     return this.credentialValue;
   }
 
+  /**
+   * Whether the worker is fenced: no heartbeat acknowledged for the heartbeat timeout (see
+   * {@link LinkStart.onFenced}).
+   */
+  get fenced(): boolean {
+    return this.lease.state === 'expired';
+  }
+
   /** Starts registering, then heartbeats, in the background (once; later calls do nothing). */
   start(start: LinkStart): void {
     if (this.loop) return;
+    this.hooks = start;
     this.credentialValue = this.readCredentialFile();
     this.loop = this.run(start).catch((error: unknown) => {
       if (!this.stopController.signal.aborted)
@@ -96,9 +187,11 @@ export class OrchestratorLink {
    * `Draining`); best effort: a worker that cannot reach it answers new modules 503 anyway.
    */
   async announceDrain(): Promise<void> {
+    if (this.ended) return; // the id is another process's now
     try {
       await this.options.client.workers.drain({
         params: { workerId: this.options.workerId },
+        query: { incarnation: this.options.incarnation },
         fetchOptions: { signal: AbortSignal.timeout(5_000) },
         extraHeaders: bearerHeader(this.credentialValue),
       });
@@ -110,6 +203,13 @@ export class OrchestratorLink {
   /** Stops heartbeats and unregisters (best effort: a down orchestrator will expire the worker). */
   async stop(): Promise<void> {
     if (this.current.status === 'stopped' || this.current.status === 'stopping') return;
+    this.lease.stop();
+    if (this.ended) {
+      // Ended for good: nothing to unregister (refused), or the id is another process's (replaced).
+      this.stopController.abort();
+      await this.loop;
+      return;
+    }
     const wasRegistered = this.current.status === 'registered';
     this.current = { status: 'stopping' };
     this.stopController.abort();
@@ -118,6 +218,7 @@ export class OrchestratorLink {
       try {
         await this.options.client.workers.unregister({
           params: { workerId: this.options.workerId },
+          query: { incarnation: this.options.incarnation },
           fetchOptions: { signal: AbortSignal.timeout(5_000) },
           extraHeaders: bearerHeader(this.credentialValue),
         });
@@ -162,13 +263,28 @@ export class OrchestratorLink {
     }
   }
 
-  private async run({ node, onDrainRequested }: LinkStart): Promise<void> {
+  /** True once the link ended for good (refused or replaced). */
+  private get ended(): boolean {
+    return this.current.status === 'refused' || this.current.status === 'replaced';
+  }
+
+  private async run({ node }: LinkStart): Promise<void> {
     const signal = this.stopController.signal;
-    while (!signal.aborted) {
+    while (!signal.aborted && !this.ended) {
       const intervalMs = await this.register(node, signal);
-      if (intervalMs === undefined) return;
-      await this.heartbeatUntilLost(intervalMs, signal, onDrainRequested);
+      if (intervalMs === undefined) break;
+      await this.heartbeatUntilLost(intervalMs, signal);
     }
+    if (this.ended) {
+      this.lease.stop();
+      this.hooks?.onEnded?.(this.current as LinkEnd);
+    }
+  }
+
+  /** Ends the link for good (see {@link LinkStart.onEnded}). */
+  private end(status: LinkEnd['status'], message: string): void {
+    this.current = { status, message };
+    this.options.logger.error({ status }, message);
   }
 
   /** Registers, retrying with backoff; undefined when stopped first. */
@@ -177,24 +293,48 @@ export class OrchestratorLink {
     for (let attempt = 0; !signal.aborted; attempt++) {
       this.current = { status: 'registering', attempt, ...(this.lastError ? { lastError: this.lastError } : {}) };
       try {
+        const sentAt = this.now();
         const response = await client.workers.register({
           body: {
             workerNode: { ...node(), currentLoad: this.options.currentLoad() },
             timestamp: new Date().toISOString(),
             ...(this.credentialValue ? { credential: this.credentialValue } : {}),
+            incarnation: this.options.incarnation,
           },
           fetchOptions: { signal },
           extraHeaders: bearerHeader(this.options.joinToken),
         });
+        if (response.status === 400) {
+          // Invalid as sent (a setting, the pipeline's module names): retrying sends the same.
+          this.end('refused', `the orchestrator refused the registration as invalid: ${errorText(response.body)}`);
+          return undefined;
+        }
         if (response.status === 200) {
           const heartbeatIntervalMs = response.body.heartbeatIntervalSeconds * 1000;
+          const { heartbeatTimeoutSeconds } = response.body;
+          this.heartbeatTimeoutMs =
+            heartbeatTimeoutSeconds === undefined ? DEFAULT_HEARTBEAT_TIMEOUT_MS : heartbeatTimeoutSeconds * 1000;
           const previous = this.credentialValue;
           // Set first: the orchestrator may send a module with it as soon as it answered.
           this.credentialValue = response.body.credential;
           if (this.credentialValue !== previous) await this.writeCredentialFile(this.credentialValue);
           this.lastError = undefined;
-          this.current = { status: 'registered', heartbeatIntervalMs, consecutiveFailures: 0 };
-          logger.info({ workerId: response.body.workerId, heartbeatIntervalMs }, 'registered with the orchestrator');
+          this.current = {
+            status: 'registered',
+            heartbeatIntervalMs,
+            heartbeatTimeoutMs: this.heartbeatTimeoutMs,
+            consecutiveFailures: 0,
+          };
+          this.lease.renew(sentAt, this.heartbeatTimeoutMs);
+          logger.info(
+            {
+              workerId: response.body.workerId,
+              incarnation: this.options.incarnation,
+              heartbeatIntervalMs,
+              heartbeatTimeoutMs: this.heartbeatTimeoutMs,
+            },
+            'registered with the orchestrator',
+          );
           for (const resolve of this.registeredWaiters) resolve();
           this.registeredWaiters.clear();
           return heartbeatIntervalMs;
@@ -211,27 +351,37 @@ export class OrchestratorLink {
     return undefined;
   }
 
-  /** Sends heartbeats until the orchestrator no longer knows this worker (404) or the link stops. */
-  private async heartbeatUntilLost(
-    intervalMs: number,
-    signal: AbortSignal,
-    onDrainRequested: LinkStart['onDrainRequested'],
-  ): Promise<void> {
+  /**
+   * Sends heartbeats until the orchestrator no longer knows this worker (404), another process
+   * took its id (409), or the link stops.
+   */
+  private async heartbeatUntilLost(intervalMs: number, signal: AbortSignal): Promise<void> {
     const { client, logger } = this.options;
+    const timeoutMs = this.heartbeatTimeoutMs;
     let failures = 0;
     let wait = intervalMs;
     while (await pause(wait, signal)) {
       try {
+        const sentAt = this.now();
         const response = await client.workers.heartbeat({
           body: {
             workerId: this.options.workerId,
             currentLoad: this.options.currentLoad(),
             timestamp: new Date().toISOString(),
             ...(this.options.executions ? { executions: [...this.options.executions()] } : {}),
+            incarnation: this.options.incarnation,
           },
           fetchOptions: { signal },
+          deadlineMs: heartbeatCallDeadlineMs(intervalMs, timeoutMs),
           extraHeaders: bearerHeader(this.credentialValue),
         });
+        if (response.status === 409 && response.body.code === 'WorkerReplaced') {
+          this.end(
+            'replaced',
+            `another process registered as worker '${this.options.workerId}' (${response.body.errorMessage}); this one cancels its modules and stops`,
+          );
+          return;
+        }
         if (response.status === 404 || response.status === 401 || response.status === 403) {
           logger.warn(
             { status: response.status },
@@ -243,8 +393,17 @@ export class OrchestratorLink {
           if (failures > 0) logger.info({ failures }, 'heartbeats reach the orchestrator again');
           failures = 0;
           wait = intervalMs;
-          this.current = { status: 'registered', heartbeatIntervalMs: intervalMs, consecutiveFailures: 0 };
-          if (response.body.shouldDrain) onDrainRequested?.();
+          this.current = {
+            status: 'registered',
+            heartbeatIntervalMs: intervalMs,
+            heartbeatTimeoutMs: timeoutMs,
+            consecutiveFailures: 0,
+          };
+          this.lease.renew(sentAt, timeoutMs);
+          for (const { executionId, reason } of response.body.cancel ?? []) {
+            this.hooks?.onCancelRequested?.(executionId, reason);
+          }
+          if (response.body.shouldDrain) this.hooks?.onDrainRequested?.();
           continue;
         }
         this.lastError = `heartbeat answered ${response.status}`;
@@ -257,6 +416,7 @@ export class OrchestratorLink {
       this.current = {
         status: 'registered',
         heartbeatIntervalMs: intervalMs,
+        heartbeatTimeoutMs: timeoutMs,
         consecutiveFailures: failures,
         lastError: this.lastError!,
       };
@@ -277,6 +437,11 @@ export class OrchestratorLink {
  */
 function pause(ms: number, signal: AbortSignal): Promise<boolean> {
   return longSleep(ms, signal);
+}
+
+/** An error answer as one line: its status code and message (`ValidationFailed: body.workerNode.id: …`). */
+function errorText(body: ErrorBody): string {
+  return `${body.code ?? 'error'}: ${body.errorMessage}`;
 }
 
 function describe(error: unknown): string {
