@@ -61,6 +61,9 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     defaultTimeoutMs: resolved.defaultTimeoutMs,
     workingDirectory: resolved.workingDirectory,
     completedRetentionMs: resolved.completedRetentionMs,
+    isolation: resolved.isolation,
+    killGraceMs: resolved.killGraceMs,
+    moduleHeapLimitMb: resolved.moduleHeapLimitMb,
     logger: logger.child({ workerId: id }),
   });
   const client = resolved.orchestratorUrl
@@ -90,7 +93,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     validateResponses: resolved.validateResponses,
   });
   const { server, port } = await serve(app, resolved).catch(async (error: unknown) => {
-    await client?.close();
+    await Promise.all([client?.close(), executor.close('the worker could not start')]);
     throw error;
   });
   const wildcard = host === '0.0.0.0' || host === '::';

@@ -5,7 +5,8 @@ import { createSecretMasker } from '@mpd/server-kit';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ExecutionCancelledError, ModuleTimeoutError, WorkerError } from '../errors.js';
-import { type ExecutionRequest, safeString, serialise, startExecution, toOutcome } from './execution.js';
+import { type ExecutionRequest, startExecution, toOutcome } from './execution.js';
+import { safeString, serialise } from './values-as-text.js';
 
 afterEach(() => {
   vi.useRealTimers();
