@@ -259,6 +259,20 @@ describe('modules in module hosts', () => {
     expect(running(host!)).toBe(false);
   });
 
+  it("a host that cannot load the worker's pipeline (the file changed since): the module fails, naming why", async () => {
+    const outcome = await run(
+      executor({ pipeline: { ...pipeline, fingerprint: 'sha256:the-worker-loaded-another' } }),
+      'echo',
+    );
+    expect(outcome).toMatchObject({ status: 500, body: { failureKind: 'Error' } });
+    expect(outcome.body).toHaveProperty(
+      'errorMessage',
+      expect.stringMatching(
+        /^Module 'echo' could not run: no module host could start: Pipeline file .*host-faults\.pipeline\.ts changed since the worker loaded it .*: restart the worker$/,
+      ),
+    );
+  });
+
   it('close stops every host and every process of their groups, idle or running', async () => {
     writeFileSync(ledgerFile, '');
     const on = executor();

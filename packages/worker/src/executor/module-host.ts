@@ -100,6 +100,7 @@ export class ModuleHost {
   private readonly stderrTail: string[] = [];
   private stopping: Promise<GroupStop> | undefined;
   private hasExited = false;
+  private isReady = false;
 
   constructor(private readonly options: ModuleHostOptions) {
     this.child = fork(HOST_MAIN, [], {
@@ -137,6 +138,7 @@ export class ModuleHost {
     this.child.on('message', (message: FromHost) => {
       switch (message.type) {
         case 'ready':
+          this.isReady = true;
           readyResolve();
           return;
         case 'init-failed':
@@ -148,7 +150,11 @@ export class ModuleHost {
         case 'done':
         case 'crash': {
           if (this.running === undefined || message.executionId !== this.running.executionId) {
-            if (message.type === 'crash') {
+            if (message.type === 'crash' && !this.isReady) {
+              readyReject(
+                new Error(`the module host ${message.what} while loading the pipeline: ${message.thrown.message}`),
+              );
+            } else if (message.type === 'crash') {
               // An error escaped code an earlier module left running: the host exits; the pool replaces it.
               this.options.logger.warn(
                 { hostPid: this.pid, error: message.thrown.type },
