@@ -47,9 +47,10 @@ export interface RunningWorker {
 }
 
 /**
- * Starts a worker: its HTTP server (HTTPS with `tls`), and its registration with the
- * orchestrator. On a non-loopback address it warns (logger `warn`) about plain HTTP and about
- * serving without any token.
+ * Starts a worker: its HTTP server (HTTPS with `tls`), its module hosts (with `isolation:
+ * 'process'`), and its registration with the orchestrator, once the hosts are up (it resolves
+ * then). On a non-loopback address it warns (logger `warn`) about plain HTTP and about serving
+ * without any token.
  */
 export async function startWorker(options: WorkerOptions = {}): Promise<RunningWorker> {
   const resolved = resolveWorkerOptions(options);
@@ -130,6 +131,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
       await closeGracefully(server);
     },
   });
+  // Registered once the module hosts are up, so that the first modules sent do not wait for them.
+  await executor.ready();
   link?.start({ node, onDrainRequested: () => void lifecycle.drain() });
 
   return {

@@ -46,12 +46,13 @@ async function runHosted(
   controller: AbortController,
   settle: (outcome: ExecutionOutcome) => void,
 ): Promise<void> {
-  const frame = beginExecution(module, request, options, controller);
   const { signal } = controller;
   let host: ModuleHost;
   try {
+    // Usually at once: the pool's hosts are started ahead. The module's clock starts once it has one.
     host = await options.pool.acquire(signal);
   } catch (error) {
+    const frame = beginExecution(module, request, options, controller);
     settle(
       frame.end({
         ok: false,
@@ -60,6 +61,13 @@ async function runHosted(
           : new Error(`Module '${module.name}' could not run: no module host could start: ${(error as Error).message}`),
       }),
     );
+    return;
+  }
+  const frame = beginExecution(module, request, options, controller);
+  if (signal.aborted) {
+    // Cancelled as the host came: it never ran anything of this module.
+    options.pool.release(host);
+    settle(frame.end({ ok: false, error: signal.reason }));
     return;
   }
   const aborted = new Promise<{ type: 'aborted' }>((resolve) => {

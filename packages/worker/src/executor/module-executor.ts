@@ -91,6 +91,14 @@ export class ModuleExecutor {
     return this.options.slots;
   }
 
+  /**
+   * Resolves once the module hosts started with the executor are ready (or failed to start, which
+   * their executions will report); at once without module hosts.
+   */
+  ready(): Promise<void> {
+    return this.pool?.started ?? Promise.resolve();
+  }
+
   /** Stop taking new executions (running ones go on). */
   drain(): void {
     this.draining = true;

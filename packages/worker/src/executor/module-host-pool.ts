@@ -28,8 +28,16 @@ export class ModuleHostPool {
   private failedStarts = 0;
   private closed = false;
 
+  /**
+   * Resolves once each of the hosts started with the pool is ready or failed to start: a worker
+   * registers after it, so that its first modules do not wait for a process start.
+   */
+  readonly started: Promise<void>;
+
   constructor(private readonly options: ModuleHostPoolOptions) {
-    for (let index = 0; index < options.size; index++) this.startHost();
+    const first: Promise<void>[] = [];
+    for (let index = 0; index < options.size; index++) first.push(this.startHost().ready.catch(() => undefined));
+    this.started = Promise.all(first).then(() => undefined);
   }
 
   /** Hosts started and not retired (ready, running or starting). */
@@ -111,7 +119,7 @@ export class ModuleHostPool {
     await Promise.all([...this.stops]);
   }
 
-  private startHost(): void {
+  private startHost(): ModuleHost {
     const { size: _size, ...hostOptions } = this.options;
     const host = new ModuleHost(hostOptions);
     this.hosts.add(host);
@@ -140,5 +148,6 @@ export class ModuleHostPool {
     void host.exited.then(() => {
       if (this.idle.includes(host)) void this.retire(host);
     });
+    return host;
   }
 }
