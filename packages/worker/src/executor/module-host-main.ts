@@ -17,7 +17,7 @@ import { loadPipelineFile, type ModuleLogger, type Pipeline } from '@mpd/pipelin
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
 import type { FromHost, HostLogLine, ToHost } from './host-protocol.js';
 import { createModuleContext, ensureWorkingDirectory } from './module-context.js';
-import { childrenOf, groupMembers, signalGroup } from './process-group.js';
+import { childrenOf, groupMembers, ownChildCounter, signalGroup } from './process-group.js';
 import { describeThrown, safeString, serialise } from './values-as-text.js';
 
 if (!process.send) {
@@ -34,6 +34,7 @@ let crashed = false;
 let terminating = false;
 /** Set when the worker is gone: the host stops its group, then exits. */
 let orphaned = false;
+const childCount = ownChildCounter();
 
 /**
  * Sends a message to the worker; `then` runs once it is written (or could not be).
@@ -41,7 +42,8 @@ let orphaned = false;
  */
 function send(message: FromHost, then?: () => void): void {
   try {
-    process.send!(message, undefined, {}, () => then?.());
+    if (then) process.send!(message, undefined, {}, () => then());
+    else process.send!(message);
   } catch (error) {
     if (process.connected) throw error;
     then?.(); // the channel is closed: the worker is gone
@@ -123,7 +125,7 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
   await new Promise((resolve) => setImmediate(resolve));
   if (crashed) return;
   current = undefined;
-  const done: FromHost = { type: 'done', executionId, leftoverChildren: childrenOf(process.pid).length, ...end };
+  const done: FromHost = { type: 'done', executionId, leftoverChildren: childCount(), ...end };
   // A cancelled or timed-out host is not reused: the worker is stopping its group.
   if (controller.signal.aborted || terminating) exitAfter(done, 0);
   else send(done);

@@ -111,9 +111,9 @@ export class ModuleHost {
       serialization: 'json',
     });
     this.pid = this.child.pid ?? -1;
-    // Hosts never keep the worker's process alive: it stops them, and they stop when it is gone.
+    // An idle host does not keep the worker's process alive (it stops when the worker is gone);
+    // one that is starting or running a module does, like any pending work (see keepAlive).
     this.child.unref();
-    this.child.channel?.unref();
     for (const stream of ['stdout', 'stderr'] as const) this.readLines(stream);
 
     let readyResolve!: () => void;
@@ -139,6 +139,7 @@ export class ModuleHost {
       switch (message.type) {
         case 'ready':
           this.isReady = true;
+          this.keepAlive(false);
           readyResolve();
           return;
         case 'init-failed':
@@ -165,6 +166,7 @@ export class ModuleHost {
           }
           const running = this.running;
           this.running = undefined;
+          this.keepAlive(false);
           running.end(message);
           return;
         }
@@ -201,6 +203,7 @@ export class ModuleHost {
         return;
       }
       this.running = { executionId: message.executionId, end };
+      this.keepAlive(true);
       this.send(message);
     });
   }
@@ -221,6 +224,13 @@ export class ModuleHost {
       await this.exited;
       return stopped;
     })());
+  }
+
+  /** Whether the IPC channel keeps the worker's event loop alive: while the host starts or runs a module. */
+  private keepAlive(on: boolean): void {
+    const channel = this.child.channel as { ref(): void; unref(): void } | null | undefined;
+    if (on) channel?.ref();
+    else channel?.unref();
   }
 
   private send(message: ToHost): void {

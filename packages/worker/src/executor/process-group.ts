@@ -4,7 +4,7 @@
  * unless they leave on purpose (`setsid`, `detached: true`), so signalling the group reaches
  * children and grandchildren, also those whose parent already exited.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Whether this machine has a Linux `/proc` to list a group's processes from. */
@@ -70,11 +70,36 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
 /** The pids of `pid`'s direct children, from `/proc` (Linux); [] where that cannot be read. */
 export function childrenOf(pid: number): number[] {
   try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'latin1').split(' ').filter(Boolean).map(Number);
+    return parsePids(readFileSync(`/proc/${pid}/task/${pid}/children`, 'latin1'));
   } catch {
     return [];
   }
 }
+
+/**
+ * How many direct children this process has, read again at each call from a `/proc` file kept
+ * open (one `pread`, about a tenth of opening it each time: a module host asks after every
+ * module); 0 where there is no `/proc`.
+ */
+export function ownChildCounter(): () => number {
+  let fd: number;
+  try {
+    fd = openSync(`/proc/${process.pid}/task/${process.pid}/children`, 'r');
+  } catch {
+    return () => 0;
+  }
+  const buffer = Buffer.alloc(4_096);
+  return () => {
+    try {
+      // A list longer than the buffer still shows at least one pid.
+      return parsePids(buffer.toString('latin1', 0, readSync(fd, buffer, 0, buffer.length, 0))).length;
+    } catch {
+      return 0;
+    }
+  };
+}
+
+const parsePids = (text: string): number[] => text.split(' ').filter(Boolean).map(Number);
 
 /** How {@link stopProcessGroup} ended. */
 export type GroupStop =
