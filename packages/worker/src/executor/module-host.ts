@@ -219,6 +219,7 @@ export class ModuleHost {
    */
   stop(graceMs: number): Promise<GroupStop> {
     return (this.stopping ??= (async () => {
+      if (this.pid <= 0) return 'terminated'; // it never started (spawn failed)
       const stopped = await stopProcessGroup(this.pid, graceMs);
       // The host is our child: its exit is known once it is reaped, just after its group is gone.
       await this.exited;

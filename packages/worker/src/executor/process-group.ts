@@ -47,6 +47,7 @@ export function groupMembers(pgid: number): number[] | undefined {
 
 /** Whether any process of group `pgid` still runs (`kill(-pgid, 0)` where there is no `/proc`). */
 export function groupAlive(pgid: number): boolean {
+  if (!Number.isInteger(pgid) || pgid <= 1) return false;
   const members = groupMembers(pgid);
   if (members) return members.length > 0;
   try {
@@ -59,6 +60,8 @@ export function groupAlive(pgid: number): boolean {
 
 /** Sends `signal` to every process of group `pgid`; false when the group has none left. */
 export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
+  // Never 0, 1 or below: `kill(-1)` signals every process we may signal, `kill(0)` our own group.
+  if (!Number.isInteger(pgid) || pgid <= 1) return false;
   try {
     process.kill(-pgid, signal);
     return true;
