@@ -61,9 +61,10 @@ export interface RunningWorker {
 }
 
 /**
- * Starts a worker: its HTTP server (HTTPS with `tls`), and its registration with the
- * orchestrator. On a non-loopback address it warns (logger `warn`) about plain HTTP and about
- * serving without any token.
+ * Starts a worker: its HTTP server (HTTPS with `tls`), its module hosts (with `isolation:
+ * 'process'`), and its registration with the orchestrator, once the hosts are up (it resolves
+ * then). On a non-loopback address it warns (logger `warn`) about plain HTTP and about serving
+ * without any token.
  */
 export async function startWorker(options: WorkerOptions = {}): Promise<RunningWorker> {
   const resolved = resolveWorkerOptions(options);
@@ -78,6 +79,9 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     workingDirectory: resolved.workingDirectory,
     completedRetentionMs: resolved.completedRetentionMs,
     maxResultBytes: resolved.maxResultBytes,
+    isolation: resolved.isolation,
+    killGraceMs: resolved.killGraceMs,
+    moduleHeapLimitMb: resolved.moduleHeapLimitMb,
     logger: logger.child({ workerId: id }),
   });
   const client = resolved.orchestratorUrl
@@ -109,7 +113,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     validateResponses: resolved.validateResponses,
   });
   const { server, port } = await serve(app, resolved).catch(async (error: unknown) => {
-    await client?.close();
+    await Promise.all([client?.close(), executor.close('the worker could not start')]);
     throw error;
   });
   const wildcard = host === '0.0.0.0' || host === '::';
@@ -147,6 +151,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
       await closeGracefully(server);
     },
   });
+  // Registered once the module hosts are up, so that the first modules sent do not wait for them.
+  await executor.ready();
   link?.start({
     node,
     onDrainRequested: () => void lifecycle.drain(),

@@ -136,9 +136,10 @@ export class WorkerLifecycle {
       graceOver.abort();
       if (first !== 'idle') {
         logger.warn({ running: executor.load }, 'shutdown grace period over; cancelling running modules');
-        executor.cancelAll('worker shutting down');
-        await Promise.race([idle, new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
       }
+      // Cancels what still runs and stops the module hosts: resolves once no process of any
+      // module runs (in-process modules that ignore their signal: after 5 s at most).
+      await executor.close('worker shutting down');
       await link?.stop();
       await this.parts.close();
       this.current = 'stopped';
