@@ -31,7 +31,7 @@ export interface RunningWorker {
         readonly state: LinkState;
         /** The credential from the last registration (see `OrchestratorLink.credential`). */
         readonly credential: string | undefined;
-        /** Whether the worker is fenced: no heartbeat acknowledged for the orchestrator's heartbeat timeout. */
+        /** Whether the worker is fenced: no heartbeat acknowledged by its lease's renew deadline (see `fenceLeadMs`). */
         readonly fenced: boolean;
         registered(): Promise<void>;
       }
@@ -102,6 +102,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
         initialBackoffMs: resolved.initialBackoffMs,
         maxBackoffMs: resolved.maxBackoffMs,
         incarnation,
+        killGraceMs: resolved.killGraceMs,
       })
     : undefined;
   const app = createApp({
@@ -159,6 +160,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     onCancelRequested: (executionId, reason) => executor.cancel(executionId, reason),
     onFenced: (reason) => lifecycle.fence(reason),
     onUnfenced: () => lifecycle.unfence(),
+    onLeaseRenewed: (endsInMs) => executor.renewLease(endsInMs),
     onEnded: (end) => void lifecycle.end(end, resolved.shutdownGraceMs),
   });
 

@@ -8,9 +8,10 @@ export type WorkerState =
   /** Takes modules. */
   | 'running'
   /**
-   * Fenced: no heartbeat acknowledged for the orchestrator's heartbeat timeout, so the
-   * orchestrator has given its modules to others; it cancelled them and takes no new ones until
-   * a heartbeat is acknowledged again (then `running`).
+   * Fenced: no heartbeat acknowledged by its lease's renew deadline (the orchestrator's
+   * heartbeat timeout less the fence lead), so the orchestrator gives its modules to others when
+   * the lease ends; it cancelled them and takes no new ones until a heartbeat is acknowledged
+   * again (then `running`).
    */
   | 'fenced'
   /** Takes no new modules; finishes the running ones, then stops. */

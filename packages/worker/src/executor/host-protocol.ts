@@ -55,3 +55,20 @@ export type FromHost =
    * any.
    */
   | { type: 'crash'; executionId: string | undefined; what: string; thrown: ThrownDescription };
+
+/**
+ * The file descriptor, in a module host, of its **lease channel**: a pipe the worker writes the
+ * host's lease to, read by a thread of the host's own (`module-host-lease.ts`) rather than by the
+ * host's main thread, which a module may block (`execSync`) for as long as it likes. Not the IPC
+ * channel for that reason.
+ */
+export const LEASE_FD = 4;
+
+/**
+ * One line on the lease channel: when the host's lease ends, in ms on `monotonicNow()`'s clock
+ * (shared by every process of the machine), or `-` for no lease (an idle host, or a worker
+ * without an orchestrator). A host whose lease ends kills its process group, itself included.
+ */
+export function leaseLine(endsAt: number | undefined): string {
+  return endsAt === undefined ? '-\n' : `${endsAt}\n`;
+}

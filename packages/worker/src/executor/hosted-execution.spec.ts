@@ -14,6 +14,7 @@ import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ExecutionOutcome, ExecutionRequest } from './execution.js';
 import { ModuleExecutor, type ModuleExecutorOptions } from './module-executor.js';
+import { groupMembers } from './process-group.js';
 
 const FIXTURE = fileURLToPath(new URL('../../test/fixtures/host-faults.pipeline.ts', import.meta.url));
 const SECRET = 'hunter22-the-secret';
@@ -125,6 +126,14 @@ async function stubbornPids(): Promise<number[]> {
   return pids;
 }
 
+/** The pids a module wrote to the ledger after its name (its host's first), from its last line. */
+function ledgerPids(module: string): number[] {
+  const line = readFileSync(ledgerFile, 'utf8')
+    .split('\n')
+    .findLast((candidate) => candidate.startsWith(`${module} `));
+  return line?.split(' ').slice(1).map(Number) ?? [];
+}
+
 describe('modules in module hosts', () => {
   it('runs a module in a host process with its context, masks what it logs or prints, and reuses the host', async () => {
     const on = executor();
@@ -227,9 +236,10 @@ describe('modules in module hosts', () => {
       expect(on.cancel(sent.executionId, 'test')).toBe(true);
       let answeredAt = 0;
       void outcome.then(() => (answeredAt = performance.now()));
-      // SIGTERM was sent at once; bash and sleep ignore it, so the slot stays taken.
+      // SIGTERM was sent at once; bash and sleep ignore it, so the slot stays taken. The host,
+      // done with its module, stays as long as they run: its lease watchdog watches them.
       await new Promise((resolve) => setTimeout(resolve, 500));
-      expect(pids.filter(running)).toEqual(pids.slice(1));
+      expect(pids.filter(running)).toEqual(pids);
       expect(answeredAt).toBe(0);
       expect(on.load).toBe(1);
       expect(await outcome).toMatchObject({
@@ -242,6 +252,57 @@ describe('modules in module hosts', () => {
     },
     30_000,
   );
+
+  it('a host whose lease ends kills its whole group at once, though its module blocks its event loop', async () => {
+    writeFileSync(ledgerFile, '');
+    const on = executor();
+    on.renewLease(60_000);
+    // Renewed well before each end, the lease never ends: the renewals reach the host's watchdog
+    // while its main thread is blocked (2 s here, with leases of 0.8 s).
+    const renewing = setInterval(() => on.renewLease(800), 200);
+    try {
+      expect(resultOf(await run(on, 'busy', { params: { seconds: 2 } }))).toBe('done');
+    } finally {
+      clearInterval(renewing);
+    }
+    // Not renewed any more (a frozen or stalled worker): the group goes when the lease ends.
+    on.renewLease(60_000);
+    const outcome = run(on, 'blocking-tree');
+    let pids: number[] = [];
+    await expect
+      .poll(() => (pids = ledgerPids('blocking-tree')).length, { timeout: 15_000, interval: 20 })
+      .toBe(2);
+    const leaseSetAt = performance.now();
+    on.renewLease(1_500);
+    const answer = await outcome;
+    const answeredAfterMs = performance.now() - leaseSetAt;
+    expect(answer).toMatchObject({ status: 500, body: { failureKind: 'Error' } });
+    expect(answer.body).toHaveProperty(
+      'errorMessage',
+      expect.stringMatching(/^Module 'blocking-tree' ended abnormally: its worker's lease ended while it ran/),
+    );
+    expect(answeredAfterMs).toBeGreaterThanOrEqual(1_400);
+    expect(answeredAfterMs).toBeLessThan(1_500 + 1_000); // SIGKILL at the end: no kill grace
+    expect(pids.filter(running)).toEqual([]);
+    expect(groupMembers(pids[0]!)).toEqual([]); // the blocking sleep too
+  }, 30_000);
+
+  it('no kill grace runs past the lease: a cancelled group whose processes ignore SIGTERM gets SIGKILL when the lease ends', async () => {
+    writeFileSync(ledgerFile, '');
+    const on = executor({ killGraceMs: 20_000 });
+    on.renewLease(60_000);
+    const sent = request('stubborn');
+    const outcome = start(on, sent);
+    const pids = await stubbornPids();
+    on.renewLease(1_500);
+    const cancelled = performance.now();
+    on.cancel(sent.executionId, 'test');
+    expect(await outcome).toMatchObject({ status: 500, body: { failureKind: 'Cancelled' } });
+    const stoppedAfterMs = performance.now() - cancelled;
+    expect(stoppedAfterMs).toBeGreaterThanOrEqual(1_300);
+    expect(stoppedAfterMs).toBeLessThan(5_000); // not the 20 s kill grace
+    expect(pids.filter(running)).toEqual([]);
+  }, 30_000);
 
   it('a timed-out module: its process group is stopped before the TimedOut answer', async () => {
     writeFileSync(ledgerFile, '');

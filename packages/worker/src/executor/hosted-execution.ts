@@ -24,6 +24,9 @@ export interface HostedExecutionOptions extends ExecutionOptions {
 /** Node's words when V8 gives up on a full heap (`FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory`). */
 const OUT_OF_MEMORY = /heap out of memory|Reached heap limit|Allocation failed/i;
 
+/** What a host's lease watchdog writes before it kills the host's group (`module-host-lease.ts`). */
+const LEASE_ENDED = /its lease ended/;
+
 /**
  * Starts one execution of `module` in a module host of `options.pool` (`isolation: 'process'`):
  * the worker arms its timeout and masks its lines; the host runs it. A cancel or a timeout
@@ -156,7 +159,10 @@ export function describeHostEnd(
   }
   const stderr = ended.stderrTail.join('\n');
   let how: string;
-  if (OUT_OF_MEMORY.test(stderr)) {
+  if (LEASE_ENDED.test(stderr)) {
+    how =
+      "its worker's lease ended while it ran (the worker did not renew it in time: frozen, stalled or cut off from the orchestrator), so its module host killed its process group";
+  } else if (OUT_OF_MEMORY.test(stderr)) {
     const limit =
       heapLimitMb === undefined
         ? "Node's default heap limit; set one with --module-heap-limit"

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { type Execution, type ExecutionOutcome, type ExecutionRequest, startExecution } from './execution.js';
 import { startHostedExecution } from './hosted-execution.js';
 import { ModuleHostPool } from './module-host-pool.js';
+import { monotonicNow } from './process-group.js';
 
 /** What {@link ModuleExecutor.execute} did with a request. */
 export type ExecuteDecision =
@@ -123,6 +124,18 @@ export class ModuleExecutor {
   fence(reason: string): void {
     this.fencedBecause = reason;
     this.cancelAll(reason);
+  }
+
+  /**
+   * The worker's heartbeat lease was renewed: it now ends in `endsInMs`. Every module host that
+   * runs a module (or is being stopped) holds this lease, and so does each host given a module
+   * later; a host whose lease ends kills its process group at once, and no kill grace runs past
+   * it (see `ModuleHostPool.renewLease`). So a worker that stops renewing — frozen, stalled, cut
+   * off — has no module process left once the orchestrator may run its modules elsewhere. Nothing
+   * to do with `isolation: 'none'`: nothing but the worker's own process could stop its modules.
+   */
+  renewLease(endsInMs: number): void {
+    this.pool?.renewLease(monotonicNow() + endsInMs);
   }
 
   /** Takes new executions again (a heartbeat was acknowledged after {@link ModuleExecutor.fence}). */

@@ -9,14 +9,20 @@
  * - An error that escapes the module (unhandled rejection, uncaught exception) is reported as a
  *   crash and the host exits: its state cannot be trusted any more.
  * - SIGTERM (the worker stopping the group) aborts the running module's signal; the host exits
- *   once the module settled (at once when idle). The worker sends SIGKILL after its kill grace.
+ *   once the module settled and no other process of its group runs (at once when idle and
+ *   alone): it stays while they do, so that its lease watchdog goes on watching them. The worker
+ *   sends SIGKILL after its kill grace.
  * - When the IPC channel closes (the worker exited or was killed), the host stops its own group
  *   the same way, so that nothing a module started outlives the worker.
+ * - When its lease ends (the worker did not renew it: frozen, stalled, or fenced and not done
+ *   stopping the group in time), a thread of the host kills the whole group at once
+ *   (`module-host-lease.ts`), whatever the main thread is doing.
  */
 import { loadPipelineFile, type ModuleLogger, type Pipeline } from '@mpd/pipeline';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
 import type { FromHost, HostLogLine, ToHost } from './host-protocol.js';
 import { createModuleContext, ensureWorkingDirectory } from './module-context.js';
+import { startLeaseWatchdog } from './module-host-lease.js';
 import { childrenOf, groupMembers, ownChildCounter, signalGroup } from './process-group.js';
 import { checkedResult } from './result-limits.js';
 import { describeThrown, safeString, serialise } from './values-as-text.js';
@@ -33,9 +39,12 @@ let current: { executionId: string; controller: AbortController } | undefined;
 let crashed = false;
 /** Set by SIGTERM: the host exits once the running module settled. */
 let terminating = false;
+/** Set once the host is about to exit (see {@link exitWhenAlone}). */
+let leaving = false;
 /** Set when the worker is gone: the host stops its group, then exits. */
 let orphaned = false;
 const childCount = ownChildCounter();
+startLeaseWatchdog();
 
 /**
  * Sends a message to the worker; `then` runs once it is written (or could not be).
@@ -52,13 +61,37 @@ function send(message: FromHost, then?: () => void): void {
 }
 
 /**
- * Exits once what was sent is written (or after a second, whatever happens); an orphaned host
- * exits once its group is stopped instead ({@link stopOwnGroup}).
+ * Exits once what was sent is written (or after a second, whatever happens) and no other process
+ * of the group runs ({@link exitWhenAlone}); an orphaned host exits once its group is stopped
+ * instead ({@link stopOwnGroup}).
  */
 function exitAfter(message: FromHost, code: number): void {
   if (orphaned) return;
-  setTimeout(() => process.exit(code), 1_000);
-  send(message, () => process.exit(code));
+  const timer = setTimeout(() => exitWhenAlone(code), 1_000);
+  send(message, () => {
+    clearTimeout(timer);
+    exitWhenAlone(code);
+  });
+}
+
+/** How often a host that is done checks whether the rest of its group is gone (ms). */
+const ALONE_POLL_MS = 50;
+
+/**
+ * Exits once no other process of the host's group runs: processes a cancelled module started
+ * may ignore SIGTERM until the worker's SIGKILL, and meanwhile the host's lease watchdog must go
+ * on watching them (were the worker frozen now, they would otherwise run past the lease).
+ * Where there is no `/proc`, at once.
+ */
+function exitWhenAlone(code: number): void {
+  if (leaving) return;
+  leaving = true;
+  const poll = (): void => {
+    const others = (groupMembers(process.pid) ?? []).filter((pid) => pid !== process.pid);
+    if (others.length === 0) process.exit(code);
+    setTimeout(poll, ALONE_POLL_MS);
+  };
+  poll();
 }
 
 function logger(executionId: string): ModuleLogger {
@@ -163,7 +196,10 @@ process.on('uncaughtException', (error) => crash('threw an uncaught exception', 
 process.on('SIGTERM', () => {
   if (orphaned) return; // this process sent it to its own group
   terminating = true;
-  if (!current) process.exit(0);
+  if (!current) {
+    exitWhenAlone(0);
+    return;
+  }
   current.controller.abort(new ExecutionCancelledError('Execution cancelled: the module host got SIGTERM'));
 });
 process.on('disconnect', stopOwnGroup);

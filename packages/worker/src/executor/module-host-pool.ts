@@ -19,6 +19,10 @@ const START_RETRY_MS = { initial: 1_000, max: 30_000 };
  * Piscina's pools work the same way). A host that ended its execution cleanly goes back to the
  * pool; one that was cancelled, timed out, crashed or left processes behind is retired: its
  * process group is stopped, and a fresh host is started in its place.
+ *
+ * Each host handed out for an execution holds the worker's lease (see
+ * {@link ModuleHostPool.renewLease}) until it is back in the pool or its group is stopped: a
+ * host whose lease ends kills its group, and no kill grace runs past the lease's end.
  */
 export class ModuleHostPool {
   private readonly idle: ModuleHost[] = [];
@@ -27,6 +31,10 @@ export class ModuleHostPool {
   private readonly stops = new Set<Promise<GroupStop>>();
   private failedStarts = 0;
   private closed = false;
+  /** When the worker's lease ends (ms on `monotonicNow()`'s clock); undefined while it has none. */
+  private leaseEnd: number | undefined;
+  /** The hosts that hold the lease: handed out for an execution, not yet back or stopped. */
+  private readonly leased = new Set<ModuleHost>();
 
   /**
    * Resolves once each of the hosts started with the pool is ready or failed to start: a worker
@@ -54,12 +62,12 @@ export class ModuleHostPool {
     if (this.closed) return Promise.reject(new Error('The worker is stopping: no module host takes new modules'));
     // The most recently used host first: its code is warm.
     const host = this.idle.pop();
-    if (host) return Promise.resolve(host);
+    if (host) return Promise.resolve(this.handOut(host));
     return new Promise<ModuleHost>((resolve, reject) => {
       const waiter = {
         resolve: (ready: ModuleHost) => {
           signal.removeEventListener('abort', onAbort);
-          resolve(ready);
+          resolve(this.handOut(ready));
         },
         reject: (error: unknown) => {
           signal.removeEventListener('abort', onAbort);
@@ -79,28 +87,52 @@ export class ModuleHostPool {
     });
   }
 
+  /**
+   * The worker's lease now ends at `endsAt` (ms on `monotonicNow()`'s clock; undefined: it has
+   * none): every host running a module, or being stopped, is told at once, and so is each host
+   * handed out later. The worker calls it each time its heartbeat lease is renewed, and only then.
+   */
+  renewLease(endsAt: number | undefined): void {
+    this.leaseEnd = endsAt;
+    for (const host of this.leased) host.lease(endsAt);
+  }
+
+  /** A host leaves the pool for an execution: it holds the lease from now on. */
+  private handOut(host: ModuleHost): ModuleHost {
+    this.leased.add(host);
+    host.lease(this.leaseEnd);
+    return host;
+  }
+
   /** Gives back a host whose execution ended cleanly: the next execution gets it. */
   release(host: ModuleHost): void {
     if (this.closed || !host.usable) {
       void this.retire(host);
       return;
     }
+    // Idle, it runs nothing that must stop with the lease.
+    this.leased.delete(host);
+    host.lease(undefined);
     const waiter = this.waiting.shift();
     if (waiter) waiter.resolve(host);
     else this.idle.push(host);
   }
 
   /**
-   * Stops a host and every process of its group (SIGTERM, SIGKILL after the kill grace) and
-   * starts a fresh one in its place. Resolves once none of the group's processes runs.
+   * Stops a host and every process of its group (SIGTERM, SIGKILL after the kill grace, or at the
+   * end of the worker's lease if that comes first: the lease as it is then, renewals included)
+   * and starts a fresh one in its place. Resolves once none of the group's processes runs.
    */
   retire(host: ModuleHost): Promise<GroupStop> {
     const index = this.idle.indexOf(host);
     if (index >= 0) this.idle.splice(index, 1);
     const wasMember = this.hosts.delete(host);
-    const stopping = host.stop(this.options.killGraceMs);
+    const stopping = host.stop(this.options.killGraceMs, () => (this.leased.has(host) ? this.leaseEnd : undefined));
     this.stops.add(stopping);
-    void stopping.finally(() => this.stops.delete(stopping));
+    void stopping.finally(() => {
+      this.stops.delete(stopping);
+      this.leased.delete(host);
+    });
     if (wasMember && !this.closed) this.startHost();
     return stopping;
   }

@@ -8,7 +8,8 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
-import type { FromHost, HostLogLine, ToHost } from './host-protocol.js';
+import type { Socket } from 'node:net';
+import { type FromHost, type HostLogLine, LEASE_FD, leaseLine, type ToHost } from './host-protocol.js';
 import { type GroupStop, stopProcessGroup } from './process-group.js';
 
 /** The host's entry file, beside this one (`.ts` in the sources, `.js` once built). */
@@ -101,16 +102,24 @@ export class ModuleHost {
   private stopping: Promise<GroupStop> | undefined;
   private hasExited = false;
   private isReady = false;
+  /** The worker's end of the host's lease channel (see `module-host-lease.ts`); none if the spawn failed. */
+  private readonly leaseChannel: Socket | undefined;
+  /** The lease last written to the host (see {@link ModuleHost.lease}). */
+  private leaseEnd: number | undefined;
 
   constructor(private readonly options: ModuleHostOptions) {
     this.child = fork(HOST_MAIN, [], {
       execArgv: hostExecArgv(options.heapLimitMb),
       // Its own process group, so that stopping the group reaches every process a module started.
       detached: true,
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      // fd 3: the IPC channel; fd LEASE_FD (4): the lease channel.
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc', 'pipe'],
       serialization: 'json',
     });
     this.pid = this.child.pid ?? -1;
+    this.leaseChannel = (this.child.stdio[LEASE_FD] as Socket | null) ?? undefined;
+    this.leaseChannel?.on('error', () => undefined); // the host is gone: its exit handler tells
+    this.leaseChannel?.unref();
     // An idle host does not keep the worker's process alive (it stops when the worker is gone);
     // one that is starting or running a module does, like any pending work (see keepAlive).
     this.child.unref();
@@ -208,19 +217,32 @@ export class ModuleHost {
     });
   }
 
+  /**
+   * Gives the host a lease ending at `endsAt` (ms on `monotonicNow()`'s clock), or none
+   * (`undefined`): once it ends, the host kills its process group, itself included, at once. The
+   * worker gives its own lease to each host it runs a module on, and renews it while it holds
+   * its own (`ModuleHostPool.renewLease`).
+   */
+  lease(endsAt: number | undefined): void {
+    if (endsAt === this.leaseEnd || this.hasExited) return;
+    this.leaseEnd = endsAt;
+    this.leaseChannel?.write(leaseLine(endsAt));
+  }
+
   /** Aborts the running module's signal (the reason: a timeout or a cancel); the caller then stops the host. */
   cancel(executionId: string, reason: 'timeout' | 'cancel', message: string): void {
     this.send({ type: 'cancel', executionId, reason, message });
   }
 
   /**
-   * Stops the host and every process of its group: SIGTERM, SIGKILL after `graceMs`. Resolves
-   * once none of them runs. Once: later calls get the same promise.
+   * Stops the host and every process of its group: SIGTERM, SIGKILL after `graceMs` or at
+   * `killBy()` if that comes first (see `stopProcessGroup`). Resolves once none of them runs.
+   * Once: later calls get the same promise.
    */
-  stop(graceMs: number): Promise<GroupStop> {
+  stop(graceMs: number, killBy?: () => number | undefined): Promise<GroupStop> {
     return (this.stopping ??= (async () => {
       if (this.pid <= 0) return 'terminated'; // it never started (spawn failed)
-      const stopped = await stopProcessGroup(this.pid, graceMs);
+      const stopped = await stopProcessGroup(this.pid, graceMs, killBy);
       // The host is our child: its exit is known once it is reaped, just after its group is gone.
       await this.exited;
       return stopped;

@@ -104,6 +104,16 @@ export function ownChildCounter(): () => number {
 
 const parsePids = (text: string): number[] => text.split(' ').filter(Boolean).map(Number);
 
+/**
+ * A monotonic clock in ms that every process of the machine shares (`CLOCK_MONOTONIC`, through
+ * `process.hrtime`): the worker tells its module hosts when their lease ends on it. Unlike
+ * `performance.now()`, whose origin is the process's start, one process's reading means the
+ * same instant in another.
+ */
+export function monotonicNow(): number {
+  return Number(process.hrtime.bigint() / 1_000n) / 1_000;
+}
+
 /** How {@link stopProcessGroup} ended. */
 export type GroupStop =
   /** Every process ended within the grace (or none was left). */
@@ -114,10 +124,18 @@ export type GroupStop =
 /**
  * Stops process group `pgid` the way Buildkite's agent stops a job (its `cancel-grace-period`):
  * SIGTERM to every process of the group (with SIGCONT, so that a stopped one gets it), then
- * SIGKILL to what is left once `graceMs` passed. Resolves once no process of the group runs.
+ * SIGKILL to what is left once `graceMs` passed, or once `killBy()` (on {@link monotonicNow}'s
+ * clock; read at each poll, as it may move) passed, if that comes first: the end of the
+ * worker's lease, after which the orchestrator may run the module elsewhere. Resolves once no
+ * process of the group runs.
  */
-export async function stopProcessGroup(pgid: number, graceMs: number): Promise<GroupStop> {
-  const deadline = performance.now() + graceMs;
+export async function stopProcessGroup(
+  pgid: number,
+  graceMs: number,
+  killBy: () => number | undefined = () => undefined,
+): Promise<GroupStop> {
+  const graceEnd = monotonicNow() + graceMs;
+  const deadline = (): number => Math.min(graceEnd, killBy() ?? Number.POSITIVE_INFINITY);
   if (!signalGroup(pgid, 'SIGTERM')) return 'terminated';
   signalGroup(pgid, 'SIGCONT');
   let killed = false;
@@ -125,11 +143,11 @@ export async function stopProcessGroup(pgid: number, graceMs: number): Promise<G
   // when they end. Quick at first (a host that only runs JavaScript exits at once), then every 100 ms.
   let pollMs = 5;
   while (groupAlive(pgid)) {
-    if (!killed && performance.now() >= deadline) {
+    if (!killed && monotonicNow() >= deadline()) {
       killed = true;
       signalGroup(pgid, 'SIGKILL');
     }
-    await sleep(killed ? pollMs : Math.min(pollMs, Math.max(1, deadline - performance.now())));
+    await sleep(killed ? pollMs : Math.min(pollMs, Math.max(1, deadline() - monotonicNow())));
     pollMs = Math.min(pollMs * 2, 100);
   }
   return killed ? 'killed' : 'terminated';
