@@ -25,7 +25,7 @@ type Via = (typeof VIAS)[number];
 afterEach(killLeftovers);
 
 /** A pipeline run with the stubborn module on its workers (one per `workerCount`). */
-async function startRun(via: Via, { workerCount = 1, timeoutMs = 120_000 } = {}) {
+async function startRun(via: Via, { workerCount = 1, timeoutMs = 120_000, orchestratorFlags = [] as string[] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), `mpd-isolation-tree-${via}-`));
   const report = join(dir, 'report.json');
   const ledger = join(dir, 'ledger.jsonl');
@@ -35,6 +35,7 @@ async function startRun(via: Via, { workerCount = 1, timeoutMs = 120_000 } = {})
     args: [
       ...['--port', '0', '--host', '127.0.0.1', '--heartbeat-interval', '1', '--heartbeat-timeout', '10'],
       ...['--pipeline', PIPELINE, '--report', report, '--min-workers', String(workerCount)],
+      ...orchestratorFlags,
     ],
     cleanEnv: true,
     env,
@@ -156,7 +157,9 @@ describe("a module's process tree (issue 10, case 10)", () => {
   it.each(VIAS)(
     'on worker stop (%s, SIGTERM twice: drain, then cancel): the worker exits once the group is gone; cleanup runs on the other worker after',
     async (via) => {
-      const run = await startRun(via, { workerCount: 2 });
+      // A module its worker cancels on the way out is a lost attempt (not the module's failure):
+      // with no lost attempt allowed, stubborn ends WorkerLost instead of running again.
+      const run = await startRun(via, { workerCount: 2, orchestratorFlags: ['--max-lost-attempts', '0'] });
       const { pids, worker } = await run.stubborn();
       const violations = freedEarly(worker, pids, worker.exited);
       worker.child.kill('SIGTERM'); // drains: the module would run on
@@ -171,9 +174,10 @@ describe("a module's process tree (issue 10, case 10)", () => {
       expect(await violations).toEqual([]);
       expect(await run.orchestrator.exited, run.orchestrator.output()).toBe(1);
       const result = run.report();
-      expect(result.modules.find((module) => module.name === 'stubborn')!.attempts.map((a) => a.outcome)).toEqual([
-        'Cancelled',
-      ]);
+      const stubborn = result.modules.find((module) => module.name === 'stubborn')!;
+      expect(stubborn.attempts.map((attempt) => attempt.outcome)).toEqual(['Lost']);
+      expect(stubborn.attempts[0]!.error).toMatch(/the worker cancelled it itself: .*worker shutting down/);
+      expect(stubborn.error?.type).toBe('WorkerLost');
       const cleanup = result.modules.find((module) => module.name === 'cleanup')!;
       expect(cleanup.status).toBe('Successful');
       expect(cleanup.workerId).not.toBe(run.ledger().find((entry) => entry.event === 'started')!.workerId);
