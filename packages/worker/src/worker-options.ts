@@ -90,7 +90,9 @@ export interface WorkerOptions {
   /**
    * With `isolation: 'process'`: how long a cancelled or timed-out module's processes get
    * between SIGTERM and SIGKILL, in ms (Buildkite's `cancel-grace-period`). On worker shutdown
-   * they get it too; a module host whose worker died stops its group the same way.
+   * they get it too; a module host whose worker died stops its group the same way. Never past
+   * the end of the worker's heartbeat lease (SIGKILL then): the worker fences this long before
+   * its lease ends, at most a quarter of the heartbeat timeout (see the README's fencing).
    * @default 10_000
    */
   killGraceMs?: number;

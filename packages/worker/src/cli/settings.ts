@@ -127,7 +127,7 @@ export const SETTINGS = defineSettings(
       flag: '--kill-grace <seconds>',
       env: 'MPD_KILL_GRACE',
       default: String(DEFAULT_WORKER_OPTIONS.killGraceMs / 1_000),
-      help: "seconds between SIGTERM and SIGKILL when a cancelled or timed-out module's processes are stopped (with --isolation process)",
+      help: "seconds between SIGTERM and SIGKILL when a cancelled or timed-out module's processes are stopped (with --isolation process); never past the heartbeat lease's end: a worker fences this long before its lease ends, at most a quarter of the heartbeat timeout",
       schema: graceSecondsAsMs,
     },
     moduleHeapLimitMb: {
