@@ -11,6 +11,10 @@
  * Baseline: the same execute calls made directly to the same worker processes by one client
  * process with the same concurrency (a loop per worker slot for `wide`, one call at a time for
  * `chain`), no scheduler: what the HTTP hop and the worker cost on their own.
+ * The workers run modules in module hosts (their default for a pipeline file); the isolation's
+ * cost is measured against a second cluster in the same run whose workers have
+ * `--isolation none` (modules in the worker's own process, as before module hosts): the rows
+ * `module hosts: …`.
  */
 import type { DirectTimings } from './servers/direct.js';
 import type { RunTimings } from './servers/orchestrator.js';
@@ -104,10 +108,13 @@ async function measured<T>(
 }
 
 async function variant(shape: Extract<Shape, 'wide' | 'chain'>, config: DispatchConfig) {
-  const cluster = await startCluster(
-    { shape, size: config.size, seed: 1, minMs: 0, maxMs: 0 },
-    config.workers,
-    config.slots,
+  const spec = { shape, size: config.size, seed: 1, minMs: 0, maxMs: 0 };
+  const cluster = await startCluster(spec, config.workers, config.slots);
+  const inProcess = await startCluster(spec, config.workers, config.slots, { isolation: 'none' }).catch(
+    async (error: unknown) => {
+      await cluster.stop();
+      throw error;
+    },
   );
   const direct = new BenchProcess('direct', benchPath('servers/direct.ts'));
   try {
@@ -123,28 +130,33 @@ async function variant(shape: Extract<Shape, 'wide' | 'chain'>, config: Dispatch
           }),
         )),
       );
-    const mpdRun = async () => {
-      const [timings, cpu] = await measured(cluster.orchestrator, workerProcesses, config.size, () => cluster.run());
+    const clusterRun = (of: typeof cluster) => async () => {
+      const processes = of.workers.map((worker) => worker.process);
+      const [timings, cpu] = await measured(of.orchestrator, processes, config.size, () => of.run());
       return mpdLegs(timings, config.slots, config.size, cpu);
     };
+    const mpdRun = clusterRun(cluster);
+    const inProcessRun = clusterRun(inProcess);
     if (config.warmup) {
       await mpdRun();
       await directRun();
+      await inProcessRun();
     }
     const mpd: Legs[] = [];
     const baseline: Legs[] = [];
+    const inProcessLegs: Legs[] = [];
+    // Each run in another order, so that none of the three always goes first.
+    const order = [
+      async () => mpd.push(await mpdRun()),
+      async () => baseline.push(await directRun()),
+      async () => inProcessLegs.push(await inProcessRun()),
+    ];
     for (let run = 0; run < config.runs; run++) {
-      if (run % 2 === 0) {
-        mpd.push(await mpdRun());
-        baseline.push(await directRun());
-      } else {
-        baseline.push(await directRun());
-        mpd.push(await mpdRun());
-      }
+      for (let step = 0; step < order.length; step++) await order[(run + step) % order.length]!();
     }
-    return { mpd, baseline };
+    return { mpd, baseline, inProcess: inProcessLegs };
   } finally {
-    await Promise.all([cluster.stop(), direct.stop()]);
+    await Promise.all([cluster.stop(), inProcess.stop(), direct.stop()]);
   }
 }
 
@@ -152,7 +164,7 @@ export async function dispatchBench(config: DispatchConfig): Promise<{ rows: Row
   const rows: Row[] = [];
   const details: Record<string, unknown> = { config };
   for (const shape of ['wide', 'chain'] as const) {
-    const { mpd, baseline } = await variant(shape, config);
+    const { mpd, baseline, inProcess } = await variant(shape, config);
     const benchmark = `2 dispatch, ${shape} ${config.size}`;
     const label = 'direct calls';
     const of = (runs: Legs[], pick: (legs: Legs) => number) => runs.map(pick);
@@ -191,11 +203,37 @@ export async function dispatchBench(config: DispatchConfig): Promise<{ rows: Row
         ...row('CPU per module: orchestrator (baseline: the direct caller)', 'ms', (legs) => legs.callerCpuMs),
         baselineLabel: 'direct caller',
       },
-      row('CPU per module: the 2 workers together', 'ms', (legs) => legs.workerCpuMs),
+      row('CPU per module: the 2 workers together, with their module hosts', 'ms', (legs) => legs.workerCpuMs),
+    );
+    // The cost of module hosts: the same pipeline on workers that run modules in their own process.
+    const isolation = (metric: string, unit: string, pick: (legs: Legs) => number, target?: Row['target']): Row => ({
+      ...row(`module hosts: ${metric}`, unit, pick, target),
+      baseline: median(of(inProcess, pick)),
+      baselineRuns: of(inProcess, pick),
+      baselineLabel: 'in-process, --isolation none',
+    });
+    rows.push(
+      isolation(
+        'dispatch leg p50',
+        'ms',
+        stat('dispatch', 50),
+        // Issue 10: at most 1 ms (the row above), 1.5 ms at worst.
+        shape === 'chain' ? { on: 'value', kind: 'max', limit: 1.5 } : undefined,
+      ),
+      isolation('return leg p50', 'ms', stat('back', 50)),
+      isolation(
+        'modules/s end to end',
+        'mod/s',
+        (legs) => legs.modulesPerSecond,
+        // Issue 10: at least 80 % of the in-process figure.
+        shape === 'wide' ? { on: 'ratio', kind: 'min', limit: 0.8 } : undefined,
+      ),
+      isolation('CPU per module, the 2 workers with their hosts', 'ms', (legs) => legs.workerCpuMs),
     );
     details[shape] = {
       mpdModulesPerSecond: of(mpd, (legs) => legs.modulesPerSecond),
       directModulesPerSecond: of(baseline, (legs) => legs.modulesPerSecond),
+      inProcessModulesPerSecond: of(inProcess, (legs) => legs.modulesPerSecond),
     };
   }
   return { rows, details };

@@ -21,7 +21,16 @@ export interface BenchCluster {
   stop(): Promise<void>;
 }
 
-export async function startCluster(spec: DagSpec, workerCount: number, slots: number): Promise<BenchCluster> {
+/**
+ * Starts the orchestrator and `workerCount` worker CLIs with `slots` slots each; `isolation` is
+ * the workers' `--isolation` (their default, module hosts, when not given).
+ */
+export async function startCluster(
+  spec: DagSpec,
+  workerCount: number,
+  slots: number,
+  { isolation }: { isolation?: 'process' | 'none' } = {},
+): Promise<BenchCluster> {
   const env = dagEnv(spec);
   const orchestrator = new BenchProcess('orchestrator', ORCHESTRATOR_SERVER, [], {
     ...env,
@@ -37,7 +46,13 @@ export async function startCluster(spec: DagSpec, workerCount: number, slots: nu
   try {
     const url = await orchestrator.listeningUrl(60_000);
     const processes = Array.from({ length: workerCount }, (_, index) =>
-      startWorkerCli({ id: `bench-worker-${index + 1}`, orchestratorUrl: url, slots, env }),
+      startWorkerCli({
+        id: `bench-worker-${index + 1}`,
+        orchestratorUrl: url,
+        slots,
+        env,
+        ...(isolation ? { isolation } : {}),
+      }),
     );
     for (const process of processes) workers.push({ process, url: await process.listeningUrl(60_000), slots });
   } catch (error) {

@@ -83,16 +83,21 @@ export class BenchProcess {
     return this.child.pid!;
   }
 
-  /** CPU time (user + system) the process used so far, in ms, from /proc; NaN where there is no /proc. */
-  cpuMs(): number {
+  /**
+   * CPU time (user + system) the process used so far, in ms, from /proc; NaN where there is no
+   * /proc. With `children`, that of its live child processes too (a worker's module hosts).
+   */
+  cpuMs({ children = false }: { children?: boolean } = {}): number {
+    const own = processCpuMs(this.pid);
+    if (!children) return own;
+    let text = '';
     try {
-      // Fields after the command name (which is in parentheses and may hold spaces): utime is the 12th, stime the 13th.
-      const stat = readFileSync(`/proc/${this.pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      return ((Number(fields[11]) + Number(fields[12])) / clockTicks()) * 1_000;
+      text = readFileSync(`/proc/${this.pid}/task/${this.pid}/children`, 'utf8');
     } catch {
-      return Number.NaN;
+      return own;
     }
+    const pids = text.split(' ').filter(Boolean).map(Number);
+    return own + pids.reduce((total, pid) => total + (processCpuMs(pid) || 0), 0);
   }
 
   /** The URL of the first stdout line saying `listening on URL`. */
@@ -146,6 +151,18 @@ export class BenchProcess {
   }
 }
 
+/** CPU time (user + system) of process `pid` so far, in ms, from /proc; NaN where it cannot be read. */
+function processCpuMs(pid: number): number {
+  try {
+    // Fields after the command name (which is in parentheses and may hold spaces): utime is the 12th, stime the 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) / clockTicks()) * 1_000;
+  } catch {
+    return Number.NaN;
+  }
+}
+
 let ticks: number | undefined;
 function clockTicks(): number {
   if (ticks === undefined) {
@@ -158,9 +175,9 @@ function clockTicks(): number {
   return ticks;
 }
 
-/** CPU time of several processes together, ms. */
+/** CPU time of several processes together, with their child processes (module hosts), ms. */
 export const cpuMsOf = (processes: readonly BenchProcess[]): number =>
-  processes.reduce((total, process) => total + process.cpuMs(), 0);
+  processes.reduce((total, process) => total + process.cpuMs({ children: true }), 0);
 
 /** Kills every bench process still running (on a crash or Ctrl-C of the driver). */
 export function killAll(): void {
@@ -175,6 +192,8 @@ export function startWorkerCli(options: {
   slots: number;
   env: Record<string, string>;
   logLevel?: string;
+  /** The worker's `--isolation`. @default the worker's: module hosts (`process`) for the bench pipeline file */
+  isolation?: 'process' | 'none';
 }): BenchProcess {
   return new BenchProcess(
     options.id,
@@ -184,6 +203,7 @@ export function startWorkerCli(options: {
       ...['--orchestrator', options.orchestratorUrl, '--pipeline', BENCH_PIPELINE],
       ...['--slots', String(options.slots), '--tools', 'node'],
       ...['--log-level', options.logLevel ?? process.env.MPD_BENCH_LOG_LEVEL ?? 'info'],
+      ...(options.isolation ? ['--isolation', options.isolation] : []),
     ],
     { ...options.env, MPD_JOIN_TOKEN: JOIN_TOKEN, MPD_WORKER_TOKEN: WORKER_TOKEN },
   );

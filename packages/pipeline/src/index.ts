@@ -20,9 +20,12 @@
 export { defineModule, dependencyName, isModule, DEFAULT_MODULE_TIMEOUT_MS } from './module.js';
 export type {
   AnyModule,
+  CommandOptions,
   Dependency,
   DependencyName,
   DependencyResults,
+  ExecOptions,
+  ExecResult,
   JsonValue,
   ModuleContext,
   ModuleDefinition,
@@ -31,6 +34,7 @@ export type {
   ModuleResult,
   SkipContext,
   SkipDecision,
+  SpawnCommandOptions,
 } from './module.js';
 export { MODULE_PRIORITIES } from './scheduling.js';
 export type {

@@ -7,7 +7,9 @@ import { isPipeline, type Pipeline } from './pipeline.js';
 /**
  * Loads a pipeline file: an ES module whose default export is `definePipeline(...)`.
  * A `.ts` file loads when the process runs under a TypeScript loader such as `tsx`
- * (the `mpd-orchestrator` and `mpd-worker` commands do).
+ * (the `mpd-orchestrator` and `mpd-worker` commands do). The pipeline returned records the
+ * file's absolute path as its `sourceFile` (a copy of the exported pipeline: the export itself is
+ * frozen), so that a worker's module hosts can load the same file.
  */
 export async function loadPipelineFile(file: string, cwd: string = process.cwd()): Promise<Pipeline> {
   const path = isAbsolute(file) ? file : resolve(cwd, file);
@@ -32,5 +34,5 @@ export async function loadPipelineFile(file: string, cwd: string = process.cwd()
       `Pipeline file ${path} must export a pipeline as its default export: export default definePipeline({ ... })`,
     );
   }
-  return candidate;
+  return Object.freeze({ ...candidate, sourceFile: path });
 }

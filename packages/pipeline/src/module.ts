@@ -1,3 +1,4 @@
+import type { ChildProcess, StdioOptions } from 'node:child_process';
 import { jsonDepth, LIMITS } from '@mpd/contract/limits';
 import { PipelineDefinitionError } from './errors.js';
 import {
@@ -18,6 +19,45 @@ export interface ModuleLogger {
   info(message: string, fields?: Record<string, unknown>): void;
   warn(message: string, fields?: Record<string, unknown>): void;
   error(message: string, fields?: Record<string, unknown>): void;
+}
+
+/** What `ctx.exec` and `ctx.spawn` take besides the command and its arguments. */
+export interface CommandOptions {
+  /** @default `ctx.workingDirectory` */
+  cwd?: string;
+  /**
+   * Variables set for the command on top of the worker's environment (`process.env`) and the
+   * run's (`ctx.env`, which wins over the worker's).
+   * @default none besides those
+   */
+  env?: Readonly<Record<string, string>>;
+}
+
+/** Options of `ctx.exec`. */
+export interface ExecOptions extends CommandOptions {
+  /** Written to the command's stdin, which is then closed. @default nothing: stdin is closed at once */
+  input?: string;
+  /**
+   * The most stdout (and, apart, stderr) kept, in bytes; a command that writes more is stopped
+   * and `exec` rejects.
+   * @default 16_777_216 (16 MiB)
+   */
+  maxBufferBytes?: number;
+  /** Resolve with the exit code instead of rejecting when the command exits non-zero. @default false */
+  allowNonZeroExit?: boolean;
+}
+
+/** What `ctx.exec` resolves to: the command's output (UTF-8) and exit code. */
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  exitCode: number;
+}
+
+/** Options of `ctx.spawn`: Node's `stdio` (`'pipe'` for each stream by default). */
+export interface SpawnCommandOptions extends CommandOptions {
+  /** @default 'pipe' */
+  stdio?: StdioOptions;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -63,6 +103,24 @@ export interface ModuleContext<
   /** Aborted when the module is cancelled or its timeout passes: pass it on to `fetch`, `spawn`, timers. */
   readonly signal: AbortSignal;
   readonly logger: ModuleLogger;
+  /**
+   * Runs a command (no shell: `file` is looked up on `PATH`, `args` are passed as they are) and
+   * resolves with its output once it exited 0. It runs in `ctx.workingDirectory` with the
+   * worker's environment plus `ctx.env`, and belongs to the module: on cancel, timeout or worker
+   * shutdown it gets SIGTERM, and with process isolation (the worker's default for a pipeline
+   * file) so does everything it started, SIGKILL after the worker's kill grace.
+   * @throws (rejects) an Error named `CommandFailedError` with `exitCode`, `signal`, `stdout`
+   *   and `stderr` when the command exits non-zero or is killed (the message ends with the
+   *   last lines of its stderr); the signal's reason when the module is cancelled or times out;
+   *   Node's spawn error (`ENOENT`, …) when the command cannot start.
+   */
+  exec(file: string, args?: readonly string[], options?: ExecOptions): Promise<ExecResult>;
+  /**
+   * Starts a command like Node's `child_process.spawn` (no shell), with the defaults and the
+   * stopping of {@link ModuleContext.exec}: for a long-running process whose output the module
+   * reads as it comes. Wait for its `close` event before the module returns.
+   */
+  spawn(file: string, args?: readonly string[], options?: SpawnCommandOptions): ChildProcess;
   /** The id of this execution attempt. */
   readonly executionId: string;
   /** The worker running the module. */

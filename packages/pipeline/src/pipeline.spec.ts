@@ -117,6 +117,10 @@ describe('loadPipelineFile', () => {
     const pipeline = await loadPipelineFile(file);
     expect(pipeline.name).toBe('from-file');
     expect([...pipeline.modules.keys()]).toEqual(['only']);
+    // Recorded for the worker's module hosts; a pipeline defined in code has none.
+    expect(pipeline.sourceFile).toBe(file);
+    expect(isPipeline(pipeline)).toBe(true);
+    expect(definePipeline({ name: 'in-code', modules: [...pipeline.modules.values()] }).sourceFile).toBeUndefined();
   });
 
   it('says what is wrong with a file that is missing, broken or exports no pipeline', async () => {

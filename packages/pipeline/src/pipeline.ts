@@ -53,6 +53,12 @@ export interface Pipeline {
    * an orchestrator only sends modules to workers whose fingerprint equals its own.
    */
   readonly fingerprint: string;
+  /**
+   * The absolute path of the file the pipeline was loaded from by `loadPipelineFile`;
+   * `undefined` for a pipeline defined in code. A worker runs modules in separate processes
+   * (its module hosts, which load this file again) only when it is set.
+   */
+  readonly sourceFile: string | undefined;
 }
 
 /**
@@ -172,6 +178,7 @@ export function definePipeline(options: PipelineOptions): Pipeline {
     failureMode,
     maxParallelism,
     fingerprint: fingerprintOf(name, order, modules, dependencies),
+    sourceFile: undefined,
   };
   return Object.freeze(pipeline);
 }

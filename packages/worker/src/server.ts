@@ -31,7 +31,7 @@ export interface RunningWorker {
         readonly state: LinkState;
         /** The credential from the last registration (see `OrchestratorLink.credential`). */
         readonly credential: string | undefined;
-        /** Whether the worker is fenced: no heartbeat acknowledged for the orchestrator's heartbeat timeout. */
+        /** Whether the worker is fenced: no heartbeat acknowledged by its lease's renew deadline (see `fenceLeadMs`). */
         readonly fenced: boolean;
         registered(): Promise<void>;
       }
@@ -61,9 +61,10 @@ export interface RunningWorker {
 }
 
 /**
- * Starts a worker: its HTTP server (HTTPS with `tls`), and its registration with the
- * orchestrator. On a non-loopback address it warns (logger `warn`) about plain HTTP and about
- * serving without any token.
+ * Starts a worker: its HTTP server (HTTPS with `tls`), its module hosts (with `isolation:
+ * 'process'`), and its registration with the orchestrator, once the hosts are up (it resolves
+ * then). On a non-loopback address it warns (logger `warn`) about plain HTTP and about serving
+ * without any token.
  */
 export async function startWorker(options: WorkerOptions = {}): Promise<RunningWorker> {
   const resolved = resolveWorkerOptions(options);
@@ -78,6 +79,9 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     workingDirectory: resolved.workingDirectory,
     completedRetentionMs: resolved.completedRetentionMs,
     maxResultBytes: resolved.maxResultBytes,
+    isolation: resolved.isolation,
+    killGraceMs: resolved.killGraceMs,
+    moduleHeapLimitMb: resolved.moduleHeapLimitMb,
     logger: logger.child({ workerId: id }),
   });
   const client = resolved.orchestratorUrl
@@ -98,6 +102,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
         initialBackoffMs: resolved.initialBackoffMs,
         maxBackoffMs: resolved.maxBackoffMs,
         incarnation,
+        killGraceMs: resolved.killGraceMs,
       })
     : undefined;
   const app = createApp({
@@ -109,7 +114,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     validateResponses: resolved.validateResponses,
   });
   const { server, port } = await serve(app, resolved).catch(async (error: unknown) => {
-    await client?.close();
+    await Promise.all([client?.close(), executor.close('the worker could not start')]);
     throw error;
   });
   const wildcard = host === '0.0.0.0' || host === '::';
@@ -147,12 +152,15 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
       await closeGracefully(server);
     },
   });
+  // Registered once the module hosts are up, so that the first modules sent do not wait for them.
+  await executor.ready();
   link?.start({
     node,
     onDrainRequested: () => void lifecycle.drain(),
     onCancelRequested: (executionId, reason) => executor.cancel(executionId, reason),
     onFenced: (reason) => lifecycle.fence(reason),
     onUnfenced: () => lifecycle.unfence(),
+    onLeaseRenewed: (endsInMs) => executor.renewLease(endsInMs),
     onEnded: (end) => void lifecycle.end(end, resolved.shutdownGraceMs),
   });
 

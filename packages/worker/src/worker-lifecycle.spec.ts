@@ -32,6 +32,9 @@ describe('WorkerLifecycle.shutDown', () => {
       workingDirectory: tmpdir(),
       completedRetentionMs: 60_000,
       maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
+      isolation: 'none',
+      killGraceMs: 10_000,
+      moduleHeapLimitMb: undefined,
       logger,
     });
     const decision = executor.execute({

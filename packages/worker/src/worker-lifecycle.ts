@@ -8,9 +8,10 @@ export type WorkerState =
   /** Takes modules. */
   | 'running'
   /**
-   * Fenced: no heartbeat acknowledged for the orchestrator's heartbeat timeout, so the
-   * orchestrator has given its modules to others; it cancelled them and takes no new ones until
-   * a heartbeat is acknowledged again (then `running`).
+   * Fenced: no heartbeat acknowledged by its lease's renew deadline (the orchestrator's
+   * heartbeat timeout less the fence lead), so the orchestrator gives its modules to others when
+   * the lease ends; it cancelled them and takes no new ones until a heartbeat is acknowledged
+   * again (then `running`).
    */
   | 'fenced'
   /** Takes no new modules; finishes the running ones, then stops. */
@@ -136,9 +137,10 @@ export class WorkerLifecycle {
       graceOver.abort();
       if (first !== 'idle') {
         logger.warn({ running: executor.load }, 'shutdown grace period over; cancelling running modules');
-        executor.cancelAll('worker shutting down');
-        await Promise.race([idle, new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
       }
+      // Cancels what still runs and stops the module hosts: resolves once no process of any
+      // module runs (in-process modules that ignore their signal: after 5 s at most).
+      await executor.close('worker shutting down');
       await link?.stop();
       await this.parts.close();
       this.current = 'stopped';

@@ -2,7 +2,13 @@ import { availableParallelism } from 'node:os';
 import { DEFAULT_MODULE_TIMEOUT_MS } from '@mpd/contract';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
+import { defineModule, definePipeline, type Pipeline } from '@mpd/pipeline';
+import { WorkerConfigError } from './errors.js';
 import { resolveWorkerOptions } from './worker-options.js';
+
+const inCode = definePipeline({ name: 'in-code', modules: [defineModule({ name: 'only', run: () => 1 })] });
+/** What `loadPipelineFile` gives: the same pipeline, with the file it came from. */
+const fromFile: Pipeline = { ...inCode, sourceFile: '/srv/ci.pipeline.ts' };
 
 describe('resolveWorkerOptions', () => {
   it('fills in every documented default', () => {
@@ -21,7 +27,10 @@ describe('resolveWorkerOptions', () => {
       initialBackoffMs: 500,
       maxBackoffMs: 30_000,
       completedRetentionMs: 600_000,
+      isolation: 'none',
+      killGraceMs: 10_000,
     });
+    expect(resolved.moduleHeapLimitMb).toBeUndefined();
     expect(resolved.id).toMatch(/^worker-/);
     expect(['linux', 'windows', 'macos', process.platform]).toContain(resolved.os);
     expect(resolved.logger.level).toBe('info');
@@ -47,9 +56,25 @@ describe('resolveWorkerOptions', () => {
       initialBackoffMs: 10,
       maxBackoffMs: 20,
       completedRetentionMs: 0,
+      isolation: 'none' as const,
+      killGraceMs: 0,
+      moduleHeapLimitMb: 64,
       logger,
       token: 'a-token-of-sixteen-chars',
     };
     expect(resolveWorkerOptions(given)).toEqual(given);
+  });
+
+  it("runs modules in module hosts by default only for a pipeline loaded from a file, and refuses 'process' for one defined in code", () => {
+    expect(resolveWorkerOptions({ pipeline: fromFile, tools: [] }).isolation).toBe('process');
+    expect(resolveWorkerOptions({ pipeline: fromFile, tools: [], isolation: 'none' }).isolation).toBe('none');
+    expect(resolveWorkerOptions({ pipeline: inCode, tools: [] }).isolation).toBe('none');
+    expect(() => resolveWorkerOptions({ pipeline: inCode, tools: [], isolation: 'process' })).toThrow(
+      expect.objectContaining({
+        constructor: WorkerConfigError,
+        setting: 'isolation',
+        message: expect.stringContaining("pipeline 'in-code' was defined in code"),
+      }),
+    );
   });
 });

@@ -4,6 +4,8 @@ import { DEFAULT_MAX_RESULT_BYTES, DEFAULT_MODULE_TIMEOUT_MS, DEFAULT_WORKER_BOD
 import type { Pipeline } from '@mpd/pipeline';
 import pino, { type Logger } from 'pino';
 import { defaultWorkerId, detectTools, osName } from './capabilities.js';
+import { WorkerConfigError } from './errors.js';
+import type { WorkerIsolation } from './executor/module-executor.js';
 
 /** Options of {@link startWorker}. */
 export interface WorkerOptions {
@@ -71,6 +73,35 @@ export interface WorkerOptions {
   token?: string;
   /** The pipeline whose modules this worker runs. */
   pipeline?: Pipeline;
+  /**
+   * Where modules run. `'process'`: in module hosts, child processes started with the worker
+   * (one per slot, each loading the pipeline's `sourceFile` once, reused from module to module),
+   * each in its own process group. A module that blocks its event loop, crashes, calls
+   * `process.exit()` or exhausts its heap fails alone while the worker goes on serving and
+   * heartbeating; a cancelled or timed-out module's processes (children, grandchildren) are
+   * stopped with SIGTERM, then SIGKILL after `killGraceMs`, before its answer and before its
+   * slot is free. `'none'`: in the worker's own process and event loop (what a pipeline defined
+   * in code needs: closures cannot be sent to another process).
+   * @default `'process'` when the pipeline was loaded from a file (`loadPipelineFile` sets its
+   *   `sourceFile`), else `'none'`
+   * @throws WorkerConfigError from {@link startWorker} for `'process'` with a pipeline defined in code
+   */
+  isolation?: WorkerIsolation;
+  /**
+   * With `isolation: 'process'`: how long a cancelled or timed-out module's processes get
+   * between SIGTERM and SIGKILL, in ms (Buildkite's `cancel-grace-period`). On worker shutdown
+   * they get it too; a module host whose worker died stops its group the same way. Never past
+   * the end of the worker's heartbeat lease (SIGKILL then): the worker fences this long before
+   * its lease ends, at most a quarter of the heartbeat timeout (see the README's fencing).
+   * @default 10_000
+   */
+  killGraceMs?: number;
+  /**
+   * With `isolation: 'process'`: the V8 heap limit of each module host, in MiB (Node's
+   * `--max-old-space-size`); a module that exhausts it fails alone ("ran out of memory").
+   * @default Node's default (about a quarter of the machine's memory, at most 4 GiB)
+   */
+  moduleHeapLimitMb?: number;
   /**
    * How many modules may run at once on this worker (its slots; the CLI's `--slots`),
    * advertised to the orchestrator as `capabilities.maxParallelModules`. Not the orchestrator's
@@ -148,11 +179,20 @@ export const DEFAULT_WORKER_OPTIONS = {
   initialBackoffMs: 500,
   maxBackoffMs: 30_000,
   completedRetentionMs: 10 * 60_000,
+  killGraceMs: 10_000,
 } as const satisfies WorkerOptions;
 
 /** The options {@link resolveWorkerOptions} gives a default. */
 type DefaultedOption =
-  keyof typeof DEFAULT_WORKER_OPTIONS | 'id' | 'slots' | 'tags' | 'tools' | 'os' | 'workingDirectory' | 'logger';
+  | keyof typeof DEFAULT_WORKER_OPTIONS
+  | 'id'
+  | 'slots'
+  | 'tags'
+  | 'tools'
+  | 'os'
+  | 'workingDirectory'
+  | 'logger'
+  | 'isolation';
 
 /**
  * {@link WorkerOptions} with every default filled in (Temporal's `CompiledWorkerOptions`).
@@ -164,9 +204,19 @@ export type ResolvedWorkerOptions = Omit<WorkerOptions, DefaultedOption> &
 /**
  * Fills in every default of {@link WorkerOptions}, once (Temporal's `addDefaultWorkerOptions`):
  * the documented `@default` of each option, read from the machine where it says so.
+ * @throws WorkerConfigError (setting `isolation`) for `isolation: 'process'` with a pipeline
+ *   defined in code (no `sourceFile` for its module hosts to load)
  */
 export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorkerOptions {
   const defaults = DEFAULT_WORKER_OPTIONS;
+  const fromFile = options.pipeline?.sourceFile !== undefined;
+  if (options.isolation === 'process' && options.pipeline && !fromFile) {
+    throw new WorkerConfigError(
+      'InvalidSetting',
+      'isolation',
+      `Invalid setting isolation: 'process' needs a pipeline loaded from its file (loadPipelineFile), so that module hosts can load it; pipeline '${options.pipeline.name}' was defined in code (use isolation 'none')`,
+    );
+  }
   return {
     ...options,
     id: options.id ?? defaultWorkerId(),
@@ -186,6 +236,8 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
     initialBackoffMs: options.initialBackoffMs ?? defaults.initialBackoffMs,
     maxBackoffMs: options.maxBackoffMs ?? defaults.maxBackoffMs,
     completedRetentionMs: options.completedRetentionMs ?? defaults.completedRetentionMs,
+    isolation: options.isolation ?? (fromFile ? 'process' : 'none'),
+    killGraceMs: options.killGraceMs ?? defaults.killGraceMs,
     logger: options.logger ?? pino({ level: 'info' }, pino.destination(2)),
   };
 }

@@ -4,7 +4,8 @@
  * call: the attempt is lost once (however often the dead endpoint refuses), the worker is
  * quarantined until it registers again, and the module waits, backing off, for the restarted
  * worker, where it runs to success with the default `--max-lost-attempts`, never beside the
- * first run.
+ * first run: only once the killed process's heartbeat lease has ended (its module host, which
+ * outlives it, stops its group then at the latest).
  */
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -14,14 +15,25 @@ import * as kit from './attempts-kit.js';
 
 afterEach(killLeftovers);
 
+/** The heartbeat timeout (s): the killed process's lease ends at most this long after the kill. */
+const TIMEOUT_S = 10;
+
 describe('refused connections (case 5)', () => {
   it('the only capable worker SIGKILLed mid-module and restarted with its id and credential file: the run succeeds there, one loss, never two runs at once', async () => {
     const dir = kit.tempDir();
     const [ledger, report, credential] = [join(dir, 'ledger'), join(dir, 'report.json'), join(dir, 'credential')];
-    // A heartbeat timeout far longer than the restart: the restart, not the timeout, brings the worker back.
+    // A heartbeat timeout longer than the restart: the restart, not the timeout, brings the worker back.
     const orchestrator = await kit.startCli(
       'orchestrator',
-      orchestratorArgs('0', '--pipeline', kit.LEDGER_PIPELINE, '--report', report, '--heartbeat-timeout', '60'),
+      orchestratorArgs(
+        '0',
+        '--pipeline',
+        kit.LEDGER_PIPELINE,
+        '--report',
+        report,
+        '--heartbeat-timeout',
+        String(TIMEOUT_S),
+      ),
     );
     const args = workerArgs(
       orchestrator.url,
@@ -47,7 +59,10 @@ describe('refused connections (case 5)', () => {
     expect(Date.now() - diedAt).toBeLessThan(30_000);
 
     const runs = kit.readLedger(ledger);
-    expect(runs.map((run) => run.end)).toEqual([undefined, 'finished']);
+    // The killed worker's module host stopped the module (its IPC channel closed): 'stopped'.
+    expect(runs.map((run) => run.end)).toEqual(['stopped', 'finished']);
+    // Run again once the killed process's lease ended: its last heartbeat came at most 0.2 s before the kill.
+    expect(runs[1]!.startedAt - diedAt).toBeGreaterThanOrEqual(TIMEOUT_S * 1000 - 1_000);
     expect(runs[0]!.executionId).toBe(victim.executionId);
     kit.expectNoOverlap(runs, new Map([[victim.pid, diedAt]]));
     const result = kit.readReport(report);

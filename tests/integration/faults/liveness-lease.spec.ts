@@ -1,6 +1,6 @@
 /**
  * The worker's side of liveness, in-process (real orchestrator and worker servers on 127.0.0.1):
- * self-fencing when heartbeats go unacknowledged for the heartbeat timeout, taking work again
+ * self-fencing when heartbeats go unacknowledged for the heartbeat timeout (less the fence lead), taking work again
  * after the next acknowledgement, and cancels carried by heartbeat answers. The partition with
  * real processes is liveness-partition.spec.ts.
  */
@@ -60,7 +60,10 @@ describe('the heartbeat lease', () => {
       status: 500,
       body: {
         failureKind: 'Cancelled',
-        errorMessage: expect.stringContaining('fenced: no heartbeat acknowledged for 3 s'),
+        // Its fence lead: a quarter of the timeout (less than its kill grace, 10 s by default).
+        errorMessage: expect.stringContaining(
+          'fenced: no heartbeat acknowledged for 2.25 s; the lease ends 0.75 s later',
+        ),
       },
     });
     // Not before the lease ran out: its last acknowledged heartbeat was sent one interval (0.2 s) before, or a stall more.

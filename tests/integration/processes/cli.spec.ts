@@ -128,8 +128,10 @@ describe('crash-loop protection', () => {
       'orchestrator',
       orchestratorArgs('--pipeline', pipeline, '--min-workers', '2', '--max-lost-attempts', '1', '--report', report),
     );
-    await start('worker', workerArgs(orchestrator.url, 'crash-1', '--pipeline', pipeline));
-    await start('worker', workerArgs(orchestrator.url, 'crash-2', '--pipeline', pipeline));
+    // In the worker's own process (--isolation none): in a module host the poison kills only the
+    // host, and the module fails alone (tests/integration/faults/isolation-crashes.spec.ts).
+    await start('worker', workerArgs(orchestrator.url, 'crash-1', '--pipeline', pipeline, '--isolation', 'none'));
+    await start('worker', workerArgs(orchestrator.url, 'crash-2', '--pipeline', pipeline, '--isolation', 'none'));
     expect(await orchestrator.exited).toBe(1);
     const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
     const poison = result.modules.find((module) => module.name === 'poison')!;

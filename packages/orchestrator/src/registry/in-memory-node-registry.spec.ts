@@ -309,6 +309,19 @@ describe('InMemoryNodeRegistry', () => {
       ]);
     });
 
+    it("says on replaced how long the old incarnation's heartbeat lease still runs (0 once it ended)", () => {
+      const { registry, events, advance } = setup();
+      registry.register(worker(), { incarnation: 'first' });
+      advance(TIMEOUT_MS / 4);
+      registry.register(worker(), { incarnation: 'second' });
+      advance(TIMEOUT_MS + 1);
+      registry.register(worker(), { incarnation: 'third' });
+      expect(events.filter((event) => event.type === 'replaced').map((event) => event.leaseRemainingMs)).toEqual([
+        TIMEOUT_MS - TIMEOUT_MS / 4,
+        0,
+      ]);
+    });
+
     it('emits replaced while the old registration still holds the id, so listeners see what it was', () => {
       const { registry } = setup();
       registry.register(worker(), { incarnation: 'old' });

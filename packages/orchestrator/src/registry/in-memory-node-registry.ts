@@ -114,7 +114,10 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     // Another process under a known id: whatever the old one ran is lost now, not when (if ever)
     // its heartbeats time out (a frozen process's id would otherwise stay live for the new one).
     const replaced = previous !== undefined && previous.incarnation !== incarnation;
-    if (replaced) this.#emit({ type: 'replaced', workerId: node.id });
+    if (replaced) {
+      const leaseRemainingMs = Math.max(0, previous.lastHeartbeatMs + this.heartbeatTimeoutMs - this.#now());
+      this.#emit({ type: 'replaced', workerId: node.id, leaseRemainingMs });
+    }
     // Only the holder keeps the credential: anyone else gets a new one, so registering under an
     // id never reveals the credential the orchestrator sends to that id's worker.
     const credential = sameCredential ? previous.credential : newCredential();

@@ -5,19 +5,26 @@ export interface NodeRegistryEvent {
   /**
    * - `registered`: a worker registered (or registered again, replacing its details);
    * - `replaced`: another incarnation (a new process) registered under a known id: the process
-   *   that held it crashed, or is frozen or cut off and fences itself when it hears of it. What
-   *   ran on the old incarnation is lost at once. Emitted before the new registration takes the
-   *   id (cancels requested meanwhile are the old incarnation's, and dropped with it), then
+   *   that held it crashed, or is frozen or cut off. What ran on the old incarnation is lost at
+   *   once, and can no longer run once the old incarnation's heartbeat lease has ended
+   *   (`leaseRemainingMs`): its module hosts kill their process groups then, and a thawed or
+   *   reconnected old process fences itself. Emitted before the new registration takes the id
+   *   (cancels requested meanwhile are the old incarnation's, and dropped with it), then
    *   `registered`;
    * - `heartbeat`: a worker reported its load (an `Offline` worker that does is live again);
    * - `unregistered`: a worker was removed;
    * - `offline`: a worker's heartbeats stopped for longer than the timeout (reported once
-   *   per outage by {@link NodeRegistry.sweep});
-   * - `replaced`: another process registered under a known id (a new incarnation): what the
-   *   old one ran is gone, or fenced.
+   *   per outage by {@link NodeRegistry.sweep}).
    */
   type: 'registered' | 'replaced' | 'heartbeat' | 'unregistered' | 'offline';
   workerId: string;
+  /**
+   * `replaced` only: how long the old incarnation's heartbeat lease still runs (ms, 0 when it
+   * has ended): its last heartbeat plus the heartbeat timeout, less now. The worker holds its
+   * lease no longer than that (it counts from when it *sent* that heartbeat), so a new attempt
+   * of what the old incarnation ran may start once it has passed, without overlapping it.
+   */
+  leaseRemainingMs?: number;
 }
 
 /** Called on every {@link NodeRegistryEvent}; runs synchronously inside the change. */

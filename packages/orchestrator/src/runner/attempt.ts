@@ -26,12 +26,21 @@ export type AttemptState =
  *   failure, an answer from something that is not this worker);
  * - `worker-offline`: its worker missed its heartbeats past the timeout (it fences itself: it
  *   cancels what it runs when its heartbeats go unacknowledged that long);
- * - `worker-gone`: its worker unregistered, or another process registered under its id;
+ * - `worker-gone`: its worker unregistered (it does once no module process of it runs);
+ * - `lease-ended`: another process registered under its worker's id, and the heartbeat lease of
+ *   the process that had it has ended since (its module hosts killed their process groups then;
+ *   a frozen or cut-off process fences itself);
  * - `cancel-acknowledged`: the worker acknowledged its cancel (200, or 404: it does not run it);
  * - `not-listed`: its worker's heartbeats stopped listing it among the executions it runs.
  */
 export type AttemptEnd =
-  'answered' | 'not-delivered' | 'worker-offline' | 'worker-gone' | 'cancel-acknowledged' | 'not-listed';
+  | 'answered'
+  | 'not-delivered'
+  | 'worker-offline'
+  | 'worker-gone'
+  | 'lease-ended'
+  | 'cancel-acknowledged'
+  | 'not-listed';
 
 /** The execute call of an attempt that is out now (each re-send makes a new one). */
 export interface ExecuteCall {

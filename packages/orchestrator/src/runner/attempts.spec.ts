@@ -247,6 +247,53 @@ describe('runPipeline: at most one live attempt per module', () => {
     ]);
   });
 
+  it("a worker replaced under its id: its attempt is lost at once, but runs again only once the old process's heartbeat lease has ended", async () => {
+    const clock = new ManualClock();
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 10_000, now: () => clock.now() });
+    let endFirstCall: (outcome: Error) => void = () => undefined;
+    const worker = new ScriptedWorker(
+      'w',
+      (body, call) => (call === 1 ? new Promise<Error>((resolve) => (endFirstCall = resolve)) : success(body)),
+      // The new process does not run the old one's execution: not proof that it ended.
+      () => errorResponse('ExecutionNotFound', 'Execution not found'),
+    );
+    const registration = {
+      id: 'w',
+      endpoint: 'http://w:9000',
+      capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+      pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: [...pipeline.modules.keys()] },
+    };
+    registry.register(registration, { incarnation: 'old' });
+    const running = runPipeline({
+      pipeline,
+      registry,
+      logger,
+      clock,
+      rescheduleIntervalMs: 1_000,
+      createClient: () => worker.client(),
+    });
+    await clock.advance(2_000);
+    expect(worker.executes).toHaveLength(1);
+    // The old process is frozen 2 s after its last heartbeat; a new one registers under its id.
+    registry.register(registration, { incarnation: 'new' });
+    for (let beat = 0; beat < 7; beat++) {
+      await clock.advance(1_000);
+      registry.heartbeat('w', 0, { incarnation: 'new', executions: [] });
+    }
+    // 9 s after the old heartbeat: its lease (10 s) may still hold, its module hosts may still run it.
+    expect(worker.executes).toHaveLength(1);
+    expect(worker.cancels.length).toBeGreaterThan(0);
+    await clock.advance(3_000);
+    expect(worker.executes).toHaveLength(2);
+    endFirstCall(reset());
+    const result = await running;
+    expect(result.status).toBe('Successful');
+    const [first, second] = result.modules[0]!.attempts;
+    expect(first).toMatchObject({ outcome: 'Lost', error: 'worker w was replaced by a new process under its id' });
+    expect(second).toMatchObject({ outcome: 'Succeeded', executionId: worker.executes[1]!.executionId });
+    expect(Date.parse(second!.startTime)).toBeGreaterThanOrEqual(Date.parse(first!.startTime) + 10_000);
+  });
+
   it("a lost attempt's success that arrives before the module ended is accepted, once, and the attempt running in its place is cancelled", async () => {
     let answerLost!: (answer: Answer) => void;
     const late = new Promise<Answer>((resolve) => (answerLost = resolve));

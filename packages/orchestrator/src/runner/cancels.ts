@@ -16,6 +16,7 @@ export const SETTLED: ReadonlySet<AttemptEnd> = new Set([
   'answered',
   'not-delivered',
   'worker-gone',
+  'lease-ended',
   'cancel-acknowledged',
   'not-listed',
 ]);

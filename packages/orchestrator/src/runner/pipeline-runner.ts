@@ -168,7 +168,11 @@ class PipelineRun {
       clients: this.clients,
       timers: this.timers,
       logger: this.log,
-      onAcknowledged: (attempt) => this.ended(attempt, 'cancel-acknowledged'),
+      onAcknowledged: (attempt) => {
+        // A cancel reaches the id's current process: a new one does not run the old one's attempts.
+        if (attempt.generation === (this.generations.get(attempt.workerId) ?? 0))
+          this.ended(attempt, 'cancel-acknowledged');
+      },
       onUnanswered: (attempt) => this.cancelUnanswered(attempt),
     });
     this.calls = {
@@ -237,7 +241,7 @@ class PipelineRun {
         break;
       case 'replaced':
         this.newStart(workerId);
-        this.workerLost(workerId, 'worker-gone', 'was replaced by a new process under its id');
+        this.workerReplaced(workerId, event.leaseRemainingMs ?? 0);
         break;
       case 'offline':
         this.workerLost(workerId, 'worker-offline', 'missed heartbeats past the timeout');
@@ -278,6 +282,37 @@ class PipelineRun {
     );
   }
 
+  /**
+   * Another process registered under `workerId`: every running attempt of the old process is
+   * lost at once (its slot is free, the module is queued again), but ends — a new attempt of its
+   * module may start — only once the old process's heartbeat lease has ended, in
+   * `leaseRemainingMs`: until then a frozen old process's module hosts may still run it (they kill
+   * their groups when the lease ends), and so may a cut-off old process (it fences itself by
+   * then). Neither a cancel acknowledged by the new process nor its heartbeats say anything of
+   * the old one's attempts (see `ended`, `sighted`).
+   */
+  private workerReplaced(workerId: string, leaseRemainingMs: number): void {
+    const reason = 'was replaced by a new process under its id';
+    const generation = this.generations.get(workerId) ?? 0;
+    const old = this.attemptsOnWorker(workerId).filter((attempt) => attempt.generation < generation);
+    for (const attempt of old) {
+      if (attempt.state === 'running') this.lost(attempt, `worker ${workerId} ${reason}`);
+    }
+    const leaseEnded = (): void => {
+      for (const attempt of old) this.ended(attempt, 'lease-ended');
+    };
+    if (leaseRemainingMs <= 0) leaseEnded();
+    else {
+      if (old.some((attempt) => attempt.ended === undefined)) {
+        this.log.info(
+          { workerId, leaseRemainingMs },
+          "the replaced process's attempts run again once its heartbeat lease has ended",
+        );
+      }
+      this.timers.after(leaseRemainingMs, leaseEnded);
+    }
+  }
+
   /** Declares every running attempt on `workerId` lost, and every abandoned one ended, for `end`. */
   private workerLost(workerId: string, end: AttemptEnd, reason: string): void {
     for (const attempt of this.attemptsOnWorker(workerId)) {
@@ -303,7 +338,10 @@ class PipelineRun {
     if (!attempts || attempts.size === 0) return;
     const executions = this.options.registry.executionsOf(workerId);
     if (executions === undefined) return; // an older worker: it does not say
+    const generation = this.generations.get(workerId) ?? 0;
     for (const attempt of [...attempts]) {
+      // A new process under the id lists only its own executions (see workerReplaced).
+      if (attempt.generation !== generation) continue;
       const sightings = attempt.sightings;
       if (executions.includes(attempt.record.executionId)) {
         sightings.listedAt = now;

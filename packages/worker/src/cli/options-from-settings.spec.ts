@@ -23,6 +23,9 @@ describe('workerOptions', () => {
       tags: 'gpu',
       tools: 'node,git',
       slots: '6',
+      isolation: 'none',
+      killGraceMs: '0.5',
+      moduleHeapLimitMb: '256',
       joinToken: 'join-token-0123456789',
       credentialFile: 'state/credential',
       bodyLimit: '20mb',
@@ -40,6 +43,9 @@ describe('workerOptions', () => {
       tags: ['gpu'],
       tools: ['node', 'git'],
       slots: 6,
+      isolation: 'none',
+      killGraceMs: 500,
+      moduleHeapLimitMb: 256,
       joinToken: 'join-token-0123456789',
       credentialFile: '/home/ci/state/credential',
       bodyLimit: '20mb',
@@ -52,10 +58,11 @@ describe('workerOptions', () => {
 
   it('hands on, with no flag given, the library defaults (DEFAULT_WORKER_OPTIONS): the table does not type them again', () => {
     const options = workerOptions(parseSettings(SETTINGS.withDefaults({})), noTls, '/home/ci');
-    expect(Object.keys(options)).toEqual(['port', 'host', 'bodyLimit', 'maxResultBytes']);
+    expect(Object.keys(options)).toEqual(['port', 'host', 'killGraceMs', 'bodyLimit', 'maxResultBytes']);
     expect(options).toStrictEqual({
       port: DEFAULT_WORKER_OPTIONS.port,
       host: DEFAULT_WORKER_OPTIONS.host,
+      killGraceMs: DEFAULT_WORKER_OPTIONS.killGraceMs,
       bodyLimit: DEFAULT_WORKER_OPTIONS.bodyLimit,
       maxResultBytes: DEFAULT_WORKER_OPTIONS.maxResultBytes,
     });

@@ -34,10 +34,11 @@ function errorOf(action: () => unknown): WorkerConfigError {
 }
 
 describe('createCommand + parseSettings', () => {
-  it('fills in the defaults: port 9000, host 0.0.0.0, body limit 100mb, result size 16mb, log level info, nothing else', () => {
+  it('fills in the defaults: port 9000, host 0.0.0.0, kill grace 10 s, body limit 100mb, result size 16mb, log level info, nothing else', () => {
     expect(parse([])).toEqual({
       port: 9000,
       host: '0.0.0.0',
+      killGraceMs: 10_000,
       bodyLimit: '100mb',
       maxResultBytes: 16 * 1024 * 1024,
       logLevel: 'info',
@@ -67,6 +68,12 @@ describe('createCommand + parseSettings', () => {
         'ci.pipeline.ts',
         '--max-result-size',
         '8mb',
+        '--isolation',
+        'none',
+        '--kill-grace',
+        '2.5',
+        '--module-heap-limit',
+        '512',
         '--log-level',
         'debug',
       ]),
@@ -80,6 +87,9 @@ describe('createCommand + parseSettings', () => {
       tools: ['docker', 'node', 'dotnet'],
       slots: 6,
       pipeline: 'ci.pipeline.ts',
+      isolation: 'none',
+      killGraceMs: 2_500,
+      moduleHeapLimitMb: 512,
       bodyLimit: '100mb',
       maxResultBytes: 8 * 1024 * 1024,
       logLevel: 'debug',
@@ -99,6 +109,9 @@ describe('createCommand + parseSettings', () => {
         MPD_SLOTS: '1024',
         MPD_PIPELINE: '/srv/ci.pipeline.ts',
         MPD_MAX_RESULT_SIZE: '512kb',
+        MPD_ISOLATION: 'process',
+        MPD_KILL_GRACE: '0',
+        MPD_MODULE_HEAP_LIMIT: '64',
         MPD_LOG_LEVEL: 'silent',
       }),
     ).toEqual({
@@ -111,6 +124,9 @@ describe('createCommand + parseSettings', () => {
       tools: ['git'],
       slots: 1024,
       pipeline: '/srv/ci.pipeline.ts',
+      isolation: 'process',
+      killGraceMs: 0,
+      moduleHeapLimitMb: 64,
       bodyLimit: '100mb',
       maxResultBytes: 512 * 1024,
       logLevel: 'silent',
@@ -126,6 +142,7 @@ describe('createCommand + parseSettings', () => {
     ).toEqual({
       port: 9000,
       host: '0.0.0.0',
+      killGraceMs: 10_000,
       bodyLimit: '100mb',
       maxResultBytes: 16 * 1024 * 1024,
       logLevel: 'info',
@@ -220,6 +237,26 @@ describe('createCommand + parseSettings', () => {
     [[], { MPD_SLOTS: '1025' }, 'Invalid setting --slots (MPD_SLOTS): must be an integer from 1 to 1024, got "1025"'],
     [['--pipeline', '  '], {}, 'Invalid setting --pipeline (MPD_PIPELINE): must be a file path, got "  "'],
     [
+      ['--isolation', 'thread'],
+      {},
+      `Invalid setting --isolation (MPD_ISOLATION): must be 'process' or 'none', got "thread"`,
+    ],
+    [
+      ['--kill-grace', '-1'],
+      {},
+      'Invalid setting --kill-grace (MPD_KILL_GRACE): must be a number of seconds from 0 to 3600, got "-1"',
+    ],
+    [
+      [],
+      { MPD_KILL_GRACE: '3601' },
+      'Invalid setting --kill-grace (MPD_KILL_GRACE): must be a number of seconds from 0 to 3600, got "3601"',
+    ],
+    [
+      ['--module-heap-limit', '8'],
+      {},
+      'Invalid setting --module-heap-limit (MPD_MODULE_HEAP_LIMIT): must be an integer from 16 to 1048576, got "8"',
+    ],
+    [
       ['--tls-cert', 'worker.crt'],
       {},
       'Invalid setting --tls-cert (MPD_TLS_CERT): needs --tls-key (MPD_TLS_KEY) too, got "worker.crt"',
@@ -301,6 +338,9 @@ describe('createCommand + parseSettings', () => {
       ['--slots', 'MPD_SLOTS'],
       ['--max-parallel', 'MPD_MAX_PARALLEL'],
       ['--pipeline', 'MPD_PIPELINE'],
+      ['--isolation', 'MPD_ISOLATION'],
+      ['--kill-grace', 'MPD_KILL_GRACE'],
+      ['--module-heap-limit', 'MPD_MODULE_HEAP_LIMIT'],
       ['--join-token', 'MPD_JOIN_TOKEN'],
       ['--credential-file', 'MPD_CREDENTIAL_FILE'],
       ['--token', 'MPD_WORKER_TOKEN'],

@@ -46,6 +46,12 @@ const filePath = pathText();
 
 /** A worker id: the contract's `LIMITS.identifier`. */
 const idRule = `must be 1-${LIMITS.identifier.maxLength} printable characters without spaces`;
+/** Seconds from 0 to 3600 (0: SIGKILL at once), in milliseconds as the options take them. */
+const graceSecondsAsMs = z
+  .string()
+  .trim()
+  .refine((text) => /^\d+(\.\d+)?$/.test(text) && Number(text) <= 3_600, 'must be a number of seconds from 0 to 3600')
+  .transform((text) => Math.round(Number(text) * 1_000));
 
 /** The settings of `mpd-worker`, in `--help` order. */
 export const SETTINGS = defineSettings(
@@ -110,6 +116,25 @@ export const SETTINGS = defineSettings(
       env: 'MPD_PIPELINE',
       help: 'pipeline file (ES module or .ts) whose modules this worker runs',
       schema: filePath,
+    },
+    isolation: {
+      flag: '--isolation <mode>',
+      env: 'MPD_ISOLATION',
+      help: "where modules run: 'process' (default: in module hosts, child processes started ahead, one per slot; a module that blocks, crashes, exits or exhausts memory fails alone, and every process it started is stopped with it) or 'none' (in the worker's own process)",
+      schema: z.enum(['process', 'none'], { errorMap: () => ({ message: "must be 'process' or 'none'" }) }),
+    },
+    killGraceMs: {
+      flag: '--kill-grace <seconds>',
+      env: 'MPD_KILL_GRACE',
+      default: String(DEFAULT_WORKER_OPTIONS.killGraceMs / 1_000),
+      help: "seconds between SIGTERM and SIGKILL when a cancelled or timed-out module's processes are stopped (with --isolation process); never past the heartbeat lease's end: a worker fences this long before its lease ends, at most a quarter of the heartbeat timeout",
+      schema: graceSecondsAsMs,
+    },
+    moduleHeapLimitMb: {
+      flag: '--module-heap-limit <MiB>',
+      env: 'MPD_MODULE_HEAP_LIMIT',
+      help: "V8 heap limit of each module host, in MiB (node's --max-old-space-size); a module that exhausts it fails alone (default: node's)",
+      schema: integerText(16, 1_048_576),
     },
     joinToken: {
       flag: '--join-token <token>',

@@ -5,7 +5,8 @@ import { createSecretMasker } from '@mpd/server-kit';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ExecutionCancelledError, ModuleTimeoutError, WorkerError } from '../errors.js';
-import { type ExecutionRequest, safeString, serialise, startExecution, toOutcome } from './execution.js';
+import { type ExecutionRequest, startExecution, toOutcome } from './execution.js';
+import { safeString, serialise } from './values-as-text.js';
 
 afterEach(() => {
   vi.useRealTimers();
@@ -114,6 +115,10 @@ describe('serialise and safeString', () => {
     expect(safeString('x')).toBe('"x"');
     expect(safeString(Symbol('s'))).toBe('Symbol(s)');
     expect(safeString(circular)).toBe('[object Object]');
+    // Neither JSON nor String can write a self-referencing object without a prototype.
+    const bare = Object.create(null) as Record<string, unknown>;
+    bare.self = bare;
+    expect(safeString(bare)).toBe('<ref *1> [Object: null prototype] { self: [Circular *1] }');
   });
 });
 
@@ -175,6 +180,30 @@ describe('startExecution', () => {
     expect(settled).toEqual(['own']);
     await vi.advanceTimersByTimeAsync(200);
     expect(settled).toEqual(['own', 'default']);
+  });
+
+  it('answers 500 for a thrown self-referencing null-prototype object instead of throwing while describing it', async () => {
+    const thrower = defineModule({
+      name: 'thrower',
+      run: (ctx) => {
+        const thrown = Object.create(null) as Record<string, unknown>;
+        thrown.self = thrown;
+        thrown.token = ctx.env.TOKEN;
+        throw thrown;
+      },
+    });
+    const execution = startExecution(
+      thrower,
+      request({ environmentVariables: { TOKEN: 'hunter22' }, secretEnvironmentVariables: ['TOKEN'] }),
+      options,
+    );
+    expect((await execution.outcome).body).toMatchObject({
+      errorMessage:
+        "Module threw a non-Error value: <ref *1> [Object: null prototype] { self: [Circular *1], token: '***' }",
+      exceptionType: 'object',
+      failureKind: 'Error',
+    });
+    await execution.stopped;
   });
 
   it('answers at a cancel, but stops only once a module that ignores its signal returns', async () => {

@@ -10,9 +10,11 @@ import { longTimeout } from '@mpd/contract/timers';
 import { createSecretMasker, type SecretMasker } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
-import { ExecutionCancelledError, ModuleTimeoutError, WorkerError } from '../errors.js';
-import { createModuleContext, ensureWorkingDirectory, toModuleLogger } from './module-context.js';
+import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
+import { createModuleContext, ensureWorkingDirectory } from './module-context.js';
+import { toModuleLogger } from './module-logger.js';
 import { checkedResult } from './result-limits.js';
+import { describeThrown, serialise, type ThrownDescription } from './values-as-text.js';
 
 /** The execute body as the contract validated it (`z.output` of `executeModuleRequestSchema`). */
 export type ExecuteModuleBody = z.output<typeof executeModuleRequestSchema>;
@@ -50,26 +52,38 @@ export interface ExecutionOptions {
 
 /** One running execution. */
 export interface Execution {
-  /** Settles (never rejects) at the first of: the module returns or throws, its timeout passes, a cancel. */
+  /**
+   * Settles (never rejects) with the answer. In the worker's process: at the first of the module
+   * returning or throwing, its timeout passing, a cancel. In a module host: once the module
+   * ended that way and its processes are gone (those of a cancelled, timed-out or crashed
+   * module stopped, SIGKILL after the kill grace), so that nothing a module started runs on
+   * after its answer.
+   */
   readonly outcome: Promise<ExecutionOutcome>;
-  /** Resolves once the module's code has really stopped: a module that ignores its signal runs on after its outcome. */
+  /**
+   * Resolves once the module's code has really stopped (its slot is free then): in the worker's
+   * process, a module that ignores its signal runs on after its outcome; in a module host, with
+   * the outcome.
+   */
   readonly stopped: Promise<void>;
   /** Aborts the module's signal with an {@link ExecutionCancelledError} (the first call only). */
   cancel(reason?: string): void;
 }
 
 /**
- * Starts one execution of `module` (Temporal's `Activity`, to the `ModuleExecutor`'s `Worker`):
- * arms its timeout, runs the module with its context, and answers at the first of the module
- * settling or its signal aborting.
+ * An {@link Execution} whose work is `run`: it gets the execution's controller (aborted by
+ * {@link Execution.cancel} with an {@link ExecutionCancelledError}, or by its timeout) and the
+ * function that settles its outcome, and resolves once the module has really stopped.
  */
-export function startExecution(module: AnyModule, request: ExecutionRequest, options: ExecutionOptions): Execution {
+export function createExecution(
+  run: (controller: AbortController, settle: (outcome: ExecutionOutcome) => void) => Promise<void>,
+): Execution {
   const controller = new AbortController();
   let settle!: (outcome: ExecutionOutcome) => void;
   const outcome = new Promise<ExecutionOutcome>((resolve) => (settle = resolve));
   return {
     outcome,
-    stopped: run(module, request, options, controller, settle),
+    stopped: run(controller, settle),
     cancel: (reason) => {
       if (controller.signal.aborted) return;
       controller.abort(new ExecutionCancelledError(`Execution cancelled${reason ? `: ${reason}` : ''}`));
@@ -77,13 +91,28 @@ export function startExecution(module: AnyModule, request: ExecutionRequest, opt
   };
 }
 
-async function run(
+/** What an execution keeps from its start to its answer, in-process or in a module host. */
+export interface ExecutionFrame {
+  /** A child of the worker's logger naming the module and the executionId. */
+  log: Logger;
+  /** Masks the request's secret values (those of `secretEnvironmentVariables`). */
+  mask: SecretMasker;
+  /** The module's timeout (ms): the request's, else the module's, else the worker's default. */
+  timeoutMs: number;
+  /** Ends the execution: clears its timeout, makes the answer (timed from the start) and logs it. */
+  end(result: ModuleEnd): ExecutionOutcome;
+}
+
+/**
+ * Starts the clock of one execution: arms its timeout (which aborts `controller` with a
+ * {@link ModuleTimeoutError}) and logs `module started`.
+ */
+export function beginExecution(
   module: AnyModule,
   request: ExecutionRequest,
   options: ExecutionOptions,
   controller: AbortController,
-  settle: (outcome: ExecutionOutcome) => void,
-): Promise<void> {
+): ExecutionFrame {
   const started = new Date();
   const timeoutMs = request.timeoutMs ?? module.timeoutMs ?? options.defaultTimeoutMs;
   const log = options.logger.child({ module: module.name, executionId: request.executionId });
@@ -102,6 +131,42 @@ async function run(
   );
 
   log.info('module started');
+  const times = { executionId: request.executionId, workerId: options.workerId, started };
+  return {
+    log,
+    mask,
+    timeoutMs,
+    end: (result) => {
+      timer.clear();
+      const outcome = toOutcome(result, times, mask);
+      if (outcome.status === 200) log.info({ duration: outcome.body.duration }, 'module succeeded');
+      else
+        log.warn(
+          { duration: outcome.body.duration, error: outcome.body.errorMessage, failureKind: outcome.body.failureKind },
+          'module failed',
+        );
+      return outcome;
+    },
+  };
+}
+
+/**
+ * Starts one execution of `module` in the worker's own process (`isolation: 'none'`; Temporal's
+ * `Activity`, to the `ModuleExecutor`'s `Worker`): arms its timeout, runs the module with its
+ * context, and answers at the first of the module settling or its signal aborting.
+ */
+export function startExecution(module: AnyModule, request: ExecutionRequest, options: ExecutionOptions): Execution {
+  return createExecution((controller, settle) => run(module, request, options, controller, settle));
+}
+
+async function run(
+  module: AnyModule,
+  request: ExecutionRequest,
+  options: ExecutionOptions,
+  controller: AbortController,
+  settle: (outcome: ExecutionOutcome) => void,
+): Promise<void> {
+  const frame = beginExecution(module, request, options, controller);
   // The outcome is given at the first of: the module settles, or its signal aborts.
   const aborted = new Promise<never>((_, reject) => {
     if (controller.signal.aborted) reject(controller.signal.reason);
@@ -118,44 +183,41 @@ async function run(
       env: request.environmentVariables,
       workingDirectory,
       signal: controller.signal,
-      logger: toModuleLogger(log, mask),
+      logger: toModuleLogger(frame.log, frame.mask),
       executionId: request.executionId,
       workerId: options.workerId,
     });
     return module.run(ctx);
   })();
-  const times = { executionId: request.executionId, workerId: options.workerId, started };
-  let outcome: ExecutionOutcome;
+  let result: ModuleEnd;
   try {
     const value = await Promise.race([work, aborted]);
-    const serialized = checkedResult(module.name, serialise(module.name, value), options.maxResultBytes);
-    outcome = toOutcome({ ok: true, value: serialized }, times, mask);
+    result = { ok: true, value: checkedResult(module.name, serialise(module.name, value), options.maxResultBytes) };
   } catch (error) {
-    outcome = toOutcome(
-      { ok: false, error: controller.signal.aborted ? controller.signal.reason : error },
-      times,
-      mask,
-    );
+    result = { ok: false, error: controller.signal.aborted ? controller.signal.reason : error };
   }
-  timer.clear();
-  if (outcome.status === 200) log.info({ duration: outcome.body.duration }, 'module succeeded');
-  else
-    log.warn(
-      { duration: outcome.body.duration, error: outcome.body.errorMessage, failureKind: outcome.body.failureKind },
-      'module failed',
-    );
-  settle(outcome);
+  settle(frame.end(result));
 
   // The slot stays taken until the module's code has really stopped.
   await work.catch(() => undefined);
 }
 
 /**
+ * How a module ended, for {@link toOutcome}: its result as JSON text, what it threw (a timeout or
+ * a cancel is told apart by the signal's reason, an {@link ModuleTimeoutError} or
+ * {@link ExecutionCancelledError}), or a thrown value already described (by a module host,
+ * where the value itself stays): failure kind `Error`.
+ */
+export type ModuleEnd =
+  { ok: true; value: string } | { ok: false; error: unknown } | { ok: false; thrown: ThrownDescription };
+
+/**
  * The answer for how a module ended, timed from `started` to now; failure messages and stacks
- * pass through `mask`. A timeout or a cancel is told apart by the signal's reason.
+ * pass through `mask`. Both ways of running a module end here, on the worker: `value` is the
+ * serialised result (made by `serialise`, in the worker or in the module host).
  */
 export function toOutcome(
-  result: { ok: true; value: string } | { ok: false; error: unknown },
+  result: ModuleEnd,
   { executionId, workerId, started }: { executionId: string; workerId: string; started: Date },
   mask: SecretMasker,
 ): ExecutionOutcome {
@@ -168,44 +230,25 @@ export function toOutcome(
     workerId,
   };
   if (result.ok) return { status: 200, body: { ...times, success: true, serializedResult: result.value } };
-  const error = result.error;
-  const failureKind: FailureKind =
-    error instanceof ModuleTimeoutError ? 'TimedOut' : error instanceof ExecutionCancelledError ? 'Cancelled' : 'Error';
-  const isError = error instanceof Error;
+  let failureKind: FailureKind = 'Error';
+  let thrown: ThrownDescription;
+  if ('thrown' in result) {
+    thrown = result.thrown;
+  } else {
+    const error = result.error;
+    if (error instanceof ModuleTimeoutError) failureKind = 'TimedOut';
+    else if (error instanceof ExecutionCancelledError) failureKind = 'Cancelled';
+    thrown = describeThrown(error);
+  }
   return {
     status: 500,
     body: {
       ...times,
       success: false,
-      errorMessage: mask(isError ? error.message : `Module threw a non-Error value: ${safeString(error)}`),
-      exceptionType: isError ? error.name || error.constructor.name : typeof error,
-      stackTrace: isError && error.stack !== undefined ? mask(error.stack) : null,
+      errorMessage: mask(thrown.message),
+      exceptionType: thrown.type,
+      stackTrace: thrown.stack === null ? null : mask(thrown.stack),
       failureKind,
     },
   };
-}
-
-/**
- * A module's result as JSON text (`"null"` for `undefined`).
- * @throws WorkerError (code `ResultNotSerializable`) naming the module.
- */
-export function serialise(moduleName: string, value: unknown): string {
-  try {
-    return JSON.stringify(value === undefined ? null : value) ?? 'null';
-  } catch (cause) {
-    throw new WorkerError(
-      'ResultNotSerializable',
-      `Module '${moduleName}' returned a result that is not JSON-serialisable: ${(cause as Error).message}`,
-      { cause },
-    );
-  }
-}
-
-/** A thrown value that is not an Error, as text (its JSON when it has one). */
-export function safeString(value: unknown): string {
-  try {
-    return JSON.stringify(value) ?? String(value);
-  } catch {
-    return String(value);
-  }
 }

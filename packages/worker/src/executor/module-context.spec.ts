@@ -5,7 +5,8 @@ import { defineModule } from '@mpd/pipeline';
 import { createSecretMasker } from '@mpd/server-kit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createModuleContext, ensureWorkingDirectory, toModuleLogger } from './module-context.js';
+import { createModuleContext, ensureWorkingDirectory } from './module-context.js';
+import { toModuleLogger } from './module-logger.js';
 
 const restore = defineModule({ name: 'restore', run: () => ({ packages: 1 }) });
 const build = defineModule({

@@ -1,8 +1,7 @@
 import { statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import type { AnyModule, JsonValue, ModuleContext, ModuleLogger } from '@mpd/pipeline';
-import { maskDeep, type SecretMasker } from '@mpd/server-kit';
-import type { Logger } from 'pino';
+import { moduleCommands } from './module-commands.js';
 
 /** Everything a module's context is made of, each given explicitly (nothing is read from the request). */
 export interface ModuleContextFields {
@@ -25,6 +24,7 @@ export interface ModuleContextFields {
 /** The `ctx` a module's `run` receives. */
 export function createModuleContext(fields: ModuleContextFields): ModuleContext {
   const { module, results } = fields;
+  const env = Object.freeze({ ...fields.env });
   return {
     name: module.name,
     params: fields.params ?? module.params,
@@ -32,10 +32,11 @@ export function createModuleContext(fields: ModuleContextFields): ModuleContext 
     result: (dependency: AnyModule) => results[dependency.name],
     optionalResult: (dependency: AnyModule | string) =>
       results[typeof dependency === 'string' ? dependency : dependency.name],
-    env: Object.freeze({ ...fields.env }),
+    env,
     workingDirectory: fields.workingDirectory,
     signal: fields.signal,
     logger: fields.logger,
+    ...moduleCommands({ signal: fields.signal, workingDirectory: fields.workingDirectory, env }),
     executionId: fields.executionId,
     workerId: fields.workerId,
   } as ModuleContext;
@@ -47,13 +48,4 @@ export async function ensureWorkingDirectory(workingDirectory: string): Promise<
   if (!statSync(workingDirectory, { throwIfNoEntry: false })?.isDirectory()) {
     await mkdir(workingDirectory, { recursive: true });
   }
-}
-
-/** The module's logger: every message and field passes through the secret masker. */
-export function toModuleLogger(log: Logger, mask: SecretMasker): ModuleLogger {
-  const write =
-    (level: 'debug' | 'info' | 'warn' | 'error') =>
-    (message: string, fields?: Record<string, unknown>): void =>
-      log[level](maskDeep(fields ?? {}, mask), mask(message));
-  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
 }

@@ -1,6 +1,9 @@
 import type { Pipeline } from '@mpd/pipeline';
 import type { Logger } from 'pino';
 import { type Execution, type ExecutionOutcome, type ExecutionRequest, startExecution } from './execution.js';
+import { startHostedExecution } from './hosted-execution.js';
+import { ModuleHostPool } from './module-host-pool.js';
+import { monotonicNow } from './process-group.js';
 
 /** What {@link ModuleExecutor.execute} did with a request. */
 export type ExecuteDecision =
@@ -31,23 +34,60 @@ export interface ModuleExecutorOptions {
   completedRetentionMs: number;
   /** The largest result a module may return, as JSON text in UTF-8 bytes. */
   maxResultBytes: number;
+  /**
+   * Where modules run: `'process'` in module hosts (child processes, one per slot, each in its
+   * own process group; the pipeline needs a `sourceFile`), `'none'` in the worker's own process.
+   */
+  isolation: WorkerIsolation;
+  /** SIGTERM to SIGKILL when a module host's process group is stopped (ms). */
+  killGraceMs: number;
+  /** The module hosts' V8 heap limit (MiB); Node's default when undefined. */
+  moduleHeapLimitMb: number | undefined;
   logger: Logger;
 }
+
+/** Where a worker runs modules: in module hosts (child processes), or in its own process. */
+export type WorkerIsolation = 'process' | 'none';
+
+/** How long {@link ModuleExecutor.close} waits for in-process modules that ignore their signal (ms). */
+const IN_PROCESS_STOP_WAIT_MS = 5_000;
 
 /**
  * Runs modules of the loaded pipeline, at most `slots` at once. An execution
  * ends with an outcome when the module returns, throws, times out or is cancelled; a
  * module that ignores its `signal` keeps its slot until it really stops, so the load the
- * worker reports stays honest.
+ * worker reports stays honest. With `isolation: 'process'` modules run in a pool of module
+ * hosts started with the executor, and a slot is freed only once every process of its
+ * module is gone.
  */
 export class ModuleExecutor {
   private readonly running = new Map<string, Execution>();
   private readonly finished = new Map<string, { outcome: Promise<ExecutionOutcome>; expiresAt: number }>();
+  private readonly pool: ModuleHostPool | undefined;
   private draining = false;
   /** Why the worker is fenced, while it is (see {@link ModuleExecutor.fence}). */
   private fencedBecause: string | undefined;
+  private closing: Promise<void> | undefined;
 
-  constructor(private readonly options: ModuleExecutorOptions) {}
+  /** @throws Error when `isolation` is `'process'` and the pipeline has no `sourceFile`. */
+  constructor(private readonly options: ModuleExecutorOptions) {
+    const { pipeline } = options;
+    if (options.isolation === 'process' && pipeline) {
+      if (pipeline.sourceFile === undefined) {
+        throw new Error(
+          `isolation 'process' needs a pipeline loaded from its file (loadPipelineFile): pipeline '${pipeline.name}' was defined in code`,
+        );
+      }
+      this.pool = new ModuleHostPool({
+        size: options.slots,
+        sourceFile: pipeline.sourceFile,
+        fingerprint: pipeline.fingerprint,
+        killGraceMs: options.killGraceMs,
+        heapLimitMb: options.moduleHeapLimitMb,
+        logger: options.logger.child({ component: 'module-hosts' }),
+      });
+    }
+  }
 
   /** Modules running now. */
   get load(): number {
@@ -63,6 +103,14 @@ export class ModuleExecutor {
     return this.options.slots;
   }
 
+  /**
+   * Resolves once the module hosts started with the executor are ready (or failed to start, which
+   * their executions will report); at once without module hosts.
+   */
+  ready(): Promise<void> {
+    return this.pool?.started ?? Promise.resolve();
+  }
+
   /** Stop taking new executions (running ones go on). */
   drain(): void {
     this.draining = true;
@@ -76,6 +124,18 @@ export class ModuleExecutor {
   fence(reason: string): void {
     this.fencedBecause = reason;
     this.cancelAll(reason);
+  }
+
+  /**
+   * The worker's heartbeat lease was renewed: it now ends in `endsInMs`. Every module host that
+   * runs a module (or is being stopped) holds this lease, and so does each host given a module
+   * later; a host whose lease ends kills its process group at once, and no kill grace runs past
+   * it (see `ModuleHostPool.renewLease`). So a worker that stops renewing — frozen, stalled, cut
+   * off — has no module process left once the orchestrator may run its modules elsewhere. Nothing
+   * to do with `isolation: 'none'`: nothing but the worker's own process could stop its modules.
+   */
+  renewLease(endsInMs: number): void {
+    this.pool?.renewLease(monotonicNow() + endsInMs);
   }
 
   /** Takes new executions again (a heartbeat was acknowledged after {@link ModuleExecutor.fence}). */
@@ -108,13 +168,17 @@ export class ModuleExecutor {
       return { kind: 'busy', load: this.running.size, slots: this.options.slots };
     }
     const { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger } = this.options;
-    const execution = startExecution(module, request, {
-      workerId,
-      defaultTimeoutMs,
-      workingDirectory,
-      maxResultBytes,
-      logger,
-    });
+    const execution = this.pool
+      ? startHostedExecution(module, request, {
+          workerId,
+          defaultTimeoutMs,
+          workingDirectory,
+          maxResultBytes,
+          logger,
+          pool: this.pool,
+          heapLimitMb: this.options.moduleHeapLimitMb,
+        })
+      : startExecution(module, request, { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger });
     this.running.set(request.executionId, execution);
     void execution.stopped.then(() => {
       this.running.delete(request.executionId);
@@ -137,6 +201,22 @@ export class ModuleExecutor {
   /** Cancels every running execution (shutdown). */
   cancelAll(reason: string): void {
     for (const id of this.running.keys()) this.cancel(id, reason);
+  }
+
+  /**
+   * Stops for good: takes nothing new, cancels what runs (`reason`), and stops every module
+   * host with its process group. Resolves once no process of any module runs (with module
+   * hosts: within the kill grace and a SIGKILL; in-process modules that ignore their signal are
+   * waited for 5 s at most). Once: later calls get the same promise.
+   */
+  close(reason: string): Promise<void> {
+    return (this.closing ??= (async () => {
+      this.draining = true;
+      this.cancelAll(reason);
+      const idle = this.idle();
+      if (this.pool) await Promise.all([idle, this.pool.close()]);
+      else await Promise.race([idle, new Promise((resolve) => setTimeout(resolve, IN_PROCESS_STOP_WAIT_MS).unref())]);
+    })());
   }
 
   /** Resolves when nothing runs any more. */

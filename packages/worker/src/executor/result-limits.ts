@@ -1,4 +1,5 @@
-import { resultLimitProblem } from '@mpd/contract';
+// The limits entry alone: module hosts load this file, and need no zod or ts-rest.
+import { resultLimitProblem } from '@mpd/contract/limits';
 import { ResultLimitError } from '../errors.js';
 
 /**

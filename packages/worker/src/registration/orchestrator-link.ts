@@ -4,7 +4,7 @@ import type { ErrorBody, WorkerNodeRegistration } from '@mpd/contract';
 import { longSleep } from '@mpd/contract/timers';
 import { backoffDelay, writeStateFile } from '@mpd/server-kit';
 import type { Logger } from 'pino';
-import { HeartbeatLease } from './heartbeat-lease.js';
+import { fenceLeadMs, HeartbeatLease } from './heartbeat-lease.js';
 
 /**
  * The heartbeat timeout a worker fences by when the orchestrator does not say (an older one
@@ -75,6 +75,13 @@ export interface OrchestratorLinkOptions {
    */
   incarnation: string;
   /**
+   * The worker's kill grace (ms): it fences this long before its lease ends, at most a quarter of
+   * the heartbeat timeout (see `fenceLeadMs`), so that the processes of the modules it cancels are
+   * gone when the lease ends.
+   * @default 0: fences when the lease ends
+   */
+  killGraceMs?: number;
+  /**
    * The monotonic clock the heartbeat lease is measured by, in ms (tests inject one).
    * @default performance.now
    */
@@ -90,13 +97,19 @@ export interface LinkStart {
   /** Called for each execution a heartbeat answer lists in `cancel`: cancel it as a cancel call would. */
   onCancelRequested?: (executionId: string, reason: string) => void;
   /**
-   * Called when no heartbeat has been acknowledged for the orchestrator's heartbeat timeout: the
-   * orchestrator has given this worker's modules to others, so cancel them (with `reason`) and
-   * take no new ones. The link goes on trying to reach the orchestrator.
+   * Called at the lease's renew deadline, when no heartbeat has been acknowledged for the
+   * orchestrator's heartbeat timeout less the fence lead (see `OrchestratorLinkOptions.killGraceMs`):
+   * once the lease ends the orchestrator gives this worker's modules to others, so cancel them
+   * (with `reason`) and take no new ones. The link goes on trying to reach the orchestrator.
    */
   onFenced?: (reason: string) => void;
   /** Called when a heartbeat is acknowledged again after {@link LinkStart.onFenced}: take modules again. */
   onUnfenced?: () => void;
+  /**
+   * Called each time an acknowledgement renews the heartbeat lease, with when it now ends (in ms
+   * from now): pass it on to what must stop with it (the module hosts).
+   */
+  onLeaseRenewed?: (endsInMs: number) => void;
   /**
    * Called once when the link ends for good: the orchestrator refused the registration as
    * invalid (400: the same registration would be refused again), or another process took this
@@ -111,8 +124,8 @@ export interface LinkStart {
  * orchestrator is down), sends heartbeats at the interval the orchestrator returned, registers
  * again when a heartbeat answers 404 (the orchestrator restarted or declared it lost), and
  * unregisters on {@link OrchestratorLink.stop}. It holds the heartbeat lease
- * ({@link HeartbeatLease}): with nothing acknowledged for the heartbeat timeout it fences the
- * worker ({@link LinkStart.onFenced}). It ends for good on a registration refused as invalid
+ * ({@link HeartbeatLease}): with nothing acknowledged by its renew deadline it fences the
+ * worker ({@link LinkStart.onFenced}), and each renewal is passed on ({@link LinkStart.onLeaseRenewed}). It ends for good on a registration refused as invalid
  * (400) and on a heartbeat answered 409 `WorkerReplaced` ({@link LinkStart.onEnded}).
  */
 export class OrchestratorLink {
@@ -131,13 +144,19 @@ export class OrchestratorLink {
 
   constructor(private readonly options: OrchestratorLinkOptions) {
     this.now = options.now ?? (() => performance.now());
+    const killGraceMs = options.killGraceMs ?? 0;
     this.lease = new HeartbeatLease({
       now: this.now,
-      onExpired: (timeoutMs) => {
-        const reason = `fenced: no heartbeat acknowledged for ${timeoutMs / 1000} s (the orchestrator's heartbeat timeout); the orchestrator has given this worker's modules to others`;
-        this.options.logger.warn({ heartbeatTimeoutMs: timeoutMs }, `${reason}; cancelling them, taking no new ones`);
+      fenceLeadMs: (timeoutMs) => fenceLeadMs(killGraceMs, timeoutMs),
+      onExpired: (silentMs, timeoutMs) => {
+        const reason = `fenced: no heartbeat acknowledged for ${seconds(silentMs)} s; the lease ends ${seconds(timeoutMs - silentMs)} s later (the orchestrator's heartbeat timeout is ${seconds(timeoutMs)} s), and the orchestrator gives this worker's modules to others then`;
+        this.options.logger.warn(
+          { heartbeatTimeoutMs: timeoutMs, silentMs },
+          `${reason}; cancelling them, taking no new ones`,
+        );
         this.hooks?.onFenced?.(reason);
       },
+      onExtended: (endsAt) => this.hooks?.onLeaseRenewed?.(endsAt - this.now()),
       onRenewed: () => {
         this.options.logger.info('a heartbeat was acknowledged again: no longer fenced, taking modules again');
         this.hooks?.onUnfenced?.();
@@ -158,7 +177,7 @@ export class OrchestratorLink {
   }
 
   /**
-   * Whether the worker is fenced: no heartbeat acknowledged for the heartbeat timeout (see
+   * Whether the worker is fenced: no heartbeat acknowledged by the lease's renew deadline (see
    * {@link LinkStart.onFenced}).
    */
   get fenced(): boolean {
@@ -442,6 +461,11 @@ function pause(ms: number, signal: AbortSignal): Promise<boolean> {
 /** An error answer as one line: its status code and message (`ValidationFailed: body.workerNode.id: …`). */
 function errorText(body: ErrorBody): string {
   return `${body.code ?? 'error'}: ${body.errorMessage}`;
+}
+
+/** Milliseconds as seconds, to the millisecond (`2.25`). */
+function seconds(ms: number): number {
+  return Math.round(ms) / 1000;
 }
 
 function describe(error: unknown): string {

@@ -1,0 +1,74 @@
+/**
+ * The messages between the worker and a module host, over the host's IPC channel (Node's
+ * `process.send`, JSON). One execution at a time per host; every message of an execution names
+ * its `executionId`, so that a late message of an earlier one is told apart.
+ */
+import type { JsonValue } from '@mpd/pipeline';
+import type { ThrownDescription } from './values-as-text.js';
+
+/** What the worker tells a host. */
+export type ToHost =
+  /** First message: load this pipeline file and check it is the worker's (same fingerprint). */
+  | { type: 'init'; sourceFile: string; fingerprint: string; killGraceMs: number }
+  /** Run one module. */
+  | {
+      type: 'execute';
+      executionId: string;
+      moduleName: string;
+      params: JsonValue | undefined;
+      results: Record<string, JsonValue>;
+      env: Record<string, string>;
+      workingDirectory: string;
+      workerId: string;
+      /** The largest result the module may return (UTF-8 bytes of its JSON): checked in the host, so an oversized one never crosses IPC. */
+      maxResultBytes: number;
+    }
+  /** Abort the module's signal with a `ModuleTimeoutError` (`timeout`) or an `ExecutionCancelledError`. */
+  | { type: 'cancel'; executionId: string; reason: 'timeout' | 'cancel'; message: string };
+
+/** A log line of the module, written on the worker's side (masked there). */
+export interface HostLogLine {
+  type: 'log';
+  executionId: string;
+  level: 'debug' | 'info' | 'warn' | 'error';
+  message: string;
+  fields?: Record<string, unknown>;
+}
+
+/** What a host tells the worker. */
+export type FromHost =
+  /** The pipeline is loaded: the host takes executions. */
+  | { type: 'ready' }
+  /** The pipeline could not be loaded (or is not the worker's); the host exits. */
+  | { type: 'init-failed'; message: string }
+  | HostLogLine
+  /**
+   * The module returned (`resultText`: its result serialised) or threw. `leftoverChildren`:
+   * how many processes the host still has as children; a host with any is not reused.
+   */
+  | ({ type: 'done'; executionId: string; leftoverChildren: number } & (
+      { ok: true; resultText: string } | { ok: false; thrown: ThrownDescription }
+    ))
+  /**
+   * An error escaped the module (an unhandled rejection, an uncaught exception): the host's
+   * state can no longer be trusted, it exits. `executionId` is the execution it was running, if
+   * any.
+   */
+  | { type: 'crash'; executionId: string | undefined; what: string; thrown: ThrownDescription };
+
+/**
+ * The file descriptor, in a module host, of its **lease channel**: a pipe the worker writes the
+ * host's lease to, read by a thread of the host's own (`module-host-lease.ts`) rather than by the
+ * host's main thread, which a module may block (`execSync`) for as long as it likes. Not the IPC
+ * channel for that reason.
+ */
+export const LEASE_FD = 4;
+
+/**
+ * One line on the lease channel: when the host's lease ends, in ms on `monotonicNow()`'s clock
+ * (shared by every process of the machine), or `-` for no lease (an idle host, or a worker
+ * without an orchestrator). A host whose lease ends kills its process group, itself included.
+ */
+export function leaseLine(endsAt: number | undefined): string {
+  return endsAt === undefined ? '-\n' : `${endsAt}\n`;
+}

@@ -1,0 +1,350 @@
+import { DEFAULT_MAX_RESULT_BYTES } from '@mpd/contract';
+/**
+ * Modules run in module hosts (`isolation: 'process'`): real host processes loading
+ * `test/fixtures/host-faults.pipeline.ts`, whose modules misbehave in every way a host must
+ * survive alone.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadPipelineFile, type Pipeline } from '@mpd/pipeline';
+import pino from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { ExecutionOutcome, ExecutionRequest } from './execution.js';
+import { ModuleExecutor, type ModuleExecutorOptions } from './module-executor.js';
+import { groupMembers } from './process-group.js';
+
+const FIXTURE = fileURLToPath(new URL('../../test/fixtures/host-faults.pipeline.ts', import.meta.url));
+const SECRET = 'hunter22-the-secret';
+const dir = mkdtempSync(join(tmpdir(), 'mpd-hosts-'));
+const ledgerFile = join(dir, 'ledger');
+
+let pipeline: Pipeline;
+const executors: ModuleExecutor[] = [];
+let logLines: string[] = [];
+
+beforeAll(async () => {
+  // Module hosts inherit the worker's environment: here, the test process's.
+  process.env.MPD_TEST_LEDGER = ledgerFile;
+  // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
+  // otherwise than tsx (which the CLI and the hosts load it with), so the worker's side here
+  // takes the fingerprint tsx gives, as the CLI would have.
+  const loadedByTsx = execFileSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `import { loadPipelineFile } from '@mpd/pipeline'; console.log((await loadPipelineFile(${JSON.stringify(FIXTURE)})).fingerprint);`,
+    ],
+    { encoding: 'utf8' },
+  );
+  pipeline = { ...(await loadPipelineFile(FIXTURE)), fingerprint: loadedByTsx.trim() };
+});
+afterEach(async () => {
+  await Promise.all(executors.splice(0).map((executor) => executor.close('test over')));
+  logLines = [];
+});
+afterAll(() => {
+  delete process.env.MPD_TEST_LEDGER;
+});
+
+function executor(options: Partial<ModuleExecutorOptions> = {}): ModuleExecutor {
+  const created = new ModuleExecutor({
+    workerId: 'worker-1',
+    pipeline,
+    slots: 2,
+    defaultTimeoutMs: 60_000,
+    workingDirectory: dir,
+    completedRetentionMs: 60_000,
+    maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
+    isolation: 'process',
+    killGraceMs: 1_000,
+    moduleHeapLimitMb: 64,
+    logger: pino({ level: 'debug' }, { write: (line: string) => void logLines.push(line) }),
+    ...options,
+  });
+  executors.push(created);
+  return created;
+}
+
+let nextId = 1;
+function request(moduleTypeName: string, extra: Partial<ExecutionRequest> = {}): ExecutionRequest {
+  return {
+    executionId: `exec-${nextId++}`,
+    moduleTypeName,
+    params: undefined,
+    dependencyResults: {},
+    environmentVariables: { SECRET, PLAIN: 'plain-value' },
+    secretEnvironmentVariables: ['SECRET'],
+    ...extra,
+  };
+}
+
+function start(on: ModuleExecutor, sent: ExecutionRequest): Promise<ExecutionOutcome> {
+  const decision = on.execute(sent);
+  if (decision.kind !== 'started') throw new Error(`not started: ${JSON.stringify(decision)}`);
+  return decision.outcome;
+}
+
+const run = (on: ModuleExecutor, name: string, extra: Partial<ExecutionRequest> = {}) =>
+  start(on, request(name, extra));
+
+function resultOf(outcome: ExecutionOutcome): Record<string, unknown> {
+  if (outcome.status !== 200) throw new Error(`module failed: ${outcome.body.errorMessage}`);
+  return JSON.parse(outcome.body.serializedResult) as Record<string, unknown>;
+}
+
+/** Whether a process runs (a zombie does not: it only waits to be reaped). */
+function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]!);
+  } catch {
+    return false;
+  }
+}
+
+/** The pids the `stubborn` module wrote: its host's, then bash's and sleep's. */
+async function stubbornPids(): Promise<number[]> {
+  let pids: number[] = [];
+  await expect
+    .poll(
+      () => {
+        const lines = readFileSync(ledgerFile, 'utf8').split('\n');
+        const host = lines.findLast((line) => line.startsWith('stubborn '));
+        const children = lines.findLast((line) => line.startsWith('pids '));
+        pids = [host, children].flatMap((line) => line?.split(' ').slice(1).map(Number) ?? []);
+        return pids.length;
+      },
+      { timeout: 15_000, interval: 50, message: 'the stubborn module to write its pids' },
+    )
+    .toBe(3);
+  return pids;
+}
+
+/** The pids a module wrote to the ledger after its name (its host's first), from its last line. */
+function ledgerPids(module: string): number[] {
+  const line = readFileSync(ledgerFile, 'utf8')
+    .split('\n')
+    .findLast((candidate) => candidate.startsWith(`${module} `));
+  return line?.split(' ').slice(1).map(Number) ?? [];
+}
+
+describe('modules in module hosts', () => {
+  it('runs a module in a host process with its context, masks what it logs or prints, and reuses the host', async () => {
+    const on = executor();
+    const first = resultOf(await run(on, 'echo', { params: { n: 1 }, dependencyResults: { before: { ok: true } } }));
+    expect(first).toEqual({
+      pid: expect.any(Number),
+      params: { n: 1 },
+      results: { before: { ok: true } },
+      env: 'plain-value',
+    });
+    expect(first.pid).not.toBe(process.pid);
+    // A host that ended its module cleanly takes the next one.
+    expect(resultOf(await run(on, 'echo')).pid).toBe(first.pid);
+    const logs = logLines.join('');
+    expect(logs).toContain('echo logging the secret');
+    expect(logs).toMatch(/"stream":"stdout".*echo printing the secret \*\*\*/);
+    expect(logs).not.toContain(SECRET);
+  });
+
+  it('ctx.exec runs a command in the working directory with ctx.env, and can take a non-zero exit', async () => {
+    expect(resultOf(await run(executor(), 'exec'))).toEqual({
+      stdout: `plain-value in ${dir}`,
+      exitCode: 3,
+      stderr: 'oops',
+    });
+  });
+
+  it.each([
+    [
+      'unhandled-rejection',
+      /^Module 'unhandled-rejection' crashed its module host: it left a promise rejection unhandled: Error: unhandled, with \*\*\*$/,
+    ],
+    [
+      'trailing-rejection',
+      /^Module 'trailing-rejection' crashed its module host: it left a promise rejection unhandled: Error: trailing, with \*\*\*$/,
+    ],
+    [
+      'uncaught-exception',
+      /^Module 'uncaught-exception' crashed its module host: it threw an uncaught exception: Error: uncaught, with \*\*\*$/,
+    ],
+    [
+      'null-prototype',
+      /^Module threw a non-Error value: <ref \*1> \[Object: null prototype\] \{ self: \[Circular \*1\], secret: '\*\*\*' \}$/,
+    ],
+    [
+      'exit',
+      /^Module 'exit' ended abnormally: its module host exited with code 3 while it ran \(process\.exit\(\) in the module\?\)$/,
+    ],
+    [
+      'out-of-memory',
+      /^Module 'out-of-memory' ended abnormally: it ran out of memory \(JavaScript heap out of memory; the heap limit is 64 MiB, --module-heap-limit\)/,
+    ],
+  ])(
+    '%s: the module fails alone, with a masked message naming what happened; the next one runs',
+    async (name, message) => {
+      const on = executor();
+      const before = resultOf(await run(on, 'echo')).pid;
+      const outcome = await run(on, name);
+      expect(outcome.status).toBe(500);
+      if (outcome.status !== 500) return;
+      expect(outcome.body.errorMessage).toMatch(message);
+      expect(outcome.body.failureKind).toBe('Error');
+      expect(JSON.stringify(outcome.body)).not.toContain(SECRET);
+      expect(logLines.join('')).not.toContain(SECRET);
+      await expect.poll(() => on.load).toBe(0);
+      // The worker is untouched, and a host takes the next module (a fresh one where the host died).
+      const after = resultOf(await run(on, 'echo')).pid;
+      if (name !== 'null-prototype') expect(running(before as number)).toBe(false);
+      expect(after).not.toBe(process.pid);
+    },
+    30_000,
+  );
+
+  it("a busy module (a synchronous sleep) does not stop the worker's event loop", async () => {
+    const on = executor();
+    let longestGap = 0;
+    let last = performance.now();
+    const ticker = setInterval(() => {
+      longestGap = Math.max(longestGap, performance.now() - last);
+      last = performance.now();
+    }, 20);
+    try {
+      expect(resultOf(await run(on, 'busy', { params: { seconds: 2 } }))).toBe('done');
+    } finally {
+      clearInterval(ticker);
+    }
+    // In the worker's own process this loop would stall for the whole 2 s.
+    expect(longestGap).toBeLessThan(1_000);
+  });
+
+  it.each(['exec', 'execFile'])(
+    'a cancelled module whose processes ignore SIGTERM (%s): the answer and the free slot come only once SIGKILL ended them',
+    async (via) => {
+      writeFileSync(ledgerFile, '');
+      const on = executor();
+      const sent = request('stubborn', { params: { via } });
+      const outcome = start(on, sent);
+      const pids = await stubbornPids();
+      const cancelled = performance.now();
+      expect(on.cancel(sent.executionId, 'test')).toBe(true);
+      let answeredAt = 0;
+      void outcome.then(() => (answeredAt = performance.now()));
+      // SIGTERM was sent at once; bash and sleep ignore it, so the slot stays taken. The host,
+      // done with its module, stays as long as they run: its lease watchdog watches them.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(pids.filter(running)).toEqual(pids);
+      expect(answeredAt).toBe(0);
+      expect(on.load).toBe(1);
+      expect(await outcome).toMatchObject({
+        status: 500,
+        body: { failureKind: 'Cancelled', errorMessage: 'Execution cancelled: test' },
+      });
+      expect(answeredAt - cancelled).toBeGreaterThanOrEqual(1_000); // the kill grace
+      expect(pids.filter(running)).toEqual([]);
+      await expect.poll(() => on.load).toBe(0);
+    },
+    30_000,
+  );
+
+  it('a host whose lease ends kills its whole group at once, though its module blocks its event loop', async () => {
+    writeFileSync(ledgerFile, '');
+    const on = executor();
+    on.renewLease(60_000);
+    // Renewed well before each end, the lease never ends: the renewals reach the host's watchdog
+    // while its main thread is blocked (2 s here, with leases of 0.8 s).
+    const renewing = setInterval(() => on.renewLease(800), 200);
+    try {
+      expect(resultOf(await run(on, 'busy', { params: { seconds: 2 } }))).toBe('done');
+    } finally {
+      clearInterval(renewing);
+    }
+    // Not renewed any more (a frozen or stalled worker): the group goes when the lease ends.
+    on.renewLease(60_000);
+    const outcome = run(on, 'blocking-tree');
+    let pids: number[] = [];
+    await expect
+      .poll(() => (pids = ledgerPids('blocking-tree')).length, { timeout: 15_000, interval: 20 })
+      .toBe(2);
+    const leaseSetAt = performance.now();
+    on.renewLease(1_500);
+    const answer = await outcome;
+    const answeredAfterMs = performance.now() - leaseSetAt;
+    expect(answer).toMatchObject({ status: 500, body: { failureKind: 'Error' } });
+    expect(answer.body).toHaveProperty(
+      'errorMessage',
+      expect.stringMatching(/^Module 'blocking-tree' ended abnormally: its worker's lease ended while it ran/),
+    );
+    expect(answeredAfterMs).toBeGreaterThanOrEqual(1_400);
+    expect(answeredAfterMs).toBeLessThan(1_500 + 1_000); // SIGKILL at the end: no kill grace
+    expect(pids.filter(running)).toEqual([]);
+    expect(groupMembers(pids[0]!)).toEqual([]); // the blocking sleep too
+  }, 30_000);
+
+  it('no kill grace runs past the lease: a cancelled group whose processes ignore SIGTERM gets SIGKILL when the lease ends', async () => {
+    writeFileSync(ledgerFile, '');
+    const on = executor({ killGraceMs: 20_000 });
+    on.renewLease(60_000);
+    const sent = request('stubborn');
+    const outcome = start(on, sent);
+    const pids = await stubbornPids();
+    on.renewLease(1_500);
+    const cancelled = performance.now();
+    on.cancel(sent.executionId, 'test');
+    expect(await outcome).toMatchObject({ status: 500, body: { failureKind: 'Cancelled' } });
+    const stoppedAfterMs = performance.now() - cancelled;
+    expect(stoppedAfterMs).toBeGreaterThanOrEqual(1_300);
+    expect(stoppedAfterMs).toBeLessThan(5_000); // not the 20 s kill grace
+    expect(pids.filter(running)).toEqual([]);
+  }, 30_000);
+
+  it('a timed-out module: its process group is stopped before the TimedOut answer', async () => {
+    writeFileSync(ledgerFile, '');
+    const on = executor();
+    const outcome = run(on, 'stubborn', { timeoutMs: 5_000 });
+    const pids = await stubbornPids();
+    expect(await outcome).toMatchObject({ status: 500, body: { failureKind: 'TimedOut' } });
+    expect(pids.filter(running)).toEqual([]);
+  }, 30_000);
+
+  it('a module that returns but leaves a process running: the process is stopped before the answer, and the host replaced', async () => {
+    writeFileSync(ledgerFile, '');
+    const on = executor();
+    expect(resultOf(await run(on, 'leaves-child'))).toBe('returned');
+    const [, host, child] = readFileSync(ledgerFile, 'utf8').trim().split(' ').map(Number);
+    expect(running(child!)).toBe(false);
+    expect(running(host!)).toBe(false);
+  });
+
+  it("a host that cannot load the worker's pipeline (the file changed since): the module fails, naming why", async () => {
+    const outcome = await run(
+      executor({ pipeline: { ...pipeline, fingerprint: 'sha256:the-worker-loaded-another' } }),
+      'echo',
+    );
+    expect(outcome).toMatchObject({ status: 500, body: { failureKind: 'Error' } });
+    expect(outcome.body).toHaveProperty(
+      'errorMessage',
+      expect.stringMatching(
+        /^Module 'echo' could not run: no module host could start: Pipeline file .*host-faults\.pipeline\.ts changed since the worker loaded it .*: restart the worker$/,
+      ),
+    );
+  });
+
+  it('close stops every host and every process of their groups, idle or running', async () => {
+    writeFileSync(ledgerFile, '');
+    const on = executor();
+    const idleHost = resultOf(await run(on, 'echo')).pid as number;
+    const outcome = run(on, 'stubborn');
+    const pids = await stubbornPids();
+    await on.close('worker shutting down');
+    expect(await outcome).toMatchObject({ body: { failureKind: 'Cancelled' } });
+    expect([idleHost, ...pids].filter(running)).toEqual([]);
+    expect(on.execute(request('echo'))).toEqual({ kind: 'draining' });
+  }, 30_000);
+});

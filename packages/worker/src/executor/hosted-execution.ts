@@ -1,0 +1,182 @@
+import type { AnyModule } from '@mpd/pipeline';
+import { ModuleTimeoutError } from '../errors.js';
+import {
+  beginExecution,
+  createExecution,
+  type Execution,
+  type ExecutionOptions,
+  type ExecutionOutcome,
+  type ExecutionRequest,
+  type ModuleEnd,
+} from './execution.js';
+import type { HostEnd, ModuleHost } from './module-host.js';
+import type { ModuleHostPool } from './module-host-pool.js';
+import { toModuleLogger } from './module-logger.js';
+import type { ThrownDescription } from './values-as-text.js';
+
+/** What an execution in a module host takes besides the worker's {@link ExecutionOptions}. */
+export interface HostedExecutionOptions extends ExecutionOptions {
+  pool: ModuleHostPool;
+  /** The hosts' heap limit (MiB), named in the message of a module that exhausts it. */
+  heapLimitMb: number | undefined;
+}
+
+/** Node's words when V8 gives up on a full heap (`FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory`). */
+const OUT_OF_MEMORY = /heap out of memory|Reached heap limit|Allocation failed/i;
+
+/** What a host's lease watchdog writes before it kills the host's group (`module-host-lease.ts`). */
+const LEASE_ENDED = /its lease ended/;
+
+/**
+ * Starts one execution of `module` in a module host of `options.pool` (`isolation: 'process'`):
+ * the worker arms its timeout and masks its lines; the host runs it. A cancel or a timeout
+ * aborts the module's signal in the host and stops the host's process group (SIGTERM, SIGKILL
+ * after the kill grace); the answer comes once the group is gone. A host that crashes or exits
+ * fails this module alone, with a message naming what happened.
+ */
+export function startHostedExecution(
+  module: AnyModule,
+  request: ExecutionRequest,
+  options: HostedExecutionOptions,
+): Execution {
+  return createExecution((controller, settle) => runHosted(module, request, options, controller, settle));
+}
+
+async function runHosted(
+  module: AnyModule,
+  request: ExecutionRequest,
+  options: HostedExecutionOptions,
+  controller: AbortController,
+  settle: (outcome: ExecutionOutcome) => void,
+): Promise<void> {
+  const { signal } = controller;
+  let host: ModuleHost;
+  try {
+    // Usually at once: the pool's hosts are started ahead. The module's clock starts once it has one.
+    host = await options.pool.acquire(signal);
+  } catch (error) {
+    const frame = beginExecution(module, request, options, controller);
+    settle(
+      frame.end({
+        ok: false,
+        error: signal.aborted
+          ? signal.reason
+          : new Error(`Module '${module.name}' could not run: no module host could start: ${(error as Error).message}`),
+      }),
+    );
+    return;
+  }
+  const frame = beginExecution(module, request, options, controller);
+  if (signal.aborted) {
+    // Cancelled as the host came: it never ran anything of this module.
+    options.pool.release(host);
+    settle(frame.end({ ok: false, error: signal.reason }));
+    return;
+  }
+  const aborted = new Promise<{ type: 'aborted' }>((resolve) => {
+    if (signal.aborted) resolve({ type: 'aborted' });
+    signal.addEventListener('abort', () => resolve({ type: 'aborted' }), { once: true });
+  });
+  const moduleLogger = toModuleLogger(frame.log, frame.mask);
+  const ended = await Promise.race([
+    host.execute(
+      {
+        type: 'execute',
+        executionId: request.executionId,
+        moduleName: module.name,
+        params: request.params,
+        results: request.dependencyResults,
+        env: request.environmentVariables,
+        workingDirectory: request.workingDirectory ?? options.workingDirectory,
+        workerId: options.workerId,
+        maxResultBytes: options.maxResultBytes,
+      },
+      {
+        log: (line) => moduleLogger[line.level](line.message, line.fields),
+        output: (stream, line) => frame.log.info({ stream }, frame.mask(line)),
+      },
+    ),
+    aborted,
+  ]);
+
+  let result: ModuleEnd;
+  if (ended.type === 'aborted') {
+    const reason = signal.reason as Error;
+    host.cancel(request.executionId, reason instanceof ModuleTimeoutError ? 'timeout' : 'cancel', reason.message);
+    await stopHost(options.pool, host, frame.log, 'stopping the module and every process it started');
+    result = { ok: false, error: reason };
+  } else if (ended.type === 'done') {
+    result = ended.ok ? { ok: true, value: ended.resultText } : { ok: false, thrown: ended.thrown };
+    if (ended.leftoverChildren > 0) {
+      await stopHost(
+        options.pool,
+        host,
+        frame.log,
+        `the module ended but left ${ended.leftoverChildren} process(es) running: stopping them`,
+      );
+    } else {
+      options.pool.release(host);
+    }
+  } else {
+    result = { ok: false, thrown: describeHostEnd(module.name, ended, options.heapLimitMb) };
+    await stopHost(options.pool, host, frame.log, 'the module host ended abnormally: stopping what is left of it');
+  }
+  // Answered once the module's processes are gone: the orchestrator may start a dependant, an
+  // always-run cleanup or another attempt as soon as it has the answer.
+  settle(frame.end(result));
+}
+
+/** Retires `host` (its group stopped, a fresh host started) and logs why, and whether SIGKILL was needed. */
+async function stopHost(
+  pool: ModuleHostPool,
+  host: ModuleHost,
+  log: ReturnType<typeof beginExecution>['log'],
+  why: string,
+): Promise<void> {
+  log.info({ hostPid: host.pid }, why);
+  if ((await pool.retire(host)) === 'killed') {
+    log.warn({ hostPid: host.pid }, 'processes of the module were still running after the kill grace: sent SIGKILL');
+  }
+}
+
+/**
+ * What a module's failure says when its host crashed (an error escaped it) or exited under it
+ * (`process.exit()`, a signal, an exhausted heap). Masked later, with the rest of the answer.
+ */
+export function describeHostEnd(
+  moduleName: string,
+  ended: Exclude<HostEnd, { type: 'done' }>,
+  heapLimitMb: number | undefined,
+): ThrownDescription {
+  if (ended.type === 'crash') {
+    const { thrown } = ended;
+    const detail = thrown.stack === null ? thrown.message : `${thrown.type}: ${thrown.message}`;
+    return {
+      message: `Module '${moduleName}' crashed its module host: it ${ended.what}: ${detail}`,
+      type: thrown.type,
+      stack: thrown.stack,
+    };
+  }
+  const stderr = ended.stderrTail.join('\n');
+  let how: string;
+  if (LEASE_ENDED.test(stderr)) {
+    how =
+      "its worker's lease ended while it ran (the worker did not renew it in time: frozen, stalled or cut off from the orchestrator), so its module host killed its process group";
+  } else if (OUT_OF_MEMORY.test(stderr)) {
+    const limit =
+      heapLimitMb === undefined
+        ? "Node's default heap limit; set one with --module-heap-limit"
+        : `the heap limit is ${heapLimitMb} MiB, --module-heap-limit`;
+    how = `it ran out of memory (JavaScript heap out of memory; ${limit})`;
+  } else if (ended.code !== null) {
+    how = `its module host exited with code ${ended.code} while it ran (process.exit() in the module?)`;
+  } else {
+    how = `its module host was killed by ${ended.signal} while it ran (by the module, by someone else, or by the kernel's out-of-memory killer)`;
+  }
+  const lines = ended.stderrTail.slice(-5).join(' | ');
+  return {
+    message: `Module '${moduleName}' ended abnormally: ${how}${lines ? `; last lines on its stderr: ${lines}` : ''}`,
+    type: 'ModuleHostExited',
+    stack: null,
+  };
+}

@@ -1,0 +1,142 @@
+/**
+ * `ctx.exec` and `ctx.spawn`: commands that belong to the module. Each is started in the
+ * module's process (its module host, or the worker with `isolation: 'none'`), so it is in that
+ * process's group: with process isolation the worker stops the whole group on cancel, timeout
+ * and shutdown (SIGTERM, SIGKILL after the kill grace), grandchildren included. The command
+ * itself also gets SIGTERM as soon as the module's signal aborts (Node's `signal` option).
+ */
+import { type ChildProcess, spawn as spawnChild } from 'node:child_process';
+import type { ExecOptions, ExecResult, ModuleContext, SpawnCommandOptions } from '@mpd/pipeline';
+
+/** The most stdout (and, apart, stderr) `ctx.exec` keeps: 16 MiB (Node's `execFile` keeps 1 MiB). */
+export const DEFAULT_EXEC_MAX_BUFFER_BYTES = 16 * 1024 * 1024;
+
+/** How much of a failed command's stderr its error message ends with (characters). */
+const STDERR_IN_MESSAGE = 2_000;
+
+/**
+ * A command run by `ctx.exec` exited non-zero, was killed by a signal, or wrote more than
+ * `maxBufferBytes`. Its output is kept whole in `stdout` and `stderr`.
+ */
+export class CommandFailedError extends Error {
+  override readonly name = 'CommandFailedError';
+  constructor(
+    message: string,
+    /** The command as given to `ctx.exec`. */
+    readonly file: string,
+    /** Its exit code; null when a signal ended it. */
+    readonly exitCode: number | null,
+    /** The signal that ended it, if one did. */
+    readonly signal: NodeJS.Signals | null,
+    readonly stdout: string,
+    readonly stderr: string,
+  ) {
+    super(message);
+  }
+}
+
+/** What the commands of one execution are bound to. */
+export interface CommandScope {
+  /** The module's signal: a command gets SIGTERM when it aborts; `exec` then rejects with its reason. */
+  signal: AbortSignal;
+  /** The default `cwd`. */
+  workingDirectory: string;
+  /** The run's variables (`ctx.env`), set on top of the worker's environment. */
+  env: Readonly<Record<string, string>>;
+}
+
+/** `ctx.exec` and `ctx.spawn` for one execution. */
+export function moduleCommands(scope: CommandScope): Pick<ModuleContext, 'exec' | 'spawn'> {
+  const start = (
+    file: string,
+    args: readonly string[],
+    cwd: string | undefined,
+    env: ExecOptions['env'],
+    stdio: SpawnCommandOptions['stdio'],
+  ) =>
+    spawnChild(file, [...args], {
+      cwd: cwd ?? scope.workingDirectory,
+      env: { ...process.env, ...scope.env, ...env },
+      stdio,
+      signal: scope.signal,
+      killSignal: 'SIGTERM',
+    });
+
+  return {
+    spawn: (file, args = [], options = {}): ChildProcess =>
+      start(file, args, options.cwd, options.env, options.stdio ?? 'pipe'),
+    exec: (file, args = [], options = {}) =>
+      new Promise<ExecResult>((resolve, reject) => {
+        if (scope.signal.aborted) {
+          reject(scope.signal.reason);
+          return;
+        }
+        const maxBytes = options.maxBufferBytes ?? DEFAULT_EXEC_MAX_BUFFER_BYTES;
+        const child = start(file, args, options.cwd, options.env, [
+          options.input === undefined ? 'ignore' : 'pipe',
+          'pipe',
+          'pipe',
+        ]);
+        const output = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+        const sizes = { stdout: 0, stderr: 0 };
+        let overflow: 'stdout' | 'stderr' | undefined;
+        for (const stream of ['stdout', 'stderr'] as const) {
+          child[stream]!.on('data', (chunk: Buffer) => {
+            sizes[stream] += chunk.length;
+            if (sizes[stream] > maxBytes) {
+              overflow ??= stream;
+              child.kill('SIGTERM');
+              return;
+            }
+            output[stream].push(chunk);
+          });
+        }
+        let settled = false;
+        const finish = (error: unknown, result?: ExecResult): void => {
+          if (settled) return;
+          settled = true;
+          if (scope.signal.aborted) reject(scope.signal.reason);
+          else if (error !== undefined) reject(error);
+          else resolve(result!);
+        };
+        // Spawn failures (ENOENT, EACCES) and the abort; 'close' may follow: the first one counts.
+        child.on('error', (error) => finish(error));
+        child.on('close', (code, signal) => {
+          const stdout = Buffer.concat(output.stdout).toString('utf8');
+          const stderr = Buffer.concat(output.stderr).toString('utf8');
+          if (overflow) {
+            finish(
+              new CommandFailedError(
+                `Command '${file}' wrote more than ${maxBytes} bytes to ${overflow} (maxBufferBytes) and was stopped`,
+                file,
+                code,
+                signal,
+                stdout,
+                stderr,
+              ),
+            );
+          } else if (code === 0 || (code !== null && options.allowNonZeroExit)) {
+            finish(undefined, { stdout, stderr, exitCode: code });
+          } else {
+            const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`;
+            const tail = stderr.trim().slice(-STDERR_IN_MESSAGE);
+            finish(
+              new CommandFailedError(
+                `Command '${file}' ${how}${tail ? `: ${tail}` : ''}`,
+                file,
+                code,
+                signal,
+                stdout,
+                stderr,
+              ),
+            );
+          }
+        });
+        if (options.input !== undefined) {
+          // A command that exits without reading its input closes the pipe: not an error of ours.
+          child.stdin!.on('error', () => undefined);
+          child.stdin!.end(options.input);
+        }
+      }),
+  };
+}

@@ -1,0 +1,224 @@
+/**
+ * A module host: the process the worker runs modules in (started by `module-host.ts`, in its
+ * own process group, with tsx's loader). It loads the pipeline file once, then runs one module
+ * at a time as the worker asks over the IPC channel, and sends back the module's log lines and
+ * its serialised result or what it threw. Whatever a module does here — block the event loop,
+ * leave a rejection unhandled, call `process.exit()`, exhaust the heap — ends this process at
+ * worst, never the worker, whose heartbeats and HTTP server run on their own event loop.
+ *
+ * - An error that escapes the module (unhandled rejection, uncaught exception) is reported as a
+ *   crash and the host exits: its state cannot be trusted any more.
+ * - SIGTERM (the worker stopping the group) aborts the running module's signal; the host exits
+ *   once the module settled and no other process of its group runs (at once when idle and
+ *   alone): it stays while they do, so that its lease watchdog goes on watching them. The worker
+ *   sends SIGKILL after its kill grace.
+ * - When the IPC channel closes (the worker exited or was killed), the host stops its own group
+ *   the same way, so that nothing a module started outlives the worker.
+ * - When its lease ends (the worker did not renew it: frozen, stalled, or fenced and not done
+ *   stopping the group in time), a thread of the host kills the whole group at once
+ *   (`module-host-lease.ts`), whatever the main thread is doing.
+ */
+import { loadPipelineFile, type ModuleLogger, type Pipeline } from '@mpd/pipeline';
+import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
+import type { FromHost, HostLogLine, ToHost } from './host-protocol.js';
+import { createModuleContext, ensureWorkingDirectory } from './module-context.js';
+import { startLeaseWatchdog } from './module-host-lease.js';
+import { childrenOf, groupMembers, ownChildCounter, signalGroup } from './process-group.js';
+import { checkedResult } from './result-limits.js';
+import { describeThrown, safeString, serialise } from './values-as-text.js';
+
+if (!process.send) {
+  process.stderr.write('module-host-main is started by the mpd worker, over an IPC channel\n');
+  process.exit(2);
+}
+
+let pipeline: Pipeline | undefined;
+let killGraceMs = 10_000;
+let current: { executionId: string; controller: AbortController } | undefined;
+/** Set once an error escaped: the host only reports it and exits. */
+let crashed = false;
+/** Set by SIGTERM: the host exits once the running module settled. */
+let terminating = false;
+/** Set once the host is about to exit (see {@link exitWhenAlone}). */
+let leaving = false;
+/** Set when the worker is gone: the host stops its group, then exits. */
+let orphaned = false;
+const childCount = ownChildCounter();
+startLeaseWatchdog();
+
+/**
+ * Sends a message to the worker; `then` runs once it is written (or could not be).
+ * @throws the serialisation error for a message JSON cannot write (while the channel is open).
+ */
+function send(message: FromHost, then?: () => void): void {
+  try {
+    if (then) process.send!(message, undefined, {}, () => then());
+    else process.send!(message);
+  } catch (error) {
+    if (process.connected) throw error;
+    then?.(); // the channel is closed: the worker is gone
+  }
+}
+
+/**
+ * Exits once what was sent is written (or after a second, whatever happens) and no other process
+ * of the group runs ({@link exitWhenAlone}); an orphaned host exits once its group is stopped
+ * instead ({@link stopOwnGroup}).
+ */
+function exitAfter(message: FromHost, code: number): void {
+  if (orphaned) return;
+  const timer = setTimeout(() => exitWhenAlone(code), 1_000);
+  send(message, () => {
+    clearTimeout(timer);
+    exitWhenAlone(code);
+  });
+}
+
+/** How often a host that is done checks whether the rest of its group is gone (ms). */
+const ALONE_POLL_MS = 50;
+
+/**
+ * Exits once no other process of the host's group runs: processes a cancelled module started
+ * may ignore SIGTERM until the worker's SIGKILL, and meanwhile the host's lease watchdog must go
+ * on watching them (were the worker frozen now, they would otherwise run past the lease).
+ * Where there is no `/proc`, at once.
+ */
+function exitWhenAlone(code: number): void {
+  if (leaving) return;
+  leaving = true;
+  const poll = (): void => {
+    const others = (groupMembers(process.pid) ?? []).filter((pid) => pid !== process.pid);
+    if (others.length === 0) process.exit(code);
+    setTimeout(poll, ALONE_POLL_MS);
+  };
+  poll();
+}
+
+function logger(executionId: string): ModuleLogger {
+  const write =
+    (level: HostLogLine['level']) =>
+    (message: string, fields?: Record<string, unknown>): void => {
+      const line: HostLogLine = { type: 'log', executionId, level, message: String(message) };
+      try {
+        send(fields === undefined ? line : { ...line, fields });
+      } catch {
+        // Fields JSON cannot write (a cycle, a BigInt): sent as text.
+        send({ ...line, fields: { fields: safeString(fields) } });
+      }
+    };
+  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+}
+
+async function init(message: Extract<ToHost, { type: 'init' }>): Promise<void> {
+  killGraceMs = message.killGraceMs;
+  try {
+    pipeline = await loadPipelineFile(message.sourceFile);
+  } catch (error) {
+    exitAfter({ type: 'init-failed', message: describeThrown(error).message }, 1);
+    return;
+  }
+  if (pipeline.fingerprint !== message.fingerprint) {
+    exitAfter(
+      {
+        type: 'init-failed',
+        message: `Pipeline file ${message.sourceFile} changed since the worker loaded it (its fingerprint is ${pipeline.fingerprint}, the worker's ${message.fingerprint}): restart the worker`,
+      },
+      1,
+    );
+    return;
+  }
+  send({ type: 'ready' });
+}
+
+async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<void> {
+  const { executionId } = message;
+  const controller = new AbortController();
+  current = { executionId, controller };
+  let end: { ok: true; resultText: string } | { ok: false; thrown: ReturnType<typeof describeThrown> };
+  try {
+    const module = pipeline?.modules.get(message.moduleName);
+    if (!module) throw new Error(`Module '${message.moduleName}' is not in the pipeline the module host loaded`);
+    await ensureWorkingDirectory(message.workingDirectory);
+    const ctx = createModuleContext({
+      module,
+      params: message.params,
+      results: message.results,
+      env: message.env,
+      workingDirectory: message.workingDirectory,
+      signal: controller.signal,
+      logger: logger(executionId),
+      executionId,
+      workerId: message.workerId,
+    });
+    end = {
+      ok: true,
+      resultText: checkedResult(module.name, serialise(module.name, await module.run(ctx)), message.maxResultBytes),
+    };
+  } catch (error) {
+    end = { ok: false, thrown: describeThrown(controller.signal.aborted ? controller.signal.reason : error) };
+  }
+  // A rejection the module left unhandled surfaces once this turn's microtasks ran: let it,
+  // so that it fails this module (as a crash) rather than the next one on this host.
+  await new Promise((resolve) => setImmediate(resolve));
+  if (crashed) return;
+  current = undefined;
+  const done: FromHost = { type: 'done', executionId, leftoverChildren: childCount(), ...end };
+  // A cancelled or timed-out host is not reused: the worker is stopping its group.
+  if (controller.signal.aborted || terminating) exitAfter(done, 0);
+  else send(done);
+}
+
+function crash(what: string, error: unknown): void {
+  if (crashed) return;
+  crashed = true;
+  exitAfter({ type: 'crash', executionId: current?.executionId, what, thrown: describeThrown(error) }, 70);
+}
+
+/** The worker is gone: abort the module, stop every process of the group, SIGKILL after the grace, exit. */
+function stopOwnGroup(): void {
+  if (orphaned) return;
+  orphaned = true;
+  current?.controller.abort(new ExecutionCancelledError('Execution cancelled: the worker is gone'));
+  signalGroup(process.pid, 'SIGTERM');
+  signalGroup(process.pid, 'SIGCONT');
+  const deadline = Date.now() + killGraceMs;
+  const check = (): void => {
+    const others = (groupMembers(process.pid) ?? childrenOf(process.pid)).filter((pid) => pid !== process.pid);
+    if (others.length === 0 && current === undefined) process.exit(0);
+    if (Date.now() >= deadline) signalGroup(process.pid, 'SIGKILL'); // this process too
+    setTimeout(check, 100);
+  };
+  check();
+}
+
+process.on('unhandledRejection', (reason) => crash('left a promise rejection unhandled', reason));
+process.on('uncaughtException', (error) => crash('threw an uncaught exception', error));
+process.on('SIGTERM', () => {
+  if (orphaned) return; // this process sent it to its own group
+  terminating = true;
+  if (!current) {
+    exitWhenAlone(0);
+    return;
+  }
+  current.controller.abort(new ExecutionCancelledError('Execution cancelled: the module host got SIGTERM'));
+});
+process.on('disconnect', stopOwnGroup);
+process.on('message', (message: ToHost) => {
+  switch (message.type) {
+    case 'init':
+      void init(message);
+      return;
+    case 'execute':
+      void execute(message);
+      return;
+    case 'cancel':
+      if (current?.executionId === message.executionId && !current.controller.signal.aborted) {
+        current.controller.abort(
+          message.reason === 'timeout'
+            ? new ModuleTimeoutError(message.message)
+            : new ExecutionCancelledError(message.message),
+        );
+      }
+      return;
+  }
+});

@@ -1,0 +1,297 @@
+/**
+ * The worker's side of one module host: a child process (`module-host-main.ts`) that loads the
+ * pipeline file once and then runs modules, one at a time, off the worker's event loop. It is
+ * started in its own process group, so that {@link ModuleHost.stop} reaches everything the
+ * modules it ran started; it watches its IPC channel and stops its group when the worker goes.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { Logger } from 'pino';
+import type { Socket } from 'node:net';
+import { type FromHost, type HostLogLine, LEASE_FD, leaseLine, type ToHost } from './host-protocol.js';
+import { type GroupStop, stopProcessGroup } from './process-group.js';
+
+/** The host's entry file, beside this one (`.ts` in the sources, `.js` once built). */
+const HOST_MAIN = fileURLToPath(
+  new URL(`./module-host-main.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url),
+);
+
+/**
+ * tsx's loader, registered in every host with `--import`: hosts load the pipeline file as the
+ * CLIs load it (a `.ts` file works), and the host's own code is TypeScript in the sources.
+ */
+const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+
+/** How many of the last lines a host wrote to stderr are kept, to tell why it died. */
+const STDERR_TAIL_LINES = 20;
+/** A line longer than this (characters) is written in pieces. */
+const MAX_LINE = 16 * 1024;
+
+/** What a host is started with. */
+export interface ModuleHostOptions {
+  /** The pipeline file the host loads (`Pipeline.sourceFile`). */
+  sourceFile: string;
+  /** The worker's pipeline fingerprint: a host that loads another pipeline from the file refuses to start. */
+  fingerprint: string;
+  /** SIGTERM to SIGKILL, for {@link ModuleHost.stop} and for the host's own stop when the worker is gone (ms). */
+  killGraceMs: number;
+  /** The host's V8 heap limit (`--max-old-space-size`, MiB); Node's default when undefined. */
+  heapLimitMb: number | undefined;
+  /** Where the host's own lines go when no execution is (or was) running on it. */
+  logger: Logger;
+}
+
+/** How a host's execution ended, as the host told it or as its exit tells it. */
+export type HostEnd =
+  | Extract<FromHost, { type: 'done' }>
+  | Extract<FromHost, { type: 'crash' }>
+  | {
+      type: 'exit';
+      /** The exit code; null when a signal ended the host. */
+      code: number | null;
+      signal: NodeJS.Signals | null;
+      /** The last lines the host wrote to stderr (unmasked). */
+      stderrTail: readonly string[];
+    };
+
+/** Where an execution's lines go. */
+export interface ExecutionSink {
+  /** A line the module logged with `ctx.logger`. */
+  log(line: HostLogLine): void;
+  /** A line the host process wrote to its stdout or stderr (`console.log`, Node's own warnings). */
+  output(stream: 'stdout' | 'stderr', line: string): void;
+}
+
+/** The node flags of a host: the worker's own, without debuggers, tsx (added once) or a heap limit it replaces. */
+function hostExecArgv(heapLimitMb: number | undefined): string[] {
+  const kept: string[] = [];
+  const args = process.execArgv;
+  for (let index = 0; index < args.length; index++) {
+    const arg = args[index]!;
+    const takesValue = /^--(import|require|loader|experimental-loader)$/.test(arg) || arg === '-r';
+    const value = takesValue ? (args[index + 1] ?? '') : arg;
+    if (takesValue) index++;
+    const dropped =
+      /tsx/.test(value) ||
+      /^--(inspect|debug)/.test(arg) ||
+      (heapLimitMb !== undefined && /^--max-old-space-size/.test(arg));
+    if (!dropped) kept.push(...(takesValue ? [arg, value] : [arg]));
+  }
+  return [
+    ...kept,
+    '--import',
+    TSX_LOADER,
+    ...(heapLimitMb === undefined ? [] : [`--max-old-space-size=${heapLimitMb}`]),
+  ];
+}
+
+/** One module host process. */
+export class ModuleHost {
+  readonly pid: number;
+  /** Resolves once the host loaded the pipeline; rejects (with the reason) if it cannot. */
+  readonly ready: Promise<void>;
+  /** Resolves when the host process exited. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  private readonly child: ChildProcess;
+  private running: { executionId: string; end: (end: HostEnd) => void } | undefined;
+  /** The last execution's sink: lines written after it ended still belong to it (and to its secrets). */
+  private sink: ExecutionSink | undefined;
+  private sinkExecutionId: string | undefined;
+  private readonly stderrTail: string[] = [];
+  private stopping: Promise<GroupStop> | undefined;
+  private hasExited = false;
+  private isReady = false;
+  /** The worker's end of the host's lease channel (see `module-host-lease.ts`); none if the spawn failed. */
+  private readonly leaseChannel: Socket | undefined;
+  /** The lease last written to the host (see {@link ModuleHost.lease}). */
+  private leaseEnd: number | undefined;
+
+  constructor(private readonly options: ModuleHostOptions) {
+    this.child = fork(HOST_MAIN, [], {
+      execArgv: hostExecArgv(options.heapLimitMb),
+      // Its own process group, so that stopping the group reaches every process a module started.
+      detached: true,
+      // fd 3: the IPC channel; fd LEASE_FD (4): the lease channel.
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc', 'pipe'],
+      serialization: 'json',
+    });
+    this.pid = this.child.pid ?? -1;
+    this.leaseChannel = (this.child.stdio[LEASE_FD] as Socket | null) ?? undefined;
+    this.leaseChannel?.on('error', () => undefined); // the host is gone: its exit handler tells
+    this.leaseChannel?.unref();
+    // An idle host does not keep the worker's process alive (it stops when the worker is gone);
+    // one that is starting or running a module does, like any pending work (see keepAlive).
+    this.child.unref();
+    for (const stream of ['stdout', 'stderr'] as const) this.readLines(stream);
+
+    let readyResolve!: () => void;
+    let readyReject!: (error: Error) => void;
+    this.ready = new Promise<void>((resolve, reject) => {
+      readyResolve = resolve;
+      readyReject = reject;
+    });
+    this.ready.catch(() => undefined);
+    this.exited = new Promise((resolve) => {
+      this.child.on('exit', (code, signal) => {
+        this.hasExited = true;
+        const tail = this.stderrTail.length > 0 ? `: ${this.stderrTail.join(' | ')}` : '';
+        readyReject(new Error(`the module host exited (${signal ?? `code ${code}`}) before it was ready${tail}`));
+        const running = this.running;
+        this.running = undefined;
+        running?.end({ type: 'exit', code, signal, stderrTail: [...this.stderrTail] });
+        resolve({ code, signal });
+      });
+    });
+    this.child.on('error', (error) => readyReject(error));
+    this.child.on('message', (message: FromHost) => {
+      switch (message.type) {
+        case 'ready':
+          this.isReady = true;
+          this.keepAlive(false);
+          readyResolve();
+          return;
+        case 'init-failed':
+          readyReject(new Error(message.message));
+          return;
+        case 'log':
+          if (message.executionId === this.sinkExecutionId) this.sink?.log(message);
+          return;
+        case 'done':
+        case 'crash': {
+          if (this.running === undefined || message.executionId !== this.running.executionId) {
+            if (message.type === 'crash' && !this.isReady) {
+              readyReject(
+                new Error(`the module host ${message.what} while loading the pipeline: ${message.thrown.message}`),
+              );
+            } else if (message.type === 'crash') {
+              // An error escaped code an earlier module left running: the host exits; the pool replaces it.
+              this.options.logger.warn(
+                { hostPid: this.pid, error: message.thrown.type },
+                `module host ${message.what} while idle (code an earlier module left running); replacing it`,
+              );
+            }
+            return;
+          }
+          const running = this.running;
+          this.running = undefined;
+          this.keepAlive(false);
+          running.end(message);
+          return;
+        }
+      }
+    });
+    this.send({
+      type: 'init',
+      sourceFile: options.sourceFile,
+      fingerprint: options.fingerprint,
+      killGraceMs: options.killGraceMs,
+    });
+  }
+
+  /** Whether the host process still runs (and has not been asked to stop). */
+  get usable(): boolean {
+    return !this.hasExited && this.stopping === undefined && this.child.connected;
+  }
+
+  /**
+   * Runs one module on the host (it must be ready and idle); resolves with how it ended: the
+   * host's answer, a crash it reported, or its exit.
+   */
+  execute(message: Extract<ToHost, { type: 'execute' }>, sink: ExecutionSink): Promise<HostEnd> {
+    return new Promise<HostEnd>((end) => {
+      this.sink = sink;
+      this.sinkExecutionId = message.executionId;
+      if (!this.usable) {
+        end({
+          type: 'exit',
+          code: this.child.exitCode,
+          signal: this.child.signalCode,
+          stderrTail: [...this.stderrTail],
+        });
+        return;
+      }
+      this.running = { executionId: message.executionId, end };
+      this.keepAlive(true);
+      this.send(message);
+    });
+  }
+
+  /**
+   * Gives the host a lease ending at `endsAt` (ms on `monotonicNow()`'s clock), or none
+   * (`undefined`): once it ends, the host kills its process group, itself included, at once. The
+   * worker gives its own lease to each host it runs a module on, and renews it while it holds
+   * its own (`ModuleHostPool.renewLease`).
+   */
+  lease(endsAt: number | undefined): void {
+    if (endsAt === this.leaseEnd || this.hasExited) return;
+    this.leaseEnd = endsAt;
+    this.leaseChannel?.write(leaseLine(endsAt));
+  }
+
+  /** Aborts the running module's signal (the reason: a timeout or a cancel); the caller then stops the host. */
+  cancel(executionId: string, reason: 'timeout' | 'cancel', message: string): void {
+    this.send({ type: 'cancel', executionId, reason, message });
+  }
+
+  /**
+   * Stops the host and every process of its group: SIGTERM, SIGKILL after `graceMs` or at
+   * `killBy()` if that comes first (see `stopProcessGroup`). Resolves once none of them runs.
+   * Once: later calls get the same promise.
+   */
+  stop(graceMs: number, killBy?: () => number | undefined): Promise<GroupStop> {
+    return (this.stopping ??= (async () => {
+      if (this.pid <= 0) return 'terminated'; // it never started (spawn failed)
+      const stopped = await stopProcessGroup(this.pid, graceMs, killBy);
+      // The host is our child: its exit is known once it is reaped, just after its group is gone.
+      await this.exited;
+      return stopped;
+    })());
+  }
+
+  /** Whether the IPC channel keeps the worker's event loop alive: while the host starts or runs a module. */
+  private keepAlive(on: boolean): void {
+    const channel = this.child.channel as { ref(): void; unref(): void } | null | undefined;
+    if (on) channel?.ref();
+    else channel?.unref();
+  }
+
+  private send(message: ToHost): void {
+    if (!this.child.connected) return;
+    try {
+      this.child.send(message);
+    } catch {
+      // The channel closed meanwhile: the exit handler ends the execution.
+    }
+  }
+
+  private readLines(stream: 'stdout' | 'stderr'): void {
+    const source = this.child[stream]!;
+    (source as unknown as { unref(): void }).unref();
+    let partial = '';
+    source.setEncoding('utf8');
+    const emit = (line: string): void => {
+      if (stream === 'stderr') {
+        this.stderrTail.push(line);
+        if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
+      }
+      if (this.sink) this.sink.output(stream, line);
+      else this.options.logger.info({ hostPid: this.pid, stream }, line);
+    };
+    source.on('data', (chunk: string) => {
+      partial += chunk;
+      let newline: number;
+      while ((newline = partial.indexOf('\n')) >= 0) {
+        emit(partial.slice(0, newline));
+        partial = partial.slice(newline + 1);
+      }
+      while (partial.length > MAX_LINE) {
+        emit(partial.slice(0, MAX_LINE));
+        partial = partial.slice(MAX_LINE);
+      }
+    });
+    source.on('end', () => {
+      if (partial) emit(partial);
+    });
+  }
+}
