@@ -127,6 +127,44 @@ describe('WorkerPool', () => {
     expect(pool.live).toEqual([]);
   });
 
+  // Issue 11: every registry event but a member's heartbeat made the pool read the whole registry.
+  it('reads the registry again only for events that concern it: not for workers it neither has nor can use', () => {
+    const { pool, register, registry, now, advance } = setup();
+    let reads = 0;
+    const snapshot = registry.snapshot.bind(registry);
+    registry.snapshot = () => {
+      reads++;
+      return snapshot();
+    };
+    register('a', 2);
+    register('other', 2, { pipeline: { name: 'q', fingerprint: 'sha256:other', modules: ['a'] } });
+    pool.sync(now());
+    expect(reads).toBe(1);
+    const unconcerned: Array<[string, 'heartbeat' | 'registered']> = [
+      ['a', 'heartbeat'],
+      ['other', 'heartbeat'],
+      ['other', 'registered'],
+      ['gone', 'registered'],
+    ];
+    for (const [workerId, type] of unconcerned) {
+      pool.changed(workerId, type);
+      pool.sync(now());
+    }
+    expect(reads).toBe(1);
+    // A new usable worker, and any other event of a member, do.
+    register('b', 2);
+    pool.changed('b', 'registered');
+    pool.sync(now());
+    expect(reads).toBe(2);
+    expect(pool.live.map((worker) => worker.id)).toEqual(['a', 'b']);
+    advance(1_001);
+    registry.heartbeat('b', 0);
+    pool.changed('a', 'offline');
+    pool.sync(now());
+    expect(reads).toBe(3);
+    expect(pool.live.map((worker) => worker.id)).toEqual(['b']);
+  });
+
   it('pick: any live worker for a module without requirements, by the heap', () => {
     const { pool, register, dispatch, now } = setup();
     register('a', 2);

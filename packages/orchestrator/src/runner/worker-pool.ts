@@ -1,6 +1,6 @@
 import type { WorkerNode } from '@mpd/contract';
 import type { AnyModule } from '@mpd/pipeline';
-import type { NodeRegistry } from '../registry/node-registry.js';
+import type { NodeRegistry, NodeRegistryEvent } from '../registry/node-registry.js';
 import { IndexedHeap } from './indexed-heap.js';
 import { missingCapabilities } from './requirement-messages.js';
 
@@ -42,8 +42,8 @@ interface Member {
  * {@link WorkerPool.pick} chooses the worker for a module: among those that meet its
  * requirements, avoiding those it was lost on.
  *
- * The registry is read again after a registry event (`invalidate`) and on the run's periodic
- * tick. It is also asked about the chosen worker (`snapshotOf`) just before it is used, so no
+ * The registry is read again after a registry event that concerns the pool (`changed`), on
+ * `invalidate` and on the run's periodic tick. It is also asked about the chosen worker (`snapshotOf`) just before it is used, so no
  * module goes to a worker that went `Offline` or `Draining` since the last read (neither
  * raises an event at once).
  */
@@ -71,6 +71,22 @@ export class WorkerPool {
   /** The registry changed, or may have: read it again before the next placement. */
   invalidate(): void {
     this.#stale = true;
+  }
+
+  /**
+   * The registry reported a change of `workerId` (a {@link NodeRegistryEvent}): the pool reads
+   * the registry again before the next placement, unless the change cannot concern it: a
+   * heartbeat of a worker it has, or any event of a worker it neither has nor can use (Offline,
+   * another pipeline, quarantined, gone). Those cost one look at that worker, not a read of the
+   * whole registry (issue 11: a read per event is quadratic in a registry of thousands).
+   */
+  changed(workerId: string, type: NodeRegistryEvent['type']): void {
+    if (this.#members.has(workerId)) {
+      if (type !== 'heartbeat') this.#stale = true;
+      return;
+    }
+    const node = this.registry.snapshotOf(workerId);
+    if (node !== undefined && this.#usable(node)) this.#stale = true;
   }
 
   /** Whether `workerId` is among the live workers as last read. */
