@@ -184,7 +184,7 @@ describe('heartbeat rate limiter', () => {
     expect(limited.status).toBe(429);
     expect(limited.json).toMatchObject({
       code: 'RateLimited',
-      errorMessage: expect.stringContaining('without a worker credential from this address'),
+      errorMessage: expect.stringContaining('without a valid token from this address'),
     });
   });
 

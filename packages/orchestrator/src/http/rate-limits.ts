@@ -32,22 +32,22 @@ function limitKey(req: Request, caller: LimitedCaller): string {
   }
 }
 
-/** What a 429 says is too many, per {@link LimitedCaller} kind. */
-type LimitMessages = Record<LimitedCaller['kind'], string>;
-
 /**
  * Requests per minute counted by caller (see {@link LimitedCaller}); past the limit a request
- * gets 429 with `Retry-After` (the seconds until the caller's window resets) and the IETF draft-7
- * `RateLimit` headers.
+ * gets 429 `RateLimited` with `Retry-After` (the seconds until the caller's window resets) and
+ * the IETF draft-7 `RateLimit` headers, its message saying whose `what` were too many.
  */
 function callerLimiter(
   perMinute: number,
   callerOf: (req: Request) => LimitedCaller,
-  messages: LimitMessages,
+  what: 'registrations' | 'heartbeats',
 ): RequestHandler {
-  const refusals = Object.fromEntries(
-    Object.entries(messages).map(([kind, what]) => [kind, rateLimited(what)]),
-  ) as Record<LimitedCaller['kind'], ReturnType<typeof rateLimited>>;
+  const refusals: Record<LimitedCaller['kind'], ReturnType<typeof rateLimited>> = {
+    worker: rateLimited(`${what} from this worker`),
+    join: rateLimited(`${what} with the join token`),
+    admin: rateLimited(`${what} with the admin token`),
+    address: rateLimited(`${what} without a valid token from this address`),
+  };
   const window = new Window(perMinute);
   return (req, res, next) => {
     const caller = callerOf(req);
@@ -69,12 +69,7 @@ function callerLimiter(
  * {@link LimitedCaller}.
  */
 export function registerLimiter(perMinute: number, callerOf: (req: Request) => LimitedCaller): RequestHandler {
-  return callerLimiter(perMinute, callerOf, {
-    worker: 'registrations with this worker credential',
-    join: 'registrations with the join token',
-    admin: 'registrations with the admin token',
-    address: 'registrations from this address',
-  });
+  return callerLimiter(perMinute, callerOf, 'registrations');
 }
 
 /**
@@ -86,12 +81,7 @@ export function registerLimiter(perMinute: number, callerOf: (req: Request) => L
  * worker that floods the orchestrator only slows itself.
  */
 export function heartbeatLimiter(perMinute: number, callerOf: (req: Request) => LimitedCaller): RequestHandler {
-  return callerLimiter(perMinute, callerOf, {
-    worker: 'heartbeats from this worker',
-    join: 'heartbeats with the join token',
-    admin: 'heartbeats with the admin token',
-    address: 'heartbeats without a worker credential from this address',
-  });
+  return callerLimiter(perMinute, callerOf, 'heartbeats');
 }
 
 /**
