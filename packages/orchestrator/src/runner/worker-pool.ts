@@ -96,11 +96,6 @@ export class WorkerPool {
     if (node !== undefined && this.#usable(node)) this.#joining.add(workerId);
   }
 
-  /** Whether `workerId` is among the live workers as last read. */
-  has(workerId: string): boolean {
-    return this.#members.has(workerId);
-  }
-
   /** Brings the pool up to date for a dispatch round at `now`. */
   sync(now: number): void {
     if (this.#stale) this.#read(now);
