@@ -1,7 +1,7 @@
 /**
  * The benchmarks' orchestrator: a real process running `startOrchestrator` with a join token and
- * an admin token (authentication on, as in production), the rate limits raised so that the
- * load generators are not throttled, and a pino logger at `info` on stderr like the CLI's.
+ * an admin token (authentication on, as in production), the rate limits and the registry's
+ * worker bound raised so that the load generators are not throttled or refused, and a pino logger at `info` on stderr like the CLI's.
  * With MPD_BENCH_PIPELINE it can run that pipeline on its workers when asked (IPC `run`),
  * timing every module with the monotonic clock.
  *
@@ -29,6 +29,8 @@ const orchestrator = await startOrchestrator({
   joinToken: process.env.MPD_BENCH_JOIN_TOKEN,
   adminToken: process.env.MPD_BENCH_ADMIN_TOKEN,
   rateLimits: { registerPerMinute: UNTHROTTLED, heartbeatPerMinute: UNTHROTTLED, authFailuresPerMinute: UNTHROTTLED },
+  // The scale benchmark registers 10,000 simulated workers, the default bound: room to spare.
+  maxWorkers: UNTHROTTLED,
   logger,
 });
 process.stdout.write(`mpd bench orchestrator listening on ${orchestrator.url}\n`);

@@ -51,6 +51,8 @@ export const errorCodeSchema = z.enum([
   'UnsupportedMediaType',
   'EndpointNotAllowed',
   'WorkerReplaced',
+  'TooManyWorkers',
+  'TooManyPipelines',
 ]);
 export type ErrorCode = z.infer<typeof errorCodeSchema>;
 
@@ -89,6 +91,8 @@ export const ERROR_STATUS = {
   RateLimited: 429,
   InternalError: 500,
   WorkerDraining: 503,
+  TooManyWorkers: 503,
+  TooManyPipelines: 503,
 } as const satisfies Record<ErrorCode, number>;
 
 /** The contract's error body (`{ success: false, errorMessage, code, issues? }`). */

@@ -99,6 +99,7 @@ export {
   jsonDepth,
   LIMITS,
   MASK,
+  moduleNameCharacters,
   OPENAPI_PATH,
   resultLimitProblem,
 } from './limits.js';

@@ -65,8 +65,14 @@ export const LIMITS = {
   path: { maxLength: 4_096 },
   /** A cancel's reason. */
   reason: { maxLength: 4_096 },
-  /** Modules in one pipeline: what a worker may advertise. */
-  pipeline: { maxModules: 10_000 },
+  /**
+   * What a worker may advertise of its pipeline: at most `maxModules` modules, whose names
+   * together take at most `maxNameCharacters` characters (10,000 modules averaging 32). The
+   * orchestrator keeps one copy of each distinct pipeline its workers advertise (at most
+   * `--max-pipelines` of them), so this bounds the memory each one pins: about 0.7 MB at the
+   * limit, where 10,000 names of 128 characters pinned 2.3 MB per registration (issue 11).
+   */
+  pipeline: { maxModules: 10_000, maxNameCharacters: 320_000 },
   /** A worker's capabilities: tools and tags it advertises, and its slots. */
   capabilities: { maxListItems: 256, maxSlots: 1_024 },
   /** Secret environment variable names in one execute request. */
@@ -80,6 +86,13 @@ export const LIMITS = {
    */
   json: { maxDepth: 1_000 },
 } as const;
+
+/** The characters of a pipeline's module names together: what {@link LIMITS}`.pipeline.maxNameCharacters` bounds. */
+export function moduleNameCharacters(names: Iterable<string>): number {
+  let characters = 0;
+  for (const name of names) characters += name.length;
+  return characters;
+}
 
 /**
  * The largest module result accepted by default, as JSON text in UTF-8 bytes: 16 MiB (the

@@ -34,6 +34,11 @@ export const workersContract = c.router({
       403: errorBodySchema,
       /** The id is held by a live worker and the request does not carry its credential (with or without a join token). */
       409: errorBodySchema,
+      /**
+       * `TooManyWorkers` (a new id past `--max-workers`) or `TooManyPipelines` (a new distinct
+       * pipeline past `--max-pipelines`), with `Retry-After`.
+       */
+      503: errorBodySchema,
     },
   },
   heartbeat: {

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { identifierSchema, isoDateTimeSchema } from './common.schema.js';
-import { LIMITS } from './limits.js';
+import { LIMITS, moduleNameCharacters } from './limits.js';
 
 export const workerStatusSchema = z.enum(['Available', 'Busy', 'Draining', 'Offline']);
 export type WorkerStatus = z.infer<typeof workerStatusSchema>;
@@ -32,7 +32,12 @@ export const loadedPipelineSchema = z.object({
   name: nameSchema,
   /** Hash of the pipeline's module definitions: workers with equal fingerprints run the same code. */
   fingerprint: z.string().min(1).max(LIMITS.fingerprint.maxLength),
-  modules: z.array(nameSchema).max(LIMITS.pipeline.maxModules),
+  modules: z
+    .array(nameSchema)
+    .max(LIMITS.pipeline.maxModules)
+    .refine((modules) => moduleNameCharacters(modules) <= LIMITS.pipeline.maxNameCharacters, {
+      message: `the module names must take at most ${LIMITS.pipeline.maxNameCharacters} characters together`,
+    }),
 });
 export type LoadedPipeline = z.infer<typeof loadedPipelineSchema>;
 

@@ -1,11 +1,12 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createOrchestratorClient, type OrchestratorClient } from '@mpd/client';
-import { errorBodySchema, orchestratorOpenApi, type RegisterWorkerRequest } from '@mpd/contract';
+import { errorBodySchema, LIMITS, orchestratorOpenApi, type RegisterWorkerRequest } from '@mpd/contract';
 import { TestClock } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp } from './app.js';
-import { InMemoryNodeRegistry } from './registry/in-memory-node-registry.js';
+import type { RegistryBound } from './orchestrator-options.js';
+import { InMemoryNodeRegistry, type InMemoryNodeRegistryOptions } from './registry/in-memory-node-registry.js';
 import type { NodeRegistry } from './registry/node-registry.js';
 
 /** The register body of the spec (shared/spec/http-api.md), verbatim. */
@@ -57,9 +58,9 @@ afterEach(async () => {
   await Promise.all(cleanups.splice(0).map((cleanup) => cleanup()));
 });
 
-async function start(): Promise<Harness> {
+async function start(bounds: Pick<InMemoryNodeRegistryOptions, RegistryBound> = {}): Promise<Harness> {
   const clock = new TestClock();
-  const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: TIMEOUT_MS, now: clock.now });
+  const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: TIMEOUT_MS, now: clock.now, ...bounds });
   const app = createApp({ registry, options: { validateResponses: true, heartbeatIntervalSeconds: 15 } });
   const server = await new Promise<Server>((resolve) => {
     const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
@@ -443,6 +444,64 @@ describe('orchestrator HTTP API', () => {
       expect((await raw('POST', '/api/workers/register', JSON.stringify(body))).status).toBe(200);
       const after = await raw('POST', '/api/workers/heartbeat', heartbeat);
       expect(after).toMatchObject({ status: 200, json: { acknowledged: true, shouldDrain: false } });
+    });
+  });
+
+  describe('registry bounds (issue 11)', () => {
+    const RETENTION_MS = 60_000;
+    const withPipeline = (id: string, name: string, modules = ['build']): RegisterWorkerRequest => ({
+      workerNode: { ...registration(id).workerNode, pipeline: { name, fingerprint: `sha256:${name}`, modules } },
+    });
+
+    it('answers a new id past --max-workers 503 TooManyWorkers with Retry-After; a known id registers again; room after the retention', async () => {
+      const { client, registry, clock } = await start({ maxWorkers: 2, offlineRetentionMs: RETENTION_MS });
+      const w1 = await client.workers.register({ body: registration('w1') });
+      await client.workers.register({ body: registration('w2') });
+      const refused = await client.workers.register({ body: registration('w3') });
+      expect(refused).toMatchObject({ status: 503, body: { success: false, code: 'TooManyWorkers' } });
+      // w1 goes at the earliest the timeout plus the retention after its registration.
+      const retryAfter = Number(refused.headers.get('retry-after'));
+      expect(retryAfter).toBeGreaterThanOrEqual((TIMEOUT_MS + RETENTION_MS) / 1_000 - 5);
+      expect(retryAfter).toBeLessThanOrEqual((TIMEOUT_MS + RETENTION_MS) / 1_000);
+      // A known id, with its credential: 200 however full the registry is.
+      const credential = w1.status === 200 ? w1.body.credential : '';
+      expect((await client.workers.register({ body: { ...registration('w1'), credential } })).status).toBe(200);
+      clock.advance(TIMEOUT_MS + RETENTION_MS + 1_000);
+      registry.sweep();
+      expect((await client.workers.heartbeat({ body: { workerId: 'w2', currentLoad: 0 } })).status).toBe(404);
+      expect((await client.workers.register({ body: registration('w3') })).status).toBe(200);
+      const list = await client.workers.list();
+      expect(list.status === 200 && list.body.map((node) => node.id)).toEqual(['w3']);
+    });
+
+    it('answers a new distinct pipeline past --max-pipelines 503 TooManyPipelines with Retry-After; a known one passes', async () => {
+      const { client } = await start({ maxPipelines: 1 });
+      expect((await client.workers.register({ body: withPipeline('a1', 'a') })).status).toBe(200);
+      expect((await client.workers.register({ body: withPipeline('a2', 'a') })).status).toBe(200);
+      const refused = await client.workers.register({ body: withPipeline('b1', 'b') });
+      expect(refused).toMatchObject({ status: 503, body: { code: 'TooManyPipelines' } });
+      expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect((await client.workers.unregister({ params: { workerId: 'a1' } })).status).toBe(200);
+      expect((await client.workers.unregister({ params: { workerId: 'a2' } })).status).toBe(200);
+      expect((await client.workers.register({ body: withPipeline('b1', 'b') })).status).toBe(200);
+    });
+
+    it('answers an advertised pipeline larger than LIMITS.pipeline 400 naming the field', async () => {
+      const { raw } = await start();
+      // 4,000 names of 100 characters: within the module count and the body limit, over the characters.
+      const modules = Array.from({ length: 4_000 }, (_, index) => `m${String(index).padStart(99, '0')}`);
+      expect(modules.join('').length).toBeGreaterThan(LIMITS.pipeline.maxNameCharacters);
+      const response = await raw('POST', '/api/workers/register', JSON.stringify(withPipeline('w1', 'p', modules)));
+      expect(response.status).toBe(400);
+      expect(errorBodySchema.parse(response.json)).toMatchObject({
+        code: 'ValidationFailed',
+        issues: [
+          {
+            field: 'body.workerNode.pipeline.modules',
+            message: `the module names must take at most ${LIMITS.pipeline.maxNameCharacters} characters together`,
+          },
+        ],
+      });
     });
   });
 });

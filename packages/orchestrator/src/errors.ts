@@ -44,16 +44,26 @@ export type RegistrationErrorCode =
   /** The id is held by a live worker with another credential. */
   | 'WorkerIdTaken'
   /** The caller's incarnation is no longer the registered one: another process took its id. */
-  | 'WorkerReplaced';
+  | 'WorkerReplaced'
+  /** A new id, and the registry holds its `maxWorkers` already (Offline ones included, until removed). */
+  | 'TooManyWorkers'
+  /** A new distinct pipeline, and the registry holds its `maxPipelines` already. */
+  | 'TooManyPipelines';
 
 /** A registration (or a heartbeat, drain or unregister of a replaced incarnation) the registry refused; the message says why. */
 export class RegistrationError extends Error {
   override readonly name = 'RegistrationError';
+  /**
+   * `TooManyWorkers` and `TooManyPipelines`: in how many seconds (at least 1) the registry
+   * expects to have removed an entry, so that a retry may pass (the HTTP API's `Retry-After`).
+   */
+  readonly retryAfterSeconds: number | undefined;
   constructor(
     readonly code: RegistrationErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; retryAfterSeconds?: number },
   ) {
     super(message, options);
+    this.retryAfterSeconds = options?.retryAfterSeconds;
   }
 }

@@ -36,7 +36,7 @@
  *
  * const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 120_000 });
  * createApp({ registry }).listen(8080);
- * setInterval(() => registry.sweep(), 5_000).unref(); // report workers that went offline
+ * setInterval(() => registry.sweep(), 5_000).unref(); // report workers that went offline, remove those offline past the retention
  * ```
  */
 export { createApp } from './app.js';

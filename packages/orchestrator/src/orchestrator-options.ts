@@ -53,6 +53,31 @@ export interface ResolvedOrchestratorOptions {
   bodyLimit: string;
   /** Origins allowed to call the API from a browser (CORS). Unset: no CORS headers. */
   corsOrigins?: readonly string[] | undefined;
+  /**
+   * How long an `Offline` worker stays listed, in ms, counted from when it went Offline (its
+   * last heartbeat plus `heartbeatTimeoutMs`); then the sweep removes it (event `removed`). Its
+   * attempts were lost when it went Offline, and its heartbeat lease ended then: a worker that
+   * comes back later is told to register again (404). A worker that unregisters goes at once.
+   * Used by the registry {@link startOrchestrator} makes (a registry you pass has its own).
+   * @default 600_000 (10 minutes)
+   */
+  offlineRetentionMs: number;
+  /**
+   * The most workers the registry holds, `Offline` ones included (until removed): a
+   * registration of a new id past it is refused (503 `TooManyWorkers` with `Retry-After`); a
+   * known id registering again always passes. The fault suite registers 1,000 workers.
+   * Used by the registry {@link startOrchestrator} makes.
+   * @default 10_000
+   */
+  maxWorkers: number;
+  /**
+   * The most distinct pipelines the registry holds (workers advertising the same pipeline share
+   * one copy, released with its last worker): a registration advertising a new one past it is
+   * refused (503 `TooManyPipelines` with `Retry-After`). Each is bounded by `LIMITS.pipeline`
+   * (about 0.7 MB at most). Used by the registry {@link startOrchestrator} makes.
+   * @default 64
+   */
+  maxPipelines: number;
 }
 
 /**
@@ -65,11 +90,16 @@ export type OrchestratorOptions = Omit<Partial<ResolvedOrchestratorOptions>, 'ra
 
 /** Requests allowed per minute; excess gets 429 with `Retry-After`. Generous defaults: a 1,000-worker cluster is not throttled. */
 export interface RateLimitOptions {
-  /** Registrations per client address. @default 10_000 */
+  /**
+   * Registrations per token holder: all holders of the join token together (wherever they call
+   * from: more addresses add nothing), the admin; registrations without a valid token (no join
+   * token configured) per client address. @default 10_000
+   */
   registerPerMinute: number;
   /**
    * Heartbeats per worker, counted by the credential they carry (not by the `workerId` in the
-   * body); heartbeats without a worker's credential count per client address. @default 600
+   * body); heartbeats with the join or admin token per token, those without a valid token per
+   * client address. @default 600
    */
   heartbeatPerMinute: number;
   /** Failed authentications (401/403) per client address before every request from it gets 429. @default 100 */
@@ -82,6 +112,9 @@ export const DEFAULT_ORCHESTRATOR_OPTIONS = {
   heartbeatTimeoutMs: 120_000,
   validateResponses: false,
   bodyLimit: DEFAULT_ORCHESTRATOR_BODY_LIMIT,
+  offlineRetentionMs: 600_000,
+  maxWorkers: 10_000,
+  maxPipelines: 64,
   rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
 } as const satisfies Omit<ResolvedOrchestratorOptions, 'logger'>;
 
@@ -107,10 +140,14 @@ export function resolveOrchestratorOptions(options: OrchestratorOptions = {}): R
     heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? DEFAULT_ORCHESTRATOR_OPTIONS.heartbeatTimeoutMs,
     validateResponses: options.validateResponses ?? DEFAULT_ORCHESTRATOR_OPTIONS.validateResponses,
     bodyLimit: options.bodyLimit ?? DEFAULT_ORCHESTRATOR_OPTIONS.bodyLimit,
+    offlineRetentionMs: options.offlineRetentionMs ?? DEFAULT_ORCHESTRATOR_OPTIONS.offlineRetentionMs,
+    maxWorkers: options.maxWorkers ?? DEFAULT_ORCHESTRATOR_OPTIONS.maxWorkers,
+    maxPipelines: options.maxPipelines ?? DEFAULT_ORCHESTRATOR_OPTIONS.maxPipelines,
     logger: options.logger ?? pino({ level: 'silent' }),
   };
   requirePositive('heartbeatIntervalSeconds', resolved.heartbeatIntervalSeconds);
   requirePositive('heartbeatTimeoutMs', resolved.heartbeatTimeoutMs);
+  checkRegistryBounds(resolved);
   for (const [name, value] of Object.entries(resolved.rateLimits)) requirePositive(`rateLimits.${name}`, value);
   for (const name of ['joinToken', 'adminToken'] as const) {
     const token = resolved[name];
@@ -124,6 +161,34 @@ export function resolveOrchestratorOptions(options: OrchestratorOptions = {}): R
   }
   return resolved;
 }
+
+/**
+ * Checks the registry's bounds: a retention of 0 or more ms (0 removes an Offline worker at the
+ * next sweep), whole numbers of workers and pipelines above 0.
+ * @throws OrchestratorConfigError naming the option at fault.
+ */
+export function checkRegistryBounds(bounds: Partial<Pick<ResolvedOrchestratorOptions, RegistryBound>>): void {
+  const { offlineRetentionMs, maxWorkers, maxPipelines } = bounds;
+  if (offlineRetentionMs !== undefined && !(Number.isFinite(offlineRetentionMs) && offlineRetentionMs >= 0)) {
+    throw new OrchestratorConfigError(
+      'InvalidSetting',
+      'offlineRetentionMs',
+      `Invalid setting offlineRetentionMs: must be a finite number of 0 or more, got ${String(offlineRetentionMs)}`,
+    );
+  }
+  for (const [name, value] of Object.entries({ maxWorkers, maxPipelines })) {
+    if (value !== undefined && !(Number.isInteger(value) && value > 0)) {
+      throw new OrchestratorConfigError(
+        'InvalidSetting',
+        name,
+        `Invalid setting ${name}: must be a whole number above 0, got ${String(value)}`,
+      );
+    }
+  }
+}
+
+/** The options that bound the registry (see {@link ResolvedOrchestratorOptions}). */
+export type RegistryBound = 'offlineRetentionMs' | 'maxWorkers' | 'maxPipelines';
 
 /** @throws OrchestratorConfigError unless `value` is a finite number above zero. */
 export function requirePositive(setting: string, value: number): void {

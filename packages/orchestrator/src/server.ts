@@ -20,8 +20,9 @@ export type StartOrchestratorOptions = OrchestratorOptions & {
    */
   host?: string;
   /**
-   * The registry to serve.
-   * @default a new InMemoryNodeRegistry with `heartbeatTimeoutMs`
+   * The registry to serve (its own bounds apply: `offlineRetentionMs`, `maxWorkers` and
+   * `maxPipelines` are for the registry made when none is given).
+   * @default a new InMemoryNodeRegistry with `heartbeatTimeoutMs`, `offlineRetentionMs`, `maxWorkers`, `maxPipelines`
    */
   registry?: NodeRegistry;
   /**
@@ -78,7 +79,14 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
       `Invalid setting port: must be an integer from 0 to 65535, got ${port}`,
     );
   }
-  const registry = options.registry ?? new InMemoryNodeRegistry({ heartbeatTimeoutMs: resolved.heartbeatTimeoutMs });
+  const registry =
+    options.registry ??
+    new InMemoryNodeRegistry({
+      heartbeatTimeoutMs: resolved.heartbeatTimeoutMs,
+      offlineRetentionMs: resolved.offlineRetentionMs,
+      maxWorkers: resolved.maxWorkers,
+      maxPipelines: resolved.maxPipelines,
+    });
   const sweepIntervalMs =
     options.sweepIntervalMs ?? Math.min(5_000, Math.max(50, Math.floor(resolved.heartbeatTimeoutMs / 4)));
   const closeGraceMs = options.closeGraceMs ?? DEFAULT_START_OPTIONS.closeGraceMs;
@@ -105,6 +113,11 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
   }
   const url = `${options.tls ? 'https' : 'http'}://${reachableHost(host)}:${actualPort}`;
 
+  // Workers the sweep removes (offline for the retention), logged once per sweep.
+  let removed: string[] = [];
+  const unsubscribe = registry.onChange((event) => {
+    if (event.type === 'removed') removed.push(event.workerId);
+  });
   // A long timer: `sweepIntervalMs` is the caller's, of any length.
   const sweeper = longInterval(
     () => {
@@ -112,6 +125,16 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
         const lost = registry.sweep();
         if (lost.length > 0)
           resolved.logger.warn({ workerIds: lost }, 'workers stopped sending heartbeats and are offline');
+        if (removed.length > 0) {
+          resolved.logger.info(
+            {
+              workerIds:
+                removed.length <= 100 ? removed : [...removed.slice(0, 100), `… and ${removed.length - 100} more`],
+            },
+            'offline workers removed after the offline retention',
+          );
+          removed = [];
+        }
       } catch (error) {
         resolved.logger.error({ err: error }, 'registry sweep failed');
       }
@@ -136,6 +159,7 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
   const close = (): Promise<void> => {
     closing ??= (async () => {
       sweeper.clear();
+      unsubscribe();
       await closeGracefully(server, closeGraceMs);
       resolved.logger.info('orchestrator stopped');
     })();

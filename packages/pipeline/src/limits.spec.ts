@@ -55,6 +55,21 @@ describe('limits at definition time (the contract’s LIMITS)', () => {
     expect(loadedPipelineSchema.safeParse(advertised(modules.slice(0, count))).success).toBe(true);
   });
 
+  it('refuses a pipeline whose module names take more characters together than a worker can advertise', () => {
+    const { maxNameCharacters } = LIMITS.pipeline;
+    // Names of 100 characters: exactly the limit, then one character more.
+    const names = (count: number) => Array.from({ length: count }, (_, index) => `m${String(index).padStart(99, '0')}`);
+    const atLimit = names(maxNameCharacters / 100).map((name) => defineModule({ name, run }));
+    expect(loadedPipelineSchema.safeParse(advertised(atLimit)).success).toBe(true);
+    definePipeline({ name: 'wide', modules: atLimit });
+    const over = [...atLimit, defineModule({ name: 'x', run })];
+    expect(() => definePipeline({ name: 'wide', modules: over })).toThrow(
+      `Pipeline 'wide': its module names take ${maxNameCharacters + 1} characters together, over the limit of ${maxNameCharacters} (what a worker can advertise)`,
+    );
+    const overNames = over.map((module) => module.name);
+    expect(loadedPipelineSchema.safeParse({ name: 'wide', fingerprint: 'f', modules: overNames }).success).toBe(false);
+  });
+
   it('orders a chain as long as the largest pipeline without recursing (no stack overflow)', () => {
     const count = LIMITS.pipeline.maxModules;
     const modules: AnyModule[] = [defineModule({ name: 'm0', run })];

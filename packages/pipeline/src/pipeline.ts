@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { LIMITS } from '@mpd/contract/limits';
+import { LIMITS, moduleNameCharacters } from '@mpd/contract/limits';
 import { PipelineDefinitionError } from './errors.js';
 import {
   type AnyModule,
@@ -64,7 +64,8 @@ export interface Pipeline {
 /**
  * Defines a pipeline: a DAG of modules. Refuses duplicate names, dependencies that are not
  * in `modules`, dependency cycles, and what a worker could not advertise (more than
- * `LIMITS.pipeline.maxModules` modules, a module name outside `LIMITS.moduleName`, from a module
+ * `LIMITS.pipeline.maxModules` modules or `LIMITS.pipeline.maxNameCharacters` characters of module
+ * names together, a module name outside `LIMITS.moduleName`, from a module
  * made by another copy of this package), each with an error naming the modules concerned.
  *
  * ```ts
@@ -91,6 +92,14 @@ export function definePipeline(options: PipelineOptions): Pipeline {
     throw new PipelineDefinitionError(
       'InvalidPipeline',
       `Pipeline '${name}': ${options.modules.length} modules, over the limit of ${maxModules} (what a worker can advertise)`,
+    );
+  }
+  const { maxNameCharacters } = LIMITS.pipeline;
+  const nameCharacters = moduleNameCharacters(options.modules.map((module) => String(module?.name ?? '')));
+  if (nameCharacters > maxNameCharacters) {
+    throw new PipelineDefinitionError(
+      'InvalidPipeline',
+      `Pipeline '${name}': its module names take ${nameCharacters} characters together, over the limit of ${maxNameCharacters} (what a worker can advertise)`,
     );
   }
 

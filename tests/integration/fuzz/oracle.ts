@@ -139,6 +139,12 @@ function problemWith(stats: FuzzStats, request: RequestSpec, answer: Answer, fir
   } catch {
     return `${status} answered text that is not JSON: ${truncate(text)}`;
   }
+  // A full registry sheds registrations (503 TooManyWorkers or TooManyPipelines, issue 11): an
+  // answer the contract declares, not a server error; many runs register past the bounds.
+  if (status === 503 && route?.name === 'workers.register') {
+    if (!headers.get('retry-after')) return '503 without Retry-After';
+    return errorBodySchema.safeParse(body).success ? undefined : `503 that is not an error body: ${truncate(text)}`;
+  }
   if (status >= 500) {
     if (route?.name !== 'execution.execute' || status !== 500)
       return `${status} from ${route?.name ?? 'no route'}: ${truncate(text)}`;

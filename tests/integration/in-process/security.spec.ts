@@ -175,7 +175,7 @@ describe('orchestrator authentication', () => {
     expect(huge).toMatchObject({ status: 413, json: { code: 'PayloadTooLarge' } });
   });
 
-  it('rate-limits registration per address and heartbeats per worker: 429 with Retry-After', async () => {
+  it('rate-limits registration per join token and heartbeats per worker: 429 with Retry-After', async () => {
     const { register, call } = await secured({ rateLimits: { registerPerMinute: 3, heartbeatPerMinute: 2 } });
     const credential = String((await register('r1')).json!.credential);
     await register('r2');

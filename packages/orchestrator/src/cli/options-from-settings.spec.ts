@@ -18,6 +18,9 @@ describe('serverOptions', () => {
       heartbeatIntervalSeconds: 30,
       heartbeatTimeoutMs: 120_000,
       bodyLimit: '1mb',
+      offlineRetentionMs: 600_000,
+      maxWorkers: 10_000,
+      maxPipelines: 64,
       rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
     });
   });
@@ -29,6 +32,9 @@ describe('serverOptions', () => {
       allowedWorkerHosts: 'w1,*.ci.internal',
       corsOrigins: 'https://ci.example.com',
       registerPerMinute: '5',
+      offlineRetentionMs: '30',
+      maxWorkers: '50',
+      maxPipelines: '2',
     });
     const tls = { server: { cert: 'CERT', key: 'KEY' }, workers: undefined };
     expect(serverOptions(settings, tls)).toMatchObject({
@@ -37,6 +43,9 @@ describe('serverOptions', () => {
       allowedWorkerHosts: ['w1', '*.ci.internal'],
       corsOrigins: ['https://ci.example.com'],
       rateLimits: { registerPerMinute: 5, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
+      offlineRetentionMs: 30_000,
+      maxWorkers: 50,
+      maxPipelines: 2,
       tls: { cert: 'CERT', key: 'KEY' },
     });
   });
@@ -107,6 +116,9 @@ describe('the defaults of the settings', () => {
       heartbeatIntervalSeconds: DEFAULT_ORCHESTRATOR_OPTIONS.heartbeatIntervalSeconds,
       heartbeatTimeoutMs: DEFAULT_ORCHESTRATOR_OPTIONS.heartbeatTimeoutMs,
       bodyLimit: DEFAULT_ORCHESTRATOR_OPTIONS.bodyLimit,
+      offlineRetentionMs: DEFAULT_ORCHESTRATOR_OPTIONS.offlineRetentionMs,
+      maxWorkers: DEFAULT_ORCHESTRATOR_OPTIONS.maxWorkers,
+      maxPipelines: DEFAULT_ORCHESTRATOR_OPTIONS.maxPipelines,
       rateLimits: DEFAULT_ORCHESTRATOR_OPTIONS.rateLimits,
     });
 

@@ -22,6 +22,9 @@ export function serverOptions(settings: OrchestratorCliSettings, tls: TlsFiles):
     allowedWorkerHosts: settings.allowedWorkerHosts,
     corsOrigins: settings.corsOrigins,
     bodyLimit: settings.bodyLimit,
+    offlineRetentionMs: settings.offlineRetentionMs,
+    maxWorkers: settings.maxWorkers,
+    maxPipelines: settings.maxPipelines,
     rateLimits: settings.rateLimits,
     tls: tls.server,
   });

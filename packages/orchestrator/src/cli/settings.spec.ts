@@ -19,6 +19,9 @@ describe('parseSettings', () => {
       maxResultBytes: 16 * 1024 * 1024,
       rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
       bodyLimit: '1mb',
+      offlineRetentionMs: 600_000,
+      maxWorkers: 10_000,
+      maxPipelines: 64,
       logLevel: 'info',
     });
   });
@@ -112,6 +115,9 @@ describe('parseSettings', () => {
       maxResultBytes: 16 * 1024 * 1024,
       rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
       bodyLimit: '1mb',
+      offlineRetentionMs: 600_000,
+      maxWorkers: 10_000,
+      maxPipelines: 64,
       port: 0,
       host: '127.0.0.1',
       heartbeatIntervalSeconds: 0.5,

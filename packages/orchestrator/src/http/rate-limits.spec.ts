@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import { request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { errorBodySchema } from '@mpd/contract';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -62,8 +62,63 @@ async function serve(options: OrchestratorOptions = {}) {
   };
   const heartbeat = (workerId: string, token?: string) =>
     post('/api/workers/heartbeat', { workerId, currentLoad: 0 }, token);
-  return { post, get, register, heartbeat };
+  /** POSTs from another loopback address (127.0.0.2, …): the status and the error message. */
+  const postFrom = (localAddress: string, path: string, body: object, token?: string) =>
+    new Promise<{ status: number; errorMessage: unknown }>((resolve, reject) => {
+      const outgoing = request(
+        `${url}${path}`,
+        {
+          method: 'POST',
+          localAddress,
+          headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        },
+        (response) => {
+          let text = '';
+          response.setEncoding('utf8');
+          response.on('data', (chunk: string) => (text += chunk));
+          response.on('end', () =>
+            resolve({ status: response.statusCode!, errorMessage: JSON.parse(text).errorMessage }),
+          );
+        },
+      );
+      outgoing.on('error', reject);
+      outgoing.end(JSON.stringify(body));
+    });
+  return { post, get, register, heartbeat, postFrom };
 }
+
+/** The three loopback addresses of issue 11's bypass. */
+const ADDRESSES = ['127.0.0.1', '127.0.0.2', '127.0.0.3'];
+
+const registrationOf = (id: string) => ({
+  workerNode: {
+    id,
+    endpoint: `http://127.0.0.1:9`,
+    capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+  },
+});
+
+describe('registration rate limiter', () => {
+  // Issue 11: the limit was per address only, so three loopback addresses tripled a join token holder's budget.
+  it('with a join token: counts registrations per token, wherever they come from (three addresses do not triple it)', async () => {
+    const { postFrom } = await serve({ joinToken: JOIN, rateLimits: { registerPerMinute: 3 } });
+    const answers = [];
+    for (let i = 0; i < 6; i++) {
+      answers.push(await postFrom(ADDRESSES[i % 3]!, '/api/workers/register', registrationOf(`w${i}`), JOIN));
+    }
+    expect(answers.map((answer) => answer.status)).toEqual([200, 200, 200, 429, 429, 429]);
+    expect(answers[3]?.errorMessage).toContain('registrations with the join token');
+  });
+
+  it('without a join token (open registration): counts registrations per client address', async () => {
+    const { postFrom } = await serve({ rateLimits: { registerPerMinute: 1 } });
+    const statuses = [];
+    for (const address of [...ADDRESSES, '127.0.0.1']) {
+      statuses.push((await postFrom(address, '/api/workers/register', registrationOf(`from-${address}`))).status);
+    }
+    expect(statuses).toEqual([200, 200, 200, 429]);
+  });
+});
 
 describe('heartbeat rate limiter', () => {
   // Found by the HTTP fuzz test (tests/integration/fuzz/): the limiter keyed on String(body.workerId), which
@@ -108,6 +163,19 @@ describe('heartbeat rate limiter', () => {
     expect((await heartbeat('victim', victim)).status).toBe(429);
   });
 
+  it("counts a worker's heartbeats per credential, wherever they come from (three addresses do not triple it)", async () => {
+    const { register, postFrom } = await serve({ joinToken: JOIN, rateLimits: { heartbeatPerMinute: 3 } });
+    const credential = await register('w', JOIN);
+    const statuses = [];
+    for (let i = 0; i < 6; i++) {
+      statuses.push(
+        (await postFrom(ADDRESSES[i % 3]!, '/api/workers/heartbeat', { workerId: 'w', currentLoad: 0 }, credential))
+          .status,
+      );
+    }
+    expect(statuses).toEqual([200, 200, 200, 429, 429, 429]);
+  });
+
   it('counts heartbeats without a worker credential per client address', async () => {
     const { heartbeat } = await serve({ rateLimits: { heartbeatPerMinute: 2 } });
     expect((await heartbeat('a')).status).toBe(404);
@@ -116,7 +184,7 @@ describe('heartbeat rate limiter', () => {
     expect(limited.status).toBe(429);
     expect(limited.json).toMatchObject({
       code: 'RateLimited',
-      errorMessage: expect.stringContaining('without a worker credential from this address'),
+      errorMessage: expect.stringContaining('without a valid token from this address'),
     });
   });
 

@@ -1,50 +1,87 @@
 import { orchestratorContract } from '@mpd/contract';
 import { rateLimited } from '@mpd/server-kit';
 import type { Request, RequestHandler, Response } from 'express';
-import { type ClientRateLimitInfo, ipKeyGenerator, MemoryStore, type Options, rateLimit } from 'express-rate-limit';
+import { type ClientRateLimitInfo, ipKeyGenerator, MemoryStore, type Options } from 'express-rate-limit';
 
 const WINDOW_MS = 60_000;
 const HEALTH_PATH = orchestratorContract.health.get.path;
 
-/** Registrations per client address and minute. */
-export function registerLimiter(perMinute: number): RequestHandler {
-  return rateLimit({
-    windowMs: WINDOW_MS,
-    limit: perMinute,
-    standardHeaders: 'draft-7',
-    legacyHeaders: false,
-    handler: rateLimited('registrations from this address'),
-  });
+/**
+ * Whom the registration and heartbeat limits count a request against: the holder of the token it
+ * presents, wherever it calls from, else its client address. A worker's credential counts for
+ * that worker (whatever `workerId` its body names), the join token for every holder of the join
+ * token together, the admin token likewise; a request without a valid token (anonymous, or a
+ * token that is none of ours) for its client address (IPv6 by /56). So more addresses (127.0.0.2,
+ * 127.0.0.3, a second machine) never add to a token holder's budget, and a token guessed at random
+ * buys no budget of its own (issue 11).
+ */
+export type LimitedCaller =
+  { kind: 'worker'; workerId: string } | { kind: 'join' } | { kind: 'admin' } | { kind: 'address' };
+
+/** The key a {@link LimitedCaller}'s requests are counted under. */
+function limitKey(req: Request, caller: LimitedCaller): string {
+  switch (caller.kind) {
+    case 'worker':
+      return `worker:${caller.workerId}`;
+    case 'join':
+      return 'token:join';
+    case 'admin':
+      return 'token:admin';
+    case 'address':
+      return `address:${addressKey(req)}`;
+  }
 }
 
 /**
- * Heartbeats per minute, counted per authenticated worker: a heartbeat that carries a worker's
- * credential counts for that worker (whatever `workerId` its body names), any other one for its
- * client address. The body is not trusted: heartbeats forged for a worker's id count against the
- * forger's address (or its own credential), never against that worker, so they cannot push it
- * past its limit and Offline. A worker that floods the orchestrator only slows itself.
- *
- * @param authenticatedWorker the id of the worker whose credential the request carries, if any.
+ * Requests per minute counted by caller (see {@link LimitedCaller}); past the limit a request
+ * gets 429 `RateLimited` with `Retry-After` (the seconds until the caller's window resets) and
+ * the IETF draft-7 `RateLimit` headers, its message saying whose `what` were too many.
  */
-export function heartbeatLimiter(
+function callerLimiter(
   perMinute: number,
-  authenticatedWorker: (req: Request) => string | undefined,
+  callerOf: (req: Request) => LimitedCaller,
+  what: 'registrations' | 'heartbeats',
 ): RequestHandler {
-  const perWorker = rateLimited('heartbeats from this worker');
-  const perAddress = rateLimited('heartbeats without a worker credential from this address');
+  const refusals: Record<LimitedCaller['kind'], ReturnType<typeof rateLimited>> = {
+    worker: rateLimited(`${what} from this worker`),
+    join: rateLimited(`${what} with the join token`),
+    admin: rateLimited(`${what} with the admin token`),
+    address: rateLimited(`${what} without a valid token from this address`),
+  };
   const window = new Window(perMinute);
   return (req, res, next) => {
-    const workerId = authenticatedWorker(req);
-    window.store.increment(heartbeatKey(req, workerId)).then(
+    const caller = callerOf(req);
+    window.store.increment(limitKey(req, caller)).then(
       (hits) => {
         const seconds = window.answerHeaders(res, hits);
         if (hits.totalHits <= window.limit) return next();
         res.setHeader('Retry-After', String(seconds));
-        (workerId === undefined ? perAddress : perWorker)(req, res);
+        refusals[caller.kind](req, res);
       },
       (error: unknown) => next(error),
     );
   };
+}
+
+/**
+ * Registrations per minute, counted per token holder (the join token's holders together, the
+ * admin) or, without a valid token (no join token configured), per client address: see
+ * {@link LimitedCaller}.
+ */
+export function registerLimiter(perMinute: number, callerOf: (req: Request) => LimitedCaller): RequestHandler {
+  return callerLimiter(perMinute, callerOf, 'registrations');
+}
+
+/**
+ * Heartbeats per minute, counted per authenticated worker: a heartbeat that carries a worker's
+ * credential counts for that worker (whatever `workerId` its body names), one with another of
+ * our tokens for that token's holders, any other one for its client address. The body is not
+ * trusted: heartbeats forged for a worker's id count against the forger's address (or its own
+ * credential), never against that worker, so they cannot push it past its limit and Offline. A
+ * worker that floods the orchestrator only slows itself.
+ */
+export function heartbeatLimiter(perMinute: number, callerOf: (req: Request) => LimitedCaller): RequestHandler {
+  return callerLimiter(perMinute, callerOf, 'heartbeats');
 }
 
 /**
@@ -73,11 +110,6 @@ class Window {
     );
     return seconds;
   }
-}
-
-/** The heartbeat limiter's key: the authenticated worker, else the client address (IPv6 by /56). */
-function heartbeatKey(req: Request, workerId: string | undefined): string {
-  return workerId !== undefined ? `worker:${workerId}` : `address:${addressKey(req)}`;
 }
 
 /** The client address as the limiters count it (IPv6 by /56, as express-rate-limit does). */

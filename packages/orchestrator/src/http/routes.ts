@@ -8,7 +8,7 @@ import {
 import { forbidden, unauthorized } from '@mpd/server-kit';
 import { type createExpressEndpoints, initServer } from '@ts-rest/express';
 import type { Response } from 'express';
-import { RegistrationError } from '../errors.js';
+import { RegistrationError, type RegistrationErrorCode } from '../errors.js';
 import type { ResolvedOrchestratorOptions } from '../orchestrator-options.js';
 import type { NodeRegistry } from '../registry/node-registry.js';
 import {
@@ -21,7 +21,7 @@ import {
   mayRegister,
 } from './auth.js';
 import { endpointAllowed } from './endpoint-policy.js';
-import { heartbeatLimiter, registerLimiter } from './rate-limits.js';
+import { heartbeatLimiter, type LimitedCaller, registerLimiter } from './rate-limits.js';
 
 const s = initServer();
 
@@ -30,18 +30,27 @@ const workerNotFound = (workerId: string) => errorResponse('WorkerNotFound', `Wo
 const deny = (res: Response, denial: Denial) =>
   denial.status === 401 ? unauthorized(res, denial.message) : forbidden(denial.message);
 
+/** The refusals every call a worker makes about itself may meet (409). */
+const CONFLICTS = ['WorkerIdTaken', 'WorkerReplaced'] as const;
+/** A registration's refusals: those, and want of room (503 with `Retry-After`). */
+const REGISTRATION_REFUSALS = [...CONFLICTS, 'TooManyWorkers', 'TooManyPipelines'] as const;
+
 /**
- * Runs a registry call; a {@link RegistrationError} becomes its 409 answer (`WorkerIdTaken`, or
- * `WorkerReplaced` for a process whose id another incarnation took), anything else is thrown on.
+ * Runs a registry call; a {@link RegistrationError} of one of `codes` becomes its answer
+ * (`WorkerIdTaken`, `WorkerReplaced` for a process whose id another incarnation took: 409;
+ * `TooManyWorkers`, `TooManyPipelines`: 503 with `Retry-After`), anything else is thrown on.
  */
-function refusedAs409<T>(
+function refusedAs<T, C extends RegistrationErrorCode>(
+  codes: readonly C[],
+  res: Response,
   call: () => T,
-): { done: T; refused?: never } | { refused: ReturnType<typeof errorResponse<RegistrationError['code']>> } {
+): { done: T; refused?: never } | { refused: ReturnType<typeof errorResponse<C>> } {
   try {
     return { done: call() };
   } catch (error) {
-    if (error instanceof RegistrationError) return { refused: errorResponse(error.code, error.message) };
-    throw error;
+    if (!(error instanceof RegistrationError) || !(codes as readonly string[]).includes(error.code)) throw error;
+    if (error.retryAfterSeconds !== undefined) res.setHeader('Retry-After', String(error.retryAfterSeconds));
+    return { refused: errorResponse(error.code as C, error.message) };
   }
 }
 
@@ -55,10 +64,14 @@ export type OrchestratorRoutes = Parameters<typeof createExpressEndpoints<Orches
 export function createRoutes(registry: NodeRegistry, options: ResolvedOrchestratorOptions): OrchestratorRoutes {
   const tokens = { joinToken: options.joinToken, adminToken: options.adminToken };
   const caller = (req: Parameters<typeof callerOf>[0]): Caller => callerOf(req, tokens, registry);
+  const limited = (req: Parameters<typeof callerOf>[0]): LimitedCaller => {
+    const authenticated = caller(req);
+    return authenticated.kind === 'anonymous' || authenticated.kind === 'invalid' ? { kind: 'address' } : authenticated;
+  };
   return s.router(orchestratorContract, {
     workers: {
       register: {
-        middleware: [registerLimiter(options.rateLimits.registerPerMinute)],
+        middleware: [registerLimiter(options.rateLimits.registerPerMinute, limited)],
         handler: async ({ body, req, res }) => {
           const denial = mayRegister(caller(req), tokens);
           if (denial) return deny(res, denial);
@@ -69,7 +82,7 @@ export function createRoutes(registry: NodeRegistry, options: ResolvedOrchestrat
           }
           // With or without a join token: a live worker's id is refused (409) unless the request
           // presents its credential, so no one can take a worker's place or learn its credential.
-          const registered = refusedAs409(() =>
+          const registered = refusedAs(REGISTRATION_REFUSALS, res, () =>
             registry.register(body.workerNode, {
               credential: body.credential,
               exclusive: true,
@@ -91,16 +104,11 @@ export function createRoutes(registry: NodeRegistry, options: ResolvedOrchestrat
         },
       },
       heartbeat: {
-        middleware: [
-          heartbeatLimiter(options.rateLimits.heartbeatPerMinute, (req) => {
-            const authenticated = caller(req);
-            return authenticated.kind === 'worker' ? authenticated.workerId : undefined;
-          }),
-        ],
+        middleware: [heartbeatLimiter(options.rateLimits.heartbeatPerMinute, limited)],
         handler: async ({ body, req, res }) => {
           const denial = mayHeartbeat(caller(req), tokens, body.workerId);
           if (denial) return deny(res, denial);
-          const acknowledged = refusedAs409(() =>
+          const acknowledged = refusedAs(CONFLICTS, res, () =>
             registry.heartbeat(body.workerId, body.currentLoad, {
               executions: body.executions,
               incarnation: body.incarnation,
@@ -135,7 +143,7 @@ export function createRoutes(registry: NodeRegistry, options: ResolvedOrchestrat
       drain: async ({ params, query, req, res }) => {
         const denial = mayActOnWorker(caller(req), tokens, params.workerId);
         if (denial) return deny(res, denial);
-        const drained = refusedAs409(() => registry.drain(params.workerId, query));
+        const drained = refusedAs(CONFLICTS, res, () => registry.drain(params.workerId, query));
         if (drained.refused) return drained.refused;
         if (!drained.done) return workerNotFound(params.workerId);
         const node = registry.get(params.workerId)!;
@@ -144,7 +152,7 @@ export function createRoutes(registry: NodeRegistry, options: ResolvedOrchestrat
       unregister: async ({ params, query, req, res }) => {
         const denial = mayActOnWorker(caller(req), tokens, params.workerId);
         if (denial) return deny(res, denial);
-        const unregistered = refusedAs409(() => registry.unregister(params.workerId, query));
+        const unregistered = refusedAs(CONFLICTS, res, () => registry.unregister(params.workerId, query));
         if (unregistered.refused) return unregistered.refused;
         if (!unregistered.done) return workerNotFound(params.workerId);
         return { status: 200, body: { success: true } };

@@ -1,15 +1,15 @@
 import { MAX_HEARTBEAT_CANCELS, type WorkerNodeRegistration } from '@mpd/contract';
 import { describe, expect, it } from 'vitest';
 import { OrchestratorConfigError, RegistrationError } from '../errors.js';
-import { InMemoryNodeRegistry } from './in-memory-node-registry.js';
+import { InMemoryNodeRegistry, type InMemoryNodeRegistryOptions } from './in-memory-node-registry.js';
 import type { NodeRegistryEvent } from './node-registry.js';
 
 const START = Date.parse('2025-09-30T10:00:00Z');
 const TIMEOUT_MS = 1_000;
 
-function setup() {
+function setup(bounds: Omit<InMemoryNodeRegistryOptions, 'heartbeatTimeoutMs' | 'now'> = {}) {
   let now = START;
-  const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: TIMEOUT_MS, now: () => now });
+  const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: TIMEOUT_MS, now: () => now, ...bounds });
   const events: NodeRegistryEvent[] = [];
   registry.onChange((event) => events.push(event));
   return {
@@ -405,6 +405,153 @@ describe('InMemoryNodeRegistry', () => {
       expect(cancels).toHaveLength(MAX_HEARTBEAT_CANCELS);
       expect(cancels[0]!.executionId).toBe('exec-5');
       expect(cancels.at(-1)!.executionId).toBe(`exec-${MAX_HEARTBEAT_CANCELS + 4}`);
+    });
+  });
+
+  describe('bounds (issue 11: a registry without bounds)', () => {
+    const RETENTION_MS = 5_000;
+    const pipeline = (name: string, modules = ['build', 'test']) => ({ name, fingerprint: `sha256:${name}`, modules });
+    /** What the registry does when `registration` is refused: the error's code and Retry-After. */
+    const refusal = (registration: () => unknown) => {
+      try {
+        registration();
+      } catch (error) {
+        expect(error).toBeInstanceOf(RegistrationError);
+        const { code, retryAfterSeconds, message } = error as RegistrationError;
+        return { code, retryAfterSeconds, message };
+      }
+      throw new Error('the registration passed');
+    };
+
+    it('removes an Offline worker the offline retention after it went Offline (offline, then removed), with its credential and pipeline', () => {
+      const { registry, events, advance } = setup({ offlineRetentionMs: RETENTION_MS });
+      registry.register(worker({ id: 'gone', pipeline: pipeline('p') }));
+      registry.register(worker({ id: 'live' }));
+      const credential = registry.credentialOf('gone')!;
+      events.length = 0;
+      // Offline at TIMEOUT_MS; removed once the retention has passed since then, not before.
+      advance(TIMEOUT_MS + 1);
+      registry.heartbeat('live', 0);
+      expect(registry.sweep()).toEqual(['gone']);
+      advance(RETENTION_MS - 1);
+      registry.heartbeat('live', 0);
+      registry.sweep();
+      expect(registry.get('gone')?.status).toBe('Offline');
+      advance(1);
+      registry.heartbeat('live', 0);
+      expect(registry.sweep()).toEqual([]);
+      expect(registry.list().map((node) => node.id)).toEqual(['live']);
+      expect(registry.workerWithCredential(credential)).toBeUndefined();
+      expect(registry.heartbeat('gone', 0)).toBeUndefined(); // it registers again when it comes back
+      expect(events.filter((event) => event.type !== 'heartbeat')).toEqual([
+        { type: 'offline', workerId: 'gone' },
+        { type: 'removed', workerId: 'gone' },
+      ]);
+    });
+
+    it('a sweep that finds a worker past the retention at once says offline before removed; a heartbeat in time keeps it', () => {
+      const { registry, events, advance } = setup({ offlineRetentionMs: RETENTION_MS });
+      registry.register(worker({ id: 'a' }));
+      registry.register(worker({ id: 'b' }));
+      advance(TIMEOUT_MS + RETENTION_MS - 10);
+      registry.heartbeat('b', 0); // back just before its removal
+      advance(11);
+      events.length = 0;
+      expect(registry.sweep()).toEqual(['a']);
+      expect(events).toEqual([
+        { type: 'offline', workerId: 'a' },
+        { type: 'removed', workerId: 'a' },
+      ]);
+      expect(registry.list().map((node) => node.id)).toEqual(['b']);
+    });
+
+    it('removes a worker at once when it unregisters: listed no more, its credential and pipeline released', () => {
+      const { registry } = setup({ maxPipelines: 1 });
+      registry.register(worker({ id: 'a', pipeline: pipeline('p') }));
+      const credential = registry.credentialOf('a')!;
+      expect(registry.unregister('a')).toBe(true);
+      expect(registry.list()).toEqual([]);
+      expect(registry.workerWithCredential(credential)).toBeUndefined();
+      // Its pipeline went with it: another one fits the bound of one.
+      registry.register(worker({ id: 'b', pipeline: pipeline('q') }));
+    });
+
+    it('maxWorkers: a new id past it is refused (TooManyWorkers, Retry-After until the next removal); a known id always registers again', () => {
+      const { registry, advance } = setup({ maxWorkers: 2, offlineRetentionMs: RETENTION_MS });
+      registry.register(worker({ id: 'a' }));
+      advance(1_000);
+      registry.register(worker({ id: 'b' }));
+      const full = refusal(() => registry.register(worker({ id: 'c' })));
+      // 'a' is removed at its last heartbeat + timeout + retention: 6 s after it registered, 5 s from now.
+      expect(full).toEqual({
+        code: 'TooManyWorkers',
+        retryAfterSeconds: (TIMEOUT_MS + RETENTION_MS - 1_000) / 1_000,
+        message: expect.stringContaining(
+          "The registry holds 2 workers, its limit (--max-workers 2, Offline ones included until removed): worker 'c'",
+        ),
+      });
+      // Known ids pass, Offline or not, with or without their credential.
+      registry.register(worker({ id: 'a', endpoint: 'http://elsewhere:9000' }));
+      advance(TIMEOUT_MS + 1);
+      registry.register(worker({ id: 'b' }));
+      // Room again once one goes.
+      registry.unregister('a');
+      registry.register(worker({ id: 'c' }));
+      expect(registry.list().map((node) => node.id)).toEqual(['b', 'c']);
+      expect(refusal(() => registry.register(worker({ id: 'd' }))).code).toBe('TooManyWorkers');
+      advance(TIMEOUT_MS + RETENTION_MS + 1);
+      registry.sweep();
+      registry.register(worker({ id: 'd' }));
+      expect(registry.list().map((node) => node.id)).toEqual(['d']);
+    });
+
+    it('maxPipelines: distinct pipelines are shared and counted, refused past the bound (TooManyPipelines), released with their last worker', () => {
+      const { registry } = setup({ maxPipelines: 2 });
+      registry.register(worker({ id: 'a1', pipeline: pipeline('a') }));
+      registry.register(worker({ id: 'a2', pipeline: pipeline('a') }));
+      expect(registry.snapshotOf('a1')!.pipeline).toBe(registry.snapshotOf('a2')!.pipeline);
+      registry.register(worker({ id: 'b1', pipeline: pipeline('b') }));
+      registry.register(worker({ id: 'none' })); // no pipeline: nothing to hold
+      expect(refusal(() => registry.register(worker({ id: 'c1', pipeline: pipeline('c') })))).toMatchObject({
+        code: 'TooManyPipelines',
+        retryAfterSeconds: expect.any(Number),
+        message: expect.stringContaining(
+          "distinct pipelines, its limit (--max-pipelines 2): worker 'c1' advertises another one ('c', sha256:c)",
+        ),
+      });
+      // Same fingerprint, other modules: another pipeline too.
+      expect(
+        refusal(() => registry.register(worker({ id: 'c1', pipeline: { ...pipeline('a'), modules: ['x'] } }))).code,
+      ).toBe('TooManyPipelines');
+      // Its only holder moving to another pipeline makes room for it; a known pipeline always fits.
+      registry.register(worker({ id: 'b1', pipeline: pipeline('c') }));
+      registry.register(worker({ id: 'c2', pipeline: pipeline('c') }));
+      // 'a' is released only with its last holder.
+      registry.unregister('a1');
+      expect(refusal(() => registry.register(worker({ id: 'd1', pipeline: pipeline('d') }))).code).toBe(
+        'TooManyPipelines',
+      );
+      registry.register(worker({ id: 'a2', pipeline: pipeline('c') }));
+      registry.register(worker({ id: 'd1', pipeline: pipeline('d') }));
+      expect(registry.list().map((node) => [node.id, node.pipeline?.name])).toEqual([
+        ['a2', 'c'],
+        ['b1', 'c'],
+        ['none', undefined],
+        ['c2', 'c'],
+        ['d1', 'd'],
+      ]);
+    });
+
+    it('refuses bounds out of range (OrchestratorConfigError naming the option)', () => {
+      for (const [bounds, setting] of [
+        [{ offlineRetentionMs: -1 }, 'offlineRetentionMs'],
+        [{ maxWorkers: 0 }, 'maxWorkers'],
+        [{ maxWorkers: 1.5 }, 'maxWorkers'],
+        [{ maxPipelines: Number.NaN }, 'maxPipelines'],
+      ] as const) {
+        expect(() => setup(bounds)).toThrow(expect.objectContaining({ name: 'OrchestratorConfigError', setting }));
+      }
+      setup({ offlineRetentionMs: 0 });
     });
   });
 });

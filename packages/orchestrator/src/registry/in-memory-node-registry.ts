@@ -9,7 +9,13 @@ import {
   type WorkerStatus,
 } from '@mpd/contract';
 import { RegistrationError } from '../errors.js';
-import { requirePositive } from '../orchestrator-options.js';
+import {
+  checkRegistryBounds,
+  DEFAULT_ORCHESTRATOR_OPTIONS,
+  type RegistryBound,
+  requirePositive,
+  type ResolvedOrchestratorOptions,
+} from '../orchestrator-options.js';
 import { credentialHash, newCredential } from './credentials.js';
 import { copyJson, deepFreeze } from './frozen-json.js';
 import type {
@@ -21,8 +27,12 @@ import type {
   RegisterOptions,
 } from './node-registry.js';
 
-/** Options of {@link InMemoryNodeRegistry}. */
-export interface InMemoryNodeRegistryOptions {
+/**
+ * Options of {@link InMemoryNodeRegistry}. Its bounds (`offlineRetentionMs`, `maxWorkers`,
+ * `maxPipelines`) are the orchestrator's options of the same names, with the same defaults:
+ * 10 minutes, 10,000 workers, 64 pipelines.
+ */
+export interface InMemoryNodeRegistryOptions extends Partial<Pick<ResolvedOrchestratorOptions, RegistryBound>> {
   /** How long after its last heartbeat a worker counts as `Offline`, in milliseconds. */
   heartbeatTimeoutMs: number;
   /**
@@ -70,6 +80,12 @@ interface Entry {
 
 const NO_CANCELS: readonly HeartbeatCancel[] = Object.freeze([]);
 
+/** One distinct pipeline the registry holds, with how many entries hold it. */
+interface HeldPipeline {
+  pipeline: Readonly<LoadedPipeline>;
+  holders: number;
+}
+
 /** A {@link NodeRegistry} held in memory (lost when the orchestrator stops). */
 export class InMemoryNodeRegistry implements NodeRegistry {
   readonly #entries = new Map<string, Entry>();
@@ -80,15 +96,32 @@ export class InMemoryNodeRegistry implements NodeRegistry {
    * The pipelines workers loaded, one frozen copy per distinct one, shared by the workers that
    * registered it (every worker of a cluster usually has the same), with how many entries hold it.
    */
-  readonly #pipelines = new Map<string, { pipeline: Readonly<LoadedPipeline>; holders: number }[]>();
+  readonly #pipelines = new Map<string, HeldPipeline[]>();
+  /** How many distinct pipelines `#pipelines` holds. */
+  #pipelineCount = 0;
+  /**
+   * The earliest time (epoch ms) an entry may be removed by the sweep, as far as the registry
+   * knows (a lower bound: heartbeats and unregisters only move it later): for `Retry-After`.
+   */
+  #nextRemovalMs = Number.POSITIVE_INFINITY;
   readonly heartbeatTimeoutMs: number;
+  readonly #offlineRetentionMs: number;
+  readonly #maxWorkers: number;
+  readonly #maxPipelines: number;
   readonly #now: () => number;
   readonly #onListenerError: (error: unknown, event: NodeRegistryEvent) => void;
 
-  /** @throws OrchestratorConfigError when `heartbeatTimeoutMs` is not a positive number. */
+  /**
+   * @throws OrchestratorConfigError when `heartbeatTimeoutMs` is not a positive number, or a
+   *   bound is out of range (see {@link checkRegistryBounds}).
+   */
   constructor(options: InMemoryNodeRegistryOptions) {
     requirePositive('heartbeatTimeoutMs', options.heartbeatTimeoutMs);
+    checkRegistryBounds(options);
     this.heartbeatTimeoutMs = options.heartbeatTimeoutMs;
+    this.#offlineRetentionMs = options.offlineRetentionMs ?? DEFAULT_ORCHESTRATOR_OPTIONS.offlineRetentionMs;
+    this.#maxWorkers = options.maxWorkers ?? DEFAULT_ORCHESTRATOR_OPTIONS.maxWorkers;
+    this.#maxPipelines = options.maxPipelines ?? DEFAULT_ORCHESTRATOR_OPTIONS.maxPipelines;
     this.#now = options.now ?? Date.now;
     this.#onListenerError =
       options.onListenerError ??
@@ -110,6 +143,23 @@ export class InMemoryNodeRegistry implements NodeRegistry {
       );
     }
     const currentLoad = checkLoad(node.currentLoad ?? 0);
+    if (!previous && this.#entries.size >= this.#maxWorkers) {
+      throw this.#full(
+        'TooManyWorkers',
+        `The registry holds ${this.#entries.size} workers, its limit (--max-workers ${this.#maxWorkers}, Offline ones included until removed): worker '${node.id}' cannot register until one unregisters or is removed`,
+      );
+    }
+    const known = node.pipeline == null ? undefined : this.#known(node.pipeline);
+    if (node.pipeline != null && !known) {
+      // The worker's own earlier pipeline goes when it registers with this one: it makes room.
+      const freed = previous?.pipeline != null && this.#heldBy(previous.pipeline)?.holders === 1 ? 1 : 0;
+      if (this.#pipelineCount - freed >= this.#maxPipelines) {
+        throw this.#full(
+          'TooManyPipelines',
+          `The registry holds ${this.#pipelineCount} distinct pipelines, its limit (--max-pipelines ${this.#maxPipelines}): worker '${node.id}' advertises another one ('${node.pipeline.name}', ${node.pipeline.fingerprint}) and cannot register until a pipeline's last worker goes`,
+        );
+      }
+    }
     const incarnation = options.incarnation;
     // Another process under a known id: whatever the old one ran is lost now, not when (if ever)
     // its heartbeats time out (a frozen process's id would otherwise stay live for the new one).
@@ -131,7 +181,7 @@ export class InMemoryNodeRegistry implements NodeRegistry {
       id: node.id,
       endpoint: node.endpoint,
       capabilities: deepFreeze(structuredClone(node.capabilities)),
-      pipeline: node.pipeline == null ? node.pipeline : this.#hold(node.pipeline),
+      pipeline: node.pipeline == null ? node.pipeline : this.#hold(node.pipeline, known),
       currentLoad,
       lastHeartbeatMs: this.#now(),
       lastHeartbeatIso: undefined,
@@ -145,6 +195,7 @@ export class InMemoryNodeRegistry implements NodeRegistry {
       cancelList: undefined,
     };
     this.#entries.set(node.id, entry);
+    this.#nextRemovalMs = Math.min(this.#nextRemovalMs, this.#removalAt(entry));
     this.#emit({ type: 'registered', workerId: node.id });
     return this.#view(entry);
   }
@@ -209,10 +260,7 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     const entry = this.#entries.get(workerId);
     if (!entry) return false;
     this.#checkIncarnation(entry, options);
-    this.#entries.delete(workerId);
-    this.#byCredential.delete(credentialHash(entry.credential));
-    this.#release(entry.pipeline);
-    this.#emit({ type: 'unregistered', workerId });
+    this.#remove(entry, 'unregistered');
     return true;
   }
 
@@ -254,9 +302,23 @@ export class InMemoryNodeRegistry implements NodeRegistry {
 
   sweep(): string[] {
     const now = this.#now();
-    const lost = [...this.#entries.values()].filter((entry) => !entry.reportedOffline && this.#isOffline(entry, now));
+    const lost: Entry[] = [];
+    const expired: Entry[] = [];
+    let nextRemovalMs = Number.POSITIVE_INFINITY;
+    for (const entry of this.#entries.values()) {
+      if (!entry.reportedOffline && this.#isOffline(entry, now)) lost.push(entry);
+      const removalAt = this.#removalAt(entry);
+      if (removalAt < now) expired.push(entry);
+      else nextRemovalMs = Math.min(nextRemovalMs, removalAt);
+    }
+    this.#nextRemovalMs = nextRemovalMs;
     for (const entry of lost) entry.reportedOffline = true;
     for (const entry of lost) this.#emit({ type: 'offline', workerId: entry.id });
+    // After its `offline`: a listener hears a worker went Offline before it hears it was removed.
+    for (const entry of expired) {
+      // A listener may have changed it meanwhile (a registration again under its id).
+      if (this.#entries.get(entry.id) === entry && this.#removalAt(entry) < now) this.#remove(entry, 'removed');
+    }
     return lost.map((entry) => entry.id);
   }
 
@@ -267,30 +329,70 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     };
   }
 
-  /** The shared frozen copy of `pipeline` (made on first sight), now held by one more entry. */
-  #hold(pipeline: LoadedPipeline): Readonly<LoadedPipeline> {
-    const known = this.#pipelines.get(pipeline.fingerprint) ?? [];
+  /** The held pipeline equal to `pipeline`, if the registry holds one. */
+  #known(pipeline: LoadedPipeline): HeldPipeline | undefined {
     // Equal JSON, whatever its key order: registrations over HTTP are parsed by zod, which builds
     // every object in its schema's key order, so for them this answers as a key-order check would.
-    const same = known.find((candidate) => isDeepStrictEqual(candidate.pipeline, pipeline));
-    if (same) {
-      same.holders++;
-      return same.pipeline;
+    return this.#pipelines
+      .get(pipeline.fingerprint)
+      ?.find((candidate) => isDeepStrictEqual(candidate.pipeline, pipeline));
+  }
+
+  /** The held pipeline that is this very copy, if it is still held. */
+  #heldBy(pipeline: Readonly<LoadedPipeline>): HeldPipeline | undefined {
+    return this.#pipelines.get(pipeline.fingerprint)?.find((candidate) => candidate.pipeline === pipeline);
+  }
+
+  /**
+   * The shared frozen copy of `pipeline` (made on first sight), now held by one more entry.
+   * @param known what {@link InMemoryNodeRegistry.#known} answered for it
+   */
+  #hold(pipeline: LoadedPipeline, known: HeldPipeline | undefined): Readonly<LoadedPipeline> {
+    if (known) {
+      known.holders++;
+      return known.pipeline;
     }
     const copy = deepFreeze(structuredClone(pipeline));
-    known.push({ pipeline: copy, holders: 1 });
-    this.#pipelines.set(pipeline.fingerprint, known);
+    const same = this.#pipelines.get(pipeline.fingerprint) ?? [];
+    same.push({ pipeline: copy, holders: 1 });
+    this.#pipelines.set(pipeline.fingerprint, same);
+    this.#pipelineCount++;
     return copy;
   }
 
+  /** One entry less holds `pipeline`: the last one releases it. */
   #release(pipeline: Readonly<LoadedPipeline> | null | undefined): void {
     if (pipeline == null) return;
-    const known = this.#pipelines.get(pipeline.fingerprint);
-    const index = known?.findIndex((candidate) => candidate.pipeline === pipeline) ?? -1;
+    const same = this.#pipelines.get(pipeline.fingerprint);
+    const index = same?.findIndex((candidate) => candidate.pipeline === pipeline) ?? -1;
     if (index < 0) return;
-    if (--known![index]!.holders > 0) return;
-    known!.splice(index, 1);
-    if (known!.length === 0) this.#pipelines.delete(pipeline.fingerprint);
+    if (--same![index]!.holders > 0) return;
+    same!.splice(index, 1);
+    this.#pipelineCount--;
+    if (same!.length === 0) this.#pipelines.delete(pipeline.fingerprint);
+  }
+
+  /** Removes an entry with everything it holds (credential, pipeline, cancels), then says so. */
+  #remove(entry: Entry, type: 'unregistered' | 'removed'): void {
+    this.#entries.delete(entry.id);
+    this.#byCredential.delete(credentialHash(entry.credential));
+    this.#release(entry.pipeline);
+    this.#emit({ type, workerId: entry.id });
+  }
+
+  /**
+   * When the sweep removes the entry unless it is heard from first (once past it, as Offline is
+   * once past the timeout): the offline retention after it went Offline.
+   */
+  #removalAt(entry: Entry): number {
+    return entry.lastHeartbeatMs + this.heartbeatTimeoutMs + this.#offlineRetentionMs;
+  }
+
+  /** A refusal for want of room, with the seconds until the next removal the registry expects (at least 1). */
+  #full(code: 'TooManyWorkers' | 'TooManyPipelines', message: string): RegistrationError {
+    const waitMs = this.#nextRemovalMs - this.#now();
+    const retryAfterSeconds = Number.isFinite(waitMs) ? Math.max(1, Math.ceil(waitMs / 1000)) : 1;
+    return new RegistrationError(code, message, { retryAfterSeconds });
   }
 
   /** @throws RegistrationError `WorkerReplaced` when `options.incarnation` is not the entry's. */

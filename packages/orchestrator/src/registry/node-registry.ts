@@ -12,11 +12,15 @@ export interface NodeRegistryEvent {
    *   (cancels requested meanwhile are the old incarnation's, and dropped with it), then
    *   `registered`;
    * - `heartbeat`: a worker reported its load (an `Offline` worker that does is live again);
-   * - `unregistered`: a worker was removed;
+   * - `unregistered`: a worker was removed (it, or the admin, unregistered it);
    * - `offline`: a worker's heartbeats stopped for longer than the timeout (reported once
-   *   per outage by {@link NodeRegistry.sweep}).
+   *   per outage by {@link NodeRegistry.sweep});
+   * - `removed`: an `Offline` worker was removed by {@link NodeRegistry.sweep}, the offline
+   *   retention after it went Offline (always after its `offline`). Its attempts were lost when it
+   *   went Offline and its heartbeat lease ended then; its pending cancels go with it. Should it
+   *   come back, its heartbeats are answered 404 and it registers again (a new entry).
    */
-  type: 'registered' | 'replaced' | 'heartbeat' | 'unregistered' | 'offline';
+  type: 'registered' | 'replaced' | 'heartbeat' | 'unregistered' | 'offline' | 'removed';
   workerId: string;
   /**
    * `replaced` only: how long the old incarnation's heartbeat lease still runs (ms, 0 when it
@@ -50,7 +54,9 @@ export interface NodeRegistry {
    * registration of the id gets a new one, and the old one stops working. A registration of a
    * known id with another `options.incarnation` emits `replaced` (then `registered`) and drops
    * the id's pending cancels; the same incarnation (or none, twice) is the same process.
-   * @throws RegistrationError `WorkerIdTaken` (with `options.exclusive`).
+   * @throws RegistrationError `WorkerIdTaken` (with `options.exclusive`); `TooManyWorkers` for a
+   *   new id when the registry is full; `TooManyPipelines` for a new distinct pipeline past the
+   *   bound (both with `retryAfterSeconds`). A known id registering again is never refused for room.
    */
   register(node: WorkerNodeRegistration, options?: RegisterOptions): WorkerNode;
   /** The incarnation the worker registered with, or `undefined` (none given, or no such worker). */
@@ -112,7 +118,8 @@ export interface NodeRegistry {
   cancelSettled(workerId: string, executionId: string): void;
   /**
    * Emits `offline` for each worker whose heartbeat timeout passed since it was last
-   * live, and returns their ids. Call it periodically (`startOrchestrator` does).
+   * live, and returns their ids; then removes (event `removed`) each worker Offline for longer
+   * than the offline retention. Call it periodically (`startOrchestrator` does).
    */
   sweep(): string[];
   /** Subscribes to changes; returns a function that unsubscribes. */

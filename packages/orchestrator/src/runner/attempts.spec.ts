@@ -9,7 +9,7 @@ import { defineModule, definePipeline, type Pipeline } from '@mpd/pipeline';
 import { ManualClock } from '@mpd/test-kit';
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
-import { InMemoryNodeRegistry } from '../registry/in-memory-node-registry.js';
+import { InMemoryNodeRegistry, type InMemoryNodeRegistryOptions } from '../registry/in-memory-node-registry.js';
 import { runPipeline } from './pipeline-runner.js';
 import type { RunPipelineOptions } from './run-options.js';
 
@@ -66,8 +66,16 @@ class ScriptedWorker {
   }
 }
 
-function setup(pipeline: Pipeline, workers: ScriptedWorker[]) {
-  const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 3_600_000 });
+/** `registry`: the registry's timeout and bounds, on the run's clock. @default an hour's timeout, on the system clock */
+function setup(
+  pipeline: Pipeline,
+  workers: ScriptedWorker[],
+  registryOptions?: Omit<InMemoryNodeRegistryOptions, 'now'>,
+) {
+  const clock = new ManualClock();
+  const registry = new InMemoryNodeRegistry(
+    registryOptions ? { ...registryOptions, now: () => clock.now() } : { heartbeatTimeoutMs: 3_600_000 },
+  );
   const register = (worker: ScriptedWorker) =>
     registry.register({
       id: worker.id,
@@ -76,7 +84,6 @@ function setup(pipeline: Pipeline, workers: ScriptedWorker[]) {
       pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: [...pipeline.modules.keys()] },
     });
   for (const worker of workers) register(worker);
-  const clock = new ManualClock();
   const byEndpoint = new Map(workers.map((worker) => [`http://${worker.id}:9000`, worker.client()]));
   const run = (options: Partial<RunPipelineOptions> = {}) =>
     runPipeline({
@@ -110,6 +117,47 @@ describe('runPipeline: re-sends', () => {
     expect(worker.executes[1]!.executionId).toBe(worker.executes[0]!.executionId);
     expect(result.modules[0]!.attempts.map((attempt) => attempt.outcome)).toEqual(['Succeeded']);
     expect(worker.cancels).toEqual([]);
+  });
+});
+
+describe('runPipeline: workers removed from the registry', () => {
+  // Issue 11: Offline workers are removed after the offline retention. Their attempts were lost
+  // when they went Offline; the removal loses nothing more, and nothing that looks the id up breaks.
+  it('an Offline worker removed after the retention: its attempt was lost at Offline, the module runs elsewhere, the run ends well', async () => {
+    let answerB: (() => void) | undefined;
+    const hung = new ScriptedWorker('a', () => new Promise<Answer>(() => undefined));
+    const slow = new ScriptedWorker(
+      'b',
+      (body) => new Promise<Answer>((resolve) => (answerB = () => resolve(success(body)))),
+    );
+    const { clock, run, registry } = setup(pipeline, [hung, slow], {
+      heartbeatTimeoutMs: 10_000,
+      offlineRetentionMs: 5_000,
+    });
+    const events: string[] = [];
+    registry.onChange((event) => event.type !== 'heartbeat' && events.push(`${event.type} ${event.workerId}`));
+    const running = run();
+    await clock.advance(0);
+    expect(hung.executes).toHaveLength(1);
+    await clock.advance(10_001);
+    registry.heartbeat('b', 0);
+    registry.sweep();
+    await clock.advance(2_000); // past the backoff after a loss
+    expect(slow.executes).toHaveLength(1);
+    await clock.advance(3_000);
+    registry.heartbeat('b', 1);
+    registry.sweep();
+    expect(events).toEqual(['offline a', 'removed a']);
+    expect(registry.get('a')).toBeUndefined();
+    await clock.advance(1_000);
+    answerB!();
+    const result = await running;
+    expect(result.status).toBe('Successful');
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['a', 'Lost'],
+      ['b', 'Succeeded'],
+    ]);
+    expect(hung.executes).toHaveLength(1);
   });
 });
 

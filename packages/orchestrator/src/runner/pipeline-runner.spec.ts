@@ -147,6 +147,45 @@ describe('runPipeline: modules no worker can take', () => {
     );
   });
 
+  // Issue 11: every registry event made the run read the whole registry again: quadratic
+  // under a flood of registrations while a module waits for a worker that can run it.
+  it('does not read the whole registry per registration while a module waits for a capable worker', async () => {
+    const train = defineModule({ name: 'train', requires: { tags: ['gpu'] }, run });
+    const pipeline = definePipeline({ name: 'gpu', modules: [train] });
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
+    let reads = 0;
+    const snapshot = registry.snapshot.bind(registry);
+    registry.snapshot = () => {
+      reads++;
+      return snapshot();
+    };
+    const register = (id: string, tags: string[]) =>
+      registry.register({
+        id,
+        endpoint: `http://${id}:9000`,
+        capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags },
+        pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: ['train'] },
+      });
+    const running = runPipeline({
+      pipeline,
+      registry,
+      logger,
+      workerWaitMs: 600_000,
+      rescheduleIntervalMs: 600_000,
+      createClient: () => instantWorkerClient() as unknown as WorkerClient,
+    });
+    // One registration per turn of the event loop, as HTTP registrations come.
+    for (let index = 0; index < 1_000; index++) {
+      register(`cpu-${index}`, []);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    register('gpu', ['gpu']);
+    const result = await running;
+    expect(result.status).toBe('Successful');
+    expect(result.modules[0]!.attempts.map((attempt) => attempt.workerId)).toEqual(['gpu']);
+    expect(reads).toBeLessThanOrEqual(2);
+  });
+
   it('rejects options that cannot work, before anything runs', async () => {
     const pipeline = definePipeline({ name: 'bad', modules: [defineModule({ name: 'a', run })] });
     const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });

@@ -228,8 +228,6 @@ class PipelineRun {
 
   private registryChanged(event: NodeRegistryEvent): void {
     const { type, workerId } = event;
-    // A heartbeat of a worker the pool has changes nothing the scheduler uses.
-    if (type !== 'heartbeat' || !this.pool.has(workerId)) this.pool.invalidate();
     switch (type) {
       case 'heartbeat':
         this.sighted(workerId);
@@ -249,7 +247,14 @@ class PipelineRun {
       case 'unregistered':
         this.workerLost(workerId, 'worker-gone', 'unregistered');
         break;
+      case 'removed':
+        // Its `offline` came first (its attempts were lost then): this only ends what a run that
+        // started watching later still minds.
+        this.workerLost(workerId, 'worker-offline', 'removed after the offline retention');
+        break;
     }
+    // After the above: a registration lifts a quarantine, which makes the worker usable again.
+    this.pool.changed(workerId, type);
     this.schedulePump();
   }
 

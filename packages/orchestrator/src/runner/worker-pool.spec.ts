@@ -127,6 +127,52 @@ describe('WorkerPool', () => {
     expect(pool.live).toEqual([]);
   });
 
+  // Issue 11: every registry event but a member's heartbeat made the pool read the whole registry.
+  it('does work proportional to each registry event: new usable workers join without a read; a read only for events of workers it has', () => {
+    const { pool, register, registry, now, advance } = setup();
+    let reads = 0;
+    const snapshot = registry.snapshot.bind(registry);
+    registry.snapshot = () => {
+      reads++;
+      return snapshot();
+    };
+    register('a', 2);
+    register('other', 2, { pipeline: { name: 'q', fingerprint: 'sha256:other', modules: ['a'] } });
+    pool.sync(now());
+    expect(reads).toBe(1);
+    const unconcerned: Array<[string, 'heartbeat' | 'registered']> = [
+      ['a', 'heartbeat'],
+      ['other', 'heartbeat'],
+      ['other', 'registered'],
+      ['gone', 'registered'],
+    ];
+    for (const [workerId, type] of unconcerned) {
+      pool.changed(workerId, type);
+      pool.sync(now());
+    }
+    expect(reads).toBe(1);
+    // A new usable worker joins without a read, in the lists worked out already too.
+    const gpu = { os: ['linux' as const], tags: ['gpu'] };
+    expect(pool.capable('gpu', gpu)).toEqual([]);
+    register('b', 2, { capabilities: { os: 'linux', installedTools: [], maxParallelModules: 2, tags: ['gpu'] } });
+    pool.changed('b', 'registered');
+    register('c', 2);
+    pool.changed('c', 'registered');
+    pool.sync(now());
+    expect(reads).toBe(1);
+    expect(pool.live.map((worker) => worker.id)).toEqual(['a', 'b', 'c']);
+    expect(pool.capable('gpu', gpu).map((worker) => worker.id)).toEqual(['b']);
+    expect(pool.pickAny(now())?.id).toBe('a');
+    // Any other event of a worker it has makes it read the registry again.
+    advance(1_001);
+    registry.heartbeat('b', 0);
+    registry.heartbeat('c', 0);
+    pool.changed('a', 'offline');
+    pool.sync(now());
+    expect(reads).toBe(2);
+    expect(pool.live.map((worker) => worker.id)).toEqual(['b', 'c']);
+  });
+
   it('pick: any live worker for a module without requirements, by the heap', () => {
     const { pool, register, dispatch, now } = setup();
     register('a', 2);

@@ -1,6 +1,6 @@
 import type { WorkerNode } from '@mpd/contract';
 import type { AnyModule } from '@mpd/pipeline';
-import type { NodeRegistry } from '../registry/node-registry.js';
+import type { NodeRegistry, NodeRegistryEvent } from '../registry/node-registry.js';
 import { IndexedHeap } from './indexed-heap.js';
 import { missingCapabilities } from './requirement-messages.js';
 
@@ -42,8 +42,8 @@ interface Member {
  * {@link WorkerPool.pick} chooses the worker for a module: among those that meet its
  * requirements, avoiding those it was lost on.
  *
- * The registry is read again after a registry event (`invalidate`) and on the run's periodic
- * tick. It is also asked about the chosen worker (`snapshotOf`) just before it is used, so no
+ * The registry is read again after a registry event that concerns the pool (`changed`), on
+ * `invalidate` and on the run's periodic tick. It is also asked about the chosen worker (`snapshotOf`) just before it is used, so no
  * module goes to a worker that went `Offline` or `Draining` since the last read (neither
  * raises an event at once).
  */
@@ -53,9 +53,13 @@ export class WorkerPool {
   readonly #heap = new IndexedHeap<Member>((a, b) => this.#before(a, b));
   /** Members left out of the heap while cooling down. */
   readonly #cooling = new Set<Member>();
-  /** Per requirements key: the live workers that meet them, until the next read. */
-  readonly #capable = new Map<string, WorkerNode[]>();
+  /** Per requirements key: the requirements, and the live workers that meet them, until the next read. */
+  readonly #capable = new Map<string, { requires: AnyModule['requires']; workers: WorkerNode[] }>();
   #stale = true;
+  /** Workers that became usable since the last read, added at the next {@link WorkerPool.sync} without a read. */
+  readonly #joining = new Set<string>();
+  /** The order a worker added without a read takes: after every one read. */
+  #nextOrder = 0;
 
   /**
    * @param excluded workers the run does not dispatch to although they are live (quarantined);
@@ -73,14 +77,29 @@ export class WorkerPool {
     this.#stale = true;
   }
 
-  /** Whether `workerId` is among the live workers as last read. */
-  has(workerId: string): boolean {
-    return this.#members.has(workerId);
+  /**
+   * The registry reported a change of `workerId` (a {@link NodeRegistryEvent}), and the pool
+   * does work proportional to it, never a read of the whole registry per event (issue 11: that
+   * is quadratic under a flood of registrations): a worker it can use but does not have joins at
+   * the next {@link WorkerPool.sync}, after every worker read (the registry order it takes until
+   * the next read); an event of a worker it neither has nor can use (Offline, another pipeline,
+   * quarantined, gone), or a heartbeat of one it has, changes nothing. Any other event of a
+   * worker it has (it went Offline, unregistered, registered again) makes it read the registry
+   * again before the next placement.
+   */
+  changed(workerId: string, type: NodeRegistryEvent['type']): void {
+    if (this.#members.has(workerId)) {
+      if (type !== 'heartbeat') this.#stale = true;
+      return;
+    }
+    const node = this.registry.snapshotOf(workerId);
+    if (node !== undefined && this.#usable(node)) this.#joining.add(workerId);
   }
 
   /** Brings the pool up to date for a dispatch round at `now`. */
   sync(now: number): void {
     if (this.#stale) this.#read(now);
+    else if (this.#joining.size > 0) this.#join(now);
     for (const member of this.#cooling) {
       if (!this.load.cooling(member.node.id, now)) {
         this.#cooling.delete(member);
@@ -104,10 +123,13 @@ export class WorkerPool {
     if (key === '') return this.#live;
     let capable = this.#capable.get(key);
     if (!capable) {
-      capable = this.#live.filter((worker) => missingCapabilities(worker, requires).length === 0);
+      capable = {
+        requires,
+        workers: this.#live.filter((worker) => missingCapabilities(worker, requires).length === 0),
+      };
       this.#capable.set(key, capable);
     }
-    return capable;
+    return capable.workers;
   }
 
   /** The load of `workerId` changed (a dispatch, an answer, a refusal): its place in the heap follows. */
@@ -169,20 +191,41 @@ export class WorkerPool {
 
   #read(now: number): void {
     this.#stale = false;
+    this.#joining.clear();
     this.#members.clear();
     this.#cooling.clear();
     this.#capable.clear();
     this.#heap.clear();
+    // A new array: a read in the middle of a pick (`pickAny`, `pickAmong`) leaves the candidates
+    // it walks as they were. Workers that join are appended in place, at the start of a round only.
     this.#live = [];
-    this.registry.snapshot().forEach((node, order) => {
-      if (!this.#usable(node)) return;
-      const member: Member = { node, order, index: -1, ratio: 0, given: 0 };
-      this.#rekey(member);
-      this.#members.set(node.id, member);
-      this.#live.push(node);
-      if (this.#hasRoom(member, now)) this.#heap.push(member);
-      else if (this.load.cooling(node.id, now)) this.#cooling.add(member);
+    const nodes = this.registry.snapshot();
+    nodes.forEach((node, order) => {
+      if (this.#usable(node)) this.#add(node, order, now);
     });
+    this.#nextOrder = nodes.length;
+  }
+
+  /** Adds the workers that became usable since the last read (see {@link WorkerPool.changed}). */
+  #join(now: number): void {
+    for (const workerId of this.#joining) {
+      const node = this.registry.snapshotOf(workerId);
+      if (node === undefined || !this.#usable(node) || this.#members.has(workerId)) continue;
+      this.#add(node, this.#nextOrder++, now);
+      for (const capable of this.#capable.values()) {
+        if (missingCapabilities(node, capable.requires).length === 0) capable.workers.push(node);
+      }
+    }
+    this.#joining.clear();
+  }
+
+  #add(node: WorkerNode, order: number, now: number): void {
+    const member: Member = { node, order, index: -1, ratio: 0, given: 0 };
+    this.#rekey(member);
+    this.#members.set(node.id, member);
+    this.#live.push(node);
+    if (this.#hasRoom(member, now)) this.#heap.push(member);
+    else if (this.load.cooling(node.id, now)) this.#cooling.add(member);
   }
 
   #usable(node: WorkerNode): boolean {
