@@ -43,6 +43,13 @@ export { createApp } from './app.js';
 export type { AppDependencies } from './app.js';
 export { startOrchestrator } from './server.js';
 export type { RunningOrchestrator, StartOrchestratorOptions } from './server.js';
+export { EndpointRefusedError, WorkerEndpointPolicy } from './http/endpoint-policy.js';
+export type {
+  EndpointRefusal,
+  HostResolver,
+  OwnListener,
+  WorkerEndpointPolicyOptions,
+} from './http/endpoint-policy.js';
 export { InMemoryNodeRegistry } from './registry/in-memory-node-registry.js';
 export type { InMemoryNodeRegistryOptions } from './registry/in-memory-node-registry.js';
 export type {

@@ -201,7 +201,7 @@ export const SETTINGS = defineSettings(
     allowedWorkerHosts: {
       flag: '--allowed-worker-hosts <list>',
       env: 'MPD_ALLOWED_WORKER_HOSTS',
-      help: 'comma-separated hosts (or *.domain patterns) worker endpoints may name (default: any)',
+      help: "comma-separated hosts, *.domain patterns, addresses or address ranges (10.0.0.0/8) worker endpoints may be at (default: any). Link-local and metadata, multicast, unspecified and broadcast addresses and the orchestrator's own address and port are refused with or without it",
       schema: nameList,
     },
     corsOrigins: {
