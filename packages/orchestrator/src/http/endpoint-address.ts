@@ -23,6 +23,15 @@ export function parseAddress(text: string): IpAddress | undefined {
   return embeddedIpv4(address) ?? address;
 }
 
+/**
+ * The address range `text` names (`10.0.0.0/8`, `fd00::/8`: an address in the form
+ * {@link parseAddress} reads, `/`, a prefix length within the family's bits), or undefined.
+ */
+export function parseRange(text: string): [IpAddress, number] | undefined {
+  if (!ipaddr.IPv4.isValidCIDRFourPartDecimal(text) && !ipaddr.IPv6.isValidCIDR(text)) return undefined;
+  return ipaddr.parseCIDR(text);
+}
+
 /** The IPv4 address an IPv6 address carries in its last 32 bits, for the prefixes that route to it. */
 function embeddedIpv4(address: IpAddress): ipaddr.IPv4 | undefined {
   if (address.kind() !== 'ipv6') return undefined;

@@ -6,6 +6,7 @@ import {
   type IpAddress,
   isThisMachine,
   parseAddress,
+  parseRange,
   refusedAddressReason,
   sameAddress,
 } from './endpoint-address.js';
@@ -211,19 +212,24 @@ function parseAllowEntry(text: string): AllowEntry {
   const address = parseAddress(entry);
   if (address) return { kind: 'range', range: [address, address.kind() === 'ipv4' ? 32 : 128] };
   if (entry.includes('/')) {
-    const [network, bits] = entry.split('/') as [string, string];
-    const base = parseAddress(network);
-    const prefix = Number(bits);
-    if (base && /^\d+$/.test(bits) && prefix <= (base.kind() === 'ipv4' ? 32 : 128)) {
-      return { kind: 'range', range: [base, prefix] };
-    }
+    const range = parseRange(entry);
+    if (range) return { kind: 'range', range };
     throw new OrchestratorConfigError(
       'InvalidSetting',
       'allowedWorkerHosts',
-      `Invalid setting allowedWorkerHosts: '${text}' is no address range (such as 10.0.0.0/8 or fd00::/8)`,
+      `Invalid setting allowedWorkerHosts: ${allowEntryProblem(text)}`,
     );
   }
   return { kind: 'name', name: entry };
+}
+
+/**
+ * What is wrong with an `allowedWorkerHosts` entry, or undefined: an entry with a `/` must be
+ * an address range (a name never has one). For the CLI's check of `--allowed-worker-hosts`.
+ */
+export function allowEntryProblem(entry: string): string | undefined {
+  if (!entry.includes('/') || parseRange(entry.trim().toLowerCase())) return undefined;
+  return `'${entry}' is no address range (such as 10.0.0.0/8 or fd00::/8)`;
 }
 
 /** `promise`, or a rejection once `ms` have passed. */

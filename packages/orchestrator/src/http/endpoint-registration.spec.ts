@@ -10,6 +10,7 @@ import { WORKER_ENDPOINT_RULE } from '@mpd/contract';
 import { SPEC_EXAMPLES } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp } from '../app.js';
+import { OrchestratorConfigError } from '../errors.js';
 import type { OrchestratorOptions } from '../orchestrator-options.js';
 import { InMemoryNodeRegistry } from '../registry/in-memory-node-registry.js';
 
@@ -132,5 +133,14 @@ describe('registration: addresses refused by default', () => {
       /not in the orchestrator's allowed worker hosts/,
     );
     expect((await register('http://127.0.0.1:9')).status).toBe(200);
+  });
+});
+
+describe('--allowed-worker-hosts', () => {
+  it('an entry with a / that is no address range stops the app from being made, naming the setting', () => {
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
+    const make = () => createApp({ registry, options: { allowedWorkerHosts: ['*.ci.internal', '10.0.0.0/33'] } });
+    expect(make).toThrow(OrchestratorConfigError);
+    expect(make).toThrow("Invalid setting allowedWorkerHosts: '10.0.0.0/33' is no address range");
   });
 });
