@@ -23,7 +23,13 @@
  *
  * const orchestrator = await startOrchestrator({ port: 8080, joinToken: process.env.MPD_JOIN_TOKEN });
  * const pipeline = await loadPipelineFile('ci.pipeline.ts');
- * const result = await runPipeline({ pipeline, registry: orchestrator.registry, logger: pino() });
+ * const result = await runPipeline({
+ *   pipeline,
+ *   registry: orchestrator.registry,
+ *   // Each connection to a worker is checked by the orchestrator's endpoint policy (its own address included).
+ *   endpointPolicy: orchestrator.endpointPolicy,
+ *   logger: pino(),
+ * });
  * console.log(formatSummary(result));
  * await orchestrator.close();
  * process.exitCode = result.success ? 0 : 1;
