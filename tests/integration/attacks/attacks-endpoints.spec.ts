@@ -38,8 +38,8 @@ const resolveHost = async (hostname: string): Promise<readonly string[]> => {
 describe('endpoints refused at registration (case 5)', () => {
   it("refuses the issue's endpoints from a join-token holder with 400, registering none", async () => {
     cluster = new Cluster();
+    // A name is checked on its addresses when the orchestrator connects (see below), not here.
     const orchestrator = await cluster.startOrchestrator({ joinToken: JOIN, resolveHost });
-    names.set('metadata.test', ['169.254.169.254']);
     const register = async (id: string, endpoint: string) => {
       const response = await fetch(`${orchestrator.url}/api/workers/register`, {
         method: 'POST',
@@ -59,7 +59,6 @@ describe('endpoints refused at registration (case 5)', () => {
       ['http://169.254.169.254/', 'EndpointNotAllowed'],
       ['http://2852039166/', 'EndpointNotAllowed'],
       ['http://[::ffff:169.254.169.254]/', 'EndpointNotAllowed'],
-      ['http://metadata.test/', 'EndpointNotAllowed'],
       ['http://0/', 'EndpointNotAllowed'],
       ['http://user:secret@127.0.0.1:9', 'ValidationFailed'],
       [`${orchestrator.url}/?x=`, 'ValidationFailed'],

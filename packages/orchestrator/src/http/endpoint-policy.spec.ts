@@ -73,13 +73,24 @@ describe('worker endpoint policy: refused by default', () => {
     expect(refusal?.reason).toMatch(kind === 'metadata' ? /a cloud metadata address/ : new RegExp(`(an?|the) ${kind}`));
   });
 
-  it('resolves names: every address must be allowed', async () => {
-    expect((await policyOf().check('http://metadata.test/'))?.reason).toBe(
-      'metadata.test resolves to 169.254.169.254: a link-local address (169.254.0.0/16, where cloud metadata services answer)',
+  it('registers a name as it is, and checks every address it resolves to at each connection', async () => {
+    let asked = 0;
+    const policy = new WorkerEndpointPolicy({
+      resolveHost: async (hostname) => {
+        asked++;
+        return NAMES[hostname] ?? [];
+      },
+    });
+    // No resolver is asked at registration: only connecting needs a name's addresses.
+    expect(await policy.check('http://metadata.test/')).toBeUndefined();
+    expect(asked).toBe(0);
+    await expect(policy.addressesFor('metadata.test', 80)).rejects.toThrow(
+      'metadata.test:80 is not allowed: metadata.test resolves to 169.254.169.254: a link-local address (169.254.0.0/16, where cloud metadata services answer)',
     );
-    expect((await policyOf().check('http://half-metadata.test:9000'))?.reason).toMatch(
-      /^half-metadata\.test resolves to fe80::1: a link-local address/,
+    await expect(policy.addressesFor('half-metadata.test', 9000)).rejects.toThrow(
+      /half-metadata\.test resolves to fe80::1: a link-local address/,
     );
+    expect(asked).toBe(2);
   });
 
   it.each([
@@ -102,12 +113,20 @@ describe('worker endpoint policy: refused by default', () => {
     await expect(policyOf().addressesFor('worker1', 9000)).rejects.toMatchObject({ code: 'ENOTFOUND' });
   });
 
-  it(`waits at most ${REGISTRATION_RESOLVE_WAIT_MS} ms for a name to resolve at registration`, async () => {
+  it(`waits at most ${REGISTRATION_RESOLVE_WAIT_MS} ms for a name an address-range allow-list needs resolved`, async () => {
     vi.useFakeTimers();
-    const policy = new WorkerEndpointPolicy({ resolveHost: () => new Promise(() => {}) });
+    const policy = new WorkerEndpointPolicy({ allowedWorkerHosts: ['10.0.0.0/8'], resolveHost: () => new Promise(() => {}) });
     const checked = policy.check('http://slow.test:9000');
     await vi.advanceTimersByTimeAsync(REGISTRATION_RESOLVE_WAIT_MS);
-    await expect(checked).resolves.toBeUndefined();
+    await expect(checked).resolves.toMatchObject({ reason: expect.stringMatching(/does not resolve/) });
+  });
+
+  it('knows localhost without a resolver (RFC 6761): loopback', async () => {
+    const policy = new WorkerEndpointPolicy({
+      resolveHost: () => Promise.reject(new Error('no resolver may be asked about localhost')),
+    });
+    expect(await policy.check('http://localhost:22')).toBeUndefined();
+    expect(await policy.addressesFor('worker.localhost', 9000)).toEqual(['127.0.0.1', '::1']);
   });
 });
 
@@ -179,7 +198,7 @@ describe('worker endpoint policy: --allowed-worker-hosts narrows', () => {
   });
 
   it('never allows a refused address, whatever the list says', async () => {
-    expect((await policyOf(['*.ci.internal']).check('http://bad.ci.internal/'))?.reason).toMatch(/link-local/);
+    await expect(policyOf(['*.ci.internal']).addressesFor('bad.ci.internal', 80)).rejects.toThrow(/link-local/);
     expect((await policyOf(['169.254.0.0/16']).check('http://169.254.169.254/'))?.reason).toMatch(/link-local/);
   });
 

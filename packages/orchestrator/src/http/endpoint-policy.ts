@@ -23,9 +23,9 @@ export const systemResolver: HostResolver = async (hostname) =>
   (await lookup(hostname, { all: true, verbatim: true })).map((entry) => entry.address);
 
 /**
- * How long a registration waits for its endpoint's name to resolve, in ms. A name that does not
- * resolve by then (or at all: a worker whose DNS record is not there yet) is registered: the
- * check that matters is the one at connect time, on the addresses connected to.
+ * How long a registration waits for its endpoint's name to resolve, in ms, when an address-range
+ * allow-list needs its addresses (see {@link WorkerEndpointPolicy.check}). A name that does not
+ * resolve by then is not known to be in a range, and is refused.
  */
 export const REGISTRATION_RESOLVE_WAIT_MS = 2_000;
 
@@ -40,6 +40,17 @@ export interface EndpointRefusal {
   readonly reason: string;
 }
 
+/**
+ * The addresses of `localhost` and `*.localhost`, which are loopback by definition (RFC 6761,
+ * section 6.3): known without asking any resolver.
+ */
+const LOCALHOST_ADDRESSES: readonly string[] = ['127.0.0.1', '::1'];
+
+function isLocalhost(hostname: string): boolean {
+  const lower = hostname.toLowerCase().replace(/\.$/, '');
+  return lower === 'localhost' || lower.endsWith('.localhost');
+}
+
 /** Options of {@link WorkerEndpointPolicy}. */
 export interface WorkerEndpointPolicyOptions {
   /**
@@ -51,7 +62,8 @@ export interface WorkerEndpointPolicyOptions {
    */
   allowedWorkerHosts?: readonly string[] | undefined;
   /**
-   * How host names are resolved, at registration and at each connection to a worker.
+   * How host names are resolved: at each connection to a worker, and at registration where an
+   * address-range allow-list needs a name's addresses.
    * @default {@link systemResolver}
    */
   resolveHost?: HostResolver | undefined;
@@ -68,10 +80,12 @@ type AllowEntry =
  * endpoint is a way into the orchestrator's network, SSRF). Refused always: an address no worker
  * can be at ({@link refusedAddressReason}: link-local and metadata addresses, multicast,
  * unspecified, broadcast) and the orchestrator's own listening address and port. With
- * `allowedWorkerHosts`, only the hosts it names. Names are resolved and every address checked,
- * at registration ({@link check}) and again at each connection ({@link addressesFor}), whose
- * addresses are the ones connected to: a name that resolves elsewhere after registration is
- * refused at dispatch, before anything is sent.
+ * `allowedWorkerHosts`, only the hosts it names. A name is resolved and every address checked
+ * at each connection ({@link addressesFor}), whose addresses are the ones connected to: a name
+ * that resolves to a refused address, then or after registration, is refused at dispatch, before
+ * anything is sent. At registration ({@link check}) the orchestrator resolves a name only where an
+ * address-range allow-list needs its addresses: it asks no resolver about a worker it may never
+ * connect to (and its tests ask none about made-up names).
  */
 export class WorkerEndpointPolicy {
   readonly #allowed: readonly AllowEntry[] | undefined;
@@ -96,11 +110,12 @@ export class WorkerEndpointPolicy {
   }
 
   /**
-   * Checks an endpoint a worker registers: its host as written, and, for a name, every address
-   * it resolves to now (waiting at most {@link REGISTRATION_RESOLVE_WAIT_MS}). Without an
-   * allow-list, a name that does not resolve now is registered: it is checked at each
-   * connection. `reachedAt` is where the registration itself arrived (the request's local
-   * address and port): the orchestrator's own too.
+   * Checks an endpoint a worker registers: an address as written; `localhost` as its loopback
+   * addresses; another name by the allow-list's names and patterns, and, when only its address
+   * ranges can allow it, by every address it resolves to now (waiting at most
+   * {@link REGISTRATION_RESOLVE_WAIT_MS}). Without an allow-list a name is registered as it is:
+   * its addresses are checked at each connection. `reachedAt` is where the registration itself
+   * arrived (the request's local address and port): the orchestrator's own too.
    * @returns the refusal, or undefined when the endpoint may be registered
    */
   async check(endpoint: string, reachedAt?: OwnListener): Promise<EndpointRefusal | undefined> {
@@ -110,19 +125,18 @@ export class WorkerEndpointPolicy {
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
     const host = url.hostname;
     if (parseAddress(host)) return this.#refusal(host, [host], port, reachedAt);
+    if (isLocalhost(host)) return this.#refusal(host, LOCALHOST_ADDRESSES, port, reachedAt);
     const named = this.#nameAllowed(host);
     if (named === false && !this.#hasRanges) return { reason: `${host} is not in ${ALLOW_LIST}` };
+    // Allowed by name, or no allow-list: checked on its addresses at each connection.
+    if (named !== false) return undefined;
     let addresses: readonly string[];
     try {
       addresses = await withinMs(this.#resolve(host), REGISTRATION_RESOLVE_WAIT_MS);
     } catch (error) {
-      // Nothing to connect to yet: checked at each connection. Unless only its addresses can allow it.
-      if (named === false) {
-        return {
-          reason: `${host} is not in ${ALLOW_LIST}, and does not resolve (${describe(error)}) to addresses that are`,
-        };
-      }
-      return undefined;
+      return {
+        reason: `${host} is not in ${ALLOW_LIST}, and does not resolve (${describe(error)}) to addresses that are`,
+      };
     }
     return this.#refusal(host, addresses, port, reachedAt);
   }
@@ -136,7 +150,11 @@ export class WorkerEndpointPolicy {
    * @throws the resolver's error when the name does not resolve (`ENOTFOUND`, …)
    */
   async addressesFor(hostname: string, port: number): Promise<readonly string[]> {
-    const addresses = parseAddress(hostname) ? [hostname] : await this.#resolve(hostname);
+    const addresses = parseAddress(hostname)
+      ? [hostname]
+      : isLocalhost(hostname)
+        ? LOCALHOST_ADDRESSES
+        : await this.#resolve(hostname);
     const refusal = this.#refusal(hostname, addresses, port);
     if (refusal) throw new EndpointRefusedError(`${hostname}:${port} is not allowed: ${refusal.reason}`);
     return addresses;

@@ -91,7 +91,6 @@ describe('registration: addresses refused by default', () => {
     ['http://0xa9fea9fe:80', /169\.254\.169\.254: a link-local address/],
     ['http://[::ffff:169.254.169.254]/', /\[::ffff:a9fe:a9fe\]: a link-local address/],
     ['http://[::ffff:a9fe:a9fe]/', /a link-local address/],
-    ['http://metadata.test/', /metadata\.test resolves to 169\.254\.169\.254: a link-local address/],
     ['http://[fe80::1]:9000', /a link-local address \(fe80::\/10\)/],
     ['http://0/', /0\.0\.0\.0: an unspecified address/],
     ['http://[::]:9000', /an unspecified address/],
