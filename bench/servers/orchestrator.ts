@@ -95,6 +95,7 @@ async function run({ minWorkers, durationHints }: RunRequest): Promise<RunTiming
   const result = await runPipeline({
     pipeline,
     registry: orchestrator.registry,
+    endpointPolicy: orchestrator.endpointPolicy,
     logger,
     ...(durationHints ? { durationHints: lastDurations } : {}),
     onEvent: (event) => {

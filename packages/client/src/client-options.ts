@@ -25,6 +25,16 @@ export interface ClientOptions {
    * @default none; for `execute`, what an answer with a result of 16 MiB can take (32 MiB + 64 KiB)
    */
   maxResponseBytes?: number;
+  /**
+   * The addresses each new connection to the server's host may go to, tried in order (the next
+   * when one refuses the connection): given the URL's host (a name, or an IP address without
+   * brackets) and port. Throwing refuses the connection, and nothing is sent: the call fails
+   * `Unreachable`, with the thrown error's `code` (a resolver's `ENOTFOUND`) or
+   * `MPD_ADDRESS_REFUSED` as its `errno`. TLS still checks the certificate against the URL's
+   * host. The orchestrator checks each address of a worker against its endpoint policy here.
+   * @default none: undici resolves the host itself
+   */
+  resolveHost?: (hostname: string, port: number) => Promise<readonly string[]>;
   /** Headers sent with every call. */
   headers?: Record<string, string>;
   /**

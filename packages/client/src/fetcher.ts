@@ -9,6 +9,7 @@ import { longTimeout } from '@mpd/contract/timers';
 import type { ApiFetcher, ApiFetcherArgs } from '@ts-rest/core';
 import { isZodType } from '@ts-rest/core';
 import { Agent, type Dispatcher, request } from 'undici';
+import { ADDRESS_REFUSED, checkedConnector } from './checked-connector.js';
 import { type ClientOptions, DEFAULT_EXECUTE_MARGIN_MS, DEFAULT_TIMEOUT_MS } from './client-options.js';
 import { MpdClientError } from './errors.js';
 
@@ -43,13 +44,24 @@ export type Fetcher = (args: ApiFetcherArgs & CallOptions) => ReturnType<ApiFetc
  * the `connect` options of https connections (CA, client certificate, verification).
  * Exported for tests; not part of the package's public API.
  */
-export function dispatcherOptions(timeoutMs: number, tls?: ClientOptions['tls']): Agent.Options {
+export function dispatcherOptions(
+  timeoutMs: number,
+  tls?: ClientOptions['tls'],
+  resolveHost?: ClientOptions['resolveHost'],
+): Agent.Options {
+  const connectTimeout = Math.min(timeoutMs, 10_000);
+  const connect = tls ? connectOptions(tls) : undefined;
   return {
     headersTimeout: 0,
     bodyTimeout: 0,
-    connectTimeout: Math.min(timeoutMs, 10_000),
+    connectTimeout,
     keepAliveTimeout: 10_000,
-    ...(tls ? { connect: connectOptions(tls) } : {}),
+    // A connector of its own ignores `connectTimeout`: it takes the timeout itself.
+    ...(resolveHost
+      ? { connect: checkedConnector({ ...connect, timeout: connectTimeout }, resolveHost) }
+      : connect
+        ? { connect }
+        : {}),
   };
 }
 
@@ -78,7 +90,7 @@ function connectOptions(tls: NonNullable<ClientOptions['tls']>): NonNullable<Age
 export function createFetcher(options: ClientOptions): { api: Fetcher; close: () => Promise<void> } {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const executeMarginMs = options.executeMarginMs ?? DEFAULT_EXECUTE_MARGIN_MS;
-  const dispatcher = new Agent(dispatcherOptions(timeoutMs, options.tls));
+  const dispatcher = new Agent(dispatcherOptions(timeoutMs, options.tls, options.resolveHost));
 
   const maxResponseBytesFor = (args: ApiFetcherArgs & CallOptions): number | undefined => {
     if (args.maxResponseBytes !== undefined) return args.maxResponseBytes;
@@ -216,6 +228,7 @@ const NOT_CONNECTED = new Set([
   'EHOSTUNREACH',
   'ENETUNREACH',
   'UND_ERR_CONNECT_TIMEOUT',
+  ADDRESS_REFUSED,
 ]);
 
 /**
@@ -246,7 +259,7 @@ function describeFailure(
   options: ClientOptions,
 ): string {
   const code = reason?.code;
-  if (reason?.message && isTlsFailure(code)) return `${code}: ${reason.message}`;
+  if (reason?.message && (isTlsFailure(code) || code === ADDRESS_REFUSED)) return `${code}: ${reason.message}`;
   if (code === 'UND_ERR_SOCKET' && /^https:/i.test(url) && options.tls?.cert === undefined) {
     return `${code} (the server closed the connection; over https it may require a client certificate: tls.cert and tls.key)`;
   }

@@ -41,15 +41,48 @@ export const loadedPipelineSchema = z.object({
 });
 export type LoadedPipeline = z.infer<typeof loadedPipelineSchema>;
 
-export const httpUrlSchema = z
+/** The rule of a worker endpoint, as validation answers name it. */
+export const WORKER_ENDPOINT_RULE =
+  'must be scheme://host:port (http or https, port optional, path empty or /) such as http://worker1:9000, without user name or password, path, query or fragment';
+
+/**
+ * `scheme://host:port` of an `http://` or `https://` base URL, or undefined when it is no such
+ * URL. Only an origin: no user name or password (`http://user@host`), path other than `/`,
+ * query or fragment, so the orchestrator, which appends its routes (`/api/execution/execute`),
+ * chooses every path it calls; a registrant chooses a host and a port, nothing else (issue 11,
+ * case 5). Checked on the text as given, not only as parsed: WHATWG URL parsing drops an empty
+ * `?`, `#` or `@`, turns `\` into `/` and resolves `/.`, all of which must be refused too.
+ */
+export function endpointOrigin(value: string): string | undefined {
+  // Anything after the authority but a single `/`; userinfo (`@`); backslashes and whitespace,
+  // which the URL parser would quietly turn into `/` or drop.
+  if (!/^https?:\/\/[^/?#@\\\s]+\/?$/i.test(value)) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return undefined;
+  }
+  if (url.username !== '' || url.password !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '') {
+    return undefined;
+  }
+  return url.origin;
+}
+
+/**
+ * A worker's endpoint: `scheme://host:port` only ({@link endpointOrigin}, {@link WORKER_ENDPOINT_RULE}).
+ * The spec's `http://worker1:9000` is one.
+ */
+export const workerEndpointSchema = z
   .string()
-  .max(LIMITS.url.maxLength)
-  .url('must be a URL such as http://worker1:9000')
-  .refine((value) => /^https?:\/\//i.test(value), { message: 'must be an http:// or https:// URL' });
+  .max(LIMITS.url.maxLength, `must be at most ${LIMITS.url.maxLength} characters`)
+  .url(WORKER_ENDPOINT_RULE)
+  // Not a URL at all: `url()` said so already (one issue per value).
+  .refine((value) => !URL.canParse(value) || endpointOrigin(value) !== undefined, { message: WORKER_ENDPOINT_RULE });
 
 export const workerNodeSchema = z.object({
   id: identifierSchema,
-  endpoint: httpUrlSchema,
+  endpoint: workerEndpointSchema,
   capabilities: workerCapabilitiesSchema,
   lastHeartbeat: isoDateTimeSchema,
   currentLoad: z.number().int().min(0),

@@ -3,6 +3,7 @@ import { createApiApp } from '@mpd/server-kit';
 import cors from 'cors';
 import type express from 'express';
 import type { Logger } from 'pino';
+import { WorkerEndpointPolicy } from './http/endpoint-policy.js';
 import { authFailureLimiter } from './http/rate-limits.js';
 import { createRoutes } from './http/routes.js';
 import { type OrchestratorOptions, resolveOrchestratorOptions } from './orchestrator-options.js';
@@ -16,6 +17,12 @@ export interface AppDependencies {
   options?: OrchestratorOptions;
   /** Overrides `options.logger`. */
   logger?: Logger;
+  /**
+   * Which worker endpoints registrations may give: share it with the runner (`runPipeline`'s
+   * `endpointPolicy`), which checks each connection to a worker by it.
+   * @default one of `options.allowedWorkerHosts` and `options.resolveHost`
+   */
+  endpointPolicy?: WorkerEndpointPolicy;
 }
 
 /**
@@ -32,7 +39,7 @@ export function createApp(deps: AppDependencies): express.Express {
   const { logger } = options;
   return createApiApp({
     contract: orchestratorContract,
-    routes: createRoutes(deps.registry, options),
+    routes: createRoutes(deps.registry, options, deps.endpointPolicy ?? endpointPolicyOf(options)),
     openApi: orchestratorOpenApi,
     server: 'orchestrator',
     logger,
@@ -53,4 +60,12 @@ export function createApp(deps: AppDependencies): express.Express {
       authFailureLimiter(options.rateLimits.authFailuresPerMinute),
     ],
   });
+}
+
+/**
+ * The worker endpoint policy of `options` (their `allowedWorkerHosts` and `resolveHost`).
+ * @throws OrchestratorConfigError for an `allowedWorkerHosts` entry that is no name, address or range
+ */
+export function endpointPolicyOf(options: OrchestratorOptions): WorkerEndpointPolicy {
+  return new WorkerEndpointPolicy({ allowedWorkerHosts: options.allowedWorkerHosts, resolveHost: options.resolveHost });
 }

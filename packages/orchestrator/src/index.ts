@@ -23,7 +23,13 @@
  *
  * const orchestrator = await startOrchestrator({ port: 8080, joinToken: process.env.MPD_JOIN_TOKEN });
  * const pipeline = await loadPipelineFile('ci.pipeline.ts');
- * const result = await runPipeline({ pipeline, registry: orchestrator.registry, logger: pino() });
+ * const result = await runPipeline({
+ *   pipeline,
+ *   registry: orchestrator.registry,
+ *   // Each connection to a worker is checked by the orchestrator's endpoint policy (its own address included).
+ *   endpointPolicy: orchestrator.endpointPolicy,
+ *   logger: pino(),
+ * });
  * console.log(formatSummary(result));
  * await orchestrator.close();
  * process.exitCode = result.success ? 0 : 1;
@@ -43,6 +49,13 @@ export { createApp } from './app.js';
 export type { AppDependencies } from './app.js';
 export { startOrchestrator } from './server.js';
 export type { RunningOrchestrator, StartOrchestratorOptions } from './server.js';
+export { EndpointRefusedError, WorkerEndpointPolicy } from './http/endpoint-policy.js';
+export type {
+  EndpointRefusal,
+  HostResolver,
+  OwnListener,
+  WorkerEndpointPolicyOptions,
+} from './http/endpoint-policy.js';
 export { InMemoryNodeRegistry } from './registry/in-memory-node-registry.js';
 export type { InMemoryNodeRegistryOptions } from './registry/in-memory-node-registry.js';
 export type {

@@ -1,6 +1,7 @@
 import { DEFAULT_ORCHESTRATOR_BODY_LIMIT } from '@mpd/contract/limits';
 import { pino, type Logger } from 'pino';
 import { OrchestratorConfigError } from './errors.js';
+import type { HostResolver } from './http/endpoint-policy.js';
 import type { StartOrchestratorOptions } from './server.js';
 
 /**
@@ -42,10 +43,23 @@ export interface ResolvedOrchestratorOptions {
   /** Rate limits; see {@link RateLimitOptions}. */
   rateLimits: RateLimitOptions;
   /**
-   * Hosts a worker's `endpoint` may name (`worker1`, `10.0.0.7`, or `*.ci.internal`). Unset: any.
+   * Hosts a worker's `endpoint` may be at: names (`worker1`), `*.suffix` patterns
+   * (`*.ci.internal`), addresses (`10.0.0.7`) and address ranges (`10.0.0.0/8`). A name is
+   * allowed when it matches a name or pattern, or when every address it resolves to is listed.
    * The orchestrator calls registered endpoints, so a list keeps it from being pointed elsewhere.
+   * With or without a list, link-local and metadata addresses, multicast, unspecified and
+   * broadcast addresses and the orchestrator's own address and port are refused (see
+   * `WorkerEndpointPolicy`).
+   * @default undefined: any host but those
    */
   allowedWorkerHosts?: readonly string[] | undefined;
+  /**
+   * How worker endpoints' host names are resolved, to check every address at registration (the
+   * runner checks them again at each connection, with its own `endpointPolicy`). Inject one in
+   * tests, or to use a resolver other than the system's.
+   * @default the system's (`getaddrinfo`, as Node's `net.connect` resolves)
+   */
+  resolveHost?: HostResolver | undefined;
   /**
    * The largest JSON body accepted (bytes-package syntax: `1mb`, `512kb`); larger ones get 413.
    * @default '1mb'

@@ -1,8 +1,9 @@
 import { longInterval } from '@mpd/contract/timers';
 import { closeGracefully, createHttpOrHttpsServer, listen, reachableHost, type ServerTls } from '@mpd/server-kit';
-import { createApp } from './app.js';
+import { createApp, endpointPolicyOf } from './app.js';
 import { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
 import { DEFAULT_START_OPTIONS, type OrchestratorOptions, resolveOrchestratorOptions } from './orchestrator-options.js';
+import type { WorkerEndpointPolicy } from './http/endpoint-policy.js';
 import { InMemoryNodeRegistry } from './registry/in-memory-node-registry.js';
 import type { NodeRegistry } from './registry/node-registry.js';
 import { orchestratorStartupWarnings } from './startup-warnings.js';
@@ -51,6 +52,11 @@ export interface RunningOrchestrator {
   /** The port it listens on (the chosen one when `port` was 0). */
   port: number;
   registry: NodeRegistry;
+  /**
+   * Which worker endpoints it registers, its own listening address and port included: pass it
+   * to `runPipeline` (`endpointPolicy`) so that each connection to a worker is checked by it.
+   */
+  endpointPolicy: WorkerEndpointPolicy;
   /** Stops the sweep timer and the server (waiting for requests in flight); safe to call twice. */
   close(): Promise<void>;
 }
@@ -91,7 +97,8 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
     options.sweepIntervalMs ?? Math.min(5_000, Math.max(50, Math.floor(resolved.heartbeatTimeoutMs / 4)));
   const closeGraceMs = options.closeGraceMs ?? DEFAULT_START_OPTIONS.closeGraceMs;
 
-  const app = createApp({ registry, options: resolved });
+  const endpointPolicy = endpointPolicyOf(resolved);
+  const app = createApp({ registry, options: resolved, endpointPolicy });
   let server: ReturnType<typeof createHttpOrHttpsServer>;
   try {
     server = createHttpOrHttpsServer(app, options.tls);
@@ -112,6 +119,12 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
     });
   }
   const url = `${options.tls ? 'https' : 'http'}://${reachableHost(host)}:${actualPort}`;
+  // The address bound (a name given as `host` resolved), `0.0.0.0`/`::` for every address.
+  const bound = server.address();
+  endpointPolicy.addOwnListener({
+    host: typeof bound === 'object' && bound !== null ? bound.address : host,
+    port: actualPort,
+  });
 
   // Workers the sweep removes (offline for the retention), logged once per sweep.
   let removed: string[] = [];
@@ -165,5 +178,5 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
     })();
     return closing;
   };
-  return { url, port: actualPort, registry, close };
+  return { url, port: actualPort, registry, endpointPolicy, close };
 }

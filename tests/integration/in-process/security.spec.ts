@@ -23,7 +23,7 @@ afterEach(async () => {
   cluster = undefined;
 });
 
-const node = (id: string, endpoint = `http://127.0.0.1:9/${id}`) => ({
+const node = (id: string, endpoint = `http://127.0.0.1:9`) => ({
   id,
   endpoint,
   capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },

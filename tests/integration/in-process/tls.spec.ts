@@ -60,7 +60,7 @@ async function refusal(promise: Promise<unknown>): Promise<MpdClientError> {
 
 const workerNode = (id: string) => ({
   id,
-  endpoint: `https://127.0.0.1:9/${id}`,
+  endpoint: `https://127.0.0.1:9`,
   capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
 });
 

@@ -276,7 +276,7 @@ describe('fault injection', () => {
               {
                 workerNode: {
                   id: `sim-${batch * 100 + i}`,
-                  endpoint: `http://127.0.0.1:9/sim-${batch * 100 + i}`,
+                  endpoint: `http://127.0.0.1:9`,
                   capabilities: { os: 'linux', installedTools: [], maxParallelModules: 4, tags: [] },
                 },
               },

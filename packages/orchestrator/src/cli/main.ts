@@ -124,6 +124,7 @@ async function main(): Promise<number> {
         ...runOptions(settings, tls, baseDir),
         pipeline,
         registry: orchestrator.registry,
+        endpointPolicy: orchestrator.endpointPolicy,
         logger,
         signal: abort.signal,
       });

@@ -134,6 +134,10 @@ describe('parseSettings', () => {
     [{ port: '-1' }, 'Invalid setting --port (MPD_PORT): must be an integer from 0 to 65535, got "-1"'],
     [{ host: 'a b' }, 'Invalid setting --host (MPD_HOST): must be a host name or IP address without spaces, got "a b"'],
     [
+      { allowedWorkerHosts: '*.ci.internal,10.0.0.0/33' },
+      `Invalid setting --allowed-worker-hosts (MPD_ALLOWED_WORKER_HOSTS): '10.0.0.0/33' is no address range (such as 10.0.0.0/8 or fd00::/8), got "*.ci.internal,10.0.0.0/33"`,
+    ],
+    [
       { heartbeatIntervalSeconds: '0' },
       'Invalid setting --heartbeat-interval (MPD_HEARTBEAT_INTERVAL): must be a number of seconds above 0 and at most 86400, got "0"',
     ],

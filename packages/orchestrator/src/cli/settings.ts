@@ -23,6 +23,7 @@ import {
 import { Command } from 'commander';
 import { z } from 'zod';
 import { OrchestratorConfigError } from '../errors.js';
+import { allowEntryProblem } from '../http/endpoint-policy.js';
 import { DEFAULT_ORCHESTRATOR_OPTIONS, DEFAULT_START_OPTIONS } from '../orchestrator-options.js';
 import { DEFAULT_RUN_OPTIONS } from '../runner/run-defaults.js';
 
@@ -201,8 +202,11 @@ export const SETTINGS = defineSettings(
     allowedWorkerHosts: {
       flag: '--allowed-worker-hosts <list>',
       env: 'MPD_ALLOWED_WORKER_HOSTS',
-      help: 'comma-separated hosts (or *.domain patterns) worker endpoints may name (default: any)',
-      schema: nameList,
+      help: "comma-separated hosts, *.domain patterns, addresses or address ranges (10.0.0.0/8) worker endpoints may be at (default: any). Link-local and metadata, multicast, unspecified and broadcast addresses and the orchestrator's own address and port are refused with or without it",
+      schema: nameList.superRefine((entries, context) => {
+        const problem = entries.map(allowEntryProblem).find((found) => found !== undefined);
+        if (problem) context.addIssue({ code: 'custom', message: problem });
+      }),
     },
     corsOrigins: {
       flag: '--cors-origins <list>',

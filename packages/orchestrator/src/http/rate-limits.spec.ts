@@ -51,7 +51,7 @@ async function serve(options: OrchestratorOptions = {}) {
       {
         workerNode: {
           id,
-          endpoint: `http://127.0.0.1:9/${id}`,
+          endpoint: `http://127.0.0.1:9`,
           capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
         },
       },

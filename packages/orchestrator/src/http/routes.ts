@@ -20,7 +20,7 @@ import {
   mayHeartbeat,
   mayRegister,
 } from './auth.js';
-import { endpointAllowed } from './endpoint-policy.js';
+import type { WorkerEndpointPolicy } from './endpoint-policy.js';
 import { heartbeatLimiter, type LimitedCaller, registerLimiter } from './rate-limits.js';
 
 const s = initServer();
@@ -61,7 +61,11 @@ export type OrchestratorRoutes = Parameters<typeof createExpressEndpoints<Orches
  * The orchestrator contract's routes, answering from `registry`, with each route's authorization
  * and its rate limit (attached to the contract's route, so no path is written again here).
  */
-export function createRoutes(registry: NodeRegistry, options: ResolvedOrchestratorOptions): OrchestratorRoutes {
+export function createRoutes(
+  registry: NodeRegistry,
+  options: ResolvedOrchestratorOptions,
+  endpointPolicy: WorkerEndpointPolicy,
+): OrchestratorRoutes {
   const tokens = { joinToken: options.joinToken, adminToken: options.adminToken };
   const caller = (req: Parameters<typeof callerOf>[0]): Caller => callerOf(req, tokens, registry);
   const limited = (req: Parameters<typeof callerOf>[0]): LimitedCaller => {
@@ -75,9 +79,12 @@ export function createRoutes(registry: NodeRegistry, options: ResolvedOrchestrat
         handler: async ({ body, req, res }) => {
           const denial = mayRegister(caller(req), tokens);
           if (denial) return deny(res, denial);
-          if (!endpointAllowed(body.workerNode.endpoint, options.allowedWorkerHosts)) {
+          // Where this request arrived is the orchestrator's own address, whoever listens where.
+          const reachedAt = { host: req.socket.localAddress ?? '', port: req.socket.localPort ?? 0 };
+          const refusal = await endpointPolicy.check(body.workerNode.endpoint, reachedAt);
+          if (refusal) {
             const field = 'body.workerNode.endpoint';
-            const message = `the host of ${JSON.stringify(body.workerNode.endpoint)} is not in the orchestrator's allowed worker hosts`;
+            const message = `${JSON.stringify(body.workerNode.endpoint)} is not allowed: ${refusal.reason}`;
             return errorResponse('EndpointNotAllowed', `${field}: ${message}`, [{ field, message }]);
           }
           // With or without a join token: a live worker's id is refused (409) unless the request

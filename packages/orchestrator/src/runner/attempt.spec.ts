@@ -1,4 +1,4 @@
-import { MpdClientError } from '@mpd/client';
+import { ADDRESS_REFUSED, MpdClientError } from '@mpd/client';
 import { errorResponse, LIMITS } from '@mpd/contract';
 import { SPEC_EXAMPLES } from '@mpd/test-kit';
 import { describe, expect, it } from 'vitest';
@@ -138,6 +138,15 @@ describe('judgeTransportError', () => {
     });
     const unknown = new MpdClientError('Unreachable', 'POST http://nowhere:9000/x: ENOTFOUND', { errno: 'ENOTFOUND' });
     expect(judgeTransportError(unknown)).toMatchObject({ kind: 'refused' });
+  });
+
+  it('judges an address the endpoint policy refused at connect time as a broken endpoint: nothing was sent', () => {
+    const refused = new MpdClientError(
+      'Unreachable',
+      `POST http://w.test:9000/x: ${ADDRESS_REFUSED}: w.test:9000 is not allowed: w.test resolves to 169.254.169.254: a link-local address`,
+      { errno: ADDRESS_REFUSED },
+    );
+    expect(judgeTransportError(refused)).toEqual({ kind: 'broken', reason: `Unreachable: ${refused.message}` });
   });
 
   it('judges a reset, a close or a connect timeout as a failure on the way (the worker may run it)', () => {

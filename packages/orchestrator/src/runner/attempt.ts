@@ -1,4 +1,4 @@
-import { isTlsFailure, MpdClientError } from '@mpd/client';
+import { ADDRESS_REFUSED, isTlsFailure, MpdClientError } from '@mpd/client';
 import { DEFAULT_MAX_RESULT_BYTES, type ErrorBody, resultLimitProblem, type workerContract } from '@mpd/contract';
 import type { ClientInferResponses } from '@ts-rest/core';
 import type { ModuleState } from './module-state.js';
@@ -219,8 +219,8 @@ export function judgeAnswer(answer: ExecuteAnswer, maxResultBytes = DEFAULT_MAX_
 
 /**
  * Judges an execute call that got no answer: past its deadline, `no-answer`; an answer too large
- * to read, `failed`; connection refused or no such host, `refused`; a TLS failure or a body that
- * is not JSON, `broken`; any other failure on the way (a reset, a close, a connect timeout),
+ * to read, `failed`; connection refused or no such host, `refused`; a TLS failure, a body that
+ * is not JSON or an address the endpoint policy refuses, `broken`; any other failure on the way (a reset, a close, a connect timeout),
  * `in-transit`; an error that is no transport failure at all, `lost`.
  */
 export function judgeTransportError(error: unknown): AttemptVerdict {
@@ -232,6 +232,8 @@ export function judgeTransportError(error: unknown): AttemptVerdict {
       const message = `The worker's answer was not read, larger than a result within the orchestrator's --max-result-size (maxResultBytes) can make: ${error.message}`;
       return { kind: 'failed', error: { message, type: RESULT_LIMIT_ERROR, stackTrace: null } };
     }
+    // The endpoint policy refused the address connected to (it resolves elsewhere since it registered): nothing was sent.
+    if (error.errno === ADDRESS_REFUSED) return { kind: 'broken', reason };
     if (error.errno === 'ECONNREFUSED' || error.errno === 'ENOTFOUND') return { kind: 'refused', reason };
     if (error.code === 'Unreachable' && isTlsFailure(error.errno)) return { kind: 'broken', reason };
     return { kind: 'in-transit', reason, closed: CLOSED.has(error.errno ?? '') };

@@ -2,6 +2,7 @@ import { type ClientOptions, createWorkerClient, type WorkerClient } from '@mpd/
 import type { FailureMode, Pipeline } from '@mpd/pipeline';
 import type { Logger } from 'pino';
 import { OrchestratorConfigError } from '../errors.js';
+import { WorkerEndpointPolicy } from '../http/endpoint-policy.js';
 import { requirePositive } from '../orchestrator-options.js';
 import type { NodeRegistry } from '../registry/node-registry.js';
 import { DEFAULT_RUN_OPTIONS } from './run-defaults.js';
@@ -96,11 +97,21 @@ export interface RunPipelineOptions {
    */
   durationHints?: Readonly<Record<string, number>>;
   /**
+   * Which worker addresses the run connects to: each new connection to a worker resolves its
+   * host and checks every address by this policy first, and connects to those addresses only (no
+   * resolving again in between). A refused one fails its attempt as a broken endpoint (the worker
+   * is quarantined for the run) before anything is sent. Give the orchestrator's
+   * (`RunningOrchestrator.endpointPolicy`): it knows the allow-list and the orchestrator's own
+   * listening address.
+   * @default a policy of its own: the addresses refused with or without an allow-list (link-local and metadata, multicast, unspecified, broadcast)
+   */
+  endpointPolicy?: WorkerEndpointPolicy;
+  /**
    * Makes the client of a worker, given its endpoint and its credential (`token`, to be sent
    * as the bearer token of every call, as `ClientOptions.token` does). Called once per endpoint
    * and credential; the run closes the clients when it ends. The runner passes each execute
    * call its deadline (`deadlineMs`: the module's timeout plus `timeoutMarginMs`).
-   * @default ({ endpoint, token }) => createWorkerClient({ baseUrl: endpoint, token, tls: workerTls })
+   * @default ({ endpoint, token }) => createWorkerClient({ baseUrl: endpoint, token, tls: workerTls, resolveHost: endpointPolicy's check })
    */
   createClient?: (target: WorkerClientTarget) => WorkerClient;
   /**
@@ -148,6 +159,8 @@ const FAILURE_MODES: Record<FailureMode, true> = { StopOnFirstFailure: true, Wai
  */
 export function resolveRunOptions(options: RunPipelineOptions): ResolvedRunOptions {
   const { pipeline, workerTls } = options;
+  const endpointPolicy = options.endpointPolicy ?? new WorkerEndpointPolicy();
+  const resolveHost = (hostname: string, port: number) => endpointPolicy.addressesFor(hostname, port);
   const resolved: ResolvedRunOptions = {
     pipeline,
     registry: options.registry,
@@ -169,7 +182,7 @@ export function resolveRunOptions(options: RunPipelineOptions): ResolvedRunOptio
     durationHints: options.durationHints ?? {},
     createClient:
       options.createClient ??
-      (({ endpoint, token }) => createWorkerClient({ baseUrl: endpoint, token, tls: workerTls })),
+      (({ endpoint, token }) => createWorkerClient({ baseUrl: endpoint, token, tls: workerTls, resolveHost })),
     clock: options.clock ?? systemClock,
   };
   if (!Object.hasOwn(FAILURE_MODES, resolved.failureMode)) {

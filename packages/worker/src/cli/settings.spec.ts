@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { WORKER_ENDPOINT_RULE } from '@mpd/contract';
 import { WorkerConfigError } from '../errors.js';
 import { createCommand, parseSettings } from './settings.js';
 
@@ -197,6 +198,11 @@ describe('createCommand + parseSettings', () => {
       ['--endpoint', 'ftp://x'],
       {},
       'Invalid setting --endpoint (MPD_ENDPOINT): must be an http:// or https:// URL, got "ftp://x"',
+    ],
+    [
+      ['--endpoint', 'http://w1:9000/api?x='],
+      {},
+      `Invalid setting --endpoint (MPD_ENDPOINT): ${WORKER_ENDPOINT_RULE}, got "http://w1:9000/api?x="`,
     ],
     [
       ['--id', 'my worker'],

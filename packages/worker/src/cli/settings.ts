@@ -21,7 +21,7 @@ import {
   tokenText,
 } from '@mpd/server-kit';
 import { Command } from 'commander';
-import { LIMITS } from '@mpd/contract';
+import { endpointOrigin, LIMITS, WORKER_ENDPOINT_RULE } from '@mpd/contract';
 import { z } from 'zod';
 import { WorkerConfigError } from '../errors.js';
 import { DEFAULT_WORKER_OPTIONS } from '../worker-options.js';
@@ -41,6 +41,9 @@ const url = z
   .trim()
   .url('must be a URL such as http://127.0.0.1:8080')
   .refine((value) => /^https?:\/\//i.test(value), 'must be an http:// or https:// URL');
+
+/** `--endpoint`: `scheme://host:port`, as the orchestrator accepts it (refused here, before any registration). */
+const endpointUrl = url.refine((value) => endpointOrigin(value) !== undefined, WORKER_ENDPOINT_RULE);
 
 const filePath = pathText();
 
@@ -89,8 +92,8 @@ export const SETTINGS = defineSettings(
     endpoint: {
       flag: '--endpoint <url>',
       env: 'MPD_ENDPOINT',
-      help: 'URL the orchestrator calls this worker at (default: http://<hostname>:<port>, https:// with --tls-cert)',
-      schema: url,
+      help: 'URL the orchestrator calls this worker at, scheme://host:port (default: http://<hostname>:<port>, https:// with --tls-cert)',
+      schema: endpointUrl,
     },
     tags: {
       flag: '--tags <list>',

@@ -1,0 +1,47 @@
+/**
+ * A worker endpoint is `scheme://host:port` only (issue 11, case 5): a registrant chooses a host
+ * and a port, never the path, query or credentials of the URLs the orchestrator calls.
+ */
+import { SPEC_EXAMPLES } from '@mpd/test-kit';
+import { describe, expect, it } from 'vitest';
+import { endpointOrigin, WORKER_ENDPOINT_RULE, workerEndpointSchema } from './workers.schema.js';
+
+describe('worker endpoint: scheme://host:port only', () => {
+  it.each([
+    [SPEC_EXAMPLES.register.workerNode.endpoint, 'http://worker1:9000'],
+    ['http://worker1:9000/', 'http://worker1:9000'],
+    ['https://w.example.com', 'https://w.example.com'],
+    ['HTTPS://W.EXAMPLE.COM:443', 'https://w.example.com'],
+    ['http://127.0.0.1:9', 'http://127.0.0.1:9'],
+    ['http://[::1]:9000/', 'http://[::1]:9000'],
+  ])('accepts %s (origin %s)', (endpoint, origin) => {
+    expect(workerEndpointSchema.safeParse(endpoint).success).toBe(true);
+    expect(endpointOrigin(endpoint)).toBe(origin);
+  });
+
+  it.each([
+    // The issue's: a path (the metadata service's), a query that makes the rest of the URL its value, userinfo.
+    ['a path', 'http://169.254.169.254/latest/meta-data/'],
+    ['a query', 'http://w:9000/?x='],
+    ['an empty query', 'http://w:9000?'],
+    ['a fragment', 'http://w:9000/#f'],
+    ['an empty fragment', 'http://w:9000#'],
+    ['userinfo', 'http://user:secret@w:9000'],
+    ['an empty userinfo', 'http://@w:9000'],
+    ['a dot segment (the parser resolves it to /)', 'http://w:9000/.'],
+    ['a percent-encoded dot segment', 'http://w:9000/%2e'],
+    ['backslashes (the parser reads them as /)', 'http:\\\\w:9000\\x'],
+    ['a trailing backslash', 'http://w:9000\\'],
+    ['leading whitespace (the parser trims it)', ' http://w:9000'],
+    ['a tab inside (the parser drops it)', 'http://w\t:9000'],
+    ['another scheme', 'ftp://w:21'],
+    ['a file URL', 'file:///etc/passwd'],
+    ['no URL at all', 'http//missing-colon'],
+    ['a port out of range', 'http://w:70000'],
+  ])('refuses %s: %s, with one issue naming the rule', (_kind, endpoint) => {
+    const result = workerEndpointSchema.safeParse(endpoint);
+    expect(result.success).toBe(false);
+    expect(result.error?.issues.map((issue) => issue.message)).toEqual([WORKER_ENDPOINT_RULE]);
+    expect(endpointOrigin(endpoint)).toBeUndefined();
+  });
+});
