@@ -18,7 +18,12 @@ describe('serverOptions', () => {
       heartbeatIntervalSeconds: 30,
       heartbeatTimeoutMs: 120_000,
       bodyLimit: '1mb',
-      rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
+      rateLimits: {
+        registerPerMinute: 10_000,
+        heartbeatPerMinute: 600,
+        authFailuresPerMinute: 100,
+        failedRequestsPerMinute: 1_000,
+      },
     });
   });
 
@@ -36,7 +41,12 @@ describe('serverOptions', () => {
       adminToken: 'admin-token-0123456789',
       allowedWorkerHosts: ['w1', '*.ci.internal'],
       corsOrigins: ['https://ci.example.com'],
-      rateLimits: { registerPerMinute: 5, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
+      rateLimits: {
+        registerPerMinute: 5,
+        heartbeatPerMinute: 600,
+        authFailuresPerMinute: 100,
+        failedRequestsPerMinute: 1_000,
+      },
       tls: { cert: 'CERT', key: 'KEY' },
     });
   });

@@ -17,7 +17,12 @@ describe('parseSettings', () => {
       maxLostAttempts: 3,
       timeoutMarginMs: 60_000,
       maxResultBytes: 16 * 1024 * 1024,
-      rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
+      rateLimits: {
+        registerPerMinute: 10_000,
+        heartbeatPerMinute: 600,
+        authFailuresPerMinute: 100,
+        failedRequestsPerMinute: 1_000,
+      },
       bodyLimit: '1mb',
       logLevel: 'info',
     });
@@ -110,7 +115,12 @@ describe('parseSettings', () => {
       maxLostAttempts: 3,
       timeoutMarginMs: 60_000,
       maxResultBytes: 16 * 1024 * 1024,
-      rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
+      rateLimits: {
+        registerPerMinute: 10_000,
+        heartbeatPerMinute: 600,
+        authFailuresPerMinute: 100,
+        failedRequestsPerMinute: 1_000,
+      },
       bodyLimit: '1mb',
       port: 0,
       host: '127.0.0.1',

@@ -5,9 +5,9 @@ import {
   orchestratorContract,
   type WorkerNode,
 } from '@mpd/contract';
-import { forbidden, unauthorized } from '@mpd/server-kit';
+import { forbidden, refuseUnread, unauthorized } from '@mpd/server-kit';
 import { type createExpressEndpoints, initServer } from '@ts-rest/express';
-import type { Response } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import { RegistrationError } from '../errors.js';
 import type { ResolvedOrchestratorOptions } from '../orchestrator-options.js';
 import type { NodeRegistry } from '../registry/node-registry.js';
@@ -21,7 +21,7 @@ import {
   mayRegister,
 } from './auth.js';
 import { endpointAllowed } from './endpoint-policy.js';
-import { heartbeatLimiter, registerLimiter } from './rate-limits.js';
+import { type FailureLimiter, heartbeatLimiter, registerLimiter } from './rate-limits.js';
 
 const s = initServer();
 
@@ -49,19 +49,39 @@ function refusedAs409<T>(
 export type OrchestratorRoutes = Parameters<typeof createExpressEndpoints<OrchestratorContract>>[1];
 
 /**
- * The orchestrator contract's routes, answering from `registry`, with each route's authorization
- * and its rate limit (attached to the contract's route, so no path is written again here).
+ * The orchestrator contract's routes, answering from `registry`. Each route but health runs, as
+ * route middleware before its body is read (attached to the contract's route, so no path is
+ * written again here): `failures.guard` (the lockout and failed-request budget), its
+ * authentication and authorization (401/403), then its rate limit. A request refused there
+ * costs no parsing or validation, whatever its body (issue 11). Only the heartbeat's check that
+ * a credential names its own worker waits for the body.
  */
-export function createRoutes(registry: NodeRegistry, options: ResolvedOrchestratorOptions): OrchestratorRoutes {
+export function createRoutes(
+  registry: NodeRegistry,
+  options: ResolvedOrchestratorOptions,
+  failures: FailureLimiter,
+): OrchestratorRoutes {
   const tokens = { joinToken: options.joinToken, adminToken: options.adminToken };
-  const caller = (req: Parameters<typeof callerOf>[0]): Caller => callerOf(req, tokens, registry);
+  const caller = (req: Request): Caller => callerOf(req, tokens, registry);
+  /** Route middleware: the denial `decide` gives, answered before the body is read, or on. */
+  const authorize =
+    (decide: (caller: Caller, req: Request) => Denial | undefined): RequestHandler =>
+    (req, res, next) => {
+      const denial = decide(caller(req), req);
+      if (denial === undefined) return next();
+      refuseUnread(req, res, { code: denial.status === 401 ? 'Unauthorized' : 'Forbidden', message: denial.message });
+    };
+  const workerIdParam = (req: Request): string => String(req.params.workerId);
+  const actOnWorker = authorize((who, req) => mayActOnWorker(who, tokens, workerIdParam(req)));
   return s.router(orchestratorContract, {
     workers: {
       register: {
-        middleware: [registerLimiter(options.rateLimits.registerPerMinute)],
-        handler: async ({ body, req, res }) => {
-          const denial = mayRegister(caller(req), tokens);
-          if (denial) return deny(res, denial);
+        middleware: [
+          failures.guard,
+          authorize((who) => mayRegister(who, tokens)),
+          registerLimiter(options.rateLimits.registerPerMinute),
+        ],
+        handler: async ({ body }) => {
           if (!endpointAllowed(body.workerNode.endpoint, options.allowedWorkerHosts)) {
             const field = 'body.workerNode.endpoint';
             const message = `the host of ${JSON.stringify(body.workerNode.endpoint)} is not in the orchestrator's allowed worker hosts`;
@@ -92,12 +112,15 @@ export function createRoutes(registry: NodeRegistry, options: ResolvedOrchestrat
       },
       heartbeat: {
         middleware: [
+          failures.guard,
+          authorize((who) => mayHeartbeat(who, tokens)),
           heartbeatLimiter(options.rateLimits.heartbeatPerMinute, (req) => {
             const authenticated = caller(req);
             return authenticated.kind === 'worker' ? authenticated.workerId : undefined;
           }),
         ],
         handler: async ({ body, req, res }) => {
+          // The credential must be the named worker's own: this one check needs the body.
           const denial = mayHeartbeat(caller(req), tokens, body.workerId);
           if (denial) return deny(res, denial);
           const acknowledged = refusedAs409(() =>
@@ -126,28 +149,29 @@ export function createRoutes(registry: NodeRegistry, options: ResolvedOrchestrat
           };
         },
       },
-      list: async ({ req, res }) => {
-        const denial = mayAdminister(caller(req), tokens);
-        if (denial) return deny(res, denial);
+      list: {
+        middleware: [failures.guard, authorize((who) => mayAdminister(who, tokens))],
         // Serialised at once: the shared frozen nodes do, without a copy of every worker's pipeline.
-        return { status: 200, body: registry.snapshot() as WorkerNode[] };
+        handler: async () => ({ status: 200, body: registry.snapshot() as WorkerNode[] }),
       },
-      drain: async ({ params, query, req, res }) => {
-        const denial = mayActOnWorker(caller(req), tokens, params.workerId);
-        if (denial) return deny(res, denial);
-        const drained = refusedAs409(() => registry.drain(params.workerId, query));
-        if (drained.refused) return drained.refused;
-        if (!drained.done) return workerNotFound(params.workerId);
-        const node = registry.get(params.workerId)!;
-        return { status: 200, body: { success: true, workerId: node.id, status: node.status } };
+      drain: {
+        middleware: [failures.guard, actOnWorker],
+        handler: async ({ params, query }) => {
+          const drained = refusedAs409(() => registry.drain(params.workerId, query));
+          if (drained.refused) return drained.refused;
+          if (!drained.done) return workerNotFound(params.workerId);
+          const node = registry.get(params.workerId)!;
+          return { status: 200, body: { success: true, workerId: node.id, status: node.status } };
+        },
       },
-      unregister: async ({ params, query, req, res }) => {
-        const denial = mayActOnWorker(caller(req), tokens, params.workerId);
-        if (denial) return deny(res, denial);
-        const unregistered = refusedAs409(() => registry.unregister(params.workerId, query));
-        if (unregistered.refused) return unregistered.refused;
-        if (!unregistered.done) return workerNotFound(params.workerId);
-        return { status: 200, body: { success: true } };
+      unregister: {
+        middleware: [failures.guard, actOnWorker],
+        handler: async ({ params, query }) => {
+          const unregistered = refusedAs409(() => registry.unregister(params.workerId, query));
+          if (unregistered.refused) return unregistered.refused;
+          if (!unregistered.done) return workerNotFound(params.workerId);
+          return { status: 200, body: { success: true } };
+        },
       },
     },
     health: {
