@@ -28,7 +28,12 @@ const orchestrator = await startOrchestrator({
   heartbeatTimeoutMs: intervalSeconds * 4_000,
   joinToken: process.env.MPD_BENCH_JOIN_TOKEN,
   adminToken: process.env.MPD_BENCH_ADMIN_TOKEN,
-  rateLimits: { registerPerMinute: UNTHROTTLED, heartbeatPerMinute: UNTHROTTLED, authFailuresPerMinute: UNTHROTTLED },
+  rateLimits: {
+    registerPerMinute: UNTHROTTLED,
+    heartbeatPerMinute: UNTHROTTLED,
+    authFailuresPerMinute: UNTHROTTLED,
+    failedRequestsPerMinute: UNTHROTTLED,
+  },
   // The scale benchmark registers 10,000 simulated workers, the default bound: room to spare.
   maxWorkers: UNTHROTTLED,
   logger,

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { ERROR_STATUS, errorBodySchema, errorCodeSchema, errorResponse } from './common.schema.js';
+import { ERROR_STATUS, errorBody, errorBodySchema, errorCodeSchema, errorResponse } from './common.schema.js';
+import { LIMITS } from './limits.js';
 import { orchestratorContract } from './orchestrator.contract.js';
+import { truncateText } from './validation.js';
 import { workerContract } from './worker.contract.js';
 
 describe('ERROR_STATUS and errorResponse', () => {
@@ -42,5 +44,53 @@ describe('ERROR_STATUS and errorResponse', () => {
       if (code === 'RouteNotFound') continue;
       expect(declared, `${code} → ${status}`).toContain(status);
     }
+  });
+});
+
+describe('errorBody: bounded whatever it is given', () => {
+  const { maxBytes, maxIssues, maxTextLength, maxMessageLength } = LIMITS.errorAnswer;
+  const size = (body: unknown) => Buffer.byteLength(JSON.stringify(body));
+
+  // Issue 11: 100,000 bad entries answered 14 MB, a million 154 MB.
+  it('keeps the first issues and counts the rest in omittedIssues', () => {
+    const issues = Array.from({ length: 100_000 }, (_, i) => ({
+      field: `body.tags.${i}`,
+      message: 'must not be empty',
+    }));
+    const body = errorBody('ValidationFailed', 'x'.repeat(50_000), issues);
+    expect(body.issues).toHaveLength(maxIssues);
+    expect(body.issues![0]).toEqual({ field: 'body.tags.0', message: 'must not be empty' });
+    expect(body.omittedIssues).toBe(100_000 - maxIssues);
+    expect(body.errorMessage).toHaveLength(maxMessageLength);
+    expect(body.errorMessage.endsWith('…')).toBe(true);
+    expect(errorBodySchema.parse(body)).toEqual(body);
+    expect(size(body)).toBeLessThanOrEqual(maxBytes);
+  });
+
+  it('cuts long texts, and drops issues while the JSON (escapes and all) is over the byte bound', () => {
+    const control = '\u0001'.repeat(10_000); // six bytes each in JSON
+    const issues = Array.from({ length: 50 }, () => ({ field: `body.${control}`, message: control }));
+    const body = errorBody('ValidationFailed', control, issues, 7);
+    expect(size(body)).toBeLessThanOrEqual(maxBytes);
+    expect(body.issues!.length).toBeGreaterThan(0);
+    expect(body.issues!.every((issue) => issue.message.length <= maxTextLength)).toBe(true);
+    expect(body.issues!.length + body.omittedIssues!).toBe(50 + 7);
+    expect(errorBodySchema.parse(body)).toEqual(body);
+  });
+
+  it('never ends a cut text in half a surrogate pair', () => {
+    const text = truncateText('😀'.repeat(maxTextLength), 10);
+    expect(text).toHaveLength(9);
+    expect(text).toBe('😀😀😀😀…');
+  });
+
+  it('leaves a small body as it is, without omittedIssues', () => {
+    const issues = [{ field: 'body.workerId', message: 'must not be empty' }];
+    expect(errorBody('ValidationFailed', 'body.workerId: must not be empty', issues)).toEqual({
+      success: false,
+      code: 'ValidationFailed',
+      errorMessage: 'body.workerId: must not be empty',
+      issues,
+    });
   });
 });

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { LIMITS } from './limits.js';
 import { parseTimeSpan } from './time-span.js';
+import { capFieldIssues, truncateText } from './validation.js';
 
 /** An ISO-8601 timestamp with a `Z` or an offset, e.g. `2025-09-30T10:00:00Z`. */
 export const isoDateTimeSchema = z
@@ -58,13 +59,17 @@ export type ErrorCode = z.infer<typeof errorCodeSchema>;
 
 /**
  * The error body every route answers with on 4xx/5xx (the spec's
- * `{ "success": false, "errorMessage": "..." }`, with a code and field issues added).
+ * `{ "success": false, "errorMessage": "..." }`, with a code and field issues added). `issues`
+ * holds at most {@link LIMITS}`.errorAnswer.maxIssues` field issues; `omittedIssues` counts the
+ * ones left out (absent when none were).
  */
 export const errorBodySchema = z.object({
   success: z.literal(false),
   errorMessage: z.string(),
   code: errorCodeSchema.optional(),
   issues: z.array(fieldIssueSchema).optional(),
+  /** How many more issues the request had than `issues` lists. */
+  omittedIssues: z.number().int().positive().optional(),
 });
 export type ErrorBody = z.infer<typeof errorBodySchema>;
 
@@ -95,13 +100,41 @@ export const ERROR_STATUS = {
   TooManyPipelines: 503,
 } as const satisfies Record<ErrorCode, number>;
 
-/** The contract's error body (`{ success: false, errorMessage, code, issues? }`). */
+/** An error body as {@link errorBody} builds it. */
+export interface ErrorBodyOf<C extends ErrorCode> {
+  success: false;
+  errorMessage: string;
+  code: C;
+  issues?: FieldIssue[];
+  omittedIssues?: number;
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * The contract's error body (`{ success: false, errorMessage, code, issues?, omittedIssues? }`),
+ * of bounded size whatever it is given ({@link LIMITS}`.errorAnswer`): `errorMessage` cut to
+ * `maxMessageLength` characters, the first `maxIssues` issues with their texts cut to
+ * `maxTextLength`, and issues dropped from the end while the JSON is over `maxBytes` (JSON
+ * escapes may make a cut text six times longer). Dropped issues count in `omittedIssues`, with
+ * `omitted` the caller already left out.
+ */
 export function errorBody<C extends ErrorCode>(
   code: C,
   errorMessage: string,
-  issues?: FieldIssue[],
-): { success: false; errorMessage: string; code: C; issues?: FieldIssue[] } {
-  return issues ? { success: false, errorMessage, code, issues } : { success: false, errorMessage, code };
+  issues?: readonly FieldIssue[],
+  omitted = 0,
+): ErrorBodyOf<C> {
+  const message = truncateText(errorMessage, LIMITS.errorAnswer.maxMessageLength);
+  if (!issues) return { success: false, errorMessage: message, code };
+  const capped = capFieldIssues(issues, omitted);
+  const body: ErrorBodyOf<C> = { success: false, errorMessage: message, code, issues: capped.issues };
+  if (capped.omitted > 0) body.omittedIssues = capped.omitted;
+  while (capped.issues.length > 0 && utf8.encode(JSON.stringify(body)).length > LIMITS.errorAnswer.maxBytes) {
+    capped.issues.pop();
+    body.omittedIssues = (body.omittedIssues ?? 0) + 1;
+  }
+  return body;
 }
 
 /**
@@ -115,9 +148,10 @@ export function errorBody<C extends ErrorCode>(
 export function errorResponse<C extends ErrorCode>(
   code: C,
   errorMessage: string,
-  issues?: FieldIssue[],
-): { status: (typeof ERROR_STATUS)[C]; body: ReturnType<typeof errorBody<C>> } {
-  return { status: ERROR_STATUS[code], body: errorBody(code, errorMessage, issues) };
+  issues?: readonly FieldIssue[],
+  omitted = 0,
+): { status: (typeof ERROR_STATUS)[C]; body: ErrorBodyOf<C> } {
+  return { status: ERROR_STATUS[code], body: errorBody(code, errorMessage, issues, omitted) };
 }
 
 /**

@@ -29,7 +29,7 @@ export {
   isoDateTimeSchema,
   timeSpanSchema,
 } from './common.schema.js';
-export type { ErrorBody, ErrorCode, FieldIssue } from './common.schema.js';
+export type { ErrorBody, ErrorBodyOf, ErrorCode, FieldIssue } from './common.schema.js';
 export {
   credentialSchema,
   drainWorkerResponseSchema,
@@ -86,7 +86,7 @@ export type {
   WorkerHealth,
 } from './execution.schema.js';
 export { formatTimeSpan, parseTimeSpan } from './time-span.js';
-export { describeFieldIssues, toFieldIssues } from './validation.js';
+export { capFieldIssues, describeFieldIssues, toFieldIssues, truncateText } from './validation.js';
 export { orchestratorOpenApi, workerOpenApi } from './openapi.js';
 export {
   DEFAULT_MAX_RESULT_BYTES,

@@ -85,6 +85,15 @@ export const LIMITS = {
    * dependant's own code) has room to spare. Jackson's default `maxNestingDepth` is the same.
    */
   json: { maxDepth: 1_000 },
+  /**
+   * An error answer of either server: at most `maxIssues` field issues (the rest only counted,
+   * in `omittedIssues`), each field name and message cut to `maxTextLength` characters, the
+   * `errorMessage` to `maxMessageLength`, and the whole body at most `maxBytes` of JSON (issues
+   * dropped from the end until it fits), however many problems a request has. A request with
+   * 100,000 bad entries used to get an answer of 14 MB, and 1 M numbers one of 154 MB (issue 11);
+   * ASP.NET Core's `MaxModelValidationErrors` (200) bounds the same thing.
+   */
+  errorAnswer: { maxIssues: 20, maxTextLength: 200, maxMessageLength: 1_000, maxBytes: 16 * 1_024 },
 } as const;
 
 /** The characters of a pipeline's module names together: what {@link LIMITS}`.pipeline.maxNameCharacters` bounds. */

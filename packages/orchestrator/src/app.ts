@@ -3,8 +3,9 @@ import { createApiApp } from '@mpd/server-kit';
 import cors from 'cors';
 import type express from 'express';
 import type { Logger } from 'pino';
+import { callerOf, isAuthenticated } from './http/auth.js';
 import { WorkerEndpointPolicy } from './http/endpoint-policy.js';
-import { authFailureLimiter } from './http/rate-limits.js';
+import { FailureLimiter } from './http/rate-limits.js';
 import { createRoutes } from './http/routes.js';
 import { type OrchestratorOptions, resolveOrchestratorOptions } from './orchestrator-options.js';
 import type { NodeRegistry } from './registry/node-registry.js';
@@ -37,9 +38,14 @@ export interface AppDependencies {
 export function createApp(deps: AppDependencies): express.Express {
   const options = resolveOrchestratorOptions({ ...deps.options, ...(deps.logger ? { logger: deps.logger } : {}) });
   const { logger } = options;
+  const tokens = { joinToken: options.joinToken, adminToken: options.adminToken };
+  const failures = new FailureLimiter({
+    ...options.rateLimits,
+    presentsValidToken: (req) => isAuthenticated(callerOf(req, tokens, deps.registry)),
+  });
   return createApiApp({
     contract: orchestratorContract,
-    routes: createRoutes(deps.registry, options, deps.endpointPolicy ?? endpointPolicyOf(options)),
+    routes: createRoutes(deps.registry, options, deps.endpointPolicy ?? endpointPolicyOf(options), failures),
     openApi: orchestratorOpenApi,
     server: 'orchestrator',
     logger,
@@ -57,7 +63,7 @@ export function createApp(deps: AppDependencies): express.Express {
         next();
       },
       ...(options.corsOrigins && options.corsOrigins.length > 0 ? [cors({ origin: [...options.corsOrigins] })] : []),
-      authFailureLimiter(options.rateLimits.authFailuresPerMinute),
+      failures.counter,
     ],
   });
 }

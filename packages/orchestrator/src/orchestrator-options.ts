@@ -116,8 +116,17 @@ export interface RateLimitOptions {
    * client address. @default 600
    */
   heartbeatPerMinute: number;
-  /** Failed authentications (401/403) per client address before every request from it gets 429. @default 100 */
+  /**
+   * Failed authentications (401/403) per client address and presented token (by its hash):
+   * past it, requests from that address with that token (or, counted apart, with none) get 429;
+   * a valid credential or token never does. @default 100
+   */
   authFailuresPerMinute: number;
+  /**
+   * Failed requests (every 4xx but 429) per client address: past it, requests from that address
+   * without a valid credential or token get 429. @default 1_000
+   */
+  failedRequestsPerMinute: number;
 }
 
 /** The defaults of {@link ResolvedOrchestratorOptions} (the logger is made on demand). */
@@ -129,7 +138,12 @@ export const DEFAULT_ORCHESTRATOR_OPTIONS = {
   offlineRetentionMs: 600_000,
   maxWorkers: 10_000,
   maxPipelines: 64,
-  rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
+  rateLimits: {
+    registerPerMinute: 10_000,
+    heartbeatPerMinute: 600,
+    authFailuresPerMinute: 100,
+    failedRequestsPerMinute: 1_000,
+  },
 } as const satisfies Omit<ResolvedOrchestratorOptions, 'logger'>;
 
 /**

@@ -1,8 +1,8 @@
 /**
  * `@mpd/server-kit`: what the orchestrator's and the worker's server processes share that does
  * not travel on the wire (that is `@mpd/contract`'s): express error handling that answers the
- * contract's error body, bearer tokens and constant-time comparison, the JSON-only body check,
- * API security headers, the OpenAPI route, listening and closing over HTTP or HTTPS, the CLIs'
+ * contract's error body, bearer tokens and constant-time comparison, refusals answered before
+ * the body is read, the JSON-only body check, API security headers, the OpenAPI route, listening and closing over HTTP or HTTPS, the CLIs'
  * settings engine (`defineSettings`: one table of flags, variables, defaults, help and schemas)
  * and setting schemas, TLS files and start-up warnings, state files, secret masking, and one
  * backoff. (Timers safe at any duration are `@mpd/contract/timers`: the client needs them too.)
@@ -32,7 +32,16 @@ export { closeGracefully, createHttpOrHttpsServer, listen, reachableHost } from 
 export type { ServerTls } from './http/listen.js';
 export { openApiRoute } from './http/openapi-route.js';
 export { apiSecurityHeaders } from './http/security-headers.js';
-export { bearerToken, forbidden, rateLimited, requireJsonBody, safeEqual, unauthorized } from './http/security.js';
+export {
+  bearerToken,
+  forbidden,
+  rateLimited,
+  refuseUnread,
+  requireJsonBody,
+  safeEqual,
+  unauthorized,
+} from './http/security.js';
+export type { Refusal } from './http/security.js';
 export { definedOnly, defineSettings } from './cli/define-settings.js';
 export type {
   DefineSettingsOptions,

@@ -11,7 +11,8 @@
  * - JSON that parses with the contract's schema for its route and status (or the error body);
  * - 401 with `WWW-Authenticate`, 429 with `Retry-After`;
  *
- * and both servers must still answer `GET /api/health` at the end.
+ * and both servers must still answer `GET /api/health` at the end. Oversized bodies without a
+ * valid token (`oversized.ts`) must get a small 401 at once, their bodies never parsed.
  *
  * This file holds the properties; beside it: the servers and the {@link FuzzTarget}
  * (`servers.ts`), the routes read from the contracts (`routes.ts`), the generators (`values.ts`,
@@ -22,9 +23,11 @@
  * `FUZZ_RUNS=<factor>` scales the number of runs (default 1: about 3,000 requests);
  * `FUZZ_STATS=1` prints how many answers each route gave with each status.
  */
+import { errorBodySchema } from '@mpd/contract';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FuzzStats, newStats, sendAll } from './oracle.js';
+import { type OversizedRequest, oversizedUnauthenticated } from './oversized.js';
 import { batch, executeThenCancel, type RequestSpec, requestsTo } from './requests.js';
 import { type FuzzServers, type FuzzTarget, type Server, startFuzzServers } from './servers.js';
 import { strayPath, strayRequest } from './stray-requests.js';
@@ -60,6 +63,29 @@ afterAll(async () => {
   }
   await servers?.close();
 });
+
+/** Sends an {@link OversizedRequest}: it must get a 401 with `WWW-Authenticate`, under 1 KB, within 2 s. */
+async function sendOversized(request: OversizedRequest): Promise<void> {
+  stats.requestsSent++;
+  const started = performance.now();
+  const response = await fetch(`${target.urls[request.server]}${request.path}`, {
+    method: request.method,
+    headers: {
+      'content-type': request.contentType,
+      ...(request.authorization !== undefined ? { authorization: request.authorization } : {}),
+    },
+    body: request.body,
+    signal: AbortSignal.timeout(10_000),
+  });
+  const text = await response.text();
+  const ms = performance.now() - started;
+  const what = `${request.method} ${request.path} (${request.body.length} bytes, ${request.authorization ?? 'no token'})`;
+  expect(response.status, what).toBe(401);
+  expect(response.headers.get('www-authenticate'), what).toBe('Bearer realm="mpd"');
+  expect(errorBodySchema.safeParse(JSON.parse(text)).success, what).toBe(true);
+  expect(Buffer.byteLength(text), what).toBeLessThan(1_024);
+  expect(ms, what).toBeLessThan(2_000);
+}
 
 async function healthy(server: Server): Promise<void> {
   const response = await fetch(`${target.urls[server]}/api/health`);
@@ -108,6 +134,16 @@ describe('fuzzing every route', () => {
   it('both: random methods on paths no route has', { timeout: 120_000 }, async () => {
     await fc.assert(fc.asyncProperty(batch(strayPath), send), runs(200));
   });
+
+  // Issue 11, case 1: bodies were parsed and validated before the token was checked (a 12 MB
+  // execute without a token: 15.8 s and a 154 MB answer).
+  it(
+    'both: oversized bodies without a valid token, on every route that takes one: a small 401 at once',
+    { timeout: 120_000 },
+    async () => {
+      await fc.assert(fc.asyncProperty(oversizedUnauthenticated, sendOversized), runs(40));
+    },
+  );
 
   it('both servers still answer GET /api/health, and the worker freed every slot', async () => {
     await healthy('orchestrator');

@@ -67,7 +67,12 @@ export async function startFuzzServers(): Promise<FuzzServers> {
     joinToken: JOIN_TOKEN,
     adminToken: ADMIN_TOKEN,
     logger: silent,
-    rateLimits: { authFailuresPerMinute: 1_000_000, registerPerMinute: 1_000_000, heartbeatPerMinute: 1_000_000 },
+    rateLimits: {
+      authFailuresPerMinute: 1_000_000,
+      failedRequestsPerMinute: 1_000_000,
+      registerPerMinute: 1_000_000,
+      heartbeatPerMinute: 1_000_000,
+    },
   });
   const workDir = mkdtempSync(join(tmpdir(), 'mpd-fuzz-'));
   const closeOrchestrator = async () => {

@@ -21,7 +21,12 @@ describe('serverOptions', () => {
       offlineRetentionMs: 600_000,
       maxWorkers: 10_000,
       maxPipelines: 64,
-      rateLimits: { registerPerMinute: 10_000, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
+      rateLimits: {
+        registerPerMinute: 10_000,
+        heartbeatPerMinute: 600,
+        authFailuresPerMinute: 100,
+        failedRequestsPerMinute: 1_000,
+      },
     });
   });
 
@@ -42,7 +47,12 @@ describe('serverOptions', () => {
       adminToken: 'admin-token-0123456789',
       allowedWorkerHosts: ['w1', '*.ci.internal'],
       corsOrigins: ['https://ci.example.com'],
-      rateLimits: { registerPerMinute: 5, heartbeatPerMinute: 600, authFailuresPerMinute: 100 },
+      rateLimits: {
+        registerPerMinute: 5,
+        heartbeatPerMinute: 600,
+        authFailuresPerMinute: 100,
+        failedRequestsPerMinute: 1_000,
+      },
       offlineRetentionMs: 30_000,
       maxWorkers: 50,
       maxPipelines: 2,

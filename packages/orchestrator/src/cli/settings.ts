@@ -267,7 +267,14 @@ export const SETTINGS = defineSettings(
       flag: '--auth-failure-limit <n>',
       env: 'MPD_AUTH_FAILURE_LIMIT',
       default: String(DEFAULT_ORCHESTRATOR_OPTIONS.rateLimits.authFailuresPerMinute),
-      help: 'failed authentications per client address per minute before it gets 429',
+      help: 'failed authentications (401/403) per client address and presented token per minute before that token gets 429 from there',
+      schema: integerText(1, 10_000_000),
+    },
+    failedRequestsPerMinute: {
+      flag: '--failed-request-limit <n>',
+      env: 'MPD_FAILED_REQUEST_LIMIT',
+      default: String(DEFAULT_ORCHESTRATOR_OPTIONS.rateLimits.failedRequestsPerMinute),
+      help: 'failed requests (4xx but 429) per client address per minute before requests from it without a valid token get 429',
       schema: integerText(1, 10_000_000),
     },
     logLevel: {
@@ -291,7 +298,15 @@ export const SETTINGS = defineSettings(
       }
     },
     finish: (
-      { env, secretEnv, registerPerMinute, heartbeatPerMinute, authFailuresPerMinute, ...settings },
+      {
+        env,
+        secretEnv,
+        registerPerMinute,
+        heartbeatPerMinute,
+        authFailuresPerMinute,
+        failedRequestsPerMinute,
+        ...settings
+      },
       processEnv,
     ) => ({
       ...settings,
@@ -299,7 +314,7 @@ export const SETTINGS = defineSettings(
       environmentVariables: environmentOf(env ?? [], processEnv),
       /** Secret environment variables sent to every module, masked in logs, errors and reports. */
       secretEnvironmentVariables: environmentOf(secretEnv ?? [], processEnv),
-      rateLimits: { registerPerMinute, heartbeatPerMinute, authFailuresPerMinute },
+      rateLimits: { registerPerMinute, heartbeatPerMinute, authFailuresPerMinute, failedRequestsPerMinute },
     }),
     error: (name, message, cause) =>
       new OrchestratorConfigError('InvalidSetting', name, message, cause === undefined ? undefined : { cause }),

@@ -18,7 +18,7 @@ export interface AuthTokens {
   adminToken?: string | undefined;
 }
 
-/** The caller of each request, once authenticated (the heartbeat limiter and the route both ask). */
+/** The caller of each request, once authenticated (the failure limiter, the route's checks and its limiter all ask). */
 const callers = new WeakMap<Request, Caller>();
 
 /**
@@ -45,11 +45,19 @@ function authenticate(req: Request, tokens: AuthTokens, registry: NodeRegistry):
   return { kind: 'invalid' };
 }
 
-/** What a request may do, decided from its caller; `undefined` means allowed. */
+/**
+ * What a request may do, decided from its caller; `undefined` means allowed. Every check but the
+ * heartbeat's own-id check needs nothing from the body, so the routes run them before reading it.
+ */
 export type Denial = { status: 401 | 403; message: string };
 
 const NEEDS_TOKEN = 'a bearer token is required (Authorization: Bearer <token>)';
 const WRONG_TOKEN = 'the bearer token is not valid';
+
+/** Whether the caller presents a credential or token the orchestrator accepts (on some route). */
+export function isAuthenticated(caller: Caller): boolean {
+  return caller.kind === 'worker' || caller.kind === 'admin' || caller.kind === 'join';
+}
 
 function unauthenticated(caller: Caller): Denial | undefined {
   if (caller.kind === 'anonymous') return { status: 401, message: NEEDS_TOKEN };
@@ -84,10 +92,13 @@ export function mayActOnWorker(caller: Caller, tokens: AuthTokens, workerId: str
   );
 }
 
-/** Heartbeats need the worker's own credential when a join token is set. */
-export function mayHeartbeat(caller: Caller, tokens: AuthTokens, workerId: string): Denial | undefined {
+/**
+ * Heartbeats need the worker's own credential when a join token is set. Without `workerId` (before
+ * the body is read): whether the caller presents a worker's credential at all.
+ */
+export function mayHeartbeat(caller: Caller, tokens: AuthTokens, workerId?: string): Denial | undefined {
   if (tokens.joinToken === undefined) return undefined;
-  if (caller.kind === 'worker') return asItself(caller.workerId, workerId);
+  if (caller.kind === 'worker') return workerId === undefined ? undefined : asItself(caller.workerId, workerId);
   return (
     unauthenticated(caller) ?? {
       status: 403,

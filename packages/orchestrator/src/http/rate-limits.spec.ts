@@ -203,20 +203,59 @@ describe('heartbeat rate limiter', () => {
   });
 });
 
-describe('failed-authentication limiter', () => {
+describe('failed-authentication lockout and failed-request budget', () => {
   const ADMIN = 'admin-token-0123456789abcdef';
+  const WRONG = 'wrong-token-0123456789';
 
-  it('counts only 401 and 403 answers per address; past the limit even the right token gets 429, health still answers', async () => {
+  it('locks out the failing token from that address only: other tokens, no token and valid ones still get through', async () => {
     const { get } = await serve({ joinToken: JOIN, adminToken: ADMIN, rateLimits: { authFailuresPerMinute: 3 } });
     // Successful calls do not count, however many.
     for (let i = 0; i < 5; i++) expect((await get('/api/workers', ADMIN)).status).toBe(200);
-    expect((await get('/api/workers')).status).toBe(401);
-    expect((await get('/api/workers', 'wrong-token-0123456789')).status).toBe(401);
-    expect((await get('/api/workers', JOIN)).status).toBe(403);
-    const locked = await get('/api/workers', ADMIN);
+    for (let i = 0; i < 3; i++) expect((await get('/api/workers', WRONG)).status).toBe(401);
+    const locked = await get('/api/workers', WRONG);
     expect(locked.status).toBe(429);
     expect(Number(locked.headers.get('retry-after'))).toBeGreaterThanOrEqual(59);
     expect(locked.headers.get('ratelimit')).toMatch(/^limit=3, remaining=0, reset=/);
+    // Another wrong token, and no token at all, are keys of their own.
+    expect((await get('/api/workers', 'another-wrong-token-0123')).status).toBe(401);
+    expect((await get('/api/workers')).status).toBe(401);
+    // A valid token is never refused by the lockout, from the same address.
+    expect((await get('/api/workers', ADMIN)).status).toBe(200);
     expect((await get('/api/health')).status).toBe(200);
+  });
+
+  it('counts 403 answers against the token that got them, yet never refuses that valid token', async () => {
+    const { get } = await serve({ joinToken: JOIN, adminToken: ADMIN, rateLimits: { authFailuresPerMinute: 2 } });
+    for (let i = 0; i < 4; i++) expect((await get('/api/workers', JOIN)).status).toBe(403);
+    expect((await get('/api/workers', ADMIN)).status).toBe(200);
+  });
+
+  it('counts every failed request (but 429) per address: past the budget, callers without a valid token get 429, workers with their credential do not', async () => {
+    const { post, register, heartbeat } = await serve({ rateLimits: { failedRequestsPerMinute: 3 } });
+    const credential = await register('w1');
+    // Open mode (no tokens): bodies that do not validate, an unknown worker.
+    expect((await post('/api/workers/heartbeat', { workerId: 'w1' })).status).toBe(400);
+    expect((await post('/api/workers/register', { workerNode: {} })).status).toBe(400);
+    expect((await heartbeat('nobody')).status).toBe(404);
+    const refused = await heartbeat('w1');
+    expect(refused.status).toBe(429);
+    expect(refused.json).toMatchObject({
+      code: 'RateLimited',
+      errorMessage: expect.stringContaining('failed requests'),
+    });
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(59);
+    // The 429s themselves do not count, and a valid credential is never refused.
+    for (let i = 0; i < 3; i++) expect((await heartbeat('w1', credential)).status).toBe(200);
+  });
+
+  it('stops a guesser who rotates tokens: each token fails once, the address budget refuses the next', async () => {
+    const { get } = await serve({
+      adminToken: ADMIN,
+      rateLimits: { authFailuresPerMinute: 100, failedRequestsPerMinute: 5 },
+    });
+    const statuses: number[] = [];
+    for (let i = 0; i < 8; i++) statuses.push((await get('/api/workers', `guess-${i}-0123456789abcdef`)).status);
+    expect(statuses).toEqual([401, 401, 401, 401, 401, 429, 429, 429]);
+    expect((await get('/api/workers', ADMIN)).status).toBe(200);
   });
 });

@@ -1,10 +1,9 @@
-import { orchestratorContract } from '@mpd/contract';
-import { rateLimited } from '@mpd/server-kit';
+import { hash } from 'node:crypto';
+import { bearerToken, rateLimited, type Refusal, refuseUnread } from '@mpd/server-kit';
 import type { Request, RequestHandler, Response } from 'express';
 import { type ClientRateLimitInfo, ipKeyGenerator, MemoryStore, type Options } from 'express-rate-limit';
 
 const WINDOW_MS = 60_000;
-const HEALTH_PATH = orchestratorContract.health.get.path;
 
 /**
  * Whom the registration and heartbeat limits count a request against: the holder of the token it
@@ -86,7 +85,7 @@ export function heartbeatLimiter(perMinute: number, callerOf: (req: Request) => 
 
 /**
  * A limit per minute on express-rate-limit's `MemoryStore`, with its IETF draft-7 headers, for
- * the limiters that run on every request (heartbeats, failed authentications): express-rate-limit's
+ * the limiters that run on every request (heartbeats, failed requests): express-rate-limit's
  * own middleware does the same with several awaits and checks per request, which made up most of
  * what a heartbeat cost beyond express itself.
  */
@@ -117,37 +116,102 @@ function addressKey(req: Request): string {
   return ipKeyGenerator(req.ip ?? '');
 }
 
+/** What {@link FailureLimiter} takes: its two limits, and how to tell a valid token. */
+export interface FailureLimiterOptions {
+  /** Failed authentications (401, 403) per client address and presented token per minute. */
+  authFailuresPerMinute: number;
+  /** Failed requests (every 4xx but 429) per client address per minute. */
+  failedRequestsPerMinute: number;
+  /** Whether the request presents a credential or token the orchestrator accepts (for any route). */
+  presentsValidToken: (req: Request) => boolean;
+}
+
 /**
- * Failed authentications (401/403) per client address and minute; past the limit every request
- * from that address gets 429 until the window ends, so tokens cannot be guessed at speed.
+ * The limits on failing callers, each a window of one minute, in memory:
  *
- * It runs before every request, so it only looks the address up (express-rate-limit's
- * `MemoryStore`) and counts the request once its answer turns out to be a 401 or 403, rather
- * than counting every request and taking successful ones back as `skipSuccessfulRequests`
- * does (a profile of the heartbeat benchmark put that among the largest costs of a heartbeat).
- * A 429 carries `Retry-After` and the IETF draft-7 `RateLimit` and `RateLimit-Policy` headers.
+ * - **the failed-authentication lockout**, keyed by the client address *and* the token it
+ *   presents (by its SHA-256; no token is a key of its own): past `authFailuresPerMinute` 401 and
+ *   403 answers, requests from that address with that same token get 429 until the window ends.
+ *   Keyed by the token as well, so that a wrong or stale token throttles only itself: a worker
+ *   behind the same address (same host, NAT, a reverse proxy) keeps its own credential working
+ *   (issue 11: 101 wrong tokens from the workers' address sent both workers Offline).
+ * - **the failed-request budget**, keyed by the client address: every answer from 400 to 499 but
+ *   429 counts (a body that does not validate, one too large, a wrong content type, an unknown
+ *   route or worker, a taken id, a failed authentication — all work the server did for nothing,
+ *   and what a flood of junk or of rotating guessed tokens produces); 429 does not, since it is
+ *   this limiter's own answer and costs nothing, and counting it would keep a retrying client
+ *   locked out for good; 5xx are the server's failures, not the caller's. Past
+ *   `failedRequestsPerMinute`, requests from that address get 429 until the window ends.
+ *
+ * Neither ever refuses a request that presents a valid credential or token
+ * (`presentsValidToken`): a worker's heartbeats, a registration with the join token, an admin's
+ * call go through whatever others at the same address did. What is refused is what presents no
+ * token, or one the orchestrator does not know.
+ *
+ * {@link FailureLimiter.counter} counts every answer (app-wide: unknown routes count too);
+ * {@link FailureLimiter.guard} refuses, as route middleware, before the body is read. Health
+ * checks (load balancers, probes) are never refused: their route has no guard. A 429 carries
+ * `Retry-After` and the IETF draft-7 `RateLimit` and `RateLimit-Policy` headers.
+ *
+ * The windows live on express-rate-limit's `MemoryStore`, looked up directly rather than through
+ * its middleware (a profile of the heartbeat benchmark put that middleware's per-request work
+ * among the largest costs of a heartbeat).
  */
-export function authFailureLimiter(perMinute: number): RequestHandler {
-  // Health checks (load balancers, probes) take no token and are never refused.
-  const window = new Window(perMinute);
-  const refuse = rateLimited('failed authentications from this address');
-  const countIfRefused = (res: Response, key: string): void => {
-    if (res.statusCode === 401 || res.statusCode === 403) void window.store.increment(key);
+export class FailureLimiter {
+  readonly #lockout: Window;
+  readonly #budget: Window;
+  readonly #presentsValidToken: (req: Request) => boolean;
+
+  constructor(options: FailureLimiterOptions) {
+    this.#lockout = new Window(options.authFailuresPerMinute);
+    this.#budget = new Window(options.failedRequestsPerMinute);
+    this.#presentsValidToken = options.presentsValidToken;
+  }
+
+  /** App-wide middleware: counts the request once its answer is sent, if it failed. */
+  readonly counter: RequestHandler = (req, res, next) => {
+    res.once('finish', () => {
+      const status = res.statusCode;
+      if (status < 400 || status > 499 || status === 429) return;
+      const address = addressKey(req);
+      void this.#budget.store.increment(address);
+      if (status === 401 || status === 403) void this.#lockout.store.increment(lockoutKey(req, address));
+    });
+    next();
   };
-  return (req, res, next) => {
-    if (req.path === HEALTH_PATH) return next();
-    const key = addressKey(req);
-    window.store.get(key).then(
-      (hits) => {
-        if (hits !== undefined && hits.totalHits >= window.limit) {
-          res.setHeader('Retry-After', String(window.answerHeaders(res, hits)));
-          refuse(req, res);
-          return;
-        }
-        res.once('finish', () => countIfRefused(res, key));
-        next();
+
+  /** Route middleware: 429 for a request without a valid token from a caller past a limit. */
+  readonly guard: RequestHandler = (req, res, next) => {
+    if (this.#presentsValidToken(req)) return next();
+    const address = addressKey(req);
+    Promise.all([this.#lockout.store.get(lockoutKey(req, address)), this.#budget.store.get(address)]).then(
+      ([failedWithToken, failed]) => {
+        const refusal =
+          this.#refusal(
+            res,
+            this.#lockout,
+            failedWithToken,
+            'failed authentications with this token from this address',
+          ) ?? this.#refusal(res, this.#budget, failed, 'failed requests from this address');
+        if (refusal === undefined) return next();
+        refuseUnread(req, res, refusal);
       },
       (error: unknown) => next(error),
     );
   };
+
+  #refusal(res: Response, window: Window, hits: ClientRateLimitInfo | undefined, what: string): Refusal | undefined {
+    if (hits === undefined || hits.totalHits < window.limit) return undefined;
+    return {
+      code: 'RateLimited',
+      message: `Too many ${what}; retry after the time in Retry-After`,
+      retryAfterSeconds: window.answerHeaders(res, hits),
+    };
+  }
+}
+
+/** The lockout's key: the client address and the presented token's SHA-256 (never the token itself). */
+function lockoutKey(req: Request, address: string): string {
+  const token = bearerToken(req);
+  return token === undefined ? `${address} none` : `${address} ${hash('sha256', token, 'base64url')}`;
 }

@@ -5,9 +5,9 @@ import {
   orchestratorContract,
   type WorkerNode,
 } from '@mpd/contract';
-import { forbidden, unauthorized } from '@mpd/server-kit';
+import { forbidden, refuseUnread, unauthorized } from '@mpd/server-kit';
 import { type createExpressEndpoints, initServer } from '@ts-rest/express';
-import type { Response } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import { RegistrationError, type RegistrationErrorCode } from '../errors.js';
 import type { ResolvedOrchestratorOptions } from '../orchestrator-options.js';
 import type { NodeRegistry } from '../registry/node-registry.js';
@@ -21,7 +21,7 @@ import {
   mayRegister,
 } from './auth.js';
 import type { WorkerEndpointPolicy } from './endpoint-policy.js';
-import { heartbeatLimiter, type LimitedCaller, registerLimiter } from './rate-limits.js';
+import { type FailureLimiter, heartbeatLimiter, type LimitedCaller, registerLimiter } from './rate-limits.js';
 
 const s = initServer();
 
@@ -58,27 +58,45 @@ function refusedAs<T, C extends RegistrationErrorCode>(
 export type OrchestratorRoutes = Parameters<typeof createExpressEndpoints<OrchestratorContract>>[1];
 
 /**
- * The orchestrator contract's routes, answering from `registry`, with each route's authorization
- * and its rate limit (attached to the contract's route, so no path is written again here).
+ * The orchestrator contract's routes, answering from `registry`. Each route but health runs, as
+ * route middleware before its body is read (attached to the contract's route, so no path is
+ * written again here): `failures.guard` (the lockout and failed-request budget), its
+ * authentication and authorization (401/403), then its rate limit. A request refused there
+ * costs no parsing or validation, whatever its body (issue 11). Only the heartbeat's check that
+ * a credential names its own worker waits for the body.
  */
 export function createRoutes(
   registry: NodeRegistry,
   options: ResolvedOrchestratorOptions,
   endpointPolicy: WorkerEndpointPolicy,
+  failures: FailureLimiter,
 ): OrchestratorRoutes {
   const tokens = { joinToken: options.joinToken, adminToken: options.adminToken };
-  const caller = (req: Parameters<typeof callerOf>[0]): Caller => callerOf(req, tokens, registry);
-  const limited = (req: Parameters<typeof callerOf>[0]): LimitedCaller => {
+  const caller = (req: Request): Caller => callerOf(req, tokens, registry);
+  /** Who a rate limit counts a request for: its token holder, or its address without a valid token. */
+  const limited = (req: Request): LimitedCaller => {
     const authenticated = caller(req);
     return authenticated.kind === 'anonymous' || authenticated.kind === 'invalid' ? { kind: 'address' } : authenticated;
   };
+  /** Route middleware: the denial `decide` gives, answered before the body is read, or on. */
+  const authorize =
+    (decide: (caller: Caller, req: Request) => Denial | undefined): RequestHandler =>
+    (req, res, next) => {
+      const denial = decide(caller(req), req);
+      if (denial === undefined) return next();
+      refuseUnread(req, res, { code: denial.status === 401 ? 'Unauthorized' : 'Forbidden', message: denial.message });
+    };
+  const workerIdParam = (req: Request): string => String(req.params.workerId);
+  const actOnWorker = authorize((who, req) => mayActOnWorker(who, tokens, workerIdParam(req)));
   return s.router(orchestratorContract, {
     workers: {
       register: {
-        middleware: [registerLimiter(options.rateLimits.registerPerMinute, limited)],
+        middleware: [
+          failures.guard,
+          authorize((who) => mayRegister(who, tokens)),
+          registerLimiter(options.rateLimits.registerPerMinute, limited),
+        ],
         handler: async ({ body, req, res }) => {
-          const denial = mayRegister(caller(req), tokens);
-          if (denial) return deny(res, denial);
           // Where this request arrived is the orchestrator's own address, whoever listens where.
           const reachedAt = { host: req.socket.localAddress ?? '', port: req.socket.localPort ?? 0 };
           const refusal = await endpointPolicy.check(body.workerNode.endpoint, reachedAt);
@@ -111,8 +129,13 @@ export function createRoutes(
         },
       },
       heartbeat: {
-        middleware: [heartbeatLimiter(options.rateLimits.heartbeatPerMinute, limited)],
+        middleware: [
+          failures.guard,
+          authorize((who) => mayHeartbeat(who, tokens)),
+          heartbeatLimiter(options.rateLimits.heartbeatPerMinute, limited),
+        ],
         handler: async ({ body, req, res }) => {
+          // The credential must be the named worker's own: this one check needs the body.
           const denial = mayHeartbeat(caller(req), tokens, body.workerId);
           if (denial) return deny(res, denial);
           const acknowledged = refusedAs(CONFLICTS, res, () =>
@@ -141,28 +164,29 @@ export function createRoutes(
           };
         },
       },
-      list: async ({ req, res }) => {
-        const denial = mayAdminister(caller(req), tokens);
-        if (denial) return deny(res, denial);
+      list: {
+        middleware: [failures.guard, authorize((who) => mayAdminister(who, tokens))],
         // Serialised at once: the shared frozen nodes do, without a copy of every worker's pipeline.
-        return { status: 200, body: registry.snapshot() as WorkerNode[] };
+        handler: async () => ({ status: 200, body: registry.snapshot() as WorkerNode[] }),
       },
-      drain: async ({ params, query, req, res }) => {
-        const denial = mayActOnWorker(caller(req), tokens, params.workerId);
-        if (denial) return deny(res, denial);
-        const drained = refusedAs(CONFLICTS, res, () => registry.drain(params.workerId, query));
-        if (drained.refused) return drained.refused;
-        if (!drained.done) return workerNotFound(params.workerId);
-        const node = registry.get(params.workerId)!;
-        return { status: 200, body: { success: true, workerId: node.id, status: node.status } };
+      drain: {
+        middleware: [failures.guard, actOnWorker],
+        handler: async ({ params, query, res }) => {
+          const drained = refusedAs(CONFLICTS, res, () => registry.drain(params.workerId, query));
+          if (drained.refused) return drained.refused;
+          if (!drained.done) return workerNotFound(params.workerId);
+          const node = registry.get(params.workerId)!;
+          return { status: 200, body: { success: true, workerId: node.id, status: node.status } };
+        },
       },
-      unregister: async ({ params, query, req, res }) => {
-        const denial = mayActOnWorker(caller(req), tokens, params.workerId);
-        if (denial) return deny(res, denial);
-        const unregistered = refusedAs(CONFLICTS, res, () => registry.unregister(params.workerId, query));
-        if (unregistered.refused) return unregistered.refused;
-        if (!unregistered.done) return workerNotFound(params.workerId);
-        return { status: 200, body: { success: true } };
+      unregister: {
+        middleware: [failures.guard, actOnWorker],
+        handler: async ({ params, query, res }) => {
+          const unregistered = refusedAs(CONFLICTS, res, () => registry.unregister(params.workerId, query));
+          if (unregistered.refused) return unregistered.refused;
+          if (!unregistered.done) return workerNotFound(params.workerId);
+          return { status: 200, body: { success: true } };
+        },
       },
     },
     health: {

@@ -6,11 +6,13 @@ import { STATUS_CODES } from 'node:http';
 import type { RequestValidationError } from '@ts-rest/express';
 import type { ErrorRequestHandler, RequestHandler, Response } from 'express';
 import {
+  capFieldIssues,
   describeFieldIssues,
   ERROR_STATUS,
   type ErrorCode,
   errorResponse,
   type FieldIssue,
+  LIMITS,
   toFieldIssues,
 } from '@mpd/contract';
 
@@ -22,27 +24,51 @@ export interface ErrorLogger {
 /**
  * Sends the contract's error answer for `code` from plain express middleware (routes return
  * `errorResponse` instead): the status of the contract's `ERROR_STATUS` table, and the body
- * `{ success: false, errorMessage, code, issues? }`.
+ * `{ success: false, errorMessage, code, issues?, omittedIssues? }`, of bounded size (`errorBody`).
  */
-export function sendError(res: Response, code: ErrorCode, errorMessage: string, issues?: FieldIssue[]): void {
-  const { status, body } = errorResponse(code, errorMessage, issues);
+export function sendError(
+  res: Response,
+  code: ErrorCode,
+  errorMessage: string,
+  issues?: readonly FieldIssue[],
+  omitted?: number,
+): void {
+  const { status, body } = errorResponse(code, errorMessage, issues, omitted);
   res.status(status).json(body);
 }
 
-/** Field issues of a ts-rest request validation failure, each named `params.x`, `query.x` or `body.x`. */
-export function requestValidationIssues(error: RequestValidationError): FieldIssue[] {
-  return [
-    ...(error.pathParams ? toFieldIssues(error.pathParams, 'params') : []),
-    ...(error.headers ? toFieldIssues(error.headers, 'headers') : []),
-    ...(error.query ? toFieldIssues(error.query, 'query') : []),
-    ...(error.body ? toFieldIssues(error.body, 'body') : []),
-  ];
+/**
+ * Field issues of a ts-rest request validation failure, each named `params.x`, `query.x` or
+ * `body.x`: the first `max` of them, and how many more there were (`omitted`).
+ */
+export function requestValidationIssues(
+  error: RequestValidationError,
+  max = LIMITS.errorAnswer.maxIssues,
+): { issues: FieldIssue[]; omitted: number } {
+  const issues: FieldIssue[] = [];
+  let total = 0;
+  for (const [zodError, prefix] of [
+    [error.pathParams, 'params'],
+    [error.headers, 'headers'],
+    [error.query, 'query'],
+    [error.body, 'body'],
+  ] as const) {
+    if (!zodError) continue;
+    total += zodError.issues.length;
+    issues.push(...toFieldIssues(zodError, prefix, max - issues.length));
+  }
+  return { issues, omitted: total - issues.length };
 }
 
-/** 400 `ValidationFailed` naming every field at fault (for ts-rest's `requestValidationErrorHandler`). */
+/**
+ * 400 `ValidationFailed` naming the fields at fault (for ts-rest's `requestValidationErrorHandler`):
+ * the first {@link LIMITS}`.errorAnswer.maxIssues`, and how many more in `omittedIssues`, so the
+ * answer stays small however many entries of a body are wrong.
+ */
 export function handleRequestValidationError(error: RequestValidationError, res: Response): void {
-  const issues = requestValidationIssues(error);
-  sendError(res, 'ValidationFailed', describeFieldIssues(issues) || 'Invalid request', issues);
+  const found = requestValidationIssues(error);
+  const { issues, omitted } = capFieldIssues(found.issues, found.omitted);
+  sendError(res, 'ValidationFailed', describeFieldIssues(issues, omitted) || 'Invalid request', issues, omitted);
 }
 
 /** 404 `RouteNotFound` for any request no route answered. */

@@ -1,33 +1,41 @@
 import { errorResponse, parseTimeSpan, type WorkerContract, workerContract } from '@mpd/contract';
 import type { JsonValue } from '@mpd/pipeline';
-import { bearerToken, unauthorized } from '@mpd/server-kit';
+import { bearerToken, type Refusal, refuseUnread } from '@mpd/server-kit';
 import { type createExpressEndpoints, initServer } from '@ts-rest/express';
-import type { Request, Response } from 'express';
+import type { RequestHandler } from 'express';
 import type { ExecuteModuleBody, ExecutionRequest } from '../executor/execution.js';
 import type { ModuleExecutor } from '../executor/module-executor.js';
-import { mayCall } from './auth.js';
+import { type Denial, mayCall } from './auth.js';
 
 const s = initServer();
 
 /** ts-rest's implementation type of the worker contract (not exported by `@ts-rest/express`). */
 export type WorkerRoutes = Parameters<typeof createExpressEndpoints<WorkerContract>>[1];
 
+/** The contract's code for each status {@link mayCall} may refuse with. */
+const DENIAL_CODES = { 401: 'Unauthorized' } as const satisfies Record<Denial['status'], Refusal['code']>;
+
 /**
  * The worker contract's routes, answering from `executor`. Execute and cancel take one of
- * `acceptedTokens()` (read per call: the credential changes at each registration).
+ * `acceptedTokens()` (read per call: the credential changes at each registration), checked by
+ * their route middleware before the body is read: a refused call's body is never parsed or
+ * validated, whatever its size (issue 11).
  */
 export function createRoutes(executor: ModuleExecutor, acceptedTokens: () => readonly string[]): WorkerRoutes {
-  /** 401 unless the call carries an accepted token. */
-  const authenticate = (req: Request, res: Response) => {
-    const denial = mayCall(bearerToken(req), acceptedTokens());
-    return denial && unauthorized(res, denial.message);
+  /** Refuses (401, or what `mayCall` answers, with its `Retry-After`) unless the call may go on. */
+  const authenticate: RequestHandler = (req, res, next) => {
+    const denial: (Denial & { retryAfterSeconds?: number }) | undefined = mayCall(bearerToken(req), acceptedTokens());
+    if (denial === undefined) return next();
+    refuseUnread(req, res, {
+      code: DENIAL_CODES[denial.status],
+      message: denial.message,
+      retryAfterSeconds: denial.retryAfterSeconds,
+    });
   };
 
-  return s.router(workerContract, {
+  const routes = s.router(workerContract, {
     execution: {
-      execute: async ({ body, req, res }) => {
-        const denied = authenticate(req, res);
-        if (denied) return denied;
+      execute: async ({ body, res }) => {
         const parsed = parseExecuteBody(body);
         if ('error' in parsed) return parsed.error;
         const decision = executor.execute(parsed.request);
@@ -49,9 +57,7 @@ export function createRoutes(executor: ModuleExecutor, acceptedTokens: () => rea
             return errorResponse('ModuleNotFound', decision.message);
         }
       },
-      cancel: async ({ body, req, res }) => {
-        const denied = authenticate(req, res);
-        if (denied) return denied;
+      cancel: async ({ body }) => {
         return executor.cancel(body.executionId, body.reason)
           ? { status: 200, body: { success: true } }
           : errorResponse('ExecutionNotFound', 'Execution not found');
@@ -69,6 +75,22 @@ export function createRoutes(executor: ModuleExecutor, acceptedTokens: () => rea
       }),
     },
   });
+  return withMiddleware(routes, authenticate);
+}
+
+/** `routes` with `authenticate` as the route middleware of execute and cancel. */
+function withMiddleware(routes: WorkerRoutes, authenticate: RequestHandler): WorkerRoutes {
+  const { execute, cancel } = routes.execution;
+  if (typeof execute !== 'function' || typeof cancel !== 'function') {
+    throw new TypeError('execute and cancel are expected as plain handlers');
+  }
+  return {
+    ...routes,
+    execution: {
+      execute: { middleware: [authenticate], handler: execute },
+      cancel: { middleware: [authenticate], handler: cancel },
+    },
+  };
 }
 
 /**
