@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { identifierSchema, isoDateTimeSchema } from './common.schema.js';
+import { identifierSchema, isoDateTimeSchema, workerIdSchema } from './common.schema.js';
 import { LIMITS } from './limits.js';
 
 export const workerStatusSchema = z.enum(['Available', 'Busy', 'Draining', 'Offline']);
@@ -43,7 +43,7 @@ export const httpUrlSchema = z
   .refine((value) => /^https?:\/\//i.test(value), { message: 'must be an http:// or https:// URL' });
 
 export const workerNodeSchema = z.object({
-  id: identifierSchema,
+  id: workerIdSchema,
   endpoint: httpUrlSchema,
   capabilities: workerCapabilitiesSchema,
   lastHeartbeat: isoDateTimeSchema,
@@ -87,7 +87,7 @@ export type RegisterWorkerRequest = z.infer<typeof registerWorkerRequestSchema>;
 
 export const registerWorkerResponseSchema = z.object({
   success: z.literal(true),
-  workerId: identifierSchema,
+  workerId: workerIdSchema,
   heartbeatIntervalSeconds: z.number().positive(),
   /**
    * The worker's credential (an mpd addition): the worker sends it as a bearer token on its
@@ -105,7 +105,7 @@ export const registerWorkerResponseSchema = z.object({
 export type RegisterWorkerResponse = z.infer<typeof registerWorkerResponseSchema>;
 
 export const heartbeatRequestSchema = z.object({
-  workerId: identifierSchema,
+  workerId: workerIdSchema,
   currentLoad: z.number().int().min(0),
   timestamp: isoDateTimeSchema.optional(),
   /**
@@ -151,7 +151,7 @@ export const workerListSchema = z.array(workerNodeSchema);
 
 export const drainWorkerResponseSchema = z.object({
   success: z.literal(true),
-  workerId: identifierSchema,
+  workerId: workerIdSchema,
   status: workerStatusSchema,
 });
 export type DrainWorkerResponse = z.infer<typeof drainWorkerResponseSchema>;
