@@ -44,8 +44,20 @@ const url = z
 
 const filePath = pathText();
 
-/** A worker id: the contract's `LIMITS.identifier`. */
-const idRule = `must be 1-${LIMITS.identifier.maxLength} printable characters without spaces`;
+/** A worker id: the contract's `LIMITS.workerId` (it travels in URL paths). */
+const idRule = `must be 1-${LIMITS.workerId.maxLength} ${LIMITS.workerId.alphabet}`;
+/**
+ * A switch: `--open` alone, or its variable (or `--open=<value>`) as `true`/`1`/`yes` or
+ * `false`/`0`/`no`; any other value is refused rather than read as on.
+ */
+const switchText = z.union([z.literal(true), z.string()]).transform((value, context) => {
+  if (value === true) return true;
+  const text = value.trim().toLowerCase();
+  if (['true', '1', 'yes'].includes(text)) return true;
+  if (['false', '0', 'no', ''].includes(text)) return false;
+  context.addIssue({ code: 'custom', message: 'must be true or false (1 or 0, yes or no), or the flag alone' });
+  return z.NEVER;
+});
 /** Seconds from 0 to 3600 (0: SIGKILL at once), in milliseconds as the options take them. */
 const graceSecondsAsMs = z
   .string()
@@ -80,11 +92,7 @@ export const SETTINGS = defineSettings(
       flag: '--id <id>',
       env: 'MPD_WORKER_ID',
       help: 'worker id (default: worker-<hostname>-<random>)',
-      schema: z
-        .string()
-        .min(1, idRule)
-        .max(LIMITS.identifier.maxLength, idRule)
-        .regex(LIMITS.identifier.pattern, idRule),
+      schema: z.string().min(1, idRule).max(LIMITS.workerId.maxLength, idRule).regex(LIMITS.workerId.pattern, idRule),
     },
     endpoint: {
       flag: '--endpoint <url>',
@@ -155,6 +163,13 @@ export const SETTINGS = defineSettings(
       help: 'a token the orchestrator may call this worker with, besides the credential it gets at registration',
       schema: tokenText,
       secret: true,
+    },
+    open: {
+      flag: '--open [bool]',
+      env: 'MPD_OPEN',
+      default: String(DEFAULT_WORKER_OPTIONS.open),
+      help: 'open mode: serve execute and cancel without any token while the worker holds none (a trusted network only; it warns at start); a worker fails closed without it. Not with --join-token, --token or client certificates',
+      schema: switchText,
     },
     ...tlsFileSettings(filePath, {
       tlsClientCa: 'with --tls-cert: require mutual TLS, callers must present a certificate signed by this PEM CA',

@@ -5,7 +5,8 @@ import { type createExpressEndpoints, initServer } from '@ts-rest/express';
 import type { Request, Response } from 'express';
 import type { ExecuteModuleBody, ExecutionRequest } from '../executor/execution.js';
 import type { ModuleExecutor } from '../executor/module-executor.js';
-import { mayCall } from './auth.js';
+import { requestFingerprint } from '../executor/request-fingerprint.js';
+import { type CallGate, mayCall } from './auth.js';
 
 const s = initServer();
 
@@ -13,14 +14,17 @@ const s = initServer();
 export type WorkerRoutes = Parameters<typeof createExpressEndpoints<WorkerContract>>[1];
 
 /**
- * The worker contract's routes, answering from `executor`. Execute and cancel take one of
- * `acceptedTokens()` (read per call: the credential changes at each registration).
+ * The worker contract's routes, answering from `executor`. Execute and cancel go through as
+ * `callGate()` says (read per call: the credential changes at each registration).
  */
-export function createRoutes(executor: ModuleExecutor, acceptedTokens: () => readonly string[]): WorkerRoutes {
-  /** 401 unless the call carries an accepted token. */
+export function createRoutes(executor: ModuleExecutor, callGate: () => CallGate): WorkerRoutes {
+  /** 401, or 503 `WorkerNotReady` with `Retry-After`, unless the call may go through (see `mayCall`). */
   const authenticate = (req: Request, res: Response) => {
-    const denial = mayCall(bearerToken(req), acceptedTokens());
-    return denial && unauthorized(res, denial.message);
+    const denial = mayCall(bearerToken(req), callGate());
+    if (!denial) return undefined;
+    if (denial.status === 401) return unauthorized(res, denial.message);
+    res.setHeader('Retry-After', String(denial.retryAfterSeconds));
+    return errorResponse('WorkerNotReady', denial.message);
   };
 
   return s.router(workerContract, {
@@ -47,6 +51,8 @@ export function createRoutes(executor: ModuleExecutor, acceptedTokens: () => rea
             return errorResponse('WorkerDraining', decision.message);
           case 'unknown-module':
             return errorResponse('ModuleNotFound', decision.message);
+          case 'conflict':
+            return errorResponse('ExecutionIdConflict', decision.message);
         }
       },
       cancel: async ({ body, req, res }) => {
@@ -103,5 +109,5 @@ function parseExecuteBody(
     }
   }
   const timeoutMs = timeout === undefined ? undefined : parseTimeSpan(timeout);
-  return { request: { ...rest, params, dependencyResults: results, timeoutMs } };
+  return { request: { ...rest, params, dependencyResults: results, timeoutMs, fingerprint: requestFingerprint(body) } };
 }
