@@ -339,16 +339,19 @@ describe('fail closed (issue 11, case 6)', () => {
     // Nothing listens on port 9 of loopback: the worker keeps retrying its registration.
     const secured = await start({ joinToken: 'join-token-0123456789', orchestratorUrl: 'http://127.0.0.1:9' });
     expect(secured.link?.state.status).toBe('registering');
-    for (const token of [undefined, 'join-token-0123456789', 'mpdw_guessed-credential-0123']) {
-      for (const [path, body] of [
-        ['/api/execution/execute', request('exec-early-1', 'restore')],
-        ['/api/execution/cancel', { executionId: 'exec-early-1' }],
-      ] as const) {
-        const response = await call(secured.url, path, body, token);
-        expect(response.status).toBe(503);
-        expect(response.headers.get('retry-after')).toBe('1');
-        expect(await response.json()).toMatchObject({ success: false, code: 'WorkerNotReady' });
-      }
+    // Each call is held for up to a second (the registration's answer may be on its way): all at once.
+    const calls = [undefined, 'join-token-0123456789', 'mpdw_guessed-credential-0123'].flatMap((token) =>
+      (
+        [
+          ['/api/execution/execute', request('exec-early-1', 'restore')],
+          ['/api/execution/cancel', { executionId: 'exec-early-1' }],
+        ] as const
+      ).map(([path, body]) => call(secured.url, path, body, token)),
+    );
+    for (const response of await Promise.all(calls)) {
+      expect(response.status).toBe(503);
+      expect(response.headers.get('retry-after')).toBe('1');
+      expect(await response.json()).toMatchObject({ success: false, code: 'WorkerNotReady' });
     }
     expect(secured.load).toBe(0);
   });

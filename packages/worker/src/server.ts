@@ -113,6 +113,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
       accepted: [resolved.token, link?.credential].filter((token): token is string => token !== undefined),
       awaitingRegistration: link?.awaitingFirstRegistration ?? false,
       open: resolved.open,
+      untilRegistered: (maxMs) => link?.registeredWithin(maxMs) ?? Promise.resolve(),
     }),
     bodyLimit: resolved.bodyLimit,
     validateResponses: resolved.validateResponses,

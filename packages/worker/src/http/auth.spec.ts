@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type CallGate, mayCall, NOT_READY_RETRY_AFTER_SECONDS } from './auth.js';
+import { type CallGate, mayCall, mayCallWhenReady, NOT_READY_HOLD_MS, NOT_READY_RETRY_AFTER_SECONDS } from './auth.js';
 
 const gate = (overrides: Partial<CallGate>): CallGate => ({
   accepted: [],
@@ -48,5 +48,36 @@ describe('mayCall', () => {
         status: 503,
       });
     }
+  });
+});
+
+describe('mayCallWhenReady', () => {
+  it('holds a call that would get 503 until the registration completes, then lets its credential in', async () => {
+    // The orchestrator's first execute may arrive before the worker has read the registration's answer.
+    let gate: CallGate = {
+      accepted: [],
+      awaitingRegistration: true,
+      open: false,
+      untilRegistered: async (maxMs) => {
+        expect(maxMs).toBe(NOT_READY_HOLD_MS);
+        gate = { ...gate, accepted: ['credential-of-worker'], awaitingRegistration: false };
+      },
+    };
+    expect(await mayCallWhenReady('credential-of-worker', () => gate)).toBeUndefined();
+  });
+
+  it('answers 503 after the hold when the registration has not completed, and 401 without a hold', async () => {
+    let holds = 0;
+    const waiting: CallGate = {
+      accepted: [],
+      awaitingRegistration: true,
+      open: false,
+      untilRegistered: async () => void holds++,
+    };
+    expect(await mayCallWhenReady(undefined, () => waiting)).toMatchObject({ status: 503 });
+    expect(holds).toBe(1);
+    const registered: CallGate = { ...waiting, accepted: ['credential-of-worker'], awaitingRegistration: false };
+    expect(await mayCallWhenReady(undefined, () => registered)).toMatchObject({ status: 401 });
+    expect(holds).toBe(1);
   });
 });

@@ -27,7 +27,22 @@ export interface CallGate {
    * one are let in (a worker on a trusted network with no orchestrator and no token).
    */
   open: boolean;
+  /**
+   * Resolves when the first registration completes, or after `maxMs` (whichever comes first):
+   * a call refused with 503 waits this long and is judged again, because the orchestrator may
+   * call as soon as it answered the registration, before this process has read that answer.
+   * @default none: no wait
+   */
+  untilRegistered?: (maxMs: number) => Promise<void>;
 }
+
+/**
+ * How long a call that would get 503 `WorkerNotReady` waits for the first registration to
+ * complete before it is answered, in ms: enough for a registration answer already on its way
+ * (the orchestrator dispatches as soon as it registered the worker), short enough to hold no
+ * connection long.
+ */
+export const NOT_READY_HOLD_MS = 1_000;
 
 /**
  * How long a caller refused with 503 `WorkerNotReady` should wait, in seconds: a registration
@@ -59,4 +74,17 @@ export function mayCall(token: string | undefined, gate: CallGate): Denial | und
   }
   if (accepted.length === 0) return { status: 401, message: NO_TOKEN_AT_ALL };
   return { status: 401, message: token === undefined ? NEEDS_TOKEN : WRONG_TOKEN };
+}
+
+/**
+ * {@link mayCall}, holding a call that would get 503 for up to {@link NOT_READY_HOLD_MS} until the
+ * first registration completes (`gate().untilRegistered`), then judging it again with the gate
+ * as it is then.
+ */
+export async function mayCallWhenReady(token: string | undefined, gate: () => CallGate): Promise<Denial | undefined> {
+  const first = gate();
+  const denial = mayCall(token, first);
+  if (denial?.status !== 503 || !first.untilRegistered) return denial;
+  await first.untilRegistered(NOT_READY_HOLD_MS);
+  return mayCall(token, gate());
 }

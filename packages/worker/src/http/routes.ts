@@ -6,7 +6,7 @@ import type { Request, Response } from 'express';
 import type { ExecuteModuleBody, ExecutionRequest } from '../executor/execution.js';
 import type { ModuleExecutor } from '../executor/module-executor.js';
 import { requestFingerprint } from '../executor/request-fingerprint.js';
-import { type CallGate, mayCall } from './auth.js';
+import { type CallGate, mayCallWhenReady } from './auth.js';
 
 const s = initServer();
 
@@ -18,9 +18,9 @@ export type WorkerRoutes = Parameters<typeof createExpressEndpoints<WorkerContra
  * `callGate()` says (read per call: the credential changes at each registration).
  */
 export function createRoutes(executor: ModuleExecutor, callGate: () => CallGate): WorkerRoutes {
-  /** 401, or 503 `WorkerNotReady` with `Retry-After`, unless the call may go through (see `mayCall`). */
-  const authenticate = (req: Request, res: Response) => {
-    const denial = mayCall(bearerToken(req), callGate());
+  /** 401, or 503 `WorkerNotReady` with `Retry-After`, unless the call may go through (see `mayCallWhenReady`). */
+  const authenticate = async (req: Request, res: Response) => {
+    const denial = await mayCallWhenReady(bearerToken(req), callGate);
     if (!denial) return undefined;
     if (denial.status === 401) return unauthorized(res, denial.message);
     res.setHeader('Retry-After', String(denial.retryAfterSeconds));
@@ -30,7 +30,7 @@ export function createRoutes(executor: ModuleExecutor, callGate: () => CallGate)
   return s.router(workerContract, {
     execution: {
       execute: async ({ body, req, res }) => {
-        const denied = authenticate(req, res);
+        const denied = await authenticate(req, res);
         if (denied) return denied;
         const parsed = parseExecuteBody(body);
         if ('error' in parsed) return parsed.error;
@@ -56,7 +56,7 @@ export function createRoutes(executor: ModuleExecutor, callGate: () => CallGate)
         }
       },
       cancel: async ({ body, req, res }) => {
-        const denied = authenticate(req, res);
+        const denied = await authenticate(req, res);
         if (denied) return denied;
         return executor.cancel(body.executionId, body.reason)
           ? { status: 200, body: { success: true } }

@@ -215,6 +215,24 @@ export class OrchestratorLink {
   }
 
   /**
+   * Resolves once the worker is registered (at once if it is), or after `maxMs`, whichever comes
+   * first; a wait that times out leaves nothing behind (calls held while the worker waits for
+   * its first registration use it, however many there are).
+   */
+  registeredWithin(maxMs: number): Promise<void> {
+    if (this.current.status === 'registered') return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.registeredWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, maxMs);
+      this.registeredWaiters.add(done);
+    });
+  }
+
+  /**
    * Tells the orchestrator this worker is draining (so it sends no new modules and lists it as
    * `Draining`); best effort: a worker that cannot reach it answers new modules 503 anyway.
    */
