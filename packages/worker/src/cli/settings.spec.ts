@@ -450,6 +450,21 @@ describe('--open', () => {
     for (const off of ['false', '0', 'no']) expect(parse([], { MPD_OPEN: off }).open).toBe(false);
   });
 
+  it('refuses open mode beside a join token, a token or client certificates', () => {
+    const secured: Record<string, string>[] = [
+      { MPD_JOIN_TOKEN: 'join-token-0123456789' },
+      { MPD_WORKER_TOKEN: 'worker-token-0123456789' },
+      { MPD_TLS_CERT: 'w.crt', MPD_TLS_KEY: 'w.key', MPD_TLS_CLIENT_CA: 'ca.crt' },
+      { MPD_TLS_CLIENT_CERT: 'c.crt', MPD_TLS_CLIENT_KEY: 'c.key' },
+    ];
+    for (const env of secured) {
+      expect(errorOf(() => parse(['--open'], env)).message).toMatch(
+        /^Invalid setting --open \(MPD_OPEN\): must not be given with --join-token, --token or client certificates/,
+      );
+    }
+    expect(parse(['--open=false'], { MPD_JOIN_TOKEN: 'join-token-0123456789' }).open).toBe(false);
+  });
+
   it('refuses any other value rather than read it as on', () => {
     expect(errorOf(() => parse([], { MPD_OPEN: 'maybe' })).message).toBe(
       'Invalid setting --open (MPD_OPEN): must be true or false (1 or 0, yes or no), or the flag alone, got "maybe"',

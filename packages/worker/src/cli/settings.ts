@@ -202,6 +202,16 @@ export const SETTINGS = defineSettings(
   {
     // Settings that need others: a certificate needs its key (and back), mutual TLS needs TLS.
     needs: TLS_SETTING_NEEDS,
+    // A secured worker is never open (the library refuses it too: WorkerOptions.open).
+    check: (values, { fail }) => {
+      const secured = [values.joinToken, values.token, values.tlsClientCa, values.tlsClientCert];
+      if (values.open && secured.some((value) => value !== undefined)) {
+        fail(
+          'open',
+          'must not be given with --join-token, --token or client certificates (--tls-client-ca, --tls-client-cert): a secured worker serves execute and cancel only with a credential',
+        );
+      }
+    },
     error: (name, message, cause) =>
       new WorkerConfigError('InvalidSetting', name, message, cause === undefined ? undefined : { cause }),
   },
