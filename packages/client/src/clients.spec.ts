@@ -192,6 +192,50 @@ describe('typed calls', () => {
     expect(server.seen).toMatchObject([{ method: 'DELETE', url: '/api/workers/worker-7' }]);
   });
 
+  // Issue 11, case 4: ts-rest inserts path parameters as given, so these named other workers.
+  it.each([
+    ['unregister', 'w1?evil', 'DELETE', '/api/workers/w1%3Fevil'],
+    ['drain', 'x/../../workers/w2', 'POST', '/api/workers/x%2F..%2F..%2Fworkers%2Fw2/drain'],
+    ['unregister', 'runner#2', 'DELETE', '/api/workers/runner%232'],
+    ['unregister', 'a/b', 'DELETE', '/api/workers/a%2Fb'],
+  ] as const)('%s of %s percent-encodes the id: the request names that worker only', async (call, id, method, url) => {
+    const server = await serve((_req, res) => json(res, 200, { success: true, workerId: id, status: 'Draining' }));
+    const client = orchestrator({ baseUrl: server.url });
+    const response =
+      call === 'drain'
+        ? await client.workers.drain({ params: { workerId: id }, query: {} })
+        : await client.workers.unregister({ params: { workerId: id }, query: {} });
+    expect(response.status).toBe(200);
+    expect(server.seen).toEqual([expect.objectContaining({ method, url })]);
+  });
+
+  it("refuses an empty path parameter, '.' and '..' before sending anything (they would name another path)", async () => {
+    const server = await serve((_req, res) => json(res, 200, { success: true }));
+    const client = orchestrator({ baseUrl: server.url });
+    for (const workerId of ['', '.', '..']) {
+      const error = await rejection(client.workers.unregister({ params: { workerId }, query: {} }));
+      expect(error).toBeInstanceOf(TypeError);
+      expect((error as Error).message).toMatch(/path parameter workerId must not be empty, '\.' or '\.\.'/);
+    }
+    expect(server.seen).toEqual([]);
+  });
+
+  it('rejects (UnexpectedAnswer) a drain or register answer that names another worker than the call', async () => {
+    const server = await serve((req, res) =>
+      req.url.endsWith('/drain')
+        ? json(res, 200, { success: true, workerId: 'w2', status: 'Draining' })
+        : json(res, 200, { success: true, workerId: 'w2', heartbeatIntervalSeconds: 30 }),
+    );
+    const client = orchestrator({ baseUrl: server.url });
+    const drained = await rejection(client.workers.drain({ params: { workerId: 'w1' }, query: {} }));
+    expect(drained).toBeInstanceOf(MpdClientError);
+    expect(drained).toMatchObject({ code: 'UnexpectedAnswer' });
+    expect((drained as Error).message).toMatch(/the answer names "w2", not "w1"/);
+    const workerNode = { id: 'w1', endpoint: 'http://w1:9000', capabilities: {} };
+    const registered = await rejection(client.workers.register({ body: { workerNode } as never }));
+    expect(registered).toMatchObject({ code: 'UnexpectedAnswer' });
+  });
+
   it('validateResponse: true rejects a body that breaks the contract; false passes it through', async () => {
     const broken = { status: 'healthy', currentLoad: -1, timestamp: 'yesterday' }; // no maxLoad, bad load and time
     const server = await serve((_req, res) => json(res, 200, broken));

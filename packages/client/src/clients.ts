@@ -2,6 +2,7 @@ import { orchestratorContract, workerContract } from '@mpd/contract';
 import { type AppRouter, initClient, type InitClientReturn } from '@ts-rest/core';
 import type { ClientOptions } from './client-options.js';
 import { createFetcher, type Fetcher } from './fetcher.js';
+import { guardRoutes } from './route-guards.js';
 
 interface ResolvedArgs {
   baseUrl: string;
@@ -43,13 +44,15 @@ function create<T extends AppRouter>(contract: T, options: ClientOptions): Clien
     validateResponse: options.validateResponse ?? false,
     throwOnUnknownStatus: true,
   };
-  return Object.assign(initClient(contract, args), { close });
+  return Object.assign(guardRoutes(contract, initClient(contract, args)), { close });
 }
 
 /**
  * A typed client of the orchestrator API (`@mpd/contract`'s `orchestratorContract`).
  * Each call resolves to `{ status, body }`; it rejects with `MpdClientError` when no
- * answer arrives.
+ * answer arrives, or (`UnexpectedAnswer`) when a register or drain answer names another worker
+ * than the call did. Path parameters (worker ids) are percent-encoded; an empty one, `.` or `..`
+ * is refused with a `TypeError` before anything is sent.
  */
 export function createOrchestratorClient(options: ClientOptions): OrchestratorClient {
   return create(orchestratorContract, options);

@@ -16,7 +16,13 @@ export type MpdClientErrorCode =
   /** The caller's `signal` aborted the call. */
   | 'Aborted'
   /** The answer's body was larger than the call's `maxResponseBytes`: it was not read. */
-  | 'TooLarge';
+  | 'TooLarge'
+  /**
+   * A success answer about something other than what the call named: a register or drain answer
+   * naming another worker than the call's. The server (or something in between) acted on
+   * another worker, or is not the server the call was meant for: the answer is not taken.
+   */
+  | 'UnexpectedAnswer';
 
 /**
  * A call that failed at the transport level: the server's answer, if any, never arrived (or,

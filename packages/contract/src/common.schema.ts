@@ -18,12 +18,23 @@ export const durationSchema = timeSpanSchema.refine((value) => (parseTimeSpan(va
   message: 'must not be negative',
 });
 
-/** Identifiers (worker ids, execution ids): printable, no whitespace, bounded ({@link LIMITS}`.identifier`). */
+/** Identifiers that travel in bodies only (execution ids, incarnations): printable, no whitespace, bounded ({@link LIMITS}`.identifier`). */
 export const identifierSchema = z
   .string()
   .min(1, 'must not be empty')
   .max(LIMITS.identifier.maxLength, `must be at most ${LIMITS.identifier.maxLength} characters`)
   .regex(LIMITS.identifier.pattern, `must be ${LIMITS.identifier.alphabet}`);
+
+/**
+ * A worker id, in bodies and in paths alike: 1 to 128 of RFC 3986's unreserved characters,
+ * starting with a letter or digit ({@link LIMITS}`.workerId`), so that it means one worker
+ * wherever it is written (`w1?evil` or `x/../../workers/w2` would name another in a URL).
+ */
+export const workerIdSchema = z
+  .string()
+  .min(1, 'must not be empty')
+  .max(LIMITS.workerId.maxLength, `must be at most ${LIMITS.workerId.maxLength} characters`)
+  .regex(LIMITS.workerId.pattern, `must be ${LIMITS.workerId.alphabet}`);
 
 /** One problem in a request, with the dotted path of the field it concerns. */
 export const fieldIssueSchema = z.object({
@@ -54,6 +65,8 @@ export const errorCodeSchema = z.enum([
   'WorkerReplaced',
   'TooManyWorkers',
   'TooManyPipelines',
+  'WorkerNotReady',
+  'ExecutionIdConflict',
 ]);
 export type ErrorCode = z.infer<typeof errorCodeSchema>;
 
@@ -90,6 +103,8 @@ export const ERROR_STATUS = {
   RouteNotFound: 404,
   WorkerIdTaken: 409,
   WorkerReplaced: 409,
+  /** An execute whose `executionId` the worker knows, with another module or other inputs. */
+  ExecutionIdConflict: 409,
   PayloadTooLarge: 413,
   UnsupportedMediaType: 415,
   WorkerAtCapacity: 429,
@@ -98,6 +113,8 @@ export const ERROR_STATUS = {
   WorkerDraining: 503,
   TooManyWorkers: 503,
   TooManyPipelines: 503,
+  /** A worker that takes calls only with a credential has none yet: its first registration has not completed. */
+  WorkerNotReady: 503,
 } as const satisfies Record<ErrorCode, number>;
 
 /** An error body as {@link errorBody} builds it. */

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { durationSchema, identifierSchema, isoDateTimeSchema } from './common.schema.js';
+import { durationSchema, identifierSchema, isoDateTimeSchema, workerIdSchema } from './common.schema.js';
 import { LIMITS } from './limits.js';
 
 const moduleNameSchema = z.string().min(1, 'must not be empty').max(LIMITS.moduleTypeName.maxLength);
@@ -35,7 +35,7 @@ const executionTimesSchema = z.object({
   duration: durationSchema,
   startTime: isoDateTimeSchema,
   endTime: isoDateTimeSchema,
-  workerId: identifierSchema,
+  workerId: workerIdSchema,
 });
 
 export const executeModuleSuccessSchema = executionTimesSchema.extend({

@@ -28,6 +28,7 @@ export {
   identifierSchema,
   isoDateTimeSchema,
   timeSpanSchema,
+  workerIdSchema,
 } from './common.schema.js';
 export type { ErrorBody, ErrorBodyOf, ErrorCode, FieldIssue } from './common.schema.js';
 export {

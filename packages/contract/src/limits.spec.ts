@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { identifierSchema } from './common.schema.js';
+import { identifierSchema, workerIdSchema } from './common.schema.js';
 import { executeModuleRequestSchema, executeModuleSuccessSchema } from './execution.schema.js';
+import { orchestratorContract } from './orchestrator.contract.js';
 import {
   describeBytes,
   executeAnswerLimit,
@@ -10,7 +11,12 @@ import {
   LIMITS,
   resultLimitProblem,
 } from './limits.js';
-import { loadedPipelineSchema, workerCapabilitiesSchema } from './workers.schema.js';
+import {
+  heartbeatRequestSchema,
+  loadedPipelineSchema,
+  workerCapabilitiesSchema,
+  workerNodeSchema,
+} from './workers.schema.js';
 
 const nested = (depth: number): string => '['.repeat(depth) + ']'.repeat(depth);
 
@@ -78,7 +84,7 @@ describe('executeAnswerLimit', () => {
         duration: '1.02:03:04.5678901',
         startTime: '2025-09-30T10:00:00.000Z',
         endTime: '2025-09-30T10:02:30.000Z',
-        workerId: 'w'.repeat(LIMITS.identifier.maxLength),
+        workerId: 'w'.repeat(LIMITS.workerId.maxLength),
       });
       expect(Buffer.byteLength(JSON.stringify(answer))).toBeLessThanOrEqual(executeAnswerLimit(bytes));
     });
@@ -150,5 +156,65 @@ describe('formatBytes and describeBytes', () => {
     expect(formatBytes(70_000_002)).toBe('66.8 MiB');
     expect(describeBytes(900)).toBe('900 bytes');
     expect(describeBytes(70_000_002)).toBe('66.8 MiB (70,000,002 bytes)');
+  });
+});
+
+describe('worker ids (LIMITS.workerId)', () => {
+  const rule = `must be ${LIMITS.workerId.alphabet}`;
+
+  it("takes the spec's ids, the default random ids and every unreserved character (RFC 3986)", () => {
+    for (const id of [
+      'worker-machine1-abc123',
+      'worker-123',
+      'worker-ci-7-a1b2c3',
+      'W_1.2~3-x',
+      '9',
+      'w'.repeat(128),
+    ]) {
+      expect(workerIdSchema.safeParse(id).success, id).toBe(true);
+    }
+  });
+
+  it.each([
+    ['w1?evil', 'a query'],
+    ['x/../../workers/w2', 'a path'],
+    ['runner#2', 'a fragment'],
+    ['a/b', 'a slash'],
+    ['w%2F1', 'a percent-encoding'],
+    ['..', 'a dot-segment'],
+    ['.hidden', 'a leading dot'],
+    ['-w', 'a leading dash'],
+    ['wörker', 'a non-ASCII letter'],
+    ['w 1', 'a space'],
+    ['w:1', 'a colon'],
+  ])('refuses %s (%s), naming the rule', (id) => {
+    expect(workerIdSchema.safeParse(id).error?.issues.map((issue) => issue.message)).toEqual([rule]);
+  });
+
+  it('refuses an empty id and one past 128 characters', () => {
+    expect(workerIdSchema.safeParse('').error?.issues[0]?.message).toBe('must not be empty');
+    expect(workerIdSchema.safeParse('w'.repeat(129)).error?.issues[0]?.message).toBe('must be at most 128 characters');
+  });
+
+  it('applies wherever a worker id travels: registration, heartbeat, drain and unregister paths', () => {
+    const { drain, unregister } = orchestratorContract.workers;
+    const node = { endpoint: 'http://w:1', capabilities: {}, lastHeartbeat: '', currentLoad: 0, status: 'Available' };
+    expect(workerNodeSchema.shape.id.safeParse('a/b').success).toBe(false);
+    expect(workerNodeSchema.safeParse({ ...node, id: 'w1?evil' }).error?.issues[0]).toMatchObject({
+      path: ['id'],
+      message: rule,
+    });
+    expect(heartbeatRequestSchema.safeParse({ workerId: 'runner#2', currentLoad: 0 }).error?.issues[0]).toMatchObject({
+      path: ['workerId'],
+      message: rule,
+    });
+    for (const route of [drain, unregister]) {
+      expect(route.pathParams.safeParse({ workerId: 'x/../../workers/w2' }).success).toBe(false);
+      expect(route.pathParams.safeParse({ workerId: 'worker-machine1-abc123' }).success).toBe(true);
+    }
+  });
+
+  it('execution ids keep the wider identifier alphabet: they travel in bodies only', () => {
+    expect(identifierSchema.safeParse('run-1.c:a/b@x.1').success).toBe(true);
   });
 });

@@ -26,11 +26,26 @@ export const MASK = '***';
  * with where it is enforced and what a user sees.
  */
 export const LIMITS = {
-  /** Worker ids and execution ids (path parameters too): printable ASCII without spaces. */
+  /**
+   * Ids that travel in bodies only (execution ids, incarnations): printable ASCII without spaces.
+   * Worker ids, which also travel as path parameters, take {@link LIMITS.workerId}.
+   */
   identifier: {
     maxLength: 256,
     pattern: /^[\x21-\x7e]+$/,
     alphabet: 'printable ASCII without spaces',
+  },
+  /**
+   * Worker ids: they travel as path parameters (`/api/workers/{workerId}`), so they are RFC 3986's
+   * unreserved characters only (letters, digits, `.`, `_`, `~`, `-`): never changed by percent-encoding,
+   * never a `/`, `?`, `#` or `%` that a URL reads as something else, and never the dot-segment `.` or
+   * `..` (the first character is a letter or digit). One id names one worker wherever it is written.
+   * The spec's `worker-machine1-abc123` and the default `worker-<hostname>-<random>` are such ids.
+   */
+  workerId: {
+    maxLength: 128,
+    pattern: /^[A-Za-z0-9][A-Za-z0-9._~-]*$/,
+    alphabet: 'letters, digits and . _ ~ -, starting with a letter or digit',
   },
   /**
    * Names a worker advertises: its OS, tools and tags, its pipeline's name and the names of the

@@ -1,6 +1,6 @@
 import { initContract } from '@ts-rest/core';
 import { z } from 'zod';
-import { commonResponses, errorBodySchema, identifierSchema } from './common.schema.js';
+import { commonResponses, errorBodySchema, identifierSchema, workerIdSchema } from './common.schema.js';
 import {
   heartbeatRequestSchema,
   heartbeatResponseSchema,
@@ -66,7 +66,7 @@ export const workersContract = c.router({
     path: '/api/workers/:workerId/drain',
     summary:
       'Drain a worker: it gets no new modules, finishes what it runs, then unregisters and exits (its heartbeat answers say shouldDrain: true)',
-    pathParams: z.object({ workerId: identifierSchema }),
+    pathParams: z.object({ workerId: workerIdSchema }),
     query: incarnationQuerySchema,
     body: c.noBody(),
     responses: { 200: drainWorkerResponseSchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema },
@@ -75,7 +75,7 @@ export const workersContract = c.router({
     method: 'DELETE',
     path: '/api/workers/:workerId',
     summary: 'Unregister a worker',
-    pathParams: z.object({ workerId: identifierSchema }),
+    pathParams: z.object({ workerId: workerIdSchema }),
     query: incarnationQuerySchema,
     body: c.noBody(),
     responses: {

@@ -17,15 +17,21 @@ export const executionContract = c.router({
     method: 'POST',
     path: '/api/execution/execute',
     summary:
-      'Run a module and answer when it ends: 200 on success, 500 with the failure. Sending the same executionId again joins the running execution instead of starting another.',
+      'Run a module and answer when it ends: 200 on success, 500 with the failure. Sending the same request (same executionId, module and inputs) again joins the running execution, or gets its kept outcome, instead of starting another; the same executionId with another module or other inputs answers 409 ExecutionIdConflict.',
     body: executeModuleRequestSchema,
     responses: {
       200: executeModuleSuccessSchema,
       404: errorBodySchema,
+      /** `ExecutionIdConflict`: the executionId is known with another module or other inputs (never joined). */
+      409: errorBodySchema,
       /** Every slot is taken: try again later or on another worker (`Retry-After` says when). */
       429: errorBodySchema,
       500: executeModuleFailureSchema.or(errorBodySchema),
-      /** The worker is draining or shutting down and takes no new modules. */
+      /**
+       * `WorkerDraining`: the worker is draining or shutting down and takes no new modules;
+       * `WorkerNotReady` (with `Retry-After`): it takes calls only with its credential and its
+       * first registration has not completed.
+       */
       503: errorBodySchema,
     },
   },
@@ -34,7 +40,12 @@ export const executionContract = c.router({
     path: '/api/execution/cancel',
     summary: 'Cancel a running execution; its execute call then answers success: false',
     body: cancelExecutionRequestSchema,
-    responses: { 200: cancelExecutionResponseSchema, 404: errorBodySchema },
+    responses: {
+      200: cancelExecutionResponseSchema,
+      404: errorBodySchema,
+      /** `WorkerNotReady` (with `Retry-After`): as for execute. */
+      503: errorBodySchema,
+    },
   },
 });
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { identifierSchema, isoDateTimeSchema } from './common.schema.js';
+import { identifierSchema, isoDateTimeSchema, workerIdSchema } from './common.schema.js';
 import { LIMITS, moduleNameCharacters } from './limits.js';
 
 export const workerStatusSchema = z.enum(['Available', 'Busy', 'Draining', 'Offline']);
@@ -81,7 +81,7 @@ export const workerEndpointSchema = z
   .refine((value) => !URL.canParse(value) || endpointOrigin(value) !== undefined, { message: WORKER_ENDPOINT_RULE });
 
 export const workerNodeSchema = z.object({
-  id: identifierSchema,
+  id: workerIdSchema,
   endpoint: workerEndpointSchema,
   capabilities: workerCapabilitiesSchema,
   lastHeartbeat: isoDateTimeSchema,
@@ -125,7 +125,7 @@ export type RegisterWorkerRequest = z.infer<typeof registerWorkerRequestSchema>;
 
 export const registerWorkerResponseSchema = z.object({
   success: z.literal(true),
-  workerId: identifierSchema,
+  workerId: workerIdSchema,
   heartbeatIntervalSeconds: z.number().positive(),
   /**
    * The worker's credential (an mpd addition): the worker sends it as a bearer token on its
@@ -143,7 +143,7 @@ export const registerWorkerResponseSchema = z.object({
 export type RegisterWorkerResponse = z.infer<typeof registerWorkerResponseSchema>;
 
 export const heartbeatRequestSchema = z.object({
-  workerId: identifierSchema,
+  workerId: workerIdSchema,
   currentLoad: z.number().int().min(0),
   timestamp: isoDateTimeSchema.optional(),
   /**
@@ -189,7 +189,7 @@ export const workerListSchema = z.array(workerNodeSchema);
 
 export const drainWorkerResponseSchema = z.object({
   success: z.literal(true),
-  workerId: identifierSchema,
+  workerId: workerIdSchema,
   status: workerStatusSchema,
 });
 export type DrainWorkerResponse = z.infer<typeof drainWorkerResponseSchema>;

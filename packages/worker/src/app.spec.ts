@@ -82,6 +82,8 @@ beforeAll(async () => {
     validateResponses: true,
     logger: pino({ level: 'silent' }),
     shutdownGraceMs: 100,
+    // No orchestrator and no token: the tests call execute directly.
+    open: true,
   });
   client = createWorkerClient({ baseUrl: worker.url, validateResponse: true });
 });
@@ -215,6 +217,28 @@ describe('worker API', () => {
     expect(again.body).toEqual(one.body);
   });
 
+  // Issue 11, case 6: a token holder pre-ran `<runId>.c.1` as module `a`, and the run took a's result as c's.
+  it('refuses (409 ExecutionIdConflict) a known executionId with another module or inputs; the same request joins', async () => {
+    const first = request('exec-swap-1', 'restore', { timestamp: '2025-09-30T10:00:00Z' });
+    const ran = await client.execution.execute({ body: first });
+    expect(ran).toMatchObject({ status: 200, body: { serializedResult: '{"packages":3}' } });
+    for (const swapped of [
+      request('exec-swap-1', 'build', { dependencyResults: { restore: '{"packages":1}' } }),
+      { ...first, serializedModule: '{"configuration":"Release"}' },
+      { ...first, environmentVariables: { BUILD_NUMBER: '43' } },
+      { ...first, timeout: '00:00:01' },
+    ]) {
+      const response = await post('/api/execution/execute', JSON.stringify(swapped));
+      expect(response.status).toBe(409);
+      const body = (await response.json()) as { code: string; errorMessage: string };
+      expect(body).toMatchObject({ success: false, code: 'ExecutionIdConflict' });
+      expect(JSON.stringify(body)).not.toContain('packages');
+    }
+    // The orchestrator's re-send (same request, a later timestamp) still gets the kept outcome.
+    const resent = await client.execution.execute({ body: { ...first, timestamp: '2025-09-30T10:01:00Z' } });
+    expect(resent.body).toEqual(ran.body);
+  });
+
   it('answers 404 for a module the pipeline does not have', async () => {
     const response = await client.execution.execute({
       body: request('exec-unknown-1', 'MyApp.Modules.BuildModule, MyApp'),
@@ -257,6 +281,7 @@ describe('worker API', () => {
       pipeline,
       bodyLimit: '10kb',
       logger: pino({ level: 'silent' }),
+      open: true,
     });
     try {
       const body = JSON.stringify(
@@ -287,7 +312,98 @@ describe('worker API', () => {
   });
 });
 
+describe('fail closed (issue 11, case 6)', () => {
+  const started: RunningWorker[] = [];
+  afterAll(async () => {
+    await Promise.all(started.map((one) => one.close(0)));
+  });
+  const start = async (options: Parameters<typeof startWorker>[0]) => {
+    const one = await startWorker({
+      port: 0,
+      host: '127.0.0.1',
+      pipeline,
+      logger: pino({ level: 'silent' }),
+      ...options,
+    });
+    started.push(one);
+    return one;
+  };
+  const call = (url: string, path: string, body: unknown, token?: string) =>
+    fetch(`${url}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: JSON.stringify(body),
+    });
+
+  it('a worker with a join token answers 503 WorkerNotReady with Retry-After until its first registration completes', async () => {
+    // Nothing listens on port 9 of loopback: the worker keeps retrying its registration.
+    const secured = await start({ joinToken: 'join-token-0123456789', orchestratorUrl: 'http://127.0.0.1:9' });
+    expect(secured.link?.state.status).toBe('registering');
+    // Each call is held for up to a second (the registration's answer may be on its way): all at once.
+    const calls = [undefined, 'join-token-0123456789', 'mpdw_guessed-credential-0123'].flatMap((token) =>
+      (
+        [
+          ['/api/execution/execute', request('exec-early-1', 'restore')],
+          ['/api/execution/cancel', { executionId: 'exec-early-1' }],
+        ] as const
+      ).map(([path, body]) => call(secured.url, path, body, token)),
+    );
+    for (const response of await Promise.all(calls)) {
+      expect(response.status).toBe(503);
+      expect(response.headers.get('retry-after')).toBe('1');
+      expect(await response.json()).toMatchObject({ success: false, code: 'WorkerNotReady' });
+    }
+    expect(secured.load).toBe(0);
+  });
+
+  it('a worker with a token (no orchestrator) serves only calls that carry it (401 otherwise)', async () => {
+    const secured = await start({ token: 'worker-token-0123456789' });
+    expect((await call(secured.url, '/api/execution/execute', request('exec-tok-1', 'restore'))).status).toBe(401);
+    const wrong = await call(secured.url, '/api/execution/execute', request('exec-tok-1', 'restore'), 'x'.repeat(20));
+    expect(wrong.status).toBe(401);
+    const right = await call(
+      secured.url,
+      '/api/execution/execute',
+      request('exec-tok-1', 'restore'),
+      'worker-token-0123456789',
+    );
+    expect(right.status).toBe(200);
+  });
+
+  it('a worker with no token and no orchestrator refuses execute and cancel (401) unless started with open: true', async () => {
+    const closed = await start({});
+    const refused = await call(closed.url, '/api/execution/execute', request('exec-closed-1', 'restore'));
+    expect(refused.status).toBe(401);
+    expect(((await refused.json()) as { errorMessage: string }).errorMessage).toMatch(/--open/);
+    expect((await call(closed.url, '/api/execution/cancel', { executionId: 'exec-closed-1' })).status).toBe(401);
+    const open = await start({ open: true });
+    expect((await call(open.url, '/api/execution/execute', request('exec-open-1', 'restore'))).status).toBe(200);
+  });
+
+  it('refuses open mode beside a join token, a token or client certificates, naming open', async () => {
+    for (const secured of [
+      { joinToken: 'join-token-0123456789' },
+      { token: 'worker-token-0123456789' },
+      { orchestratorTls: { cert: 'pem', key: 'pem' } },
+    ]) {
+      const error = await startWorker({ port: 0, open: true, ...secured }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(WorkerConfigError);
+      expect(error).toMatchObject({ code: 'InvalidSetting', setting: 'open' });
+    }
+  });
+});
+
 describe('startWorker', () => {
+  it.each(['a/b', 'w1?evil', 'runner#2', '..', ''])(
+    'refuses the worker id %j at start, naming the rule',
+    async (id) => {
+      const error = await startWorker({ port: 0, id, logger: pino({ level: 'silent' }) }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(WorkerConfigError);
+      expect(error).toMatchObject({ code: 'InvalidSetting', setting: 'id' });
+      expect((error as Error).message).toContain('letters, digits and . _ ~ -, starting with a letter or digit');
+    },
+  );
+
   it('refuses TLS it cannot use as an invalid setting naming tls, as the orchestrator does', async () => {
     const error = await startWorker({
       port: 0,

@@ -3,6 +3,7 @@ import { createApiApp } from '@mpd/server-kit';
 import type { Application } from 'express';
 import type { Logger } from 'pino';
 import type { ModuleExecutor } from './executor/module-executor.js';
+import type { CallGate } from './http/auth.js';
 import { createRoutes } from './http/routes.js';
 import { DEFAULT_WORKER_OPTIONS } from './worker-options.js';
 
@@ -21,18 +22,22 @@ export interface WorkerAppDeps {
    */
   validateResponses?: boolean;
   /**
-   * The bearer tokens execute and cancel calls must carry (the worker's credential, a configured
-   * token). None: the calls are open (a worker that never registered, on a trusted network).
-   * @default () => []
+   * Who may call execute and cancel now (read per call): the bearer tokens they must carry (the
+   * worker's credential, a configured token), whether the worker awaits its first registration
+   * (503 `WorkerNotReady` then), and whether it runs in open mode.
+   * @default () => ({ accepted: [], awaitingRegistration: false, open: false }): every call refused (401)
    */
-  acceptedTokens?: () => readonly string[];
+  callGate?: () => CallGate;
 }
+
+/** A gate that lets no call through: neither a token nor open mode. */
+const CLOSED: CallGate = { accepted: [], awaitingRegistration: false, open: false };
 
 /** The worker's express app, with every route of `workerContract`. Does not listen. */
 export function createApp(deps: WorkerAppDeps): Application {
   return createApiApp({
     contract: workerContract,
-    routes: createRoutes(deps.executor, deps.acceptedTokens ?? (() => [])),
+    routes: createRoutes(deps.executor, deps.callGate ?? (() => CLOSED)),
     openApi: workerOpenApi,
     server: 'worker',
     logger: deps.logger,

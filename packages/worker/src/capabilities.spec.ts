@@ -1,3 +1,4 @@
+import { LIMITS } from '@mpd/contract';
 import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -33,5 +34,8 @@ describe('worker capabilities', () => {
       .slice(0, 48);
     expect(id).toMatch(new RegExp(`^worker-${host}-[0-9a-f]{6}$`));
     expect(defaultWorkerId()).not.toBe(id);
+    // A worker id travels in URL paths: the default is one the contract takes.
+    expect(LIMITS.workerId.pattern.test(id)).toBe(true);
+    expect(id.length).toBeLessThanOrEqual(LIMITS.workerId.maxLength);
   });
 });

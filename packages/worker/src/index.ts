@@ -22,6 +22,7 @@ export type { RunningWorker } from './server.js';
 export type { WorkerExit, WorkerState } from './worker-lifecycle.js';
 export { createApp } from './app.js';
 export type { WorkerAppDeps } from './app.js';
+export type { CallGate } from './http/auth.js';
 export { ModuleExecutor } from './executor/module-executor.js';
 export type { ExecuteDecision, ModuleExecutorOptions, WorkerIsolation } from './executor/module-executor.js';
 export { CommandFailedError } from './executor/module-commands.js';

@@ -108,8 +108,13 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
   const app = createApp({
     executor,
     logger,
-    // Read per request: the link's credential changes at each registration.
-    acceptedTokens: () => [resolved.token, link?.credential].filter((token): token is string => token !== undefined),
+    // Read per request: the link's credential changes at each registration. Fails closed: see mayCall.
+    callGate: () => ({
+      accepted: [resolved.token, link?.credential].filter((token): token is string => token !== undefined),
+      awaitingRegistration: link?.awaitingFirstRegistration ?? false,
+      open: resolved.open,
+      untilRegistered: (maxMs) => link?.registeredWithin(maxMs) ?? Promise.resolve(),
+    }),
     bodyLimit: resolved.bodyLimit,
     validateResponses: resolved.validateResponses,
   });
@@ -125,6 +130,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     host,
     tls: resolved.tls !== undefined,
     token: resolved.joinToken !== undefined || resolved.token !== undefined,
+    open: resolved.open,
+    orchestrator: link !== undefined,
   })) {
     logger.warn({ host }, warning);
   }

@@ -43,6 +43,7 @@ describe('WorkerLifecycle.shutDown', () => {
       params: undefined,
       dependencyResults: {},
       environmentVariables: {},
+      fingerprint: 'f',
     });
     expect(decision.kind).toBe('started');
     await vi.waitFor(() => expect(finish).toBeTypeOf('function'));

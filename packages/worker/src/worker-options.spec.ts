@@ -61,6 +61,7 @@ describe('resolveWorkerOptions', () => {
       moduleHeapLimitMb: 64,
       logger,
       token: 'a-token-of-sixteen-chars',
+      open: false,
     };
     expect(resolveWorkerOptions(given)).toEqual(given);
   });

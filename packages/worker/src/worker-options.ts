@@ -1,6 +1,6 @@
 import { availableParallelism } from 'node:os';
 import type { ClientOptions } from '@mpd/client';
-import { DEFAULT_MAX_RESULT_BYTES, DEFAULT_MODULE_TIMEOUT_MS, DEFAULT_WORKER_BODY_LIMIT } from '@mpd/contract';
+import { DEFAULT_MAX_RESULT_BYTES, DEFAULT_MODULE_TIMEOUT_MS, DEFAULT_WORKER_BODY_LIMIT, LIMITS } from '@mpd/contract';
 import type { Pipeline } from '@mpd/pipeline';
 import pino, { type Logger } from 'pino';
 import { defaultWorkerId, detectTools, osName } from './capabilities.js';
@@ -10,8 +10,10 @@ import type { WorkerIsolation } from './executor/module-executor.js';
 /** Options of {@link startWorker}. */
 export interface WorkerOptions {
   /**
-   * The worker's id, unique in the cluster.
+   * The worker's id, unique in the cluster: 1 to 128 letters, digits and `. _ ~ -`, starting with
+   * a letter or digit (the contract's `LIMITS.workerId`: it travels as a path parameter).
    * @default `worker-<hostname>-<random>`
+   * @throws WorkerConfigError (setting `id`) from {@link startWorker} for an id outside that alphabet
    */
   id?: string;
   /**
@@ -68,9 +70,21 @@ export interface WorkerOptions {
   credentialFile?: string;
   /**
    * A token the orchestrator may call this worker with, besides the credential the worker gets
-   * at registration. Once the worker has either, execute and cancel calls without it get 401.
+   * at registration. Execute and cancel calls without one of them get 401 (503 `WorkerNotReady`
+   * while the worker awaits its first registration).
    */
   token?: string;
+  /**
+   * Open mode: execute and cancel are served without any token while the worker holds none (no
+   * `token`; with `orchestratorUrl`, until its first registration gives it a credential). For a
+   * worker on a trusted network that nothing else protects; the worker warns at start. Without
+   * it a worker fails closed: it serves execute and cancel only with its credential or `token`,
+   * and a worker with neither (no orchestrator, no token) refuses them (401).
+   * @default false
+   * @throws WorkerConfigError (setting `open`) from {@link startWorker} with `joinToken`, `token`
+   *   or client certificates (`tls.clientCa`, `orchestratorTls.cert`): a secured worker is never open
+   */
+  open?: boolean;
   /** The pipeline whose modules this worker runs. */
   pipeline?: Pipeline;
   /**
@@ -180,6 +194,7 @@ export const DEFAULT_WORKER_OPTIONS = {
   maxBackoffMs: 30_000,
   completedRetentionMs: 10 * 60_000,
   killGraceMs: 10_000,
+  open: false,
 } as const satisfies WorkerOptions;
 
 /** The options {@link resolveWorkerOptions} gives a default. */
@@ -192,7 +207,8 @@ type DefaultedOption =
   | 'os'
   | 'workingDirectory'
   | 'logger'
-  | 'isolation';
+  | 'isolation'
+  | 'open';
 
 /**
  * {@link WorkerOptions} with every default filled in (Temporal's `CompiledWorkerOptions`).
@@ -217,9 +233,19 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
       `Invalid setting isolation: 'process' needs a pipeline loaded from its file (loadPipelineFile), so that module hosts can load it; pipeline '${options.pipeline.name}' was defined in code (use isolation 'none')`,
     );
   }
+  if (options.id !== undefined) checkWorkerId(options.id);
+  const open = options.open ?? defaults.open;
+  if (open && isSecured(options)) {
+    throw new WorkerConfigError(
+      'InvalidSetting',
+      'open',
+      'Invalid setting open: a worker with a join token, a token or client certificates serves execute and cancel only with a credential; open mode is for a worker with none of them',
+    );
+  }
   return {
     ...options,
     id: options.id ?? defaultWorkerId(),
+    open,
     port: options.port ?? defaults.port,
     host: options.host ?? defaults.host,
     slots: options.slots ?? availableParallelism(),
@@ -240,4 +266,33 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
     killGraceMs: options.killGraceMs ?? defaults.killGraceMs,
     logger: options.logger ?? pino({ level: 'info' }, pino.destination(2)),
   };
+}
+
+/**
+ * Whether the worker is configured to take calls only with a credential: it has a join token, a
+ * token, or client certificates (it requires them from its callers, or presents one to the
+ * orchestrator). Such a worker is never open (see {@link WorkerOptions.open}).
+ */
+export function isSecured(options: WorkerOptions): boolean {
+  return (
+    options.joinToken !== undefined ||
+    options.token !== undefined ||
+    options.tls?.clientCa !== undefined ||
+    options.orchestratorTls?.cert !== undefined
+  );
+}
+
+/**
+ * Checks a worker id against the contract's `LIMITS.workerId`, as the orchestrator would (400
+ * naming `body.workerNode.id`): refused here, at start, with the rule.
+ * @throws WorkerConfigError (setting `id`)
+ */
+function checkWorkerId(id: string): void {
+  const { maxLength, pattern, alphabet } = LIMITS.workerId;
+  if (id.length >= 1 && id.length <= maxLength && pattern.test(id)) return;
+  throw new WorkerConfigError(
+    'InvalidSetting',
+    'id',
+    `Invalid setting id: must be 1 to ${maxLength} ${alphabet} (a worker id travels in URL paths), got ${JSON.stringify(id)}`,
+  );
 }

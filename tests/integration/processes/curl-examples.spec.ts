@@ -90,7 +90,8 @@ beforeAll(async () => {
     startCli('orchestrator', ['--port', '0', '--host', '127.0.0.1'], /^mpd orchestrator listening on (http:\/\/\S+)$/),
     startCli(
       'worker',
-      ['--port', '0', '--host', '127.0.0.1', '--pipeline', pipelineFile],
+      // Open mode: the spec's curl examples carry no token, and this worker registers nowhere.
+      ['--port', '0', '--host', '127.0.0.1', '--pipeline', pipelineFile, '--open'],
       /^mpd worker \S+ listening on (http:\/\/\S+)$/,
     ),
   ]);

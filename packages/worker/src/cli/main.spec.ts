@@ -183,6 +183,8 @@ describe('mpd-worker CLI', () => {
         'cli.pipeline.ts',
         '--log-level',
         'silent',
+        // No orchestrator, no token: the test calls execute itself.
+        '--open',
       ],
       {
         INIT_CWD: dir,
@@ -284,8 +286,8 @@ describe('mpd-worker CLI with TLS', () => {
     expect(run.stdout()).toBe('');
   });
 
-  it('warns on stderr when it serves plain HTTP, without any token, on a non-loopback address', async () => {
-    const run = cli(['--port', '0', '--host', '0.0.0.0', '--id', 'w-open', '--log-level', 'warn']);
+  it('warns on stderr when it serves plain HTTP, in open mode without any token, on a non-loopback address', async () => {
+    const run = cli(['--port', '0', '--host', '0.0.0.0', '--id', 'w-open', '--log-level', 'warn', '--open']);
     await run.listeningUrl();
     expect((await run.stop()).code).toBe(0);
     const warnings = run
@@ -297,7 +299,17 @@ describe('mpd-worker CLI with TLS', () => {
       expect.arrayContaining([
         expect.stringMatching(/^serving plain HTTP on a non-loopback address/),
         expect.stringMatching(/^no token on a non-loopback address/),
+        expect.stringMatching(/^open mode \(--open\)/),
       ]),
     );
+  });
+
+  it('refuses a worker id that a URL path would read as something else, exit code 2', async () => {
+    const run = cli(['--port', '0', '--host', '127.0.0.1', '--id', 'runner#2']);
+    expect(await run.exited).toBe(2);
+    expect(run.stderr()).toContain(
+      'Invalid setting --id (MPD_WORKER_ID): must be 1-128 letters, digits and . _ ~ -, starting with a letter or digit, got "runner#2"',
+    );
+    expect(run.stdout()).toBe('');
   });
 });

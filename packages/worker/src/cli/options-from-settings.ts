@@ -35,6 +35,7 @@ export function workerOptions(
     bodyLimit: settings.bodyLimit,
     maxResultBytes: settings.maxResultBytes,
     token: settings.token,
+    open: settings.open,
     tls: tls.server,
     orchestratorTls: tls.orchestrator,
   });

@@ -43,6 +43,7 @@ describe('createCommand + parseSettings', () => {
       bodyLimit: '100mb',
       maxResultBytes: 16 * 1024 * 1024,
       logLevel: 'info',
+      open: false,
     });
   });
 
@@ -77,6 +78,7 @@ describe('createCommand + parseSettings', () => {
         '512',
         '--log-level',
         'debug',
+        '--open',
       ]),
     ).toEqual({
       port: 0,
@@ -94,6 +96,7 @@ describe('createCommand + parseSettings', () => {
       bodyLimit: '100mb',
       maxResultBytes: 8 * 1024 * 1024,
       logLevel: 'debug',
+      open: true,
     });
   });
 
@@ -114,6 +117,7 @@ describe('createCommand + parseSettings', () => {
         MPD_KILL_GRACE: '0',
         MPD_MODULE_HEAP_LIMIT: '64',
         MPD_LOG_LEVEL: 'silent',
+        MPD_OPEN: '1',
       }),
     ).toEqual({
       port: 9100,
@@ -131,6 +135,7 @@ describe('createCommand + parseSettings', () => {
       bodyLimit: '100mb',
       maxResultBytes: 512 * 1024,
       logLevel: 'silent',
+      open: true,
     });
   });
 
@@ -147,6 +152,7 @@ describe('createCommand + parseSettings', () => {
       bodyLimit: '100mb',
       maxResultBytes: 16 * 1024 * 1024,
       logLevel: 'info',
+      open: false,
       tlsCert: 'worker.crt',
       tlsKey: 'worker.key',
       tlsClientCa: 'ca.crt',
@@ -207,7 +213,7 @@ describe('createCommand + parseSettings', () => {
     [
       ['--id', 'my worker'],
       {},
-      'Invalid setting --id (MPD_WORKER_ID): must be 1-256 printable characters without spaces, got "my worker"',
+      'Invalid setting --id (MPD_WORKER_ID): must be 1-128 letters, digits and . _ ~ -, starting with a letter or digit, got "my worker"',
     ],
     [
       ['--tags', 'gpu,high memory'],
@@ -350,6 +356,7 @@ describe('createCommand + parseSettings', () => {
       ['--join-token', 'MPD_JOIN_TOKEN'],
       ['--credential-file', 'MPD_CREDENTIAL_FILE'],
       ['--token', 'MPD_WORKER_TOKEN'],
+      ['--open', 'MPD_OPEN'],
       ['--tls-cert', 'MPD_TLS_CERT'],
       ['--tls-key', 'MPD_TLS_KEY'],
       ['--tls-client-ca', 'MPD_TLS_CLIENT_CA'],
@@ -421,9 +428,15 @@ describe('--max-result-size', () => {
 
 describe('--id and --tags, within the contract’s LIMITS', () => {
   it('refuses an id or a name a registration would refuse, naming the flag', () => {
-    expect(() => parseSettings({ id: 'i'.repeat(257) })).toThrow(
-      'Invalid setting --id (MPD_WORKER_ID): must be 1-256 printable characters without spaces',
-    );
+    const rule = 'must be 1-128 letters, digits and . _ ~ -, starting with a letter or digit';
+    expect(() => parseSettings({ id: 'i'.repeat(129) })).toThrow(`Invalid setting --id (MPD_WORKER_ID): ${rule}`);
+    // Issue 11, case 4: ids that a URL path reads as something else.
+    for (const id of ['a/b', 'w1?evil', 'runner#2', '..']) {
+      expect(() => parseSettings({ id })).toThrow(
+        `Invalid setting --id (MPD_WORKER_ID): ${rule}, got ${JSON.stringify(id)}`,
+      );
+    }
+    expect(parseSettings({ id: 'worker-machine1-abc123' }).id).toBe('worker-machine1-abc123');
     expect(() => parseSettings({ tags: 't'.repeat(129) })).toThrow(
       'Invalid setting --tags (MPD_TAGS): must be names of at most 128 characters',
     );
@@ -431,5 +444,36 @@ describe('--id and --tags, within the contract’s LIMITS', () => {
       'Invalid setting --tools (MPD_TOOLS): must be at most 256 names',
     );
     expect(parseSettings({ tags: 't'.repeat(128) }).tags).toEqual(['t'.repeat(128)]);
+  });
+});
+
+describe('--open', () => {
+  it('is off by default; the flag alone, or MPD_OPEN true/1/yes, turns it on; false/0/no keep it off', () => {
+    expect(parse([]).open).toBe(false);
+    expect(parse(['--open']).open).toBe(true);
+    expect(parse(['--open', '--port', '0']).open).toBe(true);
+    for (const on of ['true', '1', 'yes', 'TRUE']) expect(parse([], { MPD_OPEN: on }).open).toBe(true);
+    for (const off of ['false', '0', 'no']) expect(parse([], { MPD_OPEN: off }).open).toBe(false);
+  });
+
+  it('refuses open mode beside a join token, a token or client certificates', () => {
+    const secured: Record<string, string>[] = [
+      { MPD_JOIN_TOKEN: 'join-token-0123456789' },
+      { MPD_WORKER_TOKEN: 'worker-token-0123456789' },
+      { MPD_TLS_CERT: 'w.crt', MPD_TLS_KEY: 'w.key', MPD_TLS_CLIENT_CA: 'ca.crt' },
+      { MPD_TLS_CLIENT_CERT: 'c.crt', MPD_TLS_CLIENT_KEY: 'c.key' },
+    ];
+    for (const env of secured) {
+      expect(errorOf(() => parse(['--open'], env)).message).toMatch(
+        /^Invalid setting --open \(MPD_OPEN\): must not be given with --join-token, --token or client certificates/,
+      );
+    }
+    expect(parse(['--open=false'], { MPD_JOIN_TOKEN: 'join-token-0123456789' }).open).toBe(false);
+  });
+
+  it('refuses any other value rather than read it as on', () => {
+    expect(errorOf(() => parse([], { MPD_OPEN: 'maybe' })).message).toBe(
+      'Invalid setting --open (MPD_OPEN): must be true or false (1 or 0, yes or no), or the flag alone, got "maybe"',
+    );
   });
 });

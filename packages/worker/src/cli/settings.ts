@@ -47,8 +47,20 @@ const endpointUrl = url.refine((value) => endpointOrigin(value) !== undefined, W
 
 const filePath = pathText();
 
-/** A worker id: the contract's `LIMITS.identifier`. */
-const idRule = `must be 1-${LIMITS.identifier.maxLength} printable characters without spaces`;
+/** A worker id: the contract's `LIMITS.workerId` (it travels in URL paths). */
+const idRule = `must be 1-${LIMITS.workerId.maxLength} ${LIMITS.workerId.alphabet}`;
+/**
+ * A switch: `--open` alone, or its variable (or `--open=<value>`) as `true`/`1`/`yes` or
+ * `false`/`0`/`no`; any other value is refused rather than read as on.
+ */
+const switchText = z.union([z.literal(true), z.string()]).transform((value, context) => {
+  if (value === true) return true;
+  const text = value.trim().toLowerCase();
+  if (['true', '1', 'yes'].includes(text)) return true;
+  if (['false', '0', 'no', ''].includes(text)) return false;
+  context.addIssue({ code: 'custom', message: 'must be true or false (1 or 0, yes or no), or the flag alone' });
+  return z.NEVER;
+});
 /** Seconds from 0 to 3600 (0: SIGKILL at once), in milliseconds as the options take them. */
 const graceSecondsAsMs = z
   .string()
@@ -83,11 +95,7 @@ export const SETTINGS = defineSettings(
       flag: '--id <id>',
       env: 'MPD_WORKER_ID',
       help: 'worker id (default: worker-<hostname>-<random>)',
-      schema: z
-        .string()
-        .min(1, idRule)
-        .max(LIMITS.identifier.maxLength, idRule)
-        .regex(LIMITS.identifier.pattern, idRule),
+      schema: z.string().min(1, idRule).max(LIMITS.workerId.maxLength, idRule).regex(LIMITS.workerId.pattern, idRule),
     },
     endpoint: {
       flag: '--endpoint <url>',
@@ -159,6 +167,13 @@ export const SETTINGS = defineSettings(
       schema: tokenText,
       secret: true,
     },
+    open: {
+      flag: '--open [bool]',
+      env: 'MPD_OPEN',
+      default: String(DEFAULT_WORKER_OPTIONS.open),
+      help: 'open mode: serve execute and cancel without any token while the worker holds none (a trusted network only; it warns at start); a worker fails closed without it. Not with --join-token, --token or client certificates',
+      schema: switchText,
+    },
     ...tlsFileSettings(filePath, {
       tlsClientCa: 'with --tls-cert: require mutual TLS, callers must present a certificate signed by this PEM CA',
       tlsCa: "the PEM CA an https:// orchestrator's certificate must chain to (default: system roots)",
@@ -190,6 +205,16 @@ export const SETTINGS = defineSettings(
   {
     // Settings that need others: a certificate needs its key (and back), mutual TLS needs TLS.
     needs: TLS_SETTING_NEEDS,
+    // A secured worker is never open (the library refuses it too: WorkerOptions.open).
+    check: (values, { fail }) => {
+      const secured = [values.joinToken, values.token, values.tlsClientCa, values.tlsClientCert];
+      if (values.open && secured.some((value) => value !== undefined)) {
+        fail(
+          'open',
+          'must not be given with --join-token, --token or client certificates (--tls-client-ca, --tls-client-cert): a secured worker serves execute and cancel only with a credential',
+        );
+      }
+    },
     error: (name, message, cause) =>
       new WorkerConfigError('InvalidSetting', name, message, cause === undefined ? undefined : { cause }),
   },

@@ -25,6 +25,7 @@ const request = (extra: Partial<ExecutionRequest> = {}): ExecutionRequest => ({
   params: undefined,
   dependencyResults: {},
   environmentVariables: {},
+  fingerprint: 'f',
   ...extra,
 });
 const times = { executionId: 'exec-1', workerId: 'worker-1', started: new Date() };

@@ -31,6 +31,11 @@ export type ExecutionRequest = Omit<ExecuteModuleBody, 'serializedModule' | 'dep
   dependencyResults: Record<string, JsonValue>;
   /** The request's timeout in ms; the module's own timeout (or the worker default) applies when absent. */
   timeoutMs?: number | undefined;
+  /**
+   * What the request asks for, as a hash of its canonical form (`requestFingerprint`): a request
+   * under a known `executionId` is joined only when its fingerprint is the same.
+   */
+  fingerprint: string;
 };
 
 /** The execute call's answer: the module's result (200) or its failure (500). */

@@ -80,6 +80,7 @@ function request(moduleTypeName: string, extra: Partial<ExecutionRequest> = {}):
     dependencyResults: {},
     environmentVariables: { SECRET, PLAIN: 'plain-value' },
     secretEnvironmentVariables: ['SECRET'],
+    fingerprint: moduleTypeName,
     ...extra,
   };
 }
@@ -269,9 +270,7 @@ describe('modules in module hosts', () => {
     on.renewLease(60_000);
     const outcome = run(on, 'blocking-tree');
     let pids: number[] = [];
-    await expect
-      .poll(() => (pids = ledgerPids('blocking-tree')).length, { timeout: 15_000, interval: 20 })
-      .toBe(2);
+    await expect.poll(() => (pids = ledgerPids('blocking-tree')).length, { timeout: 15_000, interval: 20 }).toBe(2);
     const leaseSetAt = performance.now();
     on.renewLease(1_500);
     const answer = await outcome;

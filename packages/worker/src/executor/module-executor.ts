@@ -18,7 +18,12 @@ export type ExecuteDecision =
   /** The worker is fenced (its heartbeats went unacknowledged) and takes nothing new until they are. */
   | { kind: 'fenced'; message: string }
   /** The loaded pipeline has no such module (or no pipeline is loaded). */
-  | { kind: 'unknown-module'; message: string };
+  | { kind: 'unknown-module'; message: string }
+  /**
+   * The executionId is running or kept with another module or other inputs (another fingerprint):
+   * refused, never joined nor answered with the other request's outcome.
+   */
+  | { kind: 'conflict'; message: string };
 
 export interface ModuleExecutorOptions {
   workerId: string;
@@ -61,8 +66,11 @@ const IN_PROCESS_STOP_WAIT_MS = 5_000;
  * module is gone.
  */
 export class ModuleExecutor {
-  private readonly running = new Map<string, Execution>();
-  private readonly finished = new Map<string, { outcome: Promise<ExecutionOutcome>; expiresAt: number }>();
+  private readonly running = new Map<string, { execution: Execution; fingerprint: string }>();
+  private readonly finished = new Map<
+    string,
+    { outcome: Promise<ExecutionOutcome>; fingerprint: string; expiresAt: number }
+  >();
   private readonly pool: ModuleHostPool | undefined;
   private draining = false;
   /** Why the worker is fenced, while it is (see {@link ModuleExecutor.fence}). */
@@ -145,8 +153,17 @@ export class ModuleExecutor {
 
   execute(request: ExecutionRequest): ExecuteDecision {
     this.forgetExpired();
-    const existing = this.running.get(request.executionId) ?? this.finished.get(request.executionId);
-    if (existing) return { kind: 'joined', outcome: existing.outcome };
+    const running = this.running.get(request.executionId);
+    const existing = running
+      ? { outcome: running.execution.outcome, fingerprint: running.fingerprint }
+      : this.finished.get(request.executionId);
+    if (existing) {
+      if (existing.fingerprint === request.fingerprint) return { kind: 'joined', outcome: existing.outcome };
+      return {
+        kind: 'conflict',
+        message: `Execution '${request.executionId}' is ${running ? 'running' : 'known'} on worker ${this.options.workerId} with another module or other inputs; an executionId names one request (send the same request to join it, or use a new executionId)`,
+      };
+    }
     if (this.draining) return { kind: 'draining' };
     if (this.fencedBecause !== undefined) {
       return {
@@ -179,11 +196,13 @@ export class ModuleExecutor {
           heapLimitMb: this.options.moduleHeapLimitMb,
         })
       : startExecution(module, request, { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger });
-    this.running.set(request.executionId, execution);
+    const { fingerprint } = request;
+    this.running.set(request.executionId, { execution, fingerprint });
     void execution.stopped.then(() => {
       this.running.delete(request.executionId);
       this.finished.set(request.executionId, {
         outcome: execution.outcome,
+        fingerprint,
         expiresAt: Date.now() + this.options.completedRetentionMs,
       });
     });
@@ -192,9 +211,9 @@ export class ModuleExecutor {
 
   /** Cancels a running execution; false when no execution has that id. */
   cancel(executionId: string, reason?: string): boolean {
-    const execution = this.running.get(executionId);
-    if (!execution) return false;
-    execution.cancel(reason);
+    const running = this.running.get(executionId);
+    if (!running) return false;
+    running.execution.cancel(reason);
     return true;
   }
 
@@ -222,7 +241,7 @@ export class ModuleExecutor {
   /** Resolves when nothing runs any more. */
   async idle(): Promise<void> {
     while (this.running.size > 0) {
-      await Promise.allSettled([...this.running.values()].map((execution) => execution.outcome));
+      await Promise.allSettled([...this.running.values()].map(({ execution }) => execution.outcome));
       await new Promise((resolve) => setImmediate(resolve));
     }
   }

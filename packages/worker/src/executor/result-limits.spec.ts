@@ -53,6 +53,7 @@ describe('startExecution with a result over the limits', () => {
     params: undefined,
     dependencyResults: {},
     environmentVariables: {},
+    fingerprint: 'f',
   };
 
   it('fails the module alone, with the limit in its message, before anything is sent', async () => {

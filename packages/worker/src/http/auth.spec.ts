@@ -1,25 +1,83 @@
 import { describe, expect, it } from 'vitest';
-import { mayCall } from './auth.js';
+import { type CallGate, mayCall, mayCallWhenReady, NOT_READY_HOLD_MS, NOT_READY_RETRY_AFTER_SECONDS } from './auth.js';
+
+const gate = (overrides: Partial<CallGate>): CallGate => ({
+  accepted: [],
+  awaitingRegistration: false,
+  open: false,
+  ...overrides,
+});
 
 describe('mayCall', () => {
-  it('lets every call in while the worker accepts no token', () => {
-    expect(mayCall(undefined, [])).toBeUndefined();
-    expect(mayCall('anything', [])).toBeUndefined();
-  });
-
   it('lets in a call with any of the accepted tokens', () => {
-    expect(mayCall('credential-of-worker', ['configured-token', 'credential-of-worker'])).toBeUndefined();
-    expect(mayCall('configured-token', ['configured-token', 'credential-of-worker'])).toBeUndefined();
+    const accepted = ['configured-token', 'credential-of-worker'];
+    expect(mayCall('credential-of-worker', gate({ accepted }))).toBeUndefined();
+    expect(mayCall('configured-token', gate({ accepted }))).toBeUndefined();
+    // A configured token works before the first registration too.
+    expect(mayCall('configured-token', gate({ accepted, awaitingRegistration: true }))).toBeUndefined();
   });
 
   it('refuses (401) a call without a token or with another one, naming neither token', () => {
-    expect(mayCall(undefined, ['configured-token'])).toEqual({
+    expect(mayCall(undefined, gate({ accepted: ['configured-token'] }))).toEqual({
       status: 401,
       message: 'execute and cancel take the bearer token the orchestrator got for this worker',
     });
-    expect(mayCall('configured-tokem', ['configured-token'])).toEqual({
+    expect(mayCall('configured-tokem', gate({ accepted: ['configured-token'] }))).toEqual({
       status: 401,
       message: 'the bearer token is not valid for this worker',
     });
+  });
+
+  it('fails closed: a worker with nothing to accept refuses every call (401) unless in open mode', () => {
+    for (const token of [undefined, 'anything']) {
+      expect(mayCall(token, gate({}))).toMatchObject({ status: 401, message: expect.stringMatching(/--open/) });
+      expect(mayCall(token, gate({ open: true }))).toBeUndefined();
+    }
+    // Open mode ends once the worker holds a credential.
+    expect(mayCall(undefined, gate({ open: true, accepted: ['credential-of-worker'] }))).toMatchObject({ status: 401 });
+  });
+
+  it('answers 503 with a Retry-After until the first registration completes, whatever the token', () => {
+    for (const token of [undefined, 'guessed-credential']) {
+      expect(mayCall(token, gate({ awaitingRegistration: true }))).toEqual({
+        status: 503,
+        message: expect.stringMatching(/has not completed its first registration/),
+        retryAfterSeconds: NOT_READY_RETRY_AFTER_SECONDS,
+      });
+      expect(mayCall(token, gate({ awaitingRegistration: true, accepted: ['configured-token'] }))).toMatchObject({
+        status: 503,
+      });
+    }
+  });
+});
+
+describe('mayCallWhenReady', () => {
+  it('holds a call that would get 503 until the registration completes, then lets its credential in', async () => {
+    // The orchestrator's first execute may arrive before the worker has read the registration's answer.
+    let gate: CallGate = {
+      accepted: [],
+      awaitingRegistration: true,
+      open: false,
+      untilRegistered: async (maxMs) => {
+        expect(maxMs).toBe(NOT_READY_HOLD_MS);
+        gate = { ...gate, accepted: ['credential-of-worker'], awaitingRegistration: false };
+      },
+    };
+    expect(await mayCallWhenReady('credential-of-worker', () => gate)).toBeUndefined();
+  });
+
+  it('answers 503 after the hold when the registration has not completed, and 401 without a hold', async () => {
+    let holds = 0;
+    const waiting: CallGate = {
+      accepted: [],
+      awaitingRegistration: true,
+      open: false,
+      untilRegistered: async () => void holds++,
+    };
+    expect(await mayCallWhenReady(undefined, () => waiting)).toMatchObject({ status: 503 });
+    expect(holds).toBe(1);
+    const registered: CallGate = { ...waiting, accepted: ['credential-of-worker'], awaitingRegistration: false };
+    expect(await mayCallWhenReady(undefined, () => registered)).toMatchObject({ status: 401 });
+    expect(holds).toBe(1);
   });
 });

@@ -1,18 +1,90 @@
 import { safeEqual } from '@mpd/server-kit';
 
-/** Why a call is refused; the message never repeats the token. */
-export type Denial = { status: 401; message: string };
+/**
+ * Why a call is refused; the message never repeats the token. 401: no valid token (for good,
+ * until the caller sends one); 503 `WorkerNotReady`: the worker's first registration has not
+ * completed, so the credential it will take is not known yet: try again after `retryAfterSeconds`.
+ */
+export type Denial =
+  | { status: 401; message: string; retryAfterSeconds?: undefined }
+  | { status: 503; message: string; retryAfterSeconds: number };
+
+/**
+ * Who may call execute and cancel now: what the worker's credential state gives (read per call,
+ * the credential changes at each registration).
+ */
+export interface CallGate {
+  /** Tokens that let a call in: the worker's credential once it has one, its configured `token`. */
+  accepted: readonly string[];
+  /**
+   * The worker registers with an orchestrator and its first registration has not completed: the
+   * credential the orchestrator will call it with is not known yet, so a call without an accepted
+   * token is told to come back (503) rather than refused for good.
+   */
+  awaitingRegistration: boolean;
+  /**
+   * Explicit open mode (`WorkerOptions.open`, `--open`): while no token is accepted, calls without
+   * one are let in (a worker on a trusted network with no orchestrator and no token).
+   */
+  open: boolean;
+  /**
+   * Resolves when the first registration completes, or after `maxMs` (whichever comes first):
+   * a call refused with 503 waits this long and is judged again, because the orchestrator may
+   * call as soon as it answered the registration, before this process has read that answer.
+   * @default none: no wait
+   */
+  untilRegistered?: (maxMs: number) => Promise<void>;
+}
+
+/**
+ * How long a call that would get 503 `WorkerNotReady` waits for the first registration to
+ * complete before it is answered, in ms: enough for a registration answer already on its way
+ * (the orchestrator dispatches as soon as it registered the worker), short enough to hold no
+ * connection long.
+ */
+export const NOT_READY_HOLD_MS = 1_000;
+
+/**
+ * How long a caller refused with 503 `WorkerNotReady` should wait, in seconds: a registration
+ * takes one round trip to the orchestrator, so a second is usually enough; the orchestrator only
+ * calls a worker once it has registered, so its own calls never wait.
+ */
+export const NOT_READY_RETRY_AFTER_SECONDS = 1;
 
 const NEEDS_TOKEN = 'execute and cancel take the bearer token the orchestrator got for this worker';
 const WRONG_TOKEN = 'the bearer token is not valid for this worker';
+const NOT_READY =
+  'the worker has not completed its first registration: execute and cancel take the credential the orchestrator issues then';
+const NO_TOKEN_AT_ALL =
+  'this worker accepts no token: give it --token (MPD_WORKER_TOKEN) or an --orchestrator to register with, or start it with --open on a trusted network';
 
 /**
- * Execute and cancel need one of the `accepted` tokens (the worker's credential, a configured
- * token), compared in constant time; with none accepted the calls are open (a worker that never
- * registered, on a trusted network). `undefined` means allowed.
+ * Whether a call to execute or cancel carrying `token` may go through (`undefined`), else why
+ * not. Fails closed: a call goes through with one of `gate.accepted` (compared in constant
+ * time), or without a token only in open mode while no token is accepted. Otherwise 503 while
+ * the worker awaits its first registration, 401 after (and for a worker with nothing to accept
+ * that is not in open mode).
  */
-export function mayCall(token: string | undefined, accepted: readonly string[]): Denial | undefined {
-  if (accepted.length === 0) return undefined;
+export function mayCall(token: string | undefined, gate: CallGate): Denial | undefined {
+  const { accepted } = gate;
   if (token !== undefined && accepted.some((candidate) => safeEqual(token, candidate))) return undefined;
+  if (gate.open && accepted.length === 0) return undefined;
+  if (gate.awaitingRegistration) {
+    return { status: 503, message: NOT_READY, retryAfterSeconds: NOT_READY_RETRY_AFTER_SECONDS };
+  }
+  if (accepted.length === 0) return { status: 401, message: NO_TOKEN_AT_ALL };
   return { status: 401, message: token === undefined ? NEEDS_TOKEN : WRONG_TOKEN };
+}
+
+/**
+ * {@link mayCall}, holding a call that would get 503 for up to {@link NOT_READY_HOLD_MS} until the
+ * first registration completes (`gate().untilRegistered`), then judging it again with the gate
+ * as it is then.
+ */
+export async function mayCallWhenReady(token: string | undefined, gate: () => CallGate): Promise<Denial | undefined> {
+  const first = gate();
+  const denial = mayCall(token, first);
+  if (denial?.status !== 503 || !first.untilRegistered) return denial;
+  await first.untilRegistered(NOT_READY_HOLD_MS);
+  return mayCall(token, gate());
 }

@@ -5,32 +5,37 @@ import { type createExpressEndpoints, initServer } from '@ts-rest/express';
 import type { RequestHandler } from 'express';
 import type { ExecuteModuleBody, ExecutionRequest } from '../executor/execution.js';
 import type { ModuleExecutor } from '../executor/module-executor.js';
-import { type Denial, mayCall } from './auth.js';
+import { type CallGate, type Denial, mayCallWhenReady } from './auth.js';
+import { requestFingerprint } from '../executor/request-fingerprint.js';
 
 const s = initServer();
 
 /** ts-rest's implementation type of the worker contract (not exported by `@ts-rest/express`). */
 export type WorkerRoutes = Parameters<typeof createExpressEndpoints<WorkerContract>>[1];
 
-/** The contract's code for each status {@link mayCall} may refuse with. */
-const DENIAL_CODES = { 401: 'Unauthorized' } as const satisfies Record<Denial['status'], Refusal['code']>;
+/** The contract's code for each status {@link mayCallWhenReady} may refuse with. */
+const DENIAL_CODES = { 401: 'Unauthorized', 503: 'WorkerNotReady' } as const satisfies Record<
+  Denial['status'],
+  Refusal['code']
+>;
 
 /**
- * The worker contract's routes, answering from `executor`. Execute and cancel take one of
- * `acceptedTokens()` (read per call: the credential changes at each registration), checked by
+ * The worker contract's routes, answering from `executor`. Execute and cancel go through as
+ * `callGate()` says (read per call: the credential changes at each registration), checked by
  * their route middleware before the body is read: a refused call's body is never parsed or
  * validated, whatever its size (issue 11).
  */
-export function createRoutes(executor: ModuleExecutor, acceptedTokens: () => readonly string[]): WorkerRoutes {
-  /** Refuses (401, or what `mayCall` answers, with its `Retry-After`) unless the call may go on. */
+export function createRoutes(executor: ModuleExecutor, callGate: () => CallGate): WorkerRoutes {
+  /** Refuses (401, or 503 `WorkerNotReady` with `Retry-After`: see `mayCallWhenReady`) unless the call may go on. */
   const authenticate: RequestHandler = (req, res, next) => {
-    const denial: (Denial & { retryAfterSeconds?: number }) | undefined = mayCall(bearerToken(req), acceptedTokens());
-    if (denial === undefined) return next();
-    refuseUnread(req, res, {
-      code: DENIAL_CODES[denial.status],
-      message: denial.message,
-      retryAfterSeconds: denial.retryAfterSeconds,
-    });
+    mayCallWhenReady(bearerToken(req), callGate).then((denial) => {
+      if (denial === undefined) return next();
+      refuseUnread(req, res, {
+        code: DENIAL_CODES[denial.status],
+        message: denial.message,
+        retryAfterSeconds: denial.retryAfterSeconds,
+      });
+    }, next);
   };
 
   const routes = s.router(workerContract, {
@@ -55,6 +60,8 @@ export function createRoutes(executor: ModuleExecutor, acceptedTokens: () => rea
             return errorResponse('WorkerDraining', decision.message);
           case 'unknown-module':
             return errorResponse('ModuleNotFound', decision.message);
+          case 'conflict':
+            return errorResponse('ExecutionIdConflict', decision.message);
         }
       },
       cancel: async ({ body }) => {
@@ -125,5 +132,5 @@ function parseExecuteBody(
     }
   }
   const timeoutMs = timeout === undefined ? undefined : parseTimeSpan(timeout);
-  return { request: { ...rest, params, dependencyResults: results, timeoutMs } };
+  return { request: { ...rest, params, dependencyResults: results, timeoutMs, fingerprint: requestFingerprint(body) } };
 }

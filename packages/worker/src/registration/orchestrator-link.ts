@@ -135,6 +135,8 @@ export class OrchestratorLink {
   private readonly registeredWaiters = new Set<() => void>();
   /** The credential from the last registration: sent on heartbeats, unregister, drain. */
   private credentialValue: string | undefined;
+  /** Whether a registration has completed since the link started (the worker's credential state is known). */
+  private registeredOnce = false;
   /** What the link reports to; set by {@link OrchestratorLink.start}. */
   private hooks: LinkStart | undefined;
   private readonly lease: HeartbeatLease;
@@ -177,6 +179,17 @@ export class OrchestratorLink {
   }
 
   /**
+   * Whether the worker waits for its first registration: until one completes it does not know the
+   * credential the orchestrator will call it with (execute and cancel answer 503 `WorkerNotReady`
+   * to calls without another accepted token). False once one completed, and once the link ended
+   * or stopped without one.
+   */
+  get awaitingFirstRegistration(): boolean {
+    const { status } = this.current;
+    return !this.registeredOnce && (status === 'idle' || status === 'registering');
+  }
+
+  /**
    * Whether the worker is fenced: no heartbeat acknowledged by the lease's renew deadline (see
    * {@link LinkStart.onFenced}).
    */
@@ -202,18 +215,42 @@ export class OrchestratorLink {
   }
 
   /**
+   * Resolves once the worker is registered (at once if it is), or after `maxMs`, whichever comes
+   * first; a wait that times out leaves nothing behind (calls held while the worker waits for
+   * its first registration use it, however many there are).
+   */
+  registeredWithin(maxMs: number): Promise<void> {
+    if (this.current.status === 'registered') return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.registeredWaiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, maxMs);
+      this.registeredWaiters.add(done);
+    });
+  }
+
+  /**
    * Tells the orchestrator this worker is draining (so it sends no new modules and lists it as
    * `Draining`); best effort: a worker that cannot reach it answers new modules 503 anyway.
    */
   async announceDrain(): Promise<void> {
     if (this.ended) return; // the id is another process's now
     try {
-      await this.options.client.workers.drain({
+      const response = await this.options.client.workers.drain({
         params: { workerId: this.options.workerId },
         query: { incarnation: this.options.incarnation },
         fetchOptions: { signal: AbortSignal.timeout(5_000) },
         extraHeaders: bearerHeader(this.credentialValue),
       });
+      if (response.status !== 200) {
+        this.options.logger.warn(
+          { status: response.status, error: errorText(response.body as ErrorBody | undefined) },
+          'the orchestrator refused the drain; it may send modules until it counts this worker gone',
+        );
+      }
     } catch (error) {
       this.options.logger.warn({ err: describe(error) }, 'could not tell the orchestrator about the drain');
     }
@@ -235,13 +272,20 @@ export class OrchestratorLink {
     await this.loop;
     if (wasRegistered) {
       try {
-        await this.options.client.workers.unregister({
+        const response = await this.options.client.workers.unregister({
           params: { workerId: this.options.workerId },
           query: { incarnation: this.options.incarnation },
           fetchOptions: { signal: AbortSignal.timeout(5_000) },
           extraHeaders: bearerHeader(this.credentialValue),
         });
-        this.options.logger.info('unregistered from the orchestrator');
+        if (response.status === 200) {
+          this.options.logger.info('unregistered from the orchestrator');
+        } else {
+          this.options.logger.warn(
+            { status: response.status, error: errorText(response.body as ErrorBody | undefined) },
+            'the orchestrator refused to unregister this worker; it will expire it',
+          );
+        }
       } catch (error) {
         this.options.logger.warn(
           { err: describe(error) },
@@ -338,6 +382,7 @@ export class OrchestratorLink {
           this.credentialValue = response.body.credential;
           if (this.credentialValue !== previous) await this.writeCredentialFile(this.credentialValue);
           this.lastError = undefined;
+          this.registeredOnce = true;
           this.current = {
             status: 'registered',
             heartbeatIntervalMs,
@@ -459,8 +504,8 @@ function pause(ms: number, signal: AbortSignal): Promise<boolean> {
 }
 
 /** An error answer as one line: its status code and message (`ValidationFailed: body.workerNode.id: …`). */
-function errorText(body: ErrorBody): string {
-  return `${body.code ?? 'error'}: ${body.errorMessage}`;
+function errorText(body: ErrorBody | null | undefined): string {
+  return `${body?.code ?? 'error'}: ${body?.errorMessage ?? JSON.stringify(body)}`;
 }
 
 /** Milliseconds as seconds, to the millisecond (`2.25`). */

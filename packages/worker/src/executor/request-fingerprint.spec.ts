@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import type { ExecuteModuleBody } from './execution.js';
+import { requestFingerprint } from './request-fingerprint.js';
+
+const body: ExecuteModuleBody = {
+  executionId: 'run-1.c.1',
+  moduleTypeName: 'c',
+  serializedModule: '{"target":"prod"}',
+  dependencyResults: { a: '1', b: '"two"' },
+  environmentVariables: { CI: 'true', TOKEN: 's3cret' },
+  secretEnvironmentVariables: ['TOKEN'],
+  workingDirectory: '/work',
+  timeout: '00:10:00',
+  timestamp: '2025-09-30T10:00:00Z',
+};
+
+describe('requestFingerprint', () => {
+  it('is the same for the same request re-sent: another timestamp, key order or TimeSpan spelling', () => {
+    const fingerprint = requestFingerprint(body);
+    expect(fingerprint).toMatch(/^[0-9a-f]{64}$/);
+    expect(
+      requestFingerprint({
+        ...body,
+        timestamp: '2025-09-30T10:05:00Z',
+        dependencyResults: { b: '"two"', a: '1' },
+        environmentVariables: { TOKEN: 's3cret', CI: 'true' },
+        timeout: '0:10:00',
+      }),
+    ).toBe(fingerprint);
+  });
+
+  it.each<[string, Partial<ExecuteModuleBody>]>([
+    ['another module', { moduleTypeName: 'a' }],
+    ['other parameters', { serializedModule: '{"target":"dev"}' }],
+    ['another dependency result', { dependencyResults: { a: '1', b: '"three"' } }],
+    ['one dependency less', { dependencyResults: { a: '1' } }],
+    ['another environment value', { environmentVariables: { CI: 'true', TOKEN: 'other' } }],
+    ['another secret name', { secretEnvironmentVariables: ['CI'] }],
+    ['no secrets', { secretEnvironmentVariables: undefined }],
+    ['another working directory', { workingDirectory: '/tmp' }],
+    ['another timeout', { timeout: '00:20:00' }],
+    ['no timeout', { timeout: undefined }],
+    // Texts go in with their lengths: moving characters between fields changes the fingerprint.
+    ['a key and value shifted', { dependencyResults: { a1: '', b: '"two"' } }],
+  ])('differs for %s', (_case, change) => {
+    expect(requestFingerprint({ ...body, ...change })).not.toBe(requestFingerprint(body));
+  });
+});

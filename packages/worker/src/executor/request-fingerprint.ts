@@ -1,0 +1,43 @@
+import { createHash } from 'node:crypto';
+import { parseTimeSpan } from '@mpd/contract';
+import type { ExecuteModuleBody } from './execution.js';
+
+/**
+ * The SHA-256 (hex) of what an execute request asks the worker to do, in a canonical form: the
+ * module (`moduleTypeName`), its parameters (`serializedModule`, as sent), the dependency results,
+ * the environment variables and which of them are secret (names and values, in name order), the
+ * working directory and the timeout (in ms, so `01:00:00` and `1:00:00` are one). The
+ * `executionId` and `timestamp` are left out: a re-sent request (the orchestrator's re-sends,
+ * whose timestamp may differ) has the same fingerprint, and one that names another module or
+ * other inputs under a known `executionId` does not (409 `ExecutionIdConflict`, never joined).
+ *
+ * Each text goes into the hash with its length before it, so no two requests share a stream of
+ * bytes (`{"a":"bc"}` and `{"ab":"c"}` differ). Results are hashed as they arrived, without a
+ * copy: about 1 s per GB.
+ */
+export function requestFingerprint(body: ExecuteModuleBody): string {
+  const hash = createHash('sha256');
+  const text = (value: string): void => {
+    hash.update(`${value.length}:`);
+    hash.update(value);
+  };
+  const entries = (record: Record<string, string>): void => {
+    const names = Object.keys(record).sort();
+    text(String(names.length));
+    for (const name of names) {
+      text(name);
+      text(record[name]!);
+    }
+  };
+  text(body.moduleTypeName);
+  text(body.serializedModule);
+  entries(body.dependencyResults);
+  entries(body.environmentVariables);
+  const secrets = [...new Set(body.secretEnvironmentVariables ?? [])].sort();
+  text(String(secrets.length));
+  for (const name of secrets) text(name);
+  text(body.workingDirectory ?? '');
+  const timeoutMs = body.timeout === undefined ? undefined : parseTimeSpan(body.timeout);
+  text(timeoutMs === undefined ? '' : String(timeoutMs));
+  return hash.digest('hex');
+}
