@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { durationSchema, identifierSchema, isoDateTimeSchema, workerIdSchema } from './common.schema.js';
+import { boundedArray, durationSchema, identifierSchema, isoDateTimeSchema, workerIdSchema } from './common.schema.js';
 import { LIMITS } from './limits.js';
 
 const moduleNameSchema = z.string().min(1, 'must not be empty').max(LIMITS.moduleTypeName.maxLength);
@@ -18,7 +18,7 @@ export const executeModuleRequestSchema = z.object({
    * Names of `environmentVariables` whose values are secrets (an mpd addition): the worker masks
    * them as `***` in every log line and error message it writes or returns.
    */
-  secretEnvironmentVariables: z.array(environmentNameSchema).max(LIMITS.execute.maxSecretNames).optional(),
+  secretEnvironmentVariables: boundedArray(environmentNameSchema, LIMITS.execute.maxSecretNames).optional(),
   workingDirectory: z.string().max(LIMITS.path.maxLength).optional(),
   /** How long the module may run (TimeSpan). The worker's default applies when absent. */
   timeout: durationSchema.optional(),

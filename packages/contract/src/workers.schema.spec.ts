@@ -4,7 +4,14 @@
  */
 import { SPEC_EXAMPLES } from '@mpd/test-kit';
 import { describe, expect, it } from 'vitest';
-import { endpointOrigin, WORKER_ENDPOINT_RULE, workerEndpointSchema } from './workers.schema.js';
+import { z } from 'zod';
+import { boundedArray } from './common.schema.js';
+import {
+  endpointOrigin,
+  registerWorkerRequestSchema,
+  WORKER_ENDPOINT_RULE,
+  workerEndpointSchema,
+} from './workers.schema.js';
 
 describe('worker endpoint: scheme://host:port only', () => {
   it.each([
@@ -43,5 +50,36 @@ describe('worker endpoint: scheme://host:port only', () => {
     expect(result.success).toBe(false);
     expect(result.error?.issues.map((issue) => issue.message)).toEqual([WORKER_ENDPOINT_RULE]);
     expect(endpointOrigin(endpoint)).toBeUndefined();
+  });
+});
+
+describe('arrays are counted before their items are validated (issue 11, case 1)', () => {
+  it('boundedArray validates at most max + 1 items of a longer array, and says it is too long', () => {
+    let validated = 0;
+    const item = z.string().refine(() => ++validated > 0);
+    const schema = boundedArray(item, 256);
+    const result = schema.safeParse(Array.from({ length: 250_000 }, () => ''));
+    expect(result.success).toBe(false);
+    expect(result.error!.issues.map((issue) => issue.message)).toEqual(['Array must contain at most 256 element(s)']);
+    expect(validated).toBeLessThanOrEqual(257);
+    expect(boundedArray(z.string(), 2).parse(['a', 'b'])).toEqual(['a', 'b']);
+  });
+
+  it("a registration with 250,000 tags gets the tags' bound as its issue", () => {
+    const tags = Array.from({ length: 250_000 }, () => '');
+    const body = {
+      workerNode: {
+        id: 'w1',
+        endpoint: 'http://worker1:9000',
+        capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags },
+      },
+    };
+    const result = registerWorkerRequestSchema.safeParse(body);
+    expect(result.success).toBe(false);
+    // The bound, and the items up to it that are not names (empty): never one issue per item sent.
+    expect(result.error!.issues.length).toBeLessThanOrEqual(258);
+    expect(result.error!.issues).toContainEqual(
+      expect.objectContaining({ path: ['workerNode', 'capabilities', 'tags'], code: 'too_big' }),
+    );
   });
 });

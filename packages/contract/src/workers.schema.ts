@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { identifierSchema, isoDateTimeSchema, workerIdSchema } from './common.schema.js';
+import { boundedArray, identifierSchema, isoDateTimeSchema, workerIdSchema } from './common.schema.js';
 import { LIMITS, moduleNameCharacters } from './limits.js';
 
 export const workerStatusSchema = z.enum(['Available', 'Busy', 'Draining', 'Offline']);
@@ -15,9 +15,9 @@ const nameSchema = z
 export const workerCapabilitiesSchema = z.object({
   /** Operating system, e.g. `linux`, `windows`, `macos`. */
   os: nameSchema,
-  installedTools: z.array(nameSchema).max(LIMITS.capabilities.maxListItems),
+  installedTools: boundedArray(nameSchema, LIMITS.capabilities.maxListItems),
   maxParallelModules: z.number().int().min(1).max(LIMITS.capabilities.maxSlots),
-  tags: z.array(nameSchema).max(LIMITS.capabilities.maxListItems),
+  tags: boundedArray(nameSchema, LIMITS.capabilities.maxListItems),
   /**
    * The largest request body this worker accepts, in bytes: its `--body-limit` (an mpd
    * addition). The orchestrator sends it no execute request larger than this (its dependencies'
@@ -32,12 +32,12 @@ export const loadedPipelineSchema = z.object({
   name: nameSchema,
   /** Hash of the pipeline's module definitions: workers with equal fingerprints run the same code. */
   fingerprint: z.string().min(1).max(LIMITS.fingerprint.maxLength),
-  modules: z
-    .array(nameSchema)
-    .max(LIMITS.pipeline.maxModules)
-    .refine((modules) => moduleNameCharacters(modules) <= LIMITS.pipeline.maxNameCharacters, {
+  modules: boundedArray(nameSchema, LIMITS.pipeline.maxModules).refine(
+    (modules) => moduleNameCharacters(modules) <= LIMITS.pipeline.maxNameCharacters,
+    {
       message: `the module names must take at most ${LIMITS.pipeline.maxNameCharacters} characters together`,
-    }),
+    },
+  ),
 });
 export type LoadedPipeline = z.infer<typeof loadedPipelineSchema>;
 
@@ -152,7 +152,7 @@ export const heartbeatRequestSchema = z.object({
    * worker, its answer lost on the way, from one that still runs there, and asks for the kept
    * outcome again. At most one per slot.
    */
-  executions: z.array(identifierSchema).max(LIMITS.capabilities.maxSlots).optional(),
+  executions: boundedArray(identifierSchema, LIMITS.capabilities.maxSlots).optional(),
   /** The incarnation the worker registered with (see `registerWorkerRequestSchema`); absent from older workers. */
   incarnation: identifierSchema.optional(),
 });
