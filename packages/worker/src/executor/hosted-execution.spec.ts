@@ -269,9 +269,7 @@ describe('modules in module hosts', () => {
     on.renewLease(60_000);
     const outcome = run(on, 'blocking-tree');
     let pids: number[] = [];
-    await expect
-      .poll(() => (pids = ledgerPids('blocking-tree')).length, { timeout: 15_000, interval: 20 })
-      .toBe(2);
+    await expect.poll(() => (pids = ledgerPids('blocking-tree')).length, { timeout: 15_000, interval: 20 }).toBe(2);
     const leaseSetAt = performance.now();
     on.renewLease(1_500);
     const answer = await outcome;
@@ -285,6 +283,33 @@ describe('modules in module hosts', () => {
     expect(answeredAfterMs).toBeLessThan(1_500 + 1_000); // SIGKILL at the end: no kill grace
     expect(pids.filter(running)).toEqual([]);
     expect(groupMembers(pids[0]!)).toEqual([]); // the blocking sleep too
+  }, 30_000);
+
+  it('an idle host holds no lease: it outlives the lease; a module handed out with an ended lease never runs', async () => {
+    const on = executor({ slots: 1 });
+    on.renewLease(60_000);
+    const hostPid = resultOf(await run(on, 'echo')).pid as number;
+    // The host knows the lease (every renewal reaches every host) but, idle, does not hold it.
+    on.renewLease(300);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(running(hostPid)).toBe(true);
+    expect(on.load).toBe(0);
+    // A worker does not hand out modules past its lease (it is fenced then); were one handed out,
+    // the host would kill its group before the module's first line.
+    logLines = [];
+    const sent = request('echo');
+    const outcome = await start(on, sent);
+    expect(outcome).toMatchObject({ status: 500, body: { failureKind: 'Error' } });
+    expect(outcome.body).toHaveProperty(
+      'errorMessage',
+      expect.stringMatching(/^Module 'echo' ended abnormally: its worker's lease ended while it ran/),
+    );
+    expect(running(hostPid)).toBe(false);
+    expect(logLines.filter((line) => line.includes(sent.executionId) && line.includes('echo logging'))).toEqual([]);
+    // Renewed, the next module runs, on the fresh host started in its place.
+    on.renewLease(60_000);
+    await expect.poll(() => on.load).toBe(0);
+    expect(resultOf(await run(on, 'echo')).pid).not.toBe(hostPid);
   }, 30_000);
 
   it('no kill grace runs past the lease: a cancelled group whose processes ignore SIGTERM gets SIGKILL when the lease ends', async () => {

@@ -14,9 +14,10 @@
  *   sends SIGKILL after its kill grace.
  * - When the IPC channel closes (the worker exited or was killed), the host stops its own group
  *   the same way, so that nothing a module started outlives the worker.
- * - When its lease ends (the worker did not renew it: frozen, stalled, or fenced and not done
- *   stopping the group in time), a thread of the host kills the whole group at once
- *   (`module-host-lease.ts`), whatever the main thread is doing.
+ * - When its lease ends while it holds it (it runs a module, or its group is being stopped after
+ *   one) and the worker did not renew it (frozen, stalled, or fenced and not done stopping the
+ *   group in time), a thread of the host kills the whole group at once (`module-host-lease.ts`),
+ *   whatever the main thread is doing. An idle host holds no lease.
  */
 import { loadPipelineFile, type ModuleLogger, type Pipeline } from '@mpd/pipeline';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
@@ -44,7 +45,7 @@ let leaving = false;
 /** Set when the worker is gone: the host stops its group, then exits. */
 let orphaned = false;
 const childCount = ownChildCounter();
-startLeaseWatchdog();
+const lease = startLeaseWatchdog();
 
 /**
  * Sends a message to the worker; `then` runs once it is written (or could not be).
@@ -132,6 +133,9 @@ async function init(message: Extract<ToHost, { type: 'init' }>): Promise<void> {
 
 async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<void> {
   const { executionId } = message;
+  // The host holds the worker's lease while the module runs (and, unless it ends cleanly, until
+  // the worker stopped its group): one that has already ended kills the group here and now.
+  lease.hold(message.leaseEndsAt);
   const controller = new AbortController();
   current = { executionId, controller };
   let end: { ok: true; resultText: string } | { ok: false; thrown: ReturnType<typeof describeThrown> };
@@ -162,10 +166,16 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
   await new Promise((resolve) => setImmediate(resolve));
   if (crashed) return;
   current = undefined;
-  const done: FromHost = { type: 'done', executionId, leftoverChildren: childCount(), ...end };
+  const leftoverChildren = childCount();
+  const done: FromHost = { type: 'done', executionId, leftoverChildren, ...end };
   // A cancelled or timed-out host is not reused: the worker is stopping its group.
-  if (controller.signal.aborted || terminating) exitAfter(done, 0);
-  else send(done);
+  if (controller.signal.aborted || terminating) {
+    exitAfter(done, 0);
+    return;
+  }
+  // Reused (no process left behind): idle, it holds no lease. Otherwise the worker stops its group.
+  if (leftoverChildren === 0) lease.release();
+  send(done);
 }
 
 function crash(what: string, error: unknown): void {
