@@ -22,6 +22,12 @@ export type ToHost =
       workerId: string;
       /** The largest result the module may return (UTF-8 bytes of its JSON): checked in the host, so an oversized one never crosses IPC. */
       maxResultBytes: number;
+      /**
+       * When the worker's lease ends (ms on `monotonicNow()`'s clock), as the worker handed the
+       * host out; null: it has none. The host holds it while the module runs; one that has already
+       * ended kills the group before the module starts.
+       */
+      leaseEndsAt: number | null;
     }
   /** Abort the module's signal with a `ModuleTimeoutError` (`timeout`) or an `ExecutionCancelledError`. */
   | { type: 'cancel'; executionId: string; reason: 'timeout' | 'cancel'; message: string };
@@ -57,18 +63,28 @@ export type FromHost =
   | { type: 'crash'; executionId: string | undefined; what: string; thrown: ThrownDescription };
 
 /**
- * The file descriptor, in a module host, of its **lease channel**: a pipe the worker writes the
- * host's lease to, read by a thread of the host's own (`module-host-lease.ts`) rather than by the
+ * The file descriptor, in a module host, of its **lease channel**: a pipe the worker writes its
+ * lease to, read by a thread of the host's own (`module-host-lease.ts`) rather than by the
  * host's main thread, which a module may block (`execSync`) for as long as it likes. Not the IPC
  * channel for that reason.
  */
 export const LEASE_FD = 4;
 
 /**
- * One line on the lease channel: when the host's lease ends, in ms on `monotonicNow()`'s clock
- * (shared by every process of the machine), or `-` for no lease (an idle host, or a worker
- * without an orchestrator). A host whose lease ends kills its process group, itself included.
+ * One line on the lease channel: when the worker's lease ends, in ms on `monotonicNow()`'s clock
+ * (shared by every process of the machine), or `-` for none (a worker without an orchestrator).
+ * Every host gets each renewal, idle or not; a host **holds** the lease only while it runs a
+ * module (its main thread says so, through memory it shares with the watchdog thread: no write
+ * on this channel per module) or once the worker sent {@link LEASE_HOLD_LINE}. A host whose lease
+ * ends while it holds it kills its process group, itself included.
  */
 export function leaseLine(endsAt: number | undefined): string {
   return endsAt === undefined ? '-\n' : `${endsAt}\n`;
 }
+
+/**
+ * The line by which the worker makes a host hold the lease from now on, whatever its main thread
+ * says: written when the worker stops the group of a host that held it (a cancel, a timeout, a
+ * crash, processes left behind), so that no kill grace runs past the lease.
+ */
+export const LEASE_HOLD_LINE = 'hold\n';

@@ -286,6 +286,33 @@ describe('modules in module hosts', () => {
     expect(groupMembers(pids[0]!)).toEqual([]); // the blocking sleep too
   }, 30_000);
 
+  it('an idle host holds no lease: it outlives the lease; a module handed out with an ended lease never runs', async () => {
+    const on = executor({ slots: 1 });
+    on.renewLease(60_000);
+    const hostPid = resultOf(await run(on, 'echo')).pid as number;
+    // The host knows the lease (every renewal reaches every host) but, idle, does not hold it.
+    on.renewLease(300);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(running(hostPid)).toBe(true);
+    expect(on.load).toBe(0);
+    // A worker does not hand out modules past its lease (it is fenced then); were one handed out,
+    // the host would kill its group before the module's first line.
+    logLines = [];
+    const sent = request('echo');
+    const outcome = await start(on, sent);
+    expect(outcome).toMatchObject({ status: 500, body: { failureKind: 'Error' } });
+    expect(outcome.body).toHaveProperty(
+      'errorMessage',
+      expect.stringMatching(/^Module 'echo' ended abnormally: its worker's lease ended while it ran/),
+    );
+    expect(running(hostPid)).toBe(false);
+    expect(logLines.filter((line) => line.includes(sent.executionId) && line.includes('echo logging'))).toEqual([]);
+    // Renewed, the next module runs, on the fresh host started in its place.
+    on.renewLease(60_000);
+    await expect.poll(() => on.load).toBe(0);
+    expect(resultOf(await run(on, 'echo')).pid).not.toBe(hostPid);
+  }, 30_000);
+
   it('no kill grace runs past the lease: a cancelled group whose processes ignore SIGTERM gets SIGKILL when the lease ends', async () => {
     writeFileSync(ledgerFile, '');
     const on = executor({ killGraceMs: 20_000 });

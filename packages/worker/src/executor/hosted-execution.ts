@@ -1,4 +1,4 @@
-import type { AnyModule } from '@mpd/pipeline';
+import type { AnyModule, ModuleLogger } from '@mpd/pipeline';
 import { ModuleTimeoutError } from '../errors.js';
 import {
   beginExecution,
@@ -6,10 +6,12 @@ import {
   type Execution,
   type ExecutionOptions,
   type ExecutionOutcome,
+  type ExecutionFrame,
   type ExecutionRequest,
   type ModuleEnd,
 } from './execution.js';
-import type { HostEnd, ModuleHost } from './module-host.js';
+import type { HostLogLine } from './host-protocol.js';
+import type { ExecutionSink, HostEnd, ModuleHost } from './module-host.js';
 import type { ModuleHostPool } from './module-host-pool.js';
 import { toModuleLogger } from './module-logger.js';
 import type { ThrownDescription } from './values-as-text.js';
@@ -77,7 +79,6 @@ async function runHosted(
     if (signal.aborted) resolve({ type: 'aborted' });
     signal.addEventListener('abort', () => resolve({ type: 'aborted' }), { once: true });
   });
-  const moduleLogger = toModuleLogger(frame.log, frame.mask);
   const ended = await Promise.race([
     host.execute(
       {
@@ -91,10 +92,7 @@ async function runHosted(
         workerId: options.workerId,
         maxResultBytes: options.maxResultBytes,
       },
-      {
-        log: (line) => moduleLogger[line.level](line.message, line.fields),
-        output: (stream, line) => frame.log.info({ stream }, frame.mask(line)),
-      },
+      new FrameSink(frame),
     ),
     aborted,
   ]);
@@ -124,6 +122,26 @@ async function runHosted(
   // Answered once the module's processes are gone: the orchestrator may start a dependant, an
   // always-run cleanup or another attempt as soon as it has the answer.
   settle(frame.end(result));
+}
+
+/**
+ * Where the lines of a module running in a host go: masked, through the execution's logger. An
+ * instance rather than two closures, and the module's logger made at its first line: most
+ * modules log little, and each closure costs a `defineProperty` under tsx.
+ */
+class FrameSink implements ExecutionSink {
+  private moduleLogger: ModuleLogger | undefined;
+
+  constructor(private readonly frame: ExecutionFrame) {}
+
+  log(line: HostLogLine): void {
+    this.moduleLogger ??= toModuleLogger(this.frame.log, this.frame.mask);
+    this.moduleLogger[line.level](line.message, line.fields);
+  }
+
+  output(stream: 'stdout' | 'stderr', line: string): void {
+    this.frame.log.info({ stream }, this.frame.mask(line));
+  }
 }
 
 /** Retires `host` (its group stopped, a fresh host started) and logs why, and whether SIGKILL was needed. */

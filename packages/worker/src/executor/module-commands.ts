@@ -45,98 +45,121 @@ export interface CommandScope {
   env: Readonly<Record<string, string>>;
 }
 
+/**
+ * Starts `file` as one of the module's commands.
+ */
+function startCommand(
+  scope: CommandScope,
+  file: string,
+  args: readonly string[],
+  cwd: string | undefined,
+  env: ExecOptions['env'],
+  stdio: SpawnCommandOptions['stdio'],
+): ChildProcess {
+  return spawnChild(file, [...args], {
+    cwd: cwd ?? scope.workingDirectory,
+    env: { ...process.env, ...scope.env, ...env },
+    stdio,
+    signal: scope.signal,
+    killSignal: 'SIGTERM',
+  });
+}
+
+// `spawn` and `exec` are made by these factories rather than written inline: under tsx (how the
+// CLIs and the module hosts run), every function written where it gets a name costs a
+// `defineProperty` of that name each time it is created, for every module.
+const spawnIn =
+  (scope: CommandScope): ModuleContext['spawn'] =>
+  (file, args = [], options = {}) =>
+    startCommand(scope, file, args, options.cwd, options.env, options.stdio ?? 'pipe');
+
+const execIn =
+  (scope: CommandScope): ModuleContext['exec'] =>
+  (file, args = [], options = {}) =>
+    runCommand(scope, file, args, options);
+
 /** `ctx.exec` and `ctx.spawn` for one execution. */
 export function moduleCommands(scope: CommandScope): Pick<ModuleContext, 'exec' | 'spawn'> {
-  const start = (
-    file: string,
-    args: readonly string[],
-    cwd: string | undefined,
-    env: ExecOptions['env'],
-    stdio: SpawnCommandOptions['stdio'],
-  ) =>
-    spawnChild(file, [...args], {
-      cwd: cwd ?? scope.workingDirectory,
-      env: { ...process.env, ...scope.env, ...env },
-      stdio,
-      signal: scope.signal,
-      killSignal: 'SIGTERM',
-    });
+  return { spawn: spawnIn(scope), exec: execIn(scope) };
+}
 
-  return {
-    spawn: (file, args = [], options = {}): ChildProcess =>
-      start(file, args, options.cwd, options.env, options.stdio ?? 'pipe'),
-    exec: (file, args = [], options = {}) =>
-      new Promise<ExecResult>((resolve, reject) => {
-        if (scope.signal.aborted) {
-          reject(scope.signal.reason);
+/** `ctx.exec`: runs `file` to its end, its output kept. */
+function runCommand(
+  scope: CommandScope,
+  file: string,
+  args: readonly string[],
+  options: ExecOptions,
+): Promise<ExecResult> {
+  return new Promise<ExecResult>((resolve, reject) => {
+    if (scope.signal.aborted) {
+      reject(scope.signal.reason);
+      return;
+    }
+    const maxBytes = options.maxBufferBytes ?? DEFAULT_EXEC_MAX_BUFFER_BYTES;
+    const child = startCommand(scope, file, args, options.cwd, options.env, [
+      options.input === undefined ? 'ignore' : 'pipe',
+      'pipe',
+      'pipe',
+    ]);
+    const output = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+    const sizes = { stdout: 0, stderr: 0 };
+    let overflow: 'stdout' | 'stderr' | undefined;
+    for (const stream of ['stdout', 'stderr'] as const) {
+      child[stream]!.on('data', (chunk: Buffer) => {
+        sizes[stream] += chunk.length;
+        if (sizes[stream] > maxBytes) {
+          overflow ??= stream;
+          child.kill('SIGTERM');
           return;
         }
-        const maxBytes = options.maxBufferBytes ?? DEFAULT_EXEC_MAX_BUFFER_BYTES;
-        const child = start(file, args, options.cwd, options.env, [
-          options.input === undefined ? 'ignore' : 'pipe',
-          'pipe',
-          'pipe',
-        ]);
-        const output = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
-        const sizes = { stdout: 0, stderr: 0 };
-        let overflow: 'stdout' | 'stderr' | undefined;
-        for (const stream of ['stdout', 'stderr'] as const) {
-          child[stream]!.on('data', (chunk: Buffer) => {
-            sizes[stream] += chunk.length;
-            if (sizes[stream] > maxBytes) {
-              overflow ??= stream;
-              child.kill('SIGTERM');
-              return;
-            }
-            output[stream].push(chunk);
-          });
-        }
-        let settled = false;
-        const finish = (error: unknown, result?: ExecResult): void => {
-          if (settled) return;
-          settled = true;
-          if (scope.signal.aborted) reject(scope.signal.reason);
-          else if (error !== undefined) reject(error);
-          else resolve(result!);
-        };
-        // Spawn failures (ENOENT, EACCES) and the abort; 'close' may follow: the first one counts.
-        child.on('error', (error) => finish(error));
-        child.on('close', (code, signal) => {
-          const stdout = Buffer.concat(output.stdout).toString('utf8');
-          const stderr = Buffer.concat(output.stderr).toString('utf8');
-          if (overflow) {
-            finish(
-              new CommandFailedError(
-                `Command '${file}' wrote more than ${maxBytes} bytes to ${overflow} (maxBufferBytes) and was stopped`,
-                file,
-                code,
-                signal,
-                stdout,
-                stderr,
-              ),
-            );
-          } else if (code === 0 || (code !== null && options.allowNonZeroExit)) {
-            finish(undefined, { stdout, stderr, exitCode: code });
-          } else {
-            const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`;
-            const tail = stderr.trim().slice(-STDERR_IN_MESSAGE);
-            finish(
-              new CommandFailedError(
-                `Command '${file}' ${how}${tail ? `: ${tail}` : ''}`,
-                file,
-                code,
-                signal,
-                stdout,
-                stderr,
-              ),
-            );
-          }
-        });
-        if (options.input !== undefined) {
-          // A command that exits without reading its input closes the pipe: not an error of ours.
-          child.stdin!.on('error', () => undefined);
-          child.stdin!.end(options.input);
-        }
-      }),
-  };
+        output[stream].push(chunk);
+      });
+    }
+    let settled = false;
+    const finish = (error: unknown, result?: ExecResult): void => {
+      if (settled) return;
+      settled = true;
+      if (scope.signal.aborted) reject(scope.signal.reason);
+      else if (error !== undefined) reject(error);
+      else resolve(result!);
+    };
+    // Spawn failures (ENOENT, EACCES) and the abort; 'close' may follow: the first one counts.
+    child.on('error', (error) => finish(error));
+    child.on('close', (code, signal) => {
+      const stdout = Buffer.concat(output.stdout).toString('utf8');
+      const stderr = Buffer.concat(output.stderr).toString('utf8');
+      if (overflow) {
+        finish(
+          new CommandFailedError(
+            `Command '${file}' wrote more than ${maxBytes} bytes to ${overflow} (maxBufferBytes) and was stopped`,
+            file,
+            code,
+            signal,
+            stdout,
+            stderr,
+          ),
+        );
+      } else if (code === 0 || (code !== null && options.allowNonZeroExit)) {
+        finish(undefined, { stdout, stderr, exitCode: code });
+      } else {
+        const how = code === null ? `was killed by ${signal}` : `exited with code ${code}`;
+        const tail = stderr.trim().slice(-STDERR_IN_MESSAGE);
+        finish(
+          new CommandFailedError(
+            `Command '${file}' ${how}${tail ? `: ${tail}` : ''}`,
+            file,
+            code,
+            signal,
+            stdout,
+            stderr,
+          ),
+        );
+      }
+    });
+    if (options.input !== undefined) {
+      // A command that exits without reading its input closes the pipe: not an error of ours.
+      child.stdin!.on('error', () => undefined);
+      child.stdin!.end(options.input);
+    }
+  });
 }

@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { accessSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import type { AnyModule, JsonValue, ModuleContext, ModuleLogger } from '@mpd/pipeline';
 import { moduleCommands } from './module-commands.js';
@@ -14,29 +14,47 @@ export interface ModuleContextFields {
   /** The environment variables sent with the request; the context gets a frozen copy. */
   env: Record<string, string>;
   workingDirectory: string;
-  /** Aborted when the module is cancelled or its timeout passes. */
-  signal: AbortSignal;
+  /**
+   * Aborted when the module is cancelled or its timeout passes. Read only when the module reads
+   * `ctx.signal` (or runs a command): a module host makes it then (a getter here), as an
+   * `AbortController` costs a no-op module a noticeable share of its CPU.
+   */
+  readonly signal: AbortSignal;
   logger: ModuleLogger;
   executionId: string;
   workerId: string;
 }
 
+// The context's functions are made by these factories rather than written inline: under tsx
+// (how the CLIs and the module hosts run), every function written where it gets a name costs a
+// `defineProperty` of that name each time it is created, several per module otherwise.
+const resultIn = (results: Record<string, unknown>) => (dependency: AnyModule) => results[dependency.name];
+const optionalResultIn = (results: Record<string, unknown>) => (dependency: AnyModule | string) =>
+  results[typeof dependency === 'string' ? dependency : dependency.name];
+
 /** The `ctx` a module's `run` receives. */
 export function createModuleContext(fields: ModuleContextFields): ModuleContext {
-  const { module, results } = fields;
+  const { module, results, workingDirectory } = fields;
   const env = Object.freeze({ ...fields.env });
   return {
     name: module.name,
     params: fields.params ?? module.params,
     results,
-    result: (dependency: AnyModule) => results[dependency.name],
-    optionalResult: (dependency: AnyModule | string) =>
-      results[typeof dependency === 'string' ? dependency : dependency.name],
+    result: resultIn(results),
+    optionalResult: optionalResultIn(results),
     env,
-    workingDirectory: fields.workingDirectory,
-    signal: fields.signal,
+    workingDirectory,
+    get signal() {
+      return fields.signal;
+    },
     logger: fields.logger,
-    ...moduleCommands({ signal: fields.signal, workingDirectory: fields.workingDirectory, env }),
+    ...moduleCommands({
+      get signal() {
+        return fields.signal;
+      },
+      workingDirectory,
+      env,
+    }),
     executionId: fields.executionId,
     workerId: fields.workerId,
   } as ModuleContext;
@@ -44,7 +62,15 @@ export function createModuleContext(fields: ModuleContextFields): ModuleContext 
 
 /** Creates the module's working directory (and its parents) unless it exists. */
 export async function ensureWorkingDirectory(workingDirectory: string): Promise<void> {
-  // A stat is much cheaper than a mkdir through the thread pool, and the directory usually exists.
+  // Usually the directory exists: one access() of it with a trailing slash says so (it fails on
+  // a missing path and on a file), cheaper than a stat (no Stats object) and much cheaper than a
+  // mkdir through the thread pool.
+  try {
+    accessSync(`${workingDirectory}/`);
+    return;
+  } catch {
+    // missing, or not a directory: as below
+  }
   if (!statSync(workingDirectory, { throwIfNoEntry: false })?.isDirectory()) {
     await mkdir(workingDirectory, { recursive: true });
   }

@@ -14,14 +14,15 @@
  *   sends SIGKILL after its kill grace.
  * - When the IPC channel closes (the worker exited or was killed), the host stops its own group
  *   the same way, so that nothing a module started outlives the worker.
- * - When its lease ends (the worker did not renew it: frozen, stalled, or fenced and not done
- *   stopping the group in time), a thread of the host kills the whole group at once
- *   (`module-host-lease.ts`), whatever the main thread is doing.
+ * - When its lease ends while it holds it (it runs a module, or its group is being stopped after
+ *   one) and the worker did not renew it (frozen, stalled, or fenced and not done stopping the
+ *   group in time), a thread of the host kills the whole group at once (`module-host-lease.ts`),
+ *   whatever the main thread is doing. An idle host holds no lease.
  */
-import { loadPipelineFile, type ModuleLogger, type Pipeline } from '@mpd/pipeline';
+import { type AnyModule, type JsonValue, loadPipelineFile, type ModuleLogger, type Pipeline } from '@mpd/pipeline';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
 import type { FromHost, HostLogLine, ToHost } from './host-protocol.js';
-import { createModuleContext, ensureWorkingDirectory } from './module-context.js';
+import { createModuleContext, ensureWorkingDirectory, type ModuleContextFields } from './module-context.js';
 import { startLeaseWatchdog } from './module-host-lease.js';
 import { childrenOf, groupMembers, ownChildCounter, signalGroup } from './process-group.js';
 import { checkedResult } from './result-limits.js';
@@ -34,7 +35,7 @@ if (!process.send) {
 
 let pipeline: Pipeline | undefined;
 let killGraceMs = 10_000;
-let current: { executionId: string; controller: AbortController } | undefined;
+let current: RunningModule | undefined;
 /** Set once an error escaped: the host only reports it and exits. */
 let crashed = false;
 /** Set by SIGTERM: the host exits once the running module settled. */
@@ -44,7 +45,54 @@ let leaving = false;
 /** Set when the worker is gone: the host stops its group, then exits. */
 let orphaned = false;
 const childCount = ownChildCounter();
-startLeaseWatchdog();
+const lease = startLeaseWatchdog();
+
+/**
+ * The module running on the host: what its context is made of (read by `createModuleContext`),
+ * and its abort signal, made only once the module (or a command it runs) reads it: an
+ * `AbortController` costs a few microseconds, which a module that never reads its signal need
+ * not pay. Aborted before that, the signal is made aborted, with the same reason.
+ */
+class RunningModule implements ModuleContextFields {
+  /** Set once the module is found in the pipeline. */
+  module!: AnyModule;
+  readonly executionId: string;
+  readonly params: JsonValue | undefined;
+  readonly results: Record<string, JsonValue>;
+  readonly env: Record<string, string>;
+  readonly workingDirectory: string;
+  readonly workerId: string;
+  readonly logger: ModuleLogger;
+  /** Whether the module was aborted (a cancel, a timeout, SIGTERM, the worker gone), and why. */
+  aborted = false;
+  reason: unknown;
+  private controller: AbortController | undefined;
+
+  constructor(message: Extract<ToHost, { type: 'execute' }>) {
+    this.executionId = message.executionId;
+    this.params = message.params;
+    this.results = message.results;
+    this.env = message.env;
+    this.workingDirectory = message.workingDirectory;
+    this.workerId = message.workerId;
+    this.logger = logger(message.executionId);
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.aborted) this.controller.abort(this.reason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.reason = reason;
+    this.controller?.abort(reason);
+  }
+}
 
 /**
  * Sends a message to the worker; `then` runs once it is written (or could not be).
@@ -94,19 +142,28 @@ function exitWhenAlone(code: number): void {
   poll();
 }
 
+// Made by a factory rather than written inline: under tsx every function written where it gets a
+// name costs a `defineProperty` of that name each time it is created (four per module here).
+const lineWriter =
+  (executionId: string, level: HostLogLine['level']) =>
+  (message: string, fields?: Record<string, unknown>): void => {
+    const line: HostLogLine = { type: 'log', executionId, level, message: String(message) };
+    try {
+      send(fields === undefined ? line : { ...line, fields });
+    } catch {
+      // Fields JSON cannot write (a cycle, a BigInt): sent as text.
+      send({ ...line, fields: { fields: safeString(fields) } });
+    }
+  };
+
+/** The module's `ctx.logger`: its lines go to the worker, which masks and writes them. */
 function logger(executionId: string): ModuleLogger {
-  const write =
-    (level: HostLogLine['level']) =>
-    (message: string, fields?: Record<string, unknown>): void => {
-      const line: HostLogLine = { type: 'log', executionId, level, message: String(message) };
-      try {
-        send(fields === undefined ? line : { ...line, fields });
-      } catch {
-        // Fields JSON cannot write (a cycle, a BigInt): sent as text.
-        send({ ...line, fields: { fields: safeString(fields) } });
-      }
-    };
-  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+  return {
+    debug: lineWriter(executionId, 'debug'),
+    info: lineWriter(executionId, 'info'),
+    warn: lineWriter(executionId, 'warn'),
+    error: lineWriter(executionId, 'error'),
+  };
 }
 
 async function init(message: Extract<ToHost, { type: 'init' }>): Promise<void> {
@@ -132,40 +189,43 @@ async function init(message: Extract<ToHost, { type: 'init' }>): Promise<void> {
 
 async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<void> {
   const { executionId } = message;
-  const controller = new AbortController();
-  current = { executionId, controller };
+  // The host holds the worker's lease while the module runs (and, unless it ends cleanly, until
+  // the worker stopped its group): one that has already ended kills the group here and now.
+  lease.hold(message.leaseEndsAt);
+  const running = new RunningModule(message);
+  current = running;
   let end: { ok: true; resultText: string } | { ok: false; thrown: ReturnType<typeof describeThrown> };
   try {
     const module = pipeline?.modules.get(message.moduleName);
     if (!module) throw new Error(`Module '${message.moduleName}' is not in the pipeline the module host loaded`);
+    running.module = module;
     await ensureWorkingDirectory(message.workingDirectory);
-    const ctx = createModuleContext({
-      module,
-      params: message.params,
-      results: message.results,
-      env: message.env,
-      workingDirectory: message.workingDirectory,
-      signal: controller.signal,
-      logger: logger(executionId),
-      executionId,
-      workerId: message.workerId,
-    });
     end = {
       ok: true,
-      resultText: checkedResult(module.name, serialise(module.name, await module.run(ctx)), message.maxResultBytes),
+      resultText: checkedResult(
+        module.name,
+        serialise(module.name, await module.run(createModuleContext(running))),
+        message.maxResultBytes,
+      ),
     };
   } catch (error) {
-    end = { ok: false, thrown: describeThrown(controller.signal.aborted ? controller.signal.reason : error) };
+    end = { ok: false, thrown: describeThrown(running.aborted ? running.reason : error) };
   }
   // A rejection the module left unhandled surfaces once this turn's microtasks ran: let it,
   // so that it fails this module (as a crash) rather than the next one on this host.
   await new Promise((resolve) => setImmediate(resolve));
   if (crashed) return;
   current = undefined;
-  const done: FromHost = { type: 'done', executionId, leftoverChildren: childCount(), ...end };
+  const leftoverChildren = childCount();
+  const done: FromHost = { type: 'done', executionId, leftoverChildren, ...end };
   // A cancelled or timed-out host is not reused: the worker is stopping its group.
-  if (controller.signal.aborted || terminating) exitAfter(done, 0);
-  else send(done);
+  if (running.aborted || terminating) {
+    exitAfter(done, 0);
+    return;
+  }
+  // Reused (no process left behind): idle, it holds no lease. Otherwise the worker stops its group.
+  if (leftoverChildren === 0) lease.release();
+  send(done);
 }
 
 function crash(what: string, error: unknown): void {
@@ -178,7 +238,7 @@ function crash(what: string, error: unknown): void {
 function stopOwnGroup(): void {
   if (orphaned) return;
   orphaned = true;
-  current?.controller.abort(new ExecutionCancelledError('Execution cancelled: the worker is gone'));
+  current?.abort(new ExecutionCancelledError('Execution cancelled: the worker is gone'));
   signalGroup(process.pid, 'SIGTERM');
   signalGroup(process.pid, 'SIGCONT');
   const deadline = Date.now() + killGraceMs;
@@ -200,7 +260,7 @@ process.on('SIGTERM', () => {
     exitWhenAlone(0);
     return;
   }
-  current.controller.abort(new ExecutionCancelledError('Execution cancelled: the module host got SIGTERM'));
+  current.abort(new ExecutionCancelledError('Execution cancelled: the module host got SIGTERM'));
 });
 process.on('disconnect', stopOwnGroup);
 process.on('message', (message: ToHost) => {
@@ -212,8 +272,8 @@ process.on('message', (message: ToHost) => {
       void execute(message);
       return;
     case 'cancel':
-      if (current?.executionId === message.executionId && !current.controller.signal.aborted) {
-        current.controller.abort(
+      if (current?.executionId === message.executionId && !current.aborted) {
+        current.abort(
           message.reason === 'timeout'
             ? new ModuleTimeoutError(message.message)
             : new ExecutionCancelledError(message.message),

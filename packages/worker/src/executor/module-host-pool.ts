@@ -22,7 +22,9 @@ const START_RETRY_MS = { initial: 1_000, max: 30_000 };
  *
  * Each host handed out for an execution holds the worker's lease (see
  * {@link ModuleHostPool.renewLease}) until it is back in the pool or its group is stopped: a
- * host whose lease ends kills its group, and no kill grace runs past the lease's end.
+ * host whose lease ends kills its group, and no kill grace runs past the lease's end. Every host
+ * knows the lease (each renewal is written to all); whether it holds it, its own main thread
+ * knows (it runs the module), so handing a host out and taking it back write nothing to it.
  */
 export class ModuleHostPool {
   private readonly idle: ModuleHost[] = [];
@@ -89,15 +91,17 @@ export class ModuleHostPool {
 
   /**
    * The worker's lease now ends at `endsAt` (ms on `monotonicNow()`'s clock; undefined: it has
-   * none): every host running a module, or being stopped, is told at once, and so is each host
-   * handed out later. The worker calls it each time its heartbeat lease is renewed, and only then.
+   * none): every host is told at once, idle, starting, running a module or being stopped (only
+   * those running a module or being stopped after one hold it), and so is each host started
+   * later. The worker calls it each time its heartbeat lease is renewed, and only then.
    */
   renewLease(endsAt: number | undefined): void {
     this.leaseEnd = endsAt;
-    for (const host of this.leased) host.lease(endsAt);
+    for (const host of this.hosts) host.lease(endsAt);
+    for (const host of this.leased) host.lease(endsAt); // retired ones being stopped
   }
 
-  /** A host leaves the pool for an execution: it holds the lease from now on. */
+  /** A host leaves the pool for an execution: it holds the lease from now on (its module's message says which). */
   private handOut(host: ModuleHost): ModuleHost {
     this.leased.add(host);
     host.lease(this.leaseEnd);
@@ -110,9 +114,8 @@ export class ModuleHostPool {
       void this.retire(host);
       return;
     }
-    // Idle, it runs nothing that must stop with the lease.
+    // Idle, it runs nothing that must stop with the lease (the host itself stopped holding it).
     this.leased.delete(host);
-    host.lease(undefined);
     const waiter = this.waiting.shift();
     if (waiter) waiter.resolve(host);
     else this.idle.push(host);
@@ -127,6 +130,7 @@ export class ModuleHostPool {
     const index = this.idle.indexOf(host);
     if (index >= 0) this.idle.splice(index, 1);
     const wasMember = this.hosts.delete(host);
+    if (this.leased.has(host)) host.holdLease();
     const stopping = host.stop(this.options.killGraceMs, () => (this.leased.has(host) ? this.leaseEnd : undefined));
     this.stops.add(stopping);
     void stopping.finally(() => {
@@ -154,6 +158,7 @@ export class ModuleHostPool {
   private startHost(): ModuleHost {
     const { size: _size, ...hostOptions } = this.options;
     const host = new ModuleHost(hostOptions);
+    host.lease(this.leaseEnd);
     this.hosts.add(host);
     host.ready.then(
       () => {

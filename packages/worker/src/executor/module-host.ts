@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import type { Socket } from 'node:net';
-import { type FromHost, type HostLogLine, LEASE_FD, leaseLine, type ToHost } from './host-protocol.js';
+import { type FromHost, type HostLogLine, LEASE_FD, LEASE_HOLD_LINE, leaseLine, type ToHost } from './host-protocol.js';
 import { type GroupStop, stopProcessGroup } from './process-group.js';
 
 /** The host's entry file, beside this one (`.ts` in the sources, `.js` once built). */
@@ -106,6 +106,8 @@ export class ModuleHost {
   private readonly leaseChannel: Socket | undefined;
   /** The lease last written to the host (see {@link ModuleHost.lease}). */
   private leaseEnd: number | undefined;
+  /** Whether the worker made the host hold its lease (see {@link ModuleHost.holdLease}). */
+  private leaseHeld = false;
 
   constructor(private readonly options: ModuleHostOptions) {
     this.child = fork(HOST_MAIN, [], {
@@ -196,9 +198,10 @@ export class ModuleHost {
 
   /**
    * Runs one module on the host (it must be ready and idle); resolves with how it ended: the
-   * host's answer, a crash it reported, or its exit.
+   * host's answer, a crash it reported, or its exit. The host holds the lease last given to it
+   * ({@link ModuleHost.lease}) while the module runs.
    */
-  execute(message: Extract<ToHost, { type: 'execute' }>, sink: ExecutionSink): Promise<HostEnd> {
+  execute(message: Omit<Extract<ToHost, { type: 'execute' }>, 'leaseEndsAt'>, sink: ExecutionSink): Promise<HostEnd> {
     return new Promise<HostEnd>((end) => {
       this.sink = sink;
       this.sinkExecutionId = message.executionId;
@@ -213,20 +216,32 @@ export class ModuleHost {
       }
       this.running = { executionId: message.executionId, end };
       this.keepAlive(true);
-      this.send(message);
+      this.send({ ...message, leaseEndsAt: this.leaseEnd ?? null });
     });
   }
 
   /**
-   * Gives the host a lease ending at `endsAt` (ms on `monotonicNow()`'s clock), or none
-   * (`undefined`): once it ends, the host kills its process group, itself included, at once. The
-   * worker gives its own lease to each host it runs a module on, and renews it while it holds
-   * its own (`ModuleHostPool.renewLease`).
+   * Gives the host the worker's lease, ending at `endsAt` (ms on `monotonicNow()`'s clock), or
+   * none (`undefined`): once it ends, a host that holds it — one running a module, or made to by
+   * {@link ModuleHost.holdLease} — kills its process group, itself included, at once; an idle
+   * host outlives it. The worker gives its lease to every host, and each renewal
+   * (`ModuleHostPool.renewLease`): taking a module and going idle again write nothing here.
    */
   lease(endsAt: number | undefined): void {
     if (endsAt === this.leaseEnd || this.hasExited) return;
     this.leaseEnd = endsAt;
     this.leaseChannel?.write(leaseLine(endsAt));
+  }
+
+  /**
+   * Makes the host hold its lease until it exits, whatever its main thread says: the worker is
+   * stopping the group of a host that held it (its module was cancelled or timed out, crashed
+   * it, or left processes behind), and no kill grace runs past the lease.
+   */
+  holdLease(): void {
+    if (this.leaseHeld || this.hasExited) return;
+    this.leaseHeld = true;
+    this.leaseChannel?.write(LEASE_HOLD_LINE);
   }
 
   /** Aborts the running module's signal (the reason: a timeout or a cancel); the caller then stops the host. */

@@ -95,7 +95,9 @@ export function ownChildCounter(): () => number {
   return () => {
     try {
       // A list longer than the buffer still shows at least one pid.
-      return parsePids(buffer.toString('latin1', 0, readSync(fd, buffer, 0, buffer.length, 0))).length;
+      const length = readSync(fd, buffer, 0, buffer.length, 0);
+      // Empty after almost every module: no text to make and split then.
+      return length === 0 ? 0 : parsePids(buffer.toString('latin1', 0, length)).length;
     } catch {
       return 0;
     }
