@@ -90,6 +90,8 @@ const request = (): ExecutionRequest => {
   const index = nextId++;
   return {
     executionId: `loop-${index}`,
+    // Each execution id is new: its fingerprint is never compared (see ModuleExecutor.execute).
+    fingerprint: `loop-${index}`,
     moduleTypeName: `m${String(index % SIZE).padStart(5, '0')}`,
     params: { sleepMs: 0 },
     dependencyResults: {},
