@@ -168,7 +168,7 @@ export const MAX_HEARTBEAT_CANCELS = 1024;
 export const heartbeatCancelSchema = z.object({
   executionId: identifierSchema,
   /** Why, as the cancel call's `reason`. */
-  reason: z.string().max(4096),
+  reason: z.string().max(LIMITS.reason.maxLength),
 });
 export type HeartbeatCancel = z.infer<typeof heartbeatCancelSchema>;
 

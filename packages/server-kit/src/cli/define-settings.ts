@@ -17,7 +17,7 @@ export interface SettingAlias {
 
 /** One setting: a row of the table {@link defineSettings} takes. */
 export interface SettingRow<Schema extends z.ZodTypeAny = z.ZodTypeAny> {
-  /** The long flag and its argument (every setting takes a value), e.g. `--port <n>`. */
+  /** The long flag and its argument, e.g. `--port <n>` (a value required) or `--open [bool]` (optional: the flag alone means `true`). */
   flag: string;
   /** The environment variable read when the flag is not given, e.g. `MPD_PORT`. */
   env: string;
