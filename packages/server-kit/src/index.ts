@@ -47,6 +47,7 @@ export type {
   DefineSettingsOptions,
   OldNameGiven,
   RawSettings,
+  SecretFlagGiven,
   SettingAlias,
   SettingRow,
   SettingRows,

@@ -65,6 +65,50 @@ describe('mpd-orchestrator CLI', () => {
     ]);
   });
 
+  it('warns once per token or secret given as a flag, naming the flag and its variable, never the value', async () => {
+    const join = 'join-flag-value-0123456789';
+    const admin = 'admin-flag-value-0123456789';
+    const secret = 'secret-env-flag-value-4711';
+    const run = cli(['--port', '0', '--host', '127.0.0.1', `--join-token=${join}`, '--admin-token', admin], {
+      MPD_SECRET_ENV: `FROM_ENV=${secret}`,
+    });
+    await run.firstLine();
+    expect((await run.stop('SIGTERM')).code).toBe(0);
+    // Picked by their fields, not by the level's spelling (a number or a name).
+    const warnings = run.stderrLogs().filter((log) => 'flag' in log);
+    expect(warnings.map(({ flag, use, msg }) => ({ flag, use, msg }))).toEqual([
+      {
+        flag: '--join-token',
+        use: 'MPD_JOIN_TOKEN',
+        msg: '--join-token puts a secret on the command line, where ps, shell history and tools that echo commands (pnpm, CI logs) show it; set MPD_JOIN_TOKEN instead',
+      },
+      {
+        flag: '--admin-token',
+        use: 'MPD_ADMIN_TOKEN',
+        msg: '--admin-token puts a secret on the command line, where ps, shell history and tools that echo commands (pnpm, CI logs) show it; set MPD_ADMIN_TOKEN instead',
+      },
+    ]);
+    expect(warnings.every((log) => [40, 'warn'].includes(log.level))).toBe(true);
+    for (const value of [join, admin, secret]) expect(run.output()).not.toContain(value);
+
+    // --secret-env NAME=VALUE carries a value; NAME alone (the orchestrator's own variable) does not.
+    const env = cli(['--port', '0', '--host', '127.0.0.1', '--secret-env', `A=${secret}`, '--secret-env', 'B']);
+    await env.firstLine();
+    expect((await env.stop('SIGTERM')).code).toBe(0);
+    expect(env.stderrLogs().filter((log) => 'flag' in log)).toEqual([
+      expect.objectContaining({
+        flag: '--secret-env',
+        use: 'MPD_SECRET_ENV',
+        msg: '--secret-env puts a secret on the command line, where ps, shell history and tools that echo commands (pnpm, CI logs) show it; set MPD_SECRET_ENV instead (one entry per line)',
+      }),
+    ]);
+    expect(env.output()).not.toContain(secret);
+    const quiet = cli(['--port', '0', '--host', '127.0.0.1', '--secret-env', 'B'], { MPD_JOIN_TOKEN: join });
+    await quiet.firstLine();
+    expect((await quiet.stop('SIGTERM')).code).toBe(0);
+    expect(quiet.stderrLogs().filter((log) => 'flag' in log)).toEqual([]);
+  });
+
   it('exits 2 naming --port for --port abc', async () => {
     const run = cli(['--port', 'abc']);
     expect(await run.exited).toBe(2);

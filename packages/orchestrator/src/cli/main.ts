@@ -11,7 +11,7 @@
  */
 import { resolve } from 'node:path';
 import type { Pipeline } from '@mpd/pipeline';
-import type { OldNameGiven } from '@mpd/server-kit';
+import type { OldNameGiven, SecretFlagGiven } from '@mpd/server-kit';
 import { CommanderError } from 'commander';
 import { destination, pino, type Logger } from 'pino';
 import { OrchestratorConfigError } from '../errors.js';
@@ -27,8 +27,12 @@ const EXIT_INVALID_SETTING = 2;
 /** What relative paths in the settings are relative to: where `pnpm orchestrator` was run. */
 const baseDir = process.env.INIT_CWD ?? process.cwd();
 
-/** The checked settings, and the old names they were given by. */
-function readSettings(): { settings: OrchestratorCliSettings; oldNames: OldNameGiven[] } {
+/** The checked settings, the old names they were given by, and the secrets given as flags. */
+function readSettings(): {
+  settings: OrchestratorCliSettings;
+  oldNames: OldNameGiven[];
+  secretFlags: SecretFlagGiven[];
+} {
   const command = createCommand().exitOverride();
   try {
     command.parse(process.argv);
@@ -40,7 +44,11 @@ function readSettings(): { settings: OrchestratorCliSettings; oldNames: OldNameG
     throw error;
   }
   try {
-    return { settings: parseSettings(command), oldNames: SETTINGS.oldNamesGiven(command) };
+    return {
+      settings: parseSettings(command),
+      oldNames: SETTINGS.oldNamesGiven(command),
+      secretFlags: SETTINGS.secretFlagsGiven(command),
+    };
   } catch (error) {
     if (error instanceof OrchestratorConfigError) {
       process.stderr.write(`mpd-orchestrator: ${error.message}\n`);
@@ -76,7 +84,7 @@ async function loadPipeline(file: string): Promise<Pipeline> {
 }
 
 async function main(): Promise<number> {
-  const { settings, oldNames } = readSettings();
+  const { settings, oldNames, secretFlags } = readSettings();
   const tls = readTls(settings);
   // Loaded after the settings are valid, so --help and setting errors answer quickly.
   const { startOrchestrator } = await import('../server.js');
@@ -89,6 +97,8 @@ async function main(): Promise<number> {
   );
   // A log line (stderr carries JSON logs only), at warn: one per old name given.
   for (const { oldName, name, message } of oldNames) logger.warn({ deprecated: oldName, use: name }, message);
+  // One per secret given as a flag, naming the flag and its variable, never the value.
+  for (const { flag, env, message } of secretFlags) logger.warn({ flag, use: env }, message);
   const pipeline = settings.pipeline === undefined ? undefined : await loadPipeline(settings.pipeline);
 
   let orchestrator: RunningOrchestrator;

@@ -118,10 +118,12 @@ export const SETTINGS = defineSettings(
     secretEnv: {
       flag: '--secret-env <NAME=VALUE>',
       env: 'MPD_SECRET_ENV',
-      help: "with --pipeline: like --env, but the value is a secret: workers and the orchestrator mask it (***) in every log line, error and report. NAME alone passes the orchestrator's own value on (the safe way: values in flags show in ps)",
+      help: "with --pipeline: like --env, but the value is a secret: workers and the orchestrator mask it (***) in every log line, error and report. NAME alone passes the orchestrator's own value on (the safe way: a value in a flag shows in ps and CI logs, and is warned about at start)",
       schema: envEntries,
       repeatable: true,
       secret: true,
+      // NAME alone passes a variable of the orchestrator's own environment on: no value on the command line.
+      holdsSecret: (entry) => /=./.test(entry),
     },
     workingDirectory: {
       flag: '--working-directory <dir>',
@@ -188,14 +190,14 @@ export const SETTINGS = defineSettings(
     joinToken: {
       flag: '--join-token <token>',
       env: 'MPD_JOIN_TOKEN',
-      help: 'cluster join token workers register with; each then gets its own credential (prefer the environment variable: flags show in ps)',
+      help: 'cluster join token workers register with; each then gets its own credential (give it by the variable: a flag shows in ps and CI logs, and is warned about at start)',
       schema: tokenText,
       secret: true,
     },
     adminToken: {
       flag: '--admin-token <token>',
       env: 'MPD_ADMIN_TOKEN',
-      help: 'admin token for listing workers and unregistering or draining any worker',
+      help: 'admin token for listing workers and unregistering or draining any worker (give it by the variable: the flag is warned about at start)',
       schema: tokenText,
       secret: true,
     },

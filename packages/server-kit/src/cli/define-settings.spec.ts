@@ -36,6 +36,7 @@ const SETTINGS = defineSettings(
       schema: entries,
       repeatable: true,
       secret: true,
+      holdsSecret: (entry) => /=./.test(entry),
     },
     tags: {
       flag: '--tags <list>',
@@ -148,6 +149,34 @@ describe('defineSettings', () => {
     expect(SETTINGS.oldNamesGiven(commandOf(['--slots', '2'], { DS_MAX_PARALLEL: '4' }))).toEqual([warning]);
     expect(SETTINGS.oldNamesGiven(commandOf(['--slots', '2', '--port', '81'], { DS_SLOTS: '3' }))).toEqual([]);
     expect(SETTINGS.oldNamesGiven({ slots: '2' })).toEqual([]);
+  });
+
+  it('tells which secrets were given by flag, naming the flag and the variable to use instead, never the value', () => {
+    const value = 'hunter2-hunter2-hunter2';
+    const given = SETTINGS.secretFlagsGiven(
+      commandOf(['--secret-env', `A=${value}`, `--token=${value}`, '--env', 'B=plain', '--port', '81']),
+    );
+    expect(given).toEqual([
+      {
+        key: 'token',
+        flag: '--token',
+        env: 'DS_TOKEN',
+        message:
+          '--token puts a secret on the command line, where ps, shell history and tools that echo commands (pnpm, CI logs) show it; set DS_TOKEN instead',
+      },
+      {
+        key: 'secretEnv',
+        flag: '--secret-env',
+        env: 'DS_SECRET_ENV',
+        message:
+          '--secret-env puts a secret on the command line, where ps, shell history and tools that echo commands (pnpm, CI logs) show it; set DS_SECRET_ENV instead (one entry per line)',
+      },
+    ]);
+    expect(JSON.stringify(given)).not.toContain(value);
+    // Variables are the safe way; an entry without a value (NAME alone, or NAME=) holds no secret.
+    expect(SETTINGS.secretFlagsGiven(commandOf([], { DS_TOKEN: value, DS_SECRET_ENV: `A=${value}` }))).toEqual([]);
+    expect(SETTINGS.secretFlagsGiven(commandOf(['--secret-env', 'A', '--secret-env', 'B=']))).toEqual([]);
+    expect(SETTINGS.secretFlagsGiven(commandOf(['--secret-env', 'A', '--secret-env', 'B=x']))).toHaveLength(1);
   });
 
   it('collects a repeatable flag, or one entry per non-blank line of its variable', () => {

@@ -27,8 +27,17 @@ export interface SettingRow<Schema extends z.ZodTypeAny = z.ZodTypeAny> {
   help: string;
   /** Checks the text (the list of texts when `repeatable`) and converts it; its messages complete "must ...". */
   schema: Schema;
-  /** A secret: messages give its length (`a value of 20 characters`), never the value. @default false */
+  /**
+   * A secret: messages give its length (`a value of 20 characters`), never the value, and giving
+   * it as a flag is warned about (see {@link SettingsDefinition.secretFlagsGiven}). @default false
+   */
   secret?: boolean;
+  /**
+   * Of a `secret` setting: whether a text given for it holds a secret value, e.g. `NAME=VALUE`
+   * does, `NAME` alone (which passes on a variable of the process's own environment) does not.
+   * @default every text does
+   */
+  holdsSecret?: (text: string) => boolean;
   /**
    * Each flag adds an entry (`--env A=1 --env B=2`); the variable gives one entry per non-blank
    * line. The schema then checks a list of texts. @default false
@@ -47,6 +56,22 @@ export interface OldNameGiven {
   /** The setting's own name, e.g. `--slots (MPD_SLOTS)`. */
   name: string;
   /** One line for the user: `--max-parallel (MPD_MAX_PARALLEL) is deprecated; use --slots (MPD_SLOTS)`. */
+  message: string;
+}
+
+/** A secret given as a flag: see {@link SettingsDefinition.secretFlagsGiven}. */
+export interface SecretFlagGiven {
+  /** The setting's key in the table, e.g. `joinToken`. */
+  key: string;
+  /** The flag it was given by, e.g. `--join-token`. */
+  flag: string;
+  /** The environment variable to give it by instead, e.g. `MPD_JOIN_TOKEN`. */
+  env: string;
+  /**
+   * One line for the user, naming the flag and the variable, never the value:
+   * `--join-token puts a secret on the command line, where ps, shell history and tools that echo
+   * commands (pnpm, CI logs) show it; set MPD_JOIN_TOKEN instead`.
+   */
   message: string;
 }
 
@@ -146,6 +171,13 @@ export interface SettingsDefinition<Rows extends SettingRows, Settings> {
    * listed too (it is ignored, and still deprecated). Empty when only new names were used.
    */
   oldNamesGiven(input: Command | RawSettings<Rows>): OldNameGiven[];
+  /**
+   * The `secret` settings a parsed `command` was given by flag (by its own name or an old one)
+   * with a secret value (`holdsSecret`), in table order: a command line shows in `ps`, in
+   * shell history and in the logs of tools that echo it (pnpm does, as do many CI wrappers).
+   * Their variables are the safe way and are never listed. Never holds a value.
+   */
+  secretFlagsGiven(command: Command): SecretFlagGiven[];
   /** `raw` with the default of every setting it lacks. */
   withDefaults(raw: RawSettings<Rows>): RawSettings<Rows>;
   /**
@@ -281,6 +313,30 @@ export function defineSettings<const Rows extends SettingRows, Settings = Settin
           name: own!.name,
           message: `${spelling.name} is deprecated; use ${own!.name}`,
         }));
+      });
+    },
+
+    secretFlagsGiven(command) {
+      return entries.flatMap(([key, row]) => {
+        if (!row.secret) return [];
+        const holdsSecret = row.holdsSecret ?? (() => true);
+        return spellings
+          .get(key)!
+          .filter((spelling) => {
+            if (command.getOptionValueSource(spelling.option) !== 'cli') return false;
+            const value = command.getOptionValue(spelling.option) as string | string[] | undefined;
+            return (Array.isArray(value) ? value : [value ?? '']).some(holdsSecret);
+          })
+          .map((spelling) => {
+            const flag = spelling.name.split(' ')[0]!;
+            const instead = row.repeatable ? `${row.env} instead (one entry per line)` : `${row.env} instead`;
+            return {
+              key,
+              flag,
+              env: row.env,
+              message: `${flag} puts a secret on the command line, where ps, shell history and tools that echo commands (pnpm, CI logs) show it; set ${instead}`,
+            };
+          });
       });
     },
 

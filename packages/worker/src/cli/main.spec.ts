@@ -82,6 +82,38 @@ describe('mpd-worker CLI', () => {
     ]);
   });
 
+  it('warns once per token given as a flag, naming the flag and its variable, never the value', async () => {
+    const join = 'join-flag-value-0123456789';
+    const token = 'worker-flag-value-0123456789';
+    const run = cli(['--port', '0', '--host', '127.0.0.1', '--join-token', join, `--token=${token}`]);
+    await run.firstLine();
+    expect((await run.stop('SIGTERM')).code).toBe(0);
+    // Picked by their fields, not by the level's spelling (a number or a name).
+    const warnings = run.stderrLogs().filter((log) => 'flag' in log);
+    expect(warnings.map(({ flag, use, msg, service }) => ({ flag, use, msg, service }))).toEqual([
+      {
+        flag: '--join-token',
+        use: 'MPD_JOIN_TOKEN',
+        service: 'mpd-worker',
+        msg: '--join-token puts a secret on the command line, where ps, shell history and tools that echo commands (pnpm, CI logs) show it; set MPD_JOIN_TOKEN instead',
+      },
+      {
+        flag: '--token',
+        use: 'MPD_WORKER_TOKEN',
+        service: 'mpd-worker',
+        msg: '--token puts a secret on the command line, where ps, shell history and tools that echo commands (pnpm, CI logs) show it; set MPD_WORKER_TOKEN instead',
+      },
+    ]);
+    expect(warnings.every((log) => [40, 'warn'].includes(log.level))).toBe(true);
+    for (const value of [join, token]) expect(run.output()).not.toContain(value);
+
+    const quiet = cli(['--port', '0', '--host', '127.0.0.1'], { MPD_JOIN_TOKEN: join, MPD_WORKER_TOKEN: token });
+    await quiet.firstLine();
+    expect((await quiet.stop('SIGTERM')).code).toBe(0);
+    expect(quiet.stderr()).not.toContain('command line');
+    for (const value of [join, token]) expect(quiet.output()).not.toContain(value);
+  });
+
   it('--help lists every flag with its environment variable and exits 0', async () => {
     const run = cli(['--help']);
     expect(await run.exited).toBe(0);

@@ -58,6 +58,8 @@ async function main(): Promise<void> {
   for (const { oldName, name, message } of SETTINGS.oldNamesGiven(command)) {
     logger.warn({ deprecated: oldName, use: name }, message);
   }
+  // One per secret given as a flag, naming the flag and its variable, never the value.
+  for (const { flag, env, message } of SETTINGS.secretFlagsGiven(command)) logger.warn({ flag, use: env }, message);
   let pipeline;
   if (settings.pipeline) {
     try {

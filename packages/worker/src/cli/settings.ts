@@ -150,7 +150,7 @@ export const SETTINGS = defineSettings(
     joinToken: {
       flag: '--join-token <token>',
       env: 'MPD_JOIN_TOKEN',
-      help: "the orchestrator's cluster join token (prefer the environment variable: flags show in ps)",
+      help: "the orchestrator's cluster join token (give it by the variable: a flag shows in ps and CI logs, and is warned about at start)",
       schema: tokenText,
       secret: true,
     },
@@ -163,7 +163,7 @@ export const SETTINGS = defineSettings(
     token: {
       flag: '--token <token>',
       env: 'MPD_WORKER_TOKEN',
-      help: 'a token the orchestrator may call this worker with, besides the credential it gets at registration',
+      help: 'a token the orchestrator may call this worker with, besides the credential it gets at registration (give it by the variable: the flag is warned about at start)',
       schema: tokenText,
       secret: true,
     },
