@@ -68,6 +68,7 @@ export {
   sizeTextOf,
   tokenText,
 } from './cli/setting-schemas.js';
+export { packageVersion } from './cli/package-version.js';
 export { writeStateFile } from './cli/state-file.js';
 export { isLoopbackHost, PLAIN_HTTP_WARNING, startupWarnings } from './cli/startup-warnings.js';
 export { readTlsFiles, TLS_FILE_SETTINGS, TLS_SETTING_NEEDS, tlsFileSettings } from './cli/tls-files.js';
