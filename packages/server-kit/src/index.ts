@@ -28,7 +28,14 @@ export {
   sendError,
 } from './http/error-handling.js';
 export type { ErrorLogger, FinalErrorHandlerOptions } from './http/error-handling.js';
-export { closeGracefully, createHttpOrHttpsServer, listen, reachableHost } from './http/listen.js';
+export {
+  closeGracefully,
+  createHttpOrHttpsServer,
+  isWildcardHost,
+  listen,
+  listeningText,
+  reachableHost,
+} from './http/listen.js';
 export type { ServerTls } from './http/listen.js';
 export { openApiRoute } from './http/openapi-route.js';
 export { apiSecurityHeaders } from './http/security-headers.js';
@@ -68,6 +75,7 @@ export {
   sizeTextOf,
   tokenText,
 } from './cli/setting-schemas.js';
+export { LOG_FORMATTERS } from './cli/log-format.js';
 export { packageVersion } from './cli/package-version.js';
 export { writeStateFile } from './cli/state-file.js';
 export { isLoopbackHost, PLAIN_HTTP_WARNING, startupWarnings } from './cli/startup-warnings.js';

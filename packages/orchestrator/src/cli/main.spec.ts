@@ -1,3 +1,4 @@
+import { networkInterfaces } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { cliOf, killLeftovers, spawnProcess, type RunningProcess } from '@mpd/test-kit';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -23,11 +24,17 @@ describe('mpd-orchestrator CLI', () => {
     expect(run.stdout()).toBe(`${line}\n`);
   });
 
-  it('prints 127.0.0.1 for the default host 0.0.0.0 and logs JSON to stderr only', async () => {
+  it('prints the host bound (the default 0.0.0.0) and the addresses other machines can use; logs JSON to stderr only', async () => {
     const run = cli([], { MPD_PORT: '0', MPD_HEARTBEAT_INTERVAL: '7' });
     const line = await run.firstLine();
-    expect(line).toMatch(/^mpd orchestrator listening on http:\/\/127\.0\.0\.1:\d+$/);
-    const url = line.slice('mpd orchestrator listening on '.length);
+    const [, url, port] =
+      /^mpd orchestrator listening on (http:\/\/0\.0\.0\.0:(\d+))( \(from other machines: .+\))?$/.exec(line)!;
+    // Every address of this machine that is not loopback or link-local, IPv4 (as it listens on 0.0.0.0).
+    const addresses = Object.values(networkInterfaces())
+      .flat()
+      .filter((entry) => entry && !entry.internal && entry.family === 'IPv4' && !entry.address.startsWith('169.254.'));
+    for (const entry of addresses) expect(line).toContain(`http://${entry!.address}:${port}`);
+    expect(line).not.toContain('127.0.0.1');
     const registered = await fetch(`${url}/api/workers/register`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -54,12 +61,12 @@ describe('mpd-orchestrator CLI', () => {
     const warnings = run.stderrLogs().filter((log) => log.msg.includes('deprecated'));
     expect(warnings.map(({ level, msg, name }) => ({ level, msg, name }))).toEqual([
       {
-        level: 40,
+        level: 'warn',
         name: 'mpd-orchestrator',
         msg: '--workdir (MPD_WORKDIR) is deprecated; use --working-directory (MPD_WORKING_DIRECTORY)',
       },
       {
-        level: 40,
+        level: 'warn',
         name: 'mpd-orchestrator',
         msg: '--categories (MPD_CATEGORIES) is deprecated; use --run-only-categories (MPD_RUN_ONLY_CATEGORIES)',
       },
