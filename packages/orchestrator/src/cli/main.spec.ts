@@ -1,5 +1,4 @@
 import { networkInterfaces } from 'node:os';
-import { readFileSync } from 'node:fs';
 import { cliOf, killLeftovers, spawnProcess, type RunningProcess } from '@mpd/test-kit';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -99,18 +98,6 @@ describe('mpd-orchestrator CLI', () => {
       'Invalid setting --pipeline (MPD_PIPELINE): Pipeline file not found: /tmp/no-such.pipeline.ts',
     );
     expect(run.stdout()).toBe('');
-  });
-
-  it('--version and -V print the package version and exit 0, before any setting is checked', async () => {
-    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-      version: string;
-    };
-    for (const flag of ['--version', '-V']) {
-      const run = cli([flag, '--port', 'abc']);
-      expect(await run.exited).toBe(0);
-      expect(run.stdout()).toBe(`${version}\n`);
-      expect(run.stderr()).toBe('');
-    }
   });
 
   it('--help lists every flag with its environment variable', async () => {

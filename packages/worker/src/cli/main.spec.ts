@@ -1,6 +1,6 @@
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createWorkerClient, MpdClientError } from '@mpd/client';
@@ -80,18 +80,6 @@ describe('mpd-worker CLI', () => {
         msg: '--max-parallel (MPD_MAX_PARALLEL) is deprecated; use --slots (MPD_SLOTS)',
       }),
     ]);
-  });
-
-  it('--version and -V print the package version and exit 0, before any setting is checked', async () => {
-    const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
-      version: string;
-    };
-    for (const flag of ['--version', '-V']) {
-      const run = cli([flag, '--port', 'abc']);
-      expect(await run.exited).toBe(0);
-      expect(run.stdout()).toBe(`${version}\n`);
-      expect(run.stderr()).toBe('');
-    }
   });
 
   it('--help lists every flag with its environment variable and exits 0', async () => {
