@@ -1,4 +1,4 @@
-import { networkInterfaces } from 'node:os';
+import { hostname, networkInterfaces } from 'node:os';
 import { cliOf, killLeftovers, spawnProcess, type RunningProcess } from '@mpd/test-kit';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -50,6 +50,11 @@ describe('mpd-orchestrator CLI', () => {
     expect(await run.exited).toBe(0);
     const logs = run.stderrLogs();
     expect(logs.map((log) => log.msg)).toContain('orchestrator listening');
+    // The same base fields as the worker's.
+    for (const log of logs) {
+      expect(log).toMatchObject({ service: 'mpd-orchestrator', hostname: hostname() });
+      expect(log.pid).toEqual(expect.any(Number));
+    }
   });
 
   it('warns once, in its JSON log, for each setting given by its old name', async () => {
@@ -58,15 +63,15 @@ describe('mpd-orchestrator CLI', () => {
     run.child.kill('SIGTERM');
     expect(await run.exited).toBe(0);
     const warnings = run.stderrLogs().filter((log) => log.msg.includes('deprecated'));
-    expect(warnings.map(({ level, msg, name }) => ({ level, msg, name }))).toEqual([
+    expect(warnings.map(({ level, msg, service }) => ({ level, msg, service }))).toEqual([
       {
         level: 'warn',
-        name: 'mpd-orchestrator',
+        service: 'mpd-orchestrator',
         msg: '--workdir (MPD_WORKDIR) is deprecated; use --working-directory (MPD_WORKING_DIRECTORY)',
       },
       {
         level: 'warn',
-        name: 'mpd-orchestrator',
+        service: 'mpd-orchestrator',
         msg: '--categories (MPD_CATEGORIES) is deprecated; use --run-only-categories (MPD_RUN_ONLY_CATEGORIES)',
       },
     ]);

@@ -12,7 +12,7 @@
  */
 import { resolve } from 'node:path';
 import type { Pipeline } from '@mpd/pipeline';
-import { listeningText, LOG_FORMATTERS, type OldNameGiven } from '@mpd/server-kit';
+import { listeningText, logBase, LOG_FORMATTERS, type OldNameGiven } from '@mpd/server-kit';
 import { CommanderError } from 'commander';
 import { destination, pino, type Logger } from 'pino';
 import { OrchestratorConfigError } from '../errors.js';
@@ -85,7 +85,7 @@ async function main(): Promise<number> {
   // to stderr on the dispatch path otherwise. pino flushes what is buffered when the process
   // exits (a SIGKILL can lose the last lines).
   const logger: Logger = pino(
-    { name: 'mpd-orchestrator', level: settings.logLevel, formatters: LOG_FORMATTERS },
+    { base: logBase('mpd-orchestrator'), level: settings.logLevel, formatters: LOG_FORMATTERS },
     destination({ dest: 2, sync: false }),
   );
   // A log line (stderr carries JSON logs only), at warn: one per old name given.

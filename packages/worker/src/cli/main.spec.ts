@@ -63,7 +63,11 @@ describe('mpd-worker CLI', () => {
     expect(logs.map((log) => log.msg)).toContain(
       'no --orchestrator given: serving the worker API without registering anywhere',
     );
-    expect(logs.every((log) => log.service === 'mpd-worker')).toBe(true);
+    // The same base fields as the orchestrator's.
+    for (const log of logs) {
+      expect(log).toMatchObject({ service: 'mpd-worker', hostname: hostname() });
+      expect(log.pid).toEqual(expect.any(Number));
+    }
   });
 
   it('warns once, in its JSON log, for each setting given by its old name', async () => {

@@ -11,7 +11,7 @@
  * `--id` (a supervisor should not restart it, or the two would keep replacing each other);
  * 130 a second signal cancelled the modules still running.
  */
-import { listeningText, LOG_FORMATTERS } from '@mpd/server-kit';
+import { listeningText, logBase, LOG_FORMATTERS } from '@mpd/server-kit';
 import { CommanderError } from 'commander';
 import { workerOptions } from './options-from-settings.js';
 import { createCommand, parseSettings, SETTINGS } from './settings.js';
@@ -52,7 +52,7 @@ async function main(): Promise<void> {
   // on every execute's path. pino flushes what is buffered when the process exits (a SIGKILL
   // can lose the last lines).
   const logger = pino(
-    { level: settings.logLevel, base: { service: 'mpd-worker' }, formatters: LOG_FORMATTERS },
+    { level: settings.logLevel, base: logBase('mpd-worker'), formatters: LOG_FORMATTERS },
     destination({ dest: 2, sync: false }),
   );
   // A log line (stderr carries JSON logs only), at warn: one per old name given.
