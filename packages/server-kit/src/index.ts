@@ -2,10 +2,12 @@
  * `@mpd/server-kit`: what the orchestrator's and the worker's server processes share that does
  * not travel on the wire (that is `@mpd/contract`'s): express error handling that answers the
  * contract's error body, bearer tokens and constant-time comparison, refusals answered before
- * the body is read, the JSON-only body check, API security headers, the OpenAPI route, listening and closing over HTTP or HTTPS, the CLIs'
- * settings engine (`defineSettings`: one table of flags, variables, defaults, help and schemas)
- * and setting schemas, TLS files and start-up warnings, state files, secret masking, and one
- * backoff. (Timers safe at any duration are `@mpd/contract/timers`: the client needs them too.)
+ * the body is read, the JSON-only body check, API security headers, the OpenAPI route,
+ * listening and closing over HTTP or HTTPS (and the listening line's text), the CLIs' settings
+ * engine (`defineSettings`: one table of flags, variables, defaults, help and schemas) and
+ * setting schemas, `--version`'s package version, the JSON logs' level names, TLS files and
+ * start-up warnings, state files, secret masking, and one backoff. (Timers safe at any
+ * duration are `@mpd/contract/timers`: the client needs them too.)
  *
  * ```ts
  * import { closeGracefully, createApiApp, createHttpOrHttpsServer, listen } from '@mpd/server-kit';
@@ -28,7 +30,14 @@ export {
   sendError,
 } from './http/error-handling.js';
 export type { ErrorLogger, FinalErrorHandlerOptions } from './http/error-handling.js';
-export { closeGracefully, createHttpOrHttpsServer, listen, reachableHost } from './http/listen.js';
+export {
+  closeGracefully,
+  createHttpOrHttpsServer,
+  isWildcardHost,
+  listen,
+  listeningText,
+  reachableHost,
+} from './http/listen.js';
 export type { ServerTls } from './http/listen.js';
 export { openApiRoute } from './http/openapi-route.js';
 export { apiSecurityHeaders } from './http/security-headers.js';
@@ -69,6 +78,8 @@ export {
   sizeTextOf,
   tokenText,
 } from './cli/setting-schemas.js';
+export { LOG_FORMATTERS, logBase } from './cli/log-format.js';
+export { packageVersion } from './cli/package-version.js';
 export { writeStateFile } from './cli/state-file.js';
 export { isLoopbackHost, PLAIN_HTTP_WARNING, startupWarnings } from './cli/startup-warnings.js';
 export { readTlsFiles, TLS_FILE_SETTINGS, TLS_SETTING_NEEDS, tlsFileSettings } from './cli/tls-files.js';

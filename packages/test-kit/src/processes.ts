@@ -29,10 +29,11 @@ export interface RunningProcess {
   stderr(): string;
   /**
    * The lines written to stderr so far, each parsed as JSON: the log lines of a process that
-   * logs JSON there (pino's `level`, `msg` and its other fields). Throws on a line that is not
-   * JSON, a blank one (or an empty stderr) included.
+   * logs JSON there (its `level` by name, as both servers log it: `'info'`, `'warn'`; `msg` and
+   * the other fields). Throws on a line that is not JSON, a blank one (or an empty stderr)
+   * included.
    */
-  stderrLogs(): { level: number; msg: string; [field: string]: unknown }[];
+  stderrLogs(): { level: string; msg: string; [field: string]: unknown }[];
   /** stdout and stderr interleaved in the order they arrived. */
   output(): string;
   /**
@@ -112,7 +113,7 @@ export function spawnProcess(options: SpawnOptions): RunningProcess {
       stderr
         .trim()
         .split('\n')
-        .map((line) => JSON.parse(line) as { level: number; msg: string }),
+        .map((line) => JSON.parse(line) as { level: string; msg: string }),
     output: () => output,
     exited,
     firstLine: () =>

@@ -2,6 +2,7 @@ import { availableParallelism } from 'node:os';
 import type { ClientOptions } from '@mpd/client';
 import { DEFAULT_MAX_RESULT_BYTES, DEFAULT_MODULE_TIMEOUT_MS, DEFAULT_WORKER_BODY_LIMIT, LIMITS } from '@mpd/contract';
 import type { Pipeline } from '@mpd/pipeline';
+import { LOG_FORMATTERS } from '@mpd/server-kit';
 import pino, { type Logger } from 'pino';
 import { defaultWorkerId, detectTools, osName } from './capabilities.js';
 import { WorkerConfigError } from './errors.js';
@@ -264,7 +265,7 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
     completedRetentionMs: options.completedRetentionMs ?? defaults.completedRetentionMs,
     isolation: options.isolation ?? (fromFile ? 'process' : 'none'),
     killGraceMs: options.killGraceMs ?? defaults.killGraceMs,
-    logger: options.logger ?? pino({ level: 'info' }, pino.destination(2)),
+    logger: options.logger ?? pino({ level: 'info', formatters: LOG_FORMATTERS }, pino.destination(2)),
   };
 }
 

@@ -1,6 +1,6 @@
 /**
- * The command-line programs as real processes: exit codes of a pipeline run, graceful
- * shutdown, and a worker killed in the middle of a module.
+ * The command-line programs as real processes: `--version`, exit codes of a pipeline run,
+ * graceful shutdown, and a worker killed in the middle of a module.
  */
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +29,20 @@ async function start(pkg: 'orchestrator' | 'worker', args: string[]): Promise<Ru
 }
 
 const orchestratorArgs = (...extra: string[]) => cliOrchestratorArgs(0, ...extra);
+
+describe('both CLIs', () => {
+  it('--version and -V print the package version and exit 0, before any setting is checked', async () => {
+    for (const pkg of ['orchestrator', 'worker'] as const) {
+      const packageJson = new URL(`../../../packages/${pkg}/package.json`, import.meta.url);
+      const { version } = JSON.parse(readFileSync(packageJson, 'utf8')) as { version: string };
+      for (const flag of ['--version', '-V']) {
+        const run = spawnProcess({ script: cliOf(pkg), args: [flag, '--port', 'abc'], cleanEnv: true });
+        expect(await run.exited, `${pkg} ${flag}`).toBe(0);
+        expect(run.output(), `${pkg} ${flag}`).toBe(`${version}\n`);
+      }
+    }
+  });
+});
 
 describe('mpd-orchestrator --pipeline', () => {
   it('exits non-zero when the pipeline fails, reporting what failed and what did not run', async () => {

@@ -1,3 +1,4 @@
+import { hostname, networkInterfaces } from 'node:os';
 import { cliOf, killLeftovers, spawnProcess, type RunningProcess } from '@mpd/test-kit';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -22,11 +23,17 @@ describe('mpd-orchestrator CLI', () => {
     expect(run.stdout()).toBe(`${line}\n`);
   });
 
-  it('prints 127.0.0.1 for the default host 0.0.0.0 and logs JSON to stderr only', async () => {
+  it('prints the host bound (the default 0.0.0.0) and the addresses other machines can use; logs JSON to stderr only', async () => {
     const run = cli([], { MPD_PORT: '0', MPD_HEARTBEAT_INTERVAL: '7' });
     const line = await run.firstLine();
-    expect(line).toMatch(/^mpd orchestrator listening on http:\/\/127\.0\.0\.1:\d+$/);
-    const url = line.slice('mpd orchestrator listening on '.length);
+    const [, url, port] =
+      /^mpd orchestrator listening on (http:\/\/0\.0\.0\.0:(\d+))( \(from other machines: .+\))?$/.exec(line)!;
+    // Every address of this machine that is not loopback or link-local, IPv4 (as it listens on 0.0.0.0).
+    const addresses = Object.values(networkInterfaces())
+      .flat()
+      .filter((entry) => entry && !entry.internal && entry.family === 'IPv4' && !entry.address.startsWith('169.254.'));
+    for (const entry of addresses) expect(line).toContain(`http://${entry!.address}:${port}`);
+    expect(line).not.toContain('127.0.0.1');
     const registered = await fetch(`${url}/api/workers/register`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -43,6 +50,11 @@ describe('mpd-orchestrator CLI', () => {
     expect(await run.exited).toBe(0);
     const logs = run.stderrLogs();
     expect(logs.map((log) => log.msg)).toContain('orchestrator listening');
+    // The same base fields as the worker's.
+    for (const log of logs) {
+      expect(log).toMatchObject({ service: 'mpd-orchestrator', hostname: hostname() });
+      expect(log.pid).toEqual(expect.any(Number));
+    }
   });
 
   it('warns once, in its JSON log, for each setting given by its old name', async () => {
@@ -51,15 +63,15 @@ describe('mpd-orchestrator CLI', () => {
     run.child.kill('SIGTERM');
     expect(await run.exited).toBe(0);
     const warnings = run.stderrLogs().filter((log) => log.msg.includes('deprecated'));
-    expect(warnings.map(({ level, msg, name }) => ({ level, msg, name }))).toEqual([
+    expect(warnings.map(({ level, msg, service }) => ({ level, msg, service }))).toEqual([
       {
-        level: 40,
-        name: 'mpd-orchestrator',
+        level: 'warn',
+        service: 'mpd-orchestrator',
         msg: '--workdir (MPD_WORKDIR) is deprecated; use --working-directory (MPD_WORKING_DIRECTORY)',
       },
       {
-        level: 40,
-        name: 'mpd-orchestrator',
+        level: 'warn',
+        service: 'mpd-orchestrator',
         msg: '--categories (MPD_CATEGORIES) is deprecated; use --run-only-categories (MPD_RUN_ONLY_CATEGORIES)',
       },
     ]);

@@ -6,12 +6,13 @@
  * concerns: exit codes, signals and the listening line.
  *
  * stdout starts with one line, `mpd orchestrator listening on http://HOST:PORT` (https:// with
- * `--tls-cert`); with `--pipeline` the run's progress lines and summary table follow it. Logs
+ * `--tls-cert`; for `--host 0.0.0.0`, the default, `http://0.0.0.0:PORT (from other machines:
+ * http://10.0.0.5:PORT, …)`); with `--pipeline` the run's progress lines and summary table follow it. Logs
  * go to stderr. Exit codes: 0 ok, 1 failure or failed pipeline, 2 invalid setting.
  */
 import { resolve } from 'node:path';
 import type { Pipeline } from '@mpd/pipeline';
-import type { OldNameGiven, SecretFlagGiven } from '@mpd/server-kit';
+import { listeningText, logBase, LOG_FORMATTERS, type OldNameGiven, type SecretFlagGiven } from '@mpd/server-kit';
 import { CommanderError } from 'commander';
 import { destination, pino, type Logger } from 'pino';
 import { OrchestratorConfigError } from '../errors.js';
@@ -92,7 +93,7 @@ async function main(): Promise<number> {
   // to stderr on the dispatch path otherwise. pino flushes what is buffered when the process
   // exits (a SIGKILL can lose the last lines).
   const logger: Logger = pino(
-    { name: 'mpd-orchestrator', level: settings.logLevel },
+    { base: logBase('mpd-orchestrator'), level: settings.logLevel, formatters: LOG_FORMATTERS },
     destination({ dest: 2, sync: false }),
   );
   // A log line (stderr carries JSON logs only), at warn: one per old name given.
@@ -124,7 +125,8 @@ async function main(): Promise<number> {
     process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
   });
   // Printed once the signal handlers are in place: a SIGTERM sent on seeing it stops gracefully.
-  process.stdout.write(`mpd orchestrator listening on ${orchestrator.url}\n`);
+  // The host bound (0.0.0.0 by default), and then the addresses workers on other machines can use.
+  process.stdout.write(`mpd orchestrator listening on ${listeningText(orchestrator.url, settings.host)}\n`);
 
   let exitCode = EXIT_OK;
   if (pipeline) {

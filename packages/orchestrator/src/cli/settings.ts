@@ -11,6 +11,7 @@ import {
   integerText,
   LOG_LEVELS,
   logLevelText,
+  packageVersion,
   pathText,
   portText,
   type RawSettings,
@@ -334,9 +335,9 @@ export function createCommand(): Command {
   return SETTINGS.command(
     'mpd-orchestrator',
     'The mpd orchestrator: workers register with it over HTTP and send heartbeats; with --pipeline it runs a pipeline on them.\n' +
-      'On start it prints one line to stdout, "mpd orchestrator listening on http://HOST:PORT" (https:// with --tls-cert); logs go to stderr.\n' +
+      'On start it prints one line to stdout, "mpd orchestrator listening on http://HOST:PORT" (https:// with --tls-cert; for 0.0.0.0 or ::, followed by the URLs of this machine\'s addresses); logs go to stderr.\n' +
       'SIGTERM or SIGINT stops it gracefully. Exit codes: 0 ok, 1 failure (or a failed pipeline), 2 invalid setting.',
-  );
+  ).version(packageVersion(new URL('../../package.json', import.meta.url)), '-V, --version', 'print the version');
 }
 
 /** The texts a parsed command collected; MPD_ENV and MPD_SECRET_ENV give one entry per line. */

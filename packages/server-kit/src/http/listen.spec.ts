@@ -1,6 +1,6 @@
 import { createServer, request } from 'node:http';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { closeGracefully, createHttpOrHttpsServer, listen, reachableHost } from './listen.js';
+import { closeGracefully, createHttpOrHttpsServer, listen, listeningText, reachableHost } from './listen.js';
 
 const servers: ReturnType<typeof createServer>[] = [];
 afterEach(() => {
@@ -109,5 +109,48 @@ describe('reachableHost', () => {
     ['::1', '[::1]'],
   ])('%s -> %s', (host, expected) => {
     expect(reachableHost(host)).toBe(expected);
+  });
+});
+
+describe('listeningText', () => {
+  const entry = (address: string, family: 'IPv4' | 'IPv6', internal = false) => ({
+    address,
+    family,
+    internal,
+    netmask: family === 'IPv4' ? '255.255.255.0' : 'ffff:ffff:ffff:ffff::',
+    mac: '00:00:00:00:00:00',
+    cidr: null,
+    ...(family === 'IPv6' ? { scopeid: 0 } : {}),
+  });
+  const interfaces = {
+    lo: [entry('127.0.0.1', 'IPv4', true), entry('::1', 'IPv6', true)],
+    eth0: [entry('10.0.0.5', 'IPv4'), entry('fd00::5', 'IPv6'), entry('fe80::1', 'IPv6')],
+    eth1: [entry('192.168.1.4', 'IPv4'), entry('169.254.3.4', 'IPv4')],
+  } as unknown as Parameters<typeof listeningText>[2];
+
+  it('0.0.0.0: the host bound, then the IPv4 addresses other machines can use (not loopback, not link-local)', () => {
+    expect(listeningText('http://127.0.0.1:8080', '0.0.0.0', interfaces)).toBe(
+      'http://0.0.0.0:8080 (from other machines: http://10.0.0.5:8080, http://192.168.1.4:8080)',
+    );
+  });
+
+  it('::: IPv6 addresses too, in brackets, and https kept', () => {
+    expect(listeningText('https://[::1]:9000', '::', interfaces)).toBe(
+      'https://[::]:9000 (from other machines: https://10.0.0.5:9000, https://[fd00::5]:9000, https://192.168.1.4:9000)',
+    );
+  });
+
+  it('no other address (no interfaces given): the host bound alone', () => {
+    expect(listeningText('http://127.0.0.1:8080', '0.0.0.0', {})).toBe('http://0.0.0.0:8080');
+  });
+
+  it('any other host: the URL unchanged', () => {
+    for (const [url, host] of [
+      ['http://127.0.0.1:8080', '127.0.0.1'],
+      ['http://10.0.0.5:8080', '10.0.0.5'],
+      ['https://ci.example:8443', 'ci.example'],
+    ] as const) {
+      expect(listeningText(url, host, interfaces)).toBe(url);
+    }
   });
 });

@@ -2,6 +2,7 @@
 import { createServer, type RequestListener, type Server } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { longTimeout } from '@mpd/contract/timers';
 
 /** What a server serves HTTPS with (PEM contents, not file paths). */
@@ -72,4 +73,36 @@ export function reachableHost(host: string): string {
   if (host === '' || host === '0.0.0.0') return '127.0.0.1';
   if (host === '::' || host === '[::]') return '[::1]';
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+/** Whether listening on `host` means every address of this machine (`0.0.0.0`, `::`). */
+export function isWildcardHost(host: string): boolean {
+  return host === '' || host === '0.0.0.0' || host === '::' || host === '[::]';
+}
+
+/**
+ * What the CLIs print after "listening on": `url` (as {@link reachableHost} makes it) with the
+ * host actually bound, e.g. `http://0.0.0.0:8080` for `--host 0.0.0.0`, and for such a
+ * wildcard host the URLs at this machine's addresses that other machines may use (from
+ * `interfaces`: not internal, not link-local; IPv4 only for `0.0.0.0`), e.g.
+ * `http://0.0.0.0:8080 (from other machines: http://10.0.0.5:8080, http://[fd00::5]:8080)`.
+ * Any other host: `url` unchanged. The first word stays a URL this machine can call: Linux
+ * connects `0.0.0.0`/`[::]` to itself.
+ */
+export function listeningText(
+  url: string,
+  host: string,
+  interfaces: ReturnType<typeof networkInterfaces> = networkInterfaces(),
+): string {
+  if (!isWildcardHost(host)) return url;
+  const { protocol, port } = new URL(url);
+  const ipv6 = host.includes(':');
+  const urls = Object.values(interfaces)
+    .flat()
+    .filter((entry) => entry !== undefined && !entry.internal)
+    .filter((entry) => (entry!.family === 'IPv4' ? !entry!.address.startsWith('169.254.') : ipv6))
+    .filter((entry) => !/^fe[89ab]/i.test(entry!.address))
+    .map((entry) => `${protocol}//${entry!.family === 'IPv4' ? entry!.address : `[${entry!.address}]`}:${port}`);
+  const bound = `${protocol}//${ipv6 ? '[::]' : '0.0.0.0'}:${port}`;
+  return urls.length === 0 ? bound : `${bound} (from other machines: ${[...new Set(urls)].join(', ')})`;
 }

@@ -1,7 +1,7 @@
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createWorkerClient, MpdClientError } from '@mpd/client';
 import {
@@ -63,7 +63,11 @@ describe('mpd-worker CLI', () => {
     expect(logs.map((log) => log.msg)).toContain(
       'no --orchestrator given: serving the worker API without registering anywhere',
     );
-    expect(logs.every((log) => log.service === 'mpd-worker')).toBe(true);
+    // The same base fields as the orchestrator's.
+    for (const log of logs) {
+      expect(log).toMatchObject({ service: 'mpd-worker', hostname: hostname() });
+      expect(log.pid).toEqual(expect.any(Number));
+    }
   });
 
   it('warns once, in its JSON log, for each setting given by its old name', async () => {
@@ -75,7 +79,7 @@ describe('mpd-worker CLI', () => {
     const warnings = run.stderrLogs().filter((log) => log.msg.includes('deprecated'));
     expect(warnings).toEqual([
       expect.objectContaining({
-        level: 40,
+        level: 'warn',
         service: 'mpd-worker',
         msg: '--max-parallel (MPD_MAX_PARALLEL) is deprecated; use --slots (MPD_SLOTS)',
       }),
@@ -321,6 +325,11 @@ describe('mpd-worker CLI with TLS', () => {
   it('warns on stderr when it serves plain HTTP, in open mode without any token, on a non-loopback address', async () => {
     const run = cli(['--port', '0', '--host', '0.0.0.0', '--id', 'w-open', '--log-level', 'warn', '--open']);
     await run.listeningUrl();
+    // The host bound, and the endpoint it advertises (the machine's name).
+    expect(run.stdout()).toBe(
+      `mpd worker w-open listening on ${await run.listeningUrl()} (the orchestrator calls it at http://${hostname()}:${new URL(await run.listeningUrl()).port})\n`,
+    );
+    expect(await run.listeningUrl()).toMatch(/^http:\/\/0\.0\.0\.0:\d+$/);
     expect((await run.stop()).code).toBe(0);
     const warnings = run
       .stderr()

@@ -11,6 +11,7 @@
  * `--id` (a supervisor should not restart it, or the two would keep replacing each other);
  * 130 a second signal cancelled the modules still running.
  */
+import { listeningText, logBase, LOG_FORMATTERS } from '@mpd/server-kit';
 import { CommanderError } from 'commander';
 import { workerOptions } from './options-from-settings.js';
 import { createCommand, parseSettings, SETTINGS } from './settings.js';
@@ -51,7 +52,7 @@ async function main(): Promise<void> {
   // on every execute's path. pino flushes what is buffered when the process exits (a SIGKILL
   // can lose the last lines).
   const logger = pino(
-    { level: settings.logLevel, base: { service: 'mpd-worker' } },
+    { level: settings.logLevel, base: logBase('mpd-worker'), formatters: LOG_FORMATTERS },
     destination({ dest: 2, sync: false }),
   );
   // A log line (stderr carries JSON logs only), at warn: one per old name given.
@@ -115,7 +116,11 @@ async function main(): Promise<void> {
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
   // Printed once the signal handlers are in place: a SIGTERM sent on seeing it drains gracefully.
-  process.stdout.write(`mpd worker ${worker.id} listening on ${worker.url}${advertised}\n`);
+  // The host bound (0.0.0.0 by default); no list of the machine's addresses ({} as the
+  // interfaces): what the orchestrator calls is the endpoint, said after it.
+  process.stdout.write(
+    `mpd worker ${worker.id} listening on ${listeningText(worker.url, settings.host, {})}${advertised}\n`,
+  );
 }
 
 void main();

@@ -366,6 +366,8 @@ describe('createCommand + parseSettings', () => {
       ['--body-limit', 'MPD_BODY_LIMIT'],
       ['--max-result-size', 'MPD_MAX_RESULT_SIZE'],
       ['--log-level', 'MPD_LOG_LEVEL'],
+      // Not a setting: no environment variable.
+      ['--version', undefined],
     ]);
   });
 

@@ -11,6 +11,7 @@ import {
   integerText,
   LOG_LEVELS,
   logLevelText,
+  packageVersion,
   pathText,
   portText,
   type RawSettings,
@@ -228,7 +229,9 @@ export function createCommand(): Command {
   return SETTINGS.command(
     'mpd-worker',
     'Run an mpd worker: it registers with the orchestrator and executes the pipeline modules it is sent.',
-  ).showHelpAfterError();
+  )
+    .version(packageVersion(new URL('../../package.json', import.meta.url)), '-V, --version', 'print the version')
+    .showHelpAfterError();
 }
 
 /**
