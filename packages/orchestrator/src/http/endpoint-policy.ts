@@ -46,9 +46,14 @@ export interface EndpointRefusal {
  */
 const LOCALHOST_ADDRESSES: readonly string[] = ['127.0.0.1', '::1'];
 
-function isLocalhost(hostname: string): boolean {
+/**
+ * The addresses of `hostname` known without asking a resolver: itself for an IP address, the
+ * loopback addresses for `localhost` and `*.localhost`; undefined for any other name.
+ */
+function knownAddresses(hostname: string): readonly string[] | undefined {
+  if (parseAddress(hostname)) return [hostname];
   const lower = hostname.toLowerCase().replace(/\.$/, '');
-  return lower === 'localhost' || lower.endsWith('.localhost');
+  return lower === 'localhost' || lower.endsWith('.localhost') ? LOCALHOST_ADDRESSES : undefined;
 }
 
 /** Options of {@link WorkerEndpointPolicy}. */
@@ -124,8 +129,8 @@ export class WorkerEndpointPolicy {
     const url = new URL(origin);
     const port = Number(url.port || (url.protocol === 'https:' ? 443 : 80));
     const host = url.hostname;
-    if (parseAddress(host)) return this.#refusal(host, [host], port, reachedAt);
-    if (isLocalhost(host)) return this.#refusal(host, LOCALHOST_ADDRESSES, port, reachedAt);
+    const known = knownAddresses(host);
+    if (known) return this.#refusal(host, known, port, reachedAt);
     const named = this.#nameAllowed(host);
     if (named === false && !this.#hasRanges) return { reason: `${host} is not in ${ALLOW_LIST}` };
     // Allowed by name, or no allow-list: checked on its addresses at each connection.
@@ -150,11 +155,7 @@ export class WorkerEndpointPolicy {
    * @throws the resolver's error when the name does not resolve (`ENOTFOUND`, …)
    */
   async addressesFor(hostname: string, port: number): Promise<readonly string[]> {
-    const addresses = parseAddress(hostname)
-      ? [hostname]
-      : isLocalhost(hostname)
-        ? LOCALHOST_ADDRESSES
-        : await this.#resolve(hostname);
+    const addresses = knownAddresses(hostname) ?? (await this.#resolve(hostname));
     const refusal = this.#refusal(hostname, addresses, port);
     if (refusal) throw new EndpointRefusedError(`${hostname}:${port} is not allowed: ${refusal.reason}`);
     return addresses;
