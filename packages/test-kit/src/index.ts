@@ -33,6 +33,15 @@ export {
   type InstantWorkerClient,
   type InstantWorkerClientOptions,
 } from './instant-worker-client.js';
+export { duplicateJsonKeys } from './json-keys.js';
+export {
+  listProcesses,
+  processGroupOf,
+  processTree,
+  type ProcessEntry,
+  type ProcessTreeWatch,
+  watchProcessTree,
+} from './process-tree.js';
 export { cliOf, killLeftovers, spawnProcess, type RunningProcess, type SpawnOptions } from './processes.js';
 export { makeTestCertificates, type TestCertificates } from './certificates.js';
 export { type Fault, type FaultProxy, type FaultTarget, startFaultProxy } from './fault-proxy.js';
