@@ -41,7 +41,13 @@ async function startRun(workerId: string) {
   const release = join(dir, 'release');
   const report = join(dir, 'report.json');
   const env = { MPD_RELEASE: release };
-  const orchestrator = startCli('orchestrator', orchestratorArgs(0, '--pipeline', PIPELINE, '--report', report), env);
+  // A heartbeat timeout of 10 s rather than the kit's 3: on a loaded machine the worker must not
+  // be fenced (its module cancelled) while the test waits for it to drain.
+  const orchestrator = startCli(
+    'orchestrator',
+    orchestratorArgs(0, '--pipeline', PIPELINE, '--report', report, '--heartbeat-timeout', '10'),
+    env,
+  );
   const orchestratorTree = watchProcessTree(orchestrator.child.pid!);
   const url = await orchestrator.listeningUrl();
   const worker = startCli(
