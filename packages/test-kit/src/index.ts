@@ -23,6 +23,12 @@
  * {@link createNetworkNamespace} puts processes behind a veth pair in a network namespace
  * of their own, to cut them off (iptables) and heal them; it needs root and `iptables`.
  *
+ * Each process {@link spawnProcess} starts runs in a process group (and session) of its own, and
+ * {@link killLeftovers} kills it with its tree. {@link watchProcessTree} remembers every process
+ * of a process's tree while it runs, and tells what of it still runs once it exited (by pid and
+ * by process group, from `/proc`). {@link duplicateJsonKeys} finds a key written twice in JSON
+ * text (a log line), which `JSON.parse` hides.
+ *
  * To wait for a condition, use vitest's `expect.poll` or `vi.waitFor`.
  */
 export { orchestratorArgs, workerArgs } from './cli-args.js';
