@@ -1,6 +1,6 @@
 /**
  * Stopping the servers the way a service manager or a terminal does: SIGTERM or SIGINT to the
- * PID of the process the user started, while a module runs in a module host with a command of
+ * PID of the process the user started (`mpd worker …`, `mpd orchestrator …`), while a module runs in a module host with a command of
  * its own beside it. The worker drains (the module finishes, its result is accepted, the worker
  * leaves the registry, exit 0), or with a second signal cancels (exit 130); the orchestrator
  * cancels its run (exit 1). Either way no process of their trees is left in `/proc` (by parent
@@ -30,9 +30,18 @@ const PIPELINE = fileURLToPath(new URL('../fixtures/signals.pipeline.ts', import
 
 afterEach(killLeftovers);
 
-/** Starts a server's command as the user would, in a process of its own (its PID is node's, the server's). */
-function startCli(pkg: 'orchestrator' | 'worker', args: string[], env: Record<string, string>): RunningProcess {
-  return spawnProcess({ script: cliOf(pkg), args, cleanEnv: true, env: { MPD_LOG_LEVEL: 'info', ...env } });
+/**
+ * Starts `mpd orchestrator …` or `mpd worker …` as the user does: the process started is node
+ * running `mpd` (under tsx here), which runs the server in the same process, so its PID is the
+ * server's.
+ */
+function startCli(command: 'orchestrator' | 'worker', args: string[], env: Record<string, string>): RunningProcess {
+  return spawnProcess({
+    script: cliOf('mpd'),
+    args: [command, ...args],
+    cleanEnv: true,
+    env: { MPD_LOG_LEVEL: 'info', ...env },
+  });
 }
 
 /** An orchestrator running the signals pipeline and one worker running `hold`, whose trees are watched. */
