@@ -82,13 +82,30 @@ async function startRun(workerId: string) {
     return answer.body.find((node) => node.id === workerId)?.status;
   };
   return {
-    orchestrator,
-    orchestratorTree,
     worker,
-    workerTree,
-    status,
+    /** Sends `signal` to the worker's PID; resolves once the orchestrator lists it `Draining` while it still runs (hold holds it). */
+    async drain(signal: NodeJS.Signals): Promise<void> {
+      worker.child.kill(signal);
+      await expect.poll(status, { timeout: 10_000, interval: 50, message: 'Draining' }).toBe('Draining');
+      expect(worker.child.exitCode).toBeNull();
+    },
+    /** Resolves to the worker's exit code once it exited, no process of its tree left and no longer listed. */
+    async workerGone(): Promise<number | null> {
+      const code = await worker.exited;
+      expect(workerTree.leftovers()).toEqual([]);
+      expect(await status()).toBeUndefined();
+      return code;
+    },
     release: () => writeFileSync(release, ''),
-    report: () => JSON.parse(readFileSync(report, 'utf8')) as RunResult,
+    /** SIGTERM to the orchestrator: it cancels the run and exits 1, leaving no process; the run's report. */
+    async cancelRun(): Promise<RunResult> {
+      orchestrator.child.kill('SIGTERM');
+      expect(await orchestrator.exited, orchestrator.output()).toBe(1);
+      expect(orchestratorTree.leftovers()).toEqual([]);
+      return JSON.parse(readFileSync(report, 'utf8')) as RunResult;
+    },
+    /** What both servers wrote to stderr that is not a clean log line (see {@link badLogLines}). */
+    badLogLines: () => [...badLogLines(worker, 'mpd-worker'), ...badLogLines(orchestrator, 'mpd-orchestrator')],
     close: () => client.close(),
   };
 }
@@ -130,20 +147,12 @@ describe('signals to the process the user started', () => {
   it('SIGTERM to the worker: it drains (its module finishes and is accepted), leaves the registry, exits 0 and leaves no process; SIGTERM to the orchestrator cancels its run; the logs are clean JSON', async () => {
     const run = await startRun('sig-term');
     try {
-      run.worker.child.kill('SIGTERM');
-      await expect.poll(run.status, { timeout: 10_000, interval: 50, message: 'Draining' }).toBe('Draining');
-      // Still running: it waits for hold, which waits for the release file.
-      expect(run.worker.child.exitCode).toBeNull();
+      await run.drain('SIGTERM');
       run.release();
-      expect(await run.worker.exited, run.worker.output()).toBe(0);
-      expect(run.workerTree.leftovers()).toEqual([]);
-      expect(await run.status()).toBeUndefined();
+      expect(await run.workerGone(), run.worker.output()).toBe(0);
       expect(run.worker.stderr()).toMatch(/draining: finishing running modules/);
       // `after` waits for a worker: SIGTERM cancels the run, with the summary and the report.
-      run.orchestrator.child.kill('SIGTERM');
-      expect(await run.orchestrator.exited, run.orchestrator.output()).toBe(1);
-      expect(run.orchestratorTree.leftovers()).toEqual([]);
-      const result = run.report();
+      const result = await run.cancelRun();
       expect(result.status).toBe('Cancelled');
       const hold = result.modules.find((module) => module.name === 'hold')!;
       expect(hold).toMatchObject({ status: 'Successful', workerId: 'sig-term', result: { workerId: 'sig-term' } });
@@ -151,30 +160,21 @@ describe('signals to the process the user started', () => {
     } finally {
       await run.close();
     }
-    expect(badLogLines(run.worker, 'mpd-worker')).toEqual([]);
-    expect(badLogLines(run.orchestrator, 'mpd-orchestrator')).toEqual([]);
+    expect(run.badLogLines()).toEqual([]);
   });
 
   it('SIGINT to the worker drains it; a second SIGINT cancels its module: exit 130, unregistered, no process left; the logs are clean JSON', async () => {
     const run = await startRun('sig-int');
     try {
+      await run.drain('SIGINT');
       run.worker.child.kill('SIGINT');
-      await expect.poll(run.status, { timeout: 10_000, interval: 50, message: 'Draining' }).toBe('Draining');
-      expect(run.worker.child.exitCode).toBeNull();
-      run.worker.child.kill('SIGINT');
-      expect(await run.worker.exited, run.worker.output()).toBe(130);
-      expect(run.workerTree.leftovers()).toEqual([]);
-      expect(await run.status()).toBeUndefined();
+      expect(await run.workerGone(), run.worker.output()).toBe(130);
       expect(run.worker.stderr()).toMatch(/second signal: cancelling running modules/);
-      run.orchestrator.child.kill('SIGTERM');
-      expect(await run.orchestrator.exited, run.orchestrator.output()).toBe(1);
-      expect(run.orchestratorTree.leftovers()).toEqual([]);
-      const hold = run.report().modules.find((module) => module.name === 'hold')!;
+      const hold = (await run.cancelRun()).modules.find((module) => module.name === 'hold')!;
       expect(hold.attempts[0]).toMatchObject({ outcome: 'Lost', workerId: 'sig-int' });
     } finally {
       await run.close();
     }
-    expect(badLogLines(run.worker, 'mpd-worker')).toEqual([]);
-    expect(badLogLines(run.orchestrator, 'mpd-orchestrator')).toEqual([]);
+    expect(run.badLogLines()).toEqual([]);
   });
 });
