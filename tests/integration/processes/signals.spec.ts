@@ -144,34 +144,38 @@ function badLogLines(proc: RunningProcess, service: string): string[] {
 }
 
 describe('signals to the process the user started', () => {
-  it('SIGTERM to the worker: it drains (its module finishes and is accepted), leaves the registry, exits 0 and leaves no process; SIGTERM to the orchestrator cancels its run; the logs are clean JSON', async () => {
-    const run = await startRun('sig-term');
-    try {
-      await run.drain('SIGTERM');
-      run.release();
-      expect(await run.workerGone(), run.worker.output()).toBe(0);
-      expect(run.worker.stderr()).toMatch(/draining: finishing running modules/);
-      // `after` waits for a worker: SIGTERM cancels the run, with the summary and the report.
-      const result = await run.cancelRun();
-      expect(result.status).toBe('Cancelled');
-      const hold = result.modules.find((module) => module.name === 'hold')!;
-      expect(hold).toMatchObject({ status: 'Successful', workerId: 'sig-term', result: { workerId: 'sig-term' } });
-      expect(hold.attempts.map((attempt) => attempt.outcome)).toEqual(['Succeeded']);
-    } finally {
-      await run.close();
-    }
-    expect(run.badLogLines()).toEqual([]);
-  });
+  it.each(['SIGTERM', 'SIGINT'] as const)(
+    '%s to the worker: it drains (its module finishes and is accepted), leaves the registry, exits 0 and leaves no process; SIGTERM to the orchestrator cancels its run; the logs are clean JSON',
+    async (signal) => {
+      const workerId = `drain-${signal.toLowerCase()}`;
+      const run = await startRun(workerId);
+      try {
+        await run.drain(signal);
+        run.release();
+        expect(await run.workerGone(), run.worker.output()).toBe(0);
+        expect(run.worker.stderr()).toMatch(/draining: finishing running modules/);
+        // `after` waits for a worker: SIGTERM cancels the run, with the summary and the report.
+        const result = await run.cancelRun();
+        expect(result.status).toBe('Cancelled');
+        const hold = result.modules.find((module) => module.name === 'hold')!;
+        expect(hold).toMatchObject({ status: 'Successful', workerId, result: { workerId } });
+        expect(hold.attempts.map((attempt) => attempt.outcome)).toEqual(['Succeeded']);
+      } finally {
+        await run.close();
+      }
+      expect(run.badLogLines()).toEqual([]);
+    },
+  );
 
   it('SIGINT to the worker drains it; a second SIGINT cancels its module: exit 130, unregistered, no process left; the logs are clean JSON', async () => {
-    const run = await startRun('sig-int');
+    const run = await startRun('cancel-sigint');
     try {
       await run.drain('SIGINT');
       run.worker.child.kill('SIGINT');
       expect(await run.workerGone(), run.worker.output()).toBe(130);
       expect(run.worker.stderr()).toMatch(/second signal: cancelling running modules/);
       const hold = (await run.cancelRun()).modules.find((module) => module.name === 'hold')!;
-      expect(hold.attempts[0]).toMatchObject({ outcome: 'Lost', workerId: 'sig-int' });
+      expect(hold.attempts[0]).toMatchObject({ outcome: 'Lost', workerId: 'cancel-sigint' });
     } finally {
       await run.close();
     }
