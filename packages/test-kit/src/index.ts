@@ -23,6 +23,12 @@
  * {@link createNetworkNamespace} puts processes behind a veth pair in a network namespace
  * of their own, to cut them off (iptables) and heal them; it needs root and `iptables`.
  *
+ * Each process {@link spawnProcess} starts runs in a process group (and session) of its own, and
+ * {@link killLeftovers} kills it with its tree. {@link watchProcessTree} remembers every process
+ * of a process's tree while it runs, and tells what of it still runs once it exited (by pid and
+ * by process group, from `/proc`). {@link duplicateJsonKeys} finds a key written twice in JSON
+ * text (a log line), which `JSON.parse` hides.
+ *
  * To wait for a condition, use vitest's `expect.poll` or `vi.waitFor`.
  */
 export { orchestratorArgs, workerArgs } from './cli-args.js';
@@ -33,6 +39,15 @@ export {
   type InstantWorkerClient,
   type InstantWorkerClientOptions,
 } from './instant-worker-client.js';
+export { duplicateJsonKeys } from './json-keys.js';
+export {
+  listProcesses,
+  processGroupOf,
+  processTree,
+  type ProcessEntry,
+  type ProcessTreeWatch,
+  watchProcessTree,
+} from './process-tree.js';
 export { cliOf, killLeftovers, spawnProcess, type RunningProcess, type SpawnOptions } from './processes.js';
 export { makeTestCertificates, type TestCertificates } from './certificates.js';
 export { type Fault, type FaultProxy, type FaultTarget, startFaultProxy } from './fault-proxy.js';

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { processGroupOf, processTree } from './process-tree.js';
 
 export interface SpawnOptions {
   /** The TypeScript (or JavaScript) file to run with `node --import tsx`. */
@@ -68,6 +69,9 @@ export function spawnProcess(options: SpawnOptions): RunningProcess {
     cwd: options.cwd,
     env: { ...inherited, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group (and session): a test can tell what it left behind by group, and
+    // {@link killLeftovers} kills the group, not the test runner's.
+    detached: true,
   });
   spawned.push(child);
   let stdout = '';
@@ -137,12 +141,30 @@ export function spawnProcess(options: SpawnOptions): RunningProcess {
   };
 }
 
+/** SIGKILL to group `pgid`; nothing if it has no process left. */
+function killGroup(pgid: number): void {
+  try {
+    process.kill(-pgid, 'SIGKILL');
+  } catch {
+    // ESRCH: the group is gone
+  }
+}
+
 /**
- * SIGKILLs every process {@link spawnProcess} started that is still running. For `afterAll`
- * or `afterEach`: passing tests stop their processes; this stops those a failing test left.
+ * SIGKILLs every process {@link spawnProcess} started that is still running, with its tree: its
+ * process group (also when it exited itself: what it left in its group), and every
+ * descendant's group (a worker's module hosts run in groups of their own). For `afterAll` or
+ * `afterEach`: passing tests stop their processes; this stops those a failing test left.
  */
 export function killLeftovers(): void {
-  for (const child of spawned.splice(0)) if (isRunning(child)) child.kill('SIGKILL');
+  const ownGroup = processGroupOf(process.pid);
+  for (const child of spawned.splice(0)) {
+    if (child.pid === undefined) continue;
+    const groups = new Set(isRunning(child) ? processTree(child.pid).map((entry) => entry.pgid) : []);
+    groups.add(child.pid);
+    if (isRunning(child)) child.kill('SIGKILL');
+    for (const pgid of groups) if (pgid !== ownGroup && pgid > 1) killGroup(pgid);
+  }
 }
 
 /**

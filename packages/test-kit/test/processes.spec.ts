@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { cliOf, killLeftovers, spawnProcess } from '../src/index.js';
+import { cliOf, duplicateJsonKeys, killLeftovers, spawnProcess, watchProcessTree } from '../src/index.js';
 
 const fixture = fileURLToPath(new URL('./fixtures/fixture.ts', import.meta.url));
 const run = (mode: string, options: { env?: Record<string, string>; cleanEnv?: boolean } = {}) =>
@@ -60,6 +60,41 @@ describe('spawnProcess', () => {
     killLeftovers();
     expect(await leftover.exited).toBeNull();
     expect(leftover.child.signalCode).toBe('SIGKILL');
+  });
+});
+
+describe('watchProcessTree', () => {
+  it('finds what a process left running once it exited (its child, reparented, by its group); killLeftovers kills it', async () => {
+    const parent = run('orphan');
+    const watch = watchProcessTree(parent.child.pid!);
+    const orphan = Number(await parent.firstLine());
+    expect(await parent.exited).toBe(0);
+    const left = watch.leftovers();
+    expect(left.map((entry) => [entry.pid, entry.command, entry.pgid])).toEqual([[orphan, 'sleep', parent.child.pid]]);
+    killLeftovers();
+    await expect
+      .poll(() => watchProcessTree(orphan).seen(), { timeout: 5_000, interval: 20, message: 'the orphan killed' })
+      .toEqual([]);
+  });
+
+  it('finds nothing once a process and its tree are gone', async () => {
+    const server = run('serve');
+    const watch = watchProcessTree(server.child.pid!);
+    await server.listeningUrl();
+    expect(watch.seen().map((entry) => entry.pid)).toEqual([server.child.pid]);
+    expect((await server.stop()).code).toBe(0);
+    expect(watch.leftovers()).toEqual([]);
+  });
+});
+
+describe('duplicateJsonKeys', () => {
+  it('names each key repeated in the same object, at any depth, escapes and strings that look like JSON included', () => {
+    expect(
+      duplicateJsonKeys(
+        '{"a":1,"b":{"c":"x\\"y","c":2},"d":[{"e":1,"e":2},{"f":[{"g":1,"g":"}"}]}],"a":"{\\"a\\":1}"}',
+      ),
+    ).toEqual(['b.c', 'd[].e', 'd[].f[].g', 'a']);
+    expect(duplicateJsonKeys('{"pid":1,"x":{"pid":2},"y":[{"pid":3},{"pid":4}]}')).toEqual([]);
   });
 });
 

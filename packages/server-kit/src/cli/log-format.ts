@@ -18,3 +18,12 @@ export const LOG_FORMATTERS = {
 export function logBase(service: string): { service: string; pid: number; hostname: string } {
   return { service, pid: process.pid, hostname: hostname() };
 }
+
+/**
+ * The keys of every log line of both servers besides a call's own fields: the level, the time,
+ * the base fields of {@link logBase} (pino's default base has `pid` and `hostname` too) and the
+ * message. pino writes a call's field of one of these names beside the line's own, so that the
+ * line holds the key twice (`JSON.parse` keeps the last; a log collector may keep the first):
+ * fields that come from outside the server (a module's `ctx.logger`) must not use them.
+ */
+export const LOG_LINE_KEYS: readonly string[] = ['level', 'time', 'service', 'pid', 'hostname', 'msg'];

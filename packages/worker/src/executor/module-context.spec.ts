@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defineModule } from '@mpd/pipeline';
 import { createSecretMasker } from '@mpd/server-kit';
+import { duplicateJsonKeys } from '@mpd/test-kit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createModuleContext, ensureWorkingDirectory } from './module-context.js';
@@ -79,6 +80,29 @@ describe('toModuleLogger', () => {
     expect(records[1]).toMatchObject({ password: '***', nested: { list: ['x-***-y'] } });
     expect(records[2]).toMatchObject({ '***': 1 });
     expect(lines.join('')).not.toContain('hunter22');
+  });
+
+  it("writes fields named like the line's own keys (base, bindings, msg) under moduleFields, never twice", () => {
+    const lines: string[] = [];
+    const log = pino({ base: { service: 'mpd-worker', pid: 1 } }, { write: (line: string) => void lines.push(line) });
+    const logger = toModuleLogger(
+      log.child({ workerId: 'w1' }).child({ module: 'm' }),
+      createSecretMasker(['hunter22']),
+    );
+    logger.info('started', { pid: 2, module: 'other', msg: 'hunter22', moduleFields: 3, kept: true });
+    logger.info('plain', { kept: 1 });
+    // The raw text: JSON.parse would keep the last of two equal keys.
+    expect(lines[0]).toMatch(/^\{"level":30,"time":\d+,"service":"mpd-worker","pid":1,"workerId":"w1","module":"m",/);
+    expect(lines.flatMap(duplicateJsonKeys)).toEqual([]);
+    expect(JSON.parse(lines[0]!)).toMatchObject({
+      pid: 1,
+      module: 'm',
+      msg: 'started',
+      kept: true,
+      moduleFields: { pid: 2, module: 'other', msg: '***', moduleFields: 3 },
+    });
+    expect(JSON.parse(lines[1]!)).not.toHaveProperty('moduleFields');
+    expect(JSON.parse(lines[1]!)).toMatchObject({ kept: 1, msg: 'plain' });
   });
 });
 

@@ -390,9 +390,9 @@ export class OrchestratorLink {
             consecutiveFailures: 0,
           };
           this.lease.renew(sentAt, this.heartbeatTimeoutMs);
+          // No workerId here: the link's logger has it already (pino would write it twice).
           logger.info(
             {
-              workerId: response.body.workerId,
               incarnation: this.options.incarnation,
               heartbeatIntervalMs,
               heartbeatTimeoutMs: this.heartbeatTimeoutMs,
