@@ -36,11 +36,13 @@ RUN --mount=type=cache,id=mpd-pnpm-store,target=/pnpm/store \
     pnpm install --frozen-lockfile --offline --store-dir /pnpm/store
 # ESM JavaScript, declarations and source maps in each package's dist/ (nx run-many -t build).
 RUN pnpm build
-# The production install: devDependencies (TypeScript, vitest, nx, …) go; the workspace's links
-# and the dist/ directories stay. The tests and benchmarks do not run in the image.
+# The production install, into fresh node_modules directories: devDependencies (TypeScript,
+# vitest, nx, …) go, the workspace's links and the dist/ directories stay. (`--prod` over the
+# existing node_modules unlinks the devDependencies but leaves their files in node_modules/.pnpm:
+# 164 MB instead of 32.) The tests and benchmarks do not run in the image.
 RUN --mount=type=cache,id=mpd-pnpm-store,target=/pnpm/store \
-    pnpm install --frozen-lockfile --offline --prod --store-dir /pnpm/store \
- && rm -rf tests bench .nx
+    rm -rf tests bench .nx node_modules packages/*/node_modules apps/*/node_modules \
+ && pnpm install --frozen-lockfile --offline --prod --store-dir /pnpm/store
 
 # ---- runtime: slim, non-root, tini as PID 1 -----------------------------------------------------
 FROM node:${NODE_VERSION}-bookworm-slim AS runtime
