@@ -8,8 +8,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -22,18 +22,14 @@ const { values: flags } = parseArgs({
 const pipelineFile = fileURLToPath(new URL('./demo.pipeline.ts', import.meta.url));
 
 /**
- * The CLI of a package: the `mpd-*` entry of the `bin` field of its package.json, found through
- * the demo's dependency on it (the same lookup as @mpd/test-kit's cliOf, which the demo does
- * not depend on).
+ * The `mpd` command: the `mpd` entry of the `bin` field of `@mpd/cli`'s package.json, found
+ * through the demo's dependency on it (the same lookup as @mpd/test-kit's cliOf, which the demo
+ * does not depend on).
  */
-function cliOf(pkg: '@mpd/orchestrator' | '@mpd/worker'): string {
-  let dir = dirname(fileURLToPath(import.meta.resolve(pkg)));
-  while (!existsSync(join(dir, 'package.json'))) {
-    if (dirname(dir) === dir) throw new Error(`no package.json above the entry point of ${pkg}`);
-    dir = dirname(dir);
-  }
-  const { bin } = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { bin: Record<string, string> };
-  return resolve(dir, bin[pkg.replace('@mpd/', 'mpd-')]!);
+function mpdCommand(): string {
+  const packageJson = fileURLToPath(import.meta.resolve('@mpd/cli/package.json'));
+  const { bin } = JSON.parse(readFileSync(packageJson, 'utf8')) as { bin: Record<string, string> };
+  return resolve(dirname(packageJson), bin.mpd!);
 }
 
 const statusService = fileURLToPath(new URL('../../cluster-status/src/main.ts', import.meta.url));
@@ -45,14 +41,14 @@ const joinToken = `mpdj_${randomBytes(24).toString('base64url')}`;
 const adminToken = `mpda_${randomBytes(24).toString('base64url')}`;
 const secrets = { MPD_JOIN_TOKEN: joinToken, MPD_ADMIN_TOKEN: adminToken };
 
-/** Starts the CLI of a package under tsx and resolves with the URL it prints. */
+/** Starts `mpd <command>` under tsx and resolves with the URL it prints. */
 function start(
   name: string,
-  pkg: '@mpd/orchestrator' | '@mpd/worker',
+  command: 'orchestrator' | 'worker',
   args: string[],
   env: Record<string, string>,
 ): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', cliOf(pkg), ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', mpdCommand(), command, ...args], {
     stdio: ['ignore', 'pipe', flags.verbose ? 'inherit' : 'ignore'],
     env: { ...process.env, MPD_LOG_LEVEL: flags.verbose ? 'info' : 'warn', ...env },
   });
@@ -110,13 +106,13 @@ async function main(): Promise<number> {
   ];
   if (flags.report) orchestratorArgs.push('--report', flags.report);
   console.log(`[demo] tokens for this run (printed once): join ${joinToken}, admin ${adminToken}`);
-  const orchestrator = await start('orchestrator', '@mpd/orchestrator', orchestratorArgs, secrets);
+  const orchestrator = await start('orchestrator', 'orchestrator', orchestratorArgs, secrets);
   const orchestratorExit = once(orchestrator.child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
 
   const startWorker = (n: number) =>
     start(
       `worker ${n}`,
-      '@mpd/worker',
+      'worker',
       [
         '--port',
         '0',

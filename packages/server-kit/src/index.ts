@@ -78,6 +78,7 @@ export {
   sizeTextOf,
   tokenText,
 } from './cli/setting-schemas.js';
+export type { CliRunOptions } from './cli/cli-run-options.js';
 export { LOG_FORMATTERS, logBase } from './cli/log-format.js';
 export { packageVersion } from './cli/package-version.js';
 export { writeStateFile } from './cli/state-file.js';

@@ -5,7 +5,7 @@
  *
  * ```ts
  * afterAll(killLeftovers);
- * const orchestrator = spawnProcess({ script: cliOf('orchestrator'), args: ['--port', '0'], cleanEnv: true });
+ * const orchestrator = spawnProcess({ script: cliOf('mpd'), args: ['orchestrator', '--port', '0'], cleanEnv: true });
  * const url = await orchestrator.listeningUrl();
  * // ...
  * expect((await orchestrator.stop('SIGTERM')).code).toBe(0);

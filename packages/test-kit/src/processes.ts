@@ -151,16 +151,22 @@ export function killLeftovers(): void {
 }
 
 /**
- * The absolute path of a package's CLI: the `mpd-<pkg>` entry of the `bin` field of
- * `packages/<pkg>/package.json` (read, never imported: the kit runs the CLI, it does not load it).
- * @throws Error when the package declares no such `bin`.
+ * The absolute path of a command's entry in this workspace, for {@link spawnProcess} (which runs
+ * it under tsx): `'mpd'` the `mpd` entry of `packages/cli`'s `bin` (run as
+ * `spawnProcess({ script: cliOf('mpd'), args: ['worker', …] })`, the command users run);
+ * `'orchestrator'` and `'worker'` their packages' development entries (`src/cli/main.ts`, what
+ * `pnpm orchestrator` / `pnpm worker` run: the same command, relative paths read against
+ * `INIT_CWD` when it is set). Found from the package.json files (read, never imported: the kit
+ * runs the CLI, it does not load it).
+ * @throws Error when `packages/cli/package.json` declares no `bin` `mpd`.
  */
-export function cliOf(pkg: 'orchestrator' | 'worker'): string {
-  const packageDir = new URL(`../../${pkg}/`, import.meta.url);
+export function cliOf(command: 'mpd' | 'orchestrator' | 'worker'): string {
+  if (command !== 'mpd') return fileURLToPath(new URL(`../../${command}/src/cli/main.ts`, import.meta.url));
+  const packageDir = new URL('../../cli/', import.meta.url);
   const { bin } = JSON.parse(readFileSync(new URL('package.json', packageDir), 'utf8')) as {
     bin?: Record<string, string>;
   };
-  const script = bin?.[`mpd-${pkg}`];
-  if (script === undefined) throw new Error(`packages/${pkg}/package.json has no bin "mpd-${pkg}"`);
+  const script = bin?.mpd;
+  if (script === undefined) throw new Error('packages/cli/package.json has no bin "mpd"');
   return fileURLToPath(new URL(script, packageDir));
 }

@@ -64,10 +64,10 @@ describe('spawnProcess', () => {
 });
 
 describe('cliOf', () => {
-  it("is the CLI of the package, from its package.json's bin", () => {
+  it("is the mpd command from packages/cli's bin, and the servers' development entries", () => {
+    expect(cliOf('mpd')).toMatch(/packages\/cli\/src\/main\.ts$/);
     expect(cliOf('orchestrator')).toMatch(/packages\/orchestrator\/src\/cli\/main\.ts$/);
     expect(cliOf('worker')).toMatch(/packages\/worker\/src\/cli\/main\.ts$/);
-    expect(existsSync(cliOf('orchestrator'))).toBe(true);
-    expect(existsSync(cliOf('worker'))).toBe(true);
+    for (const command of ['mpd', 'orchestrator', 'worker'] as const) expect(existsSync(cliOf(command))).toBe(true);
   });
 });

@@ -330,10 +330,11 @@ export type OrchestratorCliSettings = ReturnType<typeof SETTINGS.parse>;
 /**
  * The `mpd-orchestrator` command line. Every flag also reads an environment variable
  * (the flag wins). Values are left as texts: {@link parseSettings} checks them.
+ * @param name the command's name in its usage line (`mpd orchestrator` when run by `mpd`)
  */
-export function createCommand(): Command {
+export function createCommand(name = 'mpd-orchestrator'): Command {
   return SETTINGS.command(
-    'mpd-orchestrator',
+    name,
     'The mpd orchestrator: workers register with it over HTTP and send heartbeats; with --pipeline it runs a pipeline on them.\n' +
       'On start it prints one line to stdout, "mpd orchestrator listening on http://HOST:PORT" (https:// with --tls-cert; for 0.0.0.0 or ::, followed by the URLs of this machine\'s addresses); logs go to stderr.\n' +
       'SIGTERM or SIGINT stops it gracefully. Exit codes: 0 ok, 1 failure (or a failed pipeline), 2 invalid setting.',

@@ -224,10 +224,13 @@ export const SETTINGS = defineSettings(
 /** The worker's settings, checked. */
 export type WorkerCliSettings = ReturnType<typeof SETTINGS.parse>;
 
-/** The `mpd-worker` command: flags with their environment variables and help. */
-export function createCommand(): Command {
+/**
+ * The `mpd-worker` command: flags with their environment variables and help.
+ * @param name the command's name in its usage line (`mpd worker` when run by `mpd`)
+ */
+export function createCommand(name = 'mpd-worker'): Command {
   return SETTINGS.command(
-    'mpd-worker',
+    name,
     'Run an mpd worker: it registers with the orchestrator and executes the pipeline modules it is sent.',
   )
     .version(packageVersion(new URL('../../package.json', import.meta.url)), '-V, --version', 'print the version')

@@ -1,0 +1,81 @@
+import { readFileSync } from 'node:fs';
+import { cliOf, killLeftovers, spawnProcess } from '@mpd/test-kit';
+import { afterAll, describe, expect, it } from 'vitest';
+
+/** Runs `mpd ARGS…` as a real process, with the MPD_* variables (and INIT_CWD) of `env` only. */
+const mpd = (args: string[], env: Record<string, string> = {}, cwd?: string) =>
+  spawnProcess({ script: cliOf('mpd'), args, env, cleanEnv: true, ...(cwd ? { cwd } : {}) });
+
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+afterAll(killLeftovers);
+
+describe('mpd', () => {
+  it('--version and -V print the version of @mpd/cli', async () => {
+    for (const flag of ['--version', '-V']) {
+      const run = mpd([flag]);
+      expect(await run.exited).toBe(0);
+      expect(run.stdout()).toBe(`${version}\n`);
+    }
+  });
+
+  it('help and --help list the commands on stdout; no command at all shows it on stderr and exits 2', async () => {
+    for (const args of [['help'], ['--help']]) {
+      const run = mpd(args);
+      expect(await run.exited).toBe(0);
+      expect(run.stdout()).toMatch(/^Usage: mpd <command>/);
+      expect(run.stdout()).toMatch(/^ {2}orchestrator +serve the worker registry/m);
+      expect(run.stdout()).toMatch(/^ {2}worker +run a worker/m);
+    }
+    const bare = mpd([]);
+    expect(await bare.exited).toBe(2);
+    expect(bare.stdout()).toBe('');
+    expect(bare.stderr()).toMatch(/^Usage: mpd <command>/);
+  });
+
+  it('worker --help and help worker show the worker command under its mpd name', async () => {
+    for (const args of [
+      ['worker', '--help'],
+      ['help', 'worker'],
+    ]) {
+      const run = mpd(args);
+      expect(await run.exited).toBe(0);
+      expect(run.stdout()).toMatch(/^Usage: mpd worker \[options\]/);
+      expect(run.stdout()).toContain('--orchestrator');
+    }
+    const orchestrator = mpd(['orchestrator', '--help']);
+    expect(await orchestrator.exited).toBe(0);
+    expect(orchestrator.stdout()).toMatch(/^Usage: mpd orchestrator \[options\]/);
+  });
+
+  it('an unknown command, option or help topic exits 2 naming it and the commands', async () => {
+    const cases = [
+      {
+        args: ['wroker', '--port', '0'],
+        message: 'mpd: unknown command "wroker"; the commands are: orchestrator, worker',
+      },
+      { args: ['--port', '0'], message: 'mpd: unknown option "--port" before a command' },
+      { args: ['help', 'nope'], message: 'mpd: no help for unknown command "nope"' },
+    ];
+    for (const { args, message } of cases) {
+      const run = mpd(args);
+      expect(await run.exited).toBe(2);
+      expect(run.stdout()).toBe('');
+      expect(run.stderr()).toContain(message);
+      expect(run.stderr()).toContain('Run "mpd help" for the commands.');
+    }
+  });
+
+  it("reads relative paths against its working directory, not an inherited INIT_CWD (npm's)", async () => {
+    // npm and pnpm set INIT_CWD for the scripts they run, and their children inherit it: a
+    // service started from an `npm run` script must not read its paths against npm's directory.
+    const here = new URL('.', import.meta.url).pathname;
+    const run = mpd(['worker', '--port', '0', '--pipeline', 'missing.pipeline.ts'], { INIT_CWD: '/tmp' }, here);
+    expect(await run.exited).toBe(2);
+    expect(run.stderr()).toContain(
+      `mpd worker: Invalid setting --pipeline (MPD_PIPELINE): Pipeline file not found: ${here}missing.pipeline.ts`,
+    );
+  });
+});

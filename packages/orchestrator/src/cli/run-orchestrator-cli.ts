@@ -1,0 +1,181 @@
+/**
+ * `mpd orchestrator` (and its alias `mpd-orchestrator`; `pnpm orchestrator` in this repository):
+ * serves the worker registry and, with `--pipeline FILE`, runs the pipeline on the registered
+ * workers. Run `mpd orchestrator --help` for the flags (settings.ts); what they become is
+ * options-from-settings.ts. This file holds the process concerns: exit codes, signals and the
+ * listening line.
+ *
+ * stdout starts with one line, `mpd orchestrator listening on http://HOST:PORT` (https:// with
+ * `--tls-cert`; for `--host 0.0.0.0`, the default, `http://0.0.0.0:PORT (from other machines:
+ * http://10.0.0.5:PORT, …)`); with `--pipeline` the run's progress lines and summary table follow it. Logs
+ * go to stderr. Exit codes: 0 ok, 1 failure or failed pipeline, 2 invalid setting.
+ */
+import { resolve } from 'node:path';
+import type { Pipeline } from '@mpd/pipeline';
+import {
+  type CliRunOptions,
+  listeningText,
+  logBase,
+  LOG_FORMATTERS,
+  type OldNameGiven,
+  type SecretFlagGiven,
+} from '@mpd/server-kit';
+import { CommanderError } from 'commander';
+import { destination, pino, type Logger } from 'pino';
+import { OrchestratorConfigError } from '../errors.js';
+import type { RunningOrchestrator } from '../server.js';
+import { runOptions, serverOptions } from './options-from-settings.js';
+import { createCommand, type OrchestratorCliSettings, parseSettings, SETTINGS } from './settings.js';
+import { readTlsFiles, type TlsFiles } from './tls-files.js';
+
+const EXIT_OK = 0;
+const EXIT_FAILURE = 1;
+const EXIT_INVALID_SETTING = 2;
+
+/** The command's name and what relative paths are relative to, resolved once. */
+interface CliContext {
+  name: string;
+  baseDir: string;
+}
+
+/** The checked settings, the old names they were given by, and the secrets given as flags. */
+function readSettings(
+  argv: string[],
+  { name }: CliContext,
+): {
+  settings: OrchestratorCliSettings;
+  oldNames: OldNameGiven[];
+  secretFlags: SecretFlagGiven[];
+} {
+  const command = createCommand(name).exitOverride();
+  try {
+    command.parse(argv, { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // Commander already printed the help or the usage error.
+      process.exit(error.exitCode === 0 ? EXIT_OK : EXIT_INVALID_SETTING);
+    }
+    throw error;
+  }
+  try {
+    return {
+      settings: parseSettings(command),
+      oldNames: SETTINGS.oldNamesGiven(command),
+      secretFlags: SETTINGS.secretFlagsGiven(command),
+    };
+  } catch (error) {
+    if (error instanceof OrchestratorConfigError) {
+      process.stderr.write(`${name}: ${error.message}\n`);
+      process.exit(EXIT_INVALID_SETTING);
+    }
+    throw error;
+  }
+}
+
+/** Reads the TLS files now, so a bad path exits 2 before anything starts. */
+function readTls(settings: OrchestratorCliSettings, { name, baseDir }: CliContext): TlsFiles {
+  try {
+    return readTlsFiles(settings, baseDir);
+  } catch (error) {
+    if (error instanceof OrchestratorConfigError) {
+      process.stderr.write(`${name}: ${error.message}\n`);
+      process.exit(EXIT_INVALID_SETTING);
+    }
+    throw error;
+  }
+}
+
+async function loadPipeline(file: string, { name, baseDir }: CliContext): Promise<Pipeline> {
+  const path = resolve(baseDir, file);
+  const { loadPipelineFile } = await import('@mpd/pipeline');
+  try {
+    return await loadPipelineFile(path);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`${name}: Invalid setting --pipeline (MPD_PIPELINE): ${reason}\n`);
+    process.exit(EXIT_INVALID_SETTING);
+  }
+}
+
+async function main(argv: string[], context: CliContext): Promise<number> {
+  const { name, baseDir } = context;
+  const { settings, oldNames, secretFlags } = readSettings(argv, context);
+  const tls = readTls(settings, context);
+  // Loaded after the settings are valid, so --help and setting errors answer quickly.
+  const { startOrchestrator } = await import('../server.js');
+  // Asynchronous writes: a line per module finished (and more at debug) costs a blocking write
+  // to stderr on the dispatch path otherwise. pino flushes what is buffered when the process
+  // exits (a SIGKILL can lose the last lines).
+  const logger: Logger = pino(
+    { base: logBase('mpd-orchestrator'), level: settings.logLevel, formatters: LOG_FORMATTERS },
+    destination({ dest: 2, sync: false }),
+  );
+  // A log line (stderr carries JSON logs only), at warn: one per old name given.
+  for (const { oldName, name: newName, message } of oldNames)
+    logger.warn({ deprecated: oldName, use: newName }, message);
+  // One per secret given as a flag, naming the flag and its variable, never the value.
+  for (const { flag, env, message } of secretFlags) logger.warn({ flag, use: env }, message);
+  const pipeline = settings.pipeline === undefined ? undefined : await loadPipeline(settings.pipeline, context);
+
+  let orchestrator: RunningOrchestrator;
+  try {
+    orchestrator = await startOrchestrator({ ...serverOptions(settings, tls), logger });
+  } catch (error) {
+    logger.fatal({ err: error }, 'orchestrator could not start');
+    process.stderr.write(`${name}: ${error instanceof Error ? error.message : String(error)}\n`);
+    return error instanceof OrchestratorConfigError ? EXIT_INVALID_SETTING : EXIT_FAILURE;
+  }
+
+  const abort = new AbortController();
+  const stopped = new Promise<void>((resolveStopped) => {
+    const onSignal = (signal: NodeJS.Signals): void => {
+      if (abort.signal.aborted) {
+        logger.warn({ signal }, 'second signal: exiting without waiting');
+        process.exit(EXIT_FAILURE);
+      }
+      logger.info({ signal }, 'stopping');
+      abort.abort(new Error(`received ${signal}`));
+      resolveStopped();
+    };
+    process.on('SIGTERM', onSignal).on('SIGINT', onSignal);
+  });
+  // Printed once the signal handlers are in place: a SIGTERM sent on seeing it stops gracefully.
+  // The host bound (0.0.0.0 by default), and then the addresses workers on other machines can use.
+  process.stdout.write(`mpd orchestrator listening on ${listeningText(orchestrator.url, settings.host)}\n`);
+
+  let exitCode = EXIT_OK;
+  if (pipeline) {
+    const { runPipelineFromCli } = await import('./run-from-cli.js');
+    try {
+      const { success } = await runPipelineFromCli({
+        ...runOptions(settings, tls, baseDir),
+        pipeline,
+        registry: orchestrator.registry,
+        endpointPolicy: orchestrator.endpointPolicy,
+        logger,
+        signal: abort.signal,
+      });
+      exitCode = success ? EXIT_OK : EXIT_FAILURE;
+    } catch (error) {
+      logger.error({ err: error }, 'pipeline run failed');
+      exitCode = EXIT_FAILURE;
+    }
+  } else {
+    await stopped;
+  }
+  await orchestrator.close();
+  return exitCode;
+}
+
+/**
+ * Runs the orchestrator's command in this process, as `mpd orchestrator ARGS…` does: it owns
+ * the process from here (its SIGTERM and SIGINT handlers, its stdout and stderr) and exits it
+ * with the command's exit code (0, 1 or 2, see above) once the server stopped or the run ended;
+ * the promise never resolves.
+ * @param argv the arguments after the command's name (no node, no script), e.g. `['--port', '0']`
+ */
+export async function runOrchestratorCli(argv: string[], options: CliRunOptions = {}): Promise<never> {
+  const context = { name: options.name ?? 'mpd-orchestrator', baseDir: options.cwd ?? process.cwd() };
+  // Exit explicitly: a pipeline run may leave timers or sockets behind that would keep the process alive.
+  process.exit(await main(argv, context));
+}

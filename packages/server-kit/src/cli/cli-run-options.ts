@@ -1,0 +1,20 @@
+/**
+ * How a server's command runs when called as a function (`runOrchestratorCli`, `runWorkerCli`):
+ * by the `mpd` command (`mpd worker …`), or by the repository's development entries
+ * (`pnpm worker …`).
+ */
+export interface CliRunOptions {
+  /**
+   * The command's name in its usage line and in its messages, e.g. `mpd worker`.
+   * @default the package's own name: `mpd-orchestrator`, `mpd-worker`
+   */
+  name?: string;
+  /**
+   * What relative paths in the settings (`--pipeline`, the TLS files, `--credential-file`, …)
+   * are relative to. The `mpd` command leaves it to `process.cwd()`, as any command does; the
+   * repository's `pnpm orchestrator` / `pnpm worker` pass `INIT_CWD` (pnpm runs a root script in
+   * the root, and `INIT_CWD` is where it was typed).
+   * @default process.cwd()
+   */
+  cwd?: string;
+}

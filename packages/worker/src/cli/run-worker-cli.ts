@@ -1,0 +1,129 @@
+/**
+ * `mpd worker` (and its alias `mpd-worker`; `pnpm worker` in this repository): starts a worker
+ * from its flags and MPD_* environment variables. Run `mpd worker --help` for the flags (settings.ts); what they
+ * become is options-from-settings.ts. This file holds the process concerns: exit codes,
+ * signals and the listening line.
+ *
+ * Exit codes: 0 stopped after a drain or a signal; 1 cannot listen, or a drain failed; 2 an
+ * invalid setting or command line, or a registration the orchestrator refused as invalid (the
+ * same settings would be refused again); 3 replaced: another process registered under this
+ * `--id` (a supervisor should not restart it, or the two would keep replacing each other);
+ * 130 a second signal cancelled the modules still running.
+ */
+import { type CliRunOptions, listeningText, logBase, LOG_FORMATTERS } from '@mpd/server-kit';
+import { CommanderError } from 'commander';
+import { workerOptions } from './options-from-settings.js';
+import { createCommand, parseSettings, SETTINGS } from './settings.js';
+import { readTlsFiles } from './tls-files.js';
+
+/** The exit code of a worker whose registration the orchestrator refused as invalid: that of an invalid setting. */
+const EXIT_REGISTRATION_REFUSED = 2;
+/** The exit code of a worker another process replaced under its id. */
+const EXIT_REPLACED = 3;
+
+/**
+ * Runs the worker's command in this process, as `mpd worker ARGS…` does: it owns the process
+ * from here (its SIGTERM and SIGINT handlers, its stdout and stderr) and exits it with the exit
+ * code above once the worker stopped. The promise resolves once the worker listens (or never,
+ * when the command exits first: `--help`, a bad setting).
+ * @param argv the arguments after the command's name (no node, no script), e.g. `['--port', '0']`
+ */
+export async function runWorkerCli(argv: string[], options: CliRunOptions = {}): Promise<void> {
+  const name = options.name ?? 'mpd-worker';
+  const baseDir = options.cwd ?? process.cwd();
+  const command = createCommand(name).exitOverride();
+  try {
+    command.parse(argv, { from: 'user' });
+  } catch (error) {
+    // Commander already printed the help or the usage error: 0 for --help, 2 for a bad command line.
+    if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : 2);
+    throw error;
+  }
+  let settings;
+  let tls;
+  try {
+    settings = parseSettings(command);
+    // Read now, so a bad path exits 2 before anything starts.
+    tls = readTlsFiles(settings, baseDir);
+  } catch (error) {
+    process.stderr.write(`${name}: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
+  // Loaded after the settings are valid, so --help and setting errors answer quickly.
+  const { loadPipelineFile } = await import('@mpd/pipeline');
+  const { pino, destination } = await import('pino');
+  const { startWorker } = await import('../server.js');
+  // Asynchronous writes: a blocking write to stderr per module started and finished would sit
+  // on every execute's path. pino flushes what is buffered when the process exits (a SIGKILL
+  // can lose the last lines).
+  const logger = pino(
+    { level: settings.logLevel, base: logBase('mpd-worker'), formatters: LOG_FORMATTERS },
+    destination({ dest: 2, sync: false }),
+  );
+  // A log line (stderr carries JSON logs only), at warn: one per old name given.
+  for (const { oldName, name: newName, message } of SETTINGS.oldNamesGiven(command)) {
+    logger.warn({ deprecated: oldName, use: newName }, message);
+  }
+  // One per secret given as a flag, naming the flag and its variable, never the value.
+  for (const { flag, env, message } of SETTINGS.secretFlagsGiven(command)) logger.warn({ flag, use: env }, message);
+  let pipeline;
+  if (settings.pipeline) {
+    try {
+      pipeline = await loadPipelineFile(settings.pipeline, baseDir);
+    } catch (error) {
+      process.stderr.write(`${name}: Invalid setting --pipeline (MPD_PIPELINE): ${(error as Error).message}\n`);
+      process.exit(2);
+    }
+  }
+  if (!settings.orchestrator) {
+    logger.warn('no --orchestrator given: serving the worker API without registering anywhere');
+  }
+
+  let worker;
+  try {
+    worker = await startWorker({
+      ...workerOptions(settings, tls, baseDir),
+      logger,
+      ...(pipeline ? { pipeline } : {}),
+    });
+  } catch (error) {
+    process.stderr.write(`${name}: ${(error as Error).message}\n`);
+    process.exit((error as { code?: unknown }).code === 'InvalidSetting' ? 2 : 1);
+  }
+  const advertised = worker.endpoint === worker.url ? '' : ` (the orchestrator calls it at ${worker.endpoint})`;
+
+  // Drained by the orchestrator (POST /api/workers/{id}/drain) or by a signal: exit once stopped.
+  // Stopped on its own: refused (2) or replaced (3), with the reason as the last line.
+  let exitCode = 0;
+  void worker.stopped.then((exit) => {
+    if (exit.reason === 'stopped') process.exit(exitCode);
+    process.stderr.write(`${name}: ${exit.message}\n`);
+    process.exit(exit.reason === 'registration-refused' ? EXIT_REGISTRATION_REFUSED : EXIT_REPLACED);
+  });
+  let signals = 0;
+  const shutdown = (signal: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1) {
+      logger.warn({ signal }, 'second signal: cancelling running modules and exiting');
+      exitCode = 130;
+      void worker.close(0);
+      return;
+    }
+    logger.info(
+      { signal, running: worker.load },
+      'draining: finishing running modules, then unregistering (signal again to cancel them)',
+    );
+    worker.drain().catch((error: unknown) => {
+      logger.error({ err: error }, 'shutdown failed');
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+  // Printed once the signal handlers are in place: a SIGTERM sent on seeing it drains gracefully.
+  // The host bound (0.0.0.0 by default); no list of the machine's addresses ({} as the
+  // interfaces): what the orchestrator calls is the endpoint, said after it.
+  process.stdout.write(
+    `mpd worker ${worker.id} listening on ${listeningText(worker.url, settings.host, {})}${advertised}\n`,
+  );
+}
