@@ -146,16 +146,10 @@ export function readImage(): ImageStage {
 }
 
 /**
- * The script and arguments that run `mpd ARGV` here, the command of the image's ENTRYPOINT
- * (`tini -- mpd`) followed by a service's `command`.
- *
- * Until `@mpd/cli` is on main, `mpd orchestrator …` and `mpd worker …` are the orchestrator's
- * and the worker's own CLIs with the rest of the arguments: the same code in one node process.
+ * The script and arguments that run `mpd ARGV` here: the command of the image's ENTRYPOINT
+ * (`tini -- mpd`) followed by a service's `command`. The workspace's `mpd` entry, which the image
+ * runs built (`packages/cli/dist/main.js`).
  */
 export function mpdProcess(argv: readonly string[]): { script: string; args: string[] } {
-  const [subcommand, ...args] = argv;
-  if (subcommand !== 'orchestrator' && subcommand !== 'worker') {
-    throw new Error(`mpd ${subcommand}: only orchestrator and worker run as services`);
-  }
-  return { script: cliOf(subcommand), args };
+  return { script: cliOf('mpd'), args: [...argv] };
 }
