@@ -108,8 +108,9 @@ describe.skipIf(unavailable !== undefined)(
         const deadline = Date.now() + 30_000;
         for (;;) {
           const running = processes.get(name)!;
-          if (running.child.exitCode !== null)
+          if (running.child.exitCode !== null || running.child.signalCode !== null) {
             throw new Error(`${name} exited before it was healthy:\n${everything()}`);
+          }
           const check = await healthcheck(name);
           if (check.code === 0) return;
           if (Date.now() > deadline) throw new Error(`${name} not healthy in 30 s: ${check.output}\n${everything()}`);
