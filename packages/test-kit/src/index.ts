@@ -22,6 +22,8 @@
  * {@link TestClock} is real time plus jumps a test makes, for tests about expiry.
  * {@link createNetworkNamespace} puts processes behind a veth pair in a network namespace
  * of their own, to cut them off (iptables) and heal them; it needs root and `iptables`.
+ * {@link createNamespaceNetwork} puts hosts on a private network of namespaces, reaching each
+ * other by name, as containers on a compose network do; it needs root and `ip`.
  *
  * Each process {@link spawnProcess} starts runs in a process group (and session) of its own, and
  * {@link killLeftovers} kills it with its tree. {@link watchProcessTree} remembers every process
@@ -54,8 +56,11 @@ export { type Fault, type FaultProxy, type FaultTarget, startFaultProxy } from '
 export { ManualClock } from './manual-clock.js';
 export { TestClock } from './test-clock.js';
 export {
+  createNamespaceNetwork,
   createNetworkNamespace,
   destroyNetworkNamespaces,
   networkNamespacesUnavailable,
+  type NamespaceNetwork,
+  type NetworkHost,
   type NetworkNamespace,
 } from './netns.js';

@@ -59,15 +59,20 @@ export interface RunningProcess {
 const spawned: ChildProcess[] = [];
 const isRunning = (child: ChildProcess): boolean => child.exitCode === null && child.signalCode === null;
 
-/** Runs `node --import tsx <script> ...args` with stdout and stderr collected. */
-export function spawnProcess(options: SpawnOptions): RunningProcess {
+/** The environment a process started with these options gets: this one's (less `MPD_*` and `INIT_CWD` with `cleanEnv`), then `env`. */
+export function environmentFor(options: Pick<SpawnOptions, 'env' | 'cleanEnv'>): NodeJS.ProcessEnv {
   const inherited = options.cleanEnv
     ? Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('MPD_') && key !== 'INIT_CWD'))
     : process.env;
+  return { ...inherited, ...options.env };
+}
+
+/** Runs `node --import tsx <script> ...args` with stdout and stderr collected. */
+export function spawnProcess(options: SpawnOptions): RunningProcess {
   const [file, ...prefix] = [...(options.command ?? []), process.execPath];
   const child = spawn(file!, [...prefix, '--import', 'tsx', options.script, ...(options.args ?? [])], {
     cwd: options.cwd,
-    env: { ...inherited, ...options.env },
+    env: environmentFor(options),
     stdio: ['ignore', 'pipe', 'pipe'],
     // Its own process group (and session): a test can tell what it left behind by group, and
     // {@link killLeftovers} kills the group, not the test runner's.
