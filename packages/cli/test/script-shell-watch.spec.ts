@@ -103,7 +103,8 @@ describe('mpd under an npm script', () => {
        // Exits once the worker runs (and watches its parent, were it to).
        worker.stdout.on('data', (chunk) => {
          if (String(chunk).includes('listening on')) {
-           console.log(worker.pid);
+           // Not console.log: under nx (FORCE_COLOR) it colours numbers.
+           process.stdout.write(worker.pid + '\\n');
            process.exit(0);
          }
        });`,
@@ -115,6 +116,7 @@ describe('mpd under an npm script', () => {
     ]);
     await new Promise((resolve) => launcher.child.on('exit', resolve));
     const worker = Number(launcher.stdout().trim());
+    expect(worker).toBeGreaterThan(0);
     started.push({ pid: worker } as ChildProcess);
     // Well past the watch's check and its second look (2 × 250 ms).
     await new Promise((resolve) => setTimeout(resolve, 2_000));
