@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { registerTypeScript } from './register-typescript.js';
+import { stopWhenScriptShellExits } from './script-shell-watch.js';
 
 /** Exit codes of `mpd` itself; a subcommand's own are in its `--help`. */
 const EXIT_OK = 0;
@@ -67,6 +68,7 @@ function usageError(message: string): number {
 /** Runs a subcommand in this process; it owns the process from here, and exits it itself. */
 async function runCommand(name: CommandName, argv: string[]): Promise<void> {
   registerTypeScript();
+  stopWhenScriptShellExits(`mpd-${name}`);
   const options = { name: `mpd ${name}` };
   if (name === 'orchestrator') {
     const { runOrchestratorCli } = await import('@mpd/orchestrator/cli');
