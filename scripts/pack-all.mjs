@@ -6,13 +6,13 @@
  * packages are those under `packages/` without `"private": true`. Prints the tarballs' absolute
  * paths, one a line; with `--json`, one object `{ "<package name>": "<tarball>" }` instead.
  *
- * Each package's `dist/` is removed and built again with `tsc -p tsconfig.build.json` (no nx:
+ * Each tarball holds the root's `LICENSE`. Each package's `dist/` is removed and built again with `tsc -p tsconfig.build.json` (no nx:
  * this script runs inside `pnpm test`'s nx run, and a stale file of a renamed source must not
  * ship). Two at a time (CI has 2 cores); the order does not matter, since in the workspace every
  * package's imports of the others resolve to their sources.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,7 +58,17 @@ await Promise.all(
 mkdirSync(destination, { recursive: true });
 const tarballs = {};
 for (const { dir, manifest } of packages) {
-  const packed = spawnSync('pnpm', ['pack', '--pack-destination', destination], { cwd: dir, encoding: 'utf8' });
+  // The root's LICENSE ships in every tarball (npm takes it from the package's own directory);
+  // copied for the pack only, so that the repository keeps one copy.
+  const license = join(dir, 'LICENSE');
+  const copied = !existsSync(license);
+  if (copied) copyFileSync(join(root, 'LICENSE'), license);
+  let packed;
+  try {
+    packed = spawnSync('pnpm', ['pack', '--pack-destination', destination], { cwd: dir, encoding: 'utf8' });
+  } finally {
+    if (copied) rmSync(license, { force: true });
+  }
   if (packed.status !== 0) fail(`pnpm pack of ${manifest.name}`, `${packed.stdout}${packed.stderr}`);
   // pnpm pack prints the tarball's path as its last line.
   tarballs[manifest.name] = resolve(dir, packed.stdout.trim().split('\n').at(-1));

@@ -99,6 +99,7 @@ describe('the packed packages, installed with npm outside the workspace', () => 
         JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).engines.node,
       );
       expect(manifest.license, name).toBe('MIT');
+      expect(readFileSync(join(project, 'node_modules', name, 'LICENSE'), 'utf8'), name).toMatch(/^MIT License/);
     }
     const shipped = await run('tar', ['-tzf', tarballs['@mpd/worker']!]);
     expect(shipped.stdout).toContain('package/dist/executor/module-host-main.js');
