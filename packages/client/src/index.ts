@@ -18,3 +18,4 @@ export { ADDRESS_REFUSED } from './checked-connector.js';
 export { isTlsFailure } from './fetcher.js';
 export { MpdClientError } from './errors.js';
 export type { MpdClientErrorCode } from './errors.js';
+export { BlobDamagedError, VerifyingStream } from './verifying-stream.js';
