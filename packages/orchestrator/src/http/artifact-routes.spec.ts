@@ -1,10 +1,12 @@
 /** The artifact store's routes on `createApp()`: streamed PUT with its hash check, HEAD, verified GET, auth before the body. */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ArtifactClient, ArtifactStoreError } from '@mpd/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp } from '../app.js';
 import type { OrchestratorOptions } from '../orchestrator-options.js';
@@ -194,5 +196,38 @@ describe('artifact store routes', () => {
     const missing = await store.send('GET', blobPath('0'.repeat(64)));
     expect(missing.status).toBe(404);
     expect(await missing.json()).toMatchObject({ code: 'ArtifactNotFound' });
+  });
+});
+
+describe('ArtifactClient against the store', () => {
+  it('uploads a file once (HEAD first), downloads it verified to a file, and leaves nothing of a damaged or missing blob', async () => {
+    const store = await start();
+    const client = new ArtifactClient({ baseUrl: store.url, token: () => store.credential });
+    cleanups.push(() => client.close());
+    const work = await mkdtemp(join(tmpdir(), 'mpd-client-'));
+    cleanups.push(() => rm(work, { recursive: true, force: true }));
+    const bytes = Buffer.alloc(1024 * 1024 + 17, 3);
+    await writeFile(join(work, 'in.bin'), bytes);
+
+    const digest = await client.putFile(join(work, 'in.bin'));
+    expect(digest).toEqual({ sha256: sha256(bytes), size: bytes.length });
+    expect(await client.has(digest.sha256)).toBe(bytes.length);
+    await client.putFile(join(work, 'in.bin')); // the store has it: HEAD, no PUT
+    await client.getToFile(digest.sha256, join(work, 'out.bin'));
+    expect(sha256(await readFile(join(work, 'out.bin')))).toBe(digest.sha256);
+
+    const tampered = Buffer.from(bytes);
+    tampered[bytes.length - 1] = 4;
+    await writeFile(join(store.dir, digest.sha256), tampered);
+    await expect(client.getToFile(digest.sha256, join(work, 'bad.bin'))).rejects.toThrow();
+    await expect(client.getToFile('0'.repeat(64), join(work, 'none.bin'))).rejects.toMatchObject({
+      status: 404,
+      code: 'ArtifactNotFound',
+    });
+    expect((await readdir(work)).sort()).toEqual(['in.bin', 'out.bin']);
+
+    await expect(client.put(sha256(Buffer.from('y')), 1, Readable.from([Buffer.from('x')]))).rejects.toBeInstanceOf(
+      ArtifactStoreError,
+    );
   });
 });
