@@ -32,6 +32,8 @@ export interface CheckedOutBlob {
 
 /** Where checked-out links go, inside the cache's directory (same filesystem, so links work). */
 const CHECKOUTS = '.checkouts';
+/** Where modules pack archives before upload, inside the cache's directory (so the cache can link them); left alone by the cache. */
+export const SCRATCH_DIR = '.scratch';
 
 export class BlobCache {
   /** Blobs held, by hash: size in bytes; a Map keeps insertion order, so re-inserting marks as most recent. */
@@ -63,7 +65,7 @@ export class BlobCache {
         if (LIMITS.artifact.sha256.pattern.test(name)) {
           const found = await stat(path);
           if (found.isFile()) this.remember(name, found.size);
-        } else if (name !== CHECKOUTS) {
+        } else if (name !== CHECKOUTS && name !== SCRATCH_DIR) {
           await rm(path, { force: true, recursive: true });
         }
       }
