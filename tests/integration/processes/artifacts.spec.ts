@@ -30,16 +30,8 @@ describe('artifacts across workers', () => {
       'orchestrator',
       orchestratorArgs(
         0,
-        '--pipeline',
-        pipeline,
-        '--min-workers',
-        '2',
-        '--report',
-        report,
-        '--artifacts-dir',
-        store,
-        '--env',
-        `ARTIFACT_TEST_DIR=${dir}`,
+        ...['--artifacts-dir', store, '--env', `ARTIFACT_TEST_DIR=${dir}`],
+        ...['--pipeline', pipeline, '--min-workers', '2', '--report', report],
       ),
     );
     const cacheOf = (id: string) => join(dir, `cache-${id}`);

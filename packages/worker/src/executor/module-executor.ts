@@ -194,25 +194,14 @@ export class ModuleExecutor {
       return { kind: 'busy', load: this.running.size, slots: this.options.slots };
     }
     const { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger, artifacts } = this.options;
+    const shared = { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger, artifacts };
     const execution = this.pool
       ? startHostedExecution(module, request, {
-          workerId,
-          defaultTimeoutMs,
-          workingDirectory,
-          maxResultBytes,
-          logger,
-          artifacts,
+          ...shared,
           pool: this.pool,
           heapLimitMb: this.options.moduleHeapLimitMb,
         })
-      : startExecution(module, request, {
-          workerId,
-          defaultTimeoutMs,
-          workingDirectory,
-          maxResultBytes,
-          logger,
-          artifacts,
-        });
+      : startExecution(module, request, shared);
     const { fingerprint } = request;
     this.running.set(request.executionId, { execution, fingerprint });
     void execution.stopped.then(() => {
