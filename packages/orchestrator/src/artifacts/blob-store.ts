@@ -6,7 +6,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -72,7 +72,7 @@ export class BlobStore {
    */
   async put(sha256: string, size: number, body: Readable): Promise<void> {
     const target = this.pathOf(sha256);
-    await (this.ready ??= mkdir(this.dir, { recursive: true }).then(() => undefined));
+    await (this.ready ??= this.prepare());
     const temporary = join(this.dir, `${TEMPORARY_PREFIX}${randomBytes(8).toString('hex')}`);
     const hash = createHash('sha256');
     let received = 0;
@@ -100,6 +100,16 @@ export class BlobStore {
       await unlink(temporary).catch(() => undefined);
       throw error;
     }
+  }
+
+  /**
+   * Makes the directory, and removes the temporary files of uploads an earlier process did not
+   * finish (it ended mid-upload): this process's first write runs it, before any upload of its own.
+   */
+  private async prepare(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    const leftovers = (await readdir(this.dir)).filter((name) => name.startsWith(TEMPORARY_PREFIX));
+    await Promise.all(leftovers.map((name) => unlink(join(this.dir, name)).catch(() => undefined)));
   }
 
   /** Blob `sha256` for reading, verified as it is read; undefined when the store does not have it. */

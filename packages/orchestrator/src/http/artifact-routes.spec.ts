@@ -128,8 +128,9 @@ describe('artifact store routes', () => {
     expect(await readdir(store.dir)).toEqual([digest]);
   });
 
-  it('refuses a body that does not hash to its name (400 ArtifactHashMismatch) and keeps nothing', async () => {
+  it("refuses a body that does not hash to its name (400 ArtifactHashMismatch) and keeps nothing; an earlier process's partial upload is removed", async () => {
     const store = await start();
+    await writeFile(join(store.dir, '.incoming-0123456789abcdef'), 'half an upload of a process that died');
     const bytes = Buffer.from('the bytes of the blob');
     const wrong = sha256(Buffer.from('other bytes'));
     const put = await store.send('PUT', blobPath(wrong), { body: bytes });
