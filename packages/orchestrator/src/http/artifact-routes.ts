@@ -100,11 +100,12 @@ async function storeBlob(
   res: Response,
   logger: Logger,
 ): Promise<void> {
-  if ((await store.sizeOf(sha256)) !== undefined) {
+  const held = await store.sizeOf(sha256);
+  if (held !== undefined) {
     // Content-addressed: the store has these bytes. The body is read into nothing, so the
     // client's connection stays usable, and the answer says nothing was stored.
     req.resume();
-    req.once('end', () => res.status(200).json({ sha256, size, stored: false }));
+    req.once('end', () => res.status(200).json({ sha256, size: held, stored: false }));
     return;
   }
   try {
