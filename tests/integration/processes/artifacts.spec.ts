@@ -1,7 +1,8 @@
 /**
  * Artifacts between machines (issue 13): a module on worker A uploads files, its dependant on
  * worker B downloads them, byte-identical, through the orchestrator's store; every process real,
- * each worker with a cache of its own, modules in module hosts (the default for a pipeline file).
+ * each worker with a cache of its own; A runs modules in module hosts (the default for a pipeline
+ * file), B in its own process (`--isolation none`), so both ways `ctx.artifacts` reaches the worker run.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -59,6 +60,9 @@ describe('artifacts across workers', () => {
         'consumer',
         '--cache-dir',
         cacheOf('art-b'),
+        // A runs its modules in module hosts (ctx.artifacts over IPC), B in its own process.
+        '--isolation',
+        'none',
       ),
     );
     expect(await orchestrator.exited).toBe(0);
