@@ -18,3 +18,6 @@ export { ADDRESS_REFUSED } from './checked-connector.js';
 export { isTlsFailure } from './fetcher.js';
 export { MpdClientError } from './errors.js';
 export type { MpdClientErrorCode } from './errors.js';
+export { BlobDamagedError, VerifyingStream } from './verifying-stream.js';
+export { ArtifactClient, ArtifactStoreError, DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS, digestFile } from './artifact-client.js';
+export type { ArtifactClientOptions, BlobDigest } from './artifact-client.js';

@@ -84,6 +84,10 @@ export const errorCodeSchema = z.enum([
   'TooManyPipelines',
   'WorkerNotReady',
   'ExecutionIdConflict',
+  // --- artifacts (issue 13, slice A) ---
+  'ArtifactNotFound',
+  'ArtifactHashMismatch',
+  'LengthRequired',
 ]);
 export type ErrorCode = z.infer<typeof errorCodeSchema>;
 
@@ -132,6 +136,13 @@ export const ERROR_STATUS = {
   TooManyPipelines: 503,
   /** A worker that takes calls only with a credential has none yet: its first registration has not completed. */
   WorkerNotReady: 503,
+  // --- artifacts (issue 13, slice A) ---
+  /** No blob with that SHA-256 in the store. */
+  ArtifactNotFound: 404,
+  /** An uploaded blob whose bytes do not hash to the SHA-256 it was sent under: not kept. */
+  ArtifactHashMismatch: 400,
+  /** A streamed upload without `Content-Length` (RFC 9110 §15.5.12): its size must be known before it is read. */
+  LengthRequired: 411,
 } as const satisfies Record<ErrorCode, number>;
 
 /** An error body as {@link errorBody} builds it. */

@@ -12,7 +12,14 @@
  * Most services should use `@mpd/client`, which wraps these contracts with
  * sensible timeouts.
  */
-export { orchestratorContract, workersContract, orchestratorHealthContract } from './orchestrator.contract.js';
+export {
+  artifactsContract,
+  orchestratorContract,
+  workersContract,
+  orchestratorHealthContract,
+} from './orchestrator.contract.js';
+export { artifactRefSchema, blobParamsSchema, putBlobResponseSchema, sha256Schema } from './artifacts.schema.js';
+export type { ArtifactRef, PutBlobResponse } from './artifacts.schema.js';
 export type { OrchestratorContract } from './orchestrator.contract.js';
 export { workerContract, executionContract, workerHealthContract } from './worker.contract.js';
 export type { WorkerContract } from './worker.contract.js';
@@ -91,6 +98,7 @@ export { capFieldIssues, describeFieldIssues, toFieldIssues, truncateText } from
 export { orchestratorOpenApi, workerOpenApi } from './openapi.js';
 export {
   DEFAULT_MAX_RESULT_BYTES,
+  DEFAULT_MAX_ARTIFACT_BYTES,
   DEFAULT_MODULE_TIMEOUT_MS,
   DEFAULT_ORCHESTRATOR_BODY_LIMIT,
   DEFAULT_WORKER_BODY_LIMIT,

@@ -109,6 +109,20 @@ export const LIMITS = {
    * ASP.NET Core's `MaxModelValidationErrors` (200) bounds the same thing.
    */
   errorAnswer: { maxIssues: 20, maxTextLength: 200, maxMessageLength: 1_000, maxBytes: 16 * 1_024 },
+  // --- artifacts (issue 13, slice A) ---
+  /**
+   * The artifact store: blobs are named by their SHA-256 (64 lowercase hex digits, so a name is
+   * never a path segment like `..`); artifacts by a name of letters, digits and `. _ -` (it names
+   * the archive in logs and errors, never a path).
+   */
+  artifact: {
+    sha256: { pattern: /^[0-9a-f]{64}$/, alphabet: '64 lowercase hex digits (a SHA-256)' },
+    name: {
+      maxLength: 128,
+      pattern: /^[A-Za-z0-9][A-Za-z0-9._-]*$/,
+      alphabet: 'letters, digits and . _ -, starting with a letter or digit',
+    },
+  },
 } as const;
 
 /** The characters of a pipeline's module names together: what {@link LIMITS}`.pipeline.maxNameCharacters` bounds. */
@@ -244,3 +258,13 @@ export function formatBytes(bytes: number): string {
   const rounded = Math.round(value * 10) / 10;
   return `${Number.isInteger(rounded) ? rounded : rounded.toFixed(1)} ${units[unit]}`;
 }
+
+// --- artifacts (issue 13, slice A) ---
+
+/**
+ * The largest blob the orchestrator's artifact store takes by default, in bytes: 2 GiB
+ * (`--max-artifact-size`). A `PUT` declaring more is refused (413) before its body is read.
+ * GitHub Actions' and Buildkite's artifact uploads take files of several GiB; 2 GiB keeps one
+ * upload within a CI machine's spare disk.
+ */
+export const DEFAULT_MAX_ARTIFACT_BYTES = 2 * 1024 * 1024 * 1024;

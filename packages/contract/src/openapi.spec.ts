@@ -19,6 +19,7 @@ describe('OpenAPI documents', () => {
         '/api/workers/heartbeat',
         '/api/workers/{workerId}',
         '/api/workers/{workerId}/drain',
+        '/api/artifacts/blobs/{sha256}',
       ].sort(),
     );
     expect(Object.keys(worker.paths).sort()).toEqual([
@@ -94,6 +95,8 @@ describe('OpenAPI documents are valid and importable', () => {
       'POST /api/workers/{workerId}/drain': ['workerCredential', 'adminToken'],
       'DELETE /api/workers/{workerId}': ['workerCredential', 'adminToken'],
       'GET /api/health': [],
+      'GET /api/artifacts/blobs/{sha256}': ['workerCredential', 'adminToken'],
+      'PUT /api/artifacts/blobs/{sha256}': ['workerCredential', 'adminToken'],
     });
   });
 

@@ -1,6 +1,6 @@
 import type { AppRoute } from '@ts-rest/core';
 import { generateOpenApi } from '@ts-rest/open-api';
-import { orchestratorContract } from './orchestrator.contract.js';
+import { artifactsContract, orchestratorContract } from './orchestrator.contract.js';
 import { workerContract } from './worker.contract.js';
 
 type OpenApiDocument = ReturnType<typeof generateOpenApi>;
@@ -56,6 +56,7 @@ const orchestratorSecurity: SecurityBySection<typeof orchestratorContract, keyof
     unregister: ['workerCredential', 'adminToken'],
   },
   health: { get: [] },
+  artifacts: { getBlob: ['workerCredential', 'adminToken'], putBlob: ['workerCredential', 'adminToken'] },
 };
 
 const workerSecurity: SecurityBySection<typeof workerContract, keyof typeof workerSchemes> = {
@@ -88,8 +89,22 @@ function securityMapper(
     const security = byRoute.get(routeKey(route));
     if (security === undefined) throw new Error(`no security declared for ${routeKey(route)}`);
     // `security: []` says "no token" explicitly (linters want every operation to declare it).
-    return { ...operation, security };
+    return withByteBodies({ ...operation, security }, route);
   };
+}
+
+/** Raw bytes in OpenAPI 3.0: a binary string. */
+const BYTES = { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } };
+
+/**
+ * The artifact store's routes carry raw bytes, which ts-rest's generator does not describe (it
+ * knows JSON, forms and multipart): the blob upload's body and the download's 200 are written in.
+ */
+function withByteBodies<T extends object>(operation: T, route: AppRoute): T {
+  if (route.path !== artifactsContract.putBlob.path) return operation;
+  const described = operation as T & { responses?: Record<string, object> };
+  if (route.method === 'PUT') return { ...described, requestBody: { required: true, content: BYTES } };
+  return { ...described, responses: { ...described.responses, 200: { description: 'the blob', content: BYTES } } };
 }
 
 /**

@@ -11,6 +11,7 @@ import {
   drainWorkerResponseSchema,
   workerListSchema,
 } from './workers.schema.js';
+import { blobParamsSchema, putBlobResponseSchema } from './artifacts.schema.js';
 
 const c = initContract();
 
@@ -96,9 +97,46 @@ export const orchestratorHealthContract = c.router({
   },
 });
 
+// --- artifacts (issue 13, slice A) ---
+/**
+ * `/api/artifacts/blobs/{sha256}`: the orchestrator's content-addressed blob store. Bodies are
+ * raw bytes (`application/octet-stream`), streamed: the server reads them through route
+ * middleware, never the JSON parser. A worker's credential or the admin token; anything else is
+ * refused (401/403) before the body is read.
+ */
+export const artifactsContract = c.router({
+  getBlob: {
+    method: 'GET',
+    path: '/api/artifacts/blobs/:sha256',
+    summary:
+      'Download a blob (streamed, Content-Length set). HEAD answers the same headers without the body: 200 when the store has it, 404 when not. The server hashes the bytes as it sends them and cuts the connection if they do not match the name (a damaged file): verify what you read',
+    pathParams: blobParamsSchema,
+    responses: {
+      200: c.otherResponse({ contentType: 'application/octet-stream', body: c.type<Uint8Array>() }),
+      403: errorBodySchema,
+      404: errorBodySchema,
+    },
+  },
+  putBlob: {
+    method: 'PUT',
+    path: '/api/artifacts/blobs/:sha256',
+    summary:
+      'Upload a blob under its SHA-256 (application/octet-stream, Content-Length required, at most --max-artifact-size): kept only when its bytes hash to the name (else 400 ArtifactHashMismatch); 201 when stored, 200 when the store already had it',
+    pathParams: blobParamsSchema,
+    body: c.type<Uint8Array>(),
+    responses: {
+      200: putBlobResponseSchema,
+      201: putBlobResponseSchema,
+      403: errorBodySchema,
+      /** `LengthRequired`: no `Content-Length`. */
+      411: errorBodySchema,
+    },
+  },
+});
+
 /** The orchestrator's HTTP API. */
 export const orchestratorContract = c.router(
-  { workers: workersContract, health: orchestratorHealthContract },
+  { workers: workersContract, health: orchestratorHealthContract, artifacts: artifactsContract },
   { strictStatusCodes: true, commonResponses },
 );
 export type OrchestratorContract = typeof orchestratorContract;

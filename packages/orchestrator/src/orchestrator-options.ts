@@ -1,4 +1,4 @@
-import { DEFAULT_ORCHESTRATOR_BODY_LIMIT } from '@mpd/contract/limits';
+import { DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_ORCHESTRATOR_BODY_LIMIT } from '@mpd/contract/limits';
 import { pino, type Logger } from 'pino';
 import { OrchestratorConfigError } from './errors.js';
 import type { HostResolver } from './http/endpoint-policy.js';
@@ -92,6 +92,20 @@ export interface ResolvedOrchestratorOptions {
    * @default 64
    */
   maxPipelines: number;
+  // --- artifacts (issue 13, slice A) ---
+  /**
+   * The directory of the artifact store: one file per blob, named by its SHA-256 (made on the
+   * first upload; relative paths from the process's working directory). Not `.mpd/artifacts`,
+   * which the demo's own modules write to.
+   * @default '.mpd/artifact-store'
+   */
+  artifactsDir: string;
+  /**
+   * The largest blob the store takes, in bytes: a `PUT` whose `Content-Length` is larger gets
+   * 413 before its body is read.
+   * @default 2 GiB (`DEFAULT_MAX_ARTIFACT_BYTES`)
+   */
+  maxArtifactBytes: number;
 }
 
 /**
@@ -138,6 +152,8 @@ export const DEFAULT_ORCHESTRATOR_OPTIONS = {
   offlineRetentionMs: 600_000,
   maxWorkers: 10_000,
   maxPipelines: 64,
+  artifactsDir: '.mpd/artifact-store',
+  maxArtifactBytes: DEFAULT_MAX_ARTIFACT_BYTES,
   rateLimits: {
     registerPerMinute: 10_000,
     heartbeatPerMinute: 600,
@@ -171,8 +187,11 @@ export function resolveOrchestratorOptions(options: OrchestratorOptions = {}): R
     offlineRetentionMs: options.offlineRetentionMs ?? DEFAULT_ORCHESTRATOR_OPTIONS.offlineRetentionMs,
     maxWorkers: options.maxWorkers ?? DEFAULT_ORCHESTRATOR_OPTIONS.maxWorkers,
     maxPipelines: options.maxPipelines ?? DEFAULT_ORCHESTRATOR_OPTIONS.maxPipelines,
+    artifactsDir: options.artifactsDir ?? DEFAULT_ORCHESTRATOR_OPTIONS.artifactsDir,
+    maxArtifactBytes: options.maxArtifactBytes ?? DEFAULT_ORCHESTRATOR_OPTIONS.maxArtifactBytes,
     logger: options.logger ?? pino({ level: 'silent' }),
   };
+  requirePositive('maxArtifactBytes', resolved.maxArtifactBytes);
   requirePositive('heartbeatIntervalSeconds', resolved.heartbeatIntervalSeconds);
   requirePositive('heartbeatTimeoutMs', resolved.heartbeatTimeoutMs);
   checkRegistryBounds(resolved);

@@ -20,6 +20,9 @@
 export { defineModule, dependencyName, isModule, DEFAULT_MODULE_TIMEOUT_MS } from './module.js';
 export type {
   AnyModule,
+  ArtifactRef,
+  ArtifactUploadOptions,
+  ModuleArtifacts,
   CommandOptions,
   Dependency,
   DependencyName,

@@ -125,6 +125,58 @@ export interface ModuleContext<
   readonly executionId: string;
   /** The worker running the module. */
   readonly workerId: string;
+  /**
+   * Files passed between modules through the orchestrator's artifact store:
+   * `const ref = await ctx.artifacts.upload('dist', ['dist/**'])` in the producer, return `ref`
+   * in its result, and `await ctx.artifacts.download(ctx.result(build).dist, 'dist')` in a
+   * dependant, on whichever worker it runs.
+   */
+  readonly artifacts: ModuleArtifacts;
+}
+
+/**
+ * A reference to an artifact in the store, as {@link ModuleArtifacts.upload} returns it: plain
+ * JSON, so it can travel in a module's result (the contract's `artifactRefSchema`).
+ */
+export interface ArtifactRef {
+  /** The name given to `upload`. */
+  readonly name: string;
+  /** The SHA-256 of the archive (64 lowercase hex digits): its name in the store. */
+  readonly sha256: string;
+  /** The archive's size in bytes (gzipped tar). */
+  readonly size: number;
+  /** How many files it holds. */
+  readonly files: number;
+}
+
+/** Options of {@link ModuleArtifacts.upload}. */
+export interface ArtifactUploadOptions {
+  /**
+   * The directory the globs are matched in, and what the archive's paths are relative to
+   * (relative paths from `ctx.workingDirectory`).
+   * @default ctx.workingDirectory
+   */
+  baseDir?: string;
+}
+
+/** `ctx.artifacts`: upload files as a named artifact, download one into a directory. */
+export interface ModuleArtifacts {
+  /**
+   * Packs the files under `baseDir` matching `globs` (`dist/**`, `!**\/*.map`; dot files
+   * included, symbolic links stored as links) into a gzipped tar, uploads it unless the store
+   * has it, and returns its reference.
+   * @throws Error when `name` is not 1-128 letters, digits and `. _ -`, when no file matches,
+   *   when the worker has no orchestrator, or when the store refuses the upload (over its size limit)
+   */
+  upload(name: string, globs: string | readonly string[], options?: ArtifactUploadOptions): Promise<ArtifactRef>;
+  /**
+   * Extracts artifact `ref` into `dir` (relative paths from `ctx.workingDirectory`; made if
+   * missing), fetching it unless the worker's cache has it. An archive with an entry that would
+   * land outside `dir` (an absolute path, `..`, a link pointing out) or that is not a file,
+   * directory or link is refused before anything is written.
+   * @throws Error for such an archive, a `ref` that is not one, or a blob the store does not have
+   */
+  download(ref: ArtifactRef, dir: string): Promise<{ files: number }>;
 }
 
 /** What a module's `skipIf` receives; it runs on the orchestrator when the module is ready. */

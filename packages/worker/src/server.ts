@@ -1,6 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { createOrchestratorClient } from '@mpd/client';
+import { join, resolve } from 'node:path';
+import { ArtifactClient, createOrchestratorClient } from '@mpd/client';
+import { SCRATCH_DIR } from './artifacts/blob-cache.js';
+import { WorkerBlobs } from './artifacts/worker-blobs.js';
 import type { WorkerNodeRegistration } from '@mpd/contract';
 import { closeGracefully, createHttpOrHttpsServer, listen, parseSize } from '@mpd/server-kit';
 import type { Application } from 'express';
@@ -71,6 +74,17 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
   const { id, host, logger, pipeline, slots } = resolved;
   const bodyLimitBytes = checkSizes(resolved);
   const incarnation = randomUUID();
+  // `ctx.artifacts` go through the worker (the hosts ask it over IPC): the credential stays in
+  // the worker's process, out of module code's reach, and all hosts share one cache.
+  let link: OrchestratorLink | undefined;
+  const artifactClient = resolved.orchestratorUrl
+    ? new ArtifactClient({
+        baseUrl: resolved.orchestratorUrl,
+        token: () => link?.credential,
+        ...(resolved.orchestratorTls ? { tls: resolved.orchestratorTls } : {}),
+      })
+    : undefined;
+  const cacheDir = resolve(resolved.cacheDir);
   const executor = new ModuleExecutor({
     workerId: id,
     pipeline,
@@ -83,6 +97,12 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     killGraceMs: resolved.killGraceMs,
     moduleHeapLimitMb: resolved.moduleHeapLimitMb,
     logger: logger.child({ workerId: id }),
+    artifacts: artifactClient
+      ? {
+          transport: new WorkerBlobs(artifactClient, { dir: cacheDir, maxBytes: resolved.cacheMaxBytes }),
+          scratchDir: join(cacheDir, SCRATCH_DIR),
+        }
+      : undefined,
   });
   const client = resolved.orchestratorUrl
     ? createOrchestratorClient({
@@ -90,7 +110,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
         ...(resolved.orchestratorTls ? { tls: resolved.orchestratorTls } : {}),
       })
     : undefined;
-  const link = client
+  link = client
     ? new OrchestratorLink({
         client,
         workerId: id,
@@ -119,7 +139,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     validateResponses: resolved.validateResponses,
   });
   const { server, port } = await serve(app, resolved).catch(async (error: unknown) => {
-    await Promise.all([client?.close(), executor.close('the worker could not start')]);
+    await Promise.all([client?.close(), artifactClient?.close(), executor.close('the worker could not start')]);
     throw error;
   });
   const wildcard = host === '0.0.0.0' || host === '::';
@@ -155,7 +175,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     link,
     logger,
     close: async () => {
-      await client?.close();
+      await Promise.all([client?.close(), artifactClient?.close()]);
       await closeGracefully(server);
     },
   });

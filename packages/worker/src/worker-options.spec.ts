@@ -27,6 +27,8 @@ describe('resolveWorkerOptions', () => {
       initialBackoffMs: 500,
       maxBackoffMs: 30_000,
       completedRetentionMs: 600_000,
+      cacheDir: '.mpd/artifact-cache',
+      cacheMaxBytes: 5 * 1024 ** 3,
       isolation: 'none',
       killGraceMs: 10_000,
     });
@@ -56,6 +58,8 @@ describe('resolveWorkerOptions', () => {
       initialBackoffMs: 10,
       maxBackoffMs: 20,
       completedRetentionMs: 0,
+      cacheDir: '.mpd/artifact-cache',
+      cacheMaxBytes: 5 * 1024 ** 3,
       isolation: 'none' as const,
       killGraceMs: 0,
       moduleHeapLimitMb: 64,

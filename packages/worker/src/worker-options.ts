@@ -180,7 +180,23 @@ export interface WorkerOptions {
   completedRetentionMs?: number;
   /** @default a pino logger at `info` writing to stderr */
   logger?: Logger;
+  // --- artifacts (issue 13, slice A) ---
+  /**
+   * Where the worker keeps artifact blobs it uploaded or downloaded, by SHA-256 (made at first
+   * use; relative to the process's working directory). Used only with an `orchestratorUrl`.
+   * @default '.mpd/artifact-cache'
+   */
+  cacheDir?: string;
+  /**
+   * The most bytes of blobs the cache keeps; past it the least recently used are removed (a
+   * blob a module is extracting stays readable until it is done).
+   * @default 5 GiB (`DEFAULT_CACHE_BYTES`)
+   */
+  cacheMaxBytes?: number;
 }
+
+/** The worker's default artifact cache size: 5 GiB, room for a few builds' artifacts at the store's 2 GiB limit. */
+export const DEFAULT_CACHE_BYTES = 5 * 1024 * 1024 * 1024;
 
 /** The defaults of {@link WorkerOptions} that are constants (the others are read from the machine). */
 export const DEFAULT_WORKER_OPTIONS = {
@@ -196,6 +212,8 @@ export const DEFAULT_WORKER_OPTIONS = {
   completedRetentionMs: 10 * 60_000,
   killGraceMs: 10_000,
   open: false,
+  cacheDir: '.mpd/artifact-cache',
+  cacheMaxBytes: DEFAULT_CACHE_BYTES,
 } as const satisfies WorkerOptions;
 
 /** The options {@link resolveWorkerOptions} gives a default. */
@@ -265,6 +283,8 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
     completedRetentionMs: options.completedRetentionMs ?? defaults.completedRetentionMs,
     isolation: options.isolation ?? (fromFile ? 'process' : 'none'),
     killGraceMs: options.killGraceMs ?? defaults.killGraceMs,
+    cacheDir: options.cacheDir ?? defaults.cacheDir,
+    cacheMaxBytes: options.cacheMaxBytes ?? defaults.cacheMaxBytes,
     logger: options.logger ?? pino({ level: 'info', formatters: LOG_FORMATTERS }, pino.destination(2)),
   };
 }

@@ -21,6 +21,8 @@ describe('serverOptions', () => {
       offlineRetentionMs: 600_000,
       maxWorkers: 10_000,
       maxPipelines: 64,
+      artifactsDir: '.mpd/artifact-store',
+      maxArtifactBytes: 2 * 1024 ** 3,
       rateLimits: {
         registerPerMinute: 10_000,
         heartbeatPerMinute: 600,
@@ -129,6 +131,8 @@ describe('the defaults of the settings', () => {
       offlineRetentionMs: DEFAULT_ORCHESTRATOR_OPTIONS.offlineRetentionMs,
       maxWorkers: DEFAULT_ORCHESTRATOR_OPTIONS.maxWorkers,
       maxPipelines: DEFAULT_ORCHESTRATOR_OPTIONS.maxPipelines,
+      artifactsDir: DEFAULT_ORCHESTRATOR_OPTIONS.artifactsDir,
+      maxArtifactBytes: DEFAULT_ORCHESTRATOR_OPTIONS.maxArtifactBytes,
       rateLimits: DEFAULT_ORCHESTRATOR_OPTIONS.rateLimits,
     });
 

@@ -25,6 +25,8 @@ export function serverOptions(settings: OrchestratorCliSettings, tls: TlsFiles):
     offlineRetentionMs: settings.offlineRetentionMs,
     maxWorkers: settings.maxWorkers,
     maxPipelines: settings.maxPipelines,
+    artifactsDir: settings.artifactsDir,
+    maxArtifactBytes: settings.maxArtifactBytes,
     rateLimits: settings.rateLimits,
     tls: tls.server,
   });

@@ -27,6 +27,8 @@ describe('parseSettings', () => {
       offlineRetentionMs: 600_000,
       maxWorkers: 10_000,
       maxPipelines: 64,
+      artifactsDir: '.mpd/artifact-store',
+      maxArtifactBytes: 2 * 1024 ** 3,
       logLevel: 'info',
     });
   });
@@ -128,6 +130,8 @@ describe('parseSettings', () => {
       offlineRetentionMs: 600_000,
       maxWorkers: 10_000,
       maxPipelines: 64,
+      artifactsDir: '.mpd/artifact-store',
+      maxArtifactBytes: 2 * 1024 ** 3,
       port: 0,
       host: '127.0.0.1',
       heartbeatIntervalSeconds: 0.5,

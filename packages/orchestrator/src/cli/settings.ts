@@ -252,6 +252,21 @@ export const SETTINGS = defineSettings(
       help: 'most distinct pipelines the workers advertise at once; a registration with a new one past it gets 503 with Retry-After',
       schema: integerText(1, 100_000),
     },
+    // --- artifacts (issue 13, slice A) ---
+    artifactsDir: {
+      flag: '--artifacts-dir <dir>',
+      env: 'MPD_ARTIFACTS_DIR',
+      default: DEFAULT_ORCHESTRATOR_OPTIONS.artifactsDir,
+      help: "the artifact store's directory: one file per blob, named by its SHA-256 (made on the first upload)",
+      schema: pathText('must be a directory path, not empty'),
+    },
+    maxArtifactBytes: {
+      flag: '--max-artifact-size <size>',
+      env: 'MPD_MAX_ARTIFACT_SIZE',
+      default: sizeTextOf(DEFAULT_ORCHESTRATOR_OPTIONS.maxArtifactBytes),
+      help: 'the largest blob the artifact store takes (e.g. 512mb, 2gb); a larger upload gets 413 before it is read',
+      schema: sizeText,
+    },
     registerPerMinute: {
       flag: '--register-limit <n>',
       env: 'MPD_REGISTER_LIMIT',

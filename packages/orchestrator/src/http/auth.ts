@@ -112,3 +112,18 @@ export function mayAdminister(caller: Caller, tokens: AuthTokens): Denial | unde
   if (tokens.adminToken === undefined || caller.kind === 'admin') return undefined;
   return unauthenticated(caller) ?? { status: 403, message: 'this takes the admin token' };
 }
+
+/**
+ * The artifact store takes a registered worker's credential or the admin token, whatever tokens
+ * the orchestrator has (every worker gets a credential at registration): its blobs are a
+ * pipeline's files, for the pipeline's workers and the operator only (issue 13).
+ */
+export function mayUseArtifacts(caller: Caller): Denial | undefined {
+  if (caller.kind === 'worker' || caller.kind === 'admin') return undefined;
+  return (
+    unauthenticated(caller) ?? {
+      status: 403,
+      message: "the artifact store takes a worker's credential or the admin token",
+    }
+  );
+}

@@ -19,7 +19,10 @@ import {
   mayAdminister,
   mayHeartbeat,
   mayRegister,
+  mayUseArtifacts,
 } from './auth.js';
+import { BlobStore } from '../artifacts/blob-store.js';
+import { blobRoutes } from './artifact-routes.js';
 import type { WorkerEndpointPolicy } from './endpoint-policy.js';
 import { type FailureLimiter, heartbeatLimiter, type LimitedCaller, registerLimiter } from './rate-limits.js';
 
@@ -53,6 +56,11 @@ function refusedAs<T, C extends RegistrationErrorCode>(
     return { refused: errorResponse(error.code as C, error.message) };
   }
 }
+
+/** The handler of a route its middleware always answers (the artifact store's streamed routes). */
+const answeredByMiddleware = async (): Promise<never> => {
+  throw new Error('this route is answered by its middleware');
+};
 
 /** ts-rest's implementation type of the orchestrator contract (not exported by `@ts-rest/express`). */
 export type OrchestratorRoutes = Parameters<typeof createExpressEndpoints<OrchestratorContract>>[1];
@@ -88,6 +96,8 @@ export function createRoutes(
     };
   const workerIdParam = (req: Request): string => String(req.params.workerId);
   const actOnWorker = authorize((who, req) => mayActOnWorker(who, tokens, workerIdParam(req)));
+  const blobs = blobRoutes(new BlobStore(options.artifactsDir), options.maxArtifactBytes, options.logger);
+  const artifactsAuth = [failures.guard, authorize(mayUseArtifacts)];
   return s.router(orchestratorContract, {
     workers: {
       register: {
@@ -188,6 +198,12 @@ export function createRoutes(
           return { status: 200, body: { success: true } };
         },
       },
+    },
+    // --- artifacts (issue 13, slice A) ---
+    // Raw byte bodies, streamed: the route middleware answers, the handler never runs.
+    artifacts: {
+      getBlob: { middleware: [...artifactsAuth, blobs.get], handler: answeredByMiddleware },
+      putBlob: { middleware: [...artifactsAuth, blobs.put], handler: answeredByMiddleware },
     },
     health: {
       get: async () => ({

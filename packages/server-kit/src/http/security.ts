@@ -3,7 +3,7 @@
  * types, rate-limit answers.
  */
 import { hash, timingSafeEqual } from 'node:crypto';
-import { type ErrorCode, errorResponse } from '@mpd/contract';
+import { type ErrorCode, errorResponse, type FieldIssue } from '@mpd/contract';
 import type { Request, RequestHandler, Response } from 'express';
 import { sendError } from './error-handling.js';
 
@@ -58,6 +58,8 @@ export interface Refusal {
   message: string;
   /** Sent as `Retry-After` (whole seconds, at least 1) when given. */
   retryAfterSeconds?: number | undefined;
+  /** The fields at fault, for a `ValidationFailed` refusal. */
+  issues?: readonly FieldIssue[] | undefined;
 }
 
 /** Where {@link createApiApp} keeps the body limit in bytes, for {@link refuseUnread} (`app.locals`). */
@@ -81,7 +83,7 @@ export function refuseUnread(req: Request, res: Response, refusal: Refusal): voi
     res.setHeader('Retry-After', String(Math.max(1, Math.ceil(refusal.retryAfterSeconds))));
   }
   discardBody(req, res, Number(req.app?.locals[BODY_LIMIT_BYTES] ?? DEFAULT_DISCARD_BYTES));
-  sendError(res, refusal.code, refusal.message);
+  sendError(res, refusal.code, refusal.message, refusal.issues);
 }
 
 const DEFAULT_DISCARD_BYTES = 1024 * 1024;

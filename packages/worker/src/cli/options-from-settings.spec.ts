@@ -58,13 +58,24 @@ describe('workerOptions', () => {
 
   it('hands on, with no flag given, the library defaults (DEFAULT_WORKER_OPTIONS): the table does not type them again', () => {
     const options = workerOptions(parseSettings(SETTINGS.withDefaults({})), noTls, '/home/ci');
-    expect(Object.keys(options)).toEqual(['port', 'host', 'killGraceMs', 'bodyLimit', 'maxResultBytes', 'open']);
+    expect(Object.keys(options)).toEqual([
+      'port',
+      'host',
+      'killGraceMs',
+      'bodyLimit',
+      'maxResultBytes',
+      'cacheDir',
+      'cacheMaxBytes',
+      'open',
+    ]);
     expect(options).toStrictEqual({
       port: DEFAULT_WORKER_OPTIONS.port,
       host: DEFAULT_WORKER_OPTIONS.host,
       killGraceMs: DEFAULT_WORKER_OPTIONS.killGraceMs,
       bodyLimit: DEFAULT_WORKER_OPTIONS.bodyLimit,
       maxResultBytes: DEFAULT_WORKER_OPTIONS.maxResultBytes,
+      cacheDir: DEFAULT_WORKER_OPTIONS.cacheDir,
+      cacheMaxBytes: DEFAULT_WORKER_OPTIONS.cacheMaxBytes,
       open: DEFAULT_WORKER_OPTIONS.open,
     });
   });

@@ -34,6 +34,8 @@ export function workerOptions(
     credentialFile: settings.credentialFile === undefined ? undefined : resolve(baseDir, settings.credentialFile),
     bodyLimit: settings.bodyLimit,
     maxResultBytes: settings.maxResultBytes,
+    cacheDir: settings.cacheDir,
+    cacheMaxBytes: settings.cacheMaxBytes,
     token: settings.token,
     open: settings.open,
     tls: tls.server,

@@ -42,6 +42,8 @@ describe('createCommand + parseSettings', () => {
       killGraceMs: 10_000,
       bodyLimit: '100mb',
       maxResultBytes: 16 * 1024 * 1024,
+      cacheDir: '.mpd/artifact-cache',
+      cacheMaxBytes: 5 * 1024 ** 3,
       logLevel: 'info',
       open: false,
     });
@@ -95,6 +97,8 @@ describe('createCommand + parseSettings', () => {
       moduleHeapLimitMb: 512,
       bodyLimit: '100mb',
       maxResultBytes: 8 * 1024 * 1024,
+      cacheDir: '.mpd/artifact-cache',
+      cacheMaxBytes: 5 * 1024 ** 3,
       logLevel: 'debug',
       open: true,
     });
@@ -134,6 +138,8 @@ describe('createCommand + parseSettings', () => {
       moduleHeapLimitMb: 64,
       bodyLimit: '100mb',
       maxResultBytes: 512 * 1024,
+      cacheDir: '.mpd/artifact-cache',
+      cacheMaxBytes: 5 * 1024 ** 3,
       logLevel: 'silent',
       open: true,
     });
@@ -151,6 +157,8 @@ describe('createCommand + parseSettings', () => {
       killGraceMs: 10_000,
       bodyLimit: '100mb',
       maxResultBytes: 16 * 1024 * 1024,
+      cacheDir: '.mpd/artifact-cache',
+      cacheMaxBytes: 5 * 1024 ** 3,
       logLevel: 'info',
       open: false,
       tlsCert: 'worker.crt',
@@ -365,6 +373,8 @@ describe('createCommand + parseSettings', () => {
       ['--tls-client-key', 'MPD_TLS_CLIENT_KEY'],
       ['--body-limit', 'MPD_BODY_LIMIT'],
       ['--max-result-size', 'MPD_MAX_RESULT_SIZE'],
+      ['--cache-dir', 'MPD_CACHE_DIR'],
+      ['--cache-size', 'MPD_CACHE_SIZE'],
       ['--log-level', 'MPD_LOG_LEVEL'],
       // Not a setting: no environment variable.
       ['--version', undefined],

@@ -195,6 +195,21 @@ export const SETTINGS = defineSettings(
       help: 'the largest result a module may return, as JSON (e.g. 512kb, 16mb); a module whose result is larger fails, naming its size and this limit, before anything is sent',
       schema: sizeText,
     },
+    // --- artifacts (issue 13, slice A) ---
+    cacheDir: {
+      flag: '--cache-dir <dir>',
+      env: 'MPD_CACHE_DIR',
+      default: DEFAULT_WORKER_OPTIONS.cacheDir,
+      help: 'where the worker keeps the artifact blobs its modules uploaded or downloaded, by SHA-256 (with --orchestrator)',
+      schema: pathText('must be a directory path, not empty'),
+    },
+    cacheMaxBytes: {
+      flag: '--cache-size <size>',
+      env: 'MPD_CACHE_SIZE',
+      default: sizeTextOf(DEFAULT_WORKER_OPTIONS.cacheMaxBytes),
+      help: 'the most bytes of artifact blobs the cache keeps (e.g. 2gb); past it the least recently used are removed',
+      schema: sizeText,
+    },
     logLevel: {
       flag: '--log-level <level>',
       env: 'MPD_LOG_LEVEL',

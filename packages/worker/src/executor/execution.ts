@@ -5,12 +5,13 @@ import {
   type FailureKind,
   formatTimeSpan,
 } from '@mpd/contract';
-import type { AnyModule, JsonValue } from '@mpd/pipeline';
+import type { AnyModule, JsonValue, ModuleArtifacts } from '@mpd/pipeline';
 import { longTimeout } from '@mpd/contract/timers';
 import { createSecretMasker, type SecretMasker } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
+import { type BlobTransport, moduleArtifacts } from '../artifacts/module-artifacts.js';
 import { createModuleContext, ensureWorkingDirectory } from './module-context.js';
 import { toModuleLogger } from './module-logger.js';
 import { checkedResult } from './result-limits.js';
@@ -53,6 +54,15 @@ export interface ExecutionOptions {
   maxResultBytes: number;
   /** The worker's logger; the execution logs through a child naming the module and the executionId. */
   logger: Logger;
+  /** The worker's artifact transport and where archives are packed; undefined without an orchestrator. */
+  artifacts?: WorkerArtifacts | undefined;
+}
+
+/** What `ctx.artifacts` needs from the worker: its transport, and a scratch directory beside its cache. */
+export interface WorkerArtifacts {
+  transport: BlobTransport;
+  /** Where archives are packed before upload (in the cache's directory, so the cache can link them). */
+  scratchDir: string;
 }
 
 /** One running execution. */
@@ -181,6 +191,7 @@ async function run(
   const work = (async () => {
     const workingDirectory = request.workingDirectory ?? options.workingDirectory;
     await ensureWorkingDirectory(workingDirectory);
+    let artifacts: ModuleArtifacts | undefined;
     const ctx = createModuleContext({
       module,
       params: request.params,
@@ -191,6 +202,13 @@ async function run(
       logger: toModuleLogger(frame.log, frame.mask),
       executionId: request.executionId,
       workerId: options.workerId,
+      get artifacts() {
+        return (artifacts ??= moduleArtifacts({
+          transport: options.artifacts?.transport,
+          scratchDir: options.artifacts?.scratchDir ?? workingDirectory,
+          workingDirectory,
+        }));
+      },
     });
     return module.run(ctx);
   })();

@@ -28,9 +28,27 @@ export type ToHost =
        * ended kills the group before the module starts.
        */
       leaseEndsAt: number | null;
+      /**
+       * Where the host packs artifacts before the worker uploads them (beside the worker's
+       * cache); null: the worker has no orchestrator, so `ctx.artifacts` throws saying so.
+       */
+      artifactScratchDir: string | null;
     }
   /** Abort the module's signal with a `ModuleTimeoutError` (`timeout`) or an `ExecutionCancelledError`. */
-  | { type: 'cancel'; executionId: string; reason: 'timeout' | 'cancel'; message: string };
+  | { type: 'cancel'; executionId: string; reason: 'timeout' | 'cancel'; message: string }
+  /** The answer to an {@link ArtifactCall}. */
+  | ({ type: 'artifact-answer'; callId: number } & (
+      { ok: true; value: { sha256: string; size: number } | { path: string } } | { ok: false; message: string }
+    ));
+
+/**
+ * A module's `ctx.artifacts` asking the worker to move a blob (the worker holds the credential and
+ * the cache, so every host shares one cache and one download per blob): upload the archive at
+ * `path`, or check blob `sha256` out of the cache as a file of the host's own.
+ */
+export type ArtifactCall = { type: 'artifact-call'; executionId: string; callId: number } & (
+  { op: 'put'; path: string } | { op: 'checkOut'; sha256: string }
+);
 
 /** A log line of the module, written on the worker's side (masked there). */
 export interface HostLogLine {
@@ -48,6 +66,7 @@ export type FromHost =
   /** The pipeline could not be loaded (or is not the worker's); the host exits. */
   | { type: 'init-failed'; message: string }
   | HostLogLine
+  | ArtifactCall
   /**
    * The module returned (`resultText`: its result serialised) or threw. `leftoverChildren`:
    * how many processes the host still has as children; a host with any is not reused.

@@ -91,6 +91,7 @@ async function runHosted(
         workingDirectory: request.workingDirectory ?? options.workingDirectory,
         workerId: options.workerId,
         maxResultBytes: options.maxResultBytes,
+        artifactScratchDir: options.artifacts?.scratchDir ?? null,
       },
       new FrameSink(frame),
     ),

@@ -6,6 +6,7 @@ import { createSecretMasker } from '@mpd/server-kit';
 import { duplicateJsonKeys } from '@mpd/test-kit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { moduleArtifacts } from '../artifacts/module-artifacts.js';
 import { createModuleContext, ensureWorkingDirectory } from './module-context.js';
 import { toModuleLogger } from './module-logger.js';
 
@@ -27,6 +28,7 @@ const fields = (extra: Partial<Parameters<typeof createModuleContext>[0]> = {}) 
   logger: silent,
   executionId: 'exec-1',
   workerId: 'worker-1',
+  artifacts: moduleArtifacts({ transport: undefined, workingDirectory: '/w', scratchDir: '/w' }),
   ...extra,
 });
 

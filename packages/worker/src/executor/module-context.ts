@@ -1,6 +1,6 @@
 import { accessSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import type { AnyModule, JsonValue, ModuleContext, ModuleLogger } from '@mpd/pipeline';
+import type { AnyModule, JsonValue, ModuleArtifacts, ModuleContext, ModuleLogger } from '@mpd/pipeline';
 import { moduleCommands } from './module-commands.js';
 
 /** Everything a module's context is made of, each given explicitly (nothing is read from the request). */
@@ -23,6 +23,8 @@ export interface ModuleContextFields {
   logger: ModuleLogger;
   executionId: string;
   workerId: string;
+  /** `ctx.artifacts` (see `moduleArtifacts`): read only when the module reads it (a getter in a module host). */
+  readonly artifacts: ModuleArtifacts;
 }
 
 // The context's functions are made by these factories rather than written inline: under tsx
@@ -57,6 +59,9 @@ export function createModuleContext(fields: ModuleContextFields): ModuleContext 
     }),
     executionId: fields.executionId,
     workerId: fields.workerId,
+    get artifacts() {
+      return fields.artifacts;
+    },
   } as ModuleContext;
 }
 

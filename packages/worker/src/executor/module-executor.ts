@@ -1,6 +1,12 @@
 import type { Pipeline } from '@mpd/pipeline';
 import type { Logger } from 'pino';
-import { type Execution, type ExecutionOutcome, type ExecutionRequest, startExecution } from './execution.js';
+import {
+  type Execution,
+  type ExecutionOutcome,
+  type ExecutionRequest,
+  startExecution,
+  type WorkerArtifacts,
+} from './execution.js';
 import { startHostedExecution } from './hosted-execution.js';
 import { ModuleHostPool } from './module-host-pool.js';
 import { monotonicNow } from './process-group.js';
@@ -49,6 +55,8 @@ export interface ModuleExecutorOptions {
   /** The module hosts' V8 heap limit (MiB); Node's default when undefined. */
   moduleHeapLimitMb: number | undefined;
   logger: Logger;
+  /** `ctx.artifacts`' transport (the worker's cache and the orchestrator's store); undefined without an orchestrator. */
+  artifacts?: WorkerArtifacts | undefined;
 }
 
 /** Where a worker runs modules: in module hosts (child processes), or in its own process. */
@@ -92,6 +100,7 @@ export class ModuleExecutor {
         fingerprint: pipeline.fingerprint,
         killGraceMs: options.killGraceMs,
         heapLimitMb: options.moduleHeapLimitMb,
+        artifacts: options.artifacts,
         logger: options.logger.child({ component: 'module-hosts' }),
       });
     }
@@ -184,18 +193,15 @@ export class ModuleExecutor {
     if (this.running.size >= this.options.slots) {
       return { kind: 'busy', load: this.running.size, slots: this.options.slots };
     }
-    const { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger } = this.options;
+    const { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger, artifacts } = this.options;
+    const shared = { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger, artifacts };
     const execution = this.pool
       ? startHostedExecution(module, request, {
-          workerId,
-          defaultTimeoutMs,
-          workingDirectory,
-          maxResultBytes,
-          logger,
+          ...shared,
           pool: this.pool,
           heapLimitMb: this.options.moduleHeapLimitMb,
         })
-      : startExecution(module, request, { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger });
+      : startExecution(module, request, shared);
     const { fingerprint } = request;
     this.running.set(request.executionId, { execution, fingerprint });
     void execution.stopped.then(() => {

@@ -19,9 +19,17 @@
  *   group in time), a thread of the host kills the whole group at once (`module-host-lease.ts`),
  *   whatever the main thread is doing. An idle host holds no lease.
  */
-import { type AnyModule, type JsonValue, loadPipelineFile, type ModuleLogger, type Pipeline } from '@mpd/pipeline';
+import {
+  type AnyModule,
+  type JsonValue,
+  loadPipelineFile,
+  type ModuleArtifacts,
+  type ModuleLogger,
+  type Pipeline,
+} from '@mpd/pipeline';
+import { type BlobTransport, moduleArtifacts } from '../artifacts/module-artifacts.js';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
-import type { FromHost, HostLogLine, ToHost } from './host-protocol.js';
+import type { ArtifactCall, FromHost, HostLogLine, ToHost } from './host-protocol.js';
 import { createModuleContext, ensureWorkingDirectory, type ModuleContextFields } from './module-context.js';
 import { startLeaseWatchdog } from './module-host-lease.js';
 import { childrenOf, groupMembers, ownChildCounter, signalGroup } from './process-group.js';
@@ -63,6 +71,8 @@ class RunningModule implements ModuleContextFields {
   readonly workingDirectory: string;
   readonly workerId: string;
   readonly logger: ModuleLogger;
+  private readonly artifactScratchDir: string | null;
+  private artifactsApi: ModuleArtifacts | undefined;
   /** Whether the module was aborted (a cancel, a timeout, SIGTERM, the worker gone), and why. */
   aborted = false;
   reason: unknown;
@@ -76,6 +86,17 @@ class RunningModule implements ModuleContextFields {
     this.workingDirectory = message.workingDirectory;
     this.workerId = message.workerId;
     this.logger = logger(message.executionId);
+    this.artifactScratchDir = message.artifactScratchDir;
+  }
+
+  /** `ctx.artifacts`, made at the module's first use of it (most modules never touch it). */
+  get artifacts(): ModuleArtifacts {
+    this.artifactsApi ??= moduleArtifacts({
+      transport: this.artifactScratchDir === null ? undefined : new WorkerBlobCalls(this.executionId),
+      scratchDir: this.artifactScratchDir ?? this.workingDirectory,
+      workingDirectory: this.workingDirectory,
+    });
+    return this.artifactsApi;
   }
 
   get signal(): AbortSignal {
@@ -91,6 +112,34 @@ class RunningModule implements ModuleContextFields {
     this.aborted = true;
     this.reason = reason;
     this.controller?.abort(reason);
+  }
+}
+
+/** `ctx.artifacts` calls waiting for the worker's answer, by call id. */
+const artifactCalls = new Map<number, { resolve: (value: never) => void; reject: (error: Error) => void }>();
+let nextCallId = 0;
+
+/**
+ * A module host's {@link BlobTransport}: it asks the worker, which holds the credential and the
+ * one cache every host of the worker shares (so one blob is downloaded once per worker).
+ */
+class WorkerBlobCalls implements BlobTransport {
+  constructor(private readonly executionId: string) {}
+
+  private call<T>(request: { op: 'put'; path: string } | { op: 'checkOut'; sha256: string }): Promise<T> {
+    const callId = nextCallId++;
+    return new Promise<T>((resolve, reject) => {
+      artifactCalls.set(callId, { resolve: resolve as (value: never) => void, reject });
+      send({ type: 'artifact-call', executionId: this.executionId, callId, ...request } as ArtifactCall);
+    });
+  }
+
+  put(path: string): Promise<{ sha256: string; size: number }> {
+    return this.call({ op: 'put', path });
+  }
+
+  checkOut(sha256: string): Promise<{ path: string }> {
+    return this.call({ op: 'checkOut', sha256 });
   }
 }
 
@@ -271,6 +320,13 @@ process.on('message', (message: ToHost) => {
     case 'execute':
       void execute(message);
       return;
+    case 'artifact-answer': {
+      const waiting = artifactCalls.get(message.callId);
+      artifactCalls.delete(message.callId);
+      if (message.ok) waiting?.resolve(message.value as never);
+      else waiting?.reject(new Error(message.message));
+      return;
+    }
     case 'cancel':
       if (current?.executionId === message.executionId && !current.aborted) {
         current.abort(

@@ -9,7 +9,16 @@ import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import type { Socket } from 'node:net';
-import { type FromHost, type HostLogLine, LEASE_FD, LEASE_HOLD_LINE, leaseLine, type ToHost } from './host-protocol.js';
+import type { WorkerArtifacts } from './execution.js';
+import {
+  type ArtifactCall,
+  type FromHost,
+  type HostLogLine,
+  LEASE_FD,
+  LEASE_HOLD_LINE,
+  leaseLine,
+  type ToHost,
+} from './host-protocol.js';
 import { type GroupStop, stopProcessGroup } from './process-group.js';
 
 /** The host's entry file, beside this one (`.ts` in the sources, `.js` once built). */
@@ -40,6 +49,8 @@ export interface ModuleHostOptions {
   heapLimitMb: number | undefined;
   /** Where the host's own lines go when no execution is (or was) running on it. */
   logger: Logger;
+  /** What the host's `ctx.artifacts` calls go through; undefined without an orchestrator. */
+  artifacts?: WorkerArtifacts | undefined;
 }
 
 /** How a host's execution ended, as the host told it or as its exit tells it. */
@@ -159,6 +170,9 @@ export class ModuleHost {
         case 'log':
           if (message.executionId === this.sinkExecutionId) this.sink?.log(message);
           return;
+        case 'artifact-call':
+          this.answerArtifactCall(message);
+          return;
         case 'done':
         case 'crash': {
           if (this.running === undefined || message.executionId !== this.running.executionId) {
@@ -189,6 +203,26 @@ export class ModuleHost {
       fingerprint: options.fingerprint,
       killGraceMs: options.killGraceMs,
     });
+  }
+
+  /** Moves a blob for the running module's `ctx.artifacts` and answers the host (a call of no running module is refused). */
+  private answerArtifactCall(call: ArtifactCall): void {
+    const transport = this.options.artifacts?.transport;
+    const answer = (
+      result: { ok: true; value: { sha256: string; size: number } | { path: string } } | { ok: false; message: string },
+    ) => this.send({ type: 'artifact-answer', callId: call.callId, ...result });
+    if (!transport || call.executionId !== this.running?.executionId) {
+      answer({
+        ok: false,
+        message: 'no artifact store for this call (no orchestrator, or the module is no longer running)',
+      });
+      return;
+    }
+    const moved = call.op === 'put' ? transport.put(call.path) : transport.checkOut(call.sha256);
+    moved.then(
+      (value) => answer({ ok: true, value }),
+      (error: unknown) => answer({ ok: false, message: error instanceof Error ? error.message : String(error) }),
+    );
   }
 
   /** Whether the host process still runs (and has not been asked to stop). */

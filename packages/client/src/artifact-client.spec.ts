@@ -1,0 +1,42 @@
+/**
+ * `ArtifactClient` checks what it downloads itself: against a server that answers wrong bytes
+ * with a plausible length (not the orchestrator, whose own check would cut them off first), it
+ * keeps nothing. The client against the real store: the orchestrator's `artifact-routes.spec.ts`.
+ */
+import { createHash } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ArtifactClient } from './artifact-client.js';
+import { BlobDamagedError } from './verifying-stream.js';
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  await Promise.all(cleanups.splice(0).map((cleanup) => cleanup()));
+});
+
+describe('ArtifactClient', () => {
+  it('refuses a downloaded blob whose bytes do not hash to its name, leaving no file', async () => {
+    const claimed = createHash('sha256').update('the real bytes').digest('hex');
+    const server: Server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '14' });
+      res.end('not the bytes!');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => server.close(resolve)));
+    const client = new ArtifactClient({
+      baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      token: 'credential-0123456789',
+    });
+    cleanups.push(() => client.close());
+    const dir = await mkdtemp(join(tmpdir(), 'mpd-artifact-client-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+
+    await expect(client.getToFile(claimed, join(dir, 'blob'))).rejects.toBeInstanceOf(BlobDamagedError);
+    expect(await readdir(dir)).toEqual([]);
+    await expect(client.getToFile('../etc/passwd', join(dir, 'blob'))).rejects.toThrow(/64 lowercase hex/);
+  });
+});

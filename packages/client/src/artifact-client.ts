@@ -1,0 +1,200 @@
+/**
+ * `ArtifactClient`: the orchestrator's artifact store (`orchestratorContract.artifacts`) from a
+ * worker or a tool: blobs moved as streams, never held in memory, and checked against their
+ * SHA-256 on the way down as well as by the store on the way up.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { LIMITS, orchestratorContract, type PutBlobResponse } from '@mpd/contract';
+import { Agent, type Dispatcher, request } from 'undici';
+import { bearerHeader } from './clients.js';
+import type { ClientOptions } from './client-options.js';
+import { dispatcherOptions } from './fetcher.js';
+import { VerifyingStream } from './verifying-stream.js';
+
+/** Options of {@link ArtifactClient}: the orchestrator's URL and the caller's token, as the other clients take them. */
+export interface ArtifactClientOptions extends Pick<ClientOptions, 'baseUrl' | 'tls' | 'resolveHost' | 'headers'> {
+  /**
+   * A worker's credential or the admin token, or a function giving it at each call (a worker's
+   * credential changes when it registers again).
+   */
+  token: string | (() => string | undefined);
+  /**
+   * How long a transfer may go without a byte moving (and a call wait for its answer's
+   * headers), in ms: a blob of any size takes as long as it takes, a stalled one fails `Timeout`.
+   * @default 60_000
+   */
+  idleTimeoutMs?: number;
+}
+
+export const DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS = 60_000;
+
+/** A store's answer other than success: its status and the contract's error code. */
+export class ArtifactStoreError extends Error {
+  override readonly name = 'ArtifactStoreError';
+  constructor(
+    /** The HTTP status (`404`: no such blob, `400` with `ArtifactHashMismatch`, `401`/`403`, `413`). */
+    readonly status: number,
+    /** The contract's error code when the answer had one (`ArtifactNotFound`, `ArtifactHashMismatch`, …). */
+    readonly code: string | undefined,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A blob's SHA-256 (64 lowercase hex) and size in bytes. */
+export interface BlobDigest {
+  sha256: string;
+  size: number;
+}
+
+/** The SHA-256 and size of the file at `path`, read once as a stream. */
+export async function digestFile(path: string): Promise<BlobDigest> {
+  const hash = createHash('sha256');
+  let size = 0;
+  for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    hash.update(chunk);
+  }
+  return { sha256: hash.digest('hex'), size };
+}
+
+function checkSha256(sha256: string): void {
+  if (!LIMITS.artifact.sha256.pattern.test(sha256)) {
+    throw new TypeError(`sha256 must be ${LIMITS.artifact.sha256.alphabet}, got ${JSON.stringify(sha256)}`);
+  }
+}
+
+/**
+ * A client of the orchestrator's artifact store.
+ *
+ * ```ts
+ * const artifacts = new ArtifactClient({ baseUrl: 'http://127.0.0.1:8080', token: credential });
+ * const { sha256 } = await artifacts.putFile('dist.tgz');
+ * await artifacts.getToFile(sha256, '/tmp/dist.tgz');
+ * ```
+ */
+export class ArtifactClient {
+  private readonly dispatcher: Agent;
+  private readonly baseUrl: string;
+
+  constructor(private readonly options: ArtifactClientOptions) {
+    if (!/^https?:\/\//i.test(options.baseUrl)) {
+      throw new TypeError(`baseUrl must be an http:// or https:// URL, got ${JSON.stringify(options.baseUrl)}`);
+    }
+    this.baseUrl = options.baseUrl.replace(/\/+$/, '');
+    const idle = options.idleTimeoutMs ?? DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS;
+    // undici's header and body timeouts are idle timeouts: between bytes, not for the whole blob.
+    this.dispatcher = new Agent({
+      ...dispatcherOptions(idle, options.tls, options.resolveHost),
+      headersTimeout: idle,
+      bodyTimeout: idle,
+    });
+  }
+
+  private url(sha256: string): string {
+    checkSha256(sha256);
+    // The contract's path, its parameter filled in (the hash is hex: nothing to encode).
+    return `${this.baseUrl}${orchestratorContract.artifacts.getBlob.path.replace(':sha256', sha256)}`;
+  }
+
+  private headers(extra: Record<string, string> = {}): Record<string, string> {
+    const token = typeof this.options.token === 'function' ? this.options.token() : this.options.token;
+    return { ...this.options.headers, ...bearerHeader(token), ...extra };
+  }
+
+  private async call(
+    method: Dispatcher.HttpMethod,
+    sha256: string,
+    extra?: { headers?: Record<string, string>; body?: Readable },
+  ): Promise<Dispatcher.ResponseData> {
+    return request(this.url(sha256), {
+      method,
+      headers: this.headers(extra?.headers),
+      ...(extra?.body ? { body: extra.body } : {}),
+      dispatcher: this.dispatcher,
+    });
+  }
+
+  /** The size in bytes of blob `sha256` when the store has it, else undefined (`HEAD`). */
+  async has(sha256: string): Promise<number | undefined> {
+    const response = await this.call('HEAD', sha256);
+    await response.body.dump();
+    if (response.statusCode === 404) return undefined;
+    if (response.statusCode !== 200) throw await refusal(response, `HEAD blob ${sha256}`);
+    return Number(response.headers['content-length']);
+  }
+
+  /**
+   * Uploads `size` bytes of `body` as blob `sha256` (`PUT`, streamed). The store keeps them only
+   * when they hash to `sha256`.
+   * @throws ArtifactStoreError (`ArtifactHashMismatch`, 401/403, 413 past the store's limit)
+   */
+  async put(sha256: string, size: number, body: Readable): Promise<PutBlobResponse> {
+    const response = await this.call('PUT', sha256, {
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+      body,
+    });
+    if (response.statusCode !== 200 && response.statusCode !== 201) {
+      throw await refusal(response, `PUT blob ${sha256}`);
+    }
+    return (await response.body.json()) as PutBlobResponse;
+  }
+
+  /**
+   * Uploads the file at `path` unless the store has it already (hashed first, then `HEAD`, then
+   * a streamed `PUT`), and answers its digest.
+   */
+  async putFile(path: string): Promise<BlobDigest> {
+    const digest = await digestFile(path);
+    if ((await this.has(digest.sha256)) === digest.size) return digest;
+    await this.put(digest.sha256, digest.size, createReadStream(path));
+    return digest;
+  }
+
+  /**
+   * Downloads blob `sha256` to the file `path`: written to a temporary file beside it while its
+   * bytes are hashed, renamed to `path` only when all of them arrived and hash to `sha256`
+   * (removed otherwise), so `path` is the blob or nothing.
+   * @throws ArtifactStoreError (404 `ArtifactNotFound`, 401/403); `BlobDamagedError` when the bytes
+   *   do not hash to `sha256`; the transfer's error when the connection is cut
+   */
+  async getToFile(sha256: string, path: string): Promise<BlobDigest> {
+    const response = await this.call('GET', sha256);
+    if (response.statusCode !== 200) throw await refusal(response, `GET blob ${sha256}`);
+    const size = Number(response.headers['content-length']);
+    const temporary = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.partial`);
+    try {
+      await pipeline(response.body, new VerifyingStream(sha256, size), createWriteStream(temporary, { flags: 'wx' }));
+      await rename(temporary, path);
+    } catch (error) {
+      response.body.destroy();
+      await unlink(temporary).catch(() => undefined);
+      throw error;
+    }
+    return { sha256, size: (await stat(path)).size };
+  }
+
+  /** Closes the client's connections. */
+  close(): Promise<void> {
+    return this.dispatcher.close();
+  }
+}
+
+async function refusal(response: Dispatcher.ResponseData, what: string): Promise<ArtifactStoreError> {
+  let code: string | undefined;
+  let message = `${what}: ${response.statusCode}`;
+  try {
+    const body = (await response.body.json()) as { code?: string; errorMessage?: string };
+    code = body.code;
+    if (body.errorMessage) message = `${what}: ${response.statusCode} ${body.code ?? ''} ${body.errorMessage}`;
+  } catch {
+    // not the contract's error body (a HEAD has none)
+  }
+  return new ArtifactStoreError(response.statusCode, code, message);
+}

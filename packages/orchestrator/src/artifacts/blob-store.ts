@@ -1,0 +1,122 @@
+/**
+ * The orchestrator's content-addressed blob store: one file per blob, named by its SHA-256, in
+ * one directory. A blob is written to a temporary file in that directory while it is hashed,
+ * and renamed to its name only when the hash matches (a rename within one directory is atomic:
+ * a reader sees the whole blob or none); it is hashed again as it is read.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { VerifyingStream } from '@mpd/client';
+import { LIMITS } from '@mpd/contract';
+
+/** Why a blob was not stored (see {@link BlobStore.put}). */
+export class BlobWriteError extends Error {
+  override readonly name = 'BlobWriteError';
+  constructor(
+    /** `HashMismatch`: the bytes hash to another SHA-256; `SizeMismatch`: not as many bytes as declared. */
+    readonly code: 'HashMismatch' | 'SizeMismatch',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** A blob being read (see {@link BlobStore.open}). */
+export interface BlobReader {
+  /** Its size in bytes, from the file. */
+  size: number;
+  /**
+   * Its bytes. The stream fails (errors, after the last good chunk it held back) when the
+   * file's bytes do not hash to the blob's name, or when the file is not `size` bytes long:
+   * the last chunk is held back until the hash is checked, so a reader of a damaged file
+   * never gets all of it.
+   */
+  stream: Readable;
+}
+
+/** Prefix of temporary files; blobs are 64 hex digits, so the two never meet. */
+const TEMPORARY_PREFIX = '.incoming-';
+
+export class BlobStore {
+  private ready: Promise<void> | undefined;
+
+  /** @param dir the store's directory, made on the first write. */
+  constructor(readonly dir: string) {}
+
+  /** The file of blob `sha256`; the name is checked (64 lowercase hex) so it never leaves `dir`. */
+  pathOf(sha256: string): string {
+    if (!LIMITS.artifact.sha256.pattern.test(sha256)) throw new TypeError(`not a SHA-256: ${JSON.stringify(sha256)}`);
+    return join(this.dir, sha256);
+  }
+
+  /** The size in bytes of blob `sha256`, or undefined when the store does not have it. */
+  async sizeOf(sha256: string): Promise<number | undefined> {
+    const found = await stat(this.pathOf(sha256)).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined;
+      throw error;
+    });
+    return found?.isFile() ? found.size : undefined;
+  }
+
+  /**
+   * Stores `body` as blob `sha256`: written to a temporary file in the store's directory while
+   * hashed, renamed to its name once all `size` bytes arrived and hash to `sha256`; otherwise
+   * the temporary file is removed. A concurrent write of the same blob is harmless (the last
+   * rename replaces identical bytes).
+   * @throws BlobWriteError `HashMismatch` or `SizeMismatch`; the body's own error when it fails
+   *   (a client that went away): nothing is kept either way.
+   */
+  async put(sha256: string, size: number, body: Readable): Promise<void> {
+    const target = this.pathOf(sha256);
+    await (this.ready ??= this.prepare());
+    const temporary = join(this.dir, `${TEMPORARY_PREFIX}${randomBytes(8).toString('hex')}`);
+    const hash = createHash('sha256');
+    let received = 0;
+    try {
+      await pipeline(
+        body,
+        new Transform({
+          transform(chunk: Buffer, _encoding, callback) {
+            received += chunk.length;
+            hash.update(chunk);
+            callback(null, chunk);
+          },
+        }),
+        createWriteStream(temporary, { flags: 'wx', mode: 0o600 }),
+      );
+      if (received !== size) {
+        throw new BlobWriteError('SizeMismatch', `received ${received} bytes of the ${size} declared`);
+      }
+      const actual = hash.digest('hex');
+      if (actual !== sha256) {
+        throw new BlobWriteError('HashMismatch', `the body's SHA-256 is ${actual}, not ${sha256}: not stored`);
+      }
+      await rename(temporary, target);
+    } catch (error) {
+      await unlink(temporary).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /**
+   * Makes the directory, and removes the temporary files of uploads an earlier process did not
+   * finish (it ended mid-upload): this process's first write runs it, before any upload of its own.
+   */
+  private async prepare(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    const leftovers = (await readdir(this.dir)).filter((name) => name.startsWith(TEMPORARY_PREFIX));
+    await Promise.all(leftovers.map((name) => unlink(join(this.dir, name)).catch(() => undefined)));
+  }
+
+  /** Blob `sha256` for reading, verified as it is read; undefined when the store does not have it. */
+  async open(sha256: string): Promise<BlobReader | undefined> {
+    const size = await this.sizeOf(sha256);
+    if (size === undefined) return undefined;
+    const stream = createReadStream(this.pathOf(sha256)).pipe(new VerifyingStream(sha256, size));
+    return { size, stream };
+  }
+}

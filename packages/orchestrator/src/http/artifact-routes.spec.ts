@@ -1,0 +1,234 @@
+/** The artifact store's routes on `createApp()`: streamed PUT with its hash check, HEAD, verified GET, auth before the body. */
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { request as httpRequest, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ArtifactClient, ArtifactStoreError } from '@mpd/client';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createApp } from '../app.js';
+import type { OrchestratorOptions } from '../orchestrator-options.js';
+import { InMemoryNodeRegistry } from '../registry/in-memory-node-registry.js';
+
+const ADMIN = 'admin-token-0123456789';
+const JOIN = 'join-token-0123456789';
+const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+const blobPath = (digest: string) => `/api/artifacts/blobs/${digest}`;
+
+interface Harness {
+  url: string;
+  dir: string;
+  credential: string;
+  send(
+    method: string,
+    path: string,
+    options?: { token?: string; body?: Buffer; headers?: Record<string, string> },
+  ): Promise<Response>;
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  await Promise.all(cleanups.splice(0).map((cleanup) => cleanup()));
+});
+
+async function start(options: OrchestratorOptions = {}): Promise<Harness> {
+  const dir = await mkdtemp(join(tmpdir(), 'mpd-store-'));
+  const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 120_000 });
+  const node = registry.register({
+    id: 'w1',
+    endpoint: 'http://w1:9000',
+    capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+  });
+  const credential = registry.credentialOf(node.id)!;
+  const app = createApp({
+    registry,
+    options: { adminToken: ADMIN, joinToken: JOIN, artifactsDir: dir, validateResponses: true, ...options },
+  });
+  const server = await new Promise<Server>((resolve) => {
+    const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
+  });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  cleanups.push(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+    await rm(dir, { recursive: true, force: true });
+  });
+  return {
+    url,
+    dir,
+    credential,
+    send: (method, path, { token = credential, body, headers = {} } = {}) =>
+      fetch(`${url}${path}`, {
+        method,
+        headers: {
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+          ...(body ? { 'content-type': 'application/octet-stream' } : {}),
+          ...headers,
+        },
+        body,
+      }),
+  };
+}
+
+/**
+ * Sends a PUT's headers declaring `declared` bytes and only the first 64 KiB of them, and
+ * resolves with the answer's status and how long it took: a server that reads the body first
+ * never answers.
+ */
+function putHeadersOnly(
+  url: string,
+  path: string,
+  declared: number,
+  token?: string,
+): Promise<{ status: number; ms: number }> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${url}${path}`, {
+      method: 'PUT',
+      headers: {
+        'content-type': 'application/octet-stream',
+        'content-length': String(declared),
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+      },
+    });
+    req.on('response', (res) => {
+      res.resume();
+      resolve({ status: res.statusCode ?? 0, ms: Date.now() - started });
+      req.destroy();
+    });
+    req.on('error', reject);
+    req.write(Buffer.alloc(64 * 1024));
+  });
+}
+
+describe('artifact store routes', () => {
+  it('stores a blob under its SHA-256 (201), answers HEAD with its size, serves it byte-identical, and takes it again without keeping it (200)', async () => {
+    const store = await start();
+    const bytes = Buffer.from(Array.from({ length: 300_000 }, (_, index) => index % 251));
+    const digest = sha256(bytes);
+
+    expect((await store.send('HEAD', blobPath(digest))).status).toBe(404);
+    const put = await store.send('PUT', blobPath(digest), { body: bytes });
+    expect(put.status).toBe(201);
+    expect(await put.json()).toEqual({ sha256: digest, size: bytes.length, stored: true });
+
+    const head = await store.send('HEAD', blobPath(digest));
+    expect(head.status).toBe(200);
+    expect(head.headers.get('content-length')).toBe(String(bytes.length));
+
+    const got = await store.send('GET', blobPath(digest));
+    expect(got.status).toBe(200);
+    expect(sha256(Buffer.from(await got.arrayBuffer()))).toBe(digest);
+
+    const again = await store.send('PUT', blobPath(digest), { body: bytes, token: ADMIN });
+    expect(again.status).toBe(200);
+    expect(await again.json()).toMatchObject({ stored: false });
+    expect(await readdir(store.dir)).toEqual([digest]);
+  });
+
+  it("refuses a body that does not hash to its name (400 ArtifactHashMismatch) and keeps nothing; an earlier process's partial upload is removed", async () => {
+    const store = await start();
+    await writeFile(join(store.dir, '.incoming-0123456789abcdef'), 'half an upload of a process that died');
+    const bytes = Buffer.from('the bytes of the blob');
+    const wrong = sha256(Buffer.from('other bytes'));
+    const put = await store.send('PUT', blobPath(wrong), { body: bytes });
+    expect(put.status).toBe(400);
+    expect(await put.json()).toMatchObject({ code: 'ArtifactHashMismatch' });
+    expect(await readdir(store.dir)).toEqual([]);
+    expect((await store.send('HEAD', blobPath(wrong))).status).toBe(404);
+  });
+
+  it('cuts the download of a blob whose file was tampered with, so the client never reads it complete', async () => {
+    const store = await start();
+    const bytes = Buffer.alloc(256 * 1024, 7);
+    const digest = sha256(bytes);
+    expect((await store.send('PUT', blobPath(digest), { body: bytes })).status).toBe(201);
+    const tampered = Buffer.from(bytes);
+    tampered[1000] = 8;
+    await writeFile(join(store.dir, digest), tampered);
+    const got = await store.send('GET', blobPath(digest));
+    expect(got.status).toBe(200);
+    await expect(got.arrayBuffer()).rejects.toThrow();
+  });
+
+  it('refuses an upload without a credential (401) or with the join token (403) before its 1 GiB body is read', async () => {
+    const store = await start();
+    const digest = sha256(Buffer.from('x'));
+    const anonymous = await putHeadersOnly(store.url, blobPath(digest), 1024 ** 3);
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.ms).toBeLessThan(1_000);
+    expect((await putHeadersOnly(store.url, blobPath(digest), 1024 ** 3, 'not-a-token-of-ours')).status).toBe(401);
+    expect((await putHeadersOnly(store.url, blobPath(digest), 1024 ** 3, JOIN)).status).toBe(403);
+    expect((await store.send('GET', blobPath(digest), { token: '' })).status).toBe(401);
+    expect(await readdir(store.dir)).toEqual([]);
+  });
+
+  it('refuses a blob over --max-artifact-size by its Content-Length (413) before reading it, and one without Content-Length (411)', async () => {
+    const store = await start({ maxArtifactBytes: 1024 * 1024 });
+    const digest = sha256(Buffer.from('x'));
+    const tooLarge = await putHeadersOnly(store.url, blobPath(digest), 1024 * 1024 + 1, store.credential);
+    expect(tooLarge.status).toBe(413);
+    expect(tooLarge.ms).toBeLessThan(1_000);
+
+    const answer = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(`${store.url}${blobPath(digest)}`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${store.credential}`, 'transfer-encoding': 'chunked' },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', reject);
+      req.end('x');
+    });
+    expect(answer).toBe(411);
+  });
+
+  it('refuses a name that is not 64 lowercase hex digits (400 naming params.sha256), and answers 404 ArtifactNotFound for a blob it lacks', async () => {
+    const store = await start();
+    for (const name of ['ABC', '..%2Fetc', `${'a'.repeat(63)}G`, 'A'.repeat(64)]) {
+      const answer = await store.send('GET', blobPath(name));
+      expect(answer.status).toBe(400);
+      expect(await answer.json()).toMatchObject({ code: 'ValidationFailed', issues: [{ field: 'params.sha256' }] });
+    }
+    const missing = await store.send('GET', blobPath('0'.repeat(64)));
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toMatchObject({ code: 'ArtifactNotFound' });
+  });
+});
+
+describe('ArtifactClient against the store', () => {
+  it('uploads a file once (HEAD first), downloads it verified to a file, and leaves nothing of a damaged or missing blob', async () => {
+    const store = await start();
+    const client = new ArtifactClient({ baseUrl: store.url, token: () => store.credential });
+    cleanups.push(() => client.close());
+    const work = await mkdtemp(join(tmpdir(), 'mpd-client-'));
+    cleanups.push(() => rm(work, { recursive: true, force: true }));
+    const bytes = Buffer.alloc(1024 * 1024 + 17, 3);
+    await writeFile(join(work, 'in.bin'), bytes);
+
+    const digest = await client.putFile(join(work, 'in.bin'));
+    expect(digest).toEqual({ sha256: sha256(bytes), size: bytes.length });
+    expect(await client.has(digest.sha256)).toBe(bytes.length);
+    await client.putFile(join(work, 'in.bin')); // the store has it: HEAD, no PUT
+    await client.getToFile(digest.sha256, join(work, 'out.bin'));
+    expect(sha256(await readFile(join(work, 'out.bin')))).toBe(digest.sha256);
+
+    const tampered = Buffer.from(bytes);
+    tampered[bytes.length - 1] = 4;
+    await writeFile(join(store.dir, digest.sha256), tampered);
+    await expect(client.getToFile(digest.sha256, join(work, 'bad.bin'))).rejects.toThrow();
+    await expect(client.getToFile('0'.repeat(64), join(work, 'none.bin'))).rejects.toMatchObject({
+      status: 404,
+      code: 'ArtifactNotFound',
+    });
+    expect((await readdir(work)).sort()).toEqual(['in.bin', 'out.bin']);
+
+    await expect(client.put(sha256(Buffer.from('y')), 1, Readable.from([Buffer.from('x')]))).rejects.toBeInstanceOf(
+      ArtifactStoreError,
+    );
+  });
+});

@@ -1,0 +1,127 @@
+/**
+ * The artifact store's routes (`orchestratorContract.artifacts`), as route middleware: their
+ * bodies are raw bytes, streamed to and from disk, so they answer before the JSON parser and
+ * ts-rest's handler would run (the path is the contract's; `createRoutes` attaches these to it,
+ * after authentication).
+ */
+import { blobParamsSchema, describeBytes, describeFieldIssues, toFieldIssues } from '@mpd/contract';
+import { refuseUnread, sendError } from '@mpd/server-kit';
+import type { Request, RequestHandler, Response } from 'express';
+import type { Logger } from 'pino';
+import { type BlobStore, BlobWriteError } from '../artifacts/blob-store.js';
+
+/** The blob routes' middleware: `get` (GET and HEAD) and `put`. */
+export interface BlobRoutes {
+  get: RequestHandler;
+  put: RequestHandler;
+}
+
+/**
+ * @param store where blobs are kept
+ * @param maxBytes the largest blob a PUT may declare (413 before reading past it)
+ */
+export function blobRoutes(store: BlobStore, maxBytes: number, logger: Logger): BlobRoutes {
+  return {
+    get: (req, res, next) => {
+      const sha256 = checkedSha256(req, res);
+      if (sha256 === undefined) return;
+      serveBlob(store, sha256, req, res, logger).catch(next);
+    },
+    put: (req, res, next) => {
+      const sha256 = checkedSha256(req, res);
+      if (sha256 === undefined) return;
+      const length = req.headers['content-length'];
+      if (length === undefined || !/^\d+$/.test(length)) {
+        refuseUnread(req, res, {
+          code: 'LengthRequired',
+          message: 'headers.content-length: a blob upload needs Content-Length (its size, in bytes)',
+        });
+        return;
+      }
+      const size = Number(length);
+      if (size > maxBytes) {
+        refuseUnread(req, res, {
+          code: 'PayloadTooLarge',
+          message: `headers.content-length: a blob of ${describeBytes(size)} is over the store's limit of ${describeBytes(maxBytes)} (--max-artifact-size)`,
+        });
+        return;
+      }
+      const type = req.headers['content-type'];
+      if (type !== undefined && !req.is('application/octet-stream')) {
+        refuseUnread(req, res, {
+          code: 'UnsupportedMediaType',
+          message: `headers.content-type: blobs are uploaded as application/octet-stream, got ${JSON.stringify(type)}`,
+        });
+        return;
+      }
+      storeBlob(store, sha256, size, req, res, logger).catch(next);
+    },
+  };
+}
+
+/** The request's `sha256` path parameter, or undefined once a 400 naming it was answered. */
+function checkedSha256(req: Request, res: Response): string | undefined {
+  const parsed = blobParamsSchema.safeParse(req.params);
+  if (parsed.success) return parsed.data.sha256;
+  const issues = toFieldIssues(parsed.error, 'params');
+  refuseUnread(req, res, { code: 'ValidationFailed', message: describeFieldIssues(issues, 0), issues });
+  return undefined;
+}
+
+async function serveBlob(store: BlobStore, sha256: string, req: Request, res: Response, logger: Logger): Promise<void> {
+  const blob = await store.open(sha256);
+  if (blob === undefined) {
+    sendError(res, 'ArtifactNotFound', `The store has no blob ${sha256}`);
+    return;
+  }
+  res.status(200);
+  res.setHeader('Content-Type', 'application/octet-stream');
+  res.setHeader('Content-Length', String(blob.size));
+  if (req.method === 'HEAD') {
+    blob.stream.destroy();
+    res.end();
+    return;
+  }
+  blob.stream.on('error', (error) => {
+    // The bytes on disk are not the blob (damaged, or changed by someone): cut the connection,
+    // so the client sees a body shorter than its Content-Length, never a complete wrong blob.
+    logger.error({ err: error, sha256 }, 'artifact store: a blob failed its check as it was sent; connection cut');
+    res.destroy();
+  });
+  blob.stream.pipe(res);
+  res.on('close', () => blob.stream.destroy());
+}
+
+async function storeBlob(
+  store: BlobStore,
+  sha256: string,
+  size: number,
+  req: Request,
+  res: Response,
+  logger: Logger,
+): Promise<void> {
+  const held = await store.sizeOf(sha256);
+  if (held !== undefined) {
+    // Content-addressed: the store has these bytes. The body is read into nothing, so the
+    // client's connection stays usable, and the answer says nothing was stored.
+    req.resume();
+    req.once('end', () => res.status(200).json({ sha256, size: held, stored: false }));
+    return;
+  }
+  try {
+    await store.put(sha256, size, req);
+  } catch (error) {
+    if (error instanceof BlobWriteError) {
+      const code = error.code === 'HashMismatch' ? 'ArtifactHashMismatch' : 'ValidationFailed';
+      sendError(res, code, `body: ${error.message}`);
+      return;
+    }
+    if (req.destroyed || req.readableAborted) {
+      // The client went away mid-upload: nothing to answer, nothing kept.
+      logger.debug({ sha256 }, 'artifact store: an upload ended before its body was complete; not stored');
+      return;
+    }
+    throw error;
+  }
+  res.status(201).json({ sha256, size, stored: true });
+}

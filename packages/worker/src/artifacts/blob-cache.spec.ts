@@ -1,0 +1,80 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BlobCache } from './blob-cache.js';
+
+const blob = (text: string) => ({ bytes: Buffer.from(text), sha256: createHash('sha256').update(text).digest('hex') });
+
+const dirs: string[] = [];
+afterEach(async () => {
+  await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+/** A cache over a store of `blobs` (a downloader that writes them after `delayMs`), counting downloads. */
+async function cacheOf(blobs: Array<ReturnType<typeof blob>>, maxBytes: number, delayMs = 0) {
+  const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
+  dirs.push(dir);
+  const downloads: string[] = [];
+  const cache = new BlobCache({
+    dir,
+    maxBytes,
+    download: async (sha256, path) => {
+      downloads.push(sha256);
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      const found = blobs.find((candidate) => candidate.sha256 === sha256);
+      if (!found) throw new Error(`no blob ${sha256}`);
+      await writeFile(path, found.bytes);
+    },
+  });
+  return { cache, downloads, dir };
+}
+
+describe('BlobCache', () => {
+  it('downloads a blob asked for by several callers at once only once, and not again once held', async () => {
+    const a = blob('a'.repeat(100));
+    const { cache, downloads } = await cacheOf([a], 1_000, 50);
+    const outs = await Promise.all(Array.from({ length: 5 }, () => cache.checkOut(a.sha256)));
+    expect(downloads).toEqual([a.sha256]);
+    for (const out of outs) expect(await readFile(out.path, 'utf8')).toBe('a'.repeat(100));
+    expect(new Set(outs.map((out) => out.path)).size).toBe(5);
+    await Promise.all(outs.map((out) => out.release()));
+    await (await cache.checkOut(a.sha256)).release();
+    expect(downloads).toHaveLength(1);
+  });
+
+  it('keeps at most maxBytes, evicting the least recently used; a checked-out blob stays readable after eviction', async () => {
+    const [a, b, c] = [blob('a'.repeat(100)), blob('b'.repeat(100)), blob('c'.repeat(100))];
+    const { cache, downloads } = await cacheOf([a, b, c], 250);
+    const outA = await cache.checkOut(a.sha256);
+    await (await cache.checkOut(b.sha256)).release();
+    await (await cache.checkOut(a.sha256)).release(); // a is now the most recent
+    await (await cache.checkOut(c.sha256)).release(); // evicts b
+    expect([cache.has(a.sha256), cache.has(b.sha256), cache.has(c.sha256)]).toEqual([true, false, true]);
+    expect(cache.bytes).toBe(200);
+    await (await cache.checkOut(b.sha256)).release(); // evicts a, b downloaded again
+    expect(cache.has(a.sha256)).toBe(false);
+    expect(await readFile(outA.path, 'utf8')).toBe('a'.repeat(100));
+    await outA.release();
+    expect(downloads).toEqual([a.sha256, b.sha256, c.sha256, b.sha256]);
+  });
+
+  it('holds an added file (a module’s own upload) without downloading it, and finds it again after a restart', async () => {
+    const a = blob('made here');
+    const { cache, downloads, dir } = await cacheOf([], 1_000);
+    const source = join(dir, '..', `upload-${Date.now()}`);
+    await writeFile(source, a.bytes);
+    await cache.add(a.sha256, source);
+    await rm(source);
+    await (await cache.checkOut(a.sha256)).release();
+    const again = new BlobCache({
+      dir,
+      maxBytes: 1_000,
+      download: () => Promise.reject(new Error('no download expected')),
+    });
+    const out = await again.checkOut(a.sha256);
+    expect(await readFile(out.path, 'utf8')).toBe('made here');
+    expect(downloads).toEqual([]);
+  });
+});

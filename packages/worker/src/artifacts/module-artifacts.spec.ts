@@ -1,0 +1,110 @@
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { digestFile } from '@mpd/client';
+import { create } from 'tar';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BlobCache } from './blob-cache.js';
+import { entryProblem, moduleArtifacts } from './module-artifacts.js';
+
+const dirs: string[] = [];
+afterEach(async () => {
+  await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+/**
+ * A worker's side over a store that is a directory (`store/<sha256>`): the real cache, fed by
+ * copying from it, so these tests need no orchestrator.
+ */
+async function setUp() {
+  const root = await mkdtemp(join(tmpdir(), 'mpd-artifacts-'));
+  dirs.push(root);
+  const store = join(root, 'store');
+  await mkdir(store);
+  const cache = new BlobCache({
+    dir: join(root, 'cache'),
+    maxBytes: 10 * 1024 * 1024,
+    download: (sha256, path) => copyFile(join(store, sha256), path),
+  });
+  const transport = {
+    put: async (path: string) => {
+      const digest = await digestFile(path);
+      await copyFile(path, join(store, digest.sha256));
+      return digest;
+    },
+    checkOut: (sha256: string) => cache.checkOut(sha256),
+  };
+  const work = join(root, 'work');
+  await mkdir(work);
+  const artifacts = moduleArtifacts({ transport, workingDirectory: work, scratchDir: join(root, 'scratch') });
+  return { root, store, work, artifacts };
+}
+
+describe('ctx.artifacts', () => {
+  it('uploads the files matching the globs and downloads them byte-identical into another directory', async () => {
+    const { work, artifacts } = await setUp();
+    await mkdir(join(work, 'dist/nested'), { recursive: true });
+    await writeFile(join(work, 'dist/app.js'), 'console.log(1)');
+    await writeFile(join(work, 'dist/nested/.hidden'), Buffer.from([0, 1, 2, 255]));
+    await writeFile(join(work, 'dist/app.js.map'), '{}');
+    const ref = await artifacts.upload('dist', ['dist/**', '!**/*.map']);
+    expect(ref).toMatchObject({ name: 'dist', files: 2, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(JSON.parse(JSON.stringify(ref))).toEqual(ref);
+
+    expect(await artifacts.download(ref, 'restored')).toEqual({ files: 2 });
+    expect(await readFile(join(work, 'restored/dist/app.js'), 'utf8')).toBe('console.log(1)');
+    expect([...(await readFile(join(work, 'restored/dist/nested/.hidden')))]).toEqual([0, 1, 2, 255]);
+    expect(await readdir(join(work, 'restored/dist'))).not.toContain('app.js.map');
+  });
+
+  it('refuses a bad name, globs that match nothing, and something that is not a reference', async () => {
+    const { artifacts } = await setUp();
+    await expect(artifacts.upload('../x', ['**'])).rejects.toThrow(/name "..\/x" must be/);
+    await expect(artifacts.upload('none', ['nothing/**'])).rejects.toThrow(/no file under .* matches/);
+    await expect(artifacts.download({ name: 'x', sha256: '../../etc', size: 1, files: 1 }, 'out')).rejects.toThrow(
+      /not an artifact reference/,
+    );
+  });
+
+  it.each([
+    [
+      'a .. path',
+      async (src: string) => create({ gzip: true, cwd: join(src, 'inner'), preservePaths: true }, ['../evil.txt']),
+    ],
+    ['an absolute path', async (src: string) => create({ gzip: true, preservePaths: true }, [join(src, 'evil.txt')])],
+    ['a symbolic link out', async (src: string) => create({ gzip: true, cwd: src }, ['link-out'])],
+  ])('refuses an archive with %s and writes nothing outside (or inside) the destination', async (_what, pack) => {
+    const { root, store, work, artifacts } = await setUp();
+    const src = join(root, 'src');
+    await mkdir(join(src, 'inner'), { recursive: true });
+    await writeFile(join(src, 'evil.txt'), 'evil');
+    await symlink('../../../outside', join(src, 'link-out'));
+    const archive = join(root, 'hostile.tgz');
+    const stream = (await pack(src)) as unknown as NodeJS.ReadableStream;
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
+    await writeFile(archive, Buffer.concat(chunks));
+    const digest = await digestFile(archive);
+    await copyFile(archive, join(store, digest.sha256));
+
+    await expect(
+      artifacts.download({ name: 'hostile', sha256: digest.sha256, size: digest.size, files: 1 }, 'dest'),
+    ).rejects.toThrow(/the archive is refused, nothing was extracted/);
+    expect(await readdir(work)).toEqual([]);
+    expect((await readdir(root)).sort()).toEqual(['cache', 'hostile.tgz', 'src', 'store', 'work']);
+    expect(existsSync(join(root, '..', 'outside'))).toBe(false);
+  });
+
+  it('entryProblem: allows files, directories and links that stay inside; refuses the rest', () => {
+    const dest = '/work/dest';
+    expect(entryProblem({ path: 'a/b.txt', type: 'File', linkpath: '' }, dest)).toBeUndefined();
+    expect(entryProblem({ path: 'a/link', type: 'SymbolicLink', linkpath: '../b.txt' }, dest)).toBeUndefined();
+    expect(entryProblem({ path: 'a/link', type: 'SymbolicLink', linkpath: '../../b.txt' }, dest)).toMatch(/outside/);
+    expect(entryProblem({ path: 'hard', type: 'Link', linkpath: '../etc/passwd' }, dest)).toMatch(/outside/);
+    expect(entryProblem({ path: 'x', type: 'SymbolicLink', linkpath: '/etc/passwd' }, dest)).toMatch(/absolute/);
+    expect(entryProblem({ path: 'dev', type: 'CharacterDevice', linkpath: '' }, dest)).toMatch(/not a file/);
+    expect(entryProblem({ path: 'a/../../x', type: 'File', linkpath: '' }, dest)).toMatch(/\.\. segment/);
+    expect(entryProblem({ path: 'C:\\x', type: 'File', linkpath: '' }, dest)).toMatch(/absolute/);
+  });
+});

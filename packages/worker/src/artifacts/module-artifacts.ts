@@ -1,0 +1,173 @@
+/**
+ * `ctx.artifacts`: files packed as a gzipped tar (the `tar` package), moved through a
+ * {@link BlobTransport} (the worker's cache and the orchestrator's store), and extracted so that
+ * nothing lands outside the destination.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, rm } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { LIMITS } from '@mpd/contract/limits';
+import type { ArtifactRef, ArtifactUploadOptions, ModuleArtifacts } from '@mpd/pipeline';
+// `tar` and `tinyglobby` are loaded at a module's first artifact call, not with every module host.
+import type { ReadEntry } from 'tar';
+
+/** How a module's artifacts reach the store and come back: the worker's side, in its process or over a host's IPC. */
+export interface BlobTransport {
+  /** Uploads the file at `path` (unless the store has it) and keeps it in the worker's cache; answers its digest. */
+  put(path: string): Promise<{ sha256: string; size: number }>;
+  /** Blob `sha256` as a file of the caller's own (a link into the cache); the caller removes it when done. */
+  checkOut(sha256: string): Promise<{ path: string }>;
+}
+
+/** Entry types an artifact may hold: files, directories, links (checked to stay inside). */
+const ALLOWED_TYPES = new Set(['File', 'OldFile', 'ContiguousFile', 'Directory', 'SymbolicLink', 'Link']);
+
+/** Whether `target` is `root` or inside it. */
+function isInside(root: string, target: string): boolean {
+  const path = relative(root, target);
+  return path === '' || (!path.startsWith(`..${sep}`) && path !== '..' && !isAbsolute(path));
+}
+
+/**
+ * Why an archive entry may not be extracted into `dest` (an absolute directory), or undefined:
+ * an absolute path or a `..` segment, a type other than file, directory or link, a symbolic link
+ * that points outside `dest` (from where it lies), a hard link to a path outside it.
+ */
+export function entryProblem(entry: Pick<ReadEntry, 'path' | 'type' | 'linkpath'>, dest: string): string | undefined {
+  const path = entry.path;
+  const segments = path.split(/[\\/]+/);
+  if (isAbsolute(path) || /^[A-Za-z]:/.test(path) || path.startsWith('\\'))
+    return `${JSON.stringify(path)} is an absolute path`;
+  if (segments.includes('..')) return `${JSON.stringify(path)} has a .. segment`;
+  if (!ALLOWED_TYPES.has(entry.type))
+    return `${JSON.stringify(path)} is a ${entry.type}, not a file, directory or link`;
+  const target = resolve(dest, path);
+  if (!isInside(dest, target)) return `${JSON.stringify(path)} lands outside the destination`;
+  if (entry.type === 'SymbolicLink' || entry.type === 'Link') {
+    const link = entry.linkpath ?? '';
+    if (isAbsolute(link) || /^[A-Za-z]:/.test(link))
+      return `${JSON.stringify(path)} links to the absolute path ${JSON.stringify(link)}`;
+    const pointsAt = entry.type === 'SymbolicLink' ? resolve(dirname(target), link) : resolve(dest, link);
+    if (!isInside(dest, pointsAt))
+      return `${JSON.stringify(path)} links to ${JSON.stringify(link)}, outside the destination`;
+  }
+  return undefined;
+}
+
+/** An artifact that cannot be extracted safely, or a call that is not valid. */
+export class ArtifactError extends Error {
+  override readonly name = 'ArtifactError';
+}
+
+function checkRef(ref: ArtifactRef): void {
+  const valid =
+    typeof ref === 'object' &&
+    ref !== null &&
+    typeof ref.sha256 === 'string' &&
+    LIMITS.artifact.sha256.pattern.test(ref.sha256) &&
+    typeof ref.name === 'string';
+  if (!valid) {
+    throw new ArtifactError(
+      `ctx.artifacts.download: not an artifact reference (${JSON.stringify(ref)?.slice(0, 200)}): pass what ctx.artifacts.upload returned`,
+    );
+  }
+}
+
+/** Options of {@link moduleArtifacts}. */
+export interface ModuleArtifactsOptions {
+  /** The transport; undefined for a worker without an orchestrator (every call throws, saying so). */
+  transport: BlobTransport | undefined;
+  /** The module's working directory: relative `baseDir` and `dir` are taken from it. */
+  workingDirectory: string;
+  /** Where archives are packed before upload (made if missing). */
+  scratchDir: string;
+}
+
+/** The `ctx.artifacts` of one execution. */
+export function moduleArtifacts(options: ModuleArtifactsOptions): ModuleArtifacts {
+  const transportOf = (what: string): BlobTransport => {
+    if (options.transport) return options.transport;
+    throw new ArtifactError(
+      `ctx.artifacts.${what}: this worker has no orchestrator (--orchestrator), so no artifact store`,
+    );
+  };
+  return {
+    async upload(name: string, globs: string | readonly string[], uploadOptions: ArtifactUploadOptions = {}) {
+      const transport = transportOf('upload');
+      const rule = LIMITS.artifact.name;
+      if (typeof name !== 'string' || name.length > rule.maxLength || !rule.pattern.test(name)) {
+        throw new ArtifactError(
+          `ctx.artifacts.upload: name ${JSON.stringify(name)} must be 1-${rule.maxLength} characters of ${rule.alphabet}`,
+        );
+      }
+      const baseDir = resolve(options.workingDirectory, uploadOptions.baseDir ?? '.');
+      const patterns = typeof globs === 'string' ? [globs] : [...globs];
+      const { glob } = await import('tinyglobby');
+      const files = (
+        await glob(patterns, {
+          cwd: baseDir,
+          dot: true,
+          onlyFiles: true,
+          followSymbolicLinks: false,
+          expandDirectories: false,
+        })
+      ).sort();
+      if (files.length === 0) {
+        throw new ArtifactError(
+          `ctx.artifacts.upload('${name}'): no file under ${baseDir} matches ${JSON.stringify(patterns)}`,
+        );
+      }
+      await mkdir(options.scratchDir, { recursive: true });
+      const archive = join(options.scratchDir, `${name}.${randomBytes(6).toString('hex')}.tgz`);
+      try {
+        const { create } = await import('tar');
+        // portable: no owner, group or modes beyond the file's own, so the same files make the same bytes anywhere.
+        await create({ gzip: true, file: archive, cwd: baseDir, portable: true, noDirRecurse: true }, files);
+        const { sha256, size } = await transport.put(archive);
+        return { name, sha256, size, files: files.length };
+      } finally {
+        await rm(archive, { force: true });
+      }
+    },
+
+    async download(ref: ArtifactRef, dir: string) {
+      const transport = transportOf('download');
+      checkRef(ref);
+      const dest = resolve(options.workingDirectory, dir);
+      const { extract, list } = await import('tar');
+      const blob = await transport.checkOut(ref.sha256);
+      try {
+        // Every entry checked before anything is written: a hostile archive writes nothing.
+        const problems: string[] = [];
+        let files = 0;
+        await list({
+          file: blob.path,
+          strict: true,
+          onReadEntry: (entry) => {
+            const problem = entryProblem(entry, dest);
+            if (problem) problems.push(problem);
+            if (entry.type !== 'Directory') files++;
+          },
+        });
+        if (problems.length > 0) {
+          throw new ArtifactError(
+            `ctx.artifacts.download('${ref.name}'): the archive is refused, nothing was extracted: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? `; and ${problems.length - 5} more` : ''}`,
+          );
+        }
+        await mkdir(dest, { recursive: true });
+        // tar's own guards as well (it strips `..` and absolute paths, and never writes through a
+        // link); the filter refuses what got past the check above, should anything.
+        await extract({
+          file: blob.path,
+          cwd: dest,
+          strict: true,
+          preservePaths: false,
+          filter: (_path, entry) => entryProblem(entry as ReadEntry, dest) === undefined,
+        });
+        return { files };
+      } finally {
+        await rm(blob.path, { force: true });
+      }
+    },
+  };
+}

@@ -1,0 +1,36 @@
+import type { ArtifactClient } from '@mpd/client';
+
+import { BlobCache } from './blob-cache.js';
+import type { BlobTransport } from './module-artifacts.js';
+
+/**
+ * The worker's {@link BlobTransport}: uploads through the orchestrator's store (`ArtifactClient`)
+ * and keeps what it uploads or downloads in its {@link BlobCache}, so a consumer on the same
+ * worker reads the producer's archive without a download, and concurrent consumers of one blob
+ * download it once.
+ */
+export class WorkerBlobs implements BlobTransport {
+  readonly cache: BlobCache;
+
+  /**
+   * @param client the orchestrator's store, with the worker's credential
+   * @param cache where blobs are kept: `dir` and `maxBytes` (`--cache-dir`, `--cache-size`)
+   */
+  constructor(
+    private readonly client: Pick<ArtifactClient, 'putFile' | 'getToFile'>,
+    cache: { dir: string; maxBytes: number },
+  ) {
+    this.cache = new BlobCache({ ...cache, download: (sha256, path) => client.getToFile(sha256, path) });
+  }
+
+  async put(path: string): Promise<{ sha256: string; size: number }> {
+    const digest = await this.client.putFile(path);
+    await this.cache.add(digest.sha256, path);
+    return digest;
+  }
+
+  async checkOut(sha256: string): Promise<{ path: string }> {
+    const { path } = await this.cache.checkOut(sha256);
+    return { path };
+  }
+}
