@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -50,13 +50,22 @@ beforeAll(async () => {
   base = mkdtempSync(join(tmpdir(), 'mpd-install-'));
   project = join(base, 'project');
   mkdirSync(project);
-  const packed = await run(process.execPath, [join(root, 'scripts/pack-all.mjs'), join(base, 'packs'), '--json'], {
-    cwd: root,
-    maxBuffer: 16 * 1024 * 1024,
-  });
+  // Packed into the project's vendor/mpd/ and installed from there, as the README says (so that
+  // package.json and the lockfile record paths inside the project).
+  const packed = await run(
+    process.execPath,
+    [join(root, 'scripts/pack-all.mjs'), join(project, 'vendor', 'mpd'), '--json'],
+    { cwd: root, maxBuffer: 16 * 1024 * 1024 },
+  );
   tarballs = JSON.parse(packed.stdout) as Record<string, string>;
   await inProject('npm', ['init', '-y']);
-  await inProject('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', ...Object.values(tarballs)]);
+  await inProject('npm', [
+    'install',
+    '--no-audit',
+    '--no-fund',
+    '--prefer-offline',
+    ...Object.values(tarballs).map((tarball) => relative(project, tarball)),
+  ]);
   const fill = (name: string, values: Record<string, string>) => {
     let text = readFileSync(join(fixtures, name), 'utf8');
     for (const [key, value] of Object.entries(values)) text = text.replaceAll(key, value);
@@ -77,6 +86,12 @@ afterAll(() => {
 describe('the packed packages, installed with npm outside the workspace', () => {
   it('are the seven publishable packages, with dist/ exports, versions for workspace ranges, and no tests', async () => {
     expect(Object.keys(tarballs).sort()).toEqual(PUBLISHED);
+    // What npm recorded: paths inside the project, so that `npm ci` works wherever it is checked out.
+    const { dependencies } = JSON.parse(readFileSync(join(project, 'package.json'), 'utf8')) as {
+      dependencies: Record<string, string>;
+    };
+    expect(Object.keys(dependencies).sort()).toEqual(PUBLISHED);
+    for (const spec of Object.values(dependencies)) expect(spec).toMatch(/^file:vendor\/mpd\/mpd-[a-z-]+-[\d.]+\.tgz$/);
     for (const name of PUBLISHED) {
       const manifest = JSON.parse(readFileSync(join(project, 'node_modules', name, 'package.json'), 'utf8')) as {
         exports?: Record<string, { types: string; default: string } | string>;
