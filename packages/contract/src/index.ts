@@ -12,7 +12,12 @@
  * Most services should use `@mpd/client`, which wraps these contracts with
  * sensible timeouts.
  */
-export { orchestratorContract, workersContract, orchestratorHealthContract } from './orchestrator.contract.js';
+export {
+  executionsContract,
+  orchestratorContract,
+  workersContract,
+  orchestratorHealthContract,
+} from './orchestrator.contract.js';
 export type { OrchestratorContract } from './orchestrator.contract.js';
 export { workerContract, executionContract, workerHealthContract } from './worker.contract.js';
 export type { WorkerContract } from './worker.contract.js';
@@ -86,6 +91,15 @@ export type {
   FailureKind,
   WorkerHealth,
 } from './execution.schema.js';
+export {
+  outputAcceptedSchema,
+  outputBatchSchema,
+  outputGapSchema,
+  outputLevelSchema,
+  outputLineSchema,
+  outputStreamSchema,
+} from './output.schema.js';
+export type { OutputAccepted, OutputBatch, OutputGap, OutputLevel, OutputLine, OutputStream } from './output.schema.js';
 export { formatTimeSpan, parseTimeSpan } from './time-span.js';
 export { capFieldIssues, describeFieldIssues, toFieldIssues, truncateText } from './validation.js';
 export { orchestratorOpenApi, workerOpenApi } from './openapi.js';

@@ -19,6 +19,7 @@ describe('OpenAPI documents', () => {
         '/api/workers/heartbeat',
         '/api/workers/{workerId}',
         '/api/workers/{workerId}/drain',
+        '/api/executions/{executionId}/output',
       ].sort(),
     );
     expect(Object.keys(worker.paths).sort()).toEqual([
@@ -94,6 +95,7 @@ describe('OpenAPI documents are valid and importable', () => {
       'POST /api/workers/{workerId}/drain': ['workerCredential', 'adminToken'],
       'DELETE /api/workers/{workerId}': ['workerCredential', 'adminToken'],
       'GET /api/health': [],
+      'POST /api/executions/{executionId}/output': ['workerCredential'],
     });
   });
 

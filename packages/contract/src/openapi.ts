@@ -56,6 +56,7 @@ const orchestratorSecurity: SecurityBySection<typeof orchestratorContract, keyof
     unregister: ['workerCredential', 'adminToken'],
   },
   health: { get: [] },
+  executions: { output: ['workerCredential'] },
 };
 
 const workerSecurity: SecurityBySection<typeof workerContract, keyof typeof workerSchemes> = {
