@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import { createOrchestratorClient } from '@mpd/client';
 import type { WorkerNodeRegistration } from '@mpd/contract';
 import { closeGracefully, createHttpOrHttpsServer, listen, parseSize } from '@mpd/server-kit';
@@ -8,6 +9,7 @@ import { createApp } from './app.js';
 import { WorkerConfigError, WorkerError } from './errors.js';
 import { ModuleExecutor } from './executor/module-executor.js';
 import { OrchestratorLink, type LinkState } from './registration/orchestrator-link.js';
+import { OutputShipper } from './registration/output-shipper.js';
 import { workerStartupWarnings } from './startup-warnings.js';
 import { type WorkerExit, WorkerLifecycle, type WorkerState } from './worker-lifecycle.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options.js';
@@ -71,6 +73,25 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
   const { id, host, logger, pipeline, slots } = resolved;
   const bodyLimitBytes = checkSizes(resolved);
   const incarnation = randomUUID();
+  const client = resolved.orchestratorUrl
+    ? createOrchestratorClient({
+        baseUrl: resolved.orchestratorUrl,
+        ...(resolved.orchestratorTls ? { tls: resolved.orchestratorTls } : {}),
+      })
+    : undefined;
+  // Set once the link exists (the shipper reads its credential at every call).
+  let linkRef: OrchestratorLink | undefined;
+  const shipper = client
+    ? new OutputShipper({
+        client,
+        workerId: id,
+        credential: () => linkRef?.credential,
+        logger: logger.child({ workerId: id, component: 'output' }),
+        spillDir: join(resolved.workingDirectory, '.mpd', 'output-spill', id),
+        initialBackoffMs: resolved.initialBackoffMs,
+        maxBackoffMs: resolved.maxBackoffMs,
+      })
+    : undefined;
   const executor = new ModuleExecutor({
     workerId: id,
     pipeline,
@@ -83,13 +104,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     killGraceMs: resolved.killGraceMs,
     moduleHeapLimitMb: resolved.moduleHeapLimitMb,
     logger: logger.child({ workerId: id }),
+    output: shipper,
   });
-  const client = resolved.orchestratorUrl
-    ? createOrchestratorClient({
-        baseUrl: resolved.orchestratorUrl,
-        ...(resolved.orchestratorTls ? { tls: resolved.orchestratorTls } : {}),
-      })
-    : undefined;
   const link = client
     ? new OrchestratorLink({
         client,
@@ -105,6 +121,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
         killGraceMs: resolved.killGraceMs,
       })
     : undefined;
+  linkRef = link;
   const app = createApp({
     executor,
     logger,
@@ -155,6 +172,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     link,
     logger,
     close: async () => {
+      // What the modules wrote last, before the client goes (at most the shipper's close wait).
+      await shipper?.close();
       await client?.close();
       await closeGracefully(server);
     },

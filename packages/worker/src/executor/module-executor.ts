@@ -2,6 +2,7 @@ import type { Pipeline } from '@mpd/pipeline';
 import type { Logger } from 'pino';
 import { type Execution, type ExecutionOutcome, type ExecutionRequest, startExecution } from './execution.js';
 import { startHostedExecution } from './hosted-execution.js';
+import type { ModuleOutput } from './module-output.js';
 import { ModuleHostPool } from './module-host-pool.js';
 import { monotonicNow } from './process-group.js';
 
@@ -49,6 +50,8 @@ export interface ModuleExecutorOptions {
   /** The module hosts' V8 heap limit (MiB); Node's default when undefined. */
   moduleHeapLimitMb: number | undefined;
   logger: Logger;
+  /** Where the modules' output lines go, masked (the shipper to the orchestrator). @default nowhere */
+  output?: ModuleOutput | undefined;
 }
 
 /** Where a worker runs modules: in module hosts (child processes), or in its own process. */
@@ -184,7 +187,7 @@ export class ModuleExecutor {
     if (this.running.size >= this.options.slots) {
       return { kind: 'busy', load: this.running.size, slots: this.options.slots };
     }
-    const { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger } = this.options;
+    const { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger, output } = this.options;
     const execution = this.pool
       ? startHostedExecution(module, request, {
           workerId,
@@ -192,10 +195,18 @@ export class ModuleExecutor {
           workingDirectory,
           maxResultBytes,
           logger,
+          output,
           pool: this.pool,
           heapLimitMb: this.options.moduleHeapLimitMb,
         })
-      : startExecution(module, request, { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger });
+      : startExecution(module, request, {
+          workerId,
+          defaultTimeoutMs,
+          workingDirectory,
+          maxResultBytes,
+          logger,
+          output,
+        });
     const { fingerprint } = request;
     this.running.set(request.executionId, { execution, fingerprint });
     void execution.stopped.then(() => {

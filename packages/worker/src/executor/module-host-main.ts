@@ -63,6 +63,12 @@ class RunningModule implements ModuleContextFields {
   readonly workingDirectory: string;
   readonly workerId: string;
   readonly logger: ModuleLogger;
+  /**
+   * The lines of the module's commands go to the host's own stdout and stderr, as `console.*`
+   * does: the worker reads both line by line and ships them as the running module's output
+   * (a host runs one module at a time).
+   */
+  readonly onOutput = writeToOwnStream;
   /** Whether the module was aborted (a cancel, a timeout, SIGTERM, the worker gone), and why. */
   aborted = false;
   reason: unknown;
@@ -92,6 +98,11 @@ class RunningModule implements ModuleContextFields {
     this.reason = reason;
     this.controller?.abort(reason);
   }
+}
+
+/** Writes a line of a module's command to the host's stream of the same name. */
+function writeToOwnStream(stream: 'stdout' | 'stderr', line: string): void {
+  process[stream].write(`${line}\n`);
 }
 
 /**
