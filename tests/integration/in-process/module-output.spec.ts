@@ -3,7 +3,6 @@
  * and reported. Modules run in module hosts (real processes) on a worker in this process; the
  * shipper's retries and bounds go through test-kit's fault proxy.
  */
-import { execFileSync } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -14,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { createOrchestratorClient } from '@mpd/client';
 import { loadPipelineFile } from '@mpd/pipeline';
 import { createApp, ExecutionLogs, InMemoryNodeRegistry, runPipeline, type RunEvent } from '@mpd/orchestrator';
-import { type FaultProxy, startFaultProxy } from '@mpd/test-kit';
+import { type FaultProxy, fingerprintAsTsxLoads, startFaultProxy } from '@mpd/test-kit';
 import { OutputShipper } from '@mpd/worker';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, silent } from '../helpers/cluster.js';
@@ -40,19 +39,8 @@ describe('module output across a cluster', () => {
     cleanups.push(() => cluster.close());
     const orchestrator = await cluster.startOrchestrator();
     // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
-    // otherwise than tsx, which the module hosts load it with (as in hosted-execution.spec.ts).
-    const loadedByTsx = execFileSync(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        '--input-type=module',
-        '-e',
-        `import { loadPipelineFile } from '@mpd/pipeline'; console.log((await loadPipelineFile(${JSON.stringify(PIPELINE)})).fingerprint);`,
-      ],
-      { encoding: 'utf8' },
-    );
-    const pipeline = { ...(await loadPipelineFile(PIPELINE)), fingerprint: loadedByTsx.trim() };
+    // otherwise than tsx, which the module hosts load it with.
+    const pipeline = { ...(await loadPipelineFile(PIPELINE)), fingerprint: fingerprintAsTsxLoads(PIPELINE) };
     const worker = await cluster.startWorker({ id: 'w-out', pipeline, slots: 2, workingDirectory: dir });
     await worker.link!.registered();
     const events: RunEvent[] = [];

@@ -188,25 +188,14 @@ export class ModuleExecutor {
       return { kind: 'busy', load: this.running.size, slots: this.options.slots };
     }
     const { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger, output } = this.options;
+    const executionOptions = { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger, output };
     const execution = this.pool
       ? startHostedExecution(module, request, {
-          workerId,
-          defaultTimeoutMs,
-          workingDirectory,
-          maxResultBytes,
-          logger,
-          output,
+          ...executionOptions,
           pool: this.pool,
           heapLimitMb: this.options.moduleHeapLimitMb,
         })
-      : startExecution(module, request, {
-          workerId,
-          defaultTimeoutMs,
-          workingDirectory,
-          maxResultBytes,
-          logger,
-          output,
-        });
+      : startExecution(module, request, executionOptions);
     const { fingerprint } = request;
     this.running.set(request.executionId, { execution, fingerprint });
     void execution.stopped.then(() => {
