@@ -294,8 +294,18 @@ export class OutputShipper implements ModuleOutput {
         return;
       }
       if (response.status === 409 && 'expectedSeq' in response.body) {
+        const { expectedSeq } = response.body;
+        if (expectedSeq < output.firstSeq) {
+          // It lost lines it had accepted: they are gone here too, so sending again cannot help.
+          this.logger.warn(
+            { executionId: output.executionId, expectedSeq, firstSeq: output.firstSeq },
+            'the orchestrator expects output lines this worker no longer has; dropped',
+          );
+          output.done = true;
+          return;
+        }
         // Lines before expectedSeq were accepted (an answer was lost): send from there.
-        output.acceptedThrough(response.body.expectedSeq);
+        output.acceptedThrough(expectedSeq);
         return;
       }
       if (response.status === 404) {
