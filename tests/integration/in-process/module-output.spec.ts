@@ -229,4 +229,41 @@ describe('OutputShipper', () => {
     // The spill file is gone once shipped.
     expect(existsSync(join(spillDir, 'e2.jsonl'))).toBe(false);
   });
+
+  it('a 20 MB log (200,000 lines) arrives whole and in order, to the last line, in its attempt file', async () => {
+    const api = await startApi();
+    const proxy = await startFaultProxy({ port: api.port });
+    cleanups.push(() => proxy.close());
+    const dir = await tempDir();
+    const file = join(dir, 'big.log');
+    let count = 0;
+    let outOfOrder = 0;
+    api.logs.open({
+      executionId: 'big',
+      workerId: 'w1',
+      module: 'big',
+      attempt: 1,
+      file,
+      onLines: (batch) => {
+        for (const line of batch) if (line.text.slice(0, 6) !== String(count++).padStart(6, '0')) outOfOrder++;
+      },
+    });
+    // A small memory buffer: each burst spills to disk, and is read back in order.
+    const shipper = await startShipper(proxy, api.credential, dir, { memoryBytesPerExecution: 64 * 1024 });
+    const writer = shipper.open('big');
+    const filler = 'x'.repeat(94);
+    const total = 200_000;
+    // Written as a busy module writes: in bursts, with the event loop turning between them.
+    for (let index = 0; index < total; index++) {
+      writer.write('stdout', `${String(index).padStart(6, '0')}${filler}`);
+      if (index % 2_000 === 1_999) await new Promise((resolve) => setImmediate(resolve));
+    }
+    writer.end();
+    await expect.poll(() => api.logs.closed('big'), { timeout: 60_000, interval: 100 }).toBe(true);
+    expect(count).toBe(total);
+    expect(outOfOrder).toBe(0);
+    const log = await readFile(file, 'utf8');
+    expect(log.length).toBeGreaterThan(20_000_000);
+    expect(log.endsWith(` stdout - 199999${filler}\n`)).toBe(true);
+  }, 90_000);
 });
