@@ -230,6 +230,22 @@ describe('OutputShipper', () => {
     expect(existsSync(join(spillDir, 'e2.jsonl'))).toBe(false);
   });
 
+  it('keeps nothing for an execution the orchestrator does not know (404): later lines are neither held nor spilled', async () => {
+    const api = await startApi();
+    const proxy = await startFaultProxy({ port: api.port });
+    cleanups.push(() => proxy.close());
+    const spillDir = await tempDir();
+    const shipper = await startShipper(proxy, api.credential, spillDir, { memoryBytesPerExecution: 600 });
+    const writer = shipper.open('ghost');
+    writer.write('stdout', 'first');
+    await expect.poll(() => api.batches(), { timeout: 5_000 }).toBeGreaterThan(0);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Past the memory buffer: lines kept for it would spill to a file now.
+    for (let index = 0; index < 100; index++) writer.write('stdout', `line ${index}`);
+    await expect.poll(() => readdirSync(spillDir), { timeout: 5_000 }).toEqual([]);
+    expect(api.batches()).toBe(1);
+  });
+
   it('a 20 MB log (200,000 lines) arrives whole and in order, to the last line, in its attempt file', async () => {
     const api = await startApi();
     const proxy = await startFaultProxy({ port: api.port });

@@ -76,7 +76,8 @@ class ExecutionOutput implements OutputWriter {
   ) {}
 
   write(stream: OutputStream, text: string, level?: OutputLevel): void {
-    if (this.ended) return;
+    // Done: the orchestrator no longer takes this execution's output (nothing is kept for it).
+    if (this.ended || this.done) return;
     const time = Date.now();
     for (const piece of splitLines(text))
       this.add(level === undefined ? { time, stream, text: piece } : { time, stream, level, text: piece });
