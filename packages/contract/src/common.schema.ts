@@ -88,6 +88,7 @@ export const errorCodeSchema = z.enum([
   'ArtifactNotFound',
   'ArtifactHashMismatch',
   'LengthRequired',
+  'OutputGap',
 ]);
 export type ErrorCode = z.infer<typeof errorCodeSchema>;
 
@@ -126,6 +127,8 @@ export const ERROR_STATUS = {
   WorkerReplaced: 409,
   /** An execute whose `executionId` the worker knows, with another module or other inputs. */
   ExecutionIdConflict: 409,
+  /** An output batch that starts past the next line the orchestrator expects (its body says `expectedSeq`). */
+  OutputGap: 409,
   PayloadTooLarge: 413,
   UnsupportedMediaType: 415,
   WorkerAtCapacity: 429,

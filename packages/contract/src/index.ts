@@ -14,6 +14,7 @@
  */
 export {
   artifactsContract,
+  executionsContract,
   orchestratorContract,
   workersContract,
   orchestratorHealthContract,
@@ -93,6 +94,15 @@ export type {
   FailureKind,
   WorkerHealth,
 } from './execution.schema.js';
+export {
+  outputAcceptedSchema,
+  outputBatchSchema,
+  outputGapSchema,
+  outputLevelSchema,
+  outputLineSchema,
+  outputStreamSchema,
+} from './output.schema.js';
+export type { OutputAccepted, OutputBatch, OutputGap, OutputLevel, OutputLine, OutputStream } from './output.schema.js';
 export { formatTimeSpan, parseTimeSpan } from './time-span.js';
 export { capFieldIssues, describeFieldIssues, toFieldIssues, truncateText } from './validation.js';
 export { orchestratorOpenApi, workerOpenApi } from './openapi.js';

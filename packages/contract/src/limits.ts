@@ -123,6 +123,16 @@ export const LIMITS = {
       alphabet: 'letters, digits and . _ -, starting with a letter or digit',
     },
   },
+  // --- Module output (issue 13, slice L) ---
+  /**
+   * A batch of a module's output lines (`POST /api/executions/{executionId}/output`): at most
+   * `maxLinesPerBatch` lines, each at most `maxLineLength` characters (the worker splits a longer
+   * line into pieces of that length, each a line of its own: nothing is cut away), and the worker
+   * sends at most `maxBatchBytes` of JSON in one batch, under the orchestrator's default body
+   * limit (1 MiB) with room to spare. Buildkite cuts a job's log line at 1 MiB; GitHub Actions
+   * shows lines up to 64 KiB: 16,384 characters keep a long compiler line whole in most cases.
+   */
+  output: { maxLinesPerBatch: 1_000, maxLineLength: 16_384, maxBatchBytes: 512 * 1_024 },
 } as const;
 
 /** The characters of a pipeline's module names together: what {@link LIMITS}`.pipeline.maxNameCharacters` bounds. */

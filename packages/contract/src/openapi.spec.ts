@@ -20,6 +20,7 @@ describe('OpenAPI documents', () => {
         '/api/workers/{workerId}',
         '/api/workers/{workerId}/drain',
         '/api/artifacts/blobs/{sha256}',
+        '/api/executions/{executionId}/output',
       ].sort(),
     );
     expect(Object.keys(worker.paths).sort()).toEqual([
@@ -97,6 +98,7 @@ describe('OpenAPI documents are valid and importable', () => {
       'GET /api/health': [],
       'GET /api/artifacts/blobs/{sha256}': ['workerCredential', 'adminToken'],
       'PUT /api/artifacts/blobs/{sha256}': ['workerCredential', 'adminToken'],
+      'POST /api/executions/{executionId}/output': ['workerCredential'],
     });
   });
 

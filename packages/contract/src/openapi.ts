@@ -57,6 +57,7 @@ const orchestratorSecurity: SecurityBySection<typeof orchestratorContract, keyof
   },
   health: { get: [] },
   artifacts: { getBlob: ['workerCredential', 'adminToken'], putBlob: ['workerCredential', 'adminToken'] },
+  executions: { output: ['workerCredential'] },
 };
 
 const workerSecurity: SecurityBySection<typeof workerContract, keyof typeof workerSchemes> = {

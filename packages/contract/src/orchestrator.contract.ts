@@ -12,6 +12,7 @@ import {
   workerListSchema,
 } from './workers.schema.js';
 import { blobParamsSchema, putBlobResponseSchema } from './artifacts.schema.js';
+import { outputAcceptedSchema, outputBatchSchema, outputGapSchema } from './output.schema.js';
 
 const c = initContract();
 
@@ -134,9 +135,37 @@ export const artifactsContract = c.router({
   },
 });
 
+// --- Module output (issue 13, slice L) ---
+/** `/api/executions/{executionId}`: what a worker reports of an execution dispatched to it. */
+export const executionsContract = c.router({
+  output: {
+    method: 'POST',
+    path: '/api/executions/:executionId/output',
+    summary:
+      "Append a batch of an execution's output lines (worker credential; only the worker it was dispatched to); idempotent by sequence number",
+    pathParams: z.object({ executionId: identifierSchema }),
+    body: outputBatchSchema,
+    responses: {
+      200: outputAcceptedSchema,
+      /** A token that is not a worker's credential. */
+      403: errorBodySchema,
+      /** `ExecutionNotFound`: no execution of that id was dispatched to this worker (or its log is closed and gone). */
+      404: errorBodySchema,
+      /** `OutputGap`: the batch starts past the next expected line; resend from `expectedSeq`. */
+      409: outputGapSchema,
+    },
+  },
+});
+// --- end of module output ---
+
 /** The orchestrator's HTTP API. */
 export const orchestratorContract = c.router(
-  { workers: workersContract, health: orchestratorHealthContract, artifacts: artifactsContract },
+  {
+    workers: workersContract,
+    health: orchestratorHealthContract,
+    artifacts: artifactsContract,
+    executions: executionsContract,
+  },
   { strictStatusCodes: true, commonResponses },
 );
 export type OrchestratorContract = typeof orchestratorContract;

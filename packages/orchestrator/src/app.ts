@@ -9,6 +9,7 @@ import { FailureLimiter } from './http/rate-limits.js';
 import { createRoutes } from './http/routes.js';
 import { type OrchestratorOptions, resolveOrchestratorOptions } from './orchestrator-options.js';
 import type { NodeRegistry } from './registry/node-registry.js';
+import { ExecutionLogs } from './runner/execution-logs.js';
 
 /** What {@link createApp} needs. */
 export interface AppDependencies {
@@ -24,6 +25,12 @@ export interface AppDependencies {
    * @default one of `options.allowedWorkerHosts` and `options.resolveHost`
    */
   endpointPolicy?: WorkerEndpointPolicy;
+  /**
+   * The executions whose output the API takes (`POST /api/executions/{executionId}/output`):
+   * share it with the runner (`runPipeline`'s `executionLogs`), which opens each attempt's log.
+   * @default a new, empty one (every output batch answers 404 `ExecutionNotFound`)
+   */
+  executionLogs?: ExecutionLogs;
 }
 
 /**
@@ -45,7 +52,13 @@ export function createApp(deps: AppDependencies): express.Express {
   });
   return createApiApp({
     contract: orchestratorContract,
-    routes: createRoutes(deps.registry, options, deps.endpointPolicy ?? endpointPolicyOf(options), failures),
+    routes: createRoutes(
+      deps.registry,
+      options,
+      deps.endpointPolicy ?? endpointPolicyOf(options),
+      failures,
+      deps.executionLogs ?? new ExecutionLogs(),
+    ),
     openApi: orchestratorOpenApi,
     server: 'orchestrator',
     logger,

@@ -46,6 +46,7 @@
  * ```
  */
 export { createApp } from './app.js';
+export { ExecutionLogs } from './runner/execution-logs.js';
 export type { AppDependencies } from './app.js';
 export { startOrchestrator } from './server.js';
 export type { RunningOrchestrator, StartOrchestratorOptions } from './server.js';

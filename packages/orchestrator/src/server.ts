@@ -6,6 +6,7 @@ import { DEFAULT_START_OPTIONS, type OrchestratorOptions, resolveOrchestratorOpt
 import type { WorkerEndpointPolicy } from './http/endpoint-policy.js';
 import { InMemoryNodeRegistry } from './registry/in-memory-node-registry.js';
 import type { NodeRegistry } from './registry/node-registry.js';
+import { ExecutionLogs } from './runner/execution-logs.js';
 import { orchestratorStartupWarnings } from './startup-warnings.js';
 
 /** Options of {@link startOrchestrator}. */
@@ -57,6 +58,11 @@ export interface RunningOrchestrator {
    * to `runPipeline` (`endpointPolicy`) so that each connection to a worker is checked by it.
    */
   endpointPolicy: WorkerEndpointPolicy;
+  /**
+   * The executions whose output it takes: pass it to `runPipeline` (`executionLogs`), which opens
+   * the log of each attempt it dispatches.
+   */
+  executionLogs: ExecutionLogs;
   /** Stops the sweep timer and the server (waiting for requests in flight); safe to call twice. */
   close(): Promise<void>;
 }
@@ -98,7 +104,8 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
   const closeGraceMs = options.closeGraceMs ?? DEFAULT_START_OPTIONS.closeGraceMs;
 
   const endpointPolicy = endpointPolicyOf(resolved);
-  const app = createApp({ registry, options: resolved, endpointPolicy });
+  const executionLogs = new ExecutionLogs();
+  const app = createApp({ registry, options: resolved, endpointPolicy, executionLogs });
   let server: ReturnType<typeof createHttpOrHttpsServer>;
   try {
     server = createHttpOrHttpsServer(app, options.tls);
@@ -178,5 +185,5 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
     })();
     return closing;
   };
-  return { url, port: actualPort, registry, endpointPolicy, close };
+  return { url, port: actualPort, registry, endpointPolicy, executionLogs, close };
 }

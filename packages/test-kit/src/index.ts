@@ -31,9 +31,12 @@
  * by process group, from `/proc`). {@link duplicateJsonKeys} finds a key written twice in JSON
  * text (a log line), which `JSON.parse` hides.
  *
+ * {@link fingerprintAsTsxLoads} gives a pipeline file's fingerprint as module hosts load it.
+ *
  * To wait for a condition, use vitest's `expect.poll` or `vi.waitFor`.
  */
 export { orchestratorArgs, workerArgs } from './cli-args.js';
+export { fingerprintAsTsxLoads } from './tsx-fingerprint.js';
 export { SPEC_EXAMPLES } from './spec-examples.js';
 export {
   instantWorkerClient,

@@ -11,6 +11,7 @@ import { createApp } from './app.js';
 import { WorkerConfigError, WorkerError } from './errors.js';
 import { ModuleExecutor } from './executor/module-executor.js';
 import { OrchestratorLink, type LinkState } from './registration/orchestrator-link.js';
+import { OutputShipper } from './registration/output-shipper.js';
 import { workerStartupWarnings } from './startup-warnings.js';
 import { type WorkerExit, WorkerLifecycle, type WorkerState } from './worker-lifecycle.js';
 import { resolveWorkerOptions, type ResolvedWorkerOptions, type WorkerOptions } from './worker-options.js';
@@ -74,13 +75,31 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
   const { id, host, logger, pipeline, slots } = resolved;
   const bodyLimitBytes = checkSizes(resolved);
   const incarnation = randomUUID();
+  const client = resolved.orchestratorUrl
+    ? createOrchestratorClient({
+        baseUrl: resolved.orchestratorUrl,
+        ...(resolved.orchestratorTls ? { tls: resolved.orchestratorTls } : {}),
+      })
+    : undefined;
+  // Set once the link exists (the shipper reads its credential at every call).
+  let linkRef: OrchestratorLink | undefined;
+  const shipper = client
+    ? new OutputShipper({
+        client,
+        workerId: id,
+        credential: () => linkRef?.credential,
+        logger: logger.child({ workerId: id, component: 'output' }),
+        spillDir: join(resolved.workingDirectory, '.mpd', 'output-spill', id),
+        initialBackoffMs: resolved.initialBackoffMs,
+        maxBackoffMs: resolved.maxBackoffMs,
+      })
+    : undefined;
   // `ctx.artifacts` go through the worker (the hosts ask it over IPC): the credential stays in
   // the worker's process, out of module code's reach, and all hosts share one cache.
-  let link: OrchestratorLink | undefined;
   const artifactClient = resolved.orchestratorUrl
     ? new ArtifactClient({
         baseUrl: resolved.orchestratorUrl,
-        token: () => link?.credential,
+        token: () => linkRef?.credential,
         ...(resolved.orchestratorTls ? { tls: resolved.orchestratorTls } : {}),
       })
     : undefined;
@@ -103,14 +122,9 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
           scratchDir: join(cacheDir, SCRATCH_DIR),
         }
       : undefined,
+    output: shipper,
   });
-  const client = resolved.orchestratorUrl
-    ? createOrchestratorClient({
-        baseUrl: resolved.orchestratorUrl,
-        ...(resolved.orchestratorTls ? { tls: resolved.orchestratorTls } : {}),
-      })
-    : undefined;
-  link = client
+  const link = client
     ? new OrchestratorLink({
         client,
         workerId: id,
@@ -125,6 +139,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
         killGraceMs: resolved.killGraceMs,
       })
     : undefined;
+  linkRef = link;
   const app = createApp({
     executor,
     logger,
@@ -175,6 +190,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     link,
     logger,
     close: async () => {
+      // What the modules wrote last, before the clients go (at most the shipper's close wait).
+      await shipper?.close();
       await Promise.all([client?.close(), artifactClient?.close()]);
       await closeGracefully(server);
     },

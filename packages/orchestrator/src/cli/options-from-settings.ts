@@ -34,7 +34,7 @@ export function serverOptions(settings: OrchestratorCliSettings, tls: TlsFiles):
 
 /**
  * What {@link runPipelineFromCli} takes from the settings (the pipeline, registry, logger and
- * signal are the process's). The report and timings files are given relative to `baseDir`.
+ * signal are the process's). The report and timings files and the logs directory are given relative to `baseDir`.
  */
 export function runOptions(
   settings: OrchestratorCliSettings,
@@ -45,6 +45,8 @@ export function runOptions(
     minWorkers: settings.minWorkers,
     reportFile: settings.report === undefined ? undefined : resolve(baseDir, settings.report),
     timingsFile: settings.timings === undefined ? undefined : resolve(baseDir, settings.timings),
+    logsDir: settings.logsDir === undefined ? undefined : resolve(baseDir, settings.logsDir),
+    outputMode: settings.output,
     environmentVariables: settings.environmentVariables,
     secretEnvironmentVariables: settings.secretEnvironmentVariables,
     workingDirectory: settings.workingDirectory,

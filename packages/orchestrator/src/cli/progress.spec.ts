@@ -1,5 +1,7 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
+import type { RunEvent } from '../runner/index.js';
+import { defaultOutputMode } from './output-modes.js';
 import { ProgressPrinter } from './progress.js';
 
 function sink(): { out: Writable; text: () => string } {
@@ -51,5 +53,73 @@ describe('ProgressPrinter', () => {
     });
     printer.stop();
     expect(text().endsWith('\r\x1b[K[mpd] ✔ build Successful on w1 in 2.50s\n')).toBe(true);
+  });
+});
+
+const output = (module: string, texts: string[], attempt = 1, closed = false): RunEvent => ({
+  type: 'output',
+  module,
+  attempt,
+  workerId: 'w1',
+  lines: texts.map((text) => ({ time: 0, stream: 'stdout', text })),
+  ...(closed ? { closed: true } : {}),
+});
+
+describe('ProgressPrinter: module output', () => {
+  it('prefixed: each line as it arrives, as [module] line', () => {
+    const { out, text } = sink();
+    const printer = new ProgressPrinter({ out, tty: false, outputMode: 'prefixed' });
+    printer.event(output('build', ['one']));
+    printer.event(output('lint', ['two', 'three']));
+    printer.stop();
+    expect(text()).toBe('[build] one\n[lint] two\n[lint] three\n');
+  });
+
+  it("grouped under GitHub Actions: an attempt's lines together once its log closes, in ::group::, commands in them stopped", () => {
+    const { out, text } = sink();
+    const printer = new ProgressPrinter({ out, tty: false, outputMode: 'grouped', ci: 'github-actions' });
+    printer.event(output('build', ['b1']));
+    printer.event(output('lint', ['l1']));
+    printer.event(output('build', ['::add-mask::x'], 1, true));
+    expect(text()).toMatch(
+      /^::group::build on w1\n::stop-commands::([0-9a-f]{16})\nb1\n::add-mask::x\n::\1::\n::endgroup::\n$/,
+    );
+    printer.event(output('lint', [], 1, true));
+    printer.stop();
+    expect(text()).toContain('::group::lint on w1\n');
+    expect(text().match(/::endgroup::/g)).toHaveLength(2);
+  });
+
+  it('grouped under Buildkite: a --- section per attempt; a log never closed is printed at the end', () => {
+    const { out, text } = sink();
+    const printer = new ProgressPrinter({ out, tty: false, outputMode: 'grouped', ci: 'buildkite' });
+    printer.event(output('build', ['b1'], 2));
+    expect(text()).toBe('');
+    printer.stop();
+    expect(text()).toBe('--- build (attempt 2) on w1\nb1\n');
+  });
+
+  it('quiet: prints none, but keeps the last lines of the latest attempt for the summary', () => {
+    const { out, text } = sink();
+    const printer = new ProgressPrinter({ out, tty: false, outputMode: 'quiet' });
+    printer.event(output('build', ['old'], 1));
+    printer.event(
+      output(
+        'build',
+        Array.from({ length: 25 }, (_, index) => `line ${index}`),
+        2,
+      ),
+    );
+    printer.stop();
+    expect(text()).toBe('');
+    const tail = printer.tailOf('build');
+    expect(tail?.attempt).toBe(2);
+    expect(tail?.lines.map((line) => line.text)).toEqual(Array.from({ length: 20 }, (_, index) => `line ${index + 5}`));
+  });
+
+  it('defaults to grouped under GitHub Actions and Buildkite, else prefixed', () => {
+    expect(defaultOutputMode({ GITHUB_ACTIONS: 'true' })).toBe('grouped');
+    expect(defaultOutputMode({ BUILDKITE: 'true' })).toBe('grouped');
+    expect(defaultOutputMode({ CI: 'true' })).toBe('prefixed');
   });
 });

@@ -1,4 +1,13 @@
-import { formatEvent, type RunEvent } from '../runner/index.js';
+import { randomBytes } from 'node:crypto';
+import type { OutputLine } from '@mpd/contract';
+import { formatEvent, type RunEvent, TAIL_LINES } from '../runner/index.js';
+import type { CiFlavour, OutputMode } from './output-modes.js';
+
+/**
+ * The most lines `grouped` holds for one attempt before it prints them as a section of their own
+ * (the rest follow in another): the printer's memory stays bounded whatever a module writes.
+ */
+export const MAX_GROUPED_LINES = 10_000;
 
 /** Options of {@link ProgressPrinter}. */
 export interface ProgressPrinterOptions {
@@ -13,6 +22,10 @@ export interface ProgressPrinterOptions {
   plainIntervalMs?: number;
   /** @default Date.now */
   now?: () => number;
+  /** How the modules' output is printed (see `OUTPUT_MODES`). @default 'prefixed' */
+  outputMode?: OutputMode;
+  /** Whose log sections `grouped` writes. @default none: a `── module ──` header line */
+  ci?: CiFlavour | undefined;
 }
 
 /** Live progress of a run: one line per event, and what is running now. */
@@ -23,6 +36,10 @@ export class ProgressPrinter {
   private footer = '';
   private lastPlain: number;
   private readonly timer: NodeJS.Timeout;
+  /** `grouped`: each attempt's lines not printed yet, by `module#attempt`. */
+  private readonly groups = new Map<string, { module: string; attempt: number; workerId: string; lines: string[] }>();
+  /** The last lines of each module's latest attempt (for the summary). */
+  private readonly tails = new Map<string, { attempt: number; lines: OutputLine[] }>();
 
   constructor(private readonly options: ProgressPrinterOptions) {
     this.tty = options.tty ?? Boolean((options.out as { isTTY?: boolean }).isTTY);
@@ -33,6 +50,10 @@ export class ProgressPrinter {
   }
 
   event(event: RunEvent): void {
+    if (event.type === 'output') {
+      this.output(event);
+      return;
+    }
     if (event.type === 'module-started')
       this.running.set(event.module, { workerId: event.workerId, since: this.now() });
     if (event.type === 'module-finished' || event.type === 'attempt-lost' || event.type === 'module-retrying') {
@@ -54,10 +75,63 @@ export class ProgressPrinter {
     }
   }
 
-  /** Stops redrawing and clears the status line. */
+  /** Stops redrawing and clears the status line; prints the sections of attempts whose log never closed. */
   stop(): void {
     clearInterval(this.timer);
+    for (const key of [...this.groups.keys()]) this.printGroup(key);
     this.clearFooter();
+  }
+
+  /**
+   * The last lines (at most `TAIL_LINES`) of `module`'s latest attempt that wrote any, with its
+   * number; undefined when it wrote none.
+   */
+  tailOf(module: string): { attempt: number; lines: readonly OutputLine[] } | undefined {
+    return this.tails.get(module);
+  }
+
+  private output(event: Extract<RunEvent, { type: 'output' }>): void {
+    const { module, attempt, lines } = event;
+    if (lines.length > 0) {
+      let tail = this.tails.get(module);
+      if (!tail || tail.attempt < attempt) this.tails.set(module, (tail = { attempt, lines: [] }));
+      if (tail.attempt === attempt) {
+        tail.lines.push(...lines.slice(-TAIL_LINES));
+        if (tail.lines.length > TAIL_LINES) tail.lines.splice(0, tail.lines.length - TAIL_LINES);
+      }
+    }
+    const mode = this.options.outputMode ?? 'prefixed';
+    if (mode === 'quiet') return;
+    if (mode === 'prefixed') {
+      if (lines.length > 0) this.line(formatEvent(event));
+      return;
+    }
+    const key = `${module}#${attempt}`;
+    let group = this.groups.get(key);
+    if (!group) this.groups.set(key, (group = { module, attempt, workerId: event.workerId, lines: [] }));
+    for (const line of lines) group.lines.push(line.text);
+    if (event.closed || group.lines.length >= MAX_GROUPED_LINES) this.printGroup(key);
+  }
+
+  /** Prints an attempt's held lines as one section of the CI's log, and forgets them. */
+  private printGroup(key: string): void {
+    const group = this.groups.get(key);
+    if (!group) return;
+    this.groups.delete(key);
+    if (group.lines.length === 0) return;
+    const title = `${group.module}${group.attempt > 1 ? ` (attempt ${group.attempt})` : ''} on ${group.workerId}`;
+    const out: string[] = [];
+    if (this.options.ci === 'github-actions') {
+      // A module's line that looks like a workflow command (`::add-mask::`, `::error::`) is not
+      // run as one: GitHub stops reading commands until the token is written again.
+      const token = randomBytes(8).toString('hex');
+      out.push(`::group::${title}`, `::stop-commands::${token}`, ...group.lines, `::${token}::`, '::endgroup::');
+    } else if (this.options.ci === 'buildkite') {
+      out.push(`--- ${title}`, ...group.lines);
+    } else {
+      out.push(`── ${title} ──`, ...group.lines);
+    }
+    this.line(out.join('\n'));
   }
 
   private line(text: string): void {

@@ -1,8 +1,15 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import type { WorkerClient } from '@mpd/client';
+import { pino } from 'pino';
 import type { WorkerNode, WorkerNodeRegistration } from '@mpd/contract';
 import { defineModule, definePipeline, type Pipeline } from '@mpd/pipeline';
 import { describe, expect, it } from 'vitest';
 import { InMemoryNodeRegistry } from '../registry/in-memory-node-registry.js';
-import { waitForWorkers } from './run-from-cli.js';
+import { ExecutionLogs } from '../runner/execution-logs.js';
+import { runPipelineFromCli, waitForWorkers } from './run-from-cli.js';
 
 /** The registry, counting how often the whole of it is read (`snapshot`). */
 class CountingRegistry extends InMemoryNodeRegistry {
@@ -86,5 +93,79 @@ describe('waitForWorkers (--min-workers)', () => {
     wait.cancel();
     await wait.done;
     expect(wait.outcome()).toBe('cancelled');
+  });
+});
+
+describe('runPipelineFromCli: module output', () => {
+  it("prints the modules' lines live, and the last lines of a failed module again after the summary", async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mpd-cli-output-'));
+    try {
+      const failing = definePipeline({ name: 'ci', modules: [defineModule({ name: 'build', run: () => 1 })] });
+      const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 600_000 });
+      registry.register(worker('w1', failing));
+      const executionLogs = new ExecutionLogs();
+      // A worker whose module writes 25 lines and fails; its last batch comes after the answer.
+      const client = {
+        execution: {
+          execute: async ({ body }: { body: { executionId: string } }) => {
+            const lines = Array.from({ length: 25 }, (_, index) => ({
+              time: 0,
+              stream: 'stderr' as const,
+              text: `error ${index}`,
+            }));
+            await executionLogs.append(body.executionId, 'w1', { fromSeq: 0, lines });
+            setTimeout(
+              () => void executionLogs.append(body.executionId, 'w1', { fromSeq: 25, lines: [], final: true }),
+              50,
+            );
+            const now = new Date().toISOString();
+            const times = {
+              executionId: body.executionId,
+              duration: '00:00:00',
+              startTime: now,
+              endTime: now,
+              workerId: 'w1',
+            };
+            return {
+              status: 500,
+              body: { ...times, success: false, errorMessage: 'tsc failed', exceptionType: 'Error', stackTrace: null },
+            };
+          },
+          cancel: async () => ({ status: 200, body: { success: true } }),
+        },
+        close: async () => undefined,
+      } as unknown as WorkerClient;
+      let printed = '';
+      const output = new Writable({
+        write(chunk, _encoding, done) {
+          printed += String(chunk);
+          done();
+        },
+      });
+      const { success } = await runPipelineFromCli({
+        pipeline: failing,
+        registry,
+        logger: pino({ level: 'silent' }),
+        signal: new AbortController().signal,
+        minWorkers: 1,
+        createClient: () => client,
+        executionLogs,
+        logsDir: dir,
+        output,
+        outputMode: 'prefixed',
+        env: {},
+      });
+      expect(success).toBe(false);
+      expect(printed).toContain('[build] error 0\n');
+      const after = printed.slice(printed.indexOf('Module '));
+      expect(after).toContain(
+        `[mpd] last 20 line(s) of build (attempt 1, whole log: ${join(dir, 'build', '1.log')}):\n`,
+      );
+      expect(after).toContain('[build] error 5\n');
+      expect(after).toContain('[build] error 24\n');
+      expect(after).not.toContain('[build] error 4\n');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,11 +1,12 @@
 import { mkdir, writeFile } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
 import { formatTimeSpan, type WorkerNode } from '@mpd/contract';
 import type { Pipeline } from '@mpd/pipeline';
 import type { NodeRegistry } from '../registry/node-registry.js';
 import { systemClock } from '../runner/run-clock.js';
 import { DEFAULT_RUN_OPTIONS } from '../runner/run-defaults.js';
 import { formatSummary, type RunPipelineOptions, type RunResult, runPipeline, unfitReason } from '../runner/index.js';
+import { ciOf, defaultOutputMode, type OutputMode } from './output-modes.js';
 import { ProgressPrinter } from './progress.js';
 import { readTimingsFile, updatedTimings, writeTimingsFile } from './timings-file.js';
 
@@ -33,7 +34,19 @@ export interface RunPipelineFromCliOptions extends Omit<RunPipelineOptions, 'sig
   timingsFile?: string;
   /** Where progress lines and the summary go. @default process.stdout */
   output?: NodeJS.WritableStream;
+  /** How the modules' output is printed (`--output`). @default `defaultOutputMode(env)` */
+  outputMode?: OutputMode;
+  /** Where the CI is read from (`GITHUB_ACTIONS`, `BUILDKITE`). @default process.env */
+  env?: NodeJS.ProcessEnv;
+  /**
+   * Where each attempt's log goes, as `<logsDir>/<module>/<attempt>.log` (with `executionLogs`).
+   * @default `.mpd/logs/<the run's start time>` under the current directory
+   */
+  logsDir?: string;
 }
+
+/** Where `--logs-dir` defaults to (a directory per run under it, named by its start time), from the current directory. */
+export const DEFAULT_LOGS_DIR = '.mpd/logs';
 
 /**
  * Waits until `minWorkers` live workers with the same pipeline fingerprint are registered (at
@@ -44,7 +57,7 @@ export interface RunPipelineFromCliOptions extends Omit<RunPipelineOptions, 'sig
 export async function runPipelineFromCli(
   options: RunPipelineFromCliOptions,
 ): Promise<{ success: boolean; result: RunResult }> {
-  const { minWorkers, reportFile, timingsFile, output, ...runOptions } = options;
+  const { minWorkers, reportFile, timingsFile, output, outputMode, env = process.env, ...runOptions } = options;
   const { pipeline, registry, signal } = runOptions;
   const workerWaitMs = runOptions.workerWaitMs ?? DEFAULT_RUN_OPTIONS.workerWaitMs;
   const out = output ?? process.stdout;
@@ -64,15 +77,31 @@ export async function runPipelineFromCli(
     const why = timings.kind === 'invalid' ? timings.reason : `it is pipeline '${timings.pipeline}'s`;
     print(`[mpd] timings file ${timingsFile} not used (${why}); this run replaces it`);
   }
-  const progress = new ProgressPrinter({ out });
+  const progress = new ProgressPrinter({ out, outputMode: outputMode ?? defaultOutputMode(env), ci: ciOf(env) });
+  const logsDir =
+    runOptions.executionLogs === undefined
+      ? undefined
+      : (runOptions.logsDir ?? resolve(DEFAULT_LOGS_DIR, new Date().toISOString().replace(/:/g, '-')));
   const result = await runPipeline({
     ...runOptions,
+    ...(logsDir === undefined ? {} : { logsDir }),
     ...(timings?.kind === 'read' ? { durationHints: timings.timings.modules } : {}),
     onEvent: (event) => progress.event(event),
   });
   progress.stop();
   print('');
   print(formatSummary(result));
+  for (const module of result.modules) {
+    if (module.status !== 'Failed' && module.status !== 'TimedOut') continue;
+    const tail = progress.tailOf(module.name);
+    if (!tail) continue;
+    const log = module.attempts[tail.attempt - 1]?.log;
+    print('');
+    print(
+      `[mpd] last ${tail.lines.length} line(s) of ${module.name} (attempt ${tail.attempt}${log ? `, whole log: ${log}` : ''}):`,
+    );
+    for (const line of tail.lines) print(`[${module.name}] ${line.text}`);
+  }
   if (reportFile) {
     await mkdir(dirname(reportFile), { recursive: true });
     await writeFile(reportFile, `${JSON.stringify(result, null, 2)}\n`);

@@ -145,13 +145,18 @@ async function main(argv: string[], context: CliContext): Promise<number> {
 
   let exitCode = EXIT_OK;
   if (pipeline) {
-    const { runPipelineFromCli } = await import('./run-from-cli.js');
+    const { runPipelineFromCli, DEFAULT_LOGS_DIR } = await import('./run-from-cli.js');
+    const fromSettings = runOptions(settings, tls, baseDir);
     try {
       const { success } = await runPipelineFromCli({
-        ...runOptions(settings, tls, baseDir),
+        ...fromSettings,
+        // A directory per run under the default, named by its start time (`:` is not allowed on every file system).
+        logsDir:
+          fromSettings.logsDir ?? resolve(baseDir, DEFAULT_LOGS_DIR, new Date().toISOString().replace(/:/g, '-')),
         pipeline,
         registry: orchestrator.registry,
         endpointPolicy: orchestrator.endpointPolicy,
+        executionLogs: orchestrator.executionLogs,
         logger,
         signal: abort.signal,
       });

@@ -27,6 +27,7 @@ import { OrchestratorConfigError } from '../errors.js';
 import { allowEntryProblem } from '../http/endpoint-policy.js';
 import { DEFAULT_ORCHESTRATOR_OPTIONS, DEFAULT_START_OPTIONS } from '../orchestrator-options.js';
 import { DEFAULT_RUN_OPTIONS } from '../runner/run-defaults.js';
+import { OUTPUT_MODES } from './output-modes.js';
 
 const secondsText = z
   .string()
@@ -108,6 +109,18 @@ export const SETTINGS = defineSettings(
       env: 'MPD_TIMINGS',
       help: 'with --pipeline: module durations of earlier runs, read before the run (the longest remaining work starts first) and updated after it; keep it between CI runs like a cache',
       schema: filePath,
+    },
+    logsDir: {
+      flag: '--logs-dir <dir>',
+      env: 'MPD_LOGS_DIR',
+      help: "with --pipeline: keep each attempt's output as <dir>/<module>/<attempt>.log, referenced from the report (modules[].attempts[].log) (default: .mpd/logs/<the run's start time>)",
+      schema: pathText('must be a directory path, not empty'),
+    },
+    output: {
+      flag: '--output <mode>',
+      env: 'MPD_OUTPUT',
+      help: "with --pipeline: how the modules' output is printed: grouped (one collapsible section per module when it ends: ::group:: under GitHub Actions, --- under Buildkite), prefixed ([module] line, live) or quiet (none; the summary still repeats a failed module's last lines) (default: grouped under GITHUB_ACTIONS=true or BUILDKITE=true, else prefixed)",
+      schema: z.enum(OUTPUT_MODES, { errorMap: () => ({ message: `must be ${OUTPUT_MODES.join(', ')}` }) }),
     },
     env: {
       flag: '--env <NAME=VALUE>',

@@ -127,3 +127,13 @@ export function mayUseArtifacts(caller: Caller): Denial | undefined {
     }
   );
 }
+
+/**
+ * Module output takes a worker's credential, whether or not a join token is set (every
+ * registered worker has one): the lines are attributed to the worker that presents it. Without
+ * `workerId` (before the body is read): whether the caller presents a worker's credential at all.
+ */
+export function mayWriteOutput(caller: Caller, workerId?: string): Denial | undefined {
+  if (caller.kind === 'worker') return workerId === undefined ? undefined : asItself(caller.workerId, workerId);
+  return unauthenticated(caller) ?? { status: 403, message: "module output takes the worker's credential" };
+}

@@ -20,9 +20,11 @@ import {
   mayHeartbeat,
   mayRegister,
   mayUseArtifacts,
+  mayWriteOutput,
 } from './auth.js';
 import { BlobStore } from '../artifacts/blob-store.js';
 import { blobRoutes } from './artifact-routes.js';
+import type { ExecutionLogs } from '../runner/execution-logs.js';
 import type { WorkerEndpointPolicy } from './endpoint-policy.js';
 import { type FailureLimiter, heartbeatLimiter, type LimitedCaller, registerLimiter } from './rate-limits.js';
 
@@ -78,6 +80,7 @@ export function createRoutes(
   options: ResolvedOrchestratorOptions,
   endpointPolicy: WorkerEndpointPolicy,
   failures: FailureLimiter,
+  executionLogs: ExecutionLogs,
 ): OrchestratorRoutes {
   const tokens = { joinToken: options.joinToken, adminToken: options.adminToken };
   const caller = (req: Request): Caller => callerOf(req, tokens, registry);
@@ -204,6 +207,40 @@ export function createRoutes(
     artifacts: {
       getBlob: { middleware: [...artifactsAuth, blobs.get], handler: answeredByMiddleware },
       putBlob: { middleware: [...artifactsAuth, blobs.put], handler: answeredByMiddleware },
+    },
+    executions: {
+      output: {
+        // No rate limit of its own: a worker sends a batch at most every few hundred ms per
+        // execution it runs, and a refused batch would only be sent again.
+        middleware: [failures.guard, authorize((who) => mayWriteOutput(who))],
+        handler: async ({ params, body, req, res }) => {
+          const who = caller(req);
+          const denial = mayWriteOutput(who, body.workerId);
+          if (denial) return deny(res, denial);
+          const appended = await executionLogs.append(params.executionId, body.workerId, body, (error, file) =>
+            options.logger.error(
+              { err: error, file, executionId: params.executionId },
+              'could not write to an execution log file',
+            ),
+          );
+          if (appended.kind === 'not-found') {
+            // The same answer whether the execution is another worker's or does not exist.
+            return errorResponse(
+              'ExecutionNotFound',
+              `No execution '${params.executionId}' was dispatched to worker '${body.workerId}'`,
+            );
+          }
+          if (appended.kind === 'gap') {
+            const refused = errorResponse(
+              'OutputGap',
+              `body.fromSeq: the batch starts at line ${body.fromSeq}, past the next expected line ${appended.expectedSeq}; send again from there`,
+              [{ field: 'body.fromSeq', message: `expected at most ${appended.expectedSeq}` }],
+            );
+            return { status: refused.status, body: { ...refused.body, expectedSeq: appended.expectedSeq } };
+          }
+          return { status: 200, body: { acceptedThrough: appended.acceptedThrough } };
+        },
+      },
     },
     health: {
       get: async () => ({

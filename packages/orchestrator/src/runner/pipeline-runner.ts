@@ -31,6 +31,7 @@ import { categoryFilterReason, dependencyResults, dependencyVerdict } from './re
 import { noCapableWorkerReason } from './requirement-messages.js';
 import { type RunClock, RunTimers } from './run-clock.js';
 import { type ResolvedRunOptions, resolveRunOptions, type RunPipelineOptions } from './run-options.js';
+import { attemptLogFile } from './execution-logs.js';
 import { RunReporter } from './run-report.js';
 import { type AttemptRecord, type ModuleStatus, type RunResult, SUCCEEDED } from './run-result.js';
 import { WorkerClients } from './worker-clients.js';
@@ -137,6 +138,8 @@ class PipelineRun {
   private readonly environment: Record<string, string>;
   private readonly secretNames: string[];
   private state: RunState = { kind: 'running' };
+  /** Set once the run stopped taking its modules' output (see outputSettled): no `output` event follows. */
+  private outputDone = false;
   private finish!: (result: RunResult) => void;
   private unsubscribe: (() => void) | undefined;
   private pumpQueued = false;
@@ -608,6 +611,7 @@ class PipelineRun {
     }
     const record: AttemptRecord = { executionId, workerId: worker.id, startTime: now, outcome: 'Running' };
     state.result.attempts.push(record);
+    this.openLog(state.name, number, worker.id, record);
     this.setPhase(state, 'running');
     state.result.status = 'Processing';
     state.result.workerId = worker.id;
@@ -645,6 +649,29 @@ class PipelineRun {
     });
 
     void this.execute(attempt, body);
+  }
+
+  /**
+   * Takes the output of an attempt from the worker it goes to (with `executionLogs`): its lines
+   * are reported as `output` events, and written to its file (with `logsDir`), referenced from
+   * its record.
+   */
+  private openLog(module: string, attempt: number, workerId: string, record: AttemptRecord): void {
+    const { executionLogs, logsDir } = this.options;
+    if (!executionLogs) return;
+    const file = logsDir === undefined ? undefined : attemptLogFile(logsDir, module, attempt);
+    if (file !== undefined) record.log = file;
+    executionLogs.open({
+      executionId: record.executionId,
+      workerId,
+      module,
+      attempt,
+      file,
+      onLines: (lines, closed) => {
+        if (!this.outputDone)
+          this.reporter.emit({ type: 'output', module, attempt, workerId, lines, ...(closed ? { closed } : {}) });
+      },
+    });
   }
 
   /** The run minds `attempt` (until {@link PipelineRun.retire}). */
@@ -1123,7 +1150,28 @@ class PipelineRun {
       cancelled,
     });
     this.log.info({ status: result.status, durationMs: result.durationMs }, 'run ended');
-    this.finish(result);
+    void this.outputSettled().then(() => this.finish(result));
+  }
+
+  /**
+   * Resolves once every attempt's log is closed (its worker sent its `final` batch) or
+   * `outputGraceMs` passed, whichever comes first; the logs are forgotten then. A worker answers
+   * an execute call without waiting for the output to be shipped: the last lines of a module
+   * usually arrive just after its answer.
+   */
+  private async outputSettled(): Promise<void> {
+    const { executionLogs, outputGraceMs, clock } = this.options;
+    if (!executionLogs) return;
+    const ids = [...this.modules.values()].flatMap((state) =>
+      state.result.attempts.map((record) => record.executionId),
+    );
+    const deadline = clock.now() + outputGraceMs;
+    // The run's timers are cleared: polls on the clock itself (a manual clock in tests).
+    while (ids.some((id) => !executionLogs.closed(id)) && clock.now() < deadline) {
+      await new Promise<void>((resolve) => clock.after(Math.min(50, deadline - clock.now()), resolve));
+    }
+    this.outputDone = true;
+    executionLogs.forget(ids);
   }
 }
 

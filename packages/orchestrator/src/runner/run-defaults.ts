@@ -13,4 +13,5 @@ export const DEFAULT_RUN_OPTIONS = {
   rescheduleIntervalMs: 1_000,
   timeoutMarginMs: 60_000,
   maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
+  outputGraceMs: 2_000,
 } as const satisfies Partial<RunPipelineOptions>;

@@ -6,6 +6,7 @@ import { WorkerEndpointPolicy } from '../http/endpoint-policy.js';
 import { requirePositive } from '../orchestrator-options.js';
 import type { NodeRegistry } from '../registry/node-registry.js';
 import { DEFAULT_RUN_OPTIONS } from './run-defaults.js';
+import type { ExecutionLogs } from './execution-logs.js';
 import { type RunClock, systemClock } from './run-clock.js';
 import type { RunEvent } from './run-result.js';
 
@@ -121,6 +122,27 @@ export interface RunPipelineOptions {
    * @default the system's (`Date.now`, `setTimeout`)
    */
   clock?: RunClock;
+  /**
+   * Where the run takes its modules' output from: give the orchestrator's
+   * (`RunningOrchestrator.executionLogs`), whose route the workers send it to. The run opens the
+   * log of each attempt it dispatches, reports its lines as `output` events and references its
+   * file from the attempt's record (`log`).
+   * @default none: the modules' output is not taken (the workers' batches answer 404)
+   */
+  executionLogs?: ExecutionLogs;
+  /**
+   * The directory each attempt's log is written under, as `<logsDir>/<module>/<attempt>.log`
+   * (with `executionLogs`).
+   * @default none: the lines are only reported as events
+   */
+  logsDir?: string;
+  /**
+   * How long the run waits, once its last module ended, for the last output of its attempts
+   * (their `final` batches: a worker answers an execute call without waiting for its output to
+   * be shipped), in ms.
+   * @default 2_000
+   */
+  outputGraceMs?: number;
 }
 
 /** {@link RunPipelineOptions} with every default filled in (by {@link resolveRunOptions}). */
@@ -147,6 +169,9 @@ export interface ResolvedRunOptions {
   readonly durationHints: Readonly<Record<string, number>>;
   readonly createClient: (target: WorkerClientTarget) => WorkerClient;
   readonly clock: RunClock;
+  readonly executionLogs: ExecutionLogs | undefined;
+  readonly logsDir: string | undefined;
+  readonly outputGraceMs: number;
 }
 
 /** Every failure mode (a record, so that a new mode cannot be left out). */
@@ -184,6 +209,9 @@ export function resolveRunOptions(options: RunPipelineOptions): ResolvedRunOptio
       options.createClient ??
       (({ endpoint, token }) => createWorkerClient({ baseUrl: endpoint, token, tls: workerTls, resolveHost })),
     clock: options.clock ?? systemClock,
+    executionLogs: options.executionLogs,
+    logsDir: options.logsDir,
+    outputGraceMs: options.outputGraceMs ?? DEFAULT_RUN_OPTIONS.outputGraceMs,
   };
   if (!Object.hasOwn(FAILURE_MODES, resolved.failureMode)) {
     invalid('failureMode', `must be one of ${Object.keys(FAILURE_MODES).join(', ')}`, resolved.failureMode);

@@ -1,3 +1,5 @@
+import type { OutputLine } from '@mpd/contract';
+
 /** A module's status, as ModularPipelines names them. */
 export type ModuleStatus =
   | 'NotYetStarted'
@@ -53,6 +55,11 @@ export interface AttemptRecord {
    * module is accepted, whichever attempt gives it). Its `outcome` is then `Succeeded`.
    */
   acceptedLate?: { after: 'Lost' | 'TimedOut'; reason?: string; at: string };
+  /**
+   * The attempt's output log (`<logsDir>/<module>/<attempt>.log`: one line per output line,
+   * `<ISO time> <stream> <level or -> <text>`), when the run keeps logs.
+   */
+  log?: string;
 }
 
 export interface ModuleRunResult {
@@ -96,4 +103,9 @@ export type RunEvent =
   | { type: 'module-retrying'; module: string; failures: number; delayMs: number; error: string }
   | { type: 'attempt-lost'; module: string; workerId: string; executionId: string; reason: string }
   | { type: 'module-not-run'; module: string; status: ModuleStatus; reason: string }
-  | { type: 'run-stopping'; reason: string };
+  | { type: 'run-stopping'; reason: string }
+  /**
+   * Lines a module wrote (masked), as its worker shipped them, in order per attempt; `closed`:
+   * the attempt's log is complete (its worker sent its last batch; `lines` may then be empty).
+   */
+  | { type: 'output'; module: string; attempt: number; workerId: string; lines: OutputLine[]; closed?: true };

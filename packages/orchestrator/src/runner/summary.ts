@@ -22,6 +22,8 @@ export function formatEvent(event: RunEvent): string {
       return `[mpd] ↻ ${event.module} failed (${event.error}); retry ${event.failures} in ${seconds(event.delayMs)}`;
     case 'run-stopping':
       return `[mpd] ■ stopping: ${event.reason}; cancelling running modules, then running always-run modules`;
+    case 'output':
+      return event.lines.map((line) => `[${event.module}] ${line.text}`).join('\n');
   }
 }
 

@@ -235,3 +235,33 @@ describe('startExecution', () => {
     expect(await execution.outcome).toMatchObject({ body: { failureKind: 'Cancelled' } });
   });
 });
+
+describe('startExecution: module output (isolation none)', () => {
+  it("writes ctx.logger lines and its commands' lines to the execution's output, masked, and ends it after the answer", async () => {
+    const written: string[] = [];
+    let ended = false;
+    const output = {
+      open: (executionId: string) => ({
+        write: (stream: string, text: string, level?: string) =>
+          void written.push(`${executionId} ${stream} ${level ?? '-'} ${text}`),
+        end: () => void (ended = true),
+      }),
+    };
+    const module = defineModule({
+      name: 'tool',
+      run: async (ctx) => {
+        ctx.logger.warn(`token ${ctx.env.TOKEN}`, { user: 'me' });
+        await ctx.exec(process.execPath, ['-e', 'console.log("from tool " + process.env.TOKEN)']);
+        return null;
+      },
+    });
+    const execution = startExecution(
+      module,
+      request({ environmentVariables: { TOKEN: 'sekret-value-1' }, secretEnvironmentVariables: ['TOKEN'] }),
+      { ...options, output },
+    );
+    expect((await execution.outcome).status).toBe(200);
+    expect(written).toEqual(['exec-1 log warn token *** {"user":"me"}', 'exec-1 stdout - from tool ***']);
+    await vi.waitFor(() => expect(ended).toBe(true));
+  });
+});

@@ -14,6 +14,7 @@ import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
 import { type BlobTransport, moduleArtifacts } from '../artifacts/module-artifacts.js';
 import { createModuleContext, ensureWorkingDirectory } from './module-context.js';
 import { toModuleLogger } from './module-logger.js';
+import { DISCARD_OUTPUT, type ModuleOutput, type OutputWriter } from './module-output.js';
 import { checkedResult } from './result-limits.js';
 import { describeThrown, serialise, type ThrownDescription } from './values-as-text.js';
 
@@ -54,6 +55,8 @@ export interface ExecutionOptions {
   maxResultBytes: number;
   /** The worker's logger; the execution logs through a child naming the module and the executionId. */
   logger: Logger;
+  /** Where the module's output lines go, masked (the shipper to the orchestrator). @default nowhere */
+  output?: ModuleOutput | undefined;
   /** The worker's artifact transport and where archives are packed; undefined without an orchestrator. */
   artifacts?: WorkerArtifacts | undefined;
 }
@@ -112,6 +115,8 @@ export interface ExecutionFrame {
   log: Logger;
   /** Masks the request's secret values (those of `secretEnvironmentVariables`). */
   mask: SecretMasker;
+  /** The module's output lines: masked here, then shipped; ended with the execution. */
+  output: OutputWriter;
   /** The module's timeout (ms): the request's, else the module's, else the worker's default. */
   timeoutMs: number;
   /** Ends the execution: clears its timeout, makes the answer (timed from the start) and logs it. */
@@ -147,12 +152,17 @@ export function beginExecution(
 
   log.info('module started');
   const times = { executionId: request.executionId, workerId: options.workerId, started };
+  const output = options.output ? maskedWriter(options.output.open(request.executionId), mask) : DISCARD_OUTPUT;
   return {
     log,
     mask,
+    output,
     timeoutMs,
     end: (result) => {
       timer.clear();
+      // A module host's last lines on its stdout may be read just after its answer on the IPC
+      // channel (two pipes, read as they come): its log is closed a moment later.
+      setTimeout(() => output.end(), OUTPUT_END_DELAY_MS).unref();
       const outcome = toOutcome(result, times, mask);
       if (outcome.status === 200) log.info({ duration: outcome.body.duration }, 'module succeeded');
       else
@@ -162,6 +172,17 @@ export function beginExecution(
         );
       return outcome;
     },
+  };
+}
+
+/** How long after its answer an execution's output is closed (ms): see `beginExecution`. */
+const OUTPUT_END_DELAY_MS = 50;
+
+/** `writer` with every line masked first (before it is split: a secret is never cut in two). */
+function maskedWriter(writer: OutputWriter, mask: SecretMasker): OutputWriter {
+  return {
+    write: (stream, text, level) => writer.write(stream, mask(text), level),
+    end: () => writer.end(),
   };
 }
 
@@ -199,7 +220,8 @@ async function run(
       env: request.environmentVariables,
       workingDirectory,
       signal: controller.signal,
-      logger: toModuleLogger(frame.log, frame.mask),
+      logger: toModuleLogger(frame.log, frame.mask, frame.output),
+      onOutput: (stream, line) => frame.output.write(stream, line),
       executionId: request.executionId,
       workerId: options.workerId,
       get artifacts() {

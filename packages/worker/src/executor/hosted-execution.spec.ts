@@ -4,12 +4,12 @@ import { DEFAULT_MAX_RESULT_BYTES } from '@mpd/contract';
  * `test/fixtures/host-faults.pipeline.ts`, whose modules misbehave in every way a host must
  * survive alone.
  */
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadPipelineFile, type Pipeline } from '@mpd/pipeline';
+import { fingerprintAsTsxLoads } from '@mpd/test-kit';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ExecutionOutcome, ExecutionRequest } from './execution.js';
@@ -31,18 +31,7 @@ beforeAll(async () => {
   // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
   // otherwise than tsx (which the CLI and the hosts load it with), so the worker's side here
   // takes the fingerprint tsx gives, as the CLI would have.
-  const loadedByTsx = execFileSync(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      '--input-type=module',
-      '-e',
-      `import { loadPipelineFile } from '@mpd/pipeline'; console.log((await loadPipelineFile(${JSON.stringify(FIXTURE)})).fingerprint);`,
-    ],
-    { encoding: 'utf8' },
-  );
-  pipeline = { ...(await loadPipelineFile(FIXTURE)), fingerprint: loadedByTsx.trim() };
+  pipeline = { ...(await loadPipelineFile(FIXTURE)), fingerprint: fingerprintAsTsxLoads(FIXTURE) };
 });
 afterEach(async () => {
   await Promise.all(executors.splice(0).map((executor) => executor.close('test over')));

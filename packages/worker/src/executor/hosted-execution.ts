@@ -136,12 +136,15 @@ class FrameSink implements ExecutionSink {
   constructor(private readonly frame: ExecutionFrame) {}
 
   log(line: HostLogLine): void {
-    this.moduleLogger ??= toModuleLogger(this.frame.log, this.frame.mask);
+    this.moduleLogger ??= toModuleLogger(this.frame.log, this.frame.mask, this.frame.output);
     this.moduleLogger[line.level](line.message, line.fields);
   }
 
+  /** A line of the host's stdout or stderr: the module's `console.*`, and the lines of its commands. */
   output(stream: 'stdout' | 'stderr', line: string): void {
-    this.frame.log.info({ stream }, this.frame.mask(line));
+    const masked = this.frame.mask(line);
+    this.frame.log.info({ stream }, masked);
+    this.frame.output.write(stream, masked);
   }
 }
 

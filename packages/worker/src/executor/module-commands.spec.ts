@@ -1,6 +1,7 @@
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { CommandFailedError, moduleCommands } from './module-commands.js';
+import { LineSplitter, splitLines } from './module-output.js';
 
 const scope = (signal = new AbortController().signal) => ({
   signal,
@@ -53,5 +54,50 @@ describe('ctx.exec', () => {
     await expect(running).rejects.toBe(reason);
     expect(await closed).toBe('SIGTERM');
     await expect(exec('true')).rejects.toBe(reason);
+  });
+});
+
+describe('the output of commands (ctx.exec, ctx.spawn)', () => {
+  const withOutput = () => {
+    const lines: string[] = [];
+    const { exec, spawn } = moduleCommands({
+      ...scope(),
+      onOutput: (stream, line) => lines.push(`${stream}: ${line}`),
+    });
+    return { exec, spawn, lines };
+  };
+
+  it('exec: each line as it comes, stream kept, and the whole text in the result as before', async () => {
+    const { exec, lines } = withOutput();
+    const result = await exec(process.execPath, [
+      '-e',
+      "process.stdout.write('one\\r\\ntwo\\nthree'); process.stderr.write('oops\\n')",
+    ]);
+    expect(result.stdout).toBe('one\r\ntwo\nthree');
+    expect(lines.filter((line) => line.startsWith('stdout'))).toEqual(['stdout: one', 'stdout: two', 'stdout: three']);
+    expect(lines.filter((line) => line.startsWith('stderr'))).toEqual(['stderr: oops']);
+  });
+
+  it('spawn: the module still reads the piped stream whole, even from a later turn, and each line is output', async () => {
+    const { spawn, lines } = withOutput();
+    const child = spawn(process.execPath, ['-e', "console.log('a'); console.log('b')"]);
+    await new Promise((resolve) => child.on('exit', resolve));
+    // Read only once the command exited: nothing was lost meanwhile.
+    let read = '';
+    for await (const chunk of child.stdout!) read += String(chunk);
+    expect(read).toBe('a\nb\n');
+    expect(lines).toEqual(['stdout: a', 'stdout: b']);
+  });
+});
+
+describe('splitLines and LineSplitter', () => {
+  it('split at line breaks and into pieces of at most the length, cutting nothing away', () => {
+    expect(splitLines('a\r\nb\nccccc', 2)).toEqual(['a', 'b', 'cc', 'cc', 'c']);
+    const got: string[] = [];
+    const splitter = new LineSplitter((line) => got.push(line), 3);
+    splitter.push('ab');
+    splitter.push('cdef\ngh');
+    splitter.flush();
+    expect(got).toEqual(['abc', 'def', 'gh']);
   });
 });

@@ -6,7 +6,10 @@
  * itself also gets SIGTERM as soon as the module's signal aborts (Node's `signal` option).
  */
 import { type ChildProcess, spawn as spawnChild } from 'node:child_process';
+import { PassThrough } from 'node:stream';
+import { StringDecoder } from 'node:string_decoder';
 import type { ExecOptions, ExecResult, ModuleContext, SpawnCommandOptions } from '@mpd/pipeline';
+import { LineSplitter } from './module-output.js';
 
 /** The most stdout (and, apart, stderr) `ctx.exec` keeps: 16 MiB (Node's `execFile` keeps 1 MiB). */
 export const DEFAULT_EXEC_MAX_BUFFER_BYTES = 16 * 1024 * 1024;
@@ -43,6 +46,12 @@ export interface CommandScope {
   workingDirectory: string;
   /** The run's variables (`ctx.env`), set on top of the worker's environment. */
   env: Readonly<Record<string, string>>;
+  /**
+   * Where each line a command writes to its stdout or stderr goes (the module's output), as it
+   * comes. `exec` keeps its output as well; `spawn` passes each piped stream on unchanged to the
+   * module, which reads it as before.
+   */
+  onOutput?: ((stream: 'stdout' | 'stderr', line: string) => void) | undefined;
 }
 
 /**
@@ -70,8 +79,39 @@ function startCommand(
 // `defineProperty` of that name each time it is created, for every module.
 const spawnIn =
   (scope: CommandScope): ModuleContext['spawn'] =>
-  (file, args = [], options = {}) =>
-    startCommand(scope, file, args, options.cwd, options.env, options.stdio ?? 'pipe');
+  (file, args = [], options = {}) => {
+    const child = startCommand(scope, file, args, options.cwd, options.env, options.stdio ?? 'pipe');
+    if (scope.onOutput) for (const stream of ['stdout', 'stderr'] as const) teeLines(child, stream, scope.onOutput);
+    return child;
+  };
+
+/**
+ * Copies each line of a piped stream of `child` to `onOutput`, and gives the module a stream
+ * (`child.stdout`/`child.stderr`) with the same bytes: a pass-through the original is piped
+ * into, so the module reads it whenever it likes (a 'data' listener of ours on the original
+ * would make it flow, and lose what the module had not read yet).
+ */
+function teeLines(
+  child: ChildProcess,
+  stream: 'stdout' | 'stderr',
+  onOutput: (stream: 'stdout' | 'stderr', line: string) => void,
+): void {
+  const source = child[stream];
+  if (!source) return;
+  const copy = new PassThrough();
+  const lines = new LineSplitter((line) => onOutput(stream, line));
+  const decoder = new StringDecoder('utf8');
+  source.on('data', (chunk: Buffer) => lines.push(decoder.write(chunk)));
+  source.on('end', () => {
+    lines.push(decoder.end());
+    lines.flush();
+  });
+  source.pipe(copy);
+  // Only `child.stdout`/`child.stderr` become the copy: `child.stdio` keeps the originals, as
+  // Node resumes (drains) every stream of it not read when the child exits, which would empty
+  // a copy the module had not read yet.
+  Object.defineProperty(child, stream, { value: copy, configurable: true, enumerable: true, writable: true });
+}
 
 const execIn =
   (scope: CommandScope): ModuleContext['exec'] =>
@@ -105,6 +145,17 @@ function runCommand(
     const sizes = { stdout: 0, stderr: 0 };
     let overflow: 'stdout' | 'stderr' | undefined;
     for (const stream of ['stdout', 'stderr'] as const) {
+      const { onOutput } = scope;
+      if (onOutput) {
+        // The module's output, line by line as it comes (the result keeps the whole text too).
+        const lines = new LineSplitter((line) => onOutput(stream, line));
+        const decoder = new StringDecoder('utf8');
+        child[stream]!.on('data', (chunk: Buffer) => lines.push(decoder.write(chunk)));
+        child[stream]!.on('end', () => {
+          lines.push(decoder.end());
+          lines.flush();
+        });
+      }
       child[stream]!.on('data', (chunk: Buffer) => {
         sizes[stream] += chunk.length;
         if (sizes[stream] > maxBytes) {

@@ -21,6 +21,11 @@ export interface ModuleContextFields {
    */
   readonly signal: AbortSignal;
   logger: ModuleLogger;
+  /**
+   * Where each line the module's commands (`ctx.exec`, `ctx.spawn`) write to stdout or stderr
+   * goes, as it comes. @default nowhere
+   */
+  onOutput?: ((stream: 'stdout' | 'stderr', line: string) => void) | undefined;
   executionId: string;
   workerId: string;
   /** `ctx.artifacts` (see `moduleArtifacts`): read only when the module reads it (a getter in a module host). */
@@ -56,6 +61,7 @@ export function createModuleContext(fields: ModuleContextFields): ModuleContext 
       },
       workingDirectory,
       env,
+      onOutput: fields.onOutput,
     }),
     executionId: fields.executionId,
     workerId: fields.workerId,

@@ -8,6 +8,7 @@ import {
   type WorkerArtifacts,
 } from './execution.js';
 import { startHostedExecution } from './hosted-execution.js';
+import type { ModuleOutput } from './module-output.js';
 import { ModuleHostPool } from './module-host-pool.js';
 import { monotonicNow } from './process-group.js';
 
@@ -57,6 +58,8 @@ export interface ModuleExecutorOptions {
   logger: Logger;
   /** `ctx.artifacts`' transport (the worker's cache and the orchestrator's store); undefined without an orchestrator. */
   artifacts?: WorkerArtifacts | undefined;
+  /** Where the modules' output lines go, masked (the shipper to the orchestrator). @default nowhere */
+  output?: ModuleOutput | undefined;
 }
 
 /** Where a worker runs modules: in module hosts (child processes), or in its own process. */
@@ -193,15 +196,23 @@ export class ModuleExecutor {
     if (this.running.size >= this.options.slots) {
       return { kind: 'busy', load: this.running.size, slots: this.options.slots };
     }
-    const { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger, artifacts } = this.options;
-    const shared = { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger, artifacts };
+    const { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger, artifacts, output } = this.options;
+    const executionOptions = {
+      workerId,
+      defaultTimeoutMs,
+      workingDirectory,
+      maxResultBytes,
+      logger,
+      artifacts,
+      output,
+    };
     const execution = this.pool
       ? startHostedExecution(module, request, {
-          ...shared,
+          ...executionOptions,
           pool: this.pool,
           heapLimitMb: this.options.moduleHeapLimitMb,
         })
-      : startExecution(module, request, shared);
+      : startExecution(module, request, executionOptions);
     const { fingerprint } = request;
     this.running.set(request.executionId, { execution, fingerprint });
     void execution.stopped.then(() => {

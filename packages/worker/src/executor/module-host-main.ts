@@ -73,6 +73,12 @@ class RunningModule implements ModuleContextFields {
   readonly logger: ModuleLogger;
   private readonly artifactScratchDir: string | null;
   private artifactsApi: ModuleArtifacts | undefined;
+  /**
+   * The lines of the module's commands go to the host's own stdout and stderr, as `console.*`
+   * does: the worker reads both line by line and ships them as the running module's output
+   * (a host runs one module at a time).
+   */
+  readonly onOutput = writeToOwnStream;
   /** Whether the module was aborted (a cancel, a timeout, SIGTERM, the worker gone), and why. */
   aborted = false;
   reason: unknown;
@@ -141,6 +147,11 @@ class WorkerBlobCalls implements BlobTransport {
   checkOut(sha256: string): Promise<{ path: string }> {
     return this.call({ op: 'checkOut', sha256 });
   }
+}
+
+/** Writes a line of a module's command to the host's stream of the same name. */
+function writeToOwnStream(stream: 'stdout' | 'stderr', line: string): void {
+  process[stream].write(`${line}\n`);
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { ModuleLogger } from '@mpd/pipeline';
 import { LOG_LINE_KEYS, maskDeep, type SecretMasker } from '@mpd/server-kit';
 import type { Logger } from 'pino';
+import type { OutputWriter } from './module-output.js';
 
 /**
  * Where a module's fields named like one of its line's own keys go: `ctx.logger.info('started',
@@ -10,6 +11,8 @@ export const MODULE_FIELDS_KEY = 'moduleFields';
 
 /**
  * The module's logger on the worker: every message and field passes through the secret masker.
+ * Each line also goes to `output` (stream `log`, its level; fields as JSON after the message),
+ * masked the same way (the writer masks again: harmless, a mask is idempotent).
  * In-process modules log through it directly; a module host's log lines arrive over its IPC
  * channel and are written through it (masking stays on the worker's side either way).
  *
@@ -20,20 +23,34 @@ export const MODULE_FIELDS_KEY = 'moduleFields';
  * the last one, so the module's `pid` would pass for the worker's). The other fields stay where
  * the module put them.
  */
-export function toModuleLogger(log: Logger, mask: SecretMasker): ModuleLogger {
+export function toModuleLogger(log: Logger, mask: SecretMasker, output?: OutputWriter): ModuleLogger {
   /** The line's own keys, read at the first line with fields (most modules log none). */
   let taken: ReadonlySet<string> | undefined;
   const write =
     (level: 'debug' | 'info' | 'warn' | 'error') =>
     (message: string, fields?: Record<string, unknown>): void => {
       if (fields === undefined) {
-        log[level](mask(message));
+        const masked = mask(message);
+        log[level](masked);
+        output?.write('log', masked, level);
         return;
       }
       taken ??= new Set([...LOG_LINE_KEYS, ...Object.keys(log.bindings()), MODULE_FIELDS_KEY]);
-      log[level](apart(maskDeep(fields, mask), taken), mask(message));
+      const maskedFields = maskDeep(fields, mask);
+      const masked = mask(message);
+      log[level](apart(maskedFields, taken), masked);
+      output?.write('log', `${masked} ${fieldsText(maskedFields)}`, level);
     };
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+}
+
+/** A module's log fields as they follow its message in its output: JSON, or text when JSON cannot write them. */
+function fieldsText(fields: unknown): string {
+  try {
+    return JSON.stringify(fields) ?? String(fields);
+  } catch {
+    return String(fields);
+  }
 }
 
 /** `fields` with those named in `taken` moved under {@link MODULE_FIELDS_KEY}; `fields` itself when none is. */

@@ -1,0 +1,161 @@
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { OutputLine } from '@mpd/contract';
+
+/** How many of an attempt's last lines {@link ExecutionLogs.tail} keeps (the summary repeats them for a failed module). */
+export const TAIL_LINES = 20;
+
+/** An attempt whose output the orchestrator takes: opened by the run when it dispatches it. */
+export interface ExecutionLogEntry {
+  executionId: string;
+  /** The only worker that may write to it: the one the attempt was dispatched to. */
+  workerId: string;
+  module: string;
+  /** The attempt's number (1-based). */
+  attempt: number;
+  /** Where its lines are appended (see {@link attemptLogFile}); none: they are only reported. */
+  file?: string | undefined;
+  /**
+   * Called with each batch's new lines, once they are written; `closed` once, with the batch
+   * that closes the log (`final`), whose lines may be none.
+   */
+  onLines?: ((lines: OutputLine[], closed: boolean) => void) | undefined;
+}
+
+/** What became of a batch (see {@link ExecutionLogs.append}). */
+export type AppendOutcome =
+  /** Its new lines are written; `acceptedThrough`: the next sequence number expected. */
+  | { kind: 'accepted'; acceptedThrough: number }
+  /** No such execution was dispatched to that worker (or it is no longer kept). */
+  | { kind: 'not-found' }
+  /** The batch starts past the next expected line: resend from `expectedSeq`. */
+  | { kind: 'gap'; expectedSeq: number };
+
+interface OpenLog {
+  readonly entry: ExecutionLogEntry;
+  /** The next sequence number expected. */
+  next: number;
+  /** A `final` batch came: no line is taken any more. */
+  closed: boolean;
+  /** The closing batch is written and reported. */
+  complete: boolean;
+  /** The last lines, at most {@link TAIL_LINES}. */
+  readonly tail: OutputLine[];
+  /** The file's writes, one after the other (a batch's answer waits for its own). */
+  writes: Promise<void>;
+  /** Whether the file's directory was made. */
+  madeDir: boolean;
+  /** Whether nothing was written to the file yet. */
+  firstWrite: boolean;
+}
+
+/**
+ * The orchestrator's side of module output: the attempts its runs dispatched (by executionId,
+ * with the worker each went to), the next line each expects, and its log file. Shared by the
+ * HTTP route (`POST /api/executions/{executionId}/output`) and the runner (`runPipeline`'s
+ * `executionLogs`), as the endpoint policy is. Idempotent by sequence number: a line already
+ * accepted is skipped, so a batch sent again (its answer lost) never writes a line twice.
+ */
+export class ExecutionLogs {
+  readonly #logs = new Map<string, OpenLog>();
+
+  /** Takes output for `entry.executionId` from `entry.workerId` from now on. */
+  open(entry: ExecutionLogEntry): void {
+    if (this.#logs.has(entry.executionId)) return;
+    this.#logs.set(entry.executionId, {
+      entry,
+      next: 0,
+      closed: false,
+      complete: false,
+      tail: [],
+      writes: Promise.resolve(),
+      madeDir: false,
+      firstWrite: true,
+    });
+  }
+
+  /** Whether `executionId` was dispatched to `workerId` (and is kept). */
+  owns(executionId: string, workerId: string): boolean {
+    return this.#logs.get(executionId)?.entry.workerId === workerId;
+  }
+
+  /**
+   * Appends a batch from `workerId` whose first line has sequence number `fromSeq`: the lines
+   * already accepted are skipped, the rest written to the attempt's file and passed to its
+   * `onLines`; `final` closes the log (later batches answer as accepted, with nothing new).
+   * A file that cannot be written loses nothing else: the lines are still reported, the failure
+   * goes to `onWriteError`.
+   */
+  async append(
+    executionId: string,
+    workerId: string,
+    batch: { fromSeq: number; lines: readonly OutputLine[]; final?: boolean | undefined },
+    onWriteError?: (error: unknown, file: string) => void,
+  ): Promise<AppendOutcome> {
+    const log = this.#logs.get(executionId);
+    if (!log || log.entry.workerId !== workerId) return { kind: 'not-found' };
+    if (batch.fromSeq > log.next) return { kind: 'gap', expectedSeq: log.next };
+    const fresh = log.closed ? [] : batch.lines.slice(log.next - batch.fromSeq);
+    // Taken at once (before any write): a retry arriving meanwhile skips these lines.
+    log.next += fresh.length;
+    const closing = batch.final === true && !log.closed;
+    if (closing) log.closed = true;
+    if (fresh.length > 0) {
+      log.tail.push(...fresh.slice(-TAIL_LINES));
+      if (log.tail.length > TAIL_LINES) log.tail.splice(0, log.tail.length - TAIL_LINES);
+      const { file } = log.entry;
+      if (file !== undefined) {
+        log.writes = log.writes.then(async () => {
+          try {
+            if (!log.madeDir) {
+              await mkdir(dirname(file), { recursive: true });
+              log.madeDir = true;
+            }
+            const text = fresh.map(formatLogLine).join('');
+            // A file left by an earlier run with the same --logs-dir is replaced, not appended to.
+            if (log.firstWrite) await writeFile(file, text);
+            else await appendFile(file, text);
+            log.firstWrite = false;
+          } catch (error) {
+            onWriteError?.(error, file);
+          }
+        });
+        await log.writes;
+      }
+    }
+    if (fresh.length > 0 || closing) log.entry.onLines?.(fresh, closing);
+    if (closing) log.complete = true;
+    return { kind: 'accepted', acceptedThrough: log.next };
+  }
+
+  /** The last lines (at most {@link TAIL_LINES}) of `executionId`'s log. */
+  tail(executionId: string): readonly OutputLine[] {
+    return this.#logs.get(executionId)?.tail ?? [];
+  }
+
+  /** Whether `executionId`'s log was closed by a `final` batch, written and reported (or is not kept). */
+  closed(executionId: string): boolean {
+    return this.#logs.get(executionId)?.complete ?? true;
+  }
+
+  /** Forgets the logs of `executionIds` (a run that ended): their output is no longer taken (404). */
+  forget(executionIds: Iterable<string>): void {
+    for (const executionId of executionIds) this.#logs.delete(executionId);
+  }
+}
+
+/**
+ * Where an attempt's log is kept: `<logsDir>/<module>/<attempt>.log`, the module's name
+ * percent-encoded as one path segment (a name may hold `/` and `..`: `a/../../x` must not climb).
+ */
+export function attemptLogFile(logsDir: string, module: string, attempt: number): string {
+  return join(logsDir, encodeURIComponent(module), `${attempt}.log`);
+}
+
+/**
+ * One line of an attempt's log file: `<ISO time> <stream> <level or -> <text>`, a line break in
+ * the text written as `\n` so that one output line stays one line of the file.
+ */
+export function formatLogLine(line: OutputLine): string {
+  return `${new Date(line.time).toISOString()} ${line.stream} ${line.level ?? '-'} ${line.text.replace(/\r?\n/g, '\\n')}\n`;
+}

@@ -1,0 +1,285 @@
+/**
+ * Module output (issue 13): captured on a worker, shipped to the orchestrator, kept per attempt
+ * and reported. Modules run in module hosts (real processes) on a worker in this process; the
+ * shipper's retries and bounds go through test-kit's fault proxy.
+ */
+import { createServer, type Server } from 'node:http';
+import { existsSync, readdirSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createOrchestratorClient } from '@mpd/client';
+import { loadPipelineFile } from '@mpd/pipeline';
+import { createApp, ExecutionLogs, InMemoryNodeRegistry, runPipeline, type RunEvent } from '@mpd/orchestrator';
+import { type FaultProxy, fingerprintAsTsxLoads, startFaultProxy } from '@mpd/test-kit';
+import { OutputShipper } from '@mpd/worker';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Cluster, silent } from '../helpers/cluster.js';
+
+const PIPELINE = fileURLToPath(new URL('../fixtures/output.pipeline.ts', import.meta.url));
+const SECRET = 'hunter2-output-secret';
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+async function tempDir(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'mpd-module-output-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+describe('module output across a cluster', () => {
+  it('two modules at once on one worker (module hosts): every line attributed to its module, in order, the secret a tool printed masked', async () => {
+    const dir = await tempDir();
+    const cluster = new Cluster();
+    cleanups.push(() => cluster.close());
+    const orchestrator = await cluster.startOrchestrator();
+    // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
+    // otherwise than tsx, which the module hosts load it with.
+    const pipeline = { ...(await loadPipelineFile(PIPELINE)), fingerprint: fingerprintAsTsxLoads(PIPELINE) };
+    const worker = await cluster.startWorker({ id: 'w-out', pipeline, slots: 2, workingDirectory: dir });
+    await worker.link!.registered();
+    const events: RunEvent[] = [];
+    const result = await runPipeline({
+      pipeline,
+      registry: orchestrator.registry,
+      endpointPolicy: orchestrator.endpointPolicy,
+      executionLogs: orchestrator.executionLogs,
+      logsDir: join(dir, 'logs'),
+      secretEnvironmentVariables: { OUTPUT_SECRET: SECRET },
+      logger: silent,
+      onEvent: (event) => events.push(event),
+    });
+    expect(result.modules.map((module) => module.error?.message ?? module.status)).toEqual([
+      'Successful',
+      'Successful',
+    ]);
+    const started = events.filter((event) => event.type === 'module-started');
+    // Both ran at once on the one worker: each started before the other finished.
+    expect(started.map((event) => event.workerId)).toEqual(['w-out', 'w-out']);
+    for (const name of ['alpha', 'beta']) {
+      const other = name === 'alpha' ? 'beta' : 'alpha';
+      const texts = events.flatMap((event) =>
+        event.type === 'output' && event.module === name ? event.lines.map((line) => line.text) : [],
+      );
+      expect(texts.filter((text) => text.includes(other))).toEqual([]);
+      expect(texts.filter((text) => text.startsWith(`${name} console`))).toEqual(
+        Array.from({ length: 20 }, (_, index) => `${name} console ${index}`),
+      );
+      expect(texts.filter((text) => text.startsWith(`${name} logger`))).toEqual(
+        Array.from({ length: 20 }, (_, index) => `${name} logger ${index}`),
+      );
+      expect(texts).toContain(`${name} tool sees ***`);
+      expect(texts).toContain(`${name} tool stderr`);
+      expect(texts.at(-1)).toBe(`${name} done`);
+      const module = result.modules.find((candidate) => candidate.name === name)!;
+      const file = module.attempts[0]!.log!;
+      expect(file).toBe(join(dir, 'logs', name, '1.log'));
+      const log = await readFile(file, 'utf8');
+      expect(log).toMatch(new RegExp(`^\\S+Z log info ${name} logger 0$`, 'm'));
+      expect(log).toMatch(new RegExp(`^\\S+Z stderr - ${name} tool stderr$`, 'm'));
+      expect(log).toContain(`${name} tool sees ***`);
+      expect(log).not.toContain(SECRET);
+    }
+    expect(JSON.stringify(events)).not.toContain(SECRET);
+  });
+});
+
+/** An orchestrator API on 127.0.0.1 with its execution logs, whose answers a test may hold back. */
+async function startApi(): Promise<{
+  port: number;
+  logs: ExecutionLogs;
+  credential: string;
+  /** Calls `onAccepted` once an output batch was taken, before its answer is sent. */
+  beforeAnswer(onAccepted: () => void): void;
+  batches: () => number;
+}> {
+  const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
+  registry.register({
+    id: 'w1',
+    endpoint: 'http://127.0.0.1:1',
+    capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+  });
+  const logs = new ExecutionLogs();
+  const app = createApp({ registry, executionLogs: logs, logger: silent });
+  let hook: (() => void) | undefined;
+  let batches = 0;
+  const server: Server = createServer((req, res) => {
+    if (req.url?.startsWith('/api/executions/')) {
+      batches++;
+      const once = hook;
+      hook = undefined;
+      if (once) {
+        const end = res.end.bind(res) as (...args: unknown[]) => void;
+        res.end = ((...args: unknown[]) => {
+          once();
+          end(...args);
+          return res;
+        }) as typeof res.end;
+      }
+    }
+    app(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    logs,
+    credential: registry.credentialOf('w1')!,
+    beforeAnswer: (onAccepted) => (hook = onAccepted),
+    batches: () => batches,
+  };
+}
+
+async function startShipper(
+  proxy: FaultProxy,
+  credential: string,
+  spillDir: string,
+  bounds = {},
+): Promise<OutputShipper> {
+  const client = createOrchestratorClient({ baseUrl: proxy.url });
+  const shipper = new OutputShipper({
+    client,
+    workerId: 'w1',
+    credential: () => credential,
+    logger: silent,
+    spillDir,
+    flushIntervalMs: 20,
+    initialBackoffMs: 20,
+    maxBackoffMs: 100,
+    ...bounds,
+  });
+  cleanups.push(async () => {
+    await shipper.close();
+    await client.close();
+  });
+  return shipper;
+}
+
+const lines = (logs: ExecutionLogs, executionId: string, seen: Map<string, string[]>) => {
+  const texts: string[] = [];
+  seen.set(executionId, texts);
+  logs.open({
+    executionId,
+    workerId: 'w1',
+    module: executionId,
+    attempt: 1,
+    onLines: (batch) => texts.push(...batch.map((line) => line.text)),
+  });
+};
+
+describe('OutputShipper', () => {
+  it('sends a batch again after the connection was reset with its answer, and no line arrives twice', async () => {
+    const api = await startApi();
+    const proxy = await startFaultProxy({ port: api.port });
+    cleanups.push(() => proxy.close());
+    const seen = new Map<string, string[]>();
+    lines(api.logs, 'e1', seen);
+    // The first batch is taken, then its connection is reset before the answer leaves.
+    api.beforeAnswer(() => proxy.fault({ kind: 'reset' }));
+    const shipper = await startShipper(proxy, api.credential, await tempDir());
+    const writer = shipper.open('e1');
+    for (let index = 0; index < 5; index++) writer.write('stdout', `line ${index}`);
+    await expect.poll(() => proxy.stats.resets, { timeout: 5_000 }).toBeGreaterThan(0);
+    proxy.heal();
+    writer.write('stdout', 'line 5');
+    writer.end();
+    await expect.poll(() => api.logs.closed('e1'), { timeout: 10_000 }).toBe(true);
+    expect(seen.get('e1')).toEqual(Array.from({ length: 6 }, (_, index) => `line ${index}`));
+    // The first batch, then the same lines again (with the next) after the reset.
+    expect(api.batches()).toBeGreaterThanOrEqual(2);
+  });
+
+  it('while the orchestrator is unreachable: keeps lines in memory, then in a spill file, then drops them and says how many', async () => {
+    const api = await startApi();
+    const proxy = await startFaultProxy({ port: api.port });
+    cleanups.push(() => proxy.close());
+    proxy.fault({ kind: 'reset' });
+    const seen = new Map<string, string[]>();
+    lines(api.logs, 'e2', seen);
+    const spillDir = await tempDir();
+    // About 60 bytes of JSON per line: 10 lines in memory, about 30 on disk, the rest dropped.
+    const shipper = await startShipper(proxy, api.credential, spillDir, {
+      memoryBytesPerExecution: 600,
+      spillBytesPerExecution: 1_800,
+    });
+    const writer = shipper.open('e2');
+    for (let index = 0; index < 200; index++) writer.write('stdout', `line ${String(index).padStart(3, '0')}`);
+    writer.end();
+    expect(readdirSync(spillDir)).toEqual([`e2.jsonl`]);
+    await expect.poll(() => proxy.stats.resets, { timeout: 5_000 }).toBeGreaterThan(1);
+    proxy.heal();
+    await expect.poll(() => api.logs.closed('e2'), { timeout: 10_000 }).toBe(true);
+    const texts = seen.get('e2')!;
+    const kept = texts.slice(0, -1);
+    // Every line kept, in order from the first; the marker last, counting the others.
+    expect(kept).toEqual(Array.from({ length: kept.length }, (_, index) => `line ${String(index).padStart(3, '0')}`));
+    expect(kept.length).toBeGreaterThan(20);
+    expect(kept.length).toBeLessThan(100);
+    expect(texts.at(-1)).toBe(
+      `[mpd] ${200 - kept.length} line(s) of output dropped: the worker could not ship them to the orchestrator in time and its buffer for this execution was full`,
+    );
+    // The spill file is gone once shipped.
+    expect(existsSync(join(spillDir, 'e2.jsonl'))).toBe(false);
+  });
+
+  it('keeps nothing for an execution the orchestrator does not know (404): later lines are neither held nor spilled', async () => {
+    const api = await startApi();
+    const proxy = await startFaultProxy({ port: api.port });
+    cleanups.push(() => proxy.close());
+    const spillDir = await tempDir();
+    const shipper = await startShipper(proxy, api.credential, spillDir, { memoryBytesPerExecution: 600 });
+    const writer = shipper.open('ghost');
+    writer.write('stdout', 'first');
+    await expect.poll(() => api.batches(), { timeout: 5_000 }).toBeGreaterThan(0);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    // Past the memory buffer: lines kept for it would spill to a file now.
+    for (let index = 0; index < 100; index++) writer.write('stdout', `line ${index}`);
+    await expect.poll(() => readdirSync(spillDir), { timeout: 5_000 }).toEqual([]);
+    expect(api.batches()).toBe(1);
+  });
+
+  it('a 20 MB log (200,000 lines) arrives whole and in order, to the last line, in its attempt file', async () => {
+    const api = await startApi();
+    const proxy = await startFaultProxy({ port: api.port });
+    cleanups.push(() => proxy.close());
+    const dir = await tempDir();
+    const file = join(dir, 'big.log');
+    let count = 0;
+    let outOfOrder = 0;
+    api.logs.open({
+      executionId: 'big',
+      workerId: 'w1',
+      module: 'big',
+      attempt: 1,
+      file,
+      onLines: (batch) => {
+        for (const line of batch) if (line.text.slice(0, 6) !== String(count++).padStart(6, '0')) outOfOrder++;
+      },
+    });
+    // A small memory buffer: each burst spills to disk, and is read back in order.
+    const shipper = await startShipper(proxy, api.credential, dir, { memoryBytesPerExecution: 64 * 1024 });
+    const writer = shipper.open('big');
+    const filler = 'x'.repeat(94);
+    const total = 200_000;
+    // Written as a busy module writes: in bursts, with the event loop turning between them.
+    for (let index = 0; index < total; index++) {
+      writer.write('stdout', `${String(index).padStart(6, '0')}${filler}`);
+      if (index % 2_000 === 1_999) await new Promise((resolve) => setImmediate(resolve));
+    }
+    writer.end();
+    await expect.poll(() => api.logs.closed('big'), { timeout: 60_000, interval: 100 }).toBe(true);
+    expect(count).toBe(total);
+    expect(outOfOrder).toBe(0);
+    const log = await readFile(file, 'utf8');
+    expect(log.length).toBeGreaterThan(20_000_000);
+    expect(log.endsWith(` stdout - 199999${filler}\n`)).toBe(true);
+  }, 90_000);
+});
