@@ -44,7 +44,16 @@ describe('mpd', () => {
       expect(await run.exited).toBe(0);
       expect(run.stdout()).toMatch(/^Usage: mpd worker \[options\]/);
       expect(run.stdout()).toContain('--orchestrator');
+      // What an operator writing a service unit needs: signals and exit codes.
+      expect(run.stdout()).toContain('SIGTERM or SIGINT drains it');
+      expect(run.stdout()).toMatch(/Exit codes: 0 .*3 replaced .*130 /s);
     }
+    // A bad flag: the error and a one-line hint, not the whole help.
+    const bad = mpd(['worker', '--bogus']);
+    expect(await bad.exited).toBe(2);
+    expect(bad.stderr()).toContain("error: unknown option '--bogus'");
+    expect(bad.stderr()).toContain('(mpd worker --help lists the flags)');
+    expect(bad.stderr()).not.toContain('Options:');
     const orchestrator = mpd(['orchestrator', '--help']);
     expect(await orchestrator.exited).toBe(0);
     expect(orchestrator.stdout()).toMatch(/^Usage: mpd orchestrator \[options\]/);
