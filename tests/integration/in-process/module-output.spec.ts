@@ -75,7 +75,14 @@ describe('module output across a cluster', () => {
       );
       expect(texts).toContain(`${name} tool sees ***`);
       expect(texts).toContain(`${name} tool stderr`);
-      expect(texts.at(-1)).toBe(`${name} done`);
+      // In order within each pipe (console on stdout, the tool's stderr on stderr, ctx.logger over
+      // IPC: three channels, read as they come); nothing lost after the module's answer.
+      const stdout = events.flatMap((event) =>
+        event.type === 'output' && event.module === name
+          ? event.lines.filter((line) => line.stream === 'stdout').map((line) => line.text)
+          : [],
+      );
+      expect(stdout.at(-1)).toBe(`${name} done`);
       const module = result.modules.find((candidate) => candidate.name === name)!;
       const file = module.attempts[0]!.log!;
       expect(file).toBe(join(dir, 'logs', name, '1.log'));

@@ -120,7 +120,11 @@ export interface ExecutionFrame {
   /** The module's timeout (ms): the request's, else the module's, else the worker's default. */
   timeoutMs: number;
   /** Ends the execution: clears its timeout, makes the answer (timed from the start) and logs it. */
-  end(result: ModuleEnd): ExecutionOutcome;
+  /**
+   * The execution's answer for `result`; closes its output at once, or once `outputRead` resolves
+   * (a module host's pipes read to the module's end; at most 5 s later).
+   */
+  end(result: ModuleEnd, outputRead?: Promise<void>): ExecutionOutcome;
 }
 
 /**
@@ -158,11 +162,24 @@ export function beginExecution(
     mask,
     output,
     timeoutMs,
-    end: (result) => {
+    end: (result, outputRead) => {
       timer.clear();
-      // A module host's last lines on its stdout may be read just after its answer on the IPC
-      // channel (two pipes, read as they come): its log is closed a moment later.
-      setTimeout(() => output.end(), OUTPUT_END_DELAY_MS).unref();
+      // A module host's last lines on its stdout and stderr may be read after its answer on the
+      // IPC channel (three pipes, read as they come): its log is closed once both pipes were
+      // read to the module's end (`outputRead`), or after OUTPUT_END_WAIT_MS if that never comes.
+      if (outputRead === undefined) output.end();
+      else {
+        let closed = false;
+        const close = (): void => {
+          if (closed) return;
+          closed = true;
+          clearTimeout(fallback);
+          output.end();
+        };
+        const fallback = setTimeout(close, OUTPUT_END_WAIT_MS);
+        fallback.unref();
+        void outputRead.then(close);
+      }
       const outcome = toOutcome(result, times, mask);
       if (outcome.status === 200) log.info({ duration: outcome.body.duration }, 'module succeeded');
       else
@@ -175,8 +192,8 @@ export function beginExecution(
   };
 }
 
-/** How long after its answer an execution's output is closed (ms): see `beginExecution`. */
-const OUTPUT_END_DELAY_MS = 50;
+/** How long after its answer a hosted execution's output is closed at the latest (ms), when its host's end marks never come. */
+const OUTPUT_END_WAIT_MS = 5_000;
 
 /** `writer` with every line masked first (before it is split: a secret is never cut in two). */
 function maskedWriter(writer: OutputWriter, mask: SecretMasker): OutputWriter {

@@ -50,6 +50,15 @@ export type ArtifactCall = { type: 'artifact-call'; executionId: string; callId:
   { op: 'put'; path: string } | { op: 'checkOut'; sha256: string }
 );
 
+/**
+ * Written by a host on its stdout and on its stderr, followed by the execution's id and a newline,
+ * once a module ended (before its `done` message): a pipe delivers in order, so once the worker
+ * read it on both, it has every line the module wrote there and closes the execution's output
+ * (rather than after a fixed delay, which a loaded machine outruns). Starts with a NUL, which no
+ * text a module prints with `console.*` is expected to hold.
+ */
+export const OUTPUT_END_MARK = '\u0000mpd-output-end ';
+
 /** A log line of the module, written on the worker's side (masked there). */
 export interface HostLogLine {
   type: 'log';

@@ -79,6 +79,7 @@ async function runHosted(
     if (signal.aborted) resolve({ type: 'aborted' });
     signal.addEventListener('abort', () => resolve({ type: 'aborted' }), { once: true });
   });
+  const sink = new FrameSink(frame);
   const ended = await Promise.race([
     host.execute(
       {
@@ -93,7 +94,7 @@ async function runHosted(
         maxResultBytes: options.maxResultBytes,
         artifactScratchDir: options.artifacts?.scratchDir ?? null,
       },
-      new FrameSink(frame),
+      sink,
     ),
     aborted,
   ]);
@@ -122,7 +123,7 @@ async function runHosted(
   }
   // Answered once the module's processes are gone: the orchestrator may start a dependant, an
   // always-run cleanup or another attempt as soon as it has the answer.
-  settle(frame.end(result));
+  settle(frame.end(result, sink.read));
 }
 
 /**
@@ -132,8 +133,17 @@ async function runHosted(
  */
 class FrameSink implements ExecutionSink {
   private moduleLogger: ModuleLogger | undefined;
+  private readonly ended = new Set<'stdout' | 'stderr'>();
+  private readDone!: () => void;
+  /** Resolves once both of the host's pipes were read to this module's end. */
+  readonly read = new Promise<void>((resolve) => (this.readDone = resolve));
 
   constructor(private readonly frame: ExecutionFrame) {}
+
+  outputEnded(stream: 'stdout' | 'stderr'): void {
+    this.ended.add(stream);
+    if (this.ended.size === 2) this.readDone();
+  }
 
   log(line: HostLogLine): void {
     this.moduleLogger ??= toModuleLogger(this.frame.log, this.frame.mask, this.frame.output);

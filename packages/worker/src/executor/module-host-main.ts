@@ -29,7 +29,7 @@ import {
 } from '@mpd/pipeline';
 import { type BlobTransport, moduleArtifacts } from '../artifacts/module-artifacts.js';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
-import type { ArtifactCall, FromHost, HostLogLine, ToHost } from './host-protocol.js';
+import { type ArtifactCall, type FromHost, type HostLogLine, OUTPUT_END_MARK, type ToHost } from './host-protocol.js';
 import { createModuleContext, ensureWorkingDirectory, type ModuleContextFields } from './module-context.js';
 import { startLeaseWatchdog } from './module-host-lease.js';
 import { childrenOf, groupMembers, ownChildCounter, signalGroup } from './process-group.js';
@@ -278,6 +278,8 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
   current = undefined;
   const leftoverChildren = childCount();
   const done: FromHost = { type: 'done', executionId, leftoverChildren, ...end };
+  // After everything the module wrote on the two pipes (see OUTPUT_END_MARK).
+  for (const stream of [process.stdout, process.stderr]) stream.write(`${OUTPUT_END_MARK}${executionId}\n`);
   // A cancelled or timed-out host is not reused: the worker is stopping its group.
   if (running.aborted || terminating) {
     exitAfter(done, 0);

@@ -17,6 +17,7 @@ import {
   LEASE_FD,
   LEASE_HOLD_LINE,
   leaseLine,
+  OUTPUT_END_MARK,
   type ToHost,
 } from './host-protocol.js';
 import { type GroupStop, stopProcessGroup } from './process-group.js';
@@ -72,6 +73,8 @@ export interface ExecutionSink {
   log(line: HostLogLine): void;
   /** A line the host process wrote to its stdout or stderr (`console.log`, Node's own warnings). */
   output(stream: 'stdout' | 'stderr', line: string): void;
+  /** Every line the execution's module wrote on `stream` has been read (its end mark, or the pipe's end). */
+  outputEnded(stream: 'stdout' | 'stderr'): void;
 }
 
 /** The node flags of a host: the worker's own, without debuggers, tsx (added once) or a heap limit it replaces. */
@@ -319,7 +322,17 @@ export class ModuleHost {
     (source as unknown as { unref(): void }).unref();
     let partial = '';
     source.setEncoding('utf8');
-    const emit = (line: string): void => {
+    const emit = (text: string): void => {
+      let line = text;
+      const mark = line.indexOf(OUTPUT_END_MARK);
+      if (mark >= 0) {
+        // What the module wrote without a newline at its end precedes the mark on its line.
+        const ended = line.slice(mark + OUTPUT_END_MARK.length);
+        line = line.slice(0, mark);
+        if (line !== '') emit(line);
+        if (ended === this.sinkExecutionId) this.sink?.outputEnded(stream);
+        return;
+      }
       if (stream === 'stderr') {
         this.stderrTail.push(line);
         if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
@@ -341,6 +354,8 @@ export class ModuleHost {
     });
     source.on('end', () => {
       if (partial) emit(partial);
+      // The host is gone: nothing more comes on this pipe.
+      this.sink?.outputEnded(stream);
     });
   }
 }
