@@ -122,7 +122,7 @@ export interface ExecutionFrame {
   /** Ends the execution: clears its timeout, makes the answer (timed from the start) and logs it. */
   /**
    * The execution's answer for `result`; closes its output at once, or once `outputRead` resolves
-   * (a module host's pipes read to the module's end; at most 5 s later).
+   * (a module host's pipes read to the module's end; at most 60 s later).
    */
   end(result: ModuleEnd, outputRead?: Promise<void>): ExecutionOutcome;
 }
@@ -193,7 +193,7 @@ export function beginExecution(
 }
 
 /** How long after its answer a hosted execution's output is closed at the latest (ms), when its host's end marks never come. */
-const OUTPUT_END_WAIT_MS = 5_000;
+const OUTPUT_END_WAIT_MS = 60_000;
 
 /** `writer` with every line masked first (before it is split: a secret is never cut in two). */
 function maskedWriter(writer: OutputWriter, mask: SecretMasker): OutputWriter {

@@ -153,7 +153,8 @@ class FrameSink implements ExecutionSink {
   /** A line of the host's stdout or stderr: the module's `console.*`, and the lines of its commands. */
   output(stream: 'stdout' | 'stderr', line: string): void {
     const masked = this.frame.mask(line);
-    this.frame.log.info({ stream }, masked);
+    // At debug: at info, a module printing 200,000 lines wrote 200,000 lines to the worker's log too.
+    this.frame.log.debug({ stream }, masked);
     this.frame.output.write(stream, masked);
   }
 }

@@ -112,6 +112,15 @@ export class ModuleHost {
   /** The last execution's sink: lines written after it ended still belong to it (and to its secrets). */
   private sink: ExecutionSink | undefined;
   private sinkExecutionId: string | undefined;
+  /**
+   * Per pipe, the execution whose lines it carries now: it moves on to the next execution only
+   * once it read the previous one's end mark (or it had none), so that lines of a module still
+   * in a pipe when the next module starts are never given to the next one.
+   */
+  private readonly pipeSink: Record<
+    'stdout' | 'stderr',
+    { sink: ExecutionSink; executionId: string; ended: boolean } | undefined
+  > = { stdout: undefined, stderr: undefined };
   private readonly stderrTail: string[] = [];
   private stopping: Promise<GroupStop> | undefined;
   private hasExited = false;
@@ -242,6 +251,11 @@ export class ModuleHost {
     return new Promise<HostEnd>((end) => {
       this.sink = sink;
       this.sinkExecutionId = message.executionId;
+      for (const stream of ['stdout', 'stderr'] as const) {
+        const current = this.pipeSink[stream];
+        if (current === undefined || current.ended)
+          this.pipeSink[stream] = { sink, executionId: message.executionId, ended: false };
+      }
       if (!this.usable) {
         end({
           type: 'exit',
@@ -330,14 +344,23 @@ export class ModuleHost {
         const ended = line.slice(mark + OUTPUT_END_MARK.length);
         line = line.slice(0, mark);
         if (line !== '') emit(line);
-        if (ended === this.sinkExecutionId) this.sink?.outputEnded(stream);
+        const current = this.pipeSink[stream];
+        if (current !== undefined && ended === current.executionId) {
+          current.ended = true;
+          current.sink.outputEnded(stream);
+          // The pipe now carries the execution that started meanwhile, if one did.
+          if (this.sink !== undefined && this.sinkExecutionId !== ended) {
+            this.pipeSink[stream] = { sink: this.sink, executionId: this.sinkExecutionId!, ended: false };
+          }
+        }
         return;
       }
       if (stream === 'stderr') {
         this.stderrTail.push(line);
         if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
       }
-      if (this.sink) this.sink.output(stream, line);
+      const current = this.pipeSink[stream];
+      if (current) current.sink.output(stream, line);
       else this.options.logger.info({ hostPid: this.pid, stream }, line);
     };
     source.on('data', (chunk: string) => {
@@ -355,7 +378,7 @@ export class ModuleHost {
     source.on('end', () => {
       if (partial) emit(partial);
       // The host is gone: nothing more comes on this pipe.
-      this.sink?.outputEnded(stream);
+      this.pipeSink[stream]?.sink.outputEnded(stream);
     });
   }
 }
