@@ -39,6 +39,13 @@ export type {
   SkipDecision,
   SpawnCommandOptions,
 } from './module.js';
+export type {
+  ArtifactFiles,
+  ArtifactHandle,
+  ProducesOption,
+  ResolvedProduces,
+  WithArtifacts,
+} from './declared-artifacts.js';
 export { MODULE_PRIORITIES } from './scheduling.js';
 export type {
   FailureMode,
