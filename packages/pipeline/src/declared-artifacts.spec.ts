@@ -32,7 +32,14 @@ describe('produces and consumes when defined', () => {
         return 1;
       },
     });
-    expect(test.consumes).toEqual([{ module: 'build', name: 'dist' }]);
+    expect(test.consumes).toEqual([{ module: 'build', name: 'dist', dir: '.' }]);
+    const elsewhere = defineModule({
+      name: 'elsewhere',
+      dependsOn: [build],
+      consumes: [{ artifact: build.artifacts.docs, dir: 'vendor/docs' }],
+      run: () => 1,
+    });
+    expect(elsewhere.consumes).toEqual([{ module: 'build', name: 'docs', dir: 'vendor/docs' }]);
     const other = defineModule({ name: 'other', run: () => null });
     const notADependency = () =>
       defineModule({
@@ -68,6 +75,14 @@ describe('produces and consumes when defined', () => {
         run: () => 1,
       }),
     ).toThrow(PipelineDefinitionError);
+    expect(() =>
+      defineModule({
+        name: 'c',
+        dependsOn: [build],
+        consumes: [{ artifact: build.artifacts.dist, dir: '' }],
+        run: () => 1,
+      }),
+    ).toThrow('consumes[0].dir must be a non-empty path');
     expect(() => defineModule({ name: 'c', dependsOn: [build], consumes: 'dist' as never, run: () => 1 })).toThrow(
       'consumes must be an array of artifacts',
     );

@@ -30,6 +30,21 @@ export interface ArtifactHandle<Module extends string = string, Name extends str
   readonly name: Name;
 }
 
+/**
+ * An entry of a module's `consumes`: an artifact (extracted into the working directory), or an
+ * artifact and the directory to extract it into (`dir`, relative to the working directory, made
+ * if missing; as `ctx.artifacts.download(ref, dir)` takes it): `{ artifact: build.artifacts.dist,
+ * dir: 'vendor' }`. A directory of its own keeps two consumers of one artifact that run at once
+ * on one worker (which share its working directory) from extracting over each other.
+ */
+export type ConsumedArtifact<Module extends string = string> =
+  ArtifactHandle<Module> | { readonly artifact: ArtifactHandle<Module>; readonly dir: string };
+
+/** A `consumes` entry checked: the producer, the artifact, and where it goes (`'.'` by default). */
+export interface ResolvedConsumed extends ArtifactHandle {
+  readonly dir: string;
+}
+
 /** What a module with `produces` returns: its `run`'s result (an object, or nothing) and `artifacts`. */
 export type WithArtifacts<R, P extends string> = [P] extends [never]
   ? R
@@ -86,11 +101,14 @@ export function resolveConsumes(
   consumes: unknown,
   dependencies: ReadonlySet<string>,
   fail: (message: string) => never,
-): readonly ArtifactHandle[] {
+): readonly ResolvedConsumed[] {
   if (consumes === undefined) return Object.freeze([]);
   if (!Array.isArray(consumes)) fail('consumes must be an array of artifacts, e.g. [build.artifacts.dist]');
   return Object.freeze(
-    (consumes as unknown[]).map((handle, index) => {
+    (consumes as unknown[]).map((entry, index) => {
+      const withDir = typeof entry === 'object' && entry !== null && 'artifact' in entry;
+      const handle = withDir ? (entry as { artifact: unknown }).artifact : entry;
+      const dir = withDir ? (entry as { dir?: unknown }).dir : '.';
       const { module, name } = (handle ?? {}) as Partial<ArtifactHandle>;
       if (typeof module !== 'string' || typeof name !== 'string') {
         fail(
@@ -100,7 +118,10 @@ export function resolveConsumes(
       if (!dependencies.has(module)) {
         fail(`consumes[${index}] is artifact '${name}' of '${module}', which is not in dependsOn: add it there`);
       }
-      return Object.freeze({ module, name });
+      if (typeof dir !== 'string' || dir === '') {
+        fail(`consumes[${index}].dir must be a non-empty path (relative to the working directory)`);
+      }
+      return Object.freeze({ module, name, dir });
     }),
   );
 }
@@ -131,7 +152,7 @@ function consumedRef(ctx: ModuleContext, moduleName: string, handle: ArtifactHan
 
 /**
  * `run` with the module's declared artifacts around it: each consumed artifact extracted into
- * the working directory first (in `consumes` order), then `run`, then each produced artifact
+ * its directory (the working directory by default) first (in `consumes` order), then `run`, then each produced artifact
  * uploaded, its reference added to the result under `artifacts`.
  * @throws (rejects) Error when a consumed reference is missing from its producer's result, when
  *   a module with `produces` returns something other than an object or nothing, or one that
@@ -142,7 +163,7 @@ export function withDeclaredArtifacts<C, R>(
   moduleName: string,
   run: (ctx: C) => Promise<R> | R,
   produces: ResolvedProduces,
-  consumes: readonly ArtifactHandle[],
+  consumes: readonly ResolvedConsumed[],
 ): (ctx: C) => Promise<unknown> | unknown {
   const produced = Object.entries(produces);
   if (produced.length === 0 && consumes.length === 0) return run;
@@ -150,7 +171,7 @@ export function withDeclaredArtifacts<C, R>(
     const ctx = moduleCtx as unknown as ModuleContext;
     for (const handle of consumes) {
       ctx.signal.throwIfAborted();
-      await ctx.artifacts.download(consumedRef(ctx, moduleName, handle), '.');
+      await ctx.artifacts.download(consumedRef(ctx, moduleName, handle), handle.dir);
     }
     const value = (await run(moduleCtx)) as unknown;
     if (produced.length === 0) return value;

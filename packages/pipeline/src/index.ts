@@ -42,7 +42,9 @@ export type {
 export type {
   ArtifactFiles,
   ArtifactHandle,
+  ConsumedArtifact,
   ProducesOption,
+  ResolvedConsumed,
   ResolvedProduces,
   WithArtifacts,
 } from './declared-artifacts.js';

@@ -12,8 +12,10 @@ import {
 import {
   type ArtifactHandle,
   artifactHandles,
+  type ConsumedArtifact,
   type ProducesOption,
   resolveConsumes,
+  type ResolvedConsumed,
   resolveProduces,
   type ResolvedProduces,
   withDeclaredArtifacts,
@@ -272,10 +274,11 @@ export interface ModuleOptions<
   /**
    * Artifacts of modules in `dependsOn` this module needs (`[build.artifacts.dist]`): extracted
    * into its working directory, on whichever worker it runs, before `run`, with the paths they
-   * had under the producer's directory.
+   * had under the producer's directory; `{ artifact: build.artifacts.dist, dir: 'vendor' }`
+   * extracts into `vendor` (relative to the working directory) instead.
    * @default none
    */
-  consumes?: readonly ArtifactHandle<NoInfer<DependencyName<Deps[number]>>>[];
+  consumes?: readonly ConsumedArtifact<NoInfer<DependencyName<Deps[number]>>>[];
   /** The work. Its result must be JSON-serialisable: it travels to dependants on other machines. */
   run(ctx: ModuleContext<Deps, Params>): Promise<R> | R;
 }
@@ -315,8 +318,8 @@ export interface ModuleDefinition<
   readonly artifacts: { readonly [K in Produces]: ArtifactHandle<Name, K> };
   /** Its `produces`, normalised: artifact name → globs and base directory. */
   readonly produces: ResolvedProduces;
-  /** Its `consumes`. */
-  readonly consumes: readonly ArtifactHandle[];
+  /** Its `consumes`, each with the directory it is extracted into (`'.'`: the working directory). */
+  readonly consumes: readonly ResolvedConsumed[];
 }
 
 /**

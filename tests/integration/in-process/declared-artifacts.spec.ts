@@ -42,7 +42,7 @@ const test = defineModule({
   name: 'test',
   dependsOn: [build],
   requires: { tags: ['consumer'] },
-  consumes: [build.artifacts.dist, build.artifacts.docs],
+  consumes: [build.artifacts.dist, { artifact: build.artifacts.docs, dir: 'manual' }],
   run: async (ctx) => {
     // Typed: the producer's own result and its references.
     const { version, artifacts } = ctx.result(build);
@@ -53,7 +53,7 @@ const test = defineModule({
       app: await readFile(join(ctx.workingDirectory, 'dist/app.js'), 'utf8'),
       blob: sha256(await readFile(join(ctx.workingDirectory, 'dist/nested/blob.bin'))),
       map: existsSync(join(ctx.workingDirectory, 'dist/app.js.map')),
-      readme: await readFile(join(ctx.workingDirectory, 'README.md'), 'utf8'),
+      readme: await readFile(join(ctx.workingDirectory, 'manual/README.md'), 'utf8'),
     };
   },
 });
