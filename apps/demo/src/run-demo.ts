@@ -103,6 +103,9 @@ async function main(): Promise<number> {
     `BUILD_NUMBER=${process.env.BUILD_NUMBER ?? 'local'}`,
     '--env',
     'DEMO_REQUESTED_BY=pnpm demo',
+    // Each module's own lines (its logger, the tools it runs) together, under a header, once it ended.
+    '--output',
+    'grouped',
   ];
   if (flags.report) orchestratorArgs.push('--report', flags.report);
   console.log(`[demo] tokens for this run (printed once): join ${joinToken}, admin ${adminToken}`);
@@ -128,6 +131,9 @@ async function main(): Promise<number> {
         '2',
         '--tags',
         n === 1 ? 'linux,fast-disk' : 'linux',
+        // Both workers run in this directory: each keeps its artifact cache apart (a cache is one worker's).
+        '--cache-dir',
+        `.mpd/demo-worker-${n}/artifact-cache`,
       ],
       { MPD_JOIN_TOKEN: joinToken },
     );

@@ -93,6 +93,38 @@ describe('the demo', () => {
     expect(packaged.sha256).toMatch(/^[0-9a-f]{64}$/);
   });
 
+  it("moved build's bundle as an artifact: a reference in build's result, not the files; each consumer checked the files it got", () => {
+    const build = module('build').result as {
+      files: string[];
+      bundleHash: string;
+      artifacts: { bundle: { name: string; sha256: string; size: number; files: number } };
+    };
+    expect(build).not.toHaveProperty('bundle');
+    expect(build.artifacts.bundle).toEqual({
+      name: 'bundle',
+      sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
+      size: expect.any(Number),
+      files: build.files.length,
+    });
+    // Each consumer hashed the files it got against build's bundleHash (or failed); the tests say so.
+    for (const name of ['test-unit', 'test-integration']) {
+      expect((module(name).result as { bundleHash: string }).bundleHash).toBe(build.bundleHash);
+    }
+    expect(JSON.stringify(report).length).toBeLessThan(20_000);
+  });
+
+  it("showed the modules' own lines grouped: their logger and the tools they ran, under a header per module", () => {
+    const group = (name: string): string => {
+      const match = new RegExp(`^── ${name} on demo-worker-[12] ──\\n((?:(?!──|\\[mpd\\]).*\\n)*)`, 'm').exec(output);
+      expect(match, output).not.toBeNull();
+      return match![1]!;
+    };
+    expect(group('build')).toContain('bundled {"files":4');
+    expect(group('test-unit')).toMatch(/^# pass 3$/m);
+    expect(group('test-integration')).toContain('summary checked {"slug":"hello-distributed-world"');
+    expect(group('package')).toContain('artifact written');
+  });
+
   it('printed where each module ran, the summary table, and what the client saw', () => {
     expect(output).toMatch(/\[mpd\] ▶ restore on demo-worker-[12]/);
     expect(output).toMatch(/Module\s+Status\s+Worker\s+Attempts\s+Duration/);

@@ -39,6 +39,15 @@ export type {
   SkipDecision,
   SpawnCommandOptions,
 } from './module.js';
+export type {
+  ArtifactFiles,
+  ArtifactHandle,
+  ConsumedArtifact,
+  ProducesOption,
+  ResolvedConsumed,
+  ResolvedProduces,
+  WithArtifacts,
+} from './declared-artifacts.js';
 export { MODULE_PRIORITIES } from './scheduling.js';
 export type {
   FailureMode,

@@ -9,6 +9,18 @@ import {
   type ResolvedRetryPolicy,
   type RetryPolicy,
 } from './scheduling.js';
+import {
+  type ArtifactHandle,
+  artifactHandles,
+  type ConsumedArtifact,
+  type ProducesOption,
+  resolveConsumes,
+  type ResolvedConsumed,
+  resolveProduces,
+  type ResolvedProduces,
+  withDeclaredArtifacts,
+  type WithArtifacts,
+} from './declared-artifacts.js';
 
 /** A value that survives `JSON.stringify` / `JSON.parse` unchanged. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
@@ -61,7 +73,7 @@ export interface SpawnCommandOptions extends CommandOptions {
 }
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type AnyModule = ModuleDefinition<string, readonly any[], any, any>;
+export type AnyModule = ModuleDefinition<string, readonly any[], any, any, any>;
 
 /** A dependency: a module (typed result) or a module's name (result `unknown`). */
 export type Dependency = AnyModule | string;
@@ -196,7 +208,13 @@ export interface SkipContext<
 export type SkipDecision = string | false | null | undefined;
 
 /** A module as written by a pipeline author. */
-export interface ModuleOptions<Name extends string, Deps extends readonly Dependency[], R, Params> {
+export interface ModuleOptions<
+  Name extends string,
+  Deps extends readonly Dependency[],
+  R,
+  Params,
+  Produces extends string = never,
+> {
   /** Unique name in the pipeline; it is the module's `moduleTypeName` on the wire. */
   name: Name;
   /**
@@ -243,6 +261,24 @@ export interface ModuleOptions<Name extends string, Deps extends readonly Depend
   timeoutMs?: number;
   /** What the module does, for people reading the pipeline. */
   description?: string;
+  /**
+   * Artifacts this module produces: name → globs (`{ dist: 'dist/**' }`, `{ dist: ['dist/**',
+   * '!**\/*.map'] }` or `{ dist: { globs: 'dist/**', baseDir: 'packages/app' } }`), matched in the
+   * working directory (or `baseDir`) after `run` succeeded. Each is uploaded as
+   * `ctx.artifacts.upload(name, globs, { baseDir })` would, and its {@link ArtifactRef} added to
+   * the result under `artifacts` (so `run` must return an object or nothing): dependants name it
+   * as `build.artifacts.dist` in their `consumes`. A glob that matches no file fails the module.
+   * @default none
+   */
+  produces?: ProducesOption<Produces>;
+  /**
+   * Artifacts of modules in `dependsOn` this module needs (`[build.artifacts.dist]`): extracted
+   * into its working directory, on whichever worker it runs, before `run`, with the paths they
+   * had under the producer's directory; `{ artifact: build.artifacts.dist, dir: 'vendor' }`
+   * extracts into `vendor` (relative to the working directory) instead.
+   * @default none
+   */
+  consumes?: readonly ConsumedArtifact<NoInfer<DependencyName<Deps[number]>>>[];
   /** The work. Its result must be JSON-serialisable: it travels to dependants on other machines. */
   run(ctx: ModuleContext<Deps, Params>): Promise<R> | R;
 }
@@ -250,7 +286,13 @@ export interface ModuleOptions<Name extends string, Deps extends readonly Depend
 const MODULE_BRAND = Symbol.for('@mpd/pipeline.module');
 
 /** A module definition, as returned by {@link defineModule}. */
-export interface ModuleDefinition<Name extends string, Deps extends readonly Dependency[], R, Params> {
+export interface ModuleDefinition<
+  Name extends string,
+  Deps extends readonly Dependency[],
+  R,
+  Params,
+  Produces extends string = string,
+> {
   readonly [MODULE_BRAND]: true;
   readonly name: Name;
   readonly dependsOn: Deps;
@@ -272,6 +314,12 @@ export interface ModuleDefinition<Name extends string, Deps extends readonly Dep
   /** `'all'`: runs alone; keys: not with other modules holding one of them; empty: no constraint. */
   readonly notInParallel: 'all' | readonly string[];
   readonly parallelLimit: ParallelLimit | undefined;
+  /** The artifacts it produces, to name in a dependant's `consumes`: `build.artifacts.dist`. */
+  readonly artifacts: { readonly [K in Produces]: ArtifactHandle<Name, K> };
+  /** Its `produces`, normalised: artifact name → globs and base directory. */
+  readonly produces: ResolvedProduces;
+  /** Its `consumes`, each with the directory it is extracted into (`'.'`: the working directory). */
+  readonly consumes: readonly ResolvedConsumed[];
 }
 
 /**
@@ -313,7 +361,10 @@ export function defineModule<
   const Deps extends readonly Dependency[] = readonly [],
   R = unknown,
   Params = undefined,
->(options: ModuleOptions<Name, Deps, R, Params>): ModuleDefinition<Name, Deps, R, Params> {
+  const Produces extends string = never,
+>(
+  options: ModuleOptions<Name, Deps, R, Params, Produces>,
+): ModuleDefinition<Name, Deps, WithArtifacts<R, Produces>, Params, Produces> {
   if (typeof options !== 'object' || options === null) {
     throw new PipelineDefinitionError('InvalidModule', 'defineModule: expected an options object');
   }
@@ -388,6 +439,8 @@ export function defineModule<
       fail(`params are nested ${depth} levels deep, over the limit of ${LIMITS.json.maxDepth} levels`);
     }
   }
+  const produces = resolveProduces(options.produces, fail);
+  const consumes = resolveConsumes(options.consumes, new Set(dependsOn.map(dependencyName)), fail);
   return Object.freeze({
     [MODULE_BRAND]: true as const,
     name,
@@ -395,7 +448,9 @@ export function defineModule<
     params: options.params as Params,
     timeoutMs,
     description: options.description,
-    run,
+    run: withDeclaredArtifacts(name, run, produces, consumes) as (
+      ctx: ModuleContext<Deps, Params>,
+    ) => Promise<WithArtifacts<R, Produces>>,
     optionalDependsOn: optionalDependsOn.map(dependencyName),
     requires,
     skipIf: options.skipIf,
@@ -407,6 +462,9 @@ export function defineModule<
     tags: Object.freeze([...tags]),
     notInParallel: notInParallel === true ? 'all' : notInParallel === false ? [] : Object.freeze([...notInParallel]),
     parallelLimit: parallelLimit ? Object.freeze({ ...parallelLimit }) : undefined,
+    artifacts: artifactHandles(name, produces) as { readonly [K in Produces]: ArtifactHandle<Name, K> },
+    produces,
+    consumes,
   });
 }
 

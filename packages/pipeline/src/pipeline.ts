@@ -256,6 +256,9 @@ function fingerprintOf(
         params: module.params ?? null,
         timeoutMs: module.timeoutMs ?? null,
         run: module.run.toString(),
+        // Only when declared, so that the fingerprints of pipelines without artifacts stay as they were.
+        ...(Object.keys(module.produces).length > 0 ? { produces: module.produces } : {}),
+        ...(module.consumes.length > 0 ? { consumes: module.consumes } : {}),
       }),
     );
   }

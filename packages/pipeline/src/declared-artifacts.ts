@@ -1,0 +1,198 @@
+/**
+ * Declarative artifacts: `produces` on a module, `consumes` on its dependants. Built on
+ * `ctx.artifacts` (so the same code runs in the worker's process and in a module host, with the
+ * module's timeout and cancel): the references travel in the producer's result under
+ * `artifacts`, where the dependant's worker finds them, the run's report shows them and
+ * `ctx.result(build).artifacts.dist` types them. The execute request and answer keep the spec's
+ * shapes: nothing new on the wire.
+ */
+import { LIMITS } from '@mpd/contract/limits';
+import type { ArtifactRef, JsonValue, ModuleContext } from './module.js';
+
+/**
+ * What one produced artifact holds: globs (tinyglobby's: `!` excludes, dot files included)
+ * matched in the module's working directory, or in `baseDir` (relative paths from the working
+ * directory); the archive's paths are relative to that directory, and so are the files a
+ * consumer gets in its working directory.
+ */
+export type ArtifactFiles =
+  string | readonly string[] | { readonly globs: string | readonly string[]; readonly baseDir?: string };
+
+/** A module's `produces`: artifact name → its files. */
+export type ProducesOption<P extends string> = { readonly [K in P]: ArtifactFiles };
+
+/**
+ * An artifact a module declares (`build.artifacts.dist`), to name in a dependant's `consumes`.
+ * Plain data: the producer's name and the artifact's.
+ */
+export interface ArtifactHandle<Module extends string = string, Name extends string = string> {
+  readonly module: Module;
+  readonly name: Name;
+}
+
+/**
+ * An entry of a module's `consumes`: an artifact (extracted into the working directory), or an
+ * artifact and the directory to extract it into (`dir`, relative to the working directory, made
+ * if missing; as `ctx.artifacts.download(ref, dir)` takes it): `{ artifact: build.artifacts.dist,
+ * dir: 'vendor' }`. A directory of its own keeps two consumers of one artifact that run at once
+ * on one worker (which share its working directory) from extracting over each other.
+ */
+export type ConsumedArtifact<Module extends string = string> =
+  ArtifactHandle<Module> | { readonly artifact: ArtifactHandle<Module>; readonly dir: string };
+
+/** A `consumes` entry checked: the producer, the artifact, and where it goes (`'.'` by default). */
+export interface ResolvedConsumed extends ArtifactHandle {
+  readonly dir: string;
+}
+
+/** What a module with `produces` returns: its `run`'s result (an object, or nothing) and `artifacts`. */
+export type WithArtifacts<R, P extends string> = [P] extends [never]
+  ? R
+  : (R extends void | undefined | null ? unknown : R) & { readonly artifacts: { readonly [K in P]: ArtifactRef } };
+
+/** `produces` checked and normalised: artifact name → globs and base directory. */
+export type ResolvedProduces = Readonly<
+  Record<string, { readonly globs: readonly string[]; readonly baseDir: string | undefined }>
+>;
+
+const isGlobs = (value: unknown): value is string | readonly string[] =>
+  (typeof value === 'string' && value !== '') ||
+  (Array.isArray(value) && value.length > 0 && value.every((glob) => typeof glob === 'string' && glob !== ''));
+
+/**
+ * Checks a module's `produces` (names as `ctx.artifacts.upload` takes them: `LIMITS.artifact.name`;
+ * globs: a non-empty string or array of them) and normalises it.
+ * @throws through `fail` with the offending key
+ */
+export function resolveProduces(produces: unknown, fail: (message: string) => never): ResolvedProduces {
+  if (produces === undefined) return Object.freeze({});
+  if (typeof produces !== 'object' || produces === null || Array.isArray(produces)) {
+    fail("produces must be an object of artifact name → globs, e.g. { dist: 'dist/**' }");
+  }
+  const rule = LIMITS.artifact.name;
+  const resolved: Record<string, { globs: readonly string[]; baseDir: string | undefined }> = {};
+  for (const [name, files] of Object.entries(produces as Record<string, unknown>)) {
+    if (name.length > rule.maxLength || !rule.pattern.test(name)) {
+      fail(
+        `produces: artifact name ${JSON.stringify(name)} must be 1-${rule.maxLength} characters of ${rule.alphabet}`,
+      );
+    }
+    const spec = isGlobs(files) ? { globs: files } : (files as { globs?: unknown; baseDir?: unknown } | null);
+    if (typeof spec !== 'object' || spec === null || !isGlobs(spec.globs)) {
+      fail(`produces.${name} must be a glob, a non-empty array of globs, or { globs, baseDir? }`);
+    }
+    if (spec.baseDir !== undefined && (typeof spec.baseDir !== 'string' || spec.baseDir === '')) {
+      fail(`produces.${name}.baseDir must be a non-empty path`);
+    }
+    resolved[name] = Object.freeze({
+      globs: Object.freeze(typeof spec.globs === 'string' ? [spec.globs] : [...(spec.globs as string[])]),
+      baseDir: spec.baseDir as string | undefined,
+    });
+  }
+  return Object.freeze(resolved);
+}
+
+/**
+ * Checks a module's `consumes`: each entry an {@link ArtifactHandle} of a module among
+ * `dependencies` (the producer's result is where the reference is).
+ * @throws through `fail` naming the entry
+ */
+export function resolveConsumes(
+  consumes: unknown,
+  dependencies: ReadonlySet<string>,
+  fail: (message: string) => never,
+): readonly ResolvedConsumed[] {
+  if (consumes === undefined) return Object.freeze([]);
+  if (!Array.isArray(consumes)) fail('consumes must be an array of artifacts, e.g. [build.artifacts.dist]');
+  return Object.freeze(
+    (consumes as unknown[]).map((entry, index) => {
+      const withDir = typeof entry === 'object' && entry !== null && 'artifact' in entry;
+      const handle = withDir ? (entry as { artifact: unknown }).artifact : entry;
+      const dir = withDir ? (entry as { dir?: unknown }).dir : '.';
+      const { module, name } = (handle ?? {}) as Partial<ArtifactHandle>;
+      if (typeof module !== 'string' || typeof name !== 'string') {
+        fail(
+          `consumes[${index}] is not an artifact of a module (got ${handle === undefined ? 'undefined: is the artifact declared in the producer’s produces?' : JSON.stringify(handle)}); write e.g. build.artifacts.dist`,
+        );
+      }
+      if (!dependencies.has(module)) {
+        fail(`consumes[${index}] is artifact '${name}' of '${module}', which is not in dependsOn: add it there`);
+      }
+      if (typeof dir !== 'string' || dir === '') {
+        fail(`consumes[${index}].dir must be a non-empty path (relative to the working directory)`);
+      }
+      return Object.freeze({ module, name, dir });
+    }),
+  );
+}
+
+/** The handles of a module's produced artifacts: `build.artifacts.dist` is `{ module: 'build', name: 'dist' }`. */
+export function artifactHandles(module: string, produces: ResolvedProduces): Readonly<Record<string, ArtifactHandle>> {
+  return Object.freeze(
+    Object.fromEntries(Object.keys(produces).map((name) => [name, Object.freeze({ module, name })])),
+  );
+}
+
+/** The reference to `handle` in its producer's result as the dependant received it, or an Error saying what is wrong. */
+function consumedRef(ctx: ModuleContext, moduleName: string, handle: ArtifactHandle): ArtifactRef {
+  const result = (ctx.results as Record<string, JsonValue | undefined>)[handle.module];
+  const artifacts =
+    typeof result === 'object' && result !== null && !Array.isArray(result) ? result.artifacts : undefined;
+  const ref =
+    typeof artifacts === 'object' && artifacts !== null && !Array.isArray(artifacts)
+      ? artifacts[handle.name]
+      : undefined;
+  if (typeof ref !== 'object' || ref === null || Array.isArray(ref)) {
+    throw new Error(
+      `Module '${moduleName}' consumes artifact '${handle.name}' of '${handle.module}', but the result of '${handle.module}' has no artifacts.${handle.name} reference (did it run with this pipeline's produces?)`,
+    );
+  }
+  return ref as unknown as ArtifactRef;
+}
+
+/**
+ * `run` with the module's declared artifacts around it: each consumed artifact extracted into
+ * its directory (the working directory by default) first (in `consumes` order), then `run`, then each produced artifact
+ * uploaded, its reference added to the result under `artifacts`.
+ * @throws (rejects) Error when a consumed reference is missing from its producer's result, when
+ *   a module with `produces` returns something other than an object or nothing, or one that
+ *   has its own `artifacts`; and what `ctx.artifacts` throws (no file matches a glob, the store
+ *   refuses, an archive is refused)
+ */
+export function withDeclaredArtifacts<C, R>(
+  moduleName: string,
+  run: (ctx: C) => Promise<R> | R,
+  produces: ResolvedProduces,
+  consumes: readonly ResolvedConsumed[],
+): (ctx: C) => Promise<unknown> | unknown {
+  const produced = Object.entries(produces);
+  if (produced.length === 0 && consumes.length === 0) return run;
+  const declared = async (moduleCtx: C): Promise<unknown> => {
+    const ctx = moduleCtx as unknown as ModuleContext;
+    for (const handle of consumes) {
+      ctx.signal.throwIfAborted();
+      await ctx.artifacts.download(consumedRef(ctx, moduleName, handle), handle.dir);
+    }
+    const value = (await run(moduleCtx)) as unknown;
+    if (produced.length === 0) return value;
+    if (!(value === undefined || value === null || (typeof value === 'object' && !Array.isArray(value)))) {
+      throw new Error(
+        `Module '${moduleName}' produces artifacts, so its run must return an object or nothing (the references are added under 'artifacts'); it returned ${Array.isArray(value) ? 'an array' : typeof value}`,
+      );
+    }
+    if (value !== undefined && value !== null && 'artifacts' in value) {
+      throw new Error(
+        `Module '${moduleName}' produces artifacts, so its result may not have a key 'artifacts' of its own (the references go there)`,
+      );
+    }
+    const artifacts: Record<string, ArtifactRef> = {};
+    for (const [name, { globs, baseDir }] of produced) {
+      ctx.signal.throwIfAborted();
+      artifacts[name] = await ctx.artifacts.upload(name, globs, baseDir === undefined ? {} : { baseDir });
+    }
+    return { ...(value ?? {}), artifacts };
+  };
+  // The pipeline's fingerprint hashes each module's code: the author's, not this wrapper's.
+  Object.defineProperty(declared, 'toString', { value: () => run.toString() });
+  return declared;
+}
