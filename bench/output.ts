@@ -1,0 +1,171 @@
+/**
+ * Benchmark 5: the cost of module output. One worker (1 slot, modules in module hosts) and the
+ * orchestrator taking the modules' output into log files (`executionLogs`, `logsDir`), as the
+ * CLI does. The module `loud` starts a command writing `lines` lines of 100 characters through
+ * `ctx.spawn` (the worker captures, masks and ships every line); its baseline, in the same run,
+ * is `quiet`: the same command with its stdout sent to /dev/null. Runs alternate between the
+ * two (loud first, then quiet first). Per run: the module's time as the orchestrator saw it
+ * (dispatched → result in), the run's makespan (the run waits for the module's last output
+ * batch before it ends), the peak RSS of the orchestrator, the worker and its module host
+ * (summed /proc VmRSS, sampled every 25 ms). Every loud run's log must hold every line, in
+ * order: counted and checksummed, or the benchmark fails.
+ */
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { RunTimings } from './servers/orchestrator.js';
+import { outputChecksum } from './lib/output-lines.js';
+import {
+  ADMIN_TOKEN,
+  BenchProcess,
+  benchPath,
+  JOIN_TOKEN,
+  ORCHESTRATOR_SERVER,
+  startWorkerCli,
+} from './lib/processes.js';
+import type { Row } from './lib/report.js';
+import { childPids, MB, RssSampler, type RssFigures } from './lib/rss.js';
+import { median } from './lib/stats.js';
+
+export interface OutputConfig {
+  /** Lines the module writes (100 characters and a newline each). */
+  lines: number;
+  runs: number;
+}
+
+export const OUTPUT_FULL: OutputConfig = { lines: 200_000, runs: 3 };
+export const OUTPUT_SMOKE: OutputConfig = { lines: 2_000, runs: 1 };
+
+const PIPELINE = benchPath('pipelines/output.pipeline.ts');
+
+interface OutputRun {
+  /** Dispatched → result in at the orchestrator, ms. */
+  moduleMs: number;
+  /** The command's own time in the module, ms. */
+  commandMs: number;
+  /** The run's makespan (its last output batch included), ms. */
+  makespanMs: number;
+  rss: Record<string, RssFigures>;
+}
+
+/** Counts the stdout lines of an attempt's log (`<time> <stream> <level> <text>`) and checksums their text. */
+export function checkLog(file: string): { lines: number; sha256: string } {
+  const hash = createHash('sha256');
+  let lines = 0;
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const first = line.indexOf(' ');
+    const second = line.indexOf(' ', first + 1);
+    const third = line.indexOf(' ', second + 1);
+    if (third < 0 || line.slice(first + 1, second) !== 'stdout') continue;
+    hash.update(`${line.slice(third + 1)}\n`);
+    lines++;
+  }
+  return { lines, sha256: hash.digest('hex') };
+}
+
+export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; details: unknown }> {
+  const dir = mkdtempSync(join(tmpdir(), 'mpd-bench-output-'));
+  const env = { MPD_BENCH_OUTPUT_LINES: String(config.lines) };
+  const orchestrator = new BenchProcess('orchestrator', ORCHESTRATOR_SERVER, [], {
+    ...env,
+    MPD_BENCH_PIPELINE: PIPELINE,
+    MPD_BENCH_JOIN_TOKEN: JOIN_TOKEN,
+    MPD_BENCH_ADMIN_TOKEN: ADMIN_TOKEN,
+    MPD_BENCH_LOGS_DIR: join(dir, 'logs'),
+    MPD_BENCH_ARTIFACTS_DIR: join(dir, 'store'),
+  });
+  let worker: BenchProcess | undefined;
+  try {
+    const url = await orchestrator.listeningUrl(60_000);
+    worker = startWorkerCli({ id: 'bench-output-worker', orchestratorUrl: url, slots: 1, env, pipeline: PIPELINE });
+    await worker.listeningUrl(60_000);
+    const expected = outputChecksum(config.lines);
+    const hostPids = (): number[] => childPids(worker!.pid);
+    const once = async (category: 'loud' | 'quiet'): Promise<OutputRun> => {
+      const sampler = new RssSampler({
+        orchestrator: () => [orchestrator.pid],
+        worker: () => [worker!.pid],
+        host: hostPids,
+      }).start();
+      let timings: RunTimings;
+      let rss: Record<string, RssFigures>;
+      try {
+        timings = await orchestrator.request<RunTimings>('run', { minWorkers: 1, categories: [category] });
+      } finally {
+        rss = sampler.stop();
+      }
+      if (timings.status !== 'Successful') throw new Error(`the ${category} run ended ${timings.status}`);
+      const module = timings.modules.find((each) => each.name === category)!;
+      if (category === 'loud') {
+        if (!module.log) throw new Error('the loud module has no log file');
+        const got = checkLog(module.log);
+        if (got.lines !== config.lines || got.sha256 !== expected) {
+          throw new Error(
+            `the log holds ${got.lines} of ${config.lines} lines${got.sha256 === expected ? '' : ', not the lines written in their order (checksum differs)'}: ${module.log}`,
+          );
+        }
+      }
+      return {
+        moduleMs: (module.finished - module.dispatched) / 1_000,
+        commandMs: (module.result as { ms: number }).ms,
+        makespanMs: timings.makespanMs,
+        rss,
+      };
+    };
+    // A first run of each starts the module host and warms both paths up.
+    await once('quiet');
+    await once('loud');
+    const loud: OutputRun[] = [];
+    const quiet: OutputRun[] = [];
+    for (let run = 0; run < config.runs; run++) {
+      if (run % 2 === 0) {
+        loud.push(await once('loud'));
+        quiet.push(await once('quiet'));
+      } else {
+        quiet.push(await once('quiet'));
+        loud.push(await once('loud'));
+      }
+    }
+    const megabytes = ((config.lines * 101) / MB).toFixed(1);
+    const benchmark = `5 module output, ${config.lines.toLocaleString('en-US')} lines (${megabytes} MiB)`;
+    const label = 'output discarded';
+    const row = (metric: string, unit: string, pick: (run: OutputRun) => number, target?: Row['target']): Row => ({
+      benchmark,
+      metric,
+      unit,
+      value: median(loud.map(pick)),
+      runs: loud.map(pick),
+      baseline: median(quiet.map(pick)),
+      baselineRuns: quiet.map(pick),
+      baselineLabel: label,
+      target,
+    });
+    const peak = (group: string) => (run: OutputRun) => run.rss[group]!.peak / MB;
+    const rows: Row[] = [
+      row('module time (dispatched -> result at the orchestrator)', 'ms', (run) => run.moduleMs, {
+        on: 'ratio',
+        kind: 'max',
+        limit: 1.1,
+      }),
+      row("the command's own time in the module", 'ms', (run) => run.commandMs),
+      row('run makespan (waits for the last output batch)', 'ms', (run) => run.makespanMs),
+      {
+        benchmark,
+        metric: 'lines in the log, in order (count and checksum; the bench fails otherwise)',
+        unit: 'lines',
+        value: config.lines,
+        baseline: config.lines,
+        baselineLabel: 'lines written',
+        target: { on: 'ratio', kind: 'min', limit: 1 },
+      },
+      row('peak RSS: orchestrator', 'MB', peak('orchestrator')),
+      row('peak RSS: worker', 'MB', peak('worker')),
+      row('peak RSS: module host', 'MB', peak('host')),
+    ];
+    return { rows, details: { config, loud, quiet } };
+  } finally {
+    await Promise.all([worker?.stop(), orchestrator.stop()]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
