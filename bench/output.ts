@@ -8,14 +8,13 @@
  * (dispatched → result in), the run's makespan (the run waits for the module's last output
  * batch before it ends), the peak RSS of the orchestrator, the worker and its module host
  * (summed /proc VmRSS, sampled every 25 ms). Every loud run's log must hold every line, in
- * order: counted and checksummed, or the benchmark fails.
+ * order: the log is read back line by line against what the command wrote.
  */
-import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunTimings } from './servers/orchestrator.js';
-import { outputChecksum } from './lib/output-lines.js';
+import { outputLine } from './lib/output-lines.js';
 import {
   ADMIN_TOKEN,
   BenchProcess,
@@ -38,6 +37,8 @@ export const OUTPUT_FULL: OutputConfig = { lines: 200_000, runs: 3 };
 export const OUTPUT_SMOKE: OutputConfig = { lines: 2_000, runs: 1 };
 
 const PIPELINE = benchPath('pipelines/output.pipeline.ts');
+/** How long a run waits for a module's last output batch (the runner's `outputGraceMs`, 2 s by default). */
+const OUTPUT_GRACE_MS = 300_000;
 
 interface OutputRun {
   /** Dispatched → result in at the orchestrator, ms. */
@@ -46,22 +47,29 @@ interface OutputRun {
   commandMs: number;
   /** The run's makespan (its last output batch included), ms. */
   makespanMs: number;
+  /** How many of the loud module's lines reached its log, the first ones all in order. */
+  linesInOrder: number;
+  /** How many stdout lines its log holds. */
+  linesInLog: number;
   rss: Record<string, RssFigures>;
 }
 
-/** Counts the stdout lines of an attempt's log (`<time> <stream> <level> <text>`) and checksums their text. */
-export function checkLog(file: string): { lines: number; sha256: string } {
-  const hash = createHash('sha256');
+/**
+ * Reads an attempt's log (`<time> <stream> <level> <text>` per line): how many stdout lines it
+ * holds, and how many of the first ones are `outputLine(0)`, `outputLine(1)`, … in that order.
+ */
+export function checkLog(file: string): { lines: number; inOrder: number } {
   let lines = 0;
+  let inOrder = 0;
   for (const line of readFileSync(file, 'utf8').split('\n')) {
     const first = line.indexOf(' ');
     const second = line.indexOf(' ', first + 1);
     const third = line.indexOf(' ', second + 1);
     if (third < 0 || line.slice(first + 1, second) !== 'stdout') continue;
-    hash.update(`${line.slice(third + 1)}\n`);
+    if (inOrder === lines && line.slice(third + 1) === outputLine(lines)) inOrder++;
     lines++;
   }
-  return { lines, sha256: hash.digest('hex') };
+  return { lines, inOrder };
 }
 
 export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; details: unknown }> {
@@ -73,14 +81,23 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
     MPD_BENCH_JOIN_TOKEN: JOIN_TOKEN,
     MPD_BENCH_ADMIN_TOKEN: ADMIN_TOKEN,
     MPD_BENCH_LOGS_DIR: join(dir, 'logs'),
+    // The runner waits 2 s by default for an execution's last output batch, then drops the rest:
+    // long enough here to see when every line is in (the makespan), and so whether they all come.
+    MPD_BENCH_OUTPUT_GRACE_MS: String(OUTPUT_GRACE_MS),
     MPD_BENCH_ARTIFACTS_DIR: join(dir, 'store'),
   });
   let worker: BenchProcess | undefined;
   try {
     const url = await orchestrator.listeningUrl(60_000);
-    worker = startWorkerCli({ id: 'bench-output-worker', orchestratorUrl: url, slots: 1, env, pipeline: PIPELINE });
+    worker = startWorkerCli({
+      id: 'bench-output-worker',
+      orchestratorUrl: url,
+      slots: 1,
+      env,
+      pipeline: PIPELINE,
+      ...(process.env.MPD_BENCH_OUTPUT_ISOLATION === 'none' ? { isolation: 'none' as const } : {}),
+    });
     await worker.listeningUrl(60_000);
-    const expected = outputChecksum(config.lines);
     const hostPids = (): number[] => childPids(worker!.pid);
     const once = async (category: 'loud' | 'quiet'): Promise<OutputRun> => {
       const sampler = new RssSampler({
@@ -97,19 +114,14 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
       }
       if (timings.status !== 'Successful') throw new Error(`the ${category} run ended ${timings.status}`);
       const module = timings.modules.find((each) => each.name === category)!;
-      if (category === 'loud') {
-        if (!module.log) throw new Error('the loud module has no log file');
-        const got = checkLog(module.log);
-        if (got.lines !== config.lines || got.sha256 !== expected) {
-          throw new Error(
-            `the log holds ${got.lines} of ${config.lines} lines${got.sha256 === expected ? '' : ', not the lines written in their order (checksum differs)'}: ${module.log}`,
-          );
-        }
-      }
+      // Every line must be in the log, in order; the row below says how many were.
+      const log = category === 'loud' && module.log ? checkLog(module.log) : undefined;
       return {
         moduleMs: (module.finished - module.dispatched) / 1_000,
         commandMs: (module.result as { ms: number }).ms,
         makespanMs: timings.makespanMs,
+        linesInOrder: log?.inOrder ?? 0,
+        linesInLog: log?.lines ?? 0,
         rss,
       };
     };
@@ -149,12 +161,17 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
         limit: 1.1,
       }),
       row("the command's own time in the module", 'ms', (run) => run.commandMs),
-      row('run makespan (waits for the last output batch)', 'ms', (run) => run.makespanMs),
+      row('run makespan: until every line is in at the orchestrator', 'ms', (run) => run.makespanMs, {
+        on: 'ratio',
+        kind: 'max',
+        limit: 1.1,
+      }),
       {
         benchmark,
-        metric: 'lines in the log, in order (count and checksum; the bench fails otherwise)',
+        metric: 'lines in the log in order from the first (worst run)',
         unit: 'lines',
-        value: config.lines,
+        value: Math.min(...loud.map((run) => run.linesInOrder)),
+        runs: loud.map((run) => run.linesInOrder),
         baseline: config.lines,
         baselineLabel: 'lines written',
         target: { on: 'ratio', kind: 'min', limit: 1 },
@@ -166,6 +183,6 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
     return { rows, details: { config, loud, quiet } };
   } finally {
     await Promise.all([worker?.stop(), orchestrator.stop()]);
-    rmSync(dir, { recursive: true, force: true });
+    if (!process.env.MPD_BENCH_KEEP) rmSync(dir, { recursive: true, force: true });
   }
 }

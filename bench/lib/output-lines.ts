@@ -1,5 +1,4 @@
-/** The lines the module output benchmark writes, and their checksum. */
-import { createHash } from 'node:crypto';
+/** The lines the module output benchmark writes. */
 
 /** Line `index` (0-based): 100 characters, `line 000042 ` and filler. */
 export const outputLine = (index: number): string => `line ${String(index).padStart(6, '0')} `.padEnd(100, 'x');
@@ -21,10 +20,3 @@ function more() {
 }
 more();
 `;
-
-/** SHA-256 (hex) of the first `count` lines, each followed by a newline. */
-export function outputChecksum(count: number): string {
-  const hash = createHash('sha256');
-  for (let index = 0; index < count; index++) hash.update(`${outputLine(index)}\n`);
-  return hash.digest('hex');
-}

@@ -8,7 +8,8 @@
  * Environment: MPD_BENCH_HEARTBEAT_INTERVAL (s, default 30), MPD_BENCH_LOG_LEVEL (default info),
  * MPD_BENCH_PIPELINE (a pipeline file), MPD_BENCH_JOIN_TOKEN, MPD_BENCH_ADMIN_TOKEN,
  * MPD_BENCH_ARTIFACTS_DIR (the artifact store's directory), MPD_BENCH_LOGS_DIR (when set, the
- * runs take the modules' output and write each attempt's log under it).
+ * runs take the modules' output and write each attempt's log under it), MPD_BENCH_OUTPUT_GRACE_MS
+ * (the runs' `outputGraceMs`; default the runner's, 2 s).
  */
 import { runPipeline, startOrchestrator } from '@mpd/orchestrator';
 import { loadPipelineFile } from '@mpd/pipeline';
@@ -115,6 +116,7 @@ async function run({ minWorkers, durationHints, categories }: RunRequest): Promi
     logger,
     ...(durationHints ? { durationHints: lastDurations } : {}),
     ...(categories ? { runOnlyCategories: categories } : {}),
+    ...(process.env.MPD_BENCH_OUTPUT_GRACE_MS ? { outputGraceMs: Number(process.env.MPD_BENCH_OUTPUT_GRACE_MS) } : {}),
     ...(process.env.MPD_BENCH_LOGS_DIR
       ? { executionLogs: orchestrator.executionLogs, logsDir: process.env.MPD_BENCH_LOGS_DIR }
       : {}),
