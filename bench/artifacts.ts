@@ -18,15 +18,8 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { RunTimings } from './servers/orchestrator.js';
 import { writeBenchFile } from './lib/bench-file.js';
-import {
-  ADMIN_TOKEN,
-  BenchProcess,
-  benchPath,
-  JOIN_TOKEN,
-  ORCHESTRATOR_SERVER,
-  startWorkerCli,
-} from './lib/processes.js';
-import type { Row } from './lib/report.js';
+import { BenchProcess, benchPath, startBenchOrchestrator, startWorkerCli } from './lib/processes.js';
+import { type Row, rowsOf } from './lib/report.js';
 import { childPids, MB, RssSampler, type RssFigures } from './lib/rss.js';
 import { median } from './lib/stats.js';
 
@@ -51,11 +44,8 @@ async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transf
     MPD_BENCH_ARTIFACT_BYTES: String(config.bytes),
     MPD_BENCH_ARTIFACT_DIR: join(dir, 'work'),
   };
-  const orchestrator = new BenchProcess('orchestrator', ORCHESTRATOR_SERVER, [], {
+  const orchestrator = startBenchOrchestrator(PIPELINE, {
     ...env,
-    MPD_BENCH_PIPELINE: PIPELINE,
-    MPD_BENCH_JOIN_TOKEN: JOIN_TOKEN,
-    MPD_BENCH_ADMIN_TOKEN: ADMIN_TOKEN,
     MPD_BENCH_ARTIFACTS_DIR: join(dir, 'store'),
   });
   const workers: BenchProcess[] = [];
@@ -169,17 +159,7 @@ export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: R
     const benchmark = `6 artifacts, ${mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`} A -> store -> B`;
     const label = 'bare node http';
     const throughput = (run: Transfer) => mib / ((run.uploadMs + run.downloadMs) / 1_000);
-    const row = (metric: string, unit: string, pick: (run: Transfer) => number, target?: Row['target']): Row => ({
-      benchmark,
-      metric,
-      unit,
-      value: median(mpd.map(pick)),
-      runs: mpd.map(pick),
-      baseline: median(baseline.map(pick)),
-      baselineRuns: baseline.map(pick),
-      baselineLabel: label,
-      target,
-    });
+    const row = rowsOf(benchmark, mpd, baseline, label);
     const growth = (group: string, baselineGroup?: string): Row => {
       const pick = (run: Transfer) => (run.rss[group]?.growth ?? Number.NaN) / MB;
       return {

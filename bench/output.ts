@@ -15,15 +15,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunTimings } from './servers/orchestrator.js';
 import { outputLine } from './lib/output-lines.js';
-import {
-  ADMIN_TOKEN,
-  BenchProcess,
-  benchPath,
-  JOIN_TOKEN,
-  ORCHESTRATOR_SERVER,
-  startWorkerCli,
-} from './lib/processes.js';
-import type { Row } from './lib/report.js';
+import { BenchProcess, benchPath, startBenchOrchestrator, startWorkerCli } from './lib/processes.js';
+import { type Row, rowsOf } from './lib/report.js';
 import { childPids, MB, RssSampler, type RssFigures } from './lib/rss.js';
 import { median } from './lib/stats.js';
 
@@ -31,10 +24,12 @@ export interface OutputConfig {
   /** Lines the module writes (100 characters and a newline each). */
   lines: number;
   runs: number;
+  /** A first run of each, not counted (it starts the module host). */
+  warmup: boolean;
 }
 
-export const OUTPUT_FULL: OutputConfig = { lines: 200_000, runs: 3 };
-export const OUTPUT_SMOKE: OutputConfig = { lines: 2_000, runs: 1 };
+export const OUTPUT_FULL: OutputConfig = { lines: 200_000, runs: 3, warmup: true };
+export const OUTPUT_SMOKE: OutputConfig = { lines: 2_000, runs: 1, warmup: false };
 
 const PIPELINE = benchPath('pipelines/output.pipeline.ts');
 /** How long a run waits for a module's last output batch (the runner's `outputGraceMs`, 2 s by default). */
@@ -75,11 +70,8 @@ export function checkLog(file: string): { lines: number; inOrder: number } {
 export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; details: unknown }> {
   const dir = mkdtempSync(join(tmpdir(), 'mpd-bench-output-'));
   const env = { MPD_BENCH_OUTPUT_LINES: String(config.lines) };
-  const orchestrator = new BenchProcess('orchestrator', ORCHESTRATOR_SERVER, [], {
+  const orchestrator = startBenchOrchestrator(PIPELINE, {
     ...env,
-    MPD_BENCH_PIPELINE: PIPELINE,
-    MPD_BENCH_JOIN_TOKEN: JOIN_TOKEN,
-    MPD_BENCH_ADMIN_TOKEN: ADMIN_TOKEN,
     MPD_BENCH_LOGS_DIR: join(dir, 'logs'),
     // The runner waits 2 s by default for an execution's last output batch, then drops the rest:
     // long enough here to see when every line is in (the makespan), and so whether they all come.
@@ -126,8 +118,10 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
       };
     };
     // A first run of each starts the module host and warms both paths up.
-    await once('quiet');
-    await once('loud');
+    if (config.warmup) {
+      await once('quiet');
+      await once('loud');
+    }
     const loud: OutputRun[] = [];
     const quiet: OutputRun[] = [];
     for (let run = 0; run < config.runs; run++) {
@@ -142,17 +136,7 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
     const megabytes = ((config.lines * 101) / MB).toFixed(1);
     const benchmark = `5 module output, ${config.lines.toLocaleString('en-US')} lines (${megabytes} MiB)`;
     const label = 'output discarded';
-    const row = (metric: string, unit: string, pick: (run: OutputRun) => number, target?: Row['target']): Row => ({
-      benchmark,
-      metric,
-      unit,
-      value: median(loud.map(pick)),
-      runs: loud.map(pick),
-      baseline: median(quiet.map(pick)),
-      baselineRuns: quiet.map(pick),
-      baselineLabel: label,
-      target,
-    });
+    const row = rowsOf(benchmark, loud, quiet, label);
     const peak = (group: string) => (run: OutputRun) => run.rss[group]!.peak / MB;
     const rows: Row[] = [
       row('module time (dispatched -> result at the orchestrator)', 'ms', (run) => run.moduleMs, {

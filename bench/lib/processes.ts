@@ -213,3 +213,17 @@ export function startWorkerCli(options: {
     { ...options.env, MPD_JOIN_TOKEN: JOIN_TOKEN, MPD_WORKER_TOKEN: WORKER_TOKEN },
   );
 }
+
+/**
+ * Starts the bench orchestrator (bench/servers/orchestrator.ts) with the bench's tokens, able to
+ * run the pipeline file `pipeline`; `env` gives the pipeline's variables and the server's own
+ * (MPD_BENCH_LOGS_DIR, MPD_BENCH_ARTIFACTS_DIR, …).
+ */
+export function startBenchOrchestrator(pipeline: string, env: Record<string, string>): BenchProcess {
+  return new BenchProcess('orchestrator', ORCHESTRATOR_SERVER, [], {
+    ...env,
+    MPD_BENCH_PIPELINE: pipeline,
+    MPD_BENCH_JOIN_TOKEN: JOIN_TOKEN,
+    MPD_BENCH_ADMIN_TOKEN: ADMIN_TOKEN,
+  });
+}
