@@ -18,7 +18,6 @@ import { outputLine } from './lib/output-lines.js';
 import { BenchProcess, benchPath, startBenchOrchestrator, startWorkerCli } from './lib/processes.js';
 import { type Row, rowsOf } from './lib/report.js';
 import { childPids, MB, RssSampler, type RssFigures } from './lib/rss.js';
-import { median } from './lib/stats.js';
 
 export interface OutputConfig {
   /** Lines the module writes (100 characters and a newline each). */

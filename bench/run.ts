@@ -35,6 +35,7 @@ const NOTES = [
   "Every server is a real process on 127.0.0.1 (workers: the worker CLI; orchestrator: bench/servers/orchestrator.ts calling startOrchestrator and runPipeline); load generators run in the driver process: autocannon for benchmark 1 (closed loop, as fast as the server answers), an evenly paced open-loop load on undici for benchmark 4 (autocannon's overallRate sends each connection's quota for a second in one burst).",
   'The orchestrator has a join token and an admin token (authentication on) and its rate limits raised to 1e9 per minute, so that the load generators are not throttled: the defaults allow 600 heartbeats per worker and minute, 10,000 registrations per address and minute, and every simulated worker comes from 127.0.0.1.',
   'The orchestrator and the workers log at info on stderr, as the CLIs do by default.',
+  "Benchmarks 5 and 6 read RSS from /proc (VmRSS, every 25 ms): a worker's module hosts are its child processes; growth is the peak minus the first sample.",
   'Values are medians over the runs; each baseline is measured in the same run of the bench.',
 ];
 
