@@ -3,11 +3,13 @@
  * ratio, target, met?) and writes `bench/results.json` with the machine's details.
  * `pnpm bench:smoke` (`--smoke`) runs every benchmark at tiny sizes, once, without judging
  * the targets (CI runs it so that the script cannot rot). `--only NAME[,NAME]` runs some:
- * heartbeat, dispatch, schedule, scale. `--cpu-prof` writes a CPU profile of every process the
+ * heartbeat, dispatch, schedule, scale, output, artifacts. `--cpu-prof` writes a CPU profile of every process the
  * bench starts to `bench/profiles/` (summarise one with `tsx bench/profile-summary.ts FILE`).
  */
 import { DISPATCH_FULL, DISPATCH_SMOKE, dispatchBench } from './dispatch.js';
+import { ARTIFACTS_FULL, ARTIFACTS_SMOKE, artifactsBench } from './artifacts.js';
 import { heartbeatBench, HEARTBEAT_FULL, HEARTBEAT_SMOKE } from './heartbeat.js';
+import { OUTPUT_FULL, OUTPUT_SMOKE, outputBench } from './output.js';
 import { SCALE_FULL, SCALE_SMOKE, scaleBench } from './scale.js';
 import { SCHEDULE_FULL, SCHEDULE_SMOKE, scheduleBench } from './schedule.js';
 import { loadavg } from 'node:os';
@@ -25,12 +27,15 @@ const benches: { name: string; run: () => Promise<{ rows: Row[]; details: unknow
   { name: 'dispatch', run: () => dispatchBench(smoke ? DISPATCH_SMOKE : DISPATCH_FULL) },
   { name: 'schedule', run: () => scheduleBench(smoke ? SCHEDULE_SMOKE : SCHEDULE_FULL) },
   { name: 'scale', run: () => scaleBench(smoke ? SCALE_SMOKE : SCALE_FULL) },
+  { name: 'output', run: () => outputBench(smoke ? OUTPUT_SMOKE : OUTPUT_FULL) },
+  { name: 'artifacts', run: () => artifactsBench(smoke ? ARTIFACTS_SMOKE : ARTIFACTS_FULL) },
 ];
 
 const NOTES = [
   "Every server is a real process on 127.0.0.1 (workers: the worker CLI; orchestrator: bench/servers/orchestrator.ts calling startOrchestrator and runPipeline); load generators run in the driver process: autocannon for benchmark 1 (closed loop, as fast as the server answers), an evenly paced open-loop load on undici for benchmark 4 (autocannon's overallRate sends each connection's quota for a second in one burst).",
   'The orchestrator has a join token and an admin token (authentication on) and its rate limits raised to 1e9 per minute, so that the load generators are not throttled: the defaults allow 600 heartbeats per worker and minute, 10,000 registrations per address and minute, and every simulated worker comes from 127.0.0.1.',
   'The orchestrator and the workers log at info on stderr, as the CLIs do by default.',
+  "Benchmarks 5 and 6 read RSS from /proc (VmRSS, every 25 ms): a worker's module hosts are its child processes; growth is the peak minus the first sample.",
   'Values are medians over the runs; each baseline is measured in the same run of the bench.',
 ];
 

@@ -194,17 +194,36 @@ export function startWorkerCli(options: {
   logLevel?: string;
   /** The worker's `--isolation`. @default the worker's: module hosts (`process`) for the bench pipeline file */
   isolation?: 'process' | 'none';
+  /** The pipeline file. @default BENCH_PIPELINE */
+  pipeline?: string;
+  /** More flags (e.g. `--tags`, `--cache-dir`). */
+  extraArgs?: string[];
 }): BenchProcess {
   return new BenchProcess(
     options.id,
     WORKER_CLI,
     [
       ...['--port', '0', '--host', '127.0.0.1', '--id', options.id],
-      ...['--orchestrator', options.orchestratorUrl, '--pipeline', BENCH_PIPELINE],
+      ...['--orchestrator', options.orchestratorUrl, '--pipeline', options.pipeline ?? BENCH_PIPELINE],
       ...['--slots', String(options.slots), '--tools', 'node'],
       ...['--log-level', options.logLevel ?? process.env.MPD_BENCH_LOG_LEVEL ?? 'info'],
       ...(options.isolation ? ['--isolation', options.isolation] : []),
+      ...(options.extraArgs ?? []),
     ],
     { ...options.env, MPD_JOIN_TOKEN: JOIN_TOKEN, MPD_WORKER_TOKEN: WORKER_TOKEN },
   );
+}
+
+/**
+ * Starts the bench orchestrator (bench/servers/orchestrator.ts) with the bench's tokens, able to
+ * run the pipeline file `pipeline`; `env` gives the pipeline's variables and the server's own
+ * (MPD_BENCH_LOGS_DIR, MPD_BENCH_ARTIFACTS_DIR, …).
+ */
+export function startBenchOrchestrator(pipeline: string, env: Record<string, string>): BenchProcess {
+  return new BenchProcess('orchestrator', ORCHESTRATOR_SERVER, [], {
+    ...env,
+    MPD_BENCH_PIPELINE: pipeline,
+    MPD_BENCH_JOIN_TOKEN: JOIN_TOKEN,
+    MPD_BENCH_ADMIN_TOKEN: ADMIN_TOKEN,
+  });
 }

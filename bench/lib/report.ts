@@ -1,6 +1,7 @@
 /** The benchmarks' result rows, the table on stdout and `bench/results.json`. */
 import { writeFileSync } from 'node:fs';
 import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os';
+import { median } from './stats.js';
 
 /** A target on a row's value or on its ratio to the baseline. */
 export interface Target {
@@ -123,4 +124,27 @@ export function writeResults(
   },
 ): void {
   writeFileSync(file, `${JSON.stringify(content, null, 2)}\n`);
+}
+
+/**
+ * A row maker for one benchmark whose runs and baseline runs are records of the same type:
+ * `row(metric, unit, pick, target)` gives the median of `pick` over each, every run's figure kept.
+ */
+export function rowsOf<T>(
+  benchmark: string,
+  measured: readonly T[],
+  baseline: readonly T[],
+  baselineLabel: string,
+): (metric: string, unit: string, pick: (run: T) => number, target?: Target) => Row {
+  return (metric, unit, pick, target) => ({
+    benchmark,
+    metric,
+    unit,
+    value: median(measured.map(pick)),
+    runs: measured.map(pick),
+    baseline: median(baseline.map(pick)),
+    baselineRuns: baseline.map(pick),
+    baselineLabel,
+    target,
+  });
 }

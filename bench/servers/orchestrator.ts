@@ -6,7 +6,10 @@
  * timing every module with the monotonic clock.
  *
  * Environment: MPD_BENCH_HEARTBEAT_INTERVAL (s, default 30), MPD_BENCH_LOG_LEVEL (default info),
- * MPD_BENCH_PIPELINE (a pipeline file), MPD_BENCH_JOIN_TOKEN, MPD_BENCH_ADMIN_TOKEN.
+ * MPD_BENCH_PIPELINE (a pipeline file), MPD_BENCH_JOIN_TOKEN, MPD_BENCH_ADMIN_TOKEN,
+ * MPD_BENCH_ARTIFACTS_DIR (the artifact store's directory), MPD_BENCH_LOGS_DIR (when set, the
+ * runs take the modules' output and write each attempt's log under it), MPD_BENCH_OUTPUT_GRACE_MS
+ * (the runs' `outputGraceMs`; default the runner's, 2 s).
  */
 import { runPipeline, startOrchestrator } from '@mpd/orchestrator';
 import { loadPipelineFile } from '@mpd/pipeline';
@@ -36,6 +39,7 @@ const orchestrator = await startOrchestrator({
   },
   // The scale benchmark registers 10,000 simulated workers, the default bound: room to spare.
   maxWorkers: UNTHROTTLED,
+  ...(process.env.MPD_BENCH_ARTIFACTS_DIR ? { artifactsDir: process.env.MPD_BENCH_ARTIFACTS_DIR } : {}),
   logger,
 });
 process.stdout.write(`mpd bench orchestrator listening on ${orchestrator.url}\n`);
@@ -43,6 +47,8 @@ process.stdout.write(`mpd bench orchestrator listening on ${orchestrator.url}\n`
 /** Per-module timings of one run, in µs after the run started (orchestrator's and workers' monotonic clocks). */
 export interface RunTimings {
   status: string;
+  /** The monotonic clock (`process.hrtime.bigint()`, ns, as text) when the run started: the time 0 of the µs below. */
+  startedNs: string;
   /** The run's makespan as the orchestrator saw it (runPipeline call to result), ms. */
   makespanMs: number;
   /** Orchestrator CPU time during the run, ms. */
@@ -61,6 +67,10 @@ export interface RunTimings {
     durationMs: number;
     /** When the orchestrator had its result (`module-finished`). */
     finished: number;
+    /** Its result. */
+    result: unknown;
+    /** Its last attempt's log file (with MPD_BENCH_LOGS_DIR). */
+    log: string | undefined;
   }[];
 }
 
@@ -68,6 +78,8 @@ export interface RunRequest {
   minWorkers: number;
   /** Give the scheduler the durations of the previous run in this process as hints (as `--timings` does). */
   durationHints?: boolean;
+  /** Run only the modules of these categories (`runOnlyCategories`). */
+  categories?: string[];
 }
 
 async function waitForWorkers(count: number): Promise<void> {
@@ -90,7 +102,7 @@ async function waitForWorkers(count: number): Promise<void> {
 /** Each module's duration in the latest run: what the CLI's `--timings FILE` would hold after it. */
 let lastDurations: Record<string, number> = {};
 
-async function run({ minWorkers, durationHints }: RunRequest): Promise<RunTimings> {
+async function run({ minWorkers, durationHints, categories }: RunRequest): Promise<RunTimings> {
   if (!pipeline) throw new Error('no MPD_BENCH_PIPELINE');
   await waitForWorkers(minWorkers);
   const dispatched = new Map<string, bigint>();
@@ -103,6 +115,11 @@ async function run({ minWorkers, durationHints }: RunRequest): Promise<RunTiming
     endpointPolicy: orchestrator.endpointPolicy,
     logger,
     ...(durationHints ? { durationHints: lastDurations } : {}),
+    ...(categories ? { runOnlyCategories: categories } : {}),
+    ...(process.env.MPD_BENCH_OUTPUT_GRACE_MS ? { outputGraceMs: Number(process.env.MPD_BENCH_OUTPUT_GRACE_MS) } : {}),
+    ...(process.env.MPD_BENCH_LOGS_DIR
+      ? { executionLogs: orchestrator.executionLogs, logsDir: process.env.MPD_BENCH_LOGS_DIR }
+      : {}),
     onEvent: (event) => {
       if (event.type === 'module-started') dispatched.set(event.module, process.hrtime.bigint());
       else if (event.type === 'module-finished') finished.set(event.module, process.hrtime.bigint());
@@ -116,6 +133,7 @@ async function run({ minWorkers, durationHints }: RunRequest): Promise<RunTiming
   const us = (time: bigint | undefined): number => (time === undefined ? Number.NaN : Number(time - start) / 1_000);
   return {
     status: result.status,
+    startedNs: start.toString(),
     makespanMs: Number(end - start) / 1e6,
     cpuMs: (cpu.user + cpu.system) / 1_000,
     modules: result.modules.map((module) => {
@@ -133,6 +151,8 @@ async function run({ minWorkers, durationHints }: RunRequest): Promise<RunTiming
         workerStart: t === undefined ? Number.NaN : us(BigInt(t)),
         durationMs: module.durationMs ?? Number.NaN,
         finished: us(finished.get(module.name)),
+        result: module.result,
+        log: module.attempts.at(-1)?.log,
       };
     }),
   };

@@ -1,0 +1,195 @@
+/**
+ * Benchmark 6: artifact throughput. A module on worker A (`--tags producer`) uploads a file of
+ * `bytes` bytes with `ctx.artifacts.upload` (packed as a gzipped tar, hashed, `PUT` to the
+ * orchestrator's store); a module on worker B (`--tags consumer`) downloads it with
+ * `ctx.artifacts.download` (`GET` into B's cache, hash checked, listed and extracted). Each
+ * module times its own call. Baseline, in the same run, before and after: the same file `PUT`
+ * to a bare node `http` server that writes it to a file, then `GET` back into a file, by this
+ * driver process. Throughput = bytes / (upload + download time). RSS growth (peak minus the
+ * first sample, /proc VmRSS every 25 ms) of every process while the artifact moves: the
+ * orchestrator, each worker, each worker's module host (from when it appears). Each run has a
+ * fresh cluster and store (the store and the caches would otherwise already hold the blob).
+ */
+import { createReadStream, createWriteStream, mkdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { RunTimings } from './servers/orchestrator.js';
+import { writeBenchFile } from './lib/bench-file.js';
+import { BenchProcess, benchPath, startBenchOrchestrator, startWorkerCli } from './lib/processes.js';
+import { type Row, rowsOf } from './lib/report.js';
+import { childPids, MB, RssSampler, type RssFigures } from './lib/rss.js';
+import { median } from './lib/stats.js';
+
+export interface ArtifactsConfig {
+  bytes: number;
+  runs: number;
+}
+
+export const ARTIFACTS_FULL: ArtifactsConfig = { bytes: 1024 * MB, runs: 1 };
+export const ARTIFACTS_SMOKE: ArtifactsConfig = { bytes: 4 * MB, runs: 1 };
+
+const PIPELINE = benchPath('pipelines/artifacts.pipeline.ts');
+
+interface Transfer {
+  uploadMs: number;
+  downloadMs: number;
+  rss: Record<string, RssFigures>;
+}
+
+async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transfer> {
+  const env = {
+    MPD_BENCH_ARTIFACT_BYTES: String(config.bytes),
+    MPD_BENCH_ARTIFACT_DIR: join(dir, 'work'),
+  };
+  const orchestrator = startBenchOrchestrator(PIPELINE, {
+    ...env,
+    MPD_BENCH_ARTIFACTS_DIR: join(dir, 'store'),
+  });
+  const workers: BenchProcess[] = [];
+  try {
+    const url = await orchestrator.listeningUrl(60_000);
+    for (const role of ['producer', 'consumer']) {
+      workers.push(
+        startWorkerCli({
+          id: `bench-${role}`,
+          orchestratorUrl: url,
+          slots: 1,
+          env,
+          pipeline: PIPELINE,
+          extraArgs: ['--tags', role, '--cache-dir', join(dir, `cache-${role}`)],
+        }),
+      );
+    }
+    for (const worker of workers) await worker.listeningUrl(60_000);
+    const [a, b] = workers as [BenchProcess, BenchProcess];
+    const sampler = new RssSampler({
+      orchestrator: () => [orchestrator.pid],
+      'worker A': () => [a.pid],
+      'module host on A': () => childPids(a.pid),
+      'worker B': () => [b.pid],
+      'module host on B': () => childPids(b.pid),
+    }).start();
+    let timings: RunTimings;
+    let rss: Record<string, RssFigures>;
+    try {
+      timings = await orchestrator.request<RunTimings>('run', { minWorkers: 2 });
+    } finally {
+      rss = sampler.stop();
+    }
+    if (timings.status !== 'Successful') {
+      throw new Error(`the artifact pipeline ended ${timings.status}:\n${a.recentOutput()}\n${b.recentOutput()}`);
+    }
+    const result = (name: string) => timings.modules.find((module) => module.name === name)!.result;
+    return {
+      uploadMs: (result('produce') as { uploadMs: number }).uploadMs,
+      downloadMs: (result('consume') as { downloadMs: number }).downloadMs,
+      rss,
+    };
+  } finally {
+    await Promise.all([...workers.map((worker) => worker.stop()), orchestrator.stop()]);
+  }
+}
+
+/** `PUT` then `GET` of `file` through the bare server at `url`, timed. */
+async function bareTransfer(bare: BenchProcess, url: string, file: string, into: string): Promise<Transfer> {
+  const sampler = new RssSampler({ 'bare server': () => [bare.pid], 'driver (client)': () => [process.pid] }).start();
+  try {
+    const size = statSync(file).size;
+    let started = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      const req = request(`${url}/blob`, {
+        method: 'PUT',
+        headers: { 'content-length': size, 'content-type': 'application/octet-stream' },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`PUT ${res.statusCode}`))));
+      });
+      req.on('error', reject);
+      pipeline(createReadStream(file), req).catch(reject);
+    });
+    const uploadMs = performance.now() - started;
+    started = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      request(`${url}/blob`, (res) => {
+        if (res.statusCode !== 200) reject(new Error(`GET ${res.statusCode}`));
+        pipeline(res, createWriteStream(into)).then(resolve, reject);
+      })
+        .on('error', reject)
+        .end();
+    });
+    const downloadMs = performance.now() - started;
+    if (statSync(into).size !== size) throw new Error('the bare download is short');
+    return { uploadMs, downloadMs, rss: sampler.stop() };
+  } finally {
+    sampler.stop();
+  }
+}
+
+export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: Row[]; details: unknown }> {
+  const root = mkdtempSync(join(tmpdir(), 'mpd-bench-artifacts-'));
+  const bareDir = join(root, 'bare');
+  mkdirSync(bareDir);
+  const bare = new BenchProcess('bare-http', benchPath('servers/bare-http.ts'), [], { MPD_BENCH_BARE_DIR: bareDir });
+  try {
+    const bareUrl = await bare.listeningUrl();
+    const file = join(root, 'source.bin');
+    await writeBenchFile(file, config.bytes);
+    const baseline: Transfer[] = [];
+    const mpd: Transfer[] = [];
+    const bareOnce = async (): Promise<void> => {
+      baseline.push(await bareTransfer(bare, bareUrl, file, join(root, 'download.bin')));
+      rmSync(join(root, 'download.bin'), { force: true });
+      rmSync(join(bareDir, 'blob'), { force: true });
+    };
+    for (let run = 0; run < config.runs; run++) {
+      await bareOnce();
+      const dir = join(root, `run-${run}`);
+      try {
+        mpd.push(await mpdTransfer(config, dir));
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+      await bareOnce();
+    }
+    const mib = config.bytes / MB;
+    const benchmark = `6 artifacts, ${mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`} A -> store -> B`;
+    const label = 'bare node http';
+    const throughput = (run: Transfer) => mib / ((run.uploadMs + run.downloadMs) / 1_000);
+    const row = rowsOf(benchmark, mpd, baseline, label);
+    const growth = (group: string, baselineGroup?: string): Row => {
+      const pick = (run: Transfer) => (run.rss[group]?.growth ?? Number.NaN) / MB;
+      return {
+        benchmark,
+        metric: `RSS growth: ${group}`,
+        unit: 'MB',
+        value: median(mpd.map(pick)),
+        runs: mpd.map(pick),
+        ...(baselineGroup
+          ? {
+              baseline: median(baseline.map((run) => run.rss[baselineGroup]!.growth / MB)),
+              baselineLabel: baselineGroup,
+            }
+          : {}),
+        target: { on: 'value', kind: 'max', limit: 100 },
+      };
+    };
+    const rows: Row[] = [
+      row('throughput, upload + download', 'MiB/s', throughput, { on: 'ratio', kind: 'min', limit: 0.7 }),
+      row('upload (ctx.artifacts.upload: pack, hash, PUT)', 'ms', (run) => run.uploadMs),
+      row('download (ctx.artifacts.download: GET, check, extract)', 'ms', (run) => run.downloadMs),
+      growth('orchestrator', 'bare server'),
+      growth('worker A'),
+      growth('module host on A'),
+      growth('worker B', 'driver (client)'),
+      growth('module host on B'),
+    ];
+    return { rows, details: { config, mpd, baseline } };
+  } finally {
+    await bare.stop();
+    rmSync(root, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * The artifact throughput benchmark's pipeline: `produce` (on the worker tagged `producer`)
+ * writes a file of MPD_BENCH_ARTIFACT_BYTES bytes under MPD_BENCH_ARTIFACT_DIR/produce and
+ * uploads it with `ctx.artifacts.upload`; `consume` (on the worker tagged `consumer`) downloads
+ * it with `ctx.artifacts.download` into MPD_BENCH_ARTIFACT_DIR/consume. Each times only its
+ * artifact call (ms, in its result), not the writing of the file.
+ */
+import { stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { defineModule, definePipeline } from '@mpd/pipeline';
+import { writeBenchFile } from '../lib/bench-file.js';
+
+const bytes = Number(process.env.MPD_BENCH_ARTIFACT_BYTES ?? 1024 * 1024);
+const dir = process.env.MPD_BENCH_ARTIFACT_DIR ?? '.mpd/bench-artifacts';
+const FILE = 'blob.bin';
+
+const produce = defineModule({
+  name: 'produce',
+  requires: { tags: ['producer'] },
+  run: async (ctx) => {
+    const baseDir = join(dir, 'produce');
+    await writeBenchFile(join(baseDir, FILE), bytes);
+    const started = performance.now();
+    const ref = await ctx.artifacts.upload('blob', [FILE], { baseDir });
+    return { ref, uploadMs: performance.now() - started };
+  },
+});
+
+const consume = defineModule({
+  name: 'consume',
+  dependsOn: ['produce'],
+  requires: { tags: ['consumer'] },
+  run: async (ctx) => {
+    const { ref } = ctx.results.produce as { ref: Parameters<typeof ctx.artifacts.download>[0] };
+    const started = performance.now();
+    await ctx.artifacts.download(ref, join(dir, 'consume'));
+    const downloadMs = performance.now() - started;
+    const size = (await stat(join(dir, 'consume', FILE))).size;
+    if (size !== bytes) throw new Error(`downloaded ${size} bytes, expected ${bytes}`);
+    return { downloadMs };
+  },
+});
+
+export default definePipeline({ name: `bench-artifacts-${bytes}`, modules: [produce, consume] });

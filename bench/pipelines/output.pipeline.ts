@@ -1,0 +1,37 @@
+/**
+ * The module output benchmark's pipeline: two modules that start the same command writing
+ * MPD_BENCH_OUTPUT_LINES lines (see `outputLine`) through `ctx.spawn`. `loud` (category `loud`)
+ * lets the worker capture and ship every line; `quiet` (category `quiet`) sends the command's
+ * stdout to /dev/null (`stdio: 'ignore'`): the same work with its output discarded. The driver
+ * runs one category at a time. Each returns `{ t, ms }`: the monotonic clock when `run`
+ * started (ns) and how long the command took (ms).
+ */
+import { defineModule, definePipeline, type ModuleContext } from '@mpd/pipeline';
+import { OUTPUT_GENERATOR } from '../lib/output-lines.js';
+
+const lines = Number(process.env.MPD_BENCH_OUTPUT_LINES ?? 1_000);
+
+function writer(discard: boolean) {
+  return async (ctx: ModuleContext): Promise<{ t: string; ms: number }> => {
+    const t = process.hrtime.bigint();
+    const child = ctx.spawn(process.execPath, ['-e', OUTPUT_GENERATOR, String(lines)], {
+      stdio: ['ignore', discard ? 'ignore' : 'pipe', 'inherit'],
+    });
+    // The module reads nothing: its stream is drained so that the command never waits on it.
+    child.stdout?.resume();
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', resolve);
+    });
+    if (code !== 0) throw new Error(`the output generator exited ${code}`);
+    return { t: t.toString(), ms: Number(process.hrtime.bigint() - t) / 1e6 };
+  };
+}
+
+export default definePipeline({
+  name: `bench-output-${lines}`,
+  modules: [
+    defineModule({ name: 'loud', category: 'loud', run: writer(false) }),
+    defineModule({ name: 'quiet', category: 'quiet', run: writer(true) }),
+  ],
+});
