@@ -50,21 +50,14 @@ describe('limits: module results', () => {
     const store = join(dir, 'store');
     const orchestrator = await startOrchestrator(pipeline, report, ['--min-workers', '2', '--artifacts-dir', store]);
     const memory = watchPeakMemory(orchestrator.child.pid!);
-    const env = { LIMITS_LEDGER: ledger };
-    await startWorker(
-      orchestrator.url,
-      'w-producer',
-      pipeline,
-      ['--tags', 'producer', '--cache-dir', join(dir, 'cache-p')],
-      env,
-    );
-    await startWorker(
-      orchestrator.url,
-      'w-consumer',
-      pipeline,
-      ['--tags', 'consumer', '--cache-dir', join(dir, 'cache-c')],
-      env,
-    );
+    for (const [id, tag] of [
+      ['w-producer', 'producer'],
+      ['w-consumer', 'consumer'],
+    ] as const) {
+      await startWorker(orchestrator.url, id, pipeline, ['--tags', tag, '--cache-dir', join(dir, `cache-${tag}`)], {
+        LIMITS_LEDGER: ledger,
+      });
+    }
     expect(await orchestrator.exited, orchestrator.output()).toBe(0);
     const peak = memory.stop();
     const [big, after] = readReport(report).modules;
@@ -82,7 +75,7 @@ describe('limits: module results', () => {
     expect(big!.attempts.map((attempt) => attempt.workerId)).toEqual(['w-producer']);
     expect(statSync(report).size).toBeLessThan(64 * 1024);
     // The blob is in the store, in the producer's cache from its upload, in the consumer's from its download.
-    for (const where of [store, join(dir, 'cache-p'), join(dir, 'cache-c')])
+    for (const where of [store, join(dir, 'cache-producer'), join(dir, 'cache-consumer')])
       expect(statSync(join(where, sha256)).size, where).toBe(70_000_002);
     expect(runsPerModule(readLedger(ledger))).toEqual({ big: 1, after: 1 });
     expect(peak).toBeLessThan(ORCHESTRATOR_BY_REFERENCE_PEAK_BYTES);
