@@ -37,7 +37,7 @@ const pipeline = definePipeline({
  * Two workers' executors over one store that is a directory (`store/<sha256>`), each with its
  * real cache, fed by copying from it: what one stores the other fetches, with no orchestrator.
  */
-async function setUp(options: { maxResultBytes?: number; failPut?: boolean } = {}) {
+async function setUp(options: { maxResultBytes?: number; failPut?: boolean; fetchGate?: Promise<void> } = {}) {
   const root = await mkdtemp(join(tmpdir(), 'mpd-result-refs-'));
   dirs.push(root);
   const store = join(root, 'store');
@@ -49,6 +49,7 @@ async function setUp(options: { maxResultBytes?: number; failPut?: boolean } = {
       maxBytes: 10 * 1024 * 1024,
       download: async (sha256, path) => {
         fetched.push(`${name}:${sha256}`);
+        await options.fetchGate;
         await copyFile(join(store, sha256), path);
       },
     });
@@ -84,11 +85,11 @@ async function setUp(options: { maxResultBytes?: number; failPut?: boolean } = {
 }
 
 let ids = 0;
-async function run(
+function run(
   on: ModuleExecutor,
   moduleTypeName: string,
   dependencyResults: Record<string, JsonValue> = {},
-): Promise<ExecutionOutcome> {
+): Promise<ExecutionOutcome> & { executionId: string } {
   const request: ExecutionRequest = {
     executionId: `run-1.${moduleTypeName}.${++ids}`,
     moduleTypeName,
@@ -99,7 +100,7 @@ async function run(
   };
   const decision = on.execute(request);
   if (decision.kind !== 'started') throw new Error(decision.kind);
-  return decision.outcome;
+  return Object.assign(decision.outcome, { executionId: request.executionId });
 }
 
 const resultOf = (outcome: ExecutionOutcome): string => {
@@ -168,5 +169,23 @@ describe('large results by reference (issue 13)', () => {
       errorMessage:
         "Module 'big' returned a result of 4.9 KiB (5,010 bytes) as JSON, over the worker's --inline-result-size, and it could not be stored in the artifact store: PUT blob: 413 ArtifactTooLarge",
     });
+  });
+
+  it('answers a cancel while the references are fetched at once, Cancelled, and the module never runs', async () => {
+    let open!: () => void;
+    const { a, b, fetched } = await setUp({ fetchGate: new Promise<void>((resolve) => (open = resolve)) });
+    const ref = JSON.parse(resultOf(await run(a, 'big'))) as JsonValue;
+    seen.delete('after');
+    const pending = run(b, 'after', { big: ref });
+    await expect.poll(() => fetched.length).toBe(1);
+    expect(b.cancel(pending.executionId, 'the run was cancelled')).toBe(true);
+    expect((await pending).body).toMatchObject({
+      success: false,
+      failureKind: 'Cancelled',
+      errorMessage: 'Execution cancelled: the run was cancelled',
+    });
+    open();
+    await b.idle();
+    expect(seen.has('after')).toBe(false);
   });
 });

@@ -179,7 +179,11 @@ export function withResultReferences(
   const artifacts = options.artifacts;
   if (!artifacts) return start(request);
   let inner: Execution | undefined;
-  let cancelled: { reason: string | undefined } | undefined;
+  // A cancel while the references are fetched answers at once (the download goes on into the cache).
+  let reject!: (error: ExecutionCancelledError) => void;
+  let cancelledBy: ExecutionCancelledError | undefined;
+  const cancelled = new Promise<never>((_, rejectWith) => (reject = rejectWith));
+  cancelled.catch(() => undefined);
   const failBefore = (error: unknown): ExecutionOutcome => {
     const frame = beginExecution(module, request, options, new AbortController());
     return frame.end({ ok: false, error });
@@ -187,21 +191,14 @@ export function withResultReferences(
   const outcome = (async (): Promise<ExecutionOutcome> => {
     let resolved: ExecutionRequest;
     try {
-      resolved = {
-        ...request,
-        dependencyResults: await resolveReferences(
-          request.dependencyResults,
-          artifacts.transport,
-          options.maxResultBytes,
-        ),
-      };
+      const fetching = resolveReferences(request.dependencyResults, artifacts.transport, options.maxResultBytes);
+      fetching.catch(() => undefined);
+      resolved = { ...request, dependencyResults: await Promise.race([fetching, cancelled]) };
     } catch (error) {
       return failBefore(error);
     }
-    if (cancelled) {
-      const { reason } = cancelled;
-      return failBefore(new ExecutionCancelledError(`Execution cancelled${reason ? `: ${reason}` : ''}`));
-    }
+    // Cancelled as the fetch ended (before the race saw it): the module never runs.
+    if (cancelledBy) return failBefore(cancelledBy);
     inner = start(resolved);
     const answer = await inner.outcome;
     if (answer.status !== 200 || !goesByReference(answer.body.serializedResult, options.inlineResultBytes)) {
@@ -233,7 +230,10 @@ export function withResultReferences(
     stopped: outcome.then(() => inner?.stopped),
     cancel: (reason) => {
       if (inner) inner.cancel(reason);
-      else cancelled ??= { reason };
+      else if (!cancelledBy) {
+        cancelledBy = new ExecutionCancelledError(`Execution cancelled${reason ? `: ${reason}` : ''}`);
+        reject(cancelledBy);
+      }
     },
   };
 }
