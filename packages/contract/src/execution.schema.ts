@@ -11,7 +11,11 @@ export const executeModuleRequestSchema = z.object({
   serializedModule: z.string(),
   /** The module's name in the pipeline. */
   moduleTypeName: moduleNameSchema,
-  /** Results of the module's dependencies, keyed by module name, each as JSON text. */
+  /**
+   * Results of the module's dependencies, keyed by module name, each as JSON text. A result
+   * stored by reference is the text of its reference, `{"$mpdRef":{"sha256":…,"size":…}}` (an
+   * mpd addition): the worker fetches the value from the artifact store before `run`.
+   */
   dependencyResults: z.record(moduleNameSchema, z.string()).default({}),
   environmentVariables: z.record(environmentNameSchema, z.string()).default({}),
   /**
@@ -43,7 +47,10 @@ export const executeModuleSuccessSchema = executionTimesSchema.extend({
   /**
    * The module's result as JSON text (`"null"` for a module that returns nothing): at most the
    * worker's `maxResultBytes` in UTF-8 bytes, nested at most `LIMITS.json.maxDepth` deep (a
-   * larger or deeper result fails its module instead).
+   * larger or deeper result fails its module instead). A result over the worker's
+   * `inlineResultBytes` is stored in the artifact store and this is the text of its reference
+   * instead, `{"$mpdRef":{"sha256":…,"size":…}}` (an mpd addition: still JSON text, the spec's
+   * shape; the orchestrator keeps and passes it on as any result).
    */
   serializedResult: z.string(),
 });

@@ -13,7 +13,9 @@ export type WorkerErrorCode =
   /** The module's result is larger than `maxResultBytes` (`--max-result-size`). */
   | 'ResultTooLarge'
   /** The module's result nests deeper than the contract's `LIMITS.json.maxDepth`. */
-  | 'ResultTooDeep';
+  | 'ResultTooDeep'
+  /** A result could not be stored by reference, or a dependency's reference could not be fetched. */
+  | 'ResultReferenceFailed';
 
 /** An error raised by the worker, with a machine-readable `code` and the original `cause`. */
 export class WorkerError extends Error {

@@ -32,6 +32,12 @@ export { DEFAULT_OUTPUT_SHIPPER_OPTIONS, OutputShipper } from './registration/ou
 export type { OutputShipperOptions } from './registration/output-shipper.js';
 export type { ModuleOutput, OutputWriter } from './executor/module-output.js';
 export { DEFAULT_WORKER_OPTIONS } from './worker-options.js';
+export {
+  DEFAULT_INLINE_RESULT_BYTES,
+  DEFAULT_WORKER_MAX_RESULT_BYTES,
+  RESULT_REF_KEY,
+  ResultReferenceError,
+} from './executor/result-references.js';
 export type { WorkerOptions } from './worker-options.js';
 export { defaultWorkerId, detectTools, osName } from './capabilities.js';
 export { ExecutionCancelledError, ModuleTimeoutError, WorkerConfigError, WorkerError } from './errors.js';

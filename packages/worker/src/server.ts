@@ -112,6 +112,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     workingDirectory: resolved.workingDirectory,
     completedRetentionMs: resolved.completedRetentionMs,
     maxResultBytes: resolved.maxResultBytes,
+    inlineResultBytes: resolved.inlineResultBytes,
     isolation: resolved.isolation,
     killGraceMs: resolved.killGraceMs,
     moduleHeapLimitMb: resolved.moduleHeapLimitMb,
@@ -228,15 +229,20 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
 
 /**
  * Checks the size options; returns the body limit in bytes (advertised to the orchestrator).
- * @throws WorkerConfigError (code `InvalidSetting`) naming `maxResultBytes` or `bodyLimit`.
+ * @throws WorkerConfigError (code `InvalidSetting`) naming `maxResultBytes`, `inlineResultBytes` or `bodyLimit`.
  */
-function checkSizes({ maxResultBytes, bodyLimit }: ResolvedWorkerOptions): number {
-  if (!(Number.isSafeInteger(maxResultBytes) && maxResultBytes > 0)) {
-    throw new WorkerConfigError(
-      'InvalidSetting',
-      'maxResultBytes',
-      `Invalid setting maxResultBytes: must be a whole number of bytes above 0, got ${String(maxResultBytes)}`,
-    );
+function checkSizes({ maxResultBytes, inlineResultBytes, bodyLimit }: ResolvedWorkerOptions): number {
+  for (const [setting, value] of [
+    ['maxResultBytes', maxResultBytes],
+    ['inlineResultBytes', inlineResultBytes],
+  ] as const) {
+    if (!(Number.isSafeInteger(value) && value > 0)) {
+      throw new WorkerConfigError(
+        'InvalidSetting',
+        setting,
+        `Invalid setting ${setting}: must be a whole number of bytes above 0, got ${String(value)}`,
+      );
+    }
   }
   try {
     return parseSize(bodyLimit);

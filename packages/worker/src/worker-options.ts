@@ -1,12 +1,13 @@
 import { availableParallelism } from 'node:os';
 import type { ClientOptions } from '@mpd/client';
-import { DEFAULT_MAX_RESULT_BYTES, DEFAULT_MODULE_TIMEOUT_MS, DEFAULT_WORKER_BODY_LIMIT, LIMITS } from '@mpd/contract';
+import { DEFAULT_MODULE_TIMEOUT_MS, DEFAULT_WORKER_BODY_LIMIT, LIMITS } from '@mpd/contract';
 import type { Pipeline } from '@mpd/pipeline';
 import { LOG_FORMATTERS } from '@mpd/server-kit';
 import pino, { type Logger } from 'pino';
 import { defaultWorkerId, detectTools, osName } from './capabilities.js';
 import { WorkerConfigError } from './errors.js';
 import type { WorkerIsolation } from './executor/module-executor.js';
+import { DEFAULT_INLINE_RESULT_BYTES, DEFAULT_WORKER_MAX_RESULT_BYTES } from './executor/result-references.js';
 
 /** Options of {@link startWorker}. */
 export interface WorkerOptions {
@@ -162,10 +163,22 @@ export interface WorkerOptions {
    * The largest result a module may return, as JSON text in UTF-8 bytes (the CLI's
    * `--max-result-size`). A module whose result is larger fails, with a message naming its size
    * and this limit, before anything is sent; so does one whose result nests deeper than the
-   * contract's `LIMITS.json.maxDepth` (1,000).
-   * @default 16_777_216 (16 MiB, the contract's `DEFAULT_MAX_RESULT_BYTES`)
+   * contract's `LIMITS.json.maxDepth` (1,000). It also bounds what a dependant's worker takes
+   * in: the results passed to one module by reference, together (a module whose references are
+   * larger fails before it runs, naming them and this limit).
+   * @default 134_217_728 (128 MiB, `DEFAULT_WORKER_MAX_RESULT_BYTES`: a result over
+   *   `inlineResultBytes` is stored as a blob, so this bounds the worker's memory, not the answer)
    */
   maxResultBytes?: number;
+  /**
+   * Results whose JSON text is larger than this (UTF-8 bytes; the CLI's `--inline-result-size`)
+   * are stored in the orchestrator's artifact store and passed by reference
+   * (`{"$mpdRef":{"sha256":…,"size":…}}`): the orchestrator's report holds the reference, a
+   * dependant's worker fetches the value before `run`. Without an `orchestratorUrl` (no store)
+   * every result is inline.
+   * @default 262_144 (256 KiB, `DEFAULT_INLINE_RESULT_BYTES`)
+   */
+  inlineResultBytes?: number;
   /** @default false */
   validateResponses?: boolean;
   /** First registration retry delay while the orchestrator is unreachable (ms). @default 500 */
@@ -205,7 +218,8 @@ export const DEFAULT_WORKER_OPTIONS = {
   defaultTimeoutMs: DEFAULT_MODULE_TIMEOUT_MS,
   shutdownGraceMs: 30_000,
   bodyLimit: DEFAULT_WORKER_BODY_LIMIT,
-  maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
+  maxResultBytes: DEFAULT_WORKER_MAX_RESULT_BYTES,
+  inlineResultBytes: DEFAULT_INLINE_RESULT_BYTES,
   validateResponses: false,
   initialBackoffMs: 500,
   maxBackoffMs: 30_000,
@@ -277,6 +291,7 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
     // `||`: an empty string counts as not given.
     bodyLimit: options.bodyLimit || defaults.bodyLimit,
     maxResultBytes: options.maxResultBytes ?? defaults.maxResultBytes,
+    inlineResultBytes: options.inlineResultBytes ?? defaults.inlineResultBytes,
     validateResponses: options.validateResponses ?? defaults.validateResponses,
     initialBackoffMs: options.initialBackoffMs ?? defaults.initialBackoffMs,
     maxBackoffMs: options.maxBackoffMs ?? defaults.maxBackoffMs,

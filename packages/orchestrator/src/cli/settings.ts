@@ -198,7 +198,7 @@ export const SETTINGS = defineSettings(
       flag: '--max-result-size <size>',
       env: 'MPD_MAX_RESULT_SIZE',
       default: sizeTextOf(DEFAULT_RUN_OPTIONS.maxResultBytes),
-      help: 'with --pipeline: the largest module result accepted, as JSON (e.g. 512kb, 16mb); a larger one fails its module, and an answer larger than such a result can make is not read. Workers have their own --max-result-size',
+      help: "with --pipeline: the largest module result accepted inline, as JSON (e.g. 512kb, 16mb); a larger one fails its module, and an answer larger than such a result can make is not read. Results over a worker's --inline-result-size come by reference, unbound by it. Workers have their own --max-result-size",
       schema: sizeText,
     },
     joinToken: {

@@ -34,6 +34,7 @@ export function workerOptions(
     credentialFile: settings.credentialFile === undefined ? undefined : resolve(baseDir, settings.credentialFile),
     bodyLimit: settings.bodyLimit,
     maxResultBytes: settings.maxResultBytes,
+    inlineResultBytes: settings.inlineResultBytes,
     cacheDir: settings.cacheDir,
     cacheMaxBytes: settings.cacheMaxBytes,
     token: settings.token,

@@ -35,13 +35,14 @@ function errorOf(action: () => unknown): WorkerConfigError {
 }
 
 describe('createCommand + parseSettings', () => {
-  it('fills in the defaults: port 9000, host 0.0.0.0, kill grace 10 s, body limit 100mb, result size 16mb, log level info, nothing else', () => {
+  it('fills in the defaults: port 9000, host 0.0.0.0, kill grace 10 s, body limit 100mb, result size 128mb, inline result size 256kb, log level info, nothing else', () => {
     expect(parse([])).toEqual({
       port: 9000,
       host: '0.0.0.0',
       killGraceMs: 10_000,
       bodyLimit: '100mb',
-      maxResultBytes: 16 * 1024 * 1024,
+      maxResultBytes: 128 * 1024 * 1024,
+      inlineResultBytes: 256 * 1024,
       cacheDir: '.mpd/artifact-cache',
       cacheMaxBytes: 5 * 1024 ** 3,
       logLevel: 'info',
@@ -72,6 +73,8 @@ describe('createCommand + parseSettings', () => {
         'ci.pipeline.ts',
         '--max-result-size',
         '8mb',
+        '--inline-result-size',
+        '64kb',
         '--isolation',
         'none',
         '--kill-grace',
@@ -97,6 +100,7 @@ describe('createCommand + parseSettings', () => {
       moduleHeapLimitMb: 512,
       bodyLimit: '100mb',
       maxResultBytes: 8 * 1024 * 1024,
+      inlineResultBytes: 64 * 1024,
       cacheDir: '.mpd/artifact-cache',
       cacheMaxBytes: 5 * 1024 ** 3,
       logLevel: 'debug',
@@ -117,6 +121,7 @@ describe('createCommand + parseSettings', () => {
         MPD_SLOTS: '1024',
         MPD_PIPELINE: '/srv/ci.pipeline.ts',
         MPD_MAX_RESULT_SIZE: '512kb',
+        MPD_INLINE_RESULT_SIZE: '1mb',
         MPD_ISOLATION: 'process',
         MPD_KILL_GRACE: '0',
         MPD_MODULE_HEAP_LIMIT: '64',
@@ -138,6 +143,7 @@ describe('createCommand + parseSettings', () => {
       moduleHeapLimitMb: 64,
       bodyLimit: '100mb',
       maxResultBytes: 512 * 1024,
+      inlineResultBytes: 1024 * 1024,
       cacheDir: '.mpd/artifact-cache',
       cacheMaxBytes: 5 * 1024 ** 3,
       logLevel: 'silent',
@@ -156,7 +162,8 @@ describe('createCommand + parseSettings', () => {
       host: '0.0.0.0',
       killGraceMs: 10_000,
       bodyLimit: '100mb',
-      maxResultBytes: 16 * 1024 * 1024,
+      maxResultBytes: 128 * 1024 * 1024,
+      inlineResultBytes: 256 * 1024,
       cacheDir: '.mpd/artifact-cache',
       cacheMaxBytes: 5 * 1024 ** 3,
       logLevel: 'info',
@@ -373,6 +380,7 @@ describe('createCommand + parseSettings', () => {
       ['--tls-client-key', 'MPD_TLS_CLIENT_KEY'],
       ['--body-limit', 'MPD_BODY_LIMIT'],
       ['--max-result-size', 'MPD_MAX_RESULT_SIZE'],
+      ['--inline-result-size', 'MPD_INLINE_RESULT_SIZE'],
       ['--cache-dir', 'MPD_CACHE_DIR'],
       ['--cache-size', 'MPD_CACHE_SIZE'],
       ['--log-level', 'MPD_LOG_LEVEL'],
@@ -426,11 +434,11 @@ describe('--body-limit', () => {
 });
 
 describe('--max-result-size', () => {
-  it('reads a size into bytes (the library default, 16mb, shown in --help), and refuses one it cannot read', () => {
+  it('reads a size into bytes (the library default, 128mb, shown in --help), and refuses one it cannot read', () => {
     expect(parse(['--max-result-size', '1.5mb']).maxResultBytes).toBe(1.5 * 1024 * 1024);
     const help = createCommand().configureHelp({ helpWidth: 1000 }).helpInformation();
     expect(help).toMatch(
-      /--max-result-size <size> +the largest result a module may return.*\(default: "16mb", env: MPD_MAX_RESULT_SIZE\)/,
+      /--max-result-size <size> +the largest result a module may return.*\(default: "128mb", env: MPD_MAX_RESULT_SIZE\)/,
     );
     expect(() => parseSettings({ maxResultBytes: '0kb' })).toThrow(
       'Invalid setting --max-result-size (MPD_MAX_RESULT_SIZE): must be a size above 0, such as 512kb, 1mb or 100mb, got "0kb"',

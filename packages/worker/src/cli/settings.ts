@@ -192,7 +192,14 @@ export const SETTINGS = defineSettings(
       flag: '--max-result-size <size>',
       env: 'MPD_MAX_RESULT_SIZE',
       default: sizeTextOf(DEFAULT_WORKER_OPTIONS.maxResultBytes),
-      help: 'the largest result a module may return, as JSON (e.g. 512kb, 16mb); a module whose result is larger fails, naming its size and this limit, before anything is sent',
+      help: 'the largest result a module may return, as JSON (e.g. 512kb, 16mb); a module whose result is larger fails, naming its size and this limit, before anything is sent. Also the most the results passed to one module by reference may take together',
+      schema: sizeText,
+    },
+    inlineResultBytes: {
+      flag: '--inline-result-size <size>',
+      env: 'MPD_INLINE_RESULT_SIZE',
+      default: sizeTextOf(DEFAULT_WORKER_OPTIONS.inlineResultBytes),
+      help: "results larger than this, as JSON, are stored in the orchestrator's artifact store and passed to dependants by reference",
       schema: sizeText,
     },
     // --- artifacts (issue 13, slice A) ---

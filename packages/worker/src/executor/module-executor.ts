@@ -11,6 +11,7 @@ import { startHostedExecution } from './hosted-execution.js';
 import type { ModuleOutput } from './module-output.js';
 import { ModuleHostPool } from './module-host-pool.js';
 import { monotonicNow } from './process-group.js';
+import { DEFAULT_INLINE_RESULT_BYTES, withResultReferences } from './result-references.js';
 
 /** What {@link ModuleExecutor.execute} did with a request. */
 export type ExecuteDecision =
@@ -44,8 +45,17 @@ export interface ModuleExecutorOptions {
   workingDirectory: string;
   /** How long a finished execution's outcome is kept for a repeated executionId (ms). */
   completedRetentionMs: number;
-  /** The largest result a module may return, as JSON text in UTF-8 bytes. */
+  /**
+   * The largest result a module may return, as JSON text in UTF-8 bytes; also the most the
+   * results passed to a module by reference may take together.
+   */
   maxResultBytes: number;
+  /**
+   * Results larger than this (JSON text, UTF-8 bytes) are stored in the artifact store and
+   * passed by reference (with `artifacts` only).
+   * @default DEFAULT_INLINE_RESULT_BYTES (256 KiB)
+   */
+  inlineResultBytes?: number | undefined;
   /**
    * Where modules run: `'process'` in module hosts (child processes, one per slot, each in its
    * own process group; the pipeline needs a `sourceFile`), `'none'` in the worker's own process.
@@ -206,13 +216,20 @@ export class ModuleExecutor {
       artifacts,
       output,
     };
-    const execution = this.pool
-      ? startHostedExecution(module, request, {
-          ...executionOptions,
-          pool: this.pool,
-          heapLimitMb: this.options.moduleHeapLimitMb,
-        })
-      : startExecution(module, request, executionOptions);
+    const { pool } = this;
+    const execution = withResultReferences(
+      module,
+      request,
+      { ...executionOptions, inlineResultBytes: this.options.inlineResultBytes ?? DEFAULT_INLINE_RESULT_BYTES },
+      (resolved) =>
+        pool
+          ? startHostedExecution(module, resolved, {
+              ...executionOptions,
+              pool,
+              heapLimitMb: this.options.moduleHeapLimitMb,
+            })
+          : startExecution(module, resolved, executionOptions),
+    );
     const { fingerprint } = request;
     this.running.set(request.executionId, { execution, fingerprint });
     void execution.stopped.then(() => {

@@ -1,0 +1,191 @@
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { digestFile } from '@mpd/client';
+import { defineModule, definePipeline, type JsonValue } from '@mpd/pipeline';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BlobCache } from '../artifacts/blob-cache.js';
+import type { ExecutionOutcome, ExecutionRequest } from './execution.js';
+import { ModuleExecutor } from './module-executor.js';
+
+const dirs: string[] = [];
+afterEach(async () => {
+  await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+/** What modules of the test pipeline saw of their dependencies, by module. */
+const seen = new Map<string, JsonValue>();
+const big = 'x'.repeat(5_000);
+const pipeline = definePipeline({
+  name: 'refs',
+  modules: [
+    defineModule({ name: 'big', run: () => ({ big }) }),
+    defineModule({ name: 'small', run: () => 'small' }),
+    defineModule({ name: 'lookalike', run: () => ({ $mpdRef: { sha256: 'a'.repeat(64), size: 1 } }) }),
+    defineModule({
+      name: 'after',
+      run: (ctx) => {
+        seen.set('after', ctx.results as unknown as JsonValue);
+        return 'done';
+      },
+    }),
+  ],
+});
+
+/**
+ * Two workers' executors over one store that is a directory (`store/<sha256>`), each with its
+ * real cache, fed by copying from it: what one stores the other fetches, with no orchestrator.
+ */
+async function setUp(options: { maxResultBytes?: number; failPut?: boolean; fetchGate?: Promise<void> } = {}) {
+  const root = await mkdtemp(join(tmpdir(), 'mpd-result-refs-'));
+  dirs.push(root);
+  const store = join(root, 'store');
+  await mkdir(store);
+  const fetched: string[] = [];
+  const worker = (name: string) => {
+    const cache = new BlobCache({
+      dir: join(root, name, 'cache'),
+      maxBytes: 10 * 1024 * 1024,
+      download: async (sha256, path) => {
+        fetched.push(`${name}:${sha256}`);
+        await options.fetchGate;
+        await copyFile(join(store, sha256), path);
+      },
+    });
+    return new ModuleExecutor({
+      workerId: name,
+      pipeline,
+      slots: 2,
+      defaultTimeoutMs: 60_000,
+      workingDirectory: root,
+      completedRetentionMs: 60_000,
+      maxResultBytes: options.maxResultBytes ?? 1024 * 1024,
+      inlineResultBytes: 1024,
+      isolation: 'none',
+      killGraceMs: 0,
+      moduleHeapLimitMb: undefined,
+      logger: pino({ level: 'silent' }),
+      artifacts: {
+        transport: {
+          put: async (path) => {
+            if (options.failPut) throw new Error('PUT blob: 413 ArtifactTooLarge');
+            const digest = await digestFile(path);
+            await copyFile(path, join(store, digest.sha256));
+            await cache.add(digest.sha256, path);
+            return digest;
+          },
+          checkOut: (sha256) => cache.checkOut(sha256),
+        },
+        scratchDir: join(root, name, 'scratch'),
+      },
+    });
+  };
+  return { store, fetched, a: worker('w-a'), b: worker('w-b') };
+}
+
+let ids = 0;
+function run(
+  on: ModuleExecutor,
+  moduleTypeName: string,
+  dependencyResults: Record<string, JsonValue> = {},
+): Promise<ExecutionOutcome> & { executionId: string } {
+  const request: ExecutionRequest = {
+    executionId: `run-1.${moduleTypeName}.${++ids}`,
+    moduleTypeName,
+    params: undefined,
+    dependencyResults,
+    environmentVariables: {},
+    fingerprint: String(ids),
+  };
+  const decision = on.execute(request);
+  if (decision.kind !== 'started') throw new Error(decision.kind);
+  return Object.assign(decision.outcome, { executionId: request.executionId });
+}
+
+const resultOf = (outcome: ExecutionOutcome): string => {
+  if (outcome.status !== 200) throw new Error(outcome.body.errorMessage);
+  return outcome.body.serializedResult;
+};
+
+describe('large results by reference (issue 13)', () => {
+  it('answers a result over --inline-result-size as a reference to a blob holding its JSON text, a smaller one inline; a dependant on another worker gets the value', async () => {
+    const { store, fetched, a, b } = await setUp();
+    const text = resultOf(await run(a, 'big'));
+    const ref = JSON.parse(text) as { $mpdRef: { sha256: string; size: number } };
+    expect(ref).toEqual({ $mpdRef: { sha256: expect.stringMatching(/^[0-9a-f]{64}$/), size: 5_010 } });
+    expect(await readFile(join(store, ref.$mpdRef.sha256), 'utf8')).toBe(JSON.stringify({ big }));
+    expect(resultOf(await run(a, 'small'))).toBe('"small"');
+
+    expect(resultOf(await run(b, 'after', { big: ref, small: 'small' }))).toBe('"done"');
+    expect(seen.get('after')).toEqual({ big: { big }, small: 'small' });
+    expect(fetched).toEqual([`w-b:${ref.$mpdRef.sha256}`]);
+    // On the producer's worker, from its cache: no download.
+    await run(a, 'after', { big: ref });
+    expect(seen.get('after')).toEqual({ big: { big } });
+    expect(fetched).toHaveLength(1);
+  });
+
+  it('stores a result shaped like a reference, so its dependant gets exactly what the module returned', async () => {
+    const { a, b } = await setUp();
+    const ref = JSON.parse(resultOf(await run(a, 'lookalike'))) as JsonValue;
+    expect(ref).not.toEqual({ $mpdRef: { sha256: 'a'.repeat(64), size: 1 } });
+    await run(b, 'after', { lookalike: ref });
+    expect(seen.get('after')).toEqual({ lookalike: { $mpdRef: { sha256: 'a'.repeat(64), size: 1 } } });
+  });
+
+  it("fails a dependant before it runs when its references together are over its worker's --max-result-size, naming them and the limit", async () => {
+    const { a } = await setUp();
+    const { b } = await setUp({ maxResultBytes: 8_000 });
+    const ref = JSON.parse(resultOf(await run(a, 'big'))) as JsonValue;
+    seen.delete('after');
+    const outcome = await run(b, 'after', { one: ref, two: ref });
+    expect(outcome.body).toMatchObject({
+      success: false,
+      exceptionType: 'ResultReferenceError',
+      errorMessage:
+        "The results of this module's dependencies passed by reference ('one' 4.9 KiB (5,010 bytes), 'two' 4.9 KiB (5,010 bytes)) are together 9.8 KiB (10,020 bytes), over the 7.8 KiB (8,000 bytes) this worker takes in (its --max-result-size, maxResultBytes); raise it on this worker, or return less",
+    });
+    expect(seen.has('after')).toBe(false);
+  });
+
+  it('fails a dependant whose reference names a blob the store does not have, naming the dependency; and a module whose large result cannot be stored', async () => {
+    const { b } = await setUp();
+    seen.delete('after');
+    const missing = await run(b, 'after', { gone: { $mpdRef: { sha256: 'b'.repeat(64), size: 10 } } });
+    expect(missing.body).toMatchObject({
+      success: false,
+      exceptionType: 'ResultReferenceError',
+      errorMessage: expect.stringMatching(
+        /^The result of dependency 'gone' \(stored by reference, blob b{64}\) could not be fetched: /,
+      ),
+    });
+    expect(seen.has('after')).toBe(false);
+
+    const { a } = await setUp({ failPut: true });
+    expect((await run(a, 'big')).body).toMatchObject({
+      success: false,
+      exceptionType: 'ResultReferenceError',
+      errorMessage:
+        "Module 'big' returned a result of 4.9 KiB (5,010 bytes) as JSON, over the worker's --inline-result-size, and it could not be stored in the artifact store: PUT blob: 413 ArtifactTooLarge",
+    });
+  });
+
+  it('answers a cancel while the references are fetched at once, Cancelled, and the module never runs', async () => {
+    let open!: () => void;
+    const { a, b, fetched } = await setUp({ fetchGate: new Promise<void>((resolve) => (open = resolve)) });
+    const ref = JSON.parse(resultOf(await run(a, 'big'))) as JsonValue;
+    seen.delete('after');
+    const pending = run(b, 'after', { big: ref });
+    await expect.poll(() => fetched.length).toBe(1);
+    expect(b.cancel(pending.executionId, 'the run was cancelled')).toBe(true);
+    expect((await pending).body).toMatchObject({
+      success: false,
+      failureKind: 'Cancelled',
+      errorMessage: 'Execution cancelled: the run was cancelled',
+    });
+    open();
+    await b.idle();
+    expect(seen.has('after')).toBe(false);
+  });
+});

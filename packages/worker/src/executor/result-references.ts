@@ -1,0 +1,239 @@
+/**
+ * Large results by reference (issue 13): a module result whose JSON text is over the worker's
+ * `inlineResultBytes` (`--inline-result-size`) is stored as a blob in the orchestrator's
+ * artifact store and the execute answer's `serializedResult` is a reference instead,
+ * `{"$mpdRef":{"sha256":"…","size":…}}` (still JSON text: the spec's shapes stay). The
+ * orchestrator keeps that reference in its report and passes it on in `dependencyResults`; a
+ * dependant's worker fetches the blob (through its cache) and gives the module the value.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describeBytes, type ExecuteModuleFailure } from '@mpd/contract';
+import { LIMITS } from '@mpd/contract/limits';
+import type { AnyModule, JsonValue } from '@mpd/pipeline';
+import { ExecutionCancelledError, WorkerError } from '../errors.js';
+import {
+  beginExecution,
+  type Execution,
+  type ExecutionOptions,
+  type ExecutionOutcome,
+  type ExecutionRequest,
+  type WorkerArtifacts,
+} from './execution.js';
+
+/** The key of a result reference: `{"$mpdRef":{"sha256":…,"size":…}}`. */
+export const RESULT_REF_KEY = '$mpdRef';
+
+/**
+ * The worker's default `--inline-result-size`: 256 KiB. Below it a result travels in the
+ * execute answer and in every dependant's request, held by the orchestrator for the run; above
+ * it one upload and one cached download per worker cost less than carrying it through the
+ * orchestrator's memory and every request (the issue's figure; Temporal's gRPC payloads warn at
+ * 256 KB too, and it is 1/64 of the orchestrator's 16 MiB `--max-result-size`).
+ */
+export const DEFAULT_INLINE_RESULT_BYTES = 256 * 1024;
+
+/**
+ * The worker's default `--max-result-size`: 128 MiB. A result above the inline size no longer
+ * passes through the orchestrator, so this bounds the worker's memory instead: the module's
+ * result as JSON text on the producer, and the referenced results a dependant takes in (their
+ * sum) on the consumer, which parses them (a 70 MB result takes about 3 times that in V8).
+ */
+export const DEFAULT_WORKER_MAX_RESULT_BYTES = 128 * 1024 * 1024;
+
+/** A stored result: its blob's SHA-256 and its size in bytes (of its JSON text, UTF-8). */
+export interface ResultRef {
+  sha256: string;
+  size: number;
+}
+
+/** The JSON text of a reference to `ref`. */
+export function resultRefText(ref: ResultRef): string {
+  return JSON.stringify({ [RESULT_REF_KEY]: { sha256: ref.sha256, size: ref.size } });
+}
+
+/** The reference `value` is (exactly `{"$mpdRef":{"sha256":…,"size":…}}`, nothing more), or undefined. */
+export function asResultRef(value: JsonValue | undefined): ResultRef | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const keys = Object.keys(value);
+  if (keys.length !== 1 || keys[0] !== RESULT_REF_KEY) return undefined;
+  const ref = value[RESULT_REF_KEY];
+  if (typeof ref !== 'object' || ref === null || Array.isArray(ref)) return undefined;
+  const { sha256, size } = ref as Record<string, unknown>;
+  if (Object.keys(ref).length !== 2) return undefined;
+  if (typeof sha256 !== 'string' || !LIMITS.artifact.sha256.pattern.test(sha256)) return undefined;
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) return undefined;
+  return { sha256, size };
+}
+
+/**
+ * Whether result text `text` goes by reference: over `inlineBytes` in UTF-8 bytes, or itself
+ * shaped like a reference (a module returning `{"$mpdRef":…}` gets back, in its dependants,
+ * exactly what it returned: it is stored like a large result, never taken for a reference).
+ */
+export function goesByReference(text: string, inlineBytes: number): boolean {
+  if (text.startsWith(`{"${RESULT_REF_KEY}":`)) return true;
+  return text.length > inlineBytes || (text.length * 3 > inlineBytes && Buffer.byteLength(text) > inlineBytes);
+}
+
+/** A result could not be stored, or a dependency's could not be fetched (`exceptionType` `ResultReferenceError`). */
+export class ResultReferenceError extends WorkerError {
+  override readonly name = 'ResultReferenceError';
+}
+
+/** Stores result text `text` as a blob (written to the scratch directory, uploaded, kept in the cache); answers its reference's text. */
+export async function storeResult(text: string, artifacts: WorkerArtifacts): Promise<string> {
+  await mkdir(artifacts.scratchDir, { recursive: true });
+  const path = join(artifacts.scratchDir, `result.${randomBytes(6).toString('hex')}.json`);
+  try {
+    await writeFile(path, text);
+    return resultRefText(await artifacts.transport.put(path));
+  } finally {
+    await rm(path, { force: true });
+  }
+}
+
+/**
+ * `results` with every reference replaced by the value it names: fetched through the worker's
+ * cache (once per worker), parsed. What they take is bounded: their sizes together at most
+ * `maxBytes` (the worker's `--max-result-size`), checked on the references before anything is
+ * fetched and on each blob as it is read.
+ * @throws ResultReferenceError naming the dependency, its size and the limit, or why it could not be fetched
+ */
+export async function resolveReferences(
+  results: Record<string, JsonValue>,
+  transport: WorkerArtifacts['transport'],
+  maxBytes: number,
+): Promise<Record<string, JsonValue>> {
+  const refs = Object.entries(results).flatMap(([name, value]) => {
+    const ref = asResultRef(value);
+    return ref ? [{ name, ref }] : [];
+  });
+  if (refs.length === 0) return results;
+  const limit = (total: number, what: string): void => {
+    if (total > maxBytes) {
+      throw new ResultReferenceError(
+        'ResultTooLarge',
+        `${what} ${describeBytes(total)}, over the ${describeBytes(maxBytes)} this worker takes in (its --max-result-size, maxResultBytes); raise it on this worker, or return less`,
+      );
+    }
+  };
+  const list = refs.map(({ name, ref }) => `'${name}' ${describeBytes(ref.size)}`).join(', ');
+  limit(
+    refs.reduce((sum, { ref }) => sum + ref.size, 0),
+    `The results of this module's dependencies passed by reference (${list}) are together`,
+  );
+  const resolved = { ...results };
+  let total = 0;
+  for (const { name, ref } of refs) {
+    let text: string;
+    try {
+      const { path } = await transport.checkOut(ref.sha256);
+      try {
+        total += (await stat(path)).size;
+        limit(total, `The results of this module's dependencies passed by reference are together (at '${name}')`);
+        text = await readFile(path, 'utf8');
+      } finally {
+        await rm(path, { force: true });
+      }
+    } catch (error) {
+      if (error instanceof ResultReferenceError) throw error;
+      throw new ResultReferenceError(
+        'ResultReferenceFailed',
+        `The result of dependency '${name}' (stored by reference, blob ${ref.sha256}) could not be fetched: ${(error as Error).message}`,
+        { cause: error },
+      );
+    }
+    try {
+      resolved[name] = JSON.parse(text) as JsonValue;
+    } catch (error) {
+      throw new ResultReferenceError(
+        'ResultReferenceFailed',
+        `The result of dependency '${name}' (blob ${ref.sha256}) is not JSON: ${(error as Error).message}`,
+      );
+    }
+  }
+  return resolved;
+}
+
+/** What {@link withResultReferences} takes besides the execution's options. */
+export interface ResultReferenceOptions extends ExecutionOptions {
+  /** Results larger than this (JSON text, UTF-8 bytes) go by reference (`--inline-result-size`). */
+  inlineResultBytes: number;
+}
+
+/**
+ * An execution with references around it: `start` gets the request with its dependencies'
+ * references resolved (a failure to fetch one fails the module before it runs), and a result
+ * over `inlineResultBytes` is stored and answered as a reference (a failure to store it fails
+ * the module). The slot stays taken until the result is stored. Without an artifact store (no
+ * orchestrator) `start` runs as it is.
+ */
+export function withResultReferences(
+  module: AnyModule,
+  request: ExecutionRequest,
+  options: ResultReferenceOptions,
+  start: (request: ExecutionRequest) => Execution,
+): Execution {
+  const artifacts = options.artifacts;
+  if (!artifacts) return start(request);
+  let inner: Execution | undefined;
+  // A cancel while the references are fetched answers at once (the download goes on into the cache).
+  let reject!: (error: ExecutionCancelledError) => void;
+  let cancelledBy: ExecutionCancelledError | undefined;
+  const cancelled = new Promise<never>((_, rejectWith) => (reject = rejectWith));
+  cancelled.catch(() => undefined);
+  const failBefore = (error: unknown): ExecutionOutcome => {
+    const frame = beginExecution(module, request, options, new AbortController());
+    return frame.end({ ok: false, error });
+  };
+  const outcome = (async (): Promise<ExecutionOutcome> => {
+    let resolved: ExecutionRequest;
+    try {
+      const fetching = resolveReferences(request.dependencyResults, artifacts.transport, options.maxResultBytes);
+      fetching.catch(() => undefined);
+      resolved = { ...request, dependencyResults: await Promise.race([fetching, cancelled]) };
+    } catch (error) {
+      return failBefore(error);
+    }
+    // Cancelled as the fetch ended (before the race saw it): the module never runs.
+    if (cancelledBy) return failBefore(cancelledBy);
+    inner = start(resolved);
+    const answer = await inner.outcome;
+    if (answer.status !== 200 || !goesByReference(answer.body.serializedResult, options.inlineResultBytes)) {
+      return answer;
+    }
+    try {
+      return {
+        status: 200,
+        body: { ...answer.body, serializedResult: await storeResult(answer.body.serializedResult, artifacts) },
+      };
+    } catch (error) {
+      const body: ExecuteModuleFailure = {
+        executionId: answer.body.executionId,
+        duration: answer.body.duration,
+        startTime: answer.body.startTime,
+        endTime: answer.body.endTime,
+        workerId: answer.body.workerId,
+        success: false,
+        errorMessage: `Module '${module.name}' returned a result of ${describeBytes(Buffer.byteLength(answer.body.serializedResult))} as JSON, over the worker's --inline-result-size, and it could not be stored in the artifact store: ${(error as Error).message}`,
+        exceptionType: 'ResultReferenceError',
+        stackTrace: null,
+        failureKind: 'Error',
+      };
+      return { status: 500, body };
+    }
+  })();
+  return {
+    outcome,
+    stopped: outcome.then(() => inner?.stopped),
+    cancel: (reason) => {
+      if (inner) inner.cancel(reason);
+      else if (!cancelledBy) {
+        cancelledBy = new ExecutionCancelledError(`Execution cancelled${reason ? `: ${reason}` : ''}`);
+        reject(cancelledBy);
+      }
+    },
+  };
+}
