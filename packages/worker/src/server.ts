@@ -104,6 +104,9 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
       })
     : undefined;
   const cacheDir = resolve(resolved.cacheDir);
+  const blobs = artifactClient
+    ? new WorkerBlobs(artifactClient, { dir: cacheDir, maxBytes: resolved.cacheMaxBytes })
+    : undefined;
   const executor = new ModuleExecutor({
     workerId: id,
     pipeline,
@@ -117,9 +120,9 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     killGraceMs: resolved.killGraceMs,
     moduleHeapLimitMb: resolved.moduleHeapLimitMb,
     logger: logger.child({ workerId: id }),
-    artifacts: artifactClient
+    artifacts: blobs
       ? {
-          transport: new WorkerBlobs(artifactClient, { dir: cacheDir, maxBytes: resolved.cacheMaxBytes }),
+          transport: blobs,
           scratchDir: join(cacheDir, SCRATCH_DIR),
         }
       : undefined,
@@ -193,7 +196,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     close: async () => {
       // What the modules wrote last, before the clients go (at most the shipper's close wait).
       await shipper?.close();
-      await Promise.all([client?.close(), artifactClient?.close()]);
+      await Promise.all([client?.close(), artifactClient?.close(), blobs?.cache.close()]);
       await closeGracefully(server);
     },
   });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BlobCache } from './blob-cache.js';
@@ -13,9 +13,9 @@ afterEach(async () => {
 });
 
 /** A cache over a store of `blobs` (a downloader that writes them after `delayMs`), counting downloads. */
-async function cacheOf(blobs: Array<ReturnType<typeof blob>>, maxBytes: number, delayMs = 0) {
-  const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
-  dirs.push(dir);
+async function cacheOf(blobs: Array<ReturnType<typeof blob>>, maxBytes: number, delayMs = 0, shared?: string) {
+  const dir = shared ?? (await mkdtemp(join(tmpdir(), 'mpd-cache-')));
+  if (!shared) dirs.push(dir);
   const downloads: string[] = [];
   const cache = new BlobCache({
     dir,
@@ -76,5 +76,35 @@ describe('BlobCache', () => {
     const out = await again.checkOut(a.sha256);
     expect(await readFile(out.path, 'utf8')).toBe('made here');
     expect(downloads).toEqual([]);
+  });
+
+  it('shares a directory between two caches (two workers): neither removes the other’s checkouts, and an eviction by one spares what the other reads', async () => {
+    const [a, b] = [blob('a'.repeat(100)), blob('b'.repeat(100))];
+    const first = await cacheOf([a, b], 150);
+    const outA = await first.cache.checkOut(a.sha256);
+    // A process that no longer runs left its directory; one of another host is not ours to judge.
+    const checkouts = join(first.dir, '.checkouts');
+    const dead = `4194305.${'0'.repeat(12)}.${hostname()}`;
+    const elsewhere = `4194305.${'1'.repeat(12)}.not-${hostname()}`;
+    for (const name of [dead, elsewhere]) {
+      await mkdir(join(checkouts, name));
+      await writeFile(join(checkouts, name, 'left'), 'x');
+    }
+    const second = await cacheOf([a, b], 150, 0, first.dir);
+    const outB = await second.cache.checkOut(a.sha256); // the second's first use
+    expect(second.downloads).toEqual([]);
+    expect(await readFile(outA.path, 'utf8')).toBe('a'.repeat(100));
+    expect(await readdir(checkouts)).not.toContain(dead);
+    expect(await readdir(checkouts)).toContain(elsewhere);
+    await (await second.cache.checkOut(b.sha256)).release(); // evicts a from the directory
+    expect(await readFile(outA.path, 'utf8')).toBe('a'.repeat(100));
+    expect(await readFile(outB.path, 'utf8')).toBe('a'.repeat(100));
+    await (await first.cache.checkOut(a.sha256)).release(); // gone from the directory: downloaded again
+    expect(first.downloads).toEqual([a.sha256, a.sha256]);
+    await outA.release();
+    await second.cache.close();
+    expect((await readdir(checkouts)).length).toBe(2); // the first's own and the other host's
+    await first.cache.close();
+    expect(await readdir(checkouts)).toEqual([elsewhere]);
   });
 });

@@ -2,9 +2,17 @@
  * The worker's cache of artifact blobs by SHA-256: a directory of files named by their hash,
  * bounded in bytes, least recently used evicted first. A blob asked for while it is being
  * downloaded is downloaded once: every asker waits for the same download.
+ *
+ * Several processes may share one directory: each checks out and downloads into a directory of
+ * its own under `.checkouts` (`<pid>.<random>.<hostname>`), removes only that one and those of
+ * processes on its host that no longer run, and reads blobs through hard links of its own, so
+ * another process evicting (unlinking) a blob never removes a file being read. Each process
+ * bounds only the blobs it knows of: processes sharing a directory may together hold more than
+ * one `maxBytes`.
  */
 import { randomBytes } from 'node:crypto';
 import { copyFile, link, mkdir, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { LIMITS } from '@mpd/contract';
 
@@ -30,8 +38,20 @@ export interface CheckedOutBlob {
   release(): Promise<void>;
 }
 
-/** Where checked-out links go, inside the cache's directory (same filesystem, so links work). */
+/** Where checked-out links go, inside the cache's directory (same filesystem, so links work): one directory per process. */
 const CHECKOUTS = '.checkouts';
+/** A process's directory under {@link CHECKOUTS}: `<pid>.<random>.<hostname>`. */
+const OWN_DIR = /^(\d+)\.[0-9a-f]{12}\.(.+)$/;
+
+/** Whether process `pid` (on this host) runs: signal 0 tests without sending; EPERM means it runs as another user. */
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
 /** Where modules pack archives before upload, inside the cache's directory (so the cache can link them); left alone by the cache. */
 export const SCRATCH_DIR = '.scratch';
 
@@ -41,8 +61,12 @@ export class BlobCache {
   private readonly downloads = new Map<string, Promise<void>>();
   private totalBytes = 0;
   private ready: Promise<void> | undefined;
+  /** This cache's own directory under {@link CHECKOUTS}: its checkouts and partial downloads. */
+  private readonly ownDir: string;
 
-  constructor(private readonly options: BlobCacheOptions) {}
+  constructor(private readonly options: BlobCacheOptions) {
+    this.ownDir = join(options.dir, CHECKOUTS, `${process.pid}.${randomBytes(6).toString('hex')}.${hostname()}`);
+  }
 
   /** Bytes of blobs held now. */
   get bytes(): number {
@@ -54,12 +78,21 @@ export class BlobCache {
     return this.entries.has(sha256);
   }
 
-  /** Reads what a previous run left (blobs by name; partial downloads and checkouts removed). */
+  /**
+   * Reads what a previous run left (blobs by name), and removes the checkouts and partial
+   * downloads of processes on this host that no longer run (another host's, in a directory shared
+   * between machines or containers, are left: its pids are not ours to test).
+   */
   private init(): Promise<void> {
     return (this.ready ??= (async () => {
-      await mkdir(join(this.options.dir, CHECKOUTS), { recursive: true });
-      await rm(join(this.options.dir, CHECKOUTS), { recursive: true, force: true });
-      await mkdir(join(this.options.dir, CHECKOUTS), { recursive: true });
+      await mkdir(this.ownDir, { recursive: true });
+      const checkouts = join(this.options.dir, CHECKOUTS);
+      for (const name of await readdir(checkouts)) {
+        const own = OWN_DIR.exec(name);
+        const stale = own ? own[2] === hostname() && !isRunning(Number(own[1])) : true; // not ours: a previous version's
+        if (stale && join(checkouts, name) !== this.ownDir)
+          await rm(join(checkouts, name), { recursive: true, force: true });
+      }
       for (const name of await readdir(this.options.dir)) {
         const path = join(this.options.dir, name);
         if (LIMITS.artifact.sha256.pattern.test(name)) {
@@ -106,7 +139,7 @@ export class BlobCache {
       const size = this.entries.get(sha256);
       if (size !== undefined) {
         this.remember(sha256, size);
-        const path = join(this.options.dir, CHECKOUTS, `${sha256}.${randomBytes(6).toString('hex')}`);
+        const path = join(this.ownDir, `${sha256}.${randomBytes(6).toString('hex')}`);
         try {
           await link(join(this.options.dir, sha256), path);
         } catch (error) {
@@ -135,10 +168,13 @@ export class BlobCache {
     this.totalBytes -= size;
   }
 
+  /** Downloads into this cache's own directory (so no other process's start removes the partial file), then renames into place. */
   private async fetch(sha256: string): Promise<void> {
-    const path = join(this.options.dir, sha256);
-    await this.options.download(sha256, path);
-    this.remember(sha256, (await stat(path)).size);
+    const staged = join(this.ownDir, `get-${sha256}.${randomBytes(6).toString('hex')}`);
+    await this.options.download(sha256, staged);
+    const size = (await stat(staged)).size;
+    await rename(staged, join(this.options.dir, sha256));
+    this.remember(sha256, size);
     await this.evict(sha256);
   }
 
@@ -152,13 +188,21 @@ export class BlobCache {
     await this.init();
     if (this.entries.has(sha256)) return;
     const target = join(this.options.dir, sha256);
-    const temporary = join(this.options.dir, CHECKOUTS, `add-${randomBytes(6).toString('hex')}`);
+    const temporary = join(this.ownDir, `add-${randomBytes(6).toString('hex')}`);
     await link(path, temporary).catch(async (error: NodeJS.ErrnoException) => {
       if (error.code !== 'EXDEV') throw error;
       await copyFile(path, temporary);
     });
+    const size = (await stat(temporary)).size;
     await rename(temporary, target);
-    this.remember(sha256, (await stat(target)).size);
+    this.remember(sha256, size);
     await this.evict(sha256);
+  }
+
+  /** Removes this cache's own checkouts directory (blobs stay); a checkout not yet released is gone with it. */
+  async close(): Promise<void> {
+    if (this.ready === undefined) return;
+    await this.ready.catch(() => undefined);
+    await rm(this.ownDir, { recursive: true, force: true });
   }
 }

@@ -46,6 +46,9 @@ export interface OutputShipperOptions {
   closeWaitMs?: number;
 }
 
+/** Bytes of spilled lines kept pending before they are written without waiting for the tick's end (bounds memory in a burst). */
+const SPILL_FLUSH_BYTES = 256 * 1024;
+
 /** A line as kept before it is sent, with its JSON size on the wire. */
 interface Pending {
   line: OutputLine;
@@ -59,8 +62,25 @@ class ExecutionOutput implements OutputWriter {
   /** Lines not yet accepted, in order (those of the spill file come after them). */
   readonly memory: Pending[] = [];
   memoryBytes = 0;
-  /** The spill file (lines as JSON, one per line) while it holds lines not yet read back. */
-  spill: { fd: number; path: string; written: number; read: number } | undefined;
+  /**
+   * The spill file (lines as JSON, one per line) while it holds lines not yet read back.
+   * `written` counts the bytes of every line spilled, `flushed` those in the file: the rest wait
+   * in `pending` (`pendingLines` lines) for one write per tick, as one write per line cost 1.84 s
+   * of CPU for 200,000 lines (`pnpm bench`).
+   */
+  spill:
+    | {
+        fd: number;
+        path: string;
+        written: number;
+        flushed: number;
+        read: number;
+        pending: string[];
+        pendingLines: number;
+      }
+    | undefined;
+  /** A flush of the spill's pending lines is scheduled (setImmediate). */
+  private flushScheduled = false;
   /** Lines dropped since the last marker, past the spill bound. */
   dropped = 0;
   ended = false;
@@ -103,26 +123,62 @@ class ExecutionOutput implements OutputWriter {
     }
   }
 
-  /** Appends `line` to the spill file (made at the first); false when it cannot be written. */
+  /**
+   * Appends `line` to the spill file (made at the first; false when it cannot be): kept pending
+   * and written with the others of this tick, at once past {@link SPILL_FLUSH_BYTES}.
+   */
   private spillLine(line: OutputLine): boolean {
     try {
       if (!this.spill) {
         mkdirSync(this.shipper.spillDir, { recursive: true });
         const path = join(this.shipper.spillDir, `${encodeURIComponent(this.executionId)}.jsonl`);
-        this.spill = { fd: openSync(path, 'w+'), path, written: 0, read: 0 };
+        this.spill = { fd: openSync(path, 'w+'), path, written: 0, flushed: 0, read: 0, pending: [], pendingLines: 0 };
       }
-      const text = `${JSON.stringify(line)}\n`;
-      this.spill.written += writeSync(this.spill.fd, text);
-      return true;
     } catch (error) {
       this.shipper.logger.warn({ err: error, executionId: this.executionId }, 'could not spill module output to disk');
       return false;
+    }
+    const text = `${JSON.stringify(line)}\n`;
+    this.spill.pending.push(text);
+    this.spill.pendingLines++;
+    this.spill.written += Buffer.byteLength(text);
+    if (this.spill.written - this.spill.flushed >= SPILL_FLUSH_BYTES) this.flushSpill();
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        this.flushSpill();
+      });
+    }
+    return true;
+  }
+
+  /**
+   * Writes the spill's pending lines in one write. When it fails they count as dropped (as a line
+   * whose write failed always did), and so does every line after them until the spill is read back.
+   */
+  private flushSpill(): void {
+    const spill = this.spill;
+    if (!spill || spill.pendingLines === 0) return;
+    const buffer = Buffer.from(spill.pending.join(''));
+    const lines = spill.pendingLines;
+    spill.pending = [];
+    spill.pendingLines = 0;
+    try {
+      for (let done = 0; done < buffer.length;)
+        done += writeSync(spill.fd, buffer, done, buffer.length - done, spill.flushed + done);
+      spill.flushed += buffer.length;
+    } catch (error) {
+      this.shipper.logger.warn({ err: error, executionId: this.executionId }, 'could not spill module output to disk');
+      spill.written = spill.flushed;
+      this.dropped += lines;
     }
   }
 
   /** Moves spilled lines back to memory (up to its bound), and a marker for dropped lines once there is room. */
   refill(): void {
     const { memoryBytesPerExecution } = this.shipper.bounds;
+    this.flushSpill();
     if (this.spill) {
       const spill = this.spill;
       // Room for the longest line's JSON (every character escaped as `\uXXXX`: 6 bytes).
