@@ -1,18 +1,30 @@
 #!/usr/bin/env node
 /**
- * `pnpm pack:all [DIR]`: builds every publishable package and packs each with `pnpm pack` into
- * DIR (default `dist-packages/` at the root), as a registry would receive it: `publishConfig`'s
- * `exports` and `bin` (the built `dist/`), `workspace:*` turned into the version. The publishable
+ * `pnpm pack:all [DIR] [--json] [--no-build]`: builds every publishable package and packs each
+ * into DIR (default `dist-packages/` at the root), as a registry would receive it:
+ * `publishConfig`'s `exports` and `bin` (the built `dist/`), `workspace:*` turned into the
+ * version, dependencies in name order; the same commit packed twice gives the same bytes. The publishable
  * packages are those under `packages/` without `"private": true`. Prints the tarballs' absolute
  * paths, one a line; with `--json`, one object `{ "<package name>": "<tarball>" }` instead.
  *
- * Each tarball holds the root's `LICENSE`. Each package's `dist/` is removed and built again with `tsc -p tsconfig.build.json` (no nx:
+ * Each tarball holds the root's `LICENSE`. Unless `--no-build`, each package's `dist/` is removed and built again with `tsc -p tsconfig.build.json` (no nx:
  * this script runs inside `pnpm test`'s nx run, and a stale file of a renamed source must not
  * ship). Two at a time (CI has 2 cores); the order does not matter, since in the workspace every
  * package's imports of the others resolve to their sources.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -48,7 +60,7 @@ function build({ dir, manifest }) {
   });
 }
 
-const queue = [...packages];
+const queue = args.includes('--no-build') ? [] : [...packages];
 await Promise.all(
   Array.from({ length: PARALLEL }, async () => {
     for (let next = queue.shift(); next; next = queue.shift()) await build(next);
@@ -56,21 +68,56 @@ await Promise.all(
 );
 
 mkdirSync(destination, { recursive: true });
+const versions = Object.fromEntries(packages.map(({ manifest }) => [manifest.name, manifest.version]));
+
+/**
+ * The manifest as a registry gets it: `publishConfig`'s fields (`exports`, `bin`) in place of the
+ * workspace's, `workspace:` ranges turned into the versions, dependencies in name order, no
+ * devDependencies (the private test kit is nobody's business). Written by us rather than by
+ * `pnpm pack`, which wrote the dependencies in another order now and then (1 pack in 6), so that
+ * packing the same commit twice gives the same tarball bytes (a lockfile checks them).
+ */
+function publishedManifest(manifest) {
+  const { publishConfig = {}, devDependencies: _dev, ...rest } = manifest;
+  const published = { ...rest, ...publishConfig };
+  for (const field of ['dependencies', 'peerDependencies', 'optionalDependencies']) {
+    if (!published[field]) continue;
+    published[field] = Object.fromEntries(
+      Object.keys(published[field])
+        .sort()
+        .map((name) => {
+          const range = published[field][name];
+          if (!range.startsWith('workspace:')) return [name, range];
+          if (!versions[name])
+            fail(`packing ${manifest.name}`, `${name} is not a publishable package of the workspace`);
+          return [name, versions[name]];
+        }),
+    );
+  }
+  return published;
+}
+
 const tarballs = {};
 for (const { dir, manifest } of packages) {
-  // The root's LICENSE ships in every tarball (npm takes it from the package's own directory);
-  // copied for the pack only, so that the repository keeps one copy.
-  const license = join(dir, 'LICENSE');
-  const copied = !existsSync(license);
-  if (copied) copyFileSync(join(root, 'LICENSE'), license);
-  let packed;
+  // A copy of the package with its published manifest and the root's LICENSE (npm takes it from
+  // the package's own directory), packed with `npm pack`, which applies `files` and gives every
+  // entry the same time.
+  const staging = mkdtempSync(join(tmpdir(), 'mpd-pack-'));
   try {
-    packed = spawnSync('pnpm', ['pack', '--pack-destination', destination], { cwd: dir, encoding: 'utf8' });
+    cpSync(dir, staging, {
+      recursive: true,
+      filter: (source) => !/[\\/](node_modules|\.vitest)$/.test(source),
+    });
+    writeFileSync(join(staging, 'package.json'), `${JSON.stringify(publishedManifest(manifest), null, 2)}\n`);
+    if (!existsSync(join(staging, 'LICENSE'))) copyFileSync(join(root, 'LICENSE'), join(staging, 'LICENSE'));
+    const packed = spawnSync('npm', ['pack', '--json', '--pack-destination', destination], {
+      cwd: staging,
+      encoding: 'utf8',
+    });
+    if (packed.status !== 0) fail(`npm pack of ${manifest.name}`, `${packed.stdout}${packed.stderr}`);
+    tarballs[manifest.name] = join(destination, JSON.parse(packed.stdout)[0].filename);
   } finally {
-    if (copied) rmSync(license, { force: true });
+    rmSync(staging, { recursive: true, force: true });
   }
-  if (packed.status !== 0) fail(`pnpm pack of ${manifest.name}`, `${packed.stdout}${packed.stderr}`);
-  // pnpm pack prints the tarball's path as its last line.
-  tarballs[manifest.name] = resolve(dir, packed.stdout.trim().split('\n').at(-1));
 }
 process.stdout.write(json ? `${JSON.stringify(tarballs)}\n` : `${Object.values(tarballs).join('\n')}\n`);

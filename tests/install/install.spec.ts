@@ -114,7 +114,21 @@ describe('the packed packages, installed with npm outside the workspace', () => 
         JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).engines.node,
       );
       expect(manifest.license, name).toBe('MIT');
+      expect(manifest, `${name} ships no devDependencies`).not.toHaveProperty('devDependencies');
+      expect(manifest, `${name} ships no publishConfig`).not.toHaveProperty('publishConfig');
       expect(readFileSync(join(project, 'node_modules', name, 'LICENSE'), 'utf8'), name).toMatch(/^MIT License/);
+    }
+    // Packed again from the same commit: the same bytes (a lockfile's integrity checks them).
+    const again = JSON.parse(
+      (
+        await run(process.execPath, [join(root, 'scripts/pack-all.mjs'), join(base, 'again'), '--json', '--no-build'], {
+          cwd: root,
+          maxBuffer: 16 * 1024 * 1024,
+        })
+      ).stdout,
+    ) as Record<string, string>;
+    for (const name of PUBLISHED) {
+      expect(readFileSync(again[name]!).equals(readFileSync(tarballs[name]!)), `${name} packed twice`).toBe(true);
     }
     const shipped = await run('tar', ['-tzf', tarballs['@mpd/worker']!]);
     expect(shipped.stdout).toContain('package/dist/executor/module-host-main.js');
