@@ -6,10 +6,8 @@
  */
 import { errorBodySchema, LIMITS } from '@mpd/contract';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster } from '../helpers/cluster.js';
+import { Cluster, JOIN_TOKEN as JOIN, ADMIN_TOKEN as ADMIN } from '../helpers/cluster.js';
 
-const JOIN = 'join-token-0123456789abcdef';
-const ADMIN = 'admin-token-0123456789abcdef';
 const WRONG = 'wrong-token-0123456789abcdef';
 
 let cluster: Cluster | undefined;

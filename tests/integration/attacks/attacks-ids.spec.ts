@@ -11,10 +11,8 @@ import { defineModule, definePipeline } from '@mpd/pipeline';
 import { startWorker, WorkerConfigError } from '@mpd/worker';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster, silent } from '../helpers/cluster.js';
+import { Cluster, silent, JOIN_TOKEN as JOIN, ADMIN_TOKEN as ADMIN } from '../helpers/cluster.js';
 
-const JOIN = 'join-token-0123456789abcdef';
-const ADMIN = 'admin-token-0123456789abcdef';
 const TOKEN = 'worker-token-0123456789abcdef';
 const RULE = `must be ${LIMITS.workerId.alphabet}`;
 

@@ -11,10 +11,7 @@ import { runInNewContext } from 'node:vm';
 import { LIMITS } from '@mpd/contract';
 import { InMemoryNodeRegistry, type InMemoryNodeRegistryOptions } from '@mpd/orchestrator';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster, HEARTBEAT_TIMEOUT_MS } from '../helpers/cluster.js';
-
-const JOIN = 'join-token-0123456789abcdef';
-const ADMIN = 'admin-token-0123456789abcdef';
+import { Cluster, HEARTBEAT_TIMEOUT_MS, JOIN_TOKEN as JOIN, ADMIN_TOKEN as ADMIN } from '../helpers/cluster.js';
 
 let cluster: Cluster | undefined;
 afterEach(async () => {

@@ -17,6 +17,10 @@ export const silent = pino({ level: 'silent' });
  */
 export const HEARTBEAT_TIMEOUT_MS = 60_000;
 
+/** The join and admin tokens of the tests' secured orchestrators (long enough for every length check). */
+export const JOIN_TOKEN = 'join-token-0123456789abcdef';
+export const ADMIN_TOKEN = 'admin-token-0123456789abcdef';
+
 /** Everything a test started, closed by {@link Cluster.close}. */
 export class Cluster {
   readonly workers: RunningWorker[] = [];

@@ -12,10 +12,7 @@ import { defineModule, definePipeline } from '@mpd/pipeline';
 import { runPipeline, startOrchestrator } from '@mpd/orchestrator';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Cluster, HEARTBEAT_TIMEOUT_MS, silent } from '../helpers/cluster.js';
-
-const JOIN = 'join-token-0123456789abcdef';
-const ADMIN = 'admin-token-0123456789abcdef';
+import { Cluster, HEARTBEAT_TIMEOUT_MS, silent, JOIN_TOKEN as JOIN, ADMIN_TOKEN as ADMIN } from '../helpers/cluster.js';
 
 let cluster: Cluster | undefined;
 afterEach(async () => {

@@ -18,9 +18,7 @@ import {
   type TestCertificates,
 } from '@mpd/test-kit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, silent } from '../helpers/cluster.js';
-
-const JOIN = 'join-token-0123456789abcdef';
+import { Cluster, silent, JOIN_TOKEN as JOIN } from '../helpers/cluster.js';
 
 let certs: TestCertificates;
 /** A second, unrelated set: its client certificate is signed by a CA the servers do not trust. */
