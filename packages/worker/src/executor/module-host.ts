@@ -20,6 +20,7 @@ import {
   OUTPUT_END_MARK,
   type ToHost,
 } from './host-protocol.js';
+import { LineSplitter } from './module-output.js';
 import { type GroupStop, stopProcessGroup } from './process-group.js';
 
 /** The host's entry file, beside this one (`.ts` in the sources, `.js` once built). */
@@ -35,8 +36,6 @@ const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).
 
 /** How many of the last lines a host wrote to stderr are kept, to tell why it died. */
 const STDERR_TAIL_LINES = 20;
-/** A line longer than this (characters) is written in pieces. */
-const MAX_LINE = 16 * 1024;
 
 /** What a host is started with. */
 export interface ModuleHostOptions {
@@ -334,7 +333,6 @@ export class ModuleHost {
   private readLines(stream: 'stdout' | 'stderr'): void {
     const source = this.child[stream]!;
     (source as unknown as { unref(): void }).unref();
-    let partial = '';
     source.setEncoding('utf8');
     const emit = (text: string): void => {
       let line = text;
@@ -363,20 +361,11 @@ export class ModuleHost {
       if (current) current.sink.output(stream, line);
       else this.options.logger.info({ hostPid: this.pid, stream }, line);
     };
-    source.on('data', (chunk: string) => {
-      partial += chunk;
-      let newline: number;
-      while ((newline = partial.indexOf('\n')) >= 0) {
-        emit(partial.slice(0, newline));
-        partial = partial.slice(newline + 1);
-      }
-      while (partial.length > MAX_LINE) {
-        emit(partial.slice(0, MAX_LINE));
-        partial = partial.slice(MAX_LINE);
-      }
-    });
+    // Lines cut into pieces of at most LIMITS.output.maxLineLength as they come, as a command's are.
+    const lines = new LineSplitter(emit);
+    source.on('data', (chunk: string) => lines.push(chunk));
     source.on('end', () => {
-      if (partial) emit(partial);
+      lines.flush();
       // The host is gone: nothing more comes on this pipe.
       this.pipeSink[stream]?.sink.outputEnded(stream);
     });
