@@ -115,7 +115,11 @@ export interface ExecutionFrame {
   log: Logger;
   /** Masks the request's secret values (those of `secretEnvironmentVariables`). */
   mask: SecretMasker;
-  /** The module's output lines: masked here, then shipped; ended with the execution. */
+  /**
+   * The module's output lines, shipped; ended with the execution. Writers mask a line first (with
+   * `mask`, before it is split: a secret is never cut in two): the module's logger and a host's
+   * lines are masked once for the worker's log and this output together.
+   */
   output: OutputWriter;
   /** The module's timeout (ms): the request's, else the module's, else the worker's default. */
   timeoutMs: number;
@@ -156,7 +160,7 @@ export function beginExecution(
 
   log.info('module started');
   const times = { executionId: request.executionId, workerId: options.workerId, started };
-  const output = options.output ? maskedWriter(options.output.open(request.executionId), mask) : DISCARD_OUTPUT;
+  const output = options.output ? options.output.open(request.executionId) : DISCARD_OUTPUT;
   return {
     log,
     mask,
@@ -195,14 +199,6 @@ export function beginExecution(
 /** How long after its answer a hosted execution's output is closed at the latest (ms), when its host's end marks never come. */
 const OUTPUT_END_WAIT_MS = 60_000;
 
-/** `writer` with every line masked first (before it is split: a secret is never cut in two). */
-function maskedWriter(writer: OutputWriter, mask: SecretMasker): OutputWriter {
-  return {
-    write: (stream, text, level) => writer.write(stream, mask(text), level),
-    end: () => writer.end(),
-  };
-}
-
 /**
  * Starts one execution of `module` in the worker's own process (`isolation: 'none'`; Temporal's
  * `Activity`, to the `ModuleExecutor`'s `Worker`): arms its timeout, runs the module with its
@@ -238,7 +234,7 @@ async function run(
       workingDirectory,
       signal: controller.signal,
       logger: toModuleLogger(frame.log, frame.mask, frame.output),
-      onOutput: (stream, line) => frame.output.write(stream, line),
+      onOutput: (stream, line) => frame.output.write(stream, frame.mask(line)),
       executionId: request.executionId,
       workerId: options.workerId,
       get artifacts() {

@@ -12,7 +12,7 @@ export const MODULE_FIELDS_KEY = 'moduleFields';
 /**
  * The module's logger on the worker: every message and field passes through the secret masker.
  * Each line also goes to `output` (stream `log`, its level; fields as JSON after the message),
- * masked the same way (the writer masks again: harmless, a mask is idempotent).
+ * masked the same way (once, for both).
  * In-process modules log through it directly; a module host's log lines arrive over its IPC
  * channel and are written through it (masking stays on the worker's side either way).
  *
