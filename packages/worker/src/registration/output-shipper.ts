@@ -111,23 +111,26 @@ class ExecutionOutput implements OutputWriter {
   }
 
   private add(line: OutputLine): void {
-    const bytes = JSON.stringify(line).length + 1;
+    // Serialised once: its length here, and its text in the spill file.
+    const json = JSON.stringify(line);
+    const bytes = json.length + 1;
     const { memoryBytesPerExecution, spillBytesPerExecution } = this.shipper.bounds;
     if (!this.spill && this.dropped === 0 && this.memoryBytes + bytes <= memoryBytesPerExecution) {
       this.memory.push({ line, bytes });
       this.memoryBytes += bytes;
       return;
     }
-    if (this.dropped > 0 || (this.spill?.written ?? 0) + bytes > spillBytesPerExecution || !this.spillLine(line)) {
+    if (this.dropped > 0 || (this.spill?.written ?? 0) + bytes > spillBytesPerExecution || !this.spillLine(json)) {
       this.dropped++;
     }
   }
 
   /**
-   * Appends `line` to the spill file (made at the first; false when it cannot be): kept pending
-   * and written with the others of this tick, at once past {@link SPILL_FLUSH_BYTES}.
+   * Appends a line (`json`, its JSON text) to the spill file (made at the first; false when it
+   * cannot be): kept pending and written with the others of this tick, at once past
+   * {@link SPILL_FLUSH_BYTES}.
    */
-  private spillLine(line: OutputLine): boolean {
+  private spillLine(json: string): boolean {
     try {
       if (!this.spill) {
         mkdirSync(this.shipper.spillDir, { recursive: true });
@@ -138,7 +141,7 @@ class ExecutionOutput implements OutputWriter {
       this.shipper.logger.warn({ err: error, executionId: this.executionId }, 'could not spill module output to disk');
       return false;
     }
-    const text = `${JSON.stringify(line)}\n`;
+    const text = `${json}\n`;
     this.spill.pending.push(text);
     this.spill.pendingLines++;
     this.spill.written += Buffer.byteLength(text);
