@@ -74,11 +74,6 @@ export class ExecutionLogs {
     });
   }
 
-  /** Whether `executionId` was dispatched to `workerId` (and is kept). */
-  owns(executionId: string, workerId: string): boolean {
-    return this.#logs.get(executionId)?.entry.workerId === workerId;
-  }
-
   /**
    * Appends a batch from `workerId` whose first line has sequence number `fromSeq`: the lines
    * already accepted are skipped, the rest written to the attempt's file and passed to its
