@@ -30,14 +30,7 @@ export {
   sendError,
 } from './http/error-handling.js';
 export type { ErrorLogger, FinalErrorHandlerOptions } from './http/error-handling.js';
-export {
-  closeGracefully,
-  createHttpOrHttpsServer,
-  isWildcardHost,
-  listen,
-  listeningText,
-  reachableHost,
-} from './http/listen.js';
+export { closeGracefully, createHttpOrHttpsServer, listen, listeningText, reachableHost } from './http/listen.js';
 export type { ServerTls } from './http/listen.js';
 export { openApiRoute } from './http/openapi-route.js';
 export { apiSecurityHeaders } from './http/security-headers.js';

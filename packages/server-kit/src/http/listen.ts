@@ -70,8 +70,7 @@ export function closeGracefully(server: Server | HttpsServer, graceMs?: number):
 
 /** The host part of a URL that reaches a server listening on `host` from this machine. */
 export function reachableHost(host: string): string {
-  if (host === '' || host === '0.0.0.0') return '127.0.0.1';
-  if (host === '::' || host === '[::]') return '[::1]';
+  if (isWildcardHost(host)) return host.includes(':') ? '[::1]' : '127.0.0.1';
   return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
 }
 
