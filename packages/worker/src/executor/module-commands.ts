@@ -6,7 +6,7 @@
  * itself also gets SIGTERM as soon as the module's signal aborts (Node's `signal` option).
  */
 import { type ChildProcess, spawn as spawnChild } from 'node:child_process';
-import { PassThrough } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
 import type { ExecOptions, ExecResult, ModuleContext, SpawnCommandOptions } from '@mpd/pipeline';
 import { LineSplitter } from './module-output.js';
@@ -99,6 +99,20 @@ function teeLines(
   const source = child[stream];
   if (!source) return;
   const copy = new PassThrough();
+  forwardLines(source, stream, onOutput);
+  source.pipe(copy);
+  // Only `child.stdout`/`child.stderr` become the copy: `child.stdio` keeps the originals, as
+  // Node resumes (drains) every stream of it not read when the child exits, which would empty
+  // a copy the module had not read yet.
+  Object.defineProperty(child, stream, { value: copy, configurable: true, enumerable: true, writable: true });
+}
+
+/** Passes each line of `source` (UTF-8, a character never cut between chunks) to `onOutput` as it comes. */
+function forwardLines(
+  source: Readable,
+  stream: 'stdout' | 'stderr',
+  onOutput: (stream: 'stdout' | 'stderr', line: string) => void,
+): void {
   const lines = new LineSplitter((line) => onOutput(stream, line));
   const decoder = new StringDecoder('utf8');
   source.on('data', (chunk: Buffer) => lines.push(decoder.write(chunk)));
@@ -106,11 +120,6 @@ function teeLines(
     lines.push(decoder.end());
     lines.flush();
   });
-  source.pipe(copy);
-  // Only `child.stdout`/`child.stderr` become the copy: `child.stdio` keeps the originals, as
-  // Node resumes (drains) every stream of it not read when the child exits, which would empty
-  // a copy the module had not read yet.
-  Object.defineProperty(child, stream, { value: copy, configurable: true, enumerable: true, writable: true });
 }
 
 const execIn =
@@ -148,13 +157,7 @@ function runCommand(
       const { onOutput } = scope;
       if (onOutput) {
         // The module's output, line by line as it comes (the result keeps the whole text too).
-        const lines = new LineSplitter((line) => onOutput(stream, line));
-        const decoder = new StringDecoder('utf8');
-        child[stream]!.on('data', (chunk: Buffer) => lines.push(decoder.write(chunk)));
-        child[stream]!.on('end', () => {
-          lines.push(decoder.end());
-          lines.flush();
-        });
+        forwardLines(child[stream]!, stream, onOutput);
       }
       child[stream]!.on('data', (chunk: Buffer) => {
         sizes[stream] += chunk.length;
