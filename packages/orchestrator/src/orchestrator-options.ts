@@ -170,6 +170,7 @@ export const DEFAULT_START_OPTIONS = {
   port: 8080,
   host: '0.0.0.0',
   closeGraceMs: 5_000,
+  idleTimeoutMs: 60_000,
 } as const satisfies StartOrchestratorOptions;
 
 /**

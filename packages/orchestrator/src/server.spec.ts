@@ -1,4 +1,10 @@
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createOrchestratorClient, MpdClientError } from '@mpd/client';
 import { makeTestCertificates, type TestCertificates } from '@mpd/test-kit';
 import pino from 'pino';
@@ -105,6 +111,70 @@ function capturingLogger(lines: { level: number; msg: string }[]) {
   });
   return pino({ level: 'info' }, stream);
 }
+
+describe('startOrchestrator connection timeouts', () => {
+  const ADMIN = 'admin-token-for-the-idle-timeout-test-0123456789';
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'mpd-idle-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** A raw connection sending `PUT /api/artifacts/blobs/{sha}` headers for `body` (admin token), no body yet. */
+  async function startUpload(orchestrator: RunningOrchestrator, body: Buffer): Promise<Socket> {
+    const sha256 = createHash('sha256').update(body).digest('hex');
+    const socket = connect(orchestrator.port, '127.0.0.1');
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    socket.write(
+      `PUT /api/artifacts/blobs/${sha256} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${ADMIN}\r\n` +
+        `Content-Type: application/octet-stream\r\nContent-Length: ${body.length}\r\n\r\n`,
+    );
+    return socket;
+  }
+
+  it('closes a connection on which an upload stalls, after the idle timeout (no 300 s whole-request cap in its place)', async () => {
+    const orchestrator = await start({
+      port: 0,
+      host: '127.0.0.1',
+      adminToken: ADMIN,
+      artifactsDir: join(dir, 'stall'),
+      idleTimeoutMs: 1_000,
+    });
+    const socket = await startUpload(orchestrator, Buffer.alloc(1_000, 1));
+    socket.write(Buffer.alloc(10, 1));
+    const started = Date.now();
+    // Without the idle timeout the stalled request stays open for minutes (the test's own timeout).
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+  }, 20_000);
+
+  it('takes an upload that lasts longer than the idle timeout while its bytes keep moving', async () => {
+    const orchestrator = await start({
+      port: 0,
+      host: '127.0.0.1',
+      adminToken: ADMIN,
+      artifactsDir: join(dir, 'slow'),
+      idleTimeoutMs: 1_000,
+    });
+    const body = Buffer.alloc(10 * 1024, 7);
+    const socket = await startUpload(orchestrator, body);
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => (answer += chunk.toString()));
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    const started = Date.now();
+    // Ten pieces 300 ms apart: three idle timeouts long in all, never idle for one.
+    for (let piece = 0; piece < 10; piece++) {
+      socket.write(body.subarray(piece * 1024, (piece + 1) * 1024));
+      await sleep(300);
+    }
+    for (let waited = 0; !answer.includes('\r\n\r\n{') && waited < 10_000; waited += 50) await sleep(50);
+    expect(Date.now() - started).toBeGreaterThan(2_500);
+    expect(answer).toMatch(/^HTTP\/1\.1 201 /);
+    expect(answer).toContain('"stored":true');
+    socket.end();
+    await closed;
+  }, 20_000);
+});
 
 describe('startOrchestrator with tls', () => {
   let certs: TestCertificates;

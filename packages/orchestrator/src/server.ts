@@ -38,6 +38,15 @@ export type StartOrchestratorOptions = OrchestratorOptions & {
    */
   closeGraceMs?: number;
   /**
+   * A connection on which no byte moves either way for this long is closed, in ms: a client that
+   * stalls mid-request or stops reading an answer. A request as a whole has no time limit, so a
+   * large artifact upload or download on a slow link is not cut while its bytes keep moving
+   * (Node's own `requestTimeout`, 300 s for the whole request, would cut a 1 GiB upload slower
+   * than 3.5 MB/s; it is off). Headers must still arrive within 60 s (`headersTimeout`). `0`: never.
+   * @default 60000
+   */
+  idleTimeoutMs?: number;
+  /**
    * Serve HTTPS with this certificate and key (PEM contents, not file paths). With `clientCa`
    * the server requires mutual TLS: a client must present a certificate signed by that CA, or
    * its connection is refused during the handshake.
@@ -125,6 +134,11 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
       cause: error,
     });
   }
+  // Large blobs take as long as their bytes keep moving: no limit on a whole request, an idle one
+  // on the connection (a timed-out socket is destroyed: no 'timeout' listener keeps it).
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+  server.setTimeout(options.idleTimeoutMs ?? DEFAULT_START_OPTIONS.idleTimeoutMs);
   const url = `${options.tls ? 'https' : 'http'}://${reachableHost(host)}:${actualPort}`;
   // The address bound (a name given as `host` resolved), `0.0.0.0`/`::` for every address.
   const bound = server.address();
