@@ -15,6 +15,9 @@
  * cost is measured against a second cluster in the same run whose workers have
  * `--isolation none` (modules in the worker's own process, as before module hosts): the rows
  * `module hosts: …`.
+ * The peer (issue 14): BullMQ on Redis in the same run on the same shapes (bench/peer.ts), the
+ * rows `vs BullMQ: …`; `chain` also runs BullMQ's own chain, a flow (`vs BullMQ flow: …`). Without
+ * Redis (not installed and not installable) one line says so instead of those rows.
  */
 import type { DirectTimings } from './servers/direct.js';
 import type { RunTimings } from './servers/orchestrator.js';
@@ -23,6 +26,8 @@ import type { Shape } from './lib/dag.js';
 import { BenchProcess, benchPath, cpuMsOf, WORKER_TOKEN } from './lib/processes.js';
 import type { Row } from './lib/report.js';
 import { median, percentile } from './lib/stats.js';
+import { chainHops, slotTurnarounds, type Span } from './lib/spans.js';
+import { BullmqPeer, type PeerFigures } from './peer.js';
 
 export interface DispatchConfig {
   size: number;
@@ -30,10 +35,12 @@ export interface DispatchConfig {
   warmup: boolean;
   workers: number;
   slots: number;
+  /** Run BullMQ on Redis beside mpd. */
+  peer: boolean;
 }
 
-export const DISPATCH_FULL: DispatchConfig = { size: 2_000, runs: 3, warmup: true, workers: 2, slots: 8 };
-export const DISPATCH_SMOKE: DispatchConfig = { size: 40, runs: 1, warmup: false, workers: 2, slots: 2 };
+export const DISPATCH_FULL: DispatchConfig = { size: 2_000, runs: 3, warmup: true, workers: 2, slots: 8, peer: true };
+export const DISPATCH_SMOKE: DispatchConfig = { size: 40, runs: 1, warmup: false, workers: 2, slots: 2, peer: true };
 
 interface Legs {
   dispatch: number[];
@@ -43,6 +50,10 @@ interface Legs {
   callerCpuMs: number;
   /** CPU time per module of the worker processes together. */
   workerCpuMs: number;
+  /** See `slotTurnarounds` (wide; empty for the direct calls). */
+  turnaround: number[];
+  /** A module's run ended → its dependant's started (chain; empty for the direct calls). */
+  hops: number[];
 }
 
 /**
@@ -73,7 +84,16 @@ type Cpu = { callerCpuMs: number; workerCpuMs: number };
 function mpdLegs(timings: RunTimings, slots: number, size: number, cpu: Cpu): Legs {
   if (timings.status !== 'Successful') throw new Error(`the bench pipeline ended ${timings.status}`);
   const eligible = eligibleTimes(timings, slots);
+  const spans: Span[] = timings.modules
+    .map((module) => ({
+      worker: module.workerId,
+      start: module.workerStart,
+      end: module.workerStart + module.durationMs * 1_000,
+    }))
+    .sort((a, b) => a.start - b.start);
   return {
+    turnaround: slotTurnarounds(spans, slots),
+    hops: chainHops(spans),
     dispatch: timings.modules.map((module) => (module.workerStart - eligible.get(module.name)!) / 1_000),
     back: timings.modules.map((module) => (module.finished - module.workerStart) / 1_000),
     modulesPerSecond: size / (timings.makespanMs / 1_000),
@@ -87,6 +107,8 @@ function directLegs(timings: DirectTimings, cpu: Cpu): Legs {
     dispatch: timings.calls.map((call) => (call.workerStart - call.ready) / 1_000),
     back: timings.calls.map((call) => (call.answered - call.workerStart) / 1_000),
     modulesPerSecond: size / (timings.makespanMs / 1_000),
+    turnaround: [],
+    hops: [],
     ...cpu,
   };
 }
@@ -117,8 +139,15 @@ async function variant(shape: Extract<Shape, 'wide' | 'chain'>, config: Dispatch
     },
   );
   const direct = new BenchProcess('direct', benchPath('servers/direct.ts'));
+  let peer: BullmqPeer | undefined;
+  let peerUnavailable: string | undefined;
   try {
     await direct.listeningUrl();
+    if (config.peer) {
+      const started = await BullmqPeer.start(config.workers, config.slots);
+      if ('unavailable' in started) peerUnavailable = started.unavailable;
+      else peer = started;
+    }
     const workerProcesses = cluster.workers.map((worker) => worker.process);
     const directRun = async () =>
       directLegs(
@@ -137,26 +166,36 @@ async function variant(shape: Extract<Shape, 'wide' | 'chain'>, config: Dispatch
     };
     const mpdRun = clusterRun(cluster);
     const inProcessRun = clusterRun(inProcess);
+    // BullMQ's own chain, a flow, runs beside its queue-driven chain.
+    const peerShapes = shape === 'chain' ? (['chain', 'flow'] as const) : (['wide'] as const);
+    const peerRun = async () => {
+      const figures: Partial<Record<'wide' | 'chain' | 'flow', PeerFigures>> = {};
+      for (const peerShape of peerShapes) figures[peerShape] = await peer!.run(peerShape, config.size);
+      return figures;
+    };
     if (config.warmup) {
       await mpdRun();
       await directRun();
       await inProcessRun();
+      if (peer) await peerRun();
     }
     const mpd: Legs[] = [];
     const baseline: Legs[] = [];
     const inProcessLegs: Legs[] = [];
-    // Each run in another order, so that none of the three always goes first.
+    const peerFigures: Awaited<ReturnType<typeof peerRun>>[] = [];
+    // Each run in another order, so that none of them always goes first.
     const order = [
       async () => mpd.push(await mpdRun()),
       async () => baseline.push(await directRun()),
       async () => inProcessLegs.push(await inProcessRun()),
+      ...(peer ? [async () => peerFigures.push(await peerRun())] : []),
     ];
     for (let run = 0; run < config.runs; run++) {
       for (let step = 0; step < order.length; step++) await order[(run + step) % order.length]!();
     }
-    return { mpd, baseline, inProcess: inProcessLegs };
+    return { mpd, baseline, inProcess: inProcessLegs, peer: peerFigures, peerUnavailable };
   } finally {
-    await Promise.all([cluster.stop(), inProcess.stop(), direct.stop()]);
+    await Promise.all([cluster.stop(), inProcess.stop(), direct.stop(), peer?.stop()]);
   }
 }
 
@@ -164,7 +203,7 @@ export async function dispatchBench(config: DispatchConfig): Promise<{ rows: Row
   const rows: Row[] = [];
   const details: Record<string, unknown> = { config };
   for (const shape of ['wide', 'chain'] as const) {
-    const { mpd, baseline, inProcess } = await variant(shape, config);
+    const { mpd, baseline, inProcess, peer, peerUnavailable } = await variant(shape, config);
     const benchmark = `2 dispatch, ${shape} ${config.size}`;
     const label = 'direct calls';
     const of = (runs: Legs[], pick: (legs: Legs) => number) => runs.map(pick);
@@ -230,11 +269,130 @@ export async function dispatchBench(config: DispatchConfig): Promise<{ rows: Row
       ),
       isolation('CPU per module, the 2 workers with their hosts', 'ms', (legs) => legs.workerCpuMs),
     );
+    if (peerUnavailable !== undefined) {
+      process.stdout.write(`  BullMQ peer not measured: ${peerUnavailable}\n`);
+    } else if (config.peer) {
+      rows.push(...peerRows(benchmark, shape, mpd, peer));
+    }
     details[shape] = {
+      peerUnavailable,
+      peer,
       mpdModulesPerSecond: of(mpd, (legs) => legs.modulesPerSecond),
       directModulesPerSecond: of(baseline, (legs) => legs.modulesPerSecond),
       inProcessModulesPerSecond: of(inProcess, (legs) => legs.modulesPerSecond),
     };
   }
   return { rows, details };
+}
+
+/**
+ * The rows against BullMQ (issue 14's figures and targets: wide modules/s at least BullMQ's and
+ * CPU per module at most BullMQ's; chain hop p50 at most BullMQ's and p99 at most 1.5 times).
+ * CPU per module, all processes: mpd's orchestrator, workers and module hosts against BullMQ's
+ * driver, workers and Redis.
+ */
+function peerRows(
+  benchmark: string,
+  shape: 'wide' | 'chain',
+  mpd: Legs[],
+  peer: Partial<Record<'wide' | 'chain' | 'flow', PeerFigures>>[],
+): Row[] {
+  const rows: Row[] = [];
+  const versus = (
+    peerShape: 'wide' | 'chain' | 'flow',
+    metric: string,
+    unit: string,
+    ours: (legs: Legs) => number,
+    theirs: (figures: PeerFigures) => number,
+    target?: Row['target'],
+  ): Row => {
+    const values = mpd.map(ours);
+    const baselines = peer.map((run) => theirs(run[peerShape]!));
+    return {
+      benchmark,
+      metric: `vs BullMQ${peerShape === 'flow' ? ' flow' : ''}: ${metric}`,
+      unit,
+      value: median(values),
+      runs: values,
+      baseline: median(baselines),
+      baselineRuns: baselines,
+      baselineLabel: peerShape === 'flow' ? 'BullMQ flow on Redis' : 'BullMQ on Redis',
+      target,
+    };
+  };
+  const cpu = (legs: Legs) => legs.callerCpuMs + legs.workerCpuMs;
+  const peerShapes = shape === 'wide' ? (['wide'] as const) : (['chain', 'flow'] as const);
+  for (const peerShape of peerShapes) {
+    const judged = peerShape !== 'flow';
+    rows.push(
+      versus(
+        peerShape,
+        'modules/s end to end',
+        'mod/s',
+        (legs) => legs.modulesPerSecond,
+        (figures) => figures.jobsPerSecond,
+        judged && shape === 'wide' ? { on: 'ratio', kind: 'min', limit: 1 } : undefined,
+      ),
+      versus(
+        peerShape,
+        'CPU per module, all processes',
+        'ms',
+        cpu,
+        (figures) => figures.cpuMs.total,
+        judged && shape === 'wide' ? { on: 'ratio', kind: 'max', limit: 1 } : undefined,
+      ),
+      versus(
+        peerShape,
+        'ready -> run starts p50',
+        'ms',
+        (legs) => percentile(legs.dispatch, 50),
+        (figures) => percentile(figures.readyToStart, 50),
+      ),
+      versus(
+        peerShape,
+        'ready -> run starts p99',
+        'ms',
+        (legs) => percentile(legs.dispatch, 99),
+        (figures) => percentile(figures.readyToStart, 99),
+      ),
+    );
+    if (shape === 'wide') {
+      rows.push(
+        versus(
+          peerShape,
+          'slot turnaround p50 (a run ends -> the next starts in that slot)',
+          'ms',
+          (legs) => percentile(legs.turnaround, 50),
+          (figures) => percentile(figures.turnaround, 50),
+        ),
+        versus(
+          peerShape,
+          'slot turnaround p99',
+          'ms',
+          (legs) => percentile(legs.turnaround, 99),
+          (figures) => percentile(figures.turnaround, 99),
+        ),
+      );
+    } else {
+      rows.push(
+        versus(
+          peerShape,
+          'hop p50 (a run ends -> its dependant starts)',
+          'ms',
+          (legs) => percentile(legs.hops, 50),
+          (figures) => percentile(figures.hops, 50),
+          judged ? { on: 'ratio', kind: 'max', limit: 1 } : undefined,
+        ),
+        versus(
+          peerShape,
+          'hop p99',
+          'ms',
+          (legs) => percentile(legs.hops, 99),
+          (figures) => percentile(figures.hops, 99),
+          judged ? { on: 'ratio', kind: 'max', limit: 1.5 } : undefined,
+        ),
+      );
+    }
+  }
+  return rows;
 }

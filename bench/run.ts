@@ -36,12 +36,17 @@ const NOTES = [
   'The orchestrator has a join token and an admin token (authentication on) and its rate limits raised to 1e9 per minute, so that the load generators are not throttled: the defaults allow 600 heartbeats per worker and minute, 10,000 registrations per address and minute, and every simulated worker comes from 127.0.0.1.',
   'The orchestrator and the workers log at info on stderr, as the CLIs do by default.',
   "Benchmarks 5 and 6 read RSS from /proc (VmRSS, every 25 ms): a worker's module hosts are its child processes; growth is the peak minus the first sample.",
+  "Benchmark 2's peer (issue 14): BullMQ 6.7 with ioredis 6 on Debian's Redis 7 (started by the bench on a free loopback port, persistence off, installed with apt-get when missing and run as root), a driver process adding the jobs and learning of completions through QueueEvents, and as many BullMQ worker processes as mpd has workers, each with mpd's slots as its concurrency; no-op jobs, each run on a fresh queue.",
   'Values are medians over the runs; each baseline is measured in the same run of the bench.',
 ];
 
 process.on('SIGINT', () => {
   killAll();
   process.exit(130);
+});
+process.on('SIGTERM', () => {
+  killAll();
+  process.exit(143);
 });
 
 async function main(): Promise<number> {

@@ -152,7 +152,7 @@ export class BenchProcess {
 }
 
 /** CPU time (user + system) of process `pid` so far, in ms, from /proc; NaN where it cannot be read. */
-function processCpuMs(pid: number): number {
+export function processCpuMs(pid: number): number {
   try {
     // Fields after the command name (which is in parentheses and may hold spaces): utime is the 12th, stime the 13th.
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -179,9 +179,25 @@ function clockTicks(): number {
 export const cpuMsOf = (processes: readonly BenchProcess[]): number =>
   processes.reduce((total, process) => total + process.cpuMs({ children: true }), 0);
 
+/** Other processes the bench started in their own process group (Redis), killed by {@link killAll} too. */
+const groups = new Set<ChildProcess>();
+
+/** Makes {@link killAll} kill `child`'s process group (it was spawned `detached`) until it exits. */
+export function trackChild(child: ChildProcess): void {
+  groups.add(child);
+  child.once('exit', () => groups.delete(child));
+}
+
 /** Kills every bench process still running (on a crash or Ctrl-C of the driver). */
 export function killAll(): void {
   for (const process of running) process.child.kill('SIGKILL');
+  for (const child of groups) {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
 }
 
 /** Starts a worker with the real CLI, registering with `orchestratorUrl` and loading the bench pipeline. */
