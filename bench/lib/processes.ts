@@ -164,7 +164,8 @@ export function processCpuMs(pid: number): number {
 }
 
 let ticks: number | undefined;
-function clockTicks(): number {
+/** Clock ticks a second (`getconf CLK_TCK`; 100 when it cannot be read): the unit of /proc's CPU times. */
+export function clockTicks(): number {
   if (ticks === undefined) {
     try {
       ticks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
