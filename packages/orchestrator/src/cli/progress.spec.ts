@@ -1,18 +1,21 @@
 import { Writable } from 'node:stream';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import type { RunEvent } from '../runner/index.js';
 import { defaultOutputMode } from './output-modes.js';
 import { ProgressPrinter } from './progress.js';
 
-function sink(): { out: Writable; text: () => string } {
+function sink(): { out: Writable; text: () => string; writes: () => number } {
   let text = '';
+  let writes = 0;
   const out = new Writable({
     write(chunk, _encoding, done) {
       text += String(chunk);
+      writes++;
       done();
     },
   });
-  return { out, text: () => text };
+  return { out, text: () => text, writes: () => writes };
 }
 
 const started = (module: string, workerId: string) =>
@@ -75,12 +78,29 @@ describe('ProgressPrinter: module output', () => {
     expect(text()).toBe('[build] one\n[lint] two\n[lint] three\n');
   });
 
-  it("grouped under GitHub Actions: an attempt's lines together once its log closes, in ::group::, commands in them stopped", () => {
+  it('not a terminal: what one turn of the event loop prints goes out in one write, at its end', async () => {
+    const { out, text, writes } = sink();
+    const printer = new ProgressPrinter({ out, tty: false, outputMode: 'prefixed' });
+    printer.event(started('build', 'w1'));
+    printer.event(output('build', ['one', 'two']));
+    printer.event(started('lint', 'w2'));
+    expect(writes()).toBe(0);
+    await nextTurn();
+    expect(writes()).toBe(1);
+    expect(text()).toBe('[mpd] ▶ build on w1\n[build] one\n[build] two\n[mpd] ▶ lint on w2\n');
+    printer.event(output('lint', ['three']));
+    printer.stop();
+    expect(writes()).toBe(2);
+    expect(text().endsWith('[lint] three\n')).toBe(true);
+  });
+
+  it("grouped under GitHub Actions: an attempt's lines together once its log closes, in ::group::, commands in them stopped", async () => {
     const { out, text } = sink();
     const printer = new ProgressPrinter({ out, tty: false, outputMode: 'grouped', ci: 'github-actions' });
     printer.event(output('build', ['b1']));
     printer.event(output('lint', ['l1']));
     printer.event(output('build', ['::add-mask::x'], 1, true));
+    await nextTurn();
     expect(text()).toMatch(
       /^::group::build on w1\n::stop-commands::([0-9a-f]{16})\nb1\n::add-mask::x\n::\1::\n::endgroup::\n$/,
     );

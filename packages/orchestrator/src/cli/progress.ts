@@ -40,6 +40,14 @@ export class ProgressPrinter {
   private readonly groups = new Map<string, { module: string; attempt: number; workerId: string; lines: string[] }>();
   /** The last lines of each module's latest attempt (for the summary). */
   private readonly tails = new Map<string, { attempt: number; lines: OutputLine[] }>();
+  /**
+   * Not a terminal: the text of this turn of the event loop, written in one piece at its end
+   * (`setImmediate`) or at {@link stop}. A write to a pipe is synchronous on Linux: one per line
+   * cost the orchestrator about 0.3 ms of CPU per module in a 1,000-module run (measured with
+   * `--cpu-prof`, issue 14); one per turn costs one write for all the events the turn handled.
+   */
+  private pending = '';
+  private flushScheduled = false;
 
   constructor(private readonly options: ProgressPrinterOptions) {
     this.tty = options.tty ?? Boolean((options.out as { isTTY?: boolean }).isTTY);
@@ -71,7 +79,7 @@ export class ProgressPrinter {
     const now = this.now();
     if (this.running.size > 0 && now - this.lastPlain >= (this.options.plainIntervalMs ?? 30_000)) {
       this.lastPlain = now;
-      this.options.out.write(`[mpd] … still running: ${this.describeRunning()}\n`);
+      this.write(`[mpd] … still running: ${this.describeRunning()}\n`);
     }
   }
 
@@ -80,6 +88,26 @@ export class ProgressPrinter {
     clearInterval(this.timer);
     for (const key of [...this.groups.keys()]) this.printGroup(key);
     this.clearFooter();
+    this.flush();
+  }
+
+  private write(text: string): void {
+    if (this.tty) {
+      this.options.out.write(text);
+      return;
+    }
+    this.pending += text;
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (!this.pending) return;
+    const text = this.pending;
+    this.pending = '';
+    this.options.out.write(text);
   }
 
   /**
@@ -136,7 +164,7 @@ export class ProgressPrinter {
 
   private line(text: string): void {
     this.clearFooter();
-    this.options.out.write(`${text}\n`);
+    this.write(`${text}\n`);
     if (this.tty) this.drawFooter();
   }
 
@@ -151,12 +179,12 @@ export class ProgressPrinter {
     this.clearFooter();
     if (this.running.size === 0) return;
     this.footer = `⏳ ${this.running.size} running: ${this.describeRunning()}`;
-    this.options.out.write(this.footer);
+    this.write(this.footer);
   }
 
   private clearFooter(): void {
     if (!this.footer) return;
-    this.options.out.write('\r\x1b[K');
+    this.write('\r\x1b[K');
     this.footer = '';
   }
 }
