@@ -3,11 +3,10 @@
  * written, moved through a {@link BlobTransport} (the worker's cache and the orchestrator's
  * store), and extracted so that nothing lands outside the destination.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LIMITS } from '@mpd/contract/limits';
 import {
@@ -19,6 +18,7 @@ import {
 } from '@mpd/pipeline';
 // `tar` and `tinyglobby` are loaded at a module's first artifact call, not with every module host.
 import type { ReadEntry } from 'tar';
+import { DigestingStream } from './digesting-stream.js';
 
 /** A blob's SHA-256 (64 lowercase hex digits) and size in bytes. */
 export interface Digest {
@@ -102,20 +102,9 @@ const TAR_READ_BYTES = 1024 * 1024;
 
 /** What `tar` writes to the archive is hashed and counted on its way to the file. */
 async function packHashed(pack: NodeJS.ReadableStream, archive: string): Promise<Digest> {
-  const hash = createHash('sha256');
-  let size = 0;
-  await pipeline(
-    pack,
-    new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        size += chunk.length;
-        hash.update(chunk);
-        callback(null, chunk);
-      },
-    }),
-    createWriteStream(archive, { flags: 'wx', highWaterMark: TAR_READ_BYTES }),
-  );
-  return { sha256: hash.digest('hex'), size };
+  const digesting = new DigestingStream();
+  await pipeline(pack, digesting, createWriteStream(archive, { flags: 'wx', highWaterMark: TAR_READ_BYTES }));
+  return digesting.digest();
 }
 
 /** Options of {@link moduleArtifacts}. */
