@@ -1,8 +1,9 @@
 /**
  * Benchmark 6: artifact throughput. A module on worker A (`--tags producer`) uploads a file of
- * `bytes` bytes with `ctx.artifacts.upload` (packed as a gzipped tar, hashed, `PUT` to the
- * orchestrator's store); a module on worker B (`--tags consumer`) downloads it with
- * `ctx.artifacts.download` (`GET` into B's cache, hash checked, listed and extracted). Each
+ * `bytes` bytes with `ctx.artifacts.upload` (packed as a plain tar, its default, hashed as it is
+ * written, `PUT` to the orchestrator's store); a module on worker B (`--tags consumer`) downloads
+ * it with `ctx.artifacts.download` (`GET` into B's cache, hashed as it arrives, listed and
+ * extracted). Each
  * module times its own call. Baseline, in the same run, before and after: the same file `PUT`
  * to a bare node `http` server that writes it to a file, then `GET` back into a file, by this
  * driver process. Throughput = bytes / (upload + download time). RSS growth (peak minus the
@@ -179,7 +180,7 @@ export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: R
     };
     const rows: Row[] = [
       row('throughput, upload + download', 'MiB/s', throughput, { on: 'ratio', kind: 'min', limit: 0.7 }),
-      row('upload (ctx.artifacts.upload: pack, hash, PUT)', 'ms', (run) => run.uploadMs),
+      row('upload (ctx.artifacts.upload: pack and hash, PUT)', 'ms', (run) => run.uploadMs),
       row('download (ctx.artifacts.download: GET, check, extract)', 'ms', (run) => run.downloadMs),
       growth('orchestrator', 'bare server'),
       growth('worker A'),

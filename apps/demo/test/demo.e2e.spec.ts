@@ -97,7 +97,7 @@ describe('the demo', () => {
     const build = module('build').result as {
       files: string[];
       bundleHash: string;
-      artifacts: { bundle: { name: string; sha256: string; size: number; files: number } };
+      artifacts: { bundle: { name: string; sha256: string; size: number; files: number; compression: string } };
     };
     expect(build).not.toHaveProperty('bundle');
     expect(build.artifacts.bundle).toEqual({
@@ -105,6 +105,7 @@ describe('the demo', () => {
       sha256: expect.stringMatching(/^[0-9a-f]{64}$/),
       size: expect.any(Number),
       files: build.files.length,
+      compression: 'none', // the default: a plain tar
     });
     // Each consumer hashed the files it got against build's bundleHash (or failed); the tests say so.
     for (const name of ['test-unit', 'test-integration']) {

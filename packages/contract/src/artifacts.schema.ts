@@ -24,8 +24,9 @@ export type PutBlobResponse = z.infer<typeof putBlobResponseSchema>;
 
 /**
  * A reference to an artifact in the store, as `ctx.artifacts.upload` returns it: plain JSON, so it
- * can travel in a module's result. The blob is a gzipped tar of `files` (paths relative to the
- * upload's base directory, `/`-separated).
+ * can travel in a module's result. The blob is a tar of `files` (paths relative to the upload's
+ * base directory, `/`-separated), gzipped when `compression` is `gzip` or absent (references
+ * written before the field existed).
  */
 export const artifactRefSchema = z.object({
   name: z.string().min(1).max(LIMITS.artifact.name.maxLength).regex(LIMITS.artifact.name.pattern),
@@ -34,5 +35,7 @@ export const artifactRefSchema = z.object({
   size: z.number().int().nonnegative(),
   /** How many files the archive holds. */
   files: z.number().int().nonnegative(),
+  /** `none`: a plain tar; `gzip`: a gzipped one (the default of references without the field). */
+  compression: z.enum(['none', 'gzip']).optional(),
 });
 export type ArtifactRef = z.infer<typeof artifactRefSchema>;

@@ -5,7 +5,7 @@ import { definePipeline } from './pipeline.js';
 
 const build = defineModule({
   name: 'build',
-  produces: { dist: 'dist/**', docs: { globs: ['*.md'], baseDir: 'docs' } },
+  produces: { dist: 'dist/**', docs: { globs: ['*.md'], baseDir: 'docs', compression: 'gzip' } },
   run: () => ({ version: '1.0.0' }),
 });
 
@@ -16,8 +16,8 @@ describe('produces and consumes when defined', () => {
       docs: { module: 'build', name: 'docs' },
     });
     expect(build.produces).toEqual({
-      dist: { globs: ['dist/**'], baseDir: undefined },
-      docs: { globs: ['*.md'], baseDir: 'docs' },
+      dist: { globs: ['dist/**'], baseDir: undefined, compression: undefined },
+      docs: { globs: ['*.md'], baseDir: 'docs', compression: 'gzip' },
     });
     expectTypeOf(build.artifacts.dist).toEqualTypeOf<{ readonly module: 'build'; readonly name: 'dist' }>();
     // @ts-expect-error: not an artifact build produces
@@ -56,9 +56,10 @@ describe('produces and consumes when defined', () => {
 
   it.each([
     [{ '../x': 'dist/**' }, 'produces: artifact name "../x" must be 1-128 characters'],
-    [{ dist: '' }, 'produces.dist must be a glob, a non-empty array of globs, or { globs, baseDir? }'],
+    [{ dist: '' }, 'produces.dist must be a glob, a non-empty array of globs, or { globs, baseDir?, compression? }'],
     [{ dist: [] }, 'produces.dist must be a glob'],
     [{ dist: { globs: 'x', baseDir: 3 } }, 'produces.dist.baseDir must be a non-empty path'],
+    [{ dist: { globs: 'x', compression: 'zip' } }, `produces.dist.compression must be 'none' or 'gzip', got "zip"`],
     [['dist/**'], 'produces must be an object of artifact name → globs'],
   ])('refuses produces %j, naming the key', (produces, message) => {
     expect(() => defineModule({ name: 'p', produces: produces as never, run: () => ({}) })).toThrow(

@@ -9,14 +9,31 @@
 import { LIMITS } from '@mpd/contract/limits';
 import type { ArtifactRef, JsonValue, ModuleContext } from './module.js';
 
+/** The values of {@link ArtifactCompression}, for checks at run time. */
+export const ARTIFACT_COMPRESSIONS = ['none', 'gzip'] as const;
+
+/**
+ * How an artifact's tar is stored: `'none'`, the files as they are (fastest: on loopback or a LAN
+ * the network outruns gzip, about 56 MiB/s on a CI core, and build outputs are often compressed
+ * already); `'gzip'` for compressible files that cross a slow link.
+ */
+export type ArtifactCompression = (typeof ARTIFACT_COMPRESSIONS)[number];
+
 /**
  * What one produced artifact holds: globs (tinyglobby's: `!` excludes, dot files included)
  * matched in the module's working directory, or in `baseDir` (relative paths from the working
  * directory); the archive's paths are relative to that directory, and so are the files a
- * consumer gets in its working directory.
+ * consumer gets in its working directory. `compression` as `ctx.artifacts.upload` takes it
+ * (`'none'` by default).
  */
 export type ArtifactFiles =
-  string | readonly string[] | { readonly globs: string | readonly string[]; readonly baseDir?: string };
+  | string
+  | readonly string[]
+  | {
+      readonly globs: string | readonly string[];
+      readonly baseDir?: string;
+      readonly compression?: ArtifactCompression;
+    };
 
 /** A module's `produces`: artifact name → its files. */
 export type ProducesOption<P extends string> = { readonly [K in P]: ArtifactFiles };
@@ -50,9 +67,16 @@ export type WithArtifacts<R, P extends string> = [P] extends [never]
   ? R
   : (R extends void | undefined | null ? unknown : R) & { readonly artifacts: { readonly [K in P]: ArtifactRef } };
 
-/** `produces` checked and normalised: artifact name → globs and base directory. */
+/** `produces` checked and normalised: artifact name → globs, base directory and compression. */
 export type ResolvedProduces = Readonly<
-  Record<string, { readonly globs: readonly string[]; readonly baseDir: string | undefined }>
+  Record<
+    string,
+    {
+      readonly globs: readonly string[];
+      readonly baseDir: string | undefined;
+      readonly compression: ArtifactCompression | undefined;
+    }
+  >
 >;
 
 const isGlobs = (value: unknown): value is string | readonly string[] =>
@@ -70,23 +94,35 @@ export function resolveProduces(produces: unknown, fail: (message: string) => ne
     fail("produces must be an object of artifact name → globs, e.g. { dist: 'dist/**' }");
   }
   const rule = LIMITS.artifact.name;
-  const resolved: Record<string, { globs: readonly string[]; baseDir: string | undefined }> = {};
+  const resolved: Record<
+    string,
+    { globs: readonly string[]; baseDir: string | undefined; compression: ArtifactCompression | undefined }
+  > = {};
   for (const [name, files] of Object.entries(produces as Record<string, unknown>)) {
     if (name.length > rule.maxLength || !rule.pattern.test(name)) {
       fail(
         `produces: artifact name ${JSON.stringify(name)} must be 1-${rule.maxLength} characters of ${rule.alphabet}`,
       );
     }
-    const spec = isGlobs(files) ? { globs: files } : (files as { globs?: unknown; baseDir?: unknown } | null);
+    const spec = isGlobs(files)
+      ? { globs: files }
+      : (files as { globs?: unknown; baseDir?: unknown; compression?: unknown } | null);
     if (typeof spec !== 'object' || spec === null || !isGlobs(spec.globs)) {
-      fail(`produces.${name} must be a glob, a non-empty array of globs, or { globs, baseDir? }`);
+      fail(`produces.${name} must be a glob, a non-empty array of globs, or { globs, baseDir?, compression? }`);
     }
     if (spec.baseDir !== undefined && (typeof spec.baseDir !== 'string' || spec.baseDir === '')) {
       fail(`produces.${name}.baseDir must be a non-empty path`);
     }
+    const compression = 'compression' in spec ? spec.compression : undefined;
+    if (compression !== undefined && !ARTIFACT_COMPRESSIONS.includes(compression as ArtifactCompression)) {
+      fail(
+        `produces.${name}.compression must be ${ARTIFACT_COMPRESSIONS.map((value) => `'${value}'`).join(' or ')}, got ${JSON.stringify(compression)}`,
+      );
+    }
     resolved[name] = Object.freeze({
       globs: Object.freeze(typeof spec.globs === 'string' ? [spec.globs] : [...(spec.globs as string[])]),
       baseDir: spec.baseDir as string | undefined,
+      compression: compression as ArtifactCompression | undefined,
     });
   }
   return Object.freeze(resolved);
@@ -186,9 +222,12 @@ export function withDeclaredArtifacts<C, R>(
       );
     }
     const artifacts: Record<string, ArtifactRef> = {};
-    for (const [name, { globs, baseDir }] of produced) {
+    for (const [name, { globs, baseDir, compression }] of produced) {
       ctx.signal.throwIfAborted();
-      artifacts[name] = await ctx.artifacts.upload(name, globs, baseDir === undefined ? {} : { baseDir });
+      artifacts[name] = await ctx.artifacts.upload(name, globs, {
+        ...(baseDir === undefined ? {} : { baseDir }),
+        ...(compression === undefined ? {} : { compression }),
+      });
     }
     return { ...(value ?? {}), artifacts };
   };

@@ -39,7 +39,9 @@ export type {
   SkipDecision,
   SpawnCommandOptions,
 } from './module.js';
+export { ARTIFACT_COMPRESSIONS } from './declared-artifacts.js';
 export type {
+  ArtifactCompression,
   ArtifactFiles,
   ArtifactHandle,
   ConsumedArtifact,

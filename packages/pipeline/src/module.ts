@@ -10,6 +10,7 @@ import {
   type RetryPolicy,
 } from './scheduling.js';
 import {
+  type ArtifactCompression,
   type ArtifactHandle,
   artifactHandles,
   type ConsumedArtifact,
@@ -155,10 +156,15 @@ export interface ArtifactRef {
   readonly name: string;
   /** The SHA-256 of the archive (64 lowercase hex digits): its name in the store. */
   readonly sha256: string;
-  /** The archive's size in bytes (gzipped tar). */
+  /** The archive's size in bytes (a tar, gzipped when {@link ArtifactRef.compression} says so). */
   readonly size: number;
   /** How many files it holds. */
   readonly files: number;
+  /**
+   * How the archive is compressed. Absent in references written before the option existed, whose
+   * archives are all gzipped; extraction tells gzip by its first bytes whatever this says.
+   */
+  readonly compression?: ArtifactCompression;
 }
 
 /** Options of {@link ModuleArtifacts.upload}. */
@@ -169,14 +175,22 @@ export interface ArtifactUploadOptions {
    * @default ctx.workingDirectory
    */
   baseDir?: string;
+  /**
+   * How the tar is compressed (see {@link ArtifactCompression}). `'none'` by default, as
+   * Buildkite uploads files as they are and GitHub's upload-artifact advises
+   * `compression-level: 0` for large files: gzip bounded a 1 GiB transfer at about a fifth of
+   * what the network carried (the README's Performance section).
+   * @default 'none'
+   */
+  compression?: ArtifactCompression;
 }
 
 /** `ctx.artifacts`: upload files as a named artifact, download one into a directory. */
 export interface ModuleArtifacts {
   /**
    * Packs the files under `baseDir` matching `globs` (`dist/**`, `!**\/*.map`; dot files
-   * included, symbolic links stored as links) into a gzipped tar, uploads it unless the store
-   * has it, and returns its reference.
+   * included, symbolic links stored as links) into a tar (gzipped with `compression: 'gzip'`),
+   * hashed as it is written, uploads it unless the store has it, and returns its reference.
    * @throws Error when `name` is not 1-128 letters, digits and `. _ -`, when no file matches,
    *   when the worker has no orchestrator, or when the store refuses the upload (over its size limit)
    */

@@ -26,7 +26,7 @@ const BINARY = Buffer.from([0, 1, 2, 127, 128, 254, 255, 13, 10]);
 const build = defineModule({
   name: 'build',
   requires: { tags: ['producer'] },
-  produces: { dist: ['dist/**', '!**/*.map'], docs: { globs: '*.md', baseDir: 'docs' } },
+  produces: { dist: ['dist/**', '!**/*.map'], docs: { globs: '*.md', baseDir: 'docs', compression: 'gzip' } },
   run: async (ctx) => {
     await mkdir(join(ctx.workingDirectory, 'dist/nested'), { recursive: true });
     await mkdir(join(ctx.workingDirectory, 'docs'), { recursive: true });
@@ -107,8 +107,11 @@ describe('produces and consumes', () => {
     expect(built!.result).toEqual({ version: '1.2.3', artifacts: refs });
     expect(refs.dist).toMatchObject({ name: 'dist', files: 2, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
     expect(refs.docs).toMatchObject({ name: 'docs', files: 1 });
-    // The blob is in the store under its hash, and the consumer got the same files.
+    // A plain tar unless the declaration asks for gzip.
+    expect([refs.dist!.compression, refs.docs!.compression]).toEqual(['none', 'gzip']);
+    // The blobs are in the store under their hashes, and the consumer got the same files.
     expect(existsSync(join(dir, 'store', refs.dist!.sha256))).toBe(true);
+    expect([...(await readFile(join(dir, 'store', refs.docs!.sha256))).subarray(0, 2)]).toEqual([0x1f, 0x8b]);
     expect(tested!.result).toEqual({
       version: '1.2.3',
       dist: refs.dist,

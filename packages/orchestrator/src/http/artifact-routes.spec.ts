@@ -1,5 +1,6 @@
 /** The artifact store's routes on `createApp()`: streamed PUT with its hash check, HEAD, verified GET, auth before the body. */
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { request as httpRequest, type Server } from 'node:http';
@@ -230,5 +231,26 @@ describe('ArtifactClient against the store', () => {
     await expect(client.put(sha256(Buffer.from('y')), 1, Readable.from([Buffer.from('x')]))).rejects.toBeInstanceOf(
       ArtifactStoreError,
     );
+  });
+
+  it("uploads a file under the digest its caller computed while writing it (not hashed again); the store refuses a digest that is not the file's", async () => {
+    const store = await start();
+    const client = new ArtifactClient({ baseUrl: store.url, token: () => store.credential });
+    cleanups.push(() => client.close());
+    const work = await mkdtemp(join(tmpdir(), 'mpd-client-'));
+    cleanups.push(() => rm(work, { recursive: true, force: true }));
+    const bytes = Buffer.alloc(2 * 1024 * 1024 + 5, 7);
+    await writeFile(join(work, 'in.bin'), bytes);
+    const digest = { sha256: sha256(bytes), size: bytes.length };
+
+    expect(await client.putFile(join(work, 'in.bin'), digest)).toEqual(digest);
+    expect(sha256(await readFile(join(store.dir, digest.sha256)))).toBe(digest.sha256);
+    // The digest given is the one sent: were the file hashed again, this upload would succeed.
+    const wrong = { sha256: sha256(Buffer.from('other bytes')), size: bytes.length };
+    await expect(client.putFile(join(work, 'in.bin'), wrong)).rejects.toMatchObject({
+      status: 400,
+      code: 'ArtifactHashMismatch',
+    });
+    expect(existsSync(join(store.dir, wrong.sha256))).toBe(false);
   });
 });

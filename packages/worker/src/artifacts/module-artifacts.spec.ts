@@ -6,7 +6,7 @@ import { digestFile } from '@mpd/client';
 import { create } from 'tar';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BlobCache } from './blob-cache.js';
-import { entryProblem, moduleArtifacts } from './module-artifacts.js';
+import { type Digest, entryProblem, moduleArtifacts } from './module-artifacts.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -27,9 +27,12 @@ async function setUp() {
     maxBytes: 10 * 1024 * 1024,
     download: (sha256, path) => copyFile(join(store, sha256), path),
   });
+  /** The digests `upload` passed along with its archives, and the archives' own, read afterwards. */
+  const puts: Array<{ given: Digest | undefined; actual: Digest }> = [];
   const transport = {
-    put: async (path: string) => {
+    put: async (path: string, given?: Digest) => {
       const digest = await digestFile(path);
+      puts.push({ given, actual: digest });
       await copyFile(path, join(store, digest.sha256));
       return digest;
     },
@@ -38,7 +41,7 @@ async function setUp() {
   const work = join(root, 'work');
   await mkdir(work);
   const artifacts = moduleArtifacts({ transport, workingDirectory: work, scratchDir: join(root, 'scratch') });
-  return { root, store, work, artifacts };
+  return { root, store, work, artifacts, puts };
 }
 
 describe('ctx.artifacts', () => {
@@ -56,6 +59,41 @@ describe('ctx.artifacts', () => {
     expect(await readFile(join(work, 'restored/dist/app.js'), 'utf8')).toBe('console.log(1)');
     expect([...(await readFile(join(work, 'restored/dist/nested/.hidden')))]).toEqual([0, 1, 2, 255]);
     expect(await readdir(join(work, 'restored/dist'))).not.toContain('app.js.map');
+  });
+
+  it("packs a plain tar by default and a gzipped one on request, hashed as it is written; both come back byte-identical, and so does an older reference's gzipped archive", async () => {
+    const { store, work, artifacts, puts } = await setUp();
+    await mkdir(join(work, 'dist'), { recursive: true });
+    const text = 'compressible text '.repeat(4096);
+    await writeFile(join(work, 'dist/app.js'), text);
+
+    const plain = await artifacts.upload('plain', 'dist/**');
+    const gzipped = await artifacts.upload('gzipped', 'dist/**', { compression: 'gzip' });
+    expect(plain).toMatchObject({ compression: 'none', files: 1 });
+    expect(gzipped).toMatchObject({ compression: 'gzip', files: 1 });
+    // The digest travels with the archive (the worker does not read it to hash it) and is the archive's.
+    expect(puts).toEqual([
+      { given: { sha256: plain.sha256, size: plain.size }, actual: { sha256: plain.sha256, size: plain.size } },
+      { given: { sha256: gzipped.sha256, size: gzipped.size }, actual: { sha256: gzipped.sha256, size: gzipped.size } },
+    ]);
+    const plainBlob = await readFile(join(store, plain.sha256));
+    const gzippedBlob = await readFile(join(store, gzipped.sha256));
+    expect(plainBlob.subarray(257, 262).toString()).toBe('ustar'); // a tar header, not gzip's 1f 8b
+    expect(plainBlob.length).toBeGreaterThan(text.length);
+    expect([...gzippedBlob.subarray(0, 2)]).toEqual([0x1f, 0x8b]);
+    expect(gzippedBlob.length).toBeLessThan(text.length / 10);
+
+    await artifacts.download(plain, 'from-plain');
+    await artifacts.download(gzipped, 'from-gzipped');
+    // A reference written before `compression` existed names a gzipped archive: read by its magic bytes.
+    const { compression: _, ...older } = gzipped;
+    await artifacts.download(older, 'from-older');
+    for (const dir of ['from-plain', 'from-gzipped', 'from-older']) {
+      expect(await readFile(join(work, dir, 'dist/app.js'), 'utf8')).toBe(text);
+    }
+    await expect(artifacts.upload('x', 'dist/**', { compression: 'zip' as never })).rejects.toThrow(
+      `ctx.artifacts.upload('x'): compression must be 'none' or 'gzip', got "zip"`,
+    );
   });
 
   it('refuses a bad name, globs that match nothing, and something that is not a reference', async () => {

@@ -1,7 +1,7 @@
 import type { ArtifactClient } from '@mpd/client';
 
 import { BlobCache } from './blob-cache.js';
-import type { BlobTransport } from './module-artifacts.js';
+import type { BlobTransport, Digest } from './module-artifacts.js';
 
 /**
  * The worker's {@link BlobTransport}: uploads through the orchestrator's store (`ArtifactClient`)
@@ -23,10 +23,10 @@ export class WorkerBlobs implements BlobTransport {
     this.cache = new BlobCache({ ...cache, download: (sha256, path) => client.getToFile(sha256, path) });
   }
 
-  async put(path: string): Promise<{ sha256: string; size: number }> {
-    const digest = await this.client.putFile(path);
-    await this.cache.add(digest.sha256, path);
-    return digest;
+  async put(path: string, digest?: Digest): Promise<Digest> {
+    const stored = await this.client.putFile(path, digest);
+    await this.cache.add(stored.sha256, path);
+    return stored;
   }
 
   async checkOut(sha256: string): Promise<{ path: string }> {

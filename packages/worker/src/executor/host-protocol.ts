@@ -4,6 +4,7 @@
  * its `executionId`, so that a late message of an earlier one is told apart.
  */
 import type { JsonValue } from '@mpd/pipeline';
+import type { Digest } from '../artifacts/module-artifacts.js';
 import type { ThrownDescription } from './values-as-text.js';
 
 /** What the worker tells a host. */
@@ -38,7 +39,7 @@ export type ToHost =
   | { type: 'cancel'; executionId: string; reason: 'timeout' | 'cancel'; message: string }
   /** The answer to an {@link ArtifactCall}. */
   | ({ type: 'artifact-answer'; callId: number } & (
-      { ok: true; value: { sha256: string; size: number } | { path: string } } | { ok: false; message: string }
+      { ok: true; value: Digest | { path: string } } | { ok: false; message: string }
     ));
 
 /**
@@ -46,9 +47,9 @@ export type ToHost =
  * the cache, so every host shares one cache and one download per blob): upload the archive at
  * `path`, or check blob `sha256` out of the cache as a file of the host's own.
  */
-export type ArtifactCall = { type: 'artifact-call'; executionId: string; callId: number } & (
-  { op: 'put'; path: string } | { op: 'checkOut'; sha256: string }
-);
+export type ArtifactCall = { type: 'artifact-call'; executionId: string; callId: number } &
+  /** `digest`: the archive's, computed by the host as it packed it (so the worker does not read it to hash it). */
+  ({ op: 'put'; path: string; digest?: Digest } | { op: 'checkOut'; sha256: string });
 
 /**
  * Written by a host on its stdout and on its stderr, followed by the execution's id and a newline,

@@ -27,7 +27,7 @@ import {
   type ModuleLogger,
   type Pipeline,
 } from '@mpd/pipeline';
-import { type BlobTransport, moduleArtifacts } from '../artifacts/module-artifacts.js';
+import { type BlobTransport, type Digest, moduleArtifacts } from '../artifacts/module-artifacts.js';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
 import { type ArtifactCall, type FromHost, type HostLogLine, OUTPUT_END_MARK, type ToHost } from './host-protocol.js';
 import { createModuleContext, ensureWorkingDirectory, type ModuleContextFields } from './module-context.js';
@@ -132,7 +132,9 @@ let nextCallId = 0;
 class WorkerBlobCalls implements BlobTransport {
   constructor(private readonly executionId: string) {}
 
-  private call<T>(request: { op: 'put'; path: string } | { op: 'checkOut'; sha256: string }): Promise<T> {
+  private call<T>(
+    request: { op: 'put'; path: string; digest?: Digest } | { op: 'checkOut'; sha256: string },
+  ): Promise<T> {
     const callId = nextCallId++;
     return new Promise<T>((resolve, reject) => {
       artifactCalls.set(callId, { resolve: resolve as (value: never) => void, reject });
@@ -140,8 +142,8 @@ class WorkerBlobCalls implements BlobTransport {
     });
   }
 
-  put(path: string): Promise<{ sha256: string; size: number }> {
-    return this.call({ op: 'put', path });
+  put(path: string, digest?: Digest): Promise<Digest> {
+    return this.call({ op: 'put', path, ...(digest ? { digest } : {}) });
   }
 
   checkOut(sha256: string): Promise<{ path: string }> {

@@ -229,7 +229,7 @@ export class ModuleHost {
       });
       return;
     }
-    const moved = call.op === 'put' ? transport.put(call.path) : transport.checkOut(call.sha256);
+    const moved = call.op === 'put' ? transport.put(call.path, call.digest) : transport.checkOut(call.sha256);
     moved.then(
       (value) => answer({ ok: true, value }),
       (error: unknown) => answer({ ok: false, message: error instanceof Error ? error.message : String(error) }),
