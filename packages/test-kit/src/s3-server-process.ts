@@ -35,7 +35,7 @@ const front = createServer((req, res) => {
           `${JSON.stringify({
             method: req.method,
             path: url.pathname,
-            queryKeys: [...url.searchParams.keys()],
+            query: Object.fromEntries(url.searchParams),
             headers: req.headers,
             bodyBytes,
             status: answer.statusCode,

@@ -11,8 +11,8 @@ export interface S3Request {
   method: string;
   /** The path, without the query (`/bucket/prefix/sha256`). */
   path: string;
-  /** The query's parameter names (`X-Amz-Signature`, … for a presigned URL). */
-  queryKeys: string[];
+  /** The query, decoded (`X-Amz-Signature`, `X-Amz-SignedHeaders`, … for a presigned URL). */
+  query: Record<string, string>;
   /** Every request header, names lowercase. */
   headers: Record<string, string | string[] | undefined>;
   /** How many body bytes it carried. */

@@ -134,7 +134,7 @@ describe('artifacts across workers', () => {
         method: request.method,
         status: request.status,
         bytes: request.method === 'PUT' ? request.bodyBytes : undefined,
-        presigned: request.queryKeys.includes('X-Amz-Signature'),
+        presigned: 'X-Amz-Signature' in request.query,
         authorization: request.headers.authorization,
       }));
     // One upload by A, one download by B (A's consumer-free cache kept its own copy), both

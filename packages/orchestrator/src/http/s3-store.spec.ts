@@ -5,15 +5,16 @@
  * credential; the blob routes still work, streaming through the orchestrator; what is read is
  * hash-checked, so a tampered object is refused.
  */
-import { createHash } from 'node:crypto';
+import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { S3RequestPresigner } from '@aws-sdk/s3-request-presigner';
 import { ArtifactClient, BlobDamagedError } from '@mpd/client';
-import { killLeftovers, S3_SERVER_CREDENTIALS, type S3Server, startS3Server } from '@mpd/test-kit';
+import { killLeftovers, S3_SERVER_CREDENTIALS, type S3Request, type S3Server, startS3Server } from '@mpd/test-kit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../app.js';
 import { S3BlobStore } from '../artifacts/s3-blob-store.js';
@@ -23,6 +24,68 @@ import { InMemoryNodeRegistry } from '../registry/in-memory-node-registry.js';
 const BUCKET = 'mpd-artifacts';
 const ADMIN = 'admin-token-0123456789';
 const sha256 = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+
+const bytesOf = (data: ArrayBuffer | ArrayBufferView): Uint8Array =>
+  ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
+
+/** SHA-256 (an HMAC with a key) as the SDK's signer takes it. */
+class Sha256 {
+  private hash: Hash | Hmac;
+  private readonly secret: string | Uint8Array | undefined;
+  constructor(secret?: string | ArrayBuffer | ArrayBufferView) {
+    this.secret = typeof secret === 'string' || secret === undefined ? secret : bytesOf(secret);
+    this.hash = this.reset();
+  }
+  reset(): Hash | Hmac {
+    return (this.hash = this.secret === undefined ? createHash('sha256') : createHmac('sha256', this.secret));
+  }
+  update(data: string | ArrayBuffer | ArrayBufferView): void {
+    this.hash.update(typeof data === 'string' ? data : bytesOf(data));
+  }
+  async digest(): Promise<Uint8Array> {
+    return this.hash.digest();
+  }
+}
+
+/**
+ * Whether a presigned request, as the bucket received it (its path, query and the headers it
+ * names as signed), carries the SigV4 signature of `secretAccessKey`: the check s3rver does not
+ * make, done with the SDK's own signer on what arrived. A client that changed a signed header
+ * (the size, the checksum) or a wrong secret fails it, as AWS S3 would refuse them.
+ */
+async function signedWith(request: S3Request, secretAccessKey: string): Promise<boolean> {
+  const { 'X-Amz-Signature': signature, ...query } = request.query;
+  const signedHeaders = query['X-Amz-SignedHeaders']!.split(';');
+  const [accessKeyId, , region] = query['X-Amz-Credential']!.split('/');
+  const date = query['X-Amz-Date']!.replace(/^(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z$/, '$1-$2-$3T$4:$5:$6Z');
+  const expiresIn = Number(query['X-Amz-Expires']);
+  for (const name of Object.keys(query)) if (name.startsWith('X-Amz-')) delete query[name];
+  const headers = Object.fromEntries(signedHeaders.map((name) => [name, String(request.headers[name])]));
+  const [hostname, port] = headers.host!.split(':');
+  const presigner = new S3RequestPresigner({
+    credentials: { accessKeyId: accessKeyId!, secretAccessKey },
+    region: region!,
+    sha256: Sha256,
+  });
+  const resigned = await presigner.presign(
+    {
+      method: request.method,
+      protocol: 'http:',
+      hostname: hostname!,
+      port: Number(port),
+      path: request.path,
+      query,
+      headers,
+    },
+    {
+      signingDate: new Date(date),
+      expiresIn,
+      signableHeaders: new Set(signedHeaders),
+      unhoistableHeaders: new Set(signedHeaders.filter((name) => name.startsWith('x-amz-'))),
+    },
+  );
+  return resigned.query?.['X-Amz-Signature'] === signature;
+}
 
 let s3: S3Server;
 let work: string;
@@ -106,11 +169,11 @@ describe('S3-compatible artifact store', () => {
     const [put, get] = bodies;
     expect(put!.bodyBytes).toBe(bytes.length);
     // Presigned: the authority is in the query; the size and SHA-256 are signed headers.
-    expect(put!.queryKeys).toContain('X-Amz-Signature');
+    expect(put!.query).toHaveProperty('X-Amz-Signature');
     expect(put!.headers['x-amz-checksum-sha256']).toBe(Buffer.from(digest.sha256, 'hex').toString('base64'));
     expect(put!.headers['content-length']).toBe(String(bytes.length));
-    expect(put!.queryKeys).toContain('X-Amz-SignedHeaders');
-    expect(get!.queryKeys).toContain('X-Amz-Signature');
+    expect(put!.query['X-Amz-SignedHeaders']!.split(';')).toEqual(['content-length', 'host', 'x-amz-checksum-sha256']);
+    expect(get!.query).toHaveProperty('X-Amz-Signature');
     for (const request of [put!, get!]) {
       expect(request.headers.authorization).toBeUndefined();
       expect(request.headers['x-mpd-probe']).toBeUndefined();
@@ -118,6 +181,14 @@ describe('S3-compatible artifact store', () => {
     // Nothing at all the bucket saw carried the worker's bearer token.
     expect(seen.every((request) => !String(request.headers.authorization ?? '').startsWith('Bearer'))).toBe(true);
     expect(blobRouteBytes).toEqual([]);
+    // Signed with the orchestrator's secret, over the headers as they arrived: a bucket that
+    // checks signatures takes both; the wrong secret gives another signature.
+    for (const request of [put!, get!]) {
+      expect(await signedWith(request, S3_SERVER_CREDENTIALS.secretAccessKey)).toBe(true);
+      expect(await signedWith(request, 'not-the-secret')).toBe(false);
+    }
+    // A client sending another size than the signed one would not pass.
+    expect(await signedWith({ ...put!, headers: { ...put!.headers, 'content-length': '1' } }, 'S3RVER')).toBe(false);
   });
 
   it('signs Content-Length and x-amz-checksum-sha256 into an upload URL that expires after the configured time', async () => {
