@@ -120,16 +120,17 @@ async function serveBlob(
   res: Response,
   logger: Logger,
 ): Promise<void> {
-  const blob = await store.open(sha256);
-  if (blob === undefined) {
+  // A HEAD needs only the size: opening a bucket's object would start sending it.
+  const blob = req.method === 'HEAD' ? undefined : await store.open(sha256);
+  const size = req.method === 'HEAD' ? await store.sizeOf(sha256) : blob?.size;
+  if (size === undefined) {
     sendError(res, 'ArtifactNotFound', `The store has no blob ${sha256}`);
     return;
   }
   res.status(200);
   res.setHeader('Content-Type', 'application/octet-stream');
-  res.setHeader('Content-Length', String(blob.size));
-  if (req.method === 'HEAD') {
-    blob.stream.destroy();
+  res.setHeader('Content-Length', String(size));
+  if (blob === undefined) {
     res.end();
     return;
   }
