@@ -5,7 +5,7 @@
  * file), B in its own process (`--isolation none`), so both ways `ctx.artifacts` reaches the worker run;
  * once with the orchestrator's directory store, once with an S3-compatible bucket (s3rver as a process).
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -99,14 +99,16 @@ async function acrossWorkers(dir: string, storeArgs: string[], env: Record<strin
 }
 
 describe('artifacts across workers', () => {
-  it('an artifact produced on worker A is consumed on worker B byte-identical, B downloading it into its own cache', async () => {
+  it('an artifact produced on worker A is consumed on worker B byte-identical, B downloading it into its own cache; with --artifact-retention 0 the store is emptied when the run ends', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mpd-artifacts-e2e-'));
     const store = join(dir, 'store');
-    const { build, cacheOf } = await acrossWorkers(dir, ['--artifacts-dir', store]);
-    // The archive is in the store under its hash, in A's cache from its upload, in B's from its download.
-    for (const where of [store, cacheOf('art-a'), cacheOf('art-b')]) {
+    const { build, cacheOf } = await acrossWorkers(dir, ['--artifacts-dir', store, '--artifact-retention', '0']);
+    // The archive is in A's cache from its upload, in B's from its download (from the store).
+    for (const where of [cacheOf('art-a'), cacheOf('art-b')]) {
       expect(existsSync(join(where, build.dist.sha256)), where).toBe(true);
     }
+    // With --artifact-retention 0 the store removed the run's blobs when the run ended.
+    expect(readdirSync(store)).toEqual([]);
     rmSync(dir, { recursive: true, force: true });
   });
 
