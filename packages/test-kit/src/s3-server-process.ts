@@ -27,21 +27,21 @@ const front = createServer((req, res) => {
   const upstream = request(
     { host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers },
     (answer) => {
+      // Recorded before the client gets a byte of the answer, so that a test reading the log
+      // after its call finds the request there (the body it sent has all been forwarded by now).
+      appendFileSync(
+        log!,
+        `${JSON.stringify({
+          method: req.method,
+          path: url.pathname,
+          query: Object.fromEntries(url.searchParams),
+          headers: req.headers,
+          bodyBytes,
+          status: answer.statusCode,
+        })}\n`,
+      );
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       answer.pipe(res);
-      answer.on('end', () =>
-        appendFileSync(
-          log!,
-          `${JSON.stringify({
-            method: req.method,
-            path: url.pathname,
-            query: Object.fromEntries(url.searchParams),
-            headers: req.headers,
-            bodyBytes,
-            status: answer.statusCode,
-          })}\n`,
-        ),
-      );
     },
   );
   upstream.on('error', () => res.destroy());
