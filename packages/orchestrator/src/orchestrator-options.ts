@@ -1,7 +1,6 @@
 import { DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_ORCHESTRATOR_BODY_LIMIT } from '@mpd/contract/limits';
 import { pino, type Logger } from 'pino';
-import { DEFAULT_ARTIFACT_RETENTION_MS } from './artifacts/blob-store.js';
-import { parseS3Url } from './artifacts/s3-blob-store.js';
+import { parseS3Url } from './artifacts/s3-url.js';
 import { OrchestratorConfigError } from './errors.js';
 import type { HostResolver } from './http/endpoint-policy.js';
 import type { StartOrchestratorOptions } from './server.js';
@@ -150,6 +149,9 @@ export interface ResolvedOrchestratorOptions {
    */
   artifactRetentionMs: number;
 }
+
+/** Blobs stay 7 days after their last use by default: GitHub Actions' artifacts stay 90 days, Buildkite's 6 months; a store on the orchestrator's disk is for passing files within and between nearby runs. */
+export const DEFAULT_ARTIFACT_RETENTION_MS = 7 * 24 * 3_600_000;
 
 /** Presigned URLs are accepted 15 minutes: long enough for a worker to start a transfer after asking, short enough that a leaked URL soon stops working. */
 export const DEFAULT_ARTIFACT_URL_EXPIRY_MS = 15 * 60_000;

@@ -17,6 +17,7 @@ import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VerifyingStream } from '@mpd/client';
 import { type BlobTransfer, LIMITS } from '@mpd/contract';
+import { DEFAULT_ARTIFACT_RETENTION_MS } from '../orchestrator-options.js';
 import type { ArtifactStore, TransferDirection } from './artifact-store.js';
 
 /** Why a blob was not stored (see {@link BlobStore.put}). */
@@ -58,9 +59,6 @@ export interface BlobStoreOptions {
   /** The clock of retention, in ms since the epoch (tests inject one). @default Date.now */
   now?: () => number;
 }
-
-/** Blobs stay 7 days after their last use by default: GitHub Actions' artifacts stay 90 days, Buildkite's 6 months; a store on the orchestrator's disk is for passing files within and between nearby runs. */
-export const DEFAULT_ARTIFACT_RETENTION_MS = 7 * 24 * 3_600_000;
 
 export class BlobStore implements ArtifactStore {
   readonly kind = 'local';

@@ -12,6 +12,7 @@ import type { Readable } from 'node:stream';
 import type { GetObjectCommandOutput, PutObjectCommandInput, S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { BlobDamagedError, VerifyingStream } from '@mpd/client';
 import { type BlobTransfer, LIMITS } from '@mpd/contract';
+import { parseS3Url } from './s3-url.js';
 import { type ArtifactStore, ArtifactStoreUnavailableError, type TransferDirection } from './artifact-store.js';
 import { type BlobReader, BlobWriteError } from './blob-store.js';
 
@@ -34,28 +35,6 @@ export interface S3BlobStoreOptions {
   credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
   /** The clock presigned URLs are signed at, in ms since the epoch (tests sign expired ones). @default Date.now */
   now?: () => number;
-}
-
-/** A bucket name as S3 allows it (3–63 of `a-z 0-9 . -`, starting and ending with a letter or digit). */
-const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
-
-/**
- * The bucket and key prefix of an `s3://bucket/prefix` URL (the prefix without its slashes at
- * either end; empty when none).
- * @throws TypeError naming what is wrong
- */
-export function parseS3Url(text: string): { bucket: string; prefix: string } {
-  const match = /^s3:\/\/([^/]+)(?:\/(.*))?$/.exec(text);
-  if (!match) throw new TypeError(`must be s3://bucket or s3://bucket/prefix, got ${JSON.stringify(text)}`);
-  const bucket = match[1]!;
-  if (!BUCKET.test(bucket)) {
-    throw new TypeError(`the bucket ${JSON.stringify(bucket)} is not a valid name: 3 to 63 of a-z, 0-9, '.' and '-'`);
-  }
-  const prefix = (match[2] ?? '').replace(/^\/+|\/+$/g, '');
-  if (prefix.split('/').some((segment) => segment === '..' || segment === '.')) {
-    throw new TypeError(`the prefix ${JSON.stringify(prefix)} must not hold '.' or '..' segments`);
-  }
-  return { bucket, prefix };
 }
 
 /** The SDK, loaded once. */

@@ -213,7 +213,11 @@ describe('parseSettings', () => {
     ],
     [
       { artifactStore: 'https://bucket.s3.amazonaws.com' },
-      'Invalid setting --artifact-store (MPD_ARTIFACT_STORE): must be s3://bucket or s3://bucket/prefix, got "https://bucket.s3.amazonaws.com"',
+      `Invalid setting --artifact-store (MPD_ARTIFACT_STORE): must be s3://bucket or s3://bucket/prefix (a bucket of 3 to 63 of a-z, 0-9, '.' and '-'; no '.' or '..' in the prefix), got "https://bucket.s3.amazonaws.com"`,
+    ],
+    [
+      { artifactStore: 's3://Upper_Case/runs' },
+      `Invalid setting --artifact-store (MPD_ARTIFACT_STORE): must be s3://bucket or s3://bucket/prefix (a bucket of 3 to 63 of a-z, 0-9, '.' and '-'; no '.' or '..' in the prefix), got "s3://Upper_Case/runs"`,
     ],
     [
       { artifactStorePathStyle: 'maybe' },

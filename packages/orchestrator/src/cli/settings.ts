@@ -24,6 +24,7 @@ import {
 } from '@mpd/server-kit';
 import { Command } from 'commander';
 import { z } from 'zod';
+import { parseS3Url } from '../artifacts/s3-url.js';
 import { OrchestratorConfigError } from '../errors.js';
 import { allowEntryProblem } from '../http/endpoint-policy.js';
 import { DEFAULT_ORCHESTRATOR_OPTIONS, DEFAULT_START_OPTIONS } from '../orchestrator-options.js';
@@ -307,7 +308,13 @@ export const SETTINGS = defineSettings(
       schema: z
         .string()
         .trim()
-        .regex(/^s3:\/\/[^/]+/, 'must be s3://bucket or s3://bucket/prefix'),
+        .refine((text) => {
+          try {
+            return parseS3Url(text) !== undefined;
+          } catch {
+            return false;
+          }
+        }, "must be s3://bucket or s3://bucket/prefix (a bucket of 3 to 63 of a-z, 0-9, '.' and '-'; no '.' or '..' in the prefix)"),
     },
     artifactStoreEndpoint: {
       flag: '--artifact-store-endpoint <url>',
