@@ -1,7 +1,9 @@
 /**
  * `ArtifactClient` checks what it downloads itself: against a server that answers wrong bytes
  * with a plausible length (not the orchestrator, whose own check would cut them off first), it
- * keeps nothing. The client against the real store: the orchestrator's `artifact-routes.spec.ts`.
+ * keeps nothing; it is an orchestrator from before `POST …/transfers` (404 `RouteNotFound`), so the
+ * client falls back to the blob routes. The client against the real store: the orchestrator's
+ * `artifact-routes.spec.ts` and `s3-store.spec.ts`.
  */
 import { createHash } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
@@ -21,7 +23,13 @@ afterEach(async () => {
 describe('ArtifactClient', () => {
   it('refuses a downloaded blob whose bytes do not hash to its name, leaving no file', async () => {
     const claimed = createHash('sha256').update('the real bytes').digest('hex');
-    const server: Server = createServer((_req, res) => {
+    const server: Server = createServer((req, res) => {
+      if (req.method === 'POST') {
+        // An orchestrator from before the transfers route: the client falls back to the blob routes.
+        res.writeHead(404, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ success: false, errorMessage: 'no such route', code: 'RouteNotFound' }));
+        return;
+      }
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '14' });
       res.end('not the bytes!');
     });

@@ -9,7 +9,13 @@ import { rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { LIMITS, orchestratorContract, type PutBlobResponse } from '@mpd/contract';
+import {
+  type BlobTransfer,
+  blobTransferSchema,
+  LIMITS,
+  orchestratorContract,
+  type PutBlobResponse,
+} from '@mpd/contract';
 import { Agent, type Dispatcher, request } from 'undici';
 import { bearerHeader } from './clients.js';
 import type { ClientOptions } from './client-options.js';
@@ -46,6 +52,9 @@ export class ArtifactStoreError extends Error {
     super(message);
   }
 }
+
+/** A presigned URL of the orchestrator's bucket, as {@link ArtifactClient.transfer} answers it. */
+export type DirectTransfer = Extract<BlobTransfer, { store: 'url' }>;
 
 /** A blob's SHA-256 (64 lowercase hex) and size in bytes. */
 export interface BlobDigest {
@@ -163,6 +172,11 @@ export class ArtifactClient {
    */
   async putFile(path: string, digest?: BlobDigest): Promise<BlobDigest> {
     const known = digest ?? (await digestFile(path));
+    const direct = await this.transfer(known.sha256, 'upload', known.size);
+    if (direct !== undefined) {
+      if (!direct.exists) await this.putToUrl(direct, createReadStream(path, { highWaterMark: FILE_READ_BYTES }));
+      return known;
+    }
     if ((await this.has(known.sha256)) === known.size) return known;
     await this.put(known.sha256, known.size, createReadStream(path, { highWaterMark: FILE_READ_BYTES }));
     return known;
@@ -176,8 +190,10 @@ export class ArtifactClient {
    *   do not hash to `sha256`; the transfer's error when the connection is cut
    */
   async getToFile(sha256: string, path: string): Promise<BlobDigest> {
-    const response = await this.call('GET', sha256);
-    if (response.statusCode !== 200) throw await refusal(response, `GET blob ${sha256}`);
+    const direct = await this.transfer(sha256, 'download');
+    const response = direct ? await this.viaUrl(direct) : await this.call('GET', sha256);
+    if (response.statusCode !== 200)
+      throw await refusal(response, `GET blob ${sha256}${direct ? ' from the bucket' : ''}`);
     const size = Number(response.headers['content-length']);
     const temporary = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.partial`);
     try {
@@ -191,9 +207,63 @@ export class ArtifactClient {
     return { sha256, size: (await stat(path)).size };
   }
 
+  // --- S3-compatible store (issue 13, slice S) ---
+  /**
+   * How to move blob `sha256` (`POST /api/artifacts/blobs/{sha256}/transfers`): a presigned URL
+   * of the orchestrator's bucket (`{ store: 'url', exists, size, method?, url?, headers?, expiresAt? }`;
+   * no URL when an upload is not needed), or undefined when the orchestrator keeps blobs itself
+   * or predates the route: then the blob routes are the way.
+   * @param size the blob's size in bytes, required for an upload
+   * @throws ArtifactStoreError (404 `ArtifactNotFound` for a download, 413 past the store's limit, 401/403)
+   */
+  async transfer(sha256: string, direction: 'upload' | 'download', size?: number): Promise<DirectTransfer | undefined> {
+    const response = await request(`${this.url(sha256)}/transfers`, {
+      method: 'POST',
+      headers: this.headers({ 'content-type': 'application/json' }),
+      body: JSON.stringify({ direction, ...(size === undefined ? {} : { size }) }),
+      dispatcher: this.dispatcher,
+    });
+    if (response.statusCode === 200) {
+      const answer = blobTransferSchema.parse(await response.body.json());
+      return answer.store === 'url' ? answer : undefined;
+    }
+    const refused = await refusal(response, `POST blob ${sha256} transfers`);
+    // An orchestrator without the route (404 `RouteNotFound`): it keeps blobs itself.
+    if (response.statusCode === 404 && refused.code !== 'ArtifactNotFound') return undefined;
+    throw refused;
+  }
+
+  /**
+   * The bucket's own connections: no TLS settings, host resolution or headers of the
+   * orchestrator's, and never its credential (a presigned URL carries its own authority).
+   */
+  private bucketDispatcher?: Agent;
+
+  /** Sends a presigned request: exactly its signed headers, nothing of the orchestrator's. */
+  private viaUrl(direct: DirectTransfer, body?: Readable): Promise<Dispatcher.ResponseData> {
+    if (direct.url === undefined || !/^https?:\/\//i.test(direct.url)) {
+      throw new TypeError(`the orchestrator gave no http(s) URL to ${direct.method ?? 'move'} the blob`);
+    }
+    const idle = this.options.idleTimeoutMs ?? DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS;
+    this.bucketDispatcher ??= new Agent({ connectTimeout: idle, headersTimeout: idle, bodyTimeout: idle });
+    return request(direct.url, {
+      method: direct.method ?? 'GET',
+      headers: direct.headers ?? {},
+      ...(body ? { body } : {}),
+      dispatcher: this.bucketDispatcher,
+    });
+  }
+
+  /** Uploads `body` with a presigned `PUT`; the bucket checks the signed size (and, where it can, SHA-256). */
+  private async putToUrl(direct: DirectTransfer, body: Readable): Promise<void> {
+    const response = await this.viaUrl(direct, body);
+    if (response.statusCode !== 200) throw await refusal(response, `PUT blob ${direct.url?.split('?')[0]}`);
+    await response.body.dump();
+  }
+
   /** Closes the client's connections. */
-  close(): Promise<void> {
-    return this.dispatcher.close();
+  async close(): Promise<void> {
+    await Promise.all([this.dispatcher.close(), this.bucketDispatcher?.close()]);
   }
 }
 
@@ -201,7 +271,11 @@ async function refusal(response: Dispatcher.ResponseData, what: string): Promise
   let code: string | undefined;
   let message = `${what}: ${response.statusCode}`;
   try {
-    const body = (await response.body.json()) as { code?: string; errorMessage?: string };
+    const text = await response.body.text();
+    // An S3 error is XML: `<Error><Code>AccessDenied</Code><Message>Request has expired</Message>…`.
+    const xml = /<Code>([^<]*)<\/Code>(?:\s*<Message>([^<]*)<\/Message>)?/.exec(text);
+    if (xml) return new ArtifactStoreError(response.statusCode, xml[1], `${message} ${xml[1]} ${xml[2] ?? ''}`.trim());
+    const body = JSON.parse(text) as { code?: string; errorMessage?: string };
     code = body.code;
     if (body.errorMessage) message = `${what}: ${response.statusCode} ${body.code ?? ''} ${body.errorMessage}`;
   } catch {

@@ -20,4 +20,4 @@ export { MpdClientError } from './errors.js';
 export type { MpdClientErrorCode } from './errors.js';
 export { BlobDamagedError, VerifyingStream } from './verifying-stream.js';
 export { ArtifactClient, ArtifactStoreError, DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS, digestFile } from './artifact-client.js';
-export type { ArtifactClientOptions, BlobDigest } from './artifact-client.js';
+export type { ArtifactClientOptions, BlobDigest, DirectTransfer } from './artifact-client.js';

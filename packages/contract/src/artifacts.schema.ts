@@ -39,3 +39,46 @@ export const artifactRefSchema = z.object({
   compression: z.enum(['none', 'gzip']).optional(),
 });
 export type ArtifactRef = z.infer<typeof artifactRefSchema>;
+
+// --- S3-compatible store (issue 13, slice S) ---
+/**
+ * `POST /api/artifacts/blobs/{sha256}/transfers`' body: which way a blob is to move. `size` (bytes)
+ * is required for an upload: a presigned upload URL signs it (`Content-Length`), and a size past
+ * `--max-artifact-size` is refused (413) before any URL is made.
+ */
+export const blobTransferRequestSchema = z
+  .object({
+    direction: z.enum(['upload', 'download']),
+    size: z.number().int().nonnegative().optional(),
+  })
+  .strict()
+  .refine((body) => body.direction !== 'upload' || body.size !== undefined, {
+    message: 'required for an upload',
+    path: ['size'],
+  });
+export type BlobTransferRequest = z.infer<typeof blobTransferRequestSchema>;
+
+/**
+ * Its answer. `store: 'orchestrator'`: the orchestrator keeps blobs itself; use the blob routes
+ * (`HEAD`/`GET`/`PUT /api/artifacts/blobs/{sha256}`). `store: 'url'`: move the bytes directly with
+ * `method` to `url`, sending exactly `headers` (they are signed) and no mpd credential; `exists`
+ * says whether the store has the blob (an upload of a blob it has is not needed: no URL is given)
+ * and `size` its size in bytes (the download's, to check what arrives; the upload's as signed).
+ * `expiresAt`: when the URL stops being accepted (checked when a request starts: a transfer begun
+ * before it runs to its end).
+ */
+export const blobTransferSchema = z.union([
+  z.object({ store: z.literal('orchestrator') }).strict(),
+  z
+    .object({
+      store: z.literal('url'),
+      exists: z.boolean(),
+      size: z.number().int().nonnegative(),
+      method: z.enum(['PUT', 'GET']).optional(),
+      url: z.string().url().optional(),
+      headers: z.record(z.string()).optional(),
+      expiresAt: z.string().datetime().optional(),
+    })
+    .strict(),
+]);
+export type BlobTransfer = z.infer<typeof blobTransferSchema>;

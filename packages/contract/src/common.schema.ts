@@ -88,6 +88,7 @@ export const errorCodeSchema = z.enum([
   'ArtifactNotFound',
   'ArtifactHashMismatch',
   'LengthRequired',
+  'ArtifactStoreUnavailable',
   'OutputGap',
 ]);
 export type ErrorCode = z.infer<typeof errorCodeSchema>;
@@ -146,6 +147,8 @@ export const ERROR_STATUS = {
   ArtifactHashMismatch: 400,
   /** A streamed upload without `Content-Length` (RFC 9110 §15.5.12): its size must be known before it is read. */
   LengthRequired: 411,
+  /** The orchestrator's S3-compatible bucket refused or failed a call (its credentials, its reach): the bucket's error code is in the message. */
+  ArtifactStoreUnavailable: 502,
 } as const satisfies Record<ErrorCode, number>;
 
 /** An error body as {@link errorBody} builds it. */

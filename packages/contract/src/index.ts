@@ -19,8 +19,15 @@ export {
   workersContract,
   orchestratorHealthContract,
 } from './orchestrator.contract.js';
-export { artifactRefSchema, blobParamsSchema, putBlobResponseSchema, sha256Schema } from './artifacts.schema.js';
-export type { ArtifactRef, PutBlobResponse } from './artifacts.schema.js';
+export {
+  artifactRefSchema,
+  blobParamsSchema,
+  blobTransferRequestSchema,
+  blobTransferSchema,
+  putBlobResponseSchema,
+  sha256Schema,
+} from './artifacts.schema.js';
+export type { ArtifactRef, BlobTransfer, BlobTransferRequest, PutBlobResponse } from './artifacts.schema.js';
 export type { OrchestratorContract } from './orchestrator.contract.js';
 export { workerContract, executionContract, workerHealthContract } from './worker.contract.js';
 export type { WorkerContract } from './worker.contract.js';

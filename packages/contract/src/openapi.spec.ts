@@ -20,6 +20,7 @@ describe('OpenAPI documents', () => {
         '/api/workers/{workerId}',
         '/api/workers/{workerId}/drain',
         '/api/artifacts/blobs/{sha256}',
+        '/api/artifacts/blobs/{sha256}/transfers',
         '/api/executions/{executionId}/output',
       ].sort(),
     );
@@ -98,6 +99,7 @@ describe('OpenAPI documents are valid and importable', () => {
       'GET /api/health': [],
       'GET /api/artifacts/blobs/{sha256}': ['workerCredential', 'adminToken'],
       'PUT /api/artifacts/blobs/{sha256}': ['workerCredential', 'adminToken'],
+      'POST /api/artifacts/blobs/{sha256}/transfers': ['workerCredential', 'adminToken'],
       'POST /api/executions/{executionId}/output': ['workerCredential'],
     });
   });

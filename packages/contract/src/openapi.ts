@@ -56,7 +56,11 @@ const orchestratorSecurity: SecurityBySection<typeof orchestratorContract, keyof
     unregister: ['workerCredential', 'adminToken'],
   },
   health: { get: [] },
-  artifacts: { getBlob: ['workerCredential', 'adminToken'], putBlob: ['workerCredential', 'adminToken'] },
+  artifacts: {
+    getBlob: ['workerCredential', 'adminToken'],
+    putBlob: ['workerCredential', 'adminToken'],
+    transfer: ['workerCredential', 'adminToken'],
+  },
   executions: { output: ['workerCredential'] },
 };
 

@@ -11,7 +11,12 @@ import {
   drainWorkerResponseSchema,
   workerListSchema,
 } from './workers.schema.js';
-import { blobParamsSchema, putBlobResponseSchema } from './artifacts.schema.js';
+import {
+  blobParamsSchema,
+  blobTransferRequestSchema,
+  blobTransferSchema,
+  putBlobResponseSchema,
+} from './artifacts.schema.js';
 import { outputAcceptedSchema, outputBatchSchema, outputGapSchema } from './output.schema.js';
 
 const c = initContract();
@@ -116,6 +121,8 @@ export const artifactsContract = c.router({
       200: c.otherResponse({ contentType: 'application/octet-stream', body: c.type<Uint8Array>() }),
       403: errorBodySchema,
       404: errorBodySchema,
+      /** `ArtifactStoreUnavailable`: the orchestrator's bucket failed the call. */
+      502: errorBodySchema,
     },
   },
   putBlob: {
@@ -131,6 +138,25 @@ export const artifactsContract = c.router({
       403: errorBodySchema,
       /** `LengthRequired`: no `Content-Length`. */
       411: errorBodySchema,
+      /** `ArtifactStoreUnavailable`: the orchestrator's bucket failed the call. */
+      502: errorBodySchema,
+    },
+  },
+  // --- S3-compatible store (issue 13, slice S) ---
+  transfer: {
+    method: 'POST',
+    path: '/api/artifacts/blobs/:sha256/transfers',
+    summary:
+      'Ask how to move a blob (mpd addition): { store: "orchestrator" } to use the blob routes, or { store: "url", exists, size, method, url, headers, expiresAt } to move the bytes directly to or from an S3-compatible bucket with a presigned URL (send exactly those headers, no mpd credential). 404 ArtifactNotFound for a download of a blob the store lacks; 413 for an upload over --max-artifact-size, before any URL is made',
+    pathParams: blobParamsSchema,
+    body: blobTransferRequestSchema,
+    responses: {
+      200: blobTransferSchema,
+      403: errorBodySchema,
+      404: errorBodySchema,
+      413: errorBodySchema,
+      /** `ArtifactStoreUnavailable`: the orchestrator's bucket failed the call. */
+      502: errorBodySchema,
     },
   },
 });

@@ -3,6 +3,7 @@ import { createApiApp } from '@mpd/server-kit';
 import cors from 'cors';
 import type express from 'express';
 import type { Logger } from 'pino';
+import { type ArtifactStore, artifactStoreOf } from './artifacts/artifact-store.js';
 import { callerOf, isAuthenticated } from './http/auth.js';
 import { WorkerEndpointPolicy } from './http/endpoint-policy.js';
 import { FailureLimiter } from './http/rate-limits.js';
@@ -31,6 +32,12 @@ export interface AppDependencies {
    * @default a new, empty one (every output batch answers 404 `ExecutionNotFound`)
    */
   executionLogs?: ExecutionLogs;
+  /**
+   * Where the artifact routes keep blobs: share it with whoever ends runs (`endRun`, for the
+   * directory store's retention), as {@link startOrchestrator} does.
+   * @default the one `options` name (`artifactStoreOf`)
+   */
+  artifactStore?: ArtifactStore;
 }
 
 /**
@@ -58,6 +65,7 @@ export function createApp(deps: AppDependencies): express.Express {
       deps.endpointPolicy ?? endpointPolicyOf(options),
       failures,
       deps.executionLogs ?? new ExecutionLogs(),
+      deps.artifactStore ?? artifactStoreOf(options),
     ),
     openApi: orchestratorOpenApi,
     server: 'orchestrator',

@@ -78,7 +78,13 @@ export type {
   RunResult,
   WorkerClientTarget,
 } from './runner/index.js';
-export { DEFAULT_ORCHESTRATOR_OPTIONS, DEFAULT_START_OPTIONS } from './orchestrator-options.js';
+export {
+  DEFAULT_ARTIFACT_RETENTION_MS,
+  DEFAULT_ARTIFACT_URL_EXPIRY_MS,
+  DEFAULT_ORCHESTRATOR_OPTIONS,
+  DEFAULT_START_OPTIONS,
+} from './orchestrator-options.js';
+export type { ArtifactStore } from './artifacts/artifact-store.js';
 export type { OrchestratorOptions, RateLimitOptions, ResolvedOrchestratorOptions } from './orchestrator-options.js';
 export { OrchestratorConfigError, OrchestratorStartError, RegistrationError } from './errors.js';
 export type { OrchestratorConfigErrorCode, OrchestratorStartErrorCode, RegistrationErrorCode } from './errors.js';

@@ -1,5 +1,6 @@
 import { DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_ORCHESTRATOR_BODY_LIMIT } from '@mpd/contract/limits';
 import { pino, type Logger } from 'pino';
+import { parseS3Url } from './artifacts/s3-url.js';
 import { OrchestratorConfigError } from './errors.js';
 import type { HostResolver } from './http/endpoint-policy.js';
 import type { StartOrchestratorOptions } from './server.js';
@@ -106,7 +107,54 @@ export interface ResolvedOrchestratorOptions {
    * @default 2 GiB (`DEFAULT_MAX_ARTIFACT_BYTES`)
    */
   maxArtifactBytes: number;
+  // --- S3-compatible store and retention (issue 13, slice S) ---
+  /**
+   * An S3-compatible bucket as the artifact store, `s3://bucket` or `s3://bucket/prefix` (blob
+   * `sha256` is the object `<prefix>/<sha256>`): workers move bytes to and from it directly with
+   * presigned URLs. Credentials come from the AWS SDK's default chain (`AWS_ACCESS_KEY_ID` and
+   * `AWS_SECRET_ACCESS_KEY`, `AWS_PROFILE`, instance roles), or `artifactStoreCredentials`.
+   * @default absent: the directory store under `artifactsDir`
+   */
+  artifactStore?: string;
+  /**
+   * The URL of an S3-compatible server (MinIO, Ceph, R2, …), with `artifactStore`.
+   * @default absent: AWS S3 of `artifactStoreRegion`
+   */
+  artifactStoreEndpoint?: string;
+  /**
+   * The bucket's region, with `artifactStore`.
+   * @default `AWS_REGION` from the environment, else `us-east-1`
+   */
+  artifactStoreRegion?: string;
+  /**
+   * Path-style bucket URLs (`http://host/bucket/key`) instead of virtual-hosted ones
+   * (`http://bucket.host/key`), as MinIO-style servers want, with `artifactStore`.
+   * @default false
+   */
+  artifactStorePathStyle: boolean;
+  /** Credentials for the bucket, for embedding and tests (the CLI has no flag: the SDK's default chain). */
+  artifactStoreCredentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string };
+  /**
+   * How long a presigned URL of the bucket is accepted, in ms: the bucket checks it when a
+   * request starts, so a transfer begun in time runs to its end however long it takes.
+   * @default 15 minutes (`DEFAULT_ARTIFACT_URL_EXPIRY_MS`)
+   */
+  artifactUrlExpiryMs: number;
+  /**
+   * How long a blob of the directory store stays after the last run that wrote or read it
+   * ended, in ms; `0`: a run's blobs are removed when it ends. The store is swept when the
+   * orchestrator starts and when a run ends. With `artifactStore`, the bucket's lifecycle rule
+   * is the retention (mpd never lists or deletes in the bucket).
+   * @default 7 days (`DEFAULT_ARTIFACT_RETENTION_MS`)
+   */
+  artifactRetentionMs: number;
 }
+
+/** Blobs stay 7 days after their last use by default: GitHub Actions' artifacts stay 90 days, Buildkite's 6 months; a store on the orchestrator's disk is for passing files within and between nearby runs. */
+export const DEFAULT_ARTIFACT_RETENTION_MS = 7 * 24 * 3_600_000;
+
+/** Presigned URLs are accepted 15 minutes: long enough for a worker to start a transfer after asking, short enough that a leaked URL soon stops working. */
+export const DEFAULT_ARTIFACT_URL_EXPIRY_MS = 15 * 60_000;
 
 /**
  * The options callers give (`createApp`, `startOrchestrator`): any of
@@ -154,6 +202,9 @@ export const DEFAULT_ORCHESTRATOR_OPTIONS = {
   maxPipelines: 64,
   artifactsDir: '.mpd/artifact-store',
   maxArtifactBytes: DEFAULT_MAX_ARTIFACT_BYTES,
+  artifactStorePathStyle: false,
+  artifactUrlExpiryMs: DEFAULT_ARTIFACT_URL_EXPIRY_MS,
+  artifactRetentionMs: DEFAULT_ARTIFACT_RETENTION_MS,
   rateLimits: {
     registerPerMinute: 10_000,
     heartbeatPerMinute: 600,
@@ -190,9 +241,14 @@ export function resolveOrchestratorOptions(options: OrchestratorOptions = {}): R
     maxPipelines: options.maxPipelines ?? DEFAULT_ORCHESTRATOR_OPTIONS.maxPipelines,
     artifactsDir: options.artifactsDir ?? DEFAULT_ORCHESTRATOR_OPTIONS.artifactsDir,
     maxArtifactBytes: options.maxArtifactBytes ?? DEFAULT_ORCHESTRATOR_OPTIONS.maxArtifactBytes,
+    artifactStorePathStyle: options.artifactStorePathStyle ?? DEFAULT_ORCHESTRATOR_OPTIONS.artifactStorePathStyle,
+    artifactUrlExpiryMs: options.artifactUrlExpiryMs ?? DEFAULT_ORCHESTRATOR_OPTIONS.artifactUrlExpiryMs,
+    artifactRetentionMs: options.artifactRetentionMs ?? DEFAULT_ORCHESTRATOR_OPTIONS.artifactRetentionMs,
     logger: options.logger ?? pino({ level: 'silent' }),
   };
   requirePositive('maxArtifactBytes', resolved.maxArtifactBytes);
+  requirePositive('artifactUrlExpiryMs', resolved.artifactUrlExpiryMs);
+  checkArtifactStore(resolved);
   requirePositive('heartbeatIntervalSeconds', resolved.heartbeatIntervalSeconds);
   requirePositive('heartbeatTimeoutMs', resolved.heartbeatTimeoutMs);
   checkRegistryBounds(resolved);
@@ -246,5 +302,30 @@ export function requirePositive(setting: string, value: number): void {
       setting,
       `Invalid setting ${setting}: must be a finite number above 0, got ${String(value)}`,
     );
+  }
+}
+
+/**
+ * Checks the artifact store's options: an `s3://` URL of a valid bucket, an http(s) endpoint, a
+ * retention of 0 or more ms.
+ * @throws OrchestratorConfigError naming the option at fault.
+ */
+function checkArtifactStore(options: ResolvedOrchestratorOptions): void {
+  const refuse = (setting: string, message: string): never => {
+    throw new OrchestratorConfigError('InvalidSetting', setting, `Invalid setting ${setting}: ${message}`);
+  };
+  const { artifactRetentionMs: retention, artifactStore, artifactStoreEndpoint: endpoint } = options;
+  if (!(Number.isFinite(retention) && retention >= 0)) {
+    refuse('artifactRetentionMs', `must be a finite number of 0 or more, got ${String(retention)}`);
+  }
+  if (artifactStore !== undefined) {
+    try {
+      parseS3Url(artifactStore);
+    } catch (error) {
+      refuse('artifactStore', (error as Error).message);
+    }
+  }
+  if (endpoint !== undefined && !/^https?:\/\/[^/]/i.test(endpoint)) {
+    refuse('artifactStoreEndpoint', `must be an http:// or https:// URL, got ${JSON.stringify(endpoint)}`);
   }
 }

@@ -98,6 +98,16 @@ describe('startOrchestrator', () => {
       OrchestratorConfigError,
     );
     await expect(startOrchestrator({ port: 0, heartbeatTimeoutMs: -1 })).rejects.toThrow(/heartbeatTimeoutMs/);
+    for (const [options, message] of [
+      [{ artifactStore: 's3://Not_A_Bucket/x' }, /artifactStore: the bucket "Not_A_Bucket" is not a valid name/],
+      [{ artifactStore: 'https://bucket/x' }, /artifactStore: must be s3:\/\/bucket/],
+      [{ artifactStore: 's3://bucket/a/../b' }, /artifactStore: the prefix "a\/..\/b" must not hold/],
+      [{ artifactStoreEndpoint: 'minio:9000' }, /artifactStoreEndpoint: must be an http/],
+      [{ artifactRetentionMs: -1 }, /artifactRetentionMs: must be a finite number of 0 or more/],
+      [{ artifactUrlExpiryMs: 0 }, /artifactUrlExpiryMs/],
+    ] as const) {
+      await expect(startOrchestrator({ port: 0, ...options })).rejects.toThrow(message);
+    }
   });
 });
 

@@ -1,6 +1,8 @@
 import { longInterval } from '@mpd/contract/timers';
 import { closeGracefully, createHttpOrHttpsServer, listen, reachableHost, type ServerTls } from '@mpd/server-kit';
+import type { Logger } from 'pino';
 import { createApp, endpointPolicyOf } from './app.js';
+import { type ArtifactStore, artifactStoreOf } from './artifacts/artifact-store.js';
 import { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
 import { DEFAULT_START_OPTIONS, type OrchestratorOptions, resolveOrchestratorOptions } from './orchestrator-options.js';
 import type { WorkerEndpointPolicy } from './http/endpoint-policy.js';
@@ -72,6 +74,12 @@ export interface RunningOrchestrator {
    * the log of each attempt it dispatches.
    */
   executionLogs: ExecutionLogs;
+  /**
+   * Its artifact store, swept once when it started: call `endRun()` when a run ends (the CLI
+   * does), so the directory store keeps the run's blobs for `artifactRetentionMs` from then and
+   * removes what is older.
+   */
+  artifactStore: ArtifactStore;
   /** Stops the sweep timer and the server (waiting for requests in flight); safe to call twice. */
   close(): Promise<void>;
 }
@@ -114,7 +122,9 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
 
   const endpointPolicy = endpointPolicyOf(resolved);
   const executionLogs = new ExecutionLogs();
-  const app = createApp({ registry, options: resolved, endpointPolicy, executionLogs });
+  const artifactStore = artifactStoreOf(resolved);
+  await sweepArtifacts(artifactStore, resolved.logger);
+  const app = createApp({ registry, options: resolved, endpointPolicy, executionLogs, artifactStore });
   let server: ReturnType<typeof createHttpOrHttpsServer>;
   try {
     server = createHttpOrHttpsServer(app, options.tls);
@@ -199,5 +209,18 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
     })();
     return closing;
   };
-  return { url, port: actualPort, registry, endpointPolicy, executionLogs, close };
+  return { url, port: actualPort, registry, endpointPolicy, executionLogs, artifactStore, close };
+}
+
+/**
+ * The start's sweep of the artifact store: what it removed is logged; a failure is logged and
+ * does not stop the start (the next run's end sweeps again).
+ */
+async function sweepArtifacts(store: ArtifactStore, logger: Logger): Promise<void> {
+  try {
+    const removed = await store.sweep();
+    if (removed > 0) logger.info({ removed }, 'artifact store: blobs past the retention removed');
+  } catch (error) {
+    logger.error({ err: error }, 'artifact store: the sweep failed');
+  }
 }

@@ -69,6 +69,7 @@ export {
   portText,
   sizeText,
   sizeTextOf,
+  switchText,
   tokenText,
 } from './cli/setting-schemas.js';
 export type { CliRunOptions } from './cli/cli-run-options.js';

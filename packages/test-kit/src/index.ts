@@ -17,7 +17,8 @@
  * {@link instantWorkerClient} is a fake worker client, typed structurally, that answers every
  * module at once, for tests and benchmarks of the orchestrator's runner. {@link startFaultProxy}
  * is a TCP proxy that resets, black-holes or delays connections on demand, for fault tests;
- * {@link ManualClock} a clock that moves only when a test says so.
+ * {@link ManualClock} a clock that moves only when a test says so. {@link startS3Server} runs an
+ * S3-compatible server (s3rver) as a process, recording the requests it gets.
  *
  * {@link TestClock} is real time plus jumps a test makes, for tests about expiry.
  * {@link createNetworkNamespace} puts processes behind a veth pair in a network namespace
@@ -57,6 +58,7 @@ export { cliOf, killLeftovers, spawnProcess, type RunningProcess, type SpawnOpti
 export { makeTestCertificates, type TestCertificates } from './certificates.js';
 export { type Fault, type FaultProxy, type FaultTarget, startFaultProxy } from './fault-proxy.js';
 export { ManualClock } from './manual-clock.js';
+export { S3_SERVER_CREDENTIALS, type S3Request, type S3Server, startS3Server } from './s3-server.js';
 export { TestClock } from './test-clock.js';
 export {
   createNamespaceNetwork,

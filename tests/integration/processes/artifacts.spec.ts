@@ -2,91 +2,151 @@
  * Artifacts between machines (issue 13): a module on worker A uploads files, its dependant on
  * worker B downloads them, byte-identical, through the orchestrator's store; every process real,
  * each worker with a cache of its own; A runs modules in module hosts (the default for a pipeline
- * file), B in its own process (`--isolation none`), so both ways `ctx.artifacts` reaches the worker run.
+ * file), B in its own process (`--isolation none`), so both ways `ctx.artifacts` reaches the worker run;
+ * once with the orchestrator's directory store, once with an S3-compatible bucket (s3rver as a process).
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { RunResult } from '@mpd/orchestrator';
-import { cliOf, killLeftovers, orchestratorArgs, spawnProcess, workerArgs } from '@mpd/test-kit';
+import {
+  cliOf,
+  killLeftovers,
+  orchestratorArgs,
+  S3_SERVER_CREDENTIALS,
+  spawnProcess,
+  startS3Server,
+  workerArgs,
+} from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 
 afterEach(killLeftovers);
 
-async function start(pkg: 'orchestrator' | 'worker', args: string[]) {
-  const proc = spawnProcess({ script: cliOf(pkg), args, env: { MPD_LOG_LEVEL: 'info' } });
+async function start(pkg: 'orchestrator' | 'worker', args: string[], env: Record<string, string> = {}) {
+  const proc = spawnProcess({ script: cliOf(pkg), args, env: { MPD_LOG_LEVEL: 'info', ...env } });
   return { ...proc, url: await proc.listeningUrl() };
 }
 
-describe('artifacts across workers', () => {
-  it('an artifact produced on worker A is consumed on worker B byte-identical, B downloading it into its own cache', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mpd-artifacts-e2e-'));
-    const report = join(dir, 'report.json');
-    const pipeline = fixture('artifacts.pipeline.ts');
-    const store = join(dir, 'store');
-    const orchestrator = await start(
-      'orchestrator',
-      orchestratorArgs(
-        0,
-        ...['--artifacts-dir', store, '--env', `ARTIFACT_TEST_DIR=${dir}`],
-        ...['--pipeline', pipeline, '--min-workers', '2', '--report', report],
-      ),
-    );
-    const cacheOf = (id: string) => join(dir, `cache-${id}`);
-    await start(
-      'worker',
-      workerArgs(
-        orchestrator.url,
-        'art-a',
-        '--pipeline',
-        pipeline,
-        '--tags',
-        'producer',
-        '--cache-dir',
-        cacheOf('art-a'),
-      ),
-    );
-    await start(
-      'worker',
-      workerArgs(
-        orchestrator.url,
-        'art-b',
-        '--pipeline',
-        pipeline,
-        '--tags',
-        'consumer',
-        '--cache-dir',
-        cacheOf('art-b'),
-        // A runs its modules in module hosts (ctx.artifacts over IPC), B in its own process.
-        '--isolation',
-        'none',
-      ),
-    );
-    expect(await orchestrator.exited).toBe(0);
+interface Produced {
+  dist: { sha256: string; files: number; size: number };
+  hashes: Record<string, string>;
+  workerId: string;
+}
 
-    const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
-    const build = result.modules.find((module) => module.name === 'build')!.result as {
-      dist: { sha256: string; files: number };
-      hashes: Record<string, string>;
-      workerId: string;
-    };
-    const test = result.modules.find((module) => module.name === 'test')!.result as {
-      files: number;
-      hashes: Record<string, string>;
-      workerId: string;
-    };
-    expect([build.workerId, test.workerId]).toEqual(['art-a', 'art-b']);
-    expect(build.dist.files).toBe(3);
-    expect(test.files).toBe(3);
-    expect(test.hashes).toEqual(build.hashes);
-    expect(Object.keys(test.hashes)).toHaveLength(3);
-    // The archive is in the store under its hash, in A's cache from its upload, in B's from its download.
-    for (const where of [store, cacheOf('art-a'), cacheOf('art-b')]) {
+/**
+ * Runs the fixture's `build` on worker A (module hosts) and `test` on worker B (`--isolation
+ * none`), each worker with a cache of its own, the orchestrator given `storeArgs`; answers the
+ * two modules' results.
+ */
+async function acrossWorkers(dir: string, storeArgs: string[], env: Record<string, string> = {}) {
+  const report = join(dir, 'report.json');
+  const pipeline = fixture('artifacts.pipeline.ts');
+  const orchestrator = await start(
+    'orchestrator',
+    orchestratorArgs(
+      0,
+      ...storeArgs,
+      ...['--env', `ARTIFACT_TEST_DIR=${dir}`],
+      ...['--pipeline', pipeline, '--min-workers', '2', '--report', report],
+    ),
+    env,
+  );
+  const cacheOf = (id: string) => join(dir, `cache-${id}`);
+  await start(
+    'worker',
+    workerArgs(
+      orchestrator.url,
+      'art-a',
+      '--pipeline',
+      pipeline,
+      '--tags',
+      'producer',
+      '--cache-dir',
+      cacheOf('art-a'),
+    ),
+  );
+  await start(
+    'worker',
+    workerArgs(
+      orchestrator.url,
+      'art-b',
+      '--pipeline',
+      pipeline,
+      '--tags',
+      'consumer',
+      '--cache-dir',
+      cacheOf('art-b'),
+      // A runs its modules in module hosts (ctx.artifacts over IPC), B in its own process.
+      '--isolation',
+      'none',
+    ),
+  );
+  expect(await orchestrator.exited, orchestrator.output()).toBe(0);
+  const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
+  const build = result.modules.find((module) => module.name === 'build')!.result as Produced;
+  const test = result.modules.find((module) => module.name === 'test')!.result as Omit<Produced, 'dist'> & {
+    files: number;
+  };
+  expect([build.workerId, test.workerId]).toEqual(['art-a', 'art-b']);
+  expect(build.dist.files).toBe(3);
+  expect(test.files).toBe(3);
+  expect(test.hashes).toEqual(build.hashes);
+  expect(Object.keys(test.hashes)).toHaveLength(3);
+  return { build, test, cacheOf };
+}
+
+describe('artifacts across workers', () => {
+  it('an artifact produced on worker A is consumed on worker B byte-identical, B downloading it into its own cache; with --artifact-retention 0 the store is emptied when the run ends', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mpd-artifacts-e2e-'));
+    const store = join(dir, 'store');
+    const { build, cacheOf } = await acrossWorkers(dir, ['--artifacts-dir', store, '--artifact-retention', '0']);
+    // The archive is in A's cache from its upload, in B's from its download (from the store).
+    for (const where of [cacheOf('art-a'), cacheOf('art-b')]) {
       expect(existsSync(join(where, build.dist.sha256)), where).toBe(true);
     }
+    // With --artifact-retention 0 the store removed the run's blobs when the run ended.
+    expect(readdirSync(store)).toEqual([]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('with the S3-compatible store, A uploads to the bucket and B downloads from it directly (presigned URLs, no mpd credential), byte-identical', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mpd-artifacts-s3-'));
+    const s3 = await startS3Server({ dir, buckets: ['mpd-e2e'] });
+    const store = join(dir, 'store');
+    const { build } = await acrossWorkers(
+      dir,
+      [
+        ...['--artifacts-dir', store],
+        ...['--artifact-store', 's3://mpd-e2e/runs', '--artifact-store-endpoint', s3.url],
+        '--artifact-store-path-style',
+      ],
+      {
+        AWS_ACCESS_KEY_ID: S3_SERVER_CREDENTIALS.accessKeyId,
+        AWS_SECRET_ACCESS_KEY: S3_SERVER_CREDENTIALS.secretAccessKey,
+      },
+    );
+    const key = `/mpd-e2e/runs/${build.dist.sha256}`;
+    const moved = s3
+      .requests()
+      .filter((request) => request.path === key && request.method !== 'HEAD')
+      .map((request) => ({
+        method: request.method,
+        status: request.status,
+        bytes: request.method === 'PUT' ? request.bodyBytes : undefined,
+        presigned: 'X-Amz-Signature' in request.query,
+        authorization: request.headers.authorization,
+      }));
+    // One upload by A, one download by B (A's consumer-free cache kept its own copy), both
+    // straight to the bucket with presigned URLs and no Authorization header at all.
+    expect(moved).toEqual([
+      { method: 'PUT', status: 200, bytes: build.dist.size, presigned: true, authorization: undefined },
+      { method: 'GET', status: 200, bytes: undefined, presigned: true, authorization: undefined },
+    ]);
+    // The orchestrator streamed nothing: its own directory store was never written.
+    expect(existsSync(store)).toBe(false);
     rmSync(dir, { recursive: true, force: true });
   });
 });

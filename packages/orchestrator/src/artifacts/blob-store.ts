@@ -3,15 +3,22 @@
  * one directory. A blob is written to a temporary file in that directory while it is hashed,
  * and renamed to its name only when the hash matches (a rename within one directory is atomic:
  * a reader sees the whole blob or none); it is hashed again as it is read.
+ *
+ * Retention (`--artifact-retention`): a blob's mtime is the last time a run wrote, `HEAD`ed or
+ * read it; {@link BlobStore.sweep} removes blobs whose mtime is at least the retention ago, and
+ * {@link BlobStore.endRun} first sets the mtime of every blob used since the last run ended to
+ * now, so what a run used stays at least the retention after its end.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VerifyingStream } from '@mpd/client';
-import { LIMITS } from '@mpd/contract';
+import { type BlobTransfer, LIMITS } from '@mpd/contract';
+import { DEFAULT_ARTIFACT_RETENTION_MS } from '../orchestrator-options.js';
+import type { ArtifactStore, TransferDirection } from './artifact-store.js';
 
 /** Why a blob was not stored (see {@link BlobStore.put}). */
 export class BlobWriteError extends Error {
@@ -41,11 +48,34 @@ export interface BlobReader {
 /** Prefix of temporary files; blobs are 64 hex digits, so the two never meet. */
 const TEMPORARY_PREFIX = '.incoming-';
 
-export class BlobStore {
+/** Options of {@link BlobStore}. */
+export interface BlobStoreOptions {
+  /**
+   * How long a blob stays after its last use, in ms (`--artifact-retention`); `0`: what a run
+   * used is removed when it ends.
+   * @default 7 days (`DEFAULT_ARTIFACT_RETENTION_MS`)
+   */
+  retentionMs?: number;
+  /** The clock of retention, in ms since the epoch (tests inject one). @default Date.now */
+  now?: () => number;
+}
+
+export class BlobStore implements ArtifactStore {
+  readonly kind = 'local';
   private ready: Promise<void> | undefined;
+  private readonly retentionMs: number;
+  private readonly now: () => number;
+  /** The blobs used (written, `HEAD`ed, read) since the last run ended. */
+  private readonly used = new Set<string>();
 
   /** @param dir the store's directory, made on the first write. */
-  constructor(readonly dir: string) {}
+  constructor(
+    readonly dir: string,
+    options: BlobStoreOptions = {},
+  ) {
+    this.retentionMs = options.retentionMs ?? DEFAULT_ARTIFACT_RETENTION_MS;
+    this.now = options.now ?? Date.now;
+  }
 
   /** The file of blob `sha256`; the name is checked (64 lowercase hex) so it never leaves `dir`. */
   pathOf(sha256: string): string {
@@ -53,13 +83,56 @@ export class BlobStore {
     return join(this.dir, sha256);
   }
 
-  /** The size in bytes of blob `sha256`, or undefined when the store does not have it. */
+  /**
+   * The size in bytes of blob `sha256`, or undefined when the store does not have it; a blob
+   * found counts as used (its mtime set to now, see {@link sweep}).
+   */
   async sizeOf(sha256: string): Promise<number | undefined> {
-    const found = await stat(this.pathOf(sha256)).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return undefined;
-      throw error;
-    });
-    return found?.isFile() ? found.size : undefined;
+    const found = await stat(this.pathOf(sha256)).catch(ignoreMissing);
+    if (!found?.isFile()) return undefined;
+    await this.touch(sha256);
+    return found.size;
+  }
+
+  /** Blob `sha256` was used: its mtime is now (it may have been removed since: no matter). */
+  private async touch(sha256: string): Promise<void> {
+    this.used.add(sha256);
+    const now = this.now() / 1000;
+    await utimes(this.pathOf(sha256), now, now).catch(ignoreMissing);
+  }
+
+  /**
+   * Removes every blob whose mtime is at least the retention ago (`0`: every blob). Temporary
+   * files of uploads in progress are not blobs and are never removed here; a blob removed while
+   * a reader has it open is still read to its end (the file lives until it is closed).
+   */
+  async sweep(): Promise<number> {
+    const names = await readdir(this.dir).catch(ignoreMissing);
+    if (names === undefined) return 0;
+    const cutoff = this.now() - this.retentionMs;
+    let removed = 0;
+    for (const name of names) {
+      if (!LIMITS.artifact.sha256.pattern.test(name)) continue;
+      const found = await stat(join(this.dir, name)).catch(ignoreMissing);
+      if (found === undefined || !found.isFile() || found.mtimeMs > cutoff) continue;
+      // Used since the last run ended (by a run still going): kept, whatever its mtime said.
+      if (this.used.has(name)) continue;
+      await unlink(join(this.dir, name)).then(() => removed++, ignoreMissing);
+    }
+    return removed;
+  }
+
+  async endRun(): Promise<number> {
+    const used = [...this.used];
+    for (const sha256 of used) await this.touch(sha256);
+    for (const sha256 of used) this.used.delete(sha256);
+    return this.sweep();
+  }
+
+  /** No URLs here: clients use the blob routes (a download of a blob the store lacks: undefined, the route's 404). */
+  async transfer(sha256: string, direction: TransferDirection): Promise<BlobTransfer | undefined> {
+    if (direction === 'download' && (await this.sizeOf(sha256)) === undefined) return undefined;
+    return { store: 'orchestrator' };
   }
 
   /**
@@ -96,6 +169,7 @@ export class BlobStore {
         throw new BlobWriteError('HashMismatch', `the body's SHA-256 is ${actual}, not ${sha256}: not stored`);
       }
       await rename(temporary, target);
+      await this.touch(sha256);
     } catch (error) {
       await unlink(temporary).catch(() => undefined);
       throw error;
@@ -119,4 +193,10 @@ export class BlobStore {
     const stream = createReadStream(this.pathOf(sha256)).pipe(new VerifyingStream(sha256, size));
     return { size, stream };
   }
+}
+
+/** `undefined` for a file that is not there; any other error is thrown on. */
+function ignoreMissing(error: NodeJS.ErrnoException): undefined {
+  if (error.code === 'ENOENT') return undefined;
+  throw error;
 }

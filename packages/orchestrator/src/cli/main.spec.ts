@@ -1,4 +1,6 @@
-import { hostname, networkInterfaces } from 'node:os';
+import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname, networkInterfaces, tmpdir } from 'node:os';
+import { basename, join } from 'node:path';
 import { cliOf, killLeftovers, spawnProcess, type RunningProcess } from '@mpd/test-kit';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -119,6 +121,24 @@ describe('mpd-orchestrator CLI', () => {
     await quiet.firstLine();
     expect((await quiet.stop('SIGTERM')).code).toBe(0);
     expect(quiet.stderrLogs().filter((log) => 'flag' in log)).toEqual([]);
+  });
+
+  it('sweeps --artifacts-dir at start: a blob unused for longer than --artifact-retention is removed, a newer one kept', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mpd-sweep-'));
+    const [old, recent] = ['a', 'b'].map((digit) => join(dir, digit.repeat(64)));
+    writeFileSync(old!, 'old');
+    writeFileSync(recent!, 'recent');
+    const twoHoursAgo = (Date.now() - 2 * 3_600_000) / 1000;
+    utimesSync(old!, twoHoursAgo, twoHoursAgo);
+    const run = cli(['--port', '0', '--host', '127.0.0.1', '--artifacts-dir', dir, '--artifact-retention', '1h']);
+    await run.firstLine(); // printed once the start (and its sweep) is done
+    expect(readdirSync(dir)).toEqual([basename(recent!)]);
+    expect(run.stderrLogs()).toContainEqual(
+      expect.objectContaining({ msg: expect.stringContaining('retention'), removed: 1 }),
+    );
+    run.child.kill('SIGTERM');
+    expect(await run.exited).toBe(0);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('exits 2 naming --port for --port abc', async () => {

@@ -23,6 +23,8 @@ describe('serverOptions', () => {
       maxPipelines: 64,
       artifactsDir: '.mpd/artifact-store',
       maxArtifactBytes: 2 * 1024 ** 3,
+      artifactStorePathStyle: false,
+      artifactRetentionMs: 7 * 24 * 3_600_000,
       rateLimits: {
         registerPerMinute: 10_000,
         heartbeatPerMinute: 600,
@@ -42,6 +44,11 @@ describe('serverOptions', () => {
       offlineRetentionMs: '30',
       maxWorkers: '50',
       maxPipelines: '2',
+      artifactStore: 's3://ci-artifacts/mpd',
+      artifactStoreEndpoint: 'http://minio.internal:9000',
+      artifactStoreRegion: 'eu-west-1',
+      artifactStorePathStyle: 'yes',
+      artifactRetentionMs: '12h',
     });
     const tls = { server: { cert: 'CERT', key: 'KEY' }, workers: undefined };
     expect(serverOptions(settings, tls)).toMatchObject({
@@ -58,6 +65,11 @@ describe('serverOptions', () => {
       offlineRetentionMs: 30_000,
       maxWorkers: 50,
       maxPipelines: 2,
+      artifactStore: 's3://ci-artifacts/mpd',
+      artifactStoreEndpoint: 'http://minio.internal:9000',
+      artifactStoreRegion: 'eu-west-1',
+      artifactStorePathStyle: true,
+      artifactRetentionMs: 12 * 3_600_000,
       tls: { cert: 'CERT', key: 'KEY' },
     });
   });
@@ -133,6 +145,8 @@ describe('the defaults of the settings', () => {
       maxPipelines: DEFAULT_ORCHESTRATOR_OPTIONS.maxPipelines,
       artifactsDir: DEFAULT_ORCHESTRATOR_OPTIONS.artifactsDir,
       maxArtifactBytes: DEFAULT_ORCHESTRATOR_OPTIONS.maxArtifactBytes,
+      artifactStorePathStyle: DEFAULT_ORCHESTRATOR_OPTIONS.artifactStorePathStyle,
+      artifactRetentionMs: DEFAULT_ORCHESTRATOR_OPTIONS.artifactRetentionMs,
       rateLimits: DEFAULT_ORCHESTRATOR_OPTIONS.rateLimits,
     });
 

@@ -27,6 +27,11 @@ export function serverOptions(settings: OrchestratorCliSettings, tls: TlsFiles):
     maxPipelines: settings.maxPipelines,
     artifactsDir: settings.artifactsDir,
     maxArtifactBytes: settings.maxArtifactBytes,
+    artifactStore: settings.artifactStore,
+    artifactStoreEndpoint: settings.artifactStoreEndpoint,
+    artifactStoreRegion: settings.artifactStoreRegion,
+    artifactStorePathStyle: settings.artifactStorePathStyle,
+    artifactRetentionMs: settings.artifactRetentionMs,
     rateLimits: settings.rateLimits,
     tls: tls.server,
   });

@@ -165,6 +165,11 @@ async function main(argv: string[], context: CliContext): Promise<number> {
       logger.error({ err: error }, 'pipeline run failed');
       exitCode = EXIT_FAILURE;
     }
+    // The run's blobs kept for --artifact-retention from now; older ones removed.
+    await orchestrator.artifactStore.endRun().then(
+      (removed) => removed > 0 && logger.info({ removed }, 'artifact store: blobs past the retention removed'),
+      (error: unknown) => logger.error({ err: error }, 'artifact store: the sweep at the end of the run failed'),
+    );
   } else {
     await stopped;
   }

@@ -29,6 +29,8 @@ describe('parseSettings', () => {
       maxPipelines: 64,
       artifactsDir: '.mpd/artifact-store',
       maxArtifactBytes: 2 * 1024 ** 3,
+      artifactStorePathStyle: false,
+      artifactRetentionMs: 7 * 24 * 3_600_000,
       logLevel: 'info',
     });
   });
@@ -111,6 +113,8 @@ describe('parseSettings', () => {
         minWorkers: '3',
         workdir: '/srv/build',
         logLevel: 'silent',
+        artifactRetentionMs: '1.5d',
+        artifactStorePathStyle: '0',
       }),
     ).toEqual({
       workingDirectory: '/srv/build',
@@ -132,6 +136,8 @@ describe('parseSettings', () => {
       maxPipelines: 64,
       artifactsDir: '.mpd/artifact-store',
       maxArtifactBytes: 2 * 1024 ** 3,
+      artifactStorePathStyle: false,
+      artifactRetentionMs: 36 * 3_600_000,
       port: 0,
       host: '127.0.0.1',
       heartbeatIntervalSeconds: 0.5,
@@ -201,6 +207,22 @@ describe('parseSettings', () => {
       'Invalid setting --tls-client-key (MPD_TLS_CLIENT_KEY): needs --tls-client-cert (MPD_TLS_CLIENT_CERT) too, got "client.key"',
     ],
     [{ tlsCa: '' }, 'Invalid setting --tls-ca (MPD_TLS_CA): must be a file path, not empty, got ""'],
+    [
+      { artifactRetentionMs: '7 days' },
+      'Invalid setting --artifact-retention (MPD_ARTIFACT_RETENTION): must be 0 or a number with a unit: 30s, 90m, 12h, 7d, got "7 days"',
+    ],
+    [
+      { artifactStore: 'https://bucket.s3.amazonaws.com' },
+      `Invalid setting --artifact-store (MPD_ARTIFACT_STORE): must be s3://bucket or s3://bucket/prefix (a bucket of 3 to 63 of a-z, 0-9, '.' and '-'; no '.' or '..' in the prefix), got "https://bucket.s3.amazonaws.com"`,
+    ],
+    [
+      { artifactStore: 's3://Upper_Case/runs' },
+      `Invalid setting --artifact-store (MPD_ARTIFACT_STORE): must be s3://bucket or s3://bucket/prefix (a bucket of 3 to 63 of a-z, 0-9, '.' and '-'; no '.' or '..' in the prefix), got "s3://Upper_Case/runs"`,
+    ],
+    [
+      { artifactStorePathStyle: 'maybe' },
+      'Invalid setting --artifact-store-path-style (MPD_ARTIFACT_STORE_PATH_STYLE): must be true or false (1 or 0, yes or no), or the flag alone, got "maybe"',
+    ],
     [
       { logLevel: 'loud' },
       'Invalid setting --log-level (MPD_LOG_LEVEL): must be one of fatal, error, warn, info, debug, trace, silent, got "loud"',

@@ -17,12 +17,14 @@ import {
   type RawSettings,
   sizeText,
   sizeTextOf,
+  switchText,
   TLS_SETTING_NEEDS,
   tlsFileSettings,
   tokenText,
 } from '@mpd/server-kit';
 import { Command } from 'commander';
 import { z } from 'zod';
+import { parseS3Url } from '../artifacts/s3-url.js';
 import { OrchestratorConfigError } from '../errors.js';
 import { allowEntryProblem } from '../http/endpoint-policy.js';
 import { DEFAULT_ORCHESTRATOR_OPTIONS, DEFAULT_START_OPTIONS } from '../orchestrator-options.js';
@@ -41,6 +43,24 @@ const secondsAsMs = secondsText.transform((seconds) => Math.round(seconds * 1000
 
 /** The text of a default given in milliseconds, for a setting given in seconds. */
 const secondsOf = (ms: number): string => String(ms / 1000);
+
+/** Milliseconds per unit of {@link durationText}. */
+const DURATION_UNITS = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** A duration as `30s`, `90m`, `12h`, `7d` or `0`, in milliseconds as the options take it. */
+const durationText = z
+  .string()
+  .trim()
+  .regex(/^(0|\d+(\.\d+)?(s|m|h|d))$/, 'must be 0 or a number with a unit: 30s, 90m, 12h, 7d')
+  .transform((text) => (text === '0' ? 0 : Math.round(parseFloat(text) * DURATION_UNITS[text.slice(-1) as 's']!)));
+
+/** The text of a default given in milliseconds, for a {@link durationText} setting: in whole days, hours, minutes or seconds. */
+const durationOf = (ms: number): string => {
+  const [unit, size] = Object.entries(DURATION_UNITS)
+    .reverse()
+    .find(([, size]) => ms % size === 0) ?? ['s', 1_000];
+  return ms === 0 ? '0' : `${ms / size}${unit}`;
+};
 
 const nameList = commaSeparatedText.refine((names) => names.length > 0, {
   message: 'must be a comma-separated list of names',
@@ -279,6 +299,54 @@ export const SETTINGS = defineSettings(
       default: sizeTextOf(DEFAULT_ORCHESTRATOR_OPTIONS.maxArtifactBytes),
       help: 'the largest blob the artifact store takes (e.g. 512mb, 2gb); a larger upload gets 413 before it is read',
       schema: sizeText,
+    },
+    // --- S3-compatible store and retention (issue 13, slice S) ---
+    artifactStore: {
+      flag: '--artifact-store <url>',
+      env: 'MPD_ARTIFACT_STORE',
+      help: 'keep artifacts in an S3-compatible bucket, s3://bucket/prefix, instead of --artifacts-dir: workers move bytes to and from it directly with presigned URLs; credentials from the AWS SDK (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, instance roles)',
+      schema: z
+        .string()
+        .trim()
+        .refine((text) => {
+          try {
+            return parseS3Url(text) !== undefined;
+          } catch {
+            return false;
+          }
+        }, "must be s3://bucket or s3://bucket/prefix (a bucket of 3 to 63 of a-z, 0-9, '.' and '-'; no '.' or '..' in the prefix)"),
+    },
+    artifactStoreEndpoint: {
+      flag: '--artifact-store-endpoint <url>',
+      env: 'MPD_ARTIFACT_STORE_ENDPOINT',
+      help: 'with --artifact-store: the URL of an S3-compatible server (MinIO, Ceph, R2, …); default AWS S3 of the region',
+      schema: z
+        .string()
+        .trim()
+        .regex(/^https?:\/\/[^/]/i, 'must be an http:// or https:// URL'),
+    },
+    artifactStoreRegion: {
+      flag: '--artifact-store-region <region>',
+      env: 'MPD_ARTIFACT_STORE_REGION',
+      help: "with --artifact-store: the bucket's region (default AWS_REGION, else us-east-1)",
+      schema: z
+        .string()
+        .trim()
+        .regex(/^[a-z0-9-]{1,64}$/, 'must be a region name such as us-east-1'),
+    },
+    artifactStorePathStyle: {
+      flag: '--artifact-store-path-style [bool]',
+      env: 'MPD_ARTIFACT_STORE_PATH_STYLE',
+      default: String(DEFAULT_ORCHESTRATOR_OPTIONS.artifactStorePathStyle),
+      help: 'with --artifact-store: path-style bucket URLs (http://host/bucket/key), as MinIO-style servers want',
+      schema: switchText,
+    },
+    artifactRetentionMs: {
+      flag: '--artifact-retention <duration>',
+      env: 'MPD_ARTIFACT_RETENTION',
+      default: durationOf(DEFAULT_ORCHESTRATOR_OPTIONS.artifactRetentionMs),
+      help: "how long --artifacts-dir keeps a blob after the last run that wrote or read it ended (e.g. 12h, 30d; 0: removed when the run ends); swept at start and at each run's end. With --artifact-store, the bucket's lifecycle rule is the retention",
+      schema: durationText,
     },
     registerPerMinute: {
       flag: '--register-limit <n>',

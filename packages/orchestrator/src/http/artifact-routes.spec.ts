@@ -201,6 +201,51 @@ describe('artifact store routes', () => {
   });
 });
 
+describe('POST /api/artifacts/blobs/{sha256}/transfers with the directory store', () => {
+  const transfer = (store: Harness, digest: string, body: unknown, token?: string) =>
+    store.send('POST', `${blobPath(digest)}/transfers`, {
+      ...(token === undefined ? {} : { token }),
+      body: Buffer.from(JSON.stringify(body)),
+      headers: { 'content-type': 'application/json' },
+    });
+
+  it('answers { store: "orchestrator" } (use the blob routes); 404 for a download of a blob it lacks', async () => {
+    const store = await start();
+    const digest = sha256(Buffer.from('x'));
+    const upload = await transfer(store, digest, { direction: 'upload', size: 1 });
+    expect(upload.status).toBe(200);
+    expect(await upload.json()).toEqual({ store: 'orchestrator' });
+    const missing = await transfer(store, digest, { direction: 'download' });
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toMatchObject({ code: 'ArtifactNotFound' });
+    expect((await store.send('PUT', blobPath(digest), { body: Buffer.from('x') })).status).toBe(201);
+    expect(await (await transfer(store, digest, { direction: 'download' })).json()).toEqual({ store: 'orchestrator' });
+  });
+
+  it('refuses an upload over --max-artifact-size (413 naming body.size), a bad body (400 naming the field), a caller without a credential (401) or with the join token (403)', async () => {
+    const store = await start({ maxArtifactBytes: 1024 });
+    const digest = sha256(Buffer.from('x'));
+    const large = await transfer(store, digest, { direction: 'upload', size: 1025 });
+    expect(large.status).toBe(413);
+    expect(await large.json()).toMatchObject({ code: 'PayloadTooLarge', issues: [{ field: 'body.size' }] });
+    for (const [body, field] of [
+      [{ direction: 'upload' }, 'body.size'],
+      [{ direction: 'sideways' }, 'body.direction'],
+      [{ direction: 'download', size: -1 }, 'body.size'],
+      [{ direction: 'download', extra: 1 }, 'body'],
+    ] as const) {
+      const answer = await transfer(store, digest, body);
+      expect(answer.status).toBe(400);
+      expect((await answer.json()) as { issues: { field: string }[] }).toMatchObject({
+        code: 'ValidationFailed',
+        issues: expect.arrayContaining([expect.objectContaining({ field })]),
+      });
+    }
+    expect((await transfer(store, digest, { direction: 'download' }, '')).status).toBe(401);
+    expect((await transfer(store, digest, { direction: 'download' }, JOIN)).status).toBe(403);
+  });
+});
+
 describe('ArtifactClient against the store', () => {
   it('uploads a file once (HEAD first), downloads it verified to a file, and leaves nothing of a damaged or missing blob', async () => {
     const store = await start();

@@ -4,11 +4,40 @@
  * ts-rest's handler would run (the path is the contract's; `createRoutes` attaches these to it,
  * after authentication).
  */
-import { blobParamsSchema, describeBytes, describeFieldIssues, toFieldIssues } from '@mpd/contract';
+import {
+  blobParamsSchema,
+  type BlobTransferRequest,
+  describeBytes,
+  describeFieldIssues,
+  errorResponse,
+  toFieldIssues,
+} from '@mpd/contract';
 import { refuseUnread, sendError } from '@mpd/server-kit';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
-import { type BlobStore, BlobWriteError } from '../artifacts/blob-store.js';
+import { type ArtifactStore, ArtifactStoreUnavailableError } from '../artifacts/artifact-store.js';
+import { BlobWriteError } from '../artifacts/blob-store.js';
+
+/**
+ * `POST /api/artifacts/blobs/{sha256}/transfers`' answer: how to move the blob. An upload over
+ * `maxBytes` is refused (413, naming `body.size`) before the store is asked or any URL made; a
+ * download of a blob the store lacks is 404 `ArtifactNotFound`.
+ */
+export async function blobTransfer(store: ArtifactStore, maxBytes: number, sha256: string, body: BlobTransferRequest) {
+  if (body.direction === 'upload' && body.size! > maxBytes) {
+    const message = `a blob of ${describeBytes(body.size!)} is over the store's limit of ${describeBytes(maxBytes)} (--max-artifact-size)`;
+    return errorResponse('PayloadTooLarge', `body.size: ${message}`, [{ field: 'body.size', message }]);
+  }
+  let transfer;
+  try {
+    transfer = await store.transfer(sha256, body.direction, body.size);
+  } catch (error) {
+    if (error instanceof ArtifactStoreUnavailableError) return errorResponse('ArtifactStoreUnavailable', error.message);
+    throw error;
+  }
+  if (transfer === undefined) return errorResponse('ArtifactNotFound', `The store has no blob ${sha256}`);
+  return { status: 200 as const, body: transfer };
+}
 
 /** The blob routes' middleware: `get` (GET and HEAD) and `put`. */
 export interface BlobRoutes {
@@ -20,12 +49,12 @@ export interface BlobRoutes {
  * @param store where blobs are kept
  * @param maxBytes the largest blob a PUT may declare (413 before reading past it)
  */
-export function blobRoutes(store: BlobStore, maxBytes: number, logger: Logger): BlobRoutes {
+export function blobRoutes(store: ArtifactStore, maxBytes: number, logger: Logger): BlobRoutes {
   return {
     get: (req, res, next) => {
       const sha256 = checkedSha256(req, res);
       if (sha256 === undefined) return;
-      serveBlob(store, sha256, req, res, logger).catch(next);
+      serveBlob(store, sha256, req, res, logger).catch(unlessUnavailable(req, res, logger, next));
     },
     put: (req, res, next) => {
       const sha256 = checkedSha256(req, res);
@@ -54,8 +83,24 @@ export function blobRoutes(store: BlobStore, maxBytes: number, logger: Logger): 
         });
         return;
       }
-      storeBlob(store, sha256, size, req, res, logger).catch(next);
+      storeBlob(store, sha256, size, req, res, logger).catch(unlessUnavailable(req, res, logger, next));
     },
+  };
+}
+
+/**
+ * A route's failure handler: the store's backend failing answers 502 `ArtifactStoreUnavailable`
+ * (logged: the operator's to fix), the body unread; anything else goes on to the error handler.
+ */
+function unlessUnavailable(req: Request, res: Response, logger: Logger, next: (error: unknown) => void) {
+  return (error: unknown): void => {
+    if (!(error instanceof ArtifactStoreUnavailableError)) return next(error);
+    logger.error({ err: error }, 'artifact store: the bucket failed a call');
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    refuseUnread(req, res, { code: 'ArtifactStoreUnavailable', message: error.message });
   };
 }
 
@@ -68,17 +113,24 @@ function checkedSha256(req: Request, res: Response): string | undefined {
   return undefined;
 }
 
-async function serveBlob(store: BlobStore, sha256: string, req: Request, res: Response, logger: Logger): Promise<void> {
-  const blob = await store.open(sha256);
-  if (blob === undefined) {
+async function serveBlob(
+  store: ArtifactStore,
+  sha256: string,
+  req: Request,
+  res: Response,
+  logger: Logger,
+): Promise<void> {
+  // A HEAD needs only the size: opening a bucket's object would start sending it.
+  const blob = req.method === 'HEAD' ? undefined : await store.open(sha256);
+  const size = req.method === 'HEAD' ? await store.sizeOf(sha256) : blob?.size;
+  if (size === undefined) {
     sendError(res, 'ArtifactNotFound', `The store has no blob ${sha256}`);
     return;
   }
   res.status(200);
   res.setHeader('Content-Type', 'application/octet-stream');
-  res.setHeader('Content-Length', String(blob.size));
-  if (req.method === 'HEAD') {
-    blob.stream.destroy();
+  res.setHeader('Content-Length', String(size));
+  if (blob === undefined) {
     res.end();
     return;
   }
@@ -93,7 +145,7 @@ async function serveBlob(store: BlobStore, sha256: string, req: Request, res: Re
 }
 
 async function storeBlob(
-  store: BlobStore,
+  store: ArtifactStore,
   sha256: string,
   size: number,
   req: Request,

@@ -22,8 +22,8 @@ import {
   mayUseArtifacts,
   mayWriteOutput,
 } from './auth.js';
-import { BlobStore } from '../artifacts/blob-store.js';
-import { blobRoutes } from './artifact-routes.js';
+import type { ArtifactStore } from '../artifacts/artifact-store.js';
+import { blobRoutes, blobTransfer } from './artifact-routes.js';
 import type { ExecutionLogs } from '../runner/execution-logs.js';
 import type { WorkerEndpointPolicy } from './endpoint-policy.js';
 import { type FailureLimiter, heartbeatLimiter, type LimitedCaller, registerLimiter } from './rate-limits.js';
@@ -81,6 +81,7 @@ export function createRoutes(
   endpointPolicy: WorkerEndpointPolicy,
   failures: FailureLimiter,
   executionLogs: ExecutionLogs,
+  artifactStore: ArtifactStore,
 ): OrchestratorRoutes {
   const tokens = { joinToken: options.joinToken, adminToken: options.adminToken };
   const caller = (req: Request): Caller => callerOf(req, tokens, registry);
@@ -99,7 +100,7 @@ export function createRoutes(
     };
   const workerIdParam = (req: Request): string => String(req.params.workerId);
   const actOnWorker = authorize((who, req) => mayActOnWorker(who, tokens, workerIdParam(req)));
-  const blobs = blobRoutes(new BlobStore(options.artifactsDir), options.maxArtifactBytes, options.logger);
+  const blobs = blobRoutes(artifactStore, options.maxArtifactBytes, options.logger);
   const artifactsAuth = [failures.guard, authorize(mayUseArtifacts)];
   return s.router(orchestratorContract, {
     workers: {
@@ -207,6 +208,10 @@ export function createRoutes(
     artifacts: {
       getBlob: { middleware: [...artifactsAuth, blobs.get], handler: answeredByMiddleware },
       putBlob: { middleware: [...artifactsAuth, blobs.put], handler: answeredByMiddleware },
+      transfer: {
+        middleware: artifactsAuth,
+        handler: ({ params, body }) => blobTransfer(artifactStore, options.maxArtifactBytes, params.sha256, body),
+      },
     },
     executions: {
       output: {

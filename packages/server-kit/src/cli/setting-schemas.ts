@@ -84,3 +84,16 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export const logLevelText = z.enum(LOG_LEVELS, {
   errorMap: () => ({ message: `must be one of ${LOG_LEVELS.join(', ')}` }),
 });
+
+/**
+ * A switch: the flag alone (`--open`), or its variable (or `--open=<value>`) as `true`/`1`/`yes` or
+ * `false`/`0`/`no`; any other value is refused rather than read as on.
+ */
+export const switchText = z.union([z.literal(true), z.string()]).transform((value, context) => {
+  if (value === true) return true;
+  const text = value.trim().toLowerCase();
+  if (['true', '1', 'yes'].includes(text)) return true;
+  if (['false', '0', 'no', ''].includes(text)) return false;
+  context.addIssue({ code: 'custom', message: 'must be true or false (1 or 0, yes or no), or the flag alone' });
+  return z.NEVER;
+});

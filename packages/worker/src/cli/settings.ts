@@ -17,6 +17,7 @@ import {
   type RawSettings,
   sizeText,
   sizeTextOf,
+  switchText,
   TLS_SETTING_NEEDS,
   tlsFileSettings,
   tokenText,
@@ -50,18 +51,6 @@ const filePath = pathText();
 
 /** A worker id: the contract's `LIMITS.workerId` (it travels in URL paths). */
 const idRule = `must be 1-${LIMITS.workerId.maxLength} ${LIMITS.workerId.alphabet}`;
-/**
- * A switch: `--open` alone, or its variable (or `--open=<value>`) as `true`/`1`/`yes` or
- * `false`/`0`/`no`; any other value is refused rather than read as on.
- */
-const switchText = z.union([z.literal(true), z.string()]).transform((value, context) => {
-  if (value === true) return true;
-  const text = value.trim().toLowerCase();
-  if (['true', '1', 'yes'].includes(text)) return true;
-  if (['false', '0', 'no', ''].includes(text)) return false;
-  context.addIssue({ code: 'custom', message: 'must be true or false (1 or 0, yes or no), or the flag alone' });
-  return z.NEVER;
-});
 /** Seconds from 0 to 3600 (0: SIGKILL at once), in milliseconds as the options take them. */
 const graceSecondsAsMs = z
   .string()

@@ -1,0 +1,87 @@
+/** The directory store's retention (`--artifact-retention`), on a clock the test moves. */
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { afterEach, describe, expect, it } from 'vitest';
+import { BlobStore } from './blob-store.js';
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+const dirs: string[] = [];
+afterEach(async () => {
+  await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+async function storeWith(retentionMs: number) {
+  const dir = await mkdtemp(join(tmpdir(), 'mpd-retention-'));
+  dirs.push(dir);
+  const clock = { now: Date.parse('2026-11-01T00:00:00Z') };
+  const store = new BlobStore(dir, { retentionMs, now: () => clock.now });
+  const put = async (text: string): Promise<string> => {
+    const bytes = Buffer.from(text);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    await store.put(sha256, bytes.length, Readable.from([bytes]));
+    return sha256;
+  };
+  const held = async (): Promise<string[]> => (await readdir(dir)).sort();
+  return { dir, clock, store, put, held };
+}
+
+describe('BlobStore retention', () => {
+  it('keeps a blob a run wrote for the retention after the run ended, then removes it at the next sweep', async () => {
+    const { clock, store, put, held } = await storeWith(7 * DAY);
+    const blob = await put('written at the run start');
+    clock.now += 3 * DAY; // a long run: the blob was last used 3 days before its end
+    expect(await store.endRun()).toBe(0);
+    clock.now += 7 * DAY - HOUR; // 7 days after the run's end, less an hour: kept
+    expect(await store.sweep()).toBe(0);
+    expect(await held()).toEqual([blob]);
+    clock.now += HOUR; // 7 days after the run's end: gone
+    expect(await store.sweep()).toBe(1);
+    expect(await held()).toEqual([]);
+  });
+
+  it('a blob read or HEADed is used again: its retention starts over; an unused one goes', async () => {
+    const { clock, store, put, held } = await storeWith(12 * HOUR);
+    const read = await put('read by a later run');
+    const headed = await put('HEADed by a later run');
+    const unused = await put('never used again');
+    await store.endRun();
+    clock.now += 10 * HOUR;
+    const reader = await store.open(read);
+    await new Promise((resolve) => reader!.stream.resume().on('end', resolve));
+    expect(await store.sizeOf(headed)).toBe(21);
+    clock.now += 3 * HOUR; // 13 h after the first run, 3 h after the second one's use
+    expect(await store.endRun()).toBe(1);
+    expect(await held()).toEqual([headed, read].sort());
+    expect(await held()).not.toContain(unused);
+  });
+
+  it('with retention 0, the blobs of a run are removed when it ends; neither a temporary file of an upload in progress nor a blob in use is', async () => {
+    const { dir, store, put, held } = await storeWith(0);
+    await put('one');
+    await put('two');
+    await writeFile(join(dir, '.incoming-0123456789abcdef'), 'half an upload');
+    expect(await store.endRun()).toBe(2);
+    expect(await held()).toEqual(['.incoming-0123456789abcdef']);
+    // A blob used since the last run ended (a run still going) is not swept under it.
+    const current = await put('three');
+    expect(await store.sweep()).toBe(0);
+    expect(await held()).toContain(current);
+  });
+
+  it('the sweep at start removes what is past the retention and keeps what is newer; an absent directory is no error', async () => {
+    const { clock, store, put, held } = await storeWith(DAY);
+    const old = await put('old');
+    clock.now += DAY - 1;
+    const recent = await put('recent');
+    clock.now += 1;
+    const restarted = new BlobStore(store.dir, { retentionMs: DAY, now: () => clock.now });
+    expect(await restarted.sweep()).toBe(1);
+    expect(await held()).toEqual([recent]);
+    expect(await held()).not.toContain(old);
+    expect(await new BlobStore(join(store.dir, 'absent')).sweep()).toBe(0);
+  });
+});
