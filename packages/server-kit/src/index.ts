@@ -73,7 +73,8 @@ export {
   tokenText,
 } from './cli/setting-schemas.js';
 export type { CliRunOptions } from './cli/cli-run-options.js';
-export { LOG_FORMATTERS, LOG_LINE_KEYS, logBase } from './cli/log-format.js';
+export { LOG_FORMATTERS, LOG_LINE_KEYS, logBase, logProcessWarnings } from './cli/log-format.js';
+export type { WarningLogger } from './cli/log-format.js';
 export { packageVersion } from './cli/package-version.js';
 export { writeStateFile } from './cli/state-file.js';
 export { isLoopbackHost, PLAIN_HTTP_WARNING, startupWarnings } from './cli/startup-warnings.js';

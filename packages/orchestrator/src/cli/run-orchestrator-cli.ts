@@ -19,6 +19,7 @@ import {
   LOG_FORMATTERS,
   type OldNameGiven,
   type SecretFlagGiven,
+  logProcessWarnings,
 } from '@mpd/server-kit';
 import { CommanderError } from 'commander';
 import { destination, pino, type Logger } from 'pino';
@@ -110,6 +111,8 @@ async function main(argv: string[], context: CliContext): Promise<number> {
     { base: logBase('mpd-orchestrator'), level: settings.logLevel, formatters: LOG_FORMATTERS },
     destination({ dest: 2, sync: false }),
   );
+  // Node's and libraries' warnings too: stderr carries JSON logs only.
+  logProcessWarnings(logger);
   // A log line (stderr carries JSON logs only), at warn: one per old name given.
   for (const { oldName, name: newName, message } of oldNames)
     logger.warn({ deprecated: oldName, use: newName }, message);

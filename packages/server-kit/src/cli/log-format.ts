@@ -27,3 +27,28 @@ export function logBase(service: string): { service: string; pid: number; hostna
  * fields that come from outside the server (a module's `ctx.logger`) must not use them.
  */
 export const LOG_LINE_KEYS: readonly string[] = ['level', 'time', 'service', 'pid', 'hostname', 'msg'];
+
+/** What {@link logProcessWarnings} needs of a logger (pino's `warn`). */
+export interface WarningLogger {
+  warn(fields: Record<string, unknown>, message: string): void;
+}
+
+/**
+ * Makes the process's warnings (`process.emitWarning`: Node's deprecations, a library's notice
+ * such as the AWS SDK's `NodeVersionSupportWarning` on Node 20) lines of the JSON log at warn,
+ * `{ warning: name, code?, msg }`, instead of Node's plain-text `(node:PID) Name: …` on stderr:
+ * a server's stderr carries JSON log lines only (issue 12). Removes Node's own printer (every
+ * `warning` listener there was); returns a function that puts them back.
+ */
+export function logProcessWarnings(logger: WarningLogger): () => void {
+  const previous = process.listeners('warning');
+  process.removeAllListeners('warning');
+  const listener = (warning: Error & { code?: string }): void => {
+    logger.warn({ warning: warning.name, ...(warning.code ? { code: warning.code } : {}) }, warning.message);
+  };
+  process.on('warning', listener);
+  return () => {
+    process.off('warning', listener);
+    for (const restored of previous) process.on('warning', restored);
+  };
+}

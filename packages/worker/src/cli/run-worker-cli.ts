@@ -10,7 +10,7 @@
  * `--id` (a supervisor should not restart it, or the two would keep replacing each other);
  * 130 a second signal cancelled the modules still running.
  */
-import { type CliRunOptions, listeningText, logBase, LOG_FORMATTERS } from '@mpd/server-kit';
+import { type CliRunOptions, listeningText, logBase, LOG_FORMATTERS, logProcessWarnings } from '@mpd/server-kit';
 import { CommanderError } from 'commander';
 import { workerOptions } from './options-from-settings.js';
 import { createCommand, parseSettings, SETTINGS } from './settings.js';
@@ -60,6 +60,8 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
     { level: settings.logLevel, base: logBase('mpd-worker'), formatters: LOG_FORMATTERS },
     destination({ dest: 2, sync: false }),
   );
+  // Node's and libraries' warnings too: stderr carries JSON logs only.
+  logProcessWarnings(logger);
   // A log line (stderr carries JSON logs only), at warn: one per old name given.
   for (const { oldName, name: newName, message } of SETTINGS.oldNamesGiven(command)) {
     logger.warn({ deprecated: oldName, use: newName }, message);
