@@ -62,7 +62,9 @@ describe('the output of commands (ctx.exec, ctx.spawn)', () => {
     const lines: string[] = [];
     const { exec, spawn } = moduleCommands({
       ...scope(),
-      onOutput: (stream, line) => lines.push(`${stream}: ${line}`),
+      onOutput: (stream, block) => {
+        for (const line of splitLines(block)) lines.push(`${stream}: ${line}`);
+      },
     });
     return { exec, spawn, lines };
   };
@@ -93,11 +95,23 @@ describe('the output of commands (ctx.exec, ctx.spawn)', () => {
 describe('splitLines and LineSplitter', () => {
   it('split at line breaks and into pieces of at most the length, cutting nothing away', () => {
     expect(splitLines('a\r\nb\nccccc', 2)).toEqual(['a', 'b', 'cc', 'cc', 'c']);
+    expect(splitLines('a\nb\n\nc', 2)).toEqual(['a', 'b', '', 'c']);
     const got: string[] = [];
-    const splitter = new LineSplitter((line) => got.push(line), 3);
+    const splitter = new LineSplitter((block) => got.push(...splitLines(block, 3)), 3);
     splitter.push('ab');
     splitter.push('cdef\ngh');
     splitter.flush();
     expect(got).toEqual(['abc', 'def', 'gh']);
+  });
+
+  it("gives a chunk's whole lines as one block (no call per line), the unfinished one with the next chunk", () => {
+    const blocks: string[] = [];
+    const splitter = new LineSplitter((block) => blocks.push(block), 100);
+    splitter.push('one\ntwo\r\nthree\r\nfo');
+    splitter.push('ur\n\n');
+    splitter.push('unfinished');
+    splitter.flush();
+    expect(blocks).toEqual(['one\ntwo\r\nthree', 'four\n', 'unfinished']);
+    expect(blocks.flatMap((block) => splitLines(block))).toEqual(['one', 'two', 'three', 'four', '', 'unfinished']);
   });
 });

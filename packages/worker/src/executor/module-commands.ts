@@ -47,11 +47,12 @@ export interface CommandScope {
   /** The run's variables (`ctx.env`), set on top of the worker's environment. */
   env: Readonly<Record<string, string>>;
   /**
-   * Where each line a command writes to its stdout or stderr goes (the module's output), as it
-   * comes. `exec` keeps its output as well; `spawn` passes each piped stream on unchanged to the
-   * module, which reads it as before.
+   * Where the lines a command writes to its stdout or stderr go (the module's output), as they
+   * come: a block of whole lines per read of the pipe (see `LineSplitter`: `lines` holds one or
+   * more lines separated by line breaks). `exec` keeps its output as well; `spawn` passes each
+   * piped stream on unchanged to the module, which reads it as before.
    */
-  onOutput?: ((stream: 'stdout' | 'stderr', line: string) => void) | undefined;
+  onOutput?: ((stream: 'stdout' | 'stderr', lines: string) => void) | undefined;
 }
 
 /**
@@ -94,7 +95,7 @@ const spawnIn =
 function teeLines(
   child: ChildProcess,
   stream: 'stdout' | 'stderr',
-  onOutput: (stream: 'stdout' | 'stderr', line: string) => void,
+  onOutput: (stream: 'stdout' | 'stderr', lines: string) => void,
 ): void {
   const source = child[stream];
   if (!source) return;
@@ -107,13 +108,16 @@ function teeLines(
   Object.defineProperty(child, stream, { value: copy, configurable: true, enumerable: true, writable: true });
 }
 
-/** Passes each line of `source` (UTF-8, a character never cut between chunks) to `onOutput` as it comes. */
+/**
+ * Passes the lines of `source` (UTF-8, a character never cut between chunks) to `onOutput` as they
+ * come, a block of whole lines per chunk.
+ */
 function forwardLines(
   source: Readable,
   stream: 'stdout' | 'stderr',
-  onOutput: (stream: 'stdout' | 'stderr', line: string) => void,
+  onOutput: (stream: 'stdout' | 'stderr', lines: string) => void,
 ): void {
-  const lines = new LineSplitter((line) => onOutput(stream, line));
+  const lines = new LineSplitter((block) => onOutput(stream, block));
   const decoder = new StringDecoder('utf8');
   source.on('data', (chunk: Buffer) => lines.push(decoder.write(chunk)));
   source.on('end', () => {

@@ -22,10 +22,11 @@ export interface ModuleContextFields {
   readonly signal: AbortSignal;
   logger: ModuleLogger;
   /**
-   * Where each line the module's commands (`ctx.exec`, `ctx.spawn`) write to stdout or stderr
-   * goes, as it comes. @default nowhere
+   * Where the lines the module's commands (`ctx.exec`, `ctx.spawn`) write to stdout or stderr
+   * go, as they come: a block of whole lines per read of the pipe (`CommandScope.onOutput`).
+   * @default nowhere
    */
-  onOutput?: ((stream: 'stdout' | 'stderr', line: string) => void) | undefined;
+  onOutput?: ((stream: 'stdout' | 'stderr', lines: string) => void) | undefined;
   executionId: string;
   workerId: string;
   /** `ctx.artifacts` (see `moduleArtifacts`): read only when the module reads it (a getter in a module host). */

@@ -149,9 +149,13 @@ class WorkerBlobCalls implements BlobTransport {
   }
 }
 
-/** Writes a line of a module's command to the host's stream of the same name. */
-function writeToOwnStream(stream: 'stdout' | 'stderr', line: string): void {
-  process[stream].write(`${line}\n`);
+/**
+ * Writes lines of a module's command (a block of whole lines, as read from its pipe) to the
+ * host's stream of the same name: one write per block, where one per line cost 200,000 writes
+ * for 200,000 lines (`pnpm bench`, benchmark 5).
+ */
+function writeToOwnStream(stream: 'stdout' | 'stderr', lines: string): void {
+  process[stream].write(`${lines}\n`);
 }
 
 /**
