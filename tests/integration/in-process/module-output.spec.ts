@@ -220,7 +220,7 @@ describe('OutputShipper', () => {
     const writer = shipper.open('e2');
     for (let index = 0; index < 200; index++) writer.write('stdout', `line ${String(index).padStart(3, '0')}`);
     writer.end();
-    expect(readdirSync(spillDir)).toEqual([`e2.jsonl`]);
+    expect(readdirSync(spillDir)).toEqual([`e2.spill`]);
     await expect.poll(() => proxy.stats.resets, { timeout: 5_000 }).toBeGreaterThan(1);
     proxy.heal();
     await expect.poll(() => api.logs.closed('e2'), { timeout: 10_000 }).toBe(true);
@@ -234,7 +234,7 @@ describe('OutputShipper', () => {
       `[mpd] ${200 - kept.length} line(s) of output dropped: the worker could not ship them to the orchestrator in time and its buffer for this execution was full`,
     );
     // The spill file is gone once shipped.
-    expect(existsSync(join(spillDir, 'e2.jsonl'))).toBe(false);
+    expect(existsSync(join(spillDir, 'e2.spill'))).toBe(false);
   });
 
   it('keeps nothing for an execution the orchestrator does not know (404): later lines are neither held nor spilled', async () => {

@@ -10,7 +10,7 @@ import { type ModuleOutput, type OutputWriter, splitLines } from '../executor/mo
 /** The shipper's defaults (see {@link OutputShipperOptions}). */
 export const DEFAULT_OUTPUT_SHIPPER_OPTIONS = {
   flushIntervalMs: 200,
-  maxBatchLines: 500,
+  maxBatchLines: LIMITS.output.maxLinesPerBatch,
   memoryBytesPerExecution: 1024 * 1024,
   spillBytesPerExecution: 64 * 1024 * 1024,
   callDeadlineMs: 10_000,
@@ -28,7 +28,7 @@ export interface OutputShipperOptions {
   spillDir: string;
   /** How often pending lines are sent (ms). @default 200 */
   flushIntervalMs?: number;
-  /** Lines per batch (at most the contract's `LIMITS.output.maxLinesPerBatch`); a batch this full is sent at once. @default 500 */
+  /** Lines per batch (at most the contract's `LIMITS.output.maxLinesPerBatch`); a batch this full is sent at once. @default 1,000 (the contract's most) */
   maxBatchLines?: number;
   /** Text (UTF-16 units × 2, about bytes) kept in memory per execution before lines spill to disk. @default 1 MiB */
   memoryBytesPerExecution?: number;
@@ -49,10 +49,51 @@ export interface OutputShipperOptions {
 /** Bytes of spilled lines kept pending before they are written without waiting for the tick's end (bounds memory in a burst). */
 const SPILL_FLUSH_BYTES = 256 * 1024;
 
-/** A line as kept before it is sent, with its JSON size on the wire. */
+/** What a line's JSON holds around its text, at most: `{"time":1796074653242,"stream":"stdout","level":"debug","text":},`. */
+const LINE_JSON_OVERHEAD = 72;
+
+/** Any character but printable ASCII other than `"` and `\`: JSON escapes it, or UTF-8 takes more than a byte for it. */
+const NOT_PLAIN = /[^\x20\x21\x23-\x5b\x5d-\x7e]/;
+
+/**
+ * The most bytes `text`'s line takes in a batch's JSON (UTF-8): exact for plain ASCII, which most
+ * output is, without serialising it (one `JSON.stringify` per line cost more than everything else
+ * the shipper did per line: `pnpm bench`, benchmark 5); serialised otherwise.
+ */
+function wireBytes(text: string): number {
+  return LINE_JSON_OVERHEAD + (NOT_PLAIN.test(text) ? Buffer.byteLength(JSON.stringify(text)) : text.length + 2);
+}
+
+/** A line as kept before it is sent, with (at most) its JSON size on the wire in bytes. */
 interface Pending {
   line: OutputLine;
   bytes: number;
+}
+
+/**
+ * One line of a spill file: `<time> <bytes> <stream> <level or -> <text>` (a line's text holds no
+ * line break: `splitLines` made it; a lone surrogate becomes U+FFFD, as it does in the
+ * orchestrator's log file). Plain text rather than JSON: written and read back without
+ * serialising each line.
+ */
+function spillText({ line, bytes }: Pending): string {
+  return `${line.time} ${bytes} ${line.stream} ${line.level ?? '-'} ${line.text}\n`;
+}
+
+/** A line of a spill file (see {@link spillText}) back as it was kept. */
+function fromSpillText(text: string): Pending {
+  const time = text.indexOf(' ');
+  const bytes = text.indexOf(' ', time + 1);
+  const stream = text.indexOf(' ', bytes + 1);
+  const level = text.indexOf(' ', stream + 1);
+  const levelText = text.slice(stream + 1, level);
+  const line: OutputLine = {
+    time: Number(text.slice(0, time)),
+    stream: text.slice(bytes + 1, stream) as OutputStream,
+    text: text.slice(level + 1),
+  };
+  if (levelText !== '-') line.level = levelText as OutputLevel;
+  return { line, bytes: Number(text.slice(time + 1, bytes)) };
 }
 
 /** One execution's output on its way. */
@@ -63,20 +104,21 @@ class ExecutionOutput implements OutputWriter {
   readonly memory: Pending[] = [];
   memoryBytes = 0;
   /**
-   * The spill file (lines as JSON, one per line) while it holds lines not yet read back.
-   * `written` counts the bytes of every line spilled, `flushed` those in the file: the rest wait
-   * in `pending` (`pendingLines` lines) for one write per tick, as one write per line cost 1.84 s
-   * of CPU for 200,000 lines (`pnpm bench`).
+   * The spill file (lines as {@link spillText}) while it holds lines not yet read back. `used`
+   * counts the wire bytes of every line spilled (what `spillBytesPerExecution` bounds: at least
+   * their bytes in the file), `size` the bytes in the file, `read` those read back: the lines
+   * spilled since the last write wait in `pending` (`pendingBytes` of wire bytes) for one write
+   * per tick, as one write per line cost 1.84 s of CPU for 200,000 lines (`pnpm bench`).
    */
   spill:
     | {
         fd: number;
         path: string;
-        written: number;
-        flushed: number;
+        used: number;
+        size: number;
         read: number;
-        pending: string[];
-        pendingLines: number;
+        pending: Pending[];
+        pendingBytes: number;
       }
     | undefined;
   /** A flush of the spill's pending lines is scheduled (setImmediate). */
@@ -111,41 +153,41 @@ class ExecutionOutput implements OutputWriter {
   }
 
   private add(line: OutputLine): void {
-    // Serialised once: its length here, and its text in the spill file.
-    const json = JSON.stringify(line);
-    const bytes = json.length + 1;
+    const pending = { line, bytes: wireBytes(line.text) };
     const { memoryBytesPerExecution, spillBytesPerExecution } = this.shipper.bounds;
-    if (!this.spill && this.dropped === 0 && this.memoryBytes + bytes <= memoryBytesPerExecution) {
-      this.memory.push({ line, bytes });
-      this.memoryBytes += bytes;
+    if (!this.spill && this.dropped === 0 && this.memoryBytes + pending.bytes <= memoryBytesPerExecution) {
+      this.memory.push(pending);
+      this.memoryBytes += pending.bytes;
       return;
     }
-    if (this.dropped > 0 || (this.spill?.written ?? 0) + bytes > spillBytesPerExecution || !this.spillLine(json)) {
+    if (
+      this.dropped > 0 ||
+      (this.spill?.used ?? 0) + pending.bytes > spillBytesPerExecution ||
+      !this.spillLine(pending)
+    ) {
       this.dropped++;
     }
   }
 
   /**
-   * Appends a line (`json`, its JSON text) to the spill file (made at the first; false when it
-   * cannot be): kept pending and written with the others of this tick, at once past
-   * {@link SPILL_FLUSH_BYTES}.
+   * Appends a line to the spill file (made at the first; false when it cannot be): kept pending
+   * and written with the others of this tick, at once past {@link SPILL_FLUSH_BYTES}.
    */
-  private spillLine(json: string): boolean {
+  private spillLine(pending: Pending): boolean {
     try {
       if (!this.spill) {
         mkdirSync(this.shipper.spillDir, { recursive: true });
-        const path = join(this.shipper.spillDir, `${encodeURIComponent(this.executionId)}.jsonl`);
-        this.spill = { fd: openSync(path, 'w+'), path, written: 0, flushed: 0, read: 0, pending: [], pendingLines: 0 };
+        const path = join(this.shipper.spillDir, `${encodeURIComponent(this.executionId)}.spill`);
+        this.spill = { fd: openSync(path, 'w+'), path, used: 0, size: 0, read: 0, pending: [], pendingBytes: 0 };
       }
     } catch (error) {
       this.shipper.logger.warn({ err: error, executionId: this.executionId }, 'could not spill module output to disk');
       return false;
     }
-    const text = `${json}\n`;
-    this.spill.pending.push(text);
-    this.spill.pendingLines++;
-    this.spill.written += Buffer.byteLength(text);
-    if (this.spill.written - this.spill.flushed >= SPILL_FLUSH_BYTES) this.flushSpill();
+    this.spill.pending.push(pending);
+    this.spill.pendingBytes += pending.bytes;
+    this.spill.used += pending.bytes;
+    if (this.spill.pendingBytes >= SPILL_FLUSH_BYTES) this.flushSpill();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => {
@@ -162,18 +204,21 @@ class ExecutionOutput implements OutputWriter {
    */
   private flushSpill(): void {
     const spill = this.spill;
-    if (!spill || spill.pendingLines === 0) return;
-    const buffer = Buffer.from(spill.pending.join(''));
-    const lines = spill.pendingLines;
+    if (!spill || spill.pending.length === 0) return;
+    let text = '';
+    for (const pending of spill.pending) text += spillText(pending);
+    const buffer = Buffer.from(text);
+    const lines = spill.pending.length;
+    spill.used -= spill.pendingBytes;
     spill.pending = [];
-    spill.pendingLines = 0;
+    spill.pendingBytes = 0;
     try {
       for (let done = 0; done < buffer.length;)
-        done += writeSync(spill.fd, buffer, done, buffer.length - done, spill.flushed + done);
-      spill.flushed += buffer.length;
+        done += writeSync(spill.fd, buffer, done, buffer.length - done, spill.size + done);
+      spill.size += buffer.length;
+      spill.used += buffer.length;
     } catch (error) {
       this.shipper.logger.warn({ err: error, executionId: this.executionId }, 'could not spill module output to disk');
-      spill.written = spill.flushed;
       this.dropped += lines;
     }
   }
@@ -184,29 +229,32 @@ class ExecutionOutput implements OutputWriter {
     this.flushSpill();
     if (this.spill) {
       const spill = this.spill;
-      // Room for the longest line's JSON (every character escaped as `\uXXXX`: 6 bytes).
-      const chunk = Buffer.alloc(Math.min(256 * 1024, spill.written - spill.read));
-      while (spill.read < spill.written && this.memoryBytes < memoryBytesPerExecution) {
-        const got = readSync(spill.fd, chunk, 0, Math.min(chunk.length, spill.written - spill.read), spill.read);
+      // Room for the longest line (16,384 characters of up to 3 bytes each, and its prefix).
+      const chunk = Buffer.alloc(Math.min(256 * 1024, spill.size - spill.read));
+      while (spill.read < spill.size && this.memoryBytes < memoryBytesPerExecution) {
+        const got = readSync(spill.fd, chunk, 0, Math.min(chunk.length, spill.size - spill.read), spill.read);
+        const last = chunk.lastIndexOf(0x0a, got - 1);
+        if (last < 0) break;
+        // The whole lines of the chunk decoded at once, then taken line by line while memory has
+        // room: the rest is read again from where this stops.
+        const text = chunk.toString('utf8', 0, last);
         let start = 0;
-        let end: number;
-        // Line by line, while memory has room: the rest is read again from where this stops.
-        while ((end = chunk.indexOf(0x0a, start)) >= 0 && end < got && this.memoryBytes < memoryBytesPerExecution) {
-          const json = chunk.toString('utf8', start, end);
-          const bytes = json.length + 1;
-          this.memory.push({ line: JSON.parse(json) as OutputLine, bytes });
-          this.memoryBytes += bytes;
+        while (start <= text.length && this.memoryBytes < memoryBytesPerExecution) {
+          let end = text.indexOf('\n', start);
+          if (end < 0) end = text.length;
+          const pending = fromSpillText(text.slice(start, end));
+          this.memory.push(pending);
+          this.memoryBytes += pending.bytes;
           start = end + 1;
         }
-        if (start === 0) break;
-        spill.read += start;
+        spill.read += start > text.length ? last + 1 : Buffer.byteLength(text.slice(0, start));
       }
-      if (spill.read >= spill.written) this.closeSpill();
+      if (spill.read >= spill.size) this.closeSpill();
     }
     if (!this.spill && this.dropped > 0) {
       const text = `[mpd] ${this.dropped} line(s) of output dropped: the worker could not ship them to the orchestrator in time and its buffer for this execution was full`;
-      this.memory.push({ line: { time: Date.now(), stream: 'stderr', text }, bytes: text.length + 64 });
-      this.memoryBytes += text.length + 64;
+      this.memory.push({ line: { time: Date.now(), stream: 'stderr', text }, bytes: wireBytes(text) });
+      this.memoryBytes += wireBytes(text);
       this.dropped = 0;
     }
   }
@@ -224,10 +272,11 @@ class ExecutionOutput implements OutputWriter {
 
   /** Forgets the lines before `seq` (accepted). */
   acceptedThrough(seq: number): void {
-    while (this.firstSeq < seq && this.memory.length > 0) {
-      this.memoryBytes -= this.memory.shift()!.bytes;
-      this.firstSeq++;
-    }
+    const count = Math.min(seq - this.firstSeq, this.memory.length);
+    if (count <= 0) return;
+    for (let index = 0; index < count; index++) this.memoryBytes -= this.memory[index]!.bytes;
+    this.memory.splice(0, count);
+    this.firstSeq += count;
   }
 }
 
