@@ -33,67 +33,73 @@ async function tempDir(): Promise<string> {
 }
 
 describe('module output across a cluster', () => {
-  it('two modules at once on one worker (module hosts): every line attributed to its module, in order, the secret a tool printed masked', async () => {
-    const dir = await tempDir();
-    const cluster = new Cluster();
-    cleanups.push(() => cluster.close());
-    const orchestrator = await cluster.startOrchestrator();
-    // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
-    // otherwise than tsx, which the module hosts load it with.
-    const pipeline = { ...(await loadPipelineFile(PIPELINE)), fingerprint: fingerprintAsTsxLoads(PIPELINE) };
-    const worker = await cluster.startWorker({ id: 'w-out', pipeline, slots: 2, workingDirectory: dir });
-    await worker.link!.registered();
-    const events: RunEvent[] = [];
-    const result = await runPipeline({
-      pipeline,
-      registry: orchestrator.registry,
-      endpointPolicy: orchestrator.endpointPolicy,
-      executionLogs: orchestrator.executionLogs,
-      logsDir: join(dir, 'logs'),
-      secretEnvironmentVariables: { OUTPUT_SECRET: SECRET },
-      logger: silent,
-      onEvent: (event) => events.push(event),
-    });
-    expect(result.modules.map((module) => module.error?.message ?? module.status)).toEqual([
-      'Successful',
-      'Successful',
-    ]);
-    const started = events.filter((event) => event.type === 'module-started');
-    // Both ran at once on the one worker: each started before the other finished.
-    expect(started.map((event) => event.workerId)).toEqual(['w-out', 'w-out']);
-    for (const name of ['alpha', 'beta']) {
-      const other = name === 'alpha' ? 'beta' : 'alpha';
-      const texts = events.flatMap((event) =>
-        event.type === 'output' && event.module === name ? event.lines.map((line) => line.text) : [],
-      );
-      expect(texts.filter((text) => text.includes(other))).toEqual([]);
-      expect(texts.filter((text) => text.startsWith(`${name} console`))).toEqual(
-        Array.from({ length: 20 }, (_, index) => `${name} console ${index}`),
-      );
-      expect(texts.filter((text) => text.startsWith(`${name} logger`))).toEqual(
-        Array.from({ length: 20 }, (_, index) => `${name} logger ${index}`),
-      );
-      expect(texts).toContain(`${name} tool sees ***`);
-      expect(texts).toContain(`${name} tool stderr`);
-      // In order within each pipe (console on stdout, the tool's stderr on stderr, ctx.logger over
-      // IPC: three channels, read as they come); nothing lost after the module's answer.
-      const stdout = events.flatMap((event) =>
-        event.type === 'output' && event.module === name
-          ? event.lines.filter((line) => line.stream === 'stdout').map((line) => line.text)
-          : [],
-      );
-      expect(stdout.at(-1)).toBe(`${name} done`);
-      const module = result.modules.find((candidate) => candidate.name === name)!;
-      const file = module.attempts[0]!.log!;
-      expect(file).toBe(join(dir, 'logs', name, '1.log'));
-      const log = await readFile(file, 'utf8');
-      expect(log).toMatch(new RegExp(`^\\S+Z log info ${name} logger 0$`, 'm'));
-      expect(log).toMatch(new RegExp(`^\\S+Z stderr - ${name} tool stderr$`, 'm'));
-      expect(log).toContain(`${name} tool sees ***`);
-      expect(log).not.toContain(SECRET);
-    }
-    expect(JSON.stringify(events)).not.toContain(SECRET);
-  });
+  it.each([
+    ['module hosts', 'process'],
+    ["the worker's own process: console.* captured per execution", 'none'],
+  ] as const)(
+    'two modules at once on one worker (%s): every line attributed to its module, in order, the secret a tool printed masked',
+    async (_, isolation) => {
+      const dir = await tempDir();
+      const cluster = new Cluster();
+      cleanups.push(() => cluster.close());
+      const orchestrator = await cluster.startOrchestrator();
+      // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
+      // otherwise than tsx, which the module hosts load it with.
+      const pipeline = { ...(await loadPipelineFile(PIPELINE)), fingerprint: fingerprintAsTsxLoads(PIPELINE) };
+      const worker = await cluster.startWorker({ id: 'w-out', pipeline, slots: 2, workingDirectory: dir, isolation });
+      await worker.link!.registered();
+      const events: RunEvent[] = [];
+      const result = await runPipeline({
+        pipeline,
+        registry: orchestrator.registry,
+        endpointPolicy: orchestrator.endpointPolicy,
+        executionLogs: orchestrator.executionLogs,
+        logsDir: join(dir, 'logs'),
+        secretEnvironmentVariables: { OUTPUT_SECRET: SECRET },
+        logger: silent,
+        onEvent: (event) => events.push(event),
+      });
+      expect(result.modules.map((module) => module.error?.message ?? module.status)).toEqual([
+        'Successful',
+        'Successful',
+      ]);
+      const started = events.filter((event) => event.type === 'module-started');
+      // Both ran at once on the one worker: each started before the other finished.
+      expect(started.map((event) => event.workerId)).toEqual(['w-out', 'w-out']);
+      for (const name of ['alpha', 'beta']) {
+        const other = name === 'alpha' ? 'beta' : 'alpha';
+        const texts = events.flatMap((event) =>
+          event.type === 'output' && event.module === name ? event.lines.map((line) => line.text) : [],
+        );
+        expect(texts.filter((text) => text.includes(other))).toEqual([]);
+        expect(texts.filter((text) => text.startsWith(`${name} console`))).toEqual(
+          Array.from({ length: 20 }, (_, index) => `${name} console ${index}`),
+        );
+        expect(texts.filter((text) => text.startsWith(`${name} logger`))).toEqual(
+          Array.from({ length: 20 }, (_, index) => `${name} logger ${index}`),
+        );
+        expect(texts).toContain(`${name} tool sees ***`);
+        expect(texts).toContain(`${name} tool stderr`);
+        // In order within each pipe (console on stdout, the tool's stderr on stderr, ctx.logger over
+        // IPC: three channels, read as they come); nothing lost after the module's answer.
+        const stdout = events.flatMap((event) =>
+          event.type === 'output' && event.module === name
+            ? event.lines.filter((line) => line.stream === 'stdout').map((line) => line.text)
+            : [],
+        );
+        expect(stdout.at(-1)).toBe(`${name} done`);
+        const module = result.modules.find((candidate) => candidate.name === name)!;
+        const file = module.attempts[0]!.log!;
+        expect(file).toBe(join(dir, 'logs', name, '1.log'));
+        const log = await readFile(file, 'utf8');
+        expect(log).toMatch(new RegExp(`^\\S+Z log info ${name} logger 0$`, 'm'));
+        expect(log).toMatch(new RegExp(`^\\S+Z stderr - ${name} tool stderr$`, 'm'));
+        expect(log).toContain(`${name} tool sees ***`);
+        expect(log).not.toContain(SECRET);
+      }
+      expect(JSON.stringify(events)).not.toContain(SECRET);
+    },
+  );
 });
 
 /** An orchestrator API on 127.0.0.1 with its execution logs, whose answers a test may hold back. */
