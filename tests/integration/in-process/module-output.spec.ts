@@ -220,7 +220,7 @@ describe('OutputShipper', () => {
     const spillDir = await tempDir();
     // About 60 bytes of JSON per line: 10 lines in memory, about 30 on disk, the rest dropped.
     const shipper = await startShipper(proxy, api.credential, spillDir, {
-      memoryBytesPerExecution: 600,
+      bufferBytesPerExecution: 600,
       spillBytesPerExecution: 1_800,
     });
     const writer = shipper.open('e2');
@@ -248,7 +248,7 @@ describe('OutputShipper', () => {
     const proxy = await startFaultProxy({ port: api.port });
     cleanups.push(() => proxy.close());
     const spillDir = await tempDir();
-    const shipper = await startShipper(proxy, api.credential, spillDir, { memoryBytesPerExecution: 600 });
+    const shipper = await startShipper(proxy, api.credential, spillDir, { bufferBytesPerExecution: 600 });
     const writer = shipper.open('ghost');
     writer.write('stdout', 'first');
     await expect.poll(() => api.batches(), { timeout: 5_000 }).toBeGreaterThan(0);
@@ -278,7 +278,7 @@ describe('OutputShipper', () => {
       },
     });
     // A small memory buffer: each burst spills to disk, and is read back in order.
-    const shipper = await startShipper(proxy, api.credential, dir, { memoryBytesPerExecution: 64 * 1024 });
+    const shipper = await startShipper(proxy, api.credential, dir, { bufferBytesPerExecution: 64 * 1024 });
     const writer = shipper.open('big');
     const filler = 'x'.repeat(94);
     const total = 200_000;

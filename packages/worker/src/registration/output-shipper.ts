@@ -7,12 +7,25 @@ import { backoffDelay } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import { type ModuleOutput, type OutputWriter, splitLines } from '../executor/module-output.js';
 
+/**
+ * The output one execution keeps in the worker's memory while it waits to be shipped, by default:
+ * 1 MiB (about 6,000 lines of 100 characters), the worker's `--output-buffer-size`.
+ */
+export const DEFAULT_OUTPUT_BUFFER_BYTES = 1024 * 1024;
+
+/**
+ * The output one execution keeps in its spill file once its buffer is full, by default: 64 MiB
+ * (about 480,000 lines of 100 characters: minutes of a loud build while the orchestrator is
+ * unreachable), the worker's `--output-spill-size`.
+ */
+export const DEFAULT_OUTPUT_SPILL_BYTES = 64 * 1024 * 1024;
+
 /** The shipper's defaults (see {@link OutputShipperOptions}). */
 export const DEFAULT_OUTPUT_SHIPPER_OPTIONS = {
   flushIntervalMs: 200,
   maxBatchLines: LIMITS.output.maxLinesPerBatch,
-  memoryBytesPerExecution: 1024 * 1024,
-  spillBytesPerExecution: 64 * 1024 * 1024,
+  bufferBytesPerExecution: DEFAULT_OUTPUT_BUFFER_BYTES,
+  spillBytesPerExecution: DEFAULT_OUTPUT_SPILL_BYTES,
   callDeadlineMs: 10_000,
   closeWaitMs: 2_000,
 } as const;
@@ -30,11 +43,14 @@ export interface OutputShipperOptions {
   flushIntervalMs?: number;
   /** Lines per batch (at most the contract's `LIMITS.output.maxLinesPerBatch`); a batch this full is sent at once. @default 1,000 (the contract's most) */
   maxBatchLines?: number;
-  /** Text (UTF-16 units × 2, about bytes) kept in memory per execution before lines spill to disk. @default 1 MiB */
-  memoryBytesPerExecution?: number;
+  /**
+   * Output kept in memory per execution (each line counted as the most bytes its JSON takes in a
+   * batch) before lines spill to disk. @default 1 MiB ({@link DEFAULT_OUTPUT_BUFFER_BYTES})
+   */
+  bufferBytesPerExecution?: number;
   /**
    * Bytes of spill file per execution: past it lines are dropped, and one line saying how many
-   * takes their place once there is room again (or at the end). @default 64 MiB
+   * takes their place once there is room again (or at the end). @default 64 MiB ({@link DEFAULT_OUTPUT_SPILL_BYTES})
    */
   spillBytesPerExecution?: number;
   /** The first retry delay after a failed call (ms); doubles up to `maxBackoffMs` (the registration's). */
@@ -154,8 +170,8 @@ class ExecutionOutput implements OutputWriter {
 
   private add(line: OutputLine): void {
     const pending = { line, bytes: wireBytes(line.text) };
-    const { memoryBytesPerExecution, spillBytesPerExecution } = this.shipper.bounds;
-    if (!this.spill && this.dropped === 0 && this.memoryBytes + pending.bytes <= memoryBytesPerExecution) {
+    const { bufferBytesPerExecution, spillBytesPerExecution } = this.shipper.bounds;
+    if (!this.spill && this.dropped === 0 && this.memoryBytes + pending.bytes <= bufferBytesPerExecution) {
       this.memory.push(pending);
       this.memoryBytes += pending.bytes;
       return;
@@ -225,13 +241,13 @@ class ExecutionOutput implements OutputWriter {
 
   /** Moves spilled lines back to memory (up to its bound), and a marker for dropped lines once there is room. */
   refill(): void {
-    const { memoryBytesPerExecution } = this.shipper.bounds;
+    const { bufferBytesPerExecution } = this.shipper.bounds;
     this.flushSpill();
     if (this.spill) {
       const spill = this.spill;
       // Room for the longest line (16,384 characters of up to 3 bytes each, and its prefix).
       const chunk = Buffer.alloc(Math.min(256 * 1024, spill.size - spill.read));
-      while (spill.read < spill.size && this.memoryBytes < memoryBytesPerExecution) {
+      while (spill.read < spill.size && this.memoryBytes < bufferBytesPerExecution) {
         const got = readSync(spill.fd, chunk, 0, Math.min(chunk.length, spill.size - spill.read), spill.read);
         const last = chunk.lastIndexOf(0x0a, got - 1);
         if (last < 0) break;
@@ -239,7 +255,7 @@ class ExecutionOutput implements OutputWriter {
         // room: the rest is read again from where this stops.
         const text = chunk.toString('utf8', 0, last);
         let start = 0;
-        while (start <= text.length && this.memoryBytes < memoryBytesPerExecution) {
+        while (start <= text.length && this.memoryBytes < bufferBytesPerExecution) {
           let end = text.indexOf('\n', start);
           if (end < 0) end = text.length;
           const pending = fromSpillText(text.slice(start, end));
@@ -285,14 +301,14 @@ class ExecutionOutput implements OutputWriter {
  * one execution at a time per call, in batches every `flushIntervalMs` (or at once when
  * `maxBatchLines` wait) with sequence numbers, so that a batch sent again after a lost answer
  * is not duplicated. A failed call is retried with the registration's backoff; lines wait in
- * memory meanwhile (`memoryBytesPerExecution`), then in a spill file under `spillDir`
+ * memory meanwhile (`bufferBytesPerExecution`), then in a spill file under `spillDir`
  * (`spillBytesPerExecution`), then are dropped, counted, and replaced by one line saying how
  * many. An execution's last batch is `final`. Output of an execution the orchestrator no longer
  * knows (404: its run ended, or it restarted) is dropped.
  */
 export class OutputShipper implements ModuleOutput {
   readonly #executions = new Map<string, ExecutionOutput>();
-  readonly bounds: { memoryBytesPerExecution: number; spillBytesPerExecution: number };
+  readonly bounds: { bufferBytesPerExecution: number; spillBytesPerExecution: number };
   readonly spillDir: string;
   readonly logger: Logger;
   readonly #maxBatchLines: number;
@@ -303,8 +319,8 @@ export class OutputShipper implements ModuleOutput {
 
   constructor(private readonly options: OutputShipperOptions) {
     this.bounds = {
-      memoryBytesPerExecution:
-        options.memoryBytesPerExecution ?? DEFAULT_OUTPUT_SHIPPER_OPTIONS.memoryBytesPerExecution,
+      bufferBytesPerExecution:
+        options.bufferBytesPerExecution ?? DEFAULT_OUTPUT_SHIPPER_OPTIONS.bufferBytesPerExecution,
       spillBytesPerExecution: options.spillBytesPerExecution ?? DEFAULT_OUTPUT_SHIPPER_OPTIONS.spillBytesPerExecution,
     };
     this.spillDir = options.spillDir;
