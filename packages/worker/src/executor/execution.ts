@@ -237,8 +237,8 @@ async function run(
       workingDirectory,
       signal: controller.signal,
       logger: toModuleLogger(frame.log, frame.mask, frame.output),
-      // A block of whole lines per read of the pipe: masked and written at once.
-      onOutput: (stream, lines) => frame.output.write(stream, frame.mask(lines)),
+      // The whole lines of a read of the pipe, each ending with its \n: masked and written at once.
+      onOutput: (stream, lines) => frame.output.write(stream, frame.mask(lines.toString('utf8', 0, lines.length - 1))),
       executionId: request.executionId,
       workerId: options.workerId,
       get artifacts() {

@@ -1,7 +1,7 @@
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { CommandFailedError, moduleCommands } from './module-commands.js';
-import { LineSplitter, splitLines } from './module-output.js';
+import { ByteLineSplitter, LineSplitter, splitLines } from './module-output.js';
 
 const scope = (signal = new AbortController().signal) => ({
   signal,
@@ -63,7 +63,8 @@ describe('the output of commands (ctx.exec, ctx.spawn)', () => {
     const { exec, spawn } = moduleCommands({
       ...scope(),
       onOutput: (stream, block) => {
-        for (const line of splitLines(block)) lines.push(`${stream}: ${line}`);
+        expect(block.at(-1)).toBe(0x0a);
+        for (const line of splitLines(block.toString('utf8', 0, block.length - 1))) lines.push(`${stream}: ${line}`);
       },
     });
     return { exec, spawn, lines };
@@ -113,5 +114,17 @@ describe('splitLines and LineSplitter', () => {
     splitter.flush();
     expect(blocks).toEqual(['one\ntwo\r\nthree', 'four\n', 'unfinished']);
     expect(blocks.flatMap((block) => splitLines(block))).toEqual(['one', 'two', 'three', 'four', '', 'unfinished']);
+  });
+
+  it('ByteLineSplitter: the whole lines of each chunk as the bytes that came, an unfinished line past the bound in pieces cut between characters', () => {
+    const blocks: string[] = [];
+    const splitter = new ByteLineSplitter((block) => blocks.push(block.toString()), 4);
+    splitter.push(Buffer.from('one\ntwo\r\nth'));
+    splitter.push(Buffer.from('ree\n'));
+    // 'aé€b': 1 + 2 + 3 + 1 bytes: the first 4 bytes end inside '€', so the cut comes before it.
+    splitter.push(Buffer.from('aé€b'));
+    splitter.push(Buffer.from('c'));
+    splitter.flush();
+    expect(blocks).toEqual(['one\ntwo\r\n', 'three\n', 'aé\n', '€b\n', 'c\n']);
   });
 });

@@ -7,9 +7,8 @@
  */
 import { type ChildProcess, spawn as spawnChild } from 'node:child_process';
 import { PassThrough, type Readable } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
 import type { ExecOptions, ExecResult, ModuleContext, SpawnCommandOptions } from '@mpd/pipeline';
-import { LineSplitter } from './module-output.js';
+import { ByteLineSplitter } from './module-output.js';
 
 /** The most stdout (and, apart, stderr) `ctx.exec` keeps: 16 MiB (Node's `execFile` keeps 1 MiB). */
 export const DEFAULT_EXEC_MAX_BUFFER_BYTES = 16 * 1024 * 1024;
@@ -48,11 +47,11 @@ export interface CommandScope {
   env: Readonly<Record<string, string>>;
   /**
    * Where the lines a command writes to its stdout or stderr go (the module's output), as they
-   * come: a block of whole lines per read of the pipe (see `LineSplitter`: `lines` holds one or
-   * more lines separated by line breaks). `exec` keeps its output as well; `spawn` passes each
-   * piped stream on unchanged to the module, which reads it as before.
+   * come: the whole lines of each read of the pipe, as the bytes the command wrote, each line
+   * ending with its `\n` (see `ByteLineSplitter`). `exec` keeps its output as well; `spawn`
+   * passes each piped stream on unchanged to the module, which reads it as before.
    */
-  onOutput?: ((stream: 'stdout' | 'stderr', lines: string) => void) | undefined;
+  onOutput?: ((stream: 'stdout' | 'stderr', lines: Buffer) => void) | undefined;
 }
 
 /**
@@ -95,7 +94,7 @@ const spawnIn =
 function teeLines(
   child: ChildProcess,
   stream: 'stdout' | 'stderr',
-  onOutput: (stream: 'stdout' | 'stderr', lines: string) => void,
+  onOutput: (stream: 'stdout' | 'stderr', lines: Buffer) => void,
 ): void {
   const source = child[stream];
   if (!source) return;
@@ -108,22 +107,15 @@ function teeLines(
   Object.defineProperty(child, stream, { value: copy, configurable: true, enumerable: true, writable: true });
 }
 
-/**
- * Passes the lines of `source` (UTF-8, a character never cut between chunks) to `onOutput` as they
- * come, a block of whole lines per chunk.
- */
+/** Passes the whole lines of `source` to `onOutput` as they come, as bytes, a block per chunk. */
 function forwardLines(
   source: Readable,
   stream: 'stdout' | 'stderr',
-  onOutput: (stream: 'stdout' | 'stderr', lines: string) => void,
+  onOutput: (stream: 'stdout' | 'stderr', lines: Buffer) => void,
 ): void {
-  const lines = new LineSplitter((block) => onOutput(stream, block));
-  const decoder = new StringDecoder('utf8');
-  source.on('data', (chunk: Buffer) => lines.push(decoder.write(chunk)));
-  source.on('end', () => {
-    lines.push(decoder.end());
-    lines.flush();
-  });
+  const lines = new ByteLineSplitter((block) => onOutput(stream, block));
+  source.on('data', (chunk: Buffer) => lines.push(chunk));
+  source.on('end', () => lines.flush());
 }
 
 const execIn =

@@ -23,10 +23,10 @@ export interface ModuleContextFields {
   logger: ModuleLogger;
   /**
    * Where the lines the module's commands (`ctx.exec`, `ctx.spawn`) write to stdout or stderr
-   * go, as they come: a block of whole lines per read of the pipe (`CommandScope.onOutput`).
-   * @default nowhere
+   * go, as they come: the whole lines of each read of the pipe, as bytes, each ending with its
+   * `\n` (`CommandScope.onOutput`). @default nowhere
    */
-  onOutput?: ((stream: 'stdout' | 'stderr', lines: string) => void) | undefined;
+  onOutput?: ((stream: 'stdout' | 'stderr', lines: Buffer) => void) | undefined;
   executionId: string;
   workerId: string;
   /** `ctx.artifacts` (see `moduleArtifacts`): read only when the module reads it (a getter in a module host). */

@@ -83,3 +83,58 @@ export class LineSplitter {
     this.onLines(line);
   }
 }
+
+const NEWLINE = Buffer.from('\n');
+
+/**
+ * {@link LineSplitter} on bytes: gives each chunk's whole lines at once as one buffer of the bytes
+ * as they came, each line ending with its `\n` (no decoding, no copy: a module host passes a
+ * command's lines on to its own stdout as they are, where decoding them and encoding them again
+ * cost as much as everything else it did). The last, unfinished line waits for the next chunk, or
+ * {@link ByteLineSplitter.flush}; one longer than `maxBytes` is given in pieces as it comes (cut
+ * between two UTF-8 characters, each piece ended with a `\n`), so no partial line grows without
+ * bound.
+ */
+export class ByteLineSplitter {
+  private partial: Buffer[] = [];
+  private partialBytes = 0;
+
+  constructor(
+    private readonly onLines: (lines: Buffer) => void,
+    private readonly maxBytes: number = LIMITS.output.maxLineLength,
+  ) {}
+
+  push(chunk: Buffer): void {
+    const last = chunk.lastIndexOf(0x0a);
+    if (last < 0) {
+      this.partial.push(chunk);
+      this.partialBytes += chunk.length;
+    } else {
+      const whole = chunk.subarray(0, last + 1);
+      this.onLines(this.partialBytes === 0 ? whole : Buffer.concat([...this.partial, whole]));
+      const rest = chunk.subarray(last + 1);
+      this.partial = rest.length > 0 ? [rest] : [];
+      this.partialBytes = rest.length;
+    }
+    if (this.partialBytes <= this.maxBytes) return;
+    let rest = Buffer.concat(this.partial);
+    while (rest.length > this.maxBytes) {
+      let cut = this.maxBytes;
+      // Not inside a character: back to the first byte of the one the cut falls in.
+      while (cut > 0 && (rest[cut]! & 0xc0) === 0x80) cut--;
+      if (cut === 0) cut = this.maxBytes;
+      this.onLines(Buffer.concat([rest.subarray(0, cut), NEWLINE]));
+      rest = rest.subarray(cut);
+    }
+    this.partial = rest.length > 0 ? [rest] : [];
+    this.partialBytes = rest.length;
+  }
+
+  flush(): void {
+    if (this.partialBytes === 0) return;
+    const line = Buffer.concat([...this.partial, NEWLINE]);
+    this.partial = [];
+    this.partialBytes = 0;
+    this.onLines(line);
+  }
+}
