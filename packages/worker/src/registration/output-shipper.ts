@@ -120,7 +120,9 @@ class ExecutionOutput implements OutputWriter {
   readonly memory: Pending[] = [];
   memoryBytes = 0;
   /**
-   * The spill file (lines as {@link spillText}) while it holds lines not yet read back. `used`
+   * The spill file (lines as {@link spillText}), from the first line spilled to the execution's
+   * end: once every line in it is read back it is written again from its start (removing it and
+   * making it again each time the shipping caught up cost as much as writing it). `used`
    * counts the wire bytes of every line spilled (what `spillBytesPerExecution` bounds: at least
    * their bytes in the file), `size` the bytes in the file, `read` those read back: the lines
    * spilled since the last write wait in `pending` (`pendingBytes` of wire bytes) for one write
@@ -171,7 +173,7 @@ class ExecutionOutput implements OutputWriter {
   private add(line: OutputLine): void {
     const pending = { line, bytes: wireBytes(line.text) };
     const { bufferBytesPerExecution, spillBytesPerExecution } = this.shipper.bounds;
-    if (!this.spill && this.dropped === 0 && this.memoryBytes + pending.bytes <= bufferBytesPerExecution) {
+    if (!this.spilled && this.dropped === 0 && this.memoryBytes + pending.bytes <= bufferBytesPerExecution) {
       this.memory.push(pending);
       this.memoryBytes += pending.bytes;
       return;
@@ -245,8 +247,11 @@ class ExecutionOutput implements OutputWriter {
     this.flushSpill();
     if (this.spill) {
       const spill = this.spill;
-      // Room for the longest line (16,384 characters of up to 3 bytes each, and its prefix).
-      const chunk = Buffer.alloc(Math.min(256 * 1024, spill.size - spill.read));
+      // Room for the longest line (16,384 characters of up to 3 bytes each, and its prefix), and
+      // about as many lines as memory has room for (a line takes fewer bytes in the file than it
+      // counts for in memory): what is read and not taken is decoded again next time.
+      const room = Math.max(64 * 1024, bufferBytesPerExecution - this.memoryBytes);
+      const chunk = Buffer.alloc(Math.min(256 * 1024, room, spill.size - spill.read));
       while (spill.read < spill.size && this.memoryBytes < bufferBytesPerExecution) {
         const got = readSync(spill.fd, chunk, 0, Math.min(chunk.length, spill.size - spill.read), spill.read);
         const last = chunk.lastIndexOf(0x0a, got - 1);
@@ -265,9 +270,14 @@ class ExecutionOutput implements OutputWriter {
         }
         spill.read += start > text.length ? last + 1 : Buffer.byteLength(text.slice(0, start));
       }
-      if (spill.read >= spill.size) this.closeSpill();
+      if (spill.read >= spill.size) {
+        // Every line in it was read back: written again from its start.
+        spill.read = 0;
+        spill.size = 0;
+        spill.used = 0;
+      }
     }
-    if (!this.spill && this.dropped > 0) {
+    if (!this.spilled && this.dropped > 0) {
       const text = `[mpd] ${this.dropped} line(s) of output dropped: the worker could not ship them to the orchestrator in time and its buffer for this execution was full`;
       this.memory.push({ line: { time: Date.now(), stream: 'stderr', text }, bytes: wireBytes(text) });
       this.memoryBytes += wireBytes(text);
@@ -275,6 +285,12 @@ class ExecutionOutput implements OutputWriter {
     }
   }
 
+  /** Whether lines wait in the spill file (they come after those in memory). */
+  get spilled(): boolean {
+    return this.spill !== undefined && (this.spill.size > this.spill.read || this.spill.pending.length > 0);
+  }
+
+  /** Closes and removes the spill file (the execution's output is done, or the shipper closes). */
   closeSpill(): void {
     if (!this.spill) return;
     try {
@@ -388,7 +404,7 @@ export class OutputShipper implements ModuleOutput {
       if (output.done) {
         output.closeSpill();
         this.#executions.delete(output.executionId);
-      } else if (output.memory.length > 0 || output.spill || output.ended) {
+      } else if (output.memory.length > 0 || output.spilled || output.ended) {
         this.pending(output);
       }
     });
@@ -404,7 +420,7 @@ export class OutputShipper implements ModuleOutput {
       bytes += size;
     }
     // The last batch closes the log: everything written is in it.
-    const final = output.ended && !output.spill && output.dropped === 0 && batch.length === output.memory.length;
+    const final = output.ended && !output.spilled && output.dropped === 0 && batch.length === output.memory.length;
     try {
       const response = await this.options.client.executions.output({
         params: { executionId: output.executionId },
