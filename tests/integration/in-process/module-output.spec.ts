@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createOrchestratorClient } from '@mpd/client';
 import { loadPipelineFile } from '@mpd/pipeline';
+import type { OutputLine } from '@mpd/contract';
 import { createApp, ExecutionLogs, InMemoryNodeRegistry, runPipeline, type RunEvent } from '@mpd/orchestrator';
 import { type FaultProxy, fingerprintAsTsxLoads, startFaultProxy } from '@mpd/test-kit';
 import { OutputShipper } from '@mpd/worker';
@@ -241,6 +242,46 @@ describe('OutputShipper', () => {
     );
     // The spill file is gone once shipped.
     expect(existsSync(join(spillDir, 'e2.spill'))).toBe(false);
+  });
+
+  it('lines of any text arrive as written, in memory and through the spill file: quotes, backslashes, control characters, non-ASCII, levels', async () => {
+    const api = await startApi();
+    const proxy = await startFaultProxy({ port: api.port });
+    cleanups.push(() => proxy.close());
+    const got: OutputLine[] = [];
+    api.logs.open({
+      executionId: 'e3',
+      workerId: 'w1',
+      module: 'e3',
+      attempt: 1,
+      onLines: (batch) => got.push(...batch),
+    });
+    // Unreachable at first, and a small buffer: most of these lines wait in the spill file.
+    proxy.fault({ kind: 'reset' });
+    const shipper = await startShipper(proxy, api.credential, await tempDir(), { bufferBytesPerExecution: 300 });
+    const writer = shipper.open('e3');
+    const texts = [
+      'plain',
+      'a "quoted" \\ back\\slash',
+      'tab\there, bell \u0007, escape \u001b[31mred\u001b[0m, delete \u007f',
+      'non-ASCII: é € 漢字 😀',
+      '',
+      '{"looks":"like JSON"},',
+    ];
+    for (const [index, text] of texts.entries()) {
+      writer.write('stdout', text);
+      writer.write('log', `${index} at warn: ${text}`, 'warn');
+    }
+    writer.end();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    proxy.heal();
+    await expect.poll(() => api.logs.closed('e3'), { timeout: 10_000 }).toBe(true);
+    expect(got.map(({ stream, level, text }) => ({ stream, level, text }))).toEqual(
+      texts.flatMap((text, index) => [
+        { stream: 'stdout', level: undefined, text },
+        { stream: 'log', level: 'warn', text: `${index} at warn: ${text}` },
+      ]),
+    );
   });
 
   it('keeps nothing for an execution the orchestrator does not know (404): later lines are neither held nor spilled', async () => {

@@ -1,7 +1,7 @@
 import { closeSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { bearerHeader, type OrchestratorClient } from '@mpd/client';
-import type { OutputLevel, OutputLine, OutputStream } from '@mpd/contract';
+import { bearerHeader, JsonText, type OrchestratorClient } from '@mpd/client';
+import type { OutputBatch, OutputLevel, OutputStream } from '@mpd/contract';
 import { LIMITS } from '@mpd/contract/limits';
 import { backoffDelay } from '@mpd/server-kit';
 import type { Logger } from 'pino';
@@ -65,51 +65,32 @@ export interface OutputShipperOptions {
 /** Bytes of spilled lines kept pending before they are written without waiting for the tick's end (bounds memory in a burst). */
 const SPILL_FLUSH_BYTES = 256 * 1024;
 
-/** What a line's JSON holds around its text, at most: `{"time":1796074653242,"stream":"stdout","level":"debug","text":},`. */
-const LINE_JSON_OVERHEAD = 72;
-
 /** Any character but printable ASCII other than `"` and `\`: JSON escapes it, or UTF-8 takes more than a byte for it. */
 const NOT_PLAIN = /[^\x20\x21\x23-\x5b\x5d-\x7e]/;
 
-/**
- * The most bytes `text`'s line takes in a batch's JSON (UTF-8): exact for plain ASCII, which most
- * output is, without serialising it (one `JSON.stringify` per line cost more than everything else
- * the shipper did per line: `pnpm bench`, benchmark 5); serialised otherwise.
- */
-function wireBytes(text: string): number {
-  return LINE_JSON_OVERHEAD + (NOT_PLAIN.test(text) ? Buffer.byteLength(JSON.stringify(text)) : text.length + 2);
-}
+/** A character UTF-8 takes more than a byte for. */
+const NOT_ASCII = /[^\x00-\x7f]/;
 
-/** A line as kept before it is sent, with (at most) its JSON size on the wire in bytes. */
+/**
+ * A line as it waits to be sent: its JSON (an element of a batch's `lines`), and that JSON's size
+ * in UTF-8 bytes. Kept as JSON from the start, in memory and in the spill file, and a batch's body
+ * joined from it ({@link JsonText}): serialising line objects per batch, and parsing spilled lines
+ * back into objects, cost more than everything else the shipper did per line (`pnpm bench`,
+ * benchmark 5).
+ */
 interface Pending {
-  line: OutputLine;
+  json: string;
   bytes: number;
 }
 
 /**
- * One line of a spill file: `<time> <bytes> <stream> <level or -> <text>` (a line's text holds no
- * line break: `splitLines` made it; a lone surrogate becomes U+FFFD, as it does in the
- * orchestrator's log file). Plain text rather than JSON: written and read back without
- * serialising each line.
+ * `line` as JSON (the contract's `outputLineSchema`), made by hand for plain ASCII text, which
+ * most output is (nothing to escape: its size is its length); by `JSON.stringify` otherwise.
  */
-function spillText({ line, bytes }: Pending): string {
-  return `${line.time} ${bytes} ${line.stream} ${line.level ?? '-'} ${line.text}\n`;
-}
-
-/** A line of a spill file (see {@link spillText}) back as it was kept. */
-function fromSpillText(text: string): Pending {
-  const time = text.indexOf(' ');
-  const bytes = text.indexOf(' ', time + 1);
-  const stream = text.indexOf(' ', bytes + 1);
-  const level = text.indexOf(' ', stream + 1);
-  const levelText = text.slice(stream + 1, level);
-  const line: OutputLine = {
-    time: Number(text.slice(0, time)),
-    stream: text.slice(bytes + 1, stream) as OutputStream,
-    text: text.slice(level + 1),
-  };
-  if (levelText !== '-') line.level = levelText as OutputLevel;
-  return { line, bytes: Number(text.slice(time + 1, bytes)) };
+function pendingLine(time: number, stream: OutputStream, level: OutputLevel | undefined, text: string): Pending {
+  const plain = !NOT_PLAIN.test(text);
+  const json = `{"time":${time},"stream":"${stream}"${level === undefined ? '' : `,"level":"${level}"`},"text":${plain ? `"${text}"` : JSON.stringify(text)}}`;
+  return { json, bytes: plain ? json.length : Buffer.byteLength(json) };
 }
 
 /** One execution's output on its way. */
@@ -120,7 +101,7 @@ class ExecutionOutput implements OutputWriter {
   readonly memory: Pending[] = [];
   memoryBytes = 0;
   /**
-   * The spill file (lines as {@link spillText}), from the first line spilled to the execution's
+   * The spill file (each line's JSON on a line of its own), from the first line spilled to the execution's
    * end: once every line in it is read back it is written again from its start (removing it and
    * making it again each time the shipping caught up cost as much as writing it). `used`
    * counts the wire bytes of every line spilled (what `spillBytesPerExecution` bounds: at least
@@ -137,6 +118,11 @@ class ExecutionOutput implements OutputWriter {
         read: number;
         pending: Pending[];
         pendingBytes: number;
+        /**
+         * Whether every line in the file (and pending) is ASCII: written and read back as latin1,
+         * which costs a copy, where UTF-8 is decoded (the most costly step of reading it back).
+         */
+        ascii: boolean;
       }
     | undefined;
   /** A flush of the spill's pending lines is scheduled (setImmediate). */
@@ -159,8 +145,7 @@ class ExecutionOutput implements OutputWriter {
     // Done: the orchestrator no longer takes this execution's output (nothing is kept for it).
     if (this.ended || this.done) return;
     const time = Date.now();
-    for (const piece of splitLines(text))
-      this.add(level === undefined ? { time, stream, text: piece } : { time, stream, level, text: piece });
+    for (const piece of splitLines(text)) this.add(pendingLine(time, stream, level, piece));
     this.shipper.pending(this);
   }
 
@@ -170,8 +155,7 @@ class ExecutionOutput implements OutputWriter {
     this.shipper.pending(this);
   }
 
-  private add(line: OutputLine): void {
-    const pending = { line, bytes: wireBytes(line.text) };
+  private add(pending: Pending): void {
     const { bufferBytesPerExecution, spillBytesPerExecution } = this.shipper.bounds;
     if (!this.spilled && this.dropped === 0 && this.memoryBytes + pending.bytes <= bufferBytesPerExecution) {
       this.memory.push(pending);
@@ -196,13 +180,24 @@ class ExecutionOutput implements OutputWriter {
       if (!this.spill) {
         mkdirSync(this.shipper.spillDir, { recursive: true });
         const path = join(this.shipper.spillDir, `${encodeURIComponent(this.executionId)}.spill`);
-        this.spill = { fd: openSync(path, 'w+'), path, used: 0, size: 0, read: 0, pending: [], pendingBytes: 0 };
+        this.spill = {
+          fd: openSync(path, 'w+'),
+          path,
+          used: 0,
+          size: 0,
+          read: 0,
+          pending: [],
+          pendingBytes: 0,
+          ascii: true,
+        };
       }
     } catch (error) {
       this.shipper.logger.warn({ err: error, executionId: this.executionId }, 'could not spill module output to disk');
       return false;
     }
     this.spill.pending.push(pending);
+    // A line's JSON is ASCII when its bytes are as many as its characters.
+    if (pending.bytes !== pending.json.length) this.spill.ascii = false;
     this.spill.pendingBytes += pending.bytes;
     this.spill.used += pending.bytes;
     if (this.spill.pendingBytes >= SPILL_FLUSH_BYTES) this.flushSpill();
@@ -224,8 +219,8 @@ class ExecutionOutput implements OutputWriter {
     const spill = this.spill;
     if (!spill || spill.pending.length === 0) return;
     let text = '';
-    for (const pending of spill.pending) text += spillText(pending);
-    const buffer = Buffer.from(text);
+    for (const pending of spill.pending) text += `${pending.json}\n`;
+    const buffer = Buffer.from(text, spill.ascii ? 'latin1' : 'utf8');
     const lines = spill.pending.length;
     spill.used -= spill.pendingBytes;
     spill.pending = [];
@@ -247,10 +242,10 @@ class ExecutionOutput implements OutputWriter {
     this.flushSpill();
     if (this.spill) {
       const spill = this.spill;
-      // Room for the longest line (16,384 characters of up to 3 bytes each, and its prefix), and
-      // about as many lines as memory has room for (a line takes fewer bytes in the file than it
-      // counts for in memory): what is read and not taken is decoded again next time.
-      const room = Math.max(64 * 1024, bufferBytesPerExecution - this.memoryBytes);
+      // Room for the longest line (16,384 characters, each up to 6 bytes escaped, and the rest of
+      // its JSON), and about as many lines as memory has room for: what is read and not taken is
+      // decoded again next time.
+      const room = Math.max(128 * 1024, bufferBytesPerExecution - this.memoryBytes);
       const chunk = Buffer.alloc(Math.min(256 * 1024, room, spill.size - spill.read));
       while (spill.read < spill.size && this.memoryBytes < bufferBytesPerExecution) {
         const got = readSync(spill.fd, chunk, 0, Math.min(chunk.length, spill.size - spill.read), spill.read);
@@ -258,29 +253,34 @@ class ExecutionOutput implements OutputWriter {
         if (last < 0) break;
         // The whole lines of the chunk decoded at once, then taken line by line while memory has
         // room: the rest is read again from where this stops.
-        const text = chunk.toString('utf8', 0, last);
+        const text = chunk.toString(spill.ascii ? 'latin1' : 'utf8', 0, last);
         let start = 0;
+        let taken = 0;
         while (start <= text.length && this.memoryBytes < bufferBytesPerExecution) {
           let end = text.indexOf('\n', start);
           if (end < 0) end = text.length;
-          const pending = fromSpillText(text.slice(start, end));
-          this.memory.push(pending);
-          this.memoryBytes += pending.bytes;
+          const json = text.slice(start, end);
+          const bytes = spill.ascii || !NOT_ASCII.test(json) ? json.length : Buffer.byteLength(json);
+          this.memory.push({ json, bytes });
+          this.memoryBytes += bytes;
+          taken += bytes + 1;
           start = end + 1;
         }
-        spill.read += start > text.length ? last + 1 : Buffer.byteLength(text.slice(0, start));
+        spill.read += taken;
       }
       if (spill.read >= spill.size) {
         // Every line in it was read back: written again from its start.
         spill.read = 0;
         spill.size = 0;
         spill.used = 0;
+        spill.ascii = true;
       }
     }
     if (!this.spilled && this.dropped > 0) {
       const text = `[mpd] ${this.dropped} line(s) of output dropped: the worker could not ship them to the orchestrator in time and its buffer for this execution was full`;
-      this.memory.push({ line: { time: Date.now(), stream: 'stderr', text }, bytes: wireBytes(text) });
-      this.memoryBytes += wireBytes(text);
+      const marker = pendingLine(Date.now(), 'stderr', undefined, text);
+      this.memory.push(marker);
+      this.memoryBytes += marker.bytes;
       this.dropped = 0;
     }
   }
@@ -412,19 +412,24 @@ export class OutputShipper implements ModuleOutput {
   }
 
   private async call(output: ExecutionOutput): Promise<void> {
-    const batch: OutputLine[] = [];
-    let bytes = 0;
-    for (const { line, bytes: size } of output.memory) {
-      if (batch.length >= this.#maxBatchLines || bytes + size > LIMITS.output.maxBatchBytes) break;
-      batch.push(line);
-      bytes += size;
+    const lines: string[] = [];
+    // The body around its lines (workerId, fromSeq, final), at most.
+    let bytes = this.options.workerId.length * 6 + 100;
+    for (const { json, bytes: size } of output.memory) {
+      if (lines.length >= this.#maxBatchLines || bytes + size + 1 > LIMITS.output.maxBatchBytes) break;
+      lines.push(json);
+      bytes += size + 1;
     }
     // The last batch closes the log: everything written is in it.
-    const final = output.ended && !output.spilled && output.dropped === 0 && batch.length === output.memory.length;
+    const final = output.ended && !output.spilled && output.dropped === 0 && lines.length === output.memory.length;
+    // The contract's OutputBatch, joined from the lines' JSON (see Pending).
+    const body = new JsonText(
+      `{"workerId":${JSON.stringify(this.options.workerId)},"fromSeq":${output.firstSeq},"lines":[${lines.join(',')}]${final ? ',"final":true' : ''}}`,
+    );
     try {
       const response = await this.options.client.executions.output({
         params: { executionId: output.executionId },
-        body: { workerId: this.options.workerId, fromSeq: output.firstSeq, lines: batch, ...(final ? { final } : {}) },
+        body: body as unknown as OutputBatch,
         extraHeaders: bearerHeader(this.options.credential()),
         deadlineMs: this.options.callDeadlineMs ?? DEFAULT_OUTPUT_SHIPPER_OPTIONS.callDeadlineMs,
       });
