@@ -14,6 +14,7 @@ import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ExecutionOutcome, ExecutionRequest } from './execution.js';
 import { ModuleExecutor, type ModuleExecutorOptions } from './module-executor.js';
+import type { ModuleOutput } from './module-output.js';
 import { groupMembers } from './process-group.js';
 
 const FIXTURE = fileURLToPath(new URL('../../test/fixtures/host-faults.pipeline.ts', import.meta.url));
@@ -141,6 +142,21 @@ describe('modules in module hosts', () => {
     expect(logs).toContain('echo logging the secret');
     expect(logs).toMatch(/"stream":"stdout".*echo printing the secret \*\*\*/);
     expect(logs).not.toContain(SECRET);
+  });
+
+  it('ctx.logger lines logged in a loop that never yields all reach the output, in order, with the fields they were logged with', async () => {
+    const written: string[] = [];
+    const output: ModuleOutput = {
+      open: () => ({ write: (_stream, text, level) => void written.push(`${level} ${text}`), end: () => undefined }),
+    };
+    const on = executor({ output });
+    expect(resultOf(await run(on, 'loud-logger'))).toBe('logged');
+    await expect.poll(() => written.length).toBe(1_200);
+    expect(written).toEqual(
+      Array.from({ length: 1_200 }, (_, index) =>
+        index % 100 === 0 ? `warn line ${index} {"index":${index}}` : `info line ${index}`,
+      ),
+    );
   });
 
   it('ctx.exec runs a command in the working directory with ctx.env, and can take a non-zero exit', async () => {

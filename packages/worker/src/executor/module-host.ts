@@ -182,8 +182,8 @@ export class ModuleHost {
         case 'init-failed':
           readyReject(new Error(message.message));
           return;
-        case 'log':
-          if (message.executionId === this.sinkExecutionId) this.sink?.log(message);
+        case 'logs':
+          if (message.executionId === this.sinkExecutionId) for (const line of message.lines) this.sink?.log(line);
           return;
         case 'artifact-call':
           this.answerArtifactCall(message);
