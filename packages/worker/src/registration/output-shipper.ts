@@ -65,6 +65,9 @@ export interface OutputShipperOptions {
 /** Bytes of spilled lines kept pending before they are written without waiting for the tick's end (bounds memory in a burst). */
 const SPILL_FLUSH_BYTES = 256 * 1024;
 
+/** The most bytes of a spill file read back at once (room for its longest line: 16,384 characters of up to 6 bytes of JSON each). */
+const SPILL_READ_BYTES = 256 * 1024;
+
 /** Any character but printable ASCII other than `"` and `\`: JSON escapes it, or UTF-8 takes more than a byte for it. */
 const NOT_PLAIN = /[^\x20\x21\x23-\x5b\x5d-\x7e]/;
 
@@ -123,6 +126,8 @@ class ExecutionOutput implements OutputWriter {
          * which costs a copy, where UTF-8 is decoded (the most costly step of reading it back).
          */
         ascii: boolean;
+        /** Where it is read back, made at the first read and kept (one per spilling execution, not one per read). */
+        chunk: Buffer | undefined;
       }
     | undefined;
   /** A flush of the spill's pending lines is scheduled (setImmediate). */
@@ -189,6 +194,7 @@ class ExecutionOutput implements OutputWriter {
           pending: [],
           pendingBytes: 0,
           ascii: true,
+          chunk: undefined,
         };
       }
     } catch (error) {
@@ -246,9 +252,10 @@ class ExecutionOutput implements OutputWriter {
       // its JSON), and about as many lines as memory has room for: what is read and not taken is
       // decoded again next time.
       const room = Math.max(128 * 1024, bufferBytesPerExecution - this.memoryBytes);
-      const chunk = Buffer.alloc(Math.min(256 * 1024, room, spill.size - spill.read));
+      const chunk = (spill.chunk ??= Buffer.allocUnsafe(SPILL_READ_BYTES));
+      const most = Math.min(SPILL_READ_BYTES, room);
       while (spill.read < spill.size && this.memoryBytes < bufferBytesPerExecution) {
-        const got = readSync(spill.fd, chunk, 0, Math.min(chunk.length, spill.size - spill.read), spill.read);
+        const got = readSync(spill.fd, chunk, 0, Math.min(most, spill.size - spill.read), spill.read);
         const last = chunk.lastIndexOf(0x0a, got - 1);
         if (last < 0) break;
         // The whole lines of the chunk decoded at once, then taken line by line while memory has
