@@ -49,9 +49,11 @@ export interface CommandScope {
    * Where the lines a command writes to its stdout or stderr go (the module's output), as they
    * come: the whole lines of each read of the pipe, as the bytes the command wrote, each line
    * ending with its `\n` (see `ByteLineSplitter`). `exec` keeps its output as well; `spawn`
-   * passes each piped stream on unchanged to the module, which reads it as before.
+   * passes each piped stream on unchanged to the module, which reads it as before. A promise
+   * returned means "full": the command's stream is not read further until it resolves (so the
+   * command waits, as it would for a terminal, rather than its lines piling up in memory).
    */
-  onOutput?: ((stream: 'stdout' | 'stderr', lines: Buffer) => void) | undefined;
+  onOutput?: ((stream: 'stdout' | 'stderr', lines: Buffer) => void | Promise<void>) | undefined;
 }
 
 /**
@@ -94,7 +96,7 @@ const spawnIn =
 function teeLines(
   child: ChildProcess,
   stream: 'stdout' | 'stderr',
-  onOutput: (stream: 'stdout' | 'stderr', lines: Buffer) => void,
+  onOutput: (stream: 'stdout' | 'stderr', lines: Buffer) => void | Promise<void>,
 ): void {
   const source = child[stream];
   if (!source) return;
@@ -107,13 +109,21 @@ function teeLines(
   Object.defineProperty(child, stream, { value: copy, configurable: true, enumerable: true, writable: true });
 }
 
-/** Passes the whole lines of `source` to `onOutput` as they come, as bytes, a block per chunk. */
+/**
+ * Passes the whole lines of `source` to `onOutput` as they come, as bytes, a block per chunk;
+ * `source` is paused while `onOutput` says it is full.
+ */
 function forwardLines(
   source: Readable,
   stream: 'stdout' | 'stderr',
-  onOutput: (stream: 'stdout' | 'stderr', lines: Buffer) => void,
+  onOutput: (stream: 'stdout' | 'stderr', lines: Buffer) => void | Promise<void>,
 ): void {
-  const lines = new ByteLineSplitter((block) => onOutput(stream, block));
+  const lines = new ByteLineSplitter((block) => {
+    const full = onOutput(stream, block);
+    if (full === undefined) return;
+    source.pause();
+    void full.then(() => source.resume());
+  });
   source.on('data', (chunk: Buffer) => lines.push(chunk));
   source.on('end', () => lines.flush());
 }
