@@ -159,6 +159,30 @@ describe('modules in module hosts', () => {
     );
   });
 
+  it('a command writing faster than the worker reads waits: its host holds at most about 4 MiB of its output, and every line arrives, in order', async () => {
+    let lines = 0;
+    let inOrder = true;
+    const output: ModuleOutput = {
+      open: () => ({
+        write: (stream, text) => {
+          if (stream !== 'stdout') return;
+          for (const line of text.split('\n')) if (Number(line.slice(0, 8)) !== lines++) inOrder = false;
+          // A worker busy elsewhere: it reads the host's stdout at about 16 MB/s.
+          const until = performance.now() + text.length / 16_384;
+          while (performance.now() < until);
+        },
+        end: () => undefined,
+      }),
+    };
+    const on = executor({ output });
+    // 300,000 lines of 100 characters: 30 MB, which the host took in while the worker caught up
+    // (its RSS grew by about 14 MB per 100,000 lines) before its buffer was bounded (4 MiB).
+    const result = resultOf(await run(on, 'loud-command', { params: { lines: 300_000 } }));
+    await expect.poll(() => lines, { timeout: 30_000 }).toBe(300_000);
+    expect(inOrder).toBe(true);
+    expect(result.heldMb).toBeLessThan(6);
+  }, 60_000);
+
   it('ctx.exec runs a command in the working directory with ctx.env, and can take a non-zero exit', async () => {
     expect(resultOf(await run(executor(), 'exec'))).toEqual({
       stdout: `plain-value in ${dir}`,
