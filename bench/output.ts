@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunTimings } from './servers/orchestrator.js';
 import { outputLine } from './lib/output-lines.js';
-import { BenchProcess, benchPath, startBenchOrchestrator, startWorkerCli } from './lib/processes.js';
+import { BenchProcess, benchPath, processCpuMs, startBenchOrchestrator, startWorkerCli } from './lib/processes.js';
 import { type Row, rowsOf } from './lib/report.js';
 import { childPids, MB, RssSampler, type RssFigures } from './lib/rss.js';
 
@@ -46,6 +46,8 @@ interface OutputRun {
   /** How many stdout lines its log holds. */
   linesInLog: number;
   rss: Record<string, RssFigures>;
+  /** CPU time each process used during the run (its own, children not counted), ms. */
+  cpuMs: Record<'orchestrator' | 'worker' | 'host', number>;
 }
 
 /**
@@ -98,11 +100,23 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
       }).start();
       let timings: RunTimings;
       let rss: Record<string, RssFigures>;
+      const cpu = (): OutputRun['cpuMs'] => ({
+        orchestrator: processCpuMs(orchestrator.pid),
+        worker: processCpuMs(worker!.pid),
+        host: hostPids().reduce((total, pid) => total + processCpuMs(pid), 0),
+      });
+      const cpuBefore = cpu();
       try {
         timings = await orchestrator.request<RunTimings>('run', { minWorkers: 1, categories: [category] });
       } finally {
         rss = sampler.stop();
       }
+      const cpuAfter = cpu();
+      const cpuMs = {
+        orchestrator: cpuAfter.orchestrator - cpuBefore.orchestrator,
+        worker: cpuAfter.worker - cpuBefore.worker,
+        host: cpuAfter.host - cpuBefore.host,
+      };
       if (timings.status !== 'Successful') throw new Error(`the ${category} run ended ${timings.status}`);
       const module = timings.modules.find((each) => each.name === category)!;
       // Every line must be in the log, in order; the row below says how many were.
@@ -114,6 +128,7 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
         linesInOrder: log?.inOrder ?? 0,
         linesInLog: log?.lines ?? 0,
         rss,
+        cpuMs,
       };
     };
     // A first run of each starts the module host and warms both paths up.
@@ -159,6 +174,9 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
         baselineLabel: 'lines written',
         target: { on: 'ratio', kind: 'min', limit: 1 },
       },
+      row('CPU time in the run: orchestrator', 'ms', (run) => run.cpuMs.orchestrator),
+      row('CPU time in the run: worker', 'ms', (run) => run.cpuMs.worker),
+      row('CPU time in the run: module host (its commands not counted)', 'ms', (run) => run.cpuMs.host),
       row('peak RSS: orchestrator', 'MB', peak('orchestrator')),
       row('peak RSS: worker', 'MB', peak('worker')),
       row('peak RSS: module host', 'MB', peak('host')),

@@ -151,7 +151,7 @@ export class BenchProcess {
   }
 }
 
-/** CPU time (user + system) of process `pid` so far, in ms, from /proc; NaN where it cannot be read. */
+/** The CPU time process `pid` used so far (user + system, its reaped children not counted), ms, from /proc; NaN when it cannot be read. */
 export function processCpuMs(pid: number): number {
   try {
     // Fields after the command name (which is in parentheses and may hold spaces): utime is the 12th, stime the 13th.

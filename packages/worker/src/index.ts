@@ -28,7 +28,12 @@ export type { ExecuteDecision, ModuleExecutorOptions, WorkerIsolation } from './
 export { CommandFailedError } from './executor/module-commands.js';
 export type { ExecutionOutcome, ExecutionRequest } from './executor/execution.js';
 export type { LinkEnd, LinkState } from './registration/orchestrator-link.js';
-export { DEFAULT_OUTPUT_SHIPPER_OPTIONS, OutputShipper } from './registration/output-shipper.js';
+export {
+  DEFAULT_OUTPUT_BUFFER_BYTES,
+  DEFAULT_OUTPUT_SHIPPER_OPTIONS,
+  DEFAULT_OUTPUT_SPILL_BYTES,
+  OutputShipper,
+} from './registration/output-shipper.js';
 export type { OutputShipperOptions } from './registration/output-shipper.js';
 export type { ModuleOutput, OutputWriter } from './executor/module-output.js';
 export { DEFAULT_WORKER_OPTIONS } from './worker-options.js';

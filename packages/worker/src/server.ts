@@ -90,6 +90,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
         credential: () => linkRef?.credential,
         logger: logger.child({ workerId: id, component: 'output' }),
         spillDir: join(resolved.workingDirectory, '.mpd', 'output-spill', id),
+        bufferBytesPerExecution: resolved.outputBufferBytes,
+        spillBytesPerExecution: resolved.outputSpillBytes,
         initialBackoffMs: resolved.initialBackoffMs,
         maxBackoffMs: resolved.maxBackoffMs,
       })

@@ -62,6 +62,8 @@ describe('resolveWorkerOptions', () => {
       completedRetentionMs: 0,
       cacheDir: '.mpd/artifact-cache',
       cacheMaxBytes: 5 * 1024 ** 3,
+      outputBufferBytes: 4_096,
+      outputSpillBytes: 8_192,
       isolation: 'none' as const,
       killGraceMs: 0,
       moduleHeapLimitMb: 64,

@@ -8,6 +8,7 @@ import { defaultWorkerId, detectTools, osName } from './capabilities.js';
 import { WorkerConfigError } from './errors.js';
 import type { WorkerIsolation } from './executor/module-executor.js';
 import { DEFAULT_INLINE_RESULT_BYTES, DEFAULT_WORKER_MAX_RESULT_BYTES } from './executor/result-references.js';
+import { DEFAULT_OUTPUT_BUFFER_BYTES, DEFAULT_OUTPUT_SPILL_BYTES } from './registration/output-shipper.js';
 
 /** Options of {@link startWorker}. */
 export interface WorkerOptions {
@@ -206,6 +207,22 @@ export interface WorkerOptions {
    * @default 5 GiB (`DEFAULT_CACHE_BYTES`)
    */
   cacheMaxBytes?: number;
+  // --- module output (issue 13) ---
+  /**
+   * The module output one execution keeps in memory while it waits to be shipped to the
+   * orchestrator (each line counted as the most bytes its JSON takes; the CLI's
+   * `--output-buffer-size`). Past it, lines go to the execution's spill file.
+   * @default 1 MiB (`DEFAULT_OUTPUT_BUFFER_BYTES`)
+   */
+  outputBufferBytes?: number;
+  /**
+   * The module output one execution keeps in its spill file (under `workingDirectory`,
+   * `.mpd/output-spill/<worker id>/`) once its memory is full (the CLI's `--output-spill-size`).
+   * Past it, lines are dropped and counted, and one line saying how many takes their place once
+   * there is room again.
+   * @default 64 MiB (`DEFAULT_OUTPUT_SPILL_BYTES`)
+   */
+  outputSpillBytes?: number;
 }
 
 /** The worker's default artifact cache size: 5 GiB, room for a few builds' artifacts at the store's 2 GiB limit. */
@@ -228,6 +245,8 @@ export const DEFAULT_WORKER_OPTIONS = {
   open: false,
   cacheDir: '.mpd/artifact-cache',
   cacheMaxBytes: DEFAULT_CACHE_BYTES,
+  outputBufferBytes: DEFAULT_OUTPUT_BUFFER_BYTES,
+  outputSpillBytes: DEFAULT_OUTPUT_SPILL_BYTES,
 } as const satisfies WorkerOptions;
 
 /** The options {@link resolveWorkerOptions} gives a default. */
@@ -300,6 +319,8 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
     killGraceMs: options.killGraceMs ?? defaults.killGraceMs,
     cacheDir: options.cacheDir ?? defaults.cacheDir,
     cacheMaxBytes: options.cacheMaxBytes ?? defaults.cacheMaxBytes,
+    outputBufferBytes: options.outputBufferBytes ?? defaults.outputBufferBytes,
+    outputSpillBytes: options.outputSpillBytes ?? defaults.outputSpillBytes,
     logger: options.logger ?? pino({ level: 'info', formatters: LOG_FORMATTERS }, pino.destination(2)),
   };
 }

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createOrchestratorClient } from '@mpd/client';
 import { loadPipelineFile } from '@mpd/pipeline';
+import type { OutputLine } from '@mpd/contract';
 import { createApp, ExecutionLogs, InMemoryNodeRegistry, runPipeline, type RunEvent } from '@mpd/orchestrator';
 import { type FaultProxy, fingerprintAsTsxLoads, startFaultProxy } from '@mpd/test-kit';
 import { OutputShipper } from '@mpd/worker';
@@ -33,67 +34,73 @@ async function tempDir(): Promise<string> {
 }
 
 describe('module output across a cluster', () => {
-  it('two modules at once on one worker (module hosts): every line attributed to its module, in order, the secret a tool printed masked', async () => {
-    const dir = await tempDir();
-    const cluster = new Cluster();
-    cleanups.push(() => cluster.close());
-    const orchestrator = await cluster.startOrchestrator();
-    // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
-    // otherwise than tsx, which the module hosts load it with.
-    const pipeline = { ...(await loadPipelineFile(PIPELINE)), fingerprint: fingerprintAsTsxLoads(PIPELINE) };
-    const worker = await cluster.startWorker({ id: 'w-out', pipeline, slots: 2, workingDirectory: dir });
-    await worker.link!.registered();
-    const events: RunEvent[] = [];
-    const result = await runPipeline({
-      pipeline,
-      registry: orchestrator.registry,
-      endpointPolicy: orchestrator.endpointPolicy,
-      executionLogs: orchestrator.executionLogs,
-      logsDir: join(dir, 'logs'),
-      secretEnvironmentVariables: { OUTPUT_SECRET: SECRET },
-      logger: silent,
-      onEvent: (event) => events.push(event),
-    });
-    expect(result.modules.map((module) => module.error?.message ?? module.status)).toEqual([
-      'Successful',
-      'Successful',
-    ]);
-    const started = events.filter((event) => event.type === 'module-started');
-    // Both ran at once on the one worker: each started before the other finished.
-    expect(started.map((event) => event.workerId)).toEqual(['w-out', 'w-out']);
-    for (const name of ['alpha', 'beta']) {
-      const other = name === 'alpha' ? 'beta' : 'alpha';
-      const texts = events.flatMap((event) =>
-        event.type === 'output' && event.module === name ? event.lines.map((line) => line.text) : [],
-      );
-      expect(texts.filter((text) => text.includes(other))).toEqual([]);
-      expect(texts.filter((text) => text.startsWith(`${name} console`))).toEqual(
-        Array.from({ length: 20 }, (_, index) => `${name} console ${index}`),
-      );
-      expect(texts.filter((text) => text.startsWith(`${name} logger`))).toEqual(
-        Array.from({ length: 20 }, (_, index) => `${name} logger ${index}`),
-      );
-      expect(texts).toContain(`${name} tool sees ***`);
-      expect(texts).toContain(`${name} tool stderr`);
-      // In order within each pipe (console on stdout, the tool's stderr on stderr, ctx.logger over
-      // IPC: three channels, read as they come); nothing lost after the module's answer.
-      const stdout = events.flatMap((event) =>
-        event.type === 'output' && event.module === name
-          ? event.lines.filter((line) => line.stream === 'stdout').map((line) => line.text)
-          : [],
-      );
-      expect(stdout.at(-1)).toBe(`${name} done`);
-      const module = result.modules.find((candidate) => candidate.name === name)!;
-      const file = module.attempts[0]!.log!;
-      expect(file).toBe(join(dir, 'logs', name, '1.log'));
-      const log = await readFile(file, 'utf8');
-      expect(log).toMatch(new RegExp(`^\\S+Z log info ${name} logger 0$`, 'm'));
-      expect(log).toMatch(new RegExp(`^\\S+Z stderr - ${name} tool stderr$`, 'm'));
-      expect(log).toContain(`${name} tool sees ***`);
-      expect(log).not.toContain(SECRET);
-    }
-    expect(JSON.stringify(events)).not.toContain(SECRET);
-  });
+  it.each([
+    ['module hosts', 'process'],
+    ["the worker's own process: console.* captured per execution", 'none'],
+  ] as const)(
+    'two modules at once on one worker (%s): every line attributed to its module, in order, the secret a tool printed masked',
+    async (_, isolation) => {
+      const dir = await tempDir();
+      const cluster = new Cluster();
+      cleanups.push(() => cluster.close());
+      const orchestrator = await cluster.startOrchestrator();
+      // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
+      // otherwise than tsx, which the module hosts load it with.
+      const pipeline = { ...(await loadPipelineFile(PIPELINE)), fingerprint: fingerprintAsTsxLoads(PIPELINE) };
+      const worker = await cluster.startWorker({ id: 'w-out', pipeline, slots: 2, workingDirectory: dir, isolation });
+      await worker.link!.registered();
+      const events: RunEvent[] = [];
+      const result = await runPipeline({
+        pipeline,
+        registry: orchestrator.registry,
+        endpointPolicy: orchestrator.endpointPolicy,
+        executionLogs: orchestrator.executionLogs,
+        logsDir: join(dir, 'logs'),
+        secretEnvironmentVariables: { OUTPUT_SECRET: SECRET },
+        logger: silent,
+        onEvent: (event) => events.push(event),
+      });
+      expect(result.modules.map((module) => module.error?.message ?? module.status)).toEqual([
+        'Successful',
+        'Successful',
+      ]);
+      const started = events.filter((event) => event.type === 'module-started');
+      // Both ran at once on the one worker: each started before the other finished.
+      expect(started.map((event) => event.workerId)).toEqual(['w-out', 'w-out']);
+      for (const name of ['alpha', 'beta']) {
+        const other = name === 'alpha' ? 'beta' : 'alpha';
+        const texts = events.flatMap((event) =>
+          event.type === 'output' && event.module === name ? event.lines.map((line) => line.text) : [],
+        );
+        expect(texts.filter((text) => text.includes(other))).toEqual([]);
+        expect(texts.filter((text) => text.startsWith(`${name} console`))).toEqual(
+          Array.from({ length: 20 }, (_, index) => `${name} console ${index}`),
+        );
+        expect(texts.filter((text) => text.startsWith(`${name} logger`))).toEqual(
+          Array.from({ length: 20 }, (_, index) => `${name} logger ${index}`),
+        );
+        expect(texts).toContain(`${name} tool sees ***`);
+        expect(texts).toContain(`${name} tool stderr`);
+        // In order within each pipe (console on stdout, the tool's stderr on stderr, ctx.logger over
+        // IPC: three channels, read as they come); nothing lost after the module's answer.
+        const stdout = events.flatMap((event) =>
+          event.type === 'output' && event.module === name
+            ? event.lines.filter((line) => line.stream === 'stdout').map((line) => line.text)
+            : [],
+        );
+        expect(stdout.at(-1)).toBe(`${name} done`);
+        const module = result.modules.find((candidate) => candidate.name === name)!;
+        const file = module.attempts[0]!.log!;
+        expect(file).toBe(join(dir, 'logs', name, '1.log'));
+        const log = await readFile(file, 'utf8');
+        expect(log).toMatch(new RegExp(`^\\S+Z log info ${name} logger 0$`, 'm'));
+        expect(log).toMatch(new RegExp(`^\\S+Z stderr - ${name} tool stderr$`, 'm'));
+        expect(log).toContain(`${name} tool sees ***`);
+        expect(log).not.toContain(SECRET);
+      }
+      expect(JSON.stringify(events)).not.toContain(SECRET);
+    },
+  );
 });
 
 /** An orchestrator API on 127.0.0.1 with its execution logs, whose answers a test may hold back. */
@@ -214,13 +221,13 @@ describe('OutputShipper', () => {
     const spillDir = await tempDir();
     // About 60 bytes of JSON per line: 10 lines in memory, about 30 on disk, the rest dropped.
     const shipper = await startShipper(proxy, api.credential, spillDir, {
-      memoryBytesPerExecution: 600,
+      bufferBytesPerExecution: 600,
       spillBytesPerExecution: 1_800,
     });
     const writer = shipper.open('e2');
     for (let index = 0; index < 200; index++) writer.write('stdout', `line ${String(index).padStart(3, '0')}`);
     writer.end();
-    expect(readdirSync(spillDir)).toEqual([`e2.jsonl`]);
+    expect(readdirSync(spillDir)).toEqual([`e2.spill`]);
     await expect.poll(() => proxy.stats.resets, { timeout: 5_000 }).toBeGreaterThan(1);
     proxy.heal();
     await expect.poll(() => api.logs.closed('e2'), { timeout: 10_000 }).toBe(true);
@@ -234,7 +241,47 @@ describe('OutputShipper', () => {
       `[mpd] ${200 - kept.length} line(s) of output dropped: the worker could not ship them to the orchestrator in time and its buffer for this execution was full`,
     );
     // The spill file is gone once shipped.
-    expect(existsSync(join(spillDir, 'e2.jsonl'))).toBe(false);
+    expect(existsSync(join(spillDir, 'e2.spill'))).toBe(false);
+  });
+
+  it('lines of any text arrive as written, in memory and through the spill file: quotes, backslashes, control characters, non-ASCII, levels', async () => {
+    const api = await startApi();
+    const proxy = await startFaultProxy({ port: api.port });
+    cleanups.push(() => proxy.close());
+    const got: OutputLine[] = [];
+    api.logs.open({
+      executionId: 'e3',
+      workerId: 'w1',
+      module: 'e3',
+      attempt: 1,
+      onLines: (batch) => got.push(...batch),
+    });
+    // Unreachable at first, and a small buffer: most of these lines wait in the spill file.
+    proxy.fault({ kind: 'reset' });
+    const shipper = await startShipper(proxy, api.credential, await tempDir(), { bufferBytesPerExecution: 300 });
+    const writer = shipper.open('e3');
+    const texts = [
+      'plain',
+      'a "quoted" \\ back\\slash',
+      'tab\there, bell \u0007, escape \u001b[31mred\u001b[0m, delete \u007f',
+      'non-ASCII: é € 漢字 😀',
+      '',
+      '{"looks":"like JSON"},',
+    ];
+    for (const [index, text] of texts.entries()) {
+      writer.write('stdout', text);
+      writer.write('log', `${index} at warn: ${text}`, 'warn');
+    }
+    writer.end();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    proxy.heal();
+    await expect.poll(() => api.logs.closed('e3'), { timeout: 10_000 }).toBe(true);
+    expect(got.map(({ stream, level, text }) => ({ stream, level, text }))).toEqual(
+      texts.flatMap((text, index) => [
+        { stream: 'stdout', level: undefined, text },
+        { stream: 'log', level: 'warn', text: `${index} at warn: ${text}` },
+      ]),
+    );
   });
 
   it('keeps nothing for an execution the orchestrator does not know (404): later lines are neither held nor spilled', async () => {
@@ -242,7 +289,7 @@ describe('OutputShipper', () => {
     const proxy = await startFaultProxy({ port: api.port });
     cleanups.push(() => proxy.close());
     const spillDir = await tempDir();
-    const shipper = await startShipper(proxy, api.credential, spillDir, { memoryBytesPerExecution: 600 });
+    const shipper = await startShipper(proxy, api.credential, spillDir, { bufferBytesPerExecution: 600 });
     const writer = shipper.open('ghost');
     writer.write('stdout', 'first');
     await expect.poll(() => api.batches(), { timeout: 5_000 }).toBeGreaterThan(0);
@@ -272,7 +319,7 @@ describe('OutputShipper', () => {
       },
     });
     // A small memory buffer: each burst spills to disk, and is read back in order.
-    const shipper = await startShipper(proxy, api.credential, dir, { memoryBytesPerExecution: 64 * 1024 });
+    const shipper = await startShipper(proxy, api.credential, dir, { bufferBytesPerExecution: 64 * 1024 });
     const writer = shipper.open('big');
     const filler = 'x'.repeat(94);
     const total = 200_000;

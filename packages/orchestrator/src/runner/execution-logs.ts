@@ -1,4 +1,4 @@
-import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { OutputLine } from '@mpd/contract';
 
@@ -43,10 +43,12 @@ interface OpenLog {
   readonly tail: OutputLine[];
   /** The file's writes, one after the other (a batch's answer waits for its own). */
   writes: Promise<void>;
-  /** Whether the file's directory was made. */
-  madeDir: boolean;
-  /** Whether nothing was written to the file yet. */
-  firstWrite: boolean;
+  /**
+   * The file, open from its first batch until the log closes or is forgotten: one write per
+   * batch, where opening and closing it for each batch cost as much as the writes (`pnpm bench`,
+   * benchmark 5). Undefined before the first batch, or once it could not be opened.
+   */
+  handle: Promise<FileHandle | undefined> | undefined;
 }
 
 /**
@@ -69,8 +71,7 @@ export class ExecutionLogs {
       complete: false,
       tail: [],
       writes: Promise.resolve(),
-      madeDir: false,
-      firstWrite: true,
+      handle: undefined,
     });
   }
 
@@ -100,17 +101,19 @@ export class ExecutionLogs {
       if (log.tail.length > TAIL_LINES) log.tail.splice(0, log.tail.length - TAIL_LINES);
       const { file } = log.entry;
       if (file !== undefined) {
+        // A file left by an earlier run with the same --logs-dir is replaced, not appended to.
+        log.handle ??= mkdir(dirname(file), { recursive: true })
+          .then(() => open(file, 'w'))
+          .catch((error: unknown) => {
+            onWriteError?.(error, file);
+            return undefined;
+          });
+        const opened = log.handle;
+        const text = formatLogLines(fresh);
         log.writes = log.writes.then(async () => {
           try {
-            if (!log.madeDir) {
-              await mkdir(dirname(file), { recursive: true });
-              log.madeDir = true;
-            }
-            const text = fresh.map(formatLogLine).join('');
-            // A file left by an earlier run with the same --logs-dir is replaced, not appended to.
-            if (log.firstWrite) await writeFile(file, text);
-            else await appendFile(file, text);
-            log.firstWrite = false;
+            const handle = await opened;
+            if (handle) await handle.appendFile(text);
           } catch (error) {
             onWriteError?.(error, file);
           }
@@ -118,6 +121,7 @@ export class ExecutionLogs {
         await log.writes;
       }
     }
+    if (closing) this.#closeFile(log);
     if (fresh.length > 0 || closing) log.entry.onLines?.(fresh, closing);
     if (closing) log.complete = true;
     return { kind: 'accepted', acceptedThrough: log.next };
@@ -135,7 +139,21 @@ export class ExecutionLogs {
 
   /** Forgets the logs of `executionIds` (a run that ended): their output is no longer taken (404). */
   forget(executionIds: Iterable<string>): void {
-    for (const executionId of executionIds) this.#logs.delete(executionId);
+    for (const executionId of executionIds) {
+      const log = this.#logs.get(executionId);
+      if (log) this.#closeFile(log);
+      this.#logs.delete(executionId);
+    }
+  }
+
+  /** Closes `log`'s file once its writes are done (a later batch of a closed log writes nothing). */
+  #closeFile(log: OpenLog): void {
+    const { handle } = log;
+    if (!handle) return;
+    log.handle = Promise.resolve(undefined);
+    log.writes = log.writes.then(async () => {
+      await (await handle)?.close().catch(() => undefined);
+    });
   }
 }
 
@@ -152,5 +170,26 @@ export function attemptLogFile(logsDir: string, module: string, attempt: number)
  * the text written as `\n` so that one output line stays one line of the file.
  */
 export function formatLogLine(line: OutputLine): string {
-  return `${new Date(line.time).toISOString()} ${line.stream} ${line.level ?? '-'} ${line.text.replace(/\r?\n/g, '\\n')}\n`;
+  return formatLogLines([line]);
+}
+
+/**
+ * The lines of a batch as {@link formatLogLine} writes each: the time written once for the lines
+ * of one millisecond (a batch's lines mostly share theirs), and a text searched for line breaks
+ * before it is rewritten: per line, `toISOString` and the `replace` cost more than the write
+ * (`pnpm bench`, benchmark 5).
+ */
+export function formatLogLines(lines: readonly OutputLine[]): string {
+  let text = '';
+  let time = NaN;
+  let iso = '';
+  for (const line of lines) {
+    if (line.time !== time) {
+      time = line.time;
+      iso = new Date(time).toISOString();
+    }
+    const body = line.text.includes('\n') ? line.text.replace(/\r?\n/g, '\\n') : line.text;
+    text += `${iso} ${line.stream} ${line.level ?? '-'} ${body}\n`;
+  }
+  return text;
 }

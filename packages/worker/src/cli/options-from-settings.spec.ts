@@ -67,6 +67,8 @@ describe('workerOptions', () => {
       'inlineResultBytes',
       'cacheDir',
       'cacheMaxBytes',
+      'outputBufferBytes',
+      'outputSpillBytes',
       'open',
     ]);
     expect(options).toStrictEqual({
@@ -78,6 +80,8 @@ describe('workerOptions', () => {
       inlineResultBytes: DEFAULT_WORKER_OPTIONS.inlineResultBytes,
       cacheDir: DEFAULT_WORKER_OPTIONS.cacheDir,
       cacheMaxBytes: DEFAULT_WORKER_OPTIONS.cacheMaxBytes,
+      outputBufferBytes: DEFAULT_WORKER_OPTIONS.outputBufferBytes,
+      outputSpillBytes: DEFAULT_WORKER_OPTIONS.outputSpillBytes,
       open: DEFAULT_WORKER_OPTIONS.open,
     });
   });

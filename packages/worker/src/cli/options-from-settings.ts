@@ -37,6 +37,8 @@ export function workerOptions(
     inlineResultBytes: settings.inlineResultBytes,
     cacheDir: settings.cacheDir,
     cacheMaxBytes: settings.cacheMaxBytes,
+    outputBufferBytes: settings.outputBufferBytes,
+    outputSpillBytes: settings.outputSpillBytes,
     token: settings.token,
     open: settings.open,
     tls: tls.server,

@@ -45,6 +45,8 @@ describe('createCommand + parseSettings', () => {
       inlineResultBytes: 256 * 1024,
       cacheDir: '.mpd/artifact-cache',
       cacheMaxBytes: 5 * 1024 ** 3,
+      outputBufferBytes: 1024 * 1024,
+      outputSpillBytes: 64 * 1024 * 1024,
       logLevel: 'info',
       open: false,
     });
@@ -103,6 +105,8 @@ describe('createCommand + parseSettings', () => {
       inlineResultBytes: 64 * 1024,
       cacheDir: '.mpd/artifact-cache',
       cacheMaxBytes: 5 * 1024 ** 3,
+      outputBufferBytes: 1024 * 1024,
+      outputSpillBytes: 64 * 1024 * 1024,
       logLevel: 'debug',
       open: true,
     });
@@ -146,6 +150,8 @@ describe('createCommand + parseSettings', () => {
       inlineResultBytes: 1024 * 1024,
       cacheDir: '.mpd/artifact-cache',
       cacheMaxBytes: 5 * 1024 ** 3,
+      outputBufferBytes: 1024 * 1024,
+      outputSpillBytes: 64 * 1024 * 1024,
       logLevel: 'silent',
       open: true,
     });
@@ -166,6 +172,8 @@ describe('createCommand + parseSettings', () => {
       inlineResultBytes: 256 * 1024,
       cacheDir: '.mpd/artifact-cache',
       cacheMaxBytes: 5 * 1024 ** 3,
+      outputBufferBytes: 1024 * 1024,
+      outputSpillBytes: 64 * 1024 * 1024,
       logLevel: 'info',
       open: false,
       tlsCert: 'worker.crt',
@@ -383,6 +391,8 @@ describe('createCommand + parseSettings', () => {
       ['--inline-result-size', 'MPD_INLINE_RESULT_SIZE'],
       ['--cache-dir', 'MPD_CACHE_DIR'],
       ['--cache-size', 'MPD_CACHE_SIZE'],
+      ['--output-buffer-size', 'MPD_OUTPUT_BUFFER_SIZE'],
+      ['--output-spill-size', 'MPD_OUTPUT_SPILL_SIZE'],
       ['--log-level', 'MPD_LOG_LEVEL'],
       // Not a setting: no environment variable.
       ['--version', undefined],
@@ -392,6 +402,17 @@ describe('createCommand + parseSettings', () => {
   it('createCommand refuses unknown flags and excess arguments', () => {
     expect(() => parse(['--prot', '1'])).toThrow(/unknown option '--prot'/);
     expect(() => parse(['extra'])).toThrow(/too many arguments/);
+  });
+});
+
+describe('--output-buffer-size and --output-spill-size (module output waiting to be shipped, per execution)', () => {
+  it('read sizes with units, from the flags or the environment, and refuse a size that is not one', () => {
+    expect(parse(['--output-buffer-size', '4mb', '--output-spill-size', '1gb'])).toMatchObject({
+      outputBufferBytes: 4 * 1024 * 1024,
+      outputSpillBytes: 1024 ** 3,
+    });
+    expect(parse([], { MPD_OUTPUT_BUFFER_SIZE: '256kb' }).outputBufferBytes).toBe(256 * 1024);
+    expect(() => parse(['--output-spill-size', 'lots'])).toThrow(/output-spill-size/);
   });
 });
 

@@ -206,6 +206,21 @@ export const SETTINGS = defineSettings(
       help: 'the most bytes of artifact blobs the cache keeps (e.g. 2gb); past it the least recently used are removed',
       schema: sizeText,
     },
+    // --- module output (issue 13) ---
+    outputBufferBytes: {
+      flag: '--output-buffer-size <size>',
+      env: 'MPD_OUTPUT_BUFFER_SIZE',
+      default: sizeTextOf(DEFAULT_WORKER_OPTIONS.outputBufferBytes),
+      help: "the module output one execution keeps in memory while it waits to be shipped to the orchestrator (e.g. 4mb); past it, lines go to the execution's spill file",
+      schema: sizeText,
+    },
+    outputSpillBytes: {
+      flag: '--output-spill-size <size>',
+      env: 'MPD_OUTPUT_SPILL_SIZE',
+      default: sizeTextOf(DEFAULT_WORKER_OPTIONS.outputSpillBytes),
+      help: 'the module output one execution keeps in its spill file (under .mpd/output-spill/) once its memory is full; past it, lines are dropped, counted, and replaced by one line saying how many',
+      schema: sizeText,
+    },
     logLevel: {
       flag: '--log-level <level>',
       env: 'MPD_LOG_LEVEL',

@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
 import { type BlobTransport, moduleArtifacts } from '../artifacts/module-artifacts.js';
+import { ConsoleCapture } from './console-capture.js';
 import { createModuleContext, ensureWorkingDirectory } from './module-context.js';
 import { toModuleLogger } from './module-logger.js';
 import { DISCARD_OUTPUT, type ModuleOutput, type OutputWriter } from './module-output.js';
@@ -222,7 +223,9 @@ async function run(
     controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
   });
   aborted.catch(() => undefined);
-  const work = (async () => {
+  // The module's console.* is its output too (several modules share this process's console).
+  const capture = new ConsoleCapture((stream, lines) => frame.output.write(stream, frame.mask(lines)));
+  const work = capture.run(async () => {
     const workingDirectory = request.workingDirectory ?? options.workingDirectory;
     await ensureWorkingDirectory(workingDirectory);
     let artifacts: ModuleArtifacts | undefined;
@@ -234,7 +237,8 @@ async function run(
       workingDirectory,
       signal: controller.signal,
       logger: toModuleLogger(frame.log, frame.mask, frame.output),
-      onOutput: (stream, line) => frame.output.write(stream, frame.mask(line)),
+      // The whole lines of a read of the pipe, each ending with its \n: masked and written at once.
+      onOutput: (stream, lines) => frame.output.write(stream, frame.mask(lines.toString('utf8', 0, lines.length - 1))),
       executionId: request.executionId,
       workerId: options.workerId,
       get artifacts() {
@@ -246,7 +250,7 @@ async function run(
       },
     });
     return module.run(ctx);
-  })();
+  });
   let result: ModuleEnd;
   try {
     const value = await Promise.race([work, aborted]);
@@ -254,6 +258,7 @@ async function run(
   } catch (error) {
     result = { ok: false, error: controller.signal.aborted ? controller.signal.reason : error };
   }
+  capture.end();
   settle(frame.end(result));
 
   // The slot stays taken until the module's code has really stopped.

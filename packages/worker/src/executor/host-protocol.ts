@@ -60,14 +60,26 @@ export type ArtifactCall = { type: 'artifact-call'; executionId: string; callId:
  */
 export const OUTPUT_END_MARK = '\u0000mpd-output-end ';
 
-/** A log line of the module, written on the worker's side (masked there). */
+/** A log line of the module (`ctx.logger`), written on the worker's side (masked there). */
 export interface HostLogLine {
-  type: 'log';
-  executionId: string;
   level: 'debug' | 'info' | 'warn' | 'error';
   message: string;
   fields?: Record<string, unknown>;
 }
+
+/**
+ * The module's log lines since the last such message, in order (at most
+ * {@link HOST_LOG_BATCH_LINES}): one message per turn of the host's event loop rather than one per
+ * line, as each message is serialised and written on its own.
+ */
+export interface HostLogBatch {
+  type: 'logs';
+  executionId: string;
+  lines: HostLogLine[];
+}
+
+/** The most log lines in one {@link HostLogBatch}: a module logging in a loop that never yields sends one every this many lines. */
+export const HOST_LOG_BATCH_LINES = 500;
 
 /** What a host tells the worker. */
 export type FromHost =
@@ -75,7 +87,7 @@ export type FromHost =
   | { type: 'ready' }
   /** The pipeline could not be loaded (or is not the worker's); the host exits. */
   | { type: 'init-failed'; message: string }
-  | HostLogLine
+  | HostLogBatch
   | ArtifactCall
   /**
    * The module returned (`resultText`: its result serialised) or threw. `leftoverChildren`:

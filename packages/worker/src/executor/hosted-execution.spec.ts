@@ -14,6 +14,7 @@ import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ExecutionOutcome, ExecutionRequest } from './execution.js';
 import { ModuleExecutor, type ModuleExecutorOptions } from './module-executor.js';
+import type { ModuleOutput } from './module-output.js';
 import { groupMembers } from './process-group.js';
 
 const FIXTURE = fileURLToPath(new URL('../../test/fixtures/host-faults.pipeline.ts', import.meta.url));
@@ -142,6 +143,45 @@ describe('modules in module hosts', () => {
     expect(logs).toMatch(/"stream":"stdout".*echo printing the secret \*\*\*/);
     expect(logs).not.toContain(SECRET);
   });
+
+  it('ctx.logger lines logged in a loop that never yields all reach the output, in order, with the fields they were logged with', async () => {
+    const written: string[] = [];
+    const output: ModuleOutput = {
+      open: () => ({ write: (_stream, text, level) => void written.push(`${level} ${text}`), end: () => undefined }),
+    };
+    const on = executor({ output });
+    expect(resultOf(await run(on, 'loud-logger'))).toBe('logged');
+    await expect.poll(() => written.length).toBe(1_200);
+    expect(written).toEqual(
+      Array.from({ length: 1_200 }, (_, index) =>
+        index % 100 === 0 ? `warn line ${index} {"index":${index}}` : `info line ${index}`,
+      ),
+    );
+  });
+
+  it('a command writing faster than the worker reads waits: its host holds at most about 4 MiB of its output, and every line arrives, in order', async () => {
+    let lines = 0;
+    let inOrder = true;
+    const output: ModuleOutput = {
+      open: () => ({
+        write: (stream, text) => {
+          if (stream !== 'stdout') return;
+          for (const line of text.split('\n')) if (Number(line.slice(0, 8)) !== lines++) inOrder = false;
+          // A worker busy elsewhere: it reads the host's stdout at about 16 MB/s.
+          const until = performance.now() + text.length / 16_384;
+          while (performance.now() < until);
+        },
+        end: () => undefined,
+      }),
+    };
+    const on = executor({ output });
+    // 300,000 lines of 100 characters: 30 MB, which the host took in while the worker caught up
+    // (its RSS grew by about 14 MB per 100,000 lines) before its buffer was bounded (4 MiB).
+    const result = resultOf(await run(on, 'loud-command', { params: { lines: 300_000 } }));
+    await expect.poll(() => lines, { timeout: 30_000 }).toBe(300_000);
+    expect(inOrder).toBe(true);
+    expect(result.heldMb).toBeLessThan(6);
+  }, 60_000);
 
   it('ctx.exec runs a command in the working directory with ctx.env, and can take a non-zero exit', async () => {
     expect(resultOf(await run(executor(), 'exec'))).toEqual({

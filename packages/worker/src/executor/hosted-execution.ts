@@ -150,9 +150,12 @@ class FrameSink implements ExecutionSink {
     this.moduleLogger[line.level](line.message, line.fields);
   }
 
-  /** A line of the host's stdout or stderr: the module's `console.*`, and the lines of its commands. */
-  output(stream: 'stdout' | 'stderr', line: string): void {
-    const masked = this.frame.mask(line);
+  /**
+   * Lines of the host's stdout or stderr: the module's `console.*`, and the lines of its commands;
+   * a block of whole lines per read of the pipe, masked and written at once.
+   */
+  output(stream: 'stdout' | 'stderr', lines: string): void {
+    const masked = this.frame.mask(lines);
     // At debug: at info, a module printing 200,000 lines wrote 200,000 lines to the worker's log too.
     this.frame.log.debug({ stream }, masked);
     this.frame.output.write(stream, masked);

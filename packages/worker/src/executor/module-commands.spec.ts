@@ -1,7 +1,7 @@
 import { tmpdir } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { CommandFailedError, moduleCommands } from './module-commands.js';
-import { LineSplitter, splitLines } from './module-output.js';
+import { ByteLineSplitter, LineSplitter, splitLines } from './module-output.js';
 
 const scope = (signal = new AbortController().signal) => ({
   signal,
@@ -62,7 +62,10 @@ describe('the output of commands (ctx.exec, ctx.spawn)', () => {
     const lines: string[] = [];
     const { exec, spawn } = moduleCommands({
       ...scope(),
-      onOutput: (stream, line) => lines.push(`${stream}: ${line}`),
+      onOutput: (stream, block) => {
+        expect(block.at(-1)).toBe(0x0a);
+        for (const line of splitLines(block.toString('utf8', 0, block.length - 1))) lines.push(`${stream}: ${line}`);
+      },
     });
     return { exec, spawn, lines };
   };
@@ -93,11 +96,35 @@ describe('the output of commands (ctx.exec, ctx.spawn)', () => {
 describe('splitLines and LineSplitter', () => {
   it('split at line breaks and into pieces of at most the length, cutting nothing away', () => {
     expect(splitLines('a\r\nb\nccccc', 2)).toEqual(['a', 'b', 'cc', 'cc', 'c']);
+    expect(splitLines('a\nb\n\nc', 2)).toEqual(['a', 'b', '', 'c']);
     const got: string[] = [];
-    const splitter = new LineSplitter((line) => got.push(line), 3);
+    const splitter = new LineSplitter((block) => got.push(...splitLines(block, 3)), 3);
     splitter.push('ab');
     splitter.push('cdef\ngh');
     splitter.flush();
     expect(got).toEqual(['abc', 'def', 'gh']);
+  });
+
+  it("gives a chunk's whole lines as one block (no call per line), the unfinished one with the next chunk", () => {
+    const blocks: string[] = [];
+    const splitter = new LineSplitter((block) => blocks.push(block), 100);
+    splitter.push('one\ntwo\r\nthree\r\nfo');
+    splitter.push('ur\n\n');
+    splitter.push('unfinished');
+    splitter.flush();
+    expect(blocks).toEqual(['one\ntwo\r\nthree', 'four\n', 'unfinished']);
+    expect(blocks.flatMap((block) => splitLines(block))).toEqual(['one', 'two', 'three', 'four', '', 'unfinished']);
+  });
+
+  it('ByteLineSplitter: the whole lines of each chunk as the bytes that came, an unfinished line past the bound in pieces cut between characters', () => {
+    const blocks: string[] = [];
+    const splitter = new ByteLineSplitter((block) => blocks.push(block.toString()), 4);
+    splitter.push(Buffer.from('one\ntwo\r\nth'));
+    splitter.push(Buffer.from('ree\n'));
+    // 'aé€b': 1 + 2 + 3 + 1 bytes: the first 4 bytes end inside '€', so the cut comes before it.
+    splitter.push(Buffer.from('aé€b'));
+    splitter.push(Buffer.from('c'));
+    splitter.flush();
+    expect(blocks).toEqual(['one\ntwo\r\n', 'three\n', 'aé\n', '€b\n', 'c\n']);
   });
 });

@@ -7,9 +7,8 @@
  */
 import { type ChildProcess, spawn as spawnChild } from 'node:child_process';
 import { PassThrough, type Readable } from 'node:stream';
-import { StringDecoder } from 'node:string_decoder';
 import type { ExecOptions, ExecResult, ModuleContext, SpawnCommandOptions } from '@mpd/pipeline';
-import { LineSplitter } from './module-output.js';
+import { ByteLineSplitter } from './module-output.js';
 
 /** The most stdout (and, apart, stderr) `ctx.exec` keeps: 16 MiB (Node's `execFile` keeps 1 MiB). */
 export const DEFAULT_EXEC_MAX_BUFFER_BYTES = 16 * 1024 * 1024;
@@ -47,11 +46,14 @@ export interface CommandScope {
   /** The run's variables (`ctx.env`), set on top of the worker's environment. */
   env: Readonly<Record<string, string>>;
   /**
-   * Where each line a command writes to its stdout or stderr goes (the module's output), as it
-   * comes. `exec` keeps its output as well; `spawn` passes each piped stream on unchanged to the
-   * module, which reads it as before.
+   * Where the lines a command writes to its stdout or stderr go (the module's output), as they
+   * come: the whole lines of each read of the pipe, as the bytes the command wrote, each line
+   * ending with its `\n` (see `ByteLineSplitter`). `exec` keeps its output as well; `spawn`
+   * passes each piped stream on unchanged to the module, which reads it as before. A promise
+   * returned means "full": the command's stream is not read further until it resolves (so the
+   * command waits, as it would for a terminal, rather than its lines piling up in memory).
    */
-  onOutput?: ((stream: 'stdout' | 'stderr', line: string) => void) | undefined;
+  onOutput?: ((stream: 'stdout' | 'stderr', lines: Buffer) => void | Promise<void>) | undefined;
 }
 
 /**
@@ -94,7 +96,7 @@ const spawnIn =
 function teeLines(
   child: ChildProcess,
   stream: 'stdout' | 'stderr',
-  onOutput: (stream: 'stdout' | 'stderr', line: string) => void,
+  onOutput: (stream: 'stdout' | 'stderr', lines: Buffer) => void | Promise<void>,
 ): void {
   const source = child[stream];
   if (!source) return;
@@ -107,19 +109,23 @@ function teeLines(
   Object.defineProperty(child, stream, { value: copy, configurable: true, enumerable: true, writable: true });
 }
 
-/** Passes each line of `source` (UTF-8, a character never cut between chunks) to `onOutput` as it comes. */
+/**
+ * Passes the whole lines of `source` to `onOutput` as they come, as bytes, a block per chunk;
+ * `source` is paused while `onOutput` says it is full.
+ */
 function forwardLines(
   source: Readable,
   stream: 'stdout' | 'stderr',
-  onOutput: (stream: 'stdout' | 'stderr', line: string) => void,
+  onOutput: (stream: 'stdout' | 'stderr', lines: Buffer) => void | Promise<void>,
 ): void {
-  const lines = new LineSplitter((line) => onOutput(stream, line));
-  const decoder = new StringDecoder('utf8');
-  source.on('data', (chunk: Buffer) => lines.push(decoder.write(chunk)));
-  source.on('end', () => {
-    lines.push(decoder.end());
-    lines.flush();
+  const lines = new ByteLineSplitter((block) => {
+    const full = onOutput(stream, block);
+    if (full === undefined) return;
+    source.pause();
+    void full.then(() => source.resume());
   });
+  source.on('data', (chunk: Buffer) => lines.push(chunk));
+  source.on('end', () => lines.flush());
 }
 
 const execIn =

@@ -22,10 +22,12 @@ export interface ModuleContextFields {
   readonly signal: AbortSignal;
   logger: ModuleLogger;
   /**
-   * Where each line the module's commands (`ctx.exec`, `ctx.spawn`) write to stdout or stderr
-   * goes, as it comes. @default nowhere
+   * Where the lines the module's commands (`ctx.exec`, `ctx.spawn`) write to stdout or stderr
+   * go, as they come: the whole lines of each read of the pipe, as bytes, each ending with its
+   * `\n`; a promise returned pauses the command's stream until it resolves
+   * (`CommandScope.onOutput`). @default nowhere
    */
-  onOutput?: ((stream: 'stdout' | 'stderr', line: string) => void) | undefined;
+  onOutput?: ((stream: 'stdout' | 'stderr', lines: Buffer) => void | Promise<void>) | undefined;
   executionId: string;
   workerId: string;
   /** `ctx.artifacts` (see `moduleArtifacts`): read only when the module reads it (a getter in a module host). */

@@ -70,8 +70,12 @@ export type HostEnd =
 export interface ExecutionSink {
   /** A line the module logged with `ctx.logger`. */
   log(line: HostLogLine): void;
-  /** A line the host process wrote to its stdout or stderr (`console.log`, Node's own warnings). */
-  output(stream: 'stdout' | 'stderr', line: string): void;
+  /**
+   * Lines the host process wrote to its stdout or stderr (`console.log`, Node's own warnings, the
+   * lines of the module's commands): a block of whole lines per read of the pipe, separated by
+   * line breaks (see `LineSplitter`).
+   */
+  output(stream: 'stdout' | 'stderr', lines: string): void;
   /** Every line the execution's module wrote on `stream` has been read (its end mark, or the pipe's end). */
   outputEnded(stream: 'stdout' | 'stderr'): void;
 }
@@ -178,8 +182,8 @@ export class ModuleHost {
         case 'init-failed':
           readyReject(new Error(message.message));
           return;
-        case 'log':
-          if (message.executionId === this.sinkExecutionId) this.sink?.log(message);
+        case 'logs':
+          if (message.executionId === this.sinkExecutionId) for (const line of message.lines) this.sink?.log(line);
           return;
         case 'artifact-call':
           this.answerArtifactCall(message);
@@ -334,14 +338,17 @@ export class ModuleHost {
     const source = this.child[stream]!;
     (source as unknown as { unref(): void }).unref();
     source.setEncoding('utf8');
-    const emit = (text: string): void => {
-      let line = text;
-      const mark = line.indexOf(OUTPUT_END_MARK);
+    // A block of whole lines per read of the pipe (see LineSplitter): the end mark is looked for
+    // once per block, not once per line.
+    const emit = (block: string): void => {
+      const mark = block.indexOf(OUTPUT_END_MARK);
       if (mark >= 0) {
-        // What the module wrote without a newline at its end precedes the mark on its line.
-        const ended = line.slice(mark + OUTPUT_END_MARK.length);
-        line = line.slice(0, mark);
-        if (line !== '') emit(line);
+        // The lines before the mark's line, then what the module wrote without a newline at its
+        // end, which precedes the mark on its line.
+        const before = block.slice(0, mark);
+        if (before !== '') emit(before.endsWith('\n') ? before.slice(0, -1) : before);
+        const newline = block.indexOf('\n', mark);
+        const ended = block.slice(mark + OUTPUT_END_MARK.length, newline < 0 ? undefined : newline).replace(/\r$/, '');
         const current = this.pipeSink[stream];
         if (current !== undefined && ended === current.executionId) {
           current.ended = true;
@@ -351,17 +358,22 @@ export class ModuleHost {
             this.pipeSink[stream] = { sink: this.sink, executionId: this.sinkExecutionId!, ended: false };
           }
         }
+        // The lines after the mark's line belong to whoever the pipe carries now.
+        if (newline >= 0) emit(block.slice(newline + 1));
         return;
       }
       if (stream === 'stderr') {
-        this.stderrTail.push(line);
-        if (this.stderrTail.length > STDERR_TAIL_LINES) this.stderrTail.shift();
+        const lines = block.split('\n');
+        this.stderrTail.push(...lines.slice(-STDERR_TAIL_LINES).map((line) => line.replace(/\r$/, '')));
+        if (this.stderrTail.length > STDERR_TAIL_LINES)
+          this.stderrTail.splice(0, this.stderrTail.length - STDERR_TAIL_LINES);
       }
       const current = this.pipeSink[stream];
-      if (current) current.sink.output(stream, line);
-      else this.options.logger.info({ hostPid: this.pid, stream }, line);
+      if (current) current.sink.output(stream, block);
+      else this.options.logger.info({ hostPid: this.pid, stream }, block);
     };
-    // Lines cut into pieces of at most LIMITS.output.maxLineLength as they come, as a command's are.
+    // An unfinished line given in pieces of at most LIMITS.output.maxLineLength as it comes, as a
+    // command's is (whole lines longer than that are cut where they are shipped: splitLines).
     const lines = new LineSplitter(emit);
     source.on('data', (chunk: string) => lines.push(chunk));
     source.on('end', () => {

@@ -1,18 +1,31 @@
 import { closeSync, mkdirSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { bearerHeader, type OrchestratorClient } from '@mpd/client';
-import type { OutputLevel, OutputLine, OutputStream } from '@mpd/contract';
+import { bearerHeader, JsonText, type OrchestratorClient } from '@mpd/client';
+import type { OutputBatch, OutputLevel, OutputStream } from '@mpd/contract';
 import { LIMITS } from '@mpd/contract/limits';
 import { backoffDelay } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import { type ModuleOutput, type OutputWriter, splitLines } from '../executor/module-output.js';
 
+/**
+ * The output one execution keeps in the worker's memory while it waits to be shipped, by default:
+ * 1 MiB (about 6,000 lines of 100 characters), the worker's `--output-buffer-size`.
+ */
+export const DEFAULT_OUTPUT_BUFFER_BYTES = 1024 * 1024;
+
+/**
+ * The output one execution keeps in its spill file once its buffer is full, by default: 64 MiB
+ * (about 480,000 lines of 100 characters: minutes of a loud build while the orchestrator is
+ * unreachable), the worker's `--output-spill-size`.
+ */
+export const DEFAULT_OUTPUT_SPILL_BYTES = 64 * 1024 * 1024;
+
 /** The shipper's defaults (see {@link OutputShipperOptions}). */
 export const DEFAULT_OUTPUT_SHIPPER_OPTIONS = {
   flushIntervalMs: 200,
-  maxBatchLines: 500,
-  memoryBytesPerExecution: 1024 * 1024,
-  spillBytesPerExecution: 64 * 1024 * 1024,
+  maxBatchLines: LIMITS.output.maxLinesPerBatch,
+  bufferBytesPerExecution: DEFAULT_OUTPUT_BUFFER_BYTES,
+  spillBytesPerExecution: DEFAULT_OUTPUT_SPILL_BYTES,
   callDeadlineMs: 10_000,
   closeWaitMs: 2_000,
 } as const;
@@ -28,13 +41,16 @@ export interface OutputShipperOptions {
   spillDir: string;
   /** How often pending lines are sent (ms). @default 200 */
   flushIntervalMs?: number;
-  /** Lines per batch (at most the contract's `LIMITS.output.maxLinesPerBatch`); a batch this full is sent at once. @default 500 */
+  /** Lines per batch (at most the contract's `LIMITS.output.maxLinesPerBatch`); a batch this full is sent at once. @default 1,000 (the contract's most) */
   maxBatchLines?: number;
-  /** Text (UTF-16 units × 2, about bytes) kept in memory per execution before lines spill to disk. @default 1 MiB */
-  memoryBytesPerExecution?: number;
+  /**
+   * Output kept in memory per execution (each line counted as the most bytes its JSON takes in a
+   * batch) before lines spill to disk. @default 1 MiB ({@link DEFAULT_OUTPUT_BUFFER_BYTES})
+   */
+  bufferBytesPerExecution?: number;
   /**
    * Bytes of spill file per execution: past it lines are dropped, and one line saying how many
-   * takes their place once there is room again (or at the end). @default 64 MiB
+   * takes their place once there is room again (or at the end). @default 64 MiB ({@link DEFAULT_OUTPUT_SPILL_BYTES})
    */
   spillBytesPerExecution?: number;
   /** The first retry delay after a failed call (ms); doubles up to `maxBackoffMs` (the registration's). */
@@ -49,10 +65,35 @@ export interface OutputShipperOptions {
 /** Bytes of spilled lines kept pending before they are written without waiting for the tick's end (bounds memory in a burst). */
 const SPILL_FLUSH_BYTES = 256 * 1024;
 
-/** A line as kept before it is sent, with its JSON size on the wire. */
+/** The most bytes of a spill file read back at once (room for its longest line: 16,384 characters of up to 6 bytes of JSON each). */
+const SPILL_READ_BYTES = 256 * 1024;
+
+/** Any character but printable ASCII other than `"` and `\`: JSON escapes it, or UTF-8 takes more than a byte for it. */
+const NOT_PLAIN = /[^\x20\x21\x23-\x5b\x5d-\x7e]/;
+
+/** A character UTF-8 takes more than a byte for. */
+const NOT_ASCII = /[^\x00-\x7f]/;
+
+/**
+ * A line as it waits to be sent: its JSON (an element of a batch's `lines`), and that JSON's size
+ * in UTF-8 bytes. Kept as JSON from the start, in memory and in the spill file, and a batch's body
+ * joined from it ({@link JsonText}): serialising line objects per batch, and parsing spilled lines
+ * back into objects, cost more than everything else the shipper did per line (`pnpm bench`,
+ * benchmark 5).
+ */
 interface Pending {
-  line: OutputLine;
+  json: string;
   bytes: number;
+}
+
+/**
+ * `line` as JSON (the contract's `outputLineSchema`), made by hand for plain ASCII text, which
+ * most output is (nothing to escape: its size is its length); by `JSON.stringify` otherwise.
+ */
+function pendingLine(time: number, stream: OutputStream, level: OutputLevel | undefined, text: string): Pending {
+  const plain = !NOT_PLAIN.test(text);
+  const json = `{"time":${time},"stream":"${stream}"${level === undefined ? '' : `,"level":"${level}"`},"text":${plain ? `"${text}"` : JSON.stringify(text)}}`;
+  return { json, bytes: plain ? json.length : Buffer.byteLength(json) };
 }
 
 /** One execution's output on its way. */
@@ -63,20 +104,30 @@ class ExecutionOutput implements OutputWriter {
   readonly memory: Pending[] = [];
   memoryBytes = 0;
   /**
-   * The spill file (lines as JSON, one per line) while it holds lines not yet read back.
-   * `written` counts the bytes of every line spilled, `flushed` those in the file: the rest wait
-   * in `pending` (`pendingLines` lines) for one write per tick, as one write per line cost 1.84 s
-   * of CPU for 200,000 lines (`pnpm bench`).
+   * The spill file (each line's JSON on a line of its own), from the first line spilled to the execution's
+   * end: once every line in it is read back it is written again from its start (removing it and
+   * making it again each time the shipping caught up cost as much as writing it). `used`
+   * counts the wire bytes of every line spilled (what `spillBytesPerExecution` bounds: at least
+   * their bytes in the file), `size` the bytes in the file, `read` those read back: the lines
+   * spilled since the last write wait in `pending` (`pendingBytes` of wire bytes) for one write
+   * per tick, as one write per line cost 1.84 s of CPU for 200,000 lines (`pnpm bench`).
    */
   spill:
     | {
         fd: number;
         path: string;
-        written: number;
-        flushed: number;
+        used: number;
+        size: number;
         read: number;
-        pending: string[];
-        pendingLines: number;
+        pending: Pending[];
+        pendingBytes: number;
+        /**
+         * Whether every line in the file (and pending) is ASCII: written and read back as latin1,
+         * which costs a copy, where UTF-8 is decoded (the most costly step of reading it back).
+         */
+        ascii: boolean;
+        /** Where it is read back, made at the first read and kept (one per spilling execution, not one per read). */
+        chunk: Buffer | undefined;
       }
     | undefined;
   /** A flush of the spill's pending lines is scheduled (setImmediate). */
@@ -99,8 +150,7 @@ class ExecutionOutput implements OutputWriter {
     // Done: the orchestrator no longer takes this execution's output (nothing is kept for it).
     if (this.ended || this.done) return;
     const time = Date.now();
-    for (const piece of splitLines(text))
-      this.add(level === undefined ? { time, stream, text: piece } : { time, stream, level, text: piece });
+    for (const piece of splitLines(text)) this.add(pendingLine(time, stream, level, piece));
     this.shipper.pending(this);
   }
 
@@ -110,42 +160,53 @@ class ExecutionOutput implements OutputWriter {
     this.shipper.pending(this);
   }
 
-  private add(line: OutputLine): void {
-    // Serialised once: its length here, and its text in the spill file.
-    const json = JSON.stringify(line);
-    const bytes = json.length + 1;
-    const { memoryBytesPerExecution, spillBytesPerExecution } = this.shipper.bounds;
-    if (!this.spill && this.dropped === 0 && this.memoryBytes + bytes <= memoryBytesPerExecution) {
-      this.memory.push({ line, bytes });
-      this.memoryBytes += bytes;
+  private add(pending: Pending): void {
+    const { bufferBytesPerExecution, spillBytesPerExecution } = this.shipper.bounds;
+    if (!this.spilled && this.dropped === 0 && this.memoryBytes + pending.bytes <= bufferBytesPerExecution) {
+      this.memory.push(pending);
+      this.memoryBytes += pending.bytes;
       return;
     }
-    if (this.dropped > 0 || (this.spill?.written ?? 0) + bytes > spillBytesPerExecution || !this.spillLine(json)) {
+    if (
+      this.dropped > 0 ||
+      (this.spill?.used ?? 0) + pending.bytes > spillBytesPerExecution ||
+      !this.spillLine(pending)
+    ) {
       this.dropped++;
     }
   }
 
   /**
-   * Appends a line (`json`, its JSON text) to the spill file (made at the first; false when it
-   * cannot be): kept pending and written with the others of this tick, at once past
-   * {@link SPILL_FLUSH_BYTES}.
+   * Appends a line to the spill file (made at the first; false when it cannot be): kept pending
+   * and written with the others of this tick, at once past {@link SPILL_FLUSH_BYTES}.
    */
-  private spillLine(json: string): boolean {
+  private spillLine(pending: Pending): boolean {
     try {
       if (!this.spill) {
         mkdirSync(this.shipper.spillDir, { recursive: true });
-        const path = join(this.shipper.spillDir, `${encodeURIComponent(this.executionId)}.jsonl`);
-        this.spill = { fd: openSync(path, 'w+'), path, written: 0, flushed: 0, read: 0, pending: [], pendingLines: 0 };
+        const path = join(this.shipper.spillDir, `${encodeURIComponent(this.executionId)}.spill`);
+        this.spill = {
+          fd: openSync(path, 'w+'),
+          path,
+          used: 0,
+          size: 0,
+          read: 0,
+          pending: [],
+          pendingBytes: 0,
+          ascii: true,
+          chunk: undefined,
+        };
       }
     } catch (error) {
       this.shipper.logger.warn({ err: error, executionId: this.executionId }, 'could not spill module output to disk');
       return false;
     }
-    const text = `${json}\n`;
-    this.spill.pending.push(text);
-    this.spill.pendingLines++;
-    this.spill.written += Buffer.byteLength(text);
-    if (this.spill.written - this.spill.flushed >= SPILL_FLUSH_BYTES) this.flushSpill();
+    this.spill.pending.push(pending);
+    // A line's JSON is ASCII when its bytes are as many as its characters.
+    if (pending.bytes !== pending.json.length) this.spill.ascii = false;
+    this.spill.pendingBytes += pending.bytes;
+    this.spill.used += pending.bytes;
+    if (this.spill.pendingBytes >= SPILL_FLUSH_BYTES) this.flushSpill();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => {
@@ -162,55 +223,81 @@ class ExecutionOutput implements OutputWriter {
    */
   private flushSpill(): void {
     const spill = this.spill;
-    if (!spill || spill.pendingLines === 0) return;
-    const buffer = Buffer.from(spill.pending.join(''));
-    const lines = spill.pendingLines;
+    if (!spill || spill.pending.length === 0) return;
+    let text = '';
+    for (const pending of spill.pending) text += `${pending.json}\n`;
+    const buffer = Buffer.from(text, spill.ascii ? 'latin1' : 'utf8');
+    const lines = spill.pending.length;
+    spill.used -= spill.pendingBytes;
     spill.pending = [];
-    spill.pendingLines = 0;
+    spill.pendingBytes = 0;
     try {
       for (let done = 0; done < buffer.length;)
-        done += writeSync(spill.fd, buffer, done, buffer.length - done, spill.flushed + done);
-      spill.flushed += buffer.length;
+        done += writeSync(spill.fd, buffer, done, buffer.length - done, spill.size + done);
+      spill.size += buffer.length;
+      spill.used += buffer.length;
     } catch (error) {
       this.shipper.logger.warn({ err: error, executionId: this.executionId }, 'could not spill module output to disk');
-      spill.written = spill.flushed;
       this.dropped += lines;
     }
   }
 
   /** Moves spilled lines back to memory (up to its bound), and a marker for dropped lines once there is room. */
   refill(): void {
-    const { memoryBytesPerExecution } = this.shipper.bounds;
+    const { bufferBytesPerExecution } = this.shipper.bounds;
     this.flushSpill();
     if (this.spill) {
       const spill = this.spill;
-      // Room for the longest line's JSON (every character escaped as `\uXXXX`: 6 bytes).
-      const chunk = Buffer.alloc(Math.min(256 * 1024, spill.written - spill.read));
-      while (spill.read < spill.written && this.memoryBytes < memoryBytesPerExecution) {
-        const got = readSync(spill.fd, chunk, 0, Math.min(chunk.length, spill.written - spill.read), spill.read);
+      // Room for the longest line (16,384 characters, each up to 6 bytes escaped, and the rest of
+      // its JSON), and about as many lines as memory has room for: what is read and not taken is
+      // decoded again next time.
+      const room = Math.max(128 * 1024, bufferBytesPerExecution - this.memoryBytes);
+      const chunk = (spill.chunk ??= Buffer.allocUnsafe(SPILL_READ_BYTES));
+      const most = Math.min(SPILL_READ_BYTES, room);
+      while (spill.read < spill.size && this.memoryBytes < bufferBytesPerExecution) {
+        const got = readSync(spill.fd, chunk, 0, Math.min(most, spill.size - spill.read), spill.read);
+        const last = chunk.lastIndexOf(0x0a, got - 1);
+        if (last < 0) break;
+        // The whole lines of the chunk decoded at once, then taken line by line while memory has
+        // room: the rest is read again from where this stops.
+        const text = chunk.toString(spill.ascii ? 'latin1' : 'utf8', 0, last);
         let start = 0;
-        let end: number;
-        // Line by line, while memory has room: the rest is read again from where this stops.
-        while ((end = chunk.indexOf(0x0a, start)) >= 0 && end < got && this.memoryBytes < memoryBytesPerExecution) {
-          const json = chunk.toString('utf8', start, end);
-          const bytes = json.length + 1;
-          this.memory.push({ line: JSON.parse(json) as OutputLine, bytes });
+        let taken = 0;
+        while (start <= text.length && this.memoryBytes < bufferBytesPerExecution) {
+          let end = text.indexOf('\n', start);
+          if (end < 0) end = text.length;
+          const json = text.slice(start, end);
+          const bytes = spill.ascii || !NOT_ASCII.test(json) ? json.length : Buffer.byteLength(json);
+          this.memory.push({ json, bytes });
           this.memoryBytes += bytes;
+          taken += bytes + 1;
           start = end + 1;
         }
-        if (start === 0) break;
-        spill.read += start;
+        spill.read += taken;
       }
-      if (spill.read >= spill.written) this.closeSpill();
+      if (spill.read >= spill.size) {
+        // Every line in it was read back: written again from its start.
+        spill.read = 0;
+        spill.size = 0;
+        spill.used = 0;
+        spill.ascii = true;
+      }
     }
-    if (!this.spill && this.dropped > 0) {
+    if (!this.spilled && this.dropped > 0) {
       const text = `[mpd] ${this.dropped} line(s) of output dropped: the worker could not ship them to the orchestrator in time and its buffer for this execution was full`;
-      this.memory.push({ line: { time: Date.now(), stream: 'stderr', text }, bytes: text.length + 64 });
-      this.memoryBytes += text.length + 64;
+      const marker = pendingLine(Date.now(), 'stderr', undefined, text);
+      this.memory.push(marker);
+      this.memoryBytes += marker.bytes;
       this.dropped = 0;
     }
   }
 
+  /** Whether lines wait in the spill file (they come after those in memory). */
+  get spilled(): boolean {
+    return this.spill !== undefined && (this.spill.size > this.spill.read || this.spill.pending.length > 0);
+  }
+
+  /** Closes and removes the spill file (the execution's output is done, or the shipper closes). */
   closeSpill(): void {
     if (!this.spill) return;
     try {
@@ -224,10 +311,11 @@ class ExecutionOutput implements OutputWriter {
 
   /** Forgets the lines before `seq` (accepted). */
   acceptedThrough(seq: number): void {
-    while (this.firstSeq < seq && this.memory.length > 0) {
-      this.memoryBytes -= this.memory.shift()!.bytes;
-      this.firstSeq++;
-    }
+    const count = Math.min(seq - this.firstSeq, this.memory.length);
+    if (count <= 0) return;
+    for (let index = 0; index < count; index++) this.memoryBytes -= this.memory[index]!.bytes;
+    this.memory.splice(0, count);
+    this.firstSeq += count;
   }
 }
 
@@ -236,14 +324,14 @@ class ExecutionOutput implements OutputWriter {
  * one execution at a time per call, in batches every `flushIntervalMs` (or at once when
  * `maxBatchLines` wait) with sequence numbers, so that a batch sent again after a lost answer
  * is not duplicated. A failed call is retried with the registration's backoff; lines wait in
- * memory meanwhile (`memoryBytesPerExecution`), then in a spill file under `spillDir`
+ * memory meanwhile (`bufferBytesPerExecution`), then in a spill file under `spillDir`
  * (`spillBytesPerExecution`), then are dropped, counted, and replaced by one line saying how
  * many. An execution's last batch is `final`. Output of an execution the orchestrator no longer
  * knows (404: its run ended, or it restarted) is dropped.
  */
 export class OutputShipper implements ModuleOutput {
   readonly #executions = new Map<string, ExecutionOutput>();
-  readonly bounds: { memoryBytesPerExecution: number; spillBytesPerExecution: number };
+  readonly bounds: { bufferBytesPerExecution: number; spillBytesPerExecution: number };
   readonly spillDir: string;
   readonly logger: Logger;
   readonly #maxBatchLines: number;
@@ -254,8 +342,8 @@ export class OutputShipper implements ModuleOutput {
 
   constructor(private readonly options: OutputShipperOptions) {
     this.bounds = {
-      memoryBytesPerExecution:
-        options.memoryBytesPerExecution ?? DEFAULT_OUTPUT_SHIPPER_OPTIONS.memoryBytesPerExecution,
+      bufferBytesPerExecution:
+        options.bufferBytesPerExecution ?? DEFAULT_OUTPUT_SHIPPER_OPTIONS.bufferBytesPerExecution,
       spillBytesPerExecution: options.spillBytesPerExecution ?? DEFAULT_OUTPUT_SHIPPER_OPTIONS.spillBytesPerExecution,
     };
     this.spillDir = options.spillDir;
@@ -323,7 +411,7 @@ export class OutputShipper implements ModuleOutput {
       if (output.done) {
         output.closeSpill();
         this.#executions.delete(output.executionId);
-      } else if (output.memory.length > 0 || output.spill || output.ended) {
+      } else if (output.memory.length > 0 || output.spilled || output.ended) {
         this.pending(output);
       }
     });
@@ -331,19 +419,24 @@ export class OutputShipper implements ModuleOutput {
   }
 
   private async call(output: ExecutionOutput): Promise<void> {
-    const batch: OutputLine[] = [];
-    let bytes = 0;
-    for (const { line, bytes: size } of output.memory) {
-      if (batch.length >= this.#maxBatchLines || bytes + size > LIMITS.output.maxBatchBytes) break;
-      batch.push(line);
-      bytes += size;
+    const lines: string[] = [];
+    // The body around its lines (workerId, fromSeq, final), at most.
+    let bytes = this.options.workerId.length * 6 + 100;
+    for (const { json, bytes: size } of output.memory) {
+      if (lines.length >= this.#maxBatchLines || bytes + size + 1 > LIMITS.output.maxBatchBytes) break;
+      lines.push(json);
+      bytes += size + 1;
     }
     // The last batch closes the log: everything written is in it.
-    const final = output.ended && !output.spill && output.dropped === 0 && batch.length === output.memory.length;
+    const final = output.ended && !output.spilled && output.dropped === 0 && lines.length === output.memory.length;
+    // The contract's OutputBatch, joined from the lines' JSON (see Pending).
+    const body = new JsonText(
+      `{"workerId":${JSON.stringify(this.options.workerId)},"fromSeq":${output.firstSeq},"lines":[${lines.join(',')}]${final ? ',"final":true' : ''}}`,
+    );
     try {
       const response = await this.options.client.executions.output({
         params: { executionId: output.executionId },
-        body: { workerId: this.options.workerId, fromSeq: output.firstSeq, lines: batch, ...(final ? { final } : {}) },
+        body: body as unknown as OutputBatch,
         extraHeaders: bearerHeader(this.options.credential()),
         deadlineMs: this.options.callDeadlineMs ?? DEFAULT_OUTPUT_SHIPPER_OPTIONS.callDeadlineMs,
       });
