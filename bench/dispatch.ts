@@ -390,55 +390,42 @@ function peerRows(
         (figures) => figures.jobsPerSecond,
       ),
       versus(peerShape, 'CPU per module, all processes', 'ms', cpu, (figures) => figures.cpuMs.total),
-      versus(
-        peerShape,
-        'ready -> run starts p50',
-        'ms',
-        (legs) => percentile(legs.dispatch, 50),
-        (figures) => percentile(figures.readyToStart, 50),
-      ),
-      versus(
-        peerShape,
-        'ready -> run starts p99',
-        'ms',
-        (legs) => percentile(legs.dispatch, 99),
-        (figures) => percentile(figures.readyToStart, 99),
-      ),
     );
+    // Percentile rows: metric, mpd's times and the peer's, p, target.
+    type Times = { ours: (legs: Legs) => number[]; theirs: (figures: PeerFigures) => number[] };
+    const ready: Times = { ours: (legs) => legs.dispatch, theirs: (figures) => figures.readyToStart };
+    const turnaround: Times = { ours: (legs) => legs.turnaround, theirs: (figures) => figures.turnaround };
+    const hops: Times = { ours: (legs) => legs.hops, theirs: (figures) => figures.hops };
+    const percentiles: [string, Times, number, Row['target']?][] = [
+      ['ready -> run starts p50', ready, 50],
+      ['ready -> run starts p99', ready, 99],
+    ];
     if (shape === 'wide') {
-      rows.push(
-        versus(
-          peerShape,
-          'slot turnaround p50 (a run ends -> the next starts in that slot)',
-          'ms',
-          (legs) => percentile(legs.turnaround, 50),
-          (figures) => percentile(figures.turnaround, 50),
-        ),
-        versus(
-          peerShape,
-          'slot turnaround p99',
-          'ms',
-          (legs) => percentile(legs.turnaround, 99),
-          (figures) => percentile(figures.turnaround, 99),
-        ),
+      percentiles.push(
+        ['slot turnaround p50 (a run ends -> the next starts in that slot)', turnaround, 50],
+        ['slot turnaround p99', turnaround, 99],
       );
     } else {
+      percentiles.push(
+        [
+          'hop p50 (a run ends -> its dependant starts)',
+          hops,
+          50,
+          judged ? { on: 'ratio', kind: 'max', limit: 1 } : undefined,
+        ],
+        ['hop p99', hops, 99, judged ? { on: 'ratio', kind: 'max', limit: 1.5 } : undefined],
+      );
+    }
+    for (const [metric, times, p, target] of percentiles) {
+      const pick = (values: number[]) => percentile(values, p);
       rows.push(
         versus(
           peerShape,
-          'hop p50 (a run ends -> its dependant starts)',
+          metric,
           'ms',
-          (legs) => percentile(legs.hops, 50),
-          (figures) => percentile(figures.hops, 50),
-          judged ? { on: 'ratio', kind: 'max', limit: 1 } : undefined,
-        ),
-        versus(
-          peerShape,
-          'hop p99',
-          'ms',
-          (legs) => percentile(legs.hops, 99),
-          (figures) => percentile(figures.hops, 99),
-          judged ? { on: 'ratio', kind: 'max', limit: 1.5 } : undefined,
+          (legs) => pick(times.ours(legs)),
+          (figures) => pick(times.theirs(figures)),
+          target,
         ),
       );
     }
