@@ -25,7 +25,12 @@ export class OrchestratorConfigError extends Error {
 /** Why the orchestrator could not start. */
 export type OrchestratorStartErrorCode =
   /** The HTTP server could not listen (port in use, address not available, no permission). */
-  'ListenFailed';
+  | 'ListenFailed'
+  /**
+   * The artifact store cannot be used: the bucket of `artifactStore` refused or failed the
+   * orchestrator's check at start (credentials, bucket, region, permissions, endpoint).
+   */
+  | 'ArtifactStoreUnavailable';
 
 /** The orchestrator could not start; `cause` holds the underlying error. */
 export class OrchestratorStartError extends Error {

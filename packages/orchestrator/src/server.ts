@@ -123,6 +123,15 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
   const endpointPolicy = endpointPolicyOf(resolved);
   const executionLogs = new ExecutionLogs();
   const artifactStore = artifactStoreOf(resolved);
+  try {
+    await artifactStore.check();
+  } catch (error) {
+    throw new OrchestratorStartError(
+      'ArtifactStoreUnavailable',
+      `Cannot use the artifact store ${resolved.artifactStore}: ${(error as Error).message} (the orchestrator needs s3:GetObject and s3:PutObject on the prefix's objects and s3:ListBucket on the bucket)`,
+      { cause: error },
+    );
+  }
   await sweepArtifacts(artifactStore, resolved.logger);
   const app = createApp({ registry, options: resolved, endpointPolicy, executionLogs, artifactStore });
   let server: ReturnType<typeof createHttpOrHttpsServer>;

@@ -40,6 +40,15 @@ export interface ArtifactStore {
    */
   transfer(sha256: string, direction: TransferDirection, size?: number): Promise<BlobTransfer | undefined>;
   /**
+   * Checks, before the orchestrator takes requests, that the store can be used. The bucket: a
+   * `HEAD` of an object that does not exist must answer 404 (the credentials, bucket, region,
+   * endpoint and permissions are right: without `s3:ListBucket` S3 answers 403 for a missing
+   * object, and every new blob's upload would fail); the directory store: nothing (it is made on
+   * the first upload).
+   * @throws ArtifactStoreUnavailableError naming what failed
+   */
+  check(): Promise<void>;
+  /**
    * Removes what the store's retention lets go (the directory store: blobs unused for longer
    * than `--artifact-retention`; a bucket: nothing, its lifecycle rule does). Called when the
    * orchestrator starts and, through {@link endRun}, when a run ends.

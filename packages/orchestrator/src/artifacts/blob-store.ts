@@ -101,6 +101,9 @@ export class BlobStore implements ArtifactStore {
     await utimes(this.pathOf(sha256), now, now).catch(ignoreMissing);
   }
 
+  /** Nothing to check: the directory is made on the first upload (its errors are the upload's). */
+  async check(): Promise<void> {}
+
   /**
    * Removes every blob whose mtime is at least the retention ago (`0`: every blob). Temporary
    * files of uploads in progress are not blobs and are never removed here; a blob removed while

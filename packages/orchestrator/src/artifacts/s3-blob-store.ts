@@ -8,6 +8,7 @@
  *
  * The SDK is loaded on first use, so an orchestrator with the directory store never loads it.
  */
+import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { GetObjectCommandOutput, PutObjectCommandInput, S3Client, S3ClientConfig } from '@aws-sdk/client-s3';
 import { BlobDamagedError, VerifyingStream } from '@mpd/client';
@@ -36,6 +37,11 @@ export interface S3BlobStoreOptions {
   /** The clock presigned URLs are signed at, in ms since the epoch (tests sign expired ones). @default Date.now */
   now?: () => number;
 }
+
+/** How long a connection to the bucket may take to open, ms. */
+const S3_CONNECT_TIMEOUT_MS = 10_000;
+/** How long a request to the bucket may stay without a byte moving, ms (the orchestrator's own idle timeout). */
+const S3_IDLE_TIMEOUT_MS = 60_000;
 
 /** The SDK, loaded once. */
 interface Sdk {
@@ -90,6 +96,10 @@ export class S3BlobStore implements ArtifactStore {
         // S3-compatible servers refuse; a PUT carries its SHA-256 checksum (the blob's name) instead.
         requestChecksumCalculation: 'WHEN_REQUIRED',
         responseChecksumValidation: 'WHEN_REQUIRED',
+        // The SDK's own defaults wait forever for a connection and an answer: a black-holed
+        // endpoint would hang the start's check and every route. Idle time, not a whole request's:
+        // a large blob streams as long as its bytes keep moving.
+        requestHandler: { connectionTimeout: S3_CONNECT_TIMEOUT_MS, requestTimeout: S3_IDLE_TIMEOUT_MS },
         ...(this.options.endpoint ? { endpoint: this.options.endpoint } : {}),
         ...(this.options.credentials ? { credentials: this.options.credentials } : {}),
       };
@@ -198,6 +208,19 @@ export class S3BlobStore implements ArtifactStore {
       unhoistableHeaders: new Set(['x-amz-checksum-sha256']),
     });
     return { store: 'url', exists: false, size: size!, method: 'PUT', url, headers, expiresAt };
+  }
+
+  /**
+   * A `HEAD` of an object that cannot exist (64 random hex digits under the prefix) must answer
+   * 404: anything else (403 without `s3:ListBucket` or with a wrong key, a missing bucket, an
+   * unreachable endpoint) is thrown, so the orchestrator refuses to start rather than failing
+   * every upload later.
+   */
+  async check(): Promise<void> {
+    const probe = randomBytes(32).toString('hex');
+    if ((await this.sizeOf(probe)) !== undefined) {
+      throw new ArtifactStoreUnavailableError(`the bucket answered a HEAD of ${this.keyOf(probe)} with an object`);
+    }
   }
 
   /** Nothing: the bucket's lifecycle rule is its retention (mpd never lists or deletes in it). */

@@ -7,7 +7,7 @@
  */
 import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +20,7 @@ import { createApp } from '../app.js';
 import { S3BlobStore } from '../artifacts/s3-blob-store.js';
 import type { OrchestratorOptions } from '../orchestrator-options.js';
 import { InMemoryNodeRegistry } from '../registry/in-memory-node-registry.js';
+import { startOrchestrator } from '../server.js';
 
 const BUCKET = 'mpd-artifacts';
 const ADMIN = 'admin-token-0123456789';
@@ -308,5 +309,36 @@ describe('S3-compatible artifact store', () => {
       code: 'ArtifactStoreUnavailable',
       message: expect.stringContaining('the bucket failed HEAD stranger/'),
     });
+  });
+
+  it('startOrchestrator refuses to start on a bucket it cannot use (a wrong key, an endpoint that refuses), naming the store; starts on the right one', async () => {
+    const refusedKey = startOrchestrator({
+      port: 0,
+      host: '127.0.0.1',
+      ...bucketOptions('start-check'),
+      artifactStoreCredentials: { accessKeyId: 'NOT-A-KEY', secretAccessKey: 'S3RVER' },
+    });
+    await expect(refusedKey).rejects.toMatchObject({
+      name: 'OrchestratorStartError',
+      code: 'ArtifactStoreUnavailable',
+      message: expect.stringMatching(
+        /^Cannot use the artifact store s3:\/\/[^ ]+\/start-check: the bucket failed HEAD start-check\/[0-9a-f]{64}: 403/,
+      ),
+    });
+    // A port nothing listens on: the connection is refused at once.
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise((resolve) => closed.close(resolve));
+    await expect(
+      startOrchestrator({
+        port: 0,
+        host: '127.0.0.1',
+        ...bucketOptions('start-check'),
+        artifactStoreEndpoint: `http://127.0.0.1:${port}`,
+      }),
+    ).rejects.toMatchObject({ code: 'ArtifactStoreUnavailable' });
+    const started = await startOrchestrator({ port: 0, host: '127.0.0.1', ...bucketOptions('start-check') });
+    await started.close();
   });
 });
