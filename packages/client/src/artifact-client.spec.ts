@@ -21,10 +21,12 @@ afterEach(async () => {
 });
 
 describe('ArtifactClient', () => {
-  it('refuses a downloaded blob whose bytes do not hash to its name, leaving no file', async () => {
+  it('refuses a downloaded blob whose bytes do not hash to its name, leaving no file; asks how to move blobs only once of an orchestrator that keeps them itself', async () => {
     const claimed = createHash('sha256').update('the real bytes').digest('hex');
+    let questions = 0;
     const server: Server = createServer((req, res) => {
       if (req.method === 'POST') {
+        questions++;
         // An orchestrator from before the transfers route: the client falls back to the blob routes.
         res.writeHead(404, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ success: false, errorMessage: 'no such route', code: 'RouteNotFound' }));
@@ -45,6 +47,9 @@ describe('ArtifactClient', () => {
 
     await expect(client.getToFile(claimed, join(dir, 'blob'))).rejects.toBeInstanceOf(BlobDamagedError);
     expect(await readdir(dir)).toEqual([]);
+    // The orchestrator keeps blobs itself: asked once, not again for the next blob.
+    await expect(client.getToFile(claimed, join(dir, 'blob'))).rejects.toBeInstanceOf(BlobDamagedError);
+    expect(questions).toBe(1);
     await expect(client.getToFile('../etc/passwd', join(dir, 'blob'))).rejects.toThrow(/64 lowercase hex/);
   });
 });

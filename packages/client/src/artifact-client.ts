@@ -217,6 +217,7 @@ export class ArtifactClient {
    * @throws ArtifactStoreError (404 `ArtifactNotFound` for a download, 413 past the store's limit, 401/403)
    */
   async transfer(sha256: string, direction: 'upload' | 'download', size?: number): Promise<DirectTransfer | undefined> {
+    if (this.blobRoutesOnly) return undefined;
     const response = await request(`${this.url(sha256)}/transfers`, {
       method: 'POST',
       headers: this.headers({ 'content-type': 'application/json' }),
@@ -225,13 +226,25 @@ export class ArtifactClient {
     });
     if (response.statusCode === 200) {
       const answer = blobTransferSchema.parse(await response.body.json());
-      return answer.store === 'url' ? answer : undefined;
+      if (answer.store === 'url') return answer;
+      this.blobRoutesOnly = true;
+      return undefined;
     }
     const refused = await refusal(response, `POST blob ${sha256} transfers`);
     // An orchestrator without the route (404 `RouteNotFound`): it keeps blobs itself.
-    if (response.statusCode === 404 && refused.code !== 'ArtifactNotFound') return undefined;
+    if (response.statusCode === 404 && refused.code !== 'ArtifactNotFound') {
+      this.blobRoutesOnly = true;
+      return undefined;
+    }
     throw refused;
   }
+
+  /**
+   * Set once the orchestrator answered that it keeps blobs itself (or has no transfers route):
+   * its store does not change while it runs, so later blobs go to the blob routes without asking
+   * (one request less per blob).
+   */
+  private blobRoutesOnly = false;
 
   /**
    * The bucket's own connections: no TLS settings, host resolution or headers of the
