@@ -10,7 +10,8 @@ import type { ThrownDescription } from './values-as-text.js';
 /** What the worker tells a host. */
 export type ToHost =
   /** First message: load this pipeline file and check it is the worker's (same fingerprint). */
-  | { type: 'init'; sourceFile: string; fingerprint: string; killGraceMs: number }
+  /** `markNonce`: random, the worker's for this host; written in every end mark (see {@link OUTPUT_END_MARK}). */
+  | { type: 'init'; sourceFile: string; fingerprint: string; killGraceMs: number; markNonce: string }
   /** Run one module. */
   | {
       type: 'execute';
@@ -52,11 +53,14 @@ export type ArtifactCall = { type: 'artifact-call'; executionId: string; callId:
   ({ op: 'put'; path: string; digest?: Digest } | { op: 'checkOut'; sha256: string });
 
 /**
- * Written by a host on its stdout and on its stderr, followed by the execution's id and a newline,
- * once a module ended (before its `done` message): a pipe delivers in order, so once the worker
- * read it on both, it has every line the module wrote there and closes the execution's output
- * (rather than after a fixed delay, which a loaded machine outruns). Starts with a NUL, which no
- * text a module prints with `console.*` is expected to hold.
+ * Written by a host on its stdout and on its stderr, followed by the host's `markNonce`, a space,
+ * the execution's id and a newline, once a module ended (before its `done` message): a pipe
+ * delivers in order, so once the worker read it on both, it has every line the module wrote there
+ * and closes the execution's output (rather than after a fixed delay, which a loaded machine
+ * outruns). Starts with a NUL, which no text a module prints with `console.*` is expected to
+ * hold; the nonce (random, given in `init` over IPC, never in the environment or on a pipe a
+ * module reads) makes a line a module prints that looks like a mark an ordinary line: it cannot
+ * end its own output early or put lines in the next execution's.
  */
 export const OUTPUT_END_MARK = '\u0000mpd-output-end ';
 

@@ -159,6 +159,32 @@ describe('modules in module hosts', () => {
     );
   });
 
+  it("a module's line that looks like the host's end-of-output mark (without its nonce) is text of its own output, and its output goes on", async () => {
+    const written = new Map<string, string[]>();
+    const output: ModuleOutput = {
+      open: (executionId) => {
+        const lines: string[] = [];
+        written.set(executionId, lines);
+        return { write: (_stream, text) => void lines.push(...text.split('\n')), end: () => undefined };
+      },
+    };
+    const on = executor({ output });
+    expect(resultOf(await run(on, 'fake-mark'))).toBe('printed');
+    expect(resultOf(await run(on, 'echo')).pid).toEqual(expect.any(Number));
+    const [fake, echoed] = [...written.values()];
+    await expect
+      .poll(() => fake)
+      .toEqual([
+        'before',
+        expect.stringMatching(/^\u0000mpd-output-end [^ ]+$/),
+        expect.stringMatching(/^\u0000mpd-output-end 0{32} [^ ]+$/),
+        'after',
+      ]);
+    // The next module on the host has its own lines, none of the first's.
+    await expect.poll(() => echoed?.some((line) => line.startsWith('echo printing'))).toBe(true);
+    expect(echoed).not.toContain('after');
+  });
+
   it('a command writing faster than the worker reads waits: its host holds at most about 4 MiB of its output, and every line arrives, in order', async () => {
     let lines = 0;
     let inOrder = true;

@@ -51,6 +51,8 @@ if (!process.send) {
 
 let pipeline: Pipeline | undefined;
 let killGraceMs = 10_000;
+/** The worker's nonce for this host's end marks (see OUTPUT_END_MARK). */
+let markNonce = '';
 let current: RunningModule | undefined;
 /** Set once an error escaped: the host only reports it and exits. */
 let crashed = false;
@@ -283,6 +285,7 @@ function logger(executionId: string): ModuleLogger {
 
 async function init(message: Extract<ToHost, { type: 'init' }>): Promise<void> {
   killGraceMs = message.killGraceMs;
+  markNonce = message.markNonce;
   try {
     pipeline = await loadPipelineFile(message.sourceFile);
   } catch (error) {
@@ -334,7 +337,8 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
   const leftoverChildren = childCount();
   const done: FromHost = { type: 'done', executionId, leftoverChildren, ...end };
   // After everything the module wrote on the two pipes (see OUTPUT_END_MARK).
-  for (const stream of [process.stdout, process.stderr]) stream.write(`${OUTPUT_END_MARK}${executionId}\n`);
+  for (const stream of [process.stdout, process.stderr])
+    stream.write(`${OUTPUT_END_MARK}${markNonce} ${executionId}\n`);
   // A cancelled or timed-out host is not reused: the worker is stopping its group.
   if (running.aborted || terminating) {
     exitAfter(done, 0);

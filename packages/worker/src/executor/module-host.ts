@@ -5,6 +5,7 @@
  * modules it ran started; it watches its IPC channel and stops its group when the worker goes.
  */
 import { type ChildProcess, fork } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
@@ -134,6 +135,8 @@ export class ModuleHost {
   private leaseEnd: number | undefined;
   /** Whether the worker made the host hold its lease (see {@link ModuleHost.holdLease}). */
   private leaseHeld = false;
+  /** This host's end marks' nonce (see OUTPUT_END_MARK). */
+  private readonly markNonce = randomBytes(16).toString('hex');
 
   constructor(private readonly options: ModuleHostOptions) {
     this.child = fork(HOST_MAIN, [], {
@@ -217,6 +220,7 @@ export class ModuleHost {
       sourceFile: options.sourceFile,
       fingerprint: options.fingerprint,
       killGraceMs: options.killGraceMs,
+      markNonce: this.markNonce,
     });
   }
 
@@ -340,15 +344,21 @@ export class ModuleHost {
     source.setEncoding('utf8');
     // A block of whole lines per read of the pipe (see LineSplitter): the end mark is looked for
     // once per block, not once per line.
-    const emit = (block: string): void => {
-      const mark = block.indexOf(OUTPUT_END_MARK);
+    const emit = (block: string, from = 0): void => {
+      const mark = block.indexOf(OUTPUT_END_MARK, from);
       if (mark >= 0) {
+        const newline = block.indexOf('\n', mark);
+        const text = block.slice(mark + OUTPUT_END_MARK.length, newline < 0 ? undefined : newline).replace(/\r$/, '');
+        // A module's line that only looks like a mark (without this host's nonce) is text.
+        if (!text.startsWith(`${this.markNonce} `)) {
+          emit(block, newline < 0 ? block.length : newline + 1);
+          return;
+        }
+        const ended = text.slice(this.markNonce.length + 1);
         // The lines before the mark's line, then what the module wrote without a newline at its
         // end, which precedes the mark on its line.
         const before = block.slice(0, mark);
         if (before !== '') emit(before.endsWith('\n') ? before.slice(0, -1) : before);
-        const newline = block.indexOf('\n', mark);
-        const ended = block.slice(mark + OUTPUT_END_MARK.length, newline < 0 ? undefined : newline).replace(/\r$/, '');
         const current = this.pipeSink[stream];
         if (current !== undefined && ended === current.executionId) {
           current.ended = true;
