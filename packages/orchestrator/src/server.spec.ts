@@ -130,6 +130,10 @@ describe('startOrchestrator connection timeouts', () => {
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
+  /** An orchestrator with a 1 s idle timeout and a store of its own under `dir`. */
+  const startIdle = (store: string) =>
+    start({ port: 0, host: '127.0.0.1', adminToken: ADMIN, artifactsDir: join(dir, store), idleTimeoutMs: 1_000 });
+
   /** A raw connection sending `PUT /api/artifacts/blobs/{sha}` headers for `body` (admin token), no body yet. */
   async function startUpload(orchestrator: RunningOrchestrator, body: Buffer): Promise<Socket> {
     const sha256 = createHash('sha256').update(body).digest('hex');
@@ -143,13 +147,7 @@ describe('startOrchestrator connection timeouts', () => {
   }
 
   it('closes a connection on which an upload stalls, after the idle timeout (no 300 s whole-request cap in its place)', async () => {
-    const orchestrator = await start({
-      port: 0,
-      host: '127.0.0.1',
-      adminToken: ADMIN,
-      artifactsDir: join(dir, 'stall'),
-      idleTimeoutMs: 1_000,
-    });
+    const orchestrator = await startIdle('stall');
     const socket = await startUpload(orchestrator, Buffer.alloc(1_000, 1));
     socket.write(Buffer.alloc(10, 1));
     const started = Date.now();
@@ -159,13 +157,7 @@ describe('startOrchestrator connection timeouts', () => {
   }, 20_000);
 
   it('takes an upload that lasts longer than the idle timeout while its bytes keep moving', async () => {
-    const orchestrator = await start({
-      port: 0,
-      host: '127.0.0.1',
-      adminToken: ADMIN,
-      artifactsDir: join(dir, 'slow'),
-      idleTimeoutMs: 1_000,
-    });
+    const orchestrator = await startIdle('slow');
     const body = Buffer.alloc(10 * 1024, 7);
     const socket = await startUpload(orchestrator, body);
     let answer = '';
