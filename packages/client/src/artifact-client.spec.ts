@@ -52,4 +52,25 @@ describe('ArtifactClient', () => {
     expect(questions).toBe(1);
     await expect(client.getToFile('../etc/passwd', join(dir, 'blob'))).rejects.toThrow(/64 lowercase hex/);
   });
+
+  it('an error answer to a HEAD (500, 401) is an ArtifactStoreError of that status, not a crash', async () => {
+    const server: Server = createServer((req, res) => {
+      const status = Number(req.url?.split('/').at(-1)?.slice(0, 3) === 'aaa' ? 500 : 401);
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(
+        req.method === 'HEAD' ? undefined : JSON.stringify({ success: false, errorMessage: 'no', code: 'Internal' }),
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanups.push(() => new Promise((resolve) => server.close(resolve)));
+    const client = new ArtifactClient({
+      baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      token: 'credential-0123456789',
+    });
+    cleanups.push(() => client.close());
+    await expect(client.has('a'.repeat(64))).rejects.toMatchObject({ name: 'ArtifactStoreError', status: 500 });
+    await expect(client.has('b'.repeat(64))).rejects.toMatchObject({ name: 'ArtifactStoreError', status: 401 });
+    // The process is still here to run the next line (an error thrown inside undici would have ended it).
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  });
 });

@@ -142,7 +142,11 @@ export class ArtifactClient {
     const response = await this.call('HEAD', sha256);
     await response.body.dump();
     if (response.statusCode === 404) return undefined;
-    if (response.statusCode !== 200) throw await refusal(response, `HEAD blob ${sha256}`);
+    if (response.statusCode !== 200) {
+      // A HEAD answer has no body to read the error from (reading the dumped body again threw
+      // inside undici, out of any caller's reach, and killed the worker).
+      throw new ArtifactStoreError(response.statusCode, undefined, `HEAD blob ${sha256}: ${response.statusCode}`);
+    }
     return Number(response.headers['content-length']);
   }
 
