@@ -15,7 +15,7 @@ import { mkdir, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { VerifyingStream } from '@mpd/client';
+import { BlobDamagedError, VerifyingStream } from '@mpd/client';
 import { type BlobTransfer, LIMITS } from '@mpd/contract';
 import { DEFAULT_ARTIFACT_RETENTION_MS } from '../orchestrator-options.js';
 import type { ArtifactStore, TransferDirection } from './artifact-store.js';
@@ -189,12 +189,26 @@ export class BlobStore implements ArtifactStore {
     await Promise.all(leftovers.map((name) => unlink(join(this.dir, name)).catch(() => undefined)));
   }
 
-  /** Blob `sha256` for reading, verified as it is read; undefined when the store does not have it. */
+  /**
+   * Blob `sha256` for reading, verified as it is read; undefined when the store does not have it.
+   * A file that turns out not to be the blob (damaged, or changed by someone) is removed once
+   * its check fails, unless it was replaced meanwhile: else every later `HEAD` would say the
+   * store has it, its producer would never upload it again, and every run would fail on it.
+   */
   async open(sha256: string): Promise<BlobReader | undefined> {
-    const size = await this.sizeOf(sha256);
-    if (size === undefined) return undefined;
-    const stream = createReadStream(this.pathOf(sha256)).pipe(new VerifyingStream(sha256, size));
-    return { size, stream };
+    const path = this.pathOf(sha256);
+    const found = await stat(path).catch(ignoreMissing);
+    if (!found?.isFile()) return undefined;
+    await this.touch(sha256);
+    const stream = createReadStream(path).pipe(new VerifyingStream(sha256, found.size));
+    stream.once('error', (error) => {
+      if (!(error instanceof BlobDamagedError)) return;
+      void (async () => {
+        const now = await stat(path).catch(ignoreMissing);
+        if (now?.ino === found.ino && now.dev === found.dev) await unlink(path).catch(() => undefined);
+      })();
+    });
+    return { size: found.size, stream };
   }
 }
 

@@ -141,7 +141,7 @@ describe('artifact store routes', () => {
     expect((await store.send('HEAD', blobPath(wrong))).status).toBe(404);
   });
 
-  it('cuts the download of a blob whose file was tampered with, so the client never reads it complete', async () => {
+  it('cuts the download of a blob whose file was tampered with, so the client never reads it complete, and removes the file (its producer uploads it again)', async () => {
     const store = await start();
     const bytes = Buffer.alloc(256 * 1024, 7);
     const digest = sha256(bytes);
@@ -152,6 +152,10 @@ describe('artifact store routes', () => {
     const got = await store.send('GET', blobPath(digest));
     expect(got.status).toBe(200);
     await expect(got.arrayBuffer()).rejects.toThrow();
+    // Gone: a HEAD says so, and the blob can be stored again.
+    await expect.poll(async () => (await store.send('HEAD', blobPath(digest))).status).toBe(404);
+    expect((await store.send('PUT', blobPath(digest), { body: bytes })).status).toBe(201);
+    expect(Buffer.from(await (await store.send('GET', blobPath(digest))).arrayBuffer())).toEqual(bytes);
   });
 
   it('refuses an upload without a credential (401) or with the join token (403) before its 1 GiB body is read', async () => {
