@@ -27,7 +27,8 @@ export type OrchestratorStartErrorCode =
   /** The HTTP server could not listen (port in use, address not available, no permission). */
   | 'ListenFailed'
   /**
-   * The artifact store cannot be used: the bucket of `artifactStore` refused or failed the
+   * The artifact store cannot be used: the directory `artifactsDir` cannot be made or written
+   * (a file in its place, no permission), or the bucket of `artifactStore` refused or failed the
    * orchestrator's check at start (credentials, bucket, region, permissions, endpoint).
    */
   | 'ArtifactStoreUnavailable';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -176,6 +176,25 @@ describe('startOrchestrator connection timeouts', () => {
     socket.end();
     await closed;
   }, 20_000);
+});
+
+describe('startOrchestrator: the artifact store', () => {
+  it('refuses to start on an --artifacts-dir it cannot make or write (a file in its place), naming it', async () => {
+    const holder = mkdtempSync(join(tmpdir(), 'mpd-store-file-'));
+    try {
+      const file = join(holder, 'not-a-directory');
+      writeFileSync(file, 'x');
+      await expect(start({ port: 0, host: '127.0.0.1', artifactsDir: join(file, 'store') })).rejects.toMatchObject({
+        name: 'OrchestratorStartError',
+        code: 'ArtifactStoreUnavailable',
+        message: expect.stringContaining(
+          `Cannot use the artifact store directory ${join(file, 'store')} (--artifacts-dir): ENOTDIR`,
+        ),
+      });
+    } finally {
+      rmSync(holder, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('startOrchestrator with tls', () => {

@@ -128,7 +128,9 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
   } catch (error) {
     throw new OrchestratorStartError(
       'ArtifactStoreUnavailable',
-      `Cannot use the artifact store ${resolved.artifactStore}: ${(error as Error).message} (the orchestrator needs s3:GetObject and s3:PutObject on the prefix's objects and s3:ListBucket on the bucket)`,
+      resolved.artifactStore === undefined
+        ? `Cannot use the artifact store directory ${resolved.artifactsDir} (--artifacts-dir): ${(error as Error).message}`
+        : `Cannot use the artifact store ${resolved.artifactStore}: ${(error as Error).message} (the orchestrator needs s3:GetObject and s3:PutObject on the prefix's objects and s3:ListBucket on the bucket)`,
       { cause: error },
     );
   }

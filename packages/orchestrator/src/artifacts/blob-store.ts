@@ -10,9 +10,9 @@
  * now, so what a run used stays at least the retention after its end.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
-import { join } from 'node:path';
+import { constants, createReadStream, createWriteStream } from 'node:fs';
+import { access, mkdir, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BlobDamagedError, VerifyingStream } from '@mpd/client';
@@ -101,8 +101,16 @@ export class BlobStore implements ArtifactStore {
     await utimes(this.pathOf(sha256), now, now).catch(ignoreMissing);
   }
 
-  /** Nothing to check: the directory is made on the first upload (its errors are the upload's). */
-  async check(): Promise<void> {}
+  /**
+   * Makes the directory (and removes temporary files an earlier process left) and checks that
+   * this process may write there: a path that is a file, or a directory it cannot make or write,
+   * fails the orchestrator's start rather than every upload of the run.
+   * @throws the file system's error (`ENOTDIR`, `EACCES`, …)
+   */
+  async check(): Promise<void> {
+    await this.prepared();
+    await access(this.dir, constants.W_OK);
+  }
 
   /**
    * Removes every blob whose mtime is at least the retention ago (`0`: every blob). Temporary
@@ -148,7 +156,7 @@ export class BlobStore implements ArtifactStore {
    */
   async put(sha256: string, size: number, body: Readable): Promise<void> {
     const target = this.pathOf(sha256);
-    await (this.ready ??= this.prepare());
+    await this.prepared();
     const temporary = join(this.dir, `${TEMPORARY_PREFIX}${randomBytes(8).toString('hex')}`);
     const hash = createHash('sha256');
     let received = 0;
@@ -183,8 +191,17 @@ export class BlobStore implements ArtifactStore {
    * Makes the directory, and removes the temporary files of uploads an earlier process did not
    * finish (it ended mid-upload): this process's first write runs it, before any upload of its own.
    */
+  /** {@link prepare}, once; a failure is not kept (the next call tries again). */
+  private prepared(): Promise<void> {
+    this.ready ??= this.prepare().catch((error: unknown) => {
+      this.ready = undefined;
+      throw error;
+    });
+    return this.ready;
+  }
+
   private async prepare(): Promise<void> {
-    await mkdir(this.dir, { recursive: true });
+    await makeDirectory(this.dir);
     const leftovers = (await readdir(this.dir)).filter((name) => name.startsWith(TEMPORARY_PREFIX));
     await Promise.all(leftovers.map((name) => unlink(join(this.dir, name)).catch(() => undefined)));
   }
@@ -209,6 +226,29 @@ export class BlobStore implements ArtifactStore {
       })();
     });
     return { size: found.size, stream };
+  }
+}
+
+/**
+ * `mkdir -p dir`, one level at a time: Node's `mkdir(dir, { recursive: true })` never settles on
+ * a file system that answers ENOENT under a parent that exists (`/proc/nope`: measured on Node
+ * 20, a thread-pool thread spinning), which hung the orchestrator's start.
+ * @throws the file system's error (`ENOTDIR` when a part is a file, `ENOENT`, `EACCES`, …)
+ */
+async function makeDirectory(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let path = resolve(dir); ;) {
+    const found = await stat(path).catch(ignoreMissing);
+    if (found !== undefined) break;
+    missing.push(path);
+    const parent = dirname(path);
+    if (parent === path) break;
+    path = parent;
+  }
+  for (const path of missing.reverse()) {
+    await mkdir(path).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
   }
 }
 

@@ -158,6 +158,21 @@ describe('artifact store routes', () => {
     expect(Buffer.from(await (await store.send('GET', blobPath(digest))).arrayBuffer())).toEqual(bytes);
   });
 
+  it('answers an upload the store cannot keep (its directory a file, or in /proc) with 500 at once, not after a client timeout', async () => {
+    const holder = await mkdtemp(join(tmpdir(), 'mpd-store-file-'));
+    cleanups.push(() => rm(holder, { recursive: true, force: true }));
+    const file = join(holder, 'not-a-directory');
+    await writeFile(file, 'x');
+    const bytes = Buffer.alloc(1024 * 1024, 3);
+    // /proc answers ENOENT under a parent that exists: Node's recursive mkdir never settled there.
+    for (const artifactsDir of [file, '/proc/mpd-no-such-store']) {
+      const store = await start({ artifactsDir });
+      const started = Date.now();
+      expect((await store.send('PUT', blobPath(sha256(bytes)), { body: bytes })).status).toBe(500);
+      expect(Date.now() - started).toBeLessThan(10_000);
+    }
+  }, 30_000);
+
   it('refuses an upload without a credential (401) or with the join token (403) before its 1 GiB body is read', async () => {
     const store = await start();
     const digest = sha256(Buffer.from('x'));
