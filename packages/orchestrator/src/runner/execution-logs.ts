@@ -20,6 +20,8 @@ export interface ExecutionLogEntry {
    * that closes the log (`final`), whose lines may be none.
    */
   onLines?: ((lines: OutputLine[], closed: boolean) => void) | undefined;
+  /** Called once `file` was made (at the attempt's first line): an attempt without output, or whose file cannot be made, has none. */
+  onFile?: ((file: string) => void) | undefined;
 }
 
 /** What became of a batch (see {@link ExecutionLogs.append}). */
@@ -104,6 +106,10 @@ export class ExecutionLogs {
         // A file left by an earlier run with the same --logs-dir is replaced, not appended to.
         log.handle ??= mkdir(dirname(file), { recursive: true })
           .then(() => open(file, 'w'))
+          .then((handle) => {
+            log.entry.onFile?.(file);
+            return handle;
+          })
           .catch((error: unknown) => {
             onWriteError?.(error, file);
             return undefined;

@@ -17,22 +17,28 @@ afterEach(async () => {
 });
 
 describe('runPipeline: module output', () => {
-  it('reports the lines of each attempt as output events, keeps them in its log file and references it; waits for the last batch after the answer', async () => {
+  it('reports the lines of each attempt as output events, keeps them in its log file and references it (an attempt without output has none); waits for the last batch after the answer', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'mpd-run-output-'));
     dirs.push(dir);
     const build = defineModule({ name: 'build', run: () => null });
-    const pipeline = definePipeline({ name: 'output', modules: [build] });
+    const quiet = defineModule({ name: 'quiet', run: () => null });
+    const pipeline = definePipeline({ name: 'output', modules: [build, quiet] });
     const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
     registry.register({
       id: 'w1',
       endpoint: 'http://w1:9000',
       capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
-      pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: ['build'] },
+      pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: ['build', 'quiet'] },
     });
     const executionLogs = new ExecutionLogs();
     const client = instantWorkerClient({
       // As a worker does: the output is shipped after the answer, its last batch `final`.
       onExecute: ({ executionId }) => {
+        if (executionId.includes('.quiet.')) {
+          // A module that wrote nothing: only the final batch, with no line.
+          setTimeout(() => void executionLogs.append(executionId, 'w1', { fromSeq: 0, lines: [], final: true }), 100);
+          return;
+        }
         setTimeout(() => {
           const time = Date.UTC(2026, 0, 1);
           void executionLogs
@@ -60,6 +66,9 @@ describe('runPipeline: module output', () => {
     expect(result.status).toBe('Successful');
     const file = join(dir, 'build', '1.log');
     expect(result.modules[0]!.attempts[0]!.log).toBe(file);
+    // No line, no file, and no reference to one.
+    expect(result.modules[1]!.attempts[0]!.log).toBeUndefined();
+    await expect(readFile(join(dir, 'quiet', '1.log'))).rejects.toThrow(/ENOENT/);
     const output = events.filter((event) => event.type === 'output');
     expect(output.flatMap((event) => event.lines.map((line) => line.text))).toEqual(['compiling', 'warning: unused']);
     expect(output.at(-1)).toMatchObject({ module: 'build', attempt: 1, workerId: 'w1', closed: true });

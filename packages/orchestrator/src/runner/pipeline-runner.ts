@@ -660,13 +660,14 @@ class PipelineRun {
     const { executionLogs, logsDir } = this.options;
     if (!executionLogs) return;
     const file = logsDir === undefined ? undefined : attemptLogFile(logsDir, module, attempt);
-    if (file !== undefined) record.log = file;
     executionLogs.open({
       executionId: record.executionId,
       workerId,
       module,
       attempt,
       file,
+      // Referenced once it exists: an attempt that wrote nothing has no file.
+      onFile: (made) => (record.log = made),
       onLines: (lines, closed) => {
         if (!this.outputDone)
           this.reporter.emit({ type: 'output', module, attempt, workerId, lines, ...(closed ? { closed } : {}) });
@@ -1150,7 +1151,18 @@ class PipelineRun {
       cancelled,
     });
     this.log.info({ status: result.status, durationMs: result.durationMs }, 'run ended');
-    void this.outputSettled().then(() => this.finish(result));
+    void this.outputSettled().then(() => {
+      // An attempt's log file is referenced once made, at its first line, which may come after
+      // the copy above (a module's last lines follow its answer).
+      const states = [...this.modules.values()];
+      result.modules.forEach((module, index) =>
+        module.attempts.forEach((attempt, number) => {
+          const log = states[index]?.result.attempts[number]?.log;
+          if (log !== undefined) attempt.log = log;
+        }),
+      );
+      this.finish(result);
+    });
   }
 
   /**

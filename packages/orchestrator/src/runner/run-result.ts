@@ -57,7 +57,8 @@ export interface AttemptRecord {
   acceptedLate?: { after: 'Lost' | 'TimedOut'; reason?: string; at: string };
   /**
    * The attempt's output log (`<logsDir>/<module>/<attempt>.log`: one line per output line,
-   * `<ISO time> <stream> <level or -> <text>`), when the run keeps logs.
+   * `<ISO time> <stream> <level or -> <text>`), when the run keeps logs and the attempt wrote
+   * a line (an attempt without output has no file and no `log`).
    */
   log?: string;
 }
