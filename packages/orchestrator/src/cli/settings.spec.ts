@@ -220,6 +220,10 @@ describe('parseSettings', () => {
       `Invalid setting --artifact-store (MPD_ARTIFACT_STORE): must be s3://bucket or s3://bucket/prefix (a bucket of 3 to 63 of a-z, 0-9, '.' and '-'; no '.' or '..' in the prefix), got "s3://Upper_Case/runs"`,
     ],
     [
+      { artifactStoreEndpoint: 'http://127.0.0.1:9000' },
+      'Invalid setting --artifact-store-endpoint (MPD_ARTIFACT_STORE_ENDPOINT): needs --artifact-store (MPD_ARTIFACT_STORE) too, got "http://127.0.0.1:9000"',
+    ],
+    [
       { artifactStorePathStyle: 'maybe' },
       'Invalid setting --artifact-store-path-style (MPD_ARTIFACT_STORE_PATH_STYLE): must be true or false (1 or 0, yes or no), or the flag alone, got "maybe"',
     ],

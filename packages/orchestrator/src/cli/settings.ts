@@ -385,8 +385,9 @@ export const SETTINGS = defineSettings(
     },
   },
   {
-    // Settings that need others: a certificate needs its key (and back), mutual TLS needs TLS.
-    needs: TLS_SETTING_NEEDS,
+    // Settings that need others: a certificate needs its key (and back), mutual TLS needs TLS;
+    // an S3 endpoint is nothing without the bucket (given alone, it was silently unused).
+    needs: [...TLS_SETTING_NEEDS, ['artifactStoreEndpoint', ['artifactStore']]],
     check: (settings, { fail, nameOf }) => {
       // Compares what the orchestrator will use: the timeout in whole milliseconds.
       if (settings.heartbeatTimeoutMs <= settings.heartbeatIntervalSeconds * 1000) {
