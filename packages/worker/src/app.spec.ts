@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createWorkerClient, type WorkerClient } from '@mpd/client';
 import { executeModuleFailureSchema, parseTimeSpan } from '@mpd/contract';
@@ -415,5 +418,26 @@ describe('startWorker', () => {
     expect(error).toBeInstanceOf(WorkerError);
     expect(error).toMatchObject({ code: 'InvalidSetting', setting: 'tls' });
     expect((error as Error).message).toMatch(/^Invalid setting tls: cannot use the certificate, key or client CA: /);
+  });
+
+  it('refuses a --cache-dir it cannot use (a file in its place) at start, naming it', async () => {
+    const holder = mkdtempSync(join(tmpdir(), 'mpd-cache-file-'));
+    try {
+      const file = join(holder, 'not-a-directory');
+      writeFileSync(file, 'x');
+      const error = await startWorker({
+        port: 0,
+        host: '127.0.0.1',
+        // Never called: the cache is checked before anything connects.
+        orchestratorUrl: 'http://127.0.0.1:9',
+        cacheDir: file,
+        logger: pino({ level: 'silent' }),
+      }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(WorkerConfigError);
+      expect(error).toMatchObject({ code: 'InvalidSetting', setting: 'cacheDir' });
+      expect((error as Error).message).toContain(`cannot use the cache directory ${file}: ENOTDIR`);
+    } finally {
+      rmSync(holder, { recursive: true, force: true });
+    }
   });
 });

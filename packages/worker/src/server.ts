@@ -75,27 +75,8 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
   const { id, host, logger, pipeline, slots } = resolved;
   const bodyLimitBytes = checkSizes(resolved);
   const incarnation = randomUUID();
-  const client = resolved.orchestratorUrl
-    ? createOrchestratorClient({
-        baseUrl: resolved.orchestratorUrl,
-        ...(resolved.orchestratorTls ? { tls: resolved.orchestratorTls } : {}),
-      })
-    : undefined;
-  // Set once the link exists (the shipper reads its credential at every call).
+  // Set once the link exists (the shipper and the artifact client read its credential at every call).
   let linkRef: OrchestratorLink | undefined;
-  const shipper = client
-    ? new OutputShipper({
-        client,
-        workerId: id,
-        credential: () => linkRef?.credential,
-        logger: logger.child({ workerId: id, component: 'output' }),
-        spillDir: join(resolved.workingDirectory, '.mpd', 'output-spill', id),
-        bufferBytesPerExecution: resolved.outputBufferBytes,
-        spillBytesPerExecution: resolved.outputSpillBytes,
-        initialBackoffMs: resolved.initialBackoffMs,
-        maxBackoffMs: resolved.maxBackoffMs,
-      })
-    : undefined;
   // `ctx.artifacts` go through the worker (the hosts ask it over IPC): the credential stays in
   // the worker's process, out of module code's reach, and all hosts share one cache.
   const artifactClient = resolved.orchestratorUrl
@@ -108,6 +89,36 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
   const cacheDir = resolve(resolved.cacheDir);
   const blobs = artifactClient
     ? new WorkerBlobs(artifactClient, { dir: cacheDir, maxBytes: resolved.cacheMaxBytes })
+    : undefined;
+  try {
+    await blobs?.cache.open();
+  } catch (cause) {
+    await artifactClient?.close();
+    throw new WorkerConfigError(
+      'InvalidSetting',
+      'cacheDir',
+      `Invalid setting cacheDir: cannot use the cache directory ${cacheDir}: ${(cause as Error).message}`,
+      { cause },
+    );
+  }
+  const client = resolved.orchestratorUrl
+    ? createOrchestratorClient({
+        baseUrl: resolved.orchestratorUrl,
+        ...(resolved.orchestratorTls ? { tls: resolved.orchestratorTls } : {}),
+      })
+    : undefined;
+  const shipper = client
+    ? new OutputShipper({
+        client,
+        workerId: id,
+        credential: () => linkRef?.credential,
+        logger: logger.child({ workerId: id, component: 'output' }),
+        spillDir: join(resolved.workingDirectory, '.mpd', 'output-spill', id),
+        bufferBytesPerExecution: resolved.outputBufferBytes,
+        spillBytesPerExecution: resolved.outputSpillBytes,
+        initialBackoffMs: resolved.initialBackoffMs,
+        maxBackoffMs: resolved.maxBackoffMs,
+      })
     : undefined;
   const executor = new ModuleExecutor({
     workerId: id,

@@ -290,7 +290,7 @@ export const SETTINGS = defineSettings(
       flag: '--artifacts-dir <dir>',
       env: 'MPD_ARTIFACTS_DIR',
       default: DEFAULT_ORCHESTRATOR_OPTIONS.artifactsDir,
-      help: "the artifact store's directory: one file per blob, named by its SHA-256 (made on the first upload)",
+      help: "the artifact store's directory: one file per blob, named by its SHA-256 (made when the orchestrator starts)",
       schema: pathText('must be a directory path, not empty'),
     },
     maxArtifactBytes: {

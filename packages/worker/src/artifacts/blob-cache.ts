@@ -79,6 +79,16 @@ export class BlobCache {
   }
 
   /**
+   * Makes the cache's directory and reads what is in it, as the first use would: the worker
+   * calls it when it starts, so a `--cache-dir` it cannot use (a file in its place, no
+   * permission) stops it there rather than failing every module that moves an artifact.
+   * @throws the file system's error (`ENOTDIR`, `EACCES`, …)
+   */
+  async open(): Promise<void> {
+    await this.init();
+  }
+
+  /**
    * Reads what a previous run left (blobs by name), and removes the checkouts and partial
    * downloads of processes on this host that no longer run (another host's, in a directory shared
    * between machines or containers, are left: its pids are not ours to test).
