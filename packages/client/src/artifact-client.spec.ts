@@ -20,6 +20,18 @@ afterEach(async () => {
   await Promise.all(cleanups.splice(0).map((cleanup) => cleanup()));
 });
 
+/** `server` listening on a free loopback port, and an `ArtifactClient` of it; both closed after the test. */
+async function clientOf(server: Server): Promise<ArtifactClient> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(() => new Promise((resolve) => server.close(resolve)));
+  const client = new ArtifactClient({
+    baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    token: 'credential-0123456789',
+  });
+  cleanups.push(() => client.close());
+  return client;
+}
+
 describe('ArtifactClient', () => {
   it('refuses a downloaded blob whose bytes do not hash to its name, leaving no file; asks how to move blobs only once of an orchestrator that keeps them itself', async () => {
     const claimed = createHash('sha256').update('the real bytes').digest('hex');
@@ -35,13 +47,7 @@ describe('ArtifactClient', () => {
       res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '14' });
       res.end('not the bytes!');
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise((resolve) => server.close(resolve)));
-    const client = new ArtifactClient({
-      baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-      token: 'credential-0123456789',
-    });
-    cleanups.push(() => client.close());
+    const client = await clientOf(server);
     const dir = await mkdtemp(join(tmpdir(), 'mpd-artifact-client-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
 
@@ -61,13 +67,7 @@ describe('ArtifactClient', () => {
         req.method === 'HEAD' ? undefined : JSON.stringify({ success: false, errorMessage: 'no', code: 'Internal' }),
       );
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise((resolve) => server.close(resolve)));
-    const client = new ArtifactClient({
-      baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-      token: 'credential-0123456789',
-    });
-    cleanups.push(() => client.close());
+    const client = await clientOf(server);
     await expect(client.has('a'.repeat(64))).rejects.toMatchObject({ name: 'ArtifactStoreError', status: 500 });
     await expect(client.has('b'.repeat(64))).rejects.toMatchObject({ name: 'ArtifactStoreError', status: 401 });
     // The process is still here to run the next line (an error thrown inside undici would have ended it).
