@@ -233,7 +233,12 @@ export const SETTINGS = defineSettings(
     // Settings that need others: a certificate needs its key (and back), mutual TLS needs TLS.
     needs: TLS_SETTING_NEEDS,
     // A secured worker is never open (the library refuses it too: WorkerOptions.open).
-    check: (values, { fail }) => {
+    check: (values, { fail, nameOf }) => {
+      // A result above the inline size goes by reference, and none may pass the largest: an inline
+      // size above it could never apply (it was accepted silently).
+      if (values.inlineResultBytes > values.maxResultBytes) {
+        fail('inlineResultBytes', `must be at most ${nameOf('maxResultBytes')} (${values.maxResultBytes} bytes)`);
+      }
       const secured = [values.joinToken, values.token, values.tlsClientCa, values.tlsClientCert];
       if (values.open && secured.some((value) => value !== undefined)) {
         fail(
