@@ -266,7 +266,7 @@ function checkSizes({ maxResultBytes, inlineResultBytes, bodyLimit }: ResolvedWo
     throw new WorkerConfigError(
       'InvalidSetting',
       'bodyLimit',
-      `Invalid setting bodyLimit: must be a size such as 512kb, 1mb or 100mb, got ${JSON.stringify(bodyLimit)}`,
+      `Invalid setting bodyLimit: must be a size in b, kb, mb or gb, such as 512kb, 1mb or 100mb, got ${JSON.stringify(bodyLimit)}`,
       { cause },
     );
   }

@@ -37,7 +37,7 @@ describe('setting schemas', () => {
     expect(sizeText.parse(' 16mb ')).toBe(16 * 1024 * 1024);
     expect(sizeText.parse('1.5KB')).toBe(1536);
     expect(messageOf(sizeText, '0mb')).toBe('must be a size above 0, such as 512kb, 1mb or 100mb');
-    expect(messageOf(sizeText, '16')).toBe('must be a size such as 512kb, 1mb or 100mb');
+    expect(messageOf(sizeText, '16')).toBe('must be a size in b, kb, mb or gb, such as 512kb, 1mb or 100mb');
     expect(sizeTextOf(16 * 1024 * 1024)).toBe('16mb');
     expect(sizeText.parse(sizeTextOf(100 * 1024 * 1024))).toBe(parseSize('100mb'));
     expect(() => parseSize('lots')).toThrow(TypeError);
@@ -48,7 +48,7 @@ describe('setting schemas', () => {
     expect(bodyLimitText.parse('1.5MB')).toBe('1.5MB');
     expect(bodyLimitText.safeParse('100').success).toBe(false);
     expect(bodyLimitText.safeParse('lots').error?.issues[0]?.message).toBe(
-      'must be a size such as 512kb, 1mb or 100mb',
+      'must be a size in b, kb, mb or gb, such as 512kb, 1mb or 100mb',
     );
   });
 

@@ -22,7 +22,7 @@ export const tokenText = z
 export const bodyLimitText = z
   .string()
   .trim()
-  .regex(/^\d+(\.\d+)?\s*(b|kb|mb|gb)$/i, 'must be a size such as 512kb, 1mb or 100mb');
+  .regex(/^\d+(\.\d+)?\s*(b|kb|mb|gb)$/i, 'must be a size in b, kb, mb or gb, such as 512kb, 1mb or 100mb');
 
 /**
  * A size given as {@link bodyLimitText} (`16mb`), in bytes, above 0: what `--max-result-size`

@@ -454,7 +454,7 @@ describe('--body-limit', () => {
     // The worker's own default, read from DEFAULT_WORKER_OPTIONS (and shown in --help).
     expect(parseSettings(createCommand().parse([], { from: 'user' })).bodyLimit).toBe('100mb');
     expect(() => parseSettings({ bodyLimit: 'lots' })).toThrow(
-      'Invalid setting --body-limit (MPD_BODY_LIMIT): must be a size such as 512kb, 1mb or 100mb, got "lots"',
+      'Invalid setting --body-limit (MPD_BODY_LIMIT): must be a size in b, kb, mb or gb, such as 512kb, 1mb or 100mb, got "lots"',
     );
   });
 });
