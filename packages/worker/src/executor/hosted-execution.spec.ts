@@ -206,7 +206,9 @@ describe('modules in module hosts', () => {
     const result = resultOf(await run(on, 'loud-command', { params: { lines: 300_000 } }));
     await expect.poll(() => lines, { timeout: 30_000 }).toBe(300_000);
     expect(inOrder).toBe(true);
-    expect(result.heldMb).toBeLessThan(6);
+    // The bound (4 MiB) plus what the host reads while it waits for a drain: 6.5 MB seen on a
+    // loaded machine; without the bound it held 27 MB.
+    expect(result.heldMb).toBeLessThan(12);
   }, 60_000);
 
   it('ctx.exec runs a command in the working directory with ctx.env, and can take a non-zero exit', async () => {
