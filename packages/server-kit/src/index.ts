@@ -74,6 +74,7 @@ export {
 } from './cli/setting-schemas.js';
 export type { CliRunOptions } from './cli/cli-run-options.js';
 export { LOG_FORMATTERS, LOG_LINE_KEYS, logBase, logProcessWarnings } from './cli/log-format.js';
+export { makeDirectory } from './make-directory.js';
 export type { WarningLogger } from './cli/log-format.js';
 export { packageVersion } from './cli/package-version.js';
 export { writeStateFile } from './cli/state-file.js';

@@ -420,7 +420,7 @@ describe('startWorker', () => {
     expect((error as Error).message).toMatch(/^Invalid setting tls: cannot use the certificate, key or client CA: /);
   });
 
-  it('refuses a --cache-dir it cannot use (a file in its place) at start, naming it', async () => {
+  it('refuses a --cache-dir it cannot use (a file in its place, a path under /proc) at start, naming it', async () => {
     const holder = mkdtempSync(join(tmpdir(), 'mpd-cache-file-'));
     try {
       const file = join(holder, 'not-a-directory');
@@ -436,6 +436,15 @@ describe('startWorker', () => {
       expect(error).toBeInstanceOf(WorkerConfigError);
       expect(error).toMatchObject({ code: 'InvalidSetting', setting: 'cacheDir' });
       expect((error as Error).message).toContain(`cannot use the cache directory ${file}: ENOTDIR`);
+      // Under /proc Node's recursive mkdir never settled: the start hung instead of refusing.
+      const proc = await startWorker({
+        port: 0,
+        host: '127.0.0.1',
+        orchestratorUrl: 'http://127.0.0.1:9',
+        cacheDir: '/proc/mpd-no-such-cache',
+        logger: pino({ level: 'silent' }),
+      }).catch((e: unknown) => e);
+      expect(proc).toMatchObject({ code: 'InvalidSetting', setting: 'cacheDir' });
     } finally {
       rmSync(holder, { recursive: true, force: true });
     }

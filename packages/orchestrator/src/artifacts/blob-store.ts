@@ -11,11 +11,12 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants, createReadStream, createWriteStream } from 'node:fs';
-import { access, mkdir, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { access, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
 import { type Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BlobDamagedError, VerifyingStream } from '@mpd/client';
+import { makeDirectory } from '@mpd/server-kit';
 import { type BlobTransfer, LIMITS } from '@mpd/contract';
 import { DEFAULT_ARTIFACT_RETENTION_MS } from '../orchestrator-options.js';
 import type { ArtifactStore, TransferDirection } from './artifact-store.js';
@@ -226,29 +227,6 @@ export class BlobStore implements ArtifactStore {
       })();
     });
     return { size: found.size, stream };
-  }
-}
-
-/**
- * `mkdir -p dir`, one level at a time: Node's `mkdir(dir, { recursive: true })` never settles on
- * a file system that answers ENOENT under a parent that exists (`/proc/nope`: measured on Node
- * 20, a thread-pool thread spinning), which hung the orchestrator's start.
- * @throws the file system's error (`ENOTDIR` when a part is a file, `ENOENT`, `EACCES`, …)
- */
-async function makeDirectory(dir: string): Promise<void> {
-  const missing: string[] = [];
-  for (let path = resolve(dir); ;) {
-    const found = await stat(path).catch(ignoreMissing);
-    if (found !== undefined) break;
-    missing.push(path);
-    const parent = dirname(path);
-    if (parent === path) break;
-    path = parent;
-  }
-  for (const path of missing.reverse()) {
-    await mkdir(path).catch((error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EEXIST') throw error;
-    });
   }
 }
 

@@ -1,7 +1,8 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { formatTimeSpan, type WorkerNode } from '@mpd/contract';
 import type { Pipeline } from '@mpd/pipeline';
+import { makeDirectory } from '@mpd/server-kit';
 import type { NodeRegistry } from '../registry/node-registry.js';
 import { systemClock } from '../runner/run-clock.js';
 import { DEFAULT_RUN_OPTIONS } from '../runner/run-defaults.js';
@@ -103,7 +104,7 @@ export async function runPipelineFromCli(
     for (const line of tail.lines) print(`[${module.name}] ${line.text}`);
   }
   if (reportFile) {
-    await mkdir(dirname(reportFile), { recursive: true });
+    await makeDirectory(dirname(reportFile));
     await writeFile(reportFile, `${JSON.stringify(result, null, 2)}\n`);
     print(`[mpd] run report written to ${reportFile}`);
   }

@@ -1,6 +1,7 @@
-import { type FileHandle, mkdir, open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { OutputLine } from '@mpd/contract';
+import { makeDirectory } from '@mpd/server-kit';
 
 /** How many of an attempt's last lines {@link ExecutionLogs.tail} keeps (the summary repeats them for a failed module). */
 export const TAIL_LINES = 20;
@@ -104,7 +105,7 @@ export class ExecutionLogs {
       const { file } = log.entry;
       if (file !== undefined) {
         // A file left by an earlier run with the same --logs-dir is replaced, not appended to.
-        log.handle ??= mkdir(dirname(file), { recursive: true })
+        log.handle ??= makeDirectory(dirname(file))
           .then(() => open(file, 'w'))
           .then((handle) => {
             log.entry.onFile?.(file);

@@ -11,10 +11,11 @@
  * one `maxBytes`.
  */
 import { randomBytes } from 'node:crypto';
-import { copyFile, link, mkdir, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { copyFile, link, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { LIMITS } from '@mpd/contract';
+import { makeDirectory } from '@mpd/server-kit';
 
 /** Downloads blob `sha256` to `path` (temp + rename: `path` is the whole verified blob or nothing). */
 export type BlobDownloader = (sha256: string, path: string) => Promise<unknown>;
@@ -95,7 +96,7 @@ export class BlobCache {
    */
   private init(): Promise<void> {
     return (this.ready ??= (async () => {
-      await mkdir(this.ownDir, { recursive: true });
+      await makeDirectory(this.ownDir);
       const checkouts = join(this.options.dir, CHECKOUTS);
       for (const name of await readdir(checkouts)) {
         const own = OWN_DIR.exec(name);

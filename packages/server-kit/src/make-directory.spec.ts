@@ -1,0 +1,26 @@
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { makeDirectory } from './make-directory.js';
+
+const dirs: string[] = [];
+afterEach(async () => {
+  await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+describe('makeDirectory', () => {
+  it('makes every missing level, leaves what exists, and names a file in the way', async () => {
+    const base = await mkdtemp(join(tmpdir(), 'mpd-make-directory-'));
+    dirs.push(base);
+    await makeDirectory(join(base, 'a', 'b', 'c'));
+    expect((await stat(join(base, 'a', 'b', 'c'))).isDirectory()).toBe(true);
+    await makeDirectory(join(base, 'a', 'b'));
+    await writeFile(join(base, 'file'), 'x');
+    await expect(makeDirectory(join(base, 'file', 'under'))).rejects.toMatchObject({ code: 'ENOTDIR' });
+  });
+
+  it("fails under /proc (where Node's recursive mkdir never settles) instead of hanging", async () => {
+    await expect(makeDirectory('/proc/mpd-no-such-directory/below')).rejects.toMatchObject({ code: 'ENOENT' });
+  }, 10_000);
+});
