@@ -27,7 +27,11 @@ export interface OutputConfig {
   warmup: boolean;
 }
 
-export const OUTPUT_FULL: OutputConfig = { lines: 200_000, runs: 3, warmup: true };
+export const OUTPUT_FULL: OutputConfig = {
+  lines: 200_000,
+  runs: Number(process.env.MPD_BENCH_OUTPUT_RUNS ?? 3),
+  warmup: true,
+};
 export const OUTPUT_SMOKE: OutputConfig = { lines: 2_000, runs: 1, warmup: false };
 
 const PIPELINE = benchPath('pipelines/output.pipeline.ts');
