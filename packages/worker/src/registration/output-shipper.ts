@@ -9,14 +9,15 @@ import { type ModuleOutput, type OutputWriter, splitLines } from '../executor/mo
 
 /**
  * The output one execution keeps in the worker's memory while it waits to be shipped, by default:
- * 1 MiB (about 6,000 lines of 100 characters), the worker's `--output-buffer-size`.
+ * 1 MiB (about 10,000 lines of 100 characters from a command, counted as written: see
+ * {@link CHUNK_OVERHEAD_BYTES}), the worker's `--output-buffer-size`.
  */
 export const DEFAULT_OUTPUT_BUFFER_BYTES = 1024 * 1024;
 
 /**
  * The output one execution keeps in its spill file once its buffer is full, by default: 64 MiB
- * (about 480,000 lines of 100 characters: minutes of a loud build while the orchestrator is
- * unreachable), the worker's `--output-spill-size`.
+ * (about 660,000 lines of 100 characters from a command: minutes of a loud build while the
+ * orchestrator is unreachable), the worker's `--output-spill-size`.
  */
 export const DEFAULT_OUTPUT_SPILL_BYTES = 64 * 1024 * 1024;
 
@@ -39,17 +40,21 @@ export interface OutputShipperOptions {
   logger: Logger;
   /** Where an execution's lines spill once its memory buffer is full: a file per execution under it. */
   spillDir: string;
-  /** How often pending lines are sent (ms). @default 200 */
+  /**
+   * How often pending lines are sent while their module runs (ms): one batch each time, the rest
+   * waits (see {@link OutputShipper.pending}). @default 200
+   */
   flushIntervalMs?: number;
-  /** Lines per batch (at most the contract's `LIMITS.output.maxLinesPerBatch`); a batch this full is sent at once. @default 1,000 (the contract's most) */
+  /** Lines per batch (at most the contract's `LIMITS.output.maxLinesPerBatch`). @default 1,000 (the contract's most) */
   maxBatchLines?: number;
   /**
-   * Output kept in memory per execution (each line counted as the most bytes its JSON takes in a
-   * batch) before lines spill to disk. @default 1 MiB ({@link DEFAULT_OUTPUT_BUFFER_BYTES})
+   * Output kept in memory per execution, as it was written (a block of a command's lines counted
+   * as its bytes, a `ctx.logger` line as its text; each and 50 bytes more), before it spills to
+   * disk. @default 1 MiB ({@link DEFAULT_OUTPUT_BUFFER_BYTES})
    */
   bufferBytesPerExecution?: number;
   /**
-   * Bytes of spill file per execution: past it lines are dropped, and one line saying how many
+   * Output kept in the spill file per execution, counted as in memory: past it lines are dropped, and one line saying how many
    * takes their place once there is room again (or at the end). @default 64 MiB ({@link DEFAULT_OUTPUT_SPILL_BYTES})
    */
   spillBytesPerExecution?: number;
