@@ -27,7 +27,11 @@ export interface OutputConfig {
   warmup: boolean;
 }
 
-export const OUTPUT_FULL: OutputConfig = { lines: 200_000, runs: 3, warmup: true };
+export const OUTPUT_FULL: OutputConfig = {
+  lines: 200_000,
+  runs: Number(process.env.MPD_BENCH_OUTPUT_RUNS ?? 3),
+  warmup: true,
+};
 export const OUTPUT_SMOKE: OutputConfig = { lines: 2_000, runs: 1, warmup: false };
 
 const PIPELINE = benchPath('pipelines/output.pipeline.ts');
@@ -92,7 +96,7 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
     });
     await worker.listeningUrl(60_000);
     const hostPids = (): number[] => childPids(worker!.pid);
-    const once = async (category: 'loud' | 'quiet'): Promise<OutputRun> => {
+    const once = async (category: 'loud' | 'quiet' | 'inherit'): Promise<OutputRun> => {
       const sampler = new RssSampler({
         orchestrator: () => [orchestrator.pid],
         worker: () => [worker!.pid],
@@ -120,7 +124,7 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
       if (timings.status !== 'Successful') throw new Error(`the ${category} run ended ${timings.status}`);
       const module = timings.modules.find((each) => each.name === category)!;
       // Every line must be in the log, in order; the row below says how many were.
-      const log = category === 'loud' && module.log ? checkLog(module.log) : undefined;
+      const log = category !== 'quiet' && module.log ? checkLog(module.log) : undefined;
       return {
         moduleMs: (module.finished - module.dispatched) / 1_000,
         commandMs: (module.result as { ms: number }).ms,
@@ -138,11 +142,19 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
     }
     const loud: OutputRun[] = [];
     const quiet: OutputRun[] = [];
+    // An extra variant in module hosts: the command writes to the host's stdout itself (`stdio:
+    // 'inherit'`), which the worker reads and ships, without the module host reading every byte.
+    // With `--isolation none` it would write to the worker's own stdout, which is not captured.
+    const inherit: OutputRun[] = [];
+    const withInherit = process.env.MPD_BENCH_OUTPUT_ISOLATION !== 'none';
+    if (withInherit && config.warmup) await once('inherit');
     for (let run = 0; run < config.runs; run++) {
       if (run % 2 === 0) {
         loud.push(await once('loud'));
         quiet.push(await once('quiet'));
+        if (withInherit) inherit.push(await once('inherit'));
       } else {
+        if (withInherit) inherit.push(await once('inherit'));
         quiet.push(await once('quiet'));
         loud.push(await once('loud'));
       }
@@ -181,7 +193,28 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
       row('peak RSS: worker', 'MB', peak('worker')),
       row('peak RSS: module host', 'MB', peak('host')),
     ];
-    return { rows, details: { config, loud, quiet } };
+    if (withInherit) {
+      const extra = rowsOf(
+        `${benchmark}, extra: the command's stdout inherited by its module host`,
+        inherit,
+        quiet,
+        label,
+      );
+      rows.push(
+        extra('module time (dispatched -> result at the orchestrator)', 'ms', (run) => run.moduleMs),
+        extra('run makespan: until every line is in at the orchestrator', 'ms', (run) => run.makespanMs),
+        {
+          benchmark: `${benchmark}, extra: the command's stdout inherited by its module host`,
+          metric: 'lines in the log in order from the first (worst run)',
+          unit: 'lines',
+          value: Math.min(...inherit.map((run) => run.linesInOrder)),
+          runs: inherit.map((run) => run.linesInOrder),
+          baseline: config.lines,
+          baselineLabel: 'lines written',
+        },
+      );
+    }
+    return { rows, details: { config, loud, quiet, inherit } };
   } finally {
     await Promise.all([worker?.stop(), orchestrator.stop()]);
     if (!process.env.MPD_BENCH_KEEP) rmSync(dir, { recursive: true, force: true });

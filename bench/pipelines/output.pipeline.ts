@@ -2,7 +2,9 @@
  * The module output benchmark's pipeline: two modules that start the same command writing
  * MPD_BENCH_OUTPUT_LINES lines (see `outputLine`) through `ctx.spawn`. `loud` (category `loud`)
  * lets the worker capture and ship every line; `quiet` (category `quiet`) sends the command's
- * stdout to /dev/null (`stdio: 'ignore'`): the same work with its output discarded. The driver
+ * stdout to /dev/null (`stdio: 'ignore'`): the same work with its output discarded; `inherit`
+ * (category `inherit`) lets the command write to its module host's stdout itself (`stdio:
+ * 'inherit'`: captured in a module host, not read by the module). The driver
  * runs one category at a time. Each returns `{ t, ms }`: the monotonic clock when `run`
  * started (ns) and how long the command took (ms).
  */
@@ -11,11 +13,11 @@ import { OUTPUT_GENERATOR } from '../lib/output-lines.js';
 
 const lines = Number(process.env.MPD_BENCH_OUTPUT_LINES ?? 1_000);
 
-function writer(discard: boolean) {
+function writer(stdout: 'pipe' | 'ignore' | 'inherit') {
   return async (ctx: ModuleContext): Promise<{ t: string; ms: number }> => {
     const t = process.hrtime.bigint();
     const child = ctx.spawn(process.execPath, ['-e', OUTPUT_GENERATOR, String(lines)], {
-      stdio: ['ignore', discard ? 'ignore' : 'pipe', 'inherit'],
+      stdio: ['ignore', stdout, 'inherit'],
     });
     // The module reads nothing: its stream is drained so that the command never waits on it.
     child.stdout?.resume();
@@ -31,7 +33,8 @@ function writer(discard: boolean) {
 export default definePipeline({
   name: `bench-output-${lines}`,
   modules: [
-    defineModule({ name: 'loud', category: 'loud', run: writer(false) }),
-    defineModule({ name: 'quiet', category: 'quiet', run: writer(true) }),
+    defineModule({ name: 'loud', category: 'loud', run: writer('pipe') }),
+    defineModule({ name: 'quiet', category: 'quiet', run: writer('ignore') }),
+    defineModule({ name: 'inherit', category: 'inherit', run: writer('inherit') }),
   ],
 });

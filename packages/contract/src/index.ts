@@ -103,6 +103,7 @@ export type {
 } from './execution.schema.js';
 export {
   outputAcceptedSchema,
+  outputBatchCheck,
   outputBatchSchema,
   outputGapSchema,
   outputLevelSchema,

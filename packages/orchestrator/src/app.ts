@@ -1,4 +1,4 @@
-import { orchestratorContract, orchestratorOpenApi } from '@mpd/contract';
+import { orchestratorContract, orchestratorOpenApi, outputBatchCheck } from '@mpd/contract';
 import { createApiApp } from '@mpd/server-kit';
 import cors from 'cors';
 import type express from 'express';
@@ -41,6 +41,20 @@ export interface AppDependencies {
 }
 
 /**
+ * The contract as the app checks requests against it: the output route's body with
+ * `outputBatchCheck` (the schema's rules without its copy of every line: a batch of 1,000 lines
+ * is taken as it came), everything else as the contract says. The OpenAPI document and the
+ * clients keep `outputBatchSchema`.
+ */
+const SERVED_CONTRACT = {
+  ...orchestratorContract,
+  executions: {
+    ...orchestratorContract.executions,
+    output: { ...orchestratorContract.executions.output, body: outputBatchCheck },
+  },
+} as unknown as typeof orchestratorContract;
+
+/**
  * The orchestrator's HTTP API (see `@mpd/contract`'s `orchestratorContract`) as an
  * express app, plus `GET /api/openapi.json`. It does not listen: pass it to
  * `http.createServer` or call `app.listen`, or use {@link startOrchestrator}.
@@ -58,7 +72,7 @@ export function createApp(deps: AppDependencies): express.Express {
     presentsValidToken: (req) => isAuthenticated(callerOf(req, tokens, deps.registry)),
   });
   return createApiApp({
-    contract: orchestratorContract,
+    contract: SERVED_CONTRACT,
     routes: createRoutes(
       deps.registry,
       options,

@@ -210,8 +210,9 @@ export interface WorkerOptions {
   // --- module output (issue 13) ---
   /**
    * The module output one execution keeps in memory while it waits to be shipped to the
-   * orchestrator (each line counted as the most bytes its JSON takes; the CLI's
-   * `--output-buffer-size`). Past it, lines go to the execution's spill file.
+   * orchestrator, as written (a block of a command's lines counted as its bytes, a `ctx.logger`
+   * line as its text, each and 50 bytes more; the CLI's `--output-buffer-size`). Past it, lines
+   * go to the execution's spill file.
    * @default 1 MiB (`DEFAULT_OUTPUT_BUFFER_BYTES`)
    */
   outputBufferBytes?: number;

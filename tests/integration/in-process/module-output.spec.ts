@@ -4,7 +4,7 @@
  * shipper's retries and bounds go through test-kit's fault proxy.
  */
 import { createServer, type Server } from 'node:http';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -298,6 +298,63 @@ describe('OutputShipper', () => {
     for (let index = 0; index < 100; index++) writer.write('stdout', `line ${index}`);
     await expect.poll(() => readdirSync(spillDir), { timeout: 5_000 }).toEqual([]);
     expect(api.batches()).toBe(1);
+  });
+
+  it('while its module runs, an execution ships one batch per flush interval; once it ended, batch after batch', async () => {
+    const api = await startApi();
+    const proxy = await startFaultProxy({ port: api.port });
+    cleanups.push(() => proxy.close());
+    const seen = new Map<string, string[]>();
+    lines(api.logs, 'paced', seen);
+    const shipper = await startShipper(proxy, api.credential, await tempDir(), {
+      flushIntervalMs: 250,
+      maxBatchLines: 100,
+    });
+    const writer = shipper.open('paced');
+    // 2,000 lines at once: 20 full batches, which went out back to back as they came before.
+    for (let index = 0; index < 2_000; index++) writer.write('stdout', `line ${index}`);
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    // At most one batch per 250 ms: 2 or 3 in 600 ms (6 leaves room for a slow machine).
+    expect(api.batches()).toBeGreaterThan(0);
+    expect(api.batches()).toBeLessThanOrEqual(6);
+    expect(seen.get('paced')!.length).toBeLessThanOrEqual(600);
+    const before = Date.now();
+    writer.end();
+    await expect.poll(() => api.logs.closed('paced'), { timeout: 10_000, interval: 20 }).toBe(true);
+    // The other 14 or more batches at once, not one per 250 ms (3.5 s or more).
+    expect(Date.now() - before).toBeLessThan(2_500);
+    expect(seen.get('paced')).toEqual(Array.from({ length: 2_000 }, (_, index) => `line ${index}`));
+  });
+
+  it("a command's lines taken as bytes are masked when shipped, through the spill file too, which only the worker's user reads", async () => {
+    const api = await startApi();
+    const proxy = await startFaultProxy({ port: api.port });
+    cleanups.push(() => proxy.close());
+    const seen = new Map<string, string[]>();
+    lines(api.logs, 'bytes', seen);
+    proxy.fault({ kind: 'reset' });
+    const spillDir = await tempDir();
+    // A small buffer: every block after the first waits in the spill file.
+    const shipper = await startShipper(proxy, api.credential, spillDir, { bufferBytesPerExecution: 100 });
+    const writer = shipper.open('bytes');
+    const mask = (text: string) => text.replaceAll(SECRET, '***');
+    const blocks = [
+      `crlf line\r\nsees ${SECRET}\n`,
+      `non-ASCII: é 漢字\n`,
+      `${'x'.repeat(200)}\n`,
+      `last ${SECRET} line\n`,
+    ];
+    for (const block of blocks) writer.writeBytes!('stdout', Buffer.from(block), mask);
+    writer.end();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const spill = join(spillDir, 'bytes.spill');
+    expect(statSync(spill).mode & 0o777).toBe(0o600);
+    // Unmasked on disk, masked on the wire.
+    expect(readFileSync(spill, 'utf8')).toContain(SECRET);
+    proxy.heal();
+    await expect.poll(() => api.logs.closed('bytes'), { timeout: 10_000 }).toBe(true);
+    expect(seen.get('bytes')).toEqual(['crlf line', 'sees ***', 'non-ASCII: é 漢字', 'x'.repeat(200), 'last *** line']);
+    expect(existsSync(spill)).toBe(false);
   });
 
   it('a 20 MB log (200,000 lines) arrives whole and in order, to the last line, in its attempt file', async () => {

@@ -15,7 +15,7 @@ import { type BlobTransport, moduleArtifacts } from '../artifacts/module-artifac
 import { ConsoleCapture } from './console-capture.js';
 import { createModuleContext, ensureWorkingDirectory } from './module-context.js';
 import { toModuleLogger } from './module-logger.js';
-import { DISCARD_OUTPUT, type ModuleOutput, type OutputWriter } from './module-output.js';
+import { DISCARD_OUTPUT, type ModuleOutput, type OutputWriter, writeLineBytes } from './module-output.js';
 import { checkedResult } from './result-limits.js';
 import { describeThrown, serialise, type ThrownDescription } from './values-as-text.js';
 
@@ -237,8 +237,8 @@ async function run(
       workingDirectory,
       signal: controller.signal,
       logger: toModuleLogger(frame.log, frame.mask, frame.output),
-      // The whole lines of a read of the pipe, each ending with its \n: masked and written at once.
-      onOutput: (stream, lines) => frame.output.write(stream, frame.mask(lines.toString('utf8', 0, lines.length - 1))),
+      // The whole lines of a read of the pipe, each ending with its \n: kept as bytes, masked when shipped.
+      onOutput: (stream, lines) => writeLineBytes(frame.output, stream, lines, frame.mask),
       executionId: request.executionId,
       workerId: options.workerId,
       get artifacts() {

@@ -14,6 +14,7 @@ import type { HostLogLine } from './host-protocol.js';
 import type { ExecutionSink, HostEnd, ModuleHost } from './module-host.js';
 import type { ModuleHostPool } from './module-host-pool.js';
 import { toModuleLogger } from './module-logger.js';
+import { writeLineBytes } from './module-output.js';
 import type { ThrownDescription } from './values-as-text.js';
 
 /** What an execution in a module host takes besides the worker's {@link ExecutionOptions}. */
@@ -152,13 +153,14 @@ class FrameSink implements ExecutionSink {
 
   /**
    * Lines of the host's stdout or stderr: the module's `console.*`, and the lines of its commands;
-   * a block of whole lines per read of the pipe, masked and written at once.
+   * a block of whole lines per read of the pipe, as bytes (each line ending with `\n`), kept as
+   * they are and masked when shipped (see `OutputWriter.writeBytes`).
    */
-  output(stream: 'stdout' | 'stderr', lines: string): void {
-    const masked = this.frame.mask(lines);
+  output(stream: 'stdout' | 'stderr', lines: Buffer): void {
     // At debug: at info, a module printing 200,000 lines wrote 200,000 lines to the worker's log too.
-    this.frame.log.debug({ stream }, masked);
-    this.frame.output.write(stream, masked);
+    if (this.frame.log.isLevelEnabled('debug'))
+      this.frame.log.debug({ stream }, this.frame.mask(lines.toString('utf8', 0, lines.length - 1)));
+    writeLineBytes(this.frame.output, stream, lines, this.frame.mask);
   }
 }
 

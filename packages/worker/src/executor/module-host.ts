@@ -21,7 +21,7 @@ import {
   OUTPUT_END_MARK,
   type ToHost,
 } from './host-protocol.js';
-import { LineSplitter } from './module-output.js';
+import { ByteLineSplitter } from './module-output.js';
 import { type GroupStop, stopProcessGroup } from './process-group.js';
 
 /** The host's entry file, beside this one (`.ts` in the sources, `.js` once built). */
@@ -37,6 +37,11 @@ const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).
 
 /** How many of the last lines a host wrote to stderr are kept, to tell why it died. */
 const STDERR_TAIL_LINES = 20;
+
+/** How much of the end of a block of the host's stderr is decoded for its last lines (bytes). */
+const STDERR_TAIL_BYTES = 8 * 1024;
+
+const NEWLINE = Buffer.from('\n');
 
 /** What a host is started with. */
 export interface ModuleHostOptions {
@@ -73,10 +78,10 @@ export interface ExecutionSink {
   log(line: HostLogLine): void;
   /**
    * Lines the host process wrote to its stdout or stderr (`console.log`, Node's own warnings, the
-   * lines of the module's commands): a block of whole lines per read of the pipe, separated by
-   * line breaks (see `LineSplitter`).
+   * lines of the module's commands): a block of whole lines per read of the pipe, as the bytes
+   * written, each line ending with `\n` (see `ByteLineSplitter`).
    */
-  output(stream: 'stdout' | 'stderr', lines: string): void;
+  output(stream: 'stdout' | 'stderr', lines: Buffer): void;
   /** Every line the execution's module wrote on `stream` has been read (its end mark, or the pipe's end). */
   outputEnded(stream: 'stdout' | 'stderr'): void;
 }
@@ -341,24 +346,25 @@ export class ModuleHost {
   private readLines(stream: 'stdout' | 'stderr'): void {
     const source = this.child[stream]!;
     (source as unknown as { unref(): void }).unref();
-    source.setEncoding('utf8');
-    // A block of whole lines per read of the pipe (see LineSplitter): the end mark is looked for
-    // once per block, not once per line.
-    const emit = (block: string, from = 0): void => {
-      const mark = block.indexOf(OUTPUT_END_MARK, from);
-      if (mark >= 0) {
-        const newline = block.indexOf('\n', mark);
-        const text = block.slice(mark + OUTPUT_END_MARK.length, newline < 0 ? undefined : newline).replace(/\r$/, '');
-        // A module's line that only looks like a mark (without this host's nonce) is text.
-        if (!text.startsWith(`${this.markNonce} `)) {
-          emit(block, newline < 0 ? block.length : newline + 1);
-          return;
-        }
-        const ended = text.slice(this.markNonce.length + 1);
+    const mark = Buffer.from(OUTPUT_END_MARK);
+    const nonce = Buffer.from(`${this.markNonce} `);
+    // A block of whole lines per read of the pipe, as bytes (see ByteLineSplitter): not decoded
+    // here (the shipper does, when it makes batches, off the module's way), the end mark looked
+    // for once per block.
+    const emit = (block: Buffer): void => {
+      if (block.length === 0) return;
+      let at = block.indexOf(mark);
+      // A module's line that only looks like a mark (without this host's nonce) is text.
+      while (at >= 0 && !block.subarray(at + mark.length, at + mark.length + nonce.length).equals(nonce))
+        at = block.indexOf(mark, at + 1);
+      if (at >= 0) {
+        const newline = block.indexOf(0x0a, at);
+        const lineEnd = newline < 0 ? block.length : newline;
+        const ended = block.toString('utf8', at + mark.length + nonce.length, lineEnd).replace(/\r$/, '');
         // The lines before the mark's line, then what the module wrote without a newline at its
-        // end, which precedes the mark on its line.
-        const before = block.slice(0, mark);
-        if (before !== '') emit(before.endsWith('\n') ? before.slice(0, -1) : before);
+        // end, which precedes the mark on its line (ended with one here).
+        if (at > 0)
+          emit(block[at - 1] === 0x0a ? block.subarray(0, at) : Buffer.concat([block.subarray(0, at), NEWLINE]));
         const current = this.pipeSink[stream];
         if (current !== undefined && ended === current.executionId) {
           current.ended = true;
@@ -369,27 +375,33 @@ export class ModuleHost {
           }
         }
         // The lines after the mark's line belong to whoever the pipe carries now.
-        if (newline >= 0) emit(block.slice(newline + 1));
+        if (newline >= 0) emit(block.subarray(newline + 1));
         return;
       }
-      if (stream === 'stderr') {
-        const lines = block.split('\n');
-        this.stderrTail.push(...lines.slice(-STDERR_TAIL_LINES).map((line) => line.replace(/\r$/, '')));
-        if (this.stderrTail.length > STDERR_TAIL_LINES)
-          this.stderrTail.splice(0, this.stderrTail.length - STDERR_TAIL_LINES);
-      }
+      if (stream === 'stderr') this.keepStderrTail(block);
       const current = this.pipeSink[stream];
       if (current) current.sink.output(stream, block);
-      else this.options.logger.info({ hostPid: this.pid, stream }, block);
+      else this.options.logger.info({ hostPid: this.pid, stream }, block.toString('utf8', 0, block.length - 1));
     };
     // An unfinished line given in pieces of at most LIMITS.output.maxLineLength as it comes, as a
-    // command's is (whole lines longer than that are cut where they are shipped: splitLines).
-    const lines = new LineSplitter(emit);
-    source.on('data', (chunk: string) => lines.push(chunk));
+    // command's is.
+    const lines = new ByteLineSplitter(emit);
+    source.on('data', (chunk: Buffer) => lines.push(chunk));
     source.on('end', () => {
       lines.flush();
       // The host is gone: nothing more comes on this pipe.
       this.pipeSink[stream]?.sink.outputEnded(stream);
     });
+  }
+
+  /** Keeps the last {@link STDERR_TAIL_LINES} lines of a block of the host's stderr (its last few KiB decoded). */
+  private keepStderrTail(block: Buffer): void {
+    const from = Math.max(0, block.length - STDERR_TAIL_BYTES);
+    const lines = block.toString('utf8', from, block.length - 1).split('\n');
+    // A block cut at its start: its first line is a piece.
+    if (from > 0) lines.shift();
+    this.stderrTail.push(...lines.slice(-STDERR_TAIL_LINES).map((line) => line.replace(/\r$/, '')));
+    if (this.stderrTail.length > STDERR_TAIL_LINES)
+      this.stderrTail.splice(0, this.stderrTail.length - STDERR_TAIL_LINES);
   }
 }
