@@ -21,7 +21,15 @@ import { BENCH_PIPELINE, BenchProcess, clockTicks, JOIN_TOKEN } from './lib/proc
 /** The small run whose figures are subtracted. */
 export const SMALL = 10;
 
-const MPD = cliOf('mpd');
+/** The `mpd` CLI the bench runs, and the pipeline file it loads (another checkout's, to compare). */
+export interface CliUnderTest {
+  /** The `mpd` entry script. */
+  mpd: string;
+  pipeline: string;
+}
+
+/** This checkout's `mpd` and bench pipeline. */
+export const THIS_CLI: CliUnderTest = { mpd: cliOf('mpd'), pipeline: BENCH_PIPELINE };
 
 /** CPU time of this process's reaped children (and theirs), ms, from /proc/self/stat. */
 function reapedChildrenCpuMs(): number {
@@ -37,16 +45,17 @@ async function once(
   size: number,
   workers: number,
   slots: number,
-): Promise<{ durationMs: number; cpuMs: number }> {
+  cli: CliUnderTest,
+): Promise<{ durationMs: number; cpuMs: number; split: CpuSplit }> {
   const dir = mkdtempSync(join(tmpdir(), 'mpd-bench-cli-'));
   const env = { ...dagEnv({ shape, size, seed: 1, minMs: 0, maxMs: 0 }), MPD_JOIN_TOKEN: JOIN_TOKEN };
   const report = join(dir, 'report.json');
   const before = reapedChildrenCpuMs();
   const orchestrator = new BenchProcess(
     'cli-orchestrator',
-    MPD,
+    cli.mpd,
     [
-      ...['orchestrator', '--pipeline', BENCH_PIPELINE, '--min-workers', String(workers)],
+      ...['orchestrator', '--pipeline', cli.pipeline, '--min-workers', String(workers)],
       ...['--port', '0', '--host', '127.0.0.1', '--report', report, '--logs-dir', join(dir, 'logs')],
       ...['--artifacts-dir', join(dir, 'store')],
     ],
@@ -59,9 +68,9 @@ async function once(
       started.push(
         new BenchProcess(
           `cli-worker-${index + 1}`,
-          MPD,
+          cli.mpd,
           [
-            ...['worker', '--pipeline', BENCH_PIPELINE, '--orchestrator', url, '--id', `cli-worker-${index + 1}`],
+            ...['worker', '--pipeline', cli.pipeline, '--orchestrator', url, '--id', `cli-worker-${index + 1}`],
             ...[
               '--port',
               '0',
@@ -78,15 +87,33 @@ async function once(
       );
     }
     const code = await orchestrator.exited;
+    // The orchestrator is reaped; the workers and their hosts still live: the split of the CPU.
+    const orchestratorMs = reapedChildrenCpuMs() - before;
+    const workersMs = started.reduce((total, worker) => total + worker.cpuMs(), 0);
+    const hostsMs = started.reduce((total, worker) => total + worker.cpuMs({ children: true }), 0) - workersMs;
     if (code !== 0) throw new Error(`mpd orchestrator exited ${code}:\n${orchestrator.recentOutput()}`);
     const { durationMs, status } = JSON.parse(readFileSync(report, 'utf8')) as { durationMs: number; status: string };
     if (status !== 'Successful') throw new Error(`the CLI run ended ${status}`);
     await Promise.all(started.map((worker) => worker.stop(30_000)));
-    return { durationMs, cpuMs: reapedChildrenCpuMs() - before };
+    return {
+      durationMs,
+      cpuMs: reapedChildrenCpuMs() - before,
+      split: { orchestrator: orchestratorMs, workers: workersMs, hosts: hostsMs },
+    };
   } finally {
     await Promise.all([orchestrator.stop(), ...started.map((worker) => worker.stop())]);
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * CPU by process, ms: the orchestrator (whole life), the worker processes and their module hosts
+ * (read when the orchestrator exited, before the workers stop).
+ */
+export interface CpuSplit {
+  orchestrator: number;
+  workers: number;
+  hosts: number;
 }
 
 /** Per-module figures of the CLI path (see the file's comment). */
@@ -94,6 +121,8 @@ export interface CliFigures {
   modulesPerSecond: number;
   /** CPU per module, all processes, ms. */
   cpuMs: number;
+  /** CPU per module by process, ms. */
+  split: CpuSplit;
 }
 
 /** A run of `size` and one of {@link SMALL} modules through the CLIs, as one figure. */
@@ -102,12 +131,18 @@ export async function cliRun(
   size: number,
   workers: number,
   slots: number,
+  cli: CliUnderTest = THIS_CLI,
 ): Promise<CliFigures> {
-  const large = await once(shape, size, workers, slots);
-  const small = await once(shape, SMALL, workers, slots);
+  const large = await once(shape, size, workers, slots, cli);
+  const small = await once(shape, SMALL, workers, slots, cli);
   const extra = size - SMALL;
   return {
     modulesPerSecond: extra / ((large.durationMs - small.durationMs) / 1_000),
     cpuMs: (large.cpuMs - small.cpuMs) / extra,
+    split: {
+      orchestrator: (large.split.orchestrator - small.split.orchestrator) / extra,
+      workers: (large.split.workers - small.split.workers) / extra,
+      hosts: (large.split.hosts - small.split.hosts) / extra,
+    },
   };
 }

@@ -43,6 +43,36 @@ export interface DispatchConfig {
 export const DISPATCH_FULL: DispatchConfig = { size: 2_000, runs: 3, warmup: true, workers: 2, slots: 8, peer: true };
 export const DISPATCH_SMOKE: DispatchConfig = { size: 40, runs: 1, warmup: false, workers: 2, slots: 2, peer: true };
 
+/**
+ * `config` with what the environment narrows, for a shorter run under a shared machine's bench
+ * lock: `MPD_BENCH_DISPATCH_SHAPES` (`wide`, `chain` or `wide,chain`), `MPD_BENCH_DISPATCH_RUNS`,
+ * `MPD_BENCH_DISPATCH_SIZE`, `MPD_BENCH_DISPATCH_WARMUP=0`.
+ */
+export function dispatchConfigFromEnv(
+  config: DispatchConfig,
+  env: NodeJS.ProcessEnv = process.env,
+): DispatchConfig & { shapes: ('wide' | 'chain')[] } {
+  const number = (name: string, fallback: number): number => {
+    const value = env[name];
+    if (value === undefined || value === '') return fallback;
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < 1) throw new Error(`${name}: a whole number of at least 1, got ${value}`);
+    return parsed;
+  };
+  const shapes = (env.MPD_BENCH_DISPATCH_SHAPES ?? 'wide,chain').split(',').filter(Boolean);
+  for (const shape of shapes) {
+    if (shape !== 'wide' && shape !== 'chain')
+      throw new Error(`MPD_BENCH_DISPATCH_SHAPES: wide or chain, got ${shape}`);
+  }
+  return {
+    ...config,
+    size: number('MPD_BENCH_DISPATCH_SIZE', config.size),
+    runs: number('MPD_BENCH_DISPATCH_RUNS', config.runs),
+    warmup: env.MPD_BENCH_DISPATCH_WARMUP === '0' ? false : config.warmup,
+    shapes: shapes as ('wide' | 'chain')[],
+  };
+}
+
 interface Legs {
   dispatch: number[];
   back: number[];
@@ -202,10 +232,11 @@ async function variant(shape: Extract<Shape, 'wide' | 'chain'>, config: Dispatch
   }
 }
 
-export async function dispatchBench(config: DispatchConfig): Promise<{ rows: Row[]; details: unknown }> {
+export async function dispatchBench(given: DispatchConfig): Promise<{ rows: Row[]; details: unknown }> {
+  const { shapes, ...config } = dispatchConfigFromEnv(given);
   const rows: Row[] = [];
   const details: Record<string, unknown> = { config };
-  for (const shape of ['wide', 'chain'] as const) {
+  for (const shape of shapes) {
     const { mpd, baseline, inProcess, peer, peerUnavailable, cli } = await variant(shape, config);
     const benchmark = `2 dispatch, ${shape} ${config.size}`;
     const label = 'direct calls';

@@ -3,13 +3,14 @@
  * ratio, target, met?) and writes `bench/results.json` with the machine's details.
  * `pnpm bench:smoke` (`--smoke`) runs every benchmark at tiny sizes, once, without judging
  * the targets (CI runs it so that the script cannot rot). `--only NAME[,NAME]` runs some:
- * heartbeat, dispatch, schedule, scale, output, artifacts. `--cpu-prof` writes a CPU profile of every process the
+ * heartbeat, dispatch, schedule, scale, output, artifacts, route. `--cpu-prof` writes a CPU profile of every process the
  * bench starts to `bench/profiles/` (summarise one with `tsx bench/profile-summary.ts FILE`).
  */
 import { DISPATCH_FULL, DISPATCH_SMOKE, dispatchBench } from './dispatch.js';
 import { ARTIFACTS_FULL, ARTIFACTS_SMOKE, artifactsBench } from './artifacts.js';
 import { heartbeatBench, HEARTBEAT_FULL, HEARTBEAT_SMOKE } from './heartbeat.js';
 import { OUTPUT_FULL, OUTPUT_SMOKE, outputBench } from './output.js';
+import { ROUTE_FULL, ROUTE_SMOKE, routeBench } from './route.js';
 import { SCALE_FULL, SCALE_SMOKE, scaleBench } from './scale.js';
 import { SCHEDULE_FULL, SCHEDULE_SMOKE, scheduleBench } from './schedule.js';
 import { loadavg } from 'node:os';
@@ -29,6 +30,7 @@ const benches: { name: string; run: () => Promise<{ rows: Row[]; details: unknow
   { name: 'scale', run: () => scaleBench(smoke ? SCALE_SMOKE : SCALE_FULL) },
   { name: 'output', run: () => outputBench(smoke ? OUTPUT_SMOKE : OUTPUT_FULL) },
   { name: 'artifacts', run: () => artifactsBench(smoke ? ARTIFACTS_SMOKE : ARTIFACTS_FULL) },
+  { name: 'route', run: () => routeBench(smoke ? ROUTE_SMOKE : ROUTE_FULL) },
 ];
 
 const NOTES = [

@@ -94,6 +94,53 @@ describe('runPipeline: the order ready modules start in', () => {
   });
 });
 
+describe('runPipeline: its log', () => {
+  const run = () => null;
+  const LEVELS: Record<number, string> = { 20: 'debug', 30: 'info', 40: 'warn' };
+
+  it("logs a module that succeeded at debug ('module finished'), and one that failed at info", async () => {
+    const ok = defineModule({ name: 'ok', run });
+    const bad = defineModule({ name: 'bad', dependsOn: [ok], run });
+    const pipeline = definePipeline({ name: 'logged', modules: [ok, bad] });
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
+    registry.register({
+      id: 'w0',
+      endpoint: 'http://w0:9000',
+      capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+      pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: [...pipeline.modules.keys()] },
+    });
+    const instant = instantWorkerClient({ workerId: 'w0' });
+    // `bad` fails as a worker answers a module that threw.
+    const client = {
+      ...instant,
+      execution: {
+        ...instant.execution,
+        execute: async (request: Parameters<typeof instant.execution.execute>[0]) => {
+          const answer = await instant.execution.execute(request);
+          if (request.body.moduleTypeName !== 'bad') return answer;
+          const { serializedResult: _, ...times } = answer.body;
+          return {
+            status: 500,
+            body: { ...times, success: false, errorMessage: 'boom', exceptionType: 'Error', failureKind: 'Error' },
+          };
+        },
+      },
+    } as unknown as WorkerClient;
+    const finished = async (level: 'info' | 'debug') => {
+      const lines: { level: number; msg: string; module?: string }[] = [];
+      const logger = pino({ level }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+      const result = await runPipeline({ pipeline, registry, logger, createClient: () => client });
+      expect(result.status).toBe('Failed');
+      return lines
+        .filter((line) => line.msg === 'module finished')
+        .map((line) => `${LEVELS[line.level]} ${line.module}`);
+    };
+    // Issue 14: the progress output prints each module's end; a log write per success sat on the hot path.
+    expect(await finished('info')).toEqual(['info bad']);
+    expect(await finished('debug')).toEqual(['debug ok', 'info bad']);
+  });
+});
+
 describe('runPipeline: modules no worker can take', () => {
   const run = () => null;
   const logger = pino({ level: 'silent' });

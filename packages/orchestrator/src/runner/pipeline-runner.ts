@@ -638,7 +638,7 @@ class PipelineRun {
     this.rules.started(state.definition);
     this.pool.update(worker.id, sentAt);
 
-    // debug: 'module finished' (info) names the worker, and the progress output shows each start.
+    // debug: the progress output shows each start, and 'module finished' (info unless it succeeded) names the worker.
     this.log.debug({ module: state.name, workerId: worker.id, executionId }, 'module dispatched');
     this.reporter.emit({
       type: 'module-started',
@@ -1028,7 +1028,10 @@ class PipelineRun {
     if (status === 'Successful') result.result = details.result;
     if (details.error) result.error = details.error;
     if (details.reason) result.reason = details.reason;
-    this.log.info(
+    // A success at debug: the progress output prints its line (worker, duration) already, and a
+    // log write per module sat on the dispatch hot path (issue 14, `--cpu-prof` of the CLI). Any
+    // other end stays at info.
+    this.log[status === 'Successful' ? 'debug' : 'info'](
       { module: state.name, status, workerId: result.workerId, durationMs: result.durationMs },
       'module finished',
     );

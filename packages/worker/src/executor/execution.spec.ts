@@ -207,6 +207,28 @@ describe('startExecution', () => {
     await execution.stopped;
   });
 
+  it("logs one info line per module ('module succeeded' or 'module failed'); 'module started' only at debug", async () => {
+    const logged = async (level: 'info' | 'debug', module: Parameters<typeof startExecution>[0]) => {
+      const lines: { level: number; msg: string }[] = [];
+      const logger = pino({ level }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+      const execution = startExecution(module, request(), { ...options, logger });
+      await execution.outcome;
+      await execution.stopped;
+      return lines.map((line) => `${pino.levels.labels[line.level]} ${line.msg}`);
+    };
+    const ok = defineModule({ name: 'ok', run: () => 1 });
+    const fails = defineModule({
+      name: 'fails',
+      run: () => {
+        throw new Error('boom');
+      },
+    });
+    // Issue 14: a second info line per module was a log write on the dispatch hot path.
+    expect(await logged('info', ok)).toEqual(['info module succeeded']);
+    expect(await logged('info', fails)).toEqual(['warn module failed']);
+    expect(await logged('debug', ok)).toEqual(['debug module started', 'info module succeeded']);
+  });
+
   it('answers at a cancel, but stops only once a module that ignores its signal returns', async () => {
     let started!: () => void;
     const running = new Promise<void>((resolve) => (started = resolve));

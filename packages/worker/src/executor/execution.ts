@@ -159,7 +159,10 @@ export function beginExecution(
     { unref: true },
   );
 
-  log.info('module started');
+  // At debug: one info line per module ('module succeeded', with its duration, or 'module
+  // failed') is enough in the worker's log; a second one per start cost a log write per module on
+  // the dispatch hot path (issue 14, `--cpu-prof` of the worker CLI).
+  log.debug('module started');
   const times = { executionId: request.executionId, workerId: options.workerId, started };
   const output = options.output ? options.output.open(request.executionId) : DISCARD_OUTPUT;
   return {

@@ -1,0 +1,109 @@
+/**
+ * The route benchmark's servers (issue 14, `bench/route-cost.ts`): one process answering
+ * `POST /api/execution/execute` with a canned success body the size of a no-op module's, built
+ * four ways (argv[2]):
+ * - `http`: node's `http` alone (reads the body, `JSON.parse`, `JSON.stringify` the answer);
+ * - `express`: express with `express.json()`, as the heartbeat bench's bare express;
+ * - `ts-rest`: express, `express.json()` and ts-rest's `createExpressEndpoints` on the worker
+ *   contract (zod validation of the body);
+ * - `api-app`: the worker's own app plumbing, server-kit's `createApiApp` on the worker contract
+ *   (security headers, the JSON-only check, the route middleware chain, ts-rest, zod, error
+ *   handlers) with a bearer check in the route middleware as the worker's: all but the executor.
+ */
+import { createServer } from 'node:http';
+import { workerContract } from '@mpd/contract';
+import { bearerToken, createApiApp, safeEqual } from '@mpd/server-kit';
+import { createExpressEndpoints, initServer } from '@ts-rest/express';
+import express, { type RequestHandler } from 'express';
+import { processStats, serveIpc } from '../lib/ipc.js';
+import { WORKER_TOKEN } from '../lib/processes.js';
+
+const variant = process.argv[2] ?? 'http';
+
+/** What a worker answers for a no-op module (its shape, not its times). */
+function answer(executionId: string): object {
+  const now = new Date().toISOString();
+  return {
+    executionId,
+    duration: '00:00:00.0010000',
+    startTime: now,
+    endTime: now,
+    workerId: 'bench-worker',
+    success: true,
+    serializedResult: '{"t":"123456789012345"}',
+  };
+}
+
+const notImplemented = async () => ({ status: 404 as const, body: { errorCode: 'NotFound', errorMessage: 'no' } });
+
+function tsRestRoutes(middleware: RequestHandler[]) {
+  const s = initServer();
+  return s.router(workerContract, {
+    execution: {
+      execute: {
+        middleware,
+        handler: async ({ body }) => ({ status: 200 as const, body: answer(body.executionId) as never }),
+      },
+      cancel: notImplemented as never,
+    },
+    health: { get: notImplemented as never },
+  });
+}
+
+let server: ReturnType<typeof createServer>;
+if (variant === 'http') {
+  server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { executionId: string };
+      const text = JSON.stringify(answer(body.executionId));
+      res.writeHead(200, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(text),
+      });
+      res.end(text);
+    });
+  });
+} else {
+  let app: express.Express;
+  if (variant === 'express') {
+    app = express();
+    app.disable('x-powered-by');
+    app.set('etag', false);
+    app.use(express.json({ limit: '1mb' }));
+    app.post('/api/execution/execute', (req, res) => {
+      res.json(answer((req.body as { executionId: string }).executionId));
+    });
+  } else if (variant === 'ts-rest') {
+    app = express();
+    app.disable('x-powered-by');
+    app.set('etag', false);
+    app.use(express.json({ limit: '1mb' }));
+    createExpressEndpoints(workerContract, tsRestRoutes([]), app, { logInitialization: false });
+  } else if (variant === 'api-app') {
+    const authenticate: RequestHandler = (req, res, next) => {
+      if (safeEqual(bearerToken(req) ?? '', WORKER_TOKEN)) next();
+      else res.status(401).json({ errorCode: 'Unauthorized', errorMessage: 'no' });
+    };
+    app = createApiApp({
+      contract: workerContract,
+      routes: tsRestRoutes([authenticate]),
+      openApi: () => ({}),
+      server: 'worker',
+      logger: { error: () => undefined } as never,
+      bodyLimit: '100mb',
+      validateResponses: false,
+    });
+  } else {
+    throw new Error(`unknown variant ${variant}`);
+  }
+  server = createServer(app);
+}
+server.listen(0, '127.0.0.1', () => {
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  process.stdout.write(`${variant} execute route listening on http://127.0.0.1:${port}\n`);
+});
+serveIpc({ stats: () => processStats() });
+process.on('SIGTERM', () => server.close(() => process.exit(0)));
