@@ -11,7 +11,7 @@
  * orchestrator, each worker, each worker's module host (from when it appears). Each run has a
  * fresh cluster and store (the store and the caches would otherwise already hold the blob).
  */
-import { createReadStream, createWriteStream, mkdirSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -21,7 +21,7 @@ import type { RunTimings } from './servers/orchestrator.js';
 import { writeBenchFile } from './lib/bench-file.js';
 import { BenchProcess, benchPath, startBenchOrchestrator, startWorkerCli } from './lib/processes.js';
 import { type Row, rowsOf } from './lib/report.js';
-import { childPids, MB, RssSampler, type RssFigures } from './lib/rss.js';
+import { childPids, MB, RssSampler, type RssFigures, TIMELINE_BUCKET_MS } from './lib/rss.js';
 import { median } from './lib/stats.js';
 
 export interface ArtifactsConfig {
@@ -38,6 +38,72 @@ interface Transfer {
   uploadMs: number;
   downloadMs: number;
   rss: Record<string, RssFigures>;
+  /** CPU time each process used from the upload's start to the download's end, ms (timeline buckets in that window). */
+  cpuMs: Record<string, number>;
+}
+
+/** Dirty + Writeback of /proc/meminfo, bytes, every {@link TIMELINE_BUCKET_MS} from now until the returned stop is called. */
+function sampleDirty(): () => number[] {
+  const samples: number[] = [];
+  const sample = (): void => {
+    try {
+      const info = readFileSync('/proc/meminfo', 'utf8');
+      const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(info)?.[1] ?? 0);
+      samples.push((kb('Dirty') + kb('Writeback')) * 1024);
+    } catch {
+      samples.push(Number.NaN);
+    }
+  };
+  sample();
+  const timer = setInterval(sample, TIMELINE_BUCKET_MS);
+  return () => {
+    clearInterval(timer);
+    return samples;
+  };
+}
+
+/** The CPU of each group in the buckets of `rss` between `from` and `to` (ms after the sampler's start). */
+function cpuIn(rss: Record<string, RssFigures>, from: number, to: number): Record<string, number> {
+  const first = Math.floor(from / TIMELINE_BUCKET_MS);
+  const last = Math.floor(to / TIMELINE_BUCKET_MS);
+  return Object.fromEntries(
+    Object.entries(rss).map(([name, figures]) => [
+      name,
+      figures.cpuTimeline.slice(first, last + 1).reduce((sum, ms) => sum + ms, 0),
+    ]),
+  );
+}
+
+/**
+ * With MPD_BENCH_TIMELINE set: each process's CPU per {@link TIMELINE_BUCKET_MS} on stderr, from
+ * `from` to `to` (ms after the sampler's start), the marks (upload's end, …) where they fall.
+ */
+function printTimeline(
+  title: string,
+  rss: Record<string, RssFigures>,
+  from: number,
+  to: number,
+  marks: Record<string, number>,
+  dirty: number[],
+): void {
+  if (!process.env.MPD_BENCH_TIMELINE) return;
+  const names = Object.keys(rss);
+  const lines = [
+    `${title}: CPU ms per ${TIMELINE_BUCKET_MS} ms; the kernel's dirty + writeback pages, MB`,
+    ['t (s)', ...names, 'dirty MB'].map((name) => name.padStart(10)).join(' '),
+  ];
+  for (let bucket = Math.floor(from / TIMELINE_BUCKET_MS); bucket <= Math.floor(to / TIMELINE_BUCKET_MS); bucket++) {
+    const at = bucket * TIMELINE_BUCKET_MS;
+    const marked = Object.entries(marks)
+      .filter(([, ms]) => ms >= at && ms < at + TIMELINE_BUCKET_MS)
+      .map(([mark]) => mark);
+    const cells = names.map((name) => String(rss[name]!.cpuTimeline[bucket] ?? 0).padStart(10));
+    cells.push(String(Math.round((dirty[bucket] ?? 0) / MB)).padStart(10));
+    lines.push(
+      `${((at - from) / 1000).toFixed(2).padStart(10)} ${cells.join(' ')}${marked.length ? `  <- ${marked.join(', ')}` : ''}`,
+    );
+  }
+  process.stderr.write(`${lines.join('\n')}\n`);
 }
 
 async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transfer> {
@@ -73,6 +139,8 @@ async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transf
       'worker B': () => [b.pid],
       'module host on B': () => childPids(b.pid),
     }).start();
+    const sampledFrom = Date.now();
+    const dirty = sampleDirty();
     let timings: RunTimings;
     let rss: Record<string, RssFigures>;
     try {
@@ -80,14 +148,32 @@ async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transf
     } finally {
       rss = sampler.stop();
     }
+    const dirtyBytes = dirty();
     if (timings.status !== 'Successful') {
       throw new Error(`the artifact pipeline ended ${timings.status}:\n${a.recentOutput()}\n${b.recentOutput()}`);
     }
+    type Timed = { startedAt: number; endedAt: number };
     const result = (name: string) => timings.modules.find((module) => module.name === name)!.result;
-    return {
-      uploadMs: (result('produce') as { uploadMs: number }).uploadMs,
-      downloadMs: (result('consume') as { downloadMs: number }).downloadMs,
+    const produced = result('produce') as Timed & { uploadMs: number };
+    const consumed = result('consume') as Timed & { downloadMs: number };
+    const from = produced.startedAt - sampledFrom;
+    const to = consumed.endedAt - sampledFrom;
+    printTimeline(
+      'mpd',
       rss,
+      from,
+      to,
+      {
+        'upload ends': produced.endedAt - sampledFrom,
+        'download starts': consumed.startedAt - sampledFrom,
+      },
+      dirtyBytes,
+    );
+    return {
+      uploadMs: produced.uploadMs,
+      downloadMs: consumed.downloadMs,
+      rss,
+      cpuMs: cpuIn(rss, from, to),
     };
   } finally {
     await Promise.all([...workers.map((worker) => worker.stop()), orchestrator.stop()]);
@@ -97,6 +183,7 @@ async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transf
 /** `PUT` then `GET` of `file` through the bare server at `url`, timed. */
 async function bareTransfer(bare: BenchProcess, url: string, file: string, into: string): Promise<Transfer> {
   const sampler = new RssSampler({ 'bare server': () => [bare.pid], 'driver (client)': () => [process.pid] }).start();
+  const dirty = sampleDirty();
   try {
     const size = statSync(file).size;
     let started = performance.now();
@@ -124,9 +211,13 @@ async function bareTransfer(bare: BenchProcess, url: string, file: string, into:
     });
     const downloadMs = performance.now() - started;
     if (statSync(into).size !== size) throw new Error('the bare download is short');
-    return { uploadMs, downloadMs, rss: sampler.stop() };
+    const rss = sampler.stop();
+    const total = uploadMs + downloadMs;
+    printTimeline('bare', rss, 0, total, { 'upload ends': uploadMs }, dirty());
+    return { uploadMs, downloadMs, rss, cpuMs: cpuIn(rss, 0, total) };
   } finally {
     sampler.stop();
+    dirty();
   }
 }
 
@@ -182,6 +273,16 @@ export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: R
       row('throughput, upload + download', 'MiB/s', throughput, { on: 'ratio', kind: 'min', limit: 0.7 }),
       row('upload (ctx.artifacts.upload: pack and hash, PUT)', 'ms', (run) => run.uploadMs),
       row('download (ctx.artifacts.download: GET, check, extract)', 'ms', (run) => run.downloadMs),
+      row('CPU, every process, upload start to download end', 'ms', (run) =>
+        Object.values(run.cpuMs).reduce((sum, ms) => sum + ms, 0),
+      ),
+      ...['orchestrator', 'worker A', 'module host on A', 'worker B', 'module host on B'].map((group): Row => ({
+        benchmark,
+        metric: `CPU: ${group}`,
+        unit: 'ms',
+        value: median(mpd.map((run) => run.cpuMs[group] ?? Number.NaN)),
+        runs: mpd.map((run) => run.cpuMs[group] ?? Number.NaN),
+      })),
       growth('orchestrator', 'bare server'),
       growth('worker A'),
       growth('module host on A'),
