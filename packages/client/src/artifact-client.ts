@@ -201,7 +201,14 @@ export class ArtifactClient {
     const size = Number(response.headers['content-length']);
     const temporary = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.partial`);
     try {
-      await pipeline(response.body, new VerifyingStream(sha256, size), createWriteStream(temporary, { flags: 'wx' }));
+      // Up to 1 MiB queued for the file: the write stream then writes what the socket brought in
+      // one `writev` rather than each 64 KiB chunk on its own (the consumer's worker used 3.9 s of
+      // CPU per GiB downloaded against 4.4-4.9 s with the 16 KiB default, benchmark 6, issue 13).
+      await pipeline(
+        response.body,
+        new VerifyingStream(sha256, size),
+        createWriteStream(temporary, { flags: 'wx', highWaterMark: FILE_READ_BYTES }),
+      );
       await rename(temporary, path);
     } catch (error) {
       response.body.destroy();
