@@ -285,6 +285,28 @@ export class ArtifactClient {
     await response.body.dump();
   }
 
+  /**
+   * Blob `sha256` as a stream, for a reader that writes it somewhere of its own as it arrives
+   * (the worker's cache, following the download while a module extracts it): from the
+   * orchestrator's bucket by a presigned URL when it has one (as {@link getToFile}), else the
+   * blob route; `size` from the answer's `Content-Length`; `body` passes the bytes on as they
+   * arrive, hashed, holding the last chunk back until all of them hash to `sha256`, so a damaged
+   * blob errors (`BlobDamagedError`) before its reader has it whole. Destroy `body` to abandon
+   * the transfer.
+   * @throws ArtifactStoreError (404 `ArtifactNotFound`, 401/403)
+   */
+  async get(sha256: string): Promise<{ size: number; body: Readable }> {
+    const direct = await this.transfer(sha256, 'download');
+    const response = direct ? await this.viaUrl(direct) : await this.call('GET', sha256);
+    if (response.statusCode !== 200)
+      throw await refusal(response, `GET blob ${sha256}${direct ? ' from the bucket' : ''}`);
+    const size = Number(response.headers['content-length']);
+    const verifying = new VerifyingStream(sha256, size);
+    // Errors of either side reach the reader through `verifying`; destroying it ends the request.
+    pipeline(response.body, verifying).catch(() => undefined);
+    return { size, body: verifying };
+  }
+
   /** Closes the client's connections. */
   async close(): Promise<void> {
     await Promise.all([this.dispatcher.close(), this.bucketDispatcher?.close()]);
