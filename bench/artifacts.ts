@@ -42,16 +42,36 @@ interface Transfer {
   cpuMs: Record<string, number>;
 }
 
-/** Dirty + Writeback of /proc/meminfo, bytes, every {@link TIMELINE_BUCKET_MS} from now until the returned stop is called. */
-function sampleDirty(): () => number[] {
-  const samples: number[] = [];
+/** The machine over time, one sample per {@link TIMELINE_BUCKET_MS} (NaN where /proc cannot be read). */
+interface MachineSamples {
+  /** Dirty + Writeback of /proc/meminfo, bytes, at each step's start. */
+  dirty: number[];
+  /** CPU time every core spent busy (not idle or waiting on I/O: the kernel's flusher threads and every process) in each step, ms. */
+  busyMs: number[];
+}
+
+/** Samples {@link MachineSamples} from now until the returned stop is called. */
+function sampleMachine(): () => MachineSamples {
+  const samples: MachineSamples = { dirty: [], busyMs: [] };
+  let lastBusy: number | undefined;
   const sample = (): void => {
     try {
       const info = readFileSync('/proc/meminfo', 'utf8');
       const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(info)?.[1] ?? 0);
-      samples.push((kb('Dirty') + kb('Writeback')) * 1024);
+      samples.dirty.push((kb('Dirty') + kb('Writeback')) * 1024);
+      // /proc/stat's first line: cpu user nice system idle iowait irq softirq steal …, in 10 ms ticks.
+      const [user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'utf8')
+        .split('\n', 1)[0]!
+        .trim()
+        .split(/\s+/)
+        .slice(1)
+        .map(Number);
+      const busy = (user! + nice! + system! + irq! + softirq! + (steal ?? 0)) * 10;
+      if (lastBusy !== undefined) samples.busyMs.push(busy - lastBusy);
+      lastBusy = busy;
     } catch {
-      samples.push(Number.NaN);
+      samples.dirty.push(Number.NaN);
+      samples.busyMs.push(Number.NaN);
     }
   };
   sample();
@@ -84,13 +104,13 @@ function printTimeline(
   from: number,
   to: number,
   marks: Record<string, number>,
-  dirty: number[],
+  machine: MachineSamples,
 ): void {
   if (!process.env.MPD_BENCH_TIMELINE) return;
   const names = Object.keys(rss);
   const lines = [
-    `${title}: CPU ms per ${TIMELINE_BUCKET_MS} ms; the kernel's dirty + writeback pages, MB`,
-    ['t (s)', ...names, 'dirty MB'].map((name) => name.padStart(10)).join(' '),
+    `${title}: CPU ms per ${TIMELINE_BUCKET_MS} ms (each process; the whole machine, every core); the kernel's dirty + writeback pages, MB`,
+    ['t (s)', ...names, 'machine', 'dirty MB'].map((name) => name.padStart(10)).join(' '),
   ];
   for (let bucket = Math.floor(from / TIMELINE_BUCKET_MS); bucket <= Math.floor(to / TIMELINE_BUCKET_MS); bucket++) {
     const at = bucket * TIMELINE_BUCKET_MS;
@@ -98,7 +118,8 @@ function printTimeline(
       .filter(([, ms]) => ms >= at && ms < at + TIMELINE_BUCKET_MS)
       .map(([mark]) => mark);
     const cells = names.map((name) => String(rss[name]!.cpuTimeline[bucket] ?? 0).padStart(10));
-    cells.push(String(Math.round((dirty[bucket] ?? 0) / MB)).padStart(10));
+    cells.push(String(machine.busyMs[bucket] ?? 0).padStart(10));
+    cells.push(String(Math.round((machine.dirty[bucket] ?? 0) / MB)).padStart(10));
     lines.push(
       `${((at - from) / 1000).toFixed(2).padStart(10)} ${cells.join(' ')}${marked.length ? `  <- ${marked.join(', ')}` : ''}`,
     );
@@ -140,7 +161,7 @@ async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transf
       'module host on B': () => childPids(b.pid),
     }).start();
     const sampledFrom = Date.now();
-    const dirty = sampleDirty();
+    const machine = sampleMachine();
     let timings: RunTimings;
     let rss: Record<string, RssFigures>;
     try {
@@ -148,7 +169,7 @@ async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transf
     } finally {
       rss = sampler.stop();
     }
-    const dirtyBytes = dirty();
+    const machineSamples = machine();
     if (timings.status !== 'Successful') {
       throw new Error(`the artifact pipeline ended ${timings.status}:\n${a.recentOutput()}\n${b.recentOutput()}`);
     }
@@ -167,7 +188,7 @@ async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transf
         'upload ends': produced.endedAt - sampledFrom,
         'download starts': consumed.startedAt - sampledFrom,
       },
-      dirtyBytes,
+      machineSamples,
     );
     return {
       uploadMs: produced.uploadMs,
@@ -183,7 +204,7 @@ async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transf
 /** `PUT` then `GET` of `file` through the bare server at `url`, timed. */
 async function bareTransfer(bare: BenchProcess, url: string, file: string, into: string): Promise<Transfer> {
   const sampler = new RssSampler({ 'bare server': () => [bare.pid], 'driver (client)': () => [process.pid] }).start();
-  const dirty = sampleDirty();
+  const machine = sampleMachine();
   try {
     const size = statSync(file).size;
     let started = performance.now();
@@ -213,11 +234,11 @@ async function bareTransfer(bare: BenchProcess, url: string, file: string, into:
     if (statSync(into).size !== size) throw new Error('the bare download is short');
     const rss = sampler.stop();
     const total = uploadMs + downloadMs;
-    printTimeline('bare', rss, 0, total, { 'upload ends': uploadMs }, dirty());
+    printTimeline('bare', rss, 0, total, { 'upload ends': uploadMs }, machine());
     return { uploadMs, downloadMs, rss, cpuMs: cpuIn(rss, 0, total) };
   } finally {
     sampler.stop();
-    dirty();
+    machine();
   }
 }
 
