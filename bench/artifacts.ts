@@ -11,7 +11,7 @@
  * orchestrator, each worker, each worker's module host (from when it appears). Each run has a
  * fresh cluster and store (the store and the caches would otherwise already hold the blob).
  */
-import { createReadStream, createWriteStream, mkdirSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -21,7 +21,7 @@ import type { RunTimings } from './servers/orchestrator.js';
 import { writeBenchFile } from './lib/bench-file.js';
 import { BenchProcess, benchPath, startBenchOrchestrator, startWorkerCli } from './lib/processes.js';
 import { type Row, rowsOf } from './lib/report.js';
-import { childPids, MB, RssSampler, type RssFigures } from './lib/rss.js';
+import { childPids, MB, RssSampler, type RssFigures, TIMELINE_BUCKET_MS } from './lib/rss.js';
 import { median } from './lib/stats.js';
 
 export interface ArtifactsConfig {
@@ -38,6 +38,93 @@ interface Transfer {
   uploadMs: number;
   downloadMs: number;
   rss: Record<string, RssFigures>;
+  /** CPU time each process used from the upload's start to the download's end, ms (timeline buckets in that window). */
+  cpuMs: Record<string, number>;
+}
+
+/** The machine over time, one sample per {@link TIMELINE_BUCKET_MS} (NaN where /proc cannot be read). */
+interface MachineSamples {
+  /** Dirty + Writeback of /proc/meminfo, bytes, at each step's start. */
+  dirty: number[];
+  /** CPU time every core spent busy (not idle or waiting on I/O: the kernel's flusher threads and every process) in each step, ms. */
+  busyMs: number[];
+}
+
+/** Samples {@link MachineSamples} from now until the returned stop is called. */
+function sampleMachine(): () => MachineSamples {
+  const samples: MachineSamples = { dirty: [], busyMs: [] };
+  let lastBusy: number | undefined;
+  const sample = (): void => {
+    try {
+      const info = readFileSync('/proc/meminfo', 'utf8');
+      const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(info)?.[1] ?? 0);
+      samples.dirty.push((kb('Dirty') + kb('Writeback')) * 1024);
+      // /proc/stat's first line: cpu user nice system idle iowait irq softirq steal …, in 10 ms ticks.
+      const [user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'utf8')
+        .split('\n', 1)[0]!
+        .trim()
+        .split(/\s+/)
+        .slice(1)
+        .map(Number);
+      const busy = (user! + nice! + system! + irq! + softirq! + (steal ?? 0)) * 10;
+      if (lastBusy !== undefined) samples.busyMs.push(busy - lastBusy);
+      lastBusy = busy;
+    } catch {
+      samples.dirty.push(Number.NaN);
+      samples.busyMs.push(Number.NaN);
+    }
+  };
+  sample();
+  const timer = setInterval(sample, TIMELINE_BUCKET_MS);
+  return () => {
+    clearInterval(timer);
+    return samples;
+  };
+}
+
+/** The CPU of each group in the buckets of `rss` between `from` and `to` (ms after the sampler's start). */
+function cpuIn(rss: Record<string, RssFigures>, from: number, to: number): Record<string, number> {
+  const first = Math.floor(from / TIMELINE_BUCKET_MS);
+  const last = Math.floor(to / TIMELINE_BUCKET_MS);
+  return Object.fromEntries(
+    Object.entries(rss).map(([name, figures]) => [
+      name,
+      figures.cpuTimeline.slice(first, last + 1).reduce((sum, ms) => sum + ms, 0),
+    ]),
+  );
+}
+
+/**
+ * With MPD_BENCH_TIMELINE set: each process's CPU per {@link TIMELINE_BUCKET_MS} on stderr, from
+ * `from` to `to` (ms after the sampler's start), the marks (upload's end, …) where they fall.
+ */
+function printTimeline(
+  title: string,
+  rss: Record<string, RssFigures>,
+  from: number,
+  to: number,
+  marks: Record<string, number>,
+  machine: MachineSamples,
+): void {
+  if (!process.env.MPD_BENCH_TIMELINE) return;
+  const names = Object.keys(rss);
+  const lines = [
+    `${title}: CPU ms per ${TIMELINE_BUCKET_MS} ms (each process; the whole machine, every core); the kernel's dirty + writeback pages, MB`,
+    ['t (s)', ...names, 'machine', 'dirty MB'].map((name) => name.padStart(10)).join(' '),
+  ];
+  for (let bucket = Math.floor(from / TIMELINE_BUCKET_MS); bucket <= Math.floor(to / TIMELINE_BUCKET_MS); bucket++) {
+    const at = bucket * TIMELINE_BUCKET_MS;
+    const marked = Object.entries(marks)
+      .filter(([, ms]) => ms >= at && ms < at + TIMELINE_BUCKET_MS)
+      .map(([mark]) => mark);
+    const cells = names.map((name) => String(rss[name]!.cpuTimeline[bucket] ?? 0).padStart(10));
+    cells.push(String(machine.busyMs[bucket] ?? 0).padStart(10));
+    cells.push(String(Math.round((machine.dirty[bucket] ?? 0) / MB)).padStart(10));
+    lines.push(
+      `${((at - from) / 1000).toFixed(2).padStart(10)} ${cells.join(' ')}${marked.length ? `  <- ${marked.join(', ')}` : ''}`,
+    );
+  }
+  process.stderr.write(`${lines.join('\n')}\n`);
 }
 
 async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transfer> {
@@ -73,6 +160,8 @@ async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transf
       'worker B': () => [b.pid],
       'module host on B': () => childPids(b.pid),
     }).start();
+    const sampledFrom = Date.now();
+    const machine = sampleMachine();
     let timings: RunTimings;
     let rss: Record<string, RssFigures>;
     try {
@@ -80,14 +169,32 @@ async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transf
     } finally {
       rss = sampler.stop();
     }
+    const machineSamples = machine();
     if (timings.status !== 'Successful') {
       throw new Error(`the artifact pipeline ended ${timings.status}:\n${a.recentOutput()}\n${b.recentOutput()}`);
     }
+    type Timed = { startedAt: number; endedAt: number };
     const result = (name: string) => timings.modules.find((module) => module.name === name)!.result;
-    return {
-      uploadMs: (result('produce') as { uploadMs: number }).uploadMs,
-      downloadMs: (result('consume') as { downloadMs: number }).downloadMs,
+    const produced = result('produce') as Timed & { uploadMs: number };
+    const consumed = result('consume') as Timed & { downloadMs: number };
+    const from = produced.startedAt - sampledFrom;
+    const to = consumed.endedAt - sampledFrom;
+    printTimeline(
+      'mpd',
       rss,
+      from,
+      to,
+      {
+        'upload ends': produced.endedAt - sampledFrom,
+        'download starts': consumed.startedAt - sampledFrom,
+      },
+      machineSamples,
+    );
+    return {
+      uploadMs: produced.uploadMs,
+      downloadMs: consumed.downloadMs,
+      rss,
+      cpuMs: cpuIn(rss, from, to),
     };
   } finally {
     await Promise.all([...workers.map((worker) => worker.stop()), orchestrator.stop()]);
@@ -97,6 +204,7 @@ async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transf
 /** `PUT` then `GET` of `file` through the bare server at `url`, timed. */
 async function bareTransfer(bare: BenchProcess, url: string, file: string, into: string): Promise<Transfer> {
   const sampler = new RssSampler({ 'bare server': () => [bare.pid], 'driver (client)': () => [process.pid] }).start();
+  const machine = sampleMachine();
   try {
     const size = statSync(file).size;
     let started = performance.now();
@@ -124,9 +232,13 @@ async function bareTransfer(bare: BenchProcess, url: string, file: string, into:
     });
     const downloadMs = performance.now() - started;
     if (statSync(into).size !== size) throw new Error('the bare download is short');
-    return { uploadMs, downloadMs, rss: sampler.stop() };
+    const rss = sampler.stop();
+    const total = uploadMs + downloadMs;
+    printTimeline('bare', rss, 0, total, { 'upload ends': uploadMs }, machine());
+    return { uploadMs, downloadMs, rss, cpuMs: cpuIn(rss, 0, total) };
   } finally {
     sampler.stop();
+    machine();
   }
 }
 
@@ -182,6 +294,16 @@ export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: R
       row('throughput, upload + download', 'MiB/s', throughput, { on: 'ratio', kind: 'min', limit: 0.7 }),
       row('upload (ctx.artifacts.upload: pack and hash, PUT)', 'ms', (run) => run.uploadMs),
       row('download (ctx.artifacts.download: GET, check, extract)', 'ms', (run) => run.downloadMs),
+      row('CPU, every process, upload start to download end', 'ms', (run) =>
+        Object.values(run.cpuMs).reduce((sum, ms) => sum + ms, 0),
+      ),
+      ...['orchestrator', 'worker A', 'module host on A', 'worker B', 'module host on B'].map((group): Row => ({
+        benchmark,
+        metric: `CPU: ${group}`,
+        unit: 'ms',
+        value: median(mpd.map((run) => run.cpuMs[group] ?? Number.NaN)),
+        runs: mpd.map((run) => run.cpuMs[group] ?? Number.NaN),
+      })),
       growth('orchestrator', 'bare server'),
       growth('worker A'),
       growth('module host on A'),

@@ -11,6 +11,18 @@ export function rssBytes(pid: number): number {
   }
 }
 
+/** The CPU time (user + system) process `pid` used so far, ms; 0 when it is gone (Linux clock ticks of 10 ms). */
+export function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command's parenthesised name (which may hold spaces): utime, stime are the 12th and 13th.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  } catch {
+    return 0;
+  }
+}
+
 /** The ids of the live child processes of `pid` (a worker's module hosts). */
 export function childPids(pid: number): number[] {
   try {
@@ -28,7 +40,14 @@ export interface RssFigures {
   peak: number;
   /** `peak - first`. */
   growth: number;
+  /** CPU time the group used between its first and its last sample, ms (processes gone meanwhile count up to their last sample). */
+  cpuMs: number;
+  /** CPU time used in each {@link TIMELINE_BUCKET_MS} from the sampler's start, ms: the transfer's timeline. */
+  cpuTimeline: number[];
 }
+
+/** The width of one step of {@link RssFigures.cpuTimeline}, ms. */
+export const TIMELINE_BUCKET_MS = 250;
 
 /**
  * Samples the summed RSS of groups of processes every `intervalMs` (each group's pids are
@@ -36,6 +55,9 @@ export interface RssFigures {
  */
 export class RssSampler {
   private readonly figures = new Map<string, { first: number; peak: number }>();
+  /** Per group, the last CPU figure seen of each pid, and the CPU used so far in each timeline bucket. */
+  private readonly cpu = new Map<string, { last: Map<number, number>; total: number; timeline: number[] }>();
+  private startedAt = 0;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -44,6 +66,7 @@ export class RssSampler {
   ) {}
 
   start(): this {
+    this.startedAt = performance.now();
     this.sample();
     this.timer = setInterval(() => this.sample(), this.intervalMs);
     return this;
@@ -55,14 +78,28 @@ export class RssSampler {
     return Object.fromEntries(
       Object.keys(this.groups).map((name) => {
         const { first, peak } = this.figures.get(name) ?? { first: Number.NaN, peak: Number.NaN };
-        return [name, { first, peak, growth: peak - first }];
+        const cpu = this.cpu.get(name);
+        const timeline = Array.from(cpu?.timeline ?? [], (ms) => ms ?? 0);
+        return [name, { first, peak, growth: peak - first, cpuMs: cpu?.total ?? 0, cpuTimeline: timeline }];
       }),
     );
   }
 
   private sample(): void {
+    const bucket = Math.floor((performance.now() - this.startedAt) / TIMELINE_BUCKET_MS);
     for (const [name, pids] of Object.entries(this.groups)) {
-      const total = pids().reduce((sum, pid) => sum + rssBytes(pid), 0);
+      const ids = pids();
+      let cpu = this.cpu.get(name);
+      if (!cpu) this.cpu.set(name, (cpu = { last: new Map(), total: 0, timeline: [] }));
+      for (const pid of ids) {
+        const used = cpuMs(pid);
+        const before = cpu.last.get(pid);
+        cpu.last.set(pid, used);
+        if (before === undefined || used <= before) continue;
+        cpu.total += used - before;
+        cpu.timeline[bucket] = (cpu.timeline[bucket] ?? 0) + used - before;
+      }
+      const total = ids.reduce((sum, pid) => sum + rssBytes(pid), 0);
       if (total === 0) continue;
       const figures = this.figures.get(name);
       if (!figures) this.figures.set(name, { first: total, peak: total });

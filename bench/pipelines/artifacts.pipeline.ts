@@ -3,7 +3,8 @@
  * writes a file of MPD_BENCH_ARTIFACT_BYTES bytes under MPD_BENCH_ARTIFACT_DIR/produce and
  * uploads it with `ctx.artifacts.upload`; `consume` (on the worker tagged `consumer`) downloads
  * it with `ctx.artifacts.download` into MPD_BENCH_ARTIFACT_DIR/consume. Each times only its
- * artifact call (ms, in its result), not the writing of the file.
+ * artifact call (ms, in its result), not the writing of the file, and gives the call's start and
+ * end (ms since the epoch) for the benchmark's timeline.
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -20,9 +21,10 @@ const produce = defineModule({
   run: async (ctx) => {
     const baseDir = join(dir, 'produce');
     await writeBenchFile(join(baseDir, FILE), bytes);
+    const startedAt = Date.now();
     const started = performance.now();
     const ref = await ctx.artifacts.upload('blob', [FILE], { baseDir });
-    return { ref, uploadMs: performance.now() - started };
+    return { ref, uploadMs: performance.now() - started, startedAt, endedAt: Date.now() };
   },
 });
 
@@ -32,12 +34,14 @@ const consume = defineModule({
   requires: { tags: ['consumer'] },
   run: async (ctx) => {
     const { ref } = ctx.results.produce as { ref: Parameters<typeof ctx.artifacts.download>[0] };
+    const startedAt = Date.now();
     const started = performance.now();
     await ctx.artifacts.download(ref, join(dir, 'consume'));
     const downloadMs = performance.now() - started;
+    const endedAt = Date.now();
     const size = (await stat(join(dir, 'consume', FILE))).size;
     if (size !== bytes) throw new Error(`downloaded ${size} bytes, expected ${bytes}`);
-    return { downloadMs };
+    return { downloadMs, startedAt, endedAt };
   },
 });
 

@@ -33,7 +33,7 @@ async function clientOf(server: Server): Promise<ArtifactClient> {
 }
 
 describe('ArtifactClient', () => {
-  it('refuses a downloaded blob whose bytes do not hash to its name, leaving no file; asks how to move blobs only once of an orchestrator that keeps them itself', async () => {
+  it('refuses a downloaded blob whose bytes do not hash to its name, leaving no file (getToFile) and erroring before the whole (get); asks how to move blobs only once of an orchestrator that keeps them itself', async () => {
     const claimed = createHash('sha256').update('the real bytes').digest('hex');
     let questions = 0;
     const server: Server = createServer((req, res) => {
@@ -57,6 +57,17 @@ describe('ArtifactClient', () => {
     await expect(client.getToFile(claimed, join(dir, 'blob'))).rejects.toBeInstanceOf(BlobDamagedError);
     expect(questions).toBe(1);
     await expect(client.getToFile('../etc/passwd', join(dir, 'blob'))).rejects.toThrow(/64 lowercase hex/);
+
+    // The streaming `get`: the reader gets every byte but the last chunk, then the error.
+    const { size, body } = await client.get(claimed);
+    expect(size).toBe(14);
+    const read: Buffer[] = [];
+    await expect(
+      (async () => {
+        for await (const chunk of body as AsyncIterable<Buffer>) read.push(chunk);
+      })(),
+    ).rejects.toBeInstanceOf(BlobDamagedError);
+    expect(Buffer.concat(read).length).toBeLessThan(14);
   });
 
   it('an error answer to a HEAD (500, 401) is an ArtifactStoreError of that status, not a crash', async () => {

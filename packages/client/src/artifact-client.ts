@@ -201,7 +201,14 @@ export class ArtifactClient {
     const size = Number(response.headers['content-length']);
     const temporary = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.partial`);
     try {
-      await pipeline(response.body, new VerifyingStream(sha256, size), createWriteStream(temporary, { flags: 'wx' }));
+      // Up to 1 MiB queued for the file: the write stream then writes what the socket brought in
+      // one `writev` rather than each 64 KiB chunk on its own (the consumer's worker used 3.9 s of
+      // CPU per GiB downloaded against 4.4-4.9 s with the 16 KiB default, benchmark 6, issue 13).
+      await pipeline(
+        response.body,
+        new VerifyingStream(sha256, size),
+        createWriteStream(temporary, { flags: 'wx', highWaterMark: FILE_READ_BYTES }),
+      );
       await rename(temporary, path);
     } catch (error) {
       response.body.destroy();
@@ -276,6 +283,28 @@ export class ArtifactClient {
     const response = await this.viaUrl(direct, body);
     if (response.statusCode !== 200) throw await refusal(response, `PUT blob ${direct.url?.split('?')[0]}`);
     await response.body.dump();
+  }
+
+  /**
+   * Blob `sha256` as a stream, for a reader that writes it somewhere of its own as it arrives
+   * (the worker's cache, following the download while a module extracts it): from the
+   * orchestrator's bucket by a presigned URL when it has one (as {@link getToFile}), else the
+   * blob route; `size` from the answer's `Content-Length`; `body` passes the bytes on as they
+   * arrive, hashed, holding the last chunk back until all of them hash to `sha256`, so a damaged
+   * blob errors (`BlobDamagedError`) before its reader has it whole. Destroy `body` to abandon
+   * the transfer.
+   * @throws ArtifactStoreError (404 `ArtifactNotFound`, 401/403)
+   */
+  async get(sha256: string): Promise<{ size: number; body: Readable }> {
+    const direct = await this.transfer(sha256, 'download');
+    const response = direct ? await this.viaUrl(direct) : await this.call('GET', sha256);
+    if (response.statusCode !== 200)
+      throw await refusal(response, `GET blob ${sha256}${direct ? ' from the bucket' : ''}`);
+    const size = Number(response.headers['content-length']);
+    const verifying = new VerifyingStream(sha256, size);
+    // Errors of either side reach the reader through `verifying`; destroying it ends the request.
+    pipeline(response.body, verifying).catch(() => undefined);
+    return { size, body: verifying };
   }
 
   /** Closes the client's connections. */

@@ -1,9 +1,10 @@
-/** The directory store's retention (`--artifact-retention`), on a clock the test moves. */
+/** The directory store's retention (`--artifact-retention`), on a clock the test moves; its reads, hashed unless verified. */
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { BlobDamagedError, VerifyingStream } from '@mpd/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BlobStore } from './blob-store.js';
 
@@ -83,5 +84,63 @@ describe('BlobStore retention', () => {
     expect(await held()).toEqual([recent]);
     expect(await held()).not.toContain(old);
     expect(await new BlobStore(join(store.dir, 'absent')).sweep()).toBe(0);
+  });
+});
+
+/** Reads blob `sha256` whole: its bytes, or the stream's error; and whether the store hashed it as it was read. */
+async function readBlob(store: BlobStore, sha256: string): Promise<{ hashed: boolean; bytes?: Buffer; error?: Error }> {
+  const reader = await store.open(sha256);
+  if (reader === undefined) throw new Error(`no blob ${sha256}`);
+  const hashed = reader.stream instanceof VerifyingStream;
+  const chunks: Buffer[] = [];
+  try {
+    for await (const chunk of reader.stream) chunks.push(chunk as Buffer);
+    return { hashed, bytes: Buffer.concat(chunks) };
+  } catch (error) {
+    return { hashed, error: error as Error };
+  }
+}
+
+describe('BlobStore reads (issue 13: the hash verified on write and on read)', () => {
+  it('sends a blob it verified and that is unchanged since, retention touches included, without hashing it again; a file changed in any way is hashed', async () => {
+    const { dir, clock, store, put } = await storeWith(DAY);
+    const blob = await put('verified as it was written');
+    const bytes = Buffer.from('verified as it was written');
+    expect(await readBlob(store, blob)).toEqual({ hashed: false, bytes });
+    // The store's own mtime changes (HEAD, a run's end) keep it verified.
+    clock.now += HOUR;
+    expect(await store.sizeOf(blob)).toBe(bytes.length);
+    await store.endRun();
+    expect(await readBlob(store, blob)).toEqual({ hashed: false, bytes });
+
+    // Rewritten with the same bytes by someone else: hashed, and once it passed whole, verified again.
+    await writeFile(join(dir, blob), bytes);
+    expect(await readBlob(store, blob)).toEqual({ hashed: true, bytes });
+    await expect.poll(async () => (await readBlob(store, blob)).hashed).toBe(false);
+
+    // Its mtime set back by someone else (the bytes unchanged): hashed.
+    await utimes(join(dir, blob), 1, 1);
+    expect(await readBlob(store, blob)).toEqual({ hashed: true, bytes });
+
+    // A process that did not verify it (a restart) hashes it.
+    const restarted = new BlobStore(dir, { retentionMs: DAY, now: () => clock.now });
+    expect((await readBlob(restarted, blob)).hashed).toBe(true);
+  });
+
+  it('a blob damaged after it was verified, even with its size and mtime put back, is hashed, refused and removed, and can be stored again', async () => {
+    const { dir, store, put, held } = await storeWith(DAY);
+    const text = 'a blob that will be damaged on disk';
+    const blob = await put(text);
+    expect((await readBlob(store, blob)).hashed).toBe(false);
+    const path = join(dir, blob);
+    const { mtime } = await stat(path);
+    await writeFile(path, text.replace('blob', 'BLOB'));
+    await utimes(path, mtime, mtime);
+    const read = await readBlob(store, blob);
+    expect(read.hashed).toBe(true);
+    expect(read.error).toBeInstanceOf(BlobDamagedError);
+    await expect.poll(held).toEqual([]);
+    expect(await put(text)).toBe(blob);
+    expect(await readBlob(store, blob)).toEqual({ hashed: false, bytes: Buffer.from(text) });
   });
 });

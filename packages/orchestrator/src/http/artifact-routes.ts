@@ -134,6 +134,9 @@ async function serveBlob(
     res.end();
     return;
   }
+  // The status and headers go now, whatever the file holds: a blob that fails its check is then
+  // a 200 cut short (as the spec says), even when its first read already held all its bytes.
+  res.flushHeaders();
   blob.stream.on('error', (error) => {
     // The bytes on disk are not the blob (damaged, or changed by someone): cut the connection,
     // so the client sees a body shorter than its Content-Length, never a complete wrong blob.

@@ -149,7 +149,7 @@ async function start(prefix: string, options: OrchestratorOptions = {}, store?: 
 }
 
 describe('S3-compatible artifact store', () => {
-  it('a worker uploads and downloads directly with presigned URLs, byte-identical, never sending its credential to the bucket', async () => {
+  it('a worker uploads and downloads (to a file, and as a stream) directly with presigned URLs, byte-identical, never sending its credential to the bucket', async () => {
     const { client, files, blobRouteBytes, key } = await start('direct');
     const bytes = Buffer.alloc(3 * 1024 * 1024 + 5, 7);
     await writeFile(join(files, 'in.bin'), bytes);
@@ -160,14 +160,22 @@ describe('S3-compatible artifact store', () => {
     await client.putFile(join(files, 'in.bin')); // the bucket has it: no second PUT
     await client.getToFile(digest.sha256, join(files, 'out.bin'));
     expect(sha256(await readFile(join(files, 'out.bin')))).toBe(digest.sha256);
+    // The stream a worker's cache writes while a module extracts (`get`) comes from the bucket too.
+    const streamed = await client.get(digest.sha256);
+    expect(streamed.size).toBe(bytes.length);
+    const streamedBytes: Buffer[] = [];
+    for await (const chunk of streamed.body) streamedBytes.push(chunk as Buffer);
+    expect(sha256(Buffer.concat(streamedBytes))).toBe(digest.sha256);
 
     const seen = s3.requests().slice(before);
     const bodies = seen.filter((request) => request.path === key(digest.sha256) && request.method !== 'HEAD');
     expect(bodies.map((request) => [request.method, request.status])).toEqual([
       ['PUT', 200],
       ['GET', 200],
+      ['GET', 200],
     ]);
-    const [put, get] = bodies;
+    const [put, get, streamedGet] = bodies;
+    expect(streamedGet!.query).toHaveProperty('X-Amz-Signature');
     expect(put!.bodyBytes).toBe(bytes.length);
     // Presigned: the authority is in the query; the size and SHA-256 are signed headers.
     expect(put!.query).toHaveProperty('X-Amz-Signature');
@@ -175,7 +183,7 @@ describe('S3-compatible artifact store', () => {
     expect(put!.headers['content-length']).toBe(String(bytes.length));
     expect(put!.query['X-Amz-SignedHeaders']!.split(';')).toEqual(['content-length', 'host', 'x-amz-checksum-sha256']);
     expect(get!.query).toHaveProperty('X-Amz-Signature');
-    for (const request of [put!, get!]) {
+    for (const request of [put!, get!, streamedGet!]) {
       expect(request.headers.authorization).toBeUndefined();
       expect(request.headers['x-mpd-probe']).toBeUndefined();
     }
@@ -248,6 +256,12 @@ describe('S3-compatible artifact store', () => {
     admin.destroy();
 
     await expect(client.getToFile(digest, join(files, 'out.bin'))).rejects.toBeInstanceOf(BlobDamagedError);
+    const streamed = await client.get(digest);
+    await expect(
+      (async () => {
+        for await (const _chunk of streamed.body);
+      })(),
+    ).rejects.toBeInstanceOf(BlobDamagedError);
     const through = await fetch(`${url}/api/artifacts/blobs/${digest}`, {
       headers: { authorization: `Bearer ${credential}` },
     });

@@ -3,7 +3,9 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { Readable } from 'node:stream';
 import { BlobCache } from './blob-cache.js';
+import { BlobProgress } from './blob-progress.js';
 
 const blob = (text: string) => ({ bytes: Buffer.from(text), sha256: createHash('sha256').update(text).digest('hex') });
 
@@ -106,5 +108,66 @@ describe('BlobCache', () => {
     expect((await readdir(checkouts)).length).toBe(2); // the first's own and the other host's
     await first.cache.close();
     expect(await readdir(checkouts)).toEqual([elsewhere]);
+  });
+
+  it('follow: answers while the blob is downloading, reports its bytes, and a second asker waits for that one download; an abandoned download is fetched again for whoever waits', async () => {
+    const a = blob('a'.repeat(3000));
+    const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
+    dirs.push(dir);
+    const opened: string[] = [];
+    /** The blob's bytes in two parts: the second once `release` is called. */
+    let release!: () => void;
+    const cache = new BlobCache({
+      dir,
+      maxBytes: 10_000,
+      download: () => Promise.reject(new Error('follow opens a stream')),
+      open: async (sha256) => {
+        opened.push(sha256);
+        const held = new Promise<void>((resolve) => (release = resolve));
+        async function* parts() {
+          yield a.bytes.subarray(0, 1000);
+          await held;
+          yield a.bytes.subarray(1000);
+        }
+        return { size: a.bytes.length, body: Readable.from(parts()) };
+      },
+    });
+    const progress = new BlobProgress();
+    const followed = await cache.follow(a.sha256, progress, new AbortController().signal);
+    expect(followed.size).toBe(3000);
+    expect(await progress.available(0)).toBe(1000); // readable before the download ended
+    expect(await readFile(followed.path, 'utf8')).toBe('a'.repeat(1000));
+    const second = cache.checkOut(a.sha256);
+    release();
+    await progress.done;
+    expect(await readFile(followed.path, 'utf8')).toBe('a'.repeat(3000));
+    expect(await readFile((await second).path, 'utf8')).toBe('a'.repeat(3000));
+    expect(opened).toEqual([a.sha256]);
+
+    const b = blob('b'.repeat(3000));
+    const otherDir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
+    dirs.push(otherDir);
+    const other = new BlobCache({
+      dir: otherDir,
+      maxBytes: 10_000,
+      download: async (_sha256, path) => writeFile(path, b.bytes),
+      // Ten bytes, then nothing until it is abandoned.
+      open: async () => ({
+        size: b.bytes.length,
+        body: Readable.from(
+          (async function* () {
+            yield b.bytes.subarray(0, 10);
+            await new Promise(() => undefined);
+          })(),
+        ),
+      }),
+    });
+    const abandon = new AbortController();
+    const refused = new BlobProgress();
+    await other.follow(b.sha256, refused, abandon.signal);
+    const waiting = other.checkOut(b.sha256);
+    abandon.abort();
+    await expect(refused.done).rejects.toThrow(/abandoned/);
+    expect(await readFile((await waiting).path, 'utf8')).toBe('b'.repeat(3000));
   });
 });

@@ -11,14 +11,50 @@
  * one `maxBytes`.
  */
 import { randomBytes } from 'node:crypto';
-import { copyFile, link, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { copyFile, type FileHandle, link, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { type Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { LIMITS } from '@mpd/contract';
 import { makeDirectory } from '@mpd/server-kit';
+import type { BlobFollower } from './blob-progress.js';
 
 /** Downloads blob `sha256` to `path` (temp + rename: `path` is the whole verified blob or nothing). */
 export type BlobDownloader = (sha256: string, path: string) => Promise<unknown>;
+
+/**
+ * Opens blob `sha256` as a stream (`ArtifactClient.get`): its size, and its bytes as they
+ * arrive, erroring rather than ending when they do not hash to `sha256`.
+ */
+export type BlobOpener = (sha256: string) => Promise<{ size: number; body: Readable }>;
+
+/** A followed download given up by its follower ({@link BlobCache.follow}'s `signal`). */
+export class DownloadAbandonedError extends Error {
+  override readonly name = 'DownloadAbandonedError';
+}
+
+/** Bytes written to a followed download's file per write at most (and so between two {@link BlobFollower.written} calls). */
+const FOLLOW_WRITE_BYTES = 1024 * 1024;
+
+/** A file written through a handle that reports its length after each write (`writev`, as fs's own streams). */
+class ReportingFileWriter extends Writable {
+  private bytes = 0;
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly report: (bytes: number) => void,
+  ) {
+    super({ highWaterMark: FOLLOW_WRITE_BYTES });
+  }
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    const buffers = chunks.map(({ chunk }) => chunk);
+    this.handle.writev(buffers).then(({ bytesWritten }) => {
+      this.bytes += bytesWritten;
+      this.report(this.bytes);
+      callback();
+    }, callback);
+  }
+}
 
 /** Options of {@link BlobCache}. */
 export interface BlobCacheOptions {
@@ -28,6 +64,11 @@ export interface BlobCacheOptions {
   maxBytes: number;
   /** How a missing blob is fetched (`ArtifactClient.getToFile`). */
   download: BlobDownloader;
+  /**
+   * How a missing blob is fetched as a stream (`ArtifactClient.get`), for {@link BlobCache.follow};
+   * without it, `follow` downloads with `download` and reports the blob once it is in.
+   */
+  open?: BlobOpener;
 }
 
 /** A blob taken out of the cache for reading: a hard link of its own, so eviction cannot remove it meanwhile. */
@@ -168,8 +209,76 @@ export class BlobCache {
         download = this.fetch(sha256).finally(() => this.downloads.delete(sha256));
         this.downloads.set(sha256, download);
       }
-      await download;
+      try {
+        await download;
+      } catch (error) {
+        // Given up by the one following it (its archive refused): fetched again for this caller.
+        if (!(error instanceof DownloadAbandonedError)) throw error;
+      }
     }
+  }
+
+  /**
+   * Blob `sha256` as a file of the caller's own that may still be growing: when the cache lacks
+   * it and no one is downloading it, the download starts and the answer comes as soon as its
+   * file exists (a hard link to the partial download, which becomes the cached blob's link once
+   * verified); `follower` hears of each write and of the end. Otherwise it is a
+   * {@link BlobCache.checkOut} (waiting for another's download) reported whole at once. Reading
+   * the file up to the reported bytes reads what the download wrote, from the page cache; a
+   * blob's last chunk is written only once all its bytes hash to `sha256`, so a damaged blob never
+   * reaches its full size, and `ended(error)` says so. Release the answer when done.
+   * @param signal aborting it abandons the download (the partial file is removed; others waiting
+   *   for the same blob download it again)
+   * @throws what opening the download throws (the blob missing from the store, refused)
+   */
+  async follow(sha256: string, follower: BlobFollower, signal?: AbortSignal): Promise<CheckedOutBlob> {
+    if (!LIMITS.artifact.sha256.pattern.test(sha256)) throw new TypeError(`not a SHA-256: ${JSON.stringify(sha256)}`);
+    await this.init();
+    const openBlob = this.options.open;
+    if (openBlob === undefined || this.entries.has(sha256) || this.downloads.has(sha256)) {
+      const blob = await this.checkOut(sha256);
+      follower.written(blob.size);
+      follower.ended();
+      return blob;
+    }
+    const random = randomBytes(6).toString('hex');
+    const staged = join(this.ownDir, `get-${sha256}.${random}`);
+    const path = join(this.ownDir, `${sha256}.${random}`);
+    let started!: (size: number) => void;
+    const opened = new Promise<number>((resolve) => (started = resolve));
+    const download = (async () => {
+      const { size, body } = await openBlob(sha256);
+      const abandon = () => body.destroy(new DownloadAbandonedError(`the download of blob ${sha256} was abandoned`));
+      if (signal?.aborted) abandon();
+      signal?.addEventListener('abort', abandon, { once: true });
+      let handle: FileHandle | undefined;
+      try {
+        handle = await open(staged, 'wx');
+        await link(staged, path);
+        started(size);
+        await pipeline(body, new ReportingFileWriter(handle, (bytes) => follower.written(bytes)));
+        await handle.close();
+        handle = undefined;
+        await rename(staged, join(this.options.dir, sha256));
+      } catch (error) {
+        body.destroy();
+        await handle?.close().catch(() => undefined);
+        await unlink(staged).catch(() => undefined);
+        throw error;
+      } finally {
+        signal?.removeEventListener('abort', abandon);
+      }
+      this.remember(sha256, size);
+      await this.evict(sha256);
+    })().finally(() => this.downloads.delete(sha256));
+    this.downloads.set(sha256, download);
+    download.then(
+      () => follower.ended(),
+      (error: Error) => follower.ended(error),
+    );
+    // Failing before its file exists: the caller hears it here.
+    const size = await Promise.race([opened, download.then(() => opened)]);
+    return { path, size, release: () => unlink(path).catch(() => undefined) };
   }
 
   private forget(sha256: string): void {

@@ -1,11 +1,13 @@
-import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { createReadStream, existsSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { digestFile } from '@mpd/client';
+import { ArtifactClient, digestFile } from '@mpd/client';
 import { create } from 'tar';
 import { afterEach, describe, expect, it } from 'vitest';
+import { startHostileBlobServer, within } from '../../test/hostile-blob-server.js';
 import { BlobCache } from './blob-cache.js';
+import type { BlobFollower } from './blob-progress.js';
 import { type Digest, entryProblem, moduleArtifacts } from './module-artifacts.js';
 
 const dirs: string[] = [];
@@ -26,6 +28,10 @@ async function setUp() {
     dir: join(root, 'cache'),
     maxBytes: 10 * 1024 * 1024,
     download: (sha256, path) => copyFile(join(store, sha256), path),
+    open: async (sha256) => ({
+      size: (await stat(join(store, sha256))).size,
+      body: createReadStream(join(store, sha256)),
+    }),
   });
   /** The digests `upload` passed along with its archives, and the archives' own, read afterwards. */
   const puts: Array<{ given: Digest | undefined; actual: Digest }> = [];
@@ -37,11 +43,12 @@ async function setUp() {
       return digest;
     },
     checkOut: (sha256: string) => cache.checkOut(sha256),
+    follow: (sha256: string, follower: BlobFollower, signal: AbortSignal) => cache.follow(sha256, follower, signal),
   };
   const work = join(root, 'work');
   await mkdir(work);
   const artifacts = moduleArtifacts({ transport, workingDirectory: work, scratchDir: join(root, 'scratch') });
-  return { root, store, work, artifacts, puts };
+  return { root, store, work, artifacts, puts, cache };
 }
 
 describe('ctx.artifacts', () => {
@@ -132,6 +139,47 @@ describe('ctx.artifacts', () => {
     expect(await readdir(work)).toEqual([]);
     expect((await readdir(root)).sort()).toEqual(['cache', 'hostile.tgz', 'src', 'store', 'work']);
     expect(existsSync(join(root, '..', 'outside'))).toBe(false);
+  });
+
+  it('extracts while downloading over HTTP: an offending entry after good ones stops the download at once, and nothing is left in the destination or the cache', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'mpd-artifacts-wire-'));
+    dirs.push(root);
+    // The store holds the archive's end back: a download that waited for the whole blob before checking would never end.
+    const store = await startHostileBlobServer(root);
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const cache = new BlobCache({
+        dir: join(root, 'cache'),
+        maxBytes: 10 * 1024 * 1024,
+        download: () => Promise.reject(new Error('the whole-file download is not expected')),
+        open: (blob) => client.get(blob),
+      });
+      const work = join(root, 'work');
+      await mkdir(work);
+      const artifacts = moduleArtifacts({
+        transport: {
+          put: () => Promise.reject(new Error('no upload here')),
+          checkOut: (blob) => cache.checkOut(blob),
+          follow: (blob, follower, signal) => cache.follow(blob, follower, signal),
+        },
+        workingDirectory: work,
+        scratchDir: join(root, 'scratch'),
+      });
+      const ref = { name: 'hostile', sha256: store.sha256, size: store.size, files: 3 };
+      await expect(within(artifacts.download(ref, 'out/dest'), 5_000, 'no answer')).rejects.toThrow(
+        /the archive is refused, nothing was extracted: "..\/evil.txt" has a .. segment/,
+      );
+      await within(store.connectionClosed, 5_000, 'the GET was not abandoned');
+      expect(await readdir(join(work, 'out'))).toEqual([]); // neither `dest` nor its staging directory
+      expect(cache.has(store.sha256)).toBe(false);
+      expect((await readdir(join(root, 'cache'))).filter((name) => name !== '.checkouts')).toEqual([]);
+      const [own] = await readdir(join(root, 'cache', '.checkouts'));
+      expect(await readdir(join(root, 'cache', '.checkouts', own!))).toEqual([]); // no partial download, no link
+      expect(existsSync(join(root, 'evil.txt'))).toBe(false);
+    } finally {
+      await client.close();
+      await store.close();
+    }
   });
 
   it('entryProblem: allows files, directories and links that stay inside; refuses the rest', () => {

@@ -1,12 +1,15 @@
 /**
  * `ctx.artifacts`: files packed as a tar (the `tar` package; gzipped on request), hashed as it is
  * written, moved through a {@link BlobTransport} (the worker's cache and the orchestrator's
- * store), and extracted so that nothing lands outside the destination.
+ * store), and extracted so that nothing lands outside the destination: as the blob downloads
+ * (read from the cache's file as it is written), into a staging directory moved into place once
+ * the blob is verified and every entry was checked.
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { lstat, mkdir, mkdtemp, readdir, rename, rm, unlink } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LIMITS } from '@mpd/contract/limits';
 import {
@@ -18,6 +21,7 @@ import {
 } from '@mpd/pipeline';
 // `tar` and `tinyglobby` are loaded at a module's first artifact call, not with every module host.
 import type { ReadEntry } from 'tar';
+import { type BlobFollower, BlobProgress, readFollowed } from './blob-progress.js';
 import { DigestingStream } from './digesting-stream.js';
 
 /** A blob's SHA-256 (64 lowercase hex digits) and size in bytes. */
@@ -36,6 +40,13 @@ export interface BlobTransport {
   put(path: string, digest?: Digest): Promise<Digest>;
   /** Blob `sha256` as a file of the caller's own (a link into the cache); the caller removes it when done. */
   checkOut(sha256: string): Promise<{ path: string }>;
+  /**
+   * Blob `sha256` as a file of the caller's own that may still be downloading (`BlobCache.follow`):
+   * answered as soon as the file exists; `follower` hears how many bytes are in and when the blob
+   * is verified (or the download failed). The caller removes the file when done.
+   * @param signal aborting it abandons the download (an archive refused halfway)
+   */
+  follow(sha256: string, follower: BlobFollower, signal: AbortSignal): Promise<{ path: string; size: number }>;
 }
 
 /** Entry types an artifact may hold: files, directories, links (checked to stay inside). */
@@ -186,42 +197,96 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ModuleArtifact
       const transport = transportOf('download');
       checkRef(ref);
       const dest = resolve(options.workingDirectory, dir);
-      const { extract, list } = await import('tar');
-      const blob = await transport.checkOut(ref.sha256);
+      // Extracted as it arrives into a directory beside `dest` (same filesystem: moved by renames),
+      // moved into `dest` only once the blob is verified; removed whatever happens.
+      await mkdir(dirname(dest), { recursive: true });
+      const staging = await mkdtemp(join(dirname(dest), `.${basename(dest) || 'root'}.mpd-`));
+      const abandon = new AbortController();
+      let blobPath: string | undefined;
       try {
-        // Every entry checked before anything is written: a hostile archive writes nothing.
-        const problems: string[] = [];
-        let files = 0;
-        await list({
-          file: blob.path,
-          strict: true,
-          maxReadSize: TAR_READ_BYTES,
-          onReadEntry: (entry) => {
-            const problem = entryProblem(entry, dest);
-            if (problem) problems.push(problem);
-            if (entry.type !== 'Directory') files++;
-          },
-        });
-        if (problems.length > 0) {
-          throw new ArtifactError(
-            `ctx.artifacts.download('${ref.name}'): the archive is refused, nothing was extracted: ${problems.slice(0, 5).join('; ')}${problems.length > 5 ? `; and ${problems.length - 5} more` : ''}`,
-          );
-        }
-        await mkdir(dest, { recursive: true });
-        // tar's own guards as well (it strips `..` and absolute paths, and never writes through a
-        // link); the filter refuses what got past the check above, should anything.
-        await extract({
-          file: blob.path,
-          cwd: dest,
-          strict: true,
-          maxReadSize: TAR_READ_BYTES,
-          preservePaths: false,
-          filter: (_path, entry) => entryProblem(entry as ReadEntry, dest) === undefined,
-        });
+        const progress = new BlobProgress();
+        const blob = await transport.follow(ref.sha256, progress, abandon.signal);
+        blobPath = blob.path;
+        const files = await extractChecked(Readable.from(readFollowed(blob.path, progress)), staging, dest, ref.name);
+        await progress.done;
+        await moveInto(staging, dest);
         return { files };
+      } catch (error) {
+        abandon.abort();
+        throw error;
       } finally {
-        await rm(blob.path, { force: true });
+        await rm(staging, { recursive: true, force: true, maxRetries: 3 });
+        if (blobPath) await rm(blobPath, { force: true });
       }
     },
   };
+}
+
+/**
+ * Extracts the tar (gzipped or not: `tar` reads the magic bytes) arriving on `source` into
+ * `staging`, checking every entry as it arrives ({@link entryProblem}, against `dest`, where it
+ * will be moved): the first offending entry stops it all, and the caller removes `staging`.
+ * `tar`'s own guards hold as well (it strips `..` and absolute paths and never writes through a
+ * link). Answers the number of entries other than directories.
+ * @throws ArtifactError naming the offending entry; `tar`'s error for a damaged archive; the source's
+ */
+async function extractChecked(source: Readable, staging: string, dest: string, name: string): Promise<number> {
+  const { Unpack } = await import('tar');
+  let files = 0;
+  let refusal: ArtifactError | undefined;
+  const unpack = new Unpack({
+    cwd: staging,
+    strict: true,
+    preservePaths: false,
+    maxReadSize: TAR_READ_BYTES,
+    filter: (_path, entry) => {
+      if (refusal) return false;
+      const problem = entryProblem(entry as ReadEntry, dest);
+      if (problem) {
+        refusal = new ArtifactError(
+          `ctx.artifacts.download('${name}'): the archive is refused, nothing was extracted: ${problem}`,
+        );
+        source.destroy(refusal);
+        return false;
+      }
+      if ((entry as ReadEntry).type !== 'Directory') files++;
+      return true;
+    },
+  });
+  await new Promise<void>((resolvePromise, reject) => {
+    const fail = (error: Error) => {
+      source.unpipe(unpack);
+      source.destroy();
+      if (!refusal) unpack.abort(error);
+      reject(refusal ?? error);
+    };
+    source.on('error', fail);
+    unpack.on('error', fail);
+    unpack.on('close', () => resolvePromise());
+    source.pipe(unpack as unknown as NodeJS.WritableStream);
+  });
+  return files;
+}
+
+/**
+ * Moves what `from` holds into `to` by renames (one filesystem): a directory into an existing
+ * directory entry by entry, anything else replacing what is there (a file or a link, not followed:
+ * `rename` replaces the link itself); a file where a directory is refuses.
+ * @throws ArtifactError when a file would replace a directory
+ */
+async function moveInto(from: string, to: string): Promise<void> {
+  await mkdir(to, { recursive: true });
+  for (const name of await readdir(from)) {
+    const source = join(from, name);
+    const target = join(to, name);
+    const [incoming, present] = await Promise.all([lstat(source), lstat(target).catch(() => undefined)]);
+    if (present?.isDirectory() && incoming.isDirectory()) {
+      await moveInto(source, target);
+    } else if (present?.isDirectory()) {
+      throw new ArtifactError(`ctx.artifacts.download: ${target} is a directory; the archive has a file there`);
+    } else {
+      if (present && incoming.isDirectory()) await unlink(target);
+      await rename(source, target);
+    }
+  }
 }

@@ -1,6 +1,7 @@
 import type { ArtifactClient } from '@mpd/client';
 
 import { BlobCache } from './blob-cache.js';
+import type { BlobFollower } from './blob-progress.js';
 import type { BlobTransport, Digest } from './module-artifacts.js';
 
 /**
@@ -17,10 +18,14 @@ export class WorkerBlobs implements BlobTransport {
    * @param cache where blobs are kept: `dir` and `maxBytes` (`--cache-dir`, `--cache-size`)
    */
   constructor(
-    private readonly client: Pick<ArtifactClient, 'putFile' | 'getToFile'>,
+    private readonly client: Pick<ArtifactClient, 'putFile' | 'getToFile' | 'get'>,
     cache: { dir: string; maxBytes: number },
   ) {
-    this.cache = new BlobCache({ ...cache, download: (sha256, path) => client.getToFile(sha256, path) });
+    this.cache = new BlobCache({
+      ...cache,
+      download: (sha256, path) => client.getToFile(sha256, path),
+      open: (sha256) => client.get(sha256),
+    });
   }
 
   async put(path: string, digest?: Digest): Promise<Digest> {
@@ -32,5 +37,10 @@ export class WorkerBlobs implements BlobTransport {
   async checkOut(sha256: string): Promise<{ path: string }> {
     const { path } = await this.cache.checkOut(sha256);
     return { path };
+  }
+
+  async follow(sha256: string, follower: BlobFollower, signal: AbortSignal): Promise<{ path: string; size: number }> {
+    const { path, size } = await this.cache.follow(sha256, follower, signal);
+    return { path, size };
   }
 }

@@ -40,17 +40,31 @@ export type ToHost =
   | { type: 'cancel'; executionId: string; reason: 'timeout' | 'cancel'; message: string }
   /** The answer to an {@link ArtifactCall}. */
   | ({ type: 'artifact-answer'; callId: number } & (
-      { ok: true; value: Digest | { path: string } } | { ok: false; message: string }
-    ));
+      { ok: true; value: Digest | { path: string } | { path: string; size: number } } | { ok: false; message: string }
+    ))
+  /**
+   * How a followed blob's download goes (an {@link ArtifactCall} `follow`, answered once its file
+   * exists): `written` bytes are in its file; then `ended`, with `message` when it failed. May
+   * arrive before the call's answer.
+   */
+  | { type: 'artifact-progress'; callId: number; written: number }
+  | { type: 'artifact-ended'; callId: number; message?: string };
 
 /**
  * A module's `ctx.artifacts` asking the worker to move a blob (the worker holds the credential and
  * the cache, so every host shares one cache and one download per blob): upload the archive at
- * `path`, or check blob `sha256` out of the cache as a file of the host's own.
+ * `path`, or check blob `sha256` out of the cache as a file of the host's own, or follow its
+ * download as it is written (`follow`; the host abandons it with an `artifact-abandon`).
  */
 export type ArtifactCall = { type: 'artifact-call'; executionId: string; callId: number } &
   /** `digest`: the archive's, computed by the host as it packed it (so the worker does not read it to hash it). */
-  ({ op: 'put'; path: string; digest?: Digest } | { op: 'checkOut'; sha256: string });
+  ({ op: 'put'; path: string; digest?: Digest } | { op: 'checkOut' | 'follow'; sha256: string });
+
+/** The host gives up a followed download (call `callId`'s): its archive was refused. */
+export interface ArtifactAbandon {
+  type: 'artifact-abandon';
+  callId: number;
+}
 
 /**
  * Written by a host on its stdout and on its stderr, followed by the host's `markNonce`, a space,
@@ -93,6 +107,7 @@ export type FromHost =
   | { type: 'init-failed'; message: string }
   | HostLogBatch
   | ArtifactCall
+  | ArtifactAbandon
   /**
    * The module returned (`resultText`: its result serialised) or threw. `leftoverChildren`:
    * how many processes the host still has as children; a host with any is not reused.

@@ -4,7 +4,7 @@ import { DEFAULT_MAX_RESULT_BYTES } from '@mpd/contract';
  * `test/fixtures/host-faults.pipeline.ts`, whose modules misbehave in every way a host must
  * survive alone.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,9 @@ import { loadPipelineFile, type Pipeline } from '@mpd/pipeline';
 import { fingerprintAsTsxLoads } from '@mpd/test-kit';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ArtifactClient } from '@mpd/client';
+import { startHostileBlobServer, within } from '../../test/hostile-blob-server.js';
+import { WorkerBlobs } from '../artifacts/worker-blobs.js';
 import type { ExecutionOutcome, ExecutionRequest } from './execution.js';
 import { ModuleExecutor, type ModuleExecutorOptions } from './module-executor.js';
 import type { ModuleOutput } from './module-output.js';
@@ -420,6 +423,27 @@ describe('modules in module hosts', () => {
         /^Module 'echo' could not run: no module host could start: Pipeline file .*host-faults\.pipeline\.ts changed since the worker loaded it .*: restart the worker$/,
       ),
     );
+  });
+
+  it("ctx.artifacts.download in a host: an archive refused halfway abandons the worker's download over IPC; nothing lands in the destination or the cache", async () => {
+    const store = await startHostileBlobServer(dir);
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const transport = new WorkerBlobs(client, { dir: join(dir, 'cache'), maxBytes: 10 * 1024 * 1024 });
+      const on = executor({ artifacts: { transport, scratchDir: join(dir, 'cache', '.scratch') } });
+      const ref = { name: 'hostile', sha256: store.sha256, size: store.size, files: 3 };
+      const answer = resultOf(
+        await within(run(on, 'download', { params: { ref, dir: 'fetched/dest' } }), 15_000, 'no answer'),
+      );
+      expect(answer.refused).toMatch(/the archive is refused, nothing was extracted: "..\/evil.txt" has a .. segment/);
+      await within(store.connectionClosed, 5_000, 'the worker did not abandon the GET');
+      expect(readdirSync(join(dir, 'fetched'))).toEqual([]);
+      expect(transport.cache.has(store.sha256)).toBe(false);
+      expect(existsSync(join(dir, 'evil.txt'))).toBe(false);
+    } finally {
+      await client.close();
+      await store.close();
+    }
   });
 
   it('close stops every host and every process of their groups, idle or running', async () => {

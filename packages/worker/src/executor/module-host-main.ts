@@ -27,6 +27,7 @@ import {
   type ModuleLogger,
   type Pipeline,
 } from '@mpd/pipeline';
+import type { BlobFollower } from '../artifacts/blob-progress.js';
 import { type BlobTransport, type Digest, moduleArtifacts } from '../artifacts/module-artifacts.js';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
 import {
@@ -133,6 +134,8 @@ class RunningModule implements ModuleContextFields {
 
 /** `ctx.artifacts` calls waiting for the worker's answer, by call id. */
 const artifactCalls = new Map<number, { resolve: (value: never) => void; reject: (error: Error) => void }>();
+/** The followers of downloads being followed (`follow` calls), by call id, until their `artifact-ended`. */
+const followers = new Map<number, BlobFollower>();
 let nextCallId = 0;
 
 /**
@@ -143,9 +146,9 @@ class WorkerBlobCalls implements BlobTransport {
   constructor(private readonly executionId: string) {}
 
   private call<T>(
-    request: { op: 'put'; path: string; digest?: Digest } | { op: 'checkOut'; sha256: string },
+    request: { op: 'put'; path: string; digest?: Digest } | { op: 'checkOut' | 'follow'; sha256: string },
+    callId = nextCallId++,
   ): Promise<T> {
-    const callId = nextCallId++;
     return new Promise<T>((resolve, reject) => {
       artifactCalls.set(callId, { resolve: resolve as (value: never) => void, reject });
       send({ type: 'artifact-call', executionId: this.executionId, callId, ...request } as ArtifactCall);
@@ -158,6 +161,16 @@ class WorkerBlobCalls implements BlobTransport {
 
   checkOut(sha256: string): Promise<{ path: string }> {
     return this.call({ op: 'checkOut', sha256 });
+  }
+
+  follow(sha256: string, follower: BlobFollower, signal: AbortSignal): Promise<{ path: string; size: number }> {
+    const callId = nextCallId++;
+    followers.set(callId, follower);
+    signal.addEventListener('abort', () => send({ type: 'artifact-abandon', callId }), { once: true });
+    return this.call<{ path: string; size: number }>({ op: 'follow', sha256 }, callId).catch((error: unknown) => {
+      followers.delete(callId);
+      throw error;
+    });
   }
 }
 
@@ -399,6 +412,13 @@ process.on('message', (message: ToHost) => {
       else waiting?.reject(new Error(message.message));
       return;
     }
+    case 'artifact-progress':
+      followers.get(message.callId)?.written(message.written);
+      return;
+    case 'artifact-ended':
+      followers.get(message.callId)?.ended(message.message === undefined ? undefined : new Error(message.message));
+      followers.delete(message.callId);
+      return;
     case 'cancel':
       if (current?.executionId === message.executionId && !current.aborted) {
         current.abort(

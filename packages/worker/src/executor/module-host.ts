@@ -11,6 +11,8 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import type { Socket } from 'node:net';
 import type { WorkerArtifacts } from './execution.js';
+import type { BlobFollower } from '../artifacts/blob-progress.js';
+import type { BlobTransport } from '../artifacts/module-artifacts.js';
 import {
   type ArtifactCall,
   type FromHost,
@@ -109,8 +111,15 @@ function hostExecArgv(heapLimitMb: number | undefined): string[] {
   ];
 }
 
+/** A followed download's progress reaches the host once per this many bytes written (256 messages a GiB)… */
+const PROGRESS_STEP_BYTES = 4 * 1024 * 1024;
+/** …or this long after fewer were written (ms). */
+const PROGRESS_DELAY_MS = 20;
+
 /** One module host process. */
 export class ModuleHost {
+  /** Followed downloads of the host's `follow` calls, by call id: aborted when the host abandons one. */
+  private readonly abandons = new Map<number, AbortController>();
   readonly pid: number;
   /** Resolves once the host loaded the pipeline; rejects (with the reason) if it cannot. */
   readonly ready: Promise<void>;
@@ -196,6 +205,9 @@ export class ModuleHost {
         case 'artifact-call':
           this.answerArtifactCall(message);
           return;
+        case 'artifact-abandon':
+          this.abandons.get(message.callId)?.abort();
+          return;
         case 'done':
         case 'crash': {
           if (this.running === undefined || message.executionId !== this.running.executionId) {
@@ -229,6 +241,43 @@ export class ModuleHost {
     });
   }
 
+  /**
+   * Follows a download for the host (`follow`): its progress goes to the host as messages, one
+   * per {@link PROGRESS_STEP_BYTES} written, and what was written since at most
+   * {@link PROGRESS_DELAY_MS} later (a slow or stalled download still shows the host its first
+   * bytes, so an offending entry is refused before the end); the last before the end.
+   */
+  private follow(transport: BlobTransport, callId: number, sha256: string): Promise<{ path: string; size: number }> {
+    const abandon = new AbortController();
+    this.abandons.set(callId, abandon);
+    let reported = 0;
+    let latest = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const report = () => {
+      clearTimeout(timer);
+      timer = undefined;
+      if (latest <= reported) return;
+      reported = latest;
+      this.send({ type: 'artifact-progress', callId, written: latest });
+    };
+    const follower: BlobFollower = {
+      written: (bytes) => {
+        latest = bytes;
+        if (bytes - reported >= PROGRESS_STEP_BYTES) report();
+        else timer ??= setTimeout(report, PROGRESS_DELAY_MS).unref();
+      },
+      ended: (error) => {
+        this.abandons.delete(callId);
+        report();
+        this.send({ type: 'artifact-ended', callId, ...(error ? { message: error.message } : {}) });
+      },
+    };
+    return transport.follow(sha256, follower, abandon.signal).catch((error: unknown) => {
+      this.abandons.delete(callId);
+      throw error;
+    });
+  }
+
   /** Moves a blob for the running module's `ctx.artifacts` and answers the host (a call of no running module is refused). */
   private answerArtifactCall(call: ArtifactCall): void {
     const transport = this.options.artifacts?.transport;
@@ -242,7 +291,12 @@ export class ModuleHost {
       });
       return;
     }
-    const moved = call.op === 'put' ? transport.put(call.path, call.digest) : transport.checkOut(call.sha256);
+    const moved =
+      call.op === 'put'
+        ? transport.put(call.path, call.digest)
+        : call.op === 'checkOut'
+          ? transport.checkOut(call.sha256)
+          : this.follow(transport, call.callId, call.sha256);
     moved.then(
       (value) => answer({ ok: true, value }),
       (error: unknown) => answer({ ok: false, message: error instanceof Error ? error.message : String(error) }),

@@ -76,6 +76,7 @@ async function setUp(options: { maxResultBytes?: number; failPut?: boolean; fetc
             return digest;
           },
           checkOut: (sha256) => cache.checkOut(sha256),
+          follow: (sha256, follower, signal) => cache.follow(sha256, follower, signal),
         },
         scratchDir: join(root, name, 'scratch'),
       },

@@ -1,0 +1,89 @@
+import { open } from 'node:fs/promises';
+
+/** Told how a followed download goes (`BlobTransport.follow`, `BlobCache.follow`). */
+export interface BlobFollower {
+  /** Bytes written to the blob's file so far (called as they grow; the blob's size last, before {@link BlobFollower.ended}). */
+  written(bytes: number): void;
+  /** The download is over: verified and in the cache (`error` undefined), or failed (its file is then no blob). */
+  ended(error?: Error): void;
+}
+
+/**
+ * A {@link BlobFollower} that a reader waits on: how many bytes of the blob's file may be read
+ * now, and whether the download ended well. Module hosts load this file (no dependency).
+ */
+export class BlobProgress implements BlobFollower {
+  private bytes = 0;
+  private outcome: { error?: Error } | undefined;
+  private wake: (() => void) | undefined;
+  /** Settles when the download ended: resolved once the blob is verified, rejected with its error. */
+  readonly done: Promise<void>;
+  private settle!: (error?: Error) => void;
+
+  constructor() {
+    this.done = new Promise<void>((resolve, reject) => {
+      this.settle = (error) => (error ? reject(error) : resolve());
+    });
+    this.done.catch(() => undefined); // read through `available`/`done` by the reader; never unhandled
+  }
+
+  written(bytes: number): void {
+    if (bytes <= this.bytes) return;
+    this.bytes = bytes;
+    this.wakeUp();
+  }
+
+  ended(error?: Error): void {
+    if (this.outcome) return;
+    this.outcome = error ? { error } : {};
+    this.settle(error);
+    this.wakeUp();
+  }
+
+  private wakeUp(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    wake?.();
+  }
+
+  /**
+   * Bytes readable beyond `offset`: waits until there are some or the download ended.
+   * @returns 0 when the download ended (well) with nothing beyond `offset`
+   * @throws the download's error when it failed
+   */
+  async available(offset: number): Promise<number> {
+    for (;;) {
+      if (this.outcome?.error) throw this.outcome.error;
+      if (this.bytes > offset) return this.bytes - offset;
+      if (this.outcome) return 0;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+}
+
+/** How many bytes of a followed blob's file are read at a time. */
+const READ_BYTES = 1024 * 1024;
+
+/**
+ * The bytes of the file at `path` as a download writes it (reported through `progress`): read
+ * up to what was written, waiting for more, until the download ended; ends only once the blob
+ * is verified (throws the download's error otherwise).
+ */
+export async function* readFollowed(path: string, progress: BlobProgress): AsyncGenerator<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    let offset = 0;
+    for (;;) {
+      const available = await progress.available(offset);
+      if (available === 0) break;
+      const buffer = Buffer.allocUnsafe(Math.min(available, READ_BYTES));
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset);
+      if (bytesRead === 0) throw new Error(`${path} is shorter than its download reported (${offset} bytes)`);
+      offset += bytesRead;
+      yield buffer.subarray(0, bytesRead);
+    }
+    await progress.done;
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * A store that serves one hostile archive slowly (tests of extraction while downloading): two good
+ * entries, then one whose path has a `..`, then it holds the archive's last KiB back, so only a
+ * download that checks entries as they arrive (and abandons the `GET`) ends. A `POST` (the
+ * client asking how to move the blob) is told to use the blob routes.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { create } from 'tar';
+
+export interface HostileBlobServer {
+  /** The store's base URL (`http://127.0.0.1:<port>`): any `GET` gets the archive; a `POST`, `{"store":"orchestrator"}`. */
+  url: string;
+  sha256: string;
+  size: number;
+  /** Resolves once the client closed its connection (it abandoned the download). */
+  connectionClosed: Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Packs the hostile archive from files made under `root` and serves it on 127.0.0.1, port 0. */
+export async function startHostileBlobServer(root: string): Promise<HostileBlobServer> {
+  const src = join(root, 'hostile-src');
+  await mkdir(join(src, 'inner'), { recursive: true });
+  for (const name of ['good-1.bin', 'good-2.bin'])
+    await writeFile(join(src, 'inner', name), Buffer.alloc(256 * 1024, 7));
+  await writeFile(join(src, 'evil.txt'), 'evil');
+  const chunks: Buffer[] = [];
+  const pack = create({ cwd: join(src, 'inner'), preservePaths: true }, ['good-1.bin', 'good-2.bin', '../evil.txt']);
+  for await (const chunk of pack as unknown as AsyncIterable<Buffer>) chunks.push(chunk);
+  const archive = Buffer.concat(chunks);
+  // Sent in two writes: the client holds the latest chunk back until the next arrives.
+  const header = archive.indexOf('../evil.txt') + 512;
+  let closed!: () => void;
+  const connectionClosed = new Promise<void>((resolve) => (closed = resolve));
+  const server = createServer((request, response) => {
+    if (request.method === 'POST') {
+      // `POST …/transfers`: an orchestrator that keeps blobs itself (the client then `GET`s the blob route).
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ store: 'orchestrator' }));
+      return;
+    }
+    request.socket.on('close', closed);
+    response.writeHead(200, { 'content-length': archive.length, 'content-type': 'application/octet-stream' });
+    response.write(archive.subarray(0, header));
+    setTimeout(() => response.write(archive.subarray(header, archive.length - 1024)), 100);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    sha256: createHash('sha256').update(archive).digest('hex'),
+    size: archive.length,
+    connectionClosed,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+/** Rejects after `ms` saying what did not happen (a bound for a promise in a test). */
+export function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms)),
+  ]);
+}
