@@ -1,6 +1,7 @@
 import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { hostname, networkInterfaces, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { cliOf, killLeftovers, spawnProcess, type RunningProcess } from '@mpd/test-kit';
 import { afterAll, describe, expect, it } from 'vitest';
 
@@ -167,6 +168,29 @@ describe('mpd-orchestrator CLI', () => {
       'Invalid setting --pipeline (MPD_PIPELINE): Pipeline file not found: /tmp/no-such.pipeline.ts',
     );
     expect(run.stdout()).toBe('');
+  });
+
+  it('exits 2 naming --logs-dir for a logs directory it cannot make, before it listens', async () => {
+    // In the package, so that the pipeline file finds @mpd/pipeline.
+    const dir = mkdtempSync(join(fileURLToPath(new URL('../..', import.meta.url)), '.logs-dir-spec-'));
+    try {
+      const pipeline = join(dir, 'one.pipeline.ts');
+      writeFileSync(
+        pipeline,
+        "import { defineModule, definePipeline } from '@mpd/pipeline';\n" +
+          "export default definePipeline({ name: 'one', modules: [defineModule({ name: 'a', run: async () => 1 })] });\n",
+      );
+      const file = join(dir, 'a-file');
+      writeFileSync(file, '');
+      const run = cli(['--port', '0', '--pipeline', pipeline, '--logs-dir', join(file, 'logs')]);
+      expect(await run.exited).toBe(2);
+      expect(run.stderr()).toContain(
+        `Invalid setting --logs-dir (MPD_LOGS_DIR): cannot use ${join(file, 'logs')}: ENOTDIR`,
+      );
+      expect(run.stdout()).toBe('');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('--help lists every flag with its environment variable', async () => {

@@ -10,6 +10,7 @@
  * http://10.0.0.5:PORT, …)`); with `--pipeline` the run's progress lines and summary table follow it. Logs
  * go to stderr. Exit codes: 0 ok, 1 failure or failed pipeline, 2 invalid setting.
  */
+import { access, constants } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { Pipeline } from '@mpd/pipeline';
 import {
@@ -20,6 +21,7 @@ import {
   type OldNameGiven,
   type SecretFlagGiven,
   logProcessWarnings,
+  makeDirectory,
 } from '@mpd/server-kit';
 import { CommanderError } from 'commander';
 import { destination, pino, type Logger } from 'pino';
@@ -98,6 +100,23 @@ async function loadPipeline(file: string, { name, baseDir }: CliContext): Promis
   }
 }
 
+/**
+ * Makes the run's logs directory and checks it can be written, before anything starts: a
+ * directory that cannot be used exits 2 naming `--logs-dir`, as `--artifacts-dir` and
+ * `--cache-dir` are checked at start (found by a new user: `--logs-dir /etc/passwd/logs` ran,
+ * succeeded and kept no log, with a stack trace per attempt on stderr).
+ */
+async function checkLogsDir(dir: string, { name }: CliContext): Promise<void> {
+  try {
+    await makeDirectory(dir);
+    await access(dir, constants.W_OK | constants.X_OK);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    process.stderr.write(`${name}: Invalid setting --logs-dir (MPD_LOGS_DIR): cannot use ${dir}: ${reason}\n`);
+    process.exit(EXIT_INVALID_SETTING);
+  }
+}
+
 async function main(argv: string[], context: CliContext): Promise<number> {
   const { name, baseDir } = context;
   const { settings, oldNames, secretFlags } = readSettings(argv, context);
@@ -119,6 +138,16 @@ async function main(argv: string[], context: CliContext): Promise<number> {
   // One per secret given as a flag, naming the flag and its variable, never the value.
   for (const { flag, env, message } of secretFlags) logger.warn({ flag, use: env }, message);
   const pipeline = settings.pipeline === undefined ? undefined : await loadPipeline(settings.pipeline, context);
+  let run: { fromRun: typeof import('./run-from-cli.js'); logsDir: string } | undefined;
+  if (pipeline) {
+    const fromRun = await import('./run-from-cli.js');
+    // A directory per run under the default, named by its start time (`:` is not allowed on every file system).
+    const logsDir =
+      runOptions(settings, tls, baseDir).logsDir ??
+      resolve(baseDir, fromRun.DEFAULT_LOGS_DIR, new Date().toISOString().replace(/:/g, '-'));
+    await checkLogsDir(logsDir, context);
+    run = { fromRun, logsDir };
+  }
 
   let orchestrator: RunningOrchestrator;
   try {
@@ -147,15 +176,11 @@ async function main(argv: string[], context: CliContext): Promise<number> {
   process.stdout.write(`mpd orchestrator listening on ${listeningText(orchestrator.url, settings.host)}\n`);
 
   let exitCode = EXIT_OK;
-  if (pipeline) {
-    const { runPipelineFromCli, DEFAULT_LOGS_DIR } = await import('./run-from-cli.js');
-    const fromSettings = runOptions(settings, tls, baseDir);
+  if (pipeline && run) {
     try {
-      const { success } = await runPipelineFromCli({
-        ...fromSettings,
-        // A directory per run under the default, named by its start time (`:` is not allowed on every file system).
-        logsDir:
-          fromSettings.logsDir ?? resolve(baseDir, DEFAULT_LOGS_DIR, new Date().toISOString().replace(/:/g, '-')),
+      const { success } = await run.fromRun.runPipelineFromCli({
+        ...runOptions(settings, tls, baseDir),
+        logsDir: run.logsDir,
         pipeline,
         registry: orchestrator.registry,
         endpointPolicy: orchestrator.endpointPolicy,

@@ -156,6 +156,20 @@ describe('mpd-worker CLI', () => {
     expect(run.stdout()).toBe('');
   });
 
+  it('exits 2 naming --cache-dir (MPD_CACHE_DIR) for a cache directory it cannot make', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mpd-worker-cache-'));
+    tempDirs.push(dir);
+    const file = join(dir, 'a-file');
+    writeFileSync(file, '');
+    // Checked with --orchestrator only (the cache serves artifacts); nothing listens on port 1.
+    const run = cli(['--port', '0', '--orchestrator', 'http://127.0.0.1:1', '--cache-dir', join(file, 'cache')]);
+    expect(await run.exited).toBe(2);
+    expect(run.stderr()).toContain(
+      `Invalid setting --cache-dir (MPD_CACHE_DIR): cannot use the cache directory ${join(file, 'cache')}: ENOTDIR`,
+    );
+    expect(run.stdout()).toBe('');
+  });
+
   it('exits 2 for an unknown flag or an extra argument', async () => {
     const unknown = cli(['--prot', '1']);
     const extra = cli(['--port', '0', 'extra']);

@@ -15,6 +15,7 @@ import { CommanderError } from 'commander';
 import { workerOptions } from './options-from-settings.js';
 import { createCommand, parseSettings, SETTINGS } from './settings.js';
 import { readTlsFiles } from './tls-files.js';
+import { WorkerConfigError } from '../errors.js';
 
 /** The exit code of a worker whose registration the orchestrator refused as invalid: that of an invalid setting. */
 const EXIT_REGISTRATION_REFUSED = 2;
@@ -89,7 +90,7 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
       ...(pipeline ? { pipeline } : {}),
     });
   } catch (error) {
-    process.stderr.write(`${name}: ${(error as Error).message}\n`);
+    process.stderr.write(`${name}: ${asFlagMessage(error as Error)}\n`);
     process.exit((error as { code?: unknown }).code === 'InvalidSetting' ? 2 : 1);
   }
   const advertised = worker.endpoint === worker.url ? '' : ` (the orchestrator calls it at ${worker.endpoint})`;
@@ -127,5 +128,20 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
   // interfaces): what the orchestrator calls is the endpoint, said after it.
   process.stdout.write(
     `mpd worker ${worker.id} listening on ${listeningText(worker.url, settings.host, {})}${advertised}\n`,
+  );
+}
+
+/**
+ * The library names a setting at fault by its option (`Invalid setting cacheDir: …`, found when
+ * the worker starts); the CLI's user wrote a flag: `Invalid setting --cache-dir (MPD_CACHE_DIR): …`.
+ */
+function asFlagMessage(error: Error): string {
+  if (!(error instanceof WorkerConfigError)) return error.message;
+  const rows: Record<string, { flag: string; env: string } | undefined> = SETTINGS.rows;
+  const row = rows[error.setting];
+  if (!row) return error.message;
+  return error.message.replace(
+    `Invalid setting ${error.setting}:`,
+    `Invalid setting ${row.flag.split(' ')[0]} (${row.env}):`,
   );
 }
