@@ -248,6 +248,10 @@ export function resolveRunOptions(options: RunPipelineOptions): ResolvedRunOptio
   if (!(Number.isSafeInteger(maxResultBytes) && maxResultBytes > 0)) {
     invalid('maxResultBytes', 'must be a whole number of bytes above 0', maxResultBytes);
   }
+  // Infinity waits for ever; NaN would never be reached: the wait at the run's end would poll for ever.
+  for (const setting of ['outputGraceMs', 'maxOutputWaitMs'] as const) {
+    if (!(resolved[setting] >= 0)) invalid(setting, 'must be a number of at least 0', resolved[setting]);
+  }
   return resolved;
 }
 
