@@ -137,6 +137,24 @@ describe('ProgressPrinter: module output', () => {
     expect(tail?.lines.map((line) => line.text)).toEqual(Array.from({ length: 20 }, (_, index) => `line ${index + 5}`));
   });
 
+  it("quiet too: says which attempt's output was cut at the run's end, with the lines that came", () => {
+    const { out, text } = sink();
+    const printer = new ProgressPrinter({ out, tty: false, outputMode: 'quiet' });
+    printer.event({
+      type: 'output-incomplete',
+      module: 'build',
+      attempt: 2,
+      workerId: 'w1',
+      linesReceived: 1200,
+      reason: 'silent',
+      waitedMs: 2_000,
+    });
+    printer.stop();
+    expect(text()).toBe(
+      '[mpd] ⚠ output of build (attempt 2) on w1 incomplete: 1200 line(s) received, then its worker sent nothing for 2.00s; the rest is dropped\n',
+    );
+  });
+
   it('defaults to grouped under GitHub Actions and Buildkite, else prefixed', () => {
     expect(defaultOutputMode({ GITHUB_ACTIONS: 'true' })).toBe('grouped');
     expect(defaultOutputMode({ BUILDKITE: 'true' })).toBe('grouped');

@@ -139,6 +139,14 @@ export class ExecutionLogs {
     return this.#logs.get(executionId)?.tail ?? [];
   }
 
+  /**
+   * How many lines of `executionId`'s log were accepted so far (the next sequence number
+   * expected; 0 when it is not kept): the run's wait at its end watches it move.
+   */
+  received(executionId: string): number {
+    return this.#logs.get(executionId)?.next ?? 0;
+  }
+
   /** Whether `executionId`'s log was closed by a `final` batch, written and reported (or is not kept). */
   closed(executionId: string): boolean {
     return this.#logs.get(executionId)?.complete ?? true;

@@ -3,13 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { WorkerClient } from '@mpd/client';
 import { defineModule, definePipeline } from '@mpd/pipeline';
-import { instantWorkerClient } from '@mpd/test-kit';
+import { instantWorkerClient, ManualClock } from '@mpd/test-kit';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { InMemoryNodeRegistry } from '../registry/in-memory-node-registry.js';
 import { ExecutionLogs } from './execution-logs.js';
 import { runPipeline } from './pipeline-runner.js';
 import type { RunEvent } from './run-result.js';
+import { formatEvent } from './summary.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -81,5 +82,139 @@ describe('runPipeline: module output', () => {
     ).toEqual({
       kind: 'not-found',
     });
+  });
+});
+
+describe("runPipeline: the wait for output at the run's end", () => {
+  const time = Date.UTC(2026, 0, 1);
+  const lines = (from: number, count: number) =>
+    Array.from({ length: count }, (_, index) => ({ time, stream: 'stdout' as const, text: `line ${from + index}` }));
+
+  /**
+   * A run of `modules` (each alone on a worker of its own name) on a manual clock, whose workers
+   * answer at once and ship nothing by themselves: the test sends their batches.
+   */
+  function setup(names: string[], options: { maxOutputWaitMs?: number } = {}) {
+    const clock = new ManualClock();
+    const modules = names.map((name) => defineModule({ name, requires: { tags: [name] }, run: () => null }));
+    const pipeline = definePipeline({ name: 'output-wait', modules });
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 3_600_000 });
+    for (const name of names) {
+      registry.register({
+        id: name,
+        endpoint: `http://${name}:9000`,
+        capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [name] },
+        pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: names },
+      });
+    }
+    const executionLogs = new ExecutionLogs();
+    /** The executionId each module ran as (its worker is named as it is). */
+    const executions = new Map<string, string>();
+    const client = instantWorkerClient({
+      onExecute: ({ executionId, moduleTypeName }) => executions.set(moduleTypeName, executionId),
+    }) as unknown as WorkerClient;
+    const events: RunEvent[] = [];
+    let ended = false;
+    const running = runPipeline({
+      pipeline,
+      registry,
+      logger: pino({ level: 'silent' }),
+      clock,
+      createClient: () => client,
+      executionLogs,
+      onEvent: (event) => events.push(event),
+      outputGraceMs: 2_000,
+      ...options,
+    }).finally(() => (ended = true));
+    const send = (module: string, fromSeq: number, count: number, final = false) =>
+      executionLogs.append(executions.get(module)!, module, { fromSeq, lines: lines(fromSeq, count), final });
+    return { clock, running, events, send, ended: () => ended, executions };
+  }
+
+  it('keeps waiting while the worker keeps sending after its answer (the grace starts again with each batch), until its final batch', async () => {
+    const { clock, running, events, send, ended } = setup(['loud']);
+    await clock.advance(0);
+    expect(events.some((event) => event.type === 'module-finished')).toBe(true);
+    // 10 batches 1.5 s apart: 15 s in all, where a fixed 2 s grace gave up after the second.
+    for (let batch = 0; batch < 10; batch++) {
+      await send('loud', batch * 100, 100);
+      await clock.advance(1_500);
+      expect(ended()).toBe(false);
+    }
+    await send('loud', 1_000, 0, true);
+    await clock.advance(50);
+    expect(ended()).toBe(true);
+    const result = await running;
+    expect(result.status).toBe('Successful');
+    const output = events.filter((event) => event.type === 'output');
+    expect(output.flatMap((event) => event.lines)).toHaveLength(1_000);
+    expect(output.at(-1)).toMatchObject({ module: 'loud', closed: true });
+    expect(events.filter((event) => event.type === 'output-incomplete')).toEqual([]);
+  });
+
+  it("gives up a worker that stopped sending once the grace passed since its last line, while another's lines still come, and says what it received", async () => {
+    const { clock, running, events, send, ended } = setup(['stalled', 'busy']);
+    await clock.advance(0);
+    expect(events.filter((event) => event.type === 'module-finished')).toHaveLength(2);
+    await send('stalled', 0, 3);
+    // `busy` ships for 6 s more; `stalled` sends nothing after its 3 lines and never closes.
+    for (let batch = 0; batch < 6; batch++) {
+      await send('busy', batch * 10, 10);
+      await clock.advance(1_000);
+      expect(ended()).toBe(false);
+    }
+    await send('busy', 60, 0, true);
+    // The busy worker's log closed; the stalled one's grace ended long ago: the run ends now.
+    await clock.advance(50);
+    expect(ended()).toBe(true);
+    await running;
+    const incomplete = events.filter((event) => event.type === 'output-incomplete');
+    expect(incomplete).toEqual([
+      {
+        type: 'output-incomplete',
+        module: 'stalled',
+        attempt: 1,
+        workerId: 'stalled',
+        linesReceived: 3,
+        reason: 'silent',
+        waitedMs: 2_000,
+      },
+    ]);
+    expect(formatEvent(incomplete[0]!)).toBe(
+      '[mpd] ⚠ output of stalled on stalled incomplete: 3 line(s) received, then its worker sent nothing for 2.00s; the rest is dropped',
+    );
+  });
+
+  it('a worker that sends nothing after its answer is given up after the grace', async () => {
+    const { clock, running, events, ended } = setup(['silent']);
+    await clock.advance(1_950);
+    expect(ended()).toBe(false);
+    await clock.advance(100);
+    expect(ended()).toBe(true);
+    await running;
+    expect(events.filter((event) => event.type === 'output-incomplete')).toMatchObject([
+      { module: 'silent', linesReceived: 0, reason: 'silent' },
+    ]);
+  });
+
+  it('stops at maxOutputWaitMs however busy the worker still is, and says so', async () => {
+    const { clock, running, events, send, ended } = setup(['trickle'], { maxOutputWaitMs: 10_000 });
+    await clock.advance(0);
+    let seq = 0;
+    for (let second = 0; second < 9; second++) {
+      await send('trickle', seq, 1);
+      seq += 1;
+      await clock.advance(1_000);
+      expect(ended()).toBe(false);
+    }
+    await send('trickle', seq, 1);
+    await clock.advance(1_050);
+    expect(ended()).toBe(true);
+    await running;
+    const incomplete = events.filter((event) => event.type === 'output-incomplete');
+    expect(incomplete).toMatchObject([{ module: 'trickle', linesReceived: 10, reason: 'limit', waitedMs: 10_000 }]);
+    expect(formatEvent(incomplete[0]!)).toMatch(
+      /output of trickle on trickle incomplete: 10 line\(s\) received, then the run's wait for output reached its limit \(.+\); the rest is dropped$/,
+    );
   });
 });

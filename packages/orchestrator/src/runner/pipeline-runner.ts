@@ -32,6 +32,7 @@ import { noCapableWorkerReason } from './requirement-messages.js';
 import { type RunClock, RunTimers } from './run-clock.js';
 import { type ResolvedRunOptions, resolveRunOptions, type RunPipelineOptions } from './run-options.js';
 import { attemptLogFile } from './execution-logs.js';
+import { waitForOutput } from './output-wait.js';
 import { RunReporter } from './run-report.js';
 import { type AttemptRecord, type ModuleStatus, type RunResult, SUCCEEDED } from './run-result.js';
 import { WorkerClients } from './worker-clients.js';
@@ -1169,24 +1170,39 @@ class PipelineRun {
   }
 
   /**
-   * Resolves once every attempt's log is closed (its worker sent its `final` batch) or
-   * `outputGraceMs` passed, whichever comes first; the logs are forgotten then. A worker answers
-   * an execute call without waiting for the output to be shipped: the last lines of a module
-   * usually arrive just after its answer.
+   * Resolves once every attempt's log is closed (its worker sent its `final` batch), or its
+   * worker sent nothing for `outputGraceMs`, or `maxOutputWaitMs` passed (see `waitForOutput`);
+   * the logs are forgotten then, and each one still open is reported (`output-incomplete`). A
+   * worker answers an execute call without waiting for the output to be shipped: the last lines
+   * of a module arrive after its answer, many MiB of them when it wrote fast.
    */
   private async outputSettled(): Promise<void> {
-    const { executionLogs, outputGraceMs, clock } = this.options;
+    const { executionLogs, outputGraceMs, maxOutputWaitMs, clock } = this.options;
     if (!executionLogs) return;
-    const ids = [...this.modules.values()].flatMap((state) =>
-      state.result.attempts.map((record) => record.executionId),
+    const attempts = [...this.modules.values()].flatMap((state) =>
+      state.result.attempts.map((record, index) => ({
+        executionId: record.executionId,
+        workerId: record.workerId,
+        module: state.name,
+        attempt: index + 1,
+      })),
     );
-    const deadline = clock.now() + outputGraceMs;
-    // The run's timers are cleared: polls on the clock itself (a manual clock in tests).
-    while (ids.some((id) => !executionLogs.closed(id)) && clock.now() < deadline) {
-      await new Promise<void>((resolve) => clock.after(Math.min(50, deadline - clock.now()), resolve));
+    const cut = await waitForOutput({
+      logs: executionLogs,
+      attempts,
+      clock,
+      graceMs: outputGraceMs,
+      maxWaitMs: maxOutputWaitMs,
+    });
+    for (const { executionId, workerId, reason } of cut) {
+      const { module, attempt } = attempts.find((candidate) => candidate.executionId === executionId)!;
+      const linesReceived = executionLogs.received(executionId);
+      const waitedMs = reason === 'silent' ? outputGraceMs : maxOutputWaitMs;
+      this.log.warn({ module, attempt, workerId, linesReceived, reason }, "output not complete at the run's end");
+      this.reporter.emit({ type: 'output-incomplete', module, attempt, workerId, linesReceived, reason, waitedMs });
     }
     this.outputDone = true;
-    executionLogs.forget(ids);
+    executionLogs.forget(attempts.map((attempt) => attempt.executionId));
   }
 }
 

@@ -14,4 +14,5 @@ export const DEFAULT_RUN_OPTIONS = {
   timeoutMarginMs: 60_000,
   maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
   outputGraceMs: 2_000,
+  maxOutputWaitMs: 300_000,
 } as const satisfies Partial<RunPipelineOptions>;

@@ -40,6 +40,8 @@ describe('resolveRunOptions', () => {
       timeoutMarginMs: 60_000,
       maxResultBytes: 16 * 1024 * 1024,
       durationHints: {},
+      outputGraceMs: 2_000,
+      maxOutputWaitMs: 300_000,
     });
     expect(resolved).toMatchObject(DEFAULT_RUN_OPTIONS);
     expect(resolved.createClient).toBeTypeOf('function');
@@ -66,6 +68,8 @@ describe('resolveRunOptions', () => {
       timeoutMarginMs: 0,
       maxResultBytes: 1,
       durationHints: { a: 1_000 },
+      outputGraceMs: 0,
+      maxOutputWaitMs: 0,
     } satisfies Partial<RunPipelineOptions>;
     const resolved = resolveRunOptions({ pipeline: tuned, registry, logger, ...overrides, createClient });
     expect(resolved).toMatchObject(overrides);
@@ -89,6 +93,9 @@ describe('resolveRunOptions', () => {
       ['maxResultBytes', { maxResultBytes: 0 }],
       ['maxResultBytes', { maxResultBytes: 1.5 }],
       ['maxResultBytes', { maxResultBytes: Number.POSITIVE_INFINITY }],
+      ['outputGraceMs', { outputGraceMs: Number.NaN }],
+      ['outputGraceMs', { outputGraceMs: -1 }],
+      ['maxOutputWaitMs', { maxOutputWaitMs: Number.NaN }],
     ];
     for (const [setting, options] of bad) {
       let thrown: unknown;

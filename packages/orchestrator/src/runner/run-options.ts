@@ -139,10 +139,21 @@ export interface RunPipelineOptions {
   /**
    * How long the run waits, once its last module ended, for the last output of its attempts
    * (their `final` batches: a worker answers an execute call without waiting for its output to
-   * be shipped), in ms.
+   * be shipped), in ms: given up once their worker sent nothing for this long. The wait starts
+   * again with each line that comes (a worker ships what a fast module left after its answer),
+   * up to `maxOutputWaitMs`.
    * @default 2_000
    */
   outputGraceMs?: number;
+  /**
+   * The longest the run waits at its end for its attempts' last output while their workers
+   * still send it (see `outputGraceMs`), in ms; what is not in by then is dropped and reported
+   * (`output-incomplete` events). 5 minutes: far more than shipping a full
+   * `--output-spill-size` (64 MiB) takes (19 MiB reached the orchestrator within about 0.4 s of
+   * the module's end on the benchmark's 2-core VM), yet a bound on a worker trickling lines.
+   * @default 300_000
+   */
+  maxOutputWaitMs?: number;
 }
 
 /** {@link RunPipelineOptions} with every default filled in (by {@link resolveRunOptions}). */
@@ -172,6 +183,7 @@ export interface ResolvedRunOptions {
   readonly executionLogs: ExecutionLogs | undefined;
   readonly logsDir: string | undefined;
   readonly outputGraceMs: number;
+  readonly maxOutputWaitMs: number;
 }
 
 /** Every failure mode (a record, so that a new mode cannot be left out). */
@@ -212,6 +224,7 @@ export function resolveRunOptions(options: RunPipelineOptions): ResolvedRunOptio
     executionLogs: options.executionLogs,
     logsDir: options.logsDir,
     outputGraceMs: options.outputGraceMs ?? DEFAULT_RUN_OPTIONS.outputGraceMs,
+    maxOutputWaitMs: options.maxOutputWaitMs ?? DEFAULT_RUN_OPTIONS.maxOutputWaitMs,
   };
   if (!Object.hasOwn(FAILURE_MODES, resolved.failureMode)) {
     invalid('failureMode', `must be one of ${Object.keys(FAILURE_MODES).join(', ')}`, resolved.failureMode);
@@ -234,6 +247,10 @@ export function resolveRunOptions(options: RunPipelineOptions): ResolvedRunOptio
   }
   if (!(Number.isSafeInteger(maxResultBytes) && maxResultBytes > 0)) {
     invalid('maxResultBytes', 'must be a whole number of bytes above 0', maxResultBytes);
+  }
+  // Infinity waits for ever; NaN would never be reached: the wait at the run's end would poll for ever.
+  for (const setting of ['outputGraceMs', 'maxOutputWaitMs'] as const) {
+    if (!(resolved[setting] >= 0)) invalid(setting, 'must be a number of at least 0', resolved[setting]);
   }
   return resolved;
 }

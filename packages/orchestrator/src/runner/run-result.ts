@@ -109,4 +109,20 @@ export type RunEvent =
    * Lines a module wrote (masked), as its worker shipped them, in order per attempt; `closed`:
    * the attempt's log is complete (its worker sent its last batch; `lines` may then be empty).
    */
-  | { type: 'output'; module: string; attempt: number; workerId: string; lines: OutputLine[]; closed?: true };
+  | { type: 'output'; module: string; attempt: number; workerId: string; lines: OutputLine[]; closed?: true }
+  /**
+   * At the run's end, an attempt's log was still open when the run stopped waiting for it: its
+   * worker sent nothing for `waitedMs` (`reason` `silent`: the run's `outputGraceMs`), or the
+   * wait reached its limit (`limit`: `maxOutputWaitMs`) while lines still came. The attempt's
+   * log ends after `linesReceived` lines; whatever its worker still had is dropped (its batches
+   * answer 404 from now on).
+   */
+  | {
+      type: 'output-incomplete';
+      module: string;
+      attempt: number;
+      workerId: string;
+      linesReceived: number;
+      reason: 'silent' | 'limit';
+      waitedMs: number;
+    };

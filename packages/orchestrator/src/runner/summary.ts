@@ -22,6 +22,14 @@ export function formatEvent(event: RunEvent): string {
       return `[mpd] ↻ ${event.module} failed (${event.error}); retry ${event.failures} in ${seconds(event.delayMs)}`;
     case 'run-stopping':
       return `[mpd] ■ stopping: ${event.reason}; cancelling running modules, then running always-run modules`;
+    case 'output-incomplete': {
+      const what = `${event.module}${event.attempt > 1 ? ` (attempt ${event.attempt})` : ''} on ${event.workerId}`;
+      const why =
+        event.reason === 'silent'
+          ? `its worker sent nothing for ${seconds(event.waitedMs)}`
+          : `the run's wait for output reached its limit (${formatTimeSpan(event.waitedMs)})`;
+      return `[mpd] ⚠ output of ${what} incomplete: ${event.linesReceived} line(s) received, then ${why}; the rest is dropped`;
+    }
     case 'output':
       return event.lines.map((line) => `[${event.module}] ${line.text}`).join('\n');
   }
