@@ -1,6 +1,6 @@
 /**
  * Benchmark 6: artifact throughput. A module on worker A (`--tags producer`) uploads a file of
- * `bytes` bytes with `ctx.artifacts.upload` (packed as a plain tar, its default, hashed as it is
+ * `bytes` bytes (the driver's source file, the one the bare transfer moves) with `ctx.artifacts.upload` (packed as a plain tar, its default, hashed as it is
  * written, `PUT` to the orchestrator's store); a module on worker B (`--tags consumer`) downloads
  * it with `ctx.artifacts.download` (`GET` into B's cache, hashed as it arrives, listed and
  * extracted). Each
@@ -10,18 +10,26 @@
  * first sample, /proc VmRSS every 25 ms) of every process while the artifact moves: the
  * orchestrator, each worker, each worker's module host (from when it appears). Each run has a
  * fresh cluster and store (the store and the caches would otherwise already hold the blob).
+ *
+ * Both sides start from the same state: the source file is written once by the driver, and before
+ * each timed transfer (bare or mpd) the driver runs `sync`, so that neither begins with the other's
+ * (or the source's) dirty pages being written back on the same cores (before round E's second half
+ * the producer wrote the GiB inside its module just before its timing began: mpd's transfer started
+ * with ~1.7 GB dirty). The dirty + writeback pages at each start are a row. Each run measures the
+ * bare transfer and mpd's once, in alternating order (bare first in even runs, mpd first in odd).
  */
 import { createReadStream, createWriteStream, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { RunTimings } from './servers/orchestrator.js';
-import { writeBenchFile } from './lib/bench-file.js';
+import { ARTIFACT_FILE, writeBenchFile } from './lib/bench-file.js';
 import { BenchProcess, benchPath, startBenchOrchestrator, startWorkerCli } from './lib/processes.js';
 import { type Row, rowsOf } from './lib/report.js';
-import { childPids, MB, RssSampler, type RssFigures, TIMELINE_BUCKET_MS } from './lib/rss.js';
+import { childPids, dirtyBytes, MB, RssSampler, type RssFigures, TIMELINE_BUCKET_MS } from './lib/rss.js';
 import { median } from './lib/stats.js';
 
 export interface ArtifactsConfig {
@@ -29,7 +37,11 @@ export interface ArtifactsConfig {
   runs: number;
 }
 
-export const ARTIFACTS_FULL: ArtifactsConfig = { bytes: 1024 * MB, runs: 1 };
+/** `MPD_BENCH_ARTIFACT_RUNS` overrides the full bench's runs (each: one bare and one mpd transfer). */
+export const ARTIFACTS_FULL: ArtifactsConfig = {
+  bytes: 1024 * MB,
+  runs: Number(process.env.MPD_BENCH_ARTIFACT_RUNS ?? 3),
+};
 export const ARTIFACTS_SMOKE: ArtifactsConfig = { bytes: 4 * MB, runs: 1 };
 
 const PIPELINE = benchPath('pipelines/artifacts.pipeline.ts');
@@ -40,6 +52,13 @@ interface Transfer {
   rss: Record<string, RssFigures>;
   /** CPU time each process used from the upload's start to the download's end, ms (timeline buckets in that window). */
   cpuMs: Record<string, number>;
+  /** Dirty + Writeback of /proc/meminfo when the transfer's timing began, bytes (after the driver's `sync`). */
+  dirtyAtStart: number;
+}
+
+/** Writes every dirty page back (`sync`), so that a timed transfer does not start behind someone else's write-back. */
+function settle(): void {
+  execFileSync('sync');
 }
 
 /** The machine over time, one sample per {@link TIMELINE_BUCKET_MS} (NaN where /proc cannot be read). */
@@ -56,9 +75,7 @@ function sampleMachine(): () => MachineSamples {
   let lastBusy: number | undefined;
   const sample = (): void => {
     try {
-      const info = readFileSync('/proc/meminfo', 'utf8');
-      const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(info)?.[1] ?? 0);
-      samples.dirty.push((kb('Dirty') + kb('Writeback')) * 1024);
+      samples.dirty.push(dirtyBytes());
       // /proc/stat's first line: cpu user nice system idle iowait irq softirq steal …, in 10 ms ticks.
       const [user, nice, system, , , irq, softirq, steal] = readFileSync('/proc/stat', 'utf8')
         .split('\n', 1)[0]!
@@ -127,10 +144,11 @@ function printTimeline(
   process.stderr.write(`${lines.join('\n')}\n`);
 }
 
-async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transfer> {
+async function mpdTransfer(config: ArtifactsConfig, dir: string, source: string): Promise<Transfer> {
   const env = {
     MPD_BENCH_ARTIFACT_BYTES: String(config.bytes),
     MPD_BENCH_ARTIFACT_DIR: join(dir, 'work'),
+    MPD_BENCH_ARTIFACT_SOURCE: source,
   };
   const orchestrator = startBenchOrchestrator(PIPELINE, {
     ...env,
@@ -160,6 +178,7 @@ async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transf
       'worker B': () => [b.pid],
       'module host on B': () => childPids(b.pid),
     }).start();
+    settle();
     const sampledFrom = Date.now();
     const machine = sampleMachine();
     let timings: RunTimings;
@@ -175,7 +194,7 @@ async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transf
     }
     type Timed = { startedAt: number; endedAt: number };
     const result = (name: string) => timings.modules.find((module) => module.name === name)!.result;
-    const produced = result('produce') as Timed & { uploadMs: number };
+    const produced = result('produce') as Timed & { uploadMs: number; dirtyAtStart: number };
     const consumed = result('consume') as Timed & { downloadMs: number };
     const from = produced.startedAt - sampledFrom;
     const to = consumed.endedAt - sampledFrom;
@@ -195,6 +214,7 @@ async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transf
       downloadMs: consumed.downloadMs,
       rss,
       cpuMs: cpuIn(rss, from, to),
+      dirtyAtStart: produced.dirtyAtStart,
     };
   } finally {
     await Promise.all([...workers.map((worker) => worker.stop()), orchestrator.stop()]);
@@ -203,10 +223,12 @@ async function mpdTransfer(config: ArtifactsConfig, dir: string): Promise<Transf
 
 /** `PUT` then `GET` of `file` through the bare server at `url`, timed. */
 async function bareTransfer(bare: BenchProcess, url: string, file: string, into: string): Promise<Transfer> {
+  settle();
   const sampler = new RssSampler({ 'bare server': () => [bare.pid], 'driver (client)': () => [process.pid] }).start();
   const machine = sampleMachine();
   try {
     const size = statSync(file).size;
+    const dirtyAtStart = dirtyBytes();
     let started = performance.now();
     await new Promise<void>((resolve, reject) => {
       const req = request(`${url}/blob`, {
@@ -235,7 +257,7 @@ async function bareTransfer(bare: BenchProcess, url: string, file: string, into:
     const rss = sampler.stop();
     const total = uploadMs + downloadMs;
     printTimeline('bare', rss, 0, total, { 'upload ends': uploadMs }, machine());
-    return { uploadMs, downloadMs, rss, cpuMs: cpuIn(rss, 0, total) };
+    return { uploadMs, downloadMs, rss, cpuMs: cpuIn(rss, 0, total), dirtyAtStart };
   } finally {
     sampler.stop();
     machine();
@@ -249,24 +271,41 @@ export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: R
   const bare = new BenchProcess('bare-http', benchPath('servers/bare-http.ts'), [], { MPD_BENCH_BARE_DIR: bareDir });
   try {
     const bareUrl = await bare.listeningUrl();
-    const file = join(root, 'source.bin');
+    // The one source file both sides move (the producer uploads it from this directory).
+    const source = join(root, 'source');
+    const file = join(source, ARTIFACT_FILE);
     await writeBenchFile(file, config.bytes);
     const baseline: Transfer[] = [];
     const mpd: Transfer[] = [];
-    const bareOnce = async (): Promise<void> => {
+    const say = (side: string, run: number, transfer: Transfer): void => {
+      process.stderr.write(
+        `artifacts run ${run + 1} ${side}: upload ${Math.round(transfer.uploadMs)} ms, download ${Math.round(transfer.downloadMs)} ms, dirty + writeback at its start ${Math.round(transfer.dirtyAtStart / MB)} MB\n`,
+      );
+    };
+    const bareOnce = async (run: number): Promise<void> => {
       baseline.push(await bareTransfer(bare, bareUrl, file, join(root, 'download.bin')));
+      say('bare', run, baseline.at(-1)!);
       rmSync(join(root, 'download.bin'), { force: true });
       rmSync(join(bareDir, 'blob'), { force: true });
     };
-    for (let run = 0; run < config.runs; run++) {
-      await bareOnce();
+    const mpdOnce = async (run: number): Promise<void> => {
       const dir = join(root, `run-${run}`);
       try {
-        mpd.push(await mpdTransfer(config, dir));
+        mpd.push(await mpdTransfer(config, dir, source));
+        say('mpd', run, mpd.at(-1)!);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
-      await bareOnce();
+    };
+    for (let run = 0; run < config.runs; run++) {
+      // Alternating which goes first, so that neither always inherits the other's page cache state.
+      if (run % 2 === 0) {
+        await bareOnce(run);
+        await mpdOnce(run);
+      } else {
+        await mpdOnce(run);
+        await bareOnce(run);
+      }
     }
     const mib = config.bytes / MB;
     const benchmark = `6 artifacts, ${mib >= 1024 ? `${mib / 1024} GiB` : `${mib} MiB`} A -> store -> B`;
@@ -294,6 +333,7 @@ export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: R
       row('throughput, upload + download', 'MiB/s', throughput, { on: 'ratio', kind: 'min', limit: 0.7 }),
       row('upload (ctx.artifacts.upload: pack and hash, PUT)', 'ms', (run) => run.uploadMs),
       row('download (ctx.artifacts.download: GET, check, extract)', 'ms', (run) => run.downloadMs),
+      row("dirty + writeback pages at the upload's start (after sync)", 'MB', (run) => run.dirtyAtStart / MB),
       row('CPU, every process, upload start to download end', 'ms', (run) =>
         Object.values(run.cpuMs).reduce((sum, ms) => sum + ms, 0),
       ),

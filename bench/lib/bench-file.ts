@@ -5,6 +5,9 @@ import { dirname } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { seededRandom } from './stats.js';
 
+/** The artifact benchmark's file name, in the driver's source directory (MPD_BENCH_ARTIFACT_SOURCE). */
+export const ARTIFACT_FILE = 'blob.bin';
+
 /** One MiB of seeded random bytes, repeated: incompressible for gzip (its window is 32 KiB), as most build outputs are not. */
 function block(): Buffer {
   const random = seededRandom(13);

@@ -109,3 +109,14 @@ export class RssSampler {
 }
 
 export const MB = 1024 * 1024;
+
+/** Dirty + Writeback of /proc/meminfo, bytes: pages the kernel has still to write back (NaN where it cannot be read). */
+export function dirtyBytes(): number {
+  try {
+    const info = readFileSync('/proc/meminfo', 'utf8');
+    const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(info)?.[1] ?? 0);
+    return (kb('Dirty') + kb('Writeback')) * 1024;
+  } catch {
+    return Number.NaN;
+  }
+}

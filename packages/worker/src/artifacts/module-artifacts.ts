@@ -115,7 +115,7 @@ const TAR_READ_BYTES = 1024 * 1024;
 async function packHashed(pack: NodeJS.ReadableStream, archive: string): Promise<Digest> {
   const digesting = new DigestingStream();
   await pipeline(pack, digesting, createWriteStream(archive, { flags: 'wx', highWaterMark: TAR_READ_BYTES }));
-  return digesting.digest();
+  return await digesting.digest();
 }
 
 /** Options of {@link moduleArtifacts}. */
