@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ArtifactClient } from './artifact-client.js';
-import { BlobDamagedError } from './verifying-stream.js';
+import { BlobDamagedError, BlobDownloadCutError } from './verifying-stream.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -68,6 +68,37 @@ describe('ArtifactClient', () => {
       })(),
     ).rejects.toBeInstanceOf(BlobDamagedError);
     expect(Buffer.concat(read).length).toBeLessThan(14);
+  });
+
+  it('a download cut midway (as a store that finds its copy damaged cuts it) is a BlobDownloadCutError saying how far it came, not undici\'s "other side closed" (found by a new user)', async () => {
+    const claimed = createHash('sha256').update('x'.repeat(1_000)).digest('hex');
+    const server: Server = createServer((req, res) => {
+      if (req.method === 'POST') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ store: 'orchestrator' }));
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '1000' });
+      res.flushHeaders();
+      res.write('x'.repeat(400), () => setTimeout(() => res.socket?.destroy(), 50));
+    });
+    const client = await clientOf(server);
+    const dir = await mkdtemp(join(tmpdir(), 'mpd-artifact-client-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    const cut =
+      /the download of blob [0-9a-f]{64} was cut after 400 of 1000 bytes \(.+\): a store that finds its copy damaged/;
+
+    const toFile = client.getToFile(claimed, join(dir, 'blob'));
+    await expect(toFile).rejects.toBeInstanceOf(BlobDownloadCutError);
+    await expect(toFile).rejects.toThrow(cut);
+    expect(await readdir(dir)).toEqual([]);
+
+    const { body } = await client.get(claimed);
+    const reading = (async () => {
+      for await (const chunk of body as AsyncIterable<Buffer>) void chunk;
+    })();
+    await expect(reading).rejects.toBeInstanceOf(BlobDownloadCutError);
+    await expect(reading).rejects.toThrow(cut);
   });
 
   it('an error answer to a HEAD (500, 401) is an ArtifactStoreError of that status, not a crash', async () => {

@@ -18,6 +18,6 @@ export { ADDRESS_REFUSED } from './checked-connector.js';
 export { isTlsFailure, JsonText } from './fetcher.js';
 export { MpdClientError } from './errors.js';
 export type { MpdClientErrorCode } from './errors.js';
-export { BlobDamagedError, VerifyingStream } from './verifying-stream.js';
+export { BlobDamagedError, BlobDownloadCutError, VerifyingStream } from './verifying-stream.js';
 export { ArtifactClient, ArtifactStoreError, DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS, digestFile } from './artifact-client.js';
 export type { ArtifactClientOptions, BlobDigest, DirectTransfer } from './artifact-client.js';

@@ -9,7 +9,8 @@ import { Transform, type TransformCallback } from 'node:stream';
 export class VerifyingStream extends Transform {
   private readonly hash = createHash('sha256');
   private held: Buffer | undefined;
-  private seen = 0;
+  /** How many bytes came so far. */
+  seen = 0;
 
   constructor(
     private readonly sha256: string,
@@ -43,4 +44,28 @@ export class VerifyingStream extends Transform {
 /** A blob whose bytes do not hash to its name, or are not as many as its size says. */
 export class BlobDamagedError extends Error {
   override readonly name = 'BlobDamagedError';
+}
+
+/**
+ * A blob's download stopped before all of its bytes came (the connection closed or failed
+ * midway). The orchestrator's directory store cuts a download so when it finds its copy damaged
+ * as it sends it (its log says so; it removes the copy and the producer's next run uploads it
+ * again): undici's own message for that ("other side closed") named neither. `cause` is the
+ * transfer's error.
+ */
+export class BlobDownloadCutError extends Error {
+  override readonly name = 'BlobDownloadCutError';
+}
+
+/**
+ * The error a download of `sha256` ends with when its transfer failed after `seen` of `size`
+ * bytes: a `BlobDownloadCutError` saying so, unless it is already one of ours.
+ */
+export function downloadError(error: unknown, sha256: string, seen: number, size: number): unknown {
+  if (error instanceof BlobDamagedError || error instanceof BlobDownloadCutError || seen >= size) return error;
+  const reason = error instanceof Error ? error.message : String(error);
+  return new BlobDownloadCutError(
+    `the download of blob ${sha256} was cut after ${seen} of ${size} bytes (${reason}): a store that finds its copy damaged cuts the download so (the orchestrator's log says why, and the producer's next run uploads the blob again)`,
+    { cause: error },
+  );
 }
