@@ -102,6 +102,9 @@ export type {
   WorkerHealth,
 } from './execution.schema.js';
 export {
+  ACCEPT_OUTPUT_HEADER,
+  OUTPUT_HEADER,
+  OUTPUT_NONE,
   outputAcceptedSchema,
   outputBatchCheck,
   outputBatchSchema,

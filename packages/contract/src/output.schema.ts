@@ -91,3 +91,16 @@ function isPlainBatch(data: unknown): boolean {
   for (const line of lines) if (!isOutputLine(line)) return false;
   return true;
 }
+
+/**
+ * The execute answer's header (mpd addition, issue 14) by which a worker says that the
+ * execution's output is complete and empty (value {@link OUTPUT_NONE}): its module ended, wrote
+ * no line, and no output batch was or will be sent for it, not even the `final` one. The
+ * orchestrator closes that execution's log as if an empty `final` batch had come. A worker sends
+ * it only to a request carrying {@link ACCEPT_OUTPUT_HEADER}; otherwise it sends its final batch.
+ */
+export const OUTPUT_HEADER = 'mpd-output';
+/** The execute request's header by which the orchestrator says it reads {@link OUTPUT_HEADER} (value {@link OUTPUT_NONE}). */
+export const ACCEPT_OUTPUT_HEADER = 'mpd-accept-output';
+/** The value of {@link OUTPUT_HEADER} and {@link ACCEPT_OUTPUT_HEADER}. */
+export const OUTPUT_NONE = 'none';

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createOrchestratorClient } from '@mpd/client';
+import { createOrchestratorClient, createWorkerClient } from '@mpd/client';
 import { loadPipelineFile } from '@mpd/pipeline';
 import type { OutputLine } from '@mpd/contract';
 import { createApp, ExecutionLogs, InMemoryNodeRegistry, runPipeline, type RunEvent } from '@mpd/orchestrator';
@@ -20,6 +20,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, silent } from '../helpers/cluster.js';
 
 const PIPELINE = fileURLToPath(new URL('../fixtures/output.pipeline.ts', import.meta.url));
+const QUIET_PIPELINE = fileURLToPath(new URL('../fixtures/quiet-output.pipeline.ts', import.meta.url));
 const SECRET = 'hunter2-output-secret';
 
 const cleanups: Array<() => Promise<unknown>> = [];
@@ -99,6 +100,107 @@ describe('module output across a cluster', () => {
         expect(log).not.toContain(SECRET);
       }
       expect(JSON.stringify(events)).not.toContain(SECRET);
+    },
+  );
+});
+
+describe('a module that wrote nothing: no output batch at all (issue 14)', () => {
+  it.each([
+    ['module hosts', 'process'],
+    ["the worker's own process", 'none'],
+  ] as const)(
+    "%s: its execute answer says `Mpd-Output: none` and closes its log, the run's end does not wait the grace; a module that wrote sends its lines and final batch as before; a caller that does not announce it gets the final batch",
+    async (_, isolation) => {
+      const dir = await tempDir();
+      const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
+      const executionLogs = new ExecutionLogs();
+      const app = createApp({ registry, executionLogs, logger: silent });
+      // Every output request the orchestrator gets, by execution, with its `final`.
+      const outputCalls: { executionId: string; final: boolean }[] = [];
+      const server = createServer((req, res) => {
+        const executionId = /^\/api\/executions\/([^/]+)\/output/.exec(req.url ?? '')?.[1];
+        if (executionId !== undefined) {
+          const chunks: Buffer[] = [];
+          req.on('data', (chunk: Buffer) => chunks.push(chunk));
+          req.on('end', () => {
+            const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { final?: boolean };
+            outputCalls.push({ executionId: decodeURIComponent(executionId), final: body.final === true });
+          });
+        }
+        app(req, res);
+      });
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+      cleanups.push(async () => {
+        server.closeAllConnections();
+        await new Promise((resolve) => server.close(resolve));
+      });
+      const cluster = new Cluster();
+      cleanups.push(() => cluster.close());
+      const pipeline = {
+        ...(await loadPipelineFile(QUIET_PIPELINE)),
+        fingerprint: fingerprintAsTsxLoads(QUIET_PIPELINE),
+      };
+      const worker = await cluster.startWorker({
+        id: 'w-quiet',
+        pipeline,
+        slots: 2,
+        workingDirectory: dir,
+        isolation,
+        orchestratorUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      });
+      await worker.link!.registered();
+      const events: RunEvent[] = [];
+      const started = Date.now();
+      const result = await runPipeline({
+        pipeline,
+        registry,
+        executionLogs,
+        logsDir: join(dir, 'logs'),
+        // Far longer than the run: a log left open would hold its end this long.
+        outputGraceMs: 30_000,
+        logger: silent,
+        onEvent: (event) => events.push(event),
+      });
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(result.modules.map((module) => module.error?.message ?? module.status)).toEqual([
+        'Successful',
+        'Successful',
+      ]);
+      const [quiet, loud] = result.modules.map((module) => module.attempts[0]!.executionId);
+      expect(outputCalls.filter((call) => call.executionId === quiet)).toEqual([]);
+      expect(outputCalls.filter((call) => call.executionId === loud).at(-1)).toEqual({
+        executionId: loud,
+        final: true,
+      });
+      const output = events.filter((event) => event.type === 'output');
+      // The quiet module's log closed as an empty final batch closes it (grouped output prints on it).
+      expect(output.filter((event) => event.module === 'quiet')).toEqual([
+        { type: 'output', module: 'quiet', attempt: 1, workerId: 'w-quiet', lines: [], closed: true },
+      ]);
+      expect(output.flatMap((event) => (event.module === 'loud' ? event.lines.map((line) => line.text) : []))).toEqual(
+        expect.arrayContaining(['loud console', 'loud logger']),
+      );
+      expect(result.modules[0]!.attempts[0]!.log).toBeUndefined();
+      expect(result.modules[1]!.attempts[0]!.log).toBe(join(dir, 'logs', 'loud', '1.log'));
+
+      // A caller that does not say it reads the header (an older orchestrator): the final batch, as before.
+      const executionId = 'direct.quiet.1';
+      executionLogs.open({ executionId, workerId: 'w-quiet', module: 'quiet', attempt: 1 });
+      const client = createWorkerClient({ baseUrl: worker.url, token: worker.link!.credential });
+      cleanups.push(() => client.close());
+      const answer = await client.execution.execute({
+        body: {
+          executionId,
+          moduleTypeName: 'quiet',
+          serializedModule: '',
+          dependencyResults: {},
+          environmentVariables: {},
+        },
+      });
+      expect(answer.status).toBe(200);
+      expect(answer.headers.get('mpd-output')).toBeNull();
+      await expect.poll(() => executionLogs.closed(executionId), { timeout: 10_000 }).toBe(true);
+      expect(outputCalls.filter((call) => call.executionId === executionId)).toEqual([{ executionId, final: true }]);
     },
   );
 });

@@ -1,4 +1,4 @@
-import type { ExecuteModuleRequest } from '@mpd/contract';
+import { ACCEPT_OUTPUT_HEADER, type ExecuteModuleRequest, OUTPUT_HEADER, OUTPUT_NONE } from '@mpd/contract';
 import { backoffDelay } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import type { NodeRegistry } from '../registry/node-registry.js';
@@ -12,6 +12,9 @@ import {
 import type { RunTimers } from './run-clock.js';
 import type { WorkerClients } from './worker-clients.js';
 
+/** Every execute call says that the run reads `Mpd-Output: none` in its answer (see `OUTPUT_HEADER`). */
+const ACCEPTS_OUTPUT_NONE = { [ACCEPT_OUTPUT_HEADER]: OUTPUT_NONE } as const;
+
 /** Delays between re-sends of an execute call (ms): 250 ms, doubling up to 5 s, with jitter. */
 export const RESEND_BACKOFF = { initialMs: 250, maxMs: 5_000 } as const;
 
@@ -24,8 +27,12 @@ export const CLOSED_IN_A_ROW_LIMIT = 3;
 
 /** How an attempt's execute calls ended. */
 export type CallsEnd =
-  /** The worker answered (perhaps to a re-send: the execution it joined, or the outcome it kept). */
-  | { kind: 'answer'; answer: ExecuteAnswer }
+  /**
+   * The worker answered (perhaps to a re-send: the execution it joined, or the outcome it kept).
+   * `outputNone`: the answer said the execution's output is complete and empty (`Mpd-Output:
+   * none`): no output batch comes for it, not even the final one.
+   */
+  | { kind: 'answer'; answer: ExecuteAnswer; outputNone: boolean }
   /**
    * No answer, for good: past the deadline (`no-answer`), nothing listening (`refused`), not
    * this worker (`broken`), a failure on the way once the worker is no longer live
@@ -87,13 +94,16 @@ export async function sendExecute(
     try {
       const answer = await clients.for(endpoint, credential).execution.execute({
         body,
+        extraHeaders: ACCEPTS_OUTPUT_NONE,
         deadlineMs: Math.max(1, attempt.deadlineAt - call.sentAt),
         // Never read more than an answer with a result within the limit can take.
         maxResponseBytes: options.maxResponseBytes,
         fetchOptions: { signal: call.controller.signal },
       });
       attempt.failingSince = undefined;
-      return { kind: 'answer', answer };
+      // A stand-in client (tests) may answer without headers.
+      const outputNone = (answer.headers as Headers | undefined)?.get(OUTPUT_HEADER) === OUTPUT_NONE;
+      return { kind: 'answer', answer, outputNone };
     } catch (error) {
       if (stopSignal.aborted) return { kind: 'stopped' };
       if (call.resend) {

@@ -134,6 +134,15 @@ export class ExecutionLogs {
     return { kind: 'accepted', acceptedThrough: log.next };
   }
 
+  /**
+   * Closes `executionId`'s log as an empty `final` batch from `workerId` does: its worker said in
+   * its execute answer that the output is complete and empty (`Mpd-Output: none`), so no batch
+   * comes. Nothing for an unknown execution or another worker's.
+   */
+  endEmpty(executionId: string, workerId: string): void {
+    void this.append(executionId, workerId, { fromSeq: 0, lines: [], final: true });
+  }
+
   /** The last lines (at most {@link TAIL_LINES}) of `executionId`'s log. */
   tail(executionId: string): readonly OutputLine[] {
     return this.#logs.get(executionId)?.tail ?? [];

@@ -721,6 +721,8 @@ class PipelineRun {
       case 'stopped':
         return;
       case 'answer':
+        // The worker sends no output batch for this execution: its log closes now (as an empty final batch closes it).
+        if (end.outputNone) this.options.executionLogs?.endEmpty(attempt.record.executionId, attempt.workerId);
         this.ended(attempt, 'answered');
         if (attempt.state === 'running') this.act(attempt, judgeAnswer(end.answer, this.options.maxResultBytes));
         else this.lateAnswer(attempt, end.answer);

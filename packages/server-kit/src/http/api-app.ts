@@ -58,7 +58,9 @@ export function createApiApp<T extends AppRouter>(options: ApiAppOptions<T>): ex
   app.use(apiSecurityHeaders());
   for (const middleware of options.middleware ?? []) app.use(middleware);
   app.get(OPENAPI_PATH, openApiRoute(options.openApi));
-  const readJson = [requireJsonBody, express.json({ limit: bodyLimit })];
+  // requireJsonBody has checked the type: body-parser's own type-is check of every request is
+  // skipped (issue 14's profiles; it still checks the charset).
+  const readJson = [requireJsonBody, express.json({ limit: bodyLimit, type: () => true })];
   createExpressEndpoints(options.contract, withBodyReading(options.contract, options.routes, readJson), app, {
     logInitialization: false,
     responseValidation: options.validateResponses,

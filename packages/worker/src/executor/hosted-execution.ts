@@ -108,6 +108,11 @@ async function runHosted(
     result = { ok: false, error: reason };
   } else if (ended.type === 'done') {
     result = ended.ok ? { ok: true, value: ended.resultText } : { ok: false, thrown: ended.thrown };
+    // The host wrote its end marks on its two pipes before its answer on the IPC channel, but the
+    // three are read as they come: the marks are read in the same turn of the event loop, maybe
+    // just after the answer. Waiting for them that turn at most lets the answer say the output is
+    // complete (`Mpd-Output: none` for a module that wrote nothing: no final batch, issue 14).
+    if (!sink.done) await Promise.race([sink.read, new Promise((resolve) => setImmediate(resolve))]);
     if (ended.leftoverChildren > 0) {
       await stopHost(
         options.pool,
@@ -124,7 +129,7 @@ async function runHosted(
   }
   // Answered once the module's processes are gone: the orchestrator may start a dependant, an
   // always-run cleanup or another attempt as soon as it has the answer.
-  settle(frame.end(result, sink.read));
+  settle(frame.end(result, sink.done ? undefined : sink.read));
 }
 
 /**
@@ -138,12 +143,17 @@ class FrameSink implements ExecutionSink {
   private readDone!: () => void;
   /** Resolves once both of the host's pipes were read to this module's end. */
   readonly read = new Promise<void>((resolve) => (this.readDone = resolve));
+  /** Both of the host's pipes were read to this module's end (`read` resolved). */
+  done = false;
 
   constructor(private readonly frame: ExecutionFrame) {}
 
   outputEnded(stream: 'stdout' | 'stderr'): void {
     this.ended.add(stream);
-    if (this.ended.size === 2) this.readDone();
+    if (this.ended.size === 2 && !this.done) {
+      this.done = true;
+      this.readDone();
+    }
   }
 
   log(line: HostLogLine): void {

@@ -1,10 +1,12 @@
 import { tmpdir } from 'node:os';
+import { createOrchestratorClient } from '@mpd/client';
 import { DEFAULT_MAX_RESULT_BYTES } from '@mpd/contract';
 import { defineModule, definePipeline } from '@mpd/pipeline';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import type { ExecutionRequest } from './execution.js';
 import { ModuleExecutor } from './module-executor.js';
+import { OutputShipper } from '../registration/output-shipper.js';
 
 function executor(): ModuleExecutor {
   let release!: () => void;
@@ -75,5 +77,62 @@ describe('ModuleExecutor: one executionId names one request (issue 11, case 6)',
     expect(joined.kind).toBe('joined');
     on.release();
     if (first.kind === 'started' && joined.kind === 'joined') expect(await joined.outcome).toBe(await first.outcome);
+  });
+});
+
+describe('ModuleExecutor: output complete and empty, said in the answer (issue 14)', () => {
+  it('is true for a module that wrote nothing, again for a re-sent request once it was, and false for one that wrote', async () => {
+    const quiet = defineModule({ name: 'quiet', run: () => null });
+    const loud = defineModule({
+      name: 'loud',
+      run: (ctx) => {
+        ctx.logger.info('a line');
+        return null;
+      },
+    });
+    const shipper = new OutputShipper({
+      // Never called here: neither execution reaches a batch before the test ends.
+      client: createOrchestratorClient({ baseUrl: 'http://127.0.0.1:1' }),
+      workerId: 'w1',
+      credential: () => undefined,
+      logger: pino({ level: 'silent' }),
+      spillDir: tmpdir(),
+      initialBackoffMs: 60_000,
+      maxBackoffMs: 60_000,
+    });
+    const on = new ModuleExecutor({
+      workerId: 'w1',
+      pipeline: definePipeline({ name: 'p', modules: [quiet, loud] }),
+      slots: 2,
+      defaultTimeoutMs: 60_000,
+      workingDirectory: tmpdir(),
+      completedRetentionMs: 60_000,
+      maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
+      isolation: 'none',
+      killGraceMs: 0,
+      moduleHeapLimitMb: undefined,
+      logger: pino({ level: 'silent' }),
+      output: shipper,
+    });
+    try {
+      const answered = async (moduleTypeName: string): Promise<boolean> => {
+        const decision = on.execute({
+          ...request(moduleTypeName, moduleTypeName),
+          executionId: `run-1.${moduleTypeName}.1`,
+        });
+        if (decision.kind !== 'started' && decision.kind !== 'joined') throw new Error(decision.kind);
+        await decision.outcome;
+        return on.outputEndedEmpty(`run-1.${moduleTypeName}.1`);
+      };
+      expect(await answered('quiet')).toBe(true);
+      await on.idle();
+      // A re-sent request joins the kept outcome: its answer says so again (no final batch was sent).
+      expect(await answered('quiet')).toBe(true);
+      expect(await answered('loud')).toBe(false);
+      expect(on.outputEndedEmpty('run-1.unknown.1')).toBe(false);
+    } finally {
+      await on.close('test over');
+      await shipper.close();
+    }
   });
 });

@@ -87,10 +87,10 @@ const IN_PROCESS_STOP_WAIT_MS = 5_000;
  * module is gone.
  */
 export class ModuleExecutor {
-  private readonly running = new Map<string, { execution: Execution; fingerprint: string }>();
+  private readonly running = new Map<string, { execution: Execution; fingerprint: string; outputNone?: true }>();
   private readonly finished = new Map<
     string,
-    { outcome: Promise<ExecutionOutcome>; fingerprint: string; expiresAt: number }
+    { outcome: Promise<ExecutionOutcome>; fingerprint: string; expiresAt: number; outputNone?: true }
   >();
   private readonly pool: ModuleHostPool | undefined;
   private draining = false;
@@ -231,16 +231,33 @@ export class ModuleExecutor {
           : startExecution(module, resolved, executionOptions),
     );
     const { fingerprint } = request;
-    this.running.set(request.executionId, { execution, fingerprint });
+    const entry: { execution: Execution; fingerprint: string; outputNone?: true } = { execution, fingerprint };
+    this.running.set(request.executionId, entry);
     void execution.stopped.then(() => {
       this.running.delete(request.executionId);
       this.finished.set(request.executionId, {
         outcome: execution.outcome,
         fingerprint,
         expiresAt: Date.now() + this.options.completedRetentionMs,
+        ...(entry.outputNone ? { outputNone: true } : {}),
       });
     });
     return { kind: 'started', outcome: execution.outcome };
+  }
+
+  /**
+   * Whether `executionId`'s output is complete and empty, to be said in its answer (`Mpd-Output:
+   * none`) instead of by a final output batch: its module ended, wrote no line, and nothing was
+   * sent for it (see `ModuleOutput.endEmpty`; from then on no batch is sent for it). Asked when
+   * its outcome is answered; true again for an answer to a re-sent request once it was true.
+   */
+  outputEndedEmpty(executionId: string): boolean {
+    const entry = this.running.get(executionId) ?? this.finished.get(executionId);
+    if (!entry) return false;
+    if (entry.outputNone) return true;
+    if (!this.options.output?.endEmpty?.(executionId)) return false;
+    entry.outputNone = true;
+    return true;
   }
 
   /** Cancels a running execution; false when no execution has that id. */

@@ -24,6 +24,12 @@ export interface OutputWriter {
 export interface ModuleOutput {
   /** The writer of `executionId`'s lines, from its first to its last. */
   open(executionId: string): OutputWriter;
+  /**
+   * Whether `executionId`'s output ended with no line written and nothing sent for it yet: then
+   * it is forgotten and no batch is ever sent for it, not even the final one (the execute answer
+   * says so instead: `Mpd-Output: none`). False, and nothing changes, in every other case.
+   */
+  endEmpty?(executionId: string): boolean;
 }
 
 /** A writer that keeps nothing (no orchestrator to ship to). */

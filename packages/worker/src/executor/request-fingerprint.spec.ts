@@ -29,6 +29,13 @@ describe('requestFingerprint', () => {
     ).toBe(fingerprint);
   });
 
+  it('hashes the same bytes as one update per text did: small texts joined, a large one on its own', () => {
+    // The values of one hash update per length and per text (before issue 14's cut).
+    expect(requestFingerprint(body)).toBe('e8d0d4e55c35bc6b5b72e77819a48d94305c86ec82c20644d29d74416deb61f9');
+    const large = { ...body, dependencyResults: { a: '1', big: `"${'é'.repeat(40_000)}"` } };
+    expect(requestFingerprint(large)).toBe('3b92889cb06a639d83812e43b67251ec00f23c28f4c56422c900f54cbbaf3a8c');
+  });
+
   it.each<[string, Partial<ExecuteModuleBody>]>([
     ['another module', { moduleTypeName: 'a' }],
     ['other parameters', { serializedModule: '{"target":"dev"}' }],

@@ -17,8 +17,17 @@ import type { ExecuteModuleBody } from './execution.js';
  */
 export function requestFingerprint(body: ExecuteModuleBody): string {
   const hash = createHash('sha256');
+  // The small texts are joined and hashed in one update (one call per text cost ~15 updates per
+  // request on the dispatch hot path, issue 14); a large one goes in on its own, uncopied. The
+  // bytes hashed, so the fingerprint, are the same.
+  let joined = '';
   const text = (value: string): void => {
-    hash.update(`${value.length}:`);
+    if (value.length < LARGE_TEXT) {
+      joined += `${value.length}:${value}`;
+      return;
+    }
+    hash.update(`${joined}${value.length}:`);
+    joined = '';
     hash.update(value);
   };
   const entries = (record: Record<string, string>): void => {
@@ -39,5 +48,9 @@ export function requestFingerprint(body: ExecuteModuleBody): string {
   text(body.workingDirectory ?? '');
   const timeoutMs = body.timeout === undefined ? undefined : parseTimeSpan(body.timeout);
   text(timeoutMs === undefined ? '' : String(timeoutMs));
+  hash.update(joined);
   return hash.digest('hex');
 }
+
+/** A text this long (UTF-16 units) is hashed on its own rather than copied into the joined text. */
+const LARGE_TEXT = 16 * 1024;

@@ -1,4 +1,12 @@
-import { errorResponse, parseTimeSpan, type WorkerContract, workerContract } from '@mpd/contract';
+import {
+  ACCEPT_OUTPUT_HEADER,
+  errorResponse,
+  OUTPUT_HEADER,
+  OUTPUT_NONE,
+  parseTimeSpan,
+  type WorkerContract,
+  workerContract,
+} from '@mpd/contract';
 import type { JsonValue } from '@mpd/pipeline';
 import { bearerToken, type Refusal, refuseUnread } from '@mpd/server-kit';
 import { type createExpressEndpoints, initServer } from '@ts-rest/express';
@@ -40,14 +48,20 @@ export function createRoutes(executor: ModuleExecutor, callGate: () => CallGate)
 
   const routes = s.router(workerContract, {
     execution: {
-      execute: async ({ body, res }) => {
+      execute: async ({ body, req, res }) => {
         const parsed = parseExecuteBody(body);
         if ('error' in parsed) return parsed.error;
         const decision = executor.execute(parsed.request);
         switch (decision.kind) {
           case 'started':
-          case 'joined':
-            return decision.outcome;
+          case 'joined': {
+            const outcome = await decision.outcome;
+            // Said in the answer, to an orchestrator that reads it, instead of by a final output
+            // batch with no line: that batch was a second HTTP exchange per module (issue 14).
+            if (req.headers[ACCEPT_OUTPUT_HEADER] === OUTPUT_NONE && executor.outputEndedEmpty(body.executionId))
+              res.setHeader(OUTPUT_HEADER, OUTPUT_NONE);
+            return outcome;
+          }
           case 'busy':
             res.setHeader('Retry-After', '1');
             return errorResponse(

@@ -165,6 +165,8 @@ class ExecutionOutput implements OutputWriter {
   /** The final batch was accepted (or the orchestrator no longer knows the execution). */
   done = false;
   sending = false;
+  /** A batch was sent (or is on its way) for this execution. */
+  sent = false;
   /** A send is scheduled for the next turn (see {@link OutputShipper.pending}). */
   soon = false;
   failures = 0;
@@ -427,6 +429,17 @@ export class OutputShipper implements ModuleOutput {
     return output;
   }
 
+  endEmpty(executionId: string): boolean {
+    const output = this.#executions.get(executionId);
+    if (!output || !output.ended || output.sent || output.done || output.firstSeq > 0 || output.lines.length > 0)
+      return false;
+    if (!output.drained) return false;
+    output.done = true;
+    output.closeSpill();
+    this.#executions.delete(executionId);
+    return true;
+  }
+
   /**
    * An execution has lines (or its end) to send. While its module runs, one batch per
    * `flushIntervalMs` (up to `maxBatchLines` lines: 5,000 lines/s by default, more than anyone
@@ -494,6 +507,7 @@ export class OutputShipper implements ModuleOutput {
     }
     if (output.lines.length === 0 && !output.ended) return;
     output.sending = true;
+    output.sent = true;
     const call = this.call(output).finally(() => {
       this.#inFlight.delete(call);
       output.sending = false;
