@@ -8,6 +8,23 @@ import type { ExecutionRequest } from './execution.js';
 import { ModuleExecutor } from './module-executor.js';
 import { OutputShipper } from '../registration/output-shipper.js';
 
+/** An in-process executor of `pipeline` with 2 slots and nothing else of its own. */
+function executorOptions(pipeline: ConstructorParameters<typeof ModuleExecutor>[0]['pipeline']) {
+  return {
+    workerId: 'w1',
+    pipeline,
+    slots: 2,
+    defaultTimeoutMs: 60_000,
+    workingDirectory: tmpdir(),
+    completedRetentionMs: 60_000,
+    maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
+    isolation: 'none' as const,
+    killGraceMs: 0,
+    moduleHeapLimitMb: undefined,
+    logger: pino({ level: 'silent' }),
+  };
+}
+
 function executor(): ModuleExecutor {
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));
@@ -19,19 +36,7 @@ function executor(): ModuleExecutor {
       return 'result of c';
     },
   });
-  const created = new ModuleExecutor({
-    workerId: 'w1',
-    pipeline: definePipeline({ name: 'p', modules: [a, c] }),
-    slots: 2,
-    defaultTimeoutMs: 60_000,
-    workingDirectory: tmpdir(),
-    completedRetentionMs: 60_000,
-    maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
-    isolation: 'none',
-    killGraceMs: 0,
-    moduleHeapLimitMb: undefined,
-    logger: pino({ level: 'silent' }),
-  });
+  const created = new ModuleExecutor(executorOptions(definePipeline({ name: 'p', modules: [a, c] })));
   return Object.assign(created, { release });
 }
 
@@ -101,17 +106,7 @@ describe('ModuleExecutor: output complete and empty, said in the answer (issue 1
       maxBackoffMs: 60_000,
     });
     const on = new ModuleExecutor({
-      workerId: 'w1',
-      pipeline: definePipeline({ name: 'p', modules: [quiet, loud] }),
-      slots: 2,
-      defaultTimeoutMs: 60_000,
-      workingDirectory: tmpdir(),
-      completedRetentionMs: 60_000,
-      maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
-      isolation: 'none',
-      killGraceMs: 0,
-      moduleHeapLimitMb: undefined,
-      logger: pino({ level: 'silent' }),
+      ...executorOptions(definePipeline({ name: 'p', modules: [quiet, loud] })),
       output: shipper,
     });
     try {
