@@ -193,9 +193,25 @@ function writeToOwnStream(stream: 'stdout' | 'stderr', lines: Buffer): Promise<v
   const own = process[stream];
   own.write(lines);
   if (own.writableLength <= HOST_OUTPUT_BUFFER_BYTES) return undefined;
-  // Past the stream's own mark, so its write said so: 'drain' comes once it is empty.
-  return new Promise((resolve) => own.once('drain', () => resolve()));
+  // Past the stream's own mark, so its write said so: 'drain' comes once it is empty. One
+  // listener per stream, shared by every writer waiting (each command's streams, each block of
+  // a read): a listener per write passed Node's 10 and put a MaxListenersExceededWarning in the
+  // module's own log (a new user's 1,000,000-line module).
+  let waiting = drains[stream];
+  if (!waiting) {
+    waiting = new Promise((resolve) =>
+      own.once('drain', () => {
+        drains[stream] = undefined;
+        resolve();
+      }),
+    );
+    drains[stream] = waiting;
+  }
+  return waiting;
 }
+
+/** The 'drain' each of the host's streams is awaited for, while one is. */
+const drains: Record<'stdout' | 'stderr', Promise<void> | undefined> = { stdout: undefined, stderr: undefined };
 
 /**
  * Sends a message to the worker; `then` runs once it is written (or could not be).
