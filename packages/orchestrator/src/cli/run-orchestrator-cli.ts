@@ -31,6 +31,9 @@ import { runOptions, serverOptions } from './options-from-settings.js';
 import { createCommand, type OrchestratorCliSettings, parseSettings, SETTINGS } from './settings.js';
 import { readTlsFiles, type TlsFiles } from './tls-files.js';
 
+/** The run's options as the settings give them (`runOptions`), its logs directory resolved. */
+type RunSettings = ReturnType<typeof runOptions> & { logsDir: string };
+
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
 const EXIT_INVALID_SETTING = 2;
@@ -138,15 +141,16 @@ async function main(argv: string[], context: CliContext): Promise<number> {
   // One per secret given as a flag, naming the flag and its variable, never the value.
   for (const { flag, env, message } of secretFlags) logger.warn({ flag, use: env }, message);
   const pipeline = settings.pipeline === undefined ? undefined : await loadPipeline(settings.pipeline, context);
-  let run: { fromRun: typeof import('./run-from-cli.js'); logsDir: string } | undefined;
+  // With --pipeline: the run's options, its logs directory checked before anything listens.
+  let run: { fromRun: typeof import('./run-from-cli.js'); pipeline: Pipeline; options: RunSettings } | undefined;
   if (pipeline) {
     const fromRun = await import('./run-from-cli.js');
+    const fromSettings = runOptions(settings, tls, baseDir);
     // A directory per run under the default, named by its start time (`:` is not allowed on every file system).
     const logsDir =
-      runOptions(settings, tls, baseDir).logsDir ??
-      resolve(baseDir, fromRun.DEFAULT_LOGS_DIR, new Date().toISOString().replace(/:/g, '-'));
+      fromSettings.logsDir ?? resolve(baseDir, fromRun.DEFAULT_LOGS_DIR, new Date().toISOString().replace(/:/g, '-'));
     await checkLogsDir(logsDir, context);
-    run = { fromRun, logsDir };
+    run = { fromRun, pipeline, options: { ...fromSettings, logsDir } };
   }
 
   let orchestrator: RunningOrchestrator;
@@ -176,12 +180,11 @@ async function main(argv: string[], context: CliContext): Promise<number> {
   process.stdout.write(`mpd orchestrator listening on ${listeningText(orchestrator.url, settings.host)}\n`);
 
   let exitCode = EXIT_OK;
-  if (pipeline && run) {
+  if (run) {
     try {
       const { success } = await run.fromRun.runPipelineFromCli({
-        ...runOptions(settings, tls, baseDir),
-        logsDir: run.logsDir,
-        pipeline,
+        ...run.options,
+        pipeline: run.pipeline,
         registry: orchestrator.registry,
         endpointPolicy: orchestrator.endpointPolicy,
         executionLogs: orchestrator.executionLogs,

@@ -16,9 +16,9 @@ export type OutputCutReason =
   | 'limit';
 
 /** Options of {@link waitForOutput}. */
-export interface OutputWaitOptions {
+export interface OutputWaitOptions<A extends AwaitedLog = AwaitedLog> {
   logs: ExecutionLogs;
-  attempts: readonly AwaitedLog[];
+  attempts: readonly A[];
   clock: RunClock;
   /** How long a worker may send nothing before its open logs are given up (ms). */
   graceMs: number;
@@ -34,9 +34,11 @@ export interface OutputWaitOptions {
  * and ships the rest after its answer), while a worker that stopped sending (stalled, gone,
  * backing off) is given up `graceMs` after its last line. Polls every 50 ms on `clock` (the
  * run's timers are cleared by then; a manual clock in tests).
- * @returns the attempts whose log was still open, with why (empty: every log closed)
+ * @returns the attempts whose log was still open, as given, with why (empty: every log closed)
  */
-export async function waitForOutput(options: OutputWaitOptions): Promise<(AwaitedLog & { reason: OutputCutReason })[]> {
+export async function waitForOutput<A extends AwaitedLog>(
+  options: OutputWaitOptions<A>,
+): Promise<(A & { reason: OutputCutReason })[]> {
   const { logs, attempts, clock, graceMs, maxWaitMs } = options;
   const limit = clock.now() + maxWaitMs;
   /** Per worker: the progress seen last (lines taken plus logs closed) and when its grace ends. */

@@ -1196,8 +1196,7 @@ class PipelineRun {
       graceMs: outputGraceMs,
       maxWaitMs: maxOutputWaitMs,
     });
-    for (const { executionId, workerId, reason } of cut) {
-      const { module, attempt } = attempts.find((candidate) => candidate.executionId === executionId)!;
+    for (const { executionId, workerId, module, attempt, reason } of cut) {
       const linesReceived = executionLogs.received(executionId);
       const waitedMs = reason === 'silent' ? outputGraceMs : maxOutputWaitMs;
       this.log.warn({ module, attempt, workerId, linesReceived, reason }, "output not complete at the run's end");
