@@ -128,20 +128,24 @@ describe("runPipeline: the wait for output at the run's end", () => {
     }).finally(() => (ended = true));
     const send = (module: string, fromSeq: number, count: number, final = false) =>
       executionLogs.append(executions.get(module)!, module, { fromSeq, lines: lines(fromSeq, count), final });
-    return { clock, running, events, send, ended: () => ended, executions };
+    /** `batches` batches of `size` lines from `module`'s worker, `gapMs` apart, the run still waiting after each; then its final batch. */
+    const shipWhileWaiting = async (module: string, batches: number, size: number, gapMs: number) => {
+      for (let batch = 0; batch < batches; batch++) {
+        await send(module, batch * size, size);
+        await clock.advance(gapMs);
+        expect(ended).toBe(false);
+      }
+      await send(module, batches * size, 0, true);
+    };
+    return { clock, running, events, send, shipWhileWaiting, ended: () => ended, executions };
   }
 
   it('keeps waiting while the worker keeps sending after its answer (the grace starts again with each batch), until its final batch', async () => {
-    const { clock, running, events, send, ended } = setup(['loud']);
+    const { clock, running, events, shipWhileWaiting, ended } = setup(['loud']);
     await clock.advance(0);
     expect(events.some((event) => event.type === 'module-finished')).toBe(true);
     // 10 batches 1.5 s apart: 15 s in all, where a fixed 2 s grace gave up after the second.
-    for (let batch = 0; batch < 10; batch++) {
-      await send('loud', batch * 100, 100);
-      await clock.advance(1_500);
-      expect(ended()).toBe(false);
-    }
-    await send('loud', 1_000, 0, true);
+    await shipWhileWaiting('loud', 10, 100, 1_500);
     await clock.advance(50);
     expect(ended()).toBe(true);
     const result = await running;
@@ -153,17 +157,12 @@ describe("runPipeline: the wait for output at the run's end", () => {
   });
 
   it("gives up a worker that stopped sending once the grace passed since its last line, while another's lines still come, and says what it received", async () => {
-    const { clock, running, events, send, ended } = setup(['stalled', 'busy']);
+    const { clock, running, events, send, shipWhileWaiting, ended } = setup(['stalled', 'busy']);
     await clock.advance(0);
     expect(events.filter((event) => event.type === 'module-finished')).toHaveLength(2);
     await send('stalled', 0, 3);
     // `busy` ships for 6 s more; `stalled` sends nothing after its 3 lines and never closes.
-    for (let batch = 0; batch < 6; batch++) {
-      await send('busy', batch * 10, 10);
-      await clock.advance(1_000);
-      expect(ended()).toBe(false);
-    }
-    await send('busy', 60, 0, true);
+    await shipWhileWaiting('busy', 6, 10, 1_000);
     // The busy worker's log closed; the stalled one's grace ended long ago: the run ends now.
     await clock.advance(50);
     expect(ended()).toBe(true);
