@@ -75,6 +75,12 @@ export interface ModuleExecutorOptions {
 /** Where a worker runs modules: in module hosts (child processes), or in its own process. */
 export type WorkerIsolation = 'process' | 'none';
 
+/**
+ * An execution running, with its request's fingerprint (a re-sent request joins it); `outputNone`
+ * once its output ended complete and empty (the answer's `Mpd-Output: none`).
+ */
+type RunningEntry = { execution: Execution; fingerprint: string; outputNone?: true };
+
 /** How long {@link ModuleExecutor.close} waits for in-process modules that ignore their signal (ms). */
 const IN_PROCESS_STOP_WAIT_MS = 5_000;
 
@@ -87,7 +93,7 @@ const IN_PROCESS_STOP_WAIT_MS = 5_000;
  * module is gone.
  */
 export class ModuleExecutor {
-  private readonly running = new Map<string, { execution: Execution; fingerprint: string; outputNone?: true }>();
+  private readonly running = new Map<string, RunningEntry>();
   private readonly finished = new Map<
     string,
     { outcome: Promise<ExecutionOutcome>; fingerprint: string; expiresAt: number; outputNone?: true }
@@ -231,7 +237,7 @@ export class ModuleExecutor {
           : startExecution(module, resolved, executionOptions),
     );
     const { fingerprint } = request;
-    const entry: { execution: Execution; fingerprint: string; outputNone?: true } = { execution, fingerprint };
+    const entry: RunningEntry = { execution, fingerprint };
     this.running.set(request.executionId, entry);
     void execution.stopped.then(() => {
       this.running.delete(request.executionId);

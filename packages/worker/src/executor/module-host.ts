@@ -23,7 +23,7 @@ import {
   OUTPUT_END_MARK,
   type ToHost,
 } from './host-protocol.js';
-import { ByteLineSplitter } from './module-output.js';
+import { ByteLineSplitter, NEWLINE } from './module-output.js';
 import { type GroupStop, stopProcessGroup } from './process-group.js';
 
 /** The host's entry file, beside this one (`.ts` in the sources, `.js` once built). */
@@ -42,8 +42,6 @@ const STDERR_TAIL_LINES = 20;
 
 /** How much of the end of a block of the host's stderr is decoded for its last lines (bytes). */
 const STDERR_TAIL_BYTES = 8 * 1024;
-
-const NEWLINE = Buffer.from('\n');
 
 /** What a host is started with. */
 export interface ModuleHostOptions {

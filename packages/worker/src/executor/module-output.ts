@@ -116,7 +116,8 @@ export class LineSplitter {
   }
 }
 
-const NEWLINE = Buffer.from('\n');
+/** A newline, as bytes. */
+export const NEWLINE = Buffer.from('\n');
 
 /**
  * {@link LineSplitter} on bytes: gives each chunk's whole lines at once as one buffer of the bytes

@@ -70,9 +70,6 @@ export interface OutputShipperOptions {
 /** Bytes of spilled chunks kept pending before they are written without waiting for the tick's end (bounds memory in a burst). */
 const SPILL_FLUSH_BYTES = 256 * 1024;
 
-/** The most bytes of a spill file read back at once (a larger chunk is read alone). */
-const SPILL_READ_BYTES = 256 * 1024;
-
 /**
  * What a line costs in the buffers besides its text: about its JSON's envelope in a batch
  * (`{"time":…,"stream":"stdout","text":""}`, 50 bytes), so that `--output-buffer-size` and
@@ -126,8 +123,7 @@ function pendingLine(time: number, stream: OutputStream, level: OutputLevel | un
 }
 
 /** What a chunk counts against the buffers (see {@link CHUNK_OVERHEAD_BYTES}). */
-const chunkCost = (chunk: Chunk): number =>
-  (typeof chunk.data === 'string' ? chunk.data.length : chunk.data.length) + CHUNK_OVERHEAD_BYTES;
+const chunkCost = (chunk: Chunk): number => chunk.data.length + CHUNK_OVERHEAD_BYTES;
 
 /** How many lines a chunk holds (for the count of dropped lines). */
 function linesOf(data: string | Buffer): number {
@@ -267,12 +263,11 @@ class ExecutionOutput implements OutputWriter {
     spill.pending = [];
     spill.pendingBytes = 0;
     try {
-      let done = writevSync(spill.fd, buffers, spill.size);
+      const done = writevSync(spill.fd, buffers, spill.size);
       if (done < bytes) {
         const rest = Buffer.concat(buffers).subarray(done);
         for (let at = 0; at < rest.length;)
           at += writeSync(spill.fd, rest, at, rest.length - at, spill.size + done + at);
-        done = bytes;
       }
       spill.size += bytes;
     } catch (error) {
