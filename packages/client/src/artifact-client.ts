@@ -194,11 +194,7 @@ export class ArtifactClient {
    *   do not hash to `sha256`; the transfer's error when the connection is cut
    */
   async getToFile(sha256: string, path: string): Promise<BlobDigest> {
-    const direct = await this.transfer(sha256, 'download');
-    const response = direct ? await this.viaUrl(direct) : await this.call('GET', sha256);
-    if (response.statusCode !== 200)
-      throw await refusal(response, `GET blob ${sha256}${direct ? ' from the bucket' : ''}`);
-    const size = Number(response.headers['content-length']);
+    const { response, size } = await this.download(sha256);
     const temporary = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.partial`);
     const verifying = new VerifyingStream(sha256, size);
     try {
@@ -297,11 +293,7 @@ export class ArtifactClient {
    * @throws ArtifactStoreError (404 `ArtifactNotFound`, 401/403)
    */
   async get(sha256: string): Promise<{ size: number; body: Readable }> {
-    const direct = await this.transfer(sha256, 'download');
-    const response = direct ? await this.viaUrl(direct) : await this.call('GET', sha256);
-    if (response.statusCode !== 200)
-      throw await refusal(response, `GET blob ${sha256}${direct ? ' from the bucket' : ''}`);
-    const size = Number(response.headers['content-length']);
+    const { response, size } = await this.download(sha256);
     const verifying = new VerifyingStream(sha256, size);
     // A transfer cut midway reaches the reader as a `BlobDownloadCutError` (listened to before
     // the pipeline's own listener, so that it is the error `verifying` is destroyed with).
@@ -311,6 +303,19 @@ export class ArtifactClient {
     // Errors of either side reach the reader through `verifying`; destroying it ends the request.
     pipeline(response.body, verifying).catch(() => undefined);
     return { size, body: verifying };
+  }
+
+  /**
+   * Starts the download of blob `sha256`: from the orchestrator's bucket by a presigned URL when
+   * it has one, else the blob route; `size` from the answer's `Content-Length`.
+   * @throws ArtifactStoreError for any answer but 200
+   */
+  private async download(sha256: string): Promise<{ response: Dispatcher.ResponseData; size: number }> {
+    const direct = await this.transfer(sha256, 'download');
+    const response = direct ? await this.viaUrl(direct) : await this.call('GET', sha256);
+    if (response.statusCode !== 200)
+      throw await refusal(response, `GET blob ${sha256}${direct ? ' from the bucket' : ''}`);
+    return { response, size: Number(response.headers['content-length']) };
   }
 
   /** Closes the client's connections. */

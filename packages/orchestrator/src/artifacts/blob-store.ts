@@ -247,10 +247,6 @@ export class BlobStore implements ArtifactStore {
     }
   }
 
-  /**
-   * Makes the directory, and removes the temporary files of uploads an earlier process did not
-   * finish (it ended mid-upload): this process's first write runs it, before any upload of its own.
-   */
   /** {@link prepare}, once; a failure is not kept (the next call tries again). */
   private prepared(): Promise<void> {
     this.ready ??= this.prepare().catch((error: unknown) => {
@@ -260,6 +256,10 @@ export class BlobStore implements ArtifactStore {
     return this.ready;
   }
 
+  /**
+   * Makes the directory, and removes the temporary files of uploads an earlier process did not
+   * finish (it ended mid-upload): this process's first write runs it, before any upload of its own.
+   */
   private async prepare(): Promise<void> {
     await makeDirectory(this.dir);
     const leftovers = (await readdir(this.dir)).filter((name) => name.startsWith(TEMPORARY_PREFIX));

@@ -18,6 +18,10 @@ import type { Logger } from 'pino';
 import { type ArtifactStore, ArtifactStoreUnavailableError } from '../artifacts/artifact-store.js';
 import { BlobWriteError } from '../artifacts/blob-store.js';
 
+/** Why a blob of `size` bytes is refused (413) by a store of at most `maxBytes`. */
+const overLimit = (size: number, maxBytes: number): string =>
+  `a blob of ${describeBytes(size)} is over the store's limit of ${describeBytes(maxBytes)} (--max-artifact-size)`;
+
 /**
  * `POST /api/artifacts/blobs/{sha256}/transfers`' answer: how to move the blob. An upload over
  * `maxBytes` is refused (413, naming `body.size`) before the store is asked or any URL made; a
@@ -25,7 +29,7 @@ import { BlobWriteError } from '../artifacts/blob-store.js';
  */
 export async function blobTransfer(store: ArtifactStore, maxBytes: number, sha256: string, body: BlobTransferRequest) {
   if (body.direction === 'upload' && body.size! > maxBytes) {
-    const message = `a blob of ${describeBytes(body.size!)} is over the store's limit of ${describeBytes(maxBytes)} (--max-artifact-size)`;
+    const message = overLimit(body.size!, maxBytes);
     return errorResponse('PayloadTooLarge', `body.size: ${message}`, [{ field: 'body.size', message }]);
   }
   let transfer;
@@ -71,7 +75,7 @@ export function blobRoutes(store: ArtifactStore, maxBytes: number, logger: Logge
       if (size > maxBytes) {
         refuseUnread(req, res, {
           code: 'PayloadTooLarge',
-          message: `headers.content-length: a blob of ${describeBytes(size)} is over the store's limit of ${describeBytes(maxBytes)} (--max-artifact-size)`,
+          message: `headers.content-length: ${overLimit(size, maxBytes)}`,
         });
         return;
       }

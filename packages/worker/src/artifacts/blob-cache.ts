@@ -259,7 +259,7 @@ export class BlobCache {
         await pipeline(body, new ReportingFileWriter(handle, (bytes) => follower.written(bytes)));
         await handle.close();
         handle = undefined;
-        await rename(staged, join(this.options.dir, sha256));
+        await this.install(sha256, staged, size);
       } catch (error) {
         body.destroy();
         await handle?.close().catch(() => undefined);
@@ -268,8 +268,6 @@ export class BlobCache {
       } finally {
         signal?.removeEventListener('abort', abandon);
       }
-      this.remember(sha256, size);
-      await this.evict(sha256);
     })().finally(() => this.downloads.delete(sha256));
     this.downloads.set(sha256, download);
     download.then(
@@ -292,8 +290,12 @@ export class BlobCache {
   private async fetch(sha256: string): Promise<void> {
     const staged = join(this.ownDir, `get-${sha256}.${randomBytes(6).toString('hex')}`);
     await this.options.download(sha256, staged);
-    const size = (await stat(staged)).size;
-    await rename(staged, join(this.options.dir, sha256));
+    await this.install(sha256, staged, (await stat(staged)).size);
+  }
+
+  /** Renames the complete file `from` (of `size` bytes) into place as blob `sha256`, counts it, and evicts past the cache's bound. */
+  private async install(sha256: string, from: string, size: number): Promise<void> {
+    await rename(from, join(this.options.dir, sha256));
     this.remember(sha256, size);
     await this.evict(sha256);
   }
@@ -307,16 +309,12 @@ export class BlobCache {
     if (!LIMITS.artifact.sha256.pattern.test(sha256)) throw new TypeError(`not a SHA-256: ${JSON.stringify(sha256)}`);
     await this.init();
     if (this.entries.has(sha256)) return;
-    const target = join(this.options.dir, sha256);
     const temporary = join(this.ownDir, `add-${randomBytes(6).toString('hex')}`);
     await link(path, temporary).catch(async (error: NodeJS.ErrnoException) => {
       if (error.code !== 'EXDEV') throw error;
       await copyFile(path, temporary);
     });
-    const size = (await stat(temporary)).size;
-    await rename(temporary, target);
-    this.remember(sha256, size);
-    await this.evict(sha256);
+    await this.install(sha256, temporary, (await stat(temporary)).size);
   }
 
   /** Removes this cache's own checkouts directory (blobs stay); a checkout not yet released is gone with it. */
