@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { rename, stat, unlink } from 'node:fs/promises';
+import { rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -189,7 +189,7 @@ export class ArtifactClient {
   /**
    * Downloads blob `sha256` to the file `path`: written to a temporary file beside it while its
    * bytes are hashed, renamed to `path` only when all of them arrived and hash to `sha256`
-   * (removed otherwise), so `path` is the blob or nothing.
+   * (removed otherwise), so `path` is the blob or nothing; answers its digest (`size`: its bytes).
    * @throws ArtifactStoreError (404 `ArtifactNotFound`, 401/403); `BlobDamagedError` when the bytes
    *   do not hash to `sha256`; the transfer's error when the connection is cut
    */
@@ -212,7 +212,8 @@ export class ArtifactClient {
       await unlink(temporary).catch(() => undefined);
       throw downloadError(error, sha256, verifying.seen, size);
     }
-    return { sha256, size: (await stat(path)).size };
+    // Its bytes were counted and hashed as they were written: `size` of them (no stat needed).
+    return { sha256, size };
   }
 
   // --- S3-compatible store (issue 13, slice S) ---

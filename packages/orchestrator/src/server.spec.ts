@@ -273,5 +273,9 @@ describe('startOrchestrator with tls', () => {
     const loopback: { level: number; msg: string }[] = [];
     await start({ port: 0, host: '127.0.0.1', logger: capturingLogger(loopback) });
     expect(loopback.filter((line) => line.level >= 40)).toEqual([]);
+    // Its start line says where artifacts go (the bucket's in s3-store.spec.ts).
+    expect(loopback.find((line) => line.msg === 'orchestrator listening')).toMatchObject({
+      artifacts: { kind: 'local', dir: '.mpd/artifact-store' },
+    });
   });
 });

@@ -128,7 +128,7 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
   } catch (error) {
     throw new OrchestratorStartError(
       'ArtifactStoreUnavailable',
-      resolved.artifactStore === undefined
+      artifactStore.kind === 'local'
         ? `Cannot use the artifact store directory ${resolved.artifactsDir} (--artifacts-dir): ${(error as Error).message}`
         : `Cannot use the artifact store ${resolved.artifactStore}: ${(error as Error).message} (the orchestrator needs s3:GetObject and s3:PutObject on the prefix's objects and s3:ListBucket on the bucket)`,
       { cause: error },
@@ -198,7 +198,18 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
     { unref: true },
   );
   resolved.logger.info(
-    { url, host, port: actualPort, tls: options.tls ? (options.tls.clientCa ? 'mutual' : 'server') : 'off' },
+    {
+      url,
+      host,
+      port: actualPort,
+      tls: options.tls ? (options.tls.clientCa ? 'mutual' : 'server') : 'off',
+      // Where artifacts go: the directory, or the bucket and prefix (never its endpoint, which
+      // may carry credentials in its URL).
+      artifacts:
+        artifactStore.kind === 'local'
+          ? { kind: 'local', dir: resolved.artifactsDir }
+          : { kind: 's3', url: resolved.artifactStore },
+    },
     'orchestrator listening',
   );
   for (const warning of orchestratorStartupWarnings({

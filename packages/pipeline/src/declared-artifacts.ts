@@ -20,6 +20,16 @@ export const ARTIFACT_COMPRESSIONS = ['none', 'gzip'] as const;
 export type ArtifactCompression = (typeof ARTIFACT_COMPRESSIONS)[number];
 
 /**
+ * What is wrong with `value` as an {@link ArtifactCompression}, to follow the name of where it was
+ * given (`compression must be 'none' or 'gzip', got "zip"`); undefined when it is one. The one
+ * check of `produces` and of `ctx.artifacts.upload`.
+ */
+export function artifactCompressionProblem(value: unknown): string | undefined {
+  if (ARTIFACT_COMPRESSIONS.includes(value as ArtifactCompression)) return undefined;
+  return `compression must be ${ARTIFACT_COMPRESSIONS.map((compression) => `'${compression}'`).join(' or ')}, got ${JSON.stringify(value)}`;
+}
+
+/**
  * What one produced artifact holds: globs (tinyglobby's: `!` excludes, dot files included)
  * matched in the module's working directory, or in `baseDir` (relative paths from the working
  * directory); the archive's paths are relative to that directory, and so are the files a
@@ -114,11 +124,8 @@ export function resolveProduces(produces: unknown, fail: (message: string) => ne
       fail(`produces.${name}.baseDir must be a non-empty path`);
     }
     const compression = 'compression' in spec ? spec.compression : undefined;
-    if (compression !== undefined && !ARTIFACT_COMPRESSIONS.includes(compression as ArtifactCompression)) {
-      fail(
-        `produces.${name}.compression must be ${ARTIFACT_COMPRESSIONS.map((value) => `'${value}'`).join(' or ')}, got ${JSON.stringify(compression)}`,
-      );
-    }
+    const problem = compression === undefined ? undefined : artifactCompressionProblem(compression);
+    if (problem !== undefined) fail(`produces.${name}.${problem}`);
     resolved[name] = Object.freeze({
       globs: Object.freeze(typeof spec.globs === 'string' ? [spec.globs] : [...(spec.globs as string[])]),
       baseDir: spec.baseDir as string | undefined,

@@ -39,7 +39,7 @@ export type {
   SkipDecision,
   SpawnCommandOptions,
 } from './module.js';
-export { ARTIFACT_COMPRESSIONS } from './declared-artifacts.js';
+export { ARTIFACT_COMPRESSIONS, artifactCompressionProblem } from './declared-artifacts.js';
 export type {
   ArtifactCompression,
   ArtifactFiles,

@@ -459,6 +459,35 @@ describe('OutputShipper', () => {
     expect(existsSync(spill)).toBe(false);
   });
 
+  it('the spill file read back in blocks: chunks across a block, one larger than a block, and the file written again from its start once read back', async () => {
+    const api = await startApi();
+    const proxy = await startFaultProxy({ port: api.port });
+    cleanups.push(() => proxy.close());
+    const seen = new Map<string, string[]>();
+    lines(api.logs, 'blocks', seen);
+    // No room in memory: every block goes through the spill file.
+    const shipper = await startShipper(proxy, api.credential, await tempDir(), { bufferBytesPerExecution: 100 });
+    const writer = shipper.open('blocks');
+    const mask = (text: string) => text;
+    const written: string[] = [];
+    const writeBlock = (phase: string, count: number) => {
+      const block = Array.from({ length: count }, (_, index) => `${phase} ${written.length + index}`.padEnd(99, '.'));
+      written.push(...block);
+      writer.writeBytes!('stdout', Buffer.from(`${block.join('\n')}\n`), mask);
+    };
+    // A few KiB, read back in one block; once shipped, the file is written again from its start
+    // with other lines at the same places (the block read before must not be taken for them).
+    for (let index = 0; index < 5; index++) writeBlock('first', 7);
+    await expect.poll(() => seen.get('blocks')!.length, { timeout: 10_000 }).toBe(written.length);
+    // Then blocks of many sizes (some across the end of a 256 KiB read), and one of 300 KB.
+    for (let index = 0; index < 60; index++) writeBlock('second', 1 + ((index * 37) % 90));
+    writeBlock('large', 3_000);
+    writeBlock('after', 3);
+    writer.end();
+    await expect.poll(() => api.logs.closed('blocks'), { timeout: 10_000 }).toBe(true);
+    expect(seen.get('blocks')).toEqual(written);
+  });
+
   it('a 20 MB log (200,000 lines) arrives whole and in order, to the last line, in its attempt file', async () => {
     const api = await startApi();
     const proxy = await startFaultProxy({ port: api.port });

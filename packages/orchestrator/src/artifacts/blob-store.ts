@@ -135,15 +135,19 @@ export class BlobStore implements ArtifactStore {
    * other is not.
    */
   private async touch(sha256: string): Promise<void> {
-    this.used.add(sha256);
-    const path = this.pathOf(sha256);
     const known = this.verified.get(sha256);
-    const before = known ? await stat(path, { bigint: true }).catch(ignoreMissing) : undefined;
+    const before = known ? await stat(this.pathOf(sha256), { bigint: true }).catch(ignoreMissing) : undefined;
     const stillVerified = known !== undefined && before !== undefined && sameFile(known, before);
-    const now = this.now() / 1000;
-    await utimes(path, now, now).catch(ignoreMissing);
+    await this.markUsed(sha256);
     if (stillVerified) await this.recordVerified(sha256);
     else this.verified.delete(sha256);
+  }
+
+  /** Blob `sha256` was used: counted as used since the last run ended, its mtime now (see {@link sweep}). */
+  private async markUsed(sha256: string): Promise<void> {
+    this.used.add(sha256);
+    const now = this.now() / 1000;
+    await utimes(this.pathOf(sha256), now, now).catch(ignoreMissing);
   }
 
   /** Records blob `sha256`'s file as it is now as verified (see {@link VerifiedFile}); a file gone is forgotten. */
@@ -238,9 +242,11 @@ export class BlobStore implements ArtifactStore {
         throw new BlobWriteError('HashMismatch', `the body's SHA-256 is ${actual}, not ${sha256}: not stored`);
       }
       await rename(temporary, target);
-      // Hashed as written: verified (a concurrent write of the same blob renamed identical bytes).
+      // Used now, and hashed as written: verified as the file is once its mtime is set (a
+      // concurrent write of the same blob renamed identical bytes). One utimes and one stat,
+      // where recording it and then touching it (which checks it is unchanged) took three stats.
+      await this.markUsed(sha256);
       await this.recordVerified(sha256);
-      await this.touch(sha256);
     } catch (error) {
       await unlink(temporary).catch(() => undefined);
       throw error;

@@ -279,7 +279,7 @@ describe('ArtifactClient against the store', () => {
     expect(digest).toEqual({ sha256: sha256(bytes), size: bytes.length });
     expect(await client.has(digest.sha256)).toBe(bytes.length);
     await client.putFile(join(work, 'in.bin')); // the store has it: HEAD, no PUT
-    await client.getToFile(digest.sha256, join(work, 'out.bin'));
+    expect(await client.getToFile(digest.sha256, join(work, 'out.bin'))).toEqual(digest);
     expect(sha256(await readFile(join(work, 'out.bin')))).toBe(digest.sha256);
 
     const tampered = Buffer.from(bytes);

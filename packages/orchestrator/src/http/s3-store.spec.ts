@@ -15,6 +15,7 @@ import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { S3RequestPresigner } from '@aws-sdk/s3-request-presigner';
 import { ArtifactClient, BlobDamagedError } from '@mpd/client';
 import { killLeftovers, S3_SERVER_CREDENTIALS, type S3Request, type S3Server, startS3Server } from '@mpd/test-kit';
+import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../app.js';
 import { S3BlobStore } from '../artifacts/s3-blob-store.js';
@@ -352,7 +353,13 @@ describe('S3-compatible artifact store', () => {
         artifactStoreEndpoint: `http://127.0.0.1:${port}`,
       }),
     ).rejects.toMatchObject({ code: 'ArtifactStoreUnavailable' });
-    const started = await startOrchestrator({ port: 0, host: '127.0.0.1', ...bucketOptions('start-check') });
+    const lines: { msg: string }[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const started = await startOrchestrator({ port: 0, host: '127.0.0.1', ...bucketOptions('start-check'), logger });
     await started.close();
+    // Its start line names the bucket and prefix, not the endpoint.
+    const listening = lines.find((line) => line.msg === 'orchestrator listening');
+    expect(listening).toMatchObject({ artifacts: { kind: 's3', url: `s3://${BUCKET}/start-check` } });
+    expect(JSON.stringify(listening)).not.toContain(s3.url);
   });
 });

@@ -28,6 +28,7 @@ async function cacheOf(blobs: Array<ReturnType<typeof blob>>, maxBytes: number, 
       const found = blobs.find((candidate) => candidate.sha256 === sha256);
       if (!found) throw new Error(`no blob ${sha256}`);
       await writeFile(path, found.bytes);
+      return { size: found.bytes.length };
     },
   });
   return { cache, downloads, dir };
@@ -150,7 +151,10 @@ describe('BlobCache', () => {
     const other = new BlobCache({
       dir: otherDir,
       maxBytes: 10_000,
-      download: async (_sha256, path) => writeFile(path, b.bytes),
+      download: async (_sha256, path) => {
+        await writeFile(path, b.bytes);
+        return { size: b.bytes.length };
+      },
       // Ten bytes, then nothing until it is abandoned.
       open: async () => ({
         size: b.bytes.length,

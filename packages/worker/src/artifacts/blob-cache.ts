@@ -20,8 +20,11 @@ import { LIMITS } from '@mpd/contract';
 import { makeDirectory } from '@mpd/server-kit';
 import type { BlobFollower } from './blob-progress.js';
 
-/** Downloads blob `sha256` to `path` (temp + rename: `path` is the whole verified blob or nothing). */
-export type BlobDownloader = (sha256: string, path: string) => Promise<unknown>;
+/**
+ * Downloads blob `sha256` to `path` (temp + rename: `path` is the whole verified blob or nothing)
+ * and answers its size in bytes, as verified (the cache counts it without a stat of the file).
+ */
+export type BlobDownloader = (sha256: string, path: string) => Promise<{ size: number }>;
 
 /**
  * Opens blob `sha256` as a stream (`ArtifactClient.get`): its size, and its bytes as they
@@ -289,8 +292,8 @@ export class BlobCache {
   /** Downloads into this cache's own directory (so no other process's start removes the partial file), then renames into place. */
   private async fetch(sha256: string): Promise<void> {
     const staged = join(this.ownDir, `get-${sha256}.${randomBytes(6).toString('hex')}`);
-    await this.options.download(sha256, staged);
-    await this.install(sha256, staged, (await stat(staged)).size);
+    const { size } = await this.options.download(sha256, staged);
+    await this.install(sha256, staged, size);
   }
 
   /** Renames the complete file `from` (of `size` bytes) into place as blob `sha256`, counts it, and evicts past the cache's bound. */

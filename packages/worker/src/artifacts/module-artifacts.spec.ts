@@ -27,7 +27,10 @@ async function setUp() {
   const cache = new BlobCache({
     dir: join(root, 'cache'),
     maxBytes: 10 * 1024 * 1024,
-    download: (sha256, path) => copyFile(join(store, sha256), path),
+    download: async (sha256, path) => {
+      await copyFile(join(store, sha256), path);
+      return { size: (await stat(path)).size };
+    },
     open: async (sha256) => ({
       size: (await stat(join(store, sha256))).size,
       body: createReadStream(join(store, sha256)),

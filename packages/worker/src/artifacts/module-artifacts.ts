@@ -13,7 +13,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LIMITS } from '@mpd/contract/limits';
 import {
-  ARTIFACT_COMPRESSIONS,
+  artifactCompressionProblem,
   type ArtifactCompression,
   type ArtifactRef,
   type ArtifactUploadOptions,
@@ -146,11 +146,8 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ModuleArtifact
         );
       }
       const compression: ArtifactCompression = uploadOptions.compression ?? 'none';
-      if (!ARTIFACT_COMPRESSIONS.includes(compression)) {
-        throw new ArtifactError(
-          `ctx.artifacts.upload('${name}'): compression must be ${ARTIFACT_COMPRESSIONS.map((value) => `'${value}'`).join(' or ')}, got ${JSON.stringify(compression)}`,
-        );
-      }
+      const problem = artifactCompressionProblem(compression);
+      if (problem !== undefined) throw new ArtifactError(`ctx.artifacts.upload('${name}'): ${problem}`);
       const baseDir = resolve(options.workingDirectory, uploadOptions.baseDir ?? '.');
       const patterns = typeof globs === 'string' ? [globs] : [...globs];
       const { glob } = await import('tinyglobby');

@@ -1,4 +1,7 @@
+import type { ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
+import type { Duplex } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { CommandFailedError, moduleCommands } from './module-commands.js';
 import { ByteLineSplitter, LineSplitter, splitLines } from './module-output.js';
@@ -90,6 +93,130 @@ describe('the output of commands (ctx.exec, ctx.spawn)', () => {
     for await (const chunk of child.stdout!) read += String(chunk);
     expect(read).toBe('a\nb\n');
     expect(lines).toEqual(['stdout: a', 'stdout: b']);
+  });
+});
+
+/**
+ * A command writing `process.argv[1]` blocks of 64 KiB (512 lines of 128 bytes each) as fast as
+ * its stdout takes them: each read of the pipe is a whole 64 KiB, more than a stream's 16 KiB
+ * mark, as a busy command's reads are.
+ */
+const WRITE_BLOCKS = `const blocks = Number(process.argv[1]); const block = Buffer.alloc(65536, 120);
+for (let at = 127; at < block.length; at += 128) block[at] = 10;
+let written = 0; const more = () => { while (written < blocks) { written++; if (!process.stdout.write(block)) return void process.stdout.once('drain', more); } }; more();`;
+const BLOCK_BYTES = 64 * 1024;
+
+/** Waits until `enough()` or `ms` passed (at once on the bug: what it waits for is then seen early). */
+async function until(enough: () => boolean, ms: number): Promise<void> {
+  for (const end = Date.now() + ms; !enough() && Date.now() < end;) await sleep(20);
+}
+
+/** What the module's `child.stdout` (a pass-through) holds, not read yet (bytes). */
+function heldInCopy(child: ChildProcess): number {
+  const copy = child.stdout as Duplex;
+  return copy.readableLength + copy.writableLength;
+}
+
+/** Reads the whole of `child.stdout`, as the module sees it. */
+async function readAll(child: ChildProcess): Promise<number> {
+  let bytes = 0;
+  for await (const chunk of child.stdout! as AsyncIterable<Buffer>) bytes += chunk.length;
+  return bytes;
+}
+
+describe("ctx.spawn's piped stream has two readers (the module's output and the module): the command waits for the slower", () => {
+  it("while the module's output is full, the command's stream waits, though the module reads its own copy as fast as it comes", async () => {
+    let given = 0;
+    let givenWhileFull = 0;
+    let state: 'filling' | 'full' | 'released' = 'filling';
+    let release = (): void => undefined;
+    let full: Promise<void> | undefined;
+    const { spawn } = moduleCommands({
+      ...scope(),
+      // Full once 256 KiB came (a module host's stdout past its bound while the worker is busy)
+      // until the test releases it: one promise for every block meanwhile, as a host's stdout has.
+      onOutput: (_stream, block) => {
+        given += block.length;
+        if (state === 'full') givenWhileFull += block.length;
+        else if (state === 'filling' && given >= 256 * 1024) {
+          state = 'full';
+          full = new Promise((resolve) => (release = resolve));
+        }
+        return state === 'full' ? full : undefined;
+      },
+    });
+    const warnings: string[] = [];
+    const onWarning = (warning: Error) => void warnings.push(warning.name);
+    process.on('warning', onWarning);
+    try {
+      const child = spawn(process.execPath, ['-e', WRITE_BLOCKS, '128'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      const read = readAll(child);
+      // 8 MiB: the command has it written well within a second unless its stream waits.
+      await until(() => givenWhileFull > 1024 * 1024, 1_000);
+      // Before the fix, the module's reads resumed the stream: 7.75 MiB went on while full.
+      expect(state).toBe('full');
+      expect(givenWhileFull).toBeLessThan(256 * 1024);
+      state = 'released';
+      release();
+      // Then all of it reaches both, the one 'drain' listener of a pipe at most on the copy.
+      expect(await read).toBe(128 * BLOCK_BYTES);
+      await until(() => given === 128 * BLOCK_BYTES, 5_000);
+      expect(given).toBe(128 * BLOCK_BYTES);
+      expect(child.stdout!.listenerCount('drain')).toBeLessThanOrEqual(1);
+      expect(warnings).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it("while the module has not read its copy yet, the command's stream waits, though the module's output takes everything", async () => {
+    let given = 0;
+    const { spawn } = moduleCommands({
+      ...scope(),
+      // Full for a moment after each block (a module host's stdout at its bound, drained at once).
+      onOutput: (_stream, block) => {
+        given += block.length;
+        return new Promise<void>((resolve) => setImmediate(resolve));
+      },
+    });
+    const child = spawn(process.execPath, ['-e', WRITE_BLOCKS, '128'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    await until(() => heldInCopy(child) > 1024 * 1024, 1_000);
+    // Held for the module: a pipe's buffers, not the command's 8 MiB (before the fix, the
+    // output's resumes overrode the copy's pause and it held all of it).
+    expect(heldInCopy(child)).toBeLessThan(256 * 1024);
+    expect(given).toBeLessThan(1024 * 1024);
+    expect(await readAll(child)).toBe(128 * BLOCK_BYTES);
+    await until(() => given === 128 * BLOCK_BYTES, 5_000);
+    expect(given).toBe(128 * BLOCK_BYTES);
+  });
+  it('a process the command left running writes on once the command exited: its stream still waits while the module has not read its copy', async () => {
+    let given = 0;
+    const { spawn } = moduleCommands({ ...scope(), onOutput: (_stream, block) => void (given += block.length) });
+    // `sh` exits once the stream waits; the writer it started in the background holds the pipe.
+    const child = spawn('sh', ['-c', `"${process.execPath}" -e "$1" 128 & sleep 0.5`, 'sh', WRITE_BLOCKS], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    await new Promise((resolve) => child.on('exit', resolve));
+    // Node resumes a child's streams when it exits: before the fix, the writer's 8 MiB then ran
+    // on into the copy.
+    await until(() => heldInCopy(child) > 1024 * 1024, 1_000);
+    expect(heldInCopy(child)).toBeLessThan(256 * 1024);
+    expect(await readAll(child)).toBe(128 * BLOCK_BYTES);
+    expect(given).toBe(128 * BLOCK_BYTES);
+  });
+
+  it("a module that destroys its copy reads no more of it: the command goes on, its output whole to the module's output", async () => {
+    let given = 0;
+    const { spawn } = moduleCommands({ ...scope(), onOutput: (_stream, block) => void (given += block.length) });
+    const child = spawn(process.execPath, ['-e', WRITE_BLOCKS, '64'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    child.stdout!.once('data', () => child.stdout!.destroy());
+    // Before the fix, the copy's pause was never undone: the command waited forever on its pipe.
+    const code = await Promise.race([
+      new Promise((resolve) => child.on('close', resolve)),
+      sleep(10_000).then(() => 'still running'),
+    ]);
+    expect(code).toBe(0);
+    expect(given).toBe(64 * BLOCK_BYTES);
   });
 });
 

@@ -89,9 +89,16 @@ const spawnIn =
 
 /**
  * Copies each line of a piped stream of `child` to `onOutput`, and gives the module a stream
- * (`child.stdout`/`child.stderr`) with the same bytes: a pass-through the original is piped
- * into, so the module reads it whenever it likes (a 'data' listener of ours on the original
- * would make it flow, and lose what the module had not read yet).
+ * (`child.stdout`/`child.stderr`) with the same bytes: a pass-through written from the original
+ * as it is read, so the module reads it whenever it likes (our 'data' listener makes the original
+ * flow: a module reading the original itself would miss what came before it did). The original
+ * waits while either reader is full, `onOutput` (its promise) or the module's copy (its write
+ * said so, until its 'drain'), so that neither piles the command's output up in memory; the
+ * command then waits, as it would for a terminal. Not `original.pipe(copy)`: a pipe resumes the
+ * original at the copy's 'drain' whoever paused it, so a module reading its copy made the
+ * command's stream run on while `onOutput` was full (a module host held 24 MB of a command's
+ * 25.6 MB, past its 4 MiB bound: `hosted-execution.spec.ts`), and `onOutput`'s resume made it
+ * run on while the module had not read its copy (which then held all of it).
  */
 function teeLines(
   child: ChildProcess,
@@ -101,8 +108,23 @@ function teeLines(
   const source = child[stream];
   if (!source) return;
   const copy = new PassThrough();
-  forwardLines(source, stream, onOutput);
-  source.pipe(copy);
+  const gate = new ReadGate(source);
+  // Whether the copy is full, until its 'drain' (or its close: a module that destroyed its copy
+  // reads no more, and the command's stream goes on for onOutput alone).
+  let copyFull = false;
+  const copyDrained = (): void => {
+    if (!copyFull) return;
+    copyFull = false;
+    gate.release();
+  };
+  copy.on('drain', copyDrained);
+  copy.once('close', copyDrained);
+  forwardLines(source, stream, onOutput, gate, (chunk) => {
+    if (copy.destroyed || copy.write(chunk) || copyFull) return;
+    copyFull = true;
+    gate.hold();
+  });
+  source.on('end', () => copy.end());
   // Only `child.stdout`/`child.stderr` become the copy: `child.stdio` keeps the originals, as
   // Node resumes (drains) every stream of it not read when the child exits, which would empty
   // a copy the module had not read yet.
@@ -110,21 +132,60 @@ function teeLines(
 }
 
 /**
- * Passes the whole lines of `source` to `onOutput` as they come, as bytes, a block per chunk;
- * `source` is paused while `onOutput` says it is full.
+ * Pauses a stream while any of its readers waits (each {@link ReadGate.hold} until its
+ * {@link ReadGate.release}), and resumes it once none does: each reader's pause on its own would
+ * be undone by another's resume.
+ */
+class ReadGate {
+  private holds = 0;
+
+  constructor(private readonly source: Readable) {}
+
+  /** Pauses the stream until a matching {@link ReadGate.release} (and every other hold's). */
+  hold(): void {
+    this.holds++;
+    this.source.pause();
+  }
+
+  readonly release = (): void => {
+    if (--this.holds === 0) this.source.resume();
+  };
+
+  /** Holds the stream until `until` settles. */
+  holdUntil(until: Promise<void>): void {
+    this.hold();
+    void until.then(this.release, this.release);
+  }
+
+  /**
+   * Pauses the stream again if something else resumed it while a reader waits: Node resumes a
+   * child's streams when it exits, and a process it left behind may still write to them.
+   */
+  keepHeld(): void {
+    if (this.holds > 0) this.source.pause();
+  }
+}
+
+/**
+ * Passes the whole lines of `source` to `onOutput` as they come, as bytes, a block per chunk, and
+ * each chunk to `alsoTo` after; `source` is paused while `onOutput` says it is full.
  */
 function forwardLines(
   source: Readable,
   stream: 'stdout' | 'stderr',
   onOutput: (stream: 'stdout' | 'stderr', lines: Buffer) => void | Promise<void>,
+  gate = new ReadGate(source),
+  alsoTo?: (chunk: Buffer) => void,
 ): void {
   const lines = new ByteLineSplitter((block) => {
     const full = onOutput(stream, block);
-    if (full === undefined) return;
-    source.pause();
-    void full.then(() => source.resume());
+    if (full !== undefined) gate.holdUntil(full);
   });
-  source.on('data', (chunk: Buffer) => lines.push(chunk));
+  source.on('data', (chunk: Buffer) => {
+    lines.push(chunk);
+    alsoTo?.(chunk);
+    gate.keepHeld();
+  });
   source.on('end', () => lines.flush());
 }
 

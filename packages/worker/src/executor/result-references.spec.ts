@@ -1,4 +1,4 @@
-import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { digestFile } from '@mpd/client';
@@ -51,6 +51,7 @@ async function setUp(options: { maxResultBytes?: number; failPut?: boolean; fetc
         fetched.push(`${name}:${sha256}`);
         await options.fetchGate;
         await copyFile(join(store, sha256), path);
+        return { size: (await stat(path)).size };
       },
     });
     return new ModuleExecutor({

@@ -71,6 +71,14 @@ export interface OutputShipperOptions {
 const SPILL_FLUSH_BYTES = 256 * 1024;
 
 /**
+ * How much of a spill file one read takes back (bytes): the chunks in it are read back from it
+ * without a read each (a chunk larger than this is read alone). A read per header and one per
+ * chunk were two system calls and two allocations for each block of a command's lines (`pnpm
+ * bench`, benchmark 5, 19 of its 20 MB spilled), and for each `ctx.logger` line.
+ */
+const SPILL_READ_BYTES = 256 * 1024;
+
+/**
  * What a line costs in the buffers besides its text: about its JSON's envelope in a batch
  * (`{"time":…,"stream":"stdout","text":""}`, 50 bytes), so that `--output-buffer-size` and
  * `--output-spill-size` bound many short lines (`ctx.logger`) as they did when lines were kept as
@@ -132,6 +140,24 @@ function linesOf(data: string | Buffer): number {
   return count;
 }
 
+/**
+ * An execution's spill file: `size` counts the bytes in the file, `read` those read back, `used`
+ * what its chunks count against `spillBytesPerExecution`; the chunks spilled since the last write
+ * wait in `pending` for one write per tick; `block` holds the bytes of the file's last read from
+ * `blockAt` (see {@link SPILL_READ_BYTES}).
+ */
+interface Spill {
+  fd: number;
+  path: string;
+  used: number;
+  size: number;
+  read: number;
+  pending: Buffer[];
+  pendingBytes: number;
+  block: Buffer | undefined;
+  blockAt: number;
+}
+
 /** One execution's output on its way. */
 class ExecutionOutput implements OutputWriter {
   /** The sequence number of `lines[0]` (every line before it was accepted). */
@@ -146,13 +172,9 @@ class ExecutionOutput implements OutputWriter {
   /**
    * The spill file (chunks, each a {@link SPILL_HEADER_BYTES} header and its bytes), from the
    * first chunk spilled to the execution's end: once every chunk in it is read back it is written
-   * again from its start. `size` counts the bytes in the file, `read` those read back, `used` what
-   * its chunks count against `spillBytesPerExecution`; the chunks spilled since the last write
-   * wait in `pending` for one write per tick.
+   * again from its start. See {@link Spill}.
    */
-  private spill:
-    | { fd: number; path: string; used: number; size: number; read: number; pending: Buffer[]; pendingBytes: number }
-    | undefined;
+  private spill: Spill | undefined;
   /** A flush of the spill's pending chunks is scheduled (setImmediate). */
   private flushScheduled = false;
   /** Lines dropped since the last marker, past the spill bound. */
@@ -222,7 +244,17 @@ class ExecutionOutput implements OutputWriter {
         mkdirSync(this.shipper.spillDir, { recursive: true });
         const path = join(this.shipper.spillDir, `${encodeURIComponent(this.executionId)}.spill`);
         // Only the worker's user reads it: a command's lines are in it before they are masked.
-        this.spill = { fd: openSync(path, 'w+', 0o600), path, used: 0, size: 0, read: 0, pending: [], pendingBytes: 0 };
+        this.spill = {
+          fd: openSync(path, 'w+', 0o600),
+          path,
+          used: 0,
+          size: 0,
+          read: 0,
+          pending: [],
+          pendingBytes: 0,
+          block: undefined,
+          blockAt: 0,
+        };
       }
     } catch (error) {
       this.shipper.logger.warn({ err: error, executionId: this.executionId }, 'could not spill module output to disk');
@@ -282,11 +314,9 @@ class ExecutionOutput implements OutputWriter {
     if (!spill) return undefined;
     this.flushSpill();
     if (spill.read >= spill.size) return undefined;
-    const header = Buffer.allocUnsafe(SPILL_HEADER_BYTES);
-    readFully(spill.fd, header, spill.read);
+    const header = spillBytes(spill, spill.read, SPILL_HEADER_BYTES);
     const length = header.readUInt32LE(16);
-    const data = Buffer.allocUnsafe(length);
-    readFully(spill.fd, data, spill.read + SPILL_HEADER_BYTES);
+    const data = spillBytes(spill, spill.read + SPILL_HEADER_BYTES, length);
     spill.read += SPILL_HEADER_BYTES + length;
     const chunk: Chunk = {
       time: header.readDoubleLE(8),
@@ -300,6 +330,7 @@ class ExecutionOutput implements OutputWriter {
       spill.read = 0;
       spill.size = 0;
       spill.used = 0;
+      spill.block = undefined;
     }
     return chunk;
   }
@@ -341,6 +372,7 @@ class ExecutionOutput implements OutputWriter {
     this.spill.pending = [];
     this.spill.pendingBytes = 0;
     this.spill.read = this.spill.size = this.spill.used = 0;
+    this.spill.block = undefined;
   }
 
   /** Whether chunks wait in the spill file (they come after those in memory). */
@@ -372,6 +404,24 @@ class ExecutionOutput implements OutputWriter {
     this.lines.splice(0, count);
     this.firstSeq += count;
   }
+}
+
+/**
+ * `length` bytes of the spill file from `position` (all written): from its last block read when
+ * they are in it, else from a new block of {@link SPILL_READ_BYTES} (or `length`) read from
+ * `position`, up to what the file holds. Part of that block, not a copy: a block is never read
+ * into again (the next read makes a new one), and `refill` decodes a chunk's bytes as soon as it
+ * takes them, so no chunk keeps a block alive.
+ */
+function spillBytes(spill: Spill, position: number, length: number): Buffer {
+  let offset = position - spill.blockAt;
+  if (!spill.block || offset < 0 || offset + length > spill.block.length) {
+    spill.block = Buffer.allocUnsafe(Math.max(length, Math.min(SPILL_READ_BYTES, spill.size - position)));
+    spill.blockAt = position;
+    readFully(spill.fd, spill.block, position);
+    offset = 0;
+  }
+  return spill.block.subarray(offset, offset + length);
 }
 
 /** Reads `buffer.length` bytes of `fd` from `position`. */
