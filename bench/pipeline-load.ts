@@ -12,22 +12,15 @@
  */
 import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
+import { takeFlag, takeOption } from './lib/args.js';
 import { benchPath, ROOT } from './lib/processes.js';
 import { dagEnv } from './lib/dag.js';
 import { median } from './lib/stats.js';
 
 const args = process.argv.slice(2);
-const option = (name: string, fallback: string): string => {
-  const index = args.indexOf(`--${name}`);
-  if (index < 0) return fallback;
-  const [value] = args.splice(index, 2).slice(1);
-  return value ?? fallback;
-};
-const sizes = option('sizes', '10,2000,4000').split(',').map(Number);
-const runs = Number(option('runs', '5'));
-const hostIndex = args.indexOf('--host');
-if (hostIndex >= 0) args.splice(hostIndex, 1);
-const mode = hostIndex >= 0 ? 'host' : 'load';
+const sizes = takeOption(args, 'sizes', '10,2000,4000').split(',').map(Number);
+const runs = Number(takeOption(args, 'runs', '5'));
+const mode = takeFlag(args, 'host') ? 'host' : 'load';
 const checkouts = args.length === 0 ? [ROOT] : args;
 
 interface Figures {
