@@ -12,25 +12,16 @@
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { type CliFigures, cliRun, type CliUnderTest, THIS_CLI } from './cli-path.js';
+import { takeFlag, takeOption } from './lib/args.js';
 import { benchPath, killAll } from './lib/processes.js';
 import { median } from './lib/stats.js';
 
 const args = process.argv.slice(2);
-const option = (name: string, fallback: string): string => {
-  const index = args.indexOf(`--${name}`);
-  if (index < 0) return fallback;
-  const [value] = args.splice(index, 2).slice(1);
-  return value ?? fallback;
-};
-const shape = option('shape', 'wide') as 'wide' | 'chain';
-const size = Number(option('size', '2000'));
-const runs = Number(option('runs', '3'));
-const slots = Number(option('slots', '8'));
-const profile = args.indexOf('--cpu-prof');
-if (profile >= 0) {
-  args.splice(profile, 1);
-  process.env.MPD_BENCH_CPU_PROF_DIR = benchPath('profiles');
-}
+const shape = takeOption(args, 'shape', 'wide') as 'wide' | 'chain';
+const size = Number(takeOption(args, 'size', '2000'));
+const runs = Number(takeOption(args, 'runs', '3'));
+const slots = Number(takeOption(args, 'slots', '8'));
+if (takeFlag(args, 'cpu-prof')) process.env.MPD_BENCH_CPU_PROF_DIR = benchPath('profiles');
 const checkouts: [string, CliUnderTest][] =
   args.length === 0
     ? [['this', THIS_CLI]]

@@ -89,6 +89,15 @@ export type ResolvedProduces = Readonly<
   >
 >;
 
+/** The `produces` of a module that declares none, shared by all of them. */
+export const NO_PRODUCES: ResolvedProduces = Object.freeze({});
+
+/** The `consumes` of a module that declares none, shared by all of them. */
+export const NO_CONSUMES: readonly ResolvedConsumed[] = Object.freeze([]);
+
+/** The handles of a module that produces nothing, shared by all of them. */
+const NO_HANDLES: Readonly<Record<string, ArtifactHandle>> = Object.freeze({});
+
 const isGlobs = (value: unknown): value is string | readonly string[] =>
   (typeof value === 'string' && value !== '') ||
   (Array.isArray(value) && value.length > 0 && value.every((glob) => typeof glob === 'string' && glob !== ''));
@@ -99,7 +108,7 @@ const isGlobs = (value: unknown): value is string | readonly string[] =>
  * @throws through `fail` with the offending key
  */
 export function resolveProduces(produces: unknown, fail: (message: string) => never): ResolvedProduces {
-  if (produces === undefined) return Object.freeze({});
+  if (produces === undefined) return NO_PRODUCES;
   if (typeof produces !== 'object' || produces === null || Array.isArray(produces)) {
     fail("produces must be an object of artifact name → globs, e.g. { dist: 'dist/**' }");
   }
@@ -145,7 +154,7 @@ export function resolveConsumes(
   dependencies: ReadonlySet<string>,
   fail: (message: string) => never,
 ): readonly ResolvedConsumed[] {
-  if (consumes === undefined) return Object.freeze([]);
+  if (consumes === undefined) return NO_CONSUMES;
   if (!Array.isArray(consumes)) fail('consumes must be an array of artifacts, e.g. [build.artifacts.dist]');
   return Object.freeze(
     (consumes as unknown[]).map((entry, index) => {
@@ -171,6 +180,7 @@ export function resolveConsumes(
 
 /** The handles of a module's produced artifacts: `build.artifacts.dist` is `{ module: 'build', name: 'dist' }`. */
 export function artifactHandles(module: string, produces: ResolvedProduces): Readonly<Record<string, ArtifactHandle>> {
+  if (produces === NO_PRODUCES) return NO_HANDLES;
   return Object.freeze(
     Object.fromEntries(Object.keys(produces).map((name) => [name, Object.freeze({ module, name })])),
   );
@@ -208,6 +218,7 @@ export function withDeclaredArtifacts<C, R>(
   produces: ResolvedProduces,
   consumes: readonly ResolvedConsumed[],
 ): (ctx: C) => Promise<unknown> | unknown {
+  if (produces === NO_PRODUCES && consumes.length === 0) return run;
   const produced = Object.entries(produces);
   if (produced.length === 0 && consumes.length === 0) return run;
   const declared = async (moduleCtx: C): Promise<unknown> => {
