@@ -12,25 +12,16 @@
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { type CliFigures, cliRun, type CliUnderTest, THIS_CLI } from './cli-path.js';
-import { benchPath, killAll } from './lib/processes.js';
+import { compareArgs, takeCpuProf, takeOption } from './lib/compare-args.js';
+import { killAll } from './lib/processes.js';
 import { median } from './lib/stats.js';
 
-const args = process.argv.slice(2);
-const option = (name: string, fallback: string): string => {
-  const index = args.indexOf(`--${name}`);
-  if (index < 0) return fallback;
-  const [value] = args.splice(index, 2).slice(1);
-  return value ?? fallback;
-};
-const shape = option('shape', 'wide') as 'wide' | 'chain';
-const size = Number(option('size', '2000'));
-const runs = Number(option('runs', '3'));
-const slots = Number(option('slots', '8'));
-const profile = args.indexOf('--cpu-prof');
-if (profile >= 0) {
-  args.splice(profile, 1);
-  process.env.MPD_BENCH_CPU_PROF_DIR = benchPath('profiles');
-}
+const args = compareArgs;
+const shape = takeOption('shape', 'wide') as 'wide' | 'chain';
+const size = Number(takeOption('size', '2000'));
+const runs = Number(takeOption('runs', '3'));
+const slots = Number(takeOption('slots', '8'));
+takeCpuProf();
 const checkouts: [string, CliUnderTest][] =
   args.length === 0
     ? [['this', THIS_CLI]]
