@@ -127,8 +127,9 @@ export type FromHost =
    *
    * `marked`: whether the host wrote its end marks ({@link OUTPUT_END_MARK}) on its stdout and
    * stderr before this message. It does when the worker cannot read its pipes to their end
-   * (`readsToEnd` false) or some of its own writes to them (`process.stdout.write`: `console.*`,
-   * its modules' commands' lines) are still queued in the host, not yet in the pipe. Otherwise
+   * (`readsToEnd` false), when the module was stopped or left processes running, and when some
+   * of the host's own writes to them (`process.stdout.write`: `console.*`, its modules' commands'
+   * lines) are still queued in the host, not yet in the pipe. Otherwise
    * (false) every byte written to the two pipes before this message — by the host, by a raw
    * `fs.writeSync(1, …)`, by a command with inherited stdio that ended — is in the pipes already:
    * the worker, which reads them, reads each to its current end (a non-blocking read until it

@@ -375,10 +375,11 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
   const stopping = running.aborted || terminating;
   // Marks only where the worker cannot know otherwise that it read everything: while writes of
   // this process to its stdout or stderr wait in their queue (the pipe was full), the module's
-  // last lines are not in the pipe yet, and the mark, queued behind them, tells when they are.
-  // With both queues empty, every byte written so far is in the pipes, which the worker reads
+  // last lines are not in the pipe yet, and the mark, queued behind them, tells when they are;
+  // and while a process the module started runs on (it may write to the pipes still). With both
+  // queues empty and no child, every byte written so far is in the pipes, which the worker reads
   // to their end when it gets `done` (see `marked` in FromHost's `done`).
-  const marked = !readsToEnd || stopping || ownOutputQueued();
+  const marked = !readsToEnd || stopping || leftoverChildren > 0 || ownOutputQueued();
   const done: FromHost = { type: 'done', executionId, leftoverChildren, marked, ...end };
   // After everything the module wrote on the two pipes (see OUTPUT_END_MARK).
   if (marked)

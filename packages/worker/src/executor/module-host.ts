@@ -470,13 +470,17 @@ export class ModuleHost {
    * reads the pipe. Then the module's last line, if it wrote one without a newline.
    */
   private readToEnd(stream: 'stdout' | 'stderr', executionId: string): void {
-    const pipe = this.pipes[stream]!;
-    const source = this.child[stream]!;
+    const pipe = this.pipes[stream];
+    const source = this.child[stream];
+    if (pipe === undefined || !source) return; // never so: the host writes its marks then
     while (source.readableLength > 0 && source.read() !== null); // a flowing stream emits what read() returns
-    // Only while the pipe is open: once its handle is closed, its number may be another file's.
-    while (fdOf(source) === pipe.fd) {
+    // Only while the pipe is open (once its handle is closed, its number may be another file's),
+    // and at most READ_TO_END_MAX_BYTES: past what a pipe holds, something still writes to it.
+    let taken = 0;
+    while (taken < READ_TO_END_MAX_BYTES && fdOf(source) === pipe.fd) {
       const got = readPipe(pipe.fd);
       if (got === undefined) break;
+      taken += got.length;
       pipe.lines.push(got);
     }
     const current = this.pipeSink[stream];
@@ -501,6 +505,14 @@ export class ModuleHost {
 /** What {@link readPipe} reads into: one read of a pipe takes at most this (bytes), as libuv's. */
 const PIPE_READ_BYTES = 64 * 1024;
 const pipeBuffer = Buffer.allocUnsafe(PIPE_READ_BYTES);
+
+/**
+ * The most {@link ModuleHost.readToEnd} reads of a pipe at once (bytes): more than a pipe holds
+ * (a host's stdout is a socket, whose buffer holds about 208 KiB by default, `net.core.wmem_default`),
+ * so that a process the module left behind (a daemon that kept the host's stdout), writing without
+ * end, cannot hold the worker's event loop.
+ */
+const READ_TO_END_MAX_BYTES = 4 * 1024 * 1024;
 
 /** `O_NONBLOCK` in `/proc/…/fdinfo`'s octal `flags` (Linux). */
 const O_NONBLOCK = 0o4000;
