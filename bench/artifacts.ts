@@ -329,8 +329,21 @@ export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: R
         target: { on: 'value', kind: 'max', limit: 100 },
       };
     };
+    // The judged figure: each mpd run against the bare run beside it (same minute, same machine
+    // state), the median of those ratios. The ratio of the two medians (the throughput row's) pairs
+    // figures of different runs: the bare transfer alone swings 2.5-7 s from run to run (round E),
+    // so one slow bare run moved it by 0.1-0.2 (printed still, beside it).
+    const paired = mpd.map((run, index) => throughput(run) / throughput(baseline[index]!));
     const rows: Row[] = [
-      row('throughput, upload + download', 'MiB/s', throughput, { on: 'ratio', kind: 'min', limit: 0.7 }),
+      {
+        benchmark,
+        metric: 'throughput ratio to bare, per run (median of each run paired with its bare run)',
+        unit: 'x',
+        value: median(paired),
+        runs: paired,
+        target: { on: 'value', kind: 'min', limit: 0.7 },
+      },
+      row('throughput, upload + download (ratio: of the medians)', 'MiB/s', throughput),
       row('upload (ctx.artifacts.upload: pack and hash, PUT)', 'ms', (run) => run.uploadMs),
       row('download (ctx.artifacts.download: GET, check, extract)', 'ms', (run) => run.downloadMs),
       row("dirty + writeback pages at the upload's start (after sync)", 'MB', (run) => run.dirtyAtStart / MB),

@@ -1,9 +1,10 @@
 /**
- * Benchmark 1: heartbeat throughput through the orchestrator's full stack (express, helmet,
- * rate limiters, ts-rest with zod validation, bearer authentication with per-worker
+ * Benchmark 1: heartbeat throughput through the orchestrator's full stack (express, helmet's
+ * headers, rate limiters, ts-rest with the body's check, bearer authentication with per-worker
  * credentials, the registry) against a bare express app with `express.json()` answering the same
  * JSON on the same route. Both are real processes; the same autocannon load (the same requests:
- * each simulated worker's heartbeat with its own credential) runs against each in turn.
+ * each simulated worker's heartbeat as a worker sends it, with its own credential) runs against
+ * each in turn. `tsx bench/heartbeat-compare.ts` runs it for several checkouts at once.
  */
 import { registerWorkers, heartbeatRequest, runLoad } from './lib/load.js';
 import { ADMIN_TOKEN, BenchProcess, benchPath, JOIN_TOKEN, ORCHESTRATOR_SERVER } from './lib/processes.js';

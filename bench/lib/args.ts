@@ -1,4 +1,4 @@
-/** The command-line options of the bench's own scripts (`cli-compare.ts`, `pipeline-load.ts`). */
+/** The command-line options of the bench's own scripts (`cli-compare.ts`, `heartbeat-compare.ts`, `pipeline-load.ts`). */
 
 /**
  * Takes `--NAME VALUE` out of `args` (what is left are the script's operands, e.g. checkouts)

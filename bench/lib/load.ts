@@ -7,12 +7,14 @@ import { JOIN_TOKEN } from './processes.js';
 export interface SimulatedWorker {
   id: string;
   credential: string;
+  /** The incarnation it registered with (a real worker process mints one at its start). */
+  incarnation: string;
 }
 
 /**
  * Registers `count` simulated workers (ids `PREFIX-00001`…) with the join token, `concurrency`
  * registrations at a time, and returns their credentials. Each registers like a real worker
- * that loaded a 10-module pipeline.
+ * that loaded a 10-module pipeline, with an incarnation of its own.
  */
 export async function registerWorkers(
   url: string,
@@ -25,6 +27,7 @@ export async function registerWorkers(
   const started = performance.now();
   const register = async (index: number): Promise<void> => {
     const id = `${prefix}-${String(index + 1).padStart(5, '0')}`;
+    const incarnation = `${id}-incarnation`;
     const response = await fetch(`${url}${orchestratorContract.workers.register.path}`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', authorization: `Bearer ${JOIN_TOKEN}` },
@@ -39,13 +42,14 @@ export async function registerWorkers(
             modules: Array.from({ length: 10 }, (_, module) => `module-${module}`),
           },
         },
+        incarnation,
       }),
     });
     const body = (await response.json()) as { credential?: string; errorMessage?: string };
     if (response.status !== 200 || !body.credential) {
       throw new Error(`registering ${id} answered ${response.status}: ${body.errorMessage ?? ''}`);
     }
-    workers[index] = { id, credential: body.credential };
+    workers[index] = { id, credential: body.credential, incarnation };
   };
   await Promise.all(
     Array.from({ length: Math.min(concurrency, count) }, async () => {
@@ -55,13 +59,22 @@ export async function registerWorkers(
   return { workers, perSecond: count / ((performance.now() - started) / 1000) };
 }
 
-/** The heartbeat request of a simulated worker, as autocannon sends it. */
+/**
+ * The heartbeat request of a simulated idle worker, as autocannon sends it: every field a worker
+ * sends (`orchestrator-link.ts`: its load, the time, the executions it runs, its incarnation).
+ */
 export function heartbeatRequest(worker: SimulatedWorker): autocannon.Request {
   return {
     method: 'POST',
     path: orchestratorContract.workers.heartbeat.path,
     headers: { 'content-type': 'application/json', authorization: `Bearer ${worker.credential}` },
-    body: JSON.stringify({ workerId: worker.id, currentLoad: 0 }),
+    body: JSON.stringify({
+      workerId: worker.id,
+      currentLoad: 0,
+      timestamp: new Date().toISOString(),
+      executions: [],
+      incarnation: worker.incarnation,
+    }),
   };
 }
 

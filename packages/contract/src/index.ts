@@ -50,6 +50,7 @@ export {
   credentialSchema,
   drainWorkerResponseSchema,
   heartbeatCancelSchema,
+  heartbeatRequestCheck,
   heartbeatRequestSchema,
   heartbeatResponseSchema,
   endpointOrigin,

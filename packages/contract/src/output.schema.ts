@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { bodyCheck, isObject, isWorkerId, ownKeyCount } from './body-check.js';
 import { boundedArray, errorBodySchema, workerIdSchema } from './common.schema.js';
 import { LIMITS } from './limits.js';
 
@@ -52,12 +53,11 @@ const LAST_TIME = 8.64e15;
 
 /** Whether `line` is an {@link OutputLine} as {@link outputLineSchema} takes it, with no other key. */
 function isOutputLine(line: unknown): boolean {
-  if (typeof line !== 'object' || line === null || Array.isArray(line)) return false;
-  const { time, stream, level, text } = line as Record<string, unknown>;
+  if (!isObject(line)) return false;
+  const { time, stream, level, text } = line;
   if (typeof time !== 'number' || !Number.isInteger(time) || time < 0 || time > LAST_TIME) return false;
   if (!STREAMS.has(stream) || typeof text !== 'string' || text.length > LIMITS.output.maxLineLength) return false;
-  let keys = 0;
-  for (const key in line) if (Object.hasOwn(line, key)) keys++;
+  const keys = ownKeyCount(line);
   return level === undefined ? keys === 3 : LEVELS.has(level) && keys === 4;
 }
 
@@ -70,24 +70,17 @@ function isOutputLine(line: unknown): boolean {
  * (`pnpm bench`, benchmark 5, issue 13). What this takes, the schema takes too (the spec test
  * `output-batch-check.spec.ts` holds them together); what it refuses the schema decides.
  */
-export const outputBatchCheck: Pick<typeof outputBatchSchema, 'safeParse'> = {
-  safeParse(data: unknown) {
-    if (isPlainBatch(data)) return { success: true, data: data as OutputBatch };
-    return outputBatchSchema.safeParse(data);
-  },
-};
+export const outputBatchCheck = bodyCheck(outputBatchSchema, isPlainBatch);
 
 function isPlainBatch(data: unknown): boolean {
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) return false;
-  const { workerId, fromSeq, lines, final } = data as Record<string, unknown>;
+  if (!isObject(data)) return false;
+  const { workerId, fromSeq, lines, final } = data;
   if (typeof fromSeq !== 'number' || !Number.isInteger(fromSeq) || fromSeq < 0 || fromSeq > Number.MAX_SAFE_INTEGER)
     return false;
   if (final !== undefined && typeof final !== 'boolean') return false;
   if (!Array.isArray(lines) || lines.length > LIMITS.output.maxLinesPerBatch) return false;
-  let keys = 0;
-  for (const key in data) if (Object.hasOwn(data, key)) keys++;
-  if (keys !== (final === undefined ? 3 : 4)) return false;
-  if (!workerIdSchema.safeParse(workerId).success) return false;
+  if (ownKeyCount(data) !== (final === undefined ? 3 : 4)) return false;
+  if (!isWorkerId(workerId)) return false;
   for (const line of lines) if (!isOutputLine(line)) return false;
   return true;
 }

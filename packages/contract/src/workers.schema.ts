@@ -1,4 +1,5 @@
-import { z } from 'zod';
+import { datetimeRegex, z } from 'zod';
+import { bodyCheck, isIdentifier, isObject, isWorkerId, ownKeyCount } from './body-check.js';
 import { boundedArray, identifierSchema, isoDateTimeSchema, workerIdSchema } from './common.schema.js';
 import { LIMITS, moduleNameCharacters } from './limits.js';
 
@@ -157,6 +158,46 @@ export const heartbeatRequestSchema = z.object({
   incarnation: identifierSchema.optional(),
 });
 export type HeartbeatRequest = z.infer<typeof heartbeatRequestSchema>;
+
+/** The test `isoDateTimeSchema` makes of a timestamp, made once (zod builds its regex on every parse). */
+const ISO_DATE_TIME = (() => {
+  const check = isoDateTimeSchema._def.checks.find((candidate) => candidate.kind === 'datetime');
+  if (check?.kind !== 'datetime') throw new Error('isoDateTimeSchema has no datetime check');
+  return datetimeRegex(check);
+})();
+
+/**
+ * {@link heartbeatRequestSchema}'s check for the orchestrator's heartbeat route: a heartbeat as
+ * the schema takes it, with no key it would strip (what a worker sends: `workerId`,
+ * `currentLoad`, `timestamp`, `executions`, `incarnation`), is taken as it came, in one pass over
+ * its fields; anything else goes through the schema, whose issues name the fields at fault in the
+ * 400. zod's parse of a heartbeat (a copy of the object, a regex built for the timestamp) was
+ * most of what ts-rest and zod added to a heartbeat (`pnpm bench`, benchmark 1, issue 14). The
+ * spec `heartbeat-check.spec.ts` holds the two together.
+ */
+export const heartbeatRequestCheck = bodyCheck(heartbeatRequestSchema, isPlainHeartbeat);
+
+function isPlainHeartbeat(data: unknown): boolean {
+  if (!isObject(data)) return false;
+  const { workerId, currentLoad, timestamp, executions, incarnation } = data;
+  if (typeof currentLoad !== 'number' || !Number.isInteger(currentLoad) || currentLoad < 0) return false;
+  if (!isWorkerId(workerId)) return false;
+  let keys = 2;
+  if (timestamp !== undefined) {
+    if (typeof timestamp !== 'string' || !ISO_DATE_TIME.test(timestamp)) return false;
+    keys++;
+  }
+  if (executions !== undefined) {
+    if (!Array.isArray(executions) || executions.length > LIMITS.capabilities.maxSlots) return false;
+    for (const execution of executions) if (!isIdentifier(execution)) return false;
+    keys++;
+  }
+  if (incarnation !== undefined) {
+    if (!isIdentifier(incarnation)) return false;
+    keys++;
+  }
+  return ownKeyCount(data) === keys;
+}
 
 /**
  * Most executions one heartbeat answer asks a worker to cancel (as many as a worker can run:

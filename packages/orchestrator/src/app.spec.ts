@@ -313,6 +313,35 @@ describe('orchestrator HTTP API', () => {
     expect(errorBodySchema.parse(badId.json).issues?.[0]?.field).toBe('params.workerId');
   });
 
+  it("takes a worker's heartbeat with every field it sends, and names the field at fault in a 400 (the body's check by hand)", async () => {
+    const { client, raw } = await start();
+    await client.workers.register({ body: { ...registration('w1'), incarnation: 'process-1' } });
+    const heartbeat = {
+      workerId: 'w1',
+      currentLoad: 1,
+      timestamp: '2026-12-01T03:00:00.123Z',
+      executions: ['run-1.build.1'],
+      incarnation: 'process-1',
+    };
+    const taken = await raw('POST', '/api/workers/heartbeat', JSON.stringify(heartbeat));
+    expect(taken).toMatchObject({ status: 200, json: { acknowledged: true, shouldDrain: false } });
+    // A key the schema strips: taken, as before (the schema decides what the check does not take).
+    const extra = await raw('POST', '/api/workers/heartbeat', JSON.stringify({ ...heartbeat, note: 'x' }));
+    expect(extra.status).toBe(200);
+    for (const [body, field] of [
+      [{ ...heartbeat, executions: ['run-1.build.1', 'run 1'] }, 'body.executions.1'],
+      [{ ...heartbeat, timestamp: '2026-12-01 03:00:00' }, 'body.timestamp'],
+      [{ ...heartbeat, incarnation: '' }, 'body.incarnation'],
+      [{ ...heartbeat, currentLoad: 1.5 }, 'body.currentLoad'],
+    ] as const) {
+      const refused = await raw('POST', '/api/workers/heartbeat', JSON.stringify(body));
+      expect(refused.status, field).toBe(400);
+      expect(new Set(errorBodySchema.parse(refused.json).issues?.map((issue) => issue.field))).toEqual(
+        new Set([field]),
+      );
+    }
+  });
+
   it('answers malformed JSON with 400 MalformedJson', async () => {
     const { raw } = await start();
     const response = await raw('POST', '/api/workers/register', '{"workerNode": {');

@@ -1,4 +1,4 @@
-import { orchestratorContract, orchestratorOpenApi, outputBatchCheck } from '@mpd/contract';
+import { heartbeatRequestCheck, orchestratorContract, orchestratorOpenApi, outputBatchCheck } from '@mpd/contract';
 import { createApiApp } from '@mpd/server-kit';
 import cors from 'cors';
 import type express from 'express';
@@ -43,11 +43,16 @@ export interface AppDependencies {
 /**
  * The contract as the app checks requests against it: the output route's body with
  * `outputBatchCheck` (the schema's rules without its copy of every line: a batch of 1,000 lines
- * is taken as it came), everything else as the contract says. The OpenAPI document and the
- * clients keep `outputBatchSchema`.
+ * is taken as it came), the heartbeat's with `heartbeatRequestCheck` (the same for the most
+ * frequent request of all), everything else as the contract says. The OpenAPI document and the
+ * clients keep the schemas.
  */
 const SERVED_CONTRACT = {
   ...orchestratorContract,
+  workers: {
+    ...orchestratorContract.workers,
+    heartbeat: { ...orchestratorContract.workers.heartbeat, body: heartbeatRequestCheck },
+  },
   executions: {
     ...orchestratorContract.executions,
     output: { ...orchestratorContract.executions.output, body: outputBatchCheck },

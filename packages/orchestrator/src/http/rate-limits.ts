@@ -166,19 +166,31 @@ export class FailureLimiter {
     this.#lockout = new Window(options.authFailuresPerMinute);
     this.#budget = new Window(options.failedRequestsPerMinute);
     this.#presentsValidToken = options.presentsValidToken;
+    const count = (res: Response): void => this.#count(res);
+    this.#countIfFailed = function countIfFailed(this: Response) {
+      count(this);
+    };
   }
 
   /** App-wide middleware: counts the request once its answer is sent, if it failed. */
-  readonly counter: RequestHandler = (req, res, next) => {
-    res.once('finish', () => {
-      const status = res.statusCode;
-      if (status < 400 || status > 499 || status === 429) return;
-      const address = addressKey(req);
-      void this.#budget.store.increment(address);
-      if (status === 401 || status === 403) void this.#lockout.store.increment(lockoutKey(req, address));
-    });
+  readonly counter: RequestHandler = (_req, res, next) => {
+    res.on('finish', this.#countIfFailed);
     next();
   };
+
+  /**
+   * The 'finish' listener of every answer (`this` is the answer; 'finish' comes once): one
+   * function for all, not a closure and a `once` wrapper per request.
+   */
+  readonly #countIfFailed: (this: Response) => void;
+
+  #count(res: Response): void {
+    const status = res.statusCode;
+    if (status < 400 || status > 499 || status === 429) return;
+    const address = addressKey(res.req);
+    void this.#budget.store.increment(address);
+    if (status === 401 || status === 403) void this.#lockout.store.increment(lockoutKey(res.req, address));
+  }
 
   /** Route middleware: 429 for a request without a valid token from a caller past a limit. */
   readonly guard: RequestHandler = (req, res, next) => {

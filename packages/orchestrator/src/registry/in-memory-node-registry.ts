@@ -18,6 +18,7 @@ import {
 } from '../orchestrator-options.js';
 import { credentialHash, newCredential } from './credentials.js';
 import { copyJson, deepFreeze } from './frozen-json.js';
+import { isoTime } from './iso-time.js';
 import type {
   HeartbeatReport,
   IncarnationOptions,
@@ -430,7 +431,7 @@ export class InMemoryNodeRegistry implements NodeRegistry {
 
   /** The entry as a `WorkerNode`; `copy`: with copies of its capabilities and pipeline, else the frozen originals. */
   #node(entry: Entry, status: WorkerStatus, copy: boolean): WorkerNode {
-    entry.lastHeartbeatIso ??= new Date(entry.lastHeartbeatMs).toISOString();
+    entry.lastHeartbeatIso ??= isoTime(entry.lastHeartbeatMs);
     const node: WorkerNode = {
       id: entry.id,
       endpoint: entry.endpoint,

@@ -10,8 +10,20 @@ import type { ThrownDescription } from './values-as-text.js';
 /** What the worker tells a host. */
 export type ToHost =
   /** First message: load this pipeline file and check it is the worker's (same fingerprint). */
-  /** `markNonce`: random, the worker's for this host; written in every end mark (see {@link OUTPUT_END_MARK}). */
-  | { type: 'init'; sourceFile: string; fingerprint: string; killGraceMs: number; markNonce: string }
+  /**
+   * `markNonce`: random, the worker's for this host; written in every end mark (see
+   * {@link OUTPUT_END_MARK}). `readsToEnd`: the worker can read the host's pipes to their end
+   * when it likes (they are non-blocking on its side), so the host may leave its end marks out
+   * (see `marked` in `done`).
+   */
+  | {
+      type: 'init';
+      sourceFile: string;
+      fingerprint: string;
+      killGraceMs: number;
+      markNonce: string;
+      readsToEnd: boolean;
+    }
   /** Run one module. */
   | {
       type: 'execute';
@@ -68,7 +80,8 @@ export interface ArtifactAbandon {
 
 /**
  * Written by a host on its stdout and on its stderr, followed by the host's `markNonce`, a space,
- * the execution's id and a newline, once a module ended (before its `done` message): a pipe
+ * the execution's id and a newline, once a module ended (before its `done` message) while some of
+ * the host's own writes to them were still queued in the host (see `marked` in `done`): a pipe
  * delivers in order, so once the worker read it on both, it has every line the module wrote there
  * and closes the execution's output (rather than after a fixed delay, which a loaded machine
  * outruns). Starts with a NUL, which no text a module prints with `console.*` is expected to
@@ -111,8 +124,19 @@ export type FromHost =
   /**
    * The module returned (`resultText`: its result serialised) or threw. `leftoverChildren`:
    * how many processes the host still has as children; a host with any is not reused.
+   *
+   * `marked`: whether the host wrote its end marks ({@link OUTPUT_END_MARK}) on its stdout and
+   * stderr before this message. It does when the worker cannot read its pipes to their end
+   * (`readsToEnd` false), when the module was stopped or left processes running, and when some
+   * of the host's own writes to them (`process.stdout.write`: `console.*`, its modules' commands'
+   * lines) are still queued in the host, not yet in the pipe. Otherwise
+   * (false) every byte written to the two pipes before this message — by the host, by a raw
+   * `fs.writeSync(1, …)`, by a command with inherited stdio that ended — is in the pipes already:
+   * the worker, which reads them, reads each to its current end (a non-blocking read until it
+   * would wait) once it has this message, and has then every byte of the execution. Two pipe
+   * writes in the host and two reads in the worker per module less (issue 14).
    */
-  | ({ type: 'done'; executionId: string; leftoverChildren: number } & (
+  | ({ type: 'done'; executionId: string; leftoverChildren: number; marked: boolean } & (
       { ok: true; resultText: string } | { ok: false; thrown: ThrownDescription }
     ))
   /**

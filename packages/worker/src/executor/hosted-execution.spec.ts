@@ -120,6 +120,16 @@ async function stubbornPids(): Promise<number[]> {
   return pids;
 }
 
+/** What {@link recordedOutputs} keeps of an execution's output. */
+interface RecordedOutput {
+  log: string[];
+  stdout: string[];
+  stderr: string[];
+  /** Lines written after the output was closed. */
+  late: string[];
+  ended: boolean;
+}
+
 /** The pids a module wrote to the ledger after its name (its host's first), from its last line. */
 function ledgerPids(module: string): number[] {
   const line = readFileSync(ledgerFile, 'utf8')
@@ -220,6 +230,102 @@ describe('modules in module hosts', () => {
     // warning landed in the module's own output).
     expect(result.drainListeners).toBeLessThanOrEqual(2);
     expect(stderr).not.toContain('MaxListenersExceededWarning');
+  }, 60_000);
+
+  /** Each execution's lines by stream as they came, those written after its output closed apart. */
+  function recordedOutputs(): { outputs: RecordedOutput[]; output: ModuleOutput } {
+    const outputs: RecordedOutput[] = [];
+    const output: ModuleOutput = {
+      open: () => {
+        const lines: RecordedOutput = { log: [], stdout: [], stderr: [], late: [], ended: false };
+        outputs.push(lines);
+        return {
+          write: (stream, text) => {
+            if (lines.ended) lines.late.push(text);
+            else lines[stream].push(...text.split('\n'));
+          },
+          end: () => void (lines.ended = true),
+        };
+      },
+    };
+    return { outputs, output };
+  }
+
+  /** Keeps the worker's event loop busy until `module` wrote its ledger line, and 300 ms more. */
+  function blockUntilLedger(module: string): void {
+    const until = Date.now() + 15_000;
+    const wrote = (): boolean => existsSync(ledgerFile) && ledgerPids(module).length > 0;
+    while (!wrote() && Date.now() < until);
+    const settle = Date.now() + 300;
+    while (Date.now() < settle);
+  }
+
+  const RAW_WRITTEN = {
+    log: ['logged first'],
+    stdout: ['raw stdout 1', 'raw stdout 2', 'inherited stdout', 'no newline at the end'],
+    stderr: ['raw stderr', 'inherited stderr'],
+    late: [],
+    ended: true,
+  };
+
+  it("bytes written past the host's streams (fs.writeSync on 1 and 2, a command with inherited stdio, a last line without a newline) are all the module's before its output closes, though the worker reads its answer before its pipes", async () => {
+    const { outputs, output } = recordedOutputs();
+    const on = executor({ output, slots: 1 });
+    await on.ready();
+    const written = run(on, 'raw-writer');
+    // The execute message goes out; then the worker is busy while the module runs. Once free, it
+    // reads the host's IPC channel (readable since the module's log line) before its pipes: the
+    // module's answer comes before the bytes it wrote straight to them.
+    await new Promise((resolve) => setImmediate(resolve));
+    blockUntilLedger('raw-writer');
+    expect(resultOf(await written)).toBe('written');
+    expect(outputs[0]).toEqual(RAW_WRITTEN);
+    // The next module on the host has its own lines, none of the first's.
+    await on.idle();
+    expect(resultOf(await run(on, 'echo')).pid).toBe(ledgerPids('raw-writer')[0]);
+    await expect.poll(() => outputs[1]?.ended).toBe(true);
+    expect(outputs[1]).toEqual({
+      log: ['echo logging the secret {"secret":"***"}'],
+      stdout: ['echo printing the secret ***'],
+      stderr: [],
+      late: [],
+      ended: true,
+    });
+  });
+
+  it("the next module on a host runs once the output of the one before left the host: its bytes written straight to the pipes are its own, and the first module's every line is the first's, in order", async () => {
+    const { outputs, output } = recordedOutputs();
+    let firstLines = 0;
+    let inOrder = true;
+    const slowOutput: ModuleOutput = {
+      open: (executionId) => {
+        const writer = output.open(executionId);
+        if (outputs.length > 1) return writer;
+        return {
+          ...writer,
+          write: (stream, text, level) => {
+            if (stream !== 'stdout') return writer.write(stream, text, level);
+            for (const line of text.split('\n')) if (Number(line.slice(0, 8)) !== firstLines++) inOrder = false;
+            // A worker busy elsewhere: it reads the host's stdout at about 16 MB/s.
+            const until = performance.now() + text.length / 16_384;
+            while (performance.now() < until);
+          },
+        };
+      },
+    };
+    const on = executor({ output: slowOutput, slots: 1 });
+    await on.ready();
+    // 4 MiB written at once: most of it still queued in the host when the module returns, and
+    // for about 250 ms after, as the worker reads it.
+    const first = resultOf(await run(on, 'queued', { params: { mb: 4 } }));
+    expect(first.queuedMb).toBeGreaterThan(1);
+    await on.idle(); // its slot free
+    expect(resultOf(await run(on, 'raw-writer'))).toBe('written');
+    await expect.poll(() => outputs[0]?.ended && outputs[1]?.ended, { timeout: 30_000 }).toBe(true);
+    expect(firstLines).toBe(first.lines);
+    expect(inOrder).toBe(true);
+    expect(outputs[0]!.late).toEqual([]);
+    expect(outputs[1]).toEqual(RAW_WRITTEN);
   }, 60_000);
 
   it('ctx.exec runs a command in the working directory with ctx.env, and can take a non-zero exit', async () => {

@@ -108,10 +108,12 @@ async function runHosted(
     result = { ok: false, error: reason };
   } else if (ended.type === 'done') {
     result = ended.ok ? { ok: true, value: ended.resultText } : { ok: false, thrown: ended.thrown };
-    // The host wrote its end marks on its two pipes before its answer on the IPC channel, but the
-    // three are read as they come: the marks are read in the same turn of the event loop, maybe
-    // just after the answer. Waiting for them that turn at most lets the answer say the output is
-    // complete (`Mpd-Output: none` for a module that wrote nothing: no final batch, issue 14).
+    // Usually done already: a host that wrote no end marks had its pipes read to their end with
+    // its answer (see `marked` in FromHost's `done`). One that did wrote them on its two pipes
+    // before its answer on the IPC channel, but the three are read as they come: the marks are
+    // read in the same turn of the event loop, maybe just after the answer. Waiting for them that
+    // turn at most lets the answer say the output is complete (`Mpd-Output: none` for a module
+    // that wrote nothing: no final batch, issue 14).
     if (!sink.done) await Promise.race([sink.read, new Promise((resolve) => setImmediate(resolve))]);
     if (ended.leftoverChildren > 0) {
       await stopHost(

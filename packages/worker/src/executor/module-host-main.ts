@@ -54,6 +54,8 @@ let pipeline: Pipeline | undefined;
 let killGraceMs = 10_000;
 /** The worker's nonce for this host's end marks (see OUTPUT_END_MARK). */
 let markNonce = '';
+/** Whether the worker reads this host's pipes to their end: end marks only when needed (see `marked` in FromHost's `done`). */
+let readsToEnd = false;
 let current: RunningModule | undefined;
 /** Set once an error escaped: the host only reports it and exits. */
 let crashed = false;
@@ -315,6 +317,7 @@ function logger(executionId: string): ModuleLogger {
 async function init(message: Extract<ToHost, { type: 'init' }>): Promise<void> {
   killGraceMs = message.killGraceMs;
   markNonce = message.markNonce;
+  readsToEnd = message.readsToEnd;
   try {
     pipeline = await loadPipelineFile(message.sourceFile);
   } catch (error) {
@@ -343,6 +346,11 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
   current = running;
   let end: { ok: true; resultText: string } | { ok: false; thrown: ReturnType<typeof describeThrown> };
   try {
+    // What the module before wrote and this process still holds goes into the pipes first: a byte
+    // this module writes straight to them (`fs.writeSync(1, …)`, a command with inherited stdio)
+    // would pass it otherwise, and be read as the earlier module's.
+    if (ownOutputQueued()) await ownOutputSent(running);
+    if (running.aborted) throw running.reason;
     const module = pipeline?.modules.get(message.moduleName);
     if (!module) throw new Error(`Module '${message.moduleName}' is not in the pipeline the module host loaded`);
     running.module = module;
@@ -364,18 +372,44 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
   if (crashed) return;
   current = undefined;
   const leftoverChildren = childCount();
-  const done: FromHost = { type: 'done', executionId, leftoverChildren, ...end };
+  const stopping = running.aborted || terminating;
+  // Marks only where the worker cannot know otherwise that it read everything: while writes of
+  // this process to its stdout or stderr wait in their queue (the pipe was full), the module's
+  // last lines are not in the pipe yet, and the mark, queued behind them, tells when they are;
+  // and while a process the module started runs on (it may write to the pipes still). With both
+  // queues empty and no child, every byte written so far is in the pipes, which the worker reads
+  // to their end when it gets `done` (see `marked` in FromHost's `done`).
+  const marked = !readsToEnd || stopping || leftoverChildren > 0 || ownOutputQueued();
+  const done: FromHost = { type: 'done', executionId, leftoverChildren, marked, ...end };
   // After everything the module wrote on the two pipes (see OUTPUT_END_MARK).
-  for (const stream of [process.stdout, process.stderr])
-    stream.write(`${OUTPUT_END_MARK}${markNonce} ${executionId}\n`);
+  if (marked)
+    for (const stream of [process.stdout, process.stderr])
+      stream.write(`${OUTPUT_END_MARK}${markNonce} ${executionId}\n`);
   // A cancelled or timed-out host is not reused: the worker is stopping its group.
-  if (running.aborted || terminating) {
+  if (stopping) {
     exitAfter(done, 0);
     return;
   }
   // Reused (no process left behind): idle, it holds no lease. Otherwise the worker stops its group.
   if (leftoverChildren === 0) lease.release();
   send(done);
+}
+
+/** Whether writes of this process to its stdout or stderr wait in their queues (their pipe was full). */
+function ownOutputQueued(): boolean {
+  return process.stdout.writableLength > 0 || process.stderr.writableLength > 0;
+}
+
+/** How often a host whose own output waits in its queues checks again before it runs a module (ms). */
+const QUEUED_POLL_MS = 5;
+
+/**
+ * Resolves once nothing this process wrote to its stdout and stderr waits in their queues (a
+ * poll: 'drain' comes only after a write that found the queue past its mark), or `running` is
+ * aborted. Only after a module whose output the worker had not read yet when it ended.
+ */
+async function ownOutputSent(running: RunningModule): Promise<void> {
+  while (ownOutputQueued() && !running.aborted) await new Promise((resolve) => setTimeout(resolve, QUEUED_POLL_MS));
 }
 
 function crash(what: string, error: unknown): void {
