@@ -16,8 +16,11 @@
  * `--isolation none` (modules in the worker's own process, as before module hosts): the rows
  * `module hosts: …`.
  * The peer (issue 14): BullMQ on Redis in the same run on the same shapes (bench/peer.ts), the
- * rows `vs BullMQ: …`; `chain` also runs BullMQ's own chain, a flow (`vs BullMQ flow: …`). Without
- * Redis (not installed and not installable) one line says so instead of those rows.
+ * rows `vs BullMQ: …`; `chain` also runs BullMQ's own chain, a flow (`vs BullMQ flow: …`), and
+ * `wide` BullMQ with sandboxed processors (`vs BullMQ sandboxed: …`: the jobs run in child
+ * processes of its workers, BullMQ's own isolation, the peer closest to mpd's module hosts;
+ * not judged: issue 14's targets are against the in-process peer). Without Redis (not installed
+ * and not installable) one line says so instead of those rows.
  */
 import type { DirectTimings } from './servers/direct.js';
 import type { RunTimings } from './servers/orchestrator.js';
@@ -72,6 +75,10 @@ export function dispatchConfigFromEnv(
     shapes: shapes as ('wide' | 'chain')[],
   };
 }
+
+/** The peer's figures of one run, by variant: BullMQ's shapes, and `sandboxed` (wide, sandboxed processors). */
+type PeerVariant = 'wide' | 'chain' | 'flow' | 'sandboxed';
+type PeerRun = Partial<Record<PeerVariant, PeerFigures>>;
 
 interface Legs {
   dispatch: number[];
@@ -197,11 +204,16 @@ async function variant(shape: Extract<Shape, 'wide' | 'chain'>, config: Dispatch
     };
     const mpdRun = clusterRun(cluster);
     const inProcessRun = clusterRun(inProcess);
-    // BullMQ's own chain, a flow, runs beside its queue-driven chain.
-    const peerShapes = shape === 'chain' ? (['chain', 'flow'] as const) : (['wide'] as const);
+    // BullMQ's own chain, a flow, runs beside its queue-driven chain; its sandboxed workers beside the wide one.
+    const peerShapes = shape === 'chain' ? (['chain', 'flow'] as const) : (['wide', 'sandboxed'] as const);
     const peerRun = async () => {
-      const figures: Partial<Record<'wide' | 'chain' | 'flow', PeerFigures>> = {};
-      for (const peerShape of peerShapes) figures[peerShape] = await peer!.run(peerShape, config.size);
+      const figures: PeerRun = {};
+      for (const peerShape of peerShapes) {
+        figures[peerShape] =
+          peerShape === 'sandboxed'
+            ? await peer!.run('wide', config.size, { sandboxed: true })
+            : await peer!.run(peerShape, config.size);
+      }
       return figures;
     };
     if (config.warmup) {
@@ -354,6 +366,24 @@ export async function dispatchBench(given: DispatchConfig): Promise<{ rows: Row[
           target: shape === 'wide' ? { on: 'ratio', kind: 'max', limit: 1 } : undefined,
         },
       );
+      if (shape === 'wide') {
+        // The isolated peer against mpd as users run it (module hosts on): shown, not judged.
+        const sandboxedOf = (pick: (figures: PeerFigures) => number) =>
+          baselineOf(
+            peer.map((run) => pick(run.sandboxed!)),
+            'BullMQ sandboxed on Redis',
+          );
+        rows.push(
+          {
+            ...cliRow('vs BullMQ sandboxed: modules/s', 'mod/s', (figures) => figures.modulesPerSecond),
+            ...sandboxedOf((figures) => figures.jobsPerSecond),
+          },
+          {
+            ...cliRow('vs BullMQ sandboxed: CPU per module, all processes', 'ms', (figures) => figures.cpuMs),
+            ...sandboxedOf((figures) => figures.cpuMs.total),
+          },
+        );
+      }
     }
     details[shape] = {
       peerUnavailable,
@@ -379,15 +409,11 @@ function baselineOf(runs: number[], label: string): Pick<Row, 'baseline' | 'base
  * CPU per module, all processes: mpd's orchestrator, workers and module hosts against BullMQ's
  * driver, workers and Redis.
  */
-function peerRows(
-  benchmark: string,
-  shape: 'wide' | 'chain',
-  mpd: Legs[],
-  peer: Partial<Record<'wide' | 'chain' | 'flow', PeerFigures>>[],
-): Row[] {
+function peerRows(benchmark: string, shape: 'wide' | 'chain', mpd: Legs[], peer: PeerRun[]): Row[] {
   const rows: Row[] = [];
+  const label: Record<PeerVariant, string> = { wide: '', chain: '', flow: ' flow', sandboxed: ' sandboxed' };
   const versus = (
-    peerShape: 'wide' | 'chain' | 'flow',
+    peerShape: PeerVariant,
     metric: string,
     unit: string,
     ours: (legs: Legs) => number,
@@ -398,20 +424,21 @@ function peerRows(
     const baselines = peer.map((run) => theirs(run[peerShape]!));
     return {
       benchmark,
-      metric: `vs BullMQ${peerShape === 'flow' ? ' flow' : ''}: ${metric}`,
+      metric: `vs BullMQ${label[peerShape]}: ${metric}`,
       unit,
       value: median(values),
       runs: values,
       baseline: median(baselines),
       baselineRuns: baselines,
-      baselineLabel: peerShape === 'flow' ? 'BullMQ flow on Redis' : 'BullMQ on Redis',
+      baselineLabel: `BullMQ${label[peerShape]} on Redis`,
       target,
     };
   };
   const cpu = (legs: Legs) => legs.callerCpuMs + legs.workerCpuMs;
-  const peerShapes = shape === 'wide' ? (['wide'] as const) : (['chain', 'flow'] as const);
+  const peerShapes = shape === 'wide' ? (['wide', 'sandboxed'] as const) : (['chain', 'flow'] as const);
   for (const peerShape of peerShapes) {
-    const judged = peerShape !== 'flow';
+    // Issue 14's targets are against BullMQ's queue-driven chain (in-process workers).
+    const judged = peerShape === 'chain';
     rows.push(
       versus(
         peerShape,

@@ -3,11 +3,13 @@
  * weigh mpd against, measured in the same run on the same shapes. Redis 7 (Debian's, started by
  * the bench, persistence off), a driver process (adds the jobs, learns of completions through
  * `QueueEvents`) and as many BullMQ worker processes as mpd has workers, each with mpd's slots
- * as its `concurrency`. See bench/servers/bullmq.ts for the shapes.
+ * as its `concurrency`. See bench/servers/bullmq.ts for the shapes. `sandboxed` runs the same
+ * jobs with BullMQ's own isolation (a processor file run in child processes of each worker):
+ * the workers' CPU then includes their children's.
  */
 import { randomBytes } from 'node:crypto';
 import type { DriverTimings, JobSpan, PeerShape } from './servers/bullmq.js';
-import { BenchProcess, benchPath } from './lib/processes.js';
+import { BenchProcess, benchPath, cpuMsOf } from './lib/processes.js';
 import { type RedisServer, type RedisUnavailable, startRedis } from './lib/redis.js';
 import { chainHops, slotFreedAt, slotTurnarounds, type Span } from './lib/spans.js';
 
@@ -22,7 +24,7 @@ export interface PeerFigures {
   turnaround: number[];
   /** Chains: a job's processor ended → the next one's started. */
   hops: number[];
-  /** CPU time per job of each process, ms: the driver, the workers together, Redis. */
+  /** CPU time per job of each process, ms: the driver, the workers together (with their sandboxed children), Redis. */
   cpuMs: { driver: number; workers: number; redis: number; total: number };
 }
 
@@ -60,13 +62,16 @@ export class BullmqPeer {
     return new BullmqPeer(redis, processes[0]!, processes.slice(1), slots);
   }
 
-  /** Runs `size` no-op jobs of `shape` on a fresh queue. */
-  async run(shape: PeerShape, size: number): Promise<PeerFigures> {
+  /**
+   * Runs `size` no-op jobs of `shape` on a fresh queue; `sandboxed`: in child processes of the
+   * workers (BullMQ's sandboxed processors, started before the run).
+   */
+  async run(shape: PeerShape, size: number, { sandboxed = false }: { sandboxed?: boolean } = {}): Promise<PeerFigures> {
     const queue = `bench-${shape}-${randomBytes(4).toString('hex')}`;
-    await Promise.all(this.workers.map((worker) => worker.request('start', { queue })));
+    await Promise.all(this.workers.map((worker) => worker.request('start', { queue, sandboxed })));
     const cpu = () => ({
       driver: this.driver.cpuMs(),
-      workers: this.workers.reduce((total, worker) => total + worker.cpuMs(), 0),
+      workers: cpuMsOf(this.workers),
       redis: this.redis.cpuMs(),
     });
     const before = cpu();

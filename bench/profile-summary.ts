@@ -3,8 +3,15 @@
  * with the most self time, and self time per package or source directory.
  *
  *   tsx bench/profile-summary.ts bench/profiles/orchestrator-….cpuprofile [--top 25]
+ *
+ * `--activities DIR…` sums the profiles of whole processes instead (the directories
+ * `--cpu-prof` of `cli-compare.ts` or `pnpm bench` writes, one per process started by the
+ * bench; a worker's module hosts write theirs into the worker's) and prints each role's busy
+ * time (orchestrator, workers, module hosts) by activity: see {@link ACTIVITIES}.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { activityShares } from './lib/profile-activities.js';
 
 interface ProfileNode {
   id: number;
@@ -19,9 +26,28 @@ interface Profile {
   endTime: number;
 }
 
+if (process.argv[2] === '--activities') {
+  const dirs = process.argv.slice(3);
+  if (dirs.length === 0) {
+    process.stderr.write('usage: tsx bench/profile-summary.ts --activities DIR...\n');
+    process.exit(2);
+  }
+  const files = dirs.flatMap((dir) =>
+    readdirSync(dir)
+      .filter((name) => name.endsWith('.cpuprofile'))
+      // CPU.<date>.<time>.<pid>.<thread>.<sequence>.cpuprofile
+      .map((name) => ({
+        process: `${basename(dir)}/${name.split('.')[3]}`,
+        mainThread: name.split('.')[4] === '0',
+        path: join(dir, name),
+      })),
+  );
+  process.stdout.write(activityShares(files));
+  process.exit(0);
+}
 const file = process.argv[2];
 if (!file) {
-  process.stderr.write('usage: tsx bench/profile-summary.ts FILE.cpuprofile [--top N]\n');
+  process.stderr.write('usage: tsx bench/profile-summary.ts FILE.cpuprofile [--top N] | --activities DIR...\n');
   process.exit(2);
 }
 const topIndex = process.argv.indexOf('--top');

@@ -2,7 +2,11 @@
  * The BullMQ peer of the dispatch benchmark (issue 14): one process per role, driven over IPC.
  * - `worker`: a BullMQ `Worker` with `--concurrency` slots running no-op jobs, as a team would
  *   run mpd's no-op modules on BullMQ; it notes when each job's processor started and ended
- *   (`process.hrtime`, the monotonic clock every process on the machine shares, µs).
+ *   (`process.hrtime`, the monotonic clock every process on the machine shares, µs). Started
+ *   `sandboxed`, the processor is a file BullMQ runs in child processes of the worker
+ *   (bench/servers/bullmq-processor.ts, `useWorkerThreads: false`): BullMQ's own isolation, the
+ *   peer closest to mpd's module hosts. Its pool of children is filled before the run (one per
+ *   slot, as mpd's module hosts are started before a run), so a run times jobs, not forks.
  * - `driver`: what plays the orchestrator's part: adds the jobs and waits for their completion
  *   through `QueueEvents` (BullMQ's way for a producer to learn a job's result). Shapes:
  *   `wide` (every job at once, `addBulk`), `chain` (the next job added when the driver learns
@@ -12,8 +16,9 @@
  * Usage: `node --import tsx bench/servers/bullmq.ts worker|driver` with `MPD_BENCH_REDIS_PORT`
  * (and `MPD_BENCH_BULLMQ_CONCURRENCY` for a worker).
  */
-import { FlowProducer, type FlowJob, Queue, QueueEvents, Worker } from 'bullmq';
+import { type ChildPool, FlowProducer, type FlowJob, Queue, QueueEvents, Worker } from 'bullmq';
 import { serveIpc } from '../lib/ipc.js';
+import { benchPath } from '../lib/processes.js';
 
 const role = process.argv[2];
 const connection = {
@@ -23,6 +28,21 @@ const connection = {
   maxRetriesPerRequest: null,
 };
 const nowUs = (): number => Number(process.hrtime.bigint() / 1_000n);
+/** The sandboxed workers' processor file. */
+const PROCESSOR = benchPath('servers/bullmq-processor.ts');
+
+/**
+ * Forks `count` children into a sandboxed worker's pool and frees them, so the run's jobs find
+ * them started. BullMQ creates children on a job's demand and keeps them in the worker's
+ * `childPool` (not a public field in BullMQ 6.7; `ChildPool.retain`/`release` are exported).
+ * @throws when the field is gone (another BullMQ version): the bench must not silently time forks
+ */
+async function fillChildPool(worker: Worker, count: number): Promise<void> {
+  const pool = (worker as unknown as { childPool?: ChildPool }).childPool;
+  if (!pool) throw new Error('BullMQ Worker has no childPool: cannot start its sandboxed children before the run');
+  const children = await Promise.all(Array.from({ length: count }, () => pool.retain(PROCESSOR)));
+  for (const child of children) pool.release(child);
+}
 
 /** A job's processor run on a worker: its index in the run and when it started and ended, µs. */
 export type JobSpan = [index: number, start: number, end: number];
@@ -44,18 +64,27 @@ if (role === 'worker') {
   let worker: Worker | undefined;
   let spans: JobSpan[] = [];
   serveIpc({
-    async start({ queue }: { queue: string }) {
+    async start({ queue, sandboxed = false }: { queue: string; sandboxed?: boolean }) {
       spans = [];
-      worker = new Worker(
-        queue,
-        async (job) => {
-          const start = nowUs();
-          const index = (job.data as { i: number }).i;
-          spans.push([index, start, nowUs()]);
-          return start;
-        },
-        { connection, concurrency },
-      );
+      if (sandboxed) {
+        worker = new Worker(queue, PROCESSOR, { connection, concurrency, useWorkerThreads: false });
+        // The child answers its own span (a sandboxed processor's return value comes back here).
+        worker.on('completed', (job, [start, end]: [number, number]) => {
+          spans.push([(job.data as { i: number }).i, start, end]);
+        });
+        await fillChildPool(worker, concurrency);
+      } else {
+        worker = new Worker(
+          queue,
+          async (job) => {
+            const start = nowUs();
+            const index = (job.data as { i: number }).i;
+            spans.push([index, start, nowUs()]);
+            return start;
+          },
+          { connection, concurrency },
+        );
+      }
       await worker.waitUntilReady();
     },
     async stop() {
