@@ -3,12 +3,16 @@
  * orchestrator taking the modules' output into log files (`executionLogs`, `logsDir`), as the
  * CLI does. The module `loud` starts a command writing `lines` lines of 100 characters through
  * `ctx.spawn` (the worker captures, masks and ships every line); its baseline, in the same run,
- * is `quiet`: the same command with its stdout sent to /dev/null. Runs alternate between the
- * two (loud first, then quiet first). Per run: the module's time as the orchestrator saw it
- * (dispatched → result in), the run's makespan (the run waits for the module's last output
- * batch before it ends), the peak RSS of the orchestrator, the worker and its module host
- * (summed /proc VmRSS, sampled every 25 ms). Every loud run's log must hold every line, in
- * order: the log is read back line by line against what the command wrote.
+ * is `quiet`: the same command with its stdout sent to /dev/null. An extra baseline, `read`:
+ * the same command started with Node's own `child_process.spawn`, the module reading its stdout
+ * to the end as `loud` does but nothing captured — `loud / read` isolates what capture costs,
+ * `read / quiet` what the module's own read of the stream costs (`loud / quiet` charges both).
+ * Runs alternate between the categories (loud first, then loud last). Per run: the module's
+ * time as the orchestrator saw it (dispatched → result in), the run's makespan (the run waits
+ * for the module's last output batch before it ends), the peak RSS of the orchestrator, the
+ * worker and its module host (summed /proc VmRSS, sampled every 25 ms). Every loud run's log
+ * must hold every line, in order: the log is read back line by line against what the command
+ * wrote.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -96,7 +100,7 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
     });
     await worker.listeningUrl(60_000);
     const hostPids = (): number[] => childPids(worker!.pid);
-    const once = async (category: 'loud' | 'quiet' | 'inherit'): Promise<OutputRun> => {
+    const once = async (category: 'loud' | 'quiet' | 'inherit' | 'read'): Promise<OutputRun> => {
       const sampler = new RssSampler({
         orchestrator: () => [orchestrator.pid],
         worker: () => [worker!.pid],
@@ -139,9 +143,12 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
     if (config.warmup) {
       await once('quiet');
       await once('loud');
+      await once('read');
     }
     const loud: OutputRun[] = [];
     const quiet: OutputRun[] = [];
+    // The module reads its command's stdout as `loud` does, through Node's own spawn: nothing captured.
+    const read: OutputRun[] = [];
     // An extra variant in module hosts: the command writes to the host's stdout itself (`stdio:
     // 'inherit'`), which the worker reads and ships, without the module host reading every byte.
     // With `--isolation none` it would write to the worker's own stdout, which is not captured.
@@ -151,11 +158,13 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
     for (let run = 0; run < config.runs; run++) {
       if (run % 2 === 0) {
         loud.push(await once('loud'));
+        read.push(await once('read'));
         quiet.push(await once('quiet'));
         if (withInherit) inherit.push(await once('inherit'));
       } else {
         if (withInherit) inherit.push(await once('inherit'));
         quiet.push(await once('quiet'));
+        read.push(await once('read'));
         loud.push(await once('loud'));
       }
     }
@@ -193,6 +202,30 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
       row('peak RSS: worker', 'MB', peak('worker')),
       row('peak RSS: module host', 'MB', peak('host')),
     ];
+    // Capture alone: `loud` against `read` (both read the stream in the module; only `loud`'s
+    // lines are captured and shipped), and the module's own read: `read` against `quiet`.
+    const captureOnly = rowsOf(
+      `${benchmark}, extra: capture alone (loud / read)`,
+      loud,
+      read,
+      'module reads the stream, nothing captured',
+    );
+    const readOnly = rowsOf(`${benchmark}, extra: the module's own read (read / quiet)`, read, quiet, label);
+    rows.push(
+      captureOnly('module time (dispatched -> result at the orchestrator)', 'ms', (run) => run.moduleMs),
+      captureOnly('run makespan: until every line is in at the orchestrator', 'ms', (run) => run.makespanMs),
+      captureOnly('CPU time in the run: worker', 'ms', (run) => run.cpuMs.worker),
+      captureOnly('CPU time in the run: module host (its commands not counted)', 'ms', (run) => run.cpuMs.host),
+      readOnly('module time (dispatched -> result at the orchestrator)', 'ms', (run) => run.moduleMs),
+      readOnly('run makespan: until every line is in at the orchestrator', 'ms', (run) => run.makespanMs),
+      {
+        benchmark: `${benchmark}, extra: the module's own read (read / quiet)`,
+        metric: 'stdout lines in the log (none expected: nothing captured; worst run)',
+        unit: 'lines',
+        value: Math.max(...read.map((run) => run.linesInLog)),
+        runs: read.map((run) => run.linesInLog),
+      },
+    );
     if (withInherit) {
       const extra = rowsOf(
         `${benchmark}, extra: the command's stdout inherited by its module host`,
@@ -214,7 +247,7 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
         },
       );
     }
-    return { rows, details: { config, loud, quiet, inherit } };
+    return { rows, details: { config, loud, quiet, read, inherit } };
   } finally {
     await Promise.all([worker?.stop(), orchestrator.stop()]);
     if (!process.env.MPD_BENCH_KEEP) rmSync(dir, { recursive: true, force: true });

@@ -4,21 +4,33 @@
  * lets the worker capture and ship every line; `quiet` (category `quiet`) sends the command's
  * stdout to /dev/null (`stdio: 'ignore'`): the same work with its output discarded; `inherit`
  * (category `inherit`) lets the command write to its module host's stdout itself (`stdio:
- * 'inherit'`: captured in a module host, not read by the module). The driver
+ * 'inherit'`: captured in a module host, not read by the module); `read` (category `read`)
+ * starts it with Node's own `child_process.spawn`, not through `ctx` (stdout `'pipe'`): the
+ * module reads the stream to its end exactly as `loud` does, but nothing is captured, the bytes
+ * go only to the module — `loud / read` is what capture costs on its own. The driver
  * runs one category at a time. Each returns `{ t, ms }`: the monotonic clock when `run`
  * started (ns) and how long the command took (ms).
  */
+import { spawn } from 'node:child_process';
 import { defineModule, definePipeline, type ModuleContext } from '@mpd/pipeline';
 import { OUTPUT_GENERATOR } from '../lib/output-lines.js';
 
 const lines = Number(process.env.MPD_BENCH_OUTPUT_LINES ?? 1_000);
 
-function writer(stdout: 'pipe' | 'ignore' | 'inherit') {
+/**
+ * A module starting the output generator with its stdout `stdout`, through `ctx.spawn` (the
+ * worker captures what comes through a `'pipe'`) or, `via: 'node'`, through Node's own
+ * `child_process.spawn` (nothing captured: the module alone reads the stream).
+ */
+function writer(stdout: 'pipe' | 'ignore' | 'inherit', via: 'ctx' | 'node' = 'ctx') {
   return async (ctx: ModuleContext): Promise<{ t: string; ms: number }> => {
     const t = process.hrtime.bigint();
-    const child = ctx.spawn(process.execPath, ['-e', OUTPUT_GENERATOR, String(lines)], {
-      stdio: ['ignore', stdout, 'inherit'],
-    });
+    const args = ['-e', OUTPUT_GENERATOR, String(lines)];
+    const stdio: ['ignore', typeof stdout, 'inherit'] = ['ignore', stdout, 'inherit'];
+    const child =
+      via === 'ctx'
+        ? ctx.spawn(process.execPath, args, { stdio })
+        : spawn(process.execPath, args, { stdio, cwd: ctx.workingDirectory, signal: ctx.signal });
     // The module reads nothing: its stream is drained so that the command never waits on it.
     child.stdout?.resume();
     const code = await new Promise<number | null>((resolve, reject) => {
@@ -36,5 +48,6 @@ export default definePipeline({
     defineModule({ name: 'loud', category: 'loud', run: writer('pipe') }),
     defineModule({ name: 'quiet', category: 'quiet', run: writer('ignore') }),
     defineModule({ name: 'inherit', category: 'inherit', run: writer('inherit') }),
+    defineModule({ name: 'read', category: 'read', run: writer('pipe', 'node') }),
   ],
 });
