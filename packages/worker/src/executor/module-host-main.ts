@@ -50,6 +50,23 @@ if (!process.send) {
   process.exit(2);
 }
 
+/**
+ * The host's stdout and stderr (pipes to the worker) block on a full pipe, as node leaves a pipe
+ * it did not open itself: libuv makes them non-blocking once `process.stdout` is used, and a
+ * module's `fs.writeSync(1, …)` (or a synchronous logger's) then threw `EAGAIN` or wrote a part of
+ * what it was given while the worker was behind (a new user's module lost 3.7 of 5.2 MB, issue
+ * 13). The pipe's flag is shared with every process given it: a command started with inherited
+ * stdio made it blocking anyway (libuv does so for a child's fds 0-2), so a host's pipes were
+ * blocking or not depending on what its earlier modules ran. The host's own writes (a command's
+ * lines it passes on) now wait in the write for the worker to read, instead of in the stream's
+ * queue: the command's stream is not read meanwhile, so it waits too, as before past the
+ * queue's bound.
+ */
+for (const stream of [process.stdout, process.stderr] as unknown as {
+  _handle?: { setBlocking?(on: boolean): number };
+}[])
+  stream._handle?.setBlocking?.(true);
+
 let pipeline: Pipeline | undefined;
 let killGraceMs = 10_000;
 /** The worker's nonce for this host's end marks (see OUTPUT_END_MARK). */
@@ -179,7 +196,9 @@ class WorkerBlobCalls implements BlobTransport {
 /**
  * How much of its commands' output a host keeps while the worker has not read it yet, bytes: past
  * it, the command's stream waits. Enough for a burst of about 40,000 lines of 100 characters to
- * leave the command at once (the worker reads in turns with its other work).
+ * leave the command at once (the worker reads in turns with its other work). With the host's
+ * stdout blocking (see the top of this file) its writes wait in the write instead and the queue
+ * stays empty in practice: the bound is kept for a stream libuv could not make blocking.
  */
 const HOST_OUTPUT_BUFFER_BYTES = 4 * 1024 * 1024;
 

@@ -126,7 +126,12 @@ export class ModuleHost {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private readonly child: ChildProcess;
   private running: { executionId: string; end: (end: HostEnd) => void } | undefined;
-  /** The last execution's sink: lines written after it ended still belong to it (and to its secrets). */
+  /**
+   * The last execution's sink: lines written after it ended and before the next execution starts
+   * still belong to it (and to its secrets); a process it left behind that writes later, while the
+   * host runs another module, is read as that module's (the pipe does not say who wrote), and
+   * what comes while the host is idle is not kept (see the README's "What isolation does not cover").
+   */
   private sink: ExecutionSink | undefined;
   private sinkExecutionId: string | undefined;
   /**
