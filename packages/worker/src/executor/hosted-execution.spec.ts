@@ -138,6 +138,35 @@ function ledgerPids(module: string): number[] {
   return line?.split(' ').slice(1).map(Number) ?? [];
 }
 
+/**
+ * `recorded`'s output as a worker busy elsewhere reads it: the host's stdout at about 16 MB/s (a
+ * busy loop per write), counting its numbered lines (8 digits, from 0) and whether they came in
+ * order; only the first execution's when `firstOnly` (the others are recorded as they come).
+ */
+function slowNumberedStdout(
+  recorded: { outputs: RecordedOutput[]; output: ModuleOutput },
+  { firstOnly }: { firstOnly: boolean },
+): { output: ModuleOutput; seen: { lines: number; inOrder: boolean } } {
+  const seen = { lines: 0, inOrder: true };
+  const output: ModuleOutput = {
+    open: (executionId) => {
+      const writer = recorded.output.open(executionId);
+      if (firstOnly && recorded.outputs.length > 1) return writer;
+      return {
+        ...writer,
+        write: (stream, text, level) => {
+          if (stream !== 'stdout') return writer.write(stream, text, level);
+          for (const line of text.split('\n'))
+            if (line && Number(line.slice(0, 8)) !== seen.lines++) seen.inOrder = false;
+          const until = performance.now() + text.length / 16_384;
+          while (performance.now() < until);
+        },
+      };
+    },
+  };
+  return { output, seen };
+}
+
 describe('modules in module hosts', () => {
   it('runs a module in a host process with its context, masks what it logs or prints, and reuses the host', async () => {
     const on = executor();
@@ -294,26 +323,10 @@ describe('modules in module hosts', () => {
   });
 
   it("the next module on a host runs once the output of the one before left the host: its bytes written straight to the pipes are its own, and the first module's every line is the first's, in order", async () => {
-    const { outputs, output } = recordedOutputs();
-    let firstLines = 0;
-    let inOrder = true;
-    const slowOutput: ModuleOutput = {
-      open: (executionId) => {
-        const writer = output.open(executionId);
-        if (outputs.length > 1) return writer;
-        return {
-          ...writer,
-          write: (stream, text, level) => {
-            if (stream !== 'stdout') return writer.write(stream, text, level);
-            for (const line of text.split('\n')) if (Number(line.slice(0, 8)) !== firstLines++) inOrder = false;
-            // A worker busy elsewhere: it reads the host's stdout at about 16 MB/s.
-            const until = performance.now() + text.length / 16_384;
-            while (performance.now() < until);
-          },
-        };
-      },
-    };
-    const on = executor({ output: slowOutput, slots: 1 });
+    const recorded = recordedOutputs();
+    const { outputs } = recorded;
+    const slow = slowNumberedStdout(recorded, { firstOnly: true });
+    const on = executor({ output: slow.output, slots: 1 });
     await on.ready();
     // 4 MiB written at once: the host's stdout blocks on its full pipe (see module-host-main.ts),
     // so the write returns once the worker read all but the pipe's last part: nothing queued in
@@ -323,39 +336,22 @@ describe('modules in module hosts', () => {
     await on.idle(); // its slot free
     expect(resultOf(await run(on, 'raw-writer'))).toBe('written');
     await expect.poll(() => outputs[0]?.ended && outputs[1]?.ended, { timeout: 30_000 }).toBe(true);
-    expect(firstLines).toBe(first.lines);
-    expect(inOrder).toBe(true);
+    expect(slow.seen).toEqual({ lines: first.lines, inOrder: true });
     expect(outputs[0]!.late).toEqual([]);
     expect(outputs[1]).toEqual(RAW_WRITTEN);
   }, 60_000);
 
   it('fs.writeSync(1, …) in a module writes all it is given, as in plain node, though the worker reads slower than the module writes', async () => {
-    const { outputs, output } = recordedOutputs();
-    let lines = 0;
-    let inOrder = true;
-    const slowOutput: ModuleOutput = {
-      open: (executionId) => {
-        const writer = output.open(executionId);
-        return {
-          ...writer,
-          write: (stream, text, level) => {
-            if (stream !== 'stdout') return writer.write(stream, text, level);
-            for (const line of text.split('\n')) if (line && Number(line.slice(0, 8)) !== lines++) inOrder = false;
-            // A worker busy elsewhere: it reads the host's stdout at about 16 MB/s.
-            const until = performance.now() + text.length / 16_384;
-            while (performance.now() < until);
-          },
-        };
-      },
-    };
-    const on = executor({ output: slowOutput, slots: 1 });
+    const recorded = recordedOutputs();
+    const { outputs } = recorded;
+    const slow = slowNumberedStdout(recorded, { firstOnly: false });
+    const on = executor({ output: slow.output, slots: 1 });
     await on.ready();
     // Not a pipe a host's module may find full and non-blocking (EAGAIN, or a part written).
     const result = resultOf(await run(on, 'raw-flood', { params: { mb: 8 } }));
     expect(result).toEqual({ lines: 8 * Math.floor((1024 * 1024) / 100) });
     await expect.poll(() => outputs[0]?.ended, { timeout: 30_000 }).toBe(true);
-    expect(lines).toBe(result.lines);
-    expect(inOrder).toBe(true);
+    expect(slow.seen).toEqual({ lines: result.lines, inOrder: true });
   }, 60_000);
 
   it('ctx.exec runs a command in the working directory with ctx.env, and can take a non-zero exit', async () => {
