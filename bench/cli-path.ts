@@ -136,8 +136,11 @@ export async function cliRun(
   const large = await once(shape, size, workers, slots, cli);
   const small = await once(shape, SMALL, workers, slots, cli);
   const extra = size - SMALL;
+  // At smoke sizes the larger run can take no longer than the small one (noise): no rate then
+  // (NaN, printed '-'), where a negative one was printed.
+  const extraSeconds = (large.durationMs - small.durationMs) / 1_000;
   return {
-    modulesPerSecond: extra / ((large.durationMs - small.durationMs) / 1_000),
+    modulesPerSecond: extraSeconds > 0 ? extra / extraSeconds : Number.NaN,
     cpuMs: (large.cpuMs - small.cpuMs) / extra,
     split: {
       orchestrator: (large.split.orchestrator - small.split.orchestrator) / extra,

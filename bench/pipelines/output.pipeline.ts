@@ -31,7 +31,8 @@ function writer(stdout: 'pipe' | 'ignore' | 'inherit', via: 'ctx' | 'node' = 'ct
       via === 'ctx'
         ? ctx.spawn(process.execPath, args, { stdio })
         : spawn(process.execPath, args, { stdio, cwd: ctx.workingDirectory, signal: ctx.signal });
-    // The module reads nothing: its stream is drained so that the command never waits on it.
+    // `loud` and `read` read their stream to its end and make no use of it (the command never
+    // waits on them); `quiet` and `inherit` have no stream to read.
     child.stdout?.resume();
     const code = await new Promise<number | null>((resolve, reject) => {
       child.on('error', reject);
