@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { expectSameVerdict } from '../test/same-verdict.js';
 import { LIMITS } from './limits.js';
 import { heartbeatRequestCheck, heartbeatRequestSchema } from './workers.schema.js';
 
@@ -61,11 +62,7 @@ const CASES: Array<[string, unknown]> = [
 
 describe('heartbeatRequestCheck', () => {
   it.each(CASES)('takes or refuses what heartbeatRequestSchema does: %s', (_, body) => {
-    const check = heartbeatRequestCheck.safeParse(body);
-    const schema = heartbeatRequestSchema.safeParse(body);
-    expect(check.success).toBe(schema.success);
-    if (check.success && schema.success) expect(check.data).toEqual(schema.data);
-    if (!check.success && !schema.success) expect(check.error.issues).toEqual(schema.error.issues);
+    expectSameVerdict(heartbeatRequestCheck, heartbeatRequestSchema, body);
   });
 
   it("takes a worker's heartbeat as it came, without a copy", () => {

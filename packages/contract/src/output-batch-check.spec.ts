@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { expectSameVerdict } from '../test/same-verdict.js';
 import { LIMITS } from './limits.js';
 import { outputBatchCheck, outputBatchSchema } from './output.schema.js';
 
@@ -37,11 +38,7 @@ const CASES: Array<[string, unknown]> = [
 
 describe('outputBatchCheck', () => {
   it.each(CASES)('takes or refuses what outputBatchSchema does: %s', (_, body) => {
-    const check = outputBatchCheck.safeParse(body);
-    const schema = outputBatchSchema.safeParse(body);
-    expect(check.success).toBe(schema.success);
-    if (check.success && schema.success) expect(check.data).toEqual(schema.data);
-    if (!check.success && !schema.success) expect(check.error.issues).toEqual(schema.error.issues);
+    expectSameVerdict(outputBatchCheck, outputBatchSchema, body);
   });
 
   it('takes a plain batch as it came, without a copy of its lines', () => {
