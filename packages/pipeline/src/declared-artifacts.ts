@@ -108,7 +108,6 @@ const isGlobs = (value: unknown): value is string | readonly string[] =>
  * @throws through `fail` with the offending key
  */
 export function resolveProduces(produces: unknown, fail: (message: string) => never): ResolvedProduces {
-  if (produces === undefined) return NO_PRODUCES;
   if (typeof produces !== 'object' || produces === null || Array.isArray(produces)) {
     fail("produces must be an object of artifact name → globs, e.g. { dist: 'dist/**' }");
   }
@@ -154,7 +153,6 @@ export function resolveConsumes(
   dependencies: ReadonlySet<string>,
   fail: (message: string) => never,
 ): readonly ResolvedConsumed[] {
-  if (consumes === undefined) return NO_CONSUMES;
   if (!Array.isArray(consumes)) fail('consumes must be an array of artifacts, e.g. [build.artifacts.dist]');
   return Object.freeze(
     (consumes as unknown[]).map((entry, index) => {

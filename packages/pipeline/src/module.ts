@@ -390,18 +390,18 @@ export function defineModule<
     throw new PipelineDefinitionError('InvalidModule', `defineModule: name ${JSON.stringify(name)} ${nameProblem}`);
   }
   if (typeof run !== 'function') {
-    throw new PipelineDefinitionError('InvalidModule', `Module '${name}': run must be a function`);
+    invalid(name, 'run must be a function');
   }
   const dependsOn = (options.dependsOn ?? NO_DEPENDENCIES) as unknown as Deps;
   if (!Array.isArray(dependsOn)) {
-    throw new PipelineDefinitionError('InvalidModule', `Module '${name}': dependsOn must be an array of modules`);
+    invalid(name, 'dependsOn must be an array of modules');
   }
   for (let index = 0; index < dependsOn.length; index++) {
     const dependency: unknown = dependsOn[index];
     if (!isModule(dependency) && !isModuleName(dependency)) {
-      throw new PipelineDefinitionError(
-        'InvalidModule',
-        `Module '${name}': dependsOn[${index}] is neither a module made by defineModule nor a module name (got ${describe(dependency)})`,
+      invalid(
+        name,
+        `dependsOn[${index}] is neither a module made by defineModule nor a module name (got ${describe(dependency)})`,
       );
     }
   }
@@ -494,7 +494,8 @@ export function defineModule<
 
 /** What modules without these options share (frozen). */
 const NO_DEPENDENCIES: readonly Dependency[] = Object.freeze([]);
-const NO_NAMES: readonly string[] = Object.freeze([]);
+/** Also the dependencies and dependants of a module that has none (`pipeline.ts`). */
+export const NO_NAMES: readonly string[] = Object.freeze([]);
 const NO_REQUIREMENTS: ModuleRequirements = Object.freeze({});
 
 /** Throws the {@link PipelineDefinitionError} of module `name`'s option, described by `message`. */

@@ -8,6 +8,7 @@ import {
   dependencyName,
   isModule,
   moduleNameProblem,
+  NO_NAMES,
   resolveRetry,
 } from './module.js';
 import { type FailureMode, NO_RETRY, type ResolvedRetryPolicy, type RetryPolicy } from './scheduling.js';
@@ -133,7 +134,7 @@ export function definePipeline(options: PipelineOptions): Pipeline {
   for (const module of modules.values()) {
     // Most modules of a large pipeline have no dependencies: they share one empty list.
     if (module.dependsOn.length === 0 && module.optionalDependsOn.length === 0) {
-      dependencies.set(module.name, NONE);
+      dependencies.set(module.name, NO_NAMES);
       continue;
     }
     const required = [...new Set(module.dependsOn.map(dependencyName))];
@@ -180,11 +181,11 @@ export function definePipeline(options: PipelineOptions): Pipeline {
   const order = topologicalOrder(name, modules, dependencies);
   // Modules nothing depends on (in a wide pipeline, all of them) share one empty list.
   const dependants = new Map<string, readonly string[]>();
-  for (const moduleName of order) dependants.set(moduleName, NONE);
+  for (const moduleName of order) dependants.set(moduleName, NO_NAMES);
   for (const moduleName of order) {
     for (const dependency of dependencies.get(moduleName)!) {
       const list = dependants.get(dependency)!;
-      if (list === NONE) dependants.set(dependency, [moduleName]);
+      if (list === NO_NAMES) dependants.set(dependency, [moduleName]);
       else (list as string[]).push(moduleName);
     }
   }
@@ -276,7 +277,7 @@ function fingerprintOf(
   let text = JSON.stringify({ name });
   for (const moduleName of [...order].sort()) {
     const module = modules.get(moduleName)!;
-    const names = dependencies.get(moduleName) ?? NONE;
+    const names = dependencies.get(moduleName) ?? NO_NAMES;
     const entry: Record<string, unknown> = {
       name: moduleName,
       dependsOn: names.length < 2 ? names : [...names].sort(),
@@ -296,6 +297,3 @@ function fingerprintOf(
   hash.update(text);
   return `sha256:${hash.digest('hex')}`;
 }
-
-/** The dependencies or dependants of a module that has none (frozen, shared). */
-const NONE: readonly string[] = Object.freeze([]);
