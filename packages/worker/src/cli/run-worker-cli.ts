@@ -137,11 +137,7 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
  */
 function asFlagMessage(error: Error): string {
   if (!(error instanceof WorkerConfigError)) return error.message;
-  const rows: Record<string, { flag: string; env: string } | undefined> = SETTINGS.rows;
-  const row = rows[error.setting];
-  if (!row) return error.message;
-  return error.message.replace(
-    `Invalid setting ${error.setting}:`,
-    `Invalid setting ${row.flag.split(' ')[0]} (${row.env}):`,
-  );
+  if (!Object.hasOwn(SETTINGS.rows, error.setting)) return error.message;
+  const flag = SETTINGS.nameOf(error.setting as keyof typeof SETTINGS.rows);
+  return error.message.replace(`Invalid setting ${error.setting}:`, `Invalid setting ${flag}:`);
 }

@@ -146,16 +146,15 @@ class FrameSink implements ExecutionSink {
   /** Resolves once both of the host's pipes were read to this module's end. */
   readonly read = new Promise<void>((resolve) => (this.readDone = resolve));
   /** Both of the host's pipes were read to this module's end (`read` resolved). */
-  done = false;
+  get done(): boolean {
+    return this.ended.size === 2;
+  }
 
   constructor(private readonly frame: ExecutionFrame) {}
 
   outputEnded(stream: 'stdout' | 'stderr'): void {
     this.ended.add(stream);
-    if (this.ended.size === 2 && !this.done) {
-      this.done = true;
-      this.readDone();
-    }
+    if (this.done) this.readDone(); // once `ended` holds both it stays so: resolving again does nothing
   }
 
   log(line: HostLogLine): void {
