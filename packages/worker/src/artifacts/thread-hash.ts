@@ -70,7 +70,10 @@ export class ThreadHash {
   /** Waiting for the digest. */
   private digested: Waiter<string> | undefined;
 
-  /** @param threadFromBytes see {@link DEFAULT_THREAD_FROM_BYTES} (tests pass 0: a thread for every stream). */
+  /**
+   * @param threadFromBytes see {@link DEFAULT_THREAD_FROM_BYTES} (tests pass 0: a thread for every
+   *   stream of one batch, {@link BATCH_BYTES}, or more; a smaller one is never worth a thread)
+   */
   constructor(private readonly threadFromBytes = DEFAULT_THREAD_FROM_BYTES) {}
 
   /** Whether a thread hashes this stream (it was, or is, large). */
