@@ -14,18 +14,21 @@
  * - **The IPC round trip** worker ⇄ module host: node's `child_process` channel (JSON), an
  *   `execute` message and a `done` answer of a no-op module's size, `hosts` children one at a
  *   time each (bench/servers/floor-ipc.ts).
- * - **BullMQ's job** (bench/peer.ts, wide, 2 workers x `slots`, after a warm-up run): driver,
- *   workers and Redis, per job.
+ * - **BullMQ's job** (bench/peer.ts, wide, 2 workers x `concurrency`, after a warm-up run):
+ *   driver, workers and Redis, per job.
  * Node's own floor per module is the first rung plus the IPC round trip; the rest of a module's
  * cost through the CLIs (benchmark 2's warm figure) is the libraries' (the rungs above) and
- * mpd's own code. Alternating order across runs; values are medians.
+ * mpd's own code. And one at a time (`latencyS`), the round trip's p50 of each rung and of the
+ * IPC, against BullMQ's chain hop p50 (a job ends → the next one, added by the driver once it
+ * learnt of the completion, starts): a chain's hop in mpd is at least one `execute` round trip
+ * and one IPC round trip. Alternating order across runs; values are medians.
  */
 import { type FloorClient, type FloorClientResult } from './servers/floor-client.js';
 import type { FloorIpcResult } from './servers/floor-ipc.js';
 import type { ProcessStats } from './lib/ipc.js';
 import { BenchProcess, benchPath } from './lib/processes.js';
 import type { Row } from './lib/report.js';
-import { median } from './lib/stats.js';
+import { median, percentile } from './lib/stats.js';
 import { BullmqPeer, type PeerFigures } from './peer.js';
 
 export interface FloorConfig {
@@ -40,9 +43,22 @@ export interface FloorConfig {
   hosts: number;
   /** BullMQ's jobs per run (wide), on 2 workers x `concurrency`; 0: no peer. */
   peerJobs: number;
+  /** Each rung's and the IPC's window one at a time (latency), s; 0: none. */
+  latencyS: number;
+  /** BullMQ's chain jobs per run, for its hop (0: none). */
+  peerChainJobs: number;
 }
 
-export const FLOOR_FULL: FloorConfig = { runs: 3, durationS: 2, warmupS: 1, concurrency: 8, hosts: 8, peerJobs: 4_000 };
+export const FLOOR_FULL: FloorConfig = {
+  runs: 3,
+  durationS: 2,
+  warmupS: 1,
+  concurrency: 8,
+  hosts: 8,
+  peerJobs: 4_000,
+  latencyS: 1,
+  peerChainJobs: 1_000,
+};
 export const FLOOR_SMOKE: FloorConfig = {
   runs: 1,
   durationS: 0.3,
@@ -50,6 +66,8 @@ export const FLOOR_SMOKE: FloorConfig = {
   concurrency: 2,
   hosts: 2,
   peerJobs: 40,
+  latencyS: 0.2,
+  peerChainJobs: 20,
 };
 
 type Server = 'http' | 'express' | 'ts-rest' | 'api-app';
@@ -78,12 +96,19 @@ const RUNGS: { client: FloorClient; server: Server; label: string; adds: string 
   },
 ];
 
-/** One rung's run: per exchange, µs of CPU. */
+/** A round trip's time one at a time, µs. */
+interface Latency {
+  p50: number;
+  p99: number;
+}
+
+/** One rung's run: per exchange, µs of CPU; one at a time, its latency too. */
 interface Exchange {
   client: number;
   server: number;
   both: number;
   perSecond: number;
+  latency?: Latency | undefined;
 }
 
 interface Ipc {
@@ -91,6 +116,7 @@ interface Ipc {
   child: number;
   both: number;
   perSecond: number;
+  latency?: Latency | undefined;
 }
 
 export async function floorBench(config: FloorConfig): Promise<{ rows: Row[]; details: unknown }> {
@@ -118,13 +144,13 @@ export async function floorBench(config: FloorConfig): Promise<{ rows: Row[]; de
       if ('unavailable' in started) peerUnavailable = started.unavailable;
       else peer = started;
     }
-    const exchange = async (index: number, durationS: number): Promise<Exchange> => {
+    const exchange = async (index: number, durationS: number, concurrency = config.concurrency): Promise<Exchange> => {
       const server = servers.get(RUNGS[index]!.server)!;
       const before = await server.request<ProcessStats>('stats');
       const run = await clients[index]!.request<FloorClientResult>('run', {
         client: RUNGS[index]!.client,
         url: urls.get(RUNGS[index]!.server)!,
-        concurrency: config.concurrency,
+        concurrency,
         durationS,
       });
       const after = await server.request<ProcessStats>('stats');
@@ -135,42 +161,67 @@ export async function floorBench(config: FloorConfig): Promise<{ rows: Row[]; de
         server: serverMicros,
         both: client + serverMicros,
         perSecond: run.calls / (run.elapsedMs / 1_000),
+        latency: run.latency,
       };
     };
-    const roundTrips = async (durationS: number): Promise<Ipc> => {
-      const run = await ipc.request<FloorIpcResult>('run', { durationS });
+    const roundTrips = async (durationS: number, oneAtATime = false): Promise<Ipc> => {
+      const run = await ipc.request<FloorIpcResult>('run', { durationS, oneAtATime });
       const parent = run.parentCpuMicros / run.roundTrips;
       const child = run.childrenCpuMicros / run.roundTrips;
-      return { parent, child, both: parent + child, perSecond: run.roundTrips / (run.elapsedMs / 1_000) };
+      return {
+        parent,
+        child,
+        both: parent + child,
+        perSecond: run.roundTrips / (run.elapsedMs / 1_000),
+        latency: run.latency,
+      };
     };
     if (config.warmupS > 0) {
       for (let index = 0; index < RUNGS.length; index++) await exchange(index, config.warmupS);
       await roundTrips(config.warmupS);
     }
     if (peer) await peer.run('wide', config.peerJobs);
+    const chainJobs = config.latencyS > 0 ? config.peerChainJobs : 0;
+    if (peer && chainJobs > 0) await peer.run('chain', chainJobs);
 
     const exchanges = RUNGS.map(() => [] as Exchange[]);
     const ipcRuns: Ipc[] = [];
     const peerRuns: PeerFigures[] = [];
+    const single = RUNGS.map(() => [] as Exchange[]);
+    const ipcSingle: Ipc[] = [];
+    const peerChain: PeerFigures[] = [];
     const steps: (() => Promise<unknown>)[] = [
       ...RUNGS.map((_, index) => async () => exchanges[index]!.push(await exchange(index, config.durationS))),
       async () => ipcRuns.push(await roundTrips(config.durationS)),
       ...(peer ? [async () => peerRuns.push(await peer!.run('wide', config.peerJobs))] : []),
+      ...(config.latencyS > 0
+        ? [
+            ...RUNGS.map((_, index) => async () => single[index]!.push(await exchange(index, config.latencyS, 1))),
+            async () => ipcSingle.push(await roundTrips(config.latencyS, true)),
+          ]
+        : []),
+      ...(peer && chainJobs > 0 ? [async () => peerChain.push(await peer!.run('chain', chainJobs))] : []),
     ];
     // Each run in another order, so that none of them always goes first.
     for (let run = 0; run < config.runs; run++) {
       for (let step = 0; step < steps.length; step++) await steps[(run + step) % steps.length]!();
     }
     if (peerUnavailable !== undefined) process.stdout.write(`  BullMQ peer not measured: ${peerUnavailable}\n`);
-    const rows = floorRows(config, exchanges, ipcRuns, peerRuns);
+    const rows = [...floorRows(config, exchanges, ipcRuns, peerRuns), ...latencyRows(single, ipcSingle, peerChain)];
     process.stdout.write(breakdown(exchanges, ipcRuns, peerRuns));
+    if (config.latencyS > 0) process.stdout.write(latencyBreakdown(single, ipcSingle, peerChain));
     return {
       rows,
       details: {
         config,
-        rungs: RUNGS.map((rung, index) => ({ ...rung, runs: exchanges[index] })),
+        rungs: RUNGS.map((rung, index) => ({ ...rung, runs: exchanges[index], oneAtATime: single[index] })),
         ipc: ipcRuns,
+        ipcOneAtATime: ipcSingle,
         peer: peerRuns.map((figures) => ({ jobsPerSecond: figures.jobsPerSecond, cpuMs: figures.cpuMs })),
+        peerChainHops: peerChain.map((figures) => ({
+          p50: percentile(figures.hops, 50),
+          p99: percentile(figures.hops, 99),
+        })),
         peerUnavailable,
       },
     };
@@ -247,6 +298,68 @@ function breakdown(exchanges: Exchange[][], ipc: Ipc[], peer: PeerFigures[]): st
   if (peer.length > 0) {
     lines.push(
       `    BullMQ job, driver / 2 workers / Redis / all: ${fixed(of(peer, (run) => run.cpuMs.driver * 1_000))} / ${fixed(of(peer, (run) => run.cpuMs.workers * 1_000))} / ${fixed(of(peer, (run) => run.cpuMs.redis * 1_000))} / ${fixed(of(peer, jobMicros))}; ${of(peer, (run) => run.jobsPerSecond).toFixed(0)} jobs/s`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+/** BullMQ's chain hop p50 of a run, µs. */
+const hopMicros = (figures: PeerFigures, p = 50): number => percentile(figures.hops, p) * 1_000;
+
+/** One at a time: each rung's and the IPC's round trip p50, and the hop floors, against BullMQ's chain hop p50. */
+function latencyRows(single: Exchange[][], ipc: Ipc[], peerChain: PeerFigures[]): Row[] {
+  if (ipc.length === 0) return [];
+  const benchmark = "8 floor, one at a time (a chain hop's parts)";
+  const p50 = (runs: { latency?: Latency | undefined }[]): number[] => runs.map((run) => run.latency!.p50);
+  const hops = peerChain.map((figures) => hopMicros(figures));
+  const versusHop =
+    hops.length > 0 ? { baseline: median(hops), baselineRuns: hops, baselineLabel: 'BullMQ chain hop p50' } : {};
+  const value = (metric: string, runs: number[], rest: Partial<Row> = {}): Row => ({
+    benchmark,
+    metric,
+    unit: 'us',
+    value: median(runs),
+    runs,
+    ...rest,
+  });
+  const rows = RUNGS.map((rung, index) =>
+    value(
+      `HTTP execute round trip p50, ${rung.label}`,
+      p50(single[index]!),
+      index === 0
+        ? versusHop
+        : { baseline: median(p50(single[0]!)), baselineRuns: p50(single[0]!), baselineLabel: "node's http both sides" },
+    ),
+  );
+  const ipcP50 = p50(ipc);
+  rows.push(value('IPC round trip p50 worker <-> module host', ipcP50, versusHop));
+  const sum = (http: number[]) => http.map((micros, run) => micros + (ipcP50[run] ?? Number.NaN));
+  rows.push(
+    value("node's own hop floor: node's http round trip p50 + IPC round trip p50", sum(p50(single[0]!)), versusHop),
+  );
+  rows.push(
+    value(
+      "mpd's stack hop floor: @mpd/client -> worker app plumbing round trip p50 + IPC p50",
+      sum(p50(single[RUNGS.length - 1]!)),
+      versusHop,
+    ),
+  );
+  if (hops.length > 0) rows.push(value('BullMQ chain hop p50 (a job ends -> the next one starts)', hops));
+  return rows;
+}
+
+/** The one-at-a-time table on stdout: medians of p50 / p99, µs. */
+function latencyBreakdown(single: Exchange[][], ipc: Ipc[], peerChain: PeerFigures[]): string {
+  const of = (runs: { latency?: Latency | undefined }[], pick: (latency: Latency) => number): string =>
+    fixed(median(runs.map((run) => pick(run.latency!))));
+  const lines = ["  one at a time (medians of the runs' p50 / p99, µs):"];
+  RUNGS.forEach((rung, index) => {
+    lines.push(`    ${rung.label}: ${of(single[index]!, (l) => l.p50)} / ${of(single[index]!, (l) => l.p99)}`);
+  });
+  lines.push(`    IPC round trip: ${of(ipc, (l) => l.p50)} / ${of(ipc, (l) => l.p99)}`);
+  if (peerChain.length > 0) {
+    lines.push(
+      `    BullMQ chain hop: ${fixed(median(peerChain.map((figures) => hopMicros(figures))))} / ${fixed(median(peerChain.map((figures) => hopMicros(figures, 99))))}`,
     );
   }
   return `${lines.join('\n')}\n`;

@@ -17,6 +17,7 @@ import { type ApiFetcher, initClient } from '@ts-rest/core';
 import { Agent, type Dispatcher, request } from 'undici';
 import { executeBodyOf } from '../lib/execute-body.js';
 import { serveIpc } from '../lib/ipc.js';
+import { percentile } from '../lib/stats.js';
 import { WORKER_TOKEN } from '../lib/processes.js';
 
 export type FloorClient = 'http' | 'undici' | 'ts-rest' | 'mpd-client';
@@ -28,11 +29,15 @@ export interface FloorClientRun {
   durationS: number;
 }
 
-/** What one run made: calls answered 200, and this process's CPU time over them, µs. */
+/**
+ * What one run made: calls answered 200, and this process's CPU time over them, µs; with one
+ * call at a time, also the round trip's p50 and p99 (µs: the call made → its answer parsed).
+ */
 export interface FloorClientResult {
   calls: number;
   cpuMicros: number;
   elapsedMs: number;
+  latency?: { p50: number; p99: number };
 }
 
 const PATH = workerContract.execution.execute.path;
@@ -139,13 +144,24 @@ async function run({ client, url, concurrency, durationS }: FloorClientRun): Pro
     const started = performance.now();
     const deadline = started + durationS * 1_000;
     const cpuBefore = process.cpuUsage();
+    // One at a time, each call's round trip is timed (the chain's case: latency, not throughput).
+    const times: number[] | undefined = concurrency === 1 ? [] : undefined;
     await Promise.all(
       Array.from({ length: concurrency }, async () => {
-        while (performance.now() < deadline) await call(calls++ % 2_000);
+        while (performance.now() < deadline) {
+          const start = performance.now();
+          await call(calls++ % 2_000);
+          times?.push((performance.now() - start) * 1_000);
+        }
       }),
     );
     const cpu = process.cpuUsage(cpuBefore);
-    return { calls, cpuMicros: cpu.user + cpu.system, elapsedMs: performance.now() - started };
+    return {
+      calls,
+      cpuMicros: cpu.user + cpu.system,
+      elapsedMs: performance.now() - started,
+      ...(times ? { latency: { p50: percentile(times, 50), p99: percentile(times, 99) } } : {}),
+    };
   } finally {
     await close();
   }

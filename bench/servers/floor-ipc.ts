@@ -12,17 +12,24 @@ import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { FromHost, ToHost } from '../../packages/worker/src/executor/host-protocol.js';
 import { serveIpc } from '../lib/ipc.js';
+import { percentile } from '../lib/stats.js';
 
 export interface FloorIpcRun {
   durationS: number;
+  /** Round trips with the first child only, one at a time, each timed. */
+  oneAtATime?: boolean;
 }
 
-/** Round trips made, and the CPU time of the parent and of its children over them, µs. */
+/**
+ * Round trips made, and the CPU time of the parent and of its children over them, µs; one at a
+ * time, also the round trip's p50 and p99 (µs: sent → the answer in the parent).
+ */
 export interface FloorIpcResult {
   roundTrips: number;
   parentCpuMicros: number;
   childrenCpuMicros: number;
   elapsedMs: number;
+  latency?: { p50: number; p99: number };
 }
 
 type StatsMessage = { type: 'stats'; cpuMicros?: number };
@@ -89,7 +96,7 @@ if (role === 'child') {
     child.send(executeMessage(index));
     return answer;
   };
-  const run = async ({ durationS }: FloorIpcRun): Promise<FloorIpcResult> => {
+  const run = async ({ durationS, oneAtATime = false }: FloorIpcRun): Promise<FloorIpcResult> => {
     // Each child answers once before the measured window (forked and connected).
     await Promise.all(children.map((child, index) => roundTrip(child, index)));
     const childrenBefore = await childrenCpu();
@@ -97,17 +104,26 @@ if (role === 'child') {
     const started = performance.now();
     const deadline = started + durationS * 1_000;
     const parentBefore = cpuMicros();
+    const times: number[] | undefined = oneAtATime ? [] : undefined;
     await Promise.all(
-      children.map(async (child) => {
+      (oneAtATime ? children.slice(0, 1) : children).map(async (child) => {
         while (performance.now() < deadline) {
+          const start = performance.now();
           const done = await roundTrip(child, roundTrips++);
+          times?.push((performance.now() - start) * 1_000);
           if (done.type !== 'done') throw new Error(`a child answered ${done.type}`);
         }
       }),
     );
     const parentCpuMicros = cpuMicros() - parentBefore;
     const elapsedMs = performance.now() - started;
-    return { roundTrips, parentCpuMicros, childrenCpuMicros: (await childrenCpu()) - childrenBefore, elapsedMs };
+    return {
+      roundTrips,
+      parentCpuMicros,
+      childrenCpuMicros: (await childrenCpu()) - childrenBefore,
+      elapsedMs,
+      ...(times ? { latency: { p50: percentile(times, 50), p99: percentile(times, 99) } } : {}),
+    };
   };
   serveIpc({ run: (payload: FloorIpcRun) => run(payload) });
   process.stdout.write(`floor IPC parent of ${hosts} children listening on http://127.0.0.1/ (ipc)\n`);
