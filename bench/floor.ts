@@ -345,6 +345,17 @@ function latencyRows(single: Exchange[][], ipc: Ipc[], peerChain: PeerFigures[])
     ),
   );
   if (hops.length > 0) rows.push(value('BullMQ chain hop p50 (a job ends -> the next one starts)', hops));
+  // The CPU of an exchange that wakes idle processes (no other call to share a read or a turn of
+  // the event loop with): the other end of the range the figures at `concurrency` start.
+  const cpu = (runs: { both: number }[]): number[] => runs.map((run) => run.both);
+  const cpuSum = (http: number[]) => http.map((micros, run) => micros + (cpu(ipc)[run] ?? Number.NaN));
+  rows.push(
+    value("CPU: node's http exchange + IPC round trip, one at a time", cpuSum(cpu(single[0]!))),
+    value(
+      'CPU: @mpd/client -> worker app plumbing exchange + IPC round trip, one at a time',
+      cpuSum(cpu(single[RUNGS.length - 1]!)),
+    ),
+  );
   return rows;
 }
 
@@ -352,11 +363,17 @@ function latencyRows(single: Exchange[][], ipc: Ipc[], peerChain: PeerFigures[])
 function latencyBreakdown(single: Exchange[][], ipc: Ipc[], peerChain: PeerFigures[]): string {
   const of = (runs: { latency?: Latency | undefined }[], pick: (latency: Latency) => number): string =>
     fixed(median(runs.map((run) => pick(run.latency!))));
-  const lines = ["  one at a time (medians of the runs' p50 / p99, µs):"];
+  const cpu = <T>(runs: T[], pick: (run: T) => number): string => fixed(median(runs.map(pick)));
+  const lines = ["  one at a time (medians of the runs' p50 / p99, µs; CPU per round trip: client / server / both):"];
   RUNGS.forEach((rung, index) => {
-    lines.push(`    ${rung.label}: ${of(single[index]!, (l) => l.p50)} / ${of(single[index]!, (l) => l.p99)}`);
+    const runs = single[index]!;
+    lines.push(
+      `    ${rung.label}: ${of(runs, (l) => l.p50)} / ${of(runs, (l) => l.p99)}; CPU ${cpu(runs, (run) => run.client)} / ${cpu(runs, (run) => run.server)} / ${cpu(runs, (run) => run.both)}`,
+    );
   });
-  lines.push(`    IPC round trip: ${of(ipc, (l) => l.p50)} / ${of(ipc, (l) => l.p99)}`);
+  lines.push(
+    `    IPC round trip: ${of(ipc, (l) => l.p50)} / ${of(ipc, (l) => l.p99)}; CPU ${cpu(ipc, (run) => run.parent)} / ${cpu(ipc, (run) => run.child)} / ${cpu(ipc, (run) => run.both)}`,
+  );
   if (peerChain.length > 0) {
     lines.push(
       `    BullMQ chain hop: ${fixed(median(peerChain.map((figures) => hopMicros(figures))))} / ${fixed(median(peerChain.map((figures) => hopMicros(figures, 99))))}`,
