@@ -230,6 +230,18 @@ export async function floorBench(config: FloorConfig): Promise<{ rows: Row[]; de
   }
 }
 
+/** A row maker for `benchmark`'s figures in µs: the median of `runs`, every run kept. */
+const microsRow =
+  (benchmark: string) =>
+  (metric: string, runs: number[], rest: Partial<Row> = {}): Row => ({
+    benchmark,
+    metric,
+    unit: 'us',
+    value: median(runs),
+    runs,
+    ...rest,
+  });
+
 /** A BullMQ job's CPU, all processes, µs. */
 const jobMicros = (figures: PeerFigures): number => figures.cpuMs.total * 1_000;
 
@@ -240,14 +252,7 @@ function floorRows(config: FloorConfig, exchanges: Exchange[][], ipc: Ipc[], pee
   const versusPeer =
     peer.length > 0 ? { baseline: median(peerRuns), baselineRuns: peerRuns, baselineLabel: 'BullMQ job' } : {};
   const rows: Row[] = [];
-  const value = (metric: string, runs: number[], rest: Partial<Row> = {}): Row => ({
-    benchmark,
-    metric,
-    unit: 'us',
-    value: median(runs),
-    runs,
-    ...rest,
-  });
+  const value = microsRow(benchmark);
   RUNGS.forEach((rung, index) => {
     rows.push(
       value(
@@ -314,14 +319,7 @@ function latencyRows(single: Exchange[][], ipc: Ipc[], peerChain: PeerFigures[])
   const hops = peerChain.map((figures) => hopMicros(figures));
   const versusHop =
     hops.length > 0 ? { baseline: median(hops), baselineRuns: hops, baselineLabel: 'BullMQ chain hop p50' } : {};
-  const value = (metric: string, runs: number[], rest: Partial<Row> = {}): Row => ({
-    benchmark,
-    metric,
-    unit: 'us',
-    value: median(runs),
-    runs,
-    ...rest,
-  });
+  const value = microsRow(benchmark);
   const rows = RUNGS.map((rung, index) =>
     value(
       `HTTP execute round trip p50, ${rung.label}`,
