@@ -3,16 +3,15 @@
  * call, this process only, against one server process answering `POST /api/execution/execute`
  * with node's own `http` (bench/servers/execute-route.ts, `http`: the cheapest server, so the
  * server never bounds the caller). The same call made several ways, in turn, alternating order:
- * - `mpd-client`: `@mpd/client`'s worker client, called as the orchestrator calls it (ts-rest's
- *   client, route guards, our fetcher on undici's `request`: `extraHeaders`, `deadlineMs`,
- *   `maxResponseBytes`, a caller's abort signal per call);
- * - `execute-call`: `@mpd/client`'s `executeCall`, the orchestrator's hot path since round G
- *   (the same fetcher on undici, without ts-rest's client);
+ * - `mpd-client`: this checkout's `@mpd/client` worker client, called as the orchestrator calls
+ *   it (`extraHeaders`, `deadlineMs`, `maxResponseBytes`, a caller's abort signal per call);
+ * - `base` (with `--base CHECKOUT`, e.g. `/work/main`): the same call through that checkout's
+ *   `@mpd/client`, to compare two versions of the client in one run;
  * - `undici`: undici's `request` with the body and headers built here, the answer's JSON parsed;
  * - `http` (the baseline): node's `http.request` with a keep-alive agent.
  * `connections` calls are out at a time (one worker's slots), each on its own keep-alive connection.
  *
- *   tsx bench/execute-call.ts [--calls 4000] [--runs 3] [--connections 8] [--only a,b]
+ *   tsx bench/execute-call.ts [--calls 4000] [--runs 3] [--connections 8] [--base CHECKOUT] [--only a,b]
  *
  * Prints per variant and run the client's CPU per call (µs, `process.cpuUsage`) and calls/s, then
  * the medians beside the baseline's of the same run.
