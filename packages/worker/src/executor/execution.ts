@@ -13,6 +13,7 @@ import type { z } from 'zod';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
 import { type BlobTransport, moduleArtifacts } from '../artifacts/module-artifacts.js';
 import { ConsoleCapture } from './console-capture.js';
+import { ExecutionStop } from './execution-stop.js';
 import { createModuleContext, ensureWorkingDirectory } from './module-context.js';
 import { toModuleLogger } from './module-logger.js';
 import { DISCARD_OUTPUT, type ModuleOutput, type OutputWriter, writeLineBytes } from './module-output.js';
@@ -90,22 +91,22 @@ export interface Execution {
 }
 
 /**
- * An {@link Execution} whose work is `run`: it gets the execution's controller (aborted by
+ * An {@link Execution} whose work is `run`: it gets the execution's stop (aborted by
  * {@link Execution.cancel} with an {@link ExecutionCancelledError}, or by its timeout) and the
  * function that settles its outcome, and resolves once the module has really stopped.
  */
 export function createExecution(
-  run: (controller: AbortController, settle: (outcome: ExecutionOutcome) => void) => Promise<void>,
+  run: (stop: ExecutionStop, settle: (outcome: ExecutionOutcome) => void) => Promise<void>,
 ): Execution {
-  const controller = new AbortController();
+  const stop = new ExecutionStop();
   let settle!: (outcome: ExecutionOutcome) => void;
   const outcome = new Promise<ExecutionOutcome>((resolve) => (settle = resolve));
   return {
     outcome,
-    stopped: run(controller, settle),
+    stopped: run(stop, settle),
     cancel: (reason) => {
-      if (controller.signal.aborted) return;
-      controller.abort(new ExecutionCancelledError(`Execution cancelled${reason ? `: ${reason}` : ''}`));
+      if (stop.aborted) return;
+      stop.abort(new ExecutionCancelledError(`Execution cancelled${reason ? `: ${reason}` : ''}`));
     },
   };
 }
@@ -133,14 +134,14 @@ export interface ExecutionFrame {
 }
 
 /**
- * Starts the clock of one execution: arms its timeout (which aborts `controller` with a
+ * Starts the clock of one execution: arms its timeout (which aborts `stop` with a
  * {@link ModuleTimeoutError}) and logs `module started`.
  */
 export function beginExecution(
   module: AnyModule,
   request: ExecutionRequest,
   options: ExecutionOptions,
-  controller: AbortController,
+  stop: ExecutionStop,
 ): ExecutionFrame {
   const started = new Date();
   const timeoutMs = request.timeoutMs ?? module.timeoutMs ?? options.defaultTimeoutMs;
@@ -153,7 +154,7 @@ export function beginExecution(
   );
   const timer = longTimeout(
     () => {
-      controller.abort(new ModuleTimeoutError(`Module '${module.name}' timed out after ${formatTimeSpan(timeoutMs)}`));
+      stop.abort(new ModuleTimeoutError(`Module '${module.name}' timed out after ${formatTimeSpan(timeoutMs)}`));
     },
     timeoutMs,
     { unref: true },
@@ -209,22 +210,19 @@ const OUTPUT_END_WAIT_MS = 60_000;
  * context, and answers at the first of the module settling or its signal aborting.
  */
 export function startExecution(module: AnyModule, request: ExecutionRequest, options: ExecutionOptions): Execution {
-  return createExecution((controller, settle) => run(module, request, options, controller, settle));
+  return createExecution((stop, settle) => run(module, request, options, stop, settle));
 }
 
 async function run(
   module: AnyModule,
   request: ExecutionRequest,
   options: ExecutionOptions,
-  controller: AbortController,
+  stop: ExecutionStop,
   settle: (outcome: ExecutionOutcome) => void,
 ): Promise<void> {
-  const frame = beginExecution(module, request, options, controller);
-  // The outcome is given at the first of: the module settles, or its signal aborts.
-  const aborted = new Promise<never>((_, reject) => {
-    if (controller.signal.aborted) reject(controller.signal.reason);
-    controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
-  });
+  const frame = beginExecution(module, request, options, stop);
+  // The outcome is given at the first of: the module settles, or it is stopped.
+  const aborted = new Promise<never>((_, reject) => stop.onAbort(() => reject(stop.reason)));
   aborted.catch(() => undefined);
   // The module's console.* is its output too (several modules share this process's console).
   const capture = new ConsoleCapture((stream, lines) => frame.output.write(stream, frame.mask(lines)));
@@ -238,7 +236,9 @@ async function run(
       results: request.dependencyResults,
       env: request.environmentVariables,
       workingDirectory,
-      signal: controller.signal,
+      get signal() {
+        return stop.signal;
+      },
       logger: toModuleLogger(frame.log, frame.mask, frame.output),
       // The whole lines of a read of the pipe, each ending with its \n: kept as bytes, masked when shipped.
       onOutput: (stream, lines) => writeLineBytes(frame.output, stream, lines, frame.mask),
@@ -259,7 +259,7 @@ async function run(
     const value = await Promise.race([work, aborted]);
     result = { ok: true, value: checkedResult(module.name, serialise(module.name, value), options.maxResultBytes) };
   } catch (error) {
-    result = { ok: false, error: controller.signal.aborted ? controller.signal.reason : error };
+    result = { ok: false, error: stop.aborted ? stop.reason : error };
   }
   capture.end();
   settle(frame.end(result));

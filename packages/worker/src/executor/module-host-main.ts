@@ -30,6 +30,7 @@ import {
 import type { BlobFollower } from '../artifacts/blob-progress.js';
 import { type BlobTransport, type Digest, moduleArtifacts } from '../artifacts/module-artifacts.js';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
+import { ExecutionStop } from './execution-stop.js';
 import {
   type ArtifactCall,
   type FromHost,
@@ -87,11 +88,10 @@ const lease = startLeaseWatchdog();
 
 /**
  * The module running on the host: what its context is made of (read by `createModuleContext`),
- * and its abort signal, made only once the module (or a command it runs) reads it: an
- * `AbortController` costs a few microseconds, which a module that never reads its signal need
- * not pay. Aborted before that, the signal is made aborted, with the same reason.
+ * and how it is stopped, with its abort signal made only once the module (or a command it runs)
+ * reads it (see {@link ExecutionStop}).
  */
-class RunningModule implements ModuleContextFields {
+class RunningModule extends ExecutionStop implements ModuleContextFields {
   /** Set once the module is found in the pipeline. */
   module!: AnyModule;
   readonly executionId: string;
@@ -109,12 +109,9 @@ class RunningModule implements ModuleContextFields {
    * (a host runs one module at a time).
    */
   readonly onOutput = writeToOwnStream;
-  /** Whether the module was aborted (a cancel, a timeout, SIGTERM, the worker gone), and why. */
-  aborted = false;
-  reason: unknown;
-  private controller: AbortController | undefined;
 
   constructor(message: Extract<ToHost, { type: 'execute' }>) {
+    super();
     this.executionId = message.executionId;
     this.params = message.params;
     this.results = message.results;
@@ -133,21 +130,6 @@ class RunningModule implements ModuleContextFields {
       workingDirectory: this.workingDirectory,
     });
     return this.artifactsApi;
-  }
-
-  get signal(): AbortSignal {
-    if (!this.controller) {
-      this.controller = new AbortController();
-      if (this.aborted) this.controller.abort(this.reason);
-    }
-    return this.controller.signal;
-  }
-
-  abort(reason: unknown): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    this.reason = reason;
-    this.controller?.abort(reason);
   }
 }
 
