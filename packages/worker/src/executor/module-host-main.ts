@@ -100,7 +100,7 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
   readonly env: Record<string, string>;
   readonly workingDirectory: string;
   readonly workerId: string;
-  readonly logger: ModuleLogger;
+  private moduleLogger: ModuleLogger | undefined;
   private readonly artifactScratchDir: string | null;
   private artifactsApi: ModuleArtifacts | undefined;
   /**
@@ -118,8 +118,12 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
     this.env = message.env;
     this.workingDirectory = message.workingDirectory;
     this.workerId = message.workerId;
-    this.logger = logger(message.executionId);
     this.artifactScratchDir = message.artifactScratchDir;
+  }
+
+  /** `ctx.logger`, made at the module's first use of it (four functions per module that most no-op modules never call). */
+  get logger(): ModuleLogger {
+    return (this.moduleLogger ??= logger(this.executionId));
   }
 
   /** `ctx.artifacts`, made at the module's first use of it (most modules never touch it). */
