@@ -184,7 +184,13 @@ class WorkerBlobCalls implements BlobTransport {
  * it, the command's stream waits. Enough for a burst of about 40,000 lines of 100 characters to
  * leave the command at once (the worker reads in turns with its other work). With the host's
  * stdout blocking (see the top of this file) its writes wait in the write instead and the queue
- * stays empty in practice: the bound is kept for a stream libuv could not make blocking.
+ * stays empty in practice, but not always: the blocking flag belongs to the pipe, which every
+ * process given it with inherited stdio shares, and one that sets `O_NONBLOCK` on it and exits
+ * without restoring it (node restores its stdio's flags at exit; a program calling `fcntl` need
+ * not) makes the host's writes queue again: 4 MiB written by the host queued whole in 3 ms
+ * instead of waiting 200–370 ms for its reader (issue 14, round G, an experiment). So the bound
+ * is kept, and so is the wait for the queues before the next module ({@link ownOutputSent}):
+ * each costs a module that writes nothing a length comparison.
  */
 const HOST_OUTPUT_BUFFER_BYTES = 4 * 1024 * 1024;
 
