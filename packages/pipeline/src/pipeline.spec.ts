@@ -44,6 +44,40 @@ describe('defineModule', () => {
     expect(() => defineModule(options as never)).toThrow(message);
     expect(() => defineModule(options as never)).toThrow(PipelineDefinitionError);
   });
+
+  it('names every mistake of a module in one InvalidModule error (a bad artifact name, a consumed artifact of a module not in dependsOn, bad options); each alone keeps its message', () => {
+    const build = defineModule({ name: 'build', produces: { dist: 'dist/**' }, run: one });
+    // In the order defineModule looks at them.
+    const wrong: Record<string, unknown> = {
+      timeoutMs: -5,
+      priority: 'Urgent',
+      tags: ['ok', ''],
+      produces: { 'bad name': 'x/**', ok: 'y/**' },
+      consumes: [build.artifacts.dist],
+    };
+    const errorOf = (options: Record<string, unknown>): PipelineDefinitionError => {
+      try {
+        defineModule({ name: 'pack', run: one, ...options } as never);
+      } catch (error) {
+        if (error instanceof PipelineDefinitionError) return error;
+      }
+      throw new Error('defineModule took it');
+    };
+    const alone = Object.entries(wrong).map(([key, value]) => errorOf({ [key]: value }).message);
+    expect(alone.every((message) => message.startsWith("Module 'pack': "))).toBe(true);
+    expect(alone.at(-1)).toBe(
+      "Module 'pack': consumes[0] is artifact 'dist' of 'build', which is not in dependsOn: add it there",
+    );
+    const error = errorOf(wrong);
+    expect(error.code).toBe('InvalidModule');
+    expect(error.message).toBe(
+      [
+        "Module 'pack' has 5 mistakes:",
+        ...alone.map((message) => `  - ${message.slice("Module 'pack': ".length)}`),
+      ].join('\n'),
+    );
+    expect(error.mistakes).toEqual(alone.map((message) => ({ code: 'InvalidModule', message })));
+  });
 });
 
 describe('definePipeline', () => {

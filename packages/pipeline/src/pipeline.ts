@@ -148,15 +148,17 @@ export function definePipeline(options: PipelineOptions): Pipeline {
       (dependency) => modules.has(dependency) && !required.includes(dependency),
     );
     const names = [...required, ...optional];
-    const missing = required.filter((dependency) => !modules.has(dependency));
-    for (const dependency of missing) {
+    let missing = false;
+    for (const dependency of required) {
+      if (modules.has(dependency)) continue;
+      missing = true;
       mistakes.add(
         'MissingDependency',
         `module '${module.name}' depends on '${dependency}', which is not in the pipeline's modules`,
       );
     }
     // Without the missing ones, so that the cycles are still found among the others.
-    dependencies.set(module.name, missing.length === 0 ? names : names.filter((dependency) => modules.has(dependency)));
+    dependencies.set(module.name, missing ? names.filter((dependency) => modules.has(dependency)) : names);
   }
 
   const defaults = options.defaults ?? {};
