@@ -398,39 +398,19 @@ export function defineModule<
     mistakes = noted(mistakes, name, 'run must be a function');
   }
   const dependsOn = (options.dependsOn ?? NO_DEPENDENCIES) as unknown as Deps;
-  if (!Array.isArray(dependsOn)) {
-    mistakes = noted(mistakes, name, 'dependsOn must be an array of modules');
-  } else {
-    for (let index = 0; index < dependsOn.length; index++) {
-      const dependency: unknown = dependsOn[index];
-      if (!isModule(dependency) && !isModuleName(dependency)) {
-        mistakes = noted(
-          mistakes,
-          name,
-          `dependsOn[${index}] is neither a module made by defineModule nor a module name (got ${describe(dependency)})`,
-        );
-      }
-    }
-  }
+  mistakes = checkDependencies(mistakes, name, 'dependsOn', dependsOn, 'an array of modules');
   const { timeoutMs } = options;
   if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
     mistakes = noted(mistakes, name, 'timeoutMs must be a positive number of milliseconds');
   }
   const optionalDependsOn = options.optionalDependsOn ?? NO_NAMES;
-  if (!Array.isArray(optionalDependsOn)) {
-    mistakes = noted(mistakes, name, 'optionalDependsOn must be an array of modules or module names');
-  } else {
-    for (let index = 0; index < optionalDependsOn.length; index++) {
-      const dependency: unknown = optionalDependsOn[index];
-      if (!isModule(dependency) && !isModuleName(dependency)) {
-        mistakes = noted(
-          mistakes,
-          name,
-          `optionalDependsOn[${index}] is neither a module made by defineModule nor a module name`,
-        );
-      }
-    }
-  }
+  mistakes = checkDependencies(
+    mistakes,
+    name,
+    'optionalDependsOn',
+    optionalDependsOn,
+    'an array of modules or module names',
+  );
   const requires =
     options.requires === undefined
       ? NO_REQUIREMENTS
@@ -545,6 +525,32 @@ function noted(mistakes: Mistakes | undefined, name: string, message: string, ca
   const found = mistakes ?? new Mistakes(`Module '${name}'`, 'InvalidModule');
   found.add('InvalidModule', message, cause);
   return found;
+}
+
+/**
+ * Notes the mistakes of module `name`'s `dependsOn` or `optionalDependsOn` (`key`): a `list` that is
+ * not an array (it `mustBe` one), or an entry that is neither a module nor a module name.
+ */
+function checkDependencies(
+  mistakes: Mistakes | undefined,
+  name: string,
+  key: 'dependsOn' | 'optionalDependsOn',
+  list: unknown,
+  mustBe: string,
+): Mistakes | undefined {
+  if (!Array.isArray(list)) return noted(mistakes, name, `${key} must be ${mustBe}`);
+  for (let index = 0; index < list.length; index++) {
+    const dependency: unknown = list[index];
+    if (isModule(dependency) || isModuleName(dependency)) continue;
+    // What a dependsOn entry was is said (as it always was); an optionalDependsOn entry's is not.
+    const got = key === 'dependsOn' ? ` (got ${describe(dependency)})` : '';
+    mistakes = noted(
+      mistakes,
+      name,
+      `${key}[${index}] is neither a module made by defineModule nor a module name${got}`,
+    );
+  }
+  return mistakes;
 }
 
 /** A name (category, tag, requirement, constraint key): not blank, at most `LIMITS.name.maxLength` characters. */
