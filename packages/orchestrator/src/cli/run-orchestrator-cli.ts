@@ -15,6 +15,7 @@ import { resolve } from 'node:path';
 import type { Pipeline } from '@mpd/pipeline';
 import {
   type CliRunOptions,
+  exitInvalidSetting,
   listeningText,
   logBase,
   LOG_FORMATTERS,
@@ -97,9 +98,7 @@ async function loadPipeline(file: string, { name, baseDir }: CliContext): Promis
   try {
     return await loadPipelineFile(path);
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    process.stderr.write(`${name}: Invalid setting --pipeline (MPD_PIPELINE): ${reason}\n`);
-    process.exit(EXIT_INVALID_SETTING);
+    exitInvalidSetting(name, SETTINGS.nameOf('pipeline'), error instanceof Error ? error.message : String(error));
   }
 }
 
@@ -115,8 +114,7 @@ async function checkLogsDir(dir: string, { name }: CliContext): Promise<void> {
     await access(dir, constants.W_OK | constants.X_OK);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    process.stderr.write(`${name}: Invalid setting --logs-dir (MPD_LOGS_DIR): cannot use ${dir}: ${reason}\n`);
-    process.exit(EXIT_INVALID_SETTING);
+    exitInvalidSetting(name, SETTINGS.nameOf('logsDir'), `cannot use ${dir}: ${reason}`);
   }
 }
 
