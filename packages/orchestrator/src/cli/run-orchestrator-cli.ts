@@ -15,6 +15,7 @@ import { resolve } from 'node:path';
 import type { Pipeline } from '@mpd/pipeline';
 import {
   type CliRunOptions,
+  EXIT_INVALID_SETTING,
   exitInvalidSetting,
   listeningText,
   logBase,
@@ -37,7 +38,12 @@ type RunSettings = ReturnType<typeof runOptions> & { logsDir: string };
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
-const EXIT_INVALID_SETTING = 2;
+
+/** Ends the command on a setting its own checks refused: their message (it names the setting) and exit 2. */
+function exitConfigError(name: string, error: OrchestratorConfigError): never {
+  process.stderr.write(`${name}: ${error.message}\n`);
+  process.exit(EXIT_INVALID_SETTING);
+}
 
 /** The command's name and what relative paths are relative to, resolved once. */
 interface CliContext {
@@ -71,10 +77,7 @@ function readSettings(
       secretFlags: SETTINGS.secretFlagsGiven(command),
     };
   } catch (error) {
-    if (error instanceof OrchestratorConfigError) {
-      process.stderr.write(`${name}: ${error.message}\n`);
-      process.exit(EXIT_INVALID_SETTING);
-    }
+    if (error instanceof OrchestratorConfigError) exitConfigError(name, error);
     throw error;
   }
 }
@@ -84,10 +87,7 @@ function readTls(settings: OrchestratorCliSettings, { name, baseDir }: CliContex
   try {
     return readTlsFiles(settings, baseDir);
   } catch (error) {
-    if (error instanceof OrchestratorConfigError) {
-      process.stderr.write(`${name}: ${error.message}\n`);
-      process.exit(EXIT_INVALID_SETTING);
-    }
+    if (error instanceof OrchestratorConfigError) exitConfigError(name, error);
     throw error;
   }
 }
