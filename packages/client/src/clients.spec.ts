@@ -6,7 +6,8 @@ import {
   type ServerResponse,
 } from 'node:http';
 import { type AddressInfo, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
-import { DEFAULT_MAX_RESULT_BYTES, executeAnswerLimit } from '@mpd/contract';
+import { ACCEPT_OUTPUT_HEADER, DEFAULT_MAX_RESULT_BYTES, executeAnswerLimit, OUTPUT_NONE } from '@mpd/contract';
+import { UnknownStatusError } from '@ts-rest/core';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { dispatcherOptions } from './fetcher.js';
 import {
@@ -287,6 +288,72 @@ describe('typed calls', () => {
       'Bearer admin-token-123456',
       'Bearer admin-token-123456',
     ]);
+  });
+});
+
+// Issue 14, round G: the worker client's execute goes past ts-rest's client (directRoute); a call
+// with `overrideClientOptions` still goes through ts-rest's, so each case compares the two.
+describe("execute without ts-rest's client", () => {
+  const viaTsRest = { overrideClientOptions: {} };
+
+  it("sends what ts-rest's client sends for the same call: path, method, headers, JSON body; and resolves to the same answer", async () => {
+    const server = await serve((_req, res) => {
+      res.setHeader('mpd-output', 'none');
+      json(res, 200, executeSuccess);
+    });
+    const client = worker({ baseUrl: `${server.url}/`, token: 'worker-credential', headers: { 'X-Trace-Id': 'a' } });
+    const call = {
+      body: executeRequest('00:10:00'),
+      extraHeaders: { [ACCEPT_OUTPUT_HEADER]: OUTPUT_NONE, 'X-Trace-Id': 'b', 'X-Dropped': 'x' },
+      headers: { 'X-Extra': 'c', 'x-dropped': undefined },
+      deadlineMs: 5_000,
+    };
+    const direct = await client.execution.execute(call);
+    const tsRest = await client.execution.execute({ ...call, ...viaTsRest });
+    const [sentDirect, sentTsRest] = server.seen;
+    expect(sentDirect).toEqual(sentTsRest);
+    expect(sentDirect).toMatchObject({ method: 'POST', url: '/api/execution/execute' });
+    expect(sentDirect!.headers).toMatchObject({
+      'content-type': 'application/json',
+      authorization: 'Bearer worker-credential',
+      [ACCEPT_OUTPUT_HEADER.toLowerCase()]: OUTPUT_NONE,
+      'x-trace-id': 'b',
+      'x-extra': 'c',
+    });
+    expect(sentDirect!.headers).not.toHaveProperty('x-dropped');
+    expect(JSON.parse(sentDirect!.body)).toEqual(call.body);
+    for (const answer of [direct, tsRest]) {
+      expect(answer).toMatchObject({ status: 200, body: executeSuccess });
+      expect(answer.headers.get('mpd-output')).toBe('none');
+    }
+  });
+
+  it("rejects a status the contract does not list with ts-rest's UnknownStatusError, and resolves a listed one", async () => {
+    let status = 418;
+    const server = await serve((_req, res) => json(res, status, { success: false, errorMessage: 'teapot' }));
+    const client = worker({ baseUrl: server.url });
+    const direct = await rejection(client.execution.execute({ body: executeRequest('00:10:00') }));
+    const tsRest = await rejection(client.execution.execute({ body: executeRequest('00:10:00'), ...viaTsRest }));
+    expect(direct).toBeInstanceOf(UnknownStatusError);
+    expect((direct as Error).message).toBe((tsRest as Error).message);
+    expect((direct as Error).message).toMatch(/Expected one of: .*409.* got: 418$/);
+    expect(direct).toMatchObject({ response: { status: 418, body: { errorMessage: 'teapot' } } });
+    status = 409;
+    const listed = await client.execution.execute({ body: executeRequest('00:10:00') });
+    expect(listed).toMatchObject({ status: 409, body: { errorMessage: 'teapot' } });
+  });
+
+  it("sends nothing for a call whose caller's signal aborted before it was made ('Aborted')", async () => {
+    const server = await serve((_req, res) => json(res, 200, executeSuccess));
+    const client = worker({ baseUrl: server.url });
+    const signal = AbortSignal.abort();
+    for (const extra of [{}, viaTsRest]) {
+      const error = await rejection(
+        client.execution.execute({ body: executeRequest('00:10:00'), fetchOptions: { signal }, ...extra }),
+      );
+      expect(error).toMatchObject({ name: 'MpdClientError', code: 'Aborted' });
+    }
+    expect(server.seen).toEqual([]);
   });
 });
 

@@ -5,6 +5,7 @@ import {
   parseTimeSpan,
   workerContract,
 } from '@mpd/contract';
+import { EventEmitter } from 'node:events';
 import { longTimeout } from '@mpd/contract/timers';
 import type { ApiFetcher, ApiFetcherArgs } from '@ts-rest/core';
 import { isZodType } from '@ts-rest/core';
@@ -127,24 +128,33 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
   const api: Fetcher = async (args) => {
     const deadline = deadlineFor(args);
     const callerSignal: AbortSignal | undefined = args.fetchOptions?.signal ?? undefined;
-    // One controller for both ways a call is given up: the caller's signal and the deadline.
-    const controller = new AbortController();
+    const where = `${args.method} ${args.path}`;
+    // Nothing is sent for a call its caller gave up before making it.
+    if (callerSignal?.aborted) throw new MpdClientError('Aborted', `${where}: aborted by the caller`);
+    // One abort for both ways a call is given up: the caller's signal and the deadline. An
+    // EventEmitter emitting 'abort', which undici's request takes as its signal (its docs:
+    // `AbortSignal | EventEmitter`), where an AbortController cost about 3.5 µs more per call
+    // (bench/execute-call.ts, issue 14 round G).
+    const abort = new EventEmitter();
+    let aborted = false;
+    const onAbort = (): void => {
+      if (aborted) return;
+      aborted = true;
+      abort.emit('abort');
+    };
     let timedOut = false;
     // Deadlines are the callers' and the modules' timeouts: any length.
     const timer = longTimeout(() => {
       timedOut = true;
-      controller.abort();
+      onAbort();
     }, deadline);
-    const onCallerAbort = (): void => controller.abort();
-    if (callerSignal?.aborted) controller.abort();
-    else callerSignal?.addEventListener('abort', onCallerAbort, { once: true });
-    const where = `${args.method} ${args.path}`;
+    callerSignal?.addEventListener('abort', onAbort, { once: true });
     try {
       const response = await request(args.path, {
         method: args.method as Dispatcher.HttpMethod,
         headers: args.headers,
         body: args.rawBody instanceof JsonText ? args.rawBody.text : (args.body as string | undefined | null),
-        signal: controller.signal,
+        signal: abort,
         dispatcher,
       });
       const text = await readText(response, maxResponseBytesFor(args), where);
@@ -174,7 +184,7 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
       );
     } finally {
       timer.clear();
-      callerSignal?.removeEventListener('abort', onCallerAbort);
+      callerSignal?.removeEventListener('abort', onAbort);
     }
   };
 

@@ -1,6 +1,6 @@
-import { datetimeRegex, z } from 'zod';
+import { z } from 'zod';
 import { bodyCheck, isIdentifier, isObject, isWorkerId, ownKeyCount } from './body-check.js';
-import { boundedArray, identifierSchema, isoDateTimeSchema, workerIdSchema } from './common.schema.js';
+import { boundedArray, identifierSchema, ISO_DATE_TIME, isoDateTimeSchema, workerIdSchema } from './common.schema.js';
 import { LIMITS, moduleNameCharacters } from './limits.js';
 
 export const workerStatusSchema = z.enum(['Available', 'Busy', 'Draining', 'Offline']);
@@ -158,13 +158,6 @@ export const heartbeatRequestSchema = z.object({
   incarnation: identifierSchema.optional(),
 });
 export type HeartbeatRequest = z.infer<typeof heartbeatRequestSchema>;
-
-/** The test `isoDateTimeSchema` makes of a timestamp, made once (zod builds its regex on every parse). */
-const ISO_DATE_TIME = (() => {
-  const check = isoDateTimeSchema._def.checks.find((candidate) => candidate.kind === 'datetime');
-  if (check?.kind !== 'datetime') throw new Error('isoDateTimeSchema has no datetime check');
-  return datetimeRegex(check);
-})();
 
 /**
  * {@link heartbeatRequestSchema}'s check for the orchestrator's heartbeat route: a heartbeat as

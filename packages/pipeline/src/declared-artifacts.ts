@@ -104,12 +104,13 @@ const isGlobs = (value: unknown): value is string | readonly string[] =>
 
 /**
  * Checks a module's `produces` (names as `ctx.artifacts.upload` takes them: `LIMITS.artifact.name`;
- * globs: a non-empty string or array of them) and normalises it.
- * @throws through `fail` with the offending key
+ * globs: a non-empty string or array of them) and normalises it. Each mistake goes to `invalid`,
+ * naming the offending key; what it returns then is not to be used (`defineModule` throws).
  */
-export function resolveProduces(produces: unknown, fail: (message: string) => never): ResolvedProduces {
+export function resolveProduces(produces: unknown, invalid: (message: string) => void): ResolvedProduces {
   if (typeof produces !== 'object' || produces === null || Array.isArray(produces)) {
-    fail("produces must be an object of artifact name → globs, e.g. { dist: 'dist/**' }");
+    invalid("produces must be an object of artifact name → globs, e.g. { dist: 'dist/**' }");
+    return NO_PRODUCES;
   }
   const rule = LIMITS.artifact.name;
   const resolved: Record<
@@ -118,7 +119,7 @@ export function resolveProduces(produces: unknown, fail: (message: string) => ne
   > = {};
   for (const [name, files] of Object.entries(produces as Record<string, unknown>)) {
     if (name.length > rule.maxLength || !rule.pattern.test(name)) {
-      fail(
+      invalid(
         `produces: artifact name ${JSON.stringify(name)} must be 1-${rule.maxLength} characters of ${rule.alphabet}`,
       );
     }
@@ -126,14 +127,15 @@ export function resolveProduces(produces: unknown, fail: (message: string) => ne
       ? { globs: files }
       : (files as { globs?: unknown; baseDir?: unknown; compression?: unknown } | null);
     if (typeof spec !== 'object' || spec === null || !isGlobs(spec.globs)) {
-      fail(`produces.${name} must be a glob, a non-empty array of globs, or { globs, baseDir?, compression? }`);
+      invalid(`produces.${name} must be a glob, a non-empty array of globs, or { globs, baseDir?, compression? }`);
+      continue;
     }
     if (spec.baseDir !== undefined && (typeof spec.baseDir !== 'string' || spec.baseDir === '')) {
-      fail(`produces.${name}.baseDir must be a non-empty path`);
+      invalid(`produces.${name}.baseDir must be a non-empty path`);
     }
     const compression = 'compression' in spec ? spec.compression : undefined;
     const problem = compression === undefined ? undefined : artifactCompressionProblem(compression);
-    if (problem !== undefined) fail(`produces.${name}.${problem}`);
+    if (problem !== undefined) invalid(`produces.${name}.${problem}`);
     resolved[name] = Object.freeze({
       globs: Object.freeze(typeof spec.globs === 'string' ? [spec.globs] : [...(spec.globs as string[])]),
       baseDir: spec.baseDir as string | undefined,
@@ -145,15 +147,19 @@ export function resolveProduces(produces: unknown, fail: (message: string) => ne
 
 /**
  * Checks a module's `consumes`: each entry an {@link ArtifactHandle} of a module among
- * `dependencies` (the producer's result is where the reference is).
- * @throws through `fail` naming the entry
+ * `dependencies` (the producer's result is where the reference is; `undefined`: not known, not
+ * checked). Each mistake goes to `invalid`, naming the entry; what it returns then is not to
+ * be used (`defineModule` throws).
  */
 export function resolveConsumes(
   consumes: unknown,
-  dependencies: ReadonlySet<string>,
-  fail: (message: string) => never,
+  dependencies: ReadonlySet<string> | undefined,
+  invalid: (message: string) => void,
 ): readonly ResolvedConsumed[] {
-  if (!Array.isArray(consumes)) fail('consumes must be an array of artifacts, e.g. [build.artifacts.dist]');
+  if (!Array.isArray(consumes)) {
+    invalid('consumes must be an array of artifacts, e.g. [build.artifacts.dist]');
+    return NO_CONSUMES;
+  }
   return Object.freeze(
     (consumes as unknown[]).map((entry, index) => {
       const withDir = typeof entry === 'object' && entry !== null && 'artifact' in entry;
@@ -161,17 +167,16 @@ export function resolveConsumes(
       const dir = withDir ? (entry as { dir?: unknown }).dir : '.';
       const { module, name } = (handle ?? {}) as Partial<ArtifactHandle>;
       if (typeof module !== 'string' || typeof name !== 'string') {
-        fail(
+        invalid(
           `consumes[${index}] is not an artifact of a module (got ${handle === undefined ? 'undefined: is the artifact declared in the producer’s produces?' : JSON.stringify(handle)}); write e.g. build.artifacts.dist`,
         );
-      }
-      if (!dependencies.has(module)) {
-        fail(`consumes[${index}] is artifact '${name}' of '${module}', which is not in dependsOn: add it there`);
+      } else if (dependencies !== undefined && !dependencies.has(module)) {
+        invalid(`consumes[${index}] is artifact '${name}' of '${module}', which is not in dependsOn: add it there`);
       }
       if (typeof dir !== 'string' || dir === '') {
-        fail(`consumes[${index}].dir must be a non-empty path (relative to the working directory)`);
+        invalid(`consumes[${index}].dir must be a non-empty path (relative to the working directory)`);
       }
-      return Object.freeze({ module, name, dir });
+      return Object.freeze({ module, name, dir } as ResolvedConsumed);
     }),
   );
 }

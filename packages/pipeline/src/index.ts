@@ -63,4 +63,4 @@ export { definePipeline, isPipeline } from './pipeline.js';
 export type { Pipeline, PipelineOptions } from './pipeline.js';
 export { loadPipelineFile } from './load.js';
 export { PipelineDefinitionError, PipelineLoadError } from './errors.js';
-export type { PipelineDefinitionErrorCode, PipelineLoadErrorCode } from './errors.js';
+export type { PipelineDefinitionErrorCode, PipelineLoadErrorCode, PipelineMistake } from './errors.js';

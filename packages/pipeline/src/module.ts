@@ -1,6 +1,7 @@
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import { jsonDepth, LIMITS } from '@mpd/contract/limits';
 import { PipelineDefinitionError } from './errors.js';
+import { Mistakes } from './mistakes.js';
 import {
   MODULE_PRIORITIES,
   type ModulePriority,
@@ -389,75 +390,96 @@ export function defineModule<
   if (nameProblem !== undefined) {
     throw new PipelineDefinitionError('InvalidModule', `defineModule: name ${JSON.stringify(name)} ${nameProblem}`);
   }
+  // Every mistake of the module, named in one error at the end (as definePipeline does for a
+  // pipeline). Made at the first: a module without mistakes allocates nothing for them (a
+  // pipeline's modules are defined in every process that loads it: issue 14).
+  let mistakes: Mistakes | undefined;
   if (typeof run !== 'function') {
-    invalid(name, 'run must be a function');
+    mistakes = noted(mistakes, name, 'run must be a function');
   }
   const dependsOn = (options.dependsOn ?? NO_DEPENDENCIES) as unknown as Deps;
-  if (!Array.isArray(dependsOn)) {
-    invalid(name, 'dependsOn must be an array of modules');
-  }
-  for (let index = 0; index < dependsOn.length; index++) {
-    const dependency: unknown = dependsOn[index];
-    if (!isModule(dependency) && !isModuleName(dependency)) {
-      invalid(
-        name,
-        `dependsOn[${index}] is neither a module made by defineModule nor a module name (got ${describe(dependency)})`,
-      );
-    }
-  }
+  mistakes = checkDependencies(mistakes, name, 'dependsOn', dependsOn, 'an array of modules');
   const { timeoutMs } = options;
   if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
-    invalid(name, 'timeoutMs must be a positive number of milliseconds');
+    mistakes = noted(mistakes, name, 'timeoutMs must be a positive number of milliseconds');
   }
   const optionalDependsOn = options.optionalDependsOn ?? NO_NAMES;
-  if (!Array.isArray(optionalDependsOn)) invalid(name, 'optionalDependsOn must be an array of modules or module names');
-  for (let index = 0; index < optionalDependsOn.length; index++) {
-    const dependency: unknown = optionalDependsOn[index];
-    if (!isModule(dependency) && !isModuleName(dependency)) {
-      invalid(name, `optionalDependsOn[${index}] is neither a module made by defineModule nor a module name`);
-    }
-  }
-  const requires = options.requires === undefined ? NO_REQUIREMENTS : checkRequirements(options.requires, name);
-  if (options.skipIf !== undefined && typeof options.skipIf !== 'function') invalid(name, 'skipIf must be a function');
+  mistakes = checkDependencies(
+    mistakes,
+    name,
+    'optionalDependsOn',
+    optionalDependsOn,
+    'an array of modules or module names',
+  );
+  const requires =
+    options.requires === undefined
+      ? NO_REQUIREMENTS
+      : checkRequirements(options.requires, (message) => (mistakes = noted(mistakes, name, message)));
+  if (options.skipIf !== undefined && typeof options.skipIf !== 'function')
+    mistakes = noted(mistakes, name, 'skipIf must be a function');
   if (options.priority !== undefined && !MODULE_PRIORITIES.includes(options.priority)) {
-    invalid(name, `priority must be one of ${MODULE_PRIORITIES.join(', ')}, got ${JSON.stringify(options.priority)}`);
+    mistakes = noted(
+      mistakes,
+      name,
+      `priority must be one of ${MODULE_PRIORITIES.join(', ')}, got ${JSON.stringify(options.priority)}`,
+    );
   }
-  if (options.category !== undefined && !isName(options.category)) invalid(name, `category must be ${A_NAME}`);
+  if (options.category !== undefined && !isName(options.category))
+    mistakes = noted(mistakes, name, `category must be ${A_NAME}`);
   const tags = options.tags ?? NO_NAMES;
-  if (!Array.isArray(tags) || !tags.every(isName)) invalid(name, `tags must be an array of names (each ${A_NAME})`);
+  if (!Array.isArray(tags) || !tags.every(isName))
+    mistakes = noted(mistakes, name, `tags must be an array of names (each ${A_NAME})`);
   const notInParallel = options.notInParallel ?? false;
   if (!(typeof notInParallel === 'boolean' || (Array.isArray(notInParallel) && notInParallel.every(isName)))) {
-    invalid(name, 'notInParallel must be true, false, or an array of constraint keys');
+    mistakes = noted(mistakes, name, 'notInParallel must be true, false, or an array of constraint keys');
   }
   const { parallelLimit } = options;
   if (
     parallelLimit !== undefined &&
     !(isName(parallelLimit?.key) && Number.isInteger(parallelLimit?.limit) && parallelLimit.limit >= 1)
   ) {
-    invalid(name, `parallelLimit must be { key: ${A_NAME}, limit: an integer of at least 1 }`);
+    mistakes = noted(mistakes, name, `parallelLimit must be { key: ${A_NAME}, limit: an integer of at least 1 }`);
   }
   if (options.params !== undefined) {
     let text: string | undefined;
     try {
       text = JSON.stringify(options.params);
     } catch (cause) {
-      throw new PipelineDefinitionError('InvalidModule', `Module '${name}': params must be JSON-serialisable`, {
-        cause,
-      });
+      mistakes = noted(mistakes, name, 'params must be JSON-serialisable', cause);
     }
     // They travel to the worker as JSON, within the depth every result keeps to.
     const depth = text === undefined ? 0 : jsonDepth(text);
     if (depth > LIMITS.json.maxDepth) {
-      invalid(name, `params are nested ${depth} levels deep, over the limit of ${LIMITS.json.maxDepth} levels`);
+      mistakes = noted(
+        mistakes,
+        name,
+        `params are nested ${depth} levels deep, over the limit of ${LIMITS.json.maxDepth} levels`,
+      );
     }
   }
   // Most modules declare no artifacts: they share the empty declarations, and no closure is made
   // for them (a pipeline's modules are defined in every process that loads it: issue 14).
-  const produces = options.produces === undefined ? NO_PRODUCES : resolveProduces(options.produces, failure(name));
+  const produces =
+    options.produces === undefined
+      ? NO_PRODUCES
+      : resolveProduces(options.produces, (message) => (mistakes = noted(mistakes, name, message)));
   const consumes =
     options.consumes === undefined
       ? NO_CONSUMES
-      : resolveConsumes(options.consumes, new Set(dependsOn.map(dependencyName)), failure(name));
+      : resolveConsumes(
+          options.consumes,
+          // Unknown when dependsOn is not a list: no entry is said to be missing from it then.
+          Array.isArray(dependsOn) ? new Set(dependsOn.map(dependencyName)) : undefined,
+          (message) => (mistakes = noted(mistakes, name, message)),
+        );
+  let retry: ResolvedRetryPolicy | undefined;
+  try {
+    retry = options.retry === undefined ? undefined : resolveRetry(options.retry, 'retry');
+  } catch (error) {
+    if (!(error instanceof PipelineDefinitionError)) throw error;
+    mistakes = noted(mistakes, name, error.message);
+  }
+  mistakes?.throwIfAny();
   return Object.freeze({
     name,
     dependsOn,
@@ -470,7 +492,7 @@ export function defineModule<
     optionalDependsOn: optionalDependsOn.length === 0 ? NO_NAMES : optionalDependsOn.map(dependencyName),
     requires,
     skipIf: options.skipIf,
-    retry: options.retry === undefined ? undefined : resolveRetry(options.retry, `Module '${name}': retry`),
+    retry,
     ignoreFailures: options.ignoreFailures === true,
     alwaysRun: options.alwaysRun === true,
     priority: options.priority ?? 'Normal',
@@ -498,16 +520,38 @@ const NO_DEPENDENCIES: readonly Dependency[] = Object.freeze([]);
 export const NO_NAMES: readonly string[] = Object.freeze([]);
 const NO_REQUIREMENTS: ModuleRequirements = Object.freeze({});
 
-/** Throws the {@link PipelineDefinitionError} of module `name`'s option, described by `message`. */
-function invalid(name: string, message: string): never {
-  throw new PipelineDefinitionError('InvalidModule', `Module '${name}': ${message}`);
+/** Adds `message` to the mistakes of module `name` (made at its first), which it returns. */
+function noted(mistakes: Mistakes | undefined, name: string, message: string, cause?: unknown): Mistakes {
+  const found = mistakes ?? new Mistakes(`Module '${name}'`, 'InvalidModule');
+  found.add('InvalidModule', message, cause);
+  return found;
 }
 
-/** {@link invalid} for the checks of other files, made only for a module that needs them. */
-const failure =
-  (name: string) =>
-  (message: string): never =>
-    invalid(name, message);
+/**
+ * Notes the mistakes of module `name`'s `dependsOn` or `optionalDependsOn` (`key`): a `list` that is
+ * not an array (it `mustBe` one), or an entry that is neither a module nor a module name.
+ */
+function checkDependencies(
+  mistakes: Mistakes | undefined,
+  name: string,
+  key: 'dependsOn' | 'optionalDependsOn',
+  list: unknown,
+  mustBe: string,
+): Mistakes | undefined {
+  if (!Array.isArray(list)) return noted(mistakes, name, `${key} must be ${mustBe}`);
+  for (let index = 0; index < list.length; index++) {
+    const dependency: unknown = list[index];
+    if (isModule(dependency) || isModuleName(dependency)) continue;
+    // What a dependsOn entry was is said (as it always was); an optionalDependsOn entry's is not.
+    const got = key === 'dependsOn' ? ` (got ${describe(dependency)})` : '';
+    mistakes = noted(
+      mistakes,
+      name,
+      `${key}[${index}] is neither a module made by defineModule nor a module name${got}`,
+    );
+  }
+  return mistakes;
+}
 
 /** A name (category, tag, requirement, constraint key): not blank, at most `LIMITS.name.maxLength` characters. */
 const isName = (value: unknown): value is string =>
@@ -516,14 +560,20 @@ const isName = (value: unknown): value is string =>
 /** What {@link isName} takes, for messages. */
 const A_NAME = `a non-empty string of at most ${LIMITS.name.maxLength} characters`;
 
-function checkRequirements(requires: ModuleRequirements, name: string): ModuleRequirements {
-  if (typeof requires !== 'object' || requires === null) invalid(name, 'requires must be { os?, tools?, tags? }');
+/** A module's `requires`, checked (each mistake given to `invalid`) and frozen. */
+function checkRequirements(requires: ModuleRequirements, invalid: (message: string) => void): ModuleRequirements {
+  if (typeof requires !== 'object' || requires === null) {
+    invalid('requires must be { os?, tools?, tags? }');
+    return NO_REQUIREMENTS;
+  }
   const result: Record<string, readonly string[]> = {};
   for (const key of ['os', 'tools', 'tags'] as const) {
     const value = requires[key];
     if (value === undefined) continue;
-    if (!Array.isArray(value) || !value.every(isName))
-      invalid(name, `requires.${key} must be an array of names (each ${A_NAME})`);
+    if (!Array.isArray(value) || !value.every(isName)) {
+      invalid(`requires.${key} must be an array of names (each ${A_NAME})`);
+      continue;
+    }
     result[key] = Object.freeze([...value]);
   }
   return Object.freeze(result);

@@ -44,6 +44,40 @@ describe('defineModule', () => {
     expect(() => defineModule(options as never)).toThrow(message);
     expect(() => defineModule(options as never)).toThrow(PipelineDefinitionError);
   });
+
+  it('names every mistake of a module in one InvalidModule error (a bad artifact name, a consumed artifact of a module not in dependsOn, bad options); each alone keeps its message', () => {
+    const build = defineModule({ name: 'build', produces: { dist: 'dist/**' }, run: one });
+    // In the order defineModule looks at them.
+    const wrong: Record<string, unknown> = {
+      timeoutMs: -5,
+      priority: 'Urgent',
+      tags: ['ok', ''],
+      produces: { 'bad name': 'x/**', ok: 'y/**' },
+      consumes: [build.artifacts.dist],
+    };
+    const errorOf = (options: Record<string, unknown>): PipelineDefinitionError => {
+      try {
+        defineModule({ name: 'pack', run: one, ...options } as never);
+      } catch (error) {
+        if (error instanceof PipelineDefinitionError) return error;
+      }
+      throw new Error('defineModule took it');
+    };
+    const alone = Object.entries(wrong).map(([key, value]) => errorOf({ [key]: value }).message);
+    expect(alone.every((message) => message.startsWith("Module 'pack': "))).toBe(true);
+    expect(alone.at(-1)).toBe(
+      "Module 'pack': consumes[0] is artifact 'dist' of 'build', which is not in dependsOn: add it there",
+    );
+    const error = errorOf(wrong);
+    expect(error.code).toBe('InvalidModule');
+    expect(error.message).toBe(
+      [
+        "Module 'pack' has 5 mistakes:",
+        ...alone.map((message) => `  - ${message.slice("Module 'pack': ".length)}`),
+      ].join('\n'),
+    );
+    expect(error.mistakes).toEqual(alone.map((message) => ({ code: 'InvalidModule', message })));
+  });
 });
 
 describe('definePipeline', () => {
@@ -99,6 +133,102 @@ describe('definePipeline', () => {
     expect(one.fingerprint).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(again.fingerprint).toBe(one.fingerprint);
     expect(changed.fingerprint).not.toBe(one.fingerprint);
+  });
+});
+
+/** What `definePipeline(options)` throws. */
+function definitionError(options: Parameters<typeof definePipeline>[0]): PipelineDefinitionError {
+  try {
+    definePipeline(options);
+  } catch (error) {
+    if (error instanceof PipelineDefinitionError) return error;
+    throw error;
+  }
+  throw new Error('definePipeline took it');
+}
+
+describe('definePipeline: every mistake of a pipeline in one error, as tsc lists every error of a program', () => {
+  const run = (): number => 1;
+
+  it('names them all in one InvalidPipeline error, in the order found; each with its code and message in `mistakes`', () => {
+    // A cycle a -> c -> b -> a, two dependencies missing, a name taken twice, an entry that is no module, bad options.
+    const a = defineModule({ name: 'a', dependsOn: ['c'], run });
+    const b = defineModule({ name: 'b', dependsOn: [a], run });
+    const c = defineModule({ name: 'c', dependsOn: [b], run });
+    const lint = defineModule({ name: 'lint', dependsOn: ['format', 'typecheck'], run });
+    const twin = defineModule({ name: 'lint', dependsOn: ['nowhere'], run });
+    const error = definitionError({
+      name: 'ci',
+      modules: [a, b, c, lint, twin, { name: 'fake' } as never],
+      failureMode: 'Sometimes' as never,
+      maxParallelism: 0,
+    });
+    expect(error.code).toBe('InvalidPipeline');
+    const details = [
+      "two modules are named 'lint'",
+      'modules[5] is not a module made by defineModule',
+      "module 'lint' depends on 'format', which is not in the pipeline's modules",
+      "module 'lint' depends on 'typecheck', which is not in the pipeline's modules",
+      'failureMode must be StopOnFirstFailure or WaitForAll',
+      'maxParallelism must be an integer of at least 1',
+      "dependency cycle 'a' -> 'c' -> 'b' -> 'a'",
+    ];
+    expect(error.message).toBe(
+      [`Pipeline 'ci' has ${details.length} mistakes:`, ...details.map((detail) => `  - ${detail}`)].join('\n'),
+    );
+    expect(error.mistakes.map(({ code }) => code)).toEqual([
+      'DuplicateModule',
+      'InvalidModule',
+      'MissingDependency',
+      'MissingDependency',
+      'InvalidPipeline',
+      'InvalidPipeline',
+      'DependencyCycle',
+    ]);
+    expect(error.mistakes.map(({ message }) => message)).toEqual(details.map((detail) => `Pipeline 'ci': ${detail}`));
+  });
+
+  it('one mistake: its own code and message, as when the first was thrown alone', () => {
+    const error = definitionError({ name: 'ci', modules: [build] });
+    expect(error.code).toBe('MissingDependency');
+    expect(error.message).toBe(
+      "Pipeline 'ci': module 'build' depends on 'restore', which is not in the pipeline's modules",
+    );
+    expect(error.mistakes).toEqual([{ code: error.code, message: error.message }]);
+    const retry = definitionError({ name: 'ci', modules: [restore], defaults: { retry: -1 } });
+    expect(retry.message).toBe(
+      "Pipeline 'ci': defaults.retry must be { attempts: an integer from 0 to 100, backoffMs >= 0, maxBackoffMs >= backoffMs }",
+    );
+  });
+
+  it('every cycle, one per dependency that closes it; a module missing from the pipeline is no part of a cycle', () => {
+    const x = defineModule({ name: 'x', dependsOn: ['y', 'gone'], run });
+    const y = defineModule({ name: 'y', dependsOn: [x], run });
+    const self = defineModule({ name: 'self', dependsOn: ['self'], run });
+    const z = defineModule({ name: 'z', dependsOn: [x, self], run });
+    const error = definitionError({ name: 'loops', modules: [z, x, y, self] });
+    expect(error.mistakes.map(({ message }) => message)).toEqual([
+      "Pipeline 'loops': module 'x' depends on 'gone', which is not in the pipeline's modules",
+      "Pipeline 'loops': dependency cycle 'x' -> 'y' -> 'x'",
+      "Pipeline 'loops': dependency cycle 'self' -> 'self'",
+    ]);
+  });
+
+  it('lists at most 20 in its message, saying how many more; `mistakes` holds every one', () => {
+    const modules = Array.from({ length: 25 }, (_, index) =>
+      defineModule({ name: `m${index}`, dependsOn: [`gone${index}`], run }),
+    );
+    const error = definitionError({ name: 'wide', modules });
+    const lines = error.message.split('\n');
+    expect(lines[0]).toBe("Pipeline 'wide' has 25 mistakes:");
+    expect(lines.slice(1, 21)).toEqual(
+      Array.from(
+        { length: 20 },
+        (_, index) => `  - module 'm${index}' depends on 'gone${index}', which is not in the pipeline's modules`,
+      ),
+    );
+    expect(lines.slice(21)).toEqual(["  … and 5 more (the error's mistakes list them all)"]);
+    expect(error.mistakes).toHaveLength(25);
   });
 });
 

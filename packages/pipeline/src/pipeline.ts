@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { LIMITS, moduleNameCharacters } from '@mpd/contract/limits';
 import { NO_PRODUCES } from './declared-artifacts.js';
 import { PipelineDefinitionError } from './errors.js';
+import { Mistakes } from './mistakes.js';
 import {
   type AnyModule,
   DEFAULT_MODULE_TIMEOUT_MS,
@@ -68,7 +69,14 @@ export interface Pipeline {
  * in `modules`, dependency cycles, and what a worker could not advertise (more than
  * `LIMITS.pipeline.maxModules` modules or `LIMITS.pipeline.maxNameCharacters` characters of module
  * names together, a module name outside `LIMITS.moduleName`, from a module
- * made by another copy of this package), each with an error naming the modules concerned.
+ * made by another copy of this package), each with a message naming the modules concerned.
+ *
+ * Every mistake is named in one {@link PipelineDefinitionError}, as `tsc` lists every error of
+ * a program: code `InvalidPipeline`, its message `Pipeline 'ci' has 3 mistakes:` and a line per
+ * mistake (the first 20), its `mistakes` each one's code and message. A
+ * single mistake throws its own code and message (e.g. `MissingDependency`,
+ * `Pipeline 'ci': module 'build' depends on 'restore', which is not in the pipeline's modules`).
+ * What leaves nothing to check (no options object, a name that is not one, no modules) throws at once.
  *
  * ```ts
  * export default definePipeline({ name: 'ci', modules: [restore, build, test] });
@@ -88,44 +96,42 @@ export function definePipeline(options: PipelineOptions): Pipeline {
   if (!Array.isArray(options.modules) || options.modules.length === 0) {
     throw new PipelineDefinitionError('InvalidPipeline', `Pipeline '${name}': modules must be a non-empty array`);
   }
+  const mistakes = new Mistakes(`Pipeline '${name}'`, 'InvalidPipeline');
   // Workers advertise every module's name when they register: a pipeline they could not advertise could never run.
   const { maxModules } = LIMITS.pipeline;
   if (options.modules.length > maxModules) {
-    throw new PipelineDefinitionError(
+    mistakes.add(
       'InvalidPipeline',
-      `Pipeline '${name}': ${options.modules.length} modules, over the limit of ${maxModules} (what a worker can advertise)`,
+      `${options.modules.length} modules, over the limit of ${maxModules} (what a worker can advertise)`,
     );
   }
   const { maxNameCharacters } = LIMITS.pipeline;
   const nameCharacters = moduleNameCharacters(options.modules.map((module) => String(module?.name ?? '')));
   if (nameCharacters > maxNameCharacters) {
-    throw new PipelineDefinitionError(
+    mistakes.add(
       'InvalidPipeline',
-      `Pipeline '${name}': its module names take ${nameCharacters} characters together, over the limit of ${maxNameCharacters} (what a worker can advertise)`,
+      `its module names take ${nameCharacters} characters together, over the limit of ${maxNameCharacters} (what a worker can advertise)`,
     );
   }
 
   const modules = new Map<string, AnyModule>();
   options.modules.forEach((module, index) => {
     if (!isModule(module)) {
-      throw new PipelineDefinitionError(
-        'InvalidModule',
-        `Pipeline '${name}': modules[${index}] is not a module made by defineModule`,
-      );
+      mistakes.add('InvalidModule', `modules[${index}] is not a module made by defineModule`);
+      return;
     }
-    // A module made by another copy of this package may have been held to other rules.
+    // A module made by another copy of this package may have been held to other rules. It is
+    // kept all the same: the modules that depend on it are not missing a dependency.
     const nameProblem = moduleNameProblem(module.name);
     if (nameProblem !== undefined) {
-      throw new PipelineDefinitionError(
+      mistakes.add(
         'InvalidModule',
-        `Pipeline '${name}': module ${JSON.stringify(module.name)} cannot be sent to workers: its name ${nameProblem}`,
+        `module ${JSON.stringify(module.name)} cannot be sent to workers: its name ${nameProblem}`,
       );
     }
     if (modules.has(module.name)) {
-      throw new PipelineDefinitionError(
-        'DuplicateModule',
-        `Pipeline '${name}': two modules are named '${module.name}'`,
-      );
+      mistakes.add('DuplicateModule', `two modules are named '${module.name}'`);
+      return;
     }
     modules.set(module.name, module);
   });
@@ -142,43 +148,44 @@ export function definePipeline(options: PipelineOptions): Pipeline {
       (dependency) => modules.has(dependency) && !required.includes(dependency),
     );
     const names = [...required, ...optional];
+    let missing = false;
     for (const dependency of required) {
-      if (!modules.has(dependency)) {
-        throw new PipelineDefinitionError(
-          'MissingDependency',
-          `Pipeline '${name}': module '${module.name}' depends on '${dependency}', which is not in the pipeline's modules`,
-        );
-      }
+      if (modules.has(dependency)) continue;
+      missing = true;
+      mistakes.add(
+        'MissingDependency',
+        `module '${module.name}' depends on '${dependency}', which is not in the pipeline's modules`,
+      );
     }
-    dependencies.set(module.name, names);
+    // Without the missing ones, so that the cycles are still found among the others.
+    dependencies.set(module.name, missing ? names.filter((dependency) => modules.has(dependency)) : names);
   }
 
   const defaults = options.defaults ?? {};
   const timeoutMs = defaults.timeoutMs ?? DEFAULT_MODULE_TIMEOUT_MS;
   if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
-    throw new PipelineDefinitionError(
-      'InvalidPipeline',
-      `Pipeline '${name}': defaults.timeoutMs must be a positive number`,
-    );
+    mistakes.add('InvalidPipeline', 'defaults.timeoutMs must be a positive number');
   }
-  const retry =
-    defaults.retry === undefined ? NO_RETRY : resolveRetry(defaults.retry, `Pipeline '${name}': defaults.retry`);
+  let retry = NO_RETRY;
+  try {
+    if (defaults.retry !== undefined) retry = resolveRetry(defaults.retry, 'defaults.retry');
+  } catch (error) {
+    if (!(error instanceof PipelineDefinitionError)) throw error;
+    mistakes.add(error.code, error.message);
+  }
   const failureMode = options.failureMode ?? 'StopOnFirstFailure';
   if (failureMode !== 'StopOnFirstFailure' && failureMode !== 'WaitForAll') {
-    throw new PipelineDefinitionError(
-      'InvalidPipeline',
-      `Pipeline '${name}': failureMode must be StopOnFirstFailure or WaitForAll`,
-    );
+    mistakes.add('InvalidPipeline', 'failureMode must be StopOnFirstFailure or WaitForAll');
   }
   const { maxParallelism } = options;
   if (maxParallelism !== undefined && !(Number.isInteger(maxParallelism) && maxParallelism >= 1)) {
-    throw new PipelineDefinitionError(
-      'InvalidPipeline',
-      `Pipeline '${name}': maxParallelism must be an integer of at least 1`,
-    );
+    mistakes.add('InvalidPipeline', 'maxParallelism must be an integer of at least 1');
   }
 
-  const order = topologicalOrder(name, modules, dependencies);
+  const order = topologicalOrder(modules, dependencies, (cycle) =>
+    mistakes.add('DependencyCycle', `dependency cycle ${cycle.map((part) => `'${part}'`).join(' -> ')}`),
+  );
+  mistakes.throwIfAny();
   // Modules nothing depends on (in a wide pipeline, all of them) share one empty list.
   const dependants = new Map<string, readonly string[]>();
   for (const moduleName of order) dependants.set(moduleName, NO_NAMES);
@@ -210,10 +217,15 @@ export function isPipeline(value: unknown): value is Pipeline {
   return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[PIPELINE_BRAND] === true;
 }
 
+/**
+ * The modules in a dependency order. Each dependency that closes a cycle is left out of it and
+ * given to `onCycle` as the cycle's path (`['a', 'c', 'b', 'a']`): every cycle is found, once
+ * per dependency that closes it.
+ */
 function topologicalOrder(
-  pipelineName: string,
   modules: ReadonlyMap<string, AnyModule>,
   dependencies: ReadonlyMap<string, readonly string[]>,
+  onCycle: (cycle: readonly string[]) => void,
 ): string[] {
   const order: string[] = [];
   const state = new Map<string, 'visiting' | 'done'>();
@@ -246,11 +258,8 @@ function topologicalOrder(
       if (current === 'done') continue;
       if (current === 'visiting') {
         const path = stack.map((entry) => entry.name);
-        const cycle = [...path.slice(path.indexOf(dependency)), dependency];
-        throw new PipelineDefinitionError(
-          'DependencyCycle',
-          `Pipeline '${pipelineName}': dependency cycle ${cycle.map((part) => `'${part}'`).join(' -> ')}`,
-        );
+        onCycle([...path.slice(path.indexOf(dependency)), dependency]);
+        continue;
       }
       enter(dependency);
     }

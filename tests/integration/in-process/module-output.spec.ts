@@ -112,28 +112,8 @@ describe('a module that wrote nothing: no output batch at all (issue 14)', () =>
     "%s: its execute answer says `Mpd-Output: none` and closes its log, the run's end does not wait the grace; a module that wrote sends its lines and final batch as before; a caller that does not announce it gets the final batch",
     async (_, isolation) => {
       const dir = await tempDir();
-      const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
-      const executionLogs = new ExecutionLogs();
-      const app = createApp({ registry, executionLogs, logger: silent });
-      // Every output request the orchestrator gets, by execution, with its `final`.
-      const outputCalls: { executionId: string; final: boolean }[] = [];
-      const server = createServer((req, res) => {
-        const executionId = /^\/api\/executions\/([^/]+)\/output/.exec(req.url ?? '')?.[1];
-        if (executionId !== undefined) {
-          const chunks: Buffer[] = [];
-          req.on('data', (chunk: Buffer) => chunks.push(chunk));
-          req.on('end', () => {
-            const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { final?: boolean };
-            outputCalls.push({ executionId: decodeURIComponent(executionId), final: body.final === true });
-          });
-        }
-        app(req, res);
-      });
-      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-      cleanups.push(async () => {
-        server.closeAllConnections();
-        await new Promise((resolve) => server.close(resolve));
-      });
+      // No stand-in worker: the run's only worker is the real one below.
+      const api = await startApi({ sender: false });
       const cluster = new Cluster();
       cleanups.push(() => cluster.close());
       const pipeline = {
@@ -146,15 +126,15 @@ describe('a module that wrote nothing: no output batch at all (issue 14)', () =>
         slots: 2,
         workingDirectory: dir,
         isolation,
-        orchestratorUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        orchestratorUrl: `http://127.0.0.1:${api.port}`,
       });
       await worker.link!.registered();
       const events: RunEvent[] = [];
       const started = Date.now();
       const result = await runPipeline({
         pipeline,
-        registry,
-        executionLogs,
+        registry: api.registry,
+        executionLogs: api.logs,
         logsDir: join(dir, 'logs'),
         // Far longer than the run: a log left open would hold its end this long.
         outputGraceMs: 30_000,
@@ -167,8 +147,8 @@ describe('a module that wrote nothing: no output batch at all (issue 14)', () =>
         'Successful',
       ]);
       const [quiet, loud] = result.modules.map((module) => module.attempts[0]!.executionId);
-      expect(outputCalls.filter((call) => call.executionId === quiet)).toEqual([]);
-      expect(outputCalls.filter((call) => call.executionId === loud).at(-1)).toEqual({
+      expect(api.outputCalls.filter((call) => call.executionId === quiet)).toEqual([]);
+      expect(api.outputCalls.filter((call) => call.executionId === loud).at(-1)).toEqual({
         executionId: loud,
         final: true,
       });
@@ -185,7 +165,7 @@ describe('a module that wrote nothing: no output batch at all (issue 14)', () =>
 
       // A caller that does not say it reads the header (an older orchestrator): the final batch, as before.
       const executionId = 'direct.quiet.1';
-      executionLogs.open({ executionId, workerId: 'w-quiet', module: 'quiet', attempt: 1 });
+      api.logs.open({ executionId, workerId: 'w-quiet', module: 'quiet', attempt: 1 });
       const client = createWorkerClient({ baseUrl: worker.url, token: worker.link!.credential });
       cleanups.push(() => client.close());
       const answer = await client.execution.execute({
@@ -199,34 +179,58 @@ describe('a module that wrote nothing: no output batch at all (issue 14)', () =>
       });
       expect(answer.status).toBe(200);
       expect(answer.headers.get('mpd-output')).toBeNull();
-      await expect.poll(() => executionLogs.closed(executionId), { timeout: 10_000 }).toBe(true);
-      expect(outputCalls.filter((call) => call.executionId === executionId)).toEqual([{ executionId, final: true }]);
+      await expect.poll(() => api.logs.closed(executionId), { timeout: 10_000 }).toBe(true);
+      expect(api.outputCalls.filter((call) => call.executionId === executionId)).toEqual([
+        { executionId, final: true },
+      ]);
     },
   );
 });
 
-/** An orchestrator API on 127.0.0.1 with its execution logs, whose answers a test may hold back. */
-async function startApi(): Promise<{
+/** An orchestrator API ({@link startApi}) on 127.0.0.1, which records the output batches it takes. */
+interface Api {
   port: number;
+  registry: InMemoryNodeRegistry;
   logs: ExecutionLogs;
+  /** The credential of the stand-in worker `w1` an OutputShipper sends as (`''` without one). */
   credential: string;
+  /** Every output request, in the order they came: its execution and whether it said `final`. */
+  outputCalls: { executionId: string; final: boolean }[];
   /** Calls `onAccepted` once an output batch was taken, before its answer is sent. */
   beforeAnswer(onAccepted: () => void): void;
+  /** How many output requests came so far (counted as they arrive). */
   batches: () => number;
-}> {
+}
+
+/**
+ * Starts an orchestrator API (`createApp`) on 127.0.0.1, whose answers a test may hold back.
+ * With `sender` (the default), it registers a stand-in worker `w1` for an OutputShipper to send
+ * as: its endpoint refuses, so a run on this registry needs `{ sender: false }`.
+ */
+async function startApi({ sender = true }: { sender?: boolean } = {}): Promise<Api> {
   const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
-  registry.register({
-    id: 'w1',
-    endpoint: 'http://127.0.0.1:1',
-    capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
-  });
+  if (sender) {
+    registry.register({
+      id: 'w1',
+      endpoint: 'http://127.0.0.1:1',
+      capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+    });
+  }
   const logs = new ExecutionLogs();
   const app = createApp({ registry, executionLogs: logs, logger: silent });
   let hook: (() => void) | undefined;
   let batches = 0;
+  const outputCalls: Api['outputCalls'] = [];
   const server: Server = createServer((req, res) => {
-    if (req.url?.startsWith('/api/executions/')) {
+    const executionId = /^\/api\/executions\/([^/]+)\/output/.exec(req.url ?? '')?.[1];
+    if (executionId !== undefined) {
       batches++;
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => chunks.push(chunk));
+      req.on('end', () => {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { final?: boolean };
+        outputCalls.push({ executionId: decodeURIComponent(executionId), final: body.final === true });
+      });
       const once = hook;
       hook = undefined;
       if (once) {
@@ -247,8 +251,10 @@ async function startApi(): Promise<{
   });
   return {
     port: (server.address() as AddressInfo).port,
+    registry,
     logs,
-    credential: registry.credentialOf('w1')!,
+    credential: sender ? registry.credentialOf('w1')! : '',
+    outputCalls,
     beforeAnswer: (onAccepted) => (hook = onAccepted),
     batches: () => batches,
   };

@@ -15,6 +15,8 @@ import { resolve } from 'node:path';
 import type { Pipeline } from '@mpd/pipeline';
 import {
   type CliRunOptions,
+  EXIT_INVALID_SETTING,
+  exitInvalidSetting,
   listeningText,
   logBase,
   LOG_FORMATTERS,
@@ -36,7 +38,12 @@ type RunSettings = ReturnType<typeof runOptions> & { logsDir: string };
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
-const EXIT_INVALID_SETTING = 2;
+
+/** Ends the command on a setting its own checks refused: their message (it names the setting) and exit 2. */
+function exitConfigError(name: string, error: OrchestratorConfigError): never {
+  process.stderr.write(`${name}: ${error.message}\n`);
+  process.exit(EXIT_INVALID_SETTING);
+}
 
 /** The command's name and what relative paths are relative to, resolved once. */
 interface CliContext {
@@ -70,10 +77,7 @@ function readSettings(
       secretFlags: SETTINGS.secretFlagsGiven(command),
     };
   } catch (error) {
-    if (error instanceof OrchestratorConfigError) {
-      process.stderr.write(`${name}: ${error.message}\n`);
-      process.exit(EXIT_INVALID_SETTING);
-    }
+    if (error instanceof OrchestratorConfigError) exitConfigError(name, error);
     throw error;
   }
 }
@@ -83,10 +87,7 @@ function readTls(settings: OrchestratorCliSettings, { name, baseDir }: CliContex
   try {
     return readTlsFiles(settings, baseDir);
   } catch (error) {
-    if (error instanceof OrchestratorConfigError) {
-      process.stderr.write(`${name}: ${error.message}\n`);
-      process.exit(EXIT_INVALID_SETTING);
-    }
+    if (error instanceof OrchestratorConfigError) exitConfigError(name, error);
     throw error;
   }
 }
@@ -97,9 +98,7 @@ async function loadPipeline(file: string, { name, baseDir }: CliContext): Promis
   try {
     return await loadPipelineFile(path);
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    process.stderr.write(`${name}: Invalid setting --pipeline (MPD_PIPELINE): ${reason}\n`);
-    process.exit(EXIT_INVALID_SETTING);
+    exitInvalidSetting(name, SETTINGS.nameOf('pipeline'), error instanceof Error ? error.message : String(error));
   }
 }
 
@@ -115,8 +114,7 @@ async function checkLogsDir(dir: string, { name }: CliContext): Promise<void> {
     await access(dir, constants.W_OK | constants.X_OK);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
-    process.stderr.write(`${name}: Invalid setting --logs-dir (MPD_LOGS_DIR): cannot use ${dir}: ${reason}\n`);
-    process.exit(EXIT_INVALID_SETTING);
+    exitInvalidSetting(name, SETTINGS.nameOf('logsDir'), `cannot use ${dir}: ${reason}`);
   }
 }
 

@@ -10,7 +10,15 @@
  * `--id` (a supervisor should not restart it, or the two would keep replacing each other);
  * 130 a second signal cancelled the modules still running.
  */
-import { type CliRunOptions, listeningText, logBase, LOG_FORMATTERS, logProcessWarnings } from '@mpd/server-kit';
+import {
+  type CliRunOptions,
+  EXIT_INVALID_SETTING,
+  exitInvalidSetting,
+  listeningText,
+  logBase,
+  LOG_FORMATTERS,
+  logProcessWarnings,
+} from '@mpd/server-kit';
 import { CommanderError } from 'commander';
 import { workerOptions } from './options-from-settings.js';
 import { createCommand, parseSettings, SETTINGS } from './settings.js';
@@ -18,7 +26,7 @@ import { readTlsFiles } from './tls-files.js';
 import { WorkerConfigError } from '../errors.js';
 
 /** The exit code of a worker whose registration the orchestrator refused as invalid: that of an invalid setting. */
-const EXIT_REGISTRATION_REFUSED = 2;
+const EXIT_REGISTRATION_REFUSED = EXIT_INVALID_SETTING;
 /** The exit code of a worker another process replaced under its id. */
 const EXIT_REPLACED = 3;
 
@@ -37,7 +45,7 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
     command.parse(argv, { from: 'user' });
   } catch (error) {
     // Commander already printed the help or the usage error: 0 for --help, 2 for a bad command line.
-    if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : 2);
+    if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? 0 : EXIT_INVALID_SETTING);
     throw error;
   }
   let settings;
@@ -48,7 +56,7 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
     tls = readTlsFiles(settings, baseDir);
   } catch (error) {
     process.stderr.write(`${name}: ${(error as Error).message}\n`);
-    process.exit(2);
+    process.exit(EXIT_INVALID_SETTING);
   }
   // Loaded after the settings are valid, so --help and setting errors answer quickly.
   const { loadPipelineFile } = await import('@mpd/pipeline');
@@ -74,8 +82,7 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
     try {
       pipeline = await loadPipelineFile(settings.pipeline, baseDir);
     } catch (error) {
-      process.stderr.write(`${name}: Invalid setting --pipeline (MPD_PIPELINE): ${(error as Error).message}\n`);
-      process.exit(2);
+      exitInvalidSetting(name, SETTINGS.nameOf('pipeline'), (error as Error).message);
     }
   }
   if (!settings.orchestrator) {
@@ -91,7 +98,7 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
     });
   } catch (error) {
     process.stderr.write(`${name}: ${asFlagMessage(error as Error)}\n`);
-    process.exit((error as { code?: unknown }).code === 'InvalidSetting' ? 2 : 1);
+    process.exit((error as { code?: unknown }).code === 'InvalidSetting' ? EXIT_INVALID_SETTING : 1);
   }
   const advertised = worker.endpoint === worker.url ? '' : ` (the orchestrator calls it at ${worker.endpoint})`;
 

@@ -229,6 +229,46 @@ describe('startExecution', () => {
     expect(await logged('debug', ok)).toEqual(['debug module started', 'info module succeeded']);
   });
 
+  it("writes its line per module with the module's name and executionId in front, whether it logged or not (issue 14: no child logger for a module that does not log)", async () => {
+    const lastLine = async (module: Parameters<typeof startExecution>[0]) => {
+      const lines: string[] = [];
+      const logger = pino(
+        { level: 'info', base: { service: 'mpd-worker' } },
+        { write: (line: string) => void lines.push(line) },
+      );
+      const execution = startExecution(module, request({ executionId: 'exec-7' }), { ...options, logger });
+      await execution.outcome;
+      await execution.stopped;
+      return JSON.parse(lines.at(-1)!) as Record<string, unknown>;
+    };
+    const quiet = await lastLine(defineModule({ name: 'quiet', run: () => 1 }));
+    const chatty = await lastLine(
+      defineModule({
+        name: 'chatty',
+        run: (ctx) => {
+          ctx.logger.info('hello');
+          return 1;
+        },
+      }),
+    );
+    const failing = await lastLine(
+      defineModule({
+        name: 'failing',
+        run: () => {
+          throw new Error('boom');
+        },
+      }),
+    );
+    for (const line of [quiet, chatty])
+      expect(Object.keys(line)).toEqual(['level', 'time', 'service', 'module', 'executionId', 'duration', 'msg']);
+    expect(quiet).toMatchObject({ module: 'quiet', executionId: 'exec-7', msg: 'module succeeded' });
+    expect(chatty).toMatchObject({ module: 'chatty', executionId: 'exec-7', msg: 'module succeeded' });
+    expect(Object.keys(failing)).toEqual([
+      ...['level', 'time', 'service', 'module', 'executionId', 'duration', 'error', 'failureKind', 'msg'],
+    ]);
+    expect(failing).toMatchObject({ module: 'failing', executionId: 'exec-7', error: 'boom' });
+  });
+
   it('answers at a cancel, but stops only once a module that ignores its signal returns', async () => {
     let started!: () => void;
     const running = new Promise<void>((resolve) => (started = resolve));

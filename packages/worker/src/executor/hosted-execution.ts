@@ -10,6 +10,7 @@ import {
   type ExecutionRequest,
   type ModuleEnd,
 } from './execution.js';
+import type { ExecutionStop } from './execution-stop.js';
 import type { HostLogLine } from './host-protocol.js';
 import type { ExecutionSink, HostEnd, ModuleHost } from './module-host.js';
 import type { ModuleHostPool } from './module-host-pool.js';
@@ -42,44 +43,45 @@ export function startHostedExecution(
   request: ExecutionRequest,
   options: HostedExecutionOptions,
 ): Execution {
-  return createExecution((controller, settle) => runHosted(module, request, options, controller, settle));
+  return createExecution((stop, settle) => runHosted(module, request, options, stop, settle));
 }
 
 async function runHosted(
   module: AnyModule,
   request: ExecutionRequest,
   options: HostedExecutionOptions,
-  controller: AbortController,
+  stop: ExecutionStop,
   settle: (outcome: ExecutionOutcome) => void,
 ): Promise<void> {
-  const { signal } = controller;
-  let host: ModuleHost;
-  try {
-    // Usually at once: the pool's hosts are started ahead. The module's clock starts once it has one.
-    host = await options.pool.acquire(signal);
-  } catch (error) {
-    const frame = beginExecution(module, request, options, controller);
-    settle(
-      frame.end({
-        ok: false,
-        error: signal.aborted
-          ? signal.reason
-          : new Error(`Module '${module.name}' could not run: no module host could start: ${(error as Error).message}`),
-      }),
-    );
-    return;
+  // Usually an idle host at once: the pool's hosts are started ahead. The module's clock starts
+  // once it has one.
+  let host = options.pool.acquireIdle();
+  if (host === undefined) {
+    try {
+      host = await options.pool.acquire(stop.signal);
+    } catch (error) {
+      const frame = beginExecution(module, request, options, stop);
+      settle(
+        frame.end({
+          ok: false,
+          error: stop.aborted
+            ? stop.reason
+            : new Error(
+                `Module '${module.name}' could not run: no module host could start: ${(error as Error).message}`,
+              ),
+        }),
+      );
+      return;
+    }
   }
-  const frame = beginExecution(module, request, options, controller);
-  if (signal.aborted) {
+  const frame = beginExecution(module, request, options, stop);
+  if (stop.aborted) {
     // Cancelled as the host came: it never ran anything of this module.
     options.pool.release(host);
-    settle(frame.end({ ok: false, error: signal.reason }));
+    settle(frame.end({ ok: false, error: stop.reason }));
     return;
   }
-  const aborted = new Promise<{ type: 'aborted' }>((resolve) => {
-    if (signal.aborted) resolve({ type: 'aborted' });
-    signal.addEventListener('abort', () => resolve({ type: 'aborted' }), { once: true });
-  });
+  const aborted = new Promise<{ type: 'aborted' }>((resolve) => stop.onAbort(() => resolve({ type: 'aborted' })));
   const sink = new FrameSink(frame);
   const ended = await Promise.race([
     host.execute(
@@ -102,7 +104,7 @@ async function runHosted(
 
   let result: ModuleEnd;
   if (ended.type === 'aborted') {
-    const reason = signal.reason as Error;
+    const reason = stop.reason as Error;
     host.cancel(request.executionId, reason instanceof ModuleTimeoutError ? 'timeout' : 'cancel', reason.message);
     await stopHost(options.pool, host, frame.log, 'stopping the module and every process it started');
     result = { ok: false, error: reason };

@@ -20,7 +20,8 @@ export interface ModuleContextFields {
    * `AbortController` costs a no-op module a noticeable share of its CPU.
    */
   readonly signal: AbortSignal;
-  logger: ModuleLogger;
+  /** Read only when the module reads `ctx.logger` (a getter in a module host, which makes it then). */
+  readonly logger: ModuleLogger;
   /**
    * Where the lines the module's commands (`ctx.exec`, `ctx.spawn`) write to stdout or stderr
    * go, as they come: the whole lines of each read of the pipe, as bytes, each ending with its
@@ -56,7 +57,9 @@ export function createModuleContext(fields: ModuleContextFields): ModuleContext 
     get signal() {
       return fields.signal;
     },
-    logger: fields.logger,
+    get logger() {
+      return fields.logger;
+    },
     ...moduleCommands({
       get signal() {
         return fields.signal;

@@ -30,6 +30,7 @@ import {
 import type { BlobFollower } from '../artifacts/blob-progress.js';
 import { type BlobTransport, type Digest, moduleArtifacts } from '../artifacts/module-artifacts.js';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
+import { ExecutionStop } from './execution-stop.js';
 import {
   type ArtifactCall,
   type FromHost,
@@ -87,11 +88,10 @@ const lease = startLeaseWatchdog();
 
 /**
  * The module running on the host: what its context is made of (read by `createModuleContext`),
- * and its abort signal, made only once the module (or a command it runs) reads it: an
- * `AbortController` costs a few microseconds, which a module that never reads its signal need
- * not pay. Aborted before that, the signal is made aborted, with the same reason.
+ * and how it is stopped, with its abort signal made only once the module (or a command it runs)
+ * reads it (see {@link ExecutionStop}).
  */
-class RunningModule implements ModuleContextFields {
+class RunningModule extends ExecutionStop implements ModuleContextFields {
   /** Set once the module is found in the pipeline. */
   module!: AnyModule;
   readonly executionId: string;
@@ -100,7 +100,7 @@ class RunningModule implements ModuleContextFields {
   readonly env: Record<string, string>;
   readonly workingDirectory: string;
   readonly workerId: string;
-  readonly logger: ModuleLogger;
+  private moduleLogger: ModuleLogger | undefined;
   private readonly artifactScratchDir: string | null;
   private artifactsApi: ModuleArtifacts | undefined;
   /**
@@ -109,20 +109,21 @@ class RunningModule implements ModuleContextFields {
    * (a host runs one module at a time).
    */
   readonly onOutput = writeToOwnStream;
-  /** Whether the module was aborted (a cancel, a timeout, SIGTERM, the worker gone), and why. */
-  aborted = false;
-  reason: unknown;
-  private controller: AbortController | undefined;
 
   constructor(message: Extract<ToHost, { type: 'execute' }>) {
+    super();
     this.executionId = message.executionId;
     this.params = message.params;
     this.results = message.results;
     this.env = message.env;
     this.workingDirectory = message.workingDirectory;
     this.workerId = message.workerId;
-    this.logger = logger(message.executionId);
     this.artifactScratchDir = message.artifactScratchDir;
+  }
+
+  /** `ctx.logger`, made at the module's first use of it (four functions per module that most no-op modules never call). */
+  get logger(): ModuleLogger {
+    return (this.moduleLogger ??= logger(this.executionId));
   }
 
   /** `ctx.artifacts`, made at the module's first use of it (most modules never touch it). */
@@ -133,21 +134,6 @@ class RunningModule implements ModuleContextFields {
       workingDirectory: this.workingDirectory,
     });
     return this.artifactsApi;
-  }
-
-  get signal(): AbortSignal {
-    if (!this.controller) {
-      this.controller = new AbortController();
-      if (this.aborted) this.controller.abort(this.reason);
-    }
-    return this.controller.signal;
-  }
-
-  abort(reason: unknown): void {
-    if (this.aborted) return;
-    this.aborted = true;
-    this.reason = reason;
-    this.controller?.abort(reason);
   }
 }
 
@@ -198,7 +184,13 @@ class WorkerBlobCalls implements BlobTransport {
  * it, the command's stream waits. Enough for a burst of about 40,000 lines of 100 characters to
  * leave the command at once (the worker reads in turns with its other work). With the host's
  * stdout blocking (see the top of this file) its writes wait in the write instead and the queue
- * stays empty in practice: the bound is kept for a stream libuv could not make blocking.
+ * stays empty in practice, but not always: the blocking flag belongs to the pipe, which every
+ * process given it with inherited stdio shares, and one that sets `O_NONBLOCK` on it and exits
+ * without restoring it (node restores its stdio's flags at exit; a program calling `fcntl` need
+ * not) makes the host's writes queue again: 4 MiB written by the host queued whole in 3 ms
+ * instead of waiting 200–370 ms for its reader (issue 14, round G, an experiment). So the bound
+ * is kept, and so is the wait for the queues before the next module ({@link ownOutputSent}):
+ * each costs a module that writes nothing a length comparison.
  */
 const HOST_OUTPUT_BUFFER_BYTES = 4 * 1024 * 1024;
 

@@ -62,9 +62,8 @@ export class ModuleHostPool {
    */
   acquire(signal: AbortSignal): Promise<ModuleHost> {
     if (this.closed) return Promise.reject(new Error('The worker is stopping: no module host takes new modules'));
-    // The most recently used host first: its code is warm.
-    const host = this.idle.pop();
-    if (host) return Promise.resolve(this.handOut(host));
+    const host = this.acquireIdle();
+    if (host) return Promise.resolve(host);
     return new Promise<ModuleHost>((resolve, reject) => {
       const waiter = {
         resolve: (ready: ModuleHost) => {
@@ -87,6 +86,18 @@ export class ModuleHostPool {
       signal.addEventListener('abort', onAbort, { once: true });
       this.waiting.push(waiter);
     });
+  }
+
+  /**
+   * An idle host for one execution, handed out now; undefined when none is idle (or the pool is
+   * closed): then {@link ModuleHostPool.acquire} waits for one. No promise and no signal: a
+   * module usually finds a host idle (issue 14).
+   */
+  acquireIdle(): ModuleHost | undefined {
+    if (this.closed) return undefined;
+    // The most recently used host first: its code is warm.
+    const host = this.idle.pop();
+    return host === undefined ? undefined : this.handOut(host);
   }
 
   /**

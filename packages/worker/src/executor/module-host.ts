@@ -435,15 +435,7 @@ export class ModuleHost {
         // end, which precedes the mark on its line (ended with one here).
         if (at > 0)
           emit(block[at - 1] === 0x0a ? block.subarray(0, at) : Buffer.concat([block.subarray(0, at), NEWLINE]));
-        const current = this.pipeSink[stream];
-        if (current !== undefined && ended === current.executionId) {
-          current.ended = true;
-          current.sink.outputEnded(stream);
-          // The pipe now carries the execution that started meanwhile, if one did.
-          if (this.sink !== undefined && this.sinkExecutionId !== ended) {
-            this.pipeSink[stream] = { sink: this.sink, executionId: this.sinkExecutionId!, ended: false };
-          }
-        }
+        this.endPipe(stream, ended);
         // The lines after the mark's line belong to whoever the pipe carries now.
         if (newline >= 0) emit(block.subarray(newline + 1));
         return;
@@ -491,8 +483,23 @@ export class ModuleHost {
     const current = this.pipeSink[stream];
     if (current === undefined || current.executionId !== executionId || current.ended) return;
     pipe.lines.flush();
+    this.endPipe(stream, executionId);
+  }
+
+  /**
+   * Pipe `stream` has carried all of `executionId`'s lines (its end mark was read, or the pipe was
+   * read to its end after the host's `done`): that execution's output on it ends, and the pipe
+   * carries the execution that started meanwhile, if one did. Nothing when the pipe carries
+   * another execution (a late mark).
+   */
+  private endPipe(stream: 'stdout' | 'stderr', executionId: string): void {
+    const current = this.pipeSink[stream];
+    if (current === undefined || current.executionId !== executionId || current.ended) return;
     current.ended = true;
     current.sink.outputEnded(stream);
+    if (this.sink !== undefined && this.sinkExecutionId !== executionId) {
+      this.pipeSink[stream] = { sink: this.sink, executionId: this.sinkExecutionId!, ended: false };
+    }
   }
 
   /** Keeps the last {@link STDERR_TAIL_LINES} lines of a block of the host's stderr (its last few KiB decoded). */

@@ -21,6 +21,7 @@ import {
   type ExecutionRequest,
   type WorkerArtifacts,
 } from './execution.js';
+import { ExecutionStop } from './execution-stop.js';
 
 /** The key of a result reference: `{"$mpdRef":{"sha256":…,"size":…}}`. */
 export const RESULT_REF_KEY = '$mpdRef';
@@ -185,7 +186,7 @@ export function withResultReferences(
   const cancelled = new Promise<never>((_, rejectWith) => (reject = rejectWith));
   cancelled.catch(() => undefined);
   const failBefore = (error: unknown): ExecutionOutcome => {
-    const frame = beginExecution(module, request, options, new AbortController());
+    const frame = beginExecution(module, request, options, new ExecutionStop());
     return frame.end({ ok: false, error });
   };
   const outcome = (async (): Promise<ExecutionOutcome> => {

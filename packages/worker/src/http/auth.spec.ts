@@ -80,4 +80,17 @@ describe('mayCallWhenReady', () => {
     expect(await mayCallWhenReady(undefined, () => registered)).toMatchObject({ status: 401 });
     expect(holds).toBe(1);
   });
+
+  it('gives a final verdict at once, not as a promise: only a call that may be held waits (issue 14)', () => {
+    const registered: CallGate = { accepted: ['credential-of-worker'], awaitingRegistration: false, open: false };
+    expect(mayCallWhenReady('credential-of-worker', () => registered)).toBeUndefined();
+    expect(mayCallWhenReady('wrong', () => registered)).toMatchObject({ status: 401 });
+    const waiting: CallGate = {
+      ...registered,
+      accepted: [],
+      awaitingRegistration: true,
+      untilRegistered: async () => {},
+    };
+    expect(mayCallWhenReady(undefined, () => waiting)).toBeInstanceOf(Promise);
+  });
 });

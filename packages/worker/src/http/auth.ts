@@ -79,12 +79,15 @@ export function mayCall(token: string | undefined, gate: CallGate): Denial | und
 /**
  * {@link mayCall}, holding a call that would get 503 for up to {@link NOT_READY_HOLD_MS} until the
  * first registration completes (`gate().untilRegistered`), then judging it again with the gate
- * as it is then.
+ * as it is then: a promise only then. A verdict that is final now is given now (every call of a
+ * registered worker's orchestrator): a promise and a turn of the microtask queue less per call.
  */
-export async function mayCallWhenReady(token: string | undefined, gate: () => CallGate): Promise<Denial | undefined> {
+export function mayCallWhenReady(
+  token: string | undefined,
+  gate: () => CallGate,
+): Denial | undefined | Promise<Denial | undefined> {
   const first = gate();
   const denial = mayCall(token, first);
   if (denial?.status !== 503 || !first.untilRegistered) return denial;
-  await first.untilRegistered(NOT_READY_HOLD_MS);
-  return mayCall(token, gate());
+  return first.untilRegistered(NOT_READY_HOLD_MS).then(() => mayCall(token, gate()));
 }

@@ -36,14 +36,17 @@ const DENIAL_CODES = { 401: 'Unauthorized', 503: 'WorkerNotReady' } as const sat
 export function createRoutes(executor: ModuleExecutor, callGate: () => CallGate): WorkerRoutes {
   /** Refuses (401, or 503 `WorkerNotReady` with `Retry-After`: see `mayCallWhenReady`) unless the call may go on. */
   const authenticate: RequestHandler = (req, res, next) => {
-    mayCallWhenReady(bearerToken(req), callGate).then((denial) => {
+    const judge = (denial: Denial | undefined): void => {
       if (denial === undefined) return next();
       refuseUnread(req, res, {
         code: DENIAL_CODES[denial.status],
         message: denial.message,
         retryAfterSeconds: denial.retryAfterSeconds,
       });
-    }, next);
+    };
+    const verdict = mayCallWhenReady(bearerToken(req), callGate);
+    if (verdict instanceof Promise) verdict.then(judge, next);
+    else judge(verdict);
   };
 
   const routes = s.router(workerContract, {
