@@ -92,7 +92,9 @@ const RUNGS: { client: FloorClient; server: Server; label: string; adds: string 
     client: 'mpd-client',
     server: 'api-app',
     label: "@mpd/client -> the worker's app plumbing (createApiApp, bearer check)",
-    adds: "mpd's own plumbing (@mpd/client's fetcher, server-kit's app, the bearer check)",
+    // Since round G @mpd/client's execute goes past ts-rest's client (directRoute): this step
+    // takes ts-rest's client out and puts mpd's call and fetcher in.
+    adds: "mpd's own plumbing (@mpd/client's direct call and fetcher for ts-rest's client, server-kit's app, the bearer check)",
   },
 ];
 

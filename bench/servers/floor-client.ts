@@ -7,12 +7,19 @@
  * - `undici`: undici's `request` on an `Agent` (the same by hand);
  * - `ts-rest`: ts-rest's `initClient` on the worker contract, its fetcher undici's `request` and
  *   nothing else (no response validation, as `@mpd/client`'s default);
- * - `mpd-client`: `@mpd/client`'s `createWorkerClient`, as the orchestrator calls a worker
- *   (ts-rest's client, our fetcher: deadline timer, abort controller, size limit, headers).
+ * - `mpd-client`: `@mpd/client`'s `createWorkerClient`, called as the orchestrator calls a worker
+ *   (its `execute` past ts-rest's client since round G, `directRoute`; our fetcher: deadline
+ *   timer, abort controller, size limit, headers).
  */
 import { type IncomingMessage, Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { createWorkerClient } from '@mpd/client';
-import { workerContract } from '@mpd/contract';
+import {
+  ACCEPT_OUTPUT_HEADER,
+  DEFAULT_MAX_RESULT_BYTES,
+  executeAnswerLimit,
+  OUTPUT_NONE,
+  workerContract,
+} from '@mpd/contract';
 import { type ApiFetcher, initClient } from '@ts-rest/core';
 import { Agent, type Dispatcher, request } from 'undici';
 import { executeBodyOf } from '../lib/execute-body.js';
@@ -129,7 +136,14 @@ function callerOf(client: FloorClient, url: string, concurrency: number): { call
   void dispatcher.close();
   const mpd = createWorkerClient({ baseUrl: url, token: WORKER_TOKEN });
   const call: Call = async (index) => {
-    const response = await mpd.execution.execute({ body: executeBodyOf(index) as never });
+    // As the orchestrator calls it (runner/attempt-calls.ts): its header, deadline, answer bound and abort signal.
+    const response = await mpd.execution.execute({
+      body: executeBodyOf(index) as never,
+      extraHeaders: { [ACCEPT_OUTPUT_HEADER]: OUTPUT_NONE },
+      deadlineMs: 30 * 60_000,
+      maxResponseBytes: executeAnswerLimit(DEFAULT_MAX_RESULT_BYTES),
+      fetchOptions: { signal: new AbortController().signal },
+    });
     expectOk(response.status, JSON.stringify(response.body));
   };
   return { call, close: () => mpd.close() };
