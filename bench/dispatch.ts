@@ -48,6 +48,13 @@ export interface DispatchConfig {
    * (bench/cli-path.ts).
    */
   warmSize: number;
+  /** The shapes that get the warm figure (the smoke run: wide only, to stay short). */
+  warmShapes: readonly ('wide' | 'chain')[];
+}
+
+/** The warm figure's larger run for `shape`; 0 when `shape` gets none. */
+function warmSizeFor(config: DispatchConfig, shape: 'wide' | 'chain'): number {
+  return config.warmShapes.includes(shape) && config.warmSize > config.size ? config.warmSize : 0;
 }
 
 export const DISPATCH_FULL: DispatchConfig = {
@@ -58,6 +65,7 @@ export const DISPATCH_FULL: DispatchConfig = {
   slots: 8,
   peer: true,
   warmSize: 8_000,
+  warmShapes: ['wide', 'chain'],
 };
 export const DISPATCH_SMOKE: DispatchConfig = {
   size: 40,
@@ -67,6 +75,7 @@ export const DISPATCH_SMOKE: DispatchConfig = {
   slots: 2,
   peer: true,
   warmSize: 80,
+  warmShapes: ['wide'],
 };
 
 /**
@@ -253,16 +262,15 @@ async function variant(shape: Extract<Shape, 'wide' | 'chain'>, config: Dispatch
     const peerFigures: Awaited<ReturnType<typeof peerRun>>[] = [];
     const cliFigures: CliFigures[] = [];
     const peerFresh: FreshPeer[] = [];
-    const warm = config.warmSize > config.size;
+    const warmSize = warmSizeFor(config, shape);
     // Each run in another order, so that none of them always goes first.
     const order = [
       async () => mpd.push(await mpdRun()),
       async () => baseline.push(await directRun()),
       async () => inProcessLegs.push(await inProcessRun()),
       ...(peer ? [async () => peerFigures.push(await peerRun())] : []),
-      async () =>
-        cliFigures.push(await cliRun(shape, config.size, config.workers, config.slots, THIS_CLI, config.warmSize)),
-      ...(peer && warm ? [async () => peerFresh.push(await freshPeer(shape, config))] : []),
+      async () => cliFigures.push(await cliRun(shape, config.size, config.workers, config.slots, THIS_CLI, warmSize)),
+      ...(peer && warmSize > 0 ? [async () => peerFresh.push(await freshPeer(shape, config))] : []),
     ];
     for (let run = 0; run < config.runs; run++) {
       for (let step = 0; step < order.length; step++) await order[(run + step) % order.length]!();
@@ -422,7 +430,7 @@ export async function dispatchBench(given: DispatchConfig): Promise<{ rows: Row[
         );
       }
     }
-    if (config.warmSize > config.size) rows.push(...warmRows(benchmark, shape, config, cli, peerFresh, peer));
+    if (warmSizeFor(config, shape) > 0) rows.push(...warmRows(benchmark, shape, config, cli, peerFresh, peer));
     details[shape] = {
       peerUnavailable,
       peer,
