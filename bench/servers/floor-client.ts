@@ -53,8 +53,9 @@ const HEADERS = { 'content-type': 'application/json', authorization: `Bearer ${W
 /** One call of `client`: sends an execute body, resolves once its answer is read and parsed. */
 type Call = (index: number) => Promise<void>;
 
-function expectOk(status: number | undefined, text: string): void {
-  if (status !== 200) throw new Error(`execute answered ${status}: ${text.slice(0, 200)}`);
+/** @throws unless `status` is 200 (`answer` is only read then: the measured calls do not pay for it) */
+function expectOk(status: number | undefined, answer: () => string): void {
+  if (status !== 200) throw new Error(`execute answered ${status}: ${answer().slice(0, 200)}`);
 }
 
 function callerOf(client: FloorClient, url: string, concurrency: number): { call: Call; close: () => Promise<void> } {
@@ -79,7 +80,7 @@ function callerOf(client: FloorClient, url: string, concurrency: number): { call
             res.on('end', () => {
               const text = Buffer.concat(chunks).toString('utf8');
               try {
-                expectOk(res.statusCode, text);
+                expectOk(res.statusCode, () => text);
                 JSON.parse(text);
                 resolve();
               } catch (error) {
@@ -94,6 +95,21 @@ function callerOf(client: FloorClient, url: string, concurrency: number): { call
       });
     return { call, close: async () => agent.destroy() };
   }
+  if (client === 'mpd-client') {
+    const mpd = createWorkerClient({ baseUrl: url, token: WORKER_TOKEN });
+    const call: Call = async (index) => {
+      // As the orchestrator calls it (runner/attempt-calls.ts): its header, deadline, answer bound and abort signal.
+      const response = await mpd.execution.execute({
+        body: executeBodyOf(index) as never,
+        extraHeaders: { [ACCEPT_OUTPUT_HEADER]: OUTPUT_NONE },
+        deadlineMs: 30 * 60_000,
+        maxResponseBytes: executeAnswerLimit(DEFAULT_MAX_RESULT_BYTES),
+        fetchOptions: { signal: new AbortController().signal },
+      });
+      expectOk(response.status, () => JSON.stringify(response.body));
+    };
+    return { call, close: () => mpd.close() };
+  }
   const dispatcher = new Agent({ keepAliveTimeout: 10_000, headersTimeout: 0, bodyTimeout: 0 });
   if (client === 'undici') {
     const target = `${url}${PATH}`;
@@ -105,48 +121,33 @@ function callerOf(client: FloorClient, url: string, concurrency: number): { call
         dispatcher,
       });
       const text = await response.body.text();
-      expectOk(response.statusCode, text);
+      expectOk(response.statusCode, () => text);
       JSON.parse(text);
     };
     return { call, close: () => dispatcher.close() };
   }
-  if (client === 'ts-rest') {
-    const api: ApiFetcher = async (args) => {
-      const response = await request(args.path, {
-        method: args.method as Dispatcher.HttpMethod,
-        headers: args.headers,
-        body: args.body as string,
-        dispatcher,
-      });
-      const text = await response.body.text();
-      return { status: response.statusCode, body: JSON.parse(text) as unknown, headers: new Headers() };
-    };
-    const tsRest = initClient(workerContract, {
-      baseUrl: url,
-      baseHeaders: { authorization: HEADERS.authorization },
-      api,
-      throwOnUnknownStatus: true,
+  // 'ts-rest': ts-rest's client on the same undici `request`.
+  const api: ApiFetcher = async (args) => {
+    const response = await request(args.path, {
+      method: args.method as Dispatcher.HttpMethod,
+      headers: args.headers,
+      body: args.body as string,
+      dispatcher,
     });
-    const call: Call = async (index) => {
-      const response = await tsRest.execution.execute({ body: executeBodyOf(index) as never });
-      expectOk(response.status, JSON.stringify(response.body));
-    };
-    return { call, close: () => dispatcher.close() };
-  }
-  void dispatcher.close();
-  const mpd = createWorkerClient({ baseUrl: url, token: WORKER_TOKEN });
-  const call: Call = async (index) => {
-    // As the orchestrator calls it (runner/attempt-calls.ts): its header, deadline, answer bound and abort signal.
-    const response = await mpd.execution.execute({
-      body: executeBodyOf(index) as never,
-      extraHeaders: { [ACCEPT_OUTPUT_HEADER]: OUTPUT_NONE },
-      deadlineMs: 30 * 60_000,
-      maxResponseBytes: executeAnswerLimit(DEFAULT_MAX_RESULT_BYTES),
-      fetchOptions: { signal: new AbortController().signal },
-    });
-    expectOk(response.status, JSON.stringify(response.body));
+    const text = await response.body.text();
+    return { status: response.statusCode, body: JSON.parse(text) as unknown, headers: new Headers() };
   };
-  return { call, close: () => mpd.close() };
+  const tsRest = initClient(workerContract, {
+    baseUrl: url,
+    baseHeaders: { authorization: HEADERS.authorization },
+    api,
+    throwOnUnknownStatus: true,
+  });
+  const call: Call = async (index) => {
+    const response = await tsRest.execution.execute({ body: executeBodyOf(index) as never });
+    expectOk(response.status, () => JSON.stringify(response.body));
+  };
+  return { call, close: () => dispatcher.close() };
 }
 
 async function run({ client, url, concurrency, durationS }: FloorClientRun): Promise<FloorClientResult> {
