@@ -4,10 +4,38 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Readable } from 'node:stream';
-import { BlobCache } from './blob-cache.js';
-import { BlobProgress } from './blob-progress.js';
+import { pipeline } from 'node:stream/promises';
+import { BlobDamagedError, VerifyingStream } from '@mpd/client';
+import { BlobCache, type FollowedBlob } from './blob-cache.js';
+import { BlobProgress, readStreamed } from './blob-progress.js';
 
 const blob = (text: string) => ({ bytes: Buffer.from(text), sha256: createHash('sha256').update(text).digest('hex') });
+
+/** A followed blob's file (the test fails if it came as a socket). */
+function pathOf(blob: FollowedBlob): string {
+  if (!('path' in blob)) throw new Error(`a socket (${blob.socket}), not a file`);
+  return blob.path;
+}
+
+/** A followed blob's socket (the test fails if it came as a file). */
+function socketOf(blob: FollowedBlob): string {
+  if (!('socket' in blob)) throw new Error(`a file (${blob.path}), not a socket`);
+  return blob.socket;
+}
+
+/** Every byte `readStreamed` gives. */
+async function readAll(socket: string, progress: BlobProgress): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of readStreamed(socket, progress)) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+/** Every file under `dir`, recursively, by relative path. */
+async function filesUnder(dir: string): Promise<string[]> {
+  return (await readdir(dir, { recursive: true, withFileTypes: true }))
+    .filter((entry) => !entry.isDirectory())
+    .map((entry) => join(entry.parentPath, entry.name).slice(dir.length + 1));
+}
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -137,11 +165,11 @@ describe('BlobCache', () => {
     const followed = await cache.follow(a.sha256, progress, new AbortController().signal);
     expect(followed.size).toBe(3000);
     expect(await progress.available(0)).toBe(1000); // readable before the download ended
-    expect(await readFile(followed.path, 'utf8')).toBe('a'.repeat(1000));
+    expect(await readFile(pathOf(followed), 'utf8')).toBe('a'.repeat(1000));
     const second = cache.checkOut(a.sha256);
     release();
     await progress.done;
-    expect(await readFile(followed.path, 'utf8')).toBe('a'.repeat(3000));
+    expect(await readFile(pathOf(followed), 'utf8')).toBe('a'.repeat(3000));
     expect(await readFile((await second).path, 'utf8')).toBe('a'.repeat(3000));
     expect(opened).toEqual([a.sha256]);
 
@@ -173,5 +201,84 @@ describe('BlobCache', () => {
     abandon.abort();
     await expect(refused.done).rejects.toThrow(/abandoned/);
     expect(await readFile((await waiting).path, 'utf8')).toBe('b'.repeat(3000));
+  });
+
+  it('follow: a blob larger than streamOverBytes comes through a socket, verified, with no file written and nothing kept; followers asking before it flows share the one download', async () => {
+    const a = blob('a'.repeat(300_000));
+    const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
+    dirs.push(dir);
+    const opened: string[] = [];
+    /** Files under the cache's directory while the bytes flowed (the first part read, the second held back). */
+    let duringDownload: string[] | undefined;
+    /** The bytes past the first part: held back until released (once: later downloads pass at once). */
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const cache = new BlobCache({
+      dir,
+      maxBytes: 10_000_000,
+      streamOverBytes: 100_000,
+      download: () => Promise.reject(new Error('no whole-file download expected')),
+      open: async (sha256) => {
+        opened.push(sha256);
+        async function* parts() {
+          yield a.bytes.subarray(0, 100_000);
+          await held;
+          yield a.bytes.subarray(100_000);
+        }
+        const body = new VerifyingStream(sha256, a.bytes.length);
+        pipeline(Readable.from(parts()), body).catch(() => undefined);
+        return { size: a.bytes.length, body };
+      },
+    });
+    const [first, second] = [new BlobProgress(), new BlobProgress()];
+    const [one, two] = await Promise.all([cache.follow(a.sha256, first), cache.follow(a.sha256, second)]);
+    expect(one.size).toBe(300_000);
+    const reads = [readAll(socketOf(one), first), readAll(socketOf(two), second)];
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    duringDownload = await filesUnder(dir);
+    release();
+    for (const read of reads) expect((await read).equals(a.bytes)).toBe(true);
+    await Promise.all([first.done, second.done]);
+    expect(opened).toEqual([a.sha256]);
+    expect(duringDownload).toEqual([]);
+    expect(await filesUnder(dir)).toEqual([]);
+    expect(cache.has(a.sha256)).toBe(false);
+    // Not kept: the next follower downloads it again; a blob within the bound is kept as before.
+    const again = new BlobProgress();
+    const third = await cache.follow(a.sha256, again);
+    expect((await readAll(socketOf(third), again)).equals(a.bytes)).toBe(true);
+    expect(opened).toHaveLength(2);
+  });
+
+  it('follow: a streamed blob that does not hash to its name ends its reader with the error before the reader has it whole, and leaves nothing', async () => {
+    const a = blob('a'.repeat(300_000));
+    const tampered = Buffer.from(a.bytes);
+    tampered[tampered.length - 1] = 0x62;
+    const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
+    dirs.push(dir);
+    const cache = new BlobCache({
+      dir,
+      maxBytes: 10_000_000,
+      streamOverBytes: 0,
+      download: () => Promise.reject(new Error('no whole-file download expected')),
+      open: async (sha256) => {
+        const body = new VerifyingStream(sha256, tampered.length);
+        pipeline(Readable.from([tampered.subarray(0, 100_000), tampered.subarray(100_000)]), body).catch(
+          () => undefined,
+        );
+        return { size: tampered.length, body };
+      },
+    });
+    const progress = new BlobProgress();
+    const followed = await cache.follow(a.sha256, progress);
+    const received: Buffer[] = [];
+    const reading = (async () => {
+      for await (const chunk of readStreamed(socketOf(followed), progress)) received.push(chunk);
+    })();
+    await expect(reading).rejects.toBeInstanceOf(BlobDamagedError);
+    await expect(progress.done).rejects.toBeInstanceOf(BlobDamagedError);
+    expect(Buffer.concat(received).length).toBeLessThan(tampered.length);
+    expect(await filesUnder(dir)).toEqual([]);
+    expect(cache.has(a.sha256)).toBe(false);
   });
 });

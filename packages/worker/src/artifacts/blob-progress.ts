@@ -1,4 +1,5 @@
 import { open } from 'node:fs/promises';
+import { connect } from 'node:net';
 
 /** Told how a followed download goes (`BlobTransport.follow`, `BlobCache.follow`). */
 export interface BlobFollower {
@@ -86,4 +87,22 @@ export async function* readFollowed(path: string, progress: BlobProgress): Async
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * The bytes of a blob streamed through the local socket at `path` (`BlobBroadcast`): as they
+ * arrive; ends only once the download ended verified (`progress`, told by the worker), throws its
+ * error otherwise (a damaged blob's socket closes early: the download's error is the one thrown).
+ */
+export async function* readStreamed(path: string, progress: BlobProgress): AsyncGenerator<Buffer> {
+  const socket = connect(path);
+  try {
+    for await (const chunk of socket) yield chunk as Buffer;
+  } catch (error) {
+    await progress.done;
+    throw error;
+  } finally {
+    socket.destroy();
+  }
+  await progress.done;
 }
