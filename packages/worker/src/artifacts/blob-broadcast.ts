@@ -119,19 +119,17 @@ export class BlobBroadcast {
       () => this.finish(new Error(`no module host read the streamed blob within ${this.connectTimeoutMs} ms`)),
       this.connectTimeoutMs,
     ).unref();
-    signal?.addEventListener(
-      'abort',
-      () => {
-        if (!this.followers.delete(follower)) return;
-        follower.ended(new Error('the download was abandoned'));
-        if (!this.flowing) {
-          this.waiting--;
-          this.startIfAllConnected();
-        }
-        if (this.followers.size === 0) this.finish(new Error('the download was abandoned'));
-      },
-      { once: true },
-    );
+    const abandon = () => {
+      if (!this.followers.delete(follower)) return;
+      follower.ended(new Error('the download was abandoned'));
+      if (!this.flowing) {
+        this.waiting--;
+        this.startIfAllConnected();
+      }
+      if (this.followers.size === 0) this.finish(new Error('the download was abandoned'));
+    };
+    if (signal?.aborted) abandon();
+    else signal?.addEventListener('abort', abandon, { once: true });
     return true;
   }
 

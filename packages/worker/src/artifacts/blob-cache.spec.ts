@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createConnection } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BlobDamagedError, VerifyingStream } from '@mpd/client';
@@ -24,9 +25,9 @@ function socketOf(blob: FollowedBlob): string {
 }
 
 /** Every byte `readStreamed` gives. */
-async function readAll(socket: string, progress: BlobProgress): Promise<Buffer> {
+async function readAll(blob: FollowedBlob, progress: BlobProgress): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of readStreamed(socket, progress)) chunks.push(chunk);
+  for await (const chunk of readStreamed(socketOf(blob), blob.size, progress)) chunks.push(chunk);
   return Buffer.concat(chunks);
 }
 
@@ -60,6 +61,34 @@ async function cacheOf(blobs: Array<ReturnType<typeof blob>>, maxBytes: number, 
     },
   });
   return { cache, downloads, dir };
+}
+
+/**
+ * A cache in a directory of its own whose `open` serves the bytes `parts()` gives as blob `size`
+ * bytes long, verified as `ArtifactClient.get` verifies (the last chunk held back until the whole
+ * hashes to the name asked for); `opened` lists the blobs it opened.
+ */
+async function streamingCache(
+  size: number,
+  parts: () => AsyncIterable<Buffer> | Iterable<Buffer>,
+  streamOverBytes: number,
+) {
+  const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
+  dirs.push(dir);
+  const opened: string[] = [];
+  const cache = new BlobCache({
+    dir,
+    maxBytes: 10_000_000,
+    streamOverBytes,
+    download: () => Promise.reject(new Error('no whole-file download expected')),
+    open: async (sha256) => {
+      opened.push(sha256);
+      const body = new VerifyingStream(sha256, size);
+      pipeline(Readable.from(parts()), body).catch(() => undefined);
+      return { size, body };
+    },
+  });
+  return { cache, dir, opened };
 }
 
 describe('BlobCache', () => {
@@ -205,35 +234,24 @@ describe('BlobCache', () => {
 
   it('follow: a blob larger than streamOverBytes comes through a socket, verified, with no file written and nothing kept; followers asking before it flows share the one download', async () => {
     const a = blob('a'.repeat(300_000));
-    const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
-    dirs.push(dir);
-    const opened: string[] = [];
     /** Files under the cache's directory while the bytes flowed (the first part read, the second held back). */
     let duringDownload: string[] | undefined;
     /** The bytes past the first part: held back until released (once: later downloads pass at once). */
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
-    const cache = new BlobCache({
-      dir,
-      maxBytes: 10_000_000,
-      streamOverBytes: 100_000,
-      download: () => Promise.reject(new Error('no whole-file download expected')),
-      open: async (sha256) => {
-        opened.push(sha256);
-        async function* parts() {
-          yield a.bytes.subarray(0, 100_000);
-          await held;
-          yield a.bytes.subarray(100_000);
-        }
-        const body = new VerifyingStream(sha256, a.bytes.length);
-        pipeline(Readable.from(parts()), body).catch(() => undefined);
-        return { size: a.bytes.length, body };
+    const { cache, dir, opened } = await streamingCache(
+      a.bytes.length,
+      async function* () {
+        yield a.bytes.subarray(0, 100_000);
+        await held;
+        yield a.bytes.subarray(100_000);
       },
-    });
+      100_000,
+    );
     const [first, second] = [new BlobProgress(), new BlobProgress()];
     const [one, two] = await Promise.all([cache.follow(a.sha256, first), cache.follow(a.sha256, second)]);
     expect(one.size).toBe(300_000);
-    const reads = [readAll(socketOf(one), first), readAll(socketOf(two), second)];
+    const reads = [readAll(one, first), readAll(two, second)];
     await new Promise((resolve) => setTimeout(resolve, 100));
     duringDownload = await filesUnder(dir);
     release();
@@ -246,7 +264,7 @@ describe('BlobCache', () => {
     // Not kept: the next follower downloads it again; a blob within the bound is kept as before.
     const again = new BlobProgress();
     const third = await cache.follow(a.sha256, again);
-    expect((await readAll(socketOf(third), again)).equals(a.bytes)).toBe(true);
+    expect((await readAll(third, again)).equals(a.bytes)).toBe(true);
     expect(opened).toHaveLength(2);
   });
 
@@ -254,31 +272,45 @@ describe('BlobCache', () => {
     const a = blob('a'.repeat(300_000));
     const tampered = Buffer.from(a.bytes);
     tampered[tampered.length - 1] = 0x62;
-    const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
-    dirs.push(dir);
-    const cache = new BlobCache({
-      dir,
-      maxBytes: 10_000_000,
-      streamOverBytes: 0,
-      download: () => Promise.reject(new Error('no whole-file download expected')),
-      open: async (sha256) => {
-        const body = new VerifyingStream(sha256, tampered.length);
-        pipeline(Readable.from([tampered.subarray(0, 100_000), tampered.subarray(100_000)]), body).catch(
-          () => undefined,
-        );
-        return { size: tampered.length, body };
-      },
-    });
+    const { cache, dir } = await streamingCache(
+      tampered.length,
+      () => [tampered.subarray(0, 100_000), tampered.subarray(100_000)],
+      0,
+    );
     const progress = new BlobProgress();
     const followed = await cache.follow(a.sha256, progress);
     const received: Buffer[] = [];
     const reading = (async () => {
-      for await (const chunk of readStreamed(socketOf(followed), progress)) received.push(chunk);
+      for await (const chunk of readStreamed(socketOf(followed), followed.size, progress)) received.push(chunk);
     })();
     await expect(reading).rejects.toBeInstanceOf(BlobDamagedError);
     await expect(progress.done).rejects.toBeInstanceOf(BlobDamagedError);
     expect(Buffer.concat(received).length).toBeLessThan(tampered.length);
     expect(await filesUnder(dir)).toEqual([]);
     expect(cache.has(a.sha256)).toBe(false);
+  });
+
+  it('follow: a consumer whose socket is turned away (another connected in its place) fails instead of ending with part of the blob; one asking after the bytes flow gets its own download', async () => {
+    const a = blob('a'.repeat(300_000));
+    const { cache, opened } = await streamingCache(
+      a.bytes.length,
+      () => [a.bytes.subarray(0, 1000), a.bytes.subarray(1000)],
+      0,
+    );
+    const progress = new BlobProgress();
+    const followed = await cache.follow(a.sha256, progress);
+    // Someone else connects first and takes the one place: the bytes flow to it.
+    const stray = createConnection(socketOf(followed));
+    const strayBytes = new Promise<number>((resolve) => {
+      let bytes = 0;
+      stray.on('data', (chunk: Buffer) => (bytes += chunk.length)).on('close', () => resolve(bytes));
+    });
+    await new Promise((resolve) => stray.once('connect', resolve));
+    // (Its socket is gone once the bytes flow, or turned away: either way an error, never a short blob.)
+    await expect(readAll(followed, progress)).rejects.toThrow(/ENOENT|ECONNREFUSED|ended after 0 of its 300000 bytes/);
+    expect(await strayBytes).toBe(300_000);
+    const late = new BlobProgress();
+    expect((await readAll(await cache.follow(a.sha256, late), late)).equals(a.bytes)).toBe(true);
+    expect(opened).toHaveLength(2);
   });
 });

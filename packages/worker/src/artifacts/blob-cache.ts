@@ -288,7 +288,11 @@ export class BlobCache {
       }
       const { size, body } = opened;
       if (size > this.streamOverBytes) {
-        const broadcast = await BlobBroadcast.open(body, size);
+        const broadcast = await BlobBroadcast.open(body, size).catch((error: Error) => {
+          body.destroy();
+          follower.ended(error);
+          throw error;
+        });
         if (broadcast !== undefined) {
           decided(broadcast);
           broadcast.join(follower, signal);

@@ -90,14 +90,19 @@ export async function* readFollowed(path: string, progress: BlobProgress): Async
 }
 
 /**
- * The bytes of a blob streamed through the local socket at `path` (`BlobBroadcast`): as they
- * arrive; ends only once the download ended verified (`progress`, told by the worker), throws its
- * error otherwise (a damaged blob's socket closes early: the download's error is the one thrown).
+ * The `size` bytes of a blob streamed through the local socket at `path` (`BlobBroadcast`), as
+ * they arrive; ends only once the download ended verified (`progress`, told by the worker) and
+ * all `size` bytes came, throws otherwise (a damaged blob's socket closes early: the download's
+ * error is the one thrown).
  */
-export async function* readStreamed(path: string, progress: BlobProgress): AsyncGenerator<Buffer> {
+export async function* readStreamed(path: string, size: number, progress: BlobProgress): AsyncGenerator<Buffer> {
   const socket = connect(path);
+  let received = 0;
   try {
-    for await (const chunk of socket) yield chunk as Buffer;
+    for await (const chunk of socket) {
+      received += (chunk as Buffer).length;
+      yield chunk as Buffer;
+    }
   } catch (error) {
     await progress.done;
     throw error;
@@ -105,4 +110,5 @@ export async function* readStreamed(path: string, progress: BlobProgress): Async
     socket.destroy();
   }
   await progress.done;
+  if (received !== size) throw new Error(`the streamed blob ended after ${received} of its ${size} bytes`);
 }
