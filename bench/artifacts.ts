@@ -2,8 +2,8 @@
  * Benchmark 6: artifact throughput. A module on worker A (`--tags producer`) uploads a file of
  * `bytes` bytes (the driver's source file, the one the bare transfer moves) with `ctx.artifacts.upload` (packed as a plain tar, its default, hashed as it is
  * written, `PUT` to the orchestrator's store); a module on worker B (`--tags consumer`) downloads
- * it with `ctx.artifacts.download` (`GET` into B's cache, hashed as it arrives, listed and
- * extracted). Each
+ * it with `ctx.artifacts.download` (`GET` hashed as it arrives and streamed by worker B to its
+ * module host, which extracts it as it comes; round G: no longer written into B's cache). Each
  * module times its own call. Baseline, in the same run, before and after: the same file `PUT`
  * to a bare node `http` server that writes it to a file, then `GET` back into a file, by this
  * driver process. Throughput = bytes / (upload + download time). RSS growth (peak minus the

@@ -196,8 +196,10 @@ export interface WorkerOptions {
   logger?: Logger;
   // --- artifacts (issue 13, slice A) ---
   /**
-   * Where the worker keeps artifact blobs it uploaded or downloaded, by SHA-256 (made at first
-   * use; relative to the process's working directory). Used only with an `orchestratorUrl`.
+   * Where the worker keeps artifact blobs it uploaded and results passed by reference it fetched,
+   * by SHA-256 (made at first use; relative to the process's working directory); a
+   * `ctx.artifacts.download` streams from the store and keeps nothing here (`WorkerBlobs`). Used
+   * only with an `orchestratorUrl`.
    * @default '.mpd/artifact-cache'
    */
   cacheDir?: string;

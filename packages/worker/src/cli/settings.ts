@@ -196,7 +196,7 @@ export const SETTINGS = defineSettings(
       flag: '--cache-dir <dir>',
       env: 'MPD_CACHE_DIR',
       default: DEFAULT_WORKER_OPTIONS.cacheDir,
-      help: 'where the worker keeps the artifact blobs its modules uploaded or downloaded, by SHA-256 (with --orchestrator)',
+      help: 'where the worker keeps the artifact blobs its modules uploaded and the results passed by reference it fetched, by SHA-256 (with --orchestrator)',
       schema: pathText('must be a directory path, not empty'),
     },
     cacheMaxBytes: {
