@@ -27,7 +27,7 @@ function socketOf(blob: FollowedBlob): string {
 /** Every byte `readStreamed` gives. */
 async function readAll(blob: FollowedBlob, progress: BlobProgress): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of readStreamed(socketOf(blob), blob.size, progress)) chunks.push(chunk);
+  for await (const chunk of readStreamed(socketOf(blob), blob.size, progress)) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
 
@@ -281,7 +281,8 @@ describe('BlobCache', () => {
     const followed = await cache.follow(a.sha256, progress);
     const received: Buffer[] = [];
     const reading = (async () => {
-      for await (const chunk of readStreamed(socketOf(followed), followed.size, progress)) received.push(chunk);
+      for await (const chunk of readStreamed(socketOf(followed), followed.size, progress))
+        received.push(chunk as Buffer);
     })();
     await expect(reading).rejects.toBeInstanceOf(BlobDamagedError);
     await expect(progress.done).rejects.toBeInstanceOf(BlobDamagedError);
