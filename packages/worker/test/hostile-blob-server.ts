@@ -60,8 +60,12 @@ export interface BlobServer {
   close(): Promise<void>;
 }
 
-/** Packs two files made under `root` (one of 2 MiB) as a plain tar and serves it on 127.0.0.1, port 0. */
-export async function startBlobServer(root: string): Promise<BlobServer> {
+/**
+ * Packs two files made under `root` (one of 2 MiB) as a plain tar and serves it on 127.0.0.1, port 0.
+ * @param options.held when given, each `GET` sends the archive's first MiB (many reads for the
+ *   client, so its bytes flow) and the rest only once `held` resolved
+ */
+export async function startBlobServer(root: string, options: { held?: Promise<void> } = {}): Promise<BlobServer> {
   const src = join(root, 'good-src');
   await mkdir(join(src, 'inner'), { recursive: true });
   const files = { 'inner/a.bin': Buffer.alloc(2 * 1024 * 1024, 3), 'inner/b.txt': Buffer.from('b') };
@@ -77,7 +81,9 @@ export async function startBlobServer(root: string): Promise<BlobServer> {
   const served = await serveBlob(archive, (_request, response) => {
     gets++;
     response.writeHead(200, { 'content-length': archive.length, 'content-type': 'application/octet-stream' });
-    response.end(archive);
+    if (options.held === undefined) return void response.end(archive);
+    response.write(archive.subarray(0, 1024 * 1024));
+    void options.held.then(() => response.end(archive.subarray(1024 * 1024)));
   });
   return { ...served, files, gets: () => gets };
 }

@@ -20,7 +20,7 @@ afterEach(async () => {
  * A worker's side over a store that is a directory (`store/<sha256>`): the real cache, fed by
  * copying from it, so these tests need no orchestrator.
  */
-async function setUp(cacheOptions: { streamOverBytes?: number } = {}) {
+async function setUp(cacheOptions: { maxBytes?: number } = {}) {
   const root = await mkdtemp(join(tmpdir(), 'mpd-artifacts-'));
   dirs.push(root);
   const store = join(root, 'store');
@@ -77,7 +77,8 @@ describe('ctx.artifacts', () => {
   });
 
   it('downloads a blob larger than the cache keeps through a socket as it arrives: byte-identical, nothing written to the cache; a damaged one leaves nothing in the destination', async () => {
-    const { root, store, work, artifacts, cache } = await setUp({ streamOverBytes: 0 });
+    // A 1 MiB bound under the archive's 3 MiB: streamed (`streamOverBytes` defaults to the bound).
+    const { root, store, work, artifacts, cache } = await setUp({ maxBytes: 1024 * 1024 });
     await mkdir(join(work, 'dist'));
     const big = Buffer.alloc(3 * 1024 * 1024, 7);
     await writeFile(join(work, 'dist/big.bin'), big);

@@ -586,11 +586,12 @@ describe('modules in module hosts', () => {
     }
   });
 
-  it('ctx.artifacts.download in a host: the worker streams the blob to the host over a socket; the files land byte-identical and the cache keeps nothing', async () => {
+  it('ctx.artifacts.download in a host of a blob larger than the cache bound: the worker streams it to the host over a socket; the files land byte-identical and the cache keeps nothing', async () => {
     const store = await startBlobServer(dir);
     const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
     try {
-      const transport = new WorkerBlobs(client, { dir: join(dir, 'cache-streamed'), maxBytes: 10 * 1024 * 1024 });
+      // A 1 MiB bound under the blob's 2 MiB: the one case a download streams (within the bound it is kept).
+      const transport = new WorkerBlobs(client, { dir: join(dir, 'cache-streamed'), maxBytes: 1024 * 1024 });
       const on = executor({ artifacts: { transport, scratchDir: join(dir, 'cache-streamed', '.scratch') } });
       const ref = { name: 'good', sha256: store.sha256, size: store.size, files: 2 };
       const answer = resultOf(
