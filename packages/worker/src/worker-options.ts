@@ -197,13 +197,17 @@ export interface WorkerOptions {
   // --- artifacts (issue 13, slice A) ---
   /**
    * Where the worker keeps artifact blobs it uploaded or downloaded, by SHA-256 (made at first
-   * use; relative to the process's working directory). Used only with an `orchestratorUrl`.
+   * use; relative to the process's working directory). A blob larger than `cacheMaxBytes` is not
+   * kept: its download streams into the module with no file here, and a consumer asking for it
+   * after its bytes began to flow downloads it again (`WorkerBlobs`). Used only with an
+   * `orchestratorUrl`.
    * @default '.mpd/artifact-cache'
    */
   cacheDir?: string;
   /**
    * The most bytes of blobs the cache keeps; past it the least recently used are removed (a
-   * blob a module is extracting stays readable until it is done).
+   * blob a module is extracting stays readable until it is done). A downloaded blob larger than
+   * this is streamed into the module that asked for it, with no cache file, and not kept.
    * @default 5 GiB (`DEFAULT_CACHE_BYTES`)
    */
   cacheMaxBytes?: number;

@@ -1,12 +1,13 @@
 /**
- * A store that serves one hostile archive slowly (tests of extraction while downloading): two good
- * entries, then one whose path has a `..`, then it holds the archive's last KiB back, so only a
- * download that checks entries as they arrive (and abandons the `GET`) ends. A `POST` (the
- * client asking how to move the blob) is told to use the blob routes.
+ * Stores of one blob for tests of extraction while downloading. The hostile one serves its archive
+ * slowly: two good entries, then one whose path has a `..`, then it holds the archive's last KiB
+ * back, so only a download that checks entries as they arrive (and abandons the `GET`) ends. The
+ * other serves a good archive whole. A `POST` (the client asking how to move the blob) is told to
+ * use the blob routes.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { create } from 'tar';
@@ -36,23 +37,78 @@ export async function startHostileBlobServer(root: string): Promise<HostileBlobS
   const header = archive.indexOf('../evil.txt') + 512;
   let closed!: () => void;
   const connectionClosed = new Promise<void>((resolve) => (closed = resolve));
-  const server = createServer((request, response) => {
-    if (request.method === 'POST') {
-      // `POST …/transfers`: an orchestrator that keeps blobs itself (the client then `GET`s the blob route).
-      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ store: 'orchestrator' }));
-      return;
-    }
+  const served = await serveBlob(archive, (request, response) => {
     request.socket.on('close', closed);
     response.writeHead(200, { 'content-length': archive.length, 'content-type': 'application/octet-stream' });
     response.write(archive.subarray(0, header));
     setTimeout(() => response.write(archive.subarray(header, archive.length - 1024)), 100);
+  });
+  return {
+    ...served,
+    connectionClosed,
+  };
+}
+
+/** A store serving one good archive whole (`GET`; a `POST` is told to use the blob routes), counting its `GET`s. */
+export interface BlobServer {
+  url: string;
+  sha256: string;
+  size: number;
+  /** The files packed (`inner/a.bin`, `inner/b.txt`), by path, as bytes. */
+  files: Record<string, Buffer>;
+  gets(): number;
+  close(): Promise<void>;
+}
+
+/**
+ * Packs two files made under `root` (one of 2 MiB) as a plain tar and serves it on 127.0.0.1, port 0.
+ * @param options.held when given, each `GET` sends the archive's first MiB (many reads for the
+ *   client, so its bytes flow) and the rest only once `held` resolved
+ */
+export async function startBlobServer(root: string, options: { held?: Promise<void> } = {}): Promise<BlobServer> {
+  const src = join(root, 'good-src');
+  await mkdir(join(src, 'inner'), { recursive: true });
+  const files = { 'inner/a.bin': Buffer.alloc(2 * 1024 * 1024, 3), 'inner/b.txt': Buffer.from('b') };
+  for (const [path, bytes] of Object.entries(files)) await writeFile(join(src, path), bytes);
+  const chunks: Buffer[] = [];
+  for await (const chunk of create(
+    { cwd: src, portable: true },
+    Object.keys(files),
+  ) as unknown as AsyncIterable<Buffer>)
+    chunks.push(chunk);
+  const archive = Buffer.concat(chunks);
+  let gets = 0;
+  const served = await serveBlob(archive, (_request, response) => {
+    gets++;
+    response.writeHead(200, { 'content-length': archive.length, 'content-type': 'application/octet-stream' });
+    if (options.held === undefined) return void response.end(archive);
+    response.write(archive.subarray(0, 1024 * 1024));
+    void options.held.then(() => response.end(archive.subarray(1024 * 1024)));
+  });
+  return { ...served, files, gets: () => gets };
+}
+
+/**
+ * Serves `archive` on 127.0.0.1, port 0: a `POST` (`…/transfers`, the client asking how to move
+ * it) is told the orchestrator keeps blobs itself, so the client then `GET`s the blob route,
+ * which `get` answers.
+ */
+async function serveBlob(
+  archive: Buffer,
+  get: (request: IncomingMessage, response: ServerResponse) => void,
+): Promise<{ url: string; sha256: string; size: number; close(): Promise<void> }> {
+  const server = createServer((request, response) => {
+    if (request.method === 'POST') {
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ store: 'orchestrator' }));
+      return;
+    }
+    get(request, response);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     sha256: createHash('sha256').update(archive).digest('hex'),
     size: archive.length,
-    connectionClosed,
     close: async () => {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));

@@ -38,10 +38,15 @@ interface Produced {
 
 /**
  * Runs the fixture's `build` on worker A (module hosts) and `test` on worker B (`--isolation
- * none`), each worker with a cache of its own, the orchestrator given `storeArgs`; answers the
- * two modules' results.
+ * none`), each worker with a cache of its own, the orchestrator given `storeArgs` and B
+ * `consumerArgs` as well; answers the two modules' results.
  */
-async function acrossWorkers(dir: string, storeArgs: string[], env: Record<string, string> = {}) {
+async function acrossWorkers(
+  dir: string,
+  storeArgs: string[],
+  env: Record<string, string> = {},
+  consumerArgs: string[] = [],
+) {
   const report = join(dir, 'report.json');
   const pipeline = fixture('artifacts.pipeline.ts');
   const orchestrator = await start(
@@ -82,6 +87,7 @@ async function acrossWorkers(dir: string, storeArgs: string[], env: Record<strin
       // A runs its modules in module hosts (ctx.artifacts over IPC), B in its own process.
       '--isolation',
       'none',
+      ...consumerArgs,
     ),
   );
   expect(await orchestrator.exited, orchestrator.output()).toBe(0);
@@ -112,11 +118,11 @@ describe('artifacts across workers', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('with the S3-compatible store, A uploads to the bucket and B downloads from it directly (presigned URLs, no mpd credential), byte-identical', async () => {
+  it('with the S3-compatible store, A uploads to the bucket and B downloads from it directly (presigned URLs, no mpd credential), byte-identical; B, its --cache-size under the blob, streams it and keeps nothing', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mpd-artifacts-s3-'));
     const s3 = await startS3Server({ dir, buckets: ['mpd-e2e'] });
     const store = join(dir, 'store');
-    const { build } = await acrossWorkers(
+    const { build, cacheOf } = await acrossWorkers(
       dir,
       [
         ...['--artifacts-dir', store],
@@ -127,7 +133,14 @@ describe('artifacts across workers', () => {
         AWS_ACCESS_KEY_ID: S3_SERVER_CREDENTIALS.accessKeyId,
         AWS_SECRET_ACCESS_KEY: S3_SERVER_CREDENTIALS.secretAccessKey,
       },
+      // 1 MiB of cache on B, under the archive's 3 MiB: its download streams (the one case not kept).
+      ['--cache-size', '1mb'],
     );
+    expect(build.dist.size).toBeGreaterThan(1024 * 1024);
+    const keptByB = readdirSync(cacheOf('art-b'), { recursive: true, withFileTypes: true }).filter((entry) =>
+      entry.isFile(),
+    );
+    expect(keptByB).toEqual([]);
     const key = `/mpd-e2e/runs/${build.dist.sha256}`;
     const moved = s3
       .requests()

@@ -3,11 +3,40 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { createConnection } from 'node:net';
 import { Readable } from 'node:stream';
-import { BlobCache } from './blob-cache.js';
-import { BlobProgress } from './blob-progress.js';
+import { pipeline } from 'node:stream/promises';
+import { BlobDamagedError, VerifyingStream } from '@mpd/client';
+import { BlobCache, type FollowedBlob } from './blob-cache.js';
+import { BlobProgress, readStreamed } from './blob-progress.js';
 
 const blob = (text: string) => ({ bytes: Buffer.from(text), sha256: createHash('sha256').update(text).digest('hex') });
+
+/** A followed blob's file (the test fails if it came as a socket). */
+function pathOf(blob: FollowedBlob): string {
+  if (!('path' in blob)) throw new Error(`a socket (${blob.socket}), not a file`);
+  return blob.path;
+}
+
+/** A followed blob's socket (the test fails if it came as a file). */
+function socketOf(blob: FollowedBlob): string {
+  if (!('socket' in blob)) throw new Error(`a file (${blob.path}), not a socket`);
+  return blob.socket;
+}
+
+/** Every byte `readStreamed` gives. */
+async function readAll(blob: FollowedBlob, progress: BlobProgress): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of readStreamed(socketOf(blob), blob.size, progress)) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** Every file under `dir`, recursively, by relative path. */
+async function filesUnder(dir: string): Promise<string[]> {
+  return (await readdir(dir, { recursive: true, withFileTypes: true }))
+    .filter((entry) => !entry.isDirectory())
+    .map((entry) => join(entry.parentPath, entry.name).slice(dir.length + 1));
+}
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -32,6 +61,34 @@ async function cacheOf(blobs: Array<ReturnType<typeof blob>>, maxBytes: number, 
     },
   });
   return { cache, downloads, dir };
+}
+
+/**
+ * A cache in a directory of its own whose `open` serves the bytes `parts()` gives as blob `size`
+ * bytes long, verified as `ArtifactClient.get` verifies (the last chunk held back until the whole
+ * hashes to the name asked for); `opened` lists the blobs it opened.
+ */
+async function streamingCache(
+  size: number,
+  parts: () => AsyncIterable<Buffer> | Iterable<Buffer>,
+  streamOverBytes: number,
+) {
+  const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
+  dirs.push(dir);
+  const opened: string[] = [];
+  const cache = new BlobCache({
+    dir,
+    maxBytes: 10_000_000,
+    streamOverBytes,
+    download: () => Promise.reject(new Error('no whole-file download expected')),
+    open: async (sha256) => {
+      opened.push(sha256);
+      const body = new VerifyingStream(sha256, size);
+      pipeline(Readable.from(parts()), body).catch(() => undefined);
+      return { size, body };
+    },
+  });
+  return { cache, dir, opened };
 }
 
 describe('BlobCache', () => {
@@ -137,11 +194,11 @@ describe('BlobCache', () => {
     const followed = await cache.follow(a.sha256, progress, new AbortController().signal);
     expect(followed.size).toBe(3000);
     expect(await progress.available(0)).toBe(1000); // readable before the download ended
-    expect(await readFile(followed.path, 'utf8')).toBe('a'.repeat(1000));
+    expect(await readFile(pathOf(followed), 'utf8')).toBe('a'.repeat(1000));
     const second = cache.checkOut(a.sha256);
     release();
     await progress.done;
-    expect(await readFile(followed.path, 'utf8')).toBe('a'.repeat(3000));
+    expect(await readFile(pathOf(followed), 'utf8')).toBe('a'.repeat(3000));
     expect(await readFile((await second).path, 'utf8')).toBe('a'.repeat(3000));
     expect(opened).toEqual([a.sha256]);
 
@@ -173,5 +230,88 @@ describe('BlobCache', () => {
     abandon.abort();
     await expect(refused.done).rejects.toThrow(/abandoned/);
     expect(await readFile((await waiting).path, 'utf8')).toBe('b'.repeat(3000));
+  });
+
+  it('follow: a blob larger than streamOverBytes comes through a socket, verified, with no file written and nothing kept; followers asking before it flows share the one download', async () => {
+    const a = blob('a'.repeat(300_000));
+    /** Files under the cache's directory while the bytes flowed (the first part read, the second held back). */
+    let duringDownload: string[] | undefined;
+    /** The bytes past the first part: held back until released (once: later downloads pass at once). */
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const { cache, dir, opened } = await streamingCache(
+      a.bytes.length,
+      async function* () {
+        yield a.bytes.subarray(0, 100_000);
+        await held;
+        yield a.bytes.subarray(100_000);
+      },
+      100_000,
+    );
+    const [first, second] = [new BlobProgress(), new BlobProgress()];
+    const [one, two] = await Promise.all([cache.follow(a.sha256, first), cache.follow(a.sha256, second)]);
+    expect(one.size).toBe(300_000);
+    const reads = [readAll(one, first), readAll(two, second)];
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    duringDownload = await filesUnder(dir);
+    release();
+    for (const read of reads) expect((await read).equals(a.bytes)).toBe(true);
+    await Promise.all([first.done, second.done]);
+    expect(opened).toEqual([a.sha256]);
+    expect(duringDownload).toEqual([]);
+    expect(await filesUnder(dir)).toEqual([]);
+    expect(cache.has(a.sha256)).toBe(false);
+    // Not kept: the next follower downloads it again; a blob within the bound is kept as before.
+    const again = new BlobProgress();
+    const third = await cache.follow(a.sha256, again);
+    expect((await readAll(third, again)).equals(a.bytes)).toBe(true);
+    expect(opened).toHaveLength(2);
+  });
+
+  it('follow: a streamed blob that does not hash to its name ends its reader with the error before the reader has it whole, and leaves nothing', async () => {
+    const a = blob('a'.repeat(300_000));
+    const tampered = Buffer.from(a.bytes);
+    tampered[tampered.length - 1] = 0x62;
+    const { cache, dir } = await streamingCache(
+      tampered.length,
+      () => [tampered.subarray(0, 100_000), tampered.subarray(100_000)],
+      0,
+    );
+    const progress = new BlobProgress();
+    const followed = await cache.follow(a.sha256, progress);
+    const received: Buffer[] = [];
+    const reading = (async () => {
+      for await (const chunk of readStreamed(socketOf(followed), followed.size, progress))
+        received.push(chunk as Buffer);
+    })();
+    await expect(reading).rejects.toBeInstanceOf(BlobDamagedError);
+    await expect(progress.done).rejects.toBeInstanceOf(BlobDamagedError);
+    expect(Buffer.concat(received).length).toBeLessThan(tampered.length);
+    expect(await filesUnder(dir)).toEqual([]);
+    expect(cache.has(a.sha256)).toBe(false);
+  });
+
+  it('follow: a consumer whose socket is turned away (another connected in its place) fails instead of ending with part of the blob; one asking after the bytes flow gets its own download', async () => {
+    const a = blob('a'.repeat(300_000));
+    const { cache, opened } = await streamingCache(
+      a.bytes.length,
+      () => [a.bytes.subarray(0, 1000), a.bytes.subarray(1000)],
+      0,
+    );
+    const progress = new BlobProgress();
+    const followed = await cache.follow(a.sha256, progress);
+    // Someone else connects first and takes the one place: the bytes flow to it.
+    const stray = createConnection(socketOf(followed));
+    const strayBytes = new Promise<number>((resolve) => {
+      let bytes = 0;
+      stray.on('data', (chunk: Buffer) => (bytes += chunk.length)).on('close', () => resolve(bytes));
+    });
+    await new Promise((resolve) => stray.once('connect', resolve));
+    // (Its socket is gone once the bytes flow, or turned away: either way an error, never a short blob.)
+    await expect(readAll(followed, progress)).rejects.toThrow(/ENOENT|ECONNREFUSED|ended after 0 of its 300000 bytes/);
+    expect(await strayBytes).toBe(300_000);
+    const late = new BlobProgress();
+    expect((await readAll(await cache.follow(a.sha256, late), late)).equals(a.bytes)).toBe(true);
+    expect(opened).toHaveLength(2);
   });
 });

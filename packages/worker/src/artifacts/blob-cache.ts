@@ -18,6 +18,7 @@ import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LIMITS } from '@mpd/contract';
 import { makeDirectory } from '@mpd/server-kit';
+import { BlobBroadcast } from './blob-broadcast.js';
 import type { BlobFollower } from './blob-progress.js';
 
 /**
@@ -72,7 +73,17 @@ export interface BlobCacheOptions {
    * without it, `follow` downloads with `download` and reports the blob once it is in.
    */
   open?: BlobOpener;
+  /**
+   * Blobs larger than this many bytes, downloaded for {@link BlobCache.follow}, are not kept: their
+   * bytes go to the consumers over a local socket as they arrive, with no file written
+   * ({@link BlobBroadcast}); smaller ones are written to the cache as they arrive and kept.
+   * @default `maxBytes`
+   */
+  streamOverBytes?: number;
 }
+
+/** A blob {@link BlobCache.follow} answers: a file of the caller's own, or a socket its verified bytes come through once. */
+export type FollowedBlob = CheckedOutBlob | { socket: string; size: number };
 
 /** A blob taken out of the cache for reading: a hard link of its own, so eviction cannot remove it meanwhile. */
 export interface CheckedOutBlob {
@@ -104,12 +115,16 @@ export class BlobCache {
   /** Blobs held, by hash: size in bytes; a Map keeps insertion order, so re-inserting marks as most recent. */
   private readonly entries = new Map<string, number>();
   private readonly downloads = new Map<string, Promise<void>>();
+  /** Downloads being streamed (or about to be, once their size is known), by hash: followers may join them until their bytes flow. */
+  private readonly streams = new Map<string, Promise<BlobBroadcast | undefined>>();
+  private readonly streamOverBytes: number;
   private totalBytes = 0;
   private ready: Promise<void> | undefined;
   /** This cache's own directory under {@link CHECKOUTS}: its checkouts and partial downloads. */
   private readonly ownDir: string;
 
   constructor(private readonly options: BlobCacheOptions) {
+    this.streamOverBytes = options.streamOverBytes ?? options.maxBytes;
     this.ownDir = join(options.dir, CHECKOUTS, `${process.pid}.${randomBytes(6).toString('hex')}.${hostname()}`);
   }
 
@@ -222,23 +237,35 @@ export class BlobCache {
   }
 
   /**
-   * Blob `sha256` as a file of the caller's own that may still be growing: when the cache lacks
-   * it and no one is downloading it, the download starts and the answer comes as soon as its
-   * file exists (a hard link to the partial download, which becomes the cached blob's link once
-   * verified); `follower` hears of each write and of the end. Otherwise it is a
-   * {@link BlobCache.checkOut} (waiting for another's download) reported whole at once. Reading
+   * Blob `sha256` for a consumer that reads it as it downloads. When the cache lacks it and no one
+   * is downloading it, the download starts and the answer comes as soon as its size is known:
+   * - larger than `streamOverBytes`: a socket (`{ socket }`, {@link BlobBroadcast}) that passes on the
+   *   bytes as they arrive, with no file written and nothing kept; another follower asking before
+   *   the bytes begin to flow shares the download, one asking later gets a download of its own;
+   * - otherwise a file of the caller's own that is still growing (a hard link to the partial
+   *   download, which becomes the cached blob's link once verified); `follower` hears of each write.
+   * Either way `follower` hears of the end. Otherwise (held, or being downloaded into the cache) it
+   * is a {@link BlobCache.checkOut} (waiting for another's download) reported whole at once. Reading
    * the file up to the reported bytes reads what the download wrote, from the page cache; a
-   * blob's last chunk is written only once all its bytes hash to `sha256`, so a damaged blob never
-   * reaches its full size, and `ended(error)` says so. Release the answer when done.
+   * blob's last chunk is written (or passed on) only once all its bytes hash to `sha256`, so a
+   * damaged blob never reaches its full size, and `ended(error)` says so. Release a file when done.
    * @param signal aborting it abandons the download (the partial file is removed; others waiting
    *   for the same blob download it again)
    * @throws what opening the download throws (the blob missing from the store, refused)
    */
-  async follow(sha256: string, follower: BlobFollower, signal?: AbortSignal): Promise<CheckedOutBlob> {
+  async follow(sha256: string, follower: BlobFollower, signal?: AbortSignal): Promise<FollowedBlob> {
     if (!LIMITS.artifact.sha256.pattern.test(sha256)) throw new TypeError(`not a SHA-256: ${JSON.stringify(sha256)}`);
     await this.init();
+    // A streamed download of it whose bytes have not begun to flow: joined, so downloaded once.
+    // (Awaited only when there is one: from here to the new download's entries nothing may wait,
+    // or two callers would both start one.)
+    const pending = this.streams.get(sha256);
+    const streaming = pending && (await pending);
+    if (streaming?.join(follower, signal)) return { socket: streaming.path, size: streaming.size };
     const openBlob = this.options.open;
-    if (openBlob === undefined || this.entries.has(sha256) || this.downloads.has(sha256)) {
+    // One into the cache's file (or a streamed one too late to join: this caller gets its own).
+    const downloadingToFile = this.downloads.has(sha256) && streaming === undefined;
+    if (openBlob === undefined || this.entries.has(sha256) || downloadingToFile) {
       const blob = await this.checkOut(sha256);
       follower.written(blob.size);
       follower.ended();
@@ -247,10 +274,35 @@ export class BlobCache {
     const random = randomBytes(6).toString('hex');
     const staged = join(this.ownDir, `get-${sha256}.${random}`);
     const path = join(this.ownDir, `${sha256}.${random}`);
-    let started!: (size: number) => void;
-    const opened = new Promise<number>((resolve) => (started = resolve));
+    let answer!: (blob: FollowedBlob) => void;
+    const answered = new Promise<FollowedBlob>((resolve) => (answer = resolve));
+    let decided!: (broadcast: BlobBroadcast | undefined) => void;
+    const streamed = new Promise<BlobBroadcast | undefined>((resolve) => (decided = resolve));
     const download = (async () => {
-      const { size, body } = await openBlob(sha256);
+      let opened: { size: number; body: Readable };
+      try {
+        opened = await openBlob(sha256);
+      } catch (error) {
+        follower.ended(error as Error);
+        throw error;
+      }
+      const { size, body } = opened;
+      if (size > this.streamOverBytes) {
+        const broadcast = await BlobBroadcast.open(body, size).catch((error: Error) => {
+          body.destroy();
+          follower.ended(error);
+          throw error;
+        });
+        if (broadcast !== undefined) {
+          decided(broadcast);
+          broadcast.join(follower, signal);
+          answer({ socket: broadcast.path, size });
+          // Its followers hear how it ended; one waiting to check the blob out downloads it anew either way.
+          await broadcast.done.catch(() => undefined);
+          return;
+        }
+      }
+      decided(undefined);
       const abandon = () => body.destroy(new DownloadAbandonedError(`the download of blob ${sha256} was abandoned`));
       if (signal?.aborted) abandon();
       signal?.addEventListener('abort', abandon, { once: true });
@@ -258,28 +310,30 @@ export class BlobCache {
       try {
         handle = await open(staged, 'wx');
         await link(staged, path);
-        started(size);
+        answer({ path, size, release: () => unlink(path).catch(() => undefined) });
         await pipeline(body, new ReportingFileWriter(handle, (bytes) => follower.written(bytes)));
         await handle.close();
         handle = undefined;
         await this.install(sha256, staged, size);
+        follower.ended();
       } catch (error) {
         body.destroy();
         await handle?.close().catch(() => undefined);
         await unlink(staged).catch(() => undefined);
+        follower.ended(error as Error);
         throw error;
       } finally {
         signal?.removeEventListener('abort', abandon);
       }
-    })().finally(() => this.downloads.delete(sha256));
+    })().finally(() => {
+      decided(undefined);
+      if (this.downloads.get(sha256) === download) this.downloads.delete(sha256);
+      if (this.streams.get(sha256) === streamed) this.streams.delete(sha256);
+    });
     this.downloads.set(sha256, download);
-    download.then(
-      () => follower.ended(),
-      (error: Error) => follower.ended(error),
-    );
-    // Failing before its file exists: the caller hears it here.
-    const size = await Promise.race([opened, download.then(() => opened)]);
-    return { path, size, release: () => unlink(path).catch(() => undefined) };
+    this.streams.set(sha256, streamed);
+    // Failing before it is answered (the blob missing from the store, refused): the caller hears it here.
+    return await Promise.race([answered, download.then(() => answered)]);
   }
 
   private forget(sha256: string): void {

@@ -1,4 +1,6 @@
 import { open } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { type Readable, Transform } from 'node:stream';
 
 /** Told how a followed download goes (`BlobTransport.follow`, `BlobCache.follow`). */
 export interface BlobFollower {
@@ -86,4 +88,41 @@ export async function* readFollowed(path: string, progress: BlobProgress): Async
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * The `size` bytes of a blob streamed through the local socket at `path` (`BlobBroadcast`), as
+ * they arrive; ends only once the download ended verified (`progress`, told by the worker) and
+ * all `size` bytes came, errors otherwise (a damaged blob's socket closes early: the download's
+ * error is the one given). A stream rather than a generator: destroying it (an archive refused
+ * halfway) closes the socket and errors at once, where a generator's `return` would wait for the
+ * socket's next bytes, which a download holding its last chunk back may never send.
+ */
+export function readStreamed(path: string, size: number, progress: BlobProgress): Readable {
+  const socket = connect(path);
+  let received = 0;
+  const bytes = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      received += chunk.length;
+      callback(null, chunk);
+    },
+    flush(callback) {
+      progress.done.then(
+        () =>
+          callback(
+            received === size ? null : new Error(`the streamed blob ended after ${received} of its ${size} bytes`),
+          ),
+        callback,
+      );
+    },
+  });
+  socket.on('error', (error) => {
+    progress.done.then(
+      () => bytes.destroy(error),
+      (failed: Error) => bytes.destroy(failed),
+    );
+  });
+  bytes.on('close', () => socket.destroy());
+  socket.pipe(bytes);
+  return bytes;
 }

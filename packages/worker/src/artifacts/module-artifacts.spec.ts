@@ -2,7 +2,8 @@ import { createReadStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ArtifactClient, digestFile } from '@mpd/client';
+import { pipeline } from 'node:stream/promises';
+import { ArtifactClient, BlobDamagedError, digestFile, VerifyingStream } from '@mpd/client';
 import { create } from 'tar';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startHostileBlobServer, within } from '../../test/hostile-blob-server.js';
@@ -19,7 +20,7 @@ afterEach(async () => {
  * A worker's side over a store that is a directory (`store/<sha256>`): the real cache, fed by
  * copying from it, so these tests need no orchestrator.
  */
-async function setUp() {
+async function setUp(cacheOptions: { maxBytes?: number } = {}) {
   const root = await mkdtemp(join(tmpdir(), 'mpd-artifacts-'));
   dirs.push(root);
   const store = join(root, 'store');
@@ -31,10 +32,14 @@ async function setUp() {
       await copyFile(join(store, sha256), path);
       return { size: (await stat(path)).size };
     },
-    open: async (sha256) => ({
-      size: (await stat(join(store, sha256))).size,
-      body: createReadStream(join(store, sha256)),
-    }),
+    // Verified as `ArtifactClient.get` verifies: the last chunk held back until the whole hashes to its name.
+    open: async (sha256) => {
+      const { size } = await stat(join(store, sha256));
+      const body = new VerifyingStream(sha256, size);
+      pipeline(createReadStream(join(store, sha256)), body).catch(() => undefined);
+      return { size, body };
+    },
+    ...cacheOptions,
   });
   /** The digests `upload` passed along with its archives, and the archives' own, read afterwards. */
   const puts: Array<{ given: Digest | undefined; actual: Digest }> = [];
@@ -69,6 +74,33 @@ describe('ctx.artifacts', () => {
     expect(await readFile(join(work, 'restored/dist/app.js'), 'utf8')).toBe('console.log(1)');
     expect([...(await readFile(join(work, 'restored/dist/nested/.hidden')))]).toEqual([0, 1, 2, 255]);
     expect(await readdir(join(work, 'restored/dist'))).not.toContain('app.js.map');
+  });
+
+  it('downloads a blob larger than the cache keeps through a socket as it arrives: byte-identical, nothing written to the cache; a damaged one leaves nothing in the destination', async () => {
+    // A 1 MiB bound under the archive's 3 MiB: streamed (`streamOverBytes` defaults to the bound).
+    const { root, store, work, artifacts, cache } = await setUp({ maxBytes: 1024 * 1024 });
+    await mkdir(join(work, 'dist'));
+    const big = Buffer.alloc(3 * 1024 * 1024, 7);
+    await writeFile(join(work, 'dist/big.bin'), big);
+    await writeFile(join(work, 'dist/app.js'), 'console.log(1)');
+    const ref = await artifacts.upload('dist', 'dist/**');
+    // (This transport's `put` leaves nothing in the cache: as on a worker other than the producer's.)
+    const cacheFiles = async () =>
+      (await readdir(join(root, 'cache'), { recursive: true, withFileTypes: true })).filter((entry) => entry.isFile());
+
+    expect(await artifacts.download(ref, 'restored')).toEqual({ files: 2 });
+    expect((await readFile(join(work, 'restored/dist/big.bin'))).equals(big)).toBe(true);
+    expect(await readFile(join(work, 'restored/dist/app.js'), 'utf8')).toBe('console.log(1)');
+    expect(await cacheFiles()).toEqual([]);
+    expect(cache.has(ref.sha256)).toBe(false);
+
+    // The store's copy damaged past the archive's first entry: refused, and `damaged` never appears.
+    const tampered = await readFile(join(store, ref.sha256));
+    tampered[tampered.length - 2048]! ^= 1;
+    await writeFile(join(store, ref.sha256), tampered);
+    await expect(artifacts.download(ref, 'damaged')).rejects.toBeInstanceOf(BlobDamagedError);
+    expect((await readdir(work)).sort()).toEqual(['dist', 'restored']);
+    expect(await cacheFiles()).toEqual([]);
   });
 
   it("packs a plain tar by default and a gzipped one on request, hashed as it is written; both come back byte-identical, and so does an older reference's gzipped archive", async () => {

@@ -21,7 +21,7 @@ import {
 } from '@mpd/pipeline';
 // `tar` and `tinyglobby` are loaded at a module's first artifact call, not with every module host.
 import type { ReadEntry } from 'tar';
-import { type BlobFollower, BlobProgress, readFollowed } from './blob-progress.js';
+import { type BlobFollower, BlobProgress, readFollowed, readStreamed } from './blob-progress.js';
 import { DigestingStream } from './digesting-stream.js';
 
 /** A blob's SHA-256 (64 lowercase hex digits) and size in bytes. */
@@ -29,6 +29,13 @@ export interface Digest {
   sha256: string;
   size: number;
 }
+
+/**
+ * A blob being downloaded for a consumer (`BlobTransport.follow`): a file of its own that grows as
+ * the download writes it (the caller removes it when done), or a local socket that passes the
+ * bytes on as they arrive, once (no file: a blob the worker's cache does not keep).
+ */
+export type FollowedBlob = { path: string; size: number } | { socket: string; size: number };
 
 /** How a module's artifacts reach the store and come back: the worker's side, in its process or over a host's IPC. */
 export interface BlobTransport {
@@ -41,12 +48,13 @@ export interface BlobTransport {
   /** Blob `sha256` as a file of the caller's own (a link into the cache); the caller removes it when done. */
   checkOut(sha256: string): Promise<{ path: string }>;
   /**
-   * Blob `sha256` as a file of the caller's own that may still be downloading (`BlobCache.follow`):
-   * answered as soon as the file exists; `follower` hears how many bytes are in and when the blob
-   * is verified (or the download failed). The caller removes the file when done.
+   * Blob `sha256` as it downloads (`BlobCache.follow`): a file of the caller's own, answered as soon
+   * as it exists, `follower` hearing how many bytes are in; or a socket its bytes come through.
+   * Either way `follower` hears when the blob is verified (or the download failed). The caller
+   * removes a file when done.
    * @param signal aborting it abandons the download (an archive refused halfway)
    */
-  follow(sha256: string, follower: BlobFollower, signal: AbortSignal): Promise<{ path: string; size: number }>;
+  follow(sha256: string, follower: BlobFollower, signal: AbortSignal): Promise<FollowedBlob>;
 }
 
 /** Entry types an artifact may hold: files, directories, links (checked to stay inside). */
@@ -203,8 +211,12 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ModuleArtifact
       try {
         const progress = new BlobProgress();
         const blob = await transport.follow(ref.sha256, progress, abandon.signal);
-        blobPath = blob.path;
-        const files = await extractChecked(Readable.from(readFollowed(blob.path, progress)), staging, dest, ref.name);
+        if ('path' in blob) blobPath = blob.path;
+        const source =
+          'socket' in blob
+            ? readStreamed(blob.socket, blob.size, progress)
+            : Readable.from(readFollowed(blob.path, progress));
+        const files = await extractChecked(source, staging, dest, ref.name);
         await progress.done;
         await moveInto(staging, dest);
         return { files };

@@ -196,14 +196,14 @@ export const SETTINGS = defineSettings(
       flag: '--cache-dir <dir>',
       env: 'MPD_CACHE_DIR',
       default: DEFAULT_WORKER_OPTIONS.cacheDir,
-      help: 'where the worker keeps the artifact blobs its modules uploaded or downloaded, by SHA-256 (with --orchestrator)',
+      help: 'where the worker keeps the artifact blobs its modules uploaded or downloaded, by SHA-256 (with --orchestrator); a blob larger than --cache-size streams into the module and is not kept',
       schema: pathText('must be a directory path, not empty'),
     },
     cacheMaxBytes: {
       flag: '--cache-size <size>',
       env: 'MPD_CACHE_SIZE',
       default: sizeTextOf(DEFAULT_WORKER_OPTIONS.cacheMaxBytes),
-      help: 'the most bytes of artifact blobs the cache keeps (e.g. 2gb); past it the least recently used are removed',
+      help: 'the most bytes of artifact blobs the cache keeps (e.g. 2gb); past it the least recently used are removed; a download larger than this streams into the module and is not kept',
       schema: sizeText,
     },
     // --- module output (issue 13) ---

@@ -4,7 +4,7 @@
  * its `executionId`, so that a late message of an earlier one is told apart.
  */
 import type { JsonValue } from '@mpd/pipeline';
-import type { Digest } from '../artifacts/module-artifacts.js';
+import type { Digest, FollowedBlob } from '../artifacts/module-artifacts.js';
 import type { ThrownDescription } from './values-as-text.js';
 
 /** What the worker tells a host. */
@@ -52,7 +52,7 @@ export type ToHost =
   | { type: 'cancel'; executionId: string; reason: 'timeout' | 'cancel'; message: string }
   /** The answer to an {@link ArtifactCall}. */
   | ({ type: 'artifact-answer'; callId: number } & (
-      { ok: true; value: Digest | { path: string } | { path: string; size: number } } | { ok: false; message: string }
+      { ok: true; value: Digest | { path: string } | FollowedBlob } | { ok: false; message: string }
     ))
   /**
    * How a followed blob's download goes (an {@link ArtifactCall} `follow`, answered once its file

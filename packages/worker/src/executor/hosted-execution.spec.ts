@@ -13,7 +13,7 @@ import { fingerprintAsTsxLoads } from '@mpd/test-kit';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactClient } from '@mpd/client';
-import { startHostileBlobServer, within } from '../../test/hostile-blob-server.js';
+import { startBlobServer, startHostileBlobServer, within } from '../../test/hostile-blob-server.js';
 import { WorkerBlobs } from '../artifacts/worker-blobs.js';
 import type { ExecutionOutcome, ExecutionRequest } from './execution.js';
 import { ModuleExecutor, type ModuleExecutorOptions } from './module-executor.js';
@@ -580,6 +580,31 @@ describe('modules in module hosts', () => {
       expect(readdirSync(join(dir, 'fetched'))).toEqual([]);
       expect(transport.cache.has(store.sha256)).toBe(false);
       expect(existsSync(join(dir, 'evil.txt'))).toBe(false);
+    } finally {
+      await client.close();
+      await store.close();
+    }
+  });
+
+  it('ctx.artifacts.download in a host of a blob larger than the cache bound: the worker streams it to the host over a socket; the files land byte-identical and the cache keeps nothing', async () => {
+    const store = await startBlobServer(dir);
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      // A 1 MiB bound under the blob's 2 MiB: the one case a download streams (within the bound it is kept).
+      const transport = new WorkerBlobs(client, { dir: join(dir, 'cache-streamed'), maxBytes: 1024 * 1024 });
+      const on = executor({ artifacts: { transport, scratchDir: join(dir, 'cache-streamed', '.scratch') } });
+      const ref = { name: 'good', sha256: store.sha256, size: store.size, files: 2 };
+      const answer = resultOf(
+        await within(run(on, 'download', { params: { ref, dir: 'streamed/dest' } }), 15_000, 'no answer'),
+      );
+      expect(answer).toEqual({ files: 2 });
+      for (const [path, bytes] of Object.entries(store.files))
+        expect(readFileSync(join(dir, 'streamed/dest', path)).equals(bytes), path).toBe(true);
+      expect(readdirSync(join(dir, 'streamed'))).toEqual(['dest']); // no staging directory left
+      expect(transport.cache.has(store.sha256)).toBe(false);
+      const kept = readdirSync(join(dir, 'cache-streamed'), { recursive: true, withFileTypes: true });
+      expect(kept.filter((entry) => entry.isFile())).toEqual([]);
+      expect(store.gets()).toBe(1);
     } finally {
       await client.close();
       await store.close();

@@ -28,7 +28,7 @@ import {
   type Pipeline,
 } from '@mpd/pipeline';
 import type { BlobFollower } from '../artifacts/blob-progress.js';
-import { type BlobTransport, type Digest, moduleArtifacts } from '../artifacts/module-artifacts.js';
+import { type BlobTransport, type Digest, type FollowedBlob, moduleArtifacts } from '../artifacts/module-artifacts.js';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
 import { ExecutionStop } from './execution-stop.js';
 import {
@@ -168,11 +168,11 @@ class WorkerBlobCalls implements BlobTransport {
     return this.call({ op: 'checkOut', sha256 });
   }
 
-  follow(sha256: string, follower: BlobFollower, signal: AbortSignal): Promise<{ path: string; size: number }> {
+  follow(sha256: string, follower: BlobFollower, signal: AbortSignal): Promise<FollowedBlob> {
     const callId = nextCallId++;
     followers.set(callId, follower);
     signal.addEventListener('abort', () => send({ type: 'artifact-abandon', callId }), { once: true });
-    return this.call<{ path: string; size: number }>({ op: 'follow', sha256 }, callId).catch((error: unknown) => {
+    return this.call<FollowedBlob>({ op: 'follow', sha256 }, callId).catch((error: unknown) => {
       followers.delete(callId);
       throw error;
     });

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { Socket } from 'node:net';
 import type { WorkerArtifacts } from './execution.js';
 import type { BlobFollower } from '../artifacts/blob-progress.js';
-import type { BlobTransport } from '../artifacts/module-artifacts.js';
+import type { BlobTransport, FollowedBlob } from '../artifacts/module-artifacts.js';
 import {
   type ArtifactCall,
   type FromHost,
@@ -263,7 +263,7 @@ export class ModuleHost {
    * {@link PROGRESS_DELAY_MS} later (a slow or stalled download still shows the host its first
    * bytes, so an offending entry is refused before the end); the last before the end.
    */
-  private follow(transport: BlobTransport, callId: number, sha256: string): Promise<{ path: string; size: number }> {
+  private follow(transport: BlobTransport, callId: number, sha256: string): Promise<FollowedBlob> {
     const abandon = new AbortController();
     this.abandons.set(callId, abandon);
     let reported = 0;
@@ -298,7 +298,9 @@ export class ModuleHost {
   private answerArtifactCall(call: ArtifactCall): void {
     const transport = this.options.artifacts?.transport;
     const answer = (
-      result: { ok: true; value: { sha256: string; size: number } | { path: string } } | { ok: false; message: string },
+      result:
+        | { ok: true; value: { sha256: string; size: number } | { path: string } | FollowedBlob }
+        | { ok: false; message: string },
     ) => this.send({ type: 'artifact-answer', callId: call.callId, ...result });
     if (!transport || call.executionId !== this.running?.executionId) {
       answer({
