@@ -3,15 +3,16 @@
  * `mpd orchestrator` + 2 `mpd worker` (bench/cli-path.ts) for each checkout in turn, `runs`
  * times alternating, and prints modules/s and CPU per module of each run.
  *
- *   tsx bench/cli-compare.ts [--shape wide|chain] [--size 2000] [--runs 3] [--slots 8] [--cpu-prof] [CHECKOUT...]
+ *   tsx bench/cli-compare.ts [--shape wide|chain] [--size 2000] [--warm-size 8000] [--runs 3] [--slots 8] [--cpu-prof] [CHECKOUT...]
  *
  * Each CHECKOUT is a repository root with its own `packages/cli` and `bench/pipelines` (default:
- * this one). `--cpu-prof` profiles every process (orchestrator, workers, module hosts) into
+ * this one). `--warm-size N` also runs N modules and prints the warm figure, N − size modules
+ * on fresh processes (see bench/cli-path.ts). `--cpu-prof` profiles every process (orchestrator, workers, module hosts) into
  * `bench/profiles/` (summarise with `tsx bench/profile-summary.ts FILE`).
  */
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { type CliFigures, cliRun, type CliUnderTest, THIS_CLI } from './cli-path.js';
+import { type CliFigures, cliRun, type CliUnderTest, type PerModule, THIS_CLI } from './cli-path.js';
 import { takeFlag, takeOption } from './lib/args.js';
 import { benchPath, killAll } from './lib/processes.js';
 import { median } from './lib/stats.js';
@@ -21,6 +22,7 @@ const shape = takeOption(args, 'shape', 'wide') as 'wide' | 'chain';
 const size = Number(takeOption(args, 'size', '2000'));
 const runs = Number(takeOption(args, 'runs', '3'));
 const slots = Number(takeOption(args, 'slots', '8'));
+const warmSize = Number(takeOption(args, 'warm-size', '0'));
 if (takeFlag(args, 'cpu-prof')) process.env.MPD_BENCH_CPU_PROF_DIR = benchPath('profiles');
 const checkouts: [string, CliUnderTest][] =
   args.length === 0
@@ -44,16 +46,18 @@ process.stdout.write(
 for (let run = 0; run < runs; run++) {
   for (let step = 0; step < checkouts.length; step++) {
     const [name, cli] = checkouts[(run + step) % checkouts.length]!;
-    const figures = await cliRun(shape, size, 2, slots, cli);
+    const figures = await cliRun(shape, size, 2, slots, cli, warmSize);
     results.set(name, [...(results.get(name) ?? []), figures]);
+    const line = (figures: PerModule): string =>
+      `${figures.modulesPerSecond.toFixed(0)} modules/s, ${figures.cpuMs.toFixed(3)} ms CPU/module (orchestrator ${figures.split.orchestrator.toFixed(3)}, workers ${figures.split.workers.toFixed(3)}, hosts ${figures.split.hosts.toFixed(3)})`;
     process.stdout.write(
-      `${name}: ${figures.modulesPerSecond.toFixed(0)} modules/s, ${figures.cpuMs.toFixed(3)} ms CPU/module (orchestrator ${figures.split.orchestrator.toFixed(3)}, workers ${figures.split.workers.toFixed(3)}, hosts ${figures.split.hosts.toFixed(3)})\n`,
+      `${name}: ${line(figures)}${figures.warm ? `; warm (${warmSize} - ${size}): ${line(figures.warm)}` : ''}\n`,
     );
   }
 }
 for (const [name, figures] of results) {
   process.stdout.write(
-    `median ${name}: ${median(figures.map((f) => f.modulesPerSecond)).toFixed(0)} modules/s, ${median(figures.map((f) => f.cpuMs)).toFixed(3)} ms CPU/module\n`,
+    `median ${name}: ${median(figures.map((f) => f.modulesPerSecond)).toFixed(0)} modules/s, ${median(figures.map((f) => f.cpuMs)).toFixed(3)} ms CPU/module${figures[0]!.warm ? `; warm: ${median(figures.map((f) => f.warm!.modulesPerSecond)).toFixed(0)} modules/s, ${median(figures.map((f) => f.warm!.cpuMs)).toFixed(3)} ms CPU/module` : ''}\n`,
   );
 }
 process.stdout.write(

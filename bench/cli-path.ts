@@ -10,6 +10,12 @@
  *   the CPU those processes used over their whole lives, / (size − SMALL). Read from this
  *   process's `/proc/self/stat` (cutime + cstime: the CPU of reaped children, theirs included),
  *   so it is exact once they exited.
+ * That judged figure (issue 14 measures it so) carries what fresh processes pay while they warm
+ * up (V8's tiering and lazy compilation, heap growth) over their first modules. With a
+ * `warmSize`, a third run of fresh processes, of `warmSize` modules, gives the **warm** figure:
+ * the same differences between it and the `size` run, / (warmSize − size): what one more module
+ * costs processes that are already warm (BullMQ is measured the same way: bench/peer.ts
+ * `freshRuns`).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -116,36 +122,65 @@ export interface CpuSplit {
   hosts: number;
 }
 
-/** Per-module figures of the CLI path (see the file's comment). */
-export interface CliFigures {
+/** Per-module figures of a difference of two runs (see the file's comment). */
+export interface PerModule<S = CpuSplit> {
   modulesPerSecond: number;
   /** CPU per module, all processes, ms. */
   cpuMs: number;
   /** CPU per module by process, ms. */
-  split: CpuSplit;
+  split: S;
 }
 
-/** A run of `size` and one of {@link SMALL} modules through the CLIs, as one figure. */
+/** Per-module figures of the CLI path: `size` − {@link SMALL} (judged), and the warm figure when asked for. */
+export interface CliFigures extends PerModule {
+  /** `warmSize` − `size` modules, fresh processes for each run (see the file's comment). */
+  warm?: PerModule;
+}
+
+/** One run on fresh processes: its modules, its duration and its processes' CPU over their lives, ms, in all and by process. */
+export interface RunTotals<S> {
+  modules: number;
+  durationMs: number;
+  cpuMs: number;
+  split: S;
+}
+
+/** What one more module costs, from a run of `large.modules` and one of `small.modules` of the same kind. */
+export function perModule<S extends { [K in keyof S]: number }>(
+  large: RunTotals<S>,
+  small: RunTotals<S>,
+): PerModule<S> {
+  const extra = large.modules - small.modules;
+  // At smoke sizes the larger run can take no longer than the small one (noise): no rate then
+  // (NaN, printed '-'), where a negative one was printed.
+  const extraSeconds = (large.durationMs - small.durationMs) / 1_000;
+  const split = { ...large.split };
+  for (const name of Object.keys(split) as (keyof S)[]) {
+    split[name] = ((large.split[name] - small.split[name]) / extra) as S[keyof S];
+  }
+  return {
+    modulesPerSecond: extraSeconds > 0 ? extra / extraSeconds : Number.NaN,
+    cpuMs: (large.cpuMs - small.cpuMs) / extra,
+    split,
+  };
+}
+
+/**
+ * A run of `size` and one of {@link SMALL} modules through the CLIs, as one figure; with
+ * `warmSize` (larger than `size`), also one of `warmSize` modules: the warm figure.
+ */
 export async function cliRun(
   shape: Extract<Shape, 'wide' | 'chain'>,
   size: number,
   workers: number,
   slots: number,
   cli: CliUnderTest = THIS_CLI,
+  warmSize = 0,
 ): Promise<CliFigures> {
-  const large = await once(shape, size, workers, slots, cli);
-  const small = await once(shape, SMALL, workers, slots, cli);
-  const extra = size - SMALL;
-  // At smoke sizes the larger run can take no longer than the small one (noise): no rate then
-  // (NaN, printed '-'), where a negative one was printed.
-  const extraSeconds = (large.durationMs - small.durationMs) / 1_000;
-  return {
-    modulesPerSecond: extraSeconds > 0 ? extra / extraSeconds : Number.NaN,
-    cpuMs: (large.cpuMs - small.cpuMs) / extra,
-    split: {
-      orchestrator: (large.split.orchestrator - small.split.orchestrator) / extra,
-      workers: (large.split.workers - small.split.workers) / extra,
-      hosts: (large.split.hosts - small.split.hosts) / extra,
-    },
-  };
+  const run = async (modules: number) => ({ modules, ...(await once(shape, modules, workers, slots, cli)) });
+  const large = await run(size);
+  const small = await run(SMALL);
+  const figures: CliFigures = perModule(large, small);
+  if (warmSize > size) figures.warm = perModule(await run(warmSize), large);
+  return figures;
 }

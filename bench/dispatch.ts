@@ -31,7 +31,8 @@ import type { Row } from './lib/report.js';
 import { median, percentile } from './lib/stats.js';
 import { chainHops, slotTurnarounds, type Span } from './lib/spans.js';
 import { BullmqPeer, type PeerFigures } from './peer.js';
-import { type CliFigures, cliRun, SMALL } from './cli-path.js';
+import { type CliFigures, cliRun, type PerModule, perModule, type RunTotals, SMALL, THIS_CLI } from './cli-path.js';
+import type { PeerSplit } from './peer.js';
 
 export interface DispatchConfig {
   size: number;
@@ -41,15 +42,47 @@ export interface DispatchConfig {
   slots: number;
   /** Run BullMQ on Redis beside mpd. */
   peer: boolean;
+  /**
+   * The warm figure's larger run (modules; 0: none): the CLIs, and BullMQ on fresh processes,
+   * also run this many modules, and `warmSize − size` gives what a module costs warm processes
+   * (bench/cli-path.ts).
+   */
+  warmSize: number;
+  /** The shapes that get the warm figure (the smoke run: wide only, to stay short). */
+  warmShapes: readonly ('wide' | 'chain')[];
 }
 
-export const DISPATCH_FULL: DispatchConfig = { size: 2_000, runs: 3, warmup: true, workers: 2, slots: 8, peer: true };
-export const DISPATCH_SMOKE: DispatchConfig = { size: 40, runs: 1, warmup: false, workers: 2, slots: 2, peer: true };
+/** The warm figure's larger run for `shape`; 0 when `shape` gets none. */
+function warmSizeFor(config: DispatchConfig, shape: 'wide' | 'chain'): number {
+  return config.warmShapes.includes(shape) && config.warmSize > config.size ? config.warmSize : 0;
+}
+
+export const DISPATCH_FULL: DispatchConfig = {
+  size: 2_000,
+  runs: 3,
+  warmup: true,
+  workers: 2,
+  slots: 8,
+  peer: true,
+  warmSize: 8_000,
+  warmShapes: ['wide', 'chain'],
+};
+export const DISPATCH_SMOKE: DispatchConfig = {
+  size: 40,
+  runs: 1,
+  warmup: false,
+  workers: 2,
+  slots: 2,
+  peer: true,
+  warmSize: 80,
+  warmShapes: ['wide'],
+};
 
 /**
  * `config` with what the environment narrows, for a shorter run under a shared machine's bench
  * lock: `MPD_BENCH_DISPATCH_SHAPES` (`wide`, `chain` or `wide,chain`), `MPD_BENCH_DISPATCH_RUNS`,
- * `MPD_BENCH_DISPATCH_SIZE`, `MPD_BENCH_DISPATCH_WARMUP=0`.
+ * `MPD_BENCH_DISPATCH_SIZE`, `MPD_BENCH_DISPATCH_WARMUP=0`, `MPD_BENCH_DISPATCH_WARM_SIZE` (0: no
+ * warm figure).
  */
 export function dispatchConfigFromEnv(
   config: DispatchConfig,
@@ -72,6 +105,7 @@ export function dispatchConfigFromEnv(
     size: number('MPD_BENCH_DISPATCH_SIZE', config.size),
     runs: number('MPD_BENCH_DISPATCH_RUNS', config.runs),
     warmup: env.MPD_BENCH_DISPATCH_WARMUP === '0' ? false : config.warmup,
+    warmSize: env.MPD_BENCH_DISPATCH_WARM_SIZE === '0' ? 0 : number('MPD_BENCH_DISPATCH_WARM_SIZE', config.warmSize),
     shapes: shapes as ('wide' | 'chain')[],
   };
 }
@@ -227,18 +261,29 @@ async function variant(shape: Extract<Shape, 'wide' | 'chain'>, config: Dispatch
     const inProcessLegs: Legs[] = [];
     const peerFigures: Awaited<ReturnType<typeof peerRun>>[] = [];
     const cliFigures: CliFigures[] = [];
+    const peerFresh: FreshPeer[] = [];
+    const warmSize = warmSizeFor(config, shape);
     // Each run in another order, so that none of them always goes first.
     const order = [
       async () => mpd.push(await mpdRun()),
       async () => baseline.push(await directRun()),
       async () => inProcessLegs.push(await inProcessRun()),
       ...(peer ? [async () => peerFigures.push(await peerRun())] : []),
-      async () => cliFigures.push(await cliRun(shape, config.size, config.workers, config.slots)),
+      async () => cliFigures.push(await cliRun(shape, config.size, config.workers, config.slots, THIS_CLI, warmSize)),
+      ...(peer && warmSize > 0 ? [async () => peerFresh.push(await freshPeer(shape, config))] : []),
     ];
     for (let run = 0; run < config.runs; run++) {
       for (let step = 0; step < order.length; step++) await order[(run + step) % order.length]!();
     }
-    return { mpd, baseline, inProcess: inProcessLegs, peer: peerFigures, peerUnavailable, cli: cliFigures };
+    return {
+      mpd,
+      baseline,
+      inProcess: inProcessLegs,
+      peer: peerFigures,
+      peerUnavailable,
+      cli: cliFigures,
+      peerFresh,
+    };
   } finally {
     await Promise.all([cluster.stop(), inProcess.stop(), direct.stop(), peer?.stop()]);
   }
@@ -249,7 +294,7 @@ export async function dispatchBench(given: DispatchConfig): Promise<{ rows: Row[
   const rows: Row[] = [];
   const details: Record<string, unknown> = { config };
   for (const shape of shapes) {
-    const { mpd, baseline, inProcess, peer, peerUnavailable, cli } = await variant(shape, config);
+    const { mpd, baseline, inProcess, peer, peerUnavailable, cli, peerFresh } = await variant(shape, config);
     const benchmark = `2 dispatch, ${shape} ${config.size}`;
     const label = 'direct calls';
     const of = (runs: Legs[], pick: (legs: Legs) => number) => runs.map(pick);
@@ -385,16 +430,102 @@ export async function dispatchBench(given: DispatchConfig): Promise<{ rows: Row[
         );
       }
     }
+    if (warmSizeFor(config, shape) > 0) rows.push(...warmRows(benchmark, shape, config, cli, peerFresh, peer));
     details[shape] = {
       peerUnavailable,
       peer,
       cli,
+      peerFresh,
       mpdModulesPerSecond: of(mpd, (legs) => legs.modulesPerSecond),
       directModulesPerSecond: of(baseline, (legs) => legs.modulesPerSecond),
       inProcessModulesPerSecond: of(inProcess, (legs) => legs.modulesPerSecond),
     };
   }
   return { rows, details };
+}
+
+/** BullMQ's per-job figures from runs on fresh processes, as the CLIs' (bench/cli-path.ts). */
+interface FreshPeer {
+  /** `size` − {@link SMALL} jobs: the judged CLI figure's counterpart, warm-up included. */
+  cold: PerModule<PeerSplit>;
+  /** `warmSize` − `size` jobs: the warm figure's. */
+  warm: PerModule<PeerSplit>;
+}
+
+/** Runs BullMQ on fresh processes for {@link SMALL}, `size` and `warmSize` jobs of `shape`. */
+async function freshPeer(shape: 'wide' | 'chain', config: DispatchConfig): Promise<FreshPeer> {
+  const totals = await BullmqPeer.freshRuns(shape, [SMALL, config.size, config.warmSize], config.workers, config.slots);
+  // The peer ran in this bench already, so Redis is there: its absence now is a failure.
+  if ('unavailable' in totals) throw new Error(`BullMQ on fresh processes: ${totals.unavailable}`);
+  const [small, size, warmSize] = totals as [RunTotals<PeerSplit>, RunTotals<PeerSplit>, RunTotals<PeerSplit>];
+  return { cold: perModule(size, small), warm: perModule(warmSize, size) };
+}
+
+/**
+ * The warm figure's rows (bench/cli-path.ts): the CLIs' `warmSize` − `size` modules against
+ * BullMQ's on fresh processes measured the same way (its driver against the orchestrator, its
+ * workers against mpd's with their module hosts), and BullMQ's own `size` − {@link SMALL} on fresh
+ * processes against its warm figure (the judged baseline): what warming up costs each.
+ */
+function warmRows(
+  benchmark: string,
+  shape: 'wide' | 'chain',
+  config: DispatchConfig,
+  cli: CliFigures[],
+  fresh: FreshPeer[],
+  peer: PeerRun[],
+): Row[] {
+  const label = `CLIs, warm (${config.warmSize} - ${config.size} modules, fresh processes)`;
+  const freshLabel = `BullMQ on fresh processes, ${config.warmSize} - ${config.size} jobs`;
+  const row = (
+    metric: string,
+    unit: string,
+    pick: (figures: PerModule) => number,
+    theirs?: [string, (figures: PerModule<PeerSplit>) => number],
+  ): Row => {
+    const runs = cli.map((figures) => pick(figures.warm!));
+    return {
+      benchmark,
+      metric: `${label}: ${metric}`,
+      unit,
+      value: median(runs),
+      runs,
+      ...(theirs && fresh.length > 0
+        ? baselineOf(
+            fresh.map((run) => theirs[1](run.warm)),
+            `${freshLabel}${theirs[0]}`,
+          )
+        : {}),
+    };
+  };
+  const rows = [
+    row('modules/s', 'mod/s', (figures) => figures.modulesPerSecond, ['', (figures) => figures.modulesPerSecond]),
+    row('CPU per module, all processes', 'ms', (figures) => figures.cpuMs, ['', (figures) => figures.cpuMs]),
+    row('CPU per module: orchestrator', 'ms', (figures) => figures.split.orchestrator, [
+      ': driver',
+      (figures) => figures.split.driver,
+    ]),
+    row(`CPU per module: the ${config.workers} worker processes`, 'ms', (figures) => figures.split.workers, [
+      ': workers',
+      (figures) => figures.split.workers,
+    ]),
+    row(`CPU per module: their ${config.workers * config.slots} module hosts`, 'ms', (figures) => figures.split.hosts),
+  ];
+  if (fresh.length > 0 && peer.length > 0) {
+    const cold = fresh.map((run) => run.cold.cpuMs);
+    rows.push({
+      benchmark,
+      metric: `BullMQ on fresh processes, ${config.size} - ${SMALL} jobs: CPU per job, all processes`,
+      unit: 'ms',
+      value: median(cold),
+      runs: cold,
+      ...baselineOf(
+        peer.map((run) => run[shape]!.cpuMs.total),
+        'BullMQ on Redis (warm, after a warm-up run)',
+      ),
+    });
+  }
+  return rows;
 }
 
 /** A row's baseline fields: the median of `runs`, and the runs. */

@@ -11,9 +11,17 @@ import { randomBytes } from 'node:crypto';
 import type { DriverTimings, JobSpan, PeerShape } from './servers/bullmq.js';
 import { BenchProcess, benchPath, cpuMsOf } from './lib/processes.js';
 import { type RedisServer, type RedisUnavailable, startRedis } from './lib/redis.js';
+import type { RunTotals } from './cli-path.js';
 import { chainHops, slotFreedAt, slotTurnarounds, type Span } from './lib/spans.js';
 
 const SERVER = benchPath('servers/bullmq.ts');
+
+/** CPU time by process of the peer, ms: the driver, the workers together (with their sandboxed children), Redis. */
+export interface PeerSplit {
+  driver: number;
+  workers: number;
+  redis: number;
+}
 
 /** One run's figures: per job, ms unless named otherwise. */
 export interface PeerFigures {
@@ -25,7 +33,7 @@ export interface PeerFigures {
   /** Chains: a job's processor ended → the next one's started. */
   hops: number[];
   /** CPU time per job of each process, ms: the driver, the workers together (with their sandboxed children), Redis. */
-  cpuMs: { driver: number; workers: number; redis: number; total: number };
+  cpuMs: PeerSplit & { total: number };
 }
 
 /** Redis, a driver and the BullMQ workers, started once for several runs. */
@@ -102,6 +110,43 @@ export class BullmqPeer {
       hops: shape === 'wide' ? [] : chainHops(spans),
       cpuMs,
     };
+  }
+
+  /**
+   * Runs of `sizes` jobs of `shape`, each on a fresh peer (Redis, the driver and the workers
+   * started for it and stopped after it), as benchmark 2 runs mpd's CLIs (bench/cli-path.ts):
+   * per run its jobs, its duration (the driver's) and the CPU its processes used over their
+   * whole lives until the run ended, in all and by process, so that the difference of two runs
+   * is what the extra jobs cost, warm-up included or not. Or why there is no Redis.
+   */
+  static async freshRuns(
+    shape: PeerShape,
+    sizes: readonly number[],
+    workers: number,
+    slots: number,
+  ): Promise<RunTotals<PeerSplit>[] | RedisUnavailable> {
+    const totals: RunTotals<PeerSplit>[] = [];
+    for (const size of sizes) {
+      const peer = await BullmqPeer.start(workers, slots);
+      if ('unavailable' in peer) return peer;
+      try {
+        const figures = await peer.run(shape, size);
+        const split = {
+          driver: peer.driver.cpuMs(),
+          workers: cpuMsOf(peer.workers),
+          redis: peer.redis.cpuMs(),
+        };
+        totals.push({
+          modules: size,
+          durationMs: (size / figures.jobsPerSecond) * 1_000,
+          cpuMs: split.driver + split.workers + split.redis,
+          split,
+        });
+      } finally {
+        await peer.stop();
+      }
+    }
+    return totals;
   }
 
   async stop(): Promise<void> {

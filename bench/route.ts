@@ -8,7 +8,7 @@
  * as the orchestrator's calls to one worker), alternating order; per request, the server
  * process's CPU time (µs) and requests/s. Baseline: node's `http`.
  */
-import { formatTimeSpan } from '@mpd/contract';
+import { executeBody } from './lib/execute-body.js';
 import { runLoad } from './lib/load.js';
 import { BenchProcess, benchPath, WORKER_TOKEN } from './lib/processes.js';
 import type { Row } from './lib/report.js';
@@ -33,19 +33,6 @@ const LABELS: Record<Variant, string> = {
   'ts-rest': 'express + ts-rest + zod',
   'api-app': "the worker's app plumbing (server-kit createApiApp, bearer check)",
 };
-
-/** An execute body as the orchestrator sends for a no-op module of the dispatch bench. */
-function executeBody(): string {
-  return JSON.stringify({
-    executionId: 'run-0123456789abcdef.m00042.1',
-    moduleTypeName: 'm00042',
-    serializedModule: JSON.stringify({ sleepMs: 0 }),
-    dependencyResults: { m00041: '{"t":"123456789012345"}' },
-    environmentVariables: {},
-    timeout: formatTimeSpan(30 * 60_000),
-    timestamp: new Date().toISOString(),
-  });
-}
 
 export async function routeBench(config: RouteConfig): Promise<{ rows: Row[]; details: unknown }> {
   const servers = VARIANTS.map(

@@ -3,10 +3,11 @@
  * ratio, target, met?) and writes `bench/results.json` with the machine's details.
  * `pnpm bench:smoke` (`--smoke`) runs every benchmark at tiny sizes, once, without judging
  * the targets (CI runs it so that the script cannot rot). `--only NAME[,NAME]` runs some:
- * heartbeat, dispatch, schedule, scale, output, artifacts, route. `--cpu-prof` writes a CPU profile of every process the
+ * heartbeat, dispatch, schedule, scale, output, artifacts, route, floor. `--cpu-prof` writes a CPU profile of every process the
  * bench starts to `bench/profiles/` (summarise one with `tsx bench/profile-summary.ts FILE`).
  */
 import { DISPATCH_FULL, DISPATCH_SMOKE, dispatchBench } from './dispatch.js';
+import { FLOOR_FULL, FLOOR_SMOKE, floorBench } from './floor.js';
 import { ARTIFACTS_FULL, ARTIFACTS_SMOKE, artifactsBench } from './artifacts.js';
 import { heartbeatBench, HEARTBEAT_FULL, HEARTBEAT_SMOKE } from './heartbeat.js';
 import { OUTPUT_FULL, OUTPUT_SMOKE, outputBench } from './output.js';
@@ -31,6 +32,7 @@ const benches: { name: string; run: () => Promise<{ rows: Row[]; details: unknow
   { name: 'output', run: () => outputBench(smoke ? OUTPUT_SMOKE : OUTPUT_FULL) },
   { name: 'artifacts', run: () => artifactsBench(smoke ? ARTIFACTS_SMOKE : ARTIFACTS_FULL) },
   { name: 'route', run: () => routeBench(smoke ? ROUTE_SMOKE : ROUTE_FULL) },
+  { name: 'floor', run: () => floorBench(smoke ? FLOOR_SMOKE : FLOOR_FULL) },
 ];
 
 const NOTES = [

@@ -44,6 +44,9 @@ async function fillChildPool(worker: Worker, count: number): Promise<void> {
   for (const child of children) pool.release(child);
 }
 
+/** How long a driver waits for the next completion before it fails the run, ms. */
+const STALL_MS = 60_000;
+
 /** A job's processor run on a worker: its index in the run and when it started and ended, µs. */
 export type JobSpan = [index: number, start: number, end: number];
 
@@ -96,7 +99,11 @@ if (role === 'worker') {
 } else if (role === 'driver') {
   serveIpc({
     async run({ queue: name, shape, size }: { queue: string; shape: PeerShape; size: number }): Promise<DriverTimings> {
-      const queue = new Queue(name, { connection });
+      // The events stream holds every event of the run (about four per job: added, waiting,
+      // active, completed): trimmed at BullMQ's default 10,000, a run of more than about 2,500
+      // jobs lost completions that QueueEvents had not read yet when the machine was busy, and
+      // the driver waited for them for ever (benchmark 2's 8,000-job warm runs).
+      const queue = new Queue(name, { connection, streams: { events: { maxLen: Math.max(10_000, size * 5) } } });
       // From the stream's start (the queue is new): with the default `$`, events written before
       // its first read (a fast run) were missed and the run never ended.
       const events = new QueueEvents(name, { connection, lastEventId: '0-0' });
@@ -107,11 +114,22 @@ if (role === 'worker') {
         let completed = 0;
         // Job ids name the index (`j7`), so an event is matched without waiting for `add`'s answer.
         const lastId = `j${size - 1}`;
+        let stall: NodeJS.Timeout | undefined;
         const done = new Promise<void>((resolve, reject) => {
+          // A run that learns of no completion for this long has lost one: fail, do not hang the bench.
+          const watch = (): void => {
+            clearTimeout(stall);
+            stall = setTimeout(
+              () => reject(new Error(`no completion learnt for ${STALL_MS} ms (${completed} of ${size})`)),
+              STALL_MS,
+            );
+          };
+          watch();
           events.on('failed', ({ jobId, failedReason }) => reject(new Error(`job ${jobId} failed: ${failedReason}`)));
           events.on('completed', ({ jobId, returnvalue }) => {
             const at = nowUs();
             completed++;
+            watch();
             if (shape === 'chain') {
               const index = Number(jobId.slice(1));
               learnt[index] = at;
@@ -140,7 +158,7 @@ if (role === 'worker') {
           for (let i = 1; i < size; i++) tree = { ...node(i), children: [tree] };
           await flows!.add(tree);
         }
-        await done;
+        await done.finally(() => clearTimeout(stall));
         return { started, ended: nowUs(), learnt };
       } finally {
         await Promise.all([events.close(), queue.close(), flows?.close()]);

@@ -1,0 +1,136 @@
+/**
+ * The floor benchmark's IPC round trip (issue 14, bench/floor.ts): node's `child_process` channel
+ * alone, as a worker talks to its module hosts. `parent HOSTS` forks HOSTS children of this file
+ * (`child`) with a JSON IPC channel, as the worker forks its hosts; on the driver's `run`
+ * request it sends each child a message the size and shape of the worker's `execute` and the
+ * child answers at once with one the size and shape of a no-op module's `done`, one at a time
+ * per child, for `durationS`; it answers the round trips made and the CPU time of itself and
+ * its children meanwhile (each child says its own, µs). Nothing else of a module host: no
+ * module, no pipes, no lease, no `setImmediate` after the module.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { FromHost, ToHost } from '../../packages/worker/src/executor/host-protocol.js';
+import { serveIpc } from '../lib/ipc.js';
+import { percentile } from '../lib/stats.js';
+
+export interface FloorIpcRun {
+  durationS: number;
+  /** Round trips with the first child only, one at a time, each timed. */
+  oneAtATime?: boolean;
+}
+
+/**
+ * Round trips made, and the CPU time of the parent and of its children over them, µs; one at a
+ * time, also the round trip's p50 and p99 (µs: sent → the answer in the parent).
+ */
+export interface FloorIpcResult {
+  roundTrips: number;
+  parentCpuMicros: number;
+  childrenCpuMicros: number;
+  elapsedMs: number;
+  latency?: { p50: number; p99: number };
+}
+
+type StatsMessage = { type: 'stats'; cpuMicros?: number };
+
+const cpuMicros = (): number => {
+  const usage = process.cpuUsage();
+  return usage.user + usage.system;
+};
+
+/** A no-op module's `execute` message as the worker sends it (module-host.ts `execute`). */
+function executeMessage(index: number): ToHost {
+  const name = `m${String(index % 2_000).padStart(5, '0')}`;
+  return {
+    type: 'execute',
+    executionId: `run-0123456789abcdef.${name}.1`,
+    moduleName: name,
+    params: { sleepMs: 0 },
+    results: { m00041: { t: '123456789012345' } },
+    env: {},
+    workingDirectory: '/tmp/mpd-worker-0123456789/work',
+    workerId: 'cli-worker-1',
+    maxResultBytes: 16 * 1024 * 1024,
+    leaseEndsAt: 123456789.123,
+    artifactScratchDir: '/tmp/mpd-worker-0123456789/cache/scratch',
+  };
+}
+
+const role = process.argv[2];
+if (role === 'child') {
+  process.on('message', (message: ToHost | StatsMessage) => {
+    if (message.type === 'stats') {
+      process.send!({ type: 'stats', cpuMicros: cpuMicros() } satisfies StatsMessage);
+    } else if (message.type === 'execute') {
+      const done: FromHost = {
+        type: 'done',
+        executionId: message.executionId,
+        leftoverChildren: 0,
+        marked: false,
+        ok: true,
+        resultText: '{"t":"123456789012345"}',
+      };
+      process.send!(done);
+    }
+  });
+  process.on('disconnect', () => process.exit(0));
+} else if (role === 'parent') {
+  const hosts = Number(process.argv[3] ?? '8');
+  const children: ChildProcess[] = Array.from({ length: hosts }, () =>
+    fork(fileURLToPath(import.meta.url), ['child'], {
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+      serialization: 'json',
+    }),
+  );
+  /** The next message from `child`. */
+  const next = <T>(child: ChildProcess): Promise<T> =>
+    new Promise((resolve) => child.once('message', (message) => resolve(message as T)));
+  const childrenCpu = async (): Promise<number> => {
+    const answers = children.map((child) => next<StatsMessage>(child));
+    for (const child of children) child.send({ type: 'stats' } satisfies StatsMessage);
+    return (await Promise.all(answers)).reduce((total, answer) => total + answer.cpuMicros!, 0);
+  };
+  const roundTrip = (child: ChildProcess, index: number): Promise<FromHost> => {
+    const answer = next<FromHost>(child);
+    child.send(executeMessage(index));
+    return answer;
+  };
+  const run = async ({ durationS, oneAtATime = false }: FloorIpcRun): Promise<FloorIpcResult> => {
+    // Each child answers once before the measured window (forked and connected).
+    await Promise.all(children.map((child, index) => roundTrip(child, index)));
+    const childrenBefore = await childrenCpu();
+    let roundTrips = 0;
+    const started = performance.now();
+    const deadline = started + durationS * 1_000;
+    const parentBefore = cpuMicros();
+    const times: number[] | undefined = oneAtATime ? [] : undefined;
+    await Promise.all(
+      (oneAtATime ? children.slice(0, 1) : children).map(async (child) => {
+        while (performance.now() < deadline) {
+          const start = performance.now();
+          const done = await roundTrip(child, roundTrips++);
+          times?.push((performance.now() - start) * 1_000);
+          if (done.type !== 'done') throw new Error(`a child answered ${done.type}`);
+        }
+      }),
+    );
+    const parentCpuMicros = cpuMicros() - parentBefore;
+    const elapsedMs = performance.now() - started;
+    return {
+      roundTrips,
+      parentCpuMicros,
+      childrenCpuMicros: (await childrenCpu()) - childrenBefore,
+      elapsedMs,
+      ...(times ? { latency: { p50: percentile(times, 50), p99: percentile(times, 99) } } : {}),
+    };
+  };
+  serveIpc({ run: (payload: FloorIpcRun) => run(payload) });
+  process.stdout.write(`floor IPC parent of ${hosts} children listening on http://127.0.0.1/ (ipc)\n`);
+  process.on('SIGTERM', () => {
+    for (const child of children) child.kill('SIGTERM');
+    process.exit(0);
+  });
+} else {
+  throw new Error(`usage: floor-ipc.ts parent HOSTS | child (got ${role})`);
+}
