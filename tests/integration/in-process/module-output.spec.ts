@@ -82,6 +82,12 @@ describe('module output across a cluster', () => {
         );
         expect(texts).toContain(`${name} tool sees ***`);
         expect(texts).toContain(`${name} tool stderr`);
+        // A line longer than maxLineLength, cut into pieces that are masked each alone: the secret
+        // across the cut is masked whole, none of it left in either piece (it was cut in two).
+        for (const letter of ['y', 'z'])
+          expect(texts.filter((text) => new RegExp(`^[${letter}*]+( tail)?$`).test(text)).join('')).toBe(
+            `${letter.repeat(16_380)}***${letter.repeat(53_600)} tail`,
+          );
         // In order within each pipe (console on stdout, the tool's stderr on stderr, ctx.logger over
         // IPC: three channels, read as they come); nothing lost after the module's answer.
         const stdout = events.flatMap((event) =>

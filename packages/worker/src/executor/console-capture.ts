@@ -68,9 +68,13 @@ export class ConsoleCapture {
   readonly console: Console;
   private readonly splitters: LineSplitter[] = [];
 
-  constructor(onLines: (stream: 'stdout' | 'stderr', lines: string) => void) {
+  /**
+   * @param secrets the execution's secret values (those its masker masks): a long line is never
+   *   cut inside one (see `LineSplitter`). @default none
+   */
+  constructor(onLines: (stream: 'stdout' | 'stderr', lines: string) => void, secrets: readonly string[] = []) {
     const stream = (name: 'stdout' | 'stderr'): Writable => {
-      const splitter = new LineSplitter((lines) => onLines(name, lines));
+      const splitter = new LineSplitter((lines) => onLines(name, lines), undefined, secrets);
       this.splitters.push(splitter);
       // Written synchronously: a console call's lines are in the output when it returns.
       return new Writable({

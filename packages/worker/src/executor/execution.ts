@@ -7,7 +7,7 @@ import {
 } from '@mpd/contract';
 import type { AnyModule, JsonValue, ModuleArtifacts, ModuleLogger } from '@mpd/pipeline';
 import { longTimeout } from '@mpd/contract/timers';
-import { createSecretMasker, type SecretMasker } from '@mpd/server-kit';
+import { createSecretMasker, MIN_SECRET_LENGTH, type SecretMasker } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
@@ -118,6 +118,11 @@ export interface ExecutionFrame {
   /** Masks the request's secret values (those of `secretEnvironmentVariables`). */
   mask: SecretMasker;
   /**
+   * The secret values `mask` masks (none shorter than `MIN_SECRET_LENGTH`, longest first): a long line's pieces
+   * are masked each alone, so no splitter of this execution's output cuts inside one of them.
+   */
+  secrets: readonly string[];
+  /**
    * The module's output lines, shipped; ended with the execution. Writers mask a line first (with
    * `mask`, before it is split: a secret is never cut in two): the module's logger and a host's
    * lines are masked once for the worker's log and this output together.
@@ -152,12 +157,15 @@ export function beginExecution(
   const fields = { module: module.name, executionId: request.executionId };
   let child: Logger | undefined;
   const log = (): Logger => (child ??= options.logger.child(fields));
-  const mask = createSecretMasker(
-    (request.secretEnvironmentVariables ?? []).flatMap((name) => {
-      const value = request.environmentVariables[name];
-      return value === undefined ? [] : [value];
-    }),
-  );
+  const secrets = [
+    ...new Set(
+      (request.secretEnvironmentVariables ?? []).flatMap((name) => {
+        const value = request.environmentVariables[name];
+        return value === undefined || value.length < MIN_SECRET_LENGTH ? [] : [value];
+      }),
+    ),
+  ].sort((a, b) => b.length - a.length);
+  const mask = createSecretMasker(secrets);
   const timer = longTimeout(
     () => {
       stop.abort(new ModuleTimeoutError(`Module '${module.name}' timed out after ${formatTimeSpan(timeoutMs)}`));
@@ -177,6 +185,7 @@ export function beginExecution(
       return log();
     },
     mask,
+    secrets,
     output,
     timeoutMs,
     end: (result, outputRead) => {
@@ -240,7 +249,7 @@ async function run(
   const aborted = new Promise<never>((_, reject) => stop.onAbort(() => reject(stop.reason)));
   aborted.catch(() => undefined);
   // The module's console.* is its output too (several modules share this process's console).
-  const capture = new ConsoleCapture((stream, lines) => frame.output.write(stream, frame.mask(lines)));
+  const capture = new ConsoleCapture((stream, lines) => frame.output.write(stream, frame.mask(lines)), frame.secrets);
   const work = capture.run(async () => {
     const workingDirectory = request.workingDirectory ?? options.workingDirectory;
     await ensureWorkingDirectory(workingDirectory);
@@ -260,6 +269,7 @@ async function run(
       },
       // The whole lines of a read of the pipe, each ending with its \n: kept as bytes, masked when shipped.
       onOutput: (stream, lines) => writeLineBytes(frame.output, stream, lines, frame.mask),
+      secrets: frame.secrets.length === 0 ? undefined : frame.secrets.map((value) => Buffer.from(value)),
       executionId: request.executionId,
       workerId: options.workerId,
       get artifacts() {

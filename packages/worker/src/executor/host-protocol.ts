@@ -47,6 +47,13 @@ export type ToHost =
        * cache); null: the worker has no orchestrator, so `ctx.artifacts` throws saying so.
        */
       artifactScratchDir: string | null;
+      /**
+       * The execution's secret values (those the worker masks; none shorter than
+       * `MIN_SECRET_LENGTH`): the host cuts a command's over-long line into pieces, which the
+       * worker masks each alone, and never inside one of these. Over IPC only, never in the
+       * environment, on a pipe or in a file.
+       */
+      secrets: readonly string[];
     }
   /** Abort the module's signal with a `ModuleTimeoutError` (`timeout`) or an `ExecutionCancelledError`. */
   | { type: 'cancel'; executionId: string; reason: 'timeout' | 'cancel'; message: string }

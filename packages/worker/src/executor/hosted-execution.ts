@@ -96,6 +96,7 @@ async function runHosted(
         workerId: options.workerId,
         maxResultBytes: options.maxResultBytes,
         artifactScratchDir: options.artifacts?.scratchDir ?? null,
+        secrets: frame.secrets,
       },
       sink,
     ),
@@ -152,7 +153,12 @@ class FrameSink implements ExecutionSink {
     return this.ended.size === 2;
   }
 
-  constructor(private readonly frame: ExecutionFrame) {}
+  /** The execution's secret values, UTF-8 (see `ExecutionSink.secrets`); none: undefined. */
+  readonly secrets: readonly Buffer[] | undefined;
+
+  constructor(private readonly frame: ExecutionFrame) {
+    this.secrets = frame.secrets.length === 0 ? undefined : frame.secrets.map((value) => Buffer.from(value));
+  }
 
   outputEnded(stream: 'stdout' | 'stderr'): void {
     this.ended.add(stream);

@@ -54,6 +54,12 @@ export interface CommandScope {
    * command waits, as it would for a terminal, rather than its lines piling up in memory).
    */
   onOutput?: ((stream: 'stdout' | 'stderr', lines: Buffer) => void | Promise<void>) | undefined;
+  /**
+   * The execution's secret values (UTF-8, those its masker masks): a command's line longer than
+   * `LIMITS.output.maxLineLength` is given to `onOutput` in pieces, masked each alone, and never
+   * cut inside one of them (see `ByteLineSplitter.secrets`). @default none
+   */
+  secrets?: readonly Buffer[] | undefined;
 }
 
 /**
@@ -83,7 +89,8 @@ const spawnIn =
   (scope: CommandScope): ModuleContext['spawn'] =>
   (file, args = [], options = {}) => {
     const child = startCommand(scope, file, args, options.cwd, options.env, options.stdio ?? 'pipe');
-    if (scope.onOutput) for (const stream of ['stdout', 'stderr'] as const) teeLines(child, stream, scope.onOutput);
+    if (scope.onOutput)
+      for (const stream of ['stdout', 'stderr'] as const) teeLines(child, stream, scope.onOutput, scope.secrets);
     return child;
   };
 
@@ -104,6 +111,7 @@ function teeLines(
   child: ChildProcess,
   stream: 'stdout' | 'stderr',
   onOutput: (stream: 'stdout' | 'stderr', lines: Buffer) => void | Promise<void>,
+  secrets: readonly Buffer[] | undefined,
 ): void {
   const source = child[stream];
   if (!source) return;
@@ -119,7 +127,7 @@ function teeLines(
   };
   copy.on('drain', copyDrained);
   copy.once('close', copyDrained);
-  forwardLines(source, stream, onOutput, gate, (chunk) => {
+  forwardLines(source, stream, onOutput, secrets, gate, (chunk) => {
     if (copy.destroyed || copy.write(chunk) || copyFull) return;
     copyFull = true;
     gate.hold();
@@ -174,13 +182,18 @@ function forwardLines(
   source: Readable,
   stream: 'stdout' | 'stderr',
   onOutput: (stream: 'stdout' | 'stderr', lines: Buffer) => void | Promise<void>,
+  secrets: readonly Buffer[] | undefined,
   gate = new ReadGate(source),
   alsoTo?: (chunk: Buffer) => void,
 ): void {
-  const lines = new ByteLineSplitter((block) => {
-    const full = onOutput(stream, block);
-    if (full !== undefined) gate.holdUntil(full);
-  });
+  const lines = new ByteLineSplitter(
+    (block) => {
+      const full = onOutput(stream, block);
+      if (full !== undefined) gate.holdUntil(full);
+    },
+    undefined,
+    secrets,
+  );
   source.on('data', (chunk: Buffer) => {
     lines.push(chunk);
     alsoTo?.(chunk);
@@ -224,7 +237,7 @@ function runCommand(
       const { onOutput } = scope;
       if (onOutput) {
         // The module's output, line by line as it comes (the result keeps the whole text too).
-        forwardLines(child[stream]!, stream, onOutput);
+        forwardLines(child[stream]!, stream, onOutput, scope.secrets);
       }
       child[stream]!.on('data', (chunk: Buffer) => {
         sizes[stream] += chunk.length;

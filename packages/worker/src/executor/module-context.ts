@@ -29,6 +29,8 @@ export interface ModuleContextFields {
    * (`CommandScope.onOutput`). @default nowhere
    */
   onOutput?: ((stream: 'stdout' | 'stderr', lines: Buffer) => void | Promise<void>) | undefined;
+  /** The execution's secret values, UTF-8 (`CommandScope.secrets`). @default none */
+  secrets?: readonly Buffer[] | undefined;
   executionId: string;
   workerId: string;
   /** `ctx.artifacts` (see `moduleArtifacts`): read only when the module reads it (a getter in a module host). */
@@ -67,6 +69,7 @@ export function createModuleContext(fields: ModuleContextFields): ModuleContext 
       workingDirectory,
       env,
       onOutput: fields.onOutput,
+      secrets: fields.secrets,
     }),
     executionId: fields.executionId,
     workerId: fields.workerId,

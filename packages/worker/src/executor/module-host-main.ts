@@ -109,6 +109,8 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
    * (a host runs one module at a time).
    */
   readonly onOutput = writeToOwnStream;
+  /** The execution's secret values: a command's over-long line is never cut inside one (the worker masks each piece alone). */
+  readonly secrets: readonly Buffer[] | undefined;
 
   constructor(message: Extract<ToHost, { type: 'execute' }>) {
     super();
@@ -119,6 +121,7 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
     this.workingDirectory = message.workingDirectory;
     this.workerId = message.workerId;
     this.artifactScratchDir = message.artifactScratchDir;
+    this.secrets = message.secrets.length === 0 ? undefined : message.secrets.map((value) => Buffer.from(value));
   }
 
   /** `ctx.logger`, made at the module's first use of it (four functions per module that most no-op modules never call). */

@@ -85,6 +85,11 @@ export interface ExecutionSink {
   output(stream: 'stdout' | 'stderr', lines: Buffer): void;
   /** Every line the execution's module wrote on `stream` has been read (its end mark, or the pipe's end). */
   outputEnded(stream: 'stdout' | 'stderr'): void;
+  /**
+   * The execution's secret values, UTF-8 (those its masker masks): the host's pipes are split into
+   * lines, a long one into pieces masked each alone, never cut inside one of them. @default none
+   */
+  readonly secrets?: readonly Buffer[] | undefined;
 }
 
 /** The node flags of a host: the worker's own, without debuggers, tsx (added once) or a heap limit it replaces. */
@@ -160,6 +165,8 @@ export class ModuleHost {
    * on the worker's side) and where its bytes go, as the pipe's own reads give them.
    */
   private readonly pipes: Partial<Record<'stdout' | 'stderr', { fd: number; lines: ByteLineSplitter }>> = {};
+  /** Per pipe, its splitter: it cuts no secret of the execution the pipe carries, nor of the running one. */
+  private readonly splitters: Partial<Record<'stdout' | 'stderr', ByteLineSplitter>> = {};
 
   constructor(private readonly options: ModuleHostOptions) {
     this.child = fork(HOST_MAIN, [], {
@@ -339,6 +346,7 @@ export class ModuleHost {
         const current = this.pipeSink[stream];
         if (current === undefined || current.ended)
           this.pipeSink[stream] = { sink, executionId: message.executionId, ended: false };
+        this.cutSafely(stream);
       }
       if (!this.usable) {
         end({
@@ -450,6 +458,7 @@ export class ModuleHost {
     // An unfinished line given in pieces of at most LIMITS.output.maxLineLength as it comes, as a
     // command's is.
     const lines = new ByteLineSplitter(emit);
+    this.splitters[stream] = lines;
     const fd = nonBlockingFd(source);
     if (fd !== undefined) this.pipes[stream] = { fd, lines };
     source.on('data', (chunk: Buffer) => lines.push(chunk));
@@ -501,7 +510,20 @@ export class ModuleHost {
     current.sink.outputEnded(stream);
     if (this.sink !== undefined && this.sinkExecutionId !== executionId) {
       this.pipeSink[stream] = { sink: this.sink, executionId: this.sinkExecutionId!, ended: false };
+      this.cutSafely(stream);
     }
+  }
+
+  /**
+   * Gives pipe `stream`'s splitter the secret values of the execution it carries and of the
+   * running one (its lines may follow in the same read): set when either changes, not per read.
+   */
+  private cutSafely(stream: 'stdout' | 'stderr'): void {
+    const splitter = this.splitters[stream];
+    if (splitter === undefined) return;
+    const carried = this.pipeSink[stream]?.sink.secrets ?? [];
+    const running = this.sink?.secrets ?? [];
+    splitter.secrets = running === carried || running.length === 0 ? carried : [...carried, ...running];
   }
 
   /** Keeps the last {@link STDERR_TAIL_LINES} lines of a block of the host's stderr (its last few KiB decoded). */

@@ -80,17 +80,27 @@ export function splitLines(text: string, maxLength: number = LIMITS.output.maxLi
  * once, as one text (lines separated by `\n` or `\r\n`, no line break at its end; `''` is one
  * empty line), for the receiver to split with {@link splitLines}; the last, unfinished line
  * waits for the next chunk, or {@link LineSplitter.flush}. An unfinished line longer than
- * `maxLength` is given in pieces as it comes, so no partial line grows without bound. A block
+ * `maxLength` is given in pieces as it comes (never cut inside one of its `secrets`), so no
+ * partial line grows without bound. A block
  * per chunk, not a call per line: 200,000 lines cost 200,000 pipe writes in a module host and
  * as many calls on the worker (`pnpm bench`, benchmark 5).
  */
 export class LineSplitter {
   private partial = '';
+  /** Bytes an unfinished line waits for past `maxLength` before it is cut: see {@link secretSafeCut}. */
+  private readonly lookahead: number;
 
   constructor(
     private readonly onLines: (lines: string) => void,
     private readonly maxLength: number = LIMITS.output.maxLineLength,
-  ) {}
+    /**
+     * The execution's secret values (those the masker masks): a cut never falls inside one (see
+     * {@link secretSafeCut}). @default none
+     */
+    private readonly secrets: readonly string[] = NO_SECRETS,
+  ) {
+    this.lookahead = longest(secrets);
+  }
 
   push(chunk: string): void {
     const last = chunk.lastIndexOf('\n');
@@ -102,18 +112,82 @@ export class LineSplitter {
       if (block.endsWith('\r')) block = block.slice(0, -1);
       this.onLines(block);
     }
-    while (this.partial.length > this.maxLength) {
-      this.onLines(this.partial.slice(0, this.maxLength));
-      this.partial = this.partial.slice(this.maxLength);
+    while (this.partial.length > this.maxLength + this.lookahead) {
+      let cut = this.maxLength;
+      if (this.secrets.length > 0) cut = secretSafeCut(this.partial, cut, this.secrets, findInString);
+      this.onLines(this.partial.slice(0, cut));
+      this.partial = this.partial.slice(cut);
     }
   }
 
   flush(): void {
     if (this.partial === '') return;
+    // What waited for a secret's end (see `lookahead`) is cut now, as push would have.
+    while (this.partial.length > this.maxLength) {
+      const cut = secretSafeCut(this.partial, this.maxLength, this.secrets, findInString);
+      if (cut >= this.partial.length) break;
+      this.onLines(this.partial.slice(0, cut));
+      this.partial = this.partial.slice(cut);
+    }
     const line = this.partial;
     this.partial = '';
     this.onLines(line);
   }
+}
+
+/** No secret values (a splitter's default). */
+const NO_SECRETS: readonly never[] = [];
+
+/** The length of the longest of `secrets`, less one (0 for none): how far past a cut one may reach. */
+function longest(secrets: readonly { length: number }[]): number {
+  let most = 0;
+  for (const secret of secrets) most = Math.max(most, secret.length - 1);
+  return most;
+}
+
+/** Where `secret` first occurs within `[from, to)` of `text`, or -1. */
+type FindIn<T> = (text: T, secret: T, from: number, to: number) => number;
+
+const findInString: FindIn<string> = (text, secret, from, to) => {
+  const at = text.slice(from, to).indexOf(secret);
+  return at < 0 ? -1 : from + at;
+};
+
+const findInBuffer: FindIn<Buffer> = (text, secret, from, to) => {
+  const at = text.subarray(from, to).indexOf(secret);
+  return at < 0 ? -1 : from + at;
+};
+
+/**
+ * Where to cut `text` near `cut` so that no occurrence of a secret value spans the cut: the
+ * worker masks each piece of a cut line alone, so a secret cut in two would leave the worker in
+ * two unmasked halves (README, "Secrets in modules"). A cut inside an occurrence moves back to the
+ * occurrence's start, again until no occurrence spans it; one that reaches an occurrence at the
+ * text's start moves on to that occurrence's end and stops there: a secret longer than the piece
+ * (the piece is then longer than the bound, by at most the secret's length), or one that repeats
+ * itself (`abab` in `ababab…`, where every cut is inside some occurrence; the masker masks the
+ * leftmost ones, `abab` at 0 among them). Only the window an occurrence spanning the cut can lie
+ * in is searched (`[cut − length + 1, cut + length − 1)` per secret): the caller has the text up
+ * to `cut + length − 1`. Secret values start and end between two UTF-8 characters, so a cut moved
+ * to one's edge stays between characters. `secrets`: longest first, as the masker masks them.
+ */
+export function secretSafeCut<T extends { readonly length: number }>(
+  text: T,
+  cut: number,
+  secrets: readonly T[],
+  find: FindIn<T>,
+): number {
+  for (let moved = true; moved;) {
+    moved = false;
+    for (const secret of secrets) {
+      const at = find(text, secret, Math.max(0, cut - secret.length + 1), cut + secret.length - 1);
+      if (at < 0) continue;
+      if (at === 0) return secret.length;
+      cut = at;
+      moved = true;
+    }
+  }
+  return cut;
 }
 
 /** A newline, as bytes. */
@@ -126,17 +200,37 @@ export const NEWLINE = Buffer.from('\n');
  * cost as much as everything else it did); a line begun in an earlier chunk is given first, alone
  * (its pieces joined), so that a chunk is never copied. The last, unfinished line waits for the next chunk, or
  * {@link ByteLineSplitter.flush}; one longer than `maxBytes` is given in pieces as it comes (cut
- * between two UTF-8 characters, each piece ended with a `\n`), so no partial line grows without
- * bound.
+ * between two UTF-8 characters and never inside one of {@link ByteLineSplitter.secrets}, each
+ * piece ended with a `\n`), so no partial line grows without bound.
  */
 export class ByteLineSplitter {
   private partial: Buffer[] = [];
   private partialBytes = 0;
+  private secretValues: readonly Buffer[] = NO_SECRETS;
+  /** Bytes an unfinished line waits for past `maxBytes` before it is cut: see {@link secretSafeCut}. */
+  private lookahead = 0;
 
   constructor(
     private readonly onLines: (lines: Buffer) => void,
     private readonly maxBytes: number = LIMITS.output.maxLineLength,
-  ) {}
+    secrets: readonly Buffer[] = NO_SECRETS,
+  ) {
+    this.secrets = secrets;
+  }
+
+  /**
+   * The secret values (UTF-8) of the execution whose lines this splits (those its masker masks): a
+   * cut never falls inside one (see {@link secretSafeCut}). Settable: a module host's pipe carries
+   * one execution after another. @default none
+   */
+  get secrets(): readonly Buffer[] {
+    return this.secretValues;
+  }
+
+  set secrets(values: readonly Buffer[]) {
+    this.secretValues = values;
+    this.lookahead = longest(values);
+  }
 
   push(chunk: Buffer): void {
     const last = chunk.lastIndexOf(0x0a);
@@ -158,25 +252,38 @@ export class ByteLineSplitter {
       this.partial = rest.length > 0 ? [rest] : [];
       this.partialBytes = rest.length;
     }
-    if (this.partialBytes <= this.maxBytes) return;
-    let rest = Buffer.concat(this.partial);
-    while (rest.length > this.maxBytes) {
-      let cut = this.maxBytes;
-      // Not inside a character: back to the first byte of the one the cut falls in.
-      while (cut > 0 && (rest[cut]! & 0xc0) === 0x80) cut--;
-      if (cut === 0) cut = this.maxBytes;
-      this.onLines(Buffer.concat([rest.subarray(0, cut), NEWLINE]));
-      rest = rest.subarray(cut);
-    }
+    // With secrets, the line waits until the bytes a secret spanning the cut could reach are in.
+    if (this.partialBytes <= this.maxBytes + this.lookahead) return;
+    let rest: Buffer = Buffer.concat(this.partial);
+    while (rest.length > this.maxBytes + this.lookahead) rest = this.givePiece(rest);
     this.partial = rest.length > 0 ? [rest] : [];
     this.partialBytes = rest.length;
   }
 
   flush(): void {
     if (this.partialBytes === 0) return;
-    const line = Buffer.concat([...this.partial, NEWLINE]);
+    let rest: Buffer = Buffer.concat(this.partial);
     this.partial = [];
     this.partialBytes = 0;
-    this.onLines(line);
+    // What waited for a secret's end (see `lookahead`) is cut now, as push would have.
+    while (rest.length > this.maxBytes) rest = this.givePiece(rest);
+    if (rest.length > 0) this.onLines(Buffer.concat([rest, NEWLINE]));
+  }
+
+  /** Gives the first piece of `rest` (longer than `maxBytes`), ended with a `\n`; returns what is left. */
+  private givePiece(rest: Buffer): Buffer {
+    let cut = this.maxBytes;
+    if (this.secretValues.length > 0) cut = secretSafeCut(rest, cut, this.secretValues, findInBuffer);
+    if (cut >= rest.length) {
+      // A secret longer than the piece, up to the end of what came: the rest is one piece.
+      this.onLines(Buffer.concat([rest, NEWLINE]));
+      return rest.subarray(rest.length);
+    }
+    // Not inside a character: back to the first byte of the one the cut falls in.
+    const at = cut;
+    while (cut > 0 && (rest[cut]! & 0xc0) === 0x80) cut--;
+    if (cut === 0) cut = at;
+    this.onLines(Buffer.concat([rest.subarray(0, cut), NEWLINE]));
+    return rest.subarray(cut);
   }
 }
