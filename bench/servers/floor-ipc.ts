@@ -54,6 +54,7 @@ function executeMessage(index: number): ToHost {
     maxResultBytes: 16 * 1024 * 1024,
     leaseEndsAt: 123456789.123,
     artifactScratchDir: '/tmp/mpd-worker-0123456789/cache/scratch',
+    secrets: [],
   };
 }
 
