@@ -150,6 +150,13 @@ describe('isoDateTimeSchema: one RegExp, made once', () => {
     expect(ISO_DATE_TIME.test(String(value))).toBe(zods.safeParse(String(value)).success);
   });
 
+  it('keeps its check when zod copies it (.describe() rebuilds a schema from its definition)', () => {
+    const described = isoDateTimeSchema.describe('when it was sent');
+    expect(described.description).toBe('when it was sent');
+    expect(described.safeParse('2025-09-30T10:00:00+02:00').success).toBe(true);
+    expect(described.safeParse('yesterday').error?.issues[0]?.message).toBe(message);
+  });
+
   it('keeps its place in an object: the issue names the field, with the same message', () => {
     const result = executeModuleRequestSchema.safeParse({
       executionId: 'run.build.1',

@@ -17,10 +17,14 @@ class IsoDateTimeString extends z.ZodString {
   /** What the datetime check takes, made once (`ISO_DATE_TIME.test` for a check without zod). */
   readonly pattern: RegExp;
 
-  constructor(options: { offset: boolean; message: string }) {
-    const { checks } = z.string().datetime(options)._def;
-    super({ ...z.string()._def, checks });
-    const [check] = checks;
+  /**
+   * Takes a schema definition, as every zod schema's constructor does: zod copies a schema with
+   * `new this.constructor({ ...this._def, … })` (`.describe()`), which then keeps the check.
+   * @param def a definition whose only check is a `datetime` one (`z.string().datetime(…)._def`)
+   */
+  constructor(def: z.ZodStringDef) {
+    super(def);
+    const [check] = def.checks;
     if (check?.kind !== 'datetime') throw new Error('z.string().datetime() made no datetime check');
     this.pattern = datetimeRegex(check);
   }
@@ -33,10 +37,9 @@ class IsoDateTimeString extends z.ZodString {
 }
 
 /** An ISO-8601 timestamp with a `Z` or an offset, e.g. `2025-09-30T10:00:00Z`. */
-export const isoDateTimeSchema: z.ZodString = new IsoDateTimeString({
-  offset: true,
-  message: 'must be an ISO-8601 timestamp such as 2025-09-30T10:00:00Z',
-});
+export const isoDateTimeSchema: z.ZodString = new IsoDateTimeString(
+  z.string().datetime({ offset: true, message: 'must be an ISO-8601 timestamp such as 2025-09-30T10:00:00Z' })._def,
+);
 
 /** The test {@link isoDateTimeSchema} makes of a string, for checks without zod (`heartbeatRequestCheck`). */
 export const ISO_DATE_TIME: RegExp = (isoDateTimeSchema as IsoDateTimeString).pattern;
