@@ -8,13 +8,17 @@ export const MIN_SECRET_LENGTH = 4;
 export type SecretMasker = (text: string) => string;
 
 /**
- * Makes a masker for `values` (longest first, so a secret containing another is masked whole).
- * Values shorter than {@link MIN_SECRET_LENGTH} are ignored.
+ * The values a masker of `values` masks: each once, none shorter than {@link MIN_SECRET_LENGTH},
+ * longest first (so a secret containing another is masked whole). For code that must treat
+ * secrets as the masker does (a worker's line splitters, which never cut inside one).
  */
+export function secretValues(values: Iterable<string>): string[] {
+  return [...new Set(values)].filter((value) => value.length >= MIN_SECRET_LENGTH).sort((a, b) => b.length - a.length);
+}
+
+/** Makes a masker for `values` (as {@link secretValues} keeps them). */
 export function createSecretMasker(values: Iterable<string>): SecretMasker {
-  const secrets = [...new Set(values)]
-    .filter((value) => value.length >= MIN_SECRET_LENGTH)
-    .sort((a, b) => b.length - a.length);
+  const secrets = secretValues(values);
   if (secrets.length === 0) return (text) => text;
   return (text) => {
     let masked = text;

@@ -7,7 +7,7 @@ import {
 } from '@mpd/contract';
 import type { AnyModule, JsonValue, ModuleArtifacts, ModuleLogger } from '@mpd/pipeline';
 import { longTimeout } from '@mpd/contract/timers';
-import { createSecretMasker, MIN_SECRET_LENGTH, type SecretMasker } from '@mpd/server-kit';
+import { createSecretMasker, type SecretMasker, secretValues } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
@@ -16,7 +16,7 @@ import { ConsoleCapture } from './console-capture.js';
 import { ExecutionStop } from './execution-stop.js';
 import { createModuleContext, ensureWorkingDirectory } from './module-context.js';
 import { toModuleLogger } from './module-logger.js';
-import { DISCARD_OUTPUT, type ModuleOutput, type OutputWriter, writeLineBytes } from './module-output.js';
+import { DISCARD_OUTPUT, type ModuleOutput, type OutputWriter, secretBytes, writeLineBytes } from './module-output.js';
 import { checkedResult } from './result-limits.js';
 import { describeThrown, serialise, type ThrownDescription } from './values-as-text.js';
 
@@ -157,14 +157,12 @@ export function beginExecution(
   const fields = { module: module.name, executionId: request.executionId };
   let child: Logger | undefined;
   const log = (): Logger => (child ??= options.logger.child(fields));
-  const secrets = [
-    ...new Set(
-      (request.secretEnvironmentVariables ?? []).flatMap((name) => {
-        const value = request.environmentVariables[name];
-        return value === undefined || value.length < MIN_SECRET_LENGTH ? [] : [value];
-      }),
-    ),
-  ].sort((a, b) => b.length - a.length);
+  const secrets = secretValues(
+    (request.secretEnvironmentVariables ?? []).flatMap((name) => {
+      const value = request.environmentVariables[name];
+      return value === undefined ? [] : [value];
+    }),
+  );
   const mask = createSecretMasker(secrets);
   const timer = longTimeout(
     () => {
@@ -269,7 +267,7 @@ async function run(
       },
       // The whole lines of a read of the pipe, each ending with its \n: kept as bytes, masked when shipped.
       onOutput: (stream, lines) => writeLineBytes(frame.output, stream, lines, frame.mask),
-      secrets: frame.secrets.length === 0 ? undefined : frame.secrets.map((value) => Buffer.from(value)),
+      secrets: secretBytes(frame.secrets),
       executionId: request.executionId,
       workerId: options.workerId,
       get artifacts() {

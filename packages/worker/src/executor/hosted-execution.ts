@@ -15,7 +15,7 @@ import type { HostLogLine } from './host-protocol.js';
 import type { ExecutionSink, HostEnd, ModuleHost } from './module-host.js';
 import type { ModuleHostPool } from './module-host-pool.js';
 import { toModuleLogger } from './module-logger.js';
-import { writeLineBytes } from './module-output.js';
+import { secretBytes, writeLineBytes } from './module-output.js';
 import type { ThrownDescription } from './values-as-text.js';
 
 /** What an execution in a module host takes besides the worker's {@link ExecutionOptions}. */
@@ -157,7 +157,7 @@ class FrameSink implements ExecutionSink {
   readonly secrets: readonly Buffer[] | undefined;
 
   constructor(private readonly frame: ExecutionFrame) {
-    this.secrets = frame.secrets.length === 0 ? undefined : frame.secrets.map((value) => Buffer.from(value));
+    this.secrets = secretBytes(frame.secrets);
   }
 
   outputEnded(stream: 'stdout' | 'stderr'): void {

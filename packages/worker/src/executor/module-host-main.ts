@@ -42,6 +42,7 @@ import {
 } from './host-protocol.js';
 import { createModuleContext, ensureWorkingDirectory, type ModuleContextFields } from './module-context.js';
 import { startLeaseWatchdog } from './module-host-lease.js';
+import { secretBytes } from './module-output.js';
 import { childrenOf, groupMembers, ownChildCounter, signalGroup } from './process-group.js';
 import { checkedResult } from './result-limits.js';
 import { describeThrown, safeString, serialise } from './values-as-text.js';
@@ -121,7 +122,7 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
     this.workingDirectory = message.workingDirectory;
     this.workerId = message.workerId;
     this.artifactScratchDir = message.artifactScratchDir;
-    this.secrets = message.secrets.length === 0 ? undefined : message.secrets.map((value) => Buffer.from(value));
+    this.secrets = secretBytes(message.secrets);
   }
 
   /** `ctx.logger`, made at the module's first use of it (four functions per module that most no-op modules never call). */

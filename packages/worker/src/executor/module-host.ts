@@ -523,7 +523,13 @@ export class ModuleHost {
     if (splitter === undefined) return;
     const carried = this.pipeSink[stream]?.sink.secrets ?? [];
     const running = this.sink?.secrets ?? [];
-    splitter.secrets = running === carried || running.length === 0 ? carried : [...carried, ...running];
+    // Longest first, each once, as secretSafeCut takes them (two executions usually share values).
+    splitter.secrets =
+      running === carried || running.length === 0
+        ? carried
+        : [...carried, ...running.filter((value) => !carried.some((known) => known.equals(value)))].sort(
+            (a, b) => b.length - a.length,
+          );
   }
 
   /** Keeps the last {@link STDERR_TAIL_LINES} lines of a block of the host's stderr (its last few KiB decoded). */

@@ -138,6 +138,11 @@ export class LineSplitter {
 /** No secret values (a splitter's default). */
 const NO_SECRETS: readonly never[] = [];
 
+/** An execution's secret values (as the masker keeps them: longest first) as the bytes a {@link ByteLineSplitter} cuts around; undefined for none. */
+export function secretBytes(values: readonly string[]): readonly Buffer[] | undefined {
+  return values.length === 0 ? undefined : values.map((value) => Buffer.from(value));
+}
+
 /** The length of the longest of `secrets`, less one (0 for none): how far past a cut one may reach. */
 function longest(secrets: readonly { length: number }[]): number {
   let most = 0;
