@@ -148,6 +148,8 @@ export class BlobBroadcast {
       this.sockets.delete(socket);
       if (this.flowing && this.sockets.size === 0)
         this.finish(new Error('every consumer of the streamed blob went away before its end'));
+      // The download may have waited for this socket to drain: the others go on.
+      else if (this.flowing) this.resumeIfDrained();
     });
     socket.on('drain', () => this.resumeIfDrained());
     this.startIfAllConnected();

@@ -268,6 +268,32 @@ describe('BlobCache', () => {
     expect(opened).toHaveLength(2);
   });
 
+  it('follow: a consumer of a streamed blob going away while its socket is full does not stall the others', async () => {
+    const a = blob('b'.repeat(8 * 1024 * 1024));
+    const { cache } = await streamingCache(
+      a.bytes.length,
+      function* () {
+        for (let at = 0; at < a.bytes.length; at += 65_536) yield a.bytes.subarray(at, at + 65_536);
+      },
+      100_000,
+    );
+    const [first, second] = [new BlobProgress(), new BlobProgress()];
+    const [one, two] = await Promise.all([cache.follow(a.sha256, first), cache.follow(a.sha256, second)]);
+    // The first consumer connects and reads nothing: its socket fills and the download waits for it.
+    const stuck = createConnection(socketOf(one));
+    stuck.pause();
+    const read = readAll(two, second);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    stuck.destroy();
+    const whole = await Promise.race([
+      read,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error('the other consumer stalled after the full one went away')), 10_000),
+      ),
+    ]);
+    expect(whole.equals(a.bytes)).toBe(true);
+  });
+
   it('follow: a streamed blob that does not hash to its name ends its reader with the error before the reader has it whole, and leaves nothing', async () => {
     const a = blob('a'.repeat(300_000));
     const tampered = Buffer.from(a.bytes);
