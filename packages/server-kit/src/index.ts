@@ -73,7 +73,7 @@ export {
   tokenText,
 } from './cli/setting-schemas.js';
 export type { CliRunOptions } from './cli/cli-run-options.js';
-export { EXIT_INVALID_SETTING, exitInvalidSetting } from './cli/exit-invalid-setting.js';
+export { EXIT_INVALID_SETTING, exitInvalidSetting, exitWithSettingError } from './cli/exit-invalid-setting.js';
 export { LOG_FORMATTERS, LOG_LINE_KEYS, logBase, logProcessWarnings } from './cli/log-format.js';
 export { makeDirectory } from './make-directory.js';
 export type { WarningLogger } from './cli/log-format.js';

@@ -17,6 +17,7 @@ import {
   type CliRunOptions,
   EXIT_INVALID_SETTING,
   exitInvalidSetting,
+  exitWithSettingError,
   listeningText,
   logBase,
   LOG_FORMATTERS,
@@ -38,12 +39,6 @@ type RunSettings = ReturnType<typeof runOptions> & { logsDir: string };
 
 const EXIT_OK = 0;
 const EXIT_FAILURE = 1;
-
-/** Ends the command on a setting its own checks refused: their message (it names the setting) and exit 2. */
-function exitConfigError(name: string, error: OrchestratorConfigError): never {
-  process.stderr.write(`${name}: ${error.message}\n`);
-  process.exit(EXIT_INVALID_SETTING);
-}
 
 /** The command's name and what relative paths are relative to, resolved once. */
 interface CliContext {
@@ -77,7 +72,7 @@ function readSettings(
       secretFlags: SETTINGS.secretFlagsGiven(command),
     };
   } catch (error) {
-    if (error instanceof OrchestratorConfigError) exitConfigError(name, error);
+    if (error instanceof OrchestratorConfigError) exitWithSettingError(name, error.message);
     throw error;
   }
 }
@@ -87,7 +82,7 @@ function readTls(settings: OrchestratorCliSettings, { name, baseDir }: CliContex
   try {
     return readTlsFiles(settings, baseDir);
   } catch (error) {
-    if (error instanceof OrchestratorConfigError) exitConfigError(name, error);
+    if (error instanceof OrchestratorConfigError) exitWithSettingError(name, error.message);
     throw error;
   }
 }

@@ -14,6 +14,15 @@ export const EXIT_INVALID_SETTING = 2;
  * @param reason what is wrong with it, e.g. `Pipeline file not found: /tmp/ci.pipeline.ts`
  */
 export function exitInvalidSetting(command: string, setting: string, reason: string): never {
-  process.stderr.write(`${command}: Invalid setting ${setting}: ${reason}\n`);
+  exitWithSettingError(command, `Invalid setting ${setting}: ${reason}`);
+}
+
+/**
+ * Ends a server's command on a setting error whose message is worded already (the settings'
+ * own checks: `Invalid setting FLAG (ENV): REASON`): `COMMAND: MESSAGE` on stderr, then exit code
+ * {@link EXIT_INVALID_SETTING}.
+ */
+export function exitWithSettingError(command: string, message: string): never {
+  process.stderr.write(`${command}: ${message}\n`);
   process.exit(EXIT_INVALID_SETTING);
 }

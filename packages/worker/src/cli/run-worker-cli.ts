@@ -14,6 +14,7 @@ import {
   type CliRunOptions,
   EXIT_INVALID_SETTING,
   exitInvalidSetting,
+  exitWithSettingError,
   listeningText,
   logBase,
   LOG_FORMATTERS,
@@ -55,8 +56,7 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
     // Read now, so a bad path exits 2 before anything starts.
     tls = readTlsFiles(settings, baseDir);
   } catch (error) {
-    process.stderr.write(`${name}: ${(error as Error).message}\n`);
-    process.exit(EXIT_INVALID_SETTING);
+    exitWithSettingError(name, (error as Error).message);
   }
   // Loaded after the settings are valid, so --help and setting errors answer quickly.
   const { loadPipelineFile } = await import('@mpd/pipeline');
