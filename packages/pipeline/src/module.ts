@@ -472,13 +472,10 @@ export function defineModule<
           Array.isArray(dependsOn) ? new Set(dependsOn.map(dependencyName)) : undefined,
           (message) => (mistakes = noted(mistakes, name, message)),
         );
-  let retry: ResolvedRetryPolicy | undefined;
-  try {
-    retry = options.retry === undefined ? undefined : resolveRetry(options.retry, 'retry');
-  } catch (error) {
-    if (!(error instanceof PipelineDefinitionError)) throw error;
-    mistakes = noted(mistakes, name, error.message);
-  }
+  const retry =
+    options.retry === undefined
+      ? undefined
+      : resolveRetry(options.retry, 'retry', (message) => (mistakes = noted(mistakes, name, message)));
   mistakes?.throwIfAny();
   return Object.freeze({
     name,
@@ -580,10 +577,15 @@ function checkRequirements(requires: ModuleRequirements, invalid: (message: stri
 }
 
 /**
- * Fills in a retry policy's defaults; throws {@link PipelineDefinitionError} naming `where`
- * for a policy that is not one.
+ * Fills in a retry policy's defaults; for a policy that is not one, tells `invalid` the mistake
+ * (naming `where`) and answers undefined, as the other checks of a definition do (all of its
+ * mistakes are named in one error).
  */
-export function resolveRetry(retry: RetryPolicy | number, where: string): ResolvedRetryPolicy {
+export function resolveRetry(
+  retry: RetryPolicy | number,
+  where: string,
+  invalid: (message: string) => void,
+): ResolvedRetryPolicy | undefined {
   const policy = typeof retry === 'number' ? { attempts: retry } : retry;
   const resolved = { backoffMs: 1_000, maxBackoffMs: 60_000, ...policy };
   if (
@@ -593,10 +595,8 @@ export function resolveRetry(retry: RetryPolicy | number, where: string): Resolv
     !(resolved.backoffMs >= 0) ||
     !(resolved.maxBackoffMs >= resolved.backoffMs)
   ) {
-    throw new PipelineDefinitionError(
-      'InvalidModule',
-      `${where} must be { attempts: an integer from 0 to 100, backoffMs >= 0, maxBackoffMs >= backoffMs }`,
-    );
+    invalid(`${where} must be { attempts: an integer from 0 to 100, backoffMs >= 0, maxBackoffMs >= backoffMs }`);
+    return undefined;
   }
   return Object.freeze(resolved);
 }

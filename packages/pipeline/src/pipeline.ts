@@ -166,13 +166,12 @@ export function definePipeline(options: PipelineOptions): Pipeline {
   if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
     mistakes.add('InvalidPipeline', 'defaults.timeoutMs must be a positive number');
   }
-  let retry = NO_RETRY;
-  try {
-    if (defaults.retry !== undefined) retry = resolveRetry(defaults.retry, 'defaults.retry');
-  } catch (error) {
-    if (!(error instanceof PipelineDefinitionError)) throw error;
-    mistakes.add(error.code, error.message);
-  }
+  // 'InvalidModule', as a module's own retry policy: the code this mistake has always had.
+  const retry =
+    defaults.retry === undefined
+      ? NO_RETRY
+      : (resolveRetry(defaults.retry, 'defaults.retry', (message) => mistakes.add('InvalidModule', message)) ??
+        NO_RETRY);
   const failureMode = options.failureMode ?? 'StopOnFirstFailure';
   if (failureMode !== 'StopOnFirstFailure' && failureMode !== 'WaitForAll') {
     mistakes.add('InvalidPipeline', 'failureMode must be StopOnFirstFailure or WaitForAll');
