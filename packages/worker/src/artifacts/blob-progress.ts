@@ -1,6 +1,6 @@
-import { open } from 'node:fs/promises';
+import { type FileHandle, open } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { type Readable, Transform } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 
 /** Told how a followed download goes (`BlobTransport.follow`, `BlobCache.follow`). */
 export interface BlobFollower {
@@ -69,25 +69,46 @@ const READ_BYTES = 1024 * 1024;
 /**
  * The bytes of the file at `path` as a download writes it (reported through `progress`): read
  * up to what was written, waiting for more, until the download ended; ends only once the blob
- * is verified (throws the download's error otherwise).
+ * is verified (errors with the download's error otherwise). A stream rather than a generator, as
+ * {@link readStreamed}: destroying it (an archive refused halfway) ends it at once, where a
+ * generator's `return` waited for the download's next bytes, which a download holding its last
+ * chunk back until verified may not write for a long time (a test timed out at 20 s under load).
  */
-export async function* readFollowed(path: string, progress: BlobProgress): AsyncGenerator<Buffer> {
-  const handle = await open(path, 'r');
-  try {
-    let offset = 0;
-    for (;;) {
-      const available = await progress.available(offset);
-      if (available === 0) break;
-      const buffer = Buffer.allocUnsafe(Math.min(available, READ_BYTES));
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, offset);
-      if (bytesRead === 0) throw new Error(`${path} is shorter than its download reported (${offset} bytes)`);
-      offset += bytesRead;
-      yield buffer.subarray(0, bytesRead);
-    }
-    await progress.done;
-  } finally {
-    await handle.close();
-  }
+export function readFollowed(path: string, progress: BlobProgress): Readable {
+  let handle: FileHandle | undefined;
+  let offset = 0;
+  return new Readable({
+    construct(callback) {
+      open(path, 'r').then((opened) => {
+        handle = opened;
+        callback();
+      }, callback);
+    },
+    read() {
+      const next = async (): Promise<void> => {
+        const available = await progress.available(offset);
+        if (this.destroyed) return;
+        if (available === 0) {
+          await progress.done;
+          if (!this.destroyed) this.push(null);
+          return;
+        }
+        const buffer = Buffer.allocUnsafe(Math.min(available, READ_BYTES));
+        const { bytesRead } = await handle!.read(buffer, 0, buffer.length, offset);
+        if (this.destroyed) return;
+        if (bytesRead === 0) throw new Error(`${path} is shorter than its download reported (${offset} bytes)`);
+        offset += bytesRead;
+        this.push(buffer.subarray(0, bytesRead));
+      };
+      next().catch((error: Error) => this.destroy(error));
+    },
+    destroy(error, callback) {
+      // Closed once a read in progress on it is over (FileHandle.close waits for it).
+      handle?.close().catch(() => undefined);
+      handle = undefined;
+      callback(error);
+    },
+  });
 }
 
 /**

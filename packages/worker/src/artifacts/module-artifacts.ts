@@ -213,9 +213,7 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ModuleArtifact
         const blob = await transport.follow(ref.sha256, progress, abandon.signal);
         if ('path' in blob) blobPath = blob.path;
         const source =
-          'socket' in blob
-            ? readStreamed(blob.socket, blob.size, progress)
-            : Readable.from(readFollowed(blob.path, progress));
+          'socket' in blob ? readStreamed(blob.socket, blob.size, progress) : readFollowed(blob.path, progress);
         const files = await extractChecked(source, staging, dest, ref.name);
         await progress.done;
         await moveInto(staging, dest);
