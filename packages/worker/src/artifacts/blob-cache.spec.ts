@@ -7,6 +7,7 @@ import { createConnection } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BlobDamagedError, VerifyingStream } from '@mpd/client';
+import type { StreamedBlob } from './blob-broadcast.js';
 import { BlobCache, type FollowedBlob } from './blob-cache.js';
 import { BlobProgress, readStreamed } from './blob-progress.js';
 
@@ -18,16 +19,16 @@ function pathOf(blob: FollowedBlob): string {
   return blob.path;
 }
 
-/** A followed blob's socket (the test fails if it came as a file). */
-function socketOf(blob: FollowedBlob): string {
+/** A followed blob's socket and token (the test fails if it came as a file). */
+function streamOf(blob: FollowedBlob): StreamedBlob {
   if (!('socket' in blob)) throw new Error(`a file (${blob.path}), not a socket`);
-  return blob.socket;
+  return blob;
 }
 
 /** Every byte `readStreamed` gives. */
 async function readAll(blob: FollowedBlob, progress: BlobProgress): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of readStreamed(socketOf(blob), blob.size, progress)) chunks.push(chunk as Buffer);
+  for await (const chunk of readStreamed(streamOf(blob), progress)) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
 
@@ -280,7 +281,8 @@ describe('BlobCache', () => {
     const [first, second] = [new BlobProgress(), new BlobProgress()];
     const [one, two] = await Promise.all([cache.follow(a.sha256, first), cache.follow(a.sha256, second)]);
     // The first consumer connects and reads nothing: its socket fills and the download waits for it.
-    const stuck = createConnection(socketOf(one));
+    const stuck = createConnection(streamOf(one).socket);
+    stuck.write(streamOf(one).token);
     stuck.pause();
     const read = readAll(two, second);
     await new Promise((resolve) => setTimeout(resolve, 500));
@@ -292,6 +294,34 @@ describe('BlobCache', () => {
       ),
     ]);
     expect(whole.equals(a.bytes)).toBe(true);
+  });
+
+  it('follow: a consumer of a streamed blob that gives up after connecting leaves the others theirs: the bytes flow once every other consumer connected, to each of them whole', async () => {
+    const a = blob('c'.repeat(300_000));
+    const { cache, opened } = await streamingCache(
+      a.bytes.length,
+      () => [a.bytes.subarray(0, 100_000), a.bytes.subarray(100_000)],
+      100_000,
+    );
+    const [first, second] = [new BlobProgress(), new BlobProgress()];
+    const [leaving, staying] = [new AbortController(), new AbortController()];
+    const [one, two] = await Promise.all([
+      cache.follow(a.sha256, first, leaving.signal),
+      cache.follow(a.sha256, second, staying.signal),
+    ]);
+    // The first connects (and is heard), then gives up before the second connected.
+    const gone = readAll(one, first);
+    gone.catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    leaving.abort();
+    await expect(gone).rejects.toThrow(/abandoned|ECONNRESET|EPIPE|ended after/);
+    const whole = await Promise.race([
+      readAll(two, second),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the second consumer got nothing')), 10_000)),
+    ]);
+    expect(whole.equals(a.bytes)).toBe(true);
+    await expect(second.done).resolves.toBeUndefined();
+    expect(opened).toEqual([a.sha256]);
   });
 
   it('follow: a streamed blob that does not hash to its name ends its reader with the error before the reader has it whole, and leaves nothing', async () => {
@@ -307,8 +337,7 @@ describe('BlobCache', () => {
     const followed = await cache.follow(a.sha256, progress);
     const received: Buffer[] = [];
     const reading = (async () => {
-      for await (const chunk of readStreamed(socketOf(followed), followed.size, progress))
-        received.push(chunk as Buffer);
+      for await (const chunk of readStreamed(streamOf(followed), progress)) received.push(chunk as Buffer);
     })();
     await expect(reading).rejects.toBeInstanceOf(BlobDamagedError);
     await expect(progress.done).rejects.toBeInstanceOf(BlobDamagedError);
@@ -317,7 +346,7 @@ describe('BlobCache', () => {
     expect(cache.has(a.sha256)).toBe(false);
   });
 
-  it('follow: a consumer whose socket is turned away (another connected in its place) fails instead of ending with part of the blob; one asking after the bytes flow gets its own download', async () => {
+  it('follow: a connection that presents no joined consumer’s token gets nothing and takes no consumer’s place; one asking after the bytes flow gets its own download', async () => {
     const a = blob('a'.repeat(300_000));
     const { cache, opened } = await streamingCache(
       a.bytes.length,
@@ -325,17 +354,20 @@ describe('BlobCache', () => {
       0,
     );
     const progress = new BlobProgress();
-    const followed = await cache.follow(a.sha256, progress);
-    // Someone else connects first and takes the one place: the bytes flow to it.
-    const stray = createConnection(socketOf(followed));
-    const strayBytes = new Promise<number>((resolve) => {
+    const followed = streamOf(await cache.follow(a.sha256, progress));
+    // Strangers connect first: one says nothing, one presents a token no consumer was given.
+    const strangers = ['', 'f'.repeat(followed.token.length)].map(async (token) => {
+      const stray = createConnection(followed.socket);
+      await new Promise((resolve) => stray.once('connect', resolve));
+      stray.write(token);
       let bytes = 0;
-      stray.on('data', (chunk: Buffer) => (bytes += chunk.length)).on('close', () => resolve(bytes));
+      stray.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      await new Promise((resolve) => stray.on('close', resolve).on('error', () => undefined));
+      return bytes;
     });
-    await new Promise((resolve) => stray.once('connect', resolve));
-    // (Its socket is gone once the bytes flow, or turned away: either way an error, never a short blob.)
-    await expect(readAll(followed, progress)).rejects.toThrow(/ENOENT|ECONNREFUSED|ended after 0 of its 300000 bytes/);
-    expect(await strayBytes).toBe(300_000);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect((await readAll(followed, progress)).equals(a.bytes)).toBe(true);
+    expect(await Promise.all(strangers)).toEqual([0, 0]);
     const late = new BlobProgress();
     expect((await readAll(await cache.follow(a.sha256, late), late)).equals(a.bytes)).toBe(true);
     expect(opened).toHaveLength(2);

@@ -18,8 +18,10 @@ import { type Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { LIMITS } from '@mpd/contract';
 import { makeDirectory } from '@mpd/server-kit';
-import { BlobBroadcast } from './blob-broadcast.js';
+import { BlobBroadcast, DownloadAbandonedError, type StreamedBlob } from './blob-broadcast.js';
 import type { BlobFollower } from './blob-progress.js';
+
+export { DownloadAbandonedError } from './blob-broadcast.js';
 
 /**
  * Downloads blob `sha256` to `path` (temp + rename: `path` is the whole verified blob or nothing)
@@ -32,11 +34,6 @@ export type BlobDownloader = (sha256: string, path: string) => Promise<{ size: n
  * arrive, erroring rather than ending when they do not hash to `sha256`.
  */
 export type BlobOpener = (sha256: string) => Promise<{ size: number; body: Readable }>;
-
-/** A followed download given up by its follower ({@link BlobCache.follow}'s `signal`). */
-export class DownloadAbandonedError extends Error {
-  override readonly name = 'DownloadAbandonedError';
-}
 
 /** Bytes written to a followed download's file per write at most (and so between two {@link BlobFollower.written} calls). */
 const FOLLOW_WRITE_BYTES = 1024 * 1024;
@@ -83,7 +80,7 @@ export interface BlobCacheOptions {
 }
 
 /** A blob {@link BlobCache.follow} answers: a file of the caller's own, or a socket its verified bytes come through once. */
-export type FollowedBlob = CheckedOutBlob | { socket: string; size: number };
+export type FollowedBlob = CheckedOutBlob | StreamedBlob;
 
 /** A blob taken out of the cache for reading: a hard link of its own, so eviction cannot remove it meanwhile. */
 export interface CheckedOutBlob {
@@ -261,7 +258,8 @@ export class BlobCache {
     // or two callers would both start one.)
     const pending = this.streams.get(sha256);
     const streaming = pending && (await pending);
-    if (streaming?.join(follower, signal)) return { socket: streaming.path, size: streaming.size };
+    const joined = streaming?.join(follower, signal);
+    if (joined) return joined;
     const openBlob = this.options.open;
     // One into the cache's file (or a streamed one too late to join: this caller gets its own).
     const downloadingToFile = this.downloads.has(sha256) && streaming === undefined;
@@ -295,8 +293,7 @@ export class BlobCache {
         });
         if (broadcast !== undefined) {
           decided(broadcast);
-          broadcast.join(follower, signal);
-          answer({ socket: broadcast.path, size });
+          answer(broadcast.join(follower, signal)!);
           // Its followers hear how it ended; one waiting to check the blob out downloads it anew either way.
           await broadcast.done.catch(() => undefined);
           return;

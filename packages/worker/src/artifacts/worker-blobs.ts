@@ -51,6 +51,8 @@ export class WorkerBlobs implements BlobTransport {
 
   async follow(sha256: string, follower: BlobFollower, signal: AbortSignal): Promise<FollowedBlob> {
     const blob = await this.cache.follow(sha256, follower, signal);
-    return 'socket' in blob ? { socket: blob.socket, size: blob.size } : { path: blob.path, size: blob.size };
+    return 'socket' in blob
+      ? { socket: blob.socket, size: blob.size, token: blob.token }
+      : { path: blob.path, size: blob.size };
   }
 }
