@@ -324,6 +324,47 @@ describe('BlobCache', () => {
     expect(opened).toEqual([a.sha256]);
   });
 
+  it('checkOut of a blob being streamed (not kept) downloads it at once rather than after the stream ends', async () => {
+    const a = blob('d'.repeat(300_000));
+    const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
+    dirs.push(dir);
+    const downloads: string[] = [];
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const cache = new BlobCache({
+      dir,
+      maxBytes: 100_000,
+      download: async (sha256, path) => {
+        downloads.push(sha256);
+        await writeFile(path, a.bytes);
+        return { size: a.bytes.length };
+      },
+      open: async (sha256) => {
+        const body = new VerifyingStream(sha256, a.bytes.length);
+        async function* parts() {
+          yield a.bytes.subarray(0, 1000);
+          await held; // the rest only once the checkOut is answered
+          yield a.bytes.subarray(1000);
+        }
+        pipeline(Readable.from(parts()), body).catch(() => undefined);
+        return { size: a.bytes.length, body };
+      },
+    });
+    const progress = new BlobProgress();
+    const streamed = streamOf(await cache.follow(a.sha256, progress));
+    const reading = readAll(streamed, progress);
+    const out = await Promise.race([
+      cache.checkOut(a.sha256),
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error('the checkOut waited for the stream')), 5_000),
+      ),
+    ]);
+    expect(await readFile(out.path)).toEqual(a.bytes);
+    expect(downloads).toEqual([a.sha256]);
+    release();
+    expect((await reading).equals(a.bytes)).toBe(true);
+  });
+
   it('follow: a streamed blob that does not hash to its name ends its reader with the error before the reader has it whole, and leaves nothing', async () => {
     const a = blob('a'.repeat(300_000));
     const tampered = Buffer.from(a.bytes);

@@ -261,9 +261,8 @@ export class BlobCache {
     const joined = streaming?.join(follower, signal);
     if (joined) return joined;
     const openBlob = this.options.open;
-    // One into the cache's file (or a streamed one too late to join: this caller gets its own).
-    const downloadingToFile = this.downloads.has(sha256) && streaming === undefined;
-    if (openBlob === undefined || this.entries.has(sha256) || downloadingToFile) {
+    // One into the cache's file (a streamed one too late to join is no longer there: this caller gets its own).
+    if (openBlob === undefined || this.entries.has(sha256) || this.downloads.has(sha256)) {
       const blob = await this.checkOut(sha256);
       follower.written(blob.size);
       follower.ended();
@@ -276,6 +275,10 @@ export class BlobCache {
     const answered = new Promise<FollowedBlob>((resolve) => (answer = resolve));
     let decided!: (broadcast: BlobBroadcast | undefined) => void;
     const streamed = new Promise<BlobBroadcast | undefined>((resolve) => (decided = resolve));
+    let notKept!: () => void;
+    const streamedOnly = new Promise<void>((resolve) => (notKept = resolve));
+    /** What a `checkOut` waits for: the blob in the cache (or the download failed), or the download streamed only. */
+    let cached: Promise<void> | undefined;
     const download = (async () => {
       let opened: { size: number; body: Readable };
       try {
@@ -294,7 +297,11 @@ export class BlobCache {
         if (broadcast !== undefined) {
           decided(broadcast);
           answer(broadcast.join(follower, signal)!);
-          // Its followers hear how it ended; one waiting to check the blob out downloads it anew either way.
+          // Nothing of it will be kept: whoever waits to check the blob out downloads it now, not
+          // once the stream ended (it is no longer the blob's download into the cache).
+          if (this.downloads.get(sha256) === cached) this.downloads.delete(sha256);
+          notKept();
+          // Its followers hear how it ended.
           await broadcast.done.catch(() => undefined);
           return;
         }
@@ -324,10 +331,12 @@ export class BlobCache {
       }
     })().finally(() => {
       decided(undefined);
-      if (this.downloads.get(sha256) === download) this.downloads.delete(sha256);
+      if (this.downloads.get(sha256) === cached) this.downloads.delete(sha256);
       if (this.streams.get(sha256) === streamed) this.streams.delete(sha256);
     });
-    this.downloads.set(sha256, download);
+    cached = Promise.race([download, streamedOnly]);
+    cached.catch(() => undefined); // heard by whoever waits for it (this caller hears `download`)
+    this.downloads.set(sha256, cached);
     this.streams.set(sha256, streamed);
     // Failing before it is answered (the blob missing from the store, refused): the caller hears it here.
     return await Promise.race([answered, download.then(() => answered)]);
