@@ -8,25 +8,25 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BlobDamagedError, VerifyingStream } from '@mpd/client';
 import type { StreamedBlob } from './blob-broadcast.js';
-import { BlobCache, type FollowedBlob } from './blob-cache.js';
+import { BlobCache, type FollowedCacheBlob } from './blob-cache.js';
 import { BlobProgress, readStreamed } from './blob-progress.js';
 
 const blob = (text: string) => ({ bytes: Buffer.from(text), sha256: createHash('sha256').update(text).digest('hex') });
 
 /** A followed blob's file (the test fails if it came as a socket). */
-function pathOf(blob: FollowedBlob): string {
+function pathOf(blob: FollowedCacheBlob): string {
   if (!('path' in blob)) throw new Error(`a socket (${blob.socket}), not a file`);
   return blob.path;
 }
 
 /** A followed blob's socket and token (the test fails if it came as a file). */
-function streamOf(blob: FollowedBlob): StreamedBlob {
+function streamOf(blob: FollowedCacheBlob): StreamedBlob {
   if (!('socket' in blob)) throw new Error(`a file (${blob.path}), not a socket`);
   return blob;
 }
 
 /** Every byte `readStreamed` gives. */
-async function readAll(blob: FollowedBlob, progress: BlobProgress): Promise<Buffer> {
+async function readAll(blob: FollowedCacheBlob, progress: BlobProgress): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of readStreamed(streamOf(blob), progress)) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);

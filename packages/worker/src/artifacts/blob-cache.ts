@@ -79,8 +79,12 @@ export interface BlobCacheOptions {
   streamOverBytes?: number;
 }
 
-/** A blob {@link BlobCache.follow} answers: a file of the caller's own, or a socket its verified bytes come through once. */
-export type FollowedBlob = CheckedOutBlob | StreamedBlob;
+/**
+ * A blob {@link BlobCache.follow} answers: a file of the caller's own (released when done), or a
+ * socket its verified bytes come through once. (The worker passes either on to a module host as a
+ * `FollowedBlob` of `module-artifacts.ts`, a file's `release` left behind.)
+ */
+export type FollowedCacheBlob = CheckedOutBlob | StreamedBlob;
 
 /** A blob taken out of the cache for reading: a hard link of its own, so eviction cannot remove it meanwhile. */
 export interface CheckedOutBlob {
@@ -250,7 +254,7 @@ export class BlobCache {
    *   for the same blob download it again)
    * @throws what opening the download throws (the blob missing from the store, refused)
    */
-  async follow(sha256: string, follower: BlobFollower, signal?: AbortSignal): Promise<FollowedBlob> {
+  async follow(sha256: string, follower: BlobFollower, signal?: AbortSignal): Promise<FollowedCacheBlob> {
     if (!LIMITS.artifact.sha256.pattern.test(sha256)) throw new TypeError(`not a SHA-256: ${JSON.stringify(sha256)}`);
     await this.init();
     // A streamed download of it whose bytes have not begun to flow: joined, so downloaded once.
@@ -271,8 +275,8 @@ export class BlobCache {
     const random = randomBytes(6).toString('hex');
     const staged = join(this.ownDir, `get-${sha256}.${random}`);
     const path = join(this.ownDir, `${sha256}.${random}`);
-    let answer!: (blob: FollowedBlob) => void;
-    const answered = new Promise<FollowedBlob>((resolve) => (answer = resolve));
+    let answer!: (blob: FollowedCacheBlob) => void;
+    const answered = new Promise<FollowedCacheBlob>((resolve) => (answer = resolve));
     let decided!: (broadcast: BlobBroadcast | undefined) => void;
     const streamed = new Promise<BlobBroadcast | undefined>((resolve) => (decided = resolve));
     let notKept!: () => void;
