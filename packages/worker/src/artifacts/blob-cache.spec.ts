@@ -65,22 +65,17 @@ async function cacheOf(blobs: Array<ReturnType<typeof blob>>, maxBytes: number, 
 }
 
 /**
- * A cache in a directory of its own whose `open` serves the bytes `parts()` gives as blob `size`
+ * A cache in a directory of its own, bounded at `maxBytes` (a larger blob streams), whose `open` serves the bytes `parts()` gives as blob `size`
  * bytes long, verified as `ArtifactClient.get` verifies (the last chunk held back until the whole
  * hashes to the name asked for); `opened` lists the blobs it opened.
  */
-async function streamingCache(
-  size: number,
-  parts: () => AsyncIterable<Buffer> | Iterable<Buffer>,
-  streamOverBytes: number,
-) {
+async function streamingCache(size: number, parts: () => AsyncIterable<Buffer> | Iterable<Buffer>, maxBytes: number) {
   const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
   dirs.push(dir);
   const opened: string[] = [];
   const cache = new BlobCache({
     dir,
-    maxBytes: 10_000_000,
-    streamOverBytes,
+    maxBytes,
     download: () => Promise.reject(new Error('no whole-file download expected')),
     open: async (sha256) => {
       opened.push(sha256);
@@ -233,7 +228,7 @@ describe('BlobCache', () => {
     expect(await readFile((await waiting).path, 'utf8')).toBe('b'.repeat(3000));
   });
 
-  it('follow: a blob larger than streamOverBytes comes through a socket, verified, with no file written and nothing kept; followers asking before it flows share the one download', async () => {
+  it('follow: a blob larger than the cache bound comes through a socket, verified, with no file written and nothing kept; followers asking before it flows share the one download', async () => {
     const a = blob('a'.repeat(300_000));
     /** Files under the cache's directory while the bytes flowed (the first part read, the second held back). */
     let duringDownload: string[] | undefined;

@@ -27,14 +27,6 @@ export class WorkerBlobs implements BlobTransport {
       ...cache,
       download: (sha256, path) => client.getToFile(sha256, path),
       open: (sha256) => client.get(sha256),
-      // `streamOverBytes` is left at its default, the cache's bound: issue 13 asks that a worker
-      // keep a bounded cache of blobs by hash, so later consumers there do not download again and
-      // concurrent downloads of one blob are made once, so a download goes into the cache (followed
-      // as a growing file, deduplicated, kept). Only a blob larger than the bound, which the cache
-      // could not keep anyway, streams to the module with no cache file. Streaming every download
-      // measured better (benchmark 6, paired median 0.73 against 0.56, README "Artifact throughput:
-      // round G") but kept nothing, so a consumer asking after the bytes began to flow, or later,
-      // downloaded the blob again.
     });
   }
 
