@@ -1,6 +1,7 @@
 /**
- * A blob's download passed on to its consumers over a local socket, with no file written on the
- * way (issue 13, round G): the consumer extracts the bytes as they arrive into a staging directory
+ * A blob's download passed on to its consumers over a local socket as it arrives (issue 13, round
+ * G), and, when the blob is to be kept, into the cache's file at the same time (round H: one read
+ * of the network, every consumer's socket and the file its destinations, {@link BlobBroadcastOptions.copyTo}): the consumer extracts the bytes as they arrive into a staging directory
  * and moves it into place only once the download ended verified (`BlobFollower.ended`), so a
  * damaged blob (its last chunk held back by `ArtifactClient.get`'s check) leaves nothing.
  *
@@ -20,7 +21,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import type { BlobFollower } from './blob-progress.js';
 
 /** A consumer's way in: the socket to connect to, the blob's size in bytes, and the token its connection writes first. */
@@ -64,6 +65,20 @@ async function socketPlace(): Promise<{ path: string; dir?: string } | undefined
   return undefined;
 }
 
+/** Options of {@link BlobBroadcast.open}. */
+export interface BlobBroadcastOptions {
+  /**
+   * Made once the broadcast listens: a file (the cache's) that gets every chunk the consumers get,
+   * in order, and is ended after the last one (the last is passed on only once the download is
+   * verified). A full file holds the download back as a full socket does. Its failure (a full
+   * disk) leaves the consumers theirs: it gets no more bytes, and its own error tells its maker.
+   * The broadcast destroys it when the download fails. Undefined: nothing but the consumers.
+   */
+  copyTo?: () => Writable;
+  /** @default {@link DEFAULT_CONNECT_TIMEOUT_MS} */
+  connectTimeoutMs?: number;
+}
+
 /** One joined consumer: how it hears the end, and its socket once it connected and presented its token. */
 interface Consumer {
   follower: BlobFollower;
@@ -84,6 +99,8 @@ export class BlobBroadcast {
   private finished = false;
   private settle!: (error?: Error) => void;
   private connectTimer: NodeJS.Timeout | undefined;
+  /** {@link BlobBroadcastOptions.copyTo}'s file, until it ends or fails. */
+  private copy: Writable | undefined;
 
   private constructor(
     private readonly body: Readable,
@@ -91,7 +108,18 @@ export class BlobBroadcast {
     place: { path: string; dir?: string },
     private readonly server: Server,
     private readonly connectTimeoutMs: number,
+    copy: Writable | undefined,
   ) {
+    if (copy) {
+      this.copy = copy;
+      copy.on('drain', () => this.resumeIfDrained());
+      copy.on('error', () => {
+        // Heard by its maker (`finished(copy)`): the consumers go on without it.
+        if (this.copy !== copy) return;
+        this.copy = undefined;
+        if (this.flowing) this.resumeIfDrained();
+      });
+    }
     this.path = place.path;
     this.done = new Promise<void>((resolve, reject) => {
       this.settle = (error) => (error ? reject(error) : resolve());
@@ -108,6 +136,7 @@ export class BlobBroadcast {
     body.on('close', () => this.finish(new Error('the download stopped before its end')));
     body.on('end', () => {
       for (const { socket } of this.consumers.values()) socket?.end();
+      this.copy?.end();
       this.finish();
     });
   }
@@ -116,12 +145,12 @@ export class BlobBroadcast {
    * Listens for the consumers of `body` (a verifying download: it errors rather than ends when its
    * bytes do not hash to the blob's name), which flows once every joined consumer has connected.
    * @returns undefined where no socket can be made here (a `TMPDIR` too long for a socket path):
-   *   the caller downloads into a file instead
+   *   the caller downloads into a file instead (`copyTo` is then not called)
    */
   static async open(
     body: Readable,
     size: number,
-    connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS,
+    options: BlobBroadcastOptions = {},
   ): Promise<BlobBroadcast | undefined> {
     const place = await socketPlace();
     if (place === undefined) return undefined;
@@ -133,7 +162,8 @@ export class BlobBroadcast {
         resolve();
       });
     });
-    return new BlobBroadcast(body, size, place, server, connectTimeoutMs);
+    const { copyTo, connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS } = options;
+    return new BlobBroadcast(body, size, place, server, connectTimeoutMs, copyTo?.());
   }
 
   /**
@@ -227,12 +257,14 @@ export class BlobBroadcast {
     this.body.on('data', (chunk: Buffer) => {
       let full = false;
       for (const { socket } of this.consumers.values()) if (!socket!.write(chunk)) full = true;
+      if (this.copy && !this.copy.write(chunk)) full = true;
       if (full) this.body.pause();
     });
   }
 
   private resumeIfDrained(): void {
     for (const { socket } of this.consumers.values()) if (socket?.writableNeedDrain) return;
+    if (this.copy?.writableNeedDrain) return;
     this.body.resume();
   }
 
@@ -244,6 +276,7 @@ export class BlobBroadcast {
     if (error) {
       this.body.destroy();
       for (const { socket } of this.consumers.values()) socket?.destroy();
+      this.copy?.destroy(error);
     }
     for (const { follower } of this.consumers.values()) follower.ended(error);
     this.consumers.clear();

@@ -39,6 +39,18 @@ async function filesUnder(dir: string): Promise<string[]> {
     .map((entry) => join(entry.parentPath, entry.name).slice(dir.length + 1));
 }
 
+/** `bytes` in two parts, the second held back until `release()` is called (once: later reads pass at once). */
+function heldBack(bytes: Buffer, firstBytes: number) {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  async function* parts() {
+    yield bytes.subarray(0, firstBytes);
+    await held;
+    yield bytes.subarray(firstBytes);
+  }
+  return { parts, release: () => release() };
+}
+
 const dirs: string[] = [];
 afterEach(async () => {
   await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
@@ -164,7 +176,21 @@ describe('BlobCache', () => {
     expect(await readdir(checkouts)).toEqual([elsewhere]);
   });
 
-  it('follow: answers while the blob is downloading, reports its bytes, and a second asker waits for that one download; an abandoned download is fetched again for whoever waits', async () => {
+  it('follow where no socket can be made (a TMPDIR too long for one): answers a growing file while the blob is downloading, reports its bytes, and a second asker waits for that one download; an abandoned download is fetched again for whoever waits', async () => {
+    const tmp = process.env.TMPDIR;
+    const long = await mkdtemp(join(tmpdir(), `mpd-long-${'x'.repeat(100)}-`));
+    dirs.push(long);
+    process.env.TMPDIR = long;
+    try {
+      await followIntoGrowingFiles();
+    } finally {
+      if (tmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = tmp;
+    }
+  });
+
+  /** The body of the test above, run with `TMPDIR` too long for a socket. */
+  async function followIntoGrowingFiles(): Promise<void> {
     const a = blob('a'.repeat(3000));
     const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
     dirs.push(dir);
@@ -226,6 +252,39 @@ describe('BlobCache', () => {
     abandon.abort();
     await expect(refused.done).rejects.toThrow(/abandoned/);
     expect(await readFile((await waiting).path, 'utf8')).toBe('b'.repeat(3000));
+  }
+
+  it('follow: a blob within the cache bound comes through a socket and is written into the cache as it flows (one GET); a follower asking after the bytes began, and a checkOut, wait for that download and read the cache file; kept once verified', async () => {
+    const a = blob('e'.repeat(300_000));
+    const { parts, release } = heldBack(a.bytes, 100_000);
+    const { cache, dir, opened } = await streamingCache(a.bytes.length, parts, 1_000_000);
+    const first = new BlobProgress();
+    const one = streamOf(await cache.follow(a.sha256, first));
+    const reading = readAll(one, first);
+    // The first part has flowed to the consumer and into the cache's partial file.
+    const partial = async () =>
+      (await filesUnder(dir)).filter((name) => name.startsWith('.checkouts/') && name.includes('get-'));
+    for (let tries = 0; (await partial()).length === 0 && tries < 100; tries++)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await partial()).toHaveLength(1);
+    // Asked after the bytes began: no share of the stream, a wait for the cache's file.
+    const late = new BlobProgress();
+    const asked = cache.follow(a.sha256, late);
+    const checkedOut = cache.checkOut(a.sha256);
+    release();
+    expect((await reading).equals(a.bytes)).toBe(true);
+    await first.done;
+    const second = await asked;
+    expect((await readFile(pathOf(second))).equals(a.bytes)).toBe(true);
+    await late.done;
+    expect((await readFile((await checkedOut).path)).equals(a.bytes)).toBe(true);
+    expect(opened).toEqual([a.sha256]);
+    expect(cache.has(a.sha256)).toBe(true);
+    expect((await readFile(join(dir, a.sha256))).equals(a.bytes)).toBe(true);
+    // Kept: a later follower reads the cache's file, with no download.
+    const third = new BlobProgress();
+    expect((await readFile(pathOf(await cache.follow(a.sha256, third)))).equals(a.bytes)).toBe(true);
+    expect(opened).toHaveLength(1);
   });
 
   it('follow: a blob larger than the cache bound comes through a socket, verified, with no file written and nothing kept; followers asking before it flows share the one download', async () => {
@@ -233,17 +292,8 @@ describe('BlobCache', () => {
     /** Files under the cache's directory while the bytes flowed (the first part read, the second held back). */
     let duringDownload: string[] | undefined;
     /** The bytes past the first part: held back until released (once: later downloads pass at once). */
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    const { cache, dir, opened } = await streamingCache(
-      a.bytes.length,
-      async function* () {
-        yield a.bytes.subarray(0, 100_000);
-        await held;
-        yield a.bytes.subarray(100_000);
-      },
-      100_000,
-    );
+    const { parts, release } = heldBack(a.bytes, 100_000);
+    const { cache, dir, opened } = await streamingCache(a.bytes.length, parts, 100_000);
     const [first, second] = [new BlobProgress(), new BlobProgress()];
     const [one, two] = await Promise.all([cache.follow(a.sha256, first), cache.follow(a.sha256, second)]);
     expect(one.size).toBe(300_000);
@@ -324,8 +374,8 @@ describe('BlobCache', () => {
     const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
     dirs.push(dir);
     const downloads: string[] = [];
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
+    // The rest only once the checkOut is answered.
+    const { parts, release } = heldBack(a.bytes, 1000);
     const cache = new BlobCache({
       dir,
       maxBytes: 100_000,
@@ -336,11 +386,6 @@ describe('BlobCache', () => {
       },
       open: async (sha256) => {
         const body = new VerifyingStream(sha256, a.bytes.length);
-        async function* parts() {
-          yield a.bytes.subarray(0, 1000);
-          await held; // the rest only once the checkOut is answered
-          yield a.bytes.subarray(1000);
-        }
         pipeline(Readable.from(parts()), body).catch(() => undefined);
         return { size: a.bytes.length, body };
       },
@@ -354,33 +399,42 @@ describe('BlobCache', () => {
         setTimeout(() => reject(new Error('the checkOut waited for the stream')), 5_000),
       ),
     ]);
-    expect(await readFile(out.path)).toEqual(a.bytes);
+    expect((await readFile(out.path)).equals(a.bytes)).toBe(true);
     expect(downloads).toEqual([a.sha256]);
     release();
     expect((await reading).equals(a.bytes)).toBe(true);
   });
 
-  it('follow: a streamed blob that does not hash to its name ends its reader with the error before the reader has it whole, and leaves nothing', async () => {
-    const a = blob('a'.repeat(300_000));
-    const tampered = Buffer.from(a.bytes);
-    tampered[tampered.length - 1] = 0x62;
-    const { cache, dir } = await streamingCache(
-      tampered.length,
-      () => [tampered.subarray(0, 100_000), tampered.subarray(100_000)],
-      0,
-    );
-    const progress = new BlobProgress();
-    const followed = await cache.follow(a.sha256, progress);
-    const received: Buffer[] = [];
-    const reading = (async () => {
-      for await (const chunk of readStreamed(streamOf(followed), progress)) received.push(chunk as Buffer);
-    })();
-    await expect(reading).rejects.toBeInstanceOf(BlobDamagedError);
-    await expect(progress.done).rejects.toBeInstanceOf(BlobDamagedError);
-    expect(Buffer.concat(received).length).toBeLessThan(tampered.length);
-    expect(await filesUnder(dir)).toEqual([]);
-    expect(cache.has(a.sha256)).toBe(false);
-  });
+  it.each([
+    ['larger than the cache bound (streamed only)', 0],
+    ['within the cache bound (streamed and written into the cache)', 1_000_000],
+  ])(
+    'follow: a streamed blob %s that does not hash to its name ends its reader with the error before the reader has it whole, fails whoever waits for that download, and leaves nothing',
+    async (_kind, maxBytes) => {
+      const a = blob('a'.repeat(300_000));
+      const tampered = Buffer.from(a.bytes);
+      tampered[tampered.length - 1] = 0x62;
+      const { cache, dir } = await streamingCache(
+        tampered.length,
+        () => [tampered.subarray(0, 100_000), tampered.subarray(100_000)],
+        maxBytes,
+      );
+      const progress = new BlobProgress();
+      const followed = await cache.follow(a.sha256, progress);
+      // One waiting for the download into the cache hears its error (a streamed-only one is not waited for).
+      const waiting = maxBytes > 0 ? cache.checkOut(a.sha256) : undefined;
+      const received: Buffer[] = [];
+      const reading = (async () => {
+        for await (const chunk of readStreamed(streamOf(followed), progress)) received.push(chunk as Buffer);
+      })();
+      await expect(reading).rejects.toBeInstanceOf(BlobDamagedError);
+      await expect(progress.done).rejects.toBeInstanceOf(BlobDamagedError);
+      if (waiting) await expect(waiting).rejects.toBeInstanceOf(BlobDamagedError);
+      expect(Buffer.concat(received).length).toBeLessThan(tampered.length);
+      expect(await filesUnder(dir)).toEqual([]);
+      expect(cache.has(a.sha256)).toBe(false);
+    },
+  );
 
   it('follow: a connection that presents no joined consumer’s token gets nothing and takes no consumer’s place; one asking after the bytes flow gets its own download', async () => {
     const a = blob('a'.repeat(300_000));

@@ -1,7 +1,8 @@
 /**
  * The worker's cache of artifact blobs by SHA-256: a directory of files named by their hash,
  * bounded in bytes, least recently used evicted first. A blob asked for while it is being
- * downloaded is downloaded once: every asker waits for the same download.
+ * downloaded is downloaded once: every asker shares or waits for the same download
+ * ({@link BlobCache.follow} streams it to its first consumers as it is written into the cache).
  *
  * Several processes may share one directory: each checks out and downloads into a directory of
  * its own under `.checkouts` (`<pid>.<random>.<hostname>`), removes only that one and those of
@@ -11,11 +12,12 @@
  * one `maxBytes`.
  */
 import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
 import { copyFile, type FileHandle, link, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { type Readable, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { LIMITS } from '@mpd/contract';
 import { makeDirectory } from '@mpd/server-kit';
 import { BlobBroadcast, DownloadAbandonedError, type StreamedBlob } from './blob-broadcast.js';
@@ -230,19 +232,22 @@ export class BlobCache {
 
   /**
    * Blob `sha256` for a consumer that reads it as it downloads. When the cache lacks it and no one
-   * is downloading it, the download starts and the answer comes as soon as its size is known:
-   * - larger than `maxBytes`: a socket (`{ socket }`, {@link BlobBroadcast}) that passes on the
-   *   bytes as they arrive, with no file written and nothing kept; another follower asking before
-   *   the bytes begin to flow shares the download, one asking later gets a download of its own;
-   * - otherwise a file of the caller's own that is still growing (a hard link to the partial
-   *   download, which becomes the cached blob's link once verified); `follower` hears of each write.
-   * Either way `follower` hears of the end. Otherwise (held, or being downloaded into the cache) it
-   * is a {@link BlobCache.checkOut} (waiting for another's download) reported whole at once. Reading
-   * the file up to the reported bytes reads what the download wrote, from the page cache; a
-   * blob's last chunk is written (or passed on) only once all its bytes hash to `sha256`, so a
-   * damaged blob never reaches its full size, and `ended(error)` says so. Release a file when done.
-   * @param signal aborting it abandons the download (the partial file is removed; others waiting
-   *   for the same blob download it again)
+   * is downloading it, the download starts and the answer comes as soon as its size is known: a
+   * socket (`{ socket, size, token }`, {@link BlobBroadcast}) that passes on the bytes as they
+   * arrive. Another follower asking before the bytes begin to flow shares it. A blob within
+   * `maxBytes` is written into the cache's file at the same time (a tee: one read of the network)
+   * and kept once verified, so a follower asking after the bytes began waits for that download and
+   * reads the cache's file (a {@link BlobCache.checkOut} reported whole at once), as does one asking
+   * when the cache holds the blob. A larger blob is not kept: no file is written, one asking later
+   * gets a download of its own. Where no socket can be made here, the answer is a file of the
+   * caller's own that is still growing (a hard link to the partial download, which becomes the
+   * cached blob's link once verified; `follower` hears of each write; reading the file up to the
+   * reported bytes reads what the download wrote, from the page cache). Either way `follower`
+   * hears of the end. A blob's last chunk is passed on (and written) only once all its bytes hash
+   * to `sha256`, so a damaged blob never reaches its full size, and `ended(error)` says so.
+   * Release a file when done.
+   * @param signal aborting it gives this follower up; a download no follower is left for is
+   *   abandoned (its partial file removed; others waiting for the same blob download it again)
    * @throws what opening the download throws (the blob missing from the store, refused)
    */
   async follow(sha256: string, follower: BlobFollower, signal?: AbortSignal): Promise<FollowedCacheBlob> {
@@ -283,22 +288,31 @@ export class BlobCache {
         throw error;
       }
       const { size, body } = opened;
-      // A blob larger than the cache's bound, which it could not keep anyway, streams to its
-      // consumers with no cache file. Anything else goes into the cache: issue 13 asks that a
-      // worker keep a bounded cache of blobs by hash, so later consumers there do not download
-      // again and concurrent downloads of one blob are made once. (Streaming every download
-      // measured better, benchmark 6's paired median 0.73 against 0.56, README "Artifact
-      // throughput: round G", but kept nothing: a consumer asking after the bytes began to flow,
-      // or later, downloaded the blob again.)
-      if (size > this.options.maxBytes) {
-        const broadcast = await BlobBroadcast.open(body, size).catch((error: Error) => {
-          body.destroy();
-          follower.ended(error);
-          throw error;
-        });
-        if (broadcast !== undefined) {
-          decided(broadcast);
-          answer(broadcast.join(follower, signal)!);
+      // Streamed to its consumers as it arrives (a socket each: no file for the host to read
+      // behind the download, no progress messages) and, unless it is larger than the cache's
+      // bound, written into the cache's file at the same time: issue 13 asks that a worker keep
+      // a bounded cache of blobs by hash, so later consumers there do not download again and
+      // concurrent downloads of one blob are made once. (Round G streamed only, with no cache
+      // file: benchmark 6's paired median 0.73 against 0.56, README "Artifact throughput: round
+      // G", but a consumer asking after the bytes began to flow, or later, downloaded the blob
+      // again. A blob over the bound, which the cache could not keep anyway, still goes that way.
+      // The tee measured 0.59 against the growing cache file's 0.55, README "Artifact throughput:
+      // stream and keep": the cache file's write is what it costs.)
+      const keep = size <= this.options.maxBytes;
+      let copy: Writable | undefined;
+      const broadcast = await BlobBroadcast.open(body, size, {
+        ...(keep && {
+          copyTo: () => (copy = createWriteStream(staged, { flags: 'wx', highWaterMark: FOLLOW_WRITE_BYTES })),
+        }),
+      }).catch((error: Error) => {
+        body.destroy();
+        follower.ended(error);
+        throw error;
+      });
+      if (broadcast !== undefined) {
+        decided(broadcast);
+        answer(broadcast.join(follower, signal)!);
+        if (copy === undefined) {
           // Nothing of it will be kept: whoever waits to check the blob out downloads it now, not
           // once the stream ended (it is no longer the blob's download into the cache).
           if (this.downloads.get(sha256) === cached) this.downloads.delete(sha256);
@@ -307,7 +321,22 @@ export class BlobCache {
           await broadcast.done.catch(() => undefined);
           return;
         }
+        // Renamed into the cache only once the download ended verified (its last chunk is passed
+        // on only then) and every byte is in the file. Abandoned by every consumer, or failed:
+        // the file is removed (those waiting to check it out download it again, or hear why).
+        try {
+          await broadcast.done;
+          await finished(copy);
+          await this.install(sha256, staged, size);
+        } catch (error) {
+          copy.destroy();
+          await finished(copy).catch(() => undefined);
+          await unlink(staged).catch(() => undefined);
+          throw error;
+        }
+        return;
       }
+      // No socket here (a `TMPDIR` too long for one): a file the caller reads as it grows.
       decided(undefined);
       const abandon = () => body.destroy(new DownloadAbandonedError(`the download of blob ${sha256} was abandoned`));
       if (signal?.aborted) abandon();

@@ -2,8 +2,8 @@
  * `ctx.artifacts`: files packed as a tar (the `tar` package; gzipped on request), hashed as it is
  * written, moved through a {@link BlobTransport} (the worker's cache and the orchestrator's
  * store), and extracted so that nothing lands outside the destination: as the blob downloads
- * (read from the cache's file as it is written), into a staging directory moved into place once
- * the blob is verified and every entry was checked.
+ * (streamed from the worker's download over a local socket, or read from the cache's file), into
+ * a staging directory moved into place once the blob is verified and every entry was checked.
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';

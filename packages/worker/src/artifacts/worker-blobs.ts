@@ -8,9 +8,10 @@ import type { BlobTransport, Digest, FollowedBlob } from './module-artifacts.js'
  * The worker's {@link BlobTransport}: uploads through the orchestrator's store (`ArtifactClient`)
  * and keeps what it uploads or downloads in its {@link BlobCache}, so a consumer on the same
  * worker reads the producer's archive without a download, and concurrent consumers of one blob
- * download it once. A blob larger than the cache's bound (`--cache-size`) is streamed from the
- * store to the consumer as it arrives and not kept (consumers asking before its bytes begin to
- * flow share that download; one asking later downloads it again).
+ * download it once. A download is streamed from the store to the consumers as it arrives and
+ * written into the cache at the same time ({@link BlobCache.follow}); a blob larger than the
+ * cache's bound (`--cache-size`) is streamed only and not kept (consumers asking before its bytes
+ * begin to flow share that download; one asking later downloads it again).
  */
 export class WorkerBlobs implements BlobTransport {
   readonly cache: BlobCache;
