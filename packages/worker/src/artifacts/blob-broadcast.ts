@@ -178,13 +178,7 @@ export class BlobBroadcast {
     if (this.flowing || this.finished) return undefined;
     const token = randomBytes(TOKEN_LENGTH / 2).toString('hex');
     this.consumers.set(token, { follower });
-    this.connectTimer ??= setTimeout(
-      () =>
-        this.finish(
-          new DownloadAbandonedError(`no module host read the streamed blob within ${this.connectTimeoutMs} ms`),
-        ),
-      this.connectTimeoutMs,
-    ).unref();
+    this.connectTimer ??= setTimeout(() => this.giveUpUnconnected(), this.connectTimeoutMs).unref();
     const abandon = () => this.leave(token, new DownloadAbandonedError('the download was abandoned'));
     if (signal?.aborted) abandon();
     else signal?.addEventListener('abort', abandon, { once: true });
@@ -192,21 +186,32 @@ export class BlobBroadcast {
   }
 
   /**
-   * Consumer `token` is gone (gave up, or its socket closed before the end): it hears `error`, its
-   * socket is closed, and the others go on: the bytes flow once the rest have connected (or, when
-   * they already flow, resume if they waited for its socket to drain). The download stops when no
-   * consumer is left.
+   * Consumer `token` is gone (gave up, its socket closed before the end, or it never connected):
+   * it hears `error`, its socket is closed, and the others go on: the bytes flow once the rest
+   * have connected (or, when they already flow, resume if they waited for its socket to drain).
+   * The download stops when no consumer is left, with `error` (a {@link DownloadAbandonedError}:
+   * whoever waits for the blob downloads it again).
    */
-  private leave(token: string, error: Error): void {
+  private leave(token: string, error: DownloadAbandonedError): void {
     const consumer = this.consumers.get(token);
     if (consumer === undefined || this.finished) return;
     this.consumers.delete(token);
     consumer.socket?.destroy();
     consumer.follower.ended(error);
-    if (this.consumers.size === 0)
-      this.finish(new DownloadAbandonedError('every consumer of the streamed blob went away before its end'));
+    if (this.consumers.size === 0) this.finish(error);
     else if (this.flowing) this.resumeIfDrained();
     else this.startIfAllConnected();
+  }
+
+  /**
+   * The connect timeout ran out: the consumers not connected by now (their host died or hung) are
+   * given up, and the bytes flow to those that did (before, the whole download failed for all).
+   */
+  private giveUpUnconnected(): void {
+    const error = new DownloadAbandonedError(
+      `no module host read the streamed blob within ${this.connectTimeoutMs} ms`,
+    );
+    for (const [token, { socket }] of [...this.consumers]) if (socket === undefined) this.leave(token, error);
   }
 
   /** A connection: a stranger until it writes a joined consumer's token. */
@@ -241,7 +246,8 @@ export class BlobBroadcast {
     // A consumer gone before the end (its host died, its archive refused): the others go on; the
     // download stops when none is left.
     socket.on('close', () => {
-      if (consumer.socket === socket) this.leave(token, new Error('the consumer went away before the end'));
+      if (consumer.socket === socket)
+        this.leave(token, new DownloadAbandonedError('the consumer of the streamed blob went away before its end'));
     });
     socket.on('drain', () => this.resumeIfDrained());
     this.startIfAllConnected();
