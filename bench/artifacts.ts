@@ -2,8 +2,9 @@
  * Benchmark 6: artifact throughput. A module on worker A (`--tags producer`) uploads a file of
  * `bytes` bytes (the driver's source file, the one the bare transfer moves) with `ctx.artifacts.upload` (packed as a plain tar, its default, hashed as it is
  * written, `PUT` to the orchestrator's store); a module on worker B (`--tags consumer`) downloads
- * it with `ctx.artifacts.download` (`GET` hashed as it arrives and written into B's cache, which
- * B's module host extracts as it grows: the default configuration, the judged figure). Each
+ * it with `ctx.artifacts.download` (`GET` hashed as it arrives, streamed over a local socket to
+ * B's module host, which extracts it as it comes, and written into B's cache at the same time:
+ * the default configuration, the judged figure). Each
  * module times its own call. Baseline, in the same run, before and after: the same file `PUT`
  * to a bare node `http` server that writes it to a file, then `GET` back into a file, by this
  * driver process. Throughput = bytes / (upload + download time). RSS growth (peak minus the

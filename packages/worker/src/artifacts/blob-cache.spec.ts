@@ -7,27 +7,28 @@ import { createConnection } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BlobDamagedError, VerifyingStream } from '@mpd/client';
-import { BlobCache, type FollowedBlob } from './blob-cache.js';
+import type { StreamedBlob } from './blob-broadcast.js';
+import { BlobCache, type FollowedCacheBlob } from './blob-cache.js';
 import { BlobProgress, readStreamed } from './blob-progress.js';
 
 const blob = (text: string) => ({ bytes: Buffer.from(text), sha256: createHash('sha256').update(text).digest('hex') });
 
 /** A followed blob's file (the test fails if it came as a socket). */
-function pathOf(blob: FollowedBlob): string {
+function pathOf(blob: FollowedCacheBlob): string {
   if (!('path' in blob)) throw new Error(`a socket (${blob.socket}), not a file`);
   return blob.path;
 }
 
-/** A followed blob's socket (the test fails if it came as a file). */
-function socketOf(blob: FollowedBlob): string {
+/** A followed blob's socket and token (the test fails if it came as a file). */
+function streamOf(blob: FollowedCacheBlob): StreamedBlob {
   if (!('socket' in blob)) throw new Error(`a file (${blob.path}), not a socket`);
-  return blob.socket;
+  return blob;
 }
 
 /** Every byte `readStreamed` gives. */
-async function readAll(blob: FollowedBlob, progress: BlobProgress): Promise<Buffer> {
+async function readAll(blob: FollowedCacheBlob, progress: BlobProgress): Promise<Buffer> {
   const chunks: Buffer[] = [];
-  for await (const chunk of readStreamed(socketOf(blob), blob.size, progress)) chunks.push(chunk as Buffer);
+  for await (const chunk of readStreamed(streamOf(blob), progress)) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
 
@@ -36,6 +37,18 @@ async function filesUnder(dir: string): Promise<string[]> {
   return (await readdir(dir, { recursive: true, withFileTypes: true }))
     .filter((entry) => !entry.isDirectory())
     .map((entry) => join(entry.parentPath, entry.name).slice(dir.length + 1));
+}
+
+/** `bytes` in two parts, the second held back until `release()` is called (once: later reads pass at once). */
+function heldBack(bytes: Buffer, firstBytes: number) {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  async function* parts() {
+    yield bytes.subarray(0, firstBytes);
+    await held;
+    yield bytes.subarray(firstBytes);
+  }
+  return { parts, release: () => release() };
 }
 
 const dirs: string[] = [];
@@ -64,22 +77,17 @@ async function cacheOf(blobs: Array<ReturnType<typeof blob>>, maxBytes: number, 
 }
 
 /**
- * A cache in a directory of its own whose `open` serves the bytes `parts()` gives as blob `size`
+ * A cache in a directory of its own, bounded at `maxBytes` (a larger blob streams), whose `open` serves the bytes `parts()` gives as blob `size`
  * bytes long, verified as `ArtifactClient.get` verifies (the last chunk held back until the whole
  * hashes to the name asked for); `opened` lists the blobs it opened.
  */
-async function streamingCache(
-  size: number,
-  parts: () => AsyncIterable<Buffer> | Iterable<Buffer>,
-  streamOverBytes: number,
-) {
+async function streamingCache(size: number, parts: () => AsyncIterable<Buffer> | Iterable<Buffer>, maxBytes: number) {
   const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
   dirs.push(dir);
   const opened: string[] = [];
   const cache = new BlobCache({
     dir,
-    maxBytes: 10_000_000,
-    streamOverBytes,
+    maxBytes,
     download: () => Promise.reject(new Error('no whole-file download expected')),
     open: async (sha256) => {
       opened.push(sha256);
@@ -168,7 +176,21 @@ describe('BlobCache', () => {
     expect(await readdir(checkouts)).toEqual([elsewhere]);
   });
 
-  it('follow: answers while the blob is downloading, reports its bytes, and a second asker waits for that one download; an abandoned download is fetched again for whoever waits', async () => {
+  it('follow where no socket can be made (a TMPDIR too long for one): answers a growing file while the blob is downloading, reports its bytes, and a second asker waits for that one download; an abandoned download is fetched again for whoever waits', async () => {
+    const tmp = process.env.TMPDIR;
+    const long = await mkdtemp(join(tmpdir(), `mpd-long-${'x'.repeat(100)}-`));
+    dirs.push(long);
+    process.env.TMPDIR = long;
+    try {
+      await followIntoGrowingFiles();
+    } finally {
+      if (tmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = tmp;
+    }
+  });
+
+  /** The body of the test above, run with `TMPDIR` too long for a socket. */
+  async function followIntoGrowingFiles(): Promise<void> {
     const a = blob('a'.repeat(3000));
     const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
     dirs.push(dir);
@@ -230,24 +252,48 @@ describe('BlobCache', () => {
     abandon.abort();
     await expect(refused.done).rejects.toThrow(/abandoned/);
     expect(await readFile((await waiting).path, 'utf8')).toBe('b'.repeat(3000));
+  }
+
+  it('follow: a blob within the cache bound comes through a socket and is written into the cache as it flows (one GET); a follower asking after the bytes began, and a checkOut, wait for that download and read the cache file; kept once verified', async () => {
+    const a = blob('e'.repeat(300_000));
+    const { parts, release } = heldBack(a.bytes, 100_000);
+    const { cache, dir, opened } = await streamingCache(a.bytes.length, parts, 1_000_000);
+    const first = new BlobProgress();
+    const one = streamOf(await cache.follow(a.sha256, first));
+    const reading = readAll(one, first);
+    // The first part has flowed to the consumer and into the cache's partial file.
+    const partial = async () =>
+      (await filesUnder(dir)).filter((name) => name.startsWith('.checkouts/') && name.includes('get-'));
+    for (let tries = 0; (await partial()).length === 0 && tries < 100; tries++)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await partial()).toHaveLength(1);
+    // Asked after the bytes began: no share of the stream, a wait for the cache's file.
+    const late = new BlobProgress();
+    const asked = cache.follow(a.sha256, late);
+    const checkedOut = cache.checkOut(a.sha256);
+    release();
+    expect((await reading).equals(a.bytes)).toBe(true);
+    await first.done;
+    const second = await asked;
+    expect((await readFile(pathOf(second))).equals(a.bytes)).toBe(true);
+    await late.done;
+    expect((await readFile((await checkedOut).path)).equals(a.bytes)).toBe(true);
+    expect(opened).toEqual([a.sha256]);
+    expect(cache.has(a.sha256)).toBe(true);
+    expect((await readFile(join(dir, a.sha256))).equals(a.bytes)).toBe(true);
+    // Kept: a later follower reads the cache's file, with no download.
+    const third = new BlobProgress();
+    expect((await readFile(pathOf(await cache.follow(a.sha256, third)))).equals(a.bytes)).toBe(true);
+    expect(opened).toHaveLength(1);
   });
 
-  it('follow: a blob larger than streamOverBytes comes through a socket, verified, with no file written and nothing kept; followers asking before it flows share the one download', async () => {
+  it('follow: a blob larger than the cache bound comes through a socket, verified, with no file written and nothing kept; followers asking before it flows share the one download', async () => {
     const a = blob('a'.repeat(300_000));
     /** Files under the cache's directory while the bytes flowed (the first part read, the second held back). */
     let duringDownload: string[] | undefined;
     /** The bytes past the first part: held back until released (once: later downloads pass at once). */
-    let release!: () => void;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    const { cache, dir, opened } = await streamingCache(
-      a.bytes.length,
-      async function* () {
-        yield a.bytes.subarray(0, 100_000);
-        await held;
-        yield a.bytes.subarray(100_000);
-      },
-      100_000,
-    );
+    const { parts, release } = heldBack(a.bytes, 100_000);
+    const { cache, dir, opened } = await streamingCache(a.bytes.length, parts, 100_000);
     const [first, second] = [new BlobProgress(), new BlobProgress()];
     const [one, two] = await Promise.all([cache.follow(a.sha256, first), cache.follow(a.sha256, second)]);
     expect(one.size).toBe(300_000);
@@ -280,7 +326,8 @@ describe('BlobCache', () => {
     const [first, second] = [new BlobProgress(), new BlobProgress()];
     const [one, two] = await Promise.all([cache.follow(a.sha256, first), cache.follow(a.sha256, second)]);
     // The first consumer connects and reads nothing: its socket fills and the download waits for it.
-    const stuck = createConnection(socketOf(one));
+    const stuck = createConnection(streamOf(one).socket);
+    stuck.write(streamOf(one).token);
     stuck.pause();
     const read = readAll(two, second);
     await new Promise((resolve) => setTimeout(resolve, 500));
@@ -294,30 +341,102 @@ describe('BlobCache', () => {
     expect(whole.equals(a.bytes)).toBe(true);
   });
 
-  it('follow: a streamed blob that does not hash to its name ends its reader with the error before the reader has it whole, and leaves nothing', async () => {
-    const a = blob('a'.repeat(300_000));
-    const tampered = Buffer.from(a.bytes);
-    tampered[tampered.length - 1] = 0x62;
-    const { cache, dir } = await streamingCache(
-      tampered.length,
-      () => [tampered.subarray(0, 100_000), tampered.subarray(100_000)],
-      0,
+  it('follow: a consumer of a streamed blob that gives up after connecting leaves the others theirs: the bytes flow once every other consumer connected, to each of them whole', async () => {
+    const a = blob('c'.repeat(300_000));
+    const { cache, opened } = await streamingCache(
+      a.bytes.length,
+      () => [a.bytes.subarray(0, 100_000), a.bytes.subarray(100_000)],
+      100_000,
     );
-    const progress = new BlobProgress();
-    const followed = await cache.follow(a.sha256, progress);
-    const received: Buffer[] = [];
-    const reading = (async () => {
-      for await (const chunk of readStreamed(socketOf(followed), followed.size, progress))
-        received.push(chunk as Buffer);
-    })();
-    await expect(reading).rejects.toBeInstanceOf(BlobDamagedError);
-    await expect(progress.done).rejects.toBeInstanceOf(BlobDamagedError);
-    expect(Buffer.concat(received).length).toBeLessThan(tampered.length);
-    expect(await filesUnder(dir)).toEqual([]);
-    expect(cache.has(a.sha256)).toBe(false);
+    const [first, second] = [new BlobProgress(), new BlobProgress()];
+    const [leaving, staying] = [new AbortController(), new AbortController()];
+    const [one, two] = await Promise.all([
+      cache.follow(a.sha256, first, leaving.signal),
+      cache.follow(a.sha256, second, staying.signal),
+    ]);
+    // The first connects (and is heard), then gives up before the second connected.
+    const gone = readAll(one, first);
+    gone.catch(() => undefined);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    leaving.abort();
+    await expect(gone).rejects.toThrow(/abandoned|ECONNRESET|EPIPE|ended after/);
+    const whole = await Promise.race([
+      readAll(two, second),
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the second consumer got nothing')), 10_000)),
+    ]);
+    expect(whole.equals(a.bytes)).toBe(true);
+    await expect(second.done).resolves.toBeUndefined();
+    expect(opened).toEqual([a.sha256]);
   });
 
-  it('follow: a consumer whose socket is turned away (another connected in its place) fails instead of ending with part of the blob; one asking after the bytes flow gets its own download', async () => {
+  it('checkOut of a blob being streamed (not kept) downloads it at once rather than after the stream ends', async () => {
+    const a = blob('d'.repeat(300_000));
+    const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
+    dirs.push(dir);
+    const downloads: string[] = [];
+    // The rest only once the checkOut is answered.
+    const { parts, release } = heldBack(a.bytes, 1000);
+    const cache = new BlobCache({
+      dir,
+      maxBytes: 100_000,
+      download: async (sha256, path) => {
+        downloads.push(sha256);
+        await writeFile(path, a.bytes);
+        return { size: a.bytes.length };
+      },
+      open: async (sha256) => {
+        const body = new VerifyingStream(sha256, a.bytes.length);
+        pipeline(Readable.from(parts()), body).catch(() => undefined);
+        return { size: a.bytes.length, body };
+      },
+    });
+    const progress = new BlobProgress();
+    const streamed = streamOf(await cache.follow(a.sha256, progress));
+    const reading = readAll(streamed, progress);
+    const out = await Promise.race([
+      cache.checkOut(a.sha256),
+      new Promise<never>((_, reject) =>
+        setTimeout(() => reject(new Error('the checkOut waited for the stream')), 5_000),
+      ),
+    ]);
+    expect((await readFile(out.path)).equals(a.bytes)).toBe(true);
+    expect(downloads).toEqual([a.sha256]);
+    release();
+    expect((await reading).equals(a.bytes)).toBe(true);
+  });
+
+  it.each([
+    ['larger than the cache bound (streamed only)', 0],
+    ['within the cache bound (streamed and written into the cache)', 1_000_000],
+  ])(
+    'follow: a streamed blob %s that does not hash to its name ends its reader with the error before the reader has it whole, fails whoever waits for that download, and leaves nothing',
+    async (_kind, maxBytes) => {
+      const a = blob('a'.repeat(300_000));
+      const tampered = Buffer.from(a.bytes);
+      tampered[tampered.length - 1] = 0x62;
+      const { cache, dir } = await streamingCache(
+        tampered.length,
+        () => [tampered.subarray(0, 100_000), tampered.subarray(100_000)],
+        maxBytes,
+      );
+      const progress = new BlobProgress();
+      const followed = await cache.follow(a.sha256, progress);
+      // One waiting for the download into the cache hears its error (a streamed-only one is not waited for).
+      const waiting = maxBytes > 0 ? cache.checkOut(a.sha256) : undefined;
+      const received: Buffer[] = [];
+      const reading = (async () => {
+        for await (const chunk of readStreamed(streamOf(followed), progress)) received.push(chunk as Buffer);
+      })();
+      await expect(reading).rejects.toBeInstanceOf(BlobDamagedError);
+      await expect(progress.done).rejects.toBeInstanceOf(BlobDamagedError);
+      if (waiting) await expect(waiting).rejects.toBeInstanceOf(BlobDamagedError);
+      expect(Buffer.concat(received).length).toBeLessThan(tampered.length);
+      expect(await filesUnder(dir)).toEqual([]);
+      expect(cache.has(a.sha256)).toBe(false);
+    },
+  );
+
+  it('follow: a connection that presents no joined consumer’s token gets nothing and takes no consumer’s place; one asking after the bytes flow gets its own download', async () => {
     const a = blob('a'.repeat(300_000));
     const { cache, opened } = await streamingCache(
       a.bytes.length,
@@ -325,17 +444,20 @@ describe('BlobCache', () => {
       0,
     );
     const progress = new BlobProgress();
-    const followed = await cache.follow(a.sha256, progress);
-    // Someone else connects first and takes the one place: the bytes flow to it.
-    const stray = createConnection(socketOf(followed));
-    const strayBytes = new Promise<number>((resolve) => {
+    const followed = streamOf(await cache.follow(a.sha256, progress));
+    // Strangers connect first: one says nothing, one presents a token no consumer was given.
+    const strangers = ['', 'f'.repeat(followed.token.length)].map(async (token) => {
+      const stray = createConnection(followed.socket);
+      await new Promise((resolve) => stray.once('connect', resolve));
+      stray.write(token);
       let bytes = 0;
-      stray.on('data', (chunk: Buffer) => (bytes += chunk.length)).on('close', () => resolve(bytes));
+      stray.on('data', (chunk: Buffer) => (bytes += chunk.length));
+      await new Promise((resolve) => stray.on('close', resolve).on('error', () => undefined));
+      return bytes;
     });
-    await new Promise((resolve) => stray.once('connect', resolve));
-    // (Its socket is gone once the bytes flow, or turned away: either way an error, never a short blob.)
-    await expect(readAll(followed, progress)).rejects.toThrow(/ENOENT|ECONNREFUSED|ended after 0 of its 300000 bytes/);
-    expect(await strayBytes).toBe(300_000);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect((await readAll(followed, progress)).equals(a.bytes)).toBe(true);
+    expect(await Promise.all(strangers)).toEqual([0, 0]);
     const late = new BlobProgress();
     expect((await readAll(await cache.follow(a.sha256, late), late)).equals(a.bytes)).toBe(true);
     expect(opened).toHaveLength(2);

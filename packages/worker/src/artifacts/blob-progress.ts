@@ -1,6 +1,7 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { Readable, Transform } from 'node:stream';
+import type { StreamedBlob } from './blob-broadcast.js';
 
 /** Told how a followed download goes (`BlobTransport.follow`, `BlobCache.follow`). */
 export interface BlobFollower {
@@ -112,15 +113,16 @@ export function readFollowed(path: string, progress: BlobProgress): Readable {
 }
 
 /**
- * The `size` bytes of a blob streamed through the local socket at `path` (`BlobBroadcast`), as
- * they arrive; ends only once the download ended verified (`progress`, told by the worker) and
+ * The `size` bytes of a blob streamed through the local socket `socket` (`BlobBroadcast`), as
+ * they arrive (the connection presents the consumer's `token` first); ends only once the download ended verified (`progress`, told by the worker) and
  * all `size` bytes came, errors otherwise (a damaged blob's socket closes early: the download's
  * error is the one given). A stream rather than a generator: destroying it (an archive refused
  * halfway) closes the socket and errors at once, where a generator's `return` would wait for the
  * socket's next bytes, which a download holding its last chunk back may never send.
  */
-export function readStreamed(path: string, size: number, progress: BlobProgress): Readable {
+export function readStreamed({ socket: path, size, token }: StreamedBlob, progress: BlobProgress): Readable {
   const socket = connect(path);
+  socket.write(token);
   let received = 0;
   const bytes = new Transform({
     transform(chunk: Buffer, _encoding, callback) {

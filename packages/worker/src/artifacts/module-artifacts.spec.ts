@@ -77,7 +77,7 @@ describe('ctx.artifacts', () => {
   });
 
   it('downloads a blob larger than the cache keeps through a socket as it arrives: byte-identical, nothing written to the cache; a damaged one leaves nothing in the destination', async () => {
-    // A 1 MiB bound under the archive's 3 MiB: streamed (`streamOverBytes` defaults to the bound).
+    // A 1 MiB bound under the archive's 3 MiB: streamed (a blob larger than the cache bound is).
     const { root, store, work, artifacts, cache } = await setUp({ maxBytes: 1024 * 1024 });
     await mkdir(join(work, 'dist'));
     const big = Buffer.alloc(3 * 1024 * 1024, 7);

@@ -2,8 +2,8 @@
  * `ctx.artifacts`: files packed as a tar (the `tar` package; gzipped on request), hashed as it is
  * written, moved through a {@link BlobTransport} (the worker's cache and the orchestrator's
  * store), and extracted so that nothing lands outside the destination: as the blob downloads
- * (read from the cache's file as it is written), into a staging directory moved into place once
- * the blob is verified and every entry was checked.
+ * (streamed from the worker's download over a local socket, or read from the cache's file), into
+ * a staging directory moved into place once the blob is verified and every entry was checked.
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -21,6 +21,7 @@ import {
 } from '@mpd/pipeline';
 // `tar` and `tinyglobby` are loaded at a module's first artifact call, not with every module host.
 import type { ReadEntry } from 'tar';
+import type { StreamedBlob } from './blob-broadcast.js';
 import { type BlobFollower, BlobProgress, readFollowed, readStreamed } from './blob-progress.js';
 import { DigestingStream } from './digesting-stream.js';
 
@@ -33,9 +34,9 @@ export interface Digest {
 /**
  * A blob being downloaded for a consumer (`BlobTransport.follow`): a file of its own that grows as
  * the download writes it (the caller removes it when done), or a local socket that passes the
- * bytes on as they arrive, once (no file: a blob the worker's cache does not keep).
+ * bytes on as they arrive, once (its connection presents the token first).
  */
-export type FollowedBlob = { path: string; size: number } | { socket: string; size: number };
+export type FollowedBlob = { path: string; size: number } | StreamedBlob;
 
 /** How a module's artifacts reach the store and come back: the worker's side, in its process or over a host's IPC. */
 export interface BlobTransport {
@@ -212,8 +213,7 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ModuleArtifact
         const progress = new BlobProgress();
         const blob = await transport.follow(ref.sha256, progress, abandon.signal);
         if ('path' in blob) blobPath = blob.path;
-        const source =
-          'socket' in blob ? readStreamed(blob.socket, blob.size, progress) : readFollowed(blob.path, progress);
+        const source = 'socket' in blob ? readStreamed(blob, progress) : readFollowed(blob.path, progress);
         const files = await extractChecked(source, staging, dest, ref.name);
         await progress.done;
         await moveInto(staging, dest);

@@ -19,7 +19,7 @@ afterEach(async () => {
  * does: `began` resolves once its first bytes were read, `sha256` with the hash of all of them.
  */
 function reading(blob: FollowedBlob, progress: BlobProgress) {
-  const chunks = 'socket' in blob ? readStreamed(blob.socket, blob.size, progress) : readFollowed(blob.path, progress);
+  const chunks = 'socket' in blob ? readStreamed(blob, progress) : readFollowed(blob.path, progress);
   let began!: () => void;
   const first = new Promise<void>((resolve) => (began = resolve));
   const sha256 = (async () => {

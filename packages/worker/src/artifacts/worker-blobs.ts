@@ -8,9 +8,10 @@ import type { BlobTransport, Digest, FollowedBlob } from './module-artifacts.js'
  * The worker's {@link BlobTransport}: uploads through the orchestrator's store (`ArtifactClient`)
  * and keeps what it uploads or downloads in its {@link BlobCache}, so a consumer on the same
  * worker reads the producer's archive without a download, and concurrent consumers of one blob
- * download it once. A blob larger than the cache's bound (`--cache-size`) is streamed from the
- * store to the consumer as it arrives and not kept (consumers asking before its bytes begin to
- * flow share that download; one asking later downloads it again).
+ * download it once. A download is streamed from the store to the consumers as it arrives and
+ * written into the cache at the same time ({@link BlobCache.follow}); a blob larger than the
+ * cache's bound (`--cache-size`) is streamed only and not kept (consumers asking before its bytes
+ * begin to flow share that download; one asking later downloads it again).
  */
 export class WorkerBlobs implements BlobTransport {
   readonly cache: BlobCache;
@@ -27,14 +28,6 @@ export class WorkerBlobs implements BlobTransport {
       ...cache,
       download: (sha256, path) => client.getToFile(sha256, path),
       open: (sha256) => client.get(sha256),
-      // `streamOverBytes` is left at its default, the cache's bound: issue 13 asks that a worker
-      // keep a bounded cache of blobs by hash, so later consumers there do not download again and
-      // concurrent downloads of one blob are made once, so a download goes into the cache (followed
-      // as a growing file, deduplicated, kept). Only a blob larger than the bound, which the cache
-      // could not keep anyway, streams to the module with no cache file. Streaming every download
-      // measured better (benchmark 6, paired median 0.73 against 0.56, README "Artifact throughput:
-      // round G") but kept nothing, so a consumer asking after the bytes began to flow, or later,
-      // downloaded the blob again.
     });
   }
 
@@ -51,6 +44,8 @@ export class WorkerBlobs implements BlobTransport {
 
   async follow(sha256: string, follower: BlobFollower, signal: AbortSignal): Promise<FollowedBlob> {
     const blob = await this.cache.follow(sha256, follower, signal);
-    return 'socket' in blob ? { socket: blob.socket, size: blob.size } : { path: blob.path, size: blob.size };
+    return 'socket' in blob
+      ? { socket: blob.socket, size: blob.size, token: blob.token }
+      : { path: blob.path, size: blob.size };
   }
 }
