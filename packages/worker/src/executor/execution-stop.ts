@@ -12,6 +12,14 @@ export class ExecutionStop {
   aborted = false;
   /** Why (an `ExecutionCancelledError`, a `ModuleTimeoutError`…), once aborted. */
   reason: unknown;
+  /**
+   * Runs the abort of the signal, and so its 'abort' listeners, in the context they belong to:
+   * the module's, where `console.*` is its output with `isolation: 'none'` (an `AsyncLocalStorage`
+   * follows promises, timers and callbacks, but an `EventTarget` calls its listeners in the
+   * context of whoever dispatches: the worker's timer, the cancel route). @default where
+   * {@link ExecutionStop.abort} is called
+   */
+  signalAbortsWithin: ((abort: () => void) => void) | undefined;
   private controller: AbortController | undefined;
   private listeners: (() => void)[] | undefined;
 
@@ -36,7 +44,10 @@ export class ExecutionStop {
     const listeners = this.listeners;
     this.listeners = undefined;
     if (listeners) for (const listener of listeners) listener();
-    this.controller?.abort(reason);
+    const controller = this.controller;
+    if (!controller) return;
+    if (this.signalAbortsWithin) this.signalAbortsWithin(() => controller.abort(reason));
+    else controller.abort(reason);
   }
 
   /** Calls `listener` once when it stops; at once if it has. */
