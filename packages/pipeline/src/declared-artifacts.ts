@@ -142,7 +142,9 @@ export function resolveProduces(produces: unknown, invalid: (message: string) =>
       compression: compression as ArtifactCompression | undefined,
     });
   }
-  return Object.freeze(resolved);
+  // `produces: {}` declares nothing, as no `produces` does: the same value, so that one identity
+  // test says whether a module produces anything.
+  return Object.keys(resolved).length === 0 ? NO_PRODUCES : Object.freeze(resolved);
 }
 
 /**
@@ -223,7 +225,6 @@ export function withDeclaredArtifacts<C, R>(
 ): (ctx: C) => Promise<unknown> | unknown {
   if (produces === NO_PRODUCES && consumes.length === 0) return run;
   const produced = Object.entries(produces);
-  if (produced.length === 0 && consumes.length === 0) return run;
   const declared = async (moduleCtx: C): Promise<unknown> => {
     const ctx = moduleCtx as unknown as ModuleContext;
     for (const handle of consumes) {

@@ -78,6 +78,25 @@ describe('defineModule', () => {
     );
     expect(error.mistakes).toEqual(alone.map((message) => ({ code: 'InvalidModule', message })));
   });
+
+  it("a module defined while another is being defined (from its params, as JSON) keeps its mistakes apart from the other's", () => {
+    let inner: unknown;
+    const params = {
+      toJSON: () => {
+        try {
+          defineModule({ name: 'inner', run: one, tags: [''] } as never);
+        } catch (error) {
+          inner = error;
+        }
+        return 1;
+      },
+    };
+    expect(() => defineModule({ name: 'outer', run: one, timeoutMs: -5, params } as never)).toThrow(
+      /^Module 'outer': timeoutMs must be a positive number of milliseconds/,
+    );
+    expect((inner as PipelineDefinitionError).message).toMatch(/^Module 'inner': tags must be an array of names/);
+    expect(defineModule({ name: 'after', run: one }).name).toBe('after');
+  });
 });
 
 describe('definePipeline', () => {
