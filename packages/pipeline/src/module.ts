@@ -1,7 +1,7 @@
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import { jsonDepth, LIMITS } from '@mpd/contract/limits';
 import { PipelineDefinitionError } from './errors.js';
-import { Mistakes } from './mistakes.js';
+import { Mistakes, shown } from './mistakes.js';
 import {
   MODULE_PRIORITIES,
   type ModulePriority,
@@ -398,33 +398,36 @@ export function defineModule<
   definingName = name;
   definingMistakes = undefined;
   try {
-    if (typeof run !== 'function') invalid('run must be a function');
+    if (typeof run !== 'function') invalid(`run must be a function, got ${shown(run)}`);
     const dependsOn = (options.dependsOn ?? NO_DEPENDENCIES) as unknown as Deps;
     checkDependencies('dependsOn', dependsOn, 'an array of modules');
     const { timeoutMs } = options;
     if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
-      invalid('timeoutMs must be a positive number of milliseconds');
+      invalid(`timeoutMs must be a positive number of milliseconds, got ${shown(timeoutMs)}`);
     }
     const optionalDependsOn = options.optionalDependsOn ?? NO_NAMES;
     checkDependencies('optionalDependsOn', optionalDependsOn, 'an array of modules or module names');
     const requires = options.requires === undefined ? NO_REQUIREMENTS : checkRequirements(options.requires, invalid);
-    if (options.skipIf !== undefined && typeof options.skipIf !== 'function') invalid('skipIf must be a function');
+    if (options.skipIf !== undefined && typeof options.skipIf !== 'function')
+      invalid(`skipIf must be a function, got ${shown(options.skipIf)}`);
     if (options.priority !== undefined && !MODULE_PRIORITIES.includes(options.priority)) {
-      invalid(`priority must be one of ${MODULE_PRIORITIES.join(', ')}, got ${JSON.stringify(options.priority)}`);
+      invalid(`priority must be one of ${MODULE_PRIORITIES.join(', ')}, got ${shown(options.priority)}`);
     }
-    if (options.category !== undefined && !isName(options.category)) invalid(`category must be ${A_NAME}`);
+    if (options.category !== undefined && !isName(options.category))
+      invalid(`category must be ${A_NAME}, got ${shown(options.category)}`);
     const tags = options.tags ?? NO_NAMES;
-    if (!Array.isArray(tags) || !tags.every(isName)) invalid(`tags must be an array of names (each ${A_NAME})`);
+    if (!Array.isArray(tags) || !tags.every(isName))
+      invalid(`tags must be an array of names (each ${A_NAME}), got ${shown(tags)}`);
     const notInParallel = options.notInParallel ?? false;
     if (!(typeof notInParallel === 'boolean' || (Array.isArray(notInParallel) && notInParallel.every(isName)))) {
-      invalid('notInParallel must be true, false, or an array of constraint keys');
+      invalid(`notInParallel must be true, false, or an array of constraint keys, got ${shown(notInParallel)}`);
     }
     const { parallelLimit } = options;
     if (
       parallelLimit !== undefined &&
       !(isName(parallelLimit?.key) && Number.isInteger(parallelLimit?.limit) && parallelLimit.limit >= 1)
     ) {
-      invalid(`parallelLimit must be { key: ${A_NAME}, limit: an integer of at least 1 }`);
+      invalid(`parallelLimit must be { key: ${A_NAME}, limit: an integer of at least 1 }, got ${shown(parallelLimit)}`);
     }
     if (options.params !== undefined) {
       let text: string | undefined;
@@ -517,19 +520,20 @@ function invalid(message: string, cause?: unknown): void {
 
 /**
  * Notes the mistakes of the module's `dependsOn` or `optionalDependsOn` (`key`): a `list` that is
- * not an array (it `mustBe` one), or an entry that is neither a module nor a module name.
+ * not an array (it `mustBe` one), or an entry that is neither a module nor a module name; each
+ * showing what was given.
  */
 function checkDependencies(key: 'dependsOn' | 'optionalDependsOn', list: unknown, mustBe: string): void {
   if (!Array.isArray(list)) {
-    invalid(`${key} must be ${mustBe}`);
+    invalid(`${key} must be ${mustBe}, got ${shown(list)}`);
     return;
   }
   for (let index = 0; index < list.length; index++) {
     const dependency: unknown = list[index];
     if (isModule(dependency) || isModuleName(dependency)) continue;
-    // What a dependsOn entry was is said (as it always was); an optionalDependsOn entry's is not.
-    const got = key === 'dependsOn' ? ` (got ${describe(dependency)})` : '';
-    invalid(`${key}[${index}] is neither a module made by defineModule nor a module name${got}`);
+    invalid(
+      `${key}[${index}] is neither a module made by defineModule nor a module name (got ${describe(dependency)})`,
+    );
   }
 }
 
@@ -543,7 +547,7 @@ const A_NAME = `a non-empty string of at most ${LIMITS.name.maxLength} character
 /** A module's `requires`, checked (each mistake given to `invalid`) and frozen. */
 function checkRequirements(requires: ModuleRequirements, invalid: (message: string) => void): ModuleRequirements {
   if (typeof requires !== 'object' || requires === null) {
-    invalid('requires must be { os?, tools?, tags? }');
+    invalid(`requires must be { os?, tools?, tags? }, got ${shown(requires)}`);
     return NO_REQUIREMENTS;
   }
   const result: Record<string, readonly string[]> = {};
@@ -551,7 +555,7 @@ function checkRequirements(requires: ModuleRequirements, invalid: (message: stri
     const value = requires[key];
     if (value === undefined) continue;
     if (!Array.isArray(value) || !value.every(isName)) {
-      invalid(`requires.${key} must be an array of names (each ${A_NAME})`);
+      invalid(`requires.${key} must be an array of names (each ${A_NAME}), got ${shown(value)}`);
       continue;
     }
     result[key] = Object.freeze([...value]);
@@ -578,7 +582,9 @@ export function resolveRetry(
     !(resolved.backoffMs >= 0) ||
     !(resolved.maxBackoffMs >= resolved.backoffMs)
   ) {
-    invalid(`${where} must be { attempts: an integer from 0 to 100, backoffMs >= 0, maxBackoffMs >= backoffMs }`);
+    invalid(
+      `${where} must be { attempts: an integer from 0 to 100, backoffMs >= 0, maxBackoffMs >= backoffMs }, got ${shown(retry)}`,
+    );
     return undefined;
   }
   return Object.freeze(resolved);

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { LIMITS, moduleNameCharacters } from '@mpd/contract/limits';
 import { PipelineDefinitionError } from './errors.js';
-import { Mistakes } from './mistakes.js';
+import { Mistakes, shown } from './mistakes.js';
 import {
   type AnyModule,
   DEFAULT_MODULE_TIMEOUT_MS,
@@ -163,21 +163,21 @@ export function definePipeline(options: PipelineOptions): Pipeline {
   const defaults = options.defaults ?? {};
   const timeoutMs = defaults.timeoutMs ?? DEFAULT_MODULE_TIMEOUT_MS;
   if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
-    mistakes.add('InvalidPipeline', 'defaults.timeoutMs must be a positive number');
+    mistakes.add('InvalidPipeline', `defaults.timeoutMs must be a positive number, got ${shown(timeoutMs)}`);
   }
-  // 'InvalidModule', as a module's own retry policy: the code this mistake has always had.
+  // 'InvalidPipeline', as defaults.timeoutMs: an option of the pipeline, not of a module.
   const retry =
     defaults.retry === undefined
       ? NO_RETRY
-      : (resolveRetry(defaults.retry, 'defaults.retry', (message) => mistakes.add('InvalidModule', message)) ??
+      : (resolveRetry(defaults.retry, 'defaults.retry', (message) => mistakes.add('InvalidPipeline', message)) ??
         NO_RETRY);
   const failureMode = options.failureMode ?? 'StopOnFirstFailure';
   if (failureMode !== 'StopOnFirstFailure' && failureMode !== 'WaitForAll') {
-    mistakes.add('InvalidPipeline', 'failureMode must be StopOnFirstFailure or WaitForAll');
+    mistakes.add('InvalidPipeline', `failureMode must be StopOnFirstFailure or WaitForAll, got ${shown(failureMode)}`);
   }
   const { maxParallelism } = options;
   if (maxParallelism !== undefined && !(Number.isInteger(maxParallelism) && maxParallelism >= 1)) {
-    mistakes.add('InvalidPipeline', 'maxParallelism must be an integer of at least 1');
+    mistakes.add('InvalidPipeline', `maxParallelism must be an integer of at least 1, got ${shown(maxParallelism)}`);
   }
 
   const order = topologicalOrder(modules, dependencies, (cycle) =>
