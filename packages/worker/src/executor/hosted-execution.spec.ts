@@ -375,6 +375,18 @@ describe('modules in module hosts', () => {
     await expect.poll(() => notShown().length, { timeout: 15_000 }).toBe(1);
     expect(JSON.parse(notShown()[0]!)).toMatchObject({ level: 40, executionId: gone.executionId, lines: 1 });
     expect(lateLines()).toHaveLength(2);
+    // One whose code goes on logging keeps its own, however many modules run on its host meanwhile.
+    const chatty = request('late-logger', { params: { trigger, repeat: true } });
+    expect(resultOf(await start(on, chatty))).toBe('returned');
+    for (let index = 0; index < 48; index++) {
+      await on.idle();
+      resultOf(await run(on, index % 16 === 15 ? 'pulls-trigger' : 'echo', { params: { trigger } }));
+    }
+    await expect.poll(() => lateLines().length, { timeout: 15_000 }).toBe(5);
+    expect(lateLines().slice(2)).toEqual(
+      Array.from({ length: 3 }, () => expect.objectContaining({ executionId: chatty.executionId, secret: '***' })),
+    );
+    expect(notShown()).toHaveLength(1);
     expect(logLines.join('')).not.toContain(SECRET);
   }, 60_000);
 

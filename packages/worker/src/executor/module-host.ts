@@ -149,8 +149,15 @@ export class ModuleHost {
    */
   private sink: ExecutionSink | undefined;
   private sinkExecutionId: string | undefined;
-  /** The sinks of executions before the last one, oldest first (see {@link EARLIER_SINKS}). */
-  private readonly earlierSinks = new Map<string, ExecutionSink>();
+  /**
+   * The sinks of executions before the last one and their executionIds, slot by slot (see
+   * {@link EARLIER_SINKS}): a ring, written at `earlierNext`, over the oldest. Arrays rather than
+   * a `Map`, whose upkeep (a set, a delete and an iterator) every module would pay: here a module
+   * costs two writes, and only a late line a search.
+   */
+  private readonly earlierIds: (string | undefined)[] = new Array<string | undefined>(EARLIER_SINKS);
+  private readonly earlierSinks: (ExecutionSink | undefined)[] = new Array<ExecutionSink | undefined>(EARLIER_SINKS);
+  private earlierNext = 0;
   /**
    * Per pipe, the execution whose lines it carries now: it moves on to the next execution only
    * once it read the previous one's end mark (or it had none), so that lines of a module still
@@ -381,8 +388,15 @@ export class ModuleHost {
    * earlier one's whose module's code logs after it ended (see {@link EARLIER_SINKS}).
    */
   private log(executionId: string, lines: readonly HostLogLine[]): void {
-    const sink = executionId === this.sinkExecutionId ? this.sink : this.earlierSinks.get(executionId);
-    if (sink !== undefined && sink !== this.sink) this.keepEarlier(executionId, sink);
+    let sink = executionId === this.sinkExecutionId ? this.sink : undefined;
+    const slot = sink === undefined ? this.earlierIds.indexOf(executionId) : -1;
+    if (slot >= 0) {
+      // Kept as the newest: a module's interval that goes on logging keeps its own.
+      sink = this.earlierSinks[slot];
+      this.earlierIds[slot] = undefined;
+      this.earlierSinks[slot] = undefined;
+      this.keepEarlier(executionId, sink!);
+    }
     if (sink === undefined) {
       this.options.logger.warn(
         { hostPid: this.pid, executionId, lines: lines.length },
@@ -393,11 +407,11 @@ export class ModuleHost {
     for (const line of lines) sink.log(line);
   }
 
-  /** Keeps `sink` as the newest of {@link ModuleHost.earlierSinks}, forgetting the oldest past the bound. */
+  /** Keeps `sink` as the newest of {@link ModuleHost.earlierSinks}, over the oldest. */
   private keepEarlier(executionId: string, sink: ExecutionSink): void {
-    this.earlierSinks.delete(executionId);
-    this.earlierSinks.set(executionId, sink);
-    if (this.earlierSinks.size > EARLIER_SINKS) this.earlierSinks.delete(this.earlierSinks.keys().next().value!);
+    this.earlierIds[this.earlierNext] = executionId;
+    this.earlierSinks[this.earlierNext] = sink;
+    this.earlierNext = (this.earlierNext + 1) % EARLIER_SINKS;
   }
 
   /**
