@@ -67,6 +67,38 @@ describe('produces and consumes when defined', () => {
     );
   });
 
+  it.each<[string, Record<string, unknown>, string]>([
+    [
+      'produces',
+      { produces: ['dist/**'] },
+      `produces must be an object of artifact name → globs, e.g. { dist: 'dist/**' }, got ["dist/**"]`,
+    ],
+    [
+      'produces.dist',
+      { produces: { dist: [] } },
+      'produces.dist must be a glob, a non-empty array of globs, or { globs, baseDir?, compression? }, got []',
+    ],
+    [
+      'produces.dist.baseDir',
+      { produces: { dist: { globs: 'x', baseDir: 3 } } },
+      'produces.dist.baseDir must be a non-empty path, got 3',
+    ],
+    [
+      'consumes',
+      { consumes: 'dist' },
+      'consumes must be an array of artifacts, e.g. [build.artifacts.dist], got "dist"',
+    ],
+    [
+      'consumes[0].dir',
+      { consumes: [{ artifact: build.artifacts.dist, dir: '' }] },
+      'consumes[0].dir must be a non-empty path (relative to the working directory), got ""',
+    ],
+  ])('shows the value given in the mistake of %s', (_key, options, detail) => {
+    expect(() => defineModule({ name: 'm', dependsOn: [build], run: () => ({}), ...options } as never)).toThrow(
+      new PipelineDefinitionError('InvalidModule', `Module 'm': ${detail}`),
+    );
+  });
+
   it('refuses a consumes entry that is not an artifact handle', () => {
     expect(() =>
       defineModule({

@@ -7,6 +7,7 @@
  * shapes: nothing new on the wire.
  */
 import { LIMITS } from '@mpd/contract/limits';
+import { shown } from './mistakes.js';
 import type { ArtifactRef, JsonValue, ModuleContext } from './module.js';
 
 /** The values of {@link ArtifactCompression}, for checks at run time. */
@@ -109,7 +110,7 @@ const isGlobs = (value: unknown): value is string | readonly string[] =>
  */
 export function resolveProduces(produces: unknown, invalid: (message: string) => void): ResolvedProduces {
   if (typeof produces !== 'object' || produces === null || Array.isArray(produces)) {
-    invalid("produces must be an object of artifact name → globs, e.g. { dist: 'dist/**' }");
+    invalid(`produces must be an object of artifact name → globs, e.g. { dist: 'dist/**' }, got ${shown(produces)}`);
     return NO_PRODUCES;
   }
   const rule = LIMITS.artifact.name;
@@ -127,11 +128,13 @@ export function resolveProduces(produces: unknown, invalid: (message: string) =>
       ? { globs: files }
       : (files as { globs?: unknown; baseDir?: unknown; compression?: unknown } | null);
     if (typeof spec !== 'object' || spec === null || !isGlobs(spec.globs)) {
-      invalid(`produces.${name} must be a glob, a non-empty array of globs, or { globs, baseDir?, compression? }`);
+      invalid(
+        `produces.${name} must be a glob, a non-empty array of globs, or { globs, baseDir?, compression? }, got ${shown(files)}`,
+      );
       continue;
     }
     if (spec.baseDir !== undefined && (typeof spec.baseDir !== 'string' || spec.baseDir === '')) {
-      invalid(`produces.${name}.baseDir must be a non-empty path`);
+      invalid(`produces.${name}.baseDir must be a non-empty path, got ${shown(spec.baseDir)}`);
     }
     const compression = 'compression' in spec ? spec.compression : undefined;
     const problem = compression === undefined ? undefined : artifactCompressionProblem(compression);
@@ -142,7 +145,9 @@ export function resolveProduces(produces: unknown, invalid: (message: string) =>
       compression: compression as ArtifactCompression | undefined,
     });
   }
-  return Object.freeze(resolved);
+  // `produces: {}` declares nothing, as no `produces` does: the same value, so that one identity
+  // test says whether a module produces anything.
+  return Object.keys(resolved).length === 0 ? NO_PRODUCES : Object.freeze(resolved);
 }
 
 /**
@@ -157,7 +162,7 @@ export function resolveConsumes(
   invalid: (message: string) => void,
 ): readonly ResolvedConsumed[] {
   if (!Array.isArray(consumes)) {
-    invalid('consumes must be an array of artifacts, e.g. [build.artifacts.dist]');
+    invalid(`consumes must be an array of artifacts, e.g. [build.artifacts.dist], got ${shown(consumes)}`);
     return NO_CONSUMES;
   }
   return Object.freeze(
@@ -174,7 +179,9 @@ export function resolveConsumes(
         invalid(`consumes[${index}] is artifact '${name}' of '${module}', which is not in dependsOn: add it there`);
       }
       if (typeof dir !== 'string' || dir === '') {
-        invalid(`consumes[${index}].dir must be a non-empty path (relative to the working directory)`);
+        invalid(
+          `consumes[${index}].dir must be a non-empty path (relative to the working directory), got ${shown(dir)}`,
+        );
       }
       return Object.freeze({ module, name, dir } as ResolvedConsumed);
     }),
@@ -223,7 +230,6 @@ export function withDeclaredArtifacts<C, R>(
 ): (ctx: C) => Promise<unknown> | unknown {
   if (produces === NO_PRODUCES && consumes.length === 0) return run;
   const produced = Object.entries(produces);
-  if (produced.length === 0 && consumes.length === 0) return run;
   const declared = async (moduleCtx: C): Promise<unknown> => {
     const ctx = moduleCtx as unknown as ModuleContext;
     for (const handle of consumes) {

@@ -54,3 +54,25 @@ export class Mistakes {
     });
   }
 }
+
+/** How long the text of a value {@link shown} in a mistake may be, in characters, before it is cut. */
+const SHOWN_CHARACTERS = 60;
+
+/**
+ * `value` as a mistake shows what was given (`timeoutMs must be …, got -5`, as the CLIs' settings
+ * do): numbers as written (`NaN`, `-5`), `undefined`, `a function`, other values as JSON (`"db"`,
+ * `{"key":"db","limit":0}`; one JSON cannot write: `an object`), cut at 60 characters with `…`.
+ */
+export function shown(value: unknown): string {
+  if (typeof value === 'number' || value === undefined) return String(value);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'function') return 'a function';
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    // a cycle, a BigInt inside
+  }
+  if (text === undefined) return typeof value === 'object' ? 'an object' : String(value);
+  return text.length > SHOWN_CHARACTERS ? `${text.slice(0, SHOWN_CHARACTERS - 3)}…` : text;
+}

@@ -1,7 +1,7 @@
 import type { ChildProcess, StdioOptions } from 'node:child_process';
 import { jsonDepth, LIMITS } from '@mpd/contract/limits';
 import { PipelineDefinitionError } from './errors.js';
-import { Mistakes } from './mistakes.js';
+import { Mistakes, shown } from './mistakes.js';
 import {
   MODULE_PRIORITIES,
   type ModulePriority,
@@ -390,125 +390,109 @@ export function defineModule<
   if (nameProblem !== undefined) {
     throw new PipelineDefinitionError('InvalidModule', `defineModule: name ${JSON.stringify(name)} ${nameProblem}`);
   }
-  // Every mistake of the module, named in one error at the end (as definePipeline does for a
-  // pipeline). Made at the first: a module without mistakes allocates nothing for them (a
-  // pipeline's modules are defined in every process that loads it: issue 14).
-  let mistakes: Mistakes | undefined;
-  if (typeof run !== 'function') {
-    mistakes = noted(mistakes, name, 'run must be a function');
-  }
-  const dependsOn = (options.dependsOn ?? NO_DEPENDENCIES) as unknown as Deps;
-  mistakes = checkDependencies(mistakes, name, 'dependsOn', dependsOn, 'an array of modules');
-  const { timeoutMs } = options;
-  if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
-    mistakes = noted(mistakes, name, 'timeoutMs must be a positive number of milliseconds');
-  }
-  const optionalDependsOn = options.optionalDependsOn ?? NO_NAMES;
-  mistakes = checkDependencies(
-    mistakes,
-    name,
-    'optionalDependsOn',
-    optionalDependsOn,
-    'an array of modules or module names',
-  );
-  const requires =
-    options.requires === undefined
-      ? NO_REQUIREMENTS
-      : checkRequirements(options.requires, (message) => (mistakes = noted(mistakes, name, message)));
-  if (options.skipIf !== undefined && typeof options.skipIf !== 'function')
-    mistakes = noted(mistakes, name, 'skipIf must be a function');
-  if (options.priority !== undefined && !MODULE_PRIORITIES.includes(options.priority)) {
-    mistakes = noted(
-      mistakes,
+  // Every mistake of the module is told to `invalid` and named in one error at the end (as
+  // definePipeline does for a pipeline): see `definingName`. The definition under way when this
+  // one was asked for (by a getter of its options, a `toJSON` of its params) is put back after it.
+  const outerName = definingName;
+  const outerMistakes = definingMistakes;
+  definingName = name;
+  definingMistakes = undefined;
+  try {
+    if (typeof run !== 'function') invalid(`run must be a function, got ${shown(run)}`);
+    const dependsOn = (options.dependsOn ?? NO_DEPENDENCIES) as unknown as Deps;
+    checkDependencies('dependsOn', dependsOn, 'an array of modules');
+    const { timeoutMs } = options;
+    if (timeoutMs !== undefined && !(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
+      invalid(`timeoutMs must be a positive number of milliseconds, got ${shown(timeoutMs)}`);
+    }
+    const optionalDependsOn = options.optionalDependsOn ?? NO_NAMES;
+    checkDependencies('optionalDependsOn', optionalDependsOn, 'an array of modules or module names');
+    const requires = options.requires === undefined ? NO_REQUIREMENTS : checkRequirements(options.requires, invalid);
+    if (options.skipIf !== undefined && typeof options.skipIf !== 'function')
+      invalid(`skipIf must be a function, got ${shown(options.skipIf)}`);
+    if (options.priority !== undefined && !MODULE_PRIORITIES.includes(options.priority)) {
+      invalid(`priority must be one of ${MODULE_PRIORITIES.join(', ')}, got ${shown(options.priority)}`);
+    }
+    if (options.category !== undefined && !isName(options.category))
+      invalid(`category must be ${A_NAME}, got ${shown(options.category)}`);
+    const tags = options.tags ?? NO_NAMES;
+    if (!Array.isArray(tags) || !tags.every(isName))
+      invalid(`tags must be an array of names (each ${A_NAME}), got ${shown(tags)}`);
+    const notInParallel = options.notInParallel ?? false;
+    if (!(typeof notInParallel === 'boolean' || (Array.isArray(notInParallel) && notInParallel.every(isName)))) {
+      invalid(`notInParallel must be true, false, or an array of constraint keys, got ${shown(notInParallel)}`);
+    }
+    const { parallelLimit } = options;
+    if (
+      parallelLimit !== undefined &&
+      !(isName(parallelLimit?.key) && Number.isInteger(parallelLimit?.limit) && parallelLimit.limit >= 1)
+    ) {
+      invalid(`parallelLimit must be { key: ${A_NAME}, limit: an integer of at least 1 }, got ${shown(parallelLimit)}`);
+    }
+    if (options.params !== undefined) {
+      let text: string | undefined;
+      try {
+        text = JSON.stringify(options.params);
+      } catch (cause) {
+        invalid('params must be JSON-serialisable', cause);
+      }
+      // They travel to the worker as JSON, within the depth every result keeps to.
+      const depth = text === undefined ? 0 : jsonDepth(text);
+      if (depth > LIMITS.json.maxDepth) {
+        invalid(`params are nested ${depth} levels deep, over the limit of ${LIMITS.json.maxDepth} levels`);
+      }
+    }
+    // Most modules declare no artifacts: they share the empty declarations (a pipeline's modules
+    // are defined in every process that loads it: issue 14).
+    const produces = options.produces === undefined ? NO_PRODUCES : resolveProduces(options.produces, invalid);
+    const consumes =
+      options.consumes === undefined
+        ? NO_CONSUMES
+        : resolveConsumes(
+            options.consumes,
+            // Unknown when dependsOn is not a list: no entry is said to be missing from it then.
+            Array.isArray(dependsOn) ? new Set(dependsOn.map(dependencyName)) : undefined,
+            invalid,
+          );
+    const retry = options.retry === undefined ? undefined : resolveRetry(options.retry, 'retry', invalid);
+    // As `invalid` left it (TypeScript, which does not follow the calls, takes it for still undefined).
+    (definingMistakes as Mistakes | undefined)?.throwIfAny();
+    return Object.freeze({
       name,
-      `priority must be one of ${MODULE_PRIORITIES.join(', ')}, got ${JSON.stringify(options.priority)}`,
-    );
+      dependsOn,
+      params: options.params as Params,
+      timeoutMs,
+      description: options.description,
+      run: withDeclaredArtifacts(name, run, produces, consumes) as (
+        ctx: ModuleContext<Deps, Params>,
+      ) => Promise<WithArtifacts<R, Produces>>,
+      optionalDependsOn: optionalDependsOn.length === 0 ? NO_NAMES : optionalDependsOn.map(dependencyName),
+      requires,
+      skipIf: options.skipIf,
+      retry,
+      ignoreFailures: options.ignoreFailures === true,
+      alwaysRun: options.alwaysRun === true,
+      priority: options.priority ?? 'Normal',
+      category: options.category,
+      tags: tags.length === 0 ? NO_NAMES : Object.freeze([...tags]),
+      notInParallel:
+        notInParallel === true
+          ? 'all'
+          : notInParallel === false || notInParallel.length === 0
+            ? NO_NAMES
+            : Object.freeze([...notInParallel]),
+      parallelLimit: parallelLimit ? Object.freeze({ ...parallelLimit }) : undefined,
+      artifacts: artifactHandles(name, produces) as { readonly [K in Produces]: ArtifactHandle<Name, K> },
+      produces,
+      consumes,
+      // Last: V8 makes a literal's properties before its first computed key from one template and
+      // adds the others one by one: 4,000 such objects took 8 ms with the brand first, 3.4 ms last.
+      [MODULE_BRAND]: true as const,
+    });
+  } finally {
+    definingName = outerName;
+    definingMistakes = outerMistakes;
   }
-  if (options.category !== undefined && !isName(options.category))
-    mistakes = noted(mistakes, name, `category must be ${A_NAME}`);
-  const tags = options.tags ?? NO_NAMES;
-  if (!Array.isArray(tags) || !tags.every(isName))
-    mistakes = noted(mistakes, name, `tags must be an array of names (each ${A_NAME})`);
-  const notInParallel = options.notInParallel ?? false;
-  if (!(typeof notInParallel === 'boolean' || (Array.isArray(notInParallel) && notInParallel.every(isName)))) {
-    mistakes = noted(mistakes, name, 'notInParallel must be true, false, or an array of constraint keys');
-  }
-  const { parallelLimit } = options;
-  if (
-    parallelLimit !== undefined &&
-    !(isName(parallelLimit?.key) && Number.isInteger(parallelLimit?.limit) && parallelLimit.limit >= 1)
-  ) {
-    mistakes = noted(mistakes, name, `parallelLimit must be { key: ${A_NAME}, limit: an integer of at least 1 }`);
-  }
-  if (options.params !== undefined) {
-    let text: string | undefined;
-    try {
-      text = JSON.stringify(options.params);
-    } catch (cause) {
-      mistakes = noted(mistakes, name, 'params must be JSON-serialisable', cause);
-    }
-    // They travel to the worker as JSON, within the depth every result keeps to.
-    const depth = text === undefined ? 0 : jsonDepth(text);
-    if (depth > LIMITS.json.maxDepth) {
-      mistakes = noted(
-        mistakes,
-        name,
-        `params are nested ${depth} levels deep, over the limit of ${LIMITS.json.maxDepth} levels`,
-      );
-    }
-  }
-  // Most modules declare no artifacts: they share the empty declarations, and no closure is made
-  // for them (a pipeline's modules are defined in every process that loads it: issue 14).
-  const produces =
-    options.produces === undefined
-      ? NO_PRODUCES
-      : resolveProduces(options.produces, (message) => (mistakes = noted(mistakes, name, message)));
-  const consumes =
-    options.consumes === undefined
-      ? NO_CONSUMES
-      : resolveConsumes(
-          options.consumes,
-          // Unknown when dependsOn is not a list: no entry is said to be missing from it then.
-          Array.isArray(dependsOn) ? new Set(dependsOn.map(dependencyName)) : undefined,
-          (message) => (mistakes = noted(mistakes, name, message)),
-        );
-  const retry =
-    options.retry === undefined
-      ? undefined
-      : resolveRetry(options.retry, 'retry', (message) => (mistakes = noted(mistakes, name, message)));
-  mistakes?.throwIfAny();
-  return Object.freeze({
-    name,
-    dependsOn,
-    params: options.params as Params,
-    timeoutMs,
-    description: options.description,
-    run: withDeclaredArtifacts(name, run, produces, consumes) as (
-      ctx: ModuleContext<Deps, Params>,
-    ) => Promise<WithArtifacts<R, Produces>>,
-    optionalDependsOn: optionalDependsOn.length === 0 ? NO_NAMES : optionalDependsOn.map(dependencyName),
-    requires,
-    skipIf: options.skipIf,
-    retry,
-    ignoreFailures: options.ignoreFailures === true,
-    alwaysRun: options.alwaysRun === true,
-    priority: options.priority ?? 'Normal',
-    category: options.category,
-    tags: tags.length === 0 ? NO_NAMES : Object.freeze([...tags]),
-    notInParallel:
-      notInParallel === true
-        ? 'all'
-        : notInParallel === false || notInParallel.length === 0
-          ? NO_NAMES
-          : Object.freeze([...notInParallel]),
-    parallelLimit: parallelLimit ? Object.freeze({ ...parallelLimit }) : undefined,
-    artifacts: artifactHandles(name, produces) as { readonly [K in Produces]: ArtifactHandle<Name, K> },
-    produces,
-    consumes,
-    // Last: V8 makes a literal's properties before its first computed key from one template and
-    // adds the others one by one: 4,000 such objects took 8 ms with the brand first, 3.4 ms last.
-    [MODULE_BRAND]: true as const,
-  });
 }
 
 /** What modules without these options share (frozen). */
@@ -517,37 +501,40 @@ const NO_DEPENDENCIES: readonly Dependency[] = Object.freeze([]);
 export const NO_NAMES: readonly string[] = Object.freeze([]);
 const NO_REQUIREMENTS: ModuleRequirements = Object.freeze({});
 
-/** Adds `message` to the mistakes of module `name` (made at its first), which it returns. */
-function noted(mistakes: Mistakes | undefined, name: string, message: string, cause?: unknown): Mistakes {
-  const found = mistakes ?? new Mistakes(`Module '${name}'`, 'InvalidModule');
-  found.add('InvalidModule', message, cause);
-  return found;
+/**
+ * The name of the module {@link defineModule} is defining, and its mistakes (made at the first:
+ * most modules have none), which {@link invalid} adds to. Kept here rather than in a closure per
+ * definition given to each check: under tsx (how the CLIs and module hosts load a pipeline) a
+ * closure also costs a `defineProperty` of its name each time it is made, and one per module
+ * doubled `defineModule`'s warm cost (README, "Pipeline definitions: every mistake in one error,
+ * at no cost per module").
+ */
+let definingName = '';
+let definingMistakes: Mistakes | undefined;
+
+/** Notes a mistake of the module being defined (see {@link definingName}). */
+function invalid(message: string, cause?: unknown): void {
+  definingMistakes ??= new Mistakes(`Module '${definingName}'`, 'InvalidModule');
+  definingMistakes.add('InvalidModule', message, cause);
 }
 
 /**
- * Notes the mistakes of module `name`'s `dependsOn` or `optionalDependsOn` (`key`): a `list` that is
- * not an array (it `mustBe` one), or an entry that is neither a module nor a module name.
+ * Notes the mistakes of the module's `dependsOn` or `optionalDependsOn` (`key`): a `list` that is
+ * not an array (it `mustBe` one), or an entry that is neither a module nor a module name; each
+ * showing what was given.
  */
-function checkDependencies(
-  mistakes: Mistakes | undefined,
-  name: string,
-  key: 'dependsOn' | 'optionalDependsOn',
-  list: unknown,
-  mustBe: string,
-): Mistakes | undefined {
-  if (!Array.isArray(list)) return noted(mistakes, name, `${key} must be ${mustBe}`);
+function checkDependencies(key: 'dependsOn' | 'optionalDependsOn', list: unknown, mustBe: string): void {
+  if (!Array.isArray(list)) {
+    invalid(`${key} must be ${mustBe}, got ${shown(list)}`);
+    return;
+  }
   for (let index = 0; index < list.length; index++) {
     const dependency: unknown = list[index];
     if (isModule(dependency) || isModuleName(dependency)) continue;
-    // What a dependsOn entry was is said (as it always was); an optionalDependsOn entry's is not.
-    const got = key === 'dependsOn' ? ` (got ${describe(dependency)})` : '';
-    mistakes = noted(
-      mistakes,
-      name,
-      `${key}[${index}] is neither a module made by defineModule nor a module name${got}`,
+    invalid(
+      `${key}[${index}] is neither a module made by defineModule nor a module name (got ${describe(dependency)})`,
     );
   }
-  return mistakes;
 }
 
 /** A name (category, tag, requirement, constraint key): not blank, at most `LIMITS.name.maxLength` characters. */
@@ -560,7 +547,7 @@ const A_NAME = `a non-empty string of at most ${LIMITS.name.maxLength} character
 /** A module's `requires`, checked (each mistake given to `invalid`) and frozen. */
 function checkRequirements(requires: ModuleRequirements, invalid: (message: string) => void): ModuleRequirements {
   if (typeof requires !== 'object' || requires === null) {
-    invalid('requires must be { os?, tools?, tags? }');
+    invalid(`requires must be { os?, tools?, tags? }, got ${shown(requires)}`);
     return NO_REQUIREMENTS;
   }
   const result: Record<string, readonly string[]> = {};
@@ -568,7 +555,7 @@ function checkRequirements(requires: ModuleRequirements, invalid: (message: stri
     const value = requires[key];
     if (value === undefined) continue;
     if (!Array.isArray(value) || !value.every(isName)) {
-      invalid(`requires.${key} must be an array of names (each ${A_NAME})`);
+      invalid(`requires.${key} must be an array of names (each ${A_NAME}), got ${shown(value)}`);
       continue;
     }
     result[key] = Object.freeze([...value]);
@@ -595,7 +582,9 @@ export function resolveRetry(
     !(resolved.backoffMs >= 0) ||
     !(resolved.maxBackoffMs >= resolved.backoffMs)
   ) {
-    invalid(`${where} must be { attempts: an integer from 0 to 100, backoffMs >= 0, maxBackoffMs >= backoffMs }`);
+    invalid(
+      `${where} must be { attempts: an integer from 0 to 100, backoffMs >= 0, maxBackoffMs >= backoffMs }, got ${shown(retry)}`,
+    );
     return undefined;
   }
   return Object.freeze(resolved);

@@ -78,6 +78,73 @@ describe('defineModule', () => {
     );
     expect(error.mistakes).toEqual(alone.map((message) => ({ code: 'InvalidModule', message })));
   });
+
+  const A_NAME = 'a non-empty string of at most 128 characters';
+  it.each<[string, Record<string, unknown>, string]>([
+    ['run', { run: 'npm test' }, 'run must be a function, got "npm test"'],
+    ['dependsOn', { dependsOn: 'restore' }, 'dependsOn must be an array of modules, got "restore"'],
+    ['timeoutMs', { timeoutMs: -5 }, 'timeoutMs must be a positive number of milliseconds, got -5'],
+    ['timeoutMs', { timeoutMs: Number.NaN }, 'timeoutMs must be a positive number of milliseconds, got NaN'],
+    [
+      'optionalDependsOn',
+      { optionalDependsOn: 'lint' },
+      'optionalDependsOn must be an array of modules or module names, got "lint"',
+    ],
+    [
+      'optionalDependsOn',
+      { optionalDependsOn: [42] },
+      'optionalDependsOn[0] is neither a module made by defineModule nor a module name (got number 42)',
+    ],
+    ['requires', { requires: 'linux' }, 'requires must be { os?, tools?, tags? }, got "linux"'],
+    ['requires', { requires: { os: 'linux' } }, `requires.os must be an array of names (each ${A_NAME}), got "linux"`],
+    ['skipIf', { skipIf: true }, 'skipIf must be a function, got true'],
+    ['category', { category: ' ' }, `category must be ${A_NAME}, got " "`],
+    ['tags', { tags: ['ok', ''] }, `tags must be an array of names (each ${A_NAME}), got ["ok",""]`],
+    [
+      'notInParallel',
+      { notInParallel: 'db' },
+      'notInParallel must be true, false, or an array of constraint keys, got "db"',
+    ],
+    [
+      'parallelLimit',
+      { parallelLimit: { key: 'db', limit: 0 } },
+      `parallelLimit must be { key: ${A_NAME}, limit: an integer of at least 1 }, got {"key":"db","limit":0}`,
+    ],
+    [
+      'retry',
+      { retry: { attempts: 1.5 } },
+      'retry must be { attempts: an integer from 0 to 100, backoffMs >= 0, maxBackoffMs >= backoffMs }, got {"attempts":1.5}',
+    ],
+  ])('shows the value given in its mistake: %s', (_key, options, detail) => {
+    expect(() => defineModule({ name: 'bad', run: one, ...options } as never)).toThrow(
+      new PipelineDefinitionError('InvalidModule', `Module 'bad': ${detail}`),
+    );
+  });
+
+  it('cuts a long value shown in a mistake', () => {
+    expect(() => defineModule({ name: 'bad', run: one, category: 'c'.repeat(500) } as never)).toThrow(
+      `Module 'bad': category must be ${A_NAME}, got "${'c'.repeat(56)}…`,
+    );
+  });
+
+  it("a module defined while another is being defined (from its params, as JSON) keeps its mistakes apart from the other's", () => {
+    let inner: unknown;
+    const params = {
+      toJSON: () => {
+        try {
+          defineModule({ name: 'inner', run: one, tags: [''] } as never);
+        } catch (error) {
+          inner = error;
+        }
+        return 1;
+      },
+    };
+    expect(() => defineModule({ name: 'outer', run: one, timeoutMs: -5, params } as never)).toThrow(
+      /^Module 'outer': timeoutMs must be a positive number of milliseconds/,
+    );
+    expect((inner as PipelineDefinitionError).message).toMatch(/^Module 'inner': tags must be an array of names/);
+    expect(defineModule({ name: 'after', run: one }).name).toBe('after');
+  });
 });
 
 describe('definePipeline', () => {
@@ -169,8 +236,8 @@ describe('definePipeline: every mistake of a pipeline in one error, as tsc lists
       'modules[5] is not a module made by defineModule',
       "module 'lint' depends on 'format', which is not in the pipeline's modules",
       "module 'lint' depends on 'typecheck', which is not in the pipeline's modules",
-      'failureMode must be StopOnFirstFailure or WaitForAll',
-      'maxParallelism must be an integer of at least 1',
+      'failureMode must be StopOnFirstFailure or WaitForAll, got "Sometimes"',
+      'maxParallelism must be an integer of at least 1, got 0',
       "dependency cycle 'a' -> 'c' -> 'b' -> 'a'",
     ];
     expect(error.message).toBe(
@@ -195,10 +262,24 @@ describe('definePipeline: every mistake of a pipeline in one error, as tsc lists
       "Pipeline 'ci': module 'build' depends on 'restore', which is not in the pipeline's modules",
     );
     expect(error.mistakes).toEqual([{ code: error.code, message: error.message }]);
+  });
+
+  it("a mistake of the pipeline's own options (defaults, failureMode, maxParallelism) is InvalidPipeline, showing the value given", () => {
     const retry = definitionError({ name: 'ci', modules: [restore], defaults: { retry: -1 } });
+    expect(retry.code).toBe('InvalidPipeline');
     expect(retry.message).toBe(
-      "Pipeline 'ci': defaults.retry must be { attempts: an integer from 0 to 100, backoffMs >= 0, maxBackoffMs >= backoffMs }",
+      "Pipeline 'ci': defaults.retry must be { attempts: an integer from 0 to 100, backoffMs >= 0, maxBackoffMs >= backoffMs }, got -1",
     );
+    const timeout = definitionError({ name: 'ci', modules: [restore], defaults: { timeoutMs: 0 } });
+    expect([timeout.code, timeout.message]).toEqual([
+      'InvalidPipeline',
+      "Pipeline 'ci': defaults.timeoutMs must be a positive number, got 0",
+    ]);
+    const parallelism = definitionError({ name: 'ci', modules: [restore], maxParallelism: 2.5 });
+    expect([parallelism.code, parallelism.message]).toEqual([
+      'InvalidPipeline',
+      "Pipeline 'ci': maxParallelism must be an integer of at least 1, got 2.5",
+    ]);
   });
 
   it('every cycle, one per dependency that closes it; a module missing from the pipeline is no part of a cycle', () => {

@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
 import { LIMITS, moduleNameCharacters } from '@mpd/contract/limits';
-import { NO_PRODUCES } from './declared-artifacts.js';
 import { PipelineDefinitionError } from './errors.js';
-import { Mistakes } from './mistakes.js';
+import { Mistakes, shown } from './mistakes.js';
 import {
   type AnyModule,
   DEFAULT_MODULE_TIMEOUT_MS,
@@ -164,21 +163,21 @@ export function definePipeline(options: PipelineOptions): Pipeline {
   const defaults = options.defaults ?? {};
   const timeoutMs = defaults.timeoutMs ?? DEFAULT_MODULE_TIMEOUT_MS;
   if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) {
-    mistakes.add('InvalidPipeline', 'defaults.timeoutMs must be a positive number');
+    mistakes.add('InvalidPipeline', `defaults.timeoutMs must be a positive number, got ${shown(timeoutMs)}`);
   }
-  // 'InvalidModule', as a module's own retry policy: the code this mistake has always had.
+  // 'InvalidPipeline', as defaults.timeoutMs: an option of the pipeline, not of a module.
   const retry =
     defaults.retry === undefined
       ? NO_RETRY
-      : (resolveRetry(defaults.retry, 'defaults.retry', (message) => mistakes.add('InvalidModule', message)) ??
+      : (resolveRetry(defaults.retry, 'defaults.retry', (message) => mistakes.add('InvalidPipeline', message)) ??
         NO_RETRY);
   const failureMode = options.failureMode ?? 'StopOnFirstFailure';
   if (failureMode !== 'StopOnFirstFailure' && failureMode !== 'WaitForAll') {
-    mistakes.add('InvalidPipeline', 'failureMode must be StopOnFirstFailure or WaitForAll');
+    mistakes.add('InvalidPipeline', `failureMode must be StopOnFirstFailure or WaitForAll, got ${shown(failureMode)}`);
   }
   const { maxParallelism } = options;
   if (maxParallelism !== undefined && !(Number.isInteger(maxParallelism) && maxParallelism >= 1)) {
-    mistakes.add('InvalidPipeline', 'maxParallelism must be an integer of at least 1');
+    mistakes.add('InvalidPipeline', `maxParallelism must be an integer of at least 1, got ${shown(maxParallelism)}`);
   }
 
   const order = topologicalOrder(modules, dependencies, (cycle) =>
@@ -229,38 +228,34 @@ function topologicalOrder(
   const order: string[] = [];
   const state = new Map<string, 'visiting' | 'done'>();
   // A depth-first walk with its own stack, not recursion: a chain of modules may be as long as
-  // the pipeline (up to LIMITS.pipeline.maxModules), deeper than the call stack goes.
-  const stack: { name: string; next: number }[] = [];
-  const enter = (name: string): void => {
-    state.set(name, 'visiting');
-    stack.push({ name, next: 0 });
-  };
+  // the pipeline (up to LIMITS.pipeline.maxModules), deeper than the call stack goes. The stack
+  // is two arrays (the modules on the path, and the index of each one's next dependency to look
+  // at) rather than an object per module entered.
+  const path: string[] = [];
+  const next: number[] = [];
   for (const root of modules.keys()) {
     if (state.has(root)) continue;
-    // A module without dependencies is done at once (what the walk below does, without a frame).
-    if (dependencies.get(root)!.length === 0) {
-      state.set(root, 'done');
-      order.push(root);
-      continue;
-    }
-    enter(root);
-    while (stack.length > 0) {
-      const frame = stack[stack.length - 1]!;
-      const dependency = (dependencies.get(frame.name) ?? [])[frame.next++];
+    state.set(root, 'visiting');
+    path.push(root);
+    next.push(0);
+    while (path.length > 0) {
+      const top = path.length - 1;
+      const dependency = dependencies.get(path[top]!)![next[top]!++];
       if (dependency === undefined) {
-        stack.pop();
-        state.set(frame.name, 'done');
-        order.push(frame.name);
+        state.set(path[top]!, 'done');
+        order.push(path.pop()!);
+        next.pop();
         continue;
       }
       const current = state.get(dependency);
       if (current === 'done') continue;
       if (current === 'visiting') {
-        const path = stack.map((entry) => entry.name);
         onCycle([...path.slice(path.indexOf(dependency)), dependency]);
         continue;
       }
-      enter(dependency);
+      state.set(dependency, 'visiting');
+      path.push(dependency);
+      next.push(0);
     }
   }
   return order;
@@ -293,8 +288,9 @@ function fingerprintOf(
       timeoutMs: module.timeoutMs ?? null,
       run: module.run.toString(),
     };
-    // Only when declared, so that the fingerprints of pipelines without artifacts stay as they were.
-    if (module.produces !== NO_PRODUCES && Object.keys(module.produces).length > 0) entry.produces = module.produces;
+    // Only when declared, so that the fingerprints of pipelines without artifacts stay as they
+    // were. Not `!== NO_PRODUCES`: a module made by another copy of this package has its own.
+    if (Object.keys(module.produces).length > 0) entry.produces = module.produces;
     if (module.consumes.length > 0) entry.consumes = module.consumes;
     text += JSON.stringify(entry);
     if (text.length >= FINGERPRINT_CHUNK) {

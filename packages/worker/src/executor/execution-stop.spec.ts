@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { describe, expect, it } from 'vitest';
 import { ExecutionStop } from './execution-stop.js';
 
@@ -21,5 +22,17 @@ describe('ExecutionStop', () => {
     let heard = false;
     stop.onAbort(() => (heard = true));
     expect(heard).toBe(true);
+  });
+
+  it("aborts its signal within signalAbortsWithin (the module's context), after its own listeners ran where abort was called", () => {
+    const stop = new ExecutionStop();
+    const context = new AsyncLocalStorage<string>();
+    const heard: string[] = [];
+    stop.signal.addEventListener('abort', () => heard.push(`signal in ${context.getStore()}`));
+    stop.onAbort(() => heard.push(`listener in ${context.getStore()}`));
+    stop.signalAbortsWithin = (abort) => context.run('the module', abort);
+    stop.abort('cancelled');
+    expect(heard).toEqual(['listener in undefined', 'signal in the module']);
+    expect(stop.signal).toBeInstanceOf(AbortSignal);
   });
 });

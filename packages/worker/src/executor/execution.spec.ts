@@ -1,6 +1,6 @@
 import { tmpdir } from 'node:os';
 import { DEFAULT_MAX_RESULT_BYTES, parseTimeSpan } from '@mpd/contract';
-import { defineModule, type JsonValue } from '@mpd/pipeline';
+import { defineModule, type JsonValue, type ModuleLogger } from '@mpd/pipeline';
 import { createSecretMasker } from '@mpd/server-kit';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -326,4 +326,83 @@ describe('startExecution: module output (isolation none)', () => {
     expect(written).toEqual(['exec-1 log warn token *** {"user":"me"}', 'exec-1 stdout - from tool ***']);
     await vi.waitFor(() => expect(ended).toBe(true));
   });
+
+  it('a ctx.logger line after the module ended is not lost: the worker logs it at warn, masked, naming the module and execution (its output is closed)', async () => {
+    const written = { open: [] as string[], closed: [] as string[] };
+    let closed = false;
+    const output = {
+      open: () => ({
+        write: (_stream: string, text: string) => void written[closed ? 'closed' : 'open'].push(text),
+        end: () => void (closed = true),
+      }),
+    };
+    const logged: Record<string, unknown>[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line)) });
+    let moduleLogger!: ModuleLogger;
+    const module = defineModule({
+      name: 'leaves-a-timer',
+      run: (ctx) => {
+        moduleLogger = ctx.logger;
+        return null;
+      },
+    });
+    const execution = startExecution(
+      module,
+      request({ environmentVariables: { TOKEN: 'sekret-value-1' }, secretEnvironmentVariables: ['TOKEN'] }),
+      { ...options, logger, output },
+    );
+    expect((await execution.outcome).status).toBe(200);
+    await execution.stopped;
+    // As a timer the module left behind would, after its answer.
+    moduleLogger.info('late with sekret-value-1', { token: 'sekret-value-1' });
+    expect(closed).toBe(true);
+    expect(written).toEqual({ open: [], closed: [] });
+    expect(logged.filter((line) => String(line.msg).includes('late'))).toEqual([
+      expect.objectContaining({
+        level: 40,
+        module: 'leaves-a-timer',
+        executionId: 'exec-1',
+        token: '***',
+        msg: 'ctx.logger.info after its module ended (not in its output): late with ***',
+      }),
+    ]);
+  });
+
+  it.each(['cancel', 'timeout'] as const)(
+    "console.* in a ctx.signal 'abort' listener is the module's output, whoever aborts it (%s)",
+    async (how) => {
+      const written: string[] = [];
+      const output = {
+        open: () => ({
+          write: (stream: string, text: string) => void written.push(`${stream} ${text}`),
+          end: () => undefined,
+        }),
+      };
+      let listening!: () => void;
+      const ready = new Promise<void>((resolve) => (listening = resolve));
+      const module = defineModule({
+        name: 'listens',
+        run: (ctx) =>
+          new Promise<never>((_, reject) => {
+            ctx.signal.addEventListener('abort', () => {
+              console.log(`aborted: ${(ctx.signal.reason as Error).message}`);
+              reject(ctx.signal.reason);
+            });
+            listening();
+          }),
+      });
+      const execution = startExecution(module, request(how === 'timeout' ? { timeoutMs: 50 } : {}), {
+        ...options,
+        output,
+      });
+      await ready;
+      if (how === 'cancel') execution.cancel('operator');
+      expect((await execution.outcome).status).toBe(500);
+      expect(written).toEqual([
+        how === 'cancel'
+          ? 'stdout aborted: Execution cancelled: operator'
+          : "stdout aborted: Module 'listens' timed out after 00:00:00.0500000",
+      ]);
+    },
+  );
 });

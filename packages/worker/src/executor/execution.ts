@@ -128,6 +128,11 @@ export interface ExecutionFrame {
    * lines are masked once for the worker's log and this output together.
    */
   output: OutputWriter;
+  /**
+   * Whether `output` was closed (see {@link ExecutionFrame.end}): a line the module's code writes
+   * later is in no output (see `toModuleLogger`).
+   */
+  readonly outputClosed: boolean;
   /** The module's timeout (ms): the request's, else the module's, else the worker's default. */
   timeoutMs: number;
   /** Ends the execution: clears its timeout, makes the answer (timed from the start) and logs it. */
@@ -178,6 +183,7 @@ export function beginExecution(
   if (options.logger.isLevelEnabled('debug')) log().debug('module started');
   const times = { executionId: request.executionId, workerId: options.workerId, started };
   const output = options.output ? options.output.open(request.executionId) : DISCARD_OUTPUT;
+  let outputClosed = false;
   return {
     get log() {
       return log();
@@ -185,18 +191,22 @@ export function beginExecution(
     mask,
     secrets,
     output,
+    get outputClosed() {
+      return outputClosed;
+    },
     timeoutMs,
     end: (result, outputRead) => {
       timer.clear();
       // A module host's last lines on its stdout and stderr may be read after its answer on the
       // IPC channel (three pipes, read as they come): its log is closed once both pipes were
       // read to the module's end (`outputRead`), or after OUTPUT_END_WAIT_MS if that never comes.
-      if (outputRead === undefined) output.end();
-      else {
-        let closed = false;
+      if (outputRead === undefined) {
+        outputClosed = true;
+        output.end();
+      } else {
         const close = (): void => {
-          if (closed) return;
-          closed = true;
+          if (outputClosed) return;
+          outputClosed = true;
           clearTimeout(fallback);
           output.end();
         };
@@ -248,6 +258,9 @@ async function run(
   aborted.catch(() => undefined);
   // The module's console.* is its output too (several modules share this process's console).
   const capture = new ConsoleCapture((stream, lines) => frame.output.write(stream, frame.mask(lines)), frame.secrets);
+  // The listeners the module put on its signal run in its context, whoever aborts it (its timeout
+  // armed by the worker, the cancel route): there `console.*` is its output too.
+  stop.signalAbortsWithin = (abort) => capture.run(abort);
   const work = capture.run(async () => {
     const workingDirectory = request.workingDirectory ?? options.workingDirectory;
     await ensureWorkingDirectory(workingDirectory);
@@ -263,7 +276,7 @@ async function run(
         return stop.signal;
       },
       get logger() {
-        return (moduleLogger ??= toModuleLogger(frame.log, frame.mask, frame.output));
+        return (moduleLogger ??= toModuleLogger(frame.log, frame.mask, frame.output, () => frame.outputClosed));
       },
       // The whole lines of a read of the pipe, each ending with its \n: kept as bytes, masked when shipped.
       onOutput: (stream, lines) => writeLineBytes(frame.output, stream, lines, frame.mask),

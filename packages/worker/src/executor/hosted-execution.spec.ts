@@ -322,6 +322,74 @@ describe('modules in module hosts', () => {
     });
   });
 
+  it('a ctx.logger line logged after its module ended is not lost: the worker logs it at warn, masked, naming its module and execution, whether its host is idle or runs another module by then', async () => {
+    const { outputs, output } = recordedOutputs();
+    const on = executor({ output, slots: 1 });
+    const trigger = join(dir, 'late-trigger');
+    const lateLines = () =>
+      logLines
+        .map((line) => JSON.parse(line) as Record<string, unknown>)
+        .filter((line) => /late line/.test(String(line.msg)));
+    // The host idle when the line comes.
+    const idle = request('late-logger', { params: { trigger } });
+    expect(resultOf(await start(on, idle))).toBe('returned');
+    await expect.poll(() => outputs[0]?.ended).toBe(true);
+    writeFileSync(trigger, '');
+    await expect.poll(() => lateLines().length, { timeout: 15_000 }).toBe(1);
+    // The host running another module when the line comes (dropped before: not the host's module).
+    const busy = request('late-logger', { params: { trigger } });
+    expect(resultOf(await start(on, busy))).toBe('returned');
+    await expect.poll(() => outputs[1]?.ended).toBe(true);
+    await on.idle();
+    expect(resultOf(await run(on, 'pulls-trigger', { params: { trigger } }))).toBe('heard');
+    await expect.poll(() => lateLines().length, { timeout: 15_000 }).toBe(2);
+    expect(lateLines()).toEqual(
+      [idle, busy].map(({ executionId }) =>
+        expect.objectContaining({
+          level: 40,
+          module: 'late-logger',
+          executionId,
+          secret: '***',
+          msg: 'ctx.logger.info after its module ended (not in its output): late line ***',
+        }),
+      ),
+    );
+    expect(logLines.join('')).not.toContain(SECRET);
+    // In neither module's output: theirs were closed, and the next module's is its own.
+    expect(outputs.map(({ log, late }) => ({ log, late }))).toEqual([
+      { log: [], late: [] },
+      { log: [], late: [] },
+      { log: ['pulled'], late: [] },
+    ]);
+    // An execution more than 32 modules back on its host: its secrets are no longer known, so the
+    // worker says that a line came, without its text.
+    const gone = request('late-logger', { params: { trigger } });
+    expect(resultOf(await start(on, gone))).toBe('returned');
+    for (let index = 0; index < 32; index++) {
+      await on.idle();
+      resultOf(await run(on, 'echo'));
+    }
+    await on.idle();
+    expect(resultOf(await run(on, 'pulls-trigger', { params: { trigger } }))).toBe('heard');
+    const notShown = () => logLines.filter((line) => line.includes('not shown'));
+    await expect.poll(() => notShown().length, { timeout: 15_000 }).toBe(1);
+    expect(JSON.parse(notShown()[0]!)).toMatchObject({ level: 40, executionId: gone.executionId, lines: 1 });
+    expect(lateLines()).toHaveLength(2);
+    // One whose code goes on logging keeps its own, however many modules run on its host meanwhile.
+    const chatty = request('late-logger', { params: { trigger, repeat: true } });
+    expect(resultOf(await start(on, chatty))).toBe('returned');
+    for (let index = 0; index < 48; index++) {
+      await on.idle();
+      resultOf(await run(on, index % 16 === 15 ? 'pulls-trigger' : 'echo', { params: { trigger } }));
+    }
+    await expect.poll(() => lateLines().length, { timeout: 15_000 }).toBe(5);
+    expect(lateLines().slice(2)).toEqual(
+      Array.from({ length: 3 }, () => expect.objectContaining({ executionId: chatty.executionId, secret: '***' })),
+    );
+    expect(notShown()).toHaveLength(1);
+    expect(logLines.join('')).not.toContain(SECRET);
+  }, 60_000);
+
   it("the next module on a host runs once the output of the one before left the host: its bytes written straight to the pipes are its own, and the first module's every line is the first's, in order", async () => {
     const recorded = recordedOutputs();
     const { outputs } = recorded;

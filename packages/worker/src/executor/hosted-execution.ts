@@ -166,7 +166,12 @@ class FrameSink implements ExecutionSink {
   }
 
   log(line: HostLogLine): void {
-    this.moduleLogger ??= toModuleLogger(this.frame.log, this.frame.mask, this.frame.output);
+    this.moduleLogger ??= toModuleLogger(
+      this.frame.log,
+      this.frame.mask,
+      this.frame.output,
+      () => this.frame.outputClosed,
+    );
     this.moduleLogger[line.level](line.message, line.fields);
   }
 

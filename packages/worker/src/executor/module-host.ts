@@ -120,6 +120,16 @@ const PROGRESS_STEP_BYTES = 4 * 1024 * 1024;
 /** …or this long after fewer were written (ms). */
 const PROGRESS_DELAY_MS = 20;
 
+/**
+ * How many executions that ended on a host it keeps the sinks of (besides its last one's), for
+ * the `ctx.logger` lines their modules' code logs later, from a timer or a callback it left
+ * running: each is logged through its own execution's masker and logger (`toModuleLogger`). One
+ * whose execution logs again is kept as the newest, so that a module's interval that goes on
+ * logging keeps its own. A line of an execution older than that is logged without its text
+ * (its secrets are no longer known).
+ */
+const EARLIER_SINKS = 32;
+
 /** One module host process. */
 export class ModuleHost {
   /** Followed downloads of the host's `follow` calls, by call id: aborted when the host abandons one. */
@@ -139,6 +149,15 @@ export class ModuleHost {
    */
   private sink: ExecutionSink | undefined;
   private sinkExecutionId: string | undefined;
+  /**
+   * The sinks of executions before the last one and their executionIds, slot by slot (see
+   * {@link EARLIER_SINKS}): a ring, written at `earlierNext`, over the oldest. Arrays rather than
+   * a `Map`, whose upkeep (a set, a delete and an iterator) every module would pay: here a module
+   * costs two writes, and only a late line a search.
+   */
+  private readonly earlierIds: (string | undefined)[] = new Array<string | undefined>(EARLIER_SINKS);
+  private readonly earlierSinks: (ExecutionSink | undefined)[] = new Array<ExecutionSink | undefined>(EARLIER_SINKS);
+  private earlierNext = 0;
   /**
    * Per pipe, the execution whose lines it carries now: it moves on to the next execution only
    * once it read the previous one's end mark (or it had none), so that lines of a module still
@@ -217,7 +236,7 @@ export class ModuleHost {
           readyReject(new Error(message.message));
           return;
         case 'logs':
-          if (message.executionId === this.sinkExecutionId) for (const line of message.lines) this.sink?.log(line);
+          this.log(message.executionId, message.lines);
           return;
         case 'artifact-call':
           this.answerArtifactCall(message);
@@ -340,6 +359,7 @@ export class ModuleHost {
    */
   execute(message: Omit<Extract<ToHost, { type: 'execute' }>, 'leaseEndsAt'>, sink: ExecutionSink): Promise<HostEnd> {
     return new Promise<HostEnd>((end) => {
+      if (this.sink !== undefined) this.keepEarlier(this.sinkExecutionId!, this.sink);
       this.sink = sink;
       this.sinkExecutionId = message.executionId;
       for (const stream of ['stdout', 'stderr'] as const) {
@@ -361,6 +381,37 @@ export class ModuleHost {
       this.keepAlive(true);
       this.send({ ...message, leaseEndsAt: this.leaseEnd ?? null });
     });
+  }
+
+  /**
+   * `ctx.logger` lines of `executionId`: to its sink, the running (or last) execution's, or an
+   * earlier one's whose module's code logs after it ended (see {@link EARLIER_SINKS}).
+   */
+  private log(executionId: string, lines: readonly HostLogLine[]): void {
+    let sink = executionId === this.sinkExecutionId ? this.sink : undefined;
+    const slot = sink === undefined ? this.earlierIds.indexOf(executionId) : -1;
+    if (slot >= 0) {
+      // Kept as the newest: a module's interval that goes on logging keeps its own.
+      sink = this.earlierSinks[slot];
+      this.earlierIds[slot] = undefined;
+      this.earlierSinks[slot] = undefined;
+      this.keepEarlier(executionId, sink!);
+    }
+    if (sink === undefined) {
+      this.options.logger.warn(
+        { hostPid: this.pid, executionId, lines: lines.length },
+        `ctx.logger lines of an execution that ended more than ${EARLIER_SINKS} modules ago on this module host: not shown (its secrets are no longer known)`,
+      );
+      return;
+    }
+    for (const line of lines) sink.log(line);
+  }
+
+  /** Keeps `sink` as the newest of {@link ModuleHost.earlierSinks}, over the oldest. */
+  private keepEarlier(executionId: string, sink: ExecutionSink): void {
+    this.earlierIds[this.earlierNext] = executionId;
+    this.earlierSinks[this.earlierNext] = sink;
+    this.earlierNext = (this.earlierNext + 1) % EARLIER_SINKS;
   }
 
   /**

@@ -22,24 +22,38 @@ export const MODULE_FIELDS_KEY = 'moduleFields';
  * line's own whatever their names, and the line would hold the key twice (a JSON parser keeps
  * the last one, so the module's `pid` would pass for the worker's). The other fields stay where
  * the module put them.
+ *
+ * A line logged once `outputClosed()` says the execution's output is closed (a timer or callback
+ * the module left running after it ended) can be in no output any more, so no one watching the
+ * run sees it: it goes to the worker's log alone, at `warn` whatever its level, its message
+ * saying so (`ctx.logger.info after its module ended (not in its output): …`), rather than
+ * nowhere (it was dropped silently with module hosts, a new user found in round G).
  */
-export function toModuleLogger(log: Logger, mask: SecretMasker, output?: OutputWriter): ModuleLogger {
+export function toModuleLogger(
+  log: Logger,
+  mask: SecretMasker,
+  output?: OutputWriter,
+  outputClosed?: () => boolean,
+): ModuleLogger {
   /** The line's own keys, read at the first line with fields (most modules log none). */
   let taken: ReadonlySet<string> | undefined;
   const write =
     (level: 'debug' | 'info' | 'warn' | 'error') =>
     (message: string, fields?: Record<string, unknown>): void => {
+      const late = outputClosed?.() === true;
+      const masked = late
+        ? `ctx.logger.${level} after its module ended (not in its output): ${mask(message)}`
+        : mask(message);
+      const logged = late ? 'warn' : level;
       if (fields === undefined) {
-        const masked = mask(message);
-        log[level](masked);
-        output?.write('log', masked, level);
+        log[logged](masked);
+        if (!late) output?.write('log', masked, level);
         return;
       }
       taken ??= new Set([...LOG_LINE_KEYS, ...Object.keys(log.bindings()), MODULE_FIELDS_KEY]);
       const maskedFields = maskDeep(fields, mask);
-      const masked = mask(message);
-      log[level](apart(maskedFields, taken), masked);
-      output?.write('log', `${masked} ${fieldsText(maskedFields)}`, level);
+      log[logged](apart(maskedFields, taken), masked);
+      if (!late) output?.write('log', `${masked} ${fieldsText(maskedFields)}`, level);
     };
   return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
 }
