@@ -50,8 +50,28 @@ function tsRestRoutes(middleware: RequestHandler[]) {
   });
 }
 
+/** Reads a request's body to its end and parses it as JSON, as the `http` variant does. */
+function readJson(req: import('node:http').IncomingMessage, then: (body: { executionId: string }) => void): void {
+  const chunks: Buffer[] = [];
+  req.on('data', (chunk: Buffer) => chunks.push(chunk));
+  req.on('end', () => then(JSON.parse(Buffer.concat(chunks).toString('utf8')) as { executionId: string }));
+}
+
 let server: ReturnType<typeof createServer>;
-if (variant === 'http') {
+if (variant === 'http-body-parser') {
+  // body-parser alone: node's `http` with `express.json()` called by hand.
+  const parse = express.json({ limit: '1mb' });
+  server = createServer((req, res) => {
+    parse(req as never, res as never, () => {
+      const text = JSON.stringify(answer((req as unknown as { body: { executionId: string } }).body.executionId));
+      res.writeHead(200, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(text),
+      });
+      res.end(text);
+    });
+  });
+} else if (variant === 'http') {
   server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -67,7 +87,47 @@ if (variant === 'http') {
   });
 } else {
   let app: express.Express;
-  if (variant === 'express') {
+  if (variant === 'express-bare') {
+    // express's router alone: no body-parser, the body read as the `http` variant reads it.
+    app = express();
+    app.disable('x-powered-by');
+    app.set('etag', false);
+    app.post('/api/execution/execute', (req, res) => readJson(req, (body) => res.json(answer(body.executionId))));
+  } else if (variant === 'express-bare-end') {
+    // express's router alone, answering with node's own writeHead and end (not express's res.json).
+    app = express();
+    app.disable('x-powered-by');
+    app.set('etag', false);
+    app.post('/api/execution/execute', (req, res) =>
+      readJson(req, (body) => {
+        const text = JSON.stringify(answer(body.executionId));
+        res.writeHead(200, {
+          'content-type': 'application/json; charset=utf-8',
+          'content-length': Buffer.byteLength(text),
+        });
+        res.end(text);
+      }),
+    );
+  } else if (variant === 'express-raw') {
+    // body-parser's raw parser (no charset decoding, no JSON) and JSON.parse by hand.
+    app = express();
+    app.disable('x-powered-by');
+    app.set('etag', false);
+    app.use(express.raw({ limit: '1mb', type: () => true }));
+    app.post('/api/execution/execute', (req, res) => {
+      const body = JSON.parse((req.body as Buffer).toString('utf8')) as { executionId: string };
+      res.json(answer(body.executionId));
+    });
+  } else if (variant === 'express-no-query') {
+    app = express();
+    app.disable('x-powered-by');
+    app.set('etag', false);
+    app.set('query parser', false);
+    app.use(express.json({ limit: '1mb' }));
+    app.post('/api/execution/execute', (req, res) => {
+      res.json(answer((req.body as { executionId: string }).executionId));
+    });
+  } else if (variant === 'express') {
     app = express();
     app.disable('x-powered-by');
     app.set('etag', false);
