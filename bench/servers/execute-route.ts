@@ -1,7 +1,8 @@
 /**
  * The route benchmark's servers (issue 14, `bench/route-cost.ts`): one process answering
  * `POST /api/execution/execute` with a canned success body the size of a no-op module's, built
- * four ways (argv[2]):
+ * several ways (argv[2]; `bench/route-split.ts` runs any of them; round H added those splitting
+ * express from body-parser, and node's own with express's request and response prototypes):
  * - `http`: node's `http` alone (reads the body, `JSON.parse`, `JSON.stringify` the answer);
  * - `express`: express with `express.json()`, as the heartbeat bench's bare express;
  * - `ts-rest`: express, `express.json()` and ts-rest's `createExpressEndpoints` on the worker
@@ -10,9 +11,9 @@
  *   (security headers, the JSON-only check, the route middleware chain, ts-rest, zod, error
  *   handlers) with a bearer check in the route middleware as the worker's: all but the executor.
  */
-import { createServer } from 'node:http';
+import { createServer, IncomingMessage, ServerResponse } from 'node:http';
 import { workerContract } from '@mpd/contract';
-import { bearerToken, createApiApp, safeEqual } from '@mpd/server-kit';
+import { bearerToken, createApiApp, createHttpOrHttpsServer, safeEqual } from '@mpd/server-kit';
 import { createExpressEndpoints, initServer } from '@ts-rest/express';
 import express, { type RequestHandler } from 'express';
 import { processStats, serveIpc } from '../lib/ipc.js';
@@ -64,6 +65,52 @@ if (variant === 'http-body-parser') {
   server = createServer((req, res) => {
     parse(req as never, res as never, () => {
       const text = JSON.stringify(answer((req as unknown as { body: { executionId: string } }).body.executionId));
+      res.writeHead(200, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(text),
+      });
+      res.end(text);
+    });
+  });
+} else if (variant === 'http-prototypes') {
+  // node's `http` with what express's `expressInit` does to every request and response: each
+  // given a prototype of the app's own (express's `app.request`, `app.response`), nothing else.
+  const requestPrototype = Object.create(IncomingMessage.prototype) as object;
+  const responsePrototype = Object.create(ServerResponse.prototype) as object;
+  server = createServer((req, res) => {
+    Object.setPrototypeOf(req, requestPrototype);
+    Object.setPrototypeOf(res, responsePrototype);
+    readJson(req, (body) => {
+      const text = JSON.stringify(answer(body.executionId));
+      res.writeHead(200, {
+        'content-type': 'application/json; charset=utf-8',
+        'content-length': Buffer.byteLength(text),
+      });
+      res.end(text);
+    });
+  });
+} else if (variant === 'http-messages') {
+  // The same prototypes, given by node when it makes each request and response (its
+  // `IncomingMessage`/`ServerResponse` options, as server-kit's `createHttpOrHttpsServer` does for
+  // an express app): the `setPrototypeOf` then finds them in place.
+  const requestPrototype = Object.create(IncomingMessage.prototype) as object;
+  const responsePrototype = Object.create(ServerResponse.prototype) as object;
+  function AppRequest(this: unknown, ...args: unknown[]) {
+    (IncomingMessage as unknown as (...a: unknown[]) => void).apply(this, args);
+  }
+  AppRequest.prototype = requestPrototype;
+  function AppResponse(this: unknown, ...args: unknown[]) {
+    (ServerResponse as unknown as (...a: unknown[]) => void).apply(this, args);
+  }
+  AppResponse.prototype = responsePrototype;
+  const options = { IncomingMessage: AppRequest, ServerResponse: AppResponse } as unknown as Parameters<
+    typeof createServer
+  >[0];
+  server = createServer(options, (req: IncomingMessage, res: ServerResponse) => {
+    Object.setPrototypeOf(req, requestPrototype);
+    Object.setPrototypeOf(res, responsePrototype);
+    readJson(req, (body) => {
+      const text = JSON.stringify(answer(body.executionId));
       res.writeHead(200, {
         'content-type': 'application/json; charset=utf-8',
         'content-length': Buffer.byteLength(text),
@@ -158,7 +205,9 @@ if (variant === 'http-body-parser') {
   } else {
     throw new Error(`unknown variant ${variant}`);
   }
-  server = createServer(app);
+  // As both servers make theirs (server-kit's, since round H with express's prototypes in place).
+  server =
+    variant === 'api-app' ? (createHttpOrHttpsServer(app) as ReturnType<typeof createServer>) : createServer(app);
 }
 server.listen(0, '127.0.0.1', () => {
   const address = server.address();
