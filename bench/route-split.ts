@@ -1,14 +1,18 @@
 /**
- * Experiment (round H): the execute route's servers of several checkouts and variants, the same
- * autocannon load on each in turn, alternating; server CPU per request.
- *   tsx bench/route-split.ts --runs 3 --duration 3 CHECKOUT:VARIANT...
+ * Benchmark 7's servers taken apart, by hand (issue 14, round H): any of the execute route's
+ * servers (`bench/servers/execute-route.ts`: `http`, `http-body-parser`, `http-prototypes`,
+ * `http-messages`, `express-bare-end`, `express-bare`, `express-raw`, `express`,
+ * `express-no-query`, `ts-rest`, `api-app`), each from the checkout named, the same autocannon
+ * load on each in turn, alternating after a 1 s warm-up; per server, CPU per request (µs, the
+ * median and each run) and requests/s. With `--connections 1`, one request at a time: the round
+ * trip is 1 / requests/s.
+ *
+ *   tsx bench/route-split.ts [--runs 3] [--duration 3] [--connections 8] CHECKOUT:VARIANT...
  */
-import { executeBody } from './lib/execute-body.js';
-import { runLoad } from './lib/load.js';
-import { BenchProcess, WORKER_TOKEN } from './lib/processes.js';
+import { BenchProcess } from './lib/processes.js';
+import { measureRoute } from './route.js';
 import { median } from './lib/stats.js';
 import { takeOption } from './lib/args.js';
-import type { ProcessStats } from './lib/ipc.js';
 import { loadavg } from 'node:os';
 
 const args = process.argv.slice(2);
@@ -29,19 +33,8 @@ const servers = specs.map(
 );
 try {
   const urls = await Promise.all(servers.map((server) => server.listeningUrl()));
-  const request = {
-    method: 'POST' as const,
-    path: '/api/execution/execute',
-    headers: { 'content-type': 'application/json', authorization: `Bearer ${WORKER_TOKEN}` },
-    body: executeBody(),
-  };
-  const measure = async (index: number, duration: number) => {
-    const before = await servers[index]!.request<ProcessStats>('stats');
-    const load = await runLoad({ url: urls[index]!, connections, duration, requests: [request] });
-    const after = await servers[index]!.request<ProcessStats>('stats');
-    if (load.ok === 0 || load.non2xx > 0) throw new Error(`${specs[index]!.name}: ${load.non2xx} answers not 2xx`);
-    return { perSecond: load.perSecond, cpuMicros: (after.cpuMicros - before.cpuMicros) / load.ok };
-  };
+  const measure = (index: number, duration: number) =>
+    measureRoute(servers[index]!, urls[index]!, specs[index]!.name, connections, duration);
   for (let index = 0; index < servers.length; index++) await measure(index, 1);
   const results = specs.map(() => [] as { perSecond: number; cpuMicros: number }[]);
   for (let run = 0; run < runs; run++) {

@@ -51,6 +51,13 @@ function tsRestRoutes(middleware: RequestHandler[]) {
   });
 }
 
+/** Answers a no-op module's success with node's own `writeHead` and `end`. */
+function sendAnswer(res: ServerResponse, executionId: string): void {
+  const text = JSON.stringify(answer(executionId));
+  res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
 /** Reads a request's body to its end and parses it as JSON, as the `http` variant does. */
 function readJson(req: import('node:http').IncomingMessage, then: (body: { executionId: string }) => void): void {
   const chunks: Buffer[] = [];
@@ -64,12 +71,7 @@ if (variant === 'http-body-parser') {
   const parse = express.json({ limit: '1mb' });
   server = createServer((req, res) => {
     parse(req as never, res as never, () => {
-      const text = JSON.stringify(answer((req as unknown as { body: { executionId: string } }).body.executionId));
-      res.writeHead(200, {
-        'content-type': 'application/json; charset=utf-8',
-        'content-length': Buffer.byteLength(text),
-      });
-      res.end(text);
+      sendAnswer(res, (req as unknown as { body: { executionId: string } }).body.executionId);
     });
   });
 } else if (variant === 'http-prototypes') {
@@ -81,12 +83,7 @@ if (variant === 'http-body-parser') {
     Object.setPrototypeOf(req, requestPrototype);
     Object.setPrototypeOf(res, responsePrototype);
     readJson(req, (body) => {
-      const text = JSON.stringify(answer(body.executionId));
-      res.writeHead(200, {
-        'content-type': 'application/json; charset=utf-8',
-        'content-length': Buffer.byteLength(text),
-      });
-      res.end(text);
+      sendAnswer(res, body.executionId);
     });
   });
 } else if (variant === 'http-messages') {
@@ -110,12 +107,7 @@ if (variant === 'http-body-parser') {
     Object.setPrototypeOf(req, requestPrototype);
     Object.setPrototypeOf(res, responsePrototype);
     readJson(req, (body) => {
-      const text = JSON.stringify(answer(body.executionId));
-      res.writeHead(200, {
-        'content-type': 'application/json; charset=utf-8',
-        'content-length': Buffer.byteLength(text),
-      });
-      res.end(text);
+      sendAnswer(res, body.executionId);
     });
   });
 } else if (variant === 'http') {
@@ -124,12 +116,7 @@ if (variant === 'http-body-parser') {
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { executionId: string };
-      const text = JSON.stringify(answer(body.executionId));
-      res.writeHead(200, {
-        'content-type': 'application/json; charset=utf-8',
-        'content-length': Buffer.byteLength(text),
-      });
-      res.end(text);
+      sendAnswer(res, body.executionId);
     });
   });
 } else {
@@ -147,12 +134,7 @@ if (variant === 'http-body-parser') {
     app.set('etag', false);
     app.post('/api/execution/execute', (req, res) =>
       readJson(req, (body) => {
-        const text = JSON.stringify(answer(body.executionId));
-        res.writeHead(200, {
-          'content-type': 'application/json; charset=utf-8',
-          'content-length': Buffer.byteLength(text),
-        });
-        res.end(text);
+        sendAnswer(res, body.executionId);
       }),
     );
   } else if (variant === 'express-raw') {
