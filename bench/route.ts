@@ -34,30 +34,39 @@ const LABELS: Record<Variant, string> = {
   'api-app': "the worker's app plumbing (server-kit createApiApp, bearer check)",
 };
 
+/** The execute request of a no-op module as the orchestrator sends it to a worker. */
+export function executeRequest() {
+  return {
+    method: 'POST' as const,
+    path: '/api/execution/execute',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${WORKER_TOKEN}` },
+    body: executeBody(),
+  };
+}
+
+/** One autocannon run of `connections` at a time for `durationS` on `server` (at `url`): requests/s and its CPU per request (µs). */
+export async function measureRoute(
+  server: BenchProcess,
+  url: string,
+  name: string,
+  connections: number,
+  durationS: number,
+): Promise<{ perSecond: number; cpuMicros: number }> {
+  const before = await server.request<ProcessStats>('stats');
+  const load = await runLoad({ url, connections, duration: durationS, requests: [executeRequest()] });
+  const after = await server.request<ProcessStats>('stats');
+  if (load.ok === 0 || load.non2xx > 0) throw new Error(`${name}: ${load.non2xx} answers not 2xx`);
+  return { perSecond: load.perSecond, cpuMicros: (after.cpuMicros - before.cpuMicros) / load.ok };
+}
+
 export async function routeBench(config: RouteConfig): Promise<{ rows: Row[]; details: unknown }> {
   const servers = VARIANTS.map(
     (variant) => new BenchProcess(`route-${variant}`, benchPath('servers/execute-route.ts'), [variant]),
   );
   try {
     const urls = await Promise.all(servers.map((server) => server.listeningUrl()));
-    const request = {
-      method: 'POST' as const,
-      path: '/api/execution/execute',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${WORKER_TOKEN}` },
-      body: executeBody(),
-    };
-    const measure = async (index: number, durationS: number) => {
-      const before = await servers[index]!.request<ProcessStats>('stats');
-      const load = await runLoad({
-        url: urls[index]!,
-        connections: config.connections,
-        duration: durationS,
-        requests: [request],
-      });
-      const after = await servers[index]!.request<ProcessStats>('stats');
-      if (load.ok === 0 || load.non2xx > 0) throw new Error(`${VARIANTS[index]}: ${load.non2xx} answers not 2xx`);
-      return { perSecond: load.perSecond, cpuMicros: (after.cpuMicros - before.cpuMicros) / load.ok };
-    };
+    const measure = (index: number, durationS: number) =>
+      measureRoute(servers[index]!, urls[index]!, VARIANTS[index]!, config.connections, durationS);
     if (config.warmupS > 0) for (let index = 0; index < servers.length; index++) await measure(index, config.warmupS);
     const runs = VARIANTS.map(() => [] as { perSecond: number; cpuMicros: number }[]);
     for (let run = 0; run < config.runs; run++) {

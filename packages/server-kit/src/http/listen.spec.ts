@@ -1,4 +1,5 @@
-import { createServer, request } from 'node:http';
+import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
+import express from 'express';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { closeGracefully, createHttpOrHttpsServer, listen, listeningText, reachableHost } from './listen.js';
 
@@ -38,6 +39,26 @@ describe('listen', () => {
     const second = createServer();
     servers.push(second);
     await expect(listen(second, port, '127.0.0.1')).rejects.toMatchObject({ code: 'EADDRINUSE' });
+  });
+
+  it("makes an express app's requests and responses with the app's own prototypes, before express sees them", async () => {
+    const app = express();
+    app.get('/', (req, res) => res.json({ json: typeof res.json, ip: req.ip }));
+    const given: boolean[] = [];
+    // What express's expressInit would set them to: already their prototypes when node made them.
+    const listener = Object.assign(
+      (req: IncomingMessage, res: ServerResponse) => {
+        given.push(Object.getPrototypeOf(req) === app.request, Object.getPrototypeOf(res) === app.response);
+        app(req, res);
+      },
+      { request: app.request, response: app.response },
+    );
+    const server = createHttpOrHttpsServer(listener);
+    servers.push(server);
+    const port = await listen(server, 0, '127.0.0.1');
+    expect(JSON.parse(await getText(port))).toEqual({ json: 'function', ip: '127.0.0.1' });
+    expect(await getText(port, false)).toContain('"json":"function"');
+    expect(given).toEqual([true, true, true, true]);
   });
 
   it('refuses a TLS key that is not one, before listening', () => {

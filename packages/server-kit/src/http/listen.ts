@@ -1,5 +1,5 @@
 /** Listening and closing, over HTTP or HTTPS, the same way for both servers. */
-import { createServer, type RequestListener, type Server } from 'node:http';
+import { createServer, IncomingMessage, type RequestListener, type Server, ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { networkInterfaces } from 'node:os';
@@ -21,19 +21,70 @@ export interface ServerTls {
 
 /**
  * An HTTP server for `app`, or with `tls` an HTTPS one; with `tls.clientCa`, one that requires
- * a client certificate signed by it.
+ * a client certificate signed by it. An express `app`'s requests and responses are made with its
+ * own prototypes (see {@link expressMessages}).
  * @throws Node's error when the certificate, key or CA cannot be used (callers name the setting).
  */
 export function createHttpOrHttpsServer(app: RequestListener, tls?: ServerTls): Server | HttpsServer {
-  if (!tls) return createServer(app);
+  const messages = expressMessages(app);
+  if (!tls) return createServer(messages, app);
   return createHttpsServer(
     {
+      ...messages,
       cert: tls.cert,
       key: tls.key,
       ...(tls.clientCa !== undefined ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
     },
     app,
   );
+}
+
+/**
+ * Node's server options (`IncomingMessage`, `ServerResponse`) that make each request and response
+ * of an express `app` with the prototypes express gives them (`app.request`, `app.response`):
+ * express's `expressInit` sets them on every request and response it is given, and a
+ * prototype changed on a live object costs V8 a new hidden class for it and makes every later
+ * property access on it, node's own and express's, slow; one already in place is left as it is.
+ * Measured on the worker's execute route (issue 14, round H, `bench/route-split.ts`): node's
+ * `http` answering it cost 15–18 µs of CPU per request, 44 µs with the two prototypes set as
+ * express sets them, express's whole router 56–58 µs; made with them from the start, 20 µs. Anything but an
+ * express app (or a node whose classes cannot be called so): none.
+ */
+function expressMessages(app: RequestListener): {
+  IncomingMessage?: typeof IncomingMessage;
+  ServerResponse?: typeof ServerResponse;
+} {
+  const { request, response } = app as Partial<Record<'request' | 'response', object>>;
+  if (
+    request === undefined ||
+    response === undefined ||
+    !IncomingMessage.prototype.isPrototypeOf(request) ||
+    !ServerResponse.prototype.isPrototypeOf(response) ||
+    !callable(IncomingMessage) ||
+    !callable(ServerResponse)
+  ) {
+    return {};
+  }
+  // Made as node's own classes were subclassed before ES classes: a function whose `prototype` is
+  // express's, calling node's on the new object. (`Reflect.construct` with such a `new.target`
+  // made objects V8 handles slowly: 113 µs a request against node's 18.)
+  function AppRequest(this: IncomingMessage, ...args: unknown[]): void {
+    (IncomingMessage as unknown as (...args: unknown[]) => void).apply(this, args);
+  }
+  AppRequest.prototype = request;
+  function AppResponse(this: ServerResponse, ...args: unknown[]): void {
+    (ServerResponse as unknown as (...args: unknown[]) => void).apply(this, args);
+  }
+  AppResponse.prototype = response;
+  return {
+    IncomingMessage: AppRequest as unknown as typeof IncomingMessage,
+    ServerResponse: AppResponse as unknown as typeof ServerResponse,
+  };
+}
+
+/** Whether node's `constructor` may be called on an object already made (a plain function, as in Node 20, not a `class`). */
+function callable(constructor: Function): boolean {
+  return !/^class\b/.test(Function.prototype.toString.call(constructor));
 }
 
 /**

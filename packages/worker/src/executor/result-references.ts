@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { describeBytes, type ExecuteModuleFailure } from '@mpd/contract';
+import { describeBytes, type ExecuteModuleFailure, type ExecuteModuleSuccess } from '@mpd/contract';
 import { LIMITS } from '@mpd/contract/limits';
 import type { AnyModule, JsonValue } from '@mpd/pipeline';
 import { ExecutionCancelledError, WorkerError } from '../errors.js';
@@ -179,6 +179,17 @@ export function withResultReferences(
 ): Execution {
   const artifacts = options.artifacts;
   if (!artifacts) return start(request);
+  const storedIfLarge = (answer: ExecutionOutcome): ExecutionOutcome | Promise<ExecutionOutcome> =>
+    answer.status !== 200 || !goesByReference(answer.body.serializedResult, options.inlineResultBytes)
+      ? answer
+      : storeLargeResult(module, answer.body, artifacts);
+  if (!Object.values(request.dependencyResults).some((value) => asResultRef(value) !== undefined)) {
+    // Nothing to fetch (every module of a wide or chain run of small results): started at once,
+    // without the fetch's promises, race and async step (issue 14, round H).
+    const inner = start(request);
+    const outcome = inner.outcome.then(storedIfLarge);
+    return { outcome, stopped: outcome.then(() => inner.stopped), cancel: (reason) => inner.cancel(reason) };
+  }
   let inner: Execution | undefined;
   // A cancel while the references are fetched answers at once (the download goes on into the cache).
   let reject!: (error: ExecutionCancelledError) => void;
@@ -201,30 +212,7 @@ export function withResultReferences(
     // Cancelled as the fetch ended (before the race saw it): the module never runs.
     if (cancelledBy) return failBefore(cancelledBy);
     inner = start(resolved);
-    const answer = await inner.outcome;
-    if (answer.status !== 200 || !goesByReference(answer.body.serializedResult, options.inlineResultBytes)) {
-      return answer;
-    }
-    try {
-      return {
-        status: 200,
-        body: { ...answer.body, serializedResult: await storeResult(answer.body.serializedResult, artifacts) },
-      };
-    } catch (error) {
-      const body: ExecuteModuleFailure = {
-        executionId: answer.body.executionId,
-        duration: answer.body.duration,
-        startTime: answer.body.startTime,
-        endTime: answer.body.endTime,
-        workerId: answer.body.workerId,
-        success: false,
-        errorMessage: `Module '${module.name}' returned a result of ${describeBytes(Buffer.byteLength(answer.body.serializedResult))} as JSON, over the worker's --inline-result-size, and it could not be stored in the artifact store: ${(error as Error).message}`,
-        exceptionType: 'ResultReferenceError',
-        stackTrace: null,
-        failureKind: 'Error',
-      };
-      return { status: 500, body };
-    }
+    return storedIfLarge(await inner.outcome);
   })();
   return {
     outcome,
@@ -237,4 +225,35 @@ export function withResultReferences(
       }
     },
   };
+}
+
+/**
+ * `answer` (a success whose result goes by reference) with its result stored and answered as a
+ * reference; a failure naming the store's error when it could not be stored.
+ */
+async function storeLargeResult(
+  module: AnyModule,
+  answer: ExecuteModuleSuccess,
+  artifacts: WorkerArtifacts,
+): Promise<ExecutionOutcome> {
+  try {
+    return {
+      status: 200,
+      body: { ...answer, serializedResult: await storeResult(answer.serializedResult, artifacts) },
+    };
+  } catch (error) {
+    const body: ExecuteModuleFailure = {
+      executionId: answer.executionId,
+      duration: answer.duration,
+      startTime: answer.startTime,
+      endTime: answer.endTime,
+      workerId: answer.workerId,
+      success: false,
+      errorMessage: `Module '${module.name}' returned a result of ${describeBytes(Buffer.byteLength(answer.serializedResult))} as JSON, over the worker's --inline-result-size, and it could not be stored in the artifact store: ${(error as Error).message}`,
+      exceptionType: 'ResultReferenceError',
+      stackTrace: null,
+      failureKind: 'Error',
+    };
+    return { status: 500, body };
+  }
 }
