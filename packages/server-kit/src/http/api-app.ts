@@ -7,8 +7,7 @@ import { parseSize } from '../cli/setting-schemas.js';
 import { type ErrorLogger, finalErrorHandler, handleRequestValidationError, routeNotFound } from './error-handling.js';
 import { openApiRoute } from './openapi-route.js';
 import { apiSecurityHeaders } from './security-headers.js';
-import { jsonBody } from './json-body.js';
-import { BODY_LIMIT_BYTES } from './security.js';
+import { BODY_LIMIT_BYTES, requireJsonBody } from './security.js';
 
 /** Options of {@link createApiApp}. */
 export interface ApiAppOptions<T extends AppRouter> {
@@ -46,7 +45,7 @@ export interface ApiAppOptions<T extends AppRouter> {
  *
  * No body is read before a route's own middleware has run (authentication first, issue 11):
  * each route's chain is its `middleware`, then JSON bodies only (415 otherwise) up to
- * `bodyLimit` (413; read as `jsonBody` says), then ts-rest's validation and the handler. A request no route matches is
+ * `bodyLimit` (413), then ts-rest's validation and the handler. A request no route matches is
  * answered 404 without its body being read.
  */
 export function createApiApp<T extends AppRouter>(options: ApiAppOptions<T>): express.Express {
@@ -59,7 +58,9 @@ export function createApiApp<T extends AppRouter>(options: ApiAppOptions<T>): ex
   app.use(apiSecurityHeaders());
   for (const middleware of options.middleware ?? []) app.use(middleware);
   app.get(OPENAPI_PATH, openApiRoute(options.openApi));
-  const readJson = [jsonBody(bodyLimit, app.locals[BODY_LIMIT_BYTES] as number)];
+  // requireJsonBody has checked the type: body-parser's own type-is check of every request is
+  // skipped (issue 14's profiles; it still checks the charset).
+  const readJson = [requireJsonBody, express.json({ limit: bodyLimit, type: () => true })];
   createExpressEndpoints(options.contract, withBodyReading(options.contract, options.routes, readJson), app, {
     logInitialization: false,
     responseValidation: options.validateResponses,
