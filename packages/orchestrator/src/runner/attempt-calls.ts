@@ -72,24 +72,25 @@ export async function sendExecute(
 ): Promise<CallsEnd> {
   const { registry, clients, timers, logger } = options;
   const clock = timers.clock;
-  const stopSignal = attempt.controller.signal;
   let failures = 0;
   let now = false;
   for (let send = 0; ; send++) {
     if (send > 0 && !now) {
       const delay = backoffDelay(failures - 1, RESEND_BACKOFF.initialMs, RESEND_BACKOFF.maxMs);
-      if (!(await timers.sleep(delay, stopSignal))) return { kind: 'stopped' };
+      const pause = new AbortController();
+      attempt.pause = pause;
+      const slept = await timers.sleep(delay, pause.signal);
+      attempt.pause = undefined;
+      if (!slept) return { kind: 'stopped' };
     }
     now = false;
-    if (stopSignal.aborted || (send > 0 && attempt.state !== 'running')) return { kind: 'stopped' };
+    if (attempt.stopped || (send > 0 && attempt.state !== 'running')) return { kind: 'stopped' };
     // Re-sends go where the worker is now: its endpoint and credential change when it registers again.
     const worker = send === 0 ? undefined : registry.snapshotOf(attempt.workerId);
     const endpoint = worker?.endpoint ?? attempt.endpoint;
     const credential =
       send === 0 ? attempt.credential : (registry.credentialOf(attempt.workerId) ?? attempt.credential);
     const call: ExecuteCall = { controller: new AbortController(), sentAt: clock.now(), resend: false };
-    const onStop = (): void => call.controller.abort();
-    stopSignal.addEventListener('abort', onStop, { once: true });
     attempt.call = call;
     try {
       const answer = await clients.for(endpoint, credential).execution.execute({
@@ -105,7 +106,7 @@ export async function sendExecute(
       const outputNone = (answer.headers as Headers | undefined)?.get(OUTPUT_HEADER) === OUTPUT_NONE;
       return { kind: 'answer', answer, outputNone };
     } catch (error) {
-      if (stopSignal.aborted) return { kind: 'stopped' };
+      if (attempt.stopped) return { kind: 'stopped' };
       if (call.resend) {
         now = true;
         continue;
@@ -135,10 +136,19 @@ export async function sendExecute(
         'execute call failed on the way; sending it again to the same worker',
       );
     } finally {
-      stopSignal.removeEventListener('abort', onStop);
       attempt.call = undefined;
     }
   }
+}
+
+/**
+ * Stops the attempt's execute calls for good (the run no longer listens for its answer): the
+ * call out now is aborted, a re-send waiting for its turn is not made.
+ */
+export function stopCalls(attempt: Attempt): void {
+  attempt.stopped = true;
+  attempt.call?.controller.abort();
+  attempt.pause?.abort();
 }
 
 /**
