@@ -193,6 +193,28 @@ describe('typed calls', () => {
     expect(server.seen).toMatchObject([{ method: 'DELETE', url: '/api/workers/worker-7' }]);
   });
 
+  // The fetcher gives undici an origin and a path parsed once per URL (issue 14, round H): the
+  // query, the base URL's path and its percent-encoding are kept, call after call.
+  it('sends the query and the base URL path as undici parsing the URL did, on every call to the URL', async () => {
+    const server = await serve((_req, res) => json(res, 200, { success: true, workerId: 'w1', status: 'Draining' }));
+    const client = orchestrator({ baseUrl: `${server.url}/mpd ci` });
+    for (const incarnation of ['i-1', 'i-1', 'i-2']) {
+      await client.workers.drain({ params: { workerId: 'w1' }, query: { incarnation } });
+    }
+    expect(server.seen.map((request) => request.url)).toEqual([
+      '/mpd%20ci/api/workers/w1/drain?incarnation=i-1',
+      '/mpd%20ci/api/workers/w1/drain?incarnation=i-1',
+      '/mpd%20ci/api/workers/w1/drain?incarnation=i-2',
+    ]);
+  });
+
+  it('fails a call to a URL that does not parse as undici failed it', async () => {
+    const client = orchestrator({ baseUrl: 'http://127.0.0.1:notaport' });
+    const error = await rejection(client.workers.drain({ params: { workerId: 'w1' }, query: {} }));
+    expect(error).toBeInstanceOf(MpdClientError);
+    expect(error).toMatchObject({ errno: 'ERR_INVALID_URL' });
+  });
+
   // Issue 11, case 4: ts-rest inserts path parameters as given, so these named other workers.
   it.each([
     ['unregister', 'w1?evil', 'DELETE', '/api/workers/w1%3Fevil'],
