@@ -5,6 +5,7 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
+import { inspect } from 'node:util';
 import { type AddressInfo, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { ACCEPT_OUTPUT_HEADER, DEFAULT_MAX_RESULT_BYTES, executeAnswerLimit, OUTPUT_NONE } from '@mpd/contract';
 import { UnknownStatusError } from '@ts-rest/core';
@@ -348,6 +349,44 @@ describe("execute without ts-rest's client", () => {
       expect(answer).toMatchObject({ status: 200, body: executeSuccess });
       expect(answer.headers.get('mpd-output')).toBe('none');
     }
+  });
+
+  // The answer's Headers are filled only when used for more than get and has (issue 14, round H).
+  it("answers Headers that behave as Headers filled from the answer's headers, whatever is called first", async () => {
+    const server = await serve((_req, res) => {
+      res.setHeader('Mpd-Output', 'none');
+      res.setHeader('X-Multi', ['a', 'b']);
+      res.setHeader('Set-Cookie', ['c=1', 'd=2']);
+      json(res, 200, executeSuccess);
+    });
+    const client = worker({ baseUrl: server.url });
+    const answer = () => client.execution.execute({ body: executeRequest('00:10:00') }).then((a) => a.headers);
+    const expected = (headers: Headers) => {
+      expect(headers).toBeInstanceOf(Headers);
+      expect(headers.get('MPD-OUTPUT')).toBe('none');
+      expect(headers.get('x-multi')).toBe('a, b');
+      expect(headers.get('x-absent')).toBeNull();
+      expect(headers.has('Content-Type')).toBe(true);
+      expect(headers.has('x-absent')).toBe(false);
+      expect(() => headers.get('not a name')).toThrow(TypeError);
+      expect(headers.getSetCookie()).toEqual(['c=1', 'd=2']);
+      expect(Object.fromEntries(headers)).toMatchObject({ 'mpd-output': 'none', 'x-multi': 'a, b' });
+      expect([...headers.keys()]).toContain('content-type');
+      expect(inspect(headers)).toMatch(/^Headers \{[^]*'mpd-output': 'none'/);
+    };
+    expected(await answer());
+    const iteratedFirst = await answer();
+    expect([...iteratedFirst].length).toBeGreaterThan(4);
+    expected(iteratedFirst);
+    const changed = await answer();
+    changed.set('x-multi', 'c');
+    changed.append('x-new', 'n');
+    changed.delete('mpd-output');
+    expect(changed.get('x-multi')).toBe('c');
+    expect(changed.get('x-new')).toBe('n');
+    expect(changed.get('mpd-output')).toBeNull();
+    expect(changed.has('mpd-output')).toBe(false);
+    expect(changed.get('content-type')).toMatch(/^application\/json/);
   });
 
   it("rejects a status the contract does not list with ts-rest's UnknownStatusError, and resolves a listed one", async () => {

@@ -159,7 +159,7 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
         : // What undici takes for a URL it refuses: its own request throws what it throws for it.
           request(args.path, { method, headers, body, signal: abort, dispatcher }));
       const text = await readText(response, maxResponseBytesFor(args), where);
-      const answerHeaders = toHeaders(response.headers);
+      const answerHeaders = new AnswerHeaders(response.headers) as unknown as Headers;
       const contentType = answerHeaders.get('content-type') ?? '';
       let answer: unknown = text;
       if (contentType.includes('json')) answer = text === '' ? undefined : JSON.parse(text);
@@ -216,15 +216,106 @@ async function readText(response: Dispatcher.ResponseData, limit: number | undef
   return Buffer.concat(chunks, size).toString('utf8');
 }
 
-/** undici's response headers (a value per name, or a list for repeated ones) as `Headers`. */
-function toHeaders(raw: Record<string, string | string[] | undefined>): Headers {
-  const headers = new Headers();
-  for (const name in raw) {
-    const value = raw[name];
-    if (Array.isArray(value)) for (const item of value) headers.append(name, item);
-    else if (value !== undefined) headers.append(name, value);
+/** undici's response headers: a value per (lower-case) name, or a list for a repeated one. */
+type RawHeaders = Record<string, string | string[] | undefined>;
+
+/** `Headers`' own methods, called on an {@link AnswerHeaders} once it is filled. */
+const HEADERS = Headers.prototype;
+
+/**
+ * `Headers` as a base class whose methods the subclass may redefine: `@types/node` (undici-types)
+ * declares them as properties, which a subclass cannot override with methods nor reach through
+ * `super`.
+ */
+const HeadersBase = Headers as unknown as new () => object;
+
+/**
+ * An answer's headers (undici's: a value per lower-case name, or a list for a repeated one) as
+ * WHATWG `Headers`, filled only when used for more than `get` and `has`, which read undici's
+ * object as `Headers` would (a name in any case; a repeated header's values joined with `, `; a
+ * name it does not have answered by `Headers` itself, null or its TypeError for a name that is no
+ * header name). Every other method fills it first. Filling `Headers` for every answer (`new
+ * Headers` and an `append` per header) was 2.8 % of the orchestrator's main thread in a perf
+ * profile of a 2,000-module chain (issue 14, round H), and the orchestrator reads two headers of
+ * an execute answer (`Content-Type`, `Mpd-Output`).
+ */
+class AnswerHeaders extends HeadersBase {
+  #raw: RawHeaders | undefined;
+
+  constructor(raw: RawHeaders) {
+    super();
+    this.#raw = raw;
   }
-  return headers;
+
+  /** This as `Headers`, with every header of the answer in it (once). */
+  #filled(): Headers {
+    const headers = this as unknown as Headers;
+    const raw = this.#raw;
+    if (raw === undefined) return headers;
+    this.#raw = undefined;
+    for (const name in raw) {
+      const value = raw[name];
+      if (Array.isArray(value)) for (const item of value) HEADERS.append.call(headers, name, item);
+      else if (value !== undefined) HEADERS.append.call(headers, name, value);
+    }
+    return headers;
+  }
+
+  get(name: string): string | null {
+    const value = this.#raw?.[name.toLowerCase()];
+    if (value !== undefined) return Array.isArray(value) ? value.join(', ') : value;
+    return HEADERS.get.call(this.#filled(), name);
+  }
+
+  has(name: string): boolean {
+    if (this.#raw?.[name.toLowerCase()] !== undefined) return true;
+    return HEADERS.has.call(this.#filled(), name);
+  }
+
+  append(name: string, value: string): void {
+    HEADERS.append.call(this.#filled(), name, value);
+  }
+
+  delete(name: string): void {
+    HEADERS.delete.call(this.#filled(), name);
+  }
+
+  set(name: string, value: string): void {
+    HEADERS.set.call(this.#filled(), name, value);
+  }
+
+  getSetCookie(): string[] {
+    return HEADERS.getSetCookie.call(this.#filled());
+  }
+
+  forEach(callback: (value: string, key: string, parent: Headers) => void, thisArg?: unknown): void {
+    HEADERS.forEach.call(this.#filled(), callback, thisArg);
+  }
+
+  keys(): ReturnType<Headers['keys']> {
+    return HEADERS.keys.call(this.#filled());
+  }
+
+  values(): ReturnType<Headers['values']> {
+    return HEADERS.values.call(this.#filled());
+  }
+
+  entries(): ReturnType<Headers['entries']> {
+    return HEADERS.entries.call(this.#filled());
+  }
+
+  [Symbol.iterator](): ReturnType<Headers['entries']> {
+    return HEADERS.entries.call(this.#filled());
+  }
+
+  /** What `console.log` and `util.inspect` show: the filled `Headers`, as for any `Headers`. */
+  [Symbol.for('nodejs.util.inspect.custom')](
+    _depth: number,
+    options: object,
+    inspect: (value: unknown, options: object) => string,
+  ): string {
+    return inspect(new Headers(this.#filled()), options);
+  }
 }
 
 /** Where a call goes, as undici's dispatcher takes it. */
