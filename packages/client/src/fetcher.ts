@@ -6,7 +6,7 @@ import {
   workerContract,
 } from '@mpd/contract';
 import { EventEmitter } from 'node:events';
-import { longTimeout } from '@mpd/contract/timers';
+import { longTimeout, MAX_TIMER_DELAY_MS } from '@mpd/contract/timers';
 import type { ApiFetcher, ApiFetcherArgs } from '@ts-rest/core';
 import { isZodType } from '@ts-rest/core';
 import { Agent, type Dispatcher, request } from 'undici';
@@ -131,24 +131,11 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
     const where = `${args.method} ${args.path}`;
     // Nothing is sent for a call its caller gave up before making it.
     if (callerSignal?.aborted) throw new MpdClientError('Aborted', `${where}: aborted by the caller`);
-    // One abort for both ways a call is given up: the caller's signal and the deadline. An
-    // EventEmitter emitting 'abort', which undici's request takes as its signal (its docs:
-    // `AbortSignal | EventEmitter`), where an AbortController cost about 3.5 µs more per call
-    // (bench/execute-call.ts, issue 14 round G).
-    const abort = new EventEmitter();
-    let aborted = false;
-    const onAbort = (): void => {
-      if (aborted) return;
-      aborted = true;
-      abort.emit('abort');
-    };
-    let timedOut = false;
+    const abort = new CallAbort();
     // Deadlines are the callers' and the modules' timeouts: any length.
-    const timer = longTimeout(() => {
-      timedOut = true;
-      onAbort();
-    }, deadline);
-    callerSignal?.addEventListener('abort', onAbort, { once: true });
+    const long = deadline > MAX_TIMER_DELAY_MS ? longTimeout(() => expire(abort), deadline) : undefined;
+    const timer = long ? undefined : setTimeout(expire, deadline, abort);
+    callerSignal?.addEventListener('abort', abort, { once: true });
     try {
       const method = args.method as Dispatcher.HttpMethod;
       const headers = args.headers;
@@ -171,7 +158,7 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
       if (callerSignal?.aborted) {
         throw new MpdClientError('Aborted', `${where}: aborted by the caller`, { cause: error });
       }
-      if (timedOut) {
+      if (abort.timedOut) {
         throw new MpdClientError('Timeout', `${where}: no answer within ${deadline} ms`, { cause: error });
       }
       if (error instanceof SyntaxError || (error as { name?: string }).name === 'ZodError') throw error;
@@ -184,12 +171,46 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
         { cause: error, errno: reason.code },
       );
     } finally {
-      timer.clear();
-      callerSignal?.removeEventListener('abort', onAbort);
+      clearTimeout(timer);
+      long?.clear();
+      callerSignal?.removeEventListener('abort', abort);
     }
   };
 
   return { api, close: () => dispatcher.close() };
+}
+
+/**
+ * One call's abort, for both ways a call is given up: the caller's signal (this is its listener,
+ * through `handleEvent`) and the deadline ({@link expire}). An EventEmitter emitting 'abort',
+ * which undici's request takes as its signal (its docs: `AbortSignal | EventEmitter`), where an
+ * AbortController cost about 3.5 µs more per call (bench/execute-call.ts, issue 14 round G); an
+ * object with methods rather than closures per call, each of which tsx's `keepNames` names with
+ * an `Object.defineProperty` (about 2 % of the orchestrator's main thread under the fetcher in a
+ * perf profile of a chain, issue 14 round H).
+ */
+class CallAbort extends EventEmitter {
+  /** Whether it aborted. */
+  aborted = false;
+  /** Whether it aborted because the deadline passed. */
+  timedOut = false;
+
+  /** The caller's signal aborted (an EventTarget listener object). */
+  handleEvent(): void {
+    this.abort();
+  }
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.emit('abort');
+  }
+}
+
+/** The call's deadline passed (a timer callback that takes its abort, so that no closure is made per call). */
+function expire(abort: CallAbort): void {
+  abort.timedOut = true;
+  abort.abort();
 }
 
 /**
@@ -198,22 +219,24 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
  */
 async function readText(response: Dispatcher.ResponseData, limit: number | undefined, where: string): Promise<string> {
   if (limit === undefined) return response.body.text();
-  const tooLarge = (size: string): MpdClientError => {
-    response.body.destroy();
-    return new MpdClientError('TooLarge', `${where}: the answer is ${size}, over the ${limit} bytes this call reads`);
-  };
   const declared = Number(response.headers['content-length']);
-  if (declared > limit) throw tooLarge(`${declared} bytes`);
+  if (declared > limit) throw tooLarge(response, `${declared} bytes`, limit, where);
   // Within the limit by its Content-Length: undici keeps a body to its Content-Length.
   if (Number.isInteger(declared)) return response.body.text();
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of response.body as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > limit) throw tooLarge('larger');
+    if (size > limit) throw tooLarge(response, 'larger', limit, where);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks, size).toString('utf8');
+}
+
+/** Drops an answer larger than `limit` unread: the error that says so. */
+function tooLarge(response: Dispatcher.ResponseData, size: string, limit: number, where: string): MpdClientError {
+  response.body.destroy();
+  return new MpdClientError('TooLarge', `${where}: the answer is ${size}, over the ${limit} bytes this call reads`);
 }
 
 /** undici's response headers: a value per (lower-case) name, or a list for a repeated one. */
