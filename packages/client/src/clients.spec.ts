@@ -351,6 +351,34 @@ describe("execute without ts-rest's client", () => {
     }
   });
 
+  // A frozen extraHeaders is merged once (issue 14, round H: the orchestrator's execute calls).
+  it('sends the extraHeaders of each call: a frozen object merged once, a changed one as it is now', async () => {
+    const server = await serve((_req, res) => json(res, 200, executeSuccess));
+    const client = worker({ baseUrl: server.url, token: 'worker-credential' });
+    const frozen = Object.freeze({ 'X-Accept': 'a' });
+    const changing: Record<string, string> = { 'X-Accept': 'b' };
+    await client.execution.execute({ body: executeRequest('00:10:00'), extraHeaders: frozen });
+    await client.execution.execute({ body: executeRequest('00:10:00'), extraHeaders: frozen });
+    await client.execution.execute({ body: executeRequest('00:10:00'), extraHeaders: changing });
+    changing['X-Accept'] = 'c';
+    await client.execution.execute({ body: executeRequest('00:10:00'), extraHeaders: changing });
+    const withHeaders = { body: executeRequest('00:10:00'), extraHeaders: frozen, headers: { 'x-more': 'm' } };
+    await client.execution.execute(withHeaders);
+    expect(server.seen.map((request) => [request.headers['x-accept'], request.headers['x-more']])).toEqual([
+      ['a', undefined],
+      ['a', undefined],
+      ['b', undefined],
+      ['c', undefined],
+      ['a', 'm'],
+    ]);
+    for (const request of server.seen) {
+      expect(request.headers).toMatchObject({
+        'content-type': 'application/json',
+        authorization: 'Bearer worker-credential',
+      });
+    }
+  });
+
   // The answer's Headers are filled only when used for more than get and has (issue 14, round H).
   it("answers Headers that behave as Headers filled from the answer's headers, whatever is called first", async () => {
     const server = await serve((_req, res) => {

@@ -12,8 +12,11 @@ import {
 import type { RunTimers } from './run-clock.js';
 import type { WorkerClients } from './worker-clients.js';
 
-/** Every execute call says that the run reads `Mpd-Output: none` in its answer (see `OUTPUT_HEADER`). */
-const ACCEPTS_OUTPUT_NONE = { [ACCEPT_OUTPUT_HEADER]: OUTPUT_NONE } as const;
+/**
+ * Every execute call says that the run reads `Mpd-Output: none` in its answer (see
+ * `OUTPUT_HEADER`). Frozen: the client merges a frozen `extraHeaders` with its own headers once.
+ */
+const ACCEPTS_OUTPUT_NONE = Object.freeze({ [ACCEPT_OUTPUT_HEADER]: OUTPUT_NONE });
 
 /** Delays between re-sends of an execute call (ms): 250 ms, doubling up to 5 s, with jitter. */
 export const RESEND_BACKOFF = { initialMs: 250, maxMs: 5_000 } as const;
