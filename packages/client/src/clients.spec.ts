@@ -5,6 +5,7 @@ import {
   type Server,
   type ServerResponse,
 } from 'node:http';
+import { inspect } from 'node:util';
 import { type AddressInfo, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { ACCEPT_OUTPUT_HEADER, DEFAULT_MAX_RESULT_BYTES, executeAnswerLimit, OUTPUT_NONE } from '@mpd/contract';
 import { UnknownStatusError } from '@ts-rest/core';
@@ -193,6 +194,28 @@ describe('typed calls', () => {
     expect(server.seen).toMatchObject([{ method: 'DELETE', url: '/api/workers/worker-7' }]);
   });
 
+  // The fetcher gives undici an origin and a path parsed once per URL (issue 14, round H): the
+  // query, the base URL's path and its percent-encoding are kept, call after call.
+  it('sends the query and the base URL path as undici parsing the URL did, on every call to the URL', async () => {
+    const server = await serve((_req, res) => json(res, 200, { success: true, workerId: 'w1', status: 'Draining' }));
+    const client = orchestrator({ baseUrl: `${server.url}/mpd ci` });
+    for (const incarnation of ['i-1', 'i-1', 'i-2']) {
+      await client.workers.drain({ params: { workerId: 'w1' }, query: { incarnation } });
+    }
+    expect(server.seen.map((request) => request.url)).toEqual([
+      '/mpd%20ci/api/workers/w1/drain?incarnation=i-1',
+      '/mpd%20ci/api/workers/w1/drain?incarnation=i-1',
+      '/mpd%20ci/api/workers/w1/drain?incarnation=i-2',
+    ]);
+  });
+
+  it('fails a call to a URL that does not parse as undici failed it', async () => {
+    const client = orchestrator({ baseUrl: 'http://127.0.0.1:notaport' });
+    const error = await rejection(client.workers.drain({ params: { workerId: 'w1' }, query: {} }));
+    expect(error).toBeInstanceOf(MpdClientError);
+    expect(error).toMatchObject({ errno: 'ERR_INVALID_URL' });
+  });
+
   // Issue 11, case 4: ts-rest inserts path parameters as given, so these named other workers.
   it.each([
     ['unregister', 'w1?evil', 'DELETE', '/api/workers/w1%3Fevil'],
@@ -326,6 +349,72 @@ describe("execute without ts-rest's client", () => {
       expect(answer).toMatchObject({ status: 200, body: executeSuccess });
       expect(answer.headers.get('mpd-output')).toBe('none');
     }
+  });
+
+  // A frozen extraHeaders is merged once (issue 14, round H: the orchestrator's execute calls).
+  it('sends the extraHeaders of each call: a frozen object merged once, a changed one as it is now', async () => {
+    const server = await serve((_req, res) => json(res, 200, executeSuccess));
+    const client = worker({ baseUrl: server.url, token: 'worker-credential' });
+    const frozen = Object.freeze({ 'X-Accept': 'a' });
+    const changing: Record<string, string> = { 'X-Accept': 'b' };
+    await client.execution.execute({ body: executeRequest('00:10:00'), extraHeaders: frozen });
+    await client.execution.execute({ body: executeRequest('00:10:00'), extraHeaders: frozen });
+    await client.execution.execute({ body: executeRequest('00:10:00'), extraHeaders: changing });
+    changing['X-Accept'] = 'c';
+    await client.execution.execute({ body: executeRequest('00:10:00'), extraHeaders: changing });
+    const withHeaders = { body: executeRequest('00:10:00'), extraHeaders: frozen, headers: { 'x-more': 'm' } };
+    await client.execution.execute(withHeaders);
+    expect(server.seen.map((request) => [request.headers['x-accept'], request.headers['x-more']])).toEqual([
+      ['a', undefined],
+      ['a', undefined],
+      ['b', undefined],
+      ['c', undefined],
+      ['a', 'm'],
+    ]);
+    for (const request of server.seen) {
+      expect(request.headers).toMatchObject({
+        'content-type': 'application/json',
+        authorization: 'Bearer worker-credential',
+      });
+    }
+  });
+
+  // The answer's Headers are filled only when used for more than get and has (issue 14, round H).
+  it("answers Headers that behave as Headers filled from the answer's headers, whatever is called first", async () => {
+    const server = await serve((_req, res) => {
+      res.setHeader('Mpd-Output', 'none');
+      res.setHeader('X-Multi', ['a', 'b']);
+      res.setHeader('Set-Cookie', ['c=1', 'd=2']);
+      json(res, 200, executeSuccess);
+    });
+    const client = worker({ baseUrl: server.url });
+    const answer = () => client.execution.execute({ body: executeRequest('00:10:00') }).then((a) => a.headers);
+    const expected = (headers: Headers) => {
+      expect(headers).toBeInstanceOf(Headers);
+      expect(headers.get('MPD-OUTPUT')).toBe('none');
+      expect(headers.get('x-multi')).toBe('a, b');
+      expect(headers.get('x-absent')).toBeNull();
+      expect(headers.has('Content-Type')).toBe(true);
+      expect(headers.has('x-absent')).toBe(false);
+      expect(() => headers.get('not a name')).toThrow(TypeError);
+      expect(headers.getSetCookie()).toEqual(['c=1', 'd=2']);
+      expect(Object.fromEntries(headers)).toMatchObject({ 'mpd-output': 'none', 'x-multi': 'a, b' });
+      expect([...headers.keys()]).toContain('content-type');
+      expect(inspect(headers)).toMatch(/^Headers \{[^]*'mpd-output': 'none'/);
+    };
+    expected(await answer());
+    const iteratedFirst = await answer();
+    expect([...iteratedFirst].length).toBeGreaterThan(4);
+    expected(iteratedFirst);
+    const changed = await answer();
+    changed.set('x-multi', 'c');
+    changed.append('x-new', 'n');
+    changed.delete('mpd-output');
+    expect(changed.get('x-multi')).toBe('c');
+    expect(changed.get('x-new')).toBe('n');
+    expect(changed.get('mpd-output')).toBeNull();
+    expect(changed.has('mpd-output')).toBe(false);
+    expect(changed.get('content-type')).toMatch(/^application\/json/);
   });
 
   it("rejects a status the contract does not list with ts-rest's UnknownStatusError, and resolves a listed one", async () => {

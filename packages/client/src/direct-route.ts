@@ -41,6 +41,10 @@ export function directRoute(route: AppRoute, args: DirectRouteArgs, fallback: Ro
   const listed = Object.keys(route.responses);
   const known = new Set(listed.map(Number));
   const sendsBody = route.method !== 'GET';
+  // The headers of the last call whose `extraHeaders` was a frozen object and that gave no
+  // `headers` (the orchestrator's execute calls: the same frozen object every time): merged once.
+  let lastExtra: Readonly<Record<string, string | undefined>> | undefined;
+  let lastSent: Record<string, string> | undefined;
 
   return async (input = {}) => {
     const { body, headers, extraHeaders, fetchOptions, params, query, overrideClientOptions, cache, next, ...extra } =
@@ -54,11 +58,21 @@ export function directRoute(route: AppRoute, args: DirectRouteArgs, fallback: Ro
     // The path and query building, and the client options' overrides, are left to ts-rest.
     if (params !== undefined || query !== undefined || overrideClientOptions !== undefined) return fallback(input);
     if (cache !== undefined || next !== undefined) return fallback(input);
-    let sent: Record<string, string> = { ...baseHeaders };
-    if (extraHeaders) sent = lowerCased(extraHeaders, sent);
-    if (headers) sent = lowerCased(headers, sent);
     const json = sendsBody && body !== null && body !== undefined;
-    if (json && !('content-type' in sent)) sent = { 'content-type': 'application/json', ...sent };
+    let sent: Record<string, string>;
+    if (json && headers === undefined && extraHeaders !== undefined && extraHeaders === lastExtra) sent = lastSent!;
+    else {
+      sent = { ...baseHeaders };
+      if (extraHeaders) sent = lowerCased(extraHeaders, sent);
+      if (headers) sent = lowerCased(headers, sent);
+      if (json && !('content-type' in sent)) sent = { 'content-type': 'application/json', ...sent };
+      // A frozen object cannot change: the next call with it sends the same headers (undici
+      // reads them, never changes them). Merging them cost three objects per call.
+      if (json && headers === undefined && extraHeaders !== undefined && Object.isFrozen(extraHeaders)) {
+        lastExtra = extraHeaders;
+        lastSent = Object.freeze(sent);
+      }
+    }
     const response = await args.api({
       route,
       path,

@@ -6,7 +6,7 @@ import {
   workerContract,
 } from '@mpd/contract';
 import { EventEmitter } from 'node:events';
-import { longTimeout } from '@mpd/contract/timers';
+import { longTimeout, MAX_TIMER_DELAY_MS } from '@mpd/contract/timers';
 import type { ApiFetcher, ApiFetcherArgs } from '@ts-rest/core';
 import { isZodType } from '@ts-rest/core';
 import { Agent, type Dispatcher, request } from 'undici';
@@ -131,46 +131,34 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
     const where = `${args.method} ${args.path}`;
     // Nothing is sent for a call its caller gave up before making it.
     if (callerSignal?.aborted) throw new MpdClientError('Aborted', `${where}: aborted by the caller`);
-    // One abort for both ways a call is given up: the caller's signal and the deadline. An
-    // EventEmitter emitting 'abort', which undici's request takes as its signal (its docs:
-    // `AbortSignal | EventEmitter`), where an AbortController cost about 3.5 µs more per call
-    // (bench/execute-call.ts, issue 14 round G).
-    const abort = new EventEmitter();
-    let aborted = false;
-    const onAbort = (): void => {
-      if (aborted) return;
-      aborted = true;
-      abort.emit('abort');
-    };
-    let timedOut = false;
+    const abort = new CallAbort();
     // Deadlines are the callers' and the modules' timeouts: any length.
-    const timer = longTimeout(() => {
-      timedOut = true;
-      onAbort();
-    }, deadline);
-    callerSignal?.addEventListener('abort', onAbort, { once: true });
+    const long = deadline > MAX_TIMER_DELAY_MS ? longTimeout(() => expire(abort), deadline) : undefined;
+    const timer = long ? undefined : setTimeout(expire, deadline, abort);
+    callerSignal?.addEventListener('abort', abort, { once: true });
     try {
-      const response = await request(args.path, {
-        method: args.method as Dispatcher.HttpMethod,
-        headers: args.headers,
-        body: args.rawBody instanceof JsonText ? args.rawBody.text : (args.body as string | undefined | null),
-        signal: abort,
-        dispatcher,
-      });
+      const method = args.method as Dispatcher.HttpMethod;
+      const headers = args.headers;
+      const body = args.rawBody instanceof JsonText ? args.rawBody.text : (args.body as string | undefined | null);
+      const target = targetOf(args.path);
+      const response = await (target
+        ? dispatcher.request({ origin: target.origin, path: target.path, method, headers, body, signal: abort })
+        : // What undici takes for a URL it refuses: its own request throws what it throws for it.
+          request(args.path, { method, headers, body, signal: abort, dispatcher }));
       const text = await readText(response, maxResponseBytesFor(args), where);
-      const headers = toHeaders(response.headers);
-      const contentType = headers.get('content-type') ?? '';
-      let body: unknown = text;
-      if (contentType.includes('json')) body = text === '' ? undefined : JSON.parse(text);
+      const answerHeaders = new AnswerHeaders(response.headers) as unknown as Headers;
+      const contentType = answerHeaders.get('content-type') ?? '';
+      let answer: unknown = text;
+      if (contentType.includes('json')) answer = text === '' ? undefined : JSON.parse(text);
       const schema = args.route.responses[response.statusCode];
-      if ((args.validateResponse ?? false) && isZodType(schema)) body = schema.parse(body);
-      return { status: response.statusCode, body, headers };
+      if ((args.validateResponse ?? false) && isZodType(schema)) answer = schema.parse(answer);
+      return { status: response.statusCode, body: answer, headers: answerHeaders };
     } catch (error) {
       if (error instanceof MpdClientError) throw error;
       if (callerSignal?.aborted) {
         throw new MpdClientError('Aborted', `${where}: aborted by the caller`, { cause: error });
       }
-      if (timedOut) {
+      if (abort.timedOut) {
         throw new MpdClientError('Timeout', `${where}: no answer within ${deadline} ms`, { cause: error });
       }
       if (error instanceof SyntaxError || (error as { name?: string }).name === 'ZodError') throw error;
@@ -183,12 +171,46 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
         { cause: error, errno: reason.code },
       );
     } finally {
-      timer.clear();
-      callerSignal?.removeEventListener('abort', onAbort);
+      clearTimeout(timer);
+      long?.clear();
+      callerSignal?.removeEventListener('abort', abort);
     }
   };
 
   return { api, close: () => dispatcher.close() };
+}
+
+/**
+ * One call's abort, for both ways a call is given up: the caller's signal (this is its listener,
+ * through `handleEvent`) and the deadline ({@link expire}). An EventEmitter emitting 'abort',
+ * which undici's request takes as its signal (its docs: `AbortSignal | EventEmitter`), where an
+ * AbortController cost about 3.5 µs more per call (bench/execute-call.ts, issue 14 round G); an
+ * object with methods rather than closures per call, each of which tsx's `keepNames` names with
+ * an `Object.defineProperty` (about 2 % of the orchestrator's main thread under the fetcher in a
+ * perf profile of a chain, issue 14 round H).
+ */
+class CallAbort extends EventEmitter {
+  /** Whether it aborted. */
+  aborted = false;
+  /** Whether it aborted because the deadline passed. */
+  timedOut = false;
+
+  /** The caller's signal aborted (an EventTarget listener object). */
+  handleEvent(): void {
+    this.abort();
+  }
+
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.emit('abort');
+  }
+}
+
+/** The call's deadline passed (a timer callback that takes its abort, so that no closure is made per call). */
+function expire(abort: CallAbort): void {
+  abort.timedOut = true;
+  abort.abort();
 }
 
 /**
@@ -197,33 +219,159 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
  */
 async function readText(response: Dispatcher.ResponseData, limit: number | undefined, where: string): Promise<string> {
   if (limit === undefined) return response.body.text();
-  const tooLarge = (size: string): MpdClientError => {
-    response.body.destroy();
-    return new MpdClientError('TooLarge', `${where}: the answer is ${size}, over the ${limit} bytes this call reads`);
-  };
   const declared = Number(response.headers['content-length']);
-  if (declared > limit) throw tooLarge(`${declared} bytes`);
+  if (declared > limit) throw tooLarge(response, `${declared} bytes`, limit, where);
   // Within the limit by its Content-Length: undici keeps a body to its Content-Length.
   if (Number.isInteger(declared)) return response.body.text();
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of response.body as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > limit) throw tooLarge('larger');
+    if (size > limit) throw tooLarge(response, 'larger', limit, where);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks, size).toString('utf8');
 }
 
-/** undici's response headers (a value per name, or a list for repeated ones) as `Headers`. */
-function toHeaders(raw: Record<string, string | string[] | undefined>): Headers {
-  const headers = new Headers();
-  for (const name in raw) {
-    const value = raw[name];
-    if (Array.isArray(value)) for (const item of value) headers.append(name, item);
-    else if (value !== undefined) headers.append(name, value);
+/** Drops an answer larger than `limit` unread: the error that says so. */
+function tooLarge(response: Dispatcher.ResponseData, size: string, limit: number, where: string): MpdClientError {
+  response.body.destroy();
+  return new MpdClientError('TooLarge', `${where}: the answer is ${size}, over the ${limit} bytes this call reads`);
+}
+
+/** undici's response headers: a value per (lower-case) name, or a list for a repeated one. */
+type RawHeaders = Record<string, string | string[] | undefined>;
+
+/** `Headers`' own methods, called on an {@link AnswerHeaders} once it is filled. */
+const HEADERS = Headers.prototype;
+
+/**
+ * `Headers` as a base class whose methods the subclass may redefine: `@types/node` (undici-types)
+ * declares them as properties, which a subclass cannot override with methods nor reach through
+ * `super`.
+ */
+const HeadersBase = Headers as unknown as new () => object;
+
+/**
+ * An answer's headers (undici's: a value per lower-case name, or a list for a repeated one) as
+ * WHATWG `Headers`, filled only when used for more than `get` and `has`, which read undici's
+ * object as `Headers` would (a name in any case; a repeated header's values joined with `, `; a
+ * name it does not have answered by `Headers` itself, null or its TypeError for a name that is no
+ * header name). Every other method fills it first. Filling `Headers` for every answer (`new
+ * Headers` and an `append` per header) was 2.8 % of the orchestrator's main thread in a perf
+ * profile of a 2,000-module chain (issue 14, round H), and the orchestrator reads two headers of
+ * an execute answer (`Content-Type`, `Mpd-Output`).
+ */
+class AnswerHeaders extends HeadersBase {
+  #raw: RawHeaders | undefined;
+
+  constructor(raw: RawHeaders) {
+    super();
+    this.#raw = raw;
   }
-  return headers;
+
+  /** This as `Headers`, with every header of the answer in it (once). */
+  #filled(): Headers {
+    const headers = this as unknown as Headers;
+    const raw = this.#raw;
+    if (raw === undefined) return headers;
+    this.#raw = undefined;
+    for (const name in raw) {
+      const value = raw[name];
+      if (Array.isArray(value)) for (const item of value) HEADERS.append.call(headers, name, item);
+      else if (value !== undefined) HEADERS.append.call(headers, name, value);
+    }
+    return headers;
+  }
+
+  get(name: string): string | null {
+    const value = this.#raw?.[name.toLowerCase()];
+    if (value !== undefined) return Array.isArray(value) ? value.join(', ') : value;
+    return HEADERS.get.call(this.#filled(), name);
+  }
+
+  has(name: string): boolean {
+    if (this.#raw?.[name.toLowerCase()] !== undefined) return true;
+    return HEADERS.has.call(this.#filled(), name);
+  }
+
+  append(name: string, value: string): void {
+    HEADERS.append.call(this.#filled(), name, value);
+  }
+
+  delete(name: string): void {
+    HEADERS.delete.call(this.#filled(), name);
+  }
+
+  set(name: string, value: string): void {
+    HEADERS.set.call(this.#filled(), name, value);
+  }
+
+  getSetCookie(): string[] {
+    return HEADERS.getSetCookie.call(this.#filled());
+  }
+
+  forEach(callback: (value: string, key: string, parent: Headers) => void, thisArg?: unknown): void {
+    HEADERS.forEach.call(this.#filled(), callback, thisArg);
+  }
+
+  keys(): ReturnType<Headers['keys']> {
+    return HEADERS.keys.call(this.#filled());
+  }
+
+  values(): ReturnType<Headers['values']> {
+    return HEADERS.values.call(this.#filled());
+  }
+
+  entries(): ReturnType<Headers['entries']> {
+    return HEADERS.entries.call(this.#filled());
+  }
+
+  [Symbol.iterator](): ReturnType<Headers['entries']> {
+    return HEADERS.entries.call(this.#filled());
+  }
+
+  /** What `console.log` and `util.inspect` show: the filled `Headers`, as for any `Headers`. */
+  [Symbol.for('nodejs.util.inspect.custom')](
+    _depth: number,
+    options: object,
+    inspect: (value: unknown, options: object) => string,
+  ): string {
+    return inspect(new Headers(this.#filled()), options);
+  }
+}
+
+/** Where a call goes, as undici's dispatcher takes it. */
+interface Target {
+  origin: string;
+  /** The path and query. */
+  path: string;
+}
+
+/** Targets of URLs called before (bounded: emptied when full); the same URLs are called again and again. */
+const targets = new Map<string, Target>();
+const MAX_TARGETS = 256;
+
+/**
+ * The `origin` and `path` of an http(s) `url`, as undici's top-level `request` makes them from a
+ * URL (`new URL`; the path with its query), parsed once per URL: undici parsed the worker's
+ * execute URL on every call (2–3 µs). Undefined for a URL undici would refuse (it is then given
+ * to undici as it is, to fail as before).
+ */
+function targetOf(url: string): Target | undefined {
+  let target = targets.get(url);
+  if (target !== undefined) return target;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return undefined;
+  target = { origin: parsed.origin, path: parsed.search ? `${parsed.pathname}${parsed.search}` : parsed.pathname };
+  if (targets.size >= MAX_TARGETS) targets.clear();
+  targets.set(url, target);
+  return target;
 }
 
 /** TLS failures: a certificate that does not verify, a handshake the server refused. */

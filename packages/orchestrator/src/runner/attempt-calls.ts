@@ -12,8 +12,11 @@ import {
 import type { RunTimers } from './run-clock.js';
 import type { WorkerClients } from './worker-clients.js';
 
-/** Every execute call says that the run reads `Mpd-Output: none` in its answer (see `OUTPUT_HEADER`). */
-const ACCEPTS_OUTPUT_NONE = { [ACCEPT_OUTPUT_HEADER]: OUTPUT_NONE } as const;
+/**
+ * Every execute call says that the run reads `Mpd-Output: none` in its answer (see
+ * `OUTPUT_HEADER`). Frozen: the client merges a frozen `extraHeaders` with its own headers once.
+ */
+const ACCEPTS_OUTPUT_NONE = Object.freeze({ [ACCEPT_OUTPUT_HEADER]: OUTPUT_NONE });
 
 /** Delays between re-sends of an execute call (ms): 250 ms, doubling up to 5 s, with jitter. */
 export const RESEND_BACKOFF = { initialMs: 250, maxMs: 5_000 } as const;
@@ -72,24 +75,25 @@ export async function sendExecute(
 ): Promise<CallsEnd> {
   const { registry, clients, timers, logger } = options;
   const clock = timers.clock;
-  const stopSignal = attempt.controller.signal;
   let failures = 0;
   let now = false;
   for (let send = 0; ; send++) {
     if (send > 0 && !now) {
       const delay = backoffDelay(failures - 1, RESEND_BACKOFF.initialMs, RESEND_BACKOFF.maxMs);
-      if (!(await timers.sleep(delay, stopSignal))) return { kind: 'stopped' };
+      const pause = new AbortController();
+      attempt.pause = pause;
+      const slept = await timers.sleep(delay, pause.signal);
+      attempt.pause = undefined;
+      if (!slept) return { kind: 'stopped' };
     }
     now = false;
-    if (stopSignal.aborted || (send > 0 && attempt.state !== 'running')) return { kind: 'stopped' };
+    if (attempt.stopped || (send > 0 && attempt.state !== 'running')) return { kind: 'stopped' };
     // Re-sends go where the worker is now: its endpoint and credential change when it registers again.
     const worker = send === 0 ? undefined : registry.snapshotOf(attempt.workerId);
     const endpoint = worker?.endpoint ?? attempt.endpoint;
     const credential =
       send === 0 ? attempt.credential : (registry.credentialOf(attempt.workerId) ?? attempt.credential);
     const call: ExecuteCall = { controller: new AbortController(), sentAt: clock.now(), resend: false };
-    const onStop = (): void => call.controller.abort();
-    stopSignal.addEventListener('abort', onStop, { once: true });
     attempt.call = call;
     try {
       const answer = await clients.for(endpoint, credential).execution.execute({
@@ -105,7 +109,7 @@ export async function sendExecute(
       const outputNone = (answer.headers as Headers | undefined)?.get(OUTPUT_HEADER) === OUTPUT_NONE;
       return { kind: 'answer', answer, outputNone };
     } catch (error) {
-      if (stopSignal.aborted) return { kind: 'stopped' };
+      if (attempt.stopped) return { kind: 'stopped' };
       if (call.resend) {
         now = true;
         continue;
@@ -135,10 +139,19 @@ export async function sendExecute(
         'execute call failed on the way; sending it again to the same worker',
       );
     } finally {
-      stopSignal.removeEventListener('abort', onStop);
       attempt.call = undefined;
     }
   }
+}
+
+/**
+ * Stops the attempt's execute calls for good (the run no longer listens for its answer): the
+ * call out now is aborted, a re-send waiting for its turn is not made.
+ */
+export function stopCalls(attempt: Attempt): void {
+  attempt.stopped = true;
+  attempt.call?.controller.abort();
+  attempt.pause?.abort();
 }
 
 /**

@@ -19,7 +19,7 @@ import {
   lateOutcome,
   type ModuleError,
 } from './attempt.js';
-import { type AttemptCallsOptions, type CallsEnd, resendNow, sendExecute } from './attempt-calls.js';
+import { type AttemptCallsOptions, type CallsEnd, resendNow, sendExecute, stopCalls } from './attempt-calls.js';
 import { CancelDesk, SETTLED } from './cancels.js';
 import { chainHeights } from './chain-heights.js';
 import { ConcurrencyRules } from './concurrency.js';
@@ -623,7 +623,8 @@ class PipelineRun {
       credential: registry.credentialOf(worker.id),
       generation: this.generations.get(worker.id) ?? 0,
       record,
-      controller: new AbortController(),
+      stopped: false,
+      pause: undefined,
       sentAt,
       deadlineAt: sentAt + state.timeoutMs + this.options.timeoutMarginMs,
       state: 'running',
@@ -1146,7 +1147,7 @@ class PipelineRun {
     this.timers.clear();
     this.unsubscribe?.();
     this.options.signal?.removeEventListener('abort', this.onAbort);
-    for (const attempt of this.attempts.values()) attempt.controller.abort(); // stop listening for late answers
+    for (const attempt of this.attempts.values()) stopCalls(attempt); // stop listening for late answers
     void this.clients.closeAll();
     const result = this.reporter.result({
       runId: this.runId,
