@@ -62,6 +62,16 @@ describe('a worker replaced under its id (case 6)', () => {
         message: 'the module to start on the first process',
       })
       .toBe(true);
+    // Frozen once it has taken in its registration's answer (its credential, its heartbeats
+    // begun): the orchestrator dispatches as soon as it accepted the registration, so the module
+    // can start before the worker has read that answer, and a process frozen then is another case.
+    await expect
+      .poll(() => old.output().includes('"msg":"registered with the orchestrator"'), {
+        timeout: 20_000,
+        interval: 50,
+        message: 'the first process to have read its registration answer',
+      })
+      .toBe(true);
     old.child.kill('SIGSTOP');
     const frozenAt = Date.now();
 
