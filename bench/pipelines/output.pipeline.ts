@@ -3,8 +3,9 @@
  * MPD_BENCH_OUTPUT_LINES lines (see `outputLine`) through `ctx.spawn`. `loud` (category `loud`)
  * lets the worker capture and ship every line; `quiet` (category `quiet`) sends the command's
  * stdout to /dev/null (`stdio: 'ignore'`): the same work with its output discarded; `inherit`
- * (category `inherit`) lets the command write to its module host's stdout itself (`stdio:
- * 'inherit'`: captured in a module host, not read by the module); `read` (category `read`)
+ * (category `inherit`) gives the command an inherited stdout (`stdio: 'inherit'`): not read by
+ * the module, captured all the same, written straight into the module host's stdout (or, with
+ * `--isolation none`, into a pipe the worker reads); `read` (category `read`)
  * starts it with Node's own `child_process.spawn`, not through `ctx` (stdout `'pipe'`): the
  * module reads the stream to its end exactly as `loud` does, but nothing is captured, the bytes
  * go only to the module — `loud / read` is what capture costs on its own. The driver

@@ -60,6 +60,14 @@ export interface CommandScope {
    * cut inside one of them (see `ByteLineSplitter.secrets`). @default none
    */
   secrets?: readonly Buffer[] | undefined;
+  /**
+   * Whether this process's own stdout and stderr are the module's output already (a module host:
+   * the worker reads its two pipes and ships what comes as the running module's lines). A command
+   * given an inherited stream (`'inherit'`) then writes straight into the worker's pipe, with no
+   * read or copy here. Otherwise (`--isolation none`: the worker's own stdout and stderr, not
+   * captured) such a stream becomes a pipe this process reads into `onOutput` alone. @default false
+   */
+  ownOutputCaptured?: boolean | undefined;
 }
 
 /**
@@ -88,11 +96,59 @@ function startCommand(
 const spawnIn =
   (scope: CommandScope): ModuleContext['spawn'] =>
   (file, args = [], options = {}) => {
-    const child = startCommand(scope, file, args, options.cwd, options.env, options.stdio ?? 'pipe');
-    if (scope.onOutput)
-      for (const stream of ['stdout', 'stderr'] as const) teeLines(child, stream, scope.onOutput, scope.secrets);
+    const { onOutput } = scope;
+    const stdio = options.stdio ?? 'pipe';
+    const captured = onOutput !== undefined && !scope.ownOutputCaptured ? capturedInherited(stdio) : undefined;
+    const child = startCommand(scope, file, args, options.cwd, options.env, captured?.stdio ?? stdio);
+    if (onOutput)
+      for (const stream of ['stdout', 'stderr'] as const) {
+        if (captured?.[stream]) captureOnly(child, stream, onOutput, scope.secrets);
+        else teeLines(child, stream, onOutput, scope.secrets);
+      }
     return child;
   };
+
+/**
+ * A `ctx.spawn`'s `stdio` with each inherited stdout or stderr (`'inherit'`, or this process's
+ * own stream given as its descriptor, 1 or 2, or as `process.stdout`/`process.stderr`) made a
+ * pipe, and which of the two were: where this process's own output is not captured (the worker
+ * with `--isolation none`), a command writing to it would write to the worker's stdout, unmasked
+ * and given to no module (before round H). Undefined when neither is inherited.
+ */
+function capturedInherited(
+  stdio: NonNullable<SpawnCommandOptions['stdio']>,
+): { stdio: SpawnCommandOptions['stdio']; stdout: boolean; stderr: boolean } | undefined {
+  const each = typeof stdio === 'string' ? [stdio, stdio, stdio] : [...stdio];
+  const inherited = (index: 1 | 2): boolean =>
+    each[index] === 'inherit' ||
+    each[index] === index ||
+    each[index] === (index === 1 ? process.stdout : process.stderr);
+  const stdout = inherited(1);
+  const stderr = inherited(2);
+  if (!stdout && !stderr) return undefined;
+  if (stdout) each[1] = 'pipe';
+  if (stderr) each[2] = 'pipe';
+  return { stdio: each as SpawnCommandOptions['stdio'], stdout, stderr };
+}
+
+/**
+ * Passes the lines of a piped stream of `child` that the module asked to inherit to `onOutput`
+ * alone: the module gets no stream (`child.stdout`/`child.stderr` null, as with `'inherit'`), so
+ * nothing is copied for it, and the command waits only while `onOutput` is full. `child.stdio`
+ * keeps the pipe (Node's own: the child's 'close' waits for its end, so every line is passed on
+ * before the module sees 'close').
+ */
+function captureOnly(
+  child: ChildProcess,
+  stream: 'stdout' | 'stderr',
+  onOutput: (stream: 'stdout' | 'stderr', lines: Buffer) => void | Promise<void>,
+  secrets: readonly Buffer[] | undefined,
+): void {
+  const source = child[stream];
+  if (!source) return;
+  forwardLines(source, stream, onOutput, secrets);
+  Object.defineProperty(child, stream, { value: null, configurable: true, enumerable: true, writable: true });
+}
 
 /**
  * Copies each line of a piped stream of `child` to `onOutput`, and gives the module a stream
