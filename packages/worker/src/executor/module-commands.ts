@@ -102,8 +102,19 @@ const spawnIn =
     const child = startCommand(scope, file, args, options.cwd, options.env, captured?.stdio ?? stdio);
     if (onOutput)
       for (const stream of ['stdout', 'stderr'] as const) {
-        if (captured?.[stream]) captureOnly(child, stream, onOutput, scope.secrets);
-        else teeLines(child, stream, onOutput, scope.secrets);
+        const source = child[stream];
+        if (!source) continue;
+        let given: Readable | null = null;
+        // An inherited stream made a pipe: its lines go to onOutput alone and the module gets no
+        // stream, as with 'inherit' (nothing copied for it; the command waits only while onOutput
+        // is full). `child.stdio` keeps the pipe: Node's own, whose end the child's 'close' waits
+        // for, so every line is passed on before the module sees 'close'.
+        if (captured?.[stream]) forwardLines(source, stream, onOutput, scope.secrets);
+        else given = teeLines(source, stream, onOutput, scope.secrets);
+        // Only `child.stdout`/`child.stderr` change: `child.stdio` keeps the originals, as Node
+        // resumes (drains) every stream of it not read when the child exits, which would empty a
+        // copy the module had not read yet.
+        Object.defineProperty(child, stream, { value: given, configurable: true, enumerable: true, writable: true });
       }
     return child;
   };
@@ -132,27 +143,8 @@ function capturedInherited(
 }
 
 /**
- * Passes the lines of a piped stream of `child` that the module asked to inherit to `onOutput`
- * alone: the module gets no stream (`child.stdout`/`child.stderr` null, as with `'inherit'`), so
- * nothing is copied for it, and the command waits only while `onOutput` is full. `child.stdio`
- * keeps the pipe (Node's own: the child's 'close' waits for its end, so every line is passed on
- * before the module sees 'close').
- */
-function captureOnly(
-  child: ChildProcess,
-  stream: 'stdout' | 'stderr',
-  onOutput: (stream: 'stdout' | 'stderr', lines: Buffer) => void | Promise<void>,
-  secrets: readonly Buffer[] | undefined,
-): void {
-  const source = child[stream];
-  if (!source) return;
-  forwardLines(source, stream, onOutput, secrets);
-  Object.defineProperty(child, stream, { value: null, configurable: true, enumerable: true, writable: true });
-}
-
-/**
- * Copies each line of a piped stream of `child` to `onOutput`, and gives the module a stream
- * (`child.stdout`/`child.stderr`) with the same bytes: a pass-through written from the original
+ * Copies each line of a piped stream of a command to `onOutput`, and makes the module a stream
+ * (its `child.stdout`/`child.stderr`, returned) with the same bytes: a pass-through written from the original
  * as it is read, so the module reads it whenever it likes (our 'data' listener makes the original
  * flow: a module reading the original itself would miss what came before it did). The original
  * waits while either reader is full, `onOutput` (its promise) or the module's copy (its write
@@ -164,13 +156,11 @@ function captureOnly(
  * run on while the module had not read its copy (which then held all of it).
  */
 function teeLines(
-  child: ChildProcess,
+  source: Readable,
   stream: 'stdout' | 'stderr',
   onOutput: (stream: 'stdout' | 'stderr', lines: Buffer) => void | Promise<void>,
   secrets: readonly Buffer[] | undefined,
-): void {
-  const source = child[stream];
-  if (!source) return;
+): Readable {
   const copy = new PassThrough();
   const gate = new ReadGate(source);
   // Whether the copy is full, until its 'drain' (or its close: a module that destroyed its copy
@@ -189,10 +179,7 @@ function teeLines(
     gate.hold();
   });
   source.on('end', () => copy.end());
-  // Only `child.stdout`/`child.stderr` become the copy: `child.stdio` keeps the originals, as
-  // Node resumes (drains) every stream of it not read when the child exits, which would empty
-  // a copy the module had not read yet.
-  Object.defineProperty(child, stream, { value: copy, configurable: true, enumerable: true, writable: true });
+  return copy;
 }
 
 /**
