@@ -83,6 +83,8 @@ describe('module output across a cluster', () => {
         expect(texts).toContain(`${name} tool sees ***`);
         expect(texts).toContain(`${name} tool stderr`);
         expect(texts).toContain(`${name} inherited sees ***`);
+        // In a module host, no read or copy of it there: the command's stdout is the host's own.
+        expect(texts).toContain(`${name} inherited direct ${isolation === 'process'}`);
         expect(texts).toContain(`${name} inherited stderr`);
         // A line longer than maxLineLength, cut into pieces that are masked each alone: the secret
         // across the cut is masked whole, none of it left in either piece (it was cut in two).
