@@ -8,7 +8,8 @@
  * `--isolation none`, into a pipe the worker reads); `read` (category `read`)
  * starts it with Node's own `child_process.spawn`, not through `ctx` (stdout `'pipe'`): the
  * module reads the stream to its end exactly as `loud` does, but nothing is captured, the bytes
- * go only to the module — `loud / read` is what capture costs on its own. The driver
+ * go only to the module — `loud / read` is what capture costs on its own. Judged (round H):
+ * `inherit / quiet`, the same module with its command's output captured or discarded. The driver
  * runs one category at a time. Each returns `{ t, ms }`: the monotonic clock when `run`
  * started (ns) and how long the command took (ms).
  */
