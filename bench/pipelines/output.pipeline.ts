@@ -3,11 +3,13 @@
  * MPD_BENCH_OUTPUT_LINES lines (see `outputLine`) through `ctx.spawn`. `loud` (category `loud`)
  * lets the worker capture and ship every line; `quiet` (category `quiet`) sends the command's
  * stdout to /dev/null (`stdio: 'ignore'`): the same work with its output discarded; `inherit`
- * (category `inherit`) lets the command write to its module host's stdout itself (`stdio:
- * 'inherit'`: captured in a module host, not read by the module); `read` (category `read`)
+ * (category `inherit`) gives the command an inherited stdout (`stdio: 'inherit'`): not read by
+ * the module, captured all the same, written straight into the module host's stdout (or, with
+ * `--isolation none`, into a pipe the worker reads); `read` (category `read`)
  * starts it with Node's own `child_process.spawn`, not through `ctx` (stdout `'pipe'`): the
  * module reads the stream to its end exactly as `loud` does, but nothing is captured, the bytes
- * go only to the module — `loud / read` is what capture costs on its own. The driver
+ * go only to the module — `loud / read` is what capture costs on its own. Judged (round H):
+ * `inherit / quiet`, the same module with its command's output captured or discarded. The driver
  * runs one category at a time. Each returns `{ t, ms }`: the monotonic clock when `run`
  * started (ns) and how long the command took (ms).
  */

@@ -82,9 +82,13 @@ describe('module output across a cluster', () => {
         );
         expect(texts).toContain(`${name} tool sees ***`);
         expect(texts).toContain(`${name} tool stderr`);
+        expect(texts).toContain(`${name} inherited sees ***`);
+        // In a module host, no read or copy of it there: the command's stdout is the host's own.
+        expect(texts).toContain(`${name} inherited direct ${isolation === 'process'}`);
+        expect(texts).toContain(`${name} inherited stderr`);
         // A line longer than maxLineLength, cut into pieces that are masked each alone: the secret
         // across the cut is masked whole, none of it left in either piece (it was cut in two).
-        for (const letter of ['y', 'z'])
+        for (const letter of ['y', 'w', 'z'])
           expect(texts.filter((text) => new RegExp(`^[${letter}*]+( tail)?$`).test(text)).join('')).toBe(
             `${letter.repeat(16_380)}***${letter.repeat(53_600)} tail`,
           );
@@ -102,6 +106,7 @@ describe('module output across a cluster', () => {
         const log = await readFile(file, 'utf8');
         expect(log).toMatch(new RegExp(`^\\S+Z log info ${name} logger 0$`, 'm'));
         expect(log).toMatch(new RegExp(`^\\S+Z stderr - ${name} tool stderr$`, 'm'));
+        expect(log).toMatch(new RegExp(`^\\S+Z stderr - ${name} inherited stderr$`, 'm'));
         expect(log).toContain(`${name} tool sees ***`);
         expect(log).not.toContain(SECRET);
       }

@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import { fstatSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -93,6 +94,86 @@ describe('the output of commands (ctx.exec, ctx.spawn)', () => {
     for await (const chunk of child.stdout!) read += String(chunk);
     expect(read).toBe('a\nb\n');
     expect(lines).toEqual(['stdout: a', 'stdout: b']);
+  });
+});
+
+describe("ctx.spawn with inherited stdio: the module does not read the stream, the command's lines are output all the same", () => {
+  /** What `onOutput` got, as the bytes of each stream, and the blocks' count. */
+  const capturing = (ownOutputCaptured?: boolean, secrets?: readonly Buffer[]) => {
+    const got = { stdout: [] as Buffer[], stderr: [] as Buffer[] };
+    const { spawn } = moduleCommands({
+      ...scope(),
+      onOutput: (stream, block) => void got[stream].push(Buffer.from(block)),
+      secrets,
+      ownOutputCaptured,
+    });
+    return { spawn, got };
+  };
+  const closed = (child: ChildProcess) =>
+    new Promise<number | null>((resolve, reject) => child.on('close', resolve).on('error', reject));
+  const LINES = "for (let i = 0; i < 5000; i++) console.log('line ' + i); console.error('on stderr')";
+  const expected = Array.from({ length: 5000 }, (_, index) => `line ${index}\n`).join('');
+
+  it.each([
+    ["'inherit'", 'inherit'],
+    ["['ignore', 'inherit', 'inherit']", ['ignore', 'inherit', 'inherit']],
+    ['[0, 1, 2]', [0, 1, 2]],
+    ['[0, process.stdout, process.stderr]', [0, process.stdout, process.stderr]],
+  ] as const)(
+    "where this process's own output is not captured (the worker with --isolation none), %s: every line to the module's output, in order, stream kept; the module gets no stream",
+    async (_, stdio) => {
+      const { spawn, got } = capturing();
+      const child = spawn(process.execPath, ['-e', LINES], { stdio: stdio as never });
+      expect(child.stdout).toBeNull();
+      expect(child.stderr).toBeNull();
+      // Every line passed on before the module sees 'close'.
+      expect(await closed(child)).toBe(0);
+      expect(Buffer.concat(got.stdout).toString()).toBe(expected);
+      expect(Buffer.concat(got.stderr).toString()).toBe('on stderr\n');
+    },
+  );
+
+  it('a stream not inherited keeps its own way: a pipe the module reads (and which is output), or nothing', async () => {
+    const { spawn, got } = capturing();
+    const child = spawn(process.execPath, ['-e', LINES], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let read = '';
+    child.stdout!.on('data', (chunk: Buffer) => (read += String(chunk)));
+    expect(await closed(child)).toBe(0);
+    expect(read).toBe(expected);
+    expect(Buffer.concat(got.stdout).toString()).toBe(expected);
+    expect(got.stderr).toEqual([]);
+  });
+
+  it('an over-long line is given in pieces never cut inside a secret value, as a piped stream is', async () => {
+    const secret = 'hunter2-inherited-secret';
+    const { spawn, got } = capturing(false, [Buffer.from(secret)]);
+    const child = spawn(
+      process.execPath,
+      ['-e', `process.stdout.write('w'.repeat(16380) + ${JSON.stringify(secret)} + 'w'.repeat(53600) + ' tail\\n')`],
+      { stdio: ['ignore', 'inherit', 'inherit'] },
+    );
+    expect(await closed(child)).toBe(0);
+    const line = `${'w'.repeat(16_380)}${secret}${'w'.repeat(53_600)} tail`;
+    // Pieces of at most maxLineLength, each given as a line (ended with \n): together the line.
+    const pieces = Buffer.concat(got.stdout).toString().split('\n').slice(0, -1);
+    expect(pieces.length).toBeGreaterThan(1);
+    expect(pieces.join('') === line).toBe(true);
+    // Each piece alone holds the secret whole or none of it.
+    expect(pieces.filter((piece) => piece.includes(secret))).toHaveLength(1);
+  });
+
+  it("where this process's own output is captured (a module host), an inherited stream is left to the command: it writes straight into this process's stdout", async () => {
+    const { spawn, got } = capturing(true);
+    const { ino, dev } = fstatSync(1);
+    // The command checks that its fd 1 is this process's (and writes nothing to it).
+    const child = spawn(
+      process.execPath,
+      ['-e', `const s = require('fs').fstatSync(1); process.exit(s.ino === ${ino} && s.dev === ${dev} ? 0 : 3)`],
+      { stdio: ['ignore', 'inherit', 'ignore'] },
+    );
+    expect(child.stdout).toBeNull();
+    expect(await closed(child)).toBe(0);
+    expect(got.stdout).toEqual([]);
   });
 });
 

@@ -60,6 +60,14 @@ export interface CommandScope {
    * cut inside one of them (see `ByteLineSplitter.secrets`). @default none
    */
   secrets?: readonly Buffer[] | undefined;
+  /**
+   * Whether this process's own stdout and stderr are the module's output already (a module host:
+   * the worker reads its two pipes and ships what comes as the running module's lines). A command
+   * given an inherited stream (`'inherit'`) then writes straight into the worker's pipe, with no
+   * read or copy here. Otherwise (`--isolation none`: the worker's own stdout and stderr, not
+   * captured) such a stream becomes a pipe this process reads into `onOutput` alone. @default false
+   */
+  ownOutputCaptured?: boolean | undefined;
 }
 
 /**
@@ -88,15 +96,55 @@ function startCommand(
 const spawnIn =
   (scope: CommandScope): ModuleContext['spawn'] =>
   (file, args = [], options = {}) => {
-    const child = startCommand(scope, file, args, options.cwd, options.env, options.stdio ?? 'pipe');
-    if (scope.onOutput)
-      for (const stream of ['stdout', 'stderr'] as const) teeLines(child, stream, scope.onOutput, scope.secrets);
+    const { onOutput } = scope;
+    const stdio = options.stdio ?? 'pipe';
+    const captured = onOutput !== undefined && !scope.ownOutputCaptured ? capturedInherited(stdio) : undefined;
+    const child = startCommand(scope, file, args, options.cwd, options.env, captured?.stdio ?? stdio);
+    if (onOutput)
+      for (const stream of ['stdout', 'stderr'] as const) {
+        const source = child[stream];
+        if (!source) continue;
+        let given: Readable | null = null;
+        // An inherited stream made a pipe: its lines go to onOutput alone and the module gets no
+        // stream, as with 'inherit' (nothing copied for it; the command waits only while onOutput
+        // is full). `child.stdio` keeps the pipe: Node's own, whose end the child's 'close' waits
+        // for, so every line is passed on before the module sees 'close'.
+        if (captured?.[stream]) forwardLines(source, stream, onOutput, scope.secrets);
+        else given = teeLines(source, stream, onOutput, scope.secrets);
+        // Only `child.stdout`/`child.stderr` change: `child.stdio` keeps the originals, as Node
+        // resumes (drains) every stream of it not read when the child exits, which would empty a
+        // copy the module had not read yet.
+        Object.defineProperty(child, stream, { value: given, configurable: true, enumerable: true, writable: true });
+      }
     return child;
   };
 
 /**
- * Copies each line of a piped stream of `child` to `onOutput`, and gives the module a stream
- * (`child.stdout`/`child.stderr`) with the same bytes: a pass-through written from the original
+ * A `ctx.spawn`'s `stdio` with each inherited stdout or stderr (`'inherit'`, or this process's
+ * own stream given as its descriptor, 1 or 2, or as `process.stdout`/`process.stderr`) made a
+ * pipe, and which of the two were: where this process's own output is not captured (the worker
+ * with `--isolation none`), a command writing to it would write to the worker's stdout, unmasked
+ * and given to no module (before round H). Undefined when neither is inherited.
+ */
+function capturedInherited(
+  stdio: NonNullable<SpawnCommandOptions['stdio']>,
+): { stdio: SpawnCommandOptions['stdio']; stdout: boolean; stderr: boolean } | undefined {
+  const each = typeof stdio === 'string' ? [stdio, stdio, stdio] : [...stdio];
+  const inherited = (index: 1 | 2): boolean =>
+    each[index] === 'inherit' ||
+    each[index] === index ||
+    each[index] === (index === 1 ? process.stdout : process.stderr);
+  const stdout = inherited(1);
+  const stderr = inherited(2);
+  if (!stdout && !stderr) return undefined;
+  if (stdout) each[1] = 'pipe';
+  if (stderr) each[2] = 'pipe';
+  return { stdio: each as SpawnCommandOptions['stdio'], stdout, stderr };
+}
+
+/**
+ * Copies each line of a piped stream of a command to `onOutput`, and makes the module a stream
+ * (its `child.stdout`/`child.stderr`, returned) with the same bytes: a pass-through written from the original
  * as it is read, so the module reads it whenever it likes (our 'data' listener makes the original
  * flow: a module reading the original itself would miss what came before it did). The original
  * waits while either reader is full, `onOutput` (its promise) or the module's copy (its write
@@ -108,13 +156,11 @@ const spawnIn =
  * run on while the module had not read its copy (which then held all of it).
  */
 function teeLines(
-  child: ChildProcess,
+  source: Readable,
   stream: 'stdout' | 'stderr',
   onOutput: (stream: 'stdout' | 'stderr', lines: Buffer) => void | Promise<void>,
   secrets: readonly Buffer[] | undefined,
-): void {
-  const source = child[stream];
-  if (!source) return;
+): Readable {
   const copy = new PassThrough();
   const gate = new ReadGate(source);
   // Whether the copy is full, until its 'drain' (or its close: a module that destroyed its copy
@@ -133,10 +179,7 @@ function teeLines(
     gate.hold();
   });
   source.on('end', () => copy.end());
-  // Only `child.stdout`/`child.stderr` become the copy: `child.stdio` keeps the originals, as
-  // Node resumes (drains) every stream of it not read when the child exits, which would empty
-  // a copy the module had not read yet.
-  Object.defineProperty(child, stream, { value: copy, configurable: true, enumerable: true, writable: true });
+  return copy;
 }
 
 /**

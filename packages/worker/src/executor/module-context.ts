@@ -31,6 +31,8 @@ export interface ModuleContextFields {
   onOutput?: ((stream: 'stdout' | 'stderr', lines: Buffer) => void | Promise<void>) | undefined;
   /** The execution's secret values, UTF-8 (`CommandScope.secrets`). @default none */
   secrets?: readonly Buffer[] | undefined;
+  /** Whether this process's own stdout and stderr are captured as the module's output (`CommandScope.ownOutputCaptured`). @default false */
+  ownOutputCaptured?: boolean | undefined;
   executionId: string;
   workerId: string;
   /** `ctx.artifacts` (see `moduleArtifacts`): read only when the module reads it (a getter in a module host). */
@@ -70,6 +72,7 @@ export function createModuleContext(fields: ModuleContextFields): ModuleContext 
       env,
       onOutput: fields.onOutput,
       secrets: fields.secrets,
+      ownOutputCaptured: fields.ownOutputCaptured,
     }),
     executionId: fields.executionId,
     workerId: fields.workerId,

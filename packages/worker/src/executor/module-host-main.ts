@@ -110,6 +110,8 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
    * (a host runs one module at a time).
    */
   readonly onOutput = writeToOwnStream;
+  /** A command given an inherited stdout or stderr writes straight into the worker's pipe (no read, no copy here). */
+  readonly ownOutputCaptured = true;
   /** The execution's secret values: a command's over-long line is never cut inside one (the worker masks each piece alone). */
   readonly secrets: readonly Buffer[] | undefined;
 
