@@ -19,7 +19,14 @@ export type Fault =
    */
   | { kind: 'black-hole' }
   /** Forwards each chunk `ms` late. */
-  | { kind: 'delay'; ms: number };
+  | { kind: 'delay'; ms: number }
+  /**
+   * Forwards the client's bytes to the target but holds the target's answer until the fault is
+   * lifted ({@link FaultProxy.heal}, or another fault), then forwards it whole, in order: a
+   * server that acted on a request whose answer the client reads only later (the client
+   * frozen, or a stalled network), in an order the test decides, without a race against a timer.
+   */
+  | { kind: 'hold-answers' };
 
 /** Where a {@link FaultProxy} forwards to. */
 export interface FaultTarget {
@@ -43,6 +50,13 @@ export interface FaultProxy {
    * are used in the order given, each once.
    */
   faultNext(fault: Fault, match?: RegExp): void;
+  /**
+   * `fault` applies to the connection that carries the next chunk from a client matching `match`
+   * (e.g. `/POST \/api\/workers\/register/`), from that chunk on (a reset: the chunk is not
+   * forwarded), whether the connection is new or kept alive from earlier requests, unlike
+   * {@link FaultProxy.faultNext}. Rules are used in the order given, each once.
+   */
+  faultNextRequest(fault: Fault, match: RegExp): void;
   /** No fault any more, on new connections and open ones that were not black-holed. */
   heal(): void;
   /** What happened so far: connections accepted, connections reset by a fault, bytes dropped. */
@@ -64,6 +78,8 @@ interface Connection {
   timer: NodeJS.Timeout | undefined;
   /** Client data waiting for the target's connection. */
   queued: Buffer[];
+  /** The target's answer held by a `hold-answers` fault, forwarded once it is lifted. */
+  held: Buffer[];
 }
 
 const NONE: Fault = { kind: 'none' };
@@ -79,6 +95,7 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
   let destination = target;
   const waiting: (() => void)[] = [];
   const rules: { fault: Fault; match: RegExp | undefined }[] = [];
+  const requestRules: { fault: Fault; match: RegExp }[] = [];
   const connections = new Set<Connection>();
   const stats = { accepted: 0, resets: 0, droppedBytes: 0 };
 
@@ -108,6 +125,9 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
     clear(connection);
     connection.fault = fault;
     if (fault.kind === 'black-hole') connection.lost = true;
+    if (fault.kind !== 'hold-answers') {
+      for (const chunk of connection.held.splice(0)) forward(connection, chunk, connection.client);
+    }
     if (fault.kind === 'reset') {
       if (fault.afterMs === undefined && fault.afterBytes === undefined) reset(connection);
       else if (fault.afterMs !== undefined) connection.timer = setTimeout(() => reset(connection), fault.afterMs);
@@ -119,6 +139,10 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
     const { fault } = connection;
     if (connection.lost || to === undefined) {
       stats.droppedBytes += chunk.length;
+      return;
+    }
+    if (fault.kind === 'hold-answers' && to === connection.client) {
+      connection.held.push(chunk);
       return;
     }
     if (fault.kind === 'delay') {
@@ -172,6 +196,7 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
       lost: current.kind === 'black-hole',
       timer: undefined,
       queued: [],
+      held: [],
     };
     connections.add(connection);
     client.on('error', () => destroy(connection));
@@ -185,6 +210,12 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
         const text = chunk.toString('latin1');
         const rule = rules.findIndex(({ match }) => match === undefined || match.test(text));
         if (rule >= 0) apply(connection, rules.splice(rule, 1)[0]!.fault);
+      }
+      if (requestRules.length > 0) {
+        const text = chunk.toString('latin1');
+        const rule = requestRules.findIndex(({ match }) => match.test(text));
+        if (rule >= 0) apply(connection, requestRules.splice(rule, 1)[0]!.fault);
+        if (connection.client.destroyed) return;
       }
       if (connection.upstream?.connecting === false) forward(connection, chunk, connection.upstream);
       else if (!connection.lost) connection.queued.push(chunk);
@@ -213,9 +244,13 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
     faultNext(fault, match) {
       rules.push({ fault, match });
     },
+    faultNextRequest(fault, match) {
+      requestRules.push({ fault, match });
+    },
     heal() {
       current = NONE;
       rules.length = 0;
+      requestRules.length = 0;
       for (const connection of [...connections]) apply(connection, NONE);
     },
     async close() {

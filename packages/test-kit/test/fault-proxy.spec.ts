@@ -13,17 +13,19 @@ afterEach(async () => {
   for (const server of servers.splice(0)) server.close();
 });
 
-/** An echo server on 127.0.0.1, counting the connections it got. */
-async function echoServer(): Promise<{ port: number; connections: () => number }> {
+/** An echo server on 127.0.0.1, counting the connections it got, and keeping what it got. */
+async function echoServer(): Promise<{ port: number; connections: () => number; got: () => string }> {
   let connections = 0;
+  let got = '';
   const server = createServer((socket) => {
     connections++;
     socket.on('error', () => undefined);
+    socket.on('data', (chunk: Buffer) => (got += chunk.toString()));
     socket.pipe(socket);
   });
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { port: (server.address() as AddressInfo).port, connections: () => connections };
+  return { port: (server.address() as AddressInfo).port, connections: () => connections, got: () => got };
 }
 
 async function proxyTo(port?: number): Promise<FaultProxy> {
@@ -108,6 +110,36 @@ describe('startFaultProxy', () => {
     const again = await client(proxy.port);
     again.socket.write('POST /execute'); // the rule was used once
     await expect.poll(again.received).toBe('POST /execute');
+  });
+
+  it('faultNextRequest: the connection that carries the next matching chunk gets the fault, kept alive or new', async () => {
+    const echo = await echoServer();
+    const proxy = await proxyTo(echo.port);
+    const kept = await client(proxy.port);
+    kept.socket.write('GET /health');
+    await expect.poll(kept.received).toBe('GET /health');
+    proxy.faultNextRequest({ kind: 'reset' }, /^POST \/register/);
+    kept.socket.write('POST /register'); // the second request on the connection: reset, not forwarded
+    expect(await kept.ended).toBe('ECONNRESET');
+    expect(echo.got()).toBe('GET /health');
+    const again = await client(proxy.port);
+    again.socket.write('POST /register'); // the rule was used once
+    await expect.poll(again.received).toBe('POST /register');
+  });
+
+  it('holds the answers (the requests go through) until healed, then forwards them in order', async () => {
+    const echo = await echoServer();
+    const proxy = await proxyTo(echo.port);
+    proxy.faultNext({ kind: 'hold-answers' });
+    const c = await client(proxy.port);
+    c.socket.write('one,');
+    await expect.poll(echo.got).toBe('one,');
+    c.socket.write('two');
+    await expect.poll(echo.got).toBe('one,two');
+    await sleep(100);
+    expect(c.received()).toBe('');
+    proxy.heal();
+    await expect.poll(c.received).toBe('one,two');
   });
 
   it('black-holes open and new connections for good (they stay open, nothing gets through); heal lets new ones through', async () => {

@@ -65,6 +65,8 @@ export interface WorkerOptions {
   /**
    * A file where the worker keeps the credential the orchestrator gave it, between runs:
    * written (mode 0600) after each registration, read at start and presented when registering.
+   * Never written over another process's credential: only while it holds what this process read
+   * or wrote there, or nothing (see `OrchestratorLink`).
    * A worker restarted after a crash then takes its place again at once; without it, its id
    * stays taken (409 `WorkerIdTaken`, retried) until the orchestrator counts the crashed run
    * `Offline`, after the heartbeat timeout. Keep it private, like the join token.

@@ -39,7 +39,11 @@ export type LinkState =
   | { status: 'stopped' }
   /** For good: the orchestrator refused the registration as invalid (400); `message` says why. */
   | { status: 'refused'; message: string }
-  /** For good: another process registered under this id (409 `WorkerReplaced` to a heartbeat). */
+  /**
+   * For good: another process registered under this id (409 `WorkerReplaced` to a heartbeat, or
+   * 409 `WorkerIdTaken` to a registration again of a process that had registered: see
+   * {@link OrchestratorLink}).
+   */
   | { status: 'replaced'; message: string };
 
 /** Why a link ended for good (see {@link LinkStart.onEnded}). */
@@ -61,8 +65,10 @@ export interface OrchestratorLinkOptions {
   /** The cluster join token to register with (bearer token). */
   joinToken?: string | undefined;
   /**
-   * Where the worker keeps its credential between runs (written after each registration,
-   * readable by its owner only; read at start): see `WorkerOptions.credentialFile`.
+   * Where the worker keeps its credential between runs (written after each registration that
+   * changed it, readable by its owner only; read at start): see `WorkerOptions.credentialFile`.
+   * Written only while it holds what this process last read or wrote there (or nothing): see
+   * {@link OrchestratorLink}.
    */
   credentialFile?: string | undefined;
   /** First retry delay while the orchestrator cannot be reached (ms); doubles up to `maxBackoffMs` (see `WorkerOptions`). */
@@ -113,7 +119,8 @@ export interface LinkStart {
   /**
    * Called once when the link ends for good: the orchestrator refused the registration as
    * invalid (400: the same registration would be refused again), or another process took this
-   * id (409 `WorkerReplaced`: this one must cancel everything and stop). The link neither
+   * id (409 `WorkerReplaced`, or `WorkerIdTaken` once registered: this one must cancel
+   * everything and stop). The link neither
    * unregisters nor drains afterwards: the id is no longer this process's.
    */
   onEnded?: (end: LinkEnd) => void;
@@ -126,7 +133,32 @@ export interface LinkStart {
  * unregisters on {@link OrchestratorLink.stop}. It holds the heartbeat lease
  * ({@link HeartbeatLease}): with nothing acknowledged by its renew deadline it fences the
  * worker ({@link LinkStart.onFenced}), and each renewal is passed on ({@link LinkStart.onLeaseRenewed}). It ends for good on a registration refused as invalid
- * (400) and on a heartbeat answered 409 `WorkerReplaced` ({@link LinkStart.onEnded}).
+ * (400) and when another process has taken its id ({@link LinkStart.onEnded}).
+ *
+ * Replaced, whichever order things happened in. The orchestrator may dispatch as soon as it
+ * accepts a registration, so a process can stall (SIGSTOP, a GC pause, a VM stall) after the
+ * orchestrator accepted it and before it read the answer; a replacement with the same id and
+ * credential file registers once it is Offline and gets a new credential (the file did not hold
+ * the old process's yet). Thawed, the old process's heartbeat presents a credential the
+ * orchestrator no longer knows (401, not the 409 `WorkerReplaced` a process stalled after reading
+ * its answer gets), and its registration again is refused 409 `WorkerIdTaken` as long as the
+ * replacement is live. The rule: a process that has registered (the orchestrator accepted its
+ * incarnation) and whose registration again is refused `WorkerIdTaken` has been replaced by
+ * another live process, and ends as for `WorkerReplaced` (the worker exits 3, with the same
+ * message). One exception: when an attempt of that registration may have been served without
+ * its answer reaching this process (the connection lost or timed out after it was sent), the
+ * live holder may be this process's own unread registration, which a new orchestrator gave a new
+ * credential; the link then retries (as a fresh process does) until that registration, never
+ * heartbeated, is Offline: for the orchestrator's heartbeat timeout after the attempt. A fresh
+ * process that has not registered yet retries `WorkerIdTaken` with backoff as before: the old
+ * holder may be its own crashed predecessor, whose id frees once it is Offline.
+ *
+ * The credential file is shared by the processes started with the same id, so the link writes
+ * it only while it holds what this process last read or wrote there, or nothing: a stalled
+ * process that reads its answer late finds the replacement's credential there and leaves it
+ * (so the replacement, restarted, keeps its id at once). The check and the write are not one
+ * atomic step: a write by another process in the few milliseconds between them is not seen;
+ * the case it guards against lasts as long as a process is stalled.
  */
 export class OrchestratorLink {
   private current: LinkState = { status: 'idle' };
@@ -135,6 +167,8 @@ export class OrchestratorLink {
   private readonly registeredWaiters = new Set<() => void>();
   /** The credential from the last registration: sent on heartbeats, unregister, drain. */
   private credentialValue: string | undefined;
+  /** What the credential file held when this process last read or wrote it (undefined: nothing). */
+  private credentialInFile: string | undefined;
   /** Whether a registration has completed since the link started (the worker's credential state is known). */
   private registeredOnce = false;
   /** What the link reports to; set by {@link OrchestratorLink.start}. */
@@ -202,6 +236,7 @@ export class OrchestratorLink {
     if (this.loop) return;
     this.hooks = start;
     this.credentialValue = this.readCredentialFile();
+    this.credentialInFile = this.credentialValue;
     this.loop = this.run(start).catch((error: unknown) => {
       if (!this.stopController.signal.aborted)
         this.options.logger.error({ err: error }, 'orchestrator link stopped unexpectedly');
@@ -301,25 +336,35 @@ export class OrchestratorLink {
     const file = this.options.credentialFile;
     if (file === undefined) return undefined;
     try {
-      const credential = readFileSync(file, 'utf8').trim();
-      return credential === '' ? undefined : credential;
+      return credentialIn(file);
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-        this.options.logger.warn(
-          { err: describe(error), file },
-          'could not read the credential file; registering without it',
-        );
-      }
+      this.options.logger.warn(
+        { err: describe(error), file },
+        'could not read the credential file; registering without it',
+      );
       return undefined;
     }
   }
 
-  /** Keeps the credential for the next run: whole or not at all, readable by this user only. */
+  /**
+   * Keeps the credential for the next run: whole or not at all, readable by this user only; and
+   * only while the file holds what this process last read or wrote there, or nothing (see
+   * {@link OrchestratorLink}: another process under this id wrote it, which holds the id now).
+   */
   private async writeCredentialFile(credential: string | undefined): Promise<void> {
     const file = this.options.credentialFile;
     if (file === undefined || credential === undefined) return;
     try {
+      const held = credentialIn(file);
+      if (held !== undefined && held !== this.credentialInFile) {
+        this.options.logger.warn(
+          { file },
+          'another process under this worker id wrote the credential file since this one read it; leaving it as it is',
+        );
+        return;
+      }
       await writeStateFile(file, `${credential}\n`, { private: true });
+      this.credentialInFile = credential;
     } catch (error) {
       // The worker works on; only a restart after a crash waits for the old registration to expire.
       this.options.logger.warn({ err: describe(error), file }, 'could not write the credential file');
@@ -350,9 +395,19 @@ export class OrchestratorLink {
     this.options.logger.error({ status }, message);
   }
 
+  /** Ends the link as replaced: another process registered under this id (`detail`: the orchestrator's words). */
+  private endReplaced(detail: string): void {
+    this.end(
+      'replaced',
+      `another process registered as worker '${this.options.workerId}' (${detail}); this one cancels its modules and stops`,
+    );
+  }
+
   /** Registers, retrying with backoff; undefined when stopped first. */
   private async register(node: LinkStart['node'], signal: AbortSignal): Promise<number | undefined> {
     const { client, logger } = this.options;
+    /** When (`now`) an attempt of this round last went unanswered after it may have been served. */
+    let unansweredAt: number | undefined;
     for (let attempt = 0; !signal.aborted; attempt++) {
       this.current = { status: 'registering', attempt, ...(this.lastError ? { lastError: this.lastError } : {}) };
       try {
@@ -403,9 +458,21 @@ export class OrchestratorLink {
           this.registeredWaiters.clear();
           return heartbeatIntervalMs;
         }
+        if (
+          response.status === 409 &&
+          response.body.code === 'WorkerIdTaken' &&
+          this.registeredOnce &&
+          (unansweredAt === undefined || this.now() - unansweredAt > this.heartbeatTimeoutMs)
+        ) {
+          // Registered before, and the id is another live process's now (see the class's docs).
+          this.endReplaced(response.body.errorMessage);
+          return undefined;
+        }
         this.lastError = `register answered ${response.status}: ${JSON.stringify(response.body)}`;
       } catch (error) {
         if (signal.aborted) return undefined;
+        // Sent, maybe served, answer lost: the id's live holder may be this very registration.
+        if (!(error instanceof MpdClientError && error.code === 'Unreachable')) unansweredAt = this.now();
         this.lastError = describe(error);
       }
       const delay = this.delay(attempt);
@@ -440,10 +507,7 @@ export class OrchestratorLink {
           extraHeaders: bearerHeader(this.credentialValue),
         });
         if (response.status === 409 && response.body.code === 'WorkerReplaced') {
-          this.end(
-            'replaced',
-            `another process registered as worker '${this.options.workerId}' (${response.body.errorMessage}); this one cancels its modules and stops`,
-          );
+          this.endReplaced(response.body.errorMessage);
           return;
         }
         if (response.status === 404 || response.status === 401 || response.status === 403) {
@@ -511,6 +575,20 @@ function errorText(body: ErrorBody | null | undefined): string {
 /** Milliseconds as seconds, to the millisecond (`2.25`). */
 function seconds(ms: number): number {
   return Math.round(ms) / 1000;
+}
+
+/**
+ * The credential `file` holds (undefined when it is missing or empty).
+ * @throws the read's error but ENOENT
+ */
+function credentialIn(file: string): string | undefined {
+  try {
+    const credential = readFileSync(file, 'utf8').trim();
+    return credential === '' ? undefined : credential;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
 }
 
 function describe(error: unknown): string {
