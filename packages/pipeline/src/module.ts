@@ -202,8 +202,10 @@ export interface ModuleArtifacts {
    * Extracts artifact `ref` into `dir` (relative paths from `ctx.workingDirectory`; made if
    * missing), fetching it unless the worker's cache has it. An archive with an entry that would
    * land outside `dir` (an absolute path, `..`, a link pointing out) or that is not a file,
-   * directory or link is refused before anything is written.
-   * @throws Error for such an archive, a `ref` that is not one, or a blob the store does not have
+   * directory or link is refused before anything is written. It ends with the attempt (`ctx.signal`
+   * aborting: a timeout, a cancel; or the module failing): nothing is written into `dir` afterwards.
+   * @throws Error for such an archive, a `ref` that is not one, or a blob the store does not have;
+   *   the signal's reason once it aborted
    */
   download(ref: ArtifactRef, dir: string): Promise<{ files: number }>;
 }

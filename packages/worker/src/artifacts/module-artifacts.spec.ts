@@ -2,12 +2,13 @@ import { createReadStream, existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { ArtifactClient, BlobDamagedError, digestFile, VerifyingStream } from '@mpd/client';
 import { create } from 'tar';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startHostileBlobServer, within } from '../../test/hostile-blob-server.js';
-import { BlobCache } from './blob-cache.js';
+import { BlobCache, type BlobCacheOptions } from './blob-cache.js';
 import type { BlobFollower } from './blob-progress.js';
 import { type Digest, entryProblem, moduleArtifacts } from './module-artifacts.js';
 
@@ -20,7 +21,7 @@ afterEach(async () => {
  * A worker's side over a store that is a directory (`store/<sha256>`): the real cache, fed by
  * copying from it, so these tests need no orchestrator.
  */
-async function setUp(cacheOptions: { maxBytes?: number } = {}) {
+async function setUp(cacheOptions: Partial<Pick<BlobCacheOptions, 'maxBytes' | 'open'>> = {}) {
   const root = await mkdtemp(join(tmpdir(), 'mpd-artifacts-'));
   dirs.push(root);
   const store = join(root, 'store');
@@ -56,7 +57,7 @@ async function setUp(cacheOptions: { maxBytes?: number } = {}) {
   const work = join(root, 'work');
   await mkdir(work);
   const artifacts = moduleArtifacts({ transport, workingDirectory: work, scratchDir: join(root, 'scratch') });
-  return { root, store, work, artifacts, puts, cache };
+  return { root, store, work, artifacts, puts, cache, transport };
 }
 
 describe('ctx.artifacts', () => {
@@ -102,6 +103,78 @@ describe('ctx.artifacts', () => {
     expect((await readdir(work)).sort()).toEqual(['dist', 'restored']);
     expect(await cacheFiles()).toEqual([]);
   });
+
+  it("ends with its execution's stop: a stalled download rejects with the reason at once, leaves no file in its directory (nor once the bytes come), and another consumer of the blob still gets it", async () => {
+    // The store sends the blob's first 64 KiB, then holds the rest back until released (as a stalled network would).
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let firstChunkSent!: () => void;
+    const servedFirstChunk = new Promise<void>((resolve) => (firstChunkSent = resolve));
+    const { root, store, work, artifacts, transport } = await setUp({
+      open: async (sha256) => {
+        const bytes = await readFile(join(store, sha256));
+        const body = new VerifyingStream(sha256, bytes.length);
+        const held = Readable.from(
+          (async function* () {
+            // In two: the verifying stream holds each chunk until the next comes.
+            yield bytes.subarray(0, 32 * 1024);
+            yield bytes.subarray(32 * 1024, 64 * 1024);
+            firstChunkSent();
+            await released;
+            yield bytes.subarray(64 * 1024);
+          })(),
+        );
+        pipeline(held, body).catch(() => undefined);
+        return { size: bytes.length, body };
+      },
+    });
+    await mkdir(join(work, 'dist'));
+    const big = Buffer.alloc(1024 * 1024);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31) % 251;
+    await writeFile(join(work, 'dist/big.bin'), big);
+    await writeFile(join(work, 'dist/app.js'), 'console.log(1)');
+    const ref = await artifacts.upload('dist', 'dist/**');
+
+    const stoppedWork = join(root, 'stopped');
+    await mkdir(stoppedWork);
+    const stop = new AbortController();
+    const stopped = moduleArtifacts({
+      transport,
+      workingDirectory: stoppedWork,
+      scratchDir: join(root, 'scratch'),
+      stopSignal: () => stop.signal,
+    });
+    const download = stopped.download(ref, 'in/restored');
+    download.catch(() => undefined);
+    const other = artifacts.download(ref, 'other');
+    await within(servedFirstChunk, 5_000, 'the store sent nothing');
+    // The first bytes are extracted into the staging directory before the stop.
+    const staged = async () =>
+      (await readdir(join(stoppedWork, 'in'), { recursive: true, withFileTypes: true })).filter((entry) =>
+        entry.isFile(),
+      );
+    const deadline = Date.now() + 3_000;
+    while ((await staged()).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    expect((await staged()).length).toBeGreaterThan(0);
+
+    const reason = new Error('Module timed out after 120ms');
+    const abortedAt = Date.now();
+    stop.abort(reason);
+    await expect(within(download, 3_000, 'the download went on after the stop')).rejects.toBe(reason);
+    expect(Date.now() - abortedAt).toBeLessThan(1_000);
+    expect(await readdir(join(stoppedWork, 'in'))).toEqual([]); // neither `restored` nor its staging directory
+
+    release();
+    expect(await within(other, 10_000, 'the other consumer got nothing')).toEqual({ files: 2 });
+    expect((await readFile(join(work, 'other/dist/big.bin'))).equals(big)).toBe(true);
+    expect(await readFile(join(work, 'other/dist/app.js'), 'utf8')).toBe('console.log(1)');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await readdir(join(stoppedWork, 'in'))).toEqual([]);
+
+    // Stopped before it starts: rejects with the reason, asks the store for nothing.
+    await expect(stopped.download(ref, 'late')).rejects.toBe(reason);
+    expect(await readdir(stoppedWork)).toEqual(['in']);
+  }, 15_000);
 
   it("packs a plain tar by default and a gzipped one on request, hashed as it is written; both come back byte-identical, and so does an older reference's gzipped archive", async () => {
     const { store, work, artifacts, puts } = await setUp();

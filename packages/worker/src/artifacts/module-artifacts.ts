@@ -135,6 +135,16 @@ export interface ModuleArtifactsOptions {
   workingDirectory: string;
   /** Where archives are packed before upload (made if missing). */
   scratchDir: string;
+  /**
+   * The execution's stop signal (its `ctx.signal`: a cancel, its timeout, its end), asked for only
+   * when a download starts: an `ExecutionStop` makes its signal at the first read, which a module
+   * that never downloads does not pay for. Its abort ends every download in progress: the read
+   * stops (the shared download goes on for other consumers), the staging directory is removed,
+   * nothing is moved into place after it, and `download` rejects with its reason; an ended
+   * attempt does not write into its working directory (a module runs at most once at a time).
+   * @default none: a download ends with its blob
+   */
+  stopSignal?: (() => AbortSignal) | undefined;
 }
 
 /** The `ctx.artifacts` of one execution. */
@@ -202,26 +212,56 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ModuleArtifact
     async download(ref: ArtifactRef, dir: string) {
       const transport = transportOf('download');
       checkRef(ref);
+      const stop = options.stopSignal?.();
+      stop?.throwIfAborted();
       const dest = resolve(options.workingDirectory, dir);
       // Extracted as it arrives into a directory beside `dest` (same filesystem: moved by renames),
       // moved into `dest` only once the blob is verified; removed whatever happens.
       await mkdir(dirname(dest), { recursive: true });
       const staging = await mkdtemp(join(dirname(dest), `.${basename(dest) || 'root'}.mpd-`));
+      // Gives this consumer up (the shared download goes on for the others): an archive refused
+      // halfway, a failed read, or the execution stopped.
       const abandon = new AbortController();
+      let source: Readable | undefined;
+      const stopped = new Promise<never>((_, reject) => {
+        abandon.signal.addEventListener('abort', () => reject(abandon.signal.reason), { once: true });
+      });
+      stopped.catch(() => undefined);
+      const onStop = () => {
+        abandon.abort(stop!.reason);
+        // With an error: destroyed without one, the source would leave the extraction waiting.
+        source?.destroy(stop!.reason instanceof Error ? stop!.reason : new Error('the execution stopped'));
+      };
+      stop?.addEventListener('abort', onStop, { once: true });
+      if (stop?.aborted) onStop(); // during the mkdir and mkdtemp above
       let blobPath: string | undefined;
+      let extraction: Promise<number> | undefined;
       try {
         const progress = new BlobProgress();
-        const blob = await transport.follow(ref.sha256, progress, abandon.signal);
+        const following = transport.follow(ref.sha256, progress, abandon.signal);
+        // A file answered after the stop is this caller's all the same: removed.
+        following.then(
+          (blob) => {
+            if (abandon.signal.aborted && 'path' in blob) void rm(blob.path, { force: true });
+          },
+          () => undefined,
+        );
+        const blob = await Promise.race([following, stopped]);
         if ('path' in blob) blobPath = blob.path;
-        const source = 'socket' in blob ? readStreamed(blob, progress) : readFollowed(blob.path, progress);
-        const files = await extractChecked(source, staging, dest, ref.name);
-        await progress.done;
-        await moveInto(staging, dest);
+        source = 'socket' in blob ? readStreamed(blob, progress) : readFollowed(blob.path, progress);
+        extraction = extractChecked(source, staging, dest, ref.name);
+        const files = await Promise.race([extraction, stopped]);
+        await Promise.race([progress.done, stopped]);
+        await moveInto(staging, dest, abandon.signal);
         return { files };
       } catch (error) {
-        abandon.abort();
-        throw error;
+        abandon.abort(error);
+        source?.destroy(error instanceof Error ? error : new Error(String(error)));
+        throw abandon.signal.reason;
       } finally {
+        stop?.removeEventListener('abort', onStop);
+        // The extraction stopped writing into the staging directory (its source is destroyed) before it goes.
+        await extraction?.catch(() => undefined);
         await rm(staging, { recursive: true, force: true, maxRetries: 3 });
         if (blobPath) await rm(blobPath, { force: true });
       }
@@ -281,17 +321,20 @@ async function extractChecked(source: Readable, staging: string, dest: string, n
  * `rename` replaces the link itself); a file where a directory is refuses.
  * @throws ArtifactError when a file would replace a directory
  */
-async function moveInto(from: string, to: string): Promise<void> {
+async function moveInto(from: string, to: string, signal: AbortSignal): Promise<void> {
+  signal.throwIfAborted();
   await mkdir(to, { recursive: true });
   for (const name of await readdir(from)) {
     const source = join(from, name);
     const target = join(to, name);
     const [incoming, present] = await Promise.all([lstat(source), lstat(target).catch(() => undefined)]);
     if (present?.isDirectory() && incoming.isDirectory()) {
-      await moveInto(source, target);
+      await moveInto(source, target, signal);
     } else if (present?.isDirectory()) {
       throw new ArtifactError(`ctx.artifacts.download: ${target} is a directory; the archive has a file there`);
     } else {
+      // Not after the execution stopped: what its attempt moved so far stays, nothing more lands.
+      signal.throwIfAborted();
       if (present && incoming.isDirectory()) await unlink(target);
       await rename(source, target);
     }

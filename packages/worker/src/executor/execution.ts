@@ -261,10 +261,10 @@ async function run(
   // The listeners the module put on its signal run in its context, whoever aborts it (its timeout
   // armed by the worker, the cancel route): there `console.*` is its output too.
   stop.signalAbortsWithin = (abort) => capture.run(abort);
+  let artifacts: ModuleArtifacts | undefined; // made at the module's first use of ctx.artifacts
   const work = capture.run(async () => {
     const workingDirectory = request.workingDirectory ?? options.workingDirectory;
     await ensureWorkingDirectory(workingDirectory);
-    let artifacts: ModuleArtifacts | undefined;
     let moduleLogger: ModuleLogger | undefined;
     const ctx = createModuleContext({
       module,
@@ -288,6 +288,8 @@ async function run(
           transport: options.artifacts?.transport,
           scratchDir: options.artifacts?.scratchDir ?? workingDirectory,
           workingDirectory,
+          // Read only when a download starts: most executions never make their signal.
+          stopSignal: () => stop.signal,
         }));
       },
     });
@@ -302,6 +304,10 @@ async function run(
   }
   capture.end();
   settle(frame.end(result));
+  // The module's failure ends its attempt: a download it left running ends with it (its signal
+  // aborts with the failure), so nothing lands in its directory afterwards. Only for a module
+  // that used `ctx.artifacts`: no other pays for a signal.
+  if (!result.ok && !stop.aborted && artifacts) stop.abort(result.error);
 
   // The slot stays taken until the module's code has really stopped.
   await work.catch(() => undefined);

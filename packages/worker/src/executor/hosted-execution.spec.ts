@@ -679,6 +679,76 @@ describe('modules in module hosts', () => {
     }
   });
 
+  it('ctx.artifacts.download in a host ends with its attempt: cancelled while the store holds the bytes back, the answer comes at once, and nothing lands in the destination, even once they come', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const store = await startBlobServer(join(dir, 'held-store'), { held });
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const transport = new WorkerBlobs(client, { dir: join(dir, 'cache-held'), maxBytes: 10 * 1024 * 1024 });
+      const on = executor({ artifacts: { transport, scratchDir: join(dir, 'cache-held', '.scratch') } });
+      const ref = { name: 'good', sha256: store.sha256, size: store.size, files: 2 };
+      const sent = request('download', { params: { ref, dir: 'held/dest' } });
+      const outcome = start(on, sent);
+      // The first MiB is being extracted into the staging directory beside `dest`.
+      const staged = () =>
+        existsSync(join(dir, 'held')) &&
+        readdirSync(join(dir, 'held'), { recursive: true, withFileTypes: true }).some((entry) => entry.isFile());
+      const deadline = Date.now() + 15_000;
+      while (!staged() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(staged()).toBe(true);
+      const cancelledAt = Date.now();
+      on.cancel(sent.executionId, 'test');
+      // Without the stop reaching the download, the host's module waits on it until its group is
+      // killed, and the staging directory stays behind.
+      expect(await within(outcome, 5_000, 'the cancelled attempt did not end')).toMatchObject({
+        status: 500,
+        body: { failureKind: 'Cancelled' },
+      });
+      expect(Date.now() - cancelledAt).toBeLessThan(5_000);
+      expect(readdirSync(join(dir, 'held'))).toEqual([]); // neither `dest` nor its staging directory
+      release();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(readdirSync(join(dir, 'held'))).toEqual([]);
+    } finally {
+      release();
+      await client.close();
+      await store.close();
+    }
+  }, 30_000);
+
+  it.each(['process', 'none'] as const)(
+    'isolation %s: a module failing while its download is held back ends the download; nothing lands in the destination once the bytes come',
+    async (isolation) => {
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      const store = await startBlobServer(join(dir, `failing-store-${isolation}`), { held });
+      const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+      const cacheDir = join(dir, `cache-failing-${isolation}`);
+      const parent = join(dir, `failing-${isolation}`);
+      try {
+        const transport = new WorkerBlobs(client, { dir: cacheDir, maxBytes: 10 * 1024 * 1024 });
+        const on = executor({ isolation, artifacts: { transport, scratchDir: join(cacheDir, '.scratch') } });
+        const ref = { name: 'good', sha256: store.sha256, size: store.size, files: 2 };
+        const outcome = await within(
+          run(on, 'download-then-fail', { params: { ref, dir: `failing-${isolation}/dest` } }),
+          10_000,
+          'no answer',
+        );
+        expect(outcome).toMatchObject({ status: 500, body: { failureKind: 'Error', errorMessage: 'failed midway' } });
+        release();
+        // Without the fix, the download went on and moved its files into `dest` after the answer.
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        expect(existsSync(parent) ? readdirSync(parent) : []).toEqual([]);
+      } finally {
+        release();
+        await client.close();
+        await store.close();
+      }
+    },
+    30_000,
+  );
+
   it('close stops every host and every process of their groups, idle or running', async () => {
     writeFileSync(ledgerFile, '');
     const on = executor();

@@ -138,9 +138,25 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
       transport: this.artifactScratchDir === null ? undefined : new WorkerBlobCalls(this.executionId),
       scratchDir: this.artifactScratchDir ?? this.workingDirectory,
       workingDirectory: this.workingDirectory,
+      // Read only when a download starts (the signal is made then, see ExecutionStop).
+      stopSignal: () => this.signal,
     });
     return this.artifactsApi;
   }
+
+  /**
+   * The module failed: a download it left running ends with its attempt (its signal aborts with
+   * `reason`), so nothing lands in its directory afterwards. Only for a module that used
+   * `ctx.artifacts`: no other pays for a signal.
+   */
+  endDownloads(reason: unknown): void {
+    if (!this.artifactsApi || this.aborted) return;
+    this.downloadsEnded = true;
+    this.abort(reason);
+  }
+
+  /** Whether {@link RunningModule.endDownloads} aborted it (not a cancel, a timeout or SIGTERM). */
+  downloadsEnded = false;
 }
 
 /** `ctx.artifacts` calls waiting for the worker's answer, by call id. */
@@ -382,6 +398,7 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
     };
   } catch (error) {
     end = { ok: false, thrown: describeThrown(running.aborted ? running.reason : error) };
+    running.endDownloads(error);
   }
   // A rejection the module left unhandled surfaces once this turn's microtasks ran: let it,
   // so that it fails this module (as a crash) rather than the next one on this host.
@@ -389,7 +406,8 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
   if (crashed) return;
   current = undefined;
   const leftoverChildren = childCount();
-  const stopping = running.aborted || terminating;
+  // Stopped by a cancel, a timeout or SIGTERM; its own failure ending its downloads keeps the host.
+  const stopping = (running.aborted && !running.downloadsEnded) || terminating;
   // Marks only where the worker cannot know otherwise that it read everything: while writes of
   // this process to its stdout or stderr wait in their queue (the pipe was full), the module's
   // last lines are not in the pipe yet, and the mark, queued behind them, tells when they are;
