@@ -209,64 +209,76 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ModuleArtifact
       }
     },
 
-    async download(ref: ArtifactRef, dir: string) {
-      const transport = transportOf('download');
-      checkRef(ref);
+    download(ref: ArtifactRef, dir: string) {
       const stop = options.stopSignal?.();
-      stop?.throwIfAborted();
-      const dest = resolve(options.workingDirectory, dir);
-      // Extracted as it arrives into a directory beside `dest` (same filesystem: moved by renames),
-      // moved into `dest` only once the blob is verified; removed whatever happens.
-      await mkdir(dirname(dest), { recursive: true });
-      const staging = await mkdtemp(join(dirname(dest), `.${basename(dest) || 'root'}.mpd-`));
-      // Gives this consumer up (the shared download goes on for the others): an archive refused
-      // halfway, a failed read, or the execution stopped.
-      const abandon = new AbortController();
-      let source: Readable | undefined;
-      const stopped = new Promise<never>((_, reject) => {
-        abandon.signal.addEventListener('abort', () => reject(abandon.signal.reason), { once: true });
-      });
-      stopped.catch(() => undefined);
-      const onStop = () => {
-        abandon.abort(stop!.reason);
-        // With an error: destroyed without one, the source would leave the extraction waiting.
-        source?.destroy(stop!.reason instanceof Error ? stop!.reason : new Error('the execution stopped'));
-      };
-      stop?.addEventListener('abort', onStop, { once: true });
-      if (stop?.aborted) onStop(); // during the mkdir and mkdtemp above
-      let blobPath: string | undefined;
-      let extraction: Promise<number> | undefined;
-      try {
-        const progress = new BlobProgress();
-        const following = transport.follow(ref.sha256, progress, abandon.signal);
-        // A file answered after the stop is this caller's all the same: removed.
-        following.then(
-          (blob) => {
-            if (abandon.signal.aborted && 'path' in blob) void rm(blob.path, { force: true });
-          },
-          () => undefined,
-        );
-        const blob = await Promise.race([following, stopped]);
-        if ('path' in blob) blobPath = blob.path;
-        source = 'socket' in blob ? readStreamed(blob, progress) : readFollowed(blob.path, progress);
-        extraction = extractChecked(source, staging, dest, ref.name);
-        const files = await Promise.race([extraction, stopped]);
-        await Promise.race([progress.done, stopped]);
-        await moveInto(staging, dest, abandon.signal);
-        return { files };
-      } catch (error) {
-        abandon.abort(error);
-        source?.destroy(error instanceof Error ? error : new Error(String(error)));
-        throw abandon.signal.reason;
-      } finally {
-        stop?.removeEventListener('abort', onStop);
-        // The extraction stopped writing into the staging directory (its source is destroyed) before it goes.
-        await extraction?.catch(() => undefined);
-        await rm(staging, { recursive: true, force: true, maxRetries: 3 });
-        if (blobPath) await rm(blobPath, { force: true });
-      }
+      const result = downloadInto(ref, dir, stop);
+      // Ended by its execution's stop, a download rejects with the stop's reason; a module that
+      // never awaited it (it failed, or ended, meanwhile) must not have that rejection taken for
+      // its own unhandled one: a crash of its module host, or of the worker with `--isolation none`.
+      // Marked handled only once the stop came: any other failure of a download nobody awaits
+      // stays the module's unhandled rejection, as before.
+      if (stop?.aborted) result.catch(() => undefined);
+      else stop?.addEventListener('abort', () => void result.catch(() => undefined), { once: true });
+      return result;
     },
   };
+
+  async function downloadInto(ref: ArtifactRef, dir: string, stop: AbortSignal | undefined) {
+    const transport = transportOf('download');
+    checkRef(ref);
+    stop?.throwIfAborted();
+    const dest = resolve(options.workingDirectory, dir);
+    // Extracted as it arrives into a directory beside `dest` (same filesystem: moved by renames),
+    // moved into `dest` only once the blob is verified; removed whatever happens.
+    await mkdir(dirname(dest), { recursive: true });
+    const staging = await mkdtemp(join(dirname(dest), `.${basename(dest) || 'root'}.mpd-`));
+    // Gives this consumer up (the shared download goes on for the others): an archive refused
+    // halfway, a failed read, or the execution stopped.
+    const abandon = new AbortController();
+    let source: Readable | undefined;
+    const stopped = new Promise<never>((_, reject) => {
+      abandon.signal.addEventListener('abort', () => reject(abandon.signal.reason), { once: true });
+    });
+    stopped.catch(() => undefined);
+    const onStop = () => {
+      abandon.abort(stop!.reason);
+      // With an error: destroyed without one, the source would leave the extraction waiting.
+      source?.destroy(stop!.reason instanceof Error ? stop!.reason : new Error('the execution stopped'));
+    };
+    stop?.addEventListener('abort', onStop, { once: true });
+    if (stop?.aborted) onStop(); // during the mkdir and mkdtemp above
+    let blobPath: string | undefined;
+    let extraction: Promise<number> | undefined;
+    try {
+      const progress = new BlobProgress();
+      const following = transport.follow(ref.sha256, progress, abandon.signal);
+      // A file answered after the stop is this caller's all the same: removed.
+      following.then(
+        (blob) => {
+          if (abandon.signal.aborted && 'path' in blob) void rm(blob.path, { force: true });
+        },
+        () => undefined,
+      );
+      const blob = await Promise.race([following, stopped]);
+      if ('path' in blob) blobPath = blob.path;
+      source = 'socket' in blob ? readStreamed(blob, progress) : readFollowed(blob.path, progress);
+      extraction = extractChecked(source, staging, dest, ref.name);
+      const files = await Promise.race([extraction, stopped]);
+      await Promise.race([progress.done, stopped]);
+      await moveInto(staging, dest, abandon.signal);
+      return { files };
+    } catch (error) {
+      abandon.abort(error);
+      source?.destroy(error instanceof Error ? error : new Error(String(error)));
+      throw abandon.signal.reason;
+    } finally {
+      stop?.removeEventListener('abort', onStop);
+      // The extraction stopped writing into the staging directory (its source is destroyed) before it goes.
+      await extraction?.catch(() => undefined);
+      await rm(staging, { recursive: true, force: true, maxRetries: 3 });
+      if (blobPath) await rm(blobPath, { force: true });
+    }
+  }
 }
 
 /**

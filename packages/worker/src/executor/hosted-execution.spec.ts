@@ -717,21 +717,27 @@ describe('modules in module hosts', () => {
     }
   }, 30_000);
 
-  it.each(['process', 'none'] as const)(
-    'isolation %s: a module failing while its download is held back ends the download; nothing lands in the destination once the bytes come',
-    async (isolation) => {
+  it.each([
+    ['process', false],
+    ['none', false],
+    ['process', true],
+    ['none', true],
+  ] as const)(
+    'isolation %s (download never awaited: %s): a module failing while its download is held back ends the download, its stop not taken for an unhandled rejection; nothing lands in the destination once the bytes come',
+    async (isolation, dangling) => {
       let release!: () => void;
       const held = new Promise<void>((resolve) => (release = resolve));
-      const store = await startBlobServer(join(dir, `failing-store-${isolation}`), { held });
+      const name = `${isolation}-${dangling ? 'dangling' : 'awaited'}`;
+      const store = await startBlobServer(join(dir, `failing-store-${name}`), { held });
       const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
-      const cacheDir = join(dir, `cache-failing-${isolation}`);
-      const parent = join(dir, `failing-${isolation}`);
+      const cacheDir = join(dir, `cache-failing-${name}`);
+      const parent = join(dir, `failing-${name}`);
       try {
         const transport = new WorkerBlobs(client, { dir: cacheDir, maxBytes: 10 * 1024 * 1024 });
         const on = executor({ isolation, artifacts: { transport, scratchDir: join(cacheDir, '.scratch') } });
         const ref = { name: 'good', sha256: store.sha256, size: store.size, files: 2 };
         const outcome = await within(
-          run(on, 'download-then-fail', { params: { ref, dir: `failing-${isolation}/dest` } }),
+          run(on, 'download-then-fail', { params: { ref, dir: `failing-${name}/dest`, dangling } }),
           10_000,
           'no answer',
         );
@@ -740,6 +746,8 @@ describe('modules in module hosts', () => {
         // Without the fix, the download went on and moved its files into `dest` after the answer.
         await new Promise((resolve) => setTimeout(resolve, 1_000));
         expect(existsSync(parent) ? readdirSync(parent) : []).toEqual([]);
+        // The host that ran it runs the next module: the ended download's rejection was not its crash.
+        expect(await run(on, 'echo')).toMatchObject({ status: 200 });
       } finally {
         release();
         await client.close();
