@@ -20,4 +20,14 @@ describe('BlobBroadcast', () => {
     await expect(gone.done).rejects.toBeInstanceOf(DownloadAbandonedError);
     await expect(broadcast.done).resolves.toBeUndefined();
   });
+
+  it('a download that failed while the broadcast was being opened ends it with that error (a small tampered blob refused before it listened): no consumer waits for it', async () => {
+    const body = new PassThrough();
+    body.on('error', () => undefined); // as ArtifactClient.get's pipeline listens
+    const opening = BlobBroadcast.open(body, 10, { connectTimeoutMs: 60_000 });
+    body.destroy(new Error('does not hash to its name')); // before open's mkdtemp and listen are done
+    const broadcast = (await opening)!;
+    await expect(broadcast.done).rejects.toThrow('does not hash to its name');
+    expect(broadcast.join(new BlobProgress())).toBeUndefined();
+  });
 });

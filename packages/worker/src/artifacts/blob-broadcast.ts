@@ -139,6 +139,10 @@ export class BlobBroadcast {
       this.copy?.end();
       this.finish();
     });
+    // Failed already, during `open`'s awaits (a small blob's whole answer read and refused by its
+    // hash check, or a connection cut, before this listened): its events came before these
+    // listeners, and the download would wait for them for good (found in review, round H).
+    if (body.destroyed) this.finish(body.errored ?? new Error('the download stopped before its end'));
   }
 
   /**

@@ -254,6 +254,20 @@ describe('BlobCache', () => {
     expect(await readFile((await waiting).path, 'utf8')).toBe('b'.repeat(3000));
   }
 
+  it('follow: a small blob refused by its hash check before the broadcast listened fails its follower and a checkOut with that error, keeps nothing, and leaves no download waiting', async () => {
+    const a = blob('small');
+    // The same size, other bytes: the whole answer is read and refused at once (during open's awaits).
+    const { cache, dir } = await streamingCache(a.bytes.length, () => [Buffer.from('SMALL')], 1_000_000);
+    const follower = new BlobProgress();
+    await expect(cache.follow(a.sha256, follower)).rejects.toBeInstanceOf(Error);
+    await expect(follower.done).rejects.toBeInstanceOf(Error);
+    await expect(within(cache.checkOut(a.sha256), 10_000)).rejects.toBeInstanceOf(Error);
+    expect(cache.has(a.sha256)).toBe(false);
+    expect((await filesUnder(dir)).filter((name) => !name.startsWith('.checkouts/') || name.includes('get-'))).toEqual(
+      [],
+    );
+  });
+
   it('follow: a blob within the cache bound comes through a socket and is written into the cache as it flows (one GET); a follower asking after the bytes began, and a checkOut, wait for that download and read the cache file; kept once verified', async () => {
     const a = blob('e'.repeat(300_000));
     const { parts, release } = heldBack(a.bytes, 100_000);
@@ -463,3 +477,11 @@ describe('BlobCache', () => {
     expect(opened).toHaveLength(2);
   });
 });
+
+/** `promise`, or a rejection naming the wait after `ms` (so a hang fails the test instead of timing it out). */
+function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`still waiting after ${ms} ms`)), ms).unref()),
+  ]);
+}

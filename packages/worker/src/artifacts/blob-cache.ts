@@ -311,7 +311,20 @@ export class BlobCache {
       });
       if (broadcast !== undefined) {
         decided(broadcast);
-        answer(broadcast.join(follower, signal)!);
+        const joined = broadcast.join(follower, signal);
+        if (joined === undefined) {
+          // It failed while it was being opened (a small blob's answer read and refused by its
+          // hash check before the broadcast listened; found in review, round H): heard here.
+          const error = await broadcast.done.then(
+            () => new Error(`the download of blob ${sha256} ended before it was joined`),
+            (reason: Error) => reason,
+          );
+          if (copy !== undefined) await finished(copy).catch(() => undefined);
+          await unlink(staged).catch(() => undefined);
+          follower.ended(error);
+          throw error;
+        }
+        answer(joined);
         if (copy === undefined) {
           // Nothing of it will be kept: whoever waits to check the blob out downloads it now, not
           // once the stream ended (it is no longer the blob's download into the cache).
