@@ -147,6 +147,27 @@ export interface ModuleArtifactsOptions {
   stopSignal?: (() => AbortSignal) | undefined;
 }
 
+/**
+ * The signal an execution's downloads end on: aborted when `stop` (the module's own `ctx.signal`:
+ * a cancel, its timeout) aborts, or when `ended` is called (the module failed). Its own, not the
+ * module's: ending the downloads of a failed module must not run the handlers the module put on
+ * its `ctx.signal` after it failed (found in review, round H: with `--isolation none` an unhandled
+ * `AbortError` of a sleep it had not awaited ended the worker).
+ */
+export function downloadsSignal(stop: AbortSignal): { signal: AbortSignal; ended: (reason: unknown) => void } {
+  const downloads = new AbortController();
+  const onStop = () => downloads.abort(stop.reason);
+  if (stop.aborted) onStop();
+  else stop.addEventListener('abort', onStop, { once: true });
+  return {
+    signal: downloads.signal,
+    ended: (reason) => {
+      stop.removeEventListener('abort', onStop);
+      if (!downloads.signal.aborted) downloads.abort(reason);
+    },
+  };
+}
+
 /** The `ctx.artifacts` of one execution. */
 export function moduleArtifacts(options: ModuleArtifactsOptions): ModuleArtifacts {
   const transportOf = (what: string): BlobTransport => {

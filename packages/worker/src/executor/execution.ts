@@ -11,7 +11,7 @@ import { createSecretMasker, type SecretMasker, secretValues } from '@mpd/server
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
-import { type BlobTransport, moduleArtifacts } from '../artifacts/module-artifacts.js';
+import { type BlobTransport, downloadsSignal, moduleArtifacts } from '../artifacts/module-artifacts.js';
 import { ConsoleCapture } from './console-capture.js';
 import { ExecutionStop } from './execution-stop.js';
 import { createModuleContext, ensureWorkingDirectory } from './module-context.js';
@@ -262,6 +262,7 @@ async function run(
   // armed by the worker, the cancel route): there `console.*` is its output too.
   stop.signalAbortsWithin = (abort) => capture.run(abort);
   let artifacts: ModuleArtifacts | undefined; // made at the module's first use of ctx.artifacts
+  let downloads: ReturnType<typeof downloadsSignal> | undefined; // made at its first download
   const work = capture.run(async () => {
     const workingDirectory = request.workingDirectory ?? options.workingDirectory;
     await ensureWorkingDirectory(workingDirectory);
@@ -289,7 +290,7 @@ async function run(
           scratchDir: options.artifacts?.scratchDir ?? workingDirectory,
           workingDirectory,
           // Read only when a download starts: most executions never make their signal.
-          stopSignal: () => stop.signal,
+          stopSignal: () => (downloads ??= downloadsSignal(stop.signal)).signal,
         }));
       },
     });
@@ -304,10 +305,10 @@ async function run(
   }
   capture.end();
   settle(frame.end(result));
-  // The module's failure ends its attempt: a download it left running ends with it (its signal
-  // aborts with the failure), so nothing lands in its directory afterwards. Only for a module
-  // that used `ctx.artifacts`: no other pays for a signal.
-  if (!result.ok && !stop.aborted && artifacts) stop.abort(result.error);
+  // The module's failure ends its attempt: a download it left running ends with it (the
+  // downloads' own signal, not the module's `ctx.signal`), so nothing lands in its directory
+  // afterwards. Only for a module that started a download: no other pays for a signal.
+  if (!result.ok) downloads?.ended(result.error);
 
   // The slot stays taken until the module's code has really stopped.
   await work.catch(() => undefined);

@@ -28,7 +28,13 @@ import {
   type Pipeline,
 } from '@mpd/pipeline';
 import type { BlobFollower } from '../artifacts/blob-progress.js';
-import { type BlobTransport, type Digest, type FollowedBlob, moduleArtifacts } from '../artifacts/module-artifacts.js';
+import {
+  type BlobTransport,
+  type Digest,
+  type FollowedBlob,
+  downloadsSignal,
+  moduleArtifacts,
+} from '../artifacts/module-artifacts.js';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
 import { ExecutionStop } from './execution-stop.js';
 import {
@@ -139,24 +145,21 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
       scratchDir: this.artifactScratchDir ?? this.workingDirectory,
       workingDirectory: this.workingDirectory,
       // Read only when a download starts (the signal is made then, see ExecutionStop).
-      stopSignal: () => this.signal,
+      stopSignal: () => (this.downloads ??= downloadsSignal(this.signal)).signal,
     });
     return this.artifactsApi;
   }
 
+  /** Its downloads' signal, made at its first download (see {@link downloadsSignal}). */
+  private downloads: ReturnType<typeof downloadsSignal> | undefined;
+
   /**
-   * The module failed: a download it left running ends with its attempt (its signal aborts with
-   * `reason`), so nothing lands in its directory afterwards. Only for a module that used
-   * `ctx.artifacts`: no other pays for a signal.
+   * The module failed: a download it left running ends with its attempt (the downloads' own
+   * signal, not the module's `ctx.signal`), so nothing lands in its directory afterwards.
    */
   endDownloads(reason: unknown): void {
-    if (!this.artifactsApi || this.aborted) return;
-    this.downloadsEnded = true;
-    this.abort(reason);
+    this.downloads?.ended(reason);
   }
-
-  /** Whether {@link RunningModule.endDownloads} aborted it (not a cancel, a timeout or SIGTERM). */
-  downloadsEnded = false;
 }
 
 /** `ctx.artifacts` calls waiting for the worker's answer, by call id. */
@@ -406,8 +409,7 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
   if (crashed) return;
   current = undefined;
   const leftoverChildren = childCount();
-  // Stopped by a cancel, a timeout or SIGTERM; its own failure ending its downloads keeps the host.
-  const stopping = (running.aborted && !running.downloadsEnded) || terminating;
+  const stopping = running.aborted || terminating;
   // Marks only where the worker cannot know otherwise that it read everything: while writes of
   // this process to its stdout or stderr wait in their queue (the pipe was full), the module's
   // last lines are not in the pipe yet, and the mark, queued behind them, tells when they are;
