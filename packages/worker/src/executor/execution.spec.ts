@@ -1,11 +1,14 @@
 import { tmpdir } from 'node:os';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { DEFAULT_MAX_RESULT_BYTES, parseTimeSpan } from '@mpd/contract';
 import { defineModule, type JsonValue, type ModuleLogger } from '@mpd/pipeline';
 import { createSecretMasker } from '@mpd/server-kit';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ExecutionCancelledError, ModuleTimeoutError, WorkerError } from '../errors.js';
-import { type ExecutionRequest, startExecution, toOutcome } from './execution.js';
+import { ExecutionStop } from './execution-stop.js';
+import { beginExecution, type ExecutionRequest, startExecution, toOutcome } from './execution.js';
 import { safeString, serialise } from './values-as-text.js';
 
 afterEach(() => {
@@ -405,4 +408,30 @@ describe('startExecution: module output (isolation none)', () => {
       ]);
     },
   );
+});
+
+describe('beginExecution', () => {
+  it('keeps no reference to its request once begun: a frame kept for late log lines does not hold the module input', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const module = defineModule({ name: 'm', run: () => undefined });
+    const begin = () => {
+      const input = { big: 'x'.repeat(1024) };
+      const frame = beginExecution(
+        module,
+        request({ params: input, environmentVariables: { S: 'secret-value' }, secretEnvironmentVariables: ['S'] }),
+        options,
+        new ExecutionStop(),
+      );
+      return { frame, input: new WeakRef(input) };
+    };
+    const { frame, input } = begin();
+    for (let i = 0; i < 5 && input.deref() !== undefined; i++) {
+      await new Promise((resolve) => setImmediate(resolve));
+      gc();
+    }
+    expect(input.deref()).toBeUndefined();
+    expect(frame.mask('the secret-value')).toBe('the ***');
+    frame.end({ ok: true, value: 'null' });
+  });
 });

@@ -162,12 +162,16 @@ export function beginExecution(
   const fields = { module: module.name, executionId: request.executionId };
   let child: Logger | undefined;
   const log = (): Logger => (child ??= options.logger.child(fields));
-  const secrets = secretValues(
-    (request.secretEnvironmentVariables ?? []).flatMap((name) => {
-      const value = request.environmentVariables[name];
-      return value === undefined ? [] : [value];
-    }),
-  );
+  // A loop, not a closure over `request`: the frame's getters and `end` share this function's
+  // closure scope, so a closure here that named `request` would keep the whole request (its
+  // input, up to the body limit, and every environment variable) as long as the frame lives, and
+  // a module host keeps the frames' sinks of its last executions (found in review, round H).
+  const secretTexts: string[] = [];
+  for (const name of request.secretEnvironmentVariables ?? []) {
+    const value = request.environmentVariables[name];
+    if (value !== undefined) secretTexts.push(value);
+  }
+  const secrets = secretValues(secretTexts);
   const mask = createSecretMasker(secrets);
   const timer = longTimeout(
     () => {
