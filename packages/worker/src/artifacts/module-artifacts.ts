@@ -136,9 +136,10 @@ export interface ModuleArtifactsOptions {
   /** Where archives are packed before upload (made if missing). */
   scratchDir: string;
   /**
-   * The execution's stop signal (its `ctx.signal`: a cancel, its timeout, its end), asked for only
-   * when a download starts: an `ExecutionStop` makes its signal at the first read, which a module
-   * that never downloads does not pay for. Its abort ends every download in progress: the read
+   * The signal the execution's downloads end on ({@link downloadsSignal}: its `ctx.signal`'s
+   * cancel or timeout, or the module's failure; not its success — a download a module left running
+   * when it succeeded goes on), asked for only when a download starts: an `ExecutionStop` makes its
+   * signal at the first read, which a module that never downloads does not pay for. Its abort ends every download in progress: the read
    * stops (the shared download goes on for other consumers), the staging directory is removed,
    * nothing is moved into place after it, and `download` rejects with its reason; an ended
    * attempt does not write into its working directory (a module runs at most once at a time).
