@@ -330,7 +330,7 @@ describe('startExecution: module output (isolation none)', () => {
     await vi.waitFor(() => expect(ended).toBe(true));
   });
 
-  it('a ctx.logger line after the module ended is not lost: the worker logs it at warn, masked, naming the module and execution (its output is closed)', async () => {
+  it('a ctx.logger line after the module ended is not lost: the worker logs it at its level, masked, marked late, naming the module and execution (its output is closed)', async () => {
     const written = { open: [] as string[], closed: [] as string[] };
     let closed = false;
     const output = {
@@ -362,7 +362,8 @@ describe('startExecution: module output (isolation none)', () => {
     expect(written).toEqual({ open: [], closed: [] });
     expect(logged.filter((line) => String(line.msg).includes('late'))).toEqual([
       expect.objectContaining({
-        level: 40,
+        level: 30,
+        late: 'ended',
         module: 'leaves-a-timer',
         executionId: 'exec-1',
         token: '***',

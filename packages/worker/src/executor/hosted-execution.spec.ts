@@ -322,7 +322,7 @@ describe('modules in module hosts', () => {
     });
   });
 
-  it('a ctx.logger line logged after its module ended is not lost: the worker logs it at warn, masked, naming its module and execution, whether its host is idle or runs another module by then', async () => {
+  it('a ctx.logger line logged after its module ended is not lost: the worker logs it at its level, masked, marked late, naming its module and execution, whether its host is idle or runs another module by then', async () => {
     const { outputs, output } = recordedOutputs();
     const on = executor({ output, slots: 1 });
     const trigger = join(dir, 'late-trigger');
@@ -346,7 +346,8 @@ describe('modules in module hosts', () => {
     expect(lateLines()).toEqual(
       [idle, busy].map(({ executionId }) =>
         expect.objectContaining({
-          level: 40,
+          level: 30,
+          late: 'ended',
           module: 'late-logger',
           executionId,
           secret: '***',
