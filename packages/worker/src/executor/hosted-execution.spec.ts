@@ -322,7 +322,7 @@ describe('modules in module hosts', () => {
     });
   });
 
-  it('a ctx.logger line logged after its module ended is not lost: the worker logs it at its level, masked, marked late, naming its module and execution, whether its host is idle or runs another module by then', async () => {
+  it('a ctx.logger line logged after its module ended is not lost: the worker logs it at its level, masked, marked late, naming its module and execution, whether its host is idle or runs another module by then; one of an execution more than 32 modules back is told of without its text, naming its module', async () => {
     const { outputs, output } = recordedOutputs();
     const on = executor({ output, slots: 1 });
     const trigger = join(dir, 'late-trigger');
@@ -363,7 +363,7 @@ describe('modules in module hosts', () => {
       { log: ['pulled'], late: [] },
     ]);
     // An execution more than 32 modules back on its host: its secrets are no longer known, so the
-    // worker says that a line came, without its text.
+    // worker says that a line came, without its text, at the line's level, naming its module.
     const gone = request('late-logger', { params: { trigger } });
     expect(resultOf(await start(on, gone))).toBe('returned');
     for (let index = 0; index < 32; index++) {
@@ -374,7 +374,12 @@ describe('modules in module hosts', () => {
     expect(resultOf(await run(on, 'pulls-trigger', { params: { trigger } }))).toBe('heard');
     const notShown = () => logLines.filter((line) => line.includes('not shown'));
     await expect.poll(() => notShown().length, { timeout: 15_000 }).toBe(1);
-    expect(JSON.parse(notShown()[0]!)).toMatchObject({ level: 40, executionId: gone.executionId, lines: 1 });
+    expect(JSON.parse(notShown()[0]!)).toMatchObject({
+      level: 30,
+      executionId: gone.executionId,
+      module: 'late-logger',
+      lines: 1,
+    });
     expect(lateLines()).toHaveLength(2);
     // One whose code goes on logging keeps its own, however many modules run on its host meanwhile.
     const chatty = request('late-logger', { params: { trigger, repeat: true } });

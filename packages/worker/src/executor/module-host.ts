@@ -24,7 +24,9 @@ import {
   OUTPUT_END_MARK,
   type ToHost,
 } from './host-protocol.js';
+import { EARLIER_SINKS, EarlierSinks } from './earlier-sinks.js';
 import { ByteLineSplitter, NEWLINE } from './module-output.js';
+import { LATE_LINES_BURST, LATE_LINES_INTERVAL_MS, LogRateLimit } from './module-logger.js';
 import { type GroupStop, stopProcessGroup } from './process-group.js';
 
 /** The host's entry file, beside this one (`.ts` in the sources, `.js` once built). */
@@ -120,16 +122,6 @@ const PROGRESS_STEP_BYTES = 4 * 1024 * 1024;
 /** …or this long after fewer were written (ms). */
 const PROGRESS_DELAY_MS = 20;
 
-/**
- * How many executions that ended on a host it keeps the sinks of (besides its last one's), for
- * the `ctx.logger` lines their modules' code logs later, from a timer or a callback it left
- * running: each is logged through its own execution's masker and logger (`toModuleLogger`). One
- * whose execution logs again is kept as the newest, so that a module's interval that goes on
- * logging keeps its own. A line of an execution older than that is logged without its text
- * (its secrets are no longer known).
- */
-const EARLIER_SINKS = 32;
-
 /** One module host process. */
 export class ModuleHost {
   /** Followed downloads of the host's `follow` calls, by call id: aborted when the host abandons one. */
@@ -149,15 +141,15 @@ export class ModuleHost {
    */
   private sink: ExecutionSink | undefined;
   private sinkExecutionId: string | undefined;
+  private sinkModuleName: string | undefined;
+  /** The sinks of the executions before the last one, for their modules' late lines (see `EarlierSinks`). */
+  private readonly earlier = new EarlierSinks<ExecutionSink>();
   /**
-   * The sinks of executions before the last one and their executionIds, slot by slot (see
-   * {@link EARLIER_SINKS}): a ring, written at `earlierNext`, over the oldest. Arrays rather than
-   * a `Map`, whose upkeep (a set, a delete and an iterator) every module would pay: here a module
-   * costs two writes, and only a late line a search.
+   * The limit of the lines logged for late lines of executions whose sinks are no longer kept
+   * (per host: such an execution's own count is not kept either), as a kept execution's late
+   * lines have theirs (see `toModuleLogger`).
    */
-  private readonly earlierIds: (string | undefined)[] = new Array<string | undefined>(EARLIER_SINKS);
-  private readonly earlierSinks: (ExecutionSink | undefined)[] = new Array<ExecutionSink | undefined>(EARLIER_SINKS);
-  private earlierNext = 0;
+  private notShownLimit: LogRateLimit | undefined;
   /**
    * Per pipe, the execution whose lines it carries now: it moves on to the next execution only
    * once it read the previous one's end mark (or it had none), so that lines of a module still
@@ -359,9 +351,10 @@ export class ModuleHost {
    */
   execute(message: Omit<Extract<ToHost, { type: 'execute' }>, 'leaseEndsAt'>, sink: ExecutionSink): Promise<HostEnd> {
     return new Promise<HostEnd>((end) => {
-      if (this.sink !== undefined) this.keepEarlier(this.sinkExecutionId!, this.sink);
+      if (this.sink !== undefined) this.earlier.keep(this.sinkExecutionId!, this.sinkModuleName!, this.sink);
       this.sink = sink;
       this.sinkExecutionId = message.executionId;
+      this.sinkModuleName = message.moduleName;
       for (const stream of ['stdout', 'stderr'] as const) {
         const current = this.pipeSink[stream];
         if (current === undefined || current.ended)
@@ -385,33 +378,41 @@ export class ModuleHost {
 
   /**
    * `ctx.logger` lines of `executionId`: to its sink, the running (or last) execution's, or an
-   * earlier one's whose module's code logs after it ended (see {@link EARLIER_SINKS}).
+   * earlier one's whose module's code logs after it ended (kept then as the newest, so that a
+   * module's interval that goes on logging keeps its own; see `EarlierSinks`).
    */
   private log(executionId: string, lines: readonly HostLogLine[]): void {
-    let sink = executionId === this.sinkExecutionId ? this.sink : undefined;
-    const slot = sink === undefined ? this.earlierIds.indexOf(executionId) : -1;
-    if (slot >= 0) {
-      // Kept as the newest: a module's interval that goes on logging keeps its own.
-      sink = this.earlierSinks[slot];
-      this.earlierIds[slot] = undefined;
-      this.earlierSinks[slot] = undefined;
-      this.keepEarlier(executionId, sink!);
-    }
+    const sink = executionId === this.sinkExecutionId ? this.sink : this.earlier.take(executionId);
     if (sink === undefined) {
-      this.options.logger.warn(
-        { hostPid: this.pid, executionId, lines: lines.length },
-        `ctx.logger lines of an execution that ended more than ${EARLIER_SINKS} modules ago on this module host: not shown (its secrets are no longer known)`,
-      );
+      this.notShown(executionId, lines);
       return;
     }
     for (const line of lines) sink.log(line);
   }
 
-  /** Keeps `sink` as the newest of {@link ModuleHost.earlierSinks}, over the oldest. */
-  private keepEarlier(executionId: string, sink: ExecutionSink): void {
-    this.earlierIds[this.earlierNext] = executionId;
-    this.earlierSinks[this.earlierNext] = sink;
-    this.earlierNext = (this.earlierNext + 1) % EARLIER_SINKS;
+  /**
+   * Says that `lines` of an execution whose sink is no longer kept came, without their text (its
+   * secrets are no longer known): at the most severe of their levels (a debug line stays debug,
+   * as a kept execution's late lines do), naming its module while the host knows it, and within
+   * {@link ModuleHost.notShownLimit}.
+   */
+  private notShown(executionId: string, lines: readonly HostLogLine[]): void {
+    const { logger } = this.options;
+    let level = lines[0]?.level ?? 'info';
+    for (const line of lines) if (logger.levels.values[line.level]! > logger.levels.values[level]!) level = line.level;
+    if (!logger.isLevelEnabled(level)) return;
+    this.notShownLimit ??= new LogRateLimit((dropped, most) =>
+      logger[most](
+        { hostPid: this.pid, dropped },
+        `${dropped} more ctx.logger line(s) of executions that ended more than ${EARLIER_SINKS} modules ago on this module host not told of: at most ${LATE_LINES_BURST} such lines per ${LATE_LINES_INTERVAL_MS / 1000} s per module host`,
+      ),
+    );
+    if (!this.notShownLimit.admit(level, lines.length)) return;
+    const module = this.earlier.moduleOf(executionId);
+    logger[level](
+      { hostPid: this.pid, executionId, ...(module === undefined ? {} : { module }), lines: lines.length },
+      `ctx.logger lines of an execution that ended more than ${EARLIER_SINKS} modules ago on this module host: not shown (its secrets are no longer known)`,
+    );
   }
 
   /**
