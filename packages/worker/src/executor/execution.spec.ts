@@ -372,6 +372,46 @@ describe('startExecution: module output (isolation none)', () => {
     ]);
   });
 
+  it.each([
+    ['cancel', 'cancelled', 'after its module was cancelled, from its code still running'],
+    ['timeout', 'timed-out', 'after its module timed out, from its code still running'],
+  ] as const)(
+    'a ctx.logger line of a module answered at a %s whose code still runs (ignoring its signal) says so, not "after its module ended"; once its code returned, it ended',
+    async (how, late, words) => {
+      const logged: Record<string, unknown>[] = [];
+      const logger = pino({ level: 'info' }, { write: (line: string) => void logged.push(JSON.parse(line)) });
+      let moduleLogger!: ModuleLogger;
+      let release!: () => void;
+      let started!: () => void;
+      const running = new Promise<void>((resolve) => (started = resolve));
+      const stubborn = defineModule({
+        name: 'stubborn',
+        run: (ctx) => {
+          moduleLogger = ctx.logger;
+          started();
+          return new Promise<null>((resolve) => (release = () => resolve(null)));
+        },
+      });
+      const execution = startExecution(stubborn, request(how === 'timeout' ? { timeoutMs: 50 } : {}), {
+        ...options,
+        logger,
+      });
+      await running;
+      if (how === 'cancel') execution.cancel('operator');
+      expect((await execution.outcome).body).toMatchObject({
+        failureKind: how === 'cancel' ? 'Cancelled' : 'TimedOut',
+      });
+      moduleLogger.info('still here');
+      release();
+      await execution.stopped;
+      moduleLogger.info('returned');
+      expect(logged.filter((line) => 'late' in line).map(({ level, late, msg }) => ({ level, late, msg }))).toEqual([
+        { level: 30, late, msg: `ctx.logger.info ${words} (not in its output): still here` },
+        { level: 30, late: 'ended', msg: 'ctx.logger.info after its module ended (not in its output): returned' },
+      ]);
+    },
+  );
+
   it.each(['cancel', 'timeout'] as const)(
     "console.* in a ctx.signal 'abort' listener is the module's output, whoever aborts it (%s)",
     async (how) => {

@@ -267,6 +267,11 @@ async function run(
   stop.signalAbortsWithin = (abort) => capture.run(abort);
   let artifacts: ModuleArtifacts | undefined; // made at the module's first use of ctx.artifacts
   let downloads: ReturnType<typeof downloadsSignal> | undefined; // made at its first download
+  // A cancelled or timed-out module is answered at once; its code may run on, ignoring its signal,
+  // until it returns: its late lines say which (not "after its module ended" while it still runs).
+  let codeEnded = false;
+  const stillRunning = (): 'cancelled' | 'timed-out' | undefined =>
+    codeEnded || !stop.aborted ? undefined : stop.reason instanceof ModuleTimeoutError ? 'timed-out' : 'cancelled';
   const work = capture.run(async () => {
     const workingDirectory = request.workingDirectory ?? options.workingDirectory;
     await ensureWorkingDirectory(workingDirectory);
@@ -281,7 +286,13 @@ async function run(
         return stop.signal;
       },
       get logger() {
-        return (moduleLogger ??= toModuleLogger(frame.log, frame.mask, frame.output, () => frame.outputClosed));
+        return (moduleLogger ??= toModuleLogger(
+          frame.log,
+          frame.mask,
+          frame.output,
+          () => frame.outputClosed,
+          stillRunning,
+        ));
       },
       // The whole lines of a read of the pipe, each ending with its \n: kept as bytes, masked when shipped.
       onOutput: (stream, lines) => writeLineBytes(frame.output, stream, lines, frame.mask),
@@ -298,7 +309,11 @@ async function run(
         }));
       },
     });
-    return module.run(ctx);
+    try {
+      return await module.run(ctx);
+    } finally {
+      codeEnded = true;
+    }
   });
   let result: ModuleEnd;
   try {

@@ -17,10 +17,13 @@ const LEVEL_RANK: Readonly<Record<Level, number>> = { debug: 20, info: 30, warn:
 
 /**
  * Why a `ctx.logger` line comes once its execution's output is closed (its answer given), in the
- * worker's log line's {@link LATE_KEY} field: `ended`, the module's code returned or threw; a
- * timer or callback it left running logs.
+ * worker's log line's {@link LATE_KEY} field:
+ * - `ended`: the module's code returned or threw; a timer or callback it left running logs;
+ * - `cancelled`, `timed-out`: its answer was `Cancelled` or `TimedOut`, and its code still runs,
+ *   ignoring `ctx.signal` (with `--isolation none`: a module host's code is stopped before that
+ *   answer, so its lines after it are always `ended`).
  */
-export type LateLine = 'ended';
+export type LateLine = 'ended' | 'cancelled' | 'timed-out';
 
 /** The worker's log line's field saying a module's line came after its output was closed, and why ({@link LateLine}). */
 export const LATE_KEY = 'late';
@@ -28,6 +31,8 @@ export const LATE_KEY = 'late';
 /** What each {@link LateLine} says in the line's message, after `ctx.logger.<level>`. */
 const LATE_WORDS: Readonly<Record<LateLine, string>> = {
   ended: 'after its module ended',
+  cancelled: 'after its module was cancelled, from its code still running',
+  'timed-out': 'after its module timed out, from its code still running',
 };
 
 /**
@@ -111,18 +116,22 @@ export class LogRateLimit {
  * fields stay where the module put them.
  *
  * A line logged once `outputClosed()` says the execution's output is closed (a timer or callback
- * the module left running after it ended) can be in no output any more, so no one watching the
+ * the module left running after it ended, or its code still running after a cancel or timeout
+ * it ignores: `stillRunning()` says which) can be in no output any more, so no one watching the
  * run sees it: it goes to the worker's log alone, at its own level, with {@link LATE_KEY} saying
  * why ({@link LateLine}) and its message saying so (`ctx.logger.info after its module ended (not
  * in its output): …`), rather than nowhere (it was dropped silently with module hosts, a new
  * user found in round G). At most {@link LATE_LINES_BURST} such lines of the execution per
  * {@link LATE_LINES_INTERVAL_MS} are logged; then one line says how many were not.
+ * @param stillRunning why the module's code still runs after its answer (`cancelled`,
+ *   `timed-out`), or undefined once it ended. @default always ended
  */
 export function toModuleLogger(
   log: Logger,
   mask: SecretMasker,
   output?: OutputWriter,
   outputClosed?: () => boolean,
+  stillRunning?: () => Exclude<LateLine, 'ended'> | undefined,
 ): ModuleLogger {
   /** The line's own keys, read at the first line with fields (most modules log none). */
   let taken: ReadonlySet<string> | undefined;
@@ -136,7 +145,7 @@ export function toModuleLogger(
       if (outputClosed?.() === true) {
         // Nothing to do for a line the worker's log level leaves out: it is neither masked nor counted.
         if (!log.isLevelEnabled(level)) return;
-        const late = (lastLate = 'ended');
+        const late = (lastLate = stillRunning?.() ?? 'ended');
         limit ??= new LogRateLimit((lines, most) =>
           log[most](
             { [LATE_KEY]: lastLate, dropped: lines },
