@@ -146,9 +146,9 @@ export interface LinkStart {
  * incarnation) and whose registration again is refused `WorkerIdTaken` has been replaced by
  * another live process, and ends as for `WorkerReplaced` (the worker exits 3, with the same
  * message). One exception: when an attempt of that registration may have been served without
- * its answer reaching this process (the connection lost or timed out after it was sent), the
- * live holder may be this process's own unread registration, which a new orchestrator gave a new
- * credential; the link then retries (as a fresh process does) until that registration, never
+ * its answer reaching this process (any failure but those that prove it never reached the
+ * orchestrator, see `provesNotServed`; and a 5xx answer), the live holder may be this process's
+ * own unread registration, which a new orchestrator gave a new credential; the link then retries (as a fresh process does) until that registration, never
  * heartbeated, is Offline: for the orchestrator's heartbeat timeout after the attempt. A fresh
  * process that has not registered yet retries `WorkerIdTaken` with backoff as before: the old
  * holder may be its own crashed predecessor, whose id frees once it is Offline.
@@ -468,11 +468,14 @@ export class OrchestratorLink {
           this.endReplaced(response.body.errorMessage);
           return undefined;
         }
+        // A 5xx may come after the orchestrator served it: a gateway's 502/504 when the orchestrator
+        // closed or timed out behind it, or the orchestrator's own failure on the way back.
+        if (response.status >= 500) unansweredAt = this.now();
         this.lastError = `register answered ${response.status}: ${JSON.stringify(response.body)}`;
       } catch (error) {
         if (signal.aborted) return undefined;
         // Sent, maybe served, answer lost: the id's live holder may be this very registration.
-        if (!(error instanceof MpdClientError && error.code === 'Unreachable')) unansweredAt = this.now();
+        if (!provesNotServed(error)) unansweredAt = this.now();
         this.lastError = describe(error);
       }
       const delay = this.delay(attempt);
@@ -589,6 +592,17 @@ function credentialIn(file: string): string | undefined {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
+}
+
+/**
+ * Whether a registration attempt's failure proves that the attempt never reached the orchestrator:
+ * the client's `Unreachable` (no connection made: refused, unknown host, connect timeout, or a
+ * TLS handshake that failed where the client saw it). Every other failure may come after the
+ * orchestrator served it: a reset, a close (over https too, where a close before the first byte
+ * is also how TLS 1.3 refuses a client certificate), a timeout, an answer that cannot be read.
+ */
+function provesNotServed(error: unknown): boolean {
+  return error instanceof MpdClientError && error.code === 'Unreachable';
 }
 
 function describe(error: unknown): string {
