@@ -23,6 +23,39 @@ function heartbeatCallDeadlineMs(intervalMs: number, timeoutMs: number): number 
   return Math.max(intervalMs, Math.min(timeoutMs, 30_000));
 }
 
+/**
+ * A registration attempt of this process that may have been served though its answer was lost
+ * (see {@link OrchestratorLink}): for how long after it the id's live holder may be that
+ * registration, which the link then waits out rather than taking it for another process's.
+ * The registration, never heartbeated, is `Offline` one heartbeat timeout after it was served,
+ * the timeout of the orchestrator that served it. That may be a restarted one that uses a
+ * longer timeout than the one this process learned at its last registration: so the link waits
+ * at least {@link DEFAULT_HEARTBEAT_TIMEOUT_MS}, the orchestrator's default `--heartbeat-timeout`
+ * (the spec names none). An orchestrator restarted with a still longer one can still make it
+ * stop as replaced after that floor, its own registration still live.
+ */
+export class UnansweredRegistration {
+  /** When (`now`) the last such attempt failed; undefined: none. */
+  private at: number | undefined;
+
+  /** @param now a monotonic clock in ms (the link's) */
+  constructor(private readonly now: () => number) {}
+
+  /** An attempt that may have been served went unanswered, now. */
+  noteLost(): void {
+    this.at = this.now();
+  }
+
+  /**
+   * Whether the id's live holder may still be that unread registration: within
+   * `max(knownTimeoutMs, DEFAULT_HEARTBEAT_TIMEOUT_MS)` after the last unanswered attempt.
+   * @param knownTimeoutMs the heartbeat timeout from the last registration answer (ms)
+   */
+  mayHoldTheId(knownTimeoutMs: number): boolean {
+    return this.at !== undefined && this.now() - this.at <= Math.max(knownTimeoutMs, DEFAULT_HEARTBEAT_TIMEOUT_MS);
+  }
+}
+
 /** Where the link to the orchestrator stands (Temporal-style explicit lifecycle). */
 export type LinkState =
   | { status: 'idle' }
@@ -149,7 +182,8 @@ export interface LinkStart {
  * its answer reaching this process (any failure but those that prove it never reached the
  * orchestrator, see `provesNotServed`; and a 5xx answer), the live holder may be this process's
  * own unread registration, which a new orchestrator gave a new credential; the link then retries (as a fresh process does) until that registration, never
- * heartbeated, is Offline: for the orchestrator's heartbeat timeout after the attempt. A fresh
+ * heartbeated, is Offline: for the orchestrator's heartbeat timeout after the attempt, at least
+ * the default one (see {@link UnansweredRegistration}). A fresh
  * process that has not registered yet retries `WorkerIdTaken` with backoff as before: the old
  * holder may be its own crashed predecessor, whose id frees once it is Offline.
  *
@@ -406,8 +440,8 @@ export class OrchestratorLink {
   /** Registers, retrying with backoff; undefined when stopped first. */
   private async register(node: LinkStart['node'], signal: AbortSignal): Promise<number | undefined> {
     const { client, logger } = this.options;
-    /** When (`now`) an attempt of this round last went unanswered after it may have been served. */
-    let unansweredAt: number | undefined;
+    /** This round's attempts that went unanswered after they may have been served. */
+    const unanswered = new UnansweredRegistration(this.now);
     for (let attempt = 0; !signal.aborted; attempt++) {
       this.current = { status: 'registering', attempt, ...(this.lastError ? { lastError: this.lastError } : {}) };
       try {
@@ -462,7 +496,7 @@ export class OrchestratorLink {
           response.status === 409 &&
           response.body.code === 'WorkerIdTaken' &&
           this.registeredOnce &&
-          (unansweredAt === undefined || this.now() - unansweredAt > this.heartbeatTimeoutMs)
+          !unanswered.mayHoldTheId(this.heartbeatTimeoutMs)
         ) {
           // Registered before, and the id is another live process's now (see the class's docs).
           this.endReplaced(response.body.errorMessage);
@@ -470,12 +504,12 @@ export class OrchestratorLink {
         }
         // A 5xx may come after the orchestrator served it: a gateway's 502/504 when the orchestrator
         // closed or timed out behind it, or the orchestrator's own failure on the way back.
-        if (response.status >= 500) unansweredAt = this.now();
+        if (response.status >= 500) unanswered.noteLost();
         this.lastError = `register answered ${response.status}: ${JSON.stringify(response.body)}`;
       } catch (error) {
         if (signal.aborted) return undefined;
         // Sent, maybe served, answer lost: the id's live holder may be this very registration.
-        if (!provesNotServed(error)) unansweredAt = this.now();
+        if (!provesNotServed(error)) unanswered.noteLost();
         this.lastError = describe(error);
       }
       const delay = this.delay(attempt);
