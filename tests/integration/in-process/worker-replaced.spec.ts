@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RunningOrchestrator } from '@mpd/orchestrator';
 import { type FaultProxy, makeTestCertificates, startFaultProxy, type TestCertificates } from '@mpd/test-kit';
+import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, HEARTBEAT_TIMEOUT_MS, JOIN_TOKEN as JOIN } from '../helpers/cluster.js';
 
@@ -122,7 +123,12 @@ describe('a worker replaced before it read its registration answer', () => {
     const { cluster, orchestrator, proxy, credentialFile } = await securedBehindProxy();
     proxy.faultNext({ kind: 'hold-answers' }, /POST \/api\/workers\/register/);
     const settings = { id: 'w-late', joinToken: JOIN, credentialFile };
-    const old = await cluster.startWorker({ ...settings, orchestratorUrl: proxy.url });
+    const oldLog: { msg: string; status?: number }[] = [];
+    const old = await cluster.startWorker({
+      ...settings,
+      orchestratorUrl: proxy.url,
+      logger: pino({ level: 'warn' }, { write: (line: string) => oldLog.push(JSON.parse(line)) }),
+    });
     // The orchestrator accepted the old process; its answer is held ("frozen" before reading it).
     await expect.poll(() => orchestrator.registry.incarnationOf('w-late'), { timeout: 5_000 }).toBeDefined();
     const oldIncarnation = orchestrator.registry.incarnationOf('w-late');
@@ -143,6 +149,10 @@ describe('a worker replaced before it read its registration answer', () => {
       reason: 'replaced',
       message: expect.stringMatching(/^another process registered as worker 'w-late' /),
     });
+    // Its heartbeat got 401 first: the line says that may be a replacement, not only a restart.
+    expect(oldLog.find((line) => line.status === 401)?.msg).toMatch(
+      /does not take this worker's credential \(.*another process registered under this id/,
+    );
     // The replacement keeps its id, its credential, and the file that holds it.
     expect(readFileSync(credentialFile, 'utf8').trim()).toBe(credential);
     expect(orchestrator.registry.credentialOf('w-late')).toBe(credential);

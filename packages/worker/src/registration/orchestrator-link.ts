@@ -547,10 +547,18 @@ export class OrchestratorLink {
           this.endReplaced(response.body.errorMessage);
           return;
         }
-        if (response.status === 404 || response.status === 401 || response.status === 403) {
+        if (response.status === 404) {
           logger.warn(
             { status: response.status },
-            'the orchestrator does not know this worker or its credential (restarted, or expired it); registering again',
+            'the orchestrator does not know this worker (it restarted, or expired and removed it); registering again',
+          );
+          return;
+        }
+        if (response.status === 401 || response.status === 403) {
+          // Also what a process gets whose id another took while it stalled unread (see the class's docs).
+          logger.warn(
+            { status: response.status },
+            "the orchestrator does not take this worker's credential (it restarted, expired it, or another process registered under this id: the registration again tells which); registering again",
           );
           return;
         }
