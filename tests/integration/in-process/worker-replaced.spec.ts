@@ -9,12 +9,13 @@
  * the replacement's. Here the freeze is a fault proxy holding the registration answer until the
  * test lets it through: real servers on 127.0.0.1, the order decided by the test, not a timer.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { RunningOrchestrator } from '@mpd/orchestrator';
 import { type FaultProxy, makeTestCertificates, startFaultProxy, type TestCertificates } from '@mpd/test-kit';
 import pino from 'pino';
@@ -192,6 +193,39 @@ describe('a worker replaced before it read its registration answer', () => {
     expect(orchestrator.registry.credentialOf('w-own')).toBe(credential);
     expect(orchestrator.registry.incarnationOf('w-own')).toBe(incarnation);
     expect(readFileSync(credentialFile, 'utf8').trim()).toBe(credential);
+  });
+});
+
+describe('the credential file shared by the processes under one id', () => {
+  it('is checked and written under its lock: another process’s check-then-write there is waited for, and its credential kept', async () => {
+    cluster = new Cluster();
+    const orchestrator = await cluster.startOrchestrator({ joinToken: JOIN });
+    const credentialFile = join(mkdtempSync(join(tmpdir(), 'mpd-replaced-')), 'credential');
+    // Another process under this id is between its check and its write (the lock is a
+    // directory beside the file, made with mkdir, as proper-lockfile makes it).
+    mkdirSync(`${credentialFile}.lock`);
+    const log: { msg: string }[] = [];
+    const worker = await cluster.startWorker({
+      id: 'w-locked',
+      joinToken: JOIN,
+      credentialFile,
+      logger: pino({ level: 'warn' }, { write: (line: string) => log.push(JSON.parse(line)) }),
+    });
+    await expect.poll(() => orchestrator.registry.credentialOf('w-locked'), { timeout: 5_000 }).toBeDefined();
+    // Answered: without the lock the worker wrote the file within milliseconds; with it, it waits.
+    await sleep(1_000);
+    expect(existsSync(credentialFile)).toBe(false);
+    expect(worker.link!.state.status).toBe('registering');
+
+    writeFileSync(credentialFile, 'the-other-process-credential\n');
+    rmdirSync(`${credentialFile}.lock`);
+    await worker.link!.registered();
+    // It checked after the other's write: the file is the other process's, left as it is.
+    expect(readFileSync(credentialFile, 'utf8').trim()).toBe('the-other-process-credential');
+    expect(log.map((line) => line.msg)).toContainEqual(
+      expect.stringMatching(/^another process under this worker id wrote the credential file/),
+    );
+    expect(existsSync(`${credentialFile}.lock`)).toBe(false);
   });
 });
 

@@ -1,10 +1,29 @@
 import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { bearerHeader, type OrchestratorClient, MpdClientError } from '@mpd/client';
 import type { ErrorBody, WorkerNodeRegistration } from '@mpd/contract';
 import { longSleep } from '@mpd/contract/timers';
 import { backoffDelay, writeStateFile } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import { fenceLeadMs, HeartbeatLease } from './heartbeat-lease.js';
+
+/**
+ * The lock the processes under one worker id take on their shared credential file for its
+ * check-then-write (`proper-lockfile`: a directory `FILE.lock` made with `mkdir`, atomic, its
+ * mtime refreshed while held): the check that the file holds what this process last read or
+ * wrote there and the write are one step for every process that takes it. A lock left by a
+ * crash is stale after 10 s (the library's default) and then taken over, so the retries wait
+ * somewhat longer than that (about 12 s in all) before the write is given up (a warning; the
+ * worker works on). What remains: a process stalled inside the lock (the few milliseconds of
+ * its check and write) for more than those 10 s loses it to another and, thawed, may still
+ * write once (`onCompromised` only tells it afterwards).
+ */
+const CREDENTIAL_FILE_LOCK = {
+  realpath: false,
+  stale: 10_000,
+  retries: { retries: 15, factor: 1.5, minTimeout: 25, maxTimeout: 2_000 },
+} as const;
 
 /**
  * The heartbeat timeout a worker fences by when the orchestrator does not say (an older one
@@ -100,7 +119,8 @@ export interface OrchestratorLinkOptions {
   /**
    * Where the worker keeps its credential between runs (written after each registration that
    * changed it, readable by its owner only; read at start): see `WorkerOptions.credentialFile`.
-   * Written only while it holds what this process last read or wrote there (or nothing): see
+   * Written only while it holds what this process last read or wrote there (or nothing), the
+   * check and the write under a lock (a directory `FILE.lock` beside it): see
    * {@link OrchestratorLink}.
    */
   credentialFile?: string | undefined;
@@ -190,9 +210,8 @@ export interface LinkStart {
  * The credential file is shared by the processes started with the same id, so the link writes
  * it only while it holds what this process last read or wrote there, or nothing: a stalled
  * process that reads its answer late finds the replacement's credential there and leaves it
- * (so the replacement, restarted, keeps its id at once). The check and the write are not one
- * atomic step: a write by another process in the few milliseconds between them is not seen;
- * the case it guards against lasts as long as a process is stalled.
+ * (so the replacement, restarted, keeps its id at once). The check and the write are one step
+ * under a lock on the file (see {@link CREDENTIAL_FILE_LOCK}, which says what remains).
  */
 export class OrchestratorLink {
   private current: LinkState = { status: 'idle' };
@@ -388,10 +407,21 @@ export class OrchestratorLink {
   private async writeCredentialFile(credential: string | undefined): Promise<void> {
     const file = this.options.credentialFile;
     if (file === undefined || credential === undefined) return;
+    const { logger } = this.options;
+    let release: (() => Promise<void>) | undefined;
     try {
+      await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+      // Loaded only by a worker that keeps a credential file (it hooks the process's exit to
+      // remove the locks it holds).
+      const { lock } = await import('proper-lockfile');
+      release = await lock(file, {
+        ...CREDENTIAL_FILE_LOCK,
+        onCompromised: (error) =>
+          logger.warn({ err: describe(error), file }, "the credential file's lock was taken from this process"),
+      });
       const held = credentialIn(file);
       if (held !== undefined && held !== this.credentialInFile) {
-        this.options.logger.warn(
+        logger.warn(
           { file },
           'another process under this worker id wrote the credential file since this one read it; leaving it as it is',
         );
@@ -401,7 +431,9 @@ export class OrchestratorLink {
       this.credentialInFile = credential;
     } catch (error) {
       // The worker works on; only a restart after a crash waits for the old registration to expire.
-      this.options.logger.warn({ err: describe(error), file }, 'could not write the credential file');
+      logger.warn({ err: describe(error), file }, 'could not write the credential file');
+    } finally {
+      await release?.().catch(() => undefined);
     }
   }
 
