@@ -408,16 +408,17 @@ const NOT_CONNECTED = new Set([
 
 /**
  * `Unreachable` only when the failure proves that no request reached the server (no connection
- * was made, or the TLS handshake failed where the client saw it: the request was not served),
- * `ConnectionLost` for every other failure on a connection, reset or closed before the answer
- * was complete (the server may have acted on the request). An https connection the server closes
- * before sending a byte is `ConnectionLost` too, although that is how a TLS 1.3 server ends a
- * handshake it refuses (no client certificate, or one it does not trust: the client took the
- * session as established and sent the request): a server that read the request, acted on it
- * and closed (restarted, crashed) looks the same from here, and a caller that took it for "not
- * served" would send a second request for what the first one did (round I review: a worker
- * behind mutual TLS took its own registration, served by a restarted orchestrator, for another
- * process's). The message says which it may be ({@link describeFailure}).
+ * was made, or the TLS handshake failed where the client saw it: the request was not served;
+ * and, as before, a failure without an error code: Node's and undici's failures on a connection
+ * all carry one), `ConnectionLost` for every other failure on a connection, reset or closed
+ * before the answer was complete (the server may have acted on the request). An https
+ * connection the server closes before sending a byte is `ConnectionLost` too, although that is
+ * how a TLS 1.3 server ends a handshake it refuses (no client certificate, or one it does not
+ * trust: the client took the session as established and sent the request): a server that read
+ * the request, acted on it and closed (restarted, crashed) looks the same from here, and a
+ * caller that took it for "not served" would send a second request for what the first one did
+ * (round I review: a worker behind mutual TLS took its own registration, served by a restarted
+ * orchestrator, for another process's). The message says which it may be ({@link describeFailure}).
  */
 function transportCode(reason: NetworkFailure | undefined): 'Unreachable' | 'ConnectionLost' {
   const code = reason?.code;

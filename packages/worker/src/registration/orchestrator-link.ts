@@ -201,11 +201,12 @@ export interface LinkStart {
  * message). One exception: when an attempt of that registration may have been served without
  * its answer reaching this process (any failure but those that prove it never reached the
  * orchestrator, see `provesNotServed`; and a 5xx answer), the live holder may be this process's
- * own unread registration, which a new orchestrator gave a new credential; the link then retries (as a fresh process does) until that registration, never
- * heartbeated, is Offline: for the orchestrator's heartbeat timeout after the attempt, at least
- * the default one (see {@link UnansweredRegistration}). A fresh
- * process that has not registered yet retries `WorkerIdTaken` with backoff as before: the old
- * holder may be its own crashed predecessor, whose id frees once it is Offline.
+ * own unread registration, which a new orchestrator gave a new credential; the link then retries
+ * (as a fresh process does) until that registration, never heartbeated, is Offline: for the
+ * orchestrator's heartbeat timeout after the attempt, at least the default one (see
+ * {@link UnansweredRegistration}). A fresh process that has not registered yet retries
+ * `WorkerIdTaken` with backoff as before: the old holder may be its own crashed predecessor,
+ * whose id frees once it is Offline.
  *
  * The credential file is shared by the processes started with the same id, so the link writes
  * it only while it holds what this process last read or wrote there, or nothing: a stalled
@@ -534,8 +535,9 @@ export class OrchestratorLink {
           this.endReplaced(response.body.errorMessage);
           return undefined;
         }
-        // A 5xx may come after the orchestrator served it: a gateway's 502/504 when the orchestrator
-        // closed or timed out behind it, or the orchestrator's own failure on the way back.
+        // A 5xx may come after the orchestrator served it: a gateway's 503 (Envoy's, when the
+        // orchestrator closed before answering), the orchestrator's own 500 on the way back. (A
+        // gateway's 502 or 504 is outside the contract: the client throws it, the catch below.)
         if (response.status >= 500) unanswered.noteLost();
         this.lastError = `register answered ${response.status}: ${JSON.stringify(response.body)}`;
       } catch (error) {
