@@ -2,13 +2,16 @@
 export type MpdClientErrorCode =
   /**
    * No connection to the server could be made, so the request was not served: connection
-   * refused, DNS failure, connect timeout, host or network unreachable, a TLS handshake that
-   * failed or that the server ended (see {@link MpdClientError.errno}).
+   * refused, DNS failure, connect timeout, host or network unreachable, a TLS handshake the
+   * client saw fail (see {@link MpdClientError.errno}).
    */
   | 'Unreachable'
   /**
    * The connection was made, then reset or closed before the complete answer arrived: the
    * server may have received the request and acted on it (a worker may be running the module).
+   * Also an https server that closes the connection before sending a byte (`errno`
+   * `UND_ERR_SOCKET`): that is how a TLS 1.3 server refuses a client certificate, but a server
+   * that read the request and then closed looks the same to the client.
    */
   | 'ConnectionLost'
   /** No complete answer within the call's timeout. */

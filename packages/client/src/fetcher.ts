@@ -166,7 +166,7 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
       const failure = error as NetworkFailure & { cause?: NetworkFailure };
       const reason = failure.code !== undefined ? failure : (failure.cause ?? failure);
       throw new MpdClientError(
-        transportCode(reason, args.path),
+        transportCode(reason),
         `${where}: ${describeFailure(reason, error, args.path, options)}`,
         { cause: error, errno: reason.code },
       );
@@ -407,25 +407,32 @@ const NOT_CONNECTED = new Set([
 ]);
 
 /**
- * `Unreachable` when no connection to the server was made (the request was not served),
- * `ConnectionLost` when one was made and then reset or closed before the answer was complete.
- * An https connection the server closes before sending a byte counts as unreachable: that is
+ * `Unreachable` only when the failure proves that no request reached the server (no connection
+ * was made, or the TLS handshake failed where the client saw it: the request was not served;
+ * and, as before, a failure without an error code: Node's and undici's failures on a connection
+ * all carry one), `ConnectionLost` for every other failure on a connection, reset or closed
+ * before the answer was complete (the server may have acted on the request). An https
+ * connection the server closes before sending a byte is `ConnectionLost` too, although that is
  * how a TLS 1.3 server ends a handshake it refuses (no client certificate, or one it does not
- * trust), after the client already took the session as established.
+ * trust: the client took the session as established and sent the request): a server that read
+ * the request, acted on it and closed (restarted, crashed) looks the same from here, and a
+ * caller that took it for "not served" would send a second request for what the first one did
+ * (round I review: a worker behind mutual TLS took its own registration, served by a restarted
+ * orchestrator, for another process's). The message says which it may be ({@link describeFailure}).
  */
-function transportCode(reason: NetworkFailure | undefined, url: string): 'Unreachable' | 'ConnectionLost' {
+function transportCode(reason: NetworkFailure | undefined): 'Unreachable' | 'ConnectionLost' {
   const code = reason?.code;
   if (code === undefined) return 'Unreachable';
   if (isTlsFailure(code) || NOT_CONNECTED.has(code)) return 'Unreachable';
   if (reason?.syscall === 'connect' || reason?.syscall === 'getaddrinfo') return 'Unreachable';
-  if (code === 'UND_ERR_SOCKET' && /^https:/i.test(url) && (reason?.socket?.bytesRead ?? 0) === 0) return 'Unreachable';
   return 'ConnectionLost';
 }
 
 /**
  * Why a call got no answer: the error code (`ECONNREFUSED`), with the reason spelled out for
  * TLS failures, and a hint when an https server hung up without a word (under TLS 1.3 that is
- * how a server that requires a client certificate refuses a client that has none).
+ * how a server that requires a client certificate refuses a client that has none, or one it
+ * does not trust; it is also what a server that closed after reading the request looks like).
  */
 function describeFailure(
   reason: NetworkFailure | undefined,
@@ -435,8 +442,10 @@ function describeFailure(
 ): string {
   const code = reason?.code;
   if (reason?.message && (isTlsFailure(code) || code === ADDRESS_REFUSED)) return `${code}: ${reason.message}`;
-  if (code === 'UND_ERR_SOCKET' && /^https:/i.test(url) && options.tls?.cert === undefined) {
-    return `${code} (the server closed the connection; over https it may require a client certificate: tls.cert and tls.key)`;
+  if (code === 'UND_ERR_SOCKET' && /^https:/i.test(url) && (reason?.socket?.bytesRead ?? 0) === 0) {
+    return options.tls?.cert === undefined
+      ? `${code} (the server closed the connection; over https it may require a client certificate: tls.cert and tls.key)`
+      : `${code} (the server closed the connection; over https it may not trust the client certificate: its CA)`;
   }
   return code ?? reason?.message ?? (error as Error).message;
 }

@@ -9,20 +9,106 @@
  * the replacement's. Here the freeze is a fault proxy holding the registration answer until the
  * test lets it through: real servers on 127.0.0.1, the order decided by the test, not a timer.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type FaultProxy, startFaultProxy } from '@mpd/test-kit';
-import { afterEach, describe, expect, it } from 'vitest';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { RunningOrchestrator } from '@mpd/orchestrator';
+import { type FaultProxy, makeTestCertificates, startFaultProxy, type TestCertificates } from '@mpd/test-kit';
+import pino from 'pino';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, HEARTBEAT_TIMEOUT_MS, JOIN_TOKEN as JOIN } from '../helpers/cluster.js';
 
 let cluster: Cluster | undefined;
 let proxy: FaultProxy | undefined;
+let front: HttpsFront | undefined;
 afterEach(async () => {
   await cluster?.close();
   await proxy?.close();
-  cluster = proxy = undefined;
+  await front?.close();
+  cluster = proxy = front = undefined;
 });
+
+let certs: TestCertificates;
+beforeAll(async () => {
+  certs = await makeTestCertificates();
+});
+afterAll(async () => {
+  await certs?.remove();
+});
+
+/** How an {@link HttpsFront} loses an answer the orchestrator gave. */
+type LostAnswer =
+  /** Closes the connection without a byte (a server that closed after reading the request). */
+  | 'close'
+  /**
+   * Answers 503 with a text of its own, as Envoy (Istio's proxy) does when its upstream reset or
+   * closed the connection before answering (a gateway's 502 or 504, outside the contract, rejects
+   * the call as an unknown status: the same path as a closed connection).
+   */
+  | 'upstream-reset';
+
+interface HttpsFront {
+  /** `https://127.0.0.1:PORT` */
+  readonly url: string;
+  /** Sends the requests to this orchestrator from now on. */
+  target(orchestrator: RunningOrchestrator): void;
+  /** The next request matching `path`: the orchestrator serves it, and its answer is lost as `how`. */
+  loseNextAnswer(path: RegExp, how: LostAnswer): void;
+  close(): Promise<void>;
+}
+
+/**
+ * The orchestrator's https address, requiring a client certificate signed by the test CA (mutual
+ * TLS, as a TLS-terminating proxy or `--tls-client-ca` does): it passes each request to the
+ * orchestrator it targets (plain http on 127.0.0.1) and its answer back, but loses answers on
+ * demand after the orchestrator served the request, the order decided by the test.
+ */
+async function startHttpsFront(orchestrator: RunningOrchestrator): Promise<HttpsFront> {
+  let upstream = new URL(orchestrator.url);
+  const losses: { path: RegExp; how: LostAnswer }[] = [];
+  const server = createHttpsServer(
+    { cert: certs.serverCert, key: certs.serverKey, ca: certs.caCert, requestCert: true, rejectUnauthorized: true },
+    (req, res) => {
+      const loss = losses.findIndex(({ path }) => path.test(req.url ?? ''));
+      const how = loss >= 0 ? losses.splice(loss, 1)[0]!.how : undefined;
+      const forwarded = httpRequest(
+        { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers },
+        (answer) => {
+          if (how === undefined) {
+            res.writeHead(answer.statusCode!, answer.headers);
+            answer.pipe(res);
+            return;
+          }
+          // Served: the whole answer came back from the orchestrator; the client gets none of it.
+          answer.resume();
+          answer.on('end', () => {
+            if (how === 'close') req.socket.destroy();
+            else
+              res
+                .writeHead(503, { 'content-type': 'text/plain' })
+                .end('upstream connect error or disconnect/reset before headers. reset reason: connection termination');
+          });
+        },
+      );
+      forwarded.on('error', () => res.destroy());
+      req.pipe(forwarded);
+    },
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    target: (next) => (upstream = new URL(next.url)),
+    loseNextAnswer: (path, how) => losses.push({ path, how }),
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
 
 /** A secured orchestrator, a fault proxy in front of it, and a path for a credential file. */
 async function securedBehindProxy() {
@@ -38,7 +124,12 @@ describe('a worker replaced before it read its registration answer', () => {
     const { cluster, orchestrator, proxy, credentialFile } = await securedBehindProxy();
     proxy.faultNext({ kind: 'hold-answers' }, /POST \/api\/workers\/register/);
     const settings = { id: 'w-late', joinToken: JOIN, credentialFile };
-    const old = await cluster.startWorker({ ...settings, orchestratorUrl: proxy.url });
+    const oldLog: { msg: string; status?: number }[] = [];
+    const old = await cluster.startWorker({
+      ...settings,
+      orchestratorUrl: proxy.url,
+      logger: pino({ level: 'warn' }, { write: (line: string) => oldLog.push(JSON.parse(line)) }),
+    });
     // The orchestrator accepted the old process; its answer is held ("frozen" before reading it).
     await expect.poll(() => orchestrator.registry.incarnationOf('w-late'), { timeout: 5_000 }).toBeDefined();
     const oldIncarnation = orchestrator.registry.incarnationOf('w-late');
@@ -59,6 +150,10 @@ describe('a worker replaced before it read its registration answer', () => {
       reason: 'replaced',
       message: expect.stringMatching(/^another process registered as worker 'w-late' /),
     });
+    // Its heartbeat got 401 first: the line says that may be a replacement, not only a restart.
+    expect(oldLog.find((line) => line.status === 401)?.msg).toMatch(
+      /does not take this worker's credential \(.*another process registered under this id/,
+    );
     // The replacement keeps its id, its credential, and the file that holds it.
     expect(readFileSync(credentialFile, 'utf8').trim()).toBe(credential);
     expect(orchestrator.registry.credentialOf('w-late')).toBe(credential);
@@ -98,5 +193,87 @@ describe('a worker replaced before it read its registration answer', () => {
     expect(orchestrator.registry.credentialOf('w-own')).toBe(credential);
     expect(orchestrator.registry.incarnationOf('w-own')).toBe(incarnation);
     expect(readFileSync(credentialFile, 'utf8').trim()).toBe(credential);
+  });
+});
+
+describe('the credential file shared by the processes under one id', () => {
+  it('is checked and written under its lock: another process’s check-then-write there is waited for, and its credential kept', async () => {
+    cluster = new Cluster();
+    const orchestrator = await cluster.startOrchestrator({ joinToken: JOIN });
+    const credentialFile = join(mkdtempSync(join(tmpdir(), 'mpd-replaced-')), 'credential');
+    // Another process under this id is between its check and its write (the lock is a
+    // directory beside the file, made with mkdir, as proper-lockfile makes it).
+    mkdirSync(`${credentialFile}.lock`);
+    const log: { msg: string }[] = [];
+    const worker = await cluster.startWorker({
+      id: 'w-locked',
+      joinToken: JOIN,
+      credentialFile,
+      logger: pino({ level: 'warn' }, { write: (line: string) => log.push(JSON.parse(line)) }),
+    });
+    await expect.poll(() => orchestrator.registry.credentialOf('w-locked'), { timeout: 5_000 }).toBeDefined();
+    // Answered: without the lock the worker wrote the file within milliseconds; with it, it waits.
+    await sleep(1_000);
+    expect(existsSync(credentialFile)).toBe(false);
+    expect(worker.link!.state.status).toBe('registering');
+
+    writeFileSync(credentialFile, 'the-other-process-credential\n');
+    rmdirSync(`${credentialFile}.lock`);
+    await worker.link!.registered();
+    // It checked after the other's write: the file is the other process's, left as it is.
+    expect(readFileSync(credentialFile, 'utf8').trim()).toBe('the-other-process-credential');
+    expect(log.map((line) => line.msg)).toContainEqual(
+      expect.stringMatching(/^another process under this worker id wrote the credential file/),
+    );
+    expect(existsSync(`${credentialFile}.lock`)).toBe(false);
+  });
+});
+
+describe('a worker behind mutual TLS whose registration a restarted orchestrator served, the answer lost', () => {
+  // Over https a connection closed before the first byte is also how TLS 1.3 refuses a client
+  // certificate; the worker used to take it for "not sent", so the live holder of its id, its own
+  // unread registration, was "another process": exit 3 for good, though nobody replaced it.
+  it.each<[string, LostAnswer]>([
+    ['the connection closed before a byte', 'close'],
+    ["a gateway's 503 (the orchestrator closed behind it)", 'upstream-reset'],
+  ])('waits that registration out rather than stopping as replaced: %s', async (_what, how) => {
+    cluster = new Cluster();
+    const first = await cluster.startOrchestrator({ joinToken: JOIN });
+    front = await startHttpsFront(first);
+    const worker = await cluster.startWorker({
+      id: 'w-mtls',
+      joinToken: JOIN,
+      orchestratorUrl: front.url,
+      orchestratorTls: { ca: certs.caCert, cert: certs.clientCert, key: certs.clientKey },
+    });
+    await worker.link!.registered();
+    const incarnation = first.registry.incarnationOf('w-mtls');
+    const before = worker.link!.credential;
+
+    // The orchestrator restarts (a new one, knowing nothing, behind the same address); the
+    // worker's registration again is served, and its answer lost on the way back.
+    front.loseNextAnswer(/^\/api\/workers\/register/, how);
+    const restarted = await cluster.startOrchestrator({ joinToken: JOIN });
+    front.target(restarted);
+    await first.close();
+    await expect.poll(() => restarted.registry.incarnationOf('w-mtls'), { timeout: 10_000 }).toBe(incarnation);
+    const unread = restarted.registry.credentialOf('w-mtls');
+
+    // Its next attempts present the old credential: 409 WorkerIdTaken while that registration is live.
+    await expect
+      .poll(() => worker.link!.state.status === 'registering' && worker.link!.state.lastError, { timeout: 10_000 })
+      .toContain('WorkerIdTaken');
+    const refusedAt = (worker.link!.state as { attempt: number }).attempt;
+    await expect
+      .poll(() => worker.link!.state.status === 'registering' && worker.link!.state.attempt, { timeout: 10_000 })
+      .toBeGreaterThanOrEqual(refusedAt + 3);
+    expect(restarted.registry.credentialOf('w-mtls')).toBe(unread);
+
+    cluster.clock.advance(HEARTBEAT_TIMEOUT_MS + 1); // that registration, never heartbeated, is Offline
+    await expect.poll(() => worker.link!.state.status, { timeout: 10_000 }).toBe('registered');
+    const credential = worker.link!.credential!;
+    expect([before, unread]).not.toContain(credential);
+    expect(restarted.registry.credentialOf('w-mtls')).toBe(credential);
+    expect(restarted.registry.incarnationOf('w-mtls')).toBe(incarnation);
   });
 });

@@ -311,7 +311,8 @@ describe('mpd-worker CLI with TLS', () => {
       expect((await withCert.health.get()).status).toBe(200);
       const refused = await withoutCert.health.get().catch((error: unknown) => error);
       expect(refused).toBeInstanceOf(MpdClientError);
-      expect(refused).toMatchObject({ code: 'Unreachable' });
+      // The TLS 1.3 refusal: a close before the first byte (see @mpd/client's ConnectionLost).
+      expect(refused).toMatchObject({ code: 'ConnectionLost', errno: 'UND_ERR_SOCKET' });
     } finally {
       await Promise.all([withCert.close(), withoutCert.close()]);
     }

@@ -1,10 +1,29 @@
 import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { bearerHeader, type OrchestratorClient, MpdClientError } from '@mpd/client';
 import type { ErrorBody, WorkerNodeRegistration } from '@mpd/contract';
 import { longSleep } from '@mpd/contract/timers';
 import { backoffDelay, writeStateFile } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import { fenceLeadMs, HeartbeatLease } from './heartbeat-lease.js';
+
+/**
+ * The lock the processes under one worker id take on their shared credential file for its
+ * check-then-write (`proper-lockfile`: a directory `FILE.lock` made with `mkdir`, atomic, its
+ * mtime refreshed while held): the check that the file holds what this process last read or
+ * wrote there and the write are one step for every process that takes it. A lock left by a
+ * crash is stale after 10 s (the library's default) and then taken over, so the retries wait
+ * somewhat longer than that (about 12 s in all) before the write is given up (a warning; the
+ * worker works on). What remains: a process stalled inside the lock (the few milliseconds of
+ * its check and write) for more than those 10 s loses it to another and, thawed, may still
+ * write once (`onCompromised` only tells it afterwards).
+ */
+const CREDENTIAL_FILE_LOCK = {
+  realpath: false,
+  stale: 10_000,
+  retries: { retries: 15, factor: 1.5, minTimeout: 25, maxTimeout: 2_000 },
+} as const;
 
 /**
  * The heartbeat timeout a worker fences by when the orchestrator does not say (an older one
@@ -21,6 +40,39 @@ export const DEFAULT_HEARTBEAT_TIMEOUT_MS = 120_000;
  */
 function heartbeatCallDeadlineMs(intervalMs: number, timeoutMs: number): number {
   return Math.max(intervalMs, Math.min(timeoutMs, 30_000));
+}
+
+/**
+ * A registration attempt of this process that may have been served though its answer was lost
+ * (see {@link OrchestratorLink}): for how long after it the id's live holder may be that
+ * registration, which the link then waits out rather than taking it for another process's.
+ * The registration, never heartbeated, is `Offline` one heartbeat timeout after it was served,
+ * the timeout of the orchestrator that served it. That may be a restarted one that uses a
+ * longer timeout than the one this process learned at its last registration: so the link waits
+ * at least {@link DEFAULT_HEARTBEAT_TIMEOUT_MS}, the orchestrator's default `--heartbeat-timeout`
+ * (the spec names none). An orchestrator restarted with a still longer one can still make it
+ * stop as replaced after that floor, its own registration still live.
+ */
+export class UnansweredRegistration {
+  /** When (`now`) the last such attempt failed; undefined: none. */
+  private at: number | undefined;
+
+  /** @param now a monotonic clock in ms (the link's) */
+  constructor(private readonly now: () => number) {}
+
+  /** An attempt that may have been served went unanswered, now. */
+  noteLost(): void {
+    this.at = this.now();
+  }
+
+  /**
+   * Whether the id's live holder may still be that unread registration: within
+   * `max(knownTimeoutMs, DEFAULT_HEARTBEAT_TIMEOUT_MS)` after the last unanswered attempt.
+   * @param knownTimeoutMs the heartbeat timeout from the last registration answer (ms)
+   */
+  mayHoldTheId(knownTimeoutMs: number): boolean {
+    return this.at !== undefined && this.now() - this.at <= Math.max(knownTimeoutMs, DEFAULT_HEARTBEAT_TIMEOUT_MS);
+  }
 }
 
 /** Where the link to the orchestrator stands (Temporal-style explicit lifecycle). */
@@ -67,7 +119,8 @@ export interface OrchestratorLinkOptions {
   /**
    * Where the worker keeps its credential between runs (written after each registration that
    * changed it, readable by its owner only; read at start): see `WorkerOptions.credentialFile`.
-   * Written only while it holds what this process last read or wrote there (or nothing): see
+   * Written only while it holds what this process last read or wrote there (or nothing), the
+   * check and the write under a lock (a directory `FILE.lock` beside it): see
    * {@link OrchestratorLink}.
    */
   credentialFile?: string | undefined;
@@ -146,19 +199,20 @@ export interface LinkStart {
  * incarnation) and whose registration again is refused `WorkerIdTaken` has been replaced by
  * another live process, and ends as for `WorkerReplaced` (the worker exits 3, with the same
  * message). One exception: when an attempt of that registration may have been served without
- * its answer reaching this process (the connection lost or timed out after it was sent), the
- * live holder may be this process's own unread registration, which a new orchestrator gave a new
- * credential; the link then retries (as a fresh process does) until that registration, never
- * heartbeated, is Offline: for the orchestrator's heartbeat timeout after the attempt. A fresh
- * process that has not registered yet retries `WorkerIdTaken` with backoff as before: the old
- * holder may be its own crashed predecessor, whose id frees once it is Offline.
+ * its answer reaching this process (any failure but those that prove it never reached the
+ * orchestrator, see `provesNotServed`; and a 5xx answer), the live holder may be this process's
+ * own unread registration, which a new orchestrator gave a new credential; the link then retries
+ * (as a fresh process does) until that registration, never heartbeated, is Offline: for the
+ * orchestrator's heartbeat timeout after the attempt, at least the default one (see
+ * {@link UnansweredRegistration}). A fresh process that has not registered yet retries
+ * `WorkerIdTaken` with backoff as before: the old holder may be its own crashed predecessor,
+ * whose id frees once it is Offline.
  *
  * The credential file is shared by the processes started with the same id, so the link writes
  * it only while it holds what this process last read or wrote there, or nothing: a stalled
  * process that reads its answer late finds the replacement's credential there and leaves it
- * (so the replacement, restarted, keeps its id at once). The check and the write are not one
- * atomic step: a write by another process in the few milliseconds between them is not seen;
- * the case it guards against lasts as long as a process is stalled.
+ * (so the replacement, restarted, keeps its id at once). The check and the write are one step
+ * under a lock on the file (see {@link CREDENTIAL_FILE_LOCK}, which says what remains).
  */
 export class OrchestratorLink {
   private current: LinkState = { status: 'idle' };
@@ -354,10 +408,21 @@ export class OrchestratorLink {
   private async writeCredentialFile(credential: string | undefined): Promise<void> {
     const file = this.options.credentialFile;
     if (file === undefined || credential === undefined) return;
+    const { logger } = this.options;
+    let release: (() => Promise<void>) | undefined;
     try {
+      await mkdir(dirname(file), { recursive: true, mode: 0o700 });
+      // Loaded only by a worker that keeps a credential file (it hooks the process's exit to
+      // remove the locks it holds).
+      const { lock } = await import('proper-lockfile');
+      release = await lock(file, {
+        ...CREDENTIAL_FILE_LOCK,
+        onCompromised: (error) =>
+          logger.warn({ err: describe(error), file }, "the credential file's lock was taken from this process"),
+      });
       const held = credentialIn(file);
       if (held !== undefined && held !== this.credentialInFile) {
-        this.options.logger.warn(
+        logger.warn(
           { file },
           'another process under this worker id wrote the credential file since this one read it; leaving it as it is',
         );
@@ -367,7 +432,9 @@ export class OrchestratorLink {
       this.credentialInFile = credential;
     } catch (error) {
       // The worker works on; only a restart after a crash waits for the old registration to expire.
-      this.options.logger.warn({ err: describe(error), file }, 'could not write the credential file');
+      logger.warn({ err: describe(error), file }, 'could not write the credential file');
+    } finally {
+      await release?.().catch(() => undefined);
     }
   }
 
@@ -406,8 +473,8 @@ export class OrchestratorLink {
   /** Registers, retrying with backoff; undefined when stopped first. */
   private async register(node: LinkStart['node'], signal: AbortSignal): Promise<number | undefined> {
     const { client, logger } = this.options;
-    /** When (`now`) an attempt of this round last went unanswered after it may have been served. */
-    let unansweredAt: number | undefined;
+    /** This round's attempts that went unanswered after they may have been served. */
+    const unanswered = new UnansweredRegistration(this.now);
     for (let attempt = 0; !signal.aborted; attempt++) {
       this.current = { status: 'registering', attempt, ...(this.lastError ? { lastError: this.lastError } : {}) };
       try {
@@ -462,17 +529,21 @@ export class OrchestratorLink {
           response.status === 409 &&
           response.body.code === 'WorkerIdTaken' &&
           this.registeredOnce &&
-          (unansweredAt === undefined || this.now() - unansweredAt > this.heartbeatTimeoutMs)
+          !unanswered.mayHoldTheId(this.heartbeatTimeoutMs)
         ) {
           // Registered before, and the id is another live process's now (see the class's docs).
           this.endReplaced(response.body.errorMessage);
           return undefined;
         }
+        // A 5xx may come after the orchestrator served it: a gateway's 503 (Envoy's, when the
+        // orchestrator closed before answering), the orchestrator's own 500 on the way back. (A
+        // gateway's 502 or 504 is outside the contract: the client throws it, the catch below.)
+        if (response.status >= 500) unanswered.noteLost();
         this.lastError = `register answered ${response.status}: ${JSON.stringify(response.body)}`;
       } catch (error) {
         if (signal.aborted) return undefined;
         // Sent, maybe served, answer lost: the id's live holder may be this very registration.
-        if (!(error instanceof MpdClientError && error.code === 'Unreachable')) unansweredAt = this.now();
+        if (!provesNotServed(error)) unanswered.noteLost();
         this.lastError = describe(error);
       }
       const delay = this.delay(attempt);
@@ -510,10 +581,18 @@ export class OrchestratorLink {
           this.endReplaced(response.body.errorMessage);
           return;
         }
-        if (response.status === 404 || response.status === 401 || response.status === 403) {
+        if (response.status === 404) {
           logger.warn(
             { status: response.status },
-            'the orchestrator does not know this worker or its credential (restarted, or expired it); registering again',
+            'the orchestrator does not know this worker (it restarted, or expired and removed it); registering again',
+          );
+          return;
+        }
+        if (response.status === 401 || response.status === 403) {
+          // Also what a process gets whose id another took while it stalled unread (see the class's docs).
+          logger.warn(
+            { status: response.status },
+            "the orchestrator does not take this worker's credential (it restarted, expired it, or another process registered under this id: the registration again tells which); registering again",
           );
           return;
         }
@@ -589,6 +668,17 @@ function credentialIn(file: string): string | undefined {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw error;
   }
+}
+
+/**
+ * Whether a registration attempt's failure proves that the attempt never reached the orchestrator:
+ * the client's `Unreachable` (no connection made: refused, unknown host, connect timeout, or a
+ * TLS handshake that failed where the client saw it). Every other failure may come after the
+ * orchestrator served it: a reset, a close (over https too, where a close before the first byte
+ * is also how TLS 1.3 refuses a client certificate), a timeout, an answer that cannot be read.
+ */
+function provesNotServed(error: unknown): boolean {
+  return error instanceof MpdClientError && error.code === 'Unreachable';
 }
 
 function describe(error: unknown): string {

@@ -1,0 +1,44 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_HEARTBEAT_TIMEOUT_MS, UnansweredRegistration } from './orchestrator-link.js';
+
+/** A registration round's record of lost answers on a clock the test moves. */
+function onClock() {
+  let now = 5_000;
+  const unanswered = new UnansweredRegistration(() => now);
+  return { unanswered, advance: (ms: number) => (now += ms) };
+}
+
+describe('UnansweredRegistration: how long a 409 WorkerIdTaken may be the process’s own unread registration', () => {
+  it('never, when no attempt may have been served', () => {
+    expect(onClock().unanswered.mayHoldTheId(60_000)).toBe(false);
+  });
+
+  it('waits at least the default heartbeat timeout when the last orchestrator used a shorter one (a restarted one may not)', () => {
+    const { unanswered, advance } = onClock();
+    unanswered.noteLost();
+    advance(60_001); // past the 60 s timeout learned from the orchestrator before its restart
+    expect(unanswered.mayHoldTheId(60_000)).toBe(true);
+    advance(DEFAULT_HEARTBEAT_TIMEOUT_MS - 60_001);
+    expect(unanswered.mayHoldTheId(60_000)).toBe(true);
+    advance(1);
+    expect(unanswered.mayHoldTheId(60_000)).toBe(false);
+  });
+
+  it('waits the known timeout when it is longer than the default', () => {
+    const { unanswered, advance } = onClock();
+    unanswered.noteLost();
+    advance(299_000);
+    expect(unanswered.mayHoldTheId(300_000)).toBe(true);
+    advance(1_001);
+    expect(unanswered.mayHoldTheId(300_000)).toBe(false);
+  });
+
+  it('counts from the last unanswered attempt', () => {
+    const { unanswered, advance } = onClock();
+    unanswered.noteLost();
+    advance(100_000);
+    unanswered.noteLost();
+    advance(100_000);
+    expect(unanswered.mayHoldTheId(60_000)).toBe(true);
+  });
+});
