@@ -203,9 +203,11 @@ export interface ModuleArtifacts {
    * missing), fetching it unless the worker's cache has it. An archive with an entry that would
    * land outside `dir` (an absolute path, `..`, a link pointing out) or that is not a file,
    * directory or link is refused before anything is written. It ends with the attempt (`ctx.signal`
-   * aborting: a timeout, a cancel; or the module failing): nothing is written into `dir` afterwards.
+   * aborting: a timeout, a cancel; or the module ending, failed or succeeded, before it finished):
+   * its partial files are removed and nothing is written into `dir` afterwards.
    * @throws Error for such an archive, a `ref` that is not one, or a blob the store does not have;
-   *   the signal's reason once it aborted
+   *   the signal's reason once it aborted, what the module threw, or an Error saying the module
+   *   ended before the download did
    */
   download(ref: ArtifactRef, dir: string): Promise<{ files: number }>;
 }

@@ -88,7 +88,11 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     : undefined;
   const cacheDir = resolve(resolved.cacheDir);
   const blobs = artifactClient
-    ? new WorkerBlobs(artifactClient, { dir: cacheDir, maxBytes: resolved.cacheMaxBytes })
+    ? new WorkerBlobs(artifactClient, {
+        dir: cacheDir,
+        maxBytes: resolved.cacheMaxBytes,
+        logger: logger.child({ workerId: id, component: 'artifacts' }),
+      })
     : undefined;
   try {
     await blobs?.cache.open();

@@ -43,8 +43,9 @@ export class DownloadAbandonedError extends Error {
 }
 
 /**
- * How long a streamed blob waits for its consumers to connect after the first answer, ms: a host
- * connects within milliseconds of its answer, so one that has not after this long died or hung.
+ * How long a streamed blob waits for each consumer to connect after that consumer joined, ms (a
+ * clock of its own: one joining later gets the whole time too): a host connects within
+ * milliseconds of its answer, so one that has not after this long died or hung.
  * @default 30,000
  */
 export const DEFAULT_CONNECT_TIMEOUT_MS = 30_000;
@@ -79,10 +80,14 @@ export interface BlobBroadcastOptions {
   connectTimeoutMs?: number;
 }
 
-/** One joined consumer: how it hears the end, and its socket once it connected and presented its token. */
+/**
+ * One joined consumer: how it hears the end, its socket once it connected and presented its
+ * token, and until then the timer that gives it up ({@link DEFAULT_CONNECT_TIMEOUT_MS}).
+ */
 interface Consumer {
   follower: BlobFollower;
   socket?: Socket;
+  connectTimer?: NodeJS.Timeout;
 }
 
 /** The consumers' side of one streamed download. */
@@ -98,7 +103,6 @@ export class BlobBroadcast {
   private flowing = false;
   private finished = false;
   private settle!: (error?: Error) => void;
-  private connectTimer: NodeJS.Timeout | undefined;
   /** {@link BlobBroadcastOptions.copyTo}'s file, until it ends or fails. */
   private copy: Writable | undefined;
 
@@ -159,13 +163,20 @@ export class BlobBroadcast {
     const place = await socketPlace();
     if (place === undefined) return undefined;
     const server = createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(place.path, () => {
-        server.off('error', reject);
-        resolve();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(place.path, () => {
+          server.off('error', reject);
+          resolve();
+        });
       });
-    });
+    } catch (error) {
+      // Refused (out of file descriptors, a policy on the temporary directory): the directory
+      // made for its socket goes with it; the caller hears the error.
+      if (place.dir) await rm(place.dir, { recursive: true, force: true });
+      throw error;
+    }
     const { copyTo, connectTimeoutMs = DEFAULT_CONNECT_TIMEOUT_MS } = options;
     return new BlobBroadcast(body, size, place, server, connectTimeoutMs, copyTo?.());
   }
@@ -181,8 +192,19 @@ export class BlobBroadcast {
   join(follower: BlobFollower, signal?: AbortSignal): StreamedBlob | undefined {
     if (this.flowing || this.finished) return undefined;
     const token = randomBytes(TOKEN_LENGTH / 2).toString('hex');
-    this.consumers.set(token, { follower });
-    this.connectTimer ??= setTimeout(() => this.giveUpUnconnected(), this.connectTimeoutMs).unref();
+    // Its own connect timeout, from its own join: a timer shared from the first join gave a
+    // consumer joining later less (found in review, round H). Given up then, not yet connected
+    // (its host died or hung), it leaves; the bytes flow to those that did connect (earlier, the
+    // whole download failed for all).
+    const connectTimer = setTimeout(
+      () =>
+        this.leave(
+          token,
+          new DownloadAbandonedError(`no module host read the streamed blob within ${this.connectTimeoutMs} ms`),
+        ),
+      this.connectTimeoutMs,
+    ).unref();
+    this.consumers.set(token, { follower, connectTimer });
     const abandon = () => this.leave(token, new DownloadAbandonedError('the download was abandoned'));
     if (signal?.aborted) abandon();
     else signal?.addEventListener('abort', abandon, { once: true });
@@ -200,22 +222,12 @@ export class BlobBroadcast {
     const consumer = this.consumers.get(token);
     if (consumer === undefined || this.finished) return;
     this.consumers.delete(token);
+    clearTimeout(consumer.connectTimer);
     consumer.socket?.destroy();
     consumer.follower.ended(error);
     if (this.consumers.size === 0) this.finish(error);
     else if (this.flowing) this.resumeIfDrained();
     else this.startIfAllConnected();
-  }
-
-  /**
-   * The connect timeout ran out: the consumers not connected by now (their host died or hung) are
-   * given up, and the bytes flow to those that did (before, the whole download failed for all).
-   */
-  private giveUpUnconnected(): void {
-    const error = new DownloadAbandonedError(
-      `no module host read the streamed blob within ${this.connectTimeoutMs} ms`,
-    );
-    for (const [token, { socket }] of [...this.consumers]) if (socket === undefined) this.leave(token, error);
   }
 
   /** A connection: a stranger until it writes a joined consumer's token. */
@@ -246,6 +258,7 @@ export class BlobBroadcast {
       return;
     }
     consumer.socket = socket;
+    clearTimeout(consumer.connectTimer);
     // Nothing more comes from a consumer but its end, which must be seen (the socket keeps flowing).
     // A consumer gone before the end (its host died, its archive refused): the others go on; the
     // download stops when none is left.
@@ -261,7 +274,6 @@ export class BlobBroadcast {
     if (this.flowing || this.finished || this.consumers.size === 0) return;
     for (const { socket } of this.consumers.values()) if (socket === undefined) return;
     this.flowing = true;
-    clearTimeout(this.connectTimer);
     this.server.close();
     for (const stranger of this.strangers) stranger.destroy();
     this.body.on('data', (chunk: Buffer) => {
@@ -281,7 +293,7 @@ export class BlobBroadcast {
   private finish(error?: Error): void {
     if (this.finished) return;
     this.finished = true;
-    clearTimeout(this.connectTimer);
+    for (const { connectTimer } of this.consumers.values()) clearTimeout(connectTimer);
     for (const stranger of this.strangers) stranger.destroy();
     if (error) {
       this.body.destroy();

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BlobDamagedError, VerifyingStream } from '@mpd/client';
 import type { StreamedBlob } from './blob-broadcast.js';
-import { BlobCache, type FollowedCacheBlob } from './blob-cache.js';
+import { BlobCache, type BlobCacheOptions, type FollowedCacheBlob } from './blob-cache.js';
 import { BlobProgress, readStreamed } from './blob-progress.js';
 
 const blob = (text: string) => ({ bytes: Buffer.from(text), sha256: createHash('sha256').update(text).digest('hex') });
@@ -79,24 +80,36 @@ async function cacheOf(blobs: Array<ReturnType<typeof blob>>, maxBytes: number, 
 /**
  * A cache in a directory of its own, bounded at `maxBytes` (a larger blob streams), whose `open` serves the bytes `parts()` gives as blob `size`
  * bytes long, verified as `ArtifactClient.get` verifies (the last chunk held back until the whole
- * hashes to the name asked for); `opened` lists the blobs it opened.
+ * hashes to the name asked for); `opened` lists the blobs it opened. Its whole-file download
+ * writes `more.whole` (listed in `downloads`), or fails when there is none; `more.logger` is the cache's.
  */
-async function streamingCache(size: number, parts: () => AsyncIterable<Buffer> | Iterable<Buffer>, maxBytes: number) {
+async function streamingCache(
+  size: number,
+  parts: () => AsyncIterable<Buffer> | Iterable<Buffer>,
+  maxBytes: number,
+  more: { whole?: Buffer; logger?: BlobCacheOptions['logger'] } = {},
+) {
   const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
   dirs.push(dir);
-  const opened: string[] = [];
+  const [opened, downloads] = [[] as string[], [] as string[]];
   const cache = new BlobCache({
     dir,
     maxBytes,
-    download: () => Promise.reject(new Error('no whole-file download expected')),
+    download: async (sha256, path) => {
+      if (more.whole === undefined) throw new Error('no whole-file download expected');
+      downloads.push(sha256);
+      await writeFile(path, more.whole);
+      return { size: more.whole.length };
+    },
     open: async (sha256) => {
       opened.push(sha256);
       const body = new VerifyingStream(sha256, size);
       pipeline(Readable.from(parts()), body).catch(() => undefined);
       return { size, body };
     },
+    logger: more.logger,
   });
-  return { cache, dir, opened };
+  return { cache, dir, opened, downloads };
 }
 
 describe('BlobCache', () => {
@@ -385,25 +398,9 @@ describe('BlobCache', () => {
 
   it('checkOut of a blob being streamed (not kept) downloads it at once rather than after the stream ends', async () => {
     const a = blob('d'.repeat(300_000));
-    const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-'));
-    dirs.push(dir);
-    const downloads: string[] = [];
     // The rest only once the checkOut is answered.
     const { parts, release } = heldBack(a.bytes, 1000);
-    const cache = new BlobCache({
-      dir,
-      maxBytes: 100_000,
-      download: async (sha256, path) => {
-        downloads.push(sha256);
-        await writeFile(path, a.bytes);
-        return { size: a.bytes.length };
-      },
-      open: async (sha256) => {
-        const body = new VerifyingStream(sha256, a.bytes.length);
-        pipeline(Readable.from(parts()), body).catch(() => undefined);
-        return { size: a.bytes.length, body };
-      },
-    });
+    const { cache, downloads } = await streamingCache(a.bytes.length, parts, 100_000, { whole: a.bytes });
     const progress = new BlobProgress();
     const streamed = streamOf(await cache.follow(a.sha256, progress));
     const reading = readAll(streamed, progress);
@@ -418,6 +415,80 @@ describe('BlobCache', () => {
     release();
     expect((await reading).equals(a.bytes)).toBe(true);
   });
+
+  it.each([
+    ['cannot be written (ENOTDIR: a file where its directory was)', 'write'],
+    ['cannot be renamed into place (EISDIR: a directory where the blob goes)', 'rename'],
+  ] as const)(
+    'follow: a blob streamed verified whose cache file %s is not kept: its consumer has it whole, a checkOut and a late follower waiting for that download download it again rather than hear the write’s error, and the cache warns once',
+    async (_kind, failing) => {
+      const a = blob('f'.repeat(300_000));
+      // Two parts first (the verifying stream holds its last chunk back until the next comes), then the rest.
+      const { parts: rest, release } = heldBack(a.bytes.subarray(100_000), 100_000);
+      async function* parts() {
+        yield a.bytes.subarray(0, 100_000);
+        yield* rest();
+      }
+      const warnings: Array<Record<string, unknown>> = [];
+      // The file system's failure, made for real (the tests may run as root: no read-only
+      // directory) and undone when the cache warns, so the download again succeeds.
+      let undo = () => {};
+      const { cache, dir, opened, downloads } = await streamingCache(a.bytes.length, parts, 1_000_000, {
+        whole: a.bytes,
+        logger: {
+          warn: (fields: Record<string, unknown>) => {
+            warnings.push(fields);
+            undo();
+          },
+        } as BlobCacheOptions['logger'],
+      });
+      await cache.open();
+      if (failing === 'write') {
+        const own = join(dir, '.checkouts', (await readdir(join(dir, '.checkouts')))[0]!);
+        await rm(own, { recursive: true });
+        await writeFile(own, '');
+        undo = () => {
+          rmSync(own);
+          mkdirSync(own);
+        };
+      } else {
+        await mkdir(join(dir, a.sha256));
+        undo = () => rmSync(join(dir, a.sha256), { recursive: true });
+      }
+      const first = new BlobProgress();
+      const one = streamOf(await cache.follow(a.sha256, first));
+      let began!: () => void;
+      const flowing = new Promise<void>((resolve) => (began = resolve));
+      const reading = (async () => {
+        const chunks: Buffer[] = [];
+        for await (const chunk of readStreamed(one, first)) {
+          chunks.push(chunk as Buffer);
+          began();
+        }
+        return Buffer.concat(chunks);
+      })();
+      await within(flowing, 10_000);
+      // Both wait for the download into the cache (the follower asked after the bytes began).
+      const checkedOut = cache.checkOut(a.sha256);
+      const late = new BlobProgress();
+      const asked = cache.follow(a.sha256, late);
+      release();
+      expect((await reading).equals(a.bytes)).toBe(true);
+      await expect(first.done).resolves.toBeUndefined();
+      const out = await within(checkedOut, 10_000);
+      expect((await readFile(out.path)).equals(a.bytes)).toBe(true);
+      expect((await readFile(pathOf(await within(asked, 10_000)))).equals(a.bytes)).toBe(true);
+      await expect(late.done).resolves.toBeUndefined();
+      expect(opened).toEqual([a.sha256]);
+      expect(downloads).toEqual([a.sha256]); // once again, for both
+      expect(warnings).toEqual([
+        expect.objectContaining({ sha256: a.sha256, err: expect.objectContaining({ code: expect.any(String) }) }),
+      ]);
+      expect(cache.has(a.sha256)).toBe(true);
+      await out.release();
+      expect((await filesUnder(dir)).filter((name) => name.includes('get-'))).toEqual([]);
+    },
+  );
 
   it.each([
     ['larger than the cache bound (streamed only)', 0],

@@ -20,6 +20,7 @@ import { type Readable, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { LIMITS } from '@mpd/contract';
 import { makeDirectory } from '@mpd/server-kit';
+import type { Logger } from 'pino';
 import { BlobBroadcast, DownloadAbandonedError, type StreamedBlob } from './blob-broadcast.js';
 import type { BlobFollower } from './blob-progress.js';
 
@@ -72,6 +73,12 @@ export interface BlobCacheOptions {
    * without it, `follow` downloads with `download` and reports the blob once it is in.
    */
   open?: BlobOpener;
+  /**
+   * Where a blob the cache could not keep is told (`warn`, once per blob not kept: its file's
+   * write or rename failed, e.g. `ENOSPC`), the download itself having gone well.
+   * @default none: not logged
+   */
+  logger?: Pick<Logger, 'warn'> | undefined;
 }
 
 /**
@@ -224,7 +231,8 @@ export class BlobCache {
       try {
         await download;
       } catch (error) {
-        // Given up by the one following it (its archive refused): fetched again for this caller.
+        // Given up by the one following it (its archive refused), or streamed to its consumers but
+        // not kept (the cache's file failed): fetched again for this caller.
         if (!(error instanceof DownloadAbandonedError)) throw error;
       }
     }
@@ -238,7 +246,8 @@ export class BlobCache {
    * `maxBytes` is written into the cache's file at the same time (a tee: one read of the network)
    * and kept once verified, so a follower asking after the bytes began waits for that download and
    * reads the cache's file (a {@link BlobCache.checkOut} reported whole at once), as does one asking
-   * when the cache holds the blob. A larger blob is not kept: no file is written, one asking later
+   * when the cache holds the blob; when that file fails (a full disk) while the stream went well,
+   * the blob is not kept and those waiting download it again (`logger` hears it). A larger blob is not kept: no file is written, one asking later
    * gets a download of its own. Where no socket can be made here, the answer is a file of the
    * caller's own that is still growing (a hard link to the partial download, which becomes the
    * cached blob's link once verified; `follower` hears of each write; reading the file up to the
@@ -337,15 +346,31 @@ export class BlobCache {
         // Renamed into the cache only once the download ended verified (its last chunk is passed
         // on only then) and every byte is in the file. Abandoned by every consumer, or failed:
         // the file is removed (those waiting to check it out download it again, or hear why).
+        const file = copy;
+        const removeCopy = async () => {
+          file.destroy();
+          await finished(file).catch(() => undefined);
+          await unlink(staged).catch(() => undefined);
+        };
         try {
           await broadcast.done;
+        } catch (error) {
+          await removeCopy();
+          throw error;
+        }
+        try {
           await finished(copy);
           await this.install(sha256, staged, size);
         } catch (error) {
-          copy.destroy();
-          await finished(copy).catch(() => undefined);
-          await unlink(staged).catch(() => undefined);
-          throw error;
+          // The blob was good and its consumers have it; only the cache's file of it failed (a
+          // full disk, a write or rename refused). Not the download's failure: those waiting to
+          // check it out download it again (or stream it) rather than hear the write's error.
+          await removeCopy();
+          this.options.logger?.warn(
+            { err: error, sha256 },
+            'could not keep a downloaded artifact blob in the cache; whoever waits for it downloads it again',
+          );
+          throw new DownloadAbandonedError(`blob ${sha256} was streamed but not kept: ${(error as Error).message}`);
         }
         return;
       }

@@ -56,7 +56,7 @@ async function setUp(cacheOptions: Partial<Pick<BlobCacheOptions, 'maxBytes' | '
   };
   const work = join(root, 'work');
   await mkdir(work);
-  const artifacts = moduleArtifacts({ transport, workingDirectory: work, scratchDir: join(root, 'scratch') });
+  const artifacts = moduleArtifacts({ transport, workingDirectory: work, scratchDir: join(root, 'scratch') }).api;
   return { root, store, work, artifacts, puts, cache, transport };
 }
 
@@ -142,8 +142,8 @@ describe('ctx.artifacts', () => {
       transport,
       workingDirectory: stoppedWork,
       scratchDir: join(root, 'scratch'),
-      stopSignal: () => stop.signal,
-    });
+      moduleSignal: () => stop.signal,
+    }).api;
     const download = stopped.download(ref, 'in/restored');
     download.catch(() => undefined);
     const other = artifacts.download(ref, 'other');
@@ -175,6 +175,17 @@ describe('ctx.artifacts', () => {
     await expect(stopped.download(ref, 'late')).rejects.toBe(reason);
     expect(await readdir(stoppedWork)).toEqual(['in']);
   }, 15_000);
+
+  it('endDownloads with no download running resolves; a download started after it (code the module left running) rejects at once, writing nothing', async () => {
+    const { root, work, transport } = await setUp();
+    const execution = moduleArtifacts({ transport, workingDirectory: work, scratchDir: join(root, 'scratch') });
+    await execution.endDownloads();
+    const ref = { name: 'late', sha256: 'a'.repeat(64), size: 1, files: 1, compression: 'none' as const };
+    await expect(execution.api.download(ref, 'late')).rejects.toThrow(
+      'ctx.artifacts.download: the module ended before this download did',
+    );
+    expect(await readdir(work)).toEqual([]);
+  });
 
   it("packs a plain tar by default and a gzipped one on request, hashed as it is written; both come back byte-identical, and so does an older reference's gzipped archive", async () => {
     const { store, work, artifacts, puts } = await setUp();
@@ -272,7 +283,7 @@ describe('ctx.artifacts', () => {
         },
         workingDirectory: work,
         scratchDir: join(root, 'scratch'),
-      });
+      }).api;
       const ref = { name: 'hostile', sha256: store.sha256, size: store.size, files: 3 };
       await expect(within(artifacts.download(ref, 'out/dest'), 5_000, 'no answer')).rejects.toThrow(
         /the archive is refused, nothing was extracted: "..\/evil.txt" has a .. segment/,

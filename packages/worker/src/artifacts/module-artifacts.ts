@@ -136,48 +136,78 @@ export interface ModuleArtifactsOptions {
   /** Where archives are packed before upload (made if missing). */
   scratchDir: string;
   /**
-   * The signal the execution's downloads end on ({@link downloadsSignal}: its `ctx.signal`'s
-   * cancel or timeout, or the module's failure; not its success — a download a module left running
-   * when it succeeded goes on), asked for only when a download starts: an `ExecutionStop` makes its
-   * signal at the first read, which a module that never downloads does not pay for. Its abort ends every download in progress: the read
-   * stops (the shared download goes on for other consumers), the staging directory is removed,
-   * nothing is moved into place after it, and `download` rejects with its reason; an ended
-   * attempt does not write into its working directory (a module runs at most once at a time).
-   * @default none: a download ends with its blob
+   * The module's `ctx.signal` (its cancel or timeout): its abort ends the downloads as
+   * {@link ExecutionArtifacts.endDownloads} does, with its reason. Asked for only when a download
+   * starts: an `ExecutionStop` makes its signal at the first read, which a module that never
+   * downloads does not pay for.
+   * @default none: the downloads end only with {@link ExecutionArtifacts.endDownloads}
    */
-  stopSignal?: (() => AbortSignal) | undefined;
+  moduleSignal?: (() => AbortSignal) | undefined;
 }
 
-/**
- * The signal an execution's downloads end on: aborted when `stop` (the module's own `ctx.signal`:
- * a cancel, its timeout) aborts, or when `ended` is called (the module failed). Its own, not the
- * module's: ending the downloads of a failed module must not run the handlers the module put on
- * its `ctx.signal` after it failed (found in review, round H: with `--isolation none` an unhandled
- * `AbortError` of a sleep it had not awaited ended the worker).
- */
-export function downloadsSignal(stop: AbortSignal): { signal: AbortSignal; ended: (reason: unknown) => void } {
-  const downloads = new AbortController();
-  const onStop = () => downloads.abort(stop.reason);
-  if (stop.aborted) onStop();
-  else stop.addEventListener('abort', onStop, { once: true });
-  return {
-    signal: downloads.signal,
-    ended: (reason) => {
-      stop.removeEventListener('abort', onStop);
-      if (!downloads.signal.aborted) downloads.abort(reason);
-    },
-  };
+/** One execution's `ctx.artifacts` and the end of its downloads ({@link moduleArtifacts}). */
+export interface ExecutionArtifacts {
+  /** What the module gets as `ctx.artifacts`. */
+  readonly api: ModuleArtifacts;
+  /**
+   * The module ended, however it ended (succeeded too: as a Temporal activity's work ends with
+   * it): every download of it still running stops reading (the shared download goes on for other
+   * consumers), its staging directory is removed, nothing is moved into place after it, and it
+   * rejects with `reason`, marked handled (a module that never awaited it did not fail of it); a
+   * download started later rejects at once. The first end holds; later calls change nothing. Its
+   * own signal, not the module's `ctx.signal`: ending the downloads of a module that failed must
+   * not run the handlers the module put there (found in review, round H: with `--isolation none`
+   * an unhandled `AbortError` of a sleep it had not awaited ended the worker).
+   * @param reason @default an {@link ArtifactError} saying the module ended before the download did
+   * @returns resolves once every download that was running has stopped and removed its staging
+   *   directory (never rejects): the caller answers after it, so nothing is written into the
+   *   working directory after the answer
+   */
+  endDownloads(reason?: unknown): Promise<void>;
 }
 
-/** The `ctx.artifacts` of one execution. */
-export function moduleArtifacts(options: ModuleArtifactsOptions): ModuleArtifacts {
+/** The `ctx.artifacts` of one execution, and the end of its downloads. */
+export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtifacts {
+  /** The downloads' own signal: made at the first download (or at their end), aborted by {@link endDownloads}. */
+  let downloads: AbortController | undefined;
+  /** The module's `ctx.signal`, once a download asked for it: its abort ends the downloads. */
+  let moduleSignal: AbortSignal | undefined;
+  const onModuleAbort = () => void endDownloads(moduleSignal!.reason);
+  /** Downloads not settled yet, each removed by itself as it settles (unobserved: a failure nobody awaits stays unhandled until the end). */
+  const running = new Set<Promise<{ files: number }>>();
+  /** Settles once the downloads that ran at their end have stopped (see {@link ExecutionArtifacts.endDownloads}). */
+  let ended: Promise<void> | undefined;
+
+  function downloadsSignal(): AbortSignal {
+    if (downloads === undefined) {
+      downloads = new AbortController();
+      moduleSignal = options.moduleSignal?.();
+      if (moduleSignal?.aborted) void endDownloads(moduleSignal.reason);
+      else moduleSignal?.addEventListener('abort', onModuleAbort, { once: true });
+    }
+    return downloads.signal;
+  }
+
+  function endDownloads(
+    reason: unknown = new ArtifactError(
+      'ctx.artifacts.download: the module ended before this download did: it was stopped, and nothing more is written into its directory',
+    ),
+  ): Promise<void> {
+    if (ended) return ended; // by the module's signal (its cancel, its timeout), or a call before
+    downloads ??= new AbortController(); // none started: one started later rejects at once
+    moduleSignal?.removeEventListener('abort', onModuleAbort);
+    downloads.abort(reason);
+    // Waiting for them marks their rejections handled: the one place that does, once they ended.
+    return (ended = Promise.allSettled(running).then(() => undefined));
+  }
+
   const transportOf = (what: string): BlobTransport => {
     if (options.transport) return options.transport;
     throw new ArtifactError(
       `ctx.artifacts.${what}: this worker has no orchestrator (--orchestrator), so no artifact store`,
     );
   };
-  return {
+  const api: ModuleArtifacts = {
     async upload(name: string, globs: string | readonly string[], uploadOptions: ArtifactUploadOptions = {}) {
       const transport = transportOf('upload');
       const rule = LIMITS.artifact.name;
@@ -232,18 +262,27 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ModuleArtifact
     },
 
     download(ref: ArtifactRef, dir: string) {
-      const stop = options.stopSignal?.();
-      const result = downloadInto(ref, dir, stop);
-      // Ended by its execution's stop, a download rejects with the stop's reason; a module that
-      // never awaited it (it failed, or ended, meanwhile) must not have that rejection taken for
-      // its own unhandled one: a crash of its module host, or of the worker with `--isolation none`.
-      // Marked handled only once the stop came: any other failure of a download nobody awaits
-      // stays the module's unhandled rejection, as before.
-      if (stop?.aborted) result.catch(() => undefined);
-      else stop?.addEventListener('abort', () => void result.catch(() => undefined), { once: true });
+      const stop = downloadsSignal();
+      // Removed from `running` by itself (a handler on it would mark its rejection handled).
+      let result!: Promise<{ files: number }>;
+      result = (async () => {
+        try {
+          return await downloadInto(ref, dir, stop);
+        } finally {
+          running.delete(result);
+        }
+      })();
+      // Ended with its module, a download rejects with the end's reason; a module that never
+      // awaited it (it failed, or ended, meanwhile) must not have that rejection taken for its
+      // own unhandled one: a crash of its module host, or of the worker with `--isolation none`.
+      // Marked handled only once the end came (`endDownloads` waits for those running): any other
+      // failure of a download nobody awaits stays the module's unhandled rejection, as before.
+      if (stop.aborted) result.catch(() => undefined);
+      else running.add(result);
       return result;
     },
   };
+  return { api, endDownloads };
 
   async function downloadInto(ref: ArtifactRef, dir: string, stop: AbortSignal | undefined) {
     const transport = transportOf('download');

@@ -1,6 +1,6 @@
 import type { ArtifactClient } from '@mpd/client';
 
-import { BlobCache } from './blob-cache.js';
+import { BlobCache, type BlobCacheOptions } from './blob-cache.js';
 import type { BlobFollower } from './blob-progress.js';
 import type { BlobTransport, Digest, FollowedBlob } from './module-artifacts.js';
 
@@ -18,11 +18,12 @@ export class WorkerBlobs implements BlobTransport {
 
   /**
    * @param client the orchestrator's store, with the worker's credential
-   * @param cache where blobs are kept: `dir` and `maxBytes` (`--cache-dir`, `--cache-size`)
+   * @param cache where blobs are kept: `dir` and `maxBytes` (`--cache-dir`, `--cache-size`), and
+   *   the `logger` told of a blob it could not keep ({@link BlobCacheOptions.logger})
    */
   constructor(
     private readonly client: Pick<ArtifactClient, 'putFile' | 'getToFile' | 'get'>,
-    cache: { dir: string; maxBytes: number },
+    cache: Pick<BlobCacheOptions, 'dir' | 'maxBytes' | 'logger'>,
   ) {
     this.cache = new BlobCache({
       ...cache,

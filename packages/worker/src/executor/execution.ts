@@ -5,13 +5,13 @@ import {
   type FailureKind,
   formatTimeSpan,
 } from '@mpd/contract';
-import type { AnyModule, JsonValue, ModuleArtifacts, ModuleLogger } from '@mpd/pipeline';
+import type { AnyModule, JsonValue, ModuleLogger } from '@mpd/pipeline';
 import { longTimeout } from '@mpd/contract/timers';
 import { createSecretMasker, type SecretMasker, secretValues } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import type { z } from 'zod';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
-import { type BlobTransport, downloadsSignal, moduleArtifacts } from '../artifacts/module-artifacts.js';
+import { type BlobTransport, type ExecutionArtifacts, moduleArtifacts } from '../artifacts/module-artifacts.js';
 import { ConsoleCapture } from './console-capture.js';
 import { ExecutionStop } from './execution-stop.js';
 import { createModuleContext, ensureWorkingDirectory } from './module-context.js';
@@ -265,8 +265,7 @@ async function run(
   // The listeners the module put on its signal run in its context, whoever aborts it (its timeout
   // armed by the worker, the cancel route): there `console.*` is its output too.
   stop.signalAbortsWithin = (abort) => capture.run(abort);
-  let artifacts: ModuleArtifacts | undefined; // made at the module's first use of ctx.artifacts
-  let downloads: ReturnType<typeof downloadsSignal> | undefined; // made at its first download
+  let artifacts: ExecutionArtifacts | undefined; // made at the module's first use of ctx.artifacts
   // A cancelled or timed-out module is answered at once; its code may run on, ignoring its signal,
   // until it returns: its late lines say which (not "after its module ended" while it still runs).
   let codeEnded = false;
@@ -305,8 +304,8 @@ async function run(
           scratchDir: options.artifacts?.scratchDir ?? workingDirectory,
           workingDirectory,
           // Read only when a download starts: most executions never make their signal.
-          stopSignal: () => (downloads ??= downloadsSignal(stop.signal)).signal,
-        }));
+          moduleSignal: () => stop.signal,
+        })).api;
       },
     });
     try {
@@ -323,11 +322,11 @@ async function run(
     result = { ok: false, error: stop.aborted ? stop.reason : error };
   }
   capture.end();
+  // The module's end, whichever (success too), ends its attempt: a download it left running stops
+  // and removes its partial files before the answer, so nothing lands in its directory afterwards.
+  // Only for a module that used ctx.artifacts (no await for the others).
+  if (artifacts) await artifacts.endDownloads(result.ok ? undefined : result.error);
   settle(frame.end(result));
-  // The module's failure ends its attempt: a download it left running ends with it (the
-  // downloads' own signal, not the module's `ctx.signal`), so nothing lands in its directory
-  // afterwards. Only for a module that started a download: no other pays for a signal.
-  if (!result.ok) downloads?.ended(result.error);
 
   // The slot stays taken until the module's code has really stopped.
   await work.catch(() => undefined);

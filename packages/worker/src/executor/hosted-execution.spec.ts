@@ -724,32 +724,39 @@ describe('modules in module hosts', () => {
   }, 30_000);
 
   it.each([
-    ['process', false],
-    ['none', false],
-    ['process', true],
-    ['none', true],
+    ['process', 'fails', false],
+    ['none', 'fails', false],
+    ['process', 'fails', true],
+    ['none', 'fails', true],
+    ['process', 'succeeds', true],
+    ['none', 'succeeds', true],
   ] as const)(
-    'isolation %s (download never awaited: %s): a module failing while its download is held back ends the download, its stop not taken for an unhandled rejection; nothing lands in the destination once the bytes come',
-    async (isolation, dangling) => {
+    'isolation %s: a module that %s while its download is held back (never awaited: %s) ends the download with its attempt: its partial files are gone by the answer, nothing lands in the destination once the bytes come, and the ended download’s rejection is no crash (nor its stop taken for an unhandled one)',
+    async (isolation, ending, dangling) => {
       let release!: () => void;
       const held = new Promise<void>((resolve) => (release = resolve));
-      const name = `${isolation}-${dangling ? 'dangling' : 'awaited'}`;
-      const store = await startBlobServer(join(dir, `failing-store-${name}`), { held });
+      const name = `${isolation}-${ending}-${dangling ? 'dangling' : 'awaited'}`;
+      const store = await startBlobServer(join(dir, `ending-store-${name}`), { held });
       const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
-      const cacheDir = join(dir, `cache-failing-${name}`);
-      const parent = join(dir, `failing-${name}`);
+      const cacheDir = join(dir, `cache-ending-${name}`);
+      const parent = join(dir, `ending-${name}`);
       try {
         const transport = new WorkerBlobs(client, { dir: cacheDir, maxBytes: 10 * 1024 * 1024 });
         const on = executor({ isolation, artifacts: { transport, scratchDir: join(cacheDir, '.scratch') } });
         const ref = { name: 'good', sha256: store.sha256, size: store.size, files: 2 };
+        const module = ending === 'fails' ? 'download-then-fail' : 'download-then-return';
         const outcome = await within(
-          run(on, 'download-then-fail', { params: { ref, dir: `failing-${name}/dest`, dangling } }),
+          run(on, module, { params: { ref, dir: `ending-${name}/dest`, dangling } }),
           10_000,
           'no answer',
         );
-        expect(outcome).toMatchObject({ status: 500, body: { failureKind: 'Error', errorMessage: 'failed midway' } });
+        if (ending === 'fails')
+          expect(outcome).toMatchObject({ status: 500, body: { failureKind: 'Error', errorMessage: 'failed midway' } });
+        else expect(resultOf(outcome)).toBe('returned');
+        // Before, a succeeding module's download went on: its staging directory was there at the
+        // answer, and its files moved into `dest` once the bytes came (a failing one's only the former).
+        expect(existsSync(parent) ? readdirSync(parent) : []).toEqual([]);
         release();
-        // Without the fix, the download went on and moved its files into `dest` after the answer.
         await new Promise((resolve) => setTimeout(resolve, 1_000));
         expect(existsSync(parent) ? readdirSync(parent) : []).toEqual([]);
         // The host that ran it runs the next module: the ended download's rejection was not its crash.

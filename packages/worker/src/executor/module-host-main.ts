@@ -31,8 +31,8 @@ import type { BlobFollower } from '../artifacts/blob-progress.js';
 import {
   type BlobTransport,
   type Digest,
+  type ExecutionArtifacts,
   type FollowedBlob,
-  downloadsSignal,
   moduleArtifacts,
 } from '../artifacts/module-artifacts.js';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
@@ -109,7 +109,7 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
   readonly workerId: string;
   private moduleLogger: ModuleLogger | undefined;
   private readonly artifactScratchDir: string | null;
-  private artifactsApi: ModuleArtifacts | undefined;
+  private artifactsApi: ExecutionArtifacts | undefined;
   /**
    * The lines of the module's commands go to the host's own stdout and stderr, as `console.*`
    * does: the worker reads both line by line and ships them as the running module's output
@@ -145,20 +145,19 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
       scratchDir: this.artifactScratchDir ?? this.workingDirectory,
       workingDirectory: this.workingDirectory,
       // Read only when a download starts (the signal is made then, see ExecutionStop).
-      stopSignal: () => (this.downloads ??= downloadsSignal(this.signal)).signal,
+      moduleSignal: () => this.signal,
     });
-    return this.artifactsApi;
+    return this.artifactsApi.api;
   }
 
-  /** Its downloads' signal, made at its first download (see {@link downloadsSignal}). */
-  private downloads: ReturnType<typeof downloadsSignal> | undefined;
-
   /**
-   * The module failed: a download it left running ends with its attempt (the downloads' own
-   * signal, not the module's `ctx.signal`), so nothing lands in its directory afterwards.
+   * The module ended (success too): a download it left running ends with its attempt, its
+   * partial files removed once this resolves, so nothing lands in its directory after the answer
+   * (see `ExecutionArtifacts.endDownloads`).
+   * @returns undefined for a module that never used ctx.artifacts (nothing to wait for: no await per module)
    */
-  endDownloads(reason: unknown): void {
-    this.downloads?.ended(reason);
+  endDownloads(reason?: unknown): Promise<void> | undefined {
+    return this.artifactsApi?.endDownloads(reason);
   }
 }
 
@@ -381,6 +380,7 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
   const running = new RunningModule(message);
   current = running;
   let end: { ok: true; resultText: string } | { ok: false; thrown: ReturnType<typeof describeThrown> };
+  let failure: unknown; // what the module threw, for its downloads' end
   try {
     // What the module before wrote and this process still holds goes into the pipes first: a byte
     // this module writes straight to them (`fs.writeSync(1, …)`, a command with inherited stdio)
@@ -401,8 +401,11 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
     };
   } catch (error) {
     end = { ok: false, thrown: describeThrown(running.aborted ? running.reason : error) };
-    running.endDownloads(error);
+    failure = error;
   }
+  // Its end, whichever (success too), ends a download it left running, partial files removed before the answer.
+  const downloadsEnded = running.endDownloads(end.ok ? undefined : failure);
+  if (downloadsEnded) await downloadsEnded;
   // A rejection the module left unhandled surfaces once this turn's microtasks ran: let it,
   // so that it fails this module (as a crash) rather than the next one on this host.
   await new Promise((resolve) => setImmediate(resolve));
