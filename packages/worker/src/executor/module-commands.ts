@@ -92,8 +92,9 @@ function startCommand(
 
 // `spawn` and `exec` are made by these factories rather than written inline: under tsx (how the
 // CLIs and the module hosts run), every function written where it gets a name costs a
-// `defineProperty` of that name each time it is created, for every module.
-const spawnIn =
+// `defineProperty` of that name each time it is created, for every module. `createModuleContext`
+// calls them directly (`ctx.spawn`, `ctx.exec`); `moduleCommands` makes both.
+export const spawnIn =
   (scope: CommandScope): ModuleContext['spawn'] =>
   (file, args = [], options = {}) => {
     const { onOutput } = scope;
@@ -245,7 +246,7 @@ function forwardLines(
   source.on('end', () => lines.flush());
 }
 
-const execIn =
+export const execIn =
   (scope: CommandScope): ModuleContext['exec'] =>
   (file, args = [], options = {}) =>
     runCommand(scope, file, args, options);

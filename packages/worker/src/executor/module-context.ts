@@ -1,7 +1,7 @@
 import { accessSync, statSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import type { AnyModule, JsonValue, ModuleArtifacts, ModuleContext, ModuleLogger } from '@mpd/pipeline';
-import { moduleCommands } from './module-commands.js';
+import { execIn, spawnIn } from './module-commands.js';
 
 /** Everything a module's context is made of, each given explicitly (nothing is read from the request). */
 export interface ModuleContextFields {
@@ -49,14 +49,13 @@ const optionalResultIn = (results: Record<string, unknown>) => (dependency: AnyM
 /** The `ctx` a module's `run` receives. */
 export function createModuleContext(fields: ModuleContextFields): ModuleContext {
   const { module, results, workingDirectory } = fields;
-  const env = Object.freeze({ ...fields.env });
   return {
     name: module.name,
     params: fields.params ?? module.params,
     results,
     result: resultIn(results),
     optionalResult: optionalResultIn(results),
-    env,
+    env: Object.freeze({ ...fields.env }),
     workingDirectory,
     get signal() {
       return fields.signal;
@@ -64,16 +63,13 @@ export function createModuleContext(fields: ModuleContextFields): ModuleContext 
     get logger() {
       return fields.logger;
     },
-    ...moduleCommands({
-      get signal() {
-        return fields.signal;
-      },
-      workingDirectory,
-      env,
-      onOutput: fields.onOutput,
-      secrets: fields.secrets,
-      ownOutputCaptured: fields.ownOutputCaptured,
-    }),
+    // Bound to `fields` itself, which holds all a command's scope reads (its signal read only when
+    // a command starts; `env` the same variables as `ctx.env`, which is their frozen copy): no
+    // scope object with a getter of its own, and no object spread into this one, per module —
+    // each an accessor or keyed property defined by a runtime call in a module host's cold code
+    // (issue 14, round I).
+    spawn: spawnIn(fields),
+    exec: execIn(fields),
     executionId: fields.executionId,
     workerId: fields.workerId,
     get artifacts() {
@@ -82,17 +78,26 @@ export function createModuleContext(fields: ModuleContextFields): ModuleContext 
   } as ModuleContext;
 }
 
-/** Creates the module's working directory (and its parents) unless it exists. */
-export async function ensureWorkingDirectory(workingDirectory: string): Promise<void> {
+/**
+ * Creates the module's working directory (and its parents) unless it exists.
+ * @returns undefined when it exists (the usual case: nothing to await, no promise made), else a
+ *   promise that resolves once it is made
+ * @throws (the promise rejects) `EEXIST` when a file is in the way, or `mkdir`'s error
+ */
+export function ensureWorkingDirectory(workingDirectory: string): Promise<void> | undefined {
   // Usually the directory exists: one access() of it with a trailing slash says so (it fails on
   // a missing path and on a file), cheaper than a stat (no Stats object) and much cheaper than a
   // mkdir through the thread pool.
   try {
     accessSync(`${workingDirectory}/`);
-    return;
+    return undefined;
   } catch {
     // missing, or not a directory: as below
   }
+  return makeWorkingDirectory(workingDirectory);
+}
+
+async function makeWorkingDirectory(workingDirectory: string): Promise<void> {
   if (!statSync(workingDirectory, { throwIfNoEntry: false })?.isDirectory()) {
     await mkdir(workingDirectory, { recursive: true });
   }

@@ -75,6 +75,10 @@ for (const stream of [process.stdout, process.stderr] as unknown as {
 }[])
   stream._handle?.setBlocking?.(true);
 
+// The host's two streams, read once: `process.stdout` and `process.stderr` are getters, and
+// every module ends with a look at both queues (see {@link ownOutputQueued}).
+const { stdout, stderr } = process;
+
 let pipeline: Pipeline | undefined;
 let killGraceMs = 10_000;
 /** The worker's nonce for this host's end marks (see OUTPUT_END_MARK). */
@@ -390,7 +394,9 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
     const module = pipeline?.modules.get(message.moduleName);
     if (!module) throw new Error(`Module '${message.moduleName}' is not in the pipeline the module host loaded`);
     running.module = module;
-    await ensureWorkingDirectory(message.workingDirectory);
+    // Usually there: no promise to await (see ensureWorkingDirectory).
+    const making = ensureWorkingDirectory(message.workingDirectory);
+    if (making) await making;
     end = {
       ok: true,
       resultText: checkedResult(
@@ -420,11 +426,17 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
   // queues empty and no child, every byte written so far is in the pipes, which the worker reads
   // to their end when it gets `done` (see `marked` in FromHost's `done`).
   const marked = !readsToEnd || stopping || leftoverChildren > 0 || ownOutputQueued();
-  const done: FromHost = { type: 'done', executionId, leftoverChildren, marked, ...end };
+  // Written out rather than spread from `end`: a spread into a literal defines each key by a
+  // runtime call in the host's cold code.
+  const done: FromHost = end.ok
+    ? { type: 'done', executionId, leftoverChildren, marked, ok: true, resultText: end.resultText }
+    : { type: 'done', executionId, leftoverChildren, marked, ok: false, thrown: end.thrown };
   // After everything the module wrote on the two pipes (see OUTPUT_END_MARK).
-  if (marked)
-    for (const stream of [process.stdout, process.stderr])
-      stream.write(`${OUTPUT_END_MARK}${markNonce} ${executionId}\n`);
+  if (marked) {
+    const mark = `${OUTPUT_END_MARK}${markNonce} ${executionId}\n`;
+    stdout.write(mark);
+    stderr.write(mark);
+  }
   // A cancelled or timed-out host is not reused: the worker is stopping its group.
   if (stopping) {
     exitAfter(done, 0);
@@ -437,7 +449,7 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
 
 /** Whether writes of this process to its stdout or stderr wait in their queues (their pipe was full). */
 function ownOutputQueued(): boolean {
-  return process.stdout.writableLength > 0 || process.stderr.writableLength > 0;
+  return stdout.writableLength > 0 || stderr.writableLength > 0;
 }
 
 /** How often a host whose own output waits in its queues checks again before it runs a module (ms). */
