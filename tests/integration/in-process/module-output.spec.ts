@@ -476,6 +476,52 @@ describe('OutputShipper', () => {
     expect(existsSync(spill)).toBe(false);
   });
 
+  it("a spill file, once its execution's output is shipped, holds none of its lines (zeroed) and is the next execution's spill file (its pages reused)", async () => {
+    const api = await startApi();
+    const proxy = await startFaultProxy({ port: api.port });
+    cleanups.push(() => proxy.close());
+    const seen = new Map<string, string[]>();
+    lines(api.logs, 'first', seen);
+    lines(api.logs, 'second', seen);
+    proxy.fault({ kind: 'reset' });
+    const spillDir = await tempDir();
+    // No room in memory: every block after the first goes through the spill file.
+    const shipper = await startShipper(proxy, api.credential, spillDir, { bufferBytesPerExecution: 100 });
+    const mask = (text: string) => text.replaceAll(SECRET, '***');
+    const write = (executionId: string, count: number) => {
+      const writer = shipper.open(executionId);
+      const written = Array.from({ length: count }, (_, index) => `${executionId} ${index} ${SECRET}`);
+      for (const line of written) writer.writeBytes!('stdout', Buffer.from(`${line}\n`), mask);
+      writer.end();
+      return written.map(mask);
+    };
+    const first = write('first', 300);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const firstSpill = statSync(join(spillDir, 'first.spill'));
+    proxy.heal();
+    await expect.poll(() => api.logs.closed('first'), { timeout: 10_000 }).toBe(true);
+    expect(seen.get('first')).toEqual(first);
+    // Shipped: no file by its name, and no byte of its lines left in any file (zeros only).
+    await expect.poll(() => readdirSync(spillDir), { timeout: 5_000 }).toEqual(['free-0.spill']);
+    const free = readFileSync(join(spillDir, 'free-0.spill'));
+    expect(free.length).toBeGreaterThanOrEqual(firstSpill.size);
+    expect(free.every((byte) => byte === 0)).toBe(true);
+    // The next execution that spills takes that file (the same inode), under its own name.
+    proxy.fault({ kind: 'reset' });
+    const second = write('second', 100);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(readdirSync(spillDir)).toEqual(['second.spill']);
+    expect(statSync(join(spillDir, 'second.spill')).ino).toBe(firstSpill.ino);
+    proxy.heal();
+    await expect.poll(() => api.logs.closed('second'), { timeout: 10_000 }).toBe(true);
+    expect(seen.get('second')).toEqual(second);
+    await expect.poll(() => readdirSync(spillDir), { timeout: 5_000 }).toEqual(['free-1.spill']);
+    expect(readFileSync(join(spillDir, 'free-1.spill')).every((byte) => byte === 0)).toBe(true);
+    // Closed: nothing left.
+    await shipper.close();
+    expect(readdirSync(spillDir)).toEqual([]);
+  });
+
   it('the spill file read back in blocks: chunks across a block, one larger than a block, and the file written again from its start once read back', async () => {
     const api = await startApi();
     const proxy = await startFaultProxy({ port: api.port });

@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readSync, rmSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
 import { bearerHeader, JsonText, type OrchestratorClient } from '@mpd/client';
 import type { OutputBatch, OutputLevel, OutputStream } from '@mpd/contract';
@@ -86,6 +86,17 @@ const SPILL_READ_BYTES = 256 * 1024;
  */
 const CHUNK_OVERHEAD_BYTES = 50;
 
+/**
+ * Spill files kept for the next executions once their own execution's output is shipped, at most
+ * (each zeroed, at the size its last execution made it: see {@link SpillFile}). Two: an execution
+ * that spills is one whose module writes faster than the pacing ships, and a worker seldom runs
+ * more than two of those at once; past it, a file is removed as it was before.
+ */
+const MAX_FREE_SPILL_FILES = 2;
+
+/** What {@link zeroSpillFile} writes from: one `writev` of up to 1,024 of these (256 MiB). */
+const ZEROS = Buffer.alloc(256 * 1024);
+
 /** A spilled chunk's header: kind (0 text, 1 bytes to mask), stream, level, 5 spare bytes, time (float64), length (uint32). */
 const SPILL_HEADER_BYTES = 20;
 
@@ -141,14 +152,28 @@ function linesOf(data: string | Buffer): number {
 }
 
 /**
+ * A spill file: `fd` open for reading and writing, at `path`; `extent`: how far from its start
+ * it was ever written (its size), all of it zeros while no execution holds it. Files are kept
+ * for the next execution once one's output is shipped (see {@link OutputShipper.releaseSpillFile}):
+ * writing into a new file cost the kernel its page-cache pages and its delayed blocks per byte
+ * (`ext4_da_write_begin`, half of the worker's main thread while a command wrote, `pnpm bench`
+ * benchmark 5), overwriting a file's pages costs it a copy (20 MB: 4.0 ms of system CPU into a
+ * new file, 1.7 ms into an old one, measured here).
+ */
+interface SpillFile {
+  fd: number;
+  path: string;
+  extent: number;
+}
+
+/**
  * An execution's spill file: `size` counts the bytes in the file, `read` those read back, `used`
  * what its chunks count against `spillBytesPerExecution`; the chunks spilled since the last write
  * wait in `pending` for one write per tick; `block` holds the bytes of the file's last read from
  * `blockAt` (see {@link SPILL_READ_BYTES}).
  */
 interface Spill {
-  fd: number;
-  path: string;
+  file: SpillFile;
   used: number;
   size: number;
   read: number;
@@ -241,12 +266,8 @@ class ExecutionOutput implements OutputWriter {
   private spillChunk(chunk: Chunk, cost: number): boolean {
     try {
       if (!this.spill) {
-        mkdirSync(this.shipper.spillDir, { recursive: true });
-        const path = join(this.shipper.spillDir, `${encodeURIComponent(this.executionId)}.spill`);
-        // Only the worker's user reads it: a command's lines are in it before they are masked.
         this.spill = {
-          fd: openSync(path, 'w+', 0o600),
-          path,
+          file: this.shipper.takeSpillFile(this.executionId),
           used: 0,
           size: 0,
           read: 0,
@@ -294,12 +315,14 @@ class ExecutionOutput implements OutputWriter {
     const bytes = spill.pendingBytes;
     spill.pending = [];
     spill.pendingBytes = 0;
+    // Before the write: what it may have written is zeroed at the end, whatever it returns.
+    spill.file.extent = Math.max(spill.file.extent, spill.size + bytes);
     try {
-      const done = writevSync(spill.fd, buffers, spill.size);
+      const { fd } = spill.file;
+      const done = writevSync(fd, buffers, spill.size);
       if (done < bytes) {
         const rest = Buffer.concat(buffers).subarray(done);
-        for (let at = 0; at < rest.length;)
-          at += writeSync(spill.fd, rest, at, rest.length - at, spill.size + done + at);
+        for (let at = 0; at < rest.length;) at += writeSync(fd, rest, at, rest.length - at, spill.size + done + at);
       }
       spill.size += bytes;
     } catch (error) {
@@ -385,15 +408,13 @@ class ExecutionOutput implements OutputWriter {
     return this.chunks.length === 0 && !this.spilled && this.dropped === 0;
   }
 
-  /** Closes and removes the spill file (the execution's output is done, or the shipper closes). */
+  /**
+   * Gives the spill file back (the execution's output is done, or the shipper closes): zeroed, so
+   * that none of this execution's lines stays in it (see {@link OutputShipper.releaseSpillFile}).
+   */
   closeSpill(): void {
     if (!this.spill) return;
-    try {
-      closeSync(this.spill.fd);
-      rmSync(this.spill.path, { force: true });
-    } catch {
-      // Gone already: nothing to keep.
-    }
+    this.shipper.releaseSpillFile(this.spill.file);
     this.spill = undefined;
   }
 
@@ -418,10 +439,30 @@ function spillBytes(spill: Spill, position: number, length: number): Buffer {
   if (!spill.block || offset < 0 || offset + length > spill.block.length) {
     spill.block = Buffer.allocUnsafe(Math.max(length, Math.min(SPILL_READ_BYTES, spill.size - position)));
     spill.blockAt = position;
-    readFully(spill.fd, spill.block, position);
+    readFully(spill.file.fd, spill.block, position);
     offset = 0;
   }
   return spill.block.subarray(offset, offset + length);
+}
+
+/** Overwrites `file` with zeros from its start to its extent (in `writev`s of up to 1,024 {@link ZEROS}). */
+function zeroSpillFile(file: SpillFile): void {
+  for (let at = 0; at < file.extent;) {
+    const zeros: Buffer[] = [];
+    for (let left = file.extent - at; left > 0 && zeros.length < 1024; left -= ZEROS.length)
+      zeros.push(left >= ZEROS.length ? ZEROS : ZEROS.subarray(0, left));
+    at += writevSync(file.fd, zeros, at);
+  }
+}
+
+/** Closes and removes a spill file (gone already: nothing to keep). */
+function removeSpillFile(file: SpillFile): void {
+  try {
+    closeSync(file.fd);
+    rmSync(file.path, { force: true });
+  } catch {
+    // Gone already: nothing to keep.
+  }
 }
 
 /** Reads `buffer.length` bytes of `fd` from `position`. */
@@ -453,6 +494,10 @@ export class OutputShipper implements ModuleOutput {
   #closed = false;
   #closing = false;
   readonly #inFlight = new Set<Promise<void>>();
+  /** Spill files no execution holds, zeroed, for the next ones (see {@link SpillFile}). */
+  readonly #freeSpillFiles: SpillFile[] = [];
+  /** The number in the next free spill file's name (`free-<n>.spill`). */
+  #spillFileNames = 0;
 
   constructor(private readonly options: OutputShipperOptions) {
     this.bounds = {
@@ -539,6 +584,52 @@ export class OutputShipper implements ModuleOutput {
     clearTimeout(this.#timer);
     for (const output of this.#executions.values()) output.closeSpill();
     this.#executions.clear();
+    for (const file of this.#freeSpillFiles.splice(0)) removeSpillFile(file);
+  }
+
+  /**
+   * A spill file for `executionId`, named `<execution id>.spill` while it holds that execution's
+   * lines: a free one renamed (its pages already the file's), else a new one. Only the worker's
+   * user reads it (0600): a command's lines are in it before they are masked. Throws what the
+   * file system throws (the caller drops the lines and says so).
+   */
+  takeSpillFile(executionId: string): SpillFile {
+    const path = join(this.spillDir, `${encodeURIComponent(executionId)}.spill`);
+    const free = this.#freeSpillFiles.pop();
+    if (free) {
+      try {
+        renameSync(free.path, path);
+        free.path = path;
+        return free;
+      } catch {
+        removeSpillFile(free);
+      }
+    }
+    mkdirSync(this.spillDir, { recursive: true });
+    return { fd: openSync(path, 'w+', 0o600), path, extent: 0 };
+  }
+
+  /**
+   * Takes back an execution's spill file once its output is shipped (or the shipper closes):
+   * overwritten with zeros from its start to its extent, then kept under a name of its own for
+   * the next execution (at most {@link MAX_FREE_SPILL_FILES}; once closed, none), else removed —
+   * either way none of the execution's lines, masked or not, stays in it. A file that cannot be
+   * zeroed is removed.
+   */
+  releaseSpillFile(file: SpillFile): void {
+    if (this.#closed || this.#closing || this.#freeSpillFiles.length >= MAX_FREE_SPILL_FILES) {
+      removeSpillFile(file);
+      return;
+    }
+    try {
+      zeroSpillFile(file);
+      const path = join(this.spillDir, `free-${this.#spillFileNames++}.spill`);
+      renameSync(file.path, path);
+      file.path = path;
+      this.#freeSpillFiles.push(file);
+    } catch {
+      removeSpillFile(file);
+    }
   }
 
   private send(output: ExecutionOutput): void {
