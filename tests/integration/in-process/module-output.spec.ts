@@ -278,6 +278,14 @@ async function startApi({ sender = true }: { sender?: boolean } = {}): Promise<A
   };
 }
 
+/** {@link startApi} behind test-kit's fault proxy (closed after the test). */
+async function startApiBehindProxy(): Promise<{ api: Api; proxy: FaultProxy }> {
+  const api = await startApi();
+  const proxy = await startFaultProxy({ port: api.port });
+  cleanups.push(() => proxy.close());
+  return { api, proxy };
+}
+
 async function startShipper(
   proxy: FaultProxy,
   credential: string,
@@ -484,9 +492,7 @@ describe('OutputShipper', () => {
   });
 
   it("a spill file, once its execution's output is shipped, holds none of its lines (zeroed) and is the next execution's spill file (its pages reused)", async () => {
-    const api = await startApi();
-    const proxy = await startFaultProxy({ port: api.port });
-    cleanups.push(() => proxy.close());
+    const { api, proxy } = await startApiBehindProxy();
     const seen = new Map<string, string[]>();
     lines(api.logs, 'first', seen);
     lines(api.logs, 'second', seen);
@@ -509,8 +515,8 @@ describe('OutputShipper', () => {
     await expect.poll(() => api.logs.closed('first'), { timeout: 10_000 }).toBe(true);
     expect(seen.get('first')).toEqual(first);
     // Shipped: no file by its name, and no byte of its lines left in any file (zeros only).
-    await expect.poll(() => readdirSync(spillDir), { timeout: 5_000 }).toEqual(['free-0.spill']);
-    const free = readFileSync(join(spillDir, 'free-0.spill'));
+    await expect.poll(() => readdirSync(spillDir), { timeout: 5_000 }).toEqual([`free-${process.pid}-0.spill`]);
+    const free = readFileSync(join(spillDir, `free-${process.pid}-0.spill`));
     expect(free.length).toBeGreaterThanOrEqual(firstSpill.size);
     expect(free.every((byte) => byte === 0)).toBe(true);
     // The next execution that spills takes that file (the same inode), under its own name.
@@ -522,17 +528,15 @@ describe('OutputShipper', () => {
     proxy.heal();
     await expect.poll(() => api.logs.closed('second'), { timeout: 10_000 }).toBe(true);
     expect(seen.get('second')).toEqual(second);
-    await expect.poll(() => readdirSync(spillDir), { timeout: 5_000 }).toEqual(['free-1.spill']);
-    expect(readFileSync(join(spillDir, 'free-1.spill')).every((byte) => byte === 0)).toBe(true);
+    await expect.poll(() => readdirSync(spillDir), { timeout: 5_000 }).toEqual([`free-${process.pid}-1.spill`]);
+    expect(readFileSync(join(spillDir, `free-${process.pid}-1.spill`)).every((byte) => byte === 0)).toBe(true);
     // Closed: nothing left.
     await shipper.close();
     expect(readdirSync(spillDir)).toEqual([]);
   });
 
   it("a command's block of plain lines is cut where a batch ends (by lines, by bytes) and where the orchestrator accepted part of it: every line once, in order", async () => {
-    const api = await startApi();
-    const proxy = await startFaultProxy({ port: api.port });
-    cleanups.push(() => proxy.close());
+    const { api, proxy } = await startApiBehindProxy();
     const seen = new Map<string, string[]>();
     lines(api.logs, 'cut', seen);
     lines(api.logs, 'wide', seen);

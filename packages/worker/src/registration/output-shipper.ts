@@ -600,7 +600,10 @@ export class OutputShipper implements ModuleOutput {
   readonly #inFlight = new Set<Promise<void>>();
   /** Spill files no execution holds, zeroed, for the next ones (see {@link SpillFile}). */
   readonly #freeSpillFiles: SpillFile[] = [];
-  /** The number in the next free spill file's name (`free-<n>.spill`). */
+  /**
+   * The number in the next free spill file's name (`free-<pid>-<n>.spill`: the process id too, as
+   * a replaced worker and its replacement, with the same id, share the directory).
+   */
   #spillFileNames = 0;
 
   constructor(private readonly options: OutputShipperOptions) {
@@ -727,7 +730,7 @@ export class OutputShipper implements ModuleOutput {
     }
     try {
       zeroSpillFile(file);
-      const path = join(this.spillDir, `free-${this.#spillFileNames++}.spill`);
+      const path = join(this.spillDir, `free-${process.pid}-${this.#spillFileNames++}.spill`);
       renameSync(file.path, path);
       file.path = path;
       this.#freeSpillFiles.push(file);
