@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { createOrchestratorClient, createWorkerClient } from '@mpd/client';
 import { loadPipelineFile } from '@mpd/pipeline';
 import type { OutputLine } from '@mpd/contract';
+import { LIMITS } from '@mpd/contract/limits';
 import { createApp, ExecutionLogs, InMemoryNodeRegistry, runPipeline, type RunEvent } from '@mpd/orchestrator';
 import { type FaultProxy, fingerprintAsTsxLoads, startFaultProxy } from '@mpd/test-kit';
 import { OutputShipper } from '@mpd/worker';
@@ -211,6 +212,8 @@ interface Api {
   beforeAnswer(onAccepted: () => void): void;
   /** How many output requests came so far (counted as they arrive). */
   batches: () => number;
+  /** Each output request's body size (bytes), in the order they came. */
+  batchBytes: number[];
 }
 
 /**
@@ -232,6 +235,7 @@ async function startApi({ sender = true }: { sender?: boolean } = {}): Promise<A
   let hook: (() => void) | undefined;
   let batches = 0;
   const outputCalls: Api['outputCalls'] = [];
+  const batchBytes: number[] = [];
   const server: Server = createServer((req, res) => {
     const executionId = /^\/api\/executions\/([^/]+)\/output/.exec(req.url ?? '')?.[1];
     if (executionId !== undefined) {
@@ -239,7 +243,9 @@ async function startApi({ sender = true }: { sender?: boolean } = {}): Promise<A
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
       req.on('end', () => {
-        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { final?: boolean };
+        const bytes = Buffer.concat(chunks);
+        batchBytes.push(bytes.length);
+        const body = JSON.parse(bytes.toString('utf8')) as { final?: boolean };
         outputCalls.push({ executionId: decodeURIComponent(executionId), final: body.final === true });
       });
       const once = hook;
@@ -268,7 +274,16 @@ async function startApi({ sender = true }: { sender?: boolean } = {}): Promise<A
     outputCalls,
     beforeAnswer: (onAccepted) => (hook = onAccepted),
     batches: () => batches,
+    batchBytes,
   };
+}
+
+/** {@link startApi} behind test-kit's fault proxy (closed after the test). */
+async function startApiBehindProxy(): Promise<{ api: Api; proxy: FaultProxy }> {
+  const api = await startApi();
+  const proxy = await startFaultProxy({ port: api.port });
+  cleanups.push(() => proxy.close());
+  return { api, proxy };
 }
 
 async function startShipper(
@@ -474,6 +489,97 @@ describe('OutputShipper', () => {
     await expect.poll(() => api.logs.closed('bytes'), { timeout: 10_000 }).toBe(true);
     expect(seen.get('bytes')).toEqual(['crlf line', 'sees ***', 'non-ASCII: é 漢字', 'x'.repeat(200), 'last *** line']);
     expect(existsSync(spill)).toBe(false);
+  });
+
+  it("a spill file, once its execution's output is shipped, holds none of its lines (zeroed) and is the next execution's spill file (its pages reused)", async () => {
+    const { api, proxy } = await startApiBehindProxy();
+    const seen = new Map<string, string[]>();
+    lines(api.logs, 'first', seen);
+    lines(api.logs, 'second', seen);
+    proxy.fault({ kind: 'reset' });
+    const spillDir = await tempDir();
+    // No room in memory: every block after the first goes through the spill file.
+    const shipper = await startShipper(proxy, api.credential, spillDir, { bufferBytesPerExecution: 100 });
+    const mask = (text: string) => text.replaceAll(SECRET, '***');
+    const write = (executionId: string, count: number) => {
+      const writer = shipper.open(executionId);
+      const written = Array.from({ length: count }, (_, index) => `${executionId} ${index} ${SECRET}`);
+      for (const line of written) writer.writeBytes!('stdout', Buffer.from(`${line}\n`), mask);
+      writer.end();
+      return written.map(mask);
+    };
+    const first = write('first', 300);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const firstSpill = statSync(join(spillDir, 'first.spill'));
+    proxy.heal();
+    await expect.poll(() => api.logs.closed('first'), { timeout: 10_000 }).toBe(true);
+    expect(seen.get('first')).toEqual(first);
+    // Shipped: no file by its name, and no byte of its lines left in any file (zeros only).
+    await expect.poll(() => readdirSync(spillDir), { timeout: 5_000 }).toEqual([`free-${process.pid}-0.spill`]);
+    const free = readFileSync(join(spillDir, `free-${process.pid}-0.spill`));
+    expect(free.length).toBeGreaterThanOrEqual(firstSpill.size);
+    expect(free.every((byte) => byte === 0)).toBe(true);
+    // The next execution that spills takes that file (the same inode), under its own name.
+    proxy.fault({ kind: 'reset' });
+    const second = write('second', 100);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(readdirSync(spillDir)).toEqual(['second.spill']);
+    expect(statSync(join(spillDir, 'second.spill')).ino).toBe(firstSpill.ino);
+    proxy.heal();
+    await expect.poll(() => api.logs.closed('second'), { timeout: 10_000 }).toBe(true);
+    expect(seen.get('second')).toEqual(second);
+    await expect.poll(() => readdirSync(spillDir), { timeout: 5_000 }).toEqual([`free-${process.pid}-1.spill`]);
+    expect(readFileSync(join(spillDir, `free-${process.pid}-1.spill`)).every((byte) => byte === 0)).toBe(true);
+    // Closed: nothing left.
+    await shipper.close();
+    expect(readdirSync(spillDir)).toEqual([]);
+  });
+
+  it("a command's block of plain lines is cut where a batch ends (by lines, by bytes) and where the orchestrator accepted part of it: every line once, in order", async () => {
+    const { api, proxy } = await startApiBehindProxy();
+    const seen = new Map<string, string[]>();
+    lines(api.logs, 'cut', seen);
+    lines(api.logs, 'wide', seen);
+    // The first answer is lost: that batch is sent again, and taken once.
+    api.beforeAnswer(() => proxy.fault({ kind: 'reset' }));
+    const shipper = await startShipper(proxy, api.credential, await tempDir(), { maxBatchLines: 7 });
+    const writer = shipper.open('cut');
+    const mask = (text: string) => text.replaceAll(SECRET, '***');
+    const written: string[] = [];
+    const writeBlock = (block: string[]) => {
+      written.push(...block.map(mask));
+      writer.writeBytes!('stdout', Buffer.from(`${block.join('\n')}\n`), mask);
+    };
+    // Blocks of plain lines (one with a secret), one with a line that is not plain, a one-line block, an empty line.
+    writeBlock(Array.from({ length: 25 }, (_, index) => `plain ${index} {"not":"json"}, ${index === 3 ? SECRET : ''}`));
+    writeBlock(['before', 'non-ASCII é', 'after']);
+    writeBlock(['alone']);
+    writeBlock(Array.from({ length: 16 }, (_, index) => (index === 5 ? '' : `more ${index}`)));
+    writer.write('log', 'a logger line', 'info');
+    written.push('a logger line');
+    writer.end();
+    await expect.poll(() => proxy.stats.resets, { timeout: 5_000 }).toBeGreaterThan(0);
+    proxy.heal();
+    await expect.poll(() => api.logs.closed('cut'), { timeout: 10_000 }).toBe(true);
+    expect(seen.get('cut')).toEqual(written);
+    // 46 lines, 7 a batch: 7 batches, and the first sent again.
+    expect(api.batches()).toBeGreaterThanOrEqual(8);
+    // 300 lines of 2,000 characters (600 KB) in one block: more than a batch's 512 KiB. A shipper
+    // with the contract's 1,000 lines a batch.
+    const before = api.batchBytes.length;
+    const wideShipper = await startShipper(proxy, api.credential, await tempDir());
+    const wide = wideShipper.open('wide');
+    const long = Array.from({ length: 300 }, (_, index) => `${index} `.padEnd(2_000, 'w'));
+    wide.writeBytes!('stdout', Buffer.from(`${long.join('\n')}\n`), mask);
+    // Then 990 short ones: after the cut by bytes, a batch ends inside their run (1,000 lines a batch).
+    const short = Array.from({ length: 990 }, (_, index) => `short ${index}`);
+    wide.writeBytes!('stdout', Buffer.from(`${short.join('\n')}\n`), mask);
+    wide.end();
+    await expect.poll(() => api.logs.closed('wide'), { timeout: 10_000 }).toBe(true);
+    expect(seen.get('wide')).toEqual([...long, ...short]);
+    const sizes = api.batchBytes.slice(before);
+    expect(sizes.length).toBeGreaterThanOrEqual(2);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(LIMITS.output.maxBatchBytes);
   });
 
   it('the spill file read back in blocks: chunks across a block, one larger than a block, and the file written again from its start once read back', async () => {

@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readSync, rmSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
 import { bearerHeader, JsonText, type OrchestratorClient } from '@mpd/client';
 import type { OutputBatch, OutputLevel, OutputStream } from '@mpd/contract';
@@ -86,23 +86,49 @@ const SPILL_READ_BYTES = 256 * 1024;
  */
 const CHUNK_OVERHEAD_BYTES = 50;
 
+/**
+ * Spill files kept for the next executions once their own execution's output is shipped, at most
+ * (each zeroed, at the size its last execution made it: see {@link SpillFile}). Two: an execution
+ * that spills is one whose module writes faster than the pacing ships, and a worker seldom runs
+ * more than two of those at once; past it, a file is removed as it was before.
+ */
+const MAX_FREE_SPILL_FILES = 2;
+
+/** What {@link zeroSpillFile} writes from: one `writev` of up to 1,024 of these (256 MiB). */
+const ZEROS = Buffer.alloc(256 * 1024);
+
 /** A spilled chunk's header: kind (0 text, 1 bytes to mask), stream, level, 5 spare bytes, time (float64), length (uint32). */
 const SPILL_HEADER_BYTES = 20;
 
 /** Any character but printable ASCII other than `"` and `\`: JSON escapes it, or UTF-8 takes more than a byte for it. */
 const NOT_PLAIN = /[^\x20\x21\x23-\x5b\x5d-\x7e]/;
 
+/** {@link NOT_PLAIN} in a block of lines: its line breaks (`\n`) are not in the way. */
+const NOT_PLAIN_LINES = /[^\x20\x21\x23-\x5b\x5d-\x7e\n]/;
+
+/**
+ * Between two lines' JSON in a {@link Pending} of plain lines: nowhere else there (plain text has
+ * no `"`), so it is where such a run of lines is cut.
+ */
+const BETWEEN_LINES = '"},{"';
+
 const STREAMS: readonly OutputStream[] = ['stdout', 'stderr', 'log'];
 const LEVELS: readonly (OutputLevel | undefined)[] = [undefined, 'debug', 'info', 'warn', 'error'];
 
 /**
- * A line as it waits to be sent: its JSON (an element of a batch's `lines`), and that JSON's size
- * in UTF-8 bytes. A batch's body is joined from them ({@link JsonText}): serialising line objects
- * per batch cost more than everything else the shipper did per line (`pnpm bench`, benchmark 5).
+ * Lines as they wait to be sent: their JSON (`count` elements of a batch's `lines`, joined by
+ * commas), and that JSON's size in UTF-8 bytes. A batch's body is joined from them
+ * ({@link JsonText}): serialising line objects per batch cost more than everything else the
+ * shipper did per line (`pnpm bench`, benchmark 5). A block of plain ASCII lines from a command
+ * is one of these, made with one `replaceAll` (its lines are cut apart only where a batch or an
+ * acceptance ends inside it: see {@link splitPending}); any other line is one of its own. A string
+ * and an object per line cost the shipper about 11 of its 95 ms of CPU per 200,000 lines of 100
+ * characters from a command (the shipper alone, its HTTP calls stubbed).
  */
 interface Pending {
   json: string;
   bytes: number;
+  count: number;
 }
 
 /**
@@ -126,8 +152,82 @@ interface Chunk {
  */
 function pendingLine(time: number, stream: OutputStream, level: OutputLevel | undefined, text: string): Pending {
   const plain = !NOT_PLAIN.test(text);
-  const json = `{"time":${time},"stream":"${stream}"${level === undefined ? '' : `,"level":"${level}"`},"text":${plain ? `"${text}"` : JSON.stringify(text)}}`;
-  return { json, bytes: plain ? json.length : Buffer.byteLength(json) };
+  const json = `${lineStart(time, stream, level)}${plain ? `"${text}"` : JSON.stringify(text)}}`;
+  return { json, bytes: plain ? json.length : Buffer.byteLength(json), count: 1 };
+}
+
+/** A line's JSON up to its text: `{"time":…,"stream":…,"text":`. */
+const lineStart = (time: number, stream: OutputStream, level: OutputLevel | undefined): string =>
+  `{"time":${time},"stream":"${stream}"${level === undefined ? '' : `,"level":"${level}"`},"text":`;
+
+/**
+ * Gives `text`'s lines (split at `\n`) to `push` as runs of lines, each one {@link Pending}, when
+ * they are plain ASCII (see {@link NOT_PLAIN}), none ends with `\r` and none is longer than
+ * `maxLength`; returns false, giving nothing, otherwise (each is then made a line of its own, as
+ * {@link splitLines} splits them). The first run holds at most `room` lines, each other at most
+ * `maxLines`: the caller's runs end where its batches end, so a batch takes whole runs and a run
+ * is seldom cut ({@link splitPending} walks its lines).
+ */
+function pushPlainLines(
+  chunk: Chunk,
+  text: string,
+  maxLength: number,
+  room: number,
+  maxLines: number,
+  push: (pending: Pending) => void,
+): boolean {
+  if (NOT_PLAIN_LINES.test(text)) return false;
+  // Where each run ends in `text` (its last line's end), and its line count.
+  const ends: number[] = [];
+  const counts: number[] = [];
+  let count = 0;
+  let limit = room;
+  for (let at = 0, next = text.indexOf('\n'); ; next = text.indexOf('\n', (at = next + 1))) {
+    const end = next < 0 ? text.length : next;
+    if (end - at > maxLength) return false;
+    count++;
+    if (count === limit || next < 0) {
+      ends.push(end);
+      counts.push(count);
+      count = 0;
+      limit = maxLines;
+    }
+    if (next < 0) break;
+  }
+  const start = lineStart(chunk.time, chunk.stream, chunk.level);
+  const between = `"},${start}"`;
+  for (let index = 0, from = 0; index < ends.length; from = ends[index++]! + 1) {
+    const lines = ends.length === 1 ? text : text.slice(from, ends[index]);
+    const json = `${start}"${counts[index] === 1 ? lines : lines.replaceAll('\n', between)}"}`;
+    push({ json, bytes: json.length, count: counts[index]! });
+  }
+  return true;
+}
+
+/**
+ * Cuts `pending` (plain lines, more than one: see {@link pushPlainLines}) after its first `count`
+ * lines, after fewer if those take more than `maxBytes`, and before its last line at the latest:
+ * the first lines (at least one) and the rest (at least one).
+ */
+function splitPending(pending: Pending, count: number, maxBytes = Infinity): [Pending, Pending] {
+  let end = -1;
+  let taken = 0;
+  for (
+    let at = pending.json.indexOf(BETWEEN_LINES);
+    taken < count && at >= 0;
+    at = pending.json.indexOf(BETWEEN_LINES, at + 1)
+  ) {
+    // Up to and with the line's closing `"}` (plain: its size is its length).
+    if (taken > 0 && at + 2 > maxBytes) break;
+    end = at + 2;
+    taken++;
+  }
+  const head = pending.json.slice(0, end);
+  const tail = pending.json.slice(end + 1);
+  return [
+    { json: head, bytes: head.length, count: taken },
+    { json: tail, bytes: tail.length, count: pending.count - taken },
+  ];
 }
 
 /** What a chunk counts against the buffers (see {@link CHUNK_OVERHEAD_BYTES}). */
@@ -141,14 +241,28 @@ function linesOf(data: string | Buffer): number {
 }
 
 /**
+ * A spill file: `fd` open for reading and writing, at `path`; `extent`: how far from its start
+ * it was ever written (its size), all of it zeros while no execution holds it. Files are kept
+ * for the next execution once one's output is shipped (see {@link OutputShipper.releaseSpillFile}):
+ * writing into a new file cost the kernel its page-cache pages and its delayed blocks per byte
+ * (`ext4_da_write_begin`, half of the worker's main thread while a command wrote, `pnpm bench`
+ * benchmark 5), overwriting a file's pages costs it a copy (20 MB: 4.0 ms of system CPU into a
+ * new file, 1.7 ms into an old one, measured here).
+ */
+interface SpillFile {
+  fd: number;
+  path: string;
+  extent: number;
+}
+
+/**
  * An execution's spill file: `size` counts the bytes in the file, `read` those read back, `used`
  * what its chunks count against `spillBytesPerExecution`; the chunks spilled since the last write
  * wait in `pending` for one write per tick; `block` holds the bytes of the file's last read from
  * `blockAt` (see {@link SPILL_READ_BYTES}).
  */
 interface Spill {
-  fd: number;
-  path: string;
+  file: SpillFile;
   used: number;
   size: number;
   read: number;
@@ -164,6 +278,8 @@ class ExecutionOutput implements OutputWriter {
   firstSeq = 0;
   /** Lines made from the chunks and not yet accepted, in order (about a batch: made as batches are). */
   readonly lines: Pending[] = [];
+  /** How many lines {@link ExecutionOutput.lines} holds. */
+  lineCount = 0;
   /** Chunks not made into lines yet, in order (those of the spill file come after them). */
   private readonly chunks: Chunk[] = [];
   private chunksBytes = 0;
@@ -241,12 +357,8 @@ class ExecutionOutput implements OutputWriter {
   private spillChunk(chunk: Chunk, cost: number): boolean {
     try {
       if (!this.spill) {
-        mkdirSync(this.shipper.spillDir, { recursive: true });
-        const path = join(this.shipper.spillDir, `${encodeURIComponent(this.executionId)}.spill`);
-        // Only the worker's user reads it: a command's lines are in it before they are masked.
         this.spill = {
-          fd: openSync(path, 'w+', 0o600),
-          path,
+          file: this.shipper.takeSpillFile(this.executionId),
           used: 0,
           size: 0,
           read: 0,
@@ -294,12 +406,14 @@ class ExecutionOutput implements OutputWriter {
     const bytes = spill.pendingBytes;
     spill.pending = [];
     spill.pendingBytes = 0;
+    // Before the write: what it may have written is zeroed at the end, whatever it returns.
+    spill.file.extent = Math.max(spill.file.extent, spill.size + bytes);
     try {
-      const done = writevSync(spill.fd, buffers, spill.size);
+      const { fd } = spill.file;
+      const done = writevSync(fd, buffers, spill.size);
       if (done < bytes) {
         const rest = Buffer.concat(buffers).subarray(done);
-        for (let at = 0; at < rest.length;)
-          at += writeSync(spill.fd, rest, at, rest.length - at, spill.size + done + at);
+        for (let at = 0; at < rest.length;) at += writeSync(fd, rest, at, rest.length - at, spill.size + done + at);
       }
       spill.size += bytes;
     } catch (error) {
@@ -342,7 +456,7 @@ class ExecutionOutput implements OutputWriter {
    * line saying how many were dropped.
    */
   refill(maxLines: number): void {
-    while (this.lines.length < maxLines) {
+    while (this.lineCount < maxLines) {
       let chunk = this.chunks.shift();
       if (chunk) this.chunksBytes -= chunkCost(chunk);
       else chunk = this.readSpilled();
@@ -356,11 +470,13 @@ class ExecutionOutput implements OutputWriter {
         text = data.toString('utf8', 0, end);
         if (this.mask) text = this.mask(text);
       }
-      for (const piece of splitLines(text)) this.lines.push(pendingLine(chunk.time, chunk.stream, chunk.level, piece));
+      const room = maxLines - this.lineCount;
+      if (!pushPlainLines(chunk, text, LIMITS.output.maxLineLength, room, maxLines, this.pushPending))
+        for (const piece of splitLines(text)) this.push(pendingLine(chunk.time, chunk.stream, chunk.level, piece));
     }
     if (!this.spilled && this.chunks.length === 0 && this.dropped > 0) {
       const text = `[mpd] ${this.dropped} line(s) of output dropped: the worker could not ship them to the orchestrator in time and its buffer for this execution was full`;
-      this.lines.push(pendingLine(Date.now(), 'stderr', undefined, text));
+      this.push(pendingLine(Date.now(), 'stderr', undefined, text));
       this.dropped = 0;
     }
   }
@@ -385,24 +501,33 @@ class ExecutionOutput implements OutputWriter {
     return this.chunks.length === 0 && !this.spilled && this.dropped === 0;
   }
 
-  /** Closes and removes the spill file (the execution's output is done, or the shipper closes). */
+  /**
+   * Gives the spill file back (the execution's output is done, or the shipper closes): zeroed, so
+   * that none of this execution's lines stays in it (see {@link OutputShipper.releaseSpillFile}).
+   */
   closeSpill(): void {
     if (!this.spill) return;
-    try {
-      closeSync(this.spill.fd);
-      rmSync(this.spill.path, { force: true });
-    } catch {
-      // Gone already: nothing to keep.
-    }
+    this.shipper.releaseSpillFile(this.spill.file);
     this.spill = undefined;
   }
 
+  private push(pending: Pending): void {
+    this.lines.push(pending);
+    this.lineCount += pending.count;
+  }
+
+  private readonly pushPending = (pending: Pending): void => this.push(pending);
+
   /** Forgets the lines before `seq` (accepted). */
   acceptedThrough(seq: number): void {
-    const count = Math.min(seq - this.firstSeq, this.lines.length);
+    let count = Math.min(seq - this.firstSeq, this.lineCount);
     if (count <= 0) return;
-    this.lines.splice(0, count);
     this.firstSeq += count;
+    this.lineCount -= count;
+    let whole = 0;
+    while (whole < this.lines.length && this.lines[whole]!.count <= count) count -= this.lines[whole++]!.count;
+    this.lines.splice(0, whole);
+    if (count > 0) this.lines[0] = splitPending(this.lines[0]!, count)[1];
   }
 }
 
@@ -418,10 +543,30 @@ function spillBytes(spill: Spill, position: number, length: number): Buffer {
   if (!spill.block || offset < 0 || offset + length > spill.block.length) {
     spill.block = Buffer.allocUnsafe(Math.max(length, Math.min(SPILL_READ_BYTES, spill.size - position)));
     spill.blockAt = position;
-    readFully(spill.fd, spill.block, position);
+    readFully(spill.file.fd, spill.block, position);
     offset = 0;
   }
   return spill.block.subarray(offset, offset + length);
+}
+
+/** Overwrites `file` with zeros from its start to its extent (in `writev`s of up to 1,024 {@link ZEROS}). */
+function zeroSpillFile(file: SpillFile): void {
+  for (let at = 0; at < file.extent;) {
+    const zeros: Buffer[] = [];
+    for (let left = file.extent - at; left > 0 && zeros.length < 1024; left -= ZEROS.length)
+      zeros.push(left >= ZEROS.length ? ZEROS : ZEROS.subarray(0, left));
+    at += writevSync(file.fd, zeros, at);
+  }
+}
+
+/** Closes and removes a spill file (gone already: nothing to keep). */
+function removeSpillFile(file: SpillFile): void {
+  try {
+    closeSync(file.fd);
+    rmSync(file.path, { force: true });
+  } catch {
+    // Gone already: nothing to keep.
+  }
 }
 
 /** Reads `buffer.length` bytes of `fd` from `position`. */
@@ -453,6 +598,13 @@ export class OutputShipper implements ModuleOutput {
   #closed = false;
   #closing = false;
   readonly #inFlight = new Set<Promise<void>>();
+  /** Spill files no execution holds, zeroed, for the next ones (see {@link SpillFile}). */
+  readonly #freeSpillFiles: SpillFile[] = [];
+  /**
+   * The number in the next free spill file's name (`free-<pid>-<n>.spill`: the process id too, as
+   * a replaced worker and its replacement, with the same id, share the directory).
+   */
+  #spillFileNames = 0;
 
   constructor(private readonly options: OutputShipperOptions) {
     this.bounds = {
@@ -476,7 +628,7 @@ export class OutputShipper implements ModuleOutput {
 
   endEmpty(executionId: string): boolean {
     const output = this.#executions.get(executionId);
-    if (!output || !output.ended || output.sent || output.done || output.firstSeq > 0 || output.lines.length > 0)
+    if (!output || !output.ended || output.sent || output.done || output.firstSeq > 0 || output.lineCount > 0)
       return false;
     if (!output.drained) return false;
     output.done = true;
@@ -539,6 +691,52 @@ export class OutputShipper implements ModuleOutput {
     clearTimeout(this.#timer);
     for (const output of this.#executions.values()) output.closeSpill();
     this.#executions.clear();
+    for (const file of this.#freeSpillFiles.splice(0)) removeSpillFile(file);
+  }
+
+  /**
+   * A spill file for `executionId`, named `<execution id>.spill` while it holds that execution's
+   * lines: a free one renamed (its pages already the file's), else a new one. Only the worker's
+   * user reads it (0600): a command's lines are in it before they are masked. Throws what the
+   * file system throws (the caller drops the lines and says so).
+   */
+  takeSpillFile(executionId: string): SpillFile {
+    const path = join(this.spillDir, `${encodeURIComponent(executionId)}.spill`);
+    const free = this.#freeSpillFiles.pop();
+    if (free) {
+      try {
+        renameSync(free.path, path);
+        free.path = path;
+        return free;
+      } catch {
+        removeSpillFile(free);
+      }
+    }
+    mkdirSync(this.spillDir, { recursive: true });
+    return { fd: openSync(path, 'w+', 0o600), path, extent: 0 };
+  }
+
+  /**
+   * Takes back an execution's spill file once its output is shipped (or the shipper closes):
+   * overwritten with zeros from its start to its extent, then kept under a name of its own for
+   * the next execution (at most {@link MAX_FREE_SPILL_FILES}; once closed, none), else removed —
+   * either way none of the execution's lines, masked or not, stays in it. A file that cannot be
+   * zeroed is removed.
+   */
+  releaseSpillFile(file: SpillFile): void {
+    if (this.#closed || this.#closing || this.#freeSpillFiles.length >= MAX_FREE_SPILL_FILES) {
+      removeSpillFile(file);
+      return;
+    }
+    try {
+      zeroSpillFile(file);
+      const path = join(this.spillDir, `free-${process.pid}-${this.#spillFileNames++}.spill`);
+      renameSync(file.path, path);
+      file.path = path;
+      this.#freeSpillFiles.push(file);
+    } catch {
+      removeSpillFile(file);
+    }
   }
 
   private send(output: ExecutionOutput): void {
@@ -550,7 +748,7 @@ export class OutputShipper implements ModuleOutput {
       this.logger.warn({ err: error, executionId: output.executionId }, 'could not read module output back from disk');
       output.loseSpill();
     }
-    if (output.lines.length === 0 && !output.ended) return;
+    if (output.lineCount === 0 && !output.ended) return;
     output.sending = true;
     output.sent = true;
     const call = this.call(output).finally(() => {
@@ -559,7 +757,7 @@ export class OutputShipper implements ModuleOutput {
       if (output.done) {
         output.closeSpill();
         this.#executions.delete(output.executionId);
-      } else if (output.lines.length > 0 || !output.drained || output.ended) {
+      } else if (output.lineCount > 0 || !output.drained || output.ended) {
         this.pending(output);
       }
     });
@@ -568,15 +766,34 @@ export class OutputShipper implements ModuleOutput {
 
   private async call(output: ExecutionOutput): Promise<void> {
     const lines: string[] = [];
+    let count = 0;
     // The body around its lines (workerId, fromSeq, final), at most.
     let bytes = this.options.workerId.length * 6 + 100;
-    for (const { json, bytes: size } of output.lines) {
-      if (lines.length >= this.#maxBatchLines || bytes + size + 1 > LIMITS.output.maxBatchBytes) break;
-      lines.push(json);
-      bytes += size + 1;
+    for (const pending of output.lines) {
+      const room = this.#maxBatchLines - count;
+      if (room <= 0 || bytes + pending.bytes + 1 > LIMITS.output.maxBatchBytes) {
+        // The first lines of a run of plain lines that does not fit whole (plain: bytes are characters).
+        if (room > 0 && pending.count > 1) {
+          const [head] = splitPending(pending, room, LIMITS.output.maxBatchBytes - bytes - 1);
+          if (bytes + head.bytes + 1 <= LIMITS.output.maxBatchBytes) {
+            lines.push(head.json);
+            count += head.count;
+          }
+        }
+        break;
+      }
+      if (pending.count > room) {
+        const [head] = splitPending(pending, room);
+        lines.push(head.json);
+        count += head.count;
+        break;
+      }
+      lines.push(pending.json);
+      count += pending.count;
+      bytes += pending.bytes + 1;
     }
     // The last batch closes the log: everything written is in it.
-    const final = output.ended && output.drained && lines.length === output.lines.length;
+    const final = output.ended && output.drained && count === output.lineCount;
     // The contract's OutputBatch, joined from the lines' JSON (see Pending).
     const body = new JsonText(
       `{"workerId":${JSON.stringify(this.options.workerId)},"fromSeq":${output.firstSeq},"lines":[${lines.join(',')}]${final ? ',"final":true' : ''}}`,
@@ -591,7 +808,7 @@ export class OutputShipper implements ModuleOutput {
       if (response.status === 200) {
         output.acceptedThrough(response.body.acceptedThrough);
         output.failures = 0;
-        if (final && output.lines.length === 0) output.done = true;
+        if (final && output.lineCount === 0) output.done = true;
         return;
       }
       if (response.status === 409 && 'expectedSeq' in response.body) {
