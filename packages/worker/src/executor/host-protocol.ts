@@ -14,7 +14,8 @@ export type ToHost =
    * `markNonce`: random, the worker's for this host; written in every end mark (see
    * {@link OUTPUT_END_MARK}). `readsToEnd`: the worker can read the host's pipes to their end
    * when it likes (they are non-blocking on its side), so the host may leave its end marks out
-   * (see `marked` in `done`).
+   * (see `marked` in `done`). The worker's constants every execution on the host shares are
+   * here, sent once rather than in each `execute` (issue 14).
    */
   | {
       type: 'init';
@@ -23,6 +24,14 @@ export type ToHost =
       killGraceMs: number;
       markNonce: string;
       readsToEnd: boolean;
+      workerId: string;
+      /** The largest result a module may return (UTF-8 bytes of its JSON): checked in the host, so an oversized one never crosses IPC. */
+      maxResultBytes: number;
+      /**
+       * Where the host packs artifacts before the worker uploads them (beside the worker's
+       * cache); null: the worker has no orchestrator, so `ctx.artifacts` throws saying so.
+       */
+      artifactScratchDir: string | null;
     }
   /** Run one module. */
   | {
@@ -33,20 +42,12 @@ export type ToHost =
       results: Record<string, JsonValue>;
       env: Record<string, string>;
       workingDirectory: string;
-      workerId: string;
-      /** The largest result the module may return (UTF-8 bytes of its JSON): checked in the host, so an oversized one never crosses IPC. */
-      maxResultBytes: number;
       /**
        * When the worker's lease ends (ms on `monotonicNow()`'s clock), as the worker handed the
        * host out; null: it has none. The host holds it while the module runs; one that has already
        * ended kills the group before the module starts.
        */
       leaseEndsAt: number | null;
-      /**
-       * Where the host packs artifacts before the worker uploads them (beside the worker's
-       * cache); null: the worker has no orchestrator, so `ctx.artifacts` throws saying so.
-       */
-      artifactScratchDir: string | null;
       /**
        * The execution's secret values (those the worker masks; none shorter than
        * `MIN_SECRET_LENGTH`): the host cuts a command's over-long line into pieces, which the

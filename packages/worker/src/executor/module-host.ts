@@ -58,6 +58,10 @@ export interface ModuleHostOptions {
   logger: Logger;
   /** What the host's `ctx.artifacts` calls go through; undefined without an orchestrator. */
   artifacts?: WorkerArtifacts | undefined;
+  /** The worker's id (`ctx.workerId` of every module the host runs). */
+  workerId: string;
+  /** The largest result a module may return (UTF-8 bytes of its JSON), checked in the host. */
+  maxResultBytes: number;
 }
 
 /** How a host's execution ended, as the host told it or as its exit tells it. */
@@ -280,6 +284,9 @@ export class ModuleHost {
       killGraceMs: options.killGraceMs,
       markNonce: this.markNonce,
       readsToEnd,
+      workerId: options.workerId,
+      maxResultBytes: options.maxResultBytes,
+      artifactScratchDir: options.artifacts?.scratchDir ?? null,
     });
   }
 
