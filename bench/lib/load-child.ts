@@ -61,6 +61,8 @@ if (mode === 'host') {
     killGraceMs: 1_000,
     heapLimitMb: undefined,
     logger: pino({ level: 'silent' }),
+    workerId: 'load-child',
+    maxResultBytes: 16 * 1024 * 1024,
   });
   // The host's channel and pipes do not keep this process alive (a worker's idle hosts do not).
   const keepAlive = setInterval(() => undefined, 1_000);

@@ -50,10 +50,7 @@ function executeMessage(index: number): ToHost {
     results: { m00041: { t: '123456789012345' } },
     env: {},
     workingDirectory: '/tmp/mpd-worker-0123456789/work',
-    workerId: 'cli-worker-1',
-    maxResultBytes: 16 * 1024 * 1024,
     leaseEndsAt: 123456789.123,
-    artifactScratchDir: '/tmp/mpd-worker-0123456789/cache/scratch',
     secrets: [],
   };
 }

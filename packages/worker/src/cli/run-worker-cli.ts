@@ -32,6 +32,18 @@ const EXIT_REGISTRATION_REFUSED = EXIT_INVALID_SETTING;
 const EXIT_REPLACED = 3;
 
 /**
+ * The log's writes: once this much is buffered (bytes, about 15 lines)… Measured: `tsx
+ * bench/cli-compare.ts --shape wide --size 8000` (issue 14, round I; README "The worker's main
+ * thread per module").
+ */
+const LOG_BLOCK_BYTES = 4 * 1024;
+/**
+ * …and every this many ms whatever is buffered (a line waits at most this long; an idle worker's
+ * flush is an empty write, ten a second).
+ */
+const LOG_FLUSH_MS = 100;
+
+/**
  * Runs the worker's command in this process, as `mpd worker ARGS…` does: it owns the process
  * from here (its SIGTERM and SIGINT handlers, its stdout and stderr) and exits it with the exit
  * code above once the worker stopped. The promise resolves once the worker listens (or never,
@@ -64,11 +76,28 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
   const { startWorker } = await import('../server.js');
   // Asynchronous writes: a blocking write to stderr per module started and finished would sit
   // on every execute's path. pino flushes what is buffered when the process exits (a SIGKILL
-  // can lose the last lines).
+  // can lose the last lines). Written in blocks of LOG_BLOCK_BYTES, and every LOG_FLUSH_MS
+  // (sonic-boom's `minLength` and `periodicFlush`): one write per line
+  // ("module succeeded") was a thread-pool write and its callback per module, 4-5 % of a
+  // loaded worker's main thread (issue 14, round I).
+  const logDestination = destination({
+    dest: 2,
+    sync: false,
+    minLength: LOG_BLOCK_BYTES,
+    periodicFlush: LOG_FLUSH_MS,
+  });
   const logger = pino(
     { level: settings.logLevel, base: logBase('mpd-worker'), formatters: LOG_FORMATTERS },
-    destination({ dest: 2, sync: false }),
+    logDestination,
   );
+  /** Writes the buffered log lines now, before a last line written to stderr directly (it stays last). */
+  const flushLog = (): void => {
+    try {
+      logDestination.flushSync();
+    } catch {
+      // Not open yet or already closed: nothing buffered to keep in order.
+    }
+  };
   // Node's and libraries' warnings too: stderr carries JSON logs only.
   logProcessWarnings(logger);
   // A log line (stderr carries JSON logs only), at warn: one per old name given.
@@ -82,6 +111,7 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
     try {
       pipeline = await loadPipelineFile(settings.pipeline, baseDir);
     } catch (error) {
+      flushLog();
       exitInvalidSetting(name, SETTINGS.nameOf('pipeline'), (error as Error).message);
     }
   }
@@ -97,6 +127,7 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
       ...(pipeline ? { pipeline } : {}),
     });
   } catch (error) {
+    flushLog();
     process.stderr.write(`${name}: ${asFlagMessage(error as Error)}\n`);
     process.exit((error as { code?: unknown }).code === 'InvalidSetting' ? EXIT_INVALID_SETTING : 1);
   }
@@ -107,6 +138,7 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
   let exitCode = 0;
   void worker.stopped.then((exit) => {
     if (exit.reason === 'stopped') process.exit(exitCode);
+    flushLog();
     process.stderr.write(`${name}: ${exit.message}\n`);
     process.exit(exit.reason === 'registration-refused' ? EXIT_REGISTRATION_REFUSED : EXIT_REPLACED);
   });

@@ -12,9 +12,10 @@ export type ToHost =
   /** First message: load this pipeline file and check it is the worker's (same fingerprint). */
   /**
    * `markNonce`: random, the worker's for this host; written in every end mark (see
-   * {@link OUTPUT_END_MARK}). `readsToEnd`: the worker can read the host's pipes to their end
-   * when it likes (they are non-blocking on its side), so the host may leave its end marks out
-   * (see `marked` in `done`).
+   * {@link OUTPUT_END_MARK}). `readsToEnd`: the worker reads both of the host's pipes, so that it
+   * has read them to where the host sent `done` once it handled that message (see
+   * `ModuleHost.answerUnmarked`): the host may leave its end marks out (see `marked` in `done`). The worker's constants every execution on the host shares are
+   * here, sent once rather than in each `execute` (issue 14).
    */
   | {
       type: 'init';
@@ -23,6 +24,14 @@ export type ToHost =
       killGraceMs: number;
       markNonce: string;
       readsToEnd: boolean;
+      workerId: string;
+      /** The largest result a module may return (UTF-8 bytes of its JSON): checked in the host, so an oversized one never crosses IPC. */
+      maxResultBytes: number;
+      /**
+       * Where the host packs artifacts before the worker uploads them (beside the worker's
+       * cache); null: the worker has no orchestrator, so `ctx.artifacts` throws saying so.
+       */
+      artifactScratchDir: string | null;
     }
   /** Run one module. */
   | {
@@ -33,20 +42,12 @@ export type ToHost =
       results: Record<string, JsonValue>;
       env: Record<string, string>;
       workingDirectory: string;
-      workerId: string;
-      /** The largest result the module may return (UTF-8 bytes of its JSON): checked in the host, so an oversized one never crosses IPC. */
-      maxResultBytes: number;
       /**
        * When the worker's lease ends (ms on `monotonicNow()`'s clock), as the worker handed the
        * host out; null: it has none. The host holds it while the module runs; one that has already
        * ended kills the group before the module starts.
        */
       leaseEndsAt: number | null;
-      /**
-       * Where the host packs artifacts before the worker uploads them (beside the worker's
-       * cache); null: the worker has no orchestrator, so `ctx.artifacts` throws saying so.
-       */
-      artifactScratchDir: string | null;
       /**
        * The execution's secret values (those the worker masks; none shorter than
        * `MIN_SECRET_LENGTH`): the host cuts a command's over-long line into pieces, which the
@@ -139,8 +140,9 @@ export type FromHost =
    * lines) are still queued in the host, not yet in the pipe. Otherwise
    * (false) every byte written to the two pipes before this message — by the host, by a raw
    * `fs.writeSync(1, …)`, by a command with inherited stdio that ended — is in the pipes already:
-   * the worker, which reads them, reads each to its current end (a non-blocking read until it
-   * would wait) once it has this message, and has then every byte of the execution. Two pipe
+   * the worker, which reads them, has read each to there by the check phase of the event loop's
+   * turn that read this message (see `ModuleHost.answerUnmarked`), and has then every byte of
+   * the execution. Two pipe
    * writes in the host and two reads in the worker per module less (issue 14).
    */
   | ({ type: 'done'; executionId: string; leftoverChildren: number; marked: boolean } & (

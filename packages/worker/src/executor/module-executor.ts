@@ -120,6 +120,8 @@ export class ModuleExecutor {
         killGraceMs: options.killGraceMs,
         heapLimitMb: options.moduleHeapLimitMb,
         artifacts: options.artifacts,
+        workerId: options.workerId,
+        maxResultBytes: options.maxResultBytes,
         logger: options.logger.child({ component: 'module-hosts' }),
       });
     }

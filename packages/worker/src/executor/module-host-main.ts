@@ -85,6 +85,10 @@ let killGraceMs = 10_000;
 let markNonce = '';
 /** Whether the worker reads this host's pipes to their end: end marks only when needed (see `marked` in FromHost's `done`). */
 let readsToEnd = false;
+/** The worker's constants, from `init` (the same for every execution on this host). */
+let workerId = '';
+let maxResultBytes = 0;
+let artifactScratchDir: string | null = null;
 let current: RunningModule | undefined;
 /** Set once an error escaped: the host only reports it and exits. */
 let crashed = false;
@@ -132,8 +136,8 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
     this.results = message.results;
     this.env = message.env;
     this.workingDirectory = message.workingDirectory;
-    this.workerId = message.workerId;
-    this.artifactScratchDir = message.artifactScratchDir;
+    this.workerId = workerId;
+    this.artifactScratchDir = artifactScratchDir;
     this.secrets = secretBytes(message.secrets);
   }
 
@@ -357,6 +361,9 @@ async function init(message: Extract<ToHost, { type: 'init' }>): Promise<void> {
   killGraceMs = message.killGraceMs;
   markNonce = message.markNonce;
   readsToEnd = message.readsToEnd;
+  workerId = message.workerId;
+  maxResultBytes = message.maxResultBytes;
+  artifactScratchDir = message.artifactScratchDir;
   try {
     pipeline = await loadPipelineFile(message.sourceFile);
   } catch (error) {
@@ -402,7 +409,7 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
       resultText: checkedResult(
         module.name,
         serialise(module.name, await module.run(createModuleContext(running))),
-        message.maxResultBytes,
+        maxResultBytes,
       ),
     };
   } catch (error) {

@@ -6,7 +6,6 @@
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
@@ -60,6 +59,10 @@ export interface ModuleHostOptions {
   logger: Logger;
   /** What the host's `ctx.artifacts` calls go through; undefined without an orchestrator. */
   artifacts?: WorkerArtifacts | undefined;
+  /** The worker's id (`ctx.workerId` of every module the host runs). */
+  workerId: string;
+  /** The largest result a module may return (UTF-8 bytes of its JSON), checked in the host. */
+  maxResultBytes: number;
 }
 
 /** How a host's execution ended, as the host told it or as its exit tells it. */
@@ -171,11 +174,6 @@ export class ModuleHost {
   private leaseHeld = false;
   /** This host's end marks' nonce (see OUTPUT_END_MARK). */
   private readonly markNonce = randomBytes(16).toString('hex');
-  /**
-   * Per pipe, what {@link ModuleHost.readToEnd} reads it with: its file descriptor (non-blocking
-   * on the worker's side) and where its bytes go, as the pipe's own reads give them.
-   */
-  private readonly pipes: Partial<Record<'stdout' | 'stderr', { fd: number; lines: ByteLineSplitter }>> = {};
   /** Per pipe, its splitter: it cuts no secret of the execution the pipe carries, nor of the running one. */
   private readonly splitters: Partial<Record<'stdout' | 'stderr', ByteLineSplitter>> = {};
 
@@ -196,7 +194,7 @@ export class ModuleHost {
     // one that is starting or running a module does, like any pending work (see keepAlive).
     this.child.unref();
     for (const stream of ['stdout', 'stderr'] as const) this.readLines(stream);
-    const readsToEnd = this.pipes.stdout !== undefined && this.pipes.stderr !== undefined;
+    const readsToEnd = this.splitters.stdout !== undefined && this.splitters.stderr !== undefined;
 
     let readyResolve!: () => void;
     let readyReject!: (error: Error) => void;
@@ -256,9 +254,10 @@ export class ModuleHost {
           this.running = undefined;
           this.keepAlive(false);
           if (message.type === 'done' && !message.marked) {
-            // No end marks: every byte of the execution is in the pipes or already read from them.
-            this.readToEnd('stdout', message.executionId);
-            this.readToEnd('stderr', message.executionId);
+            // No end marks: every byte of the execution is in the pipes or already read from
+            // them; by this turn's check phase, read (see endUnmarked).
+            setImmediate(ModuleHost.answerUnmarked, this, message, running.end);
+            return;
           }
           running.end(message);
           return;
@@ -272,6 +271,9 @@ export class ModuleHost {
       killGraceMs: options.killGraceMs,
       markNonce: this.markNonce,
       readsToEnd,
+      workerId: options.workerId,
+      maxResultBytes: options.maxResultBytes,
+      artifactScratchDir: options.artifacts?.scratchDir ?? null,
     });
   }
 
@@ -511,8 +513,6 @@ export class ModuleHost {
     // command's is.
     const lines = new ByteLineSplitter(emit);
     this.splitters[stream] = lines;
-    const fd = nonBlockingFd(source);
-    if (fd !== undefined) this.pipes[stream] = { fd, lines };
     source.on('data', (chunk: Buffer) => lines.push(chunk));
     source.on('end', () => {
       lines.flush();
@@ -522,31 +522,40 @@ export class ModuleHost {
   }
 
   /**
-   * Reads the host's pipe `stream` to its current end, now (the host said `done` without end
-   * marks: every byte written to the pipe before that is in it or already read), passes what it
-   * read on as the pipe's own reads do, and ends `executionId`'s output on it. First what the
-   * pipe's stream holds read but not given yet (nothing, as it flows), then non-blocking reads of
-   * its descriptor until it would wait: the same reader, in the same order, on the one thread that
-   * reads the pipe. Then the module's last line, if it wrote one without a newline.
+   * The host said `done` without end marks (see `marked` in FromHost's `done`) and the pipes were
+   * read to where it sent it (see {@link ModuleHost.answerUnmarked}): `executionId`'s output ends
+   * on both, with the module's last line if it wrote one without a newline.
    */
-  private readToEnd(stream: 'stdout' | 'stderr', executionId: string): void {
-    const pipe = this.pipes[stream];
-    const source = this.child[stream];
-    if (pipe === undefined || !source) return; // never so: the host writes its marks then
-    while (source.readableLength > 0 && source.read() !== null); // a flowing stream emits what read() returns
-    // Only while the pipe is open (once its handle is closed, its number may be another file's),
-    // and at most READ_TO_END_MAX_BYTES: past what a pipe holds, something still writes to it.
-    let taken = 0;
-    while (taken < READ_TO_END_MAX_BYTES && fdOf(source) === pipe.fd) {
-      const got = readPipe(pipe.fd);
-      if (got === undefined) break;
-      taken += got.length;
-      pipe.lines.push(got);
+  private endUnmarked(executionId: string): void {
+    for (const stream of ['stdout', 'stderr'] as const) {
+      const current = this.pipeSink[stream];
+      if (current === undefined || current.executionId !== executionId || current.ended) continue;
+      this.splitters[stream]?.flush();
+      this.endPipe(stream, executionId);
     }
-    const current = this.pipeSink[stream];
-    if (current === undefined || current.executionId !== executionId || current.ended) return;
-    pipe.lines.flush();
-    this.endPipe(stream, executionId);
+  }
+
+  /**
+   * Ends an execution whose host said `done` without end marks, then answers it (`end`): run as a
+   * `setImmediate` from the `done` message's handler, in the check phase of the event loop's turn
+   * that read `done`. By then the worker has read every byte written to the host's pipes before
+   * `done`: the host wrote them (or its children did, and ended) before it sent `done` on its IPC
+   * channel, so the kernel had the pipes readable before the channel; the poll that reports the
+   * channel (libuv's `epoll_wait`, level-triggered) reports the pipes in the same batch unless
+   * they were reported and read before, and libuv reads each reported pipe in the same poll phase
+   * (up to 32 reads of 64 KiB, more than the socket's buffer holds: about 208 KiB by default), a
+   * flowing stream passing each read on at once. `setImmediate` callbacks run after the poll phase.
+   * No read of the pipes here: a non-blocking read of an empty pipe throws inside node (`EAGAIN`,
+   * 2.2 µs each), and most modules write nothing (round H read both pipes to their end here:
+   * 5 % of the workers' main threads, issue 14, round I).
+   */
+  private static answerUnmarked(
+    host: ModuleHost,
+    message: Extract<FromHost, { type: 'done' }>,
+    end: (end: HostEnd) => void,
+  ): void {
+    host.endUnmarked(message.executionId);
+    end(message);
   }
 
   /**
@@ -594,60 +603,4 @@ export class ModuleHost {
     if (this.stderrTail.length > STDERR_TAIL_LINES)
       this.stderrTail.splice(0, this.stderrTail.length - STDERR_TAIL_LINES);
   }
-}
-
-/** What {@link readPipe} reads into: one read of a pipe takes at most this (bytes), as libuv's. */
-const PIPE_READ_BYTES = 64 * 1024;
-const pipeBuffer = Buffer.allocUnsafe(PIPE_READ_BYTES);
-
-/**
- * The most {@link ModuleHost.readToEnd} reads of a pipe at once (bytes): more than a pipe holds
- * (a host's stdout is a socket, whose buffer holds about 208 KiB by default, `net.core.wmem_default`),
- * so that a process the module left behind (a daemon that kept the host's stdout), writing without
- * end, cannot hold the worker's event loop.
- */
-const READ_TO_END_MAX_BYTES = 4 * 1024 * 1024;
-
-/** `O_NONBLOCK` in `/proc/…/fdinfo`'s octal `flags` (Linux). */
-const O_NONBLOCK = 0o4000;
-
-/**
- * The file descriptor of the worker's end of a host's pipe, when a read of it never waits (libuv
- * makes it non-blocking; `/proc/self/fdinfo` says so on Linux): undefined otherwise, and the host
- * then always writes its end marks.
- */
-function nonBlockingFd(source: NodeJS.ReadableStream): number | undefined {
-  const fd = fdOf(source);
-  if (fd === undefined) return undefined;
-  try {
-    const flags = /^flags:\s*([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1'))?.[1];
-    return flags !== undefined && (Number.parseInt(flags, 8) & O_NONBLOCK) !== 0 ? fd : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The file descriptor of a pipe's stream while its handle is open (node's `net.Socket`, `_handle.fd`). */
-function fdOf(source: NodeJS.ReadableStream): number | undefined {
-  const fd = (source as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
-}
-
-/**
- * One non-blocking read of a pipe: a copy of what it held (at most {@link PIPE_READ_BYTES}), or
- * undefined when it held nothing (`EAGAIN`), is at its end, or is gone. Its error is made without
- * a stack (as each module's end asks twice, and is usually answered `EAGAIN`: 2.2 µs against 3.7).
- */
-function readPipe(fd: number): Buffer | undefined {
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  let read: number;
-  try {
-    read = readSync(fd, pipeBuffer, 0, PIPE_READ_BYTES, null);
-  } catch {
-    return undefined;
-  } finally {
-    Error.stackTraceLimit = limit;
-  }
-  return read === 0 ? undefined : Buffer.from(pipeBuffer.subarray(0, read));
 }
