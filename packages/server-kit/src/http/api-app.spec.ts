@@ -2,7 +2,7 @@ import { request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { errorBodySchema, LIMITS, workerContract, workerOpenApi } from '@mpd/contract';
 import { initServer } from '@ts-rest/express';
-import express, { type RequestHandler } from 'express';
+import type { RequestHandler } from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApiApp } from './api-app.js';
 import { refuseUnread } from './security.js';
@@ -34,10 +34,7 @@ beforeAll(async () => {
         execute: { middleware: [authenticate], handler: async () => ({ status: 404, body: notFound() }) },
         cancel: {
           middleware: [authenticate],
-          handler: async ({ body }) => ({
-            status: 200,
-            body: { success: true, echoed: body.executionId, reason: body.reason } as never,
-          }),
+          handler: async ({ body }) => ({ status: 200, body: { success: true, echoed: body.executionId } as never }),
         },
       },
       health: {
@@ -173,35 +170,5 @@ describe('createApiApp: route middleware before the body is read', () => {
     const answer = await post('/api/nowhere', '{not json');
     expect(answer.status).toBe(404);
     expect(JSON.parse(answer.text)).toMatchObject({ code: 'RouteNotFound' });
-  });
-});
-
-describe('createApiApp: JSON answers', () => {
-  it("answers with the bytes and headers express's res.json gives (multi-byte text, over 1,000 characters)", async () => {
-    const reason = `é€😀 ${'x'.repeat(1_200)}`;
-    const answer = await post('/api/execution/cancel', JSON.stringify({ executionId: 'e1', reason }), {
-      authorization: `Bearer ${TOKEN}`,
-    });
-    // The same object answered by express's own res.json, in a bare app.
-    const bare = express().post('/', (_req, res) => {
-      res.json({ success: true, echoed: 'e1', reason });
-    });
-    const bareServer = await new Promise<Server>((resolve) => {
-      const listening = bare.listen(0, '127.0.0.1', () => resolve(listening));
-    });
-    try {
-      const expected = await fetch(`http://127.0.0.1:${(bareServer.address() as AddressInfo).port}/`, {
-        method: 'POST',
-      });
-      const expectedText = await expected.text();
-      expect(answer.status).toBe(200);
-      expect(answer.text).toBe(expectedText);
-      expect(answer.headers.get('content-type')).toBe(expected.headers.get('content-type'));
-      expect(answer.headers.get('content-length')).toBe(expected.headers.get('content-length'));
-      expect(Number(answer.headers.get('content-length'))).toBe(Buffer.byteLength(answer.text));
-    } finally {
-      bareServer.closeAllConnections();
-      await new Promise((resolve) => bareServer.close(resolve));
-    }
   });
 });

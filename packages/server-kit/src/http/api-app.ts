@@ -5,7 +5,6 @@ import { createExpressEndpoints } from '@ts-rest/express';
 import express, { type RequestHandler } from 'express';
 import { parseSize } from '../cli/setting-schemas.js';
 import { type ErrorLogger, finalErrorHandler, handleRequestValidationError, routeNotFound } from './error-handling.js';
-import { answerJsonDirectly } from './json-answers.js';
 import { openApiRoute } from './openapi-route.js';
 import { apiSecurityHeaders } from './security-headers.js';
 import { BODY_LIMIT_BYTES, requireJsonBody } from './security.js';
@@ -55,7 +54,6 @@ export function createApiApp<T extends AppRouter>(options: ApiAppOptions<T>): ex
   app.disable('x-powered-by');
   // No ETag: answers are live state, never cached or revalidated, and hashing each body costs.
   app.set('etag', false);
-  answerJsonDirectly(app);
   app.locals[BODY_LIMIT_BYTES] = parseSize(bodyLimit);
   app.use(apiSecurityHeaders());
   for (const middleware of options.middleware ?? []) app.use(middleware);
