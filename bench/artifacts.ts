@@ -296,8 +296,11 @@ export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: R
     const streamed: Transfer[] = [];
     const streamedArgs = ['--cache-size', `${Math.max(1, Math.floor(config.bytes / MB / 2))}mb`];
     const say = (side: string, run: number, transfer: Transfer): void => {
+      const written = Object.entries(transfer.rss)
+        .map(([name, figures]) => `${name} ${Math.round(figures.writtenBytes / MB)}`)
+        .join(', ');
       process.stderr.write(
-        `artifacts run ${run + 1} ${side}: upload ${Math.round(transfer.uploadMs)} ms, download ${Math.round(transfer.downloadMs)} ms, dirty + writeback at its start ${Math.round(transfer.dirtyAtStart / MB)} MB\n`,
+        `artifacts run ${run + 1} ${side}: upload ${Math.round(transfer.uploadMs)} ms, download ${Math.round(transfer.downloadMs)} ms, dirty + writeback at its start ${Math.round(transfer.dirtyAtStart / MB)} MB, written to storage (MB): ${written}\n`,
       );
     };
     const bareOnce = async (run: number): Promise<void> => {
@@ -387,6 +390,11 @@ export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: R
         runs: streamed.map((run) => run.downloadMs),
       },
       row("dirty + writeback pages at the upload's start (after sync)", 'MB', (run) => run.dirtyAtStart / MB),
+      row(
+        'bytes written to storage, every process (/proc/PID/io write_bytes)',
+        'MB',
+        (run) => Object.values(run.rss).reduce((sum, figures) => sum + figures.writtenBytes, 0) / MB,
+      ),
       row('CPU, every process, upload start to download end', 'ms', (run) =>
         Object.values(run.cpuMs).reduce((sum, ms) => sum + ms, 0),
       ),

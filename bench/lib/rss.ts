@@ -23,6 +23,19 @@ export function cpuMs(pid: number): number {
   }
 }
 
+/**
+ * The bytes process `pid` caused to be written to storage so far (`write_bytes` of /proc/PID/io:
+ * counted when it dirties page-cache pages, every thread of it); 0 when it is gone or unreadable.
+ */
+export function writeBytes(pid: number): number {
+  try {
+    const match = /^write_bytes: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
+    return match ? Number(match[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** The ids of the live child processes of `pid` (a worker's module hosts). */
 export function childPids(pid: number): number[] {
   try {
@@ -44,6 +57,11 @@ export interface RssFigures {
   cpuMs: number;
   /** CPU time used in each {@link TIMELINE_BUCKET_MS} from the sampler's start, ms: the transfer's timeline. */
   cpuTimeline: number[];
+  /**
+   * Bytes the group wrote to storage between its first and its last sample ({@link writeBytes}; a
+   * process gone meanwhile counts up to its last sample).
+   */
+  writtenBytes: number;
 }
 
 /** The width of one step of {@link RssFigures.cpuTimeline}, ms. */
@@ -57,7 +75,11 @@ export class RssSampler {
   private readonly figures = new Map<string, { first: number; peak: number }>();
   /** Per group, the last CPU figure seen of each pid, and the CPU used so far in each timeline bucket. */
   private readonly cpu = new Map<string, { last: Map<number, number>; total: number; timeline: number[] }>();
+  /** Per group, the last `write_bytes` seen of each pid, and the bytes written so far. */
+  private readonly written = new Map<string, { last: Map<number, number>; total: number }>();
   private startedAt = 0;
+  /** Whether the first sample was taken (processes seen in it count from what they had written then). */
+  private sampled = false;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -80,7 +102,11 @@ export class RssSampler {
         const { first, peak } = this.figures.get(name) ?? { first: Number.NaN, peak: Number.NaN };
         const cpu = this.cpu.get(name);
         const timeline = Array.from(cpu?.timeline ?? [], (ms) => ms ?? 0);
-        return [name, { first, peak, growth: peak - first, cpuMs: cpu?.total ?? 0, cpuTimeline: timeline }];
+        const writtenBytes = this.written.get(name)?.total ?? 0;
+        return [
+          name,
+          { first, peak, growth: peak - first, cpuMs: cpu?.total ?? 0, cpuTimeline: timeline, writtenBytes },
+        ];
       }),
     );
   }
@@ -91,6 +117,16 @@ export class RssSampler {
       const ids = pids();
       let cpu = this.cpu.get(name);
       if (!cpu) this.cpu.set(name, (cpu = { last: new Map(), total: 0, timeline: [] }));
+      let written = this.written.get(name);
+      if (!written) this.written.set(name, (written = { last: new Map(), total: 0 }));
+      for (const pid of ids) {
+        const bytes = writeBytes(pid);
+        const wroteBefore = written.last.get(pid);
+        written.last.set(pid, bytes);
+        // A process that appeared after the first sample (a module host started meanwhile) counts from 0.
+        const from = wroteBefore ?? (this.sampled ? 0 : bytes);
+        if (bytes > from) written.total += bytes - from;
+      }
       for (const pid of ids) {
         const used = cpuMs(pid);
         const before = cpu.last.get(pid);
@@ -105,6 +141,7 @@ export class RssSampler {
       if (!figures) this.figures.set(name, { first: total, peak: total });
       else figures.peak = Math.max(figures.peak, total);
     }
+    this.sampled = true;
   }
 }
 

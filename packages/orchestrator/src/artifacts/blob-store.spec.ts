@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { BlobDamagedError, VerifyingStream } from '@mpd/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BlobStore } from './blob-store.js';
@@ -51,8 +51,7 @@ describe('BlobStore retention', () => {
     const unused = await put('never used again');
     await store.endRun();
     clock.now += 10 * HOUR;
-    const reader = await store.open(read);
-    await new Promise((resolve) => reader!.stream.resume().on('end', resolve));
+    await readBlob(store, read);
     expect(await store.sizeOf(headed)).toBe(21);
     clock.now += 3 * HOUR; // 13 h after the first run, 3 h after the second one's use
     expect(await store.endRun()).toBe(1);
@@ -87,14 +86,29 @@ describe('BlobStore retention', () => {
   });
 });
 
-/** Reads blob `sha256` whole: its bytes, or the stream's error; and whether the store hashed it as it was read. */
+/**
+ * Reads blob `sha256` whole: its bytes, or the read's error; and whether the store hashed it as it
+ * was read (a stream through `VerifyingStream`; a verified file sends itself).
+ */
 async function readBlob(store: BlobStore, sha256: string): Promise<{ hashed: boolean; bytes?: Buffer; error?: Error }> {
   const reader = await store.open(sha256);
   if (reader === undefined) throw new Error(`no blob ${sha256}`);
-  const hashed = reader.stream instanceof VerifyingStream;
+  const hashed = 'stream' in reader && reader.stream instanceof VerifyingStream;
   const chunks: Buffer[] = [];
   try {
-    for await (const chunk of reader.stream) chunks.push(chunk as Buffer);
+    if ('stream' in reader) {
+      for await (const chunk of reader.stream) chunks.push(chunk as Buffer);
+    } else {
+      // Copied as they come: the reader reuses its buffers once a write's callback ran.
+      await reader.send(
+        new Writable({
+          write(chunk: Buffer, _encoding, callback) {
+            chunks.push(Buffer.from(chunk));
+            callback();
+          },
+        }),
+      );
+    }
     return { hashed, bytes: Buffer.concat(chunks) };
   } catch (error) {
     return { hashed, error: error as Error };
@@ -142,5 +156,46 @@ describe('BlobStore reads (issue 13: the hash verified on write and on read)', (
     await expect.poll(held).toEqual([]);
     expect(await put(text)).toBe(blob);
     expect(await readBlob(store, blob)).toEqual({ hashed: false, bytes: Buffer.from(text) });
+  });
+
+  it('sends a verified blob of several buffers whole to a destination that takes each chunk late: no buffer is read into again before its bytes were taken', async () => {
+    const { store } = await storeWith(DAY);
+    // 3.5 MiB of distinct bytes: four reads into the two 1 MiB buffers, each read into twice.
+    const bytes = Buffer.alloc(3.5 * 1024 * 1024);
+    for (let index = 0; index < bytes.length; index += 4) bytes.writeUInt32LE(index, index);
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    await store.put(sha256, bytes.length, Readable.from([bytes]));
+    const reader = await store.open(sha256);
+    if (reader === undefined || !('send' in reader)) throw new Error('a verified blob sends itself');
+    const taken: Buffer[] = [];
+    // Takes (copies) each chunk only when it calls back, 20 ms later (a page-cache read of 1 MiB
+    // takes well under 1 ms): a buffer read into again before that would show its next bytes here.
+    const late = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        setTimeout(() => {
+          taken.push(Buffer.from(chunk));
+          callback();
+        }, 20);
+      },
+    });
+    await reader.send(late);
+    expect(taken.length).toBe(4);
+    expect(Buffer.concat(taken).equals(bytes)).toBe(true);
+  });
+
+  it('a verified blob whose file shrank after it was opened, or a destination that closes, fails the send: never a short blob sent as whole', async () => {
+    const { dir, store, put } = await storeWith(DAY);
+    const blob = await put('a blob cut on disk after it was opened');
+    const reader = await store.open(blob);
+    if (reader === undefined || !('send' in reader)) throw new Error('a verified blob sends itself');
+    await writeFile(join(dir, blob), 'a blob cut');
+    const sink = new Writable({ write: (_chunk, _encoding, callback) => callback() });
+    await expect(reader.send(sink)).rejects.toThrow(/ended after 10 of its 38 bytes/);
+    const again = await store.open(await put('a blob whose destination goes away'));
+    if (again === undefined || !('send' in again)) throw new Error('a verified blob sends itself');
+    const closed = new Writable({ write: () => undefined }); // never takes a chunk
+    const sending = again.send(closed);
+    closed.destroy();
+    await expect(sending).rejects.toThrow(/closed before it took every byte/);
   });
 });
