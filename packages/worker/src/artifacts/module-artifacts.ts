@@ -120,6 +120,15 @@ function checkRef(ref: ArtifactRef): void {
  */
 const TAR_READ_BYTES = 1024 * 1024;
 
+/**
+ * `tar`, loaded once per process at its first artifact call. A download loads it before its
+ * source stream exists: an `await` between making the source and listening to it let the
+ * module's end destroy the source with nobody listening (an uncaught 'error' event, found in
+ * review, round I).
+ */
+let tarLoaded: Promise<typeof import('tar')> | undefined;
+const loadTar = () => (tarLoaded ??= import('tar'));
+
 /** What `tar` writes to the archive is hashed and counted on its way to the file. */
 async function packHashed(pack: NodeJS.ReadableStream, archive: string): Promise<Digest> {
   const digesting = new DigestingStream();
@@ -240,7 +249,7 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtif
       const extension = compression === 'gzip' ? 'tgz' : 'tar';
       const archive = join(options.scratchDir, `${name}.${randomBytes(6).toString('hex')}.${extension}`);
       try {
-        const { create } = await import('tar');
+        const { create } = await loadTar();
         // portable: no owner, group or modes beyond the file's own, so the same files make the same bytes anywhere.
         const pack = create(
           {
@@ -288,6 +297,9 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtif
     const transport = transportOf('download');
     checkRef(ref);
     stop?.throwIfAborted();
+    // Before any source exists (see loadTar); an end meanwhile rejects before anything is made.
+    const { Unpack } = await loadTar();
+    stop?.throwIfAborted();
     const dest = resolve(options.workingDirectory, dir);
     // Extracted as it arrives into a directory beside `dest` (same filesystem: moved by renames),
     // moved into `dest` only once the blob is verified; removed whatever happens.
@@ -322,8 +334,13 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtif
       );
       const blob = await Promise.race([following, stopped]);
       if ('path' in blob) blobPath = blob.path;
+      // Ended as the answer came (the race settled on it first): no source is made.
+      abandon.signal.throwIfAborted();
       source = 'socket' in blob ? readStreamed(blob, progress) : readFollowed(blob.path, progress);
-      extraction = extractChecked(source, staging, dest, ref.name);
+      // Listened to at once, no `await` before the extraction's own listeners: destroyed by the
+      // end with nobody listening, it would throw its error as an uncaught exception.
+      source.on('error', () => undefined); // the extraction's listener reports it
+      extraction = extractChecked(Unpack, source, staging, dest, ref.name);
       const files = await Promise.race([extraction, stopped]);
       await Promise.race([progress.done, stopped]);
       await moveInto(staging, dest, abandon.signal);
@@ -348,10 +365,22 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtif
  * will be moved): the first offending entry stops it all, and the caller removes `staging`.
  * `tar`'s own guards hold as well (it strips `..` and absolute paths and never writes through a
  * link). Answers the number of entries other than directories.
+ * Listens to `source` before it returns (no `await` before: see {@link loadTar}); a source already
+ * destroyed rejects at once (it would never end the extraction).
  * @throws ArtifactError naming the offending entry; `tar`'s error for a damaged archive; the source's
  */
-async function extractChecked(source: Readable, staging: string, dest: string, name: string): Promise<number> {
-  const { Unpack } = await import('tar');
+function extractChecked(
+  Unpack: typeof import('tar').Unpack,
+  source: Readable,
+  staging: string,
+  dest: string,
+  name: string,
+): Promise<number> {
+  if (source.destroyed || source.errored) {
+    return Promise.reject(
+      source.errored ?? new ArtifactError(`ctx.artifacts.download('${name}'): its source was closed`),
+    );
+  }
   let files = 0;
   let refusal: ArtifactError | undefined;
   const unpack = new Unpack({
@@ -373,7 +402,7 @@ async function extractChecked(source: Readable, staging: string, dest: string, n
       return true;
     },
   });
-  await new Promise<void>((resolvePromise, reject) => {
+  return new Promise<number>((resolvePromise, reject) => {
     const fail = (error: Error) => {
       source.unpipe(unpack);
       source.destroy();
@@ -382,10 +411,9 @@ async function extractChecked(source: Readable, staging: string, dest: string, n
     };
     source.on('error', fail);
     unpack.on('error', fail);
-    unpack.on('close', () => resolvePromise());
+    unpack.on('close', () => resolvePromise(files));
     source.pipe(unpack as unknown as NodeJS.WritableStream);
   });
-  return files;
 }
 
 /**
