@@ -193,9 +193,13 @@ export interface ModuleArtifacts {
   /**
    * Packs the files under `baseDir` matching `globs` (`dist/**`, `!**\/*.map`; dot files
    * included, symbolic links stored as links) into a tar (gzipped with `compression: 'gzip'`),
-   * hashed as it is written, uploads it unless the store has it, and returns its reference.
+   * hashed as it is written, uploads it unless the store has it, and returns its reference. It
+   * ends with the attempt as `download` does (an upload never awaited does not outlive its module):
+   * its archive is removed and it is no longer waited for.
    * @throws Error when `name` is not 1-128 letters, digits and `. _ -`, when no file matches,
-   *   when the worker has no orchestrator, or when the store refuses the upload (over its size limit)
+   *   when the worker has no orchestrator, or when the store refuses the upload (over its size
+   *   limit); the signal's reason once it aborted, what the module threw, or an Error saying the
+   *   module ended before the upload did
    */
   upload(name: string, globs: string | readonly string[], options?: ArtifactUploadOptions): Promise<ArtifactRef>;
   /**

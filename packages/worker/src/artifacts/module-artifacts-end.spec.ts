@@ -108,10 +108,10 @@ it('a download never awaited, its module ended while tar loads (right after the 
   );
   await within(tarLoad.requested, 5_000, 'tar was not asked for');
   // Before, the blob was answered and its source made by now: the end destroyed it unheard.
-  const ended = execution.endDownloads();
+  const ended = execution.end();
   tarLoad.release();
   await within(ended, 5_000, 'the end did not resolve');
-  expect(await settled).toContain('the module ended before this download did');
+  expect(await settled).toContain('the module ended before this upload or download did');
   expect(await readdir(work)).toEqual([]); // no `out`, no `.out.mpd-*` staging directory
 });
 
@@ -121,7 +121,7 @@ it.each(['as the blob is answered', 'a turn after the blob is answered'] as cons
     tarLoad.release();
     const { moduleArtifacts } = await import('./module-artifacts.js');
     let ended: Promise<void> | undefined;
-    const end = () => (ended = execution.endDownloads());
+    const end = () => (ended = execution.end());
     const execution = moduleArtifacts({
       transport: transport(when === 'as the blob is answered' ? end : () => setImmediate(end)),
       workingDirectory: work,
@@ -133,7 +133,7 @@ it.each(['as the blob is answered', 'a turn after the blob is answered'] as cons
       (error: Error) => error.message,
     );
     expect(await within(settled, 5_000, 'the download did not settle')).toContain(
-      'the module ended before this download did',
+      'the module ended before this upload or download did',
     );
     await within(ended!, 5_000, 'the end did not resolve');
     expect(await readdir(work)).toEqual([]);

@@ -176,15 +176,42 @@ describe('ctx.artifacts', () => {
     expect(await readdir(stoppedWork)).toEqual(['in']);
   }, 15_000);
 
-  it('endDownloads with no download running resolves; a download started after it (code the module left running) rejects at once, writing nothing', async () => {
+  it('the end with no call running resolves; an upload or a download started after it (code the module left running) rejects at once, writing nothing', async () => {
     const { root, work, transport } = await setUp();
     const execution = moduleArtifacts({ transport, workingDirectory: work, scratchDir: join(root, 'scratch') });
-    await execution.endDownloads();
+    await execution.end();
     const ref = { name: 'late', sha256: 'a'.repeat(64), size: 1, files: 1, compression: 'none' as const };
     await expect(execution.api.download(ref, 'late')).rejects.toThrow(
-      'ctx.artifacts.download: the module ended before this download did',
+      'ctx.artifacts: the module ended before this upload or download did',
     );
-    expect(await readdir(work)).toEqual([]);
+    await writeFile(join(work, 'late.txt'), 'late');
+    await expect(execution.api.upload('late', 'late.txt')).rejects.toThrow(
+      'ctx.artifacts: the module ended before this upload or download did',
+    );
+    expect(await readdir(work)).toEqual(['late.txt']);
+  });
+
+  it('an upload never awaited ends with its module: its transport still sending, the end resolves, the upload rejects with its reason (handled), and its archive is removed', async () => {
+    const { root, work, transport } = await setUp();
+    let sending!: () => void;
+    const sent = new Promise<void>((resolve) => (sending = resolve));
+    const execution = moduleArtifacts({
+      // Sends for ever: only the end stops waiting for it.
+      transport: { ...transport, put: () => (sending(), new Promise<never>(() => {})) },
+      workingDirectory: work,
+      scratchDir: join(root, 'scratch'),
+    });
+    await writeFile(join(work, 'a.txt'), 'a');
+    const upload = execution.api.upload('left', 'a.txt');
+    const settled = upload.then(
+      () => 'resolved',
+      (error: unknown) => error,
+    );
+    await within(sent, 5_000, 'the upload sent nothing');
+    const reason = new Error('Module timed out');
+    await within(execution.end(reason), 5_000, 'the end did not resolve');
+    expect(await within(settled, 1_000, 'the upload did not settle')).toBe(reason);
+    expect(await readdir(join(root, 'scratch'))).toEqual([]);
   });
 
   it("packs a plain tar by default and a gzipped one on request, hashed as it is written; both come back byte-identical, and so does an older reference's gzipped archive", async () => {

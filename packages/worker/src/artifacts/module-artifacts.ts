@@ -129,11 +129,39 @@ const TAR_READ_BYTES = 1024 * 1024;
 let tarLoaded: Promise<typeof import('tar')> | undefined;
 const loadTar = () => (tarLoaded ??= import('tar'));
 
-/** What `tar` writes to the archive is hashed and counted on its way to the file. */
-async function packHashed(pack: NodeJS.ReadableStream, archive: string): Promise<Digest> {
+/** What `tar` writes to the archive is hashed and counted on its way to the file; `stop` aborts the packing. */
+async function packHashed(pack: NodeJS.ReadableStream, archive: string, stop: AbortSignal): Promise<Digest> {
   const digesting = new DigestingStream();
-  await pipeline(pack, digesting, createWriteStream(archive, { flags: 'wx', highWaterMark: TAR_READ_BYTES }));
+  await pipeline(pack, digesting, createWriteStream(archive, { flags: 'wx', highWaterMark: TAR_READ_BYTES }), {
+    signal: stop,
+  });
   return await digesting.digest();
+}
+
+/**
+ * `work`, or `stop`'s reason as soon as it aborts (`work` goes on, its failure then unobserved
+ * and handled): a step of a call that cannot itself be stopped (a glob, a transport's upload).
+ */
+function untilStopped<T>(work: Promise<T>, stop: AbortSignal): Promise<T> {
+  return new Promise<T>((resolvePromise, reject) => {
+    const onStop = () => reject(stop.reason);
+    if (stop.aborted) {
+      work.catch(() => undefined);
+      onStop();
+      return;
+    }
+    stop.addEventListener('abort', onStop, { once: true });
+    work.then(
+      (value) => {
+        stop.removeEventListener('abort', onStop);
+        resolvePromise(value);
+      },
+      (error: unknown) => {
+        stop.removeEventListener('abort', onStop);
+        reject(error);
+      },
+    );
+  });
 }
 
 /** Options of {@link moduleArtifacts}. */
@@ -145,69 +173,101 @@ export interface ModuleArtifactsOptions {
   /** Where archives are packed before upload (made if missing). */
   scratchDir: string;
   /**
-   * The module's `ctx.signal` (its cancel or timeout): its abort ends the downloads as
-   * {@link ExecutionArtifacts.endDownloads} does, with its reason. Asked for only when a download
-   * starts: an `ExecutionStop` makes its signal at the first read, which a module that never
-   * downloads does not pay for.
-   * @default none: the downloads end only with {@link ExecutionArtifacts.endDownloads}
+   * The module's `ctx.signal` (its cancel or timeout): its abort ends the uploads and downloads
+   * as {@link ExecutionArtifacts.end} does, with its reason. Asked for only when an upload or a
+   * download starts: an `ExecutionStop` makes its signal at the first read, which a module that
+   * never moves an artifact does not pay for.
+   * @default none: the uploads and downloads end only with {@link ExecutionArtifacts.end}
    */
   moduleSignal?: (() => AbortSignal) | undefined;
 }
 
-/** One execution's `ctx.artifacts` and the end of its downloads ({@link moduleArtifacts}). */
+/** One execution's `ctx.artifacts` and the end of its uploads and downloads ({@link moduleArtifacts}). */
 export interface ExecutionArtifacts {
   /** What the module gets as `ctx.artifacts`. */
   readonly api: ModuleArtifacts;
   /**
    * The module ended, however it ended (succeeded too: as a Temporal activity's work ends with
-   * it): every download of it still running stops reading (the shared download goes on for other
-   * consumers), its staging directory is removed, nothing is moved into place after it, and it
-   * rejects with `reason`, marked handled (a module that never awaited it did not fail of it); a
-   * download started later rejects at once. The first end holds; later calls change nothing. Its
-   * own signal, not the module's `ctx.signal`: ending the downloads of a module that failed must
-   * not run the handlers the module put there (found in review, round H: with `--isolation none`
-   * an unhandled `AbortError` of a sleep it had not awaited ended the worker).
-   * @param reason @default an {@link ArtifactError} saying the module ended before the download did
-   * @returns resolves once every download that was running has stopped and removed its staging
-   *   directory (never rejects): the caller answers after it, so nothing is written into the
-   *   working directory after the answer
+   * it), and so do its uploads and downloads still running (a module that never awaited one):
+   * - a download stops reading (the shared download goes on for other consumers), its staging
+   *   directory is removed and nothing more is moved into `dest` (files it had moved there
+   *   already stay);
+   * - an upload stops packing (its archive is removed) and is no longer awaited: the blob it was
+   *   sending may still reach the store and the worker's cache, unreferenced (a module host's
+   *   worker refuses a call of a module no longer running anyway);
+   * - each rejects with `reason`, marked handled (a module that never awaited it did not fail of
+   *   it: not a crash of its module host blamed on the next module, round I's review); a call
+   *   started later rejects at once.
+   * The first end holds; later calls change nothing. Its own signal, not the module's
+   * `ctx.signal`: ending the calls of a module that failed must not run the handlers the module
+   * put there (found in review, round H: with `--isolation none` an unhandled `AbortError` of a
+   * sleep it had not awaited ended the worker).
+   * @param reason @default an {@link ArtifactError} saying the module ended before the call did
+   * @returns resolves once every call that was running has stopped and removed its files (never
+   *   rejects): the caller answers after it, so nothing is written into the working directory
+   *   after the answer
    */
-  endDownloads(reason?: unknown): Promise<void>;
+  end(reason?: unknown): Promise<void>;
 }
 
-/** The `ctx.artifacts` of one execution, and the end of its downloads. */
+/** The `ctx.artifacts` of one execution, and the end of its uploads and downloads. */
 export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtifacts {
-  /** The downloads' own signal: made at the first download (or at their end), aborted by {@link endDownloads}. */
-  let downloads: AbortController | undefined;
-  /** The module's `ctx.signal`, once a download asked for it: its abort ends the downloads. */
+  /** The calls' own signal: made at the first upload or download (or at their end), aborted by {@link end}. */
+  let calls: AbortController | undefined;
+  /** The module's `ctx.signal`, once a call asked for it: its abort ends the calls. */
   let moduleSignal: AbortSignal | undefined;
-  const onModuleAbort = () => void endDownloads(moduleSignal!.reason);
-  /** Downloads not settled yet, each removed by itself as it settles (unobserved: a failure nobody awaits stays unhandled until the end). */
-  const running = new Set<Promise<{ files: number }>>();
-  /** Settles once the downloads that ran at their end have stopped (see {@link ExecutionArtifacts.endDownloads}). */
+  const onModuleAbort = () => void end(moduleSignal!.reason);
+  /** Calls not settled yet, each removed by itself as it settles (unobserved: a failure nobody awaits stays unhandled until the end). */
+  const running = new Set<Promise<unknown>>();
+  /** Settles once the calls that ran at their end have stopped (see {@link ExecutionArtifacts.end}). */
   let ended: Promise<void> | undefined;
 
-  function downloadsSignal(): AbortSignal {
-    if (downloads === undefined) {
-      downloads = new AbortController();
+  function callsSignal(): AbortSignal {
+    if (calls === undefined) {
+      calls = new AbortController();
       moduleSignal = options.moduleSignal?.();
-      if (moduleSignal?.aborted) void endDownloads(moduleSignal.reason);
+      if (moduleSignal?.aborted) void end(moduleSignal.reason);
       else moduleSignal?.addEventListener('abort', onModuleAbort, { once: true });
     }
-    return downloads.signal;
+    return calls.signal;
   }
 
-  function endDownloads(
+  function end(
     reason: unknown = new ArtifactError(
-      'ctx.artifacts.download: the module ended before this download did: it was stopped, and nothing more is written into its directory',
+      'ctx.artifacts: the module ended before this upload or download did: it was stopped, and nothing more is written into its directory',
     ),
   ): Promise<void> {
     if (ended) return ended; // by the module's signal (its cancel, its timeout), or a call before
-    downloads ??= new AbortController(); // none started: one started later rejects at once
+    calls ??= new AbortController(); // none started: one started later rejects at once
     moduleSignal?.removeEventListener('abort', onModuleAbort);
-    downloads.abort(reason);
+    calls.abort(reason);
     // Waiting for them marks their rejections handled: the one place that does, once they ended.
     return (ended = Promise.allSettled(running).then(() => undefined));
+  }
+
+  /**
+   * Runs one call of the module, ended with it ({@link end}); removed from `running` by itself (a
+   * handler on it would mark its rejection handled).
+   */
+  function tracked<T>(call: (stop: AbortSignal) => Promise<T>): Promise<T> {
+    const stop = callsSignal();
+    let result!: Promise<T>;
+    result = (async () => {
+      try {
+        return await call(stop);
+      } finally {
+        running.delete(result);
+      }
+    })();
+    // Ended with its module, a call rejects with the end's reason; a module that never awaited
+    // it (it failed, or ended, meanwhile) must not have that rejection taken for its own
+    // unhandled one: a crash of its module host (blamed on the next module it runs), or of the
+    // worker with `--isolation none`. Marked handled only once the end came (`end` waits for
+    // those running): any other failure of a call nobody awaits stays the module's unhandled
+    // rejection, as before.
+    if (stop.aborted) result.catch(() => undefined);
+    else running.add(result);
+    return result;
   }
 
   const transportOf = (what: string): BlobTransport => {
@@ -217,81 +277,81 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtif
     );
   };
   const api: ModuleArtifacts = {
-    async upload(name: string, globs: string | readonly string[], uploadOptions: ArtifactUploadOptions = {}) {
-      const transport = transportOf('upload');
-      const rule = LIMITS.artifact.name;
-      if (typeof name !== 'string' || name.length > rule.maxLength || !rule.pattern.test(name)) {
-        throw new ArtifactError(
-          `ctx.artifacts.upload: name ${JSON.stringify(name)} must be 1-${rule.maxLength} characters of ${rule.alphabet}`,
-        );
-      }
-      const compression: ArtifactCompression = uploadOptions.compression ?? 'none';
-      const problem = artifactCompressionProblem(compression);
-      if (problem !== undefined) throw new ArtifactError(`ctx.artifacts.upload('${name}'): ${problem}`);
-      const baseDir = resolve(options.workingDirectory, uploadOptions.baseDir ?? '.');
-      const patterns = typeof globs === 'string' ? [globs] : [...globs];
-      const { glob } = await import('tinyglobby');
-      const files = (
-        await glob(patterns, {
+    upload(name: string, globs: string | readonly string[], uploadOptions: ArtifactUploadOptions = {}) {
+      return tracked((stop) => uploadFrom(name, globs, uploadOptions, stop));
+    },
+
+    download(ref: ArtifactRef, dir: string) {
+      return tracked((stop) => downloadInto(ref, dir, stop));
+    },
+  };
+  return { api, end };
+
+  async function uploadFrom(
+    name: string,
+    globs: string | readonly string[],
+    uploadOptions: ArtifactUploadOptions,
+    stop: AbortSignal,
+  ): Promise<ArtifactRef> {
+    const transport = transportOf('upload');
+    const rule = LIMITS.artifact.name;
+    if (typeof name !== 'string' || name.length > rule.maxLength || !rule.pattern.test(name)) {
+      throw new ArtifactError(
+        `ctx.artifacts.upload: name ${JSON.stringify(name)} must be 1-${rule.maxLength} characters of ${rule.alphabet}`,
+      );
+    }
+    const compression: ArtifactCompression = uploadOptions.compression ?? 'none';
+    const problem = artifactCompressionProblem(compression);
+    if (problem !== undefined) throw new ArtifactError(`ctx.artifacts.upload('${name}'): ${problem}`);
+    stop.throwIfAborted();
+    const baseDir = resolve(options.workingDirectory, uploadOptions.baseDir ?? '.');
+    const patterns = typeof globs === 'string' ? [globs] : [...globs];
+    const { glob } = await untilStopped(import('tinyglobby'), stop);
+    const files = (
+      await untilStopped(
+        glob(patterns, {
           cwd: baseDir,
           dot: true,
           onlyFiles: true,
           followSymbolicLinks: false,
           expandDirectories: false,
-        })
-      ).sort();
-      if (files.length === 0) {
-        throw new ArtifactError(
-          `ctx.artifacts.upload('${name}'): no file under ${baseDir} matches ${JSON.stringify(patterns)}`,
-        );
-      }
-      await mkdir(options.scratchDir, { recursive: true });
-      const extension = compression === 'gzip' ? 'tgz' : 'tar';
-      const archive = join(options.scratchDir, `${name}.${randomBytes(6).toString('hex')}.${extension}`);
-      try {
-        const { create } = await loadTar();
-        // portable: no owner, group or modes beyond the file's own, so the same files make the same bytes anywhere.
-        const pack = create(
-          {
-            gzip: compression === 'gzip',
-            cwd: baseDir,
-            portable: true,
-            noDirRecurse: true,
-            maxReadSize: TAR_READ_BYTES,
-          },
-          files,
-        );
-        // Hashed as it is written: the transport uploads it without reading it to hash first.
-        const digest = await packHashed(pack as unknown as NodeJS.ReadableStream, archive);
-        const { sha256, size } = await transport.put(archive, digest);
-        return { name, sha256, size, files: files.length, compression };
-      } finally {
-        await rm(archive, { force: true });
-      }
-    },
-
-    download(ref: ArtifactRef, dir: string) {
-      const stop = downloadsSignal();
-      // Removed from `running` by itself (a handler on it would mark its rejection handled).
-      let result!: Promise<{ files: number }>;
-      result = (async () => {
-        try {
-          return await downloadInto(ref, dir, stop);
-        } finally {
-          running.delete(result);
-        }
-      })();
-      // Ended with its module, a download rejects with the end's reason; a module that never
-      // awaited it (it failed, or ended, meanwhile) must not have that rejection taken for its
-      // own unhandled one: a crash of its module host, or of the worker with `--isolation none`.
-      // Marked handled only once the end came (`endDownloads` waits for those running): any other
-      // failure of a download nobody awaits stays the module's unhandled rejection, as before.
-      if (stop.aborted) result.catch(() => undefined);
-      else running.add(result);
-      return result;
-    },
-  };
-  return { api, endDownloads };
+        }),
+        stop,
+      )
+    ).sort();
+    if (files.length === 0) {
+      throw new ArtifactError(
+        `ctx.artifacts.upload('${name}'): no file under ${baseDir} matches ${JSON.stringify(patterns)}`,
+      );
+    }
+    await mkdir(options.scratchDir, { recursive: true });
+    stop.throwIfAborted();
+    const extension = compression === 'gzip' ? 'tgz' : 'tar';
+    const archive = join(options.scratchDir, `${name}.${randomBytes(6).toString('hex')}.${extension}`);
+    try {
+      const { create } = await untilStopped(loadTar(), stop);
+      // portable: no owner, group or modes beyond the file's own, so the same files make the same bytes anywhere.
+      const pack = create(
+        {
+          gzip: compression === 'gzip',
+          cwd: baseDir,
+          portable: true,
+          noDirRecurse: true,
+          maxReadSize: TAR_READ_BYTES,
+        },
+        files,
+      );
+      // Hashed as it is written: the transport uploads it without reading it to hash first.
+      const digest = await packHashed(pack as unknown as NodeJS.ReadableStream, archive, stop);
+      // Not awaited past the module's end: its worker refuses the call of a module no longer running.
+      const { sha256, size } = await untilStopped(transport.put(archive, digest), stop);
+      return { name, sha256, size, files: files.length, compression };
+    } catch (error) {
+      throw stop.aborted ? stop.reason : error; // the pipeline's AbortError carries the end's reason
+    } finally {
+      await rm(archive, { force: true });
+    }
+  }
 
   async function downloadInto(ref: ArtifactRef, dir: string, stop: AbortSignal | undefined) {
     const transport = transportOf('download');

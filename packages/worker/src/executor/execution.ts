@@ -322,10 +322,10 @@ async function run(
     result = { ok: false, error: stop.aborted ? stop.reason : error };
   }
   capture.end();
-  // The module's end, whichever (success too), ends its attempt: a download it left running stops
-  // and removes its partial files before the answer, so nothing lands in its directory afterwards.
-  // Only for a module that used ctx.artifacts (no await for the others).
-  if (artifacts) await artifacts.endDownloads(result.ok ? undefined : result.error);
+  // The module's end, whichever (success too), ends its attempt: an upload or a download it left
+  // running stops and removes its files before the answer, so nothing lands in its directory
+  // afterwards. Only for a module that used ctx.artifacts (no await for the others).
+  if (artifacts) await artifacts.end(result.ok ? undefined : result.error);
   settle(frame.end(result));
 
   // The slot stays taken until the module's code has really stopped.

@@ -770,6 +770,38 @@ describe('modules in module hosts', () => {
     30_000,
   );
 
+  it('a module that returns with its upload never awaited ends the upload with its attempt: the next module on its host runs to its end, not blamed for a crash', async () => {
+    // A transport that takes its time: a module's upload never reaches it once the module ended.
+    const transport = {
+      put: async () => {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        return { sha256: 'a'.repeat(64), size: 1 };
+      },
+      checkOut: async () => {
+        throw new Error('no check-out here');
+      },
+      follow: async () => {
+        throw new Error('no download here');
+      },
+    };
+    const scratchDir = join(dir, 'upload-scratch');
+    const on = executor({ slots: 1, artifacts: { transport, scratchDir } });
+    const host = resultOf(await run(on, 'upload-then-return')).pid;
+    // Before, the upload went on, the worker refused its blob (its module no longer running), and
+    // the rejection, unhandled, crashed the host while it ran this one ("Module 'sleeps' crashed
+    // its module host: it left a promise rejection unhandled").
+    // One slot (the same host runs it): free once the first module's code has stopped.
+    const next = request('sleeps', { params: { ms: 1_500 } });
+    let decision = on.execute(next);
+    for (const deadline = Date.now() + 5_000; decision.kind === 'busy' && Date.now() < deadline;) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      decision = on.execute(next);
+    }
+    if (decision.kind !== 'started') throw new Error(`not started: ${JSON.stringify(decision)}`);
+    expect(resultOf(await decision.outcome)).toEqual({ pid: host });
+    expect(existsSync(scratchDir) ? readdirSync(scratchDir) : []).toEqual([]); // no archive left
+  }, 30_000);
+
   it('close stops every host and every process of their groups, idle or running', async () => {
     writeFileSync(ledgerFile, '');
     const on = executor();

@@ -159,13 +159,14 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
   }
 
   /**
-   * The module ended (success too): a download it left running ends with its attempt, its
-   * partial files removed once this resolves, so nothing lands in its directory after the answer
-   * (see `ExecutionArtifacts.endDownloads`).
+   * The module ended (success too): an upload or a download it left running ends with its
+   * attempt, its files removed once this resolves, so nothing lands in its directory after the
+   * answer, and its rejection is handled, never a crash blamed on the next module of this host
+   * (see `ExecutionArtifacts.end`).
    * @returns undefined for a module that never used ctx.artifacts (nothing to wait for: no await per module)
    */
-  endDownloads(reason?: unknown): Promise<void> | undefined {
-    return this.artifactsApi?.endDownloads(reason);
+  endArtifacts(reason?: unknown): Promise<void> | undefined {
+    return this.artifactsApi?.end(reason);
   }
 }
 
@@ -416,9 +417,9 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
     end = { ok: false, thrown: describeThrown(running.aborted ? running.reason : error) };
     failure = error;
   }
-  // Its end, whichever (success too), ends a download it left running, partial files removed before the answer.
-  const downloadsEnded = running.endDownloads(end.ok ? undefined : failure);
-  if (downloadsEnded) await downloadsEnded;
+  // Its end, whichever (success too), ends an upload or a download it left running, its files removed before the answer.
+  const artifactsEnded = running.endArtifacts(end.ok ? undefined : failure);
+  if (artifactsEnded) await artifactsEnded;
   // A rejection the module left unhandled surfaces once this turn's microtasks ran: let it,
   // so that it fails this module (as a crash) rather than the next one on this host.
   await new Promise((resolve) => setImmediate(resolve));
