@@ -208,7 +208,8 @@ export interface ModuleArtifacts {
    * land outside `dir` (an absolute path, `..`, a link pointing out) or that is not a file,
    * directory or link is refused before anything is written. It ends with the attempt (`ctx.signal`
    * aborting: a timeout, a cancel; or the module ending, failed or succeeded, before it finished):
-   * its partial files are removed and nothing is written into `dir` afterwards.
+   * what it extracted and had not moved into `dir` yet is removed, and nothing more is written into
+   * `dir` afterwards (files it had moved there already, once the blob was verified, stay).
    * @throws Error for such an archive, a `ref` that is not one, or a blob the store does not have;
    *   the signal's reason once it aborted, what the module threw, or an Error saying the module
    *   ended before the download did

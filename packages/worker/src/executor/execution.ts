@@ -323,8 +323,8 @@ async function run(
   }
   capture.end();
   // The module's end, whichever (success too), ends its attempt: an upload or a download it left
-  // running stops and removes its files before the answer, so nothing lands in its directory
-  // afterwards. Only for a module that used ctx.artifacts (no await for the others).
+  // running stops and removes its archive or staging directory before the answer, so nothing more
+  // lands in its directory afterwards. Only for a module that used ctx.artifacts (no await for the others).
   if (artifacts) await artifacts.end(result.ok ? undefined : result.error);
   settle(frame.end(result));
 

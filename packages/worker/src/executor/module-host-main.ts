@@ -160,8 +160,8 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
 
   /**
    * The module ended (success too): an upload or a download it left running ends with its
-   * attempt, its files removed once this resolves, so nothing lands in its directory after the
-   * answer, and its rejection is handled, never a crash blamed on the next module of this host
+   * attempt, its archive or staging directory removed once this resolves, so nothing more lands
+   * in its directory after the answer, and its rejection is handled, never a crash blamed on the next module of this host
    * (see `ExecutionArtifacts.end`).
    * @returns undefined for a module that never used ctx.artifacts (nothing to wait for: no await per module)
    */
@@ -417,7 +417,7 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
     end = { ok: false, thrown: describeThrown(running.aborted ? running.reason : error) };
     failure = error;
   }
-  // Its end, whichever (success too), ends an upload or a download it left running, its files removed before the answer.
+  // Its end, whichever (success too), ends an upload or a download it left running (see endArtifacts) before the answer.
   const artifactsEnded = running.endArtifacts(end.ok ? undefined : failure);
   if (artifactsEnded) await artifactsEnded;
   // A rejection the module left unhandled surfaces once this turn's microtasks ran: let it,
