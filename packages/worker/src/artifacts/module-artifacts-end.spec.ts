@@ -94,18 +94,26 @@ function transport(answered?: () => void) {
 
 const ref = () => ({ name: 'a', sha256: blob.sha256, size: blob.size, files: 1, compression: 'none' as const });
 
-it('a download never awaited, its module ended while tar loads (right after the blob was answered): the download rejects with the end, the end resolves, nothing is left, nothing is thrown', async () => {
+/**
+ * This test's `ctx.artifacts` (the code imported afresh) and a download of `ref` started on it,
+ * never awaited: `settled` is its outcome, its error's message when it rejects.
+ */
+async function danglingDownload(answered?: () => void) {
   const { moduleArtifacts } = await import('./module-artifacts.js');
   const execution = moduleArtifacts({
-    transport: transport(),
+    transport: transport(answered),
     workingDirectory: work,
     scratchDir: join(root, 'scratch'),
   });
-  const download = execution.api.download(ref(), 'out');
-  const settled = download.then(
+  const settled = execution.api.download(ref(), 'out').then(
     () => 'resolved',
     (error: Error) => error.message,
   );
+  return { execution, settled };
+}
+
+it('a download never awaited, its module ended while tar loads (right after the blob was answered): the download rejects with the end, the end resolves, nothing is left, nothing is thrown', async () => {
+  const { execution, settled } = await danglingDownload();
   await within(tarLoad.requested, 5_000, 'tar was not asked for');
   // Before, the blob was answered and its source made by now: the end destroyed it unheard.
   const ended = execution.end();
@@ -116,21 +124,13 @@ it('a download never awaited, its module ended while tar loads (right after the 
 });
 
 it.each(['as the blob is answered', 'a turn after the blob is answered'] as const)(
-  'a download never awaited, its module ended %s (tar loading): the download rejects with the end, the end resolves, nothing is left, nothing is thrown',
+  'a download never awaited, its module ended %s (tar let load at once): the download rejects with the end, the end resolves, nothing is left, nothing is thrown',
   async (when) => {
     tarLoad.release();
-    const { moduleArtifacts } = await import('./module-artifacts.js');
     let ended: Promise<void> | undefined;
     const end = () => (ended = execution.end());
-    const execution = moduleArtifacts({
-      transport: transport(when === 'as the blob is answered' ? end : () => setImmediate(end)),
-      workingDirectory: work,
-      scratchDir: join(root, 'scratch'),
-    });
-    const download = execution.api.download(ref(), 'out');
-    const settled = download.then(
-      () => 'resolved',
-      (error: Error) => error.message,
+    const { execution, settled } = await danglingDownload(
+      when === 'as the blob is answered' ? end : () => setImmediate(end),
     );
     expect(await within(settled, 5_000, 'the download did not settle')).toContain(
       'the module ended before this upload or download did',
