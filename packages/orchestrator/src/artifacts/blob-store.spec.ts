@@ -198,4 +198,26 @@ describe('BlobStore reads (issue 13: the hash verified on write and on read)', (
     closed.destroy();
     await expect(sending).rejects.toThrow(/closed before it took every byte/);
   });
+
+  it('a destination that closes while the next buffer is read fails the send, no rejection left unhandled (a client that hung up mid-download stopped the orchestrator)', async () => {
+    const { store } = await storeWith(DAY);
+    const bytes = Buffer.alloc(3 * 1024 * 1024, 7); // three reads into the two 1 MiB buffers
+    const sha256 = createHash('sha256').update(bytes).digest('hex');
+    await store.put(sha256, bytes.length, Readable.from([bytes]));
+    const reader = await store.open(sha256);
+    if (reader === undefined || !('send' in reader)) throw new Error('a verified blob sends itself');
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      // Takes no chunk and closes at its first: its 'close' comes on the next tick, while the
+      // send awaits its read of the second buffer (a file read takes a trip to the thread pool).
+      const hangsUp: Writable = new Writable({ write: () => void hangsUp.destroy() });
+      await expect(reader.send(hangsUp)).rejects.toThrow(/closed before it took every byte/);
+      await new Promise((resolve) => setTimeout(resolve, 50)); // node reports unhandled rejections after the microtasks
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
 });

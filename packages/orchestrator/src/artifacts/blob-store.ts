@@ -351,6 +351,10 @@ async function sendFile(handle: FileHandle, size: number, destination: Writable)
       sent += bytesRead;
       await writing;
       writing = written(destination, buffer.subarray(0, bytesRead));
+      // Awaited only after the next read: a destination that closes or fails meanwhile must not
+      // leave this rejection unhandled for those turns (node would end the process: a client
+      // that hung up mid-download stopped the orchestrator; found by the new user of round I).
+      writing.catch(() => undefined);
     }
     await writing;
   } finally {
