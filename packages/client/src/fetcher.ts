@@ -386,7 +386,7 @@ export function isTlsFailure(errno: string | undefined): boolean {
 }
 
 /** A network error as Node and undici raise it. */
-interface NetworkFailure {
+export interface NetworkFailure {
   code?: string;
   message?: string;
   /** The system call that failed (`connect`, `getaddrinfo`, `read`, `write`), for Node's system errors. */
@@ -395,7 +395,11 @@ interface NetworkFailure {
   socket?: { bytesRead?: number };
 }
 
-/** Errors raised before any connection existed (undici's own, or system ones without a `syscall`). */
+/**
+ * Errors raised before any connection existed (undici's own, or system ones without a `syscall`,
+ * or from `connect` or `getaddrinfo`): `EHOSTUNREACH` and `ENETUNREACH` also come from `read`
+ * on an established connection (a route lost mid-call), after the request may have been served.
+ */
 const NOT_CONNECTED = new Set([
   'ECONNREFUSED',
   'ENOTFOUND',
@@ -419,12 +423,17 @@ const NOT_CONNECTED = new Set([
  * caller that took it for "not served" would send a second request for what the first one did
  * (round I review: a worker behind mutual TLS took its own registration, served by a restarted
  * orchestrator, for another process's). The message says which it may be ({@link describeFailure}).
+ * The codes of `NOT_CONNECTED` prove it only without a `syscall` or from `connect` or
+ * `getaddrinfo`: `EHOSTUNREACH` from `read` is a route lost on an established connection.
+ * (Exported for its unit test; not part of the package's API.)
  */
-function transportCode(reason: NetworkFailure | undefined): 'Unreachable' | 'ConnectionLost' {
+export function transportCode(reason: NetworkFailure | undefined): 'Unreachable' | 'ConnectionLost' {
   const code = reason?.code;
   if (code === undefined) return 'Unreachable';
-  if (isTlsFailure(code) || NOT_CONNECTED.has(code)) return 'Unreachable';
-  if (reason?.syscall === 'connect' || reason?.syscall === 'getaddrinfo') return 'Unreachable';
+  if (isTlsFailure(code)) return 'Unreachable';
+  const syscall = reason?.syscall;
+  if (syscall === 'connect' || syscall === 'getaddrinfo') return 'Unreachable';
+  if (syscall === undefined && NOT_CONNECTED.has(code)) return 'Unreachable';
   return 'ConnectionLost';
 }
 

@@ -8,6 +8,7 @@
  * heartbeat and exits 3, without unregistering its successor. Real processes; the module keeps
  * a ledger (a tick every 200 ms).
  */
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { killLeftovers, type RunningProcess } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -49,9 +50,10 @@ describe('a worker replaced under its id (case 6)', () => {
       ...['--env', `LEDGER=${ledger}`, '--env', `WORK_MS=${WORK_MS}`],
     ]);
     const url = await orchestrator.listeningUrl();
+    const credentialFile = join(dir, 'credential');
     const workerArgs = [
       ...['--port', '0', '--host', '127.0.0.1', '--orchestrator', url, '--id', 'liveness-6'],
-      ...['--credential-file', join(dir, 'credential'), '--pipeline', LIVENESS_PIPELINE, '--slots', '1'],
+      ...['--credential-file', credentialFile, '--pipeline', LIVENESS_PIPELINE, '--slots', '1'],
     ];
     const old = startCli('worker', workerArgs);
     await old.listeningUrl();
@@ -70,6 +72,15 @@ describe('a worker replaced under its id (case 6)', () => {
         timeout: 20_000,
         interval: 50,
         message: 'the first process to have read its registration answer',
+      })
+      .toBe(true);
+    // And has kept that credential in its file (written in the background after the registration):
+    // the replacement presents it, and takes the id at once.
+    await expect
+      .poll(() => existsSync(credentialFile) && readFileSync(credentialFile, 'utf8').trim() !== '', {
+        timeout: 20_000,
+        interval: 50,
+        message: 'the first process to have written its credential file',
       })
       .toBe(true);
     old.child.kill('SIGSTOP');

@@ -2,7 +2,7 @@
  * Attacks on the secured cluster (join token, admin token, per-worker credentials): each one
  * must be refused. Real orchestrator and worker servers on 127.0.0.1.
  */
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -331,7 +331,10 @@ describe('an open cluster (no join token)', () => {
     const file = join(directory, 'state', 'credential');
     const fresh = await cluster.startWorker({ id: 'w-fresh', pipeline, credentialFile: file });
     await fresh.link!.registered();
-    expect(readFileSync(file, 'utf8').trim()).toBe(fresh.link!.credential);
+    // Written in the background, after the registration (milliseconds).
+    await expect
+      .poll(() => existsSync(file) && readFileSync(file, 'utf8').trim(), { timeout: 5_000 })
+      .toBe(fresh.link!.credential);
     expect(statSync(file).mode & 0o777).toBe(0o600);
 
     // What a crashed run leaves behind: a registration live for 60 s more, and its credential file.

@@ -139,7 +139,8 @@ describe('a worker replaced before it read its registration answer', () => {
     const replacement = await cluster.startWorker(settings);
     await replacement.link!.registered();
     const credential = replacement.link!.credential!;
-    expect(readFileSync(credentialFile, 'utf8').trim()).toBe(credential);
+    // Written in the background, after the registration (milliseconds).
+    await expect.poll(() => readCredential(credentialFile), { timeout: 5_000 }).toBe(credential);
     expect(orchestrator.registry.incarnationOf('w-late')).not.toBe(oldIncarnation);
 
     proxy.heal(); // thawed: the old process reads its registration answer now
@@ -192,7 +193,7 @@ describe('a worker replaced before it read its registration answer', () => {
     expect(credential).not.toBe(first);
     expect(orchestrator.registry.credentialOf('w-own')).toBe(credential);
     expect(orchestrator.registry.incarnationOf('w-own')).toBe(incarnation);
-    expect(readFileSync(credentialFile, 'utf8').trim()).toBe(credential);
+    await expect.poll(() => readCredential(credentialFile), { timeout: 5_000 }).toBe(credential);
   });
 });
 
@@ -211,23 +212,69 @@ describe('the credential file shared by the processes under one id', () => {
       credentialFile,
       logger: pino({ level: 'warn' }, { write: (line: string) => log.push(JSON.parse(line)) }),
     });
-    await expect.poll(() => orchestrator.registry.credentialOf('w-locked'), { timeout: 5_000 }).toBeDefined();
-    // Answered: without the lock the worker wrote the file within milliseconds; with it, it waits.
+    // Registered at once (the write waits in the background, not the registration)...
+    await worker.link!.registered();
+    // ...and, without the lock, the worker wrote the file within milliseconds; with it, it waits.
     await sleep(1_000);
     expect(existsSync(credentialFile)).toBe(false);
-    expect(worker.link!.state.status).toBe('registering');
 
     writeFileSync(credentialFile, 'the-other-process-credential\n');
     rmdirSync(`${credentialFile}.lock`);
-    await worker.link!.registered();
     // It checked after the other's write: the file is the other process's, left as it is.
+    await expect
+      .poll(() => log.map((line) => line.msg), { timeout: 5_000 })
+      .toContainEqual(expect.stringMatching(/^another process under this worker id wrote the credential file/));
     expect(readFileSync(credentialFile, 'utf8').trim()).toBe('the-other-process-credential');
-    expect(log.map((line) => line.msg)).toContainEqual(
-      expect.stringMatching(/^another process under this worker id wrote the credential file/),
-    );
     expect(existsSync(`${credentialFile}.lock`)).toBe(false);
   });
+
+  it('whose lock cannot be made does not hold the registration: registered and heartbeating at once, one warning', async () => {
+    cluster = new Cluster();
+    const orchestrator = await cluster.startOrchestrator({ joinToken: JOIN });
+    // A name that fits (255 bytes at most) whose lock's name ('….lock') does not: mkdir fails
+    // (ENAMETOOLONG), as on a read-only or full file system, on any file system, as root too.
+    const credentialFile = join(mkdtempSync(join(tmpdir(), 'mpd-replaced-')), 'c'.repeat(252));
+    const log: { msg: string }[] = [];
+    const worker = await cluster.startWorker({
+      id: 'w-nolock',
+      joinToken: JOIN,
+      credentialFile,
+      logger: pino({ level: 'warn' }, { write: (line: string) => log.push(JSON.parse(line)) }),
+    });
+    await expect.poll(() => orchestrator.registry.credentialOf('w-nolock'), { timeout: 5_000 }).toBeDefined();
+    const accepted = performance.now();
+    await worker.link!.registered();
+    const first = orchestrator.registry.get('w-nolock')!.lastHeartbeat;
+    await expect.poll(() => orchestrator.registry.get('w-nolock')!.lastHeartbeat, { timeout: 5_000 }).not.toBe(first); // heartbeats every 0.2 s
+    // Registered and heartbeating within 1 s of the orchestrator's answer, where the lock's
+    // retries held it about 12 s (executes answered 503 WorkerNotReady, no heartbeat, meanwhile).
+    expect(performance.now() - accepted).toBeLessThan(1_000);
+    await expect
+      .poll(() => log.map((line) => line.msg), { timeout: 5_000 })
+      .toContain('could not write the credential file');
+    expect(log.filter((line) => line.msg === 'could not write the credential file')).toHaveLength(1);
+    expect(existsSync(credentialFile)).toBe(false);
+  });
+
+  it('whose lock another process holds does not hold the stop back', async () => {
+    cluster = new Cluster();
+    const orchestrator = await cluster.startOrchestrator({ joinToken: JOIN });
+    const credentialFile = join(mkdtempSync(join(tmpdir(), 'mpd-replaced-')), 'credential');
+    mkdirSync(`${credentialFile}.lock`); // a fresh lock: another's, or left by a killed process
+    const worker = await cluster.startWorker({ id: 'w-held', joinToken: JOIN, credentialFile });
+    await expect.poll(() => orchestrator.registry.credentialOf('w-held'), { timeout: 5_000 }).toBeDefined();
+    const stopping = performance.now();
+    await worker.close();
+    // The wait for the lock ends with the stop: within 2 s where it took the lock's stale time (10 s).
+    expect(performance.now() - stopping).toBeLessThan(2_000);
+    expect(existsSync(credentialFile)).toBe(false);
+  });
 });
+
+/** What `file` holds, trimmed; undefined while it is missing. */
+function readCredential(file: string): string | undefined {
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
+}
 
 describe('a worker behind mutual TLS whose registration a restarted orchestrator served, the answer lost', () => {
   // Over https a connection closed before the first byte is also how TLS 1.3 refuses a client

@@ -21,6 +21,7 @@ import {
   logProcessWarnings,
 } from '@mpd/server-kit';
 import { CommanderError } from 'commander';
+import { logWritten, writeAfterLog } from './log-written.js';
 import { workerOptions } from './options-from-settings.js';
 import { createCommand, parseSettings, SETTINGS } from './settings.js';
 import { readTlsFiles } from './tls-files.js';
@@ -75,8 +76,8 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
   const { pino, destination } = await import('pino');
   const { startWorker } = await import('../server.js');
   // Asynchronous writes: a blocking write to stderr per module started and finished would sit
-  // on every execute's path. pino flushes what is buffered when the process exits (a SIGKILL
-  // can lose the last lines). Written in blocks of LOG_BLOCK_BYTES, and every LOG_FLUSH_MS
+  // on every execute's path. The command's exits wait for the log to be written (exitAfterLog;
+  // a SIGKILL can lose the last lines). Written in blocks of LOG_BLOCK_BYTES, and every LOG_FLUSH_MS
   // (sonic-boom's `minLength` and `periodicFlush`): one write per line
   // ("module succeeded") was a thread-pool write and its callback per module, 4-5 % of a
   // loaded worker's main thread (issue 14, round I).
@@ -90,13 +91,14 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
     { level: settings.logLevel, base: logBase('mpd-worker'), formatters: LOG_FORMATTERS },
     logDestination,
   );
-  /** Writes the buffered log lines now, before a last line written to stderr directly (it stays last). */
-  const flushLog = (): void => {
-    try {
-      logDestination.flushSync();
-    } catch {
-      // Not open yet or already closed: nothing buffered to keep in order.
-    }
+  /**
+   * Exits once every log line is written (pino's own flush at exit writes what is queued while a
+   * write may still be under way: out of order), `lastLine` after them (see log-written.ts).
+   */
+  const exitAfterLog = async (code: number, lastLine?: string): Promise<never> => {
+    if (lastLine === undefined) await logWritten(logDestination);
+    else await writeAfterLog(logDestination, `${name}: ${lastLine}\n`);
+    process.exit(code);
   };
   // Node's and libraries' warnings too: stderr carries JSON logs only.
   logProcessWarnings(logger);
@@ -111,7 +113,7 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
     try {
       pipeline = await loadPipelineFile(settings.pipeline, baseDir);
     } catch (error) {
-      flushLog();
+      await logWritten(logDestination);
       exitInvalidSetting(name, SETTINGS.nameOf('pipeline'), (error as Error).message);
     }
   }
@@ -127,21 +129,21 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
       ...(pipeline ? { pipeline } : {}),
     });
   } catch (error) {
-    flushLog();
-    process.stderr.write(`${name}: ${asFlagMessage(error as Error)}\n`);
-    process.exit((error as { code?: unknown }).code === 'InvalidSetting' ? EXIT_INVALID_SETTING : 1);
+    return exitAfterLog(
+      (error as { code?: unknown }).code === 'InvalidSetting' ? EXIT_INVALID_SETTING : 1,
+      asFlagMessage(error as Error),
+    );
   }
   const advertised = worker.endpoint === worker.url ? '' : ` (the orchestrator calls it at ${worker.endpoint})`;
 
   // Drained by the orchestrator (POST /api/workers/{id}/drain) or by a signal: exit once stopped.
   // Stopped on its own: refused (2) or replaced (3), with the reason as the last line.
   let exitCode = 0;
-  void worker.stopped.then((exit) => {
-    if (exit.reason === 'stopped') process.exit(exitCode);
-    flushLog();
-    process.stderr.write(`${name}: ${exit.message}\n`);
-    process.exit(exit.reason === 'registration-refused' ? EXIT_REGISTRATION_REFUSED : EXIT_REPLACED);
-  });
+  void worker.stopped.then((exit) =>
+    exit.reason === 'stopped'
+      ? exitAfterLog(exitCode)
+      : exitAfterLog(exit.reason === 'registration-refused' ? EXIT_REGISTRATION_REFUSED : EXIT_REPLACED, exit.message),
+  );
   let signals = 0;
   const shutdown = (signal: NodeJS.Signals): void => {
     signals++;
@@ -157,7 +159,7 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
     );
     worker.drain().catch((error: unknown) => {
       logger.error({ err: error }, 'shutdown failed');
-      process.exit(1);
+      void exitAfterLog(1);
     });
   };
   process.on('SIGTERM', shutdown);

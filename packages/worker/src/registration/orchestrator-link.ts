@@ -13,17 +13,29 @@ import { fenceLeadMs, HeartbeatLease } from './heartbeat-lease.js';
  * check-then-write (`proper-lockfile`: a directory `FILE.lock` made with `mkdir`, atomic, its
  * mtime refreshed while held): the check that the file holds what this process last read or
  * wrote there and the write are one step for every process that takes it. A lock left by a
- * crash is stale after 10 s (the library's default) and then taken over, so the retries wait
- * somewhat longer than that (about 12 s in all) before the write is given up (a warning; the
+ * crash is stale after 10 s (the library's default) and then taken over. The library retries on
+ * every error (its `retries` go to `retry` unfiltered), so it gets none: the link waits itself,
+ * and only while another holds the lock (`ELOCKED`), for {@link CREDENTIAL_LOCK_WAIT} (somewhat
+ * longer than the stale time, so a crashed holder's lock is taken over); a lock that cannot be
+ * made (a read-only or full file system, no permission) is given up at once (a warning; the
  * worker works on). What remains: a process stalled inside the lock (the few milliseconds of
  * its check and write) for more than those 10 s loses it to another and, thawed, may still
  * write once (`onCompromised` only tells it afterwards).
  */
-const CREDENTIAL_FILE_LOCK = {
-  realpath: false,
-  stale: 10_000,
-  retries: { retries: 15, factor: 1.5, minTimeout: 25, maxTimeout: 2_000 },
-} as const;
+const CREDENTIAL_FILE_LOCK = { realpath: false, stale: 10_000, retries: 0 } as const;
+
+/**
+ * How the link waits for the credential file's lock while another process holds it: retries
+ * after `minMs`, growing by `factor` up to `maxMs`, for at most `totalMs` in all (the library's
+ * stale time and a margin; the retries `proper-lockfile` made before, about 12 s).
+ */
+const CREDENTIAL_LOCK_WAIT = { minMs: 25, factor: 1.5, maxMs: 2_000, totalMs: 12_000 } as const;
+
+/**
+ * How long {@link OrchestratorLink.stop} waits for a credential write under way (ms): the write
+ * itself takes milliseconds; a wait for another process's lock ends at the stop.
+ */
+const CREDENTIAL_WRITE_STOP_WAIT_MS = 1_000;
 
 /**
  * The heartbeat timeout a worker fences by when the orchestrator does not say (an older one
@@ -223,6 +235,10 @@ export class OrchestratorLink {
   private credentialValue: string | undefined;
   /** What the credential file held when this process last read or wrote it (undefined: nothing). */
   private credentialInFile: string | undefined;
+  /** The credential still to be written to the file (the latest registration's), if any. */
+  private credentialToWrite: string | undefined;
+  /** The background writes of the credential file, one at a time (see {@link OrchestratorLink.keepCredential}). */
+  private credentialWriter: Promise<void> | undefined;
   /** Whether a registration has completed since the link started (the worker's credential state is known). */
   private registeredOnce = false;
   /** What the link reports to; set by {@link OrchestratorLink.start}. */
@@ -353,12 +369,14 @@ export class OrchestratorLink {
       // Ended for good: nothing to unregister (refused), or the id is another process's (replaced).
       this.stopController.abort();
       await this.loop;
+      await this.credentialWritten();
       return;
     }
     const wasRegistered = this.current.status === 'registered';
     this.current = { status: 'stopping' };
     this.stopController.abort();
     await this.loop;
+    await this.credentialWritten();
     if (wasRegistered) {
       try {
         const response = await this.options.client.workers.unregister({
@@ -401,25 +419,63 @@ export class OrchestratorLink {
   }
 
   /**
+   * Keeps `credential` for the next run, in the background: the registration does not wait for
+   * the file (the orchestrator may dispatch as soon as it answered, and the heartbeats must go),
+   * however long another process holds its lock. One write at a time, of the latest credential;
+   * the link's stop ends a wait for the lock (see {@link OrchestratorLink.credentialWritten}).
+   */
+  private keepCredential(credential: string | undefined): void {
+    if (this.options.credentialFile === undefined || credential === undefined) return;
+    this.credentialToWrite = credential;
+    this.credentialWriter ??= this.writeCredentials();
+  }
+
+  /** Writes the credential to write until none is left (the writer of {@link OrchestratorLink.keepCredential}). */
+  private async writeCredentials(): Promise<void> {
+    try {
+      for (let next = this.credentialToWrite; next !== undefined; next = this.credentialToWrite) {
+        this.credentialToWrite = undefined;
+        await this.writeCredentialFile(next);
+      }
+    } finally {
+      this.credentialWriter = undefined;
+    }
+  }
+
+  /**
+   * Waits for the credential write under way, at most {@link CREDENTIAL_WRITE_STOP_WAIT_MS}
+   * (called once the link's stop aborted any wait for the lock, so it is a file write's
+   * milliseconds).
+   */
+  private async credentialWritten(): Promise<void> {
+    const writer = this.credentialWriter;
+    if (writer === undefined) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      writer,
+      new Promise((resolve) => (timer = setTimeout(resolve, CREDENTIAL_WRITE_STOP_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+  }
+
+  /**
    * Keeps the credential for the next run: whole or not at all, readable by this user only; and
    * only while the file holds what this process last read or wrote there, or nothing (see
    * {@link OrchestratorLink}: another process under this id wrote it, which holds the id now).
+   * Any failure is one warning: the worker works on, and only a restart after a crash waits for
+   * the old registration to expire.
    */
-  private async writeCredentialFile(credential: string | undefined): Promise<void> {
-    const file = this.options.credentialFile;
-    if (file === undefined || credential === undefined) return;
+  private async writeCredentialFile(credential: string): Promise<void> {
+    const file = this.options.credentialFile!;
     const { logger } = this.options;
     let release: (() => Promise<void>) | undefined;
     try {
       await mkdir(dirname(file), { recursive: true, mode: 0o700 });
-      // Loaded only by a worker that keeps a credential file (it hooks the process's exit to
-      // remove the locks it holds).
-      const { lock } = await import('proper-lockfile');
-      release = await lock(file, {
-        ...CREDENTIAL_FILE_LOCK,
-        onCompromised: (error) =>
-          logger.warn({ err: describe(error), file }, "the credential file's lock was taken from this process"),
-      });
+      release = await this.lockCredentialFile(file);
+      if (release === undefined) {
+        logger.warn({ file }, "stopping while another process holds the credential file's lock; not written");
+        return;
+      }
       const held = credentialIn(file);
       if (held !== undefined && held !== this.credentialInFile) {
         logger.warn(
@@ -431,10 +487,39 @@ export class OrchestratorLink {
       await writeStateFile(file, `${credential}\n`, { private: true });
       this.credentialInFile = credential;
     } catch (error) {
-      // The worker works on; only a restart after a crash waits for the old registration to expire.
       logger.warn({ err: describe(error), file }, 'could not write the credential file');
     } finally {
       await release?.().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Takes the credential file's lock, waiting (with backoff, {@link CREDENTIAL_LOCK_WAIT}) only
+   * while another process holds it; undefined when the link stopped first.
+   * @throws any other error of the lock at once (it cannot be made: EROFS, EACCES, ENOSPC, …),
+   *   and `ELOCKED` once the wait is over
+   */
+  private async lockCredentialFile(file: string): Promise<(() => Promise<void>) | undefined> {
+    // Loaded only by a worker that keeps a credential file (it hooks the process's exit to
+    // remove the locks it holds).
+    const { lock } = await import('proper-lockfile');
+    const { logger } = this.options;
+    const signal = this.stopController.signal;
+    const started = this.now();
+    for (let delay: number = CREDENTIAL_LOCK_WAIT.minMs; ;) {
+      try {
+        return await lock(file, {
+          ...CREDENTIAL_FILE_LOCK,
+          onCompromised: (error) =>
+            logger.warn({ err: describe(error), file }, "the credential file's lock was taken from this process"),
+        });
+      } catch (error) {
+        const waited = this.now() - started;
+        if ((error as NodeJS.ErrnoException).code !== 'ELOCKED' || waited >= CREDENTIAL_LOCK_WAIT.totalMs) throw error;
+        const wait = Math.min(delay, CREDENTIAL_LOCK_WAIT.totalMs - waited);
+        if (!(await pause(wait, signal))) return undefined;
+        delay = Math.min(delay * CREDENTIAL_LOCK_WAIT.factor, CREDENTIAL_LOCK_WAIT.maxMs);
+      }
     }
   }
 
@@ -502,7 +587,6 @@ export class OrchestratorLink {
           const previous = this.credentialValue;
           // Set first: the orchestrator may send a module with it as soon as it answered.
           this.credentialValue = response.body.credential;
-          if (this.credentialValue !== previous) await this.writeCredentialFile(this.credentialValue);
           this.lastError = undefined;
           this.registeredOnce = true;
           this.current = {
@@ -523,6 +607,8 @@ export class OrchestratorLink {
           );
           for (const resolve of this.registeredWaiters) resolve();
           this.registeredWaiters.clear();
+          // After all that: the write may wait seconds for another process's lock.
+          if (this.credentialValue !== previous) this.keepCredential(this.credentialValue);
           return heartbeatIntervalMs;
         }
         if (

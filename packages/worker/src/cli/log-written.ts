@@ -1,0 +1,76 @@
+/**
+ * The worker command's log is written asynchronously (pino's `destination({ sync: false })`, a
+ * sonic-boom): before the command writes its last line to stderr itself (`mpd-worker: …`) and
+ * before it exits, every log line must be written, the block being written right now too.
+ * sonic-boom's `flushSync` alone does not do that: while a write is under way in the thread pool
+ * it writes the lines queued behind it at once, and that write lands after them, and after a
+ * line written next (the review of round I saw it in 6 of 150 runs; pino's own flush at
+ * `process.exit` is that `flushSync`). Nor does `flush(cb)` alone: it calls back once the write
+ * under way is done and fewer than `minLength` bytes wait, without writing those (measured:
+ * 30-40 lines of 170 bytes, the last line came after the first 25).
+ */
+
+/** What {@link logWritten} needs of the log's destination (pino's `destination()`, a sonic-boom). */
+export interface FlushableLog {
+  /** Starts writing what is buffered, unless a write is under way. */
+  flush(): void;
+  /** Writes what is buffered now, synchronously (not the write under way). */
+  flushSync(): void;
+  /** `drain`: a write ended and none is under way (fewer than `minLength` bytes may still wait). */
+  once(event: 'drain', listener: () => void): unknown;
+  removeListener(event: 'drain', listener: () => void): unknown;
+}
+
+/**
+ * How long the command waits for its log to be written before it writes its last line and exits
+ * anyway (ms): a log write takes microseconds to milliseconds; a stderr whose reader stopped
+ * reading (a full pipe) must not keep a stopping worker alive.
+ */
+export const LOG_WRITTEN_TIMEOUT_MS = 2_000;
+
+/**
+ * Resolves once every line `log` took is written, or after `timeoutMs`, whichever comes first;
+ * never rejects. It waits for the write under way to end (`drain`, emitted while no write is
+ * under way), and then writes what is left synchronously, in order behind it.
+ * @param timeoutMs @default {@link LOG_WRITTEN_TIMEOUT_MS}
+ */
+export function logWritten(log: FlushableLog, timeoutMs: number = LOG_WRITTEN_TIMEOUT_MS): Promise<void> {
+  return new Promise((resolve) => {
+    const drained = (): void => {
+      clearTimeout(timer);
+      try {
+        log.flushSync();
+      } catch {
+        // Closed meanwhile: nothing left to keep in order.
+      }
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      log.removeListener('drain', drained);
+      resolve();
+    }, timeoutMs);
+    log.once('drain', drained);
+    try {
+      log.flush();
+    } catch {
+      // Not open yet, or closed: nothing buffered to wait for.
+      log.removeListener('drain', drained);
+      clearTimeout(timer);
+      resolve();
+    }
+  });
+}
+
+/**
+ * Writes `line` once every line `log` took is written (see {@link logWritten}), so that it stays
+ * last.
+ * @param write where the line goes @default stderr
+ */
+export async function writeAfterLog(
+  log: FlushableLog,
+  line: string,
+  write: (text: string) => void = (text) => process.stderr.write(text),
+): Promise<void> {
+  await logWritten(log);
+  write(line);
+}
