@@ -453,8 +453,8 @@ function describeFailure(
   if (reason?.message && (isTlsFailure(code) || code === ADDRESS_REFUSED)) return `${code}: ${reason.message}`;
   if (code === 'UND_ERR_SOCKET' && /^https:/i.test(url) && (reason?.socket?.bytesRead ?? 0) === 0) {
     return options.tls?.cert === undefined
-      ? `${code} (the server closed the connection; over https it may require a client certificate: tls.cert and tls.key)`
-      : `${code} (the server closed the connection; over https it may not trust the client certificate: its CA)`;
+      ? `${code} (the server closed the connection before answering: it stopped or restarted, or, over https, it may require a client certificate: tls.cert and tls.key)`
+      : `${code} (the server closed the connection before answering: it stopped or restarted, or, over https, it may not trust the client certificate: its CA)`;
   }
   return code ?? reason?.message ?? (error as Error).message;
 }
