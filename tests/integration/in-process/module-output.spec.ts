@@ -4,7 +4,7 @@
  * shipper's retries and bounds go through test-kit's fault proxy.
  */
 import { createServer, type Server } from 'node:http';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, realpathSync, statSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -19,6 +19,21 @@ import { type FaultProxy, fingerprintAsTsxLoads, startFaultProxy } from '@mpd/te
 import { OutputShipper } from '@mpd/worker';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, silent } from '../helpers/cluster.js';
+
+/**
+ * The spill files this process holds open under `spillDir`, as `/proc/self/fd/<n>` paths (they
+ * read and stat the file though its path is unlinked): the shipper's in this test's process.
+ */
+function openSpillFiles(spillDir: string): string[] {
+  const under = `${realpathSync(spillDir)}/`;
+  return readdirSync('/proc/self/fd').flatMap((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`).startsWith(under) ? [`/proc/self/fd/${fd}`] : [];
+    } catch {
+      return []; // readdir's own descriptor, closed by now
+    }
+  });
+}
 
 const PIPELINE = fileURLToPath(new URL('../fixtures/output.pipeline.ts', import.meta.url));
 const QUIET_PIPELINE = fileURLToPath(new URL('../fixtures/quiet-output.pipeline.ts', import.meta.url));
@@ -361,7 +376,9 @@ describe('OutputShipper', () => {
     const writer = shipper.open('e2');
     for (let index = 0; index < 200; index++) writer.write('stdout', `line ${String(index).padStart(3, '0')}`);
     writer.end();
-    expect(readdirSync(spillDir)).toEqual([`e2.spill`]);
+    // Spilled: a file is open, none is in the directory (unlinked once open).
+    expect(openSpillFiles(spillDir)).toHaveLength(1);
+    expect(readdirSync(spillDir)).toEqual([]);
     await expect.poll(() => proxy.stats.resets, { timeout: 5_000 }).toBeGreaterThan(1);
     proxy.heal();
     await expect.poll(() => api.logs.closed('e2'), { timeout: 10_000 }).toBe(true);
@@ -374,8 +391,8 @@ describe('OutputShipper', () => {
     expect(texts.at(-1)).toBe(
       `[mpd] ${200 - kept.length} line(s) of output dropped: the worker could not ship them to the orchestrator in time and its buffer for this execution was full`,
     );
-    // The spill file is gone once shipped.
-    expect(existsSync(join(spillDir, 'e2.spill'))).toBe(false);
+    // No spill file by any name once shipped.
+    expect(readdirSync(spillDir)).toEqual([]);
   });
 
   it('lines of any text arrive as written, in memory and through the spill file: quotes, backslashes, control characters, non-ASCII, levels', async () => {
@@ -481,17 +498,18 @@ describe('OutputShipper', () => {
     for (const block of blocks) writer.writeBytes!('stdout', Buffer.from(block), mask);
     writer.end();
     await new Promise((resolve) => setTimeout(resolve, 50));
-    const spill = join(spillDir, 'bytes.spill');
-    expect(statSync(spill).mode & 0o777).toBe(0o600);
+    const [spill] = openSpillFiles(spillDir);
+    expect(statSync(spill!).mode & 0o777).toBe(0o600);
     // Unmasked on disk, masked on the wire.
-    expect(readFileSync(spill, 'utf8')).toContain(SECRET);
+    expect(readFileSync(spill!, 'utf8')).toContain(SECRET);
     proxy.heal();
     await expect.poll(() => api.logs.closed('bytes'), { timeout: 10_000 }).toBe(true);
     expect(seen.get('bytes')).toEqual(['crlf line', 'sees ***', 'non-ASCII: é 漢字', 'x'.repeat(200), 'last *** line']);
-    expect(existsSync(spill)).toBe(false);
+    // Kept open for the next execution, zeroed: none of its lines left.
+    await expect.poll(() => readFileSync(spill!, 'utf8').includes(SECRET), { timeout: 5_000 }).toBe(false);
   });
 
-  it("a spill file, once its execution's output is shipped, holds none of its lines (zeroed) and is the next execution's spill file (its pages reused)", async () => {
+  it("a spill file, once its execution's output is shipped, holds none of its lines (zeroed) and is the next execution's spill file (its pages reused); no spill file is ever in the directory, in use or kept (a killed worker leaves none)", async () => {
     const { api, proxy } = await startApiBehindProxy();
     const seen = new Map<string, string[]>();
     lines(api.logs, 'first', seen);
@@ -510,28 +528,34 @@ describe('OutputShipper', () => {
     };
     const first = write('first', 300);
     await new Promise((resolve) => setTimeout(resolve, 50));
-    const firstSpill = statSync(join(spillDir, 'first.spill'));
+    // In use, by its descriptor only: nothing in the directory a killed worker would leave.
+    const [spill] = openSpillFiles(spillDir);
+    const firstSpill = statSync(spill!);
+    expect(firstSpill.size).toBeGreaterThan(0);
+    expect(readdirSync(spillDir)).toEqual([]);
     proxy.heal();
     await expect.poll(() => api.logs.closed('first'), { timeout: 10_000 }).toBe(true);
     expect(seen.get('first')).toEqual(first);
-    // Shipped: no file by its name, and no byte of its lines left in any file (zeros only).
-    await expect.poll(() => readdirSync(spillDir), { timeout: 5_000 }).toEqual([`free-${process.pid}-0.spill`]);
-    const free = readFileSync(join(spillDir, `free-${process.pid}-0.spill`));
-    expect(free.length).toBeGreaterThanOrEqual(firstSpill.size);
-    expect(free.every((byte) => byte === 0)).toBe(true);
-    // The next execution that spills takes that file (the same inode), under its own name.
+    // Shipped: the file kept open for the next execution, no byte of its lines left in it (zeros
+    // only), and still nothing in the directory (no `free-*` file).
+    await expect.poll(() => readFileSync(spill!).every((byte) => byte === 0), { timeout: 5_000 }).toBe(true);
+    expect(readFileSync(spill!).length).toBeGreaterThanOrEqual(firstSpill.size);
+    expect(readdirSync(spillDir)).toEqual([]);
+    // The next execution that spills takes that file (the same inode).
     proxy.fault({ kind: 'reset' });
     const second = write('second', 100);
     await new Promise((resolve) => setTimeout(resolve, 50));
-    expect(readdirSync(spillDir)).toEqual(['second.spill']);
-    expect(statSync(join(spillDir, 'second.spill')).ino).toBe(firstSpill.ino);
+    expect(openSpillFiles(spillDir).map((path) => statSync(path).ino)).toEqual([firstSpill.ino]);
+    expect(readFileSync(spill!, 'utf8')).toContain(SECRET);
+    expect(readdirSync(spillDir)).toEqual([]);
     proxy.heal();
     await expect.poll(() => api.logs.closed('second'), { timeout: 10_000 }).toBe(true);
     expect(seen.get('second')).toEqual(second);
-    await expect.poll(() => readdirSync(spillDir), { timeout: 5_000 }).toEqual([`free-${process.pid}-1.spill`]);
-    expect(readFileSync(join(spillDir, `free-${process.pid}-1.spill`)).every((byte) => byte === 0)).toBe(true);
-    // Closed: nothing left.
+    await expect.poll(() => readFileSync(spill!).every((byte) => byte === 0), { timeout: 5_000 }).toBe(true);
+    expect(readdirSync(spillDir)).toEqual([]);
+    // Closed: no file open either.
     await shipper.close();
+    expect(openSpillFiles(spillDir)).toEqual([]);
     expect(readdirSync(spillDir)).toEqual([]);
   });
 

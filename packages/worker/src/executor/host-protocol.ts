@@ -141,8 +141,8 @@ export type FromHost =
    * (false) every byte written to the two pipes before this message — by the host, by a raw
    * `fs.writeSync(1, …)`, by a command with inherited stdio that ended — is in the pipes already:
    * the worker, which reads them, has read each to there by the check phase of the event loop's
-   * turn that read this message (see `ModuleHost.answerUnmarked`), and has then every byte of
-   * the execution. Two pipe
+   * turn that read this message, or of a later turn while a pipe held more than libuv reads in
+   * one poll (see `ModuleHost.answerUnmarked`), and has then every byte of the execution. Two pipe
    * writes in the host and two reads in the worker per module less (issue 14).
    */
   | ({ type: 'done'; executionId: string; leftoverChildren: number; marked: boolean } & (

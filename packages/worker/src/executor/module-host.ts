@@ -45,6 +45,25 @@ const STDERR_TAIL_LINES = 20;
 /** How much of the end of a block of the host's stderr is decoded for its last lines (bytes). */
 const STDERR_TAIL_BYTES = 8 * 1024;
 
+/**
+ * The size of each read libuv makes of a stream (`uv__read`: `alloc_cb(…, 64 * 1024, …)`, the
+ * size Node's buffer for it takes), in bytes. A read that fills it may leave more in the pipe:
+ * libuv reads a stream at most 32 times per poll event (2 MiB), and a socket's send buffer can
+ * hold more than that (`net.core.wmem_default`, `SO_SNDBUFFORCE`). A read returns less only when
+ * the socket was empty (a stream socket's `recv` copies on while bytes are queued), and libuv
+ * then stops reading it until the next poll.
+ */
+const LIBUV_READ_BYTES = 64 * 1024;
+
+/**
+ * The most bytes a stream socket's send buffer can hold, hence the most a host's pipe can hold
+ * when its unmarked `done` comes (the kernel caps `SO_SNDBUF`/`SO_SNDBUFFORCE` at `INT_MAX`
+ * after doubling; the bytes queued count against it with their overhead). A pipe that delivers
+ * more after `done` is being written by a process the host does not know of (not its child),
+ * which must not hold the answer: see {@link ModuleHost.answerUnmarked}.
+ */
+const MOST_PIPE_BYTES = 2 ** 31 - 1;
+
 /** What a host is started with. */
 export interface ModuleHostOptions {
   /** The pipeline file the host loads (`Pipeline.sourceFile`). */
@@ -176,6 +195,14 @@ export class ModuleHost {
   private readonly markNonce = randomBytes(16).toString('hex');
   /** Per pipe, its splitter: it cuts no secret of the execution the pipe carries, nor of the running one. */
   private readonly splitters: Partial<Record<'stdout' | 'stderr', ByteLineSplitter>> = {};
+  /**
+   * Per pipe, whether a read filled libuv's buffer ({@link LIBUV_READ_BYTES}) since
+   * {@link ModuleHost.answerUnmarked} last looked (set on each read, cleared there): the pipe may
+   * hold more.
+   */
+  private readonly fullRead = { stdout: false, stderr: false };
+  /** Per pipe, the bytes read from it (for {@link MOST_PIPE_BYTES}). */
+  private readonly bytesRead = { stdout: 0, stderr: 0 };
 
   constructor(private readonly options: ModuleHostOptions) {
     this.child = fork(HOST_MAIN, [], {
@@ -255,8 +282,10 @@ export class ModuleHost {
           this.keepAlive(false);
           if (message.type === 'done' && !message.marked) {
             // No end marks: every byte of the execution is in the pipes or already read from
-            // them; by this turn's check phase, read (see endUnmarked).
-            setImmediate(ModuleHost.answerUnmarked, this, message, running.end);
+            // them; read by this turn's check phase, or by a later one's if a pipe held more
+            // than libuv reads in one poll (see answerUnmarked).
+            const readBefore = this.bytesRead.stdout + this.bytesRead.stderr;
+            setImmediate(ModuleHost.answerUnmarked, this, message, running.end, readBefore);
             return;
           }
           running.end(message);
@@ -513,7 +542,11 @@ export class ModuleHost {
     // command's is.
     const lines = new ByteLineSplitter(emit);
     this.splitters[stream] = lines;
-    source.on('data', (chunk: Buffer) => lines.push(chunk));
+    source.on('data', (chunk: Buffer) => {
+      this.bytesRead[stream] += chunk.length;
+      if (chunk.length >= LIBUV_READ_BYTES) this.fullRead[stream] = true;
+      lines.push(chunk);
+    });
     source.on('end', () => {
       lines.flush();
       // The host is gone: nothing more comes on this pipe.
@@ -538,22 +571,40 @@ export class ModuleHost {
   /**
    * Ends an execution whose host said `done` without end marks, then answers it (`end`): run as a
    * `setImmediate` from the `done` message's handler, in the check phase of the event loop's turn
-   * that read `done`. By then the worker has read every byte written to the host's pipes before
-   * `done`: the host wrote them (or its children did, and ended) before it sent `done` on its IPC
-   * channel, so the kernel had the pipes readable before the channel; the poll that reports the
-   * channel (libuv's `epoll_wait`, level-triggered) reports the pipes in the same batch unless
-   * they were reported and read before, and libuv reads each reported pipe in the same poll phase
-   * (up to 32 reads of 64 KiB, more than the socket's buffer holds: about 208 KiB by default), a
-   * flowing stream passing each read on at once. `setImmediate` callbacks run after the poll phase.
+   * that read `done`, again in the next turn's while a pipe may hold more. By then the worker has
+   * read every byte written to the host's pipes before `done`: the host wrote them (or its
+   * children did, and ended) before it sent `done` on its IPC channel, so the kernel had the
+   * pipes readable before the channel; the poll that reports the channel (libuv's `epoll_wait`,
+   * level-triggered) reports a pipe that holds anything in the same batch, and libuv reads each
+   * reported pipe in the same poll phase, a flowing stream passing each read on at once;
+   * `setImmediate` callbacks run after the poll phase. libuv reads a pipe until a read comes back
+   * short (the socket is empty), but at most 32 reads of {@link LIBUV_READ_BYTES} per poll
+   * (2 MiB), and a socket's buffer, about 208 KiB by default, can be raised past that
+   * (`net.core.wmem_default`, or a module running as root setting `SO_SNDBUFFORCE` on fd 1): so
+   * while a pipe's last read since the previous look filled libuv's buffer, this looks again in
+   * the next turn, whose poll reads the pipe on (level-triggered), and answers after a turn in
+   * which neither pipe's last read was full. No size is a limit; a module that wrote nothing or
+   * less than 64 KiB at its end costs one `setImmediate`. Past {@link MOST_PIPE_BYTES} per pipe read
+   * since `done` (more than the two sockets can hold), a process the host does not know of writes on: answered,
+   * its further lines are late ones.
    * No read of the pipes here: a non-blocking read of an empty pipe throws inside node (`EAGAIN`,
-   * 2.2 µs each), and most modules write nothing (round H read both pipes to their end here:
-   * 5 % of the workers' main threads, issue 14, round I).
+   * 2.2 µs each), and most modules write nothing (round H read both pipes to their end here, up to
+   * 4 MiB: 5 % of the workers' main threads, issue 14, round I).
    */
   private static answerUnmarked(
     host: ModuleHost,
     message: Extract<FromHost, { type: 'done' }>,
     end: (end: HostEnd) => void,
+    readBefore: number,
   ): void {
+    const { fullRead, bytesRead } = host;
+    if (fullRead.stdout || fullRead.stderr) {
+      fullRead.stdout = fullRead.stderr = false;
+      if (bytesRead.stdout + bytesRead.stderr - readBefore <= 2 * MOST_PIPE_BYTES) {
+        setImmediate(ModuleHost.answerUnmarked, host, message, end, readBefore);
+        return;
+      }
+    }
     host.endUnmarked(message.executionId);
     end(message);
   }

@@ -1,4 +1,4 @@
-import { closeSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
 import { bearerHeader, JsonText, type OrchestratorClient } from '@mpd/client';
 import type { OutputBatch, OutputLevel, OutputStream } from '@mpd/contract';
@@ -90,7 +90,7 @@ const CHUNK_OVERHEAD_BYTES = 50;
  * Spill files kept for the next executions once their own execution's output is shipped, at most
  * (each zeroed, at the size its last execution made it: see {@link SpillFile}). Two: an execution
  * that spills is one whose module writes faster than the pacing ships, and a worker seldom runs
- * more than two of those at once; past it, a file is removed as it was before.
+ * more than two of those at once; past it, a file is closed (its pages freed) as it was before.
  */
 const MAX_FREE_SPILL_FILES = 2;
 
@@ -241,7 +241,8 @@ function linesOf(data: string | Buffer): number {
 }
 
 /**
- * A spill file: `fd` open for reading and writing, at `path`; `extent`: how far from its start
+ * A spill file: `fd` open for reading and writing, its path unlinked once it was opened (see
+ * {@link OutputShipper.takeSpillFile}); `extent`: how far from its start
  * it was ever written (its size), all of it zeros while no execution holds it. Files are kept
  * for the next execution once one's output is shipped (see {@link OutputShipper.releaseSpillFile}):
  * writing into a new file cost the kernel its page-cache pages and its delayed blocks per byte
@@ -251,7 +252,6 @@ function linesOf(data: string | Buffer): number {
  */
 interface SpillFile {
   fd: number;
-  path: string;
   extent: number;
 }
 
@@ -358,7 +358,7 @@ class ExecutionOutput implements OutputWriter {
     try {
       if (!this.spill) {
         this.spill = {
-          file: this.shipper.takeSpillFile(this.executionId),
+          file: this.shipper.takeSpillFile(),
           used: 0,
           size: 0,
           read: 0,
@@ -559,13 +559,12 @@ function zeroSpillFile(file: SpillFile): void {
   }
 }
 
-/** Closes and removes a spill file (gone already: nothing to keep). */
+/** Closes a spill file: its pages go with its last descriptor (its path is gone since it was opened). */
 function removeSpillFile(file: SpillFile): void {
   try {
     closeSync(file.fd);
-    rmSync(file.path, { force: true });
   } catch {
-    // Gone already: nothing to keep.
+    // Closed already: nothing to keep.
   }
 }
 
@@ -601,8 +600,9 @@ export class OutputShipper implements ModuleOutput {
   /** Spill files no execution holds, zeroed, for the next ones (see {@link SpillFile}). */
   readonly #freeSpillFiles: SpillFile[] = [];
   /**
-   * The number in the next free spill file's name (`free-<pid>-<n>.spill`: the process id too, as
-   * a replaced worker and its replacement, with the same id, share the directory).
+   * The number in the next spill file's name (`<pid>-<n>.spill`, for the moment between its open
+   * and its unlink: the process id too, as a replaced worker and its replacement, with the same
+   * id, share the directory).
    */
   #spillFileNames = 0;
 
@@ -678,7 +678,7 @@ export class OutputShipper implements ModuleOutput {
 
   /**
    * Stops shipping after at most `closeWaitMs` for what is pending (a call that fails meanwhile
-   * is not retried: the worker is going); spill files are removed.
+   * is not retried: the worker is going); spill files are closed (their paths are gone already).
    */
   async close(): Promise<void> {
     this.#closing = true;
@@ -695,33 +695,35 @@ export class OutputShipper implements ModuleOutput {
   }
 
   /**
-   * A spill file for `executionId`, named `<execution id>.spill` while it holds that execution's
-   * lines: a free one renamed (its pages already the file's), else a new one. Only the worker's
-   * user reads it (0600): a command's lines are in it before they are masked. Throws what the
-   * file system throws (the caller drops the lines and says so).
+   * A spill file for an execution: a free one (its pages already the file's), else a new one,
+   * unlinked as soon as it is open. Nothing reads a spill file by its path (the shipper keeps its
+   * descriptor), so none is left in `spillDir` whatever ends the worker: a killed worker's files,
+   * a command's unmasked lines among them, go with its descriptors, not kept for good under
+   * `.mpd/output-spill/<worker id>/` (they were, before: removed only by the `close()` of the
+   * process that made them). Only the worker's user could open it meanwhile (0600; through
+   * `/proc/<pid>/fd` once unlinked). Throws what the file system throws (the caller drops the
+   * lines and says so).
    */
-  takeSpillFile(executionId: string): SpillFile {
-    const path = join(this.spillDir, `${encodeURIComponent(executionId)}.spill`);
+  takeSpillFile(): SpillFile {
     const free = this.#freeSpillFiles.pop();
-    if (free) {
-      try {
-        renameSync(free.path, path);
-        free.path = path;
-        return free;
-      } catch {
-        removeSpillFile(free);
-      }
-    }
+    if (free) return free;
     mkdirSync(this.spillDir, { recursive: true });
-    return { fd: openSync(path, 'w+', 0o600), path, extent: 0 };
+    const path = join(this.spillDir, `${process.pid}-${this.#spillFileNames++}.spill`);
+    const fd = openSync(path, 'w+', 0o600);
+    try {
+      unlinkSync(path);
+    } catch (error) {
+      closeSync(fd);
+      throw error;
+    }
+    return { fd, extent: 0 };
   }
 
   /**
    * Takes back an execution's spill file once its output is shipped (or the shipper closes):
-   * overwritten with zeros from its start to its extent, then kept under a name of its own for
-   * the next execution (at most {@link MAX_FREE_SPILL_FILES}; once closed, none), else removed —
-   * either way none of the execution's lines, masked or not, stays in it. A file that cannot be
-   * zeroed is removed.
+   * overwritten with zeros from its start to its extent, then kept open for the next execution
+   * (at most {@link MAX_FREE_SPILL_FILES}; once closed, none), else closed — either way none of
+   * the execution's lines, masked or not, stays in it. A file that cannot be zeroed is closed.
    */
   releaseSpillFile(file: SpillFile): void {
     if (this.#closed || this.#closing || this.#freeSpillFiles.length >= MAX_FREE_SPILL_FILES) {
@@ -730,9 +732,6 @@ export class OutputShipper implements ModuleOutput {
     }
     try {
       zeroSpillFile(file);
-      const path = join(this.spillDir, `free-${process.pid}-${this.#spillFileNames++}.spill`);
-      renameSync(file.path, path);
-      file.path = path;
       this.#freeSpillFiles.push(file);
     } catch {
       removeSpillFile(file);
