@@ -16,7 +16,10 @@
  * each timed transfer (bare or mpd) the driver runs `sync`, so that neither begins with the other's
  * (or the source's) dirty pages being written back on the same cores (before round E's second half
  * the producer wrote the GiB inside its module just before its timing began: mpd's transfer started
- * with ~1.7 GB dirty). The dirty + writeback pages at each start are a row. Each run measures the
+ * with ~1.7 GB dirty), then waits until /proc/meminfo's Dirty + Writeback is under
+ * {@link SETTLE_DIRTY_BOUND} (or the config's `settleTimeoutMs` passes: a line on stderr), since
+ * `sync` alone left the bare side swinging 210–349 MiB/s (README, round I). The dirty + writeback
+ * pages at each start and the wait are rows. Each run measures the
  * bare transfer and mpd's once, in alternating order (bare first in even runs, mpd first in odd).
  *
  * Beside them, not judged: in each run one more mpd transfer right after the first, worker B
@@ -41,14 +44,21 @@ import { median } from './lib/stats.js';
 export interface ArtifactsConfig {
   bytes: number;
   runs: number;
+  /** Longest wait, after `sync`, for dirty + writeback pages to fall under {@link SETTLE_DIRTY_BOUND} before each timed side, ms. */
+  settleTimeoutMs: number;
 }
+
+/** Dirty + Writeback (bytes) under which a timed side may start: small against the GiB each side writes. */
+export const SETTLE_DIRTY_BOUND = 64 * MB;
 
 /** `MPD_BENCH_ARTIFACT_RUNS` overrides the full bench's runs (each: one bare and one mpd transfer). */
 export const ARTIFACTS_FULL: ArtifactsConfig = {
   bytes: 1024 * MB,
   runs: Number(process.env.MPD_BENCH_ARTIFACT_RUNS ?? 3),
+  settleTimeoutMs: 30_000,
 };
-export const ARTIFACTS_SMOKE: ArtifactsConfig = { bytes: 4 * MB, runs: 1 };
+/** The smoke run waits little: it checks the code path, not the figures (CI's disk may be busy). */
+export const ARTIFACTS_SMOKE: ArtifactsConfig = { bytes: 4 * MB, runs: 1, settleTimeoutMs: 2_000 };
 
 const PIPELINE = benchPath('pipelines/artifacts.pipeline.ts');
 
@@ -58,13 +68,34 @@ interface Transfer {
   rss: Record<string, RssFigures>;
   /** CPU time each process used from the upload's start to the download's end, ms (timeline buckets in that window). */
   cpuMs: Record<string, number>;
-  /** Dirty + Writeback of /proc/meminfo when the transfer's timing began, bytes (after the driver's `sync`). */
+  /** Dirty + Writeback of /proc/meminfo when the transfer's timing began, bytes (after the driver's {@link settle}). */
   dirtyAtStart: number;
+  /** How long {@link settle} waited before this transfer (`sync` and the drain), ms. */
+  settleMs: number;
 }
 
-/** Writes every dirty page back (`sync`), so that a timed transfer does not start behind someone else's write-back. */
-function settle(): void {
+/**
+ * Writes every dirty page back (`sync`), then waits until Dirty + Writeback is under
+ * {@link SETTLE_DIRTY_BOUND} (polled every 100 ms) or `timeoutMs` passes (a line on stderr), so that
+ * a timed transfer, bare or mpd, does not start behind the other's (or anyone's) write-back.
+ * Returns the time it took, ms.
+ */
+async function settle(timeoutMs: number): Promise<number> {
+  const started = performance.now();
   execFileSync('sync');
+  for (;;) {
+    const dirty = dirtyBytes();
+    // NaN (no /proc/meminfo): nothing to wait for.
+    if (!(dirty >= SETTLE_DIRTY_BOUND)) break;
+    if (performance.now() - started >= timeoutMs) {
+      process.stderr.write(
+        `artifacts: dirty + writeback still ${Math.round(dirty / MB)} MB after ${timeoutMs} ms (bound ${SETTLE_DIRTY_BOUND / MB} MB); starting anyway\n`,
+      );
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return performance.now() - started;
 }
 
 /** The machine over time, one sample per {@link TIMELINE_BUCKET_MS} (NaN where /proc cannot be read). */
@@ -193,7 +224,7 @@ async function mpdTransfer(
       'worker B': () => [b.pid],
       'module host on B': () => childPids(b.pid),
     }).start();
-    settle();
+    const settleMs = await settle(config.settleTimeoutMs);
     const sampledFrom = Date.now();
     const machine = sampleMachine();
     let timings: RunTimings;
@@ -230,6 +261,7 @@ async function mpdTransfer(
       rss,
       cpuMs: cpuIn(rss, from, to),
       dirtyAtStart: produced.dirtyAtStart,
+      settleMs,
     };
   } finally {
     await Promise.all([...workers.map((worker) => worker.stop()), orchestrator.stop()]);
@@ -237,8 +269,14 @@ async function mpdTransfer(
 }
 
 /** `PUT` then `GET` of `file` through the bare server at `url`, timed. */
-async function bareTransfer(bare: BenchProcess, url: string, file: string, into: string): Promise<Transfer> {
-  settle();
+async function bareTransfer(
+  config: ArtifactsConfig,
+  bare: BenchProcess,
+  url: string,
+  file: string,
+  into: string,
+): Promise<Transfer> {
+  const settleMs = await settle(config.settleTimeoutMs);
   const sampler = new RssSampler({ 'bare server': () => [bare.pid], 'driver (client)': () => [process.pid] }).start();
   const machine = sampleMachine();
   try {
@@ -272,7 +310,7 @@ async function bareTransfer(bare: BenchProcess, url: string, file: string, into:
     const rss = sampler.stop();
     const total = uploadMs + downloadMs;
     printTimeline('bare', rss, 0, total, { 'upload ends': uploadMs }, machine());
-    return { uploadMs, downloadMs, rss, cpuMs: cpuIn(rss, 0, total), dirtyAtStart };
+    return { uploadMs, downloadMs, rss, cpuMs: cpuIn(rss, 0, total), dirtyAtStart, settleMs };
   } finally {
     sampler.stop();
     machine();
@@ -300,11 +338,11 @@ export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: R
         .map(([name, figures]) => `${name} ${Math.round(figures.writtenBytes / MB)}`)
         .join(', ');
       process.stderr.write(
-        `artifacts run ${run + 1} ${side}: upload ${Math.round(transfer.uploadMs)} ms, download ${Math.round(transfer.downloadMs)} ms, dirty + writeback at its start ${Math.round(transfer.dirtyAtStart / MB)} MB, written to storage (MB): ${written}\n`,
+        `artifacts run ${run + 1} ${side}: upload ${Math.round(transfer.uploadMs)} ms, download ${Math.round(transfer.downloadMs)} ms, dirty + writeback at its start ${Math.round(transfer.dirtyAtStart / MB)} MB (after ${Math.round(transfer.settleMs)} ms of sync and drain), written to storage (MB): ${written}\n`,
       );
     };
     const bareOnce = async (run: number): Promise<void> => {
-      baseline.push(await bareTransfer(bare, bareUrl, file, join(root, 'download.bin')));
+      baseline.push(await bareTransfer(config, bare, bareUrl, file, join(root, 'download.bin')));
       say('bare', run, baseline.at(-1)!);
       rmSync(join(root, 'download.bin'), { force: true });
       rmSync(join(bareDir, 'blob'), { force: true });
@@ -389,7 +427,12 @@ export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: R
         value: median(streamed.map((run) => run.downloadMs)),
         runs: streamed.map((run) => run.downloadMs),
       },
-      row("dirty + writeback pages at the upload's start (after sync)", 'MB', (run) => run.dirtyAtStart / MB),
+      row("dirty + writeback pages at the upload's start (after sync and drain)", 'MB', (run) => run.dirtyAtStart / MB),
+      row(
+        `wait before the side: sync, then dirty + writeback under ${SETTLE_DIRTY_BOUND / MB} MB`,
+        'ms',
+        (run) => run.settleMs,
+      ),
       row(
         'bytes written to storage, every process (/proc/PID/io write_bytes)',
         'MB',
