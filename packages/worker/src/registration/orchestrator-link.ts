@@ -26,10 +26,11 @@ const CREDENTIAL_FILE_LOCK = { realpath: false, stale: 10_000, retries: 0 } as c
 
 /**
  * How the link waits for the credential file's lock while another process holds it: retries
- * after `minMs`, growing by `factor` up to `maxMs`, for at most `totalMs` in all (the library's
- * stale time and a margin; the retries `proper-lockfile` made before, about 12 s).
+ * with the project's backoff (`backoffDelay`: from `minMs`, doubling with jitter up to `maxMs`),
+ * for at most `totalMs` in all (the library's stale time and a margin; the retries
+ * `proper-lockfile` made before, about 12 s).
  */
-const CREDENTIAL_LOCK_WAIT = { minMs: 25, factor: 1.5, maxMs: 2_000, totalMs: 12_000 } as const;
+const CREDENTIAL_LOCK_WAIT = { minMs: 25, maxMs: 2_000, totalMs: 12_000 } as const;
 
 /**
  * How long {@link OrchestratorLink.stop} waits for a credential write under way (ms): the write
@@ -506,7 +507,7 @@ export class OrchestratorLink {
     const { logger } = this.options;
     const signal = this.stopController.signal;
     const started = this.now();
-    for (let delay: number = CREDENTIAL_LOCK_WAIT.minMs; ;) {
+    for (let attempt = 0; ; attempt++) {
       try {
         return await lock(file, {
           ...CREDENTIAL_FILE_LOCK,
@@ -516,9 +517,8 @@ export class OrchestratorLink {
       } catch (error) {
         const waited = this.now() - started;
         if ((error as NodeJS.ErrnoException).code !== 'ELOCKED' || waited >= CREDENTIAL_LOCK_WAIT.totalMs) throw error;
-        const wait = Math.min(delay, CREDENTIAL_LOCK_WAIT.totalMs - waited);
-        if (!(await pause(wait, signal))) return undefined;
-        delay = Math.min(delay * CREDENTIAL_LOCK_WAIT.factor, CREDENTIAL_LOCK_WAIT.maxMs);
+        const delay = backoffDelay(attempt, CREDENTIAL_LOCK_WAIT.minMs, CREDENTIAL_LOCK_WAIT.maxMs);
+        if (!(await pause(Math.min(delay, CREDENTIAL_LOCK_WAIT.totalMs - waited), signal))) return undefined;
       }
     }
   }
