@@ -25,7 +25,7 @@ import {
 } from './host-protocol.js';
 import { EARLIER_SINKS, EarlierSinks } from './earlier-sinks.js';
 import { ByteLineSplitter, NEWLINE } from './module-output.js';
-import { LATE_LINES_BURST, LATE_LINES_INTERVAL_MS, LogRateLimit } from './module-logger.js';
+import { LATE_LINES_BURST, LATE_LINES_INTERVAL_MS, LogRateLimit, moreSevere } from './module-logger.js';
 import { type GroupStop, stopProcessGroup } from './process-group.js';
 
 /** The host's entry file, beside this one (`.ts` in the sources, `.js` once built). */
@@ -429,8 +429,7 @@ export class ModuleHost {
    */
   private notShown(executionId: string, lines: readonly HostLogLine[]): void {
     const { logger } = this.options;
-    let level = lines[0]?.level ?? 'info';
-    for (const line of lines) if (logger.levels.values[line.level]! > logger.levels.values[level]!) level = line.level;
+    const level = lines.reduce((most, line) => moreSevere(most, line.level), lines[0]?.level ?? 'info');
     if (!logger.isLevelEnabled(level)) return;
     this.notShownLimit ??= new LogRateLimit((dropped, most) =>
       logger[most](

@@ -15,6 +15,9 @@ type Level = 'debug' | 'info' | 'warn' | 'error';
 /** pino's number for each level, to tell which of two lines is the more severe. */
 const LEVEL_RANK: Readonly<Record<Level, number>> = { debug: 20, info: 30, warn: 40, error: 50 };
 
+/** The more severe of two `ctx.logger` levels (`a` when they are equal). */
+export const moreSevere = (a: Level, b: Level): Level => (LEVEL_RANK[b] > LEVEL_RANK[a] ? b : a);
+
 /**
  * Why a `ctx.logger` line comes once its execution's output is closed (its answer given), in the
  * worker's log line's {@link LATE_KEY} field:
@@ -81,7 +84,7 @@ export class LogRateLimit {
       this.admitted++;
       return true;
     }
-    if (this.droppedLines === 0 || LEVEL_RANK[level] > LEVEL_RANK[this.droppedLevel]) this.droppedLevel = level;
+    this.droppedLevel = this.droppedLines === 0 ? level : moreSevere(this.droppedLevel, level);
     this.droppedLines += lines;
     if (this.timer === undefined) {
       this.timer = setTimeout(() => this.flush(), this.windowEnd - now);
