@@ -15,6 +15,7 @@ import {
   LIMITS,
   orchestratorContract,
   type PutBlobResponse,
+  putBlobResponseSchema,
 } from '@mpd/contract';
 import { Agent, type Dispatcher, request } from 'undici';
 import { bearerHeader } from './clients.js';
@@ -165,6 +166,48 @@ export class ArtifactClient {
     }
     return (await response.body.json()) as PutBlobResponse;
   }
+
+  /**
+   * Uploads `body`, whose SHA-256 is not known yet, as it is read (`POST /api/artifacts/blobs`,
+   * chunked): the orchestrator's store hashes it as it writes it and answers which blob it is
+   * (`{ sha256, size, stored }`). For a producer that streams an archive as it packs it (issue
+   * 13, round J), so the upload need not wait for a whole file and its hash.
+   * @returns undefined, `body` untouched or destroyed, when the orchestrator does not take such an
+   *   upload: its store is an S3-compatible bucket (409 `ArtifactHashRequired`: a presigned
+   *   upload needs the hash first) or it predates the route (404 `RouteNotFound`); remembered,
+   *   so later calls answer undefined without asking. Upload by hash then ({@link putFile}).
+   * @throws ArtifactStoreError (413 `PayloadTooLarge` past `--max-artifact-size`, 401/403); the
+   *   body's own error when it fails (the request is then cut short: nothing is stored)
+   */
+  async putStream(body: Readable): Promise<PutBlobResponse | undefined> {
+    if (this.hashRequired) return undefined;
+    const path = `${this.baseUrl}${orchestratorContract.artifacts.uploadBlob.path}`;
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await request(path, {
+        method: 'POST',
+        headers: this.headers({ 'content-type': 'application/octet-stream' }),
+        body,
+        dispatcher: this.dispatcher,
+      });
+    } catch (error) {
+      // The body's own failure is the caller's to hear, not undici's wrapping of it.
+      throw body.errored ?? error;
+    }
+    if (response.statusCode === 200 || response.statusCode === 201) {
+      return putBlobResponseSchema.parse(await response.body.json());
+    }
+    const refused = await refusal(response, 'POST blob');
+    if (refused.code === 'ArtifactHashRequired' || (response.statusCode === 404 && refused.code !== 'ArtifactNotFound')) {
+      this.hashRequired = true;
+      body.destroy();
+      return undefined;
+    }
+    throw refused;
+  }
+
+  /** Set once the orchestrator refused an upload without a hash ({@link putStream}): it will not take one while it runs. */
+  private hashRequired = false;
 
   /**
    * Uploads the file at `path` unless the store has it already (hashed first, then `HEAD`, then

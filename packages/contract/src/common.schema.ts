@@ -125,6 +125,7 @@ export const errorCodeSchema = z.enum([
   'ArtifactHashMismatch',
   'LengthRequired',
   'ArtifactStoreUnavailable',
+  'ArtifactHashRequired',
   'OutputGap',
 ]);
 export type ErrorCode = z.infer<typeof errorCodeSchema>;
@@ -185,6 +186,11 @@ export const ERROR_STATUS = {
   LengthRequired: 411,
   /** The orchestrator's S3-compatible bucket refused or failed a call (its credentials, its reach): the bucket's error code is in the message. */
   ArtifactStoreUnavailable: 502,
+  /**
+   * An upload without a hash (`POST /api/artifacts/blobs`) to an orchestrator whose store is an
+   * S3-compatible bucket: a presigned upload signs the blob's SHA-256, so it must be known first.
+   */
+  ArtifactHashRequired: 409,
 } as const satisfies Record<ErrorCode, number>;
 
 /** An error body as {@link errorBody} builds it. */

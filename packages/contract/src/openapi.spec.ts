@@ -19,6 +19,7 @@ describe('OpenAPI documents', () => {
         '/api/workers/heartbeat',
         '/api/workers/{workerId}',
         '/api/workers/{workerId}/drain',
+        '/api/artifacts/blobs',
         '/api/artifacts/blobs/{sha256}',
         '/api/artifacts/blobs/{sha256}/transfers',
         '/api/executions/{executionId}/output',

@@ -59,6 +59,7 @@ const orchestratorSecurity: SecurityBySection<typeof orchestratorContract, keyof
   artifacts: {
     getBlob: ['workerCredential', 'adminToken'],
     putBlob: ['workerCredential', 'adminToken'],
+    uploadBlob: ['workerCredential', 'adminToken'],
     transfer: ['workerCredential', 'adminToken'],
   },
   executions: { output: ['workerCredential'] },

@@ -142,6 +142,25 @@ export const artifactsContract = c.router({
       502: errorBodySchema,
     },
   },
+  // --- the pack streamed into the upload (issue 13, round J) ---
+  uploadBlob: {
+    method: 'POST',
+    path: '/api/artifacts/blobs',
+    summary:
+      "Upload a blob whose SHA-256 is not known yet (mpd addition; application/octet-stream, streamed: chunked or with Content-Length, at most --max-artifact-size): the store hashes it as it writes it and names it by its hash; the answer says which. 201 when stored, 200 when the store already had it (the body was read and dropped). 413 PayloadTooLarge before reading a Content-Length past the limit, or once a chunked body passes it (nothing kept, the connection closed); 409 ArtifactHashRequired before the body is read when the store is an S3-compatible bucket (a presigned upload needs the hash first: use the transfers route)",
+    body: c.type<Uint8Array>(),
+    responses: {
+      200: putBlobResponseSchema,
+      201: putBlobResponseSchema,
+      403: errorBodySchema,
+      /** `ArtifactHashRequired`: the orchestrator keeps blobs in a bucket; upload by hash. */
+      409: errorBodySchema,
+      /** `PayloadTooLarge`: past `--max-artifact-size`. */
+      413: errorBodySchema,
+      /** `UnsupportedMediaType`: a `Content-Type` other than `application/octet-stream`. */
+      415: errorBodySchema,
+    },
+  },
   // --- S3-compatible store (issue 13, slice S) ---
   transfer: {
     method: 'POST',

@@ -31,6 +31,13 @@ export interface ArtifactStore {
    * @throws BlobWriteError `HashMismatch` or `SizeMismatch`; the body's own error when it fails
    */
   put(sha256: string, size: number, body: Readable): Promise<void>;
+  /**
+   * Stores `body` as the blob its bytes hash to (`POST /api/artifacts/blobs`), at most `maxBytes`
+   * of it: see {@link BlobStore.putUnnamed}. Absent from a store that must know a blob's hash
+   * before its bytes arrive (the bucket: a presigned upload signs it); the route then answers 409
+   * `ArtifactHashRequired`.
+   */
+  putUnnamed?(body: Readable, maxBytes: number): Promise<{ sha256: string; size: number; stored: boolean }>;
   /** Blob `sha256` for reading, verified as it is read; undefined when the store does not have it. */
   open(sha256: string): Promise<BlobReader | undefined>;
   /**

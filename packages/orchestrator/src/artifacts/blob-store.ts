@@ -24,12 +24,15 @@ import { type BlobTransfer, LIMITS } from '@mpd/contract';
 import { DEFAULT_ARTIFACT_RETENTION_MS } from '../orchestrator-options.js';
 import type { ArtifactStore, TransferDirection } from './artifact-store.js';
 
-/** Why a blob was not stored (see {@link BlobStore.put}). */
+/** Why a blob was not stored (see {@link BlobStore.put}, {@link BlobStore.putUnnamed}). */
 export class BlobWriteError extends Error {
   override readonly name = 'BlobWriteError';
   constructor(
-    /** `HashMismatch`: the bytes hash to another SHA-256; `SizeMismatch`: not as many bytes as declared. */
-    readonly code: 'HashMismatch' | 'SizeMismatch',
+    /**
+     * `HashMismatch`: the bytes hash to another SHA-256; `SizeMismatch`: not as many bytes as
+     * declared; `TooLarge`: an upload without a declared size passed the store's limit.
+     */
+    readonly code: 'HashMismatch' | 'SizeMismatch' | 'TooLarge',
     message: string,
   ) {
     super(message);
@@ -276,6 +279,69 @@ export class BlobStore implements ArtifactStore {
     } catch (error) {
       await unlink(temporary).catch(() => undefined);
       throw error;
+    }
+  }
+
+  /**
+   * Stores `body`, whose SHA-256 the caller does not know yet (`POST /api/artifacts/blobs`: a
+   * producer streaming its archive as it packs it): written to a temporary file in the store's
+   * directory while hashed, as {@link put} does, and renamed to its hash once the body ended. A
+   * blob the store holds already, as a file it verified and that is unchanged since, is kept and
+   * the temporary file removed (`stored: false`); any other file of that name is replaced by the
+   * new, verified bytes. Past `maxBytes` the write stops and the temporary file is removed.
+   * @param maxBytes the most bytes kept (`--max-artifact-size`)
+   * @returns the blob's SHA-256 and size in bytes, and whether this call stored it
+   * @throws BlobWriteError `TooLarge` past `maxBytes`; the body's own error when it fails (a client
+   *   that went away): nothing is kept either way.
+   */
+  async putUnnamed(body: Readable, maxBytes: number): Promise<{ sha256: string; size: number; stored: boolean }> {
+    await this.prepared();
+    const temporary = join(this.dir, `${TEMPORARY_PREFIX}${randomBytes(8).toString('hex')}`);
+    const hash = createHash('sha256');
+    let received = 0;
+    const counted = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        received += chunk.length;
+        if (received > maxBytes) {
+          callback(new BlobWriteError('TooLarge', `the body passed the store's limit of ${maxBytes} bytes`));
+          return;
+        }
+        hash.update(chunk);
+        callback(null, chunk);
+      },
+    });
+    // Piped, not in the pipeline: a body past the limit is left unread, not destroyed (a request
+    // destroyed takes its socket with it, and the 413 could not be sent). Its failure or an end
+    // short of its end (a client that went away) fails the write all the same.
+    body.pipe(counted);
+    const failed = (error: Error) => counted.destroy(error);
+    const closed = () => {
+      if (!body.readableEnded) counted.destroy(new Error('the body ended before its end'));
+    };
+    body.once('error', failed);
+    body.once('close', closed);
+    try {
+      await pipeline(counted, createWriteStream(temporary, { flags: 'wx', mode: 0o600 }));
+      const sha256 = hash.digest('hex');
+      const target = this.pathOf(sha256);
+      const known = this.verified.get(sha256);
+      const present = known ? await stat(target, { bigint: true }).catch(ignoreMissing) : undefined;
+      if (known !== undefined && present !== undefined && sameFile(known, present)) {
+        // The very bytes, verified: the file stays as it is (its readers' state with it).
+        await unlink(temporary);
+        await this.touch(sha256);
+        return { sha256, size: received, stored: false };
+      }
+      await rename(temporary, target);
+      await this.markUsed(sha256);
+      await this.recordVerified(sha256);
+      return { sha256, size: received, stored: true };
+    } catch (error) {
+      await unlink(temporary).catch(() => undefined);
+      throw error;
+    } finally {
+      body.off('error', failed);
+      body.off('close', closed);
     }
   }
 

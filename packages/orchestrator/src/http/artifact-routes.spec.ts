@@ -220,6 +220,126 @@ describe('artifact store routes', () => {
   });
 });
 
+/** Sends a chunked POST's headers and `sent` bytes of body, then waits: resolves with the answer's status and the request. */
+function postChunked(
+  url: string,
+  sent: number,
+  token?: string,
+): Promise<{ status: number; ms: number; req: ReturnType<typeof httpRequest> }> {
+  const started = Date.now();
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(`${url}/api/artifacts/blobs`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/octet-stream',
+        'transfer-encoding': 'chunked',
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+      },
+    });
+    req.on('response', (res) => {
+      res.resume();
+      resolve({ status: res.statusCode ?? 0, ms: Date.now() - started, req });
+    });
+    req.on('error', reject);
+    for (let written = 0; written < sent; written += 64 * 1024) req.write(Buffer.alloc(64 * 1024, 5));
+  });
+}
+
+describe('POST /api/artifacts/blobs: an upload whose hash is not known yet (issue 13, round J)', () => {
+  it('stores a chunked body as the blob it hashes to (201 naming it), serves it byte-identical, and takes it again without keeping a second copy (200)', async () => {
+    const store = await start();
+    const bytes = Buffer.alloc(3 * 1024 * 1024 + 5);
+    for (let index = 0; index < bytes.length; index++) bytes[index] = (index * 7) % 253;
+    const digest = sha256(bytes);
+    // ArtifactClient.putStream: chunked, as a producer streams its archive.
+    const client = new ArtifactClient({ baseUrl: store.url, token: () => store.credential });
+    cleanups.push(() => client.close());
+    const chunks = Readable.from([bytes.subarray(0, 1000), bytes.subarray(1000, 2_000_000), bytes.subarray(2_000_000)]);
+    expect(await client.putStream(chunks)).toEqual({ sha256: digest, size: bytes.length, stored: true });
+    expect(sha256(Buffer.from(await (await store.send('GET', blobPath(digest))).arrayBuffer()))).toBe(digest);
+
+    // Again, by the admin, with Content-Length this time: the verified file stays, nothing else is kept.
+    const again = await store.send('POST', '/api/artifacts/blobs', { body: bytes, token: ADMIN });
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual({ sha256: digest, size: bytes.length, stored: false });
+    expect(await readdir(store.dir)).toEqual([digest]);
+
+    const other = Buffer.alloc(100_000, 9);
+    expect(await client.putStream(Readable.from([other]))).toEqual({ sha256: sha256(other), size: other.length, stored: true });
+    expect((await readdir(store.dir)).sort()).toEqual([digest, sha256(other)].sort());
+  });
+
+  it('refuses a caller without a credential (401) or with the join token (403), and a body that is not application/octet-stream (415), before reading a byte', async () => {
+    const store = await start();
+    const anonymous = await postChunked(store.url, 1024 * 1024);
+    expect(anonymous.status).toBe(401);
+    anonymous.req.destroy();
+    const join = await postChunked(store.url, 1024 * 1024, JOIN);
+    expect(join.status).toBe(403);
+    join.req.destroy();
+    const typed = await store.send('POST', '/api/artifacts/blobs', {
+      body: Buffer.from('{}'),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(typed.status).toBe(415);
+    expect(await typed.json()).toMatchObject({ code: 'UnsupportedMediaType', errorMessage: expect.stringContaining('headers.content-type') });
+    expect(await readdir(store.dir)).toEqual([]);
+  });
+
+  it('refuses a Content-Length past --max-artifact-size (413) before reading, and a chunked body once it passes the limit (413, connection closed), keeping no file', async () => {
+    const store = await start({ maxArtifactBytes: 1024 * 1024 });
+    const declared = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(`${store.url}/api/artifacts/blobs`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${store.credential}`,
+          'content-type': 'application/octet-stream',
+          'content-length': String(1024 * 1024 + 1),
+        },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+        req.destroy();
+      });
+      req.on('error', reject);
+      req.write(Buffer.alloc(1024));
+    });
+    expect(declared).toBe(413);
+
+    // Exactly the limit passes.
+    const atLimit = await store.send('POST', '/api/artifacts/blobs', { body: Buffer.alloc(1024 * 1024, 1) });
+    expect(atLimit.status).toBe(201);
+    const kept = await readdir(store.dir);
+    expect(kept).toEqual([sha256(Buffer.alloc(1024 * 1024, 1))]);
+
+    // 2 MiB sent of an endless body: refused once past 1 MiB, the rest never read.
+    const over = await postChunked(store.url, 2 * 1024 * 1024, store.credential);
+    expect(over.status).toBe(413);
+    await new Promise<void>((resolve) => (over.req.socket?.destroyed ? resolve() : over.req.once('close', () => resolve())));
+    expect(await readdir(store.dir)).toEqual(kept);
+  });
+
+  it('keeps no temporary file and no blob of a client that hangs up mid-body', async () => {
+    const store = await start();
+    const req = httpRequest(`${store.url}/api/artifacts/blobs`, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${store.credential}`,
+        'content-type': 'application/octet-stream',
+        'transfer-encoding': 'chunked',
+      },
+    });
+    req.on('error', () => undefined);
+    req.write(Buffer.alloc(512 * 1024, 2));
+    // The temporary file exists while the body arrives…
+    await expect.poll(async () => (await readdir(store.dir)).filter((name) => name.startsWith('.incoming-')).length).toBe(1);
+    req.destroy();
+    // …and is gone once the client went away; nothing was named.
+    await expect.poll(async () => await readdir(store.dir)).toEqual([]);
+  });
+});
+
 describe('POST /api/artifacts/blobs/{sha256}/transfers with the directory store', () => {
   const transfer = (store: Harness, digest: string, body: unknown, token?: string) =>
     store.send('POST', `${blobPath(digest)}/transfers`, {

@@ -43,10 +43,22 @@ export async function blobTransfer(store: ArtifactStore, maxBytes: number, sha25
   return { status: 200 as const, body: transfer };
 }
 
-/** The blob routes' middleware: `get` (GET and HEAD) and `put`. */
+/** The blob routes' middleware: `get` (GET and HEAD), `put`, and `post` (an upload without a known hash). */
 export interface BlobRoutes {
   get: RequestHandler;
   put: RequestHandler;
+  post: RequestHandler;
+}
+
+/** 415 for a blob body that is not `application/octet-stream` (none given is taken as such); true once answered. */
+function refusedType(req: Request, res: Response): boolean {
+  const type = req.headers['content-type'];
+  if (type === undefined || req.is('application/octet-stream')) return false;
+  refuseUnread(req, res, {
+    code: 'UnsupportedMediaType',
+    message: `headers.content-type: blobs are uploaded as application/octet-stream, got ${JSON.stringify(type)}`,
+  });
+  return true;
 }
 
 /**
@@ -79,15 +91,31 @@ export function blobRoutes(store: ArtifactStore, maxBytes: number, logger: Logge
         });
         return;
       }
-      const type = req.headers['content-type'];
-      if (type !== undefined && !req.is('application/octet-stream')) {
+      if (refusedType(req, res)) return;
+      storeBlob(store, sha256, size, req, res, logger).catch(unlessUnavailable(req, res, logger, next));
+    },
+    post: (req, res, next) => {
+      if (store.putUnnamed === undefined) {
         refuseUnread(req, res, {
-          code: 'UnsupportedMediaType',
-          message: `headers.content-type: blobs are uploaded as application/octet-stream, got ${JSON.stringify(type)}`,
+          code: 'ArtifactHashRequired',
+          message: `the orchestrator keeps blobs in an S3-compatible bucket, which must know a blob's SHA-256 before its bytes: upload it by its hash (POST /api/artifacts/blobs/{sha256}/transfers, then the URL given)`,
         });
         return;
       }
-      storeBlob(store, sha256, size, req, res, logger).catch(unlessUnavailable(req, res, logger, next));
+      // Optional here (a producer streams its archive as it packs it: chunked); one past the limit
+      // is refused before a byte is read. (Node's parser answers 400 for one that is not a number.)
+      const length = req.headers['content-length'];
+      if (length !== undefined && Number(length) > maxBytes) {
+        refuseUnread(req, res, {
+          code: 'PayloadTooLarge',
+          message: `headers.content-length: ${overLimit(Number(length), maxBytes)}`,
+        });
+        return;
+      }
+      if (refusedType(req, res)) return;
+      storeUnnamedBlob(store.putUnnamed.bind(store), maxBytes, req, res, logger).catch(
+        unlessUnavailable(req, res, logger, next),
+      );
     },
   };
 }
@@ -197,4 +225,39 @@ async function storeBlob(
     throw error;
   }
   res.status(201).json({ sha256, size, stored: true });
+}
+
+/**
+ * `POST /api/artifacts/blobs`: the body stored as the blob it hashes to (see `BlobStore.putUnnamed`).
+ * A body passing `maxBytes` (chunked, so not refused before it was read) gets 413 and the
+ * connection is closed once that is sent: the rest of the body is not read.
+ */
+async function storeUnnamedBlob(
+  putUnnamed: NonNullable<ArtifactStore['putUnnamed']>,
+  maxBytes: number,
+  req: Request,
+  res: Response,
+  logger: Logger,
+): Promise<void> {
+  let stored;
+  try {
+    stored = await putUnnamed(req, maxBytes);
+  } catch (error) {
+    if (error instanceof BlobWriteError && error.code === 'TooLarge') {
+      res.setHeader('Connection', 'close');
+      res.once('finish', () => req.socket?.destroy());
+      sendError(
+        res,
+        'PayloadTooLarge',
+        `body: the upload passed the store's limit of ${describeBytes(maxBytes)} (--max-artifact-size): nothing was stored`,
+      );
+      return;
+    }
+    if (req.destroyed || req.readableAborted) {
+      logger.debug('artifact store: an upload without a hash ended before its body was complete; not stored');
+      return;
+    }
+    throw error;
+  }
+  res.status(stored.stored ? 201 : 200).json(stored);
 }

@@ -208,6 +208,7 @@ export function createRoutes(
     artifacts: {
       getBlob: { middleware: [...artifactsAuth, blobs.get], handler: answeredByMiddleware },
       putBlob: { middleware: [...artifactsAuth, blobs.put], handler: answeredByMiddleware },
+      uploadBlob: { middleware: [...artifactsAuth, blobs.post], handler: answeredByMiddleware },
       transfer: {
         middleware: artifactsAuth,
         handler: ({ params, body }) => blobTransfer(artifactStore, options.maxArtifactBytes, params.sha256, body),

@@ -11,6 +11,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Readable } from 'node:stream';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { S3RequestPresigner } from '@aws-sdk/s3-request-presigner';
 import { ArtifactClient, BlobDamagedError } from '@mpd/client';
@@ -199,6 +200,29 @@ describe('S3-compatible artifact store', () => {
     }
     // A client sending another size than the signed one would not pass.
     expect(await signedWith({ ...put!, headers: { ...put!.headers, 'content-length': '1' } }, 'S3RVER')).toBe(false);
+  });
+
+  it('refuses an upload without a hash (409 ArtifactHashRequired) before reading it: ArtifactClient.putStream answers undefined, remembered, and the upload by hash goes to the bucket', async () => {
+    const { client, files, key } = await start('unnamed');
+    const bytes = Buffer.alloc(4 * 1024 * 1024, 6);
+    await writeFile(join(files, 'in.bin'), bytes);
+    const before = s3.requests().length;
+    // Several MiB that never end: refused all the same, without a hang or a cut connection.
+    let pulled = 0;
+    const endless = new Readable({
+      read() {
+        pulled++;
+        this.push(Buffer.alloc(64 * 1024, 1));
+      },
+    });
+    expect(await client.putStream(endless)).toBeUndefined();
+    expect(endless.destroyed).toBe(true);
+    expect(await client.putStream(Readable.from([bytes]))).toBeUndefined(); // not asked again
+    const digest = await client.putFile(join(files, 'in.bin'));
+    expect(digest).toEqual({ sha256: sha256(bytes), size: bytes.length });
+    const seen = s3.requests().slice(before);
+    expect(seen.filter((request) => request.method === 'PUT').map((request) => request.path)).toEqual([key(digest.sha256)]);
+    expect(pulled).toBeGreaterThan(0);
   });
 
   it('signs Content-Length and x-amz-checksum-sha256 into an upload URL that expires after the configured time', async () => {

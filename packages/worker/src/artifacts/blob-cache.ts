@@ -16,13 +16,14 @@ import { createWriteStream } from 'node:fs';
 import { copyFile, type FileHandle, link, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { type Readable, Writable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { LIMITS } from '@mpd/contract';
 import { makeDirectory } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import { BlobBroadcast, DownloadAbandonedError, type StreamedBlob } from './blob-broadcast.js';
 import type { BlobFollower } from './blob-progress.js';
+import { ReportingFileWriter } from './reporting-file-writer.js';
 
 export { DownloadAbandonedError } from './blob-broadcast.js';
 
@@ -40,25 +41,6 @@ export type BlobOpener = (sha256: string) => Promise<{ size: number; body: Reada
 
 /** Bytes written to a followed download's file per write at most (and so between two {@link BlobFollower.written} calls). */
 const FOLLOW_WRITE_BYTES = 1024 * 1024;
-
-/** A file written through a handle that reports its length after each write (`writev`, as fs's own streams). */
-class ReportingFileWriter extends Writable {
-  private bytes = 0;
-  constructor(
-    private readonly handle: FileHandle,
-    private readonly report: (bytes: number) => void,
-  ) {
-    super({ highWaterMark: FOLLOW_WRITE_BYTES });
-  }
-  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
-    const buffers = chunks.map(({ chunk }) => chunk);
-    this.handle.writev(buffers).then(({ bytesWritten }) => {
-      this.bytes += bytesWritten;
-      this.report(this.bytes);
-      callback();
-    }, callback);
-  }
-}
 
 /** Options of {@link BlobCache}. */
 export interface BlobCacheOptions {

@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { lstat, mkdir, mkdtemp, readdir, rename, rm, unlink } from 'node:fs/promises';
+import { type FileHandle, lstat, mkdir, mkdtemp, open, readdir, rename, rm, unlink } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -24,6 +24,7 @@ import type { ReadEntry } from 'tar';
 import type { StreamedBlob } from './blob-broadcast.js';
 import { type BlobFollower, BlobProgress, readFollowed, readStreamed } from './blob-progress.js';
 import { DigestingStream } from './digesting-stream.js';
+import { ReportingFileWriter } from './reporting-file-writer.js';
 
 /** A blob's SHA-256 (64 lowercase hex digits) and size in bytes. */
 export interface Digest {
@@ -38,8 +39,29 @@ export interface Digest {
  */
 export type FollowedBlob = { path: string; size: number } | StreamedBlob;
 
+/**
+ * An archive being packed, as its uploader hears of it ({@link BlobTransport.putPacking}): how
+ * many bytes are in its file so far (called as they grow; each count may be read from the file),
+ * then its end: its digest (computed as it was packed) once every byte is in, or the packing's
+ * failure (the upload is then abandoned: nothing is stored).
+ */
+export interface PackFollower {
+  written(bytes: number): void;
+  ended(outcome: { digest: Digest } | { error: Error }): void;
+}
+
 /** How a module's artifacts reach the store and come back: the worker's side, in its process or over a host's IPC. */
 export interface BlobTransport {
+  /**
+   * Uploads the archive being packed at `path` (the file exists, empty or not: the packer made it)
+   * as it is written, and keeps it in the worker's cache once packed and stored (issue 13, round
+   * J: the pack overlaps the upload). The packer reports to `follower`; `stored` settles with the
+   * digest once the store holds the blob (checked against the packer's), or rejects (the packing
+   * failed, or the upload did: the packer then stops). Where the store must know a blob's hash
+   * before its bytes (an S3-compatible bucket), the upload waits for the end and goes as
+   * {@link BlobTransport.put}. Absent: the packer packs whole, then calls `put`.
+   */
+  putPacking?(path: string): { follower: PackFollower; stored: Promise<Digest> };
   /**
    * Uploads the file at `path` (unless the store has it) and keeps it in the worker's cache;
    * answers its digest. `digest`: the file's, computed as it was written, so it is not read a
@@ -135,6 +157,21 @@ async function packHashed(pack: NodeJS.ReadableStream, archive: string, stop: Ab
   await pipeline(pack, digesting, createWriteStream(archive, { flags: 'wx', highWaterMark: TAR_READ_BYTES }), {
     signal: stop,
   });
+  return await digesting.digest();
+}
+
+/**
+ * {@link packHashed} into the file already open as `handle` (the uploader reads it as it grows),
+ * `written` hearing the file's length after each write; the caller closes `handle`.
+ */
+async function packHashedInto(
+  pack: NodeJS.ReadableStream,
+  handle: FileHandle,
+  written: (bytes: number) => void,
+  stop: AbortSignal,
+): Promise<Digest> {
+  const digesting = new DigestingStream();
+  await pipeline(pack, digesting, new ReportingFileWriter(handle, written), { signal: stop });
   return await digesting.digest();
 }
 
@@ -341,6 +378,15 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtif
         },
         files,
       );
+      if (transport.putPacking) {
+        const { sha256, size } = await packWhileUploading(
+          transport.putPacking.bind(transport),
+          pack as unknown as NodeJS.ReadableStream,
+          archive,
+          stop,
+        );
+        return { name, sha256, size, files: files.length, compression };
+      }
       // Hashed as it is written: the transport uploads it without reading it to hash first.
       const digest = await packHashed(pack as unknown as NodeJS.ReadableStream, archive, stop);
       // Not awaited past the module's end: its worker refuses the call of a module no longer running.
@@ -350,6 +396,46 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtif
       throw stop.aborted ? stop.reason : error; // the pipeline's AbortError carries the end's reason
     } finally {
       await rm(archive, { force: true });
+    }
+  }
+
+  /**
+   * Packs into `archive` (made here) while the transport uploads it as it grows (issue 13, round
+   * J): the packing stops when the module ends (`stop`) or the upload fails, and the upload is
+   * abandoned when the packing fails (the transport hears the failure: nothing is stored).
+   * @returns the digest the store holds the archive under, once it does
+   */
+  async function packWhileUploading(
+    putPacking: NonNullable<BlobTransport['putPacking']>,
+    pack: NodeJS.ReadableStream,
+    archive: string,
+    stop: AbortSignal,
+  ): Promise<Digest> {
+    // Made before the transport is told of it, so that its reader finds it.
+    const handle = await open(archive, 'wx');
+    try {
+      const { follower, stored } = putPacking(archive);
+      const packing = new AbortController();
+      const onStop = () => packing.abort(stop.reason);
+      stop.addEventListener('abort', onStop, { once: true });
+      if (stop.aborted) onStop();
+      // An upload that failed first (the store refused it, the connection was lost) stops the packing.
+      stored.catch((error: unknown) => packing.abort(error));
+      let digest: Digest;
+      try {
+        digest = await packHashedInto(pack, handle, (bytes) => follower.written(bytes), packing.signal);
+      } catch (error) {
+        const reason = packing.signal.aborted ? packing.signal.reason : error;
+        follower.ended({ error: reason instanceof Error ? reason : new Error(String(reason)) });
+        throw reason;
+      } finally {
+        stop.removeEventListener('abort', onStop);
+      }
+      follower.ended({ digest });
+      // Not awaited past the module's end: its worker refuses the call of a module no longer running.
+      return await untilStopped(stored, stop);
+    } finally {
+      await handle.close();
     }
   }
 

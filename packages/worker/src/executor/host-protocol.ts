@@ -77,8 +77,24 @@ export type ToHost =
  * download as it is written (`follow`; the host abandons it with an `artifact-abandon`).
  */
 export type ArtifactCall = { type: 'artifact-call'; executionId: string; callId: number } &
-  /** `digest`: the archive's, computed by the host as it packed it (so the worker does not read it to hash it). */
-  ({ op: 'put'; path: string; digest?: Digest } | { op: 'checkOut' | 'follow'; sha256: string });
+  /**
+   * `digest`: the archive's, computed by the host as it packed it (so the worker does not read it to hash it).
+   * `putPacking`: upload the archive the host is packing at `path` as it grows; the host reports
+   * its growth and end with {@link ArtifactPackProgress} messages of the same `callId`.
+   */
+  (
+    | { op: 'put'; path: string; digest?: Digest }
+    | { op: 'putPacking'; path: string }
+    | { op: 'checkOut' | 'follow'; sha256: string }
+  );
+
+/**
+ * How an archive the host packs for a `putPacking` call (`callId`) grows: `written` bytes are in
+ * its file; then its end, with the archive's `digest`, or `message` when the packing failed.
+ */
+export type ArtifactPackProgress =
+  | { type: 'artifact-pack-progress'; callId: number; written: number }
+  | { type: 'artifact-pack-ended'; callId: number; digest?: Digest; message?: string };
 
 /** The host gives up a followed download (call `callId`'s): its archive was refused. */
 export interface ArtifactAbandon {
@@ -128,6 +144,7 @@ export type FromHost =
   | { type: 'init-failed'; message: string }
   | HostLogBatch
   | ArtifactCall
+  | ArtifactPackProgress
   | ArtifactAbandon
   /**
    * The module returned (`resultText`: its result serialised) or threw. `leftoverChildren`:

@@ -34,6 +34,7 @@ import {
   type ExecutionArtifacts,
   type FollowedBlob,
   moduleArtifacts,
+  type PackFollower,
 } from '../artifacts/module-artifacts.js';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
 import { ExecutionStop } from './execution-stop.js';
@@ -170,6 +171,11 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
   }
 }
 
+/** Bytes of a packed archive's growth per message to the worker at most (see `WorkerBlobCalls.putPacking`). */
+const PACK_REPORT_BYTES = 4 * 1024 * 1024;
+/** How long what an archive grew by waits to be told at most, ms. */
+const PACK_REPORT_DELAY_MS = 20;
+
 /** `ctx.artifacts` calls waiting for the worker's answer, by call id. */
 const artifactCalls = new Map<number, { resolve: (value: never) => void; reject: (error: Error) => void }>();
 /** The followers of downloads being followed (`follow` calls), by call id, until their `artifact-ended`. */
@@ -184,7 +190,10 @@ class WorkerBlobCalls implements BlobTransport {
   constructor(private readonly executionId: string) {}
 
   private call<T>(
-    request: { op: 'put'; path: string; digest?: Digest } | { op: 'checkOut' | 'follow'; sha256: string },
+    request:
+      | { op: 'put'; path: string; digest?: Digest }
+      | { op: 'putPacking'; path: string }
+      | { op: 'checkOut' | 'follow'; sha256: string },
     callId = nextCallId++,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -195,6 +204,46 @@ class WorkerBlobCalls implements BlobTransport {
 
   put(path: string, digest?: Digest): Promise<Digest> {
     return this.call({ op: 'put', path, ...(digest ? { digest } : {}) });
+  }
+
+  /**
+   * The worker uploads the archive as it is packed: told of its growth one message per
+   * {@link PACK_REPORT_BYTES} written, and of what was written since at most
+   * {@link PACK_REPORT_DELAY_MS} later (a slow packing still moves the upload on); then its end.
+   */
+  putPacking(path: string): { follower: PackFollower; stored: Promise<Digest> } {
+    const callId = nextCallId++;
+    const stored = this.call<Digest>({ op: 'putPacking', path }, callId);
+    let reported = 0;
+    let latest = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const report = () => {
+      clearTimeout(timer);
+      timer = undefined;
+      if (latest <= reported) return;
+      reported = latest;
+      send({ type: 'artifact-pack-progress', callId, written: latest });
+    };
+    let ended = false;
+    const follower: PackFollower = {
+      written: (bytes) => {
+        if (ended) return;
+        latest = bytes;
+        if (bytes - reported >= PACK_REPORT_BYTES) report();
+        else timer ??= setTimeout(report, PACK_REPORT_DELAY_MS).unref();
+      },
+      ended: (outcome) => {
+        if (ended) return;
+        ended = true;
+        clearTimeout(timer);
+        send({
+          type: 'artifact-pack-ended',
+          callId,
+          ...('digest' in outcome ? { digest: outcome.digest } : { message: outcome.error.message }),
+        });
+      },
+    };
+    return { follower, stored };
   }
 
   checkOut(sha256: string): Promise<{ path: string }> {

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import type { Socket } from 'node:net';
 import type { WorkerArtifacts } from './execution.js';
 import type { BlobFollower } from '../artifacts/blob-progress.js';
-import type { BlobTransport, FollowedBlob } from '../artifacts/module-artifacts.js';
+import type { BlobTransport, FollowedBlob, PackFollower } from '../artifacts/module-artifacts.js';
 import {
   type ArtifactCall,
   type FromHost,
@@ -148,6 +148,11 @@ const PROGRESS_DELAY_MS = 20;
 export class ModuleHost {
   /** Followed downloads of the host's `follow` calls, by call id: aborted when the host abandons one. */
   private readonly abandons = new Map<number, AbortController>();
+  /**
+   * Archives the host is packing for its `putPacking` calls, by call id, until their end: one the
+   * host never ended (it exited) fails then, so its upload does not wait for bytes that never come.
+   */
+  private readonly packs = new Map<number, PackFollower>();
   readonly pid: number;
   /** Resolves once the host loaded the pipeline; rejects (with the reason) if it cannot. */
   readonly ready: Promise<void>;
@@ -233,6 +238,10 @@ export class ModuleHost {
     this.exited = new Promise((resolve) => {
       this.child.on('exit', (code, signal) => {
         this.hasExited = true;
+        for (const follower of this.packs.values()) {
+          follower.ended({ error: new Error(`the module host exited (${signal ?? `code ${code}`}) while it packed the archive`) });
+        }
+        this.packs.clear();
         const tail = this.stderrTail.length > 0 ? `: ${this.stderrTail.join(' | ')}` : '';
         readyReject(new Error(`the module host exited (${signal ?? `code ${code}`}) before it was ready${tail}`));
         const running = this.running;
@@ -261,6 +270,16 @@ export class ModuleHost {
         case 'artifact-abandon':
           this.abandons.get(message.callId)?.abort();
           return;
+        case 'artifact-pack-progress':
+          this.packs.get(message.callId)?.written(message.written);
+          return;
+        case 'artifact-pack-ended': {
+          const follower = this.packs.get(message.callId);
+          this.packs.delete(message.callId);
+          if (message.digest !== undefined && message.message === undefined) follower?.ended({ digest: message.digest });
+          else follower?.ended({ error: new Error(message.message ?? 'the module host ended the packing without a digest') });
+          return;
+        }
         case 'done':
         case 'crash': {
           if (this.running === undefined || message.executionId !== this.running.executionId) {
@@ -356,6 +375,19 @@ export class ModuleHost {
         ok: false,
         message: 'no artifact store for this call (no orchestrator, or the module is no longer running)',
       });
+      return;
+    }
+    if (call.op === 'putPacking') {
+      if (!transport.putPacking) {
+        answer({ ok: false, message: 'this worker cannot upload an archive as it is packed' });
+        return;
+      }
+      const { follower, stored } = transport.putPacking(call.path);
+      this.packs.set(call.callId, follower);
+      stored.then(
+        (value) => answer({ ok: true, value }),
+        (error: unknown) => answer({ ok: false, message: error instanceof Error ? error.message : String(error) }),
+      );
       return;
     }
     const moved =
