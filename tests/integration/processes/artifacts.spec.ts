@@ -1,6 +1,7 @@
 /**
  * Artifacts between machines (issue 13): a module on worker A uploads files, its dependant on
- * worker B downloads them, byte-identical, through the orchestrator's store; every process real,
+ * worker B downloads them, byte-identical, through the orchestrator's store (and a module on A
+ * from A's cache, without a download); every process real,
  * each worker with a cache of its own; A runs modules in module hosts (the default for a pipeline
  * file), B in its own process (`--isolation none`), so both ways `ctx.artifacts` reaches the worker run;
  * once with the orchestrator's directory store, once with an S3-compatible bucket (s3rver as a process).
@@ -101,14 +102,34 @@ async function acrossWorkers(
   expect(test.files).toBe(3);
   expect(test.hashes).toEqual(build.hashes);
   expect(Object.keys(test.hashes)).toHaveLength(3);
-  return { build, test, cacheOf };
+  const check = result.modules.find((module) => module.name === 'check')!.result as typeof test;
+  expect(check.workerId).toBe('art-a');
+  expect(check.hashes).toEqual(build.hashes);
+  return { build, test, cacheOf, orchestratorOutput: orchestrator.output() };
 }
 
 describe('artifacts across workers', () => {
   it('an artifact produced on worker A is consumed on worker B byte-identical, B downloading it into its own cache; with --artifact-retention 0 the store is emptied when the run ends', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mpd-artifacts-e2e-'));
     const store = join(dir, 'store');
-    const { build, cacheOf } = await acrossWorkers(dir, ['--artifacts-dir', store, '--artifact-retention', '0']);
+    const { build, cacheOf, orchestratorOutput } = await acrossWorkers(
+      dir,
+      ['--artifacts-dir', store, '--artifact-retention', '0'],
+      { MPD_LOG_LEVEL: 'debug' },
+    );
+    // A uploaded the archive as it packed it (round J): one POST without a hash, no PUT by hash;
+    // the blob was read from the store once, by B: the consumer on A read A's cache.
+    const requests = orchestratorOutput
+      .split('\n')
+      .filter((line) => line.includes('"msg":"request"') && line.includes('/api/artifacts/blobs'))
+      .map((line) => {
+        const { method, path, status } = JSON.parse(line) as { method: string; path: string; status: number };
+        return `${method} ${path.replace(build.dist.sha256, '{sha256}')} ${status}`;
+      });
+    expect(requests.filter((request) => !request.startsWith('POST /api/artifacts/blobs/{sha256}/transfers'))).toEqual([
+      'POST /api/artifacts/blobs 201',
+      'GET /api/artifacts/blobs/{sha256} 200',
+    ]);
     // The archive is in A's cache from its upload, in B's from its download (from the store).
     for (const where of [cacheOf('art-a'), cacheOf('art-b')]) {
       expect(existsSync(join(where, build.dist.sha256)), where).toBe(true);
