@@ -100,6 +100,7 @@ describe('OpenAPI documents are valid and importable', () => {
       'GET /api/health': [],
       'GET /api/artifacts/blobs/{sha256}': ['workerCredential', 'adminToken'],
       'PUT /api/artifacts/blobs/{sha256}': ['workerCredential', 'adminToken'],
+      'POST /api/artifacts/blobs': ['workerCredential', 'adminToken'],
       'POST /api/artifacts/blobs/{sha256}/transfers': ['workerCredential', 'adminToken'],
       'POST /api/executions/{executionId}/output': ['workerCredential'],
     });
