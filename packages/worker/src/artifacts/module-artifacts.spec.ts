@@ -1,4 +1,4 @@
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -211,6 +211,62 @@ describe('ctx.artifacts', () => {
     const reason = new Error('Module timed out');
     await within(execution.end(reason), 5_000, 'the end did not resolve');
     expect(await within(settled, 1_000, 'the upload did not settle')).toBe(reason);
+    expect(await readdir(join(root, 'scratch'))).toEqual([]);
+  });
+
+  it('packs into the upload as the archive grows (putPacking): the transport hears each length as it is written, then the digest; an end mid-pack stops the packing, the transport hears the failure, the upload rejects with the end’s reason and its archive is removed', async () => {
+    const { root, work, transport } = await setUp();
+    await writeFile(join(work, 'big.bin'), Buffer.alloc(24 * 1024 * 1024, 5));
+    await writeFile(join(work, 'small.txt'), 'small');
+    /** What the transport heard of each upload: lengths as they grew (read from the file then), and the end. */
+    const heard: Array<{ lengths: number[]; fileAtLength: boolean[]; ended?: Digest | Error }> = [];
+    let onWritten: (() => void) | undefined;
+    const packing = {
+      ...transport,
+      put: () => Promise.reject(new Error('put is not used when putPacking is there')),
+      putPacking: (path: string) => {
+        const upload: (typeof heard)[number] = { lengths: [], fileAtLength: [] };
+        heard.push(upload);
+        let done!: (digest: Digest) => void;
+        let failed!: (error: Error) => void;
+        const stored = new Promise<Digest>((resolve, reject) => ((done = resolve), (failed = reject)));
+        return {
+          stored,
+          follower: {
+            written: (bytes: number) => {
+              upload.lengths.push(bytes);
+              // The bytes it is told of are in the file already (the uploader reads up to there).
+              upload.fileAtLength.push(existsSync(path) && statSync(path).size >= bytes);
+              onWritten?.();
+            },
+            ended: (outcome: { digest: Digest } | { error: Error }) => {
+              upload.ended = 'digest' in outcome ? outcome.digest : outcome.error;
+              if ('digest' in outcome) void digestFile(path).then((actual) => (actual.sha256 === outcome.digest.sha256 ? done(actual) : failed(new Error('not the file'))));
+              else failed(outcome.error);
+            },
+          },
+        };
+      },
+    };
+    const execution = moduleArtifacts({ transport: packing, workingDirectory: work, scratchDir: join(root, 'scratch') });
+    const ref = await execution.api.upload('whole', ['big.bin', 'small.txt']);
+    expect(heard[0]!.ended).toEqual({ sha256: ref.sha256, size: ref.size });
+    expect(heard[0]!.lengths.length).toBeGreaterThan(1); // told as it grew, not once at the end
+    expect(heard[0]!.lengths.at(-1)).toBe(ref.size);
+    expect(heard[0]!.fileAtLength.every(Boolean)).toBe(true);
+
+    // The module ends while its archive is being packed (at the first length the transport hears).
+    const reason = new Error('Module cancelled');
+    let ending: Promise<void> | undefined;
+    onWritten = () => (ending ??= execution.end(reason));
+    const settled = execution.api.upload('cut', ['big.bin', 'small.txt']).then(
+      () => 'resolved',
+      (error: unknown) => error,
+    );
+    expect(await within(settled, 10_000, 'the upload did not settle')).toBe(reason);
+    await within(ending!, 5_000, 'the end did not resolve');
+    expect(heard[1]!.ended).toBe(reason);
+    expect(heard[1]!.lengths.at(-1)).toBeLessThan(ref.size);
     expect(await readdir(join(root, 'scratch'))).toEqual([]);
   });
 

@@ -1,5 +1,7 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ArtifactClient } from '@mpd/client';
@@ -63,6 +65,143 @@ describe('WorkerBlobs', () => {
     } finally {
       await client.close();
       await store.close();
+    }
+  });
+});
+
+/**
+ * A store taking uploads: `POST /api/artifacts/blobs` hashed as it arrives and answered with what
+ * it hashed to (or, `hashRequired`, 409 `ArtifactHashRequired` as an orchestrator with a bucket
+ * answers, and then the routes by hash: transfers, `HEAD` 404, `PUT`). Records every request, the
+ * bytes each body brought so far, and whether it ended or was cut.
+ */
+async function startUploadStore(options: { hashRequired?: boolean } = {}) {
+  const requests: Array<{ method: string; path: string; bytes: number; sha256?: string; cut: boolean }> = [];
+  const server = createServer((request: IncomingMessage, response) => {
+    const seen: (typeof requests)[number] = { method: request.method!, path: request.url!, bytes: 0, cut: false };
+    requests.push(seen);
+    const hash = createHash('sha256');
+    request.on('data', (chunk: Buffer) => {
+      seen.bytes += chunk.length;
+      hash.update(chunk);
+    });
+    request.on('close', () => (seen.cut ||= !request.complete));
+    const json = (status: number, body: unknown) =>
+      response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    if (request.url === '/api/artifacts/blobs' && options.hashRequired) {
+      return json(409, { success: false, errorMessage: 'a bucket', code: 'ArtifactHashRequired' });
+    }
+    if (request.url!.endsWith('/transfers')) return void request.on('end', () => json(200, { store: 'orchestrator' }));
+    if (request.method === 'HEAD') return void response.writeHead(404).end();
+    request.on('end', () => {
+      seen.sha256 = hash.digest('hex');
+      json(201, { sha256: seen.sha256, size: seen.bytes, stored: true });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+describe('WorkerBlobs.putPacking: the archive uploaded as its module packs it (issue 13, round J)', () => {
+  async function setUp(options: { hashRequired?: boolean } = {}) {
+    const root = await mkdtemp(join(tmpdir(), 'mpd-worker-packing-'));
+    dirs.push(root);
+    const store = await startUploadStore(options);
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    const blobs = new WorkerBlobs(client, { dir: join(root, 'cache'), maxBytes: 64 * 1024 * 1024 });
+    await blobs.cache.open();
+    const archive = join(root, 'cache', '.scratch-archive');
+    await writeFile(archive, '');
+    return {
+      store,
+      blobs,
+      archive,
+      close: async () => {
+        await client.close();
+        await store.close();
+      },
+    };
+  }
+  const first = Buffer.alloc(3 * 1024 * 1024, 1);
+  const rest = Buffer.alloc(2 * 1024 * 1024 + 7, 2);
+  const whole = Buffer.concat([first, rest]);
+  const digestOf = (bytes: Buffer) => ({ sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length });
+
+  it('sends the bytes written so far before the packing ended (one POST, no hash needed), then keeps the archive in the cache under the digest the store answered', async () => {
+    const { store, blobs, archive, close } = await setUp();
+    try {
+      const { follower, stored } = blobs.putPacking(archive);
+      await appendFile(archive, first);
+      follower.written(first.length);
+      // The store has the first bytes while the packer has not ended: the pack overlaps the upload.
+      await expect.poll(() => store.requests[0]?.bytes ?? 0, { timeout: 10_000 }).toBe(first.length);
+      await appendFile(archive, rest);
+      follower.ended({ digest: digestOf(whole) });
+      expect(await within(stored, 10_000, 'the upload did not end')).toEqual(digestOf(whole));
+      expect(store.requests.map(({ method, path, sha256: hashed }) => [method, path, hashed])).toEqual([
+        ['POST', '/api/artifacts/blobs', digestOf(whole).sha256],
+      ]);
+      // A consumer on this worker reads it from the cache, without a download.
+      expect(blobs.cache.has(digestOf(whole).sha256)).toBe(true);
+    } finally {
+      await close();
+    }
+  });
+
+  it('a packing that fails cuts the upload short (nothing for the store to keep) and the upload rejects with its error; an answer naming other bytes than packed fails the upload', async () => {
+    const { store, blobs, archive, close } = await setUp();
+    try {
+      const { follower, stored } = blobs.putPacking(archive);
+      await appendFile(archive, first);
+      follower.written(first.length);
+      await expect.poll(() => store.requests[0]?.bytes ?? 0, { timeout: 10_000 }).toBe(first.length);
+      const failure = new Error('tar: a file vanished while it was packed');
+      follower.ended({ error: failure });
+      await expect(within(stored, 10_000, 'the upload did not end')).rejects.toBe(failure);
+      await expect.poll(() => store.requests[0]!.cut, { timeout: 10_000 }).toBe(true);
+      expect(blobs.cache.bytes).toBe(0);
+
+      // The packer's digest is not what the store received: refused, not kept.
+      const other = blobs.putPacking(archive);
+      other.follower.ended({ digest: digestOf(Buffer.from('other bytes')) });
+      await expect(within(other.stored, 10_000, 'the upload did not end')).rejects.toThrow(/changed on their way/);
+      expect(blobs.cache.bytes).toBe(0);
+    } finally {
+      await close();
+    }
+  });
+
+  it('an orchestrator whose store needs the hash first (409 ArtifactHashRequired: a bucket) gets the archive by hash once packed, and is not asked again', async () => {
+    const { store, blobs, archive, close } = await setUp({ hashRequired: true });
+    try {
+      const { follower, stored } = blobs.putPacking(archive);
+      await appendFile(archive, whole);
+      follower.ended({ digest: digestOf(whole) });
+      expect(await within(stored, 10_000, 'the upload did not end')).toEqual(digestOf(whole));
+      const again = blobs.putPacking(archive);
+      again.follower.ended({ digest: digestOf(whole) });
+      expect(await within(again.stored, 10_000, 'the second upload did not end')).toEqual(digestOf(whole));
+      const path = `/api/artifacts/blobs/${digestOf(whole).sha256}`;
+      expect(store.requests.map(({ method, path: at }) => `${method} ${at}`)).toEqual([
+        'POST /api/artifacts/blobs',
+        `POST ${path}/transfers`,
+        `HEAD ${path}`,
+        `PUT ${path}`,
+        // The second: by hash at once (the blob routes remembered; the store answers HEAD 404 here).
+        `HEAD ${path}`,
+        `PUT ${path}`,
+      ]);
+      expect(store.requests.find((request) => request.method === 'PUT')!.sha256).toBe(digestOf(whole).sha256);
+      expect(blobs.cache.has(digestOf(whole).sha256)).toBe(true);
+    } finally {
+      await close();
     }
   });
 });
