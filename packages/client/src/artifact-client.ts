@@ -198,7 +198,10 @@ export class ArtifactClient {
       return putBlobResponseSchema.parse(await response.body.json());
     }
     const refused = await refusal(response, 'POST blob');
-    if (refused.code === 'ArtifactHashRequired' || (response.statusCode === 404 && refused.code !== 'ArtifactNotFound')) {
+    if (
+      refused.code === 'ArtifactHashRequired' ||
+      (response.statusCode === 404 && refused.code !== 'ArtifactNotFound')
+    ) {
       this.hashRequired = true;
       body.destroy();
       return undefined;

@@ -147,7 +147,7 @@ export const artifactsContract = c.router({
     method: 'POST',
     path: '/api/artifacts/blobs',
     summary:
-      "Upload a blob whose SHA-256 is not known yet (mpd addition; application/octet-stream, streamed: chunked or with Content-Length, at most --max-artifact-size): the store hashes it as it writes it and names it by its hash; the answer says which. 201 when stored, 200 when the store already had it (the body was read and dropped). 413 PayloadTooLarge before reading a Content-Length past the limit, or once a chunked body passes it (nothing kept, the connection closed); 409 ArtifactHashRequired before the body is read when the store is an S3-compatible bucket (a presigned upload needs the hash first: use the transfers route)",
+      'Upload a blob whose SHA-256 is not known yet (mpd addition; application/octet-stream, streamed: chunked or with Content-Length, at most --max-artifact-size): the store hashes it as it writes it and names it by its hash; the answer says which. 201 when stored, 200 when the store already had it (the body was read and dropped). 413 PayloadTooLarge before reading a Content-Length past the limit, or once a chunked body passes it (nothing kept, the connection closed); 409 ArtifactHashRequired before the body is read when the store is an S3-compatible bucket (a presigned upload needs the hash first: use the transfers route)',
     body: c.type<Uint8Array>(),
     responses: {
       200: putBlobResponseSchema,

@@ -265,7 +265,11 @@ describe('POST /api/artifacts/blobs: an upload whose hash is not known yet (issu
     expect(await readdir(store.dir)).toEqual([digest]);
 
     const other = Buffer.alloc(100_000, 9);
-    expect(await client.putStream(Readable.from([other]))).toEqual({ sha256: sha256(other), size: other.length, stored: true });
+    expect(await client.putStream(Readable.from([other]))).toEqual({
+      sha256: sha256(other),
+      size: other.length,
+      stored: true,
+    });
     expect((await readdir(store.dir)).sort()).toEqual([digest, sha256(other)].sort());
   });
 
@@ -282,7 +286,10 @@ describe('POST /api/artifacts/blobs: an upload whose hash is not known yet (issu
       headers: { 'content-type': 'application/json' },
     });
     expect(typed.status).toBe(415);
-    expect(await typed.json()).toMatchObject({ code: 'UnsupportedMediaType', errorMessage: expect.stringContaining('headers.content-type') });
+    expect(await typed.json()).toMatchObject({
+      code: 'UnsupportedMediaType',
+      errorMessage: expect.stringContaining('headers.content-type'),
+    });
     expect(await readdir(store.dir)).toEqual([]);
   });
 
@@ -316,7 +323,9 @@ describe('POST /api/artifacts/blobs: an upload whose hash is not known yet (issu
     // 2 MiB sent of an endless body: refused once past 1 MiB, the rest never read.
     const over = await postChunked(store.url, 2 * 1024 * 1024, store.credential);
     expect(over.status).toBe(413);
-    await new Promise<void>((resolve) => (over.req.socket?.destroyed ? resolve() : over.req.once('close', () => resolve())));
+    await new Promise<void>((resolve) =>
+      over.req.socket?.destroyed ? resolve() : over.req.once('close', () => resolve()),
+    );
     expect(await readdir(store.dir)).toEqual(kept);
   });
 
@@ -333,7 +342,9 @@ describe('POST /api/artifacts/blobs: an upload whose hash is not known yet (issu
     req.on('error', () => undefined);
     req.write(Buffer.alloc(512 * 1024, 2));
     // The temporary file exists while the body arrives…
-    await expect.poll(async () => (await readdir(store.dir)).filter((name) => name.startsWith('.incoming-')).length).toBe(1);
+    await expect
+      .poll(async () => (await readdir(store.dir)).filter((name) => name.startsWith('.incoming-')).length)
+      .toBe(1);
     req.destroy();
     // …and is gone once the client went away; nothing was named.
     await expect.poll(async () => await readdir(store.dir)).toEqual([]);

@@ -221,7 +221,9 @@ describe('S3-compatible artifact store', () => {
     const digest = await client.putFile(join(files, 'in.bin'));
     expect(digest).toEqual({ sha256: sha256(bytes), size: bytes.length });
     const seen = s3.requests().slice(before);
-    expect(seen.filter((request) => request.method === 'PUT').map((request) => request.path)).toEqual([key(digest.sha256)]);
+    expect(seen.filter((request) => request.method === 'PUT').map((request) => request.path)).toEqual([
+      key(digest.sha256),
+    ]);
     expect(pulled).toBeGreaterThan(0);
   });
 

@@ -241,14 +241,21 @@ describe('ctx.artifacts', () => {
             },
             ended: (outcome: { digest: Digest } | { error: Error }) => {
               upload.ended = 'digest' in outcome ? outcome.digest : outcome.error;
-              if ('digest' in outcome) void digestFile(path).then((actual) => (actual.sha256 === outcome.digest.sha256 ? done(actual) : failed(new Error('not the file'))));
+              if ('digest' in outcome)
+                void digestFile(path).then((actual) =>
+                  actual.sha256 === outcome.digest.sha256 ? done(actual) : failed(new Error('not the file')),
+                );
               else failed(outcome.error);
             },
           },
         };
       },
     };
-    const execution = moduleArtifacts({ transport: packing, workingDirectory: work, scratchDir: join(root, 'scratch') });
+    const execution = moduleArtifacts({
+      transport: packing,
+      workingDirectory: work,
+      scratchDir: join(root, 'scratch'),
+    });
     const ref = await execution.api.upload('whole', ['big.bin', 'small.txt']);
     expect(heard[0]!.ended).toEqual({ sha256: ref.sha256, size: ref.size });
     expect(heard[0]!.lengths.length).toBeGreaterThan(1); // told as it grew, not once at the end

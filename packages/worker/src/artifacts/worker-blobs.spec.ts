@@ -132,7 +132,10 @@ describe('WorkerBlobs.putPacking: the archive uploaded as its module packs it (i
   const first = Buffer.alloc(3 * 1024 * 1024, 1);
   const rest = Buffer.alloc(2 * 1024 * 1024 + 7, 2);
   const whole = Buffer.concat([first, rest]);
-  const digestOf = (bytes: Buffer) => ({ sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length });
+  const digestOf = (bytes: Buffer) => ({
+    sha256: createHash('sha256').update(bytes).digest('hex'),
+    size: bytes.length,
+  });
 
   it('sends the bytes written so far before the packing ended (one POST, no hash needed), then keeps the archive in the cache under the digest the store answered', async () => {
     const { store, blobs, archive, close } = await setUp();

@@ -239,7 +239,9 @@ export class ModuleHost {
       this.child.on('exit', (code, signal) => {
         this.hasExited = true;
         for (const follower of this.packs.values()) {
-          follower.ended({ error: new Error(`the module host exited (${signal ?? `code ${code}`}) while it packed the archive`) });
+          follower.ended({
+            error: new Error(`the module host exited (${signal ?? `code ${code}`}) while it packed the archive`),
+          });
         }
         this.packs.clear();
         const tail = this.stderrTail.length > 0 ? `: ${this.stderrTail.join(' | ')}` : '';
@@ -276,8 +278,12 @@ export class ModuleHost {
         case 'artifact-pack-ended': {
           const follower = this.packs.get(message.callId);
           this.packs.delete(message.callId);
-          if (message.digest !== undefined && message.message === undefined) follower?.ended({ digest: message.digest });
-          else follower?.ended({ error: new Error(message.message ?? 'the module host ended the packing without a digest') });
+          if (message.digest !== undefined && message.message === undefined)
+            follower?.ended({ digest: message.digest });
+          else
+            follower?.ended({
+              error: new Error(message.message ?? 'the module host ended the packing without a digest'),
+            });
           return;
         }
         case 'done':
