@@ -15,6 +15,7 @@ import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactClient } from '@mpd/client';
 import { startBlobServer, startHostileBlobServer, within } from '../../test/hostile-blob-server.js';
+import type { Digest, PackFollower } from '../artifacts/module-artifacts.js';
 import { WorkerBlobs } from '../artifacts/worker-blobs.js';
 import type { ExecutionOutcome, ExecutionRequest } from './execution.js';
 import { ModuleExecutor, type ModuleExecutorOptions } from './module-executor.js';
@@ -838,6 +839,48 @@ describe('modules in module hosts', () => {
     if (decision.kind !== 'started') throw new Error(`not started: ${JSON.stringify(decision)}`);
     expect(resultOf(await decision.outcome)).toEqual({ pid: host });
     expect(existsSync(scratchDir) ? readdirSync(scratchDir) : []).toEqual([]); // no archive left
+  }, 30_000);
+
+  it('a module host that dies while it packs an archive the worker uploads as it grows (putPacking) fails that upload at its exit, rather than leaving it waiting for bytes that never come', async () => {
+    /** How the worker's side heard the packing end: the digest, or the failure. */
+    let heard: Promise<Digest | Error> | undefined;
+    const transport = {
+      put: async (): Promise<Digest> => {
+        throw new Error('a transport with putPacking is not asked to put');
+      },
+      checkOut: async () => {
+        throw new Error('no check-out here');
+      },
+      follow: async () => {
+        throw new Error('no download here');
+      },
+      putPacking: () => {
+        let tell!: (outcome: Digest | Error) => void;
+        heard = new Promise((resolve) => (tell = resolve));
+        let fail!: (error: Error) => void;
+        const stored = new Promise<Digest>((_, reject) => (fail = reject));
+        stored.catch(() => undefined);
+        const follower: PackFollower = {
+          written: () => undefined,
+          ended: (outcome) => {
+            tell('error' in outcome ? outcome.error : outcome.digest);
+            if ('error' in outcome) fail(outcome.error);
+          },
+        };
+        return { follower, stored };
+      },
+    };
+    const scratchDir = join(dir, 'dying-scratch');
+    const on = executor({ slots: 1, artifacts: { transport, scratchDir } });
+    const outcome = await within(run(on, 'upload-then-die', { params: { scratchDir } }), 20_000, 'no answer');
+    expect(outcome.status, JSON.stringify(outcome.body)).toBe(500);
+    expect(
+      heard,
+      `the worker was never asked to upload as the archive grew: ${JSON.stringify(outcome.body)}`,
+    ).toBeDefined();
+    const ended = await within(heard!, 10_000, 'the packing never ended for the worker');
+    expect(ended).toBeInstanceOf(Error);
+    expect((ended as Error).message).toMatch(/the module host exited \(SIGKILL\) while it packed the archive/);
   }, 30_000);
 
   it('close stops every host and every process of their groups, idle or running', async () => {
