@@ -42,7 +42,10 @@ describe('the host channel framing (newline-delimited JSON)', () => {
   );
 
   it('a message whose end never came (its writer died mid-message) is not given', () => {
-    const cut = Buffer.concat([Buffer.from(messageLine({ type: 'ready' })), Buffer.from('{"type":"done","executionId":"a","ok":true,"resultText":"1"}')]);
+    const cut = Buffer.concat([
+      Buffer.from(messageLine({ type: 'ready' })),
+      Buffer.from('{"type":"done","executionId":"a","ok":true,"resultText":"1"}'),
+    ]);
     expect(read(cut, 16)).toEqual({ messages: [{ type: 'ready' }], broken: [] });
   });
 

@@ -192,7 +192,9 @@ describe('modules in module hosts', () => {
     const on = executor({ moduleHeapLimitMb: 512 });
     // UTF-8 sequences of 1 to 4 bytes and characters JSON escapes, so that reads cut them.
     const unit = 'a\né€😀"\\\u0001';
-    const big = unit.repeat(Math.floor((DEFAULT_MAX_RESULT_BYTES - 1024) / (Buffer.byteLength(JSON.stringify(unit)) - 2)));
+    const big = unit.repeat(
+      Math.floor((DEFAULT_MAX_RESULT_BYTES - 1024) / (Buffer.byteLength(JSON.stringify(unit)) - 2)),
+    );
     const outcome = await run(on, 'echo', { dependencyResults: { big } });
     const echoed = resultOf(outcome);
     expect((echoed.results as { big: string }).big === big).toBe(true);

@@ -54,7 +54,6 @@ import { childrenOf, groupMembers, ownChildCounter, signalGroup } from './proces
 import { checkedResult } from './result-limits.js';
 import { describeThrown, safeString, serialise } from './values-as-text.js';
 
-
 /**
  * The host's stdout and stderr (pipes to the worker) block on a full pipe, as node leaves a pipe
  * it did not open itself: libuv makes them non-blocking once `process.stdout` is used, and a
