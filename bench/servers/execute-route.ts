@@ -10,9 +10,10 @@
  * - `api-app`: the worker's own app plumbing, server-kit's `createApiApp` on the worker contract
  *   (security headers, the JSON-only check, the route middleware chain, ts-rest, zod, error
  *   handlers) with a bearer check in the route middleware as the worker's: all but the executor.
+ *   The execute body checked as the worker's app checks it (`executeModuleRequestCheck`, round J).
  */
 import { createServer, IncomingMessage, ServerResponse } from 'node:http';
-import { workerContract } from '@mpd/contract';
+import { executeModuleRequestCheck, workerContract } from '@mpd/contract';
 import { bearerToken, createApiApp, createHttpOrHttpsServer, safeEqual } from '@mpd/server-kit';
 import { createExpressEndpoints, initServer } from '@ts-rest/express';
 import express, { type RequestHandler } from 'express';
@@ -175,8 +176,16 @@ if (variant === 'http-body-parser') {
       if (safeEqual(bearerToken(req) ?? '', WORKER_TOKEN)) next();
       else res.status(401).json({ errorCode: 'Unauthorized', errorMessage: 'no' });
     };
+    // As the worker's app serves the contract (packages/worker/src/app.ts).
+    const served = {
+      ...workerContract,
+      execution: {
+        ...workerContract.execution,
+        execute: { ...workerContract.execution.execute, body: executeModuleRequestCheck },
+      },
+    } as unknown as typeof workerContract;
     app = createApiApp({
-      contract: workerContract,
+      contract: served,
       routes: tsRestRoutes([authenticate]),
       openApi: () => ({}),
       server: 'worker',

@@ -1,15 +1,24 @@
 /**
- * The floor benchmark's IPC round trip (issue 14, bench/floor.ts): node's `child_process` channel
- * alone, as a worker talks to its module hosts. `parent HOSTS` forks HOSTS children of this file
- * (`child`) with a JSON IPC channel, as the worker forks its hosts; on the driver's `run`
+ * The floor benchmark's IPC round trip (issue 14, bench/floor.ts): the worker ↔ host channel
+ * alone (since round J a pipe of their own, one line of JSON per message: `host-channel.ts`;
+ * node's `child_process` channel before), as a worker talks to its module hosts. `parent HOSTS`
+ * starts HOSTS children of this file (`child`) with that channel on their fd 3, as the worker
+ * starts its hosts; on the driver's `run`
  * request it sends each child a message the size and shape of the worker's `execute` and the
  * child answers at once with one the size and shape of a no-op module's `done`, one at a time
  * per child, for `durationS`; it answers the round trips made and the CPU time of itself and
  * its children meanwhile (each child says its own, µs). Nothing else of a module host: no
  * module, no pipes, no lease, no `setImmediate` after the module.
  */
-import { type ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
+import type { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import {
+  HOST_CHANNEL_FD,
+  MessageLines,
+  messageLine,
+  openHostChannel,
+} from '../../packages/worker/src/executor/host-channel.js';
 import type { FromHost, ToHost } from '../../packages/worker/src/executor/host-protocol.js';
 import { serveIpc } from '../lib/ipc.js';
 import { percentile } from '../lib/stats.js';
@@ -57,41 +66,58 @@ function executeMessage(index: number): ToHost {
 
 const role = process.argv[2];
 if (role === 'child') {
-  process.on('message', (message: ToHost | StatsMessage) => {
-    if (message.type === 'stats') {
-      process.send!({ type: 'stats', cpuMicros: cpuMicros() } satisfies StatsMessage);
-    } else if (message.type === 'execute') {
-      const done: FromHost = {
-        type: 'done',
-        executionId: message.executionId,
-        leftoverChildren: 0,
-        marked: false,
-        ok: true,
-        resultText: '{"t":"123456789012345"}',
-      };
-      process.send!(done);
-    }
-  });
-  process.on('disconnect', () => process.exit(0));
+  const channel: Socket = openHostChannel<ToHost | StatsMessage>(
+    (message) => {
+      if (message.type === 'stats') {
+        channel.write(messageLine({ type: 'stats', cpuMicros: cpuMicros() } satisfies StatsMessage));
+      } else if (message.type === 'execute') {
+        const done: FromHost = {
+          type: 'done',
+          executionId: message.executionId,
+          leftoverChildren: 0,
+          marked: false,
+          ok: true,
+          resultText: '{"t":"123456789012345"}',
+        };
+        channel.write(messageLine(done));
+      }
+    },
+    () => process.exit(0),
+  );
 } else if (role === 'parent') {
   const hosts = Number(process.argv[3] ?? '8');
   const children: ChildProcess[] = Array.from({ length: hosts }, () =>
-    fork(fileURLToPath(import.meta.url), ['child'], {
-      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-      serialization: 'json',
+    spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), 'child'], {
+      stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
     }),
   );
+  /** Per child, the resolvers of the messages awaited, in order. */
+  const waiting = new Map<ChildProcess, ((message: unknown) => void)[]>();
+  for (const child of children) {
+    const queue: ((message: unknown) => void)[] = [];
+    waiting.set(child, queue);
+    const lines = new MessageLines(
+      (message) => queue.shift()?.(message),
+      (error) => {
+        throw error;
+      },
+    );
+    (child.stdio[HOST_CHANNEL_FD] as Socket).on('data', (chunk: Buffer) => lines.push(chunk));
+  }
+  const send = (child: ChildProcess, message: unknown): void => {
+    (child.stdio[HOST_CHANNEL_FD] as Socket).write(messageLine(message));
+  };
   /** The next message from `child`. */
   const next = <T>(child: ChildProcess): Promise<T> =>
-    new Promise((resolve) => child.once('message', (message) => resolve(message as T)));
+    new Promise((resolve) => waiting.get(child)!.push(resolve as (message: unknown) => void));
   const childrenCpu = async (): Promise<number> => {
     const answers = children.map((child) => next<StatsMessage>(child));
-    for (const child of children) child.send({ type: 'stats' } satisfies StatsMessage);
+    for (const child of children) send(child, { type: 'stats' } satisfies StatsMessage);
     return (await Promise.all(answers)).reduce((total, answer) => total + answer.cpuMicros!, 0);
   };
   const roundTrip = (child: ChildProcess, index: number): Promise<FromHost> => {
     const answer = next<FromHost>(child);
-    child.send(executeMessage(index));
+    send(child, executeMessage(index));
     return answer;
   };
   const run = async ({ durationS, oneAtATime = false }: FloorIpcRun): Promise<FloorIpcResult> => {

@@ -1,6 +1,15 @@
 import { z } from 'zod';
-import { boundedArray, durationSchema, identifierSchema, isoDateTimeSchema, workerIdSchema } from './common.schema.js';
+import { bodyCheck, isIdentifier, isObject, ownKeyCount } from './body-check.js';
+import {
+  boundedArray,
+  durationSchema,
+  identifierSchema,
+  ISO_DATE_TIME,
+  isoDateTimeSchema,
+  workerIdSchema,
+} from './common.schema.js';
 import { LIMITS } from './limits.js';
+import { parseTimeSpan } from './time-span.js';
 
 const moduleNameSchema = z.string().min(1, 'must not be empty').max(LIMITS.moduleTypeName.maxLength);
 const environmentNameSchema = z.string().min(1).max(LIMITS.environmentName.maxLength);
@@ -29,6 +38,73 @@ export const executeModuleRequestSchema = z.object({
   timestamp: isoDateTimeSchema.optional(),
 });
 export type ExecuteModuleRequest = z.input<typeof executeModuleRequestSchema>;
+
+/**
+ * {@link executeModuleRequestSchema}'s check for the worker's execute route: a body as the schema
+ * takes it unchanged — every field of the right type within its limits, `dependencyResults` and
+ * `environmentVariables` present (the schema would fill in their `{}`), no key it would strip
+ * (nor a record key `__proto__`, which zod's copy leaves out) — is taken as it came, in one pass
+ * over its fields; anything else goes through the schema, whose issues name the fields at fault
+ * in the 400. zod's parse copied the body and each of its records (3–5 % of a worker's main
+ * thread per module in round H's profile, issue 14). The spec `execute-check.spec.ts` holds the
+ * two together.
+ */
+export const executeModuleRequestCheck = bodyCheck(executeModuleRequestSchema, isPlainExecuteRequest);
+
+/** Whether `value` is a string of 1 to `maxLength` characters. */
+function isName(value: unknown, maxLength: number): boolean {
+  return typeof value === 'string' && value.length > 0 && value.length <= maxLength;
+}
+
+/** Whether `value` is an object of string values whose keys are names of 1 to `maxKeyLength` characters. */
+function isTextRecord(value: unknown, maxKeyLength: number): boolean {
+  if (!isObject(value)) return false;
+  for (const key in value) {
+    if (!Object.hasOwn(value, key)) continue;
+    if (key.length === 0 || key.length > maxKeyLength || key === '__proto__' || typeof value[key] !== 'string')
+      return false;
+  }
+  return true;
+}
+
+function isPlainExecuteRequest(data: unknown): boolean {
+  if (!isObject(data)) return false;
+  const {
+    executionId,
+    serializedModule,
+    moduleTypeName,
+    dependencyResults,
+    environmentVariables,
+    secretEnvironmentVariables,
+    workingDirectory,
+    timeout,
+    timestamp,
+  } = data;
+  if (!isIdentifier(executionId) || typeof serializedModule !== 'string') return false;
+  if (!isName(moduleTypeName, LIMITS.moduleTypeName.maxLength)) return false;
+  if (!isTextRecord(dependencyResults, LIMITS.moduleTypeName.maxLength)) return false;
+  if (!isTextRecord(environmentVariables, LIMITS.environmentName.maxLength)) return false;
+  let keys = 5;
+  if (secretEnvironmentVariables !== undefined) {
+    if (!Array.isArray(secretEnvironmentVariables) || secretEnvironmentVariables.length > LIMITS.execute.maxSecretNames)
+      return false;
+    for (const name of secretEnvironmentVariables) if (!isName(name, LIMITS.environmentName.maxLength)) return false;
+    keys++;
+  }
+  if (workingDirectory !== undefined) {
+    if (typeof workingDirectory !== 'string' || workingDirectory.length > LIMITS.path.maxLength) return false;
+    keys++;
+  }
+  if (timeout !== undefined) {
+    if (typeof timeout !== 'string' || !((parseTimeSpan(timeout) ?? -1) >= 0)) return false;
+    keys++;
+  }
+  if (timestamp !== undefined) {
+    if (typeof timestamp !== 'string' || !ISO_DATE_TIME.test(timestamp)) return false;
+    keys++;
+  }
+  return ownKeyCount(data) === keys;
+}
 
 /** Why an execution did not succeed (an mpd addition to the spec's failure body). */
 export const failureKindSchema = z.enum(['Error', 'Cancelled', 'TimedOut']);

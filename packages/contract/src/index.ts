@@ -87,6 +87,7 @@ export {
   cancelExecutionRequestSchema,
   cancelExecutionResponseSchema,
   executeModuleFailureSchema,
+  executeModuleRequestCheck,
   executeModuleRequestSchema,
   executeModuleSuccessSchema,
   failureKindSchema,

@@ -260,6 +260,11 @@ describe('worker API', () => {
       'body.dependencyResults.restore',
     ],
     ['parameters that are not JSON', request('x', 'build', { serializedModule: '{...}' }), 'body.serializedModule'],
+    [
+      'an environment value that is not text (past the check for plain bodies, to zod)',
+      { ...request('x', 'build'), environmentVariables: { CI: 1 } },
+      'body.environmentVariables.CI',
+    ],
   ])('answers 400 naming the field for %s', async (_case, body, field) => {
     const response = await post('/api/execution/execute', JSON.stringify(body));
     expect(response.status).toBe(400);

@@ -1,4 +1,4 @@
-import { workerContract, workerOpenApi } from '@mpd/contract';
+import { executeModuleRequestCheck, workerContract, workerOpenApi } from '@mpd/contract';
 import { createApiApp } from '@mpd/server-kit';
 import type { Application } from 'express';
 import type { Logger } from 'pino';
@@ -33,10 +33,24 @@ export interface WorkerAppDeps {
 /** A gate that lets no call through: neither a token nor open mode. */
 const CLOSED: CallGate = { accepted: [], awaitingRegistration: false, open: false };
 
+/**
+ * The contract as the app checks requests against it: the execute body with
+ * `executeModuleRequestCheck` (the schema's rules without its copy of the body and its records:
+ * a body as the orchestrator sends it is taken as it came), everything else as the contract
+ * says. The OpenAPI document and the clients keep the schemas.
+ */
+const SERVED_CONTRACT = {
+  ...workerContract,
+  execution: {
+    ...workerContract.execution,
+    execute: { ...workerContract.execution.execute, body: executeModuleRequestCheck },
+  },
+} as unknown as typeof workerContract;
+
 /** The worker's express app, with every route of `workerContract`. Does not listen. */
 export function createApp(deps: WorkerAppDeps): Application {
   return createApiApp({
-    contract: workerContract,
+    contract: SERVED_CONTRACT,
     routes: createRoutes(deps.executor, deps.callGate ?? (() => CLOSED)),
     openApi: workerOpenApi,
     server: 'worker',

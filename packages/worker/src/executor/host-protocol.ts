@@ -1,6 +1,6 @@
 /**
- * The messages between the worker and a module host, over the host's IPC channel (Node's
- * `process.send`, JSON). One execution at a time per host; every message of an execution names
+ * The messages between the worker and a module host, over the host's channel (a pipe, one line
+ * of JSON per message: see `host-channel.ts`). One execution at a time per host; every message of an execution names
  * its `executionId`, so that a late message of an earlier one is told apart.
  */
 import type { JsonValue } from '@mpd/pipeline';

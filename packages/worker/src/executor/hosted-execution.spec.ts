@@ -188,6 +188,21 @@ describe('modules in module hosts', () => {
     expect(logs).not.toContain(SECRET);
   });
 
+  it('a dependency result and a result near the result limit cross the host channel whole both ways, multi-byte characters and newlines included', async () => {
+    // The host holds the result as its value, as its JSON and as the `done` line (the tests' 64 MiB is too little).
+    const on = executor({ moduleHeapLimitMb: 512 });
+    // UTF-8 sequences of 1 to 4 bytes and characters JSON escapes, so that reads cut them.
+    const unit = 'a\né€😀"\\\u0001';
+    const big = unit.repeat(
+      Math.floor((DEFAULT_MAX_RESULT_BYTES - 1024) / (Buffer.byteLength(JSON.stringify(unit)) - 2)),
+    );
+    const outcome = await run(on, 'echo', { dependencyResults: { big } });
+    const echoed = resultOf(outcome);
+    expect((echoed.results as { big: string }).big === big).toBe(true);
+    if (outcome.status === 200)
+      expect(Buffer.byteLength(outcome.body.serializedResult)).toBeGreaterThan(DEFAULT_MAX_RESULT_BYTES - 1024);
+  }, 30_000);
+
   it('ctx.logger lines logged in a loop that never yields all reach the output, in order, with the fields they were logged with', async () => {
     const written: string[] = [];
     const output: ModuleOutput = {
@@ -495,6 +510,14 @@ describe('modules in module hosts', () => {
     [
       'exit',
       /^Module 'exit' ended abnormally: its module host exited with code 3 while it ran \(process\.exit\(\) in the module\?\)$/,
+    ],
+    [
+      'channel-garbage',
+      /^Module 'channel-garbage' crashed its module host: it wrote a line that is not a message on its channel with the worker \(fd 3\): .*JSON/,
+    ],
+    [
+      'dies-mid-message',
+      /^Module 'dies-mid-message' ended abnormally: its module host was killed by SIGKILL while it ran/,
     ],
     [
       'out-of-memory',

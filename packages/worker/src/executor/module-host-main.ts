@@ -1,7 +1,7 @@
 /**
  * A module host: the process the worker runs modules in (started by `module-host.ts`, in its
  * own process group, with tsx's loader). It loads the pipeline file once, then runs one module
- * at a time as the worker asks over the IPC channel, and sends back the module's log lines and
+ * at a time as the worker asks over its channel (`host-channel.ts`), and sends back the module's log lines and
  * its serialised result or what it threw. Whatever a module does here — block the event loop,
  * leave a rejection unhandled, call `process.exit()`, exhaust the heap — ends this process at
  * worst, never the worker, whose heartbeats and HTTP server run on their own event loop.
@@ -12,7 +12,7 @@
  *   once the module settled and no other process of its group runs (at once when idle and
  *   alone): it stays while they do, so that its lease watchdog goes on watching them. The worker
  *   sends SIGKILL after its kill grace.
- * - When the IPC channel closes (the worker exited or was killed), the host stops its own group
+ * - When its channel with the worker closes (the worker exited or was killed), the host stops its own group
  *   the same way, so that nothing a module started outlives the worker.
  * - When its lease ends while it holds it (it runs a module, or its group is being stopped after
  *   one) and the worker did not renew it (frozen, stalled, or fenced and not done stopping the
@@ -47,17 +47,13 @@ import {
   OUTPUT_END_MARK,
   type ToHost,
 } from './host-protocol.js';
+import { HOST_CHANNEL_FD, messageLine, openHostChannel } from './host-channel.js';
 import { createModuleContext, ensureWorkingDirectory, type ModuleContextFields } from './module-context.js';
 import { startLeaseWatchdog } from './module-host-lease.js';
 import { secretBytes } from './module-output.js';
 import { childrenOf, groupMembers, ownChildCounter, signalGroup } from './process-group.js';
 import { checkedResult } from './result-limits.js';
 import { describeThrown, safeString, serialise } from './values-as-text.js';
-
-if (!process.send) {
-  process.stderr.write('module-host-main is started by the mpd worker, over an IPC channel\n');
-  process.exit(2);
-}
 
 /**
  * The host's stdout and stderr (pipes to the worker) block on a full pipe, as node leaves a pipe
@@ -79,6 +75,20 @@ for (const stream of [process.stdout, process.stderr] as unknown as {
 // The host's two streams, read once: `process.stdout` and `process.stderr` are getters, and
 // every module ends with a look at both queues (see {@link ownOutputQueued}).
 const { stdout, stderr } = process;
+
+/** The channel with the worker (see `host-channel.ts`); closed once the worker is gone. */
+let channelOpen = true;
+const channel = (() => {
+  try {
+    return openHostChannel(onMessage, () => {
+      channelOpen = false;
+      stopOwnGroup();
+    });
+  } catch {
+    process.stderr.write(`module-host-main is started by the mpd worker, with its channel on fd ${HOST_CHANNEL_FD}\n`);
+    process.exit(2);
+  }
+})();
 
 let pipeline: Pipeline | undefined;
 let killGraceMs = 10_000;
@@ -315,13 +325,14 @@ const drains: Record<'stdout' | 'stderr', Promise<void> | undefined> = { stdout:
 function send(message: FromHost, then?: () => void): void {
   // The module's log lines before anything sent after them (its end, a crash, an artifact call).
   if (message.type !== 'logs') flushLogs();
-  try {
-    if (then) process.send!(message, undefined, {}, () => then());
-    else process.send!(message);
-  } catch (error) {
-    if (process.connected) throw error;
-    then?.(); // the channel is closed: the worker is gone
+  if (!channelOpen) {
+    then?.(); // the worker is gone
+    return;
   }
+  // One write per message; a failed write closes the channel (its 'error'), and `then` runs still.
+  const line = messageLine(message);
+  if (then) channel.write(line, () => then());
+  else channel.write(line);
 }
 
 /**
@@ -555,8 +566,8 @@ process.on('SIGTERM', () => {
   }
   current.abort(new ExecutionCancelledError('Execution cancelled: the module host got SIGTERM'));
 });
-process.on('disconnect', stopOwnGroup);
-process.on('message', (message: ToHost) => {
+/** A message of the worker, in the order sent (see `openHostChannel`). */
+function onMessage(message: ToHost): void {
   switch (message.type) {
     case 'init':
       void init(message);
@@ -588,4 +599,4 @@ process.on('message', (message: ToHost) => {
       }
       return;
   }
-});
+}

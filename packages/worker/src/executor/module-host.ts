@@ -2,9 +2,10 @@
  * The worker's side of one module host: a child process (`module-host-main.ts`) that loads the
  * pipeline file once and then runs modules, one at a time, off the worker's event loop. It is
  * started in its own process group, so that {@link ModuleHost.stop} reaches everything the
- * modules it ran started; it watches its IPC channel and stops its group when the worker goes.
+ * modules it ran started; it watches its channel with the worker (`host-channel.ts`) and stops
+ * its group when the worker goes.
  */
-import { type ChildProcess, fork } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -24,6 +25,7 @@ import {
   type ToHost,
 } from './host-protocol.js';
 import { EARLIER_SINKS, EarlierSinks } from './earlier-sinks.js';
+import { HOST_CHANNEL_FD, MessageLines, messageLine } from './host-channel.js';
 import { ByteLineSplitter, NEWLINE } from './module-output.js';
 import { LATE_LINES_BURST, LATE_LINES_INTERVAL_MS, LogRateLimit, moreSevere } from './module-logger.js';
 import { type GroupStop, stopProcessGroup } from './process-group.js';
@@ -159,6 +161,12 @@ export class ModuleHost {
   /** Resolves when the host process exited. */
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private readonly child: ChildProcess;
+  /** The worker's end of the host's channel (see `host-channel.ts`); none if the spawn failed. */
+  private readonly channel: Socket | undefined;
+  /** Whether the channel is open (neither end closed it, no write to it failed, nothing broke it). */
+  private channelOpen: boolean;
+  /** Set once a line on the channel was not a message: nothing more the host says is taken. */
+  private channelBroken = false;
   private running: { executionId: string; end: (end: HostEnd) => void } | undefined;
   /**
    * The last execution's sink: lines written after it ended and before the next execution starts
@@ -210,15 +218,15 @@ export class ModuleHost {
   private readonly bytesRead = { stdout: 0, stderr: 0 };
 
   constructor(private readonly options: ModuleHostOptions) {
-    this.child = fork(HOST_MAIN, [], {
-      execArgv: hostExecArgv(options.heapLimitMb),
+    this.child = spawn(process.execPath, [...hostExecArgv(options.heapLimitMb), HOST_MAIN], {
       // Its own process group, so that stopping the group reaches every process a module started.
       detached: true,
-      // fd 3: the IPC channel; fd LEASE_FD (4): the lease channel.
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc', 'pipe'],
-      serialization: 'json',
+      // fd HOST_CHANNEL_FD (3): the channel with the worker; fd LEASE_FD (4): the lease channel.
+      stdio: ['ignore', 'pipe', 'pipe', 'pipe', 'pipe'],
     });
     this.pid = this.child.pid ?? -1;
+    this.channel = (this.child.stdio[HOST_CHANNEL_FD] as Socket | null) ?? undefined;
+    this.channelOpen = this.channel !== undefined;
     this.leaseChannel = (this.child.stdio[LEASE_FD] as Socket | null) ?? undefined;
     this.leaseChannel?.on('error', () => undefined); // the host is gone: its exit handler tells
     this.leaseChannel?.unref();
@@ -253,7 +261,8 @@ export class ModuleHost {
       });
     });
     this.child.on('error', (error) => readyReject(error));
-    this.child.on('message', (message: FromHost) => {
+    const onMessage = (message: FromHost): void => {
+      if (this.channelBroken) return;
       switch (message.type) {
         case 'ready':
           this.isReady = true;
@@ -317,7 +326,17 @@ export class ModuleHost {
           return;
         }
       }
-    });
+    };
+    if (this.channel !== undefined) {
+      const lines = new MessageLines<FromHost>(onMessage, (error) => this.channelBrokenBy(error));
+      this.channel.on('data', (chunk: Buffer) => lines.push(chunk));
+      const closed = (): void => {
+        this.channelOpen = false;
+      };
+      // The host is gone (its exit handler tells), or stopping.
+      this.channel.on('error', closed);
+      this.channel.on('close', closed);
+    }
     this.send({
       type: 'init',
       sourceFile: options.sourceFile,
@@ -408,9 +427,38 @@ export class ModuleHost {
     );
   }
 
+  /**
+   * A line on the channel was not a message (not JSON): something in the host (a module's
+   * `fs.writeSync(3, …)`, a native addon) wrote on it, so nothing the host says from now on can
+   * be taken. Its running execution ends as a crash (the caller retires the host); an idle or
+   * starting host is stopped (the pool replaces it once it exited). Node's IPC channel threw the
+   * parse error in the worker's event loop instead: a module could crash its worker.
+   */
+  private channelBrokenBy(error: unknown): void {
+    if (this.channelBroken) return;
+    this.channelBroken = true;
+    this.channelOpen = false;
+    const running = this.running;
+    this.running = undefined;
+    this.options.logger.warn(
+      { hostPid: this.pid, executionId: running?.executionId },
+      'a line on the channel of a module host is not a message (not JSON): the host is stopped',
+    );
+    if (running === undefined) {
+      void this.stop(this.options.killGraceMs);
+      return;
+    }
+    running.end({
+      type: 'crash',
+      executionId: running.executionId,
+      what: `wrote a line that is not a message on its channel with the worker (fd ${HOST_CHANNEL_FD})`,
+      thrown: { type: 'SyntaxError', message: error instanceof Error ? error.message : String(error), stack: null },
+    });
+  }
+
   /** Whether the host process still runs (and has not been asked to stop). */
   get usable(): boolean {
-    return !this.hasExited && this.stopping === undefined && this.child.connected;
+    return !this.hasExited && this.stopping === undefined && this.channelOpen;
   }
 
   /**
@@ -527,20 +575,16 @@ export class ModuleHost {
     })());
   }
 
-  /** Whether the IPC channel keeps the worker's event loop alive: while the host starts or runs a module. */
+  /** Whether the channel keeps the worker's event loop alive: while the host starts or runs a module. */
   private keepAlive(on: boolean): void {
-    const channel = this.child.channel as { ref(): void; unref(): void } | null | undefined;
-    if (on) channel?.ref();
-    else channel?.unref();
+    if (on) this.channel?.ref();
+    else this.channel?.unref();
   }
 
+  /** Writes a message to the host, one write; a failed write closes the channel, the host's exit ends its execution. */
   private send(message: ToHost): void {
-    if (!this.child.connected) return;
-    try {
-      this.child.send(message);
-    } catch {
-      // The channel closed meanwhile: the exit handler ends the execution.
-    }
+    if (!this.channelOpen) return;
+    this.channel!.write(messageLine(message));
   }
 
   private readLines(stream: 'stdout' | 'stderr'): void {
@@ -610,7 +654,7 @@ export class ModuleHost {
    * `setImmediate` from the `done` message's handler, in the check phase of the event loop's turn
    * that read `done`, again in the next turn's while a pipe may hold more. By then the worker has
    * read every byte written to the host's pipes before `done`: the host wrote them (or its
-   * children did, and ended) before it sent `done` on its IPC channel, so the kernel had the
+   * children did, and ended) before it sent `done` on its channel, so the kernel had the
    * pipes readable before the channel; the poll that reports the channel (libuv's `epoll_wait`,
    * level-triggered) reports a pipe that holds anything in the same batch, and libuv reads each
    * reported pipe in the same poll phase, a flowing stream passing each read on at once;
