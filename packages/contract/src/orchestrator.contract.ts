@@ -39,7 +39,12 @@ export const workersContract = c.router({
       200: registerWorkerResponseSchema,
       /** A valid token that is not the join token (a worker credential, say). */
       403: errorBodySchema,
-      /** The id is held by a live worker and the request does not carry its credential (with or without a join token). */
+      /**
+       * `WorkerIdTaken`: the id is held by a live worker and the request does not carry its
+       * credential (with or without a join token), with `Retry-After` (the seconds until the
+       * holder's heartbeat lease ends). Not for a retry: the holder's own incarnation, whose
+       * credential no request has used yet (its answer was lost), gets 200 and a new credential.
+       */
       409: errorBodySchema,
       /**
        * `TooManyWorkers` (a new id past `--max-workers`) or `TooManyPipelines` (a new distinct

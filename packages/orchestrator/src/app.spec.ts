@@ -534,3 +534,83 @@ describe('orchestrator HTTP API', () => {
     });
   });
 });
+
+describe('a registration whose answer was lost', () => {
+  const JOIN_TOKEN = 'join-token-0123456789abcdef';
+
+  async function startWithJoinToken() {
+    const clock = new TestClock();
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: TIMEOUT_MS, now: clock.now });
+    const app = createApp({ registry, options: { joinToken: JOIN_TOKEN, validateResponses: true } });
+    const server = await new Promise<Server>((resolve) => {
+      const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
+    });
+    cleanups.push(async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    });
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const post = async (path: string, token: string | undefined, body: unknown) => {
+      const response = await fetch(`${url}${path}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+        body: JSON.stringify(body),
+      });
+      return {
+        status: response.status,
+        retryAfter: response.headers.get('retry-after'),
+        json: (await response.json()) as Record<string, unknown>,
+      };
+    };
+    return { registry, clock, post };
+  }
+
+  const INCARNATION = 'incarnation-1';
+  const register = (incarnation = INCARNATION, credential?: string) => ({
+    ...registration('w1'),
+    incarnation,
+    ...(credential ? { credential } : {}),
+  });
+  const heartbeat = { workerId: 'w1', currentLoad: 0, incarnation: INCARNATION };
+
+  it('the same incarnation registering again before any request used its credential is a retry: the unused credential is revoked and a new one issued (the join token still required)', async () => {
+    const { registry, post } = await startWithJoinToken();
+    const first = await post('/api/workers/register', JOIN_TOKEN, register());
+    expect(first.status).toBe(200);
+    const lost = first.json.credential as string;
+    // The answer never reached the worker; it tries again, as the same process.
+    expect((await post('/api/workers/register', undefined, register())).status).toBe(401);
+    const retried = await post('/api/workers/register', JOIN_TOKEN, register());
+    expect(retried).toMatchObject({ status: 200, json: { success: true, workerId: 'w1' } });
+    const credential = retried.json.credential as string;
+    expect(credential).toMatch(/^mpdw_/);
+    expect(credential).not.toBe(lost);
+    expect(registry.workerWithCredential(lost)).toBeUndefined();
+    expect((await post('/api/workers/heartbeat', lost, heartbeat)).status).toBe(401);
+    expect((await post('/api/workers/heartbeat', credential, heartbeat)).status).toBe(200);
+  });
+
+  it("once its credential was used, or from another incarnation, 409 WorkerIdTaken with Retry-After: the seconds until the holder's lease ends", async () => {
+    const { registry, clock, post } = await startWithJoinToken();
+    const credential = (await post('/api/workers/register', JOIN_TOKEN, register())).json.credential as string;
+    // Another process under the id, while the holder has never used its credential: not a retry.
+    const other = await post('/api/workers/register', JOIN_TOKEN, register('incarnation-2'));
+    expect(other).toMatchObject({ status: 409, json: { code: 'WorkerIdTaken' } });
+    // The harness's clock runs (Date.now() plus what advance() adds): the test's own time is allowed for.
+    expect(Number(other.retryAfter)).toBeGreaterThanOrEqual(TIMEOUT_MS / 1000 - 10);
+    expect(Number(other.retryAfter)).toBeLessThanOrEqual(TIMEOUT_MS / 1000 + 1);
+    expect((await post('/api/workers/heartbeat', credential, heartbeat)).status).toBe(200);
+    clock.advance(30_000);
+    const again = await post('/api/workers/register', JOIN_TOKEN, register());
+    expect(again).toMatchObject({ status: 409, json: { code: 'WorkerIdTaken' } });
+    expect(Number(again.retryAfter)).toBeGreaterThanOrEqual((TIMEOUT_MS - 30_000) / 1000 - 10);
+    expect(Number(again.retryAfter)).toBeLessThanOrEqual((TIMEOUT_MS - 30_000) / 1000 + 1);
+    expect(JSON.stringify(again.json)).not.toContain(credential);
+    expect(registry.credentialOf('w1')).toBe(credential);
+    // Presenting the credential, it registers again and keeps it.
+    expect(await post('/api/workers/register', JOIN_TOKEN, register(INCARNATION, credential))).toMatchObject({
+      status: 200,
+      json: { credential },
+    });
+  });
+});

@@ -61,7 +61,9 @@ export class RegistrationError extends Error {
   override readonly name = 'RegistrationError';
   /**
    * `TooManyWorkers` and `TooManyPipelines`: in how many seconds (at least 1) the registry
-   * expects to have removed an entry, so that a retry may pass (the HTTP API's `Retry-After`).
+   * expects to have removed an entry, so that a retry may pass (the HTTP API's `Retry-After`);
+   * `WorkerIdTaken`: in how many seconds (at least 1) the holder's heartbeat lease ends, after
+   * which it is `Offline` unless it heartbeats again.
    */
   readonly retryAfterSeconds: number | undefined;
   constructor(

@@ -75,6 +75,8 @@ export {
 export type { CliRunOptions } from './cli/cli-run-options.js';
 export { EXIT_INVALID_SETTING, exitInvalidSetting, exitWithSettingError } from './cli/exit-invalid-setting.js';
 export { LOG_FORMATTERS, LOG_LINE_KEYS, logBase, logProcessWarnings } from './cli/log-format.js';
+export { LOG_WRITTEN_TIMEOUT_MS, logWritten, writeAfterLog } from './cli/log-written.js';
+export type { FlushableLog } from './cli/log-written.js';
 export { makeDirectory } from './make-directory.js';
 export type { WarningLogger } from './cli/log-format.js';
 export { packageVersion } from './cli/package-version.js';

@@ -267,17 +267,33 @@ describe('an open cluster (no join token)', () => {
     expect(result.modules[0]).toMatchObject({ workerId: 'w-open', result: { worker: 'w-open' } });
   });
 
-  it('two workers started with the same id do not fight: the second waits (409) while the first is live', async () => {
+  it('two workers started with the same id do not fight: the second waits (409) while the first is live, each retry after the Retry-After the 409 gave', async () => {
     cluster = new Cluster();
-    const orchestrator = await cluster.startOrchestrator();
+    // A short timeout: the second retries after the first's lease can end (Retry-After), real seconds.
+    const timeoutMs = 8_000;
+    const orchestrator = await cluster.startOrchestrator({ heartbeatTimeoutMs: timeoutMs });
     const first = await cluster.startWorker({ id: 'w-twin', pipeline });
     await first.link!.registered();
     const credential = first.link!.credential;
-    const second = await cluster.startWorker({ id: 'w-twin', pipeline });
+    const retries: { retryInMs: number; error: string }[] = [];
+    const second = await cluster.startWorker({
+      id: 'w-twin',
+      pipeline,
+      logger: pino(
+        { level: 'warn' },
+        new Writable({
+          write(chunk: Buffer, _encoding, done) {
+            const line = JSON.parse(chunk.toString()) as { msg: string; retryInMs: number; error: string };
+            if (line.msg === 'registration failed; retrying') retries.push(line);
+            done();
+          },
+        }),
+      ),
+    });
     // Past the heartbeat timeout, in two halves, each followed by a heartbeat of the first.
     for (const half of [1, 2]) {
       const last = orchestrator.registry.get('w-twin')?.lastHeartbeat;
-      cluster.clock.advance(HEARTBEAT_TIMEOUT_MS / 2 + 1);
+      cluster.clock.advance(timeoutMs / 2 + 1);
       await expect
         .poll(() => orchestrator.registry.get('w-twin')?.lastHeartbeat, {
           timeout: 5_000,
@@ -289,20 +305,25 @@ describe('an open cluster (no join token)', () => {
       .poll(() => second.link!.state.status === 'registering' && second.link!.state.lastError, { timeout: 5_000 })
       .toContain('409');
     expect(second.link!.state).toMatchObject({ status: 'registering', lastError: expect.stringContaining('409') });
+    // Not the backoff (200 ms at most here): the seconds until the first's lease can end.
+    expect(retries[0]).toMatchObject({ error: expect.stringContaining('WorkerIdTaken') });
+    expect(retries[0]!.retryInMs).toBeGreaterThanOrEqual(1_000);
+    expect(retries[0]!.retryInMs).toBeLessThanOrEqual(timeoutMs + 1_000);
     expect(first.link!.state).toMatchObject({ status: 'registered', consecutiveFailures: 0 });
     expect(orchestrator.registry.credentialOf('w-twin')).toBe(credential);
     expect(orchestrator.registry.get('w-twin')).toMatchObject({ endpoint: first.url, status: 'Available' });
-    // Once the first is gone, the second takes the id, with a credential of its own.
+    // Once the first is gone, the second takes the id (at its next attempt), with a credential of its own.
     await first.close();
-    await second.link!.registered();
+    await expect.poll(() => second.link!.state.status, { timeout: timeoutMs + 10_000 }).toBe('registered');
     expect(orchestrator.registry.get('w-twin')?.endpoint).toBe(second.url);
     expect(second.link!.credential).toBe(orchestrator.registry.credentialOf('w-twin'));
     expect(second.link!.credential).not.toBe(credential);
-  });
+  }, 40_000);
 
   it('a worker restarted under its id while its earlier registration is live registers once that one is Offline', async () => {
     cluster = new Cluster();
-    const orchestrator = await cluster.startOrchestrator();
+    // Short: the restarted worker waits the 409's Retry-After (the earlier registration's lease), real seconds.
+    const orchestrator = await cluster.startOrchestrator({ heartbeatTimeoutMs: 5_000 });
     // What a crashed worker leaves behind: a registration that no longer sends heartbeats.
     const crashed = await registerRaw(orchestrator.url, { workerNode: node('w-crash') });
     const old = (JSON.parse(crashed.text) as { credential: string }).credential;
@@ -315,7 +336,7 @@ describe('an open cluster (no join token)', () => {
       )
       .toBe(true);
     cluster.expireAllBut(); // the crashed registration's heartbeats stopped: Offline
-    await restarted.link!.registered();
+    await expect.poll(() => restarted.link!.state.status, { timeout: 15_000 }).toBe('registered');
     expect(orchestrator.registry.get('w-crash')).toMatchObject({ endpoint: restarted.url, status: 'Available' });
     expect(restarted.link!.credential).toBe(orchestrator.registry.credentialOf('w-crash'));
     expect(restarted.link!.credential).not.toBe(old);

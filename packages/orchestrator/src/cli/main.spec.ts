@@ -1,4 +1,5 @@
 import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { hostname, networkInterfaces, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -190,6 +191,28 @@ describe('mpd-orchestrator CLI', () => {
       expect(run.stdout()).toBe('');
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('exits 1 on a port it cannot listen on, its own line last: after its fatal log line, though that line is still being written (a slow stderr)', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      // Before round J it exited at once: the fatal line, written asynchronously, came after the
+      // command's own line or never (1 run in 6 or 8 without the slow stderr; every run with it).
+      const run = cli(['--port', String(port), '--host', '127.0.0.1'], {
+        NODE_OPTIONS: `--import=${new URL('../../test/fixtures/slow-stderr-writes.mjs', import.meta.url).href}`,
+      });
+      expect(await run.exited).toBe(1);
+      const lines = run.stderr().trimEnd().split('\n');
+      expect(lines.at(-1)).toMatch(
+        new RegExp(`^mpd-orchestrator: Cannot listen on 127\\.0\\.0\\.1:${port}: .*EADDRINUSE`),
+      );
+      const logs = lines.slice(0, -1).map((line) => JSON.parse(line) as { level: string; msg: string });
+      expect(logs.at(-1)).toMatchObject({ level: 'fatal', msg: 'orchestrator could not start' });
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
     }
   });
 

@@ -17,6 +17,7 @@ import {
   type CliRunOptions,
   EXIT_INVALID_SETTING,
   exitInvalidSetting,
+  type FlushableLog,
   exitWithSettingError,
   listeningText,
   logBase,
@@ -24,7 +25,9 @@ import {
   type OldNameGiven,
   type SecretFlagGiven,
   logProcessWarnings,
+  logWritten,
   makeDirectory,
+  writeAfterLog,
 } from '@mpd/server-kit';
 import { CommanderError } from 'commander';
 import { destination, pino, type Logger } from 'pino';
@@ -87,12 +90,14 @@ function readTls(settings: OrchestratorCliSettings, { name, baseDir }: CliContex
   }
 }
 
-async function loadPipeline(file: string, { name, baseDir }: CliContext): Promise<Pipeline> {
+/** Loads `--pipeline`; exits 2 naming it, after the lines logged so far (`log`), when it cannot. */
+async function loadPipeline(file: string, { name, baseDir }: CliContext, log: FlushableLog): Promise<Pipeline> {
   const path = resolve(baseDir, file);
   const { loadPipelineFile } = await import('@mpd/pipeline');
   try {
     return await loadPipelineFile(path);
   } catch (error) {
+    await logWritten(log);
     exitInvalidSetting(name, SETTINGS.nameOf('pipeline'), error instanceof Error ? error.message : String(error));
   }
 }
@@ -103,12 +108,13 @@ async function loadPipeline(file: string, { name, baseDir }: CliContext): Promis
  * `--cache-dir` are checked at start (found by a new user: `--logs-dir /etc/passwd/logs` ran,
  * succeeded and kept no log, with a stack trace per attempt on stderr).
  */
-async function checkLogsDir(dir: string, { name }: CliContext): Promise<void> {
+async function checkLogsDir(dir: string, { name }: CliContext, log: FlushableLog): Promise<void> {
   try {
     await makeDirectory(dir);
     await access(dir, constants.W_OK | constants.X_OK);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);
+    await logWritten(log);
     exitInvalidSetting(name, SETTINGS.nameOf('logsDir'), `cannot use ${dir}: ${reason}`);
   }
 }
@@ -120,11 +126,14 @@ async function main(argv: string[], context: CliContext): Promise<number> {
   // Loaded after the settings are valid, so --help and setting errors answer quickly.
   const { startOrchestrator } = await import('../server.js');
   // Asynchronous writes: a line per module finished (and more at debug) costs a blocking write
-  // to stderr on the dispatch path otherwise. pino flushes what is buffered when the process
-  // exits (a SIGKILL can lose the last lines).
+  // to stderr on the dispatch path otherwise. Every exit waits for the log to be written first
+  // (`logWritten`; pino's own flush at exit writes what is queued while a write may still be
+  // under way: its lines came after the command's last line, or never; a SIGKILL can lose the
+  // last lines).
+  const logDestination = destination({ dest: 2, sync: false });
   const logger: Logger = pino(
     { base: logBase('mpd-orchestrator'), level: settings.logLevel, formatters: LOG_FORMATTERS },
-    destination({ dest: 2, sync: false }),
+    logDestination,
   );
   // Node's and libraries' warnings too: stderr carries JSON logs only.
   logProcessWarnings(logger);
@@ -133,7 +142,8 @@ async function main(argv: string[], context: CliContext): Promise<number> {
     logger.warn({ deprecated: oldName, use: newName }, message);
   // One per secret given as a flag, naming the flag and its variable, never the value.
   for (const { flag, env, message } of secretFlags) logger.warn({ flag, use: env }, message);
-  const pipeline = settings.pipeline === undefined ? undefined : await loadPipeline(settings.pipeline, context);
+  const pipeline =
+    settings.pipeline === undefined ? undefined : await loadPipeline(settings.pipeline, context, logDestination);
   // With --pipeline: the run's options, its logs directory checked before anything listens.
   let run: { fromRun: typeof import('./run-from-cli.js'); pipeline: Pipeline; options: RunSettings } | undefined;
   if (pipeline) {
@@ -142,7 +152,7 @@ async function main(argv: string[], context: CliContext): Promise<number> {
     // A directory per run under the default, named by its start time (`:` is not allowed on every file system).
     const logsDir =
       fromSettings.logsDir ?? resolve(baseDir, fromRun.DEFAULT_LOGS_DIR, new Date().toISOString().replace(/:/g, '-'));
-    await checkLogsDir(logsDir, context);
+    await checkLogsDir(logsDir, context, logDestination);
     run = { fromRun, pipeline, options: { ...fromSettings, logsDir } };
   }
 
@@ -151,7 +161,8 @@ async function main(argv: string[], context: CliContext): Promise<number> {
     orchestrator = await startOrchestrator({ ...serverOptions(settings, tls), logger });
   } catch (error) {
     logger.fatal({ err: error }, 'orchestrator could not start');
-    process.stderr.write(`${name}: ${error instanceof Error ? error.message : String(error)}\n`);
+    // The command's own line last, after the log's (the fatal line came after it in 2 of 12 runs).
+    await writeAfterLog(logDestination, `${name}: ${error instanceof Error ? error.message : String(error)}\n`);
     return error instanceof OrchestratorConfigError ? EXIT_INVALID_SETTING : EXIT_FAILURE;
   }
 
@@ -160,7 +171,9 @@ async function main(argv: string[], context: CliContext): Promise<number> {
     const onSignal = (signal: NodeJS.Signals): void => {
       if (abort.signal.aborted) {
         logger.warn({ signal }, 'second signal: exiting without waiting');
-        process.exit(EXIT_FAILURE);
+        // Without waiting for the run, but for the log (milliseconds at most, see logWritten).
+        void logWritten(logDestination).then(() => process.exit(EXIT_FAILURE));
+        return;
       }
       logger.info({ signal }, 'stopping');
       abort.abort(new Error(`received ${signal}`));
@@ -198,6 +211,7 @@ async function main(argv: string[], context: CliContext): Promise<number> {
     await stopped;
   }
   await orchestrator.close();
+  await logWritten(logDestination);
   return exitCode;
 }
 

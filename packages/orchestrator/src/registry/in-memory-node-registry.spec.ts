@@ -127,6 +127,50 @@ describe('InMemoryNodeRegistry', () => {
     expect(registry.credentialOf('worker-1')).not.toBe(credential);
   });
 
+  it('exclusive: the same incarnation again, its credential never used (the answer was lost), is a retry: a new credential, the unused one revoked, no replacement', () => {
+    const { registry, events } = setup();
+    const register = (incarnation: string) => registry.register(worker(), { exclusive: true, incarnation });
+    register('incarnation-1');
+    const lost = registry.credentialOf('worker-1')!;
+    registry.requestCancel('worker-1', 'exec-1', 'cancelled');
+    register('incarnation-1');
+    const credential = registry.credentialOf('worker-1')!;
+    expect(credential).not.toBe(lost);
+    expect(registry.workerWithCredential(lost)).toBeUndefined();
+    expect(registry.authenticate(lost)).toBeUndefined();
+    expect(events.map((event) => event.type)).toEqual(['registered', 'registered']);
+    // The same process: it keeps what it was asked to cancel.
+    expect(registry.cancelsFor('worker-1')).toHaveLength(1);
+  });
+
+  it("exclusive: once a request used the credential, or a registration presented it, or from another incarnation, WorkerIdTaken with the seconds until the holder's lease ends", () => {
+    const { registry, advance } = setup({});
+    const register = (incarnation: string, credential?: string) =>
+      registry.register(worker(), { exclusive: true, incarnation, credential });
+    const refusal = (incarnation: string) => {
+      try {
+        register(incarnation);
+      } catch (error) {
+        return error as RegistrationError;
+      }
+      throw new Error('registered');
+    };
+    register('incarnation-1');
+    expect(refusal('incarnation-2')).toMatchObject({ code: 'WorkerIdTaken', retryAfterSeconds: TIMEOUT_MS / 1000 + 1 });
+    const credential = registry.credentialOf('worker-1')!;
+    expect(registry.authenticate(credential)).toBe('worker-1');
+    advance(400);
+    // 600 ms of the lease left: past it (in 1 s, in whole seconds) the holder is Offline.
+    expect(refusal('incarnation-1')).toMatchObject({ code: 'WorkerIdTaken', retryAfterSeconds: 1 });
+    expect(registry.credentialOf('worker-1')).toBe(credential);
+    // A registration presenting its credential proves it too.
+    register('incarnation-1', credential);
+    expect(refusal('incarnation-1')).toMatchObject({ code: 'WorkerIdTaken' });
+    advance(TIMEOUT_MS + 1);
+    register('incarnation-3');
+    expect(registry.credentialOf('worker-1')).not.toBe(credential);
+  });
+
   it('reports Offline only after the timeout has passed, and live again after a heartbeat', () => {
     const { registry, advance } = setup();
     registry.register(worker());

@@ -54,9 +54,20 @@ export interface NodeRegistry {
    * registration of the id gets a new one, and the old one stops working. A registration of a
    * known id with another `options.incarnation` emits `replaced` (then `registered`) and drops
    * the id's pending cancels; the same incarnation (or none, twice) is the same process.
-   * @throws RegistrationError `WorkerIdTaken` (with `options.exclusive`); `TooManyWorkers` for a
-   *   new id when the registry is full; `TooManyPipelines` for a new distinct pipeline past the
-   *   bound (both with `retryAfterSeconds`). A known id registering again is never refused for room.
+   *
+   * With `options.exclusive`, a registration of an id a live worker holds is refused unless it
+   * presents that worker's credential, or is a **retry**: it names the holder's incarnation and
+   * the holder's credential was never used (no request authenticated with it, see
+   * {@link NodeRegistry.authenticate}, and no registration presented it): the process lost the
+   * answer that carried it. A retry revokes that credential and gets a new one, as an
+   * idempotency key's retry gets the same effect again; the process keeps its cancels. Once the
+   * credential was used, its holder provably has it, and nothing but the credential (or the
+   * holder going `Offline`) takes the id (the README's "Worker ids cannot be taken over").
+   * @throws RegistrationError `WorkerIdTaken` (with `options.exclusive`; `retryAfterSeconds`: the
+   *   seconds until the holder's heartbeat lease ends, after which it is `Offline` unless it
+   *   heartbeats again); `TooManyWorkers` for a new id when the registry is full;
+   *   `TooManyPipelines` for a new distinct pipeline past the bound (both with
+   *   `retryAfterSeconds`). A known id registering again is never refused for room.
    */
   register(node: WorkerNodeRegistration, options?: RegisterOptions): WorkerNode;
   /** The incarnation the worker registered with, or `undefined` (none given, or no such worker). */
@@ -65,6 +76,13 @@ export interface NodeRegistry {
   credentialOf(workerId: string): string | undefined;
   /** The id of the worker holding this credential, or `undefined`. */
   workerWithCredential(credential: string): string | undefined;
+  /**
+   * The id of the worker holding this credential, or `undefined`, as
+   * {@link NodeRegistry.workerWithCredential}; and records that the credential was used (a request
+   * authenticated with it): its worker's registration again is no longer a retry (see
+   * {@link NodeRegistry.register}). Called once per request that presents a bearer token.
+   */
+  authenticate(credential: string): string | undefined;
   /**
    * Records a heartbeat and returns the worker as {@link NodeRegistry.snapshotOf} has it
    * (shared, frozen: read it, do not keep it); `undefined` when no worker has this id (it

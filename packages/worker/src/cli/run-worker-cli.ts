@@ -19,9 +19,10 @@ import {
   logBase,
   LOG_FORMATTERS,
   logProcessWarnings,
+  logWritten,
+  writeAfterLog,
 } from '@mpd/server-kit';
 import { CommanderError } from 'commander';
-import { logWritten, writeAfterLog } from './log-written.js';
 import { workerOptions } from './options-from-settings.js';
 import { createCommand, parseSettings, SETTINGS } from './settings.js';
 import { readTlsFiles } from './tls-files.js';
@@ -93,7 +94,7 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
   );
   /**
    * Exits once every log line is written (pino's own flush at exit writes what is queued while a
-   * write may still be under way: out of order), `lastLine` after them (see log-written.ts).
+   * write may still be under way: out of order), `lastLine` after them (see `logWritten` in `@mpd/server-kit`).
    */
   const exitAfterLog = async (code: number, lastLine?: string): Promise<never> => {
     if (lastLine === undefined) await logWritten(logDestination);

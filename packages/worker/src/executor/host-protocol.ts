@@ -148,7 +148,9 @@ export type FromHost =
   | ArtifactAbandon
   /**
    * The module returned (`resultText`: its result serialised) or threw. `leftoverChildren`:
-   * how many processes the host still has as children; a host with any is not reused.
+   * how many processes the module left running — children of any of the host's threads, and
+   * processes of its group whose parent exited (`sh -c 'server &'`), see `leftoverCheck` in
+   * `process-group.ts`; a host with any is not reused (they may hold its pipes).
    *
    * `marked`: whether the host wrote its end marks ({@link OUTPUT_END_MARK}) on its stdout and
    * stderr before this message. It does when the worker cannot read its pipes to their end

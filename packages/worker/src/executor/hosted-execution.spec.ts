@@ -687,6 +687,56 @@ describe('modules in module hosts', () => {
     expect(running(host!)).toBe(false);
   });
 
+  it("a host's own process (tsx's esbuild service, started by its loader thread without tsx's cache) is no module's leftover: the host is reused", async () => {
+    process.env.TSX_DISABLE_CACHE = '1';
+    try {
+      const on = executor({ slots: 1 });
+      await on.ready();
+      const first = resultOf(await run(on, 'echo'));
+      const host = first.pid as number;
+      // The loader's process runs beside the host, a child of one of its threads.
+      const children = readdirSync(`/proc/${host}/task`).flatMap((tid) =>
+        readFileSync(`/proc/${host}/task/${tid}/children`, 'latin1').split(' ').filter(Boolean),
+      );
+      expect(children.length).toBeGreaterThan(0);
+      await on.idle();
+      expect(resultOf(await run(on, 'echo')).pid).toBe(host);
+      expect(logLines.join('')).not.toMatch(/left \d+ process\(es\) running/);
+    } finally {
+      delete process.env.TSX_DISABLE_CACHE;
+    }
+  });
+
+  it('a module that returns but leaves a process started from a worker thread running (a child of that thread, not of the main one): stopped before the answer, and the host replaced', async () => {
+    writeFileSync(ledgerFile, '');
+    const on = executor();
+    expect(resultOf(await run(on, 'leaves-thread-child'))).toBe('returned');
+    const [host, child] = ledgerPids('leaves-thread-child');
+    expect(child).toBeGreaterThan(0);
+    expect(running(child!)).toBe(false);
+    expect(running(host!)).toBe(false);
+    expect(logLines.join('')).toMatch(/the module ended but left 1 process\(es\) running: stopping them/);
+  });
+
+  it("a module whose command leaves an orphan writing into the host's stdout (sh -c 'loop &'): the orphan is found by its group and stopped before the answer; the next module runs on a fresh host and never gets its lines", async () => {
+    writeFileSync(ledgerFile, '');
+    const { outputs, output } = recordedOutputs();
+    const on = executor({ output, slots: 1 });
+    await on.ready();
+    expect(resultOf(await run(on, 'leaves-grandchild'))).toBe('returned');
+    const [host, loop] = ledgerPids('leaves-grandchild');
+    expect(loop).toBeGreaterThan(0);
+    expect(running(loop!)).toBe(false);
+    expect(running(host!)).toBe(false);
+    expect(logLines.join('')).toMatch(/the module ended but left [1-9]\d* process\(es\) running: stopping them/);
+    await on.idle();
+    // Long enough for the loop, were it still running, to write several lines (one each 0.2 s).
+    const next = resultOf(await run(on, 'sleeps', { params: { ms: 2_000 } }));
+    expect(next.pid).not.toBe(host);
+    await expect.poll(() => outputs[1]?.ended, { timeout: 15_000 }).toBe(true);
+    expect(outputs[1]).toMatchObject({ stdout: [], stderr: [], late: [] });
+  }, 30_000);
+
   it("a host that cannot load the worker's pipeline (the file changed since): the module fails, naming why", async () => {
     const outcome = await run(
       executor({ pipeline: { ...pipeline, fingerprint: 'sha256:the-worker-loaded-another' } }),

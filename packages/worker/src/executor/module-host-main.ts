@@ -51,7 +51,7 @@ import { HOST_CHANNEL_FD, messageLine, openHostChannel } from './host-channel.js
 import { createModuleContext, ensureWorkingDirectory, type ModuleContextFields } from './module-context.js';
 import { startLeaseWatchdog } from './module-host-lease.js';
 import { secretBytes } from './module-output.js';
-import { childrenOf, groupMembers, ownChildCounter, signalGroup } from './process-group.js';
+import { childrenOf, groupMembers, leftoverCheck, signalGroup } from './process-group.js';
 import { checkedResult } from './result-limits.js';
 import { describeThrown, safeString, serialise } from './values-as-text.js';
 
@@ -109,7 +109,8 @@ let terminating = false;
 let leaving = false;
 /** Set when the worker is gone: the host stops its group, then exits. */
 let orphaned = false;
-const childCount = ownChildCounter();
+/** What a module left running (children of any thread, orphans in the group): see {@link leftoverCheck}. */
+const leftovers = leftoverCheck();
 const lease = startLeaseWatchdog();
 
 /**
@@ -441,6 +442,8 @@ async function init(message: Extract<ToHost, { type: 'init' }>): Promise<void> {
     );
     return;
   }
+  // What runs beside the host now is its own (tsx's esbuild service): never a module's leftover.
+  leftovers.settle();
   send({ type: 'ready' });
 }
 
@@ -485,7 +488,7 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
   await new Promise((resolve) => setImmediate(resolve));
   if (crashed) return;
   current = undefined;
-  const leftoverChildren = childCount();
+  const leftoverChildren = leftovers.count();
   const stopping = running.aborted || terminating;
   // Marks only where the worker cannot know otherwise that it read everything: while writes of
   // this process to its stdout or stderr wait in their queue (the pipe was full), the module's

@@ -4,7 +4,7 @@
  * unless they leave on purpose (`setsid`, `detached: true`), so signalling the group reaches
  * children and grandchildren, also those whose parent already exited.
  */
-import { openSync, readdirSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, readSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 /** Whether this machine has a Linux `/proc` to list a group's processes from. */
@@ -70,7 +70,7 @@ export function signalGroup(pgid: number, signal: NodeJS.Signals): boolean {
   }
 }
 
-/** The pids of `pid`'s direct children, from `/proc` (Linux); [] where that cannot be read. */
+/** The pids of `pid`'s direct children (of its main thread), from `/proc` (Linux); [] where that cannot be read. */
 export function childrenOf(pid: number): number[] {
   try {
     return parsePids(readFileSync(`/proc/${pid}/task/${pid}/children`, 'latin1'));
@@ -79,28 +79,144 @@ export function childrenOf(pid: number): number[] {
   }
 }
 
+/** A process as `/proc` names it for good: its pid and its start time (clock ticks after boot), so that a reused pid is another process. */
+const processKey = (pid: number): string | undefined => {
+  const fields = statFields(pid);
+  return fields && `${pid}@${fields[19]}`; // starttime is the 22nd field, the 20th after the name
+};
+
 /**
- * How many direct children this process has, read again at each call from a `/proc` file kept
- * open (one `pread`, about a tenth of opening it each time: a module host asks after every
- * module); 0 where there is no `/proc`.
+ * How a module host finds the processes its module left running (the check after every module;
+ * a host with any is not reused: the worker stops its group). Linux only: where there is no
+ * `/proc`, `count()` says 0 (none are checked).
+ *
+ * - **Children of every thread.** A process started from a worker thread (a `Worker` of the
+ *   module, tsx's loader thread) is a child of that thread, listed in
+ *   `/proc/PID/task/TID/children` of that thread alone: the main thread's list missed it (round
+ *   J). Each thread's list is read from a file kept open (one `pread` each, about 0.5 µs; a host
+ *   has 11–13 threads); the list of threads is read again only when their number changed or a
+ *   thread kept open is gone (a read of a gone thread's file fails, even when its id was reused).
+ * - **Orphaned descendants** (`sh -c 'server &'`: the shell exits, its child is given to init):
+ *   no thread lists them any more, but they stay in the host's process group, which only a walk
+ *   of `/proc` lists (about 1 ms for 130 processes; more on a busy machine). That walk is made
+ *   only when some process may have been started since the last check: a child is listed now,
+ *   or the host reaped one, which its `cminflt`/`cmajflt` (`/proc/self/stat`: the page faults of
+ *   the children it waited for, theirs included) tells: every process that started another one
+ *   took a page fault (a `fork` write-protects its memory, an `exec` loads its program by
+ *   faults), so an orphan's parent, once reaped, always moves that count. A module that starts
+ *   no process costs one more `pread` (`/proc/self/stat`) and no walk.
+ * - **The host's own processes** (tsx's esbuild service, started by its loader thread when a file
+ *   is not in tsx's cache, which lives as long as the host) are those of its group when
+ *   {@link LeftoverCheck.settle} is called, once the pipeline is loaded: never counted.
+ *
+ * Not found: a process that left the group (`setsid`, `detached: true`) and whose parent is gone
+ * (see the README's "What isolation does not cover").
  */
-export function ownChildCounter(): () => number {
-  let fd: number;
+export interface LeftoverCheck {
+  /** Takes the host's own processes and its children's fault count as they are now (once the pipeline is loaded). */
+  settle(): void;
+  /** How many processes other than the host's own run in its group or as its children now (zombies left out); 0 without `/proc`. */
+  count(): number;
+}
+
+/** Makes this process's {@link LeftoverCheck} (module hosts: one, at start). */
+export function leftoverCheck(): LeftoverCheck {
+  const pid = process.pid;
+  let statFd: number;
   try {
-    fd = openSync(`/proc/${process.pid}/task/${process.pid}/children`, 'r');
+    statFd = openSync(`/proc/${pid}/stat`, 'r');
   } catch {
-    return () => 0;
+    return { settle: () => undefined, count: () => 0 };
   }
   const buffer = Buffer.alloc(4_096);
-  return () => {
-    try {
-      // A list longer than the buffer still shows at least one pid.
-      const length = readSync(fd, buffer, 0, buffer.length, 0);
-      // Empty after almost every module: no text to make and split then.
-      return length === 0 ? 0 : parsePids(buffer.toString('latin1', 0, length)).length;
-    } catch {
-      return 0;
+  /** The open `children` file of each thread, by thread id. */
+  let threads = new Map<string, number>();
+  let own = new Set<string>();
+  let faults = 0;
+
+  /** `[children's page faults, number of threads]` from `/proc/self/stat`. */
+  const ownStat = (): [number, number] => {
+    const length = readSync(statFd, buffer, 0, buffer.length, 0);
+    const text = buffer.toString('latin1', 0, length);
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ', 18);
+    // cminflt, cmajflt: the 11th and 13th fields; num_threads the 20th (the 9th, 11th, 18th after the name).
+    return [Number(fields[8]) + Number(fields[10]), Number(fields[17])];
+  };
+  const openThreads = (): void => {
+    const opened = new Map<string, number>();
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      const fd = threads.get(tid);
+      if (fd !== undefined) {
+        opened.set(tid, fd);
+        threads.delete(tid);
+        continue;
+      }
+      try {
+        opened.set(tid, openSync(`/proc/${pid}/task/${tid}/children`, 'r'));
+      } catch {
+        // ended meanwhile
+      }
     }
+    for (const fd of threads.values()) closeSync(fd);
+    threads = opened;
+  };
+  /** The pids listed as children of any thread; undefined when a thread kept open is gone (read the list again). */
+  const readChildren = (): number[] | undefined => {
+    let children: number[] | undefined;
+    for (const fd of threads.values()) {
+      let length: number;
+      try {
+        length = readSync(fd, buffer, 0, buffer.length, 0);
+      } catch {
+        return undefined; // ESRCH: that thread ended
+      }
+      // Empty after almost every module: no text to make and split then. A list longer than
+      // the buffer still shows at least one pid.
+      if (length > 0) (children ??= []).push(...parsePids(buffer.toString('latin1', 0, length)));
+    }
+    return children ?? [];
+  };
+  const children = (threadCount: number): number[] => {
+    if (threadCount !== threads.size) openThreads();
+    return readChildren() ?? (openThreads(), readChildren() ?? []);
+  };
+  /** The processes running in the host's group or as its children, but the host and its own. */
+  const others = (listed: readonly number[]): string[] => {
+    const found = new Set<string>();
+    for (const member of groupMembers(pid) ?? []) {
+      if (member === pid) continue;
+      const key = processKey(member);
+      if (key !== undefined && !own.has(key)) found.add(key);
+    }
+    // A child that left the group (setsid) is still found while it is a child.
+    for (const child of listed) {
+      const fields = statFields(child);
+      if (!fields || fields[0] === 'Z' || fields[0] === 'X') continue;
+      const key = `${child}@${fields[19]}`;
+      if (!own.has(key)) found.add(key);
+    }
+    return [...found];
+  };
+
+  return {
+    settle() {
+      const [childFaults, threadCount] = ownStat();
+      const listed = children(threadCount);
+      own = new Set();
+      if (listed.length > 0 || childFaults > 0) own = new Set(others(listed));
+      faults = childFaults;
+    },
+    count() {
+      try {
+        const [childFaults, threadCount] = ownStat();
+        const listed = children(threadCount);
+        if (childFaults === faults && listed.every((child) => own.has(processKey(child) ?? ''))) return 0;
+        faults = childFaults;
+        return others(listed).length;
+      } catch {
+        return 0;
+      }
+    },
   };
 }
 

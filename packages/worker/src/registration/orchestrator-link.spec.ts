@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULT_HEARTBEAT_TIMEOUT_MS, UnansweredRegistration } from './orchestrator-link.js';
+import {
+  DEFAULT_HEARTBEAT_TIMEOUT_MS,
+  MAX_RETRY_AFTER_MS,
+  retryAfterMs,
+  UnansweredRegistration,
+} from './orchestrator-link.js';
 
 /** A registration round's record of lost answers on a clock the test moves. */
 function onClock() {
@@ -40,5 +45,22 @@ describe('UnansweredRegistration: how long a 409 WorkerIdTaken may be the proces
     unanswered.noteLost();
     advance(100_000);
     expect(unanswered.mayHoldTheId(60_000)).toBe(true);
+  });
+});
+
+describe('retryAfterMs: the Retry-After a 409 WorkerIdTaken gives, which the next registration waits', () => {
+  const of = (value?: string) => retryAfterMs(new Headers(value === undefined ? {} : { 'retry-after': value }));
+
+  it('takes delta-seconds, at most an hour', () => {
+    expect(of('121')).toBe(121_000);
+    expect(of(' 1 ')).toBe(1_000);
+    expect(of('0')).toBe(0);
+    expect(of('999999')).toBe(MAX_RETRY_AFTER_MS);
+  });
+
+  it('ignores a missing, dated or malformed one (the backoff alone then)', () => {
+    for (const value of [undefined, '', 'Wed, 21 Oct 2015 07:28:00 GMT', '-5', '1.5', '12abc', '99999999999'])
+      expect(of(value)).toBeUndefined();
+    expect(retryAfterMs(undefined)).toBeUndefined();
   });
 });

@@ -217,9 +217,13 @@ export interface LinkStart {
  * own unread registration, which a new orchestrator gave a new credential; the link then retries
  * (as a fresh process does) until that registration, never heartbeated, is Offline: for the
  * orchestrator's heartbeat timeout after the attempt, at least the default one (see
- * {@link UnansweredRegistration}). A fresh process that has not registered yet retries
- * `WorkerIdTaken` with backoff as before: the old holder may be its own crashed predecessor,
- * whose id frees once it is Offline.
+ * {@link UnansweredRegistration}). An orchestrator of round J or later does not refuse that
+ * attempt: the same incarnation over a registration whose credential no request used is a
+ * retry (200, a new credential; see `NodeRegistry.register`), so the exception only matters
+ * with older ones. A fresh process that has not registered yet retries `WorkerIdTaken` as
+ * before: the old holder may be its own crashed predecessor, whose id frees once it is Offline.
+ * Each retry after a 409 waits the answer's `Retry-After` (the holder's lease), or the backoff
+ * where that is longer ({@link retryAfterMs}).
  *
  * The credential file is shared by the processes started with the same id, so the link writes
  * it only while it holds what this process last read or wrote there, or nothing: a stalled
@@ -560,6 +564,8 @@ export class OrchestratorLink {
     const { client, logger } = this.options;
     /** This round's attempts that went unanswered after they may have been served. */
     const unanswered = new UnansweredRegistration(this.now);
+    /** The answer's `Retry-After` (ms), when it gave one: the next attempt waits at least that long. */
+    let notBefore: number | undefined;
     for (let attempt = 0; !signal.aborted; attempt++) {
       this.current = { status: 'registering', attempt, ...(this.lastError ? { lastError: this.lastError } : {}) };
       try {
@@ -626,13 +632,19 @@ export class OrchestratorLink {
         // gateway's 502 or 504 is outside the contract: the client throws it, the catch below.)
         if (response.status >= 500) unanswered.noteLost();
         this.lastError = `register answered ${response.status}: ${JSON.stringify(response.body)}`;
+        // The id's live holder is another process (or, from an orchestrator before round J, this
+        // one's unread registration): retried once its lease can have ended, not sooner.
+        if (response.status === 409) notBefore = retryAfterMs(response.headers);
       } catch (error) {
         if (signal.aborted) return undefined;
         // Sent, maybe served, answer lost: the id's live holder may be this very registration.
         if (!provesNotServed(error)) unanswered.noteLost();
         this.lastError = describe(error);
       }
-      const delay = this.delay(attempt);
+      const delay = Math.max(this.delay(attempt), notBefore ?? 0);
+      notBefore = undefined;
+      // The state says why while it waits (a Retry-After may be minutes).
+      this.current = { status: 'registering', attempt, lastError: this.lastError };
       logger.warn({ attempt, retryInMs: delay, error: this.lastError }, 'registration failed; retrying');
       if (!(await pause(delay, signal))) return undefined;
     }
@@ -722,6 +734,23 @@ export class OrchestratorLink {
   private delay(attempt: number): number {
     return backoffDelay(attempt, this.options.initialBackoffMs, this.options.maxBackoffMs);
   }
+}
+
+/**
+ * The longest `Retry-After` a registration waits (ms): an hour. The orchestrator's, on a 409
+ * `WorkerIdTaken`, is the seconds until the holder's heartbeat lease ends (its
+ * `--heartbeat-timeout` at most, 120 s by default); a longer one is retried after this.
+ */
+export const MAX_RETRY_AFTER_MS = 60 * 60 * 1000;
+
+/**
+ * An answer's `Retry-After` in ms, at most {@link MAX_RETRY_AFTER_MS}: delta-seconds only (what
+ * the orchestrator sends; RFC 9110 §10.2.3); undefined without one, or with a date or anything else.
+ */
+export function retryAfterMs(headers: { get(name: string): string | null } | undefined): number | undefined {
+  const value = headers?.get('retry-after')?.trim();
+  if (value === undefined || !/^\d{1,10}$/.test(value)) return undefined;
+  return Math.min(Number(value) * 1000, MAX_RETRY_AFTER_MS);
 }
 
 /**

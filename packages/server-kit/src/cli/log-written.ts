@@ -1,7 +1,9 @@
 /**
- * The worker command's log is written asynchronously (pino's `destination({ sync: false })`, a
- * sonic-boom): before the command writes its last line to stderr itself (`mpd-worker: …`) and
- * before it exits, every log line must be written, the block being written right now too.
+ * The CLIs' logs are written asynchronously (pino's `destination({ sync: false })`, a
+ * sonic-boom): before a command writes its last line to stderr itself (`mpd-worker: …`,
+ * `mpd-orchestrator: …`) and before it exits, every log line must be written, the block being
+ * written right now too (shared by both CLIs since round J: the orchestrator's exit had the same
+ * fault, its `fatal` line after its own last line in 2 of 12 runs).
  * sonic-boom's `flushSync` alone does not do that: while a write is under way in the thread pool
  * it writes the lines queued behind it at once, and that write lands after them, and after a
  * line written next (the review of round I saw it in 6 of 150 runs; pino's own flush at
