@@ -23,10 +23,6 @@
  * free memory (`lib/memory.ts`; README, round J): the free memory the guest reported to the host
  * and the CPU the hypervisor stole while each side was timed are rows too.
  *
- * The bare server is a fresh process for every bare transfer, as mpd's cluster is for every mpd
- * transfer (one server reused for every pair moved its later GiBs at 226-277 MiB/s against
- * 344-376 for a fresh one: round J).
- *
  * Pairs: a warm-up pair first, not judged (the first transfers start from whatever ran before the
  * bench); then {@link ArtifactsConfig.runs} pairs, each one bare transfer and one mpd transfer side
  * by side, bare first in even pairs and mpd first in odd ones. The judged figure is the median of
@@ -360,11 +356,9 @@ export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: R
   const root = mkdtempSync(join(tmpdir(), 'mpd-bench-artifacts-'));
   const bareDir = join(root, 'bare');
   mkdirSync(bareDir);
-  let bare = new BenchProcess('bare-http', benchPath('servers/bare-http.ts'), [], { MPD_BENCH_BARE_DIR: bareDir });
+  const bare = new BenchProcess('bare-http', benchPath('servers/bare-http.ts'), [], { MPD_BENCH_BARE_DIR: bareDir });
   try {
-    let bareUrl = await bare.listeningUrl();
-    /** Bare transfers so far: each after the first gets a fresh server. */
-    let transfers = 0;
+    const bareUrl = await bare.listeningUrl();
     // The one source file both sides move (the producer uploads it from this directory).
     const source = join(root, 'source');
     const file = join(source, ARTIFACT_FILE);
@@ -387,14 +381,6 @@ export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: R
     };
     // `run` -1: the warm-up pair, kept apart.
     const bareOnce = async (run: number): Promise<void> => {
-      // A fresh bare server for every transfer, as mpd's side has a fresh cluster: a server that
-      // had already moved a GiB ran at 226-277 MiB/s where a fresh one ran at 344-376 (round J),
-      // the "fast first pair" of the earlier rounds, which handicapped the baseline.
-      if (transfers++ > 0) {
-        await bare.stop();
-        bare = new BenchProcess('bare-http', benchPath('servers/bare-http.ts'), [], { MPD_BENCH_BARE_DIR: bareDir });
-        bareUrl = await bare.listeningUrl();
-      }
       const transfer = await bareTransfer(config, bare, bareUrl, file, join(root, 'download.bin'));
       (run < 0 ? warmup : baseline).push(transfer);
       say('bare', run, transfer);
