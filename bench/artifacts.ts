@@ -19,13 +19,20 @@
  * with ~1.7 GB dirty), then waits until /proc/meminfo's Dirty + Writeback is under
  * {@link SETTLE_DIRTY_BOUND} (or the config's `settleTimeoutMs` passes: a line on stderr), since
  * `sync` alone left the bare side swinging 210–349 MiB/s (README, round I). The dirty + writeback
- * pages at each start and the wait are rows. Each run measures the
- * bare transfer and mpd's once, in alternating order (bare first in even runs, mpd first in odd).
+ * pages at each start and the wait are rows. What swung it was not the dirty pages but the VM's
+ * free memory (`lib/memory.ts`; README, round J): the free memory the guest reported to the host
+ * and the CPU the hypervisor stole while each side was timed are rows too.
  *
- * Beside them, not judged: in each run one more mpd transfer right after the first, worker B
- * started with a `--cache-size` of half the file, under the blob's size, so its download takes the
- * streamed path (from the `GET` through the hash check over a local socket into the extracting
- * module host, no cache file, nothing kept), paired with the same bare run.
+ * Pairs: a warm-up pair first, not judged (the first transfers start from whatever ran before the
+ * bench); then {@link ArtifactsConfig.runs} pairs, each one bare transfer and one mpd transfer side
+ * by side, bare first in even pairs and mpd first in odd ones. The judged figure is the median of
+ * the pairs' ratios (mpd's throughput over the bare one's beside it); its spread is printed.
+ *
+ * Beside them, not judged: in each pair one more mpd transfer (after mpd's when bare went first,
+ * before it otherwise), worker B started with a `--cache-size` of half the file, under the blob's
+ * size, so its download takes the streamed path (from the `GET` through the hash check over a
+ * local socket into the extracting module host, no cache file, nothing kept), paired with the same
+ * bare transfer.
  */
 import { createReadStream, createWriteStream, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
@@ -40,10 +47,14 @@ import { BenchProcess, benchPath, startBenchOrchestrator, startWorkerCli } from 
 import { type Row, rowsOf } from './lib/report.js';
 import { childPids, dirtyBytes, MB, RssSampler, type RssFigures, TIMELINE_BUCKET_MS } from './lib/rss.js';
 import { median } from './lib/stats.js';
+import { reportedBytes, stealMs } from './lib/memory.js';
 
 export interface ArtifactsConfig {
   bytes: number;
+  /** Judged pairs (each: one bare and one mpd transfer, and the streamed row's mpd transfer). */
   runs: number;
+  /** A first pair, not judged (its figures on stderr and in the details): the first transfers of a bench run start from whatever the machine did before. */
+  warmup: boolean;
   /** Longest wait, after `sync`, for dirty + writeback pages to fall under {@link SETTLE_DIRTY_BOUND} before each timed side, ms. */
   settleTimeoutMs: number;
 }
@@ -51,14 +62,19 @@ export interface ArtifactsConfig {
 /** Dirty + Writeback (bytes) under which a timed side may start: small against the GiB each side writes. */
 export const SETTLE_DIRTY_BOUND = 64 * MB;
 
-/** `MPD_BENCH_ARTIFACT_RUNS` overrides the full bench's runs (each: one bare and one mpd transfer). */
+/**
+ * `MPD_BENCH_ARTIFACT_RUNS` overrides the full bench's judged pairs (6: as many with bare first as
+ * with mpd first; about 20 s a pair with the streamed row, about 2.5 minutes in all with the warm-up
+ * pair); `MPD_BENCH_ARTIFACT_WARMUP=0` leaves the warm-up pair out.
+ */
 export const ARTIFACTS_FULL: ArtifactsConfig = {
   bytes: 1024 * MB,
-  runs: Number(process.env.MPD_BENCH_ARTIFACT_RUNS ?? 3),
+  runs: Number(process.env.MPD_BENCH_ARTIFACT_RUNS ?? 6),
+  warmup: process.env.MPD_BENCH_ARTIFACT_WARMUP !== '0',
   settleTimeoutMs: 30_000,
 };
 /** The smoke run waits little: it checks the code path, not the figures (CI's disk may be busy). */
-export const ARTIFACTS_SMOKE: ArtifactsConfig = { bytes: 4 * MB, runs: 1, settleTimeoutMs: 2_000 };
+export const ARTIFACTS_SMOKE: ArtifactsConfig = { bytes: 4 * MB, runs: 1, warmup: false, settleTimeoutMs: 2_000 };
 
 const PIPELINE = benchPath('pipelines/artifacts.pipeline.ts');
 
@@ -72,6 +88,10 @@ interface Transfer {
   dirtyAtStart: number;
   /** How long {@link settle} waited before this transfer (`sync` and the drain), ms. */
   settleMs: number;
+  /** Free memory the guest reported to the host while the transfer was timed, bytes (NaN where not known). */
+  reportedBytes: number;
+  /** CPU time the hypervisor took from the machine's cores while the transfer was timed, ms. */
+  stealMs: number;
 }
 
 /**
@@ -96,6 +116,13 @@ async function settle(timeoutMs: number): Promise<number> {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return performance.now() - started;
+}
+
+/** What the host did while a side was timed: the free memory it took back and the CPU it stole. */
+function hostWatch(): () => { reportedBytes: number; stealMs: number } {
+  const reported = reportedBytes();
+  const steal = stealMs();
+  return () => ({ reportedBytes: reportedBytes() - reported, stealMs: stealMs() - steal });
 }
 
 /** The machine over time, one sample per {@link TIMELINE_BUCKET_MS} (NaN where /proc cannot be read). */
@@ -227,6 +254,7 @@ async function mpdTransfer(
     const settleMs = await settle(config.settleTimeoutMs);
     const sampledFrom = Date.now();
     const machine = sampleMachine();
+    const host = hostWatch();
     let timings: RunTimings;
     let rss: Record<string, RssFigures>;
     try {
@@ -234,6 +262,7 @@ async function mpdTransfer(
     } finally {
       rss = sampler.stop();
     }
+    const hosted = host();
     const machineSamples = machine();
     if (timings.status !== 'Successful') {
       throw new Error(`the artifact pipeline ended ${timings.status}:\n${a.recentOutput()}\n${b.recentOutput()}`);
@@ -262,6 +291,7 @@ async function mpdTransfer(
       cpuMs: cpuIn(rss, from, to),
       dirtyAtStart: produced.dirtyAtStart,
       settleMs,
+      ...hosted,
     };
   } finally {
     await Promise.all([...workers.map((worker) => worker.stop()), orchestrator.stop()]);
@@ -279,12 +309,16 @@ async function bareTransfer(
   const settleMs = await settle(config.settleTimeoutMs);
   const sampler = new RssSampler({ 'bare server': () => [bare.pid], 'driver (client)': () => [process.pid] }).start();
   const machine = sampleMachine();
+  const host = hostWatch();
   try {
     const size = statSync(file).size;
     const dirtyAtStart = dirtyBytes();
     let started = performance.now();
     await new Promise<void>((resolve, reject) => {
+      // A connection of its own (node 20's global agent keeps connections alive: one left idle
+      // while the other side ran could be closed by the server just as it is reused).
       const req = request(`${url}/blob`, {
+        agent: false,
         method: 'PUT',
         headers: { 'content-length': size, 'content-type': 'application/octet-stream' },
       });
@@ -298,7 +332,7 @@ async function bareTransfer(
     const uploadMs = performance.now() - started;
     started = performance.now();
     await new Promise<void>((resolve, reject) => {
-      request(`${url}/blob`, (res) => {
+      request(`${url}/blob`, { agent: false }, (res) => {
         if (res.statusCode !== 200) reject(new Error(`GET ${res.statusCode}`));
         pipeline(res, createWriteStream(into)).then(resolve, reject);
       })
@@ -306,11 +340,12 @@ async function bareTransfer(
         .end();
     });
     const downloadMs = performance.now() - started;
+    const hosted = host();
     if (statSync(into).size !== size) throw new Error('the bare download is short');
     const rss = sampler.stop();
     const total = uploadMs + downloadMs;
     printTimeline('bare', rss, 0, total, { 'upload ends': uploadMs }, machine());
-    return { uploadMs, downloadMs, rss, cpuMs: cpuIn(rss, 0, total), dirtyAtStart, settleMs };
+    return { uploadMs, downloadMs, rss, cpuMs: cpuIn(rss, 0, total), dirtyAtStart, settleMs, ...hosted };
   } finally {
     sampler.stop();
     machine();
@@ -333,42 +368,51 @@ export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: R
     /** B's cache bound under the blob's size: its download streams (not judged). */
     const streamed: Transfer[] = [];
     const streamedArgs = ['--cache-size', `${Math.max(1, Math.floor(config.bytes / MB / 2))}mb`];
+    /** The warm-up pair's transfers (not judged): bare, mpd, mpd streamed. */
+    const warmup: Transfer[] = [];
     const say = (side: string, run: number, transfer: Transfer): void => {
       const written = Object.entries(transfer.rss)
         .map(([name, figures]) => `${name} ${Math.round(figures.writtenBytes / MB)}`)
         .join(', ');
+      const mibs = config.bytes / MB / ((transfer.uploadMs + transfer.downloadMs) / 1_000);
       process.stderr.write(
-        `artifacts run ${run + 1} ${side}: upload ${Math.round(transfer.uploadMs)} ms, download ${Math.round(transfer.downloadMs)} ms, dirty + writeback at its start ${Math.round(transfer.dirtyAtStart / MB)} MB (after ${Math.round(transfer.settleMs)} ms of sync and drain), written to storage (MB): ${written}\n`,
+        `artifacts ${run < 0 ? 'warm-up pair (not judged)' : `pair ${run + 1}`} ${side}: upload ${Math.round(transfer.uploadMs)} ms, download ${Math.round(transfer.downloadMs)} ms (${mibs.toFixed(0)} MiB/s), dirty + writeback at its start ${Math.round(transfer.dirtyAtStart / MB)} MB (after ${Math.round(transfer.settleMs)} ms of sync and drain), free memory reported to the host while timed ${Math.round(transfer.reportedBytes / MB)} MB, steal ${Math.round(transfer.stealMs)} ms, written to storage (MB): ${written}\n`,
       );
     };
+    // `run` -1: the warm-up pair, kept apart.
     const bareOnce = async (run: number): Promise<void> => {
-      baseline.push(await bareTransfer(config, bare, bareUrl, file, join(root, 'download.bin')));
-      say('bare', run, baseline.at(-1)!);
+      const transfer = await bareTransfer(config, bare, bareUrl, file, join(root, 'download.bin'));
+      (run < 0 ? warmup : baseline).push(transfer);
+      say('bare', run, transfer);
       rmSync(join(root, 'download.bin'), { force: true });
       rmSync(join(bareDir, 'blob'), { force: true });
     };
-    const mpdOnce = async (run: number): Promise<void> => {
-      const dir = join(root, `run-${run}`);
+    const mpdOnce = async (run: number, args: string[] = []): Promise<void> => {
+      const dir = join(root, `run-${run}${args.length ? '-streamed' : ''}`);
       try {
-        mpd.push(await mpdTransfer(config, dir, source));
-        say('mpd', run, mpd.at(-1)!);
+        const transfer = await mpdTransfer(config, dir, source, args);
+        (run < 0 ? warmup : args.length ? streamed : mpd).push(transfer);
+        say(args.length ? 'mpd, streamed' : 'mpd', run, transfer);
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }
-      const streamedDir = join(root, `run-${run}-streamed`);
-      try {
-        streamed.push(await mpdTransfer(config, streamedDir, source, streamedArgs));
-        say('mpd, streamed', run, streamed.at(-1)!);
-      } finally {
-        rmSync(streamedDir, { recursive: true, force: true });
-      }
     };
+    // The first transfers of a bench run start from whatever ran before it (a file written, a
+    // build, another bench): a pair of warm-up, not judged.
+    if (config.warmup) {
+      await bareOnce(-1);
+      await mpdOnce(-1);
+      await mpdOnce(-1, streamedArgs);
+    }
     for (let run = 0; run < config.runs; run++) {
-      // Alternating which goes first, so that neither always inherits the other's page cache state.
+      // Alternating which goes first, so that neither always inherits the other's state; the
+      // judged two side by side (the streamed row after them or before them).
       if (run % 2 === 0) {
         await bareOnce(run);
         await mpdOnce(run);
+        await mpdOnce(run, streamedArgs);
       } else {
+        await mpdOnce(run, streamedArgs);
         await mpdOnce(run);
         await bareOnce(run);
       }
@@ -404,20 +448,22 @@ export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: R
     const rows: Row[] = [
       {
         benchmark,
-        metric: 'throughput ratio to bare, per run (median of each run paired with its bare run)',
+        metric: 'throughput ratio to bare, per pair (median of each mpd transfer over the bare one beside it)',
         unit: 'x',
         value: median(paired),
         runs: paired,
         target: { on: 'value', kind: 'min', limit: 0.7 },
+        spread: true,
       },
       {
         benchmark,
-        metric: `throughput ratio to bare, per run, B's --cache-size ${streamedArgs[1]} under the blob: download streamed, not kept (not judged)`,
+        metric: `throughput ratio to bare, per pair, B's --cache-size ${streamedArgs[1]} under the blob: download streamed, not kept (not judged)`,
         unit: 'x',
         value: median(pairedStreamed),
         runs: pairedStreamed,
+        spread: true,
       },
-      row('throughput, upload + download (ratio: of the medians)', 'MiB/s', throughput),
+      { ...row('throughput, upload + download (ratio: of the medians)', 'MiB/s', throughput), spread: true },
       row('upload (ctx.artifacts.upload: pack and hash, PUT)', 'ms', (run) => run.uploadMs),
       row('download (ctx.artifacts.download: GET, check, extract)', 'ms', (run) => run.downloadMs),
       {
@@ -433,6 +479,12 @@ export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: R
         'ms',
         (run) => run.settleMs,
       ),
+      row(
+        'free memory the guest reported to the host while timed (page_reporting: the next use of it faults it in)',
+        'MB',
+        (run) => run.reportedBytes / MB,
+      ),
+      row('CPU stolen by the hypervisor while timed (/proc/stat steal)', 'ms', (run) => run.stealMs),
       row(
         'bytes written to storage, every process (/proc/PID/io write_bytes)',
         'MB',
@@ -454,7 +506,7 @@ export async function artifactsBench(config: ArtifactsConfig): Promise<{ rows: R
       growth('worker B', 'driver (client)'),
       growth('module host on B'),
     ];
-    return { rows, details: { config, mpd, streamed, baseline } };
+    return { rows, details: { config, mpd, streamed, baseline, warmup } };
   } finally {
     await bare.stop();
     rmSync(root, { recursive: true, force: true });

@@ -16,7 +16,7 @@ import { SCALE_FULL, SCALE_SMOKE, scaleBench } from './scale.js';
 import { SCHEDULE_FULL, SCHEDULE_SMOKE, scheduleBench } from './schedule.js';
 import { loadavg } from 'node:os';
 import { killAll, benchPath } from './lib/processes.js';
-import { evaluate, formatTable, machine, type Row, type RowResult, writeResults } from './lib/report.js';
+import { evaluate, formatSpread, formatTable, machine, type Row, type RowResult, writeResults } from './lib/report.js';
 
 const args = process.argv.slice(2);
 const smoke = args.includes('--smoke');
@@ -86,6 +86,8 @@ async function main(): Promise<number> {
     }
   }
   process.stdout.write(`\n${formatTable(rows)}\n\n`);
+  const spread = formatSpread(rows);
+  if (spread) process.stdout.write(`${spread}\n\n`);
   for (const note of NOTES) process.stdout.write(`- ${note}\n`);
   const file = benchPath('results.json');
   writeResults(file, {

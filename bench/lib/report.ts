@@ -1,7 +1,7 @@
 /** The benchmarks' result rows, the table on stdout and `bench/results.json`. */
 import { writeFileSync } from 'node:fs';
 import { arch, cpus, loadavg, platform, release, totalmem } from 'node:os';
-import { median } from './stats.js';
+import { median, percentile } from './stats.js';
 
 /** A target on a row's value or on its ratio to the baseline. */
 export interface Target {
@@ -25,6 +25,10 @@ export interface Row {
   /** Every run's figure (the value is their median). */
   runs?: number[] | undefined;
   baselineRuns?: number[] | undefined;
+  /** Print the spread of `runs` (and `baselineRuns`) under the table ({@link formatSpread}): the judged rows and their parts. */
+  spread?: boolean | undefined;
+  /** For the spread's line: count the runs within this bound (a row whose target is on the ratio of the medians, or that has none). */
+  spreadLimit?: { kind: 'max' | 'min'; limit: number } | undefined;
 }
 
 export interface RowResult extends Row {
@@ -87,6 +91,34 @@ export function formatTable(rows: readonly RowResult[]): string {
       .join('  ')
       .trimEnd();
   return [render(header), render(widths.map((width) => '-'.repeat(width))), ...lines.map(render)].join('\n');
+}
+
+/** `min / p25 / median / p75 / max (n)` of `values`, by {@link formatNumber}. */
+function spreadOf(values: readonly number[]): string {
+  const figures = [0, 25, 50, 75, 100].map((p) => (p === 50 ? median(values) : percentile(values, p)));
+  return `${figures.map(formatNumber).join(' / ')} (${values.length})`;
+}
+
+/**
+ * One line per row marked `spread`: min / p25 / median / p75 / max of its runs (and of its
+ * baseline's), and, for a target on the value, how many runs met it. A median alone hides how
+ * far one bench run's figure can move (issue 13's judged figures moved by 0.1-0.4 between runs).
+ */
+export function formatSpread(rows: readonly RowResult[]): string {
+  const lines: string[] = [];
+  for (const row of rows) {
+    if (!row.spread || !row.runs || row.runs.length === 0) continue;
+    let line = `${row.benchmark}: ${row.metric}: runs ${spreadOf(row.runs)} ${row.unit}`;
+    if (row.baselineRuns?.length) line += `; ${row.baselineLabel ?? 'baseline'} ${spreadOf(row.baselineRuns)} ${row.unit}`;
+    const bound = row.target?.on === 'value' ? row.target : row.spreadLimit;
+    if (bound) {
+      const { kind, limit } = bound;
+      const met = row.runs.filter((value) => (kind === 'max' ? value <= limit : value >= limit)).length;
+      line += `; ${met} of ${row.runs.length} runs ${kind === 'max' ? '<=' : '>='} ${limit}`;
+    }
+    lines.push(line);
+  }
+  return lines.length ? `spread (min / p25 / median / p75 / max (runs)):\n${lines.map((line) => `  ${line}`).join('\n')}` : '';
 }
 
 export interface Machine {
