@@ -213,6 +213,20 @@ export class ArtifactClient {
   private hashRequired = false;
 
   /**
+   * True once the orchestrator refused an upload without a hash (409 `ArtifactHashRequired`, or
+   * a 404 from one that predates the route): {@link putStream} then answers undefined at once, so
+   * a caller should not open a body for it at all and upload by hash ({@link putFile}).
+   */
+  get streamsRefused(): boolean {
+    return this.hashRequired;
+  }
+
+  /** How long a transfer may go without a byte moving, in ms (`idleTimeoutMs`, default 60_000). */
+  get idleTimeoutMs(): number {
+    return this.options.idleTimeoutMs ?? DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS;
+  }
+
+  /**
    * Uploads the file at `path` unless the store has it already (hashed first, then `HEAD`, then
    * a streamed `PUT`), and answers its digest.
    * @param digest the file's digest when the caller computed it as it wrote the file (e.g.

@@ -36,6 +36,7 @@ export { openApiRoute } from './http/openapi-route.js';
 export { apiSecurityHeaders } from './http/security-headers.js';
 export {
   bearerToken,
+  closeWhenDrained,
   forbidden,
   rateLimited,
   refuseUnread,
@@ -43,7 +44,7 @@ export {
   safeEqual,
   unauthorized,
 } from './http/security.js';
-export type { Refusal } from './http/security.js';
+export type { DrainLimits, Refusal } from './http/security.js';
 export { definedOnly, defineSettings } from './cli/define-settings.js';
 export type {
   DefineSettingsOptions,

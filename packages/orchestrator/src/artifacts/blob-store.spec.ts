@@ -221,3 +221,26 @@ describe('BlobStore reads (issue 13: the hash verified on write and on read)', (
     }
   });
 });
+
+describe('BlobStore.putUnnamed (an upload whose hash is not known yet, issue 13, round J)', () => {
+  it('a body that failed or closed before the call rejects the write and leaves no temporary file (it waited for ever, its file left)', async () => {
+    const { store, held } = await storeWith(DAY);
+    const failed = new Readable({ read() {} });
+    failed.on('error', () => undefined);
+    failed.destroy(new Error('the client went away'));
+    const closed = new Readable({ read() {} });
+    closed.destroy();
+    await new Promise((resolve) => closed.once('close', resolve));
+    const within = <T>(promise: Promise<T>) =>
+      Promise.race([
+        promise,
+        new Promise<never>((_, reject) => setTimeout(() => reject(new Error('still pending after 10 s')), 10_000)),
+      ]);
+    await expect(within(store.putUnnamed(failed, 1 << 20))).rejects.toThrow('the client went away');
+    await expect(within(store.putUnnamed(closed, 1 << 20))).rejects.toThrow(/premature close/i);
+    expect(await held()).toEqual([]);
+    // A body that ends well is still stored.
+    const stored = await store.putUnnamed(Readable.from([Buffer.from('packed')]), 1 << 20);
+    expect(stored).toEqual({ sha256: createHash('sha256').update('packed').digest('hex'), size: 6, stored: true });
+  });
+});

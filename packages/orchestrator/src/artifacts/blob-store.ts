@@ -16,7 +16,7 @@ import { type BigIntStats, constants, createReadStream, createWriteStream } from
 import type { FileHandle } from 'node:fs/promises';
 import { access, open, readdir, rename, stat, unlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type Readable, Transform, type Writable } from 'node:stream';
+import { finished, type Readable, Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BlobDamagedError, VerifyingStream } from '@mpd/client';
 import { makeDirectory } from '@mpd/server-kit';
@@ -312,14 +312,13 @@ export class BlobStore implements ArtifactStore {
     });
     // Piped, not in the pipeline: a body past the limit is left unread, not destroyed (a request
     // destroyed takes its socket with it, and the 413 could not be sent). Its failure or an end
-    // short of its end (a client that went away) fails the write all the same.
+    // short of its end (a client that went away) fails the write all the same; `finished` hears
+    // that of a body that failed or closed before this call too (once-listeners never fired for
+    // one, and the write waited for ever with its temporary file left).
+    const stopWatching = finished(body, { writable: false }, (error) => {
+      if (error) counted.destroy(error);
+    });
     body.pipe(counted);
-    const failed = (error: Error) => counted.destroy(error);
-    const closed = () => {
-      if (!body.readableEnded) counted.destroy(new Error('the body ended before its end'));
-    };
-    body.once('error', failed);
-    body.once('close', closed);
     try {
       await pipeline(counted, createWriteStream(temporary, { flags: 'wx', mode: 0o600 }));
       const sha256 = hash.digest('hex');
@@ -340,8 +339,7 @@ export class BlobStore implements ArtifactStore {
       await unlink(temporary).catch(() => undefined);
       throw error;
     } finally {
-      body.off('error', failed);
-      body.off('close', closed);
+      stopWatching();
     }
   }
 

@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { request as httpRequest, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ArtifactClient, ArtifactStoreError } from '@mpd/client';
@@ -327,6 +327,44 @@ describe('POST /api/artifacts/blobs: an upload whose hash is not known yet (issu
       over.req.socket?.destroyed ? resolve() : over.req.once('close', () => resolve()),
     );
     expect(await readdir(store.dir)).toEqual(kept);
+  });
+
+  it('a chunked body past the limit gets its 413 and then a clean close, never a reset: the rest of the body is read into nothing before the connection closes (20 uploads of 16x a small limit)', async () => {
+    const limit = 256 * 1024;
+    const store = await start({ maxArtifactBytes: limit });
+    const { port } = new URL(store.url);
+    // A raw client that writes the whole body before it reads anything (as undici does when its
+    // body is ready faster than the answer): a server that closes with body bytes unread resets the
+    // connection, and such a client saw ECONNRESET in place of the 413 (2 in 60, round J's review).
+    const upload = () =>
+      new Promise<{ answer: string; error?: string }>((resolve) => {
+        const socket = connect(Number(port), '127.0.0.1');
+        const received: Buffer[] = [];
+        let error: string | undefined;
+        socket.on('data', (chunk: Buffer) => received.push(chunk));
+        socket.on('error', (failure: NodeJS.ErrnoException) => (error = failure.code ?? failure.message));
+        socket.on('close', () =>
+          resolve({ answer: Buffer.concat(received).toString('latin1'), ...(error ? { error } : {}) }),
+        );
+        socket.write(
+          `POST /api/artifacts/blobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${store.credential}\r\n` +
+            'Content-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n',
+        );
+        const chunk = Buffer.alloc(64 * 1024, 7);
+        for (let sent = 0; sent < 16 * limit; sent += chunk.length) {
+          socket.write(`${chunk.length.toString(16)}\r\n`);
+          socket.write(chunk);
+          socket.write('\r\n');
+        }
+        socket.write('0\r\n\r\n');
+      });
+    for (let round = 0; round < 20; round++) {
+      const { answer, error } = await upload();
+      expect({ status: answer.slice(0, 12), error }).toEqual({ status: 'HTTP/1.1 413', error: undefined });
+      expect(answer).toMatch(/connection: close/i);
+      expect(answer).toContain('PayloadTooLarge');
+    }
+    expect(await readdir(store.dir)).toEqual([]);
   });
 
   it('keeps no temporary file and no blob of a client that hangs up mid-body', async () => {

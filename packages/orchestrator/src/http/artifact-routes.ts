@@ -12,7 +12,7 @@ import {
   errorResponse,
   toFieldIssues,
 } from '@mpd/contract';
-import { refuseUnread, sendError } from '@mpd/server-kit';
+import { closeWhenDrained, refuseUnread, sendError } from '@mpd/server-kit';
 import type { Request, RequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { type ArtifactStore, ArtifactStoreUnavailableError } from '../artifacts/artifact-store.js';
@@ -230,7 +230,8 @@ async function storeBlob(
 /**
  * `POST /api/artifacts/blobs`: the body stored as the blob it hashes to (see `BlobStore.putUnnamed`).
  * A body passing `maxBytes` (chunked, so not refused before it was read) gets 413 and the
- * connection is closed once that is sent: the rest of the body is not read.
+ * connection is closed once that is sent and the rest of the body was read into nothing (at most
+ * 16 MiB or 5 s more: `closeWhenDrained`), so the client reads the 413 rather than a reset.
  */
 async function storeUnnamedBlob(
   putUnnamed: NonNullable<ArtifactStore['putUnnamed']>,
@@ -244,8 +245,9 @@ async function storeUnnamedBlob(
     stored = await putUnnamed(req, maxBytes);
   } catch (error) {
     if (error instanceof BlobWriteError && error.code === 'TooLarge') {
-      res.setHeader('Connection', 'close');
-      res.once('finish', () => req.socket?.destroy());
+      // The rest of the body is read into nothing (bounded) before the connection closes, so
+      // the client reads this answer rather than a reset.
+      closeWhenDrained(req, res);
       sendError(
         res,
         'PayloadTooLarge',

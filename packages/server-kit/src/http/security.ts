@@ -92,7 +92,10 @@ const DEFAULT_DISCARD_BYTES = 1024 * 1024;
 function discardBody(req: Request, res: Response, maxBytes: number): void {
   if (req.complete) return;
   const declared = Number(req.headers['content-length']);
-  if (declared > maxBytes) res.setHeader('Connection', 'close');
+  if (declared > maxBytes) {
+    closeWhenDrained(req, res, { maxBytes });
+    return;
+  }
   let seen = 0;
   const onData = (chunk: Buffer): void => {
     seen += chunk.length;
@@ -105,6 +108,73 @@ function discardBody(req: Request, res: Response, maxBytes: number): void {
   };
   req.on('data', onData);
 }
+
+/** Bounds of {@link closeWhenDrained}: how much of the rest of a refused body is read into nothing. */
+export interface DrainLimits {
+  /**
+   * The most bytes of the body read (and discarded) before the connection is closed anyway.
+   * @default 16 MiB
+   */
+  maxBytes?: number;
+  /**
+   * The longest time in ms the connection stays open, reading the body, once the answer is out.
+   * @default 5_000
+   */
+  maxMs?: number;
+}
+
+/**
+ * Answers on `res` with `Connection: close` and closes the connection only once the rest of
+ * `req`'s body was read into nothing (its end, `maxBytes` of it, `maxMs` after the answer went,
+ * or the client closing first), for a refusal answered before the body was read whole (413 past
+ * `--max-artifact-size` on a chunked upload). Node closes a `Connection: close` socket as soon as
+ * the answer is out; body bytes still unread then make that close a TCP reset, which can reach
+ * the client before it read the answer (it then saw ECONNRESET, not the 413: 2 uploads in 60 of
+ * 4× a 4 MiB limit, round J's review). Here the answer goes, then the write side is ended (the
+ * client reads the answer and its end), and the socket is destroyed only when the body is
+ * drained or a bound is reached: RFC 9112 §9.6's lingering close. Call before the answer is sent.
+ */
+export function closeWhenDrained(req: Request, res: Response, limits: DrainLimits = {}): void {
+  const maxBytes = limits.maxBytes ?? DEFAULT_DRAIN_BYTES;
+  const maxMs = limits.maxMs ?? DEFAULT_DRAIN_MS;
+  res.setHeader('Connection', 'close');
+  const socket = req.socket;
+  let timer: NodeJS.Timeout | undefined;
+  let closing = false;
+  // Never before the answer is out: destroying the socket would drop it.
+  const close = () => {
+    if (closing) return;
+    closing = true;
+    clearTimeout(timer);
+    req.off('data', onData);
+    if (res.writableFinished) socket.destroy();
+    else {
+      req.pause();
+      res.once('finish', () => socket.destroy());
+    }
+  };
+  let seen = 0;
+  const onData = (chunk: Buffer): void => {
+    seen += chunk.length;
+    if (seen > maxBytes) close();
+  };
+  // What node calls once a `Connection: close` answer is out (else `end` then `destroy` at once):
+  // the end only, so the body's bytes still coming are read rather than reset.
+  socket.destroySoon = function lingeringClose(this: typeof socket) {
+    if (this.writable) this.end();
+    timer = setTimeout(close, maxMs);
+    timer.unref();
+  };
+  socket.once('close', () => clearTimeout(timer));
+  if (req.complete) return;
+  req.on('data', onData);
+  // Read whole: closed once the answer is out (nothing unread, so no reset).
+  req.once('end', close);
+  req.resume();
+}
+
+const DEFAULT_DRAIN_BYTES = 16 * 1024 * 1024;
+const DEFAULT_DRAIN_MS = 5_000;
 
 /** 415 for a request body that is not JSON (bodies of other types would silently be ignored). */
 export const requireJsonBody: RequestHandler = (req, res, next) => {

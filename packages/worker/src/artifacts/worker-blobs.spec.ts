@@ -110,16 +110,21 @@ async function startUploadStore(options: { hashRequired?: boolean } = {}) {
 }
 
 describe('WorkerBlobs.putPacking: the archive uploaded as its module packs it (issue 13, round J)', () => {
-  async function setUp(options: { hashRequired?: boolean } = {}) {
+  async function setUp(options: { hashRequired?: boolean; packStallMs?: number } = {}) {
     const root = await mkdtemp(join(tmpdir(), 'mpd-worker-packing-'));
     dirs.push(root);
     const store = await startUploadStore(options);
     const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
-    const blobs = new WorkerBlobs(client, { dir: join(root, 'cache'), maxBytes: 64 * 1024 * 1024 });
+    const blobs = new WorkerBlobs(
+      client,
+      { dir: join(root, 'cache'), maxBytes: 64 * 1024 * 1024 },
+      options.packStallMs === undefined ? {} : { packStallMs: options.packStallMs },
+    );
     await blobs.cache.open();
     const archive = join(root, 'cache', '.scratch-archive');
     await writeFile(archive, '');
     return {
+      root,
       store,
       blobs,
       archive,
@@ -202,6 +207,60 @@ describe('WorkerBlobs.putPacking: the archive uploaded as its module packs it (i
         `PUT ${path}`,
       ]);
       expect(store.requests.find((request) => request.method === 'PUT')!.sha256).toBe(digestOf(whole).sha256);
+      expect(blobs.cache.has(digestOf(whole).sha256)).toBe(true);
+    } finally {
+      await close();
+    }
+  });
+  it('once the store is known to want uploads by hash, a pack that failed with its archive already removed fails its upload, and the worker does not crash on the archive it never opens', async () => {
+    const { root, store, blobs, close } = await setUp({ hashRequired: true });
+    const crashes: unknown[] = [];
+    const crashed = (error: unknown) => crashes.push(error);
+    process.on('uncaughtException', crashed);
+    try {
+      // The first upload learns the 409 (remembered by the client).
+      const learnt = blobs.putPacking(join(root, 'cache', '.scratch-archive'));
+      await appendFile(join(root, 'cache', '.scratch-archive'), whole);
+      learnt.follower.ended({ digest: digestOf(whole) });
+      await within(learnt.stored, 10_000, 'the first upload did not end');
+      // A pack that failed at once, its archive removed before the worker could open it.
+      const gone = join(root, 'cache', '.gone-archive');
+      const { follower, stored } = blobs.putPacking(gone);
+      const failure = new Error('tar: a file vanished');
+      follower.ended({ error: failure });
+      await expect(within(stored, 10_000, 'the upload did not end')).rejects.toBe(failure);
+      // Where a reader of the missing file was made and dropped, its open failed just after
+      // (ENOENT, with no listener: the worker died); a second is plenty for it on a loaded machine.
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      expect(crashes).toEqual([]);
+      // Only the first upload's requests (409, then by hash): the failed pack sent nothing.
+      expect(store.requests.map(({ method }) => method)).toEqual(['POST', 'POST', 'HEAD', 'PUT']);
+    } finally {
+      process.off('uncaughtException', crashed);
+      await close();
+    }
+  });
+
+  it('a pack that writes nothing for packStallMs has its streamed POST cut (nothing stored), and its archive is uploaded by hash once packed, before the idle timeouts could fail the upload', async () => {
+    const { store, blobs, archive, close } = await setUp({ packStallMs: 1_000 });
+    try {
+      const { follower, stored } = blobs.putPacking(archive);
+      await appendFile(archive, first);
+      follower.written(first.length);
+      // The packer pauses (its host's event loop blocked) until the worker gave the POST up.
+      await expect.poll(() => store.requests[0]?.cut, { timeout: 10_000 }).toBe(true);
+      await appendFile(archive, rest);
+      follower.written(whole.length);
+      follower.ended({ digest: digestOf(whole) });
+      expect(await within(stored, 10_000, 'the upload did not end')).toEqual(digestOf(whole));
+      const path = `/api/artifacts/blobs/${digestOf(whole).sha256}`;
+      expect(store.requests.map(({ method, path: at }) => `${method} ${at}`)).toEqual([
+        'POST /api/artifacts/blobs',
+        `POST ${path}/transfers`,
+        `HEAD ${path}`,
+        `PUT ${path}`,
+      ]);
+      expect(store.requests[3]!.sha256).toBe(digestOf(whole).sha256);
       expect(blobs.cache.has(digestOf(whole).sha256)).toBe(true);
     } finally {
       await close();

@@ -1,8 +1,24 @@
-import type { ArtifactClient } from '@mpd/client';
+import type { Readable } from 'node:stream';
+import { type ArtifactClient, DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS } from '@mpd/client';
 
 import { BlobCache, type BlobCacheOptions } from './blob-cache.js';
 import { type BlobFollower, BlobProgress, readFollowed } from './blob-progress.js';
 import type { BlobTransport, Digest, FollowedBlob, PackFollower } from './module-artifacts.js';
+
+/** Options of {@link WorkerBlobs} beyond its cache's. */
+export interface WorkerBlobsOptions {
+  /**
+   * How long, in ms, a pack streamed into its upload ({@link WorkerBlobs.putPacking}) may go
+   * without writing a byte before that upload is given up (the store keeps nothing of it) and the
+   * archive is uploaded by hash once packed instead. A POST idle for as long as both sides' idle
+   * timeouts (the orchestrator's `idleTimeoutMs`, the client's `idleTimeoutMs`: 60 s each by
+   * default) fails; a pack pauses that long when its module host's event loop is blocked (a
+   * module that starts an upload without awaiting it, then runs `execSync`) or its filesystem is
+   * slow. Half the shorter of the two idle timeouts leaves the other half for the bytes in flight.
+   * @default half of min(the client's `idleTimeoutMs`, the orchestrator's default 60_000): 30_000
+   */
+  packStallMs?: number;
+}
 
 /**
  * The worker's {@link BlobTransport}: uploads through the orchestrator's store (`ArtifactClient`)
@@ -20,11 +36,20 @@ export class WorkerBlobs implements BlobTransport {
    * @param client the orchestrator's store, with the worker's credential
    * @param cache where blobs are kept: `dir` and `maxBytes` (`--cache-dir`, `--cache-size`), and
    *   the `logger` told of a blob it could not keep ({@link BlobCacheOptions.logger})
+   * @param options `packStallMs` ({@link WorkerBlobsOptions})
    */
+  private readonly packStallMs: number;
+
   constructor(
-    private readonly client: Pick<ArtifactClient, 'putFile' | 'putStream' | 'getToFile' | 'get'>,
+    private readonly client: Pick<
+      ArtifactClient,
+      'putFile' | 'putStream' | 'getToFile' | 'get' | 'streamsRefused' | 'idleTimeoutMs'
+    >,
     cache: Pick<BlobCacheOptions, 'dir' | 'maxBytes' | 'logger'>,
+    options: WorkerBlobsOptions = {},
   ) {
+    this.packStallMs =
+      options.packStallMs ?? Math.floor(Math.min(client.idleTimeoutMs, DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS) / 2);
     this.cache = new BlobCache({
       ...cache,
       download: (sha256, path) => client.getToFile(sha256, path),
@@ -39,7 +64,10 @@ export class WorkerBlobs implements BlobTransport {
    * as {@link put}), so a consumer on this worker does not download it. The store's digest must
    * be the packer's (else the upload fails: the bytes changed on their way). An orchestrator that
    * does not take such uploads (its store is a bucket, or it predates the route) gets the archive
-   * by hash once it is packed, as {@link put} sends it.
+   * by hash once it is packed, as {@link put} sends it; so does a pack that writes nothing for
+   * `packStallMs` ({@link WorkerBlobsOptions.packStallMs}): its POST is cut (the store keeps
+   * nothing) before it idles past the timeouts. The archive's file is not opened at all when the
+   * client already knows the orchestrator refuses such uploads.
    */
   putPacking(path: string): { follower: PackFollower; stored: Promise<Digest> } {
     const progress = new BlobProgress();
@@ -50,9 +78,33 @@ export class WorkerBlobs implements BlobTransport {
       failed = reject;
     });
     digest.catch(() => undefined); // heard below, or by the upload's failure
+    // The streamed POST, cut when the pack writes nothing for `packStallMs`.
+    let streaming: Readable | undefined;
+    let stalled = false;
+    let stallTimer: NodeJS.Timeout | undefined;
+    let heard = 0;
+    let settled = false;
+    const watch = () => {
+      clearTimeout(stallTimer);
+      stallTimer = setTimeout(() => {
+        stalled = true;
+        streaming?.destroy(
+          new Error(`the pack wrote nothing for ${this.packStallMs} ms: its streamed upload is given up`),
+        );
+      }, this.packStallMs);
+      stallTimer.unref();
+    };
     const follower: PackFollower = {
-      written: (bytes) => progress.written(bytes),
+      written: (bytes) => {
+        if (bytes > heard) {
+          heard = bytes;
+          if (streaming && !settled) watch();
+        }
+        progress.written(bytes);
+      },
       ended: (outcome) => {
+        settled = true;
+        clearTimeout(stallTimer);
         if ('error' in outcome) {
           progress.ended(outcome.error);
           failed(outcome.error);
@@ -64,11 +116,25 @@ export class WorkerBlobs implements BlobTransport {
       },
     };
     const stored = (async (): Promise<Digest> => {
+      // Refused already (a bucket): no reader of the archive at all (one made and destroyed while
+      // its open was pending errored with no listener when the open failed, and killed the worker).
+      if (this.client.streamsRefused) return await this.put(path, await digest);
       const body = readFollowed(path, progress);
+      // Its error is heard through `putStream`'s rejection; one after that (an open failing once
+      // the body was destroyed) must not reach node as an unhandled 'error'.
+      body.on('error', () => undefined);
       let answer;
       try {
+        streaming = body;
+        if (!settled) watch();
         answer = await this.client.putStream(body);
+      } catch (error) {
+        // A pack that paused too long: the upload by hash below, once it is packed.
+        if (!stalled) throw error;
+        answer = undefined;
       } finally {
+        streaming = undefined;
+        clearTimeout(stallTimer);
         // Read to its end, or given up (a failed packing is the error `putStream` throws).
         body.destroy();
       }
