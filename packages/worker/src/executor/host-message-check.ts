@@ -1,13 +1,11 @@
 /**
- * The shape check of every message a module host sends the worker ({@link FromHost}), made before
+ * The shape check of every message a module host sends the worker (`FromHost`, `host-protocol.ts`), made before
  * the worker acts on it: the host's channel is a pipe a module's code can write on too
  * (`fs.writeSync(3, …)`, a command it starts), so a line that is JSON is not yet a message. A hand
  * check per `type` (a few `typeof`s: this runs for every message of every module), not a zod
  * schema. A line that fails it breaks the host's channel (`ModuleHost.channelBrokenBy`), as a
  * line that is not JSON does.
  */
-import type { FromHost } from './host-protocol.js';
-
 const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
 const isCount = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0;
@@ -21,7 +19,7 @@ const isLogLine = (value: unknown): boolean =>
   isRecord(value) && LEVELS.has(value.level) && isString(value.message) && optional(value.fields, isRecord);
 
 /**
- * Whether `message` (a parsed line of a host's channel) is a {@link FromHost} message: `undefined`
+ * Whether `message` (a parsed line of a host's channel) is a `FromHost` message: `undefined`
  * when it is, else what is wrong with it (a short phrase naming its type or field, for the
  * execution's error message). Extra fields are let through (the host's own messages have none).
  */
@@ -78,9 +76,4 @@ export function fromHostProblem(message: unknown): string | undefined {
     default:
       return 'a message of no known type';
   }
-}
-
-/** {@link fromHostProblem} as a type guard. */
-export function isFromHost(message: unknown): message is FromHost {
-  return fromHostProblem(message) === undefined;
 }
