@@ -23,9 +23,15 @@ export function bodyCheck<S extends z.ZodTypeAny>(schema: S, isPlain: (data: unk
   } as BodyCheck<S>;
 }
 
-/** Whether `value` is an object as JSON gives one (not null, not an array). */
-export function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
+/**
+ * Whether `value` is an object as `JSON.parse` gives one: its prototype `Object.prototype` (not
+ * null, not an array, a `Map`, a `Date` or a class's instance, which zod refuses or copies into a
+ * plain object; nor an object with a null prototype, which zod copies too, so that the data a
+ * fast path gives is zod's). Its inherited properties are then `Object.prototype`'s, which zod's
+ * `z.object` reads no field from.
+ */
+export function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && Object.getPrototypeOf(value) === Object.prototype;
 }
 
 /** How many own enumerable keys `object` has (without the array `Object.keys` would make). */

@@ -94,6 +94,32 @@ const CASES: Array<[string, unknown]> = [
   ['an array body', [execute]],
   ['a text body', 'execute'],
   ['null', null],
+  // Not as JSON.parse makes them (a caller of the library's check may pass any value).
+  ['dependencyResults a Map', { ...execute, dependencyResults: new Map([['compile', '1']]) }],
+  ['environmentVariables a Date', { ...execute, environmentVariables: new Date(0) }],
+  [
+    'a class instance body',
+    new (class Body {
+      executionId = execute.executionId;
+      serializedModule = execute.serializedModule;
+      moduleTypeName = execute.moduleTypeName;
+      dependencyResults = {};
+      environmentVariables = {};
+    })(),
+  ],
+  ['a body with a null prototype', Object.assign(Object.create(null) as object, required)],
+  [
+    'environmentVariables with a null prototype',
+    { ...execute, environmentVariables: Object.assign(Object.create(null) as object, { CI: 'true' }) },
+  ],
+  [
+    'a body inheriting a timeout that is no TimeSpan',
+    Object.assign(Object.create({ timeout: 'not a TimeSpan' }) as object, required),
+  ],
+  [
+    'dependencyResults inheriting a result not text',
+    { ...execute, dependencyResults: Object.assign(Object.create({ lint: 1 }) as object, { compile: '1' }) },
+  ],
 ];
 
 describe('executeModuleRequestCheck', () => {
@@ -106,9 +132,199 @@ describe('executeModuleRequestCheck', () => {
     expect(check.success && check.data).toBe(execute);
   });
 
+  it('agrees with executeModuleRequestSchema on 2,000 generated bodies (seeded: a drift between the two fails here)', () => {
+    const { bodies, taken, fast } = differential(2_000, 1);
+    for (const body of bodies) expectSameVerdict(executeModuleRequestCheck, executeModuleRequestSchema, body);
+    // The generator reaches both verdicts and the check's own path (not only the schema's).
+    expect(taken).toBeGreaterThan(100);
+    expect(fast).toBeGreaterThan(30);
+  });
+
   it("refuses with the schema's issues, naming the field at fault", () => {
     const check = executeModuleRequestCheck.safeParse({ ...execute, environmentVariables: { CI: 1 } });
     expect(check.success).toBe(false);
     expect(check.error?.issues.map((issue) => issue.path.join('.'))).toEqual(['environmentVariables.CI']);
   });
 });
+
+/**
+ * `count` execute bodies from a seeded generator (a linear congruential one, so a failure names
+ * a body that comes again): each field valid, at a limit, one past it, of another type, absent or
+ * twice (JSON's last one wins); records with keys such as `__proto__` and `constructor`; a few
+ * bodies not objects, and a few records not as JSON makes them (a null prototype, a `Map`).
+ * Also how many the schema takes, and how many the check takes on its own path.
+ */
+function differential(count: number, seed: number): { bodies: unknown[]; taken: number; fast: number } {
+  let state = seed;
+  const random = () => {
+    state = (state * 1_103_515_245 + 12_345) & 0x7fffffff;
+    return state / 0x7fffffff;
+  };
+  const pick = <T>(values: readonly T[]): T => values[Math.floor(random() * values.length)]!;
+  const M = LIMITS.moduleTypeName.maxLength;
+  const E = LIMITS.environmentName.maxLength;
+  const P = LIMITS.path.maxLength;
+  const I = LIMITS.identifier.maxLength;
+  const ABSENT = Symbol('absent');
+  const any = () =>
+    pick<unknown>([null, 0, -0, 1, 1.5, true, [], {}, ['x'], { a: 'b' }, '', 'x', ' ', '\u2028', '\ud800', '😀']);
+  const key = () =>
+    pick(
+      ['', 'a', '__proto__', 'constructor', 'toString', 'hasOwnProperty', '0', 'ü', '😀', 'TOKEN', 'valueOf'].concat([
+        'm'.repeat(M),
+        'm'.repeat(M + 1),
+        'E'.repeat(E),
+        'E'.repeat(E + 1),
+      ]),
+    );
+  /** A record as JSON text (or a value of another type, as JSON text). */
+  const record = (): string => {
+    if (random() < 0.1) return JSON.stringify(any());
+    const entries: string[] = [];
+    const n = Math.floor(random() * 4);
+    for (let i = 0; i < n; i++)
+      entries.push(
+        `${JSON.stringify(key())}:${JSON.stringify(random() < 0.8 ? pick(['', 'x', '{"ok":true}', '\n', '😀']) : any())}`,
+      );
+    return `{${entries.join(',')}}`;
+  };
+  const json = (value: unknown) => (value === ABSENT ? ABSENT : JSON.stringify(value));
+  const field = (name: string): string | typeof ABSENT => {
+    switch (name) {
+      case 'executionId':
+        return json(
+          pick<unknown>(['run-1.build.1', '', 'a b', 'x'.repeat(I), 'x'.repeat(I + 1), 'é', '~', 7, null, ABSENT]),
+        );
+      case 'serializedModule':
+        return json(pick<unknown>(['{}', '', 'not json', 1, null, ABSENT, {}]));
+      case 'moduleTypeName':
+        return json(
+          pick<unknown>([
+            'build',
+            '',
+            'm'.repeat(M),
+            'm'.repeat(M + 1),
+            'a / ü 😀',
+            '😀'.repeat(M / 2),
+            1,
+            null,
+            ABSENT,
+          ]),
+        );
+      case 'dependencyResults':
+      case 'environmentVariables':
+        return random() < 0.15 ? ABSENT : record();
+      case 'secretEnvironmentVariables': {
+        if (random() < 0.3) return ABSENT;
+        if (random() < 0.15) return json(any());
+        const n = pick([0, 1, 2, LIMITS.execute.maxSecretNames, LIMITS.execute.maxSecretNames + 1]);
+        return json(
+          Array.from({ length: n }, () =>
+            random() < 0.97 ? pick(['TOKEN', 'A', 'E'.repeat(E)]) : pick<unknown>(['', 'E'.repeat(E + 1), 1, null]),
+          ),
+        );
+      }
+      case 'workingDirectory':
+        return json(pick<unknown>([ABSENT, '', '/srv', 'd'.repeat(P), 'd'.repeat(P + 1), 1, null, {}]));
+      case 'timeout':
+        return json(
+          random() < 0.4
+            ? ABSENT
+            : pick<unknown>([
+                '00:00:00',
+                '-00:00:00',
+                '00:10:00',
+                '1.02:03:04.5',
+                '-00:00:01',
+                '24:00:00',
+                '23:59:59.9999999',
+                '23:59:59.99999999',
+                '00:60:00',
+                '10675199.02:48:05.4775807',
+                '10675199.02:48:05.4775808',
+                '1e3',
+                ' 00:00:01',
+                '00:00:01\n',
+                '',
+                '+00:00:01',
+                600_000,
+                null,
+              ]),
+        );
+      default:
+        return json(
+          random() < 0.4
+            ? ABSENT
+            : pick<unknown>([
+                '2026-12-01T14:40:00.123Z',
+                '2026-12-01T15:40:00+01:00',
+                '2026-12-01T14:40:00',
+                '2026-13-01T14:40:00Z',
+                '2024-02-29T00:00:00Z',
+                '2023-02-29T00:00:00Z',
+                '2026-12-01t14:40:00z',
+                '2026-12-01T14:40Z',
+                '2026-12-01T24:00:00Z',
+                '',
+                123,
+                null,
+              ]),
+        );
+    }
+  };
+  const valid: Record<string, string> = {
+    executionId: '"run-1.build.1"',
+    serializedModule: '"{}"',
+    moduleTypeName: '"build"',
+    dependencyResults: '{"a":"1"}',
+    environmentVariables: '{"CI":"true"}',
+  };
+  const NAMES = [
+    'executionId',
+    'serializedModule',
+    'moduleTypeName',
+    'dependencyResults',
+    'environmentVariables',
+    'secretEnvironmentVariables',
+    'workingDirectory',
+    'timeout',
+    'timestamp',
+  ];
+  const bodies: unknown[] = [];
+  let taken = 0;
+  let fast = 0;
+  for (let b = 0; b < count; b++) {
+    const parts: string[] = [];
+    for (const name of NAMES) {
+      const text = random() < 0.7 && name in valid ? valid[name]! : field(name);
+      if (text === ABSENT) continue;
+      parts.push(`${JSON.stringify(name)}:${text}`);
+      if (random() < 0.03) {
+        const twice = field(name);
+        parts.push(`${JSON.stringify(name)}:${twice === ABSENT ? '"twice"' : twice}`);
+      }
+    }
+    if (random() < 0.1) parts.push(`${JSON.stringify(key())}:${JSON.stringify(any())}`);
+    for (let i = parts.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [parts[i], parts[j]] = [parts[j]!, parts[i]!];
+    }
+    const body = JSON.parse(
+      random() < 0.02 ? pick(['null', '[]', '"x"', '1', '[{}]']) : `{${parts.join(',')}}`,
+    ) as unknown;
+    if (body !== null && typeof body === 'object' && !Array.isArray(body) && random() < 0.05) {
+      const record = body as Record<string, unknown>;
+      const name = pick(['dependencyResults', 'environmentVariables']);
+      if (typeof record[name] === 'object' && record[name] !== null)
+        record[name] =
+          random() < 0.5
+            ? Object.assign(Object.create(null) as object, record[name])
+            : new Map(Object.entries(record[name] as object));
+    }
+    bodies.push(body);
+    if (executeModuleRequestSchema.safeParse(body).success) taken++;
+    const checked = executeModuleRequestCheck.safeParse(body);
+    if (checked.success && checked.data === body) fast++;
+  }
+  return { bodies, taken, fast };
+}

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { bodyCheck, isIdentifier, isObject, ownKeyCount } from './body-check.js';
+import { bodyCheck, isIdentifier, isPlainObject, ownKeyCount } from './body-check.js';
 import {
   boundedArray,
   durationSchema,
@@ -58,7 +58,7 @@ function isName(value: unknown, maxLength: number): boolean {
 
 /** Whether `value` is an object of string values whose keys are names of 1 to `maxKeyLength` characters. */
 function isTextRecord(value: unknown, maxKeyLength: number): boolean {
-  if (!isObject(value)) return false;
+  if (!isPlainObject(value)) return false;
   for (const key in value) {
     if (!Object.hasOwn(value, key)) continue;
     if (key.length === 0 || key.length > maxKeyLength || key === '__proto__' || typeof value[key] !== 'string')
@@ -68,7 +68,7 @@ function isTextRecord(value: unknown, maxKeyLength: number): boolean {
 }
 
 function isPlainExecuteRequest(data: unknown): boolean {
-  if (!isObject(data)) return false;
+  if (!isPlainObject(data)) return false;
   const {
     executionId,
     serializedModule,

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { bodyCheck, isObject, isWorkerId, ownKeyCount } from './body-check.js';
+import { bodyCheck, isPlainObject, isWorkerId, ownKeyCount } from './body-check.js';
 import { boundedArray, errorBodySchema, workerIdSchema } from './common.schema.js';
 import { LIMITS } from './limits.js';
 
@@ -53,7 +53,7 @@ const LAST_TIME = 8.64e15;
 
 /** Whether `line` is an {@link OutputLine} as {@link outputLineSchema} takes it, with no other key. */
 function isOutputLine(line: unknown): boolean {
-  if (!isObject(line)) return false;
+  if (!isPlainObject(line)) return false;
   const { time, stream, level, text } = line;
   if (typeof time !== 'number' || !Number.isInteger(time) || time < 0 || time > LAST_TIME) return false;
   if (!STREAMS.has(stream) || typeof text !== 'string' || text.length > LIMITS.output.maxLineLength) return false;
@@ -73,7 +73,7 @@ function isOutputLine(line: unknown): boolean {
 export const outputBatchCheck = bodyCheck(outputBatchSchema, isPlainBatch);
 
 function isPlainBatch(data: unknown): boolean {
-  if (!isObject(data)) return false;
+  if (!isPlainObject(data)) return false;
   const { workerId, fromSeq, lines, final } = data;
   if (typeof fromSeq !== 'number' || !Number.isInteger(fromSeq) || fromSeq < 0 || fromSeq > Number.MAX_SAFE_INTEGER)
     return false;

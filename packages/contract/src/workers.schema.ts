@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { bodyCheck, isIdentifier, isObject, isWorkerId, ownKeyCount } from './body-check.js';
+import { bodyCheck, isIdentifier, isPlainObject, isWorkerId, ownKeyCount } from './body-check.js';
 import { boundedArray, identifierSchema, ISO_DATE_TIME, isoDateTimeSchema, workerIdSchema } from './common.schema.js';
 import { LIMITS, moduleNameCharacters } from './limits.js';
 
@@ -171,7 +171,7 @@ export type HeartbeatRequest = z.infer<typeof heartbeatRequestSchema>;
 export const heartbeatRequestCheck = bodyCheck(heartbeatRequestSchema, isPlainHeartbeat);
 
 function isPlainHeartbeat(data: unknown): boolean {
-  if (!isObject(data)) return false;
+  if (!isPlainObject(data)) return false;
   const { workerId, currentLoad, timestamp, executions, incarnation } = data;
   if (typeof currentLoad !== 'number' || !Number.isInteger(currentLoad) || currentLoad < 0) return false;
   if (!isWorkerId(workerId)) return false;

@@ -11,6 +11,6 @@ export function expectSameVerdict<S extends z.ZodTypeAny>(check: BodyCheck<S>, s
   const checked = check.safeParse(body);
   const parsed = schema.safeParse(body);
   expect(checked.success).toBe(parsed.success);
-  if (checked.success && parsed.success) expect(checked.data).toEqual(parsed.data);
+  if (checked.success && parsed.success) expect(checked.data).toStrictEqual(parsed.data); // the same prototypes too
   if (!checked.success && !parsed.success) expect(checked.error.issues).toEqual(parsed.error.issues);
 }

@@ -20,50 +20,100 @@ export const HOST_CHANNEL_FD = 3;
 const READ_BUFFER_BYTES = 64 * 1024;
 
 /**
+ * The most bytes a line of a channel may hold by default (its newline not counted): 64 MiB, far
+ * below V8's longest string (2^29 − 24 characters, which `Buffer#toString` of a longer line
+ * throws at: the worker died of a module writing 600 MiB on fd 3 without a newline). See
+ * {@link channelLineLimit} for the worker's bound.
+ */
+export const DEFAULT_MAX_LINE_BYTES = 64 * 1024 * 1024;
+
+/** V8's longest string (`String::kMaxLength` on 64-bit hosts), in UTF-16 code units. */
+const MAX_STRING_LENGTH = 2 ** 29 - 24;
+
+/**
+ * The bound of a line a host sends the worker (bytes): the largest legitimate message is a
+ * `done` carrying a result of `maxResultBytes` (its JSON text as a JSON string, each `"` and `\`
+ * two bytes: `executeAnswerLimit`, which holds 64 KiB of envelope), or a batch of log lines (the
+ * host sends one once it holds about `HOST_LOG_BATCH_BYTES`, see `module-host-main.ts`);
+ * at least {@link DEFAULT_MAX_LINE_BYTES}, at most V8's longest string.
+ */
+export function channelLineLimit(maxResultBytes: number): number {
+  return Math.min(Math.max(2 * maxResultBytes + 64 * 1024, DEFAULT_MAX_LINE_BYTES), MAX_STRING_LENGTH);
+}
+
+/**
  * Cuts the bytes of a channel into its messages: each line (up to a `\n` byte, which no UTF-8
  * sequence of another character holds) is parsed as JSON and handed to `onMessage` at once, in
  * order. A line cut between reads waits (copied) for its end; the bytes after the last newline
  * of a channel that ends are not a message (a host that died mid-message sent none).
+ *
+ * The channel **breaks** (`onBroken`, once) at a line that is not JSON, a line longer than
+ * `maxLineBytes` (its bytes are not kept: the buffering stops there), or an `onMessage` that
+ * throws (a message of a shape it does not take); nothing after is read: whatever wrote on the
+ * channel may have cut a message of ours.
  */
 export class MessageLines<In = unknown> {
   /** The start of a message whose end has not been read yet, in pieces. */
   private pending: Buffer[] = [];
+  /** The bytes in {@link MessageLines.pending}. */
+  private pendingBytes = 0;
+  /** Whether the channel broke: nothing more is read. */
+  private broken = false;
 
   /**
-   * @param onMessage gets each message, parsed.
-   * @param onBroken gets a line that is not JSON (the error of `JSON.parse`): the channel is
-   *   not one of ours, or something else wrote on it; the lines after it are still read.
+   * @param onMessage gets each message, parsed; what it throws breaks the channel.
+   * @param onBroken gets why the channel broke (the error of `JSON.parse`, of `onMessage`, or
+   *   one naming the line limit), once.
+   * @param maxLineBytes the longest line taken (bytes, its newline not counted).
+   *   @default DEFAULT_MAX_LINE_BYTES
    */
   constructor(
     private readonly onMessage: (message: In) => void,
     private readonly onBroken: (error: unknown) => void,
+    private readonly maxLineBytes: number = DEFAULT_MAX_LINE_BYTES,
   ) {}
 
   /** Takes the bytes `chunk[0, length)` of the channel (they may be overwritten once this returns). */
   push(chunk: Buffer, length = chunk.length): void {
+    if (this.broken) return;
+    const bytes = length === chunk.length ? chunk : chunk.subarray(0, length);
     let start = 0;
-    let newline = chunk.indexOf(0x0a, 0);
-    while (newline >= 0 && newline < length) {
+    let newline = bytes.indexOf(0x0a, 0);
+    while (newline >= 0) {
+      if (this.pendingBytes + newline - start > this.maxLineBytes) return this.breakBy(this.overLimit());
       let text: string;
-      if (this.pending.length === 0) text = chunk.toString('utf8', start, newline);
+      if (this.pending.length === 0) text = bytes.toString('utf8', start, newline);
       else {
-        this.pending.push(chunk.subarray(start, newline));
+        this.pending.push(bytes.subarray(start, newline));
         text = Buffer.concat(this.pending).toString('utf8');
         this.pending = [];
+        this.pendingBytes = 0;
       }
       start = newline + 1;
-      let message: In;
       try {
-        message = JSON.parse(text) as In;
+        this.onMessage(JSON.parse(text) as In);
       } catch (error) {
-        this.onBroken(error);
-        newline = chunk.indexOf(0x0a, start);
-        continue;
+        return this.breakBy(error);
       }
-      this.onMessage(message);
-      newline = chunk.indexOf(0x0a, start);
+      if (this.broken) return;
+      newline = bytes.indexOf(0x0a, start);
     }
-    if (start < length) this.pending.push(Buffer.from(chunk.subarray(start, length)));
+    if (start < length) {
+      if (this.pendingBytes + length - start > this.maxLineBytes) return this.breakBy(this.overLimit());
+      this.pending.push(Buffer.from(bytes.subarray(start, length)));
+      this.pendingBytes += length - start;
+    }
+  }
+
+  private overLimit(): Error {
+    return new Error(`a line longer than ${this.maxLineBytes} bytes (the channel's line limit)`);
+  }
+
+  private breakBy(error: unknown): void {
+    this.broken = true;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.onBroken(error);
   }
 }
 
@@ -82,11 +132,17 @@ export function messageLine(message: unknown): string {
  * @throws from `net.Socket` when the descriptor is not open (the host was not started by a worker).
  */
 export function openHostChannel<In>(onMessage: (message: In) => void, onClosed: () => void): Socket {
-  const lines = new MessageLines<In>(onMessage, (error) => {
-    // Not the worker's message: the channel cannot be trusted, as when it closes.
-    process.stderr.write(`module host: a line on its channel with the worker is not JSON (${String(error)})\n`);
-    onClosed();
-  });
+  // The worker's messages are bounded by its body limit (an execute's dependency results), not
+  // by this module's: only past V8's longest string (which would throw) is a line refused.
+  const lines = new MessageLines<In>(
+    onMessage,
+    (error) => {
+      // Not the worker's message: the channel cannot be trusted, as when it closes.
+      process.stderr.write(`module host: a line on its channel with the worker is not a message (${String(error)})\n`);
+      onClosed();
+    },
+    MAX_STRING_LENGTH,
+  );
   // `onread` is an option of the constructor (node's docs since nodejs/node#54194; node's
   // types of this version list it only for `connect`).
   const options: SocketConstructorOpts & { onread: OnReadOpts } = {

@@ -136,6 +136,15 @@ export interface HostLogBatch {
 /** The most log lines in one {@link HostLogBatch}: a module logging in a loop that never yields sends one every this many lines. */
 export const HOST_LOG_BATCH_LINES = 500;
 
+/**
+ * About the most characters of log text (messages and fields' JSON) in one {@link HostLogBatch}
+ * (1 MiB; a line is never split): a batch is sent once it holds this many, so that a batch's
+ * line stays far below the channel's line limit (`channelLineLimit` in `host-channel.ts`) unless
+ * one log line alone nears it — such a line breaks the channel, and its execution fails as a
+ * crash naming the limit.
+ */
+export const HOST_LOG_BATCH_BYTES = 1024 * 1024;
+
 /** What a host tells the worker. */
 export type FromHost =
   /** The pipeline is loaded: the host takes executions. */

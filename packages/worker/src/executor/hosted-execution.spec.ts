@@ -20,6 +20,7 @@ import { WorkerBlobs } from '../artifacts/worker-blobs.js';
 import type { ExecutionOutcome, ExecutionRequest } from './execution.js';
 import { ModuleExecutor, type ModuleExecutorOptions } from './module-executor.js';
 import type { ModuleOutput } from './module-output.js';
+import { channelLineLimit } from './host-channel.js';
 import { groupMembers } from './process-group.js';
 
 const FIXTURE = fileURLToPath(new URL('../../test/fixtures/host-faults.pipeline.ts', import.meta.url));
@@ -543,6 +544,43 @@ describe('modules in module hosts', () => {
     },
     30_000,
   );
+
+  it.each([
+    ['null', /it wrote a line that is not a message on its channel with the worker \(fd 3\): null is not a message$/],
+    ['logs-no-lines', /: a logs message without its lines$/],
+    ['logs-null-line', /: a logs message with a line that is not a log line$/],
+    ['done-no-error', /: a done message \(not ok\) without its thrown error$/],
+  ])(
+    'a line of JSON that is no message of a host (%s) written by a module on fd 3: its execution fails as a crash, the host is retired, the worker goes on',
+    async (line, message) => {
+      const on = executor();
+      const before = resultOf(await run(on, 'echo')).pid as number;
+      const outcome = await run(on, 'channel-wrong-shape', { params: { line } });
+      expect(outcome.status).toBe(500);
+      if (outcome.status !== 500) return;
+      expect(outcome.body.errorMessage).toMatch(/^Module 'channel-wrong-shape' crashed its module host: /);
+      expect(outcome.body.errorMessage).toMatch(message);
+      await expect.poll(() => on.load).toBe(0);
+      expect(running(before)).toBe(false);
+      expect(resultOf(await run(on, 'echo')).pid).not.toBe(before);
+    },
+    30_000,
+  );
+
+  it("a module writing more than the channel's line limit on fd 3 without a newline: its execution fails as a crash naming the limit, the worker holds none of it and goes on", async () => {
+    const on = executor();
+    const limit = channelLineLimit(DEFAULT_MAX_RESULT_BYTES);
+    const outcome = await run(on, 'channel-no-newline', { params: { mb: limit / 2 ** 20 + 4 } });
+    expect(outcome.status).toBe(500);
+    if (outcome.status !== 500) return;
+    expect(outcome.body.errorMessage).toMatch(
+      new RegExp(
+        `^Module 'channel-no-newline' crashed its module host: .*: a line longer than ${limit} bytes \\(the channel's line limit\\)$`,
+      ),
+    );
+    await expect.poll(() => on.load).toBe(0);
+    expect(resultOf(await run(on, 'echo')).pid).not.toBe(process.pid);
+  }, 60_000);
 
   it("a busy module (a synchronous sleep) does not stop the worker's event loop", async () => {
     const on = executor();

@@ -41,6 +41,7 @@ import { ExecutionStop } from './execution-stop.js';
 import {
   type ArtifactCall,
   type FromHost,
+  HOST_LOG_BATCH_BYTES,
   HOST_LOG_BATCH_LINES,
   type HostLogBatch,
   type HostLogLine,
@@ -373,6 +374,8 @@ function exitWhenAlone(code: number): void {
 /** The running module's log lines not sent yet (see {@link HostLogBatch}). */
 let logBatch: HostLogBatch | undefined;
 let logFlushScheduled = false;
+/** The characters of {@link logBatch}'s messages and fields' JSON (for {@link HOST_LOG_BATCH_BYTES}). */
+let logBatchCharacters = 0;
 
 /** Sends the log lines waiting, if any: at the end of the turn, when a batch is full, and before any other message. */
 function flushLogs(): void {
@@ -380,6 +383,7 @@ function flushLogs(): void {
   const batch = logBatch;
   if (batch === undefined) return;
   logBatch = undefined;
+  logBatchCharacters = 0;
   send(batch);
 }
 
@@ -389,11 +393,14 @@ const lineWriter =
   (executionId: string, level: HostLogLine['level']) =>
   (message: string, fields?: Record<string, unknown>): void => {
     let line: HostLogLine = { level, message: String(message) };
+    let characters = line.message.length;
     if (fields !== undefined) {
       try {
         // Serialised now, as the line is (a batch is serialised later: the module may change or
         // break its fields meanwhile).
-        line = { ...line, fields: JSON.parse(JSON.stringify(fields)) as Record<string, unknown> };
+        const text = JSON.stringify(fields);
+        characters += text.length;
+        line = { ...line, fields: JSON.parse(text) as Record<string, unknown> };
       } catch {
         // Fields JSON cannot write (a cycle, a BigInt): sent as text.
         line = { ...line, fields: { fields: safeString(fields) } };
@@ -402,7 +409,8 @@ const lineWriter =
     if (logBatch !== undefined && logBatch.executionId !== executionId) flushLogs();
     logBatch ??= { type: 'logs', executionId, lines: [] };
     logBatch.lines.push(line);
-    if (logBatch.lines.length >= HOST_LOG_BATCH_LINES) flushLogs();
+    logBatchCharacters += characters;
+    if (logBatch.lines.length >= HOST_LOG_BATCH_LINES || logBatchCharacters >= HOST_LOG_BATCH_BYTES) flushLogs();
     else if (!logFlushScheduled) {
       logFlushScheduled = true;
       setImmediate(flushLogs);

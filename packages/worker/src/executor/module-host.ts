@@ -25,7 +25,8 @@ import {
   type ToHost,
 } from './host-protocol.js';
 import { EARLIER_SINKS, EarlierSinks } from './earlier-sinks.js';
-import { HOST_CHANNEL_FD, MessageLines, messageLine } from './host-channel.js';
+import { channelLineLimit, HOST_CHANNEL_FD, MessageLines, messageLine } from './host-channel.js';
+import { fromHostProblem } from './host-message-check.js';
 import { ByteLineSplitter, NEWLINE } from './module-output.js';
 import { LATE_LINES_BURST, LATE_LINES_INTERVAL_MS, LogRateLimit, moreSevere } from './module-logger.js';
 import { type GroupStop, stopProcessGroup } from './process-group.js';
@@ -261,8 +262,13 @@ export class ModuleHost {
       });
     });
     this.child.on('error', (error) => readyReject(error));
-    const onMessage = (message: FromHost): void => {
+    const onMessage = (line: unknown): void => {
       if (this.channelBroken) return;
+      // A line a module's code wrote on fd 3 may be JSON of any shape: checked before it is
+      // acted on (what throws here breaks the channel too: see MessageLines).
+      const problem = fromHostProblem(line);
+      if (problem !== undefined) throw new TypeError(problem);
+      const message = line as FromHost;
       switch (message.type) {
         case 'ready':
           this.isReady = true;
@@ -328,7 +334,11 @@ export class ModuleHost {
       }
     };
     if (this.channel !== undefined) {
-      const lines = new MessageLines<FromHost>(onMessage, (error) => this.channelBrokenBy(error));
+      const lines = new MessageLines<unknown>(
+        onMessage,
+        (error) => this.channelBrokenBy(error),
+        channelLineLimit(options.maxResultBytes),
+      );
       this.channel.on('data', (chunk: Buffer) => lines.push(chunk));
       const closed = (): void => {
         this.channelOpen = false;
@@ -428,9 +438,10 @@ export class ModuleHost {
   }
 
   /**
-   * A line on the channel was not a message (not JSON): something in the host (a module's
-   * `fs.writeSync(3, …)`, a native addon) wrote on it, so nothing the host says from now on can
-   * be taken. Its running execution ends as a crash (the caller retires the host); an idle or
+   * A line on the channel was not a message (not JSON, not of a message's shape, longer than the
+   * channel's line limit, or one the worker failed to act on: see `MessageLines`): something in
+   * the host (a module's `fs.writeSync(3, …)`, a native addon) wrote on it, so nothing the host
+   * says from now on can be taken. Its running execution ends as a crash (the caller retires the host); an idle or
    * starting host is stopped (the pool replaces it once it exited). Node's IPC channel threw the
    * parse error in the worker's event loop instead: a module could crash its worker.
    */
@@ -441,8 +452,12 @@ export class ModuleHost {
     const running = this.running;
     this.running = undefined;
     this.options.logger.warn(
-      { hostPid: this.pid, executionId: running?.executionId },
-      'a line on the channel of a module host is not a message (not JSON): the host is stopped',
+      {
+        hostPid: this.pid,
+        executionId: running?.executionId,
+        reason: error instanceof Error ? error.message : String(error),
+      },
+      'a line on the channel of a module host is not a message: the host is stopped',
     );
     if (running === undefined) {
       void this.stop(this.options.killGraceMs);
@@ -452,7 +467,11 @@ export class ModuleHost {
       type: 'crash',
       executionId: running.executionId,
       what: `wrote a line that is not a message on its channel with the worker (fd ${HOST_CHANNEL_FD})`,
-      thrown: { type: 'SyntaxError', message: error instanceof Error ? error.message : String(error), stack: null },
+      thrown: {
+        type: error instanceof Error ? error.name : 'Error',
+        message: error instanceof Error ? error.message : String(error),
+        stack: null,
+      },
     });
   }
 

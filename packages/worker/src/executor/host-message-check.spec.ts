@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { fromHostProblem } from './host-message-check.js';
+import type { FromHost } from './host-protocol.js';
+
+const thrown = { message: 'boom', type: 'Error', stack: null };
+const digest = { sha256: 'a'.repeat(64), size: 3 };
+/** One of each message a host sends (`module-host-main.ts`), as JSON carries it. */
+const MESSAGES: FromHost[] = [
+  { type: 'ready' },
+  { type: 'init-failed', message: 'no pipeline' },
+  { type: 'logs', executionId: 'e', lines: [] },
+  {
+    type: 'logs',
+    executionId: 'e',
+    lines: [
+      { level: 'info', message: 'x' },
+      { level: 'error', message: '', fields: { a: [1] } },
+    ],
+  },
+  { type: 'artifact-call', executionId: 'e', callId: 1, op: 'put', path: '/p' },
+  { type: 'artifact-call', executionId: 'e', callId: 2, op: 'put', path: '/p', digest },
+  { type: 'artifact-call', executionId: 'e', callId: 3, op: 'putPacking', path: '/p' },
+  { type: 'artifact-call', executionId: 'e', callId: 4, op: 'checkOut', sha256: 'a' },
+  { type: 'artifact-call', executionId: 'e', callId: 5, op: 'follow', sha256: 'a' },
+  { type: 'artifact-abandon', callId: 1 },
+  { type: 'artifact-pack-progress', callId: 1, written: 10 },
+  { type: 'artifact-pack-ended', callId: 1, digest },
+  { type: 'artifact-pack-ended', callId: 1, message: 'failed' },
+  { type: 'done', executionId: 'e', leftoverChildren: 0, marked: false, ok: true, resultText: 'null' },
+  { type: 'done', executionId: 'e', leftoverChildren: 2, marked: true, ok: false, thrown },
+  { type: 'done', executionId: 'e', leftoverChildren: 0, marked: true, ok: false, thrown: { ...thrown, stack: 's' } },
+  { type: 'crash', executionId: 'e', what: 'threw', thrown },
+  { type: 'crash', executionId: undefined, what: 'threw', thrown },
+];
+
+describe('fromHostProblem', () => {
+  it.each(MESSAGES.map((message) => [message.type, message] as const))(
+    'takes a host message as JSON carries it (%s)',
+    (_, message) => {
+      expect(fromHostProblem(JSON.parse(JSON.stringify(message)))).toBeUndefined();
+    },
+  );
+
+  it.each<[string, unknown]>([
+    ['null', null],
+    ['a number', 1],
+    ['an array', [{ type: 'ready' }]],
+    ['no type', {}],
+    ['a type of no message', { type: 'execute' }],
+    ['init-failed without its message', { type: 'init-failed' }],
+    ['logs without lines', { type: 'logs', executionId: 'nobody' }],
+    ['logs without its executionId', { type: 'logs', lines: [] }],
+    ['logs with a line null', { type: 'logs', executionId: 'e', lines: [null] }],
+    ['logs with a line of no level', { type: 'logs', executionId: 'e', lines: [{ level: 'fatal', message: 'x' }] }],
+    [
+      'logs with a line of fields not an object',
+      { type: 'logs', executionId: 'e', lines: [{ level: 'info', message: 'x', fields: 'f' }] },
+    ],
+    ['artifact-call of no op', { type: 'artifact-call', executionId: 'e', callId: 1, op: 'delete' }],
+    ['artifact-call put without its path', { type: 'artifact-call', executionId: 'e', callId: 1, op: 'put' }],
+    [
+      'artifact-call with a callId not a count',
+      { type: 'artifact-call', executionId: 'e', callId: '1', op: 'follow', sha256: 'a' },
+    ],
+    [
+      'artifact-pack-ended with a digest of no size',
+      { type: 'artifact-pack-ended', callId: 1, digest: { sha256: 'a' } },
+    ],
+    ['done not ok without its error', { type: 'done', executionId: 'e', ok: false, marked: true, leftoverChildren: 0 }],
+    ['done ok without its resultText', { type: 'done', executionId: 'e', ok: true, marked: true, leftoverChildren: 0 }],
+    ['done without ok', { type: 'done', executionId: 'e', marked: true, leftoverChildren: 0, resultText: '1' }],
+    ['done without leftoverChildren', { type: 'done', executionId: 'e', ok: true, marked: true, resultText: '1' }],
+    [
+      'done with an error of no message',
+      {
+        type: 'done',
+        executionId: 'e',
+        ok: false,
+        marked: true,
+        leftoverChildren: 0,
+        thrown: { type: 'E', stack: null },
+      },
+    ],
+    ['crash without its error', { type: 'crash', executionId: 'e', what: 'threw' }],
+  ])('refuses what is no host message, naming why: %s', (_, message) => {
+    expect(fromHostProblem(message)).toEqual(expect.any(String));
+  });
+});

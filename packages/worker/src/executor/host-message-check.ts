@@ -1,0 +1,79 @@
+/**
+ * The shape check of every message a module host sends the worker (`FromHost`, `host-protocol.ts`), made before
+ * the worker acts on it: the host's channel is a pipe a module's code can write on too
+ * (`fs.writeSync(3, …)`, a command it starts), so a line that is JSON is not yet a message. A hand
+ * check per `type` (a few `typeof`s: this runs for every message of every module), not a zod
+ * schema. A line that fails it breaks the host's channel (`ModuleHost.channelBrokenBy`), as a
+ * line that is not JSON does.
+ */
+const isRecord = (value: unknown): value is Record<string, unknown> =>
+  typeof value === 'object' && value !== null && !Array.isArray(value);
+const isCount = (value: unknown): value is number => Number.isSafeInteger(value) && (value as number) >= 0;
+const optional = (value: unknown, check: (value: unknown) => boolean): boolean => value === undefined || check(value);
+const isString = (value: unknown): value is string => typeof value === 'string';
+const isDigest = (value: unknown): boolean => isRecord(value) && isString(value.sha256) && isCount(value.size);
+const isThrown = (value: unknown): boolean =>
+  isRecord(value) && isString(value.message) && isString(value.type) && (value.stack === null || isString(value.stack));
+const LEVELS: ReadonlySet<unknown> = new Set(['debug', 'info', 'warn', 'error']);
+const isLogLine = (value: unknown): boolean =>
+  isRecord(value) && LEVELS.has(value.level) && isString(value.message) && optional(value.fields, isRecord);
+
+/**
+ * Whether `message` (a parsed line of a host's channel) is a `FromHost` message: `undefined`
+ * when it is, else what is wrong with it (a short phrase naming its type or field, for the
+ * execution's error message). Extra fields are let through (the host's own messages have none).
+ */
+export function fromHostProblem(message: unknown): string | undefined {
+  if (!isRecord(message))
+    return `${message === null ? 'null' : Array.isArray(message) ? 'an array' : typeof message} is not a message`;
+  switch (message.type) {
+    case 'ready':
+      return undefined;
+    case 'init-failed':
+      return isString(message.message) ? undefined : 'an init-failed message without its message';
+    case 'logs': {
+      if (!isString(message.executionId)) return 'a logs message without its executionId';
+      const lines = message.lines;
+      if (!Array.isArray(lines)) return 'a logs message without its lines';
+      for (const line of lines) if (!isLogLine(line)) return 'a logs message with a line that is not a log line';
+      return undefined;
+    }
+    case 'artifact-call': {
+      if (!isString(message.executionId) || !isCount(message.callId))
+        return 'an artifact-call message without its executionId or callId';
+      switch (message.op) {
+        case 'put':
+          return isString(message.path) && optional(message.digest, isDigest) ? undefined : 'a bad artifact-call put';
+        case 'putPacking':
+          return isString(message.path) ? undefined : 'a bad artifact-call putPacking';
+        case 'checkOut':
+        case 'follow':
+          return isString(message.sha256) ? undefined : `a bad artifact-call ${message.op}`;
+        default:
+          return 'an artifact-call message of no known op';
+      }
+    }
+    case 'artifact-abandon':
+      return isCount(message.callId) ? undefined : 'an artifact-abandon message without its callId';
+    case 'artifact-pack-progress':
+      return isCount(message.callId) && isCount(message.written) ? undefined : 'a bad artifact-pack-progress message';
+    case 'artifact-pack-ended':
+      return isCount(message.callId) && optional(message.digest, isDigest) && optional(message.message, isString)
+        ? undefined
+        : 'a bad artifact-pack-ended message';
+    case 'done':
+      if (!isString(message.executionId) || !isCount(message.leftoverChildren) || typeof message.marked !== 'boolean')
+        return 'a done message without its executionId, leftoverChildren or marked';
+      if (message.ok === true)
+        return isString(message.resultText) ? undefined : 'a done message (ok) without its resultText';
+      if (message.ok === false)
+        return isThrown(message.thrown) ? undefined : 'a done message (not ok) without its thrown error';
+      return 'a done message without ok';
+    case 'crash':
+      return optional(message.executionId, isString) && isString(message.what) && isThrown(message.thrown)
+        ? undefined
+        : 'a bad crash message';
+    default:
+      return 'a message of no known type';
+  }
+}
