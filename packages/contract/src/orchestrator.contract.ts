@@ -42,8 +42,8 @@ export const workersContract = c.router({
       /**
        * `WorkerIdTaken`: the id is held by a live worker and the request does not carry its
        * credential (with or without a join token), with `Retry-After` (the seconds until the
-       * holder's heartbeat lease ends). Not for a retry: the holder's own incarnation, whose
-       * credential no request has used yet (its answer was lost), gets 200 and a new credential.
+       * holder's heartbeat lease ends, whole, at least 1, at most the heartbeat timeout plus 1), whatever the
+       * request's `incarnation`.
        */
       409: errorBodySchema,
       /**

@@ -535,7 +535,7 @@ describe('orchestrator HTTP API', () => {
   });
 });
 
-describe('a registration whose answer was lost', () => {
+describe("a registration again by the holder's incarnation (409 WorkerIdTaken with Retry-After)", () => {
   const JOIN_TOKEN = 'join-token-0123456789abcdef';
 
   async function startWithJoinToken() {
@@ -573,27 +573,26 @@ describe('a registration whose answer was lost', () => {
   });
   const heartbeat = { workerId: 'w1', currentLoad: 0, incarnation: INCARNATION };
 
-  it('the same incarnation registering again before any request used its credential is a retry: the unused credential is revoked and a new one issued (the join token still required)', async () => {
+  it("the holder's own incarnation, its credential never used, without the credential: 409 WorkerIdTaken with Retry-After, the holder's credential kept (the incarnation is no secret)", async () => {
     const { registry, post } = await startWithJoinToken();
     const first = await post('/api/workers/register', JOIN_TOKEN, register());
     expect(first.status).toBe(200);
-    const lost = first.json.credential as string;
-    // The answer never reached the worker; it tries again, as the same process.
+    const credential = first.json.credential as string;
     expect((await post('/api/workers/register', undefined, register())).status).toBe(401);
-    const retried = await post('/api/workers/register', JOIN_TOKEN, register());
-    expect(retried).toMatchObject({ status: 200, json: { success: true, workerId: 'w1' } });
-    const credential = retried.json.credential as string;
-    expect(credential).toMatch(/^mpdw_/);
-    expect(credential).not.toBe(lost);
-    expect(registry.workerWithCredential(lost)).toBeUndefined();
-    expect((await post('/api/workers/heartbeat', lost, heartbeat)).status).toBe(401);
+    // No request used the credential yet; the same incarnation registers again without it.
+    const again = await post('/api/workers/register', JOIN_TOKEN, register());
+    expect(again).toMatchObject({ status: 409, json: { code: 'WorkerIdTaken' } });
+    expect(Number(again.retryAfter)).toBeGreaterThanOrEqual(1);
+    expect(Number(again.retryAfter)).toBeLessThanOrEqual(TIMEOUT_MS / 1000 + 1);
+    expect(JSON.stringify(again.json)).not.toContain(credential);
+    expect(registry.credentialOf('w1')).toBe(credential);
     expect((await post('/api/workers/heartbeat', credential, heartbeat)).status).toBe(200);
   });
 
-  it("once its credential was used, or from another incarnation, 409 WorkerIdTaken with Retry-After: the seconds until the holder's lease ends", async () => {
+  it("from another incarnation, or its own after a heartbeat, 409 WorkerIdTaken with Retry-After: the seconds until the holder's lease ends", async () => {
     const { registry, clock, post } = await startWithJoinToken();
     const credential = (await post('/api/workers/register', JOIN_TOKEN, register())).json.credential as string;
-    // Another process under the id, while the holder has never used its credential: not a retry.
+    // Another process under the id.
     const other = await post('/api/workers/register', JOIN_TOKEN, register('incarnation-2'));
     expect(other).toMatchObject({ status: 409, json: { code: 'WorkerIdTaken' } });
     // The harness's clock runs (Date.now() plus what advance() adds): the test's own time is allowed for.

@@ -38,8 +38,7 @@ function authenticate(req: Request, tokens: AuthTokens, registry: NodeRegistry):
   const token = bearerToken(req);
   if (token === undefined) return { kind: 'anonymous' };
   // Workers' credentials first: most calls are heartbeats, and the lookup by hash is one hash.
-  // Records the credential's use: a registration by its incarnation is no retry from now on.
-  const workerId = registry.authenticate(token);
+  const workerId = registry.workerWithCredential(token);
   if (workerId !== undefined) return { kind: 'worker', workerId };
   if (tokens.adminToken !== undefined && safeEqual(token, tokens.adminToken)) return { kind: 'admin' };
   if (tokens.joinToken !== undefined && safeEqual(token, tokens.joinToken)) return { kind: 'join' };

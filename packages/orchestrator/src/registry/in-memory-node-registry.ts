@@ -67,12 +67,6 @@ interface Entry {
   draining: boolean;
   /** The secret issued at registration; see {@link NodeRegistry.credentialOf}. */
   credential: string;
-  /**
-   * Whether the worker proved it holds `credential`: a request authenticated with it
-   * ({@link NodeRegistry.authenticate}), or a registration presenting it. Until then a
-   * registration again by the same incarnation is a retry (see {@link NodeRegistry.register}).
-   */
-  credentialUsed: boolean;
   /** True once `sweep` reported the current outage. */
   reportedOffline: boolean;
   /** What the last heartbeat listed as running; see {@link NodeRegistry.executionsOf}. */
@@ -86,15 +80,6 @@ interface Entry {
 }
 
 const NO_CANCELS: readonly HeartbeatCancel[] = Object.freeze([]);
-
-/**
- * Whether a registration by `incarnation` of an id `holder` holds is that process's own
- * registration again, after it lost the answer (a reset, a timeout, a gateway's 5xx): the same
- * incarnation, whose credential was never used — no request was ever authenticated with it, so
- * the process cannot have had it (see {@link NodeRegistry.register}).
- */
-const isRetry = (holder: Entry, incarnation: string | undefined): boolean =>
-  incarnation !== undefined && holder.incarnation === incarnation && !holder.credentialUsed;
 
 /** One distinct pipeline the registry holds, with how many entries hold it. */
 interface HeldPipeline {
@@ -153,15 +138,13 @@ export class InMemoryNodeRegistry implements NodeRegistry {
       options.credential !== undefined &&
       this.workerWithCredential(options.credential) === node.id;
     const now = this.#now();
-    if (
-      options.exclusive &&
-      previous &&
-      !sameCredential &&
-      !this.#isOffline(previous, now) &&
-      !isRetry(previous, options.incarnation)
-    ) {
-      // Past the holder's lease (its last heartbeat plus the timeout) it is Offline, unless it heartbeats again.
-      const leaseRemainingMs = previous.lastHeartbeatMs + this.heartbeatTimeoutMs - now;
+    if (options.exclusive && previous && !sameCredential && !this.#isOffline(previous, now)) {
+      // Past the holder's lease (its last heartbeat plus the timeout) it is Offline, unless it
+      // heartbeats again; bounded by the timeout (a clock that stepped back cannot lengthen it).
+      const leaseRemainingMs = Math.min(
+        this.heartbeatTimeoutMs,
+        Math.max(0, previous.lastHeartbeatMs + this.heartbeatTimeoutMs - now),
+      );
       throw new RegistrationError(
         'WorkerIdTaken',
         `Worker id '${node.id}' is held by a live worker; register with its credential, or wait until it is Offline`,
@@ -204,7 +187,6 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     this.#byCredential.set(credentialHash(credential), node.id);
     const entry: Entry = {
       credential,
-      credentialUsed: sameCredential,
       id: node.id,
       endpoint: node.endpoint,
       capabilities: deepFreeze(structuredClone(node.capabilities)),
@@ -281,12 +263,6 @@ export class InMemoryNodeRegistry implements NodeRegistry {
 
   workerWithCredential(credential: string): string | undefined {
     return this.#byCredential.get(credentialHash(credential));
-  }
-
-  authenticate(credential: string): string | undefined {
-    const workerId = this.#byCredential.get(credentialHash(credential));
-    if (workerId !== undefined) this.#entries.get(workerId)!.credentialUsed = true;
-    return workerId;
   }
 
   unregister(workerId: string, options?: IncarnationOptions): boolean {

@@ -55,14 +55,10 @@ export interface NodeRegistry {
    * known id with another `options.incarnation` emits `replaced` (then `registered`) and drops
    * the id's pending cancels; the same incarnation (or none, twice) is the same process.
    *
-   * With `options.exclusive`, a registration of an id a live worker holds is refused unless it
-   * presents that worker's credential, or is a **retry**: it names the holder's incarnation and
-   * the holder's credential was never used (no request authenticated with it, see
-   * {@link NodeRegistry.authenticate}, and no registration presented it): the process lost the
-   * answer that carried it. A retry revokes that credential and gets a new one, as an
-   * idempotency key's retry gets the same effect again; the process keeps its cancels. Once the
-   * credential was used, its holder provably has it, and nothing but the credential (or the
-   * holder going `Offline`) takes the id (the README's "Worker ids cannot be taken over").
+   * With `options.exclusive`, a registration of an id a live worker (any status but `Offline`)
+   * holds is refused unless it presents that worker's credential, whatever its incarnation: the
+   * incarnation is no secret (a 409 `WorkerReplaced` message and the worker's log show it), so it
+   * proves nothing (the README's "Worker ids cannot be taken over").
    * @throws RegistrationError `WorkerIdTaken` (with `options.exclusive`; `retryAfterSeconds`: the
    *   seconds until the holder's heartbeat lease ends, after which it is `Offline` unless it
    *   heartbeats again); `TooManyWorkers` for a new id when the registry is full;
@@ -76,13 +72,6 @@ export interface NodeRegistry {
   credentialOf(workerId: string): string | undefined;
   /** The id of the worker holding this credential, or `undefined`. */
   workerWithCredential(credential: string): string | undefined;
-  /**
-   * The id of the worker holding this credential, or `undefined`, as
-   * {@link NodeRegistry.workerWithCredential}; and records that the credential was used (a request
-   * authenticated with it): its worker's registration again is no longer a retry (see
-   * {@link NodeRegistry.register}). Called once per request that presents a bearer token.
-   */
-  authenticate(credential: string): string | undefined;
   /**
    * Records a heartbeat and returns the worker as {@link NodeRegistry.snapshotOf} has it
    * (shared, frozen: read it, do not keep it); `undefined` when no worker has this id (it

@@ -12,15 +12,27 @@
  * 30-40 lines of 170 bytes, the last line came after the first 25).
  */
 
-/** What {@link logWritten} needs of the log's destination (pino's `destination()`, a sonic-boom). */
+/**
+ * What {@link logWritten} needs of the log's destination (pino's `destination()`, a sonic-boom
+ * 4: its `_writing` and `_opening` are not in its types, but are what its own `flush`, `end` and
+ * `flushSync` go by; pino 9, which `@mpd/server-kit` depends on, uses sonic-boom 4).
+ */
 export interface FlushableLog {
-  /** Starts writing what is buffered, unless a write is under way. */
-  flush(): void;
   /** Writes what is buffered now, synchronously (not the write under way). */
   flushSync(): void;
-  /** `drain`: a write ended and none is under way (fewer than `minLength` bytes may still wait). */
-  once(event: 'drain', listener: () => void): unknown;
-  removeListener(event: 'drain', listener: () => void): unknown;
+  /**
+   * sonic-boom's: true while a write is under way in the thread pool (and while the file opens);
+   * a `drain` follows once it ends with fewer than `minLength` bytes waiting. Absent: none is.
+   */
+  readonly _writing?: boolean;
+  /** sonic-boom's: true while the file opens; `ready` follows (no `drain` when nothing is buffered). */
+  readonly _opening?: boolean;
+  /**
+   * `drain`: a write ended and none is under way (fewer than `minLength` bytes may still wait);
+   * `ready`: the file is open.
+   */
+  once(event: 'drain' | 'ready', listener: () => void): unknown;
+  removeListener(event: 'drain' | 'ready', listener: () => void): unknown;
 }
 
 /**
@@ -32,34 +44,39 @@ export const LOG_WRITTEN_TIMEOUT_MS = 2_000;
 
 /**
  * Resolves once every line `log` took is written, or after `timeoutMs`, whichever comes first;
- * never rejects. It waits for the write under way to end (`drain`, emitted while no write is
- * under way), and then writes what is left synchronously, in order behind it.
+ * never rejects. With a write under way (or the file opening) it waits for it to end (`drain`,
+ * emitted while no write is under way; `ready`), and then writes what is left synchronously, in
+ * order behind it; with none, it writes what is left at once and resolves without waiting. (Not
+ * `flush()` and a `drain`: with `minLength` 0, what the orchestrator CLI's destination has, sonic-boom's
+ * `flush()` starts nothing and no `drain` comes, so every exit waited the whole timeout.)
  * @param timeoutMs @default {@link LOG_WRITTEN_TIMEOUT_MS}
  */
 export function logWritten(log: FlushableLog, timeoutMs: number = LOG_WRITTEN_TIMEOUT_MS): Promise<void> {
   return new Promise((resolve) => {
-    const drained = (): void => {
+    /** The event waited for now, if any. */
+    let waiting: 'drain' | 'ready' | undefined;
+    const settle = (): void => {
+      waiting = undefined;
+      // Checked again after each event: a line logged meanwhile may have started another write.
+      if (log._opening === true) waiting = 'ready';
+      else if (log._writing === true) waiting = 'drain';
+      if (waiting !== undefined) {
+        log.once(waiting, settle);
+        return;
+      }
       clearTimeout(timer);
       try {
         log.flushSync();
       } catch {
-        // Closed meanwhile: nothing left to keep in order.
+        // Not open (a failed open), or closed meanwhile: nothing left to keep in order.
       }
       resolve();
     };
     const timer = setTimeout(() => {
-      log.removeListener('drain', drained);
+      if (waiting !== undefined) log.removeListener(waiting, settle);
       resolve();
     }, timeoutMs);
-    log.once('drain', drained);
-    try {
-      log.flush();
-    } catch {
-      // Not open yet, or closed: nothing buffered to wait for.
-      log.removeListener('drain', drained);
-      clearTimeout(timer);
-      resolve();
-    }
+    settle();
   });
 }
 

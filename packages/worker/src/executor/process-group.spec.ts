@@ -1,6 +1,9 @@
 import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { groupAlive, groupMembers, signalGroup, stopProcessGroup } from './process-group.js';
+import { groupAlive, groupMembers, leftoverCheck, signalGroup, stopProcessGroup } from './process-group.js';
 
 /** `script` in bash, in a process group of its own; resolves once bash wrote its first line (the pids it started). */
 async function group(script: string): Promise<{ pgid: number; pids: number[] }> {
@@ -35,5 +38,74 @@ describe('process groups', () => {
       expect(signalGroup(pgid, 'SIGTERM')).toBe(false);
       expect(groupAlive(pgid)).toBe(false);
     }
+  });
+});
+
+/** A {@link groupMembers} that counts its calls (each one a walk of `/proc`), failing while `fail` is set. */
+function countedMembers() {
+  const walks = { count: 0, fail: false };
+  const members = (pgid: number): number[] | undefined => {
+    walks.count++;
+    if (walks.fail) throw new Error('EMFILE: too many open files, scandir /proc');
+    return groupMembers(pgid);
+  };
+  return { walks, members };
+}
+
+/** The state letter of `pid` in `/proc` (`Z`: a zombie), or `gone`. */
+function stateOf(pid: number): string {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return stat[stat.lastIndexOf(')') + 2]!;
+  } catch {
+    return 'gone';
+  }
+}
+
+describe.runIf(process.platform === 'linux')('leftoverCheck: when it walks /proc', () => {
+  it('a zombie child that no thread will reap (a worker thread’s child that outlived its thread) starts no walk', async () => {
+    const { walks, members } = countedMembers();
+    const check = leftoverCheck(members);
+    check.settle();
+    // The thread starts a process and ends; the process, killed, stays a zombie listed as this
+    // process's child (the thread's libuv would have reaped it; nothing else waits for it).
+    const thread = new Worker(
+      `const { spawn } = require('node:child_process');
+       const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+       require('node:worker_threads').parentPort.postMessage(child.pid);
+       setInterval(() => {}, 60_000);`,
+      { eval: true },
+    );
+    const [pid] = (await once(thread, 'message')) as [number];
+    try {
+      await thread.terminate();
+      process.kill(pid, 'SIGKILL');
+      await expect.poll(() => stateOf(pid), { timeout: 10_000 }).toBe('Z');
+      const before = walks.count;
+      for (let i = 0; i < 5; i++) expect(check.count()).toBe(0);
+      // Before: a walk at every check while the zombie was listed (about 6 ms each).
+      expect(walks.count - before).toBe(0);
+    } finally {
+      if (stateOf(pid) !== 'Z' && stateOf(pid) !== 'gone') process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  it('a walk that failed is made again at the next check (the fault count taken only after one succeeded)', async () => {
+    const { walks, members } = countedMembers();
+    const check = leftoverCheck(members);
+    check.settle(); // walks when this process had children before
+    const settled = walks.count;
+    // A child started and reaped: the children's fault count moved, so the next check walks.
+    const child = spawn('true', { stdio: 'ignore' });
+    await once(child, 'exit');
+    walks.fail = true;
+    expect(check.count()).toBe(0);
+    expect(walks.count - settled).toBe(1);
+    walks.fail = false;
+    expect(check.count()).toBe(0);
+    expect(walks.count - settled).toBe(2);
+    // Once one succeeded, no more walks while nothing moves.
+    expect(check.count()).toBe(0);
+    expect(walks.count - settled).toBe(2);
   });
 });

@@ -104,7 +104,9 @@ const processKey = (pid: number): string | undefined => {
  *   the children it waited for, theirs included) tells: every process that started another one
  *   took a page fault (a `fork` write-protects its memory, an `exec` loads its program by
  *   faults), so an orphan's parent, once reaped, always moves that count. A module that starts
- *   no process costs one more `pread` (`/proc/self/stat`) and no walk.
+ *   no process costs one more `pread` (`/proc/self/stat`) and no walk. A listed child that is a
+ *   zombie (a worker thread's child that outlived its thread stays unreaped, listed for good)
+ *   runs nothing and starts no walk (before: every later check walked `/proc`, about 6 ms).
  * - **The host's own processes** (tsx's esbuild service, started by its loader thread when a file
  *   is not in tsx's cache, which lives as long as the host) are those of its group when
  *   {@link LeftoverCheck.settle} is called, once the pipeline is loaded: never counted.
@@ -119,8 +121,11 @@ export interface LeftoverCheck {
   count(): number;
 }
 
-/** Makes this process's {@link LeftoverCheck} (module hosts: one, at start). */
-export function leftoverCheck(): LeftoverCheck {
+/**
+ * Makes this process's {@link LeftoverCheck} (module hosts: one, at start).
+ * @param members how the group's processes are listed @default {@link groupMembers} (a walk of `/proc`; tests count the walks)
+ */
+export function leftoverCheck(members: (pgid: number) => number[] | undefined = groupMembers): LeftoverCheck {
   const pid = process.pid;
   let statFd: number;
   try {
@@ -180,20 +185,24 @@ export function leftoverCheck(): LeftoverCheck {
     if (threadCount !== threads.size) openThreads();
     return readChildren() ?? (openThreads(), readChildren() ?? []);
   };
+  /** A listed child as `/proc` names it for good, or undefined when it is gone or a zombie (it runs nothing). */
+  const runningKey = (child: number): string | undefined => {
+    const fields = statFields(child);
+    if (!fields || fields[0] === 'Z' || fields[0] === 'X') return undefined;
+    return `${child}@${fields[19]}`;
+  };
   /** The processes running in the host's group or as its children, but the host and its own. */
   const others = (listed: readonly number[]): string[] => {
     const found = new Set<string>();
-    for (const member of groupMembers(pid) ?? []) {
+    for (const member of members(pid) ?? []) {
       if (member === pid) continue;
       const key = processKey(member);
       if (key !== undefined && !own.has(key)) found.add(key);
     }
     // A child that left the group (setsid) is still found while it is a child.
     for (const child of listed) {
-      const fields = statFields(child);
-      if (!fields || fields[0] === 'Z' || fields[0] === 'X') continue;
-      const key = `${child}@${fields[19]}`;
-      if (!own.has(key)) found.add(key);
+      const key = runningKey(child);
+      if (key !== undefined && !own.has(key)) found.add(key);
     }
     return [...found];
   };
@@ -210,9 +219,18 @@ export function leftoverCheck(): LeftoverCheck {
       try {
         const [childFaults, threadCount] = ownStat();
         const listed = children(threadCount);
-        if (childFaults === faults && listed.every((child) => own.has(processKey(child) ?? ''))) return 0;
+        if (
+          childFaults === faults &&
+          listed.every((child) => {
+            const key = runningKey(child);
+            return key === undefined || own.has(key);
+          })
+        )
+          return 0;
+        const found = others(listed).length;
+        // Only once the walk succeeded: a failed one is made again at the next check.
         faults = childFaults;
-        return others(listed).length;
+        return found;
       } catch {
         return 0;
       }

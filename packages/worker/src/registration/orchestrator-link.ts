@@ -217,11 +217,9 @@ export interface LinkStart {
  * own unread registration, which a new orchestrator gave a new credential; the link then retries
  * (as a fresh process does) until that registration, never heartbeated, is Offline: for the
  * orchestrator's heartbeat timeout after the attempt, at least the default one (see
- * {@link UnansweredRegistration}). An orchestrator of round J or later does not refuse that
- * attempt: the same incarnation over a registration whose credential no request used is a
- * retry (200, a new credential; see `NodeRegistry.register`), so the exception only matters
- * with older ones. A fresh process that has not registered yet retries `WorkerIdTaken` as
- * before: the old holder may be its own crashed predecessor, whose id frees once it is Offline.
+ * {@link UnansweredRegistration}). A fresh process that has not registered yet retries
+ * `WorkerIdTaken` as before: the old holder may be its own crashed predecessor, whose id frees
+ * once it is Offline.
  * Each retry after a 409 waits the answer's `Retry-After` (the holder's lease), or the backoff
  * where that is longer ({@link retryAfterMs}).
  *
@@ -632,8 +630,8 @@ export class OrchestratorLink {
         // gateway's 502 or 504 is outside the contract: the client throws it, the catch below.)
         if (response.status >= 500) unanswered.noteLost();
         this.lastError = `register answered ${response.status}: ${JSON.stringify(response.body)}`;
-        // The id's live holder is another process (or, from an orchestrator before round J, this
-        // one's unread registration): retried once its lease can have ended, not sooner.
+        // The id's live holder is another process, or this one's unread registration: retried
+        // once its lease can have ended, not sooner.
         if (response.status === 409) notBefore = retryAfterMs(response.headers);
       } catch (error) {
         if (signal.aborted) return undefined;
