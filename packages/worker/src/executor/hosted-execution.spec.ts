@@ -775,6 +775,41 @@ describe('modules in module hosts', () => {
     expect(outputs[1]).toMatchObject({ stdout: [], stderr: [], late: [] });
   }, 30_000);
 
+  it.each([
+    ['an orphan out of the host\'s group (setsid) that no leftover check finds: the host is reused', true],
+    ["an orphan in the host's group (the new user's case: the check may miss it while the shell forks and exits)", false],
+  ])(
+    "a module's ctx.spawn (stdio piped) leaving %s: the line it prints after the module returned is that module's late line, never the next module's output",
+    async (_, leaveGroup) => {
+      writeFileSync(ledgerFile, '');
+      const { outputs, output } = recordedOutputs();
+      const on = executor({ output, slots: 1 });
+      await on.ready();
+      const first = request('spawns-orphan', { params: { s: 1.5, leaveGroup } });
+      expect(resultOf(await start(on, first))).toBe('returned');
+      const [host] = ledgerPids('spawns-orphan');
+      await on.idle();
+      // Running from well before the orphan prints (1.5 s after it started) to well after.
+      const next = resultOf(await run(on, 'sleeps', { params: { ms: 4_000 } }));
+      await expect.poll(() => outputs[1]?.ended, { timeout: 15_000 }).toBe(true);
+      expect(outputs[1]).toMatchObject({ log: [], stdout: [], stderr: [], late: [] });
+      if (leaveGroup) expect(next.pid).toBe(host);
+      // Reused, the host sent the line as the first module's; replaced, the orphan was stopped.
+      if (next.pid === host)
+        expect(logLines.map((line) => JSON.parse(line) as Record<string, unknown>)).toContainEqual(
+          expect.objectContaining({
+            level: 30,
+            late: 'ended',
+            executionId: first.executionId,
+            module: 'spawns-orphan',
+            stream: 'stdout',
+            msg: 'ctx.logger.info after its module ended (not in its output): spawned-orphan-line',
+          }),
+        );
+    },
+    30_000,
+  );
+
   it("a host that cannot load the worker's pipeline (the file changed since): the module fails, naming why", async () => {
     const outcome = await run(
       executor({ pipeline: { ...pipeline, fingerprint: 'sha256:the-worker-loaded-another' } }),

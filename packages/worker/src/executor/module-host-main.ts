@@ -49,6 +49,7 @@ import {
   type ToHost,
 } from './host-protocol.js';
 import { HOST_CHANNEL_FD, messageLine, openHostChannel } from './host-channel.js';
+import type { CommandScope } from './module-commands.js';
 import { createModuleContext, ensureWorkingDirectory, type ModuleContextFields } from './module-context.js';
 import { startLeaseWatchdog } from './module-host-lease.js';
 import { secretBytes } from './module-output.js';
@@ -131,12 +132,20 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
   private moduleLogger: ModuleLogger | undefined;
   private readonly artifactScratchDir: string | null;
   private artifactsApi: ExecutionArtifacts | undefined;
+  private commandOutput: CommandScope['onOutput'];
   /**
-   * The lines of the module's commands go to the host's own stdout and stderr, as `console.*`
-   * does: the worker reads both line by line and ships them as the running module's output
-   * (a host runs one module at a time).
+   * Where the lines of the module's commands (`ctx.spawn`, `ctx.exec`, piped) go: while it runs,
+   * to the host's own stdout and stderr, as `console.*` does: the worker reads both line by line
+   * and ships them as the running module's output (a host runs one module at a time). Once it
+   * ended, a command it left (or an orphan of one, `sh -c '(sleep 2; echo) &'`, holding the
+   * pipe) may still write: such lines are its own execution's late lines, sent as its log lines
+   * (`info` for stdout, `warn` for stderr), never the host's output, which the worker ships as
+   * whatever module runs next (round J mend: a new user's `late-line` in the next module's
+   * output, when the leftover check missed the orphan). Made at first use (see `lineWriter`).
    */
-  readonly onOutput = writeToOwnStream;
+  get onOutput(): CommandScope['onOutput'] {
+    return (this.commandOutput ??= commandOutput(this));
+  }
   /** A command given an inherited stdout or stderr writes straight into the worker's pipe (no read, no copy here). */
   readonly ownOutputCaptured = true;
   /** The execution's secret values: a command's over-long line is never cut inside one (the worker masks each piece alone). */
@@ -316,6 +325,21 @@ function writeToOwnStream(stream: 'stdout' | 'stderr', lines: Buffer): Promise<v
   }
   return waiting;
 }
+
+/**
+ * The {@link RunningModule.onOutput} of `running`: its commands' lines to the host's streams
+ * while it is the running module, as its late log lines after (see there).
+ */
+const commandOutput =
+  (running: RunningModule) =>
+  (stream: 'stdout' | 'stderr', lines: Buffer): Promise<void> | undefined => {
+    if (current === running) return writeToOwnStream(stream, lines);
+    const write = lineWriter(running.executionId, stream === 'stdout' ? 'info' : 'warn');
+    const text = lines.toString('utf8');
+    for (const line of text.endsWith('\n') ? text.slice(0, -1).split('\n') : text.split('\n'))
+      write(line, { stream });
+    return undefined;
+  };
 
 /** The 'drain' each of the host's streams is awaited for, while one is. */
 const drains: Record<'stdout' | 'stderr', Promise<void> | undefined> = { stdout: undefined, stderr: undefined };
