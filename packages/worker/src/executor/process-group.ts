@@ -191,6 +191,18 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
     if (!fields || fields[0] === 'Z' || fields[0] === 'X') return undefined;
     return `${child}@${fields[19]}`;
   };
+  /** A listed child's key whatever its state (a zombie too); `undefined` once it is gone. */
+  const listedKey = (child: number): string | undefined => {
+    const fields = statFields(child);
+    return fields ? `${child}@${fields[19]}` : undefined;
+  };
+  /** Listed children that are zombies join `own`: each starts at most one walk. */
+  const rememberZombies = (listed: readonly number[]): void => {
+    for (const child of listed) {
+      const key = listedKey(child);
+      if (key !== undefined && runningKey(child) === undefined) own.add(key);
+    }
+  };
   /** The processes running in the host's group or as its children, but the host and its own. */
   const others = (listed: readonly number[], again = true): string[] => {
     const found = new Set<string>();
@@ -204,7 +216,9 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
     for (const child of listed) {
       const key = runningKey(child);
       if (key === undefined) {
-        ended = true;
+        // Gone, or a zombie not already known (a known one ended before an earlier walk).
+        const listedAs = listedKey(child);
+        if (listedAs === undefined || !own.has(listedAs)) ended = true;
         continue;
       }
       if (!own.has(key)) found.add(key);
@@ -223,6 +237,7 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
       const listed = children(threadCount);
       own = new Set();
       if (listed.length > 0 || childFaults > 0) own = new Set(others(listed));
+      rememberZombies(listed);
       faults = childFaults;
     },
     count() {
@@ -232,7 +247,7 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
         if (
           childFaults === faults &&
           listed.every((child) => {
-            const key = runningKey(child);
+            const key = listedKey(child);
             return key === undefined || own.has(key);
           })
         )
@@ -240,6 +255,10 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
         const found = others(listed).length;
         // Only once the walk succeeded: a failed one is made again at the next check.
         faults = childFaults;
+        // A new zombie child starts one walk (it may have started a process and ended before
+        // being reaped, `sh -c '(…) &'`), not one per check while no thread reaps it (a worker
+        // thread's child that outlived its thread): it is remembered once walked for.
+        rememberZombies(listed);
         return found;
       } catch {
         return 0;
