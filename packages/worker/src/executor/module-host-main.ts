@@ -54,6 +54,7 @@ import { createModuleContext, ensureWorkingDirectory, type ModuleContextFields }
 import { startLeaseWatchdog } from './module-host-lease.js';
 import { secretBytes } from './module-output.js';
 import { childrenOf, groupMembers, leftoverCheck, signalGroup } from './process-group.js';
+import { progressReports } from './progress-reports.js';
 import { checkedResult } from './result-limits.js';
 import { describeThrown, safeString, serialise } from './values-as-text.js';
 
@@ -192,11 +193,6 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
   }
 }
 
-/** Bytes of a packed archive's growth per message to the worker at most (see `WorkerBlobCalls.putPacking`). */
-const PACK_REPORT_BYTES = 4 * 1024 * 1024;
-/** How long what an archive grew by waits to be told at most, ms. */
-const PACK_REPORT_DELAY_MS = 20;
-
 /** `ctx.artifacts` calls waiting for the worker's answer, by call id. */
 const artifactCalls = new Map<number, { resolve: (value: never) => void; reject: (error: Error) => void }>();
 /** The followers of downloads being followed (`follow` calls), by call id, until their `artifact-ended`. */
@@ -228,35 +224,22 @@ class WorkerBlobCalls implements BlobTransport {
   }
 
   /**
-   * The worker uploads the archive as it is packed: told of its growth one message per
-   * {@link PACK_REPORT_BYTES} written, and of what was written since at most
-   * {@link PACK_REPORT_DELAY_MS} later (a slow packing still moves the upload on); then its end.
+   * The worker uploads the archive as it is packed: told of its growth as `progressReports`
+   * tells it (a slow packing still moves the upload on); then its end.
    */
   putPacking(path: string): { follower: PackFollower; stored: Promise<Digest> } {
     const callId = nextCallId++;
     const stored = this.call<Digest>({ op: 'putPacking', path }, callId);
-    let reported = 0;
-    let latest = 0;
-    let timer: NodeJS.Timeout | undefined;
-    const report = () => {
-      clearTimeout(timer);
-      timer = undefined;
-      if (latest <= reported) return;
-      reported = latest;
-      send({ type: 'artifact-pack-progress', callId, written: latest });
-    };
+    const reports = progressReports((written) => send({ type: 'artifact-pack-progress', callId, written }));
     let ended = false;
     const follower: PackFollower = {
       written: (bytes) => {
-        if (ended) return;
-        latest = bytes;
-        if (bytes - reported >= PACK_REPORT_BYTES) report();
-        else timer ??= setTimeout(report, PACK_REPORT_DELAY_MS).unref();
+        if (!ended) reports.written(bytes);
       },
       ended: (outcome) => {
         if (ended) return;
         ended = true;
-        clearTimeout(timer);
+        reports.stop();
         send({
           type: 'artifact-pack-ended',
           callId,
@@ -336,8 +319,7 @@ const commandOutput =
     if (current === running) return writeToOwnStream(stream, lines);
     const write = lineWriter(running.executionId, stream === 'stdout' ? 'info' : 'warn');
     const text = lines.toString('utf8');
-    for (const line of text.endsWith('\n') ? text.slice(0, -1).split('\n') : text.split('\n'))
-      write(line, { stream });
+    for (const line of text.endsWith('\n') ? text.slice(0, -1).split('\n') : text.split('\n')) write(line, { stream });
     return undefined;
   };
 

@@ -30,6 +30,7 @@ import { fromHostProblem } from './host-message-check.js';
 import { ByteLineSplitter, NEWLINE } from './module-output.js';
 import { LATE_LINES_BURST, LATE_LINES_INTERVAL_MS, LogRateLimit, moreSevere } from './module-logger.js';
 import { type GroupStop, stopProcessGroup } from './process-group.js';
+import { progressReports } from './progress-reports.js';
 
 /** The host's entry file, beside this one (`.ts` in the sources, `.js` once built). */
 const HOST_MAIN = fileURLToPath(
@@ -141,11 +142,6 @@ function hostExecArgv(heapLimitMb: number | undefined): string[] {
     ...(heapLimitMb === undefined ? [] : [`--max-old-space-size=${heapLimitMb}`]),
   ];
 }
-
-/** A followed download's progress reaches the host once per this many bytes written (256 messages a GiB)… */
-const PROGRESS_STEP_BYTES = 4 * 1024 * 1024;
-/** …or this long after fewer were written (ms). */
-const PROGRESS_DELAY_MS = 20;
 
 /** One module host process. */
 export class ModuleHost {
@@ -361,33 +357,19 @@ export class ModuleHost {
   }
 
   /**
-   * Follows a download for the host (`follow`): its progress goes to the host as messages, one
-   * per {@link PROGRESS_STEP_BYTES} written, and what was written since at most
-   * {@link PROGRESS_DELAY_MS} later (a slow or stalled download still shows the host its first
-   * bytes, so an offending entry is refused before the end); the last before the end.
+   * Follows a download for the host (`follow`): its progress goes to the host as messages, as
+   * `progressReports` tells it (a slow or stalled download still shows the host its first bytes,
+   * so an offending entry is refused before the end); the last before the end.
    */
   private follow(transport: BlobTransport, callId: number, sha256: string): Promise<FollowedBlob> {
     const abandon = new AbortController();
     this.abandons.set(callId, abandon);
-    let reported = 0;
-    let latest = 0;
-    let timer: NodeJS.Timeout | undefined;
-    const report = () => {
-      clearTimeout(timer);
-      timer = undefined;
-      if (latest <= reported) return;
-      reported = latest;
-      this.send({ type: 'artifact-progress', callId, written: latest });
-    };
+    const reports = progressReports((written) => this.send({ type: 'artifact-progress', callId, written }));
     const follower: BlobFollower = {
-      written: (bytes) => {
-        latest = bytes;
-        if (bytes - reported >= PROGRESS_STEP_BYTES) report();
-        else timer ??= setTimeout(report, PROGRESS_DELAY_MS).unref();
-      },
+      written: (bytes) => reports.written(bytes),
       ended: (error) => {
         this.abandons.delete(callId);
-        report();
+        reports.flush();
         this.send({ type: 'artifact-ended', callId, ...(error ? { message: error.message } : {}) });
       },
     };
