@@ -13,10 +13,11 @@
  *   The execute body checked as the worker's app checks it (`executeModuleRequestCheck`, round J).
  */
 import { createServer, IncomingMessage, ServerResponse } from 'node:http';
-import { executeModuleRequestCheck, workerContract } from '@mpd/contract';
+import { workerContract } from '@mpd/contract';
 import { bearerToken, createApiApp, createHttpOrHttpsServer, safeEqual } from '@mpd/server-kit';
 import { createExpressEndpoints, initServer } from '@ts-rest/express';
 import express, { type RequestHandler } from 'express';
+import { SERVED_CONTRACT } from '../../packages/worker/src/app.js';
 import { processStats, serveIpc } from '../lib/ipc.js';
 import { WORKER_TOKEN } from '../lib/processes.js';
 
@@ -176,16 +177,9 @@ if (variant === 'http-body-parser') {
       if (safeEqual(bearerToken(req) ?? '', WORKER_TOKEN)) next();
       else res.status(401).json({ errorCode: 'Unauthorized', errorMessage: 'no' });
     };
-    // As the worker's app serves the contract (packages/worker/src/app.ts).
-    const served = {
-      ...workerContract,
-      execution: {
-        ...workerContract.execution,
-        execute: { ...workerContract.execution.execute, body: executeModuleRequestCheck },
-      },
-    } as unknown as typeof workerContract;
     app = createApiApp({
-      contract: served,
+      // As the worker's app serves the contract (its execute body through the hand check).
+      contract: SERVED_CONTRACT,
       routes: tsRestRoutes([authenticate]),
       openApi: () => ({}),
       server: 'worker',

@@ -37,9 +37,10 @@ const CLOSED: CallGate = { accepted: [], awaitingRegistration: false, open: fals
  * The contract as the app checks requests against it: the execute body with
  * `executeModuleRequestCheck` (the schema's rules without its copy of the body and its records:
  * a body as the orchestrator sends it is taken as it came), everything else as the contract
- * says. The OpenAPI document and the clients keep the schemas.
+ * says. The OpenAPI document and the clients keep the schemas. Exported for benchmark 7's
+ * `api-app` rung only (not from the package's index).
  */
-const SERVED_CONTRACT = {
+export const SERVED_CONTRACT = {
   ...workerContract,
   execution: {
     ...workerContract.execution,
