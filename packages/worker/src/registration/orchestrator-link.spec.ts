@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_HEARTBEAT_TIMEOUT_MS,
+  heartbeatRetryMs,
   MAX_RETRY_AFTER_MS,
   retryAfterMs,
   UnansweredRegistration,
@@ -62,5 +63,17 @@ describe('retryAfterMs: the Retry-After a 409 WorkerIdTaken gives, which the nex
     for (const value of [undefined, '', 'Wed, 21 Oct 2015 07:28:00 GMT', '-5', '1.5', '12abc', '99999999999'])
       expect(of(value)).toBeUndefined();
     expect(retryAfterMs(undefined)).toBeUndefined();
+  });
+});
+
+describe('heartbeatRetryMs: how long a heartbeat refused 429 waits', () => {
+  it("waits the answer's Retry-After where it is longer than the backoff", () => {
+    expect(heartbeatRetryMs(50, 42_000, 60_000)).toBe(42_000);
+    expect(heartbeatRetryMs(5_000, 1_000, 60_000)).toBe(5_000);
+    expect(heartbeatRetryMs(50, undefined, 60_000)).toBe(50);
+  });
+
+  it('waits at most the heartbeat timeout (the lease has ended by then; the next heartbeat tells where it stands)', () => {
+    expect(heartbeatRetryMs(50, MAX_RETRY_AFTER_MS, 60_000)).toBe(60_000);
   });
 });

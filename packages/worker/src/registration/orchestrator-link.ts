@@ -220,8 +220,11 @@ export interface LinkStart {
  * {@link UnansweredRegistration}). A fresh process that has not registered yet retries
  * `WorkerIdTaken` as before: the old holder may be its own crashed predecessor, whose id frees
  * once it is Offline.
- * Each retry after a 409 waits the answer's `Retry-After` (the holder's lease), or the backoff
- * where that is longer ({@link retryAfterMs}).
+ * Each registration retried after a 409, a 429 (`RateLimited`) or a 503 (`TooManyWorkers`,
+ * `TooManyPipelines`) waits the answer's `Retry-After` (the holder's lease; the rate limit's
+ * window; the registry's next removal), or the backoff where that is longer
+ * ({@link retryAfterMs}); a heartbeat after a 429 likewise, at most the heartbeat timeout
+ * ({@link heartbeatRetryMs}).
  *
  * The credential file is shared by the processes started with the same id, so the link writes
  * it only while it holds what this process last read or wrote there, or nothing: a stalled
@@ -630,9 +633,12 @@ export class OrchestratorLink {
         // gateway's 502 or 504 is outside the contract: the client throws it, the catch below.)
         if (response.status >= 500) unanswered.noteLost();
         this.lastError = `register answered ${response.status}: ${JSON.stringify(response.body)}`;
-        // The id's live holder is another process, or this one's unread registration: retried
-        // once its lease can have ended, not sooner.
-        if (response.status === 409) notBefore = retryAfterMs(response.headers);
+        // 409: the id's live holder is another process, or this one's unread registration:
+        // retried once its lease can have ended, not sooner. 429 (`RateLimited`), 503
+        // (`TooManyWorkers`, `TooManyPipelines`): retried when the orchestrator says it has room.
+        if (response.status === 409 || response.status === 429 || response.status === 503) {
+          notBefore = retryAfterMs(response.headers);
+        }
       } catch (error) {
         if (signal.aborted) return undefined;
         // Sent, maybe served, answer lost: the id's live holder may be this very registration.
@@ -659,6 +665,8 @@ export class OrchestratorLink {
     let failures = 0;
     let wait = intervalMs;
     while (await pause(wait, signal)) {
+      /** A 429's `Retry-After` (ms): the next heartbeat waits that long (see {@link heartbeatRetryMs}). */
+      let notBefore: number | undefined;
       try {
         const sentAt = this.now();
         const response = await client.workers.heartbeat({
@@ -710,11 +718,13 @@ export class OrchestratorLink {
           continue;
         }
         this.lastError = `heartbeat answered ${response.status}`;
+        // Rate-limited (`RateLimited`): sooner is refused again, and counts against this worker.
+        if (response.status === 429) notBefore = retryAfterMs(response.headers);
       } catch (error) {
         if (signal.aborted) return;
         this.lastError = describe(error);
       }
-      wait = Math.min(intervalMs, this.delay(failures));
+      wait = heartbeatRetryMs(Math.min(intervalMs, this.delay(failures)), notBefore, timeoutMs);
       failures++;
       this.current = {
         status: 'registered',
@@ -737,9 +747,23 @@ export class OrchestratorLink {
 /**
  * The longest `Retry-After` a registration waits (ms): an hour. The orchestrator's, on a 409
  * `WorkerIdTaken`, is the seconds until the holder's heartbeat lease ends (its
- * `--heartbeat-timeout` at most, 120 s by default); a longer one is retried after this.
+ * `--heartbeat-timeout` at most, 120 s by default); on a 429 `RateLimited` the seconds until the
+ * caller's one-minute window resets; on a 503 `TooManyWorkers` or `TooManyPipelines` the seconds
+ * until the registry expects to remove an entry (up to the heartbeat timeout plus
+ * `--offline-retention`, 12 min by default). A longer one is retried after this.
  */
 export const MAX_RETRY_AFTER_MS = 60 * 60 * 1000;
+
+/**
+ * How long a failed heartbeat waits before the next one (ms): `backoffMs` (the backoff, at most
+ * the interval), or a 429's `Retry-After` (`retryAfter`, ms) where that is longer, but at most the
+ * heartbeat timeout `timeoutMs`: by then the lease has ended whatever the worker does, and the
+ * next heartbeat tells where it stands (404: register again). RFC 9110 §10.2.3 (`Retry-After`
+ * on 429, RFC 6585 §4).
+ */
+export function heartbeatRetryMs(backoffMs: number, retryAfter: number | undefined, timeoutMs: number): number {
+  return Math.max(backoffMs, Math.min(retryAfter ?? 0, timeoutMs));
+}
 
 /**
  * An answer's `Retry-After` in ms, at most {@link MAX_RETRY_AFTER_MS}: delta-seconds only (what

@@ -1,0 +1,105 @@
+/**
+ * A worker honours the orchestrator's `Retry-After` on a 429 (`RateLimited`) and a 503
+ * (`TooManyWorkers`) for its registrations, and on a 429 for its heartbeats: its next attempt
+ * waits what the answer says (capped), not the backoff (50–200 ms here), which would only be
+ * refused again. Real orchestrator and worker servers on 127.0.0.1; what the worker waits is
+ * read from its own "retrying" warnings (`retryInMs`), so nothing waits for those seconds.
+ */
+import { Writable } from 'node:stream';
+import { InMemoryNodeRegistry } from '@mpd/orchestrator';
+import { defineModule, definePipeline } from '@mpd/pipeline';
+import pino from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Cluster, HEARTBEAT_TIMEOUT_MS } from '../helpers/cluster.js';
+
+let cluster: Cluster | undefined;
+afterEach(async () => {
+  await cluster?.close();
+  cluster = undefined;
+});
+
+const pipeline = definePipeline({ name: 'retry-after', modules: [defineModule({ name: 'noop', run: () => null })] });
+
+/** A worker's "… failed; retrying" warning. */
+interface Retry {
+  msg: string;
+  retryInMs: number;
+  error: string;
+}
+
+/** A warn-level logger that keeps the worker's "… failed; retrying" warnings in `retries`. */
+function retryLog(): { logger: pino.Logger; retries: Retry[] } {
+  const retries: Retry[] = [];
+  const logger = pino(
+    { level: 'warn' },
+    new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        const line = JSON.parse(chunk.toString()) as Retry;
+        if (line.msg.endsWith('failed; retrying')) retries.push(line);
+        done();
+      },
+    }),
+  );
+  return { logger, retries };
+}
+
+describe("a worker waits the orchestrator's Retry-After, not its backoff", () => {
+  it('registration refused 429 RateLimited: the next attempt waits until the rate window resets', async () => {
+    cluster = new Cluster();
+    // An open cluster: registrations are counted per client address, one a minute.
+    await cluster.startOrchestrator({ rateLimits: { registerPerMinute: 1 } });
+    await (await cluster.startWorker({ id: 'w-first', pipeline })).link!.registered();
+    const { logger, retries } = retryLog();
+    const second = await cluster.startWorker({ id: 'w-second', pipeline, logger });
+    await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThan(0);
+    expect(retries[0]).toMatchObject({ msg: 'registration failed; retrying', error: expect.stringContaining('429') });
+    // The seconds left of the one-minute window (the backoff would be 50 ms).
+    expect(retries[0]!.retryInMs).toBeGreaterThanOrEqual(30_000);
+    expect(retries[0]!.retryInMs).toBeLessThanOrEqual(60_000);
+    expect(second.link!.state).toMatchObject({ status: 'registering', lastError: expect.stringContaining('429') });
+    expect(retries).toHaveLength(1);
+  });
+
+  it('registration refused 503 TooManyWorkers: the next attempt waits until the registry expects room', async () => {
+    cluster = new Cluster();
+    const offlineRetentionMs = 600_000;
+    await cluster.startOrchestrator({
+      registry: new InMemoryNodeRegistry({
+        heartbeatTimeoutMs: HEARTBEAT_TIMEOUT_MS,
+        offlineRetentionMs,
+        maxWorkers: 1,
+        now: cluster.clock.now,
+      }),
+    });
+    await (await cluster.startWorker({ id: 'w-first', pipeline })).link!.registered();
+    const { logger, retries } = retryLog();
+    const second = await cluster.startWorker({ id: 'w-second', pipeline, logger });
+    await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThan(0);
+    expect(retries[0]).toMatchObject({ msg: 'registration failed; retrying', error: expect.stringContaining('503') });
+    expect(retries[0]!.error).toContain('TooManyWorkers');
+    // The first worker's entry is removed at the earliest a heartbeat timeout and the offline
+    // retention after its last heartbeat (the backoff would be 50 ms).
+    expect(retries[0]!.retryInMs).toBeGreaterThanOrEqual(offlineRetentionMs);
+    expect(retries[0]!.retryInMs).toBeLessThanOrEqual(offlineRetentionMs + HEARTBEAT_TIMEOUT_MS + 1_000);
+    expect(second.link!.state).toMatchObject({ status: 'registering', lastError: expect.stringContaining('503') });
+    expect(retries).toHaveLength(1);
+  });
+
+  it('heartbeat refused 429 RateLimited: the next heartbeat waits until the rate window resets, at most the heartbeat timeout', async () => {
+    cluster = new Cluster();
+    // Heartbeats every 200 ms, two a minute allowed: the third is refused.
+    const orchestrator = await cluster.startOrchestrator({ rateLimits: { heartbeatPerMinute: 2 } });
+    const { logger, retries } = retryLog();
+    const worker = await cluster.startWorker({ id: 'w-beat', pipeline, logger });
+    await worker.link!.registered();
+    await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThan(0);
+    expect(retries[0]).toMatchObject({ msg: 'heartbeat failed; retrying', error: 'heartbeat answered 429' });
+    // The seconds left of the one-minute window, within the 60 s heartbeat timeout (the
+    // backoff would be 50 ms, and each refused heartbeat counts against the worker).
+    expect(retries[0]!.retryInMs).toBeGreaterThanOrEqual(30_000);
+    expect(retries[0]!.retryInMs).toBeLessThanOrEqual(HEARTBEAT_TIMEOUT_MS);
+    expect(worker.link!.state).toMatchObject({ status: 'registered', consecutiveFailures: 1 });
+    expect(retries).toHaveLength(1);
+    expect(orchestrator.registry.get('w-beat')?.status).toBe('Available');
+  });
+});
