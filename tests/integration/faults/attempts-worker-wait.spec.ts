@@ -53,6 +53,10 @@ describe('bounded waits (case 7)', () => {
     const work = kit.moduleOf(kit.readReport(report), 'work');
     expect(work).toMatchObject({ status: 'Failed', error: { type: 'NoCapableWorker' }, attempts: [] });
     expect(work.error!.message).toContain("w-other loaded pipeline 'long', not 'ledger-attempts'");
+    // The wait was the CLI's, before the run: the module itself waited for none.
+    expect(work.error!.message).toMatch(
+      /^Module 'work' could not be dispatched: no live worker can run it \(it asks for pipeline 'ledger-attempts' \(fingerprint sha256:[0-9a-f]+\)\): w-other loaded pipeline 'long', not 'ledger-attempts'$/,
+    );
     expect(kit.moduleOf(kit.readReport(report), 'after').status).toBe('DependencyFailed');
     await kit.stopAll([other]);
   }, 60_000);

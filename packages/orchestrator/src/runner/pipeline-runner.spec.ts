@@ -178,6 +178,35 @@ describe('runPipeline: modules no worker can take', () => {
     expect(byName.report).toMatchObject({ status: 'DependencyFailed', reason: "dependency 'build' ended Failed" });
   });
 
+  it('with workerWaitMs 0, fails them at once saying what they ask for, not "after waiting 00:00:00"', async () => {
+    const build = defineModule({ name: 'build', run });
+    const train = defineModule({ name: 'train', requires: { os: ['linux'], tags: ['gpu'] }, run });
+    const pipeline = definePipeline({ name: 'nowait', modules: [build, train] });
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
+    registry.register({
+      id: 'w-other',
+      endpoint: 'http://w-other:9000',
+      capabilities: { os: 'linux', installedTools: [], maxParallelModules: 2, tags: [] },
+      pipeline: { name: 'other', fingerprint: 'sha256:other', modules: ['build'] },
+    });
+    const result = await runPipeline({
+      pipeline,
+      registry,
+      logger,
+      failureMode: 'WaitForAll',
+      workerWaitMs: 0,
+      rescheduleIntervalMs: 20,
+    });
+    const byName = Object.fromEntries(result.modules.map((module) => [module.name, module]));
+    expect(byName.build).toMatchObject({ status: 'Failed', error: { type: 'NoCapableWorker' }, attempts: [] });
+    expect(byName.build!.error!.message).toBe(
+      `Module 'build' could not be dispatched: no live worker can run it (it asks for pipeline 'nowait' (fingerprint ${pipeline.fingerprint})): w-other loaded pipeline 'other', not 'nowait'`,
+    );
+    expect(byName.train!.error!.message).toBe(
+      `Module 'train' could not be dispatched: no live worker can run it (it asks for pipeline 'nowait' (fingerprint ${pipeline.fingerprint}), os one of [linux], tag 'gpu'): w-other loaded pipeline 'other', not 'nowait'`,
+    );
+  });
+
   it('names what the live workers lack', async () => {
     const train = defineModule({ name: 'train', requires: { tags: ['gpu'] }, run });
     const pipeline = definePipeline({ name: 'gpu', modules: [train] });

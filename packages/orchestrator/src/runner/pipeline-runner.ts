@@ -28,7 +28,7 @@ import { Quarantine } from './quarantine.js';
 import { ReadyQueue } from './ready-queue.js';
 import { executeRequestProblem } from './request-size.js';
 import { categoryFilterReason, dependencyResults, dependencyVerdict } from './readiness.js';
-import { noCapableWorkerReason } from './requirement-messages.js';
+import { noCapableWorkerReason, noLiveWorkerCanRun } from './requirement-messages.js';
 import { type RunClock, RunTimers } from './run-clock.js';
 import { type ResolvedRunOptions, resolveRunOptions, type RunPipelineOptions } from './run-options.js';
 import { attemptLogFile } from './execution-logs.js';
@@ -560,7 +560,7 @@ class PipelineRun {
 
   /**
    * Fails a module that no live worker could run for `workerWaitMs`, naming every registered
-   * worker and why it does not fit. A cancelled run waits for no worker: an always-run module
+   * worker and why it does not fit (with `workerWaitMs` 0, at once: naming what it asks for). A cancelled run waits for no worker: an always-run module
    * that no live worker can run then ends not run at once.
    */
   private waitForCapableWorker(state: ModuleState, now: number): void {
@@ -568,22 +568,22 @@ class PipelineRun {
     const limit = this.options.workerWaitMs;
     const cancelled = this.state.kind === 'cancelling';
     if (now - since < limit && !cancelled) return;
-    const why = noCapableWorkerReason(
-      this.options.pipeline,
-      state.definition.requires,
-      this.options.registry.snapshot(),
-      (workerId) => this.quarantine.describe(workerId, now),
-    );
+    const { pipeline } = this.options;
+    const { requires } = state.definition;
+    const workers = this.options.registry.snapshot();
+    const quarantined = (workerId: string): string | undefined => this.quarantine.describe(workerId, now);
     if (cancelled) {
+      const why = noCapableWorkerReason(pipeline, requires, workers, quarantined);
       this.notRun(state, 'PipelineTerminated', `${this.stoppedReason(state)}, while it waited for a worker: ${why}`);
       return;
     }
-    this.complete(state, 'Failed', {
-      error: {
-        message: `Module '${state.name}' could not be dispatched after waiting ${formatTimeSpan(limit)}: ${why}`,
-        type: 'NoCapableWorker',
-      },
-    });
+    // Without a wait (workerWaitMs 0), "after waiting 00:00:00" would be untrue: say what was
+    // asked for and what each registered worker lacks instead.
+    const message =
+      limit > 0
+        ? `Module '${state.name}' could not be dispatched after waiting ${formatTimeSpan(limit)}: ${noCapableWorkerReason(pipeline, requires, workers, quarantined)}`
+        : `Module '${state.name}' could not be dispatched: ${noLiveWorkerCanRun(pipeline, requires, workers, quarantined)}`;
+    this.complete(state, 'Failed', { error: { message, type: 'NoCapableWorker' } });
   }
 
   private dispatch(state: ModuleState, worker: WorkerNode): void {

@@ -4,6 +4,7 @@ import {
   describeRequirements,
   missingCapabilities,
   noCapableWorkerReason,
+  noLiveWorkerCanRun,
   unfitReason,
 } from './requirement-messages.js';
 
@@ -80,5 +81,16 @@ describe('requirement messages', () => {
       "it needs tag 'gpu', and no live worker has it: w1 lacks tag 'gpu'; w-other loaded pipeline 'deploy', not 'ci'",
     );
     expect(unfitReason(worker('w1'), CI)).toBeUndefined();
+  });
+
+  it('noLiveWorkerCanRun: what the module asks for, and every registered worker and why it does not fit', () => {
+    expect(noLiveWorkerCanRun(CI, {}, [])).toBe(
+      "no live worker can run it (it asks for pipeline 'ci' (fingerprint sha256:abc)): no worker is registered",
+    );
+    const other = worker('w-other', {}, { pipeline: { name: 'deploy', fingerprint: 'sha256:def', modules: [] } });
+    expect(noLiveWorkerCanRun(CI, { tools: ['docker'], tags: ['gpu'] }, [worker('w1', { tags: ['gpu'] }), other])).toBe(
+      "no live worker can run it (it asks for pipeline 'ci' (fingerprint sha256:abc), tool 'docker', tag 'gpu'): " +
+        "w1 lacks tool 'docker'; w-other loaded pipeline 'deploy', not 'ci'",
+    );
   });
 });

@@ -79,3 +79,34 @@ export function noCapableWorkerReason(
   const lacking = fit.map((worker) => `${worker.id} lacks ${missingCapabilities(worker, requires).join(', ')}`);
   return `it needs ${describeRequirements(requires)}, and no live worker has it: ${[...lacking, ...unfit].join('; ')}`;
 }
+
+/**
+ * What a module of `pipeline` that needs `requires` asks of a worker:
+ * `pipeline 'ci' (fingerprint sha256:…), tag 'gpu'` (the pipeline, with its whole fingerprint,
+ * then each requirement of {@link describeRequirements}, if any).
+ */
+export function describeRequest(pipeline: NamedPipeline, requires: ModuleRequirements): string {
+  const needs = describeRequirements(requires);
+  const asked = `pipeline '${pipeline.name}' (fingerprint ${pipeline.fingerprint})`;
+  return needs === 'nothing' ? asked : `${asked}, ${needs}`;
+}
+
+/**
+ * Why a module of `pipeline` that needs `requires` fails at once, without waiting for a worker
+ * (the run's `workerWaitMs` is 0; the CLI sets it so once its wait for workers ran out with none):
+ * `no live worker can run it (it asks for …): ` and every registered worker (`workers`) with
+ * why it does not fit ({@link unfitReason}, or what it lacks), or `no worker is registered`.
+ */
+export function noLiveWorkerCanRun(
+  pipeline: NamedPipeline,
+  requires: ModuleRequirements,
+  workers: readonly WorkerNode[],
+  quarantined: (workerId: string) => string | undefined = () => undefined,
+): string {
+  const each = workers.map((worker) => {
+    const why = unfitReason(worker, pipeline, quarantined(worker.id));
+    return `${worker.id} ${why ?? `lacks ${missingCapabilities(worker, requires).join(', ')}`}`;
+  });
+  const found = each.length > 0 ? each.join('; ') : 'no worker is registered';
+  return `no live worker can run it (it asks for ${describeRequest(pipeline, requires)}): ${found}`;
+}

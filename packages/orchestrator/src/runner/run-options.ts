@@ -54,7 +54,8 @@ export interface RunPipelineOptions {
   maxLostAttempts?: number;
   /**
    * How long a ready module waits for a live worker that can run it (same pipeline, the
-   * module's requirements) before it fails, naming what is missing (ms).
+   * module's requirements) before it fails, naming what is missing (ms); 0: it fails at once,
+   * naming what it asks for (`NoCapableWorker`).
    * @default 300_000 (5 minutes)
    */
   workerWaitMs?: number;
