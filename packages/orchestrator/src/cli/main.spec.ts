@@ -162,6 +162,18 @@ describe('mpd-orchestrator CLI', () => {
     expect(run.stderr()).toContain("unknown option '--prot'");
   });
 
+  it('names an unknown flag exactly, without its value, in one line and a pointer to --help, as the worker does', async () => {
+    const bogus = cli(['--bogus']);
+    const secret = cli(['--join-tokn=s3cret-join-token-value']);
+    expect(await bogus.exited).toBe(2);
+    expect(bogus.stderr()).toBe("error: unknown option '--bogus'\n(mpd-orchestrator --help lists the flags)\n");
+    expect(bogus.stdout()).toBe('');
+    expect(await secret.exited).toBe(2);
+    expect(secret.stderr()).toBe(
+      "error: unknown option '--join-tokn'\n(Did you mean --join-token?)\n(mpd-orchestrator --help lists the flags)\n",
+    );
+  });
+
   it('exits 2 naming --pipeline for a missing pipeline file', async () => {
     const run = cli(['--port', '0', '--pipeline', 'no-such.pipeline.ts'], { INIT_CWD: '/tmp' });
     expect(await run.exited).toBe(2);

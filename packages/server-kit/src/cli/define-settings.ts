@@ -148,6 +148,20 @@ export interface DefineSettingsOptions<Rows extends SettingRows, Settings> {
   error?: (name: string, message: string, cause?: unknown) => Error;
 }
 
+/**
+ * A command that names an unknown `--flag=value` by its flag alone: commander's own message
+ * (`unknown option '--join-tokn=SECRET'`) would print the value, which may be a secret, to the
+ * terminal or a CI log, and finds no similar flag to suggest for it. Commander calls
+ * `unknownOption` (not in its typings) with the argument as given; this passes it on without
+ * `=value` (the settings' tests check the message, so a commander that renames it fails there).
+ */
+class SettingsCommand extends Command {
+  unknownOption(flag: string): void {
+    const unknownOption = (Command.prototype as unknown as { unknownOption(flag: string): void }).unknownOption;
+    unknownOption.call(this, flag.startsWith('--') ? flag.replace(/=[\s\S]*$/, '') : flag);
+  }
+}
+
 /** A table of settings, ready to build its command line and to check what it was given. */
 export interface SettingsDefinition<Rows extends SettingRows, Settings> {
   readonly rows: Rows;
@@ -157,6 +171,11 @@ export interface SettingsDefinition<Rows extends SettingRows, Settings> {
    * The command line: one option per row (each also reads its variable; the flag wins), then
    * one per old name, grouped in `--help` under "Deprecated (old names, still read):". Values
    * stay texts: {@link SettingsDefinition.parse} checks them. Excess arguments are refused.
+   * A usage error (an unknown flag, an extra argument, a flag without its value) is one line,
+   * `error: unknown option '--bogus'`, then `(NAME --help lists the flags)`, on stderr; an
+   * unknown `--flag=value` is named without its value (it may be a secret: `--join-tokn=…`), and
+   * a similar flag is suggested (`(Did you mean --port?)`). Commander throws or exits (code
+   * 1, its own) after printing it: the CLIs exit 2 (`EXIT_INVALID_SETTING`).
    */
   command(name: string, description: string): Command;
   /**
@@ -258,10 +277,12 @@ export function defineSettings<const Rows extends SettingRows, Settings = Settin
     nameOf,
 
     command(name, description) {
-      const command = new Command(name)
+      const command = new SettingsCommand(name)
         .description(description)
         .helpOption('-h, --help', 'show this help')
-        .allowExcessArguments(false);
+        .allowExcessArguments(false)
+        // One line after a usage error: the whole help would bury the error.
+        .showHelpAfterError(`(${name} --help lists the flags)`);
       const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value];
       for (const [, row] of entries) {
         const [flag, argument = ''] = row.flag.split(' ');

@@ -170,6 +170,18 @@ describe('mpd-worker CLI', () => {
     expect(run.stdout()).toBe('');
   });
 
+  it('names an unknown flag exactly, without its value, in one line and a pointer to --help, as the orchestrator does', async () => {
+    const bogus = cli(['--bogus']);
+    const secret = cli(['--join-tokn=s3cret-join-token-value']);
+    expect(await bogus.exited).toBe(2);
+    expect(bogus.stderr()).toBe("error: unknown option '--bogus'\n(mpd-worker --help lists the flags)\n");
+    expect(bogus.stdout()).toBe('');
+    expect(await secret.exited).toBe(2);
+    expect(secret.stderr()).toBe(
+      "error: unknown option '--join-tokn'\n(Did you mean --join-token?)\n(mpd-worker --help lists the flags)\n",
+    );
+  });
+
   it('exits 2 for an unknown flag or an extra argument', async () => {
     const unknown = cli(['--prot', '1']);
     const extra = cli(['--port', '0', 'extra']);

@@ -260,19 +260,14 @@ export type WorkerCliSettings = ReturnType<typeof SETTINGS.parse>;
  * @param name the command's name in its usage line (`mpd worker` when run by `mpd`)
  */
 export function createCommand(name = 'mpd-worker'): Command {
-  return (
-    SETTINGS.command(
-      name,
-      'Run an mpd worker: it registers with the orchestrator and executes the pipeline modules it is sent.\n' +
-        'SIGTERM or SIGINT drains it (running modules finish, then it unregisters and exits); a second signal cancels them. ' +
-        'Signal the mpd process itself, not a wrapper such as pnpm.\n' +
-        'Exit codes: 0 stopped after a drain or a signal, 1 cannot listen or a drain failed, 2 invalid setting or a registration refused as invalid, ' +
-        '3 replaced by another process under this --id (do not restart), 130 a second signal cancelled running modules.',
-    )
-      .version(packageVersion(new URL('../../package.json', import.meta.url)), '-V, --version', 'print the version')
-      // One line after a usage error, as the orchestrator's: the whole help would bury the error.
-      .showHelpAfterError(`(${name} --help lists the flags)`)
-  );
+  return SETTINGS.command(
+    name,
+    'Run an mpd worker: it registers with the orchestrator and executes the pipeline modules it is sent.\n' +
+      'SIGTERM or SIGINT drains it (running modules finish, then it unregisters and exits); a second signal cancels them. ' +
+      'Signal the mpd process itself, not a wrapper such as pnpm.\n' +
+      'Exit codes: 0 stopped after a drain or a signal, 1 cannot listen or a drain failed, 2 invalid setting or a registration refused as invalid, ' +
+      '3 replaced by another process under this --id (do not restart), 130 a second signal cancelled running modules.',
+  ).version(packageVersion(new URL('../../package.json', import.meta.url)), '-V, --version', 'print the version');
 }
 
 /**
