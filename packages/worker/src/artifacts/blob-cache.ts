@@ -75,6 +75,11 @@ export interface CheckedOutBlob {
   /** A file only this caller uses; it survives the blob's eviction. */
   path: string;
   size: number;
+  /**
+   * Where its bytes came from for this caller: `cache` the cache held it when asked (no
+   * download); `store` downloaded from the store, by this caller or by another one it waited for.
+   */
+  source: 'cache' | 'store';
   /** Removes {@link CheckedOutBlob.path}. */
   release(): Promise<void>;
 }
@@ -188,6 +193,7 @@ export class BlobCache {
   async checkOut(sha256: string): Promise<CheckedOutBlob> {
     if (!LIMITS.artifact.sha256.pattern.test(sha256)) throw new TypeError(`not a SHA-256: ${JSON.stringify(sha256)}`);
     await this.init();
+    let source: CheckedOutBlob['source'] = 'cache';
     for (;;) {
       const size = this.entries.get(sha256);
       if (size !== undefined) {
@@ -203,8 +209,9 @@ export class BlobCache {
           }
           throw error;
         }
-        return { path, size, release: () => unlink(path).catch(() => undefined) };
+        return { path, size, source, release: () => unlink(path).catch(() => undefined) };
       }
+      source = 'store';
       let download = this.downloads.get(sha256);
       if (download === undefined) {
         download = this.fetch(sha256).finally(() => this.downloads.delete(sha256));
@@ -365,7 +372,7 @@ export class BlobCache {
       try {
         handle = await open(staged, 'wx');
         await link(staged, path);
-        answer({ path, size, release: () => unlink(path).catch(() => undefined) });
+        answer({ path, size, source: 'store', release: () => unlink(path).catch(() => undefined) });
         await pipeline(body, new ReportingFileWriter(handle, (bytes) => follower.written(bytes)));
         await handle.close();
         handle = undefined;

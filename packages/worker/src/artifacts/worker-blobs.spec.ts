@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ArtifactClient } from '@mpd/client';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBlobServer, within } from '../../test/hostile-blob-server.js';
 import type { FollowedBlob } from './module-artifacts.js';
@@ -12,6 +13,14 @@ import { BlobProgress, readFollowed, readStreamed } from './blob-progress.js';
 import { WorkerBlobs } from './worker-blobs.js';
 
 const dirs: string[] = [];
+
+/** A debug-level logger that keeps its lines (`msg` and fields), for the transfers' debug lines. */
+function debugLog() {
+  const lines: Array<{ msg: string; sha256?: string; bytes?: number; ms?: number; source?: string }> = [];
+  const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+  return { logger, lines };
+}
+
 afterEach(async () => {
   await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
 });
@@ -44,7 +53,8 @@ describe('WorkerBlobs', () => {
     const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
     try {
       // The default bound's rule at a small scale: 10 MiB of cache, a blob of about 2 MiB.
-      const blobs = new WorkerBlobs(client, { dir: join(root, 'cache'), maxBytes: 10 * 1024 * 1024 });
+      const { logger, lines } = debugLog();
+      const blobs = new WorkerBlobs(client, { dir: join(root, 'cache'), maxBytes: 10 * 1024 * 1024, logger });
       const [first, second] = [new BlobProgress(), new BlobProgress()];
       const one = reading(await blobs.follow(store.sha256, first, new AbortController().signal), first);
       await within(one.began, 10_000, 'the first consumer read no bytes');
@@ -62,6 +72,19 @@ describe('WorkerBlobs', () => {
       const three = reading(await blobs.follow(store.sha256, third, new AbortController().signal), third);
       expect(await within(three.sha256, 10_000, 'the third consumer did not finish')).toBe(store.sha256);
       expect(store.gets()).toBe(1);
+      // One debug line per consumer, saying where its bytes came from (--log-level debug).
+      const short = store.sha256.slice(0, 12);
+      const transfers = lines.filter((line) => line.msg.startsWith('artifact '));
+      expect(transfers.map(({ msg, sha256, bytes, source }) => ({ msg, sha256, bytes, source }))).toEqual([
+        { msg: 'artifact downloaded', sha256: short, bytes: store.size, source: 'broadcast' },
+        { msg: 'artifact downloaded', sha256: short, bytes: store.size, source: 'store' },
+        { msg: 'artifact read from the cache', sha256: short, bytes: store.size, source: 'cache' },
+      ]);
+      for (const { ms } of transfers) expect(ms).toBeGreaterThanOrEqual(0);
+      // checkOut (a result reference's blob) likewise.
+      const checkedOut = await blobs.checkOut(store.sha256);
+      await rm(checkedOut.path);
+      expect(lines.at(-1)).toMatchObject({ msg: 'artifact read from the cache', sha256: short, source: 'cache' });
     } finally {
       await client.close();
       await store.close();
@@ -115,9 +138,10 @@ describe('WorkerBlobs.putPacking: the archive uploaded as its module packs it (i
     dirs.push(root);
     const store = await startUploadStore(options);
     const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    const { logger, lines } = debugLog();
     const blobs = new WorkerBlobs(
       client,
-      { dir: join(root, 'cache'), maxBytes: 64 * 1024 * 1024 },
+      { dir: join(root, 'cache'), maxBytes: 64 * 1024 * 1024, logger },
       options.packStallMs === undefined ? {} : { packStallMs: options.packStallMs },
     );
     await blobs.cache.open();
@@ -128,6 +152,7 @@ describe('WorkerBlobs.putPacking: the archive uploaded as its module packs it (i
       store,
       blobs,
       archive,
+      lines,
       close: async () => {
         await client.close();
         await store.close();
@@ -187,7 +212,7 @@ describe('WorkerBlobs.putPacking: the archive uploaded as its module packs it (i
   });
 
   it('an orchestrator whose store needs the hash first (409 ArtifactHashRequired: a bucket) gets the archive by hash once packed, and is not asked again', async () => {
-    const { store, blobs, archive, close } = await setUp({ hashRequired: true });
+    const { store, blobs, archive, lines, close } = await setUp({ hashRequired: true });
     try {
       const { follower, stored } = blobs.putPacking(archive);
       await appendFile(archive, whole);
@@ -208,6 +233,15 @@ describe('WorkerBlobs.putPacking: the archive uploaded as its module packs it (i
       ]);
       expect(store.requests.find((request) => request.method === 'PUT')!.sha256).toBe(digestOf(whole).sha256);
       expect(blobs.cache.has(digestOf(whole).sha256)).toBe(true);
+      // One debug line per upload, whichever way it went.
+      expect(
+        lines
+          .filter((line) => line.msg.startsWith('artifact '))
+          .map(({ msg, sha256, bytes }) => ({ msg, sha256, bytes })),
+      ).toEqual([
+        { msg: 'artifact uploaded', sha256: digestOf(whole).sha256.slice(0, 12), bytes: whole.length },
+        { msg: 'artifact uploaded', sha256: digestOf(whole).sha256.slice(0, 12), bytes: whole.length },
+      ]);
     } finally {
       await close();
     }

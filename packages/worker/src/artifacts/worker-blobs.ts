@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import { type ArtifactClient, DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS } from '@mpd/client';
 
+import type { Logger } from 'pino';
 import { BlobCache, type BlobCacheOptions } from './blob-cache.js';
 import { type BlobFollower, BlobProgress, readFollowed } from './blob-progress.js';
 import type { BlobTransport, Digest, FollowedBlob, PackFollower } from './module-artifacts.js';
@@ -28,26 +29,36 @@ export interface WorkerBlobsOptions {
  * written into the cache at the same time ({@link BlobCache.follow}); a blob larger than the
  * cache's bound (`--cache-size`) is streamed only and not kept (consumers asking before its bytes
  * begin to flow share that download; one asking later downloads it again).
+ *
+ * Each transfer that went well is one `debug` line of its `logger` (`--log-level debug`), so a
+ * user can tell whether a consumer downloaded a blob or used the cache: `artifact uploaded`,
+ * `artifact downloaded` (`source`: `store`, a download into the cache this consumer made or
+ * waited for; `broadcast`, streamed to it over a local socket as the download arrived) and
+ * `artifact read from the cache` (`source`: `cache`), each with `sha256` (its first
+ * {@link LOGGED_SHA256_CHARS} hex digits), `bytes` and `ms` (from the call to the last byte).
  */
 export class WorkerBlobs implements BlobTransport {
   readonly cache: BlobCache;
 
+  private readonly packStallMs: number;
+  private readonly logger: Pick<Logger, 'debug'> | undefined;
+
   /**
    * @param client the orchestrator's store, with the worker's credential
    * @param cache where blobs are kept: `dir` and `maxBytes` (`--cache-dir`, `--cache-size`), and
-   *   the `logger` told of a blob it could not keep ({@link BlobCacheOptions.logger})
+   *   the `logger` told of a blob it could not keep ({@link BlobCacheOptions.logger}) and of each
+   *   transfer (`debug`, see {@link WorkerBlobs})
    * @param options `packStallMs` ({@link WorkerBlobsOptions})
    */
-  private readonly packStallMs: number;
-
   constructor(
     private readonly client: Pick<
       ArtifactClient,
       'putFile' | 'putStream' | 'getToFile' | 'get' | 'streamsRefused' | 'idleTimeoutMs'
     >,
-    cache: Pick<BlobCacheOptions, 'dir' | 'maxBytes' | 'logger'>,
+    cache: Pick<BlobCacheOptions, 'dir' | 'maxBytes'> & { logger?: Pick<Logger, 'warn' | 'debug'> | undefined },
     options: WorkerBlobsOptions = {},
   ) {
+    this.logger = cache.logger;
     this.packStallMs =
       options.packStallMs ?? Math.floor(Math.min(client.idleTimeoutMs, DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS) / 2);
     this.cache = new BlobCache({
@@ -70,6 +81,7 @@ export class WorkerBlobs implements BlobTransport {
    * client already knows the orchestrator refuses such uploads.
    */
   putPacking(path: string): { follower: PackFollower; stored: Promise<Digest> } {
+    const startedAt = performance.now();
     const progress = new BlobProgress();
     let packed!: (digest: Digest) => void;
     let failed!: (error: Error) => void;
@@ -118,7 +130,7 @@ export class WorkerBlobs implements BlobTransport {
     const stored = (async (): Promise<Digest> => {
       // Refused already (a bucket): no reader of the archive at all (one made and destroyed while
       // its open was pending errored with no listener when the open failed, and killed the worker).
-      if (this.client.streamsRefused) return await this.put(path, await digest);
+      if (this.client.streamsRefused) return await this.upload(path, await digest);
       const body = readFollowed(path, progress);
       // Its error is heard through `putStream`'s rejection; one after that (an open failing once
       // the body was destroyed) must not reach node as an unhandled 'error'.
@@ -139,7 +151,7 @@ export class WorkerBlobs implements BlobTransport {
         body.destroy();
       }
       const known = await digest;
-      if (answer === undefined) return await this.put(path, known);
+      if (answer === undefined) return await this.upload(path, known);
       if (answer.sha256 !== known.sha256 || answer.size !== known.size) {
         throw new Error(
           `the store received the archive as blob ${answer.sha256} (${answer.size} bytes), not as packed (${known.sha256}, ${known.size} bytes): its bytes changed on their way`,
@@ -147,25 +159,91 @@ export class WorkerBlobs implements BlobTransport {
       }
       await this.cache.add(known.sha256, path);
       return known;
-    })();
+    })().then((known) => {
+      this.logUpload(known, startedAt);
+      return known;
+    });
     return { follower, stored };
   }
 
   async put(path: string, digest?: Digest): Promise<Digest> {
+    const startedAt = performance.now();
+    const stored = await this.upload(path, digest);
+    this.logUpload(stored, startedAt);
+    return stored;
+  }
+
+  /** {@link put} without its log line (also `putPacking`'s upload by hash). */
+  private async upload(path: string, digest?: Digest): Promise<Digest> {
     const stored = await this.client.putFile(path, digest);
     await this.cache.add(stored.sha256, path);
     return stored;
   }
 
   async checkOut(sha256: string): Promise<{ path: string }> {
-    const { path } = await this.cache.checkOut(sha256);
+    const startedAt = performance.now();
+    const { path, size, source } = await this.cache.checkOut(sha256);
+    this.logDownload(sha256, size, source, startedAt);
     return { path };
   }
 
   async follow(sha256: string, follower: BlobFollower, signal: AbortSignal): Promise<FollowedBlob> {
-    const blob = await this.cache.follow(sha256, follower, signal);
+    const startedAt = performance.now();
+    // Logged once both are known: where it came from (the answer) and that it ended well (the
+    // follower's end, which comes before the answer for a blob the cache holds).
+    let source: TransferSource | undefined;
+    let size = 0;
+    let endedAt: number | undefined;
+    const logged: BlobFollower = {
+      written: (bytes) => follower.written(bytes),
+      ended: (error) => {
+        follower.ended(error);
+        if (error !== undefined) return;
+        endedAt = performance.now();
+        if (source !== undefined) this.logDownload(sha256, size, source, startedAt, endedAt);
+      },
+    };
+    const blob = await this.cache.follow(sha256, logged, signal);
+    size = blob.size;
+    source = 'socket' in blob ? 'broadcast' : blob.source;
+    if (endedAt !== undefined) this.logDownload(sha256, size, source, startedAt, endedAt);
     return 'socket' in blob
       ? { socket: blob.socket, size: blob.size, token: blob.token }
       : { path: blob.path, size: blob.size };
   }
+
+  private logUpload({ sha256, size }: Digest, startedAt: number): void {
+    this.logger?.debug(
+      { sha256: sha256.slice(0, LOGGED_SHA256_CHARS), bytes: size, ms: elapsedMs(startedAt) },
+      'artifact uploaded',
+    );
+  }
+
+  private logDownload(
+    sha256: string,
+    bytes: number,
+    source: TransferSource,
+    startedAt: number,
+    endedAt = performance.now(),
+  ): void {
+    this.logger?.debug(
+      { sha256: sha256.slice(0, LOGGED_SHA256_CHARS), bytes, ms: elapsedMs(startedAt, endedAt), source },
+      source === 'cache' ? 'artifact read from the cache' : 'artifact downloaded',
+    );
+  }
+}
+
+/**
+ * Where a consumer's blob came from (the `source` of its log line): the cache (no download), the
+ * store (a download into the cache, this consumer's or one it waited for), or a download streamed
+ * to it over a local socket as it arrived.
+ */
+type TransferSource = 'cache' | 'store' | 'broadcast';
+
+/** How many hex digits of a blob's SHA-256 its log lines give (as git's short hashes, enough to tell blobs apart). */
+export const LOGGED_SHA256_CHARS = 12;
+
+/** Milliseconds from `startedAt` to `endedAt` (`performance.now()` times), to 0.1 ms. */
+function elapsedMs(startedAt: number, endedAt = performance.now()): number {
+  return Math.round((endedAt - startedAt) * 10) / 10;
 }
