@@ -82,4 +82,36 @@ describe('toModuleLogger: lines after its module ended', () => {
       'ctx.logger.info after its module ended (not in its output): once',
     ]);
   });
+
+  it('the line about lines not logged says what is true of each: those its code logged while still running after a cancel, then those after it ended', () => {
+    const lines: Record<string, unknown>[] = [];
+    const log = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    let running: 'cancelled' | undefined = 'cancelled';
+    const output = { write: () => undefined, end: () => undefined };
+    const logger = toModuleLogger(
+      log,
+      createSecretMasker([]),
+      output,
+      () => true,
+      () => running,
+    );
+    // Answered Cancelled, its code ignoring the signal: a burst, two lines more than the share.
+    for (let tick = 0; tick < LATE_LINES_BURST + 2; tick++) logger.info(`still ${tick}`);
+    running = undefined; // its code returned
+    for (let tick = 0; tick < 3; tick++) logger.info(`after ${tick}`);
+    vi.advanceTimersByTime(LATE_LINES_INTERVAL_MS);
+    expect(lines.slice(0, LATE_LINES_BURST).every((line) => line.late === 'cancelled')).toBe(true);
+    expect(lines.slice(LATE_LINES_BURST).map(({ late, dropped, msg }) => ({ late, dropped, msg }))).toEqual([
+      {
+        late: 'cancelled',
+        dropped: 2,
+        msg: `2 more ctx.logger line(s) after its module was cancelled, from its code still running not logged: at most ${LATE_LINES_BURST} per ${LATE_LINES_INTERVAL_MS / 1000} s per execution`,
+      },
+      {
+        late: 'ended',
+        dropped: 3,
+        msg: `3 more ctx.logger line(s) after its module ended not logged: at most ${LATE_LINES_BURST} per ${LATE_LINES_INTERVAL_MS / 1000} s per execution`,
+      },
+    ]);
+  });
 });

@@ -93,8 +93,11 @@ export class LogRateLimit {
     return false;
   }
 
-  /** Tells the lines dropped in the window that ended, if any. */
-  private flush(): void {
+  /**
+   * Tells the lines dropped so far, if any: at the window's end, or sooner when the caller's next
+   * lines are of another kind than those (the window and its count of admitted lines go on).
+   */
+  flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
     if (this.droppedLines === 0) return;
@@ -125,7 +128,8 @@ export class LogRateLimit {
  * why ({@link LateLine}) and its message saying so (`ctx.logger.info after its module ended (not
  * in its output): …`), rather than nowhere (it was dropped silently with module hosts, a new
  * user found in round G). At most {@link LATE_LINES_BURST} such lines of the execution per
- * {@link LATE_LINES_INTERVAL_MS} are logged; then one line says how many were not.
+ * {@link LATE_LINES_INTERVAL_MS} are logged; then one line says how many were not (at the window's
+ * end, or before a late line of another kind: each such line counts lines of one kind).
  * @param stillRunning why the module's code still runs after its answer (`cancelled`,
  *   `timed-out`), or undefined once it ended. @default always ended
  */
@@ -140,7 +144,7 @@ export function toModuleLogger(
   let taken: ReadonlySet<string> | undefined;
   /** The late lines' limit, made at the first late line (most executions have none). */
   let limit: LogRateLimit | undefined;
-  /** Why the last late line came (the limit's line about dropped lines says it). */
+  /** Why the last late line came (the limit's line about dropped lines says it: they are all of that kind). */
   let lastLate: LateLine = 'ended';
   const write =
     (level: Level) =>
@@ -148,7 +152,13 @@ export function toModuleLogger(
       if (outputClosed?.() === true) {
         // Nothing to do for a line the worker's log level leaves out: it is neither masked nor counted.
         if (!log.isLevelEnabled(level)) return;
-        const late = (lastLate = stillRunning?.() ?? 'ended');
+        const late = stillRunning?.() ?? 'ended';
+        // A line of another kind than the last (its code, still running after a cancel, ended
+        // since): the lines not logged so far are told first, in their own words, so that the
+        // line about them never says "after its module ended" of lines its code logged while
+        // it still ran.
+        if (late !== lastLate) limit?.flush();
+        lastLate = late;
         limit ??= new LogRateLimit((lines, most) =>
           log[most](
             { [LATE_KEY]: lastLate, dropped: lines },
