@@ -88,11 +88,15 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     : undefined;
   const cacheDir = resolve(resolved.cacheDir);
   const blobs = artifactClient
-    ? new WorkerBlobs(artifactClient, {
-        dir: cacheDir,
-        maxBytes: resolved.cacheMaxBytes,
-        logger: logger.child({ workerId: id, component: 'artifacts' }),
-      })
+    ? new WorkerBlobs(
+        artifactClient,
+        {
+          dir: cacheDir,
+          maxBytes: resolved.cacheMaxBytes,
+          logger: logger.child({ workerId: id, component: 'artifacts' }),
+        },
+        { packStallMs: resolved.packStallMs },
+      )
     : undefined;
   try {
     await blobs?.cache.open();

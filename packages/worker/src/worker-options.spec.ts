@@ -30,6 +30,7 @@ describe('resolveWorkerOptions', () => {
       completedRetentionMs: 600_000,
       cacheDir: '.mpd/artifact-cache',
       cacheMaxBytes: 5 * 1024 ** 3,
+      packStallMs: 30_000,
       isolation: 'none',
       killGraceMs: 10_000,
     });
@@ -62,6 +63,7 @@ describe('resolveWorkerOptions', () => {
       completedRetentionMs: 0,
       cacheDir: '.mpd/artifact-cache',
       cacheMaxBytes: 5 * 1024 ** 3,
+      packStallMs: 5_000,
       outputBufferBytes: 4_096,
       outputSpillBytes: 8_192,
       isolation: 'none' as const,

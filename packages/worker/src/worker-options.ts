@@ -213,6 +213,19 @@ export interface WorkerOptions {
    * @default 5 GiB (`DEFAULT_CACHE_BYTES`)
    */
   cacheMaxBytes?: number;
+  /**
+   * How long an archive streamed into its upload while its module packs it may go without a
+   * byte written before that upload is cut (the store keeps nothing of it) and the archive is
+   * uploaded by hash once packed instead (ms; the CLI's `--pack-stall`): a POST idle for an idle
+   * timeout along its way fails. The default is half the 60 s idle timeout of the worker's
+   * artifact client and of the orchestrator (`startOrchestrator`'s `idleTimeoutMs`); set it below
+   * half the shortest idle timeout between the worker and the orchestrator when that is shorter
+   * (an orchestrator started with a shorter `idleTimeoutMs`; a reverse proxy: nginx's
+   * `client_body_timeout` and HAProxy's `timeout client` time out an idle request body). See
+   * `WorkerBlobs`' `packStallMs`. Used only with an `orchestratorUrl`.
+   * @default 30_000
+   */
+  packStallMs?: number;
   // --- module output (issue 13) ---
   /**
    * The module output one execution keeps in memory while it waits to be shipped to the
@@ -252,6 +265,7 @@ export const DEFAULT_WORKER_OPTIONS = {
   open: false,
   cacheDir: '.mpd/artifact-cache',
   cacheMaxBytes: DEFAULT_CACHE_BYTES,
+  packStallMs: 30_000,
   outputBufferBytes: DEFAULT_OUTPUT_BUFFER_BYTES,
   outputSpillBytes: DEFAULT_OUTPUT_SPILL_BYTES,
 } as const satisfies WorkerOptions;
@@ -326,6 +340,7 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
     killGraceMs: options.killGraceMs ?? defaults.killGraceMs,
     cacheDir: options.cacheDir ?? defaults.cacheDir,
     cacheMaxBytes: options.cacheMaxBytes ?? defaults.cacheMaxBytes,
+    packStallMs: options.packStallMs ?? defaults.packStallMs,
     outputBufferBytes: options.outputBufferBytes ?? defaults.outputBufferBytes,
     outputSpillBytes: options.outputSpillBytes ?? defaults.outputSpillBytes,
     logger: options.logger ?? pino({ level: 'info', formatters: LOG_FORMATTERS }, pino.destination(2)),

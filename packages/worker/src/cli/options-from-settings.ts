@@ -37,6 +37,7 @@ export function workerOptions(
     inlineResultBytes: settings.inlineResultBytes,
     cacheDir: settings.cacheDir,
     cacheMaxBytes: settings.cacheMaxBytes,
+    packStallMs: settings.packStallMs,
     outputBufferBytes: settings.outputBufferBytes,
     outputSpillBytes: settings.outputSpillBytes,
     token: settings.token,

@@ -58,6 +58,16 @@ const graceSecondsAsMs = z
   .refine((text) => /^\d+(\.\d+)?$/.test(text) && Number(text) <= 3_600, 'must be a number of seconds from 0 to 3600')
   .transform((text) => Math.round(Number(text) * 1_000));
 
+/** Seconds from 1 to 3600, in milliseconds as the options take them. */
+const stallSecondsAsMs = z
+  .string()
+  .trim()
+  .refine(
+    (text) => /^\d+(\.\d+)?$/.test(text) && Number(text) >= 1 && Number(text) <= 3_600,
+    'must be a number of seconds from 1 to 3600',
+  )
+  .transform((text) => Math.round(Number(text) * 1_000));
+
 /** The settings of `mpd-worker`, in `--help` order. */
 export const SETTINGS = defineSettings(
   {
@@ -205,6 +215,13 @@ export const SETTINGS = defineSettings(
       default: sizeTextOf(DEFAULT_WORKER_OPTIONS.cacheMaxBytes),
       help: 'the most bytes of artifact blobs the cache keeps (e.g. 2gb); past it the least recently used are removed; a download larger than this streams into the module and is not kept',
       schema: sizeText,
+    },
+    packStallMs: {
+      flag: '--pack-stall <seconds>',
+      env: 'MPD_PACK_STALL',
+      default: String(DEFAULT_WORKER_OPTIONS.packStallMs / 1_000),
+      help: "seconds an archive streamed into its upload as its module packs it may go without a byte written before that upload is cut and the archive is uploaded by hash once packed (1 to 3600): below half the shortest idle timeout between the worker and the orchestrator (a reverse proxy's, an orchestrator's idleTimeoutMs), whose default is 60 s",
+      schema: stallSecondsAsMs,
     },
     // --- module output (issue 13) ---
     outputBufferBytes: {
