@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { type ArtifactClient, DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS } from '@mpd/client';
-
 import type { Logger } from 'pino';
+
 import { BlobCache, type BlobCacheOptions } from './blob-cache.js';
 import { type BlobFollower, BlobProgress, readFollowed } from './blob-progress.js';
 import type { BlobTransport, Digest, FollowedBlob, PackFollower } from './module-artifacts.js';
