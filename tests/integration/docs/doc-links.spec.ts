@@ -48,14 +48,24 @@ describe('brokenLinks', () => {
     );
     writeFileSync(join(dir, 'docs', 'more.md'), "# What's here\n\n[back](../README.md#mpd)\n");
     expect(brokenLinks(dir, markdownFiles(dir))).toEqual([
-      { file: 'README.md', line: 8, target: '#quick-start-2', reason: 'no heading or anchor #quick-start-2 in README.md' },
+      {
+        file: 'README.md',
+        line: 8,
+        target: '#quick-start-2',
+        reason: 'no heading or anchor #quick-start-2 in README.md',
+      },
       { file: 'README.md', line: 8, target: 'docs/gone.md', reason: 'no such file: docs/gone.md' },
-      { file: 'README.md', line: 12, target: 'docs/more.md#not-there', reason: 'no heading or anchor #not-there in docs/more.md' },
+      {
+        file: 'README.md',
+        line: 12,
+        target: 'docs/more.md#not-there',
+        reason: 'no heading or anchor #not-there in docs/more.md',
+      },
     ]);
   });
 
   it("gives headings GitHub's slugs: punctuation dropped, spaces to hyphens, repeats numbered", () => {
-    const anchors = anchorsOf("## The worker ↔ host hop (issue 14, round J)\n## A, b\n## A, b\n");
+    const anchors = anchorsOf('## The worker ↔ host hop (issue 14, round J)\n## A, b\n## A, b\n');
     expect([...anchors]).toEqual(['the-worker--host-hop-issue-14-round-j', 'a-b', 'a-b-1']);
   });
 });
