@@ -17,16 +17,20 @@ export interface BrokenLink {
   reason: string;
 }
 
-/** Directories never searched for Markdown files (installed, built or tool state). */
-const SKIPPED_DIRECTORIES = new Set(['node_modules', 'dist', 'dist-packages', '.git', '.nx', '.vitest']);
+/**
+ * Directories never searched for Markdown files: installed or built ones, and every directory
+ * whose name starts with a dot (tool state, and `.mpd/`, where runs of the tests and the demo
+ * write files while this test reads).
+ */
+const SKIPPED_DIRECTORIES = new Set(['node_modules', 'dist', 'dist-packages']);
 
-/** Every `*.md` file under `root` (paths relative to it, `/`-separated, sorted), skipping {@link SKIPPED_DIRECTORIES}. */
+/** Every `*.md` file under `root` (paths relative to it, `/`-separated, sorted), skipping {@link SKIPPED_DIRECTORIES} and dot-directories. */
 export function markdownFiles(root: string, under = ''): string[] {
   const found: string[] = [];
   for (const entry of readdirSync(join(root, under), { withFileTypes: true })) {
     const path = under === '' ? entry.name : `${under}/${entry.name}`;
     if (entry.isDirectory()) {
-      if (!SKIPPED_DIRECTORIES.has(entry.name)) found.push(...markdownFiles(root, path));
+      if (!SKIPPED_DIRECTORIES.has(entry.name) && !entry.name.startsWith('.')) found.push(...markdownFiles(root, path));
     } else if (entry.isFile() && entry.name.endsWith('.md')) {
       found.push(path);
     }
