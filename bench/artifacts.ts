@@ -18,9 +18,9 @@
  * the producer wrote the GiB inside its module just before its timing began: mpd's transfer started
  * with ~1.7 GB dirty), then waits until /proc/meminfo's Dirty + Writeback is under
  * {@link SETTLE_DIRTY_BOUND} (or the config's `settleTimeoutMs` passes: a line on stderr), since
- * `sync` alone left the bare side swinging 210–349 MiB/s (README, round I). The dirty + writeback
+ * `sync` alone left the bare side swinging 210–349 MiB/s (docs/performance.md, round I). The dirty + writeback
  * pages at each start and the wait are rows. What swung it was not the dirty pages but the VM's
- * free memory (`lib/memory.ts`; README, round J): the free memory the guest reported to the host
+ * free memory (`lib/memory.ts`; docs/performance.md, round J): the free memory the guest reported to the host
  * and the CPU the hypervisor stole while each side was timed are rows too.
  *
  * Pairs: a warm-up pair first, not judged (the first transfers start from whatever ran before the

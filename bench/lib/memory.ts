@@ -7,11 +7,11 @@
  * the guest first touches it) and free page reporting (`page_reporting`, a `virtio_balloon`: free
  * pages are reported to the host, which may take them back; the next use faults them in again).
  * So the cost of a new page-cache page depends on where the allocator takes it from, and that
- * changes with the VM's age and the host's own state: measured (README, round J), writing 1 GiB
+ * changes with the VM's age and the host's own state: measured (docs/performance.md, round J), writing 1 GiB
  * into the page cache took 0.17–0.5 s on pages the host still held and 2.4 s on pages it had not
  * (yet, or again), and the bench's bare transfer 342–392 MiB/s against 198–222 MiB/s; the same
  * comparison half an hour later gave ~400 MiB/s either way. The bench cannot choose that state
- * (touching memory before each side, to have it held, measured no better: README); it prints
+ * (touching memory before each side, to have it held, measured no better: docs/performance.md); it prints
  * {@link reportedBytes} per side so that a reader sees it.
  */
 import { readFileSync } from 'node:fs';

@@ -1,6 +1,6 @@
 /**
  * What the processes of a run spent their busy time on, by activity, from their V8 CPU profiles
- * (`--cpu-prof`): the table of the README's "Profiles, before and after" (issue 14). Each sample
+ * (`--cpu-prof`): the table "Profiles, before and after" in docs/performance.md (issue 14). Each sample
  * goes to the first activity of {@link ACTIVITIES}, in that order, that any frame of its stack
  * matches (so a log line written inside the `execute` route counts as logs, not as incoming
  * HTTP; the module host hop inside it as the hop); samples no activity matches are "other".

@@ -7,7 +7,7 @@ import { capFieldIssues, truncateText } from './validation.js';
  * zod's `z.string().datetime(options)`, which tests a valid timestamp against one RegExp made
  * once: zod 3.25's `ZodString._parse` builds a `datetime` check's RegExp on every parse
  * (`datetimeRegex(check)`: its source concatenated, then `new RegExp`): 0.83 µs a timestamp,
- * 0.05 µs with one RegExp (README "Timestamps parsed with one RegExp (issue 14, round G)");
+ * 0.05 µs with one RegExp (docs/performance.md "Timestamps parsed with one RegExp (issue 14, round G)");
  * `execute`, `cancel` and heartbeat bodies carry one each. A value that fails the test goes through zod's
  * own parse, so its issue and message are zod's; the check stays in `_def.checks`, so the
  * OpenAPI documents keep `format: date-time`. Chaining another check (`.max()`) gives back a

@@ -182,7 +182,7 @@ export interface ArtifactUploadOptions {
    * How the tar is compressed (see {@link ArtifactCompression}). `'none'` by default, as
    * Buildkite uploads files as they are and GitHub's upload-artifact advises
    * `compression-level: 0` for large files: gzip bounded a 1 GiB transfer at about a fifth of
-   * what the network carried (the README's Performance section).
+   * what the network carried (docs/performance.md "Artifact throughput: plain tar (issue 13)").
    * @default 'none'
    */
   compression?: ArtifactCompression;
@@ -515,7 +515,7 @@ const NO_REQUIREMENTS: ModuleRequirements = Object.freeze({});
  * most modules have none), which {@link invalid} adds to. Kept here rather than in a closure per
  * definition given to each check: under tsx (how the CLIs and module hosts load a pipeline) a
  * closure also costs a `defineProperty` of its name each time it is made, and one per module
- * doubled `defineModule`'s warm cost (README, "Pipeline definitions: every mistake in one error,
+ * doubled `defineModule`'s warm cost (docs/performance.md, "Pipeline definitions: every mistake in one error,
  * at no cost per module").
  */
 let definingName = '';

@@ -70,7 +70,7 @@ export interface BlobFileReader {
    * at most one buffer while the next is read. A stream of the file would allocate a new buffer
    * per read: 1 GiB of short-lived buffers, whose external memory made the orchestrator run
    * 32-63 full garbage collections per GiB sent (0.55-0.70 s of CPU; 0.02-0.04 s with the two
-   * buffers, README "Artifact throughput: where the rest of the time goes").
+   * buffers, docs/performance.md "Artifact throughput: where the rest of the time goes").
    * @throws when `destination` fails or closes before it took every byte, or the file holds
    *   fewer than `size` bytes (changed since it was opened); the caller destroys `destination`
    */

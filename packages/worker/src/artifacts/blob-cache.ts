@@ -291,11 +291,11 @@ export class BlobCache {
       // bound, written into the cache's file at the same time: issue 13 asks that a worker keep
       // a bounded cache of blobs by hash, so later consumers there do not download again and
       // concurrent downloads of one blob are made once. (Round G streamed only, with no cache
-      // file: benchmark 6's paired median 0.73 against 0.56, README "Artifact throughput: round
-      // G", but a consumer asking after the bytes began to flow, or later, downloaded the blob
+      // file: benchmark 6's paired median 0.73 against 0.56, docs/performance.md "Artifact
+      // throughput: round G", but a consumer asking after the bytes began to flow, or later, downloaded the blob
       // again. A blob over the bound, which the cache could not keep anyway, still goes that way.
-      // The tee measured 0.59 against the growing cache file's 0.55, README "Artifact throughput:
-      // stream and keep": the cache file's write is what it costs.)
+      // The tee measured 0.59 against the growing cache file's 0.55, docs/performance.md "Artifact
+      // throughput: stream and keep": the cache file's write is what it costs.)
       const keep = size <= this.options.maxBytes;
       let copy: Writable | undefined;
       const broadcast = await BlobBroadcast.open(body, size, {

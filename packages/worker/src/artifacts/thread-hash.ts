@@ -3,8 +3,8 @@
  * an artifact (`ctx.artifacts.upload`) otherwise runs `tar`, the hash and the archive's writes on
  * the module host's one thread (issue 13, benchmark 6: packing 1 GiB held one core for about a
  * second, SHA-256 about 0.6 s of it, while the machine's second core idled). Measured: the upload
- * of 1 GiB took 2.83 s instead of 3.30 s (medians of 8 runs each, alternating; README, "Artifact
- * throughput: round E, second half"). The first {@link DEFAULT_THREAD_FROM_BYTES} are only kept; a stream that ends before is
+ * of 1 GiB took 2.83 s instead of 3.30 s (medians of 8 runs each, alternating; docs/performance.md,
+ * "Artifact throughput: round E, second half"). The first {@link DEFAULT_THREAD_FROM_BYTES} are only kept; a stream that ends before is
  * hashed on the spot (no thread is started for a small artifact); past it the thread starts and
  * gets every chunk, copied into batches of {@link BATCH_BYTES} whose memory is handed over (not
  * copied again) and back. At most {@link IN_FLIGHT_BATCHES} wait for the thread at once: a thread

@@ -35,8 +35,8 @@ const EXIT_REPLACED = 3;
 
 /**
  * The log's writes: once this much is buffered (bytes, about 15 lines)… Measured: `tsx
- * bench/cli-compare.ts --shape wide --size 8000` (issue 14, round I; README "The worker's main
- * thread per module").
+ * bench/cli-compare.ts --shape wide --size 8000` (issue 14, round I; docs/performance.md "The
+ * worker's main thread per module").
  */
 const LOG_BLOCK_BYTES = 4 * 1024;
 /**

@@ -5,8 +5,8 @@
  * with one `write`. Not node's IPC channel (`fork`, `process.send`): its reading side split each
  * read into messages through a generator and a string decoder and handed each on through
  * `process.nextTick`, 27 % of a host's main thread per no-op module (issue 14, round I's profile);
- * here a read is split at its newline bytes and each line parsed where it is read (see the
- * README's "The worker ↔ host hop (issue 14, round J)").
+ * here a read is split at its newline bytes and each line parsed where it is read (see
+ * docs/performance.md "The worker ↔ host hop (issue 14, round J)").
  */
 import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net';
 
