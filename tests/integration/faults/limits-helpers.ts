@@ -28,14 +28,20 @@ async function startCli(
   return { ...proc, url: await proc.listeningUrl() };
 }
 
-/** The orchestrator CLI running `pipeline` on the first worker that registers, writing `report`. */
+/**
+ * The orchestrator CLI running `pipeline` on the first worker that registers, writing `report`.
+ * Its heartbeat timeout is 20 s, not test-kit's 3 s: these tests move results of tens of MB, and
+ * on a loaded machine (load 9–23, round K) a worker busy with one missed 3 s of heartbeats, its
+ * lease ended and the module ran twice; none of these tests is about liveness.
+ */
 export function startOrchestrator(
   pipeline: string,
   report: string,
   extra: string[] = [],
   env: Record<string, string> = {},
 ): Promise<RunningProcess & { url: string }> {
-  const args = orchestratorArgs('0', '--pipeline', pipeline, '--min-workers', '1', '--report', report, ...extra);
+  const args = orchestratorArgs('0', '--pipeline', pipeline, '--min-workers', '1', '--report', report);
+  args.push('--heartbeat-timeout', '20', ...extra);
   return startCli('orchestrator', args, env);
 }
 
