@@ -105,4 +105,55 @@ describe('ReadyQueue', () => {
     queue.leave(state('plain'));
     expect(queue.hasUnplaceable).toBe(false);
   });
+  it('keeps its order through many leaves at the front, in the middle and at the back, and entries before the first', () => {
+    // A wide run's shape: hundreds queued, dispatched from the front, with modules entering
+    // anywhere meanwhile (the queue reuses the slots its front left, and drops them in bulk).
+    const many = Array.from({ length: 400 }, (_, index) =>
+      defineModule({ name: `m${String(index).padStart(3, '0')}`, priority: index % 7 === 0 ? 'High' : 'Normal', run }),
+    );
+    const all = statesOf(many);
+    const expected = (queued: Set<ModuleState>): string[] => {
+      const model = new ReadyQueue();
+      for (const each of queued) model.enter(each);
+      return names(model);
+    };
+    const queue = new ReadyQueue();
+    const queued = new Set<ModuleState>();
+    const enter = (each: ModuleState) => {
+      queue.enter(each);
+      queued.add(each);
+    };
+    const leave = (each: ModuleState) => {
+      queue.leave(each);
+      queued.delete(each);
+    };
+    const states = [...all.values()];
+    for (const each of states.slice(0, 300)) enter(each);
+    let seed = 7;
+    const random = (below: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648;
+      return seed % below;
+    };
+    for (let step = 0; step < 2_000; step++) {
+      const choice = random(10);
+      if (choice < 5 && queue.length > 0) leave(queue.at(0)!);
+      else if (choice < 7 && queue.length > 0) leave(queue.at(random(queue.length))!);
+      else if (choice < 8 && queue.length > 0) leave(queue.at(queue.length - 1)!);
+      else {
+        const outside = states.filter((each) => !queued.has(each));
+        if (outside.length > 0) enter(outside[random(outside.length)]!);
+      }
+      if (step % 50 === 0) {
+        expect(names(queue)).toEqual(expected(queued));
+        expect(queue.at(queue.length)).toBeUndefined();
+        expect(queue.at(-1)).toBeUndefined();
+      }
+    }
+    expect(names(queue)).toEqual(expected(queued));
+    expect(queue.countOf('')).toBe(queued.size);
+    for (const each of [...queued]) leave(each);
+    expect(queue.length).toBe(0);
+    expect(queue.at(0)).toBeUndefined();
+    expect([...queue.requirements()]).toEqual([]);
+  });
 });
