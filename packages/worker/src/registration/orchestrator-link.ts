@@ -1,8 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { bearerHeader, type OrchestratorClient, MpdClientError } from '@mpd/client';
-import type { ErrorBody, WorkerNodeRegistration } from '@mpd/contract';
+import { type ErrorBody, IDEMPOTENCY_KEY_HEADER, type WorkerNodeRegistration } from '@mpd/contract';
 import { longSleep } from '@mpd/contract/timers';
 import { backoffDelay, writeStateFile } from '@mpd/server-kit';
 import type { Logger } from 'pino';
@@ -220,6 +221,14 @@ export interface LinkStart {
  * {@link UnansweredRegistration}). A fresh process that has not registered yet retries
  * `WorkerIdTaken` as before: the old holder may be its own crashed predecessor, whose id frees
  * once it is Offline.
+ *
+ * A retry after a lost answer. Every registration attempt carries this process's registration
+ * key (the `Idempotency-Key` header: a random secret of the link's, never logged nor written)
+ * and a `sequence` one greater than the last attempt's. An orchestrator of round K or later
+ * takes the attempt after a lost answer as this process's retry (the same key, incarnation and
+ * registration, a greater sequence, the unread credential never used): 200 at once, the unread
+ * credential revoked; so the wait above only happens with older orchestrators, or when the
+ * unread registration was not this process's (a registration made in-process, without a key).
  * Each retry after a 409 waits the answer's `Retry-After` (the holder's lease), or the backoff
  * where that is longer ({@link retryAfterMs}).
  *
@@ -236,6 +245,17 @@ export class OrchestratorLink {
   private readonly registeredWaiters = new Set<() => void>();
   /** The credential from the last registration: sent on heartbeats, unregister, drain. */
   private credentialValue: string | undefined;
+  /**
+   * This process's registration key: 32 random bytes (base64url), made once per link (one link
+   * per worker start, as the incarnation), sent as the `Idempotency-Key` of every registration
+   * and nowhere else: never logged, never written to the credential file or anywhere, never in
+   * the link's state. With {@link OrchestratorLink.sequence} it makes a registration after a
+   * lost answer a retry the orchestrator answers at once (README "A registration whose answer
+   * was lost"); anyone else who knows the id and the incarnation still cannot.
+   */
+  readonly #registrationKey = `"${randomBytes(32).toString('base64url')}"`;
+  /** The last registration attempt's sequence number (the body's `sequence`): one more at each attempt, from 1. */
+  private sequence = 0;
   /** What the credential file held when this process last read or wrote it (undefined: nothing). */
   private credentialInFile: string | undefined;
   /** The credential still to be written to the file (the latest registration's), if any. */
@@ -574,7 +594,10 @@ export class OrchestratorLink {
             timestamp: new Date().toISOString(),
             ...(this.credentialValue ? { credential: this.credentialValue } : {}),
             incarnation: this.options.incarnation,
+            // Every attempt a greater one: a later attempt is a retry, an earlier one stale.
+            sequence: ++this.sequence,
           },
+          headers: { [IDEMPOTENCY_KEY_HEADER]: this.#registrationKey },
           fetchOptions: { signal },
           extraHeaders: bearerHeader(this.options.joinToken),
         });
@@ -601,12 +624,9 @@ export class OrchestratorLink {
           };
           this.lease.renew(sentAt, this.heartbeatTimeoutMs);
           // No workerId here: the link's logger has it already (pino would write it twice).
+          // Not the incarnation: a log is read by others than this process (see `incarnation`).
           logger.info(
-            {
-              incarnation: this.options.incarnation,
-              heartbeatIntervalMs,
-              heartbeatTimeoutMs: this.heartbeatTimeoutMs,
-            },
+            { heartbeatIntervalMs, heartbeatTimeoutMs: this.heartbeatTimeoutMs },
             'registered with the orchestrator',
           );
           for (const resolve of this.registeredWaiters) resolve();
