@@ -49,7 +49,13 @@ type LostAnswer =
    * closed the connection before answering (a gateway's 502 or 504, outside the contract, rejects
    * the call as an unknown status: the same path as a closed connection).
    */
-  | 'upstream-reset';
+  | 'upstream-reset'
+  /**
+   * A gateway that retries the request (its upstream's answer lost on the way, say): the same
+   * request is sent again once the orchestrator answered it, and the client gets the second
+   * answer, to a duplicate of an attempt already served.
+   */
+  | 'duplicate';
 
 interface HttpsFront {
   /** `https://127.0.0.1:PORT` */
@@ -78,25 +84,38 @@ async function startHttpsFront(orchestrator: RunningOrchestrator): Promise<Https
     (req, res) => {
       const loss = losses.findIndex(({ path }) => path.test(req.url ?? ''));
       const how = loss >= 0 ? losses.splice(loss, 1)[0]!.how : undefined;
-      const forwarded = httpRequest(
-        { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers },
-        (answer) => {
-          if (how === undefined) {
-            res.writeHead(answer.statusCode!, answer.headers);
-            answer.pipe(res);
-            return;
-          }
-          // Served: the whole answer came back from the orchestrator; the client gets none of it.
+      const target = { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method };
+      /** The request's body, for a `duplicate`'s second sending. */
+      const body: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => body.push(chunk));
+      const forwarded = httpRequest({ ...target, headers: req.headers }, (answer) => {
+        if (how === 'duplicate') {
           answer.resume();
           answer.on('end', () => {
-            if (how === 'close') req.socket.destroy();
-            else
-              res
-                .writeHead(503, { 'content-type': 'text/plain' })
-                .end('upstream connect error or disconnect/reset before headers. reset reason: connection termination');
+            const again = httpRequest({ ...target, headers: req.headers }, (second) => {
+              res.writeHead(second.statusCode!, second.headers);
+              second.pipe(res);
+            });
+            again.on('error', () => res.destroy());
+            again.end(Buffer.concat(body));
           });
-        },
-      );
+          return;
+        }
+        if (how === undefined) {
+          res.writeHead(answer.statusCode!, answer.headers);
+          answer.pipe(res);
+          return;
+        }
+        // Served: the whole answer came back from the orchestrator; the client gets none of it.
+        answer.resume();
+        answer.on('end', () => {
+          if (how === 'close') req.socket.destroy();
+          else
+            res
+              .writeHead(503, { 'content-type': 'text/plain' })
+              .end('upstream connect error or disconnect/reset before headers. reset reason: connection termination');
+        });
+      });
       forwarded.on('error', () => res.destroy());
       if (req.url === '/api/workers/register') {
         const chunks: Buffer[] = [];
@@ -395,5 +414,46 @@ describe("a worker's registration key", () => {
     expect(JSON.stringify(worker.link!.state)).not.toContain(key);
     // Nor does any line name the incarnation (others read the log).
     for (const line of lines) expect(line).not.toContain(worker.incarnation);
+  });
+});
+
+describe("a gateway's retry of a served registration (its 409 answered, the served attempt's answer lost)", () => {
+  it('a worker registering again checks the 409 once more (its retry is taken) rather than stopping as replaced', async () => {
+    cluster = new Cluster();
+    const first = await cluster.startOrchestrator({ joinToken: JOIN, heartbeatTimeoutMs: 120_000 });
+    front = await startHttpsFront(first);
+    const worker = await cluster.startWorker({
+      id: 'w-dup',
+      joinToken: JOIN,
+      orchestratorUrl: front.url,
+      orchestratorTls: { ca: certs.caCert, cert: certs.clientCert, key: certs.clientKey },
+    });
+    await worker.link!.registered();
+    const before = worker.link!.credential;
+
+    // The orchestrator restarts; the worker's registration again goes through a gateway that
+    // sends it twice and answers with the second answer: 409 WorkerIdTaken, a stale duplicate.
+    front.loseNextAnswer(/^\/api\/workers\/register/, 'duplicate');
+    const restarted = await cluster.startOrchestrator({ joinToken: JOIN, heartbeatTimeoutMs: 120_000 });
+    const issued: string[] = [];
+    restarted.registry.onChange((event) => {
+      if (event.type === 'registered') issued.push(restarted.registry.credentialOf(event.workerId)!);
+    });
+    front.target(restarted);
+    await first.close();
+
+    await expect
+      .poll(() => worker.link!.state.status === 'registered' && worker.link!.credential !== before, {
+        timeout: 15_000,
+      })
+      .toBe(true);
+    expect(worker.link!.state.status).toBe('registered');
+    // The served attempt's credential (never read) revoked by the retry; the worker holds the second.
+    expect(issued).toHaveLength(2);
+    expect(worker.link!.credential).toBe(issued[1]);
+    expect(restarted.registry.workerWithCredential(issued[0]!)).toBeUndefined();
+    // The worker's own attempts (the gateway's duplicate is the gateway's): registered, the one
+    // served twice, and the check that was taken as its retry.
+    expect(front.registrations.map(({ sequence }) => sequence)).toEqual([1, 2, 3]);
   });
 });

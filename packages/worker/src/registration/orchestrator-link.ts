@@ -210,9 +210,12 @@ export interface LinkStart {
  * orchestrator no longer knows (401, not the 409 `WorkerReplaced` a process stalled after reading
  * its answer gets), and its registration again is refused 409 `WorkerIdTaken` as long as the
  * replacement is live. The rule: a process that has registered (the orchestrator accepted its
- * incarnation) and whose registration again is refused `WorkerIdTaken` has been replaced by
- * another live process, and ends as for `WorkerReplaced` (the worker exits 3, with the same
- * message). One exception: when an attempt of that registration may have been served without
+ * incarnation) and whose registration again is refused `WorkerIdTaken` twice in a row has been
+ * replaced by another live process, and ends as for `WorkerReplaced` (the worker exits 3, with
+ * the same message). The first refusal is checked by one more attempt after the backoff: it may
+ * answer a gateway's retry of this process's own attempt, served just before (a stale
+ * duplicate), and the attempt after it is then this process's retry, which the orchestrator
+ * takes (see below). One exception: when an attempt of that registration may have been served without
  * its answer reaching this process (any failure but those that prove it never reached the
  * orchestrator, see `provesNotServed`; and a 5xx answer), the live holder may be this process's
  * own unread registration, which a new orchestrator gave a new credential; the link then retries
@@ -584,6 +587,12 @@ export class OrchestratorLink {
     const unanswered = new UnansweredRegistration(this.now);
     /** The answer's `Retry-After` (ms), when it gave one: the next attempt waits at least that long. */
     let notBefore: number | undefined;
+    /**
+     * Whether this round has checked a 409 `WorkerIdTaken` once with a further attempt before
+     * taking it for a replacement: the 409 may answer a gateway's retry of this very attempt,
+     * served after the attempt itself (a stale duplicate), whose answer was lost.
+     */
+    let checkedTaken = false;
     for (let attempt = 0; !signal.aborted; attempt++) {
       this.current = { status: 'registering', attempt, ...(this.lastError ? { lastError: this.lastError } : {}) };
       try {
@@ -641,9 +650,25 @@ export class OrchestratorLink {
           this.registeredOnce &&
           !unanswered.mayHoldTheId(this.heartbeatTimeoutMs)
         ) {
-          // Registered before, and the id is another live process's now (see the class's docs).
-          this.endReplaced(response.body.errorMessage);
-          return undefined;
+          if (checkedTaken) {
+            // Registered before, and the id is another live process's now (see the class's docs).
+            this.endReplaced(response.body.errorMessage);
+            return undefined;
+          }
+          // Once, after the backoff: were the holder this process's own attempt (a gateway
+          // retried it, and answered with the duplicate's 409), the next attempt is its retry
+          // (its key, a greater sequence) and is taken; another process's holds, and ends this.
+          checkedTaken = true;
+          this.lastError = `register answered 409: ${JSON.stringify(response.body)}`;
+          notBefore = undefined;
+          const delay = this.delay(attempt);
+          this.current = { status: 'registering', attempt, lastError: this.lastError };
+          logger.warn(
+            { attempt, retryInMs: delay, error: this.lastError },
+            'registration refused: the id is live under another registration; trying once more before stopping as replaced',
+          );
+          if (!(await pause(delay, signal))) return undefined;
+          continue;
         }
         // A 5xx may come after the orchestrator served it: a gateway's 503 (Envoy's, when the
         // orchestrator closed before answering), the orchestrator's own 500 on the way back. (A
