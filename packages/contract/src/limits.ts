@@ -72,6 +72,20 @@ export const LIMITS = {
   fingerprint: { maxLength: 128 },
   /** A worker's credential, issued by the orchestrator. */
   credential: { minLength: 16, maxLength: 256 },
+  /**
+   * A registration's `Idempotency-Key` header (the worker process's registration key, README
+   * "A registration whose answer was lost"): 32 to 255 of base64's and base64url's characters
+   * (`A-Z a-z 0-9 + / = - _`), as a Structured Field string (`"…"`, what the IETF draft
+   * draft-ietf-httpapi-idempotency-key-header specifies) or bare (what Stripe takes). 32
+   * characters leave room for at least 128 random bits in any of those encodings but hex; a
+   * worker sends 32 random bytes in base64url (43 characters).
+   */
+  idempotencyKey: {
+    minLength: 32,
+    maxLength: 255,
+    pattern: /^(?:"[A-Za-z0-9+/=_-]{32,255}"|[A-Za-z0-9+/=_-]{32,255})$/,
+    alphabet: 'base64 or base64url characters (A-Z a-z 0-9 + / = - _)',
+  },
   /** A worker's endpoint URL. */
   url: { maxLength: 2_048 },
   /** The name of an environment variable sent to a module (secret or not). */

@@ -5,6 +5,7 @@ import {
   heartbeatRequestSchema,
   heartbeatResponseSchema,
   orchestratorHealthSchema,
+  registerWorkerHeadersSchema,
   registerWorkerRequestSchema,
   registerWorkerResponseSchema,
   unregisterWorkerResponseSchema,
@@ -33,8 +34,9 @@ export const workersContract = c.router({
     method: 'POST',
     path: '/api/workers/register',
     summary:
-      "Register a worker (idempotent for the same id with its credential; a live worker's id without it answers 409)",
+      "Register a worker (idempotent for the same id with its credential; a live worker's id without it answers 409, but for the holder's own retry after a lost answer, by its Idempotency-Key and a greater sequence)",
     body: registerWorkerRequestSchema,
+    headers: registerWorkerHeadersSchema,
     responses: {
       200: registerWorkerResponseSchema,
       /** A valid token that is not the join token (a worker credential, say). */
@@ -42,8 +44,11 @@ export const workersContract = c.router({
       /**
        * `WorkerIdTaken`: the id is held by a live worker and the request does not carry its
        * credential (with or without a join token), with `Retry-After` (the seconds until the
-       * holder's heartbeat lease ends, whole, at least 1, at most the heartbeat timeout plus 1), whatever the
-       * request's `incarnation`.
+       * holder's heartbeat lease ends, whole, at least 1, at most the heartbeat timeout plus 1),
+       * whatever the request's `incarnation`; unless it is the holder's own retry after a lost
+       * answer (its `Idempotency-Key`, incarnation and registration, a greater `sequence`, the
+       * holder's credential never used: 200 and a new credential, the unused one revoked; see
+       * `registerWorkerHeadersSchema`).
        */
       409: errorBodySchema,
       /**

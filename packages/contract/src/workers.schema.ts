@@ -121,8 +121,53 @@ export const registerWorkerRequestSchema = z.object({
    * process ran at once, and answers the old process's heartbeats 409 `WorkerReplaced`.
    */
   incarnation: identifierSchema.optional(),
+  /**
+   * The registration's sequence number in the worker process (an mpd addition): 1 at the
+   * process's first registration attempt, one more at each attempt after it, never reused.
+   * With the `Idempotency-Key` header ({@link registerWorkerHeadersSchema}) it lets the
+   * orchestrator tell the process's retry after a lost answer (a greater number) from a stale
+   * duplicate of an attempt it served already (the same or a smaller one), which never changes
+   * anything. Absent: the registration is never taken as a retry.
+   */
+  sequence: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
 });
 export type RegisterWorkerRequest = z.infer<typeof registerWorkerRequestSchema>;
+
+/** The header that carries a worker process's registration key (lower case, as node and ts-rest name headers). */
+export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
+
+/**
+ * `Idempotency-Key`: the worker process's registration key ({@link LIMITS}`.idempotencyKey`),
+ * parsed to the key itself (without the Structured Field string's quotes). Never echoed: a bad
+ * one is refused naming the header and the rule only.
+ */
+export const idempotencyKeySchema = z
+  .string()
+  .regex(
+    LIMITS.idempotencyKey.pattern,
+    `must be ${LIMITS.idempotencyKey.minLength} to ${LIMITS.idempotencyKey.maxLength} ${LIMITS.idempotencyKey.alphabet}, optionally in double quotes`,
+  )
+  .describe(
+    "The worker process's registration key: a random secret (at least 128 bits) it makes at its start and sends on every registration, as a Structured Field string (quoted) or bare; with a greater body.sequence it makes a registration after a lost answer a retry. Never logged; the orchestrator keeps its SHA-256 only.",
+  )
+  .transform((value) => (value.startsWith('"') ? value.slice(1, -1) : value));
+
+/**
+ * The headers of a registration the contract reads (an mpd addition to the spec's route):
+ * `Idempotency-Key`, the worker process's registration key: a random secret the process makes
+ * at its start (at least 128 bits) and sends on every registration attempt, never logged nor
+ * written anywhere. The orchestrator keeps only its SHA-256, and takes a registration of a live
+ * worker's id without its credential as that worker's **retry** after a lost answer only when
+ * the key, the incarnation and the registration (id, endpoint, capabilities, pipeline) are the
+ * holder's, its `sequence` is greater than the holder's, and no request has used the holder's
+ * credential yet: the unused credential is revoked and a new one issued (README "A
+ * registration whose answer was lost"). Unlike the IETF draft's key, one key serves every
+ * registration of a process, told apart by `sequence`; and a key reused with another body is
+ * refused as any registration of a live id is (409 `WorkerIdTaken`), not 422.
+ */
+export const registerWorkerHeadersSchema = z.object({
+  [IDEMPOTENCY_KEY_HEADER]: idempotencyKeySchema.optional(),
+});
 
 export const registerWorkerResponseSchema = z.object({
   success: z.literal(true),

@@ -613,3 +613,254 @@ describe("a registration again by the holder's incarnation (409 WorkerIdTaken wi
     });
   });
 });
+
+describe("a registration whose answer was lost: the process's retry by its registration key (Idempotency-Key and sequence)", () => {
+  const JOIN_TOKEN = 'join-token-0123456789abcdef';
+  const ADMIN_TOKEN = 'admin-token-0123456789abcdef';
+  /** The worker process's registration key, as a worker sends it (a Structured Field string). */
+  const KEY = 'k'.repeat(11) + 'Q2hvb3NlIGEgcmFuZG9tIGtleSBwbGVhc2U'; // 46 characters
+  const OTHER_KEY = 'x'.repeat(43);
+  const INCARNATION = 'incarnation-1';
+
+  async function startCluster(tokens: { joinToken?: string; adminToken?: string } = { joinToken: JOIN_TOKEN }) {
+    const clock = new TestClock();
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: TIMEOUT_MS, now: clock.now });
+    const events: string[] = [];
+    registry.onChange((event) => events.push(event.type));
+    const app = createApp({ registry, options: { ...tokens, validateResponses: true } });
+    const server = await new Promise<Server>((resolve) => {
+      const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
+    });
+    cleanups.push(async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    });
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    /** Every answer's text, to check none names the incarnation or the key. */
+    const answers: string[] = [];
+    const call = async (
+      method: string,
+      path: string,
+      token: string | undefined,
+      body?: unknown,
+      headers: Record<string, string> = {},
+    ) => {
+      const response = await fetch(`${url}${path}`, {
+        method,
+        headers: {
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+          ...headers,
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const text = await response.text();
+      answers.push(`${response.status} ${[...response.headers].join(' ')} ${text}`);
+      return {
+        status: response.status,
+        retryAfter: response.headers.get('retry-after'),
+        json: JSON.parse(text) as Record<string, unknown>,
+      };
+    };
+    /** A registration attempt of the process: its key (quoted, as sent) and `sequence`. */
+    const register = (
+      sequence: number | undefined,
+      {
+        /** `null`: no `Idempotency-Key` header. */
+        key = KEY as string | null,
+        incarnation = INCARNATION,
+        endpoint = 'http://w1:9000',
+        tools = ['node'],
+        credential = undefined as string | undefined,
+        token = tokens.joinToken,
+        /** false: the key bare (Stripe's form) rather than a Structured Field string (the draft's). */
+        quoted = true,
+      } = {},
+    ) =>
+      call(
+        'POST',
+        '/api/workers/register',
+        token,
+        {
+          workerNode: {
+            id: 'w1',
+            endpoint,
+            capabilities: { os: 'linux', installedTools: tools, maxParallelModules: 2, tags: [] },
+          },
+          timestamp: new Date().toISOString(),
+          incarnation,
+          ...(sequence === undefined ? {} : { sequence }),
+          ...(credential ? { credential } : {}),
+        },
+        key === null ? {} : { 'idempotency-key': quoted ? `"${key}"` : key },
+      );
+    const heartbeat = (credential: string | undefined, incarnation = INCARNATION) =>
+      call('POST', '/api/workers/heartbeat', credential, { workerId: 'w1', currentLoad: 0, incarnation });
+    return { registry, clock, events, answers, call, register, heartbeat };
+  }
+
+  /** The 409 every refused retry gets: `WorkerIdTaken` with `Retry-After`, as any registration of a live id. */
+  const REFUSED = { status: 409, json: { code: 'WorkerIdTaken' } };
+  const expectRefused = (answer: { status: number; retryAfter: string | null; json: unknown }): void => {
+    expect(answer).toMatchObject(REFUSED);
+    expect(Number(answer.retryAfter)).toBeGreaterThanOrEqual(1);
+    expect(Number(answer.retryAfter)).toBeLessThanOrEqual(TIMEOUT_MS / 1000 + 1);
+  };
+
+  it('the same key, incarnation and registration with a greater sequence, before any request used the credential: 200, a new credential, the unread one revoked (401)', async () => {
+    const { registry, events, register, heartbeat } = await startCluster();
+    const first = await register(1);
+    expect(first.status).toBe(200);
+    const lost = first.json.credential as string;
+    registry.requestCancel('w1', 'exec-1', 'cancelled');
+    // The answer never reached the process; it tries again with the next sequence number.
+    const retried = await register(2);
+    expect(retried).toMatchObject({
+      status: 200,
+      json: { success: true, workerId: 'w1', heartbeatIntervalSeconds: 30 },
+    });
+    const credential = retried.json.credential as string;
+    expect(credential).toMatch(/^mpdw_/);
+    expect(credential).not.toBe(lost);
+    expect(registry.workerWithCredential(lost)).toBeUndefined();
+    expect((await heartbeat(lost)).status).toBe(401);
+    expect(await heartbeat(credential)).toMatchObject({ status: 200, json: { cancel: [{ executionId: 'exec-1' }] } });
+    // The same process: no replacement, its cancels kept.
+    expect(events).toEqual(['registered', 'registered', 'heartbeat']);
+  });
+
+  it('the key bare or quoted is one key', async () => {
+    const { registry, register } = await startCluster();
+    const lost = (await register(1)).json.credential as string;
+    expect((await register(2, { quoted: false })).status).toBe(200);
+    expect(registry.workerWithCredential(lost)).toBeUndefined();
+  });
+
+  it('a retry also counts without a join token (the key, not a token, proves the process)', async () => {
+    const { registry, register, heartbeat } = await startCluster({});
+    const lost = (await register(1)).json.credential as string;
+    const retried = await register(5);
+    expect(retried.status).toBe(200);
+    expect(registry.workerWithCredential(lost)).toBeUndefined();
+    expect((await heartbeat(retried.json.credential as string)).status).toBe(200);
+  });
+
+  it("another key (an attacker who read the id, the incarnation and the registration), or none: 409 WorkerIdTaken with Retry-After, the holder's credential kept", async () => {
+    for (const tokens of [{ joinToken: JOIN_TOKEN }, {}]) {
+      const { registry, register, heartbeat } = await startCluster(tokens);
+      const credential = (await register(1)).json.credential as string;
+      for (const key of [OTHER_KEY, null]) {
+        for (const sequence of [2, 1_000_000, Number.MAX_SAFE_INTEGER, undefined]) {
+          const refused = await register(sequence, { key });
+          expect(refused).toMatchObject(REFUSED);
+          expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
+          expect(Number(refused.retryAfter)).toBeLessThanOrEqual(TIMEOUT_MS / 1000 + 1);
+        }
+      }
+      expect(registry.credentialOf('w1')).toBe(credential);
+      expect((await heartbeat(credential)).status).toBe(200);
+    }
+  });
+
+  it('the key with another registration (endpoint, capabilities) or another incarnation: 409, nothing changed', async () => {
+    const { registry, register, heartbeat } = await startCluster();
+    const credential = (await register(1)).json.credential as string;
+    expectRefused(await register(2, { endpoint: 'http://attacker:9000' }));
+    expectRefused(await register(3, { tools: ['node', 'docker'] }));
+    expectRefused(await register(4, { incarnation: 'incarnation-2' }));
+    expect(registry.credentialOf('w1')).toBe(credential);
+    expect(registry.get('w1')).toMatchObject({
+      endpoint: 'http://w1:9000',
+      capabilities: { installedTools: ['node'] },
+    });
+    expect((await heartbeat(credential)).status).toBe(200);
+  });
+
+  it('a stale duplicate (the same or a smaller sequence than one served) never revokes anything: 409, the live credential kept', async () => {
+    const { registry, register, heartbeat } = await startCluster();
+    // The same attempt twice (a gateway's retry of a served request): the second is stale.
+    const served = (await register(1)).json.credential as string;
+    expectRefused(await register(1));
+    expect(registry.credentialOf('w1')).toBe(served);
+    // The process's retry is served and read; then duplicates of both attempts arrive.
+    const live = (await register(2)).json.credential as string;
+    expectRefused(await register(2));
+    expectRefused(await register(1));
+    expect(registry.credentialOf('w1')).toBe(live);
+    expect((await heartbeat(live)).status).toBe(200);
+  });
+
+  it('once a request used the credential (a heartbeat, even refused; a registration presenting it), no retry revokes it: 409', async () => {
+    const { registry, register, heartbeat, call } = await startCluster({
+      joinToken: JOIN_TOKEN,
+      adminToken: ADMIN_TOKEN,
+    });
+    const credential = (await register(1)).json.credential as string;
+    expect((await heartbeat(credential)).status).toBe(200);
+    expectRefused(await register(2));
+    expect(registry.credentialOf('w1')).toBe(credential);
+
+    // A request the orchestrator refuses still proves the caller holds the credential.
+    const { registry: registry2, register: register2, call: call2 } = await startCluster({ joinToken: JOIN_TOKEN });
+    const used = (await register2(1)).json.credential as string;
+    expect((await call2('POST', '/api/workers/register', used, {})).status).toBe(403);
+    expectRefused(await register2(2));
+    expect(registry2.credentialOf('w1')).toBe(used);
+
+    // A registration that presented the credential: kept, and no retry after it revokes it.
+    const again = await register(3, { credential });
+    expect(again).toMatchObject({ status: 200, json: { credential } });
+    expectRefused(await register(4));
+    expect(registry.credentialOf('w1')).toBe(credential);
+    expect((await call('GET', '/api/workers', ADMIN_TOKEN)).status).toBe(200);
+  });
+
+  it('past the holder going Offline, any registration takes the id as before', async () => {
+    const { registry, clock, register } = await startCluster();
+    const credential = (await register(1)).json.credential as string;
+    clock.advance(TIMEOUT_MS + 1);
+    const taken = await register(undefined, { key: OTHER_KEY, incarnation: 'incarnation-2' });
+    expect(taken.status).toBe(200);
+    expect(registry.workerWithCredential(credential)).toBeUndefined();
+  });
+
+  it("no answer anyone but the worker gets names its incarnation or its key: every 409 (WorkerIdTaken, WorkerReplaced to an anonymous heartbeat or an admin's drain)", async () => {
+    for (const tokens of [{}, { joinToken: JOIN_TOKEN, adminToken: ADMIN_TOKEN }]) {
+      const { register, heartbeat, call, answers } = await startCluster(tokens);
+      await register(1);
+      const conflicts = [
+        await register(2, { key: OTHER_KEY }),
+        await register(1),
+        await register(2, { incarnation: 'incarnation-2' }),
+        await call('POST', '/api/workers/w1/drain?incarnation=guess', tokens.adminToken),
+        await call('DELETE', '/api/workers/w1?incarnation=guess', tokens.adminToken),
+      ];
+      if (tokens.joinToken === undefined) conflicts.push(await heartbeat(undefined, 'guess'));
+      for (const conflict of conflicts) expect(conflict.status).toBe(409);
+      expect(conflicts.map((conflict) => conflict.json.code)).toEqual(
+        expect.arrayContaining(['WorkerIdTaken', 'WorkerReplaced']),
+      );
+      for (const answer of answers) {
+        expect(answer).not.toContain(INCARNATION);
+        expect(answer).not.toContain('guess');
+        expect(answer).not.toContain(KEY);
+      }
+    }
+  });
+
+  it('a malformed Idempotency-Key or sequence: 400 naming the field, never echoing the key', async () => {
+    const { register, answers } = await startCluster();
+    for (const key of ['short', 'x'.repeat(256), `${'x'.repeat(40)} y`, `${'x'.repeat(40)}"`, `${'é'.repeat(40)}`]) {
+      const refused = await register(1, { key });
+      expect(refused).toMatchObject({ status: 400, json: { code: 'ValidationFailed' } });
+      expect(refused.json.errorMessage).toContain('headers.idempotency-key');
+      expect(answers.at(-1)).not.toContain(key.slice(0, 32));
+    }
+    for (const sequence of [0, -1, 1.5, Number.MAX_SAFE_INTEGER + 2]) {
+      const refused = await register(sequence);
+      expect(refused).toMatchObject({ status: 400, json: { code: 'ValidationFailed' } });
+      expect(refused.json.errorMessage).toContain('body.sequence');
+    }
+    expect((await register(1)).status).toBe(200);
+  });
+});

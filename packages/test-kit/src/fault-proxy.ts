@@ -26,7 +26,13 @@ export type Fault =
    * server that acted on a request whose answer the client reads only later (the client
    * frozen, or a stalled network), in an order the test decides, without a race against a timer.
    */
-  | { kind: 'hold-answers' };
+  | { kind: 'hold-answers' }
+  /**
+   * Forwards the client's bytes to the target, and resets the connection (a TCP RST to the
+   * client) as soon as the target's answer begins, forwarding none of it: a request the server
+   * served whose answer never came back (a reset, a gateway's failure on the way back).
+   */
+  | { kind: 'lose-answer' };
 
 /** Where a {@link FaultProxy} forwards to. */
 export interface FaultTarget {
@@ -143,6 +149,11 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
     }
     if (fault.kind === 'hold-answers' && to === connection.client) {
       connection.held.push(chunk);
+      return;
+    }
+    if (fault.kind === 'lose-answer' && to === connection.client) {
+      stats.droppedBytes += chunk.length;
+      reset(connection);
       return;
     }
     if (fault.kind === 'delay') {

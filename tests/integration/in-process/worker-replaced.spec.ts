@@ -49,7 +49,13 @@ type LostAnswer =
    * closed the connection before answering (a gateway's 502 or 504, outside the contract, rejects
    * the call as an unknown status: the same path as a closed connection).
    */
-  | 'upstream-reset';
+  | 'upstream-reset'
+  /**
+   * A gateway that retries the request (its upstream's answer lost on the way, say): the same
+   * request is sent again once the orchestrator answered it, and the client gets the second
+   * answer, to a duplicate of an attempt already served.
+   */
+  | 'duplicate';
 
 interface HttpsFront {
   /** `https://127.0.0.1:PORT` */
@@ -58,6 +64,8 @@ interface HttpsFront {
   target(orchestrator: RunningOrchestrator): void;
   /** The next request matching `path`: the orchestrator serves it, and its answer is lost as `how`. */
   loseNextAnswer(path: RegExp, how: LostAnswer): void;
+  /** Every registration passed on so far: its `Idempotency-Key` header and its body's `sequence`. */
+  readonly registrations: { key: string | undefined; sequence: unknown }[];
   close(): Promise<void>;
 }
 
@@ -70,31 +78,53 @@ interface HttpsFront {
 async function startHttpsFront(orchestrator: RunningOrchestrator): Promise<HttpsFront> {
   let upstream = new URL(orchestrator.url);
   const losses: { path: RegExp; how: LostAnswer }[] = [];
+  const registrations: HttpsFront['registrations'] = [];
   const server = createHttpsServer(
     { cert: certs.serverCert, key: certs.serverKey, ca: certs.caCert, requestCert: true, rejectUnauthorized: true },
     (req, res) => {
       const loss = losses.findIndex(({ path }) => path.test(req.url ?? ''));
       const how = loss >= 0 ? losses.splice(loss, 1)[0]!.how : undefined;
-      const forwarded = httpRequest(
-        { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers },
-        (answer) => {
-          if (how === undefined) {
-            res.writeHead(answer.statusCode!, answer.headers);
-            answer.pipe(res);
-            return;
-          }
-          // Served: the whole answer came back from the orchestrator; the client gets none of it.
+      const target = { host: upstream.hostname, port: upstream.port, path: req.url, method: req.method };
+      /** The request's body, for a `duplicate`'s second sending. */
+      const body: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => body.push(chunk));
+      const forwarded = httpRequest({ ...target, headers: req.headers }, (answer) => {
+        if (how === 'duplicate') {
           answer.resume();
           answer.on('end', () => {
-            if (how === 'close') req.socket.destroy();
-            else
-              res
-                .writeHead(503, { 'content-type': 'text/plain' })
-                .end('upstream connect error or disconnect/reset before headers. reset reason: connection termination');
+            const again = httpRequest({ ...target, headers: req.headers }, (second) => {
+              res.writeHead(second.statusCode!, second.headers);
+              second.pipe(res);
+            });
+            again.on('error', () => res.destroy());
+            again.end(Buffer.concat(body));
           });
-        },
-      );
+          return;
+        }
+        if (how === undefined) {
+          res.writeHead(answer.statusCode!, answer.headers);
+          answer.pipe(res);
+          return;
+        }
+        // Served: the whole answer came back from the orchestrator; the client gets none of it.
+        answer.resume();
+        answer.on('end', () => {
+          if (how === 'close') req.socket.destroy();
+          else
+            res
+              .writeHead(503, { 'content-type': 'text/plain' })
+              .end('upstream connect error or disconnect/reset before headers. reset reason: connection termination');
+        });
+      });
       forwarded.on('error', () => res.destroy());
+      if (req.url === '/api/workers/register') {
+        const chunks: Buffer[] = [];
+        req.on('data', (chunk: Buffer) => chunks.push(chunk));
+        req.on('end', () => {
+          const { sequence } = JSON.parse(Buffer.concat(chunks).toString()) as { sequence?: unknown };
+          registrations.push({ key: req.headers['idempotency-key'] as string | undefined, sequence });
+        });
+      }
       req.pipe(forwarded);
     },
   );
@@ -103,6 +133,7 @@ async function startHttpsFront(orchestrator: RunningOrchestrator): Promise<Https
     url: `https://127.0.0.1:${(server.address() as AddressInfo).port}`,
     target: (next) => (upstream = new URL(next.url)),
     loseNextAnswer: (path, how) => losses.push({ path, how }),
+    registrations,
     close: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
@@ -292,15 +323,18 @@ function readCredential(file: string): string | undefined {
 describe('a worker behind mutual TLS whose registration a restarted orchestrator served, the answer lost', () => {
   // Over https a connection closed before the first byte is also how TLS 1.3 refuses a client
   // certificate; the worker used to take it for "not sent", so the live holder of its id, its own
-  // unread registration, was "another process": exit 3 for good, though nobody replaced it.
+  // unread registration, was "another process": exit 3 for good, though nobody replaced it. Then
+  // (round J) it waited that registration out: 409 WorkerIdTaken until it was Offline. Now its
+  // next attempt is a retry (its registration key, a greater sequence) and is taken at once.
   it.each<[string, LostAnswer]>([
     ['the connection closed before a byte', 'close'],
     ["a gateway's 503 (the orchestrator closed behind it)", 'upstream-reset'],
   ])(
-    'waits that registration out rather than stopping as replaced: %s',
+    'registers again at once by its retry, the unread credential revoked: %s',
     async (_what, how) => {
       cluster = new Cluster();
-      const first = await cluster.startOrchestrator({ joinToken: JOIN, heartbeatTimeoutMs: SHORT_TIMEOUT_MS });
+      // The default heartbeat timeout: waiting that registration out would take 121 s.
+      const first = await cluster.startOrchestrator({ joinToken: JOIN, heartbeatTimeoutMs: 120_000 });
       front = await startHttpsFront(first);
       const worker = await cluster.startWorker({
         id: 'w-mtls',
@@ -315,26 +349,111 @@ describe('a worker behind mutual TLS whose registration a restarted orchestrator
       // The orchestrator restarts (a new one, knowing nothing, behind the same address); the
       // worker's registration again is served, and its answer lost on the way back.
       front.loseNextAnswer(/^\/api\/workers\/register/, how);
-      const restarted = await cluster.startOrchestrator({ joinToken: JOIN, heartbeatTimeoutMs: SHORT_TIMEOUT_MS });
+      const restarted = await cluster.startOrchestrator({ joinToken: JOIN, heartbeatTimeoutMs: 120_000 });
+      // Each credential the restarted orchestrator issues, in order: the first one's answer is lost.
+      const issued: string[] = [];
+      restarted.registry.onChange((event) => {
+        if (event.type === 'registered') issued.push(restarted.registry.credentialOf(event.workerId)!);
+      });
       front.target(restarted);
       await first.close();
-      await expect.poll(() => restarted.registry.incarnationOf('w-mtls'), { timeout: 10_000 }).toBe(incarnation);
-      const unread = restarted.registry.credentialOf('w-mtls');
+      await expect.poll(() => issued.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(1);
+      const unread = issued[0]!;
 
-      // Its next attempts present the old credential: 409 WorkerIdTaken (with Retry-After) while
-      // that registration is live, though it is this process's own (the incarnation is no secret).
+      // Its next attempt (the old credential, unknown here; its key; the next sequence) is a
+      // retry: registered within the backoff, the unread credential revoked, no 409 on the way.
       await expect
-        .poll(() => worker.link!.state.status === 'registering' && worker.link!.state.lastError, { timeout: 10_000 })
-        .toContain('WorkerIdTaken');
-      expect(restarted.registry.credentialOf('w-mtls')).toBe(unread);
-
-      cluster.clock.advance(SHORT_TIMEOUT_MS + 1); // that registration, never heartbeated, is Offline
-      await expect.poll(() => worker.link!.state.status, { timeout: SHORT_TIMEOUT_MS + 10_000 }).toBe('registered');
+        .poll(() => worker.link!.state.status === 'registered' && worker.link!.credential !== before, {
+          timeout: 15_000,
+        })
+        .toBe(true);
       const credential = worker.link!.credential!;
       expect([before, unread]).not.toContain(credential);
       expect(restarted.registry.credentialOf('w-mtls')).toBe(credential);
+      expect(restarted.registry.workerWithCredential(unread)).toBeUndefined();
       expect(restarted.registry.incarnationOf('w-mtls')).toBe(incarnation);
+      expect(issued).toEqual([unread, credential]);
+      expect(worker.link!.state).toMatchObject({ status: 'registered' });
+      expect(JSON.stringify(worker.link!.state)).not.toContain('WorkerIdTaken');
     },
     40_000,
   );
+});
+
+describe("a worker's registration key", () => {
+  it('is one random key per process on every attempt, with a greater sequence each time; never logged, written to the credential file, nor in the link state', async () => {
+    cluster = new Cluster();
+    const orchestrator = await cluster.startOrchestrator({ joinToken: JOIN });
+    front = await startHttpsFront(orchestrator);
+    front.loseNextAnswer(/^\/api\/workers\/register/, 'close');
+    const credentialFile = join(mkdtempSync(join(tmpdir(), 'mpd-key-')), 'credential');
+    const lines: string[] = [];
+    const tls = { ca: certs.caCert, cert: certs.clientCert, key: certs.clientKey };
+    const settings = { joinToken: JOIN, orchestratorUrl: front.url, orchestratorTls: tls, credentialFile };
+    const worker = await cluster.startWorker({
+      ...settings,
+      id: 'w-key',
+      logger: pino({ level: 'trace' }, { write: (line: string) => lines.push(line) }),
+    });
+    await worker.link!.registered();
+    await expect.poll(() => readCredential(credentialFile), { timeout: 5_000 }).toBe(worker.link!.credential);
+    // Another process (a second worker) has a key of its own.
+    const other = await cluster.startWorker({ ...settings, id: 'w-key-2', credentialFile: `${credentialFile}-2` });
+    await other.link!.registered();
+
+    const [lost, retry, second] = front.registrations;
+    expect(front.registrations).toHaveLength(3);
+    expect([lost!.sequence, retry!.sequence, second!.sequence]).toEqual([1, 2, 1]);
+    const key = /^"([A-Za-z0-9_-]{43})"$/.exec(lost!.key ?? '')?.[1];
+    expect(key).toBeDefined();
+    expect(retry!.key).toBe(lost!.key);
+    expect(second!.key).not.toBe(lost!.key);
+    expect(lines.join('')).toMatch(/registration failed; retrying[^]*registered with the orchestrator/);
+    for (const line of lines) expect(line).not.toContain(key);
+    expect(readFileSync(credentialFile, 'utf8')).not.toContain(key);
+    expect(JSON.stringify(worker.link!.state)).not.toContain(key);
+    // Nor does any line name the incarnation (others read the log).
+    for (const line of lines) expect(line).not.toContain(worker.incarnation);
+  });
+});
+
+describe("a gateway's retry of a served registration (its 409 answered, the served attempt's answer lost)", () => {
+  it('a worker registering again checks the 409 once more (its retry is taken) rather than stopping as replaced', async () => {
+    cluster = new Cluster();
+    const first = await cluster.startOrchestrator({ joinToken: JOIN, heartbeatTimeoutMs: 120_000 });
+    front = await startHttpsFront(first);
+    const worker = await cluster.startWorker({
+      id: 'w-dup',
+      joinToken: JOIN,
+      orchestratorUrl: front.url,
+      orchestratorTls: { ca: certs.caCert, cert: certs.clientCert, key: certs.clientKey },
+    });
+    await worker.link!.registered();
+    const before = worker.link!.credential;
+
+    // The orchestrator restarts; the worker's registration again goes through a gateway that
+    // sends it twice and answers with the second answer: 409 WorkerIdTaken, a stale duplicate.
+    front.loseNextAnswer(/^\/api\/workers\/register/, 'duplicate');
+    const restarted = await cluster.startOrchestrator({ joinToken: JOIN, heartbeatTimeoutMs: 120_000 });
+    const issued: string[] = [];
+    restarted.registry.onChange((event) => {
+      if (event.type === 'registered') issued.push(restarted.registry.credentialOf(event.workerId)!);
+    });
+    front.target(restarted);
+    await first.close();
+
+    await expect
+      .poll(() => worker.link!.state.status === 'registered' && worker.link!.credential !== before, {
+        timeout: 15_000,
+      })
+      .toBe(true);
+    expect(worker.link!.state.status).toBe('registered');
+    // The served attempt's credential (never read) revoked by the retry; the worker holds the second.
+    expect(issued).toHaveLength(2);
+    expect(worker.link!.credential).toBe(issued[1]);
+    expect(restarted.registry.workerWithCredential(issued[0]!)).toBeUndefined();
+    // The worker's own attempts (the gateway's duplicate is the gateway's): registered, the one
+    // served twice, and the check that was taken as its retry.
+    expect(front.registrations.map(({ sequence }) => sequence)).toEqual([1, 2, 3]);
+  });
 });

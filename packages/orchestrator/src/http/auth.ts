@@ -38,7 +38,8 @@ function authenticate(req: Request, tokens: AuthTokens, registry: NodeRegistry):
   const token = bearerToken(req);
   if (token === undefined) return { kind: 'anonymous' };
   // Workers' credentials first: most calls are heartbeats, and the lookup by hash is one hash.
-  const workerId = registry.workerWithCredential(token);
+  // Records the credential's use: from now on no registration retry revokes it.
+  const workerId = registry.authenticate(token);
   if (workerId !== undefined) return { kind: 'worker', workerId };
   if (tokens.adminToken !== undefined && safeEqual(token, tokens.adminToken)) return { kind: 'admin' };
   if (tokens.joinToken !== undefined && safeEqual(token, tokens.joinToken)) return { kind: 'join' };

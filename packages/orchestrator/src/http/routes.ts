@@ -1,6 +1,7 @@
 import {
   errorResponse,
   type HeartbeatCancel,
+  IDEMPOTENCY_KEY_HEADER,
   type OrchestratorContract,
   orchestratorContract,
   type WorkerNode,
@@ -110,7 +111,7 @@ export function createRoutes(
           authorize((who) => mayRegister(who, tokens)),
           registerLimiter(options.rateLimits.registerPerMinute, limited),
         ],
-        handler: async ({ body, req, res }) => {
+        handler: async ({ body, headers, req, res }) => {
           // Where this request arrived is the orchestrator's own address, whoever listens where.
           const reachedAt = { host: req.socket.localAddress ?? '', port: req.socket.localPort ?? 0 };
           const refusal = await endpointPolicy.check(body.workerNode.endpoint, reachedAt);
@@ -120,12 +121,15 @@ export function createRoutes(
             return errorResponse('EndpointNotAllowed', `${field}: ${message}`, [{ field, message }]);
           }
           // With or without a join token: a live worker's id is refused (409) unless the request
-          // presents its credential, so no one can take a worker's place or learn its credential.
+          // presents its credential, so no one can take a worker's place or learn its credential;
+          // or is that worker's own retry after a lost answer (its registration key, never logged).
           const registered = refusedAs(REGISTRATION_REFUSALS, res, () =>
             registry.register(body.workerNode, {
               credential: body.credential,
               exclusive: true,
               incarnation: body.incarnation,
+              retryKey: headers[IDEMPOTENCY_KEY_HEADER],
+              sequence: body.sequence,
             }),
           );
           if (registered.refused) return registered.refused;

@@ -17,6 +17,7 @@ import {
   type ResolvedOrchestratorOptions,
 } from '../orchestrator-options.js';
 import { credentialHash, newCredential } from './credentials.js';
+import { repeats, type RetryRecord, retryRecord, sameKey } from './registration-retry.js';
 import { copyJson, deepFreeze } from './frozen-json.js';
 import { isoTime } from './iso-time.js';
 import type {
@@ -67,6 +68,14 @@ interface Entry {
   draining: boolean;
   /** The secret issued at registration; see {@link NodeRegistry.credentialOf}. */
   credential: string;
+  /**
+   * Whether `credential` has been used: a request authenticated with it
+   * ({@link NodeRegistry.authenticate}), or a registration presented it. Once it has, its
+   * holder provably has it, and no retry revokes it (see {@link NodeRegistry.register}).
+   */
+  credentialUsed: boolean;
+  /** The registration key's digest, sequence and body digest of the registration, when it sent a key. */
+  retry: RetryRecord | undefined;
   /** True once `sweep` reported the current outage. */
   reportedOffline: boolean;
   /** What the last heartbeat listed as running; see {@link NodeRegistry.executionsOf}. */
@@ -138,7 +147,16 @@ export class InMemoryNodeRegistry implements NodeRegistry {
       options.credential !== undefined &&
       this.workerWithCredential(options.credential) === node.id;
     const now = this.#now();
-    if (options.exclusive && previous && !sameCredential && !this.#isOffline(previous, now)) {
+    const attempt = retryRecord(node, options.retryKey, options.sequence);
+    // The holder's own process again, after it lost the answer that carried the credential.
+    const retry =
+      previous !== undefined &&
+      !sameCredential &&
+      !previous.credentialUsed &&
+      options.incarnation !== undefined &&
+      previous.incarnation === options.incarnation &&
+      repeats(previous.retry, attempt);
+    if (options.exclusive && previous && !sameCredential && !retry && !this.#isOffline(previous, now)) {
       // Past the holder's lease (its last heartbeat plus the timeout) it is Offline, unless it
       // heartbeats again; bounded by the timeout (a clock that stepped back cannot lengthen it).
       const leaseRemainingMs = Math.min(
@@ -179,7 +197,14 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     }
     // Only the holder keeps the credential: anyone else gets a new one, so registering under an
     // id never reveals the credential the orchestrator sends to that id's worker.
+    // A retry revokes the holder's credential, which no request has used (its answer was lost).
     const credential = sameCredential ? previous.credential : newCredential();
+    // The greatest sequence served under this key: a stale duplicate of an earlier attempt
+    // (the same or a smaller number) is never a retry, whatever came in between.
+    const retryKept =
+      attempt !== undefined && previous !== undefined && sameKey(previous.retry, attempt)
+        ? { ...attempt, sequence: Math.max(attempt.sequence, previous.retry!.sequence) }
+        : attempt;
     if (previous) {
       this.#byCredential.delete(credentialHash(previous.credential));
       this.#release(previous.pipeline);
@@ -187,6 +212,8 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     this.#byCredential.set(credentialHash(credential), node.id);
     const entry: Entry = {
       credential,
+      credentialUsed: sameCredential,
+      retry: retryKept,
       id: node.id,
       endpoint: node.endpoint,
       capabilities: deepFreeze(structuredClone(node.capabilities)),
@@ -263,6 +290,12 @@ export class InMemoryNodeRegistry implements NodeRegistry {
 
   workerWithCredential(credential: string): string | undefined {
     return this.#byCredential.get(credentialHash(credential));
+  }
+
+  authenticate(credential: string): string | undefined {
+    const workerId = this.#byCredential.get(credentialHash(credential));
+    if (workerId !== undefined) this.#entries.get(workerId)!.credentialUsed = true;
+    return workerId;
   }
 
   unregister(workerId: string, options?: IncarnationOptions): boolean {
@@ -408,9 +441,13 @@ export class InMemoryNodeRegistry implements NodeRegistry {
   #checkIncarnation(entry: Entry, options: IncarnationOptions | undefined): void {
     const incarnation = options?.incarnation;
     if (incarnation === undefined || incarnation === entry.incarnation) return;
+    // Names no incarnation, neither the registered one nor the caller's: this answer reaches
+    // callers who are not that worker (an anonymous heartbeat without a join token, an admin's
+    // drain with a wrong `?incarnation=`), and the incarnation is part of what makes a
+    // registration a retry (see NodeRegistry.register).
     throw new RegistrationError(
       'WorkerReplaced',
-      `Worker '${entry.id}' was replaced: another process (incarnation ${entry.incarnation ?? 'unnamed'}) registered under its id after this one (incarnation ${incarnation})`,
+      `Worker '${entry.id}' was replaced: another process registered under its id after this one`,
     );
   }
 

@@ -56,9 +56,17 @@ export interface NodeRegistry {
    * the id's pending cancels; the same incarnation (or none, twice) is the same process.
    *
    * With `options.exclusive`, a registration of an id a live worker (any status but `Offline`)
-   * holds is refused unless it presents that worker's credential, whatever its incarnation: the
-   * incarnation is no secret (a 409 `WorkerReplaced` message and the worker's log show it), so it
-   * proves nothing (the README's "Worker ids cannot be taken over").
+   * holds is refused unless it presents that worker's credential, whatever its incarnation (the
+   * README's "Worker ids cannot be taken over"), or is the holder's own **retry** after a lost
+   * answer: it carries the holder's registration key (`options.retryKey`, compared by SHA-256 in
+   * constant time), the holder's incarnation and the same registration (id, endpoint,
+   * capabilities, pipeline), a greater `options.sequence` than any the registry served under that
+   * key, and no request has used the holder's credential ({@link NodeRegistry.authenticate}, or a
+   * registration presenting it). A retry revokes that unused credential and issues a new one;
+   * the same process, it keeps its cancels and emits no `replaced`. The key is what proves the
+   * caller is that process: the incarnation is no secret, and proves nothing alone. A stale
+   * duplicate of a served attempt (the same or a smaller sequence) is refused like any other
+   * registration, and changes nothing.
    * @throws RegistrationError `WorkerIdTaken` (with `options.exclusive`; `retryAfterSeconds`: the
    *   seconds until the holder's heartbeat lease ends, after which it is `Offline` unless it
    *   heartbeats again); `TooManyWorkers` for a new id when the registry is full;
@@ -72,6 +80,13 @@ export interface NodeRegistry {
   credentialOf(workerId: string): string | undefined;
   /** The id of the worker holding this credential, or `undefined`. */
   workerWithCredential(credential: string): string | undefined;
+  /**
+   * The id of the worker holding this credential, or `undefined`, as
+   * {@link NodeRegistry.workerWithCredential}; and records that the credential was used (a
+   * request presented it), so that no registration retry revokes it from then on (see
+   * {@link NodeRegistry.register}). Called once per request that presents a bearer token.
+   */
+  authenticate(credential: string): string | undefined;
   /**
    * Records a heartbeat and returns the worker as {@link NodeRegistry.snapshotOf} has it
    * (shared, frozen: read it, do not keep it); `undefined` when no worker has this id (it
@@ -162,6 +177,20 @@ export interface RegisterOptions {
    * @default none: the registration counts as the same process as an earlier one without it
    */
   incarnation?: string | undefined;
+  /**
+   * The registering process's registration key (the `Idempotency-Key` header, without its
+   * quotes): a secret the process makes at its start and sends on every registration. Kept as
+   * its SHA-256 only. With `sequence`, it makes the process's registration after a lost answer
+   * a retry (see {@link NodeRegistry.register}).
+   * @default none: never a retry
+   */
+  retryKey?: string | undefined;
+  /**
+   * The registration's sequence number in the registering process (the body's `sequence`):
+   * greater at each attempt.
+   * @default none: never a retry
+   */
+  sequence?: number | undefined;
 }
 
 /** Options of the calls a worker makes about itself. */

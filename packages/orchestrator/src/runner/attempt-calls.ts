@@ -105,6 +105,29 @@ export async function sendExecute(
         fetchOptions: { signal: call.controller.signal },
       });
       attempt.failingSince = undefined;
+      // Refused for a credential the worker no longer holds: it registered again meanwhile (a
+      // registration retry after a lost answer revokes the credential read here, and a worker
+      // holds the calls that come before its registration completes). A 401 or 403 runs
+      // nothing: sent again at once, with the credential it holds now (a second refusal, with
+      // that credential unchanged, judges the worker as before).
+      // Any status may come from the endpoint (judgeAnswer): not only those the contract lists.
+      const status: number = answer.status;
+      if ((status === 401 || status === 403) && attempt.state === 'running') {
+        const current = registry.credentialOf(attempt.workerId);
+        if (current !== undefined && current !== credential && options.live(attempt)) {
+          logger.info(
+            {
+              module: attempt.module.name,
+              executionId: body.executionId,
+              workerId: attempt.workerId,
+              status,
+            },
+            'execute call refused for a credential the worker registered again without; sending it again with its new one',
+          );
+          now = true;
+          continue;
+        }
+      }
       // A stand-in client (tests) may answer without headers.
       const outputNone = (answer.headers as Headers | undefined)?.get(OUTPUT_HEADER) === OUTPUT_NONE;
       return { kind: 'answer', answer, outputNone };

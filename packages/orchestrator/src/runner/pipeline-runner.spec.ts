@@ -270,3 +270,54 @@ describe('runPipeline: modules no worker can take', () => {
     await expect(running).rejects.toMatchObject({ setting: 'rescheduleIntervalMs' });
   });
 });
+
+describe('runPipeline: an execute refused for a credential the worker registered again without', () => {
+  it('is sent again with the credential the worker holds now, not judged broken (a registration retry after a lost answer revoked the one it was sent with)', async () => {
+    const module = defineModule({ name: 'a', run: () => null });
+    const pipeline = definePipeline({ name: 'retry', modules: [module] });
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
+    const node = {
+      id: 'w0',
+      endpoint: 'http://w0:9000',
+      capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+      pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: ['a'] },
+    };
+    const key = 'k'.repeat(43);
+    const register = (sequence: number) =>
+      registry.register(node, { exclusive: true, incarnation: 'i-1', retryKey: key, sequence });
+    register(1);
+    const unread = registry.credentialOf('w0')!;
+    const instant = instantWorkerClient({ workerId: 'w0' });
+    const sentWith: string[] = [];
+    const result = await runPipeline({
+      pipeline,
+      registry,
+      logger: pino({ level: 'silent' }),
+      workerWaitMs: 2_000,
+      createClient: ({ token }) =>
+        ({
+          execution: {
+            execute: async (request: Parameters<typeof instant.execution.execute>[0]) => {
+              sentWith.push(token!);
+              if (token !== registry.credentialOf('w0')) throw new Error('a call with a revoked credential');
+              if (token !== unread) return instant.execution.execute(request);
+              // The worker held this call until its registration completed: by its retry, which
+              // revoked the credential the call bears (the worker never read it).
+              register(2);
+              return {
+                status: 401,
+                body: { success: false, code: 'Unauthorized', errorMessage: 'the bearer token is not valid' },
+              };
+            },
+            cancel: instant.execution.cancel,
+          },
+          close: async () => undefined,
+        }) as unknown as WorkerClient,
+    });
+    expect(result.status).toBe('Successful');
+    const [attempt, ...others] = result.modules[0]!.attempts;
+    expect(others).toEqual([]);
+    expect(attempt).toMatchObject({ workerId: 'w0', outcome: 'Succeeded' });
+    expect(sentWith).toEqual([unread, registry.credentialOf('w0')]);
+  });
+});

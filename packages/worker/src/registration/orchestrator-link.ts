@@ -1,8 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { bearerHeader, type OrchestratorClient, MpdClientError } from '@mpd/client';
-import type { ErrorBody, WorkerNodeRegistration } from '@mpd/contract';
+import { type ErrorBody, IDEMPOTENCY_KEY_HEADER, type WorkerNodeRegistration } from '@mpd/contract';
 import { longSleep } from '@mpd/contract/timers';
 import { backoffDelay, writeStateFile } from '@mpd/server-kit';
 import type { Logger } from 'pino';
@@ -209,9 +210,12 @@ export interface LinkStart {
  * orchestrator no longer knows (401, not the 409 `WorkerReplaced` a process stalled after reading
  * its answer gets), and its registration again is refused 409 `WorkerIdTaken` as long as the
  * replacement is live. The rule: a process that has registered (the orchestrator accepted its
- * incarnation) and whose registration again is refused `WorkerIdTaken` has been replaced by
- * another live process, and ends as for `WorkerReplaced` (the worker exits 3, with the same
- * message). One exception: when an attempt of that registration may have been served without
+ * incarnation) and whose registration again is refused `WorkerIdTaken` twice in a row has been
+ * replaced by another live process, and ends as for `WorkerReplaced` (the worker exits 3, with
+ * the same message). The first refusal is checked by one more attempt after the backoff: it may
+ * answer a gateway's retry of this process's own attempt, served just before (a stale
+ * duplicate), and the attempt after it is then this process's retry, which the orchestrator
+ * takes (see below). One exception: when an attempt of that registration may have been served without
  * its answer reaching this process (any failure but those that prove it never reached the
  * orchestrator, see `provesNotServed`; and a 5xx answer), the live holder may be this process's
  * own unread registration, which a new orchestrator gave a new credential; the link then retries
@@ -220,6 +224,14 @@ export interface LinkStart {
  * {@link UnansweredRegistration}). A fresh process that has not registered yet retries
  * `WorkerIdTaken` as before: the old holder may be its own crashed predecessor, whose id frees
  * once it is Offline.
+ *
+ * A retry after a lost answer. Every registration attempt carries this process's registration
+ * key (the `Idempotency-Key` header: a random secret of the link's, never logged nor written)
+ * and a `sequence` one greater than the last attempt's. An orchestrator of round K or later
+ * takes the attempt after a lost answer as this process's retry (the same key, incarnation and
+ * registration, a greater sequence, the unread credential never used): 200 at once, the unread
+ * credential revoked; so the wait above only happens with older orchestrators, or when the
+ * unread registration was not this process's (a registration made in-process, without a key).
  * Each registration retried after a 409, a 429 (`RateLimited`) or a 503 (`TooManyWorkers`,
  * `TooManyPipelines`) waits the answer's `Retry-After` (the holder's lease; the rate limit's
  * window; the registry's next removal), or the backoff where that is longer
@@ -239,6 +251,17 @@ export class OrchestratorLink {
   private readonly registeredWaiters = new Set<() => void>();
   /** The credential from the last registration: sent on heartbeats, unregister, drain. */
   private credentialValue: string | undefined;
+  /**
+   * This process's registration key: 32 random bytes (base64url), made once per link (one link
+   * per worker start, as the incarnation), sent as the `Idempotency-Key` of every registration
+   * and nowhere else: never logged, never written to the credential file or anywhere, never in
+   * the link's state. With {@link OrchestratorLink.sequence} it makes a registration after a
+   * lost answer a retry the orchestrator answers at once (README "A registration whose answer
+   * was lost"); anyone else who knows the id and the incarnation still cannot.
+   */
+  readonly #registrationKey = `"${randomBytes(32).toString('base64url')}"`;
+  /** The last registration attempt's sequence number (the body's `sequence`): one more at each attempt, from 1. */
+  private sequence = 0;
   /** What the credential file held when this process last read or wrote it (undefined: nothing). */
   private credentialInFile: string | undefined;
   /** The credential still to be written to the file (the latest registration's), if any. */
@@ -567,6 +590,12 @@ export class OrchestratorLink {
     const unanswered = new UnansweredRegistration(this.now);
     /** The answer's `Retry-After` (ms), when it gave one: the next attempt waits at least that long. */
     let notBefore: number | undefined;
+    /**
+     * Whether this round has checked a 409 `WorkerIdTaken` once with a further attempt before
+     * taking it for a replacement: the 409 may answer a gateway's retry of this very attempt,
+     * served after the attempt itself (a stale duplicate), whose answer was lost.
+     */
+    let checkedTaken = false;
     for (let attempt = 0; !signal.aborted; attempt++) {
       this.current = { status: 'registering', attempt, ...(this.lastError ? { lastError: this.lastError } : {}) };
       try {
@@ -577,7 +606,10 @@ export class OrchestratorLink {
             timestamp: new Date().toISOString(),
             ...(this.credentialValue ? { credential: this.credentialValue } : {}),
             incarnation: this.options.incarnation,
+            // Every attempt a greater one: a later attempt is a retry, an earlier one stale.
+            sequence: ++this.sequence,
           },
+          headers: { [IDEMPOTENCY_KEY_HEADER]: this.#registrationKey },
           fetchOptions: { signal },
           extraHeaders: bearerHeader(this.options.joinToken),
         });
@@ -604,12 +636,9 @@ export class OrchestratorLink {
           };
           this.lease.renew(sentAt, this.heartbeatTimeoutMs);
           // No workerId here: the link's logger has it already (pino would write it twice).
+          // Not the incarnation: a log is read by others than this process (see `incarnation`).
           logger.info(
-            {
-              incarnation: this.options.incarnation,
-              heartbeatIntervalMs,
-              heartbeatTimeoutMs: this.heartbeatTimeoutMs,
-            },
+            { heartbeatIntervalMs, heartbeatTimeoutMs: this.heartbeatTimeoutMs },
             'registered with the orchestrator',
           );
           for (const resolve of this.registeredWaiters) resolve();
@@ -624,9 +653,25 @@ export class OrchestratorLink {
           this.registeredOnce &&
           !unanswered.mayHoldTheId(this.heartbeatTimeoutMs)
         ) {
-          // Registered before, and the id is another live process's now (see the class's docs).
-          this.endReplaced(response.body.errorMessage);
-          return undefined;
+          if (checkedTaken) {
+            // Registered before, and the id is another live process's now (see the class's docs).
+            this.endReplaced(response.body.errorMessage);
+            return undefined;
+          }
+          // Once, after the backoff: were the holder this process's own attempt (a gateway
+          // retried it, and answered with the duplicate's 409), the next attempt is its retry
+          // (its key, a greater sequence) and is taken; another process's holds, and ends this.
+          checkedTaken = true;
+          this.lastError = `register answered 409: ${JSON.stringify(response.body)}`;
+          notBefore = undefined;
+          const delay = this.delay(attempt);
+          this.current = { status: 'registering', attempt, lastError: this.lastError };
+          logger.warn(
+            { attempt, retryInMs: delay, error: this.lastError },
+            'registration refused: the id is live under another registration; trying once more before stopping as replaced',
+          );
+          if (!(await pause(delay, signal))) return undefined;
+          continue;
         }
         // A 5xx may come after the orchestrator served it: a gateway's 503 (Envoy's, when the
         // orchestrator closed before answering), the orchestrator's own 500 on the way back. (A

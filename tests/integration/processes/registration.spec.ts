@@ -1,0 +1,69 @@
+/**
+ * A registration whose answer was lost, with real processes: an orchestrator CLI with a join
+ * token and a long heartbeat timeout (120 s, the default), a worker CLI registering through a
+ * TCP proxy that lets the first registration through to the orchestrator and resets the
+ * connection as the answer begins. The worker's retry (its registration key, the next
+ * sequence) is taken at once: the run's one module runs within seconds. Before round K the
+ * retry got 409 `WorkerIdTaken` with `Retry-After: 121`, and the module waited for it.
+ */
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { RunResult } from '@mpd/orchestrator';
+import {
+  cliOf,
+  type FaultProxy,
+  killLeftovers,
+  orchestratorArgs,
+  spawnProcess,
+  startFaultProxy,
+  workerArgs,
+} from '@mpd/test-kit';
+import { afterEach, describe, expect, it } from 'vitest';
+
+const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
+const JOIN = 'registration-join-token-0123456789';
+
+let proxy: FaultProxy | undefined;
+afterEach(async () => {
+  killLeftovers();
+  await proxy?.close();
+  proxy = undefined;
+});
+
+async function start(pkg: 'orchestrator' | 'worker', args: string[]) {
+  const proc = spawnProcess({
+    script: cliOf(pkg),
+    args,
+    cleanEnv: true,
+    env: { MPD_LOG_LEVEL: 'info', MPD_JOIN_TOKEN: JOIN },
+  });
+  return { ...proc, url: await proc.listeningUrl() };
+}
+
+describe('a worker whose first registration answer was lost (real processes, a TCP proxy)', () => {
+  it('retries with its registration key and runs the module within seconds, not after the 121 s Retry-After', async () => {
+    const report = join(mkdtempSync(join(tmpdir(), 'mpd-registration-')), 'report.json');
+    const pipeline = fixture('registration.pipeline.ts');
+    // The default heartbeat timeout (the last --heartbeat-timeout given wins): a refused retry
+    // would wait 121 s, past this test's 60 s.
+    const orchestrator = await start(
+      'orchestrator',
+      orchestratorArgs(0, '--heartbeat-timeout', '120', '--pipeline', pipeline, '--report', report),
+    );
+    proxy = await startFaultProxy({ port: Number(new URL(orchestrator.url).port) });
+    proxy.faultNextRequest({ kind: 'lose-answer' }, /POST \/api\/workers\/register/);
+    const worker = await start('worker', workerArgs(proxy.url, 'w-lost', '--pipeline', pipeline));
+
+    expect(await orchestrator.exited, orchestrator.output()).toBe(0);
+    const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
+    expect(result.modules).toMatchObject([{ name: 'where', status: 'Successful', workerId: 'w-lost' }]);
+    // The first answer was lost (the proxy reset it), the retry taken: no 409 on the way.
+    expect(proxy.stats.resets).toBe(1);
+    const log = worker.output();
+    expect(log).toMatch(/registration failed; retrying/);
+    expect(log).not.toMatch(/WorkerIdTaken/);
+    expect(log.match(/registered with the orchestrator/g)).toHaveLength(1);
+  });
+});
