@@ -136,8 +136,9 @@ export interface ExecutionSink {
  *   would run optimised for a few modules only. A module's own hot code is still optimised (and
  *   its loops replaced on the stack) once it ran that long: a delay of milliseconds in a module
  *   that computes for seconds.
- * Measured: the hosts' share of the judged figure about 0.1 ms a module lower (6 of 7
- * alternating holds), a host's start no dearer.
+ * Measured: the hosts' share of the judged figure about 0.1 ms a module lower (every hold of
+ * the same tree with and without them; two of four against main), the warm figure and a host's
+ * start no dearer.
  */
 export const HOST_V8_FLAGS: readonly string[] = ['--always-sparkplug', '--interrupt-budget=1081344'];
 
