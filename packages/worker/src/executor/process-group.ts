@@ -147,7 +147,11 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
   const pid = process.pid;
   let statFd: number;
   try {
-    statFd = openSync(`/proc/${pid}/stat`, 'r');
+    // The main thread's stat: its children's page faults and the number of threads are the
+    // process's (they are kept per process), and the kernel makes it without summing every
+    // thread's times and faults as for `/proc/PID/stat` (3.0 against 3.6 µs a read with 16
+    // threads, round K).
+    statFd = openSync(`/proc/${pid}/task/${pid}/stat`, 'r');
   } catch {
     return { settle: () => undefined, count: () => 0 };
   }
@@ -157,7 +161,7 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
   let own = new Set<string>();
   let faults = 0;
 
-  /** `[children's page faults, number of threads]` from `/proc/self/stat`. */
+  /** `[children's page faults, number of threads]` from `/proc/self/task/PID/stat` (the process's both). */
   const ownStat = (): [number, number] => {
     const length = readSync(statFd, buffer, 0, buffer.length, 0);
     const text = buffer.toString('latin1', 0, length);
