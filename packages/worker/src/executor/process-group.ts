@@ -187,7 +187,10 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
   /** Whether thread `tid` is asleep in `futex` (see {@link FUTEX_SYSCALL}); false when that cannot be read. */
   const asleepInFutex = (tid: string): boolean => {
     try {
-      return FUTEX_SYSCALL !== undefined && readFileSync(`/proc/${pid}/task/${tid}/syscall`, 'latin1').startsWith(`${FUTEX_SYSCALL} `);
+      return (
+        FUTEX_SYSCALL !== undefined &&
+        readFileSync(`/proc/${pid}/task/${tid}/syscall`, 'latin1').startsWith(`${FUTEX_SYSCALL} `)
+      );
     } catch {
       return false; // unreadable: read its list
     }
