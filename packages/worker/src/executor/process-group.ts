@@ -103,7 +103,7 @@ const processKey = (pid: number): string | undefined => {
  *   threads is read again only when their number changed or a thread kept open is gone (a read
  *   of a gone thread's file fails, even when its id was reused). Not read after
  *   {@link LeftoverCheck.settle}: the threads that were then asleep in `futex` (`/proc/…/task/TID/syscall`
- *   202): V8's platform workers and libuv's pool, about 9 of a host's 12, which run no
+ *   202): V8's platform workers and libuv's pool, about 9 of a host's 13, which run no
  *   JavaScript and never start a process (a process is started by a thread running an event
  *   loop: the main thread, a `Worker`, tsx's loader thread, each asleep in `epoll_wait` or
  *   running, and read) and live as long as the process (a new thread, made later, is read).
@@ -114,11 +114,11 @@ const processKey = (pid: number): string | undefined => {
  *   no thread lists them any more, but they stay in the host's process group, which only a walk
  *   of `/proc` lists (about 1 ms for 130 processes; more on a busy machine). That walk is made
  *   only when some process may have been started since the last check: a child is listed now,
- *   or the host reaped one, which its `cminflt`/`cmajflt` (`/proc/self/stat`: the page faults of
+ *   or the host reaped one, which its `cminflt`/`cmajflt` (`/proc/self/task/PID/stat`: the page faults of
  *   the children it waited for, theirs included) tells: every process that started another one
  *   took a page fault (a `fork` write-protects its memory, an `exec` loads its program by
  *   faults), so an orphan's parent, once reaped, always moves that count. A module that starts
- *   no process costs one more `pread` (`/proc/self/stat`) and no walk. A listed child that is a
+ *   no process costs one more `pread` (that stat) and no walk. A listed child that is a
  *   zombie (a worker thread's child that outlived its thread stays unreaped, listed for good)
  *   runs nothing and starts no walk (before: every later check walked `/proc`, about 6 ms).
  * - **The host's own processes** (tsx's esbuild service, started by its loader thread when a file
