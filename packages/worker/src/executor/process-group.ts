@@ -107,7 +107,10 @@ const processKey = (pid: number): string | undefined => {
  *   JavaScript and never start a process (a process is started by a thread running an event
  *   loop: the main thread, a `Worker`, tsx's loader thread, each asleep in `epoll_wait` or
  *   running, and read) and live as long as the process (a new thread, made later, is read).
- *   Each read cost about 0.8 µs of CPU a module (round K: 13.0–17.6 µs for `/proc/self/stat`
+ *   Not found therefore: a child of a `Worker` the pipeline file started at load and that was
+ *   blocked in `Atomics.wait` at settle; and a new thread made in the same interval between two
+ *   checks in which a pool thread ended (the count unchanged; pool threads end only with the
+ *   process). Each read cost about 0.6 µs of CPU a module (round K: 13.0–17.6 µs for `/proc/self/stat`
  *   and 16 threads' lists against 4.8–7.2 µs with one list, `node`'s `readSync` in a loop with
  *   and without 5 ms between checks).
  * - **Orphaned descendants** (`sh -c 'server &'`: the shell exits, its child is given to init):
