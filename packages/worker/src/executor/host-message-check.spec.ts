@@ -28,6 +28,8 @@ const MESSAGES: FromHost[] = [
   { type: 'artifact-pack-ended', callId: 1, message: 'failed' },
   { type: 'done', executionId: 'e', leftoverChildren: 0, marked: false, ok: true, resultText: 'null' },
   { type: 'done', executionId: 'e', leftoverChildren: 2, marked: true, ok: false, thrown },
+  // The host's leftover check failed: not known (round K), the host is not reused.
+  { type: 'done', executionId: 'e', leftoverChildren: null, marked: true, ok: true, resultText: 'null' },
   { type: 'done', executionId: 'e', leftoverChildren: 0, marked: true, ok: false, thrown: { ...thrown, stack: 's' } },
   { type: 'crash', executionId: 'e', what: 'threw', thrown },
   { type: 'crash', executionId: undefined, what: 'threw', thrown },

@@ -62,7 +62,11 @@ export function fromHostProblem(message: unknown): string | undefined {
         ? undefined
         : 'a bad artifact-pack-ended message';
     case 'done':
-      if (!isString(message.executionId) || !isCount(message.leftoverChildren) || typeof message.marked !== 'boolean')
+      if (
+        !isString(message.executionId) ||
+        !(message.leftoverChildren === null || isCount(message.leftoverChildren)) ||
+        typeof message.marked !== 'boolean'
+      )
         return 'a done message without its executionId, leftoverChildren or marked';
       if (message.ok === true)
         return isString(message.resultText) ? undefined : 'a done message (ok) without its resultText';

@@ -159,7 +159,8 @@ export type FromHost =
    * The module returned (`resultText`: its result serialised) or threw. `leftoverChildren`:
    * how many processes the module left running — children of any of the host's threads, and
    * processes of its group whose parent exited (`sh -c 'server &'`), see `leftoverCheck` in
-   * `process-group.ts`; a host with any is not reused (they may hold its pipes).
+   * `process-group.ts`; a host with any is not reused (they may hold its pipes). `null`: the
+   * check failed (an unexpected `/proc` error), so it is not known: not reused either.
    *
    * `marked`: whether the host wrote its end marks ({@link OUTPUT_END_MARK}) on its stdout and
    * stderr before this message. It does when the worker cannot read its pipes to their end
@@ -173,7 +174,7 @@ export type FromHost =
    * one poll (see `ModuleHost.answerUnmarked`), and has then every byte of the execution. Two pipe
    * writes in the host and two reads in the worker per module less (issue 14).
    */
-  | ({ type: 'done'; executionId: string; leftoverChildren: number; marked: boolean } & (
+  | ({ type: 'done'; executionId: string; leftoverChildren: number | null; marked: boolean } & (
       { ok: true; resultText: string } | { ok: false; thrown: ThrownDescription }
     ))
   /**

@@ -580,6 +580,19 @@ describe('modules in module hosts', () => {
     30_000,
   );
 
+  it('a host whose leftover check could not tell (done with leftoverChildren null) is not reused: the worker stops its group and says why', async () => {
+    const on = executor();
+    const before = resultOf(await run(on, 'echo')).pid as number;
+    const outcome = await run(on, 'channel-wrong-shape', { params: { line: 'done-leftovers-unknown' } });
+    // The answer is the done's; the module itself still waited: stopped with its host.
+    expect(resultOf(outcome)).toBe('unknown');
+    await expect.poll(() => on.load).toBe(0);
+    expect(logLines.join('')).toMatch(/could not tell whether it left processes running/);
+    // Before round K a host said 0 on such an error and was reused (and a done with null was refused as malformed).
+    await expect.poll(() => running(before), { timeout: 20_000 }).toBe(false);
+    expect(resultOf(await run(on, 'echo')).pid).not.toBe(before);
+  }, 30_000);
+
   it("a module writing more than the channel's line limit on fd 3 without a newline: its execution fails as a crash naming the limit, the worker holds none of it and goes on", async () => {
     const on = executor();
     const limit = channelLineLimit(DEFAULT_MAX_RESULT_BYTES);

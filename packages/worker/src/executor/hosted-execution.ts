@@ -115,12 +115,14 @@ async function runHosted(
     // turn at most lets the answer say the output is complete (`Mpd-Output: none` for a module
     // that wrote nothing: no final batch, issue 14).
     if (!sink.done) await Promise.race([sink.read, new Promise((resolve) => setImmediate(resolve))]);
-    if (ended.leftoverChildren > 0) {
+    if (ended.leftoverChildren !== 0) {
       await stopHost(
         options.pool,
         host,
         frame.log,
-        `the module ended but left ${ended.leftoverChildren} process(es) running: stopping them`,
+        ended.leftoverChildren === null
+          ? 'the module ended but its host could not tell whether it left processes running (reading /proc failed): stopping its process group'
+          : `the module ended but left ${ended.leftoverChildren} process(es) running: stopping them`,
       );
     } else {
       options.pool.release(host);

@@ -510,7 +510,7 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
   // and while a process the module started runs on (it may write to the pipes still). With both
   // queues empty and no child, every byte written so far is in the pipes, which the worker reads
   // to their end when it gets `done` (see `marked` in FromHost's `done`).
-  const marked = !readsToEnd || stopping || leftoverChildren > 0 || ownOutputQueued();
+  const marked = !readsToEnd || stopping || leftoverChildren !== 0 || ownOutputQueued();
   // Written out rather than spread from `end`: a spread into a literal defines each key by a
   // runtime call in the host's cold code.
   const done: FromHost = end.ok
@@ -527,7 +527,7 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
     exitAfter(done, 0);
     return;
   }
-  // Reused (no process left behind): idle, it holds no lease. Otherwise the worker stops its group.
+  // Reused (no process left behind): idle, it holds no lease. Otherwise (some, or not known) the worker stops its group.
   if (leftoverChildren === 0) lease.release();
   send(done);
 }

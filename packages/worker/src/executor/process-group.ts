@@ -79,6 +79,12 @@ export function childrenOf(pid: number): number[] {
   }
 }
 
+/**
+ * The number of `futex` in `/proc/PID/task/TID/syscall` on this machine's architecture; where it
+ * is not known, every thread's children are read.
+ */
+const FUTEX_SYSCALL = ({ x64: 202, arm64: 98 } as Record<string, number | undefined>)[process.arch];
+
 /** A process as `/proc` names it for good: its pid and its start time (clock ticks after boot), so that a reused pid is another process. */
 const processKey = (pid: number): string | undefined => {
   const fields = statFields(pid);
@@ -88,23 +94,34 @@ const processKey = (pid: number): string | undefined => {
 /**
  * How a module host finds the processes its module left running (the check after every module;
  * a host with any is not reused: the worker stops its group). Linux only: where there is no
- * `/proc`, `count()` says 0 (none are checked).
+ * `/proc`, `count()` says 0 (none are checked); where `/proc` fails, `null` (unknown: not reused).
  *
- * - **Children of every thread.** A process started from a worker thread (a `Worker` of the
- *   module, tsx's loader thread) is a child of that thread, listed in
+ * - **Children of every thread that can start a process.** A process started from a worker
+ *   thread (a `Worker` of the module, tsx's loader thread) is a child of that thread, listed in
  *   `/proc/PID/task/TID/children` of that thread alone: the main thread's list missed it (round
- *   J). Each thread's list is read from a file kept open (one `pread` each, about 0.5 µs; a host
- *   has 11–13 threads); the list of threads is read again only when their number changed or a
- *   thread kept open is gone (a read of a gone thread's file fails, even when its id was reused).
+ *   J). Each such thread's list is read from a file kept open (one `pread` each); the list of
+ *   threads is read again only when their number changed or a thread kept open is gone (a read
+ *   of a gone thread's file fails, even when its id was reused). Not read after
+ *   {@link LeftoverCheck.settle}: the threads that were then asleep in `futex` (`/proc/…/task/TID/syscall`
+ *   202): V8's platform workers and libuv's pool, about 9 of a host's 13, which run no
+ *   JavaScript and never start a process (a process is started by a thread running an event
+ *   loop: the main thread, a `Worker`, tsx's loader thread, each asleep in `epoll_wait` or
+ *   running, and read) and live as long as the process (a new thread, made later, is read).
+ *   Not found therefore: a child of a `Worker` the pipeline file started at load and that was
+ *   blocked in `Atomics.wait` at settle; and a new thread made in the same interval between two
+ *   checks in which a pool thread ended (the count unchanged; pool threads end only with the
+ *   process). Each read cost about 0.6 µs of CPU a module (round K: 13.0–17.6 µs for `/proc/self/stat`
+ *   and 16 threads' lists against 4.8–7.2 µs with one list, `node`'s `readSync` in a loop with
+ *   and without 5 ms between checks).
  * - **Orphaned descendants** (`sh -c 'server &'`: the shell exits, its child is given to init):
  *   no thread lists them any more, but they stay in the host's process group, which only a walk
  *   of `/proc` lists (about 1 ms for 130 processes; more on a busy machine). That walk is made
  *   only when some process may have been started since the last check: a child is listed now,
- *   or the host reaped one, which its `cminflt`/`cmajflt` (`/proc/self/stat`: the page faults of
+ *   or the host reaped one, which its `cminflt`/`cmajflt` (`/proc/self/task/PID/stat`: the page faults of
  *   the children it waited for, theirs included) tells: every process that started another one
  *   took a page fault (a `fork` write-protects its memory, an `exec` loads its program by
  *   faults), so an orphan's parent, once reaped, always moves that count. A module that starts
- *   no process costs one more `pread` (`/proc/self/stat`) and no walk. A listed child that is a
+ *   no process costs one more `pread` (that stat) and no walk. A listed child that is a
  *   zombie (a worker thread's child that outlived its thread stays unreaped, listed for good)
  *   runs nothing and starts no walk (before: every later check walked `/proc`, about 6 ms).
  * - **The host's own processes** (tsx's esbuild service, started by its loader thread when a file
@@ -117,8 +134,12 @@ const processKey = (pid: number): string | undefined => {
 export interface LeftoverCheck {
   /** Takes the host's own processes and its children's fault count as they are now (once the pipeline is loaded). */
   settle(): void;
-  /** How many processes other than the host's own run in its group or as its children now (zombies left out); 0 without `/proc`. */
-  count(): number;
+  /**
+   * How many processes other than the host's own run in its group or as its children now
+   * (zombies left out); 0 without `/proc`; `null` when an unexpected error (a failed `/proc`
+   * read or walk) left it unknown: the host is then treated as one with leftovers (not reused).
+   */
+  count(): number | null;
 }
 
 /**
@@ -129,7 +150,11 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
   const pid = process.pid;
   let statFd: number;
   try {
-    statFd = openSync(`/proc/${pid}/stat`, 'r');
+    // The main thread's stat: its children's page faults and the number of threads are the
+    // process's (they are kept per process), and the kernel makes it without summing every
+    // thread's times and faults as for `/proc/PID/stat` (3.0 against 3.6 µs a read with 16
+    // threads, round K).
+    statFd = openSync(`/proc/${pid}/task/${pid}/stat`, 'r');
   } catch {
     return { settle: () => undefined, count: () => 0 };
   }
@@ -139,7 +164,7 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
   let own = new Set<string>();
   let faults = 0;
 
-  /** `[children's page faults, number of threads]` from `/proc/self/stat`. */
+  /** `[children's page faults, number of threads]` from `/proc/self/task/PID/stat` (the process's both). */
   const ownStat = (): [number, number] => {
     const length = readSync(statFd, buffer, 0, buffer.length, 0);
     const text = buffer.toString('latin1', 0, length);
@@ -147,14 +172,54 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
     // cminflt, cmajflt: the 11th and 13th fields; num_threads the 20th (the 9th, 11th, 18th after the name).
     return [Number(fields[8]) + Number(fields[10]), Number(fields[17])];
   };
-  const openThreads = (): void => {
+  /**
+   * The pool threads not read (see the interface), as `tid@starttime` (a thread id reused by a
+   * new thread is another thread, read); taken at `settle()`.
+   */
+  let pool = new Set<string>();
+  /** How many threads the last list of them had (those read and the pool's). */
+  let listedThreads = 0;
+  const threadKey = (tid: string): string | undefined => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
+      return `${tid}@${stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]}`;
+    } catch {
+      return undefined; // ended meanwhile
+    }
+  };
+  /** Whether thread `tid` is asleep in `futex` (see {@link FUTEX_SYSCALL}); false when that cannot be read. */
+  const asleepInFutex = (tid: string): boolean => {
+    try {
+      return (
+        FUTEX_SYSCALL !== undefined &&
+        readFileSync(`/proc/${pid}/task/${tid}/syscall`, 'latin1').startsWith(`${FUTEX_SYSCALL} `)
+      );
+    } catch {
+      return false; // unreadable: read its list
+    }
+  };
+  /** Lists the threads again; `takePool`: (at settle) the threads asleep in futex, but the main thread, become the pool. */
+  const openThreads = (takePool = false): void => {
     const opened = new Map<string, number>();
-    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    const tids = readdirSync(`/proc/${pid}/task`);
+    if (takePool) {
+      pool = new Set();
+      for (const tid of tids) {
+        if (tid === String(pid) || !asleepInFutex(tid)) continue;
+        const key = threadKey(tid);
+        if (key !== undefined) pool.add(key);
+      }
+    }
+    for (const tid of tids) {
       const fd = threads.get(tid);
       if (fd !== undefined) {
         opened.set(tid, fd);
         threads.delete(tid);
         continue;
+      }
+      if (pool.size > 0) {
+        const key = threadKey(tid);
+        if (key !== undefined && pool.has(key)) continue;
       }
       try {
         opened.set(tid, openSync(`/proc/${pid}/task/${tid}/children`, 'r'));
@@ -164,6 +229,7 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
     }
     for (const fd of threads.values()) closeSync(fd);
     threads = opened;
+    listedThreads = tids.length;
   };
   /** The pids listed as children of any thread; undefined when a thread kept open is gone (read the list again). */
   const readChildren = (): number[] | undefined => {
@@ -182,7 +248,7 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
     return children ?? [];
   };
   const children = (threadCount: number): number[] => {
-    if (threadCount !== threads.size) openThreads();
+    if (threadCount !== listedThreads) openThreads();
     return readChildren() ?? (openThreads(), readChildren() ?? []);
   };
   /** A listed child as `/proc` names it for good, or undefined when it is gone or a zombie (it runs nothing). */
@@ -233,8 +299,9 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
 
   return {
     settle() {
-      const [childFaults, threadCount] = ownStat();
-      const listed = children(threadCount);
+      const [childFaults] = ownStat();
+      openThreads(true);
+      const listed = children(listedThreads);
       own = new Set();
       if (listed.length > 0 || childFaults > 0) own = new Set(others(listed));
       rememberZombies(listed);
@@ -261,7 +328,11 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
         rememberZombies(listed);
         return found;
       } catch {
-        return 0;
+        // An unexpected error (a `/proc` read or walk that failed: EMFILE, ENOMEM, a changed
+        // format): which processes run is not known. Before round K this said 0, which made such
+        // a host look clean and reused it with whatever runs in its group; unknown now, so that
+        // it is not reused (the worker stops its group).
+        return null;
       }
     },
   };
