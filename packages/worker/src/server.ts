@@ -171,7 +171,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     // Read per request: the link's credential changes at each registration. Fails closed: see mayCall.
     callGate: () => ({
       accepted: [resolved.token, link?.credential].filter((token): token is string => token !== undefined),
-      awaitingRegistration: link?.awaitingFirstRegistration ?? false,
+      awaitingRegistration: link?.awaitingRegistration ?? false,
       open: resolved.open,
       untilRegistered: (maxMs) => link?.registeredWithin(maxMs) ?? Promise.resolve(),
     }),

@@ -599,3 +599,61 @@ describe('InMemoryNodeRegistry', () => {
     });
   });
 });
+
+describe('InMemoryNodeRegistry: a stale duplicate of a registration served under the holder’s registration key', () => {
+  const KEY = 'k'.repeat(43);
+  const OTHER_KEY = 'o'.repeat(43);
+  const registerWith = (
+    registry: InMemoryNodeRegistry,
+    sequence: number,
+    options: { retryKey?: string; incarnation?: string } = {},
+  ) => registry.register(worker(), { exclusive: true, incarnation: 'i-1', retryKey: KEY, sequence, ...options });
+  const refusal = (register: () => unknown): RegistrationError => {
+    try {
+      register();
+    } catch (error) {
+      if (error instanceof RegistrationError) return error;
+      throw error;
+    }
+    throw new Error('the registration was taken');
+  };
+
+  it('is refused past the holder’s lease (not yet removed) as within it: it neither revokes the credential in use nor renews a stalled holder’s lastHeartbeat', () => {
+    const { registry, advance } = setup();
+    registerWith(registry, 1); // served, its answer lost
+    registerWith(registry, 2); // the retry, read
+    const credential = registry.credentialOf('worker-1')!;
+    expect(registry.authenticate(credential)).toBe('worker-1'); // used: a heartbeat
+    const lastHeartbeat = registry.get('worker-1')!.lastHeartbeat;
+    advance(TIMEOUT_MS + 1); // the holder stalls past its lease; no sweep yet
+    for (const sequence of [1, 2]) {
+      // A gateway's late copy of an attempt served: the holder's key, a sequence served.
+      expect(refusal(() => registerWith(registry, sequence)).code).toBe('WorkerIdTaken');
+      expect(registry.credentialOf('worker-1')).toBe(credential);
+      expect(registry.get('worker-1')).toMatchObject({ lastHeartbeat, status: 'Offline' });
+    }
+    // Anyone else takes an Offline id as before (another key, or none).
+    registerWith(registry, 1, { retryKey: OTHER_KEY, incarnation: 'i-2' });
+    expect(registry.credentialOf('worker-1')).not.toBe(credential);
+  });
+
+  it('tells the holder’s own process (its key and incarnation, its credential unread) to try again in 1 s, where anyone else waits the lease', () => {
+    const { registry } = setup();
+    const registry60 = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000, now: () => START });
+    for (const held of [registry, registry60]) {
+      registerWith(held, 1);
+      // The process's own attempt again (a gateway's retry of it): its next attempt is its retry.
+      expect(refusal(() => registerWith(held, 1)).retryAfterSeconds).toBe(1);
+    }
+    expect(refusal(() => registerWith(registry60, 1, { retryKey: OTHER_KEY })).retryAfterSeconds).toBe(61);
+    expect(refusal(() => registerWith(registry60, 1, { incarnation: 'i-2' })).retryAfterSeconds).toBe(61);
+    // Its credential used: the holder has read it, this is no process waiting for it.
+    registry60.authenticate(registry60.credentialOf('worker-1')!);
+    expect(refusal(() => registerWith(registry60, 1)).retryAfterSeconds).toBe(61);
+    // The retry itself is taken.
+    const fresh = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000, now: () => START });
+    registerWith(fresh, 1);
+    expect(refusal(() => registerWith(fresh, 1)).retryAfterSeconds).toBe(1);
+    expect(registerWith(fresh, 2).id).toBe('worker-1');
+  });
+});

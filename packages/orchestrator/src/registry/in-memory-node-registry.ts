@@ -148,25 +148,49 @@ export class InMemoryNodeRegistry implements NodeRegistry {
       this.workerWithCredential(options.credential) === node.id;
     const now = this.#now();
     const attempt = retryRecord(node, options.retryKey, options.sequence);
+    // The key first, compared in constant time (`repeats`), then the incarnation: the time taken
+    // tells a caller without the key nothing of the incarnation.
+    const repeated = previous !== undefined && repeats(previous.retry, attempt);
     // The holder's own process again, after it lost the answer that carried the credential.
     const retry =
-      previous !== undefined &&
+      repeated &&
       !sameCredential &&
       !previous.credentialUsed &&
       options.incarnation !== undefined &&
-      previous.incarnation === options.incarnation &&
-      repeats(previous.retry, attempt);
-    if (options.exclusive && previous && !sameCredential && !retry && !this.#isOffline(previous, now)) {
+      previous.incarnation === options.incarnation;
+    // A stale duplicate of an attempt already served under the holder's key (the same or a
+    // smaller sequence: a gateway's late copy): refused whatever the holder's lease, so that it
+    // never revokes a credential or renews the lease of a stalled holder not yet swept.
+    const stale =
+      previous !== undefined &&
+      !sameCredential &&
+      sameKey(previous.retry, attempt) &&
+      attempt!.sequence <= previous.retry!.sequence;
+    if (
+      previous &&
+      !sameCredential &&
+      !retry &&
+      (stale || (options.exclusive && !this.#isOffline(previous, now)))
+    ) {
       // Past the holder's lease (its last heartbeat plus the timeout) it is Offline, unless it
       // heartbeats again; bounded by the timeout (a clock that stepped back cannot lengthen it).
       const leaseRemainingMs = Math.min(
         this.heartbeatTimeoutMs,
         Math.max(0, previous.lastHeartbeatMs + this.heartbeatTimeoutMs - now),
       );
+      // The holder's key with a sequence already served, and the holder's credential unread:
+      // the caller (who has the key) is the holder's own process, whose next attempt (a greater
+      // sequence) is its retry, taken at once; it need not wait out its own lease. Only a
+      // caller with the key learns this.
+      const ownUnread =
+        stale &&
+        !previous.credentialUsed &&
+        options.incarnation !== undefined &&
+        previous.incarnation === options.incarnation;
       throw new RegistrationError(
         'WorkerIdTaken',
         `Worker id '${node.id}' is held by a live worker; register with its credential, or wait until it is Offline`,
-        { retryAfterSeconds: Math.max(1, Math.floor(leaseRemainingMs / 1000) + 1) },
+        { retryAfterSeconds: ownUnread ? 1 : Math.max(1, Math.floor(leaseRemainingMs / 1000) + 1) },
       );
     }
     const currentLoad = checkLoad(node.currentLoad ?? 0);
@@ -296,6 +320,10 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     const workerId = this.#byCredential.get(credentialHash(credential));
     if (workerId !== undefined) this.#entries.get(workerId)!.credentialUsed = true;
     return workerId;
+  }
+
+  credentialUsed(workerId: string): boolean {
+    return this.#entries.get(workerId)?.credentialUsed ?? false;
   }
 
   unregister(workerId: string, options?: IncarnationOptions): boolean {

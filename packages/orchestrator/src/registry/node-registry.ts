@@ -65,8 +65,11 @@ export interface NodeRegistry {
    * registration presenting it). A retry revokes that unused credential and issues a new one;
    * the same process, it keeps its cancels and emits no `replaced`. The key is what proves the
    * caller is that process: the incarnation is no secret, and proves nothing alone. A stale
-   * duplicate of a served attempt (the same or a smaller sequence) is refused like any other
-   * registration, and changes nothing.
+   * duplicate of a served attempt (the holder's key with the same or a smaller sequence) is
+   * refused `WorkerIdTaken` even past the holder's lease (while the id is not yet removed), and
+   * changes nothing; when the holder's credential is still unused and the incarnation is the
+   * holder's, its `retryAfterSeconds` is 1 (the caller has the key: its next attempt is the
+   * retry).
    * @throws RegistrationError `WorkerIdTaken` (with `options.exclusive`; `retryAfterSeconds`: the
    *   seconds until the holder's heartbeat lease ends, after which it is `Offline` unless it
    *   heartbeats again); `TooManyWorkers` for a new id when the registry is full;
@@ -87,6 +90,14 @@ export interface NodeRegistry {
    * {@link NodeRegistry.register}). Called once per request that presents a bearer token.
    */
   authenticate(credential: string): string | undefined;
+  /**
+   * Whether the worker's current credential ({@link NodeRegistry.credentialOf}) has been used:
+   * a request presented it ({@link NodeRegistry.authenticate}) or a registration did. False for
+   * one no request has used yet (the worker may not have read it: its registration answer may
+   * have been lost) and for an unknown id. The runner judges a worker's 401/403 to a credential
+   * not used yet as a refusal of a worker still registering, not a broken endpoint.
+   */
+  credentialUsed(workerId: string): boolean;
   /**
    * Records a heartbeat and returns the worker as {@link NodeRegistry.snapshotOf} has it
    * (shared, frozen: read it, do not keep it); `undefined` when no worker has this id (it

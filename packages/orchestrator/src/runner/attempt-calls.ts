@@ -77,6 +77,11 @@ export async function sendExecute(
   const clock = timers.clock;
   let failures = 0;
   let now = false;
+  /**
+   * Whether a call of this attempt may have reached the worker and run: one that failed on the
+   * way. Not one refused 401/403: a refused call runs nothing.
+   */
+  let reached = false;
   for (let send = 0; ; send++) {
     if (send > 0 && !now) {
       const delay = backoffDelay(failures - 1, RESEND_BACKOFF.initialMs, RESEND_BACKOFF.maxMs);
@@ -114,6 +119,15 @@ export async function sendExecute(
       const status: number = answer.status;
       if ((status === 401 || status === 403) && attempt.state === 'running') {
         const current = registry.credentialOf(attempt.workerId);
+        // Refused the credential it is to hold, which no request has used yet: the worker has
+        // not read it (the answer of its registration again was lost, and it holds only an
+        // earlier credential). Still registering, not broken: a refusal like a 503 (the module
+        // goes to a worker again, no lost attempt, no quarantine), when no call of this attempt
+        // may have run (else judged as before: the module may run there).
+        if (current !== undefined && current === credential && !reached && !registry.credentialUsed(attempt.workerId)) {
+          const message = `answered ${status} to a credential it has not read yet (it is registering again)`;
+          return { kind: 'failure', verdict: { kind: 'rejected', status: status as 401 | 403, message }, delivered: false };
+        }
         if (current !== undefined && current !== credential && options.live(attempt)) {
           logger.info(
             {
@@ -133,12 +147,13 @@ export async function sendExecute(
       return { kind: 'answer', answer, outputNone };
     } catch (error) {
       if (attempt.stopped) return { kind: 'stopped' };
+      const delivered = reached;
       if (call.resend) {
+        reached = true;
         now = true;
         continue;
       }
       const verdict = judgeTransportError(error);
-      const delivered = send > 0;
       if (verdict.kind !== 'in-transit' && verdict.kind !== 'refused') return { kind: 'failure', verdict, delivered };
       if (attempt.state !== 'running') return { kind: 'failure', verdict, delivered };
       attempt.failingSince ??= call.sentAt;
@@ -151,6 +166,7 @@ export async function sendExecute(
         const reason = `${verdict.reason} (the worker closed the connection ${attempt.closedInARow} times in a row without an answer)`;
         return { kind: 'failure', verdict: { kind: 'broken', reason }, delivered };
       }
+      reached = true;
       failures++;
       logger.info(
         {

@@ -133,8 +133,13 @@ export type AttemptVerdict =
    * orchestrator's limits (`times` then absent when the answer was too large to read).
    */
   | { kind: 'failed' | 'timed-out' | 'cancelled'; error: ModuleError; times?: ExecutionTimes }
-  /** 429 or 503: the worker had no room after all (its own load, or draining): not the module's fault. */
-  | { kind: 'rejected'; status: 429 | 503; message: string }
+  /**
+   * 429 or 503: the worker had no room after all (its own load, or draining): not the module's
+   * fault. 401 or 403 (from `sendExecute`, never `judgeAnswer`): the worker refused a credential
+   * the orchestrator issued and no request has used yet: it is still registering (its
+   * registration's answer was lost), and ran nothing.
+   */
+  | { kind: 'rejected'; status: 401 | 403 | 429 | 503; message: string }
   /** Another error status with the contract's error body (400, 404 `ModuleNotFound`, 413, 415): the worker refused the request. */
   | { kind: 'dispatch-rejected'; status: number; message: string }
   /** No answer within the module's timeout plus the margin (the call's deadline). */

@@ -321,3 +321,63 @@ describe('runPipeline: an execute refused for a credential the worker registered
     expect(sentWith).toEqual([unread, registry.credentialOf('w0')]);
   });
 });
+
+describe('runPipeline: an execute refused for the credential the worker is to hold, which it has not read yet', () => {
+  it('is a refusal of a worker still registering (requeued, no lost attempt, no quarantine), not a broken worker: the module runs once the worker read its credential, even with maxLostAttempts 0', async () => {
+    const module = defineModule({ name: 'a', run: () => null });
+    const pipeline = definePipeline({ name: 'unread', modules: [module] });
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
+    const node = {
+      id: 'w0',
+      endpoint: 'http://w0:9000',
+      capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+      pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: ['a'] },
+    };
+    const key = 'k'.repeat(43);
+    const register = (sequence: number) =>
+      registry.register(node, { exclusive: true, incarnation: 'i-1', retryKey: key, sequence });
+    // A worker that had registered before registers again (an orchestrator restarted): served,
+    // its answer lost. It holds only its earlier credential, and refuses the new one at once.
+    register(1);
+    const unread = registry.credentialOf('w0')!;
+    const instant = instantWorkerClient({ workerId: 'w0' });
+    const sentWith: string[] = [];
+    const lost: string[] = [];
+    const result = await runPipeline({
+      pipeline,
+      registry,
+      logger: pino({ level: 'silent' }),
+      workerWaitMs: 10_000,
+      maxLostAttempts: 0,
+      onEvent: (event) => {
+        if (event.type === 'attempt-lost') lost.push(JSON.stringify(event));
+      },
+      createClient: ({ token }) =>
+        ({
+          execution: {
+            execute: async (request: Parameters<typeof instant.execution.execute>[0]) => {
+              sentWith.push(token!);
+              if (token !== registry.credentialOf('w0')) throw new Error('a call with a revoked credential');
+              if (token !== unread) return instant.execution.execute(request);
+              // Its retry reaches the orchestrator after this refusal was judged (a macrotask
+              // later: the answer is judged in the microtasks that follow it).
+              setTimeout(() => register(2), 0);
+              return {
+                status: 401,
+                body: { success: false, code: 'Unauthorized', errorMessage: 'the bearer token is not valid' },
+              };
+            },
+            cancel: instant.execution.cancel,
+          },
+          close: async () => undefined,
+        }) as unknown as WorkerClient,
+    });
+    expect(lost).toEqual([]);
+    expect(result.status).toBe('Successful');
+    expect(result.modules[0]!.attempts).toMatchObject([
+      { workerId: 'w0', outcome: 'Rejected' },
+      { workerId: 'w0', outcome: 'Succeeded' },
+    ]);
+    expect(sentWith).toEqual([unread, registry.credentialOf('w0')]);
+  });
+});

@@ -730,8 +730,9 @@ class PipelineRun {
         return;
       case 'failure': {
         const { verdict, delivered } = end;
-        // Refused, or answered by something that is not the worker, when no call reached it: it runs nowhere.
-        if (!delivered && (verdict.kind === 'refused' || verdict.kind === 'broken'))
+        // Refused, or answered by something that is not the worker, or refused for a credential
+        // the worker does not hold yet, when no call reached it: it runs nowhere.
+        if (!delivered && (verdict.kind === 'refused' || verdict.kind === 'broken' || verdict.kind === 'rejected'))
           this.ended(attempt, 'not-delivered');
         if (attempt.state === 'running') this.act(attempt, verdict);
       }

@@ -17,7 +17,8 @@ export interface CallGate {
   /** Tokens that let a call in: the worker's credential once it has one, its configured `token`. */
   accepted: readonly string[];
   /**
-   * The worker registers with an orchestrator and its first registration has not completed: the
+   * The worker registers with an orchestrator and its first registration has not completed, or
+   * it registers again after an attempt that may have been served went unanswered: the
    * credential the orchestrator will call it with is not known yet, so a call without an accepted
    * token is told to come back (503) rather than refused for good.
    */
@@ -54,7 +55,7 @@ export const NOT_READY_RETRY_AFTER_SECONDS = 1;
 const NEEDS_TOKEN = 'execute and cancel take the bearer token the orchestrator got for this worker';
 const WRONG_TOKEN = 'the bearer token is not valid for this worker';
 const NOT_READY =
-  'the worker has not completed its first registration: execute and cancel take the credential the orchestrator issues then';
+  'the worker has not completed its first registration, or a registration again whose answer it lost: execute and cancel take the credential the orchestrator issues then';
 const NO_TOKEN_AT_ALL =
   'this worker accepts no token: give it --token (MPD_WORKER_TOKEN) or an --orchestrator to register with, or start it with --open on a trusted network';
 

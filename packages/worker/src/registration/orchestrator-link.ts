@@ -270,6 +270,8 @@ export class OrchestratorLink {
   private credentialWriter: Promise<void> | undefined;
   /** Whether a registration has completed since the link started (the worker's credential state is known). */
   private registeredOnce = false;
+  /** Whether an attempt of the registration under way may have been served though unanswered. */
+  private unansweredThisRound = false;
   /** What the link reports to; set by {@link OrchestratorLink.start}. */
   private hooks: LinkStart | undefined;
   private readonly lease: HeartbeatLease;
@@ -320,6 +322,20 @@ export class OrchestratorLink {
   get awaitingFirstRegistration(): boolean {
     const { status } = this.current;
     return !this.registeredOnce && (status === 'idle' || status === 'registering');
+  }
+
+  /**
+   * Whether the worker waits for a registration whose credential the orchestrator may already
+   * call it with: its first ({@link awaitingFirstRegistration}), or one again after an attempt
+   * that may have been served went unanswered (the orchestrator may dispatch with the credential
+   * that answer carried, which this process never read). Execute and cancel calls with a token
+   * it does not accept are then held until the registration completes (at most the worker's
+   * hold), rather than refused 401 at once.
+   */
+  get awaitingRegistration(): boolean {
+    return (
+      this.awaitingFirstRegistration || (this.current.status === 'registering' && this.unansweredThisRound)
+    );
   }
 
   /**
@@ -569,6 +585,12 @@ export class OrchestratorLink {
     }
   }
 
+  /** An attempt of this round that may have been served went unanswered (see {@link awaitingRegistration}). */
+  private noteLost(unanswered: UnansweredRegistration): void {
+    unanswered.noteLost();
+    this.unansweredThisRound = true;
+  }
+
   /** Ends the link for good (see {@link LinkStart.onEnded}). */
   private end(status: LinkEnd['status'], message: string): void {
     this.current = { status, message };
@@ -588,6 +610,7 @@ export class OrchestratorLink {
     const { client, logger } = this.options;
     /** This round's attempts that went unanswered after they may have been served. */
     const unanswered = new UnansweredRegistration(this.now);
+    this.unansweredThisRound = false;
     /** The answer's `Retry-After` (ms), when it gave one: the next attempt waits at least that long. */
     let notBefore: number | undefined;
     /**
@@ -676,7 +699,7 @@ export class OrchestratorLink {
         // A 5xx may come after the orchestrator served it: a gateway's 503 (Envoy's, when the
         // orchestrator closed before answering), the orchestrator's own 500 on the way back. (A
         // gateway's 502 or 504 is outside the contract: the client throws it, the catch below.)
-        if (response.status >= 500) unanswered.noteLost();
+        if (response.status >= 500) this.noteLost(unanswered);
         this.lastError = `register answered ${response.status}: ${JSON.stringify(response.body)}`;
         // 409: the id's live holder is another process, or this one's unread registration:
         // retried once its lease can have ended, not sooner. 429 (`RateLimited`), 503
@@ -687,7 +710,7 @@ export class OrchestratorLink {
       } catch (error) {
         if (signal.aborted) return undefined;
         // Sent, maybe served, answer lost: the id's live holder may be this very registration.
-        if (!provesNotServed(error)) unanswered.noteLost();
+        if (!provesNotServed(error)) this.noteLost(unanswered);
         this.lastError = describe(error);
       }
       const delay = Math.max(this.delay(attempt), notBefore ?? 0);
