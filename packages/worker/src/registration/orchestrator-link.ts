@@ -235,8 +235,8 @@ export interface LinkStart {
  * Each registration retried after a 409, a 429 (`RateLimited`) or a 503 (`TooManyWorkers`,
  * `TooManyPipelines`) waits the answer's `Retry-After` (the holder's lease; the rate limit's
  * window; the registry's next removal), or the backoff where that is longer
- * ({@link retryAfterMs}); a heartbeat after a 429 likewise, at most the heartbeat timeout
- * ({@link heartbeatRetryMs}).
+ * ({@link retryAfterMs}); a heartbeat after a 429 likewise, but at most until one more heartbeat
+ * can still be acknowledged before the renew deadline ({@link heartbeatRetryMs}).
  *
  * The credential file is shared by the processes started with the same id, so the link writes
  * it only while it holds what this process last read or wrote there, or nothing: a stalled
@@ -769,7 +769,10 @@ export class OrchestratorLink {
         if (signal.aborted) return;
         this.lastError = describe(error);
       }
-      wait = heartbeatRetryMs(Math.min(intervalMs, this.delay(failures)), notBefore, timeoutMs);
+      // The longest wait after which one heartbeat, given its whole call deadline, still lands
+      // before the renew deadline: a later one would find this worker fenced.
+      const latestMs = this.lease.renewBy - heartbeatCallDeadlineMs(intervalMs, timeoutMs) - this.now();
+      wait = heartbeatRetryMs(Math.min(intervalMs, this.delay(failures)), notBefore, latestMs);
       failures++;
       this.current = {
         status: 'registered',
@@ -801,13 +804,15 @@ export const MAX_RETRY_AFTER_MS = 60 * 60 * 1000;
 
 /**
  * How long a failed heartbeat waits before the next one (ms): `backoffMs` (the backoff, at most
- * the interval), or a 429's `Retry-After` (`retryAfter`, ms) where that is longer, but at most the
- * heartbeat timeout `timeoutMs`: by then the lease has ended whatever the worker does, and the
- * next heartbeat tells where it stands (404: register again). RFC 9110 §10.2.3 (`Retry-After`
- * on 429, RFC 6585 §4).
+ * the interval), or a 429's `Retry-After` (`retryAfter`, ms) where that is longer, but at most
+ * `latestMs`: the renew deadline less the heartbeat call's deadline less now, so that the next
+ * heartbeat, even one answered at its call deadline, is acknowledged before the worker fences
+ * (waiting longer would fence it for certain, the lease ending before the next heartbeat is even
+ * sent). Never less than `backoffMs` (`latestMs` may be negative: the lease ends sooner than one
+ * call may take). RFC 9110 §10.2.3 (`Retry-After` on 429, RFC 6585 §4).
  */
-export function heartbeatRetryMs(backoffMs: number, retryAfter: number | undefined, timeoutMs: number): number {
-  return Math.max(backoffMs, Math.min(retryAfter ?? 0, timeoutMs));
+export function heartbeatRetryMs(backoffMs: number, retryAfter: number | undefined, latestMs: number): number {
+  return Math.max(backoffMs, Math.min(retryAfter ?? 0, latestMs));
 }
 
 /**
