@@ -186,7 +186,10 @@ export interface WorkerOptions {
   validateResponses?: boolean;
   /** First registration retry delay while the orchestrator is unreachable (ms). @default 500 */
   initialBackoffMs?: number;
-  /** Longest registration retry delay (ms). @default 30_000 */
+  /**
+   * Longest registration retry delay (ms); also the longest a registration refused 503
+   * `TooManyWorkers`/`TooManyPipelines` waits of the answer's `Retry-After`. @default 30_000
+   */
   maxBackoffMs?: number;
   /**
    * How long a finished execution's outcome is kept, so that a repeated executionId gets it
