@@ -66,6 +66,9 @@ describe('mpd', () => {
         message: 'mpd: unknown command "wroker"; the commands are: orchestrator, worker',
       },
       { args: ['--port', '0'], message: 'mpd: unknown option "--port" before a command' },
+      // What follows the option's name may be a secret: never printed.
+      { args: ['--join-token=s3cret', 'worker'], message: 'mpd: unknown option "--join-token" before a command' },
+      { args: ['-ts3cret', 'worker'], message: 'mpd: unknown option "-t" before a command' },
       { args: ['help', 'nope'], message: 'mpd: no help for unknown command "nope"' },
     ];
     for (const { args, message } of cases) {
@@ -74,6 +77,7 @@ describe('mpd', () => {
       expect(run.stdout()).toBe('');
       expect(run.stderr()).toContain(message);
       expect(run.stderr()).toContain('Run "mpd help" for the commands.');
+      expect(run.stderr()).not.toContain('s3cret');
     }
   });
 

@@ -186,7 +186,10 @@ export interface WorkerOptions {
   validateResponses?: boolean;
   /** First registration retry delay while the orchestrator is unreachable (ms). @default 500 */
   initialBackoffMs?: number;
-  /** Longest registration retry delay (ms). @default 30_000 */
+  /**
+   * Longest registration retry delay (ms); also the longest a registration refused 503
+   * `TooManyWorkers`/`TooManyPipelines` waits of the answer's `Retry-After`. @default 30_000
+   */
   maxBackoffMs?: number;
   /**
    * How long a finished execution's outcome is kept, so that a repeated executionId gets it
@@ -224,6 +227,10 @@ export interface WorkerOptions {
    * `client_body_timeout` and HAProxy's `timeout client` time out an idle request body). See
    * `WorkerBlobs`' `packStallMs`. Used only with an `orchestratorUrl`.
    * @default 30_000
+   * @throws WorkerConfigError (setting `packStallMs`) from {@link startWorker} outside
+   *   {@link PACK_STALL_MIN_MS} to {@link PACK_STALL_MAX_MS} (the CLI's `--pack-stall` rule: 1 to
+   *   3600 s), or not a number: a Node timer past 2^31 − 1 ms fires after 1 ms, cutting every
+   *   streamed upload at once
    */
   packStallMs?: number;
   // --- module output (issue 13) ---
@@ -247,6 +254,11 @@ export interface WorkerOptions {
 
 /** The worker's default artifact cache size: 5 GiB, room for a few builds' artifacts at the store's 2 GiB limit. */
 export const DEFAULT_CACHE_BYTES = 5 * 1024 * 1024 * 1024;
+
+/** The shortest {@link WorkerOptions.packStallMs} (ms): 1 s, as `--pack-stall`'s. */
+export const PACK_STALL_MIN_MS = 1_000;
+/** The longest {@link WorkerOptions.packStallMs} (ms): an hour, as `--pack-stall`'s. */
+export const PACK_STALL_MAX_MS = 3_600_000;
 
 /** The defaults of {@link WorkerOptions} that are constants (the others are read from the machine). */
 export const DEFAULT_WORKER_OPTIONS = {
@@ -307,6 +319,7 @@ export function resolveWorkerOptions(options: WorkerOptions = {}): ResolvedWorke
     );
   }
   if (options.id !== undefined) checkWorkerId(options.id);
+  if (options.packStallMs !== undefined) checkPackStall(options.packStallMs);
   const open = options.open ?? defaults.open;
   if (open && isSecured(options)) {
     throw new WorkerConfigError(
@@ -358,6 +371,19 @@ export function isSecured(options: WorkerOptions): boolean {
     options.token !== undefined ||
     options.tls?.clientCa !== undefined ||
     options.orchestratorTls?.cert !== undefined
+  );
+}
+
+/**
+ * Checks {@link WorkerOptions.packStallMs}: {@link PACK_STALL_MIN_MS} to {@link PACK_STALL_MAX_MS}.
+ * @throws WorkerConfigError (setting `packStallMs`)
+ */
+function checkPackStall(packStallMs: number): void {
+  if (packStallMs >= PACK_STALL_MIN_MS && packStallMs <= PACK_STALL_MAX_MS) return;
+  throw new WorkerConfigError(
+    'InvalidSetting',
+    'packStallMs',
+    `Invalid setting packStallMs: must be ${PACK_STALL_MIN_MS} to ${PACK_STALL_MAX_MS} ms (the CLI's --pack-stall: 1 to 3600 s), got ${String(packStallMs)}`,
   );
 }
 

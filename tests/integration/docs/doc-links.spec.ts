@@ -3,6 +3,7 @@
  * moved the README's performance history into docs/performance.md, and a link or a heading moved
  * or renamed since must not leave a reader at a missing file or section.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -47,7 +48,7 @@ describe('brokenLinks', () => {
       ].join('\n'),
     );
     writeFileSync(join(dir, 'docs', 'more.md'), "# What's here\n\n[back](../README.md#mpd)\n");
-    expect(brokenLinks(dir, markdownFiles(dir))).toEqual([
+    expect(brokenLinks(dir, ['README.md', 'docs/more.md'])).toEqual([
       {
         file: 'README.md',
         line: 8,
@@ -61,6 +62,54 @@ describe('brokenLinks', () => {
         target: 'docs/more.md#not-there',
         reason: 'no heading or anchor #not-there in docs/more.md',
       },
+    ]);
+  });
+
+  it('reports a link with a malformed %-escape as broken, and goes on checking', () => {
+    dir = mkdtempSync(join(tmpdir(), 'mpd-doc-links-'));
+    writeFileSync(join(dir, 'README.md'), '# a\n[x](#100%-done) [y](gone%zz.md) [z](#a)\n[w](#nowhere)\n');
+    expect(brokenLinks(dir, ['README.md'])).toEqual([
+      { file: 'README.md', line: 2, target: '#100%-done', reason: 'a malformed %-escape' },
+      { file: 'README.md', line: 2, target: 'gone%zz.md', reason: 'a malformed %-escape' },
+      { file: 'README.md', line: 3, target: '#nowhere', reason: 'no heading or anchor #nowhere in README.md' },
+    ]);
+  });
+
+  it('checks HTML links (<a href="…">) as Markdown ones, and not in inline code', () => {
+    dir = mkdtempSync(join(tmpdir(), 'mpd-doc-links-'));
+    mkdirSync(join(dir, 'docs'));
+    writeFileSync(join(dir, 'docs', 'here.md'), '# Here\n');
+    writeFileSync(
+      join(dir, 'README.md'),
+      [
+        '# a',
+        '<a href="docs/here.md#here">ok</a> <a class="x" href="#a">ok</a> <a href="https://example.com/">ok</a>',
+        '<a href="docs/gone.md">x</a> `<a href="#in-code">`',
+        '<a target="_blank" href="#nowhere">y</a>',
+      ].join('\n'),
+    );
+    expect(brokenLinks(dir, ['README.md'])).toEqual([
+      { file: 'README.md', line: 3, target: 'docs/gone.md', reason: 'no such file: docs/gone.md' },
+      { file: 'README.md', line: 4, target: '#nowhere', reason: 'no heading or anchor #nowhere in README.md' },
+    ]);
+  });
+
+  it("lists the Markdown files git tracks: under dot-directories too (.github/), never untracked ones (a run's .mpd/ files)", () => {
+    dir = mkdtempSync(join(tmpdir(), 'mpd-doc-links-'));
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: dir, stdio: 'pipe' });
+    git('init', '--quiet');
+    mkdirSync(join(dir, '.github'));
+    mkdirSync(join(dir, '.mpd'));
+    mkdirSync(join(dir, 'docs'));
+    writeFileSync(join(dir, 'README.md'), '# a\n');
+    writeFileSync(join(dir, '.github', 'CONTRIBUTING.md'), '[x](../gone.md)\n');
+    writeFileSync(join(dir, 'docs', 'tracked.md'), '# t\n');
+    writeFileSync(join(dir, 'docs', 'untracked.md'), '[x](nowhere.md)\n');
+    writeFileSync(join(dir, '.mpd', 'written-by-a-run.md'), '[x](nowhere.md)\n');
+    git('add', 'README.md', '.github/CONTRIBUTING.md', 'docs/tracked.md');
+    expect(markdownFiles(dir)).toEqual(['.github/CONTRIBUTING.md', 'README.md', 'docs/tracked.md']);
+    expect(brokenLinks(dir, markdownFiles(dir))).toEqual([
+      { file: '.github/CONTRIBUTING.md', line: 1, target: '../gone.md', reason: 'no such file: gone.md' },
     ]);
   });
 

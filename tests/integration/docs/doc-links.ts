@@ -4,9 +4,12 @@
  * file) a heading of that file (GitHub's slugs, by `github-slugger`, duplicates numbered `-1`,
  * `-2`, …) or an `<a id>`/`<a name>` in it. Links to other schemes (`https:`, `mailto:`) are not
  * followed. Fenced code blocks and inline code are skipped, as GitHub renders no link there.
+ * HTML links (`<a href="…">`) are checked as Markdown ones; a target with a malformed
+ * `%`-escape is reported as broken.
  */
 import GithubSlugger from 'github-slugger';
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 
 /** One broken link: the file and 1-based line it is on, its target, and why it is broken. */
@@ -18,24 +21,18 @@ export interface BrokenLink {
 }
 
 /**
- * Directories never searched for Markdown files: installed or built ones, and every directory
- * whose name starts with a dot (tool state, and `.mpd/`, where runs of the tests and the demo
- * write files while this test reads).
+ * Every `*.md` file git tracks under `root` (a work tree; paths relative to it, `/`-separated,
+ * sorted), by `git ls-files`: under dot-directories too (`.github/`), never an untracked one
+ * (`.mpd/`, where runs of the tests and the demo write files while this test reads; anything
+ * ignored or not yet added). A tracked file deleted from the work tree is left out.
+ * @throws when `root` is not in a git work tree, or git cannot be run
  */
-const SKIPPED_DIRECTORIES = new Set(['node_modules', 'dist', 'dist-packages']);
-
-/** Every `*.md` file under `root` (paths relative to it, `/`-separated, sorted), skipping {@link SKIPPED_DIRECTORIES} and dot-directories. */
-export function markdownFiles(root: string, under = ''): string[] {
-  const found: string[] = [];
-  for (const entry of readdirSync(join(root, under), { withFileTypes: true })) {
-    const path = under === '' ? entry.name : `${under}/${entry.name}`;
-    if (entry.isDirectory()) {
-      if (!SKIPPED_DIRECTORIES.has(entry.name) && !entry.name.startsWith('.')) found.push(...markdownFiles(root, path));
-    } else if (entry.isFile() && entry.name.endsWith('.md')) {
-      found.push(path);
-    }
-  }
-  return found.sort();
+export function markdownFiles(root: string): string[] {
+  const listed = execFileSync('git', ['ls-files', '-z', '--', '*.md'], { cwd: root, encoding: 'utf8', stdio: 'pipe' });
+  return listed
+    .split('\0')
+    .filter((path) => path !== '' && existsSync(join(root, path)))
+    .sort();
 }
 
 /** A Markdown file's lines outside fenced code blocks, with their 1-based numbers. */
@@ -73,12 +70,18 @@ export function anchorsOf(text: string): Set<string> {
   return anchors;
 }
 
-/** The link targets on one line of prose, inline code spans left out: `[text](target)` and `[label]: target`. */
+/**
+ * The link targets on one line of prose, inline code spans left out: `[text](target)`,
+ * `[label]: target` and HTML's `<a href="target">`.
+ */
 function targetsOf(line: string): string[] {
   const prose = line.replace(/(`+)[^`]*?\1/g, '');
   const targets: string[] = [];
   for (const match of prose.matchAll(/\]\(\s*(<[^>]*>|[^\s)]+)(?:\s+"[^"]*")?\s*\)/g)) {
     targets.push((match[1] ?? '').replace(/^<|>$/g, ''));
+  }
+  for (const match of prose.matchAll(/<a\s+(?:[^>]*\s)?href\s*=\s*(?:"([^"]*)"|'([^']*)')/gi)) {
+    targets.push(match[1] ?? match[2] ?? '');
   }
   const definition = /^ {0,3}\[[^\]]+\]:\s+(\S+)/.exec(prose);
   if (definition?.[1] !== undefined) targets.push(definition[1]);
@@ -106,8 +109,16 @@ export function brokenLinks(root: string, files: string[]): BrokenLink[] {
       for (const target of targetsOf(text)) {
         if (/^[a-z][a-z0-9+.-]*:/i.test(target)) continue; // https:, mailto:, …: not local
         const hashAt = target.indexOf('#');
-        const pathPart = decodeURIComponent(hashAt === -1 ? target : target.slice(0, hashAt));
-        const anchor = hashAt === -1 ? undefined : decodeURIComponent(target.slice(hashAt + 1));
+        let pathPart: string;
+        let anchor: string | undefined;
+        try {
+          pathPart = decodeURIComponent(hashAt === -1 ? target : target.slice(0, hashAt));
+          anchor = hashAt === -1 ? undefined : decodeURIComponent(target.slice(hashAt + 1));
+        } catch {
+          // URIError: GitHub links such a target as written, to nothing that exists.
+          broken.push({ file, line, target, reason: 'a malformed %-escape' });
+          continue;
+        }
         const linked = pathPart === '' ? absolute : resolve(dirname(absolute), pathPart);
         if (!existsSync(linked)) {
           broken.push({ file, line, target, reason: `no such file: ${relative(root, linked)}` });

@@ -1,10 +1,12 @@
 /**
- * A worker honours the orchestrator's `Retry-After` on a 429 (`RateLimited`) and a 503
- * (`TooManyWorkers`) for its registrations, and on a 429 for its heartbeats: its next attempt
- * waits what the answer says (capped), not the backoff (50–200 ms here), which would only be
- * refused again. Real orchestrator and worker servers on 127.0.0.1; what the worker waits is
+ * A worker honours the orchestrator's `Retry-After` on a 429 (`RateLimited`) for its
+ * registrations and heartbeats: its next attempt waits what the answer says (capped: a heartbeat
+ * must still land inside its lease), not the backoff (50–200 ms here), which would only be
+ * refused again; on a 503 (`TooManyWorkers`) it is a hint capped at the longest backoff. Real orchestrator and worker servers on 127.0.0.1; what the worker waits is
  * read from its own "retrying" warnings (`retryInMs`), so nothing waits for those seconds.
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { InMemoryNodeRegistry } from '@mpd/orchestrator';
 import { defineModule, definePipeline } from '@mpd/pipeline';
@@ -27,20 +29,25 @@ interface Retry {
   error: string;
 }
 
-/** A warn-level logger that keeps the worker's "… failed; retrying" warnings in `retries`. */
-function retryLog(): { logger: pino.Logger; retries: Retry[] } {
+/**
+ * A warn-level logger that keeps the worker's "… failed; retrying" warnings in `retries` and its
+ * "fenced: …" warnings in `fences`.
+ */
+function retryLog(): { logger: pino.Logger; retries: Retry[]; fences: string[] } {
   const retries: Retry[] = [];
+  const fences: string[] = [];
   const logger = pino(
     { level: 'warn' },
     new Writable({
       write(chunk: Buffer, _encoding, done) {
         const line = JSON.parse(chunk.toString()) as Retry;
         if (line.msg.endsWith('failed; retrying')) retries.push(line);
+        if (line.msg.startsWith('fenced:')) fences.push(line.msg);
         done();
       },
     }),
   );
-  return { logger, retries };
+  return { logger, retries, fences };
 }
 
 describe("a worker waits the orchestrator's Retry-After, not its backoff", () => {
@@ -60,7 +67,7 @@ describe("a worker waits the orchestrator's Retry-After, not its backoff", () =>
     expect(retries).toHaveLength(1);
   });
 
-  it('registration refused 503 TooManyWorkers: the next attempt waits until the registry expects room', async () => {
+  it('registration refused 503 TooManyWorkers: the Retry-After (the next expected removal) is a hint capped at the longest backoff, and the worker registers as soon as the holder unregisters', async () => {
     cluster = new Cluster();
     const offlineRetentionMs = 600_000;
     await cluster.startOrchestrator({
@@ -71,19 +78,23 @@ describe("a worker waits the orchestrator's Retry-After, not its backoff", () =>
         now: cluster.clock.now,
       }),
     });
-    await (await cluster.startWorker({ id: 'w-first', pipeline })).link!.registered();
+    const first = await cluster.startWorker({ id: 'w-first', pipeline });
+    await first.link!.registered();
     const { logger, retries } = retryLog();
     const second = await cluster.startWorker({ id: 'w-second', pipeline, logger });
     await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThan(0);
     expect(retries[0]).toMatchObject({ msg: 'registration failed; retrying', error: expect.stringContaining('503') });
     expect(retries[0]!.error).toContain('TooManyWorkers');
-    // The first worker's entry is removed at the earliest a heartbeat timeout and the offline
-    // retention after its last heartbeat (the backoff would be 50 ms).
-    expect(retries[0]!.retryInMs).toBeGreaterThanOrEqual(offlineRetentionMs);
-    expect(retries[0]!.retryInMs).toBeLessThanOrEqual(offlineRetentionMs + HEARTBEAT_TIMEOUT_MS + 1_000);
+    // The registry would remove the first worker's entry a heartbeat timeout and the offline
+    // retention (11 min) after its last heartbeat; the worker waits at most its longest backoff (200 ms).
+    for (const retry of retries) expect(retry.retryInMs).toBeLessThanOrEqual(200);
     expect(second.link!.state).toMatchObject({ status: 'registering', lastError: expect.stringContaining('503') });
-    expect(retries).toHaveLength(1);
-  });
+    // The first worker stops and unregisters: the room is free at once.
+    await first.close();
+    cluster.workers.splice(cluster.workers.indexOf(first), 1);
+    expect(cluster.orchestrator.registry.get('w-first')).toBeUndefined();
+    await expect.poll(() => second.link!.state.status, { timeout: 10_000 }).toBe('registered');
+  }, 30_000);
 
   it('heartbeat refused 429 RateLimited: the next heartbeat waits until the rate window resets, at most the heartbeat timeout', async () => {
     cluster = new Cluster();
@@ -96,10 +107,58 @@ describe("a worker waits the orchestrator's Retry-After, not its backoff", () =>
     expect(retries[0]).toMatchObject({ msg: 'heartbeat failed; retrying', error: 'heartbeat answered 429' });
     // The seconds left of the one-minute window, within the 60 s heartbeat timeout (the
     // backoff would be 50 ms, and each refused heartbeat counts against the worker).
-    expect(retries[0]!.retryInMs).toBeGreaterThanOrEqual(30_000);
-    expect(retries[0]!.retryInMs).toBeLessThanOrEqual(HEARTBEAT_TIMEOUT_MS);
+    // Capped so that the next heartbeat, answered at its 30 s call deadline at worst, still
+    // lands before the renew deadline (60 s after the last acknowledged one was sent, less the
+    // fence lead: the kill grace, at most a quarter of the timeout).
+    expect(retries[0]!.retryInMs).toBeGreaterThanOrEqual(10_000);
+    expect(retries[0]!.retryInMs).toBeLessThanOrEqual(HEARTBEAT_TIMEOUT_MS - 30_000);
     expect(worker.link!.state).toMatchObject({ status: 'registered', consecutiveFailures: 1 });
     expect(retries).toHaveLength(1);
     expect(orchestrator.registry.get('w-beat')?.status).toBe('Available');
   });
+
+  it('heartbeat refused 429 with a Retry-After past the lease: the next heartbeat still lands inside the lease, the worker never fences', async () => {
+    cluster = new Cluster();
+    // A 5 s lease; every call may take 5 s (the call deadline): no room to wait at all.
+    const heartbeatTimeoutMs = 5_000;
+    const orchestrator = await cluster.startOrchestrator({ heartbeatTimeoutMs });
+    const target = new URL(orchestrator.url);
+    // A gateway in front of the orchestrator that refuses the third heartbeat for an hour.
+    let heartbeats = 0;
+    const gateway = http.createServer((req, res) => {
+      if (req.url?.endsWith('/heartbeat') && ++heartbeats === 3) {
+        req.resume();
+        res.writeHead(429, { 'retry-after': '3600', 'content-type': 'application/json' });
+        res.end(JSON.stringify({ code: 'RateLimited', errorMessage: 'slow down' }));
+        return;
+      }
+      const upstream = http.request(
+        { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
+        (answer) => {
+          res.writeHead(answer.statusCode!, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
+    try {
+      const { logger, retries, fences } = retryLog();
+      const url = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
+      const worker = await cluster.startWorker({ id: 'w-429-lease', pipeline, orchestratorUrl: url, logger });
+      await worker.link!.registered();
+      await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThan(0);
+      expect(retries[0]).toMatchObject({ msg: 'heartbeat failed; retrying', error: 'heartbeat answered 429' });
+      // The backoff (50 ms), not the hour nor the heartbeat timeout.
+      expect(retries[0]!.retryInMs).toBeLessThanOrEqual(200);
+      // Past the moment the lease would have ended without the next heartbeat.
+      await new Promise((resolve) => setTimeout(resolve, heartbeatTimeoutMs + 1_000));
+      expect(fences).toEqual([]);
+      expect(worker.link!.fenced).toBe(false);
+      expect(heartbeats).toBeGreaterThan(4);
+      expect(worker.link!.state).toMatchObject({ status: 'registered', consecutiveFailures: 0 });
+    } finally {
+      await new Promise((resolve) => gateway.close(resolve));
+    }
+  }, 30_000);
 });

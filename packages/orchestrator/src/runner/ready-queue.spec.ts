@@ -156,4 +156,48 @@ describe('ReadyQueue', () => {
     expect(queue.at(0)).toBeUndefined();
     expect([...queue.requirements()]).toEqual([]);
   });
+
+  it('keeps its spent slots at most max(64, its peak length), none holding a module that left', () => {
+    // A wide run's churn: modules enter anywhere, most dispatches take the front, some end elsewhere.
+    const priorities = ['Low', 'Normal', 'High'] as const;
+    const all = [
+      ...statesOf(
+        Array.from({ length: 2_000 }, (_, index) =>
+          defineModule({ name: `m${index}`, priority: priorities[index % 3], run }),
+        ),
+      ).values(),
+    ];
+    const queue = new ReadyQueue();
+    const queued = new Set<ModuleState>();
+    // A fixed pseudo-random sequence (a linear congruential generator): the same run every time.
+    let seed = 3;
+    const random = (below: number) => (seed = (seed * 1_103_515_245 + 12_345) % 2_147_483_648) % below;
+    let peak = 0;
+    let fronts = 0;
+    for (let step = 0; step < 30_000; step++) {
+      const choice = random(10);
+      if (choice < 5) {
+        const state = all[random(all.length)]!;
+        if (!queued.has(state)) {
+          queue.enter(state);
+          queued.add(state);
+        }
+      } else if (queue.length > 0) {
+        const front = choice < 8;
+        if (front) fronts++;
+        const state = queue.at(front ? 0 : random(queue.length))!;
+        queue.leave(state);
+        queued.delete(state);
+      }
+      peak = Math.max(peak, queue.length);
+      if (step % 25 === 0) {
+        const spent = queue.spentSlots;
+        expect(spent.length).toBeLessThanOrEqual(Math.max(64, peak));
+        expect(spent.every((slot) => slot === undefined)).toBe(true);
+      }
+    }
+    // The churn did go through many more front leaves than the bound.
+    expect(fronts).toBeGreaterThan(4 * Math.max(64, peak));
+    expect(queue.length).toBe(queued.size);
+  });
 });

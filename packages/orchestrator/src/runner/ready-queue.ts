@@ -43,6 +43,16 @@ export class ReadyQueue {
     return this.#queue.length - this.#head;
   }
 
+  /**
+   * The spent slots before the queue's head, a copy (for tests: {@link ReadyQueue.leave} keeps
+   * them at most max(64, the queue's peak length), each undefined, so that a module that left is
+   * not held). O(spent slots).
+   * @internal
+   */
+  get spentSlots(): readonly (ModuleState | undefined)[] {
+    return this.#queue.slice(0, this.#head);
+  }
+
   /** The module at `index` of the queue, or undefined past its end. */
   at(index: number): ModuleState | undefined {
     return index < 0 ? undefined : this.#queue[this.#head + index];

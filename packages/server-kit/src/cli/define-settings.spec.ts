@@ -190,6 +190,19 @@ describe('defineSettings', () => {
     expect(() => commandOf(['--prot', '1'])).toThrow(/unknown option '--prot'/);
   });
 
+  it('names an unknown option without what may be a secret after it: a long one without =value, a short one by its first two characters', () => {
+    for (const [arg, named] of [
+      ['--join-tokn=SECRETXYZ', '--join-tokn'],
+      ['-tSECRETXYZ', '-t'],
+      ['-x=SECRETXYZ', '-x'],
+      ['-q', '-q'],
+    ]) {
+      const message = messageOf(() => commandOf([arg!]));
+      expect(message).toContain(`unknown option '${named}'`);
+      expect(message).not.toContain('SECRET');
+    }
+  });
+
   it('checks texts as given without filling in defaults, and fills them in on request', () => {
     expect(SETTINGS.parse({ slots: '3' })).toEqual({ slots: 3 });
     expect(SETTINGS.withDefaults({ slots: '3' })).toEqual({ port: '80', slots: '3' });

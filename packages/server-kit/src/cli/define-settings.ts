@@ -149,16 +149,27 @@ export interface DefineSettingsOptions<Rows extends SettingRows, Settings> {
 }
 
 /**
- * A command that names an unknown `--flag=value` by its flag alone: commander's own message
- * (`unknown option '--join-tokn=SECRET'`) would print the value, which may be a secret, to the
- * terminal or a CI log, and finds no similar flag to suggest for it. Commander calls
- * `unknownOption` (not in its typings) with the argument as given; this passes it on without
- * `=value` (the settings' tests check the message, so a commander that renames it fails there).
+ * An unknown option as a message may name it: a long one without its `=value`
+ * (`--join-tokn=SECRET` → `--join-tokn`), a short one by its first two characters (`-tSECRET`,
+ * `-t=SECRET` → `-t`): what follows may be a secret, to be printed to neither a terminal nor a
+ * CI log. Anything else as given.
+ */
+function unknownOptionName(arg: string): string {
+  if (arg.startsWith('--')) return arg.replace(/=[\s\S]*$/, '');
+  return arg.startsWith('-') ? arg.slice(0, 2) : arg;
+}
+
+/**
+ * A command that names an unknown option by {@link unknownOptionName}: commander's own message
+ * (`unknown option '--join-tokn=SECRET'`) would print the value, and finds no similar flag to
+ * suggest for it. Commander calls `unknownOption` (not in its typings) with the argument as
+ * given; this passes on its name alone (the settings' tests check the message, so a commander
+ * that renames it fails there).
  */
 class SettingsCommand extends Command {
   unknownOption(flag: string): void {
     const unknownOption = (Command.prototype as unknown as { unknownOption(flag: string): void }).unknownOption;
-    unknownOption.call(this, flag.startsWith('--') ? flag.replace(/=[\s\S]*$/, '') : flag);
+    unknownOption.call(this, unknownOptionName(flag));
   }
 }
 
@@ -173,7 +184,8 @@ export interface SettingsDefinition<Rows extends SettingRows, Settings> {
    * stay texts: {@link SettingsDefinition.parse} checks them. Excess arguments are refused.
    * A usage error (an unknown flag, an extra argument, a flag without its value) is one line,
    * `error: unknown option '--bogus'`, then `(NAME --help lists the flags)`, on stderr; an
-   * unknown `--flag=value` is named without its value (it may be a secret: `--join-tokn=…`), and
+   * unknown `--flag=value` is named without its value (it may be a secret: `--join-tokn=…`), a
+   * short one by its first two characters (`-tSECRET` → `-t`), and
    * a similar flag is suggested (`(Did you mean --port?)`). Commander throws or exits (code
    * 1, its own) after printing it: the CLIs exit 2 (`EXIT_INVALID_SETTING`).
    */

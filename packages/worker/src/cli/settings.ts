@@ -26,7 +26,7 @@ import { Command } from 'commander';
 import { endpointOrigin, LIMITS, WORKER_ENDPOINT_RULE } from '@mpd/contract';
 import { z } from 'zod';
 import { WorkerConfigError } from '../errors.js';
-import { DEFAULT_WORKER_OPTIONS } from '../worker-options.js';
+import { DEFAULT_WORKER_OPTIONS, PACK_STALL_MAX_MS, PACK_STALL_MIN_MS } from '../worker-options.js';
 
 const list = commaSeparatedText.pipe(
   z
@@ -63,7 +63,10 @@ const stallSecondsAsMs = z
   .string()
   .trim()
   .refine(
-    (text) => /^\d+(\.\d+)?$/.test(text) && Number(text) >= 1 && Number(text) <= 3_600,
+    (text) =>
+      /^\d+(\.\d+)?$/.test(text) &&
+      Number(text) * 1_000 >= PACK_STALL_MIN_MS &&
+      Number(text) * 1_000 <= PACK_STALL_MAX_MS,
     'must be a number of seconds from 1 to 3600',
   )
   .transform((text) => Math.round(Number(text) * 1_000));

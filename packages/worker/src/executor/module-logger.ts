@@ -111,8 +111,9 @@ export class LogRateLimit {
  * The module's logger on the worker: every message and field passes through the secret masker.
  * Each line also goes to `output` (stream `log`, its level; fields as JSON after the message),
  * masked the same way (once, for both).
- * In-process modules log through it directly; a module host's log lines arrive over its IPC
- * channel and are written through it (masking stays on the worker's side either way).
+ * In-process modules log through it directly; a module host's log lines arrive over its host
+ * channel (a pipe on fd 3, `HOST_CHANNEL_FD`) and are written through it (masking stays on the
+ * worker's side either way).
  *
  * A field named like one of the line's own keys — those of every line (`LOG_LINE_KEYS`: level,
  * time, service, pid, hostname, msg), the bindings of `log` (workerId, module, executionId) and

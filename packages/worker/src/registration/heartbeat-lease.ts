@@ -82,8 +82,11 @@ export class HeartbeatLease {
     return this.end;
   }
 
-  /** The renew deadline: the fence lead before the lease's end. */
-  private get renewBy(): number {
+  /**
+   * The renew deadline (on the lease's clock): the fence lead before the lease's end; the worker
+   * fences when it passes without an acknowledgement. `-Infinity` before the first one.
+   */
+  get renewBy(): number {
     return this.end - this.leadMs(this.timeoutMs);
   }
 

@@ -73,7 +73,12 @@ describe('heartbeatRetryMs: how long a heartbeat refused 429 waits', () => {
     expect(heartbeatRetryMs(50, undefined, 60_000)).toBe(50);
   });
 
-  it('waits at most the heartbeat timeout (the lease has ended by then; the next heartbeat tells where it stands)', () => {
-    expect(heartbeatRetryMs(50, MAX_RETRY_AFTER_MS, 60_000)).toBe(60_000);
+  it('waits at most until one more heartbeat still lands before the renew deadline, never less than the backoff', () => {
+    // A 120 s timeout, a 30 s call deadline, refused 10 s after the last acknowledged heartbeat
+    // was sent: 80 s left in which the next heartbeat can be sent and still be answered in time.
+    expect(heartbeatRetryMs(50, MAX_RETRY_AFTER_MS, 120_000 - 30_000 - 10_000)).toBe(80_000);
+    // A lease shorter than one call deadline leaves no room: the backoff, as without a Retry-After.
+    expect(heartbeatRetryMs(50, MAX_RETRY_AFTER_MS, -200)).toBe(50);
+    expect(heartbeatRetryMs(50, 3_600_000, 0)).toBe(50);
   });
 });

@@ -232,11 +232,12 @@ export interface LinkStart {
  * registration, a greater sequence, the unread credential never used): 200 at once, the unread
  * credential revoked; so the wait above only happens with older orchestrators, or when the
  * unread registration was not this process's (a registration made in-process, without a key).
- * Each registration retried after a 409, a 429 (`RateLimited`) or a 503 (`TooManyWorkers`,
- * `TooManyPipelines`) waits the answer's `Retry-After` (the holder's lease; the rate limit's
- * window; the registry's next removal), or the backoff where that is longer
- * ({@link retryAfterMs}); a heartbeat after a 429 likewise, at most the heartbeat timeout
- * ({@link heartbeatRetryMs}).
+ * Each registration retried after a 409 or a 429 (`RateLimited`) waits the answer's
+ * `Retry-After` (the holder's lease; the rate limit's window), or the backoff where that is
+ * longer ({@link retryAfterMs}); after a 503 (`TooManyWorkers`, `TooManyPipelines`) its
+ * `Retry-After` (the registry's next expected removal) at most `maxBackoffMs`, as an unregister
+ * or a drain frees room sooner; a heartbeat after a 429 likewise, but at most until one more heartbeat
+ * can still be acknowledged before the renew deadline ({@link heartbeatRetryMs}).
  *
  * The credential file is shared by the processes started with the same id, so the link writes
  * it only while it holds what this process last read or wrote there, or nothing: a stalled
@@ -702,10 +703,14 @@ export class OrchestratorLink {
         if (response.status >= 500) this.noteLost(unanswered);
         this.lastError = `register answered ${response.status}: ${JSON.stringify(response.body)}`;
         // 409: the id's live holder is another process, or this one's unread registration:
-        // retried once its lease can have ended, not sooner. 429 (`RateLimited`), 503
-        // (`TooManyWorkers`, `TooManyPipelines`): retried when the orchestrator says it has room.
-        if (response.status === 409 || response.status === 429 || response.status === 503) {
-          notBefore = retryAfterMs(response.headers);
+        // retried once its lease can have ended, not sooner. 429 (`RateLimited`): once the rate
+        // window resets. 503 (`TooManyWorkers`, `TooManyPipelines`): the registry's next expected
+        // removal is only a hint, as a drain or an unregister frees room at once: at most the
+        // longest backoff.
+        if (response.status === 409 || response.status === 429) notBefore = retryAfterMs(response.headers);
+        if (response.status === 503) {
+          const hint = retryAfterMs(response.headers);
+          notBefore = hint === undefined ? undefined : Math.min(hint, this.options.maxBackoffMs);
         }
       } catch (error) {
         if (signal.aborted) return undefined;
@@ -792,7 +797,10 @@ export class OrchestratorLink {
         if (signal.aborted) return;
         this.lastError = describe(error);
       }
-      wait = heartbeatRetryMs(Math.min(intervalMs, this.delay(failures)), notBefore, timeoutMs);
+      // The longest wait after which one heartbeat, given its whole call deadline, still lands
+      // before the renew deadline: a later one would find this worker fenced.
+      const latestMs = this.lease.renewBy - heartbeatCallDeadlineMs(intervalMs, timeoutMs) - this.now();
+      wait = heartbeatRetryMs(Math.min(intervalMs, this.delay(failures)), notBefore, latestMs);
       failures++;
       this.current = {
         status: 'registered',
@@ -818,19 +826,22 @@ export class OrchestratorLink {
  * `--heartbeat-timeout` at most, 120 s by default); on a 429 `RateLimited` the seconds until the
  * caller's one-minute window resets; on a 503 `TooManyWorkers` or `TooManyPipelines` the seconds
  * until the registry expects to remove an entry (up to the heartbeat timeout plus
- * `--offline-retention`, 12 min by default). A longer one is retried after this.
+ * `--offline-retention`, 12 min by default), which a registration takes as a hint and waits at
+ * most `maxBackoffMs` of. A longer one is retried after this.
  */
 export const MAX_RETRY_AFTER_MS = 60 * 60 * 1000;
 
 /**
  * How long a failed heartbeat waits before the next one (ms): `backoffMs` (the backoff, at most
- * the interval), or a 429's `Retry-After` (`retryAfter`, ms) where that is longer, but at most the
- * heartbeat timeout `timeoutMs`: by then the lease has ended whatever the worker does, and the
- * next heartbeat tells where it stands (404: register again). RFC 9110 §10.2.3 (`Retry-After`
- * on 429, RFC 6585 §4).
+ * the interval), or a 429's `Retry-After` (`retryAfter`, ms) where that is longer, but at most
+ * `latestMs`: the renew deadline less the heartbeat call's deadline less now, so that the next
+ * heartbeat, even one answered at its call deadline, is acknowledged before the worker fences
+ * (waiting longer would fence it for certain, the lease ending before the next heartbeat is even
+ * sent). Never less than `backoffMs` (`latestMs` may be negative: the lease ends sooner than one
+ * call may take). RFC 9110 §10.2.3 (`Retry-After` on 429, RFC 6585 §4).
  */
-export function heartbeatRetryMs(backoffMs: number, retryAfter: number | undefined, timeoutMs: number): number {
-  return Math.max(backoffMs, Math.min(retryAfter ?? 0, timeoutMs));
+export function heartbeatRetryMs(backoffMs: number, retryAfter: number | undefined, latestMs: number): number {
+  return Math.max(backoffMs, Math.min(retryAfter ?? 0, latestMs));
 }
 
 /**
