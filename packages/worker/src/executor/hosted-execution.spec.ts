@@ -22,7 +22,6 @@ import { ModuleExecutor, type ModuleExecutorOptions } from './module-executor.js
 import type { ModuleOutput } from './module-output.js';
 import { channelLineLimit } from './host-channel.js';
 import { groupMembers } from './process-group.js';
-import { HOST_V8_FLAGS } from './module-host.js';
 
 const FIXTURE = fileURLToPath(new URL('../../test/fixtures/host-faults.pipeline.ts', import.meta.url));
 const SECRET = 'hunter22-the-secret';
@@ -188,18 +187,6 @@ describe('modules in module hosts', () => {
     expect(logs).toContain('echo logging the secret');
     expect(logs).toMatch(/"stream":"stdout".*echo printing the secret \*\*\*/);
     expect(logs).not.toContain(SECRET);
-  });
-
-  it('a host starts with the V8 flags for short-lived processes (HOST_V8_FLAGS) before the worker\'s own flags and its heap limit, and runs modules with them', async () => {
-    const on = executor();
-    const { pid } = resultOf(await run(on, 'echo')) as { pid: number };
-    // node's command line as the host was spawned: node, its flags, the host's entry file.
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-    expect(HOST_V8_FLAGS).toEqual(['--always-sparkplug', '--interrupt-budget=1081344']);
-    expect(argv.slice(1, 1 + HOST_V8_FLAGS.length)).toEqual(HOST_V8_FLAGS);
-    // The heap limit comes after them (a worker's own flag of the same name would win too).
-    expect(argv.indexOf('--max-old-space-size=64')).toBeGreaterThan(HOST_V8_FLAGS.length);
-    expect(resultOf(await run(on, 'echo', { params: { n: 2 } }))).toMatchObject({ pid, params: { n: 2 } });
   });
 
   it('a dependency result and a result near the result limit cross the host channel whole both ways, multi-byte characters and newlines included', async () => {

@@ -120,32 +120,7 @@ export interface ExecutionSink {
   readonly secrets?: readonly Buffer[] | undefined;
 }
 
-/**
- * V8 flags every module host starts with, before the worker's own node flags (V8 takes a flag's
- * last value, so a worker started with one of these sets it for its hosts). A host is a fresh
- * process that runs few modules: a worker's modules are spread over one host per slot (a
- * 2,000-module run on 2 workers of 8 slots: about 125 a host), so most of a host's per-module code
- * runs while it is still cold, and compiling it hot costs more than it saves (issue 14, round K:
- * `docs/round-k/k1.md`, the hosts' share of a 2,000 − 10 module run through the CLIs):
- * - `--always-sparkplug`: V8's baseline compiler (Sparkplug) compiles a function on its first
- *   call, so the host's per-module path leaves the interpreter at once, not after V8 has counted
- *   enough calls;
- * - `--interrupt-budget=1081344` (16 x the default of Node 20's V8, 11.3: 67,584 bytes of
- *   bytecode run): V8 optimises a function with TurboFan, on a background thread, only after
- *   16 times as much of its bytecode ran, so a host compiles less of its per-module path that it
- *   would run optimised for a few modules only. A module's own hot code is still optimised (and
- *   its loops replaced on the stack) once it ran that long: a delay of milliseconds in a module
- *   that computes for seconds.
- * Measured: the hosts' share of the judged figure about 0.1 ms a module lower (every hold of
- * the same tree with and without them; two of four against main), the warm figure and a host's
- * start no dearer.
- */
-export const HOST_V8_FLAGS: readonly string[] = ['--always-sparkplug', '--interrupt-budget=1081344'];
-
-/**
- * The node flags of a host: {@link HOST_V8_FLAGS}, then the worker's own, without debuggers,
- * tsx (added once) or a heap limit it replaces.
- */
+/** The node flags of a host: the worker's own, without debuggers, tsx (added once) or a heap limit it replaces. */
 function hostExecArgv(heapLimitMb: number | undefined): string[] {
   const kept: string[] = [];
   const args = process.execArgv;
@@ -161,7 +136,6 @@ function hostExecArgv(heapLimitMb: number | undefined): string[] {
     if (!dropped) kept.push(...(takesValue ? [arg, value] : [arg]));
   }
   return [
-    ...HOST_V8_FLAGS,
     ...kept,
     '--import',
     TSX_LOADER,

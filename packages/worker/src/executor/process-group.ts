@@ -79,12 +79,6 @@ export function childrenOf(pid: number): number[] {
   }
 }
 
-/**
- * The number of `futex` in `/proc/PID/task/TID/syscall` on this machine's architecture; where it
- * is not known, every thread's children are read.
- */
-const FUTEX_SYSCALL = ({ x64: 202, arm64: 98 } as Record<string, number | undefined>)[process.arch];
-
 /** A process as `/proc` names it for good: its pid and its start time (clock ticks after boot), so that a reused pid is another process. */
 const processKey = (pid: number): string | undefined => {
   const fields = statFields(pid);
@@ -96,23 +90,18 @@ const processKey = (pid: number): string | undefined => {
  * a host with any is not reused: the worker stops its group). Linux only: where there is no
  * `/proc`, `count()` says 0 (none are checked); where `/proc` fails, `null` (unknown: not reused).
  *
- * - **Children of every thread that can start a process.** A process started from a worker
- *   thread (a `Worker` of the module, tsx's loader thread) is a child of that thread, listed in
- *   `/proc/PID/task/TID/children` of that thread alone: the main thread's list missed it (round
- *   J). Each such thread's list is read from a file kept open (one `pread` each); the list of
+ * - **Children of every thread.** A process started from a worker thread (a `Worker` of the
+ *   module or one the pipeline file started at load, tsx's loader thread, a native addon's
+ *   thread) is a child of that thread, listed in `/proc/PID/task/TID/children` of that thread
+ *   alone: the main thread's list missed it (round J). Every thread's list is read, whatever it
+ *   was doing at {@link LeftoverCheck.settle} (round K's review: reading only the threads not
+ *   asleep in `futex` then missed a child of a load-time `Worker` blocked in `Atomics.wait`,
+ *   and with it the walk, so the host was reused while the child ran). Each list is read from a
+ *   file kept open (one `pread` each, about 0.5 µs; a host has 11–13 threads); the list of
  *   threads is read again only when their number changed or a thread kept open is gone (a read
- *   of a gone thread's file fails, even when its id was reused). Not read after
- *   {@link LeftoverCheck.settle}: the threads that were then asleep in `futex` (`/proc/…/task/TID/syscall`
- *   202): V8's platform workers and libuv's pool, about 9 of a host's 13, which run no
- *   JavaScript and never start a process (a process is started by a thread running an event
- *   loop: the main thread, a `Worker`, tsx's loader thread, each asleep in `epoll_wait` or
- *   running, and read) and live as long as the process (a new thread, made later, is read).
- *   Not found therefore: a child of a `Worker` the pipeline file started at load and that was
- *   blocked in `Atomics.wait` at settle; and a new thread made in the same interval between two
- *   checks in which a pool thread ended (the count unchanged; pool threads end only with the
- *   process). Each read cost about 0.6 µs of CPU a module (round K: 13.0–17.6 µs for `/proc/self/stat`
- *   and 16 threads' lists against 4.8–7.2 µs with one list, `node`'s `readSync` in a loop with
- *   and without 5 ms between checks).
+ *   of a gone thread's file fails, even when its id was reused). A thread whose list cannot be
+ *   opened because it ended meanwhile (`ENOENT`, `ESRCH`) is skipped; any other error makes
+ *   {@link LeftoverCheck.count} say `null`.
  * - **Orphaned descendants** (`sh -c 'server &'`: the shell exits, its child is given to init):
  *   no thread lists them any more, but they stay in the host's process group, which only a walk
  *   of `/proc` lists (about 1 ms for 130 processes; more on a busy machine). That walk is made
@@ -145,8 +134,13 @@ export interface LeftoverCheck {
 /**
  * Makes this process's {@link LeftoverCheck} (module hosts: one, at start).
  * @param members how the group's processes are listed @default {@link groupMembers} (a walk of `/proc`; tests count the walks)
+ * @param openChildren how a thread's `children` file is opened (returns its fd; throws an
+ *   `ErrnoException`) @default `openSync(path, 'r')` (tests make it fail)
  */
-export function leftoverCheck(members: (pgid: number) => number[] | undefined = groupMembers): LeftoverCheck {
+export function leftoverCheck(
+  members: (pgid: number) => number[] | undefined = groupMembers,
+  openChildren: (path: string) => number = (path) => openSync(path, 'r'),
+): LeftoverCheck {
   const pid = process.pid;
   let statFd: number;
   try {
@@ -163,6 +157,8 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
   let threads = new Map<string, number>();
   let own = new Set<string>();
   let faults = 0;
+  /** Set when {@link LeftoverCheck.settle} failed: no check can tell a leftover from the host's own. */
+  let unsettled = false;
 
   /** `[children's page faults, number of threads]` from `/proc/self/task/PID/stat` (the process's both). */
   const ownStat = (): [number, number] => {
@@ -173,63 +169,30 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
     return [Number(fields[8]) + Number(fields[10]), Number(fields[17])];
   };
   /**
-   * The pool threads not read (see the interface), as `tid@starttime` (a thread id reused by a
-   * new thread is another thread, read); taken at `settle()`.
+   * Lists the threads again and opens the children list of each new one.
+   * @throws the error of an open that failed other than for a thread that ended meanwhile
+   *   (`ENOENT`, `ESRCH`): the files opened so far are kept, the others are not read.
    */
-  let pool = new Set<string>();
-  /** How many threads the last list of them had (those read and the pool's). */
-  let listedThreads = 0;
-  const threadKey = (tid: string): string | undefined => {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'latin1');
-      return `${tid}@${stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]}`;
-    } catch {
-      return undefined; // ended meanwhile
-    }
-  };
-  /** Whether thread `tid` is asleep in `futex` (see {@link FUTEX_SYSCALL}); false when that cannot be read. */
-  const asleepInFutex = (tid: string): boolean => {
-    try {
-      return (
-        FUTEX_SYSCALL !== undefined &&
-        readFileSync(`/proc/${pid}/task/${tid}/syscall`, 'latin1').startsWith(`${FUTEX_SYSCALL} `)
-      );
-    } catch {
-      return false; // unreadable: read its list
-    }
-  };
-  /** Lists the threads again; `takePool`: (at settle) the threads asleep in futex, but the main thread, become the pool. */
-  const openThreads = (takePool = false): void => {
+  const openThreads = (): void => {
     const opened = new Map<string, number>();
-    const tids = readdirSync(`/proc/${pid}/task`);
-    if (takePool) {
-      pool = new Set();
-      for (const tid of tids) {
-        if (tid === String(pid) || !asleepInFutex(tid)) continue;
-        const key = threadKey(tid);
-        if (key !== undefined) pool.add(key);
-      }
-    }
-    for (const tid of tids) {
+    let failure: unknown;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
       const fd = threads.get(tid);
       if (fd !== undefined) {
         opened.set(tid, fd);
         threads.delete(tid);
         continue;
       }
-      if (pool.size > 0) {
-        const key = threadKey(tid);
-        if (key !== undefined && pool.has(key)) continue;
-      }
       try {
-        opened.set(tid, openSync(`/proc/${pid}/task/${tid}/children`, 'r'));
-      } catch {
-        // ended meanwhile
+        opened.set(tid, openChildren(`/proc/${pid}/task/${tid}/children`));
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT' && code !== 'ESRCH') failure ??= error; // else: ended meanwhile
       }
     }
     for (const fd of threads.values()) closeSync(fd);
     threads = opened;
-    listedThreads = tids.length;
+    if (failure !== undefined) throw failure;
   };
   /** The pids listed as children of any thread; undefined when a thread kept open is gone (read the list again). */
   const readChildren = (): number[] | undefined => {
@@ -248,7 +211,7 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
     return children ?? [];
   };
   const children = (threadCount: number): number[] => {
-    if (threadCount !== listedThreads) openThreads();
+    if (threadCount !== threads.size) openThreads();
     return readChildren() ?? (openThreads(), readChildren() ?? []);
   };
   /** A listed child as `/proc` names it for good, or undefined when it is gone or a zombie (it runs nothing). */
@@ -299,15 +262,21 @@ export function leftoverCheck(members: (pgid: number) => number[] | undefined = 
 
   return {
     settle() {
-      const [childFaults] = ownStat();
-      openThreads(true);
-      const listed = children(listedThreads);
-      own = new Set();
-      if (listed.length > 0 || childFaults > 0) own = new Set(others(listed));
-      rememberZombies(listed);
-      faults = childFaults;
+      try {
+        const [childFaults, threadCount] = ownStat();
+        const listed = children(threadCount);
+        own = new Set();
+        if (listed.length > 0 || childFaults > 0) own = new Set(others(listed));
+        rememberZombies(listed);
+        faults = childFaults;
+        unsettled = false;
+      } catch {
+        // Which processes are the host's own is not known: every check says unknown (null).
+        unsettled = true;
+      }
     },
     count() {
+      if (unsettled) return null;
       try {
         const [childFaults, threadCount] = ownStat();
         const listed = children(threadCount);
