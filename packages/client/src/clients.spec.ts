@@ -475,6 +475,23 @@ describe('transport failures', () => {
     expect((error as Error).message).toBe('GET http://127.0.0.1:' + port + '/api/health: ECONNREFUSED');
   });
 
+  it("names the call without its query: a drain's incarnation is in no error message (README, Security)", async () => {
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const { port } = probe.address() as AddressInfo;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const incarnation = 'ec05c09c-1111-4222-8333-444455556666';
+
+    const client = orchestrator({ baseUrl: `http://127.0.0.1:${port}`, timeoutMs: 2_000 });
+    const refused = await rejection(client.workers.drain({ params: { workerId: 'w1' }, query: { incarnation } }));
+    const aborted = await rejection(
+      client.workers.unregister({ params: { workerId: 'w1' }, query: { incarnation }, fetchOptions: { signal: AbortSignal.abort() } }),
+    );
+    expect((refused as Error).message).toBe(`POST http://127.0.0.1:${port}/api/workers/w1/drain?…: ECONNREFUSED`);
+    expect((aborted as Error).message).toBe(`DELETE http://127.0.0.1:${port}/api/workers/w1?…: aborted by the caller`);
+    expect(inspect(refused) + inspect(aborted)).not.toContain(incarnation);
+  });
+
   // What happens to a call whose connection was made: the server may have acted on the request.
   it.each([
     ['reset (RST) after the request arrived', 'ECONNRESET', (socket: Socket) => socket.resetAndDestroy()],

@@ -128,7 +128,7 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
   const api: Fetcher = async (args) => {
     const deadline = deadlineFor(args);
     const callerSignal: AbortSignal | undefined = args.fetchOptions?.signal ?? undefined;
-    const where = `${args.method} ${args.path}`;
+    const where = `${args.method} ${withoutQuery(args.path)}`;
     // Nothing is sent for a call its caller gave up before making it.
     if (callerSignal?.aborted) throw new MpdClientError('Aborted', `${where}: aborted by the caller`);
     const abort = new CallAbort();
@@ -435,6 +435,16 @@ export function transportCode(reason: NetworkFailure | undefined): 'Unreachable'
   if (syscall === 'connect' || syscall === 'getaddrinfo') return 'Unreachable';
   if (syscall === undefined && NOT_CONNECTED.has(code)) return 'Unreachable';
   return 'ConnectionLost';
+}
+
+/**
+ * `url` with its query replaced by `?…`, to name a call in an error message: a query may carry
+ * what must not reach a log (the worker's drain and unregister send its incarnation, which no
+ * answer or log line names: README, Security), and errors are logged.
+ */
+function withoutQuery(url: string): string {
+  const query = url.indexOf('?');
+  return query === -1 ? url : `${url.slice(0, query)}?…`;
 }
 
 /**
