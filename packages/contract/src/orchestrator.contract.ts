@@ -48,7 +48,9 @@ export const workersContract = c.router({
        * whatever the request's `incarnation`; unless it is the holder's own retry after a lost
        * answer (its `Idempotency-Key`, incarnation and registration, a greater `sequence`, the
        * holder's credential never used: 200 and a new credential, the unused one revoked; see
-       * `registerWorkerHeadersSchema`).
+       * `registerWorkerHeadersSchema`). This holds only while the holder is registered: an
+       * unregistered id is free, and without a join token or an admin token anyone may
+       * unregister it (README, Security, "Who can take a live worker's id").
        */
       409: errorBodySchema,
       /**
@@ -88,6 +90,12 @@ export const workersContract = c.router({
     body: c.noBody(),
     responses: { 200: drainWorkerResponseSchema, 403: errorBodySchema, 404: errorBodySchema, 409: errorBodySchema },
   },
+  /**
+   * Unregisters a worker, which frees its id for the next registration. When a join token or an
+   * admin token is set, takes the worker's own credential (or the admin token, if set); open when
+   * neither is (the spec), so anyone who reaches such an orchestrator can free any worker's id
+   * and register it (README, Security, "Who can take a live worker's id").
+   */
   unregister: {
     method: 'DELETE',
     path: '/api/workers/:workerId',

@@ -35,11 +35,19 @@ export interface ResolvedOrchestratorOptions {
   logger: Logger;
   /**
    * The cluster join token workers register with (bearer token). When set, registration needs
-   * it, each worker gets a credential it must use for its own heartbeats, unregister and drain,
-   * and a live worker's id cannot be taken over. Unset: workers register without a token.
+   * it, and each worker gets a credential it must use for its own heartbeats, unregister and
+   * drain: only the worker itself (or an admin, with `adminToken`) can free a live worker's id.
+   * Unset: workers register and heartbeat without a token (anyone can keep any worker looking
+   * alive), and without `adminToken` too, drain and unregister are open: anyone who reaches the
+   * orchestrator can unregister a live worker and register its id (README, Security, "Who can
+   * take a live worker's id").
    */
   joinToken?: string | undefined;
-  /** The admin token for listing workers and operating on any worker (bearer token). Unset: those routes are open. */
+  /**
+   * The admin token for listing workers and draining or unregistering any worker (bearer token).
+   * Unset: listing is open, and so are drain and unregister unless `joinToken` is set (then they
+   * take the worker's own credential).
+   */
   adminToken?: string | undefined;
   /** Rate limits; see {@link RateLimitOptions}. */
   rateLimits: RateLimitOptions;

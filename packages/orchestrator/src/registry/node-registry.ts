@@ -57,7 +57,8 @@ export interface NodeRegistry {
    *
    * With `options.exclusive`, a registration of an id a live worker (any status but `Offline`)
    * holds is refused unless it presents that worker's credential, whatever its incarnation (the
-   * README's "Worker ids cannot be taken over"), or is the holder's own **retry** after a lost
+   * README's "Who can take a live worker's id": not by registering; unregistering frees it, which
+   * is open without tokens), or is the holder's own **retry** after a lost
    * answer: it carries the holder's registration key (`options.retryKey`, compared by SHA-256 in
    * constant time), the holder's incarnation and the same registration (id, endpoint,
    * capabilities, pipeline), a greater `options.sequence` than any the registry served under that
