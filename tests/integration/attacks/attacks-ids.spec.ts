@@ -108,6 +108,41 @@ describe('case 4: a worker id names one worker, wherever it is written', () => {
     expect(await heartbeat.json()).toMatchObject({ issues: [{ field: 'body.workerId', message: RULE }] });
   });
 
+  // README Security, "Who can take a live worker's id": registration never does; an open
+  // unregister does, so without tokens anyone takes a live id in two requests.
+  it("without tokens, anyone takes a live worker's id in two requests (unregister, register); the worker stops as replaced", async () => {
+    cluster = new Cluster();
+    const orchestrator = await cluster.startOrchestrator();
+    const victim = await cluster.startWorker({ id: 'victim-3' });
+    await victim.link!.registered();
+    const anyone = (method: string, path: string, body?: unknown) =>
+      fetch(`${orchestrator.url}${path}`, {
+        method,
+        ...(body ? { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) } : {}),
+      });
+    expect((await anyone('POST', '/api/workers/register', { workerNode: node('victim-3') })).status).toBe(409);
+    expect((await anyone('DELETE', '/api/workers/victim-3')).status).toBe(200);
+    const taken = await anyone('POST', '/api/workers/register', { workerNode: node('victim-3') });
+    expect(taken.status).toBe(200);
+    expect(((await taken.json()) as { credential?: string }).credential).toMatch(/^mpdw_/);
+    expect(await victim.stopped).toMatchObject({ reason: 'replaced' });
+  });
+
+  it("with a join token, neither request works for anyone without the worker's credential", async () => {
+    const { orchestrator, register } = await orchestratorWithAdmin({ adminToken: undefined });
+    const victim = await cluster!.startWorker({ id: 'victim-3', joinToken: JOIN });
+    await victim.link!.registered();
+    const unregister = (token?: string) =>
+      fetch(`${orchestrator.url}/api/workers/victim-3`, {
+        method: 'DELETE',
+        ...(token ? { headers: { authorization: `Bearer ${token}` } } : {}),
+      });
+    expect((await unregister()).status).toBe(401);
+    expect((await unregister(JOIN)).status).toBe(403);
+    expect((await register('victim-3')).status).toBe(409);
+    expect(orchestrator.registry.get('victim-3')?.status).not.toBe('Offline');
+  });
+
   it('a stopping worker logs success only when the orchestrator says it unregistered it', async () => {
     // Heartbeats 30 s apart: the worker does not notice the admin's unregister before it stops.
     const { orchestrator, admin } = await orchestratorWithAdmin({ heartbeatIntervalSeconds: 30 });
