@@ -1,4 +1,6 @@
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { WorkerClient } from '@mpd/client';
@@ -10,10 +12,12 @@ import { InMemoryNodeRegistry } from '../registry/in-memory-node-registry.js';
 import { ExecutionLogs } from './execution-logs.js';
 import { runPipeline } from './pipeline-runner.js';
 import type { RunEvent } from './run-result.js';
-import { formatEvent } from './summary.js';
+import { formatEvent, formatSummary } from './summary.js';
 
 const dirs: string[] = [];
+const servers: Server[] = [];
 afterEach(async () => {
+  await Promise.all(servers.splice(0).map((server) => new Promise((resolve) => server.close(resolve))));
   await Promise.all(dirs.splice(0).map((dir) => rm(dir, { recursive: true, force: true })));
 });
 
@@ -222,4 +226,84 @@ describe("runPipeline: the wait for output at the run's end", () => {
       /output of trickle on trickle incomplete: 10 line\(s\) received, then the run's wait for output reached its limit \(.+\); the rest is dropped$/,
     );
   });
+});
+
+describe('runPipeline: an attempt its worker refused before it ran', () => {
+  it('has no output to wait for: no output-incomplete for the refused attempts, the real attempt reported as usual; the summary counts the refusals apart', async () => {
+    const module = defineModule({ name: 'seed', run: () => null });
+    const pipeline = definePipeline({ name: 'refused-output', modules: [module] });
+    const executionLogs = new ExecutionLogs();
+    const time = Date.UTC(2026, 0, 1);
+    const executions: string[] = [];
+    // A worker still registering again (its registration's answer was lost): 503 WorkerNotReady
+    // to its first 2 execute calls; then it runs the module and ships its output after its answer.
+    const server = createServer((request, response) => {
+      let text = '';
+      request.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      request.on('end', () => {
+        const { executionId } = JSON.parse(text) as { executionId: string };
+        executions.push(executionId);
+        if (executions.length <= 2) {
+          response.writeHead(503, { 'content-type': 'application/json' });
+          response.end(
+            JSON.stringify({
+              success: false,
+              code: 'WorkerNotReady',
+              errorMessage: 'the worker has not completed its first registration',
+            }),
+          );
+          return;
+        }
+        const now = new Date().toISOString();
+        response.writeHead(200, { 'content-type': 'application/json' });
+        response.end(
+          JSON.stringify({ success: true, serializedResult: 'null', startTime: now, endTime: now, duration: '00:00:00' }),
+        );
+        setTimeout(() => {
+          void executionLogs.append(executionId, 'w1', {
+            fromSeq: 0,
+            lines: [{ time, stream: 'stdout', text: 'seeded' }],
+            final: true,
+          });
+        }, 100);
+      });
+    });
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as AddressInfo;
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 600_000 });
+    registry.register({
+      id: 'w1',
+      endpoint: `http://127.0.0.1:${port}`,
+      capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+      pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: ['seed'] },
+    });
+    const events: RunEvent[] = [];
+    const result = await runPipeline({
+      pipeline,
+      registry,
+      logger: pino({ level: 'silent' }),
+      executionLogs,
+      // A refused attempt's log left open would be given up (and reported) after this.
+      outputGraceMs: 1_000,
+      onEvent: (event) => events.push(event),
+    });
+    expect(result.status).toBe('Successful');
+    expect(result.modules[0]!.attempts.map((attempt) => attempt.outcome)).toEqual(['Rejected', 'Rejected', 'Succeeded']);
+    expect(events.filter((event) => event.type === 'output-incomplete')).toEqual([]);
+    // The attempt that ran is reported as usual, with its lines and its close.
+    expect(events.filter((event) => event.type === 'output')).toEqual([
+      {
+        type: 'output',
+        module: 'seed',
+        attempt: 3,
+        workerId: 'w1',
+        lines: [{ time, stream: 'stdout', text: 'seeded' }],
+        closed: true,
+      },
+    ]);
+    // A batch for a refused attempt is not taken (no log kept for it).
+    expect(await executionLogs.append(executions[0]!, 'w1', { fromSeq: 0, lines: [] })).toEqual({ kind: 'not-found' });
+    expect(formatSummary(result)).toMatch(/^seed +Successful +w1 +1 \(2 refused\) /m);
+  }, 30_000);
 });

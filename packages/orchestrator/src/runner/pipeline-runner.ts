@@ -677,6 +677,16 @@ class PipelineRun {
     });
   }
 
+  /**
+   * Drops the log of an attempt its worker refused before running anything (429/503, or 401/403
+   * to a credential it has not read yet: outcome `Rejected`) or whose request reached no worker
+   * process: no output comes for it, so the run's end does not wait for it nor report it
+   * incomplete (`output-incomplete`). A batch sent for it later is refused (404), as after the run.
+   */
+  private dropLog(attempt: Attempt): void {
+    this.options.executionLogs?.forget([attempt.record.executionId]);
+  }
+
   /** The run minds `attempt` (until {@link PipelineRun.retire}). */
   private track(attempt: Attempt): void {
     this.attempts.set(attempt.record.executionId, attempt);
@@ -732,8 +742,10 @@ class PipelineRun {
         const { verdict, delivered } = end;
         // Refused, or answered by something that is not the worker, or refused for a credential
         // the worker does not hold yet, when no call reached it: it runs nowhere.
-        if (!delivered && (verdict.kind === 'refused' || verdict.kind === 'broken' || verdict.kind === 'rejected'))
+        if (!delivered && (verdict.kind === 'refused' || verdict.kind === 'broken' || verdict.kind === 'rejected')) {
           this.ended(attempt, 'not-delivered');
+          this.dropLog(attempt);
+        }
         if (attempt.state === 'running') this.act(attempt, verdict);
       }
     }
@@ -752,6 +764,7 @@ class PipelineRun {
         this.settle(attempt, 'settled');
         record.outcome = 'Rejected';
         record.error = verdict.message;
+        this.dropLog(attempt);
         const now = this.clock.now();
         this.loads.coolDown(workerId, now + REJECTED_COOL_DOWN_MS);
         this.pool.update(workerId, now);

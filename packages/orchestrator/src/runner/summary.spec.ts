@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { ModuleRunResult, RunResult } from './run-result.js';
 import { formatSummary } from './summary.js';
 
-const attempt = (outcome: 'Succeeded' | 'Failed' | 'Cancelled') => ({
+const attempt = (outcome: 'Succeeded' | 'Failed' | 'Cancelled' | 'Rejected' | 'Lost') => ({
   executionId: `run.m.${outcome}`,
   workerId: 'w1',
   startTime: '2025-01-01T00:00:00.000Z',
@@ -67,5 +67,23 @@ describe('formatSummary', () => {
     expect(summary).not.toMatch(/Failures:|Stopped after starting:|Not run:/);
     expect(summary).toMatch(/^Pipeline 'ci' Cancelled in 2\.00s .*, run run-1\n/);
     expect(summary).toMatch(/\nbuild +Successful +w1 +1 +- +- +-\n/);
+  });
+
+  it('counts the attempts its worker refused before they ran (Rejected) apart: they use up no retry; a lost attempt counts', () => {
+    const summary = formatSummary(
+      resultOf([
+        {
+          name: 'seed',
+          status: 'Successful',
+          workerId: 'w1',
+          attempts: [...Array.from({ length: 6 }, () => attempt('Rejected')), attempt('Succeeded')],
+        },
+        { name: 'audit', status: 'Successful', workerId: 'w1', attempts: [attempt('Lost'), attempt('Succeeded')] },
+        { name: 'wait', status: 'Cancelled', attempts: [attempt('Rejected')] },
+      ]),
+    );
+    expect(summary).toMatch(/\nseed +Successful +w1 +1 \(6 refused\) +- +- +-\n/);
+    expect(summary).toMatch(/\naudit +Successful +w1 +2 +- +- +-\n/);
+    expect(summary).toMatch(/\nwait +Cancelled +- +0 \(1 refused\) +- +- +-\n/);
   });
 });

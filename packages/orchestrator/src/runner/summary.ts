@@ -35,13 +35,27 @@ export function formatEvent(event: RunEvent): string {
   }
 }
 
-/** The summary table printed at the end of a run: module, status, worker, attempts, duration, start, end. */
+/**
+ * A module's Attempts cell: its attempts, refusals apart (`1 (6 refused)`). An attempt its worker
+ * refused before running anything (outcome `Rejected`: 429/503, or a credential it has not read
+ * yet) uses up no retry (README "Failures, retries and cancellation"), so it is not counted as one.
+ */
+function attemptsCell(attempts: readonly { outcome: string }[]): string {
+  const refused = attempts.filter((attempt) => attempt.outcome === 'Rejected').length;
+  const ran = attempts.length - refused;
+  return refused === 0 ? String(ran) : `${ran} (${refused} refused)`;
+}
+
+/**
+ * The summary table printed at the end of a run: module, status, worker, attempts (those refused
+ * before they ran apart, see `attemptsCell`), duration, start, end.
+ */
 export function formatSummary(result: RunResult): string {
   const rows = result.modules.map((module) => [
     module.name,
     module.status,
     module.workerId ?? '-',
-    String(module.attempts.length),
+    attemptsCell(module.attempts),
     seconds(module.durationMs),
     module.startTime ?? '-',
     module.endTime ?? '-',
