@@ -79,11 +79,11 @@ describe('formatSummary', () => {
           attempts: [...Array.from({ length: 6 }, () => attempt('Rejected')), attempt('Succeeded')],
         },
         { name: 'audit', status: 'Successful', workerId: 'w1', attempts: [attempt('Lost'), attempt('Succeeded')] },
-        { name: 'wait', status: 'Cancelled', attempts: [attempt('Rejected')] },
+        { name: 'wait', status: 'PipelineTerminated', attempts: [attempt('Rejected')] },
       ]),
     );
     expect(summary).toMatch(/\nseed +Successful +w1 +1 \(6 refused\) +- +- +-\n/);
     expect(summary).toMatch(/\naudit +Successful +w1 +2 +- +- +-\n/);
-    expect(summary).toMatch(/\nwait +Cancelled +- +0 \(1 refused\) +- +- +-\n/);
+    expect(summary).toMatch(/\nwait +PipelineTerminated +- +0 \(1 refused\) +- +- +-\n/);
   });
 });
