@@ -22,17 +22,6 @@ type CommandName = keyof typeof COMMANDS;
 const isCommand = (name: string | undefined): name is CommandName =>
   name !== undefined && Object.hasOwn(COMMANDS, name);
 
-/**
- * An unknown option as the usage error names it: a long one without its `=value`
- * (`--join-token=SECRET` → `--join-token`), a short one by its first two characters
- * (`-tSECRET` → `-t`): what follows may be a secret, and the message goes to a terminal or a CI
- * log. The servers' settings name theirs by the same rule (`@mpd/server-kit`'s `defineSettings`).
- */
-function optionName(arg: string): string {
-  if (arg.startsWith('--')) return arg.replace(/=[\s\S]*$/, '');
-  return arg.slice(0, 2);
-}
-
 /** The version of `@mpd/cli` (its package.json: `../package.json` from `src/` and from `dist/`). */
 function version(): string {
   const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
@@ -127,11 +116,14 @@ export async function runMpd(argv: readonly string[]): Promise<number | undefine
     case undefined:
       process.stderr.write(helpText());
       return EXIT_USAGE;
-    default:
+    default: {
+      // Loaded here, as the subcommands are: `mpd --version` and `mpd help` load no server code.
+      const { unknownOptionName } = await import('@mpd/server-kit');
       return usageError(
         first.startsWith('-')
-          ? `unknown option "${optionName(first)}" before a command; the commands are: ${Object.keys(COMMANDS).join(', ')}`
+          ? `unknown option "${unknownOptionName(first)}" before a command; the commands are: ${Object.keys(COMMANDS).join(', ')}`
           : `unknown command "${first}"; the commands are: ${Object.keys(COMMANDS).join(', ')}`,
       );
+    }
   }
 }

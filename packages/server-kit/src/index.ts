@@ -45,7 +45,7 @@ export {
   unauthorized,
 } from './http/security.js';
 export type { DrainLimits, Refusal } from './http/security.js';
-export { definedOnly, defineSettings } from './cli/define-settings.js';
+export { definedOnly, defineSettings, unknownOptionName } from './cli/define-settings.js';
 export type {
   DefineSettingsOptions,
   OldNameGiven,

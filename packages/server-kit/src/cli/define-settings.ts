@@ -152,9 +152,10 @@ export interface DefineSettingsOptions<Rows extends SettingRows, Settings> {
  * An unknown option as a message may name it: a long one without its `=value`
  * (`--join-tokn=SECRET` → `--join-tokn`), a short one by its first two characters (`-tSECRET`,
  * `-t=SECRET` → `-t`): what follows may be a secret, to be printed to neither a terminal nor a
- * CI log. Anything else as given.
+ * CI log. Anything else as given. The settings' commands and `mpd`'s own usage error name an
+ * unknown option by it.
  */
-function unknownOptionName(arg: string): string {
+export function unknownOptionName(arg: string): string {
   if (arg.startsWith('--')) return arg.replace(/=[\s\S]*$/, '');
   return arg.startsWith('-') ? arg.slice(0, 2) : arg;
 }
