@@ -79,6 +79,11 @@ export class UnansweredRegistration {
     this.at = this.now();
   }
 
+  /** Whether an attempt went unanswered since this was made (one per registration round). */
+  get noted(): boolean {
+    return this.at !== undefined;
+  }
+
   /**
    * Whether the id's live holder may still be that unread registration: within
    * `max(knownTimeoutMs, DEFAULT_HEARTBEAT_TIMEOUT_MS)` after the last unanswered attempt.
@@ -271,8 +276,8 @@ export class OrchestratorLink {
   private credentialWriter: Promise<void> | undefined;
   /** Whether a registration has completed since the link started (the worker's credential state is known). */
   private registeredOnce = false;
-  /** Whether an attempt of the registration under way may have been served though unanswered. */
-  private unansweredThisRound = false;
+  /** The attempts of the registration round under way (or the last one) that may have been served though unanswered. */
+  private unanswered: UnansweredRegistration | undefined;
   /** What the link reports to; set by {@link OrchestratorLink.start}. */
   private hooks: LinkStart | undefined;
   private readonly lease: HeartbeatLease;
@@ -334,9 +339,7 @@ export class OrchestratorLink {
    * hold), rather than refused 401 at once.
    */
   get awaitingRegistration(): boolean {
-    return (
-      this.awaitingFirstRegistration || (this.current.status === 'registering' && this.unansweredThisRound)
-    );
+    return this.awaitingFirstRegistration || (this.current.status === 'registering' && this.unanswered?.noted === true);
   }
 
   /**
@@ -586,12 +589,6 @@ export class OrchestratorLink {
     }
   }
 
-  /** An attempt of this round that may have been served went unanswered (see {@link awaitingRegistration}). */
-  private noteLost(unanswered: UnansweredRegistration): void {
-    unanswered.noteLost();
-    this.unansweredThisRound = true;
-  }
-
   /** Ends the link for good (see {@link LinkStart.onEnded}). */
   private end(status: LinkEnd['status'], message: string): void {
     this.current = { status, message };
@@ -609,9 +606,9 @@ export class OrchestratorLink {
   /** Registers, retrying with backoff; undefined when stopped first. */
   private async register(node: LinkStart['node'], signal: AbortSignal): Promise<number | undefined> {
     const { client, logger } = this.options;
-    /** This round's attempts that went unanswered after they may have been served. */
+    /** This round's attempts that went unanswered after they may have been served (also read by {@link awaitingRegistration}). */
     const unanswered = new UnansweredRegistration(this.now);
-    this.unansweredThisRound = false;
+    this.unanswered = unanswered;
     /** The answer's `Retry-After` (ms), when it gave one: the next attempt waits at least that long. */
     let notBefore: number | undefined;
     /**
@@ -700,7 +697,7 @@ export class OrchestratorLink {
         // A 5xx may come after the orchestrator served it: a gateway's 503 (Envoy's, when the
         // orchestrator closed before answering), the orchestrator's own 500 on the way back. (A
         // gateway's 502 or 504 is outside the contract: the client throws it, the catch below.)
-        if (response.status >= 500) this.noteLost(unanswered);
+        if (response.status >= 500) unanswered.noteLost();
         this.lastError = `register answered ${response.status}: ${JSON.stringify(response.body)}`;
         // 409: the id's live holder is another process, or this one's unread registration:
         // retried once its lease can have ended, not sooner. 429 (`RateLimited`): once the rate
@@ -715,7 +712,7 @@ export class OrchestratorLink {
       } catch (error) {
         if (signal.aborted) return undefined;
         // Sent, maybe served, answer lost: the id's live holder may be this very registration.
-        if (!provesNotServed(error)) this.noteLost(unanswered);
+        if (!provesNotServed(error)) unanswered.noteLost();
         this.lastError = describe(error);
       }
       const delay = Math.max(this.delay(attempt), notBefore ?? 0);
