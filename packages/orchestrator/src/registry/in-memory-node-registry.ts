@@ -148,30 +148,23 @@ export class InMemoryNodeRegistry implements NodeRegistry {
       this.workerWithCredential(options.credential) === node.id;
     const now = this.#now();
     const attempt = retryRecord(node, options.retryKey, options.sequence);
-    // The key first, compared in constant time (`repeats`), then the incarnation: the time taken
+    // The key first, compared in constant time (`sameKey`), then the incarnation: the time taken
     // tells a caller without the key nothing of the incarnation.
-    const repeated = previous !== undefined && repeats(previous.retry, attempt);
-    // The holder's own process again, after it lost the answer that carried the credential.
-    const retry =
-      repeated &&
-      !sameCredential &&
+    const keyHeld = previous !== undefined && sameKey(previous.retry, attempt);
+    // The caller has the holder's key and incarnation, and no request has used the holder's
+    // credential: the holder's own process, which lost the answer that carried the credential.
+    const ownUnread =
+      keyHeld &&
       !previous.credentialUsed &&
       options.incarnation !== undefined &&
       previous.incarnation === options.incarnation;
+    // Its retry: the same registration again with a greater sequence.
+    const retry = ownUnread && !sameCredential && repeats(previous.retry, attempt);
     // A stale duplicate of an attempt already served under the holder's key (the same or a
     // smaller sequence: a gateway's late copy): refused whatever the holder's lease, so that it
     // never revokes a credential or renews the lease of a stalled holder not yet swept.
-    const stale =
-      previous !== undefined &&
-      !sameCredential &&
-      sameKey(previous.retry, attempt) &&
-      attempt!.sequence <= previous.retry!.sequence;
-    if (
-      previous &&
-      !sameCredential &&
-      !retry &&
-      (stale || (options.exclusive && !this.#isOffline(previous, now)))
-    ) {
+    const stale = keyHeld && !sameCredential && attempt!.sequence <= previous.retry!.sequence;
+    if (previous && !sameCredential && !retry && (stale || (options.exclusive && !this.#isOffline(previous, now)))) {
       // Past the holder's lease (its last heartbeat plus the timeout) it is Offline, unless it
       // heartbeats again; bounded by the timeout (a clock that stepped back cannot lengthen it).
       const leaseRemainingMs = Math.min(
@@ -182,15 +175,11 @@ export class InMemoryNodeRegistry implements NodeRegistry {
       // the caller (who has the key) is the holder's own process, whose next attempt (a greater
       // sequence) is its retry, taken at once; it need not wait out its own lease. Only a
       // caller with the key learns this.
-      const ownUnread =
-        stale &&
-        !previous.credentialUsed &&
-        options.incarnation !== undefined &&
-        previous.incarnation === options.incarnation;
+      const ownRetryNext = stale && ownUnread;
       throw new RegistrationError(
         'WorkerIdTaken',
         `Worker id '${node.id}' is held by a live worker; register with its credential, or wait until it is Offline`,
-        { retryAfterSeconds: ownUnread ? 1 : Math.max(1, Math.floor(leaseRemainingMs / 1000) + 1) },
+        { retryAfterSeconds: ownRetryNext ? 1 : Math.max(1, Math.floor(leaseRemainingMs / 1000) + 1) },
       );
     }
     const currentLoad = checkLoad(node.currentLoad ?? 0);
@@ -226,7 +215,7 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     // The greatest sequence served under this key: a stale duplicate of an earlier attempt
     // (the same or a smaller number) is never a retry, whatever came in between.
     const retryKept =
-      attempt !== undefined && previous !== undefined && sameKey(previous.retry, attempt)
+      attempt !== undefined && keyHeld
         ? { ...attempt, sequence: Math.max(attempt.sequence, previous.retry!.sequence) }
         : attempt;
     if (previous) {
