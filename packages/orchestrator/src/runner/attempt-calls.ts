@@ -65,8 +65,9 @@ export interface AttemptCallsOptions {
  * makes a second run. Re-sends back off ({@link RESEND_BACKOFF}) and stop at the first answer,
  * at the call's deadline (`attempt.deadlineAt`), when the worker is no longer live, and when
  * the endpoint refuses the connection, unless heartbeats received since the first failure list
- * the execution (the process runs it; only its port is cut). {@link resendNow} aborts the call
- * out to send it again at once.
+ * the execution (the process runs it; only its port is cut). A re-send answered 429 or 503 is
+ * sent again the same way: the refusal says nothing of the earlier call that failed on the way,
+ * which may run the module there. {@link resendNow} aborts the call out to send it again at once.
  */
 export async function sendExecute(
   attempt: Attempt,
@@ -109,14 +110,33 @@ export async function sendExecute(
         maxResponseBytes: options.maxResponseBytes,
         fetchOptions: { signal: call.controller.signal },
       });
+      // Any status may come from the endpoint (judgeAnswer): not only those the contract lists.
+      const status: number = answer.status;
+      // A re-send refused (429/503: a gateway in front of the worker with no healthy upstream or
+      // a rate limit, a worker full or draining): the refusal answers this call only. An earlier
+      // call failed on the way and may have reached the worker, which may run the module: the
+      // attempt is no refusal (re-queued, it would start a second run beside the first) but a
+      // call still unanswered, sent again with backoff until an answer, the worker no longer
+      // live (then judged as a failure on the way), or the call's deadline (no answer).
+      if ((status === 429 || status === 503) && reached) {
+        attempt.closedInARow = 0;
+        const reason = `a re-send was answered ${status} after an earlier call failed on the way`;
+        if (attempt.state !== 'running' || !options.live(attempt)) {
+          return { kind: 'failure', verdict: { kind: 'in-transit', reason, closed: false }, delivered: true };
+        }
+        failures++;
+        logger.info(
+          { module: attempt.module.name, executionId: body.executionId, workerId: attempt.workerId, status },
+          'execute re-send refused, and an earlier call may have reached the worker; sending it again to the same worker',
+        );
+        continue;
+      }
       attempt.failingSince = undefined;
       // Refused for a credential the worker no longer holds: it registered again meanwhile (a
       // registration retry after a lost answer revokes the credential read here, and a worker
       // holds the calls that come before its registration completes). A 401 or 403 runs
       // nothing: sent again at once, with the credential it holds now (a second refusal, with
       // that credential unchanged, judges the worker as before).
-      // Any status may come from the endpoint (judgeAnswer): not only those the contract lists.
-      const status: number = answer.status;
       if ((status === 401 || status === 403) && attempt.state === 'running') {
         const current = registry.credentialOf(attempt.workerId);
         // Refused the credential it is to hold, which no request has used yet: the worker has
@@ -126,7 +146,11 @@ export async function sendExecute(
         // may have run (else judged as before: the module may run there).
         if (current !== undefined && current === credential && !reached && !registry.credentialUsed(attempt.workerId)) {
           const message = `answered ${status} to a credential it has not read yet (it is registering again)`;
-          return { kind: 'failure', verdict: { kind: 'rejected', status: status as 401 | 403, message }, delivered: false };
+          return {
+            kind: 'failure',
+            verdict: { kind: 'rejected', status: status as 401 | 403, message },
+            delivered: false,
+          };
         }
         if (current !== undefined && current !== credential && options.live(attempt)) {
           logger.info(

@@ -134,8 +134,9 @@ export type AttemptVerdict =
    */
   | { kind: 'failed' | 'timed-out' | 'cancelled'; error: ModuleError; times?: ExecutionTimes }
   /**
-   * 429 or 503: the worker had no room after all (its own load, or draining): not the module's
-   * fault. 401 or 403 (from `sendExecute`, never `judgeAnswer`): the worker refused a credential
+   * 429 or 503 to an attempt's first call (`sendExecute` sends a refused re-send again: an
+   * earlier call may run the module): the worker had no room after all (its own load, or
+   * draining): not the module's fault. 401 or 403 (from `sendExecute`, never `judgeAnswer`): the worker refused a credential
    * the orchestrator issued and no request has used yet: it is still registering (its
    * registration's answer was lost), and ran nothing.
    */

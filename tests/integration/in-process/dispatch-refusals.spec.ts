@@ -1,0 +1,166 @@
+/**
+ * Refusals of execute calls and what the run does with them (round L, L3): a re-send refused
+ * after an earlier call of the same attempt failed on the way (that call may run the module), and
+ * refusals that end an attempt's output log. Real orchestrator and workers on 127.0.0.1; a plain
+ * HTTP front in front of a worker plays the gateway (a load balancer, an ingress) that answers
+ * for it.
+ */
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { runPipeline, type RunEvent } from '@mpd/orchestrator';
+import { defineModule, definePipeline } from '@mpd/pipeline';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Cluster, silent } from '../helpers/cluster.js';
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+const EXECUTE = '/api/execution/execute';
+
+/** What a gateway front does with one execute call (numbered from 1). */
+type ExecuteRoute = (
+  call: number,
+  req: IncomingMessage,
+  res: ServerResponse,
+  forward: (then: (answer: IncomingMessage) => void) => void,
+) => void;
+
+/**
+ * A plain HTTP front that forwards every request to `target` and its answer back, but execute
+ * calls as `route` says.
+ */
+async function startGateway(target: () => string, route: ExecuteRoute): Promise<string> {
+  let executes = 0;
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const forward = (then: (answer: IncomingMessage) => void): void => {
+        const to = new URL(target());
+        const out = httpRequest(
+          { host: to.hostname, port: to.port, path: req.url, method: req.method, headers: req.headers },
+          then,
+        );
+        out.on('error', () => res.destroy());
+        out.end(Buffer.concat(chunks));
+      };
+      const pass = (answer: IncomingMessage): void => {
+        res.writeHead(answer.statusCode!, answer.headers);
+        answer.pipe(res);
+      };
+      if (req.method === 'POST' && req.url === EXECUTE) route(++executes, req, res, forward);
+      else forward(pass);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/** A gate a module waits at until the test opens it. */
+function gate(): { wait: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const wait = new Promise<void>((resolve) => (open = resolve));
+  return { wait, open };
+}
+
+describe('a re-send refused after an earlier call of the same attempt failed on the way', () => {
+  it.each([
+    ['503 from a gateway with no healthy upstream', 503, 'text/plain', 'no healthy upstream'],
+    [
+      '429 from a gateway rate limit',
+      429,
+      'application/json',
+      JSON.stringify({ success: false, errorMessage: 'rate limited' }),
+    ],
+  ] as const)(
+    '%s: the attempt is sent again to the same worker, never re-queued beside the run that started; one run, its output whole',
+    async (_, status, contentType, text) => {
+      const cluster = new Cluster();
+      cleanups.push(() => cluster.close());
+      let active = 0;
+      let mostAtOnce = 0;
+      const starts: string[] = [];
+      const release = gate();
+      const started = gate();
+      const work = defineModule({
+        name: 'work',
+        run: async (ctx) => {
+          starts.push(ctx.workerId);
+          mostAtOnce = Math.max(mostAtOnce, ++active);
+          console.log('before the gate');
+          started.open();
+          await release.wait;
+          console.log('after the gate');
+          active--;
+          return { workerId: ctx.workerId };
+        },
+      });
+      const pipeline = definePipeline({ name: 'refused-resend', modules: [work] });
+      const orchestrator = await cluster.startOrchestrator();
+
+      // The gateway in front of worker 1: the first execute reaches the worker, and its client
+      // connection is dropped once the module runs (a reset on the way back); the next one (the
+      // re-send) it refuses itself; later ones it forwards.
+      let workerUrl = '';
+      let firstCall: IncomingMessage | undefined;
+      let forwardedAfterRefusal = 0;
+      const gatewayUrl = await startGateway(
+        () => workerUrl,
+        (call, req, res, forward) => {
+          if (call === 1) {
+            firstCall = req;
+            forward((answer) => answer.resume());
+          } else if (call === 2) {
+            res.writeHead(status, { 'content-type': contentType, 'retry-after': '1' });
+            res.end(text);
+          } else {
+            forwardedAfterRefusal++;
+            forward((answer) => {
+              res.writeHead(answer.statusCode!, answer.headers);
+              answer.pipe(res);
+            });
+          }
+        },
+      );
+      const one = await cluster.startWorker({ id: 'w-one', pipeline, endpoint: gatewayUrl });
+      workerUrl = one.url;
+      await one.link!.registered();
+
+      const events: RunEvent[] = [];
+      const running = runPipeline({
+        pipeline,
+        registry: orchestrator.registry,
+        executionLogs: orchestrator.executionLogs,
+        logger: silent,
+        onEvent: (event) => events.push(event),
+      });
+      await started.wait;
+      // A second worker with room, where a re-queued module would go at once.
+      const two = await cluster.startWorker({ id: 'w-two', pipeline });
+      await two.link!.registered();
+      firstCall!.socket.destroy();
+
+      // The old code took the refusal for "not run" and started the module on w-two.
+      await expect.poll(() => forwardedAfterRefusal > 0 || starts.length > 1, { timeout: 20_000 }).toBe(true);
+      release.open();
+      const result = await running;
+
+      expect(starts).toEqual(['w-one']);
+      expect(mostAtOnce).toBe(1);
+      expect(result.status).toBe('Successful');
+      expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+        ['w-one', 'Succeeded'],
+      ]);
+      // Its log was kept (not dropped as a refused attempt's): the lines after the refusal came.
+      const lines = events.flatMap((event) => (event.type === 'output' ? event.lines.map((line) => line.text) : []));
+      expect(lines).toEqual(expect.arrayContaining(['before the gate', 'after the gate']));
+      expect(events.filter((event) => event.type === 'output-incomplete')).toEqual([]);
+    },
+  );
+});
