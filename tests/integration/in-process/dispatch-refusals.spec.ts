@@ -164,3 +164,32 @@ describe('a re-send refused after an earlier call of the same attempt failed on 
     },
   );
 });
+
+describe('an attempt its worker refuses with an error status (DispatchRejected)', () => {
+  it('404 ModuleNotFound from a real worker: the run ends without waiting for output that never comes, and reports none incomplete', async () => {
+    const cluster = new Cluster();
+    cleanups.push(() => cluster.close());
+    const wanted = defineModule({ name: 'wanted', run: () => 'ran' });
+    const other = defineModule({ name: 'other', run: () => 'other' });
+    const pipeline = definePipeline({ name: 'refused', modules: [wanted] });
+    // A worker that advertises the run's pipeline but has another module set: it answers 404
+    // ModuleNotFound, having run nothing.
+    const elsewhere = { ...definePipeline({ name: 'refused', modules: [other] }), fingerprint: pipeline.fingerprint };
+    const orchestrator = await cluster.startOrchestrator();
+    const worker = await cluster.startWorker({ id: 'w-other', pipeline: elsewhere });
+    await worker.link!.registered();
+    const events: RunEvent[] = [];
+    const result = await runPipeline({
+      pipeline,
+      registry: orchestrator.registry,
+      executionLogs: orchestrator.executionLogs,
+      // The old code waited this long at the run's end for the refused attempt's output.
+      outputGraceMs: 2_000,
+      logger: silent,
+      onEvent: (event) => events.push(event),
+    });
+    expect(result.modules[0]).toMatchObject({ status: 'Failed', error: { type: 'DispatchRejected' } });
+    expect(result.modules[0]!.error!.message).toMatch(/\(404\).*not in pipeline/);
+    expect(events.filter((event) => event.type === 'output-incomplete')).toEqual([]);
+  });
+});

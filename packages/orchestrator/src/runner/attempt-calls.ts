@@ -33,9 +33,10 @@ export type CallsEnd =
   /**
    * The worker answered (perhaps to a re-send: the execution it joined, or the outcome it kept).
    * `outputNone`: the answer said the execution's output is complete and empty (`Mpd-Output:
-   * none`): no output batch comes for it, not even the final one.
+   * none`): no output batch comes for it, not even the final one. `delivered`: an earlier call
+   * failed on the way and may have reached the worker (so its module may have run there).
    */
-  | { kind: 'answer'; answer: ExecuteAnswer; outputNone: boolean }
+  | { kind: 'answer'; answer: ExecuteAnswer; outputNone: boolean; delivered: boolean }
   /**
    * No answer, for good: past the deadline (`no-answer`), nothing listening (`refused`), not
    * this worker (`broken`), a failure on the way once the worker is no longer live
@@ -168,7 +169,7 @@ export async function sendExecute(
       }
       // A stand-in client (tests) may answer without headers.
       const outputNone = (answer.headers as Headers | undefined)?.get(OUTPUT_HEADER) === OUTPUT_NONE;
-      return { kind: 'answer', answer, outputNone };
+      return { kind: 'answer', answer, outputNone, delivered: reached };
     } catch (error) {
       if (attempt.stopped) return { kind: 'stopped' };
       const delivered = reached;

@@ -68,6 +68,14 @@ const NEVER_LISTED_GRACE_MS = 10_000;
  */
 const COLLECT_WINDOW_MS = 9 * 60_000;
 
+/**
+ * Verdicts on an answer that say the worker ran nothing for the call it answers: it refused the
+ * request (429/503; 400, 404 `ModuleNotFound`, 409 `ExecutionIdConflict`, 413, 415), or the
+ * answer is not the worker's (`broken`). Without an earlier call that may have reached the
+ * worker, no output comes for the attempt (see `PipelineRun.dropLog`).
+ */
+const RAN_NOTHING: ReadonlySet<AttemptVerdict['kind']> = new Set(['rejected', 'dispatch-rejected', 'broken']);
+
 /** Heartbeats in a row that must leave out an abandoned attempt before it counts as no longer running. */
 const UNLISTED_BEATS_TO_END = 2;
 
@@ -679,9 +687,11 @@ class PipelineRun {
 
   /**
    * Drops the log of an attempt its worker refused before running anything (429/503, or 401/403
-   * to a credential it has not read yet: outcome `Rejected`) or whose request reached no worker
-   * process: no output comes for it, so the run's end does not wait for it nor report it
-   * incomplete (`output-incomplete`). A batch sent for it later is refused (404), as after the run.
+   * to a credential it has not read yet: outcome `Rejected`; 400, 404 `ModuleNotFound`, 409,
+   * 413, 415: `DispatchRejected`) or whose request reached no worker process (see
+   * {@link RAN_NOTHING}): no output comes for it, so the run's end does not wait for it nor
+   * report it incomplete (`output-incomplete`). A batch sent for it later is refused (404), as
+   * after the run.
    */
   private dropLog(attempt: Attempt): void {
     this.options.executionLogs?.forget([attempt.record.executionId]);
@@ -735,8 +745,15 @@ class PipelineRun {
         // The worker sends no output batch for this execution: its log closes now (as an empty final batch closes it).
         if (end.outputNone) this.options.executionLogs?.endEmpty(attempt.record.executionId, attempt.workerId);
         this.ended(attempt, 'answered');
-        if (attempt.state === 'running') this.act(attempt, judgeAnswer(end.answer, this.options.maxResultBytes));
-        else this.lateAnswer(attempt, end.answer);
+        if (attempt.state !== 'running') {
+          this.lateAnswer(attempt, end.answer);
+          return;
+        }
+        const verdict = judgeAnswer(end.answer, this.options.maxResultBytes);
+        // The worker refused the request (a 4xx, 429/503, or an answer that is not the
+        // worker's) and no earlier call may have reached it: nothing ran, no output comes.
+        if (!end.delivered && RAN_NOTHING.has(verdict.kind)) this.dropLog(attempt);
+        this.act(attempt, verdict);
         return;
       case 'failure': {
         const { verdict, delivered } = end;
@@ -764,7 +781,6 @@ class PipelineRun {
         this.settle(attempt, 'settled');
         record.outcome = 'Rejected';
         record.error = verdict.message;
-        this.dropLog(attempt);
         const now = this.clock.now();
         this.loads.coolDown(workerId, now + REJECTED_COOL_DOWN_MS);
         this.pool.update(workerId, now);
