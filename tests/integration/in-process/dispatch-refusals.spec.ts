@@ -193,3 +193,60 @@ describe('an attempt its worker refuses with an error status (DispatchRejected)'
     expect(events.filter((event) => event.type === 'output-incomplete')).toEqual([]);
   });
 });
+
+describe("the worker's own refusals carry no Mpd-Output: none", () => {
+  it('an attempt a real worker refused 429 WorkerAtCapacity (its one slot taken by another run) has no output to wait for: none reported incomplete', async () => {
+    const cluster = new Cluster();
+    cleanups.push(() => cluster.close());
+    const release = gate();
+    const started = gate();
+    // Each run runs only the module its ONLY variable names.
+    const only = (ctx: { name: string; env: Record<string, string | undefined> }) =>
+      ctx.env.ONLY === ctx.name ? undefined : 'not this run';
+    const hold = defineModule({
+      name: 'hold',
+      skipIf: only,
+      run: async () => {
+        started.open();
+        await release.wait;
+        return 'held';
+      },
+    });
+    const quick = defineModule({ name: 'quick', skipIf: only, run: () => 'quick' });
+    const pipeline = definePipeline({ name: 'full', modules: [hold, quick] });
+    // No heartbeat during the test: the registry keeps the load the worker registered with (0),
+    // so the second run dispatches to it while its slot is taken.
+    const orchestrator = await cluster.startOrchestrator({ heartbeatIntervalSeconds: 30 });
+    const worker = await cluster.startWorker({ id: 'w-full', pipeline, slots: 1 });
+    await worker.link!.registered();
+    const { registry, executionLogs } = orchestrator;
+    const first = runPipeline({ pipeline, registry, environmentVariables: { ONLY: 'hold' }, logger: silent });
+    await started.wait;
+    const events: RunEvent[] = [];
+    const second = runPipeline({
+      pipeline,
+      registry,
+      environmentVariables: { ONLY: 'quick' },
+      executionLogs,
+      // A refused attempt's log left open would be given up (and reported) after this.
+      outputGraceMs: 2_000,
+      logger: silent,
+      onEvent: (event) => events.push(event),
+    });
+    // A second start of `quick`: its first attempt was refused.
+    await expect
+      .poll(() => events.filter((event) => event.type === 'module-started').length, { timeout: 20_000 })
+      .toBeGreaterThanOrEqual(2);
+    release.open();
+    const [held, result] = await Promise.all([first, second]);
+    expect(held.status).toBe('Successful');
+    expect(result.status).toBe('Successful');
+    const attempts = result.modules.find((module) => module.name === 'quick')!.attempts;
+    expect(attempts.at(-1)!.outcome).toBe('Succeeded');
+    expect(attempts.slice(0, -1).map((attempt) => attempt.outcome)).toEqual(
+      attempts.slice(0, -1).map(() => 'Rejected'),
+    );
+    expect(attempts[0]!.error).toMatch(/running 1 of 1 modules/);
+    expect(events.filter((event) => event.type === 'output-incomplete')).toEqual([]);
+  });
+});

@@ -65,6 +65,10 @@ export function createRoutes(executor: ModuleExecutor, callGate: () => CallGate)
               res.setHeader(OUTPUT_HEADER, OUTPUT_NONE);
             return outcome;
           }
+          // Refusals carry no `Mpd-Output: none`: the orchestrator takes a refusal of a call
+          // with no earlier one on the way as "nothing ran" and drops the attempt's log itself;
+          // after an earlier call failed on the way it sends the call again (the auth middleware's
+          // 503 may answer a re-send of an execution that runs here: the header would be untrue).
           case 'busy':
             res.setHeader('Retry-After', '1');
             return errorResponse(
