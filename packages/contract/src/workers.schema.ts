@@ -196,7 +196,8 @@ export const heartbeatRequestSchema = z.object({
    * The `executionId` of every execution the worker is running now (an mpd addition; absent
    * from older workers). The orchestrator uses it to tell an attempt that finished on the
    * worker, its answer lost on the way, from one that still runs there, and asks for the kept
-   * outcome again. At most one per slot.
+   * outcome again. At most one per slot. Taken only from a heartbeat carrying the worker's own
+   * credential (an anonymous one, in a cluster without a join token, says nothing of them).
    */
   executions: boundedArray(identifierSchema, LIMITS.capabilities.maxSlots).optional(),
   /** The incarnation the worker registered with (see `registerWorkerRequestSchema`); absent from older workers. */

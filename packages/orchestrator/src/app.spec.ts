@@ -256,6 +256,33 @@ describe('orchestrator HTTP API', () => {
     expect((await beat()).body).toEqual({ acknowledged: true, shouldDrain: false });
   });
 
+  it("an anonymous heartbeat (no join token) neither removes a worker's pending cancels nor says what it runs: only the worker's own credential does", async () => {
+    const { client, registry } = await start();
+    const registered = await client.workers.register({ body: registration('w1') });
+    const credential = registered.status === 200 ? registered.body.credential : undefined;
+    expect(credential).toEqual(expect.any(String));
+    const own = (executions: string[]) =>
+      client.workers.heartbeat({
+        body: { workerId: 'w1', currentLoad: 1, executions },
+        extraHeaders: { authorization: `Bearer ${credential}` },
+      });
+    const anonymous = (executions: string[]) =>
+      client.workers.heartbeat({ body: { workerId: 'w1', currentLoad: 1, executions } });
+    await own(['run-1.a.1']);
+    expect(registry.executionsOf('w1')).toEqual(['run-1.a.1']);
+    registry.requestCancel('w1', 'run-1.a.1', 'attempt declared lost');
+    const cancel = [{ executionId: 'run-1.a.1', reason: 'attempt declared lost' }];
+    // Open: the anonymous heartbeat is taken (and reads the cancels), twice, claiming nothing runs.
+    expect(await anonymous([])).toMatchObject({ status: 200, body: { cancel } });
+    expect(await anonymous([])).toMatchObject({ status: 200, body: { cancel } });
+    // A run would end an abandoned attempt its worker's heartbeats no longer list (two in a
+    // row), and settle its cancel: anonymous heartbeats must not tell it that.
+    expect(registry.executionsOf('w1')).not.toEqual([]);
+    expect(registry.cancelsFor('w1')).toEqual(cancel);
+    expect(await own(['run-1.a.1'])).toMatchObject({ status: 200, body: { cancel } });
+    expect(registry.executionsOf('w1')).toEqual(['run-1.a.1']);
+  });
+
   it('counts only Available workers in the health check', async () => {
     const { client, registry } = await start();
     const empty = await client.health.get();

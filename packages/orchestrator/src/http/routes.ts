@@ -154,11 +154,17 @@ export function createRoutes(
         ],
         handler: async ({ body, req, res }) => {
           // The credential must be the named worker's own: this one check needs the body.
-          const denial = mayHeartbeat(caller(req), tokens, body.workerId);
+          const who = caller(req);
+          const denial = mayHeartbeat(who, tokens, body.workerId);
           if (denial) return deny(res, denial);
+          // What the worker runs (`executions`) is taken from the worker's own credential only: a
+          // run ends an abandoned attempt its worker's heartbeats stop listing, and settles its
+          // cancel, so an anonymous heartbeat (no join token) claiming nothing runs would let a
+          // second attempt start beside the first. Without it the heartbeat says nothing of them.
+          const own = who.kind === 'worker' && who.workerId === body.workerId;
           const acknowledged = refusedAs(CONFLICTS, res, () =>
             registry.heartbeat(body.workerId, body.currentLoad, {
-              executions: body.executions,
+              executions: own ? body.executions : undefined,
               incarnation: body.incarnation,
             }),
           );
