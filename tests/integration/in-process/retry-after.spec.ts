@@ -2,7 +2,8 @@
  * A worker honours the orchestrator's `Retry-After` on a 429 (`RateLimited`) for its
  * registrations and heartbeats: its next attempt waits what the answer says (capped: a heartbeat
  * must still land inside its lease), not the backoff (50–200 ms here), which would only be
- * refused again; on a 503 (`TooManyWorkers`) it is a hint capped at the longest backoff. Real orchestrator and worker servers on 127.0.0.1; what the worker waits is
+ * refused again; on a 503 (`TooManyWorkers`, or a gateway's own to a heartbeat) it is a hint
+ * capped at the longest backoff. Real orchestrator and worker servers on 127.0.0.1; what the worker waits is
  * read from its own "retrying" warnings (`retryInMs`), so nothing waits for those seconds.
  */
 import http from 'node:http';
@@ -161,4 +162,90 @@ describe("a worker waits the orchestrator's Retry-After, not its backoff", () =>
       await new Promise((resolve) => gateway.close(resolve));
     }
   }, 30_000);
+  it("heartbeat answered 503 by a gateway (not the contract's answer): a transient refusal whose Retry-After the next heartbeat waits, capped at the longest backoff", async () => {
+    cluster = new Cluster();
+    const orchestrator = await cluster.startOrchestrator();
+    const target = new URL(orchestrator.url);
+    // A gateway in front of the orchestrator that answers the third heartbeat itself: 503, its own page.
+    let heartbeats = 0;
+    const gateway = http.createServer((req, res) => {
+      if (req.url?.endsWith('/heartbeat') && ++heartbeats === 3) {
+        req.resume();
+        res.writeHead(503, { 'retry-after': '5', 'content-type': 'text/html' });
+        res.end('<html><body>503 Service Temporarily Unavailable</body></html>');
+        return;
+      }
+      const upstream = http.request(
+        { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
+        (answer) => {
+          res.writeHead(answer.statusCode!, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
+    try {
+      const { logger, retries } = retryLog();
+      const url = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
+      // A longest backoff above the Retry-After: the wait is the gateway's 5 s, not the 50 ms backoff.
+      const worker = await cluster.startWorker({
+        id: 'w-503-beat',
+        pipeline,
+        orchestratorUrl: url,
+        logger,
+        maxBackoffMs: 8_000,
+      });
+      await worker.link!.registered();
+      await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThan(0);
+      expect(retries[0]).toMatchObject({ msg: 'heartbeat failed; retrying', error: 'heartbeat answered 503' });
+      expect(retries[0]!.retryInMs).toBe(5_000);
+      expect(worker.link!.state).toMatchObject({ status: 'registered', consecutiveFailures: 1 });
+    } finally {
+      gateway.closeAllConnections();
+      await new Promise((resolve) => gateway.close(resolve));
+    }
+  });
+
+  it('heartbeat answered 503 by a gateway with a Retry-After past the longest backoff: the longest backoff', async () => {
+    cluster = new Cluster();
+    const orchestrator = await cluster.startOrchestrator();
+    const target = new URL(orchestrator.url);
+    let heartbeats = 0;
+    const gateway = http.createServer((req, res) => {
+      if (req.url?.endsWith('/heartbeat') && ++heartbeats === 3) {
+        req.resume();
+        res.writeHead(503, { 'retry-after': '3600', 'content-type': 'text/plain' });
+        res.end('no healthy upstream');
+        return;
+      }
+      const upstream = http.request(
+        { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
+        (answer) => {
+          res.writeHead(answer.statusCode!, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
+    try {
+      const { logger, retries } = retryLog();
+      const url = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
+      const worker = await cluster.startWorker({
+        id: 'w-503-cap',
+        pipeline,
+        orchestratorUrl: url,
+        logger,
+        maxBackoffMs: 2_000,
+      });
+      await worker.link!.registered();
+      await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThan(0);
+      expect(retries[0]).toMatchObject({ msg: 'heartbeat failed; retrying', error: 'heartbeat answered 503' });
+      expect(retries[0]!.retryInMs).toBe(2_000);
+    } finally {
+      gateway.closeAllConnections();
+      await new Promise((resolve) => gateway.close(resolve));
+    }
+  });
 });

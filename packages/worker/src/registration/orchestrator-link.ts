@@ -5,6 +5,7 @@ import { dirname } from 'node:path';
 import { bearerHeader, type OrchestratorClient, MpdClientError } from '@mpd/client';
 import { type ErrorBody, IDEMPOTENCY_KEY_HEADER, type WorkerNodeRegistration } from '@mpd/contract';
 import { longSleep } from '@mpd/contract/timers';
+import { UnknownStatusError } from '@ts-rest/core';
 import { backoffDelay, writeStateFile } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import { fenceLeadMs, HeartbeatLease } from './heartbeat-lease.js';
@@ -242,7 +243,8 @@ export interface LinkStart {
  * longer ({@link retryAfterMs}); after a 503 (`TooManyWorkers`, `TooManyPipelines`) its
  * `Retry-After` (the registry's next expected removal) at most `maxBackoffMs`, as an unregister
  * or a drain frees room sooner; a heartbeat after a 429 likewise, but at most until one more heartbeat
- * can still be acknowledged before the renew deadline ({@link heartbeatRetryMs}).
+ * can still be acknowledged before the renew deadline ({@link heartbeatRetryMs}), and after a
+ * gateway's 503 (a status the contract does not list) its `Retry-After` at most `maxBackoffMs`, within that bound.
  *
  * The credential file is shared by the processes started with the same id, so the link writes
  * it only while it holds what this process last read or wrote there, or nothing: a stalled
@@ -735,7 +737,10 @@ export class OrchestratorLink {
     let failures = 0;
     let wait = intervalMs;
     while (await pause(wait, signal)) {
-      /** A 429's `Retry-After` (ms): the next heartbeat waits that long (see {@link heartbeatRetryMs}). */
+      /**
+       * A 429's `Retry-After` (ms), or a gateway's 503's capped at the longest backoff: the next
+       * heartbeat waits that long (see {@link heartbeatRetryMs}).
+       */
       let notBefore: number | undefined;
       try {
         const sentAt = this.now();
@@ -793,6 +798,15 @@ export class OrchestratorLink {
       } catch (error) {
         if (signal.aborted) return;
         this.lastError = describe(error);
+        // A status the contract does not list, from something in front of the orchestrator: a
+        // gateway's 503 (no healthy upstream, overload, maintenance) is a transient refusal, its
+        // `Retry-After` a hint taken as a registration's 503 is: at most the longest backoff.
+        const unlisted = error instanceof UnknownStatusError ? (error.response as UnlistedAnswer) : undefined;
+        if (unlisted?.status === 503) {
+          this.lastError = 'heartbeat answered 503';
+          const hint = retryAfterMs(unlisted.headers);
+          notBefore = hint === undefined ? undefined : Math.min(hint, this.options.maxBackoffMs);
+        }
       }
       // The longest wait after which one heartbeat, given its whole call deadline, still lands
       // before the renew deadline: a later one would find this worker fenced.
@@ -849,6 +863,12 @@ export function retryAfterMs(headers: { get(name: string): string | null } | und
   const value = headers?.get('retry-after')?.trim();
   if (value === undefined || !/^\d{1,10}$/.test(value)) return undefined;
   return Math.min(Number(value) * 1000, MAX_RETRY_AFTER_MS);
+}
+
+/** What a call rejected with `UnknownStatusError` got (the client's answer: status, headers). */
+interface UnlistedAnswer {
+  status: number;
+  headers?: { get(name: string): string | null };
 }
 
 /**
