@@ -9,6 +9,8 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import type { AddressInfo } from 'node:net';
 import { runPipeline, type RunningOrchestrator } from '@mpd/orchestrator';
 import { defineModule, definePipeline } from '@mpd/pipeline';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, JOIN_TOKEN as JOIN, silent } from '../helpers/cluster.js';
 
@@ -151,7 +153,12 @@ describe('a fresh worker whose first registration a gateway sent twice', () => {
         }
         // Served, the answer lost on the way back; the gateway sends it again and answers with that.
         duplicated = true;
-        forward(req, body, (answer) => answer.resume().on('end', () => forward(req, body, pass(res), destroy)), destroy);
+        forward(
+          req,
+          body,
+          (answer) => answer.resume().on('end', () => forward(req, body, pass(res), destroy)),
+          destroy,
+        );
       },
     );
     const worker = await cluster.startWorker({ id: 'w-dup', joinToken: JOIN, orchestratorUrl: frontUrl, pipeline });
@@ -161,4 +168,80 @@ describe('a fresh worker whose first registration a gateway sent twice', () => {
     const result = await runPipeline({ pipeline, registry: orchestrator.registry, logger: silent });
     expect(result.status).toBe('Successful');
   }, 60_000);
+});
+
+describe('a cancel sent with a credential revoked meanwhile', () => {
+  it("is refused 401, then sent again with the worker's credential as the registry has it now, and acknowledged", async () => {
+    cluster = new Cluster();
+    const orchestrator = await cluster.startOrchestrator({ joinToken: JOIN });
+    // The worker's first registration is served and its answer lost (a credential issued that it
+    // never reads); its retry, which revokes that credential, is held until the test lets it go.
+    let registrations = 0;
+    const held: (() => void)[] = [];
+    const frontUrl = await startFront(
+      () => new URL(orchestrator.url),
+      (req, res, body, forward) => {
+        const destroy = () => res.destroy();
+        if (req.url === REGISTER && ++registrations <= 2) {
+          if (registrations === 1) {
+            forward(req, body, (answer) => answer.resume().on('end', () => req.socket.destroy()), destroy);
+          } else {
+            held.push(() => forward(req, body, pass(res), destroy));
+          }
+          return;
+        }
+        forward(req, body, pass(res), destroy);
+      },
+    );
+    // A module that runs until cancelled, 5 s at most: the run lasts until the cancel gets through.
+    const waits = defineModule({
+      name: 'waits',
+      run: (ctx) =>
+        new Promise((resolve) => {
+          const timer = setTimeout(() => resolve('not cancelled'), 5_000);
+          ctx.signal.addEventListener('abort', () => {
+            clearTimeout(timer);
+            resolve('cancelled');
+          });
+        }),
+    });
+    const cancelled = definePipeline({ name: 'revoked-cancel', modules: [waits] });
+    await cluster.startWorker({ id: 'w-revoked', joinToken: JOIN, orchestratorUrl: frontUrl, pipeline: cancelled });
+    await expect.poll(() => held.length, { timeout: 10_000 }).toBe(1);
+    const unread = orchestrator.registry.credentialOf('w-revoked');
+    expect(unread).toBeDefined();
+
+    // The run's cancel calls, from its own log.
+    const cancels: { msg: string; status?: number }[] = [];
+    const logger = pino(
+      { level: 'debug' },
+      new Writable({
+        write(chunk: Buffer, _encoding, done) {
+          const line = JSON.parse(chunk.toString()) as { msg: string; status?: number };
+          if (line.msg.startsWith('cancel')) cancels.push({ msg: line.msg, status: line.status });
+          done();
+        },
+      }),
+    );
+    const controller = new AbortController();
+    const running = runPipeline({
+      pipeline: cancelled,
+      registry: orchestrator.registry,
+      logger,
+      signal: controller.signal,
+      // Cancelled as its module is dispatched: the cancel goes out with the credential issued
+      // by the registration whose answer was lost, before the retry revokes it.
+      onEvent: (event) => {
+        if (event.type === 'module-started') controller.abort();
+      },
+    });
+    await expect.poll(() => orchestrator.registry.credentialOf('w-revoked')).toBe(unread);
+    held.splice(0).forEach((go) => go());
+    await running;
+    expect(orchestrator.registry.credentialOf('w-revoked')).not.toBe(unread);
+    expect(cancels[0]).toEqual({ msg: 'cancel refused; retrying', status: 401 });
+    // 200 (it cancelled the module), or 404 (the cancel came before the execute sent again with the new credential).
+    expect(cancels.at(-1)?.msg).toBe('cancel acknowledged');
+    expect([200, 404]).toContain(cancels.at(-1)?.status);
+  });
 });
