@@ -741,7 +741,7 @@ class PipelineRun {
     switch (end.kind) {
       case 'stopped':
         return;
-      case 'answer':
+      case 'answer': {
         // The worker sends no output batch for this execution: its log closes now (as an empty final batch closes it).
         if (end.outputNone) this.options.executionLogs?.endEmpty(attempt.record.executionId, attempt.workerId);
         this.ended(attempt, 'answered');
@@ -755,6 +755,7 @@ class PipelineRun {
         if (!end.delivered && RAN_NOTHING.has(verdict.kind)) this.dropLog(attempt);
         this.act(attempt, verdict);
         return;
+      }
       case 'failure': {
         const { verdict, delivered } = end;
         // Refused, or answered by something that is not the worker, or refused for a credential
