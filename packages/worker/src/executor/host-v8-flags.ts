@@ -20,18 +20,21 @@
 import { setFlagsFromString } from 'node:v8';
 
 /**
- * The flags by V8 major version (`process.versions.v8`): 16 times V8's default tier-up thresholds.
+ * The flags by V8 major version (`process.versions.v8`); a version not listed gets none (V8's
+ * defaults), and so does one listed with none.
  * - V8 11 (Node 20): `--interrupt-budget`, in bytes of bytecode run before a function's tier-up
- *   is looked at (default 67,584 = 66 KiB; 1,081,344 = 16 ×). V8 12 and later have no such flag.
- * - V8 12 (Node 22) and 13 (Node 24): the tier-up is counted in calls of a function (its budget is
- *   its bytecode's size times the count): `--invocation-count-for-maglev` (default 400; Maglev is
- *   on by default in Node 24's V8) and `--invocation-count-for-turbofan` (default 3,000).
- * A version not listed gets none: V8's defaults.
+ *   is looked at: 16 times the default (67,584 = 66 KiB), measured through the CLIs (L1).
+ * - V8 12 (Node 22) and 13 (Node 24) have no `--interrupt-budget`: the tier-up is counted in calls
+ *   of a function (`--invocation-count-for-maglev`, default 400, Maglev on by default in Node 24
+ *   only; `--invocation-count-for-turbofan`, default 3,000). 16 times those
+ *   (`--invocation-count-for-maglev=6400 --invocation-count-for-turbofan=48000`) delay a host's
+ *   tier-up as 16 times the budget does on V8 11 (`docs/round-l/l1.md`), but what that does to a
+ *   run's CPU was not measured through the CLIs yet: none until it is.
  */
 export const HOST_V8_FLAGS: Readonly<Record<number, readonly string[]>> = {
   11: ['--interrupt-budget=1081344'],
-  12: ['--invocation-count-for-maglev=6400', '--invocation-count-for-turbofan=48000'],
-  13: ['--invocation-count-for-maglev=6400', '--invocation-count-for-turbofan=48000'],
+  12: [],
+  13: [],
 };
 
 /**
