@@ -12,7 +12,15 @@
  */
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { type CliFigures, cliRun, type CliUnderTest, type PerModule, THIS_CLI } from './cli-path.js';
+import {
+  type CliFigures,
+  cliRun,
+  type CliUnderTest,
+  type HostsAtEnd,
+  type PerModule,
+  SMALL,
+  THIS_CLI,
+} from './cli-path.js';
 import { takeFlag, takeOption } from './lib/args.js';
 import { benchPath, killAll } from './lib/processes.js';
 import { median } from './lib/stats.js';
@@ -49,9 +57,18 @@ for (let run = 0; run < runs; run++) {
     const figures = await cliRun(shape, size, 2, slots, cli, warmSize);
     results.set(name, [...(results.get(name) ?? []), figures]);
     const line = (figures: PerModule): string =>
-      `${figures.modulesPerSecond.toFixed(0)} modules/s, ${figures.cpuMs.toFixed(3)} ms CPU/module (orchestrator ${figures.split.orchestrator.toFixed(3)}, workers ${figures.split.workers.toFixed(3)}, hosts ${figures.split.hosts.toFixed(3)})`;
+      `${figures.modulesPerSecond.toFixed(0)} modules/s, ${figures.cpuMs.toFixed(3)} ms CPU/module (orchestrator ${figures.split.orchestrator.toFixed(3)}, workers ${figures.split.workers.toFixed(3)}, hosts ${figures.split.hosts.toFixed(3)}: starts ${figures.split.hostStarts.toFixed(3)}, run ${(figures.split.hosts - figures.split.hostStarts).toFixed(3)})`;
+    // The hosts at each run's end: how many lived, their RSS (now / peak, MiB, all hosts), and
+    // the CPU of any that exited during the run (counted in their share; none expected).
+    const hosts = (at: HostsAtEnd, modules: number): string =>
+      `${modules}: ${at.live} hosts, RSS ${at.rssMb.toFixed(0)}/${at.peakRssMb.toFixed(0)} MiB${at.exitedMs > 0 ? `, exited ${at.exitedMs.toFixed(0)} ms CPU` : ''}`;
+    const hostLines = [
+      hosts(figures.hosts.small, SMALL),
+      hosts(figures.hosts.size, size),
+      ...(figures.warm ? [hosts(figures.warm.hosts, warmSize)] : []),
+    ];
     process.stdout.write(
-      `${name}: ${line(figures)}${figures.warm ? `; warm (${warmSize} - ${size}): ${line(figures.warm)}` : ''}\n`,
+      `${name}: ${line(figures)}${figures.warm ? `; warm (${warmSize} - ${size}): ${line(figures.warm)}` : ''}\n  hosts at the end of ${hostLines.join('; ')}\n`,
     );
   }
 }

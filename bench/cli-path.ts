@@ -22,7 +22,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cliOf } from '@mpd/test-kit';
 import { dagEnv, type Shape } from './lib/dag.js';
-import { BENCH_PIPELINE, BenchProcess, clockTicks, JOIN_TOKEN } from './lib/processes.js';
+import {
+  BENCH_PIPELINE,
+  BenchProcess,
+  clockTicks,
+  descendantsCpuMs,
+  JOIN_TOKEN,
+  liveChildren,
+  processTimes,
+} from './lib/processes.js';
 
 /** The small run whose figures are subtracted. */
 export const SMALL = 10;
@@ -52,7 +60,7 @@ async function once(
   workers: number,
   slots: number,
   cli: CliUnderTest,
-): Promise<{ durationMs: number; cpuMs: number; split: CpuSplit }> {
+): Promise<{ durationMs: number; cpuMs: number; split: CpuSplit; hosts: HostsAtEnd }> {
   const dir = mkdtempSync(join(tmpdir(), 'mpd-bench-cli-'));
   const env = { ...dagEnv({ shape, size, seed: 1, minMs: 0, maxMs: 0 }), MPD_JOIN_TOKEN: JOIN_TOKEN };
   const report = join(dir, 'report.json');
@@ -92,11 +100,31 @@ async function once(
         ),
       );
     }
+    // Each worker registers once its pool's hosts are ready (they loaded the pipeline): their
+    // CPU until then is their start. The orchestrator starts the run once both registered.
+    const hostStarts = await Promise.all(
+      started.map(async (worker) => {
+        await worker.outputMatch(/registered with the orchestrator/, 'register', 60_000);
+        return descendantsCpuMs(worker.pid);
+      }),
+    );
     const code = await orchestrator.exited;
-    // The orchestrator is reaped; the workers and their hosts still live: the split of the CPU.
+    // The orchestrator is reaped; the workers still live: the split of the CPU (see CpuSplit).
     const orchestratorMs = reapedChildrenCpuMs() - before;
-    const workersMs = started.reduce((total, worker) => total + worker.cpuMs(), 0);
-    const hostsMs = started.reduce((total, worker) => total + worker.cpuMs({ children: true }), 0) - workersMs;
+    let workersMs = 0;
+    let hostsMs = 0;
+    const hosts: HostsAtEnd = { live: 0, exitedMs: 0, rssMb: 0, peakRssMb: 0 };
+    for (const worker of started) {
+      workersMs += worker.cpuMs();
+      hostsMs += descendantsCpuMs(worker.pid);
+      hosts.exitedMs += processTimes(worker.pid)?.reapedMs ?? Number.NaN;
+      for (const host of liveChildren(worker.pid)) {
+        const memory = memoryOf(host);
+        hosts.live++;
+        hosts.rssMb += memory.rssMb;
+        hosts.peakRssMb += memory.peakRssMb;
+      }
+    }
     if (code !== 0) throw new Error(`mpd orchestrator exited ${code}:\n${orchestrator.recentOutput()}`);
     const { durationMs, status } = JSON.parse(readFileSync(report, 'utf8')) as { durationMs: number; status: string };
     if (status !== 'Successful') throw new Error(`the CLI run ended ${status}`);
@@ -104,7 +132,13 @@ async function once(
     return {
       durationMs,
       cpuMs: reapedChildrenCpuMs() - before,
-      split: { orchestrator: orchestratorMs, workers: workersMs, hosts: hostsMs },
+      split: {
+        orchestrator: orchestratorMs,
+        workers: workersMs,
+        hosts: hostsMs,
+        hostStarts: hostStarts.reduce((total, ms) => total + ms, 0),
+      },
+      hosts,
     };
   } finally {
     await Promise.all([orchestrator.stop(), ...started.map((worker) => worker.stop())]);
@@ -113,13 +147,50 @@ async function once(
 }
 
 /**
- * CPU by process, ms: the orchestrator (whole life), the worker processes and their module hosts
- * (read when the orchestrator exited, before the workers stop).
+ * CPU by process, ms, read when the orchestrator exited (the run's end), before the workers are
+ * stopped: the orchestrator over its whole life; the worker processes' own CPU; and their
+ * module hosts' (every descendant of the workers) over their whole lives, those that exited
+ * during the run included (the workers reaped them: /proc's cutime + cstime), read so that a
+ * host exiting during the read is counted once (`descendantsCpuMs`). What the workers and
+ * their hosts spend stopping is in `cpuMs` only.
  */
 export interface CpuSplit {
   orchestrator: number;
   workers: number;
   hosts: number;
+  /**
+   * The part of `hosts` spent before their worker registered (the worker waits for its hosts to
+   * be ready: they started and loaded the pipeline, whose size is the run's). Per module, start-up
+   * cancels out of the judged figure but for the pipeline's size, and its noise (hosts' starts
+   * vary by ±1 s of CPU between runs on a loaded machine) is what made the hosts' judged share
+   * swing, even negative: `hosts − hostStarts` is the hosts' CPU in the run itself.
+   */
+  hostStarts: number;
+}
+
+/** The workers' module hosts when the orchestrator exited (the run's end). */
+export interface HostsAtEnd {
+  /** Hosts alive. */
+  live: number;
+  /** CPU of hosts that had exited (their worker reaped them), ms: in the hosts' share. 0 when every host lived through the run. */
+  exitedMs: number;
+  /** The live hosts' resident set sizes (VmRSS), summed, MiB. */
+  rssMb: number;
+  /** The live hosts' peak resident set sizes (VmHWM), summed, MiB. */
+  peakRssMb: number;
+}
+
+/** The resident set size of process `pid` now and its peak, MiB (/proc/PID/status VmRSS, VmHWM); 0 when it is gone. */
+function memoryOf(pid: number): { rssMb: number; peakRssMb: number } {
+  let status = '';
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    // gone
+  }
+  const mb = (field: string): number =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) / 1024;
+  return { rssMb: mb('VmRSS'), peakRssMb: mb('VmHWM') };
 }
 
 /** Per-module figures of a difference of two runs (see the file's comment). */
@@ -133,8 +204,10 @@ export interface PerModule<S = CpuSplit> {
 
 /** Per-module figures of the CLI path: `size` − {@link SMALL} (judged), and the warm figure when asked for. */
 export interface CliFigures extends PerModule {
-  /** `warmSize` − `size` modules, fresh processes for each run (see the file's comment). */
-  warm?: PerModule;
+  /** The hosts at the end of the `size` run and of the {@link SMALL} one. */
+  hosts: { size: HostsAtEnd; small: HostsAtEnd };
+  /** `warmSize` − `size` modules, fresh processes for each run (see the file's comment), and the hosts at the end of the `warmSize` run. */
+  warm?: PerModule & { hosts: HostsAtEnd };
 }
 
 /** One run on fresh processes: its modules, its duration and its processes' CPU over their lives, ms, in all and by process. */
@@ -180,7 +253,10 @@ export async function cliRun(
   const run = async (modules: number) => ({ modules, ...(await once(shape, modules, workers, slots, cli)) });
   const large = await run(size);
   const small = await run(SMALL);
-  const figures: CliFigures = perModule(large, small);
-  if (warmSize > size) figures.warm = perModule(await run(warmSize), large);
+  const figures: CliFigures = { ...perModule(large, small), hosts: { size: large.hosts, small: small.hosts } };
+  if (warmSize > size) {
+    const warm = await run(warmSize);
+    figures.warm = { ...perModule(warm, large), hosts: warm.hosts };
+  }
   return figures;
 }

