@@ -1,3 +1,4 @@
+import { CallAborter } from '@mpd/client';
 import { ACCEPT_OUTPUT_HEADER, type ExecuteModuleRequest, OUTPUT_HEADER, OUTPUT_NONE } from '@mpd/contract';
 import { backoffDelay } from '@mpd/server-kit';
 import type { Logger } from 'pino';
@@ -98,7 +99,7 @@ export async function sendExecute(
     const endpoint = worker?.endpoint ?? attempt.endpoint;
     const credential =
       send === 0 ? attempt.credential : (registry.credentialOf(attempt.workerId) ?? attempt.credential);
-    const call: ExecuteCall = { controller: new AbortController(), sentAt: clock.now(), resend: false };
+    const call: ExecuteCall = { aborter: new CallAborter(), sentAt: clock.now(), resend: false };
     attempt.call = call;
     try {
       const answer = await clients.for(endpoint, credential).execution.execute({
@@ -107,7 +108,7 @@ export async function sendExecute(
         deadlineMs: Math.max(1, attempt.deadlineAt - call.sentAt),
         // Never read more than an answer with a result within the limit can take.
         maxResponseBytes: options.maxResponseBytes,
-        fetchOptions: { signal: call.controller.signal },
+        aborter: call.aborter,
       });
       attempt.failingSince = undefined;
       // Refused for a credential the worker no longer holds: it registered again meanwhile (a
@@ -126,7 +127,11 @@ export async function sendExecute(
         // may have run (else judged as before: the module may run there).
         if (current !== undefined && current === credential && !reached && !registry.credentialUsed(attempt.workerId)) {
           const message = `answered ${status} to a credential it has not read yet (it is registering again)`;
-          return { kind: 'failure', verdict: { kind: 'rejected', status: status as 401 | 403, message }, delivered: false };
+          return {
+            kind: 'failure',
+            verdict: { kind: 'rejected', status: status as 401 | 403, message },
+            delivered: false,
+          };
         }
         if (current !== undefined && current !== credential && options.live(attempt)) {
           logger.info(
@@ -189,7 +194,7 @@ export async function sendExecute(
  */
 export function stopCalls(attempt: Attempt): void {
   attempt.stopped = true;
-  attempt.call?.controller.abort();
+  attempt.call?.aborter.abort();
   attempt.pause?.abort();
 }
 
@@ -201,7 +206,7 @@ export function resendNow(attempt: Attempt): boolean {
   const call = attempt.call;
   if (!call || call.resend) return false;
   call.resend = true;
-  call.controller.abort();
+  call.aborter.abort();
   return true;
 }
 
