@@ -12,6 +12,7 @@ import { UnknownStatusError } from '@ts-rest/core';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { dispatcherOptions } from './fetcher.js';
 import {
+  CallAborter,
   createOrchestratorClient,
   createWorkerClient,
   MpdClientError,
@@ -432,6 +433,18 @@ describe("execute without ts-rest's client", () => {
     expect(listed).toMatchObject({ status: 409, body: { errorMessage: 'teapot' } });
   });
 
+  it("sends nothing for a call whose aborter aborted before it was made ('Aborted')", async () => {
+    const server = await serve((_req, res) => json(res, 200, executeSuccess));
+    const client = worker({ baseUrl: server.url });
+    const aborter = new CallAborter();
+    aborter.abort();
+    for (const extra of [{}, viaTsRest]) {
+      const error = await rejection(client.execution.execute({ body: executeRequest('00:10:00'), aborter, ...extra }));
+      expect(error).toMatchObject({ name: 'MpdClientError', code: 'Aborted' });
+    }
+    expect(server.seen).toEqual([]);
+  });
+
   it("sends nothing for a call whose caller's signal aborted before it was made ('Aborted')", async () => {
     const server = await serve((_req, res) => json(res, 200, executeSuccess));
     const client = worker({ baseUrl: server.url });
@@ -485,7 +498,11 @@ describe('transport failures', () => {
     const client = orchestrator({ baseUrl: `http://127.0.0.1:${port}`, timeoutMs: 2_000 });
     const refused = await rejection(client.workers.drain({ params: { workerId: 'w1' }, query: { incarnation } }));
     const aborted = await rejection(
-      client.workers.unregister({ params: { workerId: 'w1' }, query: { incarnation }, fetchOptions: { signal: AbortSignal.abort() } }),
+      client.workers.unregister({
+        params: { workerId: 'w1' },
+        query: { incarnation },
+        fetchOptions: { signal: AbortSignal.abort() },
+      }),
     );
     expect((refused as Error).message).toBe(`POST http://127.0.0.1:${port}/api/workers/w1/drain?…: ECONNREFUSED`);
     expect((aborted as Error).message).toBe(`DELETE http://127.0.0.1:${port}/api/workers/w1?…: aborted by the caller`);
@@ -563,6 +580,24 @@ describe('transport failures', () => {
       }),
     );
     expect(error).toMatchObject({ name: 'MpdClientError', code: 'Aborted' });
+  });
+
+  it("rejects with 'Aborted' when the call's aborter aborts it while it is out, directly and through ts-rest", async () => {
+    let arrived!: () => void;
+    // Never answers: only the abort ends the call.
+    const server = await serve(() => arrived());
+    const client = worker({ baseUrl: server.url });
+    const viaTsRest = { overrideClientOptions: {} };
+    for (const extra of [{}, viaTsRest]) {
+      const aborter = new CallAborter();
+      const seen = new Promise<void>((resolve) => (arrived = resolve));
+      const call = rejection(client.execution.execute({ body: executeRequest('00:10:00'), aborter, ...extra }));
+      await seen;
+      aborter.abort();
+      expect(await call).toMatchObject({ name: 'MpdClientError', code: 'Aborted' });
+      expect(aborter.aborted).toBe(true);
+    }
+    expect(server.seen).toHaveLength(2);
   });
 });
 

@@ -15,7 +15,7 @@ export type { OrchestratorClient, WorkerClient } from './clients.js';
 export type { ClientOptions } from './client-options.js';
 export type { CallOptions } from './fetcher.js';
 export { ADDRESS_REFUSED } from './checked-connector.js';
-export { isTlsFailure, JsonText } from './fetcher.js';
+export { CallAborter, isTlsFailure, JsonText } from './fetcher.js';
 export { MpdClientError } from './errors.js';
 export type { MpdClientErrorCode } from './errors.js';
 export { BlobDamagedError, BlobDownloadCutError, VerifyingStream } from './verifying-stream.js';

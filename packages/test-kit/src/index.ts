@@ -69,3 +69,4 @@ export {
   type NetworkHost,
   type NetworkNamespace,
 } from './netns.js';
+export { keepsOneHiddenClass, sameHiddenClass } from './hidden-class.js';

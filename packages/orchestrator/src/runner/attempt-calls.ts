@@ -1,3 +1,4 @@
+import { CallAborter } from '@mpd/client';
 import { ACCEPT_OUTPUT_HEADER, type ExecuteModuleRequest, OUTPUT_HEADER, OUTPUT_NONE } from '@mpd/contract';
 import { backoffDelay } from '@mpd/server-kit';
 import type { Logger } from 'pino';
@@ -100,7 +101,7 @@ export async function sendExecute(
     const endpoint = worker?.endpoint ?? attempt.endpoint;
     const credential =
       send === 0 ? attempt.credential : (registry.credentialOf(attempt.workerId) ?? attempt.credential);
-    const call: ExecuteCall = { controller: new AbortController(), sentAt: clock.now(), resend: false };
+    const call: ExecuteCall = { aborter: new CallAborter(), sentAt: clock.now(), resend: false };
     attempt.call = call;
     try {
       const answer = await clients.for(endpoint, credential).execution.execute({
@@ -109,7 +110,7 @@ export async function sendExecute(
         deadlineMs: Math.max(1, attempt.deadlineAt - call.sentAt),
         // Never read more than an answer with a result within the limit can take.
         maxResponseBytes: options.maxResponseBytes,
-        fetchOptions: { signal: call.controller.signal },
+        aborter: call.aborter,
       });
       // Any status may come from the endpoint (judgeAnswer): not only those the contract lists.
       const status: number = answer.status;
@@ -214,7 +215,7 @@ export async function sendExecute(
  */
 export function stopCalls(attempt: Attempt): void {
   attempt.stopped = true;
-  attempt.call?.controller.abort();
+  attempt.call?.aborter.abort();
   attempt.pause?.abort();
 }
 
@@ -226,7 +227,7 @@ export function resendNow(attempt: Attempt): boolean {
   const call = attempt.call;
   if (!call || call.resend) return false;
   call.resend = true;
-  call.controller.abort();
+  call.aborter.abort();
   return true;
 }
 

@@ -1,4 +1,4 @@
-import { ADDRESS_REFUSED, isTlsFailure, MpdClientError } from '@mpd/client';
+import { ADDRESS_REFUSED, type CallAborter, isTlsFailure, MpdClientError } from '@mpd/client';
 import { DEFAULT_MAX_RESULT_BYTES, type ErrorBody, resultLimitProblem, type workerContract } from '@mpd/contract';
 import type { ClientInferResponses } from '@ts-rest/core';
 import type { ModuleState } from './module-state.js';
@@ -44,8 +44,11 @@ export type AttemptEnd =
 
 /** The execute call of an attempt that is out now (each re-send makes a new one). */
 export interface ExecuteCall {
-  /** Aborts this call only (the attempt goes on: a re-send follows when `resend` is set). */
-  readonly controller: AbortController;
+  /**
+   * Aborts this call only (the attempt goes on: a re-send follows when `resend` is set). Not an
+   * `AbortController`: see `CallAborter`.
+   */
+  readonly aborter: CallAborter;
   /** When it was sent (epoch ms). */
   readonly sentAt: number;
   /** Set before aborting the call to re-send at once (to collect an outcome whose answer was lost). */
@@ -80,7 +83,7 @@ export interface Attempt {
   readonly record: AttemptRecord;
   /**
    * Set when the run stopped listening for its answer for good (see `stopCalls`): its call out
-   * is aborted, and no re-send follows. A flag and the call's own controller, rather than an
+   * is aborted, and no re-send follows. A flag and the call's own aborter, rather than an
    * `AbortController` of the attempt's that each call's listened to: the two `AbortSignal`s per
    * module and the listener cost about 4 µs of the orchestrator's CPU (issue 14, round H).
    */

@@ -4,6 +4,7 @@ import { runInNewContext } from 'node:vm';
 import { DEFAULT_MAX_RESULT_BYTES, parseTimeSpan } from '@mpd/contract';
 import { defineModule, type JsonValue, type ModuleLogger } from '@mpd/pipeline';
 import { createSecretMasker } from '@mpd/server-kit';
+import { keepsOneHiddenClass } from '@mpd/test-kit';
 import pino from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ExecutionCancelledError, ModuleTimeoutError, WorkerError } from '../errors.js';
@@ -75,6 +76,15 @@ describe('toOutcome', () => {
       stackTrace: null,
       failureKind: 'Error',
     });
+  });
+
+  // On Node 20 (V8 11.3) a body made as `{ ...times, success, … }` got a hidden class of its own
+  // per module (issue 14, round L; a --log-ic trace of the worker CLI).
+  it('answers bodies of one hidden class from module to module', () => {
+    expect(keepsOneHiddenClass(() => toOutcome({ ok: true, value: '{"n":1}' }, times, noMask).body)).toBe(true);
+    expect(keepsOneHiddenClass(() => toOutcome({ ok: false, error: new Error('boom') }, times, noMask).body)).toBe(
+      true,
+    );
   });
 
   it('masks secrets in the message and the stack', () => {

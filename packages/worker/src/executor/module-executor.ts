@@ -7,11 +7,11 @@ import {
   startExecution,
   type WorkerArtifacts,
 } from './execution.js';
-import { startHostedExecution } from './hosted-execution.js';
+import { type HostedExecutionOptions, startHostedExecution } from './hosted-execution.js';
 import type { ModuleOutput } from './module-output.js';
 import { ModuleHostPool } from './module-host-pool.js';
 import { monotonicNow } from './process-group.js';
-import { DEFAULT_INLINE_RESULT_BYTES, withResultReferences } from './result-references.js';
+import { DEFAULT_INLINE_RESULT_BYTES, type ResultReferenceOptions, withResultReferences } from './result-references.js';
 
 /** What {@link ModuleExecutor.execute} did with a request. */
 export type ExecuteDecision =
@@ -99,6 +99,14 @@ export class ModuleExecutor {
     { outcome: Promise<ExecutionOutcome>; fingerprint: string; expiresAt: number; outputNone?: true }
   >();
   private readonly pool: ModuleHostPool | undefined;
+  /**
+   * What every execution takes from this executor, made once: one object of one shape for all
+   * of them (an object per module, spread from a shared one and given more fields, got a hidden
+   * class of its own per module on Node 20: issue 14, round L).
+   */
+  private readonly executionOptions: ResultReferenceOptions;
+  /** {@link ModuleExecutor.executionOptions} with the pool, with `isolation: 'process'`. */
+  private readonly hostedOptions: (ResultReferenceOptions & HostedExecutionOptions) | undefined;
   private draining = false;
   /** Why the worker is fenced, while it is (see {@link ModuleExecutor.fence}). */
   private fencedBecause: string | undefined;
@@ -125,6 +133,21 @@ export class ModuleExecutor {
         logger: options.logger.child({ component: 'module-hosts' }),
       });
     }
+    const { pool } = this;
+    const shared = {
+      workerId: options.workerId,
+      defaultTimeoutMs: options.defaultTimeoutMs,
+      workingDirectory: options.workingDirectory,
+      maxResultBytes: options.maxResultBytes,
+      logger: options.logger,
+      artifacts: options.artifacts,
+      output: options.output,
+      inlineResultBytes: options.inlineResultBytes ?? DEFAULT_INLINE_RESULT_BYTES,
+      pool,
+      heapLimitMb: options.moduleHeapLimitMb,
+    };
+    this.executionOptions = shared;
+    this.hostedOptions = pool ? { ...shared, pool } : undefined;
   }
 
   /** Modules running now. */
@@ -214,30 +237,12 @@ export class ModuleExecutor {
     if (this.running.size >= this.options.slots) {
       return { kind: 'busy', load: this.running.size, slots: this.options.slots };
     }
-    const { workerId, defaultTimeoutMs, workingDirectory, maxResultBytes, logger, artifacts, output } = this.options;
-    const executionOptions = {
-      workerId,
-      defaultTimeoutMs,
-      workingDirectory,
-      maxResultBytes,
-      logger,
-      artifacts,
-      output,
-    };
-    const { pool } = this;
-    const execution = withResultReferences(
-      module,
-      request,
-      { ...executionOptions, inlineResultBytes: this.options.inlineResultBytes ?? DEFAULT_INLINE_RESULT_BYTES },
-      (resolved) =>
-        pool
-          ? startHostedExecution(module, resolved, {
-              ...executionOptions,
-              pool,
-              heapLimitMb: this.options.moduleHeapLimitMb,
-            })
-          : startExecution(module, resolved, executionOptions),
-    );
+    const hosted = this.hostedOptions;
+    const execution = hosted
+      ? withResultReferences(module, request, hosted, (resolved) => startHostedExecution(module, resolved, hosted))
+      : withResultReferences(module, request, this.executionOptions, (resolved) =>
+          startExecution(module, resolved, this.executionOptions),
+        );
     const { fingerprint } = request;
     const entry: RunningEntry = { execution, fingerprint };
     this.running.set(request.executionId, entry);

@@ -490,7 +490,19 @@ export class ModuleHost {
       }
       this.running = { executionId: message.executionId, end };
       this.keepAlive(true);
-      this.send({ ...message, leaseEndsAt: this.leaseEnd ?? null });
+      // Written out, not `{ ...message, leaseEndsAt }`: on Node 20 (V8 11.3) a spread followed by
+      // more fields makes a new hidden class per call (issue 14, round L).
+      this.send({
+        type: 'execute',
+        executionId: message.executionId,
+        moduleName: message.moduleName,
+        params: message.params,
+        results: message.results,
+        env: message.env,
+        workingDirectory: message.workingDirectory,
+        secrets: message.secrets,
+        leaseEndsAt: this.leaseEnd ?? null,
+      });
     });
   }
 
