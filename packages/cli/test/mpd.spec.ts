@@ -81,6 +81,22 @@ describe('mpd', () => {
     }
   });
 
+  it("never prints a URL setting's user name, password or query, under either command", async () => {
+    const runs = [
+      mpd(['worker', '--port', '0', '--orchestrator', 'http://ci:pa55word@orchestrator example/?token=t0ken']),
+      mpd(['orchestrator', '--port', '0'], {
+        MPD_ARTIFACT_STORE: 's3://bucket',
+        MPD_ARTIFACT_STORE_ENDPOINT: 'ftp://key:pa55word@minio:9000/?token=t0ken',
+      }),
+    ];
+    const shown = ['got "http://***@orchestrator example/?…"', 'got "ftp://***@minio:9000/?…"'];
+    for (const [index, run] of runs.entries()) {
+      expect(await run.exited).toBe(2);
+      expect(run.stderr()).toContain(shown[index]);
+      expect(run.output()).not.toMatch(/pa55word|t0ken/);
+    }
+  });
+
   it("reads relative paths against its working directory, not an inherited INIT_CWD (npm's)", async () => {
     // npm and pnpm set INIT_CWD for the scripts they run, and their children inherit it: a
     // service started from an `npm run` script must not read its paths against npm's directory.

@@ -156,6 +156,27 @@ describe('mpd-orchestrator CLI', () => {
     expect(run.stderr()).toMatch(/MPD_PORT.*got "abc"/);
   });
 
+  it('exits 2 for an invalid URL-bearing setting without printing a user name, password or query it holds', async () => {
+    const cases = [
+      [
+        ['--artifact-store', 's3://bucket', '--artifact-store-endpoint', 'ftp://key:pa55word@minio:9000/?token=t0ken'],
+        'Invalid setting --artifact-store-endpoint (MPD_ARTIFACT_STORE_ENDPOINT): must be an http:// or https:// URL, got "ftp://***@minio:9000/?…"',
+      ],
+      [
+        ['--artifact-store', 's3://key:pa55word@bucket/?token=t0ken'],
+        'Invalid setting --artifact-store (MPD_ARTIFACT_STORE): must be s3://bucket',
+      ],
+      [['--allowed-worker-hosts', 'https://u:pa55word@x/?token=t0ken'], "'https://***@x/?…' is no address range"],
+      [['--env', 'BAD-NAME=postgres://u:pa55word@db/x?token=t0ken'], 'got "BAD-NAME=postgres://***@db/x?…"'],
+    ] as const;
+    const runs = cases.map(([args]) => cli(['--port', '0', ...args]));
+    for (const [index, run] of runs.entries()) {
+      expect(await run.exited).toBe(2);
+      expect(run.stderr()).toContain(cases[index]![1]);
+      expect(run.output()).not.toMatch(/pa55word|t0ken/);
+    }
+  });
+
   it('exits 2 for an unknown flag', async () => {
     const run = cli(['--prot', '1']);
     expect(await run.exited).toBe(2);
