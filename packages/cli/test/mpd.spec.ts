@@ -69,7 +69,7 @@ describe('mpd', () => {
       // What follows the option's name may be a secret: never printed.
       { args: ['--join-token=s3cret', 'worker'], message: 'mpd: unknown option "--join-token" before a command' },
       { args: ['-ts3cret', 'worker'], message: 'mpd: unknown option "-t" before a command' },
-      { args: ['help', 'nope'], message: 'mpd: no help for unknown command "nope"' },
+      { args: ['help', 'worke'], message: 'mpd: no help for unknown command "worke"' },
     ];
     for (const { args, message } of cases) {
       const run = mpd(args);
@@ -78,6 +78,28 @@ describe('mpd', () => {
       expect(run.stderr()).toContain(message);
       expect(run.stderr()).toContain('Run "mpd help" for the commands.');
       expect(run.stderr()).not.toContain('s3cret');
+    }
+  });
+
+  it('an unknown command word that is no typo of a command is named by its length alone: it may be a secret', async () => {
+    const cases = [
+      {
+        args: ['s3cr3t-token', 'worker'],
+        message: 'mpd: unknown command (a word of 12 characters, not shown: it may be a secret)',
+      },
+      {
+        args: ['help', 's3cr3t-token'],
+        message: 'mpd: no help for unknown command (a word of 12 characters, not shown',
+      },
+      // A control sequence is no typo either: nothing of it reaches the terminal.
+      { args: ['work\u001b[2Jer'], message: 'mpd: unknown command (a word of 10 characters, not shown' },
+      { args: ['Worker'], message: 'mpd: unknown command "Worker"; the commands are: orchestrator, worker' },
+    ];
+    for (const { args, message } of cases) {
+      const run = mpd(args);
+      expect(await run.exited).toBe(2);
+      expect(run.stderr()).toContain(message);
+      expect(run.stderr()).not.toMatch(/s3cr3t|\u001b/);
     }
   });
 
