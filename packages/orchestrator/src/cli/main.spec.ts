@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { hostname, networkInterfaces, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -202,6 +202,24 @@ describe('mpd-orchestrator CLI', () => {
       'Invalid setting --pipeline (MPD_PIPELINE): Pipeline file not found: /tmp/no-such.pipeline.ts',
     );
     expect(run.stdout()).toBe('');
+  });
+
+  it('makes --artifacts-dir relative to INIT_CWD (where `pnpm orchestrator` was typed), as every path setting', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mpd-orchestrator-artifacts-dir-'));
+    const run = cli(['--port', '0', '--host', '127.0.0.1', '--artifacts-dir', 'spec-store-a1'], { INIT_CWD: dir });
+    try {
+      await run.listeningUrl();
+      expect(existsSync(join(dir, 'spec-store-a1'))).toBe(true);
+      expect(existsSync('spec-store-a1')).toBe(false);
+      expect((await run.stop('SIGTERM')).code).toBe(0);
+      // The start line says where, in full.
+      const listening = run.stderrLogs().find((line) => line.msg === 'orchestrator listening');
+      expect(listening?.artifacts).toEqual({ kind: 'local', dir: join(dir, 'spec-store-a1') });
+    } finally {
+      await run.stop('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+      rmSync('spec-store-a1', { recursive: true, force: true });
+    }
   });
 
   it('exits 2 naming --logs-dir for a logs directory it cannot make, before it listens', async () => {

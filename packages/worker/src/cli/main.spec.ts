@@ -1,6 +1,6 @@
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createWorkerClient, MpdClientError } from '@mpd/client';
@@ -244,6 +244,25 @@ describe('mpd-worker CLI', () => {
       expect(run.stdout()).toBe('');
     } finally {
       blocker.close();
+    }
+  });
+
+  it('makes --cache-dir relative to INIT_CWD (where `pnpm worker` was typed), as every path setting', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mpd-worker-cache-dir-'));
+    tempDirs.push(dir);
+    // With --orchestrator (the cache serves artifacts; nothing listens on port 1): made at start.
+    const run = cli(
+      ['--port', '0', '--host', '127.0.0.1', '--orchestrator', 'http://127.0.0.1:1', '--cache-dir', 'spec-cache-a1'],
+      { INIT_CWD: dir, MPD_LOG_LEVEL: 'silent' },
+    );
+    try {
+      await run.listeningUrl();
+      expect(existsSync(join(dir, 'spec-cache-a1'))).toBe(true);
+      expect(existsSync('spec-cache-a1')).toBe(false);
+      expect((await run.stop('SIGTERM')).code).toBe(0);
+    } finally {
+      await run.stop('SIGKILL');
+      rmSync('spec-cache-a1', { recursive: true, force: true });
     }
   });
 
