@@ -95,8 +95,10 @@ describe('mpd', () => {
       { args: ['work\u001b[2Jer'], message: 'mpd: unknown command (a word of 10 characters, not shown' },
       { args: ['Worker'], message: 'mpd: unknown command "Worker"; the commands are: orchestrator, worker' },
     ];
-    for (const { args, message } of cases) {
-      const run = mpd(args);
+    // Started together: each is a process start, slow on a loaded machine.
+    const runs = cases.map(({ args }) => mpd(args));
+    for (const [index, { message }] of cases.entries()) {
+      const run = runs[index]!;
       expect(await run.exited).toBe(2);
       expect(run.stderr()).toContain(message);
       expect(run.stderr()).not.toMatch(/s3cr3t|\u001b/);
