@@ -21,17 +21,41 @@ import {
   SMALL,
   THIS_CLI,
 } from './cli-path.js';
-import { takeFlag, takeOption } from './lib/args.js';
+import { benchArgs } from './lib/args.js';
 import { benchPath, killAll } from './lib/processes.js';
 import { median } from './lib/stats.js';
 
-const args = process.argv.slice(2);
-const shape = takeOption(args, 'shape', 'wide') as 'wide' | 'chain';
-const size = Number(takeOption(args, 'size', '2000'));
-const runs = Number(takeOption(args, 'runs', '3'));
-const slots = Number(takeOption(args, 'slots', '8'));
-const warmSize = Number(takeOption(args, 'warm-size', '0'));
-if (takeFlag(args, 'cpu-prof')) process.env.MPD_BENCH_CPU_PROF_DIR = benchPath('profiles');
+const USAGE = `
+usage: tsx bench/cli-compare.ts [--shape wide|chain] [--size 2000] [--warm-size 0] [--runs 3] [--slots 8] [--cpu-prof] [CHECKOUT...]
+
+Runs mpd orchestrator + 2 mpd worker of each CHECKOUT (a repository root; default: this one)
+in turn, --runs times alternating, and prints modules/s and CPU per module of each run.
+  --shape wide|chain  the pipeline's shape (default wide)
+  --size N            modules per run (default 2000)
+  --warm-size N       also run N modules and print the warm figure, N - size modules (default 0: not run)
+  --runs N            runs of each checkout (default 3)
+  --slots N           slots per worker (default 8)
+  --cpu-prof          profile every process into bench/profiles/
+  -h, --help          show this help
+`;
+const { values, positionals: args } = benchArgs(USAGE, {
+  shape: { type: 'string', default: 'wide' },
+  size: { type: 'string', default: '2000' },
+  runs: { type: 'string', default: '3' },
+  slots: { type: 'string', default: '8' },
+  'warm-size': { type: 'string', default: '0' },
+  'cpu-prof': { type: 'boolean', default: false },
+});
+if (values.shape !== 'wide' && values.shape !== 'chain') {
+  process.stderr.write(`--shape must be wide or chain, got ${JSON.stringify(values.shape)}\n${USAGE.trim()}\n`);
+  process.exit(2);
+}
+const shape = values.shape;
+const size = Number(values.size);
+const runs = Number(values.runs);
+const slots = Number(values.slots);
+const warmSize = Number(values['warm-size']);
+if (values['cpu-prof']) process.env.MPD_BENCH_CPU_PROF_DIR = benchPath('profiles');
 const checkouts: [string, CliUnderTest][] =
   args.length === 0
     ? [['this', THIS_CLI]]

@@ -22,18 +22,27 @@ import { join } from 'node:path';
 import { createWorkerClient } from '@mpd/client';
 import { ACCEPT_OUTPUT_HEADER, type ExecuteModuleRequest, formatTimeSpan, OUTPUT_NONE } from '@mpd/contract';
 import { Agent as UndiciAgent, request as undiciRequest } from 'undici';
-import { takeOption } from './lib/args.js';
+import { benchArgs } from './lib/args.js';
 import { BenchProcess, benchPath, killAll, WORKER_TOKEN } from './lib/processes.js';
 import { evaluate, formatTable, type Row } from './lib/report.js';
 import { median } from './lib/stats.js';
 
-const args = process.argv.slice(2);
-const calls = Number(takeOption(args, 'calls', '4000'));
-const runs = Number(takeOption(args, 'runs', '3'));
-const connections = Number(takeOption(args, 'connections', '8'));
-const only = takeOption(args, 'only', '');
+const { values } = benchArgs(
+  'usage: tsx bench/execute-call.ts [--calls 4000] [--runs 3] [--connections 8] [--base CHECKOUT] [--only a,b]',
+  {
+    calls: { type: 'string', default: '4000' },
+    runs: { type: 'string', default: '3' },
+    connections: { type: 'string', default: '8' },
+    only: { type: 'string', default: '' },
+    base: { type: 'string', default: '' },
+  },
+);
+const calls = Number(values.calls);
+const runs = Number(values.runs);
+const connections = Number(values.connections);
+const only = values.only!;
 /** Another checkout whose `@mpd/client` is measured beside this one's (`--base /work/main`). */
-const base = takeOption(args, 'base', '');
+const base = values.base!;
 
 const PATH = '/api/execution/execute';
 const DEADLINE_MS = 30 * 60_000 + 60_000;

@@ -14,15 +14,22 @@
  */
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { takeFlag, takeOption } from './lib/args.js';
+import { benchArgs } from './lib/args.js';
 import { heartbeatRequest, registerWorkers, runLoad } from './lib/load.js';
 import { ADMIN_TOKEN, BenchProcess, benchPath, JOIN_TOKEN, killAll, ROOT } from './lib/processes.js';
 import { median } from './lib/stats.js';
 
-const args = process.argv.slice(2);
-const runs = Number(takeOption(args, 'runs', '3'));
-const durationS = Number(takeOption(args, 'duration', '5'));
-if (takeFlag(args, 'cpu-prof')) process.env.MPD_BENCH_CPU_PROF_DIR = benchPath('profiles');
+const { values, positionals: args } = benchArgs(
+  'usage: tsx bench/heartbeat-compare.ts [--runs 3] [--duration 5] [--cpu-prof] [CHECKOUT...]',
+  {
+    runs: { type: 'string', default: '3' },
+    duration: { type: 'string', default: '5' },
+    'cpu-prof': { type: 'boolean' },
+  },
+);
+const runs = Number(values.runs);
+const durationS = Number(values.duration);
+if (values['cpu-prof']) process.env.MPD_BENCH_CPU_PROF_DIR = benchPath('profiles');
 const checkouts = args.length === 0 ? [ROOT] : args;
 const CONNECTIONS = 16;
 const WORKERS = 100;

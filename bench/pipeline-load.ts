@@ -14,15 +14,22 @@
  */
 import { execFileSync } from 'node:child_process';
 import { loadavg } from 'node:os';
-import { takeFlag, takeOption } from './lib/args.js';
+import { benchArgs } from './lib/args.js';
 import { benchPath, ROOT } from './lib/processes.js';
 import { dagEnv } from './lib/dag.js';
 import { median } from './lib/stats.js';
 
-const args = process.argv.slice(2);
-const sizes = takeOption(args, 'sizes', '10,2000,4000').split(',').map(Number);
-const runs = Number(takeOption(args, 'runs', '5'));
-const mode = takeFlag(args, 'host') ? 'host' : 'load';
+const { values, positionals: args } = benchArgs(
+  'usage: tsx bench/pipeline-load.ts [--sizes 10,2000,4000] [--runs 5] [--host] [CHECKOUT...]',
+  {
+    sizes: { type: 'string', default: '10,2000,4000' },
+    runs: { type: 'string', default: '5' },
+    host: { type: 'boolean' },
+  },
+);
+const sizes = values.sizes!.split(',').map(Number);
+const runs = Number(values.runs);
+const mode = values.host ? 'host' : 'load';
 const checkouts = args.length === 0 ? [ROOT] : args;
 
 interface Figures {

@@ -26,6 +26,13 @@ interface Profile {
   endTime: number;
 }
 
+// Piped into `head` (or anything that stops reading): its end of the pipe closed, the rest of the
+// summary has no reader. Exit quietly, as a Unix filter does, rather than die of an unhandled EPIPE.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(0);
+  throw error;
+});
+
 if (process.argv[2] === '--activities') {
   const dirs = process.argv.slice(3);
   if (dirs.length === 0) {

@@ -12,13 +12,20 @@
 import { BenchProcess } from './lib/processes.js';
 import { measureRoute } from './route.js';
 import { median } from './lib/stats.js';
-import { takeOption } from './lib/args.js';
+import { benchArgs } from './lib/args.js';
 import { loadavg } from 'node:os';
 
-const args = process.argv.slice(2);
-const runs = Number(takeOption(args, 'runs', '3'));
-const durationS = Number(takeOption(args, 'duration', '3'));
-const connections = Number(takeOption(args, 'connections', '8'));
+const { values, positionals: args } = benchArgs(
+  'usage: tsx bench/route-split.ts [--runs 3] [--duration 3] [--connections 8] CHECKOUT:VARIANT...',
+  {
+    runs: { type: 'string', default: '3' },
+    duration: { type: 'string', default: '3' },
+    connections: { type: 'string', default: '8' },
+  },
+);
+const runs = Number(values.runs);
+const durationS = Number(values.duration);
+const connections = Number(values.connections);
 const specs = args.map((arg) => {
   const [root, variant] = arg.split(':') as [string, string];
   return { name: arg, root, variant };

@@ -1,19 +1,46 @@
-/** The command-line options of the bench's own scripts (`cli-compare.ts`, `heartbeat-compare.ts`, `pipeline-load.ts`). */
+/** The command-line options of the bench's own scripts (`cli-compare.ts`, `heartbeat-compare.ts`, `pipeline-load.ts`, `route-split.ts`, `execute-call.ts`). */
+import { parseArgs } from 'node:util';
 
-/**
- * Takes `--NAME VALUE` out of `args` (what is left are the script's operands, e.g. checkouts)
- * and returns VALUE, or `fallback` when the option is not there.
- */
-export function takeOption(args: string[], name: string, fallback: string): string {
-  const index = args.indexOf(`--${name}`);
-  if (index < 0) return fallback;
-  const [value] = args.splice(index, 2).slice(1);
-  return value ?? fallback;
+/** An option of {@link benchArgs}, as `util.parseArgs` takes it. */
+export interface BenchOption {
+  type: 'string' | 'boolean';
+  default?: string | boolean;
+  short?: string;
 }
 
-/** Takes the flag `--NAME` out of `args`; true when it was there. */
-export function takeFlag(args: string[], name: string): boolean {
-  const index = args.indexOf(`--${name}`);
-  if (index >= 0) args.splice(index, 1);
-  return index >= 0;
+/** The values {@link benchArgs} read: a string option's text, a boolean's presence; undefined when absent without a default. */
+export type BenchValues<Options> = {
+  [K in keyof Options]: Options[K] extends { type: 'boolean' } ? boolean | undefined : string | undefined;
+};
+
+/**
+ * A bench script's command line read by node's `util.parseArgs` (strict): `options` by name
+ * (`{ size: { type: 'string', default: '2000' } }`), the operands (e.g. checkouts) in
+ * `positionals`. `--help` (`-h`) prints `usage` to stdout and exits 0; an unknown option, or
+ * one without its value, prints the error and `usage` to stderr and exits 2 (before, an unknown
+ * `--flag`, `--help` included, was taken for an operand: a checkout path).
+ */
+export function benchArgs<Options extends Record<string, BenchOption>>(
+  usage: string,
+  options: Options,
+  argv: string[] = process.argv.slice(2),
+): { values: BenchValues<Options>; positionals: string[] } {
+  try {
+    // Typed loosely here: parseArgs's own types cannot follow a generic table of options.
+    const parsed = parseArgs({
+      args: argv,
+      options: { ...options, help: { type: 'boolean', short: 'h' } } as Record<string, BenchOption>,
+      allowPositionals: true,
+      strict: true,
+    });
+    const values = parsed.values as Record<string, string | boolean | undefined>;
+    if (values.help) {
+      process.stdout.write(`${usage.trim()}\n`);
+      process.exit(0);
+    }
+    return { values: values as BenchValues<Options>, positionals: parsed.positionals };
+  } catch (error) {
+    process.stderr.write(`${(error as Error).message}\n${usage.trim()}\n`);
+    process.exit(2);
+  }
 }

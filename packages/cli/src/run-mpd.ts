@@ -59,6 +59,39 @@ function helpText(): string {
   ].join('\n');
 }
 
+/**
+ * The edit distance between `a` and `b` (insertions, deletions, substitutions and swaps of two
+ * neighbours, each 1: optimal string alignment), as commander measures a flag's to suggest one.
+ */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => i || j));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+      }
+    }
+  }
+  return d[a.length]![b.length]!;
+}
+
+/** The most edits a word may be from a command to be named in a usage error: a typo's. */
+const TYPO_DISTANCE = 2;
+
+/**
+ * An unknown command word as a usage error shows it: quoted (JSON: control characters escaped),
+ * when it is a typo of a command, at most {@link TYPO_DISTANCE} edits from one (`"wroker"`,
+ * `"Worker"`); any other word by its length alone (`a word of 12 characters`): a word put first
+ * by mistake may be a token or a password (`mpd "$TOKEN" worker`), to be printed to neither a
+ * terminal nor a CI log, as an unknown option's value is not (`unknownOptionName`).
+ */
+function shownCommand(word: string): string {
+  const typo = Object.keys(COMMANDS).some((command) => editDistance(word.toLowerCase(), command) <= TYPO_DISTANCE);
+  return typo ? JSON.stringify(word) : `(a word of ${word.length} characters, not shown: it may be a secret)`;
+}
+
 /** Writes `message` and the pointer to the help to stderr; the exit code of a bad command line. */
 function usageError(message: string): number {
   process.stderr.write(`mpd: ${message}\nRun "mpd help" for the commands.\n`);
@@ -110,7 +143,7 @@ export async function runMpd(argv: readonly string[]): Promise<number | undefine
         return undefined;
       }
       return usageError(
-        `no help for unknown command "${topic}"; the commands are: ${Object.keys(COMMANDS).join(', ')}`,
+        `no help for unknown command ${shownCommand(topic)}; the commands are: ${Object.keys(COMMANDS).join(', ')}`,
       );
     }
     case undefined:
@@ -122,7 +155,7 @@ export async function runMpd(argv: readonly string[]): Promise<number | undefine
       return usageError(
         first.startsWith('-')
           ? `unknown option "${unknownOptionName(first)}" before a command; the commands are: ${Object.keys(COMMANDS).join(', ')}`
-          : `unknown command "${first}"; the commands are: ${Object.keys(COMMANDS).join(', ')}`,
+          : `unknown command ${shownCommand(first)}; the commands are: ${Object.keys(COMMANDS).join(', ')}`,
       );
     }
   }

@@ -69,7 +69,7 @@ describe('mpd', () => {
       // What follows the option's name may be a secret: never printed.
       { args: ['--join-token=s3cret', 'worker'], message: 'mpd: unknown option "--join-token" before a command' },
       { args: ['-ts3cret', 'worker'], message: 'mpd: unknown option "-t" before a command' },
-      { args: ['help', 'nope'], message: 'mpd: no help for unknown command "nope"' },
+      { args: ['help', 'worke'], message: 'mpd: no help for unknown command "worke"' },
     ];
     for (const { args, message } of cases) {
       const run = mpd(args);
@@ -78,6 +78,46 @@ describe('mpd', () => {
       expect(run.stderr()).toContain(message);
       expect(run.stderr()).toContain('Run "mpd help" for the commands.');
       expect(run.stderr()).not.toContain('s3cret');
+    }
+  });
+
+  it('an unknown command word that is no typo of a command is named by its length alone: it may be a secret', async () => {
+    const cases = [
+      {
+        args: ['s3cr3t-token', 'worker'],
+        message: 'mpd: unknown command (a word of 12 characters, not shown: it may be a secret)',
+      },
+      {
+        args: ['help', 's3cr3t-token'],
+        message: 'mpd: no help for unknown command (a word of 12 characters, not shown',
+      },
+      // A control sequence is no typo either: nothing of it reaches the terminal.
+      { args: ['work\u001b[2Jer'], message: 'mpd: unknown command (a word of 10 characters, not shown' },
+      { args: ['Worker'], message: 'mpd: unknown command "Worker"; the commands are: orchestrator, worker' },
+    ];
+    // Started together: each is a process start, slow on a loaded machine.
+    const runs = cases.map(({ args }) => mpd(args));
+    for (const [index, { message }] of cases.entries()) {
+      const run = runs[index]!;
+      expect(await run.exited).toBe(2);
+      expect(run.stderr()).toContain(message);
+      expect(run.stderr()).not.toMatch(/s3cr3t|\u001b/);
+    }
+  });
+
+  it("never prints a URL setting's user name, password or query, under either command", async () => {
+    const runs = [
+      mpd(['worker', '--port', '0', '--orchestrator', 'http://ci:pa55word@orchestrator example/?token=t0ken']),
+      mpd(['orchestrator', '--port', '0'], {
+        MPD_ARTIFACT_STORE: 's3://bucket',
+        MPD_ARTIFACT_STORE_ENDPOINT: 'ftp://key:pa55word@minio:9000/?token=t0ken',
+      }),
+    ];
+    const shown = ['got "http://***@orchestrator example/?…"', 'got "ftp://***@minio:9000/?…"'];
+    for (const [index, run] of runs.entries()) {
+      expect(await run.exited).toBe(2);
+      expect(run.stderr()).toContain(shown[index]);
+      expect(run.output()).not.toMatch(/pa55word|t0ken/);
     }
   });
 

@@ -2,6 +2,7 @@ import {
   DEFAULT_MAX_RESULT_BYTES,
   DEFAULT_MODULE_TIMEOUT_MS,
   executeAnswerLimit,
+  MASK,
   parseTimeSpan,
   workerContract,
 } from '@mpd/contract';
@@ -170,7 +171,7 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
     const deadline = deadlineFor(args);
     const callerSignal: AbortSignal | undefined = args.fetchOptions?.signal ?? undefined;
     const aborter = args.aborter;
-    const where = `${args.method} ${withoutQuery(args.path)}`;
+    const where = `${args.method} ${withoutSecrets(args.path)}`;
     // Nothing is sent for a call its caller gave up before making it.
     if (callerSignal?.aborted || aborter?.aborted)
       throw new MpdClientError('Aborted', `${where}: aborted by the caller`);
@@ -483,13 +484,16 @@ export function transportCode(reason: NetworkFailure | undefined): 'Unreachable'
 }
 
 /**
- * `url` with its query replaced by `?…`, to name a call in an error message: a query may carry
- * what must not reach a log (the worker's drain and unregister send its incarnation, which no
- * answer or log line names: README, Security), and errors are logged.
+ * `url` with its query replaced by `?…` and its user name and password by `***`, to name a call
+ * in an error message: a query may carry what must not reach a log (the worker's drain and
+ * unregister send its incarnation, which no answer or log line names: README, Security), a base
+ * URL may carry a password (`--orchestrator http://user:pw@host`), and errors are logged.
+ * `url` is one undici takes: its userinfo holds no `/`, `?` or `#`.
  */
-function withoutQuery(url: string): string {
-  const query = url.indexOf('?');
-  return query === -1 ? url : `${url.slice(0, query)}?…`;
+function withoutSecrets(url: string): string {
+  const shown = url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, `$1${MASK}@`);
+  const query = shown.indexOf('?');
+  return query === -1 ? shown : `${shown.slice(0, query)}?…`;
 }
 
 /**

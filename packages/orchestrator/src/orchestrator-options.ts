@@ -1,5 +1,6 @@
 import { DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_ORCHESTRATOR_BODY_LIMIT } from '@mpd/contract/limits';
 import { pino, type Logger } from 'pino';
+import { redactUrl } from '@mpd/server-kit';
 import { parseS3Url } from './artifacts/s3-url.js';
 import { OrchestratorConfigError } from './errors.js';
 import type { HostResolver } from './http/endpoint-policy.js';
@@ -334,6 +335,6 @@ function checkArtifactStore(options: ResolvedOrchestratorOptions): void {
     }
   }
   if (endpoint !== undefined && !/^https?:\/\/[^/]/i.test(endpoint)) {
-    refuse('artifactStoreEndpoint', `must be an http:// or https:// URL, got ${JSON.stringify(endpoint)}`);
+    refuse('artifactStoreEndpoint', `must be an http:// or https:// URL, got ${JSON.stringify(redactUrl(endpoint))}`);
   }
 }

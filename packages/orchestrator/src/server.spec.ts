@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createOrchestratorClient, MpdClientError } from '@mpd/client';
-import { makeTestCertificates, type TestCertificates } from '@mpd/test-kit';
+import { makeTestCertificates, rawHttpExchange, type TestCertificates } from '@mpd/test-kit';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
@@ -25,6 +25,21 @@ async function start(options: Parameters<typeof startOrchestrator>[0]): Promise<
 }
 
 describe('startOrchestrator', () => {
+  it("answers a request node's parser refuses (Content-Length: abc) with the contract's JSON error naming the header", async () => {
+    const orchestrator = await start({ port: 0, host: '127.0.0.1' });
+    const answer = await rawHttpExchange(
+      orchestrator.port,
+      'POST /api/workers/register HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: abc\r\n\r\n{}',
+    );
+    expect(answer.status).toBe(400);
+    expect(JSON.parse(answer.body)).toEqual({
+      success: false,
+      errorMessage: 'Malformed request: Invalid character in Content-Length (HPE_INVALID_CONTENT_LENGTH)',
+      code: 'ValidationFailed',
+      issues: [{ field: 'headers.content-length', message: 'Invalid character in Content-Length' }],
+    });
+  });
+
   it('listens on a free port, prints a reachable URL and serves the API', async () => {
     const orchestrator = await start({ port: 0, host: '127.0.0.1', heartbeatIntervalSeconds: 5 });
     expect(orchestrator.url).toBe(`http://127.0.0.1:${orchestrator.port}`);

@@ -1,5 +1,12 @@
 import { longInterval } from '@mpd/contract/timers';
-import { closeGracefully, createHttpOrHttpsServer, listen, reachableHost, type ServerTls } from '@mpd/server-kit';
+import {
+  closeGracefully,
+  createHttpOrHttpsServer,
+  listen,
+  reachableHost,
+  redactUrl,
+  type ServerTls,
+} from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import { createApp, endpointPolicyOf } from './app.js';
 import { type ArtifactStore, artifactStoreOf } from './artifacts/artifact-store.js';
@@ -130,7 +137,7 @@ export async function startOrchestrator(options: StartOrchestratorOptions = {}):
       'ArtifactStoreUnavailable',
       artifactStore.kind === 'local'
         ? `Cannot use the artifact store directory ${resolved.artifactsDir} (--artifacts-dir): ${(error as Error).message}`
-        : `Cannot use the artifact store ${resolved.artifactStore}: ${(error as Error).message} (the orchestrator needs s3:GetObject and s3:PutObject on the prefix's objects and s3:ListBucket on the bucket)`,
+        : `Cannot use the artifact store ${redactUrl(resolved.artifactStore ?? '')}: ${(error as Error).message} (the orchestrator needs s3:GetObject and s3:PutObject on the prefix's objects and s3:ListBucket on the bucket)`,
       { cause: error },
     );
   }

@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runPipeline } from '@mpd/orchestrator';
 import { type ArtifactRef, defineModule, definePipeline, type Pipeline } from '@mpd/pipeline';
+import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, silent } from '../helpers/cluster.js';
 
@@ -64,9 +65,13 @@ async function tempDir(): Promise<string> {
   return dir;
 }
 
-/** An orchestrator with its store, and one worker per tag, each with a directory and cache of its own. */
+/**
+ * An orchestrator with its store, and one worker per tag, each with a directory and cache of its
+ * own; `logs`: the workers' log lines (`debug` and up), each with the worker's id.
+ */
 async function cluster(pipeline: Pipeline, tags: string[]) {
   const dir = await tempDir();
+  const logs: Array<Record<string, unknown>> = [];
   const cluster = new Cluster();
   cleanups.push(() => cluster.close());
   const orchestrator = await cluster.startOrchestrator({ artifactsDir: join(dir, 'store') });
@@ -78,6 +83,10 @@ async function cluster(pipeline: Pipeline, tags: string[]) {
       tags: [tag],
       workingDirectory: join(dir, tag),
       cacheDir: join(dir, `${tag}-cache`),
+      logger: pino(
+        { level: 'debug', base: { worker: `w-${tag}` } },
+        { write: (line: string) => void logs.push(JSON.parse(line)) },
+      ),
     });
     await worker.link!.registered();
   }
@@ -88,13 +97,13 @@ async function cluster(pipeline: Pipeline, tags: string[]) {
       endpointPolicy: orchestrator.endpointPolicy,
       logger: silent,
     });
-  return { dir, run };
+  return { dir, run, logs };
 }
 
 describe('produces and consumes', () => {
   it("a producer's declared files reach a consumer on another worker byte-identical, the references in the producer's result", async () => {
     const pipeline = definePipeline({ name: 'declared', modules: [build, test] });
-    const { dir, run } = await cluster(pipeline, ['producer', 'consumer']);
+    const { dir, run, logs } = await cluster(pipeline, ['producer', 'consumer']);
     const result = await run();
     expect(result.modules.map((module) => module.error?.message ?? module.status)).toEqual([
       'Successful',
@@ -120,6 +129,18 @@ describe('produces and consumes', () => {
       map: false,
       readme: '# docs\n',
     });
+    // Each transfer's debug line says which module moved which artifact (--log-level debug).
+    const transfers = logs
+      .filter((line) => String(line.msg).startsWith('artifact '))
+      .map(({ worker, msg, module, artifact }) => ({ worker, msg, module, artifact }));
+    expect(transfers).toEqual(
+      expect.arrayContaining([
+        { worker: 'w-producer', msg: 'artifact uploaded', module: 'build', artifact: 'dist' },
+        { worker: 'w-producer', msg: 'artifact uploaded', module: 'build', artifact: 'docs' },
+        { worker: 'w-consumer', msg: 'artifact downloaded', module: 'test', artifact: 'dist' },
+        { worker: 'w-consumer', msg: 'artifact downloaded', module: 'test', artifact: 'docs' },
+      ]),
+    );
   });
 
   it('a glob that matches nothing fails the producer, naming the artifact; its consumer does not run', async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { hostname, networkInterfaces, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
@@ -156,6 +156,27 @@ describe('mpd-orchestrator CLI', () => {
     expect(run.stderr()).toMatch(/MPD_PORT.*got "abc"/);
   });
 
+  it('exits 2 for an invalid URL-bearing setting without printing a user name, password or query it holds', async () => {
+    const cases = [
+      [
+        ['--artifact-store', 's3://bucket', '--artifact-store-endpoint', 'ftp://key:pa55word@minio:9000/?token=t0ken'],
+        'Invalid setting --artifact-store-endpoint (MPD_ARTIFACT_STORE_ENDPOINT): must be an http:// or https:// URL, got "ftp://***@minio:9000/?…"',
+      ],
+      [
+        ['--artifact-store', 's3://key:pa55word@bucket/?token=t0ken'],
+        'Invalid setting --artifact-store (MPD_ARTIFACT_STORE): must be s3://bucket',
+      ],
+      [['--allowed-worker-hosts', 'https://u:pa55word@x/?token=t0ken'], "'https://***@x/?…' is no address range"],
+      [['--env', 'BAD-NAME=postgres://u:pa55word@db/x?token=t0ken'], 'got "BAD-NAME=postgres://***@db/x?…"'],
+    ] as const;
+    const runs = cases.map(([args]) => cli(['--port', '0', ...args]));
+    for (const [index, run] of runs.entries()) {
+      expect(await run.exited).toBe(2);
+      expect(run.stderr()).toContain(cases[index]![1]);
+      expect(run.output()).not.toMatch(/pa55word|t0ken/);
+    }
+  });
+
   it('exits 2 for an unknown flag', async () => {
     const run = cli(['--prot', '1']);
     expect(await run.exited).toBe(2);
@@ -181,6 +202,24 @@ describe('mpd-orchestrator CLI', () => {
       'Invalid setting --pipeline (MPD_PIPELINE): Pipeline file not found: /tmp/no-such.pipeline.ts',
     );
     expect(run.stdout()).toBe('');
+  });
+
+  it('makes --artifacts-dir relative to INIT_CWD (where `pnpm orchestrator` was typed), as every path setting', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mpd-orchestrator-artifacts-dir-'));
+    const run = cli(['--port', '0', '--host', '127.0.0.1', '--artifacts-dir', 'spec-store-a1'], { INIT_CWD: dir });
+    try {
+      await run.listeningUrl();
+      expect(existsSync(join(dir, 'spec-store-a1'))).toBe(true);
+      expect(existsSync('spec-store-a1')).toBe(false);
+      expect((await run.stop('SIGTERM')).code).toBe(0);
+      // The start line says where, in full.
+      const listening = run.stderrLogs().find((line) => line.msg === 'orchestrator listening');
+      expect(listening?.artifacts).toEqual({ kind: 'local', dir: join(dir, 'spec-store-a1') });
+    } finally {
+      await run.stop('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+      rmSync('spec-store-a1', { recursive: true, force: true });
+    }
   });
 
   it('exits 2 naming --logs-dir for a logs directory it cannot make, before it listens', async () => {

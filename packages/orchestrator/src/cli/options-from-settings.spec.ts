@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_ORCHESTRATOR_OPTIONS,
@@ -12,7 +13,7 @@ const noTls = { server: undefined, workers: undefined };
 
 describe('serverOptions', () => {
   it('hands the defaults on, leaving out what is not set', () => {
-    expect(serverOptions(parseSettings({}), noTls)).toStrictEqual({
+    expect(serverOptions(parseSettings({}), noTls, '/home/ci')).toStrictEqual({
       port: 8080,
       host: '0.0.0.0',
       heartbeatIntervalSeconds: 30,
@@ -21,7 +22,8 @@ describe('serverOptions', () => {
       offlineRetentionMs: 600_000,
       maxWorkers: 10_000,
       maxPipelines: 64,
-      artifactsDir: '.mpd/artifact-store',
+      // Relative to the command's directory, as every path setting is.
+      artifactsDir: '/home/ci/.mpd/artifact-store',
       maxArtifactBytes: 2 * 1024 ** 3,
       artifactStorePathStyle: false,
       artifactRetentionMs: 7 * 24 * 3_600_000,
@@ -51,7 +53,7 @@ describe('serverOptions', () => {
       artifactRetentionMs: '12h',
     });
     const tls = { server: { cert: 'CERT', key: 'KEY' }, workers: undefined };
-    expect(serverOptions(settings, tls)).toMatchObject({
+    expect(serverOptions(settings, tls, '/home/ci')).toMatchObject({
       joinToken: 'join-token-0123456789',
       adminToken: 'admin-token-0123456789',
       allowedWorkerHosts: ['w1', '*.ci.internal'],
@@ -131,11 +133,12 @@ describe('runOptions', () => {
 
 describe('the defaults of the settings', () => {
   it('are the library defaults, not typed again: no flag given, the options resolve as if none were given', () => {
-    const { port, host, ...orchestrator } = serverOptions(parseSettings({}), noTls);
+    const { port, host, ...orchestrator } = serverOptions(parseSettings({}), noTls, '/home/ci');
     expect({ port, host }).toEqual({ port: DEFAULT_START_OPTIONS.port, host: DEFAULT_START_OPTIONS.host });
     const { logger: _fromSettings, ...fromSettings } = resolveOrchestratorOptions(orchestrator);
     const { logger: _fromNothing, ...fromNothing } = resolveOrchestratorOptions({});
-    expect(fromSettings).toStrictEqual(fromNothing);
+    // The library reads its relative default against the process's directory; the CLI against its own.
+    expect(fromSettings).toStrictEqual({ ...fromNothing, artifactsDir: join('/home/ci', fromNothing.artifactsDir) });
     expect(orchestrator).toStrictEqual({
       heartbeatIntervalSeconds: DEFAULT_ORCHESTRATOR_OPTIONS.heartbeatIntervalSeconds,
       heartbeatTimeoutMs: DEFAULT_ORCHESTRATOR_OPTIONS.heartbeatTimeoutMs,
@@ -143,7 +146,7 @@ describe('the defaults of the settings', () => {
       offlineRetentionMs: DEFAULT_ORCHESTRATOR_OPTIONS.offlineRetentionMs,
       maxWorkers: DEFAULT_ORCHESTRATOR_OPTIONS.maxWorkers,
       maxPipelines: DEFAULT_ORCHESTRATOR_OPTIONS.maxPipelines,
-      artifactsDir: DEFAULT_ORCHESTRATOR_OPTIONS.artifactsDir,
+      artifactsDir: join('/home/ci', DEFAULT_ORCHESTRATOR_OPTIONS.artifactsDir),
       maxArtifactBytes: DEFAULT_ORCHESTRATOR_OPTIONS.maxArtifactBytes,
       artifactStorePathStyle: DEFAULT_ORCHESTRATOR_OPTIONS.artifactStorePathStyle,
       artifactRetentionMs: DEFAULT_ORCHESTRATOR_OPTIONS.artifactRetentionMs,

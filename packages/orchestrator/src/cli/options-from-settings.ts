@@ -10,8 +10,16 @@ import type { RunPipelineFromCliOptions } from './run-from-cli.js';
 import type { OrchestratorCliSettings } from './settings.js';
 import type { TlsFiles } from './tls-files.js';
 
-/** What {@link startOrchestrator} takes from the settings (the logger is the process's). */
-export function serverOptions(settings: OrchestratorCliSettings, tls: TlsFiles): StartOrchestratorOptions {
+/**
+ * What {@link startOrchestrator} takes from the settings (the logger is the process's). The
+ * artifact store's directory is given relative to `baseDir`, as every path setting is
+ * (`CliRunOptions.cwd`).
+ */
+export function serverOptions(
+  settings: OrchestratorCliSettings,
+  tls: TlsFiles,
+  baseDir: string,
+): StartOrchestratorOptions {
   return definedOnly({
     port: settings.port,
     host: settings.host,
@@ -25,7 +33,7 @@ export function serverOptions(settings: OrchestratorCliSettings, tls: TlsFiles):
     offlineRetentionMs: settings.offlineRetentionMs,
     maxWorkers: settings.maxWorkers,
     maxPipelines: settings.maxPipelines,
-    artifactsDir: settings.artifactsDir,
+    artifactsDir: resolve(baseDir, settings.artifactsDir),
     maxArtifactBytes: settings.maxArtifactBytes,
     artifactStore: settings.artifactStore,
     artifactStoreEndpoint: settings.artifactStoreEndpoint,

@@ -158,7 +158,7 @@ async function main(argv: string[], context: CliContext): Promise<number> {
 
   let orchestrator: RunningOrchestrator;
   try {
-    orchestrator = await startOrchestrator({ ...serverOptions(settings, tls), logger });
+    orchestrator = await startOrchestrator({ ...serverOptions(settings, tls, baseDir), logger });
   } catch (error) {
     logger.fatal({ err: error }, 'orchestrator could not start');
     // The command's own line last, after the log's (the fatal line came after it in 2 of 12 runs).

@@ -249,6 +249,7 @@ export const SETTINGS = defineSettings(
       env: 'MPD_CORS_ORIGINS',
       help: 'comma-separated origins allowed to call the API from a browser (default: none, CORS off)',
       schema: nameList,
+      url: true,
     },
     ...tlsFileSettings(filePath, {
       tlsClientCa: 'with --tls-cert: require mutual TLS, clients must present a certificate signed by this PEM CA',
@@ -315,6 +316,7 @@ export const SETTINGS = defineSettings(
             return false;
           }
         }, "must be s3://bucket or s3://bucket/prefix (a bucket of 3 to 63 of a-z, 0-9, '.' and '-'; no '.' or '..' in the prefix)"),
+      url: true,
     },
     artifactStoreEndpoint: {
       flag: '--artifact-store-endpoint <url>',
@@ -324,6 +326,7 @@ export const SETTINGS = defineSettings(
         .string()
         .trim()
         .regex(/^https?:\/\/[^/]/i, 'must be an http:// or https:// URL'),
+      url: true,
     },
     artifactStoreRegion: {
       flag: '--artifact-store-region <region>',

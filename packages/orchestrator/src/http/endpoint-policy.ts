@@ -1,5 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import { endpointOrigin } from '@mpd/contract';
+import { redactUrlsIn } from '@mpd/server-kit';
 import { OrchestratorConfigError } from '../errors.js';
 import {
   inRange,
@@ -248,7 +249,8 @@ function parseAllowEntry(text: string): AllowEntry {
  */
 export function allowEntryProblem(entry: string): string | undefined {
   if (!entry.includes('/') || parseRange(entry.trim().toLowerCase())) return undefined;
-  return `'${entry}' is no address range (such as 10.0.0.0/8 or fd00::/8)`;
+  // Shown without what a URL given here by mistake may carry (`http://user:pw@host/`).
+  return `'${redactUrlsIn(entry)}' is no address range (such as 10.0.0.0/8 or fd00::/8)`;
 }
 
 /** `promise`, or a rejection once `ms` have passed. */

@@ -233,6 +233,53 @@ describe('defineSettings', () => {
     expect(messageOf(() => SETTINGS.parse(raw))).toBe(message);
   });
 
+  it('shows a URL setting without its user name, password, query or fragment, also when it is no URL; any other text from its scheme:// on', () => {
+    const urls = defineSettings({
+      server: {
+        flag: '--server <url>',
+        env: 'DS_SERVER',
+        help: 'a URL',
+        schema: z.string().regex(/^https?:\/\/\S+$/, 'must be a URL'),
+        url: true,
+      },
+      origins: {
+        flag: '--origins <list>',
+        env: 'DS_ORIGINS',
+        help: 'URLs',
+        schema: z.string().regex(/^\S+$/, 'must be a list'),
+        url: true,
+      },
+      env: { flag: '--env <NAME=VALUE>', env: 'DS_ENV', help: 'variables', schema: entries, repeatable: true },
+      name: { flag: '--name <n>', env: 'DS_NAME', help: 'a name', schema: z.string().regex(/^\w+$/, 'must be a name') },
+    });
+    const cases = [
+      [
+        { server: 'http://user:pw@exa mple.com:8080/?token=abc' },
+        '--server (DS_SERVER): must be a URL, got "http://***@exa mple.com:8080/?…"',
+      ],
+      // No scheme, a password holding `@`, `/` and a space, a fragment: masked all the same.
+      [{ server: 'user:p@s/s w@host' }, '--server (DS_SERVER): must be a URL, got "***@host"'],
+      [{ server: 'ftp://host/x#access_token=abc' }, '--server (DS_SERVER): must be a URL, got "ftp://host/x#…"'],
+      [
+        { origins: 'https://a.example, https://u:pw@b.example' },
+        '--origins (DS_ORIGINS): must be a list, got "https://***@b.example"',
+      ],
+      [
+        { env: ['A=1', 'b=postgres://u:pw@db/x?sslkey=k'] },
+        '--env (DS_ENV): must be NAME=VALUE, got "b=postgres://***@db/x?…"',
+      ],
+      [{ name: 'see https://u:pw@host' }, '--name (DS_NAME): must be a name, got "see https://***@host"'],
+      // Nothing to mask: shown as given.
+      [{ server: 'http://host:1 x' }, '--server (DS_SERVER): must be a URL, got "http://host:1 x"'],
+      [{ name: 'a@b?c' }, '--name (DS_NAME): must be a name, got "a@b?c"'],
+    ] as const;
+    for (const [raw, message] of cases) {
+      const shown = messageOf(() => urls.parse(raw));
+      expect(shown).toBe(`Invalid setting ${message}`);
+      expect(shown).not.toMatch(/pw|token=|sslkey|p@s/);
+    }
+  });
+
   it('refuses the first bad setting in table order, then needs, then checks', () => {
     expect(messageOf(() => SETTINGS.parse({ slots: 'x', port: 'y' }))).toMatch(/^Invalid setting --port/);
     expect(messageOf(() => SETTINGS.parse({ cert: 'c.pem', port: '2', slots: '3' }))).toMatch(

@@ -6,6 +6,7 @@
  */
 import { Command, Option } from 'commander';
 import { z } from 'zod';
+import { redactUrl, redactUrlsIn } from '../secrets.js';
 
 /** An old name of a setting: still read, listed in `--help` as deprecated. */
 export interface SettingAlias {
@@ -32,6 +33,13 @@ export interface SettingRow<Schema extends z.ZodTypeAny = z.ZodTypeAny> {
    * it as a flag is warned about (see {@link SettingsDefinition.secretFlagsGiven}). @default false
    */
   secret?: boolean;
+  /**
+   * A URL (or a list of them): messages show it without its user name and password, query and
+   * fragment (`http://***@host:8080/?…`, by `redactUrl`), also when it is no URL at all (an
+   * invalid one is what they echo). Any other setting's text is shown with whatever follows a
+   * `scheme://` in it masked that way (`redactUrlsIn`: `NAME=postgres://***@db`). @default false
+   */
+  url?: boolean;
   /**
    * Of a `secret` setting: whether a text given for it holds a secret value, e.g. `NAME=VALUE`
    * does, `NAME` alone (which passes on a variable of the process's own environment) does not.
@@ -219,12 +227,24 @@ export interface SettingsDefinition<Rows extends SettingRows, Settings> {
    * @param env what `finish` reads variables from. @default process.env
    * @throws the table's `error` for the first setting refused, with the message
    *   `Invalid setting --port (MPD_PORT): must be an integer from 0 to 65535, got "abc"`
-   *   (named by the old name when given by it; a secret's value shown as its length).
+   *   (named by the old name when given by it; a secret's value shown as its length; a URL
+   *   without its user name, password and query: see {@link SettingRow.url}).
    */
   parse(input: Command | RawSettings<Rows>, env?: NodeJS.ProcessEnv): Settings;
 }
 
 const DEPRECATED_GROUP = 'Deprecated (old names, still read):';
+
+/**
+ * A non-secret setting's text (or list of texts) as a message shows it: a `url` row's by
+ * `redactUrl`, any other's by `redactUrlsIn` (a password or token in a URL never reaches a
+ * terminal or a CI log; README "Security").
+ */
+const shownText = (row: SettingRow, text: unknown): unknown => {
+  const redact = row.url ? redactUrl : redactUrlsIn;
+  if (typeof text === 'string') return redact(text);
+  return Array.isArray(text) ? text.map((entry: unknown) => (typeof entry === 'string' ? redact(entry) : entry)) : text;
+};
 
 /** `--port (MPD_PORT)`. */
 const nameOfFlag = (flag: string, env: string): string => `${flag.split(' ')[0]} (${env})`;
@@ -401,7 +421,7 @@ export function defineSettings<const Rows extends SettingRows, Settings = Settin
           row.repeatable && typeof index === 'number' ? (texts[key] as unknown[] | undefined)?.[index] : texts[key];
         const shown = row.secret
           ? `${row.repeatable ? 'an entry' : 'a value'} of ${String(text ?? '').length} characters`
-          : JSON.stringify(text ?? '');
+          : JSON.stringify(shownText(row, text ?? ''));
         const name = names[key] ?? nameOf(key);
         throw makeError(name, `Invalid setting ${name}: ${message}, got ${shown}`, cause);
       };

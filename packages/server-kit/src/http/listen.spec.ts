@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, request, type ServerResponse } from 'node:http';
+import { rawHttpExchange } from '@mpd/test-kit';
 import express from 'express';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { closeGracefully, createHttpOrHttpsServer, listen, listeningText, reachableHost } from './listen.js';
@@ -63,6 +64,69 @@ describe('listen', () => {
 
   it('refuses a TLS key that is not one, before listening', () => {
     expect(() => createHttpOrHttpsServer(() => undefined, { cert: 'not a certificate', key: 'not a key' })).toThrow();
+  });
+});
+
+describe('a request node refuses before the app sees it', () => {
+  const cases = [
+    [
+      'Content-Length: abc',
+      'POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n',
+      400,
+      'headers.content-length',
+      'HPE_INVALID_CONTENT_LENGTH',
+    ],
+    [
+      'two Content-Lengths',
+      'POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab',
+      400,
+      'headers.content-length',
+      'HPE_UNEXPECTED_CONTENT_LENGTH',
+    ],
+    ['a header name with a space', 'GET /x HTTP/1.1\r\nHo st: a\r\n\r\n', 400, 'headers', 'HPE_INVALID_HEADER_TOKEN'],
+    ['an invalid method', 'G@T /x HTTP/1.1\r\nHost: a\r\n\r\n', 400, 'method', 'HPE_INVALID_METHOD'],
+    [
+      "headers over node's limit",
+      `GET /x HTTP/1.1\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`,
+      431,
+      'headers',
+      'HPE_HEADER_OVERFLOW',
+    ],
+  ] as const;
+
+  it.each(cases)(
+    "%s: the contract's JSON error naming the part at fault, then the connection closed",
+    async (_, raw, status, field, code) => {
+      let reached = 0;
+      const server = createHttpOrHttpsServer(express().use((_req, res) => void (reached++, res.end('ok'))));
+      servers.push(server);
+      const port = await listen(server, 0, '127.0.0.1');
+      const answer = await rawHttpExchange(port, raw);
+      expect(answer.status).toBe(status);
+      expect(answer.head).toContain('content-type: application/json');
+      expect(answer.head).toContain('connection: close');
+      const body = JSON.parse(answer.body) as unknown;
+      expect(body).toMatchObject({
+        success: false,
+        errorMessage: expect.stringMatching(new RegExp(`^Malformed request: .+ \\(${code}\\)$`)),
+        issues: [{ field, message: expect.any(String) }],
+      });
+      if (status === 400) expect(body).toMatchObject({ code: 'ValidationFailed' });
+      else expect(body).not.toHaveProperty('code'); // the contract has no code for a 431
+      expect(reached).toBe(0);
+    },
+  );
+
+  it('a malformed body after the app answered: the answer is left as it is, the connection closed (nothing written into it)', async () => {
+    const server = createHttpOrHttpsServer(express().use((_req, res) => void res.end('ok')));
+    servers.push(server);
+    const port = await listen(server, 0, '127.0.0.1');
+    const answer = await rawHttpExchange(
+      port,
+      'POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n',
+    );
+    expect(answer.status).toBe(200);
+    expect(answer.body).toBe('ok');
   });
 });
 

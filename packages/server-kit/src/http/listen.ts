@@ -1,8 +1,16 @@
 /** Listening and closing, over HTTP or HTTPS, the same way for both servers. */
-import { createServer, IncomingMessage, type RequestListener, type Server, ServerResponse } from 'node:http';
+import {
+  createServer,
+  IncomingMessage,
+  type RequestListener,
+  type Server,
+  ServerResponse,
+  STATUS_CODES,
+} from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
+import { type ErrorBody, errorBody } from '@mpd/contract';
 import { longTimeout } from '@mpd/contract/timers';
 
 /** What a server serves HTTPS with (PEM contents, not file paths). */
@@ -22,20 +30,100 @@ export interface ServerTls {
 /**
  * An HTTP server for `app`, or with `tls` an HTTPS one; with `tls.clientCa`, one that requires
  * a client certificate signed by it. An express `app`'s requests and responses are made with its
- * own prototypes (see {@link expressMessages}).
+ * own prototypes (see {@link expressMessages}). A request node's parser refuses before `app` sees
+ * it is answered with the contract's error body ({@link answerClientError}).
  * @throws Node's error when the certificate, key or CA cannot be used (callers name the setting).
  */
 export function createHttpOrHttpsServer(app: RequestListener, tls?: ServerTls): Server | HttpsServer {
   const messages = expressMessages(app);
-  if (!tls) return createServer(messages, app);
-  return createHttpsServer(
-    {
-      ...messages,
-      cert: tls.cert,
-      key: tls.key,
-      ...(tls.clientCa !== undefined ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
-    },
-    app,
+  const server = tls
+    ? createHttpsServer(
+        {
+          ...messages,
+          cert: tls.cert,
+          key: tls.key,
+          ...(tls.clientCa !== undefined ? { ca: tls.clientCa, requestCert: true, rejectUnauthorized: true } : {}),
+        },
+        app,
+      )
+    : createServer(messages, app);
+  return server.on('clientError', answerClientError);
+}
+
+/**
+ * The part of a request each of llhttp's refusals (`HPE_…` codes) is about, as the contract's
+ * field issues name it (`headers.content-length`); the request as a whole for the others.
+ */
+const PARSE_ERROR_FIELDS: Readonly<Record<string, string>> = {
+  HPE_INVALID_CONTENT_LENGTH: 'headers.content-length',
+  HPE_UNEXPECTED_CONTENT_LENGTH: 'headers.content-length',
+  HPE_INVALID_TRANSFER_ENCODING: 'headers.transfer-encoding',
+  HPE_INVALID_HEADER_TOKEN: 'headers',
+  HPE_HEADER_OVERFLOW: 'headers',
+  HPE_INVALID_CHUNK_SIZE: 'body',
+  HPE_CHUNK_EXTENSIONS_OVERFLOW: 'body',
+  HPE_INVALID_METHOD: 'method',
+  HPE_INVALID_URL: 'url',
+  HPE_INVALID_VERSION: 'version',
+};
+
+/**
+ * The answer to a request node's parser refused: the status node's own answer has (431 for
+ * headers over node's limit, 413 for chunk extensions over it, 408 for a request not received in
+ * time, 400 for any other malformed framing: `Content-Length: abc`, two Content-Lengths, a bad
+ * chunk size), and the contract's error body naming the part at fault, e.g. `{ success: false,
+ * errorMessage: 'Malformed request: Invalid character in Content-Length
+ * (HPE_INVALID_CONTENT_LENGTH)', code: 'ValidationFailed', issues: [{ field:
+ * 'headers.content-length', … }] }` (the 431 and 408 have no code of the contract's: none
+ * has those statuses). Undefined for an error that is no refusal of a request (a reset
+ * connection).
+ */
+export function clientErrorAnswer(error: Error & { code?: string }): { status: number; body: ErrorBody } | undefined {
+  const code = error.code ?? '';
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    return { status: 408, body: { success: false, errorMessage: 'The request was not received in time' } };
+  }
+  if (!code.startsWith('HPE_')) return undefined;
+  // llhttp's reasons are fixed texts ("Parse Error: Invalid character in Content-Length"), never the request's bytes.
+  const reason = error.message.replace(/^Parse Error: /, '');
+  const errorMessage = `Malformed request: ${reason} (${code})`;
+  const issues = [{ field: PARSE_ERROR_FIELDS[code] ?? 'request', message: reason }];
+  if (code === 'HPE_HEADER_OVERFLOW') {
+    const { code: _none, ...body } = errorBody('ValidationFailed', errorMessage, issues);
+    return { status: 431, body };
+  }
+  if (code === 'HPE_CHUNK_EXTENSIONS_OVERFLOW') {
+    return { status: 413, body: errorBody('PayloadTooLarge', errorMessage, issues) };
+  }
+  return { status: 400, body: errorBody('ValidationFailed', errorMessage, issues) };
+}
+
+/**
+ * Node's `clientError` handler, answering as node would (its status, on a socket with no answer
+ * of its own under way, then the connection closed) but with {@link clientErrorAnswer}'s JSON
+ * body: node's own answer is a bare status line a client cannot tell from a proxy's. An answer
+ * already being written (a request the app answered before its body's framing failed) is left
+ * as it is, as node leaves it: the connection is only closed.
+ */
+function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+  const answer = clientErrorAnswer(error);
+  // The response in flight on this connection, as node's own handler reads it (`_httpMessage`).
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  if (answer === undefined || !socket.writable || inFlight?.headersSent === true) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify(answer.body);
+  // Closed once written, as node closes after its own answer.
+  socket.end(
+    `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? ''}\r\n` +
+      'Content-Type: application/json; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n` +
+      'Cache-Control: no-store\r\n' +
+      'X-Content-Type-Options: nosniff\r\n' +
+      'Connection: close\r\n\r\n' +
+      body,
+    () => socket.destroy(),
   );
 }
 

@@ -101,6 +101,7 @@ const ref = () => ({ name: 'a', sha256: blob.sha256, size: blob.size, files: 1, 
 async function danglingDownload(answered?: () => void) {
   const { moduleArtifacts } = await import('./module-artifacts.js');
   const execution = moduleArtifacts({
+    module: 'build',
     transport: transport(answered),
     workingDirectory: work,
     scratchDir: join(root, 'scratch'),

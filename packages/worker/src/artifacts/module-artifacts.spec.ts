@@ -56,7 +56,12 @@ async function setUp(cacheOptions: Partial<Pick<BlobCacheOptions, 'maxBytes' | '
   };
   const work = join(root, 'work');
   await mkdir(work);
-  const artifacts = moduleArtifacts({ transport, workingDirectory: work, scratchDir: join(root, 'scratch') }).api;
+  const artifacts = moduleArtifacts({
+    module: 'build',
+    transport,
+    workingDirectory: work,
+    scratchDir: join(root, 'scratch'),
+  }).api;
   return { root, store, work, artifacts, puts, cache, transport };
 }
 
@@ -139,6 +144,7 @@ describe('ctx.artifacts', () => {
     await mkdir(stoppedWork);
     const stop = new AbortController();
     const stopped = moduleArtifacts({
+      module: 'build',
       transport,
       workingDirectory: stoppedWork,
       scratchDir: join(root, 'scratch'),
@@ -178,7 +184,12 @@ describe('ctx.artifacts', () => {
 
   it('the end with no call running resolves; an upload or a download started after it (code the module left running) rejects at once, writing nothing', async () => {
     const { root, work, transport } = await setUp();
-    const execution = moduleArtifacts({ transport, workingDirectory: work, scratchDir: join(root, 'scratch') });
+    const execution = moduleArtifacts({
+      module: 'build',
+      transport,
+      workingDirectory: work,
+      scratchDir: join(root, 'scratch'),
+    });
     await execution.end();
     const ref = { name: 'late', sha256: 'a'.repeat(64), size: 1, files: 1, compression: 'none' as const };
     await expect(execution.api.download(ref, 'late')).rejects.toThrow(
@@ -196,6 +207,7 @@ describe('ctx.artifacts', () => {
     let sending!: () => void;
     const sent = new Promise<void>((resolve) => (sending = resolve));
     const execution = moduleArtifacts({
+      module: 'build',
       // Sends for ever: only the end stops waiting for it.
       transport: { ...transport, put: () => (sending(), new Promise<never>(() => {})) },
       workingDirectory: work,
@@ -252,6 +264,7 @@ describe('ctx.artifacts', () => {
       },
     };
     const execution = moduleArtifacts({
+      module: 'build',
       transport: packing,
       workingDirectory: work,
       scratchDir: join(root, 'scratch'),
@@ -366,6 +379,7 @@ describe('ctx.artifacts', () => {
       const work = join(root, 'work');
       await mkdir(work);
       const artifacts = moduleArtifacts({
+        module: 'build',
         transport: {
           put: () => Promise.reject(new Error('no upload here')),
           checkOut: (blob) => cache.checkOut(blob),

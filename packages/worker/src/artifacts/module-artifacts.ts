@@ -50,6 +50,14 @@ export interface PackFollower {
   ended(outcome: { digest: Digest } | { error: Error }): void;
 }
 
+/**
+ * What a transfer moves, for its log line (`--log-level debug`: `artifact uploaded`, …): the
+ * module that moved it, and the artifact's name (`ctx.artifacts.upload(name, …)`, a download's
+ * `ref.name`) or the module whose result it is (a result passed by reference: the module's own,
+ * uploaded; a dependency's, read).
+ */
+export type TransferSubject = { module: string } & ({ artifact: string } | { result: string });
+
 /** How a module's artifacts reach the store and come back: the worker's side, in its process or over a host's IPC. */
 export interface BlobTransport {
   /**
@@ -61,15 +69,16 @@ export interface BlobTransport {
    * before its bytes (an S3-compatible bucket), the upload waits for the end and goes as
    * {@link BlobTransport.put}. Absent: the packer packs whole, then calls `put`.
    */
-  putPacking?(path: string): { follower: PackFollower; stored: Promise<Digest> };
+  putPacking?(path: string, subject?: TransferSubject): { follower: PackFollower; stored: Promise<Digest> };
   /**
    * Uploads the file at `path` (unless the store has it) and keeps it in the worker's cache;
    * answers its digest. `digest`: the file's, computed as it was written, so it is not read a
    * second time to hash it (the store checks the hash of what it receives all the same).
+   * `subject` (of every method): what is moved, named in the transfer's log line.
    */
-  put(path: string, digest?: Digest): Promise<Digest>;
+  put(path: string, digest?: Digest, subject?: TransferSubject): Promise<Digest>;
   /** Blob `sha256` as a file of the caller's own (a link into the cache); the caller removes it when done. */
-  checkOut(sha256: string): Promise<{ path: string }>;
+  checkOut(sha256: string, subject?: TransferSubject): Promise<{ path: string }>;
   /**
    * Blob `sha256` as it downloads (`BlobCache.follow`): a file of the caller's own, answered as soon
    * as it exists, `follower` hearing how many bytes are in; or a socket its bytes come through.
@@ -77,7 +86,7 @@ export interface BlobTransport {
    * removes a file when done.
    * @param signal aborting it abandons the download (an archive refused halfway)
    */
-  follow(sha256: string, follower: BlobFollower, signal: AbortSignal): Promise<FollowedBlob>;
+  follow(sha256: string, follower: BlobFollower, signal: AbortSignal, subject?: TransferSubject): Promise<FollowedBlob>;
 }
 
 /** Entry types an artifact may hold: files, directories, links (checked to stay inside). */
@@ -205,6 +214,8 @@ function untilStopped<T>(work: Promise<T>, stop: AbortSignal): Promise<T> {
 export interface ModuleArtifactsOptions {
   /** The transport; undefined for a worker without an orchestrator (every call throws, saying so). */
   transport: BlobTransport | undefined;
+  /** The module's name, given to the transport with each artifact's ({@link TransferSubject}). */
+  module: string;
   /** The module's working directory: relative `baseDir` and `dir` are taken from it. */
   workingDirectory: string;
   /** Where archives are packed before upload (made if missing). */
@@ -378,9 +389,10 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtif
         },
         files,
       );
+      const subject = { module: options.module, artifact: name };
       if (transport.putPacking) {
         const { sha256, size } = await packWhileUploading(
-          transport.putPacking.bind(transport),
+          (path) => transport.putPacking!(path, subject),
           pack as unknown as NodeJS.ReadableStream,
           archive,
           stop,
@@ -390,7 +402,7 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtif
       // Hashed as it is written: the transport uploads it without reading it to hash first.
       const digest = await packHashed(pack as unknown as NodeJS.ReadableStream, archive, stop);
       // Not awaited past the module's end: its worker refuses the call of a module no longer running.
-      const { sha256, size } = await untilStopped(transport.put(archive, digest), stop);
+      const { sha256, size } = await untilStopped(transport.put(archive, digest, subject), stop);
       return { name, sha256, size, files: files.length, compression };
     } catch (error) {
       throw stop.aborted ? stop.reason : error; // the pipeline's AbortError carries the end's reason
@@ -406,7 +418,7 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtif
    * @returns the digest the store holds the archive under, once it does
    */
   async function packWhileUploading(
-    putPacking: NonNullable<BlobTransport['putPacking']>,
+    putPacking: (path: string) => ReturnType<NonNullable<BlobTransport['putPacking']>>,
     pack: NodeJS.ReadableStream,
     archive: string,
     stop: AbortSignal,
@@ -470,7 +482,10 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtif
     let extraction: Promise<number> | undefined;
     try {
       const progress = new BlobProgress();
-      const following = transport.follow(ref.sha256, progress, abandon.signal);
+      const following = transport.follow(ref.sha256, progress, abandon.signal, {
+        module: options.module,
+        artifact: ref.name,
+      });
       // A file answered after the stop is this caller's all the same: removed.
       following.then(
         (blob) => {

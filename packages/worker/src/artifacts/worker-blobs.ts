@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 
 import { BlobCache, type BlobCacheOptions } from './blob-cache.js';
 import { type BlobFollower, BlobProgress, readFollowed } from './blob-progress.js';
-import type { BlobTransport, Digest, FollowedBlob, PackFollower } from './module-artifacts.js';
+import type { BlobTransport, Digest, FollowedBlob, PackFollower, TransferSubject } from './module-artifacts.js';
 
 /** Options of {@link WorkerBlobs} beyond its cache's. */
 export interface WorkerBlobsOptions {
@@ -34,7 +34,8 @@ export interface WorkerBlobsOptions {
  * user can tell whether a consumer downloaded a blob or used the cache: `artifact uploaded`,
  * `artifact downloaded` (`source`: `store`, a download into the cache this consumer made or
  * waited for; `broadcast`, streamed to it over a local socket as the download arrived) and
- * `artifact read from the cache` (`source`: `cache`), each with `sha256` (its first
+ * `artifact read from the cache` (`source`: `cache`), each with `module` and `artifact` (or
+ * `result`: the {@link TransferSubject}, when the caller named one), `sha256` (its first
  * {@link LOGGED_SHA256_CHARS} hex digits), `bytes` and `ms` (from the call to the last byte).
  */
 export class WorkerBlobs implements BlobTransport {
@@ -80,7 +81,7 @@ export class WorkerBlobs implements BlobTransport {
    * nothing) before it idles past the timeouts. The archive's file is not opened at all when the
    * client already knows the orchestrator refuses such uploads.
    */
-  putPacking(path: string): { follower: PackFollower; stored: Promise<Digest> } {
+  putPacking(path: string, subject?: TransferSubject): { follower: PackFollower; stored: Promise<Digest> } {
     const startedAt = performance.now();
     const progress = new BlobProgress();
     let packed!: (digest: Digest) => void;
@@ -160,16 +161,16 @@ export class WorkerBlobs implements BlobTransport {
       await this.cache.add(known.sha256, path);
       return known;
     })().then((known) => {
-      this.logUpload(known, startedAt);
+      this.logUpload(known, startedAt, subject);
       return known;
     });
     return { follower, stored };
   }
 
-  async put(path: string, digest?: Digest): Promise<Digest> {
+  async put(path: string, digest?: Digest, subject?: TransferSubject): Promise<Digest> {
     const startedAt = performance.now();
     const stored = await this.upload(path, digest);
-    this.logUpload(stored, startedAt);
+    this.logUpload(stored, startedAt, subject);
     return stored;
   }
 
@@ -180,14 +181,19 @@ export class WorkerBlobs implements BlobTransport {
     return stored;
   }
 
-  async checkOut(sha256: string): Promise<{ path: string }> {
+  async checkOut(sha256: string, subject?: TransferSubject): Promise<{ path: string }> {
     const startedAt = performance.now();
     const { path, size, source } = await this.cache.checkOut(sha256);
-    this.logDownload(sha256, size, source, startedAt);
+    this.logDownload(sha256, size, source, subject, startedAt);
     return { path };
   }
 
-  async follow(sha256: string, follower: BlobFollower, signal: AbortSignal): Promise<FollowedBlob> {
+  async follow(
+    sha256: string,
+    follower: BlobFollower,
+    signal: AbortSignal,
+    subject?: TransferSubject,
+  ): Promise<FollowedBlob> {
     const startedAt = performance.now();
     // Logged once both are known: where it came from (the answer) and that it ended well (the
     // follower's end, which comes before the answer for a blob the cache holds).
@@ -200,21 +206,21 @@ export class WorkerBlobs implements BlobTransport {
         follower.ended(error);
         if (error !== undefined) return;
         endedAt = performance.now();
-        if (source !== undefined) this.logDownload(sha256, size, source, startedAt, endedAt);
+        if (source !== undefined) this.logDownload(sha256, size, source, subject, startedAt, endedAt);
       },
     };
     const blob = await this.cache.follow(sha256, logged, signal);
     size = blob.size;
     source = 'socket' in blob ? 'broadcast' : blob.source;
-    if (endedAt !== undefined) this.logDownload(sha256, size, source, startedAt, endedAt);
+    if (endedAt !== undefined) this.logDownload(sha256, size, source, subject, startedAt, endedAt);
     return 'socket' in blob
       ? { socket: blob.socket, size: blob.size, token: blob.token }
       : { path: blob.path, size: blob.size };
   }
 
-  private logUpload({ sha256, size }: Digest, startedAt: number): void {
+  private logUpload({ sha256, size }: Digest, startedAt: number, subject: TransferSubject | undefined): void {
     this.logger?.debug(
-      { sha256: sha256.slice(0, LOGGED_SHA256_CHARS), bytes: size, ms: elapsedMs(startedAt) },
+      { ...subject, sha256: sha256.slice(0, LOGGED_SHA256_CHARS), bytes: size, ms: elapsedMs(startedAt) },
       'artifact uploaded',
     );
   }
@@ -223,11 +229,12 @@ export class WorkerBlobs implements BlobTransport {
     sha256: string,
     bytes: number,
     source: TransferSource,
+    subject: TransferSubject | undefined,
     startedAt: number,
     endedAt = performance.now(),
   ): void {
     this.logger?.debug(
-      { sha256: sha256.slice(0, LOGGED_SHA256_CHARS), bytes, ms: elapsedMs(startedAt, endedAt), source },
+      { ...subject, sha256: sha256.slice(0, LOGGED_SHA256_CHARS), bytes, ms: elapsedMs(startedAt, endedAt), source },
       source === 'cache' ? 'artifact read from the cache' : 'artifact downloaded',
     );
   }

@@ -1,6 +1,6 @@
 import { createServer } from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createWorkerClient, MpdClientError } from '@mpd/client';
@@ -12,7 +12,7 @@ import {
   type RunningProcess,
   type TestCertificates,
 } from '@mpd/test-kit';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
 const PIPELINE_URL = new URL('../../../pipeline/src/index.ts', import.meta.url).href;
 const tempDirs: string[] = [];
@@ -156,6 +156,47 @@ describe('mpd-worker CLI', () => {
     expect(run.stdout()).toBe('');
   });
 
+  it('exits 2 for an invalid URL setting without printing its user name, password or query', async () => {
+    const runs = [
+      cli(['--port', '0', '--orchestrator', 'http://ci:pa55word@orchestrator example:8080/?token=t0ken']),
+      cli(['--port', '0'], { MPD_ORCHESTRATOR_URL: 'ftp://ci:pa55word@orchestrator.example/?token=t0ken' }),
+      cli(['--port', '0', '--endpoint', 'http://ci:pa55word@worker1:9000/?token=t0ken']),
+    ];
+    const shown = [
+      'Invalid setting --orchestrator (MPD_ORCHESTRATOR_URL): must be a URL such as http://127.0.0.1:8080, got "http://***@orchestrator example:8080/?…"',
+      'Invalid setting --orchestrator (MPD_ORCHESTRATOR_URL): must be an http:// or https:// URL, got "ftp://***@orchestrator.example/?…"',
+      'got "http://***@worker1:9000/?…"',
+    ];
+    for (const [index, run] of runs.entries()) {
+      expect(await run.exited).toBe(2);
+      expect(run.stderr()).toContain(shown[index]);
+      expect(run.output()).not.toMatch(/pa55word|t0ken/);
+    }
+  });
+
+  it("never logs --orchestrator's user name and password: its registration attempts name it without them", async () => {
+    // Nothing listens on port 1: the registration fails, and is logged with its URL.
+    const run = cli([
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--orchestrator',
+      'http://ci:pa55word@127.0.0.1:1/?token=t0ken',
+    ]);
+    try {
+      await run.listeningUrl();
+      await vi.waitFor(() => expect(run.stderr()).toContain('registration failed'), { timeout: 20_000, interval: 50 });
+      const { code } = await run.stop('SIGTERM');
+      expect(code).toBe(0);
+      const failed = run.stderrLogs().find((line) => line.msg === 'registration failed; retrying');
+      expect(failed?.error).toMatch(/^Unreachable: POST http:\/\/\*\*\*@127\.0\.0\.1:1\//);
+      expect(run.output()).not.toMatch(/pa55word|t0ken/);
+    } finally {
+      await run.stop('SIGKILL');
+    }
+  });
+
   it('exits 2 naming --cache-dir (MPD_CACHE_DIR) for a cache directory it cannot make', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'mpd-worker-cache-'));
     tempDirs.push(dir);
@@ -203,6 +244,25 @@ describe('mpd-worker CLI', () => {
       expect(run.stdout()).toBe('');
     } finally {
       blocker.close();
+    }
+  });
+
+  it('makes --cache-dir relative to INIT_CWD (where `pnpm worker` was typed), as every path setting', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'mpd-worker-cache-dir-'));
+    tempDirs.push(dir);
+    // With --orchestrator (the cache serves artifacts; nothing listens on port 1): made at start.
+    const run = cli(
+      ['--port', '0', '--host', '127.0.0.1', '--orchestrator', 'http://127.0.0.1:1', '--cache-dir', 'spec-cache-a1'],
+      { INIT_CWD: dir, MPD_LOG_LEVEL: 'silent' },
+    );
+    try {
+      await run.listeningUrl();
+      expect(existsSync(join(dir, 'spec-cache-a1'))).toBe(true);
+      expect(existsSync('spec-cache-a1')).toBe(false);
+      expect((await run.stop('SIGTERM')).code).toBe(0);
+    } finally {
+      await run.stop('SIGKILL');
+      rmSync('spec-cache-a1', { recursive: true, force: true });
     }
   });
 

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_WORKER_OPTIONS } from '../worker-options.js';
 import { workerOptions } from './options-from-settings.js';
@@ -13,7 +14,7 @@ describe('workerOptions', () => {
     });
   });
 
-  it('hands every setting on under its option name, the credential file resolved against the base directory', () => {
+  it('hands every setting on under its option name, the credential file and the cache directory resolved against the base directory', () => {
     const settings = parseSettings({
       port: '0',
       host: '127.0.0.1',
@@ -31,6 +32,7 @@ describe('workerOptions', () => {
       bodyLimit: '20mb',
       maxResultBytes: '2mb',
       packStallMs: '10',
+      cacheDir: 'cache',
       token: 'worker-token-0123456789',
       logLevel: 'debug',
     });
@@ -51,6 +53,7 @@ describe('workerOptions', () => {
       credentialFile: '/home/ci/state/credential',
       bodyLimit: '20mb',
       maxResultBytes: 2 * 1024 * 1024,
+      cacheDir: '/home/ci/cache',
       packStallMs: 10_000,
       token: 'worker-token-0123456789',
       tls: { cert: 'CERT', key: 'KEY' },
@@ -81,7 +84,8 @@ describe('workerOptions', () => {
       bodyLimit: DEFAULT_WORKER_OPTIONS.bodyLimit,
       maxResultBytes: DEFAULT_WORKER_OPTIONS.maxResultBytes,
       inlineResultBytes: DEFAULT_WORKER_OPTIONS.inlineResultBytes,
-      cacheDir: DEFAULT_WORKER_OPTIONS.cacheDir,
+      // Relative to the command's directory, as every path setting is.
+      cacheDir: join('/home/ci', DEFAULT_WORKER_OPTIONS.cacheDir),
       cacheMaxBytes: DEFAULT_WORKER_OPTIONS.cacheMaxBytes,
       packStallMs: DEFAULT_WORKER_OPTIONS.packStallMs,
       outputBufferBytes: DEFAULT_WORKER_OPTIONS.outputBufferBytes,

@@ -11,7 +11,8 @@ import type { TlsFiles } from './tls-files.js';
 
 /**
  * What {@link startWorker} takes from the settings (the logger and the loaded pipeline are the
- * process's). The credential file is given relative to `baseDir`.
+ * process's). The credential file and the cache directory are given relative to `baseDir`, as
+ * every path setting is (`CliRunOptions.cwd`).
  */
 export function workerOptions(
   settings: WorkerCliSettings,
@@ -35,7 +36,8 @@ export function workerOptions(
     bodyLimit: settings.bodyLimit,
     maxResultBytes: settings.maxResultBytes,
     inlineResultBytes: settings.inlineResultBytes,
-    cacheDir: settings.cacheDir,
+    // Absent only in texts checked without their defaults (the worker's default is then its own).
+    cacheDir: settings.cacheDir === undefined ? undefined : resolve(baseDir, settings.cacheDir),
     cacheMaxBytes: settings.cacheMaxBytes,
     packStallMs: settings.packStallMs,
     outputBufferBytes: settings.outputBufferBytes,

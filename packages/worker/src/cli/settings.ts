@@ -93,6 +93,7 @@ export const SETTINGS = defineSettings(
       env: 'MPD_ORCHESTRATOR_URL',
       help: 'orchestrator base URL to register with, e.g. http://127.0.0.1:8080',
       schema: url,
+      url: true,
     },
     id: {
       flag: '--id <id>',
@@ -105,6 +106,7 @@ export const SETTINGS = defineSettings(
       env: 'MPD_ENDPOINT',
       help: 'URL the orchestrator calls this worker at, scheme://host:port (default: http://<hostname>:<port>, https:// with --tls-cert)',
       schema: endpointUrl,
+      url: true,
     },
     tags: {
       flag: '--tags <list>',

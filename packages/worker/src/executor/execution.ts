@@ -305,6 +305,7 @@ async function run(
       get artifacts() {
         return (artifacts ??= moduleArtifacts({
           transport: options.artifacts?.transport,
+          module: module.name,
           scratchDir: options.artifacts?.scratchDir ?? workingDirectory,
           workingDirectory,
           // Read only when a download starts: most executions never make their signal.

@@ -22,6 +22,14 @@ const MESSAGES: FromHost[] = [
   { type: 'artifact-call', executionId: 'e', callId: 3, op: 'putPacking', path: '/p' },
   { type: 'artifact-call', executionId: 'e', callId: 4, op: 'checkOut', sha256: 'a' },
   { type: 'artifact-call', executionId: 'e', callId: 5, op: 'follow', sha256: 'a' },
+  {
+    type: 'artifact-call',
+    executionId: 'e',
+    callId: 6,
+    op: 'put',
+    path: '/p',
+    subject: { module: 'build', artifact: 'dist' },
+  },
   { type: 'artifact-abandon', callId: 1 },
   { type: 'artifact-pack-progress', callId: 1, written: 10 },
   { type: 'artifact-pack-ended', callId: 1, digest },
@@ -60,6 +68,14 @@ describe('fromHostProblem', () => {
     ],
     ['artifact-call of no op', { type: 'artifact-call', executionId: 'e', callId: 1, op: 'delete' }],
     ['artifact-call put without its path', { type: 'artifact-call', executionId: 'e', callId: 1, op: 'put' }],
+    [
+      'artifact-call with a subject of no artifact or result',
+      { type: 'artifact-call', executionId: 'e', callId: 1, op: 'put', path: '/p', subject: { module: 'build' } },
+    ],
+    [
+      'artifact-call with a subject of no module',
+      { type: 'artifact-call', executionId: 'e', callId: 1, op: 'put', path: '/p', subject: { artifact: 'dist' } },
+    ],
     [
       'artifact-call with a callId not a count',
       { type: 'artifact-call', executionId: 'e', callId: '1', op: 'follow', sha256: 'a' },

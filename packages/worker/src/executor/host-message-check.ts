@@ -14,6 +14,9 @@ const isString = (value: unknown): value is string => typeof value === 'string';
 const isDigest = (value: unknown): boolean => isRecord(value) && isString(value.sha256) && isCount(value.size);
 const isThrown = (value: unknown): boolean =>
   isRecord(value) && isString(value.message) && isString(value.type) && (value.stack === null || isString(value.stack));
+/** A `TransferSubject`: the module, and the artifact's name or the module whose result it is. */
+const isSubject = (value: unknown): boolean =>
+  isRecord(value) && isString(value.module) && isString(value.artifact) !== isString(value.result);
 const LEVELS: ReadonlySet<unknown> = new Set(['debug', 'info', 'warn', 'error']);
 const isLogLine = (value: unknown): boolean =>
   isRecord(value) && LEVELS.has(value.level) && isString(value.message) && optional(value.fields, isRecord);
@@ -41,6 +44,7 @@ export function fromHostProblem(message: unknown): string | undefined {
     case 'artifact-call': {
       if (!isString(message.executionId) || !isCount(message.callId))
         return 'an artifact-call message without its executionId or callId';
+      if (!optional(message.subject, isSubject)) return 'an artifact-call message with a bad subject';
       switch (message.op) {
         case 'put':
           return isString(message.path) && optional(message.digest, isDigest) ? undefined : 'a bad artifact-call put';

@@ -4,7 +4,7 @@
  * its `executionId`, so that a late message of an earlier one is told apart.
  */
 import type { JsonValue } from '@mpd/pipeline';
-import type { Digest, FollowedBlob } from '../artifacts/module-artifacts.js';
+import type { Digest, FollowedBlob, TransferSubject } from '../artifacts/module-artifacts.js';
 import type { ThrownDescription } from './values-as-text.js';
 
 /** What the worker tells a host. */
@@ -75,8 +75,15 @@ export type ToHost =
  * the cache, so every host shares one cache and one download per blob): upload the archive at
  * `path`, or check blob `sha256` out of the cache as a file of the host's own, or follow its
  * download as it is written (`follow`; the host abandons it with an `artifact-abandon`).
+ * `subject`: the module and the artifact's name, for the worker's log line of the transfer
+ * (`artifact uploaded`, `artifact downloaded`, `artifact read from the cache`).
  */
-export type ArtifactCall = { type: 'artifact-call'; executionId: string; callId: number } &
+export type ArtifactCall = {
+  type: 'artifact-call';
+  executionId: string;
+  callId: number;
+  subject?: TransferSubject;
+} &
   /**
    * `digest`: the archive's, computed by the host as it packed it (so the worker does not read it to hash it).
    * `putPacking`: upload the archive the host is packing at `path` as it grows; the host reports

@@ -883,6 +883,41 @@ describe('modules in module hosts', () => {
     }
   });
 
+  it.each(['process', 'none'] as const)(
+    "isolation %s: the worker's debug line of a module's artifact transfer names the module and the artifact",
+    async (isolation) => {
+      const store = await startBlobServer(join(dir, `named-store-${isolation}`));
+      const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+      try {
+        const lines: Array<Record<string, unknown>> = [];
+        const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+        const cacheDir = join(dir, `cache-named-${isolation}`);
+        const transport = new WorkerBlobs(client, { dir: cacheDir, maxBytes: 10 * 1024 * 1024, logger });
+        const on = executor({ isolation, artifacts: { transport, scratchDir: join(cacheDir, '.scratch') } });
+        const ref = { name: 'good', sha256: store.sha256, size: store.size, files: 2 };
+        for (const into of ['first', 'second']) {
+          const answer = resultOf(
+            await within(
+              run(on, 'download', { params: { ref, dir: `named-${isolation}/${into}` } }),
+              15_000,
+              'no answer',
+            ),
+          );
+          expect(answer).toEqual({ files: 2 });
+        }
+        // A download, then the cache: each line says whose and which.
+        const transfers = lines.filter((line) => String(line.msg).startsWith('artifact '));
+        expect(transfers).toMatchObject([
+          { msg: 'artifact downloaded', module: 'download', artifact: 'good', sha256: store.sha256.slice(0, 12) },
+          { msg: 'artifact read from the cache', module: 'download', artifact: 'good', source: 'cache' },
+        ]);
+      } finally {
+        await client.close();
+        await store.close();
+      }
+    },
+  );
+
   it('ctx.artifacts.download in a host ends with its attempt: cancelled while the store holds the bytes back, the answer comes at once, and nothing lands in the destination, even once they come', async () => {
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));

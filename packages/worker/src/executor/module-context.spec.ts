@@ -28,7 +28,7 @@ const fields = (extra: Partial<Parameters<typeof createModuleContext>[0]> = {}) 
   logger: silent,
   executionId: 'exec-1',
   workerId: 'worker-1',
-  artifacts: moduleArtifacts({ transport: undefined, workingDirectory: '/w', scratchDir: '/w' }).api,
+  artifacts: moduleArtifacts({ module: 'build', transport: undefined, workingDirectory: '/w', scratchDir: '/w' }).api,
   ...extra,
 });
 

@@ -37,6 +37,7 @@ import {
   type FollowedBlob,
   moduleArtifacts,
   type PackFollower,
+  type TransferSubject,
 } from '../artifacts/module-artifacts.js';
 import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
 import { ExecutionStop } from './execution-stop.js';
@@ -127,6 +128,8 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
   /** Set once the module is found in the pipeline. */
   module!: AnyModule;
   readonly executionId: string;
+  /** The module's name, as the worker sent it: its artifacts' transfers are logged with it. */
+  readonly moduleName: string;
   readonly params: JsonValue | undefined;
   readonly results: Record<string, JsonValue>;
   readonly env: Record<string, string>;
@@ -157,6 +160,7 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
   constructor(message: Extract<ToHost, { type: 'execute' }>) {
     super();
     this.executionId = message.executionId;
+    this.moduleName = message.moduleName;
     this.params = message.params;
     this.results = message.results;
     this.env = message.env;
@@ -175,6 +179,7 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
   get artifacts(): ModuleArtifacts {
     this.artifactsApi ??= moduleArtifacts({
       transport: this.artifactScratchDir === null ? undefined : new WorkerBlobCalls(this.executionId),
+      module: this.moduleName,
       scratchDir: this.artifactScratchDir ?? this.workingDirectory,
       workingDirectory: this.workingDirectory,
       // Read only when a download starts (the signal is made then, see ExecutionStop).
@@ -213,25 +218,32 @@ class WorkerBlobCalls implements BlobTransport {
       | { op: 'put'; path: string; digest?: Digest }
       | { op: 'putPacking'; path: string }
       | { op: 'checkOut' | 'follow'; sha256: string },
+    subject: TransferSubject | undefined,
     callId = nextCallId++,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       artifactCalls.set(callId, { resolve: resolve as (value: never) => void, reject });
-      send({ type: 'artifact-call', executionId: this.executionId, callId, ...request } as ArtifactCall);
+      send({
+        type: 'artifact-call',
+        executionId: this.executionId,
+        callId,
+        ...request,
+        ...(subject ? { subject } : {}),
+      } as ArtifactCall);
     });
   }
 
-  put(path: string, digest?: Digest): Promise<Digest> {
-    return this.call({ op: 'put', path, ...(digest ? { digest } : {}) });
+  put(path: string, digest?: Digest, subject?: TransferSubject): Promise<Digest> {
+    return this.call({ op: 'put', path, ...(digest ? { digest } : {}) }, subject);
   }
 
   /**
    * The worker uploads the archive as it is packed: told of its growth as `progressReports`
    * tells it (a slow packing still moves the upload on); then its end.
    */
-  putPacking(path: string): { follower: PackFollower; stored: Promise<Digest> } {
+  putPacking(path: string, subject?: TransferSubject): { follower: PackFollower; stored: Promise<Digest> } {
     const callId = nextCallId++;
-    const stored = this.call<Digest>({ op: 'putPacking', path }, callId);
+    const stored = this.call<Digest>({ op: 'putPacking', path }, subject, callId);
     const reports = progressReports((written) => send({ type: 'artifact-pack-progress', callId, written }));
     let ended = false;
     const follower: PackFollower = {
@@ -252,15 +264,20 @@ class WorkerBlobCalls implements BlobTransport {
     return { follower, stored };
   }
 
-  checkOut(sha256: string): Promise<{ path: string }> {
-    return this.call({ op: 'checkOut', sha256 });
+  checkOut(sha256: string, subject?: TransferSubject): Promise<{ path: string }> {
+    return this.call({ op: 'checkOut', sha256 }, subject);
   }
 
-  follow(sha256: string, follower: BlobFollower, signal: AbortSignal): Promise<FollowedBlob> {
+  follow(
+    sha256: string,
+    follower: BlobFollower,
+    signal: AbortSignal,
+    subject?: TransferSubject,
+  ): Promise<FollowedBlob> {
     const callId = nextCallId++;
     followers.set(callId, follower);
     signal.addEventListener('abort', () => send({ type: 'artifact-abandon', callId }), { once: true });
-    return this.call<FollowedBlob>({ op: 'follow', sha256 }, callId).catch((error: unknown) => {
+    return this.call<FollowedBlob>({ op: 'follow', sha256 }, subject, callId).catch((error: unknown) => {
       followers.delete(callId);
       throw error;
     });

@@ -13,7 +13,7 @@ import type { Logger } from 'pino';
 import type { Socket } from 'node:net';
 import type { WorkerArtifacts } from './execution.js';
 import type { BlobFollower } from '../artifacts/blob-progress.js';
-import type { BlobTransport, FollowedBlob, PackFollower } from '../artifacts/module-artifacts.js';
+import type { BlobTransport, FollowedBlob, PackFollower, TransferSubject } from '../artifacts/module-artifacts.js';
 import {
   type ArtifactCall,
   type FromHost,
@@ -361,7 +361,12 @@ export class ModuleHost {
    * `progressReports` tells it (a slow or stalled download still shows the host its first bytes,
    * so an offending entry is refused before the end); the last before the end.
    */
-  private follow(transport: BlobTransport, callId: number, sha256: string): Promise<FollowedBlob> {
+  private follow(
+    transport: BlobTransport,
+    callId: number,
+    sha256: string,
+    subject: TransferSubject | undefined,
+  ): Promise<FollowedBlob> {
     const abandon = new AbortController();
     this.abandons.set(callId, abandon);
     const reports = progressReports((written) => this.send({ type: 'artifact-progress', callId, written }));
@@ -373,7 +378,7 @@ export class ModuleHost {
         this.send({ type: 'artifact-ended', callId, ...(error ? { message: error.message } : {}) });
       },
     };
-    return transport.follow(sha256, follower, abandon.signal).catch((error: unknown) => {
+    return transport.follow(sha256, follower, abandon.signal, subject).catch((error: unknown) => {
       this.abandons.delete(callId);
       throw error;
     });
@@ -399,7 +404,7 @@ export class ModuleHost {
         answer({ ok: false, message: 'this worker cannot upload an archive as it is packed' });
         return;
       }
-      const { follower, stored } = transport.putPacking(call.path);
+      const { follower, stored } = transport.putPacking(call.path, call.subject);
       this.packs.set(call.callId, follower);
       stored.then(
         (value) => answer({ ok: true, value }),
@@ -409,10 +414,10 @@ export class ModuleHost {
     }
     const moved =
       call.op === 'put'
-        ? transport.put(call.path, call.digest)
+        ? transport.put(call.path, call.digest, call.subject)
         : call.op === 'checkOut'
-          ? transport.checkOut(call.sha256)
-          : this.follow(transport, call.callId, call.sha256);
+          ? transport.checkOut(call.sha256, call.subject)
+          : this.follow(transport, call.callId, call.sha256, call.subject);
     moved.then(
       (value) => answer({ ok: true, value }),
       (error: unknown) => answer({ ok: false, message: error instanceof Error ? error.message : String(error) }),

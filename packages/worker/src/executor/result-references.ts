@@ -83,13 +83,16 @@ export class ResultReferenceError extends WorkerError {
   override readonly name = 'ResultReferenceError';
 }
 
-/** Stores result text `text` as a blob (written to the scratch directory, uploaded, kept in the cache); answers its reference's text. */
-export async function storeResult(text: string, artifacts: WorkerArtifacts): Promise<string> {
+/**
+ * Stores result text `text` of module `module` as a blob (written to the scratch directory,
+ * uploaded, kept in the cache); answers its reference's text.
+ */
+export async function storeResult(text: string, artifacts: WorkerArtifacts, module: string): Promise<string> {
   await mkdir(artifacts.scratchDir, { recursive: true });
   const path = join(artifacts.scratchDir, `result.${randomBytes(6).toString('hex')}.json`);
   try {
     await writeFile(path, text);
-    return resultRefText(await artifacts.transport.put(path));
+    return resultRefText(await artifacts.transport.put(path, undefined, { module, result: module }));
   } finally {
     await rm(path, { force: true });
   }
@@ -100,12 +103,14 @@ export async function storeResult(text: string, artifacts: WorkerArtifacts): Pro
  * cache (once per worker), parsed. What they take is bounded: their sizes together at most
  * `maxBytes` (the worker's `--max-result-size`), checked on the references before anything is
  * fetched and on each blob as it is read.
+ * `module`: the dependant's name, for the transfers' log lines.
  * @throws ResultReferenceError naming the dependency, its size and the limit, or why it could not be fetched
  */
 export async function resolveReferences(
   results: Record<string, JsonValue>,
   transport: WorkerArtifacts['transport'],
   maxBytes: number,
+  module: string,
 ): Promise<Record<string, JsonValue>> {
   const refs = Object.entries(results).flatMap(([name, value]) => {
     const ref = asResultRef(value);
@@ -130,7 +135,7 @@ export async function resolveReferences(
   for (const { name, ref } of refs) {
     let text: string;
     try {
-      const { path } = await transport.checkOut(ref.sha256);
+      const { path } = await transport.checkOut(ref.sha256, { module, result: name });
       try {
         total += (await stat(path)).size;
         limit(total, `The results of this module's dependencies passed by reference are together (at '${name}')`);
@@ -203,7 +208,12 @@ export function withResultReferences(
   const outcome = (async (): Promise<ExecutionOutcome> => {
     let resolved: ExecutionRequest;
     try {
-      const fetching = resolveReferences(request.dependencyResults, artifacts.transport, options.maxResultBytes);
+      const fetching = resolveReferences(
+        request.dependencyResults,
+        artifacts.transport,
+        options.maxResultBytes,
+        module.name,
+      );
       fetching.catch(() => undefined);
       resolved = { ...request, dependencyResults: await Promise.race([fetching, cancelled]) };
     } catch (error) {
@@ -239,7 +249,7 @@ async function storeLargeResult(
   try {
     return {
       status: 200,
-      body: { ...answer, serializedResult: await storeResult(answer.serializedResult, artifacts) },
+      body: { ...answer, serializedResult: await storeResult(answer.serializedResult, artifacts, module.name) },
     };
   } catch (error) {
     const body: ExecuteModuleFailure = {
