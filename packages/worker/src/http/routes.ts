@@ -149,5 +149,6 @@ function parseExecuteBody(
     }
   }
   const timeoutMs = timeout === undefined ? undefined : parseTimeSpan(timeout);
-  return { request: { ...rest, params, dependencyResults: results, timeoutMs, fingerprint: requestFingerprint(body) } };
+  const fingerprint = requestFingerprint(body, timeoutMs);
+  return { request: { ...rest, params, dependencyResults: results, timeoutMs, fingerprint } };
 }
