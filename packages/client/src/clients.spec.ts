@@ -485,7 +485,11 @@ describe('transport failures', () => {
     const client = orchestrator({ baseUrl: `http://127.0.0.1:${port}`, timeoutMs: 2_000 });
     const refused = await rejection(client.workers.drain({ params: { workerId: 'w1' }, query: { incarnation } }));
     const aborted = await rejection(
-      client.workers.unregister({ params: { workerId: 'w1' }, query: { incarnation }, fetchOptions: { signal: AbortSignal.abort() } }),
+      client.workers.unregister({
+        params: { workerId: 'w1' },
+        query: { incarnation },
+        fetchOptions: { signal: AbortSignal.abort() },
+      }),
     );
     expect((refused as Error).message).toBe(`POST http://127.0.0.1:${port}/api/workers/w1/drain?…: ECONNREFUSED`);
     expect((aborted as Error).message).toBe(`DELETE http://127.0.0.1:${port}/api/workers/w1?…: aborted by the caller`);

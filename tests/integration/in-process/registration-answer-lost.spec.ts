@@ -151,7 +151,12 @@ describe('a fresh worker whose first registration a gateway sent twice', () => {
         }
         // Served, the answer lost on the way back; the gateway sends it again and answers with that.
         duplicated = true;
-        forward(req, body, (answer) => answer.resume().on('end', () => forward(req, body, pass(res), destroy)), destroy);
+        forward(
+          req,
+          body,
+          (answer) => answer.resume().on('end', () => forward(req, body, pass(res), destroy)),
+          destroy,
+        );
       },
     );
     const worker = await cluster.startWorker({ id: 'w-dup', joinToken: JOIN, orchestratorUrl: frontUrl, pipeline });

@@ -126,7 +126,11 @@ export async function sendExecute(
         // may have run (else judged as before: the module may run there).
         if (current !== undefined && current === credential && !reached && !registry.credentialUsed(attempt.workerId)) {
           const message = `answered ${status} to a credential it has not read yet (it is registering again)`;
-          return { kind: 'failure', verdict: { kind: 'rejected', status: status as 401 | 403, message }, delivered: false };
+          return {
+            kind: 'failure',
+            verdict: { kind: 'rejected', status: status as 401 | 403, message },
+            delivered: false,
+          };
         }
         if (current !== undefined && current !== credential && options.live(attempt)) {
           logger.info(

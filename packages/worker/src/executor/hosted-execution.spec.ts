@@ -789,8 +789,11 @@ describe('modules in module hosts', () => {
   }, 30_000);
 
   it.each([
-    ['an orphan out of the host\'s group (setsid) that no leftover check finds: the host is reused', true],
-    ["an orphan in the host's group (the new user's case: the check may miss it while the shell forks and exits)", false],
+    ["an orphan out of the host's group (setsid) that no leftover check finds: the host is reused", true],
+    [
+      "an orphan in the host's group (the new user's case: the check may miss it while the shell forks and exits)",
+      false,
+    ],
   ])(
     "a module's ctx.spawn (stdio piped) leaving %s: the line it prints after the module returned is that module's late line, never the next module's output",
     async (_, leaveGroup) => {
