@@ -50,7 +50,7 @@ export interface PackFollower {
   ended(outcome: { digest: Digest } | { error: Error }): void;
 }
 
-/** How a module's artifacts reach the store and come back: the worker's side, in its process or over a host's IPC. */
+/** How a module's artifacts reach the store and come back: the worker's side, in its process or over a host's channel (fd 3). */
 export interface BlobTransport {
   /**
    * Uploads the archive being packed at `path` (the file exists, empty or not: the packer made it)

@@ -290,7 +290,7 @@ describe('modules in module hosts', () => {
     await on.ready();
     const written = run(on, 'raw-writer');
     // The execute message goes out; then the worker is busy while the module runs. Once free, it
-    // reads the host's IPC channel (readable since the module's log line) before its pipes: the
+    // reads the host channel (fd 3; readable since the module's log line) before its pipes: the
     // module's answer comes before the bytes it wrote straight to them.
     await new Promise((resolve) => setImmediate(resolve));
     blockUntilLedger('raw-writer');
@@ -809,7 +809,7 @@ describe('modules in module hosts', () => {
     );
   });
 
-  it("ctx.artifacts.download in a host: an archive refused halfway abandons the worker's download over IPC; nothing lands in the destination or the cache", async () => {
+  it("ctx.artifacts.download in a host: an archive refused halfway abandons the worker's download over the host channel; nothing lands in the destination or the cache", async () => {
     const store = await startHostileBlobServer(dir);
     const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
     try {
