@@ -109,7 +109,8 @@ export function formatSpread(rows: readonly RowResult[]): string {
   for (const row of rows) {
     if (!row.spread || !row.runs || row.runs.length === 0) continue;
     let line = `${row.benchmark}: ${row.metric}: runs ${spreadOf(row.runs)} ${row.unit}`;
-    if (row.baselineRuns?.length) line += `; ${row.baselineLabel ?? 'baseline'} ${spreadOf(row.baselineRuns)} ${row.unit}`;
+    if (row.baselineRuns?.length)
+      line += `; ${row.baselineLabel ?? 'baseline'} ${spreadOf(row.baselineRuns)} ${row.unit}`;
     const bound = row.target?.on === 'value' ? row.target : row.spreadLimit;
     if (bound) {
       const { kind, limit } = bound;
@@ -118,7 +119,9 @@ export function formatSpread(rows: readonly RowResult[]): string {
     }
     lines.push(line);
   }
-  return lines.length ? `spread (min / p25 / median / p75 / max (runs)):\n${lines.map((line) => `  ${line}`).join('\n')}` : '';
+  return lines.length
+    ? `spread (min / p25 / median / p75 / max (runs)):\n${lines.map((line) => `  ${line}`).join('\n')}`
+    : '';
 }
 
 export interface Machine {

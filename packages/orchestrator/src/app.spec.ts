@@ -58,6 +58,18 @@ afterEach(async () => {
   await Promise.all(cleanups.splice(0).map((cleanup) => cleanup()));
 });
 
+/** Serves `app` on 127.0.0.1, port 0, until the test ends (closed by {@link cleanups}); resolves with its base URL. */
+async function serve(app: ReturnType<typeof createApp>): Promise<string> {
+  const server = await new Promise<Server>((resolve) => {
+    const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
+  });
+  cleanups.push(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
 async function start(bounds: Pick<InMemoryNodeRegistryOptions, RegistryBound> = {}): Promise<Harness> {
   const clock = new TestClock();
   const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: TIMEOUT_MS, now: clock.now, ...bounds });
@@ -569,14 +581,7 @@ describe("a registration again by the holder's incarnation (409 WorkerIdTaken wi
     const clock = new TestClock();
     const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: TIMEOUT_MS, now: clock.now });
     const app = createApp({ registry, options: { joinToken: JOIN_TOKEN, validateResponses: true } });
-    const server = await new Promise<Server>((resolve) => {
-      const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
-    });
-    cleanups.push(async () => {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    });
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const url = await serve(app);
     const post = async (path: string, token: string | undefined, body: unknown) => {
       const response = await fetch(`${url}${path}`, {
         method: 'POST',
@@ -655,14 +660,7 @@ describe("a registration whose answer was lost: the process's retry by its regis
     const events: string[] = [];
     registry.onChange((event) => events.push(event.type));
     const app = createApp({ registry, options: { ...tokens, validateResponses: true } });
-    const server = await new Promise<Server>((resolve) => {
-      const listening = app.listen(0, '127.0.0.1', () => resolve(listening));
-    });
-    cleanups.push(async () => {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    });
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const url = await serve(app);
     /** Every answer's text, to check none names the incarnation or the key. */
     const answers: string[] = [];
     const call = async (

@@ -33,10 +33,13 @@
  * text (a log line), which `JSON.parse` hides.
  *
  * {@link fingerprintAsTsxLoads} gives a pipeline file's fingerprint as module hosts load it.
+ * {@link unknownFlagRuns} runs a CLI with mistyped flags, {@link unknownFlagAnswers} says what
+ * both CLIs answer to them.
  *
  * To wait for a condition, use vitest's `expect.poll` or `vi.waitFor`.
  */
 export { orchestratorArgs, workerArgs } from './cli-args.js';
+export { type CliRunEnd, unknownFlagAnswers, unknownFlagRuns } from './unknown-flags.js';
 export { fingerprintAsTsxLoads } from './tsx-fingerprint.js';
 export { SPEC_EXAMPLES } from './spec-examples.js';
 export {

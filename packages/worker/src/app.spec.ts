@@ -223,7 +223,7 @@ describe('worker API', () => {
 
   // Issue 11, case 6: a token holder pre-ran `<runId>.c.1` as module `a`, and the run took a's result as c's.
   it('refuses (409 ExecutionIdConflict) a known executionId with another module or inputs; the same request joins', async () => {
-    const first = request('exec-swap-1', 'restore', { timestamp: '2025-09-30T10:00:00Z' });
+    const first = request('exec-swap-1', 'restore', { timestamp: '2025-09-30T10:00:00Z', timeout: '00:10:00' });
     const ran = await client.execution.execute({ body: first });
     expect(ran).toMatchObject({ status: 200, body: { serializedResult: '{"packages":3}' } });
     for (const swapped of [
@@ -238,8 +238,11 @@ describe('worker API', () => {
       expect(body).toMatchObject({ success: false, code: 'ExecutionIdConflict' });
       expect(JSON.stringify(body)).not.toContain('packages');
     }
-    // The orchestrator's re-send (same request, a later timestamp) still gets the kept outcome.
-    const resent = await client.execution.execute({ body: { ...first, timestamp: '2025-09-30T10:01:00Z' } });
+    // The orchestrator's re-send (same request, a later timestamp, the timeout spelt otherwise)
+    // still gets the kept outcome.
+    const resent = await client.execution.execute({
+      body: { ...first, timestamp: '2025-09-30T10:01:00Z', timeout: '0:10:00' },
+    });
     expect(resent.body).toEqual(ran.body);
   });
 

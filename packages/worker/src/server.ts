@@ -77,7 +77,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
   const incarnation = randomUUID();
   // Set once the link exists (the shipper and the artifact client read its credential at every call).
   let linkRef: OrchestratorLink | undefined;
-  // `ctx.artifacts` go through the worker (the hosts ask it over IPC): the credential stays in
+  // `ctx.artifacts` go through the worker (the hosts ask it over the host channel, fd 3): the credential stays in
   // the worker's process, out of module code's reach, and all hosts share one cache.
   const artifactClient = resolved.orchestratorUrl
     ? new ArtifactClient({

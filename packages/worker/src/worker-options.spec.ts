@@ -89,7 +89,7 @@ describe('resolveWorkerOptions', () => {
     );
   });
 
-  it('refuses a packStallMs outside 1 000 to 3 600 000 ms (the CLI\'s --pack-stall rule), naming it', () => {
+  it("refuses a packStallMs outside 1 000 to 3 600 000 ms (the CLI's --pack-stall rule), naming it", () => {
     // 3e9 is past the longest Node timer: it would fire after 1 ms and cut every streamed upload.
     for (const packStallMs of [-1, 0, 999, Number.NaN, 3e9, 3_600_001, Number.POSITIVE_INFINITY]) {
       expect(() => resolveWorkerOptions({ tools: [], packStallMs }), String(packStallMs)).toThrow(

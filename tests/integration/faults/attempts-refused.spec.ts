@@ -59,7 +59,7 @@ describe('refused connections (case 5)', () => {
     expect(Date.now() - diedAt).toBeLessThan(30_000);
 
     const runs = kit.readLedger(ledger);
-    // The killed worker's module host stopped the module (its IPC channel closed): 'stopped'.
+    // The killed worker's module host stopped the module (its host channel, fd 3, closed): 'stopped'.
     expect(runs.map((run) => run.end)).toEqual(['stopped', 'finished']);
     // Run again once the killed process's lease ended: its last heartbeat came at most 0.2 s before the kill.
     expect(runs[1]!.startedAt - diedAt).toBeGreaterThanOrEqual(TIMEOUT_S * 1000 - 1_000);

@@ -2,7 +2,7 @@
  * Declarative artifacts (issue 13): `produces` on a module, `consumes` on its dependant, across
  * two workers in this process (each with its own working directory and cache) and the
  * orchestrator's real store. Modules run in the workers' processes (`isolation: 'none'`): the
- * declared artifacts go through `ctx.artifacts`, which module hosts reach over IPC the same way.
+ * declared artifacts go through `ctx.artifacts`, which module hosts reach over the host channel (fd 3) the same way.
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';

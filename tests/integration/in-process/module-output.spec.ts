@@ -109,7 +109,7 @@ describe('module output across a cluster', () => {
             `${letter.repeat(16_380)}***${letter.repeat(53_600)} tail`,
           );
         // In order within each pipe (console on stdout, the tool's stderr on stderr, ctx.logger over
-        // IPC: three channels, read as they come); nothing lost after the module's answer.
+        // the host channel (fd 3): three channels, read as they come); nothing lost after the module's answer.
         const stdout = events.flatMap((event) =>
           event.type === 'output' && event.module === name
             ? event.lines.filter((line) => line.stream === 'stdout').map((line) => line.text)

@@ -31,7 +31,9 @@ it('names no incarnation in the lines of a worker that cannot reach its orchestr
 
   await worker.drain();
 
-  const warned = lines.filter((line) => /could not tell the orchestrator about the drain|could not unregister/.test(line));
+  const warned = lines.filter((line) =>
+    /could not tell the orchestrator about the drain|could not unregister/.test(line),
+  );
   expect(warned, lines.join('\n')).toHaveLength(2);
   expect(warned.join('\n')).toContain(`/api/workers/${worker.id}`);
   for (const line of lines) expect(line).not.toContain(worker.incarnation);

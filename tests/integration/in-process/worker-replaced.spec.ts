@@ -320,6 +320,45 @@ function readCredential(file: string): string | undefined {
   return existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined;
 }
 
+/**
+ * Worker `id` behind mutual TLS (an {@link HttpsFront}) registers with an orchestrator (heartbeat
+ * timeout 120 s, the default: waiting a registration out would take 121 s); the orchestrator
+ * restarts (a new one, knowing nothing, behind the same front; the first closed), and the front
+ * answers the worker's next registration as `how` says. Resolves once the worker is registered
+ * with a credential other than its first (`before`), within 15 s (fails the test otherwise).
+ * `issued`: each credential the restarted orchestrator issued, in order; `incarnation`: the
+ * worker's at its first registration.
+ */
+async function registeredAgainBehindFront(id: string, how: LostAnswer) {
+  cluster = new Cluster();
+  const first = await cluster.startOrchestrator({ joinToken: JOIN, heartbeatTimeoutMs: 120_000 });
+  front = await startHttpsFront(first);
+  const worker = await cluster.startWorker({
+    id,
+    joinToken: JOIN,
+    orchestratorUrl: front.url,
+    orchestratorTls: { ca: certs.caCert, cert: certs.clientCert, key: certs.clientKey },
+  });
+  await worker.link!.registered();
+  const incarnation = first.registry.incarnationOf(id);
+  const before = worker.link!.credential;
+
+  front.loseNextAnswer(/^\/api\/workers\/register/, how);
+  const restarted = await cluster.startOrchestrator({ joinToken: JOIN, heartbeatTimeoutMs: 120_000 });
+  const issued: string[] = [];
+  restarted.registry.onChange((event) => {
+    if (event.type === 'registered') issued.push(restarted.registry.credentialOf(event.workerId)!);
+  });
+  front.target(restarted);
+  await first.close();
+  await expect
+    .poll(() => worker.link!.state.status === 'registered' && worker.link!.credential !== before, {
+      timeout: 15_000,
+    })
+    .toBe(true);
+  return { worker, restarted, before, incarnation, issued };
+}
+
 describe('a worker behind mutual TLS whose registration a restarted orchestrator served, the answer lost', () => {
   // Over https a connection closed before the first byte is also how TLS 1.3 refuses a client
   // certificate; the worker used to take it for "not sent", so the live holder of its id, its own
@@ -332,41 +371,12 @@ describe('a worker behind mutual TLS whose registration a restarted orchestrator
   ])(
     'registers again at once by its retry, the unread credential revoked: %s',
     async (_what, how) => {
-      cluster = new Cluster();
-      // The default heartbeat timeout: waiting that registration out would take 121 s.
-      const first = await cluster.startOrchestrator({ joinToken: JOIN, heartbeatTimeoutMs: 120_000 });
-      front = await startHttpsFront(first);
-      const worker = await cluster.startWorker({
-        id: 'w-mtls',
-        joinToken: JOIN,
-        orchestratorUrl: front.url,
-        orchestratorTls: { ca: certs.caCert, cert: certs.clientCert, key: certs.clientKey },
-      });
-      await worker.link!.registered();
-      const incarnation = first.registry.incarnationOf('w-mtls');
-      const before = worker.link!.credential;
-
       // The orchestrator restarts (a new one, knowing nothing, behind the same address); the
-      // worker's registration again is served, and its answer lost on the way back.
-      front.loseNextAnswer(/^\/api\/workers\/register/, how);
-      const restarted = await cluster.startOrchestrator({ joinToken: JOIN, heartbeatTimeoutMs: 120_000 });
-      // Each credential the restarted orchestrator issues, in order: the first one's answer is lost.
-      const issued: string[] = [];
-      restarted.registry.onChange((event) => {
-        if (event.type === 'registered') issued.push(restarted.registry.credentialOf(event.workerId)!);
-      });
-      front.target(restarted);
-      await first.close();
-      await expect.poll(() => issued.length, { timeout: 10_000 }).toBeGreaterThanOrEqual(1);
+      // worker's registration again is served, and its answer lost on the way back. Its next
+      // attempt (the old credential, unknown here; its key; the next sequence) is a retry:
+      // registered within the backoff, the unread credential revoked, no 409 on the way.
+      const { worker, restarted, before, incarnation, issued } = await registeredAgainBehindFront('w-mtls', how);
       const unread = issued[0]!;
-
-      // Its next attempt (the old credential, unknown here; its key; the next sequence) is a
-      // retry: registered within the backoff, the unread credential revoked, no 409 on the way.
-      await expect
-        .poll(() => worker.link!.state.status === 'registered' && worker.link!.credential !== before, {
-          timeout: 15_000,
-        })
-        .toBe(true);
       const credential = worker.link!.credential!;
       expect([before, unread]).not.toContain(credential);
       expect(restarted.registry.credentialOf('w-mtls')).toBe(credential);
@@ -419,34 +429,9 @@ describe("a worker's registration key", () => {
 
 describe("a gateway's retry of a served registration (its 409 answered, the served attempt's answer lost)", () => {
   it('a worker registering again checks the 409 once more (its retry is taken) rather than stopping as replaced', async () => {
-    cluster = new Cluster();
-    const first = await cluster.startOrchestrator({ joinToken: JOIN, heartbeatTimeoutMs: 120_000 });
-    front = await startHttpsFront(first);
-    const worker = await cluster.startWorker({
-      id: 'w-dup',
-      joinToken: JOIN,
-      orchestratorUrl: front.url,
-      orchestratorTls: { ca: certs.caCert, cert: certs.clientCert, key: certs.clientKey },
-    });
-    await worker.link!.registered();
-    const before = worker.link!.credential;
-
     // The orchestrator restarts; the worker's registration again goes through a gateway that
     // sends it twice and answers with the second answer: 409 WorkerIdTaken, a stale duplicate.
-    front.loseNextAnswer(/^\/api\/workers\/register/, 'duplicate');
-    const restarted = await cluster.startOrchestrator({ joinToken: JOIN, heartbeatTimeoutMs: 120_000 });
-    const issued: string[] = [];
-    restarted.registry.onChange((event) => {
-      if (event.type === 'registered') issued.push(restarted.registry.credentialOf(event.workerId)!);
-    });
-    front.target(restarted);
-    await first.close();
-
-    await expect
-      .poll(() => worker.link!.state.status === 'registered' && worker.link!.credential !== before, {
-        timeout: 15_000,
-      })
-      .toBe(true);
+    const { worker, restarted, issued } = await registeredAgainBehindFront('w-dup', 'duplicate');
     expect(worker.link!.state.status).toBe('registered');
     // The served attempt's credential (never read) revoked by the retry; the worker holds the second.
     expect(issued).toHaveLength(2);
@@ -454,6 +439,6 @@ describe("a gateway's retry of a served registration (its 409 answered, the serv
     expect(restarted.registry.workerWithCredential(issued[0]!)).toBeUndefined();
     // The worker's own attempts (the gateway's duplicate is the gateway's): registered, the one
     // served twice, and the check that was taken as its retry.
-    expect(front.registrations.map(({ sequence }) => sequence)).toEqual([1, 2, 3]);
+    expect(front!.registrations.map(({ sequence }) => sequence)).toEqual([1, 2, 3]);
   });
 });

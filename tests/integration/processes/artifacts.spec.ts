@@ -85,7 +85,7 @@ async function acrossWorkers(
       'consumer',
       '--cache-dir',
       cacheOf('art-b'),
-      // A runs its modules in module hosts (ctx.artifacts over IPC), B in its own process.
+      // A runs its modules in module hosts (ctx.artifacts over the host channel, fd 3), B in its own process.
       '--isolation',
       'none',
       ...consumerArgs,

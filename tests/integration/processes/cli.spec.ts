@@ -5,28 +5,15 @@
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { createOrchestratorClient } from '@mpd/client';
-import type { RunResult } from '@mpd/orchestrator';
-import {
-  killLeftovers,
-  cliOf,
-  orchestratorArgs as cliOrchestratorArgs,
-  spawnProcess,
-  workerArgs,
-  type RunningProcess,
-} from '@mpd/test-kit';
+import { killLeftovers, cliOf, orchestratorArgs as cliOrchestratorArgs, spawnProcess, workerArgs } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-
-const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
+import { fixture, runReport, startListening } from '../helpers/cli-runs.js';
 
 afterEach(killLeftovers);
 
 /** Starts a package's CLI under tsx; resolves once it prints the URL it listens on. */
-async function start(pkg: 'orchestrator' | 'worker', args: string[]): Promise<RunningProcess & { url: string }> {
-  const proc = spawnProcess({ script: cliOf(pkg), args, env: { MPD_LOG_LEVEL: 'info' } });
-  return { ...proc, url: await proc.listeningUrl() };
-}
+const start = (pkg: 'orchestrator' | 'worker', args: string[]) => startListening(pkg, args);
 
 const orchestratorArgs = (...extra: string[]) => cliOrchestratorArgs(0, ...extra);
 
@@ -46,17 +33,17 @@ describe('both CLIs', () => {
 
 describe('mpd-orchestrator --pipeline', () => {
   it('exits non-zero when the pipeline fails, reporting what failed and what did not run', async () => {
-    const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');
+    const report = runReport();
     const orchestrator = await start(
       'orchestrator',
-      orchestratorArgs('--pipeline', fixture('failing.pipeline.ts'), '--report', report),
+      orchestratorArgs('--pipeline', fixture('failing.pipeline.ts'), '--report', report.file),
     );
     await start('worker', workerArgs(orchestrator.url, 'fail-worker', '--pipeline', fixture('failing.pipeline.ts')));
     expect(await orchestrator.exited).toBe(1);
     expect(orchestrator.output()).toMatch(/Pipeline 'failing' Failed/);
     expect(orchestrator.output()).toMatch(/Failures:\n {2}test \(Failed\): 3 tests failed/);
     expect(orchestrator.output()).toMatch(/Not run:\n {2}publish \(DependencyFailed\): dependency 'test' ended Failed/);
-    const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
+    const result = report.read();
     expect(result.modules.map((module) => [module.name, module.status])).toEqual([
       ['compile', 'Successful'],
       ['test', 'Failed'],
@@ -82,11 +69,11 @@ describe('mpd-orchestrator --pipeline', () => {
 
   // Kept beside faults.spec.ts's random kills: one kill, and the exact attempts and survivor (faults checks only invariants).
   it('a worker killed with SIGKILL mid-module: the module runs again on the other worker and the run succeeds', async () => {
-    const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');
+    const report = runReport();
     const pipeline = fixture('slow.pipeline.ts');
     const orchestrator = await start(
       'orchestrator',
-      orchestratorArgs('--pipeline', pipeline, '--min-workers', '2', '--report', report),
+      orchestratorArgs('--pipeline', pipeline, '--min-workers', '2', '--report', report.file),
     );
     const one = await start('worker', workerArgs(orchestrator.url, 'kill-1', '--pipeline', pipeline));
     const two = await start('worker', workerArgs(orchestrator.url, 'kill-2', '--pipeline', pipeline));
@@ -98,7 +85,7 @@ describe('mpd-orchestrator --pipeline', () => {
     const survivor = victim === one ? 'kill-2' : 'kill-1';
     victim.child.kill('SIGKILL');
     expect(await orchestrator.exited).toBe(0);
-    const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
+    const result = report.read();
     const first = result.modules.find((module) => module.name === 'first')!;
     expect(first.status).toBe('Successful');
     expect(first.workerId).toBe(survivor);
@@ -110,10 +97,10 @@ describe('mpd-orchestrator --pipeline', () => {
 
 describe('timeouts', () => {
   it('the orchestrator enforces a module timeout (plus its margin) when the worker cannot answer', async () => {
-    const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');
+    const report = runReport();
     const pipeline = fixture('hang.pipeline.ts');
     const orchestrator = await start('orchestrator', [
-      ...orchestratorArgs('--pipeline', pipeline, '--report', report, '--timeout-margin', '0.3'),
+      ...orchestratorArgs('--pipeline', pipeline, '--report', report.file, '--timeout-margin', '0.3'),
       '--heartbeat-timeout',
       '60',
     ]);
@@ -127,7 +114,7 @@ describe('timeouts', () => {
     } finally {
       worker.child.kill('SIGCONT');
     }
-    const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
+    const result = report.read();
     const hang = result.modules[0]!;
     expect(hang).toMatchObject({ status: 'TimedOut', error: { type: 'OrchestratorTimeout' } });
     expect(hang.attempts.map((attempt) => attempt.outcome)).toEqual(['TimedOut']);
@@ -136,18 +123,27 @@ describe('timeouts', () => {
 
 describe('crash-loop protection', () => {
   it('a module that kills every worker it lands on fails after --max-lost-attempts, on different workers', async () => {
-    const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');
+    const report = runReport();
     const pipeline = fixture('crash.pipeline.ts');
     const orchestrator = await start(
       'orchestrator',
-      orchestratorArgs('--pipeline', pipeline, '--min-workers', '2', '--max-lost-attempts', '1', '--report', report),
+      orchestratorArgs(
+        '--pipeline',
+        pipeline,
+        '--min-workers',
+        '2',
+        '--max-lost-attempts',
+        '1',
+        '--report',
+        report.file,
+      ),
     );
     // In the worker's own process (--isolation none): in a module host the poison kills only the
     // host, and the module fails alone (tests/integration/faults/isolation-crashes.spec.ts).
     await start('worker', workerArgs(orchestrator.url, 'crash-1', '--pipeline', pipeline, '--isolation', 'none'));
     await start('worker', workerArgs(orchestrator.url, 'crash-2', '--pipeline', pipeline, '--isolation', 'none'));
     expect(await orchestrator.exited).toBe(1);
-    const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
+    const result = report.read();
     const poison = result.modules.find((module) => module.name === 'poison')!;
     expect(poison).toMatchObject({ status: 'Failed', error: { type: 'WorkerLost' } });
     expect(poison.attempts.map((attempt) => attempt.outcome)).toEqual(['Lost', 'Lost']);
@@ -159,11 +155,11 @@ describe('crash-loop protection', () => {
 
 describe('mpd-worker', () => {
   it('drains on SIGTERM: the running module finishes there, the rest runs elsewhere, the worker exits 0', async () => {
-    const report = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'report.json');
+    const report = runReport();
     const pipeline = fixture('slow.pipeline.ts');
     const orchestrator = await start(
       'orchestrator',
-      orchestratorArgs('--pipeline', pipeline, '--min-workers', '2', '--report', report),
+      orchestratorArgs('--pipeline', pipeline, '--min-workers', '2', '--report', report.file),
     );
     const one = await start('worker', workerArgs(orchestrator.url, 'term-1', '--pipeline', pipeline));
     const two = await start('worker', workerArgs(orchestrator.url, 'term-2', '--pipeline', pipeline));
@@ -175,7 +171,7 @@ describe('mpd-worker', () => {
     drained.child.kill('SIGTERM');
     expect(await drained.exited).toBe(0);
     expect(await orchestrator.exited).toBe(0);
-    const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
+    const result = report.read();
     const first = result.modules.find((module) => module.name === 'first')!;
     expect(first).toMatchObject({ status: 'Successful', workerId: drainedId });
     expect(first.attempts.map((attempt) => attempt.outcome)).toEqual(['Succeeded']);

@@ -6,23 +6,10 @@
  * sequence) is taken at once: the run's one module runs within seconds. Before round K the
  * retry got 409 `WorkerIdTaken` with `Retry-After: 121`, and the module waited for it.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { RunResult } from '@mpd/orchestrator';
-import {
-  cliOf,
-  type FaultProxy,
-  killLeftovers,
-  orchestratorArgs,
-  spawnProcess,
-  startFaultProxy,
-  workerArgs,
-} from '@mpd/test-kit';
+import { type FaultProxy, killLeftovers, orchestratorArgs, startFaultProxy, workerArgs } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
+import { fixture, runReport, startListening } from '../helpers/cli-runs.js';
 
-const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 const JOIN = 'registration-join-token-0123456789';
 
 let proxy: FaultProxy | undefined;
@@ -32,32 +19,25 @@ afterEach(async () => {
   proxy = undefined;
 });
 
-async function start(pkg: 'orchestrator' | 'worker', args: string[]) {
-  const proc = spawnProcess({
-    script: cliOf(pkg),
-    args,
-    cleanEnv: true,
-    env: { MPD_LOG_LEVEL: 'info', MPD_JOIN_TOKEN: JOIN },
-  });
-  return { ...proc, url: await proc.listeningUrl() };
-}
+const start = (pkg: 'orchestrator' | 'worker', args: string[]) =>
+  startListening(pkg, args, { cleanEnv: true, env: { MPD_JOIN_TOKEN: JOIN } });
 
 describe('a worker whose first registration answer was lost (real processes, a TCP proxy)', () => {
   it('retries with its registration key and runs the module within seconds, not after the 121 s Retry-After', async () => {
-    const report = join(mkdtempSync(join(tmpdir(), 'mpd-registration-')), 'report.json');
+    const report = runReport('mpd-registration-');
     const pipeline = fixture('registration.pipeline.ts');
     // The default heartbeat timeout (the last --heartbeat-timeout given wins): a refused retry
     // would wait 121 s, past this test's 60 s.
     const orchestrator = await start(
       'orchestrator',
-      orchestratorArgs(0, '--heartbeat-timeout', '120', '--pipeline', pipeline, '--report', report),
+      orchestratorArgs(0, '--heartbeat-timeout', '120', '--pipeline', pipeline, '--report', report.file),
     );
     proxy = await startFaultProxy({ port: Number(new URL(orchestrator.url).port) });
     proxy.faultNextRequest({ kind: 'lose-answer' }, /POST \/api\/workers\/register/);
     const worker = await start('worker', workerArgs(proxy.url, 'w-lost', '--pipeline', pipeline));
 
     expect(await orchestrator.exited, orchestrator.output()).toBe(0);
-    const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
+    const result = report.read();
     expect(result.modules).toMatchObject([{ name: 'where', status: 'Successful', workerId: 'w-lost' }]);
     // The first answer was lost (the proxy reset it), the retry taken: no 409 on the way.
     expect(proxy.stats.resets).toBe(1);

@@ -3,7 +3,14 @@ import { createServer, type AddressInfo } from 'node:net';
 import { hostname, networkInterfaces, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cliOf, killLeftovers, spawnProcess, type RunningProcess } from '@mpd/test-kit';
+import {
+  cliOf,
+  killLeftovers,
+  spawnProcess,
+  type RunningProcess,
+  unknownFlagAnswers,
+  unknownFlagRuns,
+} from '@mpd/test-kit';
 import { afterAll, describe, expect, it } from 'vitest';
 
 // Processes of passing tests have exited; this stops those a failing test left running.
@@ -184,15 +191,7 @@ describe('mpd-orchestrator CLI', () => {
   });
 
   it('names an unknown flag exactly, without its value, in one line and a pointer to --help, as the worker does', async () => {
-    const bogus = cli(['--bogus']);
-    const secret = cli(['--join-tokn=s3cret-join-token-value']);
-    expect(await bogus.exited).toBe(2);
-    expect(bogus.stderr()).toBe("error: unknown option '--bogus'\n(mpd-orchestrator --help lists the flags)\n");
-    expect(bogus.stdout()).toBe('');
-    expect(await secret.exited).toBe(2);
-    expect(secret.stderr()).toBe(
-      "error: unknown option '--join-tokn'\n(Did you mean --join-token?)\n(mpd-orchestrator --help lists the flags)\n",
-    );
+    expect(await unknownFlagRuns(cli)).toEqual(unknownFlagAnswers('mpd-orchestrator'));
   });
 
   it('exits 2 naming --pipeline for a missing pipeline file', async () => {

@@ -257,7 +257,13 @@ describe('runPipeline: an attempt its worker refused before it ran', () => {
         const now = new Date().toISOString();
         response.writeHead(200, { 'content-type': 'application/json' });
         response.end(
-          JSON.stringify({ success: true, serializedResult: 'null', startTime: now, endTime: now, duration: '00:00:00' }),
+          JSON.stringify({
+            success: true,
+            serializedResult: 'null',
+            startTime: now,
+            endTime: now,
+            duration: '00:00:00',
+          }),
         );
         setTimeout(() => {
           void executionLogs.append(executionId, 'w1', {
@@ -289,7 +295,11 @@ describe('runPipeline: an attempt its worker refused before it ran', () => {
       onEvent: (event) => events.push(event),
     });
     expect(result.status).toBe('Successful');
-    expect(result.modules[0]!.attempts.map((attempt) => attempt.outcome)).toEqual(['Rejected', 'Rejected', 'Succeeded']);
+    expect(result.modules[0]!.attempts.map((attempt) => attempt.outcome)).toEqual([
+      'Rejected',
+      'Rejected',
+      'Succeeded',
+    ]);
     expect(events.filter((event) => event.type === 'output-incomplete')).toEqual([]);
     // The attempt that ran is reported as usual, with its lines and its close.
     expect(events.filter((event) => event.type === 'output')).toEqual([

@@ -271,48 +271,64 @@ describe('runPipeline: modules no worker can take', () => {
   });
 });
 
+/**
+ * Pipeline `name` of one module `a`, and worker `w0` registered with a retry key (sequence 1:
+ * its credential `unread`, which the worker never read). The client answers an execute that
+ * bears `unread` with 401 `Unauthorized` after calling `onUnread(registerAgain)` (`registerAgain`:
+ * the worker's registration retry, sequence 2, which revokes `unread`), one that bears the
+ * credential held now at once (as `instantWorkerClient`), and throws on any other (a revoked
+ * one). `sentWith`: the credential of each execute, in order.
+ */
+function workerRegisteringAgain(name: string, onUnread: (registerAgain: () => void) => void) {
+  const module = defineModule({ name: 'a', run: () => null });
+  const pipeline = definePipeline({ name, modules: [module] });
+  const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
+  const node = {
+    id: 'w0',
+    endpoint: 'http://w0:9000',
+    capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+    pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: ['a'] },
+  };
+  const key = 'k'.repeat(43);
+  const register = (sequence: number) =>
+    registry.register(node, { exclusive: true, incarnation: 'i-1', retryKey: key, sequence });
+  register(1);
+  const unread = registry.credentialOf('w0')!;
+  const instant = instantWorkerClient({ workerId: 'w0' });
+  const sentWith: string[] = [];
+  const createClient = ({ token }: { token?: string }) =>
+    ({
+      execution: {
+        execute: async (request: Parameters<typeof instant.execution.execute>[0]) => {
+          sentWith.push(token!);
+          if (token !== registry.credentialOf('w0')) throw new Error('a call with a revoked credential');
+          if (token !== unread) return instant.execution.execute(request);
+          onUnread(() => register(2));
+          return {
+            status: 401,
+            body: { success: false, code: 'Unauthorized', errorMessage: 'the bearer token is not valid' },
+          };
+        },
+        cancel: instant.execution.cancel,
+      },
+      close: async () => undefined,
+    }) as unknown as WorkerClient;
+  return { pipeline, registry, unread, sentWith, createClient };
+}
+
 describe('runPipeline: an execute refused for a credential the worker registered again without', () => {
   it('is sent again with the credential the worker holds now, not judged broken (a registration retry after a lost answer revoked the one it was sent with)', async () => {
-    const module = defineModule({ name: 'a', run: () => null });
-    const pipeline = definePipeline({ name: 'retry', modules: [module] });
-    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
-    const node = {
-      id: 'w0',
-      endpoint: 'http://w0:9000',
-      capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
-      pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: ['a'] },
-    };
-    const key = 'k'.repeat(43);
-    const register = (sequence: number) =>
-      registry.register(node, { exclusive: true, incarnation: 'i-1', retryKey: key, sequence });
-    register(1);
-    const unread = registry.credentialOf('w0')!;
-    const instant = instantWorkerClient({ workerId: 'w0' });
-    const sentWith: string[] = [];
+    // The worker held the call bearing `unread` until its registration completed: by its
+    // retry, which revoked the credential the call bears (the worker never read it).
+    const { pipeline, registry, unread, sentWith, createClient } = workerRegisteringAgain('retry', (registerAgain) =>
+      registerAgain(),
+    );
     const result = await runPipeline({
       pipeline,
       registry,
       logger: pino({ level: 'silent' }),
       workerWaitMs: 2_000,
-      createClient: ({ token }) =>
-        ({
-          execution: {
-            execute: async (request: Parameters<typeof instant.execution.execute>[0]) => {
-              sentWith.push(token!);
-              if (token !== registry.credentialOf('w0')) throw new Error('a call with a revoked credential');
-              if (token !== unread) return instant.execution.execute(request);
-              // The worker held this call until its registration completed: by its retry, which
-              // revoked the credential the call bears (the worker never read it).
-              register(2);
-              return {
-                status: 401,
-                body: { success: false, code: 'Unauthorized', errorMessage: 'the bearer token is not valid' },
-              };
-            },
-            cancel: instant.execution.cancel,
-          },
-          close: async () => undefined,
-        }) as unknown as WorkerClient,
+      createClient,
     });
     expect(result.status).toBe('Successful');
     const [attempt, ...others] = result.modules[0]!.attempts;
@@ -324,24 +340,13 @@ describe('runPipeline: an execute refused for a credential the worker registered
 
 describe('runPipeline: an execute refused for the credential the worker is to hold, which it has not read yet', () => {
   it('is a refusal of a worker still registering (requeued, no lost attempt, no quarantine), not a broken worker: the module runs once the worker read its credential, even with maxLostAttempts 0', async () => {
-    const module = defineModule({ name: 'a', run: () => null });
-    const pipeline = definePipeline({ name: 'unread', modules: [module] });
-    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 60_000 });
-    const node = {
-      id: 'w0',
-      endpoint: 'http://w0:9000',
-      capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
-      pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: ['a'] },
-    };
-    const key = 'k'.repeat(43);
-    const register = (sequence: number) =>
-      registry.register(node, { exclusive: true, incarnation: 'i-1', retryKey: key, sequence });
     // A worker that had registered before registers again (an orchestrator restarted): served,
     // its answer lost. It holds only its earlier credential, and refuses the new one at once.
-    register(1);
-    const unread = registry.credentialOf('w0')!;
-    const instant = instantWorkerClient({ workerId: 'w0' });
-    const sentWith: string[] = [];
+    // Its retry reaches the orchestrator after this refusal was judged (a macrotask later: the
+    // answer is judged in the microtasks that follow it).
+    const { pipeline, registry, unread, sentWith, createClient } = workerRegisteringAgain('unread', (registerAgain) =>
+      setTimeout(registerAgain, 0),
+    );
     const lost: string[] = [];
     const result = await runPipeline({
       pipeline,
@@ -352,25 +357,7 @@ describe('runPipeline: an execute refused for the credential the worker is to ho
       onEvent: (event) => {
         if (event.type === 'attempt-lost') lost.push(JSON.stringify(event));
       },
-      createClient: ({ token }) =>
-        ({
-          execution: {
-            execute: async (request: Parameters<typeof instant.execution.execute>[0]) => {
-              sentWith.push(token!);
-              if (token !== registry.credentialOf('w0')) throw new Error('a call with a revoked credential');
-              if (token !== unread) return instant.execution.execute(request);
-              // Its retry reaches the orchestrator after this refusal was judged (a macrotask
-              // later: the answer is judged in the microtasks that follow it).
-              setTimeout(() => register(2), 0);
-              return {
-                status: 401,
-                body: { success: false, code: 'Unauthorized', errorMessage: 'the bearer token is not valid' },
-              };
-            },
-            cancel: instant.execution.cancel,
-          },
-          close: async () => undefined,
-        }) as unknown as WorkerClient,
+      createClient,
     });
     expect(lost).toEqual([]);
     expect(result.status).toBe('Successful');

@@ -58,7 +58,7 @@ export interface PackFollower {
  */
 export type TransferSubject = { module: string } & ({ artifact: string } | { result: string });
 
-/** How a module's artifacts reach the store and come back: the worker's side, in its process or over a host's IPC. */
+/** How a module's artifacts reach the store and come back: the worker's side, in its process or over a host's channel (fd 3). */
 export interface BlobTransport {
   /**
    * Uploads the archive being packed at `path` (the file exists, empty or not: the packer made it)

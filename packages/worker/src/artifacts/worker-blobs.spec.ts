@@ -166,15 +166,25 @@ describe('WorkerBlobs.putPacking: the archive uploaded as its module packs it (i
     sha256: createHash('sha256').update(bytes).digest('hex'),
     size: bytes.length,
   });
+  /**
+   * Starts the upload of `archive` as it is packed and writes `first` into it; resolves (with
+   * the upload's follower and its `stored` promise) once the store received those bytes, while
+   * the packer has not ended (fails the test after 10 s).
+   */
+  async function uploadingFirstBytes({ store, blobs, archive }: Awaited<ReturnType<typeof setUp>>) {
+    const upload = blobs.putPacking(archive);
+    await appendFile(archive, first);
+    upload.follower.written(first.length);
+    await expect.poll(() => store.requests[0]?.bytes ?? 0, { timeout: 10_000 }).toBe(first.length);
+    return upload;
+  }
 
   it('sends the bytes written so far before the packing ended (one POST, no hash needed), then keeps the archive in the cache under the digest the store answered', async () => {
-    const { store, blobs, archive, close } = await setUp();
+    const setup = await setUp();
+    const { store, blobs, archive, close } = setup;
     try {
-      const { follower, stored } = blobs.putPacking(archive);
-      await appendFile(archive, first);
-      follower.written(first.length);
       // The store has the first bytes while the packer has not ended: the pack overlaps the upload.
-      await expect.poll(() => store.requests[0]?.bytes ?? 0, { timeout: 10_000 }).toBe(first.length);
+      const { follower, stored } = await uploadingFirstBytes(setup);
       await appendFile(archive, rest);
       follower.ended({ digest: digestOf(whole) });
       expect(await within(stored, 10_000, 'the upload did not end')).toEqual(digestOf(whole));
@@ -189,12 +199,10 @@ describe('WorkerBlobs.putPacking: the archive uploaded as its module packs it (i
   });
 
   it('a packing that fails cuts the upload short (nothing for the store to keep) and the upload rejects with its error; an answer naming other bytes than packed fails the upload', async () => {
-    const { store, blobs, archive, close } = await setUp();
+    const setup = await setUp();
+    const { store, blobs, archive, close } = setup;
     try {
-      const { follower, stored } = blobs.putPacking(archive);
-      await appendFile(archive, first);
-      follower.written(first.length);
-      await expect.poll(() => store.requests[0]?.bytes ?? 0, { timeout: 10_000 }).toBe(first.length);
+      const { follower, stored } = await uploadingFirstBytes(setup);
       const failure = new Error('tar: a file vanished while it was packed');
       follower.ended({ error: failure });
       await expect(within(stored, 10_000, 'the upload did not end')).rejects.toBe(failure);

@@ -11,6 +11,8 @@ import {
   spawnProcess,
   type RunningProcess,
   type TestCertificates,
+  unknownFlagAnswers,
+  unknownFlagRuns,
 } from '@mpd/test-kit';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 
@@ -212,15 +214,7 @@ describe('mpd-worker CLI', () => {
   });
 
   it('names an unknown flag exactly, without its value, in one line and a pointer to --help, as the orchestrator does', async () => {
-    const bogus = cli(['--bogus']);
-    const secret = cli(['--join-tokn=s3cret-join-token-value']);
-    expect(await bogus.exited).toBe(2);
-    expect(bogus.stderr()).toBe("error: unknown option '--bogus'\n(mpd-worker --help lists the flags)\n");
-    expect(bogus.stdout()).toBe('');
-    expect(await secret.exited).toBe(2);
-    expect(secret.stderr()).toBe(
-      "error: unknown option '--join-tokn'\n(Did you mean --join-token?)\n(mpd-worker --help lists the flags)\n",
-    );
+    expect(await unknownFlagRuns(cli)).toEqual(unknownFlagAnswers('mpd-worker'));
   });
 
   it('exits 2 for an unknown flag or an extra argument', async () => {

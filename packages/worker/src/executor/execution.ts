@@ -202,7 +202,7 @@ export function beginExecution(
     end: (result, outputRead) => {
       timer.clear();
       // A module host's last lines on its stdout and stderr may be read after its answer on the
-      // IPC channel (three pipes, read as they come): its log is closed once both pipes were
+      // host channel (fd 3; three pipes, read as they come): its log is closed once both pipes were
       // read to the module's end (`outputRead`), or after OUTPUT_END_WAIT_MS if that never comes.
       if (outputRead === undefined) {
         outputClosed = true;

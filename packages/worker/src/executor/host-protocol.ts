@@ -25,7 +25,7 @@ export type ToHost =
       markNonce: string;
       readsToEnd: boolean;
       workerId: string;
-      /** The largest result a module may return (UTF-8 bytes of its JSON): checked in the host, so an oversized one never crosses IPC. */
+      /** The largest result a module may return (UTF-8 bytes of its JSON): checked in the host, so an oversized one never crosses the host channel (fd 3). */
       maxResultBytes: number;
       /**
        * Where the host packs artifacts before the worker uploads them (beside the worker's
@@ -51,8 +51,8 @@ export type ToHost =
       /**
        * The execution's secret values (those the worker masks; none shorter than
        * `MIN_SECRET_LENGTH`): the host cuts a command's over-long line into pieces, which the
-       * worker masks each alone, and never inside one of these. Over IPC only, never in the
-       * environment, on a pipe or in a file.
+       * worker masks each alone, and never inside one of these. On the host channel (fd 3) only,
+       * never in the environment, on a pipe or in a file.
        */
       secrets: readonly string[];
     }
@@ -116,7 +116,7 @@ export interface ArtifactAbandon {
  * delivers in order, so once the worker read it on both, it has every line the module wrote there
  * and closes the execution's output (rather than after a fixed delay, which a loaded machine
  * outruns). Starts with a NUL, which no text a module prints with `console.*` is expected to
- * hold; the nonce (random, given in `init` over IPC, never in the environment or on a pipe a
+ * hold; the nonce (random, given in `init` on the host channel (fd 3), never in the environment or on a pipe a
  * module reads) makes a line a module prints that looks like a mark an ordinary line: it cannot
  * end its own output early or put lines in the next execution's.
  */
@@ -194,8 +194,8 @@ export type FromHost =
 /**
  * The file descriptor, in a module host, of its **lease channel**: a pipe the worker writes its
  * lease to, read by a thread of the host's own (`module-host-lease.ts`) rather than by the
- * host's main thread, which a module may block (`execSync`) for as long as it likes. Not the IPC
- * channel for that reason.
+ * host's main thread, which a module may block (`execSync`) for as long as it likes. Not the host
+ * channel (fd 3) for that reason.
  */
 export const LEASE_FD = 4;
 

@@ -1,4 +1,3 @@
-import { DEFAULT_MAX_RESULT_BYTES } from '@mpd/contract';
 /**
  * Modules run in module hosts (`isolation: 'process'`): real host processes loading
  * `test/fixtures/host-faults.pipeline.ts`, whose modules misbehave in every way a host must
@@ -9,16 +8,17 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_MAX_RESULT_BYTES } from '@mpd/contract';
 import { loadPipelineFile, type Pipeline } from '@mpd/pipeline';
 import { fingerprintAsTsxLoads } from '@mpd/test-kit';
-import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactClient } from '@mpd/client';
+import { hostedExecutor, resultOf, running, startedOutcome } from '../../test/hosted-executors.js';
 import { startBlobServer, startHostileBlobServer, within } from '../../test/hostile-blob-server.js';
 import type { Digest, PackFollower } from '../artifacts/module-artifacts.js';
 import { WorkerBlobs } from '../artifacts/worker-blobs.js';
 import type { ExecutionOutcome, ExecutionRequest } from './execution.js';
-import { ModuleExecutor, type ModuleExecutorOptions } from './module-executor.js';
+import type { ModuleExecutor, ModuleExecutorOptions } from './module-executor.js';
 import type { ModuleOutput } from './module-output.js';
 import { channelLineLimit } from './host-channel.js';
 import { groupMembers } from './process-group.js';
@@ -49,20 +49,7 @@ afterAll(() => {
 });
 
 function executor(options: Partial<ModuleExecutorOptions> = {}): ModuleExecutor {
-  const created = new ModuleExecutor({
-    workerId: 'worker-1',
-    pipeline,
-    slots: 2,
-    defaultTimeoutMs: 60_000,
-    workingDirectory: dir,
-    completedRetentionMs: 60_000,
-    maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
-    isolation: 'process',
-    killGraceMs: 1_000,
-    moduleHeapLimitMb: 64,
-    logger: pino({ level: 'debug' }, { write: (line: string) => void logLines.push(line) }),
-    ...options,
-  });
+  const created = hostedExecutor(pipeline, dir, (line) => logLines.push(line), { slots: 2, ...options });
   executors.push(created);
   return created;
 }
@@ -81,29 +68,11 @@ function request(moduleTypeName: string, extra: Partial<ExecutionRequest> = {}):
   };
 }
 
-function start(on: ModuleExecutor, sent: ExecutionRequest): Promise<ExecutionOutcome> {
-  const decision = on.execute(sent);
-  if (decision.kind !== 'started') throw new Error(`not started: ${JSON.stringify(decision)}`);
-  return decision.outcome;
-}
+const start = (on: ModuleExecutor, sent: ExecutionRequest): Promise<ExecutionOutcome> =>
+  startedOutcome(on.execute(sent));
 
 const run = (on: ModuleExecutor, name: string, extra: Partial<ExecutionRequest> = {}) =>
   start(on, request(name, extra));
-
-function resultOf(outcome: ExecutionOutcome): Record<string, unknown> {
-  if (outcome.status !== 200) throw new Error(`module failed: ${outcome.body.errorMessage}`);
-  return JSON.parse(outcome.body.serializedResult) as Record<string, unknown>;
-}
-
-/** Whether a process runs (a zombie does not: it only waits to be reaped). */
-function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]!);
-  } catch {
-    return false;
-  }
-}
 
 /** The pids the `stubborn` module wrote: its host's, then bash's and sleep's. */
 async function stubbornPids(): Promise<number[]> {
@@ -321,7 +290,7 @@ describe('modules in module hosts', () => {
     await on.ready();
     const written = run(on, 'raw-writer');
     // The execute message goes out; then the worker is busy while the module runs. Once free, it
-    // reads the host's IPC channel (readable since the module's log line) before its pipes: the
+    // reads the host channel (fd 3; readable since the module's log line) before its pipes: the
     // module's answer comes before the bytes it wrote straight to them.
     await new Promise((resolve) => setImmediate(resolve));
     blockUntilLedger('raw-writer');
@@ -789,8 +758,11 @@ describe('modules in module hosts', () => {
   }, 30_000);
 
   it.each([
-    ['an orphan out of the host\'s group (setsid) that no leftover check finds: the host is reused', true],
-    ["an orphan in the host's group (the new user's case: the check may miss it while the shell forks and exits)", false],
+    ["an orphan out of the host's group (setsid) that no leftover check finds: the host is reused", true],
+    [
+      "an orphan in the host's group (the new user's case: the check may miss it while the shell forks and exits)",
+      false,
+    ],
   ])(
     "a module's ctx.spawn (stdio piped) leaving %s: the line it prints after the module returned is that module's late line, never the next module's output",
     async (_, leaveGroup) => {
@@ -837,7 +809,7 @@ describe('modules in module hosts', () => {
     );
   });
 
-  it("ctx.artifacts.download in a host: an archive refused halfway abandons the worker's download over IPC; nothing lands in the destination or the cache", async () => {
+  it("ctx.artifacts.download in a host: an archive refused halfway abandons the worker's download over the host channel; nothing lands in the destination or the cache", async () => {
     const store = await startHostileBlobServer(dir);
     const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
     try {

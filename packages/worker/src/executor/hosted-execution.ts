@@ -110,7 +110,7 @@ async function runHosted(
     result = ended.ok ? { ok: true, value: ended.resultText } : { ok: false, thrown: ended.thrown };
     // Usually done already: a host that wrote no end marks had its pipes read to their end with
     // its answer (see `marked` in FromHost's `done`). One that did wrote them on its two pipes
-    // before its answer on the IPC channel, but the three are read as they come: the marks are
+    // before its answer on the host channel (fd 3), but the three are read as they come: the marks are
     // read in the same turn of the event loop, maybe just after the answer. Waiting for them that
     // turn at most lets the answer say the output is complete (`Mpd-Output: none` for a module
     // that wrote nothing: no final batch, issue 14).

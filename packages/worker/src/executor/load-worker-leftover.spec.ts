@@ -5,17 +5,16 @@
  * review: K2's rule that read no thread asleep in futex at settle missed it, and the host was
  * reused with the child running.)
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_MAX_RESULT_BYTES } from '@mpd/contract';
 import { loadPipelineFile, type Pipeline } from '@mpd/pipeline';
 import { fingerprintAsTsxLoads } from '@mpd/test-kit';
-import pino from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { hostedExecutor, resultOf, running, startedOutcome } from '../../test/hosted-executors.js';
 import type { ExecutionOutcome } from './execution.js';
-import { ModuleExecutor } from './module-executor.js';
+import type { ModuleExecutor } from './module-executor.js';
 
 const FIXTURE = fileURLToPath(new URL('../../test/fixtures/load-worker.pipeline.ts', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'mpd-load-worker-'));
@@ -40,48 +39,24 @@ afterEach(async () => {
 });
 
 function executor(): ModuleExecutor {
-  const created = new ModuleExecutor({
-    workerId: 'worker-1',
-    pipeline,
-    slots: 1,
-    defaultTimeoutMs: 60_000,
-    workingDirectory: dir,
-    completedRetentionMs: 60_000,
-    maxResultBytes: DEFAULT_MAX_RESULT_BYTES,
-    isolation: 'process',
-    killGraceMs: 1_000,
-    moduleHeapLimitMb: 64,
-    logger: pino({ level: 'debug' }, { write: (line: string) => void logLines.push(line) }),
-  });
+  const created = hostedExecutor(pipeline, dir, (line) => logLines.push(line));
   executors.push(created);
   return created;
 }
 
 let nextId = 1;
 function run(on: ModuleExecutor, moduleTypeName: string): Promise<ExecutionOutcome> {
-  const decision = on.execute({
-    executionId: `exec-${nextId++}`,
-    moduleTypeName,
-    params: undefined,
-    dependencyResults: {},
-    environmentVariables: {},
-    secretEnvironmentVariables: [],
-    fingerprint: moduleTypeName,
-  });
-  if (decision.kind !== 'started') throw new Error(`not started: ${JSON.stringify(decision)}`);
-  return decision.outcome;
-}
-function resultOf(outcome: ExecutionOutcome): Record<string, unknown> {
-  if (outcome.status !== 200) throw new Error(`module failed: ${outcome.body.errorMessage}`);
-  return JSON.parse(outcome.body.serializedResult) as Record<string, unknown>;
-}
-function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
-    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]!);
-  } catch {
-    return false;
-  }
+  return startedOutcome(
+    on.execute({
+      executionId: `exec-${nextId++}`,
+      moduleTypeName,
+      params: undefined,
+      dependencyResults: {},
+      environmentVariables: {},
+      secretEnvironmentVariables: [],
+      fingerprint: moduleTypeName,
+    }),
+  );
 }
 
 describe.runIf(process.platform === 'linux')('a worker thread the pipeline file started at load', () => {

@@ -15,7 +15,7 @@ const START_RETRY_MS = { initial: 1_000, max: 30_000 };
 
 /**
  * The worker's module hosts: `size` of them, started ahead of any execute call and reused,
- * so that dispatching a module costs one IPC message, not a process start (Jest's and
+ * so that dispatching a module costs one message on the host channel (fd 3), not a process start (Jest's and
  * Piscina's pools work the same way). A host that ended its execution cleanly goes back to the
  * pool; one that was cancelled, timed out, crashed or left processes behind is retired: its
  * process group is stopped, and a fresh host is started in its place.

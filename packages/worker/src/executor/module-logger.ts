@@ -23,8 +23,8 @@ export const moreSevere = (a: Level, b: Level): Level => (LEVEL_RANK[b] > LEVEL_
  * worker's log line's {@link LATE_KEY} field:
  * - `ended`: the module's code returned or threw; a timer or callback it left running logs;
  * - `cancelled`, `timed-out`: its answer was `Cancelled` or `TimedOut`, and its code still runs,
- *   ignoring `ctx.signal` (with `--isolation none`: a module host's code is stopped before that
- *   answer, so its lines after it are always `ended`).
+ *   ignoring `ctx.signal`: only with `--isolation none` (in a module host, `--isolation process`,
+ *   the module's code is stopped before that answer, so its lines after it are always `ended`).
  */
 export type LateLine = 'ended' | 'cancelled' | 'timed-out';
 

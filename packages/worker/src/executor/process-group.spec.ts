@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { openSync, readFileSync } from 'node:fs';
+import { openSync, readFileSync, readSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { groupAlive, groupMembers, leftoverCheck, signalGroup, stopProcessGroup } from './process-group.js';
@@ -51,6 +51,10 @@ function countedMembers() {
   };
   return { walks, members };
 }
+
+/** An `ErrnoException` with `code`, as a failed `open`/`read` of `what` throws it. */
+const errno = (code: string, what: string): NodeJS.ErrnoException =>
+  Object.assign(new Error(`injected ${code}: ${what}`), { code });
 
 /** The state letter of `pid` in `/proc` (`Z`: a zombie), or `gone`. */
 function stateOf(pid: number): string {
@@ -116,11 +120,14 @@ describe.runIf(process.platform === 'linux')('leftoverCheck: when it walks /proc
 describe.runIf(process.platform === 'linux')("leftoverCheck: every thread's children", () => {
   it('a thread whose children list cannot be opened: skipped when it ended meanwhile (ENOENT), unknown (null: the host is not reused) on any other error, read again at the next check', async () => {
     const inject: { code?: string } = {};
-    const check = leftoverCheck(undefined, (path) => {
-      // The main thread's list is opened at settle; a failure is injected for threads made later.
-      if (inject.code !== undefined && path !== `/proc/${process.pid}/task/${process.pid}/children`)
-        throw Object.assign(new Error(`injected ${inject.code}: ${path}`), { code: inject.code });
-      return openSync(path, 'r');
+    const check = leftoverCheck(undefined, {
+      open(path) {
+        // The main thread's list is opened at settle; a failure is injected for threads made later.
+        if (inject.code !== undefined && path !== `/proc/${process.pid}/task/${process.pid}/children`)
+          throw errno(inject.code, path);
+        return openSync(path, 'r');
+      },
+      read: (fd, buffer) => readSync(fd, buffer, 0, buffer.length, 0),
     });
     check.settle();
     expect(check.count()).toBe(0);
@@ -137,6 +144,61 @@ describe.runIf(process.platform === 'linux')("leftoverCheck: every thread's chil
       expect(check.count()).toBe(0);
     } finally {
       await thread.terminate();
+    }
+  });
+
+  it('a thread whose children list cannot be read: read again when it ended (ESRCH, ENOENT), unknown (null: the host is not reused) on any other error, read again at the next check', () => {
+    const inject: { code?: string; reads: number } = { reads: 0 };
+    const lists = new Set<number>();
+    const check = leftoverCheck(undefined, {
+      open(path) {
+        const fd = openSync(path, 'r');
+        if (path.endsWith('/children')) lists.add(fd);
+        return fd;
+      },
+      read(fd, buffer) {
+        if (lists.has(fd)) {
+          inject.reads++;
+          if (inject.code !== undefined) throw errno(inject.code, `fd ${fd}`);
+        }
+        return readSync(fd, buffer, 0, buffer.length, 0);
+      },
+    });
+    check.settle();
+    expect(check.count()).toBe(0);
+    for (const code of ['ESRCH', 'ENOENT']) {
+      inject.code = code;
+      inject.reads = 0;
+      // Taken as a thread that ended: the lists are opened again and read again (failing again: none listed).
+      expect(check.count()).toBe(0);
+      expect(inject.reads).toBe(2);
+    }
+    for (const code of ['EIO', 'EMFILE']) {
+      inject.code = code;
+      // Before: 0, taken as a thread that ended, a clean host reused with whatever runs.
+      expect(check.count()).toBeNull();
+    }
+    delete inject.code;
+    expect(check.count()).toBe(0);
+  });
+
+  it('a failed open of the main thread’s stat: 0 where there is no /proc (ENOENT), unknown (null) on any other error', () => {
+    const failingOpen = (code: string) =>
+      leftoverCheck(undefined, {
+        open: (path) => {
+          if (path.endsWith('/stat')) throw errno(code, path);
+          return openSync(path, 'r');
+        },
+        read: (fd, buffer) => readSync(fd, buffer, 0, buffer.length, 0),
+      });
+    const noProc = failingOpen('ENOENT');
+    noProc.settle();
+    expect(noProc.count()).toBe(0);
+    for (const code of ['EMFILE', 'EACCES']) {
+      const check = failingOpen(code);
+      check.settle();
+      // Before: 0, a clean host, whatever its module left running.
+      expect(check.count()).toBeNull();
     }
   });
 

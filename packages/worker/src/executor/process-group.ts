@@ -88,7 +88,8 @@ const processKey = (pid: number): string | undefined => {
 /**
  * How a module host finds the processes its module left running (the check after every module;
  * a host with any is not reused: the worker stops its group). Linux only: where there is no
- * `/proc`, `count()` says 0 (none are checked); where `/proc` fails, `null` (unknown: not reused).
+ * `/proc` (its files are not found: `ENOENT`), `count()` says 0 (none are checked); where `/proc`
+ * fails otherwise, `null` (unknown: not reused).
  *
  * - **Children of every thread.** A process started from a worker thread (a `Worker` of the
  *   module or one the pipeline file started at load, tsx's loader thread, a native addon's
@@ -99,9 +100,9 @@ const processKey = (pid: number): string | undefined => {
  *   and with it the walk, so the host was reused while the child ran). Each list is read from a
  *   file kept open (one `pread` each, about 0.5 µs; a host has 11–13 threads); the list of
  *   threads is read again only when their number changed or a thread kept open is gone (a read
- *   of a gone thread's file fails, even when its id was reused). A thread whose list cannot be
- *   opened because it ended meanwhile (`ENOENT`, `ESRCH`) is skipped; any other error makes
- *   {@link LeftoverCheck.count} say `null`.
+ *   of a gone thread's file fails with `ESRCH` on some kernels, even when its id was reused). A
+ *   thread whose list cannot be opened or read because it ended meanwhile (`ENOENT`, `ESRCH`)
+ *   is skipped; any other error (`EMFILE`, `EIO`, …) makes {@link LeftoverCheck.count} say `null`.
  * - **Orphaned descendants** (`sh -c 'server &'`: the shell exits, its child is given to init):
  *   no thread lists them any more, but they stay in the host's process group, which only a walk
  *   of `/proc` lists (about 1 ms for 130 processes; more on a busy machine). That walk is made
@@ -132,14 +133,39 @@ export interface LeftoverCheck {
 }
 
 /**
+ * How {@link leftoverCheck} opens and reads the `/proc` files it keeps open (the main thread's
+ * `stat`, each thread's `children` list): the seam through which tests make them fail.
+ */
+export interface ProcFiles {
+  /** Opens `path` for reading; returns its fd; throws an `ErrnoException`. @default `openSync(path, 'r')` */
+  open(path: string): number;
+  /**
+   * Reads the file open as `fd` from its start into `buffer` (at most `buffer.length` bytes);
+   * returns the number of bytes read; throws an `ErrnoException`.
+   * @default `readSync(fd, buffer, 0, buffer.length, 0)` (one `pread`)
+   */
+  read(fd: number, buffer: Buffer): number;
+}
+
+const procFiles: ProcFiles = {
+  open: (path) => openSync(path, 'r'),
+  read: (fd, buffer) => readSync(fd, buffer, 0, buffer.length, 0),
+};
+
+/** Whether a `/proc` open or read failed because the thread (or process) it names ended: `ENOENT`, `ESRCH`. */
+const threadEnded = (error: unknown): boolean => {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOENT' || code === 'ESRCH';
+};
+
+/**
  * Makes this process's {@link LeftoverCheck} (module hosts: one, at start).
  * @param members how the group's processes are listed @default {@link groupMembers} (a walk of `/proc`; tests count the walks)
- * @param openChildren how a thread's `children` file is opened (returns its fd; throws an
- *   `ErrnoException`) @default `openSync(path, 'r')` (tests make it fail)
+ * @param files how the `/proc` files kept open are opened and read @default `openSync` / `readSync` (tests make them fail)
  */
 export function leftoverCheck(
   members: (pgid: number) => number[] | undefined = groupMembers,
-  openChildren: (path: string) => number = (path) => openSync(path, 'r'),
+  files: ProcFiles = procFiles,
 ): LeftoverCheck {
   const pid = process.pid;
   let statFd: number;
@@ -148,9 +174,12 @@ export function leftoverCheck(
     // process's (they are kept per process), and the kernel makes it without summing every
     // thread's times and faults as for `/proc/PID/stat` (3.0 against 3.6 µs a read with 16
     // threads, round K).
-    statFd = openSync(`/proc/${pid}/task/${pid}/stat`, 'r');
-  } catch {
-    return { settle: () => undefined, count: () => 0 };
+    statFd = files.open(`/proc/${pid}/task/${pid}/stat`);
+  } catch (error) {
+    // No `/proc` (not Linux): nothing is checked, every count is 0. Any other failure (`EMFILE`,
+    // `EACCES`): `/proc` is there but unreadable, so what a module leaves is unknown (null).
+    const unknown = (error as NodeJS.ErrnoException | undefined)?.code !== 'ENOENT';
+    return { settle: () => undefined, count: () => (unknown ? null : 0) };
   }
   const buffer = Buffer.alloc(4_096);
   /** The open `children` file of each thread, by thread id. */
@@ -162,7 +191,7 @@ export function leftoverCheck(
 
   /** `[children's page faults, number of threads]` from `/proc/self/task/PID/stat` (the process's both). */
   const ownStat = (): [number, number] => {
-    const length = readSync(statFd, buffer, 0, buffer.length, 0);
+    const length = files.read(statFd, buffer);
     const text = buffer.toString('latin1', 0, length);
     const fields = text.slice(text.lastIndexOf(')') + 2).split(' ', 18);
     // cminflt, cmajflt: the 11th and 13th fields; num_threads the 20th (the 9th, 11th, 18th after the name).
@@ -184,25 +213,30 @@ export function leftoverCheck(
         continue;
       }
       try {
-        opened.set(tid, openChildren(`/proc/${pid}/task/${tid}/children`));
+        opened.set(tid, files.open(`/proc/${pid}/task/${tid}/children`));
       } catch (error) {
-        const code = (error as NodeJS.ErrnoException).code;
-        if (code !== 'ENOENT' && code !== 'ESRCH') failure ??= error; // else: ended meanwhile
+        if (!threadEnded(error)) failure ??= error; // else: ended meanwhile
       }
     }
     for (const fd of threads.values()) closeSync(fd);
     threads = opened;
     if (failure !== undefined) throw failure;
   };
-  /** The pids listed as children of any thread; undefined when a thread kept open is gone (read the list again). */
+  /**
+   * The pids listed as children of any thread; undefined when a thread kept open is gone (read
+   * the list again).
+   * @throws the error of a read that failed other than for a thread that ended (`ENOENT`,
+   *   `ESRCH`): what runs is not known (count says null).
+   */
   const readChildren = (): number[] | undefined => {
     let children: number[] | undefined;
     for (const fd of threads.values()) {
       let length: number;
       try {
-        length = readSync(fd, buffer, 0, buffer.length, 0);
-      } catch {
-        return undefined; // ESRCH: that thread ended
+        length = files.read(fd, buffer);
+      } catch (error) {
+        if (threadEnded(error)) return undefined; // that thread ended
+        throw error;
       }
       // Empty after almost every module: no text to make and split then. A list longer than
       // the buffer still shows at least one pid.

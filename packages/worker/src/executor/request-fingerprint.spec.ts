@@ -1,6 +1,11 @@
+import { parseTimeSpan } from '@mpd/contract';
 import { describe, expect, it } from 'vitest';
 import type { ExecuteModuleBody } from './execution.js';
-import { requestFingerprint } from './request-fingerprint.js';
+import { requestFingerprint as fingerprintOf } from './request-fingerprint.js';
+
+/** The fingerprint of `body` with its timeout parsed as the execute route parses it (once, `parseExecuteBody`). */
+const requestFingerprint = (body: ExecuteModuleBody): string =>
+  fingerprintOf(body, body.timeout === undefined ? undefined : parseTimeSpan(body.timeout));
 
 const body: ExecuteModuleBody = {
   executionId: 'run-1.c.1',

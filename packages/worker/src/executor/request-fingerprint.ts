@@ -1,12 +1,12 @@
 import { createHash, type Hash, hash as hashOnce } from 'node:crypto';
-import { parseTimeSpan } from '@mpd/contract';
 import type { ExecuteModuleBody } from './execution.js';
 
 /**
  * The SHA-256 (hex) of what an execute request asks the worker to do, in a canonical form: the
  * module (`moduleTypeName`), its parameters (`serializedModule`, as sent), the dependency results,
  * the environment variables and which of them are secret (names and values, in name order), the
- * working directory and the timeout (in ms, so `01:00:00` and `1:00:00` are one). The
+ * working directory and the timeout (`timeoutMs`: the body's `timeout` parsed once by the
+ * caller, so `01:00:00` and `1:00:00` are one; the body's `timeout` text is not read). The
  * `executionId` and `timestamp` are left out: a re-sent request (the orchestrator's re-sends,
  * whose timestamp may differ) has the same fingerprint, and one that names another module or
  * other inputs under a known `executionId` does not (409 `ExecutionIdConflict`, never joined).
@@ -15,7 +15,7 @@ import type { ExecuteModuleBody } from './execution.js';
  * bytes (`{"a":"bc"}` and `{"ab":"c"}` differ). Results are hashed as they arrived, without a
  * copy: about 1 s per GB.
  */
-export function requestFingerprint(body: ExecuteModuleBody): string {
+export function requestFingerprint(body: ExecuteModuleBody, timeoutMs: number | undefined): string {
   // The small texts are joined and hashed in one update (one call per text cost ~15 updates per
   // request on the dispatch hot path, issue 14); a large one goes in on its own, uncopied. The
   // bytes hashed, so the fingerprint, are the same. Without a large text (almost every request)
@@ -50,7 +50,6 @@ export function requestFingerprint(body: ExecuteModuleBody): string {
   text(String(secrets.length));
   for (const name of secrets) text(name);
   text(body.workingDirectory ?? '');
-  const timeoutMs = body.timeout === undefined ? undefined : parseTimeSpan(body.timeout);
   text(timeoutMs === undefined ? '' : String(timeoutMs));
   if (hash === undefined) return hashOnce('sha256', joined, 'hex');
   hash.update(joined);

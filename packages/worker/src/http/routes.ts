@@ -167,7 +167,7 @@ export function parseExecuteBody(
     params,
     dependencyResults: results,
     timeoutMs,
-    fingerprint: requestFingerprint(body),
+    fingerprint: requestFingerprint(body, timeoutMs),
   };
   return { request };
 }

@@ -1,0 +1,45 @@
+import type { RunningProcess } from './processes.js';
+
+/** How a CLI run ended: its exit code (null when killed by a signal) and all it wrote. */
+export interface CliRunEnd {
+  exitCode: number | null;
+  stderr: string;
+  stdout: string;
+}
+
+/**
+ * Runs a CLI with the two unknown flags both CLIs' specs try, each in a process of its own
+ * (`cli(args)`, started at once): `--bogus`, and `--join-tokn=…` (a near miss of
+ * `--join-token` whose value, a secret, must never be printed). Resolves once both exited.
+ */
+export async function unknownFlagRuns(
+  cli: (args: string[]) => RunningProcess,
+): Promise<{ bogus: CliRunEnd; nearMiss: CliRunEnd }> {
+  const end = async (run: RunningProcess): Promise<CliRunEnd> => ({
+    exitCode: await run.exited,
+    stderr: run.stderr(),
+    stdout: run.stdout(),
+  });
+  const [bogus, nearMiss] = await Promise.all([
+    end(cli(['--bogus'])),
+    end(cli(['--join-tokn=s3cret-join-token-value'])),
+  ]);
+  return { bogus, nearMiss };
+}
+
+/**
+ * What `command` (`mpd-orchestrator`, `mpd-worker`) answers to {@link unknownFlagRuns}: exit 2,
+ * nothing on stdout, and on stderr the option named exactly without its value, a suggestion for
+ * the near miss, and a pointer to `--help` (server-kit's usage errors, the same in both CLIs).
+ */
+export function unknownFlagAnswers(command: string): { bogus: CliRunEnd; nearMiss: CliRunEnd } {
+  const help = `(${command} --help lists the flags)\n`;
+  return {
+    bogus: { exitCode: 2, stderr: `error: unknown option '--bogus'\n${help}`, stdout: '' },
+    nearMiss: {
+      exitCode: 2,
+      stderr: `error: unknown option '--join-tokn'\n(Did you mean --join-token?)\n${help}`,
+      stdout: '',
+    },
+  };
+}
