@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createWorkerClient, type WorkerClient } from '@mpd/client';
 import { executeModuleFailureSchema, parseTimeSpan } from '@mpd/contract';
 import { defineModule, definePipeline } from '@mpd/pipeline';
-import { rawHttpExchange } from '@mpd/test-kit';
+import { rawHttpExchange, startFaultProxy } from '@mpd/test-kit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WorkerConfigError, WorkerError } from './errors.js';
@@ -192,6 +192,40 @@ describe('worker API', () => {
     const response = await client.execution.cancel({ body: { executionId: 'exec-nope' } });
     expect(response.status).toBe(404);
     expect(response.body).toMatchObject({ success: false, errorMessage: 'Execution not found' });
+  });
+
+  // Round L (L3): the orchestrator takes a cancel's 404 as "it does not run there", and may start the
+  // module elsewhere; an execute still on the way (held by a proxy or a slow network, or by the
+  // worker's own hold while it registers again) must not start after that answer.
+  it('an execute arriving after its cancel was answered 404 is not started: it answers Cancelled', async () => {
+    const proxy = await startFaultProxy(); // no target yet: the execute waits in the proxy
+    const late = createWorkerClient({ baseUrl: proxy.url, validateResponse: true });
+    try {
+      runs = 0;
+      const execution = late.execution.execute({ body: request('exec-tomb-1', 'counted') });
+      await expect.poll(() => proxy.stats.accepted).toBe(1);
+      const cancel = await client.execution.cancel({
+        body: { executionId: 'exec-tomb-1', reason: 'superseded by exec-tomb-2' },
+      });
+      expect(cancel).toMatchObject({ status: 404, body: { success: false, errorMessage: 'Execution not found' } });
+      proxy.setTarget({ port: Number(new URL(worker.url).port) }); // now the execute arrives
+      const response = await execution;
+      expect(response.status).toBe(500);
+      expect(response.body).toMatchObject({
+        executionId: 'exec-tomb-1',
+        success: false,
+        failureKind: 'Cancelled',
+        errorMessage: expect.stringContaining('superseded by exec-tomb-2'),
+      });
+      expect(runs).toBe(0);
+      // Sent again, it gets the same answer: the module never starts under that executionId.
+      const again = await client.execution.execute({ body: request('exec-tomb-1', 'counted') });
+      expect(again).toMatchObject({ status: 500, body: { failureKind: 'Cancelled' } });
+      expect(runs).toBe(0);
+    } finally {
+      await late.close();
+      await proxy.close();
+    }
   });
 
   it('runs at most its slots at once; beyond that 429 with Retry-After', async () => {

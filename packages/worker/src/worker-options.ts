@@ -193,7 +193,8 @@ export interface WorkerOptions {
   maxBackoffMs?: number;
   /**
    * How long a finished execution's outcome is kept, so that a repeated executionId gets it
-   * again instead of a second run (ms).
+   * again instead of a second run (ms); also how long a cancel of an execution not (yet) here is
+   * kept, so that its execute arriving later is answered as cancelled, not started.
    * @default 600_000 (10 minutes)
    */
   completedRetentionMs?: number;

@@ -8,6 +8,7 @@
  * cancel goes on being retried: after the heal a call gets through, while the run still goes on.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { createWorkerClient } from '@mpd/client';
 import { runPipeline } from '@mpd/orchestrator';
 import { defineModule, definePipeline } from '@mpd/pipeline';
 import { type FaultProxy, startFaultProxy } from '@mpd/test-kit';
@@ -91,4 +92,50 @@ describe('cancels of abandoned attempts', () => {
     ]);
     expect(result.modules[0]!.result).toBe('w-other');
   }, 60_000);
+
+  // Round L (L3): a cancel the worker answers "not found" counts as acknowledged, so the run may
+  // start the module elsewhere; the execute still on its way must not start after it. Through a
+  // heartbeat answer's `cancel` list as through the cancel call (that one: worker app.spec.ts).
+  it('a cancel a heartbeat answer carries for an execution the worker does not know keeps its execute, arriving later, from starting', async () => {
+    let runs = 0;
+    const work = defineModule({ name: 'work', run: () => ++runs });
+    const pipeline = definePipeline({ name: 'cancel-tombstone', modules: [work] });
+    cluster = new Cluster();
+    const { registry } = await cluster.startOrchestrator();
+    // Counts the heartbeat answers that carry the cancel (the registry answers, unchanged).
+    let carried = 0;
+    const cancelsFor = registry.cancelsFor.bind(registry);
+    registry.cancelsFor = (workerId) => {
+      const cancels = cancelsFor(workerId);
+      if (cancels.some(({ executionId }) => executionId === 'exec-hb-1')) carried++;
+      return cancels;
+    };
+    const worker = await cluster.startWorker({ id: 'w-hb', pipeline, slots: 1 });
+    await worker.link!.registered();
+
+    expect(registry.requestCancel('w-hb', 'exec-hb-1', 'attempt declared lost')).toBe(true);
+    // Heartbeats are sent one after another: once a second answer carries it, the first was read.
+    await expect.poll(() => carried, { timeout: 10_000, interval: 20 }).toBeGreaterThanOrEqual(2);
+
+    const client = createWorkerClient({ baseUrl: worker.url, token: registry.credentialOf('w-hb')! });
+    try {
+      const body = {
+        executionId: 'exec-hb-1',
+        moduleTypeName: 'work',
+        serializedModule: '',
+        dependencyResults: {},
+        environmentVariables: {},
+      };
+      const answer = await client.execution.execute({ body });
+      expect(answer.status).toBe(500);
+      expect(answer.body).toMatchObject({
+        success: false,
+        failureKind: 'Cancelled',
+        errorMessage: expect.stringContaining('attempt declared lost'),
+      });
+      expect(runs).toBe(0);
+    } finally {
+      await client.close();
+    }
+  });
 });

@@ -3,9 +3,9 @@ import { createOrchestratorClient } from '@mpd/client';
 import { DEFAULT_MAX_RESULT_BYTES } from '@mpd/contract';
 import { defineModule, definePipeline } from '@mpd/pipeline';
 import pino from 'pino';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { ExecutionRequest } from './execution.js';
-import { ModuleExecutor } from './module-executor.js';
+import { MAX_CANCEL_TOMBSTONES, ModuleExecutor } from './module-executor.js';
 import { OutputShipper } from '../registration/output-shipper.js';
 
 /** An in-process executor of `pipeline` with 2 slots and nothing else of its own. */
@@ -25,7 +25,7 @@ function executorOptions(pipeline: ConstructorParameters<typeof ModuleExecutor>[
   };
 }
 
-function executor(): ModuleExecutor {
+function executor(): ModuleExecutor & { release: () => void } {
   let release!: () => void;
   const gate = new Promise<void>((resolve) => (release = resolve));
   const a = defineModule({ name: 'a', run: () => 'result of a' });
@@ -129,5 +129,74 @@ describe('ModuleExecutor: output complete and empty, said in the answer (issue 1
       await on.close('test over');
       await shipper.close();
     }
+  });
+});
+
+describe('ModuleExecutor: a cancel that arrives before its execution (round L, L3)', () => {
+  const requestOf = (executionId: string): ExecutionRequest => ({ ...request('a', 'fingerprint-of-a'), executionId });
+
+  it('answers the execute as cancelled, not started, also when draining or fenced; the run count stays 0', async () => {
+    const on = executor();
+    expect(on.cancel('run-1.a.1', 'superseded')).toBe(false); // the cancel call's 404
+    on.fence('heartbeats unacknowledged'); // a cancelled answer, not a refusal the run re-queues
+    const decision = on.execute(requestOf('run-1.a.1'));
+    expect(decision.kind).toBe('cancelled');
+    if (decision.kind !== 'cancelled') return;
+    expect(await decision.outcome).toMatchObject({
+      status: 500,
+      body: {
+        executionId: 'run-1.a.1',
+        workerId: 'w1',
+        success: false,
+        failureKind: 'Cancelled',
+        errorMessage: 'Execution cancelled before it started: superseded',
+      },
+    });
+    expect(on.load).toBe(0);
+  });
+
+  it('keeps a tombstone completedRetentionMs (60 s here), then forgets it', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      const on = executor();
+      on.cancel('run-1.a.1');
+      vi.advanceTimersByTime(59_999);
+      expect(on.execute(requestOf('run-1.a.1')).kind).toBe('cancelled');
+      vi.advanceTimersByTime(1);
+      const late = on.execute(requestOf('run-1.a.1'));
+      expect(late.kind).toBe('started');
+      if (late.kind === 'started') await late.outcome;
+      await on.idle();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it(`keeps at most ${MAX_CANCEL_TOMBSTONES} tombstones, forgetting the oldest first`, async () => {
+    const on = executor();
+    for (let i = 0; i <= MAX_CANCEL_TOMBSTONES; i++) on.cancel(`run-1.a.${i}`);
+    expect(on.execute(requestOf(`run-1.a.1`)).kind).toBe('cancelled');
+    expect(on.execute(requestOf(`run-1.a.${MAX_CANCEL_TOMBSTONES}`)).kind).toBe('cancelled');
+    const oldest = on.execute(requestOf('run-1.a.0'));
+    expect(oldest.kind).toBe('started');
+    if (oldest.kind === 'started') await oldest.outcome;
+    await on.idle();
+  });
+
+  it('a finished execution keeps its own outcome after a cancel; a running one is cancelled as before', async () => {
+    const on = executor();
+    const first = on.execute(requestOf('run-1.a.1'));
+    if (first.kind !== 'started') throw new Error(first.kind);
+    await first.outcome;
+    await on.idle();
+    expect(on.cancel('run-1.a.1')).toBe(false);
+    const again = on.execute(requestOf('run-1.a.1'));
+    expect(again.kind).toBe('joined');
+    if (again.kind === 'joined') expect((await again.outcome).status).toBe(200);
+    const running = on.execute({ ...request('c', 'fingerprint-of-c'), executionId: 'run-1.c.9' });
+    expect(on.cancel('run-1.c.9', 'stop')).toBe(true);
+    if (running.kind === 'started') expect((await running.outcome).body).toMatchObject({ failureKind: 'Cancelled' });
+    on.release();
+    await on.idle();
   });
 });

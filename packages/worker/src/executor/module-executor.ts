@@ -1,10 +1,13 @@
 import type { Pipeline } from '@mpd/pipeline';
+import { createSecretMasker } from '@mpd/server-kit';
 import type { Logger } from 'pino';
+import { ExecutionCancelledError } from '../errors.js';
 import {
   type Execution,
   type ExecutionOutcome,
   type ExecutionRequest,
   startExecution,
+  toOutcome,
   type WorkerArtifacts,
 } from './execution.js';
 import { type HostedExecutionOptions, startHostedExecution } from './hosted-execution.js';
@@ -13,12 +16,20 @@ import { ModuleHostPool } from './module-host-pool.js';
 import { monotonicNow } from './process-group.js';
 import { DEFAULT_INLINE_RESULT_BYTES, type ResultReferenceOptions, withResultReferences } from './result-references.js';
 
+/** Masks nothing: a tombstone's answer carries only the cancel's reason, no module output. */
+const NO_MASK = createSecretMasker([]);
+
 /** What {@link ModuleExecutor.execute} did with a request. */
 export type ExecuteDecision =
   /** Started a new execution. */
   | { kind: 'started'; outcome: Promise<ExecutionOutcome> }
   /** The same executionId is running or has just finished: this is its outcome, not a second run. */
   | { kind: 'joined'; outcome: Promise<ExecutionOutcome> }
+  /**
+   * A cancel for this executionId arrived before it did (see {@link ModuleExecutor.cancel}): not
+   * started; `outcome` is the answer a cancelled execution gets (500, `failureKind: 'Cancelled'`).
+   */
+  | { kind: 'cancelled'; outcome: Promise<ExecutionOutcome> }
   /** Every slot is taken. */
   | { kind: 'busy'; load: number; slots: number }
   /** The worker is draining and takes nothing new. */
@@ -81,6 +92,14 @@ export type WorkerIsolation = 'process' | 'none';
  */
 type RunningEntry = { execution: Execution; fingerprint: string; outputNone?: true };
 
+/**
+ * The most cancels of executions this worker does not know that it keeps (its tombstones); past
+ * it the oldest is forgotten first. The same cap as a heartbeat answer's `cancel` list (1024):
+ * one orchestrator cannot ask for more at once, and a caller holding the credential cannot grow
+ * the worker's memory without bound.
+ */
+export const MAX_CANCEL_TOMBSTONES = 1024;
+
 /** How long {@link ModuleExecutor.close} waits for in-process modules that ignore their signal (ms). */
 const IN_PROCESS_STOP_WAIT_MS = 5_000;
 
@@ -98,6 +117,11 @@ export class ModuleExecutor {
     string,
     { outcome: Promise<ExecutionOutcome>; fingerprint: string; expiresAt: number; outputNone?: true }
   >();
+  /**
+   * Cancels that arrived before their execution (see {@link ModuleExecutor.cancel}): the reason
+   * and when it is forgotten (`Date.now()` ms), by executionId, oldest first.
+   */
+  private readonly tombstones = new Map<string, { reason: string | undefined; expiresAt: number }>();
   private readonly pool: ModuleHostPool | undefined;
   /**
    * What every execution takes from this executor, made once: one object of one shape for all
@@ -217,6 +241,18 @@ export class ModuleExecutor {
         message: `Execution '${request.executionId}' is ${running ? 'running' : 'known'} on worker ${this.options.workerId} with another module or other inputs; an executionId names one request (send the same request to join it, or use a new executionId)`,
       };
     }
+    const tombstone = this.tombstones.get(request.executionId);
+    if (tombstone) {
+      const reason = tombstone.reason ? `: ${tombstone.reason}` : '';
+      const error = new ExecutionCancelledError(`Execution cancelled before it started${reason}`);
+      const { executionId } = request;
+      const outcome = toOutcome(
+        { ok: false, error },
+        { executionId, workerId: this.options.workerId, started: new Date() },
+        NO_MASK,
+      );
+      return { kind: 'cancelled', outcome: Promise.resolve(outcome) };
+    }
     if (this.draining) return { kind: 'draining' };
     if (this.fencedBecause !== undefined) {
       return {
@@ -273,12 +309,39 @@ export class ModuleExecutor {
     return true;
   }
 
-  /** Cancels a running execution; false when no execution has that id. */
+  /**
+   * Cancels a running execution; false when none runs with that id (the cancel call's 404). Then
+   * the id is kept as a tombstone: an execute of it arriving later is not started but answered as
+   * cancelled (`cancelled`), since the orchestrator takes that 404 as "it does not run there" and
+   * may start the module elsewhere, while the execute call may still be on its way (a slow network
+   * or proxy; held by the worker's auth while it registers again, `NOT_READY_HOLD_MS`). Cancels
+   * from heartbeat answers come here too. A tombstone is kept `completedRetentionMs` (as a
+   * finished execution's outcome is: the window in which a re-sent execute is answered rather than
+   * run; far longer than any call's way to the worker) and at most {@link MAX_CANCEL_TOMBSTONES}.
+   * A finished execution's outcome stays its answer (it ran before the cancel).
+   */
   cancel(executionId: string, reason?: string): boolean {
     const running = this.running.get(executionId);
-    if (!running) return false;
+    if (!running) {
+      this.bury(executionId, reason);
+      return false;
+    }
     running.execution.cancel(reason);
     return true;
+  }
+
+  /** Keeps `executionId` as a tombstone (again: renewed, first reason kept), within the cap. */
+  private bury(executionId: string, reason: string | undefined): void {
+    this.forgetExpired();
+    const earlier = this.tombstones.get(executionId);
+    this.tombstones.delete(executionId); // re-inserted last: insertion order stays expiry order
+    this.tombstones.set(executionId, {
+      reason: earlier?.reason ?? reason,
+      expiresAt: Date.now() + this.options.completedRetentionMs,
+    });
+    while (this.tombstones.size > MAX_CANCEL_TOMBSTONES) {
+      this.tombstones.delete(this.tombstones.keys().next().value!);
+    }
   }
 
   /** Cancels every running execution (shutdown). */
@@ -315,6 +378,10 @@ export class ModuleExecutor {
     for (const [id, entry] of this.finished) {
       if (entry.expiresAt > now) break; // insertion order is expiry order
       this.finished.delete(id);
+    }
+    for (const [id, tombstone] of this.tombstones) {
+      if (tombstone.expiresAt > now) break; // insertion order is expiry order
+      this.tombstones.delete(id);
     }
   }
 }

@@ -65,6 +65,12 @@ export function createRoutes(executor: ModuleExecutor, callGate: () => CallGate)
               res.setHeader(OUTPUT_HEADER, OUTPUT_NONE);
             return outcome;
           }
+          // A cancel arrived first (a tombstone): nothing ran, and no output batch will come.
+          case 'cancelled': {
+            const outcome = await decision.outcome;
+            if (req.headers[ACCEPT_OUTPUT_HEADER] === OUTPUT_NONE) res.setHeader(OUTPUT_HEADER, OUTPUT_NONE);
+            return outcome;
+          }
           // Refusals carry no `Mpd-Output: none`: the orchestrator takes a refusal of a call
           // with no earlier one on the way as "nothing ran" and drops the attempt's log itself;
           // after an earlier call failed on the way it sends the call again (the auth middleware's
