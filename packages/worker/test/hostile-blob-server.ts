@@ -33,15 +33,29 @@ export async function startHostileBlobServer(root: string): Promise<HostileBlobS
   const pack = create({ cwd: join(src, 'inner'), preservePaths: true }, ['good-1.bin', 'good-2.bin', '../evil.txt']);
   for await (const chunk of pack as unknown as AsyncIterable<Buffer>) chunks.push(chunk);
   const archive = Buffer.concat(chunks);
-  // Sent in two writes: the client holds the latest chunk back until the next arrives.
+  // The client holds the latest chunk back until the next arrives: the bytes after the offending
+  // header come in small writes 50 ms apart, so that a chunk always follows the one holding the
+  // header, however the client's reads group the writes (a slow reader on a loaded machine read
+  // the header and a single second write as one chunk, held back for good: the download hung).
+  // The last 1,024 bytes never come.
   const header = archive.indexOf('../evil.txt') + 512;
+  const end = archive.length - 1024;
   let closed!: () => void;
   const connectionClosed = new Promise<void>((resolve) => (closed = resolve));
   const served = await serveBlob(archive, (request, response) => {
-    request.socket.on('close', closed);
+    let trickle: NodeJS.Timeout | undefined;
+    request.socket.on('close', () => {
+      clearInterval(trickle);
+      closed();
+    });
     response.writeHead(200, { 'content-length': archive.length, 'content-type': 'application/octet-stream' });
     response.write(archive.subarray(0, header));
-    setTimeout(() => response.write(archive.subarray(header, archive.length - 1024)), 100);
+    let at = header;
+    trickle = setInterval(() => {
+      if (at >= end) return void clearInterval(trickle);
+      response.write(archive.subarray(at, Math.min(at + 8, end)));
+      at += 8;
+    }, 50);
   });
   return {
     ...served,

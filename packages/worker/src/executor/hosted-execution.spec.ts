@@ -617,11 +617,12 @@ describe('modules in module hosts', () => {
     const on = executor({ killGraceMs: 20_000 });
     on.renewLease(60_000);
     // Renewed well before each end, the lease never ends: the renewals reach the host's watchdog
-    // while its main thread is blocked (5 s here, with leases of 2.5 s renewed every 0.25 s: room
-    // for this test's own timers to run late on a loaded machine).
-    const renewing = setInterval(() => on.renewLease(2_500), 250);
+    // while its main thread is blocked (9 s here, more than twice the lease, with leases of 4 s
+    // renewed every 0.25 s: room for this test's own timers to run late on a loaded machine; 2.5 s
+    // leases ended under a load of 16-38 on 2 cores).
+    const renewing = setInterval(() => on.renewLease(4_000), 250);
     try {
-      expect(resultOf(await run(on, 'busy', { params: { seconds: 5 } }))).toBe('done');
+      expect(resultOf(await run(on, 'busy', { params: { seconds: 9 } }))).toBe('done');
     } finally {
       clearInterval(renewing);
     }
@@ -644,7 +645,7 @@ describe('modules in module hosts', () => {
     expect(answeredAfterMs).toBeLessThan(1_500 + 4_000);
     expect(pids.filter(running)).toEqual([]);
     expect(groupMembers(pids[0]!)).toEqual([]); // the blocking sleep too
-  }, 30_000);
+  }, 45_000);
 
   it('an idle host holds no lease: it outlives the lease; a module handed out with an ended lease never runs', async () => {
     const on = executor({ slots: 1 });
