@@ -29,9 +29,13 @@ type ExecuteRoute = (
 
 /**
  * A plain HTTP front that forwards every request to `target` and its answer back, but execute
- * calls as `route` says.
+ * calls as `route` says. `hangCancels`: cancel calls are never answered.
  */
-async function startGateway(target: () => string, route: ExecuteRoute): Promise<string> {
+async function startGateway(
+  target: () => string,
+  route: ExecuteRoute,
+  { hangCancels = false }: { hangCancels?: boolean } = {},
+): Promise<string> {
   let executes = 0;
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -50,6 +54,7 @@ async function startGateway(target: () => string, route: ExecuteRoute): Promise<
         res.writeHead(answer.statusCode!, answer.headers);
         answer.pipe(res);
       };
+      if (hangCancels && req.url === '/api/execution/cancel') return; // never answered
       if (req.method === 'POST' && req.url === EXECUTE) route(++executes, req, res, forward);
       else forward(pass);
     });
@@ -248,5 +253,87 @@ describe("the worker's own refusals carry no Mpd-Output: none", () => {
     );
     expect(attempts[0]!.error).toMatch(/running 1 of 1 modules/);
     expect(events.filter((event) => event.type === 'output-incomplete')).toEqual([]);
+  });
+});
+
+describe("a gateway's page to a FIRST call it passed on to the worker (review R1, H1)", () => {
+  it('a 500 html page, cancels unanswered: the attempt is lost but not ended, no second run while the first runs, its output kept', async () => {
+    const cluster = new Cluster();
+    cleanups.push(() => cluster.close());
+    let active = 0;
+    let mostAtOnce = 0;
+    const starts: string[] = [];
+    const release = gate();
+    const started = gate();
+    const work = defineModule({
+      name: 'work',
+      run: async (ctx) => {
+        starts.push(ctx.workerId);
+        mostAtOnce = Math.max(mostAtOnce, ++active);
+        console.log(`line from ${ctx.workerId}`);
+        started.open();
+        await release.wait;
+        active--;
+        return { workerId: ctx.workerId };
+      },
+    });
+    const pipeline = definePipeline({ name: 'gateway-500', modules: [work] });
+    const orchestrator = await cluster.startOrchestrator();
+    let workerUrl = '';
+    // The first execute reaches the worker; once the module runs, the gateway answers 500 html.
+    const gatewayUrl = await startGateway(
+      () => workerUrl,
+      (call, _req, res, forward) => {
+        if (call === 1) {
+          forward((answer) => answer.resume());
+          void started.wait.then(() => {
+            res.writeHead(500, { 'content-type': 'text/html' });
+            res.end('<html><body>500 Internal Server Error</body></html>');
+          });
+        } else {
+          forward((answer) => {
+            res.writeHead(answer.statusCode!, answer.headers);
+            answer.pipe(res);
+          });
+        }
+      },
+      { hangCancels: true },
+    );
+    const one = await cluster.startWorker({ id: 'w-one', pipeline, endpoint: gatewayUrl });
+    workerUrl = one.url;
+    await one.link!.registered();
+    const two = await cluster.startWorker({ id: 'w-two', pipeline });
+    await two.link!.registered();
+    const events: RunEvent[] = [];
+    const running = runPipeline({
+      pipeline,
+      registry: orchestrator.registry,
+      executionLogs: orchestrator.executionLogs,
+      logger: silent,
+      onEvent: (event) => events.push(event),
+    });
+    await expect.poll(() => events.some((event) => event.type === 'attempt-lost'), { timeout: 20_000 }).toBe(true);
+    // Five heartbeats of w-one after the loss (each lists the execution it still runs): the old
+    // code had started the module on w-two at once, the answer taken for "ran nothing".
+    let beats = 0;
+    const unsubscribe = orchestrator.registry.onChange((event) => {
+      if (event.type === 'heartbeat' && event.workerId === 'w-one') beats++;
+    });
+    await expect.poll(() => beats >= 5, { timeout: 20_000 }).toBe(true);
+    unsubscribe();
+    expect(starts).toEqual(['w-one']);
+    release.open();
+    const result = await running;
+
+    expect(mostAtOnce).toBe(1);
+    expect(result.status).toBe('Successful');
+    const [first] = result.modules[0]!.attempts;
+    expect(first).toMatchObject({ workerId: 'w-one', outcome: 'Lost' });
+    expect(first!.error).toMatch(/answered 500 with a body that is not the contract's/);
+    // Its log was kept (not dropped as a refused attempt's).
+    const lines = events.flatMap((event) =>
+      event.type === 'output' && event.workerId === 'w-one' ? event.lines.map((line) => line.text) : [],
+    );
+    expect(lines).toContain('line from w-one');
   });
 });

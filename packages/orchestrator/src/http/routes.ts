@@ -160,7 +160,9 @@ export function createRoutes(
           // What the worker runs (`executions`) is taken from the worker's own credential only: a
           // run ends an abandoned attempt its worker's heartbeats stop listing, and settles its
           // cancel, so an anonymous heartbeat (no join token) claiming nothing runs would let a
-          // second attempt start beside the first. Without it the heartbeat says nothing of them.
+          // second attempt start beside the first. Without it the heartbeat says nothing of them:
+          // `executions` undefined on purpose, never [] (the run skips such a beat, and counts
+          // unlisted beats from the worker's own heartbeats only).
           const own = who.kind === 'worker' && who.workerId === body.workerId;
           const acknowledged = refusedAs(CONFLICTS, res, () =>
             registry.heartbeat(body.workerId, body.currentLoad, {

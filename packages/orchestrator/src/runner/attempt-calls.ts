@@ -29,6 +29,20 @@ export const RESEND_BACKOFF = { initialMs: 250, maxMs: 5_000 } as const;
  */
 export const CLOSED_IN_A_ROW_LIMIT = 3;
 
+/**
+ * How long a running attempt that no heartbeat ever listed may have its call out before the
+ * run asks again (ms): the request may never have reached the worker.
+ */
+export const NEVER_LISTED_GRACE_MS = 10_000;
+
+/**
+ * How long after its worker finished an attempt (heartbeats stopped listing it) the run still
+ * asks for its outcome (ms): the worker keeps finished outcomes 10 minutes by default
+ * (`completedRetentionMs`); later, a re-sent request would run the module again there, so the
+ * attempt is lost instead and the module dispatched anew.
+ */
+export const COLLECT_WINDOW_MS = 9 * 60_000;
+
 /** How an attempt's execute calls ended. */
 export type CallsEnd =
   /**
@@ -69,7 +83,11 @@ export interface AttemptCallsOptions {
  * the endpoint refuses the connection, unless heartbeats received since the first failure list
  * the execution (the process runs it; only its port is cut). A re-send answered 429 or 503 is
  * sent again the same way: the refusal says nothing of the earlier call that failed on the way,
- * which may run the module there. {@link resendNow} aborts the call out to send it again at once.
+ * which may run the module there; but no longer once the worker's own heartbeats say it does
+ * not run it (never listed for {@link NEVER_LISTED_GRACE_MS}, or not for
+ * {@link COLLECT_WINDOW_MS}): then it ends as a failure on the way (`in-transit`, delivered). No
+ * backoff sleeps past `attempt.deadlineAt`; a re-send due at or after it ends `no-answer`.
+ * {@link resendNow} aborts the call out to send it again at once.
  */
 export async function sendExecute(
   attempt: Attempt,
@@ -87,15 +105,18 @@ export async function sendExecute(
   let reached = false;
   for (let send = 0; ; send++) {
     if (send > 0 && !now) {
+      // Never past the call's deadline: the backoff sleeps at most until it (review R1, L1).
+      if (clock.now() >= attempt.deadlineAt) return pastDeadline(attempt, reached);
       const delay = backoffDelay(failures - 1, RESEND_BACKOFF.initialMs, RESEND_BACKOFF.maxMs);
       const pause = new AbortController();
       attempt.pause = pause;
-      const slept = await timers.sleep(delay, pause.signal);
+      const slept = await timers.sleep(Math.min(delay, attempt.deadlineAt - clock.now()), pause.signal);
       attempt.pause = undefined;
       if (!slept) return { kind: 'stopped' };
     }
     now = false;
     if (attempt.stopped || (send > 0 && attempt.state !== 'running')) return { kind: 'stopped' };
+    if (send > 0 && clock.now() >= attempt.deadlineAt) return pastDeadline(attempt, reached);
     // Re-sends go where the worker is now: its endpoint and credential change when it registers again.
     const worker = send === 0 ? undefined : registry.snapshotOf(attempt.workerId);
     const endpoint = worker?.endpoint ?? attempt.endpoint;
@@ -120,11 +141,23 @@ export async function sendExecute(
       // attempt is no refusal (re-queued, it would start a second run beside the first) but a
       // call still unanswered, sent again with backoff until an answer, the worker no longer
       // live (then judged as a failure on the way), or the call's deadline (no answer).
+      // Not counted as a close, nor resetting closedInARow: alternating closes and refusals
+      // still reach CLOSED_IN_A_ROW_LIMIT (review R1, L2).
       if ((status === 429 || status === 503) && reached) {
-        attempt.closedInARow = 0;
         const reason = `a re-send was answered ${status} after an earlier call failed on the way`;
         if (attempt.state !== 'running' || !options.live(attempt)) {
           return { kind: 'failure', verdict: { kind: 'in-transit', reason, closed: false }, delivered: true };
+        }
+        // The worker's own heartbeats say it does not run it (review R1, M1): never listed since
+        // the first call, NEVER_LISTED_GRACE_MS on; or not listed for COLLECT_WINDOW_MS, past
+        // which its kept outcome is gone and a re-send that got through would run it again.
+        // Handed over as a call lost on the way: cancelled, and it ends on evidence (its cancel
+        // acknowledged, two of its worker's heartbeats that do not list it) before the module
+        // runs again.
+        const unlisted = unlistedFor(attempt, clock.now());
+        if (unlisted !== undefined) {
+          const why = `${reason}, and its worker's heartbeats have not listed it for ${unlisted}`;
+          return { kind: 'failure', verdict: { kind: 'in-transit', reason: why, closed: false }, delivered: true };
         }
         failures++;
         logger.info(
@@ -229,6 +262,25 @@ export function resendNow(attempt: Attempt): boolean {
   call.resend = true;
   call.aborter.abort();
   return true;
+}
+
+/** The end of an attempt whose call's deadline has come: no answer, naming the deadline. */
+function pastDeadline(attempt: Attempt, delivered: boolean): CallsEnd {
+  const message = `no answer by the call's deadline (the module's timeout plus the margin, ${new Date(attempt.deadlineAt).toISOString()})`;
+  return { kind: 'failure', verdict: { kind: 'no-answer', message }, delivered };
+}
+
+/**
+ * How long (a phrase) the attempt's worker's heartbeats have not listed it, when that says the
+ * worker does not run it: none ever did and its first call went out {@link NEVER_LISTED_GRACE_MS}
+ * or more before `now`, or the last did more than {@link COLLECT_WINDOW_MS} before. Else undefined.
+ */
+function unlistedFor(attempt: Attempt, now: number): string | undefined {
+  const listedAt = attempt.sightings.listedAt;
+  if (listedAt === undefined) {
+    return now - attempt.sentAt >= NEVER_LISTED_GRACE_MS ? `${now - attempt.sentAt} ms (never listed)` : undefined;
+  }
+  return now - listedAt > COLLECT_WINDOW_MS ? `${now - listedAt} ms since it was last listed` : undefined;
 }
 
 /** Whether a heartbeat of the attempt's worker listed it at `since` (epoch ms) or later. */

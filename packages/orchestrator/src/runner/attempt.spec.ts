@@ -2,7 +2,14 @@ import { ADDRESS_REFUSED, MpdClientError } from '@mpd/client';
 import { errorResponse, LIMITS } from '@mpd/contract';
 import { SPEC_EXAMPLES } from '@mpd/test-kit';
 import { describe, expect, it } from 'vitest';
-import { type ExecuteAnswer, judgeAnswer, judgeTransportError, lateOutcome, RESULT_LIMIT_ERROR } from './attempt.js';
+import {
+  type ExecuteAnswer,
+  isWorkersAnswer,
+  judgeAnswer,
+  judgeTransportError,
+  lateOutcome,
+  RESULT_LIMIT_ERROR,
+} from './attempt.js';
 
 const { executeOk, executeFailed } = SPEC_EXAMPLES;
 const times = { startTime: '2025-09-30T10:00:00Z', endTime: '2025-09-30T10:00:05Z', duration: '00:00:05' };
@@ -170,8 +177,25 @@ describe('judgeTransportError', () => {
     expect(judgeTransportError(new SyntaxError('Unexpected token < in JSON'))).toEqual({
       kind: 'broken',
       reason: 'answered a body that is not JSON: Unexpected token < in JSON',
+      // Something answered: perhaps a gateway that passed the call on (review R1, H1).
+      answered: true,
     });
+    expect(judgeTransportError(tls)).not.toHaveProperty('answered');
     expect(judgeTransportError(new TypeError('boom'))).toEqual({ kind: 'lost', reason: 'TypeError: boom' });
+  });
+});
+
+describe('isWorkersAnswer', () => {
+  it("tells the worker's own contract bodies from a gateway's pages and bare refusals (review R1, H1)", () => {
+    expect(isWorkersAnswer(answer(200, executeOk))).toBe(true);
+    expect(isWorkersAnswer(answer(500, executeFailed))).toBe(true);
+    expect(isWorkersAnswer(errorResponse('WorkerAtCapacity', 'full'))).toBe(true);
+    expect(isWorkersAnswer(errorResponse('InternalError', 'broken'))).toBe(true);
+    expect(isWorkersAnswer(answer(500, '<html>500</html>'))).toBe(false);
+    expect(isWorkersAnswer(answer(503, 'no healthy upstream'))).toBe(false);
+    expect(isWorkersAnswer(answer(429, undefined))).toBe(false);
+    expect(isWorkersAnswer(answer(200, { ok: true }))).toBe(false);
+    expect(isWorkersAnswer(answer(502, { success: false }))).toBe(false);
   });
 });
 

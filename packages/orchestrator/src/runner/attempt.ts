@@ -21,9 +21,10 @@ export type AttemptState =
 
 /**
  * Why an attempt can no longer be running anywhere:
- * - `answered`: an answer arrived (the execution ended there, or never started);
+ * - `answered`: the worker's own answer arrived (the execution ended there, or never started);
  * - `not-delivered`: the request never reached a worker process (connection refused, a TLS
- *   failure, an answer from something that is not this worker);
+ *   failure, an address the endpoint policy refuses); never for an answer that is not the
+ *   worker's own contract body (a gateway may have passed the call on: see `isWorkersAnswer`);
  * - `worker-offline`: its worker missed its heartbeats past the timeout (it fences itself: it
  *   cancels what it runs when its heartbeats go unacknowledged that long);
  * - `worker-gone`: its worker unregistered (it does once no module process of it runs);
@@ -137,9 +138,10 @@ export type AttemptVerdict =
    */
   | { kind: 'failed' | 'timed-out' | 'cancelled'; error: ModuleError; times?: ExecutionTimes }
   /**
-   * 429 or 503 to an attempt's first call (`sendExecute` sends a refused re-send again: an
-   * earlier call may run the module): the worker had no room after all (its own load, or
-   * draining): not the module's fault. 401 or 403 (from `sendExecute`, never `judgeAnswer`): the worker refused a credential
+   * 429 or 503 with the worker's own error body to an attempt's first call (`sendExecute` sends
+   * a refused re-send again: an earlier call may run the module; a 429/503 without that body is
+   * a lost attempt, see `PipelineRun.notWorkersAnswer`): the worker had no room after all (its
+   * own load, or draining): not the module's fault. 401 or 403 (from `sendExecute`, never `judgeAnswer`): the worker refused a credential
    * the orchestrator issued and no request has used yet: it is still registering (its
    * registration's answer was lost), and ran nothing.
    */
@@ -160,9 +162,11 @@ export type AttemptVerdict =
   | { kind: 'refused'; reason: string }
   /**
    * The endpoint is not this worker: 404 `RouteNotFound`, 401 or 403 to the worker's own
-   * credential, an answer that is not the contract's JSON, a TLS failure.
+   * credential, an answer that is not the contract's JSON, a TLS failure. `answered`: something
+   * answered the call (a body that is not JSON): a gateway may have passed it on to the worker,
+   * so it is no proof that nothing ran (unlike a TLS failure, where nothing was sent).
    */
-  | { kind: 'broken'; reason: string };
+  | { kind: 'broken'; reason: string; answered?: true };
 
 /** The `type` of a module error for a result over the limits, whichever side caught it (the worker's exception type). */
 export const RESULT_LIMIT_ERROR = 'ResultLimitError';
@@ -255,8 +259,9 @@ export function judgeTransportError(error: unknown): AttemptVerdict {
     return { kind: 'in-transit', reason, closed: CLOSED.has(error.errno ?? '') };
   }
   // The client parses a body declared as JSON: one that is not came from something other than a worker.
+  // Something answered (the call was sent, and a gateway may have passed it on): not proof that nothing ran.
   if (error instanceof SyntaxError)
-    return { kind: 'broken', reason: `answered a body that is not JSON: ${error.message}` };
+    return { kind: 'broken', reason: `answered a body that is not JSON: ${error.message}`, answered: true };
   return { kind: 'lost', reason: String(error) };
 }
 
@@ -266,6 +271,22 @@ const CLOSED = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
 /** What a late answer of an abandoned attempt tells its record: whether the module ran (200) or failed (500), else nothing. */
 export function lateOutcome(answer: ExecuteAnswer): 'Succeeded' | 'Failed' | undefined {
   return answer.status === 200 ? 'Succeeded' : answer.status === 500 ? 'Failed' : undefined;
+}
+
+/**
+ * Whether `answer` carries the worker's own contract body: 200 with its `serializedResult` text,
+ * 500 with the module's failure, or the contract's error body (`{ success: false, errorMessage }`)
+ * for any status. Only such an answer says what the worker did with the call (ran it, or refused
+ * it and ran nothing). Anything else came from something in front of the worker (a gateway's
+ * 500 page, a load balancer's 503 "no healthy upstream", a rate limiter's 429), which may have
+ * passed the call on first: the module may run there (review R1, H1).
+ */
+export function isWorkersAnswer(answer: ExecuteAnswer): boolean {
+  const body: unknown = answer.body;
+  if (isErrorBody(body)) return true;
+  if (typeof body !== 'object' || body === null) return false;
+  if (answer.status === 200) return typeof (body as { serializedResult?: unknown }).serializedResult === 'string';
+  return answer.status === 500 && 'exceptionType' in body;
 }
 
 function notContract(status: number): AttemptVerdict {

@@ -371,3 +371,164 @@ describe('runPipeline: at most one live attempt per module', () => {
     expect(second.cancels).toEqual([second.executes[0]!.executionId]);
   });
 });
+
+/** A cancel (or call) its worker never answers. */
+const neverAnswered = (): Promise<Answer> => new Promise<Answer>(() => undefined);
+
+describe("runPipeline: answers that are not the worker's own (review R1, H1)", () => {
+  it.each([
+    ["a gateway's 500 html page", (): Answer | Error => ({ status: 500, body: '<html><body>500</body></html>' })],
+    [
+      "a gateway's 503 without the worker's error body",
+      (): Answer | Error => ({ status: 503, body: 'no healthy upstream' }),
+    ],
+    ["a gateway's 429 without the worker's error body", (): Answer | Error => ({ status: 429, body: '' })],
+    ['a 200 without serializedResult', (): Answer | Error => ({ status: 200, body: { ok: true } })],
+    ['a body that is not JSON though labelled so', (): Answer | Error => new SyntaxError('Unexpected token <')],
+  ])(
+    '%s to a FIRST call: the attempt is lost but not ended; no new attempt until two heartbeats show it runs nowhere',
+    async (_name, answer) => {
+      // Cancels never answered: only the worker's own heartbeats can end the attempt.
+      const gateway = new ScriptedWorker('w-gw', () => answer(), neverAnswered);
+      const other = new ScriptedWorker('w-other', (body) => success(body));
+      const { clock, run, registry } = setup(pipeline, [gateway, other]);
+      const running = run();
+      await clock.advance(30_000);
+      expect(gateway.executes).toHaveLength(1);
+      // The gateway may have passed the call on: the module may run on w-gw.
+      expect(other.executes).toEqual([]);
+      registry.heartbeat('w-gw', 0, { executions: [] });
+      registry.heartbeat('w-gw', 0, { executions: [] });
+      await clock.advance(6_000);
+      const result = await running;
+      expect(result.status).toBe('Successful');
+      expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+        ['w-gw', 'Lost'],
+        ['w-other', 'Succeeded'],
+      ]);
+    },
+  );
+
+  it("a real worker's own 503 error body to a first call is still a refusal: the module goes elsewhere at once", async () => {
+    const draining = new ScriptedWorker('w-draining', () => errorResponse('WorkerDraining', 'draining'));
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run } = setup(pipeline, [draining, other]);
+    const running = run();
+    await clock.advance(2_000);
+    const result = await running;
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-draining', 'Rejected'],
+      ['w-other', 'Succeeded'],
+    ]);
+  });
+});
+
+describe('runPipeline: a re-send refused 429/503 again and again (review R1, M1, L1, L2)', () => {
+  const noUpstream = (): Answer => ({ status: 503, body: 'no healthy upstream' });
+
+  it('stops re-sending once its worker has not listed it for NEVER_LISTED_GRACE_MS, and hands it to the lost path', async () => {
+    const gateway = new ScriptedWorker('w-gw', (_body, call) => (call === 1 ? reset() : noUpstream()), neverAnswered);
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run, registry } = setup(pipeline, [gateway, other]);
+    const running = run();
+    for (let second = 0; second < 9; second++) {
+      registry.heartbeat('w-gw', 0, { executions: [] });
+      await clock.advance(1_000);
+    }
+    // 9 s: still re-sent (the worker may not have heard of it yet), and no second attempt.
+    const sentBy9s = gateway.executes.length;
+    expect(sentBy9s).toBeGreaterThan(2);
+    expect(other.executes).toEqual([]);
+    for (let second = 0; second < 10; second++) {
+      registry.heartbeat('w-gw', 0, { executions: [] });
+      await clock.advance(1_000);
+    }
+    const result = await running;
+    expect(gateway.executes.length).toBeLessThanOrEqual(sentBy9s + 2);
+    const [first, second] = result.modules[0]!.attempts;
+    expect(first).toMatchObject({ workerId: 'w-gw', outcome: 'Lost' });
+    expect(first!.error).toMatch(/have not listed it for \d+ ms \(never listed\)/);
+    expect(second).toMatchObject({ workerId: 'w-other', outcome: 'Succeeded' });
+  });
+
+  it('stops re-sending once its worker last listed it more than COLLECT_WINDOW_MS ago, not before', async () => {
+    const gateway = new ScriptedWorker('w-gw', (_body, call) => (call === 1 ? reset() : noUpstream()), neverAnswered);
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run, registry } = setup(pipeline, [gateway, other]);
+    const running = run();
+    await clock.advance(0);
+    const executionId = gateway.executes[0]!.executionId;
+    // It runs there for 2 minutes (listed), then the worker no longer lists it.
+    for (let second = 0; second < 120; second += 5) {
+      registry.heartbeat('w-gw', 1, { executions: [executionId] });
+      await clock.advance(5_000);
+    }
+    for (let second = 0; second < 8 * 60 + 50; second += 5) {
+      registry.heartbeat('w-gw', 0, { executions: [] });
+      await clock.advance(5_000);
+    }
+    // 8 min 50 s unlisted: its outcome is still kept there, so re-sends go on; no second attempt.
+    const sent = gateway.executes.length;
+    expect(other.executes).toEqual([]);
+    await clock.advance(5_000);
+    expect(gateway.executes.length).toBeGreaterThan(sent);
+    for (let second = 0; second < 30; second += 5) {
+      registry.heartbeat('w-gw', 0, { executions: [] });
+      await clock.advance(5_000);
+    }
+    const result = await running;
+    const [first, second] = result.modules[0]!.attempts;
+    expect(first).toMatchObject({ workerId: 'w-gw', outcome: 'Lost' });
+    expect(first!.error).toMatch(/have not listed it for \d+ ms since it was last listed/);
+    expect(second).toMatchObject({ workerId: 'w-other', outcome: 'Succeeded' });
+  });
+
+  it("never sleeps or sends past the call's deadline: ends no-answer at it", async () => {
+    const quick = defineModule({ name: 'work', timeoutMs: 4_000, run: () => 'ran' });
+    const sentAt: number[] = [];
+    let clockNow = (): number => 0;
+    const gateway = new ScriptedWorker(
+      'w-gw',
+      (_body, call) => {
+        sentAt.push(clockNow());
+        return call === 1 ? reset() : noUpstream();
+      },
+      neverAnswered,
+    );
+    const { clock, run } = setup(definePipeline({ name: 'attempts', modules: [quick] }), [gateway]);
+    clockNow = () => clock.now();
+    const started = clock.now();
+    let done = false;
+    const running = run({ timeoutMarginMs: 1_000 }).finally(() => (done = true));
+    await clock.advance(5_000);
+    await clock.advance(0);
+    expect(done).toBe(true);
+    const result = await running;
+    expect(result.modules[0]!.status).toBe('TimedOut');
+    expect(result.modules[0]!.attempts[0]!.error).toMatch(/deadline/);
+    expect(Math.max(...sentAt)).toBeLessThan(started + 5_000);
+  });
+
+  it('closes and refusals alternating: the closes still count in a row, and the endpoint is broken at the third', async () => {
+    const closed = (): MpdClientError =>
+      new MpdClientError('ConnectionLost', 'POST x: UND_ERR_SOCKET', { errno: 'UND_ERR_SOCKET' });
+    const gateway = new ScriptedWorker(
+      'w-gw',
+      (_body, call) => (call % 2 === 1 ? closed() : noUpstream()),
+      neverAnswered,
+    );
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run, registry } = setup(pipeline, [gateway, other]);
+    const running = run();
+    await clock.advance(8_000);
+    expect(gateway.executes).toHaveLength(5);
+    registry.heartbeat('w-gw', 0, { executions: [] });
+    registry.heartbeat('w-gw', 0, { executions: [] });
+    await clock.advance(6_000);
+    const result = await running;
+    const [first, second] = result.modules[0]!.attempts;
+    expect(first).toMatchObject({ workerId: 'w-gw', outcome: 'Lost' });
+    expect(first!.error).toMatch(/closed the connection 3 times in a row/);
+    expect(second).toMatchObject({ workerId: 'w-other', outcome: 'Succeeded' });
+  });
+});

@@ -15,11 +15,20 @@ import {
   type AttemptVerdict,
   type ExecuteAnswer,
   type ExecutionTimes,
+  isWorkersAnswer,
   judgeAnswer,
   lateOutcome,
   type ModuleError,
 } from './attempt.js';
-import { type AttemptCallsOptions, type CallsEnd, resendNow, sendExecute, stopCalls } from './attempt-calls.js';
+import {
+  type AttemptCallsOptions,
+  type CallsEnd,
+  COLLECT_WINDOW_MS,
+  NEVER_LISTED_GRACE_MS,
+  resendNow,
+  sendExecute,
+  stopCalls,
+} from './attempt-calls.js';
 import { CancelDesk, SETTLED } from './cancels.js';
 import { chainHeights } from './chain-heights.js';
 import { ConcurrencyRules } from './concurrency.js';
@@ -55,24 +64,13 @@ const COLLECT_GRACE_MS = 3_000;
 const COLLECT_GRACE_MAX_MS = 60_000;
 
 /**
- * How long a running attempt that no heartbeat ever listed may have its call out before the
- * run asks again (ms): the request may never have reached the worker.
- */
-const NEVER_LISTED_GRACE_MS = 10_000;
-
-/**
- * How long after its worker finished an attempt (heartbeats stopped listing it) the run still
- * asks for its outcome (ms): the worker keeps finished outcomes 10 minutes by default
- * (`completedRetentionMs`); later, a re-sent request would run the module again there, so the
- * attempt is lost instead and the module dispatched anew.
- */
-const COLLECT_WINDOW_MS = 9 * 60_000;
-
-/**
- * Verdicts on an answer that say the worker ran nothing for the call it answers: it refused the
- * request (429/503; 400, 404 `ModuleNotFound`, 409 `ExecutionIdConflict`, 413, 415), or the
- * answer is not the worker's (`broken`). Without an earlier call that may have reached the
- * worker, no output comes for the attempt (see `PipelineRun.dropLog`).
+ * Verdicts on an answer carrying the contract's own body (see `isWorkersAnswer`) that say the
+ * worker ran nothing for the call it answers: it refused the request with its error body
+ * (429/503; 400, 404 `ModuleNotFound`, 409 `ExecutionIdConflict`, 413, 415), or another mpd
+ * server did (`broken`: 401/403 to the worker's credential, 404 `RouteNotFound`). Without an
+ * earlier call that may have reached the worker, no output comes for the attempt (see
+ * `PipelineRun.dropLog`). The rule holds only for those bodies: a gateway's page or bare
+ * 429/503 may come after it passed the call on (see `PipelineRun.notWorkersAnswer`).
  */
 const RAN_NOTHING: ReadonlySet<AttemptVerdict['kind']> = new Set(['rejected', 'dispatch-rejected', 'broken']);
 
@@ -742,6 +740,12 @@ class PipelineRun {
       case 'stopped':
         return;
       case 'answer': {
+        // Not the worker's own contract body: something in front of it answered, perhaps after
+        // passing the call on. Not "answered" nor "ran nothing": judged as a call lost on the way.
+        if (!isWorkersAnswer(end.answer)) {
+          this.notWorkersAnswer(attempt, end.answer);
+          return;
+        }
         // The worker sends no output batch for this execution: its log closes now (as an empty final batch closes it).
         if (end.outputNone) this.options.executionLogs?.endEmpty(attempt.record.executionId, attempt.workerId);
         this.ended(attempt, 'answered');
@@ -760,13 +764,44 @@ class PipelineRun {
         const { verdict, delivered } = end;
         // Refused, or answered by something that is not the worker, or refused for a credential
         // the worker does not hold yet, when no call reached it: it runs nowhere.
-        if (!delivered && (verdict.kind === 'refused' || verdict.kind === 'broken' || verdict.kind === 'rejected')) {
+        // (Not a body that is not JSON: something answered it, perhaps after passing it on.)
+        const unsent =
+          verdict.kind === 'refused' || verdict.kind === 'rejected' || (verdict.kind === 'broken' && !verdict.answered);
+        if (!delivered && unsent) {
           this.ended(attempt, 'not-delivered');
           this.dropLog(attempt);
         }
         if (attempt.state === 'running') this.act(attempt, verdict);
       }
     }
+  }
+
+  /**
+   * An answer that is not the worker's own contract body (see `isWorkersAnswer`): a gateway's
+   * page, a load balancer's 429/503 without the worker's error body, a 200 without its result.
+   * The gateway may have passed the call on, so the module may run on the worker: the attempt
+   * is lost (a page in a status the contract lists also quarantines the worker, as broken), its
+   * log kept, and it ends only on evidence, as after an unlisted 502/504: its cancel
+   * acknowledged, two of its worker's own heartbeats that do not list it, or its worker gone.
+   * An abandoned attempt's such answer is only logged.
+   */
+  private notWorkersAnswer(attempt: Attempt, answer: ExecuteAnswer): void {
+    const status: number = answer.status;
+    if (attempt.state !== 'running') {
+      this.log.warn(
+        { executionId: attempt.record.executionId, status },
+        "late answer of an abandoned attempt, not the worker's own, ignored",
+      );
+      return;
+    }
+    const verdict: AttemptVerdict =
+      status === 429 || status === 503
+        ? {
+            kind: 'lost',
+            reason: `answered ${status} without the worker's error body (a gateway's refusal, which may have passed the call on first)`,
+          }
+        : judgeAnswer(answer, this.options.maxResultBytes);
+    this.act(attempt, verdict);
   }
 
   /** Acts on the verdict on a running attempt. */
