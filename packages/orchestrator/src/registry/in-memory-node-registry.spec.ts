@@ -227,6 +227,20 @@ describe('InMemoryNodeRegistry', () => {
     expect(events.map((event) => event.type)).toEqual(['registered', 'heartbeat', 'unregistered']);
   });
 
+  it("says on unregistered how long the worker's heartbeat lease still runs (0 once it ended)", () => {
+    const { registry, events, advance } = setup();
+    registry.register(worker());
+    advance(TIMEOUT_MS / 4);
+    registry.unregister('worker-1');
+    registry.register(worker());
+    advance(TIMEOUT_MS + 1);
+    registry.unregister('worker-1');
+    expect(events.filter((event) => event.type === 'unregistered').map((event) => event.leaseRemainingMs)).toEqual([
+      TIMEOUT_MS - TIMEOUT_MS / 4,
+      0,
+    ]);
+  });
+
   it('drains: Draining while live (even when busy), kept on re-registration, Offline wins', () => {
     const { registry, advance } = setup();
     registry.register(worker());

@@ -319,7 +319,13 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     const entry = this.#entries.get(workerId);
     if (!entry) return false;
     this.#checkIncarnation(entry, options);
-    this.#remove(entry, 'unregistered');
+    // Whoever asked (the worker after its drain, an admin, anyone in a cluster without tokens),
+    // a live process may still run modules under the id until its lease ends: the runs wait.
+    const leaseRemainingMs = Math.min(
+      this.heartbeatTimeoutMs,
+      Math.max(0, entry.lastHeartbeatMs + this.heartbeatTimeoutMs - this.#now()),
+    );
+    this.#remove(entry, 'unregistered', leaseRemainingMs);
     return true;
   }
 
@@ -432,11 +438,11 @@ export class InMemoryNodeRegistry implements NodeRegistry {
   }
 
   /** Removes an entry with everything it holds (credential, pipeline, cancels), then says so. */
-  #remove(entry: Entry, type: 'unregistered' | 'removed'): void {
+  #remove(entry: Entry, type: 'unregistered' | 'removed', leaseRemainingMs?: number): void {
     this.#entries.delete(entry.id);
     this.#byCredential.delete(credentialHash(entry.credential));
     this.#release(entry.pipeline);
-    this.#emit({ type, workerId: entry.id });
+    this.#emit({ type, workerId: entry.id, ...(leaseRemainingMs === undefined ? {} : { leaseRemainingMs }) });
   }
 
   /**

@@ -12,7 +12,10 @@ export interface NodeRegistryEvent {
    *   (cancels requested meanwhile are the old incarnation's, and dropped with it), then
    *   `registered`;
    * - `heartbeat`: a worker reported its load (an `Offline` worker that does is live again);
-   * - `unregistered`: a worker was removed (it, or the admin, unregistered it);
+   * - `unregistered`: a worker was removed (it, or the admin, unregistered it; in a cluster
+   *   without tokens, anyone). The process may be live and still run modules (an admin's or a
+   *   stranger's unregister): they can no longer run once its heartbeat lease has ended
+   *   (`leaseRemainingMs`), as for `replaced`; a worker unregisters itself only once drained;
    * - `offline`: a worker's heartbeats stopped for longer than the timeout (reported once
    *   per outage by {@link NodeRegistry.sweep});
    * - `removed`: an `Offline` worker was removed by {@link NodeRegistry.sweep}, the offline
@@ -23,8 +26,9 @@ export interface NodeRegistryEvent {
   type: 'registered' | 'replaced' | 'heartbeat' | 'unregistered' | 'offline' | 'removed';
   workerId: string;
   /**
-   * `replaced` only: how long the old incarnation's heartbeat lease still runs (ms, 0 when it
-   * has ended): its last heartbeat plus the heartbeat timeout, less now. The worker holds its
+   * `replaced` and `unregistered` only: how long the old incarnation's (the unregistered
+   * process's) heartbeat lease still runs (ms, 0 when it has ended): its last heartbeat plus
+   * the heartbeat timeout, less now, at most the timeout. The worker holds its
    * lease no longer than that (it counts from when it *sent* that heartbeat), so a new attempt
    * of what the old incarnation ran may start once it has passed, without overlapping it.
    */

@@ -347,12 +347,16 @@ describe('runPipeline: at most one live attempt per module', () => {
     const late = new Promise<Answer>((resolve) => (answerLost = resolve));
     const frozen = new ScriptedWorker('w-frozen', () => late);
     const second = new ScriptedWorker('w-second', () => new Promise<Answer>(() => undefined));
-    const { clock, run, registry } = setup(pipeline, [frozen, second]);
+    const { clock, run, registry } = setup(pipeline, [frozen, second], { heartbeatTimeoutMs: 10_000 });
     const running = run();
     await clock.advance(0);
     expect(frozen.executes).toHaveLength(1);
-    registry.unregister('w-frozen'); // its worker gone: lost at once, and nothing to wait for
-    await clock.advance(1_000);
+    // Unregistered (an admin's DELETE) while it runs the module: lost at once, but the module runs
+    // again only once the worker's heartbeat lease has ended (it may run it until then).
+    registry.unregister('w-frozen');
+    await clock.advance(9_000);
+    expect(second.executes).toHaveLength(0);
+    await clock.advance(2_000);
     expect(second.executes).toHaveLength(1);
     answerLost(success(frozen.executes[0]!));
     await clock.advance(1_000);
@@ -367,7 +371,10 @@ describe('runPipeline: at most one live attempt per module', () => {
       ['w-frozen', 'Succeeded'],
       ['w-second', 'Cancelled'],
     ]);
-    expect(module.attempts[0]!.acceptedLate).toMatchObject({ after: 'Lost', reason: 'worker w-frozen unregistered' });
+    expect(module.attempts[0]!.acceptedLate).toMatchObject({
+      after: 'Lost',
+      reason: 'worker w-frozen was unregistered while it ran modules',
+    });
     expect(second.cancels).toEqual([second.executes[0]!.executionId]);
   });
 });

@@ -255,7 +255,7 @@ class PipelineRun {
         this.workerLost(workerId, 'worker-offline', 'missed heartbeats past the timeout');
         break;
       case 'unregistered':
-        this.workerLost(workerId, 'worker-gone', 'unregistered');
+        this.workerUnregistered(workerId, event.leaseRemainingMs ?? 0);
         break;
       case 'removed':
         // Its `offline` came first (its attempts were lost then): this only ends what a run that
@@ -304,10 +304,16 @@ class PipelineRun {
    * `leaseRemainingMs`: until then a frozen old process's module hosts may still run it (they kill
    * their groups when the lease ends), and so may a cut-off old process (it fences itself by
    * then). Neither a cancel acknowledged by the new process nor its heartbeats say anything of
-   * the old one's attempts (see `ended`, `sighted`).
+   * the old one's attempts (see `ended`, `sighted`). `how` 'unregistered': the process was
+   * unregistered instead (see `workerUnregistered`).
    */
-  private workerReplaced(workerId: string, leaseRemainingMs: number): void {
-    const reason = 'was replaced by a new process under its id';
+  private workerReplaced(
+    workerId: string,
+    leaseRemainingMs: number,
+    how: 'replaced' | 'unregistered' = 'replaced',
+  ): void {
+    const reason =
+      how === 'replaced' ? 'was replaced by a new process under its id' : 'was unregistered while it ran modules';
     const generation = this.generations.get(workerId) ?? 0;
     const old = this.attemptsOnWorker(workerId).filter((attempt) => attempt.generation < generation);
     for (const attempt of old) {
@@ -321,11 +327,28 @@ class PipelineRun {
       if (old.some((attempt) => attempt.ended === undefined)) {
         this.log.info(
           { workerId, leaseRemainingMs },
-          "the replaced process's attempts run again once its heartbeat lease has ended",
+          `the ${how} process's attempts run again once its heartbeat lease has ended`,
         );
       }
       this.timers.after(leaseRemainingMs, leaseEnded);
     }
+  }
+
+  /**
+   * `workerId` was unregistered. A worker unregisters itself once drained (nothing running: this
+   * ends nothing), but an admin's unregister, or anyone's in a cluster without tokens, may remove
+   * a live process that runs modules: its attempts are lost at once (their modules queued again)
+   * but end, as a replaced process's do, only once its heartbeat lease has ended, in
+   * `leaseRemainingMs`; until then it may run them still. It fences itself by then: its
+   * heartbeats are answered 404 (or 401), and it cancels what it runs at once; a partitioned
+   * process fences at its renew deadline. Whoever registers under the id next is a new start of
+   * it: its heartbeats say nothing of these attempts (a stranger may take the freed id).
+   */
+  private workerUnregistered(workerId: string, leaseRemainingMs: number): void {
+    const minded = this.attemptsOnWorker(workerId).filter((attempt) => attempt.ended === undefined);
+    if (minded.length === 0) return;
+    this.generations.set(workerId, (this.generations.get(workerId) ?? 0) + 1);
+    this.workerReplaced(workerId, leaseRemainingMs, 'unregistered');
   }
 
   /** Declares every running attempt on `workerId` lost, and every abandoned one ended, for `end`. */

@@ -107,6 +107,21 @@ export class HeartbeatLease {
     if (wasExpired) this.options.onRenewed();
   }
 
+  /**
+   * The orchestrator no longer knows this registration (a heartbeat answered 404, or 401/403:
+   * it was unregistered, removed, or the orchestrator restarted): the lease is void now, as
+   * though it had expired, without {@link HeartbeatLeaseOptions.onExpired} (the caller fences
+   * with its own reason). The next acknowledgement (the registration again) renews it, with
+   * `onRenewed`. Returns whether the lease was held.
+   */
+  revoke(): boolean {
+    if (this.current !== 'held') return false;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.current = 'expired';
+    return true;
+  }
+
   /** Stops watching (the link stopped): no more callbacks. */
   stop(): void {
     clearTimeout(this.timer);

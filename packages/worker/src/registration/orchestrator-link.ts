@@ -180,9 +180,11 @@ export interface LinkStart {
    * orchestrator's heartbeat timeout less the fence lead (see `OrchestratorLinkOptions.killGraceMs`):
    * once the lease ends the orchestrator gives this worker's modules to others, so cancel them
    * (with `reason`) and take no new ones. The link goes on trying to reach the orchestrator.
+   * Also called at once when a heartbeat answers 404, 401 or 403 (the orchestrator no longer
+   * counts this registration), before the registration again.
    */
   onFenced?: (reason: string) => void;
-  /** Called when a heartbeat is acknowledged again after {@link LinkStart.onFenced}: take modules again. */
+  /** Called when a heartbeat (or registration) is acknowledged again after {@link LinkStart.onFenced}: take modules again. */
   onUnfenced?: () => void;
   /**
    * Called each time an acknowledgement renews the heartbeat lease, with when it now ends (in ms
@@ -202,7 +204,8 @@ export interface LinkStart {
 /**
  * Keeps a worker registered with the orchestrator: registers (retrying with backoff while the
  * orchestrator is down), sends heartbeats at the interval the orchestrator returned, registers
- * again when a heartbeat answers 404 (the orchestrator restarted or declared it lost), and
+ * again when a heartbeat answers 404 or 401 (the orchestrator restarted, declared it lost, or it
+ * was unregistered: it fences first, see `forgotten`), and
  * unregisters on {@link OrchestratorLink.stop}. It holds the heartbeat lease
  * ({@link HeartbeatLease}): with nothing acknowledged by its renew deadline it fences the
  * worker ({@link LinkStart.onFenced}), and each renewal is passed on ({@link LinkStart.onLeaseRenewed}). It ends for good on a registration refused as invalid
@@ -763,15 +766,19 @@ export class OrchestratorLink {
         if (response.status === 404) {
           logger.warn(
             { status: response.status },
-            'the orchestrator does not know this worker (it restarted, or expired and removed it); registering again',
+            'the orchestrator does not know this worker (it restarted, expired and removed it, or it was unregistered); cancelling its modules and registering again',
           );
+          this.forgotten('the orchestrator no longer knows this worker (its heartbeat answered 404)');
           return;
         }
         if (response.status === 401 || response.status === 403) {
           // Also what a process gets whose id another took while it stalled unread (see the class's docs).
           logger.warn(
             { status: response.status },
-            "the orchestrator does not take this worker's credential (it restarted, expired it, or another process registered under this id: the registration again tells which); registering again",
+            "the orchestrator does not take this worker's credential (it restarted, expired it, unregistered this worker, or another process registered under this id: the registration again tells which); cancelling its modules and registering again",
+          );
+          this.forgotten(
+            `the orchestrator no longer takes this worker's credential (its heartbeat answered ${response.status})`,
           );
           return;
         }
@@ -825,6 +832,21 @@ export class OrchestratorLink {
   }
 
   private lastError: string | undefined;
+
+  /**
+   * The orchestrator no longer counts this registration (a heartbeat answered 404, 401 or 403):
+   * what the worker runs is no longer its to run — the orchestrator forgot it with the worker
+   * (restarted, or removed an Offline worker), or, unregistered while live (an admin's
+   * `DELETE /api/workers/{id}`), dispatches it again once this lease has ended. As a kubelet
+   * kills the pods of a node object that was deleted, and a Buildkite agent stops on a lost
+   * registration, the worker fences at once: its lease is void, it cancels what it runs and
+   * takes nothing new until the registration again is acknowledged. Outcomes it already has are
+   * kept, and still answered to a repeated execute call.
+   */
+  private forgotten(reason: string): void {
+    if (!this.lease.revoke()) return;
+    this.hooks?.onFenced?.(`fenced: ${reason}`);
+  }
 
   private delay(attempt: number): number {
     return backoffDelay(attempt, this.options.initialBackoffMs, this.options.maxBackoffMs);
