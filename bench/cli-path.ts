@@ -104,7 +104,13 @@ async function once(
     // CPU until then is their start. The orchestrator starts the run once both registered.
     const hostStarts = await Promise.all(
       started.map(async (worker) => {
-        await worker.outputMatch(/registered with the orchestrator/, 'register', 60_000);
+        try {
+          await worker.outputMatch(/registered with the orchestrator/, 'register', 60_000);
+        } catch (error) {
+          // What the orchestrator said may tell why (refused the worker, exited).
+          const said = `${(error as Error).message}\nthe orchestrator's recent output:\n${orchestrator.recentOutput()}`;
+          throw new Error(said, { cause: error });
+        }
         return descendantsCpuMs(worker.pid);
       }),
     );
@@ -163,7 +169,10 @@ export interface CpuSplit {
    * be ready: they started and loaded the pipeline, whose size is the run's). Per module, start-up
    * cancels out of the judged figure but for the pipeline's size, and its noise (hosts' starts
    * vary by ±1 s of CPU between runs on a loaded machine) is what made the hosts' judged share
-   * swing, even negative: `hosts − hostStarts` is the hosts' CPU in the run itself.
+   * swing, even negative: `hosts − hostStarts` is the hosts' CPU in the run itself. Under load it
+   * may include some of the run's CPU: each worker's is read after its registered line is seen,
+   * and the orchestrator starts the run as soon as the second worker registered, so the first
+   * modules may run in the hosts before the second worker's figure is read.
    */
   hostStarts: number;
 }

@@ -599,6 +599,28 @@ describe('transport failures', () => {
     }
     expect(server.seen).toHaveLength(2);
   });
+
+  it('refuses an aborter another call in flight holds (TypeError naming aborter, nothing sent); its abort stops the one call', async () => {
+    let arrived!: () => void;
+    // Never answers: only the abort ends the call.
+    const server = await serve(() => arrived());
+    const client = worker({ baseUrl: server.url });
+    const viaTsRest = { overrideClientOptions: {} };
+    for (const extra of [{}, viaTsRest]) {
+      const aborter = new CallAborter();
+      const seen = new Promise<void>((resolve) => (arrived = resolve));
+      const first = rejection(client.execution.execute({ body: executeRequest('00:10:00'), aborter, ...extra }));
+      await seen;
+      const second = await rejection(client.execution.execute({ body: executeRequest('00:10:00'), aborter, ...extra }));
+      expect(second).toBeInstanceOf(TypeError);
+      expect((second as Error).message).toMatch(/^aborter: /);
+      aborter.abort();
+      expect(await first).toMatchObject({ name: 'MpdClientError', code: 'Aborted' });
+    }
+    // One request per round: the refused call sent nothing.
+    expect(server.seen).toHaveLength(2);
+    expect('attach' in CallAborter.prototype).toBe(false);
+  });
 });
 
 describe('execute deadlines', () => {

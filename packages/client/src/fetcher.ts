@@ -46,7 +46,9 @@ export interface CallOptions {
 
 /**
  * A way to give up one call (see {@link CallOptions.aborter}): {@link CallAborter.abort} aborts
- * the call it was given to, at once if it is out, or before anything is sent. One per call.
+ * the call it was given to, at once if it is out, or before anything is sent. One per call: a
+ * call given an aborter another call in flight holds rejects with a TypeError naming `aborter`
+ * before anything is sent (the aborter may be given again once that call ended).
  *
  * Not an `AbortController`: on Node 20 every `AbortSignal` gets a hidden class of its own, so
  * the sites that read a signal per call (`aborted`, `addEventListener`, `removeEventListener`,
@@ -54,6 +56,9 @@ export interface CallOptions {
  * at every call: seven misses and a new hidden class per module in a `--log-ic` trace of the
  * orchestrator CLI (issue 14, round L).
  */
+/** The fetcher's way to attach a call to its aborter: module-private, not part of the API. */
+const attachCall = Symbol('CallAborter.attachCall');
+
 export class CallAborter {
   #aborted = false;
   #call: { abort(): void } | undefined = undefined;
@@ -72,8 +77,16 @@ export class CallAborter {
     call?.abort();
   }
 
-  /** The fetcher's: the call's own abort while it is out, undefined once it ended. */
-  attach(call: { abort(): void } | undefined): void {
+  /**
+   * The fetcher's (module-private): attaches the call's own abort while it is out, detaches it
+   * (undefined) once it ended.
+   * @throws TypeError naming `aborter` when attaching while another call is out with this aborter
+   *   (one aborter per call: a second one would take the first call's abort over)
+   */
+  [attachCall](call: { abort(): void } | undefined): void {
+    if (call !== undefined && this.#call !== undefined) {
+      throw new TypeError('aborter: this CallAborter is already given to a call in flight (one aborter per call)');
+    }
     this.#call = call;
   }
 }
@@ -176,11 +189,13 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
     if (callerSignal?.aborted || aborter?.aborted)
       throw new MpdClientError('Aborted', `${where}: aborted by the caller`);
     const abort = new CallAbort();
+    // Refuses an aborter out with another call before anything is sent (and before the try, so
+    // the other call's abort stays attached).
+    aborter?.[attachCall](abort);
     // Deadlines are the callers' and the modules' timeouts: any length.
     const long = deadline > MAX_TIMER_DELAY_MS ? longTimeout(() => expire(abort), deadline) : undefined;
     const timer = long ? undefined : setTimeout(expire, deadline, abort);
     callerSignal?.addEventListener('abort', abort, { once: true });
-    aborter?.attach(abort);
     try {
       const method = args.method as Dispatcher.HttpMethod;
       const headers = args.headers;
@@ -219,7 +234,7 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
       clearTimeout(timer);
       long?.clear();
       callerSignal?.removeEventListener('abort', abort);
-      aborter?.attach(undefined);
+      aborter?.[attachCall](undefined);
     }
   };
 

@@ -5,18 +5,26 @@ import { setFlagsFromString } from 'node:v8';
  * that an object made once per module keeps one shape from module to module. A site that sees a
  * new hidden class per module stays megamorphic and misses V8's inline caches at every module;
  * on Node 20 (V8 11.3) an object spread followed by more fields (`{ ...a, b }`) did that (issue
- * 14, round L). The natives syntax is allowed only while the check is compiled, at its first use.
+ * 14, round L). The natives syntax is switched on only while the check is compiled, at its first
+ * use, and only when it was off (compiling it threw a SyntaxError): a process started with
+ * `--allow-natives-syntax` keeps it on.
  */
 let haveSameMap: ((a: object, b: object) => boolean) | undefined;
 
 function compiled(): (a: object, b: object) => boolean {
   if (haveSameMap) return haveSameMap;
-  setFlagsFromString('--allow-natives-syntax');
+  // The natives syntax parses only in code compiled while the flag is on.
+  const compile = () => new Function('a', 'b', 'return %HaveSameMap(a, b);') as (a: object, b: object) => boolean;
   try {
-    // The natives syntax parses only in code compiled while the flag is on.
-    haveSameMap = new Function('a', 'b', 'return %HaveSameMap(a, b);') as (a: object, b: object) => boolean;
-  } finally {
-    setFlagsFromString('--no-allow-natives-syntax');
+    haveSameMap = compile();
+  } catch (error) {
+    if (!(error instanceof SyntaxError)) throw error;
+    setFlagsFromString('--allow-natives-syntax');
+    try {
+      haveSameMap = compile();
+    } finally {
+      setFlagsFromString('--no-allow-natives-syntax');
+    }
   }
   return haveSameMap;
 }

@@ -40,10 +40,21 @@ export const HOST_V8_FLAGS: Readonly<Record<number, readonly string[]>> = {
 /**
  * The flags a host sets under V8 `v8Version` (`process.versions.v8`, e.g. `11.3.244.8-node.33`):
  * {@link HOST_V8_FLAGS}'s entry for its major version; none for a version not there or not read.
+ * A flag whose name is already in `execArgv` (the host's `process.execArgv`; `--name=value` or
+ * `--name value`, `_` and `-` alike, as V8 reads them) is left out: a user who starts the worker
+ * with `node --interrupt-budget=N` passes it on to the hosts that way, and the host keeps theirs.
+ * @default execArgv none
  */
-export function hostV8Flags(v8Version: string): readonly string[] {
+export function hostV8Flags(v8Version: string, execArgv: readonly string[] = []): readonly string[] {
   const major = /^(\d+)\./.exec(v8Version)?.[1];
-  return (major !== undefined && HOST_V8_FLAGS[Number(major)]) || [];
+  const flags = (major !== undefined && HOST_V8_FLAGS[Number(major)]) || [];
+  const given = new Set(execArgv.filter((arg) => arg.startsWith('--')).map(flagName));
+  return given.size === 0 ? flags : flags.filter((flag) => !given.has(flagName(flag)));
+}
+
+/** A `--name[=value]` flag's name, with `_` as `-` (V8 takes both). */
+function flagName(flag: string): string {
+  return flag.split('=')[0]!.replaceAll('_', '-');
 }
 
 /**

@@ -38,9 +38,28 @@ describe('hostV8Flags', () => {
     }
   });
 
-  it('has the running V8 in its table (a new Node runs its hosts with V8 defaults until it has an entry, measured)', () => {
-    expect(HOST_V8_FLAGS[Number(process.versions.v8.split('.')[0])]).toBeDefined();
+  it("leaves out a flag the host was started with (in its execArgv: the user's own value wins)", () => {
+    const v8 = '11.3.244.8-node.33';
+    for (const execArgv of [
+      ['--interrupt-budget=5000'],
+      ['--interrupt_budget', '5000'],
+      ['--import', 'tsx', '--interrupt-budget=1'],
+    ]) {
+      expect(hostV8Flags(v8, execArgv)).toEqual([]);
+    }
+    expect(hostV8Flags(v8, ['--import', 'tsx', '--max-old-space-size=512'])).toEqual(['--interrupt-budget=1081344']);
   });
+
+  // Node 20, 22 and 24 are the ones GitHub's workflow runs: each must have its V8's entry. Another
+  // Node (23, 25, 26: engines allow them) runs its hosts with V8's defaults until its V8 is
+  // measured and added (docs/round-l/l1.md); the test skips there rather than fail.
+  const nodeMajor = Number(process.versions.node.split('.')[0]);
+  it.skipIf(![20, 22, 24].includes(nodeMajor))(
+    `has the running V8 in its table on Node 20, 22 and 24 (skipped on Node ${nodeMajor}: not measured, V8 defaults)`,
+    () => {
+      expect(HOST_V8_FLAGS[Number(process.versions.v8.split('.')[0])]).toBeDefined();
+    },
+  );
 });
 
 describe.each(BINARIES)('on %s', (binary) => {
