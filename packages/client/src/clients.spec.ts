@@ -12,6 +12,7 @@ import { UnknownStatusError } from '@ts-rest/core';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { dispatcherOptions } from './fetcher.js';
 import {
+  ArtifactClient,
   CallAborter,
   createOrchestratorClient,
   createWorkerClient,
@@ -463,6 +464,24 @@ describe('baseUrl', () => {
   it.each(['ftp://x', '127.0.0.1:8080', '', 'file:///tmp/socket'])('throws TypeError for %j', (baseUrl) => {
     expect(() => createWorkerClient({ baseUrl })).toThrow(TypeError);
     expect(() => createOrchestratorClient({ baseUrl })).toThrow(/baseUrl must be an http:\/\/ or https:\/\/ URL/);
+  });
+
+  // Review of round L: the refused baseUrl was echoed whole, password and query included.
+  it('names a refused baseUrl without its user name, password or query', () => {
+    for (const [baseUrl, shown] of [
+      ['ftp://u:pw@h/x?token=t', '"ftp://***@h/x?…"'],
+      ['u:pw@h', '"***@h"'],
+    ]) {
+      for (const create of [
+        createWorkerClient,
+        createOrchestratorClient,
+        (options: { baseUrl: string }) => new ArtifactClient({ ...options, token: 'unused-credential' }),
+      ]) {
+        expect(() => create({ baseUrl: baseUrl! })).toThrow(
+          new TypeError(`baseUrl must be an http:// or https:// URL, got ${shown}`),
+        );
+      }
+    }
   });
 
   it('works with trailing slashes', async () => {

@@ -502,11 +502,13 @@ export function transportCode(reason: NetworkFailure | undefined): 'Unreachable'
  * `url` with its query replaced by `?…` and its user name and password by `***`, to name a call
  * in an error message: a query may carry what must not reach a log (the worker's drain and
  * unregister send its incarnation, which no answer or log line names: README, Security), a base
- * URL may carry a password (`--orchestrator http://user:pw@host`), and errors are logged.
- * `url` is one undici takes: its userinfo holds no `/`, `?` or `#`.
+ * URL may carry a password (`--orchestrator http://user:pw@host`), and errors are logged. Also
+ * the clients' error for a `baseUrl` they refuse (`ftp://u:pw@host` shows as `ftp://***@host`;
+ * without `scheme://`, `u:pw@host` as `***@host`). The userinfo is what a URL reads as one: up
+ * to an `@` before any `/`, `?` or `#`.
  */
-function withoutSecrets(url: string): string {
-  const shown = url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i, `$1${MASK}@`);
+export function withoutSecrets(url: string): string {
+  const shown = url.replace(/^((?:[a-z][a-z0-9+.-]*:\/\/)?)[^/?#]*@/i, `$1${MASK}@`);
   const query = shown.indexOf('?');
   return query === -1 ? shown : `${shown.slice(0, query)}?…`;
 }

@@ -110,8 +110,31 @@ function setKey(target: Record<string, unknown>, key: string, value: unknown): v
 
 /** A URL's scheme and `//`, at the start of a text (`http://`, `s3://`). */
 const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
-/** The first URL scheme and `//` anywhere in a text. */
-const SCHEME_ANYWHERE = /[a-z][a-z0-9+.-]*:\/\//i;
+/** A URL scheme's characters after its first (a letter): RFC 3986's `ALPHA / DIGIT / "+" / "-" / "."`. */
+const SCHEME_TAIL = /[a-z0-9+.-]/i;
+/** A letter, which a URL scheme starts with. */
+const LETTER = /[a-z]/i;
+
+/**
+ * Where the first `scheme://` in `text` starts, or -1. Linear in the text's length: each `://`
+ * is found by `indexOf` and its scheme walked back over once (an unanchored regex, tried at each
+ * position, was quadratic: 100,000 characters without `://` took 20 s; review of round L).
+ * The scheme is the longest run of scheme characters before `://` from a letter on (`1a+b://`
+ * starts at `a`), as the regex's leftmost match was.
+ */
+function schemeStart(text: string): number {
+  let from = 0;
+  for (;;) {
+    const slashes = text.indexOf('://', from);
+    if (slashes === -1) return -1;
+    let start = slashes;
+    while (start > 0 && SCHEME_TAIL.test(text[start - 1]!)) start--;
+    // The leftmost letter of the run: the scheme starts there (digits, `+`, `-`, `.` may not lead).
+    while (start < slashes && !LETTER.test(text[start]!)) start++;
+    if (start < slashes) return start;
+    from = slashes + 1;
+  }
+}
 
 /**
  * A text given as a URL, as a message may show it: its user name and password (`user:pw@`)
@@ -142,6 +165,6 @@ export function redactUrl(text: string): string {
  * follows a URL in the same text is masked with it); a text without `scheme://` as it is.
  */
 export function redactUrlsIn(text: string): string {
-  const start = text.search(SCHEME_ANYWHERE);
+  const start = schemeStart(text);
   return start === -1 ? text : text.slice(0, start) + redactUrl(text.slice(start));
 }

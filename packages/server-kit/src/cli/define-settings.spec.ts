@@ -233,6 +233,20 @@ describe('defineSettings', () => {
     expect(messageOf(() => SETTINGS.parse(raw))).toBe(message);
   });
 
+  // Review of round L: `mpd worker --id <100,000 characters>` echoed it all (after 20 s of redacting).
+  it('echoes at most 200 characters of a refused text, then its length', () => {
+    const long = 'a'.repeat(100_000);
+    expect(messageOf(() => SETTINGS.parse({ port: long }))).toBe(
+      `Invalid setting --port (DS_PORT): must be an integer, got "${'a'.repeat(200)}…" (100000 characters)`,
+    );
+    expect(messageOf(() => SETTINGS.parse({ env: [`A=${long}`, long] }))).toBe(
+      `Invalid setting --env (DS_ENV): must be NAME=VALUE, got "${'a'.repeat(200)}…" (100000 characters)`,
+    );
+    expect(messageOf(() => SETTINGS.parse({ port: 'a'.repeat(200) }))).toBe(
+      `Invalid setting --port (DS_PORT): must be an integer, got "${'a'.repeat(200)}"`,
+    );
+  });
+
   it('shows a URL setting without its user name, password, query or fragment, also when it is no URL; any other text from its scheme:// on', () => {
     const urls = defineSettings({
       server: {

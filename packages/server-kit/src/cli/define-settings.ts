@@ -246,6 +246,25 @@ const shownText = (row: SettingRow, text: unknown): unknown => {
   return Array.isArray(text) ? text.map((entry: unknown) => (typeof entry === 'string' ? redact(entry) : entry)) : text;
 };
 
+/**
+ * How many characters of a refused setting's (redacted) text its message echoes: a longer one
+ * shows its first {@link SHOWN_TEXT_CHARS} and `…`, then its length (`got "aaa…" (100000
+ * characters)`), so a pasted file or a runaway variable does not flood a terminal or CI log.
+ */
+const SHOWN_TEXT_CHARS = 200;
+
+/** `shown` (what {@link shownText} gave) as JSON, each text cut to {@link SHOWN_TEXT_CHARS} and `…`, with its length then. */
+const cappedJson = (shown: unknown): string => {
+  const cap = (text: string): string => (text.length > SHOWN_TEXT_CHARS ? `${text.slice(0, SHOWN_TEXT_CHARS)}…` : text);
+  if (typeof shown === 'string')
+    return shown.length > SHOWN_TEXT_CHARS
+      ? `${JSON.stringify(cap(shown))} (${shown.length} characters)`
+      : JSON.stringify(shown);
+  return JSON.stringify(
+    Array.isArray(shown) ? shown.map((entry) => (typeof entry === 'string' ? cap(entry) : entry)) : shown,
+  );
+};
+
 /** `--port (MPD_PORT)`. */
 const nameOfFlag = (flag: string, env: string): string => `${flag.split(' ')[0]} (${env})`;
 
@@ -421,7 +440,7 @@ export function defineSettings<const Rows extends SettingRows, Settings = Settin
           row.repeatable && typeof index === 'number' ? (texts[key] as unknown[] | undefined)?.[index] : texts[key];
         const shown = row.secret
           ? `${row.repeatable ? 'an entry' : 'a value'} of ${String(text ?? '').length} characters`
-          : JSON.stringify(shownText(row, text ?? ''));
+          : cappedJson(shownText(row, text ?? ''));
         const name = names[key] ?? nameOf(key);
         throw makeError(name, `Invalid setting ${name}: ${message}, got ${shown}`, cause);
       };

@@ -254,6 +254,24 @@ describe('WorkerBlobs.putPacking: the archive uploaded as its module packs it (i
       await close();
     }
   });
+  // Review of round L: the subject (from a module host's channel) was spread into the log line whole.
+  it('names a transfer in its log line by the subject’s module and artifact only, whatever else the subject object carries', async () => {
+    const { blobs, archive, lines, close } = await setUp({ hashRequired: true });
+    try {
+      await writeFile(archive, whole);
+      const forged = { module: 'build', artifact: 'dist', level: 60, msg: 'forged', workerId: 'other', time: 1 };
+      await blobs.put(archive, digestOf(whole), forged);
+      const line: Record<string, unknown> = lines.find((entry) => entry.msg === 'artifact uploaded')!;
+      expect(line).toBeDefined();
+      expect(line.level).toBe(20);
+      expect(line.module).toBe('build');
+      expect(line.artifact).toBe('dist');
+      expect(line).not.toHaveProperty('workerId');
+      expect(lines.some((entry: Record<string, unknown>) => entry.msg === 'forged' || entry.time === 1)).toBe(false);
+    } finally {
+      await close();
+    }
+  });
   it('once the store is known to want uploads by hash, a pack that failed with its archive already removed fails its upload, and the worker does not crash on the archive it never opens', async () => {
     const { root, store, blobs, close } = await setUp({ hashRequired: true });
     const crashes: unknown[] = [];

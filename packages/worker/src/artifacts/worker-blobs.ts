@@ -220,7 +220,12 @@ export class WorkerBlobs implements BlobTransport {
 
   private logUpload({ sha256, size }: Digest, startedAt: number, subject: TransferSubject | undefined): void {
     this.logger?.debug(
-      { ...subject, sha256: sha256.slice(0, LOGGED_SHA256_CHARS), bytes: size, ms: elapsedMs(startedAt) },
+      {
+        ...subjectFields(subject),
+        sha256: sha256.slice(0, LOGGED_SHA256_CHARS),
+        bytes: size,
+        ms: elapsedMs(startedAt),
+      },
       'artifact uploaded',
     );
   }
@@ -234,7 +239,13 @@ export class WorkerBlobs implements BlobTransport {
     endedAt = performance.now(),
   ): void {
     this.logger?.debug(
-      { ...subject, sha256: sha256.slice(0, LOGGED_SHA256_CHARS), bytes, ms: elapsedMs(startedAt, endedAt), source },
+      {
+        ...subjectFields(subject),
+        sha256: sha256.slice(0, LOGGED_SHA256_CHARS),
+        bytes,
+        ms: elapsedMs(startedAt, endedAt),
+        source,
+      },
       source === 'cache' ? 'artifact read from the cache' : 'artifact downloaded',
     );
   }
@@ -249,6 +260,18 @@ type TransferSource = 'cache' | 'store' | 'broadcast';
 
 /** How many hex digits of a blob's SHA-256 its log lines give (as git's short hashes, enough to tell blobs apart). */
 export const LOGGED_SHA256_CHARS = 12;
+
+/**
+ * A transfer's subject as its log line's fields, named one by one: `module` and `artifact` or
+ * `result`, nothing else a caller's object carries (a module host's subject came over its
+ * channel: spread whole, it could set the line's `level`, `workerId` or `msg`; review of round L).
+ */
+function subjectFields(subject: TransferSubject | undefined): Record<string, string> {
+  if (subject === undefined) return {};
+  return 'artifact' in subject
+    ? { module: subject.module, artifact: subject.artifact }
+    : { module: subject.module, result: subject.result };
+}
 
 /** Milliseconds from `startedAt` to `endedAt` (`performance.now()` times), to 0.1 ms. */
 function elapsedMs(startedAt: number, endedAt = performance.now()): number {

@@ -76,6 +76,51 @@ describe('fromHostProblem', () => {
       'artifact-call with a subject of no module',
       { type: 'artifact-call', executionId: 'e', callId: 1, op: 'put', path: '/p', subject: { artifact: 'dist' } },
     ],
+    // Review of round L: a subject's keys went into the worker's log line as they were.
+    [
+      'artifact-call with a subject of a key more (level)',
+      {
+        type: 'artifact-call',
+        executionId: 'e',
+        callId: 1,
+        op: 'put',
+        path: '/p',
+        subject: { module: 'build', artifact: 'dist', level: 60 },
+      },
+    ],
+    [
+      'artifact-call with a subject of both artifact and result',
+      {
+        type: 'artifact-call',
+        executionId: 'e',
+        callId: 1,
+        op: 'put',
+        path: '/p',
+        subject: { module: 'build', artifact: 'dist', result: 'build' },
+      },
+    ],
+    [
+      'artifact-call with an artifact name longer than an artifact name may be',
+      {
+        type: 'artifact-call',
+        executionId: 'e',
+        callId: 1,
+        op: 'put',
+        path: '/p',
+        subject: { module: 'build', artifact: 'a'.repeat(129) },
+      },
+    ],
+    [
+      'artifact-call with a module name longer than a module name may be',
+      {
+        type: 'artifact-call',
+        executionId: 'e',
+        callId: 1,
+        op: 'checkOut',
+        sha256: 'a',
+        subject: { module: 'm'.repeat(129), result: 'build' },
+      },
+    ],
     [
       'artifact-call with a callId not a count',
       { type: 'artifact-call', executionId: 'e', callId: '1', op: 'follow', sha256: 'a' },

@@ -1,3 +1,5 @@
+import { LIMITS } from '@mpd/contract/limits';
+
 /**
  * The shape check of every message a module host sends the worker (`FromHost`, `host-protocol.ts`), made before
  * the worker acts on it: the host's channel is a pipe a module's code can write on too
@@ -14,9 +16,24 @@ const isString = (value: unknown): value is string => typeof value === 'string';
 const isDigest = (value: unknown): boolean => isRecord(value) && isString(value.sha256) && isCount(value.size);
 const isThrown = (value: unknown): boolean =>
   isRecord(value) && isString(value.message) && isString(value.type) && (value.stack === null || isString(value.stack));
-/** A `TransferSubject`: the module, and the artifact's name or the module whose result it is. */
-const isSubject = (value: unknown): boolean =>
-  isRecord(value) && isString(value.module) && isString(value.artifact) !== isString(value.result);
+const isStringUpTo = (value: unknown, maxLength: number): boolean => isString(value) && value.length <= maxLength;
+const SUBJECT_KEYS: ReadonlySet<string> = new Set(['module', 'artifact', 'result']);
+/**
+ * A `TransferSubject`: the module, and the artifact's name or the module whose result it is; no
+ * other key (the worker's log line of the transfer names these, so a host could otherwise set
+ * that line's `level`, `workerId` or `msg`: review of round L), each within the contract's
+ * bounds (`LIMITS.moduleName`, `LIMITS.artifact.name`).
+ */
+const isSubject = (value: unknown): boolean => {
+  if (!isRecord(value)) return false;
+  for (const key in value) if (!SUBJECT_KEYS.has(key)) return false;
+  return (
+    isStringUpTo(value.module, LIMITS.moduleName.maxLength) &&
+    (value.artifact === undefined) !== (value.result === undefined) &&
+    optional(value.artifact, (name) => isStringUpTo(name, LIMITS.artifact.name.maxLength)) &&
+    optional(value.result, (name) => isStringUpTo(name, LIMITS.moduleName.maxLength))
+  );
+};
 const LEVELS: ReadonlySet<unknown> = new Set(['debug', 'info', 'warn', 'error']);
 const isLogLine = (value: unknown): boolean =>
   isRecord(value) && LEVELS.has(value.level) && isString(value.message) && optional(value.fields, isRecord);
@@ -24,7 +41,8 @@ const isLogLine = (value: unknown): boolean =>
 /**
  * Whether `message` (a parsed line of a host's channel) is a `FromHost` message: `undefined`
  * when it is, else what is wrong with it (a short phrase naming its type or field, for the
- * execution's error message). Extra fields are let through (the host's own messages have none).
+ * execution's error message). Extra fields are let through (the host's own messages have none),
+ * but in an artifact call's `subject`.
  */
 export function fromHostProblem(message: unknown): string | undefined {
   if (!isRecord(message))

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { DEFAULT_MAX_RESULT_BYTES } from '@mpd/contract';
 import { loadPipelineFile, type Pipeline } from '@mpd/pipeline';
 import { fingerprintAsTsxLoads } from '@mpd/test-kit';
+import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactClient } from '@mpd/client';
 import pino from 'pino';
@@ -891,6 +892,33 @@ describe('modules in module hosts', () => {
       }
     },
   );
+
+  // Review of round L: the log line's module was what the host said it was.
+  it("the worker's debug line of a host's artifact call names the module the execution runs, not the one the call's subject names", async () => {
+    const store = await startBlobServer(join(dir, 'forged-store'));
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const lines: Array<Record<string, unknown>> = [];
+      const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+      const cacheDir = join(dir, 'cache-forged');
+      const transport = new WorkerBlobs(client, { dir: cacheDir, maxBytes: 10 * 1024 * 1024, logger });
+      const on = executor({ artifacts: { transport, scratchDir: join(cacheDir, '.scratch') } });
+      const ref = { name: 'good', sha256: store.sha256, size: store.size, files: 2 };
+      const answer = resultOf(
+        await within(run(on, 'forged-subject', { params: { ref, dir: 'forged/dest' } }), 15_000, 'no answer'),
+      );
+      expect(answer).toEqual({ files: 2 });
+      const transfers = () => lines.filter((line) => String(line.msg).startsWith('artifact '));
+      await expect.poll(() => transfers().length, { timeout: 10_000 }).toBe(2);
+      expect(transfers().map(({ module, artifact }) => ({ module, artifact }))).toEqual([
+        { module: 'forged-subject', artifact: 'good' },
+        { module: 'forged-subject', artifact: 'good' },
+      ]);
+    } finally {
+      await client.close();
+      await store.close();
+    }
+  });
 
   it('ctx.artifacts.download in a host ends with its attempt: cancelled while the store holds the bytes back, the answer comes at once, and nothing lands in the destination, even once they come', async () => {
     let release!: () => void;

@@ -164,7 +164,8 @@ export class ModuleHost {
   private channelOpen: boolean;
   /** Set once a line on the channel was not a message: nothing more the host says is taken. */
   private channelBroken = false;
-  private running: { executionId: string; end: (end: HostEnd) => void } | undefined;
+  /** The execution the host runs: its id, its module's name (the `module` of its transfers' log lines), and how it ends. */
+  private running: { executionId: string; moduleName: string; end: (end: HostEnd) => void } | undefined;
   /**
    * The last execution's sink: lines written after it ended and before the next execution starts
    * still belong to it (and to its secrets); a process it left behind that writes later, while the
@@ -399,12 +400,19 @@ export class ModuleHost {
       });
       return;
     }
+    // The module is the one this worker runs on the host, not what the host says it is.
+    const subject: TransferSubject | undefined =
+      call.subject === undefined
+        ? undefined
+        : 'artifact' in call.subject
+          ? { module: this.running.moduleName, artifact: call.subject.artifact }
+          : { module: this.running.moduleName, result: call.subject.result };
     if (call.op === 'putPacking') {
       if (!transport.putPacking) {
         answer({ ok: false, message: 'this worker cannot upload an archive as it is packed' });
         return;
       }
-      const { follower, stored } = transport.putPacking(call.path, call.subject);
+      const { follower, stored } = transport.putPacking(call.path, subject);
       this.packs.set(call.callId, follower);
       stored.then(
         (value) => answer({ ok: true, value }),
@@ -414,10 +422,10 @@ export class ModuleHost {
     }
     const moved =
       call.op === 'put'
-        ? transport.put(call.path, call.digest, call.subject)
+        ? transport.put(call.path, call.digest, subject)
         : call.op === 'checkOut'
-          ? transport.checkOut(call.sha256, call.subject)
-          : this.follow(transport, call.callId, call.sha256, call.subject);
+          ? transport.checkOut(call.sha256, subject)
+          : this.follow(transport, call.callId, call.sha256, subject);
     moved.then(
       (value) => answer({ ok: true, value }),
       (error: unknown) => answer({ ok: false, message: error instanceof Error ? error.message : String(error) }),
@@ -493,7 +501,7 @@ export class ModuleHost {
         });
         return;
       }
-      this.running = { executionId: message.executionId, end };
+      this.running = { executionId: message.executionId, moduleName: message.moduleName, end };
       this.keepAlive(true);
       // Written out, not `{ ...message, leaseEndsAt }`: on Node 20 (V8 11.3) a spread followed by
       // more fields makes a new hidden class per call (issue 14, round L).
