@@ -14,7 +14,6 @@ import { fingerprintAsTsxLoads } from '@mpd/test-kit';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ArtifactClient } from '@mpd/client';
-import pino from 'pino';
 import { hostedExecutor, resultOf, running, startedOutcome } from '../../test/hosted-executors.js';
 import { startBlobServer, startHostileBlobServer, within } from '../../test/hostile-blob-server.js';
 import type { Digest, PackFollower } from '../artifacts/module-artifacts.js';
