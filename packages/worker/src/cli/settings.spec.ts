@@ -243,7 +243,7 @@ describe('createCommand + parseSettings', () => {
     [
       ['--endpoint', 'http://w1:9000/api?x='],
       {},
-      `Invalid setting --endpoint (MPD_ENDPOINT): ${WORKER_ENDPOINT_RULE}, got "http://w1:9000/api?x="`,
+      `Invalid setting --endpoint (MPD_ENDPOINT): ${WORKER_ENDPOINT_RULE}, got "http://w1:9000/api?…"`,
     ],
     [
       ['--id', 'my worker'],

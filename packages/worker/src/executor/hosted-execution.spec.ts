@@ -878,6 +878,9 @@ describe('modules in module hosts', () => {
             ),
           );
           expect(answer).toEqual({ files: 2 });
+          // The cache keeps the blob once its file is written, which may come after the answer
+          // on a loaded machine (the second download then went to the store).
+          await expect.poll(() => transport.cache.has(store.sha256), { timeout: 10_000 }).toBe(true);
         }
         // A download, then the cache: each line says whose and which.
         const transfers = lines.filter((line) => String(line.msg).startsWith('artifact '));
