@@ -13,34 +13,37 @@ const { version } = JSON.parse(readFileSync(new URL('../package.json', import.me
 afterAll(killLeftovers);
 
 describe('mpd', () => {
+  // The processes of a test are started together, not one after another: each is a process
+  // start, seconds on a loaded machine, and in turn they ran past the test's 20 s there.
   it('--version and -V print the version of @mpd/cli', async () => {
-    for (const flag of ['--version', '-V']) {
-      const run = mpd([flag]);
+    for (const run of ['--version', '-V'].map((flag) => mpd([flag]))) {
       expect(await run.exited).toBe(0);
       expect(run.stdout()).toBe(`${version}\n`);
     }
   });
 
   it('help and --help list the commands on stdout; no command at all shows it on stderr and exits 2', async () => {
-    for (const args of [['help'], ['--help']]) {
-      const run = mpd(args);
+    const runs = [['help'], ['--help']].map((args) => mpd(args));
+    const bare = mpd([]);
+    for (const run of runs) {
       expect(await run.exited).toBe(0);
       expect(run.stdout()).toMatch(/^Usage: mpd <command>/);
       expect(run.stdout()).toMatch(/^ {2}orchestrator +serve the worker registry/m);
       expect(run.stdout()).toMatch(/^ {2}worker +run a worker/m);
     }
-    const bare = mpd([]);
     expect(await bare.exited).toBe(2);
     expect(bare.stdout()).toBe('');
     expect(bare.stderr()).toMatch(/^Usage: mpd <command>/);
   });
 
   it('worker --help and help worker show the worker command under its mpd name', async () => {
-    for (const args of [
+    const runs = [
       ['worker', '--help'],
       ['help', 'worker'],
-    ]) {
-      const run = mpd(args);
+    ].map((args) => mpd(args));
+    const bad = mpd(['worker', '--bogus']);
+    const orchestrator = mpd(['orchestrator', '--help']);
+    for (const run of runs) {
       expect(await run.exited).toBe(0);
       expect(run.stdout()).toMatch(/^Usage: mpd worker \[options\]/);
       expect(run.stdout()).toContain('--orchestrator');
@@ -49,12 +52,10 @@ describe('mpd', () => {
       expect(run.stdout()).toMatch(/Exit codes: 0 .*3 replaced .*130 /s);
     }
     // A bad flag: the error and a one-line hint, not the whole help.
-    const bad = mpd(['worker', '--bogus']);
     expect(await bad.exited).toBe(2);
     expect(bad.stderr()).toContain("error: unknown option '--bogus'");
     expect(bad.stderr()).toContain('(mpd worker --help lists the flags)');
     expect(bad.stderr()).not.toContain('Options:');
-    const orchestrator = mpd(['orchestrator', '--help']);
     expect(await orchestrator.exited).toBe(0);
     expect(orchestrator.stdout()).toMatch(/^Usage: mpd orchestrator \[options\]/);
   });
@@ -71,8 +72,9 @@ describe('mpd', () => {
       { args: ['-ts3cret', 'worker'], message: 'mpd: unknown option "-t" before a command' },
       { args: ['help', 'worke'], message: 'mpd: no help for unknown command "worke"' },
     ];
-    for (const { args, message } of cases) {
-      const run = mpd(args);
+    const runs = cases.map(({ args }) => mpd(args));
+    for (const [index, { message }] of cases.entries()) {
+      const run = runs[index]!;
       expect(await run.exited).toBe(2);
       expect(run.stdout()).toBe('');
       expect(run.stderr()).toContain(message);

@@ -92,9 +92,14 @@ describe('mpd-orchestrator CLI', () => {
     const join = 'join-flag-value-0123456789';
     const admin = 'admin-flag-value-0123456789';
     const secret = 'secret-env-flag-value-4711';
+    // The three started together: each is a process start, seconds on a loaded machine (one
+    // after the other, they ran past the test's 20 s there).
     const run = cli(['--port', '0', '--host', '127.0.0.1', `--join-token=${join}`, '--admin-token', admin], {
       MPD_SECRET_ENV: `FROM_ENV=${secret}`,
     });
+    // --secret-env NAME=VALUE carries a value; NAME alone (the orchestrator's own variable) does not.
+    const env = cli(['--port', '0', '--host', '127.0.0.1', '--secret-env', `A=${secret}`, '--secret-env', 'B']);
+    const quiet = cli(['--port', '0', '--host', '127.0.0.1', '--secret-env', 'B'], { MPD_JOIN_TOKEN: join });
     await run.firstLine();
     expect((await run.stop('SIGTERM')).code).toBe(0);
     // Picked by their fields, not by the level's spelling (a number or a name).
@@ -114,8 +119,6 @@ describe('mpd-orchestrator CLI', () => {
     expect(warnings.every((log) => [40, 'warn'].includes(log.level))).toBe(true);
     for (const value of [join, admin, secret]) expect(run.output()).not.toContain(value);
 
-    // --secret-env NAME=VALUE carries a value; NAME alone (the orchestrator's own variable) does not.
-    const env = cli(['--port', '0', '--host', '127.0.0.1', '--secret-env', `A=${secret}`, '--secret-env', 'B']);
     await env.firstLine();
     expect((await env.stop('SIGTERM')).code).toBe(0);
     expect(env.stderrLogs().filter((log) => 'flag' in log)).toEqual([
@@ -126,7 +129,6 @@ describe('mpd-orchestrator CLI', () => {
       }),
     ]);
     expect(env.output()).not.toContain(secret);
-    const quiet = cli(['--port', '0', '--host', '127.0.0.1', '--secret-env', 'B'], { MPD_JOIN_TOKEN: join });
     await quiet.firstLine();
     expect((await quiet.stop('SIGTERM')).code).toBe(0);
     expect(quiet.stderrLogs().filter((log) => 'flag' in log)).toEqual([]);

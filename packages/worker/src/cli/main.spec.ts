@@ -91,7 +91,10 @@ describe('mpd-worker CLI', () => {
   it('warns once per token given as a flag, naming the flag and its variable, never the value', async () => {
     const join = 'join-flag-value-0123456789';
     const token = 'worker-flag-value-0123456789';
+    // Both started together: each is a process start, seconds on a loaded machine (one after
+    // the other, they ran past the test's 20 s there).
     const run = cli(['--port', '0', '--host', '127.0.0.1', '--join-token', join, `--token=${token}`]);
+    const quiet = cli(['--port', '0', '--host', '127.0.0.1'], { MPD_JOIN_TOKEN: join, MPD_WORKER_TOKEN: token });
     await run.firstLine();
     expect((await run.stop('SIGTERM')).code).toBe(0);
     // Picked by their fields, not by the level's spelling (a number or a name).
@@ -113,7 +116,6 @@ describe('mpd-worker CLI', () => {
     expect(warnings.every((log) => [40, 'warn'].includes(log.level))).toBe(true);
     for (const value of [join, token]) expect(run.output()).not.toContain(value);
 
-    const quiet = cli(['--port', '0', '--host', '127.0.0.1'], { MPD_JOIN_TOKEN: join, MPD_WORKER_TOKEN: token });
     await quiet.firstLine();
     expect((await quiet.stop('SIGTERM')).code).toBe(0);
     expect(quiet.stderr()).not.toContain('command line');
