@@ -232,10 +232,14 @@ describe("ctx.spawn's piped stream has two readers (the module's output and the 
     try {
       const child = spawn(process.execPath, ['-e', WRITE_BLOCKS, '128'], { stdio: ['ignore', 'pipe', 'ignore'] });
       const read = readAll(child);
-      // 8 MiB: the command has it written well within a second unless its stream waits.
+      // Full first (the command's first 256 KiB: a process start, seconds on a loaded machine;
+      // the test's timeout bounds it), then 8 MiB: the command has it written well within a
+      // second unless its stream waits. That second only decides whether the old bug shows; the
+      // stream waits however long the test looks.
+      await until(() => state === 'full', 15_000);
+      expect(state).toBe('full');
       await until(() => givenWhileFull > 1024 * 1024, 1_000);
       // Before the fix, the module's reads resumed the stream: 7.75 MiB went on while full.
-      expect(state).toBe('full');
       expect(givenWhileFull).toBeLessThan(256 * 1024);
       state = 'released';
       release();
