@@ -389,10 +389,13 @@ describe('ctx.artifacts', () => {
         scratchDir: join(root, 'scratch'),
       }).api;
       const ref = { name: 'hostile', sha256: store.sha256, size: store.size, files: 3 };
-      await expect(within(artifacts.download(ref, 'out/dest'), 5_000, 'no answer')).rejects.toThrow(
+      // The store never sends the archive's end: a download that waited for it would never end,
+      // so any deadline tells the two apart. 15 s each rather than 5: a loaded machine (two suites
+      // side by side, load 20-40) took longer than 5 s to read 512 KiB and refuse the entry.
+      await expect(within(artifacts.download(ref, 'out/dest'), 15_000, 'no answer')).rejects.toThrow(
         /the archive is refused, nothing was extracted: "..\/evil.txt" has a .. segment/,
       );
-      await within(store.connectionClosed, 5_000, 'the GET was not abandoned');
+      await within(store.connectionClosed, 15_000, 'the GET was not abandoned');
       expect(await readdir(join(work, 'out'))).toEqual([]); // neither `dest` nor its staging directory
       expect(cache.has(store.sha256)).toBe(false);
       expect((await readdir(join(root, 'cache'))).filter((name) => name !== '.checkouts')).toEqual([]);
@@ -403,7 +406,7 @@ describe('ctx.artifacts', () => {
       await client.close();
       await store.close();
     }
-  });
+  }, 40_000);
 
   it('entryProblem: allows files, directories and links that stay inside; refuses the rest', () => {
     const dest = '/work/dest';
