@@ -37,10 +37,14 @@ describe('modules that crash their process (issue 10, case 9)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'mpd-isolation-crashes-'));
     const report = join(dir, 'report.json');
     const ledger = join(dir, 'ledger.jsonl');
+    // A heartbeat timeout of 30 s: no worker is lost here, and a short lease only ends the crash
+    // modules' runs on a loaded machine (a host kills its module when the lease the worker
+    // passes on ends unrenewed: with 3 s, the out-of-memory module was killed as its lease ended
+    // rather than failing as out of memory, with two suites side by side at load 20-40).
     const orchestrator = spawnProcess({
       script: cliOf('orchestrator'),
       args: [
-        ...['--port', '0', '--host', '127.0.0.1', '--heartbeat-interval', '1', '--heartbeat-timeout', '3'],
+        ...['--port', '0', '--host', '127.0.0.1', '--heartbeat-interval', '1', '--heartbeat-timeout', '30'],
         ...['--pipeline', PIPELINE, '--report', report, '--secret-env', `SECRET=${SECRET}`],
       ],
       cleanEnv: true,
