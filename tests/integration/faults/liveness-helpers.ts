@@ -3,6 +3,7 @@
  * `fixtures/liveness.pipeline.ts` keeps, and the CLIs started as real processes.
  */
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -78,4 +79,59 @@ export function startCli(
     cleanEnv: true,
     env: { MPD_LOG_LEVEL: 'info', MPD_JOIN_TOKEN: JOIN },
   });
+}
+
+/** A door on 127.0.0.1 to an HTTP server, shut until a test opens it (see {@link startGate}). */
+export interface Gate {
+  /** `http://127.0.0.1:<port>`: give it to a process in place of the server's URL. */
+  url: string;
+  /** Lets every connection through to the server: those waiting (their bytes as they came), and any later one at once. */
+  open(): void;
+  /** Closes the door and every connection through it. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a {@link Gate} to `target` (`http://host:port`): a TCP door that accepts connections
+ * and holds their bytes until {@link Gate.open}, then joins each to a connection of its own to
+ * `target`. A process started early, whose first call must not arrive before a moment the test
+ * chooses (a replacement worker's registration, started before the freeze it follows, as a
+ * process start takes seconds on a loaded machine).
+ */
+export async function startGate(target: string): Promise<Gate> {
+  const { hostname, port } = new URL(target);
+  const sockets = new Set<Socket>();
+  const waiting: Socket[] = [];
+  let opened = false;
+  const track = (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+  };
+  const join = (socket: Socket) => {
+    const upstream = connect(Number(port), hostname);
+    track(upstream);
+    upstream.on('close', () => socket.destroy());
+    socket.on('close', () => upstream.destroy());
+    socket.pipe(upstream);
+    upstream.pipe(socket);
+  };
+  const server = createServer((socket) => {
+    track(socket);
+    if (opened) return join(socket);
+    socket.pause();
+    waiting.push(socket);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    open() {
+      opened = true;
+      for (const socket of waiting.splice(0)) if (!socket.destroyed) join(socket);
+    },
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
 }

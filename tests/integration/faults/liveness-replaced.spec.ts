@@ -8,7 +8,7 @@
  * heartbeat and exits 3, without unregistering its successor. Real processes; the module keeps
  * a ledger (a tick every 200 ms).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { killLeftovers, type RunningProcess } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -20,21 +20,32 @@ import {
   readReport,
   scratchDirectory,
   startCli,
+  startGate,
+  type Gate,
   waitForExecutions,
 } from './liveness-helpers.js';
 
-afterEach(killLeftovers);
+let gate: Gate | undefined;
+afterEach(async () => {
+  killLeftovers();
+  await gate?.close();
+  gate = undefined;
+});
 
 /** The heartbeat timeout (s): the old process's lease ends at most this long after its freeze. */
 const TIMEOUT_S = 8;
 /** The heartbeat interval (s). */
 const INTERVAL_S = 1;
-/** How long the module runs (ms): the frozen process's run would still be going when its lease ends. */
-const WORK_MS = 15_000;
+/**
+ * How long the module runs at most (ms): the frozen process's run would still be going when its
+ * lease ends. The replacement's run ends sooner, when the test writes the run's `DONE_FILE`.
+ */
+const WORK_MS = 60_000;
 
 describe('a worker replaced under its id (case 6)', () => {
   it('runs the frozen process’s module again once its lease has ended, never beside it; thawed, the old process exits 3', async () => {
     const { dir, ledger, report } = scratchDirectory();
+    const doneFile = join(dir, 'done');
     const orchestrator = startCli('orchestrator', [
       ...[
         '--port',
@@ -47,15 +58,15 @@ describe('a worker replaced under its id (case 6)', () => {
         String(TIMEOUT_S),
       ],
       ...['--pipeline', LIVENESS_PIPELINE, '--report', report],
-      ...['--env', `LEDGER=${ledger}`, '--env', `WORK_MS=${WORK_MS}`],
+      ...['--env', `LEDGER=${ledger}`, '--env', `WORK_MS=${WORK_MS}`, '--env', `DONE_FILE=${doneFile}`],
     ]);
     const url = await orchestrator.listeningUrl();
     const credentialFile = join(dir, 'credential');
-    const workerArgs = [
-      ...['--port', '0', '--host', '127.0.0.1', '--orchestrator', url, '--id', 'liveness-6'],
+    const workerArgs = (orchestratorUrl: string) => [
+      ...['--port', '0', '--host', '127.0.0.1', '--orchestrator', orchestratorUrl, '--id', 'liveness-6'],
       ...['--credential-file', credentialFile, '--pipeline', LIVENESS_PIPELINE, '--slots', '1'],
     ];
-    const old = startCli('worker', workerArgs);
+    const old = startCli('worker', workerArgs(url));
     await old.listeningUrl();
     await expect
       .poll(() => readLedger(ledger).some((record) => record.event === 'started'), {
@@ -83,12 +94,20 @@ describe('a worker replaced under its id (case 6)', () => {
         message: 'the first process to have written its credential file',
       })
       .toBe(true);
+    // The replacement started before the freeze (it reads the credential file at its start),
+    // its calls held at a gate until then: started after the freeze, its start (seconds on a
+    // loaded machine) outlasted the old process's lease, which then ended by missed heartbeats
+    // before any replacement registered (another case).
+    gate = await startGate(url);
+    const replacement: RunningProcess = startCli('worker', workerArgs(gate.url));
+    await replacement.listeningUrl();
     old.child.kill('SIGSTOP');
     const frozenAt = Date.now();
-
-    const replacement: RunningProcess = startCli('worker', workerArgs);
-    await replacement.listeningUrl();
+    gate.open();
     await waitForExecutions(ledger, 2, (TIMEOUT_S + 15) * 1000, 'the module to run again on the replacement');
+    // The replacement's run may end now (the old one was killed when its lease ended, or the
+    // ledger shows otherwise below).
+    writeFileSync(doneFile, '');
 
     // Thawed: its first heartbeat answers 409 WorkerReplaced.
     old.child.kill('SIGCONT');
