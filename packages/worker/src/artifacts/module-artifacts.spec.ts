@@ -159,15 +159,16 @@ describe('ctx.artifacts', () => {
       (await readdir(join(stoppedWork, 'in'), { recursive: true, withFileTypes: true })).filter((entry) =>
         entry.isFile(),
       );
-    const deadline = Date.now() + 3_000;
+    const deadline = Date.now() + 10_000;
     while ((await staged()).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     expect((await staged()).length).toBeGreaterThan(0);
 
+    // Ended by the stop, not by the bytes: they are held until `release()`, below, so a download
+    // that waited for them would not end at all. Hence 10 s rather than 3, and no bound on the
+    // milliseconds the stop took (it was < 1 s): wall-clock bounds a loaded machine can miss.
     const reason = new Error('Module timed out after 120ms');
-    const abortedAt = Date.now();
     stop.abort(reason);
-    await expect(within(download, 3_000, 'the download went on after the stop')).rejects.toBe(reason);
-    expect(Date.now() - abortedAt).toBeLessThan(1_000);
+    await expect(within(download, 10_000, 'the download went on after the stop')).rejects.toBe(reason);
     expect(await readdir(join(stoppedWork, 'in'))).toEqual([]); // neither `restored` nor its staging directory
 
     release();
@@ -180,7 +181,7 @@ describe('ctx.artifacts', () => {
     // Stopped before it starts: rejects with the reason, asks the store for nothing.
     await expect(stopped.download(ref, 'late')).rejects.toBe(reason);
     expect(await readdir(stoppedWork)).toEqual(['in']);
-  }, 15_000);
+  }, 40_000);
 
   it('the end with no call running resolves; an upload or a download started after it (code the module left running) rejects at once, writing nothing', async () => {
     const { root, work, transport } = await setUp();
