@@ -327,9 +327,11 @@ describe('the CLIs with TLS', () => {
       MPD_TLS_CLIENT_KEY: 'client.key',
       MPD_JOIN_TOKEN: JOIN,
     };
+    // A heartbeat timeout of 30 s: no worker is to be lost here, and a 2 s lease is one a loaded
+    // machine misses (beside another suite, at load 30, this test ran past its 60 s with it).
     const orchestrator = cli(
       'orchestrator',
-      ['--port', '0', '--host', '127.0.0.1', '--heartbeat-interval', '0.2', '--heartbeat-timeout', '2'],
+      ['--port', '0', '--host', '127.0.0.1', '--heartbeat-interval', '0.2', '--heartbeat-timeout', '30'],
       { ...tlsEnv, MPD_PIPELINE: pipelineFile },
     );
     const url = await orchestrator.listeningUrl();
@@ -343,5 +345,7 @@ describe('the CLIs with TLS', () => {
     expect(await orchestrator.exited).toBe(0);
     expect(orchestrator.stdout()).toMatch(/Pipeline 'tls-cli' Successful/);
     await worker.stop();
-  });
+    // 120 s: two CLIs started in turn and the worker's module hosts, all process starts (43 s at
+    // load 25 with the 30 s lease).
+  }, 120_000);
 });
