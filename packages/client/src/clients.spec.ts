@@ -471,6 +471,9 @@ describe('baseUrl', () => {
     for (const [baseUrl, shown] of [
       ['ftp://u:pw@h/x?token=t', '"ftp://***@h/x?…"'],
       ['u:pw@h', '"***@h"'],
+      // A password holding `/` or `#` (round N: the client's own rule ended the userinfo there and echoed it).
+      ['ftp://u:p/w@h', '"ftp://***@h"'],
+      ['ftp://u:p#w@h/x#frag', '"ftp://***@h/x#…"'],
     ]) {
       for (const create of [
         createWorkerClient,
@@ -526,6 +529,24 @@ describe('transport failures', () => {
     expect((refused as Error).message).toBe(`POST http://127.0.0.1:${port}/api/workers/w1/drain?…: ECONNREFUSED`);
     expect((aborted as Error).message).toBe(`DELETE http://127.0.0.1:${port}/api/workers/w1?…: aborted by the caller`);
     expect(inspect(refused) + inspect(aborted)).not.toContain(incarnation);
+  });
+
+  // Round N: the client's errors named a call by a rule of their own, which ended the userinfo at
+  // the first `/`, `?` or `#` and so echoed a password holding one; now `@mpd/contract`'s `redactUrl`.
+  it('names the call without a password that holds a # or a /', async () => {
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const { port } = probe.address() as AddressInfo;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    for (const password of ['p#ss-word', 'p/ss-word']) {
+      const error = await rejection(
+        worker({ baseUrl: `http://user:${password}@127.0.0.1:${port}`, timeoutMs: 2_000 }).health.get(),
+      );
+      expect(error).toBeInstanceOf(MpdClientError);
+      const named = `GET http://***@127.0.0.1:${port}/api/health: `;
+      expect((error as Error).message.slice(0, named.length)).toBe(named);
+      expect((error as Error).message).not.toContain('ss-word');
+    }
   });
 
   // What happens to a call whose connection was made: the server may have acted on the request.
