@@ -496,6 +496,29 @@ describe('baseUrl', () => {
   });
 });
 
+/** Both ways a call takes its options: directly, and through ts-rest's own client options. */
+const CALL_WAYS = [{}, { overrideClientOptions: {} }] as const;
+
+/**
+ * A worker server that never answers (only an abort ends a call to it) and a client of it:
+ * `execute` sends an execute call with `aborter` and the options `extra` and gives its rejection
+ * to come; `executeArrived` does so and resolves once the server has the request.
+ */
+async function unansweringWorker() {
+  let arrived: () => void = () => undefined;
+  const server = await serve(() => arrived());
+  const client = worker({ baseUrl: server.url });
+  const execute = (aborter: CallAborter, extra: (typeof CALL_WAYS)[number]) =>
+    rejection(client.execution.execute({ body: executeRequest('00:10:00'), aborter, ...extra }));
+  const executeArrived = async (aborter: CallAborter, extra: (typeof CALL_WAYS)[number]) => {
+    const seen = new Promise<void>((resolve) => (arrived = resolve));
+    const call = execute(aborter, extra);
+    await seen;
+    return { call };
+  };
+  return { server, execute, executeArrived };
+}
+
 describe('transport failures', () => {
   it("rejects with 'Unreachable' when nothing listens", async () => {
     // Take a free port, then free it again.
@@ -623,16 +646,10 @@ describe('transport failures', () => {
   });
 
   it("rejects with 'Aborted' when the call's aborter aborts it while it is out, directly and through ts-rest", async () => {
-    let arrived!: () => void;
-    // Never answers: only the abort ends the call.
-    const server = await serve(() => arrived());
-    const client = worker({ baseUrl: server.url });
-    const viaTsRest = { overrideClientOptions: {} };
-    for (const extra of [{}, viaTsRest]) {
+    const { server, executeArrived } = await unansweringWorker();
+    for (const extra of CALL_WAYS) {
       const aborter = new CallAborter();
-      const seen = new Promise<void>((resolve) => (arrived = resolve));
-      const call = rejection(client.execution.execute({ body: executeRequest('00:10:00'), aborter, ...extra }));
-      await seen;
+      const { call } = await executeArrived(aborter, extra);
       aborter.abort();
       expect(await call).toMatchObject({ name: 'MpdClientError', code: 'Aborted' });
       expect(aborter.aborted).toBe(true);
@@ -641,17 +658,11 @@ describe('transport failures', () => {
   });
 
   it('refuses an aborter another call in flight holds (TypeError naming aborter, nothing sent); its abort stops the one call', async () => {
-    let arrived!: () => void;
-    // Never answers: only the abort ends the call.
-    const server = await serve(() => arrived());
-    const client = worker({ baseUrl: server.url });
-    const viaTsRest = { overrideClientOptions: {} };
-    for (const extra of [{}, viaTsRest]) {
+    const { server, execute, executeArrived } = await unansweringWorker();
+    for (const extra of CALL_WAYS) {
       const aborter = new CallAborter();
-      const seen = new Promise<void>((resolve) => (arrived = resolve));
-      const first = rejection(client.execution.execute({ body: executeRequest('00:10:00'), aborter, ...extra }));
-      await seen;
-      const second = await rejection(client.execution.execute({ body: executeRequest('00:10:00'), aborter, ...extra }));
+      const { call: first } = await executeArrived(aborter, extra);
+      const second = await execute(aborter, extra);
       expect(second).toBeInstanceOf(TypeError);
       expect((second as Error).message).toMatch(/^aborter: /);
       aborter.abort();
