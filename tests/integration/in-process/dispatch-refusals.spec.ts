@@ -7,8 +7,8 @@
  */
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { runPipeline, type RunEvent } from '@mpd/orchestrator';
-import { defineModule, definePipeline } from '@mpd/pipeline';
+import { runPipeline, type RunEvent, type RunResult } from '@mpd/orchestrator';
+import { defineModule, definePipeline, type Pipeline } from '@mpd/pipeline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, silent } from '../helpers/cluster.js';
 
@@ -72,6 +72,25 @@ function gate(): { wait: Promise<void>; open: () => void } {
   let open!: () => void;
   const wait = new Promise<void>((resolve) => (open = resolve));
   return { wait, open };
+}
+
+/**
+ * A run of `pipeline` on `orchestrator`'s workers, its modules' output written to the
+ * orchestrator's execution logs; `events`: every event of the run so far.
+ */
+function startRun(
+  orchestrator: Pick<Awaited<ReturnType<Cluster['startOrchestrator']>>, 'registry' | 'executionLogs'>,
+  pipeline: Pipeline,
+): { events: RunEvent[]; running: Promise<RunResult> } {
+  const events: RunEvent[] = [];
+  const running = runPipeline({
+    pipeline,
+    registry: orchestrator.registry,
+    executionLogs: orchestrator.executionLogs,
+    logger: silent,
+    onEvent: (event) => events.push(event),
+  });
+  return { events, running };
 }
 
 /**
@@ -151,14 +170,7 @@ describe('a re-send refused after an earlier call of the same attempt failed on 
       workerUrl = one.url;
       await one.link!.registered();
 
-      const events: RunEvent[] = [];
-      const running = runPipeline({
-        pipeline,
-        registry: orchestrator.registry,
-        executionLogs: orchestrator.executionLogs,
-        logger: silent,
-        onEvent: (event) => events.push(event),
-      });
+      const { events, running } = startRun(orchestrator, pipeline);
       await started.wait;
       // A second worker with room, where a re-queued module would go at once.
       const two = await cluster.startWorker({ id: 'w-two', pipeline });
@@ -304,14 +316,7 @@ describe("a gateway's page to a FIRST call it passed on to the worker (review R1
     await one.link!.registered();
     const two = await cluster.startWorker({ id: 'w-two', pipeline });
     await two.link!.registered();
-    const events: RunEvent[] = [];
-    const running = runPipeline({
-      pipeline,
-      registry: orchestrator.registry,
-      executionLogs: orchestrator.executionLogs,
-      logger: silent,
-      onEvent: (event) => events.push(event),
-    });
+    const { events, running } = startRun(orchestrator, pipeline);
     await expect.poll(() => events.some((event) => event.type === 'attempt-lost'), { timeout: 20_000 }).toBe(true);
     // Five heartbeats of w-one after the loss (each lists the execution it still runs): the old
     // code had started the module on w-two at once, the answer taken for "ran nothing".
