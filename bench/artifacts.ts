@@ -45,7 +45,8 @@ import type { RunTimings } from './servers/orchestrator.js';
 import { ARTIFACT_FILE, writeBenchFile } from './lib/bench-file.js';
 import { BenchProcess, benchPath, startBenchOrchestrator, startWorkerCli } from './lib/processes.js';
 import { type Row, rowsOf } from './lib/report.js';
-import { childPids, dirtyBytes, MB, RssSampler, type RssFigures, TIMELINE_BUCKET_MS } from './lib/rss.js';
+import { dirtyBytes, MB, RssSampler, type RssFigures, TIMELINE_BUCKET_MS } from './lib/rss.js';
+import { liveChildren } from './lib/proc-times.js';
 import { median } from './lib/stats.js';
 import { reportedBytes, stealMs } from './lib/memory.js';
 
@@ -247,9 +248,9 @@ async function mpdTransfer(
     const sampler = new RssSampler({
       orchestrator: () => [orchestrator.pid],
       'worker A': () => [a.pid],
-      'module host on A': () => childPids(a.pid),
+      'module host on A': () => liveChildren(a.pid),
       'worker B': () => [b.pid],
-      'module host on B': () => childPids(b.pid),
+      'module host on B': () => liveChildren(b.pid),
     }).start();
     const settleMs = await settle(config.settleTimeoutMs);
     const sampledFrom = Date.now();

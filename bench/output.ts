@@ -30,7 +30,8 @@ import type { RunTimings } from './servers/orchestrator.js';
 import { outputLine } from './lib/output-lines.js';
 import { BenchProcess, benchPath, processCpuMs, startBenchOrchestrator, startWorkerCli } from './lib/processes.js';
 import { type Row, rowsOf } from './lib/report.js';
-import { childPids, MB, RssSampler, type RssFigures } from './lib/rss.js';
+import { MB, RssSampler, type RssFigures } from './lib/rss.js';
+import { liveChildren } from './lib/proc-times.js';
 import { median } from './lib/stats.js';
 
 export interface OutputConfig {
@@ -118,7 +119,7 @@ export async function outputBench(config: OutputConfig): Promise<{ rows: Row[]; 
         : {}),
     });
     await worker.listeningUrl(60_000);
-    const hostPids = (): number[] => childPids(worker!.pid);
+    const hostPids = (): number[] => liveChildren(worker!.pid);
     const once = async (category: 'loud' | 'quiet' | 'inherit' | 'read'): Promise<OutputRun> => {
       const sampler = new RssSampler({
         orchestrator: () => [orchestrator.pid],

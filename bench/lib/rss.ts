@@ -1,23 +1,12 @@
 /** Resident set sizes read from /proc while a benchmark runs (Linux; elsewhere every figure is NaN). */
 import { readFileSync } from 'node:fs';
+import { processCpuMs } from './proc-times.js';
 
 /** The RSS of process `pid` now (VmRSS), bytes; 0 when it is gone or /proc cannot be read. */
 export function rssBytes(pid: number): number {
   try {
     const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return match ? Number(match[1]) * 1024 : 0;
-  } catch {
-    return 0;
-  }
-}
-
-/** The CPU time (user + system) process `pid` used so far, ms; 0 when it is gone (Linux clock ticks of 10 ms). */
-export function cpuMs(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command's parenthesised name (which may hold spaces): utime, stime are the 12th and 13th.
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) * 10;
   } catch {
     return 0;
   }
@@ -33,15 +22,6 @@ export function writeBytes(pid: number): number {
     return match ? Number(match[1]) : 0;
   } catch {
     return 0;
-  }
-}
-
-/** The ids of the live child processes of `pid` (a worker's module hosts). */
-export function childPids(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
-  } catch {
-    return [];
   }
 }
 
@@ -69,7 +49,8 @@ export const TIMELINE_BUCKET_MS = 250;
 
 /**
  * Samples the summed RSS of groups of processes every `intervalMs` (each group's pids are
- * asked for at every sample, so that module hosts started meanwhile are counted).
+ * asked for at every sample, so that module hosts started meanwhile are counted: a worker's are
+ * `liveChildren(worker.pid)` of `proc-times.ts`, whichever of its threads started them).
  */
 export class RssSampler {
   private readonly figures = new Map<string, { first: number; peak: number }>();
@@ -128,7 +109,9 @@ export class RssSampler {
         if (bytes > from) written.total += bytes - from;
       }
       for (const pid of ids) {
-        const used = cpuMs(pid);
+        // Its own threads' CPU in the machine's clock ticks (CLK_TCK); NaN once it is gone.
+        const used = processCpuMs(pid);
+        if (Number.isNaN(used)) continue;
         const before = cpu.last.get(pid);
         cpu.last.set(pid, used);
         if (before === undefined || used <= before) continue;

@@ -16,11 +16,12 @@ import {
   orchestratorContract,
   type PutBlobResponse,
   putBlobResponseSchema,
+  redactUrl,
 } from '@mpd/contract';
 import { Agent, type Dispatcher, request } from 'undici';
 import { bearerHeader } from './clients.js';
 import type { ClientOptions } from './client-options.js';
-import { dispatcherOptions, withoutSecrets } from './fetcher.js';
+import { dispatcherOptions } from './fetcher.js';
 import { downloadError, VerifyingStream } from './verifying-stream.js';
 
 /** Options of {@link ArtifactClient}: the orchestrator's URL and the caller's token, as the other clients take them. */
@@ -103,7 +104,7 @@ export class ArtifactClient {
   constructor(private readonly options: ArtifactClientOptions) {
     if (!/^https?:\/\//i.test(options.baseUrl)) {
       throw new TypeError(
-        `baseUrl must be an http:// or https:// URL, got ${JSON.stringify(withoutSecrets(options.baseUrl))}`,
+        `baseUrl must be an http:// or https:// URL, got ${JSON.stringify(redactUrl(options.baseUrl))}`,
       );
     }
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');

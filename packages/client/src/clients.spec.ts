@@ -471,6 +471,9 @@ describe('baseUrl', () => {
     for (const [baseUrl, shown] of [
       ['ftp://u:pw@h/x?token=t', '"ftp://***@h/x?…"'],
       ['u:pw@h', '"***@h"'],
+      // A password holding `/` or `#` (round N: the client's own rule ended the userinfo there and echoed it).
+      ['ftp://u:p/w@h', '"ftp://***@h"'],
+      ['ftp://u:p#w@h/x#frag', '"ftp://***@h/x#…"'],
     ]) {
       for (const create of [
         createWorkerClient,
@@ -492,6 +495,29 @@ describe('baseUrl', () => {
     expect(server.seen.map((req) => req.url)).toEqual(['/api/health', '/api/health']);
   });
 });
+
+/** Both ways a call takes its options: directly, and through ts-rest's own client options. */
+const CALL_WAYS = [{}, { overrideClientOptions: {} }] as const;
+
+/**
+ * A worker server that never answers (only an abort ends a call to it) and a client of it:
+ * `execute` sends an execute call with `aborter` and the options `extra` and gives its rejection
+ * to come; `executeArrived` does so and resolves once the server has the request.
+ */
+async function unansweringWorker() {
+  let arrived: () => void = () => undefined;
+  const server = await serve(() => arrived());
+  const client = worker({ baseUrl: server.url });
+  const execute = (aborter: CallAborter, extra: (typeof CALL_WAYS)[number]) =>
+    rejection(client.execution.execute({ body: executeRequest('00:10:00'), aborter, ...extra }));
+  const executeArrived = async (aborter: CallAborter, extra: (typeof CALL_WAYS)[number]) => {
+    const seen = new Promise<void>((resolve) => (arrived = resolve));
+    const call = execute(aborter, extra);
+    await seen;
+    return { call };
+  };
+  return { server, execute, executeArrived };
+}
 
 describe('transport failures', () => {
   it("rejects with 'Unreachable' when nothing listens", async () => {
@@ -526,6 +552,24 @@ describe('transport failures', () => {
     expect((refused as Error).message).toBe(`POST http://127.0.0.1:${port}/api/workers/w1/drain?…: ECONNREFUSED`);
     expect((aborted as Error).message).toBe(`DELETE http://127.0.0.1:${port}/api/workers/w1?…: aborted by the caller`);
     expect(inspect(refused) + inspect(aborted)).not.toContain(incarnation);
+  });
+
+  // Round N: the client's errors named a call by a rule of their own, which ended the userinfo at
+  // the first `/`, `?` or `#` and so echoed a password holding one; now `@mpd/contract`'s `redactUrl`.
+  it('names the call without a password that holds a # or a /', async () => {
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const { port } = probe.address() as AddressInfo;
+    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    for (const password of ['p#ss-word', 'p/ss-word']) {
+      const error = await rejection(
+        worker({ baseUrl: `http://user:${password}@127.0.0.1:${port}`, timeoutMs: 2_000 }).health.get(),
+      );
+      expect(error).toBeInstanceOf(MpdClientError);
+      const named = `GET http://***@127.0.0.1:${port}/api/health: `;
+      expect((error as Error).message.slice(0, named.length)).toBe(named);
+      expect((error as Error).message).not.toContain('ss-word');
+    }
   });
 
   // What happens to a call whose connection was made: the server may have acted on the request.
@@ -602,16 +646,10 @@ describe('transport failures', () => {
   });
 
   it("rejects with 'Aborted' when the call's aborter aborts it while it is out, directly and through ts-rest", async () => {
-    let arrived!: () => void;
-    // Never answers: only the abort ends the call.
-    const server = await serve(() => arrived());
-    const client = worker({ baseUrl: server.url });
-    const viaTsRest = { overrideClientOptions: {} };
-    for (const extra of [{}, viaTsRest]) {
+    const { server, executeArrived } = await unansweringWorker();
+    for (const extra of CALL_WAYS) {
       const aborter = new CallAborter();
-      const seen = new Promise<void>((resolve) => (arrived = resolve));
-      const call = rejection(client.execution.execute({ body: executeRequest('00:10:00'), aborter, ...extra }));
-      await seen;
+      const { call } = await executeArrived(aborter, extra);
       aborter.abort();
       expect(await call).toMatchObject({ name: 'MpdClientError', code: 'Aborted' });
       expect(aborter.aborted).toBe(true);
@@ -620,17 +658,11 @@ describe('transport failures', () => {
   });
 
   it('refuses an aborter another call in flight holds (TypeError naming aborter, nothing sent); its abort stops the one call', async () => {
-    let arrived!: () => void;
-    // Never answers: only the abort ends the call.
-    const server = await serve(() => arrived());
-    const client = worker({ baseUrl: server.url });
-    const viaTsRest = { overrideClientOptions: {} };
-    for (const extra of [{}, viaTsRest]) {
+    const { server, execute, executeArrived } = await unansweringWorker();
+    for (const extra of CALL_WAYS) {
       const aborter = new CallAborter();
-      const seen = new Promise<void>((resolve) => (arrived = resolve));
-      const first = rejection(client.execution.execute({ body: executeRequest('00:10:00'), aborter, ...extra }));
-      await seen;
-      const second = await rejection(client.execution.execute({ body: executeRequest('00:10:00'), aborter, ...extra }));
+      const { call: first } = await executeArrived(aborter, extra);
+      const second = await execute(aborter, extra);
       expect(second).toBeInstanceOf(TypeError);
       expect((second as Error).message).toMatch(/^aborter: /);
       aborter.abort();

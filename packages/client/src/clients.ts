@@ -1,8 +1,8 @@
-import { orchestratorContract, workerContract } from '@mpd/contract';
+import { orchestratorContract, redactUrl, workerContract } from '@mpd/contract';
 import { type AppRouter, initClient, type InitClientReturn } from '@ts-rest/core';
 import type { ClientOptions } from './client-options.js';
 import { directRoute, type RouteCall } from './direct-route.js';
-import { createFetcher, type Fetcher, withoutSecrets } from './fetcher.js';
+import { createFetcher, type Fetcher } from './fetcher.js';
 import { guardRoutes } from './route-guards.js';
 
 interface ResolvedArgs {
@@ -40,7 +40,7 @@ function create<T extends AppRouter>(
 ): Client<T> {
   if (!/^https?:\/\//i.test(options.baseUrl)) {
     throw new TypeError(
-      `baseUrl must be an http:// or https:// URL, got ${JSON.stringify(withoutSecrets(options.baseUrl))}`,
+      `baseUrl must be an http:// or https:// URL, got ${JSON.stringify(redactUrl(options.baseUrl))}`,
     );
   }
   const { api, close } = createFetcher(options);

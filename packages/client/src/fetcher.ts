@@ -4,6 +4,7 @@ import {
   executeAnswerLimit,
   MASK,
   parseTimeSpan,
+  redactUrl,
   workerContract,
 } from '@mpd/contract';
 import { EventEmitter } from 'node:events';
@@ -184,7 +185,7 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
     const deadline = deadlineFor(args);
     const callerSignal: AbortSignal | undefined = args.fetchOptions?.signal ?? undefined;
     const aborter = args.aborter;
-    const where = `${args.method} ${withoutSecrets(args.path)}`;
+    const where = `${args.method} ${redactUrl(args.path)}`;
     // Nothing is sent for a call its caller gave up before making it.
     if (callerSignal?.aborted || aborter?.aborted)
       throw new MpdClientError('Aborted', `${where}: aborted by the caller`);
@@ -496,21 +497,6 @@ export function transportCode(reason: NetworkFailure | undefined): 'Unreachable'
   if (syscall === 'connect' || syscall === 'getaddrinfo') return 'Unreachable';
   if (syscall === undefined && NOT_CONNECTED.has(code)) return 'Unreachable';
   return 'ConnectionLost';
-}
-
-/**
- * `url` with its query replaced by `?…` and its user name and password by `***`, to name a call
- * in an error message: a query may carry what must not reach a log (the worker's drain and
- * unregister send its incarnation, which no answer or log line names: README, Security), a base
- * URL may carry a password (`--orchestrator http://user:pw@host`), and errors are logged. Also
- * the clients' error for a `baseUrl` they refuse (`ftp://u:pw@host` shows as `ftp://***@host`;
- * without `scheme://`, `u:pw@host` as `***@host`). The userinfo is what a URL reads as one: up
- * to an `@` before any `/`, `?` or `#`.
- */
-export function withoutSecrets(url: string): string {
-  const shown = url.replace(/^((?:[a-z][a-z0-9+.-]*:\/\/)?)[^/?#]*@/i, `$1${MASK}@`);
-  const query = shown.indexOf('?');
-  return query === -1 ? shown : `${shown.slice(0, query)}?…`;
 }
 
 /**

@@ -1,6 +1,6 @@
+import { redactUrl } from '@mpd/contract/redact-url';
 import { DEFAULT_MAX_ARTIFACT_BYTES, DEFAULT_ORCHESTRATOR_BODY_LIMIT } from '@mpd/contract/limits';
 import { pino, type Logger } from 'pino';
-import { redactUrl } from '@mpd/server-kit';
 import { parseS3Url } from './artifacts/s3-url.js';
 import { OrchestratorConfigError } from './errors.js';
 import type { HostResolver } from './http/endpoint-policy.js';

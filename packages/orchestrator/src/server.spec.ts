@@ -6,7 +6,13 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createOrchestratorClient, MpdClientError } from '@mpd/client';
-import { makeTestCertificates, rawHttpExchange, type TestCertificates } from '@mpd/test-kit';
+import {
+  makeTestCertificates,
+  MALFORMED_CONTENT_LENGTH_ANSWER,
+  malformedContentLength,
+  rawHttpExchange,
+  type TestCertificates,
+} from '@mpd/test-kit';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OrchestratorConfigError, OrchestratorStartError } from './errors.js';
@@ -27,17 +33,9 @@ async function start(options: Parameters<typeof startOrchestrator>[0]): Promise<
 describe('startOrchestrator', () => {
   it("answers a request node's parser refuses (Content-Length: abc) with the contract's JSON error naming the header", async () => {
     const orchestrator = await start({ port: 0, host: '127.0.0.1' });
-    const answer = await rawHttpExchange(
-      orchestrator.port,
-      'POST /api/workers/register HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: abc\r\n\r\n{}',
-    );
+    const answer = await rawHttpExchange(orchestrator.port, malformedContentLength('/api/workers/register'));
     expect(answer.status).toBe(400);
-    expect(JSON.parse(answer.body)).toEqual({
-      success: false,
-      errorMessage: 'Malformed request: Invalid character in Content-Length (HPE_INVALID_CONTENT_LENGTH)',
-      code: 'ValidationFailed',
-      issues: [{ field: 'headers.content-length', message: 'Invalid character in Content-Length' }],
-    });
+    expect(JSON.parse(answer.body)).toEqual(MALFORMED_CONTENT_LENGTH_ANSWER);
   });
 
   it('listens on a free port, prints a reachable URL and serves the API', async () => {

@@ -1,12 +1,6 @@
+import { redactUrl } from '@mpd/contract/redact-url';
 import { longInterval } from '@mpd/contract/timers';
-import {
-  closeGracefully,
-  createHttpOrHttpsServer,
-  listen,
-  reachableHost,
-  redactUrl,
-  type ServerTls,
-} from '@mpd/server-kit';
+import { closeGracefully, createHttpOrHttpsServer, listen, reachableHost, type ServerTls } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import { createApp, endpointPolicyOf } from './app.js';
 import { type ArtifactStore, artifactStoreOf } from './artifacts/artifact-store.js';

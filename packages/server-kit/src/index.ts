@@ -85,14 +85,6 @@ export { writeStateFile } from './cli/state-file.js';
 export { isLoopbackHost, PLAIN_HTTP_WARNING, startupWarnings } from './cli/startup-warnings.js';
 export { readTlsFiles, TLS_FILE_SETTINGS, TLS_SETTING_NEEDS, tlsFileSettings } from './cli/tls-files.js';
 export type { ReadTlsFilesOptions, TlsFiles, TlsFileSetting } from './cli/tls-files.js';
-export {
-  CIRCULAR,
-  createSecretMasker,
-  maskDeep,
-  MIN_SECRET_LENGTH,
-  redactUrl,
-  redactUrlsIn,
-  secretValues,
-} from './secrets.js';
+export { CIRCULAR, createSecretMasker, maskDeep, MIN_SECRET_LENGTH, secretValues } from './secrets.js';
 export type { SecretMasker } from './secrets.js';
 export { backoffDelay } from './backoff.js';

@@ -1,4 +1,8 @@
-/** Masking secret values, and the secrets of URLs, in text that leaves a process (log lines, error messages, reports). */
+/**
+ * Masking secret values in text that leaves a process (log lines, error messages, reports). The
+ * secrets of URLs are masked by `@mpd/contract`'s `redactUrl` and `redactUrlsIn`, which the
+ * client shares.
+ */
 import { MASK } from '@mpd/contract';
 
 /** Values shorter than this are not masked: masking `1` or `ok` everywhere would garble every line. */
@@ -106,65 +110,4 @@ function setKey(target: Record<string, unknown>, key: string, value: unknown): v
   if (key === '__proto__')
     Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
   else target[key] = value;
-}
-
-/** A URL's scheme and `//`, at the start of a text (`http://`, `s3://`). */
-const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
-/** A URL scheme's characters after its first (a letter): RFC 3986's `ALPHA / DIGIT / "+" / "-" / "."`. */
-const SCHEME_TAIL = /[a-z0-9+.-]/i;
-/** A letter, which a URL scheme starts with. */
-const LETTER = /[a-z]/i;
-
-/**
- * Where the first `scheme://` in `text` starts, or -1. Linear in the text's length: each `://`
- * is found by `indexOf` and its scheme walked back over once (an unanchored regex, tried at each
- * position, was quadratic: 100,000 characters without `://` took 20 s; review of round L).
- * The scheme is the longest run of scheme characters before `://` from a letter on (`1a+b://`
- * starts at `a`), as the regex's leftmost match was.
- */
-function schemeStart(text: string): number {
-  let from = 0;
-  for (;;) {
-    const slashes = text.indexOf('://', from);
-    if (slashes === -1) return -1;
-    let start = slashes;
-    while (start > 0 && SCHEME_TAIL.test(text[start - 1]!)) start--;
-    // The leftmost letter of the run: the scheme starts there (digits, `+`, `-`, `.` may not lead).
-    while (start < slashes && !LETTER.test(text[start]!)) start++;
-    if (start < slashes) return start;
-    from = slashes + 1;
-  }
-}
-
-/**
- * A text given as a URL, as a message may show it: its user name and password (`user:pw@`)
- * replaced by `***@`, its query and fragment by `?…` and `#…` (a query may carry a token:
- * `?access_token=…`, a presigned URL's signature). It reads any text, a URL or not (a setting
- * refused as no URL is exactly what an error echoes): the userinfo runs to the LAST `@` (a
- * password may hold an unescaped `@`, `/`, `?` or space), the query from the first `?` or `#`
- * after it; without `scheme://`, from the text's start. It may mask more than a URL parser would
- * (`http://host/a@b` shows as `http://***@b`), never less.
- *
- * ```ts
- * redactUrl('http://user:pw@ci.example:8080/?token=abc'); // 'http://***@ci.example:8080/?…'
- * ```
- */
-export function redactUrl(text: string): string {
-  const scheme = SCHEME.exec(text)?.[0] ?? '';
-  let rest = text.slice(scheme.length);
-  const at = rest.lastIndexOf('@');
-  if (at !== -1) rest = `${MASK}@${rest.slice(at + 1)}`;
-  const query = rest.search(/[?#]/);
-  if (query !== -1) rest = `${rest.slice(0, query + 1)}…`;
-  return scheme + rest;
-}
-
-/**
- * A text that may hold a URL (`NAME=postgres://user:pw@db`, a list of origins), as a message
- * may show it: from its first `scheme://` to its end read as one URL by {@link redactUrl} (what
- * follows a URL in the same text is masked with it); a text without `scheme://` as it is.
- */
-export function redactUrlsIn(text: string): string {
-  const start = schemeStart(text);
-  return start === -1 ? text : text.slice(0, start) + redactUrl(text.slice(start));
 }

@@ -61,7 +61,12 @@ export { cliOf, killLeftovers, spawnProcess, type RunningProcess, type SpawnOpti
 export { makeTestCertificates, type TestCertificates } from './certificates.js';
 export { type Fault, type FaultProxy, type FaultTarget, startFaultProxy } from './fault-proxy.js';
 export { ManualClock } from './manual-clock.js';
-export { type RawHttpAnswer, rawHttpExchange } from './raw-http.js';
+export {
+  MALFORMED_CONTENT_LENGTH_ANSWER,
+  malformedContentLength,
+  type RawHttpAnswer,
+  rawHttpExchange,
+} from './raw-http.js';
 export { S3_SERVER_CREDENTIALS, type S3Request, type S3Server, startS3Server } from './s3-server.js';
 export { TestClock } from './test-clock.js';
 export {

@@ -32,3 +32,20 @@ export function rawHttpExchange(port: number, raw: string): Promise<RawHttpAnswe
     });
   });
 }
+
+/**
+ * A request node's HTTP parser refuses before any app sees it: a POST of `{}` to `path` whose
+ * `Content-Length` is `abc`, on a connection of its own (for {@link rawHttpExchange}). Both servers
+ * answer it 400 with {@link MALFORMED_CONTENT_LENGTH_ANSWER} (server-kit's `clientError` handler).
+ */
+export function malformedContentLength(path: string): string {
+  return `POST ${path} HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: abc\r\n\r\n{}`;
+}
+
+/** The JSON body both servers answer {@link malformedContentLength} with (status 400): the contract's error naming the header. */
+export const MALFORMED_CONTENT_LENGTH_ANSWER = {
+  success: false,
+  errorMessage: 'Malformed request: Invalid character in Content-Length (HPE_INVALID_CONTENT_LENGTH)',
+  code: 'ValidationFailed',
+  issues: [{ field: 'headers.content-length', message: 'Invalid character in Content-Length' }],
+} as const;

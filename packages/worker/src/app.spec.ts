@@ -5,7 +5,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createWorkerClient, type WorkerClient } from '@mpd/client';
 import { executeModuleFailureSchema, parseTimeSpan } from '@mpd/contract';
 import { defineModule, definePipeline } from '@mpd/pipeline';
-import { rawHttpExchange, startFaultProxy } from '@mpd/test-kit';
+import {
+  MALFORMED_CONTENT_LENGTH_ANSWER,
+  malformedContentLength,
+  rawHttpExchange,
+  startFaultProxy,
+} from '@mpd/test-kit';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WorkerConfigError, WorkerError } from './errors.js';
@@ -321,17 +326,9 @@ describe('worker API', () => {
   });
 
   it("answers a request node's parser refuses (Content-Length: abc) with the contract's JSON error naming the header", async () => {
-    const answer = await rawHttpExchange(
-      Number(new URL(worker.url).port),
-      'POST /api/execute HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: abc\r\n\r\n{}',
-    );
+    const answer = await rawHttpExchange(Number(new URL(worker.url).port), malformedContentLength('/api/execute'));
     expect(answer.status).toBe(400);
-    expect(JSON.parse(answer.body)).toEqual({
-      success: false,
-      errorMessage: 'Malformed request: Invalid character in Content-Length (HPE_INVALID_CONTENT_LENGTH)',
-      code: 'ValidationFailed',
-      issues: [{ field: 'headers.content-length', message: 'Invalid character in Content-Length' }],
-    });
+    expect(JSON.parse(answer.body)).toEqual(MALFORMED_CONTENT_LENGTH_ANSWER);
   });
 
   it('answers a body over the configured limit with 413 PayloadTooLarge', async () => {

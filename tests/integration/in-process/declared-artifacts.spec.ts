@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runPipeline } from '@mpd/orchestrator';
@@ -141,6 +141,28 @@ describe('produces and consumes', () => {
         { worker: 'w-consumer', msg: 'artifact downloaded', module: 'test', artifact: 'docs' },
       ]),
     );
+  });
+
+  // Round L's new user: a worker started with `--cache-dir ./cache` ended with an empty cache. It
+  // had run only modules that moved no artifact: a worker's cache keeps the blobs its own modules
+  // uploaded or downloaded (README, Artifacts), nothing else; the other worker's held the blob.
+  it("each worker's cache keeps the blobs its own modules uploaded or downloaded; one whose modules moved none keeps none", async () => {
+    const stamp = defineModule({ name: 'stamp', requires: { tags: ['bystander'] }, run: () => 'stamped' });
+    const pipeline = definePipeline({ name: 'declared-caches', modules: [build, test, stamp] });
+    const { dir, run } = await cluster(pipeline, ['producer', 'consumer', 'bystander']);
+    const result = await run();
+    expect(result.modules.map((module) => [module.name, module.workerId, module.status])).toEqual([
+      ['build', 'w-producer', 'Successful'],
+      ['test', 'w-consumer', 'Successful'],
+      ['stamp', 'w-bystander', 'Successful'],
+    ]);
+    const refs = (result.modules[0]!.result as { artifacts: Record<string, ArtifactRef> }).artifacts;
+    const blobs = [refs.dist!.sha256, refs.docs!.sha256].sort();
+    const cached = async (tag: string) =>
+      (await readdir(join(dir, `${tag}-cache`))).filter((name) => /^[0-9a-f]{64}$/.test(name)).sort();
+    expect(await cached('producer')).toEqual(blobs);
+    expect(await cached('consumer')).toEqual(blobs);
+    expect(await cached('bystander')).toEqual([]);
   });
 
   it('a glob that matches nothing fails the producer, naming the artifact; its consumer does not run', async () => {

@@ -7,8 +7,8 @@
  */
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { runPipeline, type RunEvent } from '@mpd/orchestrator';
-import { defineModule, definePipeline } from '@mpd/pipeline';
+import { runPipeline, type RunEvent, type RunResult } from '@mpd/orchestrator';
+import { defineModule, definePipeline, type Pipeline } from '@mpd/pipeline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, silent } from '../helpers/cluster.js';
 
@@ -74,6 +74,53 @@ function gate(): { wait: Promise<void>; open: () => void } {
   return { wait, open };
 }
 
+/**
+ * A run of `pipeline` on `orchestrator`'s workers, its modules' output written to the
+ * orchestrator's execution logs; `events`: every event of the run so far.
+ */
+function startRun(
+  orchestrator: Pick<Awaited<ReturnType<Cluster['startOrchestrator']>>, 'registry' | 'executionLogs'>,
+  pipeline: Pipeline,
+): { events: RunEvent[]; running: Promise<RunResult> } {
+  const events: RunEvent[] = [];
+  const running = runPipeline({
+    pipeline,
+    registry: orchestrator.registry,
+    executionLogs: orchestrator.executionLogs,
+    logger: silent,
+    onEvent: (event) => events.push(event),
+  });
+  return { events, running };
+}
+
+/**
+ * A module `work` that waits at the gate `release` until the test opens it and returns its
+ * worker's id: it records the worker of each run in `starts` and the most runs at once
+ * (`mostAtOnce()`), prints the line `before` names, opens `started`, and once released prints
+ * `after` (when given).
+ */
+function gatedWork(lines: { before: (workerId: string) => string; after?: string }) {
+  let active = 0;
+  let mostAtOnce = 0;
+  const starts: string[] = [];
+  const release = gate();
+  const started = gate();
+  const work = defineModule({
+    name: 'work',
+    run: async (ctx) => {
+      starts.push(ctx.workerId);
+      mostAtOnce = Math.max(mostAtOnce, ++active);
+      console.log(lines.before(ctx.workerId));
+      started.open();
+      await release.wait;
+      if (lines.after !== undefined) console.log(lines.after);
+      active--;
+      return { workerId: ctx.workerId };
+    },
+  });
+  return { work, starts, release, started, mostAtOnce: () => mostAtOnce };
+}
+
 describe('a re-send refused after an earlier call of the same attempt failed on the way', () => {
   it.each([
     ['503 from a gateway with no healthy upstream', 503, 'text/plain', 'no healthy upstream'],
@@ -88,23 +135,9 @@ describe('a re-send refused after an earlier call of the same attempt failed on 
     async (_, status, contentType, text) => {
       const cluster = new Cluster();
       cleanups.push(() => cluster.close());
-      let active = 0;
-      let mostAtOnce = 0;
-      const starts: string[] = [];
-      const release = gate();
-      const started = gate();
-      const work = defineModule({
-        name: 'work',
-        run: async (ctx) => {
-          starts.push(ctx.workerId);
-          mostAtOnce = Math.max(mostAtOnce, ++active);
-          console.log('before the gate');
-          started.open();
-          await release.wait;
-          console.log('after the gate');
-          active--;
-          return { workerId: ctx.workerId };
-        },
+      const { work, starts, release, started, mostAtOnce } = gatedWork({
+        before: () => 'before the gate',
+        after: 'after the gate',
       });
       const pipeline = definePipeline({ name: 'refused-resend', modules: [work] });
       const orchestrator = await cluster.startOrchestrator();
@@ -137,14 +170,7 @@ describe('a re-send refused after an earlier call of the same attempt failed on 
       workerUrl = one.url;
       await one.link!.registered();
 
-      const events: RunEvent[] = [];
-      const running = runPipeline({
-        pipeline,
-        registry: orchestrator.registry,
-        executionLogs: orchestrator.executionLogs,
-        logger: silent,
-        onEvent: (event) => events.push(event),
-      });
+      const { events, running } = startRun(orchestrator, pipeline);
       await started.wait;
       // A second worker with room, where a re-queued module would go at once.
       const two = await cluster.startWorker({ id: 'w-two', pipeline });
@@ -157,7 +183,7 @@ describe('a re-send refused after an earlier call of the same attempt failed on 
       const result = await running;
 
       expect(starts).toEqual(['w-one']);
-      expect(mostAtOnce).toBe(1);
+      expect(mostAtOnce()).toBe(1);
       expect(result.status).toBe('Successful');
       expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
         ['w-one', 'Succeeded'],
@@ -260,22 +286,8 @@ describe("a gateway's page to a FIRST call it passed on to the worker (review R1
   it('a 500 html page, cancels unanswered: the attempt is lost but not ended, no second run while the first runs, its output kept', async () => {
     const cluster = new Cluster();
     cleanups.push(() => cluster.close());
-    let active = 0;
-    let mostAtOnce = 0;
-    const starts: string[] = [];
-    const release = gate();
-    const started = gate();
-    const work = defineModule({
-      name: 'work',
-      run: async (ctx) => {
-        starts.push(ctx.workerId);
-        mostAtOnce = Math.max(mostAtOnce, ++active);
-        console.log(`line from ${ctx.workerId}`);
-        started.open();
-        await release.wait;
-        active--;
-        return { workerId: ctx.workerId };
-      },
+    const { work, starts, release, started, mostAtOnce } = gatedWork({
+      before: (workerId) => `line from ${workerId}`,
     });
     const pipeline = definePipeline({ name: 'gateway-500', modules: [work] });
     const orchestrator = await cluster.startOrchestrator();
@@ -304,14 +316,7 @@ describe("a gateway's page to a FIRST call it passed on to the worker (review R1
     await one.link!.registered();
     const two = await cluster.startWorker({ id: 'w-two', pipeline });
     await two.link!.registered();
-    const events: RunEvent[] = [];
-    const running = runPipeline({
-      pipeline,
-      registry: orchestrator.registry,
-      executionLogs: orchestrator.executionLogs,
-      logger: silent,
-      onEvent: (event) => events.push(event),
-    });
+    const { events, running } = startRun(orchestrator, pipeline);
     await expect.poll(() => events.some((event) => event.type === 'attempt-lost'), { timeout: 20_000 }).toBe(true);
     // Five heartbeats of w-one after the loss (each lists the execution it still runs): the old
     // code had started the module on w-two at once, the answer taken for "ran nothing".
@@ -325,7 +330,7 @@ describe("a gateway's page to a FIRST call it passed on to the worker (review R1
     release.open();
     const result = await running;
 
-    expect(mostAtOnce).toBe(1);
+    expect(mostAtOnce()).toBe(1);
     expect(result.status).toBe('Successful');
     const [first] = result.modules[0]!.attempts;
     expect(first).toMatchObject({ workerId: 'w-one', outcome: 'Lost' });

@@ -16,7 +16,13 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, HEARTBEAT_TIMEOUT_MS } from '../helpers/cluster.js';
 
 let cluster: Cluster | undefined;
+/** The gateways a test started: closed (with their connections) before its cluster, as a test's own `finally` would. */
+const gateways: http.Server[] = [];
 afterEach(async () => {
+  for (const gateway of gateways.splice(0)) {
+    gateway.closeAllConnections();
+    await new Promise((resolve) => gateway.close(resolve));
+  }
   await cluster?.close();
   cluster = undefined;
 });
@@ -49,6 +55,46 @@ function retryLog(): { logger: pino.Logger; retries: Retry[]; fences: string[] }
     }),
   );
   return { logger, retries, fences };
+}
+
+/** What a gateway answers a heartbeat with, in the orchestrator's place. */
+interface GatewayAnswer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/**
+ * A gateway on 127.0.0.1 in front of the orchestrator at `orchestratorUrl`: it passes every
+ * request on, but answers the third heartbeat itself with `answer` (its body read and dropped).
+ * `url`: where to send the worker; `heartbeats()`: how many heartbeats it has seen. Closed after
+ * the test.
+ */
+async function startGateway(
+  orchestratorUrl: string,
+  answer: GatewayAnswer,
+): Promise<{ url: string; heartbeats: () => number }> {
+  const target = new URL(orchestratorUrl);
+  let heartbeats = 0;
+  const gateway = http.createServer((req, res) => {
+    if (req.url?.endsWith('/heartbeat') && ++heartbeats === 3) {
+      req.resume();
+      res.writeHead(answer.status, answer.headers);
+      res.end(answer.body);
+      return;
+    }
+    const upstream = http.request(
+      { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
+      (upstreamAnswer) => {
+        res.writeHead(upstreamAnswer.statusCode!, upstreamAnswer.headers);
+        upstreamAnswer.pipe(res);
+      },
+    );
+    req.pipe(upstream);
+  });
+  gateways.push(gateway);
+  await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`, heartbeats: () => heartbeats };
 }
 
 describe("a worker waits the orchestrator's Retry-After, not its backoff", () => {
@@ -123,129 +169,71 @@ describe("a worker waits the orchestrator's Retry-After, not its backoff", () =>
     // A 5 s lease; every call may take 5 s (the call deadline): no room to wait at all.
     const heartbeatTimeoutMs = 5_000;
     const orchestrator = await cluster.startOrchestrator({ heartbeatTimeoutMs });
-    const target = new URL(orchestrator.url);
     // A gateway in front of the orchestrator that refuses the third heartbeat for an hour.
-    let heartbeats = 0;
-    const gateway = http.createServer((req, res) => {
-      if (req.url?.endsWith('/heartbeat') && ++heartbeats === 3) {
-        req.resume();
-        res.writeHead(429, { 'retry-after': '3600', 'content-type': 'application/json' });
-        res.end(JSON.stringify({ code: 'RateLimited', errorMessage: 'slow down' }));
-        return;
-      }
-      const upstream = http.request(
-        { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
-        (answer) => {
-          res.writeHead(answer.statusCode!, answer.headers);
-          answer.pipe(res);
-        },
-      );
-      req.pipe(upstream);
+    const gateway = await startGateway(orchestrator.url, {
+      status: 429,
+      headers: { 'retry-after': '3600', 'content-type': 'application/json' },
+      body: JSON.stringify({ code: 'RateLimited', errorMessage: 'slow down' }),
     });
-    await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
-    try {
-      const { logger, retries, fences } = retryLog();
-      const url = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
-      const worker = await cluster.startWorker({ id: 'w-429-lease', pipeline, orchestratorUrl: url, logger });
-      await worker.link!.registered();
-      await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThan(0);
-      expect(retries[0]).toMatchObject({ msg: 'heartbeat failed; retrying', error: 'heartbeat answered 429' });
-      // The backoff (50 ms), not the hour nor the heartbeat timeout.
-      expect(retries[0]!.retryInMs).toBeLessThanOrEqual(200);
-      // Past the moment the lease would have ended without the next heartbeat.
-      await new Promise((resolve) => setTimeout(resolve, heartbeatTimeoutMs + 1_000));
-      expect(fences).toEqual([]);
-      expect(worker.link!.fenced).toBe(false);
-      expect(heartbeats).toBeGreaterThan(4);
-      expect(worker.link!.state).toMatchObject({ status: 'registered', consecutiveFailures: 0 });
-    } finally {
-      await new Promise((resolve) => gateway.close(resolve));
-    }
+    const { logger, retries, fences } = retryLog();
+    const worker = await cluster.startWorker({ id: 'w-429-lease', pipeline, orchestratorUrl: gateway.url, logger });
+    await worker.link!.registered();
+    await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThan(0);
+    expect(retries[0]).toMatchObject({ msg: 'heartbeat failed; retrying', error: 'heartbeat answered 429' });
+    // The backoff (50 ms), not the hour nor the heartbeat timeout.
+    expect(retries[0]!.retryInMs).toBeLessThanOrEqual(200);
+    // Past the moment the lease would have ended without the next heartbeat.
+    await new Promise((resolve) => setTimeout(resolve, heartbeatTimeoutMs + 1_000));
+    expect(fences).toEqual([]);
+    expect(worker.link!.fenced).toBe(false);
+    expect(gateway.heartbeats()).toBeGreaterThan(4);
+    expect(worker.link!.state).toMatchObject({ status: 'registered', consecutiveFailures: 0 });
   }, 30_000);
+
   it("heartbeat answered 503 by a gateway (not the contract's answer): a transient refusal whose Retry-After the next heartbeat waits, capped at the longest backoff", async () => {
     cluster = new Cluster();
     const orchestrator = await cluster.startOrchestrator();
-    const target = new URL(orchestrator.url);
     // A gateway in front of the orchestrator that answers the third heartbeat itself: 503, its own page.
-    let heartbeats = 0;
-    const gateway = http.createServer((req, res) => {
-      if (req.url?.endsWith('/heartbeat') && ++heartbeats === 3) {
-        req.resume();
-        res.writeHead(503, { 'retry-after': '5', 'content-type': 'text/html' });
-        res.end('<html><body>503 Service Temporarily Unavailable</body></html>');
-        return;
-      }
-      const upstream = http.request(
-        { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
-        (answer) => {
-          res.writeHead(answer.statusCode!, answer.headers);
-          answer.pipe(res);
-        },
-      );
-      req.pipe(upstream);
+    const gateway = await startGateway(orchestrator.url, {
+      status: 503,
+      headers: { 'retry-after': '5', 'content-type': 'text/html' },
+      body: '<html><body>503 Service Temporarily Unavailable</body></html>',
     });
-    await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
-    try {
-      const { logger, retries } = retryLog();
-      const url = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
-      // A longest backoff above the Retry-After: the wait is the gateway's 5 s, not the 50 ms backoff.
-      const worker = await cluster.startWorker({
-        id: 'w-503-beat',
-        pipeline,
-        orchestratorUrl: url,
-        logger,
-        maxBackoffMs: 8_000,
-      });
-      await worker.link!.registered();
-      await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThan(0);
-      expect(retries[0]).toMatchObject({ msg: 'heartbeat failed; retrying', error: 'heartbeat answered 503' });
-      expect(retries[0]!.retryInMs).toBe(5_000);
-      expect(worker.link!.state).toMatchObject({ status: 'registered', consecutiveFailures: 1 });
-    } finally {
-      gateway.closeAllConnections();
-      await new Promise((resolve) => gateway.close(resolve));
-    }
+    const { logger, retries } = retryLog();
+    // A longest backoff above the Retry-After: the wait is the gateway's 5 s, not the 50 ms backoff.
+    const worker = await cluster.startWorker({
+      id: 'w-503-beat',
+      pipeline,
+      orchestratorUrl: gateway.url,
+      logger,
+      maxBackoffMs: 8_000,
+    });
+    await worker.link!.registered();
+    await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThan(0);
+    expect(retries[0]).toMatchObject({ msg: 'heartbeat failed; retrying', error: 'heartbeat answered 503' });
+    expect(retries[0]!.retryInMs).toBe(5_000);
+    expect(worker.link!.state).toMatchObject({ status: 'registered', consecutiveFailures: 1 });
   });
 
   it('heartbeat answered 503 by a gateway with a Retry-After past the longest backoff: the longest backoff', async () => {
     cluster = new Cluster();
     const orchestrator = await cluster.startOrchestrator();
-    const target = new URL(orchestrator.url);
-    let heartbeats = 0;
-    const gateway = http.createServer((req, res) => {
-      if (req.url?.endsWith('/heartbeat') && ++heartbeats === 3) {
-        req.resume();
-        res.writeHead(503, { 'retry-after': '3600', 'content-type': 'text/plain' });
-        res.end('no healthy upstream');
-        return;
-      }
-      const upstream = http.request(
-        { host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers },
-        (answer) => {
-          res.writeHead(answer.statusCode!, answer.headers);
-          answer.pipe(res);
-        },
-      );
-      req.pipe(upstream);
+    const gateway = await startGateway(orchestrator.url, {
+      status: 503,
+      headers: { 'retry-after': '3600', 'content-type': 'text/plain' },
+      body: 'no healthy upstream',
     });
-    await new Promise<void>((resolve) => gateway.listen(0, '127.0.0.1', resolve));
-    try {
-      const { logger, retries } = retryLog();
-      const url = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
-      const worker = await cluster.startWorker({
-        id: 'w-503-cap',
-        pipeline,
-        orchestratorUrl: url,
-        logger,
-        maxBackoffMs: 2_000,
-      });
-      await worker.link!.registered();
-      await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThan(0);
-      expect(retries[0]).toMatchObject({ msg: 'heartbeat failed; retrying', error: 'heartbeat answered 503' });
-      expect(retries[0]!.retryInMs).toBe(2_000);
-    } finally {
-      gateway.closeAllConnections();
-      await new Promise((resolve) => gateway.close(resolve));
-    }
+    const { logger, retries } = retryLog();
+    const worker = await cluster.startWorker({
+      id: 'w-503-cap',
+      pipeline,
+      orchestratorUrl: gateway.url,
+      logger,
+      maxBackoffMs: 2_000,
+    });
+    await worker.link!.registered();
+    await expect.poll(() => retries.length, { timeout: 10_000 }).toBeGreaterThan(0);
+    expect(retries[0]).toMatchObject({ msg: 'heartbeat failed; retrying', error: 'heartbeat answered 503' });
+    expect(retries[0]!.retryInMs).toBe(2_000);
   });
 });

@@ -104,14 +104,24 @@ async function unregister(c: Cluster, workerId: string): Promise<void> {
   }
 }
 
-/** The run's one module, once `work` ran a second time and was released there. */
-async function secondRunReleased(running: Promise<RunResult>) {
+/**
+ * The run's result and its one module, once `work` ran a second time and was released there,
+ * with its two runs: checked never to have run at once (the first cancelled, its worker fenced,
+ * before the second started) and the run to have succeeded, its attempts `Lost` then `Succeeded`.
+ */
+async function ranAgainNeverBeside(running: Promise<RunResult>) {
   await expect
     .poll(() => runs.length, { timeout: TIMEOUT_MS + 10_000, interval: 50, message: 'work to run again' })
     .toBe(2);
   release!();
   const result = await running;
-  return { result, module: result.modules.find((module) => module.name === 'work')! };
+  const module = result.modules.find((module) => module.name === 'work')!;
+  const [first, second] = runs as [Run, Run];
+  expect(first.how, 'how the first run ended').toBe('cancelled');
+  expect(first.endedAt!).toBeLessThan(second.startedAt);
+  expect(result.success).toBe(true);
+  expect(module.attempts.map((attempt) => attempt.outcome)).toEqual(['Lost', 'Succeeded']);
+  return { module, first, second };
 }
 
 describe('a live worker unregistered while it runs a module', () => {
@@ -120,17 +130,12 @@ describe('a live worker unregistered while it runs a module', () => {
     const unregisteredAt = Date.now();
     await unregister(c, 'w-live');
 
-    const { result, module } = await secondRunReleased(running);
-    const [first, second] = runs as [Run, Run];
     // The first run was cancelled (the worker fenced at its heartbeat's 404, within a heartbeat
-    // interval) before the second started: never two at once. It used to run on.
-    expect(first.how, 'how the first run ended').toBe('cancelled');
-    expect(first.endedAt!).toBeLessThan(second.startedAt);
+    // interval) before the second started: never two at once. It used to run on. Run again once
+    // the worker had certainly stopped it: its execute call answered (cancelled) or, failing
+    // that, its lease ended.
+    const { module, first } = await ranAgainNeverBeside(running);
     expect(first.endedAt! - unregisteredAt).toBeLessThan(TIMEOUT_MS / 2);
-    // Run again once the worker had certainly stopped it: its execute call answered (cancelled)
-    // or, failing that, its lease ended.
-    expect(result.success).toBe(true);
-    expect(module.attempts.map((attempt) => attempt.outcome)).toEqual(['Lost', 'Succeeded']);
     expect(module.attempts[0]!.error).toMatch(/w-live was unregistered while it ran modules/);
     // The unregistered worker registered again and takes modules again.
     const live = c.workers[0]!;
@@ -145,15 +150,10 @@ describe('a live worker unregistered while it runs a module', () => {
     const unregisteredAt = Date.now();
     await unregister(c, 'w-live');
 
-    const { result, module } = await secondRunReleased(running);
-    const [first, second] = runs as [Run, Run];
     // Fenced by its lease's renew deadline (the fence lead, 2 s, before the lease's end), before
     // the orchestrator gave the module to another run: never two at once. It used to run at once.
-    expect(first.how, 'how the first run ended').toBe('cancelled');
-    expect(first.endedAt!).toBeLessThan(second.startedAt);
+    const { second } = await ranAgainNeverBeside(running);
     expect(second.startedAt - unregisteredAt).toBeGreaterThanOrEqual(TIMEOUT_MS / 2);
     expect(second.workerId).toBe('w-other');
-    expect(result.success).toBe(true);
-    expect(module.attempts.map((attempt) => attempt.outcome)).toEqual(['Lost', 'Succeeded']);
   }, 40_000);
 });

@@ -2,7 +2,7 @@
  * `--artifact-store`'s URL, `s3://bucket/prefix`: read here, with nothing else loaded, so the
  * CLI checks it before the server (and the AWS SDK) is loaded.
  */
-import { redactUrl } from '@mpd/server-kit';
+import { redactUrl } from '@mpd/contract/redact-url';
 
 /** A bucket name as S3 allows it (3–63 of `a-z 0-9 . -`, starting and ending with a letter or digit). */
 const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;

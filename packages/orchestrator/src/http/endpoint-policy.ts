@@ -1,6 +1,5 @@
 import { lookup } from 'node:dns/promises';
-import { endpointOrigin } from '@mpd/contract';
-import { redactUrlsIn } from '@mpd/server-kit';
+import { endpointOrigin, redactUrlsIn } from '@mpd/contract';
 import { OrchestratorConfigError } from '../errors.js';
 import {
   inRange,

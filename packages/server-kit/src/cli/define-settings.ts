@@ -4,9 +4,9 @@
  * Both `mpd-orchestrator` and `mpd-worker` are built on it, so they read, check and refuse
  * settings the same way.
  */
+import { redactUrl, redactUrlsIn } from '@mpd/contract';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
-import { redactUrl, redactUrlsIn } from '../secrets.js';
 
 /** An old name of a setting: still read, listed in `--help` as deprecated. */
 export interface SettingAlias {

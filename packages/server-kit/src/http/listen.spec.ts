@@ -3,6 +3,7 @@ import { rawHttpExchange } from '@mpd/test-kit';
 import express from 'express';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { closeGracefully, createHttpOrHttpsServer, listen, listeningText, reachableHost } from './listen.js';
+import { apiSecurityHeaders } from './security-headers.js';
 
 const servers: ReturnType<typeof createServer>[] = [];
 afterEach(() => {
@@ -67,6 +68,16 @@ describe('listen', () => {
   });
 });
 
+/** The security headers every answer of the API carries (`apiSecurityHeaders`), lower-case as `rawHttpExchange` gives them. */
+const SECURITY_HEADERS = [
+  'content-security-policy',
+  'cross-origin-resource-policy',
+  'referrer-policy',
+  'strict-transport-security',
+  'x-content-type-options',
+  'x-frame-options',
+];
+
 describe('a request node refuses before the app sees it', () => {
   const cases = [
     [
@@ -116,6 +127,25 @@ describe('a request node refuses before the app sees it', () => {
       expect(reached).toBe(0);
     },
   );
+
+  // Round N: this answer carried only `X-Content-Type-Options` of the security headers every
+  // other answer of the API carries (`apiSecurityHeaders`).
+  it.each(cases)('%s: the security headers every answer of the API carries', async (_, raw) => {
+    const app = express().use(apiSecurityHeaders(), (_req, res) => void res.end('ok'));
+    const server = createHttpOrHttpsServer(app);
+    servers.push(server);
+    const port = await listen(server, 0, '127.0.0.1');
+    const securityLines = (head: string) =>
+      head.split('\r\n').filter((line) => SECURITY_HEADERS.includes(line.slice(0, line.indexOf(':'))));
+    const refused = await rawHttpExchange(port, raw);
+    const served = await rawHttpExchange(port, 'GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+    expect(served.status).toBe(200);
+    expect(securityLines(served.head)).toHaveLength(SECURITY_HEADERS.length);
+    expect(securityLines(refused.head)).toEqual(securityLines(served.head));
+    expect(refused.head).toContain("content-security-policy: default-src 'none';frame-ancestors 'none'");
+    expect(refused.head).toContain('x-frame-options: deny');
+    expect(refused.head).toContain('strict-transport-security: max-age=31536000; includesubdomains');
+  });
 
   it('a malformed body after the app answered: the answer is left as it is, the connection closed (nothing written into it)', async () => {
     const server = createHttpOrHttpsServer(express().use((_req, res) => void res.end('ok')));

@@ -12,6 +12,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { type ErrorBody, errorBody } from '@mpd/contract';
 import { longTimeout } from '@mpd/contract/timers';
+import { apiSecurityHeaderPairs } from './security-headers.js';
 
 /** What a server serves HTTPS with (PEM contents, not file paths). */
 export interface ServerTls {
@@ -103,7 +104,9 @@ export function clientErrorAnswer(error: Error & { code?: string }): { status: n
  * of its own under way, then the connection closed) but with {@link clientErrorAnswer}'s JSON
  * body: node's own answer is a bare status line a client cannot tell from a proxy's. An answer
  * already being written (a request the app answered before its body's framing failed) is left
- * as it is, as node leaves it: the connection is only closed.
+ * as it is, as node leaves it: the connection is only closed. The answer carries the security
+ * headers every other answer of the API carries (`Content-Security-Policy`, `X-Frame-Options`,
+ * `Strict-Transport-Security`, …: {@link apiSecurityHeaderPairs}).
  */
 function answerClientError(error: Error & { code?: string }, socket: Socket): void {
   const answer = clientErrorAnswer(error);
@@ -120,11 +123,19 @@ function answerClientError(error: Error & { code?: string }, socket: Socket): vo
       'Content-Type: application/json; charset=utf-8\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n` +
       'Cache-Control: no-store\r\n' +
-      'X-Content-Type-Options: nosniff\r\n' +
+      securityHead() +
       'Connection: close\r\n\r\n' +
       body,
     () => socket.destroy(),
   );
+}
+
+/** The API's security headers ({@link apiSecurityHeaderPairs}) as header lines, made once. */
+let securityLines: string | undefined;
+function securityHead(): string {
+  return (securityLines ??= apiSecurityHeaderPairs()
+    .map(([name, value]) => `${name}: ${value}\r\n`)
+    .join(''));
 }
 
 /**

@@ -14,10 +14,35 @@ import helmet from 'helmet';
  *
  * These options make the same headers for every request, so helmet runs once, here, and each
  * request gets what it set and removed: helmet's chain of seven middleware per request was about
- * 1 µs of a heartbeat's CPU (issue 14, benchmark 1).
+ * 1 µs of a heartbeat's CPU (issue 14, benchmark 1). The answer node's parser makes before any
+ * app sees a request (`listen.ts`, a 400 for malformed framing) carries the same set
+ * ({@link apiSecurityHeaderPairs}).
  * @throws Error if helmet, so configured, does anything else to an answer (it would then depend on the request)
  */
 export function apiSecurityHeaders(): RequestHandler {
+  const { set, removed } = helmetOnce();
+  return (_req, res, next) => {
+    for (const [name, value] of set) res.setHeader(name, value);
+    for (const name of removed) res.removeHeader(name);
+    next();
+  };
+}
+
+/**
+ * The headers {@link apiSecurityHeaders} sets on every answer, as `[name, value]` pairs (helmet's
+ * names: `Content-Security-Policy`, `X-Frame-Options`, …), for an answer written without express:
+ * the `clientError` answer of `listen.ts`.
+ * @throws Error as {@link apiSecurityHeaders}
+ */
+export function apiSecurityHeaderPairs(): readonly (readonly [string, string])[] {
+  return helmetOnce().set;
+}
+
+/** What helmet, configured for a JSON API, sets and removes on an answer; made at the first call. */
+let made: { set: [string, string][]; removed: string[] } | undefined;
+
+function helmetOnce(): { set: [string, string][]; removed: string[] } {
+  if (made) return made;
   const set: [string, string][] = [];
   const removed: string[] = [];
   const recorder = {
@@ -36,9 +61,5 @@ export function apiSecurityHeaders(): RequestHandler {
     xXssProtection: false,
   })({} as never, recorder as unknown as Response, (error?: unknown) => (failure = error));
   if (failure !== undefined) throw new Error(`helmet's security headers could not be made once: ${String(failure)}`);
-  return (_req, res, next) => {
-    for (const [name, value] of set) res.setHeader(name, value);
-    for (const name of removed) res.removeHeader(name);
-    next();
-  };
+  return (made = { set, removed });
 }
