@@ -1,5 +1,13 @@
+import { spawn } from 'node:child_process';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { MessageLines, messageLine } from './host-channel.js';
+import { MessageLines, messageLine, writeLine } from './host-channel.js';
+import { signalGroup } from './process-group.js';
+
+const WORKER_ROOT = fileURLToPath(new URL('../..', import.meta.url));
+const WRITER = fileURLToPath(new URL('../../test/fixtures/channel-writer.ts', import.meta.url));
 
 /** Feeds `bytes` to a fresh MessageLines in reads of `size` bytes through one reused buffer, as a host's channel reads. */
 function read(
@@ -108,3 +116,130 @@ describe('the host channel framing (newline-delimited JSON)', () => {
     });
   });
 });
+
+describe('writeLine: one write(2) of its own when nothing is queued, in order with the socket', () => {
+  it('a child writing 3,000 lines (7 MB) on a pipe read only once it wrote them all: every line arrives whole, in order, though the pipe filled (EAGAIN)', async () => {
+    const count = 3_000;
+    const child = spawn(process.execPath, ['--import', 'tsx', WRITER], {
+      cwd: WORKER_ROOT,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'inherit', 'pipe'],
+      env: { ...process.env, XMPD_LINES: String(count) },
+    });
+    try {
+      const [stdout, channel] = [child.stdio[1]!, child.stdio[3]! as Readable];
+      channel.pause();
+      const report = await new Promise<string>((resolve, reject) => {
+        let text = '';
+        stdout.setEncoding('utf8').on('data', (chunk: string) => {
+          text += chunk;
+          if (text.includes('\n')) resolve(text);
+        });
+        child.once('exit', (code) => reject(new Error(`the writer exited (${code}) before it wrote every line`)));
+      });
+      const seen = JSON.parse(report) as { direct: number; partial: number; refused: number };
+      // The pipe filled before the child wrote them all: what it did not take went through the socket's queue.
+      expect(seen.refused).toBeGreaterThan(0);
+      const received: Buffer[] = [];
+      channel.on('data', (chunk: Buffer) => received.push(chunk));
+      channel.resume();
+      await new Promise((resolve) => channel.once('end', resolve));
+      const messages: { index: number; text: string }[] = [];
+      const broken: unknown[] = [];
+      new MessageLines<{ index: number; text: string }>(
+        (message) => messages.push(message),
+        (error) => broken.push(error),
+      ).push(Buffer.concat(received));
+      expect(broken).toEqual([]);
+      // As the writer makes them (test/fixtures/channel-writer.ts).
+      const expected = Array.from({ length: count }, (_, index) => ({
+        index,
+        text: index % 10 === 9 ? 'x'.repeat(20_000) : `line ${index} é € 😀 ${'y'.repeat(index % 700)}`,
+      }));
+      expect(messages.length).toBe(count);
+      expect(messages).toEqual(expected);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) signalGroup(child.pid!, 'SIGKILL');
+    }
+  }, 60_000);
+
+  it.each([
+    ['wrote it all', (text: string) => Buffer.byteLength(text)],
+    ['took 5 bytes (inside a character)', () => 5],
+    [
+      'refused it (EAGAIN)',
+      (): number => {
+        throw Object.assign(new Error('EAGAIN'), { code: 'EAGAIN' });
+      },
+    ],
+  ])('the descriptor %s: the rest goes through the socket, and the bytes are the line', async (_, take) => {
+    const { socket, received, close } = await connectedPair();
+    try {
+      const line = messageLine({ text: 'é € 😀 and more' });
+      let direct = Buffer.alloc(0);
+      writeLine(socket, -1, line, (_fd, text) => {
+        const written = take(text);
+        direct = Buffer.from(text).subarray(0, written);
+        return written;
+      });
+      socket.end();
+      expect(Buffer.concat([direct, await received]).toString()).toBe(line);
+    } finally {
+      close();
+    }
+  });
+
+  it('while the socket has bytes queued, a line goes through it (the direct write would pass them)', async () => {
+    const { socket, received, close } = await connectedPair();
+    try {
+      socket.cork();
+      socket.write('queued\n');
+      let direct = 0;
+      writeLine(socket, -1, 'after\n', () => direct++);
+      socket.uncork();
+      socket.end();
+      expect(direct).toBe(0);
+      expect((await received).toString()).toBe('queued\nafter\n');
+    } finally {
+      close();
+    }
+  });
+
+  it('a destroyed socket is not written on directly (its descriptor number may be another file by now)', async () => {
+    const { socket, close } = await connectedPair();
+    try {
+      socket.on('error', () => undefined);
+      socket.destroy();
+      let direct = 0;
+      writeLine(socket, -1, 'late\n', () => direct++);
+      expect(direct).toBe(0);
+    } finally {
+      close();
+    }
+  });
+});
+
+/** A real TCP connection on 127.0.0.1: the client's socket, and every byte the server side received until it ended. */
+async function connectedPair(): Promise<{ socket: Socket; received: Promise<Buffer>; close: () => void }> {
+  const server = createServer();
+  let received!: Promise<Buffer>;
+  const accepted = new Promise<void>((resolve) =>
+    server.once('connection', (peer) => {
+      const chunks: Buffer[] = [];
+      peer.on('data', (chunk: Buffer) => chunks.push(chunk));
+      received = new Promise((done) => peer.once('end', () => done(Buffer.concat(chunks))));
+      resolve();
+    }),
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const socket = connect((server.address() as AddressInfo).port, '127.0.0.1');
+  await Promise.all([new Promise((resolve) => socket.once('connect', resolve)), accepted]);
+  return {
+    socket,
+    received,
+    close: () => {
+      socket.destroy();
+      server.close();
+    },
+  };
+}

@@ -8,6 +8,7 @@
  * here a read is split at its newline bytes and each line parsed where it is read (see
  * docs/performance.md "The worker ↔ host hop (issue 14, round J)").
  */
+import { writeSync } from 'node:fs';
 import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net';
 
 /**
@@ -123,6 +124,51 @@ export class MessageLines<In = unknown> {
  */
 export function messageLine(message: unknown): string {
   return `${JSON.stringify(message)}\n`;
+}
+
+/**
+ * The longest line {@link writeLine} writes with `write(2)` itself (UTF-16 code units); a longer
+ * one (a large result) goes through the socket's queue, which writes what the pipe takes and the
+ * rest as the reader drains it.
+ */
+const DIRECT_WRITE_MAX_LENGTH = 16 * 1024;
+
+/**
+ * The way {@link writeLine} writes bytes on a descriptor: `fs.writeSync` (one `write(2)`; on a
+ * non-blocking descriptor it throws `EAGAIN` when the pipe is full, and may write part of the
+ * bytes). The seam tests use to make it write part or nothing.
+ */
+export type DirectWrite = (fd: number, text: string) => number;
+
+/**
+ * Writes one message line on a channel socket whose descriptor is `fd`, in order with everything
+ * written on it before: with one `write(2)` of its own when the socket has nothing queued (the
+ * usual case: a module's `done`, an `execute`), else through the socket. Node's stream write of a
+ * string (`Writable#write`, a `WriteWrap`, the socket's timer refresh, the `afterWrite` tick) cost a
+ * module host about as much as the rest of sending `done` (issue 14, round N): the line goes
+ * out the same, one write per message. What the descriptor did not take — all of it when the
+ * pipe was full (`EAGAIN`), the rest of a part it took — goes through the socket's queue, after
+ * which every later line does too until the queue is empty again. A write that fails otherwise
+ * (`EPIPE`: the reader is gone) is made again through the socket, whose `error` closes the
+ * channel as before. Nothing is written on a socket that is destroyed: its descriptor is closed,
+ * and its number may be another file's by now.
+ * @param fd the socket's descriptor (the host's {@link HOST_CHANNEL_FD})
+ * @param write @default `fs.writeSync`
+ */
+export function writeLine(socket: Socket, fd: number, line: string, write: DirectWrite = writeSync): void {
+  if (socket.destroyed || socket.writableLength > 0 || line.length > DIRECT_WRITE_MAX_LENGTH) {
+    socket.write(line);
+    return;
+  }
+  let written: number;
+  try {
+    written = write(fd, line);
+  } catch {
+    socket.write(line); // nothing of it was written
+    return;
+  }
+  const bytes = Buffer.byteLength(line);
+  if (written < bytes) socket.write(Buffer.from(line).subarray(written));
 }
 
 /**

@@ -51,7 +51,7 @@ import {
   OUTPUT_END_MARK,
   type ToHost,
 } from './host-protocol.js';
-import { HOST_CHANNEL_FD, messageLine, openHostChannel } from './host-channel.js';
+import { HOST_CHANNEL_FD, messageLine, openHostChannel, writeLine } from './host-channel.js';
 import type { CommandScope } from './module-commands.js';
 import { createModuleContext, ensureWorkingDirectory, type ModuleContextFields } from './module-context.js';
 import { startLeaseWatchdog } from './module-host-lease.js';
@@ -359,7 +359,7 @@ function send(message: FromHost, then?: () => void): void {
   // One write per message; a failed write closes the channel (its 'error'), and `then` runs still.
   const line = messageLine(message);
   if (then) channel.write(line, () => then());
-  else channel.write(line);
+  else writeLine(channel, HOST_CHANNEL_FD, line);
 }
 
 /**

@@ -25,7 +25,7 @@ import {
   type ToHost,
 } from './host-protocol.js';
 import { EARLIER_SINKS, EarlierSinks } from './earlier-sinks.js';
-import { channelLineLimit, HOST_CHANNEL_FD, MessageLines, messageLine } from './host-channel.js';
+import { channelLineLimit, HOST_CHANNEL_FD, MessageLines, messageLine, writeLine } from './host-channel.js';
 import { fromHostProblem } from './host-message-check.js';
 import { ByteLineSplitter, NEWLINE } from './module-output.js';
 import { LATE_LINES_BURST, LATE_LINES_INTERVAL_MS, LogRateLimit, moreSevere } from './module-logger.js';
@@ -143,6 +143,15 @@ function hostExecArgv(heapLimitMb: number | undefined): string[] {
   ];
 }
 
+/**
+ * The descriptor of a pipe `child_process` made (its libuv handle's, `_handle.fd`: node's own
+ * code reads it so, as for `process.stdout`), or -1 where there is none (Windows, a closed handle).
+ */
+function channelDescriptor(socket: Socket | undefined): number {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } } | undefined)?._handle?.fd;
+  return typeof fd === 'number' && Number.isInteger(fd) && fd >= 0 ? fd : -1;
+}
+
 /** One module host process. */
 export class ModuleHost {
   /** Followed downloads of the host's `follow` calls, by call id: aborted when the host abandons one. */
@@ -160,6 +169,8 @@ export class ModuleHost {
   private readonly child: ChildProcess;
   /** The worker's end of the host's channel (see `host-channel.ts`); none if the spawn failed. */
   private readonly channel: Socket | undefined;
+  /** The descriptor of the worker's end of the channel (written on directly, see `writeLine`); -1 where node does not say. */
+  private readonly channelFd: number;
   /** Whether the channel is open (neither end closed it, no write to it failed, nothing broke it). */
   private channelOpen: boolean;
   /** Set once a line on the channel was not a message: nothing more the host says is taken. */
@@ -225,6 +236,7 @@ export class ModuleHost {
     this.pid = this.child.pid ?? -1;
     this.channel = (this.child.stdio[HOST_CHANNEL_FD] as Socket | null) ?? undefined;
     this.channelOpen = this.channel !== undefined;
+    this.channelFd = channelDescriptor(this.channel);
     this.leaseChannel = (this.child.stdio[LEASE_FD] as Socket | null) ?? undefined;
     this.leaseChannel?.on('error', () => undefined); // the host is gone: its exit handler tells
     this.leaseChannel?.unref();
@@ -610,7 +622,9 @@ export class ModuleHost {
   /** Writes a message to the host, one write; a failed write closes the channel, the host's exit ends its execution. */
   private send(message: ToHost): void {
     if (!this.channelOpen) return;
-    this.channel!.write(messageLine(message));
+    const line = messageLine(message);
+    if (this.channelFd < 0) this.channel!.write(line);
+    else writeLine(this.channel!, this.channelFd, line);
   }
 
   private readLines(stream: 'stdout' | 'stderr'): void {

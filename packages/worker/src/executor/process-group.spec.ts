@@ -56,6 +56,9 @@ function countedMembers() {
 const errno = (code: string, what: string): NodeJS.ErrnoException =>
   Object.assign(new Error(`injected ${code}: ${what}`), { code });
 
+/** The namespace's last pid, which leftoverCheck reads before each check. */
+const LAST_PID = '/proc/sys/kernel/ns_last_pid';
+
 /** The state letter of `pid` in `/proc` (`Z`: a zombie), or `gone`. */
 function stateOf(pid: number): string {
   try {
@@ -122,6 +125,8 @@ describe.runIf(process.platform === 'linux')("leftoverCheck: every thread's chil
     const inject: { code?: string } = {};
     const check = leftoverCheck(undefined, {
       open(path) {
+        // Every check in full (see "no list read while no process was made" below).
+        if (path === LAST_PID) throw errno('ENOENT', path);
         // The main thread's list is opened at settle; a failure is injected for threads made later.
         if (inject.code !== undefined && path !== `/proc/${process.pid}/task/${process.pid}/children`)
           throw errno(inject.code, path);
@@ -152,6 +157,7 @@ describe.runIf(process.platform === 'linux')("leftoverCheck: every thread's chil
     const lists = new Set<number>();
     const check = leftoverCheck(undefined, {
       open(path) {
+        if (path === LAST_PID) throw errno('ENOENT', path); // every check in full
         const fd = openSync(path, 'r');
         if (path.endsWith('/children')) lists.add(fd);
         return fd;
@@ -241,6 +247,119 @@ describe.runIf(process.platform === 'linux')("leftoverCheck: every thread's chil
     } finally {
       process.kill(pid, 'SIGKILL');
       await thread.terminate();
+    }
+  });
+});
+
+describe.runIf(process.platform === 'linux')('leftoverCheck: no list read while no process was made', () => {
+  /**
+   * `/proc` as it is, but the namespace's last pid as `state.lastPid` says (a descriptor of its
+   * own), and the reads of the threads' children lists counted; `state.failStat` makes the next
+   * read of the main thread's stat fail (EIO).
+   */
+  function withLastPid() {
+    const state = { lastPid: '1000\n', listReads: 0, failStat: false };
+    const LAST_PID_FD = -100;
+    const lists = new Set<number>();
+    let statFd = -1;
+    const check = leftoverCheck(undefined, {
+      open(path) {
+        if (path === LAST_PID) return LAST_PID_FD;
+        const fd = openSync(path, 'r');
+        if (path.endsWith('/children')) lists.add(fd);
+        if (path.endsWith('/stat')) statFd = fd;
+        return fd;
+      },
+      read(fd, buffer) {
+        if (fd === LAST_PID_FD) return buffer.write(state.lastPid, 'latin1');
+        if (lists.has(fd)) state.listReads++;
+        if (fd === statFd && state.failStat) {
+          state.failStat = false;
+          throw errno('EIO', `fd ${fd}`);
+        }
+        return readSync(fd, buffer, 0, buffer.length, 0);
+      },
+    });
+    return { check, state };
+  }
+
+  it("checks while the last pid stays where it was read no thread's list; once it moved, the next check reads them all, then none again", () => {
+    const { check, state } = withLastPid();
+    check.settle();
+    const settled = state.listReads;
+    for (let i = 0; i < 5; i++) expect(check.count()).toBe(0);
+    // Before: every check read every thread's list (11–13 in a module host).
+    expect(state.listReads).toBe(settled);
+    state.lastPid = '1001\n';
+    expect(check.count()).toBe(0);
+    const afterMove = state.listReads;
+    expect(afterMove).toBeGreaterThan(settled);
+    expect(check.count()).toBe(0);
+    expect(state.listReads).toBe(afterMove);
+  });
+
+  it('a check that found a process does not let the next one go without the lists: it finds it again', async () => {
+    const { check, state } = withLastPid();
+    check.settle();
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    await once(child, 'spawn');
+    try {
+      state.lastPid = '1001\n'; // as the child's pid moved it
+      expect(check.count()).toBe(1);
+      // The last pid has not moved since, but the check before found one: made in full.
+      expect(check.count()).toBe(1);
+    } finally {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+    }
+  });
+
+  it('a check that failed (null) does not let the next one go without the lists', () => {
+    const { check, state } = withLastPid();
+    check.settle();
+    state.lastPid = '1001\n';
+    state.failStat = true;
+    expect(check.count()).toBeNull();
+    const reads = state.listReads;
+    expect(check.count()).toBe(0);
+    expect(state.listReads).toBeGreaterThan(reads);
+  });
+
+  it('without the last pid (no such file), every check reads the lists', () => {
+    let listReads = 0;
+    const lists = new Set<number>();
+    const check = leftoverCheck(undefined, {
+      open(path) {
+        if (path === LAST_PID) throw errno('ENOENT', path);
+        const fd = openSync(path, 'r');
+        if (path.endsWith('/children')) lists.add(fd);
+        return fd;
+      },
+      read(fd, buffer) {
+        if (lists.has(fd)) listReads++;
+        return readSync(fd, buffer, 0, buffer.length, 0);
+      },
+    });
+    check.settle();
+    for (let i = 0; i < 3; i++) {
+      const before = listReads;
+      expect(check.count()).toBe(0);
+      expect(listReads).toBeGreaterThan(before);
+    }
+  });
+
+  it('the real last pid: a child started after a check that found nothing is found', async () => {
+    const check = leftoverCheck();
+    check.settle();
+    expect(check.count()).toBe(0);
+    expect(check.count()).toBe(0);
+    const child = spawn('sleep', ['30'], { stdio: 'ignore' });
+    await once(child, 'spawn');
+    try {
+      expect(check.count()).toBe(1);
+    } finally {
+      child.kill('SIGKILL');
+      await once(child, 'exit');
     }
   });
 });

@@ -117,6 +117,21 @@ const processKey = (pid: number): string | undefined => {
  * - **The host's own processes** (tsx's esbuild service, started by its loader thread when a file
  *   is not in tsx's cache, which lives as long as the host) are those of its group when
  *   {@link LeftoverCheck.settle} is called, once the pipeline is loaded: never counted.
+ * - **No process made since the last clean check: no list read.** Every process (and thread)
+ *   made on the machine takes the next pid of its pid namespace and of each one above it, so the
+ *   host's namespace's last pid (`/proc/sys/kernel/ns_last_pid`, Linux ≥ 3.3 with checkpoint/restore:
+ *   one `pread` of a few bytes) moves whenever anything is made, there or below. Read before each
+ *   check: when it has not moved since it was read before the last check that found nothing (or
+ *   before `settle`), no process was made since, so none runs that the host could count (a process
+ *   that ran then and was the host's own, or ended, cannot be a leftover now): 0, without reading
+ *   the threads' lists (a host has 11–13 threads; the check was about 40 % of a no-op module's CPU
+ *   in its host, issue 14, round N). Anything made anywhere on the machine moves it, and then the
+ *   check is made in full. Where the file is missing or cannot be read, every check is made in full.
+ *   What could fool it: a module that makes exactly as many processes as the namespace has pids
+ *   (`pid_max`: 32,768 or 4,194,304) without its host reaping one, so that the last pid comes round
+ *   to where it was; or one that sets it back, or makes a process with a pid of its choosing
+ *   (`clone3`'s `set_tid`), which leaves it where it was (both need `CAP_CHECKPOINT_RESTORE` or
+ *   `CAP_SYS_ADMIN`).
  *
  * Not found: a process that left the group (`setsid`, `detached: true`) and whose parent is gone
  * (see the README's "What isolation does not cover").
@@ -134,7 +149,8 @@ export interface LeftoverCheck {
 
 /**
  * How {@link leftoverCheck} opens and reads the `/proc` files it keeps open (the main thread's
- * `stat`, each thread's `children` list): the seam through which tests make them fail.
+ * `stat`, each thread's `children` list, the namespace's last pid): the seam through which tests
+ * make them fail, or give a last pid of their own.
  */
 export interface ProcFiles {
   /** Opens `path` for reading; returns its fd; throws an `ErrnoException`. @default `openSync(path, 'r')` */
@@ -146,6 +162,9 @@ export interface ProcFiles {
    */
   read(fd: number, buffer: Buffer): number;
 }
+
+/** The last pid given out in this process's pid namespace (see {@link leftoverCheck}'s "No process made"). */
+const LAST_PID_PATH = '/proc/sys/kernel/ns_last_pid';
 
 const procFiles: ProcFiles = {
   open: (path) => openSync(path, 'r'),
@@ -294,8 +313,60 @@ export function leftoverCheck(
     return [...found];
   };
 
+  /** The namespace's last pid file, kept open; undefined where it cannot be opened (every check is made in full). */
+  let lastPidFd: number | undefined;
+  try {
+    lastPidFd = files.open(LAST_PID_PATH);
+  } catch {
+    // Not there (a kernel without checkpoint/restore), or not readable: no shortcut.
+  }
+  const lastPidBuffer = Buffer.alloc(16);
+  /** The namespace's last pid as its file says it (`"4860\n"`), or undefined when it cannot be read. */
+  const lastPid = (): string | undefined => {
+    if (lastPidFd === undefined) return undefined;
+    try {
+      return lastPidBuffer.toString('latin1', 0, files.read(lastPidFd, lastPidBuffer));
+    } catch {
+      return undefined;
+    }
+  };
+  /** The last pid read just before the last check that found nothing (or `settle`); undefined: none since. */
+  let quietSince: string | undefined;
+
+  /** The full check (see {@link LeftoverCheck.count}). */
+  const countAll = (): number | null => {
+    try {
+      const [childFaults, threadCount] = ownStat();
+      const listed = children(threadCount);
+      if (
+        childFaults === faults &&
+        listed.every((child) => {
+          const key = listedKey(child);
+          return key === undefined || own.has(key);
+        })
+      )
+        return 0;
+      const found = others(listed).length;
+      // Only once the walk succeeded: a failed one is made again at the next check.
+      faults = childFaults;
+      // A new zombie child starts one walk (it may have started a process and ended before
+      // being reaped, `sh -c '(…) &'`), not one per check while no thread reaps it (a worker
+      // thread's child that outlived its thread): it is remembered once walked for.
+      rememberZombies(listed);
+      return found;
+    } catch {
+      // An unexpected error (a `/proc` read or walk that failed: EMFILE, ENOMEM, a changed
+      // format): which processes run is not known. Before round K this said 0, which made such
+      // a host look clean and reused it with whatever runs in its group; unknown now, so that
+      // it is not reused (the worker stops its group).
+      return null;
+    }
+  };
+
   return {
     settle() {
+      const before = lastPid();
+      quietSince = undefined;
       try {
         const [childFaults, threadCount] = ownStat();
         const listed = children(threadCount);
@@ -304,6 +375,7 @@ export function leftoverCheck(
         rememberZombies(listed);
         faults = childFaults;
         unsettled = false;
+        quietSince = before;
       } catch {
         // Which processes are the host's own is not known: every check says unknown (null).
         unsettled = true;
@@ -311,32 +383,13 @@ export function leftoverCheck(
     },
     count() {
       if (unsettled) return null;
-      try {
-        const [childFaults, threadCount] = ownStat();
-        const listed = children(threadCount);
-        if (
-          childFaults === faults &&
-          listed.every((child) => {
-            const key = listedKey(child);
-            return key === undefined || own.has(key);
-          })
-        )
-          return 0;
-        const found = others(listed).length;
-        // Only once the walk succeeded: a failed one is made again at the next check.
-        faults = childFaults;
-        // A new zombie child starts one walk (it may have started a process and ended before
-        // being reaped, `sh -c '(…) &'`), not one per check while no thread reaps it (a worker
-        // thread's child that outlived its thread): it is remembered once walked for.
-        rememberZombies(listed);
-        return found;
-      } catch {
-        // An unexpected error (a `/proc` read or walk that failed: EMFILE, ENOMEM, a changed
-        // format): which processes run is not known. Before round K this said 0, which made such
-        // a host look clean and reused it with whatever runs in its group; unknown now, so that
-        // it is not reused (the worker stops its group).
-        return null;
-      }
+      // Read before the check: what is made after this read moves it for the next one.
+      const before = lastPid();
+      if (before !== undefined && before === quietSince) return 0;
+      const found = countAll();
+      // Only a check that found nothing lets the next one go without the lists.
+      quietSince = found === 0 ? before : undefined;
+      return found;
     },
   };
 }
