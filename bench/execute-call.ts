@@ -4,7 +4,9 @@
  * with node's own `http` (bench/servers/execute-route.ts, `http`: the cheapest server, so the
  * server never bounds the caller). The same call made several ways, in turn, alternating order:
  * - `mpd-client`: this checkout's `@mpd/client` worker client, called as the orchestrator calls
- *   it (`extraHeaders`, `deadlineMs`, `maxResponseBytes`, a caller's abort signal per call);
+ *   it (`attempt-calls.ts` `sendExecute`: one frozen `extraHeaders`, `deadlineMs`,
+ *   `maxResponseBytes`, a `CallAborter` per call; before round N the bench gave a fresh headers
+ *   object and an `AbortSignal` per call, as the orchestrator did before round L);
  * - `base` (with `--base CHECKOUT`, e.g. `/work/main`): the same call through that checkout's
  *   `@mpd/client`, to compare two versions of the client in one run;
  * - `undici`: undici's `request` with the body and headers built here, the answer's JSON parsed;
@@ -19,7 +21,7 @@
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
-import { createWorkerClient } from '@mpd/client';
+import { CallAborter, createWorkerClient } from '@mpd/client';
 import { ACCEPT_OUTPUT_HEADER, type ExecuteModuleRequest, formatTimeSpan, OUTPUT_NONE } from '@mpd/contract';
 import { Agent as UndiciAgent, request as undiciRequest } from 'undici';
 import { benchArgs } from './lib/args.js';
@@ -68,29 +70,36 @@ interface Variant {
   close: () => Promise<void>;
 }
 
-/** The orchestrator's call through a worker client made by `create` (this checkout's `@mpd/client`, or another's). */
-function clientVariant(label: string, create: typeof createWorkerClient, url: string): Variant {
-  const client = create({ baseUrl: url, token: WORKER_TOKEN });
+/** The orchestrator's `extraHeaders`, one frozen object for every call (`attempt-calls.ts`). */
+const ACCEPTS_OUTPUT_NONE = Object.freeze({ [ACCEPT_OUTPUT_HEADER]: OUTPUT_NONE });
+
+/** What a checkout's `@mpd/client` gives a variant: its worker client and its own `CallAborter`. */
+type ClientModule = Pick<typeof import('@mpd/client'), 'createWorkerClient' | 'CallAborter'>;
+
+/** The orchestrator's call through a worker client of `client` (this checkout's `@mpd/client`, or another's). */
+function clientVariant(label: string, client: ClientModule, url: string): Variant {
+  const worker = client.createWorkerClient({ baseUrl: url, token: WORKER_TOKEN });
   return {
     label,
     call: async (body) => {
-      const answer = await client.execution.execute({
+      const answer = await worker.execution.execute({
         body,
-        extraHeaders: { [ACCEPT_OUTPUT_HEADER]: OUTPUT_NONE },
+        extraHeaders: ACCEPTS_OUTPUT_NONE,
         deadlineMs: DEADLINE_MS,
         maxResponseBytes: MAX_RESPONSE_BYTES,
-        fetchOptions: { signal: new AbortController().signal },
+        aborter: new client.CallAborter(),
       });
       return answer.status;
     },
-    close: () => client.close(),
+    close: () => worker.close(),
   };
 }
 
-function variants(url: string, baseClient: typeof createWorkerClient | undefined): Record<string, () => Variant> {
+function variants(url: string, baseClient: ClientModule | undefined): Record<string, () => Variant> {
   return {
     ...(baseClient ? { base: () => clientVariant(`${base}'s @mpd/client worker client`, baseClient, url) } : {}),
-    'mpd-client': () => clientVariant("this checkout's @mpd/client worker client", createWorkerClient, url),
+    'mpd-client': () =>
+      clientVariant("this checkout's @mpd/client worker client", { createWorkerClient, CallAborter }, url),
     undici: () => {
       const dispatcher = new UndiciAgent({ keepAliveTimeout: 10_000 });
       const headers = {
@@ -176,9 +185,7 @@ const server = new BenchProcess('execute-call-server', benchPath('servers/execut
 try {
   const url = await server.listeningUrl();
   const baseClient =
-    base === ''
-      ? undefined
-      : ((await import(join(base, 'packages/client/src/index.ts'))) as typeof import('@mpd/client')).createWorkerClient;
+    base === '' ? undefined : ((await import(join(base, 'packages/client/src/index.ts'))) as ClientModule);
   const all = variants(url, baseClient);
   const names = only === '' ? Object.keys(all) : only.split(',');
   if (!names.includes('http')) names.push('http');

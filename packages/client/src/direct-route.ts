@@ -1,5 +1,5 @@
 import { type AppRoute, UnknownStatusError } from '@ts-rest/core';
-import type { Fetcher } from './fetcher.js';
+import type { CallOptions, Fetcher } from './fetcher.js';
 
 /** What the client passes every call: the resolved `initClient` arguments the direct call uses. */
 export interface DirectRouteArgs {
@@ -47,17 +47,15 @@ export function directRoute(route: AppRoute, args: DirectRouteArgs, fallback: Ro
   let lastSent: Record<string, string> | undefined;
 
   return async (input = {}) => {
-    const { body, headers, extraHeaders, fetchOptions, params, query, overrideClientOptions, cache, next, ...extra } =
-      input as {
-        body?: unknown;
-        headers?: Record<string, string | undefined>;
-        extraHeaders?: Record<string, string | undefined>;
-        fetchOptions?: RequestInit;
-        [tsRestOnly: string]: unknown;
-      };
+    // Read field by field, not by a rest destructuring (`{ body, …, ...extra }`): that is a call
+    // into V8's runtime and an object per call, and the call's arguments were then built with two
+    // spreads (issue 14, round N). The call's other inputs still all reach the fetcher.
+    const call = input as DirectInput;
+    const { body, headers, extraHeaders, fetchOptions } = call;
     // The path and query building, and the client options' overrides, are left to ts-rest.
-    if (params !== undefined || query !== undefined || overrideClientOptions !== undefined) return fallback(input);
-    if (cache !== undefined || next !== undefined) return fallback(input);
+    if (call.params !== undefined || call.query !== undefined || call.overrideClientOptions !== undefined)
+      return fallback(input);
+    if (call.cache !== undefined || call.next !== undefined) return fallback(input);
     const json = sendsBody && body !== null && body !== undefined;
     let sent: Record<string, string>;
     if (json && headers === undefined && extraHeaders !== undefined && extraHeaders === lastExtra) sent = lastSent!;
@@ -73,7 +71,7 @@ export function directRoute(route: AppRoute, args: DirectRouteArgs, fallback: Ro
         lastSent = Object.freeze(sent);
       }
     }
-    const response = await args.api({
+    const fetcherArgs = {
       route,
       path,
       method: route.method,
@@ -83,14 +81,50 @@ export function directRoute(route: AppRoute, args: DirectRouteArgs, fallback: Ro
       rawQuery: undefined,
       contentType: json ? 'application/json' : undefined,
       validateResponse: args.validateResponse,
-      fetchOptions: { ...fetchOptions },
-      ...(fetchOptions?.signal ? { signal: fetchOptions.signal } : {}),
-      ...extra,
-    } as Parameters<Fetcher>[0]);
+      fetchOptions: fetchOptions === undefined ? NO_FETCH_OPTIONS : { ...fetchOptions },
+      deadlineMs: call.deadlineMs,
+      maxResponseBytes: call.maxResponseBytes,
+      aborter: call.aborter,
+    } as Parameters<Fetcher>[0] & Record<string, unknown>;
+    if (fetchOptions?.signal) fetcherArgs.signal = fetchOptions.signal;
+    // Any other input (not ts-rest's, not a `CallOptions`) goes to the fetcher as ts-rest passes it.
+    for (const name in call) if (!DIRECT_INPUTS.has(name)) fetcherArgs[name] = call[name];
+    const response = await args.api(fetcherArgs);
     if (!known.has(response.status)) throw new UnknownStatusError(response, listed);
     return response as { status: number; body: unknown; headers: Headers };
   };
 }
+
+/** A direct call's input: ts-rest's client input and the fetcher's {@link CallOptions}. */
+type DirectInput = {
+  body?: unknown;
+  headers?: Record<string, string | undefined>;
+  extraHeaders?: Record<string, string | undefined>;
+  fetchOptions?: RequestInit;
+} & CallOptions &
+  Record<string, unknown>;
+
+/**
+ * The inputs a direct call reads itself (ts-rest's, and the fetcher's {@link CallOptions} it
+ * passes by name); any other reaches the fetcher as it is.
+ */
+const DIRECT_INPUTS: ReadonlySet<string> = new Set([
+  'body',
+  'headers',
+  'extraHeaders',
+  'fetchOptions',
+  'params',
+  'query',
+  'overrideClientOptions',
+  'cache',
+  'next',
+  'deadlineMs',
+  'maxResponseBytes',
+  'aborter',
+]);
+
+/** The fetch options of a call that gives none (the fetcher only reads them). */
+const NO_FETCH_OPTIONS: RequestInit = Object.freeze({});
 
 /**
  * `headers` with lower-cased names added to `into` (a later value wins, an undefined one removes

@@ -185,10 +185,9 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
     const deadline = deadlineFor(args);
     const callerSignal: AbortSignal | undefined = args.fetchOptions?.signal ?? undefined;
     const aborter = args.aborter;
-    const where = `${args.method} ${redactUrl(args.path)}`;
     // Nothing is sent for a call its caller gave up before making it.
     if (callerSignal?.aborted || aborter?.aborted)
-      throw new MpdClientError('Aborted', `${where}: aborted by the caller`);
+      throw new MpdClientError('Aborted', `${callName(args)}: aborted by the caller`);
     const abort = new CallAbort();
     // Refuses an aborter out with another call before anything is sent (and before the try, so
     // the other call's abort stays attached).
@@ -206,7 +205,7 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
         ? dispatcher.request({ origin: target.origin, path: target.path, method, headers, body, signal: abort })
         : // What undici takes for a URL it refuses: its own request throws what it throws for it.
           request(args.path, { method, headers, body, signal: abort, dispatcher }));
-      const text = await readText(response, maxResponseBytesFor(args), where);
+      const text = await readText(response, maxResponseBytesFor(args), args);
       const answerHeaders = new AnswerHeaders(response.headers) as unknown as Headers;
       const contentType = answerHeaders.get('content-type') ?? '';
       let answer: unknown = text;
@@ -216,6 +215,7 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
       return { status: response.statusCode, body: answer, headers: answerHeaders };
     } catch (error) {
       if (error instanceof MpdClientError) throw error;
+      const where = callName(args);
       if (callerSignal?.aborted || aborter?.aborted) {
         throw new MpdClientError('Aborted', `${where}: aborted by the caller`, { cause: error });
       }
@@ -276,29 +276,52 @@ function expire(abort: CallAbort): void {
 }
 
 /**
- * The answer's body as text, reading at most `limit` bytes: a larger body (by its
- * `Content-Length`, or as it arrives) is dropped unread, and the call fails with `TooLarge`.
+ * How an error message names a call: its method and URL without secrets (`POST
+ * http://host:port/api/execution/execute`; see `redactUrl` of `@mpd/contract`). Made only when a call
+ * fails: the URL's redaction (a RegExp replace and two concatenations) cost every call of the
+ * orchestrator's one per module before, though only failures read it (issue 14, round N).
  */
-async function readText(response: Dispatcher.ResponseData, limit: number | undefined, where: string): Promise<string> {
+function callName(args: { method: string; path: string }): string {
+  return `${args.method} ${redactUrl(args.path)}`;
+}
+
+/**
+ * The answer's body as text, reading at most `limit` bytes: a larger body (by its
+ * `Content-Length`, or as it arrives) is dropped unread, and the call fails with `TooLarge`
+ * (its message naming the call, `call`, by {@link callName}).
+ */
+async function readText(
+  response: Dispatcher.ResponseData,
+  limit: number | undefined,
+  call: { method: string; path: string },
+): Promise<string> {
   if (limit === undefined) return response.body.text();
   const declared = Number(response.headers['content-length']);
-  if (declared > limit) throw tooLarge(response, `${declared} bytes`, limit, where);
+  if (declared > limit) throw tooLarge(response, `${declared} bytes`, limit, call);
   // Within the limit by its Content-Length: undici keeps a body to its Content-Length.
   if (Number.isInteger(declared)) return response.body.text();
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of response.body as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > limit) throw tooLarge(response, 'larger', limit, where);
+    if (size > limit) throw tooLarge(response, 'larger', limit, call);
     chunks.push(chunk);
   }
   return Buffer.concat(chunks, size).toString('utf8');
 }
 
 /** Drops an answer larger than `limit` unread: the error that says so. */
-function tooLarge(response: Dispatcher.ResponseData, size: string, limit: number, where: string): MpdClientError {
+function tooLarge(
+  response: Dispatcher.ResponseData,
+  size: string,
+  limit: number,
+  call: { method: string; path: string },
+): MpdClientError {
   response.body.destroy();
-  return new MpdClientError('TooLarge', `${where}: the answer is ${size}, over the ${limit} bytes this call reads`);
+  return new MpdClientError(
+    'TooLarge',
+    `${callName(call)}: the answer is ${size}, over the ${limit} bytes this call reads`,
+  );
 }
 
 /** undici's response headers: a value per (lower-case) name, or a list for a repeated one. */
