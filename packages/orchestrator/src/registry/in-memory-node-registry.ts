@@ -80,6 +80,8 @@ interface Entry {
   reportedOffline: boolean;
   /** What the last heartbeat listed as running; see {@link NodeRegistry.executionsOf}. */
   executions: readonly string[] | undefined;
+  /** What the last heartbeat listed as finished; see {@link NodeRegistry.finishedOf}. */
+  finished: readonly string[] | undefined;
   /** The process's incarnation, when its registration named one. */
   incarnation: string | undefined;
   /** Pending cancels by executionId, oldest first (see {@link NodeRegistry.requestCancel}). */
@@ -238,6 +240,7 @@ export class InMemoryNodeRegistry implements NodeRegistry {
       draining: previous?.draining ?? false,
       reportedOffline: false,
       executions: undefined,
+      finished: undefined,
       incarnation,
       // The same process keeps what it was asked to cancel; a new one never ran those executions.
       cancels: previous && !replaced ? previous.cancels : new Map(),
@@ -255,6 +258,7 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     this.#checkIncarnation(entry, report);
     entry.currentLoad = checkLoad(currentLoad);
     entry.executions = report.executions;
+    entry.finished = report.finished;
     entry.lastHeartbeatMs = this.#now();
     entry.lastHeartbeatIso = undefined;
     entry.shared = undefined;
@@ -291,6 +295,10 @@ export class InMemoryNodeRegistry implements NodeRegistry {
 
   executionsOf(workerId: string): readonly string[] | undefined {
     return this.#entries.get(workerId)?.executions;
+  }
+
+  finishedOf(workerId: string): readonly string[] | undefined {
+    return this.#entries.get(workerId)?.finished;
   }
 
   incarnationOf(workerId: string): string | undefined {

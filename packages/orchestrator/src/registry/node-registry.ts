@@ -117,6 +117,12 @@ export interface NodeRegistry {
    * sent none since it registered, or when no worker has this id.
    */
   executionsOf(workerId: string): readonly string[] | undefined;
+  /**
+   * The `executionId`s the worker's last heartbeat said finished there since its previous
+   * acknowledged heartbeat, their outcomes kept for a re-sent execute (the heartbeat's
+   * `finished`; kept as given); `undefined` as for {@link NodeRegistry.executionsOf}.
+   */
+  finishedOf(workerId: string): readonly string[] | undefined;
   /** A worker with its current status, or `undefined`. */
   get(workerId: string): WorkerNode | undefined;
   /** Every registered worker (including `Offline` ones) with its current status, in registration order. */
@@ -171,6 +177,8 @@ export interface NodeRegistry {
 export interface HeartbeatReport extends IncarnationOptions {
   /** The executions the worker runs now (the heartbeat's `executions`); undefined for a worker that does not say. */
   executions?: readonly string[] | undefined;
+  /** The executions that finished there since its last acknowledged heartbeat (the heartbeat's `finished`); undefined when it does not say. */
+  finished?: readonly string[] | undefined;
 }
 
 /** Options of {@link NodeRegistry.register}. */

@@ -374,8 +374,10 @@ class PipelineRun {
     }
     const attempts = this.attemptsOn.get(workerId);
     if (!attempts || attempts.size === 0) return;
-    const executions = this.options.registry.executionsOf(workerId);
+    const { registry } = this.options;
+    const executions = registry.executionsOf(workerId);
     if (executions === undefined) return; // an older worker: it does not say
+    const finished = registry.finishedOf(workerId);
     const generation = this.generations.get(workerId) ?? 0;
     for (const attempt of [...attempts]) {
       // A new process under the id lists only its own executions (see workerReplaced).
@@ -388,6 +390,11 @@ class PipelineRun {
         continue;
       }
       if (attempt.state === 'running') {
+        // It ran and finished there since the worker's last heartbeat, perhaps between two (so
+        // never listed as running), and its outcome is kept: it reached the worker, and is no
+        // "never listed" call to hand over as lost (a module that ran would run again
+        // elsewhere): its outcome is collected as any unlisted attempt's (round N, N3).
+        if (finished?.includes(attempt.record.executionId)) sightings.listedAt = now;
         if (attempt.call === undefined) continue;
         sightings.unlistedSince ??= now;
         if (!sightings.disarm) this.armCollect(attempt, collectGrace(sightings.collects));
