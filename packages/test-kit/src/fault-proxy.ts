@@ -32,7 +32,21 @@ export type Fault =
    * client) as soon as the target's answer begins, forwarding none of it: a request the server
    * served whose answer never came back (a reset, a gateway's failure on the way back).
    */
-  | { kind: 'lose-answer' };
+  | { kind: 'lose-answer' }
+  /**
+   * Holds the client's bytes (its requests) until the fault is lifted ({@link FaultProxy.heal},
+   * or another fault), then forwards them whole, in order: a request slow on its way to the
+   * server (a stalled network, a proxy's queue), arriving when the test decides.
+   */
+  | { kind: 'hold-requests' }
+  /**
+   * An idle-timeout gateway (nginx's `proxy_read_timeout`, a load balancer's idle timeout):
+   * forwards both ways, but when the target has sent nothing for `afterMs` since the client's
+   * last bytes, answers the client `status` itself (an HTML page, `Connection: close`) and
+   * closes the target's connection, as such a gateway does while the server still works on the
+   * request.
+   */
+  | { kind: 'gateway-timeout'; afterMs: number; status?: 502 | 504 };
 
 /** Where a {@link FaultProxy} forwards to. */
 export interface FaultTarget {
@@ -65,8 +79,11 @@ export interface FaultProxy {
   faultNextRequest(fault: Fault, match: RegExp): void;
   /** No fault any more, on new connections and open ones that were not black-holed. */
   heal(): void;
-  /** What happened so far: connections accepted, connections reset by a fault, bytes dropped. */
-  readonly stats: { accepted: number; resets: number; droppedBytes: number };
+  /**
+   * What happened so far: connections accepted, connections reset by a fault, bytes dropped,
+   * answers a `gateway-timeout` fault gave in the target's place.
+   */
+  readonly stats: { accepted: number; resets: number; droppedBytes: number; gatewayTimeouts: number };
   /** Stops listening and destroys every connection. */
   close(): Promise<void>;
 }
@@ -86,6 +103,8 @@ interface Connection {
   queued: Buffer[];
   /** The target's answer held by a `hold-answers` fault, forwarded once it is lifted. */
   held: Buffer[];
+  /** The client's bytes held by a `hold-requests` fault, forwarded once it is lifted. */
+  heldRequests: Buffer[];
 }
 
 const NONE: Fault = { kind: 'none' };
@@ -103,7 +122,7 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
   const rules: { fault: Fault; match: RegExp | undefined }[] = [];
   const requestRules: { fault: Fault; match: RegExp }[] = [];
   const connections = new Set<Connection>();
-  const stats = { accepted: 0, resets: 0, droppedBytes: 0 };
+  const stats = { accepted: 0, resets: 0, droppedBytes: 0, gatewayTimeouts: 0 };
 
   const clear = (connection: Connection): void => {
     clearTimeout(connection.timer);
@@ -126,6 +145,22 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
     connection.upstream?.destroy();
   };
 
+  /** A `gateway-timeout` fault's answer in the target's place: `status`, then the connection closes, the target's first. */
+  const gatewayTimeout = (connection: Connection, status: 502 | 504): void => {
+    if (connection.client.destroyed) return;
+    stats.gatewayTimeouts++;
+    clear(connection);
+    // Nothing more goes either way; the client's side closes once the page is out.
+    connection.lost = true;
+    connections.delete(connection);
+    connection.upstream?.destroy();
+    const page = `<html><body><h1>${status} ${status === 502 ? 'Bad Gateway' : 'Gateway Time-out'}</h1></body></html>`;
+    connection.client.end(
+      `HTTP/1.1 ${status} ${status === 502 ? 'Bad Gateway' : 'Gateway Time-out'}\r\n` +
+        `Content-Type: text/html\r\nContent-Length: ${Buffer.byteLength(page)}\r\nConnection: close\r\n\r\n${page}`,
+    );
+  };
+
   /** `fault` takes hold on `connection` now. */
   const apply = (connection: Connection, fault: Fault): void => {
     clear(connection);
@@ -133,6 +168,9 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
     if (fault.kind === 'black-hole') connection.lost = true;
     if (fault.kind !== 'hold-answers') {
       for (const chunk of connection.held.splice(0)) forward(connection, chunk, connection.client);
+    }
+    if (fault.kind !== 'hold-requests') {
+      for (const chunk of connection.heldRequests.splice(0)) forward(connection, chunk, connection.upstream);
     }
     if (fault.kind === 'reset') {
       if (fault.afterMs === undefined && fault.afterBytes === undefined) reset(connection);
@@ -150,6 +188,17 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
     if (fault.kind === 'hold-answers' && to === connection.client) {
       connection.held.push(chunk);
       return;
+    }
+    if (fault.kind === 'hold-requests' && to !== connection.client) {
+      connection.heldRequests.push(chunk);
+      return;
+    }
+    if (fault.kind === 'gateway-timeout') {
+      clear(connection);
+      if (to !== connection.client) {
+        const { afterMs, status = 504 } = fault;
+        connection.timer = setTimeout(() => gatewayTimeout(connection, status), afterMs);
+      }
     }
     if (fault.kind === 'lose-answer' && to === connection.client) {
       stats.droppedBytes += chunk.length;
@@ -208,6 +257,7 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
       timer: undefined,
       queued: [],
       held: [],
+      heldRequests: [],
     };
     connections.add(connection);
     client.on('error', () => destroy(connection));
