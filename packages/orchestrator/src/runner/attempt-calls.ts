@@ -104,6 +104,8 @@ export async function sendExecute(
    * way. Not one refused 401/403: a refused call runs nothing.
    */
   let reached = false;
+  /** Re-sends refused 429/503 since the latest run of closes began (see CLOSED_IN_A_ROW_LIMIT's reason). */
+  let refusedAmongCloses = 0;
   for (let send = 0; ; send++) {
     if (send > 0 && !now) {
       // Never past the call's deadline: the backoff sleeps at most until it (review R1, L1).
@@ -161,6 +163,7 @@ export async function sendExecute(
           return { kind: 'failure', verdict: { kind: 'in-transit', reason: why, closed: false }, delivered: true };
         }
         failures++;
+        if (attempt.closedInARow > 0) refusedAmongCloses++;
         logger.info(
           { module: attempt.module.name, executionId: body.executionId, workerId: attempt.workerId, status },
           'execute re-send refused, and an earlier call may have reached the worker; sending it again to the same worker',
@@ -248,8 +251,15 @@ export async function sendExecute(
       if (verdict.kind === 'refused' && !listed) return { kind: 'failure', verdict, delivered };
       if (!options.live(attempt)) return { kind: 'failure', verdict, delivered };
       attempt.closedInARow = verdict.kind === 'in-transit' && verdict.closed ? attempt.closedInARow + 1 : 0;
+      if (attempt.closedInARow === 0) refusedAmongCloses = 0;
       if (attempt.closedInARow >= CLOSED_IN_A_ROW_LIMIT && !listed) {
-        const reason = `${verdict.reason} (the worker closed the connection ${attempt.closedInARow} times in a row without an answer)`;
+        // "In a row" only when nothing came between the closes: refusals (429/503) do not break
+        // the run (review R1, L2), and the reason says they were there.
+        const how =
+          refusedAmongCloses > 0
+            ? `without an answer, with ${refusedAmongCloses} re-send${refusedAmongCloses === 1 ? '' : 's'} refused 429/503 between them`
+            : 'in a row without an answer';
+        const reason = `${verdict.reason} (the worker closed the connection ${attempt.closedInARow} times ${how})`;
         return { kind: 'failure', verdict: { kind: 'broken', reason }, delivered };
       }
       reached = true;
