@@ -36,7 +36,9 @@ export type Fault =
   /**
    * Holds the client's bytes (its requests) until the fault is lifted ({@link FaultProxy.heal},
    * or another fault), then forwards them whole, in order: a request slow on its way to the
-   * server (a stalled network, a proxy's queue), arriving when the test decides.
+   * server (a stalled network, a proxy's queue), arriving when the test decides. If the target's
+   * connection closed meanwhile (the server restarted), they go on a new connection to the
+   * current target ({@link FaultProxy.setTarget}).
    */
   | { kind: 'hold-requests' }
   /**
@@ -164,13 +166,30 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
   /** `fault` takes hold on `connection` now. */
   const apply = (connection: Connection, fault: Fault): void => {
     clear(connection);
+    const wasHolding = connection.fault.kind === 'hold-requests';
     connection.fault = fault;
+    // A request held before anything went through holds no connection to the target: one
+    // opens when it is let through (as a proxy's queue dispatches it to a backend then).
+    if (fault.kind === 'hold-requests' && !wasHolding && connection.forwarded === 0 && connection.upstream) {
+      const unused = connection.upstream;
+      connection.upstream = undefined;
+      unused.removeAllListeners();
+      unused.on('error', () => undefined);
+      unused.destroy();
+    }
     if (fault.kind === 'black-hole') connection.lost = true;
     if (fault.kind !== 'hold-answers') {
       for (const chunk of connection.held.splice(0)) forward(connection, chunk, connection.client);
     }
-    if (fault.kind !== 'hold-requests') {
-      for (const chunk of connection.heldRequests.splice(0)) forward(connection, chunk, connection.upstream);
+    if (fault.kind !== 'hold-requests' && wasHolding) {
+      const held = connection.heldRequests.splice(0);
+      // No connection to the target (none opened while held, or it closed: the target
+      // restarted): a new one to the current target takes the bytes.
+      if (connection.upstream === undefined && !connection.client.destroyed && !connection.lost) {
+        connection.queued.push(...held);
+        if (destination) openUpstream(connection, destination);
+        else waiting.push(() => openUpstream(connection, destination!));
+      } else for (const chunk of held) forward(connection, chunk, connection.upstream);
     }
     if (fault.kind === 'reset') {
       if (fault.afterMs === undefined && fault.afterBytes === undefined) reset(connection);
@@ -235,14 +254,20 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
     });
     upstream.on('data', (chunk: Buffer) => forward(connection, chunk, connection.client));
     upstream.on('end', () => {
+      if (connection.fault.kind === 'hold-requests' && connection.heldRequests.length > 0) return; // see `closed`
       if (!connection.lost) connection.client.end();
     });
-    upstream.on('error', () => {
+    // While a `hold-requests` fault holds what the client sent, the client knows nothing of the
+    // target's side: its connection closing leaves the client's open (see `apply`).
+    const closed = (): void => {
+      if (connection.fault.kind === 'hold-requests' && connection.heldRequests.length > 0) {
+        if (connection.upstream === upstream) connection.upstream = undefined;
+        return;
+      }
       if (!connection.lost) destroy(connection);
-    });
-    upstream.on('close', () => {
-      if (!connection.lost) destroy(connection);
-    });
+    };
+    upstream.on('error', closed);
+    upstream.on('close', closed);
   };
 
   const server: Server = createServer((client) => {
@@ -278,12 +303,13 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
         if (rule >= 0) apply(connection, requestRules.splice(rule, 1)[0]!.fault);
         if (connection.client.destroyed) return;
       }
-      if (connection.upstream?.connecting === false) forward(connection, chunk, connection.upstream);
+      if (connection.fault.kind === 'hold-requests') connection.heldRequests.push(chunk);
+      else if (connection.upstream?.connecting === false) forward(connection, chunk, connection.upstream);
       else if (!connection.lost) connection.queued.push(chunk);
       else stats.droppedBytes += chunk.length;
     });
     apply(connection, current);
-    if (connection.lost) return;
+    if (connection.lost || connection.fault.kind === 'hold-requests') return; // see `apply`
     if (destination) openUpstream(connection, destination);
     else waiting.push(() => openUpstream(connection, destination!));
   });

@@ -194,6 +194,34 @@ describe('startFaultProxy', () => {
     await expect.poll(c.received).toBe('one,two');
   });
 
+  it('hold-requests: a held request holds no connection to the target; once healed it goes to the current target (one that restarted meanwhile)', async () => {
+    // A first target that gets nothing, and goes away with its connections.
+    const accepted: Socket[] = [];
+    let firstGot = '';
+    const first = createServer((socket) => {
+      accepted.push(socket);
+      socket.on('error', () => undefined);
+      socket.on('data', (chunk: Buffer) => (firstGot += chunk.toString()));
+    });
+    await new Promise<void>((resolve) => first.listen(0, '127.0.0.1', resolve));
+    const proxy = await proxyTo((first.address() as AddressInfo).port);
+    proxy.fault({ kind: 'hold-requests' });
+    const c = await client(proxy.port);
+    c.socket.write('held');
+    await sleep(200);
+    // No connection to the target while held: the first target can close at once.
+    expect(accepted).toEqual([]);
+    await new Promise<void>((resolve) => first.close(() => resolve()));
+    // A second target takes its place.
+    const second = await echoServer();
+    proxy.setTarget({ port: second.port });
+    await sleep(100);
+    proxy.heal();
+    await expect.poll(second.got).toBe('held');
+    await expect.poll(c.received).toBe('held');
+    expect(firstGot).toBe('');
+  });
+
   it('gateway-timeout: a target silent for afterMs after a request: the client gets the status page and a close, the target a close', async () => {
     let targetClosed = false;
     const silentServer = createServer((socket) => {

@@ -213,7 +213,13 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     // Only the holder keeps the credential: anyone else gets a new one, so registering under an
     // id never reveals the credential the orchestrator sends to that id's worker.
     // A retry revokes the holder's credential, which no request has used (its answer was lost).
-    const credential = sameCredential ? previous.credential : newCredential();
+    // A new process (another incarnation) presenting the holder's credential (its credential
+    // file) takes the id, but with a new credential: calls still on their way to the old process
+    // carry the old one, and the new process, which holds none of the old one's cancel
+    // tombstones, refuses them (401) rather than running an execute whose attempt was abandoned
+    // and cancelled (round N, N3, 3).
+    const keep = sameCredential && !replaced;
+    const credential = keep ? previous.credential : newCredential();
     // The greatest sequence served under this key: a stale duplicate of an earlier attempt
     // (the same or a smaller number) is never a retry, whatever came in between.
     const retryKept =
@@ -227,7 +233,7 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     this.#byCredential.set(credentialHash(credential), node.id);
     const entry: Entry = {
       credential,
-      credentialUsed: sameCredential,
+      credentialUsed: keep,
       retry: retryKept,
       id: node.id,
       endpoint: node.endpoint,

@@ -185,8 +185,11 @@ export interface HeartbeatReport extends IncarnationOptions {
 export interface RegisterOptions {
   /**
    * The credential the worker presents (from an earlier registration). When it is the id's
-   * current credential, the worker keeps it; otherwise the registration gets a new one: an
-   * existing credential is never handed to a caller that did not present it.
+   * current credential, the caller takes the id even from a live holder, and the same process
+   * (the same incarnation) keeps it; otherwise, and for a new process (another incarnation, a
+   * restart with a credential file), the registration gets a new one: an existing credential is
+   * never handed to a caller that did not present it, and calls on their way to an old process
+   * are never taken by a new one (it holds none of the old one's cancel tombstones).
    */
   credential?: string | undefined;
   /**
