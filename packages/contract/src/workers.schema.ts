@@ -200,6 +200,16 @@ export const heartbeatRequestSchema = z.object({
    * credential (an anonymous one, in a cluster without a join token, says nothing of them).
    */
   executions: boundedArray(identifierSchema, LIMITS.capabilities.maxSlots).optional(),
+  /**
+   * The `executionId` of every execution that finished on the worker since its last
+   * acknowledged heartbeat (an mpd addition; absent from older workers): the worker keeps each
+   * one's outcome (`completedRetentionMs`) and answers it to a re-sent execute with the same
+   * `executionId`. It tells the orchestrator that an attempt which ran and finished between two
+   * heartbeats (so never in `executions`) reached the worker, and that its outcome is there to
+   * collect, rather than lost. At most `LIMITS.capabilities.maxSlots` (1,024), the newest. Taken
+   * only from a heartbeat carrying the worker's own credential.
+   */
+  finished: boundedArray(identifierSchema, LIMITS.capabilities.maxSlots).optional(),
   /** The incarnation the worker registered with (see `registerWorkerRequestSchema`); absent from older workers. */
   incarnation: identifierSchema.optional(),
 });
@@ -208,7 +218,7 @@ export type HeartbeatRequest = z.infer<typeof heartbeatRequestSchema>;
 /**
  * {@link heartbeatRequestSchema}'s check for the orchestrator's heartbeat route: a heartbeat as
  * the schema takes it, with no key it would strip (what a worker sends: `workerId`,
- * `currentLoad`, `timestamp`, `executions`, `incarnation`), is taken as it came, in one pass over
+ * `currentLoad`, `timestamp`, `executions`, `finished`, `incarnation`), is taken as it came, in one pass over
  * its fields; anything else goes through the schema, whose issues name the fields at fault in the
  * 400. zod's parse of a heartbeat (a copy of the object, a regex built for the timestamp) was
  * most of what ts-rest and zod added to a heartbeat (`pnpm bench`, benchmark 1, issue 14). The
@@ -218,7 +228,7 @@ export const heartbeatRequestCheck = bodyCheck(heartbeatRequestSchema, isPlainHe
 
 function isPlainHeartbeat(data: unknown): boolean {
   if (!isPlainObject(data)) return false;
-  const { workerId, currentLoad, timestamp, executions, incarnation } = data;
+  const { workerId, currentLoad, timestamp, executions, finished, incarnation } = data;
   if (typeof currentLoad !== 'number' || !Number.isInteger(currentLoad) || currentLoad < 0) return false;
   if (!isWorkerId(workerId)) return false;
   let keys = 2;
@@ -229,6 +239,11 @@ function isPlainHeartbeat(data: unknown): boolean {
   if (executions !== undefined) {
     if (!Array.isArray(executions) || executions.length > LIMITS.capabilities.maxSlots) return false;
     for (const execution of executions) if (!isIdentifier(execution)) return false;
+    keys++;
+  }
+  if (finished !== undefined) {
+    if (!Array.isArray(finished) || finished.length > LIMITS.capabilities.maxSlots) return false;
+    for (const execution of finished) if (!isIdentifier(execution)) return false;
     keys++;
   }
   if (incarnation !== undefined) {

@@ -234,7 +234,12 @@ describe('orchestrator HTTP API', () => {
     const credential = first.status === 200 ? first.body.credential : undefined;
     const second = { ...registration('w1'), credential, incarnation: 'new' };
     second.workerNode.endpoint = 'http://w1:9100';
-    expect(await client.workers.register({ body: second })).toMatchObject({ status: 200, body: { credential } });
+    const replaced = await client.workers.register({ body: second });
+    expect(replaced.status).toBe(200);
+    // A new process presenting the old credential (a credential file) gets a new one: calls on
+    // their way to the old process are refused by the new one (N3, 3).
+    expect(replaced.status === 200 && replaced.body.credential).toEqual(expect.any(String));
+    expect(replaced.status === 200 && replaced.body.credential).not.toBe(credential);
     expect(events).toEqual(['registered', 'replaced', 'registered']);
 
     const stale = await client.workers.heartbeat({ body: { workerId: 'w1', currentLoad: 1, incarnation: 'old' } });

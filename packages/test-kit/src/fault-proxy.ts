@@ -32,7 +32,23 @@ export type Fault =
    * client) as soon as the target's answer begins, forwarding none of it: a request the server
    * served whose answer never came back (a reset, a gateway's failure on the way back).
    */
-  | { kind: 'lose-answer' };
+  | { kind: 'lose-answer' }
+  /**
+   * Holds the client's bytes (its requests) until the fault is lifted ({@link FaultProxy.heal},
+   * or another fault), then forwards them whole, in order: a request slow on its way to the
+   * server (a stalled network, a proxy's queue), arriving when the test decides. If the target's
+   * connection closed meanwhile (the server restarted), they go on a new connection to the
+   * current target ({@link FaultProxy.setTarget}).
+   */
+  | { kind: 'hold-requests' }
+  /**
+   * An idle-timeout gateway (nginx's `proxy_read_timeout`, a load balancer's idle timeout):
+   * forwards both ways, but when the target has sent nothing for `afterMs` since the client's
+   * last bytes, answers the client `status` itself (an HTML page, `Connection: close`) and
+   * closes the target's connection, as such a gateway does while the server still works on the
+   * request.
+   */
+  | { kind: 'gateway-timeout'; afterMs: number; status?: 502 | 504 };
 
 /** Where a {@link FaultProxy} forwards to. */
 export interface FaultTarget {
@@ -65,8 +81,11 @@ export interface FaultProxy {
   faultNextRequest(fault: Fault, match: RegExp): void;
   /** No fault any more, on new connections and open ones that were not black-holed. */
   heal(): void;
-  /** What happened so far: connections accepted, connections reset by a fault, bytes dropped. */
-  readonly stats: { accepted: number; resets: number; droppedBytes: number };
+  /**
+   * What happened so far: connections accepted, connections reset by a fault, bytes dropped,
+   * answers a `gateway-timeout` fault gave in the target's place.
+   */
+  readonly stats: { accepted: number; resets: number; droppedBytes: number; gatewayTimeouts: number };
   /** Stops listening and destroys every connection. */
   close(): Promise<void>;
 }
@@ -86,6 +105,8 @@ interface Connection {
   queued: Buffer[];
   /** The target's answer held by a `hold-answers` fault, forwarded once it is lifted. */
   held: Buffer[];
+  /** The client's bytes held by a `hold-requests` fault, forwarded once it is lifted. */
+  heldRequests: Buffer[];
 }
 
 const NONE: Fault = { kind: 'none' };
@@ -103,7 +124,7 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
   const rules: { fault: Fault; match: RegExp | undefined }[] = [];
   const requestRules: { fault: Fault; match: RegExp }[] = [];
   const connections = new Set<Connection>();
-  const stats = { accepted: 0, resets: 0, droppedBytes: 0 };
+  const stats = { accepted: 0, resets: 0, droppedBytes: 0, gatewayTimeouts: 0 };
 
   const clear = (connection: Connection): void => {
     clearTimeout(connection.timer);
@@ -126,13 +147,49 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
     connection.upstream?.destroy();
   };
 
+  /** A `gateway-timeout` fault's answer in the target's place: `status`, then the connection closes, the target's first. */
+  const gatewayTimeout = (connection: Connection, status: 502 | 504): void => {
+    if (connection.client.destroyed) return;
+    stats.gatewayTimeouts++;
+    clear(connection);
+    // Nothing more goes either way; the client's side closes once the page is out.
+    connection.lost = true;
+    connections.delete(connection);
+    connection.upstream?.destroy();
+    const page = `<html><body><h1>${status} ${status === 502 ? 'Bad Gateway' : 'Gateway Time-out'}</h1></body></html>`;
+    connection.client.end(
+      `HTTP/1.1 ${status} ${status === 502 ? 'Bad Gateway' : 'Gateway Time-out'}\r\n` +
+        `Content-Type: text/html\r\nContent-Length: ${Buffer.byteLength(page)}\r\nConnection: close\r\n\r\n${page}`,
+    );
+  };
+
   /** `fault` takes hold on `connection` now. */
   const apply = (connection: Connection, fault: Fault): void => {
     clear(connection);
+    const wasHolding = connection.fault.kind === 'hold-requests';
     connection.fault = fault;
+    // A request held before anything went through holds no connection to the target: one
+    // opens when it is let through (as a proxy's queue dispatches it to a backend then).
+    if (fault.kind === 'hold-requests' && !wasHolding && connection.forwarded === 0 && connection.upstream) {
+      const unused = connection.upstream;
+      connection.upstream = undefined;
+      unused.removeAllListeners();
+      unused.on('error', () => undefined);
+      unused.destroy();
+    }
     if (fault.kind === 'black-hole') connection.lost = true;
     if (fault.kind !== 'hold-answers') {
       for (const chunk of connection.held.splice(0)) forward(connection, chunk, connection.client);
+    }
+    if (fault.kind !== 'hold-requests' && wasHolding) {
+      const held = connection.heldRequests.splice(0);
+      // No connection to the target (none opened while held, or it closed: the target
+      // restarted): a new one to the current target takes the bytes.
+      if (connection.upstream === undefined && !connection.client.destroyed && !connection.lost) {
+        connection.queued.push(...held);
+        if (destination) openUpstream(connection, destination);
+        else waiting.push(() => openUpstream(connection, destination!));
+      } else for (const chunk of held) forward(connection, chunk, connection.upstream);
     }
     if (fault.kind === 'reset') {
       if (fault.afterMs === undefined && fault.afterBytes === undefined) reset(connection);
@@ -150,6 +207,17 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
     if (fault.kind === 'hold-answers' && to === connection.client) {
       connection.held.push(chunk);
       return;
+    }
+    if (fault.kind === 'hold-requests' && to !== connection.client) {
+      connection.heldRequests.push(chunk);
+      return;
+    }
+    if (fault.kind === 'gateway-timeout') {
+      clear(connection);
+      if (to !== connection.client) {
+        const { afterMs, status = 504 } = fault;
+        connection.timer = setTimeout(() => gatewayTimeout(connection, status), afterMs);
+      }
     }
     if (fault.kind === 'lose-answer' && to === connection.client) {
       stats.droppedBytes += chunk.length;
@@ -186,14 +254,20 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
     });
     upstream.on('data', (chunk: Buffer) => forward(connection, chunk, connection.client));
     upstream.on('end', () => {
+      if (connection.fault.kind === 'hold-requests' && connection.heldRequests.length > 0) return; // see `closed`
       if (!connection.lost) connection.client.end();
     });
-    upstream.on('error', () => {
+    // While a `hold-requests` fault holds what the client sent, the client knows nothing of the
+    // target's side: its connection closing leaves the client's open (see `apply`).
+    const closed = (): void => {
+      if (connection.fault.kind === 'hold-requests' && connection.heldRequests.length > 0) {
+        if (connection.upstream === upstream) connection.upstream = undefined;
+        return;
+      }
       if (!connection.lost) destroy(connection);
-    });
-    upstream.on('close', () => {
-      if (!connection.lost) destroy(connection);
-    });
+    };
+    upstream.on('error', closed);
+    upstream.on('close', closed);
   };
 
   const server: Server = createServer((client) => {
@@ -208,6 +282,7 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
       timer: undefined,
       queued: [],
       held: [],
+      heldRequests: [],
     };
     connections.add(connection);
     client.on('error', () => destroy(connection));
@@ -228,12 +303,13 @@ export async function startFaultProxy(target?: FaultTarget): Promise<FaultProxy>
         if (rule >= 0) apply(connection, requestRules.splice(rule, 1)[0]!.fault);
         if (connection.client.destroyed) return;
       }
-      if (connection.upstream?.connecting === false) forward(connection, chunk, connection.upstream);
+      if (connection.fault.kind === 'hold-requests') connection.heldRequests.push(chunk);
+      else if (connection.upstream?.connecting === false) forward(connection, chunk, connection.upstream);
       else if (!connection.lost) connection.queued.push(chunk);
       else stats.droppedBytes += chunk.length;
     });
     apply(connection, current);
-    if (connection.lost) return;
+    if (connection.lost || connection.fault.kind === 'hold-requests') return; // see `apply`
     if (destination) openUpstream(connection, destination);
     else waiting.push(() => openUpstream(connection, destination!));
   });

@@ -179,4 +179,75 @@ describe('startFaultProxy', () => {
     await expect.poll(c.received, { timeout: 5_000 }).toBe('slow');
     expect(Date.now() - started).toBeGreaterThanOrEqual(390); // 200 ms there, 200 ms back
   });
+
+  it("hold-requests: holds the client's bytes (the target gets nothing) until healed, then forwards them in order", async () => {
+    const echo = await echoServer();
+    const proxy = await proxyTo(echo.port);
+    proxy.fault({ kind: 'hold-requests' });
+    const c = await client(proxy.port);
+    c.socket.write('one,');
+    c.socket.write('two');
+    await sleep(200);
+    expect(echo.got()).toBe('');
+    proxy.heal();
+    await expect.poll(echo.got).toBe('one,two');
+    await expect.poll(c.received).toBe('one,two');
+  });
+
+  it('hold-requests: a held request holds no connection to the target; once healed it goes to the current target (one that restarted meanwhile)', async () => {
+    // A first target that gets nothing, and goes away with its connections.
+    const accepted: Socket[] = [];
+    let firstGot = '';
+    const first = createServer((socket) => {
+      accepted.push(socket);
+      socket.on('error', () => undefined);
+      socket.on('data', (chunk: Buffer) => (firstGot += chunk.toString()));
+    });
+    await new Promise<void>((resolve) => first.listen(0, '127.0.0.1', resolve));
+    const proxy = await proxyTo((first.address() as AddressInfo).port);
+    proxy.fault({ kind: 'hold-requests' });
+    const c = await client(proxy.port);
+    c.socket.write('held');
+    await sleep(200);
+    // No connection to the target while held: the first target can close at once.
+    expect(accepted).toEqual([]);
+    await new Promise<void>((resolve) => first.close(() => resolve()));
+    // A second target takes its place.
+    const second = await echoServer();
+    proxy.setTarget({ port: second.port });
+    await sleep(100);
+    proxy.heal();
+    await expect.poll(second.got).toBe('held');
+    await expect.poll(c.received).toBe('held');
+    expect(firstGot).toBe('');
+  });
+
+  it('gateway-timeout: a target silent for afterMs after a request: the client gets the status page and a close, the target a close', async () => {
+    let targetClosed = false;
+    const silentServer = createServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.on('close', () => (targetClosed = true));
+      socket.resume(); // reads the request, never answers
+    });
+    servers.push(silentServer);
+    await new Promise<void>((resolve) => silentServer.listen(0, '127.0.0.1', resolve));
+    const proxy = await proxyTo((silentServer.address() as AddressInfo).port);
+    proxy.fault({ kind: 'gateway-timeout', afterMs: 200 });
+    const c = await client(proxy.port);
+    c.socket.write('POST /api/execution/execute HTTP/1.1\r\n\r\n');
+    expect(await c.ended).toBe('closed');
+    expect(c.received()).toMatch(/^HTTP\/1\.1 504 Gateway Time-out\r\n[\s\S]*Connection: close\r\n\r\n<html>/);
+    expect(proxy.stats.gatewayTimeouts).toBe(1);
+    await expect.poll(() => targetClosed).toBe(true);
+  });
+
+  it('gateway-timeout: an answer that begins in time goes through whole', async () => {
+    const echo = await echoServer();
+    const proxy = await proxyTo(echo.port);
+    proxy.fault({ kind: 'gateway-timeout', afterMs: 2_000, status: 502 });
+    const c = await client(proxy.port);
+    c.socket.write('ping');
+    await expect.poll(c.received).toBe('ping');
+    expect(proxy.stats.gatewayTimeouts).toBe(0);
+  });
 });

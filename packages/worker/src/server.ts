@@ -155,6 +155,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
         workerId: id,
         currentLoad: () => executor.load,
         executions: () => executor.executionIds(),
+        finished: { ids: () => executor.finishedIds(), reported: (ids) => executor.finishedReported(ids) },
         logger: logger.child({ workerId: id, component: 'link' }),
         joinToken: resolved.joinToken,
         credentialFile: resolved.credentialFile,

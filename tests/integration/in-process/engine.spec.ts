@@ -464,7 +464,7 @@ describe('lost attempts', () => {
       ['w-frozen', 'Lost'],
       ['w-ok', 'Succeeded'],
     ]);
-    expect(module.attempts[0]!.lateAnswer).toMatchObject({ outcome: 'Failed' }); // cancelled on the frozen worker
+    expect(module.attempts[0]!.lateAnswer).toMatchObject({ outcome: 'Cancelled' }); // cancelled on the frozen worker (N3, 4)
     expect(runs).toBe(2);
   });
 });

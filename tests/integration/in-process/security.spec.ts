@@ -365,7 +365,9 @@ describe('an open cluster (no join token)', () => {
     writeFileSync(keptFile, `${kept}\n`, { mode: 0o600 });
     const restarted = await cluster.startWorker({ id: 'w-kept', pipeline, credentialFile: keptFile });
     await restarted.link!.registered();
-    expect(restarted.link!.credential).toBe(kept);
+    // A new process gets a new credential (calls meant for the old one are refused 401, N3, 3).
+    expect(restarted.link!.credential).toEqual(expect.any(String));
+    expect(restarted.link!.credential).not.toBe(kept);
     expect(orchestrator.registry.get('w-kept')?.endpoint).toBe(restarted.url);
     const result = await runPipeline({ pipeline, registry: orchestrator.registry, logger: silent });
     expect(result.modules[0]).toMatchObject({ status: 'Successful' });

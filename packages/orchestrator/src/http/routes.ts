@@ -167,6 +167,7 @@ export function createRoutes(
           const acknowledged = refusedAs(CONFLICTS, res, () =>
             registry.heartbeat(body.workerId, body.currentLoad, {
               executions: own ? body.executions : undefined,
+              finished: own ? body.finished : undefined,
               incarnation: body.incarnation,
             }),
           );

@@ -80,6 +80,8 @@ interface Entry {
   reportedOffline: boolean;
   /** What the last heartbeat listed as running; see {@link NodeRegistry.executionsOf}. */
   executions: readonly string[] | undefined;
+  /** What the last heartbeat listed as finished; see {@link NodeRegistry.finishedOf}. */
+  finished: readonly string[] | undefined;
   /** The process's incarnation, when its registration named one. */
   incarnation: string | undefined;
   /** Pending cancels by executionId, oldest first (see {@link NodeRegistry.requestCancel}). */
@@ -211,7 +213,13 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     // Only the holder keeps the credential: anyone else gets a new one, so registering under an
     // id never reveals the credential the orchestrator sends to that id's worker.
     // A retry revokes the holder's credential, which no request has used (its answer was lost).
-    const credential = sameCredential ? previous.credential : newCredential();
+    // A new process (another incarnation) presenting the holder's credential (its credential
+    // file) takes the id, but with a new credential: calls still on their way to the old process
+    // carry the old one, and the new process, which holds none of the old one's cancel
+    // tombstones, refuses them (401) rather than running an execute whose attempt was abandoned
+    // and cancelled (round N, N3, 3).
+    const keep = sameCredential && !replaced;
+    const credential = keep ? previous.credential : newCredential();
     // The greatest sequence served under this key: a stale duplicate of an earlier attempt
     // (the same or a smaller number) is never a retry, whatever came in between.
     const retryKept =
@@ -225,7 +233,7 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     this.#byCredential.set(credentialHash(credential), node.id);
     const entry: Entry = {
       credential,
-      credentialUsed: sameCredential,
+      credentialUsed: keep,
       retry: retryKept,
       id: node.id,
       endpoint: node.endpoint,
@@ -238,6 +246,7 @@ export class InMemoryNodeRegistry implements NodeRegistry {
       draining: previous?.draining ?? false,
       reportedOffline: false,
       executions: undefined,
+      finished: undefined,
       incarnation,
       // The same process keeps what it was asked to cancel; a new one never ran those executions.
       cancels: previous && !replaced ? previous.cancels : new Map(),
@@ -255,6 +264,7 @@ export class InMemoryNodeRegistry implements NodeRegistry {
     this.#checkIncarnation(entry, report);
     entry.currentLoad = checkLoad(currentLoad);
     entry.executions = report.executions;
+    entry.finished = report.finished;
     entry.lastHeartbeatMs = this.#now();
     entry.lastHeartbeatIso = undefined;
     entry.shared = undefined;
@@ -291,6 +301,10 @@ export class InMemoryNodeRegistry implements NodeRegistry {
 
   executionsOf(workerId: string): readonly string[] | undefined {
     return this.#entries.get(workerId)?.executions;
+  }
+
+  finishedOf(workerId: string): readonly string[] | undefined {
+    return this.#entries.get(workerId)?.finished;
   }
 
   incarnationOf(workerId: string): string | undefined {

@@ -117,6 +117,12 @@ export interface NodeRegistry {
    * sent none since it registered, or when no worker has this id.
    */
   executionsOf(workerId: string): readonly string[] | undefined;
+  /**
+   * The `executionId`s the worker's last heartbeat said finished there since its previous
+   * acknowledged heartbeat, their outcomes kept for a re-sent execute (the heartbeat's
+   * `finished`; kept as given); `undefined` as for {@link NodeRegistry.executionsOf}.
+   */
+  finishedOf(workerId: string): readonly string[] | undefined;
   /** A worker with its current status, or `undefined`. */
   get(workerId: string): WorkerNode | undefined;
   /** Every registered worker (including `Offline` ones) with its current status, in registration order. */
@@ -171,14 +177,19 @@ export interface NodeRegistry {
 export interface HeartbeatReport extends IncarnationOptions {
   /** The executions the worker runs now (the heartbeat's `executions`); undefined for a worker that does not say. */
   executions?: readonly string[] | undefined;
+  /** The executions that finished there since its last acknowledged heartbeat (the heartbeat's `finished`); undefined when it does not say. */
+  finished?: readonly string[] | undefined;
 }
 
 /** Options of {@link NodeRegistry.register}. */
 export interface RegisterOptions {
   /**
    * The credential the worker presents (from an earlier registration). When it is the id's
-   * current credential, the worker keeps it; otherwise the registration gets a new one: an
-   * existing credential is never handed to a caller that did not present it.
+   * current credential, the caller takes the id even from a live holder, and the same process
+   * (the same incarnation) keeps it; otherwise, and for a new process (another incarnation, a
+   * restart with a credential file), the registration gets a new one: an existing credential is
+   * never handed to a caller that did not present it, and calls on their way to an old process
+   * are never taken by a new one (it holds none of the old one's cancel tombstones).
    */
   credential?: string | undefined;
   /**

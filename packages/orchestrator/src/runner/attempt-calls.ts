@@ -1,6 +1,7 @@
 import { CallAborter } from '@mpd/client';
 import { ACCEPT_OUTPUT_HEADER, type ExecuteModuleRequest, OUTPUT_HEADER, OUTPUT_NONE } from '@mpd/contract';
 import { backoffDelay } from '@mpd/server-kit';
+import { UnknownStatusError } from '@ts-rest/core';
 import type { Logger } from 'pino';
 import type { NodeRegistry } from '../registry/node-registry.js';
 import {
@@ -103,6 +104,8 @@ export async function sendExecute(
    * way. Not one refused 401/403: a refused call runs nothing.
    */
   let reached = false;
+  /** Re-sends refused 429/503 since the latest run of closes began (see CLOSED_IN_A_ROW_LIMIT's reason). */
+  let refusedAmongCloses = 0;
   for (let send = 0; ; send++) {
     if (send > 0 && !now) {
       // Never past the call's deadline: the backoff sleeps at most until it (review R1, L1).
@@ -160,6 +163,7 @@ export async function sendExecute(
           return { kind: 'failure', verdict: { kind: 'in-transit', reason: why, closed: false }, delivered: true };
         }
         failures++;
+        if (attempt.closedInARow > 0) refusedAmongCloses++;
         logger.info(
           { module: attempt.module.name, executionId: body.executionId, workerId: attempt.workerId, status },
           'execute re-send refused, and an earlier call may have reached the worker; sending it again to the same worker',
@@ -212,6 +216,32 @@ export async function sendExecute(
         now = true;
         continue;
       }
+      const gateway = gatewayStatus(error);
+      if (gateway !== undefined) {
+        // A gateway in front of the worker gave up on the call (502/504: its idle timeout ran
+        // out on a long module, its upstream connection dropped) while the worker may run it:
+        // the call is no answer, and the attempt no loss. Sent again, the same executionId (the
+        // worker joins the execution it runs or answers the outcome it kept), never cancelled,
+        // as a refused re-send is: while the worker is live and its heartbeats do not say it
+        // runs nowhere (as Buildkite's and GitHub's runners keep a job whose connection dropped
+        // while the agent still reports it; round N, N3).
+        reached = true;
+        const reason = `a gateway answered ${gateway} in front of the worker, which may run it`;
+        if (attempt.state !== 'running' || !options.live(attempt)) {
+          return { kind: 'failure', verdict: { kind: 'in-transit', reason, closed: false }, delivered: true };
+        }
+        const unlisted = unlistedFor(attempt, clock.now());
+        if (unlisted !== undefined) {
+          const why = `${reason}, and its worker's heartbeats have not listed it for ${unlisted}`;
+          return { kind: 'failure', verdict: { kind: 'in-transit', reason: why, closed: false }, delivered: true };
+        }
+        failures++;
+        logger.info(
+          { module: attempt.module.name, executionId: body.executionId, workerId: attempt.workerId, status: gateway },
+          'execute call answered by a gateway that gave up on it; sending it again to the same worker',
+        );
+        continue;
+      }
       const verdict = judgeTransportError(error);
       if (verdict.kind !== 'in-transit' && verdict.kind !== 'refused') return { kind: 'failure', verdict, delivered };
       if (attempt.state !== 'running') return { kind: 'failure', verdict, delivered };
@@ -221,8 +251,15 @@ export async function sendExecute(
       if (verdict.kind === 'refused' && !listed) return { kind: 'failure', verdict, delivered };
       if (!options.live(attempt)) return { kind: 'failure', verdict, delivered };
       attempt.closedInARow = verdict.kind === 'in-transit' && verdict.closed ? attempt.closedInARow + 1 : 0;
+      if (attempt.closedInARow === 0) refusedAmongCloses = 0;
       if (attempt.closedInARow >= CLOSED_IN_A_ROW_LIMIT && !listed) {
-        const reason = `${verdict.reason} (the worker closed the connection ${attempt.closedInARow} times in a row without an answer)`;
+        // "In a row" only when nothing came between the closes: refusals (429/503) do not break
+        // the run (review R1, L2), and the reason says they were there.
+        const how =
+          refusedAmongCloses > 0
+            ? `without an answer, with ${refusedAmongCloses} re-send${refusedAmongCloses === 1 ? '' : 's'} refused 429/503 between them`
+            : 'in a row without an answer';
+        const reason = `${verdict.reason} (the worker closed the connection ${attempt.closedInARow} times ${how})`;
         return { kind: 'failure', verdict: { kind: 'broken', reason }, delivered };
       }
       reached = true;
@@ -281,6 +318,17 @@ function unlistedFor(attempt: Attempt, now: number): string | undefined {
     return now - attempt.sentAt >= NEVER_LISTED_GRACE_MS ? `${now - attempt.sentAt} ms (never listed)` : undefined;
   }
   return now - listedAt > COLLECT_WINDOW_MS ? `${now - listedAt} ms since it was last listed` : undefined;
+}
+
+/**
+ * The status of a gateway's answer that says it gave up on the call, not that the worker
+ * refused it: 502 Bad Gateway or 504 Gateway Timeout, statuses the worker's contract never
+ * answers (the client rejects them with ts-rest's `UnknownStatusError`). Else undefined.
+ */
+function gatewayStatus(error: unknown): 502 | 504 | undefined {
+  if (!(error instanceof UnknownStatusError)) return undefined;
+  const status = (error.response as { status?: unknown } | undefined)?.status;
+  return status === 502 || status === 504 ? status : undefined;
 }
 
 /** Whether a heartbeat of the attempt's worker listed it at `since` (epoch ms) or later. */

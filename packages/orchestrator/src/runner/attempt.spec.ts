@@ -206,6 +206,12 @@ describe('lateOutcome', () => {
     expect(lateOutcome(errorResponse('InternalError', 'broken'))).toBe('Failed');
     expect(lateOutcome(errorResponse('WorkerAtCapacity', 'full'))).toBeUndefined();
   });
+
+  it('records a late cancelled or timed-out answer (500 with failureKind) as such, not as a failure (N3, 4)', () => {
+    expect(lateOutcome(answer(500, { ...executeFailed, failureKind: 'Cancelled' }))).toBe('Cancelled');
+    expect(lateOutcome(answer(500, { ...executeFailed, failureKind: 'TimedOut' }))).toBe('TimedOut');
+    expect(lateOutcome(answer(500, { ...executeFailed, failureKind: 'Error' }))).toBe('Failed');
+  });
 });
 
 describe('judgeAnswer and judgeTransportError: results over the limits', () => {

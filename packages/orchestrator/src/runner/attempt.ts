@@ -268,10 +268,21 @@ export function judgeTransportError(error: unknown): AttemptVerdict {
 /** Network error codes of a connection the other side reset or closed. */
 const CLOSED = new Set(['ECONNRESET', 'EPIPE', 'UND_ERR_SOCKET']);
 
-/** What a late answer of an abandoned attempt tells its record: whether the module ran (200) or failed (500), else nothing. */
-export function lateOutcome(answer: ExecuteAnswer): 'Succeeded' | 'Failed' | undefined {
-  return answer.status === 200 ? 'Succeeded' : answer.status === 500 ? 'Failed' : undefined;
+/**
+ * What a late answer of an abandoned attempt tells its record: the module ran (200), was
+ * cancelled (500 with `failureKind: 'Cancelled'`: its cancel stopped it, or arrived first),
+ * timed out at its worker (500, `TimedOut`) or failed (any other 500), else nothing.
+ */
+export function lateOutcome(answer: ExecuteAnswer): LateOutcome | undefined {
+  if (answer.status === 200) return 'Succeeded';
+  if (answer.status !== 500) return undefined;
+  const body: unknown = answer.body;
+  const kind = typeof body === 'object' && body !== null ? (body as { failureKind?: unknown }).failureKind : undefined;
+  return kind === 'Cancelled' ? 'Cancelled' : kind === 'TimedOut' ? 'TimedOut' : 'Failed';
 }
+
+/** What a late answer said of its attempt (see {@link lateOutcome}, `AttemptRecord.lateAnswer`). */
+export type LateOutcome = 'Succeeded' | 'Failed' | 'TimedOut' | 'Cancelled';
 
 /**
  * Whether `answer` carries the worker's own contract body: 200 with its `serializedResult` text,

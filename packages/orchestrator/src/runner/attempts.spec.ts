@@ -535,7 +535,44 @@ describe('runPipeline: a re-send refused 429/503 again and again (review R1, M1,
     const result = await running;
     const [first, second] = result.modules[0]!.attempts;
     expect(first).toMatchObject({ workerId: 'w-gw', outcome: 'Lost' });
-    expect(first!.error).toMatch(/closed the connection 3 times in a row/);
+    // Not "in a row": refusals came between the closes (N3, 4).
+    expect(first!.error).toMatch(
+      /closed the connection 3 times without an answer, with 2 re-sends refused 429\/503 between them/,
+    );
     expect(second).toMatchObject({ workerId: 'w-other', outcome: 'Succeeded' });
   });
+});
+
+describe('runPipeline: a gateway refusing first calls with a bare 429/503 (N3, 5)', () => {
+  it.each([503, 429])(
+    '%s: the worker is quarantined on probation and its refusals count as one loss: the module outlives maxLostAttempts and runs once a worker takes it',
+    async (status) => {
+      const gateway = new ScriptedWorker('w-gw', () => ({ status, body: 'no healthy upstream' }), neverAnswered);
+      const other = new ScriptedWorker('w-other', (body) => success(body));
+      const { clock, run, registry, register } = setup(pipeline, [gateway, other]);
+      registry.unregister('w-other'); // registers later
+      let done = false;
+      const running = run({ maxLostAttempts: 1 }).finally(() => (done = true));
+      // 30 s of w-gw's heartbeats, listing nothing: each lost attempt ends at the second.
+      for (let second = 0; second < 30; second++) {
+        registry.heartbeat('w-gw', 0, { executions: [] });
+        await clock.advance(1_000);
+      }
+      // The old code counted every refusal as a loss (the module failed WorkerLost at the
+      // second, 2 s in) and called the gateway again each time after 250 ms to 5 s.
+      expect(done).toBe(false);
+      // Probation 2.5-5 s, then 5-10 s, then 10-20 s: at most 4 calls in 30 s.
+      expect(gateway.executes.length).toBeGreaterThanOrEqual(2);
+      expect(gateway.executes.length).toBeLessThanOrEqual(4);
+      register(other);
+      await clock.advance(2_000);
+      const result = await running;
+      expect(result.status).toBe('Successful');
+      const attempts = result.modules[0]!.attempts;
+      expect(attempts.at(-1)).toMatchObject({ workerId: 'w-other', outcome: 'Succeeded' });
+      expect(attempts.slice(0, -1).every((attempt) => attempt.workerId === 'w-gw' && attempt.outcome === 'Lost')).toBe(
+        true,
+      );
+    },
+  );
 });

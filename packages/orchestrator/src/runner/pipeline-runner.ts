@@ -374,8 +374,10 @@ class PipelineRun {
     }
     const attempts = this.attemptsOn.get(workerId);
     if (!attempts || attempts.size === 0) return;
-    const executions = this.options.registry.executionsOf(workerId);
+    const { registry } = this.options;
+    const executions = registry.executionsOf(workerId);
     if (executions === undefined) return; // an older worker: it does not say
+    const finished = registry.finishedOf(workerId);
     const generation = this.generations.get(workerId) ?? 0;
     for (const attempt of [...attempts]) {
       // A new process under the id lists only its own executions (see workerReplaced).
@@ -388,6 +390,11 @@ class PipelineRun {
         continue;
       }
       if (attempt.state === 'running') {
+        // It ran and finished there since the worker's last heartbeat, perhaps between two (so
+        // never listed as running), and its outcome is kept: it reached the worker, and is no
+        // "never listed" call to hand over as lost (a module that ran would run again
+        // elsewhere): its outcome is collected as any unlisted attempt's (round N, N3).
+        if (finished?.includes(attempt.record.executionId)) sightings.listedAt = now;
         if (attempt.call === undefined) continue;
         sightings.unlistedSince ??= now;
         if (!sightings.disarm) this.armCollect(attempt, collectGrace(sightings.collects));
@@ -817,14 +824,19 @@ class PipelineRun {
       );
       return;
     }
-    const verdict: AttemptVerdict =
-      status === 429 || status === 503
-        ? {
-            kind: 'lost',
-            reason: `answered ${status} without the worker's error body (a gateway's refusal, which may have passed the call on first)`,
-          }
-        : judgeAnswer(answer, this.options.maxResultBytes);
-    this.act(attempt, verdict);
+    if (status === 429 || status === 503) {
+      // A gateway refusing calls (a rate limit, no healthy upstream): lost, as it may have
+      // passed the call on first, but a refusal for the module's count and the worker's
+      // dispatch: the worker is quarantined on probation (a cool-down growing with each
+      // refusal, REFUSAL_PROBATION) and every refusal of one start of it counts as one loss, so
+      // a gateway refusing first calls does not use up the module's maxLostAttempts in seconds
+      // (as Temporal backs off further on ResourceExhausted, and Buildkite's agent retries a
+      // 429 later rather than failing the job; round N, N3).
+      const reason = `answered ${status} without the worker's error body (a gateway's refusal, which may have passed the call on first)`;
+      this.lost(attempt, reason, { refusal: true });
+      return;
+    }
+    this.act(attempt, judgeAnswer(answer, this.options.maxResultBytes));
   }
 
   /** Acts on the verdict on a running attempt. */
@@ -1020,7 +1032,8 @@ class PipelineRun {
    * dispatched again, once no earlier attempt of it can still be running, after a backoff, up to
    * `maxLostAttempts`. All refusals of one start of a worker count as one loss.
    * @param how.end why the attempt can no longer be running, when that is known
-   * @param how.refusal the worker's endpoint refused the connection (the worker is quarantined)
+   * @param how.refusal the worker's endpoint refused the connection, or a gateway in front of it
+   *   refused the call (429/503 without the worker's body): the worker is quarantined on probation
    * @param how.quarantine quarantine the worker for another reason (its endpoint is broken)
    */
   private lost(

@@ -13,7 +13,8 @@ export const REFUSAL_PROBATION = { initialMs: 5_000, maxMs: 60_000 } as const;
 export interface QuarantineEntry {
   /**
    * `refused`: its endpoint refused the connection (nothing listens there: the process is gone,
-   * or its port is); `broken`: its endpoint answered as something that is not this worker
+   * or its port is), or a gateway in front of it refused a call (429/503 without the worker's
+   * body: a rate limit, no healthy upstream); `broken`: its endpoint answered as something that is not this worker
    * (404 `RouteNotFound`, 401 to its credential, not the contract's JSON, a TLS failure).
    */
   readonly kind: 'refused' | 'broken';

@@ -45,10 +45,11 @@ export interface AttemptRecord {
   error?: string;
   /**
    * An answer that arrived after the attempt was abandoned (declared lost, timed out at the
-   * orchestrator, or superseded) and was not accepted: a failure, or a success that came after
-   * the module had ended.
+   * orchestrator, or superseded) and was not accepted: a failure, a time-out at the worker, a
+   * cancel (the worker's 500 `failureKind: 'Cancelled'`: it stopped the module, or the cancel
+   * came first and it ran nothing), or a success that came after the module had ended.
    */
-  lateAnswer?: { outcome: 'Succeeded' | 'Failed'; at: string };
+  lateAnswer?: { outcome: 'Succeeded' | 'Failed' | 'TimedOut' | 'Cancelled'; at: string };
   /**
    * The attempt had been abandoned (`after`: how, with `reason`) when its successful answer
    * arrived; the module had not ended, so this result was accepted (the first success of a

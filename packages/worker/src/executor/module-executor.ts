@@ -1,3 +1,4 @@
+import { LIMITS } from '@mpd/contract';
 import type { Pipeline } from '@mpd/pipeline';
 import { createSecretMasker } from '@mpd/server-kit';
 import type { Logger } from 'pino';
@@ -100,6 +101,12 @@ type RunningEntry = { execution: Execution; fingerprint: string; outputNone?: tr
  */
 export const MAX_CANCEL_TOMBSTONES = 1024;
 
+/**
+ * The most finished executions one heartbeat reports (its `finished`, bounded by the contract
+ * as `executions` is); past it the oldest is left out.
+ */
+export const MAX_FINISHED_REPORTED = LIMITS.capabilities.maxSlots;
+
 /** How long {@link ModuleExecutor.close} waits for in-process modules that ignore their signal (ms). */
 const IN_PROCESS_STOP_WAIT_MS = 5_000;
 
@@ -122,6 +129,11 @@ export class ModuleExecutor {
    * and when it is forgotten (`Date.now()` ms), by executionId, oldest first.
    */
   private readonly tombstones = new Map<string, { reason: string | undefined; expiresAt: number }>();
+  /**
+   * Executions that finished since the last acknowledged heartbeat, oldest first, at most
+   * {@link MAX_FINISHED_REPORTED} (see {@link ModuleExecutor.finishedIds}).
+   */
+  private readonly recentlyFinished = new Set<string>();
   private readonly pool: ModuleHostPool | undefined;
   /**
    * What every execution takes from this executor, made once: one object of one shape for all
@@ -182,6 +194,23 @@ export class ModuleExecutor {
   /** The `executionId` of every execution running now (whose module code has not stopped yet). */
   executionIds(): string[] {
     return [...this.running.keys()];
+  }
+
+  /**
+   * The `executionId` of every execution that finished (its module code stopped, its outcome
+   * kept `completedRetentionMs`) since the last heartbeat the orchestrator acknowledged
+   * carrying it, oldest first, at most {@link MAX_FINISHED_REPORTED} (the newest): reported in
+   * each heartbeat (`finished`) until {@link ModuleExecutor.finishedReported}. A module that
+   * ran and finished between two heartbeats is in no heartbeat's `executions`; this tells the
+   * orchestrator it arrived and its outcome waits to be collected.
+   */
+  finishedIds(): readonly string[] {
+    return [...this.recentlyFinished];
+  }
+
+  /** An acknowledged heartbeat carried `ids` as finished: they are reported no more. */
+  finishedReported(ids: readonly string[]): void {
+    for (const id of ids) this.recentlyFinished.delete(id);
   }
 
   get slots(): number {
@@ -290,6 +319,9 @@ export class ModuleExecutor {
         expiresAt: Date.now() + this.options.completedRetentionMs,
         ...(entry.outputNone ? { outputNone: true } : {}),
       });
+      const recent = this.recentlyFinished;
+      recent.add(request.executionId);
+      if (recent.size > MAX_FINISHED_REPORTED) recent.delete(recent.values().next().value!);
     });
     return { kind: 'started', outcome: execution.outcome };
   }

@@ -133,6 +133,14 @@ export interface OrchestratorLinkOptions {
    * @default none reported
    */
   executions?: () => readonly string[];
+  /**
+   * The executions that finished since the last acknowledged heartbeat (`ids`), reported in
+   * each heartbeat (`finished`), and told (`reported`) which ones a heartbeat the orchestrator
+   * acknowledged carried: an attempt that ran and finished between two heartbeats is never in
+   * `executions`, and the orchestrator would take it for a call that never arrived.
+   * @default none reported
+   */
+  finished?: { ids: () => readonly string[]; reported: (ids: readonly string[]) => void };
   logger: Logger;
   /** The cluster join token to register with (bearer token). */
   joinToken?: string | undefined;
@@ -747,12 +755,14 @@ export class OrchestratorLink {
       let notBefore: number | undefined;
       try {
         const sentAt = this.now();
+        const finished = this.options.finished?.ids();
         const response = await client.workers.heartbeat({
           body: {
             workerId: this.options.workerId,
             currentLoad: this.options.currentLoad(),
             timestamp: new Date().toISOString(),
             ...(this.options.executions ? { executions: [...this.options.executions()] } : {}),
+            ...(finished && finished.length > 0 ? { finished: [...finished] } : {}),
             incarnation: this.options.incarnation,
           },
           fetchOptions: { signal },
@@ -793,6 +803,7 @@ export class OrchestratorLink {
             consecutiveFailures: 0,
           };
           this.lease.renew(sentAt, timeoutMs);
+          if (finished && finished.length > 0) this.options.finished?.reported(finished);
           for (const { executionId, reason } of response.body.cancel ?? []) {
             this.hooks?.onCancelRequested?.(executionId, reason);
           }

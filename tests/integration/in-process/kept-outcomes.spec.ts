@@ -1,0 +1,139 @@
+/**
+ * Outcomes a worker kept for an attempt whose answer never came back (round N, N3): the run
+ * collects them with a re-send of the same executionId instead of running the module again.
+ * Real orchestrator and workers on 127.0.0.1; a plain HTTP front in front of a worker plays the
+ * gateway (a load balancer, an ingress) that drops or refuses calls; the run's clock is the
+ * system's, moved on by the test where a grace period of the run's must pass.
+ */
+import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { type RunClock, runPipeline } from '@mpd/orchestrator';
+import { defineModule, definePipeline } from '@mpd/pipeline';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Cluster, silent } from '../helpers/cluster.js';
+
+const cleanups: Array<() => Promise<unknown>> = [];
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+});
+
+const EXECUTE = '/api/execution/execute';
+
+/**
+ * A plain HTTP front: every request is forwarded to `target()` and its answer passed back, but
+ * execute calls go to `route` (numbered from 1), which may `forward` them.
+ */
+async function startFront(
+  target: () => string,
+  route: (call: number, req: IncomingMessage, res: ServerResponse, forward: () => void) => void,
+): Promise<string> {
+  let executes = 0;
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const forward = (): void => {
+        const to = new URL(target());
+        const out = httpRequest(
+          { host: to.hostname, port: to.port, path: req.url, method: req.method, headers: req.headers },
+          (answer) => {
+            if (res.destroyed) return void answer.resume();
+            res.writeHead(answer.statusCode!, answer.headers);
+            answer.pipe(res);
+          },
+        );
+        out.on('error', () => res.destroy());
+        out.end(Buffer.concat(chunks));
+      };
+      if (req.method === 'POST' && req.url === EXECUTE) route(++executes, req, res, forward);
+      else forward();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(async () => {
+    server.closeAllConnections();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+/** The system's clock, `skip`ped ahead by the test (its timers are the system's). */
+function skippingClock(): RunClock & { skip: (ms: number) => void } {
+  let offsetMs = 0;
+  return {
+    now: () => Date.now() + offsetMs,
+    after(ms, callback) {
+      const timer = setTimeout(callback, Math.max(0, ms));
+      return () => clearTimeout(timer);
+    },
+    skip: (ms) => (offsetMs += ms),
+  };
+}
+
+describe('an attempt that ran and finished between two heartbeats, its answer lost (N3, 1)', () => {
+  it('re-sends refused by a gateway past the never-listed grace: its kept outcome is collected, never run again elsewhere', async () => {
+    const cluster = new Cluster();
+    cleanups.push(() => cluster.close());
+    const starts: string[] = [];
+    const work = defineModule({
+      name: 'work',
+      run: (ctx) => {
+        starts.push(ctx.workerId);
+        return { workerId: ctx.workerId };
+      },
+    });
+    const pipeline = definePipeline({ name: 'kept-outcome', modules: [work] });
+    const orchestrator = await cluster.startOrchestrator();
+
+    // In front of w-one: the first execute reaches the worker (which runs the module in a
+    // moment, between two heartbeats) and its caller's connection is dropped at once; re-sends
+    // are refused 503 without the worker's body (no healthy upstream) until the test lets them through.
+    let workerUrl = '';
+    let refusals = 0;
+    let letThrough = false;
+    const frontUrl = await startFront(
+      () => workerUrl,
+      (call, req, res, forward) => {
+        if (call === 1) {
+          forward();
+          req.socket.destroy();
+        } else if (!letThrough) {
+          refusals++;
+          res.writeHead(503, { 'content-type': 'text/plain' });
+          res.end('no healthy upstream');
+        } else forward();
+      },
+    );
+    const one = await cluster.startWorker({ id: 'w-one', pipeline, endpoint: frontUrl });
+    workerUrl = one.url;
+    await one.link!.registered();
+
+    const clock = skippingClock();
+    const running = runPipeline({ pipeline, registry: orchestrator.registry, clock, logger: silent });
+    await expect.poll(() => starts.length, { timeout: 20_000 }).toBe(1);
+    // A worker with room, where a module handed over as lost would run again.
+    const two = await cluster.startWorker({ id: 'w-two', pipeline });
+    await two.link!.registered();
+    // Two heartbeats of w-one after the module finished there: the first carries it as finished.
+    let beats = 0;
+    const unsubscribe = orchestrator.registry.onChange((event) => {
+      if (event.type === 'heartbeat' && event.workerId === 'w-one') beats++;
+    });
+    await expect.poll(() => beats, { timeout: 20_000 }).toBeGreaterThanOrEqual(2);
+    unsubscribe();
+    // Past the never-listed grace (10 s) for the run: the old code handed the attempt over as
+    // lost at the next refused re-send, its cancel answered 404 (nothing runs), and ran the
+    // module again on w-two.
+    clock.skip(11_000);
+    const refusedBefore = refusals;
+    await expect.poll(() => refusals - refusedBefore >= 2 || starts.length > 1, { timeout: 30_000 }).toBe(true);
+    letThrough = true;
+    const result = await running;
+
+    expect(starts).toEqual(['w-one']);
+    expect(result.status).toBe('Successful');
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-one', 'Succeeded'],
+    ]);
+  });
+});
