@@ -16,10 +16,9 @@ import {
   orchestratorContract,
   type PutBlobResponse,
   putBlobResponseSchema,
-  redactUrl,
 } from '@mpd/contract';
 import { Agent, type Dispatcher, request } from 'undici';
-import { bearerHeader } from './clients.js';
+import { bearerHeader, checkBaseUrl } from './clients.js';
 import type { ClientOptions } from './client-options.js';
 import { dispatcherOptions } from './fetcher.js';
 import { downloadError, VerifyingStream } from './verifying-stream.js';
@@ -102,11 +101,7 @@ export class ArtifactClient {
   private readonly baseUrl: string;
 
   constructor(private readonly options: ArtifactClientOptions) {
-    if (!/^https?:\/\//i.test(options.baseUrl)) {
-      throw new TypeError(
-        `baseUrl must be an http:// or https:// URL, got ${JSON.stringify(redactUrl(options.baseUrl))}`,
-      );
-    }
+    checkBaseUrl(options.baseUrl);
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
     const idle = options.idleTimeoutMs ?? DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS;
     // undici's header and body timeouts are idle timeouts: between bytes, not for the whole blob.

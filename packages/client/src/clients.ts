@@ -33,16 +33,32 @@ export function bearerHeader(token: string | undefined): Record<string, string> 
   return token ? { authorization: `Bearer ${token}` } : {};
 }
 
+/**
+ * Refuses a `baseUrl` that is not an http(s) URL a URL parser takes (WHATWG `new URL`, as undici
+ * parses it), with a `TypeError` that shows it through `redactUrl` and has no `cause`: the
+ * parser's own error keeps the raw text, password included, as its `input` (review of round N:
+ * `http://user:p#ss-word@host` passed a scheme check and undici's `Invalid URL` echoed it).
+ * Used by both client factories and `ArtifactClient` (not part of the package's API).
+ */
+export function checkBaseUrl(baseUrl: string): void {
+  let protocol: string | undefined;
+  try {
+    protocol = new URL(baseUrl).protocol;
+  } catch {
+    protocol = undefined;
+  }
+  if (protocol !== 'http:' && protocol !== 'https:') {
+    // Thrown outside the catch: no cause (the parser's error holds the raw URL).
+    throw new TypeError(`baseUrl must be an http:// or https:// URL, got ${JSON.stringify(redactUrl(baseUrl))}`);
+  }
+}
+
 function create<T extends AppRouter>(
   contract: T,
   options: ClientOptions,
   direct?: (client: Client<T>, args: ResolvedArgs) => void,
 ): Client<T> {
-  if (!/^https?:\/\//i.test(options.baseUrl)) {
-    throw new TypeError(
-      `baseUrl must be an http:// or https:// URL, got ${JSON.stringify(redactUrl(options.baseUrl))}`,
-    );
-  }
+  checkBaseUrl(options.baseUrl);
   const { api, close } = createFetcher(options);
   const args: ResolvedArgs = {
     baseUrl: options.baseUrl.replace(/\/+$/, ''),

@@ -11,7 +11,7 @@ import { EventEmitter } from 'node:events';
 import { longTimeout, MAX_TIMER_DELAY_MS } from '@mpd/contract/timers';
 import type { ApiFetcher, ApiFetcherArgs } from '@ts-rest/core';
 import { isZodType } from '@ts-rest/core';
-import { Agent, type Dispatcher, request } from 'undici';
+import { Agent, type Dispatcher } from 'undici';
 import { ADDRESS_REFUSED, checkedConnector } from './checked-connector.js';
 import { type ClientOptions, DEFAULT_EXECUTE_MARGIN_MS, DEFAULT_TIMEOUT_MS } from './client-options.js';
 import { MpdClientError } from './errors.js';
@@ -201,10 +201,18 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
       const headers = args.headers;
       const body = args.rawBody instanceof JsonText ? args.rawBody.text : (args.body as string | undefined | null);
       const target = targetOf(args.path);
-      const response = await (target
-        ? dispatcher.request({ origin: target.origin, path: target.path, method, headers, body, signal: abort })
-        : // What undici takes for a URL it refuses: its own request throws what it throws for it.
-          request(args.path, { method, headers, body, signal: abort, dispatcher }));
+      // Not reached from a client (its baseUrl was parsed when it was made); were it, undici's own
+      // `Invalid URL` would keep the raw URL, password included, as its `input`: a TypeError of our
+      // own, redacted and without a cause, instead.
+      if (target === undefined) throw new UnusableUrl(`${callName(args)}: not an http:// or https:// URL`);
+      const response = await dispatcher.request({
+        origin: target.origin,
+        path: target.path,
+        method,
+        headers,
+        body,
+        signal: abort,
+      });
       const text = await readText(response, maxResponseBytesFor(args), args);
       const answerHeaders = new AnswerHeaders(response.headers) as unknown as Headers;
       const contentType = answerHeaders.get('content-type') ?? '';
@@ -214,7 +222,7 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
       if ((args.validateResponse ?? false) && isZodType(schema)) answer = schema.parse(answer);
       return { status: response.statusCode, body: answer, headers: answerHeaders };
     } catch (error) {
-      if (error instanceof MpdClientError) throw error;
+      if (error instanceof MpdClientError || error instanceof UnusableUrl) throw error;
       const where = callName(args);
       if (callerSignal?.aborted || aborter?.aborted) {
         throw new MpdClientError('Aborted', `${where}: aborted by the caller`, { cause: error });
@@ -443,6 +451,9 @@ const MAX_TARGETS = 256;
  * execute URL on every call (2–3 µs). Undefined for a URL undici would refuse (it is then given
  * to undici as it is, to fail as before).
  */
+/** A call's URL that is not an http(s) URL (a `TypeError`, no cause: see its one throw). */
+class UnusableUrl extends TypeError {}
+
 function targetOf(url: string): Target | undefined {
   let target = targets.get(url);
   if (target !== undefined) return target;
