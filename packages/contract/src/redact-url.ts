@@ -14,25 +14,38 @@ const SCHEME = /^[a-z][a-z0-9+.-]*:\/\//i;
 const SCHEME_TAIL = /[a-z0-9+.-]/i;
 /** A letter, which a URL scheme starts with. */
 const LETTER = /[a-z]/i;
+/**
+ * The WHATWG URL standard's special schemes: a parser (`new URL`, undici's) reads `http:` followed
+ * by any mix of `/` and `\` (none included, tabs and newlines dropped) as `http://`:
+ * `http:/u:pw@h`, `http:\\u:pw@h` and `http:u:pw@h` are `http://u:pw@h/` (review of round N).
+ */
+const SPECIAL_SCHEMES = new Set(['http', 'https', 'ws', 'wss', 'ftp', 'file']);
+/** The longest special scheme's length. */
+const SPECIAL_MAX = 5;
 
 /**
- * Where the first `scheme://` in `text` starts, or -1. Linear in the text's length: each `://`
- * is found by `indexOf` and its scheme walked back over once (an unanchored regex, tried at each
- * position, was quadratic: 100,000 characters without `://` took 20 s; review of round L).
- * The scheme is the longest run of scheme characters before `://` from a letter on (`1a+b://`
- * starts at `a`), as the regex's leftmost match was.
+ * Where the first URL in `text` starts, or -1: a `scheme://`, or a special scheme (http, https,
+ * ws, wss, ftp, file) and its `:` whatever follows. Linear in the text's length: each `:` is
+ * found by `indexOf` and the scheme before it walked back over once (a `:` is no scheme
+ * character, so no character is walked twice; an unanchored regex, tried at each position, was
+ * quadratic: 100,000 characters without `://` took 20 s; review of round L). The scheme is the
+ * longest run of scheme characters before the `:` from a letter on (`1a+b://` starts at `a`), as
+ * the regex's leftmost match was.
  */
 function schemeStart(text: string): number {
   let from = 0;
   for (;;) {
-    const slashes = text.indexOf('://', from);
-    if (slashes === -1) return -1;
-    let start = slashes;
+    const colon = text.indexOf(':', from);
+    if (colon === -1) return -1;
+    let start = colon;
     while (start > 0 && SCHEME_TAIL.test(text[start - 1]!)) start--;
     // The leftmost letter of the run: the scheme starts there (digits, `+`, `-`, `.` may not lead).
-    while (start < slashes && !LETTER.test(text[start]!)) start++;
-    if (start < slashes) return start;
-    from = slashes + 1;
+    while (start < colon && !LETTER.test(text[start]!)) start++;
+    if (start < colon) {
+      if (text.startsWith('//', colon + 1)) return start;
+      if (colon - start <= SPECIAL_MAX && SPECIAL_SCHEMES.has(text.slice(start, colon).toLowerCase())) return start;
+    }
+    from = colon + 1;
   }
 }
 
@@ -68,8 +81,11 @@ export function redactUrl(text: string): string {
 
 /**
  * A text that may hold a URL (`NAME=postgres://user:pw@db`, a list of origins), as a message
- * may show it: from its first `scheme://` to its end read as one URL by {@link redactUrl} (what
- * follows a URL in the same text is masked with it); a text without `scheme://` as it is.
+ * may show it: from its first URL to its end read as one URL by {@link redactUrl} (what follows
+ * a URL in the same text is masked with it); a text without one as it is. A URL starts at a
+ * `scheme://` or at a special scheme's `:` (`http:`, `https:`, `ws:`, `wss:`, `ftp:`, `file:`,
+ * any case), which a URL parser reads as a URL whatever mix of `/` and `\` follows
+ * (`x=http:\\u:pw@h` shows as `x=***@h`). Linear in the text's length.
  */
 export function redactUrlsIn(text: string): string {
   const start = schemeStart(text);

@@ -37,7 +37,7 @@ export interface SettingRow<Schema extends z.ZodTypeAny = z.ZodTypeAny> {
    * A URL (or a list of them): messages show it without its user name and password, query and
    * fragment (`http://***@host:8080/?…`, by `redactUrl`), also when it is no URL at all (an
    * invalid one is what they echo). Any other setting's text is shown with whatever follows a
-   * `scheme://` in it masked that way (`redactUrlsIn`: `NAME=postgres://***@db`). @default false
+   * URL in it masked that way (`redactUrlsIn`: `NAME=postgres://***@db`). @default false
    */
   url?: boolean;
   /**
