@@ -147,6 +147,49 @@ describe('a request node refuses before the app sees it', () => {
     expect(refused.head).toContain('strict-transport-security: max-age=31536000; includesubdomains');
   });
 
+  // Pins README "Security": node's 408 for a request not received in time (`requestTimeout`,
+  // checked every `connectionsCheckingInterval`, both set here before listening) gets the same
+  // JSON body and security headers as the 400 and 431 above.
+  it('a request not received in time: 408 with the JSON error and the security headers, then the connection closed', async () => {
+    let reached = 0;
+    const app = express().use(apiSecurityHeaders(), (_req, res) => void (reached++, res.end('ok')));
+    const server = createHttpOrHttpsServer(app);
+    servers.push(server);
+    server.requestTimeout = 1_000;
+    server.headersTimeout = 1_000;
+    server.connectionsCheckingInterval = 100;
+    const port = await listen(server, 0, '127.0.0.1');
+    // Headers never finished: node gives up on the request after requestTimeout.
+    const answer = await rawHttpExchange(port, 'GET /x HTTP/1.1\r\nHost: a\r\n');
+    expect(answer.status).toBe(408);
+    expect(answer.head).toContain('content-type: application/json');
+    expect(answer.head).toContain('connection: close');
+    expect(answer.head).toContain("content-security-policy: default-src 'none';frame-ancestors 'none'");
+    expect(JSON.parse(answer.body)).toEqual({ success: false, errorMessage: 'The request was not received in time' });
+    expect(reached).toBe(0);
+  });
+
+  // Review of round N: the header lines were built in the `clientError` listener, at the first
+  // malformed request: a throw there would have crashed the process. They are built with the
+  // server, so such a failure is the caller's, when it makes the server (injected here: helmet's
+  // fixed configuration cannot fail on its own).
+  it('builds the security header lines when the server is made, not at the first refused request', async () => {
+    vi.resetModules();
+    vi.doMock('./security-headers.js', async (original) => ({
+      ...(await original<typeof import('./security-headers.js')>()),
+      apiSecurityHeaderPairs: () => {
+        throw new Error('no security headers');
+      },
+    }));
+    try {
+      const fresh = await import('./listen.js');
+      expect(() => fresh.createHttpOrHttpsServer(express())).toThrow('no security headers');
+    } finally {
+      vi.doUnmock('./security-headers.js');
+      vi.resetModules();
+    }
+  });
+
   it('a malformed body after the app answered: the answer is left as it is, the connection closed (nothing written into it)', async () => {
     const server = createHttpOrHttpsServer(express().use((_req, res) => void res.end('ok')));
     servers.push(server);

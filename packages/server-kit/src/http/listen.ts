@@ -36,6 +36,8 @@ export interface ServerTls {
  * @throws Node's error when the certificate, key or CA cannot be used (callers name the setting).
  */
 export function createHttpOrHttpsServer(app: RequestListener, tls?: ServerTls): Server | HttpsServer {
+  // Built here, not at the first refused request: a throw in the listener would crash the process.
+  const head = securityHead();
   const messages = expressMessages(app);
   const server = tls
     ? createHttpsServer(
@@ -48,7 +50,9 @@ export function createHttpOrHttpsServer(app: RequestListener, tls?: ServerTls): 
         app,
       )
     : createServer(messages, app);
-  return server.on('clientError', answerClientError);
+  return server.on('clientError', (error: Error & { code?: string }, socket: Socket) =>
+    answerClientError(error, socket, head),
+  );
 }
 
 /**
@@ -106,9 +110,10 @@ export function clientErrorAnswer(error: Error & { code?: string }): { status: n
  * already being written (a request the app answered before its body's framing failed) is left
  * as it is, as node leaves it: the connection is only closed. The answer carries the security
  * headers every other answer of the API carries (`Content-Security-Policy`, `X-Frame-Options`,
- * `Strict-Transport-Security`, …: {@link apiSecurityHeaderPairs}).
+ * `Strict-Transport-Security`, …: {@link apiSecurityHeaderPairs}), as `securityLines`, the header
+ * lines {@link securityHead} made when the server was made.
  */
-function answerClientError(error: Error & { code?: string }, socket: Socket): void {
+function answerClientError(error: Error & { code?: string }, socket: Socket, securityLines: string): void {
   const answer = clientErrorAnswer(error);
   // The response in flight on this connection, as node's own handler reads it (`_httpMessage`).
   const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
@@ -123,17 +128,20 @@ function answerClientError(error: Error & { code?: string }, socket: Socket): vo
       'Content-Type: application/json; charset=utf-8\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n` +
       'Cache-Control: no-store\r\n' +
-      securityHead() +
+      securityLines +
       'Connection: close\r\n\r\n' +
       body,
     () => socket.destroy(),
   );
 }
 
-/** The API's security headers ({@link apiSecurityHeaderPairs}) as header lines, made once. */
-let securityLines: string | undefined;
+/**
+ * The API's security headers ({@link apiSecurityHeaderPairs}) as header lines, made once, by the
+ * first {@link createHttpOrHttpsServer}.
+ */
+let madeLines: string | undefined;
 function securityHead(): string {
-  return (securityLines ??= apiSecurityHeaderPairs()
+  return (madeLines ??= apiSecurityHeaderPairs()
     .map(([name, value]) => `${name}: ${value}\r\n`)
     .join(''));
 }
