@@ -29,7 +29,9 @@ export type MpdClientErrorCode =
 
 /**
  * A call that failed at the transport level: the server's answer, if any, never arrived (or,
- * `TooLarge`, was too large to read).
+ * `TooLarge`, was too large to read). Its message names the call by its URL masked by
+ * `@mpd/contract`'s `redactUrl` (user name and password up to the last `@`, query, fragment):
+ * an `@` in a path hides the host before it too (`http://host/a@b` shows as `http://***@b`).
  */
 export class MpdClientError extends Error {
   override readonly name = 'MpdClientError';
