@@ -157,7 +157,8 @@ describe('a request node refuses before the app sees it', () => {
     servers.push(server);
     server.requestTimeout = 1_000;
     server.headersTimeout = 1_000;
-    server.connectionsCheckingInterval = 100;
+    // An option of node's (not in its types as a property), read from the server when it listens.
+    (server as { connectionsCheckingInterval?: number }).connectionsCheckingInterval = 100;
     const port = await listen(server, 0, '127.0.0.1');
     // Headers never finished: node gives up on the request after requestTimeout.
     const answer = await rawHttpExchange(port, 'GET /x HTTP/1.1\r\nHost: a\r\n');
