@@ -346,6 +346,19 @@ describe("execute without ts-rest's client", () => {
     }
   });
 
+  // The pass-through of other inputs copies the input's own keys, as the rest destructuring
+  // before round N and ts-rest's own client do: not what its prototype lists.
+  it("passes to the fetcher the input's own keys only, as ts-rest's client: an inherited validateResponse is not one", async () => {
+    const broken = { notAnExecuteAnswer: true };
+    const server = await serve((_req, res) => json(res, 200, broken));
+    const client = worker({ baseUrl: server.url }); // validateResponse: false
+    const inherited = <T extends object>(own: T): T =>
+      Object.assign(Object.create({ validateResponse: true }) as object, own);
+    const direct = await client.execution.execute(inherited({ body: executeRequest('00:10:00') }));
+    const tsRest = await client.execution.execute(inherited({ body: executeRequest('00:10:00'), ...viaTsRest }));
+    for (const answer of [direct, tsRest]) expect(answer).toMatchObject({ status: 200, body: broken });
+  });
+
   // A frozen extraHeaders is merged once (issue 14, round H: the orchestrator's execute calls).
   it('sends the extraHeaders of each call: a frozen object merged once, a changed one as it is now', async () => {
     const server = await serve((_req, res) => json(res, 200, executeSuccess));

@@ -87,8 +87,14 @@ export function directRoute(route: AppRoute, args: DirectRouteArgs, fallback: Ro
       aborter: call.aborter,
     } as Parameters<Fetcher>[0] & Record<string, unknown>;
     if (fetchOptions?.signal) fetcherArgs.signal = fetchOptions.signal;
-    // Any other input (not ts-rest's, not a `CallOptions`) goes to the fetcher as ts-rest passes it.
-    for (const name in call) if (!DIRECT_INPUTS.has(name)) fetcherArgs[name] = call[name];
+    // Any other input (not ts-rest's, not a `CallOptions`) goes to the fetcher as ts-rest passes
+    // it: the input's own enumerable string keys (not what its prototype lists, as `for…in`
+    // would). Symbol keys are left out: ts-rest's client and our fetcher read none.
+    const names = Object.keys(call);
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i]!;
+      if (!DIRECT_INPUTS.has(name)) fetcherArgs[name] = call[name];
+    }
     const response = await args.api(fetcherArgs);
     if (!known.has(response.status)) throw new UnknownStatusError(response, listed);
     return response as { status: number; body: unknown; headers: Headers };

@@ -1,8 +1,9 @@
 import { Writable } from 'node:stream';
-import { describe, expect, it, vi } from 'vitest';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
 import type { RunEvent } from '../runner/index.js';
 import { defaultOutputMode } from './output-modes.js';
-import { MAX_PENDING_CHARS, ProgressPrinter } from './progress.js';
+import { ProgressPrinter } from './progress.js';
 
 function sink(): { out: Writable; text: () => string; writes: () => number } {
   let text = '';
@@ -77,78 +78,36 @@ describe('ProgressPrinter: module output', () => {
     expect(text()).toBe('[build] one\n[lint] two\n[lint] three\n');
   });
 
-  // One write per turn of the event loop was still about one write per module (each answer comes
-  // in a turn of its own): now one per flush interval (issue 14, round N).
-  it('not a terminal: what one flush interval prints goes out in one write, at its end, across turns of the event loop', () => {
-    vi.useFakeTimers();
-    try {
-      const { out, text, writes } = sink();
-      const printer = new ProgressPrinter({ out, tty: false, outputMode: 'prefixed' });
-      printer.event(started('build', 'w1'));
-      printer.event(output('build', ['one', 'two']));
-      vi.advanceTimersByTime(10); // later turns of the event loop (their immediates run)
-      printer.event(started('lint', 'w2'));
-      vi.advanceTimersByTime(89);
-      expect(writes()).toBe(0);
-      vi.advanceTimersByTime(1); // 100 ms (the default) after the first line
-      expect(writes()).toBe(1);
-      expect(text()).toBe('[mpd] ▶ build on w1\n[build] one\n[build] two\n[mpd] ▶ lint on w2\n');
-      printer.event(output('lint', ['three']));
-      vi.advanceTimersByTime(50);
-      expect(writes()).toBe(1);
-      printer.stop();
-      expect(writes()).toBe(2);
-      expect(text().endsWith('[lint] three\n')).toBe(true);
-      // Nothing held, nothing written later: stop() cleared the interval's timer.
-      vi.advanceTimersByTime(1_000);
-      expect(writes()).toBe(2);
-    } finally {
-      vi.useRealTimers();
-    }
+  it('not a terminal: what one turn of the event loop prints goes out in one write, at its end', async () => {
+    const { out, text, writes } = sink();
+    const printer = new ProgressPrinter({ out, tty: false, outputMode: 'prefixed' });
+    printer.event(started('build', 'w1'));
+    printer.event(output('build', ['one', 'two']));
+    printer.event(started('lint', 'w2'));
+    expect(writes()).toBe(0);
+    await nextTurn();
+    expect(writes()).toBe(1);
+    expect(text()).toBe('[mpd] ▶ build on w1\n[build] one\n[build] two\n[mpd] ▶ lint on w2\n');
+    printer.event(output('lint', ['three']));
+    printer.stop();
+    expect(writes()).toBe(2);
+    expect(text().endsWith('[lint] three\n')).toBe(true);
   });
 
-  it('not a terminal: text of MAX_PENDING_CHARS or more goes out at once, before the interval ends', () => {
-    vi.useFakeTimers();
-    try {
-      const { out, text, writes } = sink();
-      const printer = new ProgressPrinter({ out, tty: false, outputMode: 'prefixed', flushIntervalMs: 1_000 });
-      printer.event(output('build', ['short']));
-      expect(writes()).toBe(0);
-      const long = 'x'.repeat(MAX_PENDING_CHARS);
-      printer.event(output('build', [long]));
-      expect(writes()).toBe(1);
-      expect(text()).toBe(`[build] short\n[build] ${long}\n`);
-      printer.event(output('build', ['after']));
-      vi.advanceTimersByTime(999);
-      expect(writes()).toBe(1);
-      vi.advanceTimersByTime(1);
-      expect(writes()).toBe(2);
-      expect(text().endsWith('[build] after\n')).toBe(true);
-      printer.stop();
-    } finally {
-      vi.useRealTimers();
-    }
-  });
-
-  it("grouped under GitHub Actions: an attempt's lines together once its log closes, in ::group::, commands in them stopped", () => {
-    vi.useFakeTimers();
-    try {
-      const { out, text } = sink();
-      const printer = new ProgressPrinter({ out, tty: false, outputMode: 'grouped', ci: 'github-actions' });
-      printer.event(output('build', ['b1']));
-      printer.event(output('lint', ['l1']));
-      printer.event(output('build', ['::add-mask::x'], 1, true));
-      vi.advanceTimersByTime(100); // the flush interval
-      expect(text()).toMatch(
-        /^::group::build on w1\n::stop-commands::([0-9a-f]{16})\nb1\n::add-mask::x\n::\1::\n::endgroup::\n$/,
-      );
-      printer.event(output('lint', [], 1, true));
-      printer.stop();
-      expect(text()).toContain('::group::lint on w1\n');
-      expect(text().match(/::endgroup::/g)).toHaveLength(2);
-    } finally {
-      vi.useRealTimers();
-    }
+  it("grouped under GitHub Actions: an attempt's lines together once its log closes, in ::group::, commands in them stopped", async () => {
+    const { out, text } = sink();
+    const printer = new ProgressPrinter({ out, tty: false, outputMode: 'grouped', ci: 'github-actions' });
+    printer.event(output('build', ['b1']));
+    printer.event(output('lint', ['l1']));
+    printer.event(output('build', ['::add-mask::x'], 1, true));
+    await nextTurn();
+    expect(text()).toMatch(
+      /^::group::build on w1\n::stop-commands::([0-9a-f]{16})\nb1\n::add-mask::x\n::\1::\n::endgroup::\n$/,
+    );
+    printer.event(output('lint', [], 1, true));
+    printer.stop();
+    expect(text()).toContain('::group::lint on w1\n');
+    expect(text().match(/::endgroup::/g)).toHaveLength(2);
   });
 
   it('grouped under Buildkite: a --- section per attempt; a log never closed is printed at the end', () => {

@@ -26,22 +26,7 @@ export interface ProgressPrinterOptions {
   outputMode?: OutputMode;
   /** Whose log sections `grouped` writes. @default none: a `── module ──` header line */
   ci?: CiFlavour | undefined;
-  /**
-   * Not a terminal: the longest a line waits before it is written, in ms; the text of that
-   * time goes out in one write (sooner once it holds {@link MAX_PENDING_CHARS}, and at
-   * {@link ProgressPrinter.stop}). The worker's log waits as long (`mpd worker`, round I).
-   * @default 100
-   */
-  flushIntervalMs?: number;
 }
-
-/**
- * Not a terminal: text held this long (UTF-16 units) is written at once, without waiting for the
- * flush interval: a module writing fast does not grow the printer's memory past it.
- */
-export const MAX_PENDING_CHARS = 64 * 1024;
-
-const DEFAULT_FLUSH_INTERVAL_MS = 100;
 
 /** Live progress of a run: one line per event, and what is running now. */
 export class ProgressPrinter {
@@ -56,16 +41,13 @@ export class ProgressPrinter {
   /** The last lines of each module's latest attempt (for the summary). */
   private readonly tails = new Map<string, { attempt: number; lines: OutputLine[] }>();
   /**
-   * Not a terminal: the text of the last `flushIntervalMs` (at most {@link MAX_PENDING_CHARS}),
-   * written in one piece when the interval ends or at {@link stop}. A write to a pipe is
-   * synchronous on Linux and wakes its reader: one per line cost the orchestrator about 0.3 ms
-   * of CPU per module in a 1,000-module run (measured with `--cpu-prof`, issue 14); one per turn
-   * of the event loop (rounds E to M) was still 2.6 % of the orchestrator's main thread in round
-   * K's perf profile, mostly the kernel's pipe write: most answers come in a turn of their own.
-   * One per interval is one per hundreds of modules (issue 14, round N: `docs/round-n/n2.md`).
+   * Not a terminal: the text of this turn of the event loop, written in one piece at its end
+   * (`setImmediate`) or at {@link stop}. A write to a pipe is synchronous on Linux: one per line
+   * cost the orchestrator about 0.3 ms of CPU per module in a 1,000-module run (measured with
+   * `--cpu-prof`, issue 14); one per turn costs one write for all the events the turn handled.
    */
   private pending = '';
-  private flushTimer: NodeJS.Timeout | undefined;
+  private flushScheduled = false;
 
   constructor(private readonly options: ProgressPrinterOptions) {
     this.tty = options.tty ?? Boolean((options.out as { isTTY?: boolean }).isTTY);
@@ -115,19 +97,13 @@ export class ProgressPrinter {
       return;
     }
     this.pending += text;
-    if (this.pending.length >= MAX_PENDING_CHARS) {
-      this.flush();
-      return;
-    }
-    if (this.flushTimer !== undefined) return;
-    // Unref'd: a run's end flushes through stop(); the timer alone keeps no process alive.
-    this.flushTimer = setTimeout(() => this.flush(), this.options.flushIntervalMs ?? DEFAULT_FLUSH_INTERVAL_MS);
-    this.flushTimer.unref();
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
   }
 
   private flush(): void {
-    clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
+    this.flushScheduled = false;
     if (!this.pending) return;
     const text = this.pending;
     this.pending = '';

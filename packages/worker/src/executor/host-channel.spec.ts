@@ -205,6 +205,22 @@ describe('writeLine: one write(2) of its own when nothing is queued, in order wi
     }
   });
 
+  it('an ended socket (end() called, its shutdown not yet made) is not written on directly: it refuses the line with an error, as before', async () => {
+    const { socket, received, close } = await connectedPair();
+    try {
+      const refused = new Promise<Error>((resolve) => socket.once('error', resolve));
+      socket.write('before\n');
+      socket.end();
+      let direct = 0;
+      writeLine(socket, -1, 'late\n', () => direct++);
+      expect(direct).toBe(0);
+      expect((await refused).message).toMatch(/write after end/);
+      expect((await received).toString()).toBe('before\n');
+    } finally {
+      close();
+    }
+  });
+
   it('a destroyed socket is not written on directly (its descriptor number may be another file by now)', async () => {
     const { socket, close } = await connectedPair();
     try {

@@ -151,12 +151,14 @@ export type DirectWrite = (fd: number, text: string) => number;
  * which every later line does too until the queue is empty again. A write that fails otherwise
  * (`EPIPE`: the reader is gone) is made again through the socket, whose `error` closes the
  * channel as before. Nothing is written on a socket that is destroyed: its descriptor is closed,
- * and its number may be another file's by now.
+ * and its number may be another file's by now. Nor on one that was ended (`end()`, its shutdown
+ * maybe not yet made): the socket refuses the line with an `error` (`write after end`), as
+ * before round N.
  * @param fd the socket's descriptor (the host's {@link HOST_CHANNEL_FD})
  * @param write @default `fs.writeSync`
  */
 export function writeLine(socket: Socket, fd: number, line: string, write: DirectWrite = writeSync): void {
-  if (socket.destroyed || socket.writableLength > 0 || line.length > DIRECT_WRITE_MAX_LENGTH) {
+  if (socket.destroyed || socket.writableEnded || socket.writableLength > 0 || line.length > DIRECT_WRITE_MAX_LENGTH) {
     socket.write(line);
     return;
   }

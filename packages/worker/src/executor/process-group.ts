@@ -117,16 +117,20 @@ const processKey = (pid: number): string | undefined => {
  * - **The host's own processes** (tsx's esbuild service, started by its loader thread when a file
  *   is not in tsx's cache, which lives as long as the host) are those of its group when
  *   {@link LeftoverCheck.settle} is called, once the pipeline is loaded: never counted.
- * - **No process made since the last clean check: no list read.** Every process (and thread)
- *   made on the machine takes the next pid of its pid namespace and of each one above it, so the
- *   host's namespace's last pid (`/proc/sys/kernel/ns_last_pid`, Linux ≥ 3.3 with checkpoint/restore:
- *   one `pread` of a few bytes) moves whenever anything is made, there or below. Read before each
- *   check: when it has not moved since it was read before the last check that found nothing (or
- *   before `settle`), no process was made since, so none runs that the host could count (a process
- *   that ran then and was the host's own, or ended, cannot be a leftover now): 0, without reading
- *   the threads' lists (a host has 11–13 threads; the check was about 40 % of a no-op module's CPU
- *   in its host, issue 14, round N). Anything made anywhere on the machine moves it, and then the
- *   check is made in full. Where the file is missing or cannot be read, every check is made in full.
+ * - **No process made since two clean checks: no list read.** Every process (and thread)
+ *   made in the host's pid namespace, or in one below it, takes the next pid of that namespace,
+ *   so its last pid (`/proc/sys/kernel/ns_last_pid`, Linux ≥ 3.3 with checkpoint/restore: one
+ *   `pread` of a few bytes) moves whenever anything is made there. It is read before each check:
+ *   when two full checks in a row (`settle` counts as one) found nothing and read the same last
+ *   pid, and it is still there, no process was made since, so none runs that the host could count
+ *   (a process that ran then and was the host's own, or ended, cannot be a leftover now): 0,
+ *   without reading the threads' lists (a host has 11–13 threads; the full check was about 43 %
+ *   of a host's `execute` in one profile at load 19–25, docs/round-n/n1.md). Why two: the kernel
+ *   gives a new process its pid a little before it adds it to its parent's children list, so a
+ *   check made in that gap reads the new last pid and misses the child; the next check, made in
+ *   full, finds it (a fork in flight during a check is found by the next one, as before round
+ *   N). Anything made in the namespace moves it, and then the check is made in full. Where the
+ *   file is missing or cannot be read, every check is made in full.
  *   What could fool it: a module that makes exactly as many processes as the namespace has pids
  *   (`pid_max`: 32,768 or 4,194,304) without its host reaping one, so that the last pid comes round
  *   to where it was; or one that sets it back, or makes a process with a pid of its choosing
@@ -330,7 +334,15 @@ export function leftoverCheck(
       return undefined;
     }
   };
-  /** The last pid read just before the last check that found nothing (or `settle`); undefined: none since. */
+  /**
+   * The last pid read just before the last full check that found nothing (or `settle`);
+   * undefined: the last one found something or failed.
+   */
+  let lastCleanBefore: string | undefined;
+  /**
+   * The last pid at which two full checks in a row (`settle` counts as one) found nothing: from
+   * then on, a check that reads it again is 0 without the lists; undefined: none.
+   */
   let quietSince: string | undefined;
 
   /** The full check (see {@link LeftoverCheck.count}). */
@@ -367,6 +379,7 @@ export function leftoverCheck(
     settle() {
       const before = lastPid();
       quietSince = undefined;
+      lastCleanBefore = undefined;
       try {
         const [childFaults, threadCount] = ownStat();
         const listed = children(threadCount);
@@ -375,7 +388,8 @@ export function leftoverCheck(
         rememberZombies(listed);
         faults = childFaults;
         unsettled = false;
-        quietSince = before;
+        // A first clean check: the shortcut waits for a second one (see count).
+        lastCleanBefore = before;
       } catch {
         // Which processes are the host's own is not known: every check says unknown (null).
         unsettled = true;
@@ -387,8 +401,13 @@ export function leftoverCheck(
       const before = lastPid();
       if (before !== undefined && before === quietSince) return 0;
       const found = countAll();
-      // Only a check that found nothing lets the next one go without the lists.
-      quietSince = found === 0 ? before : undefined;
+      // Only the second check in a row that found nothing at the same last pid lets the next
+      // ones go without the lists. The kernel gives a new process its pid (moving the last pid) a
+      // little before it adds it to its parent's children list: a check in between reads the new
+      // last pid and no child. Trusting that one would make every later check 0 until something
+      // else made a process; the next check, made in full, finds the child (as before round N).
+      quietSince = found === 0 && before !== undefined && before === lastCleanBefore ? before : undefined;
+      lastCleanBefore = found === 0 ? before : undefined;
       return found;
     },
   };
