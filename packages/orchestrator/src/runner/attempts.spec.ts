@@ -212,7 +212,9 @@ describe('runPipeline: refusals and quarantine', () => {
     const worker = new ScriptedWorker('w', () => refused());
     const { clock, run, registry } = setup(pipeline, [worker]);
     const running = run({ workerWaitMs: 120_000, maxLostAttempts: 1 });
-    for (let beat = 0; beat < 12; beat++) {
+    // 70 s: past it, the fifth probation (the longest, up to 60 s) could end, and a refusal after
+    // the longest probation counts as a loss of its own (review N3, 1).
+    for (let beat = 0; beat < 7; beat++) {
       await clock.advance(10_000);
       registry.heartbeat('w', 0);
     }
