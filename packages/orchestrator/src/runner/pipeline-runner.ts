@@ -389,16 +389,20 @@ class PipelineRun {
         sightings.unlistedBeats = 0;
         continue;
       }
+      const kept = finished?.includes(attempt.record.executionId) === true;
       if (attempt.state === 'running') {
         // It ran and finished there since the worker's last heartbeat, perhaps between two (so
         // never listed as running), and its outcome is kept: it reached the worker, and is no
         // "never listed" call to hand over as lost (a module that ran would run again
         // elsewhere): its outcome is collected as any unlisted attempt's (round N, N3).
-        if (finished?.includes(attempt.record.executionId)) sightings.listedAt = now;
+        if (kept) sightings.listedAt = now;
+        else sightings.unlistedBeatAt = now;
         if (attempt.call === undefined) continue;
         sightings.unlistedSince ??= now;
         if (!sightings.disarm) this.armCollect(attempt, collectGrace(sightings.collects));
-      } else if (attempt.state === 'abandoned' && ++sightings.unlistedBeats >= UNLISTED_BEATS_TO_END) {
+      } else if (attempt.state === 'abandoned' && !kept && ++sightings.unlistedBeats >= UNLISTED_BEATS_TO_END) {
+        // Not one the worker names `finished`: it ran there, so it is no evidence that the
+        // module runs nowhere (review N3, 2).
         this.ended(attempt, 'not-listed');
       }
     }
@@ -669,7 +673,14 @@ class PipelineRun {
       callsDone: false,
       closedInARow: 0,
       failingSince: undefined,
-      sightings: { listedAt: undefined, unlistedSince: undefined, unlistedBeats: 0, collects: 0, disarm: undefined },
+      sightings: {
+        listedAt: undefined,
+        unlistedSince: undefined,
+        unlistedBeatAt: undefined,
+        unlistedBeats: 0,
+        collects: 0,
+        disarm: undefined,
+      },
     };
     this.track(attempt);
     this.loads.started(worker.id);
