@@ -567,7 +567,13 @@ describe('runPipeline: a gateway refusing first calls with a bare 429/503 (N3, 5
       expect(gateway.executes.length).toBeGreaterThanOrEqual(2);
       expect(gateway.executes.length).toBeLessThanOrEqual(4);
       register(other);
-      await clock.advance(2_000);
+      // w-gw goes on heartbeating: its last lost attempt ends only at the second heartbeat that
+      // does not list it (its cancel is never answered), and only then may the module run on
+      // w-other (without them the run waited for ever, about one time in two).
+      for (let second = 0; second < 30 && !done; second++) {
+        registry.heartbeat('w-gw', 0, { executions: [] });
+        await clock.advance(1_000);
+      }
       const result = await running;
       expect(result.status).toBe('Successful');
       const attempts = result.modules[0]!.attempts;
