@@ -136,4 +136,73 @@ describe('an attempt that ran and finished between two heartbeats, its answer lo
       ['w-one', 'Succeeded'],
     ]);
   });
+
+  it('the never-listed grace over before any heartbeat came (5 s heartbeats): no hand-over without a heartbeat that lists it nowhere; its kept outcome is collected (review N3, 2)', async () => {
+    const cluster = new Cluster();
+    cleanups.push(() => cluster.close());
+    const starts: string[] = [];
+    const work = defineModule({
+      name: 'work',
+      run: (ctx) => {
+        starts.push(ctx.workerId);
+        return { workerId: ctx.workerId };
+      },
+    });
+    const pipeline = definePipeline({ name: 'kept-outcome', modules: [work] });
+    // Heartbeats every 5 s (the default is 30 s): the never-listed grace (10 s) can be over before
+    // the worker's first heartbeat after the call.
+    const orchestrator = await cluster.startOrchestrator({ heartbeatIntervalSeconds: 5 });
+
+    // In front of w-one: the first execute reaches the worker (which runs the module in a
+    // moment, between two heartbeats) and its caller's connection is dropped at once; re-sends
+    // are refused 503 without the worker's body (no healthy upstream) until the test lets them through.
+    let workerUrl = '';
+    let refusals = 0;
+    let letThrough = false;
+    const frontUrl = await startFront(
+      () => workerUrl,
+      (call, req, res, forward) => {
+        if (call === 1) {
+          forward();
+          req.socket.destroy();
+        } else if (!letThrough) {
+          refusals++;
+          res.writeHead(503, { 'content-type': 'text/plain' });
+          res.end('no healthy upstream');
+        } else forward();
+      },
+    );
+    const one = await cluster.startWorker({ id: 'w-one', pipeline, endpoint: frontUrl });
+    workerUrl = one.url;
+    await one.link!.registered();
+
+    const clock = skippingClock();
+    const running = runPipeline({ pipeline, registry: orchestrator.registry, clock, logger: silent });
+    await expect.poll(() => starts.length, { timeout: 20_000 }).toBe(1);
+    // Past the never-listed grace (10 s) for the run at once, before w-one's next heartbeat: the
+    // old code judged it by time alone and handed the attempt over as lost at the next refused
+    // re-send, then counted w-one's heartbeats naming it `finished` as not listing the abandoned
+    // attempt, and ran the module again on w-two.
+    clock.skip(11_000);
+    // A worker with room, where a module handed over as lost would run again.
+    const two = await cluster.startWorker({ id: 'w-two', pipeline });
+    await two.link!.registered();
+    // Two heartbeats of w-one after the module finished there: the first carries it as finished.
+    let beats = 0;
+    const unsubscribe = orchestrator.registry.onChange((event) => {
+      if (event.type === 'heartbeat' && event.workerId === 'w-one') beats++;
+    });
+    await expect.poll(() => beats, { timeout: 30_000 }).toBeGreaterThanOrEqual(2);
+    unsubscribe();
+    const refusedBefore = refusals;
+    await expect.poll(() => refusals - refusedBefore >= 2 || starts.length > 1, { timeout: 30_000 }).toBe(true);
+    letThrough = true;
+    const result = await running;
+
+    expect(starts).toEqual(['w-one']);
+    expect(result.status).toBe('Successful');
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-one', 'Succeeded'],
+    ]);
+  });
 });

@@ -104,6 +104,11 @@ export async function sendExecute(
    * way. Not one refused 401/403: a refused call runs nothing.
    */
   let reached = false;
+  /**
+   * When the latest call that may have reached the worker went out (epoch ms): a heartbeat of
+   * the worker's that says it does not run the execution must come after it (see `unlistedFor`).
+   */
+  let reachedSentAt = attempt.sentAt;
   /** Re-sends refused 429/503 since the latest run of closes began (see CLOSED_IN_A_ROW_LIMIT's reason). */
   let refusedAmongCloses = 0;
   for (let send = 0; ; send++) {
@@ -157,7 +162,7 @@ export async function sendExecute(
         // Handed over as a call lost on the way: cancelled, and it ends on evidence (its cancel
         // acknowledged, two of its worker's heartbeats that do not list it) before the module
         // runs again.
-        const unlisted = unlistedFor(attempt, clock.now());
+        const unlisted = unlistedFor(attempt, clock.now(), reachedSentAt);
         if (unlisted !== undefined) {
           const why = `${reason}, and its worker's heartbeats have not listed it for ${unlisted}`;
           return { kind: 'failure', verdict: { kind: 'in-transit', reason: why, closed: false }, delivered: true };
@@ -213,6 +218,7 @@ export async function sendExecute(
       const delivered = reached;
       if (call.resend) {
         reached = true;
+        reachedSentAt = call.sentAt;
         now = true;
         continue;
       }
@@ -226,11 +232,12 @@ export async function sendExecute(
         // runs nowhere (as Buildkite's and GitHub's runners keep a job whose connection dropped
         // while the agent still reports it; round N, N3).
         reached = true;
+        reachedSentAt = call.sentAt;
         const reason = `a gateway answered ${gateway} in front of the worker, which may run it`;
         if (attempt.state !== 'running' || !options.live(attempt)) {
           return { kind: 'failure', verdict: { kind: 'in-transit', reason, closed: false }, delivered: true };
         }
-        const unlisted = unlistedFor(attempt, clock.now());
+        const unlisted = unlistedFor(attempt, clock.now(), reachedSentAt);
         if (unlisted !== undefined) {
           const why = `${reason}, and its worker's heartbeats have not listed it for ${unlisted}`;
           return { kind: 'failure', verdict: { kind: 'in-transit', reason: why, closed: false }, delivered: true };
@@ -263,6 +270,7 @@ export async function sendExecute(
         return { kind: 'failure', verdict: { kind: 'broken', reason }, delivered };
       }
       reached = true;
+      reachedSentAt = call.sentAt;
       failures++;
       logger.info(
         {
@@ -309,13 +317,20 @@ function pastDeadline(attempt: Attempt, delivered: boolean): CallsEnd {
 
 /**
  * How long (a phrase) the attempt's worker's heartbeats have not listed it, when that says the
- * worker does not run it: none ever did and its first call went out {@link NEVER_LISTED_GRACE_MS}
- * or more before `now`, or the last did more than {@link COLLECT_WINDOW_MS} before. Else undefined.
+ * worker does not run it: none ever did, its first call went out {@link NEVER_LISTED_GRACE_MS}
+ * or more before `now`, and one of the worker's own heartbeats received after `reachedSentAt`
+ * (epoch ms: when the latest call that may have reached it went out) listed it in neither
+ * `executions` nor `finished` (time alone is no evidence: with 30 s heartbeats the grace is over
+ * before any could list it; review N3, 2); or the last did more than {@link COLLECT_WINDOW_MS}
+ * before. Else undefined.
  */
-function unlistedFor(attempt: Attempt, now: number): string | undefined {
-  const listedAt = attempt.sightings.listedAt;
+function unlistedFor(attempt: Attempt, now: number, reachedSentAt: number): string | undefined {
+  const { listedAt, unlistedBeatAt } = attempt.sightings;
   if (listedAt === undefined) {
-    return now - attempt.sentAt >= NEVER_LISTED_GRACE_MS ? `${now - attempt.sentAt} ms (never listed)` : undefined;
+    const evidence = unlistedBeatAt !== undefined && unlistedBeatAt > reachedSentAt;
+    return evidence && now - attempt.sentAt >= NEVER_LISTED_GRACE_MS
+      ? `${now - attempt.sentAt} ms (never listed)`
+      : undefined;
   }
   return now - listedAt > COLLECT_WINDOW_MS ? `${now - listedAt} ms since it was last listed` : undefined;
 }

@@ -62,6 +62,13 @@ export interface AttemptSightings {
   listedAt: number | undefined;
   /** Since when heartbeats no longer list it (epoch ms), while its call is out; undefined while they do. */
   unlistedSince: number | undefined;
+  /**
+   * When the latest of its worker's own heartbeats (own credential: others carry no
+   * `executions`) that listed it in neither `executions` nor `finished` came (epoch ms);
+   * undefined while none has. The evidence a never-listed call needs besides the time (see
+   * `unlistedFor`; review N3, 2).
+   */
+  unlistedBeatAt: number | undefined;
   /** Heartbeats in a row, since it was abandoned, that did not list it. */
   unlistedBeats: number;
   /** How many times its outcome was asked for again because heartbeats no longer listed it. */

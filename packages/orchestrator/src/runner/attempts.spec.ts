@@ -212,7 +212,9 @@ describe('runPipeline: refusals and quarantine', () => {
     const worker = new ScriptedWorker('w', () => refused());
     const { clock, run, registry } = setup(pipeline, [worker]);
     const running = run({ workerWaitMs: 120_000, maxLostAttempts: 1 });
-    for (let beat = 0; beat < 12; beat++) {
+    // 70 s: past it, the fifth probation (the longest, up to 60 s) could end, and a refusal after
+    // the longest probation counts as a loss of its own (review N3, 1).
+    for (let beat = 0; beat < 7; beat++) {
       await clock.advance(10_000);
       registry.heartbeat('w', 0);
     }
@@ -565,7 +567,13 @@ describe('runPipeline: a gateway refusing first calls with a bare 429/503 (N3, 5
       expect(gateway.executes.length).toBeGreaterThanOrEqual(2);
       expect(gateway.executes.length).toBeLessThanOrEqual(4);
       register(other);
-      await clock.advance(2_000);
+      // w-gw goes on heartbeating: its last lost attempt ends only at the second heartbeat that
+      // does not list it (its cancel is never answered), and only then may the module run on
+      // w-other (without them the run waited for ever, about one time in two).
+      for (let second = 0; second < 30 && !done; second++) {
+        registry.heartbeat('w-gw', 0, { executions: [] });
+        await clock.advance(1_000);
+      }
       const result = await running;
       expect(result.status).toBe('Successful');
       const attempts = result.modules[0]!.attempts;
@@ -575,4 +583,29 @@ describe('runPipeline: a gateway refusing first calls with a bare 429/503 (N3, 5
       );
     },
   );
+});
+
+describe('runPipeline: a gateway refusing every call with a bare 429/503 (review N3, 1)', () => {
+  it('once its probation has reached its longest, a further refusal counts as a loss: maxLostAttempts ends the run with a failure naming the refusals', async () => {
+    const gateway = new ScriptedWorker('w-gw', () => ({ status: 503, body: 'no healthy upstream' }), neverAnswered);
+    const { clock, run, registry } = setup(pipeline, [gateway]);
+    let done = false;
+    const running = run({ maxLostAttempts: 1 }).finally(() => (done = true));
+    // 30 minutes of w-gw's heartbeats, listing nothing. The old code counted every refusal of
+    // one start as one loss, and a heartbeat lifted each probation: 44 calls, the run never ended.
+    for (let second = 0; second < 1_800 && !done; second++) {
+      registry.heartbeat('w-gw', 0, { executions: [] });
+      await clock.advance(1_000);
+    }
+    expect(done).toBe(true);
+    const result = await running;
+    expect(result.status).toBe('Failed');
+    const module = result.modules[0]!;
+    expect(module.status).toBe('Failed');
+    expect(module.error).toMatchObject({ type: 'WorkerLost' });
+    expect(module.error?.message).toMatch(/answered 503 without the worker's error body/);
+    expect(module.error?.message).toMatch(/refused again after its longest probation/);
+    // Probations of 5, 10, 20, 40 and 60 s (at most), then the refusal that counts.
+    expect(gateway.executes.length).toBeLessThanOrEqual(8);
+  });
 });

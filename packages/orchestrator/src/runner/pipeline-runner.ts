@@ -33,7 +33,7 @@ import { CancelDesk, SETTLED } from './cancels.js';
 import { chainHeights } from './chain-heights.js';
 import { ConcurrencyRules } from './concurrency.js';
 import { createModuleStates, FAILED, type ModuleState, type Phase } from './module-state.js';
-import { Quarantine } from './quarantine.js';
+import { Quarantine, REFUSAL_PROBATION } from './quarantine.js';
 import { ReadyQueue } from './ready-queue.js';
 import { executeRequestProblem } from './request-size.js';
 import { categoryFilterReason, dependencyResults, dependencyVerdict } from './readiness.js';
@@ -389,16 +389,20 @@ class PipelineRun {
         sightings.unlistedBeats = 0;
         continue;
       }
+      const kept = finished?.includes(attempt.record.executionId) === true;
       if (attempt.state === 'running') {
         // It ran and finished there since the worker's last heartbeat, perhaps between two (so
         // never listed as running), and its outcome is kept: it reached the worker, and is no
         // "never listed" call to hand over as lost (a module that ran would run again
         // elsewhere): its outcome is collected as any unlisted attempt's (round N, N3).
-        if (finished?.includes(attempt.record.executionId)) sightings.listedAt = now;
+        if (kept) sightings.listedAt = now;
+        else sightings.unlistedBeatAt = now;
         if (attempt.call === undefined) continue;
         sightings.unlistedSince ??= now;
         if (!sightings.disarm) this.armCollect(attempt, collectGrace(sightings.collects));
-      } else if (attempt.state === 'abandoned' && ++sightings.unlistedBeats >= UNLISTED_BEATS_TO_END) {
+      } else if (attempt.state === 'abandoned' && !kept && ++sightings.unlistedBeats >= UNLISTED_BEATS_TO_END) {
+        // Not one the worker names `finished`: it ran there, so it is no evidence that the
+        // module runs nowhere (review N3, 2).
         this.ended(attempt, 'not-listed');
       }
     }
@@ -669,7 +673,14 @@ class PipelineRun {
       callsDone: false,
       closedInARow: 0,
       failingSince: undefined,
-      sightings: { listedAt: undefined, unlistedSince: undefined, unlistedBeats: 0, collects: 0, disarm: undefined },
+      sightings: {
+        listedAt: undefined,
+        unlistedSince: undefined,
+        unlistedBeatAt: undefined,
+        unlistedBeats: 0,
+        collects: 0,
+        disarm: undefined,
+      },
     };
     this.track(attempt);
     this.loads.started(worker.id);
@@ -1030,7 +1041,9 @@ class PipelineRun {
   /**
    * The attempt's worker is gone, unreachable or not the worker it registered as: the module is
    * dispatched again, once no earlier attempt of it can still be running, after a backoff, up to
-   * `maxLostAttempts`. All refusals of one start of a worker count as one loss.
+   * `maxLostAttempts`. All refusals of one start of a worker count as one loss, until the
+   * worker's probation has reached its longest ({@link REFUSAL_PROBATION}): each refusal after
+   * that counts as a loss of its own, so a worker refused for good ends the module `WorkerLost`.
    * @param how.end why the attempt can no longer be running, when that is known
    * @param how.refusal the worker's endpoint refused the connection, or a gateway in front of it
    *   refused the call (429/503 without the worker's body): the worker is quarantined on probation
@@ -1038,10 +1051,17 @@ class PipelineRun {
    */
   private lost(
     attempt: Attempt,
-    reason: string,
+    why: string,
     how: { end?: AttemptEnd; refusal?: boolean; quarantine?: 'broken' } = {},
   ): void {
     const { module: state, record, workerId } = attempt;
+    // A refusal after the worker's longest probation counts as a loss even from a start that
+    // refused before: a gateway refusing every call, its worker heartbeating behind it, would
+    // otherwise get the module again after each probation for ever (review N3, 1).
+    const pastLongest = how.refusal === true && this.quarantine.probationAtLongest(workerId);
+    const reason = pastLongest
+      ? `${why}; refused again after its longest probation (${formatTimeSpan(REFUSAL_PROBATION.maxMs)}), counted as a loss`
+      : why;
     // Its call stays listened to: a late answer is recorded on the attempt (see lateAnswer).
     this.settle(attempt, 'abandoned');
     record.outcome = 'Lost';
@@ -1050,7 +1070,7 @@ class PipelineRun {
     if (how.refusal) this.quarantineWorker(workerId, 'refused', reason);
     if (how.quarantine) this.quarantineWorker(workerId, how.quarantine, reason);
     const start = `${workerId}#${attempt.generation}`;
-    const counted = !how.refusal || !state.refusedBy.has(start);
+    const counted = !how.refusal || pastLongest || !state.refusedBy.has(start);
     if (how.refusal) state.refusedBy.add(start);
     if (counted) state.lost++;
     state.lostOn.add(workerId);

@@ -45,6 +45,16 @@ export class Quarantine {
   /** @param random jitter source of the probation (inject for tests) */
   constructor(private readonly random: () => number = Math.random) {}
 
+  /**
+   * Whether `workerId`'s latest refusal already got the longest probation
+   * ({@link REFUSAL_PROBATION}`.maxMs`, before jitter): its probations can grow no more, so a
+   * further refusal is no longer a cool-down worth waiting out (the run counts it as a loss).
+   */
+  probationAtLongest(workerId: string): boolean {
+    const times = this.#refusals.get(workerId) ?? 0;
+    return times > 0 && REFUSAL_PROBATION.initialMs * 2 ** Math.min(times - 1, 30) >= REFUSAL_PROBATION.maxMs;
+  }
+
   /** Quarantines `workerId` from `now` (epoch ms); false when it already was (the first reason stays). */
   add(workerId: string, kind: QuarantineEntry['kind'], reason: string, now: number): boolean {
     if (this.#entries.has(workerId)) return false;
