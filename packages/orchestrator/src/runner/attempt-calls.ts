@@ -153,20 +153,8 @@ export async function sendExecute(
       // still reach CLOSED_IN_A_ROW_LIMIT (review R1, L2).
       if ((status === 429 || status === 503) && reached) {
         const reason = `a re-send was answered ${status} after an earlier call failed on the way`;
-        if (attempt.state !== 'running' || !options.live(attempt)) {
-          return { kind: 'failure', verdict: { kind: 'in-transit', reason, closed: false }, delivered: true };
-        }
-        // The worker's own heartbeats say it does not run it (review R1, M1): never listed since
-        // the first call, NEVER_LISTED_GRACE_MS on; or not listed for COLLECT_WINDOW_MS, past
-        // which its kept outcome is gone and a re-send that got through would run it again.
-        // Handed over as a call lost on the way: cancelled, and it ends on evidence (its cancel
-        // acknowledged, two of its worker's heartbeats that do not list it) before the module
-        // runs again.
-        const unlisted = unlistedFor(attempt, clock.now(), reachedSentAt);
-        if (unlisted !== undefined) {
-          const why = `${reason}, and its worker's heartbeats have not listed it for ${unlisted}`;
-          return { kind: 'failure', verdict: { kind: 'in-transit', reason: why, closed: false }, delivered: true };
-        }
+        const over = handedOver(attempt, reason, options.live, clock.now(), reachedSentAt);
+        if (over) return over;
         failures++;
         if (attempt.closedInARow > 0) refusedAmongCloses++;
         logger.info(
@@ -234,14 +222,8 @@ export async function sendExecute(
         reached = true;
         reachedSentAt = call.sentAt;
         const reason = `a gateway answered ${gateway} in front of the worker, which may run it`;
-        if (attempt.state !== 'running' || !options.live(attempt)) {
-          return { kind: 'failure', verdict: { kind: 'in-transit', reason, closed: false }, delivered: true };
-        }
-        const unlisted = unlistedFor(attempt, clock.now(), reachedSentAt);
-        if (unlisted !== undefined) {
-          const why = `${reason}, and its worker's heartbeats have not listed it for ${unlisted}`;
-          return { kind: 'failure', verdict: { kind: 'in-transit', reason: why, closed: false }, delivered: true };
-        }
+        const over = handedOver(attempt, reason, options.live, clock.now(), reachedSentAt);
+        if (over) return over;
         failures++;
         logger.info(
           { module: attempt.module.name, executionId: body.executionId, workerId: attempt.workerId, status: gateway },
@@ -313,6 +295,32 @@ export function resendNow(attempt: Attempt): boolean {
 function pastDeadline(attempt: Attempt, delivered: boolean): CallsEnd {
   const message = `no answer by the call's deadline (the module's timeout plus the margin, ${new Date(attempt.deadlineAt).toISOString()})`;
   return { kind: 'failure', verdict: { kind: 'no-answer', message }, delivered };
+}
+
+/**
+ * The end of a call that may have reached the worker and was not answered by it (a re-send
+ * refused 429/503, a gateway's 502/504), when it is not to be sent again: a call lost on the way
+ * (`in-transit`, `reason`), once the attempt is no longer running or its worker not `live` (asked only of a running one), or
+ * once the worker's own heartbeats say it does not run it ({@link unlistedFor}: never listed, or
+ * not listed for COLLECT_WINDOW_MS, past which its kept outcome is gone and a re-send that got
+ * through would run it again; review R1, M1). Handed over so, it is cancelled and ends on
+ * evidence (its cancel acknowledged, two of its worker's heartbeats that do not list it) before
+ * the module runs again. Else undefined: the caller sends the same executionId again.
+ */
+function handedOver(
+  attempt: Attempt,
+  reason: string,
+  live: (attempt: Attempt) => boolean,
+  now: number,
+  reachedSentAt: number,
+): CallsEnd | undefined {
+  if (attempt.state !== 'running' || !live(attempt)) {
+    return { kind: 'failure', verdict: { kind: 'in-transit', reason, closed: false }, delivered: true };
+  }
+  const unlisted = unlistedFor(attempt, now, reachedSentAt);
+  if (unlisted === undefined) return undefined;
+  const why = `${reason}, and its worker's heartbeats have not listed it for ${unlisted}`;
+  return { kind: 'failure', verdict: { kind: 'in-transit', reason: why, closed: false }, delivered: true };
 }
 
 /**
