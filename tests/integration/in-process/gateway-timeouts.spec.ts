@@ -9,18 +9,12 @@ import { runPipeline } from '@mpd/orchestrator';
 import { defineModule, definePipeline } from '@mpd/pipeline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, silent } from '../helpers/cluster.js';
+import { gate } from '../helpers/module-gate.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-/** A gate a module waits at until the test opens it. */
-function gate(): { wait: Promise<void>; open: () => void } {
-  let open!: () => void;
-  const wait = new Promise<void>((resolve) => (open = resolve));
-  return { wait, open };
-}
 
 describe("a gateway's 502/504 to a long module's execute call (N3, 2)", () => {
   it.each([504, 502] as const)(
