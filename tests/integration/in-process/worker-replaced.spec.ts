@@ -269,7 +269,9 @@ describe('the credential file shared by the processes under one id', () => {
       .poll(() => log.map((line) => line.msg), { timeout: 5_000 })
       .toContainEqual(expect.stringMatching(/^another process under this worker id wrote the credential file/));
     expect(readFileSync(credentialFile, 'utf8').trim()).toBe('the-other-process-credential');
-    expect(existsSync(`${credentialFile}.lock`)).toBe(false);
+    // The lock is released after that warning (its rmdir is asynchronous): waited for, not raced.
+    await expect.poll(() => existsSync(`${credentialFile}.lock`), { timeout: 5_000 }).toBe(false);
+    expect(readFileSync(credentialFile, 'utf8').trim()).toBe('the-other-process-credential');
   });
 
   it('whose lock cannot be made does not hold the registration: registered and heartbeating at once, one warning', async () => {
