@@ -9,6 +9,11 @@
  * this one). `--warm-size N` also runs N modules and prints the warm figure, N − size modules
  * on fresh processes (see bench/cli-path.ts). `--cpu-prof` profiles every process (orchestrator, workers, module hosts) into
  * `bench/profiles/` (summarise with `tsx bench/profile-summary.ts FILE`).
+ *
+ * Each checkout first runs {@link SMALL} modules once, not measured (`warmUp`: tsx's cache of its
+ * compiled files filled). Each run prints the judged figure (the processes' whole lives) and,
+ * under it, the same without what each process spent starting (`runOnly`: from the run's start
+ * on), which the starts' run-to-run spread does not move (see docs/round-p/p3.md).
  */
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -18,8 +23,10 @@ import {
   type CliUnderTest,
   type HostsAtEnd,
   type PerModule,
+  runOnly,
   SMALL,
   THIS_CLI,
+  warmUp,
 } from './cli-path.js';
 import { benchArgs } from './lib/args.js';
 import { benchPath, killAll } from './lib/processes.js';
@@ -75,6 +82,16 @@ process.stdout.write(
     .map((load) => load.toFixed(2))
     .join(' ')}; ${shape} ${size}\n`,
 );
+/** The workers' children other than hosts (esbuild's service: see HostsAtEnd), as ` + 2 esbuild`. */
+const othersText = (at: HostsAtEnd): string =>
+  Object.entries(at.others)
+    .map(([command, count]) => ` + ${count} ${command || 'gone'}`)
+    .join('');
+// A run of each checkout first, not measured: its files compiled into tsx's cache (see warmUp).
+for (const [name, cli] of checkouts) {
+  const at = await warmUp(shape, 2, slots, cli);
+  process.stdout.write(`warm-up ${name}: ${at.live} hosts${othersText(at)} at the end of ${SMALL}\n`);
+}
 for (let run = 0; run < runs; run++) {
   for (let step = 0; step < checkouts.length; step++) {
     const [name, cli] = checkouts[(run + step) % checkouts.length]!;
@@ -85,20 +102,25 @@ for (let run = 0; run < runs; run++) {
     // The hosts at each run's end: how many lived, their RSS (now / peak, MiB, all hosts), and
     // the CPU of any that exited during the run (counted in their share; none expected).
     const hosts = (at: HostsAtEnd, modules: number): string =>
-      `${modules}: ${at.live} hosts, RSS ${at.rssMb.toFixed(0)}/${at.peakRssMb.toFixed(0)} MiB${at.exitedMs > 0 ? `, exited ${at.exitedMs.toFixed(0)} ms CPU` : ''}`;
+      `${modules}: ${at.live} hosts${othersText(at)}, RSS ${at.rssMb.toFixed(0)}/${at.peakRssMb.toFixed(0)} MiB${at.exitedMs > 0 ? `, exited ${at.exitedMs.toFixed(0)} ms CPU` : ''}`;
     const hostLines = [
       hosts(figures.hosts.small, SMALL),
       hosts(figures.hosts.size, size),
       ...(figures.warm ? [hosts(figures.warm.hosts, warmSize)] : []),
     ];
+    // Without what the processes spent starting (see runOnly): steadier from run to run.
+    const running = (figures: PerModule): string => {
+      const run = runOnly(figures.split);
+      return `${run.total.toFixed(3)} (orchestrator ${run.orchestrator.toFixed(3)}, workers ${run.workers.toFixed(3)}, hosts ${run.hosts.toFixed(3)}; starts: orchestrator ${figures.split.orchestratorStart.toFixed(3)}, workers ${figures.split.workerStarts.toFixed(3)}, hosts ${figures.split.hostStarts.toFixed(3)})`;
+    };
     process.stdout.write(
-      `${name}: ${line(figures)}${figures.warm ? `; warm (${warmSize} - ${size}): ${line(figures.warm)}` : ''}\n  hosts at the end of ${hostLines.join('; ')}\n`,
+      `${name}: ${line(figures)}${figures.warm ? `; warm (${warmSize} - ${size}): ${line(figures.warm)}` : ''}\n  run only, ms CPU/module: ${running(figures)}${figures.warm ? `; warm ${running(figures.warm)}` : ''}\n  hosts at the end of ${hostLines.join('; ')}\n`,
     );
   }
 }
 for (const [name, figures] of results) {
   process.stdout.write(
-    `median ${name}: ${median(figures.map((f) => f.modulesPerSecond)).toFixed(0)} modules/s, ${median(figures.map((f) => f.cpuMs)).toFixed(3)} ms CPU/module${figures[0]!.warm ? `; warm: ${median(figures.map((f) => f.warm!.modulesPerSecond)).toFixed(0)} modules/s, ${median(figures.map((f) => f.warm!.cpuMs)).toFixed(3)} ms CPU/module` : ''}\n`,
+    `median ${name}: ${median(figures.map((f) => f.modulesPerSecond)).toFixed(0)} modules/s, ${median(figures.map((f) => f.cpuMs)).toFixed(3)} ms CPU/module (run only ${median(figures.map((f) => runOnly(f.split).total)).toFixed(3)})${figures[0]!.warm ? `; warm: ${median(figures.map((f) => f.warm!.modulesPerSecond)).toFixed(0)} modules/s, ${median(figures.map((f) => f.warm!.cpuMs)).toFixed(3)} ms CPU/module` : ''}\n`,
   );
 }
 process.stdout.write(

@@ -100,9 +100,10 @@ async function once(
         ),
       );
     }
-    // Each worker registers once its pool's hosts are ready (they loaded the pipeline): their
-    // CPU until then is their start. The orchestrator starts the run once both registered.
-    const hostStarts = await Promise.all(
+    // Each worker registers once its pool's hosts are ready (they loaded the pipeline): its CPU
+    // and its hosts' until then are their start. The orchestrator starts the run once both
+    // registered: its CPU read then is its start (see CpuSplit's `…Start` fields).
+    const workerStarts = await Promise.all(
       started.map(async (worker) => {
         try {
           await worker.outputMatch(/registered with the orchestrator/, 'register', 60_000);
@@ -111,20 +112,27 @@ async function once(
           const said = `${(error as Error).message}\nthe orchestrator's recent output:\n${orchestrator.recentOutput()}`;
           throw new Error(said, { cause: error });
         }
-        return descendantsCpuMs(worker.pid);
+        return { hosts: descendantsCpuMs(worker.pid), own: worker.cpuMs() };
       }),
     );
+    const orchestratorStart = orchestrator.cpuMs({ children: true });
     const code = await orchestrator.exited;
     // The orchestrator is reaped; the workers still live: the split of the CPU (see CpuSplit).
     const orchestratorMs = reapedChildrenCpuMs() - before;
     let workersMs = 0;
     let hostsMs = 0;
-    const hosts: HostsAtEnd = { live: 0, exitedMs: 0, rssMb: 0, peakRssMb: 0 };
+    const hosts: HostsAtEnd = { live: 0, others: {}, exitedMs: 0, rssMb: 0, peakRssMb: 0 };
     for (const worker of started) {
       workersMs += worker.cpuMs();
       hostsMs += descendantsCpuMs(worker.pid);
       hosts.exitedMs += processTimes(worker.pid)?.reapedMs ?? Number.NaN;
       for (const host of liveChildren(worker.pid)) {
+        const command = commandOf(host);
+        if (command !== 'node') {
+          // Not a host: esbuild's service, which tsx started to compile a file not in its cache (see warmUp).
+          hosts.others[command] = (hosts.others[command] ?? 0) + 1;
+          continue;
+        }
         const memory = memoryOf(host);
         hosts.live++;
         hosts.rssMb += memory.rssMb;
@@ -142,7 +150,9 @@ async function once(
         orchestrator: orchestratorMs,
         workers: workersMs,
         hosts: hostsMs,
-        hostStarts: hostStarts.reduce((total, ms) => total + ms, 0),
+        orchestratorStart,
+        workerStarts: workerStarts.reduce((total, start) => total + start.own, 0),
+        hostStarts: workerStarts.reduce((total, start) => total + start.hosts, 0),
       },
       hosts,
     };
@@ -175,18 +185,61 @@ export interface CpuSplit {
    * modules may run in the hosts before the second worker's figure is read.
    */
   hostStarts: number;
+  /**
+   * The part of `workers` spent before each worker registered (read as `hostStarts` is): the
+   * process's start, tsx, its sources and the pipeline loaded, its pool of hosts started.
+   */
+  workerStarts: number;
+  /**
+   * The part of `orchestrator` spent before the run started, read once both workers registered
+   * (the orchestrator starts the run then: under load, the first modules' CPU may be in it, as
+   * for `hostStarts`): its start, tsx, its sources and the pipeline loaded, the registrations.
+   */
+  orchestratorStart: number;
+}
+
+/**
+ * A run's CPU without what its processes spent starting (their `…Start` fields), ms: what every
+ * process spent from the run's start to the orchestrator's exit (the workers and hosts: to that
+ * moment). Per module (a difference of two runs), it leaves out the start-up of the 19 processes
+ * (each a fresh `node` with tsx, about 0.25 s of CPU a host on this 2-core machine, 4–6 s in all a
+ * run), whose run-to-run spread under load (±1 s of CPU between two runs of the same tree, round
+ * P) is what made the judged figure move by ±0.5–1 ms a module; it also leaves out what start-up
+ * costs grow with the pipeline's size (each process loads all of it: about 6–13 µs a module a
+ * host, round J, `bench/pipeline-load.ts` measures it apart).
+ */
+export function runOnly(split: CpuSplit): { orchestrator: number; workers: number; hosts: number; total: number } {
+  const orchestrator = split.orchestrator - split.orchestratorStart;
+  const workers = split.workers - split.workerStarts;
+  const hosts = split.hosts - split.hostStarts;
+  return { orchestrator, workers, hosts, total: orchestrator + workers + hosts };
 }
 
 /** The workers' module hosts when the orchestrator exited (the run's end). */
 export interface HostsAtEnd {
-  /** Hosts alive. */
+  /** Hosts alive: the workers' live children that are `node` processes (one per slot). */
   live: number;
+  /**
+   * The workers' other live children, by command name (`/proc/PID/comm`): `esbuild`, the service
+   * tsx starts in a worker that compiled a file at its start (not in tsx's cache: see `warmUp`).
+   * Counted as hosts before round P: the "18 hosts" of a new worktree's first run.
+   */
+  others: Record<string, number>;
   /** CPU of hosts that had exited (their worker reaped them), ms: in the hosts' share. 0 when every host lived through the run. */
   exitedMs: number;
   /** The live hosts' resident set sizes (VmRSS), summed, MiB. */
   rssMb: number;
   /** The live hosts' peak resident set sizes (VmHWM), summed, MiB. */
   peakRssMb: number;
+}
+
+/** The command name of process `pid` (`/proc/PID/comm`, e.g. `node`, `esbuild`); '' when it is gone. */
+function commandOf(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
 }
 
 /** The resident set size of process `pid` now and its peak, MiB (/proc/PID/status VmRSS, VmHWM); 0 when it is gone. */
@@ -245,6 +298,27 @@ export function perModule<S extends { [K in keyof S]: number }>(
     cpuMs: (large.cpuMs - small.cpuMs) / extra,
     split,
   };
+}
+
+/**
+ * One run of {@link SMALL} modules through `cli` whose figures are dropped, before the measured
+ * ones: it fills tsx's cache of compiled files (`os.tmpdir()/tsx-UID`, one file per source file,
+ * keyed by its path and text) for the checkout. A checkout whose files were never run (a new
+ * worktree) otherwise has every process of its first measured run compile them all with
+ * esbuild: each host and each worker starts esbuild's service process (the workers' show as 18
+ * "hosts" at the end instead of 16), and that run's hosts spent about 1.7 s more CPU starting than
+ * the next run's (20 modules then 10, a fresh `TMPDIR`, round P): 0.9–1.5 ms more per module in
+ * the judged figure of the first 2,000-module run of a new worktree (the lead's hold of
+ * 2026-12-02: 7.38 and 5.44 ms, hosts' starts 2.94 and 1.72 ms, against 2.1–3.5 ms after).
+ * @returns the hosts at the run's end (their number says whether esbuild ran: see `HostsAtEnd`)
+ */
+export async function warmUp(
+  shape: Extract<Shape, 'wide' | 'chain'>,
+  workers: number,
+  slots: number,
+  cli: CliUnderTest = THIS_CLI,
+): Promise<HostsAtEnd> {
+  return (await once(shape, SMALL, workers, slots, cli)).hosts;
 }
 
 /**

@@ -31,7 +31,16 @@ import type { Row } from './lib/report.js';
 import { median, percentile } from './lib/stats.js';
 import { chainHops, slotTurnarounds, type Span } from './lib/spans.js';
 import { BullmqPeer, type PeerFigures } from './peer.js';
-import { type CliFigures, cliRun, type PerModule, perModule, type RunTotals, SMALL, THIS_CLI } from './cli-path.js';
+import {
+  type CliFigures,
+  cliRun,
+  type PerModule,
+  perModule,
+  type RunTotals,
+  SMALL,
+  THIS_CLI,
+  warmUp,
+} from './cli-path.js';
 import type { PeerSplit } from './peer.js';
 
 export interface DispatchConfig {
@@ -255,6 +264,8 @@ async function variant(shape: Extract<Shape, 'wide' | 'chain'>, config: Dispatch
       await directRun();
       await inProcessRun();
       if (peer) await peerRun();
+      // The CLIs' own files compiled into tsx's cache before their first measured run (see warmUp).
+      await warmUp(shape, config.workers, config.slots, THIS_CLI);
     }
     const mpd: Legs[] = [];
     const baseline: Legs[] = [];
