@@ -83,11 +83,7 @@ afterAll(() => {
   if (base) rmSync(base, { recursive: true, force: true });
 });
 
-// Concurrent: the four cases read the one install and write nothing another reads (the run's
-// gate files and report.json are the pipeline test's alone; tsc checks two named files). One
-// after another, tsc (about 30 s of CPU) and the pack again (about 20 s) waited for nothing while
-// the pipeline test's processes start, register and drain (about 40 s, mostly waiting).
-describe.concurrent('the packed packages, installed with npm outside the workspace', () => {
+describe('the packed packages, installed with npm outside the workspace', () => {
   it('are the seven publishable packages, with dist/ exports, versions for workspace ranges, and no tests', async () => {
     expect(Object.keys(tarballs).sort()).toEqual(PUBLISHED);
     // What npm recorded: paths inside the project, so that `npm ci` works wherever it is checked out.
