@@ -1,8 +1,8 @@
 /**
- * What the specs of modules in module hosts share (`src/executor/hosted-execution.spec.ts`,
- * `src/executor/load-worker-leftover.spec.ts`): a {@link ModuleExecutor} whose modules run in
- * real module hosts (`isolation: 'process'`) with its log lines kept, a started execution's
- * outcome, its result, and whether a process still runs.
+ * What the specs of modules in module hosts share (`src/executor/hosted-*.spec.ts`, through
+ * `module-hosts-spec.ts`, and `src/executor/load-worker-leftover.spec.ts`): a
+ * {@link ModuleExecutor} whose modules run in real module hosts (`isolation: 'process'`) with its
+ * log lines kept, a started execution's outcome, its result, and whether a process still runs.
  */
 import { readFileSync } from 'node:fs';
 import { DEFAULT_MAX_RESULT_BYTES } from '@mpd/contract';

@@ -1,0 +1,303 @@
+/**
+ * Modules in module hosts (`isolation: 'process'`) transferring artifacts over the host channel,
+ * and a host that cannot load the worker's pipeline. Split from `hosted-execution.spec.ts` (see
+ * there), with which it shares `test/module-hosts-spec.ts`.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ArtifactClient } from '@mpd/client';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { resultOf } from '../../test/hosted-executors.js';
+import { startBlobServer, startHostileBlobServer, within } from '../../test/hostile-blob-server.js';
+import { moduleHostsSpec } from '../../test/module-hosts-spec.js';
+import type { Digest, PackFollower } from '../artifacts/module-artifacts.js';
+import { WorkerBlobs } from '../artifacts/worker-blobs.js';
+
+const { dir, executor, request, start, run, pipeline } = moduleHostsSpec();
+
+describe('modules in module hosts', () => {
+  it("a host that cannot load the worker's pipeline (the file changed since): the module fails, naming why", async () => {
+    const outcome = await run(
+      executor({ pipeline: { ...pipeline(), fingerprint: 'sha256:the-worker-loaded-another' } }),
+      'echo',
+    );
+    expect(outcome).toMatchObject({ status: 500, body: { failureKind: 'Error' } });
+    expect(outcome.body).toHaveProperty(
+      'errorMessage',
+      expect.stringMatching(
+        /^Module 'echo' could not run: no module host could start: Pipeline file .*host-faults\.pipeline\.ts changed since the worker loaded it .*: restart the worker$/,
+      ),
+    );
+  });
+
+  it("ctx.artifacts.download in a host: an archive refused halfway abandons the worker's download over the host channel; nothing lands in the destination or the cache", async () => {
+    const store = await startHostileBlobServer(dir);
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const transport = new WorkerBlobs(client, { dir: join(dir, 'cache'), maxBytes: 10 * 1024 * 1024 });
+      const on = executor({ artifacts: { transport, scratchDir: join(dir, 'cache', '.scratch') } });
+      const ref = { name: 'hostile', sha256: store.sha256, size: store.size, files: 3 };
+      const answer = resultOf(
+        await within(run(on, 'download', { params: { ref, dir: 'fetched/dest' } }), 15_000, 'no answer'),
+      );
+      expect(answer.refused).toMatch(/the archive is refused, nothing was extracted: "..\/evil.txt" has a .. segment/);
+      await within(store.connectionClosed, 5_000, 'the worker did not abandon the GET');
+      expect(readdirSync(join(dir, 'fetched'))).toEqual([]);
+      expect(transport.cache.has(store.sha256)).toBe(false);
+      expect(existsSync(join(dir, 'evil.txt'))).toBe(false);
+    } finally {
+      await client.close();
+      await store.close();
+    }
+  });
+
+  it('ctx.artifacts.download in a host of a blob larger than the cache bound: the worker streams it to the host over a socket; the files land byte-identical and the cache keeps nothing', async () => {
+    const store = await startBlobServer(dir);
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      // A 1 MiB bound under the blob's 2 MiB: the one case a download streams (within the bound it is kept).
+      const transport = new WorkerBlobs(client, { dir: join(dir, 'cache-streamed'), maxBytes: 1024 * 1024 });
+      const on = executor({ artifacts: { transport, scratchDir: join(dir, 'cache-streamed', '.scratch') } });
+      const ref = { name: 'good', sha256: store.sha256, size: store.size, files: 2 };
+      const answer = resultOf(
+        await within(run(on, 'download', { params: { ref, dir: 'streamed/dest' } }), 15_000, 'no answer'),
+      );
+      expect(answer).toEqual({ files: 2 });
+      for (const [path, bytes] of Object.entries(store.files))
+        expect(readFileSync(join(dir, 'streamed/dest', path)).equals(bytes), path).toBe(true);
+      expect(readdirSync(join(dir, 'streamed'))).toEqual(['dest']); // no staging directory left
+      expect(transport.cache.has(store.sha256)).toBe(false);
+      const kept = readdirSync(join(dir, 'cache-streamed'), { recursive: true, withFileTypes: true });
+      expect(kept.filter((entry) => entry.isFile())).toEqual([]);
+      expect(store.gets()).toBe(1);
+    } finally {
+      await client.close();
+      await store.close();
+    }
+  });
+
+  it.each(['process', 'none'] as const)(
+    "isolation %s: the worker's debug line of a module's artifact transfer names the module and the artifact",
+    async (isolation) => {
+      const store = await startBlobServer(join(dir, `named-store-${isolation}`));
+      const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+      try {
+        const lines: Array<Record<string, unknown>> = [];
+        const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+        const cacheDir = join(dir, `cache-named-${isolation}`);
+        const transport = new WorkerBlobs(client, { dir: cacheDir, maxBytes: 10 * 1024 * 1024, logger });
+        const on = executor({ isolation, artifacts: { transport, scratchDir: join(cacheDir, '.scratch') } });
+        const ref = { name: 'good', sha256: store.sha256, size: store.size, files: 2 };
+        for (const into of ['first', 'second']) {
+          const answer = resultOf(
+            await within(
+              run(on, 'download', { params: { ref, dir: `named-${isolation}/${into}` } }),
+              15_000,
+              'no answer',
+            ),
+          );
+          expect(answer).toEqual({ files: 2 });
+          // The cache keeps the blob once its file is written, which may come after the answer
+          // on a loaded machine (the second download then went to the store).
+          await expect.poll(() => transport.cache.has(store.sha256), { timeout: 10_000 }).toBe(true);
+        }
+        // A download, then the cache: each line says whose and which.
+        const transfers = lines.filter((line) => String(line.msg).startsWith('artifact '));
+        expect(transfers).toMatchObject([
+          { msg: 'artifact downloaded', module: 'download', artifact: 'good', sha256: store.sha256.slice(0, 12) },
+          { msg: 'artifact read from the cache', module: 'download', artifact: 'good', source: 'cache' },
+        ]);
+      } finally {
+        await client.close();
+        await store.close();
+      }
+    },
+  );
+
+  // Review of round L: the log line's module was what the host said it was.
+  it("the worker's debug line of a host's artifact call names the module the execution runs, not the one the call's subject names", async () => {
+    const store = await startBlobServer(join(dir, 'forged-store'));
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const lines: Array<Record<string, unknown>> = [];
+      const logger = pino({ level: 'debug' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+      const cacheDir = join(dir, 'cache-forged');
+      const transport = new WorkerBlobs(client, { dir: cacheDir, maxBytes: 10 * 1024 * 1024, logger });
+      const on = executor({ artifacts: { transport, scratchDir: join(cacheDir, '.scratch') } });
+      const ref = { name: 'good', sha256: store.sha256, size: store.size, files: 2 };
+      const answer = resultOf(
+        await within(run(on, 'forged-subject', { params: { ref, dir: 'forged/dest' } }), 15_000, 'no answer'),
+      );
+      expect(answer).toEqual({ files: 2 });
+      const transfers = () => lines.filter((line) => String(line.msg).startsWith('artifact '));
+      await expect.poll(() => transfers().length, { timeout: 10_000 }).toBe(2);
+      expect(transfers().map(({ module, artifact }) => ({ module, artifact }))).toEqual([
+        { module: 'forged-subject', artifact: 'good' },
+        { module: 'forged-subject', artifact: 'good' },
+      ]);
+    } finally {
+      await client.close();
+      await store.close();
+    }
+  });
+
+  it('ctx.artifacts.download in a host ends with its attempt: cancelled while the store holds the bytes back, the answer comes at once, and nothing lands in the destination, even once they come', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const store = await startBlobServer(join(dir, 'held-store'), { held });
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const transport = new WorkerBlobs(client, { dir: join(dir, 'cache-held'), maxBytes: 10 * 1024 * 1024 });
+      const on = executor({ artifacts: { transport, scratchDir: join(dir, 'cache-held', '.scratch') } });
+      const ref = { name: 'good', sha256: store.sha256, size: store.size, files: 2 };
+      const sent = request('download', { params: { ref, dir: 'held/dest' } });
+      const outcome = start(on, sent);
+      // The first MiB is being extracted into the staging directory beside `dest`.
+      const staged = () =>
+        existsSync(join(dir, 'held')) &&
+        readdirSync(join(dir, 'held'), { recursive: true, withFileTypes: true }).some((entry) => entry.isFile());
+      const deadline = Date.now() + 15_000;
+      while (!staged() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(staged()).toBe(true);
+      const cancelledAt = Date.now();
+      on.cancel(sent.executionId, 'test');
+      // Without the stop reaching the download, the host's module waits on it until its group is
+      // killed, and the staging directory stays behind.
+      expect(await within(outcome, 5_000, 'the cancelled attempt did not end')).toMatchObject({
+        status: 500,
+        body: { failureKind: 'Cancelled' },
+      });
+      expect(Date.now() - cancelledAt).toBeLessThan(5_000);
+      expect(readdirSync(join(dir, 'held'))).toEqual([]); // neither `dest` nor its staging directory
+      release();
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(readdirSync(join(dir, 'held'))).toEqual([]);
+    } finally {
+      release();
+      await client.close();
+      await store.close();
+    }
+  }, 30_000);
+
+  it.each([
+    ['process', 'fails', false],
+    ['none', 'fails', false],
+    ['process', 'fails', true],
+    ['none', 'fails', true],
+    ['process', 'succeeds', true],
+    ['none', 'succeeds', true],
+  ] as const)(
+    'isolation %s: a module that %s while its download is held back (never awaited: %s) ends the download with its attempt: its partial files are gone by the answer, nothing lands in the destination once the bytes come, and the ended download’s rejection is no crash (nor its stop taken for an unhandled one)',
+    async (isolation, ending, dangling) => {
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      const name = `${isolation}-${ending}-${dangling ? 'dangling' : 'awaited'}`;
+      const store = await startBlobServer(join(dir, `ending-store-${name}`), { held });
+      const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+      const cacheDir = join(dir, `cache-ending-${name}`);
+      const parent = join(dir, `ending-${name}`);
+      try {
+        const transport = new WorkerBlobs(client, { dir: cacheDir, maxBytes: 10 * 1024 * 1024 });
+        const on = executor({ isolation, artifacts: { transport, scratchDir: join(cacheDir, '.scratch') } });
+        const ref = { name: 'good', sha256: store.sha256, size: store.size, files: 2 };
+        const module = ending === 'fails' ? 'download-then-fail' : 'download-then-return';
+        const outcome = await within(
+          run(on, module, { params: { ref, dir: `ending-${name}/dest`, dangling } }),
+          10_000,
+          'no answer',
+        );
+        if (ending === 'fails')
+          expect(outcome).toMatchObject({ status: 500, body: { failureKind: 'Error', errorMessage: 'failed midway' } });
+        else expect(resultOf(outcome)).toBe('returned');
+        // Before, a succeeding module's download went on: its staging directory was there at the
+        // answer, and its files moved into `dest` once the bytes came (a failing one's only the former).
+        expect(existsSync(parent) ? readdirSync(parent) : []).toEqual([]);
+        release();
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        expect(existsSync(parent) ? readdirSync(parent) : []).toEqual([]);
+        // The host that ran it runs the next module: the ended download's rejection was not its crash.
+        expect(await run(on, 'echo')).toMatchObject({ status: 200 });
+      } finally {
+        release();
+        await client.close();
+        await store.close();
+      }
+    },
+    30_000,
+  );
+
+  it('a module that returns with its upload never awaited ends the upload with its attempt: the next module on its host runs to its end, not blamed for a crash', async () => {
+    // A transport that takes its time: a module's upload never reaches it once the module ended.
+    const transport = {
+      put: async () => {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        return { sha256: 'a'.repeat(64), size: 1 };
+      },
+      checkOut: async () => {
+        throw new Error('no check-out here');
+      },
+      follow: async () => {
+        throw new Error('no download here');
+      },
+    };
+    const scratchDir = join(dir, 'upload-scratch');
+    const on = executor({ slots: 1, artifacts: { transport, scratchDir } });
+    const host = resultOf(await run(on, 'upload-then-return')).pid;
+    // Before, the upload went on, the worker refused its blob (its module no longer running), and
+    // the rejection, unhandled, crashed the host while it ran this one ("Module 'sleeps' crashed
+    // its module host: it left a promise rejection unhandled").
+    // One slot (the same host runs it): free once the first module's code has stopped.
+    const next = request('sleeps', { params: { ms: 1_500 } });
+    let decision = on.execute(next);
+    for (const deadline = Date.now() + 5_000; decision.kind === 'busy' && Date.now() < deadline;) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      decision = on.execute(next);
+    }
+    if (decision.kind !== 'started') throw new Error(`not started: ${JSON.stringify(decision)}`);
+    expect(resultOf(await decision.outcome)).toEqual({ pid: host });
+    expect(existsSync(scratchDir) ? readdirSync(scratchDir) : []).toEqual([]); // no archive left
+  }, 30_000);
+
+  it('a module host that dies while it packs an archive the worker uploads as it grows (putPacking) fails that upload at its exit, rather than leaving it waiting for bytes that never come', async () => {
+    /** How the worker's side heard the packing end: the digest, or the failure. */
+    let heard: Promise<Digest | Error> | undefined;
+    const transport = {
+      put: async (): Promise<Digest> => {
+        throw new Error('a transport with putPacking is not asked to put');
+      },
+      checkOut: async () => {
+        throw new Error('no check-out here');
+      },
+      follow: async () => {
+        throw new Error('no download here');
+      },
+      putPacking: () => {
+        let tell!: (outcome: Digest | Error) => void;
+        heard = new Promise((resolve) => (tell = resolve));
+        let fail!: (error: Error) => void;
+        const stored = new Promise<Digest>((_, reject) => (fail = reject));
+        stored.catch(() => undefined);
+        const follower: PackFollower = {
+          written: () => undefined,
+          ended: (outcome) => {
+            tell('error' in outcome ? outcome.error : outcome.digest);
+            if ('error' in outcome) fail(outcome.error);
+          },
+        };
+        return { follower, stored };
+      },
+    };
+    const scratchDir = join(dir, 'dying-scratch');
+    const on = executor({ slots: 1, artifacts: { transport, scratchDir } });
+    const outcome = await within(run(on, 'upload-then-die', { params: { scratchDir } }), 20_000, 'no answer');
+    expect(outcome.status, JSON.stringify(outcome.body)).toBe(500);
+    expect(
+      heard,
+      `the worker was never asked to upload as the archive grew: ${JSON.stringify(outcome.body)}`,
+    ).toBeDefined();
+    const ended = await within(heard!, 10_000, 'the packing never ended for the worker');
+    expect(ended).toBeInstanceOf(Error);
+    expect((ended as Error).message).toMatch(/the module host exited \(SIGKILL\) while it packed the archive/);
+  }, 30_000);
+});

@@ -1,0 +1,162 @@
+/**
+ * What the three specs of modules in module hosts share (`src/executor/hosted-execution.spec.ts`:
+ * context, output and crashes; `hosted-stops.spec.ts`: cancels, leases, timeouts, leftover
+ * processes, close; `hosted-artifacts.spec.ts`: artifact transfers): real host processes loading
+ * `test/fixtures/host-faults.pipeline.ts`, whose modules misbehave in every way a host must survive
+ * alone. One file of 54 tests took 192 s on CI's 2 cores; in three, vitest runs them side by side
+ * (`maxWorkers: 2`, vitest.config.ts).
+ *
+ * {@link moduleHostsSpec} registers the file's hooks: the fixture loaded once (`beforeAll`), every
+ * executor a test made closed after it and the log lines cleared (`afterEach`).
+ */
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadPipelineFile, type Pipeline } from '@mpd/pipeline';
+import { fingerprintAsTsxLoads } from '@mpd/test-kit';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
+import type { ExecutionOutcome, ExecutionRequest } from '../src/executor/execution.js';
+import type { ModuleExecutor, ModuleExecutorOptions } from '../src/executor/module-executor.js';
+import type { ModuleOutput } from '../src/executor/module-output.js';
+import { hostedExecutor, startedOutcome } from './hosted-executors.js';
+
+const FIXTURE = fileURLToPath(new URL('./fixtures/host-faults.pipeline.ts', import.meta.url));
+
+/** The secret every request's environment carries (`SECRET`), which no output or log may show. */
+export const SECRET = 'hunter22-the-secret';
+
+/** What {@link ModuleHostsSpec.recordedOutputs} keeps of an execution's output. */
+export interface RecordedOutput {
+  log: string[];
+  stdout: string[];
+  stderr: string[];
+  /** Lines written after the output was closed. */
+  late: string[];
+  ended: boolean;
+}
+
+/** One spec file's module hosts: see {@link moduleHostsSpec}. */
+export interface ModuleHostsSpec {
+  /** The file's own working directory (a new temporary one): the executors' and the modules'. */
+  dir: string;
+  /** Where the fixture's modules write their pids (`MPD_TEST_LEDGER`, inherited by the hosts). */
+  ledgerFile: string;
+  /** The worker's debug log lines (pino's JSON) of the current test; emptied after each test. */
+  logLines: string[];
+  /** The fixture pipeline, with the fingerprint tsx gives it (loaded in `beforeAll`). */
+  pipeline(): Pipeline;
+  /** A hosted executor (2 slots unless `options` say otherwise), closed after the test. */
+  executor(options?: Partial<ModuleExecutorOptions>): ModuleExecutor;
+  /** An execution request of `moduleTypeName` with a new id, `SECRET` and `PLAIN` in its environment. */
+  request(moduleTypeName: string, extra?: Partial<ExecutionRequest>): ExecutionRequest;
+  /** `sent` executed on `on`: its outcome (throws when it was not started). */
+  start(on: ModuleExecutor, sent: ExecutionRequest): Promise<ExecutionOutcome>;
+  /** A new request of `name` executed on `on`: its outcome. */
+  run(on: ModuleExecutor, name: string, extra?: Partial<ExecutionRequest>): Promise<ExecutionOutcome>;
+  /** The pids a module wrote to the ledger after its name (its host's first), from its last line. */
+  ledgerPids(module: string): number[];
+  /** The pids the `stubborn` module wrote: its host's, then bash's and sleep's (polls up to 15 s). */
+  stubbornPids(): Promise<number[]>;
+  /** Each execution's lines by stream as they came, those written after its output closed apart. */
+  recordedOutputs(): { outputs: RecordedOutput[]; output: ModuleOutput };
+}
+
+/** A spec file's module hosts, its hooks registered: call once at the file's top level. */
+export function moduleHostsSpec(): ModuleHostsSpec {
+  const dir = mkdtempSync(join(tmpdir(), 'mpd-hosts-'));
+  const ledgerFile = join(dir, 'ledger');
+  let pipeline: Pipeline | undefined;
+  const executors: ModuleExecutor[] = [];
+  const logLines: string[] = [];
+  let nextId = 1;
+
+  beforeAll(async () => {
+    // Module hosts inherit the worker's environment: here, the test process's.
+    process.env.MPD_TEST_LEDGER = ledgerFile;
+    // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
+    // otherwise than tsx (which the CLI and the hosts load it with), so the worker's side here
+    // takes the fingerprint tsx gives, as the CLI would have.
+    pipeline = { ...(await loadPipelineFile(FIXTURE)), fingerprint: fingerprintAsTsxLoads(FIXTURE) };
+  });
+  afterEach(async () => {
+    await Promise.all(executors.splice(0).map((executor) => executor.close('test over')));
+    logLines.length = 0;
+  });
+  afterAll(() => {
+    delete process.env.MPD_TEST_LEDGER;
+  });
+
+  const loaded = (): Pipeline => {
+    if (!pipeline) throw new Error('the fixture pipeline is loaded in beforeAll');
+    return pipeline;
+  };
+  const executor = (options: Partial<ModuleExecutorOptions> = {}): ModuleExecutor => {
+    const created = hostedExecutor(loaded(), dir, (line) => logLines.push(line), { slots: 2, ...options });
+    executors.push(created);
+    return created;
+  };
+  const request = (moduleTypeName: string, extra: Partial<ExecutionRequest> = {}): ExecutionRequest => ({
+    executionId: `exec-${nextId++}`,
+    moduleTypeName,
+    params: undefined,
+    dependencyResults: {},
+    environmentVariables: { SECRET, PLAIN: 'plain-value' },
+    secretEnvironmentVariables: ['SECRET'],
+    fingerprint: moduleTypeName,
+    ...extra,
+  });
+  const start = (on: ModuleExecutor, sent: ExecutionRequest): Promise<ExecutionOutcome> =>
+    startedOutcome(on.execute(sent));
+  const ledgerPids = (module: string): number[] => {
+    const line = readFileSync(ledgerFile, 'utf8')
+      .split('\n')
+      .findLast((candidate) => candidate.startsWith(`${module} `));
+    return line?.split(' ').slice(1).map(Number) ?? [];
+  };
+
+  return {
+    dir,
+    ledgerFile,
+    logLines,
+    pipeline: loaded,
+    executor,
+    request,
+    start,
+    run: (on, name, extra = {}) => start(on, request(name, extra)),
+    ledgerPids,
+    stubbornPids: async () => {
+      let pids: number[] = [];
+      await expect
+        .poll(
+          () => {
+            const lines = readFileSync(ledgerFile, 'utf8').split('\n');
+            const host = lines.findLast((line) => line.startsWith('stubborn '));
+            const children = lines.findLast((line) => line.startsWith('pids '));
+            pids = [host, children].flatMap((line) => line?.split(' ').slice(1).map(Number) ?? []);
+            return pids.length;
+          },
+          { timeout: 15_000, interval: 50, message: 'the stubborn module to write its pids' },
+        )
+        .toBe(3);
+      return pids;
+    },
+    recordedOutputs: () => {
+      const outputs: RecordedOutput[] = [];
+      const output: ModuleOutput = {
+        open: () => {
+          const lines: RecordedOutput = { log: [], stdout: [], stderr: [], late: [], ended: false };
+          outputs.push(lines);
+          return {
+            write: (stream, text) => {
+              if (lines.ended) lines.late.push(text);
+              else lines[stream].push(...text.split('\n'));
+            },
+            end: () => void (lines.ended = true),
+          };
+        },
+      };
+      return { outputs, output };
+    },
+  };
+}
