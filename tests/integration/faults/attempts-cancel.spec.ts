@@ -86,7 +86,13 @@ describe('cancels of abandoned attempts', () => {
 
     const result = await running;
     expect(result.status).toBe('Successful');
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+    // Named in full on a failure (round N saw `Rejected` here once, under load 20-47, not since
+    // reproduced): the outcome's error says which answer it was.
+    const attempts = result.modules[0]!.attempts;
+    expect(
+      attempts.map((attempt) => [attempt.workerId, attempt.outcome]),
+      JSON.stringify(attempts),
+    ).toEqual([
       ['w-cut', 'Lost'],
       ['w-other', 'Succeeded'],
     ]);
