@@ -86,10 +86,21 @@ describe('cancels of abandoned attempts', () => {
 
     const result = await running;
     expect(result.status).toBe('Successful');
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
-      ['w-cut', 'Lost'],
-      ['w-other', 'Succeeded'],
-    ]);
+    // Lost on w-cut, then Succeeded on w-other. Between them, only refusals by w-other, which
+    // run nothing: T is 2 s for w-other too, so a loaded test process (this one runs every
+    // server) can leave its heartbeats unacknowledged for T less the fence lead (1.5 s); fenced,
+    // it answers the dispatch 503 (routes.ts 'fenced'), an attempt `Rejected`, and the module is
+    // sent again. Round N saw `Rejected` here once at load 20-47 (not reproduced since); the
+    // attempts are printed in full on a failure.
+    const attempts = result.modules[0]!.attempts;
+    const outcomes = attempts.map((attempt) => [attempt.workerId, attempt.outcome]);
+    expect(outcomes[0], JSON.stringify(attempts)).toEqual(['w-cut', 'Lost']);
+    expect(outcomes.at(-1), JSON.stringify(attempts)).toEqual(['w-other', 'Succeeded']);
+    expect(
+      outcomes.slice(1, -1).filter(([workerId, outcome]) => workerId !== 'w-other' || outcome !== 'Rejected'),
+      JSON.stringify(attempts),
+    ).toEqual([]);
+    expect(runs.filter((run) => run.workerId === 'w-other')).toHaveLength(1); // the refusals ran nothing
     expect(result.modules[0]!.result).toBe('w-other');
   }, 60_000);
 

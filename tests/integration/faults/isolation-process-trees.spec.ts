@@ -41,17 +41,18 @@ async function startRun(via: Via, { workerCount = 1, timeoutMs = 120_000, orches
     env,
   });
   const url = await orchestrator.listeningUrl();
-  const workers = new Map<string, RunningProcess & { url: string }>();
-  for (let index = 1; index <= workerCount; index++) {
-    const id = `tree-${via}-${index}`;
+  // The workers start together (a process start is seconds on a loaded machine).
+  const started = Array.from({ length: workerCount }, (_, index) => {
+    const id = `tree-${via}-${index + 1}`;
     const worker = spawnProcess({
       script: cliOf('worker'),
       args: workerArgs(url, id, '--pipeline', PIPELINE, '--slots', '2', '--kill-grace', String(KILL_GRACE_MS / 1_000)),
       cleanEnv: true,
       env,
     });
-    workers.set(id, { ...worker, url: await worker.listeningUrl() });
-  }
+    return worker.listeningUrl().then((workerUrl) => [id, { ...worker, url: workerUrl }] as const);
+  });
+  const workers = new Map<string, RunningProcess & { url: string }>(await Promise.all(started));
   /** Once bash wrote them: the stubborn module's host, bash and sleep, and the worker running them. */
   const stubborn = async () => {
     let entries: LedgerEntry[] = [];

@@ -50,14 +50,19 @@ describe('limits: module results', () => {
     const store = join(dir, 'store');
     const orchestrator = await startOrchestrator(pipeline, report, ['--min-workers', '2', '--artifacts-dir', store]);
     const memory = watchPeakMemory(orchestrator.child.pid!);
-    for (const [id, tag] of [
-      ['w-producer', 'producer'],
-      ['w-consumer', 'consumer'],
-    ] as const) {
-      await startWorker(orchestrator.url, id, pipeline, ['--tags', tag, '--cache-dir', join(dir, `cache-${tag}`)], {
-        LIMITS_LEDGER: ledger,
-      });
-    }
+    // The two workers start together (a process start is seconds on a loaded machine).
+    await Promise.all(
+      (
+        [
+          ['w-producer', 'producer'],
+          ['w-consumer', 'consumer'],
+        ] as const
+      ).map(([id, tag]) =>
+        startWorker(orchestrator.url, id, pipeline, ['--tags', tag, '--cache-dir', join(dir, `cache-${tag}`)], {
+          LIMITS_LEDGER: ledger,
+        }),
+      ),
+    );
     expect(await orchestrator.exited, orchestrator.output()).toBe(0);
     const peak = memory.stop();
     const [big, after] = readReport(report).modules;

@@ -246,12 +246,13 @@ describe('the CLIs with TLS', () => {
   const cli = (pkg: 'orchestrator' | 'worker', args: string[], env: Record<string, string> = {}): RunningProcess =>
     spawnProcess({ script: cliOf(pkg), args, env, cleanEnv: true });
 
+  // The processes of a test start together: each start is seconds on a loaded machine.
   it('--tls-cert without --tls-key exits 2 naming both', async () => {
     const run = cli('orchestrator', ['--port', '0', '--tls-cert', certs.files.serverCert]);
+    const fromEnv = cli('orchestrator', ['--port', '0'], { MPD_TLS_KEY: certs.files.serverKey });
     expect(await run.exited).toBe(2);
     expect(run.stderr()).toContain('Invalid setting --tls-cert (MPD_TLS_CERT): needs --tls-key (MPD_TLS_KEY) too');
     expect(run.stdout()).toBe('');
-    const fromEnv = cli('orchestrator', ['--port', '0'], { MPD_TLS_KEY: certs.files.serverKey });
     expect(await fromEnv.exited).toBe(2);
     expect(fromEnv.stderr()).toContain('Invalid setting --tls-key (MPD_TLS_KEY): needs --tls-cert (MPD_TLS_CERT) too');
   });
@@ -260,18 +261,24 @@ describe('the CLIs with TLS', () => {
     const run = cli('orchestrator', ['--port', '0', '--tls-cert', 'missing.crt', '--tls-key', certs.files.serverKey], {
       INIT_CWD: certs.dir,
     });
+    const ca = cli('orchestrator', ['--port', '0'], { MPD_TLS_CA: '/nonexistent/ca.crt' });
     expect(await run.exited).toBe(2);
     expect(run.stderr()).toContain(
       `Invalid setting --tls-cert (MPD_TLS_CERT): cannot read ${join(certs.dir, 'missing.crt')}: no such file`,
     );
     expect(run.stdout()).toBe('');
-    const ca = cli('orchestrator', ['--port', '0'], { MPD_TLS_CA: '/nonexistent/ca.crt' });
     expect(await ca.exited).toBe(2);
     expect(ca.stderr()).toContain('Invalid setting --tls-ca (MPD_TLS_CA): cannot read /nonexistent/ca.crt');
   });
 
   it('--host 0.0.0.0 without TLS or tokens warns on stderr (plain HTTP, open registration), naming no token', async () => {
     const run = cli('orchestrator', ['--port', '0', '--host', '0.0.0.0']);
+    const secured = cli('orchestrator', ['--port', '0', '--host', '0.0.0.0', '--tls-cert', 'server.crt'], {
+      INIT_CWD: certs.dir,
+      MPD_TLS_KEY: 'server.key',
+      MPD_JOIN_TOKEN: JOIN,
+      MPD_ADMIN_TOKEN: 'admin-token-0123456789abcdef',
+    });
     await run.listeningUrl();
     const stopped = await run.stop();
     expect(stopped.code, run.output()).toBe(0);
@@ -292,12 +299,6 @@ describe('the CLIs with TLS', () => {
       /^mpd orchestrator listening on http:\/\/0\.0\.0\.0:\d+( \(from other machines: [^)]+\))?\n$/,
     );
 
-    const secured = cli('orchestrator', ['--port', '0', '--host', '0.0.0.0', '--tls-cert', 'server.crt'], {
-      INIT_CWD: certs.dir,
-      MPD_TLS_KEY: 'server.key',
-      MPD_JOIN_TOKEN: JOIN,
-      MPD_ADMIN_TOKEN: 'admin-token-0123456789abcdef',
-    });
     await secured.listeningUrl();
     const securedStop = await secured.stop();
     expect(securedStop.code, secured.output()).toBe(0);

@@ -292,9 +292,11 @@ describe('the credential file shared by the processes under one id', () => {
     await worker.link!.registered();
     const first = orchestrator.registry.get('w-nolock')!.lastHeartbeat;
     await expect.poll(() => orchestrator.registry.get('w-nolock')!.lastHeartbeat, { timeout: 5_000 }).not.toBe(first); // heartbeats every 0.2 s
-    // Registered and heartbeating within 1 s of the orchestrator's answer, where the lock's
+    // Registered and heartbeating within 5 s of the orchestrator's answer, where the lock's
     // retries held it about 12 s (executes answered 503 WorkerNotReady, no heartbeat, meanwhile).
-    expect(performance.now() - accepted).toBeLessThan(1_000);
+    // 5 s, not 1 s: a bound under a few seconds is a race on a loaded machine; 5 s still tells
+    // the two apart.
+    expect(performance.now() - accepted).toBeLessThan(5_000);
     await expect
       .poll(() => log.map((line) => line.msg), { timeout: 5_000 })
       .toContain('could not write the credential file');
@@ -311,8 +313,9 @@ describe('the credential file shared by the processes under one id', () => {
     await expect.poll(() => orchestrator.registry.credentialOf('w-held'), { timeout: 5_000 }).toBeDefined();
     const stopping = performance.now();
     await worker.close();
-    // The wait for the lock ends with the stop: within 2 s where it took the lock's stale time (10 s).
-    expect(performance.now() - stopping).toBeLessThan(2_000);
+    // The wait for the lock ends with the stop: within 5 s where it took the lock's stale time
+    // (10 s); 5 s rather than 2 s, a bound a loaded machine could miss, still tells them apart.
+    expect(performance.now() - stopping).toBeLessThan(5_000);
     expect(existsSync(credentialFile)).toBe(false);
   });
 });

@@ -61,7 +61,8 @@ async function acrossWorkers(
     env,
   );
   const cacheOf = (id: string) => join(dir, `cache-${id}`);
-  await start(
+  // The two workers start together (a process start is seconds on a loaded machine).
+  const producer = start(
     'worker',
     workerArgs(
       orchestrator.url,
@@ -74,7 +75,7 @@ async function acrossWorkers(
       cacheOf('art-a'),
     ),
   );
-  await start(
+  const consumer = start(
     'worker',
     workerArgs(
       orchestrator.url,
@@ -91,6 +92,7 @@ async function acrossWorkers(
       ...consumerArgs,
     ),
   );
+  await Promise.all([producer, consumer]);
   expect(await orchestrator.exited, orchestrator.output()).toBe(0);
   const result = JSON.parse(readFileSync(report, 'utf8')) as RunResult;
   const build = result.modules.find((module) => module.name === 'build')!.result as Produced;

@@ -2,7 +2,7 @@
  * The command-line programs as real processes: `--version`, exit codes of a pipeline run,
  * graceful shutdown, and a worker killed in the middle of a module.
  */
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createOrchestratorClient } from '@mpd/client';
@@ -19,14 +19,19 @@ const orchestratorArgs = (...extra: string[]) => cliOrchestratorArgs(0, ...extra
 
 describe('both CLIs', () => {
   it('--version and -V print the package version and exit 0, before any setting is checked', async () => {
-    for (const pkg of ['orchestrator', 'worker'] as const) {
+    // The four processes run together (each start is seconds on a loaded machine).
+    const runs = (['orchestrator', 'worker'] as const).flatMap((pkg) => {
       const packageJson = new URL(`../../../packages/${pkg}/package.json`, import.meta.url);
       const { version } = JSON.parse(readFileSync(packageJson, 'utf8')) as { version: string };
-      for (const flag of ['--version', '-V']) {
-        const run = spawnProcess({ script: cliOf(pkg), args: [flag, '--port', 'abc'], cleanEnv: true });
-        expect(await run.exited, `${pkg} ${flag}`).toBe(0);
-        expect(run.output(), `${pkg} ${flag}`).toBe(`${version}\n`);
-      }
+      return ['--version', '-V'].map((flag) => ({
+        name: `${pkg} ${flag}`,
+        version,
+        run: spawnProcess({ script: cliOf(pkg), args: [flag, '--port', 'abc'], cleanEnv: true }),
+      }));
+    });
+    for (const { name, version, run } of runs) {
+      expect(await run.exited, name).toBe(0);
+      expect(run.output(), name).toBe(`${version}\n`);
     }
   });
 });
@@ -75,8 +80,11 @@ describe('mpd-orchestrator --pipeline', () => {
       'orchestrator',
       orchestratorArgs('--pipeline', pipeline, '--min-workers', '2', '--report', report.file),
     );
-    const one = await start('worker', workerArgs(orchestrator.url, 'kill-1', '--pipeline', pipeline));
-    const two = await start('worker', workerArgs(orchestrator.url, 'kill-2', '--pipeline', pipeline));
+    // Started together: a process start is seconds on a loaded machine.
+    const [one, two] = await Promise.all([
+      start('worker', workerArgs(orchestrator.url, 'kill-1', '--pipeline', pipeline)),
+      start('worker', workerArgs(orchestrator.url, 'kill-2', '--pipeline', pipeline)),
+    ]);
     // Kill whichever worker started the first module, while it runs.
     await expect
       .poll(() => one.output() + two.output(), { timeout: 15_000, interval: 20, message: 'the first module to start' })
@@ -140,8 +148,11 @@ describe('crash-loop protection', () => {
     );
     // In the worker's own process (--isolation none): in a module host the poison kills only the
     // host, and the module fails alone (tests/integration/faults/isolation-crashes.spec.ts).
-    await start('worker', workerArgs(orchestrator.url, 'crash-1', '--pipeline', pipeline, '--isolation', 'none'));
-    await start('worker', workerArgs(orchestrator.url, 'crash-2', '--pipeline', pipeline, '--isolation', 'none'));
+    await Promise.all(
+      ['crash-1', 'crash-2'].map((id) =>
+        start('worker', workerArgs(orchestrator.url, id, '--pipeline', pipeline, '--isolation', 'none')),
+      ),
+    );
     expect(await orchestrator.exited).toBe(1);
     const result = report.read();
     const poison = result.modules.find((module) => module.name === 'poison')!;
@@ -161,8 +172,16 @@ describe('mpd-worker', () => {
       'orchestrator',
       orchestratorArgs('--pipeline', pipeline, '--min-workers', '2', '--report', report.file),
     );
-    const one = await start('worker', workerArgs(orchestrator.url, 'term-1', '--pipeline', pipeline));
-    const two = await start('worker', workerArgs(orchestrator.url, 'term-2', '--pipeline', pipeline));
+    // `second` ends only once the drained worker has unregistered (the test writes this file
+    // then): else the run could end, and the orchestrator exit, before the drained worker's
+    // unregistration reached it (`second` takes 300 ms; seen failing so under load).
+    const unregistered = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'unregistered');
+    const env = { SLOW_SECOND_AFTER: unregistered };
+    // Started together: a process start is seconds on a loaded machine.
+    const [one, two] = await Promise.all([
+      startListening('worker', workerArgs(orchestrator.url, 'term-1', '--pipeline', pipeline), { env }),
+      startListening('worker', workerArgs(orchestrator.url, 'term-2', '--pipeline', pipeline), { env }),
+    ]);
     await expect
       .poll(() => one.output() + two.output(), { timeout: 15_000, interval: 20, message: 'the first module to start' })
       .toMatch(/step started/);
@@ -170,6 +189,8 @@ describe('mpd-worker', () => {
     const [drainedId, otherId] = drained === one ? ['term-1', 'term-2'] : ['term-2', 'term-1'];
     drained.child.kill('SIGTERM');
     expect(await drained.exited).toBe(0);
+    expect(drained.output()).toMatch(/unregistered from the orchestrator/);
+    writeFileSync(unregistered, '');
     expect(await orchestrator.exited).toBe(0);
     const result = report.read();
     const first = result.modules.find((module) => module.name === 'first')!;

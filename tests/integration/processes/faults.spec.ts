@@ -309,7 +309,7 @@ describe('fault injection', () => {
     60_000,
   );
 
-  it('1,000 simulated workers heartbeating for 60 s while a pipeline runs: no errors, no lost module', async () => {
+  it('1,000 simulated workers heartbeating while a pipeline runs, until each has sent 10 heartbeats: no errors, no lost module', async () => {
     const cluster = new Cluster();
     try {
       await cluster.startOrchestrator({ joinToken: JOIN, heartbeatIntervalSeconds: 2, heartbeatTimeoutMs: 10_000 });
@@ -348,12 +348,24 @@ describe('fault injection', () => {
           credentials.push(String(answer.body.credential));
         }
       }
-      // A pipeline of about 60 s on two real workers.
+      let stop = false;
+      const beats = credentials.map(() => 0);
+      const BEATS_EACH = 10;
+      // A pipeline on two real workers that lasts until every simulated worker has sent its
+      // heartbeats (an event, not a wall-clock length: 60 s of fixed sleeps before, which gave
+      // 13-19 beats each, and would give fewer than 10 on a slower machine): a chain of 30
+      // steps, 20 modules beside it, and a last step that ends once the load was all there.
       const steps = Array.from({ length: 30 }, (_, i) =>
         defineModule({
           name: `step-${i}`,
           dependsOn: i === 0 ? [] : [`step-${i - 1}`],
-          run: () => sleep(2_000).then(() => i),
+          run: async () => {
+            await sleep(500);
+            // At most 120 s (the test's 180 s less its start): then the count below fails.
+            const deadline = Date.now() + 120_000;
+            while (i === 29 && beats.some((count) => count < BEATS_EACH) && Date.now() < deadline) await sleep(100);
+            return i;
+          },
         }),
       );
       const side = Array.from({ length: 20 }, (_, i) =>
@@ -364,15 +376,12 @@ describe('fault injection', () => {
       await cluster.startWorker({ id: 'real-2', pipeline, joinToken: JOIN });
       await Promise.all(cluster.workers.map((w) => w.link!.registered()));
 
-      let stop = false;
-      const beats = credentials.map(() => 0);
       const failures: string[] = [];
       // Each simulated worker beats every 2 s (the interval it was given): 500 heartbeats/s on a
       // machine that keeps up, until the run ends. Only heartbeats answered before it ended count:
-      // at least 10 each, 10,000 in all, is load during the run (main had 19,272 in the minute,
-      // round N 13,576 at load 20-40). A count, not a rate: a rate belongs in `pnpm bench`.
+      // at least 10 each, 10,000 in all, is load during the run (the run's last step waits for
+      // them). A count, not a rate: a rate belongs in `pnpm bench`.
       // (Round N let each beat on after the run until it had sent 10: that proved no load during it.)
-      const BEATS_EACH = 10;
       const beat = async (index: number): Promise<void> => {
         await sleep(Math.random() * 2_000);
         while (!stop) {
@@ -404,7 +413,9 @@ describe('fault injection', () => {
       expect(result.success).toBe(true);
       expectEveryResultAcceptedOnce(result);
       expect(result.modules.flatMap((module) => module.attempts)).toHaveLength(50);
-      expect(result.durationMs).toBeGreaterThan(58_000);
+      // The run lasted about 9 heartbeat intervals at least (the 10th beat of one simulated
+      // worker comes 18 s after its first; 1 s of margin for the load starting just before the run).
+      expect(result.durationMs).toBeGreaterThan((BEATS_EACH - 1) * 2_000 - 1_000);
       // No worker, real or simulated, went Offline: every heartbeat came within 10 s of the one before.
       const offline = cluster.orchestrator.registry.list().filter((node) => node.status === 'Offline');
       expect(offline.map((node) => node.id)).toEqual([]);
