@@ -270,6 +270,49 @@ export async function sendExecute(
 }
 
 /**
+ * How long a collect of an abandoned attempt's kept outcome may take (ms): the worker answers a
+ * finished execution at once, from what it kept; this is the answer's way (a result up to
+ * `maxResultBytes` through a slow link).
+ */
+export const KEPT_OUTCOME_CALL_MS = 60_000;
+
+/**
+ * One execute call of `attempt`'s own request (`attempt.body`: the same `executionId`) to its
+ * worker, for the outcome it kept of an execution it finished (`PipelineRun.collectKept`): sent
+ * to the worker's endpoint now, with the credential the attempt was dispatched with, within
+ * {@link KEPT_OUTCOME_CALL_MS}; never sent again. Its answer (`delivered`: the attempt's calls
+ * reached the worker), or a failure (the verdict of its transport error), or `stopped` when the
+ * run stopped listening.
+ */
+export async function collectOutcome(attempt: Attempt, options: AttemptCallsOptions): Promise<CallsEnd> {
+  const { registry, clients, timers } = options;
+  const endpoint = registry.snapshotOf(attempt.workerId)?.endpoint ?? attempt.endpoint;
+  const call: ExecuteCall = { aborter: new CallAborter(), sentAt: timers.clock.now(), resend: false };
+  attempt.call = call;
+  try {
+    const answer = await clients.for(endpoint, attempt.credential).execution.execute({
+      body: attempt.body,
+      extraHeaders: ACCEPTS_OUTPUT_NONE,
+      deadlineMs: KEPT_OUTCOME_CALL_MS,
+      maxResponseBytes: options.maxResponseBytes,
+      aborter: call.aborter,
+    });
+    const outputNone = (answer.headers as Headers | undefined)?.get(OUTPUT_HEADER) === OUTPUT_NONE;
+    return { kind: 'answer', answer, outputNone, delivered: true };
+  } catch (error) {
+    if (attempt.stopped) return { kind: 'stopped' };
+    const gateway = gatewayStatus(error);
+    const verdict: AttemptVerdict =
+      gateway === undefined
+        ? judgeTransportError(error)
+        : { kind: 'in-transit', reason: `a gateway answered ${gateway} in front of the worker`, closed: false };
+    return { kind: 'failure', verdict, delivered: true };
+  } finally {
+    attempt.call = undefined;
+  }
+}
+
+/**
  * Stops the attempt's execute calls for good (the run no longer listens for its answer): the
  * call out now is aborted, a re-send waiting for its turn is not made.
  */

@@ -297,6 +297,64 @@ describe('runPipeline: at most one live attempt per module', () => {
     ]);
   });
 
+  it("an abandoned attempt ends once two of its worker's heartbeats in a row leave it out of `executions` and `finished`: one is not enough, and a listing starts the count again", async () => {
+    const lost = new ScriptedWorker(
+      'w-lost',
+      (_body, call) => (call === 1 ? reset() : refused()),
+      () => refused(), // its cancels never get through
+    );
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run, registry } = setup(pipeline, [lost, other]);
+    const running = run();
+    await clock.advance(1_000);
+    expect(lost.executes).toHaveLength(2); // reset, re-sent, refused: lost
+    const executionId = lost.executes[0]!.executionId;
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(1_000);
+    expect(other.executes).toEqual([]); // one heartbeat without it
+    registry.heartbeat('w-lost', 1, { executions: [executionId] }); // still runs there: the count starts again
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(6_000);
+    expect(other.executes).toEqual([]);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(6_000);
+    const result = await running;
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Lost'],
+      ['w-other', 'Succeeded'],
+    ]);
+  });
+
+  it('an abandoned attempt its worker names `finished` (heartbeats then leave it out: the worker reported it once) has its kept outcome collected, the same executionId sent again, before the module may run elsewhere; a success is accepted', async () => {
+    const lost = new ScriptedWorker(
+      'w-lost',
+      (body, call) => (call === 1 ? reset() : call === 2 ? refused() : success(body)),
+      () => refused(), // its cancels never get through
+    );
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run, registry } = setup(pipeline, [lost, other]);
+    const running = run();
+    await clock.advance(1_000);
+    expect(lost.executes).toHaveLength(2); // reset, re-sent, refused: lost, and it may run there
+    const executionId = lost.executes[0]!.executionId;
+    registry.heartbeat('w-lost', 1, { executions: [executionId] });
+    await clock.advance(1_000);
+    // It finished there: named once in `finished`, then in neither list (the worker dropped it once acknowledged).
+    registry.heartbeat('w-lost', 0, { executions: [], finished: [executionId] });
+    await clock.advance(1_000);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(1_000);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(6_000);
+    const result = await running;
+    expect(lost.executes.map((body) => body.executionId)).toEqual([executionId, executionId, executionId]);
+    expect(other.executes).toEqual([]);
+    expect(result.status).toBe('Successful');
+    const [only, ...more] = result.modules[0]!.attempts;
+    expect(more).toEqual([]);
+    expect(only).toMatchObject({ workerId: 'w-lost', outcome: 'Succeeded', acceptedLate: { after: 'Lost' } });
+  });
+
   it("a worker replaced under its id: its attempt is lost at once, but runs again only once the old process's heartbeat lease has ended", async () => {
     const clock = new ManualClock();
     const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 10_000, now: () => clock.now() });

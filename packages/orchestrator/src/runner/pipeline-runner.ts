@@ -24,6 +24,7 @@ import {
   type AttemptCallsOptions,
   type CallsEnd,
   COLLECT_WINDOW_MS,
+  collectOutcome,
   NEVER_LISTED_GRACE_MS,
   resendNow,
   sendExecute,
@@ -400,12 +401,62 @@ class PipelineRun {
         if (attempt.call === undefined) continue;
         sightings.unlistedSince ??= now;
         if (!sightings.disarm) this.armCollect(attempt, collectGrace(sightings.collects));
-      } else if (attempt.state === 'abandoned' && !kept && ++sightings.unlistedBeats >= UNLISTED_BEATS_TO_END) {
+      } else if (attempt.state === 'abandoned') {
+        // Named `finished` while its module has not ended: its outcome is kept there (perhaps
+        // the module's success), collected before the module may run again. The worker names it
+        // so only until a heartbeat carrying it is acknowledged: the heartbeats after that leave
+        // it out, and must not count as "runs nowhere" (which would run the module again with
+        // its kept outcome never asked for; round P, O2's gap).
+        if (kept && attempt.module.phase !== 'done') sightings.keptAt ??= now;
+        if (sightings.keptAt !== undefined) {
+          if (attempt.callsDone) this.collectKept(attempt, now);
+          continue;
+        }
         // Not one the worker names `finished`: it ran there, so it is no evidence that the
         // module runs nowhere (review N3, 2).
-        this.ended(attempt, 'not-listed');
+        if (!kept && ++sightings.unlistedBeats >= UNLISTED_BEATS_TO_END) this.ended(attempt, 'not-listed');
       }
     }
+  }
+
+  /**
+   * Asks once, with the same `executionId` and request, for the outcome of an abandoned attempt
+   * whose worker named it `finished` ({@link AttemptSightings.keptAt}), its calls being over: the
+   * worker answers the outcome it kept, never runs it again (a finished execution's outcome
+   * stays its answer, cancelled or not). Its answer is judged as a late one (a success accepted
+   * while the module has not ended). Not past {@link COLLECT_WINDOW_MS} after it was named (the
+   * worker keeps outcomes `completedRetentionMs`, 10 minutes by default: later the request would
+   * run the module again there), nor once its module ended or another start of the worker
+   * replaced the one that ran it. Sent with the credential it was dispatched with: a new process
+   * under the id holds another and refuses it (401), running nothing. When the collect gets no
+   * answer, the attempt ends as before, on two heartbeats that leave it out.
+   */
+  private collectKept(attempt: Attempt, now: number): void {
+    const { sightings } = attempt;
+    const keptAt = sightings.keptAt!;
+    const current = attempt.generation === (this.generations.get(attempt.workerId) ?? 0);
+    if (attempt.module.phase === 'done' || !current || now - keptAt > COLLECT_WINDOW_MS || attempt.stopped) {
+      sightings.keptAt = undefined;
+      return;
+    }
+    attempt.callsDone = false;
+    this.log.info(
+      { module: attempt.module.name, workerId: attempt.workerId, executionId: attempt.record.executionId },
+      'its worker finished an abandoned attempt: asking for the outcome it kept',
+    );
+    void (async () => {
+      try {
+        this.callsEnded(attempt, await collectOutcome(attempt, this.calls));
+      } catch (error) {
+        this.log.error({ err: error, executionId: attempt.record.executionId }, 'handling a collected answer failed');
+      } finally {
+        sightings.keptAt = undefined;
+        sightings.unlistedBeats = 0;
+        attempt.callsDone = true;
+        this.retire(attempt);
+        this.schedulePump();
+      }
+    })();
   }
 
   private armCollect(attempt: Attempt, delayMs: number): void {
@@ -678,9 +729,11 @@ class PipelineRun {
         unlistedSince: undefined,
         unlistedBeatAt: undefined,
         unlistedBeats: 0,
+        keptAt: undefined,
         collects: 0,
         disarm: undefined,
       },
+      body,
     };
     this.track(attempt);
     this.loads.started(worker.id);
