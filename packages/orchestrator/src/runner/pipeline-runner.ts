@@ -34,7 +34,7 @@ import { CancelDesk, SETTLED } from './cancels.js';
 import { chainHeights } from './chain-heights.js';
 import { ConcurrencyRules } from './concurrency.js';
 import { createModuleStates, FAILED, type ModuleState, type Phase } from './module-state.js';
-import { Quarantine, REFUSAL_PROBATION } from './quarantine.js';
+import { Quarantine, REFUSAL_PROBATION, retryAfterMs } from './quarantine.js';
 import { ReadyQueue } from './ready-queue.js';
 import { executeRequestProblem } from './request-size.js';
 import { categoryFilterReason, dependencyResults, dependencyVerdict } from './readiness.js';
@@ -278,7 +278,10 @@ class PipelineRun {
   /** `workerId` registered (again): a new start of it, or new details; its quarantine ends. */
   private newStart(workerId: string): void {
     this.generations.set(workerId, (this.generations.get(workerId) ?? 0) + 1);
-    this.liftQuarantine(workerId);
+    // A new process starts its refusals afresh (its probation the first one again).
+    if (this.quarantine.newStart(workerId)) {
+      this.log.info({ workerId }, 'worker registered again: its quarantine for this run is over');
+    }
   }
 
   /** The worker registered again: a quarantine for this run is over. */
@@ -503,8 +506,8 @@ class PipelineRun {
   }
 
   /** Quarantines `workerId` for the run (see {@link Quarantine}). */
-  private quarantineWorker(workerId: string, kind: 'refused' | 'broken', reason: string): void {
-    if (!this.quarantine.add(workerId, kind, reason, this.clock.now())) return;
+  private quarantineWorker(workerId: string, kind: 'refused' | 'broken', reason: string, retryAfterMs?: number): void {
+    if (!this.quarantine.add(workerId, kind, reason, this.clock.now(), retryAfterMs)) return;
     this.log.warn({ workerId, kind, reason }, 'worker quarantined for this run');
     this.pool.invalidate();
   }
@@ -897,7 +900,11 @@ class PipelineRun {
       // (as Temporal backs off further on ResourceExhausted, and Buildkite's agent retries a
       // 429 later rather than failing the job; round N, N3).
       const reason = `answered ${status} without the worker's error body (a gateway's refusal, which may have passed the call on first)`;
-      this.lost(attempt, reason, { refusal: true });
+      // Its Retry-After, when it gives one, lengthens the probation (at most to the longest).
+      this.lost(attempt, reason, {
+        refusal: true,
+        retryAfterMs: retryAfterMs((answer as { headers?: Headers }).headers),
+      });
       return;
     }
     this.act(attempt, judgeAnswer(answer, this.options.maxResultBytes));
@@ -1100,12 +1107,13 @@ class PipelineRun {
    * @param how.end why the attempt can no longer be running, when that is known
    * @param how.refusal the worker's endpoint refused the connection, or a gateway in front of it
    *   refused the call (429/503 without the worker's body): the worker is quarantined on probation
+   * @param how.retryAfterMs the refusing gateway's `Retry-After` (ms): the probation lasts at least that, at most the longest
    * @param how.quarantine quarantine the worker for another reason (its endpoint is broken)
    */
   private lost(
     attempt: Attempt,
     why: string,
-    how: { end?: AttemptEnd; refusal?: boolean; quarantine?: 'broken' } = {},
+    how: { end?: AttemptEnd; refusal?: boolean; retryAfterMs?: number | undefined; quarantine?: 'broken' } = {},
   ): void {
     const { module: state, record, workerId } = attempt;
     // A refusal after the worker's longest probation counts as a loss even from a start that
@@ -1120,7 +1128,7 @@ class PipelineRun {
     record.outcome = 'Lost';
     record.error = reason;
     if (how.end) this.ended(attempt, how.end);
-    if (how.refusal) this.quarantineWorker(workerId, 'refused', reason);
+    if (how.refusal) this.quarantineWorker(workerId, 'refused', reason, how.retryAfterMs);
     if (how.quarantine) this.quarantineWorker(workerId, how.quarantine, reason);
     const start = `${workerId}#${attempt.generation}`;
     const counted = !how.refusal || pastLongest || !state.refusedBy.has(start);
