@@ -6,8 +6,10 @@ import { SPEC_EXAMPLES } from '@mpd/test-kit';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { boundedArray } from './common.schema.js';
+import { LIMITS } from './limits.js';
 import {
   endpointOrigin,
+  heartbeatRequestSchema,
   registerWorkerRequestSchema,
   WORKER_ENDPOINT_RULE,
   workerEndpointSchema,
@@ -81,5 +83,29 @@ describe('arrays are counted before their items are validated (issue 11, case 1)
     expect(result.error!.issues).toContainEqual(
       expect.objectContaining({ path: ['workerNode', 'capabilities', 'tags'], code: 'too_big' }),
     );
+  });
+});
+
+describe('the largest heartbeat the contract admits', () => {
+  // README `--body-limit` (orchestrator): a limit under this figure refuses (413) the heartbeats
+  // of a worker running 1,024 modules with long execution ids, and the worker then fences.
+  it('is about 530 KB with ids of plain characters (over 512 KiB, within the default 1 MiB); escaped ids (`"`, `\\`) could double it', () => {
+    const ids = (prefix: string) =>
+      Array.from({ length: LIMITS.capabilities.maxSlots }, (_, i) =>
+        `${prefix}${i}`.padEnd(LIMITS.identifier.maxLength, 'x'),
+      );
+    const body = {
+      workerId: 'w'.repeat(LIMITS.workerId.maxLength),
+      currentLoad: LIMITS.capabilities.maxSlots,
+      timestamp: '2025-09-30T10:00:30.000Z',
+      executions: ids('e'),
+      finished: ids('f'),
+      incarnation: 'i'.repeat(LIMITS.identifier.maxLength),
+    };
+    expect(heartbeatRequestSchema.safeParse(body).success).toBe(true);
+    const bytes = Buffer.byteLength(JSON.stringify(body));
+    expect(bytes).toBeGreaterThan(512 * 1024);
+    expect(bytes).toBeLessThan(1024 * 1024);
+    expect(Math.round(bytes / 1000)).toBe(531);
   });
 });

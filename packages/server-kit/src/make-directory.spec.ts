@@ -20,6 +20,17 @@ describe('makeDirectory', () => {
     await expect(makeDirectory(join(base, 'file', 'under'))).rejects.toMatchObject({ code: 'ENOTDIR' });
   });
 
+  it('gives `mode` to the directory asked for when it makes it (mkdir -p -m): not to the parents it makes, not to one that exists', async () => {
+    const base = await mkdtemp(join(tmpdir(), 'mpd-make-directory-'));
+    dirs.push(base);
+    const modeOf = async (path: string) => (await stat(path)).mode & 0o777;
+    await makeDirectory(join(base, 'a', 'b'), 0o700);
+    expect(await modeOf(join(base, 'a', 'b'))).toBe(0o700);
+    expect(await modeOf(join(base, 'a'))).not.toBe(0o700);
+    await makeDirectory(join(base, 'a'), 0o700);
+    expect(await modeOf(join(base, 'a'))).not.toBe(0o700);
+  });
+
   it("fails under /proc (where Node's recursive mkdir never settles) instead of hanging", async () => {
     await expect(makeDirectory('/proc/mpd-no-such-directory/below')).rejects.toMatchObject({ code: 'ENOENT' });
   }, 10_000);

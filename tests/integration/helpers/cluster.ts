@@ -45,14 +45,21 @@ export class Cluster {
   }
 
   /**
-   * Makes every worker but `live` `Offline` at the next sweep (50 ms): moves the clock past the
-   * heartbeat timeout and, in the same tick, records a heartbeat for each of `live` with its
-   * current load, as its next one would, so that no sweep can catch a live worker in between.
+   * Makes every worker but `live` `Offline` now: moves the clock past the heartbeat timeout,
+   * records a heartbeat for each of `live` with its current load (as its next one would), and
+   * sweeps the registry, all in the same tick, so that the `offline` events are emitted before
+   * anything else can happen. A heartbeat of another worker already on its way (sent before its
+   * heartbeats were stopped) lands after the sweep, not between the clock's move and the next
+   * sweep of the orchestrator's own timer, where it made that worker live at the moved clock and
+   * it never went `Offline` (each worker heartbeats every 0.2 s here). It may still make it live
+   * again afterwards: its attempts were lost at the `offline` event all the same.
+   * @returns the ids the sweep made `Offline`
    */
-  expireAllBut(...live: RunningWorker[]): void {
+  expireAllBut(...live: RunningWorker[]): string[] {
     const registry = this.orchestrator.registry;
     this.clock.advance(registry.heartbeatTimeoutMs + 1);
     for (const worker of live) registry.heartbeat(worker.id, registry.get(worker.id)?.currentLoad ?? 0);
+    return registry.sweep();
   }
 
   async startWorker(options: WorkerOptions = {}): Promise<RunningWorker> {

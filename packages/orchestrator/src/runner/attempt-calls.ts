@@ -111,6 +111,8 @@ export async function sendExecute(
   let reachedSentAt = attempt.sentAt;
   /** Re-sends refused 429/503 since the latest run of closes began (see CLOSED_IN_A_ROW_LIMIT's reason). */
   let refusedAmongCloses = 0;
+  /** Calls a gateway answered 502/504 since the latest run of closes began (the same). */
+  let gatewayAmongCloses = 0;
   for (let send = 0; ; send++) {
     if (send > 0 && !now) {
       // Never past the call's deadline: the backoff sleeps at most until it (review R1, L1).
@@ -225,6 +227,10 @@ export async function sendExecute(
         const over = handedOver(attempt, reason, options.live, clock.now(), reachedSentAt);
         if (over) return over;
         failures++;
+        // As a refused re-send: not a close (something answered), nor the end of a run of closes
+        // (a gateway answering for a worker whose port closes every connection would otherwise
+        // keep the endpoint from ever counting as broken), but named in its reason (round P, R1 LOW).
+        if (attempt.closedInARow > 0) gatewayAmongCloses++;
         logger.info(
           { module: attempt.module.name, executionId: body.executionId, workerId: attempt.workerId, status: gateway },
           'execute call answered by a gateway that gave up on it; sending it again to the same worker',
@@ -240,13 +246,21 @@ export async function sendExecute(
       if (verdict.kind === 'refused' && !listed) return { kind: 'failure', verdict, delivered };
       if (!options.live(attempt)) return { kind: 'failure', verdict, delivered };
       attempt.closedInARow = verdict.kind === 'in-transit' && verdict.closed ? attempt.closedInARow + 1 : 0;
-      if (attempt.closedInARow === 0) refusedAmongCloses = 0;
+      if (attempt.closedInARow === 0) refusedAmongCloses = gatewayAmongCloses = 0;
       if (attempt.closedInARow >= CLOSED_IN_A_ROW_LIMIT && !listed) {
         // "In a row" only when nothing came between the closes: refusals (429/503) do not break
         // the run (review R1, L2), and the reason says they were there.
+        const between = [
+          ...(refusedAmongCloses > 0
+            ? [`${refusedAmongCloses} re-send${refusedAmongCloses === 1 ? '' : 's'} refused 429/503`]
+            : []),
+          ...(gatewayAmongCloses > 0
+            ? [`${gatewayAmongCloses} call${gatewayAmongCloses === 1 ? '' : 's'} answered 502/504 by a gateway`]
+            : []),
+        ];
         const how =
-          refusedAmongCloses > 0
-            ? `without an answer, with ${refusedAmongCloses} re-send${refusedAmongCloses === 1 ? '' : 's'} refused 429/503 between them`
+          between.length > 0
+            ? `without an answer, with ${between.join(' and ')} between them`
             : 'in a row without an answer';
         const reason = `${verdict.reason} (the worker closed the connection ${attempt.closedInARow} times ${how})`;
         return { kind: 'failure', verdict: { kind: 'broken', reason }, delivered };
@@ -266,6 +280,49 @@ export async function sendExecute(
     } finally {
       attempt.call = undefined;
     }
+  }
+}
+
+/**
+ * How long a collect of an abandoned attempt's kept outcome may take (ms): the worker answers a
+ * finished execution at once, from what it kept; this is the answer's way (a result up to
+ * `maxResultBytes` through a slow link).
+ */
+export const KEPT_OUTCOME_CALL_MS = 60_000;
+
+/**
+ * One execute call of `attempt`'s own request (`attempt.body`: the same `executionId`) to its
+ * worker, for the outcome it kept of an execution it finished (`PipelineRun.collectKept`): sent
+ * to the worker's endpoint now, with the credential the attempt was dispatched with, within
+ * {@link KEPT_OUTCOME_CALL_MS}; never sent again. Its answer (`delivered`: the attempt's calls
+ * reached the worker), or a failure (the verdict of its transport error), or `stopped` when the
+ * run stopped listening.
+ */
+export async function collectOutcome(attempt: Attempt, options: AttemptCallsOptions): Promise<CallsEnd> {
+  const { registry, clients, timers } = options;
+  const endpoint = registry.snapshotOf(attempt.workerId)?.endpoint ?? attempt.endpoint;
+  const call: ExecuteCall = { aborter: new CallAborter(), sentAt: timers.clock.now(), resend: false };
+  attempt.call = call;
+  try {
+    const answer = await clients.for(endpoint, attempt.credential).execution.execute({
+      body: attempt.body,
+      extraHeaders: ACCEPTS_OUTPUT_NONE,
+      deadlineMs: KEPT_OUTCOME_CALL_MS,
+      maxResponseBytes: options.maxResponseBytes,
+      aborter: call.aborter,
+    });
+    const outputNone = (answer.headers as Headers | undefined)?.get(OUTPUT_HEADER) === OUTPUT_NONE;
+    return { kind: 'answer', answer, outputNone, delivered: true };
+  } catch (error) {
+    if (attempt.stopped) return { kind: 'stopped' };
+    const gateway = gatewayStatus(error);
+    const verdict: AttemptVerdict =
+      gateway === undefined
+        ? judgeTransportError(error)
+        : { kind: 'in-transit', reason: `a gateway answered ${gateway} in front of the worker`, closed: false };
+    return { kind: 'failure', verdict, delivered: true };
+  } finally {
+    attempt.call = undefined;
   }
 }
 

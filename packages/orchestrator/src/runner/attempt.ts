@@ -1,5 +1,11 @@
 import { ADDRESS_REFUSED, type CallAborter, isTlsFailure, MpdClientError } from '@mpd/client';
-import { DEFAULT_MAX_RESULT_BYTES, type ErrorBody, resultLimitProblem, type workerContract } from '@mpd/contract';
+import {
+  DEFAULT_MAX_RESULT_BYTES,
+  type ErrorBody,
+  type ExecuteModuleRequest,
+  resultLimitProblem,
+  type workerContract,
+} from '@mpd/contract';
 import type { ClientInferResponses } from '@ts-rest/core';
 import type { ModuleState } from './module-state.js';
 import type { AttemptRecord, ModuleRunResult } from './run-result.js';
@@ -71,6 +77,14 @@ export interface AttemptSightings {
   unlistedBeatAt: number | undefined;
   /** Heartbeats in a row, since it was abandoned, that did not list it. */
   unlistedBeats: number;
+  /**
+   * When a heartbeat of its worker's, since it was abandoned, named it `finished` (epoch ms) while
+   * its module had not ended: its outcome is kept there, to be collected (see
+   * `PipelineRun.collectKept`), and the heartbeats that leave it out afterwards (the worker reports
+   * a finished execution until a heartbeat carrying it is acknowledged) do not end it. Cleared
+   * once the collect ended. Undefined while none has.
+   */
+  keptAt: number | undefined;
   /** How many times its outcome was asked for again because heartbeats no longer listed it. */
   collects: number;
   /** Cancels the armed check for an outcome to collect, if one is armed. */
@@ -114,6 +128,8 @@ export interface Attempt {
   /** When its latest run of transport failures began (epoch ms); undefined after an answer. */
   failingSince: number | undefined;
   readonly sightings: AttemptSightings;
+  /** The execute request sent (every re-send and a collect of its kept outcome send the same one). */
+  readonly body: ExecuteModuleRequest;
 }
 
 type WithoutHeaders<T> = T extends unknown ? Omit<T, 'headers'> : never;

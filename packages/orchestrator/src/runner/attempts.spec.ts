@@ -8,12 +8,13 @@ import { errorResponse, type ExecuteModuleRequest } from '@mpd/contract';
 import { defineModule, definePipeline, type Pipeline } from '@mpd/pipeline';
 import { ManualClock } from '@mpd/test-kit';
 import { pino } from 'pino';
+import { UnknownStatusError } from '@ts-rest/core';
 import { describe, expect, it } from 'vitest';
 import { InMemoryNodeRegistry, type InMemoryNodeRegistryOptions } from '../registry/in-memory-node-registry.js';
 import { runPipeline } from './pipeline-runner.js';
 import type { RunPipelineOptions } from './run-options.js';
 
-type Answer = { status: number; body: unknown };
+type Answer = { status: number; body: unknown; headers?: Headers };
 /** What a scripted worker does with a call: answer, or fail the way the client fails. */
 type Script = (call: number) => Answer | Error | Promise<Answer | Error>;
 
@@ -227,6 +228,33 @@ describe('runPipeline: refusals and quarantine', () => {
     expect(module.error?.type).toBe('NoCapableWorker');
   });
 
+  it("a gateway's bare 503 with a Retry-After keeps the worker on probation that long (at most the longest, 60 s), not the first probation's 5 s", async () => {
+    const worker = new ScriptedWorker(
+      'w',
+      (body, call) =>
+        call === 1
+          ? { status: 503, body: 'no healthy upstream', headers: new Headers({ 'retry-after': '30' }) }
+          : success(body),
+      () => errorResponse('ExecutionNotFound', 'Execution not found'),
+    );
+    const { clock, run, registry } = setup(pipeline, [worker]);
+    const running = run({ workerWaitMs: 120_000 });
+    await clock.advance(0);
+    expect(worker.executes).toHaveLength(1);
+    for (let second = 0; second < 28; second++) {
+      await clock.advance(1_000);
+      registry.heartbeat('w', 0);
+    }
+    expect(worker.executes).toHaveLength(1); // 28 s: still on probation
+    for (let second = 0; second < 5; second++) {
+      await clock.advance(1_000);
+      registry.heartbeat('w', 0);
+    }
+    await clock.advance(2_000);
+    expect(worker.executes).toHaveLength(2);
+    expect((await running).status).toBe('Successful');
+  });
+
   it('a worker registering again (a new start) leaves quarantine at once and gets the module', async () => {
     let up = false;
     const worker = new ScriptedWorker('w', (body) => (up ? success(body) : refused()));
@@ -295,6 +323,64 @@ describe('runPipeline: at most one live attempt per module', () => {
       ['w-lost', 'Lost'],
       ['w-other', 'Succeeded'],
     ]);
+  });
+
+  it("an abandoned attempt ends once two of its worker's heartbeats in a row leave it out of `executions` and `finished`: one is not enough, and a listing starts the count again", async () => {
+    const lost = new ScriptedWorker(
+      'w-lost',
+      (_body, call) => (call === 1 ? reset() : refused()),
+      () => refused(), // its cancels never get through
+    );
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run, registry } = setup(pipeline, [lost, other]);
+    const running = run();
+    await clock.advance(1_000);
+    expect(lost.executes).toHaveLength(2); // reset, re-sent, refused: lost
+    const executionId = lost.executes[0]!.executionId;
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(1_000);
+    expect(other.executes).toEqual([]); // one heartbeat without it
+    registry.heartbeat('w-lost', 1, { executions: [executionId] }); // still runs there: the count starts again
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(6_000);
+    expect(other.executes).toEqual([]);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(6_000);
+    const result = await running;
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Lost'],
+      ['w-other', 'Succeeded'],
+    ]);
+  });
+
+  it('an abandoned attempt its worker names `finished` (heartbeats then leave it out: the worker reported it once) has its kept outcome collected, the same executionId sent again, before the module may run elsewhere; a success is accepted', async () => {
+    const lost = new ScriptedWorker(
+      'w-lost',
+      (body, call) => (call === 1 ? reset() : call === 2 ? refused() : success(body)),
+      () => refused(), // its cancels never get through
+    );
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run, registry } = setup(pipeline, [lost, other]);
+    const running = run();
+    await clock.advance(1_000);
+    expect(lost.executes).toHaveLength(2); // reset, re-sent, refused: lost, and it may run there
+    const executionId = lost.executes[0]!.executionId;
+    registry.heartbeat('w-lost', 1, { executions: [executionId] });
+    await clock.advance(1_000);
+    // It finished there: named once in `finished`, then in neither list (the worker dropped it once acknowledged).
+    registry.heartbeat('w-lost', 0, { executions: [], finished: [executionId] });
+    await clock.advance(1_000);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(1_000);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(6_000);
+    const result = await running;
+    expect(lost.executes.map((body) => body.executionId)).toEqual([executionId, executionId, executionId]);
+    expect(other.executes).toEqual([]);
+    expect(result.status).toBe('Successful');
+    const [only, ...more] = result.modules[0]!.attempts;
+    expect(more).toEqual([]);
+    expect(only).toMatchObject({ workerId: 'w-lost', outcome: 'Succeeded', acceptedLate: { after: 'Lost' } });
   });
 
   it("a worker replaced under its id: its attempt is lost at once, but runs again only once the old process's heartbeat lease has ended", async () => {
@@ -540,6 +626,31 @@ describe('runPipeline: a re-send refused 429/503 again and again (review R1, M1,
     // Not "in a row": refusals came between the closes (N3, 4).
     expect(first!.error).toMatch(
       /closed the connection 3 times without an answer, with 2 re-sends refused 429\/503 between them/,
+    );
+    expect(second).toMatchObject({ workerId: 'w-other', outcome: 'Succeeded' });
+  });
+  it("closes and a gateway's 502/504 alternating: the 502/504 neither counts as a close nor ends the run of closes, the endpoint is broken at the third close, and the reason names them", async () => {
+    const closed = (): MpdClientError =>
+      new MpdClientError('ConnectionLost', 'POST x: UND_ERR_SOCKET', { errno: 'UND_ERR_SOCKET' });
+    const badGateway = () => new UnknownStatusError({ status: 502, body: 'bad gateway' }, ['200', '500']);
+    const gateway = new ScriptedWorker(
+      'w-gw',
+      (_body, call) => (call % 2 === 1 ? closed() : badGateway()),
+      neverAnswered,
+    );
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run, registry } = setup(pipeline, [gateway, other]);
+    const running = run();
+    await clock.advance(8_000);
+    expect(gateway.executes).toHaveLength(5);
+    registry.heartbeat('w-gw', 0, { executions: [] });
+    registry.heartbeat('w-gw', 0, { executions: [] });
+    await clock.advance(6_000);
+    const result = await running;
+    const [first, second] = result.modules[0]!.attempts;
+    expect(first).toMatchObject({ workerId: 'w-gw', outcome: 'Lost' });
+    expect(first!.error).toMatch(
+      /closed the connection 3 times without an answer, with 2 calls answered 502\/504 by a gateway between them/,
     );
     expect(second).toMatchObject({ workerId: 'w-other', outcome: 'Succeeded' });
   });

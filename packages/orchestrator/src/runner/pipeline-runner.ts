@@ -24,6 +24,7 @@ import {
   type AttemptCallsOptions,
   type CallsEnd,
   COLLECT_WINDOW_MS,
+  collectOutcome,
   NEVER_LISTED_GRACE_MS,
   resendNow,
   sendExecute,
@@ -33,7 +34,7 @@ import { CancelDesk, SETTLED } from './cancels.js';
 import { chainHeights } from './chain-heights.js';
 import { ConcurrencyRules } from './concurrency.js';
 import { createModuleStates, FAILED, type ModuleState, type Phase } from './module-state.js';
-import { Quarantine, REFUSAL_PROBATION } from './quarantine.js';
+import { Quarantine, REFUSAL_PROBATION, retryAfterMs } from './quarantine.js';
 import { ReadyQueue } from './ready-queue.js';
 import { executeRequestProblem } from './request-size.js';
 import { categoryFilterReason, dependencyResults, dependencyVerdict } from './readiness.js';
@@ -277,7 +278,10 @@ class PipelineRun {
   /** `workerId` registered (again): a new start of it, or new details; its quarantine ends. */
   private newStart(workerId: string): void {
     this.generations.set(workerId, (this.generations.get(workerId) ?? 0) + 1);
-    this.liftQuarantine(workerId);
+    // A new process starts its refusals afresh (its probation the first one again).
+    if (this.quarantine.newStart(workerId)) {
+      this.log.info({ workerId }, 'worker registered again: its quarantine for this run is over');
+    }
   }
 
   /** The worker registered again: a quarantine for this run is over. */
@@ -400,12 +404,62 @@ class PipelineRun {
         if (attempt.call === undefined) continue;
         sightings.unlistedSince ??= now;
         if (!sightings.disarm) this.armCollect(attempt, collectGrace(sightings.collects));
-      } else if (attempt.state === 'abandoned' && !kept && ++sightings.unlistedBeats >= UNLISTED_BEATS_TO_END) {
+      } else if (attempt.state === 'abandoned') {
+        // Named `finished` while its module has not ended: its outcome is kept there (perhaps
+        // the module's success), collected before the module may run again. The worker names it
+        // so only until a heartbeat carrying it is acknowledged: the heartbeats after that leave
+        // it out, and must not count as "runs nowhere" (which would run the module again with
+        // its kept outcome never asked for; round P, O2's gap).
+        if (kept && attempt.module.phase !== 'done') sightings.keptAt ??= now;
+        if (sightings.keptAt !== undefined) {
+          if (attempt.callsDone) this.collectKept(attempt, now);
+          continue;
+        }
         // Not one the worker names `finished`: it ran there, so it is no evidence that the
         // module runs nowhere (review N3, 2).
-        this.ended(attempt, 'not-listed');
+        if (!kept && ++sightings.unlistedBeats >= UNLISTED_BEATS_TO_END) this.ended(attempt, 'not-listed');
       }
     }
+  }
+
+  /**
+   * Asks once, with the same `executionId` and request, for the outcome of an abandoned attempt
+   * whose worker named it `finished` ({@link AttemptSightings.keptAt}), its calls being over: the
+   * worker answers the outcome it kept, never runs it again (a finished execution's outcome
+   * stays its answer, cancelled or not). Its answer is judged as a late one (a success accepted
+   * while the module has not ended). Not past {@link COLLECT_WINDOW_MS} after it was named (the
+   * worker keeps outcomes `completedRetentionMs`, 10 minutes by default: later the request would
+   * run the module again there), nor once its module ended or another start of the worker
+   * replaced the one that ran it. Sent with the credential it was dispatched with: a new process
+   * under the id holds another and refuses it (401), running nothing. When the collect gets no
+   * answer, the attempt ends as before, on two heartbeats that leave it out.
+   */
+  private collectKept(attempt: Attempt, now: number): void {
+    const { sightings } = attempt;
+    const keptAt = sightings.keptAt!;
+    const current = attempt.generation === (this.generations.get(attempt.workerId) ?? 0);
+    if (attempt.module.phase === 'done' || !current || now - keptAt > COLLECT_WINDOW_MS || attempt.stopped) {
+      sightings.keptAt = undefined;
+      return;
+    }
+    attempt.callsDone = false;
+    this.log.info(
+      { module: attempt.module.name, workerId: attempt.workerId, executionId: attempt.record.executionId },
+      'its worker finished an abandoned attempt: asking for the outcome it kept',
+    );
+    void (async () => {
+      try {
+        this.callsEnded(attempt, await collectOutcome(attempt, this.calls));
+      } catch (error) {
+        this.log.error({ err: error, executionId: attempt.record.executionId }, 'handling a collected answer failed');
+      } finally {
+        sightings.keptAt = undefined;
+        sightings.unlistedBeats = 0;
+        attempt.callsDone = true;
+        this.retire(attempt);
+        this.schedulePump();
+      }
+    })();
   }
 
   private armCollect(attempt: Attempt, delayMs: number): void {
@@ -452,8 +506,8 @@ class PipelineRun {
   }
 
   /** Quarantines `workerId` for the run (see {@link Quarantine}). */
-  private quarantineWorker(workerId: string, kind: 'refused' | 'broken', reason: string): void {
-    if (!this.quarantine.add(workerId, kind, reason, this.clock.now())) return;
+  private quarantineWorker(workerId: string, kind: 'refused' | 'broken', reason: string, retryAfterMs?: number): void {
+    if (!this.quarantine.add(workerId, kind, reason, this.clock.now(), retryAfterMs)) return;
     this.log.warn({ workerId, kind, reason }, 'worker quarantined for this run');
     this.pool.invalidate();
   }
@@ -678,9 +732,11 @@ class PipelineRun {
         unlistedSince: undefined,
         unlistedBeatAt: undefined,
         unlistedBeats: 0,
+        keptAt: undefined,
         collects: 0,
         disarm: undefined,
       },
+      body,
     };
     this.track(attempt);
     this.loads.started(worker.id);
@@ -844,7 +900,11 @@ class PipelineRun {
       // (as Temporal backs off further on ResourceExhausted, and Buildkite's agent retries a
       // 429 later rather than failing the job; round N, N3).
       const reason = `answered ${status} without the worker's error body (a gateway's refusal, which may have passed the call on first)`;
-      this.lost(attempt, reason, { refusal: true });
+      // Its Retry-After, when it gives one, lengthens the probation (at most to the longest).
+      this.lost(attempt, reason, {
+        refusal: true,
+        retryAfterMs: retryAfterMs((answer as { headers?: Headers }).headers),
+      });
       return;
     }
     this.act(attempt, judgeAnswer(answer, this.options.maxResultBytes));
@@ -1047,12 +1107,13 @@ class PipelineRun {
    * @param how.end why the attempt can no longer be running, when that is known
    * @param how.refusal the worker's endpoint refused the connection, or a gateway in front of it
    *   refused the call (429/503 without the worker's body): the worker is quarantined on probation
+   * @param how.retryAfterMs the refusing gateway's `Retry-After` (ms): the probation lasts at least that, at most the longest
    * @param how.quarantine quarantine the worker for another reason (its endpoint is broken)
    */
   private lost(
     attempt: Attempt,
     why: string,
-    how: { end?: AttemptEnd; refusal?: boolean; quarantine?: 'broken' } = {},
+    how: { end?: AttemptEnd; refusal?: boolean; retryAfterMs?: number | undefined; quarantine?: 'broken' } = {},
   ): void {
     const { module: state, record, workerId } = attempt;
     // A refusal after the worker's longest probation counts as a loss even from a start that
@@ -1067,7 +1128,7 @@ class PipelineRun {
     record.outcome = 'Lost';
     record.error = reason;
     if (how.end) this.ended(attempt, how.end);
-    if (how.refusal) this.quarantineWorker(workerId, 'refused', reason);
+    if (how.refusal) this.quarantineWorker(workerId, 'refused', reason, how.retryAfterMs);
     if (how.quarantine) this.quarantineWorker(workerId, how.quarantine, reason);
     const start = `${workerId}#${attempt.generation}`;
     const counted = !how.refusal || pastLongest || !state.refusedBy.has(start);

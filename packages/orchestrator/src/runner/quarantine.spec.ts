@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Quarantine, REFUSAL_PROBATION } from './quarantine.js';
+import { Quarantine, REFUSAL_PROBATION, retryAfterMs } from './quarantine.js';
 
 describe('Quarantine', () => {
   // Jitter at its ceiling: the probation is the whole backoff step.
@@ -24,6 +24,39 @@ describe('Quarantine', () => {
       q.add('w', 'refused', 'ECONNREFUSED', 0);
     }
     expect(q.get('w')!.probationUntil).toBe(REFUSAL_PROBATION.maxMs);
+  });
+
+  it('a new start of the worker (another incarnation) starts its refusals afresh: its probation is the first one again, no longer the longest', () => {
+    const q = quarantine();
+    for (let times = 0; times < 5; times++) {
+      q.registered('w'); // the same process registering again keeps its count
+      q.add('w', 'refused', 'ECONNREFUSED', 0);
+    }
+    expect(q.probationAtLongest('w')).toBe(true);
+    expect(q.newStart('w')).toBe(true);
+    expect(q.has('w')).toBe(false);
+    expect(q.probationAtLongest('w')).toBe(false);
+    q.add('w', 'refused', 'ECONNREFUSED', 0);
+    expect(q.get('w')!.probationUntil).toBe(REFUSAL_PROBATION.initialMs);
+    expect(q.newStart('w')).toBe(true);
+    expect(q.newStart('w')).toBe(false);
+  });
+
+  it("a gateway's Retry-After lengthens a refusal's probation, at most to the longest one; a shorter one leaves the backoff", () => {
+    const q = quarantine();
+    q.add('w', 'refused', 'answered 429', 0, 30_000);
+    expect(q.get('w')!.probationUntil).toBe(30_000);
+    q.registered('w');
+    q.add('w', 'refused', 'answered 503', 0, 3_600_000);
+    expect(q.get('w')!.probationUntil).toBe(REFUSAL_PROBATION.maxMs);
+    q.registered('w');
+    q.add('w', 'refused', 'answered 503', 0, 1_000);
+    expect(q.get('w')!.probationUntil).toBe(20_000); // the third refusal's backoff
+    expect(retryAfterMs(new Headers({ 'retry-after': '12' }))).toBe(12_000);
+    expect(retryAfterMs(new Headers({ 'retry-after': 'Wed, 21 Oct 2015 07:28:00 GMT' }))).toBeUndefined();
+    expect(retryAfterMs(new Headers({ 'retry-after': '-1' }))).toBeUndefined();
+    expect(retryAfterMs(new Headers())).toBeUndefined();
+    expect(retryAfterMs(undefined)).toBeUndefined();
   });
 
   it('a broken endpoint stays quarantined whatever its heartbeats, until the worker registers again', () => {

@@ -55,14 +55,21 @@ export class Quarantine {
     return times > 0 && REFUSAL_PROBATION.initialMs * 2 ** Math.min(times - 1, 30) >= REFUSAL_PROBATION.maxMs;
   }
 
-  /** Quarantines `workerId` from `now` (epoch ms); false when it already was (the first reason stays). */
-  add(workerId: string, kind: QuarantineEntry['kind'], reason: string, now: number): boolean {
+  /**
+   * Quarantines `workerId` from `now` (epoch ms); false when it already was (the first reason stays).
+   * @param retryAfterMs a refusal's `Retry-After` (ms, a gateway's bare 429/503): the probation
+   *   lasts at least that long, but at most {@link REFUSAL_PROBATION}`.maxMs` (a gateway's hint of
+   *   an hour does not keep a heartbeating worker out of the run longer than a refused connection
+   *   would; as the worker takes a gateway's 503 `Retry-After` at most its longest backoff)
+   */
+  add(workerId: string, kind: QuarantineEntry['kind'], reason: string, now: number, retryAfterMs?: number): boolean {
     if (this.#entries.has(workerId)) return false;
     let probationUntil: number | undefined;
     if (kind === 'refused') {
       const times = this.#refusals.get(workerId) ?? 0;
       this.#refusals.set(workerId, times + 1);
-      probationUntil = now + backoffDelay(times, REFUSAL_PROBATION.initialMs, REFUSAL_PROBATION.maxMs, this.random);
+      const backoff = backoffDelay(times, REFUSAL_PROBATION.initialMs, REFUSAL_PROBATION.maxMs, this.random);
+      probationUntil = now + Math.max(backoff, Math.min(retryAfterMs ?? 0, REFUSAL_PROBATION.maxMs));
     }
     this.#entries.set(workerId, { kind, reason, since: now, probationUntil });
     return true;
@@ -87,6 +94,18 @@ export class Quarantine {
     return this.#entries.delete(workerId);
   }
 
+  /**
+   * A new start of `workerId` (another incarnation registered under the id): its quarantine ends
+   * and its refusals are forgotten, so its next probation is the first one again and a refusal
+   * is not counted as past the longest ({@link Quarantine.probationAtLongest}) for what an
+   * earlier process's endpoint did. (Each start's refusals still count as a loss of their own:
+   * `PipelineRun.lost`.) True when it was quarantined.
+   */
+  newStart(workerId: string): boolean {
+    this.#refusals.delete(workerId);
+    return this.#entries.delete(workerId);
+  }
+
   /** `workerId` sent a heartbeat at `now`: a refusal's quarantine ends once its probation is over. True when it ended. */
   heartbeat(workerId: string, now: number): boolean {
     const entry = this.#entries.get(workerId);
@@ -104,4 +123,16 @@ export class Quarantine {
         : `until it registers again, or heartbeats after ${formatTimeSpan(Math.max(0, entry.probationUntil - now))}`;
     return `quarantined for this run (${entry.reason}) ${lifted}`;
   }
+}
+
+/**
+ * An answer's `Retry-After` in ms: delta-seconds only (RFC 9110 §10.2.3; what gateways send on
+ * 429 and 503); undefined without one, or with a date or anything else. Not capped here: the
+ * caller bounds it ({@link Quarantine.add}). (The worker's `retryAfterMs` reads the
+ * orchestrator's the same way.)
+ */
+export function retryAfterMs(headers: { get(name: string): string | null } | undefined): number | undefined {
+  const value = headers?.get('retry-after')?.trim();
+  if (value === undefined || !/^\d{1,10}$/.test(value)) return undefined;
+  return Number(value) * 1000;
 }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -157,6 +157,53 @@ describe('BlobCache', () => {
     const out = await again.checkOut(a.sha256);
     expect(await readFile(out.path, 'utf8')).toBe('made here');
     expect(downloads).toEqual([]);
+  });
+
+  it('keeps its blobs the worker user’s only (0600) and the directories it makes 0700: downloaded, streamed and kept, added, and left by an earlier version at 0644; an added file readable by others is copied, its own mode left as it was', async () => {
+    const modeOf = async (path: string) => (await stat(path)).mode & 0o777;
+    const [a, b, c, d] = [blob('downloaded'), blob('s'.repeat(1_000)), blob('added 0644'), blob('added 0600')];
+    const base = await mkdtemp(join(tmpdir(), 'mpd-cache-modes-'));
+    dirs.push(base);
+    const dir = join(base, 'made', 'here');
+    const cache = new BlobCache({
+      dir,
+      maxBytes: 10_000,
+      download: async (sha256, path) => {
+        await writeFile(path, a.bytes); // the umask's mode, as the client's download writes it
+        return { size: a.bytes.length };
+      },
+      open: async (sha256) => {
+        const body = new VerifyingStream(sha256, b.bytes.length);
+        pipeline(Readable.from([b.bytes]), body).catch(() => undefined);
+        return { size: b.bytes.length, body };
+      },
+    });
+    await (await cache.checkOut(a.sha256)).release();
+    const progress = new BlobProgress();
+    expect((await readAll(await cache.follow(b.sha256, progress), progress)).equals(b.bytes)).toBe(true);
+    await progress.done;
+    for (let tries = 0; !cache.has(b.sha256) && tries < 100; tries++)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    const shared = join(base, 'upload-0644');
+    await writeFile(shared, c.bytes, { mode: 0o644 });
+    await chmod(shared, 0o644); // whatever the umask
+    await cache.add(c.sha256, shared);
+    const own = join(base, 'upload-0600');
+    await writeFile(own, d.bytes, { mode: 0o600 });
+    await cache.add(d.sha256, own);
+    for (const { sha256 } of [a, b, c, d]) expect([sha256, await modeOf(join(dir, sha256))]).toEqual([sha256, 0o600]);
+    // The module's file readable by others was copied, not linked and not changed; one already 0600 is linked.
+    expect(await modeOf(shared)).toBe(0o644);
+    expect((await stat(join(dir, c.sha256))).ino).not.toBe((await stat(shared)).ino);
+    expect((await stat(join(dir, d.sha256))).ino).toBe((await stat(own)).ino);
+    expect(await modeOf(dir)).toBe(0o700);
+    expect(await modeOf(join(dir, '.checkouts'))).toBe(0o700);
+    const [ownDir] = await readdir(join(dir, '.checkouts'));
+    expect(await modeOf(join(dir, '.checkouts', ownDir!))).toBe(0o700);
+    // A blob an earlier version kept at 0644 is made 0600 when a cache opens the directory.
+    await chmod(join(dir, a.sha256), 0o644);
+    await new BlobCache({ dir, maxBytes: 10_000, download: () => Promise.reject(new Error('none')) }).open();
+    expect(await modeOf(join(dir, a.sha256))).toBe(0o600);
   });
 
   it('shares a directory between two caches (two workers): neither removes the other’s checkouts, and an eviction by one spares what the other reads', async () => {

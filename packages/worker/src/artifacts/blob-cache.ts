@@ -10,10 +10,26 @@
  * another process evicting (unlinking) a blob never removes a file being read. Each process
  * bounds only the blobs it knows of: processes sharing a directory may together hold more than
  * one `maxBytes`.
+ *
+ * Blobs may hold secrets (a module's build output, a result): the cache keeps them as the store
+ * does, readable by the worker's user only: blob files 0600 ({@link OWNER_FILE}), and the
+ * directories it makes 0700 ({@link OWNER_DIR}; a `dir` that exists keeps its mode).
  */
 import { randomBytes } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
-import { copyFile, type FileHandle, link, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
+import { constants, createWriteStream } from 'node:fs';
+import {
+  chmod,
+  copyFile,
+  type FileHandle,
+  link,
+  mkdir,
+  open,
+  readdir,
+  rename,
+  rm,
+  stat,
+  unlink,
+} from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -84,6 +100,13 @@ export interface CheckedOutBlob {
   release(): Promise<void>;
 }
 
+/** The mode of the cache's blob files and partial downloads: the worker's user only, as the store's blobs (`blob-store.ts`). */
+export const OWNER_FILE = 0o600;
+/** The mode of the directories the cache makes (its own, `.checkouts`, a process's there, `.scratch`). */
+export const OWNER_DIR = 0o700;
+/** Whether a file's mode lets others than its owner in (group or other bits). */
+const sharedMode = (mode: number) => (mode & 0o077) !== 0;
+
 /** Where checked-out links go, inside the cache's directory (same filesystem, so links work): one directory per process. */
 const CHECKOUTS = '.checkouts';
 /** A process's directory under {@link CHECKOUTS}: `<pid>.<random>.<hostname>`. */
@@ -143,8 +166,12 @@ export class BlobCache {
    */
   private init(): Promise<void> {
     return (this.ready ??= (async () => {
-      await makeDirectory(this.ownDir);
       const checkouts = join(this.options.dir, CHECKOUTS);
+      await makeDirectory(this.options.dir, OWNER_DIR);
+      for (const made of [checkouts, this.ownDir])
+        await mkdir(made, { mode: OWNER_DIR }).catch((error: NodeJS.ErrnoException) => {
+          if (error.code !== 'EEXIST') throw error;
+        });
       for (const name of await readdir(checkouts)) {
         const own = OWN_DIR.exec(name);
         const stale = own ? own[2] === hostname() && !isRunning(Number(own[1])) : true; // not ours: a previous version's
@@ -155,7 +182,10 @@ export class BlobCache {
         const path = join(this.options.dir, name);
         if (LIMITS.artifact.sha256.pattern.test(name)) {
           const found = await stat(path);
-          if (found.isFile()) this.remember(name, found.size);
+          if (!found.isFile()) continue;
+          // A blob an earlier version kept readable by others (0644): made the worker's user's only.
+          if (sharedMode(found.mode)) await chmod(path, OWNER_FILE);
+          this.remember(name, found.size);
         } else if (name !== CHECKOUTS && name !== SCRATCH_DIR) {
           await rm(path, { force: true, recursive: true });
         }
@@ -300,7 +330,8 @@ export class BlobCache {
       let copy: Writable | undefined;
       const broadcast = await BlobBroadcast.open(body, size, {
         ...(keep && {
-          copyTo: () => (copy = createWriteStream(staged, { flags: 'wx', highWaterMark: FOLLOW_WRITE_BYTES })),
+          copyTo: () =>
+            (copy = createWriteStream(staged, { flags: 'wx', mode: OWNER_FILE, highWaterMark: FOLLOW_WRITE_BYTES })),
         }),
       }).catch((error: Error) => {
         body.destroy();
@@ -370,7 +401,7 @@ export class BlobCache {
       signal?.addEventListener('abort', abandon, { once: true });
       let handle: FileHandle | undefined;
       try {
-        handle = await open(staged, 'wx');
+        handle = await open(staged, 'wx', OWNER_FILE);
         await link(staged, path);
         answer({ path, size, source: 'store', release: () => unlink(path).catch(() => undefined) });
         await pipeline(body, new ReportingFileWriter(handle, (bytes) => follower.written(bytes)));
@@ -411,6 +442,8 @@ export class BlobCache {
   private async fetch(sha256: string): Promise<void> {
     const staged = join(this.ownDir, `get-${sha256}.${randomBytes(6).toString('hex')}`);
     const { size } = await this.options.download(sha256, staged);
+    // The downloader's file is made with the umask's mode (0644); only ever seen in this cache's own 0700 directory.
+    await chmod(staged, OWNER_FILE);
     await this.install(sha256, staged, size);
   }
 
@@ -424,17 +457,28 @@ export class BlobCache {
   /**
    * Adds the file at `path` (whose hash the caller computed) as blob `sha256`: linked when it is on
    * the cache's filesystem, copied otherwise. A module that uploads an artifact leaves it here,
-   * so a consumer on the same worker does not download it.
+   * so a consumer on the same worker does not download it. A file readable by others than its
+   * owner is copied (the copy made 0600) rather than linked: a link is the same inode, and a chmod
+   * of it would change the caller's own file. (The worker's archives and results are made 0600,
+   * so theirs are linked.)
    */
   async add(sha256: string, path: string): Promise<void> {
     if (!LIMITS.artifact.sha256.pattern.test(sha256)) throw new TypeError(`not a SHA-256: ${JSON.stringify(sha256)}`);
     await this.init();
     if (this.entries.has(sha256)) return;
     const temporary = join(this.ownDir, `add-${randomBytes(6).toString('hex')}`);
-    await link(path, temporary).catch(async (error: NodeJS.ErrnoException) => {
-      if (error.code !== 'EXDEV') throw error;
-      await copyFile(path, temporary);
-    });
+    const linked = await link(path, temporary).then(
+      () => true,
+      (error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EXDEV') throw error;
+        return false;
+      },
+    );
+    if (!linked || sharedMode((await stat(temporary)).mode)) {
+      if (linked) await unlink(temporary);
+      await copyFile(path, temporary, constants.COPYFILE_EXCL);
+      await chmod(temporary, OWNER_FILE);
+    }
     await this.install(sha256, temporary, (await stat(temporary)).size);
   }
 

@@ -163,9 +163,14 @@ const loadTar = () => (tarLoaded ??= import('tar'));
 /** What `tar` writes to the archive is hashed and counted on its way to the file; `stop` aborts the packing. */
 async function packHashed(pack: NodeJS.ReadableStream, archive: string, stop: AbortSignal): Promise<Digest> {
   const digesting = new DigestingStream();
-  await pipeline(pack, digesting, createWriteStream(archive, { flags: 'wx', highWaterMark: TAR_READ_BYTES }), {
-    signal: stop,
-  });
+  await pipeline(
+    pack,
+    digesting,
+    createWriteStream(archive, { flags: 'wx', mode: 0o600, highWaterMark: TAR_READ_BYTES }),
+    {
+      signal: stop,
+    },
+  );
   return await digesting.digest();
 }
 
@@ -372,7 +377,9 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtif
         `ctx.artifacts.upload('${name}'): no file under ${baseDir} matches ${JSON.stringify(patterns)}`,
       );
     }
-    await mkdir(options.scratchDir, { recursive: true });
+    // The archive may hold secrets and becomes the cache's blob by a link: the worker's user's only
+    // (0700 directory, 0600 file; blob-cache.ts OWNER_DIR, OWNER_FILE).
+    await mkdir(options.scratchDir, { recursive: true, mode: 0o700 });
     stop.throwIfAborted();
     const extension = compression === 'gzip' ? 'tgz' : 'tar';
     const archive = join(options.scratchDir, `${name}.${randomBytes(6).toString('hex')}.${extension}`);
@@ -424,7 +431,7 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtif
     stop: AbortSignal,
   ): Promise<Digest> {
     // Made before the transport is told of it, so that its reader finds it.
-    const handle = await open(archive, 'wx');
+    const handle = await open(archive, 'wx', 0o600);
     try {
       const { follower, stored } = putPacking(archive);
       const packing = new AbortController();

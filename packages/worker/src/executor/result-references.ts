@@ -88,10 +88,11 @@ export class ResultReferenceError extends WorkerError {
  * uploaded, kept in the cache); answers its reference's text.
  */
 export async function storeResult(text: string, artifacts: WorkerArtifacts, module: string): Promise<string> {
-  await mkdir(artifacts.scratchDir, { recursive: true });
+  // The worker's user's only, as the cache it becomes a blob of (blob-cache.ts OWNER_FILE).
+  await mkdir(artifacts.scratchDir, { recursive: true, mode: 0o700 });
   const path = join(artifacts.scratchDir, `result.${randomBytes(6).toString('hex')}.json`);
   try {
-    await writeFile(path, text);
+    await writeFile(path, text, { mode: 0o600, flag: 'wx' });
     return resultRefText(await artifacts.transport.put(path, undefined, { module, result: module }));
   } finally {
     await rm(path, { force: true });
