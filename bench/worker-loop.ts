@@ -24,7 +24,11 @@
  *   GC, libuv's pool, the log's writes);
  * - its module hosts (its child processes, all threads), and how many hosts were alive (a host
  *   started or gone during a batch shows as a change of pids, which is printed).
- * The first `--warmup` batches of each checkout are printed but left out of the medians.
+ * The first `--warmup` batches of each checkout are printed but left out of the medians. With two
+ * checkouts or more, each is also compared with the first round by round (the ratio of its batch
+ * to the first checkout's batch of the same round, whose batches ran just before or after it):
+ * the median of those ratios, and in how many rounds it was lower. The batches' own figures drift
+ * with the machine's load by ±20 % within a hold; a round's two batches mostly drift together.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
@@ -235,6 +239,20 @@ try {
       `median ${tree.root}: worker main ${of((f) => f.main)} µs/call; other threads ${of((f) => f.others)}; ` +
         `worker total ${of((f) => f.main + f.others)}; hosts ${of((f) => f.hosts)}; ` +
         `${median(kept.map((f) => f.perSecond)).toFixed(0)} calls/s\n`,
+    );
+  }
+  // Paired by round: each checkout against the first, batch for batch (the two batches of a round
+  // run one after the other, so they share the machine's mood far more than batches apart do).
+  const [first, ...others] = trees;
+  for (const tree of others) {
+    const ratios = tree.results.slice(warmup).map((figures, index) => {
+      const base = first!.results[warmup + index]!;
+      return { main: figures.main / base.main, total: (figures.main + figures.others) / (base.main + base.others) };
+    });
+    const lower = ratios.filter((ratio) => ratio.main < 1).length;
+    process.stdout.write(
+      `paired ${tree.root} / ${first!.root}, round by round: worker main ${median(ratios.map((r) => r.main)).toFixed(3)} ` +
+        `(lower in ${lower} of ${ratios.length} rounds), worker total ${median(ratios.map((r) => r.total)).toFixed(3)}\n`,
     );
   }
   process.stdout.write(`load average at the end ${load()}\n`);
