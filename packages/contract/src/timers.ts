@@ -39,23 +39,46 @@ export interface LongTimerOptions {
  * ```
  */
 export function longTimeout(callback: () => void, delayMs: number, options: LongTimerOptions = {}): LongTimer {
-  let handle: ReturnType<typeof setTimeout> | undefined;
-  let cleared = false;
-  const arm = (remaining: number): void => {
-    handle = setTimeout(
-      () => (remaining > MAX_TIMER_DELAY_MS ? arm(remaining - MAX_TIMER_DELAY_MS) : callback()),
-      Math.min(remaining, MAX_TIMER_DELAY_MS),
-    );
-    if (options.unref) handle.unref();
-  };
-  arm(delayMs);
-  return {
-    clear: () => {
-      if (cleared) return;
-      cleared = true;
-      clearTimeout(handle);
-    },
-  };
+  return new LongTimeout(callback, delayMs, options.unref === true);
+}
+
+/**
+ * {@link longTimeout}'s timer: one object with its methods, where three closures and an object
+ * were made per timer (every module's timeout on the worker, every call's deadline: issue 14,
+ * round P). The same steps and the same `unref`.
+ */
+class LongTimeout implements LongTimer {
+  #handle: ReturnType<typeof setTimeout> | undefined;
+  #cleared = false;
+
+  constructor(
+    private readonly callback: () => void,
+    delayMs: number,
+    private readonly unref: boolean,
+  ) {
+    this.arm(delayMs);
+  }
+
+  arm(remaining: number): void {
+    this.#handle = setTimeout(fireStep, Math.min(remaining, MAX_TIMER_DELAY_MS), this, remaining);
+    if (this.unref) this.#handle.unref();
+  }
+
+  fire(remaining: number): void {
+    if (remaining > MAX_TIMER_DELAY_MS) this.arm(remaining - MAX_TIMER_DELAY_MS);
+    else this.callback();
+  }
+
+  clear(): void {
+    if (this.#cleared) return;
+    this.#cleared = true;
+    clearTimeout(this.#handle);
+  }
+}
+
+/** A step of a {@link LongTimeout} ended (one function for every timer: `setTimeout` passes the timer and what remained). */
+function fireStep(timer: LongTimeout, remaining: number): void {
+  timer.fire(remaining);
 }
 
 /**

@@ -8,6 +8,7 @@ import type { WorkerNodeRegistration } from '@mpd/contract';
 import { closeGracefully, createHttpOrHttpsServer, listen, parseSize } from '@mpd/server-kit';
 import type { Application } from 'express';
 import { createApp } from './app.js';
+import { callGateOf } from './http/auth.js';
 import { WorkerConfigError, WorkerError } from './errors.js';
 import { ModuleExecutor } from './executor/module-executor.js';
 import { OrchestratorLink, type LinkState } from './registration/orchestrator-link.js';
@@ -170,12 +171,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     executor,
     logger,
     // Read per request: the link's credential changes at each registration. Fails closed: see mayCall.
-    callGate: () => ({
-      accepted: [resolved.token, link?.credential].filter((token): token is string => token !== undefined),
-      awaitingRegistration: link?.awaitingRegistration ?? false,
-      open: resolved.open,
-      untilRegistered: (maxMs) => link?.registeredWithin(maxMs) ?? Promise.resolve(),
-    }),
+    callGate: callGateOf(resolved, link),
     bodyLimit: resolved.bodyLimit,
     validateResponses: resolved.validateResponses,
   });

@@ -1,5 +1,5 @@
 import { type FileHandle, open } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { dirname, join, normalize, sep } from 'node:path';
 import type { OutputLine } from '@mpd/contract';
 import { makeDirectory } from '@mpd/server-kit';
 
@@ -186,7 +186,35 @@ export class ExecutionLogs {
  * percent-encoded as one path segment (a name may hold `/` and `..`: `a/../../x` must not climb).
  */
 export function attemptLogFile(logsDir: string, module: string, attempt: number): string {
-  return join(logsDir, encodeURIComponent(module), `${attempt}.log`);
+  const segment = encodeURIComponent(module);
+  const dir = normalizedLogsDir(logsDir);
+  // What `join` gives, without normalising the whole path again at every dispatch (0.5–0.7 µs of
+  // the orchestrator's CPU per module: issue 14, round P): `dir` is normalised and ends with no
+  // separator, and the segment holds none (encoded) and is no `.` or `..` (module names start with
+  // a letter or a digit; checked all the same). Any other case goes through `join`.
+  if (dir !== undefined && segment !== '' && segment !== '.' && segment !== '..') {
+    return `${dir}${sep}${segment}${sep}${attempt}.log`;
+  }
+  return join(logsDir, segment, `${attempt}.log`);
+}
+
+/** The last `logsDir` {@link normalizedLogsDir} was asked for (one per orchestrator) and its answer. */
+let lastLogsDir: string | undefined;
+let lastNormalized: string | undefined;
+
+/**
+ * `logsDir` normalised (`path.normalize`), without a trailing separator; undefined where a path
+ * joined to it would not simply follow it (`.`, the root): `attemptLogFile` joins those in full.
+ */
+function normalizedLogsDir(logsDir: string): string | undefined {
+  if (logsDir !== lastLogsDir) {
+    let normalized: string | undefined = normalize(logsDir);
+    if (normalized.length > 1 && normalized.endsWith(sep)) normalized = normalized.slice(0, -1);
+    if (normalized === '.' || normalized.endsWith(sep)) normalized = undefined;
+    lastLogsDir = logsDir;
+    lastNormalized = normalized;
+  }
+  return lastNormalized;
 }
 
 /**

@@ -143,6 +143,11 @@ export interface ExecutionFrame {
   end(result: ModuleEnd, outputRead?: Promise<void>): ExecutionOutcome;
 }
 
+/** The secret values of an execution without any, shared. */
+const NO_SECRETS: readonly string[] = Object.freeze([]);
+/** The masker of an execution without secrets (masks nothing), shared. */
+const NO_MASK = createSecretMasker([]);
+
 /**
  * Starts the clock of one execution: arms its timeout (which aborts `stop` with a
  * {@link ModuleTimeoutError}) and logs `module started`.
@@ -171,8 +176,10 @@ export function beginExecution(
     const value = request.environmentVariables[name];
     if (value !== undefined) secretTexts.push(value);
   }
-  const secrets = secretValues(secretTexts);
-  const mask = createSecretMasker(secrets);
+  // No secret variable (almost every module): the shared empty list and masker, not two Sets,
+  // three arrays and a closure made for none (issue 14, round P).
+  const secrets = secretTexts.length === 0 ? NO_SECRETS : secretValues(secretTexts);
+  const mask = secretTexts.length === 0 ? NO_MASK : createSecretMasker(secrets);
   const timer = longTimeout(
     () => {
       stop.abort(new ModuleTimeoutError(`Module '${module.name}' timed out after ${formatTimeSpan(timeoutMs)}`));

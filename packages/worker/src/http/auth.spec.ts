@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { type CallGate, mayCall, mayCallWhenReady, NOT_READY_HOLD_MS, NOT_READY_RETRY_AFTER_SECONDS } from './auth.js';
+import {
+  type CallGate,
+  callGateOf,
+  type GateLink,
+  mayCall,
+  mayCallWhenReady,
+  NOT_READY_HOLD_MS,
+  NOT_READY_RETRY_AFTER_SECONDS,
+} from './auth.js';
 
 const gate = (overrides: Partial<CallGate>): CallGate => ({
   accepted: [],
@@ -92,5 +100,59 @@ describe('mayCallWhenReady', () => {
       untilRegistered: async () => {},
     };
     expect(mayCallWhenReady(undefined, () => waiting)).toBeInstanceOf(Promise);
+  });
+});
+
+describe('callGateOf', () => {
+  /** A link whose credential and registration state the test sets, as registrations change them. */
+  const link = (): GateLink & { credential: string | undefined; awaitingRegistration: boolean; waits: number[] } => {
+    const waits: number[] = [];
+    return {
+      credential: undefined,
+      awaitingRegistration: true,
+      waits,
+      registeredWithin: (maxMs) => {
+        waits.push(maxMs);
+        return Promise.resolve();
+      },
+    };
+  };
+
+  it("follows the link's credential and registration state at every read, the configured token first", async () => {
+    const linked = link();
+    const callGate = callGateOf({ token: 'configured-token', open: false }, linked);
+    expect(callGate()).toMatchObject({ accepted: ['configured-token'], awaitingRegistration: true, open: false });
+
+    linked.credential = 'credential-1';
+    linked.awaitingRegistration = false;
+    expect(callGate()).toMatchObject({ accepted: ['configured-token', 'credential-1'], awaitingRegistration: false });
+    expect(mayCall('credential-1', callGate())).toBeUndefined();
+
+    // A registration again: a new credential replaces the old one at once.
+    linked.credential = 'credential-2';
+    expect(callGate().accepted).toEqual(['configured-token', 'credential-2']);
+    expect(mayCall('credential-1', callGate())?.status).toBe(401);
+    expect(mayCall('credential-2', callGate())).toBeUndefined();
+
+    // Registering again after an unanswered attempt: held (503) again, with the same credential.
+    linked.awaitingRegistration = true;
+    expect(callGate()).toMatchObject({ accepted: ['configured-token', 'credential-2'], awaitingRegistration: true });
+    expect(mayCall('unknown', callGate())?.status).toBe(503);
+
+    await callGate().untilRegistered?.(250);
+    expect(linked.waits).toEqual([250]);
+  });
+
+  it('gives the same gate while nothing changed, and accepts nothing without a token or a link', async () => {
+    const linked = link();
+    linked.credential = 'credential-1';
+    linked.awaitingRegistration = false;
+    const callGate = callGateOf({ token: undefined, open: false }, linked);
+    expect(callGate()).toBe(callGate());
+    expect(callGate().accepted).toEqual(['credential-1']);
+
+    const alone = callGateOf({ token: undefined, open: true }, undefined);
+    expect(alone()).toMatchObject({ accepted: [], awaitingRegistration: false, open: true });
+    await expect(alone().untilRegistered?.(10)).resolves.toBeUndefined();
   });
 });

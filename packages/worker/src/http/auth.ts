@@ -68,7 +68,10 @@ const NO_TOKEN_AT_ALL =
  */
 export function mayCall(token: string | undefined, gate: CallGate): Denial | undefined {
   const { accepted } = gate;
-  if (token !== undefined && accepted.some((candidate) => safeEqual(token, candidate))) return undefined;
+  if (token !== undefined) {
+    // A loop, not `some` with a closure made per call (issue 14, round P).
+    for (const candidate of accepted) if (safeEqual(token, candidate)) return undefined;
+  }
   if (gate.open && accepted.length === 0) return undefined;
   if (gate.awaitingRegistration) {
     return { status: 503, message: NOT_READY, retryAfterSeconds: NOT_READY_RETRY_AFTER_SECONDS };
@@ -91,4 +94,40 @@ export function mayCallWhenReady(
   const denial = mayCall(token, first);
   if (denial?.status !== 503 || !first.untilRegistered) return denial;
   return first.untilRegistered(NOT_READY_HOLD_MS).then(() => mayCall(token, gate()));
+}
+
+/** What {@link callGateOf} reads of the worker's link with its orchestrator (`OrchestratorLink`). */
+export interface GateLink {
+  readonly credential: string | undefined;
+  readonly awaitingRegistration: boolean;
+  registeredWithin(maxMs: number): Promise<void>;
+}
+
+/**
+ * The worker's {@link CallGate} as read per call: `token` (`--token`, accepted first) and the
+ * link's credential once it has one, `open` mode, and whether the link awaits a registration.
+ * The same gate object is given again while the link's credential and `awaitingRegistration` are
+ * unchanged, and a new one as soon as either changed (read at each call: the credential changes
+ * at each registration): a gate made per call was an array, a filter, a closure and an object per
+ * `execute` (issue 14, round P).
+ */
+export function callGateOf(
+  { token, open }: { token?: string | undefined; open: boolean },
+  link: GateLink | undefined,
+): () => CallGate {
+  const untilRegistered = (maxMs: number): Promise<void> => link?.registeredWithin(maxMs) ?? Promise.resolve();
+  let gate: CallGate | undefined;
+  let credential: string | undefined;
+  return () => {
+    const current = link?.credential;
+    const awaitingRegistration = link?.awaitingRegistration ?? false;
+    if (gate === undefined || current !== credential || awaitingRegistration !== gate.awaitingRegistration) {
+      credential = current;
+      const accepted: string[] = [];
+      if (token !== undefined) accepted.push(token);
+      if (current !== undefined) accepted.push(current);
+      gate = { accepted, awaitingRegistration, open, untilRegistered };
+    }
+    return gate;
+  };
 }

@@ -10,7 +10,7 @@ import {
 import type { JsonValue } from '@mpd/pipeline';
 import { bearerToken, type Refusal, refuseUnread } from '@mpd/server-kit';
 import { type createExpressEndpoints, initServer } from '@ts-rest/express';
-import type { RequestHandler } from 'express';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import type { ExecuteModuleBody, ExecutionRequest } from '../executor/execution.js';
 import type { ModuleExecutor } from '../executor/module-executor.js';
 import { type CallGate, type Denial, mayCallWhenReady } from './auth.js';
@@ -36,17 +36,10 @@ const DENIAL_CODES = { 401: 'Unauthorized', 503: 'WorkerNotReady' } as const sat
 export function createRoutes(executor: ModuleExecutor, callGate: () => CallGate): WorkerRoutes {
   /** Refuses (401, or 503 `WorkerNotReady` with `Retry-After`: see `mayCallWhenReady`) unless the call may go on. */
   const authenticate: RequestHandler = (req, res, next) => {
-    const judge = (denial: Denial | undefined): void => {
-      if (denial === undefined) return next();
-      refuseUnread(req, res, {
-        code: DENIAL_CODES[denial.status],
-        message: denial.message,
-        retryAfterSeconds: denial.retryAfterSeconds,
-      });
-    };
     const verdict = mayCallWhenReady(bearerToken(req), callGate);
-    if (verdict instanceof Promise) verdict.then(judge, next);
-    else judge(verdict);
+    // A closure only for a held call: a final verdict is judged without one (issue 14, round P).
+    if (verdict instanceof Promise) verdict.then((denial) => judge(req, res, next, denial), next);
+    else judge(req, res, next, verdict);
   };
 
   const routes = s.router(workerContract, {
@@ -110,6 +103,16 @@ export function createRoutes(executor: ModuleExecutor, callGate: () => CallGate)
     },
   });
   return withMiddleware(routes, authenticate);
+}
+
+/** Lets the call go on (`next`) when there is no `denial`, else refuses it unread (see {@link createRoutes}). */
+function judge(req: Request, res: Response, next: NextFunction, denial: Denial | undefined): void {
+  if (denial === undefined) return next();
+  refuseUnread(req, res, {
+    code: DENIAL_CODES[denial.status],
+    message: denial.message,
+    retryAfterSeconds: denial.retryAfterSeconds,
+  });
 }
 
 /** `routes` with `authenticate` as the route middleware of execute and cancel. */
