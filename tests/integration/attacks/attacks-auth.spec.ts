@@ -233,7 +233,7 @@ describe('case 1: authenticate first, cheaply', () => {
       expect(error.issues).toHaveLength(LIMITS.errorAnswer.maxIssues);
       expect(error.omittedIssues).toBeGreaterThan(200); // the bound's issue, and the empty tags up to it
       // The entries up to one past the bound (257), and the bound's issue: 258.
-      expect(error.issues.length + error.omittedIssues!).toBeLessThanOrEqual(LIMITS.capabilities.maxListItems + 2);
+      expect(error.issues!.length + error.omittedIssues!).toBeLessThanOrEqual(LIMITS.capabilities.maxListItems + 2);
       expect(answer.bytes).toBeLessThanOrEqual(LIMITS.errorAnswer.maxBytes);
     }
   });
