@@ -57,6 +57,7 @@ function executeMessage(index: number): ToHost {
     moduleName: name,
     params: { sleepMs: 0 },
     results: { m00041: { t: '123456789012345' } },
+    resultFiles: null,
     env: {},
     workingDirectory: '/tmp/mpd-worker-0123456789/work',
     leaseEndsAt: 123456789.123,

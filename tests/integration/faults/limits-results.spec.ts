@@ -88,7 +88,6 @@ describe('limits: module results', () => {
 
   it("a 70 MB result over the worker's --max-result-size 16mb fails its own module on the worker, naming its size and the limit; its dependant is DependencyFailed; the orchestrator stays small", async () => {
     const { report, ledger } = runFiles();
-    const started = Date.now();
     const orchestrator = await startOrchestrator(results, report);
     const memory = watchPeakMemory(orchestrator.child.pid!);
     const worker = await startWorker(orchestrator.url, 'w-big', results, ['--max-result-size', '16mb'], {
@@ -115,7 +114,8 @@ describe('limits: module results', () => {
     expect(orchestrator.stdout()).toContain("big (Failed): Module 'big' returned a result of 66.8 MiB");
     expect(runsPerModule(readLedger(ledger))).toEqual({ big: 1 });
     expect(peak).toBeLessThan(ORCHESTRATOR_PEAK_BYTES);
-    expect(Date.now() - started).toBeLessThan(60_000);
+    // That the run ended at all is the orchestrator's exit above (a hang meets the test's timeout):
+    // no time bound, which a loaded machine's process starts alone can pass.
     expect(worker.child.exitCode).toBeNull(); // the worker lives on
   }, 90_000);
 
@@ -173,11 +173,11 @@ describe('limits: module results', () => {
     const { report, ledger } = runFiles();
     const deepResult = fixture('deep-result.pipeline.ts');
     const secret = 's3cr3t-deploy-token-4711';
-    const started = Date.now();
     const orchestrator = await startOrchestrator(deepResult, report, ['--secret-env', `DEPLOY_TOKEN=${secret}`]);
     const worker = await startWorker(orchestrator.url, 'w-deep', deepResult, [], { LIMITS_LEDGER: ledger });
+    // The bug hung the run: its end is the orchestrator's exit (a hang meets the test's timeout),
+    // not a time bound (38.9 s against 30 s seen at load 23-35, the run sound).
     expect(await orchestrator.exited, orchestrator.output()).toBe(1);
-    expect(Date.now() - started).toBeLessThan(30_000);
     const result = readReport(report);
     const [deep, after] = result.modules;
     expect(deep).toMatchObject({

@@ -40,6 +40,14 @@ export type ToHost =
       moduleName: string;
       params: JsonValue | undefined;
       results: Record<string, JsonValue>;
+      /**
+       * The dependencies whose results came by reference (in `results` still as references), each
+       * a file holding its JSON text and the blob's SHA-256: the host reads and parses them before
+       * the module runs, in place of the references (a file that is not JSON fails the module,
+       * `ResultReferenceError`). The worker never parses them: its main thread renews the leases
+       * (see `withResultReferences`). null: none.
+       */
+      resultFiles: Readonly<Record<string, { path: string; sha256: string }>> | null;
       env: Record<string, string>;
       workingDirectory: string;
       /**

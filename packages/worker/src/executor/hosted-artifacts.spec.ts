@@ -3,7 +3,9 @@
  * and a host that cannot load the worker's pipeline. Split from `hosted-execution.spec.ts` (see
  * there), with which it shares `test/module-hosts-spec.ts`.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { copyFile, mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ArtifactClient } from '@mpd/client';
 import pino from 'pino';
@@ -11,6 +13,7 @@ import { describe, expect, it } from 'vitest';
 import { resultOf } from '../../test/hosted-executors.js';
 import { startBlobServer, startHostileBlobServer, within } from '../../test/hostile-blob-server.js';
 import { moduleHostsSpec } from '../../test/module-hosts-spec.js';
+import { BlobCache } from '../artifacts/blob-cache.js';
 import type { Digest, PackFollower } from '../artifacts/module-artifacts.js';
 import { WorkerBlobs } from '../artifacts/worker-blobs.js';
 
@@ -300,4 +303,55 @@ describe('modules in module hosts', () => {
     expect(ended).toBeInstanceOf(Error);
     expect((ended as Error).message).toMatch(/the module host exited \(SIGKILL\) while it packed the archive/);
   }, 30_000);
+
+  it("a dependency's result passed by reference reaches a module in a host whole, read and parsed by the host from the file the worker checked out (the worker's main thread never parses it); one whose blob is not JSON fails the module in the host, naming it; no checked-out file is left", async () => {
+    const root = join(dir, 'result-files');
+    const store = join(root, 'store');
+    await mkdir(store, { recursive: true });
+    const value = { big: 'x'.repeat(5_000), nested: [1, { two: 2 }] };
+    const blobs = { good: JSON.stringify(value), bad: '{"big": not JSON' };
+    const refs: Record<string, { $mpdRef: { sha256: string; size: number } }> = {};
+    for (const [name, text] of Object.entries(blobs)) {
+      const sha256 = createHash('sha256').update(text).digest('hex');
+      await writeFile(join(store, sha256), text);
+      refs[name] = { $mpdRef: { sha256, size: Buffer.byteLength(text) } };
+    }
+    const cache = new BlobCache({
+      dir: join(root, 'cache'),
+      maxBytes: 10 * 1024 * 1024,
+      download: async (sha256, path) => {
+        await copyFile(join(store, sha256), path);
+        return { size: (await stat(path)).size };
+      },
+    });
+    const on = executor({
+      artifacts: {
+        transport: {
+          put: () => Promise.reject(new Error('this test stores nothing')),
+          checkOut: (sha256) => cache.checkOut(sha256),
+          follow: (sha256, follower, signal) => cache.follow(sha256, follower, signal),
+        },
+        scratchDir: join(root, 'scratch'),
+      },
+    });
+    const answer = resultOf(await run(on, 'echo', { dependencyResults: { dep: refs.good!, small: 'small' } }));
+    expect(answer.results).toEqual({ dep: value, small: 'small' });
+
+    const failed = await run(on, 'echo', { dependencyResults: { dep: refs.bad! } });
+    expect(failed.body).toMatchObject({
+      success: false,
+      exceptionType: 'ResultReferenceError',
+      errorMessage: expect.stringMatching(
+        new RegExp(`^The result of dependency 'dep' \\(blob ${refs.bad!.$mpdRef.sha256}\\) is not JSON: `),
+      ),
+    });
+    await on.idle();
+    // The cache keeps the two blobs; the links the hosts read are gone.
+    const files = readdirSync(join(root, 'cache'), { recursive: true, withFileTypes: true }).filter((entry) =>
+      entry.isFile(),
+    );
+    expect(files.map((entry) => entry.name).sort()).toEqual(
+      [refs.good!.$mpdRef.sha256, refs.bad!.$mpdRef.sha256].sort(),
+    );
+  });
 });

@@ -13,6 +13,7 @@ import {
 import type { ExecutionStop } from './execution-stop.js';
 import type { HostLogLine } from './host-protocol.js';
 import type { ExecutionSink, HostEnd, ModuleHost } from './module-host.js';
+import type { ResultFile } from './result-references.js';
 import type { ModuleHostPool } from './module-host-pool.js';
 import { toModuleLogger } from './module-logger.js';
 import { secretBytes, writeLineBytes } from './module-output.js';
@@ -42,14 +43,16 @@ export function startHostedExecution(
   module: AnyModule,
   request: ExecutionRequest,
   options: HostedExecutionOptions,
+  resultFiles: Readonly<Record<string, ResultFile>> | null = null,
 ): Execution {
-  return createExecution((stop, settle) => runHosted(module, request, options, stop, settle));
+  return createExecution((stop, settle) => runHosted(module, request, options, resultFiles, stop, settle));
 }
 
 async function runHosted(
   module: AnyModule,
   request: ExecutionRequest,
   options: HostedExecutionOptions,
+  resultFiles: Readonly<Record<string, ResultFile>> | null,
   stop: ExecutionStop,
   settle: (outcome: ExecutionOutcome) => void,
 ): Promise<void> {
@@ -91,6 +94,7 @@ async function runHosted(
         moduleName: module.name,
         params: request.params,
         results: request.dependencyResults,
+        resultFiles,
         env: request.environmentVariables,
         workingDirectory: request.workingDirectory ?? options.workingDirectory,
         secrets: frame.secrets,

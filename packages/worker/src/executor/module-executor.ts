@@ -304,7 +304,13 @@ export class ModuleExecutor {
     }
     const hosted = this.hostedOptions;
     const execution = hosted
-      ? withResultReferences(module, request, hosted, (resolved) => startHostedExecution(module, resolved, hosted))
+      ? withResultReferences(
+          module,
+          request,
+          hosted,
+          (resolved, resultFiles) => startHostedExecution(module, resolved, hosted, resultFiles),
+          true,
+        )
       : withResultReferences(module, request, this.executionOptions, (resolved) =>
           startExecution(module, resolved, this.executionOptions),
         );

@@ -34,6 +34,8 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 const now = () => Number(process.hrtime.bigint() / 1000n) / 1000;
 /** Non-zero while the main thread runs a module (see LeaseWatchdog in module-host-lease.ts). */
 const running = new Int32Array(workerData.running);
+/** The lease's end as last read on the channel, for the main thread (µs; 0: none read yet; -1: no lease). */
+const latest = new BigInt64Array(workerData.latest);
 /** Set by the worker's hold line: the host is being stopped after it held the lease. */
 let heldByWorker = false;
 let endsAt = Infinity;
@@ -70,6 +72,7 @@ channel.on('data', (chunk) => {
       const value = line === '-' ? Infinity : Number(line);
       if (Number.isNaN(value)) continue;
       endsAt = value;
+      Atomics.store(latest, 0, value === Infinity ? -1n : BigInt(Math.max(1, Math.round(value * 1000))));
     }
     check();
   }
@@ -83,9 +86,17 @@ export interface LeaseWatchdog {
   /**
    * The host takes a module, given with the worker's lease ending at `endsAt` (ms on
    * `monotonicNow()`'s clock; null: none): it holds the lease from now on. One that has already
-   * ended kills the group at once, as the watchdog would.
+   * ended kills the group at once, as the watchdog would: the later of `endsAt` and the last
+   * renewal the watchdog read ({@link LeaseWatchdog.renewedUntil}). A module's message is read
+   * after it travelled the host channel (a large one, seconds under load, while the worker went
+   * on renewing): its `endsAt` alone may have passed while the lease the worker holds has not.
    */
   hold(endsAt: number | null): void;
+  /**
+   * The lease's end as the watchdog last read it on the lease channel (ms on `monotonicNow()`'s
+   * clock, to the µs): undefined before it read any, `Infinity` when the worker said it has none.
+   */
+  renewedUntil(): number | undefined;
   /** The host is idle again, its module ended cleanly: it holds no lease. */
   release(): void;
 }
@@ -97,9 +108,14 @@ export interface LeaseWatchdog {
  */
 export function startLeaseWatchdog(): LeaseWatchdog {
   const running = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
+  const latest = new BigInt64Array(new SharedArrayBuffer(BigInt64Array.BYTES_PER_ELEMENT));
+  const renewedUntil = (): number | undefined => {
+    const micros = Atomics.load(latest, 0);
+    return micros === 0n ? undefined : micros === -1n ? Infinity : Number(micros) / 1000;
+  };
   const watchdog = new Worker(WATCHDOG, {
     eval: true,
-    workerData: { fd: LEASE_FD, running: running.buffer },
+    workerData: { fd: LEASE_FD, running: running.buffer, latest: latest.buffer },
     execArgv: [],
   });
   watchdog.on('error', (error) => process.stderr.write(`module host: the lease watchdog failed: ${String(error)}\n`));
@@ -108,7 +124,8 @@ export function startLeaseWatchdog(): LeaseWatchdog {
     hold: (endsAt) => {
       // Held first: the watchdog, firing meanwhile, sees it; so no moment is left unwatched.
       Atomics.store(running, 0, 1);
-      if (endsAt !== null && endsAt <= monotonicNow()) {
+      const renewed = renewedUntil();
+      if (endsAt !== null && Math.max(endsAt, renewed ?? endsAt) <= monotonicNow()) {
         try {
           writeSync(2, `module host ${process.pid}: ${LEASE_ENDED}\n`);
         } catch {
@@ -118,5 +135,6 @@ export function startLeaseWatchdog(): LeaseWatchdog {
       }
     },
     release: () => Atomics.store(running, 0, 0),
+    renewedUntil,
   };
 }

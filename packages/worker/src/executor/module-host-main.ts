@@ -21,6 +21,7 @@
  */
 // First: the host's V8 flags (its tier-up delayed, `host-v8-flags.ts`), set before any other code of it runs.
 import './module-host-v8.js';
+import { readFile } from 'node:fs/promises';
 import {
   type AnyModule,
   type JsonValue,
@@ -498,6 +499,7 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
     const module = pipeline?.modules.get(message.moduleName);
     if (!module) throw new Error(`Module '${message.moduleName}' is not in the pipeline the module host loaded`);
     running.module = module;
+    if (message.resultFiles !== null) await readResultFiles(running.results, message.resultFiles);
     // Usually there: no promise to await (see ensureWorkingDirectory).
     const making = ensureWorkingDirectory(message.workingDirectory);
     if (making) await making;
@@ -549,6 +551,42 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
   // Reused (no process left behind): idle, it holds no lease. Otherwise (some, or not known) the worker stops its group.
   if (leftoverChildren === 0) lease.release();
   send(done);
+}
+
+/**
+ * Puts in `results` the value of each dependency whose result came by reference, read from its
+ * file and parsed here (on the host's main thread, whose stalls do not touch its lease: the
+ * worker's would). The worker keeps each file until the execution stopped.
+ * @throws an Error named `ResultReferenceError` when one cannot be read or is not JSON
+ */
+async function readResultFiles(
+  results: Record<string, JsonValue>,
+  files: Readonly<Record<string, { path: string; sha256: string }>>,
+): Promise<void> {
+  for (const [name, { path, sha256 }] of Object.entries(files)) {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (error) {
+      throw resultReferenceError(
+        `The result of dependency '${name}' (stored by reference, blob ${sha256}) could not be read: ${(error as Error).message}`,
+      );
+    }
+    try {
+      results[name] = JSON.parse(text) as JsonValue;
+    } catch (error) {
+      // The message the worker gives a module that runs in its own process (notJsonMessage).
+      throw resultReferenceError(
+        `The result of dependency '${name}' (blob ${sha256}) is not JSON: ${(error as Error).message}`,
+      );
+    }
+  }
+}
+
+function resultReferenceError(message: string): Error {
+  const error = new Error(message);
+  error.name = 'ResultReferenceError';
+  return error;
 }
 
 /** Whether writes of this process to its stdout or stderr wait in their queues (their pipe was full). */

@@ -523,6 +523,7 @@ export class ModuleHost {
         moduleName: message.moduleName,
         params: message.params,
         results: message.results,
+        resultFiles: message.resultFiles,
         env: message.env,
         workingDirectory: message.workingDirectory,
         secrets: message.secrets,

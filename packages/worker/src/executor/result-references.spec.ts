@@ -1,3 +1,4 @@
+import { existsSync, readdirSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,8 +7,9 @@ import { defineModule, definePipeline, type JsonValue } from '@mpd/pipeline';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BlobCache } from '../artifacts/blob-cache.js';
-import type { ExecutionOutcome, ExecutionRequest } from './execution.js';
+import type { Execution, ExecutionOutcome, ExecutionRequest, WorkerArtifacts } from './execution.js';
 import { ModuleExecutor } from './module-executor.js';
+import { type ResultFile, withResultReferences } from './result-references.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -43,6 +45,7 @@ async function setUp(options: { maxResultBytes?: number; failPut?: boolean; fetc
   const store = join(root, 'store');
   await mkdir(store);
   const fetched: string[] = [];
+  const transports: Record<string, WorkerArtifacts> = {};
   const worker = (name: string) => {
     const cache = new BlobCache({
       dir: join(root, name, 'cache'),
@@ -54,6 +57,20 @@ async function setUp(options: { maxResultBytes?: number; failPut?: boolean; fetc
         return { size: (await stat(path)).size };
       },
     });
+    transports[name] = {
+      transport: {
+        put: async (path) => {
+          if (options.failPut) throw new Error('PUT blob: 413 ArtifactTooLarge');
+          const digest = await digestFile(path);
+          await copyFile(path, join(store, digest.sha256));
+          await cache.add(digest.sha256, path);
+          return digest;
+        },
+        checkOut: (sha256) => cache.checkOut(sha256),
+        follow: (sha256, follower, signal) => cache.follow(sha256, follower, signal),
+      },
+      scratchDir: join(root, name, 'scratch'),
+    };
     return new ModuleExecutor({
       workerId: name,
       pipeline,
@@ -67,23 +84,18 @@ async function setUp(options: { maxResultBytes?: number; failPut?: boolean; fetc
       killGraceMs: 0,
       moduleHeapLimitMb: undefined,
       logger: pino({ level: 'silent' }),
-      artifacts: {
-        transport: {
-          put: async (path) => {
-            if (options.failPut) throw new Error('PUT blob: 413 ArtifactTooLarge');
-            const digest = await digestFile(path);
-            await copyFile(path, join(store, digest.sha256));
-            await cache.add(digest.sha256, path);
-            return digest;
-          },
-          checkOut: (sha256) => cache.checkOut(sha256),
-          follow: (sha256, follower, signal) => cache.follow(sha256, follower, signal),
-        },
-        scratchDir: join(root, name, 'scratch'),
-      },
+      artifacts: transports[name],
     });
   };
-  return { store, fetched, a: worker('w-a'), b: worker('w-b') };
+  return { root, store, fetched, transports, a: worker('w-a'), b: worker('w-b') };
+}
+
+/** The names of the files under `dir`, at any depth (directories not named). */
+function filesUnder(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => entry.name)
+    .sort();
 }
 
 let ids = 0;
@@ -189,5 +201,80 @@ describe('large results by reference (issue 13)', () => {
     open();
     await b.idle();
     expect(seen.has('after')).toBe(false);
+  });
+
+  it("for a module host, fetches each reference as a file and parses none: the host gets the references as they came and the files (the blobs' text), removed once the execution stopped, and none is left by a cancel while they are fetched", async () => {
+    const { root, store, a, transports } = await setUp();
+    const ref = JSON.parse(resultOf(await run(a, 'big'))) as { $mpdRef: { sha256: string; size: number } };
+    const options = {
+      workerId: 'w-b',
+      defaultTimeoutMs: 60_000,
+      workingDirectory: root,
+      maxResultBytes: 1024 * 1024,
+      inlineResultBytes: 1024,
+      logger: pino({ level: 'silent' }),
+      artifacts: transports['w-b'],
+    };
+    const module = pipeline.modules.get('after')!;
+    const request: ExecutionRequest = {
+      executionId: 'run-1.after.host',
+      moduleTypeName: 'after',
+      params: undefined,
+      dependencyResults: { big: ref, small: 'small' },
+      environmentVariables: {},
+      fingerprint: 'host',
+    };
+    let given: { request: ExecutionRequest; files: Record<string, ResultFile> | undefined } | undefined;
+    let answer!: (outcome: ExecutionOutcome) => void;
+    const started = (sent: ExecutionRequest, files?: Record<string, ResultFile>): Execution => {
+      given = { request: sent, files };
+      const outcome = new Promise<ExecutionOutcome>((resolve) => (answer = resolve));
+      return { outcome, stopped: outcome.then(() => undefined), cancel: () => undefined };
+    };
+    const execution = withResultReferences(module, request, options, started, true);
+    await expect.poll(() => given).toBeDefined();
+    // The worker's side holds no value: the references as they came, each a file the host reads.
+    expect(given!.request.dependencyResults).toEqual({ big: ref, small: 'small' });
+    expect(given!.files).toEqual({ big: { path: expect.any(String), sha256: ref.$mpdRef.sha256 } });
+    const { path } = given!.files!.big!;
+    expect(await readFile(path, 'utf8')).toBe(JSON.stringify({ big }));
+    answer({
+      status: 200,
+      body: {
+        executionId: request.executionId,
+        success: true,
+        serializedResult: '"done"',
+        duration: '00:00:00',
+        startTime: new Date().toISOString(),
+        endTime: new Date().toISOString(),
+        workerId: 'w-b',
+      },
+    } as ExecutionOutcome);
+    expect(resultOf(await execution.outcome)).toBe('"done"');
+    await execution.stopped;
+    await expect(stat(path)).rejects.toThrow(/ENOENT/);
+
+    // Cancelled while fetched (on a worker whose cache downloads it): no module, and no file left
+    // once the download ended (the blob in its cache, no link of its own to it).
+    let release!: () => void;
+    const held = await setUp({ fetchGate: new Promise<void>((resolve) => (release = resolve)) });
+    await copyFile(join(store, ref.$mpdRef.sha256), join(held.store, ref.$mpdRef.sha256));
+    given = undefined;
+    const cancelled = withResultReferences(
+      module,
+      { ...request, executionId: 'run-1.after.cancelled' },
+      { ...options, artifacts: held.transports['w-b'] },
+      started,
+      true,
+    );
+    await expect.poll(() => held.fetched.length).toBe(1);
+    cancelled.cancel('the run was cancelled');
+    expect((await cancelled.outcome).body).toMatchObject({ success: false, failureKind: 'Cancelled' });
+    release();
+    await cancelled.stopped;
+    const cache = join(held.root, 'w-b', 'cache');
+    await expect.poll(() => existsSync(join(cache, ref.$mpdRef.sha256))).toBe(true);
+    await expect.poll(() => filesUnder(cache)).toEqual([ref.$mpdRef.sha256]);
+    expect(given).toBeUndefined();
   });
 });

@@ -100,24 +100,38 @@ export async function storeResult(text: string, artifacts: WorkerArtifacts, modu
 }
 
 /**
- * `results` with every reference replaced by the value it names: fetched through the worker's
- * cache (once per worker), parsed. What they take is bounded: their sizes together at most
- * `maxBytes` (the worker's `--max-result-size`), checked on the references before anything is
- * fetched and on each blob as it is read.
- * `module`: the dependant's name, for the transfers' log lines.
- * @throws ResultReferenceError naming the dependency, its size and the limit, or why it could not be fetched
+ * A dependency's result passed by reference that a module host reads itself: the path of a file
+ * holding its JSON text (a link of the worker's own to the cached blob, removed once the
+ * execution ended) and the blob's SHA-256 (named in the error when it is not JSON).
  */
-export async function resolveReferences(
+export interface ResultFile {
+  path: string;
+  sha256: string;
+}
+
+/**
+ * The references of `results` fetched through the worker's cache (once per worker), each
+ * checked out as a file of the caller's own; none parsed here. What they take is bounded: their
+ * sizes together at most `maxBytes` (the worker's `--max-result-size`), checked on the references
+ * before anything is fetched and on each blob as it is fetched. `release()` removes the files.
+ * `module`: the dependant's name, for the transfers' log lines.
+ * @throws ResultReferenceError naming the dependency, its size and the limit, or why it could not be fetched (the files fetched so far removed)
+ */
+export async function checkOutReferences(
   results: Record<string, JsonValue>,
   transport: WorkerArtifacts['transport'],
   maxBytes: number,
   module: string,
-): Promise<Record<string, JsonValue>> {
+): Promise<{ files: Record<string, ResultFile>; release: () => Promise<void> }> {
   const refs = Object.entries(results).flatMap(([name, value]) => {
     const ref = asResultRef(value);
     return ref ? [{ name, ref }] : [];
   });
-  if (refs.length === 0) return results;
+  const files: Record<string, ResultFile> = {};
+  const release = async (): Promise<void> => {
+    await Promise.all(Object.values(files).map(({ path }) => rm(path, { force: true })));
+  };
+  if (refs.length === 0) return { files, release };
   const limit = (total: number, what: string): void => {
     if (total > maxBytes) {
       throw new ResultReferenceError(
@@ -127,39 +141,65 @@ export async function resolveReferences(
     }
   };
   const list = refs.map(({ name, ref }) => `'${name}' ${describeBytes(ref.size)}`).join(', ');
-  limit(
-    refs.reduce((sum, { ref }) => sum + ref.size, 0),
-    `The results of this module's dependencies passed by reference (${list}) are together`,
-  );
-  const resolved = { ...results };
-  let total = 0;
-  for (const { name, ref } of refs) {
-    let text: string;
-    try {
-      const { path } = await transport.checkOut(ref.sha256, { module, result: name });
+  try {
+    limit(
+      refs.reduce((sum, { ref }) => sum + ref.size, 0),
+      `The results of this module's dependencies passed by reference (${list}) are together`,
+    );
+    let total = 0;
+    for (const { name, ref } of refs) {
       try {
+        const { path } = await transport.checkOut(ref.sha256, { module, result: name });
+        files[name] = { path, sha256: ref.sha256 };
         total += (await stat(path)).size;
         limit(total, `The results of this module's dependencies passed by reference are together (at '${name}')`);
-        text = await readFile(path, 'utf8');
-      } finally {
-        await rm(path, { force: true });
+      } catch (error) {
+        if (error instanceof ResultReferenceError) throw error;
+        throw new ResultReferenceError(
+          'ResultReferenceFailed',
+          `The result of dependency '${name}' (stored by reference, blob ${ref.sha256}) could not be fetched: ${(error as Error).message}`,
+          { cause: error },
+        );
       }
-    } catch (error) {
-      if (error instanceof ResultReferenceError) throw error;
-      throw new ResultReferenceError(
-        'ResultReferenceFailed',
-        `The result of dependency '${name}' (stored by reference, blob ${ref.sha256}) could not be fetched: ${(error as Error).message}`,
-        { cause: error },
-      );
     }
-    try {
-      resolved[name] = JSON.parse(text) as JsonValue;
-    } catch (error) {
-      throw new ResultReferenceError(
-        'ResultReferenceFailed',
-        `The result of dependency '${name}' (blob ${ref.sha256}) is not JSON: ${(error as Error).message}`,
-      );
+  } catch (error) {
+    await release();
+    throw error;
+  }
+  return { files, release };
+}
+
+/** The message of a dependency's result file that is not JSON (`error`: what `JSON.parse` threw). */
+export function notJsonMessage(name: string, sha256: string, error: unknown): string {
+  return `The result of dependency '${name}' (blob ${sha256}) is not JSON: ${(error as Error).message}`;
+}
+
+/**
+ * `results` with every reference replaced by the value it names: fetched as
+ * {@link checkOutReferences} does (bounded the same), read and parsed here, on the caller's
+ * thread. For a module that runs in this process (`isolation: 'none'`); a module host reads the
+ * files itself (see {@link withResultReferences}).
+ * @throws ResultReferenceError naming the dependency, its size and the limit, why it could not be fetched, or that it is not JSON
+ */
+export async function resolveReferences(
+  results: Record<string, JsonValue>,
+  transport: WorkerArtifacts['transport'],
+  maxBytes: number,
+  module: string,
+): Promise<Record<string, JsonValue>> {
+  const { files, release } = await checkOutReferences(results, transport, maxBytes, module);
+  const resolved = { ...results };
+  try {
+    for (const [name, { path, sha256 }] of Object.entries(files)) {
+      const text = await readFile(path, 'utf8');
+      try {
+        resolved[name] = JSON.parse(text) as JsonValue;
+      } catch (error) {
+        throw new ResultReferenceError('ResultReferenceFailed', notJsonMessage(name, sha256, error));
+      }
     }
+  } finally {
+    await release();
   }
   return resolved;
 }
@@ -171,17 +211,28 @@ export interface ResultReferenceOptions extends ExecutionOptions {
 }
 
 /**
- * An execution with references around it: `start` gets the request with its dependencies'
- * references resolved (a failure to fetch one fails the module before it runs), and a result
- * over `inlineResultBytes` is stored and answered as a reference (a failure to store it fails
- * the module). The slot stays taken until the result is stored. Without an artifact store (no
- * orchestrator) `start` runs as it is.
+ * An execution with references around it: its dependencies' references are fetched first (a
+ * failure to fetch one fails the module before it runs), and a result over `inlineResultBytes`
+ * is stored and answered as a reference (a failure to store it fails the module). The slot stays
+ * taken until the result is stored. Without an artifact store (no orchestrator) `start` runs as
+ * it is.
+ *
+ * `readsFiles` false (`isolation: 'none'`): `start` gets the request with the references
+ * replaced by their values, read and parsed here. `readsFiles` true (a module host runs it):
+ * `start` gets the request as it came (the references in it) and each fetched reference as a
+ * file ({@link ResultFile}, kept until the execution stopped), which the host reads and parses
+ * on its own main thread: the worker's main thread never holds a large result's text or value.
+ * Its event loop renews the worker's lease and every host's (see `module-host-lease.ts`), and a
+ * 70 MB result parsed, serialised again and written on a host's channel stalled it for 3.8 s at
+ * load 12 (docs/round-p/q2.md), long enough at load 23 for a host's lease to end while it ran.
+ * @param readsFiles @default false
  */
 export function withResultReferences(
   module: AnyModule,
   request: ExecutionRequest,
   options: ResultReferenceOptions,
-  start: (request: ExecutionRequest) => Execution,
+  start: (request: ExecutionRequest, resultFiles?: Record<string, ResultFile>) => Execution,
+  readsFiles = false,
 ): Execution {
   const artifacts = options.artifacts;
   if (!artifacts) return start(request);
@@ -206,7 +257,34 @@ export function withResultReferences(
     const frame = beginExecution(module, request, options, new ExecutionStop());
     return frame.end({ ok: false, error });
   };
+  /** Removes the files of the references checked out for the host (none: nothing). */
+  let release: (() => Promise<void>) | undefined;
   const outcome = (async (): Promise<ExecutionOutcome> => {
+    if (readsFiles) {
+      let files: Record<string, ResultFile>;
+      const fetching = checkOutReferences(
+        request.dependencyResults,
+        artifacts.transport,
+        options.maxResultBytes,
+        module.name,
+      );
+      // Fetched after a cancel: its files are not wanted.
+      void fetching.then(
+        (checkedOut) => (cancelledBy ? checkedOut.release() : undefined),
+        () => undefined,
+      );
+      try {
+        const checkedOut = await Promise.race([fetching, cancelled]);
+        release = checkedOut.release;
+        files = checkedOut.files;
+      } catch (error) {
+        return failBefore(error);
+      }
+      // Cancelled as the fetch ended (before the race saw it): the module never runs.
+      if (cancelledBy) return failBefore(cancelledBy);
+      inner = start(request, files);
+      return storedIfLarge(await inner.outcome);
+    }
     let resolved: ExecutionRequest;
     try {
       const fetching = resolveReferences(
@@ -227,7 +305,14 @@ export function withResultReferences(
   })();
   return {
     outcome,
-    stopped: outcome.then(() => inner?.stopped),
+    // The files go once the host is done with them (its module answered, or its group stopped).
+    stopped: outcome.then(async () => {
+      try {
+        await inner?.stopped;
+      } finally {
+        await release?.();
+      }
+    }),
     cancel: (reason) => {
       if (inner) inner.cancel(reason);
       else if (!cancelledBy) {
