@@ -1,3 +1,4 @@
+import { basename } from 'node:path';
 /**
  * Benchmark 2 as users run it (issue 14): `mpd orchestrator --pipeline FILE --min-workers 2`
  * and two `mpd worker --pipeline FILE` processes, with their default logging and progress
@@ -31,6 +32,12 @@ import {
   liveChildren,
   processTimes,
 } from './lib/processes.js';
+
+/**
+ * The command name (`/proc/PID/comm`, at most 15 characters) a module host runs under: the workers'
+ * own Node binary's name (Debian's `nodejs` as well as `node`), which the hosts inherit.
+ */
+const HOST_COMMAND = basename(process.execPath).slice(0, 15);
 
 /** The small run whose figures are subtracted. */
 export const SMALL = 10;
@@ -128,7 +135,7 @@ async function once(
       hosts.exitedMs += processTimes(worker.pid)?.reapedMs ?? Number.NaN;
       for (const host of liveChildren(worker.pid)) {
         const command = commandOf(host);
-        if (command !== 'node') {
+        if (command !== HOST_COMMAND) {
           // Not a host: esbuild's service, which tsx started to compile a file not in its cache (see warmUp).
           hosts.others[command] = (hosts.others[command] ?? 0) + 1;
           continue;

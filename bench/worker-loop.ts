@@ -62,6 +62,25 @@ const calls = Number(values.calls);
 const batches = Number(values.batches);
 const warmup = Number(values.warmup);
 const slots = Number(values.slots);
+for (const [flag, value, least] of [
+  ['--calls', calls, 1],
+  ['--batches', batches, 1],
+  ['--warmup', warmup, 0],
+  ['--slots', slots, 1],
+] as const) {
+  if (!Number.isInteger(value) || value < least) {
+    process.stderr.write(
+      `${flag} must be a whole number of at least ${least}, got ${JSON.stringify(values[flag.slice(2) as 'calls'])}\n`,
+    );
+    process.exit(2);
+  }
+}
+if (warmup >= batches) {
+  process.stderr.write(
+    `--warmup (${warmup}) must be less than --batches (${batches}): no batch would be left to judge\n`,
+  );
+  process.exit(2);
+}
 /** Node's flags for the workers (e.g. `--cpu-prof --cpu-prof-dir=DIR`; their hosts get the worker's as it gives them). */
 const nodeArgs = values['node-args'] === '' ? [] : values['node-args']!.split(' ');
 const checkouts = (positionals.length > 0 ? positionals : [ROOT]).map((root) => resolve(root));

@@ -15,7 +15,12 @@ export const MAX_TIMER_DELAY_MS = 2 ** 31 - 1;
 
 /** A timer armed by {@link longTimeout} or {@link longInterval}. */
 export interface LongTimer {
-  /** Stops it: the callback is not called (again). Safe to call twice, or after it fired. */
+  /**
+   * Stops it: the callback is not called (again). Safe to call twice, or after it fired. Call it
+   * as a method (`timer.clear()`): {@link longTimeout}'s timer is a class instance, so a detached
+   * `clear` (`signal.addEventListener('abort', timer.clear)`) throws a TypeError; pass
+   * `() => timer.clear()` instead.
+   */
   clear(): void;
 }
 

@@ -39,6 +39,11 @@ describe('requestFingerprint', () => {
     expect(requestFingerprint(body)).toBe('e8d0d4e55c35bc6b5b72e77819a48d94305c86ec82c20644d29d74416deb61f9');
     const large = { ...body, dependencyResults: { a: '1', big: `"${'é'.repeat(40_000)}"` } };
     expect(requestFingerprint(large)).toBe('3b92889cb06a639d83812e43b67251ec00f23c28f4c56422c900f54cbbaf3a8c');
+    // Without secret variables (round P's shared empty list): the value main computed before it;
+    // an empty list and none are the same request.
+    const noSecrets = '1e60e335ed3607dd888dff37db5dcfd3eca3459498e25f9ba5f1a2e63f853514';
+    expect(requestFingerprint({ ...body, secretEnvironmentVariables: undefined })).toBe(noSecrets);
+    expect(requestFingerprint({ ...body, secretEnvironmentVariables: [] })).toBe(noSecrets);
   });
 
   it.each<[string, Partial<ExecuteModuleBody>]>([
