@@ -1,5 +1,6 @@
 /** The directory store's retention (`--artifact-retention`), on a clock the test moves; its reads, hashed unless verified. */
 import { createHash } from 'node:crypto';
+import { mkdirSync, rmSync } from 'node:fs';
 import { mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -158,6 +159,22 @@ describe('BlobStore reads (issue 13: the hash verified on write and on read)', (
     expect(await readBlob(store, blob)).toEqual({ hashed: false, bytes: Buffer.from(text) });
   });
 
+  it("a blob whose file cannot be read (removed or made a directory before the read's open) fails its stream: the download is cut, never left waiting", async () => {
+    const { dir, store, put } = await storeWith(DAY);
+    const blob = await put('a blob its reader never gets');
+    await writeFile(join(dir, blob), 'a blob its reader never gets'); // not verified now: read as a stream
+    const reader = await store.open(blob);
+    if (reader === undefined || !('stream' in reader)) throw new Error('expected a stream reader');
+    // Before the stream opens the file (its open waits for the next tick): a directory now, so
+    // the read fails (EISDIR). Before, the file's error stopped at `pipe` and the stream waited for good.
+    rmSync(join(dir, blob));
+    mkdirSync(join(dir, blob));
+    const consumed = (async () => {
+      for await (const _chunk of reader.stream);
+    })();
+    await expect(within(consumed, 10_000, "the unreadable blob's stream to fail")).rejects.toThrow(/EISDIR/);
+  });
+
   it('sends a verified blob of several buffers whole to a destination that takes each chunk late: no buffer is read into again before its bytes were taken', async () => {
     const { store } = await storeWith(DAY);
     // 3.5 MiB of distinct bytes: four reads into the two 1 MiB buffers, each read into twice.
@@ -244,3 +261,11 @@ describe('BlobStore.putUnnamed (an upload whose hash is not known yet, issue 13,
     expect(stored).toEqual({ sha256: createHash('sha256').update('packed').digest('hex'), size: 6, stored: true });
   });
 });
+
+/** Rejects after `ms` saying what did not happen (a bound for a promise in a test). */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return Promise.race([
+    promise,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what} within ${ms} ms`)), ms)),
+  ]);
+}

@@ -381,9 +381,13 @@ export class BlobStore implements ArtifactStore {
     }
     // The state it is read in (after the touch): recorded as verified only if still so once it passed.
     const reading = await stat(path, { bigint: true }).catch(ignoreMissing);
-    const stream = createReadStream(path, { highWaterMark: SEND_READ_BYTES }).pipe(
-      new VerifyingStream(sha256, found.size),
-    );
+    const file = createReadStream(path, { highWaterMark: SEND_READ_BYTES });
+    const stream = file.pipe(new VerifyingStream(sha256, found.size));
+    // `pipe` passes neither way: the file's error (gone or a directory by its open, EIO) fails
+    // the stream, which else waited for good with the download (and the error, unheard, ended the
+    // process); the stream destroyed (a client gone) closes the file, which else stayed open.
+    file.once('error', (error) => stream.destroy(error));
+    stream.once('close', () => file.destroy());
     stream.once('end', () => {
       if (reading !== undefined) void this.recordVerified(sha256, reading).catch(() => undefined);
     });

@@ -488,6 +488,9 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtif
     let blobPath: string | undefined;
     let extraction: Promise<number> | undefined;
     try {
+      // Ended during the mkdir and mkdtemp above: no download is asked for (a host's transport
+      // would ask the worker for one that nobody reads; round P).
+      abandon.signal.throwIfAborted();
       const progress = new BlobProgress();
       const following = transport.follow(ref.sha256, progress, abandon.signal, {
         module: options.module,

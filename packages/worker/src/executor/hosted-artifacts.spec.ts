@@ -230,6 +230,30 @@ describe('modules in module hosts', () => {
     30_000,
   );
 
+  it("a host's download ends with its attempt on the worker's side too: a follow the host neither read nor abandoned (its module ended first) does not hold the store's connection for the 30 s connect timeout", async () => {
+    const held = new Promise<void>(() => undefined); // the store never sends the rest
+    const store = await startBlobServer(join(dir, 'unread-store'), { held });
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    let closed: Promise<void> | undefined;
+    try {
+      const cacheDir = join(dir, 'cache-unread');
+      const transport = new WorkerBlobs(client, { dir: cacheDir, maxBytes: 10 * 1024 * 1024 });
+      const on = executor({ artifacts: { transport, scratchDir: join(cacheDir, '.scratch') } });
+      const ref = { name: 'good', sha256: store.sha256, size: store.size, files: 2 };
+      const outcome = await within(run(on, 'follow-then-fail', { params: { ref } }), 10_000, 'no answer');
+      expect(outcome).toMatchObject({ status: 500, body: { errorMessage: 'failed after its follow' } });
+      // The worker did start the download (so the close below proves it was ended, not never made).
+      await expect.poll(() => store.gets(), { timeout: 10_000 }).toBe(1);
+      // The client closes once no request is in flight: before, the download waited for its
+      // consumer to connect for 30 s (the broadcast's connect timeout), holding the request open.
+      closed = client.close();
+      await within(closed, 10_000, "the client's close (the unread download ended with its attempt)");
+    } finally {
+      if (closed === undefined) await client.close();
+      await store.close();
+    }
+  }, 30_000);
+
   it('a module that returns with its upload never awaited ends the upload with its attempt: the next module on its host runs to its end, not blamed for a crash', async () => {
     // A transport that takes its time: a module's upload never reaches it once the module ended.
     const transport = {

@@ -275,6 +275,9 @@ class WorkerBlobCalls implements BlobTransport {
     signal: AbortSignal,
     subject?: TransferSubject,
   ): Promise<FollowedBlob> {
+    // Abandoned already: nothing asked of the worker (an `abort` listener would never hear it,
+    // and the worker's download would wait for a consumer that never connects; round P).
+    if (signal.aborted) return Promise.reject(signal.reason);
     const callId = nextCallId++;
     followers.set(callId, follower);
     signal.addEventListener('abort', () => send({ type: 'artifact-abandon', callId }), { once: true });

@@ -154,7 +154,10 @@ function channelDescriptor(socket: Socket | undefined): number {
 
 /** One module host process. */
 export class ModuleHost {
-  /** Followed downloads of the host's `follow` calls, by call id: aborted when the host abandons one. */
+  /**
+   * Followed downloads of the host's `follow` calls, by call id: aborted when the host abandons
+   * one, and every one still open when the execution that asked for it ends ({@link abandonFollows}).
+   */
   private readonly abandons = new Map<number, AbortController>();
   /**
    * Archives the host is packing for its `putPacking` calls, by call id, until their end: one the
@@ -262,6 +265,7 @@ export class ModuleHost {
           });
         }
         this.packs.clear();
+        this.abandonFollows();
         const tail = this.stderrTail.length > 0 ? `: ${this.stderrTail.join(' | ')}` : '';
         readyReject(new Error(`the module host exited (${signal ?? `code ${code}`}) before it was ready${tail}`));
         const running = this.running;
@@ -328,6 +332,7 @@ export class ModuleHost {
           }
           const running = this.running;
           this.running = undefined;
+          this.abandonFollows();
           this.keepAlive(false);
           if (message.type === 'done' && !message.marked) {
             // No end marks: every byte of the execution is in the pipes or already read from
@@ -367,6 +372,22 @@ export class ModuleHost {
       maxResultBytes: options.maxResultBytes,
       artifactScratchDir: options.artifacts?.scratchDir ?? null,
     });
+  }
+
+  /**
+   * The execution on the host ended (its answer, crash, exit, or a broken channel): every
+   * download it followed and has not ended is abandoned here, whatever the host said. The host
+   * abandons its module's downloads at the module's end itself (`artifact-abandon`), but one whose
+   * module ended just before its `follow` call went out (the stop during the download's `mkdir`,
+   * under load) never connected to the streamed blob nor abandoned it, and the worker's download
+   * waited for that consumer for the broadcast's connect timeout (30 s), its request held open
+   * (round P: `hosted-artifacts.spec.ts`'s held-download rows passed their 30 s limit under load).
+   * Called when no execution runs on the host, so no follow here is still wanted.
+   */
+  private abandonFollows(): void {
+    const open = [...this.abandons.values()];
+    this.abandons.clear();
+    for (const abandon of open) abandon.abort();
   }
 
   /**
@@ -458,6 +479,7 @@ export class ModuleHost {
     this.channelOpen = false;
     const running = this.running;
     this.running = undefined;
+    this.abandonFollows();
     this.options.logger.warn(
       {
         hostPid: this.pid,
