@@ -3,8 +3,9 @@
  * context, output and crashes; `hosted-stops.spec.ts`: cancels, leases, timeouts, leftover
  * processes, close; `hosted-artifacts.spec.ts`: artifact transfers): real host processes loading
  * `test/fixtures/host-faults.pipeline.ts`, whose modules misbehave in every way a host must survive
- * alone. One file of 54 tests took 192 s on CI's 2 cores; in three, vitest runs them side by side
- * (`maxWorkers: 2`, vitest.config.ts).
+ * alone. One file of 54 tests took 192 s on CI's 2 cores; split in three, they are still run one
+ * file at a time (vitest's default on 2 cores: running files two at a time was tried and taken
+ * back, docs/round-p/p1.md), so the split alone saves no time; it lets a file be run alone.
  *
  * {@link moduleHostsSpec} registers the file's hooks: the fixture loaded once (`beforeAll`), every
  * executor a test made closed after it and the log lines cleared (`afterEach`).

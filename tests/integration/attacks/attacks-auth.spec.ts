@@ -159,8 +159,14 @@ describe('case 1: authenticate first, cheaply', () => {
       // The bug: a 154 MB answer after 15.8 s.
       expect(answer.bytes).toBeLessThan(1_024);
       // Unparsed: the same 401 comes while all but the first 64 KiB of the body are still unsent
-      // (the bug read and parsed the whole body first: it never answers such a request).
-      const unsent = await answerWithBodyUnsent(worker.url, '/api/execution/execute', body, { token });
+      // (the bug read and parsed the whole body first: it never answers such a request). A server
+      // answers a refused head at once; 10 s, not the default 20 s, so that under that bug the
+      // test fails with this wait's message, not at its 60 s timeout: the worker's start and the
+      // credential poll (at most 10 s), then one 12 MB post, then this wait, on the first token.
+      const unsent = await answerWithBodyUnsent(worker.url, '/api/execution/execute', body, {
+        token,
+        waitMs: 10_000,
+      });
       unsent.socket.destroy();
       expect(unsent.status).toBe(401);
       expect(unsent.headers.get('www-authenticate')).toBe('Bearer realm="mpd"');

@@ -1,5 +1,5 @@
 /**
- * Issue 10, case 3: a long partition. A worker in a network namespace of its own runs a 30 s
+ * Issue 10, case 3: a long partition. A worker in a network namespace of its own runs a 40 s
  * module; every packet to and from it is dropped for 20 s (H = 1 s, T = 5 s: four times T; no
  * rule names a length, the promise holds for any, README "Liveness"). The orchestrator
  * declares it Offline and runs the module elsewhere; the cut-off worker fences itself before
@@ -38,9 +38,12 @@ const INTERVAL_S = 1;
 const TIMEOUT_S = 5;
 // The module runs long enough that the old run would still run at the cut (the other worker's
 // process start comes between: seconds under load) and the heal comes while the new run runs
-// (PARTITION_MS < TIMEOUT_S + WORK_MS); the test lasts about T + WORK_MS after the cut. Round N
-// had 45 s and 40 s: 15 s more of the suite for the same checks.
-const WORK_MS = 30_000;
+// (PARTITION_MS < TIMEOUT_S + WORK_MS); the test lasts about T + WORK_MS after the cut. From the
+// module's start the other worker's CLI start and registration (20 s and more at load 25: tsx,
+// then up to the 10 s poll) and the fence (up to T less the fence lead after the cut) must fit
+// inside WORK_MS, or the old run finishes before it is fenced: 40 s leaves about 36 s for them
+// (30 s left 26 s, too few at that load); the cut stays 20 s (round N: 40 s).
+const WORK_MS = 40_000;
 const PARTITION_MS = 20_000;
 /** The worker's fence lead (s): it fences this long before its lease ends (a quarter of T, less than its 10 s kill grace). */
 const FENCE_LEAD_S = TIMEOUT_S / 4;

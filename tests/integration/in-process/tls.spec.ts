@@ -245,6 +245,8 @@ describe('the CLIs with TLS', () => {
   /** Runs `mpd-<pkg>` as a real process with the MPD_* variables (and INIT_CWD) of `env` only. */
   const cli = (pkg: 'orchestrator' | 'worker', args: string[], env: Record<string, string> = {}): RunningProcess =>
     spawnProcess({ script: cliOf(pkg), args, env, cleanEnv: true });
+  // A failed test leaves its processes running (one on 0.0.0.0): stopped after each test, not at the file's end.
+  afterEach(killLeftovers);
 
   // The processes of a test start together: each start is seconds on a loaded machine.
   it('--tls-cert without --tls-key exits 2 naming both', async () => {

@@ -2,7 +2,7 @@
  * The command-line programs as real processes: `--version`, exit codes of a pipeline run,
  * graceful shutdown, and a worker killed in the middle of a module.
  */
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createOrchestratorClient } from '@mpd/client';
@@ -10,7 +10,18 @@ import { killLeftovers, cliOf, orchestratorArgs as cliOrchestratorArgs, spawnPro
 import { afterEach, describe, expect, it } from 'vitest';
 import { fixture, runReport, startListening } from '../helpers/cli-runs.js';
 
-afterEach(killLeftovers);
+/** The temporary directories a test made ({@link scratchDir}), removed after it, passed or failed. */
+const scratchDirs: string[] = [];
+afterEach(() => {
+  killLeftovers(); // first: a leftover process may still write into them
+  for (const dir of scratchDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+/** A new empty directory under the system's temp directory, removed after the test. */
+function scratchDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'mpd-e2e-'));
+  scratchDirs.push(dir);
+  return dir;
+}
 
 /** Starts a package's CLI under tsx; resolves once it prints the URL it listens on. */
 const start = (pkg: 'orchestrator' | 'worker', args: string[]) => startListening(pkg, args);
@@ -57,7 +68,7 @@ describe('mpd-orchestrator --pipeline', () => {
   });
 
   it('--timings: keeps the durations of the modules that succeeded from run to run', async () => {
-    const timings = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'cache', 'timings.json');
+    const timings = join(scratchDir(), 'cache', 'timings.json');
     const pipeline = fixture('failing.pipeline.ts');
     const runOnce = async (id: string) => {
       const orchestrator = await start('orchestrator', orchestratorArgs('--pipeline', pipeline, '--timings', timings));
@@ -175,7 +186,7 @@ describe('mpd-worker', () => {
     // `second` ends only once the drained worker has unregistered (the test writes this file
     // then): else the run could end, and the orchestrator exit, before the drained worker's
     // unregistration reached it (`second` takes 300 ms; seen failing so under load).
-    const unregistered = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'unregistered');
+    const unregistered = join(scratchDir(), 'unregistered');
     const env = { SLOW_SECOND_AFTER: unregistered };
     // Started together: a process start is seconds on a loaded machine.
     const [one, two] = await Promise.all([
@@ -227,7 +238,7 @@ describe('mpd-worker', () => {
   });
 
   it('--credential-file: restarted after a SIGKILL, the worker takes its place again long before the heartbeat timeout', async () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'mpd-e2e-')), 'credential');
+    const file = join(scratchDir(), 'credential');
     // Offline only after 60 s without a heartbeat: without the file, the restart would wait that long.
     const orchestrator = await start('orchestrator', [
       ...['--port', '0', '--host', '127.0.0.1', '--heartbeat-interval', '0.2', '--heartbeat-timeout', '60'],

@@ -3,7 +3,7 @@
  * host processes loading `test/fixtures/host-faults.pipeline.ts`, whose modules misbehave in every
  * way a host must survive alone. Cancels, leases, timeouts and leftover processes are in
  * `hosted-stops.spec.ts`, artifact transfers in `hosted-artifacts.spec.ts` (one file took 192 s
- * on CI; vitest runs the three side by side); what they share in `test/module-hosts-spec.ts`.
+ * on CI; vitest still runs the three one at a time); what they share in `test/module-hosts-spec.ts`.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
