@@ -383,6 +383,53 @@ describe('runPipeline: at most one live attempt per module', () => {
     expect(only).toMatchObject({ workerId: 'w-lost', outcome: 'Succeeded', acceptedLate: { after: 'Lost' } });
   });
 
+  // Round P review (R1): the collect was sent once, and a "ran nothing" answer to it (or a failure
+  // on the way) ended the attempt: the module ran again elsewhere and the kept success was lost.
+  it.each<[string, () => Answer | Error]>([
+    [
+      '503 WorkerNotReady (re-registering under the same incarnation)',
+      () => errorResponse('WorkerNotReady', 'no credential yet'),
+    ],
+    ['429 WorkerAtCapacity', () => errorResponse('WorkerAtCapacity', 'at capacity')],
+    ['401 Unauthorized', () => errorResponse('Unauthorized', 'unknown token')],
+    ['a connection reset', reset],
+  ])(
+    'the collect of a kept outcome answered %s ran nothing: the attempt is not ended, its outcome is collected again at the next heartbeat, and the module never runs elsewhere',
+    async (_name, ranNothing) => {
+      const lost = new ScriptedWorker(
+        'w-lost',
+        (body, call) => (call === 1 ? reset() : call === 2 ? refused() : call === 3 ? ranNothing() : success(body)),
+        () => refused(), // its cancels never get through
+      );
+      const other = new ScriptedWorker('w-other', (body) => success(body));
+      const { clock, run, registry } = setup(pipeline, [lost, other]);
+      const running = run();
+      await clock.advance(1_000);
+      expect(lost.executes).toHaveLength(2); // reset, re-sent, refused: lost, and it may run there
+      const executionId = lost.executes[0]!.executionId;
+      registry.heartbeat('w-lost', 0, { executions: [], finished: [executionId] });
+      await clock.advance(1_000);
+      expect(lost.executes).toHaveLength(3); // the collect, which ran nothing
+      // The worker names it `finished` no more (that heartbeat was acknowledged).
+      registry.heartbeat('w-lost', 0, { executions: [] });
+      await clock.advance(1_000);
+      registry.heartbeat('w-lost', 0, { executions: [] });
+      await clock.advance(6_000);
+      const result = await running;
+      expect(other.executes).toEqual([]);
+      expect(lost.executes.map((body) => body.executionId)).toEqual([
+        executionId,
+        executionId,
+        executionId,
+        executionId,
+      ]);
+      expect(result.status).toBe('Successful');
+      expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+        ['w-lost', 'Succeeded'],
+      ]);
+    },
+  );
+
   it("a worker replaced under its id: its attempt is lost at once, but runs again only once the old process's heartbeat lease has ended", async () => {
     const clock = new ManualClock();
     const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 10_000, now: () => clock.now() });
