@@ -228,6 +228,53 @@ describe('runPipeline: refusals and quarantine', () => {
     expect(module.error?.type).toBe('NoCapableWorker');
   });
 
+  // Round P review (R1): no runner test held `newStart` (the quarantine's `registered` kept every spec green).
+  it.each([['replaced while it is registered (another incarnation under its id)', false]])(
+    'a new start of a refused worker, %s, begins its refusals afresh: after refusals up to the longest probation its first probation is 5 s again, and its next refusal is not counted as past the longest',
+    async (_name, unregisters) => {
+      let up = false;
+      const worker = new ScriptedWorker('w', (body) => (up ? success(body) : refused()));
+      const { clock, run, registry } = setup(pipeline, [worker]);
+      registry.unregister('w');
+      const registration = {
+        id: 'w',
+        endpoint: 'http://w:9000',
+        capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+        pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: [...pipeline.modules.keys()] },
+      };
+      registry.register(registration, { incarnation: 'a' });
+      // Start a's refusals: probations of 5, 10, 20, 40 s, then the longest (60 s) after the fifth.
+      const running = run({ workerWaitMs: 3_600_000, maxLostAttempts: 2 });
+      for (let second = 0; second < 300 && worker.executes.length < 5; second++) {
+        await clock.advance(1_000);
+        registry.heartbeat('w', 0, { incarnation: 'a' });
+      }
+      expect(worker.executes).toHaveLength(5);
+      if (unregisters) registry.unregister('w', { incarnation: 'a' });
+      registry.register(registration, { incarnation: 'b' });
+      await clock.advance(1_000);
+      expect(worker.executes).toHaveLength(6); // start b's first call, refused
+      // Its probation is the first one again (at most 5 s), not the longest (60 s).
+      for (let second = 0; second < 7; second++) {
+        await clock.advance(1_000);
+        registry.heartbeat('w', 0, { incarnation: 'b' });
+      }
+      expect(worker.executes).toHaveLength(7);
+      up = true;
+      for (let second = 0; second < 12 && worker.executes.length < 8; second++) {
+        await clock.advance(1_000);
+        registry.heartbeat('w', 0, { incarnation: 'b' });
+      }
+      const result = await running;
+      // Start a's refusals counted once, start b's once: within maxLostAttempts (2); a refusal
+      // counted as past the longest would have been the third loss.
+      expect(result.status).toBe('Successful');
+      const attempts = result.modules[0]!.attempts;
+      expect(attempts.map((attempt) => attempt.outcome)).toEqual([...Array(7).fill('Lost'), 'Succeeded']);
+      expect(attempts.some((attempt) => /longest probation/.test(attempt.error ?? ''))).toBe(false);
+    },
+  );
+
   it("a gateway's bare 503 with a Retry-After keeps the worker on probation that long (at most the longest, 60 s), not the first probation's 5 s", async () => {
     const worker = new ScriptedWorker(
       'w',
