@@ -229,7 +229,10 @@ describe('runPipeline: refusals and quarantine', () => {
   });
 
   // Round P review (R1): no runner test held `newStart` (the quarantine's `registered` kept every spec green).
-  it.each([['replaced while it is registered (another incarnation under its id)', false]])(
+  it.each([
+    ['replaced while it is registered (another incarnation under its id)', false],
+    ['registered again after it unregistered, as another incarnation', true],
+  ])(
     'a new start of a refused worker, %s, begins its refusals afresh: after refusals up to the longest probation its first probation is 5 s again, and its next refusal is not counted as past the longest',
     async (_name, unregisters) => {
       let up = false;

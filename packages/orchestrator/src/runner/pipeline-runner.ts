@@ -162,6 +162,14 @@ class PipelineRun {
   private readonly quarantine = new Quarantine();
   /** How many times each worker registered since the run started: which start of it an attempt went to. */
   private readonly generations = new Map<string, number>();
+  /**
+   * The incarnation of each worker's start the run last saw (when it dispatched to it, or saw it
+   * register; `undefined`: an older worker that names none): a registration under another one
+   * is a new start, whose refusals begin afresh, even when the old entry had gone from the
+   * registry (unregistered, or removed after Offline) and it arrives as `registered`, not
+   * `replaced` (round P review, R1).
+   */
+  private readonly incarnations = new Map<string, string | undefined>();
   private readonly cancels: CancelDesk;
   private readonly calls: AttemptCallsOptions;
   /** Environment of every module: the plain variables and the secret ones. */
@@ -267,8 +275,9 @@ class PipelineRun {
         break;
       case 'registered':
         // The same process registering again (the orchestrator restarted, or forgot it) keeps
-        // its attempts; a new process under the id comes as 'replaced' first.
-        this.liftQuarantine(workerId);
+        // its attempts; a new process under the id comes as 'replaced' first, unless its
+        // predecessor's entry had gone (then only its incarnation tells).
+        this.registered(workerId);
         break;
       case 'replaced':
         this.newStart(workerId);
@@ -306,9 +315,15 @@ class PipelineRun {
     }
   }
 
-  /** The worker registered again: a quarantine for this run is over. */
-  private liftQuarantine(workerId: string): void {
-    if (this.quarantine.registered(workerId)) {
+  /**
+   * The worker registered (again): a quarantine for this run is over. Under another incarnation
+   * than the run last saw of it, a new start: its refusals are forgotten too (as on `replaced`).
+   */
+  private registered(workerId: string): void {
+    const incarnation = this.options.registry.incarnationOf(workerId);
+    const newStart = this.incarnations.has(workerId) && this.incarnations.get(workerId) !== incarnation;
+    this.incarnations.set(workerId, incarnation);
+    if (newStart ? this.quarantine.newStart(workerId) : this.quarantine.registered(workerId)) {
       this.log.info({ workerId }, 'worker registered again: its quarantine for this run is over');
     }
   }
@@ -777,6 +792,9 @@ class PipelineRun {
       body,
     };
     this.track(attempt);
+    // The start its refusals will be counted against (see `registered`).
+    if (!this.incarnations.has(worker.id))
+      this.incarnations.set(worker.id, this.options.registry.incarnationOf(worker.id));
     this.loads.started(worker.id);
     this.rules.started(state.definition);
     this.pool.update(worker.id, sentAt);
