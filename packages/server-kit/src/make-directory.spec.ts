@@ -1,4 +1,4 @@
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -24,11 +24,16 @@ describe('makeDirectory', () => {
     const base = await mkdtemp(join(tmpdir(), 'mpd-make-directory-'));
     dirs.push(base);
     const modeOf = async (path: string) => (await stat(path)).mode & 0o777;
-    await makeDirectory(join(base, 'a', 'b'), 0o700);
-    expect(await modeOf(join(base, 'a', 'b'))).toBe(0o700);
-    expect(await modeOf(join(base, 'a'))).not.toBe(0o700);
-    await makeDirectory(join(base, 'a'), 0o700);
-    expect(await modeOf(join(base, 'a'))).not.toBe(0o700);
+    // The default mode is the umask's (0755 under 022, 0700 under 077): compared with a directory
+    // made without a mode, and `mode` 0500 (no owner write), which no usual umask makes of 0777.
+    await mkdir(join(base, 'default'));
+    const defaultMode = await modeOf(join(base, 'default'));
+    expect(defaultMode).not.toBe(0o500);
+    await makeDirectory(join(base, 'a', 'b'), 0o500);
+    expect(await modeOf(join(base, 'a', 'b'))).toBe(0o500);
+    expect(await modeOf(join(base, 'a'))).toBe(defaultMode);
+    await makeDirectory(join(base, 'a'), 0o500);
+    expect(await modeOf(join(base, 'a'))).toBe(defaultMode);
   });
 
   it("fails under /proc (where Node's recursive mkdir never settles) instead of hanging", async () => {

@@ -82,7 +82,9 @@ export interface AttemptSightings {
    * its module had not ended: its outcome is kept there, to be collected (see
    * `PipelineRun.collectKept`), and the heartbeats that leave it out afterwards (the worker reports
    * a finished execution until a heartbeat carrying it is acknowledged) do not end it. Cleared
-   * once the collect ended. Undefined while none has.
+   * once a collect got the outcome, past `COLLECT_WINDOW_MS`, or once the collect may no longer
+   * be made (its module ended, another start of the worker); a collect that ran nothing keeps
+   * it (asked again at the next heartbeat). Undefined while none has.
    */
   keptAt: number | undefined;
   /** How many times its outcome was asked for again because heartbeats no longer listed it. */

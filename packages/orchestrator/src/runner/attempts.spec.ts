@@ -228,6 +228,56 @@ describe('runPipeline: refusals and quarantine', () => {
     expect(module.error?.type).toBe('NoCapableWorker');
   });
 
+  // Round P review (R1): no runner test held `newStart` (the quarantine's `registered` kept every spec green).
+  it.each([
+    ['replaced while it is registered (another incarnation under its id)', false],
+    ['registered again after it unregistered, as another incarnation', true],
+  ])(
+    'a new start of a refused worker, %s, begins its refusals afresh: after refusals up to the longest probation its first probation is 5 s again, and its next refusal is not counted as past the longest',
+    async (_name, unregisters) => {
+      let up = false;
+      const worker = new ScriptedWorker('w', (body) => (up ? success(body) : refused()));
+      const { clock, run, registry } = setup(pipeline, [worker]);
+      registry.unregister('w');
+      const registration = {
+        id: 'w',
+        endpoint: 'http://w:9000',
+        capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+        pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: [...pipeline.modules.keys()] },
+      };
+      registry.register(registration, { incarnation: 'a' });
+      // Start a's refusals: probations of 5, 10, 20, 40 s, then the longest (60 s) after the fifth.
+      const running = run({ workerWaitMs: 3_600_000, maxLostAttempts: 2 });
+      for (let second = 0; second < 300 && worker.executes.length < 5; second++) {
+        await clock.advance(1_000);
+        registry.heartbeat('w', 0, { incarnation: 'a' });
+      }
+      expect(worker.executes).toHaveLength(5);
+      if (unregisters) registry.unregister('w', { incarnation: 'a' });
+      registry.register(registration, { incarnation: 'b' });
+      await clock.advance(1_000);
+      expect(worker.executes).toHaveLength(6); // start b's first call, refused
+      // Its probation is the first one again (at most 5 s), not the longest (60 s).
+      for (let second = 0; second < 7; second++) {
+        await clock.advance(1_000);
+        registry.heartbeat('w', 0, { incarnation: 'b' });
+      }
+      expect(worker.executes).toHaveLength(7);
+      up = true;
+      for (let second = 0; second < 12 && worker.executes.length < 8; second++) {
+        await clock.advance(1_000);
+        registry.heartbeat('w', 0, { incarnation: 'b' });
+      }
+      const result = await running;
+      // Start a's refusals counted once, start b's once: within maxLostAttempts (2); a refusal
+      // counted as past the longest would have been the third loss.
+      expect(result.status).toBe('Successful');
+      const attempts = result.modules[0]!.attempts;
+      expect(attempts.map((attempt) => attempt.outcome)).toEqual([...Array(7).fill('Lost'), 'Succeeded']);
+      expect(attempts.some((attempt) => /longest probation/.test(attempt.error ?? ''))).toBe(false);
+    },
+  );
+
   it("a gateway's bare 503 with a Retry-After keeps the worker on probation that long (at most the longest, 60 s), not the first probation's 5 s", async () => {
     const worker = new ScriptedWorker(
       'w',
@@ -382,6 +432,53 @@ describe('runPipeline: at most one live attempt per module', () => {
     expect(more).toEqual([]);
     expect(only).toMatchObject({ workerId: 'w-lost', outcome: 'Succeeded', acceptedLate: { after: 'Lost' } });
   });
+
+  // Round P review (R1): the collect was sent once, and a "ran nothing" answer to it (or a failure
+  // on the way) ended the attempt: the module ran again elsewhere and the kept success was lost.
+  it.each<[string, () => Answer | Error]>([
+    [
+      '503 WorkerNotReady (re-registering under the same incarnation)',
+      () => errorResponse('WorkerNotReady', 'no credential yet'),
+    ],
+    ['429 WorkerAtCapacity', () => errorResponse('WorkerAtCapacity', 'at capacity')],
+    ['401 Unauthorized', () => errorResponse('Unauthorized', 'unknown token')],
+    ['a connection reset', reset],
+  ])(
+    'the collect of a kept outcome answered %s ran nothing: the attempt is not ended, its outcome is collected again at the next heartbeat, and the module never runs elsewhere',
+    async (_name, ranNothing) => {
+      const lost = new ScriptedWorker(
+        'w-lost',
+        (body, call) => (call === 1 ? reset() : call === 2 ? refused() : call === 3 ? ranNothing() : success(body)),
+        () => refused(), // its cancels never get through
+      );
+      const other = new ScriptedWorker('w-other', (body) => success(body));
+      const { clock, run, registry } = setup(pipeline, [lost, other]);
+      const running = run();
+      await clock.advance(1_000);
+      expect(lost.executes).toHaveLength(2); // reset, re-sent, refused: lost, and it may run there
+      const executionId = lost.executes[0]!.executionId;
+      registry.heartbeat('w-lost', 0, { executions: [], finished: [executionId] });
+      await clock.advance(1_000);
+      expect(lost.executes).toHaveLength(3); // the collect, which ran nothing
+      // The worker names it `finished` no more (that heartbeat was acknowledged).
+      registry.heartbeat('w-lost', 0, { executions: [] });
+      await clock.advance(1_000);
+      registry.heartbeat('w-lost', 0, { executions: [] });
+      await clock.advance(6_000);
+      const result = await running;
+      expect(other.executes).toEqual([]);
+      expect(lost.executes.map((body) => body.executionId)).toEqual([
+        executionId,
+        executionId,
+        executionId,
+        executionId,
+      ]);
+      expect(result.status).toBe('Successful');
+      expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+        ['w-lost', 'Succeeded'],
+      ]);
+    },
+  );
 
   it("a worker replaced under its id: its attempt is lost at once, but runs again only once the old process's heartbeat lease has ended", async () => {
     const clock = new ManualClock();

@@ -114,6 +114,28 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunResul
 }
 
 /** One run of a pipeline: the lifecycle of its modules and attempts. */
+/**
+ * Whether the collect of an abandoned attempt's kept outcome (`collectOutcome`) got that outcome:
+ * the worker's own answer carrying a module's end (a success, a failure, a timeout, a cancel).
+ * Anything else ran nothing and says nothing of the outcome: a refusal (429/503, such as
+ * `WorkerNotReady` while the worker registers again), 401/403, another 4xx, the worker's own 500
+ * error body, an answer that is not the worker's, or a failure on the way (round P, R1).
+ */
+function keptOutcomeCollected(end: CallsEnd, maxResultBytes: number | undefined): boolean {
+  if (end.kind !== 'answer' || !isWorkersAnswer(end.answer)) return false;
+  return OUTCOMES.has(judgeAnswer(end.answer, maxResultBytes).kind);
+}
+
+/** Verdicts on an answer that carry a module's end (what a worker keeps of a finished execution). */
+const OUTCOMES: ReadonlySet<AttemptVerdict['kind']> = new Set(['succeeded', 'failed', 'timed-out', 'cancelled']);
+
+/** How a collect that got no outcome ended, for the log. */
+function collectEndOf(end: CallsEnd): string {
+  if (end.kind === 'answer') return `answered ${end.answer.status}`;
+  if (end.kind === 'failure') return `${end.verdict.kind}${'reason' in end.verdict ? `: ${end.verdict.reason}` : ''}`;
+  return end.kind;
+}
+
 class PipelineRun {
   private readonly runId = `run-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
   private readonly modules: ReadonlyMap<string, ModuleState>;
@@ -140,6 +162,14 @@ class PipelineRun {
   private readonly quarantine = new Quarantine();
   /** How many times each worker registered since the run started: which start of it an attempt went to. */
   private readonly generations = new Map<string, number>();
+  /**
+   * The incarnation of each worker's start the run last saw (when it dispatched to it, or saw it
+   * register; `undefined`: an older worker that names none): a registration under another one
+   * is a new start, whose refusals begin afresh, even when the old entry had gone from the
+   * registry (unregistered, or removed after Offline) and it arrives as `registered`, not
+   * `replaced` (round P review, R1).
+   */
+  private readonly incarnations = new Map<string, string | undefined>();
   private readonly cancels: CancelDesk;
   private readonly calls: AttemptCallsOptions;
   /** Environment of every module: the plain variables and the secret ones. */
@@ -245,8 +275,9 @@ class PipelineRun {
         break;
       case 'registered':
         // The same process registering again (the orchestrator restarted, or forgot it) keeps
-        // its attempts; a new process under the id comes as 'replaced' first.
-        this.liftQuarantine(workerId);
+        // its attempts; a new process under the id comes as 'replaced' first, unless its
+        // predecessor's entry had gone (then only its incarnation tells).
+        this.registered(workerId);
         break;
       case 'replaced':
         this.newStart(workerId);
@@ -284,9 +315,15 @@ class PipelineRun {
     }
   }
 
-  /** The worker registered again: a quarantine for this run is over. */
-  private liftQuarantine(workerId: string): void {
-    if (this.quarantine.registered(workerId)) {
+  /**
+   * The worker registered (again): a quarantine for this run is over. Under another incarnation
+   * than the run last saw of it, a new start: its refusals are forgotten too (as on `replaced`).
+   */
+  private registered(workerId: string): void {
+    const incarnation = this.options.registry.incarnationOf(workerId);
+    const newStart = this.incarnations.has(workerId) && this.incarnations.get(workerId) !== incarnation;
+    this.incarnations.set(workerId, incarnation);
+    if (newStart ? this.quarantine.newStart(workerId) : this.quarantine.registered(workerId)) {
       this.log.info({ workerId }, 'worker registered again: its quarantine for this run is over');
     }
   }
@@ -423,7 +460,7 @@ class PipelineRun {
   }
 
   /**
-   * Asks once, with the same `executionId` and request, for the outcome of an abandoned attempt
+   * Asks, with the same `executionId` and request, for the outcome of an abandoned attempt
    * whose worker named it `finished` ({@link AttemptSightings.keptAt}), its calls being over: the
    * worker answers the outcome it kept, never runs it again (a finished execution's outcome
    * stays its answer, cancelled or not). Its answer is judged as a late one (a success accepted
@@ -431,8 +468,11 @@ class PipelineRun {
    * worker keeps outcomes `completedRetentionMs`, 10 minutes by default: later the request would
    * run the module again there), nor once its module ended or another start of the worker
    * replaced the one that ran it. Sent with the credential it was dispatched with: a new process
-   * under the id holds another and refuses it (401), running nothing. When the collect gets no
-   * answer, the attempt ends as before, on two heartbeats that leave it out.
+   * under the id holds another and refuses it (401), running nothing. A collect that gets no
+   * outcome (see `keptOutcomeCollected`: a refusal such as 503 `WorkerNotReady` while the worker
+   * registers again, 401, a failure on the way) ends nothing: the next heartbeat asks again, one
+   * collect out at a time, within the window; past it, the attempt ends as before, on two
+   * heartbeats that leave it out.
    */
   private collectKept(attempt: Attempt, now: number): void {
     const { sightings } = attempt;
@@ -448,13 +488,26 @@ class PipelineRun {
       'its worker finished an abandoned attempt: asking for the outcome it kept',
     );
     void (async () => {
+      let collected = true;
       try {
-        this.callsEnded(attempt, await collectOutcome(attempt, this.calls));
+        const end = await collectOutcome(attempt, this.calls);
+        collected = keptOutcomeCollected(end, this.options.maxResultBytes);
+        if (collected) this.callsEnded(attempt, end);
+        else
+          this.log.info(
+            { executionId: attempt.record.executionId, workerId: attempt.workerId, end: collectEndOf(end) },
+            'the collect of an abandoned attempt got no outcome (the worker ran nothing): asking again at its next heartbeat',
+          );
       } catch (error) {
         this.log.error({ err: error, executionId: attempt.record.executionId }, 'handling a collected answer failed');
       } finally {
-        sightings.keptAt = undefined;
-        sightings.unlistedBeats = 0;
+        // Not collected (refused, not ready, another server's or a gateway's answer, a failure on
+        // the way): the outcome is still kept there, so the attempt stays unended and `keptAt`
+        // stays, and the next heartbeat asks again (within COLLECT_WINDOW_MS; round P, R1).
+        if (collected) {
+          sightings.keptAt = undefined;
+          sightings.unlistedBeats = 0;
+        }
         attempt.callsDone = true;
         this.retire(attempt);
         this.schedulePump();
@@ -739,6 +792,9 @@ class PipelineRun {
       body,
     };
     this.track(attempt);
+    // The start its refusals will be counted against (see `registered`).
+    if (!this.incarnations.has(worker.id))
+      this.incarnations.set(worker.id, this.options.registry.incarnationOf(worker.id));
     this.loads.started(worker.id);
     this.rules.started(state.definition);
     this.pool.update(worker.id, sentAt);

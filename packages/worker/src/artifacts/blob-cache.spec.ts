@@ -165,10 +165,12 @@ describe('BlobCache', () => {
     const base = await mkdtemp(join(tmpdir(), 'mpd-cache-modes-'));
     dirs.push(base);
     const dir = join(base, 'made', 'here');
+    const downloaded: string[] = [];
     const cache = new BlobCache({
       dir,
       maxBytes: 10_000,
       download: async (sha256, path) => {
+        downloaded.push(sha256);
         await writeFile(path, a.bytes); // the umask's mode, as the client's download writes it
         return { size: a.bytes.length };
       },
@@ -182,8 +184,10 @@ describe('BlobCache', () => {
     const progress = new BlobProgress();
     expect((await readAll(await cache.follow(b.sha256, progress), progress)).equals(b.bytes)).toBe(true);
     await progress.done;
-    for (let tries = 0; !cache.has(b.sha256) && tries < 100; tries++)
-      await new Promise((resolve) => setTimeout(resolve, 50));
+    // A check-out waits for the streamed blob's own write into the cache (its download), however
+    // long that takes, and downloads nothing more.
+    await (await cache.checkOut(b.sha256)).release();
+    expect(downloaded).toEqual([a.sha256]);
     const shared = join(base, 'upload-0644');
     await writeFile(shared, c.bytes, { mode: 0o644 });
     await chmod(shared, 0o644); // whatever the umask
