@@ -113,7 +113,6 @@ export async function runPipeline(options: RunPipelineOptions): Promise<RunResul
   return new PipelineRun(resolveRunOptions(options)).start();
 }
 
-/** One run of a pipeline: the lifecycle of its modules and attempts. */
 /**
  * Whether the collect of an abandoned attempt's kept outcome (`collectOutcome`) got that outcome:
  * the worker's own answer carrying a module's end (a success, a failure, a timeout, a cancel).
@@ -136,6 +135,7 @@ function collectEndOf(end: CallsEnd): string {
   return end.kind;
 }
 
+/** One run of a pipeline: the lifecycle of its modules and attempts. */
 class PipelineRun {
   private readonly runId = `run-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
   private readonly modules: ReadonlyMap<string, ModuleState>;
