@@ -9,13 +9,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runPipeline, type RunEvent } from '@mpd/orchestrator';
-import { defineModule, definePipeline } from '@mpd/pipeline';
-import { startFaultProxy } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster } from '../helpers/cluster.js';
-import { capturingLogger } from '../helpers/capturing-logger.js';
-import { gate } from '../helpers/module-gate.js';
+import { abandonWithHeldExecute } from '../helpers/held-execute.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -34,68 +30,11 @@ describe('a held execute call that arrives after its cancel was answered 404 and
       const dir = mkdtempSync(join(tmpdir(), 'mpd-n3-restart-'));
       cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
       const credentialFile = withFile ? join(dir, 'credential') : undefined;
-      const starts: string[] = [];
-      const release = gate();
-      const work = defineModule({
-        name: 'work',
-        run: async (ctx) => {
-          starts.push(ctx.workerId);
-          await release.wait;
-          return { workerId: ctx.workerId };
-        },
-      });
-      const pipeline = definePipeline({ name: 'held-restart', modules: [work] });
-      const orchestrator = await cluster.startOrchestrator();
-      const proxy = await startFaultProxy();
-      cleanups.push(() => proxy.close());
-      // The first w-one's calls to the orchestrator go through a proxy of their own, which the
-      // test holds: it goes Offline without a race, and its unregister never arrives (a crash).
-      const beats = await startFaultProxy({ port: Number(new URL(orchestrator.url).port) });
-      cleanups.push(() => beats.close());
-      const one = await cluster.startWorker({
-        id: 'w-one',
-        pipeline,
-        endpoint: proxy.url,
-        orchestratorUrl: beats.url,
-        credentialFile,
-      });
-      proxy.setTarget({ port: Number(new URL(one.url).port) });
-      await one.link!.registered();
-      proxy.faultNext({ kind: 'hold-requests' }, /^POST \/api\/execution\/execute/);
-
-      const events: RunEvent[] = [];
-      const { logger, lines } = capturingLogger();
-      const running = runPipeline({
-        pipeline,
-        registry: orchestrator.registry,
-        logger,
-        onEvent: (event) => events.push(event),
-      });
-      await expect.poll(() => events.some((event) => event.type === 'module-started'), { timeout: 20_000 }).toBe(true);
-      const executionId = events.find((event) => event.type === 'module-started')!.executionId;
-      const two = await cluster.startWorker({ id: 'w-two', pipeline });
-      await two.link!.registered();
-      beats.fault({ kind: 'hold-requests' });
-      await expect
-        .poll(
-          () => {
-            cluster.expireAllBut(two);
-            return orchestrator.registry.get('w-one')?.status;
-          },
-          { timeout: 20_000 },
-        )
-        .toBe('Offline');
-      // The first w-one runs nothing: it answers the cancel 404 and keeps a tombstone, in memory.
-      await expect
-        .poll(
-          () =>
-            lines.some(
-              (line) => line.msg === 'cancel acknowledged' && line.executionId === executionId && line.status === 404,
-            ),
-          { timeout: 20_000 },
-        )
-        .toBe(true);
-      await expect.poll(() => starts, { timeout: 20_000 }).toEqual(['w-two']);
+      const { pipeline, proxy, one, starts, release, running, lines, executionId } = await abandonWithHeldExecute(
+        cluster,
+        cleanups,
+        { name: 'held-restart', credentialFile },
+      );
       // It stops (its unregister held, given up after 5 s) and a new process takes the id.
       await one.close();
       const restarted = await cluster.startWorker({ id: 'w-one', pipeline, endpoint: proxy.url, credentialFile });
