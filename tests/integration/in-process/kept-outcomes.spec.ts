@@ -70,139 +70,107 @@ function skippingClock(): RunClock & { skip: (ms: number) => void } {
   };
 }
 
+/**
+ * One module `work`, run on `w-one` behind a front that passes its first execute to the worker
+ * (which runs the module in a moment, between two heartbeats) and drops its caller's connection
+ * at once; re-sends are refused 503 without the worker's body (no healthy upstream) until
+ * `letThrough()`. The run is started on a {@link skippingClock} and has started the module when
+ * this returns. `orchestratorOptions`: the orchestrator's options.
+ */
+async function keptOutcomeRun(orchestratorOptions: Parameters<Cluster['startOrchestrator']>[0] = {}) {
+  const cluster = new Cluster();
+  cleanups.push(() => cluster.close());
+  const starts: string[] = [];
+  const work = defineModule({
+    name: 'work',
+    run: (ctx) => {
+      starts.push(ctx.workerId);
+      return { workerId: ctx.workerId };
+    },
+  });
+  const pipeline = definePipeline({ name: 'kept-outcome', modules: [work] });
+  const orchestrator = await cluster.startOrchestrator(orchestratorOptions);
+  let workerUrl = '';
+  let refusals = 0;
+  let letThrough = false;
+  const frontUrl = await startFront(
+    () => workerUrl,
+    (call, req, res, forward) => {
+      if (call === 1) {
+        forward();
+        req.socket.destroy();
+      } else if (!letThrough) {
+        refusals++;
+        res.writeHead(503, { 'content-type': 'text/plain' });
+        res.end('no healthy upstream');
+      } else forward();
+    },
+  );
+  const one = await cluster.startWorker({ id: 'w-one', pipeline, endpoint: frontUrl });
+  workerUrl = one.url;
+  await one.link!.registered();
+
+  const clock = skippingClock();
+  const running = runPipeline({ pipeline, registry: orchestrator.registry, clock, logger: silent });
+  await expect.poll(() => starts.length, { timeout: 20_000 }).toBe(1);
+  return {
+    clock,
+    /** Starts w-two: a worker with room, where a module handed over as lost would run again. */
+    async startSecondWorker(): Promise<void> {
+      const two = await cluster.startWorker({ id: 'w-two', pipeline });
+      await two.link!.registered();
+    },
+    /** Waits for two heartbeats of w-one after the module finished there: the first carries it as finished. */
+    async twoHeartbeats(timeoutMs: number): Promise<void> {
+      let beats = 0;
+      const unsubscribe = orchestrator.registry.onChange((event) => {
+        if (event.type === 'heartbeat' && event.workerId === 'w-one') beats++;
+      });
+      await expect.poll(() => beats, { timeout: timeoutMs }).toBeGreaterThanOrEqual(2);
+      unsubscribe();
+    },
+    /**
+     * Waits for two more refused re-sends (or a second run), lets re-sends through, and checks
+     * that the kept outcome was collected: the module ran once, on w-one, one attempt.
+     */
+    async expectCollected(): Promise<void> {
+      const refusedBefore = refusals;
+      await expect.poll(() => refusals - refusedBefore >= 2 || starts.length > 1, { timeout: 30_000 }).toBe(true);
+      letThrough = true;
+      const result = await running;
+
+      expect(starts).toEqual(['w-one']);
+      expect(result.status).toBe('Successful');
+      expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+        ['w-one', 'Succeeded'],
+      ]);
+    },
+  };
+}
+
 describe('an attempt that ran and finished between two heartbeats, its answer lost (N3, 1)', () => {
   it('re-sends refused by a gateway past the never-listed grace: its kept outcome is collected, never run again elsewhere', async () => {
-    const cluster = new Cluster();
-    cleanups.push(() => cluster.close());
-    const starts: string[] = [];
-    const work = defineModule({
-      name: 'work',
-      run: (ctx) => {
-        starts.push(ctx.workerId);
-        return { workerId: ctx.workerId };
-      },
-    });
-    const pipeline = definePipeline({ name: 'kept-outcome', modules: [work] });
-    const orchestrator = await cluster.startOrchestrator();
-
-    // In front of w-one: the first execute reaches the worker (which runs the module in a
-    // moment, between two heartbeats) and its caller's connection is dropped at once; re-sends
-    // are refused 503 without the worker's body (no healthy upstream) until the test lets them through.
-    let workerUrl = '';
-    let refusals = 0;
-    let letThrough = false;
-    const frontUrl = await startFront(
-      () => workerUrl,
-      (call, req, res, forward) => {
-        if (call === 1) {
-          forward();
-          req.socket.destroy();
-        } else if (!letThrough) {
-          refusals++;
-          res.writeHead(503, { 'content-type': 'text/plain' });
-          res.end('no healthy upstream');
-        } else forward();
-      },
-    );
-    const one = await cluster.startWorker({ id: 'w-one', pipeline, endpoint: frontUrl });
-    workerUrl = one.url;
-    await one.link!.registered();
-
-    const clock = skippingClock();
-    const running = runPipeline({ pipeline, registry: orchestrator.registry, clock, logger: silent });
-    await expect.poll(() => starts.length, { timeout: 20_000 }).toBe(1);
-    // A worker with room, where a module handed over as lost would run again.
-    const two = await cluster.startWorker({ id: 'w-two', pipeline });
-    await two.link!.registered();
-    // Two heartbeats of w-one after the module finished there: the first carries it as finished.
-    let beats = 0;
-    const unsubscribe = orchestrator.registry.onChange((event) => {
-      if (event.type === 'heartbeat' && event.workerId === 'w-one') beats++;
-    });
-    await expect.poll(() => beats, { timeout: 20_000 }).toBeGreaterThanOrEqual(2);
-    unsubscribe();
+    const run = await keptOutcomeRun();
+    await run.startSecondWorker();
+    await run.twoHeartbeats(20_000);
     // Past the never-listed grace (10 s) for the run: the old code handed the attempt over as
     // lost at the next refused re-send, its cancel answered 404 (nothing runs), and ran the
     // module again on w-two.
-    clock.skip(11_000);
-    const refusedBefore = refusals;
-    await expect.poll(() => refusals - refusedBefore >= 2 || starts.length > 1, { timeout: 30_000 }).toBe(true);
-    letThrough = true;
-    const result = await running;
-
-    expect(starts).toEqual(['w-one']);
-    expect(result.status).toBe('Successful');
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
-      ['w-one', 'Succeeded'],
-    ]);
+    run.clock.skip(11_000);
+    await run.expectCollected();
   });
 
   it('the never-listed grace over before any heartbeat came (5 s heartbeats): no hand-over without a heartbeat that lists it nowhere; its kept outcome is collected (review N3, 2)', async () => {
-    const cluster = new Cluster();
-    cleanups.push(() => cluster.close());
-    const starts: string[] = [];
-    const work = defineModule({
-      name: 'work',
-      run: (ctx) => {
-        starts.push(ctx.workerId);
-        return { workerId: ctx.workerId };
-      },
-    });
-    const pipeline = definePipeline({ name: 'kept-outcome', modules: [work] });
     // Heartbeats every 5 s (the default is 30 s): the never-listed grace (10 s) can be over before
     // the worker's first heartbeat after the call.
-    const orchestrator = await cluster.startOrchestrator({ heartbeatIntervalSeconds: 5 });
-
-    // In front of w-one: the first execute reaches the worker (which runs the module in a
-    // moment, between two heartbeats) and its caller's connection is dropped at once; re-sends
-    // are refused 503 without the worker's body (no healthy upstream) until the test lets them through.
-    let workerUrl = '';
-    let refusals = 0;
-    let letThrough = false;
-    const frontUrl = await startFront(
-      () => workerUrl,
-      (call, req, res, forward) => {
-        if (call === 1) {
-          forward();
-          req.socket.destroy();
-        } else if (!letThrough) {
-          refusals++;
-          res.writeHead(503, { 'content-type': 'text/plain' });
-          res.end('no healthy upstream');
-        } else forward();
-      },
-    );
-    const one = await cluster.startWorker({ id: 'w-one', pipeline, endpoint: frontUrl });
-    workerUrl = one.url;
-    await one.link!.registered();
-
-    const clock = skippingClock();
-    const running = runPipeline({ pipeline, registry: orchestrator.registry, clock, logger: silent });
-    await expect.poll(() => starts.length, { timeout: 20_000 }).toBe(1);
+    const run = await keptOutcomeRun({ heartbeatIntervalSeconds: 5 });
     // Past the never-listed grace (10 s) for the run at once, before w-one's next heartbeat: the
     // old code judged it by time alone and handed the attempt over as lost at the next refused
     // re-send, then counted w-one's heartbeats naming it `finished` as not listing the abandoned
     // attempt, and ran the module again on w-two.
-    clock.skip(11_000);
-    // A worker with room, where a module handed over as lost would run again.
-    const two = await cluster.startWorker({ id: 'w-two', pipeline });
-    await two.link!.registered();
-    // Two heartbeats of w-one after the module finished there: the first carries it as finished.
-    let beats = 0;
-    const unsubscribe = orchestrator.registry.onChange((event) => {
-      if (event.type === 'heartbeat' && event.workerId === 'w-one') beats++;
-    });
-    await expect.poll(() => beats, { timeout: 30_000 }).toBeGreaterThanOrEqual(2);
-    unsubscribe();
-    const refusedBefore = refusals;
-    await expect.poll(() => refusals - refusedBefore >= 2 || starts.length > 1, { timeout: 30_000 }).toBe(true);
-    letThrough = true;
-    const result = await running;
-
-    expect(starts).toEqual(['w-one']);
-    expect(result.status).toBe('Successful');
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
-      ['w-one', 'Succeeded'],
-    ]);
+    run.clock.skip(11_000);
+    await run.startSecondWorker();
+    await run.twoHeartbeats(30_000);
+    await run.expectCollected();
   });
 });
