@@ -5,74 +5,18 @@
  * HTTP front in front of a worker plays the gateway (a load balancer, an ingress) that answers
  * for it.
  */
-import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { IncomingMessage } from 'node:http';
 import { runPipeline, type RunEvent, type RunResult } from '@mpd/orchestrator';
 import { defineModule, definePipeline, type Pipeline } from '@mpd/pipeline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, silent } from '../helpers/cluster.js';
+import { startGatewayFront } from '../helpers/gateway-front.js';
+import { gate } from '../helpers/module-gate.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-const EXECUTE = '/api/execution/execute';
-
-/** What a gateway front does with one execute call (numbered from 1). */
-type ExecuteRoute = (
-  call: number,
-  req: IncomingMessage,
-  res: ServerResponse,
-  forward: (then: (answer: IncomingMessage) => void) => void,
-) => void;
-
-/**
- * A plain HTTP front that forwards every request to `target` and its answer back, but execute
- * calls as `route` says. `hangCancels`: cancel calls are never answered.
- */
-async function startGateway(
-  target: () => string,
-  route: ExecuteRoute,
-  { hangCancels = false }: { hangCancels?: boolean } = {},
-): Promise<string> {
-  let executes = 0;
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      const forward = (then: (answer: IncomingMessage) => void): void => {
-        const to = new URL(target());
-        const out = httpRequest(
-          { host: to.hostname, port: to.port, path: req.url, method: req.method, headers: req.headers },
-          then,
-        );
-        out.on('error', () => res.destroy());
-        out.end(Buffer.concat(chunks));
-      };
-      const pass = (answer: IncomingMessage): void => {
-        res.writeHead(answer.statusCode!, answer.headers);
-        answer.pipe(res);
-      };
-      if (hangCancels && req.url === '/api/execution/cancel') return; // never answered
-      if (req.method === 'POST' && req.url === EXECUTE) route(++executes, req, res, forward);
-      else forward(pass);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
-
-/** A gate a module waits at until the test opens it. */
-function gate(): { wait: Promise<void>; open: () => void } {
-  let open!: () => void;
-  const wait = new Promise<void>((resolve) => (open = resolve));
-  return { wait, open };
-}
 
 /**
  * A run of `pipeline` on `orchestrator`'s workers, its modules' output written to the
@@ -148,7 +92,8 @@ describe('a re-send refused after an earlier call of the same attempt failed on 
       let workerUrl = '';
       let firstCall: IncomingMessage | undefined;
       let forwardedAfterRefusal = 0;
-      const gatewayUrl = await startGateway(
+      const gatewayUrl = await startGatewayFront(
+        cleanups,
         () => workerUrl,
         (call, req, res, forward) => {
           if (call === 1) {
@@ -293,7 +238,8 @@ describe("a gateway's page to a FIRST call it passed on to the worker (review R1
     const orchestrator = await cluster.startOrchestrator();
     let workerUrl = '';
     // The first execute reaches the worker; once the module runs, the gateway answers 500 html.
-    const gatewayUrl = await startGateway(
+    const gatewayUrl = await startGatewayFront(
+      cleanups,
       () => workerUrl,
       (call, _req, res, forward) => {
         if (call === 1) {

@@ -5,57 +5,16 @@
  * gateway (a load balancer, an ingress) that drops or refuses calls; the run's clock is the
  * system's, moved on by the test where a grace period of the run's must pass.
  */
-import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { type RunClock, runPipeline } from '@mpd/orchestrator';
 import { defineModule, definePipeline } from '@mpd/pipeline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, silent } from '../helpers/cluster.js';
+import { startGatewayFront } from '../helpers/gateway-front.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
 });
-
-const EXECUTE = '/api/execution/execute';
-
-/**
- * A plain HTTP front: every request is forwarded to `target()` and its answer passed back, but
- * execute calls go to `route` (numbered from 1), which may `forward` them.
- */
-async function startFront(
-  target: () => string,
-  route: (call: number, req: IncomingMessage, res: ServerResponse, forward: () => void) => void,
-): Promise<string> {
-  let executes = 0;
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (chunk: Buffer) => chunks.push(chunk));
-    req.on('end', () => {
-      const forward = (): void => {
-        const to = new URL(target());
-        const out = httpRequest(
-          { host: to.hostname, port: to.port, path: req.url, method: req.method, headers: req.headers },
-          (answer) => {
-            if (res.destroyed) return void answer.resume();
-            res.writeHead(answer.statusCode!, answer.headers);
-            answer.pipe(res);
-          },
-        );
-        out.on('error', () => res.destroy());
-        out.end(Buffer.concat(chunks));
-      };
-      if (req.method === 'POST' && req.url === EXECUTE) route(++executes, req, res, forward);
-      else forward();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(async () => {
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-  });
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
 
 /** The system's clock, `skip`ped ahead by the test (its timers are the system's). */
 function skippingClock(): RunClock & { skip: (ms: number) => void } {
@@ -93,7 +52,8 @@ async function keptOutcomeRun(orchestratorOptions: Parameters<Cluster['startOrch
   let workerUrl = '';
   let refusals = 0;
   let letThrough = false;
-  const frontUrl = await startFront(
+  const frontUrl = await startGatewayFront(
+    cleanups,
     () => workerUrl,
     (call, req, res, forward) => {
       if (call === 1) {
