@@ -121,6 +121,7 @@ export {
 export type { OutputAccepted, OutputBatch, OutputGap, OutputLevel, OutputLine, OutputStream } from './output.schema.js';
 export { formatTimeSpan, parseTimeSpan } from './time-span.js';
 export { redactUrl, redactUrlsIn } from './redact-url.js';
+export { retryAfterMs } from './retry-after.js';
 export { capFieldIssues, describeFieldIssues, toFieldIssues, truncateText } from './validation.js';
 export { orchestratorOpenApi, workerOpenApi } from './openapi.js';
 export {

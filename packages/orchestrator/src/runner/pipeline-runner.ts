@@ -4,6 +4,7 @@ import {
   executeAnswerLimit,
   formatTimeSpan,
   parseTimeSpan,
+  retryAfterMs,
   type WorkerNode,
 } from '@mpd/contract';
 import { backoffDelay } from '@mpd/server-kit';
@@ -34,7 +35,7 @@ import { CancelDesk, SETTLED } from './cancels.js';
 import { chainHeights } from './chain-heights.js';
 import { ConcurrencyRules } from './concurrency.js';
 import { createModuleStates, FAILED, type ModuleState, type Phase } from './module-state.js';
-import { Quarantine, REFUSAL_PROBATION, retryAfterMs } from './quarantine.js';
+import { Quarantine, REFUSAL_PROBATION } from './quarantine.js';
 import { ReadyQueue } from './ready-queue.js';
 import { executeRequestProblem } from './request-size.js';
 import { categoryFilterReason, dependencyResults, dependencyVerdict } from './readiness.js';

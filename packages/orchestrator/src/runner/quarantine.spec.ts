@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Quarantine, REFUSAL_PROBATION, retryAfterMs } from './quarantine.js';
+import { retryAfterMs } from '@mpd/contract';
+import { Quarantine, REFUSAL_PROBATION } from './quarantine.js';
 
 describe('Quarantine', () => {
   // Jitter at its ceiling: the probation is the whole backoff step.

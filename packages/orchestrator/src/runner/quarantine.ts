@@ -124,15 +124,3 @@ export class Quarantine {
     return `quarantined for this run (${entry.reason}) ${lifted}`;
   }
 }
-
-/**
- * An answer's `Retry-After` in ms: delta-seconds only (RFC 9110 §10.2.3; what gateways send on
- * 429 and 503); undefined without one, or with a date or anything else. Not capped here: the
- * caller bounds it ({@link Quarantine.add}). (The worker's `retryAfterMs` reads the
- * orchestrator's the same way.)
- */
-export function retryAfterMs(headers: { get(name: string): string | null } | undefined): number | undefined {
-  const value = headers?.get('retry-after')?.trim();
-  if (value === undefined || !/^\d{1,10}$/.test(value)) return undefined;
-  return Number(value) * 1000;
-}

@@ -1,9 +1,9 @@
+import { retryAfterMs } from '@mpd/contract';
 import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_HEARTBEAT_TIMEOUT_MS,
   heartbeatRetryMs,
   MAX_RETRY_AFTER_MS,
-  retryAfterMs,
   UnansweredRegistration,
 } from './orchestrator-link.js';
 
@@ -50,7 +50,8 @@ describe('UnansweredRegistration: how long a 409 WorkerIdTaken may be the proces
 });
 
 describe('retryAfterMs: the Retry-After a 409 WorkerIdTaken gives, which the next registration waits', () => {
-  const of = (value?: string) => retryAfterMs(new Headers(value === undefined ? {} : { 'retry-after': value }));
+  const of = (value?: string) =>
+    retryAfterMs(new Headers(value === undefined ? {} : { 'retry-after': value }), MAX_RETRY_AFTER_MS);
 
   it('takes delta-seconds, at most an hour', () => {
     expect(of('121')).toBe(121_000);
@@ -62,7 +63,7 @@ describe('retryAfterMs: the Retry-After a 409 WorkerIdTaken gives, which the nex
   it('ignores a missing, dated or malformed one (the backoff alone then)', () => {
     for (const value of [undefined, '', 'Wed, 21 Oct 2015 07:28:00 GMT', '-5', '1.5', '12abc', '99999999999'])
       expect(of(value)).toBeUndefined();
-    expect(retryAfterMs(undefined)).toBeUndefined();
+    expect(retryAfterMs(undefined, MAX_RETRY_AFTER_MS)).toBeUndefined();
   });
 });
 

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { bearerHeader, type OrchestratorClient, MpdClientError } from '@mpd/client';
-import { type ErrorBody, IDEMPOTENCY_KEY_HEADER, type WorkerNodeRegistration } from '@mpd/contract';
+import { type ErrorBody, IDEMPOTENCY_KEY_HEADER, retryAfterMs, type WorkerNodeRegistration } from '@mpd/contract';
 import { longSleep } from '@mpd/contract/timers';
 import { UnknownStatusError } from '@ts-rest/core';
 import { backoffDelay, writeStateFile } from '@mpd/server-kit';
@@ -717,9 +717,10 @@ export class OrchestratorLink {
         // window resets. 503 (`TooManyWorkers`, `TooManyPipelines`): the registry's next expected
         // removal is only a hint, as a drain or an unregister frees room at once: at most the
         // longest backoff.
-        if (response.status === 409 || response.status === 429) notBefore = retryAfterMs(response.headers);
+        if (response.status === 409 || response.status === 429)
+          notBefore = retryAfterMs(response.headers, MAX_RETRY_AFTER_MS);
         if (response.status === 503) {
-          const hint = retryAfterMs(response.headers);
+          const hint = retryAfterMs(response.headers, MAX_RETRY_AFTER_MS);
           notBefore = hint === undefined ? undefined : Math.min(hint, this.options.maxBackoffMs);
         }
       } catch (error) {
@@ -812,7 +813,7 @@ export class OrchestratorLink {
         }
         this.lastError = `heartbeat answered ${response.status}`;
         // Rate-limited (`RateLimited`): sooner is refused again, and counts against this worker.
-        if (response.status === 429) notBefore = retryAfterMs(response.headers);
+        if (response.status === 429) notBefore = retryAfterMs(response.headers, MAX_RETRY_AFTER_MS);
       } catch (error) {
         if (signal.aborted) return;
         this.lastError = describe(error);
@@ -822,7 +823,7 @@ export class OrchestratorLink {
         const unlisted = error instanceof UnknownStatusError ? (error.response as UnlistedAnswer) : undefined;
         if (unlisted?.status === 503) {
           this.lastError = 'heartbeat answered 503';
-          const hint = retryAfterMs(unlisted.headers);
+          const hint = retryAfterMs(unlisted.headers, MAX_RETRY_AFTER_MS);
           notBefore = hint === undefined ? undefined : Math.min(hint, this.options.maxBackoffMs);
         }
       }
@@ -886,16 +887,6 @@ export const MAX_RETRY_AFTER_MS = 60 * 60 * 1000;
  */
 export function heartbeatRetryMs(backoffMs: number, retryAfter: number | undefined, latestMs: number): number {
   return Math.max(backoffMs, Math.min(retryAfter ?? 0, latestMs));
-}
-
-/**
- * An answer's `Retry-After` in ms, at most {@link MAX_RETRY_AFTER_MS}: delta-seconds only (what
- * the orchestrator sends; RFC 9110 §10.2.3); undefined without one, or with a date or anything else.
- */
-export function retryAfterMs(headers: { get(name: string): string | null } | undefined): number | undefined {
-  const value = headers?.get('retry-after')?.trim();
-  if (value === undefined || !/^\d{1,10}$/.test(value)) return undefined;
-  return Math.min(Number(value) * 1000, MAX_RETRY_AFTER_MS);
 }
 
 /** What a call rejected with `UnknownStatusError` got (the client's answer: status, headers). */
