@@ -3,6 +3,7 @@ import { bodyCheck, isIdentifier, isPlainObject, ownKeyCount } from './body-chec
 import {
   boundedArray,
   durationSchema,
+  errorBodySchema,
   identifierSchema,
   ISO_DATE_TIME,
   isoDateTimeSchema,
@@ -152,6 +153,24 @@ export type CancelExecutionRequest = z.infer<typeof cancelExecutionRequestSchema
 
 export const cancelExecutionResponseSchema = z.object({ success: z.literal(true) });
 export type CancelExecutionResponse = z.infer<typeof cancelExecutionResponseSchema>;
+
+/**
+ * The cancel's 404: the spec's `{ "success": false, "errorMessage": "Execution not found" }`
+ * (http-api.md, `POST /api/execution/cancel`: nothing running under that `executionId` to
+ * cancel), code `ExecutionNotFound`, with `finished` added (an mpd addition, round R, R1):
+ * - `finished: true`: the execution ran here and finished before the cancel came; its outcome
+ *   (perhaps the module's success) is kept (the worker's `completedRetentionMs`, 10 minutes by
+ *   default) and answered to the same execute request sent again (same `executionId`, module and
+ *   inputs), which never runs it again. The orchestrator collects that outcome before it may run
+ *   the module elsewhere: taking this 404 as "it runs nowhere" ran a module with side effects
+ *   twice and dropped its first success (review R1 of round P, MED 2).
+ * - absent: no execution of that id runs here or is kept (never here, or its outcome forgotten);
+ *   the worker keeps the cancel as a tombstone, so the execute arriving later is not started.
+ *   An older worker answers every cancel it does not run so, a finished one included: the
+ *   orchestrator takes it as it always did (the attempt runs nowhere).
+ */
+export const cancelNotFoundSchema = errorBodySchema.extend({ finished: z.literal(true).optional() });
+export type CancelNotFound = z.infer<typeof cancelNotFoundSchema>;
 
 export const workerHealthSchema = z.object({
   status: z.literal('healthy'),

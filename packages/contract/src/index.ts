@@ -89,6 +89,7 @@ export type {
 export {
   cancelExecutionRequestSchema,
   cancelExecutionResponseSchema,
+  cancelNotFoundSchema,
   executeModuleFailureSchema,
   executeModuleRequestCheck,
   executeModuleRequestSchema,
@@ -99,6 +100,7 @@ export {
 export type {
   CancelExecutionRequest,
   CancelExecutionResponse,
+  CancelNotFound,
   ExecuteModuleFailure,
   ExecuteModuleRequest,
   ExecuteModuleResponse,

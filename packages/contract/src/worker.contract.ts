@@ -3,6 +3,7 @@ import { commonResponses, errorBodySchema } from './common.schema.js';
 import {
   cancelExecutionRequestSchema,
   cancelExecutionResponseSchema,
+  cancelNotFoundSchema,
   executeModuleFailureSchema,
   executeModuleRequestSchema,
   executeModuleSuccessSchema,
@@ -38,11 +39,13 @@ export const executionContract = c.router({
   cancel: {
     method: 'POST',
     path: '/api/execution/cancel',
-    summary: 'Cancel a running execution; its execute call then answers success: false',
+    summary:
+      'Cancel a running execution; its execute call then answers success: false. 404 ExecutionNotFound when none runs under that executionId; with finished: true when it ran and finished here, its outcome kept for the same execute request sent again.',
     body: cancelExecutionRequestSchema,
     responses: {
       200: cancelExecutionResponseSchema,
-      404: errorBodySchema,
+      /** `ExecutionNotFound`; `finished: true`: it finished here, its outcome kept (see `cancelNotFoundSchema`). */
+      404: cancelNotFoundSchema,
       /** `WorkerNotReady` (with `Retry-After`): as for execute. */
       503: errorBodySchema,
     },

@@ -197,6 +197,21 @@ describe('worker API', () => {
     const response = await client.execution.cancel({ body: { executionId: 'exec-nope' } });
     expect(response.status).toBe(404);
     expect(response.body).toMatchObject({ success: false, errorMessage: 'Execution not found' });
+    expect(response.body).not.toHaveProperty('finished'); // never here: nothing to collect
+  });
+
+  // Round R (R1): the orchestrator took every cancel's 404 as "it runs nowhere" and ran the module
+  // again elsewhere, while the success of an execution that had finished here stayed uncollected.
+  it('cancel of an execution that finished here answers 404 with finished: true; its kept outcome is still the answer to the same request, never a second run', async () => {
+    runs = 0;
+    const first = await client.execution.execute({ body: request('exec-done-1', 'counted') });
+    expect(first).toMatchObject({ status: 200, body: { success: true, serializedResult: '1' } });
+    const cancel = await client.execution.cancel({ body: { executionId: 'exec-done-1', reason: 'attempt lost' } });
+    expect(cancel.status).toBe(404);
+    expect(cancel.body).toMatchObject({ success: false, code: 'ExecutionNotFound', finished: true });
+    const again = await client.execution.execute({ body: request('exec-done-1', 'counted') });
+    expect(again).toMatchObject({ status: 200, body: { success: true, serializedResult: '1' } });
+    expect(runs).toBe(1);
   });
 
   // Round L (L3): the orchestrator takes a cancel's 404 as "it does not run there", and may start the

@@ -356,7 +356,8 @@ export class ModuleExecutor {
    * from heartbeat answers come here too. A tombstone is kept `completedRetentionMs` (as a
    * finished execution's outcome is: the window in which a re-sent execute is answered rather than
    * run; far longer than any call's way to the worker) and at most {@link MAX_CANCEL_TOMBSTONES}.
-   * A finished execution's outcome stays its answer (it ran before the cancel).
+   * A finished execution's outcome stays its answer (it ran before the cancel; see
+   * {@link ModuleExecutor.outcomeKept}).
    */
   cancel(executionId: string, reason?: string): boolean {
     const running = this.running.get(executionId);
@@ -366,6 +367,17 @@ export class ModuleExecutor {
     }
     running.execution.cancel(reason);
     return true;
+  }
+
+  /**
+   * Whether `executionId` ran here and finished, its outcome kept (`completedRetentionMs`) for
+   * the same request sent again: what a cancel that found nothing running tells the
+   * orchestrator (the cancel's 404 with `finished: true`), so that it collects the outcome
+   * before it may run the module elsewhere rather than take it as "never here" (round R, R1).
+   */
+  outcomeKept(executionId: string): boolean {
+    this.forgetExpired();
+    return this.finished.has(executionId);
   }
 
   /** Keeps `executionId` as a tombstone (again: renewed, first reason kept), within the cap. */

@@ -85,9 +85,16 @@ export function createRoutes(executor: ModuleExecutor, callGate: () => CallGate)
         }
       },
       cancel: async ({ body }) => {
-        return executor.cancel(body.executionId, body.reason)
-          ? { status: 200, body: { success: true } }
-          : errorResponse('ExecutionNotFound', 'Execution not found');
+        const { executionId } = body;
+        if (executor.cancel(executionId, body.reason)) return { status: 200, body: { success: true } };
+        // Nothing runs under that id. One that finished here says so (`finished`, see the
+        // contract's `cancelNotFoundSchema`): its outcome is kept, to be collected (round R, R1).
+        if (!executor.outcomeKept(executionId)) return errorResponse('ExecutionNotFound', 'Execution not found');
+        const notFound = errorResponse(
+          'ExecutionNotFound',
+          'Execution not found running: it finished here, and its outcome is kept for the same execute request sent again',
+        );
+        return { status: notFound.status, body: { ...notFound.body, finished: true as const } };
       },
     },
     health: {
