@@ -8,6 +8,7 @@
 import { type RunClock, runPipeline } from '@mpd/orchestrator';
 import { defineModule, definePipeline } from '@mpd/pipeline';
 import { afterEach, describe, expect, it } from 'vitest';
+import { capturingLogger } from '../helpers/capturing-logger.js';
 import { Cluster, silent } from '../helpers/cluster.js';
 import { startGatewayFront } from '../helpers/gateway-front.js';
 
@@ -132,5 +133,72 @@ describe('an attempt that ran and finished between two heartbeats, its answer lo
     await run.startSecondWorker();
     await run.twoHeartbeats(30_000);
     await run.expectCollected();
+  });
+});
+
+describe('an abandoned attempt that finished on its worker, its cancel answered 404 (round R, R1)', () => {
+  it("a gateway's bare 503 after it passed the execute on: the cancel says the execution finished there, and its kept success is collected before the module may run again; it ran once", async () => {
+    const cluster = new Cluster();
+    cleanups.push(() => cluster.close());
+    const starts: string[] = [];
+    const work = defineModule({
+      name: 'work',
+      run: (ctx) => {
+        starts.push(ctx.workerId);
+        return { workerId: ctx.workerId };
+      },
+    });
+    const pipeline = definePipeline({ name: 'cancel-finished', modules: [work] });
+    const { registry } = await cluster.startOrchestrator();
+    // Resolved at the first heartbeat of w-one that names an execution `finished`.
+    let namedFinished!: () => void;
+    const finishedNamed = new Promise<void>((resolve) => (namedFinished = resolve));
+    registry.onChange((event) => {
+      if (event.type === 'heartbeat' && event.workerId === 'w-one' && (registry.finishedOf('w-one')?.length ?? 0) > 0)
+        namedFinished();
+    });
+    let workerUrl = '';
+    const frontUrl = await startGatewayFront(
+      cleanups,
+      () => workerUrl,
+      (call, _req, res, forward) => {
+        if (call > 1) return forward();
+        // The first execute reaches w-one, which runs the module and answers its success (kept
+        // there); the gateway answers its caller a bare 503 instead (its upstream timeout ran out,
+        // say), once w-one's heartbeat named the execution `finished` while its attempt still ran
+        // (so that no heartbeat names it again after the attempt is abandoned).
+        forward((answer) => {
+          answer.resume();
+          answer.on('end', () => {
+            void finishedNamed.then(() => {
+              res.writeHead(503, { 'content-type': 'text/plain' });
+              res.end('no healthy upstream');
+            });
+          });
+        });
+      },
+    );
+    const one = await cluster.startWorker({ id: 'w-one', pipeline, endpoint: frontUrl });
+    workerUrl = one.url;
+    await one.link!.registered();
+    // A worker with room, where the module would run again if the attempt ended uncollected.
+    const two = await cluster.startWorker({ id: 'w-two', pipeline });
+    await two.link!.registered();
+
+    const { logger, lines } = capturingLogger();
+    const result = await runPipeline({ pipeline, registry, logger });
+
+    // The old code took the cancel's 404 as "it runs nowhere", ended the attempt and ran the
+    // module again on w-two: its success kept on w-one was never asked for.
+    expect(starts).toEqual(['w-one']);
+    expect(result.status).toBe('Successful');
+    const attempts = result.modules[0]!.attempts;
+    expect(attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([['w-one', 'Succeeded']]);
+    expect(attempts[0]!.acceptedLate).toMatchObject({ after: 'Lost' });
+    expect(result.modules[0]!.result).toEqual({ workerId: 'w-one' });
+    // Its cancel was answered 404 saying it finished there: the collect followed it.
+    expect(
+      lines.some((line) => line.msg === 'cancel answered: it finished there, its outcome kept' && line.status === 404),
+    ).toBe(true);
   });
 });

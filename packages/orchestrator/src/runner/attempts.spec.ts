@@ -564,6 +564,87 @@ describe('runPipeline: at most one live attempt per module', () => {
   });
 });
 
+/** The cancel's 404 of a worker whose execution finished there, its outcome kept (round R, R1). */
+const finishedHere = (): Answer => {
+  const notFound = errorResponse('ExecutionNotFound', 'Execution not found running: it finished here');
+  return { status: notFound.status, body: { ...notFound.body, finished: true } };
+};
+
+describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
+  // The old code took every cancel's 404 as "it runs nowhere": the attempt ended, the module ran
+  // again on w-other, and the success kept on w-lost was never asked for.
+  it('an abandoned attempt whose cancel says it finished there has its kept outcome collected (same executionId) before the module may run elsewhere; a success is accepted, once', async () => {
+    const lost = new ScriptedWorker(
+      'w-lost',
+      (body, call) => (call === 1 ? reset() : call === 2 ? refused() : success(body)),
+      finishedHere,
+    );
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run } = setup(pipeline, [lost, other]);
+    const running = run();
+    await clock.advance(10_000);
+    const result = await running;
+    const executionId = lost.executes[0]!.executionId;
+    expect(lost.executes.map((body) => body.executionId)).toEqual([executionId, executionId, executionId]);
+    expect(lost.cancels).toEqual([executionId]); // no cancel call after it said it finished
+    expect(other.executes).toEqual([]);
+    expect(result.status).toBe('Successful');
+    const [only, ...more] = result.modules[0]!.attempts;
+    expect(more).toEqual([]);
+    expect(only).toMatchObject({ workerId: 'w-lost', outcome: 'Succeeded', acceptedLate: { after: 'Lost' } });
+    expect(result.modules[0]!.result).toBe(executionId);
+  });
+
+  it('a collect after such a cancel that runs nothing (503 WorkerNotReady) ends nothing: the next heartbeat collects it; the module never runs elsewhere', async () => {
+    const lost = new ScriptedWorker(
+      'w-lost',
+      (body, call) =>
+        call === 1
+          ? reset()
+          : call === 2
+            ? refused()
+            : call === 3
+              ? errorResponse('WorkerNotReady', 'no credential yet')
+              : success(body),
+      finishedHere,
+    );
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run, registry } = setup(pipeline, [lost, other]);
+    const running = run();
+    await clock.advance(10_000);
+    expect(lost.executes).toHaveLength(3); // the collect, which ran nothing
+    expect(other.executes).toEqual([]);
+    // The worker names it `finished` no more (a heartbeat carrying it was acknowledged long ago).
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(1_000);
+    const result = await running;
+    expect(lost.executes).toHaveLength(4);
+    expect(other.executes).toEqual([]);
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Succeeded'],
+    ]);
+  });
+
+  it("an older worker's plain 404 (no `finished`) is taken as before: the attempt runs nowhere, the module runs elsewhere at once, nothing is collected", async () => {
+    const lost = new ScriptedWorker(
+      'w-lost',
+      (_body, call) => (call === 1 ? reset() : refused()),
+      () => errorResponse('ExecutionNotFound', 'Execution not found'),
+    );
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run } = setup(pipeline, [lost, other]);
+    const running = run();
+    await clock.advance(10_000);
+    const result = await running;
+    expect(lost.executes).toHaveLength(2);
+    expect(lost.cancels).toHaveLength(1);
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Lost'],
+      ['w-other', 'Succeeded'],
+    ]);
+  });
+});
+
 /** A cancel (or call) its worker never answers. */
 const neverAnswered = (): Promise<Answer> => new Promise<Answer>(() => undefined);
 

@@ -27,8 +27,20 @@ export interface CancelDeskOptions {
   clients: WorkerClients;
   timers: RunTimers;
   logger: Logger;
-  /** The worker acknowledged the attempt's cancel (200, or 404 `ExecutionNotFound`: it does not run it). Called once. */
+  /**
+   * The worker acknowledged the attempt's cancel: 200 (it cancelled it), or 404
+   * `ExecutionNotFound` without `finished` (it does not run it, and keeps the cancel as a
+   * tombstone; an older worker's every 404). Called once, or {@link CancelDeskOptions.onFinished}.
+   */
   onAcknowledged: (attempt: Attempt) => void;
+  /**
+   * The worker answered the attempt's cancel 404 `ExecutionNotFound` with `finished: true`: it
+   * ran the attempt and it finished there, its outcome kept for the same request sent again
+   * (the contract's `cancelNotFoundSchema`; round R, R1). Not "it runs nowhere" yet: the outcome,
+   * perhaps the module's success, is to be collected first. Called once, instead of
+   * {@link CancelDeskOptions.onAcknowledged}; the desk sends no more cancel calls for it.
+   */
+  onFinished: (attempt: Attempt) => void;
   /** A cancel call of the attempt got no answer (the worker unreachable for now); the desk tries again. */
   onUnanswered: (attempt: Attempt) => void;
 }
@@ -36,8 +48,9 @@ export interface CancelDeskOptions {
 /**
  * Where the run asks for an attempt to be cancelled on its worker: the spec's cancel call,
  * retried with backoff ({@link CANCEL_BACKOFF}) until the worker acknowledges it, so that an
- * abandoned attempt cannot run on beside the one that replaced it because one call was lost.
- * It stops when the attempt cannot be running any more (answered, never delivered, its worker
+ * abandoned attempt cannot run on beside the one that replaced it because one call was lost,
+ * or until it says the attempt finished there, its outcome kept (`onFinished`: the run collects
+ * it before the module may run again). It stops when the attempt cannot be running any more (answered, never delivered, its worker
  * unregistered or replaced, its heartbeats stopped listing it), when the worker's id is no
  * longer registered, and when the run ends. An `Offline` worker is still called: it may only be
  * cut off, and hears the cancel when the network heals. Each call goes to the worker's current
@@ -91,6 +104,14 @@ export class CancelDesk {
         });
         const notFound =
           answer.status === 404 && (answer.body as { code?: unknown } | null)?.code === 'ExecutionNotFound';
+        if (notFound && (answer.body as { finished?: unknown }).finished === true) {
+          logger.info(
+            { executionId: record.executionId, workerId, status: answer.status },
+            'cancel answered: it finished there, its outcome kept',
+          );
+          this.options.onFinished(attempt);
+          return;
+        }
         if (answer.status === 200 || notFound) {
           logger.debug({ executionId: record.executionId, workerId, status: answer.status }, 'cancel acknowledged');
           this.options.onAcknowledged(attempt);

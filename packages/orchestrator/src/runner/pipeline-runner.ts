@@ -215,6 +215,7 @@ class PipelineRun {
         if (attempt.generation === (this.generations.get(attempt.workerId) ?? 0))
           this.ended(attempt, 'cancel-acknowledged');
       },
+      onFinished: (attempt) => this.cancelFoundFinished(attempt),
       onUnanswered: (attempt) => this.cancelUnanswered(attempt),
     });
     this.calls = {
@@ -514,6 +515,33 @@ class PipelineRun {
         this.schedulePump();
       }
     })();
+  }
+
+  /**
+   * The attempt's worker answered its cancel 404 with `finished: true`: the attempt ran there and
+   * finished before the cancel came, and its outcome is kept (perhaps the module's success). An
+   * abandoned attempt is not ended ("runs nowhere" would let the module run again elsewhere, and
+   * the kept outcome would never be asked for: a module with side effects ran twice; round R,
+   * R1): its outcome is collected first, as one its worker's heartbeat named `finished`
+   * ({@link PipelineRun.collectKept}: a success accepted while the module has not ended; a
+   * collect that gets nothing asked again at the next heartbeat, within COLLECT_WINDOW_MS, then
+   * the end on two heartbeats that leave it out). A running attempt (cancelled as the run stops)
+   * is not ended either: its call is out and brings the outcome, or its collect does. One whose
+   * module has ended runs nowhere and has nothing left to give: it ends as acknowledged. A
+   * cancel answered by another process under the worker's id says nothing of it (as for
+   * `onAcknowledged`).
+   */
+  private cancelFoundFinished(attempt: Attempt): void {
+    if (attempt.ended !== undefined || attempt.generation !== (this.generations.get(attempt.workerId) ?? 0)) return;
+    if (attempt.module.phase === 'done') {
+      this.ended(attempt, 'cancel-acknowledged');
+      return;
+    }
+    if (attempt.state !== 'abandoned') return;
+    const now = this.clock.now();
+    attempt.sightings.keptAt ??= now;
+    // Its calls still out (a late answer listened to): the next heartbeat collects it once they are over.
+    if (attempt.callsDone) this.collectKept(attempt, now);
   }
 
   private armCollect(attempt: Attempt, delayMs: number): void {
