@@ -195,6 +195,12 @@ export interface WorkerOptions {
    * How long a finished execution's outcome is kept, so that a repeated executionId gets it
    * again instead of a second run (ms); also how long a cancel of an execution not (yet) here is
    * kept, so that its execute arriving later is answered as cancelled, not started.
+   *
+   * Coupled to the orchestrator's `COLLECT_WINDOW_MS` (9 minutes, `@mpd/orchestrator`'s
+   * `runner/attempt-calls.ts`): the orchestrator asks for a finished execution's outcome (the same
+   * request sent again) up to that long after the worker finished it, and cannot see this value.
+   * Keep it longer than that window: a shorter one may have forgotten an outcome a collect asks
+   * for, which then runs the module a second time here.
    * @default 600_000 (10 minutes)
    */
   completedRetentionMs?: number;

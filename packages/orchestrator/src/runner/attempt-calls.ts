@@ -37,10 +37,18 @@ export const CLOSED_IN_A_ROW_LIMIT = 3;
 export const NEVER_LISTED_GRACE_MS = 10_000;
 
 /**
- * How long after its worker finished an attempt (heartbeats stopped listing it) the run still
- * asks for its outcome (ms): the worker keeps finished outcomes 10 minutes by default
- * (`completedRetentionMs`); later, a re-sent request would run the module again there, so the
- * attempt is lost instead and the module dispatched anew.
+ * How long after its worker finished an attempt (heartbeats stopped listing it, named it
+ * `finished`, or its cancel was answered 404 `finished`) the run still asks for its outcome
+ * (ms): the worker keeps finished outcomes 10 minutes by default (`completedRetentionMs` of
+ * `@mpd/worker`'s `WorkerOptions`, an option of `startWorker` only: its CLI has no flag for it);
+ * later, a re-sent request would run the module again there, so the attempt is lost
+ * (or ended, on two heartbeats that leave it out) instead and the module dispatched anew.
+ *
+ * Coupled to that retention, which the orchestrator cannot see (no worker reports it): this
+ * window must stay shorter than it, by more than a collect's way to the worker. 9 minutes leave
+ * a minute of the default 10. A worker given a shorter `completedRetentionMs` may have forgotten
+ * an outcome a collect asks for: the collect then runs the module again there, unless a cancel
+ * of it left a tombstone (kept as long), which answers it Cancelled instead.
  */
 export const COLLECT_WINDOW_MS = 9 * 60_000;
 
@@ -291,21 +299,25 @@ export async function sendExecute(
 export const KEPT_OUTCOME_CALL_MS = 60_000;
 
 /**
- * One execute call of `attempt`'s own request (`attempt.body`: the same `executionId`) to its
- * worker, for the outcome it kept of an execution it finished (`PipelineRun.collectKept`): sent
+ * One execute call of `attempt`'s own request (`body`, its `attempt.body`: the same
+ * `executionId`) to its worker, for the outcome it kept of an execution it finished (`PipelineRun.collectKept`): sent
  * to the worker's endpoint now, with the credential the attempt was dispatched with, within
  * {@link KEPT_OUTCOME_CALL_MS}; never sent again. Its answer (`delivered`: the attempt's calls
  * reached the worker), or a failure (the verdict of its transport error), or `stopped` when the
  * run stopped listening.
  */
-export async function collectOutcome(attempt: Attempt, options: AttemptCallsOptions): Promise<CallsEnd> {
+export async function collectOutcome(
+  attempt: Attempt,
+  body: ExecuteModuleRequest,
+  options: AttemptCallsOptions,
+): Promise<CallsEnd> {
   const { registry, clients, timers } = options;
   const endpoint = registry.snapshotOf(attempt.workerId)?.endpoint ?? attempt.endpoint;
   const call: ExecuteCall = { aborter: new CallAborter(), sentAt: timers.clock.now(), resend: false };
   attempt.call = call;
   try {
     const answer = await clients.for(endpoint, attempt.credential).execution.execute({
-      body: attempt.body,
+      body,
       extraHeaders: ACCEPTS_OUTPUT_NONE,
       deadlineMs: KEPT_OUTCOME_CALL_MS,
       maxResponseBytes: options.maxResponseBytes,

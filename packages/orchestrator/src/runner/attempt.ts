@@ -130,8 +130,14 @@ export interface Attempt {
   /** When its latest run of transport failures began (epoch ms); undefined after an answer. */
   failingSince: number | undefined;
   readonly sightings: AttemptSightings;
-  /** The execute request sent (every re-send and a collect of its kept outcome send the same one). */
-  readonly body: ExecuteModuleRequest;
+  /**
+   * The execute request sent, for a collect of its kept outcome (`collectOutcome`: the same
+   * request; re-sends take it from the call). Released (undefined) once no collect can be made
+   * any more: the attempt retired, or its collect given up (its window over, its module ended,
+   * another start of its worker; see `PipelineRun.collectKept`): an abandoned attempt may stay
+   * minded for minutes without it.
+   */
+  body: ExecuteModuleRequest | undefined;
 }
 
 type WithoutHeaders<T> = T extends unknown ? Omit<T, 'headers'> : never;

@@ -9,8 +9,11 @@ import { defineModule, definePipeline, type Pipeline } from '@mpd/pipeline';
 import { ManualClock } from '@mpd/test-kit';
 import { pino } from 'pino';
 import { UnknownStatusError } from '@ts-rest/core';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { InMemoryNodeRegistry, type InMemoryNodeRegistryOptions } from '../registry/in-memory-node-registry.js';
+import { COLLECT_WINDOW_MS } from './attempt-calls.js';
 import { runPipeline } from './pipeline-runner.js';
 import type { RunPipelineOptions } from './run-options.js';
 
@@ -570,6 +573,30 @@ const finishedHere = (): Answer => {
   return { status: notFound.status, body: { ...notFound.body, finished: true } };
 };
 
+/** A client that records the executionId of each execute call, never its request (it may be garbage-collected). */
+function idsOnlyClient(
+  answer: (call: number) => Answer | Error,
+  onBody: (body: ExecuteModuleRequest) => void,
+): { client: WorkerClient; executionIds: string[] } {
+  const executionIds: string[] = [];
+  const client = {
+    execution: {
+      execute: async ({ body }: { body: ExecuteModuleRequest }) => {
+        executionIds.push(body.executionId);
+        onBody(body);
+        const value = answer(executionIds.length);
+        if (value instanceof Error) throw value;
+        return value;
+      },
+      cancel: async () => {
+        throw refused(); // its cancels never get through
+      },
+    },
+    close: async () => undefined,
+  } as unknown as WorkerClient;
+  return { client, executionIds };
+}
+
 describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
   // The old code took every cancel's 404 as "it runs nowhere": the attempt ended, the module ran
   // again on w-other, and the success kept on w-lost was never asked for.
@@ -638,6 +665,68 @@ describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
     const result = await running;
     expect(lost.executes).toHaveLength(2);
     expect(lost.cancels).toHaveLength(1);
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Lost'],
+      ['w-other', 'Succeeded'],
+    ]);
+  });
+
+  it('collects that keep getting nothing stop when the collect window ends: its request is released, and the attempt ends on the two heartbeats that leave it out after that', async () => {
+    setFlagsFromString('--expose_gc');
+    const gc = runInNewContext('gc') as () => void;
+    let sent: WeakRef<ExecuteModuleRequest> | undefined;
+    // Reset, re-send refused: lost (it may run there). Every collect after: 503, ran nothing.
+    const lost = idsOnlyClient(
+      (call) => (call === 1 ? reset() : call === 2 ? refused() : errorResponse('WorkerNotReady', 'no credential yet')),
+      (body) => (sent ??= new WeakRef(body)),
+    );
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const clock = new ManualClock();
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 3_600_000, now: () => clock.now() });
+    for (const id of ['w-lost', 'w-other'])
+      registry.register({
+        id,
+        endpoint: `http://${id}:9000`,
+        capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+        pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: [...pipeline.modules.keys()] },
+      });
+    const running = runPipeline({
+      pipeline,
+      registry,
+      logger,
+      clock,
+      rescheduleIntervalMs: 1_000,
+      createClient: ({ endpoint }) => (endpoint === 'http://w-lost:9000' ? lost.client : other.client()),
+    });
+    await clock.advance(1_000);
+    expect(lost.executionIds).toHaveLength(2);
+    const executionId = lost.executionIds[0]!;
+    registry.heartbeat('w-lost', 0, { executions: [], finished: [executionId] });
+    await clock.advance(1_000);
+    expect(lost.executionIds).toHaveLength(3); // collected, nothing: asked again at each heartbeat
+    for (let beat = 0; beat < 3; beat++) {
+      registry.heartbeat('w-lost', 0, { executions: [] });
+      await clock.advance(60_000);
+    }
+    expect(lost.executionIds).toHaveLength(6);
+    await clock.advance(COLLECT_WINDOW_MS - 3 * 60_000);
+    // Past the window: this heartbeat asks no more (the outcome may be gone: the request would
+    // run the module again there), and does not count as one that leaves it out.
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(1_000);
+    expect(lost.executionIds).toHaveLength(6);
+    expect(other.executes).toEqual([]);
+    // Its request is no longer kept: nothing holds it (it was, by the attempt, until the run ended).
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    expect(sent!.deref()).toBeUndefined();
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(1_000);
+    expect(other.executes).toEqual([]); // one heartbeat is not enough
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(6_000);
+    const result = await running;
+    expect(lost.executionIds).toEqual(Array(6).fill(executionId));
     expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
       ['w-lost', 'Lost'],
       ['w-other', 'Succeeded'],

@@ -474,14 +474,23 @@ class PipelineRun {
    * outcome (see `keptOutcomeCollected`: a refusal such as 503 `WorkerNotReady` while the worker
    * registers again, 401, a failure on the way) ends nothing: the next heartbeat asks again, one
    * collect out at a time, within the window; past it, the attempt ends as before, on two
-   * heartbeats that leave it out.
+   * heartbeats that leave it out. Once no collect can be made (past the window, its module ended,
+   * another start of its worker, the run ended), its request (`attempt.body`) is released.
    */
   private collectKept(attempt: Attempt, now: number): void {
-    const { sightings } = attempt;
+    const { sightings, body } = attempt;
     const keptAt = sightings.keptAt!;
     const current = attempt.generation === (this.generations.get(attempt.workerId) ?? 0);
-    if (attempt.module.phase === 'done' || !current || now - keptAt > COLLECT_WINDOW_MS || attempt.stopped) {
+    if (
+      attempt.module.phase === 'done' ||
+      !current ||
+      now - keptAt > COLLECT_WINDOW_MS ||
+      attempt.stopped ||
+      body === undefined
+    ) {
       sightings.keptAt = undefined;
+      // No collect of it can be made any more: its request is not kept for one (round R, R1).
+      attempt.body = undefined;
       return;
     }
     attempt.callsDone = false;
@@ -492,7 +501,7 @@ class PipelineRun {
     void (async () => {
       let collected = true;
       try {
-        const end = await collectOutcome(attempt, this.calls);
+        const end = await collectOutcome(attempt, body, this.calls);
         collected = keptOutcomeCollected(end, this.options.maxResultBytes);
         if (collected) this.callsEnded(attempt, end);
         else
@@ -889,6 +898,7 @@ class PipelineRun {
   /** Forgets `attempt` once its calls are over and it cannot be running any more. */
   private retire(attempt: Attempt): void {
     if (!attempt.callsDone || attempt.ended === undefined) return;
+    attempt.body = undefined;
     this.attempts.delete(attempt.record.executionId);
     const onWorker = this.attemptsOn.get(attempt.workerId);
     onWorker?.delete(attempt);

@@ -55,7 +55,10 @@ export interface ModuleExecutorOptions {
   defaultTimeoutMs: number;
   /** Where a module runs when the request names no working directory. */
   workingDirectory: string;
-  /** How long a finished execution's outcome is kept for a repeated executionId (ms). */
+  /**
+   * How long a finished execution's outcome is kept for a repeated executionId (ms): longer than
+   * the orchestrator's `COLLECT_WINDOW_MS` (see `WorkerOptions.completedRetentionMs`).
+   */
   completedRetentionMs: number;
   /**
    * The largest result a module may return, as JSON text in UTF-8 bytes; also the most the
