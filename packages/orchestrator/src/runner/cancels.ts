@@ -50,9 +50,9 @@ export interface CancelDeskOptions {
  * retried with backoff ({@link CANCEL_BACKOFF}) until the worker acknowledges it, so that an
  * abandoned attempt cannot run on beside the one that replaced it because one call was lost,
  * or until it says the attempt finished there, its outcome kept (`onFinished`: the run collects
- * it before the module may run again). It stops when the attempt cannot be running any more (answered, never delivered, its worker
- * unregistered or replaced, its heartbeats stopped listing it), when the worker's id is no
- * longer registered, and when the run ends. An `Offline` worker is still called: it may only be
+ * it before the module may run again). It stops when the attempt cannot be running any more
+ * (answered, never delivered, its worker unregistered or replaced, its heartbeats stopped
+ * listing it), when the worker's id is no longer registered, and when the run ends. An `Offline` worker is still called: it may only be
  * cut off, and hears the cancel when the network heals. Each call goes to the worker's current
  * endpoint and credential (a worker that registered again has a new one).
  */
