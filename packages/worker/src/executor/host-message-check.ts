@@ -1,4 +1,5 @@
 import { LIMITS } from '@mpd/contract/limits';
+import { resultFilePath } from './result-file.js';
 
 /**
  * The shape check of every message a module host sends the worker (`FromHost`, `host-protocol.ts`), made before
@@ -43,8 +44,15 @@ const isLogLine = (value: unknown): boolean =>
  * when it is, else what is wrong with it (a short phrase naming its type or field, for the
  * execution's error message). Extra fields are let through (the host's own messages have none),
  * but in an artifact call's `subject`.
+ *
+ * A `done`'s `resultFile` must be exactly its execution's file in `scratchDir`, the host's
+ * artifact scratch directory (`resultFilePath`): the worker uploads that file, so a host (a
+ * module's code writing on fd 3) must not make it upload any other file of the worker's machine
+ * (`/etc/shadow`, a key, another execution's result). Without a scratch directory (null: the
+ * worker has no orchestrator) no `resultFile` is taken.
+ * @param scratchDir the `artifactScratchDir` the host was given in `init`. @default null
  */
-export function fromHostProblem(message: unknown): string | undefined {
+export function fromHostProblem(message: unknown, scratchDir: string | null = null): string | undefined {
   if (!isRecord(message))
     return `${message === null ? 'null' : Array.isArray(message) ? 'an array' : typeof message} is not a message`;
   switch (message.type) {
@@ -90,8 +98,16 @@ export function fromHostProblem(message: unknown): string | undefined {
         typeof message.marked !== 'boolean'
       )
         return 'a done message without its executionId, leftoverChildren or marked';
-      if (message.ok === true)
-        return isString(message.resultText) ? undefined : 'a done message (ok) without its resultText';
+      if (message.ok === true) {
+        if (message.resultFile === undefined)
+          return isString(message.resultText) ? undefined : 'a done message (ok) without its resultText';
+        if (message.resultText !== undefined) return 'a done message (ok) with both a resultText and a resultFile';
+        if (scratchDir === null)
+          return 'a done message with a resultFile, from a module host given no scratch directory';
+        return message.resultFile === resultFilePath(scratchDir, message.executionId)
+          ? undefined
+          : "a done message whose resultFile is not its execution's result file in the module host's scratch directory";
+      }
       if (message.ok === false)
         return isThrown(message.thrown) ? undefined : 'a done message (not ok) without its thrown error';
       return 'a done message without ok';
