@@ -150,7 +150,7 @@ describe('fromHostProblem', () => {
     expect(fromHostProblem(message)).toEqual(expect.any(String));
   });
 
-  describe("a done's resultFile (the worker uploads that file)", () => {
+  describe("the paths a host names for the worker to upload: a done's resultFile, an artifact call's put", () => {
     const scratchDir = '/var/cache/mpd/.scratch';
     const done = (resultFile: unknown, executionId = 'run-1.build.1') => ({
       type: 'done',
@@ -187,6 +187,29 @@ describe('fromHostProblem', () => {
       ['null', null],
     ])('refuses any other path, naming it: %s', (_, resultFile) => {
       expect(fromHostProblem(done(resultFile), scratchDir)).toBe(notItsFile);
+    });
+
+    it("takes an artifact upload (put, putPacking) of a file right in the host's scratch directory only", () => {
+      const call = (op: 'put' | 'putPacking', path: string) => ({
+        type: 'artifact-call',
+        executionId: 'e',
+        callId: 1,
+        op,
+        path,
+      });
+      for (const op of ['put', 'putPacking'] as const) {
+        expect(fromHostProblem(call(op, `${scratchDir}/dist.a1b2c3d4e5f6.tgz`), scratchDir)).toBeUndefined();
+        for (const path of [
+          '/etc/shadow',
+          `${scratchDir}/../worker.key`,
+          `${scratchDir}/inner/x.tgz`,
+          'dist.tgz',
+          `${scratchDir}/`,
+        ])
+          expect(fromHostProblem(call(op, path), scratchDir), `${op} ${path}`).toBe(
+            "an artifact-call to upload a file outside the module host's scratch directory",
+          );
+      }
     });
 
     it('refuses one from a host given no scratch directory (a worker without an orchestrator), and one with a resultText too', () => {

@@ -1,3 +1,4 @@
+import { dirname, normalize } from 'node:path';
 import { LIMITS } from '@mpd/contract/limits';
 import { resultFilePath } from './result-file.js';
 
@@ -40,6 +41,16 @@ const isLogLine = (value: unknown): boolean =>
   isRecord(value) && LEVELS.has(value.level) && isString(value.message) && optional(value.fields, isRecord);
 
 /**
+ * Whether `path`, an archive a host asks the worker to upload (`put`, `putPacking`), is a file
+ * right in the host's scratch directory, where `ctx.artifacts` packs every archive
+ * (`module-artifacts.ts`); any path without a scratch directory (the worker then has no store
+ * and refuses the call).
+ */
+const inScratchDir = (path: string, scratchDir: string | null): boolean =>
+  scratchDir === null || (dirname(path) === scratchDir && normalize(path) === path);
+const OUTSIDE_SCRATCH_DIR = "an artifact-call to upload a file outside the module host's scratch directory";
+
+/**
  * Whether `message` (a parsed line of a host's channel) is a `FromHost` message: `undefined`
  * when it is, else what is wrong with it (a short phrase naming its type or field, for the
  * execution's error message). Extra fields are let through (the host's own messages have none),
@@ -49,7 +60,8 @@ const isLogLine = (value: unknown): boolean =>
  * artifact scratch directory (`resultFilePath`): the worker uploads that file, so a host (a
  * module's code writing on fd 3) must not make it upload any other file of the worker's machine
  * (`/etc/shadow`, a key, another execution's result). Without a scratch directory (null: the
- * worker has no orchestrator) no `resultFile` is taken.
+ * worker has no orchestrator) no `resultFile` is taken. For the same reason an artifact call's
+ * upload (`put`, `putPacking`) must name a file right in `scratchDir`.
  * @param scratchDir the `artifactScratchDir` the host was given in `init`. @default null
  */
 export function fromHostProblem(message: unknown, scratchDir: string | null = null): string | undefined {
@@ -73,9 +85,11 @@ export function fromHostProblem(message: unknown, scratchDir: string | null = nu
       if (!optional(message.subject, isSubject)) return 'an artifact-call message with a bad subject';
       switch (message.op) {
         case 'put':
-          return isString(message.path) && optional(message.digest, isDigest) ? undefined : 'a bad artifact-call put';
+          if (!isString(message.path) || !optional(message.digest, isDigest)) return 'a bad artifact-call put';
+          return inScratchDir(message.path, scratchDir) ? undefined : OUTSIDE_SCRATCH_DIR;
         case 'putPacking':
-          return isString(message.path) ? undefined : 'a bad artifact-call putPacking';
+          if (!isString(message.path)) return 'a bad artifact-call putPacking';
+          return inScratchDir(message.path, scratchDir) ? undefined : OUTSIDE_SCRATCH_DIR;
         case 'checkOut':
         case 'follow':
           return isString(message.sha256) ? undefined : `a bad artifact-call ${message.op}`;
