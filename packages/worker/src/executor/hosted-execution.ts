@@ -135,7 +135,11 @@ async function runHosted(
     } else {
       options.pool.release(host);
     }
-    result = ended.ok ? await hostResult(module.name, ended, options) : { ok: false, thrown: ended.thrown };
+    if (ended.ok) {
+      const stored = hostResult(module.name, ended, options);
+      // Awaited only when there is something to store: no microtask per module for an inline result (issue 14).
+      result = stored instanceof Promise ? await stored : stored;
+    } else result = { ok: false, thrown: ended.thrown };
   } else {
     result = { ok: false, thrown: describeHostEnd(module.name, ended, options.heapLimitMb) };
     await stopHost(options.pool, host, frame.log, 'the module host ended abnormally: stopping what is left of it');
