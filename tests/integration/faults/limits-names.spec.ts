@@ -24,7 +24,6 @@ const names = fixture('names.pipeline.ts');
 describe('limits: module names', () => {
   it('a module name longer than a worker can advertise: both CLIs exit 2 at once, naming the module and the limit', async () => {
     const env = { LIMITS_NAME_LENGTH: '150' };
-    const started = Date.now();
     const worker = spawnProcess({
       script: cliOf('worker'),
       args: workerArgs('http://127.0.0.1:9', 'w-names', '--pipeline', names),
@@ -38,8 +37,9 @@ describe('limits: module names', () => {
       env,
     });
     expect(await worker.exited, worker.output()).toBe(2);
+    // "At once": they exit without waiting for anything (a hang meets the test's timeout), not
+    // within a wall-clock bound, which process starts on a loaded machine alone can pass.
     expect(await orchestrator.exited, orchestrator.output()).toBe(2);
-    expect(Date.now() - started).toBeLessThan(20_000);
     const reason = `defineModule: name "a${'.'.repeat(149)}" must be 1-128 characters of letters, digits and . _ : @ / -, starting with a letter or digit (it has 150)`;
     expect(worker.stderr()).toContain(
       'mpd-worker: Invalid setting --pipeline (MPD_PIPELINE): Could not load pipeline file',

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { fromHostProblem } from './host-message-check.js';
 import type { FromHost } from './host-protocol.js';
+import { resultFilePath } from './result-file.js';
 
 const thrown = { message: 'boom', type: 'Error', stack: null };
 const digest = { sha256: 'a'.repeat(64), size: 3 };
@@ -147,5 +148,78 @@ describe('fromHostProblem', () => {
     ['crash without its error', { type: 'crash', executionId: 'e', what: 'threw' }],
   ])('refuses what is no host message, naming why: %s', (_, message) => {
     expect(fromHostProblem(message)).toEqual(expect.any(String));
+  });
+
+  describe("the paths a host names for the worker to upload: a done's resultFile, an artifact call's put", () => {
+    const scratchDir = '/var/cache/mpd/.scratch';
+    const done = (resultFile: unknown, executionId = 'run-1.build.1') => ({
+      type: 'done',
+      executionId,
+      leftoverChildren: 0,
+      marked: false,
+      ok: true,
+      resultFile,
+    });
+    const notItsFile =
+      "a done message whose resultFile is not its execution's result file in the module host's scratch directory";
+
+    it("takes exactly its execution's result file in the host's scratch directory", () => {
+      const message = done(resultFilePath(scratchDir, 'run-1.build.1'));
+      expect(fromHostProblem(JSON.parse(JSON.stringify(message)), scratchDir)).toBeUndefined();
+      // An execution id with a slash and dots still names one file in the directory.
+      expect(resultFilePath(scratchDir, '../../etc/x')).toMatch(
+        /^\/var\/cache\/mpd\/\.scratch\/result-host\.[0-9a-f]{64}\.json$/,
+      );
+    });
+
+    it.each<[string, unknown]>([
+      ['/etc/shadow', '/etc/shadow'],
+      ['a file of the worker beside its scratch directory', '/var/cache/mpd/worker.key'],
+      ['a path climbing out of the scratch directory', `${scratchDir}/../worker.key`],
+      [
+        'a path through the scratch directory to its execution file',
+        `${scratchDir}/./${resultFilePath('', 'run-1.build.1')}`,
+      ],
+      ["another execution's result file", resultFilePath(scratchDir, 'run-1.deploy.1')],
+      ["its execution's file in another directory", resultFilePath('/tmp', 'run-1.build.1')],
+      ['a relative path', resultFilePath('.scratch', 'run-1.build.1')],
+      ['no text', 7],
+      ['null', null],
+    ])('refuses any other path, naming it: %s', (_, resultFile) => {
+      expect(fromHostProblem(done(resultFile), scratchDir)).toBe(notItsFile);
+    });
+
+    it("takes an artifact upload (put, putPacking) of a file right in the host's scratch directory only", () => {
+      const call = (op: 'put' | 'putPacking', path: string) => ({
+        type: 'artifact-call',
+        executionId: 'e',
+        callId: 1,
+        op,
+        path,
+      });
+      for (const op of ['put', 'putPacking'] as const) {
+        expect(fromHostProblem(call(op, `${scratchDir}/dist.a1b2c3d4e5f6.tgz`), scratchDir)).toBeUndefined();
+        for (const path of [
+          '/etc/shadow',
+          `${scratchDir}/../worker.key`,
+          `${scratchDir}/inner/x.tgz`,
+          'dist.tgz',
+          `${scratchDir}/`,
+        ])
+          expect(fromHostProblem(call(op, path), scratchDir), `${op} ${path}`).toBe(
+            "an artifact-call to upload a file outside the module host's scratch directory",
+          );
+      }
+    });
+
+    it('refuses one from a host given no scratch directory (a worker without an orchestrator), and one with a resultText too', () => {
+      const own = resultFilePath(scratchDir, 'run-1.build.1');
+      expect(fromHostProblem(done(own))).toBe(
+        'a done message with a resultFile, from a module host given no scratch directory',
+      );
+      expect(fromHostProblem({ ...done(own), resultText: '1' }, scratchDir)).toBe(
+        'a done message (ok) with both a resultText and a resultFile',
+      );
+    });
   });
 });

@@ -1,4 +1,6 @@
+import { dirname, normalize } from 'node:path';
 import { LIMITS } from '@mpd/contract/limits';
+import { resultFilePath } from './result-file.js';
 
 /**
  * The shape check of every message a module host sends the worker (`FromHost`, `host-protocol.ts`), made before
@@ -39,12 +41,30 @@ const isLogLine = (value: unknown): boolean =>
   isRecord(value) && LEVELS.has(value.level) && isString(value.message) && optional(value.fields, isRecord);
 
 /**
+ * Whether `path`, an archive a host asks the worker to upload (`put`, `putPacking`), is a file
+ * right in the host's scratch directory, where `ctx.artifacts` packs every archive
+ * (`module-artifacts.ts`); any path without a scratch directory (the worker then has no store
+ * and refuses the call).
+ */
+const inScratchDir = (path: string, scratchDir: string | null): boolean =>
+  scratchDir === null || (dirname(path) === scratchDir && normalize(path) === path);
+const OUTSIDE_SCRATCH_DIR = "an artifact-call to upload a file outside the module host's scratch directory";
+
+/**
  * Whether `message` (a parsed line of a host's channel) is a `FromHost` message: `undefined`
  * when it is, else what is wrong with it (a short phrase naming its type or field, for the
  * execution's error message). Extra fields are let through (the host's own messages have none),
  * but in an artifact call's `subject`.
+ *
+ * A `done`'s `resultFile` must be exactly its execution's file in `scratchDir`, the host's
+ * artifact scratch directory (`resultFilePath`): the worker uploads that file, so a host (a
+ * module's code writing on fd 3) must not make it upload any other file of the worker's machine
+ * (`/etc/shadow`, a key, another execution's result). Without a scratch directory (null: the
+ * worker has no orchestrator) no `resultFile` is taken. For the same reason an artifact call's
+ * upload (`put`, `putPacking`) must name a file right in `scratchDir`.
+ * @param scratchDir the `artifactScratchDir` the host was given in `init`. @default null
  */
-export function fromHostProblem(message: unknown): string | undefined {
+export function fromHostProblem(message: unknown, scratchDir: string | null = null): string | undefined {
   if (!isRecord(message))
     return `${message === null ? 'null' : Array.isArray(message) ? 'an array' : typeof message} is not a message`;
   switch (message.type) {
@@ -65,9 +85,11 @@ export function fromHostProblem(message: unknown): string | undefined {
       if (!optional(message.subject, isSubject)) return 'an artifact-call message with a bad subject';
       switch (message.op) {
         case 'put':
-          return isString(message.path) && optional(message.digest, isDigest) ? undefined : 'a bad artifact-call put';
+          if (!isString(message.path) || !optional(message.digest, isDigest)) return 'a bad artifact-call put';
+          return inScratchDir(message.path, scratchDir) ? undefined : OUTSIDE_SCRATCH_DIR;
         case 'putPacking':
-          return isString(message.path) ? undefined : 'a bad artifact-call putPacking';
+          if (!isString(message.path)) return 'a bad artifact-call putPacking';
+          return inScratchDir(message.path, scratchDir) ? undefined : OUTSIDE_SCRATCH_DIR;
         case 'checkOut':
         case 'follow':
           return isString(message.sha256) ? undefined : `a bad artifact-call ${message.op}`;
@@ -90,8 +112,16 @@ export function fromHostProblem(message: unknown): string | undefined {
         typeof message.marked !== 'boolean'
       )
         return 'a done message without its executionId, leftoverChildren or marked';
-      if (message.ok === true)
-        return isString(message.resultText) ? undefined : 'a done message (ok) without its resultText';
+      if (message.ok === true) {
+        if (message.resultFile === undefined)
+          return isString(message.resultText) ? undefined : 'a done message (ok) without its resultText';
+        if (message.resultText !== undefined) return 'a done message (ok) with both a resultText and a resultFile';
+        if (scratchDir === null)
+          return 'a done message with a resultFile, from a module host given no scratch directory';
+        return message.resultFile === resultFilePath(scratchDir, message.executionId)
+          ? undefined
+          : "a done message whose resultFile is not its execution's result file in the module host's scratch directory";
+      }
       if (message.ok === false)
         return isThrown(message.thrown) ? undefined : 'a done message (not ok) without its thrown error';
       return 'a done message without ok';

@@ -29,9 +29,21 @@ export type ToHost =
       maxResultBytes: number;
       /**
        * Where the host packs artifacts before the worker uploads them (beside the worker's
-       * cache); null: the worker has no orchestrator, so `ctx.artifacts` throws saying so.
+       * cache), and writes a result that goes by reference (see `inlineResultBytes`); null: the
+       * worker has no orchestrator, so `ctx.artifacts` throws saying so, and every result goes
+       * inline.
        */
       artifactScratchDir: string | null;
+      /**
+       * The worker's `--inline-result-size` (UTF-8 bytes of a result's JSON): a result over it (or
+       * shaped like a reference: `goesByReference`) goes by reference. With an
+       * `artifactScratchDir`, the host writes such a result to its execution's file there
+       * (`resultFilePath`) and sends its path (`resultFile` of `done`), not its text: the worker
+       * uploads the file (streamed, hashed off its main thread) and never reads the text, which
+       * on its main thread (parsing a 70 MB `done` line, writing it out) stalled the leases it
+       * renews for every host (docs/round-p/q2.md, docs/round-r/r2.md).
+       */
+      inlineResultBytes: number;
     }
   /** Run one module. */
   | {
@@ -171,7 +183,13 @@ export type FromHost =
   | ArtifactPackProgress
   | ArtifactAbandon
   /**
-   * The module returned (`resultText`: its result serialised) or threw. `leftoverChildren`:
+   * The module returned or threw. Its result serialised (checked against `maxResultBytes` and
+   * the depth limit in the host) is `resultText`, or, when it goes by reference (see
+   * `inlineResultBytes` in `init`), in the file `resultFile`: exactly its execution's
+   * `resultFilePath(artifactScratchDir, executionId)`, which the worker checks
+   * (`fromHostProblem`: any other path, a file elsewhere on the worker's machine or another
+   * execution's, breaks the channel), then uploads if it is a regular file (not a link) within
+   * `maxResultBytes`, and removes. `leftoverChildren`:
    * how many processes the module left running — children of any of the host's threads, and
    * processes of its group whose parent exited (`sh -c 'server &'`), see `leftoverCheck` in
    * `process-group.ts`; a host with any is not reused (they may hold its pipes). `null`: the
@@ -190,7 +208,7 @@ export type FromHost =
    * writes in the host and two reads in the worker per module less (issue 14).
    */
   | ({ type: 'done'; executionId: string; leftoverChildren: number | null; marked: boolean } & (
-      { ok: true; resultText: string } | { ok: false; thrown: ThrownDescription }
+      { ok: true; resultText: string } | { ok: true; resultFile: string } | { ok: false; thrown: ThrownDescription }
     ))
   /**
    * An error escaped the module (an unhandled rejection, an uncaught exception): the host's

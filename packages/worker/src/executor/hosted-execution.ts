@@ -1,3 +1,4 @@
+import { rm } from 'node:fs/promises';
 import type { AnyModule, ModuleLogger } from '@mpd/pipeline';
 import { ModuleTimeoutError } from '../errors.js';
 import {
@@ -13,7 +14,8 @@ import {
 import type { ExecutionStop } from './execution-stop.js';
 import type { HostLogLine } from './host-protocol.js';
 import type { ExecutionSink, HostEnd, ModuleHost } from './module-host.js';
-import type { ResultFile } from './result-references.js';
+import { goesByReference, resultFilePath } from './result-file.js';
+import { type ResultFile, storeHostResult } from './result-references.js';
 import type { ModuleHostPool } from './module-host-pool.js';
 import { toModuleLogger } from './module-logger.js';
 import { secretBytes, writeLineBytes } from './module-output.js';
@@ -22,6 +24,8 @@ import type { ThrownDescription } from './values-as-text.js';
 /** What an execution in a module host takes besides the worker's {@link ExecutionOptions}. */
 export interface HostedExecutionOptions extends ExecutionOptions {
   pool: ModuleHostPool;
+  /** Results over this (UTF-8 bytes of their JSON) go by reference (`--inline-result-size`), with `artifacts`. */
+  inlineResultBytes: number;
   /** The hosts' heap limit (MiB), named in the message of a module that exhausts it. */
   heapLimitMb: number | undefined;
 }
@@ -109,9 +113,9 @@ async function runHosted(
     const reason = stop.reason as Error;
     host.cancel(request.executionId, reason instanceof ModuleTimeoutError ? 'timeout' : 'cancel', reason.message);
     await stopHost(options.pool, host, frame.log, 'stopping the module and every process it started');
+    await removeResultFile(options, request.executionId);
     result = { ok: false, error: reason };
   } else if (ended.type === 'done') {
-    result = ended.ok ? { ok: true, value: ended.resultText } : { ok: false, thrown: ended.thrown };
     // Usually done already: a host that wrote no end marks had its pipes read to their end with
     // its answer (see `marked` in FromHost's `done`). One that did wrote them on its two pipes
     // before its answer on the host channel (fd 3), but the three are read as they come: the marks are
@@ -131,13 +135,52 @@ async function runHosted(
     } else {
       options.pool.release(host);
     }
+    if (ended.ok) {
+      const stored = hostResult(module.name, ended, options);
+      // Awaited only when there is something to store: no microtask per module for an inline result (issue 14).
+      result = stored instanceof Promise ? await stored : stored;
+    } else result = { ok: false, thrown: ended.thrown };
   } else {
     result = { ok: false, thrown: describeHostEnd(module.name, ended, options.heapLimitMb) };
     await stopHost(options.pool, host, frame.log, 'the module host ended abnormally: stopping what is left of it');
+    await removeResultFile(options, request.executionId);
   }
   // Answered once the module's processes are gone: the orchestrator may start a dependant, an
   // always-run cleanup or another attempt as soon as it has the answer.
   settle(frame.end(result, sink.done ? undefined : sink.read));
+}
+
+/**
+ * The end of a module whose host answered `ended` (a success): its result inline; or, when it
+ * goes by reference, stored (once the host is back in the pool or stopped): from the file the
+ * host wrote it to (its path checked with the message, see `fromHostProblem`), uploaded without
+ * the worker reading it; from its text if a host sent it inline all the same.
+ */
+function hostResult(
+  moduleName: string,
+  ended: Extract<HostEnd, { type: 'done'; ok: true }>,
+  options: HostedExecutionOptions,
+): ModuleEnd | Promise<ModuleEnd> {
+  const { artifacts } = options;
+  if ('resultFile' in ended) {
+    // Not taken from a host given no scratch directory (`fromHostProblem`): never here.
+    if (artifacts === undefined) return { ok: false, error: new Error('a result file without an artifact store') };
+    return storeHostResult(moduleName, { file: ended.resultFile }, artifacts, options.maxResultBytes);
+  }
+  if (artifacts !== undefined && goesByReference(ended.resultText, options.inlineResultBytes))
+    return storeHostResult(moduleName, { text: ended.resultText }, artifacts, options.maxResultBytes);
+  return { ok: true, value: ended.resultText };
+}
+
+/**
+ * Removes the result file a host may have written for execution `executionId` and never handed
+ * over (its module was stopped, or its host ended, between the write and its `done`): once its
+ * group is gone, so nothing writes it again. Only on those ends (a module that ended well costs
+ * no `unlink`); nothing without artifacts (the host writes no file then).
+ */
+async function removeResultFile(options: HostedExecutionOptions, executionId: string): Promise<void> {
+  if (options.artifacts !== undefined)
+    await rm(resultFilePath(options.artifacts.scratchDir, executionId), { force: true }).catch(() => undefined);
 }
 
 /**

@@ -169,6 +169,7 @@ export class ModuleExecutor {
         artifacts: options.artifacts,
         workerId: options.workerId,
         maxResultBytes: options.maxResultBytes,
+        inlineResultBytes: options.inlineResultBytes ?? DEFAULT_INLINE_RESULT_BYTES,
         logger: options.logger.child({ component: 'module-hosts' }),
       });
     }

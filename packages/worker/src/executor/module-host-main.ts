@@ -22,6 +22,7 @@
 // First: the host's V8 flags (its tier-up delayed, `host-v8-flags.ts`), set before any other code of it runs.
 import './module-host-v8.js';
 import { readFile } from 'node:fs/promises';
+import { describeBytes } from '@mpd/contract/limits';
 import {
   type AnyModule,
   type JsonValue,
@@ -59,6 +60,7 @@ import { startLeaseWatchdog } from './module-host-lease.js';
 import { secretBytes } from './module-output.js';
 import { childrenOf, groupMembers, leftoverCheck, signalGroup } from './process-group.js';
 import { progressReports } from './progress-reports.js';
+import { goesByReference, writeResultFile } from './result-file.js';
 import { checkedResult } from './result-limits.js';
 import { describeThrown, safeString, serialise } from './values-as-text.js';
 
@@ -107,6 +109,7 @@ let readsToEnd = false;
 let workerId = '';
 let maxResultBytes = 0;
 let artifactScratchDir: string | null = null;
+let inlineResultBytes = 0;
 let current: RunningModule | undefined;
 /** Set once an error escaped: the host only reports it and exits. */
 let crashed = false;
@@ -463,6 +466,7 @@ async function init(message: Extract<ToHost, { type: 'init' }>): Promise<void> {
   workerId = message.workerId;
   maxResultBytes = message.maxResultBytes;
   artifactScratchDir = message.artifactScratchDir;
+  inlineResultBytes = message.inlineResultBytes;
   try {
     pipeline = await loadPipelineFile(message.sourceFile);
   } catch (error) {
@@ -491,7 +495,10 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
   lease.hold(message.leaseEndsAt);
   const running = new RunningModule(message);
   current = running;
-  let end: { ok: true; resultText: string } | { ok: false; thrown: ReturnType<typeof describeThrown> };
+  let end:
+    | { ok: true; resultText: string }
+    | { ok: true; resultFile: string }
+    | { ok: false; thrown: ReturnType<typeof describeThrown> };
   let failure: unknown; // what the module threw, for its downloads' end
   try {
     // What the module before wrote and this process still holds goes into the pipes first: a byte
@@ -506,14 +513,17 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
     // Usually there: no promise to await (see ensureWorkingDirectory).
     const making = ensureWorkingDirectory(message.workingDirectory);
     if (making) await making;
-    end = {
-      ok: true,
-      resultText: checkedResult(
-        module.name,
-        serialise(module.name, await module.run(createModuleContext(running))),
-        maxResultBytes,
-      ),
-    };
+    const resultText = checkedResult(
+      module.name,
+      serialise(module.name, await module.run(createModuleContext(running))),
+      maxResultBytes,
+    );
+    // A result that goes by reference is written here, on the host's main thread, and the worker
+    // uploads the file: its own main thread never reads the text (see `inlineResultBytes` in `init`).
+    end =
+      artifactScratchDir !== null && goesByReference(resultText, inlineResultBytes)
+        ? { ok: true, resultFile: await resultFile(module.name, executionId, resultText) }
+        : { ok: true, resultText };
   } catch (error) {
     end = { ok: false, thrown: describeThrown(running.aborted ? running.reason : error) };
     failure = error;
@@ -538,7 +548,9 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
   // Written out rather than spread from `end`: a spread into a literal defines each key by a
   // runtime call in the host's cold code.
   const done: FromHost = end.ok
-    ? { type: 'done', executionId, leftoverChildren, marked, ok: true, resultText: end.resultText }
+    ? 'resultText' in end
+      ? { type: 'done', executionId, leftoverChildren, marked, ok: true, resultText: end.resultText }
+      : { type: 'done', executionId, leftoverChildren, marked, ok: true, resultFile: end.resultFile }
     : { type: 'done', executionId, leftoverChildren, marked, ok: false, thrown: end.thrown };
   // After everything the module wrote on the two pipes (see OUTPUT_END_MARK).
   if (marked) {
@@ -583,6 +595,22 @@ async function readResultFiles(
         `The result of dependency '${name}' (blob ${sha256}) is not JSON: ${(error as Error).message}`,
       );
     }
+  }
+}
+
+/**
+ * Writes result text `text` of execution `executionId` to its file in the scratch directory
+ * (`writeResultFile`), for the worker to upload.
+ * @returns the file's path
+ * @throws an Error named `ResultReferenceError` naming the result's size and why it could not be written
+ */
+async function resultFile(moduleName: string, executionId: string, text: string): Promise<string> {
+  try {
+    return await writeResultFile(artifactScratchDir!, executionId, text);
+  } catch (error) {
+    throw resultReferenceError(
+      `Module '${moduleName}' returned a result of ${describeBytes(Buffer.byteLength(text))} as JSON, over the worker's --inline-result-size, and it could not be written for the artifact store: ${(error as Error).message}`,
+    );
   }
 }
 

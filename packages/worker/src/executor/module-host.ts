@@ -86,6 +86,12 @@ export interface ModuleHostOptions {
   workerId: string;
   /** The largest result a module may return (UTF-8 bytes of its JSON), checked in the host. */
   maxResultBytes: number;
+  /**
+   * Results over this (UTF-8 bytes of their JSON) go by reference (`--inline-result-size`): with
+   * `artifacts`, the host writes such a result to a file in their scratch directory and the
+   * worker uploads it (see `inlineResultBytes` in `host-protocol.ts`).
+   */
+  inlineResultBytes: number;
 }
 
 /** How a host's execution ended, as the host told it or as its exit tells it. */
@@ -275,11 +281,12 @@ export class ModuleHost {
       });
     });
     this.child.on('error', (error) => readyReject(error));
+    const scratchDir = options.artifacts?.scratchDir ?? null;
     const onMessage = (line: unknown): void => {
       if (this.channelBroken) return;
       // A line a module's code wrote on fd 3 may be JSON of any shape: checked before it is
       // acted on (what throws here breaks the channel too: see MessageLines).
-      const problem = fromHostProblem(line);
+      const problem = fromHostProblem(line, scratchDir);
       if (problem !== undefined) throw new TypeError(problem);
       const message = line as FromHost;
       switch (message.type) {
@@ -370,7 +377,8 @@ export class ModuleHost {
       readsToEnd,
       workerId: options.workerId,
       maxResultBytes: options.maxResultBytes,
-      artifactScratchDir: options.artifacts?.scratchDir ?? null,
+      artifactScratchDir: scratchDir,
+      inlineResultBytes: options.inlineResultBytes,
     });
   }
 

@@ -5,7 +5,7 @@ import pino from 'pino';
 import { describe, expect, it } from 'vitest';
 import { ResultLimitError } from '../errors.js';
 import { startExecution } from './execution.js';
-import { checkedResult } from './result-limits.js';
+import { checkedResult, resultTooLargeError } from './result-limits.js';
 
 const nested = (depth: number): string => '['.repeat(depth) + ']'.repeat(depth);
 
@@ -29,6 +29,17 @@ describe('checkedResult', () => {
       code: 'ResultTooLarge',
       message:
         "Module 'big' returned a result of 2 MiB (2,097,154 bytes) as JSON, over the limit of 1 MiB (1,048,576 bytes): the worker's --max-result-size (maxResultBytes) sets the limit; return less, or keep large data elsewhere (a file, an artifact store) and return where it is",
+    });
+  });
+
+  it("resultTooLargeError (a module host's result file, known by its size) says what checkedResult says of the same size", () => {
+    const text = JSON.stringify('x'.repeat(2 * 1024 * 1024));
+    expect(() => checkedResult('big', text, 1024 * 1024)).toThrow(
+      resultTooLargeError('big', Buffer.byteLength(text), 1024 * 1024).message,
+    );
+    expect(resultTooLargeError('big', 2_000, 1_024)).toMatchObject({
+      name: 'ResultLimitError',
+      code: 'ResultTooLarge',
     });
   });
 

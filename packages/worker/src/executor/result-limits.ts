@@ -1,5 +1,5 @@
 // The limits entry alone: module hosts load this file, and need no zod or ts-rest.
-import { resultLimitProblem } from '@mpd/contract/limits';
+import { describeBytes, resultLimitProblem } from '@mpd/contract/limits';
 import { ResultLimitError } from '../errors.js';
 
 /**
@@ -13,9 +13,21 @@ import { ResultLimitError } from '../errors.js';
 export function checkedResult(moduleName: string, serializedResult: string, maxResultBytes: number): string {
   const problem = resultLimitProblem(serializedResult, maxResultBytes);
   if (problem === undefined) return serializedResult;
-  const what =
-    problem.code === 'ResultTooLarge'
-      ? "the worker's --max-result-size (maxResultBytes) sets the limit; return less, or keep large data elsewhere (a file, an artifact store) and return where it is"
-      : 'return flatter data';
+  const what = problem.code === 'ResultTooLarge' ? TOO_LARGE_ADVICE : 'return flatter data';
   throw new ResultLimitError(problem.code, `Module '${moduleName}' returned ${problem.phrase}: ${what}`);
+}
+
+const TOO_LARGE_ADVICE =
+  "the worker's --max-result-size (maxResultBytes) sets the limit; return less, or keep large data elsewhere (a file, an artifact store) and return where it is";
+
+/**
+ * The error {@link checkedResult} throws for a result of `bytes` (UTF-8 bytes of its JSON) over
+ * `maxResultBytes`, the same message (`resultLimitProblem`'s phrase): for a result the worker
+ * knows by its file's size only (a module host's `resultFile`), checked before it is uploaded.
+ */
+export function resultTooLargeError(moduleName: string, bytes: number, maxResultBytes: number): ResultLimitError {
+  return new ResultLimitError(
+    'ResultTooLarge',
+    `Module '${moduleName}' returned a result of ${describeBytes(bytes)} as JSON, over the limit of ${describeBytes(maxResultBytes)}: ${TOO_LARGE_ADVICE}`,
+  );
 }

@@ -7,7 +7,7 @@
  * dependant's worker fetches the blob (through its cache) and gives the module the value.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeBytes, type ExecuteModuleFailure, type ExecuteModuleSuccess } from '@mpd/contract';
 import { LIMITS } from '@mpd/contract/limits';
@@ -19,12 +19,15 @@ import {
   type ExecutionOptions,
   type ExecutionOutcome,
   type ExecutionRequest,
+  type ModuleEnd,
   type WorkerArtifacts,
 } from './execution.js';
 import { ExecutionStop } from './execution-stop.js';
+import { resultTooLargeError } from './result-limits.js';
+import type { ThrownDescription } from './values-as-text.js';
+import { goesByReference, RESULT_REF_KEY } from './result-file.js';
 
-/** The key of a result reference: `{"$mpdRef":{"sha256":…,"size":…}}`. */
-export const RESULT_REF_KEY = '$mpdRef';
+export { goesByReference, RESULT_REF_KEY } from './result-file.js';
 
 /**
  * The worker's default `--inline-result-size`: 256 KiB. Below it a result travels in the
@@ -68,16 +71,6 @@ export function asResultRef(value: JsonValue | undefined): ResultRef | undefined
   return { sha256, size };
 }
 
-/**
- * Whether result text `text` goes by reference: over `inlineBytes` in UTF-8 bytes, or itself
- * shaped like a reference (a module returning `{"$mpdRef":…}` gets back, in its dependants,
- * exactly what it returned: it is stored like a large result, never taken for a reference).
- */
-export function goesByReference(text: string, inlineBytes: number): boolean {
-  if (text.startsWith(`{"${RESULT_REF_KEY}":`)) return true;
-  return text.length > inlineBytes || (text.length * 3 > inlineBytes && Buffer.byteLength(text) > inlineBytes);
-}
-
 /** A result could not be stored, or a dependency's could not be fetched (`exceptionType` `ResultReferenceError`). */
 export class ResultReferenceError extends WorkerError {
   override readonly name = 'ResultReferenceError';
@@ -97,6 +90,76 @@ export async function storeResult(text: string, artifacts: WorkerArtifacts, modu
   } finally {
     await rm(path, { force: true });
   }
+}
+
+/**
+ * The end of a module that ran in a module host and returned a result that goes by reference,
+ * with that result stored (its end then names the reference's text): from the file the host
+ * wrote it to (`resultFile` of its `done`, whose path `fromHostProblem` checked), uploaded as it
+ * is (`transport.put`: streamed, hashed off the main thread) — the worker's main thread never
+ * reads the text — and removed whatever happens; or from its text (a host's inline
+ * `resultText` over the size, which the worker's own hosts never send: stored as for
+ * `isolation: 'none'`).
+ *
+ * The file must be a regular file of one link (not a symbolic or hard link to a file elsewhere,
+ * which a module's code could have put in its place) within `maxResultBytes` (the worker's
+ * `--max-result-size`, checked here by its size before the upload, with `checkedResult`'s
+ * message; the host checked the text already).
+ * @returns the end: a success naming the reference; or a failure: `ResultLimitError` over the
+ *   limit, `ResultReferenceError` when it is not such a file or could not be stored (the message
+ *   `isolation: 'none'` gives)
+ */
+export async function storeHostResult(
+  module: string,
+  result: { text: string } | { file: string },
+  artifacts: WorkerArtifacts,
+  maxResultBytes: number,
+): Promise<ModuleEnd> {
+  if ('text' in result) {
+    try {
+      return { ok: true, value: await storeResult(result.text, artifacts, module) };
+    } catch (error) {
+      return { ok: false, thrown: notStored(module, Buffer.byteLength(result.text), error) };
+    }
+  }
+  const { file } = result;
+  try {
+    const found = await lstat(file);
+    if (!found.isFile() || found.nlink !== 1) {
+      return {
+        ok: false,
+        thrown: {
+          type: 'ResultReferenceError',
+          message: `Module '${module}' ended with a result file that is not a regular file of its own (a link, or another file linked in its place): not uploaded`,
+          stack: null,
+        },
+      };
+    }
+    if (found.size > maxResultBytes)
+      return { ok: false, error: resultTooLargeError(module, found.size, maxResultBytes) };
+    try {
+      return {
+        ok: true,
+        value: resultRefText(await artifacts.transport.put(file, undefined, { module, result: module })),
+      };
+    } catch (error) {
+      return { ok: false, thrown: notStored(module, found.size, error) };
+    }
+  } catch (error) {
+    return { ok: false, thrown: notStored(module, undefined, error) };
+  } finally {
+    await rm(file, { force: true });
+  }
+}
+
+/** What a module's failure says when its result, `bytes` as JSON (unknown: undefined), could not be stored. */
+function notStored(module: string, bytes: number | undefined, error: unknown): ThrownDescription {
+  const size = bytes === undefined ? '' : ` of ${describeBytes(bytes)} as JSON`;
+  return {
+    type: 'ResultReferenceError',
+    message: `Module '${module}' returned a result${size}, over the worker's --inline-result-size, and it could not be stored in the artifact store: ${(error as Error).message}`,
+    stack: null,
+  };
 }
 
 /**
@@ -213,7 +276,9 @@ export interface ResultReferenceOptions extends ExecutionOptions {
 /**
  * An execution with references around it: its dependencies' references are fetched first (a
  * failure to fetch one fails the module before it runs), and a result over `inlineResultBytes`
- * is stored and answered as a reference (a failure to store it fails the module). The slot stays
+ * is stored and answered as a reference (a failure to store it fails the module): here for
+ * `isolation: 'none'`, by the hosted execution for a module host, which writes such a result to
+ * a file the worker uploads without reading it ({@link storeHostResult}). The slot stays
  * taken until the result is stored. Without an artifact store (no orchestrator) `start` runs as
  * it is.
  *
@@ -236,13 +301,15 @@ export function withResultReferences(
 ): Execution {
   const artifacts = options.artifacts;
   if (!artifacts) return start(request);
+  // A module host's result that goes by reference is stored by its hosted execution (from the file the host wrote).
   const storedIfLarge = (answer: ExecutionOutcome): ExecutionOutcome | Promise<ExecutionOutcome> =>
-    answer.status !== 200 || !goesByReference(answer.body.serializedResult, options.inlineResultBytes)
+    readsFiles || answer.status !== 200 || !goesByReference(answer.body.serializedResult, options.inlineResultBytes)
       ? answer
       : storeLargeResult(module, answer.body, artifacts);
   if (!Object.values(request.dependencyResults).some((value) => asResultRef(value) !== undefined)) {
     // Nothing to fetch (every module of a wide or chain run of small results): started at once,
     // without the fetch's promises, race and async step (issue 14, round H).
+    if (readsFiles) return start(request);
     const inner = start(request);
     const outcome = inner.outcome.then(storedIfLarge);
     return { outcome, stopped: outcome.then(() => inner.stopped), cancel: (reason) => inner.cancel(reason) };
@@ -345,7 +412,7 @@ async function storeLargeResult(
       endTime: answer.endTime,
       workerId: answer.workerId,
       success: false,
-      errorMessage: `Module '${module.name}' returned a result of ${describeBytes(Buffer.byteLength(answer.serializedResult))} as JSON, over the worker's --inline-result-size, and it could not be stored in the artifact store: ${(error as Error).message}`,
+      errorMessage: notStored(module.name, Buffer.byteLength(answer.serializedResult), error).message,
       exceptionType: 'ResultReferenceError',
       stackTrace: null,
       failureKind: 'Error',
