@@ -14,7 +14,7 @@
  * before its tests, and caches them), started in that order whenever a lane is free.
  * Extra arguments go to nx instead (e.g. `pnpm test --projects=@mpd/worker`): one run, nx's order.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,9 +50,14 @@ let code = 0;
 if (process.argv.length > 2) {
   code = await nx(['--parallel=2', ...process.argv.slice(2)]);
 } else {
-  const names = projectDirs
-    .filter((dir) => existsSync(join(dir, 'package.json')))
-    .map((dir) => JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name);
+  // nx's own list of projects; also made before the lanes start, so that two nx processes never
+  // make nx's project graph and database (.nx/workspace-data) at the same moment on a clean clone.
+  const shown = spawnSync('pnpm', ['exec', 'nx', 'show', 'projects', '--json'], { cwd: root, encoding: 'utf8' });
+  if (shown.status !== 0) {
+    process.stderr.write(`${shown.stdout}${shown.stderr}`);
+    process.exit(shown.status ?? 1);
+  }
+  const names = JSON.parse(shown.stdout);
   const rest = names.filter((name) => !LONGEST_FIRST.includes(name));
   const queue = [
     ...LONGEST_FIRST.filter((name) => names.includes(name)).map((name) => [`--projects=${name}`]),
