@@ -2,10 +2,19 @@
 /**
  * `pnpm test`: typechecks and tests every project through nx, then prints one closing
  * line for the whole suite, `tests: N passed, N failed, N skipped`, summed from the JSON
- * report each project's vitest run writes to `.vitest/report.json`. Exits with nx's code.
- * Extra arguments go to nx (e.g. `pnpm test --projects=@mpd/worker`).
+ * report each project's vitest run writes to `.vitest/report.json`. Exits with nx's code (the
+ * first non-zero one).
+ *
+ * Two lanes (CI has 2 cores: as many tasks at once as nx's `--parallel=2` ran), the longest
+ * projects first: nx 24 orders its queue by how many tasks and projects depend on a task, then
+ * by task history a clean clone has not got, so it ran every typecheck first and the
+ * integration tests (no dependants; the longest project, about 10 of CI's 13 minutes) last,
+ * starting about 190 s in. Here each entry of `LONGEST_FIRST`, then all other projects
+ * together, is one `nx run-many -t typecheck test` (nx still runs each project's typecheck
+ * before its tests, and caches them), started in that order whenever a lane is free.
+ * Extra arguments go to nx instead (e.g. `pnpm test --projects=@mpd/worker`): one run, nx's order.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -19,21 +28,50 @@ const projectDirs = ['packages', 'apps', 'tests'].flatMap((group) =>
 const reportOf = (dir) => join(dir, '.vitest', 'report.json');
 for (const dir of projectDirs) rmSync(reportOf(dir), { force: true });
 
-const nx = spawnSync(
-  'pnpm',
-  [
-    'exec',
-    'nx',
-    'run-many',
-    '-t',
-    'typecheck',
-    'test',
-    '--parallel=2',
-    '--outputStyle=stream',
-    ...process.argv.slice(2),
-  ],
-  { cwd: root, stdio: 'inherit' },
-);
+/**
+ * The projects that take longest, longest first (wall seconds of tests on CI's last clean run,
+ * `/tmp/cleanP2`, 2026-12-02: integration 581, worker 375, install 239, orchestrator 112, cli
+ * 38; every other project under 25). Each runs alone in a lane; a project not named here runs
+ * in the last group, with the others.
+ */
+const LONGEST_FIRST = ['@mpd/integration-tests', '@mpd/worker', '@mpd/install-tests', '@mpd/orchestrator', '@mpd/cli'];
+const LANES = 2;
+const NX = ['exec', 'nx', 'run-many', '-t', 'typecheck', 'test', '--outputStyle=stream'];
+
+/** Runs `pnpm exec nx run-many … args`; resolves with its exit code. */
+const nx = (args) =>
+  new Promise((done) => {
+    const child = spawn('pnpm', [...NX, ...args], { cwd: root, stdio: 'inherit' });
+    child.on('error', () => done(1));
+    child.on('close', (code) => done(code ?? 1));
+  });
+
+let code = 0;
+if (process.argv.length > 2) {
+  code = await nx(['--parallel=2', ...process.argv.slice(2)]);
+} else {
+  // nx's own list of projects; also made before the lanes start, so that two nx processes never
+  // make nx's project graph and database (.nx/workspace-data) at the same moment on a clean clone.
+  const shown = spawnSync('pnpm', ['exec', 'nx', 'show', 'projects', '--json'], { cwd: root, encoding: 'utf8' });
+  if (shown.status !== 0) {
+    process.stderr.write(`${shown.stdout}${shown.stderr}`);
+    process.exit(shown.status ?? 1);
+  }
+  const names = JSON.parse(shown.stdout);
+  const rest = names.filter((name) => !LONGEST_FIRST.includes(name));
+  const queue = [
+    ...LONGEST_FIRST.filter((name) => names.includes(name)).map((name) => [`--projects=${name}`]),
+    ...(rest.length > 0 ? [[`--projects=${rest.join(',')}`]] : []),
+  ];
+  await Promise.all(
+    Array.from({ length: LANES }, async () => {
+      for (let next = queue.shift(); next; next = queue.shift()) {
+        const status = await nx(['--parallel=1', ...next]);
+        if (code === 0) code = status;
+      }
+    }),
+  );
+}
 
 let passed = 0;
 let failed = 0;
@@ -51,5 +89,4 @@ for (const dir of projectDirs) {
 // A suite that failed to load counts as a failure even though none of its tests ran.
 const failures = failed + (failed === 0 ? failedSuites : 0);
 console.log(`\ntests: ${passed} passed, ${failures} failed, ${skipped} skipped`);
-const code = nx.status ?? 1;
 process.exit(code !== 0 ? code : failures > 0 ? 1 : passed === 0 ? 1 : 0);

@@ -8,10 +8,10 @@
  */
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join, relative } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -134,6 +134,24 @@ describe('the packed packages, installed with npm outside the workspace', () => 
     expect(shipped.stdout).toContain('package/dist/executor/module-host-main.js');
     expect(shipped.stdout).toContain('package/src/executor/module-host-main.ts');
     expect(shipped.stdout).not.toMatch(/\.spec\.(ts|js)$/m);
+    // Every shipped source map points at the shipped source it was made from (pack-all builds
+    // all packages in one program and writes each map where `tsc -p` in the package would).
+    for (const name of PUBLISHED) {
+      const installed = join(project, 'node_modules', name);
+      const maps = readdirSync(join(installed, 'dist'), { recursive: true, encoding: 'utf8' }).filter((file) =>
+        file.endsWith('.js.map'),
+      );
+      expect(maps.length, `${name} ships source maps`).toBeGreaterThan(0);
+      for (const map of maps) {
+        const { sources } = JSON.parse(readFileSync(join(installed, 'dist', map), 'utf8')) as { sources: string[] };
+        // dist/a/b.js.map was made from src/a/b.ts: `../../src/a/b.ts` from dist/a/.
+        const source = relative(join('dist', dirname(map)), join('src', map.replace(/\.js\.map$/, '.ts')));
+        expect(sources, `${name} dist/${map}`).toEqual([source.split(sep).join('/')]);
+        expect(existsSync(join(installed, 'src', map.replace(/\.js\.map$/, '.ts'))), `${name} src of ${map}`).toBe(
+          true,
+        );
+      }
+    }
   });
 
   it('mpd --version, mpd help and the mpd-worker alias answer, through npx and node_modules/.bin', async () => {

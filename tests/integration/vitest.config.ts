@@ -13,5 +13,7 @@ export default defineConfig({
     // the suite side by side still pass (three at a time, they did not).
     maxWorkers: 2,
     minWorkers: 1,
+    // One temporary directory for the run, removed at its end: TMPDIR of every fork and process.
+    globalSetup: ['./helpers/scratch-tmpdir.ts'],
   },
 });

@@ -81,7 +81,10 @@ describe('mpd-orchestrator --pipeline', () => {
     expect(first.pipeline).toBe('failing');
     expect(Object.keys(first.modules)).toEqual(['compile']); // test failed, publish did not run
     expect(await runOnce('timings-2')).toMatch(`durations of 1 module(s) read from ${timings}`);
-  });
+    // 120 s: four process starts one after the other (the worker needs the orchestrator's URL,
+    // the second run the first one's file); 19.6 s on CI, past the default 60 s three times at
+    // load 25-37 (2026-12-02, two copies side by side and once alone beside others' suites).
+  }, 120_000);
 
   // Kept beside faults.spec.ts's random kills: one kill, and the exact attempts and survivor (faults checks only invariants).
   it('a worker killed with SIGKILL mid-module: the module runs again on the other worker and the run succeeds', async () => {
