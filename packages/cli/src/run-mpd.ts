@@ -151,7 +151,7 @@ export async function runMpd(argv: readonly string[]): Promise<number | undefine
       return EXIT_USAGE;
     default: {
       // Loaded here, as the subcommands are: `mpd --version` and `mpd help` load no server code.
-      const { unknownOptionName } = await import('@mpd/server-kit');
+      const { unknownOptionName } = await import('@mpd/server-kit/cli');
       return usageError(
         first.startsWith('-')
           ? `unknown option "${unknownOptionName(first)}" before a command; the commands are: ${Object.keys(COMMANDS).join(', ')}`
