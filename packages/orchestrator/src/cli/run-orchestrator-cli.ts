@@ -46,6 +46,8 @@ const EXIT_FAILURE = 1;
 interface CliContext {
   name: string;
   baseDir: string;
+  /** {@link CliRunOptions.beforeLoad}. */
+  beforeLoad: CliRunOptions['beforeLoad'];
 }
 
 /** The checked settings, the old names they were given by, and the secrets given as flags. */
@@ -122,6 +124,7 @@ async function main(argv: string[], context: CliContext): Promise<number> {
   const { name, baseDir } = context;
   const { settings, oldNames, secretFlags } = readSettings(argv, context);
   const tls = readTls(settings, context);
+  await context.beforeLoad?.();
   // Loaded after the settings are valid, so --help and setting errors answer quickly: what is
   // imported above (settings.ts and its imports, `@mpd/server-kit/cli`) loads none of the
   // server's libraries (express, ts-rest, pino, the contract's schemas; bench/cli-start.ts).
@@ -226,7 +229,11 @@ async function main(argv: string[], context: CliContext): Promise<number> {
  * @param argv the arguments after the command's name (no node, no script), e.g. `['--port', '0']`
  */
 export async function runOrchestratorCli(argv: string[], options: CliRunOptions = {}): Promise<never> {
-  const context = { name: options.name ?? 'mpd-orchestrator', baseDir: options.cwd ?? process.cwd() };
+  const context = {
+    name: options.name ?? 'mpd-orchestrator',
+    baseDir: options.cwd ?? process.cwd(),
+    beforeLoad: options.beforeLoad,
+  };
   // Exit explicitly: a pipeline run may leave timers or sockets behind that would keep the process alive.
   process.exit(await main(argv, context));
 }

@@ -71,6 +71,7 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
   } catch (error) {
     exitWithSettingError(name, (error as Error).message);
   }
+  await options.beforeLoad?.();
   // Loaded after the settings are valid, so --help and setting errors answer quickly: what is
   // imported above (settings.ts and its imports, `@mpd/server-kit/cli`) loads none of the
   // server's libraries (express, ts-rest, pino, the contract's schemas; bench/cli-start.ts).
