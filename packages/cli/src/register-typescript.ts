@@ -2,9 +2,6 @@
  * Makes this process load TypeScript: a pipeline file may be `pipeline.ts` with nothing but
  * `@mpd/cli` installed (no `tsx` on the command line, no build step of the user's own).
  */
-import { register as registerCommonJs } from 'tsx/cjs/api';
-import { register as registerEsm } from 'tsx/esm/api';
-
 /**
  * Whether node was started with tsx already (`node --import tsx`, the `tsx` command, the
  * workspace's tests): the same test as the worker's module hosts make on `process.execArgv`.
@@ -15,15 +12,21 @@ const startedWithTsx = (): boolean => process.execArgv.some((arg) => /tsx/.test(
  * Registers tsx's loaders in this process, both of them, as `node --import tsx` does: the ES
  * module hooks (a `.ts` file `import`ed) and the CommonJS ones (a `.ts` file `require`d, as an
  * ESM-syntax pipeline in a package without `"type": "module"` is compiled to). Only imports made
- * after the call are affected. Does nothing when node runs under tsx already: registered twice,
- * tsx transforms a file twice, and the functions' text changes (esbuild's `__name` helper
+ * once it resolved are affected. Does nothing when node runs under tsx already: registered
+ * twice, tsx transforms a file twice, and the functions' text changes (esbuild's `__name` helper
  * becomes `__name2`), so the pipeline's fingerprint (made from that text) would no longer match
  * the one the worker's module hosts compute (they run `--import tsx`, once): every module would
  * fail with "Pipeline file … changed since the worker loaded it". Measured: one registration,
  * by this function or by `--import tsx`, gives the same text.
  */
-export function registerTypeScript(): void {
+export async function registerTypeScript(): Promise<void> {
   if (startedWithTsx()) return;
+  // Imported here, not at the top: tsx's API loads esbuild; `mpd --help` and a subcommand's
+  // `--help` or bad setting never get here (see `beforeLoad`).
+  const [{ register: registerEsm }, { register: registerCommonJs }] = await Promise.all([
+    import('tsx/esm/api'),
+    import('tsx/cjs/api'),
+  ]);
   registerEsm();
   registerCommonJs();
 }

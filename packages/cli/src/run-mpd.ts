@@ -100,9 +100,10 @@ function usageError(message: string): number {
 
 /** Runs a subcommand in this process; it owns the process from here, and exits it itself. */
 async function runCommand(name: CommandName, argv: string[]): Promise<void> {
-  registerTypeScript();
   stopWhenScriptShellExits(`mpd-${name}`);
-  const options = { name: `mpd ${name}` };
+  // TypeScript registered only once the subcommand's settings are valid, before it loads the
+  // pipeline file: `mpd worker --help` or a bad setting does not load tsx and esbuild.
+  const options = { name: `mpd ${name}`, beforeLoad: registerTypeScript };
   if (name === 'orchestrator') {
     const { runOrchestratorCli } = await import('@mpd/orchestrator/cli');
     await runOrchestratorCli(argv, options);
@@ -151,7 +152,7 @@ export async function runMpd(argv: readonly string[]): Promise<number | undefine
       return EXIT_USAGE;
     default: {
       // Loaded here, as the subcommands are: `mpd --version` and `mpd help` load no server code.
-      const { unknownOptionName } = await import('@mpd/server-kit');
+      const { unknownOptionName } = await import('@mpd/server-kit/cli');
       return usageError(
         first.startsWith('-')
           ? `unknown option "${unknownOptionName(first)}" before a command; the commands are: ${Object.keys(COMMANDS).join(', ')}`

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { bodyCheck, isIdentifier, isPlainObject, isWorkerId, ownKeyCount } from './body-check.js';
 import { boundedArray, identifierSchema, ISO_DATE_TIME, isoDateTimeSchema, workerIdSchema } from './common.schema.js';
+import { endpointOrigin, WORKER_ENDPOINT_RULE } from './endpoint-origin.js';
 import { LIMITS, moduleNameCharacters } from './limits.js';
 
 export const workerStatusSchema = z.enum(['Available', 'Busy', 'Draining', 'Offline']);
@@ -42,33 +43,7 @@ export const loadedPipelineSchema = z.object({
 });
 export type LoadedPipeline = z.infer<typeof loadedPipelineSchema>;
 
-/** The rule of a worker endpoint, as validation answers name it. */
-export const WORKER_ENDPOINT_RULE =
-  'must be scheme://host:port (http or https, port optional, path empty or /) such as http://worker1:9000, without user name or password, path, query or fragment';
-
-/**
- * `scheme://host:port` of an `http://` or `https://` base URL, or undefined when it is no such
- * URL. Only an origin: no user name or password (`http://user@host`), path other than `/`,
- * query or fragment, so the orchestrator, which appends its routes (`/api/execution/execute`),
- * chooses every path it calls; a registrant chooses a host and a port, nothing else (issue 11,
- * case 5). Checked on the text as given, not only as parsed: WHATWG URL parsing drops an empty
- * `?`, `#` or `@`, turns `\` into `/` and resolves `/.`, all of which must be refused too.
- */
-export function endpointOrigin(value: string): string | undefined {
-  // Anything after the authority but a single `/`; userinfo (`@`); backslashes and whitespace,
-  // which the URL parser would quietly turn into `/` or drop.
-  if (!/^https?:\/\/[^/?#@\\\s]+\/?$/i.test(value)) return undefined;
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return undefined;
-  }
-  if (url.username !== '' || url.password !== '' || url.pathname !== '/' || url.search !== '' || url.hash !== '') {
-    return undefined;
-  }
-  return url.origin;
-}
+export { endpointOrigin, WORKER_ENDPOINT_RULE };
 
 /**
  * A worker's endpoint: `scheme://host:port` only ({@link endpointOrigin}, {@link WORKER_ENDPOINT_RULE}).

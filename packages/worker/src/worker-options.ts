@@ -1,14 +1,18 @@
 import { availableParallelism } from 'node:os';
 import type { ClientOptions } from '@mpd/client';
-import { DEFAULT_MODULE_TIMEOUT_MS, DEFAULT_WORKER_BODY_LIMIT, LIMITS } from '@mpd/contract';
+import { LIMITS } from '@mpd/contract';
 import type { Pipeline } from '@mpd/pipeline';
 import { LOG_FORMATTERS } from '@mpd/server-kit';
 import pino, { type Logger } from 'pino';
 import { defaultWorkerId, detectTools, osName } from './capabilities.js';
 import { WorkerConfigError } from './errors.js';
 import type { WorkerIsolation } from './executor/module-executor.js';
-import { DEFAULT_INLINE_RESULT_BYTES, DEFAULT_WORKER_MAX_RESULT_BYTES } from './executor/result-references.js';
-import { DEFAULT_OUTPUT_BUFFER_BYTES, DEFAULT_OUTPUT_SPILL_BYTES } from './registration/output-shipper.js';
+import {
+  DEFAULT_CACHE_BYTES,
+  DEFAULT_WORKER_OPTIONS,
+  PACK_STALL_MAX_MS,
+  PACK_STALL_MIN_MS,
+} from './worker-defaults.js';
 
 /** Options of {@link startWorker}. */
 export interface WorkerOptions {
@@ -259,35 +263,7 @@ export interface WorkerOptions {
   outputSpillBytes?: number;
 }
 
-/** The worker's default artifact cache size: 5 GiB, room for a few builds' artifacts at the store's 2 GiB limit. */
-export const DEFAULT_CACHE_BYTES = 5 * 1024 * 1024 * 1024;
-
-/** The shortest {@link WorkerOptions.packStallMs} (ms): 1 s, as `--pack-stall`'s. */
-export const PACK_STALL_MIN_MS = 1_000;
-/** The longest {@link WorkerOptions.packStallMs} (ms): an hour, as `--pack-stall`'s. */
-export const PACK_STALL_MAX_MS = 3_600_000;
-
-/** The defaults of {@link WorkerOptions} that are constants (the others are read from the machine). */
-export const DEFAULT_WORKER_OPTIONS = {
-  port: 9000,
-  host: '0.0.0.0',
-  defaultTimeoutMs: DEFAULT_MODULE_TIMEOUT_MS,
-  shutdownGraceMs: 30_000,
-  bodyLimit: DEFAULT_WORKER_BODY_LIMIT,
-  maxResultBytes: DEFAULT_WORKER_MAX_RESULT_BYTES,
-  inlineResultBytes: DEFAULT_INLINE_RESULT_BYTES,
-  validateResponses: false,
-  initialBackoffMs: 500,
-  maxBackoffMs: 30_000,
-  completedRetentionMs: 10 * 60_000,
-  killGraceMs: 10_000,
-  open: false,
-  cacheDir: '.mpd/artifact-cache',
-  cacheMaxBytes: DEFAULT_CACHE_BYTES,
-  packStallMs: 30_000,
-  outputBufferBytes: DEFAULT_OUTPUT_BUFFER_BYTES,
-  outputSpillBytes: DEFAULT_OUTPUT_SPILL_BYTES,
-} as const satisfies WorkerOptions;
+export { DEFAULT_CACHE_BYTES, DEFAULT_WORKER_OPTIONS, PACK_STALL_MAX_MS, PACK_STALL_MIN_MS };
 
 /** The options {@link resolveWorkerOptions} gives a default. */
 type DefaultedOption =

@@ -4,7 +4,7 @@
  * library adds one line.
  */
 import { resolve } from 'node:path';
-import { definedOnly } from '@mpd/server-kit';
+import { definedOnly } from '@mpd/server-kit/cli';
 import type { StartOrchestratorOptions } from '../server.js';
 import type { RunPipelineFromCliOptions } from './run-from-cli.js';
 import type { OrchestratorCliSettings } from './settings.js';

@@ -19,7 +19,6 @@ import {
   exitInvalidSetting,
   type FlushableLog,
   exitWithSettingError,
-  listeningText,
   logBase,
   LOG_FORMATTERS,
   type OldNameGiven,
@@ -28,9 +27,9 @@ import {
   logWritten,
   makeDirectory,
   writeAfterLog,
-} from '@mpd/server-kit';
+} from '@mpd/server-kit/cli';
 import { CommanderError } from 'commander';
-import { destination, pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { OrchestratorConfigError } from '../errors.js';
 import type { RunningOrchestrator } from '../server.js';
 import { runOptions, serverOptions } from './options-from-settings.js';
@@ -47,6 +46,8 @@ const EXIT_FAILURE = 1;
 interface CliContext {
   name: string;
   baseDir: string;
+  /** {@link CliRunOptions.beforeLoad}. */
+  beforeLoad: CliRunOptions['beforeLoad'];
 }
 
 /** The checked settings, the old names they were given by, and the secrets given as flags. */
@@ -123,8 +124,13 @@ async function main(argv: string[], context: CliContext): Promise<number> {
   const { name, baseDir } = context;
   const { settings, oldNames, secretFlags } = readSettings(argv, context);
   const tls = readTls(settings, context);
-  // Loaded after the settings are valid, so --help and setting errors answer quickly.
+  await context.beforeLoad?.();
+  // Loaded after the settings are valid, so --help and setting errors answer quickly: what is
+  // imported above (settings.ts and its imports, `@mpd/server-kit/cli`) loads none of the
+  // server's libraries (express, ts-rest, pino, the contract's schemas; bench/cli-start.ts).
   const { startOrchestrator } = await import('../server.js');
+  const { destination, pino } = await import('pino');
+  const { listeningText } = await import('@mpd/server-kit');
   // Asynchronous writes: a line per module finished (and more at debug) costs a blocking write
   // to stderr on the dispatch path otherwise. Every exit waits for the log to be written first
   // (`logWritten`; pino's own flush at exit writes what is queued while a write may still be
@@ -223,7 +229,11 @@ async function main(argv: string[], context: CliContext): Promise<number> {
  * @param argv the arguments after the command's name (no node, no script), e.g. `['--port', '0']`
  */
 export async function runOrchestratorCli(argv: string[], options: CliRunOptions = {}): Promise<never> {
-  const context = { name: options.name ?? 'mpd-orchestrator', baseDir: options.cwd ?? process.cwd() };
+  const context = {
+    name: options.name ?? 'mpd-orchestrator',
+    baseDir: options.cwd ?? process.cwd(),
+    beforeLoad: options.beforeLoad,
+  };
   // Exit explicitly: a pipeline run may leave timers or sockets behind that would keep the process alive.
   process.exit(await main(argv, context));
 }

@@ -21,13 +21,13 @@ import {
   TLS_SETTING_NEEDS,
   tlsFileSettings,
   tokenText,
-} from '@mpd/server-kit';
+} from '@mpd/server-kit/cli';
 import { Command } from 'commander';
 import { z } from 'zod';
 import { parseS3Url } from '../artifacts/s3-url.js';
 import { OrchestratorConfigError } from '../errors.js';
 import { allowEntryProblem } from '../http/endpoint-policy.js';
-import { DEFAULT_ORCHESTRATOR_OPTIONS, DEFAULT_START_OPTIONS } from '../orchestrator-options.js';
+import { DEFAULT_ORCHESTRATOR_OPTIONS, DEFAULT_START_OPTIONS } from '../orchestrator-defaults.js';
 import { DEFAULT_RUN_OPTIONS } from '../runner/run-defaults.js';
 import { OUTPUT_MODES } from './output-modes.js';
 

@@ -1,5 +1,5 @@
 import type { ClientOptions } from '@mpd/client';
-import { readTlsFiles as readFiles, type TlsFileSetting } from '@mpd/server-kit';
+import { readTlsFiles as readFiles, type TlsFileSetting } from '@mpd/server-kit/cli';
 import { OrchestratorConfigError } from '../errors.js';
 import type { StartOrchestratorOptions } from '../server.js';
 import { type OrchestratorCliSettings, SETTINGS } from './settings.js';

@@ -1,5 +1,6 @@
 import { lookup } from 'node:dns/promises';
-import { endpointOrigin, redactUrlsIn } from '@mpd/contract';
+import { endpointOrigin } from '@mpd/contract/endpoint-origin';
+import { redactUrlsIn } from '@mpd/contract/redact-url';
 import { OrchestratorConfigError } from '../errors.js';
 import {
   inRange,

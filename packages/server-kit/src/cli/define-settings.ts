@@ -4,7 +4,7 @@
  * Both `mpd-orchestrator` and `mpd-worker` are built on it, so they read, check and refuse
  * settings the same way.
  */
-import { redactUrl, redactUrlsIn } from '@mpd/contract';
+import { redactUrl, redactUrlsIn } from '@mpd/contract/redact-url';
 import { Command, Option } from 'commander';
 import { z } from 'zod';
 

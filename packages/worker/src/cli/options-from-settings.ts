@@ -4,7 +4,7 @@
  * reaches the library adds one line.
  */
 import { resolve } from 'node:path';
-import { definedOnly } from '@mpd/server-kit';
+import { definedOnly } from '@mpd/server-kit/cli';
 import type { WorkerOptions } from '../worker-options.js';
 import type { WorkerCliSettings } from './settings.js';
 import type { TlsFiles } from './tls-files.js';

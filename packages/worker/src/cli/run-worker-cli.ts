@@ -15,13 +15,12 @@ import {
   EXIT_INVALID_SETTING,
   exitInvalidSetting,
   exitWithSettingError,
-  listeningText,
   logBase,
   LOG_FORMATTERS,
   logProcessWarnings,
   logWritten,
   writeAfterLog,
-} from '@mpd/server-kit';
+} from '@mpd/server-kit/cli';
 import { CommanderError } from 'commander';
 import { workerOptions } from './options-from-settings.js';
 import { createCommand, parseSettings, SETTINGS } from './settings.js';
@@ -72,10 +71,14 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
   } catch (error) {
     exitWithSettingError(name, (error as Error).message);
   }
-  // Loaded after the settings are valid, so --help and setting errors answer quickly.
+  await options.beforeLoad?.();
+  // Loaded after the settings are valid, so --help and setting errors answer quickly: what is
+  // imported above (settings.ts and its imports, `@mpd/server-kit/cli`) loads none of the
+  // server's libraries (express, ts-rest, pino, the contract's schemas; bench/cli-start.ts).
   const { loadPipelineFile } = await import('@mpd/pipeline');
   const { pino, destination } = await import('pino');
   const { startWorker } = await import('../server.js');
+  const { listeningText } = await import('@mpd/server-kit');
   // Asynchronous writes: a blocking write to stderr per module started and finished would sit
   // on every execute's path. The command's exits wait for the log to be written (exitAfterLog;
   // a SIGKILL can lose the last lines). Written in blocks of LOG_BLOCK_BYTES, and every LOG_FLUSH_MS

@@ -21,12 +21,13 @@ import {
   TLS_SETTING_NEEDS,
   tlsFileSettings,
   tokenText,
-} from '@mpd/server-kit';
+} from '@mpd/server-kit/cli';
 import { Command } from 'commander';
-import { endpointOrigin, LIMITS, WORKER_ENDPOINT_RULE } from '@mpd/contract';
+import { endpointOrigin, WORKER_ENDPOINT_RULE } from '@mpd/contract/endpoint-origin';
+import { LIMITS } from '@mpd/contract/limits';
 import { z } from 'zod';
 import { WorkerConfigError } from '../errors.js';
-import { DEFAULT_WORKER_OPTIONS, PACK_STALL_MAX_MS, PACK_STALL_MIN_MS } from '../worker-options.js';
+import { DEFAULT_WORKER_OPTIONS, PACK_STALL_MAX_MS, PACK_STALL_MIN_MS } from '../worker-defaults.js';
 
 const list = commaSeparatedText.pipe(
   z

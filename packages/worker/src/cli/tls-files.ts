@@ -1,4 +1,4 @@
-import { readTlsFiles as readFiles, type TlsFileSetting } from '@mpd/server-kit';
+import { readTlsFiles as readFiles, type TlsFileSetting } from '@mpd/server-kit/cli';
 import { WorkerConfigError } from '../errors.js';
 import type { WorkerOptions } from '../worker-options.js';
 import { SETTINGS, type WorkerCliSettings } from './settings.js';

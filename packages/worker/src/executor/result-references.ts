@@ -26,25 +26,12 @@ import { ExecutionStop } from './execution-stop.js';
 import { resultTooLargeError } from './result-limits.js';
 import type { ThrownDescription } from './values-as-text.js';
 import { goesByReference, RESULT_REF_KEY } from './result-file.js';
+import { DEFAULT_INLINE_RESULT_BYTES, DEFAULT_WORKER_MAX_RESULT_BYTES } from '../worker-defaults.js';
 
 export { goesByReference, RESULT_REF_KEY } from './result-file.js';
 
-/**
- * The worker's default `--inline-result-size`: 256 KiB. Below it a result travels in the
- * execute answer and in every dependant's request, held by the orchestrator for the run; above
- * it one upload and one cached download per worker cost less than carrying it through the
- * orchestrator's memory and every request (the issue's figure; Temporal's gRPC payloads warn at
- * 256 KB too, and it is 1/64 of the orchestrator's 16 MiB `--max-result-size`).
- */
-export const DEFAULT_INLINE_RESULT_BYTES = 256 * 1024;
-
-/**
- * The worker's default `--max-result-size`: 128 MiB. A result above the inline size no longer
- * passes through the orchestrator, so this bounds the worker's memory instead: the module's
- * result as JSON text on the producer, and the referenced results a dependant takes in (their
- * sum) on the consumer, which parses them (a 70 MB result takes about 3 times that in V8).
- */
-export const DEFAULT_WORKER_MAX_RESULT_BYTES = 128 * 1024 * 1024;
+// The worker's default `--inline-result-size` and `--max-result-size`: worker-defaults.ts.
+export { DEFAULT_INLINE_RESULT_BYTES, DEFAULT_WORKER_MAX_RESULT_BYTES };
 
 /** A stored result: its blob's SHA-256 and its size in bytes (of its JSON text, UTF-8). */
 export interface ResultRef {

@@ -6,20 +6,10 @@ import { LIMITS } from '@mpd/contract/limits';
 import { backoffDelay } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import { type ModuleOutput, type OutputWriter, splitLines } from '../executor/module-output.js';
+import { DEFAULT_OUTPUT_BUFFER_BYTES, DEFAULT_OUTPUT_SPILL_BYTES } from '../worker-defaults.js';
 
-/**
- * The output one execution keeps in the worker's memory while it waits to be shipped, by default:
- * 1 MiB (about 10,000 lines of 100 characters from a command, counted as written: see
- * {@link CHUNK_OVERHEAD_BYTES}), the worker's `--output-buffer-size`.
- */
-export const DEFAULT_OUTPUT_BUFFER_BYTES = 1024 * 1024;
-
-/**
- * The output one execution keeps in its spill file once its buffer is full, by default: 64 MiB
- * (about 660,000 lines of 100 characters from a command: minutes of a loud build while the
- * orchestrator is unreachable), the worker's `--output-spill-size`.
- */
-export const DEFAULT_OUTPUT_SPILL_BYTES = 64 * 1024 * 1024;
+// The worker's default `--output-buffer-size` and `--output-spill-size`: worker-defaults.ts.
+export { DEFAULT_OUTPUT_BUFFER_BYTES, DEFAULT_OUTPUT_SPILL_BYTES };
 
 /** The shipper's defaults (see {@link OutputShipperOptions}). */
 export const DEFAULT_OUTPUT_SHIPPER_OPTIONS = {

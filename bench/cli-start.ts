@@ -1,0 +1,144 @@
+/**
+ * What a start of a CLI process costs (round R, R4): the CPU of the whole process (all its
+ * threads) for `--help`, a bad flag, a bad setting, and a start until it prints its listening
+ * line, for the worker's and the orchestrator's commands as the tests and `pnpm worker` start
+ * them (`node --import tsx CHECKOUT/packages/{worker,orchestrator}/src/cli/main.ts ARGS`).
+ * Checkouts alternate run by run; prints each case's median, range and exit code per checkout.
+ *
+ * How the CPU is read: a process that exits by itself writes `process.cpuUsage()` (user +
+ * system, µs, every thread) when it exits (`lib/cpu-at-exit.mjs`, preloaded before tsx, the same
+ * file for every checkout); a started server is read once it printed `listening on`, from
+ * `/proc/PID/task/*\/schedstat` (ns on a CPU, each live thread), then killed with its process
+ * group. No MPD_* variable reaches the processes.
+ *
+ *   tsx bench/cli-start.ts [--runs 7] [--cases worker-help,…] [CHECKOUT...]
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { benchArgs } from './lib/args.js';
+import { benchPath, ROOT } from './lib/processes.js';
+import { median } from './lib/stats.js';
+
+/** The cases: the command, its arguments, and whether it keeps running (read at its listening line). */
+const CASES = {
+  'worker-help': { command: 'worker', args: ['--help'], serves: false },
+  'worker-bad-flag': { command: 'worker', args: ['--no-such-flag'], serves: false },
+  'worker-bad-setting': { command: 'worker', args: ['--port', 'x'], serves: false },
+  'worker-listening': {
+    command: 'worker',
+    args: ['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent'],
+    serves: true,
+  },
+  'orchestrator-help': { command: 'orchestrator', args: ['--help'], serves: false },
+  'orchestrator-bad-flag': { command: 'orchestrator', args: ['--no-such-flag'], serves: false },
+  'orchestrator-bad-setting': { command: 'orchestrator', args: ['--port', 'x'], serves: false },
+  'orchestrator-listening': {
+    command: 'orchestrator',
+    args: ['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent'],
+    serves: true,
+  },
+} as const;
+type CaseName = keyof typeof CASES;
+
+const { values, positionals } = benchArgs(
+  'usage: tsx bench/cli-start.ts [--runs 7] [--cases worker-help,…] [CHECKOUT...]',
+  {
+    runs: { type: 'string', default: '7' },
+    cases: { type: 'string', default: Object.keys(CASES).join(',') },
+  },
+);
+const runs = Number(values.runs);
+const cases = values.cases!.split(',') as CaseName[];
+for (const name of cases) if (!Object.hasOwn(CASES, name)) throw new Error(`unknown case ${name}`);
+const checkouts = positionals.length === 0 ? [ROOT] : positionals;
+const PRELOAD = benchPath('lib/cpu-at-exit.mjs');
+const scratch = mkdtempSync(join(tmpdir(), 'mpd-cli-start-'));
+
+/** CPU time of every live thread of `pid`, ms. */
+function threadsCpuMs(pid: number): number {
+  let nanoseconds = 0;
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      nanoseconds += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return nanoseconds / 1e6;
+}
+
+/** One start of `name` from `root`: its CPU (ms) and exit code (`listening` for a server read at its line). */
+function start(root: string, name: CaseName, index: number): Promise<{ cpuMs: number; code: string }> {
+  const { command, args, serves } = CASES[name];
+  const cpuFile = join(scratch, `${index}.json`);
+  const env = Object.fromEntries(
+    Object.entries(process.env).filter(([key]) => !key.startsWith('MPD_') && key !== 'INIT_CWD'),
+  );
+  const child = spawn(
+    process.execPath,
+    ['--import', PRELOAD, '--import', 'tsx', join(root, `packages/${command}/src/cli/main.ts`), ...args],
+    { cwd: root, env: { ...env, XMPD_CPU_AT_EXIT: cpuFile }, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
+  );
+  let stdout = '';
+  let stderr = '';
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  return new Promise((resolve, reject) => {
+    let read: number | undefined;
+    child.stdout!.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      if (serves && read === undefined && /listening on/.test(stdout)) {
+        read = threadsCpuMs(child.pid!);
+        process.kill(-child.pid!, 'SIGKILL');
+      }
+    });
+    child.on('close', (code) => {
+      if (serves) {
+        if (read === undefined) reject(new Error(`${name} in ${root} exited ${code} before listening: ${stderr}`));
+        else resolve({ cpuMs: read, code: 'listening' });
+        return;
+      }
+      try {
+        const line = JSON.parse(readFileSync(cpuFile, 'utf8')) as { code: number; cpuUs: number };
+        resolve({ cpuMs: line.cpuUs / 1_000, code: String(code) });
+      } catch (error) {
+        reject(new Error(`${name} in ${root}: no CPU written (${String(error)}); stderr: ${stderr}`));
+      }
+    });
+  });
+}
+
+const loads = (): string =>
+  loadavg()
+    .map((value) => value.toFixed(2))
+    .join(' ');
+process.stdout.write(`load average ${loads()}; ${runs} runs of ${cases.length} cases, checkouts alternating\n`);
+const results = new Map<string, { cpuMs: number; code: string }[]>();
+let index = 0;
+try {
+  // A start of each first (not counted): tsx's cache holds each checkout's files before any counted run.
+  for (const root of checkouts) for (const name of cases) await start(root, name, index++);
+  for (let run = 0; run < runs; run++) {
+    for (const name of cases) {
+      for (let step = 0; step < checkouts.length; step++) {
+        const root = checkouts[(run + step) % checkouts.length]!;
+        const key = `${name} ${root}`;
+        results.set(key, [...(results.get(key) ?? []), await start(root, name, index++)]);
+      }
+    }
+  }
+} finally {
+  rmSync(scratch, { recursive: true, force: true });
+}
+for (const name of cases) {
+  for (const root of checkouts) {
+    const figures = results.get(`${name} ${root}`)!;
+    const cpu = figures.map((figure) => figure.cpuMs);
+    const codes = [...new Set(figures.map((figure) => figure.code))].join('/');
+    process.stdout.write(
+      `${name.padEnd(26)} ${root.padEnd(16)} CPU ${median(cpu).toFixed(0).padStart(5)} ms (${Math.min(...cpu).toFixed(0)}–${Math.max(...cpu).toFixed(0)}), exit ${codes}\n`,
+    );
+  }
+}
+process.stdout.write(`load average ${loads()} at the end\n`);
