@@ -37,7 +37,10 @@ export type AttemptState =
  * - `lease-ended`: another process registered under its worker's id, and the heartbeat lease of
  *   the process that had it has ended since (its module hosts killed their process groups then;
  *   a frozen or cut-off process fences itself);
- * - `cancel-acknowledged`: the worker acknowledged its cancel (200, or 404: it does not run it);
+ * - `cancel-acknowledged`: the worker answered its cancel 404 (it does not run it), or 200 when
+ *   its heartbeats list no executions (an older worker: nothing else would tell when it
+ *   stopped); a 200 from a worker that lists them is not an end: the attempt ends once it has
+ *   stopped there (`not-listed`, or `answered` by its call or its collect; round R, R6);
  * - `not-listed`: its worker's heartbeats stopped listing it among the executions it runs.
  */
 export type AttemptEnd =

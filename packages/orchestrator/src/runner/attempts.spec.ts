@@ -734,6 +734,56 @@ describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
   });
 });
 
+describe('runPipeline: a cancel answered 200 (round R, R6)', () => {
+  // The old code took the 200 as "it runs nowhere": the attempt ended and the module ran on
+  // w-other at once, while w-lost was still stopping it (a module host's group runs on for the
+  // kill grace).
+  it('the worker is stopping it: the attempt ends only once the worker shows it stopped (two heartbeats that leave it out), not at the 200; then the module runs elsewhere', async () => {
+    const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { registry, clock, run } = setup(pipeline, [lost, other]);
+    registry.heartbeat('w-lost', 0, { executions: [] }); // a worker that lists what it runs
+    const running = run();
+    await clock.advance(10_000);
+    const executionId = lost.executes[0]!.executionId;
+    expect(lost.cancels).toEqual([executionId]); // answered 200: no more cancel calls
+    expect(other.executes).toEqual([]);
+    // Still listed (its group in its kill grace): still running there.
+    registry.heartbeat('w-lost', 1, { executions: [executionId] });
+    await clock.advance(30_000);
+    expect(other.executes).toEqual([]);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(1_000);
+    expect(other.executes).toEqual([]); // one heartbeat is not enough
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(10_000);
+    const result = await running;
+    expect(other.executes).toHaveLength(1);
+    expect(lost.cancels).toEqual([executionId]);
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Lost'],
+      ['w-other', 'Succeeded'],
+    ]);
+  });
+
+  it('an older worker whose heartbeats list no executions: its 200 ends the attempt as before (nothing else would show it stopped)', async () => {
+    const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { registry, clock, run } = setup(pipeline, [lost, other]);
+    const running = run();
+    await clock.advance(0);
+    registry.heartbeat('w-lost', 1);
+    await clock.advance(10_000);
+    const result = await running;
+    expect(lost.cancels).toHaveLength(1);
+    expect(other.executes).toHaveLength(1);
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Lost'],
+      ['w-other', 'Succeeded'],
+    ]);
+  });
+});
+
 /** A cancel (or call) its worker never answers. */
 const neverAnswered = (): Promise<Answer> => new Promise<Answer>(() => undefined);
 

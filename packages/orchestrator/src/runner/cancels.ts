@@ -28,11 +28,19 @@ export interface CancelDeskOptions {
   timers: RunTimers;
   logger: Logger;
   /**
-   * The worker acknowledged the attempt's cancel: 200 (it cancelled it), or 404
-   * `ExecutionNotFound` without `finished` (it does not run it, and keeps the cancel as a
-   * tombstone; an older worker's every 404). Called once, or {@link CancelDeskOptions.onFinished}.
+   * The worker acknowledged the attempt's cancel with a 404 `ExecutionNotFound` without
+   * `finished`: it does not run it, and keeps the cancel as a tombstone (an older worker's every
+   * 404). Called once, or one of {@link CancelDeskOptions.onStopping} and
+   * {@link CancelDeskOptions.onFinished}.
    */
   onAcknowledged: (attempt: Attempt) => void;
+  /**
+   * The worker answered the attempt's cancel 200: it runs the execution and is stopping it. Not
+   * "it runs nowhere" yet: a module host's process group may run on for the worker's kill grace
+   * (SIGTERM, then SIGKILL), and an outcome settling when the cancel came may still be the
+   * module's (round R, R6). Called once; the desk sends no more cancel calls for it.
+   */
+  onStopping: (attempt: Attempt) => void;
   /**
    * The worker answered the attempt's cancel 404 `ExecutionNotFound` with `finished: true`: it
    * ran the attempt and it finished there, its outcome kept for the same request sent again
@@ -48,9 +56,10 @@ export interface CancelDeskOptions {
 /**
  * Where the run asks for an attempt to be cancelled on its worker: the spec's cancel call,
  * retried with backoff ({@link CANCEL_BACKOFF}) until the worker acknowledges it, so that an
- * abandoned attempt cannot run on beside the one that replaced it because one call was lost,
- * or until it says the attempt finished there, its outcome kept (`onFinished`: the run collects
- * it before the module may run again). It stops when the attempt cannot be running any more
+ * abandoned attempt cannot run on beside the one that replaced it because one call was lost:
+ * until it says it does not run it (`onAcknowledged`), that it is stopping it (`onStopping`: the
+ * run waits until it has stopped), or that the attempt finished there, its outcome kept
+ * (`onFinished`: the run collects it before the module may run again). It stops when the attempt cannot be running any more
  * (answered, never delivered, its worker unregistered or replaced, its heartbeats stopped
  * listing it), when the worker's id is no longer registered, and when the run ends. An `Offline` worker is still called: it may only be
  * cut off, and hears the cancel when the network heals. Each call goes to the worker's current
@@ -112,7 +121,15 @@ export class CancelDesk {
           this.options.onFinished(attempt);
           return;
         }
-        if (answer.status === 200 || notFound) {
+        if (answer.status === 200) {
+          logger.debug(
+            { executionId: record.executionId, workerId, status: answer.status },
+            'cancel accepted: stopping',
+          );
+          this.options.onStopping(attempt);
+          return;
+        }
+        if (notFound) {
           logger.debug({ executionId: record.executionId, workerId, status: answer.status }, 'cancel acknowledged');
           this.options.onAcknowledged(attempt);
           return;

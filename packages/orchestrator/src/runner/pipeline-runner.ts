@@ -104,7 +104,8 @@ type RunState =
  * sent again, with the same `executionId`, to the same worker while it is live (see
  * `sendExecute`); an attempt whose worker is lost is dispatched again elsewhere only once the
  * earlier attempt can no longer be running (answered, its worker offline, gone or replaced,
- * its cancel acknowledged, or no longer listed by its worker's heartbeats), and the cancel of
+ * its cancel answered 404, or no longer listed by its worker's heartbeats: a cancel answered
+ * 200 means "stopping", and a module host's group may run on for the kill grace), and the cancel of
  * every abandoned attempt is retried until acknowledged (see `CancelDesk`). A failed attempt
  * is retried per the module's policy. A module's first successful answer is accepted, once,
  * whichever attempt gives it.
@@ -215,6 +216,7 @@ class PipelineRun {
         if (attempt.generation === (this.generations.get(attempt.workerId) ?? 0))
           this.ended(attempt, 'cancel-acknowledged');
       },
+      onStopping: (attempt) => this.cancelStopping(attempt),
       onFinished: (attempt) => this.cancelFoundFinished(attempt),
       onUnanswered: (attempt) => this.cancelUnanswered(attempt),
     });
@@ -551,6 +553,38 @@ class PipelineRun {
     attempt.sightings.keptAt ??= now;
     // Its calls still out (a late answer listened to): the next heartbeat collects it once they are over.
     if (attempt.callsDone) this.collectKept(attempt, now);
+  }
+
+  /**
+   * The attempt's worker answered its cancel 200: it runs the execution and is stopping it. Not
+   * "it runs nowhere" yet (round R, R6): a module host's process group gets SIGTERM, then SIGKILL
+   * only after the worker's kill grace (`--kill-grace`, 10 s by default), and a module that
+   * ignores SIGTERM runs on until then, with its child processes; ending the attempt here let its
+   * module start on another worker beside it, breaking "at most once at a time". As a Buildkite
+   * job cancelled is over only once its agent reports it finished after its cancel grace, and a
+   * StatefulSet's replacement pod waits for the old one's termination, the attempt stays unended
+   * until its worker shows it stopped: its heartbeats list an execution until its process group
+   * is gone (`ModuleExecutor.runningIds`: its entry leaves once the execution's `stopped`
+   * resolves, after the group's end in a module host), then name it `finished`, and its outcome
+   * is collected (`collectKept`: Cancelled, or the module's success when the cancel came too
+   * late to stop it); or its call's answer arrives (given once the group is gone); or two
+   * heartbeats leave it out; or its worker goes offline, unregisters or is replaced (the rules
+   * of `sighted` and `workerLost`). An older worker whose heartbeats list no executions cannot
+   * show that: its 200 ends the attempt as before. A 200 from another process under the id
+   * says nothing of this attempt (as for `onAcknowledged`).
+   */
+  private cancelStopping(attempt: Attempt): void {
+    if (attempt.ended !== undefined || attempt.generation !== (this.generations.get(attempt.workerId) ?? 0)) return;
+    if (this.options.registry.executionsOf(attempt.workerId) === undefined) {
+      this.ended(attempt, 'cancel-acknowledged');
+      return;
+    }
+    // Only heartbeats after the worker said it runs it count as leaving it out.
+    attempt.sightings.unlistedBeats = 0;
+    this.log.info(
+      { module: attempt.module.name, workerId: attempt.workerId, executionId: attempt.record.executionId },
+      'cancel accepted: the attempt counts as running there until its worker shows it stopped',
+    );
   }
 
   private armCollect(attempt: Attempt, delayMs: number): void {
