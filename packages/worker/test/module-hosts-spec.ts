@@ -4,11 +4,14 @@
  * processes, close; `hosted-artifacts.spec.ts`: artifact transfers): real host processes loading
  * `test/fixtures/host-faults.pipeline.ts`, whose modules misbehave in every way a host must survive
  * alone. One file of 54 tests took 192 s on CI's 2 cores; split in three, they are still run one
- * file at a time (vitest's default on 2 cores: running files two at a time was tried and taken
- * back, docs/round-p/p1.md), so the split alone saves no time; it lets a file be run alone.
+ * file at a time (vitest's default on 2 cores: running files two at a time was tried in rounds P
+ * and R and taken back, docs/round-p/p1.md, docs/round-r/r3.md); the split lets a file run alone.
  *
  * {@link moduleHostsSpec} registers the file's hooks: the fixture loaded once (`beforeAll`), every
  * executor a test made closed after it and the log lines cleared (`afterEach`).
+ *
+ * An executor has 1 slot unless its test asks for more: a pool starts all its hosts at once
+ * (about a second of CPU each), and most tests run one module at a time, on one host.
  */
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -47,7 +50,7 @@ export interface ModuleHostsSpec {
   logLines: string[];
   /** The fixture pipeline, with the fingerprint tsx gives it (loaded in `beforeAll`). */
   pipeline(): Pipeline;
-  /** A hosted executor (2 slots unless `options` say otherwise), closed after the test. */
+  /** A hosted executor (1 slot, one host, unless `options` say otherwise), closed after the test. */
   executor(options?: Partial<ModuleExecutorOptions>): ModuleExecutor;
   /** An execution request of `moduleTypeName` with a new id, `SECRET` and `PLAIN` in its environment. */
   request(moduleTypeName: string, extra?: Partial<ExecutionRequest>): ExecutionRequest;
@@ -93,7 +96,7 @@ export function moduleHostsSpec(): ModuleHostsSpec {
     return pipeline;
   };
   const executor = (options: Partial<ModuleExecutorOptions> = {}): ModuleExecutor => {
-    const created = hostedExecutor(loaded(), dir, (line) => logLines.push(line), { slots: 2, ...options });
+    const created = hostedExecutor(loaded(), dir, (line) => logLines.push(line), options);
     executors.push(created);
     return created;
   };

@@ -83,6 +83,7 @@ describe('modules in module hosts', () => {
     }
     // Not renewed any more (a frozen or stalled worker): the group goes when the lease ends.
     on.renewLease(60_000);
+    await on.idle();
     const outcome = run(on, 'blocking-tree');
     let pids: number[] = [];
     await expect.poll(() => (pids = ledgerPids('blocking-tree')).length, { timeout: 15_000, interval: 20 }).toBe(2);
@@ -254,10 +255,14 @@ describe('modules in module hosts', () => {
 
   it('close stops every host and every process of their groups, idle or running', async () => {
     writeFileSync(ledgerFile, '');
-    const on = executor();
-    const idleHost = resultOf(await run(on, 'echo')).pid as number;
+    // Two slots: one host runs the stubborn module, the other is idle at close. (The idle host
+    // is the one echo ran on, after the stubborn one took the first: the most recently used
+    // idle host takes the next module, so echo run first would have put both on one host.)
+    const on = executor({ slots: 2 });
     const outcome = run(on, 'stubborn');
     const pids = await stubbornPids();
+    const idleHost = resultOf(await run(on, 'echo')).pid as number;
+    expect(idleHost).not.toBe(pids[0]);
     await on.close('worker shutting down');
     expect(await outcome).toMatchObject({ body: { failureKind: 'Cancelled' } });
     expect([idleHost, ...pids].filter(running)).toEqual([]);
