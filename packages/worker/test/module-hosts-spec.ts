@@ -8,12 +8,13 @@
  * and R and taken back, docs/round-p/p1.md, docs/round-r/r3.md); the split lets a file run alone.
  *
  * {@link moduleHostsSpec} registers the file's hooks: the fixture loaded once (`beforeAll`), every
- * executor a test made closed after it and the log lines cleared (`afterEach`).
+ * executor a test made closed after it and the log lines cleared (`afterEach`), the file's
+ * temporary directory removed (`afterAll`).
  *
  * An executor has 1 slot unless its test asks for more: a pool starts all its hosts at once
  * (about a second of CPU each), and most tests run one module at a time, on one host.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -89,6 +90,7 @@ export function moduleHostsSpec(): ModuleHostsSpec {
   });
   afterAll(() => {
     delete process.env.MPD_TEST_LEDGER;
+    rmSync(dir, { recursive: true, force: true });
   });
 
   const loaded = (): Pipeline => {
