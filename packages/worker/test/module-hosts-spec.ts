@@ -83,7 +83,9 @@ export function moduleHostsSpec(): ModuleHostsSpec {
     // otherwise than tsx (which the CLI and the hosts load it with), so the worker's side here
     // takes the fingerprint tsx gives, as the CLI would have.
     pipeline = { ...(await loadPipelineFile(FIXTURE)), fingerprint: fingerprintAsTsxLoads(FIXTURE) };
-  });
+    // A tsx process (fingerprintAsTsxLoads) and the fixture's transform: past the 20 s hook
+    // timeout beside another copy of the suite at load 25-31.
+  }, 60_000);
   afterEach(async () => {
     await Promise.all(executors.splice(0).map((executor) => executor.close('test over')));
     logLines.length = 0;
