@@ -9,8 +9,10 @@ export interface CliRunEnd {
 
 /**
  * Runs a CLI with the two unknown flags both CLIs' specs try, each in a process of its own
- * (`cli(args)`, started at once): `--bogus`, and `--join-tokn=…` (a near miss of
- * `--join-token` whose value, a secret, must never be printed). Resolves once both exited.
+ * (`cli(args)`, started at once): `--bogus 1` (an unknown flag followed by an argument, as a
+ * mistyped `--prot 1` is: the flag is named, not the argument taken as an extra one), and
+ * `--join-tokn=…` (a near miss of `--join-token` whose value, a secret, must never be printed).
+ * Resolves once both exited.
  */
 export async function unknownFlagRuns(
   cli: (args: string[]) => RunningProcess,
@@ -21,7 +23,7 @@ export async function unknownFlagRuns(
     stdout: run.stdout(),
   });
   const [bogus, nearMiss] = await Promise.all([
-    end(cli(['--bogus'])),
+    end(cli(['--bogus', '1'])),
     end(cli(['--join-tokn=s3cret-join-token-value'])),
   ]);
   return { bogus, nearMiss };

@@ -249,11 +249,17 @@ describe('worker API', () => {
   });
 
   it('runs at most its slots at once; beyond that 429 with Retry-After', async () => {
-    const first = client.execution.execute({ body: request('exec-cap-1', 'wait', { serializedModule: '{"ms":400}' }) });
-    const second = client.execution.execute({
-      body: request('exec-cap-2', 'wait', { serializedModule: '{"ms":400}' }),
+    // Both slots taken (seen from the health answer, not guessed from a sleep: 400 ms modules and
+    // a 100 ms sleep let the third in beside another copy of the suite), for 3 s from then on.
+    const first = client.execution.execute({
+      body: request('exec-cap-1', 'wait', { serializedModule: '{"ms":3000}' }),
     });
-    await sleep(100);
+    const second = client.execution.execute({
+      body: request('exec-cap-2', 'wait', { serializedModule: '{"ms":3000}' }),
+    });
+    await expect
+      .poll(async () => ((await client.health.get()).body as { currentLoad: number }).currentLoad, { interval: 20 })
+      .toBe(2);
     const third = await post('/api/execution/execute', JSON.stringify(request('exec-cap-3', 'wait')));
     expect(third.status).toBe(429);
     expect(third.headers.get('retry-after')).toBe('1');

@@ -1,5 +1,5 @@
 import { LIMITS } from '@mpd/contract';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -22,8 +22,12 @@ describe('worker capabilities', () => {
     chmodSync(join(two, 'node'), 0o755);
     writeFileSync(join(two, 'git'), 'not executable');
     chmodSync(join(two, 'git'), 0o644);
-    expect(detectTools([one, two].join(delimiter), ['docker', 'git', 'node', 'kubectl'])).toEqual(['docker', 'node']);
-    expect(detectTools('', ['docker'])).toEqual([]);
+    try {
+      expect(detectTools([one, two].join(delimiter), ['docker', 'git', 'node', 'kubectl'])).toEqual(['docker', 'node']);
+      expect(detectTools('', ['docker'])).toEqual([]);
+    } finally {
+      for (const dir of [one, two]) rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('makes ids like worker-<hostname>-<random>, unique per start', () => {

@@ -4,13 +4,17 @@
  * processes, close; `hosted-artifacts.spec.ts`: artifact transfers): real host processes loading
  * `test/fixtures/host-faults.pipeline.ts`, whose modules misbehave in every way a host must survive
  * alone. One file of 54 tests took 192 s on CI's 2 cores; split in three, they are still run one
- * file at a time (vitest's default on 2 cores: running files two at a time was tried and taken
- * back, docs/round-p/p1.md), so the split alone saves no time; it lets a file be run alone.
+ * file at a time (vitest's default on 2 cores: running files two at a time was tried in rounds P
+ * and R and taken back, docs/round-p/p1.md, docs/round-r/r3.md); the split lets a file run alone.
  *
  * {@link moduleHostsSpec} registers the file's hooks: the fixture loaded once (`beforeAll`), every
- * executor a test made closed after it and the log lines cleared (`afterEach`).
+ * executor a test made closed after it and the log lines cleared (`afterEach`), the file's
+ * temporary directory removed (`afterAll`).
+ *
+ * An executor has 1 slot unless its test asks for more: a pool starts all its hosts at once
+ * (about a second of CPU each), and most tests run one module at a time, on one host.
  */
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,7 +51,7 @@ export interface ModuleHostsSpec {
   logLines: string[];
   /** The fixture pipeline, with the fingerprint tsx gives it (loaded in `beforeAll`). */
   pipeline(): Pipeline;
-  /** A hosted executor (2 slots unless `options` say otherwise), closed after the test. */
+  /** A hosted executor (1 slot, one host, unless `options` say otherwise), closed after the test. */
   executor(options?: Partial<ModuleExecutorOptions>): ModuleExecutor;
   /** An execution request of `moduleTypeName` with a new id, `SECRET` and `PLAIN` in its environment. */
   request(moduleTypeName: string, extra?: Partial<ExecutionRequest>): ExecutionRequest;
@@ -79,13 +83,16 @@ export function moduleHostsSpec(): ModuleHostsSpec {
     // otherwise than tsx (which the CLI and the hosts load it with), so the worker's side here
     // takes the fingerprint tsx gives, as the CLI would have.
     pipeline = { ...(await loadPipelineFile(FIXTURE)), fingerprint: fingerprintAsTsxLoads(FIXTURE) };
-  });
+    // A tsx process (fingerprintAsTsxLoads) and the fixture's transform: past the 20 s hook
+    // timeout beside another copy of the suite at load 25-31.
+  }, 60_000);
   afterEach(async () => {
     await Promise.all(executors.splice(0).map((executor) => executor.close('test over')));
     logLines.length = 0;
   });
   afterAll(() => {
     delete process.env.MPD_TEST_LEDGER;
+    rmSync(dir, { recursive: true, force: true });
   });
 
   const loaded = (): Pipeline => {
@@ -93,7 +100,7 @@ export function moduleHostsSpec(): ModuleHostsSpec {
     return pipeline;
   };
   const executor = (options: Partial<ModuleExecutorOptions> = {}): ModuleExecutor => {
-    const created = hostedExecutor(loaded(), dir, (line) => logLines.push(line), { slots: 2, ...options });
+    const created = hostedExecutor(loaded(), dir, (line) => logLines.push(line), options);
     executors.push(created);
     return created;
   };

@@ -178,18 +178,29 @@ describe('mpd-worker CLI', () => {
     }
   });
 
-  it("never logs --orchestrator's user name and password: its registration attempts name it without them", async () => {
+  it("never logs --orchestrator's user name and password: its registration attempts name it without them; makes --cache-dir relative to INIT_CWD (where `pnpm worker` was typed), as every path setting", async () => {
+    // One process for both (each is a process start, seconds of CPU): the cache directory is
+    // made at start with --orchestrator (the cache serves artifacts), where the registration is.
+    const dir = mkdtempSync(join(tmpdir(), 'mpd-worker-cache-dir-'));
+    tempDirs.push(dir);
     // Nothing listens on port 1: the registration fails, and is logged with its URL.
-    const run = cli([
-      '--port',
-      '0',
-      '--host',
-      '127.0.0.1',
-      '--orchestrator',
-      'http://ci:pa55word@127.0.0.1:1/?token=t0ken',
-    ]);
+    const run = cli(
+      [
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--orchestrator',
+        'http://ci:pa55word@127.0.0.1:1/?token=t0ken',
+        '--cache-dir',
+        'spec-cache-a1',
+      ],
+      { INIT_CWD: dir },
+    );
     try {
       await run.listeningUrl();
+      expect(existsSync(join(dir, 'spec-cache-a1'))).toBe(true);
+      expect(existsSync('spec-cache-a1')).toBe(false);
       await vi.waitFor(() => expect(run.stderr()).toContain('registration failed'), { timeout: 20_000, interval: 50 });
       const { code } = await run.stop('SIGTERM');
       expect(code).toBe(0);
@@ -198,6 +209,7 @@ describe('mpd-worker CLI', () => {
       expect(run.output()).not.toMatch(/pa55word|t0ken/);
     } finally {
       await run.stop('SIGKILL');
+      rmSync('spec-cache-a1', { recursive: true, force: true });
     }
   });
 
@@ -215,15 +227,13 @@ describe('mpd-worker CLI', () => {
     expect(run.stdout()).toBe('');
   });
 
+  // Exit 2 for an unknown flag followed by an argument (`--bogus 1`) among them.
   it('names an unknown flag exactly, without its value, in one line and a pointer to --help, as the orchestrator does', async () => {
     expect(await unknownFlagRuns(cli)).toEqual(unknownFlagAnswers('mpd-worker'));
   });
 
-  it('exits 2 for an unknown flag or an extra argument', async () => {
-    const unknown = cli(['--prot', '1']);
+  it('exits 2 for an extra argument', async () => {
     const extra = cli(['--port', '0', 'extra']);
-    expect(await unknown.exited).toBe(2);
-    expect(unknown.stderr()).toContain("unknown option '--prot'");
     expect(await extra.exited).toBe(2);
     expect(extra.stderr()).toContain('too many arguments');
     expect(extra.stdout()).toBe('');
@@ -240,25 +250,6 @@ describe('mpd-worker CLI', () => {
       expect(run.stdout()).toBe('');
     } finally {
       blocker.close();
-    }
-  });
-
-  it('makes --cache-dir relative to INIT_CWD (where `pnpm worker` was typed), as every path setting', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'mpd-worker-cache-dir-'));
-    tempDirs.push(dir);
-    // With --orchestrator (the cache serves artifacts; nothing listens on port 1): made at start.
-    const run = cli(
-      ['--port', '0', '--host', '127.0.0.1', '--orchestrator', 'http://127.0.0.1:1', '--cache-dir', 'spec-cache-a1'],
-      { INIT_CWD: dir, MPD_LOG_LEVEL: 'silent' },
-    );
-    try {
-      await run.listeningUrl();
-      expect(existsSync(join(dir, 'spec-cache-a1'))).toBe(true);
-      expect(existsSync('spec-cache-a1')).toBe(false);
-      expect((await run.stop('SIGTERM')).code).toBe(0);
-    } finally {
-      await run.stop('SIGKILL');
-      rmSync('spec-cache-a1', { recursive: true, force: true });
     }
   });
 
@@ -342,7 +333,9 @@ describe('mpd-worker CLI', () => {
     const { code, ms } = await run.stop();
     expect(code).toBe(0);
     expect(ms).toBeLessThan(5_000);
-  });
+    // A worker and its module host load the pipeline with tsx: past 20 s beside another copy of
+    // the suite at load 20-37.
+  }, 60_000);
 });
 
 describe('mpd-worker CLI with TLS', () => {

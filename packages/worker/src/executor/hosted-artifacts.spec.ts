@@ -93,6 +93,7 @@ describe('modules in module hosts', () => {
         const on = executor({ isolation, artifacts: { transport, scratchDir: join(cacheDir, '.scratch') } });
         const ref = { name: 'good', sha256: store.sha256, size: store.size, files: 2 };
         for (const into of ['first', 'second']) {
+          await on.idle(); // one slot: the first's free
           const answer = resultOf(
             await within(
               run(on, 'download', { params: { ref, dir: `named-${isolation}/${into}` } }),
@@ -220,6 +221,7 @@ describe('modules in module hosts', () => {
         await new Promise((resolve) => setTimeout(resolve, 1_000));
         expect(existsSync(parent) ? readdirSync(parent) : []).toEqual([]);
         // The host that ran it runs the next module: the ended download's rejection was not its crash.
+        await on.idle();
         expect(await run(on, 'echo')).toMatchObject({ status: 200 });
       } finally {
         release();
@@ -361,6 +363,7 @@ describe('modules in module hosts', () => {
     const answer = resultOf(await run(on, 'echo', { dependencyResults: { dep: refs.good!, small: 'small' } }));
     expect(answer.results).toEqual({ dep: value, small: 'small' });
 
+    await on.idle();
     const failed = await run(on, 'echo', { dependencyResults: { dep: refs.bad! } });
     expect(failed.body).toMatchObject({
       success: false,

@@ -57,7 +57,8 @@ describe('modules in module hosts', () => {
       env: 'plain-value',
     });
     expect(first.pid).not.toBe(process.pid);
-    // A host that ended its module cleanly takes the next one.
+    // A host that ended its module cleanly takes the next one (once its slot is free: one slot).
+    await on.idle();
     expect(resultOf(await run(on, 'echo')).pid).toBe(first.pid);
     const logs = logLines.join('');
     expect(logs).toContain('echo logging the secret');
@@ -106,6 +107,7 @@ describe('modules in module hosts', () => {
     };
     const on = executor({ output });
     expect(resultOf(await run(on, 'fake-mark'))).toBe('printed');
+    await on.idle();
     expect(resultOf(await run(on, 'echo')).pid).toEqual(expect.any(Number));
     const [fake, echoed] = [...written.values()];
     await expect
@@ -386,6 +388,7 @@ describe('modules in module hosts', () => {
     async (name, message) => {
       const on = executor();
       const before = resultOf(await run(on, 'echo')).pid;
+      await on.idle();
       const outcome = await run(on, name);
       expect(outcome.status).toBe(500);
       if (outcome.status !== 500) return;
@@ -412,6 +415,7 @@ describe('modules in module hosts', () => {
     async (line, message) => {
       const on = executor();
       const before = resultOf(await run(on, 'echo')).pid as number;
+      await on.idle();
       const outcome = await run(on, 'channel-wrong-shape', { params: { line } });
       expect(outcome.status).toBe(500);
       if (outcome.status !== 500) return;
@@ -427,6 +431,7 @@ describe('modules in module hosts', () => {
   it('a host whose leftover check could not tell (done with leftoverChildren null) is not reused: the worker stops its group and says why', async () => {
     const on = executor();
     const before = resultOf(await run(on, 'echo')).pid as number;
+    await on.idle();
     const outcome = await run(on, 'channel-wrong-shape', { params: { line: 'done-leftovers-unknown' } });
     // The answer is the done's; the module itself still waited: stopped with its host.
     expect(resultOf(outcome)).toBe('unknown');

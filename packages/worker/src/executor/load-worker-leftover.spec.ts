@@ -5,13 +5,13 @@
  * review: K2's rule that read no thread asleep in futex at settle missed it, and the host was
  * reused with the child running.)
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadPipelineFile, type Pipeline } from '@mpd/pipeline';
 import { fingerprintAsTsxLoads } from '@mpd/test-kit';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hostedExecutor, resultOf, running, startedOutcome } from '../../test/hosted-executors.js';
 import type { ExecutionOutcome } from './execution.js';
 import type { ModuleExecutor } from './module-executor.js';
@@ -37,6 +37,7 @@ afterEach(async () => {
   await Promise.all(executors.splice(0).map((executor) => executor.close('test over')));
   logLines = [];
 });
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 function executor(): ModuleExecutor {
   const created = hostedExecutor(pipeline, dir, (line) => logLines.push(line));
