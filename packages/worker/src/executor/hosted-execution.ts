@@ -138,7 +138,10 @@ async function runHosted(
     if (ended.ok) {
       const stored = hostResult(module.name, ended, options);
       // Awaited only when there is something to store: no microtask per module for an inline result (issue 14).
-      result = stored instanceof Promise ? await stored : stored;
+      // A store that rejects all the same (`storeHostResult` answers its failures) fails the
+      // module: the execution is answered and its slot freed whatever happens.
+      result =
+        stored instanceof Promise ? await stored.catch((error: unknown) => notStoredEnd(module.name, error)) : stored;
     } else result = { ok: false, thrown: ended.thrown };
   } else {
     result = { ok: false, thrown: describeHostEnd(module.name, ended, options.heapLimitMb) };
@@ -170,6 +173,18 @@ function hostResult(
   if (artifacts !== undefined && goesByReference(ended.resultText, options.inlineResultBytes))
     return storeHostResult(moduleName, { text: ended.resultText }, artifacts, options.maxResultBytes);
   return { ok: true, value: ended.resultText };
+}
+
+/** The end of module `moduleName` whose result's store rejected with `error`. */
+function notStoredEnd(moduleName: string, error: unknown): ModuleEnd {
+  return {
+    ok: false,
+    thrown: {
+      type: 'ResultReferenceError',
+      message: `Module '${moduleName}' returned a result that could not be stored: ${error instanceof Error ? error.message : String(error)}`,
+      stack: null,
+    },
+  };
 }
 
 /**

@@ -143,4 +143,29 @@ describe('a module host result that goes by reference', () => {
     expect(readdirSync(artifacts.scratchDir)).toEqual([other.slice(artifacts.scratchDir.length + 1)]);
     expect(readFileSync(secret, 'utf8')).toBe('"the worker\'s key"');
   }, 60_000);
+
+  it("a host's own result file path holding a directory: the module fails naming why, the worker answers and runs the next module", async () => {
+    const { artifacts, puts } = await directoryStore('directory');
+    const on = executor({ slots: 1, artifacts });
+    const sent = request('forged-result-file');
+    const resultFile = resultFilePath(artifacts.scratchDir, sent.executionId);
+    // Before: removing the "file" threw EISDIR, the execution's run rejected and nothing answered.
+    const outcome = await Promise.race([
+      start(on, { ...sent, params: { resultFile, directory: true } }),
+      new Promise<'no answer'>((resolve) => setTimeout(() => resolve('no answer'), 20_000)),
+    ]);
+    expect(outcome).not.toBe('no answer');
+    expect((outcome as Exclude<typeof outcome, string>).body).toMatchObject({
+      success: false,
+      exceptionType: 'ResultReferenceError',
+      errorMessage: expect.stringMatching(
+        /^Module 'forged-result-file' ended with a result file that is not a regular file of its own/,
+      ),
+    });
+    expect(puts).toEqual([]);
+    // The slot is free again: the next module runs.
+    await on.idle();
+    const next = await run(on, 'big-result', { params: { length: 10 } });
+    expect(next.body).toMatchObject({ success: true, serializedResult: JSON.stringify('x'.repeat(10)) });
+  }, 60_000);
 });

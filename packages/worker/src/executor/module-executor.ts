@@ -321,7 +321,13 @@ export class ModuleExecutor {
     const { fingerprint } = request;
     const entry: RunningEntry = { execution, fingerprint };
     this.running.set(request.executionId, entry);
-    void execution.stopped.then(() => {
+    // Whether `stopped` resolves or (a defect) rejects, the slot is freed and nothing goes unhandled.
+    const freed = (error?: unknown): void => {
+      if (error !== undefined)
+        this.options.logger.error(
+          { err: error, executionId: request.executionId, module: module.name },
+          'execution ended with an error',
+        );
       this.running.delete(request.executionId);
       this.finished.set(request.executionId, {
         outcome: execution.outcome,
@@ -332,7 +338,11 @@ export class ModuleExecutor {
       const recent = this.recentlyFinished;
       recent.add(request.executionId);
       if (recent.size > MAX_FINISHED_REPORTED) recent.delete(recent.values().next().value!);
-    });
+    };
+    execution.stopped.then(
+      () => freed(),
+      (error: unknown) => freed(error ?? new Error('rejected without a reason')),
+    );
     return { kind: 'started', outcome: execution.outcome };
   }
 

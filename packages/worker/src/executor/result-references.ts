@@ -7,7 +7,7 @@
  * dependant's worker fetches the blob (through its cache) and gives the module the value.
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeBytes, type ExecuteModuleFailure, type ExecuteModuleSuccess } from '@mpd/contract';
 import { LIMITS } from '@mpd/contract/limits';
@@ -135,8 +135,19 @@ export async function storeHostResult(
   } catch (error) {
     return { ok: false, thrown: notStored(module, undefined, error) };
   } finally {
-    await rm(file, { force: true });
+    await removeHostFile(file);
   }
+}
+
+/**
+ * Removes what a host left at `path` (its result file; a directory it made there, if empty),
+ * never throwing: a host decides what is there, and a failure to remove it must not end the
+ * execution without an answer (`EISDIR` from `rm` did, round R's review s2).
+ */
+async function removeHostFile(path: string): Promise<void> {
+  await unlink(path).catch(async (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EISDIR' || error.code === 'EPERM') await rmdir(path).catch(() => undefined);
+  });
 }
 
 /** What a module's failure says when its result, `bytes` as JSON (unknown: undefined), could not be stored. */
