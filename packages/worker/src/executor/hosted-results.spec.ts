@@ -79,7 +79,9 @@ describe('a module host result that goes by reference', () => {
     });
     expect(longestParsed).toBeGreaterThan(0);
     expect(longestParsed).toBeLessThan(64 * 1024);
-    expect(puts).toEqual([resultFilePath(artifacts.scratchDir, sent.executionId)]);
+    // Uploaded from the worker's copy of the bytes it checked on the host's file (opened once), not by the host's path.
+    expect(puts).toEqual([expect.stringMatching(/\/result\.[0-9a-f]{12}\.json$/)]);
+    expect(puts[0]!.startsWith(`${artifacts.scratchDir}/`)).toBe(true);
     expect(readFileSync(join(store, sha256), 'utf8')).toBe(text);
     expect(readdirSync(artifacts.scratchDir)).toEqual([]);
     // A result within the size still goes inline, through the channel.
@@ -144,28 +146,36 @@ describe('a module host result that goes by reference', () => {
     expect(readFileSync(secret, 'utf8')).toBe('"the worker\'s key"');
   }, 60_000);
 
-  it("a host's own result file path holding a directory: the module fails naming why, the worker answers and runs the next module", async () => {
-    const { artifacts, puts } = await directoryStore('directory');
+  it("a host's own result file path holding a directory, a FIFO, or a file of two links: the module fails naming why, nothing is uploaded, the worker answers and runs the next module", async () => {
+    const { artifacts, puts } = await directoryStore('not-a-file');
     const on = executor({ slots: 1, artifacts });
-    const sent = request('forged-result-file');
-    const resultFile = resultFilePath(artifacts.scratchDir, sent.executionId);
-    // Before: removing the "file" threw EISDIR, the execution's run rejected and nothing answered.
-    const outcome = await Promise.race([
-      start(on, { ...sent, params: { resultFile, directory: true } }),
-      new Promise<'no answer'>((resolve) => setTimeout(() => resolve('no answer'), 20_000)),
-    ]);
-    expect(outcome).not.toBe('no answer');
-    expect((outcome as Exclude<typeof outcome, string>).body).toMatchObject({
-      success: false,
-      exceptionType: 'ResultReferenceError',
-      errorMessage: expect.stringMatching(
-        /^Module 'forged-result-file' ended with a result file that is not a regular file of its own/,
-      ),
-    });
+    const kinds: Array<Record<string, boolean | number | string>> = [
+      { directory: true },
+      { fifo: true },
+      { bytes: 1000, alsoAt: join(dir, 'not-a-file', 'also.json') },
+    ];
+    for (const kind of kinds) {
+      const sent = request('forged-result-file');
+      const resultFile = resultFilePath(artifacts.scratchDir, sent.executionId);
+      // Before: removing a directory threw EISDIR, the execution's run rejected and nothing
+      // answered; opening a FIFO by its path waits for a writer.
+      const outcome = await Promise.race([
+        start(on, { ...sent, params: { resultFile, ...kind } }),
+        new Promise<'no answer'>((resolve) => setTimeout(() => resolve('no answer'), 20_000)),
+      ]);
+      expect(outcome, JSON.stringify(kind)).not.toBe('no answer');
+      expect((outcome as Exclude<typeof outcome, string>).body, JSON.stringify(kind)).toMatchObject({
+        success: false,
+        exceptionType: 'ResultReferenceError',
+        errorMessage:
+          "Module 'forged-result-file' ended with a result file that is not a regular file of its own (a link, or another file linked in its place): not uploaded",
+      });
+      await on.idle();
+    }
     expect(puts).toEqual([]);
+    expect(readdirSync(artifacts.scratchDir)).toEqual([]);
     // The slot is free again: the next module runs.
-    await on.idle();
     const next = await run(on, 'big-result', { params: { length: 10 } });
     expect(next.body).toMatchObject({ success: true, serializedResult: JSON.stringify('x'.repeat(10)) });
-  }, 60_000);
+  }, 90_000);
 });

@@ -1,5 +1,6 @@
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { appendFile, copyFile, link, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { digestFile } from '@mpd/client';
@@ -9,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BlobCache } from '../artifacts/blob-cache.js';
 import type { Execution, ExecutionOutcome, ExecutionRequest, WorkerArtifacts } from './execution.js';
 import { ModuleExecutor } from './module-executor.js';
-import { type ResultFile, withResultReferences } from './result-references.js';
+import { type ResultFile, storeHostResult, withResultReferences } from './result-references.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -276,5 +277,83 @@ describe('large results by reference (issue 13)', () => {
     await expect.poll(() => existsSync(join(cache, ref.$mpdRef.sha256))).toBe(true);
     await expect.poll(() => filesUnder(cache)).toEqual([ref.$mpdRef.sha256]);
     expect(given).toBeUndefined();
+  });
+});
+
+/**
+ * A module host's result file (`storeHostResult`): a host's file, which its module's code may
+ * change at any time. The worker opens it once and uploads what it checked through that handle;
+ * the transport here reads by path, as the real one does, and `beforeRead` changes the host's
+ * file just before, as a module could between a check by path and an open by path.
+ */
+describe("a module host's result file (storeHostResult)", () => {
+  async function hostFile(beforeRead?: (file: string, secret: string) => Promise<void>) {
+    const root = await mkdtemp(join(tmpdir(), 'mpd-host-result-'));
+    dirs.push(root);
+    const scratchDir = join(root, '.scratch');
+    await mkdir(scratchDir);
+    const secret = join(root, 'worker.key');
+    await writeFile(secret, '"the worker\'s key"');
+    const file = join(scratchDir, 'result-host.x.json');
+    const uploaded: string[] = [];
+    const artifacts = {
+      transport: {
+        put: async (path: string) => {
+          await beforeRead?.(file, secret);
+          const text = await readFile(path, 'utf8');
+          uploaded.push(text);
+          return digestFile(path);
+        },
+      },
+      scratchDir,
+    } as unknown as WorkerArtifacts;
+    return { artifacts, file, secret, uploaded, scratchDir };
+  }
+
+  it('uploads the file it checked, not what its path names by the time it is read (a symbolic link to a file of the worker swapped in), and removes it', async () => {
+    const { artifacts, file, uploaded, scratchDir } = await hostFile(async (file, secret) => {
+      await rm(file);
+      await symlink(secret, file);
+    });
+    await writeFile(file, '"ok"');
+    const end = await storeHostResult('m', { file }, artifacts, 1024);
+    expect(end).toMatchObject({ ok: true });
+    expect(uploaded).toEqual(['"ok"']);
+    expect(readdirSync(scratchDir)).toEqual([]);
+  });
+
+  it('uploads exactly the bytes it checked against --max-result-size: a file grown after the check gets nothing over the limit uploaded', async () => {
+    const { artifacts, file, uploaded } = await hostFile(async (file) => {
+      await appendFile(file, 'x'.repeat(4096));
+    });
+    await writeFile(file, '"ok"');
+    const end = await storeHostResult('m', { file }, artifacts, 1024);
+    for (const text of uploaded) expect(text.length).toBeLessThanOrEqual(1024);
+    expect(end).toMatchObject({ ok: true });
+    expect(uploaded).toEqual(['"ok"']);
+  });
+
+  it('refuses a FIFO (without waiting for a writer), a symbolic link, a hard link and a directory: nothing uploaded', async () => {
+    for (const make of ['fifo', 'symlink', 'hard link', 'directory'] as const) {
+      const { artifacts, file, secret, uploaded } = await hostFile();
+      if (make === 'fifo') execFileSync('mkfifo', [file]);
+      if (make === 'symlink') await symlink(secret, file);
+      if (make === 'hard link') {
+        await writeFile(file, '"ok"');
+        await link(file, `${file}.also`);
+      }
+      if (make === 'directory') await mkdir(file);
+      const end = await storeHostResult('m', { file }, artifacts, 1024);
+      expect(end, make).toMatchObject({
+        ok: false,
+        thrown: {
+          type: 'ResultReferenceError',
+          message:
+            "Module 'm' ended with a result file that is not a regular file of its own (a link, or another file linked in its place): not uploaded",
+        },
+      });
+      expect(uploaded, make).toEqual([]);
+      expect(existsSync(file), make).toBe(false);
+    }
   });
 });

@@ -7,7 +7,7 @@
  * dependant's worker fetches the blob (through its cache) and gives the module the value.
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readFile, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describeBytes, type ExecuteModuleFailure, type ExecuteModuleSuccess } from '@mpd/contract';
 import { LIMITS } from '@mpd/contract/limits';
@@ -24,6 +24,7 @@ import {
 } from './execution.js';
 import { ExecutionStop } from './execution-stop.js';
 import { resultTooLargeError } from './result-limits.js';
+import { copyHostFile, type OpenedHostFile, openHostFile } from './scratch-file.js';
 import type { ThrownDescription } from './values-as-text.js';
 import { goesByReference, RESULT_REF_KEY } from './result-file.js';
 import { DEFAULT_INLINE_RESULT_BYTES, DEFAULT_WORKER_MAX_RESULT_BYTES } from '../worker-defaults.js';
@@ -82,16 +83,18 @@ export async function storeResult(text: string, artifacts: WorkerArtifacts, modu
 /**
  * The end of a module that ran in a module host and returned a result that goes by reference,
  * with that result stored (its end then names the reference's text): from the file the host
- * wrote it to (`resultFile` of its `done`, whose path `fromHostProblem` checked), uploaded as it
- * is (`transport.put`: streamed, hashed off the main thread) — the worker's main thread never
- * reads the text — and removed whatever happens; or from its text (a host's inline
- * `resultText` over the size, which the worker's own hosts never send: stored as for
- * `isolation: 'none'`).
+ * wrote it to (`resultFile` of its `done`, whose path `fromHostProblem` checked) — opened once
+ * and checked on its handle, exactly the bytes checked copied from that handle to a file of the
+ * worker's and uploaded from it (`transport.put` with their digest; see `scratch-file.ts`): the
+ * worker's main thread never parses the text — and removed whatever happens (never throwing);
+ * or from its text (a host's inline `resultText` over the size, which the worker's own hosts
+ * never send: stored as for `isolation: 'none'`).
  *
  * The file must be a regular file of one link (not a symbolic or hard link to a file elsewhere,
- * which a module's code could have put in its place) within `maxResultBytes` (the worker's
- * `--max-result-size`, checked here by its size before the upload, with `checkedResult`'s
- * message; the host checked the text already).
+ * nor a FIFO or a directory, which a module's code could have put in its place) within
+ * `maxResultBytes` (the worker's `--max-result-size`, checked on the handle's size before the
+ * upload, with `checkedResult`'s message; the host checked the text already); a file that
+ * changes size while it is copied is not stored.
  * @returns the end: a success naming the reference; or a failure: `ResultLimitError` over the
  *   limit, `ResultReferenceError` when it is not such a file or could not be stored (the message
  *   `isolation: 'none'` gives)
@@ -110,9 +113,11 @@ export async function storeHostResult(
     }
   }
   const { file } = result;
+  let opened: OpenedHostFile | undefined;
+  let copy: string | undefined;
   try {
-    const found = await lstat(file);
-    if (!found.isFile() || found.nlink !== 1) {
+    const found = await openHostFile(file);
+    if (found === 'not-own-file') {
       return {
         ok: false,
         thrown: {
@@ -122,12 +127,16 @@ export async function storeHostResult(
         },
       };
     }
+    opened = found;
     if (found.size > maxResultBytes)
       return { ok: false, error: resultTooLargeError(module, found.size, maxResultBytes) };
     try {
+      // The bytes checked, copied from the handle: the host's path is never opened again.
+      const copied = await copyHostFile(found.handle, found.size, artifacts.scratchDir, 'result');
+      copy = copied.path;
       return {
         ok: true,
-        value: resultRefText(await artifacts.transport.put(file, undefined, { module, result: module })),
+        value: resultRefText(await artifacts.transport.put(copy, copied.digest, { module, result: module })),
       };
     } catch (error) {
       return { ok: false, thrown: notStored(module, found.size, error) };
@@ -135,6 +144,8 @@ export async function storeHostResult(
   } catch (error) {
     return { ok: false, thrown: notStored(module, undefined, error) };
   } finally {
+    await opened?.handle.close().catch(() => undefined);
+    if (copy !== undefined) await rm(copy, { force: true }).catch(() => undefined);
     await removeHostFile(file);
   }
 }
