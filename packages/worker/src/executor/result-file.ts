@@ -37,12 +37,18 @@ export function resultFilePath(scratchDir: string, executionId: string): string 
  * cache the file becomes a blob of), the file new (`wx`: a link or file already there is removed
  * first, never written through), mode 0600.
  * @returns the file's path
- * @throws the file system's error (the module fails with it)
+ * @throws the file system's error (the module fails with it); a file written in part is removed first
  */
 export async function writeResultFile(scratchDir: string, executionId: string, text: string): Promise<string> {
   const path = resultFilePath(scratchDir, executionId);
   await mkdir(scratchDir, { recursive: true, mode: 0o700 });
   await rm(path, { force: true });
-  await writeFile(path, text, { mode: 0o600, flag: 'wx' });
+  try {
+    await writeFile(path, text, { mode: 0o600, flag: 'wx' });
+  } catch (error) {
+    // A write that failed halfway (a full disk, a file size limit) leaves no partial file behind.
+    await rm(path, { force: true }).catch(() => undefined);
+    throw error;
+  }
   return path;
 }
