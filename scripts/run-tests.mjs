@@ -38,12 +38,25 @@ const LONGEST_FIRST = ['@mpd/integration-tests', '@mpd/worker', '@mpd/install-te
 const LANES = 2;
 const NX = ['exec', 'nx', 'run-many', '-t', 'typecheck', 'test', '--outputStyle=stream'];
 
+/** The nx runs under way: a SIGTERM or SIGINT to this script (a cancelled CI job) reaches them. */
+const children = new Set();
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.on(signal, () => {
+    for (const child of children) child.kill(signal);
+    process.exit(128 + (signal === 'SIGTERM' ? 15 : 2));
+  });
+}
+
 /** Runs `pnpm exec nx run-many … args`; resolves with its exit code. */
 const nx = (args) =>
   new Promise((done) => {
     const child = spawn('pnpm', [...NX, ...args], { cwd: root, stdio: 'inherit' });
+    children.add(child);
     child.on('error', () => done(1));
-    child.on('close', (code) => done(code ?? 1));
+    child.on('close', (code) => {
+      children.delete(child);
+      done(code ?? 1);
+    });
   });
 
 let code = 0;
@@ -89,4 +102,8 @@ for (const dir of projectDirs) {
 // A suite that failed to load counts as a failure even though none of its tests ran.
 const failures = failed + (failed === 0 ? failedSuites : 0);
 console.log(`\ntests: ${passed} passed, ${failures} failed, ${skipped} skipped`);
+// A typecheck that failed, or a project whose tests never ran, fails the run without a failed
+// test to count: say so under the line rather than leave "0 failed" as the last word.
+if (code !== 0 && failures === 0)
+  console.log(`nx failed (exit code ${code}): a typecheck or a project's run failed; see above`);
 process.exit(code !== 0 ? code : failures > 0 ? 1 : passed === 0 ? 1 : 0);

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,12 +13,13 @@ export interface LoadedPackages {
   stdout: string;
   stderr: string;
   /**
-   * The names of the packages it loaded CommonJS modules from (`express`, `pino`, `commander`,
-   * `@scope/name`), from `require.cache` at its exit: a package imported from an ES module is
-   * listed when it is CommonJS (express, pino, body-parser, commander's ESM wrapper's own file);
-   * ES-module-only packages (zod, ts-rest) are not seen.
+   * The names of the packages it loaded modules from (`express`, `pino`, `commander`,
+   * `@scope/name`): CommonJS ones from `require.cache` at its exit, ES modules (zod, ts-rest)
+   * from a resolve hook that lists each as it is resolved.
    */
   packages: Set<string>;
+  /** The absolute paths of every module file it loaded, CommonJS and ES (our own `.ts` sources too). */
+  files: string[];
 }
 
 /** The package a module file belongs to: the name after its path's last `node_modules/`; undefined for none. */
@@ -48,9 +49,12 @@ export async function packagesLoadedBy(options: SpawnOptions): Promise<LoadedPac
       },
     });
     const code = await run.exited;
-    const files = JSON.parse(readFileSync(file, 'utf8')) as string[];
+    const esm = existsSync(`${file}.esm`) ? readFileSync(`${file}.esm`, 'utf8').split('\n').filter(Boolean) : [];
+    const files = [
+      ...new Set([...(JSON.parse(readFileSync(file, 'utf8')) as string[]), ...esm.map((url) => fileURLToPath(url))]),
+    ];
     const packages = new Set(files.map(packageOf).filter((name): name is string => name !== undefined));
-    return { code, stdout: run.stdout(), stderr: run.stderr(), packages };
+    return { code, stdout: run.stdout(), stderr: run.stderr(), packages, files };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

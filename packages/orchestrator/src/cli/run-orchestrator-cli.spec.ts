@@ -6,7 +6,9 @@ import { runOrchestratorCli } from './run-orchestrator-cli.js';
 afterAll(() => killLeftovers());
 
 /** The server's libraries: none is needed to answer --help or refuse a command line. */
-const SERVER_PACKAGES = ['express', 'body-parser', 'pino', 'helmet'];
+const SERVER_PACKAGES = ['express', 'body-parser', 'pino', 'helmet', '@ts-rest/core', '@ts-rest/express', 'undici'];
+/** The contract's wire schemas (ES modules of our own): the server's, not the command line's. */
+const CONTRACT_SCHEMAS = /packages\/contract\/src\/[^/]*\.(schema|contract)\.ts$/;
 
 describe('mpd-orchestrator before its settings are valid', () => {
   it('answers --help, an unknown flag and a bad setting without loading the server (express, pino)', async () => {
@@ -23,10 +25,13 @@ describe('mpd-orchestrator before its settings are valid', () => {
     expect(unknownFlag.stderr).toContain('--no-such-flag');
     expect(badSetting.code).toBe(2);
     expect(badSetting.stderr).toContain('Invalid setting --port (MPD_PORT)');
-    for (const { packages } of [help, unknownFlag, badSetting]) {
+    for (const { packages, files } of [help, unknownFlag, badSetting]) {
       // What parses the command line is seen loaded: the list is read.
       expect(packages).toContain('commander');
       for (const name of SERVER_PACKAGES) expect(packages).not.toContain(name);
+      // ES modules are seen too: zod (ES-only) is what checks the settings.
+      expect(packages).toContain('zod');
+      expect(files.filter((file) => CONTRACT_SCHEMAS.test(file))).toEqual([]);
     }
   });
 });
