@@ -90,6 +90,13 @@ export interface AttemptSightings {
    * it (asked again at the next heartbeat). Undefined while none has.
    */
   keptAt: number | undefined;
+  /**
+   * When its worker answered its cancel 200 ("stopping"; epoch ms) while the run did not know yet
+   * whether that start of the worker lists its executions (no heartbeat since it registered):
+   * the next heartbeat decides (one without `executions` ends it, as an older worker's 200
+   * would; round R, mend s5). Undefined otherwise.
+   */
+  stoppingUndecidedAt?: number | undefined;
   /** How many times its outcome was asked for again because heartbeats no longer listed it. */
   collects: number;
   /** Cancels the armed check for an outcome to collect, if one is armed. */

@@ -766,6 +766,50 @@ describe('runPipeline: a cancel answered 200 (round R, R6)', () => {
     ]);
   });
 
+  it("a 200 before the worker's first heartbeat since it registered (its executions not known yet): the attempt does not end at the 200; the next heartbeat decides (it lists it: it runs on there)", async () => {
+    // The registry forgets `executions` at every registration, and a worker's first heartbeat
+    // comes an interval later (30 s by default): the old code took "not known yet" for an
+    // older worker and ended the attempt at the 200, running the module on w-other at once.
+    const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { registry, clock, run } = setup(pipeline, [lost, other]);
+    const running = run();
+    await clock.advance(10_000);
+    const executionId = lost.executes[0]!.executionId;
+    expect(lost.cancels).toEqual([executionId]);
+    expect(other.executes).toEqual([]); // not ended at the 200
+    registry.heartbeat('w-lost', 1, { executions: [executionId] }); // it still runs it
+    await clock.advance(30_000);
+    expect(other.executes).toEqual([]);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(10_000);
+    const result = await running;
+    expect(other.executes).toHaveLength(1);
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Lost'],
+      ['w-other', 'Succeeded'],
+    ]);
+  });
+
+  it("a 200 before the worker's first heartbeat, and that heartbeat lists no executions (an older worker): the attempt ends at that heartbeat", async () => {
+    const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { registry, clock, run } = setup(pipeline, [lost, other]);
+    const running = run();
+    await clock.advance(10_000);
+    expect(lost.cancels).toHaveLength(1);
+    expect(other.executes).toEqual([]);
+    registry.heartbeat('w-lost', 1);
+    await clock.advance(10_000);
+    const result = await running;
+    expect(other.executes).toHaveLength(1);
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Lost'],
+      ['w-other', 'Succeeded'],
+    ]);
+  });
+
   it('an older worker whose heartbeats list no executions: its 200 ends the attempt as before (nothing else would show it stopped)', async () => {
     const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
     const other = new ScriptedWorker('w-other', (body) => success(body));

@@ -172,6 +172,17 @@ class PipelineRun {
    * `replaced` (round P review, R1).
    */
   private readonly incarnations = new Map<string, string | undefined>();
+  /**
+   * Whether each worker's start lists its executions in its heartbeats, learnt from them (the
+   * registry forgets `executions` at every registration, and the first heartbeat comes an
+   * interval later): sticky for that start once a heartbeat listed them (`true`); `false` once a
+   * heartbeat came without (an older worker); unknown (no entry, or one of another start) until
+   * then. Keyed by worker id, for the start in `generation` under `incarnation`.
+   */
+  private readonly listsExecutions = new Map<
+    string,
+    { generation: number; incarnation: string | undefined; lists: boolean }
+  >();
   private readonly cancels: CancelDesk;
   private readonly calls: AttemptCallsOptions;
   /** Environment of every module: the plain variables and the secret ones. */
@@ -417,13 +428,22 @@ class PipelineRun {
       this.log.info({ workerId }, 'worker heartbeats past its probation: its quarantine for this run is over');
       this.pool.invalidate();
     }
-    const attempts = this.attemptsOn.get(workerId);
-    if (!attempts || attempts.size === 0) return;
     const { registry } = this.options;
     const executions = registry.executionsOf(workerId);
-    if (executions === undefined) return; // an older worker: it does not say
-    const finished = registry.finishedOf(workerId);
+    const lists = this.learnListsExecutions(workerId, executions !== undefined);
+    const attempts = this.attemptsOn.get(workerId);
+    if (!attempts || attempts.size === 0) return;
     const generation = this.generations.get(workerId) ?? 0;
+    if (executions === undefined) {
+      if (lists) return; // this start lists them: a heartbeat without says nothing
+      // An older worker: it cannot show when an execution stopped, and its 200 ends the attempt
+      // (a 200 that came before its first heartbeat waited for this one; see cancelStopping).
+      for (const attempt of [...attempts])
+        if (attempt.generation === generation && attempt.sightings.stoppingUndecidedAt !== undefined)
+          this.ended(attempt, 'cancel-acknowledged');
+      return;
+    }
+    const finished = registry.finishedOf(workerId);
     for (const attempt of [...attempts]) {
       // A new process under the id lists only its own executions (see workerReplaced).
       if (attempt.generation !== generation) continue;
@@ -575,9 +595,17 @@ class PipelineRun {
    */
   private cancelStopping(attempt: Attempt): void {
     if (attempt.ended !== undefined || attempt.generation !== (this.generations.get(attempt.workerId) ?? 0)) return;
-    if (this.options.registry.executionsOf(attempt.workerId) === undefined) {
+    const lists = this.knowsListsExecutions(attempt.workerId);
+    if (lists === false) {
       this.ended(attempt, 'cancel-acknowledged');
       return;
+    }
+    if (lists === undefined) {
+      // No heartbeat of this start yet (the registry forgets `executions` at each registration,
+      // and the first heartbeat comes an interval later): an older worker cannot be told from a
+      // new one yet, and ending here would run the module elsewhere beside it. The next
+      // heartbeat decides (see sighted).
+      attempt.sightings.stoppingUndecidedAt = this.clock.now();
     }
     // Only heartbeats after the worker said it runs it count as leaving it out.
     attempt.sightings.unlistedBeats = 0;
@@ -585,6 +613,33 @@ class PipelineRun {
       { module: attempt.module.name, workerId: attempt.workerId, executionId: attempt.record.executionId },
       'cancel accepted: the attempt counts as running there until its worker shows it stopped',
     );
+  }
+
+  /**
+   * Whether `workerId`'s current start lists its executions in its heartbeats: `true` once one
+   * did (sticky for the start), `false` once one came without, `undefined` while none has come
+   * since it registered (see {@link PipelineRun.listsExecutions}).
+   */
+  private knowsListsExecutions(workerId: string): boolean | undefined {
+    const known = this.listsExecutions.get(workerId);
+    if (
+      known === undefined ||
+      known.generation !== (this.generations.get(workerId) ?? 0) ||
+      known.incarnation !== this.options.registry.incarnationOf(workerId)
+    )
+      return undefined;
+    return known.lists;
+  }
+
+  /** Learns from a heartbeat of `workerId` whether its start lists its executions; returns what is known now. */
+  private learnListsExecutions(workerId: string, listed: boolean): boolean {
+    const lists = listed || this.knowsListsExecutions(workerId) === true;
+    this.listsExecutions.set(workerId, {
+      generation: this.generations.get(workerId) ?? 0,
+      incarnation: this.options.registry.incarnationOf(workerId),
+      lists,
+    });
+    return lists;
   }
 
   private armCollect(attempt: Attempt, delayMs: number): void {
