@@ -129,6 +129,13 @@ export interface Attempt {
   /** The call's deadline (epoch ms): the module's timeout plus the margin after `sentAt`. */
   readonly deadlineAt: number;
   state: AttemptState;
+  /**
+   * Whether it holds its worker's slot (`WorkerLoads`) and its module's `notInParallel` keys
+   * (`ConcurrencyRules`): from its dispatch until it settled, or, once abandoned (lost,
+   * superseded), until it ended — a lost attempt may still run (or be stopping) there, and the
+   * worker counts it (round R, mend s5).
+   */
+  holds: boolean;
   /** Why it can no longer be running anywhere; undefined while it may still be. */
   ended: AttemptEnd | undefined;
   /** The execute call out now; undefined between re-sends and once the calls are over. */

@@ -75,6 +75,8 @@ function setup(
   pipeline: Pipeline,
   workers: ScriptedWorker[],
   registryOptions?: Omit<InMemoryNodeRegistryOptions, 'now'>,
+  /** Ids of `workers` the test registers itself later (with `register`). */
+  later: readonly string[] = [],
 ) {
   const clock = new ManualClock();
   const registry = new InMemoryNodeRegistry(
@@ -87,7 +89,7 @@ function setup(
       capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
       pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: [...pipeline.modules.keys()] },
     });
-  for (const worker of workers) register(worker);
+  for (const worker of workers) if (!later.includes(worker.id)) register(worker);
   const byEndpoint = new Map(workers.map((worker) => [`http://${worker.id}:9000`, worker.client()]));
   const run = (options: Partial<RunPipelineOptions> = {}) =>
     runPipeline({
@@ -824,6 +826,42 @@ describe('runPipeline: a cancel answered 200 (round R, R6)', () => {
     expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
       ['w-lost', 'Lost'],
       ['w-other', 'Succeeded'],
+    ]);
+  });
+});
+
+describe('runPipeline: an abandoned attempt still stopping holds its notInParallel keys (round R, mend s5)', () => {
+  const first = defineModule({ name: 'a', run: () => 'a', notInParallel: ['k'] });
+  const second = defineModule({ name: 'b', run: () => 'b', notInParallel: ['k'] });
+  const keyed = definePipeline({ name: 'keyed', modules: [first, second] });
+
+  // The old code freed the keys (and the worker's slot) when the attempt was lost: its partner
+  // started on w-other while w-lost still ran (stopped) it.
+  it('a module lost on w-lost, its cancel answered 200 and still listed there: its partner does not start until it ended', async () => {
+    const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { registry, clock, run, register } = setup(keyed, [lost, other], undefined, ['w-other']);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    const running = run();
+    await clock.advance(0);
+    expect(lost.executes).toHaveLength(1);
+    const executionId = lost.executes[0]!.executionId;
+    const lostModule = lost.executes[0]!.moduleTypeName;
+    register(other);
+    await clock.advance(10_000);
+    expect(lost.cancels).toEqual([executionId]); // 200: stopping
+    registry.heartbeat('w-lost', 1, { executions: [executionId] });
+    await clock.advance(30_000);
+    expect(other.executes).toEqual([]); // neither it nor its partner beside it
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(10_000);
+    const result = await running;
+    expect(result.status).toBe('Successful');
+    expect(other.executes).toHaveLength(2);
+    expect(result.modules.find((module) => module.name === lostModule)!.attempts.map((a) => a.outcome)).toEqual([
+      'Lost',
+      'Succeeded',
     ]);
   });
 });

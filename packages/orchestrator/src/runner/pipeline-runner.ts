@@ -902,6 +902,7 @@ class PipelineRun {
       sentAt,
       deadlineAt: sentAt + state.timeoutMs + this.options.timeoutMarginMs,
       state: 'running',
+      holds: true,
       ended: undefined,
       call: undefined,
       callsDone: false,
@@ -1243,15 +1244,14 @@ class PipelineRun {
   }
 
   /**
-   * The attempt no longer runs for its module (`settled`), or is no longer waited on
-   * (`abandoned`): its slot is free.
+   * The attempt no longer runs for its module (`settled`: its slot and `notInParallel` keys are
+   * free), or is no longer waited on (`abandoned`: it may still run, or be stopping, on its
+   * worker, which counts it: its slot and keys are freed once it ended, see `ended`).
    */
   private settle(attempt: Attempt, state: 'settled' | 'abandoned'): void {
     if (attempt.state === 'running') {
-      // A slot is free: whatever else this answer changes, the ready modules get another look.
-      this.loads.ended(attempt.workerId);
-      this.rules.ended(attempt.module.definition);
-      this.pool.update(attempt.workerId, this.clock.now());
+      // Whatever else this answer changes, the ready modules get another look.
+      if (state === 'settled') this.release(attempt);
       this.schedulePump();
     }
     attempt.state = state;
@@ -1260,10 +1260,24 @@ class PipelineRun {
     attempt.record.endTime = this.isoNow();
   }
 
-  /** `attempt` can no longer be running anywhere (`end` says why): a new attempt of its module may start. */
+  /** Frees the worker's slot and the module's `notInParallel` keys `attempt` holds, once. */
+  private release(attempt: Attempt): void {
+    if (!attempt.holds) return;
+    attempt.holds = false;
+    this.loads.ended(attempt.workerId);
+    this.rules.ended(attempt.module.definition);
+    this.pool.update(attempt.workerId, this.clock.now());
+    this.schedulePump();
+  }
+
+  /**
+   * `attempt` can no longer be running anywhere (`end` says why): a new attempt of its module may
+   * start, and its slot and `notInParallel` keys are free (as an abandoned one held them).
+   */
   private ended(attempt: Attempt, end: AttemptEnd): void {
     if (attempt.ended !== undefined) return;
     attempt.ended = end;
+    this.release(attempt);
     // It cannot be running any more: its heartbeat answers stop asking for its cancel.
     if (SETTLED.has(end)) this.options.registry.cancelSettled(attempt.workerId, attempt.record.executionId);
     const state = attempt.module;
