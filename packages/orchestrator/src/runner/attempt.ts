@@ -41,7 +41,11 @@ export type AttemptState =
  *   its heartbeats list no executions (an older worker: nothing else would tell when it
  *   stopped); a 200 from a worker that lists them is not an end: the attempt ends once it has
  *   stopped there (`not-listed`, or `answered` by its call or its collect; round R, R6);
- * - `not-listed`: its worker's heartbeats stopped listing it among the executions it runs.
+ * - `not-listed`: its worker's heartbeats stopped listing it among the executions it runs;
+ * - `overdue`: not an end seen: abandoned, it was still unended past its deadline plus
+ *   `ABANDONED_STOP_ALLOWANCE_MS` (its worker never stopped it: under `--isolation none`, a
+ *   module that ignores its signal and never returns); its module ended `TimedOut` for good,
+ *   and its slot and `notInParallel` keys were given up so the run can end (round R, mend s5).
  */
 export type AttemptEnd =
   | 'answered'
@@ -50,7 +54,8 @@ export type AttemptEnd =
   | 'worker-gone'
   | 'lease-ended'
   | 'cancel-acknowledged'
-  | 'not-listed';
+  | 'not-listed'
+  | 'overdue';
 
 /** The execute call of an attempt that is out now (each re-send makes a new one). */
 export interface ExecuteCall {

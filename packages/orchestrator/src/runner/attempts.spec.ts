@@ -866,6 +866,44 @@ describe('runPipeline: an abandoned attempt still stopping holds its notInParall
   });
 });
 
+describe('runPipeline: an abandoned attempt its worker never stops (round R, mend s5)', () => {
+  const stuck = defineModule({ name: 'stuck', run: () => 'stuck', timeoutMs: 60_000 });
+  const stuckPipeline = definePipeline({ name: 'stuck', modules: [stuck] });
+
+  // Under `--isolation none` a module that ignores its signal and never returns stays listed for
+  // good: the old code held its module back for ever (the run hung).
+  it('still listed past its deadline plus the stop allowance: the module ends TimedOut, naming the worker, and runs nowhere else', async () => {
+    const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { registry, clock, run } = setup(stuckPipeline, [lost, other]);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    const running = run({ timeoutMarginMs: 5_000 });
+    let done = false;
+    void running.then(() => (done = true));
+    await clock.advance(0);
+    const executionId = lost.executes[0]!.executionId;
+    await clock.advance(10_000);
+    expect(lost.cancels).toEqual([executionId]); // 200: stopping
+    // Listed at every heartbeat: it never stops.
+    for (let beat = 0; beat < 6; beat++) {
+      registry.heartbeat('w-lost', 1, { executions: [executionId] });
+      await clock.advance(10_000);
+    }
+    expect(done).toBe(false); // 70 s: before its deadline (60 s + 5 s after its dispatch) plus the allowance
+    for (let beat = 0; beat < 12; beat++) {
+      registry.heartbeat('w-lost', 1, { executions: [executionId] });
+      await clock.advance(10_000);
+    }
+    expect(done).toBe(true);
+    const result = await running;
+    expect(other.executes).toEqual([]); // at most once: never run beside it
+    const module = result.modules[0]!;
+    expect(module.status).toBe('TimedOut');
+    expect(module.error?.message).toContain('w-lost');
+    expect(module.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([['w-lost', 'Lost']]);
+  });
+});
+
 /** A cancel (or call) its worker never answers. */
 const neverAnswered = (): Promise<Answer> => new Promise<Answer>(() => undefined);
 

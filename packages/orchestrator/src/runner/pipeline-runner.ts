@@ -76,6 +76,14 @@ const COLLECT_GRACE_MAX_MS = 60_000;
  */
 const RAN_NOTHING: ReadonlySet<AttemptVerdict['kind']> = new Set(['rejected', 'dispatch-rejected', 'broken']);
 
+/**
+ * How long past its deadline (`Attempt.deadlineAt`: its module's timeout plus the margin after
+ * its dispatch) an abandoned attempt may go on stopping on its worker (ms): the worker's kill
+ * grace (`--kill-grace`, 10 s by default) and the heartbeats that show it stopped fit in it.
+ * Past it, its module ends `TimedOut` for good, naming the worker (see `overdue`).
+ */
+const ABANDONED_STOP_ALLOWANCE_MS = 60_000;
+
 /** Heartbeats in a row that must leave out an abandoned attempt before it counts as no longer running. */
 const UNLISTED_BEATS_TO_END = 2;
 
@@ -1252,12 +1260,42 @@ class PipelineRun {
     if (attempt.state === 'running') {
       // Whatever else this answer changes, the ready modules get another look.
       if (state === 'settled') this.release(attempt);
+      else {
+        const waitMs = Math.max(0, attempt.deadlineAt + ABANDONED_STOP_ALLOWANCE_MS - this.clock.now());
+        this.timers.after(waitMs, () => this.overdue(attempt));
+      }
       this.schedulePump();
     }
     attempt.state = state;
     attempt.sightings.disarm?.();
     attempt.sightings.disarm = undefined;
     attempt.record.endTime = this.isoNow();
+  }
+
+  /**
+   * An abandoned attempt still unended past its deadline plus {@link ABANDONED_STOP_ALLOWANCE_MS}:
+   * its worker still runs it (it is listed, or its stop was never shown; under `--isolation
+   * none` a module that ignores its signal and never returns runs on in the worker's process).
+   * Waiting longer would hold its module back for ever and hang the run: its module ends
+   * `TimedOut`, final (never run elsewhere: it runs there still), naming the worker; the attempt
+   * is given up (`overdue`), its slot and `notInParallel` keys freed so the run can go on, and
+   * its cancel stays asked for at the worker's heartbeats until it stops. A module already ended
+   * (lost too often, the run stopped) only gives the attempt up.
+   */
+  private overdue(attempt: Attempt): void {
+    if (attempt.ended !== undefined || attempt.state !== 'abandoned') return;
+    const { module: state, workerId } = attempt;
+    const message =
+      `Module '${state.name}' was abandoned on worker ${workerId} and still runs there ` +
+      `${formatTimeSpan(ABANDONED_STOP_ALLOWANCE_MS)} past its timeout of ${formatTimeSpan(state.timeoutMs)} plus the margin ` +
+      `(its worker did not stop it): it is not run elsewhere`;
+    this.log.warn(
+      { module: state.name, workerId, executionId: attempt.record.executionId },
+      'an abandoned attempt still runs on its worker past its deadline: its module ends TimedOut, not run elsewhere',
+    );
+    this.ended(attempt, 'overdue');
+    if (state.phase !== 'done')
+      this.failed(state, 'TimedOut', { workerId, final: true, error: { message, type: 'OrchestratorTimeout' } });
   }
 
   /** Frees the worker's slot and the module's `notInParallel` keys `attempt` holds, once. */
