@@ -39,7 +39,7 @@ export type AttemptState =
  *   a frozen or cut-off process fences itself);
  * - `cancel-acknowledged`: the worker answered its cancel 404 (it does not run it), or 200 when
  *   its heartbeats list no executions (an older worker: nothing else would tell when it
- *   stopped); a 200 from a worker that lists them is not an end: the attempt ends once it has
+ *   stopped; known from a heartbeat of its start, at the 200 or the next one); a 200 from a worker that lists them is not an end: the attempt ends once it has
  *   stopped there (`not-listed`, or `answered` by its call or its collect; round R, R6);
  * - `not-listed`: its worker's heartbeats stopped listing it among the executions it runs;
  * - `overdue`: not an end seen: abandoned, it was still unended past its deadline plus

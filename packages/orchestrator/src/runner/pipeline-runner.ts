@@ -592,13 +592,16 @@ class PipelineRun {
    * job cancelled is over only once its agent reports it finished after its cancel grace, and a
    * StatefulSet's replacement pod waits for the old one's termination, the attempt stays unended
    * until its worker shows it stopped: its heartbeats list an execution until its process group
-   * is gone (`ModuleExecutor.runningIds`: its entry leaves once the execution's `stopped`
+   * is gone (the worker's `ModuleExecutor.executionIds()`: its entry leaves once the execution's `stopped`
    * resolves, after the group's end in a module host), then name it `finished`, and its outcome
    * is collected (`collectKept`: Cancelled, or the module's success when the cancel came too
-   * late to stop it); or its call's answer arrives (given once the group is gone); or two
+   * late to stop it); or its call's answer arrives (in a module host, once the group is gone;
+   * under `--isolation none` at the cancel, while the module's code may run on: the answer ends
+   * the attempt then); or two
    * heartbeats leave it out; or its worker goes offline, unregisters or is replaced (the rules
    * of `sighted` and `workerLost`). An older worker whose heartbeats list no executions cannot
-   * show that: its 200 ends the attempt as before. A 200 from another process under the id
+   * show that: its 200 ends the attempt as before, once a heartbeat of its start has shown it
+   * lists none (at the 200 when one came before, else at the next: see `listsExecutions`). A 200 from another process under the id
    * says nothing of this attempt (as for `onAcknowledged`).
    */
   private cancelStopping(attempt: Attempt): void {
