@@ -39,9 +39,13 @@ export type AttemptState =
  *   a frozen or cut-off process fences itself);
  * - `cancel-acknowledged`: the worker answered its cancel 404 (it does not run it), or 200 when
  *   its heartbeats list no executions (an older worker: nothing else would tell when it
- *   stopped); a 200 from a worker that lists them is not an end: the attempt ends once it has
+ *   stopped; known from a heartbeat of its start, at the 200 or the next one); a 200 from a worker that lists them is not an end: the attempt ends once it has
  *   stopped there (`not-listed`, or `answered` by its call or its collect; round R, R6);
- * - `not-listed`: its worker's heartbeats stopped listing it among the executions it runs.
+ * - `not-listed`: its worker's heartbeats stopped listing it among the executions it runs;
+ * - `overdue`: not an end seen: abandoned, it was still unended past its deadline plus
+ *   `ABANDONED_STOP_ALLOWANCE_MS` (its worker never stopped it: under `--isolation none`, a
+ *   module that ignores its signal and never returns); its module ended `TimedOut` for good,
+ *   and its slot and `notInParallel` keys were given up so the run can end (round R, mend s5).
  */
 export type AttemptEnd =
   | 'answered'
@@ -50,7 +54,8 @@ export type AttemptEnd =
   | 'worker-gone'
   | 'lease-ended'
   | 'cancel-acknowledged'
-  | 'not-listed';
+  | 'not-listed'
+  | 'overdue';
 
 /** The execute call of an attempt that is out now (each re-send makes a new one). */
 export interface ExecuteCall {
@@ -90,6 +95,13 @@ export interface AttemptSightings {
    * it (asked again at the next heartbeat). Undefined while none has.
    */
   keptAt: number | undefined;
+  /**
+   * When its worker answered its cancel 200 ("stopping"; epoch ms) while the run did not know yet
+   * whether that start of the worker lists its executions (no heartbeat since it registered):
+   * the next heartbeat decides (one without `executions` ends it, as an older worker's 200
+   * would; round R, mend s5). Undefined otherwise.
+   */
+  stoppingUndecidedAt?: number | undefined;
   /** How many times its outcome was asked for again because heartbeats no longer listed it. */
   collects: number;
   /** Cancels the armed check for an outcome to collect, if one is armed. */
@@ -122,6 +134,13 @@ export interface Attempt {
   /** The call's deadline (epoch ms): the module's timeout plus the margin after `sentAt`. */
   readonly deadlineAt: number;
   state: AttemptState;
+  /**
+   * Whether it holds its worker's slot (`WorkerLoads`) and its module's `notInParallel` keys
+   * (`ConcurrencyRules`): from its dispatch until it settled, or, once abandoned (lost,
+   * superseded), until it ended — a lost attempt may still run (or be stopping) there, and the
+   * worker counts it (round R, mend s5).
+   */
+  holds: boolean;
   /** Why it can no longer be running anywhere; undefined while it may still be. */
   ended: AttemptEnd | undefined;
   /** The execute call out now; undefined between re-sends and once the calls are over. */

@@ -75,6 +75,8 @@ function setup(
   pipeline: Pipeline,
   workers: ScriptedWorker[],
   registryOptions?: Omit<InMemoryNodeRegistryOptions, 'now'>,
+  /** Ids of `workers` the test registers itself later (with `register`). */
+  later: readonly string[] = [],
 ) {
   const clock = new ManualClock();
   const registry = new InMemoryNodeRegistry(
@@ -87,7 +89,7 @@ function setup(
       capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
       pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: [...pipeline.modules.keys()] },
     });
-  for (const worker of workers) register(worker);
+  for (const worker of workers) if (!later.includes(worker.id)) register(worker);
   const byEndpoint = new Map(workers.map((worker) => [`http://${worker.id}:9000`, worker.client()]));
   const run = (options: Partial<RunPipelineOptions> = {}) =>
     runPipeline({
@@ -766,6 +768,50 @@ describe('runPipeline: a cancel answered 200 (round R, R6)', () => {
     ]);
   });
 
+  it("a 200 before the worker's first heartbeat since it registered (its executions not known yet): the attempt does not end at the 200; the next heartbeat decides (it lists it: it runs on there)", async () => {
+    // The registry forgets `executions` at every registration, and a worker's first heartbeat
+    // comes an interval later (30 s by default): the old code took "not known yet" for an
+    // older worker and ended the attempt at the 200, running the module on w-other at once.
+    const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { registry, clock, run } = setup(pipeline, [lost, other]);
+    const running = run();
+    await clock.advance(10_000);
+    const executionId = lost.executes[0]!.executionId;
+    expect(lost.cancels).toEqual([executionId]);
+    expect(other.executes).toEqual([]); // not ended at the 200
+    registry.heartbeat('w-lost', 1, { executions: [executionId] }); // it still runs it
+    await clock.advance(30_000);
+    expect(other.executes).toEqual([]);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(10_000);
+    const result = await running;
+    expect(other.executes).toHaveLength(1);
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Lost'],
+      ['w-other', 'Succeeded'],
+    ]);
+  });
+
+  it("a 200 before the worker's first heartbeat, and that heartbeat lists no executions (an older worker): the attempt ends at that heartbeat", async () => {
+    const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { registry, clock, run } = setup(pipeline, [lost, other]);
+    const running = run();
+    await clock.advance(10_000);
+    expect(lost.cancels).toHaveLength(1);
+    expect(other.executes).toEqual([]);
+    registry.heartbeat('w-lost', 1);
+    await clock.advance(10_000);
+    const result = await running;
+    expect(other.executes).toHaveLength(1);
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Lost'],
+      ['w-other', 'Succeeded'],
+    ]);
+  });
+
   it('an older worker whose heartbeats list no executions: its 200 ends the attempt as before (nothing else would show it stopped)', async () => {
     const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
     const other = new ScriptedWorker('w-other', (body) => success(body));
@@ -781,6 +827,80 @@ describe('runPipeline: a cancel answered 200 (round R, R6)', () => {
       ['w-lost', 'Lost'],
       ['w-other', 'Succeeded'],
     ]);
+  });
+});
+
+describe('runPipeline: an abandoned attempt still stopping holds its notInParallel keys (round R, mend s5)', () => {
+  const first = defineModule({ name: 'a', run: () => 'a', notInParallel: ['k'] });
+  const second = defineModule({ name: 'b', run: () => 'b', notInParallel: ['k'] });
+  const keyed = definePipeline({ name: 'keyed', modules: [first, second] });
+
+  // The old code freed the keys (and the worker's slot) when the attempt was lost: its partner
+  // started on w-other while w-lost still ran (stopped) it.
+  it('a module lost on w-lost, its cancel answered 200 and still listed there: its partner does not start until it ended', async () => {
+    const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { registry, clock, run, register } = setup(keyed, [lost, other], undefined, ['w-other']);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    const running = run();
+    await clock.advance(0);
+    expect(lost.executes).toHaveLength(1);
+    const executionId = lost.executes[0]!.executionId;
+    const lostModule = lost.executes[0]!.moduleTypeName;
+    register(other);
+    await clock.advance(10_000);
+    expect(lost.cancels).toEqual([executionId]); // 200: stopping
+    registry.heartbeat('w-lost', 1, { executions: [executionId] });
+    await clock.advance(30_000);
+    expect(other.executes).toEqual([]); // neither it nor its partner beside it
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(10_000);
+    const result = await running;
+    expect(result.status).toBe('Successful');
+    expect(other.executes).toHaveLength(2);
+    expect(result.modules.find((module) => module.name === lostModule)!.attempts.map((a) => a.outcome)).toEqual([
+      'Lost',
+      'Succeeded',
+    ]);
+  });
+});
+
+describe('runPipeline: an abandoned attempt its worker never stops (round R, mend s5)', () => {
+  const stuck = defineModule({ name: 'stuck', run: () => 'stuck', timeoutMs: 60_000 });
+  const stuckPipeline = definePipeline({ name: 'stuck', modules: [stuck] });
+
+  // Under `--isolation none` a module that ignores its signal and never returns stays listed for
+  // good: the old code held its module back for ever (the run hung).
+  it('still listed past its deadline plus the stop allowance: the module ends TimedOut, naming the worker, and runs nowhere else', async () => {
+    const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { registry, clock, run } = setup(stuckPipeline, [lost, other]);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    const running = run({ timeoutMarginMs: 5_000 });
+    let done = false;
+    void running.then(() => (done = true));
+    await clock.advance(0);
+    const executionId = lost.executes[0]!.executionId;
+    await clock.advance(10_000);
+    expect(lost.cancels).toEqual([executionId]); // 200: stopping
+    // Listed at every heartbeat: it never stops.
+    for (let beat = 0; beat < 6; beat++) {
+      registry.heartbeat('w-lost', 1, { executions: [executionId] });
+      await clock.advance(10_000);
+    }
+    expect(done).toBe(false); // 70 s: before its deadline (60 s + 5 s after its dispatch) plus the allowance
+    for (let beat = 0; beat < 12; beat++) {
+      registry.heartbeat('w-lost', 1, { executions: [executionId] });
+      await clock.advance(10_000);
+    }
+    expect(done).toBe(true);
+    const result = await running;
+    expect(other.executes).toEqual([]); // at most once: never run beside it
+    const module = result.modules[0]!;
+    expect(module.status).toBe('TimedOut');
+    expect(module.error?.message).toContain('w-lost');
+    expect(module.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([['w-lost', 'Lost']]);
   });
 });
 

@@ -76,6 +76,14 @@ const COLLECT_GRACE_MAX_MS = 60_000;
  */
 const RAN_NOTHING: ReadonlySet<AttemptVerdict['kind']> = new Set(['rejected', 'dispatch-rejected', 'broken']);
 
+/**
+ * How long past its deadline (`Attempt.deadlineAt`: its module's timeout plus the margin after
+ * its dispatch) an abandoned attempt may go on stopping on its worker (ms): the worker's kill
+ * grace (`--kill-grace`, 10 s by default) and the heartbeats that show it stopped fit in it.
+ * Past it, its module ends `TimedOut` for good, naming the worker (see `overdue`).
+ */
+const ABANDONED_STOP_ALLOWANCE_MS = 60_000;
+
 /** Heartbeats in a row that must leave out an abandoned attempt before it counts as no longer running. */
 const UNLISTED_BEATS_TO_END = 2;
 
@@ -172,6 +180,17 @@ class PipelineRun {
    * `replaced` (round P review, R1).
    */
   private readonly incarnations = new Map<string, string | undefined>();
+  /**
+   * Whether each worker's start lists its executions in its heartbeats, learnt from them (the
+   * registry forgets `executions` at every registration, and the first heartbeat comes an
+   * interval later): sticky for that start once a heartbeat listed them (`true`); `false` once a
+   * heartbeat came without (an older worker); unknown (no entry, or one of another start) until
+   * then. Keyed by worker id, for the start in `generation` under `incarnation`.
+   */
+  private readonly listsExecutions = new Map<
+    string,
+    { generation: number; incarnation: string | undefined; lists: boolean }
+  >();
   private readonly cancels: CancelDesk;
   private readonly calls: AttemptCallsOptions;
   /** Environment of every module: the plain variables and the secret ones. */
@@ -417,13 +436,22 @@ class PipelineRun {
       this.log.info({ workerId }, 'worker heartbeats past its probation: its quarantine for this run is over');
       this.pool.invalidate();
     }
-    const attempts = this.attemptsOn.get(workerId);
-    if (!attempts || attempts.size === 0) return;
     const { registry } = this.options;
     const executions = registry.executionsOf(workerId);
-    if (executions === undefined) return; // an older worker: it does not say
-    const finished = registry.finishedOf(workerId);
+    const lists = this.learnListsExecutions(workerId, executions !== undefined);
+    const attempts = this.attemptsOn.get(workerId);
+    if (!attempts || attempts.size === 0) return;
     const generation = this.generations.get(workerId) ?? 0;
+    if (executions === undefined) {
+      if (lists) return; // this start lists them: a heartbeat without says nothing
+      // An older worker: it cannot show when an execution stopped, and its 200 ends the attempt
+      // (a 200 that came before its first heartbeat waited for this one; see cancelStopping).
+      for (const attempt of [...attempts])
+        if (attempt.generation === generation && attempt.sightings.stoppingUndecidedAt !== undefined)
+          this.ended(attempt, 'cancel-acknowledged');
+      return;
+    }
+    const finished = registry.finishedOf(workerId);
     for (const attempt of [...attempts]) {
       // A new process under the id lists only its own executions (see workerReplaced).
       if (attempt.generation !== generation) continue;
@@ -564,20 +592,31 @@ class PipelineRun {
    * job cancelled is over only once its agent reports it finished after its cancel grace, and a
    * StatefulSet's replacement pod waits for the old one's termination, the attempt stays unended
    * until its worker shows it stopped: its heartbeats list an execution until its process group
-   * is gone (`ModuleExecutor.runningIds`: its entry leaves once the execution's `stopped`
+   * is gone (the worker's `ModuleExecutor.executionIds()`: its entry leaves once the execution's `stopped`
    * resolves, after the group's end in a module host), then name it `finished`, and its outcome
    * is collected (`collectKept`: Cancelled, or the module's success when the cancel came too
-   * late to stop it); or its call's answer arrives (given once the group is gone); or two
+   * late to stop it); or its call's answer arrives (in a module host, once the group is gone;
+   * under `--isolation none` at the cancel, while the module's code may run on: the answer ends
+   * the attempt then); or two
    * heartbeats leave it out; or its worker goes offline, unregisters or is replaced (the rules
    * of `sighted` and `workerLost`). An older worker whose heartbeats list no executions cannot
-   * show that: its 200 ends the attempt as before. A 200 from another process under the id
+   * show that: its 200 ends the attempt as before, once a heartbeat of its start has shown it
+   * lists none (at the 200 when one came before, else at the next: see `listsExecutions`). A 200 from another process under the id
    * says nothing of this attempt (as for `onAcknowledged`).
    */
   private cancelStopping(attempt: Attempt): void {
     if (attempt.ended !== undefined || attempt.generation !== (this.generations.get(attempt.workerId) ?? 0)) return;
-    if (this.options.registry.executionsOf(attempt.workerId) === undefined) {
+    const lists = this.knowsListsExecutions(attempt.workerId);
+    if (lists === false) {
       this.ended(attempt, 'cancel-acknowledged');
       return;
+    }
+    if (lists === undefined) {
+      // No heartbeat of this start yet (the registry forgets `executions` at each registration,
+      // and the first heartbeat comes an interval later): an older worker cannot be told from a
+      // new one yet, and ending here would run the module elsewhere beside it. The next
+      // heartbeat decides (see sighted).
+      attempt.sightings.stoppingUndecidedAt = this.clock.now();
     }
     // Only heartbeats after the worker said it runs it count as leaving it out.
     attempt.sightings.unlistedBeats = 0;
@@ -585,6 +624,33 @@ class PipelineRun {
       { module: attempt.module.name, workerId: attempt.workerId, executionId: attempt.record.executionId },
       'cancel accepted: the attempt counts as running there until its worker shows it stopped',
     );
+  }
+
+  /**
+   * Whether `workerId`'s current start lists its executions in its heartbeats: `true` once one
+   * did (sticky for the start), `false` once one came without, `undefined` while none has come
+   * since it registered (see {@link PipelineRun.listsExecutions}).
+   */
+  private knowsListsExecutions(workerId: string): boolean | undefined {
+    const known = this.listsExecutions.get(workerId);
+    if (
+      known === undefined ||
+      known.generation !== (this.generations.get(workerId) ?? 0) ||
+      known.incarnation !== this.options.registry.incarnationOf(workerId)
+    )
+      return undefined;
+    return known.lists;
+  }
+
+  /** Learns from a heartbeat of `workerId` whether its start lists its executions; returns what is known now. */
+  private learnListsExecutions(workerId: string, listed: boolean): boolean {
+    const lists = listed || this.knowsListsExecutions(workerId) === true;
+    this.listsExecutions.set(workerId, {
+      generation: this.generations.get(workerId) ?? 0,
+      incarnation: this.options.registry.incarnationOf(workerId),
+      lists,
+    });
+    return lists;
   }
 
   private armCollect(attempt: Attempt, delayMs: number): void {
@@ -847,6 +913,7 @@ class PipelineRun {
       sentAt,
       deadlineAt: sentAt + state.timeoutMs + this.options.timeoutMarginMs,
       state: 'running',
+      holds: true,
       ended: undefined,
       call: undefined,
       callsDone: false,
@@ -1188,15 +1255,18 @@ class PipelineRun {
   }
 
   /**
-   * The attempt no longer runs for its module (`settled`), or is no longer waited on
-   * (`abandoned`): its slot is free.
+   * The attempt no longer runs for its module (`settled`: its slot and `notInParallel` keys are
+   * free), or is no longer waited on (`abandoned`: it may still run, or be stopping, on its
+   * worker, which counts it: its slot and keys are freed once it ended, see `ended`).
    */
   private settle(attempt: Attempt, state: 'settled' | 'abandoned'): void {
     if (attempt.state === 'running') {
-      // A slot is free: whatever else this answer changes, the ready modules get another look.
-      this.loads.ended(attempt.workerId);
-      this.rules.ended(attempt.module.definition);
-      this.pool.update(attempt.workerId, this.clock.now());
+      // Whatever else this answer changes, the ready modules get another look.
+      if (state === 'settled') this.release(attempt);
+      else {
+        const waitMs = Math.max(0, attempt.deadlineAt + ABANDONED_STOP_ALLOWANCE_MS - this.clock.now());
+        this.timers.after(waitMs, () => this.overdue(attempt));
+      }
       this.schedulePump();
     }
     attempt.state = state;
@@ -1205,10 +1275,50 @@ class PipelineRun {
     attempt.record.endTime = this.isoNow();
   }
 
-  /** `attempt` can no longer be running anywhere (`end` says why): a new attempt of its module may start. */
+  /**
+   * An abandoned attempt still unended past its deadline plus {@link ABANDONED_STOP_ALLOWANCE_MS}:
+   * its worker still runs it (it is listed, or its stop was never shown; under `--isolation
+   * none` a module that ignores its signal and never returns runs on in the worker's process).
+   * Waiting longer would hold its module back for ever and hang the run: its module ends
+   * `TimedOut`, final (never run elsewhere: it runs there still), naming the worker; the attempt
+   * is given up (`overdue`), its slot and `notInParallel` keys freed so the run can go on, and
+   * its cancel stays asked for at the worker's heartbeats until it stops. A module already ended
+   * (lost too often, the run stopped) only gives the attempt up.
+   */
+  private overdue(attempt: Attempt): void {
+    if (attempt.ended !== undefined || attempt.state !== 'abandoned') return;
+    const { module: state, workerId } = attempt;
+    const message =
+      `Module '${state.name}' was abandoned on worker ${workerId} and still runs there ` +
+      `${formatTimeSpan(ABANDONED_STOP_ALLOWANCE_MS)} past its timeout of ${formatTimeSpan(state.timeoutMs)} plus the margin ` +
+      `(its worker did not stop it): it is not run elsewhere`;
+    this.log.warn(
+      { module: state.name, workerId, executionId: attempt.record.executionId },
+      'an abandoned attempt still runs on its worker past its deadline: its module ends TimedOut, not run elsewhere',
+    );
+    this.ended(attempt, 'overdue');
+    if (state.phase !== 'done')
+      this.failed(state, 'TimedOut', { workerId, final: true, error: { message, type: 'OrchestratorTimeout' } });
+  }
+
+  /** Frees the worker's slot and the module's `notInParallel` keys `attempt` holds, once. */
+  private release(attempt: Attempt): void {
+    if (!attempt.holds) return;
+    attempt.holds = false;
+    this.loads.ended(attempt.workerId);
+    this.rules.ended(attempt.module.definition);
+    this.pool.update(attempt.workerId, this.clock.now());
+    this.schedulePump();
+  }
+
+  /**
+   * `attempt` can no longer be running anywhere (`end` says why): a new attempt of its module may
+   * start, and its slot and `notInParallel` keys are free (as an abandoned one held them).
+   */
   private ended(attempt: Attempt, end: AttemptEnd): void {
     if (attempt.ended !== undefined) return;
     attempt.ended = end;
+    this.release(attempt);
     // It cannot be running any more: its heartbeat answers stop asking for its cancel.
     if (SETTLED.has(end)) this.options.registry.cancelSettled(attempt.workerId, attempt.record.executionId);
     const state = attempt.module;
