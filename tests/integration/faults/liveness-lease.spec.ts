@@ -53,9 +53,7 @@ describe('the heartbeat lease', () => {
 
     // The orchestrator goes away: nothing acknowledges the heartbeats any more.
     await first.close();
-    const goneAt = Date.now();
     const answer = await running;
-    const fencedAfterMs = Date.now() - goneAt;
     expect(answer).toMatchObject({
       status: 500,
       body: {
@@ -66,8 +64,10 @@ describe('the heartbeat lease', () => {
         ),
       },
     });
-    // Not before the lease ran out: its last acknowledged heartbeat was sent one interval (0.2 s) before, or a stall more.
-    expect(fencedAfterMs).toBeGreaterThan(TIMEOUT_MS / 2);
+    // Not before its lease ran out less the fence lead: the message above gives the silence on the
+    // worker's own clock (2.25 s since its last acknowledged heartbeat was SENT). Measured from the
+    // close, it is that less the age of that heartbeat at the close: one interval (0.2 s) when
+    // nothing stalls, more on a loaded machine (1.15 s seen at load 30), so no bound is put on it.
     expect(worker.state).toBe('fenced');
     expect(worker.link!.fenced).toBe(true);
     const refused = await execute(worker, 'lease-2');
