@@ -81,10 +81,12 @@ export interface AttemptSightings {
   /** Heartbeats in a row, since it was abandoned, that did not list it. */
   unlistedBeats: number;
   /**
-   * When a heartbeat of its worker's, since it was abandoned, named it `finished` (epoch ms) while
-   * its module had not ended: its outcome is kept there, to be collected (see
-   * `PipelineRun.collectKept`), and the heartbeats that leave it out afterwards (the worker reports
-   * a finished execution until a heartbeat carrying it is acknowledged) do not end it. Cleared
+   * When a heartbeat of its worker's (while it ran, or since it was abandoned), or its cancel's
+   * 404, named it `finished` (epoch ms) while its module had not ended: its outcome is kept
+   * there, to be collected (see `PipelineRun.collectKept`), and the heartbeats that leave it out
+   * afterwards (the worker reports a finished execution until a heartbeat carrying it is
+   * acknowledged; one named while it ran is named no more once abandoned: review S, 1) do not
+   * end it. Cleared
    * once a collect got the outcome, past `COLLECT_WINDOW_MS`, or once the collect may no longer
    * be made (its module ended, another start of the worker); a collect that ran nothing keeps
    * it (asked again at the next heartbeat). Undefined while none has.

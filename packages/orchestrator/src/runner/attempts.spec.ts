@@ -732,6 +732,43 @@ describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
       ['w-other', 'Succeeded'],
     ]);
   });
+
+  it('named `finished` while its attempt still ran, then lost (a bare 503), its cancels never answered: the heartbeats that leave it out end nothing; its kept outcome is collected, and the module never runs elsewhere (review S, 1)', async () => {
+    // The first execute is held (a gateway passed it on); the worker ran and finished it.
+    let answerFirst: (answer: Answer) => void = () => undefined;
+    const lost = new ScriptedWorker(
+      'w-lost',
+      (body, call) => (call === 1 ? new Promise<Answer>((resolve) => (answerFirst = resolve)) : success(body)),
+      neverAnswered,
+    );
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run, registry } = setup(pipeline, [lost, other]);
+    const running = run();
+    await clock.advance(1_000);
+    expect(lost.executes).toHaveLength(1);
+    const executionId = lost.executes[0]!.executionId;
+    // Named `finished` once, while the attempt still runs (its call is out); then never again.
+    registry.heartbeat('w-lost', 0, { executions: [], finished: [executionId] });
+    await clock.advance(1_000);
+    // The gateway answers the held call a bare 503: the attempt is lost (it may run there).
+    answerFirst({ status: 503, body: 'no healthy upstream' });
+    await clock.advance(1_000);
+    // Its cancels are never answered (a cut port): only heartbeats, none naming it, come.
+    for (let beat = 0; beat < 3; beat++) {
+      registry.heartbeat('w-lost', 0, { executions: [] });
+      await clock.advance(1_000);
+    }
+    // The old code ended it `not-listed` at the second and ran the module on w-other.
+    expect(other.executes).toEqual([]);
+    await clock.advance(10_000);
+    const result = await running;
+    expect(lost.executes.map((body) => body.executionId)).toEqual([executionId, executionId]);
+    expect(other.executes).toEqual([]);
+    expect(result.status).toBe('Successful');
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Succeeded'],
+    ]);
+  });
 });
 
 describe('runPipeline: a cancel answered 200 (round R, R6)', () => {

@@ -442,6 +442,9 @@ class PipelineRun {
         // elsewhere): its outcome is collected as any unlisted attempt's (round N, N3).
         if (kept) sightings.listedAt = now;
         else sightings.unlistedBeatAt = now;
+        // Named so only until this heartbeat is acknowledged: should the attempt be lost and
+        // abandoned later, the heartbeats that leave it out must not end it (review S, 1).
+        if (kept && attempt.module.phase !== 'done') sightings.keptAt ??= now;
         if (attempt.call === undefined) continue;
         sightings.unlistedSince ??= now;
         if (!sightings.disarm) this.armCollect(attempt, collectGrace(sightings.collects));
