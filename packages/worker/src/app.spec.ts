@@ -208,7 +208,13 @@ describe('worker API', () => {
     expect(first).toMatchObject({ status: 200, body: { success: true, serializedResult: '1' } });
     const cancel = await client.execution.cancel({ body: { executionId: 'exec-done-1', reason: 'attempt lost' } });
     expect(cancel.status).toBe(404);
-    expect(cancel.body).toMatchObject({ success: false, code: 'ExecutionNotFound', finished: true });
+    // The spec's 404 body, exactly (its errorMessage too), with `finished` added (review S, 2).
+    expect(cancel.body).toMatchObject({
+      success: false,
+      code: 'ExecutionNotFound',
+      errorMessage: 'Execution not found',
+      finished: true,
+    });
     const again = await client.execution.execute({ body: request('exec-done-1', 'counted') });
     expect(again).toMatchObject({ status: 200, body: { success: true, serializedResult: '1' } });
     expect(runs).toBe(1);

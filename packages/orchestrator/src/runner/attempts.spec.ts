@@ -569,7 +569,7 @@ describe('runPipeline: at most one live attempt per module', () => {
 
 /** The cancel's 404 of a worker whose execution finished there, its outcome kept (round R, R1). */
 const finishedHere = (): Answer => {
-  const notFound = errorResponse('ExecutionNotFound', 'Execution not found running: it finished here');
+  const notFound = errorResponse('ExecutionNotFound', 'Execution not found');
   return { status: notFound.status, body: { ...notFound.body, finished: true } };
 };
 
