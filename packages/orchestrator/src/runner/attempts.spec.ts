@@ -771,6 +771,61 @@ describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
   });
 });
 
+describe('runPipeline: a retired attempt keeps no request (round R, R1; review S, 4)', () => {
+  it('an attempt that ended (lost, then left out by two heartbeats) releases its request while the run goes on, though a cancel call of it is still out', async () => {
+    setFlagsFromString('--expose_gc');
+    const gc = runInNewContext('gc') as () => void;
+    let sent: WeakRef<ExecuteModuleRequest> | undefined;
+    // Reset, re-send refused: lost. Its request is never kept by this client.
+    const lost = idsOnlyClient(
+      (call) => (call === 1 ? reset() : refused()),
+      (body) => (sent ??= new WeakRef(body)),
+    );
+    // Its cancel call is out, unanswered (a slow network): what waits on it still holds the attempt.
+    const heldCancels: Array<(answer: Answer) => void> = [];
+    (lost.client.execution as { cancel: unknown }).cancel = () =>
+      new Promise<Answer>((resolve) => heldCancels.push(resolve));
+    // The module's next attempt is held: the run goes on after the first attempt is retired.
+    let answerOther: (answer: Answer) => void = () => undefined;
+    const other = new ScriptedWorker('w-other', () => new Promise<Answer>((resolve) => (answerOther = resolve)));
+    const clock = new ManualClock();
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 3_600_000, now: () => clock.now() });
+    for (const id of ['w-lost', 'w-other'])
+      registry.register({
+        id,
+        endpoint: `http://${id}:9000`,
+        capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+        pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: [...pipeline.modules.keys()] },
+      });
+    const running = runPipeline({
+      pipeline,
+      registry,
+      logger,
+      clock,
+      rescheduleIntervalMs: 1_000,
+      createClient: ({ endpoint }) => (endpoint === 'http://w-lost:9000' ? lost.client : other.client()),
+    });
+    await clock.advance(1_000);
+    expect(lost.executionIds).toHaveLength(2);
+    expect(heldCancels).toHaveLength(1);
+    expect(other.executes).toEqual([]);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(1_000);
+    expect(other.executes).toHaveLength(1); // the first attempt ended (retired): the module runs on w-other
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    expect(sent!.deref()).toBeUndefined();
+    answerOther(success(other.executes[0]!));
+    await clock.advance(1_000);
+    const result = await running;
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Lost'],
+      ['w-other', 'Succeeded'],
+    ]);
+  });
+});
+
 describe('runPipeline: a cancel answered 200 (round R, R6)', () => {
   // The old code took the 200 as "it runs nowhere": the attempt ended and the module ran on
   // w-other at once, while w-lost was still stopping it (a module host's group runs on for the
