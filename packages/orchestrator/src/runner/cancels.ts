@@ -59,11 +59,12 @@ export interface CancelDeskOptions {
  * abandoned attempt cannot run on beside the one that replaced it because one call was lost:
  * until it says it does not run it (`onAcknowledged`), that it is stopping it (`onStopping`: the
  * run waits until it has stopped), or that the attempt finished there, its outcome kept
- * (`onFinished`: the run collects it before the module may run again). It stops when the attempt cannot be running any more
- * (answered, never delivered, its worker unregistered or replaced, its heartbeats stopped
- * listing it), when the worker's id is no longer registered, and when the run ends. An `Offline` worker is still called: it may only be
- * cut off, and hears the cancel when the network heals. Each call goes to the worker's current
- * endpoint and credential (a worker that registered again has a new one).
+ * (`onFinished`: the run collects it before the module may run again). It stops when the
+ * attempt cannot be running any more (answered, never delivered, its worker unregistered or
+ * replaced, its heartbeats stopped listing it), when the worker's id is no longer registered,
+ * and when the run ends. An `Offline` worker is still called: it may only be cut off, and hears
+ * the cancel when the network heals. Each call goes to the worker's current endpoint and
+ * credential (a worker that registered again has a new one).
  */
 export class CancelDesk {
   /** The attempts whose cancel is being sent, by executionId, with the reason given. */
