@@ -215,6 +215,10 @@ describe('worker API', () => {
       errorMessage: 'Execution not found',
       finished: true,
     });
+    // How much longer it is kept: counted from its finish, within the retention (review S, 3).
+    const { keptForMs } = cancel.body as { keptForMs?: number };
+    expect(keptForMs).toBeGreaterThan(0);
+    expect(keptForMs).toBeLessThanOrEqual(600_000); // the default completedRetentionMs
     const again = await client.execution.execute({ body: request('exec-done-1', 'counted') });
     expect(again).toMatchObject({ status: 200, body: { success: true, serializedResult: '1' } });
     expect(runs).toBe(1);

@@ -92,6 +92,12 @@ export interface AttemptSightings {
    * it (asked again at the next heartbeat). Undefined while none has.
    */
   keptAt: number | undefined;
+  /**
+   * Until when (epoch ms, the run's clock) its worker keeps that outcome, as its cancel's 404
+   * said (`keptForMs`, counted from the finish there): no collect is sent later, whatever is left
+   * of `COLLECT_WINDOW_MS` from `keptAt` (review S, 3). Undefined when no such answer said it.
+   */
+  keptUntil?: number;
   /** How many times its outcome was asked for again because heartbeats no longer listed it. */
   collects: number;
   /** Cancels the armed check for an outcome to collect, if one is armed. */

@@ -652,6 +652,42 @@ describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
     ]);
   });
 
+  it('the `keptForMs` of such a 404 bounds its collects: none is sent once the worker no longer keeps the outcome, and the attempt then ends on the two heartbeats that leave it out (review S, 3)', async () => {
+    const lost = new ScriptedWorker(
+      'w-lost',
+      (_body, call) =>
+        call === 1 ? reset() : call === 2 ? refused() : errorResponse('WorkerNotReady', 'no credential yet'),
+      () => {
+        const answer = finishedHere();
+        return { ...answer, body: { ...(answer.body as object), keptForMs: 30_000 } };
+      },
+    );
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run, registry } = setup(pipeline, [lost, other]);
+    const running = run();
+    await clock.advance(10_000);
+    expect(lost.executes).toHaveLength(3); // the collect after the cancel's 404, which ran nothing
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(1_000);
+    expect(lost.executes).toHaveLength(4); // within keptForMs: asked again
+    await clock.advance(30_000);
+    // Past keptForMs (though well within COLLECT_WINDOW_MS): the request would run the module
+    // again there. The old code sent it (a fifth execute).
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(1_000);
+    expect(lost.executes).toHaveLength(4);
+    expect(other.executes).toEqual([]);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(6_000);
+    const result = await running;
+    expect(lost.executes).toHaveLength(4);
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Lost'],
+      ['w-other', 'Succeeded'],
+    ]);
+  });
+
   it("an older worker's plain 404 (no `finished`) is taken as before: the attempt runs nowhere, the module runs elsewhere at once, nothing is collected", async () => {
     const lost = new ScriptedWorker(
       'w-lost',

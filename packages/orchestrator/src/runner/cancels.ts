@@ -47,8 +47,10 @@ export interface CancelDeskOptions {
    * (the contract's `cancelNotFoundSchema`; round R, R1). Not "it runs nowhere" yet: the outcome,
    * perhaps the module's success, is to be collected first. Called once, instead of
    * {@link CancelDeskOptions.onAcknowledged}; the desk sends no more cancel calls for it.
+   * `keptForMs`: how much longer the worker keeps the outcome (ms, from the answer's arrival;
+   * undefined from a worker that does not say; review S, 3).
    */
-  onFinished: (attempt: Attempt) => void;
+  onFinished: (attempt: Attempt, keptForMs: number | undefined) => void;
   /** A cancel call of the attempt got no answer (the worker unreachable for now); the desk tries again. */
   onUnanswered: (attempt: Attempt) => void;
 }
@@ -119,7 +121,8 @@ export class CancelDesk {
             { executionId: record.executionId, workerId, status: answer.status },
             'cancel answered: it finished there, its outcome kept',
           );
-          this.options.onFinished(attempt);
+          const keptForMs = (answer.body as { keptForMs?: unknown }).keptForMs;
+          this.options.onFinished(attempt, typeof keptForMs === 'number' ? keptForMs : undefined);
           return;
         }
         if (answer.status === 200) {

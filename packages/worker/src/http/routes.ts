@@ -90,9 +90,11 @@ export function createRoutes(executor: ModuleExecutor, callGate: () => CallGate)
         // Nothing runs under that id: the spec's 404, its errorMessage exactly (review S, 2). One
         // that finished here says so (`finished`, see the contract's `cancelNotFoundSchema`): its
         // outcome is kept, to be collected (round R, R1).
+        // `keptForMs`: how much longer it is kept, so that the collect comes no later (review S, 3).
         const notFound = errorResponse('ExecutionNotFound', 'Execution not found');
-        if (!executor.outcomeKept(executionId)) return notFound;
-        return { status: notFound.status, body: { ...notFound.body, finished: true as const } };
+        const keptForMs = executor.outcomeKeptForMs(executionId);
+        if (keptForMs === undefined) return notFound;
+        return { status: notFound.status, body: { ...notFound.body, finished: true as const, keptForMs } };
       },
     },
     health: {
