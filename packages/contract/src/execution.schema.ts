@@ -164,12 +164,18 @@ export type CancelExecutionResponse = z.infer<typeof cancelExecutionResponseSche
  *   inputs), which never runs it again. The orchestrator collects that outcome before it may run
  *   the module elsewhere: taking this 404 as "it runs nowhere" ran a module with side effects
  *   twice and dropped its first success (review R1 of round P, MED 2).
+ * - `keptForMs` (with `finished: true`; integer ms, ≥ 0): how much longer the worker keeps that
+ *   outcome, counted from its finish, not from the cancel (review S, 3). The orchestrator asks
+ *   for it no later than that; an older worker leaves it out (the orchestrator's own window).
  * - absent: no execution of that id runs here or is kept (never here, or its outcome forgotten);
  *   the worker keeps the cancel as a tombstone, so the execute arriving later is not started.
  *   An older worker answers every cancel it does not run so, a finished one included: the
  *   orchestrator takes it as it always did (the attempt runs nowhere).
  */
-export const cancelNotFoundSchema = errorBodySchema.extend({ finished: z.literal(true).optional() });
+export const cancelNotFoundSchema = errorBodySchema.extend({
+  finished: z.literal(true).optional(),
+  keptForMs: z.number().int().min(0).optional(),
+});
 export type CancelNotFound = z.infer<typeof cancelNotFoundSchema>;
 
 export const workerHealthSchema = z.object({

@@ -208,7 +208,17 @@ describe('worker API', () => {
     expect(first).toMatchObject({ status: 200, body: { success: true, serializedResult: '1' } });
     const cancel = await client.execution.cancel({ body: { executionId: 'exec-done-1', reason: 'attempt lost' } });
     expect(cancel.status).toBe(404);
-    expect(cancel.body).toMatchObject({ success: false, code: 'ExecutionNotFound', finished: true });
+    // The spec's 404 body, exactly (its errorMessage too), with `finished` added (review S, 2).
+    expect(cancel.body).toMatchObject({
+      success: false,
+      code: 'ExecutionNotFound',
+      errorMessage: 'Execution not found',
+      finished: true,
+    });
+    // How much longer it is kept: counted from its finish, within the retention (review S, 3).
+    const { keptForMs } = cancel.body as { keptForMs?: number };
+    expect(keptForMs).toBeGreaterThan(0);
+    expect(keptForMs).toBeLessThanOrEqual(600_000); // the default completedRetentionMs
     const again = await client.execution.execute({ body: request('exec-done-1', 'counted') });
     expect(again).toMatchObject({ status: 200, body: { success: true, serializedResult: '1' } });
     expect(runs).toBe(1);

@@ -7,6 +7,7 @@ import { createServer, request as httpRequest, type IncomingMessage, type Server
 import type { AddressInfo } from 'node:net';
 
 const EXECUTE = '/api/execution/execute';
+const CANCEL = '/api/execution/cancel';
 
 /**
  * What the front does with one execute call (numbered from 1). `forward(then)` sends it on;
@@ -20,17 +21,29 @@ export type ExecuteRoute = (
   forward: (then?: (answer: IncomingMessage) => void) => void,
 ) => void;
 
+/** How the front treats cancel calls. */
+export interface GatewayFrontOptions {
+  /** Cancel calls are never answered. @default false */
+  hangCancels?: boolean;
+  /**
+   * Each cancel call is passed on only this long (ms) after it arrived (a slow or congested
+   * gateway): the caller's heartbeats may come before its answer. @default 0 (passed on at once)
+   */
+  cancelDelayMs?: number;
+}
+
 /**
- * Starts the front on 127.0.0.1 (port 0); its close goes to `cleanups`. `hangCancels`: cancel
- * calls are never answered. Answers the front's URL.
+ * Starts the front on 127.0.0.1 (port 0); its close goes to `cleanups` (pending delayed cancels
+ * are dropped). Answers the front's URL.
  */
 export async function startGatewayFront(
   cleanups: Array<() => Promise<unknown>>,
   target: () => string,
   route: ExecuteRoute,
-  { hangCancels = false }: { hangCancels?: boolean } = {},
+  { hangCancels = false, cancelDelayMs = 0 }: GatewayFrontOptions = {},
 ): Promise<string> {
   let executes = 0;
+  const delayed = new Set<NodeJS.Timeout>();
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
@@ -49,13 +62,22 @@ export async function startGatewayFront(
         out.on('error', () => res.destroy());
         out.end(Buffer.concat(chunks));
       };
-      if (hangCancels && req.url === '/api/execution/cancel') return; // never answered
+      if (req.url === CANCEL && hangCancels) return; // never answered
+      if (req.url === CANCEL && cancelDelayMs > 0) {
+        const timer = setTimeout(() => {
+          delayed.delete(timer);
+          forward();
+        }, cancelDelayMs);
+        delayed.add(timer);
+        return;
+      }
       if (req.method === 'POST' && req.url === EXECUTE) route(++executes, req, res, forward);
       else forward();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   cleanups.push(async () => {
+    for (const timer of delayed) clearTimeout(timer);
     server.closeAllConnections();
     await new Promise<void>((resolve) => server.close(() => resolve()));
   });

@@ -44,11 +44,13 @@ export const NEVER_LISTED_GRACE_MS = 10_000;
  * later, a re-sent request would run the module again there, so the attempt is lost
  * (or ended, on two heartbeats that leave it out) instead and the module dispatched anew.
  *
- * Coupled to that retention, which the orchestrator cannot see (no worker reports it): this
- * window must stay shorter than it, by more than a collect's way to the worker. 9 minutes leave
- * a minute of the default 10. A worker given a shorter `completedRetentionMs` may have forgotten
- * an outcome a collect asks for: the collect then runs the module again there, unless a cancel
- * of it left a tombstone (kept as long), which answers it Cancelled instead.
+ * Coupled to that retention, which the orchestrator sees only in a cancel's 404 `finished`
+ * (`keptForMs`, what is left of it: the collects after such an answer stop there; review S, 3),
+ * not in heartbeats: this window must stay shorter than it, by more than a collect's way to the
+ * worker. 9 minutes leave a minute of the default 10. A worker given a shorter
+ * `completedRetentionMs` may have forgotten an outcome a collect asks for: the collect then runs
+ * the module again there, unless a cancel of it left a tombstone (kept as long), which answers
+ * it Cancelled instead.
  */
 export const COLLECT_WINDOW_MS = 9 * 60_000;
 

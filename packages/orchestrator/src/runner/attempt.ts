@@ -86,10 +86,12 @@ export interface AttemptSightings {
   /** Heartbeats in a row, since it was abandoned, that did not list it. */
   unlistedBeats: number;
   /**
-   * When a heartbeat of its worker's, since it was abandoned, named it `finished` (epoch ms) while
-   * its module had not ended: its outcome is kept there, to be collected (see
-   * `PipelineRun.collectKept`), and the heartbeats that leave it out afterwards (the worker reports
-   * a finished execution until a heartbeat carrying it is acknowledged) do not end it. Cleared
+   * When a heartbeat of its worker's (while it ran, or since it was abandoned), or its cancel's
+   * 404, named it `finished` (epoch ms) while its module had not ended: its outcome is kept
+   * there, to be collected (see `PipelineRun.collectKept`), and the heartbeats that leave it out
+   * afterwards (the worker reports a finished execution until a heartbeat carrying it is
+   * acknowledged; one named while it ran is named no more once abandoned: review S, 1) do not
+   * end it. Cleared
    * once a collect got the outcome, past `COLLECT_WINDOW_MS`, or once the collect may no longer
    * be made (its module ended, another start of the worker); a collect that ran nothing keeps
    * it (asked again at the next heartbeat). Undefined while none has.
@@ -102,6 +104,12 @@ export interface AttemptSightings {
    * would; round R, mend s5). Undefined otherwise.
    */
   stoppingUndecidedAt?: number | undefined;
+  /**
+   * Until when (epoch ms, the run's clock) its worker keeps that outcome, as its cancel's 404
+   * said (`keptForMs`, counted from the finish there): no collect is sent later, whatever is left
+   * of `COLLECT_WINDOW_MS` from `keptAt` (review S, 3). Undefined when no such answer said it.
+   */
+  keptUntil?: number;
   /** How many times its outcome was asked for again because heartbeats no longer listed it. */
   collects: number;
   /** Cancels the armed check for an outcome to collect, if one is armed. */

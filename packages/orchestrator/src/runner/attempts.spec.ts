@@ -571,7 +571,7 @@ describe('runPipeline: at most one live attempt per module', () => {
 
 /** The cancel's 404 of a worker whose execution finished there, its outcome kept (round R, R1). */
 const finishedHere = (): Answer => {
-  const notFound = errorResponse('ExecutionNotFound', 'Execution not found running: it finished here');
+  const notFound = errorResponse('ExecutionNotFound', 'Execution not found');
   return { status: notFound.status, body: { ...notFound.body, finished: true } };
 };
 
@@ -654,6 +654,42 @@ describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
     ]);
   });
 
+  it('the `keptForMs` of such a 404 bounds its collects: none is sent once the worker no longer keeps the outcome, and the attempt then ends on the two heartbeats that leave it out (review S, 3)', async () => {
+    const lost = new ScriptedWorker(
+      'w-lost',
+      (_body, call) =>
+        call === 1 ? reset() : call === 2 ? refused() : errorResponse('WorkerNotReady', 'no credential yet'),
+      () => {
+        const answer = finishedHere();
+        return { ...answer, body: { ...(answer.body as object), keptForMs: 30_000 } };
+      },
+    );
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run, registry } = setup(pipeline, [lost, other]);
+    const running = run();
+    await clock.advance(10_000);
+    expect(lost.executes).toHaveLength(3); // the collect after the cancel's 404, which ran nothing
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(1_000);
+    expect(lost.executes).toHaveLength(4); // within keptForMs: asked again
+    await clock.advance(30_000);
+    // Past keptForMs (though well within COLLECT_WINDOW_MS): the request would run the module
+    // again there. The old code sent it (a fifth execute).
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(1_000);
+    expect(lost.executes).toHaveLength(4);
+    expect(other.executes).toEqual([]);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(6_000);
+    const result = await running;
+    expect(lost.executes).toHaveLength(4);
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Lost'],
+      ['w-other', 'Succeeded'],
+    ]);
+  });
+
   it("an older worker's plain 404 (no `finished`) is taken as before: the attempt runs nowhere, the module runs elsewhere at once, nothing is collected", async () => {
     const lost = new ScriptedWorker(
       'w-lost',
@@ -729,6 +765,98 @@ describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
     await clock.advance(6_000);
     const result = await running;
     expect(lost.executionIds).toEqual(Array(6).fill(executionId));
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Lost'],
+      ['w-other', 'Succeeded'],
+    ]);
+  });
+
+  it('named `finished` while its attempt still ran, then lost (a bare 503), its cancels never answered: the heartbeats that leave it out end nothing; its kept outcome is collected, and the module never runs elsewhere (review S, 1)', async () => {
+    // The first execute is held (a gateway passed it on); the worker ran and finished it.
+    let answerFirst: (answer: Answer) => void = () => undefined;
+    const lost = new ScriptedWorker(
+      'w-lost',
+      (body, call) => (call === 1 ? new Promise<Answer>((resolve) => (answerFirst = resolve)) : success(body)),
+      neverAnswered,
+    );
+    const other = new ScriptedWorker('w-other', (body) => success(body));
+    const { clock, run, registry } = setup(pipeline, [lost, other]);
+    const running = run();
+    await clock.advance(1_000);
+    expect(lost.executes).toHaveLength(1);
+    const executionId = lost.executes[0]!.executionId;
+    // Named `finished` once, while the attempt still runs (its call is out); then never again.
+    registry.heartbeat('w-lost', 0, { executions: [], finished: [executionId] });
+    await clock.advance(1_000);
+    // The gateway answers the held call a bare 503: the attempt is lost (it may run there).
+    answerFirst({ status: 503, body: 'no healthy upstream' });
+    await clock.advance(1_000);
+    // Its cancels are never answered (a cut port): only heartbeats, none naming it, come.
+    for (let beat = 0; beat < 3; beat++) {
+      registry.heartbeat('w-lost', 0, { executions: [] });
+      await clock.advance(1_000);
+    }
+    // The old code ended it `not-listed` at the second and ran the module on w-other.
+    expect(other.executes).toEqual([]);
+    await clock.advance(10_000);
+    const result = await running;
+    expect(lost.executes.map((body) => body.executionId)).toEqual([executionId, executionId]);
+    expect(other.executes).toEqual([]);
+    expect(result.status).toBe('Successful');
+    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      ['w-lost', 'Succeeded'],
+    ]);
+  });
+});
+
+describe('runPipeline: a retired attempt keeps no request (round R, R1; review S, 4)', () => {
+  it('an attempt that ended (lost, then left out by two heartbeats) releases its request while the run goes on, though a cancel call of it is still out', async () => {
+    setFlagsFromString('--expose_gc');
+    const gc = runInNewContext('gc') as () => void;
+    let sent: WeakRef<ExecuteModuleRequest> | undefined;
+    // Reset, re-send refused: lost. Its request is never kept by this client.
+    const lost = idsOnlyClient(
+      (call) => (call === 1 ? reset() : refused()),
+      (body) => (sent ??= new WeakRef(body)),
+    );
+    // Its cancel call is out, unanswered (a slow network): what waits on it still holds the attempt.
+    const heldCancels: Array<(answer: Answer) => void> = [];
+    (lost.client.execution as { cancel: unknown }).cancel = () =>
+      new Promise<Answer>((resolve) => heldCancels.push(resolve));
+    // The module's next attempt is held: the run goes on after the first attempt is retired.
+    let answerOther: (answer: Answer) => void = () => undefined;
+    const other = new ScriptedWorker('w-other', () => new Promise<Answer>((resolve) => (answerOther = resolve)));
+    const clock = new ManualClock();
+    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 3_600_000, now: () => clock.now() });
+    for (const id of ['w-lost', 'w-other'])
+      registry.register({
+        id,
+        endpoint: `http://${id}:9000`,
+        capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
+        pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: [...pipeline.modules.keys()] },
+      });
+    const running = runPipeline({
+      pipeline,
+      registry,
+      logger,
+      clock,
+      rescheduleIntervalMs: 1_000,
+      createClient: ({ endpoint }) => (endpoint === 'http://w-lost:9000' ? lost.client : other.client()),
+    });
+    await clock.advance(1_000);
+    expect(lost.executionIds).toHaveLength(2);
+    expect(heldCancels).toHaveLength(1);
+    expect(other.executes).toEqual([]);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(1_000);
+    expect(other.executes).toHaveLength(1); // the first attempt ended (retired): the module runs on w-other
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    expect(sent!.deref()).toBeUndefined();
+    answerOther(success(other.executes[0]!));
+    await clock.advance(1_000);
+    const result = await running;
     expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
       ['w-lost', 'Lost'],
       ['w-other', 'Succeeded'],

@@ -47,8 +47,10 @@ export interface CancelDeskOptions {
    * (the contract's `cancelNotFoundSchema`; round R, R1). Not "it runs nowhere" yet: the outcome,
    * perhaps the module's success, is to be collected first. Called once, instead of
    * {@link CancelDeskOptions.onAcknowledged}; the desk sends no more cancel calls for it.
+   * `keptForMs`: how much longer the worker keeps the outcome (ms, from the answer's arrival;
+   * undefined from a worker that does not say; review S, 3).
    */
-  onFinished: (attempt: Attempt) => void;
+  onFinished: (attempt: Attempt, keptForMs: number | undefined) => void;
   /** A cancel call of the attempt got no answer (the worker unreachable for now); the desk tries again. */
   onUnanswered: (attempt: Attempt) => void;
 }
@@ -59,11 +61,12 @@ export interface CancelDeskOptions {
  * abandoned attempt cannot run on beside the one that replaced it because one call was lost:
  * until it says it does not run it (`onAcknowledged`), that it is stopping it (`onStopping`: the
  * run waits until it has stopped), or that the attempt finished there, its outcome kept
- * (`onFinished`: the run collects it before the module may run again). It stops when the attempt cannot be running any more
- * (answered, never delivered, its worker unregistered or replaced, its heartbeats stopped
- * listing it), when the worker's id is no longer registered, and when the run ends. An `Offline` worker is still called: it may only be
- * cut off, and hears the cancel when the network heals. Each call goes to the worker's current
- * endpoint and credential (a worker that registered again has a new one).
+ * (`onFinished`: the run collects it before the module may run again). It stops when the
+ * attempt cannot be running any more (answered, never delivered, its worker unregistered or
+ * replaced, its heartbeats stopped listing it), when the worker's id is no longer registered,
+ * and when the run ends. An `Offline` worker is still called: it may only be cut off, and hears
+ * the cancel when the network heals. Each call goes to the worker's current endpoint and
+ * credential (a worker that registered again has a new one).
  */
 export class CancelDesk {
   /** The attempts whose cancel is being sent, by executionId, with the reason given. */
@@ -118,7 +121,8 @@ export class CancelDesk {
             { executionId: record.executionId, workerId, status: answer.status },
             'cancel answered: it finished there, its outcome kept',
           );
-          this.options.onFinished(attempt);
+          const keptForMs = (answer.body as { keptForMs?: unknown }).keptForMs;
+          this.options.onFinished(attempt, typeof keptForMs === 'number' ? keptForMs : undefined);
           return;
         }
         if (answer.status === 200) {

@@ -236,7 +236,7 @@ class PipelineRun {
           this.ended(attempt, 'cancel-acknowledged');
       },
       onStopping: (attempt) => this.cancelStopping(attempt),
-      onFinished: (attempt) => this.cancelFoundFinished(attempt),
+      onFinished: (attempt, keptForMs) => this.cancelFoundFinished(attempt, keptForMs),
       onUnanswered: (attempt) => this.cancelUnanswered(attempt),
     });
     this.calls = {
@@ -470,6 +470,9 @@ class PipelineRun {
         // elsewhere): its outcome is collected as any unlisted attempt's (round N, N3).
         if (kept) sightings.listedAt = now;
         else sightings.unlistedBeatAt = now;
+        // Named so only until this heartbeat is acknowledged: should the attempt be lost and
+        // abandoned later, the heartbeats that leave it out must not end it (review S, 1).
+        if (kept && attempt.module.phase !== 'done') sightings.keptAt ??= now;
         if (attempt.call === undefined) continue;
         sightings.unlistedSince ??= now;
         if (!sightings.disarm) this.armCollect(attempt, collectGrace(sightings.collects));
@@ -499,7 +502,8 @@ class PipelineRun {
    * while the module has not ended). Not past {@link COLLECT_WINDOW_MS} after it was named (the
    * worker keeps outcomes `completedRetentionMs`, 10 minutes by default: later the request would
    * run the module again there), nor once its module ended or another start of the worker
-   * replaced the one that ran it. Sent with the credential it was dispatched with: a new process
+   * replaced the one that ran it, nor past the `keptForMs` its cancel's 404 said
+   * ({@link AttemptSightings.keptUntil}). Sent with the credential it was dispatched with: a new process
    * under the id holds another and refuses it (401), running nothing. A collect that gets no
    * outcome (see `keptOutcomeCollected`: a refusal such as 503 `WorkerNotReady` while the worker
    * registers again, 401, a failure on the way) ends nothing: the next heartbeat asks again, one
@@ -515,6 +519,7 @@ class PipelineRun {
       attempt.module.phase === 'done' ||
       !current ||
       now - keptAt > COLLECT_WINDOW_MS ||
+      now > (sightings.keptUntil ?? Infinity) ||
       attempt.stopped ||
       body === undefined
     ) {
@@ -570,7 +575,7 @@ class PipelineRun {
    * cancel answered by another process under the worker's id says nothing of it (as for
    * `onAcknowledged`).
    */
-  private cancelFoundFinished(attempt: Attempt): void {
+  private cancelFoundFinished(attempt: Attempt, keptForMs: number | undefined): void {
     if (attempt.ended !== undefined || attempt.generation !== (this.generations.get(attempt.workerId) ?? 0)) return;
     if (attempt.module.phase === 'done') {
       this.ended(attempt, 'cancel-acknowledged');
@@ -579,6 +584,8 @@ class PipelineRun {
     if (attempt.state !== 'abandoned') return;
     const now = this.clock.now();
     attempt.sightings.keptAt ??= now;
+    // Kept there only so much longer, counted from its finish (review S, 3).
+    if (keptForMs !== undefined) attempt.sightings.keptUntil = now + keptForMs;
     // Its calls still out (a late answer listened to): the next heartbeat collects it once they are over.
     if (attempt.callsDone) this.collectKept(attempt, now);
   }

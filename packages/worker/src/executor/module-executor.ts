@@ -390,8 +390,18 @@ export class ModuleExecutor {
    * before it may run the module elsewhere rather than take it as "never here" (round R, R1).
    */
   outcomeKept(executionId: string): boolean {
+    return this.outcomeKeptForMs(executionId) !== undefined;
+  }
+
+  /**
+   * How much longer (ms, ≥ 0) `executionId`'s outcome is kept here, counted from its finish
+   * (`completedRetentionMs`); undefined when none is (see {@link ModuleExecutor.outcomeKept}).
+   * The cancel's 404 says it (`keptForMs`), so that the orchestrator collects no later (review S, 3).
+   */
+  outcomeKeptForMs(executionId: string): number | undefined {
     this.forgetExpired();
-    return this.finished.has(executionId);
+    const kept = this.finished.get(executionId);
+    return kept === undefined ? undefined : Math.max(0, kept.expiresAt - Date.now());
   }
 
   /** Keeps `executionId` as a tombstone (again: renewed, first reason kept), within the cap. */

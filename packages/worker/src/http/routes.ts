@@ -87,14 +87,14 @@ export function createRoutes(executor: ModuleExecutor, callGate: () => CallGate)
       cancel: async ({ body }) => {
         const { executionId } = body;
         if (executor.cancel(executionId, body.reason)) return { status: 200, body: { success: true } };
-        // Nothing runs under that id. One that finished here says so (`finished`, see the
-        // contract's `cancelNotFoundSchema`): its outcome is kept, to be collected (round R, R1).
-        if (!executor.outcomeKept(executionId)) return errorResponse('ExecutionNotFound', 'Execution not found');
-        const notFound = errorResponse(
-          'ExecutionNotFound',
-          'Execution not found running: it finished here, and its outcome is kept for the same execute request sent again',
-        );
-        return { status: notFound.status, body: { ...notFound.body, finished: true as const } };
+        // Nothing runs under that id: the spec's 404, its errorMessage exactly (review S, 2). One
+        // that finished here says so (`finished`, see the contract's `cancelNotFoundSchema`): its
+        // outcome is kept, to be collected (round R, R1).
+        // `keptForMs`: how much longer it is kept, so that the collect comes no later (review S, 3).
+        const notFound = errorResponse('ExecutionNotFound', 'Execution not found');
+        const keptForMs = executor.outcomeKeptForMs(executionId);
+        if (keptForMs === undefined) return notFound;
+        return { status: notFound.status, body: { ...notFound.body, finished: true as const, keptForMs } };
       },
     },
     health: {
