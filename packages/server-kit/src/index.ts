@@ -45,46 +45,11 @@ export {
   unauthorized,
 } from './http/security.js';
 export type { DrainLimits, Refusal } from './http/security.js';
-export { definedOnly, defineSettings, unknownOptionName } from './cli/define-settings.js';
-export type {
-  DefineSettingsOptions,
-  OldNameGiven,
-  RawSettings,
-  SecretFlagGiven,
-  SettingAlias,
-  SettingRow,
-  SettingRows,
-  SettingsCheckContext,
-  SettingsDefinition,
-  SettingValues,
-} from './cli/define-settings.js';
-export {
-  bodyLimitText,
-  commaSeparatedText,
-  hostText,
-  integerText,
-  LOG_LEVELS,
-  logLevelText,
-  parseSize,
-  pathText,
-  portText,
-  sizeText,
-  sizeTextOf,
-  switchText,
-  tokenText,
-} from './cli/setting-schemas.js';
-export type { CliRunOptions } from './cli/cli-run-options.js';
-export { EXIT_INVALID_SETTING, exitInvalidSetting, exitWithSettingError } from './cli/exit-invalid-setting.js';
-export { LOG_FORMATTERS, LOG_LINE_KEYS, logBase, logProcessWarnings } from './cli/log-format.js';
-export { LOG_WRITTEN_TIMEOUT_MS, logWritten, writeAfterLog } from './cli/log-written.js';
-export type { FlushableLog } from './cli/log-written.js';
-export { makeDirectory } from './make-directory.js';
-export type { WarningLogger } from './cli/log-format.js';
-export { packageVersion } from './cli/package-version.js';
+// The part a CLI loads before its settings are valid (also `@mpd/server-kit/cli`): settings,
+// setting schemas, exits, log format, package version, TLS files, directories.
+export * from './cli/index.js';
 export { writeStateFile } from './cli/state-file.js';
 export { isLoopbackHost, PLAIN_HTTP_WARNING, startupWarnings } from './cli/startup-warnings.js';
-export { readTlsFiles, TLS_FILE_SETTINGS, TLS_SETTING_NEEDS, tlsFileSettings } from './cli/tls-files.js';
-export type { ReadTlsFilesOptions, TlsFiles, TlsFileSetting } from './cli/tls-files.js';
 export { CIRCULAR, createSecretMasker, maskDeep, MIN_SECRET_LENGTH, secretValues } from './secrets.js';
 export type { SecretMasker } from './secrets.js';
 export { backoffDelay } from './backoff.js';
