@@ -1,0 +1,112 @@
+import type { CliRunOptions } from '@mpd/server-kit/cli';
+import { runOrchestratorCli } from '@mpd/orchestrator/cli';
+import { cliOf, killLeftovers, packagesLoadedBy } from '@mpd/test-kit';
+import { runWorkerCli } from '@mpd/worker/cli';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+
+// Round R (R4): the worker's and the orchestrator's CLIs answer --help and refuse a command line
+// without loading their servers, and load them (after `beforeLoad`, where `mpd` registers
+// TypeScript) only once the settings are valid. One file for both commands: the same rule.
+
+// Processes of passing tests have exited; this stops those a failing test left running.
+afterAll(() => killLeftovers());
+
+/** The server's libraries: none is needed to answer --help or refuse a command line. */
+const SERVER_PACKAGES = ['express', 'body-parser', 'pino', 'helmet', '@ts-rest/core', '@ts-rest/express', 'undici'];
+/** The contract's wire schemas (ES modules of our own): the server's, not the command line's. */
+const CONTRACT_SCHEMAS = /packages\/contract\/src\/[^/]*\.(schema|contract)\.ts$/;
+
+/** The two commands, each with its in-process entry. */
+const COMMANDS: Array<{
+  name: 'worker' | 'orchestrator';
+  run: (argv: string[], options: CliRunOptions) => Promise<unknown>;
+}> = [
+  { name: 'worker', run: runWorkerCli },
+  { name: 'orchestrator', run: runOrchestratorCli },
+];
+
+describe.each(COMMANDS.map(({ name }) => name))('mpd-%s before its settings are valid', (name) => {
+  it('answers --help, an unknown flag and a bad setting without loading the server (express, pino)', async () => {
+    const run = (args: string[]) => packagesLoadedBy({ script: cliOf(name), args, cleanEnv: true });
+    const [help, unknownFlag, badSetting] = await Promise.all([
+      run(['--help']),
+      run(['--no-such-flag']),
+      run(['--port', 'abc']),
+    ]);
+    // The same answers as ever (main.spec.ts pins them fully).
+    expect(help.code).toBe(0);
+    expect(help.stdout).toMatch(new RegExp(`^Usage: mpd-${name} \\[options\\]`));
+    expect(unknownFlag.code).toBe(2);
+    expect(unknownFlag.stderr).toContain('--no-such-flag');
+    expect(badSetting.code).toBe(2);
+    expect(badSetting.stderr).toContain('Invalid setting --port (MPD_PORT)');
+    for (const { packages, files } of [help, unknownFlag, badSetting]) {
+      // What parses the command line is seen loaded: the list is read.
+      expect(packages).toContain('commander');
+      for (const name of SERVER_PACKAGES) expect(packages).not.toContain(name);
+      // ES modules are seen too: zod (ES-only) is what checks the settings.
+      expect(packages).toContain('zod');
+      expect(files.filter((file) => CONTRACT_SCHEMAS.test(file))).toEqual([]);
+    }
+  });
+});
+
+/** What `process.exit` threw in place of exiting, with its code. */
+class Exited extends Error {
+  constructor(readonly code: number | undefined) {
+    super(`process.exit(${code})`);
+  }
+}
+/** What the test's `beforeLoad` throws: the command goes no further (nothing is loaded or started). */
+class Stopped extends Error {}
+
+describe.each(COMMANDS.map(({ name, run }) => [name, run] as const))(
+  'mpd-%s: beforeLoad (the mpd command registers TypeScript there)',
+  (_name, run) => {
+    afterEach(() => vi.restoreAllMocks());
+
+    /** Runs the command in this process: its exits and its help and messages stopped at the process's edge. */
+    async function ran(argv: string[]): Promise<{ beforeLoadCalls: number; outcome: unknown }> {
+      vi.spyOn(process, 'exit').mockImplementation((code) => {
+        throw new Exited(code === undefined || code === null ? undefined : Number(code));
+      });
+      vi.spyOn(process.stdout, 'write').mockReturnValue(true);
+      vi.spyOn(process.stderr, 'write').mockReturnValue(true);
+      let beforeLoadCalls = 0;
+      const outcome = await run(argv, {
+        beforeLoad: () => {
+          beforeLoadCalls++;
+          throw new Stopped();
+        },
+      }).catch((error: unknown) => error);
+      vi.restoreAllMocks();
+      return { beforeLoadCalls, outcome };
+    }
+
+    it('is not called for --help, an unknown flag or a bad setting, which exit as before', async () => {
+      for (const [argv, code] of [
+        [['--help'], 0],
+        [['--no-such-flag'], 2],
+        [['--port', 'abc'], 2],
+      ] as const) {
+        const { beforeLoadCalls, outcome } = await ran([...argv]);
+        expect(outcome, argv.join(' ')).toEqual(new Exited(code));
+        expect(beforeLoadCalls, argv.join(' ')).toBe(0);
+      }
+    });
+
+    it('is called once the settings are valid, before the pipeline file or the server is loaded', async () => {
+      const { beforeLoadCalls, outcome } = await ran([
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--pipeline',
+        'no-such.ts',
+      ]);
+      expect(beforeLoadCalls).toBe(1);
+      // Thrown by beforeLoad: the missing pipeline file was not looked for yet (it exits 2 otherwise).
+      expect(outcome).toBeInstanceOf(Stopped);
+    });
+  },
+);
