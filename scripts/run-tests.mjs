@@ -5,16 +5,13 @@
  * report each project's vitest run writes to `.vitest/report.json`. Exits with nx's code (the
  * first non-zero one).
  *
- * Two lanes (CI has 2 cores: as many tasks at once as nx's `--parallel=2` ran), the longest
- * projects first: nx 24 orders its queue by how many tasks and projects depend on a task, then
- * by task history a clean clone has not got, so it ran every typecheck first and the
- * integration tests (no dependants; the longest project, about 10 of CI's 13 minutes) last,
- * starting about 190 s in. Here each entry of `LONGEST_FIRST`, then all other projects
- * together, is one `nx run-many -t typecheck test` (nx still runs each project's typecheck
- * before its tests, and caches them), started in that order whenever a lane is free.
- * Extra arguments go to nx instead (e.g. `pnpm test --projects=@mpd/worker`): one run, nx's order.
+ * One nx run, `--parallel=2` (CI has 2 cores). Round R tried two lanes of nx runs, the longest
+ * projects first (nx starts the integration tests ~200 s in): on a clean clone its tests took
+ * 15 min 38 s against 13 min 13 s for this order (the integration and worker projects then
+ * overlap whole, three CPU-bound streams on 2 cores), so nx's order stays.
+ * Extra arguments go to nx (e.g. `pnpm test --projects=@mpd/worker`).
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -28,14 +25,6 @@ const projectDirs = ['packages', 'apps', 'tests'].flatMap((group) =>
 const reportOf = (dir) => join(dir, '.vitest', 'report.json');
 for (const dir of projectDirs) rmSync(reportOf(dir), { force: true });
 
-/**
- * The projects that take longest, longest first (wall seconds of tests on CI's last clean run,
- * `/tmp/cleanP2`, 2026-12-02: integration 581, worker 375, install 239, orchestrator 112, cli
- * 38; every other project under 25). Each runs alone in a lane; a project not named here runs
- * in the last group, with the others.
- */
-const LONGEST_FIRST = ['@mpd/integration-tests', '@mpd/worker', '@mpd/install-tests', '@mpd/orchestrator', '@mpd/cli'];
-const LANES = 2;
 const NX = ['exec', 'nx', 'run-many', '-t', 'typecheck', 'test', '--outputStyle=stream'];
 
 /** The nx runs under way: a SIGTERM or SIGINT to this script (a cancelled CI job) reaches them. */
@@ -59,32 +48,7 @@ const nx = (args) =>
     });
   });
 
-let code = 0;
-if (process.argv.length > 2) {
-  code = await nx(['--parallel=2', ...process.argv.slice(2)]);
-} else {
-  // nx's own list of projects; also made before the lanes start, so that two nx processes never
-  // make nx's project graph and database (.nx/workspace-data) at the same moment on a clean clone.
-  const shown = spawnSync('pnpm', ['exec', 'nx', 'show', 'projects', '--json'], { cwd: root, encoding: 'utf8' });
-  if (shown.status !== 0) {
-    process.stderr.write(`${shown.stdout}${shown.stderr}`);
-    process.exit(shown.status ?? 1);
-  }
-  const names = JSON.parse(shown.stdout);
-  const rest = names.filter((name) => !LONGEST_FIRST.includes(name));
-  const queue = [
-    ...LONGEST_FIRST.filter((name) => names.includes(name)).map((name) => [`--projects=${name}`]),
-    ...(rest.length > 0 ? [[`--projects=${rest.join(',')}`]] : []),
-  ];
-  await Promise.all(
-    Array.from({ length: LANES }, async () => {
-      for (let next = queue.shift(); next; next = queue.shift()) {
-        const status = await nx(['--parallel=1', ...next]);
-        if (code === 0) code = status;
-      }
-    }),
-  );
-}
+const code = await nx(['--parallel=2', ...process.argv.slice(2)]);
 
 let passed = 0;
 let failed = 0;

@@ -76,6 +76,7 @@ if (mode === 'host') {
     logger: pino({ level: 'silent' }),
     workerId: 'load-child',
     maxResultBytes: 16 * 1024 * 1024,
+    inlineResultBytes: 256 * 1024,
   });
   // The host's channel and pipes do not keep this process alive (a worker's idle hosts do not).
   const keepAlive = setInterval(() => undefined, 1_000);
