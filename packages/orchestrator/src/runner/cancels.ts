@@ -5,6 +5,13 @@ import type { Attempt, AttemptEnd } from './attempt.js';
 import type { RunTimers } from './run-clock.js';
 import type { WorkerClients } from './worker-clients.js';
 
+/** The fields of a cancel's 404 body the desk reads, unchecked (any server may have answered). */
+interface CancelNotFoundFields {
+  code?: unknown;
+  finished?: unknown;
+  keptForMs?: unknown;
+}
+
 /** Delays between cancel calls of one attempt (ms): as the re-sends of an execute call. */
 export const CANCEL_BACKOFF = { initialMs: 250, maxMs: 5_000 } as const;
 
@@ -114,15 +121,15 @@ export class CancelDesk {
           deadlineMs: CANCEL_CALL_TIMEOUT_MS,
           fetchOptions: { signal: timers.signal },
         });
-        const notFound =
-          answer.status === 404 && (answer.body as { code?: unknown } | null)?.code === 'ExecutionNotFound';
-        if (notFound && (answer.body as { finished?: unknown }).finished === true) {
+        // The worker's 404 (`cancelNotFoundSchema`), read once; a gateway's 404 page is not one.
+        const body = answer.status === 404 ? (answer.body as CancelNotFoundFields | null) : null;
+        const notFound = body?.code === 'ExecutionNotFound';
+        if (notFound && body.finished === true) {
           logger.info(
             { executionId: record.executionId, workerId, status: answer.status },
             'cancel answered: it finished there, its outcome kept',
           );
-          const keptForMs = (answer.body as { keptForMs?: unknown }).keptForMs;
-          this.options.onFinished(attempt, typeof keptForMs === 'number' ? keptForMs : undefined);
+          this.options.onFinished(attempt, typeof body.keptForMs === 'number' ? body.keptForMs : undefined);
           return;
         }
         if (answer.status === 200) {
