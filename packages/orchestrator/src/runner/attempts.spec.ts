@@ -809,6 +809,84 @@ describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
   });
 });
 
+describe('runPipeline: a late cancel 404 `finished` for an outcome the heartbeat path collects (round R, R1)', () => {
+  const first = defineModule({ name: 'work', run: () => 'ran' });
+  const nextOne = defineModule({ name: 'next-1', dependsOn: [first], run: () => 'next' });
+  const nextTwo = defineModule({ name: 'next-2', dependsOn: [first], run: () => 'next' });
+  const chained = definePipeline({ name: 'late-404', modules: [first, nextOne, nextTwo] });
+
+  // r1.md reasoned these safe without a test: the cancel's 404 `finished` comes once the
+  // heartbeat that named the execution `finished` has had its collect sent, or answered.
+  it.each([
+    ['while that collect is out', false],
+    ['after that collect answered the success', true],
+  ])(
+    'arriving %s: the success is accepted once, no second collect is sent, and the attempt is not ended twice (its 1-slot worker runs one module at a time after it)',
+    async (_when, collectFirst) => {
+      let answerCollect: (answer: Answer) => void = () => undefined;
+      let answerCancel: () => void = () => undefined;
+      const heldNext: Array<() => void> = [];
+      // Cut, re-send refused: lost (it may run there). The third call is the collect; later ones
+      // are the dependants', held until the test answers them.
+      const lost = new ScriptedWorker(
+        'w-lost',
+        (body, call) =>
+          call === 1
+            ? reset()
+            : call === 2
+              ? refused()
+              : call === 3
+                ? new Promise<Answer>((resolve) => (answerCollect = resolve))
+                : new Promise<Answer>((resolve) => heldNext.push(() => resolve(success(body)))),
+        // The cancel call is out until the test answers it 404 `finished`.
+        () => new Promise<Answer>((resolve) => (answerCancel = () => resolve(finishedHere()))),
+      );
+      const { registry, clock, run } = setup(chained, [lost]);
+      const finishedModules: string[] = [];
+      const running = run({
+        onEvent: (event) => event.type === 'module-finished' && finishedModules.push(event.module),
+      });
+      await clock.advance(10_000);
+      expect(lost.executes).toHaveLength(2);
+      expect(lost.cancels).toHaveLength(1);
+      const executionId = lost.executes[0]!.executionId;
+      // Past its probation, w-lost's heartbeat names it `finished`: its kept outcome is collected.
+      registry.heartbeat('w-lost', 0, { executions: [], finished: [executionId] });
+      await clock.advance(1_000);
+      expect(lost.executes.map((body) => body.executionId)).toEqual([executionId, executionId, executionId]);
+      const success3 = success(lost.executes[2]!);
+      if (collectFirst) {
+        answerCollect(success3);
+        await clock.advance(1_000);
+        expect(lost.executes).toHaveLength(4); // work succeeded: one dependant on the one slot
+      }
+      answerCancel();
+      await clock.advance(1_000);
+      if (!collectFirst) {
+        expect(lost.executes).toHaveLength(3); // no second collect beside the one out
+        answerCollect(success3);
+        await clock.advance(1_000);
+      }
+      // One dependant at a time on the 1-slot worker: the attempt's slot was freed once.
+      expect(lost.executes).toHaveLength(4);
+      expect(lost.executes.filter((body) => body.executionId === executionId)).toHaveLength(3);
+      heldNext.shift()!();
+      await clock.advance(1_000);
+      expect(lost.executes).toHaveLength(5);
+      heldNext.shift()!();
+      await clock.advance(1_000);
+      const result = await running;
+      expect(result.status).toBe('Successful');
+      expect(lost.executes.filter((body) => body.executionId === executionId)).toHaveLength(3);
+      expect(finishedModules.filter((name) => name === 'work')).toEqual(['work']);
+      const work = result.modules.find((module) => module.name === 'work')!;
+      expect(work.result).toBe(executionId);
+      expect(work.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([['w-lost', 'Succeeded']]);
+      expect(work.attempts[0]!.acceptedLate).toMatchObject({ after: 'Lost' });
+    },
+  );
+});
+
 describe('runPipeline: a retired attempt keeps no request (round R, R1; review S, 4)', () => {
   it('an attempt that ended (lost, then left out by two heartbeats) releases its request while the run goes on, though a cancel call of it is still out', async () => {
     setFlagsFromString('--expose_gc');
@@ -987,6 +1065,52 @@ describe('runPipeline: an abandoned attempt still stopping holds its notInParall
     const result = await running;
     expect(result.status).toBe('Successful');
     expect(other.executes).toHaveLength(2);
+    expect(result.modules.find((module) => module.name === lostModule)!.attempts.map((a) => a.outcome)).toEqual([
+      'Lost',
+      'Succeeded',
+    ]);
+  });
+});
+
+describe('runPipeline: an abandoned attempt still stopping holds its worker slot (round R, mend s5)', () => {
+  const first = defineModule({ name: 'a', run: () => 'a' });
+  const second = defineModule({ name: 'b', run: () => 'b' });
+  const pair = definePipeline({ name: 'pair', modules: [first, second] });
+
+  // The old code freed the slot when the attempt was lost: the other module went to w-lost's one
+  // slot while w-lost was still stopping the lost one (two modules at once on a 1-slot worker).
+  it('a 1-slot worker whose abandoned attempt is still stopping (its cancel answered 200, still listed) gets no new module, though out of quarantine, until that attempt ended', async () => {
+    // Cut, re-send refused: lost (the worker quarantined on probation); later calls succeed.
+    const lost = new ScriptedWorker('w-lost', (body, call) =>
+      call === 1 ? reset() : call === 2 ? refused() : success(body),
+    );
+    const { registry, clock, run } = setup(pair, [lost]);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    const running = run();
+    await clock.advance(10_000);
+    expect(lost.executes).toHaveLength(2); // one module, cut then refused; the other waits for the slot
+    const executionId = lost.executes[0]!.executionId;
+    expect(lost.cancels).toEqual([executionId]); // 200: stopping
+    // Listed for 30 s: heartbeats past its probation lift the quarantine, but its one slot is
+    // still taken by the attempt being stopped.
+    for (let beat = 0; beat < 6; beat++) {
+      registry.heartbeat('w-lost', 1, { executions: [executionId] });
+      await clock.advance(5_000);
+    }
+    expect(lost.executes).toHaveLength(2);
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    registry.heartbeat('w-lost', 0, { executions: [] });
+    await clock.advance(10_000);
+    const result = await running;
+    expect(result.status).toBe('Successful');
+    // Then both modules ran there, one at a time.
+    expect(
+      lost.executes
+        .slice(2)
+        .map((body) => body.moduleTypeName)
+        .sort(),
+    ).toEqual(['a', 'b']);
+    const lostModule = lost.executes[0]!.moduleTypeName;
     expect(result.modules.find((module) => module.name === lostModule)!.attempts.map((a) => a.outcome)).toEqual([
       'Lost',
       'Succeeded',
