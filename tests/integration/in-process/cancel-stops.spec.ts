@@ -18,9 +18,8 @@ import { fileURLToPath } from 'node:url';
 import { runPipeline } from '@mpd/orchestrator';
 import { defineModule, definePipeline, loadPipelineFile } from '@mpd/pipeline';
 import { fingerprintAsTsxLoads } from '@mpd/test-kit';
-import type { RunningWorker } from '@mpd/worker';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { StubbornStart } from '../fixtures/stubborn.pipeline.js';
+import { running, type StubbornStart } from '../fixtures/stubborn.pipeline.js';
 import { capturingLogger } from '../helpers/capturing-logger.js';
 import { Cluster, silent } from '../helpers/cluster.js';
 import { startGatewayFront } from '../helpers/gateway-front.js';
@@ -89,18 +88,30 @@ function readStarts(file: string): StubbornStart[] {
   }
 }
 
+/** SIGKILL to each of `pids` that still runs (gone ones are passed over). */
+function killAll(pids: readonly number[]): void {
+  for (const pid of pids)
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+}
+
 describe('an abandoned attempt whose cancel the worker answered 200 (round R, R6)', () => {
-  it('its module ignores SIGTERM: the module starts again elsewhere only once the old process group is gone (SIGKILL after the kill grace)', async () => {
+  it('its module ignores SIGTERM: the module starts again elsewhere only once the old process group is gone, however long its stop takes', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'mpd-cancel-stops-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const ledger = join(dir, 'ledger.jsonl');
     const cluster = new Cluster();
     cleanups.push(() => cluster.close());
+    // Whatever happens, the first start's processes end before the cluster closes (its kill
+    // grace outlasts the test).
+    cleanups.push(async () => killAll(readStarts(ledger)[0]?.pids ?? []));
     const { registry } = await cluster.startOrchestrator();
     // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
     // otherwise than tsx, which the module hosts load it with.
     const pipeline = { ...(await loadPipelineFile(PIPELINE)), fingerprint: fingerprintAsTsxLoads(PIPELINE) };
-    let two: RunningWorker | undefined;
     let workerUrl = '';
     const frontUrl = await startGatewayFront(
       cleanups,
@@ -113,34 +124,70 @@ describe('an abandoned attempt whose cancel the worker answered 200 (round R, R6
         forward((answer) => answer.resume());
         void (async () => {
           while (readStarts(ledger).length === 0) await sleep(50);
-          two = await cluster.startWorker({ id: 'w-two', pipeline, slots: 1, isolation: 'process' });
+          const two = await cluster.startWorker({ id: 'w-two', pipeline, slots: 1, isolation: 'process' });
           await two.link!.registered();
           res.writeHead(503, { 'content-type': 'text/plain' });
           res.end('no healthy upstream');
         })();
       },
     );
-    // Its modules' groups get SIGTERM, then SIGKILL 4 s later: the old code started the module
-    // again within a second of the cancel's 200.
+    // Its modules' groups get SIGTERM, which the module's child ignores, and SIGKILL only after
+    // a grace longer than the test: the group is gone when the test kills it, not before.
     const one = await cluster.startWorker({
       id: 'w-one',
       pipeline,
       endpoint: frontUrl,
       slots: 1,
       isolation: 'process',
-      killGraceMs: 4_000,
+      killGraceMs: 600_000,
     });
     workerUrl = one.url;
     await one.link!.registered();
 
-    const result = await runPipeline({ pipeline, registry, logger: silent, environmentVariables: { LEDGER: ledger } });
+    const { logger, lines } = capturingLogger();
+    const startedOn: Array<{ workerId: string; at: number }> = [];
+    const result = runPipeline({
+      pipeline,
+      registry,
+      logger,
+      environmentVariables: { LEDGER: ledger },
+      onEvent: (event) =>
+        event.type === 'module-started' && startedOn.push({ workerId: event.workerId, at: Date.now() }),
+    });
+    // The cancel answered 200 (stopping), then ten of w-one's heartbeats (2 s) still listing the
+    // execution: its group is stopping. The old code started the module on w-two 250 ms after
+    // the 200 (its lost backoff), while the group ran on.
+    await expect
+      .poll(() => lines.some((line) => line.msg === 'cancel accepted: stopping'), { timeout: 30_000 })
+      .toBe(true);
+    const [first] = readStarts(ledger);
+    let listings = 0;
+    const unsubscribe = registry.onChange((event) => {
+      if (
+        event.type === 'heartbeat' &&
+        event.workerId === 'w-one' &&
+        registry.executionsOf('w-one')?.includes(first!.executionId)
+      )
+        listings++;
+    });
+    await expect.poll(() => listings, { timeout: 30_000 }).toBeGreaterThanOrEqual(10);
+    unsubscribe();
+    expect(first!.pids.filter(running)).not.toEqual([]); // its child ignored SIGTERM
+    expect(startedOn.map((start) => start.workerId)).toEqual(['w-one']);
+    expect(readStarts(ledger)).toHaveLength(1);
+    // The group's end is the test's: the module may start again only after it.
+    const killedAt = Date.now();
+    killAll(first!.pids);
 
+    const ended = await result;
     const starts = readStarts(ledger);
     expect(starts.map((start) => start.workerId)).toEqual(['w-one', 'w-two']);
     // When the second start began, no process of the first was left: it never ran beside it.
     expect(starts[1]!.alive).toEqual([]);
-    expect(result.status).toBe('Successful');
-    const attempts = result.modules[0]!.attempts;
+    expect(startedOn.map((start) => start.workerId)).toEqual(['w-one', 'w-two']);
+    expect(startedOn[1]!.at).toBeGreaterThanOrEqual(killedAt);
+    expect(ended.status).toBe('Successful');
+    const attempts = ended.modules[0]!.attempts;
     expect(attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
       ['w-one', 'Lost'],
       ['w-two', 'Succeeded'],
