@@ -88,14 +88,20 @@ function readStarts(file: string): StubbornStart[] {
   }
 }
 
-/** SIGKILL to each of `pids` that still runs (gone ones are passed over). */
-function killAll(pids: readonly number[]): void {
-  for (const pid of pids)
-    try {
-      process.kill(pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
+/**
+ * SIGKILL to the process group of `start`'s module host, if its child still runs in it. By the
+ * group, read from the child's `/proc` entry: a group id is not reused while a member lives,
+ * where the host's own pid may be (it exits at SIGTERM, and is reaped).
+ */
+function killGroup(start: StubbornStart | undefined): void {
+  const [host, child] = start?.pids ?? [];
+  try {
+    const stat = readFileSync(`/proc/${child}/stat`, 'latin1');
+    const pgrp = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+    if (pgrp === host) process.kill(-host, 'SIGKILL');
+  } catch {
+    // already gone
+  }
 }
 
 describe('an abandoned attempt whose cancel the worker answered 200 (round R, R6)', () => {
@@ -107,7 +113,7 @@ describe('an abandoned attempt whose cancel the worker answered 200 (round R, R6
     cleanups.push(() => cluster.close());
     // Whatever happens, the first start's processes end before the cluster closes (its kill
     // grace outlasts the test).
-    cleanups.push(async () => killAll(readStarts(ledger)[0]?.pids ?? []));
+    cleanups.push(async () => killGroup(readStarts(ledger)[0]));
     const { registry } = await cluster.startOrchestrator();
     // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
     // otherwise than tsx, which the module hosts load it with.
@@ -177,7 +183,7 @@ describe('an abandoned attempt whose cancel the worker answered 200 (round R, R6
     expect(readStarts(ledger)).toHaveLength(1);
     // The group's end is the test's: the module may start again only after it.
     const killedAt = Date.now();
-    killAll(first!.pids);
+    killGroup(first);
 
     const ended = await result;
     const starts = readStarts(ledger);
