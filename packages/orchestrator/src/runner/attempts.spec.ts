@@ -70,10 +70,16 @@ class ScriptedWorker {
   }
 }
 
+/** A worker as {@link setup} takes it: its id, and the client the run calls it through. */
+interface WorkerScript {
+  readonly id: string;
+  client(): WorkerClient;
+}
+
 /** `registry`: the registry's timeout and bounds, on the run's clock. @default an hour's timeout, on the system clock */
 function setup(
   pipeline: Pipeline,
-  workers: ScriptedWorker[],
+  workers: WorkerScript[],
   registryOptions?: Omit<InMemoryNodeRegistryOptions, 'now'>,
   /** Ids of `workers` the test registers itself later (with `register`). */
   later: readonly string[] = [],
@@ -82,7 +88,7 @@ function setup(
   const registry = new InMemoryNodeRegistry(
     registryOptions ? { ...registryOptions, now: () => clock.now() } : { heartbeatTimeoutMs: 3_600_000 },
   );
-  const register = (worker: ScriptedWorker) =>
+  const register = (worker: WorkerScript) =>
     registry.register({
       id: worker.id,
       endpoint: `http://${worker.id}:9000`,
@@ -106,6 +112,38 @@ function setup(
 
 const work = defineModule({ name: 'work', run: () => 'ran' });
 const pipeline = definePipeline({ name: 'attempts', modules: [work] });
+
+/** What {@link lostAttemptRun} sets up. */
+interface LostAttemptOptions {
+  /** w-lost's calls after its first two (a collect, or another module's). @default refused */
+  laterCalls?: (body: ExecuteModuleRequest, call: number) => Answer | Error | Promise<Answer | Error>;
+  /** w-lost's answer to each cancel call. @default 200 (stopping) */
+  cancelAnswer?: Script;
+  /** @default `pipeline` (one module, `work`) */
+  of?: Pipeline;
+  /** w-other registers only when the test calls `register(other)`. @default false */
+  otherRegistersLater?: boolean;
+}
+
+/**
+ * A run (started by `run`) on two 1-slot workers: `w-lost`, whose first execute call is cut (a
+ * reset) and its re-send refused, so the attempt is lost though it may run there (the worker
+ * is quarantined on probation), and `w-other`, which answers every call with a success.
+ */
+function lostAttemptRun({
+  laterCalls = refused,
+  cancelAnswer,
+  of = pipeline,
+  otherRegistersLater = false,
+}: LostAttemptOptions = {}) {
+  const lost = new ScriptedWorker(
+    'w-lost',
+    (body, call) => (call === 1 ? reset() : call === 2 ? refused() : laterCalls(body, call)),
+    cancelAnswer,
+  );
+  const other = new ScriptedWorker('w-other', (body) => success(body));
+  return { lost, other, ...setup(of, [lost, other], undefined, otherRegistersLater ? ['w-other'] : []) };
+}
 
 describe('runPipeline: re-sends', () => {
   it('sends an execute call cut on the way again, with the same executionId, to the same worker, after a backoff of at most 250 ms', async () => {
@@ -357,13 +395,9 @@ describe('runPipeline: broken endpoints', () => {
 describe('runPipeline: at most one live attempt per module', () => {
   it('no new attempt while a lost one may still run (its call reached the worker; its cancel is not acknowledged)', async () => {
     let cancelsGetThrough = false;
-    const lost = new ScriptedWorker(
-      'w-lost',
-      (_body, call) => (call === 1 ? reset() : refused()),
-      () => (cancelsGetThrough ? errorResponse('ExecutionNotFound', 'Execution not found') : refused()),
-    );
-    const other = new ScriptedWorker('w-other', (body) => success(body));
-    const { clock, run } = setup(pipeline, [lost, other]);
+    const { lost, other, clock, run } = lostAttemptRun({
+      cancelAnswer: () => (cancelsGetThrough ? errorResponse('ExecutionNotFound', 'Execution not found') : refused()),
+    });
     const running = run();
     await clock.advance(30_000);
     // Reset, re-sent, refused: lost, but the first call may have started it there.
@@ -381,13 +415,9 @@ describe('runPipeline: at most one live attempt per module', () => {
   });
 
   it("an abandoned attempt ends once two of its worker's heartbeats in a row leave it out of `executions` and `finished`: one is not enough, and a listing starts the count again", async () => {
-    const lost = new ScriptedWorker(
-      'w-lost',
-      (_body, call) => (call === 1 ? reset() : refused()),
-      () => refused(), // its cancels never get through
-    );
-    const other = new ScriptedWorker('w-other', (body) => success(body));
-    const { clock, run, registry } = setup(pipeline, [lost, other]);
+    const { lost, other, clock, run, registry } = lostAttemptRun({
+      cancelAnswer: refused, // its cancels never get through
+    });
     const running = run();
     await clock.advance(1_000);
     expect(lost.executes).toHaveLength(2); // reset, re-sent, refused: lost
@@ -409,13 +439,10 @@ describe('runPipeline: at most one live attempt per module', () => {
   });
 
   it('an abandoned attempt its worker names `finished` (heartbeats then leave it out: the worker reported it once) has its kept outcome collected, the same executionId sent again, before the module may run elsewhere; a success is accepted', async () => {
-    const lost = new ScriptedWorker(
-      'w-lost',
-      (body, call) => (call === 1 ? reset() : call === 2 ? refused() : success(body)),
-      () => refused(), // its cancels never get through
-    );
-    const other = new ScriptedWorker('w-other', (body) => success(body));
-    const { clock, run, registry } = setup(pipeline, [lost, other]);
+    const { lost, other, clock, run, registry } = lostAttemptRun({
+      laterCalls: (body) => success(body),
+      cancelAnswer: refused, // its cancels never get through
+    });
     const running = run();
     await clock.advance(1_000);
     expect(lost.executes).toHaveLength(2); // reset, re-sent, refused: lost, and it may run there
@@ -451,13 +478,10 @@ describe('runPipeline: at most one live attempt per module', () => {
   ])(
     'the collect of a kept outcome answered %s ran nothing: the attempt is not ended, its outcome is collected again at the next heartbeat, and the module never runs elsewhere',
     async (_name, ranNothing) => {
-      const lost = new ScriptedWorker(
-        'w-lost',
-        (body, call) => (call === 1 ? reset() : call === 2 ? refused() : call === 3 ? ranNothing() : success(body)),
-        () => refused(), // its cancels never get through
-      );
-      const other = new ScriptedWorker('w-other', (body) => success(body));
-      const { clock, run, registry } = setup(pipeline, [lost, other]);
+      const { lost, other, clock, run, registry } = lostAttemptRun({
+        laterCalls: (body, call) => (call === 3 ? ranNothing() : success(body)),
+        cancelAnswer: refused, // its cancels never get through
+      });
       const running = run();
       await clock.advance(1_000);
       expect(lost.executes).toHaveLength(2); // reset, re-sent, refused: lost, and it may run there
@@ -575,11 +599,17 @@ const finishedHere = (): Answer => {
   return { status: notFound.status, body: { ...notFound.body, finished: true } };
 };
 
-/** A client that records the executionId of each execute call, never its request (it may be garbage-collected). */
+/**
+ * `w-lost`, through a client that records the executionId of each execute call, never its
+ * request (it may be garbage-collected). `cancel`: its answer to each cancel call. @default refused
+ */
 function idsOnlyClient(
   answer: (call: number) => Answer | Error,
   onBody: (body: ExecuteModuleRequest) => void,
-): { client: WorkerClient; executionIds: string[] } {
+  cancel: () => Promise<Answer> = async () => {
+    throw refused(); // its cancels never get through
+  },
+): WorkerScript & { executionIds: string[] } {
   const executionIds: string[] = [];
   const client = {
     execution: {
@@ -590,26 +620,21 @@ function idsOnlyClient(
         if (value instanceof Error) throw value;
         return value;
       },
-      cancel: async () => {
-        throw refused(); // its cancels never get through
-      },
+      cancel,
     },
     close: async () => undefined,
   } as unknown as WorkerClient;
-  return { client, executionIds };
+  return { id: 'w-lost', client: () => client, executionIds };
 }
 
 describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
   // The old code took every cancel's 404 as "it runs nowhere": the attempt ended, the module ran
   // again on w-other, and the success kept on w-lost was never asked for.
   it('an abandoned attempt whose cancel says it finished there has its kept outcome collected (same executionId) before the module may run elsewhere; a success is accepted, once', async () => {
-    const lost = new ScriptedWorker(
-      'w-lost',
-      (body, call) => (call === 1 ? reset() : call === 2 ? refused() : success(body)),
-      finishedHere,
-    );
-    const other = new ScriptedWorker('w-other', (body) => success(body));
-    const { clock, run } = setup(pipeline, [lost, other]);
+    const { lost, other, clock, run } = lostAttemptRun({
+      laterCalls: (body) => success(body),
+      cancelAnswer: finishedHere,
+    });
     const running = run();
     await clock.advance(10_000);
     const result = await running;
@@ -625,20 +650,10 @@ describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
   });
 
   it('a collect after such a cancel that runs nothing (503 WorkerNotReady) ends nothing: the next heartbeat collects it; the module never runs elsewhere', async () => {
-    const lost = new ScriptedWorker(
-      'w-lost',
-      (body, call) =>
-        call === 1
-          ? reset()
-          : call === 2
-            ? refused()
-            : call === 3
-              ? errorResponse('WorkerNotReady', 'no credential yet')
-              : success(body),
-      finishedHere,
-    );
-    const other = new ScriptedWorker('w-other', (body) => success(body));
-    const { clock, run, registry } = setup(pipeline, [lost, other]);
+    const { lost, other, clock, run, registry } = lostAttemptRun({
+      laterCalls: (body, call) => (call === 3 ? errorResponse('WorkerNotReady', 'no credential yet') : success(body)),
+      cancelAnswer: finishedHere,
+    });
     const running = run();
     await clock.advance(10_000);
     expect(lost.executes).toHaveLength(3); // the collect, which ran nothing
@@ -655,17 +670,13 @@ describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
   });
 
   it('the `keptForMs` of such a 404 bounds its collects: none is sent once the worker no longer keeps the outcome, and the attempt then ends on the two heartbeats that leave it out (review S, 3)', async () => {
-    const lost = new ScriptedWorker(
-      'w-lost',
-      (_body, call) =>
-        call === 1 ? reset() : call === 2 ? refused() : errorResponse('WorkerNotReady', 'no credential yet'),
-      () => {
+    const { lost, other, clock, run, registry } = lostAttemptRun({
+      laterCalls: () => errorResponse('WorkerNotReady', 'no credential yet'),
+      cancelAnswer: () => {
         const answer = finishedHere();
         return { ...answer, body: { ...(answer.body as object), keptForMs: 30_000 } };
       },
-    );
-    const other = new ScriptedWorker('w-other', (body) => success(body));
-    const { clock, run, registry } = setup(pipeline, [lost, other]);
+    });
     const running = run();
     await clock.advance(10_000);
     expect(lost.executes).toHaveLength(3); // the collect after the cancel's 404, which ran nothing
@@ -691,13 +702,9 @@ describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
   });
 
   it("an older worker's plain 404 (no `finished`) is taken as before: the attempt runs nowhere, the module runs elsewhere at once, nothing is collected", async () => {
-    const lost = new ScriptedWorker(
-      'w-lost',
-      (_body, call) => (call === 1 ? reset() : refused()),
-      () => errorResponse('ExecutionNotFound', 'Execution not found'),
-    );
-    const other = new ScriptedWorker('w-other', (body) => success(body));
-    const { clock, run } = setup(pipeline, [lost, other]);
+    const { lost, other, clock, run } = lostAttemptRun({
+      cancelAnswer: () => errorResponse('ExecutionNotFound', 'Execution not found'),
+    });
     const running = run();
     await clock.advance(10_000);
     const result = await running;
@@ -719,23 +726,9 @@ describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
       (body) => (sent ??= new WeakRef(body)),
     );
     const other = new ScriptedWorker('w-other', (body) => success(body));
-    const clock = new ManualClock();
-    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 3_600_000, now: () => clock.now() });
-    for (const id of ['w-lost', 'w-other'])
-      registry.register({
-        id,
-        endpoint: `http://${id}:9000`,
-        capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
-        pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: [...pipeline.modules.keys()] },
-      });
-    const running = runPipeline({
-      pipeline,
-      registry,
-      logger,
-      clock,
-      rescheduleIntervalMs: 1_000,
-      createClient: ({ endpoint }) => (endpoint === 'http://w-lost:9000' ? lost.client : other.client()),
-    });
+    // On the run's clock (its collect window is a clock's), as every registry here.
+    const { clock, registry, run } = setup(pipeline, [lost, other], { heartbeatTimeoutMs: 3_600_000 });
+    const running = run();
     await clock.advance(1_000);
     expect(lost.executionIds).toHaveLength(2);
     const executionId = lost.executionIds[0]!;
@@ -892,35 +885,19 @@ describe('runPipeline: a retired attempt keeps no request (round R, R1; review S
     setFlagsFromString('--expose_gc');
     const gc = runInNewContext('gc') as () => void;
     let sent: WeakRef<ExecuteModuleRequest> | undefined;
-    // Reset, re-send refused: lost. Its request is never kept by this client.
+    // Reset, re-send refused: lost. Its request is never kept by this client. Its cancel call is
+    // out, unanswered (a slow network): what waits on it still holds the attempt.
+    const heldCancels: Array<(answer: Answer) => void> = [];
     const lost = idsOnlyClient(
       (call) => (call === 1 ? reset() : refused()),
       (body) => (sent ??= new WeakRef(body)),
+      () => new Promise<Answer>((resolve) => heldCancels.push(resolve)),
     );
-    // Its cancel call is out, unanswered (a slow network): what waits on it still holds the attempt.
-    const heldCancels: Array<(answer: Answer) => void> = [];
-    (lost.client.execution as { cancel: unknown }).cancel = () =>
-      new Promise<Answer>((resolve) => heldCancels.push(resolve));
     // The module's next attempt is held: the run goes on after the first attempt is retired.
     let answerOther: (answer: Answer) => void = () => undefined;
     const other = new ScriptedWorker('w-other', () => new Promise<Answer>((resolve) => (answerOther = resolve)));
-    const clock = new ManualClock();
-    const registry = new InMemoryNodeRegistry({ heartbeatTimeoutMs: 3_600_000, now: () => clock.now() });
-    for (const id of ['w-lost', 'w-other'])
-      registry.register({
-        id,
-        endpoint: `http://${id}:9000`,
-        capabilities: { os: 'linux', installedTools: [], maxParallelModules: 1, tags: [] },
-        pipeline: { name: pipeline.name, fingerprint: pipeline.fingerprint, modules: [...pipeline.modules.keys()] },
-      });
-    const running = runPipeline({
-      pipeline,
-      registry,
-      logger,
-      clock,
-      rescheduleIntervalMs: 1_000,
-      createClient: ({ endpoint }) => (endpoint === 'http://w-lost:9000' ? lost.client : other.client()),
-    });
+    const { clock, registry, run } = setup(pipeline, [lost, other], { heartbeatTimeoutMs: 3_600_000 });
+    const running = run();
     await clock.advance(1_000);
     expect(lost.executionIds).toHaveLength(2);
     expect(heldCancels).toHaveLength(1);
@@ -947,9 +924,7 @@ describe('runPipeline: a cancel answered 200 (round R, R6)', () => {
   // w-other at once, while w-lost was still stopping it (a module host's group runs on for the
   // kill grace).
   it('the worker is stopping it: the attempt ends only once the worker shows it stopped (two heartbeats that leave it out), not at the 200; then the module runs elsewhere', async () => {
-    const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
-    const other = new ScriptedWorker('w-other', (body) => success(body));
-    const { registry, clock, run } = setup(pipeline, [lost, other]);
+    const { lost, other, registry, clock, run } = lostAttemptRun();
     registry.heartbeat('w-lost', 0, { executions: [] }); // a worker that lists what it runs
     const running = run();
     await clock.advance(10_000);
@@ -978,9 +953,7 @@ describe('runPipeline: a cancel answered 200 (round R, R6)', () => {
     // The registry forgets `executions` at every registration, and a worker's first heartbeat
     // comes an interval later (30 s by default): the old code took "not known yet" for an
     // older worker and ended the attempt at the 200, running the module on w-other at once.
-    const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
-    const other = new ScriptedWorker('w-other', (body) => success(body));
-    const { registry, clock, run } = setup(pipeline, [lost, other]);
+    const { lost, other, registry, clock, run } = lostAttemptRun();
     const running = run();
     await clock.advance(10_000);
     const executionId = lost.executes[0]!.executionId;
@@ -1001,9 +974,7 @@ describe('runPipeline: a cancel answered 200 (round R, R6)', () => {
   });
 
   it("a 200 before the worker's first heartbeat, and that heartbeat lists no executions (an older worker): the attempt ends at that heartbeat", async () => {
-    const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
-    const other = new ScriptedWorker('w-other', (body) => success(body));
-    const { registry, clock, run } = setup(pipeline, [lost, other]);
+    const { lost, other, registry, clock, run } = lostAttemptRun();
     const running = run();
     await clock.advance(10_000);
     expect(lost.cancels).toHaveLength(1);
@@ -1019,9 +990,7 @@ describe('runPipeline: a cancel answered 200 (round R, R6)', () => {
   });
 
   it('an older worker whose heartbeats list no executions: its 200 ends the attempt as before (nothing else would show it stopped)', async () => {
-    const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
-    const other = new ScriptedWorker('w-other', (body) => success(body));
-    const { registry, clock, run } = setup(pipeline, [lost, other]);
+    const { lost, other, registry, clock, run } = lostAttemptRun();
     const running = run();
     await clock.advance(0);
     registry.heartbeat('w-lost', 1);
@@ -1044,9 +1013,7 @@ describe('runPipeline: an abandoned attempt still stopping holds its notInParall
   // The old code freed the keys (and the worker's slot) when the attempt was lost: its partner
   // started on w-other while w-lost still ran (stopped) it.
   it('a module lost on w-lost, its cancel answered 200 and still listed there: its partner does not start until it ended', async () => {
-    const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
-    const other = new ScriptedWorker('w-other', (body) => success(body));
-    const { registry, clock, run, register } = setup(keyed, [lost, other], undefined, ['w-other']);
+    const { lost, other, registry, clock, run, register } = lostAttemptRun({ of: keyed, otherRegistersLater: true });
     registry.heartbeat('w-lost', 0, { executions: [] });
     const running = run();
     await clock.advance(0);
@@ -1125,9 +1092,7 @@ describe('runPipeline: an abandoned attempt its worker never stops (round R, men
   // Under `--isolation none` a module that ignores its signal and never returns stays listed for
   // good: the old code held its module back for ever (the run hung).
   it('still listed past its deadline plus the stop allowance: the module ends TimedOut, naming the worker, and runs nowhere else', async () => {
-    const lost = new ScriptedWorker('w-lost', (_body, call) => (call === 1 ? reset() : refused()));
-    const other = new ScriptedWorker('w-other', (body) => success(body));
-    const { registry, clock, run } = setup(stuckPipeline, [lost, other]);
+    const { lost, other, registry, clock, run } = lostAttemptRun({ of: stuckPipeline });
     registry.heartbeat('w-lost', 0, { executions: [] });
     const running = run({ timeoutMarginMs: 5_000 });
     let done = false;
