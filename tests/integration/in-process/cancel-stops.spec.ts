@@ -16,13 +16,13 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { runPipeline } from '@mpd/orchestrator';
-import { defineModule, definePipeline, loadPipelineFile } from '@mpd/pipeline';
+import { loadPipelineFile } from '@mpd/pipeline';
 import { fingerprintAsTsxLoads } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { running, type StubbornStart } from '../fixtures/stubborn.pipeline.js';
 import { capturingLogger } from '../helpers/capturing-logger.js';
 import { Cluster, silent } from '../helpers/cluster.js';
-import { startGatewayFront } from '../helpers/gateway-front.js';
+import { bare503AfterFirst, recordingPipeline, startWorkerBehindFront } from '../helpers/kept-outcome-run.js';
 
 const PIPELINE = fileURLToPath(new URL('../fixtures/stubborn.pipeline.ts', import.meta.url));
 
@@ -118,37 +118,21 @@ describe('an abandoned attempt whose cancel the worker answered 200 (round R, R6
     // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
     // otherwise than tsx, which the module hosts load it with.
     const pipeline = { ...(await loadPipelineFile(PIPELINE)), fingerprint: fingerprintAsTsxLoads(PIPELINE) };
-    let workerUrl = '';
-    const frontUrl = await startGatewayFront(
+    await startWorkerBehindFront(
+      cluster,
       cleanups,
-      () => workerUrl,
-      (call, _req, res, forward) => {
-        if (call > 1) return forward();
-        // The first execute reaches w-one, whose module starts (and runs on); once it has, and
-        // w-two is there to take the module, the gateway answers its caller a bare 503: the
-        // attempt is lost, and cancelled on w-one (answered 200: it runs there).
-        forward((answer) => answer.resume());
-        void (async () => {
-          while (readStarts(ledger).length === 0) await sleep(50);
-          const two = await cluster.startWorker({ id: 'w-two', pipeline, slots: 1, isolation: 'process' });
-          await two.link!.registered();
-          res.writeHead(503, { 'content-type': 'text/plain' });
-          res.end('no healthy upstream');
-        })();
-      },
+      // The first execute reaches w-one, whose module starts (and runs on); once it has, and
+      // w-two is there to take the module, the gateway answers its caller a bare 503: the
+      // attempt is lost, and cancelled on w-one (answered 200: it runs there).
+      bare503AfterFirst(async () => {
+        while (readStarts(ledger).length === 0) await sleep(50);
+        const two = await cluster.startWorker({ id: 'w-two', pipeline, slots: 1, isolation: 'process' });
+        await two.link!.registered();
+      }),
+      // Its modules' groups get SIGTERM, which the module's child ignores, and SIGKILL only after
+      // a grace longer than the test: the group is gone when the test kills it, not before.
+      { pipeline, slots: 1, isolation: 'process', killGraceMs: 600_000 },
     );
-    // Its modules' groups get SIGTERM, which the module's child ignores, and SIGKILL only after
-    // a grace longer than the test: the group is gone when the test kills it, not before.
-    const one = await cluster.startWorker({
-      id: 'w-one',
-      pipeline,
-      endpoint: frontUrl,
-      slots: 1,
-      isolation: 'process',
-      killGraceMs: 600_000,
-    });
-    workerUrl = one.url;
-    await one.link!.registered();
 
     const { logger, lines } = capturingLogger();
     const startedOn: Array<{ workerId: string; at: number }> = [];
@@ -207,16 +191,8 @@ describe('a cancel that comes after the module returned its success, while its o
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const cluster = new Cluster();
     cleanups.push(() => cluster.close());
-    const starts: string[] = [];
-    const work = defineModule({
-      name: 'work',
-      run: (ctx) => {
-        starts.push(ctx.workerId);
-        // Over the workers' inlineResultBytes (1 KiB): stored in the artifact store by reference.
-        return { workerId: ctx.workerId, pad: 'x'.repeat(8_192) };
-      },
-    });
-    const pipeline = definePipeline({ name: 'cancel-settling', modules: [work] });
+    // Its result is over the workers' inlineResultBytes (1 KiB): stored in the artifact store by reference.
+    const { pipeline, starts } = recordingPipeline('cancel-settling', { pad: 'x'.repeat(8_192) });
     const orchestrator = await cluster.startOrchestrator();
     const store = await startStoreHold(orchestrator.url);
     const { logger, lines } = capturingLogger();
@@ -224,18 +200,15 @@ describe('a cancel that comes after the module returned its success, while its o
       while (!lines.some((line) => line.msg === 'cancel accepted: stopping' || line.msg === 'cancel acknowledged'))
         await sleep(50);
     };
-    let workerUrl = '';
-    const frontUrl = await startGatewayFront(
+    await startWorkerBehindFront(
+      cluster,
       cleanups,
-      () => workerUrl,
-      (call, _req, res, forward) => {
-        if (call > 1) return forward();
-        // The first execute reaches w-one; its module returns its success at once, and its result
-        // is being stored (held). Then the gateway answers its caller a bare 503: the attempt is
-        // lost and cancelled on w-one, which answers 200 (the execution is still there). The
-        // store is let go once the run has that answer: the module's success is kept on w-one.
-        forward((answer) => answer.resume());
-        void (async () => {
+      // The first execute reaches w-one; its module returns its success at once, and its result
+      // is being stored (held). Then the gateway answers its caller a bare 503: the attempt is
+      // lost and cancelled on w-one, which answers 200 (the execution is still there). The
+      // store is let go once the run has that answer: the module's success is kept on w-one.
+      bare503AfterFirst(
+        async () => {
           await store.held;
           const two = await cluster.startWorker({
             id: 'w-two',
@@ -245,24 +218,20 @@ describe('a cancel that comes after the module returned its success, while its o
             cacheDir: join(dir, 'cache-two'),
           });
           await two.link!.registered();
-          res.writeHead(503, { 'content-type': 'text/plain' });
-          res.end('no healthy upstream');
+        },
+        async () => {
           await cancelAnswered();
           store.release();
-        })();
+        },
+      ),
+      {
+        pipeline,
+        orchestratorUrl: store.url,
+        isolation: 'none',
+        inlineResultBytes: 1_024,
+        cacheDir: join(dir, 'cache-one'),
       },
     );
-    const one = await cluster.startWorker({
-      id: 'w-one',
-      pipeline,
-      endpoint: frontUrl,
-      orchestratorUrl: store.url,
-      isolation: 'none',
-      inlineResultBytes: 1_024,
-      cacheDir: join(dir, 'cache-one'),
-    });
-    workerUrl = one.url;
-    await one.link!.registered();
 
     const result = await runPipeline({ pipeline, registry: orchestrator.registry, logger });
 

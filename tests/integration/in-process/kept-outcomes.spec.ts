@@ -6,11 +6,10 @@
  * system's, moved on by the test where a grace period of the run's must pass.
  */
 import { type RunClock, runPipeline } from '@mpd/orchestrator';
-import { defineModule, definePipeline } from '@mpd/pipeline';
 import { afterEach, describe, expect, it } from 'vitest';
 import { capturingLogger } from '../helpers/capturing-logger.js';
 import { Cluster, silent } from '../helpers/cluster.js';
-import { startGatewayFront } from '../helpers/gateway-front.js';
+import { bare503AfterFirst, recordingPipeline, startWorkerBehindFront } from '../helpers/kept-outcome-run.js';
 
 const cleanups: Array<() => Promise<unknown>> = [];
 afterEach(async () => {
@@ -40,22 +39,13 @@ function skippingClock(): RunClock & { skip: (ms: number) => void } {
 async function keptOutcomeRun(orchestratorOptions: Parameters<Cluster['startOrchestrator']>[0] = {}) {
   const cluster = new Cluster();
   cleanups.push(() => cluster.close());
-  const starts: string[] = [];
-  const work = defineModule({
-    name: 'work',
-    run: (ctx) => {
-      starts.push(ctx.workerId);
-      return { workerId: ctx.workerId };
-    },
-  });
-  const pipeline = definePipeline({ name: 'kept-outcome', modules: [work] });
+  const { pipeline, starts } = recordingPipeline('kept-outcome');
   const orchestrator = await cluster.startOrchestrator(orchestratorOptions);
-  let workerUrl = '';
   let refusals = 0;
   let letThrough = false;
-  const frontUrl = await startGatewayFront(
+  await startWorkerBehindFront(
+    cluster,
     cleanups,
-    () => workerUrl,
     (call, req, res, forward) => {
       if (call === 1) {
         forward();
@@ -66,10 +56,8 @@ async function keptOutcomeRun(orchestratorOptions: Parameters<Cluster['startOrch
         res.end('no healthy upstream');
       } else forward();
     },
+    { pipeline },
   );
-  const one = await cluster.startWorker({ id: 'w-one', pipeline, endpoint: frontUrl });
-  workerUrl = one.url;
-  await one.link!.registered();
 
   const clock = skippingClock();
   const running = runPipeline({ pipeline, registry: orchestrator.registry, clock, logger: silent });
@@ -140,15 +128,7 @@ describe('an abandoned attempt that finished on its worker, its cancel answered 
   it("a gateway's bare 503 after it passed the execute on: the worker says the execution finished there (a heartbeat, or the cancel's 404, whichever comes first), and its kept success is collected before the module may run again; it ran once", async () => {
     const cluster = new Cluster();
     cleanups.push(() => cluster.close());
-    const starts: string[] = [];
-    const work = defineModule({
-      name: 'work',
-      run: (ctx) => {
-        starts.push(ctx.workerId);
-        return { workerId: ctx.workerId };
-      },
-    });
-    const pipeline = definePipeline({ name: 'cancel-finished', modules: [work] });
+    const { pipeline, starts } = recordingPipeline('cancel-finished');
     const { registry } = await cluster.startOrchestrator();
     // Resolved at the first heartbeat of w-one that names an execution `finished`.
     let namedFinished!: () => void;
@@ -157,34 +137,20 @@ describe('an abandoned attempt that finished on its worker, its cancel answered 
       if (event.type === 'heartbeat' && event.workerId === 'w-one' && (registry.finishedOf('w-one')?.length ?? 0) > 0)
         namedFinished();
     });
-    let workerUrl = '';
-    const frontUrl = await startGatewayFront(
+    await startWorkerBehindFront(
+      cluster,
       cleanups,
-      () => workerUrl,
-      (call, _req, res, forward) => {
-        if (call > 1) return forward();
-        // The first execute reaches w-one, which runs the module and answers its success (kept
-        // there); the gateway answers its caller a bare 503 instead (its upstream timeout ran out,
-        // say), once w-one's heartbeat named the execution `finished` while its attempt still ran
-        // (so that no heartbeat names it again after the attempt is abandoned).
-        forward((answer) => {
-          answer.resume();
-          answer.on('end', () => {
-            void finishedNamed.then(() => {
-              res.writeHead(503, { 'content-type': 'text/plain' });
-              res.end('no healthy upstream');
-            });
-          });
-        });
-      },
+      // The first execute reaches w-one, which runs the module and answers its success (kept
+      // there); the gateway answers its caller a bare 503 instead (its upstream timeout ran out,
+      // say), once w-one's heartbeat named the execution `finished` while its attempt still ran
+      // (so that no heartbeat names it again after the attempt is abandoned).
+      bare503AfterFirst((answerEnded) => answerEnded.then(() => finishedNamed)),
+      { pipeline },
       // The cancel's answer comes after a second: w-one's heartbeats (every 0.2 s), which leave
       // the execution out once it was named `finished`, come first (review S, 1), or, on a
       // loaded machine, after it: either order must keep the success.
       { cancelDelayMs: 1_000 },
     );
-    const one = await cluster.startWorker({ id: 'w-one', pipeline, endpoint: frontUrl });
-    workerUrl = one.url;
-    await one.link!.registered();
     // A worker with room, where the module would run again if the attempt ended uncollected.
     const two = await cluster.startWorker({ id: 'w-two', pipeline });
     await two.link!.registered();
