@@ -17,9 +17,10 @@ export type AttemptState =
   /**
    * Its module no longer waits on it: it was declared lost (its worker offline, gone or
    * unreachable, its endpoint broken), the orchestrator gave up waiting for its answer
-   * (`no-answer`), or another attempt's result was accepted. Its slot is free, but it may still
-   * be running (see {@link Attempt.ended}); an answer that still arrives is recorded, and a
-   * successful one is accepted if the module has not ended meanwhile.
+   * (`no-answer`), or another attempt's result was accepted. It may still be running (see
+   * {@link Attempt.ended}), so it keeps its worker's slot and its module's `notInParallel` keys
+   * until it has ended (`Attempt.holds`; round R, mend s5); an answer that still arrives is
+   * recorded, and a successful one is accepted if the module has not ended meanwhile.
    */
   | 'abandoned'
   /** Its answer was judged and acted on. */
