@@ -5,5 +5,11 @@ export default defineConfig({
     include: ['src/**/*.spec.ts', 'test/**/*.spec.ts'],
     testTimeout: 20_000,
     hookTimeout: 20_000,
+    poolOptions: {
+      // The test files' processes, and so the module hosts their workers start (a host's node
+      // flags are its worker's), with V8 11's tier-up delayed as test-kit's TEST_NODE_FLAGS
+      // delays it for the processes the kit starts: they run for seconds, mostly loading code.
+      forks: { execArgv: process.versions.v8.startsWith('11.') ? ['--interrupt-budget=1081344'] : [] },
+    },
   },
 });

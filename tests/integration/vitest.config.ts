@@ -15,5 +15,12 @@ export default defineConfig({
     minWorkers: 1,
     // One temporary directory for the run, removed at its end: TMPDIR of every fork and process.
     globalSetup: ['./helpers/scratch-tmpdir.ts'],
+    poolOptions: {
+      // The test files' processes, and so the module hosts their in-process workers start (a
+      // host's node flags are its worker's), with V8 11's tier-up delayed as test-kit's
+      // TEST_NODE_FLAGS delays it for the CLIs the kit starts: they run for seconds, mostly
+      // loading code (docs/round-t/t4.md).
+      forks: { execArgv: process.versions.v8.startsWith('11.') ? ['--interrupt-budget=1081344'] : [] },
+    },
   },
 });

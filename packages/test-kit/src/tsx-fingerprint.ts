@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { testNodeFlags } from './processes.js';
 
 /**
  * The fingerprint of the pipeline file `file` as a module host (or the CLI) gets it: loaded
@@ -9,7 +10,7 @@ import { execFileSync } from 'node:child_process';
  */
 export function fingerprintAsTsxLoads(file: string, cwd: string = process.cwd()): string {
   const script = `import { loadPipelineFile } from '@mpd/pipeline'; console.log((await loadPipelineFile(${JSON.stringify(file)})).fingerprint);`;
-  return execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+  return execFileSync(process.execPath, [...testNodeFlags(), '--import', 'tsx', '--input-type=module', '-e', script], {
     cwd,
     encoding: 'utf8',
   }).trim();

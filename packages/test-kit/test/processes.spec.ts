@@ -1,7 +1,15 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { cliOf, duplicateJsonKeys, killLeftovers, spawnProcess, watchProcessTree } from '../src/index.js';
+import {
+  cliOf,
+  duplicateJsonKeys,
+  killLeftovers,
+  spawnProcess,
+  TEST_NODE_FLAGS,
+  testNodeFlags,
+  watchProcessTree,
+} from '../src/index.js';
 
 const fixture = fileURLToPath(new URL('./fixtures/fixture.ts', import.meta.url));
 const run = (mode: string, options: { env?: Record<string, string>; cleanEnv?: boolean } = {}) =>
@@ -44,6 +52,21 @@ describe('spawnProcess', () => {
     } finally {
       vi.unstubAllEnvs();
     }
+  });
+
+  it("starts node with this V8's test flags (V8 11: the tier-up delayed as a module host delays it), before tsx", async () => {
+    const execArgv = JSON.parse(await run('exec-argv').firstLine()) as string[];
+    const flags = testNodeFlags();
+    if (process.versions.v8.startsWith('11.')) expect(flags).toEqual(['--interrupt-budget=1081344']);
+    expect(execArgv.slice(0, flags.length + 1)).toEqual([...flags, '--import']);
+    expect(execArgv[flags.length + 1]).toMatch(/tsx/);
+  });
+
+  it('gives flags only to a V8 it has them for (an unknown V8 flag stops node)', () => {
+    expect(testNodeFlags('11.3.244.8-node.33')).toEqual(TEST_NODE_FLAGS[11]);
+    expect(testNodeFlags('12.4.254.21-node.33')).toEqual([]);
+    expect(testNodeFlags('13.6.233.10-node.18')).toEqual([]);
+    expect(testNodeFlags('not a version')).toEqual([]);
   });
 
   it('stop(signal, killAfterMs) SIGKILLs a process that ignores the signal', async () => {
