@@ -257,7 +257,8 @@ class FrameSink implements ExecutionSink {
   returned(ok: boolean): void {
     this.codeOk = ok;
     this.stop.codeEnded = true;
-    if (this.workerLog.isLevelEnabled('debug'))
+    // Stopped already (a cancel that crossed this message, or a timeout): that stop stands.
+    if (!this.stop.aborted && this.workerLog.isLevelEnabled('debug'))
       this.frame.log.debug(
         { ok },
         `the module's code ${ok ? 'returned' : 'threw'}: a cancel no longer replaces its outcome`,
