@@ -67,8 +67,11 @@ export interface ModuleHostsSpec {
   recordedOutputs(): { outputs: RecordedOutput[]; output: ModuleOutput };
 }
 
-/** A spec file's module hosts, its hooks registered: call once at the file's top level. */
-export function moduleHostsSpec(): ModuleHostsSpec {
+/**
+ * A spec file's module hosts, its hooks registered: call once at the file's top level.
+ * @param fixture the pipeline file the hosts load @default `test/fixtures/host-faults.pipeline.ts`
+ */
+export function moduleHostsSpec(fixture = FIXTURE): ModuleHostsSpec {
   const dir = mkdtempSync(join(tmpdir(), 'mpd-hosts-'));
   const ledgerFile = join(dir, 'ledger');
   let pipeline: Pipeline | undefined;
@@ -82,7 +85,7 @@ export function moduleHostsSpec(): ModuleHostsSpec {
     // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
     // otherwise than tsx (which the CLI and the hosts load it with), so the worker's side here
     // takes the fingerprint tsx gives, as the CLI would have.
-    pipeline = { ...(await loadPipelineFile(FIXTURE)), fingerprint: fingerprintAsTsxLoads(FIXTURE) };
+    pipeline = { ...(await loadPipelineFile(fixture)), fingerprint: fingerprintAsTsxLoads(fixture) };
     // A tsx process (fingerprintAsTsxLoads) and the fixture's transform: past the 20 s hook
     // timeout beside another copy of the suite at load 25-31.
   }, 60_000);

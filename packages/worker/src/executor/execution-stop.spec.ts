@@ -14,6 +14,27 @@ describe('ExecutionStop', () => {
     expect(stop.aborted).toBe(true);
   });
 
+  it("a cancel stops it until its module's code ended (codeEnded), then is only kept (lateCancel); a timeout (abort) still stops it", () => {
+    const before = new ExecutionStop();
+    before.cancel('cancelled');
+    expect([before.aborted, before.reason, before.lateCancel]).toEqual([true, 'cancelled', undefined]);
+
+    const after = new ExecutionStop();
+    let heard = 0;
+    after.onAbort(() => heard++);
+    after.codeEnded = true;
+    after.cancel('cancelled too late');
+    after.cancel('again');
+    expect([after.aborted, after.signal.aborted, heard, after.lateCancel]).toEqual([
+      false,
+      false,
+      0,
+      'cancelled too late',
+    ]);
+    after.abort('timeout');
+    expect([after.aborted, after.reason, heard]).toEqual([true, 'timeout', 1]);
+  });
+
   it('makes its signal only when read, aborted with the reason if it was stopped before', () => {
     const stop = new ExecutionStop();
     stop.abort('cancelled');

@@ -28,7 +28,27 @@ export class ExecutionStop extends AbortController {
    * {@link ExecutionStop.abort} is called
    */
   signalAbortsWithin: ((abort: () => void) => void) | undefined;
+  /**
+   * Set once the module's code returned or threw, as its module host said (`returned`,
+   * `host-protocol.ts`): from then a cancel ({@link ExecutionStop.cancel}) no longer stops the
+   * execution, its outcome stands (Temporal's rule: a completion wins over a later cancel); its
+   * timeout ({@link ExecutionStop.abort}) still does. @default false
+   */
+  codeEnded = false;
+  /** The first cancel's reason that came once {@link ExecutionStop.codeEnded} was set (not acted on: for the log). */
+  lateCancel: unknown;
   private listeners: (() => void)[] | undefined;
+
+  /**
+   * A cancel: stops with `reason` (an `ExecutionCancelledError`) as {@link ExecutionStop.abort}
+   * does, unless the module's code has ended ({@link ExecutionStop.codeEnded}): then it is only
+   * kept as {@link ExecutionStop.lateCancel}. Nothing once stopped.
+   */
+  cancel(reason: unknown): void {
+    if (this.aborted) return;
+    if (this.codeEnded) this.lateCancel ??= reason;
+    else this.abort(reason);
+  }
 
   /**
    * Stops, the first time only: the {@link ExecutionStop.onAbort} listeners are called first, in

@@ -86,7 +86,11 @@ export interface Execution {
    * the outcome.
    */
   readonly stopped: Promise<void>;
-  /** Aborts the module's signal with an {@link ExecutionCancelledError} (the first call only). */
+  /**
+   * Aborts the module's signal with an {@link ExecutionCancelledError} (the first call only); in a
+   * module host, nothing once the module's code returned or threw (its outcome stands, see
+   * `ExecutionStop.codeEnded`).
+   */
   cancel(reason?: string): void;
 }
 
@@ -106,7 +110,7 @@ export function createExecution(
     stopped: run(stop, settle),
     cancel: (reason) => {
       if (stop.aborted) return;
-      stop.abort(new ExecutionCancelledError(`Execution cancelled${reason ? `: ${reason}` : ''}`));
+      stop.cancel(new ExecutionCancelledError(`Execution cancelled${reason ? `: ${reason}` : ''}`));
     },
   };
 }

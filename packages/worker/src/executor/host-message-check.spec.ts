@@ -35,6 +35,8 @@ const MESSAGES: FromHost[] = [
   { type: 'artifact-pack-progress', callId: 1, written: 10 },
   { type: 'artifact-pack-ended', callId: 1, digest },
   { type: 'artifact-pack-ended', callId: 1, message: 'failed' },
+  { type: 'returned', executionId: 'e', ok: true },
+  { type: 'returned', executionId: 'e', ok: false },
   { type: 'done', executionId: 'e', leftoverChildren: 0, marked: false, ok: true, resultText: 'null' },
   { type: 'done', executionId: 'e', leftoverChildren: 2, marked: true, ok: false, thrown },
   // The host's leftover check failed: not known (round K), the host is not reused.
@@ -60,6 +62,9 @@ describe('fromHostProblem', () => {
     ['a type of no message', { type: 'execute' }],
     ['init-failed without its message', { type: 'init-failed' }],
     ['logs without lines', { type: 'logs', executionId: 'nobody' }],
+    ['returned without its executionId', { type: 'returned', ok: true }],
+    ['returned without ok', { type: 'returned', executionId: 'e' }],
+    ['returned with ok not a boolean', { type: 'returned', executionId: 'e', ok: 'yes' }],
     ['logs without its executionId', { type: 'logs', lines: [] }],
     ['logs with a line null', { type: 'logs', executionId: 'e', lines: [null] }],
     ['logs with a line of no level', { type: 'logs', executionId: 'e', lines: [{ level: 'fatal', message: 'x' }] }],

@@ -105,6 +105,10 @@ export function fromHostProblem(message: unknown, scratchDir: string | null = nu
       return isCount(message.callId) && optional(message.digest, isDigest) && optional(message.message, isString)
         ? undefined
         : 'a bad artifact-pack-ended message';
+    case 'returned':
+      return isString(message.executionId) && typeof message.ok === 'boolean'
+        ? undefined
+        : 'a returned message without its executionId or ok';
     case 'done':
       if (
         !isString(message.executionId) ||

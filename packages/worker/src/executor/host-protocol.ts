@@ -183,6 +183,20 @@ export type FromHost =
   | ArtifactPackProgress
   | ArtifactAbandon
   /**
+   * The module's code settled: its `run` returned (`ok`) or threw (not `ok`). Sent at once, before
+   * the host's own work for the module's end (its result serialised and checked, a result that
+   * goes by reference written to its file, its `ctx.artifacts` calls ended) and its `done`. From
+   * then the worker no longer lets a cancel replace the outcome (Temporal's rule: once an
+   * activity's code completed, its completion wins over a later cancel): the execution is answered
+   * with what `done` says, a success kept, rather than Cancelled, and the module is not run again
+   * for a cancel that came too late to stop its code. A cancel that came before (the worker sent
+   * `cancel` before it read this message) still stops the module, as before. The module's
+   * timeout still ends an execution whose host does not send `done` after this (a hang in its
+   * end): answered TimedOut, its group stopped (`hosted-execution.ts`). A host that never sends it
+   * (one of another version: host and worker ship together) leaves every stop as it was.
+   */
+  | { type: 'returned'; executionId: string; ok: boolean }
+  /**
    * The module returned or threw. Its result serialised (checked against `maxResultBytes` and
    * the depth limit in the host) is `resultText`, or, when it goes by reference (see
    * `inlineResultBytes` in `init`), in the file `resultFile`: exactly its execution's

@@ -1,5 +1,6 @@
 import { rm } from 'node:fs/promises';
 import type { AnyModule, ModuleLogger } from '@mpd/pipeline';
+import type { Logger } from 'pino';
 import { ModuleTimeoutError } from '../errors.js';
 import {
   beginExecution,
@@ -40,8 +41,12 @@ const LEASE_ENDED = /its lease ended/;
  * Starts one execution of `module` in a module host of `options.pool` (`isolation: 'process'`):
  * the worker arms its timeout and masks its lines; the host runs it. A cancel or a timeout
  * aborts the module's signal in the host and stops the host's process group (SIGTERM, SIGKILL
- * after the kill grace); the answer comes once the group is gone. A host that crashes or exits
- * fails this module alone, with a message naming what happened.
+ * after the kill grace); the answer comes once the group is gone. Once the host said the
+ * module's code returned or threw (`returned`, `host-protocol.ts`), a cancel no longer does: the
+ * execution is answered with the host's `done` (a success kept, stored once, not turned into
+ * Cancelled and run again), and only the module's timeout still stops a host whose end hangs
+ * (answered TimedOut, saying so). A host that crashes or exits fails this module alone, with a
+ * message naming what happened.
  */
 export function startHostedExecution(
   module: AnyModule,
@@ -88,8 +93,10 @@ async function runHosted(
     settle(frame.end({ ok: false, error: stop.reason }));
     return;
   }
+  // A cancel stops the module until its host says its code returned or threw (`returned`): from
+  // then only its timeout does (see ExecutionStop.codeEnded), a cancel leaves its outcome to `done`.
   const aborted = new Promise<{ type: 'aborted' }>((resolve) => stop.onAbort(() => resolve({ type: 'aborted' })));
-  const sink = new FrameSink(frame);
+  const sink = new FrameSink(frame, stop, options.logger);
   const ended = await Promise.race([
     host.execute(
       {
@@ -111,10 +118,13 @@ async function runHosted(
   let result: ModuleEnd;
   if (ended.type === 'aborted') {
     const reason = stop.reason as Error;
+    // As the stop came: `returned` may be read while the host is stopped.
+    const codeOk = sink.codeOk;
     host.cancel(request.executionId, reason instanceof ModuleTimeoutError ? 'timeout' : 'cancel', reason.message);
     await stopHost(options.pool, host, frame.log, 'stopping the module and every process it started');
     await removeResultFile(options, request.executionId);
-    result = { ok: false, error: reason };
+    // Only a timeout stops a module whose code had ended (its host's end hung): said so.
+    result = { ok: false, error: codeOk === undefined ? reason : endTimedOut(reason, codeOk) };
   } else if (ended.type === 'done') {
     // Usually done already: a host that wrote no end marks had its pipes read to their end with
     // its answer (see `marked` in FromHost's `done`). One that did wrote them on its two pipes
@@ -148,9 +158,25 @@ async function runHosted(
     await stopHost(options.pool, host, frame.log, 'the module host ended abnormally: stopping what is left of it');
     await removeResultFile(options, request.executionId);
   }
+  if (stop.lateCancel !== undefined)
+    frame.log.info(
+      { reason: (stop.lateCancel as Error).message },
+      "a cancel came after the module's code had ended: its outcome stands (it is not run again for it)",
+    );
   // Answered once the module's processes are gone: the orchestrator may start a dependant, an
   // always-run cleanup or another attempt as soon as it has the answer.
   settle(frame.end(result, sink.done ? undefined : sink.read));
+}
+
+/**
+ * The timeout `reason` of a module whose code had returned (`codeOk`) or thrown, but whose host did
+ * not send its `done` within the module's timeout (its end hung: its `ctx.artifacts` calls ended,
+ * its result written): a `ModuleTimeoutError` saying so.
+ */
+function endTimedOut(reason: Error, codeOk: boolean): ModuleTimeoutError {
+  return new ModuleTimeoutError(
+    `${reason.message}: its code had ${codeOk ? 'returned' : 'thrown'}, but its module host did not end it in time (ending its ctx.artifacts calls, writing its result)`,
+  );
 }
 
 /**
@@ -216,9 +242,27 @@ class FrameSink implements ExecutionSink {
 
   /** The execution's secret values, UTF-8 (see `ExecutionSink.secrets`); none: undefined. */
   readonly secrets: readonly Buffer[] | undefined;
+  /** Whether the module's code returned (true) or threw (false), once its host said so; undefined before. */
+  codeOk: boolean | undefined;
 
-  constructor(private readonly frame: ExecutionFrame) {
+  constructor(
+    private readonly frame: ExecutionFrame,
+    private readonly stop: ExecutionStop,
+    private readonly workerLog: Logger,
+  ) {
     this.secrets = secretBytes(frame.secrets);
+  }
+
+  /** The module's code ended (`returned`): from now a cancel leaves its outcome to its host's `done`. */
+  returned(ok: boolean): void {
+    this.codeOk = ok;
+    this.stop.codeEnded = true;
+    // Stopped already (a cancel that crossed this message, or a timeout): that stop stands.
+    if (!this.stop.aborted && this.workerLog.isLevelEnabled('debug'))
+      this.frame.log.debug(
+        { ok },
+        `the module's code ${ok ? 'returned' : 'threw'}: a cancel no longer replaces its outcome`,
+      );
   }
 
   outputEnded(stream: 'stdout' | 'stderr'): void {
@@ -243,7 +287,7 @@ class FrameSink implements ExecutionSink {
    */
   output(stream: 'stdout' | 'stderr', lines: Buffer): void {
     // At debug: at info, a module printing 200,000 lines wrote 200,000 lines to the worker's log too.
-    if (this.frame.log.isLevelEnabled('debug'))
+    if (this.workerLog.isLevelEnabled('debug'))
       this.frame.log.debug({ stream }, this.frame.mask(lines.toString('utf8', 0, lines.length - 1)));
     writeLineBytes(this.frame.output, stream, lines, this.frame.mask);
   }

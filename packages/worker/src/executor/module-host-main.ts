@@ -513,11 +513,18 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
     // Usually there: no promise to await (see ensureWorkingDirectory).
     const making = ensureWorkingDirectory(message.workingDirectory);
     if (making) await making;
-    const resultText = checkedResult(
-      module.name,
-      serialise(module.name, await module.run(createModuleContext(running))),
-      maxResultBytes,
-    );
+    // The module's code settled: the worker is told at once, before the host's work for its end
+    // below (see `returned` in FromHost), so that a cancel coming meanwhile no longer replaces
+    // its outcome.
+    let value: unknown;
+    try {
+      value = await module.run(createModuleContext(running));
+    } catch (error) {
+      send({ type: 'returned', executionId, ok: false });
+      throw error;
+    }
+    send({ type: 'returned', executionId, ok: true });
+    const resultText = checkedResult(module.name, serialise(module.name, value), maxResultBytes);
     // A result that goes by reference is written here, on the host's main thread, and the worker
     // uploads the file: its own main thread never reads the text (see `inlineResultBytes` in `init`).
     end =

@@ -120,6 +120,12 @@ export interface ExecutionSink {
   /** Every line the execution's module wrote on `stream` has been read (its end mark, or the pipe's end). */
   outputEnded(stream: 'stdout' | 'stderr'): void;
   /**
+   * The module's code returned (`ok`) or threw, as its host said (`returned`, `host-protocol.ts`):
+   * its `done` follows once the host's work for its end is over. Only for the running execution.
+   * @default nothing
+   */
+  returned?(ok: boolean): void;
+  /**
    * The execution's secret values, UTF-8 (those its masker masks): the host's pipes are split into
    * lines, a long one into pieces masked each alone, never cut inside one of them. @default none
    */
@@ -300,6 +306,11 @@ export class ModuleHost {
           return;
         case 'logs':
           this.log(message.executionId, message.lines);
+          return;
+        case 'returned':
+          // The running execution's only: a late one of an earlier execution says nothing now.
+          if (this.running !== undefined && message.executionId === this.running.executionId)
+            this.sink?.returned?.(message.ok);
           return;
         case 'artifact-call':
           this.answerArtifactCall(message);

@@ -1,0 +1,111 @@
+/**
+ * A module in a module host whose code has ended while its host still works for it (its result
+ * written, its `ctx.artifacts` calls ended: held here by a gate file, `test/fixtures/host-ends.pipeline.ts`)
+ * when a cancel arrives: its own outcome is answered, never turned into Cancelled (which made the
+ * orchestrator run it again: its side effects twice). Shares `test/module-hosts-spec.ts` with
+ * the other `hosted-*.spec.ts` files.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { resultOf, running } from '../../test/hosted-executors.js';
+import { within } from '../../test/hostile-blob-server.js';
+import { moduleHostsSpec } from '../../test/module-hosts-spec.js';
+import type { ModuleExecutor } from './module-executor.js';
+
+const FIXTURE = fileURLToPath(new URL('../../test/fixtures/host-ends.pipeline.ts', import.meta.url));
+const { dir, ledgerFile, logLines, executor, request, start } = moduleHostsSpec(FIXTURE);
+
+/** The side-effect ledger's lines (`held-end <executionId>` per run of the module's code). */
+const ledgerLines = (): string[] =>
+  existsSync(ledgerFile) ? readFileSync(ledgerFile, 'utf8').split('\n').filter(Boolean) : [];
+
+/**
+ * Starts `held-end` on `on` (its end held until `gate` exists) and resolves with its request and
+ * outcome once its host is held and the worker has read that the module's code ended: the
+ * window in which a cancel used to win.
+ */
+async function heldAfterItsCode(on: ModuleExecutor, gate: string, fail: boolean, timeoutMs?: number) {
+  const sent = request('held-end', { params: { gate, fail }, timeoutMs });
+  const outcome = start(on, sent);
+  let hostPid = 0;
+  await expect
+    .poll(
+      () => {
+        const held = ledgerLines().find((line) => line.startsWith(`holding ${sent.executionId} `));
+        hostPid = Number(held?.split(' ')[2] ?? 0);
+        return hostPid > 0;
+      },
+      { timeout: 30_000, interval: 50 },
+    )
+    .toBe(true);
+  // The host wrote `returned` before it ran the callback that holds it: the worker reads it.
+  await expect
+    .poll(
+      () =>
+        logLines.some(
+          (line) => line.includes(sent.executionId) && line.includes('a cancel no longer replaces its outcome'),
+        ),
+      { timeout: 10_000, interval: 20 },
+    )
+    .toBe(true);
+  return { sent, outcome, hostPid };
+}
+
+describe('a module whose code ended while its host still works for it', () => {
+  it("a cancel arriving then: its own outcome is answered (its success, or what it threw), not Cancelled; kept for the orchestrator's collect; its code ran once", async () => {
+    writeFileSync(ledgerFile, '');
+    const on = executor();
+    await on.ready();
+    const ran: string[] = [];
+    for (const fail of [false, true]) {
+      const gate = join(dir, `gate-${fail ? 'threw' : 'returned'}`);
+      const { sent, outcome } = await heldAfterItsCode(on, gate, fail);
+      ran.push(sent.executionId);
+      // The cancel route's 200 ("it runs here, stopping"): it does run until its host's end is over.
+      expect(on.cancel(sent.executionId, 'the run stops')).toBe(true);
+      // Listed as running in the heartbeats meanwhile: the orchestrator waits for it.
+      expect(on.executionIds()).toEqual([sent.executionId]);
+      writeFileSync(gate, '');
+      const answer = await within(outcome, 30_000, 'no answer');
+      if (fail) {
+        expect(answer).toMatchObject({ status: 500, body: { failureKind: 'Error', errorMessage: 'held-end threw' } });
+      } else {
+        expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+        expect(resultOf(answer)).toEqual({ ran: sent.executionId });
+      }
+      await on.idle();
+      // Named `finished` in the next heartbeat, its outcome kept: the orchestrator's collect (the
+      // same request again) joins it and gets the same answer; nothing runs again.
+      expect(on.finishedIds()).toContain(sent.executionId);
+      const collect = on.execute(sent);
+      expect(collect.kind).toBe('joined');
+      expect(await (collect as { outcome: Promise<unknown> }).outcome).toEqual(answer);
+      expect(ledgerLines().filter((line) => line.startsWith('held-end '))).toEqual(ran.map((id) => `held-end ${id}`));
+      expect(
+        logLines.some(
+          (line) => line.includes(sent.executionId) && line.includes("a cancel came after the module's code had ended"),
+        ),
+      ).toBe(true);
+    }
+  });
+
+  it('after a cancel that came too late, its timeout still ends a host whose end hangs: TimedOut, saying its code had returned; the host stopped', async () => {
+    const on = executor();
+    await on.ready();
+    // Seconds past the module's start: its host said `returned` long before (ms).
+    const { sent, outcome, hostPid } = await heldAfterItsCode(on, join(dir, 'gate-never'), false, 6_000);
+    expect(on.cancel(sent.executionId, 'the run stops')).toBe(true);
+    const answer = await within(outcome, 30_000, 'no answer');
+    expect(answer).toMatchObject({ status: 500, body: { failureKind: 'TimedOut' } });
+    expect(answer.body).toHaveProperty(
+      'errorMessage',
+      expect.stringMatching(
+        /^Module 'held-end' timed out after .*: its code had returned, but its module host did not end it in time/,
+      ),
+    );
+    // Answered once its group is gone (SIGKILL after the kill grace: the held host runs no handler).
+    expect(running(hostPid)).toBe(false);
+  });
+});
