@@ -24,8 +24,16 @@ type Via = (typeof VIAS)[number];
 
 afterEach(killLeftovers);
 
-/** A pipeline run with the stubborn module on its workers (one per `workerCount`). */
-async function startRun(via: Via, { workerCount = 1, timeoutMs = 120_000, orchestratorFlags = [] as string[] } = {}) {
+/**
+ * A pipeline run with the stubborn module on its workers (one per `workerCount`), each with
+ * `slots` slots: 2 where the cleanup could start beside stubborn on its worker were the slot or
+ * the answer freed early (a worker starts a module host per slot, about a second of CPU each:
+ * 1 where the cleanup runs on another worker or not at all).
+ */
+async function startRun(
+  via: Via,
+  { workerCount = 1, slots = 2, timeoutMs = 120_000, orchestratorFlags = [] as string[] } = {},
+) {
   const dir = mkdtempSync(join(tmpdir(), `mpd-isolation-tree-${via}-`));
   const report = join(dir, 'report.json');
   const ledger = join(dir, 'ledger.jsonl');
@@ -46,7 +54,11 @@ async function startRun(via: Via, { workerCount = 1, timeoutMs = 120_000, orches
     const id = `tree-${via}-${index + 1}`;
     const worker = spawnProcess({
       script: cliOf('worker'),
-      args: workerArgs(url, id, '--pipeline', PIPELINE, '--slots', '2', '--kill-grace', String(KILL_GRACE_MS / 1_000)),
+      args: workerArgs(
+        url,
+        id,
+        ...['--pipeline', PIPELINE, '--slots', String(slots), '--kill-grace', String(KILL_GRACE_MS / 1_000)],
+      ),
       cleanEnv: true,
       env,
     });
@@ -160,7 +172,8 @@ describe("a module's process tree (issue 10, case 10)", () => {
     async (via) => {
       // A module its worker cancels on the way out is a lost attempt (not the module's failure):
       // with no lost attempt allowed, stubborn ends WorkerLost instead of running again.
-      const run = await startRun(via, { workerCount: 2, orchestratorFlags: ['--max-lost-attempts', '0'] });
+      // One slot each: the stopping worker takes no cleanup, which runs on the other one.
+      const run = await startRun(via, { workerCount: 2, slots: 1, orchestratorFlags: ['--max-lost-attempts', '0'] });
       const { pids, worker } = await run.stubborn();
       const violations = freedEarly(worker, pids, worker.exited);
       worker.child.kill('SIGTERM'); // drains: the module would run on
@@ -190,7 +203,7 @@ describe("a module's process tree (issue 10, case 10)", () => {
   it.each(VIAS)(
     'a worker killed with SIGKILL (%s): its module host stops the group itself, SIGKILL after the grace; nothing is left',
     async (via) => {
-      const run = await startRun(via);
+      const run = await startRun(via, { slots: 1 }); // no cleanup runs: the orchestrator is killed after
       const { pids, worker } = await run.stubborn();
       const killed = performance.now();
       worker.child.kill('SIGKILL');

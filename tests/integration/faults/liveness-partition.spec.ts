@@ -7,6 +7,8 @@
  * and its old run never completes. Needs root, `ip` and `iptables` (.ci/run has them); skipped
  * with the reason otherwise.
  */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
   createNetworkNamespace,
   destroyNetworkNamespaces,
@@ -18,31 +20,40 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   executionsIn,
   type LedgerRecord,
+  type Gate,
   LIVENESS_PIPELINE,
   readLedger,
   readReport,
   scratchDirectory,
   startCli,
+  startGate,
   waitForExecutions,
 } from './liveness-helpers.js';
 
 const unavailable = networkNamespacesUnavailable();
 if (unavailable) console.warn(`liveness-partition.spec.ts skipped: ${unavailable}`);
 
+/** The gate the other worker registers through (closed after the test, passed or failed). */
+let gate: Gate | undefined;
+
 afterEach(async () => {
   killLeftovers();
+  await gate?.close();
+  gate = undefined;
   await destroyNetworkNamespaces();
 });
 
 const INTERVAL_S = 1;
 const TIMEOUT_S = 5;
-// The module runs long enough that the old run would still run at the cut (the other worker's
-// process start comes between: seconds under load) and the heal comes while the new run runs
-// (PARTITION_MS < TIMEOUT_S + WORK_MS); the test lasts about T + WORK_MS after the cut. From the
-// module's start the other worker's CLI start and registration (20 s and more at load 25: tsx,
-// then up to the 10 s poll) and the fence (up to T less the fence lead after the cut) must fit
-// inside WORK_MS, or the old run finishes before it is fenced: 40 s leaves about 36 s for them
-// (30 s left 26 s, too few at that load); the cut stays 20 s (round N: 40 s).
+// The module runs long enough that the old run would still run at the cut and the heal comes
+// while the new run runs (PARTITION_MS < TIMEOUT_S + WORK_MS). From the module's start the other
+// worker's registration (up to the 10 s poll) and the fence (up to T less the fence lead after
+// the cut) must fit inside WORK_MS, or the old run finishes before it is fenced: 40 s leaves
+// about 36 s for them (it left room for the other worker's CLI start too, 20 s and more at load
+// 25, before that start moved before the module's: round T). The cut stays 20 s (round N: 40 s).
+// WORK_MS is the runs' longest: the test ends the new run (DONE_FILE) once the heal is seen, so
+// the test lasts about PARTITION_MS after the cut, not T + WORK_MS (the old run, were it not
+// stopped, would see that file too and finish: the ledger would show it).
 const WORK_MS = 40_000;
 const PARTITION_MS = 20_000;
 /** The worker's fence lead (s): it fences this long before its lease ends (a quarter of T, less than its 10 s kill grace). */
@@ -57,25 +68,30 @@ describe.skipIf(unavailable !== undefined)(
   () => {
     it('fences itself within T and stops its run; the module runs once elsewhere; after the heal its old run never completes', async () => {
       const namespace: NetworkNamespace = await createNetworkNamespace();
-      const { ledger, report } = scratchDirectory();
+      const { dir, ledger, report } = scratchDirectory();
+      const doneFile = join(dir, 'done');
       const orchestrator = startCli('orchestrator', [
         ...['--port', '0', '--host', namespace.hostAddress],
         ...['--heartbeat-interval', String(INTERVAL_S), '--heartbeat-timeout', String(TIMEOUT_S)],
         ...['--pipeline', LIVENESS_PIPELINE, '--report', report],
-        ...['--env', `LEDGER=${ledger}`, '--env', `WORK_MS=${WORK_MS}`],
+        ...['--env', `LEDGER=${ledger}`, '--env', `WORK_MS=${WORK_MS}`, '--env', `DONE_FILE=${doneFile}`],
       ]);
       const url = await orchestrator.listeningUrl();
-      const workerArgs = (id: string, host: string) => [
-        ...['--port', '0', '--host', host, '--orchestrator', url, '--id', id],
+      const workerArgs = (id: string, host: string, orchestratorUrl: string) => [
+        ...['--port', '0', '--host', host, '--orchestrator', orchestratorUrl, '--id', id],
         ...['--pipeline', LIVENESS_PIPELINE, '--slots', '1'],
       ];
-      const cutOff = startCli('worker', workerArgs('liveness-3-cut', namespace.address), namespace.spawn);
-      await cutOff.listeningUrl();
+      // The other worker starts beside the cut-off one (a process start is seconds on a loaded
+      // machine), its calls held at a gate until the module started on the cut-off one: the
+      // module cannot land on it first.
+      gate = await startGate(url);
+      const cutOff = startCli('worker', workerArgs('liveness-3-cut', namespace.address, url), namespace.spawn);
+      const other = startCli('worker', workerArgs('liveness-3-other', '127.0.0.1', gate.url));
+      await Promise.all([cutOff.listeningUrl(), other.listeningUrl()]);
       await expect
         .poll(() => readLedger(ledger).length, { timeout: 20_000, interval: 50, message: 'the module to start' })
         .toBeGreaterThan(0);
-      const other = startCli('worker', workerArgs('liveness-3-other', '127.0.0.1'));
-      await other.listeningUrl();
+      gate.open();
       await expect
         .poll(() => other.stderr(), { timeout: 10_000, interval: 50, message: 'the other worker to register' })
         .toMatch(/registered with the orchestrator/);
@@ -96,6 +112,7 @@ describe.skipIf(unavailable !== undefined)(
           message: 'a heartbeat acknowledged after the heal',
         })
         .toMatch(/no longer fenced, taking modules again/);
+      writeFileSync(doneFile, ''); // the new run may end now
 
       expect(await orchestrator.exited, orchestrator.output()).toBe(0);
       const endedAt = Date.now();

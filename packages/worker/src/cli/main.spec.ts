@@ -15,6 +15,7 @@ import {
   unknownFlagRuns,
 } from '@mpd/test-kit';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { runWorkerCli } from './run-worker-cli.js';
 
 const PIPELINE_URL = new URL('../../../pipeline/src/index.ts', import.meta.url).href;
 const tempDirs: string[] = [];
@@ -30,6 +31,58 @@ const cli = (args: string[], env: Record<string, string> = {}): RunningProcess =
   spawnProcess({ script: cliOf('worker'), args, env, cleanEnv: true });
 
 const LISTENING = /^mpd worker (\S+) listening on (http:\/\/127\.0\.0\.1:\d+)$/;
+
+/** What `process.exit` threw in place of exiting, with its code. */
+class Exited extends Error {
+  constructor(readonly code: number) {
+    super(`process.exit(${code})`);
+  }
+}
+
+/**
+ * Runs `mpd-worker ARGS` in this process as main.ts does (`runWorkerCli`, `cwd` in place of
+ * INIT_CWD), with the MPD_* variables of `env` only, for a command line it answers before it
+ * loads anything (--help, the parsed settings, the TLS files): its exit code and what it wrote.
+ * A process adds nothing there but a start (tsx: about half a second of CPU each; round T):
+ * `packages/cli/test/cli-light-start.spec.ts` exits such command lines as real processes.
+ * @throws Error when the command went past its settings (its `beforeLoad` ran) without exiting
+ */
+async function answered(
+  args: string[],
+  env: Record<string, string> = {},
+  cwd = process.cwd(),
+): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const saved = { ...process.env };
+  for (const name of Object.keys(process.env)) if (name.startsWith('MPD_')) delete process.env[name];
+  Object.assign(process.env, env);
+  let stdout = '';
+  let stderr = '';
+  vi.spyOn(process, 'exit').mockImplementation((code) => {
+    throw new Exited(Number(code ?? 0));
+  });
+  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stdout += String(chunk);
+    return true;
+  });
+  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  });
+  try {
+    const outcome: unknown = await runWorkerCli(args, {
+      cwd,
+      beforeLoad: () => {
+        throw new Error(`mpd-worker ${args.join(' ')}: went past its settings`);
+      },
+    }).catch((error: unknown) => error);
+    if (!(outcome instanceof Exited)) throw outcome instanceof Error ? outcome : new Error('it did not exit');
+    return { exitCode: outcome.code, stdout, stderr };
+  } finally {
+    vi.restoreAllMocks();
+    for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
+    Object.assign(process.env, saved);
+  }
+}
 
 describe('mpd-worker CLI', () => {
   it('prints its id and URL, answers /api/health with maxLoad = --slots, exits 0 on SIGTERM', async () => {
@@ -123,8 +176,8 @@ describe('mpd-worker CLI', () => {
   });
 
   it('--help lists every flag with its environment variable and exits 0', async () => {
-    const run = cli(['--help']);
-    expect(await run.exited).toBe(0);
+    const run = await answered(['--help']);
+    expect(run.exitCode).toBe(0);
     for (const [flag, env] of [
       ['--port', 'MPD_PORT'],
       ['--host', 'MPD_HOST'],
@@ -138,33 +191,33 @@ describe('mpd-worker CLI', () => {
       ['--pipeline', 'MPD_PIPELINE'],
       ['--log-level', 'MPD_LOG_LEVEL'],
     ]) {
-      expect(run.stdout()).toContain(`${flag} <`);
-      expect(run.stdout()).toContain(env);
+      expect(run.stdout).toContain(`${flag} <`);
+      expect(run.stdout).toContain(env);
     }
-    expect(run.stdout()).toMatch(/^Usage: mpd-worker \[options\]/);
+    expect(run.stdout).toMatch(/^Usage: mpd-worker \[options\]/);
   });
 
   it('exits 2 naming --port (MPD_PORT) for --port abc', async () => {
-    const run = cli(['--port', 'abc']);
-    expect(await run.exited).toBe(2);
-    expect(run.stderr()).toContain('Invalid setting --port (MPD_PORT): must be an integer from 0 to 65535, got "abc"');
-    expect(run.stdout()).toBe('');
+    const run = await answered(['--port', 'abc']);
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr).toContain('Invalid setting --port (MPD_PORT): must be an integer from 0 to 65535, got "abc"');
+    expect(run.stdout).toBe('');
   });
 
   it('exits 2 naming MPD_MAX_PARALLEL for MPD_MAX_PARALLEL=0', async () => {
-    const run = cli([], { MPD_PORT: '0', MPD_MAX_PARALLEL: '0' });
-    expect(await run.exited).toBe(2);
-    expect(run.stderr()).toContain(
+    const run = await answered([], { MPD_PORT: '0', MPD_MAX_PARALLEL: '0' });
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr).toContain(
       'Invalid setting --max-parallel (MPD_MAX_PARALLEL): must be an integer from 1 to 1024, got "0"',
     );
-    expect(run.stdout()).toBe('');
+    expect(run.stdout).toBe('');
   });
 
   it('exits 2 for an invalid URL setting without printing its user name, password or query', async () => {
     const runs = [
-      cli(['--port', '0', '--orchestrator', 'http://ci:pa55word@orchestrator example:8080/?token=t0ken']),
-      cli(['--port', '0'], { MPD_ORCHESTRATOR_URL: 'ftp://ci:pa55word@orchestrator.example/?token=t0ken' }),
-      cli(['--port', '0', '--endpoint', 'http://ci:pa55word@worker1:9000/?token=t0ken']),
+      await answered(['--port', '0', '--orchestrator', 'http://ci:pa55word@orchestrator example:8080/?token=t0ken']),
+      await answered(['--port', '0'], { MPD_ORCHESTRATOR_URL: 'ftp://ci:pa55word@orchestrator.example/?token=t0ken' }),
+      await answered(['--port', '0', '--endpoint', 'http://ci:pa55word@worker1:9000/?token=t0ken']),
     ];
     const shown = [
       'Invalid setting --orchestrator (MPD_ORCHESTRATOR_URL): must be a URL such as http://127.0.0.1:8080, got "http://***@orchestrator example:8080/?…"',
@@ -172,9 +225,9 @@ describe('mpd-worker CLI', () => {
       'got "http://***@worker1:9000/?…"',
     ];
     for (const [index, run] of runs.entries()) {
-      expect(await run.exited).toBe(2);
-      expect(run.stderr()).toContain(shown[index]);
-      expect(run.output()).not.toMatch(/pa55word|t0ken/);
+      expect(run.exitCode).toBe(2);
+      expect(run.stderr).toContain(shown[index]);
+      expect(run.stdout + run.stderr).not.toMatch(/pa55word|t0ken/);
     }
   });
 
@@ -233,10 +286,10 @@ describe('mpd-worker CLI', () => {
   });
 
   it('exits 2 for an extra argument', async () => {
-    const extra = cli(['--port', '0', 'extra']);
-    expect(await extra.exited).toBe(2);
-    expect(extra.stderr()).toContain('too many arguments');
-    expect(extra.stdout()).toBe('');
+    const extra = await answered(['--port', '0', 'extra']);
+    expect(extra.exitCode).toBe(2);
+    expect(extra.stderr).toContain('too many arguments');
+    expect(extra.stdout).toBe('');
   });
 
   it('exits 1 with a clear message when its port is taken', async () => {
@@ -381,21 +434,23 @@ describe('mpd-worker CLI with TLS', () => {
   });
 
   it('exits 2 naming both flags for --tls-cert without --tls-key', async () => {
-    const run = cli(['--port', '0', '--tls-cert', certs.files.serverCert]);
-    expect(await run.exited).toBe(2);
-    expect(run.stderr()).toContain('Invalid setting --tls-cert (MPD_TLS_CERT): needs --tls-key (MPD_TLS_KEY) too');
-    expect(run.stdout()).toBe('');
+    const run = await answered(['--port', '0', '--tls-cert', certs.files.serverCert]);
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr).toContain('Invalid setting --tls-cert (MPD_TLS_CERT): needs --tls-key (MPD_TLS_KEY) too');
+    expect(run.stdout).toBe('');
   });
 
   it('exits 2 naming the flag and the variable for a missing file', async () => {
-    const run = cli(['--port', '0', '--tls-cert', certs.files.serverCert, '--tls-key', 'no-such.key'], {
-      INIT_CWD: certs.dir,
-    });
-    expect(await run.exited).toBe(2);
-    expect(run.stderr()).toContain(
+    const run = await answered(
+      ['--port', '0', '--tls-cert', certs.files.serverCert, '--tls-key', 'no-such.key'],
+      {},
+      certs.dir,
+    );
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr).toContain(
       `Invalid setting --tls-key (MPD_TLS_KEY): cannot read ${join(certs.dir, 'no-such.key')}: no such file`,
     );
-    expect(run.stdout()).toBe('');
+    expect(run.stdout).toBe('');
   });
 
   it('warns on stderr when it serves plain HTTP, in open mode without any token, on a non-loopback address', async () => {
@@ -422,11 +477,11 @@ describe('mpd-worker CLI with TLS', () => {
   });
 
   it('refuses a worker id that a URL path would read as something else, exit code 2', async () => {
-    const run = cli(['--port', '0', '--host', '127.0.0.1', '--id', 'runner#2']);
-    expect(await run.exited).toBe(2);
-    expect(run.stderr()).toContain(
+    const run = await answered(['--port', '0', '--host', '127.0.0.1', '--id', 'runner#2']);
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr).toContain(
       'Invalid setting --id (MPD_WORKER_ID): must be 1-128 letters, digits and . _ ~ -, starting with a letter or digit, got "runner#2"',
     );
-    expect(run.stdout()).toBe('');
+    expect(run.stdout).toBe('');
   });
 });
