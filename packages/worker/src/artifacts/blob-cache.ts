@@ -22,6 +22,7 @@ import {
   copyFile,
   type FileHandle,
   link,
+  lstat,
   mkdir,
   open,
   readdir,
@@ -39,6 +40,7 @@ import { makeDirectory } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import { BlobBroadcast, DownloadAbandonedError, type StreamedBlob } from './blob-broadcast.js';
 import type { BlobFollower } from './blob-progress.js';
+import { copyHostFile } from '../executor/scratch-file.js';
 import { ReportingFileWriter } from './reporting-file-writer.js';
 
 export { DownloadAbandonedError } from './blob-broadcast.js';
@@ -480,6 +482,52 @@ export class BlobCache {
       await chmod(temporary, OWNER_FILE);
     }
     await this.install(sha256, temporary, (await stat(temporary)).size);
+  }
+
+  /**
+   * Adds blob `sha256` of `size` bytes from a file a module host wrote (its archive at `path`,
+   * which the worker opened once as `handle` and checked, then uploaded through that handle), so
+   * that nothing is taken by the host's path but the very file the worker read: `path` is linked
+   * (a link does not follow a symbolic link) and kept only when the link is `handle`'s own file
+   * (same device and inode), a regular file of `size` bytes readable by its owner only. Else (the
+   * host swapped another file, a link or a FIFO in at `path` since, or the file is on another
+   * filesystem, or readable by others) the blob is copied from `handle` and kept only when the
+   * copy's bytes hash to `sha256`.
+   * @throws an Error when the handle's bytes no longer hash to `sha256` (the file changed after
+   *   its upload): nothing is kept; a `sha256` that is not one: TypeError
+   */
+  async addOpened(sha256: string, path: string, handle: FileHandle, size: number): Promise<void> {
+    if (!LIMITS.artifact.sha256.pattern.test(sha256)) throw new TypeError(`not a SHA-256: ${JSON.stringify(sha256)}`);
+    await this.init();
+    if (this.entries.has(sha256)) return;
+    const temporary = join(this.ownDir, `add-${randomBytes(6).toString('hex')}`);
+    const own = await handle.stat();
+    const linked = await link(path, temporary).then(
+      () => true,
+      () => false, // gone, another filesystem, refused: copied from the handle below
+    );
+    if (linked) {
+      const found = await lstat(temporary);
+      if (
+        found.isFile() &&
+        found.ino === own.ino &&
+        found.dev === own.dev &&
+        found.size === size &&
+        !sharedMode(found.mode)
+      ) {
+        await this.install(sha256, temporary, size);
+        return;
+      }
+      await unlink(temporary);
+    }
+    const copied = await copyHostFile(handle, size, this.ownDir, 'add', 'blob');
+    if (copied.digest.sha256 !== sha256) {
+      await unlink(copied.path).catch(() => undefined);
+      throw new Error(
+        `the archive changed after its upload (its bytes hash to ${copied.digest.sha256}, not ${sha256}): not kept in the cache`,
+      );
+    }
+    await this.install(sha256, copied.path, size);
   }
 
   /** Removes this cache's own checkouts directory (blobs stay); a checkout not yet released is gone with it. */
