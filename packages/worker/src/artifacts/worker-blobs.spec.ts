@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, open, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ArtifactClient } from '@mpd/client';
@@ -285,4 +285,43 @@ describe('WorkerBlobs.putPacking: the archive uploaded as its module packs it (i
       await close();
     }
   });
+
+  // Round T (T1): a module host's archive is opened once by the worker and read through that handle.
+  it.each([false, true])(
+    "given the archive's handle (a module host's, opened once), never opens its path: a symbolic link swapped in at the path after the open is not read, neither by the upload nor by the cache; an upload by hash checks the packer's digest on the handle's bytes (hash required: %s)",
+    async (hashRequired) => {
+      const { root, store, blobs, archive, close } = await setUp({ hashRequired });
+      const opened = await open(archive, 'r+');
+      try {
+        const elsewhere = join(root, 'worker-key');
+        await writeFile(elsewhere, 'a file of the worker, not the archive');
+        const { follower, stored } = blobs.putPacking(archive, undefined, Promise.resolve(opened));
+        await opened.write(whole, 0, whole.length, 0);
+        // The host puts a link to another file where its archive was (the handle keeps the archive).
+        await rename(archive, `${archive}.moved`);
+        await symlink(elsewhere, archive);
+        follower.written(whole.length);
+        follower.ended({ digest: digestOf(whole) });
+        expect(await within(stored, 10_000, 'the upload did not end')).toEqual(digestOf(whole));
+        const sent = store.requests.filter((seen) => seen.sha256 !== undefined && seen.method !== 'HEAD');
+        expect(sent.map((seen) => seen.sha256)).toEqual([digestOf(whole).sha256]);
+        // The cache keeps the archive's bytes (copied from the handle: the path is another file now).
+        const kept = await blobs.checkOut(digestOf(whole).sha256);
+        expect((await readFile(kept.path)).equals(whole)).toBe(true);
+        if (!hashRequired) return;
+        // A packer's digest that is not the archive's bytes: refused, nothing sent by that hash.
+        const other = digestOf(Buffer.from('a blob the store may have'));
+        const forged = blobs.putPacking(archive, undefined, Promise.resolve(opened));
+        forged.follower.ended({ digest: { ...other, size: whole.length } });
+        await expect(within(forged.stored, 10_000, 'the upload did not end')).rejects.toThrow(
+          `the archive's bytes hash to ${digestOf(whole).sha256}, not to ${other.sha256} as packed: not uploaded`,
+        );
+        expect(store.requests.some((seen) => seen.path.includes(other.sha256))).toBe(false);
+        expect(blobs.cache.has(other.sha256)).toBe(false);
+      } finally {
+        await opened.close();
+        await close();
+      }
+    },
+  );
 });
