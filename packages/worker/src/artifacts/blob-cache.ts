@@ -123,7 +123,11 @@ function isRunning(pid: number): boolean {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
-/** Where modules pack archives before upload, inside the cache's directory (so the cache can link them); left alone by the cache. */
+/**
+ * Where modules pack archives before upload and module hosts write results that go by reference,
+ * inside the cache's directory (so the cache can link them): one directory per process, as
+ * {@link CHECKOUTS} ({@link BlobCache.scratchDir}).
+ */
 export const SCRATCH_DIR = '.scratch';
 
 export class BlobCache {
@@ -136,9 +140,20 @@ export class BlobCache {
   private ready: Promise<void> | undefined;
   /** This cache's own directory under {@link CHECKOUTS}: its checkouts and partial downloads. */
   private readonly ownDir: string;
+  /**
+   * This process's scratch directory, `<dir>/.scratch/<pid>.<random>.<hostname>` (made 0700 by
+   * its first user: a module's packer, a host's result file): the worker's modules pack their archives there and its module hosts write
+   * their results that go by reference there (`WorkerArtifacts.scratchDir`). Of its own, so that
+   * what a worker killed mid-upload left there (archives, `result-host.*`, `result.*`, copies) is
+   * removed when a worker next opens the cache, as its checkouts are, without touching the files
+   * of another worker sharing the directory.
+   */
+  readonly scratchDir: string;
 
   constructor(private readonly options: BlobCacheOptions) {
-    this.ownDir = join(options.dir, CHECKOUTS, `${process.pid}.${randomBytes(6).toString('hex')}.${hostname()}`);
+    const own = `${process.pid}.${randomBytes(6).toString('hex')}.${hostname()}`;
+    this.ownDir = join(options.dir, CHECKOUTS, own);
+    this.scratchDir = join(options.dir, SCRATCH_DIR, own);
   }
 
   /** Bytes of blobs held now. */
@@ -162,8 +177,8 @@ export class BlobCache {
   }
 
   /**
-   * Reads what a previous run left (blobs by name), and removes the checkouts and partial
-   * downloads of processes on this host that no longer run (another host's, in a directory shared
+   * Reads what a previous run left (blobs by name), and removes the checkouts, partial downloads and scratch files of processes on this host that no
+   * longer run (another host's, in a directory shared
    * between machines or containers, are left: its pids are not ours to test).
    */
   private init(): Promise<void> {
@@ -174,12 +189,20 @@ export class BlobCache {
         await mkdir(made, { mode: OWNER_DIR }).catch((error: NodeJS.ErrnoException) => {
           if (error.code !== 'EEXIST') throw error;
         });
-      for (const name of await readdir(checkouts)) {
-        const own = OWN_DIR.exec(name);
-        const stale = own ? own[2] === hostname() && !isRunning(Number(own[1])) : true; // not ours: a previous version's
-        if (stale && join(checkouts, name) !== this.ownDir)
-          await rm(join(checkouts, name), { recursive: true, force: true });
-      }
+      // The scratch directory is made by its first user (0700, with its parent), not here.
+      const scratch = join(this.options.dir, SCRATCH_DIR);
+      // Checkouts and scratch directories of processes on this host that no longer run. A name of
+      // no process's directory under `.checkouts` is a previous version's; in `.scratch` it is
+      // left: a caller may have chosen `.scratch` itself as its scratch directory, its files in use.
+      for (const [parent, own] of [
+        [checkouts, this.ownDir],
+        [scratch, this.scratchDir],
+      ] as const)
+        for (const name of await readdir(parent).catch(() => [] as string[])) {
+          const match = OWN_DIR.exec(name);
+          const stale = match ? match[2] === hostname() && !isRunning(Number(match[1])) : parent === checkouts;
+          if (stale && join(parent, name) !== own) await rm(join(parent, name), { recursive: true, force: true });
+        }
       for (const name of await readdir(this.options.dir)) {
         const path = join(this.options.dir, name);
         if (LIMITS.artifact.sha256.pattern.test(name)) {

@@ -390,8 +390,9 @@ describe("a module host's upload of a file of its scratch directory (review s2 o
     const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
     try {
       const cacheDir = join(dir, 'cache-forged-uploads');
-      const scratchDir = join(cacheDir, '.scratch');
       const transport = new WorkerBlobs(client, { dir: cacheDir, maxBytes: 10 * 1024 * 1024 });
+      await transport.cache.open(); // as the worker does at its start
+      const scratchDir = transport.cache.scratchDir;
       const on = executor({ slots: 1, artifacts: { transport, scratchDir } });
       // A file of the worker's per case (its own bytes: an upload is told to its case even when late).
       const secretOf = async (n: number) => {
