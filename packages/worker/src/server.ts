@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { ArtifactClient, createOrchestratorClient } from '@mpd/client';
-import { SCRATCH_DIR } from './artifacts/blob-cache.js';
 import { WorkerBlobs } from './artifacts/worker-blobs.js';
 import type { WorkerNodeRegistration } from '@mpd/contract';
 import { closeGracefully, createHttpOrHttpsServer, listen, parseSize } from '@mpd/server-kit';
@@ -145,7 +144,7 @@ export async function startWorker(options: WorkerOptions = {}): Promise<RunningW
     artifacts: blobs
       ? {
           transport: blobs,
-          scratchDir: join(cacheDir, SCRATCH_DIR),
+          scratchDir: blobs.cache.scratchDir,
         }
       : undefined,
     output: shipper,

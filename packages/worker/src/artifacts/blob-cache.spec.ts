@@ -240,6 +240,30 @@ describe('BlobCache', () => {
     expect(await readdir(checkouts)).toEqual([elsewhere]);
   });
 
+  // Round T (T1): a worker killed mid-upload left its results and archives in `.scratch` for good.
+  it('gives each process a scratch directory of its own and, when opened, removes those of processes on this host that no longer run; a running process’s, another host’s, and files in .scratch itself (an earlier version’s, or a caller’s own scratch directory) are left', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-scratch-'));
+    dirs.push(dir);
+    const scratch = join(dir, '.scratch');
+    const dead = `4194305.${'0'.repeat(12)}.${hostname()}`; // past Linux's largest pid: runs nowhere
+    const elsewhere = `4194305.${'1'.repeat(12)}.not-${hostname()}`;
+    const running = `${process.pid}.${'2'.repeat(12)}.${hostname()}`;
+    for (const name of [dead, elsewhere, running]) {
+      await mkdir(join(scratch, name), { recursive: true });
+      await writeFile(join(scratch, name, `result-host.${'3'.repeat(64)}.json`), '"left"');
+    }
+    await writeFile(join(scratch, 'result.0123456789ab.json'), '"left by an earlier version"');
+    await writeFile(join(scratch, 'dist.0123456789ab.tar'), 'an archive an earlier version left');
+    const cache = new BlobCache({ dir, maxBytes: 1_000, download: () => Promise.reject(new Error('none')) });
+    expect(cache.scratchDir.startsWith(`${scratch}/${process.pid}.`)).toBe(true);
+    await cache.open();
+    expect((await readdir(scratch)).sort()).toEqual(
+      [elsewhere, running, 'result.0123456789ab.json', 'dist.0123456789ab.tar'].sort(),
+    );
+    expect(await readdir(join(scratch, running))).toHaveLength(1);
+    await cache.close();
+  });
+
   it('follow where no socket can be made (a TMPDIR too long for one): answers a growing file while the blob is downloading, reports its bytes, and a second asker waits for that one download; an abandoned download is fetched again for whoever waits', async () => {
     const tmp = process.env.TMPDIR;
     const long = await mkdtemp(join(tmpdir(), `mpd-long-${'x'.repeat(100)}-`));

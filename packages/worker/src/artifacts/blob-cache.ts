@@ -22,6 +22,7 @@ import {
   copyFile,
   type FileHandle,
   link,
+  lstat,
   mkdir,
   open,
   readdir,
@@ -39,6 +40,7 @@ import { makeDirectory } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import { BlobBroadcast, DownloadAbandonedError, type StreamedBlob } from './blob-broadcast.js';
 import type { BlobFollower } from './blob-progress.js';
+import { copyHostFile } from '../executor/scratch-file.js';
 import { ReportingFileWriter } from './reporting-file-writer.js';
 
 export { DownloadAbandonedError } from './blob-broadcast.js';
@@ -121,7 +123,11 @@ function isRunning(pid: number): boolean {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
-/** Where modules pack archives before upload, inside the cache's directory (so the cache can link them); left alone by the cache. */
+/**
+ * Where modules pack archives before upload and module hosts write results that go by reference,
+ * inside the cache's directory (so the cache can link them): one directory per process, as
+ * {@link CHECKOUTS} ({@link BlobCache.scratchDir}).
+ */
 export const SCRATCH_DIR = '.scratch';
 
 export class BlobCache {
@@ -134,9 +140,20 @@ export class BlobCache {
   private ready: Promise<void> | undefined;
   /** This cache's own directory under {@link CHECKOUTS}: its checkouts and partial downloads. */
   private readonly ownDir: string;
+  /**
+   * This process's scratch directory, `<dir>/.scratch/<pid>.<random>.<hostname>` (made 0700 by
+   * its first user: a module's packer, a host's result file): the worker's modules pack their archives there and its module hosts write
+   * their results that go by reference there (`WorkerArtifacts.scratchDir`). Of its own, so that
+   * what a worker killed mid-upload left there (archives, `result-host.*`, `result.*`, copies) is
+   * removed when a worker next opens the cache, as its checkouts are, without touching the files
+   * of another worker sharing the directory.
+   */
+  readonly scratchDir: string;
 
   constructor(private readonly options: BlobCacheOptions) {
-    this.ownDir = join(options.dir, CHECKOUTS, `${process.pid}.${randomBytes(6).toString('hex')}.${hostname()}`);
+    const own = `${process.pid}.${randomBytes(6).toString('hex')}.${hostname()}`;
+    this.ownDir = join(options.dir, CHECKOUTS, own);
+    this.scratchDir = join(options.dir, SCRATCH_DIR, own);
   }
 
   /** Bytes of blobs held now. */
@@ -160,8 +177,8 @@ export class BlobCache {
   }
 
   /**
-   * Reads what a previous run left (blobs by name), and removes the checkouts and partial
-   * downloads of processes on this host that no longer run (another host's, in a directory shared
+   * Reads what a previous run left (blobs by name), and removes the checkouts, partial downloads and scratch files of processes on this host that no
+   * longer run (another host's, in a directory shared
    * between machines or containers, are left: its pids are not ours to test).
    */
   private init(): Promise<void> {
@@ -172,12 +189,20 @@ export class BlobCache {
         await mkdir(made, { mode: OWNER_DIR }).catch((error: NodeJS.ErrnoException) => {
           if (error.code !== 'EEXIST') throw error;
         });
-      for (const name of await readdir(checkouts)) {
-        const own = OWN_DIR.exec(name);
-        const stale = own ? own[2] === hostname() && !isRunning(Number(own[1])) : true; // not ours: a previous version's
-        if (stale && join(checkouts, name) !== this.ownDir)
-          await rm(join(checkouts, name), { recursive: true, force: true });
-      }
+      // The scratch directory is made by its first user (0700, with its parent), not here.
+      const scratch = join(this.options.dir, SCRATCH_DIR);
+      // Checkouts and scratch directories of processes on this host that no longer run. A name of
+      // no process's directory under `.checkouts` is a previous version's; in `.scratch` it is
+      // left: a caller may have chosen `.scratch` itself as its scratch directory, its files in use.
+      for (const [parent, own] of [
+        [checkouts, this.ownDir],
+        [scratch, this.scratchDir],
+      ] as const)
+        for (const name of await readdir(parent).catch(() => [] as string[])) {
+          const match = OWN_DIR.exec(name);
+          const stale = match ? match[2] === hostname() && !isRunning(Number(match[1])) : parent === checkouts;
+          if (stale && join(parent, name) !== own) await rm(join(parent, name), { recursive: true, force: true });
+        }
       for (const name of await readdir(this.options.dir)) {
         const path = join(this.options.dir, name);
         if (LIMITS.artifact.sha256.pattern.test(name)) {
@@ -480,6 +505,52 @@ export class BlobCache {
       await chmod(temporary, OWNER_FILE);
     }
     await this.install(sha256, temporary, (await stat(temporary)).size);
+  }
+
+  /**
+   * Adds blob `sha256` of `size` bytes from a file a module host wrote (its archive at `path`,
+   * which the worker opened once as `handle` and checked, then uploaded through that handle), so
+   * that nothing is taken by the host's path but the very file the worker read: `path` is linked
+   * (a link does not follow a symbolic link) and kept only when the link is `handle`'s own file
+   * (same device and inode), a regular file of `size` bytes readable by its owner only. Else (the
+   * host swapped another file, a link or a FIFO in at `path` since, or the file is on another
+   * filesystem, or readable by others) the blob is copied from `handle` and kept only when the
+   * copy's bytes hash to `sha256`.
+   * @throws an Error when the handle's bytes no longer hash to `sha256` (the file changed after
+   *   its upload): nothing is kept; a `sha256` that is not one: TypeError
+   */
+  async addOpened(sha256: string, path: string, handle: FileHandle, size: number): Promise<void> {
+    if (!LIMITS.artifact.sha256.pattern.test(sha256)) throw new TypeError(`not a SHA-256: ${JSON.stringify(sha256)}`);
+    await this.init();
+    if (this.entries.has(sha256)) return;
+    const temporary = join(this.ownDir, `add-${randomBytes(6).toString('hex')}`);
+    const own = await handle.stat();
+    const linked = await link(path, temporary).then(
+      () => true,
+      () => false, // gone, another filesystem, refused: copied from the handle below
+    );
+    if (linked) {
+      const found = await lstat(temporary);
+      if (
+        found.isFile() &&
+        found.ino === own.ino &&
+        found.dev === own.dev &&
+        found.size === size &&
+        !sharedMode(found.mode)
+      ) {
+        await this.install(sha256, temporary, size);
+        return;
+      }
+      await unlink(temporary);
+    }
+    const copied = await copyHostFile(handle, size, this.ownDir, 'add', 'blob');
+    if (copied.digest.sha256 !== sha256) {
+      await unlink(copied.path).catch(() => undefined);
+      throw new Error(
+        `the archive changed after its upload (its bytes hash to ${copied.digest.sha256}, not ${sha256}): not kept in the cache`,
+      );
+    }
+    await this.install(sha256, copied.path, size);
   }
 
   /** Removes this cache's own checkouts directory (blobs stay); a checkout not yet released is gone with it. */

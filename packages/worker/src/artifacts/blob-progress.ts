@@ -74,14 +74,18 @@ const READ_BYTES = 1024 * 1024;
  * {@link readStreamed}: destroying it (an archive refused halfway) ends it at once, where a
  * generator's `return` waited for the download's next bytes, which a download holding its last
  * chunk back until verified may not write for a long time (a test timed out at 20 s under load).
+ * @param opened the file already opened by the caller (a module host's archive, opened once and
+ *   checked: `openHostFile`): read through that handle, `path` never opened, and the handle left
+ *   open (the caller closes it); a rejection errors the stream. @default `path` opened here
+ *   (read-only), closed when the stream ends
  */
-export function readFollowed(path: string, progress: BlobProgress): Readable {
+export function readFollowed(path: string, progress: BlobProgress, opened?: Promise<FileHandle>): Readable {
   let handle: FileHandle | undefined;
   let offset = 0;
   return new Readable({
     construct(callback) {
-      open(path, 'r').then((opened) => {
-        handle = opened;
+      (opened ?? open(path, 'r')).then((found) => {
+        handle = found;
         callback();
       }, callback);
     },
@@ -104,8 +108,9 @@ export function readFollowed(path: string, progress: BlobProgress): Readable {
       next().catch((error: Error) => this.destroy(error));
     },
     destroy(error, callback) {
-      // Closed once a read in progress on it is over (FileHandle.close waits for it).
-      handle?.close().catch(() => undefined);
+      // Closed once a read in progress on it is over (FileHandle.close waits for it); a
+      // caller's handle is the caller's to close.
+      if (opened === undefined) handle?.close().catch(() => undefined);
       handle = undefined;
       callback(error);
     },

@@ -68,8 +68,16 @@ export interface BlobTransport {
    * failed, or the upload did: the packer then stops). Where the store must know a blob's hash
    * before its bytes (an S3-compatible bucket), the upload waits for the end and goes as
    * {@link BlobTransport.put}. Absent: the packer packs whole, then calls `put`.
+   * @param opened the archive opened once by the caller and checked (the worker, for a module
+   *   host's call: `openHostFile`): its bytes are read through that handle only, never by `path`
+   *   again, and the caller closes it once `stored` settled; a rejection (the file refused) fails
+   *   `stored` with it. @default `path` opened by the transport
    */
-  putPacking?(path: string, subject?: TransferSubject): { follower: PackFollower; stored: Promise<Digest> };
+  putPacking?(
+    path: string,
+    subject?: TransferSubject,
+    opened?: Promise<FileHandle>,
+  ): { follower: PackFollower; stored: Promise<Digest> };
   /**
    * Uploads the file at `path` (unless the store has it) and keeps it in the worker's cache;
    * answers its digest. `digest`: the file's, computed as it was written, so it is not read a

@@ -1,13 +1,12 @@
 import { createHash } from 'node:crypto';
-import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer, type IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { appendFile, mkdtemp, open, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ArtifactClient } from '@mpd/client';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBlobServer, within } from '../../test/hostile-blob-server.js';
+import { startUploadStore } from '../../test/upload-store.js';
 import type { FollowedBlob } from './module-artifacts.js';
 import { BlobProgress, readFollowed, readStreamed } from './blob-progress.js';
 import { WorkerBlobs } from './worker-blobs.js';
@@ -91,46 +90,6 @@ describe('WorkerBlobs', () => {
     }
   });
 });
-
-/**
- * A store taking uploads: `POST /api/artifacts/blobs` hashed as it arrives and answered with what
- * it hashed to (or, `hashRequired`, 409 `ArtifactHashRequired` as an orchestrator with a bucket
- * answers, and then the routes by hash: transfers, `HEAD` 404, `PUT`). Records every request, the
- * bytes each body brought so far, and whether it ended or was cut.
- */
-async function startUploadStore(options: { hashRequired?: boolean } = {}) {
-  const requests: Array<{ method: string; path: string; bytes: number; sha256?: string; cut: boolean }> = [];
-  const server = createServer((request: IncomingMessage, response) => {
-    const seen: (typeof requests)[number] = { method: request.method!, path: request.url!, bytes: 0, cut: false };
-    requests.push(seen);
-    const hash = createHash('sha256');
-    request.on('data', (chunk: Buffer) => {
-      seen.bytes += chunk.length;
-      hash.update(chunk);
-    });
-    request.on('close', () => (seen.cut ||= !request.complete));
-    const json = (status: number, body: unknown) =>
-      response.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-    if (request.url === '/api/artifacts/blobs' && options.hashRequired) {
-      return json(409, { success: false, errorMessage: 'a bucket', code: 'ArtifactHashRequired' });
-    }
-    if (request.url!.endsWith('/transfers')) return void request.on('end', () => json(200, { store: 'orchestrator' }));
-    if (request.method === 'HEAD') return void response.writeHead(404).end();
-    request.on('end', () => {
-      seen.sha256 = hash.digest('hex');
-      json(201, { sha256: seen.sha256, size: seen.bytes, stored: true });
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    requests,
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise((resolve) => server.close(resolve));
-    },
-  };
-}
 
 describe('WorkerBlobs.putPacking: the archive uploaded as its module packs it (issue 13, round J)', () => {
   async function setUp(options: { hashRequired?: boolean; packStallMs?: number } = {}) {
@@ -326,4 +285,43 @@ describe('WorkerBlobs.putPacking: the archive uploaded as its module packs it (i
       await close();
     }
   });
+
+  // Round T (T1): a module host's archive is opened once by the worker and read through that handle.
+  it.each([false, true])(
+    "given the archive's handle (a module host's, opened once), never opens its path: a symbolic link swapped in at the path after the open is not read, neither by the upload nor by the cache; an upload by hash checks the packer's digest on the handle's bytes (hash required: %s)",
+    async (hashRequired) => {
+      const { root, store, blobs, archive, close } = await setUp({ hashRequired });
+      const opened = await open(archive, 'r+');
+      try {
+        const elsewhere = join(root, 'worker-key');
+        await writeFile(elsewhere, 'a file of the worker, not the archive');
+        const { follower, stored } = blobs.putPacking(archive, undefined, Promise.resolve(opened));
+        await opened.write(whole, 0, whole.length, 0);
+        // The host puts a link to another file where its archive was (the handle keeps the archive).
+        await rename(archive, `${archive}.moved`);
+        await symlink(elsewhere, archive);
+        follower.written(whole.length);
+        follower.ended({ digest: digestOf(whole) });
+        expect(await within(stored, 10_000, 'the upload did not end')).toEqual(digestOf(whole));
+        const sent = store.requests.filter((seen) => seen.sha256 !== undefined && seen.method !== 'HEAD');
+        expect(sent.map((seen) => seen.sha256)).toEqual([digestOf(whole).sha256]);
+        // The cache keeps the archive's bytes (copied from the handle: the path is another file now).
+        const kept = await blobs.checkOut(digestOf(whole).sha256);
+        expect((await readFile(kept.path)).equals(whole)).toBe(true);
+        if (!hashRequired) return;
+        // A packer's digest that is not the archive's bytes: refused, nothing sent by that hash.
+        const other = digestOf(Buffer.from('a blob the store may have'));
+        const forged = blobs.putPacking(archive, undefined, Promise.resolve(opened));
+        forged.follower.ended({ digest: { ...other, size: whole.length } });
+        await expect(within(forged.stored, 10_000, 'the upload did not end')).rejects.toThrow(
+          `the archive's bytes hash to ${digestOf(whole).sha256}, not to ${other.sha256} as packed: not uploaded`,
+        );
+        expect(store.requests.some((seen) => seen.path.includes(other.sha256))).toBe(false);
+        expect(blobs.cache.has(other.sha256)).toBe(false);
+      } finally {
+        await opened.close();
+        await close();
+      }
+    },
+  );
 });

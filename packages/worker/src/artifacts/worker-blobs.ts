@@ -1,9 +1,13 @@
+import type { FileHandle } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { type ArtifactClient, DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS } from '@mpd/client';
 import type { Logger } from 'pino';
 
 import { BlobCache, type BlobCacheOptions } from './blob-cache.js';
 import { type BlobFollower, BlobProgress, readFollowed } from './blob-progress.js';
+import { copyHostFile } from '../executor/scratch-file.js';
 import type { BlobTransport, Digest, FollowedBlob, PackFollower, TransferSubject } from './module-artifacts.js';
 
 /** Options of {@link WorkerBlobs} beyond its cache's. */
@@ -80,8 +84,19 @@ export class WorkerBlobs implements BlobTransport {
    * `packStallMs` ({@link WorkerBlobsOptions.packStallMs}): its POST is cut (the store keeps
    * nothing) before it idles past the timeouts. The archive's file is not opened at all when the
    * client already knows the orchestrator refuses such uploads.
+   *
+   * With `opened` (a module host's archive, opened once by the worker and checked: see
+   * {@link BlobTransport.putPacking}), `path` is never opened: the upload reads through that
+   * handle, an upload by hash goes from a copy of the worker's own made from it (its bytes hashed
+   * and checked against the packer's digest, as the store would not check them when it has that
+   * blob already), and the cache keeps the archive by a link only when the link is that handle's
+   * file ({@link BlobCache.addOpened}).
    */
-  putPacking(path: string, subject?: TransferSubject): { follower: PackFollower; stored: Promise<Digest> } {
+  putPacking(
+    path: string,
+    subject?: TransferSubject,
+    opened?: Promise<FileHandle>,
+  ): { follower: PackFollower; stored: Promise<Digest> } {
     const startedAt = performance.now();
     const progress = new BlobProgress();
     let packed!: (digest: Digest) => void;
@@ -131,8 +146,8 @@ export class WorkerBlobs implements BlobTransport {
     const stored = (async (): Promise<Digest> => {
       // Refused already (a bucket): no reader of the archive at all (one made and destroyed while
       // its open was pending errored with no listener when the open failed, and killed the worker).
-      if (this.client.streamsRefused) return await this.upload(path, await digest);
-      const body = readFollowed(path, progress);
+      if (this.client.streamsRefused) return await this.uploadPacked(path, digest, opened);
+      const body = readFollowed(path, progress, opened);
       // Its error is heard through `putStream`'s rejection; one after that (an open failing once
       // the body was destroyed) must not reach node as an unhandled 'error'.
       body.on('error', () => undefined);
@@ -151,14 +166,15 @@ export class WorkerBlobs implements BlobTransport {
         // Read to its end, or given up (a failed packing is the error `putStream` throws).
         body.destroy();
       }
+      if (answer === undefined) return await this.uploadPacked(path, digest, opened);
       const known = await digest;
-      if (answer === undefined) return await this.upload(path, known);
       if (answer.sha256 !== known.sha256 || answer.size !== known.size) {
         throw new Error(
           `the store received the archive as blob ${answer.sha256} (${answer.size} bytes), not as packed (${known.sha256}, ${known.size} bytes): its bytes changed on their way`,
         );
       }
-      await this.cache.add(known.sha256, path);
+      if (opened === undefined) await this.cache.add(known.sha256, path);
+      else await this.cache.addOpened(known.sha256, path, await opened, known.size);
       return known;
     })().then((known) => {
       this.logUpload(known, startedAt, subject);
@@ -172,6 +188,29 @@ export class WorkerBlobs implements BlobTransport {
     const stored = await this.upload(path, digest);
     this.logUpload(stored, startedAt, subject);
     return stored;
+  }
+
+  /**
+   * `putPacking`'s upload by hash, once packed: of `path`; or, given `opened` (a host's archive),
+   * of a copy of the worker's own made from that handle beside `path`, its bytes checked against
+   * the packer's `digest` (a host naming a digest of a blob the store has already, over other
+   * bytes, would otherwise get those bytes kept in the cache under that blob's name), the copy
+   * removed once uploaded and kept in the cache.
+   */
+  private async uploadPacked(path: string, digest: Promise<Digest>, opened?: Promise<FileHandle>): Promise<Digest> {
+    if (opened === undefined) return await this.upload(path, await digest);
+    const handle = await opened;
+    const known = await digest;
+    const copy = await copyHostFile(handle, known.size, dirname(path), 'upload', 'tar');
+    try {
+      if (copy.digest.sha256 !== known.sha256)
+        throw new Error(
+          `the archive's bytes hash to ${copy.digest.sha256}, not to ${known.sha256} as packed: not uploaded`,
+        );
+      return await this.upload(copy.path, known);
+    } finally {
+      await rm(copy.path, { force: true });
+    }
   }
 
   /** {@link put} without its log line (also `putPacking`'s upload by hash). */

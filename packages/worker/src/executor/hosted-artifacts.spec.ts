@@ -13,11 +13,12 @@ import { describe, expect, it } from 'vitest';
 import { resultOf } from '../../test/hosted-executors.js';
 import { startBlobServer, startHostileBlobServer, within } from '../../test/hostile-blob-server.js';
 import { moduleHostsSpec } from '../../test/module-hosts-spec.js';
+import { startUploadStore } from '../../test/upload-store.js';
 import { BlobCache } from '../artifacts/blob-cache.js';
 import type { Digest, PackFollower } from '../artifacts/module-artifacts.js';
 import { WorkerBlobs } from '../artifacts/worker-blobs.js';
 
-const { dir, executor, request, start, run, pipeline } = moduleHostsSpec();
+const { dir, executor, request, start, run, pipeline, logLines } = moduleHostsSpec();
 
 describe('modules in module hosts', () => {
   it("a host that cannot load the worker's pipeline (the file changed since): the module fails, naming why", async () => {
@@ -381,4 +382,80 @@ describe('modules in module hosts', () => {
       [refs.good!.$mpdRef.sha256, refs.bad!.$mpdRef.sha256].sort(),
     );
   });
+});
+
+describe("a module host's upload of a file of its scratch directory (review s2 of round R)", () => {
+  it("is read through the one handle the worker opened and checked: a symbolic link to a file of the worker's, a second hard link of one, a FIFO or a directory named by a forged put or putPacking is refused, nothing of the file reaches the store, no hang; a module's own archive still uploads", async () => {
+    const store = await startUploadStore();
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const cacheDir = join(dir, 'cache-forged-uploads');
+      const transport = new WorkerBlobs(client, { dir: cacheDir, maxBytes: 10 * 1024 * 1024 });
+      await transport.cache.open(); // as the worker does at its start
+      const scratchDir = transport.cache.scratchDir;
+      const on = executor({ slots: 1, artifacts: { transport, scratchDir } });
+      // A file of the worker's per case (its own bytes: an upload is told to its case even when late).
+      const secretOf = async (n: number) => {
+        const path = join(dir, `worker-token-${n}`);
+        const bytes = Buffer.from(`the worker's credential ${n}, readable by its user`);
+        await writeFile(path, bytes, { mode: 0o600 });
+        return {
+          path,
+          bytes,
+          digest: { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length },
+        };
+      };
+      const leaked = (sha256: string) => store.requests.filter((seen) => seen.sha256 === sha256);
+      const kinds: Array<(secret: string) => Record<string, boolean | string>> = [
+        (secret) => ({ linkTo: secret }),
+        (secret) => ({ hardLinkTo: secret }),
+        () => ({ fifo: true }),
+        () => ({ directory: true }),
+      ];
+      // Each kind's outcome, asserted once all ran (a failure shows every kind's at once).
+      const seen: Record<string, { targetUploaded: boolean; refused: boolean }> = {};
+      const secrets: Array<{ what: string; path: string; bytes: Buffer; sha256: string }> = [];
+      let n = 0;
+      for (const op of ['putPacking', 'put'] as const)
+        for (const kindOf of kinds) {
+          const secret = await secretOf(n);
+          const kind = kindOf(secret.path);
+          const what = JSON.stringify({ op, ...kind }).replaceAll(dir, '');
+          secrets.push({ what, path: secret.path, bytes: secret.bytes, sha256: secret.digest.sha256 });
+          const path = join(scratchDir, `forged-${n++}.tar`);
+          const sent = request('forged-upload', { params: { op, path, digest: secret.digest, ...kind } });
+          const outcome = start(on, sent);
+          const refused = () =>
+            logLines.filter((line) => line.includes(sent.executionId) && line.includes('not a regular file of its own'))
+              .length;
+          // The worker's refusal, or (before) the target's upload: whichever comes first (10 s at
+          // most: before, a FIFO's open waited for a writer for good, and neither came).
+          for (
+            const deadline = Date.now() + 10_000;
+            refused() + leaked(secret.digest.sha256).length === 0 && Date.now() < deadline;
+          )
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          seen[what] = { targetUploaded: false, refused: refused() === 1 };
+          on.cancel(sent.executionId, 'test over');
+          expect((await within(outcome, 10_000, `${what}: no answer`)).body, what).toMatchObject({
+            failureKind: 'Cancelled',
+          });
+          await on.idle();
+        }
+      for (const { what, sha256 } of secrets) seen[what]!.targetUploaded = leaked(sha256).length > 0;
+      expect(seen).toEqual(
+        Object.fromEntries(Object.keys(seen).map((what) => [what, { targetUploaded: false, refused: true }])),
+      );
+      expect(Object.keys(seen)).toHaveLength(2 * kinds.length);
+      expect(store.requests).toEqual([]);
+      for (const { path, bytes } of secrets) expect(readFileSync(path)).toEqual(bytes);
+      // A module's own archive, packed as the worker uploads it, still goes: read through its handle.
+      const good = resultOf(await within(run(on, 'uploads'), 15_000, 'no answer')) as { sha256: string };
+      expect(good).toMatchObject({ name: 'good', sha256: store.requests.at(-1)!.sha256 });
+      expect(transport.cache.has(good.sha256)).toBe(true);
+    } finally {
+      await client.close();
+      await store.close();
+    }
+  }, 120_000);
 });

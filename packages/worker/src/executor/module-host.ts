@@ -7,13 +7,20 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { type FileHandle, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import type { Socket } from 'node:net';
 import type { WorkerArtifacts } from './execution.js';
 import type { BlobFollower } from '../artifacts/blob-progress.js';
-import type { BlobTransport, FollowedBlob, PackFollower, TransferSubject } from '../artifacts/module-artifacts.js';
+import type {
+  BlobTransport,
+  Digest,
+  FollowedBlob,
+  PackFollower,
+  TransferSubject,
+} from '../artifacts/module-artifacts.js';
 import {
   type ArtifactCall,
   type FromHost,
@@ -31,6 +38,7 @@ import { ByteLineSplitter, NEWLINE } from './module-output.js';
 import { LATE_LINES_BURST, LATE_LINES_INTERVAL_MS, LogRateLimit, moreSevere } from './module-logger.js';
 import { type GroupStop, stopProcessGroup } from './process-group.js';
 import { progressReports } from './progress-reports.js';
+import { copyHostFile, notOwnFileMessage, openHostFile } from './scratch-file.js';
 
 /** The host's entry file, beside this one (`.ts` in the sources, `.js` once built). */
 const HOST_MAIN = fileURLToPath(
@@ -437,6 +445,58 @@ export class ModuleHost {
     });
   }
 
+  /**
+   * Opens the file a host asks the worker to upload (`put`, `putPacking`: a path in its scratch
+   * directory, checked by `fromHostProblem`) once, as `openHostFile` does: a symbolic link, a
+   * FIFO, a directory or a file of more than one link is refused (rejects, naming it:
+   * `notOwnFileMessage`), and a `warn` line says so (a host's own `ctx.artifacts` never names
+   * one: its module's code put it there). Round T (T1): the worker read the file by its path, so
+   * a link a module left in `.scratch` got its target uploaded, and a FIFO's open waited for good.
+   * @throws (rejects) the refusal, or the open's error (`ENOENT`…)
+   */
+  private async openHostUpload(path: string, executionId: string): Promise<FileHandle> {
+    const found = await openHostFile(path);
+    if (found !== 'not-own-file') return found.handle;
+    this.options.logger.warn(
+      { hostPid: this.pid, executionId, path },
+      'a module host asked to upload a file that is not a regular file of its own (a link, a FIFO, a directory, a file of two links): refused',
+    );
+    throw new Error(notOwnFileMessage(path));
+  }
+
+  /**
+   * A host's `put` (its own `ctx.artifacts` packs through `putPacking`; a `put` comes from a
+   * module's code writing on the channel): the file opened once ({@link openHostUpload}), its
+   * bytes copied from that handle into a file of the worker's own in `scratchDir` (the worker's) and
+   * hashed on the way, checked against the host's `digest` when it gave one, and that copy
+   * uploaded (the cache keeps it by a link: nothing of the host's file is taken by its path).
+   * @throws (rejects) the refusal, a digest that is not the file's, or the upload's error
+   */
+  private async putHostFile(
+    transport: BlobTransport,
+    path: string,
+    executionId: string,
+    digest: Digest | undefined,
+    subject: TransferSubject | undefined,
+    scratchDir: string,
+  ): Promise<Digest> {
+    const handle = await this.openHostUpload(path, executionId);
+    let copy: string | undefined;
+    try {
+      const { size } = await handle.stat();
+      const copied = await copyHostFile(handle, size, scratchDir, 'upload', 'tar');
+      copy = copied.path;
+      if (digest !== undefined && (digest.sha256 !== copied.digest.sha256 || digest.size !== copied.digest.size))
+        throw new Error(
+          `${path} holds ${copied.digest.size} bytes hashing to ${copied.digest.sha256}, not the digest the module host gave (${digest.sha256}, ${digest.size} bytes): not uploaded`,
+        );
+      return await transport.put(copied.path, copied.digest, subject);
+    } finally {
+      await handle.close().catch(() => undefined);
+      if (copy !== undefined) await rm(copy, { force: true }).catch(() => undefined);
+    }
+  }
+
   /** Moves a blob for the running module's `ctx.artifacts` and answers the host (a call of no running module is refused). */
   private answerArtifactCall(call: ArtifactCall): void {
     const transport = this.options.artifacts?.transport;
@@ -464,17 +524,35 @@ export class ModuleHost {
         answer({ ok: false, message: 'this worker cannot upload an archive as it is packed' });
         return;
       }
-      const { follower, stored } = transport.putPacking(call.path, subject);
+      // Opened once here, checked on the handle, and read through it only (never by the path the
+      // host named, where a link or a FIFO may be by then); closed once the upload settled.
+      const opened = this.openHostUpload(call.path, call.executionId);
+      const { follower, stored } = transport.putPacking(call.path, subject, opened);
       this.packs.set(call.callId, follower);
       stored.then(
         (value) => answer({ ok: true, value }),
         (error: unknown) => answer({ ok: false, message: error instanceof Error ? error.message : String(error) }),
       );
+      void stored
+        .catch(() => undefined)
+        .then(() => opened)
+        .then(
+          (handle) => handle.close(),
+          () => undefined,
+        )
+        .catch(() => undefined);
       return;
     }
     const moved =
       call.op === 'put'
-        ? transport.put(call.path, call.digest, subject)
+        ? this.putHostFile(
+            transport,
+            call.path,
+            call.executionId,
+            call.digest,
+            subject,
+            this.options.artifacts!.scratchDir,
+          )
         : call.op === 'checkOut'
           ? transport.checkOut(call.sha256, subject)
           : this.follow(transport, call.callId, call.sha256, subject);

@@ -1,10 +1,12 @@
 /**
  * Files a module host hands the worker to upload (a `done`'s `resultFile`, an artifact call's
- * `put`): a host's files, which a module's code may change at any time. Each is opened once, not
- * following a symbolic link and not waiting for a FIFO's writer, checked on that handle (a
- * regular file of one link), and what is uploaded is a copy of the worker's own of exactly the
- * bytes checked: nothing is opened by its path again, so a link or FIFO swapped in after the
- * check is never read, and a file grown after it is refused (round R's review s2).
+ * `put` and `putPacking`): a host's files, which a module's code may change at any time. Each is
+ * opened once, not following a symbolic link and not waiting for a FIFO's writer, and checked on
+ * that handle (a regular file of one link); nothing is opened by its path again, so a link or
+ * FIFO swapped in after the check is never read (round R's review s2, round T's T1). A result
+ * file and a `put`'s file are uploaded from a copy of the worker's own of exactly the bytes
+ * checked (a file grown after its check is refused); a `putPacking`'s archive, which the host is
+ * still writing, is read through the handle as it grows (`WorkerBlobs.putPacking`).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
@@ -50,8 +52,18 @@ export async function openHostFile(path: string): Promise<OpenedHostFile | 'not-
 }
 
 /**
+ * What a host's file that {@link openHostFile} refused is told as (the execution's failure names
+ * it: a `done`'s result file, an artifact call's upload): a symbolic link, a FIFO, a directory or
+ * a device, or a file of more than one link. `path` is named as the host gave it.
+ */
+export function notOwnFileMessage(path: string): string {
+  return `${path} is not a regular file of its own (a symbolic link, a FIFO, a directory, or a file of more than one link): not uploaded`;
+}
+
+/**
  * Copies exactly `size` bytes of `handle` (from its start) to a new file of the worker's in
- * `dir` (`<prefix>.<random>.json`, created `wx`, mode 0600), hashing them as they go.
+ * `dir` (`<prefix>.<random>.<extension>`, created `wx`, mode 0600), hashing them as they go.
+ * @param extension the copy's file extension. @default 'json'
  * @returns the copy's path and its digest (what to hand `transport.put`)
  * @throws an Error when the file holds fewer or more bytes than `size` (changed after its
  *   check), or the copy's write error; the copy removed
@@ -61,8 +73,9 @@ export async function copyHostFile(
   size: number,
   dir: string,
   prefix: string,
+  extension = 'json',
 ): Promise<{ path: string; digest: Digest }> {
-  const path = join(dir, `${prefix}.${randomBytes(6).toString('hex')}.json`);
+  const path = join(dir, `${prefix}.${randomBytes(6).toString('hex')}.${extension}`);
   const hash = createHash('sha256');
   const out = await open(path, 'wx', 0o600);
   try {
