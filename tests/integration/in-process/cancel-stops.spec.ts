@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { runPipeline } from '@mpd/orchestrator';
 import { defineModule, definePipeline, loadPipelineFile } from '@mpd/pipeline';
-import { fingerprintAsTsxLoads } from '@mpd/test-kit';
+import { asTsxLoads } from '@mpd/test-kit';
 import type { RunningWorker } from '@mpd/worker';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { StubbornStart } from '../fixtures/stubborn.pipeline.js';
@@ -99,7 +99,7 @@ describe('an abandoned attempt whose cancel the worker answered 200 (round R, R6
     const { registry } = await cluster.startOrchestrator();
     // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
     // otherwise than tsx, which the module hosts load it with.
-    const pipeline = { ...(await loadPipelineFile(PIPELINE)), fingerprint: fingerprintAsTsxLoads(PIPELINE) };
+    const pipeline = { ...(await loadPipelineFile(PIPELINE)), ...asTsxLoads(PIPELINE) };
     let two: RunningWorker | undefined;
     let workerUrl = '';
     const frontUrl = await startGatewayFront(
