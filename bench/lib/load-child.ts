@@ -6,8 +6,8 @@
  *                                 `loadPipelineFile` (its size from MPD_BENCH_SIZE) and reads
  *                                 what the three processes read of it
  *   load-child.ts CHECKOUT host   the same, then starts one of CHECKOUT's module hosts on it and
- *                                 waits until it is ready (it loaded the pipeline and checked the
- *                                 fingerprint): the host's CPU (all its threads) at ready and once
+ *                                 waits until it is ready (it loaded the pipeline; before round T
+ *                                 it also checked the whole fingerprint): the host's CPU (all its threads) at ready and once
  *                                 settled, and its time to ready
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -68,16 +68,21 @@ if (mode === 'host') {
   );
   const { pino } = await import('pino');
   const spawned = process.hrtime.bigint();
-  const host = new ModuleHost({
+  // Both checkouts' options: a host before round T compared the whole pipeline's `fingerprint`
+  // at its start; since, the worker gives each module's digest (`moduleDigest`, read only when
+  // a module runs) and the host checks the modules it runs.
+  const options = {
     sourceFile: pipeline.sourceFile!,
     fingerprint,
+    moduleDigest: (moduleName: string) => pipeline.moduleDigest(moduleName),
     killGraceMs: 1_000,
     heapLimitMb: undefined,
     logger: pino({ level: 'silent' }),
     workerId: 'load-child',
     maxResultBytes: 16 * 1024 * 1024,
     inlineResultBytes: 256 * 1024,
-  });
+  };
+  const host = new ModuleHost(options);
   // The host's channel and pipes do not keep this process alive (a worker's idle hosts do not).
   const keepAlive = setInterval(() => undefined, 1_000);
   await host.ready;

@@ -55,6 +55,8 @@ function executeMessage(index: number): ToHost {
     type: 'execute',
     executionId: `run-0123456789abcdef.${name}.1`,
     moduleName: name,
+    // A digest's size (`sha256:` and 64 hex digits), as the worker sends it since round T.
+    moduleDigest: `sha256:${'0'.repeat(64)}`,
     params: { sleepMs: 0 },
     results: { m00041: { t: '123456789012345' } },
     resultFiles: null,

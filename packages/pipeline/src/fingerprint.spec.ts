@@ -76,3 +76,70 @@ describe('the fingerprint', () => {
     }
   });
 });
+
+/** A module whose `run.toString()` counts its calls: what the fingerprint and the digests read. */
+function countedModule(name: string, body: string, reads: { count: number }): AnyModule {
+  const fn = run(body);
+  const text = fn.toString();
+  fn.toString = () => {
+    reads.count++;
+    return text;
+  };
+  return defineModule({ name, run: fn });
+}
+
+describe("a module's digest (what a module host checks before it runs the module)", () => {
+  it("is the SHA-256 of the pipeline's name and the module's text in the fingerprint", () => {
+    const pipeline = definePipeline({ name: 'pinned', modules: [test, build, lint, restore] });
+    const entry = JSON.stringify({
+      name: 'build',
+      dependsOn: ['lint', 'restore'],
+      params: null,
+      timeoutMs: null,
+      run: build.run.toString(),
+      produces: build.produces,
+    });
+    const expected = createHash('sha256')
+      .update(`${JSON.stringify({ name: 'pinned' })}${entry}`)
+      .digest('hex');
+    expect(pipeline.moduleDigest('build')).toBe(`sha256:${expected}`);
+    // Each module its own; asked again, the same.
+    const digests = ['test', 'build', 'lint', 'restore'].map((name) => pipeline.moduleDigest(name));
+    expect(new Set(digests).size).toBe(4);
+    expect(pipeline.moduleDigest('build')).toBe(`sha256:${expected}`);
+  });
+
+  it("changes with the module's code, parameters, timeout, dependencies and the pipeline's name; not with another module", () => {
+    const of = (name: string, modules: AnyModule[], moduleName = 'a') =>
+      definePipeline({ name, modules }).moduleDigest(moduleName);
+    const b = defineModule({ name: 'b', run: run('return 1') });
+    const base = of('p', [defineModule({ name: 'a', run: run('return 1') }), b]);
+    expect(of('p', [defineModule({ name: 'a', run: run('return 2') }), b])).not.toBe(base);
+    expect(of('p', [defineModule({ name: 'a', params: { x: 1 }, run: run('return 1') }), b])).not.toBe(base);
+    expect(of('p', [defineModule({ name: 'a', timeoutMs: 5, run: run('return 1') }), b])).not.toBe(base);
+    expect(of('p', [defineModule({ name: 'a', dependsOn: ['b'], run: run('return 1') }), b])).not.toBe(base);
+    expect(of('q', [defineModule({ name: 'a', run: run('return 1') }), b])).not.toBe(base);
+    const otherB = defineModule({ name: 'b', run: run('return 9') });
+    expect(of('p', [defineModule({ name: 'a', run: run('return 1') }), otherB])).toBe(base);
+  });
+
+  it('refuses a module the pipeline does not have (RangeError naming it)', () => {
+    const pipeline = definePipeline({ name: 'p', modules: [lint] });
+    expect(() => pipeline.moduleDigest('nope')).toThrow(new RangeError("Pipeline 'p' has no module 'nope'"));
+  });
+
+  it("reads only that module's code, and the fingerprint reads none until it is read (a module host never reads it)", () => {
+    const reads = { count: 0 };
+    const modules = Array.from({ length: 50 }, (_, index) => countedModule(`m${index}`, `return ${index}`, reads));
+    const pipeline = definePipeline({ name: 'lazy', modules });
+    expect(reads.count).toBe(0);
+    pipeline.moduleDigest('m7');
+    pipeline.moduleDigest('m7');
+    expect(reads.count).toBe(1);
+    expect(pipeline.fingerprint).toBe(referenceFingerprint('lazy', modules));
+    const afterFingerprint = reads.count;
+    expect(pipeline.fingerprint).toBe(referenceFingerprint('lazy', modules));
+    // Made once, then kept (referenceFingerprint read each module once more itself).
+    expect(reads.count).toBe(afterFingerprint + 50);
+  });
+});

@@ -2,14 +2,16 @@ import { existsSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PipelineLoadError } from './errors.js';
-import { isPipeline, type Pipeline } from './pipeline.js';
+import { isPipeline, moduleDigests, type Pipeline } from './pipeline.js';
 
 /**
  * Loads a pipeline file: an ES module whose default export is `definePipeline(...)`.
  * A `.ts` file loads when the process runs under a TypeScript loader such as `tsx`
  * (the `mpd-orchestrator` and `mpd-worker` commands do). The pipeline returned records the
  * file's absolute path as its `sourceFile` (a copy of the exported pipeline: the export itself is
- * frozen), so that a worker's module hosts can load the same file.
+ * frozen), so that a worker's module hosts can load the same file. The copy keeps the export's
+ * properties as they are (its `fingerprint` is made when first read, not here), and gives a
+ * pipeline made by a copy of this package without `moduleDigest` this copy's.
  */
 export async function loadPipelineFile(file: string, cwd: string = process.cwd()): Promise<Pipeline> {
   const path = isAbsolute(file) ? file : resolve(cwd, file);
@@ -34,5 +36,15 @@ export async function loadPipelineFile(file: string, cwd: string = process.cwd()
       `Pipeline file ${path} must export a pipeline as its default export: export default definePipeline({ ... })`,
     );
   }
-  return Object.freeze({ ...candidate, sourceFile: path });
+  // Not `{ ...candidate }`: a spread would read (so compute) the fingerprint, which a module host
+  // never needs (issue 14).
+  const properties: PropertyDescriptorMap = Object.getOwnPropertyDescriptors(candidate);
+  properties.sourceFile = { value: path, enumerable: true };
+  if (typeof candidate.moduleDigest !== 'function') {
+    properties.moduleDigest = {
+      value: moduleDigests(candidate.name, candidate.modules, candidate.dependencies),
+      enumerable: true,
+    };
+  }
+  return Object.freeze(Object.defineProperties({}, properties) as Pipeline);
 }

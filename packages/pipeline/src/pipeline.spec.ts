@@ -1,11 +1,12 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import { PipelineDefinitionError, PipelineLoadError } from './errors.js';
 import { loadPipelineFile } from './load.js';
 import { defineModule, type ModuleContext } from './module.js';
-import { definePipeline, isPipeline } from './pipeline.js';
+import { definePipeline, isPipeline, type Pipeline } from './pipeline.js';
 
 const restore = defineModule({ name: 'restore', run: () => ({ packages: 12 }) });
 const build = defineModule({
@@ -332,6 +333,45 @@ describe('loadPipelineFile', () => {
     expect(pipeline.sourceFile).toBe(file);
     expect(isPipeline(pipeline)).toBe(true);
     expect(definePipeline({ name: 'in-code', modules: [...pipeline.modules.values()] }).sourceFile).toBeUndefined();
+  });
+
+  it("keeps the export as it is: the fingerprint not made by the load (a module host never reads it), the module digests the export's", async () => {
+    const file = join(dir, 'lazy.pipeline.ts');
+    writeFileSync(
+      file,
+      `import { defineModule, definePipeline } from ${JSON.stringify(moduleUrl)};
+       const reads = { count: 0 };
+       const counted = (n: number) => { const fn = () => n; fn.toString = () => { reads.count++; return 'r' + n; }; return fn; };
+       export const pipelineReads = reads;
+       export default definePipeline({ name: 'lazy-file', modules: [1, 2, 3].map((n) => defineModule({ name: 'm' + n, run: counted(n) })) });`,
+    );
+    const pipeline = await loadPipelineFile(file);
+    const exported = (await import(pathToFileURL(file).href)) as {
+      pipelineReads: { count: number };
+      default: Pipeline;
+    };
+    expect(exported.pipelineReads.count).toBe(0);
+    expect(pipeline.moduleDigest('m2')).toBe(exported.default.moduleDigest('m2'));
+    // One module's code read, once: the copy shares the export's digests (and fingerprint).
+    expect(exported.pipelineReads.count).toBe(1);
+    expect(pipeline.fingerprint).toBe(exported.default.fingerprint);
+    expect(pipeline.sourceFile).toBe(file);
+    expect(Object.isFrozen(pipeline)).toBe(true);
+  });
+
+  it("gives a pipeline made by a copy of this package without moduleDigest this copy's", async () => {
+    const file = join(dir, 'older.pipeline.ts');
+    writeFileSync(
+      file,
+      `import { defineModule, definePipeline } from ${JSON.stringify(moduleUrl)};
+       const { moduleDigest, ...older } = definePipeline({ name: 'older', modules: [defineModule({ name: 'only', run: () => 1 })] });
+       export default Object.freeze(older);`,
+    );
+    const pipeline = await loadPipelineFile(file);
+    const [only] = pipeline.modules.values();
+    expect(pipeline.moduleDigest('only')).toBe(
+      definePipeline({ name: 'older', modules: [only!] }).moduleDigest('only'),
+    );
   });
 
   it('says what is wrong with a file that is missing, broken or exports no pipeline', async () => {

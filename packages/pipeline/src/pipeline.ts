@@ -53,8 +53,20 @@ export interface Pipeline {
   /**
    * A hash of the module definitions (names, dependencies, parameters, timeouts and code):
    * an orchestrator only sends modules to workers whose fingerprint equals its own.
+   * `sha256:` and 64 hex digits. Computed when first read (a module host never reads it: it
+   * checks {@link Pipeline.moduleDigest} of the modules it runs), then kept.
    */
   readonly fingerprint: string;
+  /**
+   * The digest of one module's definition: `sha256:` and 64 hex digits over the pipeline's name
+   * and the same text of the module (name, dependencies, parameters, timeout, code, declared
+   * artifacts) that {@link Pipeline.fingerprint} hashes for it. A worker sends it with each
+   * module to its module host, which compares it with its own before it runs the module: a host
+   * checks only the modules it runs rather than hashing the whole pipeline at its start (issue 14).
+   * Computed when first asked for a module, then kept.
+   * @throws RangeError when the pipeline has no module `moduleName`.
+   */
+  moduleDigest(moduleName: string): string;
   /**
    * The absolute path of the file the pipeline was loaded from by `loadPipelineFile`;
    * `undefined` for a pipeline defined in code. A worker runs modules in separate processes
@@ -194,6 +206,8 @@ export function definePipeline(options: PipelineOptions): Pipeline {
       else (list as string[]).push(moduleName);
     }
   }
+  // Read by the orchestrator and each worker, not by module hosts: made when first read.
+  let fingerprint: string | undefined;
   const pipeline: Pipeline = {
     [PIPELINE_BRAND]: true,
     name,
@@ -204,7 +218,10 @@ export function definePipeline(options: PipelineOptions): Pipeline {
     defaults: Object.freeze({ timeoutMs, retry }),
     failureMode,
     maxParallelism,
-    fingerprint: fingerprintOf(name, order, modules, dependencies),
+    get fingerprint(): string {
+      return (fingerprint ??= fingerprintOf(name, order, modules, dependencies));
+    },
+    moduleDigest: moduleDigests(name, modules, dependencies),
     sourceFile: undefined,
   };
   return Object.freeze(pipeline);
@@ -279,20 +296,7 @@ function fingerprintOf(
   // escapes lone surrogates), so cutting between them changes no byte that is hashed.
   let text = JSON.stringify({ name });
   for (const moduleName of [...order].sort()) {
-    const module = modules.get(moduleName)!;
-    const names = dependencies.get(moduleName) ?? NO_NAMES;
-    const entry: Record<string, unknown> = {
-      name: moduleName,
-      dependsOn: names.length < 2 ? names : [...names].sort(),
-      params: module.params ?? null,
-      timeoutMs: module.timeoutMs ?? null,
-      run: module.run.toString(),
-    };
-    // Only when declared, so that the fingerprints of pipelines without artifacts stay as they
-    // were. Not `!== NO_PRODUCES`: a module made by another copy of this package has its own.
-    if (Object.keys(module.produces).length > 0) entry.produces = module.produces;
-    if (module.consumes.length > 0) entry.consumes = module.consumes;
-    text += JSON.stringify(entry);
+    text += fingerprintEntry(moduleName, modules.get(moduleName)!, dependencies);
     if (text.length >= FINGERPRINT_CHUNK) {
       hash.update(text);
       text = '';
@@ -300,4 +304,49 @@ function fingerprintOf(
   }
   hash.update(text);
   return `sha256:${hash.digest('hex')}`;
+}
+
+/** One module's text in the fingerprint (and its {@link Pipeline.moduleDigest}): a JSON object. */
+function fingerprintEntry(
+  moduleName: string,
+  module: AnyModule,
+  dependencies: ReadonlyMap<string, readonly string[]>,
+): string {
+  const names = dependencies.get(moduleName) ?? NO_NAMES;
+  const entry: Record<string, unknown> = {
+    name: moduleName,
+    dependsOn: names.length < 2 ? names : [...names].sort(),
+    params: module.params ?? null,
+    timeoutMs: module.timeoutMs ?? null,
+    run: module.run.toString(),
+  };
+  // Only when declared, so that the fingerprints of pipelines without artifacts stay as they
+  // were. Not `!== NO_PRODUCES`: a module made by another copy of this package has its own.
+  if (Object.keys(module.produces).length > 0) entry.produces = module.produces;
+  if (module.consumes.length > 0) entry.consumes = module.consumes;
+  return JSON.stringify(entry);
+}
+
+/**
+ * The {@link Pipeline.moduleDigest} of a pipeline's parts, each module's kept once made. Also
+ * `loadPipelineFile`'s for a pipeline made by a copy of this package that has none.
+ */
+export function moduleDigests(
+  name: string,
+  modules: ReadonlyMap<string, AnyModule>,
+  dependencies: ReadonlyMap<string, readonly string[]>,
+): (moduleName: string) => string {
+  const made = new Map<string, string>();
+  const prefix = JSON.stringify({ name });
+  return (moduleName) => {
+    let digest = made.get(moduleName);
+    if (digest === undefined) {
+      const module = modules.get(moduleName);
+      if (module === undefined) throw new RangeError(`Pipeline '${name}' has no module '${moduleName}'`);
+      const text = prefix + fingerprintEntry(moduleName, module, dependencies);
+      digest = `sha256:${createHash('sha256').update(text).digest('hex')}`;
+      made.set(moduleName, digest);
+    }
+    return digest;
+  };
 }

@@ -32,7 +32,7 @@
  * by process group, from `/proc`). {@link duplicateJsonKeys} finds a key written twice in JSON
  * text (a log line), which `JSON.parse` hides.
  *
- * {@link fingerprintAsTsxLoads} gives a pipeline file's fingerprint as module hosts load it.
+ * {@link asTsxLoads} gives a pipeline file's fingerprint and module digests as module hosts load it.
  * {@link unknownFlagRuns} runs a CLI with mistyped flags, {@link unknownFlagAnswers} says what
  * both CLIs answer to them.
  *
@@ -40,7 +40,7 @@
  */
 export { orchestratorArgs, workerArgs } from './cli-args.js';
 export { type CliRunEnd, unknownFlagAnswers, unknownFlagRuns } from './unknown-flags.js';
-export { fingerprintAsTsxLoads } from './tsx-fingerprint.js';
+export { asTsxLoads, type TsxLoadedDigests } from './tsx-fingerprint.js';
 export { SPEC_EXAMPLES } from './spec-examples.js';
 export {
   instantWorkerClient,

@@ -19,7 +19,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadPipelineFile, type Pipeline } from '@mpd/pipeline';
-import { fingerprintAsTsxLoads } from '@mpd/test-kit';
+import { asTsxLoads } from '@mpd/test-kit';
 import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 import type { ExecutionOutcome, ExecutionRequest } from '../src/executor/execution.js';
 import type { ModuleExecutor, ModuleExecutorOptions } from '../src/executor/module-executor.js';
@@ -82,11 +82,11 @@ export function moduleHostsSpec(fixture = FIXTURE): ModuleHostsSpec {
   beforeAll(async () => {
     // Module hosts inherit the worker's environment: here, the test process's.
     process.env.MPD_TEST_LEDGER = ledgerFile;
-    // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
-    // otherwise than tsx (which the CLI and the hosts load it with), so the worker's side here
-    // takes the fingerprint tsx gives, as the CLI would have.
-    pipeline = { ...(await loadPipelineFile(fixture)), fingerprint: fingerprintAsTsxLoads(fixture) };
-    // A tsx process (fingerprintAsTsxLoads) and the fixture's transform: past the 20 s hook
+    // A pipeline's fingerprint and module digests hash its modules' code as loaded: vitest
+    // transforms the file otherwise than tsx (which the CLI and the hosts load it with), so the
+    // worker's side here takes those tsx gives, as the CLI would have.
+    pipeline = { ...(await loadPipelineFile(fixture)), ...asTsxLoads(fixture) };
+    // A tsx process (asTsxLoads) and the fixture's transform: past the 20 s hook
     // timeout beside another copy of the suite at load 25-31.
   }, 60_000);
   afterEach(async () => {

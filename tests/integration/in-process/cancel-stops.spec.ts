@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { runPipeline } from '@mpd/orchestrator';
 import { loadPipelineFile } from '@mpd/pipeline';
-import { fingerprintAsTsxLoads } from '@mpd/test-kit';
+import { asTsxLoads } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { running, type StubbornStart } from '../fixtures/stubborn.pipeline.js';
 import { capturingLogger } from '../helpers/capturing-logger.js';
@@ -117,7 +117,7 @@ describe('an abandoned attempt whose cancel the worker answered 200 (round R, R6
     const { registry } = await cluster.startOrchestrator();
     // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
     // otherwise than tsx, which the module hosts load it with.
-    const pipeline = { ...(await loadPipelineFile(PIPELINE)), fingerprint: fingerprintAsTsxLoads(PIPELINE) };
+    const pipeline = { ...(await loadPipelineFile(PIPELINE)), ...asTsxLoads(PIPELINE) };
     await startWorkerBehindFront(
       cluster,
       cleanups,

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { runPipeline } from '@mpd/orchestrator';
 import { loadPipelineFile } from '@mpd/pipeline';
-import { fingerprintAsTsxLoads } from '@mpd/test-kit';
+import { asTsxLoads } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { capturingLogger } from '../helpers/capturing-logger.js';
 import { Cluster } from '../helpers/cluster.js';
@@ -42,7 +42,7 @@ describe("a cancel that reaches a module host after its module's code returned (
     const orchestrator = await cluster.startOrchestrator();
     // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
     // otherwise than tsx, which the module hosts load it with.
-    const pipeline = { ...(await loadPipelineFile(PIPELINE)), fingerprint: fingerprintAsTsxLoads(PIPELINE) };
+    const pipeline = { ...(await loadPipelineFile(PIPELINE)), ...asTsxLoads(PIPELINE) };
     const { logger, lines } = capturingLogger();
     let workerUrl = '';
     const frontUrl = await startGatewayFront(

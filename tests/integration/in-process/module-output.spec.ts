@@ -15,7 +15,7 @@ import { loadPipelineFile } from '@mpd/pipeline';
 import type { OutputLine } from '@mpd/contract';
 import { LIMITS } from '@mpd/contract/limits';
 import { createApp, ExecutionLogs, InMemoryNodeRegistry, runPipeline, type RunEvent } from '@mpd/orchestrator';
-import { type FaultProxy, fingerprintAsTsxLoads, startFaultProxy } from '@mpd/test-kit';
+import { asTsxLoads, type FaultProxy, startFaultProxy } from '@mpd/test-kit';
 import { OutputShipper } from '@mpd/worker';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, silent } from '../helpers/cluster.js';
@@ -63,7 +63,7 @@ describe('module output across a cluster', () => {
       const orchestrator = await cluster.startOrchestrator();
       // A pipeline's fingerprint hashes its modules' code as loaded: vitest transforms the file
       // otherwise than tsx, which the module hosts load it with.
-      const pipeline = { ...(await loadPipelineFile(PIPELINE)), fingerprint: fingerprintAsTsxLoads(PIPELINE) };
+      const pipeline = { ...(await loadPipelineFile(PIPELINE)), ...asTsxLoads(PIPELINE) };
       const worker = await cluster.startWorker({ id: 'w-out', pipeline, slots: 2, workingDirectory: dir, isolation });
       await worker.link!.registered();
       const events: RunEvent[] = [];
@@ -143,10 +143,7 @@ describe('a module that wrote nothing: no output batch at all (issue 14)', () =>
       const api = await startApi({ sender: false });
       const cluster = new Cluster();
       cleanups.push(() => cluster.close());
-      const pipeline = {
-        ...(await loadPipelineFile(QUIET_PIPELINE)),
-        fingerprint: fingerprintAsTsxLoads(QUIET_PIPELINE),
-      };
+      const pipeline = { ...(await loadPipelineFile(QUIET_PIPELINE)), ...asTsxLoads(QUIET_PIPELINE) };
       const worker = await cluster.startWorker({
         id: 'w-quiet',
         pipeline,

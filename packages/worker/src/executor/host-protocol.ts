@@ -9,7 +9,11 @@ import type { ThrownDescription } from './values-as-text.js';
 
 /** What the worker tells a host. */
 export type ToHost =
-  /** First message: load this pipeline file and check it is the worker's (same fingerprint). */
+  /**
+   * First message: load this pipeline file. Whether it is still the worker's pipeline is checked
+   * per module (`moduleDigest` of `execute`), not here: hashing the whole pipeline was most of
+   * what a host's start cost per module of the pipeline (issue 14, docs/round-t/t6.md).
+   */
   /**
    * `markNonce`: random, the worker's for this host; written in every end mark (see
    * {@link OUTPUT_END_MARK}). `readsToEnd`: the worker reads both of the host's pipes, so that it
@@ -20,7 +24,6 @@ export type ToHost =
   | {
       type: 'init';
       sourceFile: string;
-      fingerprint: string;
       killGraceMs: number;
       markNonce: string;
       readsToEnd: boolean;
@@ -50,6 +53,12 @@ export type ToHost =
       type: 'execute';
       executionId: string;
       moduleName: string;
+      /**
+       * The worker's `Pipeline.moduleDigest` of the module (`sha256:` and 64 hex digits): the
+       * host runs the module only when its own pipeline's digest of it is the same; otherwise the
+       * execution fails saying the pipeline file changed since the worker loaded it.
+       */
+      moduleDigest: string;
       params: JsonValue | undefined;
       results: Record<string, JsonValue>;
       /**

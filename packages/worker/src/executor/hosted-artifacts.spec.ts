@@ -21,18 +21,27 @@ import { WorkerBlobs } from '../artifacts/worker-blobs.js';
 const { dir, executor, request, start, run, pipeline, logLines } = moduleHostsSpec();
 
 describe('modules in module hosts', () => {
-  it("a host that cannot load the worker's pipeline (the file changed since): the module fails, naming why", async () => {
-    const outcome = await run(
-      executor({ pipeline: { ...pipeline(), fingerprint: 'sha256:the-worker-loaded-another' } }),
-      'echo',
-    );
+  it('a module whose definition in the file changed since the worker loaded it: the host refuses it before it runs, naming why; another module still runs', async () => {
+    const loaded = pipeline();
+    const changed = {
+      ...loaded,
+      // The worker loaded another 'echo' (its digest, as the worker sends it with the module).
+      moduleDigest: (name: string) =>
+        name === 'echo' ? 'sha256:the-worker-loaded-another' : loaded.moduleDigest(name),
+    };
+    const outcome = await run(executor({ pipeline: changed }), 'echo');
     expect(outcome).toMatchObject({ status: 500, body: { failureKind: 'Error' } });
     expect(outcome.body).toHaveProperty(
       'errorMessage',
       expect.stringMatching(
-        /^Module 'echo' could not run: no module host could start: Pipeline file .*host-faults\.pipeline\.ts changed since the worker loaded it .*: restart the worker$/,
+        /^Module 'echo' could not run: Pipeline file .*host-faults\.pipeline\.ts changed since the worker loaded it \(the module's digest is sha256:[0-9a-f]{64}, the worker's sha256:the-worker-loaded-another\): restart the worker$/,
       ),
     );
+    // A module the file did not change runs on such a worker.
+    expect(await run(executor({ pipeline: changed }), 'fake-mark')).toMatchObject({
+      status: 200,
+      body: { serializedResult: '"printed"' },
+    });
   });
 
   it("ctx.artifacts.download in a host: an archive refused halfway abandons the worker's download over the host channel; nothing lands in the destination or the cache", async () => {

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadPipelineFile, type Pipeline } from '@mpd/pipeline';
-import { fingerprintAsTsxLoads } from '@mpd/test-kit';
+import { asTsxLoads } from '@mpd/test-kit';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { hostedExecutor, resultOf, running, startedOutcome } from '../../test/hosted-executors.js';
 import type { ExecutionOutcome } from './execution.js';
@@ -24,7 +24,7 @@ const children: number[] = [];
 let logLines: string[] = [];
 
 beforeAll(async () => {
-  pipeline = { ...(await loadPipelineFile(FIXTURE)), fingerprint: fingerprintAsTsxLoads(FIXTURE) };
+  pipeline = { ...(await loadPipelineFile(FIXTURE)), ...asTsxLoads(FIXTURE) };
 });
 afterEach(async () => {
   for (const pid of children.splice(0)) {

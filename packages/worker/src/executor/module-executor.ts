@@ -163,7 +163,7 @@ export class ModuleExecutor {
       this.pool = new ModuleHostPool({
         size: options.slots,
         sourceFile: pipeline.sourceFile,
-        fingerprint: pipeline.fingerprint,
+        moduleDigest: (moduleName) => pipeline.moduleDigest(moduleName),
         killGraceMs: options.killGraceMs,
         heapLimitMb: options.moduleHeapLimitMb,
         artifacts: options.artifacts,

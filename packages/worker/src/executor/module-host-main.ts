@@ -473,19 +473,30 @@ async function init(message: Extract<ToHost, { type: 'init' }>): Promise<void> {
     exitAfter({ type: 'init-failed', message: describeThrown(error).message }, 1);
     return;
   }
-  if (pipeline.fingerprint !== message.fingerprint) {
-    exitAfter(
-      {
-        type: 'init-failed',
-        message: `Pipeline file ${message.sourceFile} changed since the worker loaded it (its fingerprint is ${pipeline.fingerprint}, the worker's ${message.fingerprint}): restart the worker`,
-      },
-      1,
-    );
-    return;
-  }
+  // Whether this is still the worker's pipeline is checked per module, as each one runs
+  // (checkedModule): not by hashing the whole pipeline here (issue 14).
   // What runs beside the host now is its own (tsx's esbuild service): never a module's leftover.
   leftovers.settle();
   send({ type: 'ready' });
+}
+
+/**
+ * The module `message` names, from the pipeline this host loaded, once its definition is the one
+ * the worker loaded (the same `moduleDigest`: its name, dependencies, parameters, timeout, code and
+ * declared artifacts, and the pipeline's name).
+ * @throws Error when the host's pipeline has no such module, or when the pipeline file changed
+ * since the worker loaded it (the execution fails with that message: the worker must restart).
+ */
+function checkedModule(message: Extract<ToHost, { type: 'execute' }>): AnyModule {
+  const module = pipeline?.modules.get(message.moduleName);
+  if (!module) throw new Error(`Module '${message.moduleName}' is not in the pipeline the module host loaded`);
+  const digest = pipeline!.moduleDigest(message.moduleName);
+  if (digest !== message.moduleDigest) {
+    throw new Error(
+      `Module '${message.moduleName}' could not run: Pipeline file ${pipeline!.sourceFile} changed since the worker loaded it (the module's digest is ${digest}, the worker's ${message.moduleDigest}): restart the worker`,
+    );
+  }
+  return module;
 }
 
 async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<void> {
@@ -506,8 +517,7 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
     // would pass it otherwise, and be read as the earlier module's.
     if (ownOutputQueued()) await ownOutputSent(running);
     if (running.aborted) throw running.reason;
-    const module = pipeline?.modules.get(message.moduleName);
-    if (!module) throw new Error(`Module '${message.moduleName}' is not in the pipeline the module host loaded`);
+    const module = checkedModule(message);
     running.module = module;
     if (message.resultFiles !== null) await readResultFiles(running.results, message.resultFiles);
     // Usually there: no promise to await (see ensureWorkingDirectory).

@@ -80,8 +80,11 @@ const MOST_PIPE_BYTES = 2 ** 31 - 1;
 export interface ModuleHostOptions {
   /** The pipeline file the host loads (`Pipeline.sourceFile`). */
   sourceFile: string;
-  /** The worker's pipeline fingerprint: a host that loads another pipeline from the file refuses to start. */
-  fingerprint: string;
+  /**
+   * The worker's `Pipeline.moduleDigest`: sent with each module, which the host runs only when
+   * its own pipeline's digest of it is the same (the file did not change since the worker loaded it).
+   */
+  moduleDigest: (moduleName: string) => string;
   /** SIGTERM to SIGKILL, for {@link ModuleHost.stop} and for the host's own stop when the worker is gone (ms). */
   killGraceMs: number;
   /** The host's V8 heap limit (`--max-old-space-size`, MiB); Node's default when undefined. */
@@ -390,7 +393,6 @@ export class ModuleHost {
     this.send({
       type: 'init',
       sourceFile: options.sourceFile,
-      fingerprint: options.fingerprint,
       killGraceMs: options.killGraceMs,
       markNonce: this.markNonce,
       readsToEnd,
@@ -611,7 +613,10 @@ export class ModuleHost {
    * host's answer, a crash it reported, or its exit. The host holds the lease last given to it
    * ({@link ModuleHost.lease}) while the module runs.
    */
-  execute(message: Omit<Extract<ToHost, { type: 'execute' }>, 'leaseEndsAt'>, sink: ExecutionSink): Promise<HostEnd> {
+  execute(
+    message: Omit<Extract<ToHost, { type: 'execute' }>, 'leaseEndsAt' | 'moduleDigest'>,
+    sink: ExecutionSink,
+  ): Promise<HostEnd> {
     return new Promise<HostEnd>((end) => {
       if (this.sink !== undefined) this.earlier.keep(this.sinkExecutionId!, this.sinkModuleName!, this.sink);
       this.sink = sink;
@@ -640,6 +645,7 @@ export class ModuleHost {
         type: 'execute',
         executionId: message.executionId,
         moduleName: message.moduleName,
+        moduleDigest: this.options.moduleDigest(message.moduleName),
         params: message.params,
         results: message.results,
         resultFiles: message.resultFiles,
