@@ -24,10 +24,14 @@ export function asTsxLoads(file: string, cwd: string = process.cwd()): TsxLoaded
     `const digests = Object.fromEntries([...pipeline.modules.keys()].map((name) => [name, pipeline.moduleDigest(name)]));`,
     `console.log(JSON.stringify({ fingerprint: pipeline.fingerprint, digests }));`,
   ].join('\n');
-  const printed = execFileSync(process.execPath, [...testNodeFlags(), '--import', 'tsx', '--input-type=module', '-e', script], {
-    cwd,
-    encoding: 'utf8',
-  });
+  const printed = execFileSync(
+    process.execPath,
+    [...testNodeFlags(), '--import', 'tsx', '--input-type=module', '-e', script],
+    {
+      cwd,
+      encoding: 'utf8',
+    },
+  );
   const { fingerprint, digests } = JSON.parse(printed) as { fingerprint: string; digests: Record<string, string> };
   return {
     fingerprint,
