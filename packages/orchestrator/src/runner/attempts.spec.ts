@@ -1052,18 +1052,30 @@ describe('runPipeline: an abandoned attempt still stopping holds its worker slot
       call === 1 ? reset() : call === 2 ? refused() : success(body),
     );
     const { registry, clock, run } = setup(pair, [lost]);
+    // The run's log, to see the quarantine end (the premise: without it, the quarantine alone
+    // would keep the other module off w-lost).
+    const logs: { msg: string; workerId?: string }[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void logs.push(JSON.parse(line)) });
+    const outOfQuarantine = (): boolean =>
+      logs.some(
+        (line) =>
+          line.workerId === 'w-lost' &&
+          line.msg === 'worker heartbeats past its probation: its quarantine for this run is over',
+      );
     registry.heartbeat('w-lost', 0, { executions: [] });
-    const running = run();
+    const running = run({ logger });
     await clock.advance(10_000);
     expect(lost.executes).toHaveLength(2); // one module, cut then refused; the other waits for the slot
     const executionId = lost.executes[0]!.executionId;
     expect(lost.cancels).toEqual([executionId]); // 200: stopping
+    expect(outOfQuarantine()).toBe(false);
     // Listed for 30 s: heartbeats past its probation lift the quarantine, but its one slot is
     // still taken by the attempt being stopped.
     for (let beat = 0; beat < 6; beat++) {
       registry.heartbeat('w-lost', 1, { executions: [executionId] });
       await clock.advance(5_000);
     }
+    expect(outOfQuarantine()).toBe(true);
     expect(lost.executes).toHaveLength(2);
     registry.heartbeat('w-lost', 0, { executions: [] });
     registry.heartbeat('w-lost', 0, { executions: [] });
