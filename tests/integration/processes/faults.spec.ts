@@ -16,6 +16,7 @@ import { killLeftovers, cliOf, orchestratorArgs, spawnProcess, workerArgs, type 
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, silent } from '../helpers/cluster.js';
+import { faultsSeed } from '../helpers/faults-seed.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
 const JOIN = 'fault-join-token-0123456789';
@@ -71,9 +72,10 @@ function expectEveryResultAcceptedOnce(result: RunResult): void {
 
 /**
  * The random kills' seed: `FAULTS_SEED=<seed>` replays a run's choices (the moments and the
- * victims; the processes' own timing still varies). A new one each run otherwise, printed.
+ * victims; the processes' own timing still varies), a decimal integer below 2^32 (anything
+ * else throws: `faultsSeed`). A new one each run otherwise, printed.
  */
-const SEED = process.env.FAULTS_SEED === undefined ? Date.now() % 2 ** 31 : Number(process.env.FAULTS_SEED);
+const SEED = faultsSeed(process.env.FAULTS_SEED, () => Date.now() % 2 ** 31);
 
 /** A seeded generator of numbers in [0, 1) (mulberry32: 32 bits of state, enough for picking moments and victims). */
 function seededRandom(seed: number): () => number {
