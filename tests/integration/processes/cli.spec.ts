@@ -265,7 +265,11 @@ describe('mpd-worker', () => {
       expect(restarted.output()).not.toMatch(/\b409\b|WorkerIdTaken/);
     };
     try {
-      await Promise.all([unregisters(), credentialFile()]);
+      // Both to their end before the client closes: with Promise.all, one case failing closed it
+      // while the other still polled through it. Then the first failure, as Promise.all gave it.
+      const outcomes = await Promise.allSettled([unregisters(), credentialFile()]);
+      const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+      if (failed) throw failed.reason;
     } finally {
       await client.close();
     }
