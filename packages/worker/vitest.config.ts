@@ -1,3 +1,4 @@
+import { testNodeFlags } from '../test-kit/src/node-flags.js';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -9,7 +10,7 @@ export default defineConfig({
       // The test files' processes, and so the module hosts their workers start (a host's node
       // flags are its worker's), with V8 11's tier-up delayed as test-kit's TEST_NODE_FLAGS
       // delays it for the processes the kit starts: they run for seconds, mostly loading code.
-      forks: { execArgv: process.versions.v8.startsWith('11.') ? ['--interrupt-budget=1081344'] : [] },
+      forks: { execArgv: [...testNodeFlags()] },
     },
   },
 });

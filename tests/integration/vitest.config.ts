@@ -1,3 +1,4 @@
+import { testNodeFlags } from '../../packages/test-kit/src/node-flags.js';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -20,7 +21,7 @@ export default defineConfig({
       // host's node flags are its worker's), with V8 11's tier-up delayed as test-kit's
       // TEST_NODE_FLAGS delays it for the CLIs the kit starts: they run for seconds, mostly
       // loading code (docs/round-t/t4.md).
-      forks: { execArgv: process.versions.v8.startsWith('11.') ? ['--interrupt-budget=1081344'] : [] },
+      forks: { execArgv: [...testNodeFlags()] },
     },
   },
 });

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { testNodeFlags } from './processes.js';
+import { testNodeFlags } from './node-flags.js';
 
 /** What of a pipeline hashes its modules' code: its fingerprint and its modules' digests. */
 export interface TsxLoadedDigests {

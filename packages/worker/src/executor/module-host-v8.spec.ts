@@ -10,6 +10,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { TEST_NODE_FLAGS, testNodeFlags } from '@mpd/test-kit';
 import { describe, expect, it } from 'vitest';
 import { HOST_V8_FLAGS, hostV8Flags } from './host-v8-flags.js';
 
@@ -30,6 +31,15 @@ describe('hostV8Flags', () => {
   it('gives V8 11 (Node 20) 16 times the default interrupt budget, and V8 12 and 13 (Node 22, 24) none until measured', () => {
     expect(hostV8Flags('11.3.244.8-node.33')).toEqual(['--interrupt-budget=1081344']);
     for (const version of ['12.4.254.21-node.57', '13.6.233.17-node.63']) expect(hostV8Flags(version)).toEqual([]);
+  });
+
+  // The test processes get test-kit's flags (TEST_NODE_FLAGS: the CLIs it starts; through
+  // vitest.config.ts, this package's test files' processes): the hosts' value, one table each.
+  it("the test processes' flags (test-kit's TEST_NODE_FLAGS) are the hosts' where both have an entry, and this test file's process runs with them", () => {
+    for (const [major, flags] of Object.entries(TEST_NODE_FLAGS)) {
+      expect(HOST_V8_FLAGS[Number(major)], `V8 ${major}`).toEqual(flags);
+    }
+    expect(process.execArgv).toEqual(expect.arrayContaining([...testNodeFlags()]));
   });
 
   it('gives a V8 it has no entry for, or a version it cannot read, no flags (V8 defaults)', () => {
