@@ -98,13 +98,19 @@ describe('fault injection', () => {
   // Each kill comes once a module started since the one before (the run's progress, not the
   // wall clock: a slow machine's first kills hit workers still starting, none of them running a
   // module). The moments and victims come from a seeded generator, its seed printed.
-  it('10 workers killed with SIGKILL at random moments during a run of a 50-module pipeline: the run completes, every result is accepted once', async () => {
+  it('10 workers killed with SIGKILL at random moments of a run of a 50-module pipeline, at least 4 of them while it runs and busy: the run completes, every result is accepted once', async () => {
     console.info(`faults.spec.ts: random kills with FAULTS_SEED=${SEED}`);
     const random = seededRandom(SEED);
     const pipeline = fixture('wide.pipeline.ts');
     const KILLS = 10;
-    let kills = 0;
-    let busyKills = 0;
+    // At least 4 of the 10 kills land while the run runs, on a worker that had started a module:
+    // after the first two, each kill waits for a replacement worker to be up (one at least stays
+    // alive), and the run, its module hosts starting on those replacements too, ended after the
+    // 6th kill in each of three runs at load 10-40 on 2 cores (one with modules twice as long;
+    // there the 4th kill came 18 s before the end of a 33 s run).
+    const BUSY_KILLS_FLOOR = 4;
+    /** Each kill: when (epoch ms), and whether its victim had started a module by then. */
+    const kills: { at: number; busy: boolean }[] = [];
     const dir = mkdtempSync(join(tmpdir(), 'mpd-faults-'));
     const report = join(dir, 'report.json');
     const log = join(dir, 'executions.log');
@@ -160,8 +166,7 @@ describe('fault injection', () => {
       const candidates = busy.length > 0 ? busy : live;
       const victim = candidates[Math.floor(random() * candidates.length)]!;
       victim.child.kill('SIGKILL');
-      kills++;
-      if (busy.length > 0 && orchestrator.child.exitCode === null) busyKills++;
+      kills.push({ at: Date.now(), busy: busy.length > 0 });
       workers.splice(workers.indexOf(victim), 1);
       const id = `w${++spawned}`;
       const replacement = worker(orchestrator.url, id, pipeline, { MPD_FAULT_LOG: log });
@@ -180,11 +185,17 @@ describe('fault injection', () => {
     const reported = new Set(result.modules.flatMap((module) => module.attempts.map((attempt) => attempt.executionId)));
     for (const executionId of started) expect(reported.has(executionId), executionId).toBe(true);
     const lost = result.modules.flatMap((module) => module.attempts).filter((attempt) => attempt.outcome === 'Lost');
+    // The kills that count: made before the run ended (the report's endTime; the loop goes on
+    // once it ended, a module start being all it waits for), of a worker that had started a module.
+    const runEnd = Date.parse(result.endTime);
+    const busyKills = kills.filter((kill) => kill.busy && kill.at < runEnd).length;
     console.info(
-      `faults.spec.ts: ${kills} kills, ${busyKills} of a worker that had started a module while the run ran; ${lost.length} attempts lost`,
+      `faults.spec.ts: ${kills.length} kills, ${busyKills} of a worker that had started a module while the run ran; ${lost.length} attempts lost; the run took ${result.durationMs} ms`,
     );
     for (const w of workers) w.child.kill('SIGKILL');
-    expect(kills).toBe(KILLS);
+    expect(busyKills, 'kills of a worker that had started a module, while the run ran').toBeGreaterThanOrEqual(
+      BUSY_KILLS_FLOOR,
+    );
     expect(lost.length).toBeGreaterThan(0); // the kills did hit running modules
     // 400 s: two runs of five kills took 191 s at load 28-34 and 226 s at load 30-47 (two suites
     // side by side and the other sessions'), mostly process starts; one run of ten starts fewer.
