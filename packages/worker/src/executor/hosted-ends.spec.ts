@@ -108,4 +108,19 @@ describe('a module whose code ended while its host still works for it', () => {
     // Answered once its group is gone (SIGKILL after the kill grace: the held host runs no handler).
     expect(running(hostPid)).toBe(false);
   });
+
+  it("the worker closing while a returned module's host is stuck in its end: the late cancel is answered (Cancelled: run again elsewhere), not the SIGKILL as the module's failure", async () => {
+    const on = executor();
+    await on.ready();
+    const { sent, outcome, hostPid } = await heldAfterItsCode(on, join(dir, 'gate-close'), false, 600_000);
+    // The pool stops every host (SIGTERM, SIGKILL after the 1 s kill grace): the held one never sends `done`.
+    const closing = on.close('the worker is shutting down');
+    const answer = await within(outcome, 30_000, 'no answer');
+    await closing;
+    expect(answer).toMatchObject({
+      status: 500,
+      body: { failureKind: 'Cancelled', errorMessage: 'Execution cancelled: the worker is shutting down' },
+    });
+    expect(running(hostPid)).toBe(false);
+  });
 });

@@ -154,7 +154,16 @@ async function runHosted(
         stored instanceof Promise ? await stored.catch((error: unknown) => notStoredEnd(module.name, error)) : stored;
     } else result = { ok: false, thrown: ended.thrown };
   } else {
-    result = { ok: false, thrown: describeHostEnd(module.name, ended, options.heapLimitMb) };
+    // A host that ends without its `done` after a cancel came too late to stop it (the worker
+    // closing, its lease ending, its group stopped: killed while stuck in the module's end, or
+    // crashed as its signal was aborted) answers that cancel: the orchestrator had given the
+    // attempt up and runs it again (as before `returned` existed), where the host's end, taken as
+    // the module's own failure, failed the run (NO_RETRY). Nothing of the module was stored: a
+    // success is stored only after `done`.
+    result =
+      stop.lateCancel !== undefined
+        ? { ok: false, error: stop.lateCancel }
+        : { ok: false, thrown: describeHostEnd(module.name, ended, options.heapLimitMb) };
     await stopHost(options.pool, host, frame.log, 'the module host ended abnormally: stopping what is left of it');
     await removeResultFile(options, request.executionId);
   }
