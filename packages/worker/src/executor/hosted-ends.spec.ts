@@ -53,6 +53,36 @@ async function heldAfterItsCode(on: ModuleExecutor, gate: string, fail: boolean,
   return { sent, outcome, hostPid };
 }
 
+/**
+ * Starts `forges-returned` on `on` with `params` (a 10-minute timeout) and resolves once its host
+ * is held and the worker has read the forged `returned`.
+ */
+async function forgedReturned(on: ModuleExecutor, params: { ok: boolean; thenReturns: boolean }) {
+  const forged = request('forges-returned', { params, timeoutMs: 600_000 });
+  const outcome = start(on, forged);
+  let hostPid = 0;
+  await expect
+    .poll(
+      () => {
+        const line = ledgerLines().find((candidate) => candidate.startsWith(`forged ${forged.executionId} `));
+        hostPid = Number(line?.split(' ')[2] ?? 0);
+        return hostPid > 0;
+      },
+      { timeout: 30_000, interval: 50 },
+    )
+    .toBe(true);
+  await expect
+    .poll(
+      () =>
+        logLines.some(
+          (line) => line.includes(forged.executionId) && line.includes('a cancel no longer replaces its outcome'),
+        ),
+      { timeout: 10_000, interval: 20 },
+    )
+    .toBe(true);
+  return { forged, outcome, hostPid };
+}
+
 describe('a module whose code ended while its host still works for it', () => {
   it("a cancel arriving then: its own outcome is answered (its success, or what it threw), not Cancelled; kept for the orchestrator's collect; its code ran once", async () => {
     writeFileSync(ledgerFile, '');
@@ -165,31 +195,24 @@ describe('a module whose code ended while its host still works for it', () => {
   it("a module forging its host's `returned` at its start (fd 3) makes a cancel wait no longer than that grace: Cancelled, its host stopped", async () => {
     const on = executor(); // its 1 s kill grace; the module's timeout 10 minutes
     await on.ready();
-    const forged = request('forges-returned', { timeoutMs: 600_000 });
-    const outcome = start(on, forged);
-    let hostPid = 0;
-    await expect
-      .poll(
-        () => {
-          const line = ledgerLines().find((candidate) => candidate.startsWith(`forged ${forged.executionId} `));
-          hostPid = Number(line?.split(' ')[2] ?? 0);
-          return hostPid > 0;
-        },
-        { timeout: 30_000, interval: 50 },
-      )
-      .toBe(true);
-    await expect
-      .poll(
-        () =>
-          logLines.some(
-            (line) => line.includes(forged.executionId) && line.includes('a cancel no longer replaces its outcome'),
-          ),
-        { timeout: 10_000, interval: 20 },
-      )
-      .toBe(true);
+    const { forged, outcome, hostPid } = await forgedReturned(on, { ok: true, thenReturns: false });
     expect(on.cancel(forged.executionId, 'the run stops')).toBe(true);
     const forgedAnswer = await within(outcome, 20_000, 'no answer within 20 s of the cancel');
     expect(forgedAnswer).toMatchObject({ status: 500, body: { failureKind: 'Cancelled' } });
+    expect(running(hostPid)).toBe(false);
+  }, 60_000);
+
+  it('a second `returned` of the same execution (its module forged the first: threw) does not change what the worker took: the first stands', async () => {
+    const on = executor(); // its 1 s kill grace
+    await on.ready();
+    // Forged `ok: false` first, then the host's own `returned` (ok: true) as the module returns.
+    const { forged, outcome, hostPid } = await forgedReturned(on, { ok: false, thenReturns: true });
+    expect(on.cancel(forged.executionId, 'the run stops')).toBe(true);
+    const answer = await within(outcome, 20_000, 'no answer within 20 s of the cancel');
+    expect(answer.body).toHaveProperty(
+      'errorMessage',
+      expect.stringMatching(/^Execution cancelled: the run stops: its module host said its code had thrown,/),
+    );
     expect(running(hostPid)).toBe(false);
   }, 60_000);
 });

@@ -295,8 +295,13 @@ class FrameSink implements ExecutionSink {
     this.secrets = secretBytes(frame.secrets);
   }
 
-  /** The module's code ended (`returned`): from now a cancel leaves its outcome to its host's `done`. */
+  /**
+   * The module's code ended (`returned`): from now a cancel leaves its outcome to its host's `done`.
+   * The first only: a second one of the same execution (its code can write on the host channel
+   * too) changes nothing.
+   */
   returned(ok: boolean): void {
+    if (this.codeOk !== undefined) return;
     this.codeOk = ok;
     this.stop.codeEnded = true;
     // Stopped already (a cancel that crossed this message, or a timeout): that stop stands.
