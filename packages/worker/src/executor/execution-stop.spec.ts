@@ -1,5 +1,5 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ExecutionStop } from './execution-stop.js';
 
 describe('ExecutionStop', () => {
@@ -33,6 +33,36 @@ describe('ExecutionStop', () => {
     ]);
     after.abort('timeout');
     expect([after.aborted, after.reason, heard]).toEqual([true, 'timeout', 1]);
+  });
+
+  it('a late cancel stops it all the same once lateCancelGraceMs passed without its end (ended() first: never)', () => {
+    vi.useFakeTimers();
+    try {
+      const held = new ExecutionStop();
+      held.lateCancelGraceMs = 1_000;
+      held.codeEnded = true;
+      held.cancel('cancelled too late');
+      vi.advanceTimersByTime(999);
+      held.cancel('again'); // the first cancel's grace: not restarted
+      expect(held.aborted).toBe(false);
+      vi.advanceTimersByTime(1);
+      expect([held.aborted, held.reason, held.signal.reason]).toEqual([
+        true,
+        'cancelled too late',
+        'cancelled too late',
+      ]);
+
+      const ended = new ExecutionStop();
+      ended.lateCancelGraceMs = 1_000;
+      ended.codeEnded = true;
+      ended.cancel('cancelled too late');
+      ended.ended();
+      vi.advanceTimersByTime(5_000);
+      expect(ended.aborted).toBe(false);
+      expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('makes its signal only when read, aborted with the reason if it was stopped before', () => {

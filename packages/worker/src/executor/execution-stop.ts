@@ -35,19 +35,48 @@ export class ExecutionStop extends AbortController {
    * timeout ({@link ExecutionStop.abort}) still does. @default false
    */
   codeEnded = false;
-  /** The first cancel's reason that came once {@link ExecutionStop.codeEnded} was set (not acted on: for the log). */
+  /**
+   * The first cancel's reason that came once {@link ExecutionStop.codeEnded} was set: not acted on
+   * at once; the answer when the execution ends without its host's `done`, or once
+   * {@link ExecutionStop.lateCancelGraceMs} passed.
+   */
   lateCancel: unknown;
+  /**
+   * How long (ms) a late cancel ({@link ExecutionStop.lateCancel}) waits for the execution's end
+   * ({@link ExecutionStop.ended}) before it stops it all the same, as a cancel before
+   * `codeEnded` does (with its reason): in a module host, the worker's kill grace (`--kill-grace`,
+   * 10 s by default; `hosted-execution.ts`). So a host stuck in a module's end, or a module that
+   * forged its host's `returned` (any code can write on the host channel), holds a cancel that long
+   * at most, not the rest of its timeout. As a Temporal activity's completion wins over a cancel
+   * only if it comes before the cancel's deadline (its heartbeat timeout). Undefined: a late cancel
+   * waits for the end or the timeout. @default undefined
+   */
+  lateCancelGraceMs: number | undefined;
+  private lateCancelTimer: ReturnType<typeof setTimeout> | undefined;
   private listeners: (() => void)[] | undefined;
 
   /**
    * A cancel: stops with `reason` (an `ExecutionCancelledError`) as {@link ExecutionStop.abort}
-   * does, unless the module's code has ended ({@link ExecutionStop.codeEnded}): then it is only
-   * kept as {@link ExecutionStop.lateCancel}. Nothing once stopped.
+   * does, unless the module's code has ended ({@link ExecutionStop.codeEnded}): then it is kept
+   * as {@link ExecutionStop.lateCancel} (the first only), and stops it once
+   * {@link ExecutionStop.lateCancelGraceMs} passed unless it ended before. Nothing once stopped.
    */
   cancel(reason: unknown): void {
     if (this.aborted) return;
-    if (this.codeEnded) this.lateCancel ??= reason;
-    else this.abort(reason);
+    if (!this.codeEnded) {
+      this.abort(reason);
+      return;
+    }
+    if (this.lateCancel !== undefined) return;
+    this.lateCancel = reason;
+    if (this.lateCancelGraceMs !== undefined)
+      this.lateCancelTimer = setTimeout(() => this.abort(reason), this.lateCancelGraceMs);
+  }
+
+  /** The execution ended (its answer is known): a late cancel's grace is over, it stops nothing. */
+  ended(): void {
+    clearTimeout(this.lateCancelTimer);
+    this.lateCancelTimer = undefined;
   }
 
   /**
@@ -59,6 +88,7 @@ export class ExecutionStop extends AbortController {
     if (this.aborted) return;
     this.aborted = true;
     this.reason = reason;
+    this.ended(); // a late cancel's grace, if one runs: stopped now
     const listeners = this.listeners;
     this.listeners = undefined;
     if (listeners) for (const listener of listeners) listener();

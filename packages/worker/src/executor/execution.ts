@@ -88,8 +88,9 @@ export interface Execution {
   readonly stopped: Promise<void>;
   /**
    * Aborts the module's signal with an {@link ExecutionCancelledError} (the first call only); in a
-   * module host, nothing once the module's code returned or threw (its outcome stands, see
-   * `ExecutionStop.codeEnded`).
+   * module host, once the module's code returned or threw, only after its host did not end it
+   * within the kill grace (its outcome stands if it did, see `ExecutionStop.codeEnded` and
+   * `ExecutionStop.lateCancelGraceMs`).
    */
   cancel(reason?: string): void;
 }

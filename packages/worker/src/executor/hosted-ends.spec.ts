@@ -53,10 +53,41 @@ async function heldAfterItsCode(on: ModuleExecutor, gate: string, fail: boolean,
   return { sent, outcome, hostPid };
 }
 
+/**
+ * Starts `forges-returned` on `on` with `params` (a 10-minute timeout) and resolves once its host
+ * is held and the worker has read the forged `returned`.
+ */
+async function forgedReturned(on: ModuleExecutor, params: { ok: boolean; thenReturns: boolean }) {
+  const forged = request('forges-returned', { params, timeoutMs: 600_000 });
+  const outcome = start(on, forged);
+  let hostPid = 0;
+  await expect
+    .poll(
+      () => {
+        const line = ledgerLines().find((candidate) => candidate.startsWith(`forged ${forged.executionId} `));
+        hostPid = Number(line?.split(' ')[2] ?? 0);
+        return hostPid > 0;
+      },
+      { timeout: 30_000, interval: 50 },
+    )
+    .toBe(true);
+  await expect
+    .poll(
+      () =>
+        logLines.some(
+          (line) => line.includes(forged.executionId) && line.includes('a cancel no longer replaces its outcome'),
+        ),
+      { timeout: 10_000, interval: 20 },
+    )
+    .toBe(true);
+  return { forged, outcome, hostPid };
+}
+
 describe('a module whose code ended while its host still works for it', () => {
   it("a cancel arriving then: its own outcome is answered (its success, or what it threw), not Cancelled; kept for the orchestrator's collect; its code ran once", async () => {
     writeFileSync(ledgerFile, '');
-    const on = executor();
+    // The late cancel's grace (the kill grace) far longer than the host's end once its gate opens.
+    const on = executor({ killGraceMs: 30_000 });
     await on.ready();
     const ran: string[] = [];
     for (const fail of [false, true]) {
@@ -91,12 +122,12 @@ describe('a module whose code ended while its host still works for it', () => {
     }
   });
 
-  it('after a cancel that came too late, its timeout still ends a host whose end hangs: TimedOut, saying its code had returned; the host stopped', async () => {
+  it('its timeout still ends a host whose end hangs: TimedOut, saying its code had returned; the host stopped', async () => {
     const on = executor();
     await on.ready();
-    // Seconds past the module's start: its host said `returned` long before (ms).
-    const { sent, outcome, hostPid } = await heldAfterItsCode(on, join(dir, 'gate-never'), false, 6_000);
-    expect(on.cancel(sent.executionId, 'the run stops')).toBe(true);
+    // Counted from the host's acquisition: its `returned` (ms after) must be read before, even on
+    // a loaded 2-core machine, or the answer cannot say the code had returned (12 s of margin).
+    const { outcome, hostPid } = await heldAfterItsCode(on, join(dir, 'gate-never'), false, 12_000);
     const answer = await within(outcome, 30_000, 'no answer');
     expect(answer).toMatchObject({ status: 500, body: { failureKind: 'TimedOut' } });
     expect(answer.body).toHaveProperty(
@@ -108,4 +139,80 @@ describe('a module whose code ended while its host still works for it', () => {
     // Answered once its group is gone (SIGKILL after the kill grace: the held host runs no handler).
     expect(running(hostPid)).toBe(false);
   });
+
+  it("the worker closing while a returned module's host is stuck in its end: the late cancel is answered (Cancelled: run again elsewhere), not the SIGKILL as the module's failure", async () => {
+    const on = executor();
+    await on.ready();
+    const { sent, outcome, hostPid } = await heldAfterItsCode(on, join(dir, 'gate-close'), false, 600_000);
+    // The pool stops every host (SIGTERM, SIGKILL after the 1 s kill grace): the held one never sends `done`.
+    const closing = on.close('the worker is shutting down');
+    const answer = await within(outcome, 30_000, 'no answer');
+    await closing;
+    // Killed by the pool (the host's end without `done`) or stopped by the late cancel's grace
+    // (the same 1 s): either way that cancel's answer.
+    expect(answer).toMatchObject({ status: 500, body: { failureKind: 'Cancelled' } });
+    expect(answer.body).toHaveProperty(
+      'errorMessage',
+      expect.stringMatching(/^Execution cancelled: the worker is shutting down/),
+    );
+    expect(running(hostPid)).toBe(false);
+  });
+
+  it("its host killed by its lease watchdog (no `done`) after a late cancel, within that cancel's grace: answered the cancel, not the kill", async () => {
+    // A grace far past the lease: only the watchdog's SIGKILL ends the host here.
+    const on = executor({ killGraceMs: 60_000 });
+    await on.ready();
+    on.renewLease(120_000);
+    const { sent, outcome, hostPid } = await heldAfterItsCode(on, join(dir, 'gate-lease'), false, 600_000);
+    expect(on.cancel(sent.executionId, 'the run stops')).toBe(true);
+    on.renewLease(1_500); // not renewed any more: the host kills its group when it ends
+    const answer = await within(outcome, 30_000, 'no answer');
+    expect(answer).toMatchObject({
+      status: 500,
+      body: { failureKind: 'Cancelled', errorMessage: 'Execution cancelled: the run stops' },
+    });
+    expect(running(hostPid)).toBe(false);
+  }, 60_000);
+
+  it("a cancel after its code ended waits for its host's end the kill grace at most, then stops it: Cancelled, its host stopped", async () => {
+    // The executor's 1 s kill grace is the late cancel's grace; the module's timeout 10 minutes.
+    const on = executor();
+    await on.ready();
+    const held = await heldAfterItsCode(on, join(dir, 'gate-grace'), false, 600_000);
+    expect(on.cancel(held.sent.executionId, 'the run stops')).toBe(true);
+    // The old code waited for the timeout (10 minutes).
+    const answer = await within(held.outcome, 20_000, 'no answer within 20 s of the cancel');
+    expect(answer).toMatchObject({ status: 500, body: { failureKind: 'Cancelled' } });
+    expect(answer.body).toHaveProperty(
+      'errorMessage',
+      expect.stringMatching(
+        /^Execution cancelled: the run stops: its module host said its code had returned, but did not end it within 1000 ms \(the kill grace\)/,
+      ),
+    );
+    expect(running(held.hostPid)).toBe(false);
+  }, 60_000);
+
+  it("a module forging its host's `returned` at its start (fd 3) makes a cancel wait no longer than that grace: Cancelled, its host stopped", async () => {
+    const on = executor(); // its 1 s kill grace; the module's timeout 10 minutes
+    await on.ready();
+    const { forged, outcome, hostPid } = await forgedReturned(on, { ok: true, thenReturns: false });
+    expect(on.cancel(forged.executionId, 'the run stops')).toBe(true);
+    const forgedAnswer = await within(outcome, 20_000, 'no answer within 20 s of the cancel');
+    expect(forgedAnswer).toMatchObject({ status: 500, body: { failureKind: 'Cancelled' } });
+    expect(running(hostPid)).toBe(false);
+  }, 60_000);
+
+  it('a second `returned` of the same execution (its module forged the first: threw) does not change what the worker took: the first stands', async () => {
+    const on = executor(); // its 1 s kill grace
+    await on.ready();
+    // Forged `ok: false` first, then the host's own `returned` (ok: true) as the module returns.
+    const { forged, outcome, hostPid } = await forgedReturned(on, { ok: false, thenReturns: true });
+    expect(on.cancel(forged.executionId, 'the run stops')).toBe(true);
+    const answer = await within(outcome, 20_000, 'no answer within 20 s of the cancel');
+    expect(answer.body).toHaveProperty(
+      'errorMessage',
+      expect.stringMatching(/^Execution cancelled: the run stops: its module host said its code had thrown,/),
+    );
+    expect(running(hostPid)).toBe(false);
+  }, 60_000);
 });

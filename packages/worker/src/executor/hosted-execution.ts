@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import type { AnyModule, ModuleLogger } from '@mpd/pipeline';
 import type { Logger } from 'pino';
-import { ModuleTimeoutError } from '../errors.js';
+import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
 import {
   beginExecution,
   createExecution,
@@ -29,6 +29,12 @@ export interface HostedExecutionOptions extends ExecutionOptions {
   inlineResultBytes: number;
   /** The hosts' heap limit (MiB), named in the message of a module that exhausts it. */
   heapLimitMb: number | undefined;
+  /**
+   * The worker's kill grace (ms, `--kill-grace`): also how long a cancel that came after the
+   * module's code ended waits for its host's `done` before it stops the host (see
+   * `ExecutionStop.lateCancelGraceMs`).
+   */
+  killGraceMs: number;
 }
 
 /** Node's words when V8 gives up on a full heap (`FATAL ERROR: Reached heap limit Allocation failed - JavaScript heap out of memory`). */
@@ -44,7 +50,9 @@ const LEASE_ENDED = /its lease ended/;
  * after the kill grace); the answer comes once the group is gone. Once the host said the
  * module's code returned or threw (`returned`, `host-protocol.ts`), a cancel no longer does: the
  * execution is answered with the host's `done` (a success kept, stored once, not turned into
- * Cancelled and run again), and only the module's timeout still stops a host whose end hangs
+ * Cancelled and run again) if it comes within the worker's kill grace of the cancel; past it the
+ * cancel stops the host all the same (answered Cancelled, saying so: nothing was stored, a
+ * success is stored only after `done`); the module's timeout still stops a host whose end hangs
  * (answered TimedOut, saying so). A host that crashes or exits fails this module alone, with a
  * message naming what happened.
  */
@@ -87,6 +95,7 @@ async function runHosted(
     }
   }
   const frame = beginExecution(module, request, options, stop);
+  stop.lateCancelGraceMs = options.killGraceMs;
   if (stop.aborted) {
     // Cancelled as the host came: it never ran anything of this module.
     options.pool.release(host);
@@ -115,6 +124,8 @@ async function runHosted(
     aborted,
   ]);
 
+  // Its end came first: a late cancel's grace stops nothing now (not the result's store below).
+  if (ended.type !== 'aborted') stop.ended();
   let result: ModuleEnd;
   if (ended.type === 'aborted') {
     const reason = stop.reason as Error;
@@ -123,8 +134,19 @@ async function runHosted(
     host.cancel(request.executionId, reason instanceof ModuleTimeoutError ? 'timeout' : 'cancel', reason.message);
     await stopHost(options.pool, host, frame.log, 'stopping the module and every process it started');
     await removeResultFile(options, request.executionId);
-    // Only a timeout stops a module whose code had ended (its host's end hung): said so.
-    result = { ok: false, error: codeOk === undefined ? reason : endTimedOut(reason, codeOk) };
+    // A stop of a module whose code had ended (its host's end hung): its timeout, or a late
+    // cancel past its grace. Said so; a cancel stays a cancel (run again), a timeout a timeout.
+    result = {
+      ok: false,
+      error:
+        codeOk === undefined
+          ? reason
+          : reason instanceof ModuleTimeoutError
+            ? endTimedOut(reason, codeOk)
+            : stop.lateCancel !== undefined
+              ? lateCancelled(reason, codeOk, options.killGraceMs)
+              : reason, // a cancel that crossed `returned` on the channel: acted on before it was read
+    };
   } else if (ended.type === 'done') {
     // Usually done already: a host that wrote no end marks had its pipes read to their end with
     // its answer (see `marked` in FromHost's `done`). One that did wrote them on its two pipes
@@ -154,11 +176,20 @@ async function runHosted(
         stored instanceof Promise ? await stored.catch((error: unknown) => notStoredEnd(module.name, error)) : stored;
     } else result = { ok: false, thrown: ended.thrown };
   } else {
-    result = { ok: false, thrown: describeHostEnd(module.name, ended, options.heapLimitMb) };
+    // A host that ends without its `done` after a cancel came too late to stop it (the worker
+    // closing, its lease ending, its group stopped: killed while stuck in the module's end, or
+    // crashed as its signal was aborted) answers that cancel: the orchestrator had given the
+    // attempt up and runs it again (as before `returned` existed), where the host's end, taken as
+    // the module's own failure, failed the run (NO_RETRY). Nothing of the module was stored: a
+    // success is stored only after `done`.
+    result =
+      stop.lateCancel !== undefined
+        ? { ok: false, error: stop.lateCancel }
+        : { ok: false, thrown: describeHostEnd(module.name, ended, options.heapLimitMb) };
     await stopHost(options.pool, host, frame.log, 'the module host ended abnormally: stopping what is left of it');
     await removeResultFile(options, request.executionId);
   }
-  if (stop.lateCancel !== undefined)
+  if (stop.lateCancel !== undefined && !stop.aborted && ended.type === 'done')
     frame.log.info(
       { reason: (stop.lateCancel as Error).message },
       "a cancel came after the module's code had ended: its outcome stands (it is not run again for it)",
@@ -176,6 +207,17 @@ async function runHosted(
 function endTimedOut(reason: Error, codeOk: boolean): ModuleTimeoutError {
   return new ModuleTimeoutError(
     `${reason.message}: its code had ${codeOk ? 'returned' : 'thrown'}, but its module host did not end it in time (ending its ctx.artifacts calls, writing its result)`,
+  );
+}
+
+/**
+ * The cancel `reason` of a module whose host said its code had returned (`codeOk`) or thrown, but
+ * did not send its `done` within the kill grace (`graceMs`) after the cancel: an
+ * `ExecutionCancelledError` saying so (its module host stopped; run again, as any cancel's).
+ */
+function lateCancelled(reason: Error, codeOk: boolean, graceMs: number): ExecutionCancelledError {
+  return new ExecutionCancelledError(
+    `${reason.message}: its module host said its code had ${codeOk ? 'returned' : 'thrown'}, but did not end it within ${graceMs} ms (the kill grace) after the cancel`,
   );
 }
 
@@ -253,8 +295,13 @@ class FrameSink implements ExecutionSink {
     this.secrets = secretBytes(frame.secrets);
   }
 
-  /** The module's code ended (`returned`): from now a cancel leaves its outcome to its host's `done`. */
+  /**
+   * The module's code ended (`returned`): from now a cancel leaves its outcome to its host's `done`.
+   * The first only: a second one of the same execution (its code can write on the host channel
+   * too) changes nothing.
+   */
   returned(ok: boolean): void {
+    if (this.codeOk !== undefined) return;
     this.codeOk = ok;
     this.stop.codeEnded = true;
     // Stopped already (a cancel that crossed this message, or a timeout): that stop stands.

@@ -187,7 +187,7 @@ export class ModuleExecutor {
       heapLimitMb: options.moduleHeapLimitMb,
     };
     this.executionOptions = shared;
-    this.hostedOptions = pool ? { ...shared, pool } : undefined;
+    this.hostedOptions = pool ? { ...shared, pool, killGraceMs: options.killGraceMs } : undefined;
   }
 
   /** Modules running now. */
