@@ -4,7 +4,7 @@
  * there), with which it shares `test/module-hosts-spec.ts`.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { copyFile, mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ArtifactClient } from '@mpd/client';
@@ -467,4 +467,40 @@ describe("a module host's upload of a file of its scratch directory (review s2 o
       await store.close();
     }
   }, 120_000);
+
+  it("a forged putPacking whose archive the host never ends: the worker's upload of it fails once the execution ended, and the archive's descriptor the worker opened is closed (not held until the host exits)", async () => {
+    const store = await startUploadStore();
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const transport = new WorkerBlobs(client, { dir: join(dir, 'cache-never-ended'), maxBytes: 10 * 1024 * 1024 });
+      await transport.cache.open();
+      const scratchDir = transport.cache.scratchDir;
+      const on = executor({ slots: 1, artifacts: { transport, scratchDir } });
+      await mkdir(scratchDir, { recursive: true, mode: 0o700 });
+      const path = join(scratchDir, 'never-ended.tar');
+      await writeFile(path, 'p'.repeat(100), { mode: 0o600 });
+      /** This process's descriptors open on the archive (the worker's: the test runs it in process). */
+      const held = () =>
+        readdirSync('/proc/self/fd').filter((fd) => {
+          try {
+            return readlinkSync(`/proc/self/fd/${fd}`) === path;
+          } catch {
+            return false; // closed since listed
+          }
+        }).length;
+      expect(held()).toBe(0);
+      const sent = request('forged-upload', {
+        params: { op: 'putPacking', path, digest: { sha256: 'a'.repeat(64), size: 100 }, noEnd: true, returns: true },
+      });
+      expect(resultOf(await within(start(on, sent), 15_000, 'no answer'))).toBe('sent');
+      // Settles at the execution's end; before, it was held until the host exited (never, here:
+      // the host is idle in the pool, reused by the next module).
+      for (const deadline = Date.now() + 10_000; held() > 0 && Date.now() < deadline;)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(held()).toBe(0);
+    } finally {
+      await client.close();
+      await store.close();
+    }
+  }, 60_000);
 });

@@ -282,12 +282,7 @@ export class ModuleHost {
     this.exited = new Promise((resolve) => {
       this.child.on('exit', (code, signal) => {
         this.hasExited = true;
-        for (const follower of this.packs.values()) {
-          follower.ended({
-            error: new Error(`the module host exited (${signal ?? `code ${code}`}) while it packed the archive`),
-          });
-        }
-        this.packs.clear();
+        this.failPacks(`the module host exited (${signal ?? `code ${code}`}) while it packed the archive`);
         this.abandonFollows();
         const tail = this.stderrTail.length > 0 ? `: ${this.stderrTail.join(' | ')}` : '';
         readyReject(new Error(`the module host exited (${signal ?? `code ${code}`}) before it was ready${tail}`));
@@ -362,6 +357,7 @@ export class ModuleHost {
           const running = this.running;
           this.running = undefined;
           this.abandonFollows();
+          this.failPacks(`the execution ended (${message.type}) before the module host ended packing the archive`);
           this.keepAlive(false);
           if (message.type === 'done' && !message.marked) {
             // No end marks: every byte of the execution is in the pipes or already read from
@@ -417,6 +413,20 @@ export class ModuleHost {
     const open = [...this.abandons.values()];
     this.abandons.clear();
     for (const abandon of open) abandon.abort();
+  }
+
+  /**
+   * Fails every `putPacking` upload whose archive the host has not ended (`artifact-pack-ended`)
+   * with `reason`: called when the execution that asked for them ends (its `done` or `crash`, a
+   * broken channel) and when the host exits. Its upload then settles, and the archive's handle
+   * the worker opened is closed (see `answerArtifactCall`). Before (round U, U1), a forged
+   * `putPacking` never ended held its upload and that descriptor until the host exited: hosts
+   * are reused, so a module doing so in a loop could exhaust the worker's descriptors (EMFILE).
+   */
+  private failPacks(reason: string): void {
+    const open = [...this.packs.values()];
+    this.packs.clear();
+    for (const follower of open) follower.ended({ error: new Error(reason) });
   }
 
   /**
@@ -579,6 +589,7 @@ export class ModuleHost {
     const running = this.running;
     this.running = undefined;
     this.abandonFollows();
+    this.failPacks('the channel of the module host broke while it packed the archive');
     this.options.logger.warn(
       {
         hostPid: this.pid,
