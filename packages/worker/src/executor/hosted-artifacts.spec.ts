@@ -468,6 +468,47 @@ describe("a module host's upload of a file of its scratch directory (review s2 o
     }
   }, 120_000);
 
+  it.each(['put', 'putPacking'] as const)(
+    "a forged %s of a file in the scratch directory after the module replaced that directory by a symbolic link to a directory of the worker's: refused (the handle's real path is checked), the file not uploaded",
+    async (op) => {
+      const store = await startUploadStore();
+      const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+      try {
+        const transport = new WorkerBlobs(client, { dir: join(dir, `cache-swapped-dir-${op}`), maxBytes: 1 << 24 });
+        await transport.cache.open();
+        const scratchDir = transport.cache.scratchDir;
+        const on = executor({ slots: 1, artifacts: { transport, scratchDir } });
+        // A directory of the worker's (as ~/.ssh) holding a regular 0600 file of one link.
+        const secretDir = join(dir, `worker-ssh-${op}`);
+        await mkdir(secretDir, { mode: 0o700 });
+        const bytes = Buffer.from(`the worker's private key (${op})`);
+        await writeFile(join(secretDir, 'id_ed25519'), bytes, { mode: 0o600 });
+        const digest = { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length };
+        const sent = request('forged-upload', {
+          params: { op, path: join(scratchDir, 'id_ed25519'), digest, swapDirTo: secretDir },
+        });
+        const outcome = start(on, sent);
+        const refused = () =>
+          logLines.filter((line) => line.includes(sent.executionId) && line.includes('not a regular file of its own'))
+            .length;
+        const leaked = () => store.requests.filter((seen) => seen.sha256 === digest.sha256).length;
+        for (const deadline = Date.now() + 10_000; refused() + leaked() === 0 && Date.now() < deadline;)
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        on.cancel(sent.executionId, 'test over');
+        await within(outcome, 10_000, 'no answer');
+        expect({ refused: refused(), leaked: leaked(), cached: transport.cache.has(digest.sha256) }).toEqual({
+          refused: 1,
+          leaked: 0,
+          cached: false,
+        });
+      } finally {
+        await client.close();
+        await store.close();
+      }
+    },
+    60_000,
+  );
+
   it("a forged putPacking whose archive the host never ends: the worker's upload of it fails once the execution ended, and the archive's descriptor the worker opened is closed (not held until the host exits)", async () => {
     const store = await startUploadStore();
     const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });

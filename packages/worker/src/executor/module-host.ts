@@ -38,7 +38,7 @@ import { ByteLineSplitter, NEWLINE } from './module-output.js';
 import { LATE_LINES_BURST, LATE_LINES_INTERVAL_MS, LogRateLimit, moreSevere } from './module-logger.js';
 import { type GroupStop, stopProcessGroup } from './process-group.js';
 import { progressReports } from './progress-reports.js';
-import { copyHostFile, notOwnFileMessage, openHostFile } from './scratch-file.js';
+import { copyHostFile, notOwnFileMessage, openHostFile, scratchRealPath } from './scratch-file.js';
 
 /** The host's entry file, beside this one (`.ts` in the sources, `.js` once built). */
 const HOST_MAIN = fileURLToPath(
@@ -252,7 +252,20 @@ export class ModuleHost {
   /** Per pipe, the bytes read from it (for {@link MOST_PIPE_BYTES}). */
   private readonly bytesRead = { stdout: 0, stderr: 0 };
 
+  /**
+   * The real path of the artifact scratch directory the host is given ({@link scratchRealPath}:
+   * made and resolved by the worker before the host starts), or the error that stopped it; none
+   * without artifacts.
+   */
+  private readonly scratchReal: { path: string } | { error: unknown } | undefined;
+
   constructor(private readonly options: ModuleHostOptions) {
+    const given = options.artifacts?.scratchDir;
+    try {
+      this.scratchReal = given === undefined ? undefined : { path: scratchRealPath(given) };
+    } catch (error) {
+      this.scratchReal = { error }; // each upload of the host fails with it
+    }
     this.child = spawn(process.execPath, [...hostExecArgv(options.heapLimitMb), HOST_MAIN], {
       // Its own process group, so that stopping the group reaches every process a module started.
       detached: true,
@@ -467,11 +480,14 @@ export class ModuleHost {
    * @throws (rejects) the refusal, or the open's error (`ENOENT`…)
    */
   private async openHostUpload(path: string, executionId: string): Promise<FileHandle> {
-    const found = await openHostFile(path);
+    const real = this.scratchReal;
+    if (real === undefined) throw new Error('no artifact scratch directory on this worker');
+    if ('error' in real) throw real.error;
+    const found = await openHostFile(path, real.path);
     if (found !== 'not-own-file') return found.handle;
     this.options.logger.warn(
       { hostPid: this.pid, executionId, path },
-      'a module host asked to upload a file that is not a regular file of its own (a link, a FIFO, a directory, a file of two links): refused',
+      'a module host asked to upload a file that is not a regular file of its own (a link, a FIFO, a directory, a file of two links, a link in place of its directory): refused',
     );
     throw new Error(notOwnFileMessage(path));
   }

@@ -24,7 +24,7 @@ import {
 } from './execution.js';
 import { ExecutionStop } from './execution-stop.js';
 import { resultTooLargeError } from './result-limits.js';
-import { copyHostFile, type OpenedHostFile, openHostFile } from './scratch-file.js';
+import { copyHostFile, type OpenedHostFile, openHostFile, scratchRealPath } from './scratch-file.js';
 import type { ThrownDescription } from './values-as-text.js';
 import { goesByReference, RESULT_REF_KEY } from './result-file.js';
 import { DEFAULT_INLINE_RESULT_BYTES, DEFAULT_WORKER_MAX_RESULT_BYTES } from '../worker-defaults.js';
@@ -116,7 +116,7 @@ export async function storeHostResult(
   let opened: OpenedHostFile | undefined;
   let copy: string | undefined;
   try {
-    const found = await openHostFile(file);
+    const found = await openHostFile(file, scratchRealPath(artifacts.scratchDir));
     if (found === 'not-own-file') {
       return {
         ok: false,
