@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -156,6 +156,29 @@ describe('BlobCache', () => {
     });
     const out = await again.checkOut(a.sha256);
     expect(await readFile(out.path, 'utf8')).toBe('made here');
+    expect(downloads).toEqual([]);
+  });
+
+  it('addOpened keeps the file the worker opened, not another regular 0600 file of the same size renamed over its path since: the swapped-in bytes are never kept under the blob’s name', async () => {
+    const archive = blob('the archive the worker opened and uploaded');
+    const other = blob('x'.repeat(archive.bytes.length)); // another file a module renamed over it
+    const { cache, downloads, dir } = await cacheOf([], 1_000);
+    await cache.open();
+    await mkdir(cache.scratchDir, { recursive: true, mode: 0o700 });
+    const path = join(cache.scratchDir, 'archive.tar');
+    await writeFile(path, archive.bytes, { mode: 0o600 });
+    const handle = await open(path, 'r');
+    try {
+      await writeFile(`${path}.other`, other.bytes, { mode: 0o600 });
+      await rename(`${path}.other`, path);
+      await cache.addOpened(archive.sha256, path, handle, archive.bytes.length);
+    } finally {
+      await handle.close();
+    }
+    const out = await cache.checkOut(archive.sha256);
+    expect(await readFile(out.path, 'utf8')).toBe(archive.bytes.toString());
+    await out.release();
+    expect(await readFile(join(dir, archive.sha256), 'utf8')).toBe(archive.bytes.toString());
     expect(downloads).toEqual([]);
   });
 
