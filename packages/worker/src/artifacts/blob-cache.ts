@@ -138,8 +138,13 @@ export class BlobCache {
   private readonly streams = new Map<string, Promise<BlobBroadcast | undefined>>();
   private totalBytes = 0;
   private ready: Promise<void> | undefined;
-  /** This cache's own directory under {@link CHECKOUTS}: its checkouts and partial downloads. */
-  private readonly ownDir: string;
+  /**
+   * This cache's own directory under {@link CHECKOUTS} (0700, made by {@link BlobCache.open}): its
+   * checkouts and partial downloads, and the worker's own copies of a module host's files
+   * (`WorkerBlobs.putOpened`, the upload by hash of a host's archive): a directory no host is
+   * given, so that a copy the worker checked is not where a module swaps files (round U, U1).
+   */
+  readonly ownDir: string;
   /**
    * This process's scratch directory, `<dir>/.scratch/<pid>.<random>.<hostname>` (made 0700 by
    * its first user: a module's packer, a host's result file): the worker's modules pack their archives there and its module hosts write

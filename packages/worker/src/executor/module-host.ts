@@ -495,7 +495,8 @@ export class ModuleHost {
   /**
    * A host's `put` (its own `ctx.artifacts` packs through `putPacking`; a `put` comes from a
    * module's code writing on the channel): the file opened once ({@link openHostUpload}), its
-   * bytes copied from that handle into a file of the worker's own in `scratchDir` (the worker's) and
+   * bytes copied from that handle into a file of the worker's own (the transport's `putOpened`:
+   * in a directory no host is given; else in `scratchDir`) and
    * hashed on the way, checked against the host's `digest` when it gave one, and that copy
    * uploaded (the cache keeps it by a link: nothing of the host's file is taken by its path).
    * @throws (rejects) the refusal, a digest that is not the file's, or the upload's error
@@ -512,6 +513,12 @@ export class ModuleHost {
     let copy: string | undefined;
     try {
       const { size } = await handle.stat();
+      // Copied where no host is given a directory (round U, U1): a module cannot swap a link
+      // over the copy before it is uploaded and kept by its path.
+      if (transport.putOpened)
+        return await transport.putOpened(handle, size, digest, subject).catch((error: unknown) => {
+          throw error instanceof Error ? new Error(`${path}: ${error.message}`, { cause: error }) : error;
+        });
       const copied = await copyHostFile(handle, size, scratchDir, 'upload', 'tar');
       copy = copied.path;
       if (digest !== undefined && (digest.sha256 !== copied.digest.sha256 || digest.size !== copied.digest.size))

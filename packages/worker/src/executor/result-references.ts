@@ -131,7 +131,14 @@ export async function storeHostResult(
     if (found.size > maxResultBytes)
       return { ok: false, error: resultTooLargeError(module, found.size, maxResultBytes) };
     try {
-      // The bytes checked, copied from the handle: the host's path is never opened again.
+      // The bytes checked, copied from the handle: the host's path is never opened again; the
+      // copy made where no host is given a directory when the transport can (round U, U1).
+      const subject = { module, result: module };
+      if (artifacts.transport.putOpened)
+        return {
+          ok: true,
+          value: resultRefText(await artifacts.transport.putOpened(found.handle, found.size, undefined, subject)),
+        };
       const copied = await copyHostFile(found.handle, found.size, artifacts.scratchDir, 'result');
       copy = copied.path;
       return {
