@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BlobDamagedError, VerifyingStream } from '@mpd/client';
 import type { StreamedBlob } from './blob-broadcast.js';
-import { BlobCache, type BlobCacheOptions, type FollowedCacheBlob } from './blob-cache.js';
+import { BlobCache, type BlobCacheOptions, type FollowedCacheBlob, ownDirName, staleOwnDir } from './blob-cache.js';
 import { BlobProgress, readStreamed } from './blob-progress.js';
 
 const blob = (text: string) => ({ bytes: Buffer.from(text), sha256: createHash('sha256').update(text).digest('hex') });
@@ -264,6 +264,31 @@ describe('BlobCache', () => {
   });
 
   // Round T (T1): a worker killed mid-upload left its results and archives in `.scratch` for good.
+  it('names a process’s own directory by its pid, pid namespace, boot and host, and sweeps only those of this host whose namespace and boot match and whose pid no longer runs, or of an earlier boot; another pid namespace’s (a container sharing the volume and the hostname) is left', () => {
+    const here = { hostname: 'box', pidNamespace: '4026531836', bootId: '0f0e0d0c-0b0a-4908-8706-050403020100' };
+    const name = ownDirName(here, 42, 'ab'.repeat(6));
+    expect(name).toBe(`42.${'ab'.repeat(6)}.4026531836.0f0e0d0c-0b0a-4908-8706-050403020100.box`);
+    const runs = (pid: number) => pid === 42;
+    const dead = ownDirName(here, 7, 'cd'.repeat(6));
+    expect(staleOwnDir(name, here, runs)).toBe(false);
+    expect(staleOwnDir(dead, here, runs)).toBe(true);
+    // Another container's: same hostname, another pid namespace (its pid 7 is not ours to test).
+    expect(staleOwnDir(ownDirName({ ...here, pidNamespace: '4026532999' }, 7, 'cd'.repeat(6)), here, runs)).toBe(false);
+    expect(
+      staleOwnDir(ownDirName({ ...here, pidNamespace: '4026532999' }, 42, 'cd'.repeat(6)), here, () => false),
+    ).toBe(false);
+    // An earlier boot of this host: stale whatever runs under that pid now.
+    const before = ownDirName({ ...here, bootId: '11111111-2222-4333-8444-555555555555' }, 42, 'ef'.repeat(6));
+    expect(staleOwnDir(before, here, runs)).toBe(true);
+    // Another host's: never.
+    expect(staleOwnDir(ownDirName({ ...here, hostname: 'other' }, 7, 'cd'.repeat(6)), here, runs)).toBe(false);
+    // An earlier version's name (`<pid>.<random>.<hostname>`): its pid tested on this host, as before.
+    expect(staleOwnDir(`7.${'cd'.repeat(6)}.box`, here, runs)).toBe(true);
+    expect(staleOwnDir(`42.${'cd'.repeat(6)}.box`, here, runs)).toBe(false);
+    expect(staleOwnDir(`7.${'cd'.repeat(6)}.other`, here, runs)).toBe(false);
+    expect(staleOwnDir('not-a-process-dir', here, runs)).toBe(undefined);
+  });
+
   it('gives each process a scratch directory of its own and, when opened, removes those of processes on this host that no longer run; a running process’s, another host’s, and files in .scratch itself (an earlier version’s, or a caller’s own scratch directory) are left', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-scratch-'));
     dirs.push(dir);
@@ -284,7 +309,11 @@ describe('BlobCache', () => {
       [elsewhere, running, 'result.0123456789ab.json', 'dist.0123456789ab.tar'].sort(),
     );
     expect(await readdir(join(scratch, running))).toHaveLength(1);
+    // Closed, it removes its own scratch directory (what a module left there) as its checkouts.
+    await mkdir(cache.scratchDir, { mode: 0o700 });
+    await writeFile(join(cache.scratchDir, 'left-by-a-module.tar'), 'x');
     await cache.close();
+    expect((await readdir(scratch)).filter((name) => join(scratch, name) === cache.scratchDir)).toEqual([]);
   });
 
   it('follow where no socket can be made (a TMPDIR too long for one): answers a growing file while the blob is downloading, reports its bytes, and a second asker waits for that one download; an abandoned download is fetched again for whoever waits', async () => {
