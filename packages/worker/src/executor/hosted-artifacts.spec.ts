@@ -17,6 +17,7 @@ import { startUploadStore } from '../../test/upload-store.js';
 import { BlobCache } from '../artifacts/blob-cache.js';
 import type { Digest, PackFollower } from '../artifacts/module-artifacts.js';
 import { WorkerBlobs } from '../artifacts/worker-blobs.js';
+import { MAX_PACKS_IN_FLIGHT } from './module-host.js';
 
 const { dir, executor, request, start, run, pipeline, logLines } = moduleHostsSpec();
 
@@ -393,6 +394,17 @@ describe('modules in module hosts', () => {
   });
 });
 
+/** This process's descriptors open on `path` (the worker's: the specs run it in process). */
+function heldDescriptors(path: string): number {
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === path;
+    } catch {
+      return false; // closed since listed
+    }
+  }).length;
+}
+
 describe("a module host's upload of a file of its scratch directory (review s2 of round R)", () => {
   it("is read through the one handle the worker opened and checked: a symbolic link to a file of the worker's, a second hard link of one, a FIFO or a directory named by a forged put or putPacking is refused, nothing of the file reaches the store, no hang; a module's own archive still uploads", async () => {
     const store = await startUploadStore();
@@ -509,6 +521,46 @@ describe("a module host's upload of a file of its scratch directory (review s2 o
     60_000,
   );
 
+  it(`a module forging more than ${MAX_PACKS_IN_FLIGHT} putPacking calls never ended in one execution: the one past the cap is refused, the worker holding at most ${MAX_PACKS_IN_FLIGHT} descriptors of the archive, and none once the execution ended`, async () => {
+    const store = await startUploadStore();
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const transport = new WorkerBlobs(client, { dir: join(dir, 'cache-packs-cap'), maxBytes: 10 * 1024 * 1024 });
+      await transport.cache.open();
+      const scratchDir = transport.cache.scratchDir;
+      const on = executor({ slots: 1, artifacts: { transport, scratchDir } });
+      await mkdir(scratchDir, { recursive: true, mode: 0o700 });
+      const path = join(scratchDir, 'many.tar');
+      await writeFile(path, 'p'.repeat(100), { mode: 0o600 });
+      const held = () => heldDescriptors(path);
+      const sent = request('forged-upload', {
+        params: {
+          op: 'putPacking',
+          path,
+          digest: { sha256: 'a'.repeat(64), size: 100 },
+          noEnd: true,
+          times: MAX_PACKS_IN_FLIGHT + 1,
+        },
+      });
+      const outcome = start(on, sent);
+      const refused = () =>
+        logLines.filter((line) => line.includes(sent.executionId) && line.includes('archives being packed at once'))
+          .length;
+      for (const deadline = Date.now() + 15_000; refused() === 0 && Date.now() < deadline;)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(refused()).toBe(1);
+      expect(held()).toBeLessThanOrEqual(MAX_PACKS_IN_FLIGHT);
+      on.cancel(sent.executionId, 'test over');
+      await within(outcome, 10_000, 'no answer');
+      for (const deadline = Date.now() + 10_000; held() > 0 && Date.now() < deadline;)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(held()).toBe(0);
+    } finally {
+      await client.close();
+      await store.close();
+    }
+  }, 60_000);
+
   it("a forged putPacking whose archive the host never ends: the worker's upload of it fails once the execution ended, and the archive's descriptor the worker opened is closed (not held until the host exits)", async () => {
     const store = await startUploadStore();
     const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
@@ -520,15 +572,7 @@ describe("a module host's upload of a file of its scratch directory (review s2 o
       await mkdir(scratchDir, { recursive: true, mode: 0o700 });
       const path = join(scratchDir, 'never-ended.tar');
       await writeFile(path, 'p'.repeat(100), { mode: 0o600 });
-      /** This process's descriptors open on the archive (the worker's: the test runs it in process). */
-      const held = () =>
-        readdirSync('/proc/self/fd').filter((fd) => {
-          try {
-            return readlinkSync(`/proc/self/fd/${fd}`) === path;
-          } catch {
-            return false; // closed since listed
-          }
-        }).length;
+      const held = () => heldDescriptors(path);
       expect(held()).toBe(0);
       const sent = request('forged-upload', {
         params: { op: 'putPacking', path, digest: { sha256: 'a'.repeat(64), size: 100 }, noEnd: true, returns: true },

@@ -40,6 +40,13 @@ import { type GroupStop, stopProcessGroup } from './process-group.js';
 import { progressReports } from './progress-reports.js';
 import { copyHostFile, notOwnFileMessage, openHostFile, scratchRealPath } from './scratch-file.js';
 
+/**
+ * The most `putPacking` calls of one execution the worker follows at once (each holds a
+ * descriptor of its archive until it ends): one more is refused (round U, U1: a module forging
+ * calls in a loop could otherwise exhaust the worker's descriptors before its execution ends).
+ */
+export const MAX_PACKS_IN_FLIGHT = 256;
+
 /** The host's entry file, beside this one (`.ts` in the sources, `.js` once built). */
 const HOST_MAIN = fileURLToPath(
   new URL(`./module-host-main.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url),
@@ -557,6 +564,17 @@ export class ModuleHost {
     if (call.op === 'putPacking') {
       if (!transport.putPacking) {
         answer({ ok: false, message: 'this worker cannot upload an archive as it is packed' });
+        return;
+      }
+      if (this.packs.size >= MAX_PACKS_IN_FLIGHT) {
+        this.options.logger.warn(
+          { hostPid: this.pid, executionId: call.executionId, path: call.path },
+          `a module host asked for more than ${MAX_PACKS_IN_FLIGHT} uploads of archives being packed at once: refused`,
+        );
+        answer({
+          ok: false,
+          message: `more than ${MAX_PACKS_IN_FLIGHT} archives uploaded as they are packed at once: not uploaded`,
+        });
         return;
       }
       // Opened once here, checked on the handle, and read through it only (never by the path the
