@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BlobDamagedError, VerifyingStream } from '@mpd/client';
 import type { StreamedBlob } from './blob-broadcast.js';
-import { BlobCache, type BlobCacheOptions, type FollowedCacheBlob } from './blob-cache.js';
+import { BlobCache, type BlobCacheOptions, type FollowedCacheBlob, ownDirName, staleOwnDir } from './blob-cache.js';
 import { BlobProgress, readStreamed } from './blob-progress.js';
 
 const blob = (text: string) => ({ bytes: Buffer.from(text), sha256: createHash('sha256').update(text).digest('hex') });
@@ -159,6 +159,29 @@ describe('BlobCache', () => {
     expect(downloads).toEqual([]);
   });
 
+  it('addOpened keeps the file the worker opened, not another regular 0600 file of the same size renamed over its path since: the swapped-in bytes are never kept under the blob’s name', async () => {
+    const archive = blob('the archive the worker opened and uploaded');
+    const other = blob('x'.repeat(archive.bytes.length)); // another file a module renamed over it
+    const { cache, downloads, dir } = await cacheOf([], 1_000);
+    await cache.open();
+    await mkdir(cache.scratchDir, { recursive: true, mode: 0o700 });
+    const path = join(cache.scratchDir, 'archive.tar');
+    await writeFile(path, archive.bytes, { mode: 0o600 });
+    const handle = await open(path, 'r');
+    try {
+      await writeFile(`${path}.other`, other.bytes, { mode: 0o600 });
+      await rename(`${path}.other`, path);
+      await cache.addOpened(archive.sha256, path, handle, archive.bytes.length);
+    } finally {
+      await handle.close();
+    }
+    const out = await cache.checkOut(archive.sha256);
+    expect(await readFile(out.path, 'utf8')).toBe(archive.bytes.toString());
+    await out.release();
+    expect(await readFile(join(dir, archive.sha256), 'utf8')).toBe(archive.bytes.toString());
+    expect(downloads).toEqual([]);
+  });
+
   it('keeps its blobs the worker user’s only (0600) and the directories it makes 0700: downloaded, streamed and kept, added, and left by an earlier version at 0644; an added file readable by others is copied, its own mode left as it was', async () => {
     const modeOf = async (path: string) => (await stat(path)).mode & 0o777;
     const [a, b, c, d] = [blob('downloaded'), blob('s'.repeat(1_000)), blob('added 0644'), blob('added 0600')];
@@ -241,6 +264,31 @@ describe('BlobCache', () => {
   });
 
   // Round T (T1): a worker killed mid-upload left its results and archives in `.scratch` for good.
+  it('names a process’s own directory by its pid, pid namespace, boot and host, and sweeps only those of this host whose namespace and boot match and whose pid no longer runs, or of an earlier boot; another pid namespace’s (a container sharing the volume and the hostname) is left', () => {
+    const here = { hostname: 'box', pidNamespace: '4026531836', bootId: '0f0e0d0c-0b0a-4908-8706-050403020100' };
+    const name = ownDirName(here, 42, 'ab'.repeat(6));
+    expect(name).toBe(`42.${'ab'.repeat(6)}.4026531836.0f0e0d0c-0b0a-4908-8706-050403020100.box`);
+    const runs = (pid: number) => pid === 42;
+    const dead = ownDirName(here, 7, 'cd'.repeat(6));
+    expect(staleOwnDir(name, here, runs)).toBe(false);
+    expect(staleOwnDir(dead, here, runs)).toBe(true);
+    // Another container's: same hostname, another pid namespace (its pid 7 is not ours to test).
+    expect(staleOwnDir(ownDirName({ ...here, pidNamespace: '4026532999' }, 7, 'cd'.repeat(6)), here, runs)).toBe(false);
+    expect(
+      staleOwnDir(ownDirName({ ...here, pidNamespace: '4026532999' }, 42, 'cd'.repeat(6)), here, () => false),
+    ).toBe(false);
+    // An earlier boot of this host: stale whatever runs under that pid now.
+    const before = ownDirName({ ...here, bootId: '11111111-2222-4333-8444-555555555555' }, 42, 'ef'.repeat(6));
+    expect(staleOwnDir(before, here, runs)).toBe(true);
+    // Another host's: never.
+    expect(staleOwnDir(ownDirName({ ...here, hostname: 'other' }, 7, 'cd'.repeat(6)), here, runs)).toBe(false);
+    // An earlier version's name (`<pid>.<random>.<hostname>`): its pid tested on this host, as before.
+    expect(staleOwnDir(`7.${'cd'.repeat(6)}.box`, here, runs)).toBe(true);
+    expect(staleOwnDir(`42.${'cd'.repeat(6)}.box`, here, runs)).toBe(false);
+    expect(staleOwnDir(`7.${'cd'.repeat(6)}.other`, here, runs)).toBe(false);
+    expect(staleOwnDir('not-a-process-dir', here, runs)).toBe(undefined);
+  });
+
   it('gives each process a scratch directory of its own and, when opened, removes those of processes on this host that no longer run; a running process’s, another host’s, and files in .scratch itself (an earlier version’s, or a caller’s own scratch directory) are left', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'mpd-cache-scratch-'));
     dirs.push(dir);
@@ -261,7 +309,11 @@ describe('BlobCache', () => {
       [elsewhere, running, 'result.0123456789ab.json', 'dist.0123456789ab.tar'].sort(),
     );
     expect(await readdir(join(scratch, running))).toHaveLength(1);
+    // Closed, it removes its own scratch directory (what a module left there) as its checkouts.
+    await mkdir(cache.scratchDir, { mode: 0o700 });
+    await writeFile(join(cache.scratchDir, 'left-by-a-module.tar'), 'x');
     await cache.close();
+    expect((await readdir(scratch)).filter((name) => join(scratch, name) === cache.scratchDir)).toEqual([]);
   });
 
   it('follow where no socket can be made (a TMPDIR too long for one): answers a growing file while the blob is downloading, reports its bytes, and a second asker waits for that one download; an abandoned download is fetched again for whoever waits', async () => {

@@ -5,8 +5,8 @@
  * ({@link BlobCache.follow} streams it to its first consumers as it is written into the cache).
  *
  * Several processes may share one directory: each checks out and downloads into a directory of
- * its own under `.checkouts` (`<pid>.<random>.<hostname>`), removes only that one and those of
- * processes on its host that no longer run, and reads blobs through hard links of its own, so
+ * its own under `.checkouts` ({@link ownDirName}), removes only that one and those of
+ * processes on its host (same pid namespace and boot) that no longer run, and reads blobs through hard links of its own, so
  * another process evicting (unlinking) a blob never removes a file being read. Each process
  * bounds only the blobs it knows of: processes sharing a directory may together hold more than
  * one `maxBytes`.
@@ -16,7 +16,7 @@
  * directories it makes 0700 ({@link OWNER_DIR}; a `dir` that exists keeps its mode).
  */
 import { randomBytes } from 'node:crypto';
-import { constants, createWriteStream } from 'node:fs';
+import { constants, createWriteStream, readFileSync, readlinkSync } from 'node:fs';
 import {
   chmod,
   copyFile,
@@ -111,8 +111,74 @@ const sharedMode = (mode: number) => (mode & 0o077) !== 0;
 
 /** Where checked-out links go, inside the cache's directory (same filesystem, so links work): one directory per process. */
 const CHECKOUTS = '.checkouts';
-/** A process's directory under {@link CHECKOUTS}: `<pid>.<random>.<hostname>`. */
+/** An earlier version's name of a process's directory under {@link CHECKOUTS}: `<pid>.<random>.<hostname>`. */
 const OWN_DIR = /^(\d+)\.[0-9a-f]{12}\.(.+)$/;
+/** A process's directory under {@link CHECKOUTS} or {@link SCRATCH_DIR}: see {@link ownDirName}. */
+const OWN_DIR_NAMESPACED = /^(\d+)\.[0-9a-f]{12}\.(\d+|none)\.([0-9a-f-]{36}|none)\.(.+)$/;
+
+/**
+ * Where a process runs, as far as its pids mean anything: its host's name, its pid namespace
+ * (the inode of `/proc/self/ns/pid`) and its boot (`/proc/sys/kernel/random/boot_id`); `none`
+ * where the system does not say (not Linux).
+ */
+export interface ProcessPlace {
+  hostname: string;
+  pidNamespace: string;
+  bootId: string;
+}
+
+/** This process's {@link ProcessPlace}. */
+export function processPlace(): ProcessPlace {
+  let pidNamespace = 'none';
+  let bootId = 'none';
+  try {
+    pidNamespace = /^pid:\[(\d+)\]$/.exec(readlinkSync('/proc/self/ns/pid'))?.[1] ?? 'none';
+  } catch {
+    // not Linux, or no /proc
+  }
+  try {
+    const read = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    if (/^[0-9a-f-]{36}$/.test(read)) bootId = read;
+  } catch {
+    // not Linux, or no /proc
+  }
+  return { hostname: hostname(), pidNamespace, bootId };
+}
+
+/**
+ * A process's own directory's name under `.checkouts` and `.scratch`:
+ * `<pid>.<random>.<pid namespace>.<boot id>.<hostname>` (`random`: 12 hex digits). Round U (U1):
+ * with `<pid>.<random>.<hostname>` only, containers sharing a cache volume and a hostname but
+ * not a pid namespace swept each other's live directories (the other's pid runs nowhere here).
+ */
+export function ownDirName(place: ProcessPlace, pid: number, random: string): string {
+  return `${pid}.${random}.${place.pidNamespace}.${place.bootId}.${place.hostname}`;
+}
+
+/**
+ * Whether the process directory `name` (under `.checkouts` or `.scratch`) is stale, seen from
+ * `here`: of this host, and of an earlier boot (no process of it runs), or of this boot and pid
+ * namespace with a pid that no longer runs (`isRunning`). Another host's or another pid
+ * namespace's is never (its pids are not ours to test). An earlier version's name
+ * (`<pid>.<random>.<hostname>`): of this host with a pid that no longer runs, as before.
+ * @returns undefined when `name` is no process directory's
+ */
+export function staleOwnDir(
+  name: string,
+  here: ProcessPlace,
+  isRunning: (pid: number) => boolean,
+): boolean | undefined {
+  const namespaced = OWN_DIR_NAMESPACED.exec(name);
+  if (namespaced) {
+    const [, pid, pidNamespace, bootId, host] = namespaced;
+    if (host !== here.hostname) return false;
+    if (bootId !== here.bootId) return true;
+    return pidNamespace === here.pidNamespace && !isRunning(Number(pid));
+  }
+  const match = OWN_DIR.exec(name);
+  if (!match) return undefined;
+  return match[2] === here.hostname && !isRunning(Number(match[1]));
+}
 
 /** Whether process `pid` (on this host) runs: signal 0 tests without sending; EPERM means it runs as another user. */
 function isRunning(pid: number): boolean {
@@ -138,10 +204,17 @@ export class BlobCache {
   private readonly streams = new Map<string, Promise<BlobBroadcast | undefined>>();
   private totalBytes = 0;
   private ready: Promise<void> | undefined;
-  /** This cache's own directory under {@link CHECKOUTS}: its checkouts and partial downloads. */
-  private readonly ownDir: string;
   /**
-   * This process's scratch directory, `<dir>/.scratch/<pid>.<random>.<hostname>` (made 0700 by
+   * This cache's own directory under {@link CHECKOUTS} (0700, made by {@link BlobCache.open}): its
+   * checkouts and partial downloads, and the worker's own copies of a module host's files
+   * (`WorkerBlobs.putOpened`, the upload by hash of a host's archive): a directory no host is
+   * given, so that a copy the worker checked is not where a module swaps files (round U, U1).
+   */
+  readonly ownDir: string;
+  /** Where this process runs (its directories' names: {@link ownDirName}). */
+  private readonly place: ProcessPlace;
+  /**
+   * This process's scratch directory, `<dir>/.scratch/<own>` ({@link ownDirName}; made 0700 by
    * its first user: a module's packer, a host's result file): the worker's modules pack their archives there and its module hosts write
    * their results that go by reference there (`WorkerArtifacts.scratchDir`). Of its own, so that
    * what a worker killed mid-upload left there (archives, `result-host.*`, `result.*`, copies) is
@@ -151,7 +224,8 @@ export class BlobCache {
   readonly scratchDir: string;
 
   constructor(private readonly options: BlobCacheOptions) {
-    const own = `${process.pid}.${randomBytes(6).toString('hex')}.${hostname()}`;
+    this.place = processPlace();
+    const own = ownDirName(this.place, process.pid, randomBytes(6).toString('hex'));
     this.ownDir = join(options.dir, CHECKOUTS, own);
     this.scratchDir = join(options.dir, SCRATCH_DIR, own);
   }
@@ -199,8 +273,7 @@ export class BlobCache {
         [scratch, this.scratchDir],
       ] as const)
         for (const name of await readdir(parent).catch(() => [] as string[])) {
-          const match = OWN_DIR.exec(name);
-          const stale = match ? match[2] === hostname() && !isRunning(Number(match[1])) : parent === checkouts;
+          const stale = staleOwnDir(name, this.place, isRunning) ?? parent === checkouts;
           if (stale && join(parent, name) !== own) await rm(join(parent, name), { recursive: true, force: true });
         }
       for (const name of await readdir(this.options.dir)) {
@@ -553,10 +626,14 @@ export class BlobCache {
     await this.install(sha256, copied.path, size);
   }
 
-  /** Removes this cache's own checkouts directory (blobs stay); a checkout not yet released is gone with it. */
+  /**
+   * Removes this cache's own checkouts directory and its scratch directory (blobs stay); a
+   * checkout not yet released, and what a module left in the scratch directory, are gone with them.
+   */
   async close(): Promise<void> {
     if (this.ready === undefined) return;
     await this.ready.catch(() => undefined);
     await rm(this.ownDir, { recursive: true, force: true });
+    await rm(this.scratchDir, { recursive: true, force: true });
   }
 }

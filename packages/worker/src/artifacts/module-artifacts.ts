@@ -85,6 +85,16 @@ export interface BlobTransport {
    * `subject` (of every method): what is moved, named in the transfer's log line.
    */
   put(path: string, digest?: Digest, subject?: TransferSubject): Promise<Digest>;
+  /**
+   * Uploads exactly `size` bytes of the file open as `handle` (a module host's, checked by the
+   * caller: `openHostFile`) from a copy of the transport's own, made where no host is given a
+   * directory, and keeps it in the cache; answers its digest. Never opens the host's path.
+   * @param digest the host's: the copy's bytes must hash to it. @default not checked
+   * @throws (rejects) a copy of other bytes than `digest`, a file changed in size since its
+   *   check, or the upload's error
+   * @default absent: the caller copies into its scratch directory and calls {@link BlobTransport.put}
+   */
+  putOpened?(handle: FileHandle, size: number, digest?: Digest, subject?: TransferSubject): Promise<Digest>;
   /** Blob `sha256` as a file of the caller's own (a link into the cache); the caller removes it when done. */
   checkOut(sha256: string, subject?: TransferSubject): Promise<{ path: string }>;
   /**

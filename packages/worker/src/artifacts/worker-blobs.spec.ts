@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { appendFile, mkdtemp, open, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, open, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { ArtifactClient } from '@mpd/client';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -321,6 +321,69 @@ describe('WorkerBlobs.putPacking: the archive uploaded as its module packs it (i
       } finally {
         await opened.close();
         await close();
+      }
+    },
+  );
+});
+
+describe("the worker's own copy of a module host's archive (review U1 of round T)", () => {
+  it.each([false, true])(
+    "is made outside the host's scratch directory: a symbolic link a module swaps over a file there while the upload by hash runs is neither uploaded nor kept in the cache (the store has the blob already: %s)",
+    async (storeHas) => {
+      const sha256Of = (bytes: Buffer) => ({
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+        size: bytes.length,
+      });
+      const root = await mkdtemp(join(tmpdir(), 'mpd-copy-swap-'));
+      const store = await startUploadStore({ hashRequired: true });
+      const real = new ArtifactClient({ baseUrl: store.url, token: 't' });
+      try {
+        const key = join(root, 'worker-key');
+        const secret = Buffer.from('a private key of the worker machine\n');
+        await writeFile(key, secret, { mode: 0o600 });
+        const blobs = new WorkerBlobs(real, { dir: join(root, 'cache'), maxBytes: 1 << 26 });
+        await blobs.cache.open();
+        const scratch = blobs.cache.scratchDir;
+        // The module's race, made deterministic: whatever file the worker uploads from the host's
+        // scratch directory (the one directory a module is given) is replaced by a link to `key`.
+        const uploadedFrom: string[] = [];
+        const client = Object.create(real) as ArtifactClient;
+        client.putFile = async (path, digest) => {
+          uploadedFrom.push(path);
+          if (dirname(path) === scratch) {
+            await symlink(key, `${path}.l`);
+            await rename(`${path}.l`, path);
+          }
+          return await real.putFile.call(client, path, digest);
+        };
+        if (storeHas)
+          (client as unknown as { has: (sha256: string) => Promise<number> }).has = async () => secret.length;
+        (blobs as unknown as { client: ArtifactClient }).client = client;
+        await mkdir(scratch, { recursive: true, mode: 0o700 });
+        const archive = join(scratch, 'archive.tar');
+        const bytes = Buffer.alloc(secret.length, 7); // sized as the file the module wants
+        await writeFile(archive, bytes, { mode: 0o600 });
+        const opened = await open(archive, 'r');
+        try {
+          const { follower, stored } = blobs.putPacking(archive, undefined, Promise.resolve(opened));
+          follower.written(bytes.length);
+          follower.ended({ digest: sha256Of(bytes) });
+          await within(stored, 10_000, 'the upload did not end').catch(() => undefined);
+        } finally {
+          await opened.close();
+        }
+        const sent = store.requests.filter((seen) => seen.method === 'PUT').map((seen) => seen.sha256);
+        expect(sent).not.toContain(sha256Of(secret).sha256);
+        if (blobs.cache.has(sha256Of(bytes).sha256)) {
+          const kept = await blobs.checkOut(sha256Of(bytes).sha256);
+          expect((await readFile(kept.path)).equals(bytes), 'the cache kept the swapped-in file').toBe(true);
+        }
+        expect(uploadedFrom.length).toBeGreaterThan(0);
+        expect(uploadedFrom.filter((path) => dirname(path) === scratch)).toEqual([]);
+      } finally {
+        await real.close();
+        await store.close();
+        await rm(root, { recursive: true, force: true });
       }
     },
   );

@@ -1,6 +1,5 @@
 import type { FileHandle } from 'node:fs/promises';
 import { rm } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { type ArtifactClient, DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS } from '@mpd/client';
 import type { Logger } from 'pino';
@@ -201,13 +200,41 @@ export class WorkerBlobs implements BlobTransport {
     if (opened === undefined) return await this.upload(path, await digest);
     const handle = await opened;
     const known = await digest;
-    const copy = await copyHostFile(handle, known.size, dirname(path), 'upload', 'tar');
+    // In the cache's own directory, not the host's scratch directory (`dirname(path)`), where a
+    // module could swap a link over the copy before `putFile` and `cache.add` open it by path.
+    await this.cache.open();
+    const copy = await copyHostFile(handle, known.size, this.cache.ownDir, 'upload', 'tar');
     try {
       if (copy.digest.sha256 !== known.sha256)
         throw new Error(
           `the archive's bytes hash to ${copy.digest.sha256}, not to ${known.sha256} as packed: not uploaded`,
         );
       return await this.upload(copy.path, known);
+    } finally {
+      await rm(copy.path, { force: true });
+    }
+  }
+
+  /**
+   * A module host's file, open as `handle` and checked by the caller, uploaded from a copy of
+   * exactly `size` bytes made in the cache's own directory (`BlobCache.ownDir`, which no host is
+   * given: round U, U1), checked against the host's `digest` when given, kept in the cache by a
+   * link of that copy, and removed.
+   * @throws (rejects) when the copy's bytes are not `digest`'s, the file changed in size since
+   *   its check, or the upload's error
+   */
+  async putOpened(handle: FileHandle, size: number, digest?: Digest, subject?: TransferSubject): Promise<Digest> {
+    const startedAt = performance.now();
+    await this.cache.open();
+    const copy = await copyHostFile(handle, size, this.cache.ownDir, 'upload', 'tar');
+    try {
+      if (digest !== undefined && (digest.sha256 !== copy.digest.sha256 || digest.size !== copy.digest.size))
+        throw new Error(
+          `the file holds ${copy.digest.size} bytes hashing to ${copy.digest.sha256}, not the digest the module host gave (${digest.sha256}, ${digest.size} bytes): not uploaded`,
+        );
+      const stored = await this.upload(copy.path, copy.digest);
+      this.logUpload(stored, startedAt, subject);
+      return stored;
     } finally {
       await rm(copy.path, { force: true });
     }

@@ -4,7 +4,7 @@
  * there), with which it shares `test/module-hosts-spec.ts`.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { copyFile, mkdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ArtifactClient } from '@mpd/client';
@@ -17,6 +17,7 @@ import { startUploadStore } from '../../test/upload-store.js';
 import { BlobCache } from '../artifacts/blob-cache.js';
 import type { Digest, PackFollower } from '../artifacts/module-artifacts.js';
 import { WorkerBlobs } from '../artifacts/worker-blobs.js';
+import { MAX_PACKS_IN_FLIGHT } from './module-host.js';
 
 const { dir, executor, request, start, run, pipeline, logLines } = moduleHostsSpec();
 
@@ -393,6 +394,17 @@ describe('modules in module hosts', () => {
   });
 });
 
+/** This process's descriptors open on `path` (the worker's: the specs run it in process). */
+function heldDescriptors(path: string): number {
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === path;
+    } catch {
+      return false; // closed since listed
+    }
+  }).length;
+}
+
 describe("a module host's upload of a file of its scratch directory (review s2 of round R)", () => {
   it("is read through the one handle the worker opened and checked: a symbolic link to a file of the worker's, a second hard link of one, a FIFO or a directory named by a forged put or putPacking is refused, nothing of the file reaches the store, no hang; a module's own archive still uploads", async () => {
     const store = await startUploadStore();
@@ -467,4 +479,113 @@ describe("a module host's upload of a file of its scratch directory (review s2 o
       await store.close();
     }
   }, 120_000);
+
+  it.each(['put', 'putPacking'] as const)(
+    "a forged %s of a file in the scratch directory after the module replaced that directory by a symbolic link to a directory of the worker's: refused (the handle's real path is checked), the file not uploaded",
+    async (op) => {
+      const store = await startUploadStore();
+      const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+      try {
+        const transport = new WorkerBlobs(client, { dir: join(dir, `cache-swapped-dir-${op}`), maxBytes: 1 << 24 });
+        await transport.cache.open();
+        const scratchDir = transport.cache.scratchDir;
+        const on = executor({ slots: 1, artifacts: { transport, scratchDir } });
+        // A directory of the worker's (as ~/.ssh) holding a regular 0600 file of one link.
+        const secretDir = join(dir, `worker-ssh-${op}`);
+        await mkdir(secretDir, { mode: 0o700 });
+        const bytes = Buffer.from(`the worker's private key (${op})`);
+        await writeFile(join(secretDir, 'id_ed25519'), bytes, { mode: 0o600 });
+        const digest = { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length };
+        const sent = request('forged-upload', {
+          params: { op, path: join(scratchDir, 'id_ed25519'), digest, swapDirTo: secretDir },
+        });
+        const outcome = start(on, sent);
+        const refused = () =>
+          logLines.filter((line) => line.includes(sent.executionId) && line.includes('not a regular file of its own'))
+            .length;
+        const leaked = () => store.requests.filter((seen) => seen.sha256 === digest.sha256).length;
+        for (const deadline = Date.now() + 10_000; refused() + leaked() === 0 && Date.now() < deadline;)
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        on.cancel(sent.executionId, 'test over');
+        await within(outcome, 10_000, 'no answer');
+        expect({ refused: refused(), leaked: leaked(), cached: transport.cache.has(digest.sha256) }).toEqual({
+          refused: 1,
+          leaked: 0,
+          cached: false,
+        });
+      } finally {
+        await client.close();
+        await store.close();
+      }
+    },
+    60_000,
+  );
+
+  it(`a module forging more than ${MAX_PACKS_IN_FLIGHT} putPacking calls never ended in one execution: the one past the cap is refused, the worker holding at most ${MAX_PACKS_IN_FLIGHT} descriptors of the archive, and none once the execution ended`, async () => {
+    const store = await startUploadStore();
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const transport = new WorkerBlobs(client, { dir: join(dir, 'cache-packs-cap'), maxBytes: 10 * 1024 * 1024 });
+      await transport.cache.open();
+      const scratchDir = transport.cache.scratchDir;
+      const on = executor({ slots: 1, artifacts: { transport, scratchDir } });
+      await mkdir(scratchDir, { recursive: true, mode: 0o700 });
+      const path = join(scratchDir, 'many.tar');
+      await writeFile(path, 'p'.repeat(100), { mode: 0o600 });
+      const held = () => heldDescriptors(path);
+      const sent = request('forged-upload', {
+        params: {
+          op: 'putPacking',
+          path,
+          digest: { sha256: 'a'.repeat(64), size: 100 },
+          noEnd: true,
+          times: MAX_PACKS_IN_FLIGHT + 1,
+        },
+      });
+      const outcome = start(on, sent);
+      const refused = () =>
+        logLines.filter((line) => line.includes(sent.executionId) && line.includes('archives being packed at once'))
+          .length;
+      for (const deadline = Date.now() + 15_000; refused() === 0 && Date.now() < deadline;)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(refused()).toBe(1);
+      expect(held()).toBeLessThanOrEqual(MAX_PACKS_IN_FLIGHT);
+      on.cancel(sent.executionId, 'test over');
+      await within(outcome, 10_000, 'no answer');
+      for (const deadline = Date.now() + 10_000; held() > 0 && Date.now() < deadline;)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(held()).toBe(0);
+    } finally {
+      await client.close();
+      await store.close();
+    }
+  }, 60_000);
+
+  it("a forged putPacking whose archive the host never ends: the worker's upload of it fails once the execution ended, and the archive's descriptor the worker opened is closed (not held until the host exits)", async () => {
+    const store = await startUploadStore();
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const transport = new WorkerBlobs(client, { dir: join(dir, 'cache-never-ended'), maxBytes: 10 * 1024 * 1024 });
+      await transport.cache.open();
+      const scratchDir = transport.cache.scratchDir;
+      const on = executor({ slots: 1, artifacts: { transport, scratchDir } });
+      await mkdir(scratchDir, { recursive: true, mode: 0o700 });
+      const path = join(scratchDir, 'never-ended.tar');
+      await writeFile(path, 'p'.repeat(100), { mode: 0o600 });
+      const held = () => heldDescriptors(path);
+      expect(held()).toBe(0);
+      const sent = request('forged-upload', {
+        params: { op: 'putPacking', path, digest: { sha256: 'a'.repeat(64), size: 100 }, noEnd: true, returns: true },
+      });
+      expect(resultOf(await within(start(on, sent), 15_000, 'no answer'))).toBe('sent');
+      // Settles at the execution's end; before, it was held until the host exited (never, here:
+      // the host is idle in the pool, reused by the next module).
+      for (const deadline = Date.now() + 10_000; held() > 0 && Date.now() < deadline;)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(held()).toBe(0);
+    } finally {
+      await client.close();
+      await store.close();
+    }
+  }, 60_000);
 });

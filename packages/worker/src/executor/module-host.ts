@@ -38,7 +38,14 @@ import { ByteLineSplitter, NEWLINE } from './module-output.js';
 import { LATE_LINES_BURST, LATE_LINES_INTERVAL_MS, LogRateLimit, moreSevere } from './module-logger.js';
 import { type GroupStop, stopProcessGroup } from './process-group.js';
 import { progressReports } from './progress-reports.js';
-import { copyHostFile, notOwnFileMessage, openHostFile } from './scratch-file.js';
+import { copyHostFile, notOwnFileMessage, openHostFile, scratchRealPath } from './scratch-file.js';
+
+/**
+ * The most `putPacking` calls of one execution the worker follows at once (each holds a
+ * descriptor of its archive until it ends): one more is refused (round U, U1: a module forging
+ * calls in a loop could otherwise exhaust the worker's descriptors before its execution ends).
+ */
+export const MAX_PACKS_IN_FLIGHT = 256;
 
 /** The host's entry file, beside this one (`.ts` in the sources, `.js` once built). */
 const HOST_MAIN = fileURLToPath(
@@ -252,7 +259,20 @@ export class ModuleHost {
   /** Per pipe, the bytes read from it (for {@link MOST_PIPE_BYTES}). */
   private readonly bytesRead = { stdout: 0, stderr: 0 };
 
+  /**
+   * The real path of the artifact scratch directory the host is given ({@link scratchRealPath}:
+   * made and resolved by the worker before the host starts), or the error that stopped it; none
+   * without artifacts.
+   */
+  private readonly scratchReal: { path: string } | { error: unknown } | undefined;
+
   constructor(private readonly options: ModuleHostOptions) {
+    const given = options.artifacts?.scratchDir;
+    try {
+      this.scratchReal = given === undefined ? undefined : { path: scratchRealPath(given) };
+    } catch (error) {
+      this.scratchReal = { error }; // each upload of the host fails with it
+    }
     this.child = spawn(process.execPath, [...hostExecArgv(options.heapLimitMb), HOST_MAIN], {
       // Its own process group, so that stopping the group reaches every process a module started.
       detached: true,
@@ -282,12 +302,7 @@ export class ModuleHost {
     this.exited = new Promise((resolve) => {
       this.child.on('exit', (code, signal) => {
         this.hasExited = true;
-        for (const follower of this.packs.values()) {
-          follower.ended({
-            error: new Error(`the module host exited (${signal ?? `code ${code}`}) while it packed the archive`),
-          });
-        }
-        this.packs.clear();
+        this.failPacks(`the module host exited (${signal ?? `code ${code}`}) while it packed the archive`);
         this.abandonFollows();
         const tail = this.stderrTail.length > 0 ? `: ${this.stderrTail.join(' | ')}` : '';
         readyReject(new Error(`the module host exited (${signal ?? `code ${code}`}) before it was ready${tail}`));
@@ -362,6 +377,7 @@ export class ModuleHost {
           const running = this.running;
           this.running = undefined;
           this.abandonFollows();
+          this.failPacks(`the execution ended (${message.type}) before the module host ended packing the archive`);
           this.keepAlive(false);
           if (message.type === 'done' && !message.marked) {
             // No end marks: every byte of the execution is in the pipes or already read from
@@ -420,6 +436,20 @@ export class ModuleHost {
   }
 
   /**
+   * Fails every `putPacking` upload whose archive the host has not ended (`artifact-pack-ended`)
+   * with `reason`: called when the execution that asked for them ends (its `done` or `crash`, a
+   * broken channel) and when the host exits. Its upload then settles, and the archive's handle
+   * the worker opened is closed (see `answerArtifactCall`). Before (round U, U1), a forged
+   * `putPacking` never ended held its upload and that descriptor until the host exited: hosts
+   * are reused, so a module doing so in a loop could exhaust the worker's descriptors (EMFILE).
+   */
+  private failPacks(reason: string): void {
+    const open = [...this.packs.values()];
+    this.packs.clear();
+    for (const follower of open) follower.ended({ error: new Error(reason) });
+  }
+
+  /**
    * Follows a download for the host (`follow`): its progress goes to the host as messages, as
    * `progressReports` tells it (a slow or stalled download still shows the host its first bytes,
    * so an offending entry is refused before the end); the last before the end.
@@ -457,11 +487,14 @@ export class ModuleHost {
    * @throws (rejects) the refusal, or the open's error (`ENOENT`…)
    */
   private async openHostUpload(path: string, executionId: string): Promise<FileHandle> {
-    const found = await openHostFile(path);
+    const real = this.scratchReal;
+    if (real === undefined) throw new Error('no artifact scratch directory on this worker');
+    if ('error' in real) throw real.error;
+    const found = await openHostFile(path, real.path);
     if (found !== 'not-own-file') return found.handle;
     this.options.logger.warn(
       { hostPid: this.pid, executionId, path },
-      'a module host asked to upload a file that is not a regular file of its own (a link, a FIFO, a directory, a file of two links): refused',
+      'a module host asked to upload a file that is not a regular file of its own (a link, a FIFO, a directory, a file of two links, a link in place of its directory): refused',
     );
     throw new Error(notOwnFileMessage(path));
   }
@@ -469,7 +502,8 @@ export class ModuleHost {
   /**
    * A host's `put` (its own `ctx.artifacts` packs through `putPacking`; a `put` comes from a
    * module's code writing on the channel): the file opened once ({@link openHostUpload}), its
-   * bytes copied from that handle into a file of the worker's own in `scratchDir` (the worker's) and
+   * bytes copied from that handle into a file of the worker's own (the transport's `putOpened`:
+   * in a directory no host is given; else in `scratchDir`) and
    * hashed on the way, checked against the host's `digest` when it gave one, and that copy
    * uploaded (the cache keeps it by a link: nothing of the host's file is taken by its path).
    * @throws (rejects) the refusal, a digest that is not the file's, or the upload's error
@@ -486,6 +520,12 @@ export class ModuleHost {
     let copy: string | undefined;
     try {
       const { size } = await handle.stat();
+      // Copied where no host is given a directory (round U, U1): a module cannot swap a link
+      // over the copy before it is uploaded and kept by its path.
+      if (transport.putOpened)
+        return await transport.putOpened(handle, size, digest, subject).catch((error: unknown) => {
+          throw error instanceof Error ? new Error(`${path}: ${error.message}`, { cause: error }) : error;
+        });
       const copied = await copyHostFile(handle, size, scratchDir, 'upload', 'tar');
       copy = copied.path;
       if (digest !== undefined && (digest.sha256 !== copied.digest.sha256 || digest.size !== copied.digest.size))
@@ -524,6 +564,17 @@ export class ModuleHost {
     if (call.op === 'putPacking') {
       if (!transport.putPacking) {
         answer({ ok: false, message: 'this worker cannot upload an archive as it is packed' });
+        return;
+      }
+      if (this.packs.size >= MAX_PACKS_IN_FLIGHT) {
+        this.options.logger.warn(
+          { hostPid: this.pid, executionId: call.executionId, path: call.path },
+          `a module host asked for more than ${MAX_PACKS_IN_FLIGHT} uploads of archives being packed at once: refused`,
+        );
+        answer({
+          ok: false,
+          message: `more than ${MAX_PACKS_IN_FLIGHT} archives uploaded as they are packed at once: not uploaded`,
+        });
         return;
       }
       // Opened once here, checked on the handle, and read through it only (never by the path the
@@ -579,6 +630,7 @@ export class ModuleHost {
     const running = this.running;
     this.running = undefined;
     this.abandonFollows();
+    this.failPacks('the channel of the module host broke while it packed the archive');
     this.options.logger.warn(
       {
         hostPid: this.pid,

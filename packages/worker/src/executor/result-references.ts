@@ -24,7 +24,7 @@ import {
 } from './execution.js';
 import { ExecutionStop } from './execution-stop.js';
 import { resultTooLargeError } from './result-limits.js';
-import { copyHostFile, type OpenedHostFile, openHostFile } from './scratch-file.js';
+import { copyHostFile, type OpenedHostFile, openHostFile, scratchRealPath } from './scratch-file.js';
 import type { ThrownDescription } from './values-as-text.js';
 import { goesByReference, RESULT_REF_KEY } from './result-file.js';
 import { DEFAULT_INLINE_RESULT_BYTES, DEFAULT_WORKER_MAX_RESULT_BYTES } from '../worker-defaults.js';
@@ -116,7 +116,7 @@ export async function storeHostResult(
   let opened: OpenedHostFile | undefined;
   let copy: string | undefined;
   try {
-    const found = await openHostFile(file);
+    const found = await openHostFile(file, scratchRealPath(artifacts.scratchDir));
     if (found === 'not-own-file') {
       return {
         ok: false,
@@ -131,7 +131,14 @@ export async function storeHostResult(
     if (found.size > maxResultBytes)
       return { ok: false, error: resultTooLargeError(module, found.size, maxResultBytes) };
     try {
-      // The bytes checked, copied from the handle: the host's path is never opened again.
+      // The bytes checked, copied from the handle: the host's path is never opened again; the
+      // copy made where no host is given a directory when the transport can (round U, U1).
+      const subject = { module, result: module };
+      if (artifacts.transport.putOpened)
+        return {
+          ok: true,
+          value: resultRefText(await artifacts.transport.putOpened(found.handle, found.size, undefined, subject)),
+        };
       const copied = await copyHostFile(found.handle, found.size, artifacts.scratchDir, 'result');
       copy = copied.path;
       return {

@@ -9,9 +9,9 @@
  * still writing, is read through the handle as it grows (`WorkerBlobs.putPacking`).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
-import { type FileHandle, open, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { constants, mkdirSync, realpathSync } from 'node:fs';
+import { type FileHandle, open, readlink, realpath, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { Digest } from '../artifacts/module-artifacts.js';
 
 /** Bytes read at a time when copying (as the artifact client reads a file: 1 MiB). */
@@ -23,14 +23,52 @@ export interface OpenedHostFile {
   size: number;
 }
 
+/** Real paths of the scratch directories the worker gave its hosts, as first resolved (see {@link scratchRealPath}). */
+const scratchRealPaths = new Map<string, string>();
+
+/**
+ * The real path (no symbolic link in it) of the scratch directory `dir` the worker gives its
+ * module hosts, resolved once per process, the first time the worker gives it (a host's start,
+ * before any module of it ran): the directory is made here by the worker (0700, with its
+ * parents) when it is not there yet. A module may later replace the directory (or a parent) by
+ * a symbolic link; the path resolved here stays what {@link openHostFile} checks a file's
+ * handle against (round U, U1).
+ * @throws the file system's error (`ENOTDIR`, `EACCES`…)
+ */
+export function scratchRealPath(dir: string): string {
+  let real = scratchRealPaths.get(dir);
+  if (real === undefined) {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    real = realpathSync(dir);
+    scratchRealPaths.set(dir, real);
+  }
+  return real;
+}
+
+/**
+ * Whether the file open as `handle` is `path`'s file in the scratch directory whose real path is
+ * `realDir` (`join(realDir, basename(path))`): on Linux the handle's own path
+ * (`/proc/self/fd/N`, what the kernel opened, whatever links the path went through); elsewhere
+ * the real path of `path`'s directory now (a check by path: best effort).
+ */
+async function openedInDir(handle: FileHandle, path: string, realDir: string): Promise<boolean> {
+  const expected = join(realDir, basename(path));
+  if (process.platform !== 'linux') return join(await realpath(dirname(path)), basename(path)) === expected;
+  return (await readlink(`/proc/self/fd/${handle.fd}`)) === expected;
+}
+
 /**
  * Opens the host's file `path` once (`O_RDONLY | O_NOFOLLOW | O_NONBLOCK`: a symbolic link is
- * refused, a FIFO opens at once) and checks it on the handle.
+ * refused, a FIFO opens at once) and checks it on the handle: a regular file of one link, opened
+ * right in the scratch directory whose real path is `realDir` ({@link scratchRealPath}: `O_NOFOLLOW`
+ * guards only the last component, and a module may have replaced its scratch directory by a
+ * symbolic link to, say, `~/.ssh`; round U, U1).
  * @returns the handle and size; or `'not-own-file'` when it is a symbolic link, not a regular
- *   file (a FIFO, a directory, a device…) or a file of more than one link (its handle closed)
- * @throws the open's or fstat's error otherwise (`ENOENT`…)
+ *   file (a FIFO, a directory, a device…), a file of more than one link, or a file reached
+ *   through a link elsewhere than `realDir` (its handle closed)
+ * @throws the open's, fstat's or readlink's error otherwise (`ENOENT`…)
  */
-export async function openHostFile(path: string): Promise<OpenedHostFile | 'not-own-file'> {
+export async function openHostFile(path: string, realDir: string): Promise<OpenedHostFile | 'not-own-file'> {
   let handle: FileHandle;
   try {
     handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
@@ -40,7 +78,7 @@ export async function openHostFile(path: string): Promise<OpenedHostFile | 'not-
   }
   try {
     const found = await handle.stat();
-    if (!found.isFile() || found.nlink !== 1) {
+    if (!found.isFile() || found.nlink !== 1 || !(await openedInDir(handle, path, realDir))) {
       await handle.close();
       return 'not-own-file';
     }
@@ -57,7 +95,7 @@ export async function openHostFile(path: string): Promise<OpenedHostFile | 'not-
  * a device, or a file of more than one link. `path` is named as the host gave it.
  */
 export function notOwnFileMessage(path: string): string {
-  return `${path} is not a regular file of its own (a symbolic link, a FIFO, a directory, or a file of more than one link): not uploaded`;
+  return `${path} is not a regular file of its own (a symbolic link, a FIFO, a directory, a file of more than one link, or one reached through a link in place of its directory): not uploaded`;
 }
 
 /**
