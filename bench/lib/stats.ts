@@ -22,14 +22,5 @@ export function sum(values: readonly number[]): number {
   return total;
 }
 
-/** A seeded pseudo-random generator (mulberry32): the same seed gives the same sequence on every machine. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+/** A seeded pseudo-random generator (mulberry32): test-kit's, shared with the fault-injection tests. */
+export { seededRandom } from '@mpd/test-kit';

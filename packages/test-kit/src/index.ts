@@ -71,6 +71,7 @@ export {
 } from './raw-http.js';
 export { S3_SERVER_CREDENTIALS, type S3Request, type S3Server, startS3Server } from './s3-server.js';
 export { TestClock } from './test-clock.js';
+export { seededRandom } from './seeded-random.js';
 export {
   createNamespaceNetwork,
   createNetworkNamespace,

@@ -12,7 +12,15 @@ import { fileURLToPath } from 'node:url';
 import { createOrchestratorClient } from '@mpd/client';
 import { defineModule, definePipeline } from '@mpd/pipeline';
 import { runPipeline, type RunResult } from '@mpd/orchestrator';
-import { killLeftovers, cliOf, orchestratorArgs, spawnProcess, workerArgs, type RunningProcess } from '@mpd/test-kit';
+import {
+  killLeftovers,
+  cliOf,
+  orchestratorArgs,
+  seededRandom,
+  spawnProcess,
+  workerArgs,
+  type RunningProcess,
+} from '@mpd/test-kit';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, silent } from '../helpers/cluster.js';
@@ -76,18 +84,6 @@ function expectEveryResultAcceptedOnce(result: RunResult): void {
  * else throws: `faultsSeed`). A new one each run otherwise, printed.
  */
 const SEED = faultsSeed(process.env.FAULTS_SEED, () => Date.now() % 2 ** 31);
-
-/** A seeded generator of numbers in [0, 1) (mulberry32: 32 bits of state, enough for picking moments and victims). */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 describe('fault injection', () => {
   // Invariants under many random kills; cli.spec.ts keeps the single deterministic kill with its exact attempts.

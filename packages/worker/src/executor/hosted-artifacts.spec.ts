@@ -18,6 +18,7 @@ import { BlobCache } from '../artifacts/blob-cache.js';
 import type { Digest, PackFollower } from '../artifacts/module-artifacts.js';
 import { WorkerBlobs } from '../artifacts/worker-blobs.js';
 import { MAX_PACKS_IN_FLIGHT } from './module-host.js';
+import type { ModuleExecutor } from './module-executor.js';
 
 const { dir, executor, request, start, run, pipeline, logLines } = moduleHostsSpec();
 
@@ -405,6 +406,34 @@ function heldDescriptors(path: string): number {
   }).length;
 }
 
+/**
+ * Runs `body` with a one-slot executor whose module hosts upload to a real HTTP store through a
+ * `WorkerBlobs` cache (`cache-<name>` under the spec's dir), and a 100-byte archive `file` (0600)
+ * in the hosts' scratch directory; `held()` counts this process's descriptors open on it. The
+ * store and its client are closed after, also on failure.
+ */
+async function withArchiveInScratch(
+  name: string,
+  file: string,
+  body: (run: { on: ModuleExecutor; path: string; held: () => number }) => Promise<void>,
+): Promise<void> {
+  const store = await startUploadStore();
+  const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+  try {
+    const transport = new WorkerBlobs(client, { dir: join(dir, `cache-${name}`), maxBytes: 10 * 1024 * 1024 });
+    await transport.cache.open();
+    const scratchDir = transport.cache.scratchDir;
+    const on = executor({ slots: 1, artifacts: { transport, scratchDir } });
+    await mkdir(scratchDir, { recursive: true, mode: 0o700 });
+    const path = join(scratchDir, file);
+    await writeFile(path, 'p'.repeat(100), { mode: 0o600 });
+    await body({ on, path, held: () => heldDescriptors(path) });
+  } finally {
+    await client.close();
+    await store.close();
+  }
+}
+
 describe("a module host's upload of a file of its scratch directory (review s2 of round R)", () => {
   it("is read through the one handle the worker opened and checked: a symbolic link to a file of the worker's, a second hard link of one, a FIFO or a directory named by a forged put or putPacking is refused, nothing of the file reaches the store, no hang; a module's own archive still uploads", async () => {
     const store = await startUploadStore();
@@ -522,17 +551,7 @@ describe("a module host's upload of a file of its scratch directory (review s2 o
   );
 
   it(`a module forging more than ${MAX_PACKS_IN_FLIGHT} putPacking calls never ended in one execution: the one past the cap is refused, the worker holding at most ${MAX_PACKS_IN_FLIGHT} descriptors of the archive, and none once the execution ended`, async () => {
-    const store = await startUploadStore();
-    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
-    try {
-      const transport = new WorkerBlobs(client, { dir: join(dir, 'cache-packs-cap'), maxBytes: 10 * 1024 * 1024 });
-      await transport.cache.open();
-      const scratchDir = transport.cache.scratchDir;
-      const on = executor({ slots: 1, artifacts: { transport, scratchDir } });
-      await mkdir(scratchDir, { recursive: true, mode: 0o700 });
-      const path = join(scratchDir, 'many.tar');
-      await writeFile(path, 'p'.repeat(100), { mode: 0o600 });
-      const held = () => heldDescriptors(path);
+    await withArchiveInScratch('packs-cap', 'many.tar', async ({ on, path, held }) => {
       const sent = request('forged-upload', {
         params: {
           op: 'putPacking',
@@ -555,24 +574,11 @@ describe("a module host's upload of a file of its scratch directory (review s2 o
       for (const deadline = Date.now() + 10_000; held() > 0 && Date.now() < deadline;)
         await new Promise((resolve) => setTimeout(resolve, 20));
       expect(held()).toBe(0);
-    } finally {
-      await client.close();
-      await store.close();
-    }
+    });
   }, 60_000);
 
   it("a forged putPacking whose archive the host never ends: the worker's upload of it fails once the execution ended, and the archive's descriptor the worker opened is closed (not held until the host exits)", async () => {
-    const store = await startUploadStore();
-    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
-    try {
-      const transport = new WorkerBlobs(client, { dir: join(dir, 'cache-never-ended'), maxBytes: 10 * 1024 * 1024 });
-      await transport.cache.open();
-      const scratchDir = transport.cache.scratchDir;
-      const on = executor({ slots: 1, artifacts: { transport, scratchDir } });
-      await mkdir(scratchDir, { recursive: true, mode: 0o700 });
-      const path = join(scratchDir, 'never-ended.tar');
-      await writeFile(path, 'p'.repeat(100), { mode: 0o600 });
-      const held = () => heldDescriptors(path);
+    await withArchiveInScratch('never-ended', 'never-ended.tar', async ({ on, path, held }) => {
       expect(held()).toBe(0);
       const sent = request('forged-upload', {
         params: { op: 'putPacking', path, digest: { sha256: 'a'.repeat(64), size: 100 }, noEnd: true, returns: true },
@@ -583,9 +589,6 @@ describe("a module host's upload of a file of its scratch directory (review s2 o
       for (const deadline = Date.now() + 10_000; held() > 0 && Date.now() < deadline;)
         await new Promise((resolve) => setTimeout(resolve, 20));
       expect(held()).toBe(0);
-    } finally {
-      await client.close();
-      await store.close();
-    }
+    });
   }, 60_000);
 });

@@ -29,27 +29,8 @@ const ledgerLines = (): string[] =>
 async function heldAfterItsCode(on: ModuleExecutor, gate: string, fail: boolean, timeoutMs?: number) {
   const sent = request('held-end', { params: { gate, fail }, timeoutMs });
   const outcome = start(on, sent);
-  let hostPid = 0;
-  await expect
-    .poll(
-      () => {
-        const held = ledgerLines().find((line) => line.startsWith(`holding ${sent.executionId} `));
-        hostPid = Number(held?.split(' ')[2] ?? 0);
-        return hostPid > 0;
-      },
-      { timeout: 30_000, interval: 50 },
-    )
-    .toBe(true);
   // The host wrote `returned` before it ran the callback that holds it: the worker reads it.
-  await expect
-    .poll(
-      () =>
-        logLines.some(
-          (line) => line.includes(sent.executionId) && line.includes('a cancel no longer replaces its outcome'),
-        ),
-      { timeout: 10_000, interval: 20 },
-    )
-    .toBe(true);
+  const hostPid = await heldAndReturned(sent.executionId, 'holding');
   return { sent, outcome, hostPid };
 }
 
@@ -60,12 +41,21 @@ async function heldAfterItsCode(on: ModuleExecutor, gate: string, fail: boolean,
 async function forgedReturned(on: ModuleExecutor, params: { ok: boolean; thenReturns: boolean }) {
   const forged = request('forges-returned', { params, timeoutMs: 600_000 });
   const outcome = start(on, forged);
+  const hostPid = await heldAndReturned(forged.executionId, 'forged');
+  return { forged, outcome, hostPid };
+}
+
+/**
+ * The pid of the host running `executionId`, once its module wrote `<word> <executionId> <pid>`
+ * to the ledger (it is held) and the worker logged that it read the execution's `returned`.
+ */
+async function heldAndReturned(executionId: string, word: 'holding' | 'forged'): Promise<number> {
   let hostPid = 0;
   await expect
     .poll(
       () => {
-        const line = ledgerLines().find((candidate) => candidate.startsWith(`forged ${forged.executionId} `));
-        hostPid = Number(line?.split(' ')[2] ?? 0);
+        const held = ledgerLines().find((line) => line.startsWith(`${word} ${executionId} `));
+        hostPid = Number(held?.split(' ')[2] ?? 0);
         return hostPid > 0;
       },
       { timeout: 30_000, interval: 50 },
@@ -74,13 +64,11 @@ async function forgedReturned(on: ModuleExecutor, params: { ok: boolean; thenRet
   await expect
     .poll(
       () =>
-        logLines.some(
-          (line) => line.includes(forged.executionId) && line.includes('a cancel no longer replaces its outcome'),
-        ),
+        logLines.some((line) => line.includes(executionId) && line.includes('a cancel no longer replaces its outcome')),
       { timeout: 10_000, interval: 20 },
     )
     .toBe(true);
-  return { forged, outcome, hostPid };
+  return hostPid;
 }
 
 describe('a module whose code ended while its host still works for it', () => {
