@@ -22,6 +22,10 @@ type Answer = { status: number; body: unknown; headers?: Headers };
 type Script = (call: number) => Answer | Error | Promise<Answer | Error>;
 
 const logger = pino({ level: 'silent' });
+
+/** Each attempt of a module's result as `[workerId, outcome]`, in order: where it ran and how it ended. */
+const attemptOutcomes = (module: { attempts: readonly { workerId: string; outcome: string }[] }): string[][] =>
+  module.attempts.map((attempt) => [attempt.workerId, attempt.outcome]);
 const refused = (): MpdClientError =>
   new MpdClientError('Unreachable', 'POST x: ECONNREFUSED', { errno: 'ECONNREFUSED' });
 const reset = (): MpdClientError => new MpdClientError('ConnectionLost', 'POST x: ECONNRESET', { errno: 'ECONNRESET' });
@@ -197,7 +201,7 @@ describe('runPipeline: workers removed from the registry', () => {
     answerB!();
     const result = await running;
     expect(result.status).toBe('Successful');
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+    expect(attemptOutcomes(result.modules[0]!)).toEqual([
       ['a', 'Lost'],
       ['b', 'Succeeded'],
     ]);
@@ -408,7 +412,7 @@ describe('runPipeline: at most one live attempt per module', () => {
     await clock.advance(6_000);
     const result = await running;
     expect(result.status).toBe('Successful');
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+    expect(attemptOutcomes(result.modules[0]!)).toEqual([
       ['w-lost', 'Lost'],
       ['w-other', 'Succeeded'],
     ]);
@@ -432,7 +436,7 @@ describe('runPipeline: at most one live attempt per module', () => {
     registry.heartbeat('w-lost', 0, { executions: [] });
     await clock.advance(6_000);
     const result = await running;
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+    expect(attemptOutcomes(result.modules[0]!)).toEqual([
       ['w-lost', 'Lost'],
       ['w-other', 'Succeeded'],
     ]);
@@ -503,9 +507,7 @@ describe('runPipeline: at most one live attempt per module', () => {
         executionId,
       ]);
       expect(result.status).toBe('Successful');
-      expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
-        ['w-lost', 'Succeeded'],
-      ]);
+      expect(attemptOutcomes(result.modules[0]!)).toEqual([['w-lost', 'Succeeded']]);
     },
   );
 
@@ -581,7 +583,7 @@ describe('runPipeline: at most one live attempt per module', () => {
       workerId: 'w-frozen',
       result: frozen.executes[0]!.executionId,
     });
-    expect(module.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+    expect(attemptOutcomes(module)).toEqual([
       ['w-frozen', 'Succeeded'],
       ['w-second', 'Cancelled'],
     ]);
@@ -664,9 +666,7 @@ describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
     const result = await running;
     expect(lost.executes).toHaveLength(4);
     expect(other.executes).toEqual([]);
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
-      ['w-lost', 'Succeeded'],
-    ]);
+    expect(attemptOutcomes(result.modules[0]!)).toEqual([['w-lost', 'Succeeded']]);
   });
 
   it('the `keptForMs` of such a 404 bounds its collects: none is sent once the worker no longer keeps the outcome, and the attempt then ends on the two heartbeats that leave it out (review S, 3)', async () => {
@@ -695,7 +695,7 @@ describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
     await clock.advance(6_000);
     const result = await running;
     expect(lost.executes).toHaveLength(4);
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+    expect(attemptOutcomes(result.modules[0]!)).toEqual([
       ['w-lost', 'Lost'],
       ['w-other', 'Succeeded'],
     ]);
@@ -710,7 +710,7 @@ describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
     const result = await running;
     expect(lost.executes).toHaveLength(2);
     expect(lost.cancels).toHaveLength(1);
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+    expect(attemptOutcomes(result.modules[0]!)).toEqual([
       ['w-lost', 'Lost'],
       ['w-other', 'Succeeded'],
     ]);
@@ -758,7 +758,7 @@ describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
     await clock.advance(6_000);
     const result = await running;
     expect(lost.executionIds).toEqual(Array(6).fill(executionId));
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+    expect(attemptOutcomes(result.modules[0]!)).toEqual([
       ['w-lost', 'Lost'],
       ['w-other', 'Succeeded'],
     ]);
@@ -796,9 +796,7 @@ describe('runPipeline: a cancel answered 404 `finished` (round R, R1)', () => {
     expect(lost.executes.map((body) => body.executionId)).toEqual([executionId, executionId]);
     expect(other.executes).toEqual([]);
     expect(result.status).toBe('Successful');
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
-      ['w-lost', 'Succeeded'],
-    ]);
+    expect(attemptOutcomes(result.modules[0]!)).toEqual([['w-lost', 'Succeeded']]);
   });
 });
 
@@ -874,7 +872,7 @@ describe('runPipeline: a late cancel 404 `finished` for an outcome the heartbeat
       expect(finishedModules.filter((name) => name === 'work')).toEqual(['work']);
       const work = result.modules.find((module) => module.name === 'work')!;
       expect(work.result).toBe(executionId);
-      expect(work.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([['w-lost', 'Succeeded']]);
+      expect(attemptOutcomes(work)).toEqual([['w-lost', 'Succeeded']]);
       expect(work.attempts[0]!.acceptedLate).toMatchObject({ after: 'Lost' });
     },
   );
@@ -912,7 +910,7 @@ describe('runPipeline: a retired attempt keeps no request (round R, R1; review S
     answerOther(success(other.executes[0]!));
     await clock.advance(1_000);
     const result = await running;
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+    expect(attemptOutcomes(result.modules[0]!)).toEqual([
       ['w-lost', 'Lost'],
       ['w-other', 'Succeeded'],
     ]);
@@ -943,7 +941,7 @@ describe('runPipeline: a cancel answered 200 (round R, R6)', () => {
     const result = await running;
     expect(other.executes).toHaveLength(1);
     expect(lost.cancels).toEqual([executionId]);
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+    expect(attemptOutcomes(result.modules[0]!)).toEqual([
       ['w-lost', 'Lost'],
       ['w-other', 'Succeeded'],
     ]);
@@ -967,7 +965,7 @@ describe('runPipeline: a cancel answered 200 (round R, R6)', () => {
     await clock.advance(10_000);
     const result = await running;
     expect(other.executes).toHaveLength(1);
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+    expect(attemptOutcomes(result.modules[0]!)).toEqual([
       ['w-lost', 'Lost'],
       ['w-other', 'Succeeded'],
     ]);
@@ -983,7 +981,7 @@ describe('runPipeline: a cancel answered 200 (round R, R6)', () => {
     await clock.advance(10_000);
     const result = await running;
     expect(other.executes).toHaveLength(1);
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+    expect(attemptOutcomes(result.modules[0]!)).toEqual([
       ['w-lost', 'Lost'],
       ['w-other', 'Succeeded'],
     ]);
@@ -998,7 +996,7 @@ describe('runPipeline: a cancel answered 200 (round R, R6)', () => {
     const result = await running;
     expect(lost.cancels).toHaveLength(1);
     expect(other.executes).toHaveLength(1);
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+    expect(attemptOutcomes(result.modules[0]!)).toEqual([
       ['w-lost', 'Lost'],
       ['w-other', 'Succeeded'],
     ]);
@@ -1129,7 +1127,7 @@ describe('runPipeline: an abandoned attempt its worker never stops (round R, men
     const module = result.modules[0]!;
     expect(module.status).toBe('TimedOut');
     expect(module.error?.message).toContain('w-lost');
-    expect(module.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([['w-lost', 'Lost']]);
+    expect(attemptOutcomes(module)).toEqual([['w-lost', 'Lost']]);
   });
 });
 
@@ -1163,7 +1161,7 @@ describe("runPipeline: answers that are not the worker's own (review R1, H1)", (
       await clock.advance(6_000);
       const result = await running;
       expect(result.status).toBe('Successful');
-      expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+      expect(attemptOutcomes(result.modules[0]!)).toEqual([
         ['w-gw', 'Lost'],
         ['w-other', 'Succeeded'],
       ]);
@@ -1177,7 +1175,7 @@ describe("runPipeline: answers that are not the worker's own (review R1, H1)", (
     const running = run();
     await clock.advance(2_000);
     const result = await running;
-    expect(result.modules[0]!.attempts.map((attempt) => [attempt.workerId, attempt.outcome])).toEqual([
+    expect(attemptOutcomes(result.modules[0]!)).toEqual([
       ['w-draining', 'Rejected'],
       ['w-other', 'Succeeded'],
     ]);
