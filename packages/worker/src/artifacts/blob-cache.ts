@@ -208,7 +208,7 @@ export class BlobCache {
    * This cache's own directory under {@link CHECKOUTS} (0700, made by {@link BlobCache.open}): its
    * checkouts and partial downloads, and the worker's own copies of a module host's files
    * (`WorkerBlobs.putOpened`, the upload by hash of a host's archive): a directory no host is
-   * given, so that a copy the worker checked is not where a module swaps files (round U, U1).
+   * given, so that a copy the worker checked is not where a module swaps files (round T, review U1).
    */
   readonly ownDir: string;
   /** Where this process runs (its directories' names: {@link ownDirName}). */

@@ -218,7 +218,7 @@ export class WorkerBlobs implements BlobTransport {
   /**
    * A module host's file, open as `handle` and checked by the caller, uploaded from a copy of
    * exactly `size` bytes made in the cache's own directory (`BlobCache.ownDir`, which no host is
-   * given: round U, U1), checked against the host's `digest` when given, kept in the cache by a
+   * given: round T, review U1), checked against the host's `digest` when given, kept in the cache by a
    * link of that copy, and removed.
    * @throws (rejects) when the copy's bytes are not `digest`'s, the file changed in size since
    *   its check, or the upload's error

@@ -42,7 +42,7 @@ import { copyHostFile, notOwnFileMessage, openHostFile, scratchRealPath } from '
 
 /**
  * The most `putPacking` calls of one execution the worker follows at once (each holds a
- * descriptor of its archive until it ends): one more is refused (round U, U1: a module forging
+ * descriptor of its archive until it ends): one more is refused (round T, review U1: a module forging
  * calls in a loop could otherwise exhaust the worker's descriptors before its execution ends).
  */
 export const MAX_PACKS_IN_FLIGHT = 256;
@@ -439,7 +439,7 @@ export class ModuleHost {
    * Fails every `putPacking` upload whose archive the host has not ended (`artifact-pack-ended`)
    * with `reason`: called when the execution that asked for them ends (its `done` or `crash`, a
    * broken channel) and when the host exits. Its upload then settles, and the archive's handle
-   * the worker opened is closed (see `answerArtifactCall`). Before (round U, U1), a forged
+   * the worker opened is closed (see `answerArtifactCall`). Before (round T, review U1), a forged
    * `putPacking` never ended held its upload and that descriptor until the host exited: hosts
    * are reused, so a module doing so in a loop could exhaust the worker's descriptors (EMFILE).
    */
@@ -520,7 +520,7 @@ export class ModuleHost {
     let copy: string | undefined;
     try {
       const { size } = await handle.stat();
-      // Copied where no host is given a directory (round U, U1): a module cannot swap a link
+      // Copied where no host is given a directory (round T, review U1): a module cannot swap a link
       // over the copy before it is uploaded and kept by its path.
       if (transport.putOpened)
         return await transport.putOpened(handle, size, digest, subject).catch((error: unknown) => {

@@ -132,7 +132,7 @@ export async function storeHostResult(
       return { ok: false, error: resultTooLargeError(module, found.size, maxResultBytes) };
     try {
       // The bytes checked, copied from the handle: the host's path is never opened again; the
-      // copy made where no host is given a directory when the transport can (round U, U1).
+      // copy made where no host is given a directory when the transport can (round T, review U1).
       const subject = { module, result: module };
       if (artifacts.transport.putOpened)
         return {

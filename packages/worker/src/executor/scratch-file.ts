@@ -32,7 +32,7 @@ const scratchRealPaths = new Map<string, string>();
  * before any module of it ran): the directory is made here by the worker (0700, with its
  * parents) when it is not there yet. A module may later replace the directory (or a parent) by
  * a symbolic link; the path resolved here stays what {@link openHostFile} checks a file's
- * handle against (round U, U1).
+ * handle against (round T, review U1).
  * @throws the file system's error (`ENOTDIR`, `EACCES`…)
  */
 export function scratchRealPath(dir: string): string {
@@ -62,7 +62,7 @@ async function openedInDir(handle: FileHandle, path: string, realDir: string): P
  * refused, a FIFO opens at once) and checks it on the handle: a regular file of one link, opened
  * right in the scratch directory whose real path is `realDir` ({@link scratchRealPath}: `O_NOFOLLOW`
  * guards only the last component, and a module may have replaced its scratch directory by a
- * symbolic link to, say, `~/.ssh`; round U, U1).
+ * symbolic link to, say, `~/.ssh`; round T, review U1).
  * @returns the handle and size; or `'not-own-file'` when it is a symbolic link, not a regular
  *   file (a FIFO, a directory, a device…), a file of more than one link, or a file reached
  *   through a link elsewhere than `realDir` (its handle closed)
