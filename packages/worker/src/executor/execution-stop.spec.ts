@@ -14,10 +14,10 @@ describe('ExecutionStop', () => {
     expect(stop.aborted).toBe(true);
   });
 
-  it("a cancel stops it until its module's code ended (codeEnded), then is only kept (lateCancel); a timeout (abort) still stops it", () => {
+  it("a cancel stops it until its module's code ended (codeEnded), then is only kept (heldCancel); a timeout (abort) still stops it", () => {
     const before = new ExecutionStop();
     before.cancel('cancelled');
-    expect([before.aborted, before.reason, before.lateCancel]).toEqual([true, 'cancelled', undefined]);
+    expect([before.aborted, before.reason, before.heldCancel]).toEqual([true, 'cancelled', undefined]);
 
     const after = new ExecutionStop();
     let heard = 0;
@@ -25,7 +25,7 @@ describe('ExecutionStop', () => {
     after.codeEnded = true;
     after.cancel('cancelled too late');
     after.cancel('again');
-    expect([after.aborted, after.signal.aborted, heard, after.lateCancel]).toEqual([
+    expect([after.aborted, after.signal.aborted, heard, after.heldCancel]).toEqual([
       false,
       false,
       0,
@@ -35,11 +35,11 @@ describe('ExecutionStop', () => {
     expect([after.aborted, after.reason, heard]).toEqual([true, 'timeout', 1]);
   });
 
-  it('a late cancel stops it all the same once lateCancelGraceMs passed without its end (ended() first: never)', () => {
+  it('a held cancel stops it all the same once heldCancelGraceMs passed without its end (ended() first: never)', () => {
     vi.useFakeTimers();
     try {
       const held = new ExecutionStop();
-      held.lateCancelGraceMs = 1_000;
+      held.heldCancelGraceMs = 1_000;
       held.codeEnded = true;
       held.cancel('cancelled too late');
       vi.advanceTimersByTime(999);
@@ -53,13 +53,64 @@ describe('ExecutionStop', () => {
       ]);
 
       const ended = new ExecutionStop();
-      ended.lateCancelGraceMs = 1_000;
+      ended.heldCancelGraceMs = 1_000;
       ended.codeEnded = true;
       ended.cancel('cancelled too late');
       ended.ended();
       vi.advanceTimersByTime(5_000);
       expect(ended.aborted).toBe(false);
       expect(vi.getTimerCount()).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("a cancel put to the module's host (askCancel) is held until its verdict: `stopped` stops it with that cancel; `returned` first (codeEnded) leaves it held; the grace stops it without one", () => {
+    vi.useFakeTimers();
+    try {
+      const asked: unknown[] = [];
+      const stopped = new ExecutionStop();
+      stopped.heldCancelGraceMs = 1_000;
+      stopped.askCancel = (reason) => asked.push(reason);
+      stopped.cancel('cancelled');
+      stopped.cancel('again'); // asked once, the first cancel held
+      expect([stopped.aborted, stopped.heldCancel, asked]).toEqual([false, 'cancelled', ['cancelled']]);
+      stopped.hostStopped();
+      expect([stopped.aborted, stopped.reason]).toEqual([true, 'cancelled']);
+      expect(vi.getTimerCount()).toBe(0); // its grace cleared
+
+      // The host had said `returned` (the two crossing): the cancel's outcome is `done`'s.
+      const returned = new ExecutionStop();
+      returned.heldCancelGraceMs = 1_000;
+      returned.askCancel = (reason) => asked.push(reason);
+      returned.cancel('crossed');
+      returned.codeEnded = true;
+      returned.hostStopped(); // a `stopped` after `returned`: not the verdict
+      expect(returned.aborted).toBe(false);
+      returned.ended();
+      vi.advanceTimersByTime(5_000);
+      expect([returned.aborted, returned.heldCancel]).toEqual([false, 'crossed']);
+
+      // No verdict: stopped all the same once the grace passed; a `stopped` no one asked for does nothing.
+      const silent = new ExecutionStop();
+      silent.hostStopped();
+      expect(silent.aborted).toBe(false);
+      silent.heldCancelGraceMs = 1_000;
+      silent.askCancel = () => undefined;
+      silent.cancel('unanswered');
+      vi.advanceTimersByTime(999);
+      expect(silent.aborted).toBe(false);
+      vi.advanceTimersByTime(1);
+      expect([silent.aborted, silent.reason]).toEqual([true, 'unanswered']);
+
+      // Once ended (its answer known), a cancel is only kept: nothing asked, no grace armed.
+      const over = new ExecutionStop();
+      over.heldCancelGraceMs = 1_000;
+      over.askCancel = () => asked.push('too late');
+      over.ended();
+      over.cancel('after the end');
+      expect([over.aborted, over.heldCancel, vi.getTimerCount()]).toEqual([false, 'after the end', 0]);
+      expect(asked).toEqual(['cancelled', 'crossed']);
     } finally {
       vi.useRealTimers();
     }

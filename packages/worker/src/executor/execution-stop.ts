@@ -36,47 +36,76 @@ export class ExecutionStop extends AbortController {
    */
   codeEnded = false;
   /**
-   * The first cancel's reason that came once {@link ExecutionStop.codeEnded} was set: not acted on
-   * at once; the answer when the execution ends without its host's `done`, or once
-   * {@link ExecutionStop.lateCancelGraceMs} passed.
+   * How a cancel that comes before {@link ExecutionStop.codeEnded} is put to the module's host,
+   * which decides it (`cancel-request`, `host-protocol.ts`): the worker cannot tell whether the
+   * host's `returned` is on its way (the two crossing on the channel), the host can. Set by a
+   * hosted execution once its `execute` is sent; called with the cancel's reason, once. The host
+   * answers `stopped` ({@link ExecutionStop.hostStopped}: the cancel stops the execution now) or
+   * has said `returned` before (its outcome stands). Undefined (in-process, or no host yet): a
+   * cancel stops at once. @default undefined
    */
-  lateCancel: unknown;
+  askCancel: ((reason: unknown) => void) | undefined;
   /**
-   * How long (ms) a late cancel ({@link ExecutionStop.lateCancel}) waits for the execution's end
-   * ({@link ExecutionStop.ended}) before it stops it all the same, as a cancel before
-   * `codeEnded` does (with its reason): in a module host, the worker's kill grace (`--kill-grace`,
-   * 10 s by default; `hosted-execution.ts`). So a host stuck in a module's end, or a module that
-   * forged its host's `returned` (any code can write on the host channel), holds a cancel that long
-   * at most, not the rest of its timeout. As a Temporal activity's completion wins over a cancel
-   * only if it comes before the cancel's deadline (its heartbeat timeout). Undefined: a late cancel
-   * waits for the end or the timeout. @default undefined
+   * The first cancel not acted on at once: one that came once {@link ExecutionStop.codeEnded} was
+   * set, or one put to the host ({@link ExecutionStop.askCancel}) whose verdict is awaited. The
+   * answer when the execution ends without its host's `done`; it stops the execution when the
+   * host says `stopped`, or once {@link ExecutionStop.heldCancelGraceMs} passed.
    */
-  lateCancelGraceMs: number | undefined;
-  private lateCancelTimer: ReturnType<typeof setTimeout> | undefined;
+  heldCancel: unknown;
+  /**
+   * How long (ms) a held cancel ({@link ExecutionStop.heldCancel}) waits for the host's verdict
+   * and the execution's end ({@link ExecutionStop.ended}) before it stops it all the same, as a
+   * cancel at once does (with its reason): in a module host, the worker's kill grace
+   * (`--kill-grace`, 10 s by default; `hosted-execution.ts`). So a host stuck in a module's end
+   * or a blocked main thread that never answers, or a module that forged its host's `returned`
+   * (any code can write on the host channel), holds a cancel that long at most, not the rest of
+   * its timeout. As a Temporal activity's completion wins over a cancel only if it comes before
+   * the cancel's deadline (its heartbeat timeout). Undefined: a held cancel waits for the end or
+   * the timeout. @default undefined
+   */
+  heldCancelGraceMs: number | undefined;
+  private heldCancelTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set by {@link ExecutionStop.ended}: the answer is known, a cancel changes nothing. */
+  private isEnded = false;
   private listeners: (() => void)[] | undefined;
 
   /**
    * A cancel: stops with `reason` (an `ExecutionCancelledError`) as {@link ExecutionStop.abort}
-   * does, unless the module's code has ended ({@link ExecutionStop.codeEnded}): then it is kept
-   * as {@link ExecutionStop.lateCancel} (the first only), and stops it once
-   * {@link ExecutionStop.lateCancelGraceMs} passed unless it ended before. Nothing once stopped.
+   * does, unless the module's host decides it ({@link ExecutionStop.askCancel}, asked now) or the
+   * module's code has ended ({@link ExecutionStop.codeEnded}): then it is kept as
+   * {@link ExecutionStop.heldCancel} (the first only), and stops it once
+   * {@link ExecutionStop.heldCancelGraceMs} passed unless it ended before (or at the host's
+   * `stopped`, {@link ExecutionStop.hostStopped}). Once ended, only kept. Nothing once stopped.
    */
   cancel(reason: unknown): void {
     if (this.aborted) return;
-    if (!this.codeEnded) {
+    const hostDecides = !this.codeEnded && !this.isEnded && this.askCancel !== undefined;
+    if (!this.codeEnded && !this.isEnded && !hostDecides) {
       this.abort(reason);
       return;
     }
-    if (this.lateCancel !== undefined) return;
-    this.lateCancel = reason;
-    if (this.lateCancelGraceMs !== undefined)
-      this.lateCancelTimer = setTimeout(() => this.abort(reason), this.lateCancelGraceMs);
+    if (this.heldCancel !== undefined) return;
+    this.heldCancel = reason;
+    if (this.isEnded) return;
+    if (this.heldCancelGraceMs !== undefined)
+      this.heldCancelTimer = setTimeout(() => this.abort(reason), this.heldCancelGraceMs);
+    if (hostDecides) this.askCancel!(reason);
   }
 
-  /** The execution ended (its answer is known): a late cancel's grace is over, it stops nothing. */
+  /**
+   * The module's host said it stopped the module at the held cancel's request, before its code
+   * returned or threw (`stopped`): that cancel stops the execution now. Nothing without a held
+   * cancel put to the host (a `stopped` no one asked for), once the code ended, or once ended.
+   */
+  hostStopped(): void {
+    if (this.heldCancel !== undefined && !this.codeEnded && !this.isEnded) this.abort(this.heldCancel);
+  }
+
+  /** The execution ended (its answer is known): a held cancel's grace is over, it stops nothing. */
   ended(): void {
-    clearTimeout(this.lateCancelTimer);
-    this.lateCancelTimer = undefined;
+    this.isEnded = true;
+    clearTimeout(this.heldCancelTimer);
+    this.heldCancelTimer = undefined;
   }
 
   /**
@@ -88,7 +117,8 @@ export class ExecutionStop extends AbortController {
     if (this.aborted) return;
     this.aborted = true;
     this.reason = reason;
-    this.ended(); // a late cancel's grace, if one runs: stopped now
+    clearTimeout(this.heldCancelTimer); // a held cancel's grace, if one runs: stopped now
+    this.heldCancelTimer = undefined;
     const listeners = this.listeners;
     this.listeners = undefined;
     if (listeners) for (const listener of listeners) listener();

@@ -88,9 +88,10 @@ export interface Execution {
   readonly stopped: Promise<void>;
   /**
    * Aborts the module's signal with an {@link ExecutionCancelledError} (the first call only); in a
-   * module host, once the module's code returned or threw, only after its host did not end it
-   * within the kill grace (its outcome stands if it did, see `ExecutionStop.codeEnded` and
-   * `ExecutionStop.lateCancelGraceMs`).
+   * module host, once the host says it stopped the module before its code returned or threw
+   * (`ExecutionStop.askCancel`), or after its host did not end it within the kill grace of the
+   * cancel (its outcome stands if it did, see `ExecutionStop.codeEnded` and
+   * `ExecutionStop.heldCancelGraceMs`).
    */
   cancel(reason?: string): void;
 }

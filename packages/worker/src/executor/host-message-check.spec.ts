@@ -37,6 +37,7 @@ const MESSAGES: FromHost[] = [
   { type: 'artifact-pack-ended', callId: 1, message: 'failed' },
   { type: 'returned', executionId: 'e', ok: true },
   { type: 'returned', executionId: 'e', ok: false },
+  { type: 'stopped', executionId: 'e' },
   { type: 'done', executionId: 'e', leftoverChildren: 0, marked: false, ok: true, resultText: 'null' },
   { type: 'done', executionId: 'e', leftoverChildren: 2, marked: true, ok: false, thrown },
   // The host's leftover check failed: not known (round K), the host is not reused.
@@ -65,6 +66,8 @@ describe('fromHostProblem', () => {
     ['returned without its executionId', { type: 'returned', ok: true }],
     ['returned without ok', { type: 'returned', executionId: 'e' }],
     ['returned with ok not a boolean', { type: 'returned', executionId: 'e', ok: 'yes' }],
+    ['stopped without its executionId', { type: 'stopped' }],
+    ['stopped with an executionId not a string', { type: 'stopped', executionId: 7 }],
     ['logs without its executionId', { type: 'logs', lines: [] }],
     ['logs with a line null', { type: 'logs', executionId: 'e', lines: [null] }],
     ['logs with a line of no level', { type: 'logs', executionId: 'e', lines: [{ level: 'fatal', message: 'x' }] }],

@@ -109,6 +109,8 @@ export function fromHostProblem(message: unknown, scratchDir: string | null = nu
       return isString(message.executionId) && typeof message.ok === 'boolean'
         ? undefined
         : 'a returned message without its executionId or ok';
+    case 'stopped':
+      return isString(message.executionId) ? undefined : 'a stopped message without its executionId';
     case 'done':
       if (
         !isString(message.executionId) ||

@@ -85,8 +85,22 @@ export type ToHost =
        */
       secrets: readonly string[];
     }
-  /** Abort the module's signal with a `ModuleTimeoutError` (`timeout`) or an `ExecutionCancelledError`. */
+  /**
+   * Abort the module's signal with a `ModuleTimeoutError` (`timeout`) or an
+   * `ExecutionCancelledError`: the worker has stopped the execution (its timeout, a cancel the
+   * host stopped or did not answer in time) and stops the host's group next.
+   */
   | { type: 'cancel'; executionId: string; reason: 'timeout' | 'cancel'; message: string }
+  /**
+   * A cancel the host decides (sent while the worker has not read the execution's `returned`):
+   * unless the module's code has returned or threw (its `returned` sent, before this message was
+   * read), the host aborts the module's signal with an `ExecutionCancelledError` (`message`) and
+   * answers `stopped`; otherwise it does nothing, and its `done` decides (the module's outcome
+   * stands, as for a cancel the worker got after it read `returned`). So a cancel that crosses
+   * `returned` on the channel no longer turns a completed module into Cancelled, run again: its
+   * side effects twice (round V, V1). The worker waits for the verdict its kill grace at most.
+   */
+  | { type: 'cancel-request'; executionId: string; message: string }
   /** The answer to an {@link ArtifactCall}. */
   | ({ type: 'artifact-answer'; callId: number } & (
       { ok: true; value: Digest | { path: string } | FollowedBlob } | { ok: false; message: string }
@@ -198,13 +212,22 @@ export type FromHost =
    * then the worker no longer lets a cancel replace the outcome (Temporal's rule: once an
    * activity's code completed, its completion wins over a later cancel): the execution is answered
    * with what `done` says, a success kept, rather than Cancelled, and the module is not run again
-   * for a cancel that came too late to stop its code. A cancel that came before (the worker sent
-   * `cancel` before it read this message) still stops the module, as before. The module's
+   * for a cancel that came too late to stop its code. A cancel the worker got before it read this
+   * message it asks the host about (`cancel-request`): this message, sent before the host read
+   * that request, is the host's verdict that the code had ended (else `stopped`). The module's
    * timeout still ends an execution whose host does not send `done` after this (a hang in its
    * end): answered TimedOut, its group stopped (`hosted-execution.ts`). A host that never sends it
    * (one of another version: host and worker ship together) leaves every stop as it was.
    */
   | { type: 'returned'; executionId: string; ok: boolean }
+  /**
+   * The module was stopped before its code returned or threw (its signal aborted: at the worker's
+   * `cancel-request` or `cancel`, at SIGTERM, or as the worker went): the verdict on a
+   * `cancel-request` that came in time, on which the worker answers the execution Cancelled and
+   * stops the host's group. A host sends one of `returned` and `stopped` per execution, the first
+   * that happens, never both: the worker takes the first it reads.
+   */
+  | { type: 'stopped'; executionId: string }
   /**
    * The module returned or threw. Its result serialised (checked against `maxResultBytes` and
    * the depth limit in the host) is `resultText`, or, when it goes by reference (see

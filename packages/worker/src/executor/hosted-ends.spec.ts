@@ -204,3 +204,83 @@ describe('a module whose code ended while its host still works for it', () => {
     expect(running(hostPid)).toBe(false);
   }, 60_000);
 });
+
+/**
+ * The pid of the host running `executionId`, once its `crossing-return` module wrote
+ * `holding <executionId> <pid>` to the ledger: its code is returning, its host held before it
+ * says `returned`.
+ */
+async function holdingBeforeReturned(executionId: string): Promise<number> {
+  let hostPid = 0;
+  await expect
+    .poll(
+      () => {
+        const held = ledgerLines().find((line) => line.startsWith(`holding ${executionId} `));
+        hostPid = Number(held?.split(' ')[2] ?? 0);
+        return hostPid > 0;
+      },
+      { timeout: 30_000, interval: 50 },
+    )
+    .toBe(true);
+  return hostPid;
+}
+
+describe("a cancel crossing its host's `returned` on the channel (sent before the worker read it): the host decides (round V, V1)", () => {
+  it("the module's code returned before its host read the cancel: its success is answered (not Cancelled), kept for the orchestrator's collect, its host kept; its code ran once", async () => {
+    writeFileSync(ledgerFile, '');
+    // The grace far longer than the host's end once its gate opens.
+    const on = executor({ killGraceMs: 30_000 });
+    await on.ready();
+    const gate = join(dir, 'gate-crossing');
+    const sent = request('crossing-return', { params: { gate } });
+    const outcome = start(on, sent);
+    const hostPid = await holdingBeforeReturned(sent.executionId);
+    // The host has not said `returned`: the worker cannot know the code is returning.
+    expect(logLines.some((line) => line.includes('a cancel no longer replaces its outcome'))).toBe(false);
+    // The cancel reaches the worker first (200: it runs here); the code returns after, before its
+    // host reads the cancel. The old code stopped the host at once: Cancelled, run again.
+    expect(on.cancel(sent.executionId, 'the run stops')).toBe(true);
+    expect(on.executionIds()).toEqual([sent.executionId]);
+    writeFileSync(gate, '');
+    const answer = await within(outcome, 30_000, 'no answer');
+    expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    expect(resultOf(answer)).toEqual({ ran: sent.executionId });
+    await on.idle();
+    expect(on.finishedIds()).toContain(sent.executionId);
+    const collect = on.execute(sent);
+    expect(collect.kind).toBe('joined');
+    expect(await (collect as { outcome: Promise<unknown> }).outcome).toEqual(answer);
+    expect(ledgerLines().filter((line) => line.startsWith('crossing-return '))).toEqual([
+      `crossing-return ${sent.executionId}`,
+    ]);
+    expect(
+      logLines.some(
+        (line) => line.includes(sent.executionId) && line.includes("a cancel came after the module's code had ended"),
+      ),
+    ).toBe(true);
+    // Its host ended the module as usual and stays in the pool (not stopped for the cancel).
+    expect(running(hostPid)).toBe(true);
+  });
+
+  it('a host that gives no verdict within the kill grace (its main thread held) is stopped all the same: Cancelled, its host gone', async () => {
+    writeFileSync(ledgerFile, '');
+    const on = executor(); // its 1 s kill grace; the module's timeout 10 minutes
+    await on.ready();
+    const sent = request('crossing-return', { params: { gate: '/nonexistent/never' }, timeoutMs: 600_000 });
+    const outcome = start(on, sent);
+    const hostPid = await holdingBeforeReturned(sent.executionId);
+    expect(on.cancel(sent.executionId, 'the run stops')).toBe(true);
+    const answer = await within(outcome, 20_000, 'no answer within 20 s of the cancel');
+    expect(answer).toMatchObject({
+      status: 500,
+      body: { failureKind: 'Cancelled', errorMessage: 'Execution cancelled: the run stops' },
+    });
+    expect(running(hostPid)).toBe(false);
+    expect(
+      logLines.some(
+        (line) =>
+          line.includes(sent.executionId) && line.includes('gave no verdict on the cancel within the kill grace'),
+      ),
+    ).toBe(true);
+  }, 60_000);
+});

@@ -30,9 +30,9 @@ export interface HostedExecutionOptions extends ExecutionOptions {
   /** The hosts' heap limit (MiB), named in the message of a module that exhausts it. */
   heapLimitMb: number | undefined;
   /**
-   * The worker's kill grace (ms, `--kill-grace`): also how long a cancel that came after the
-   * module's code ended waits for its host's `done` before it stops the host (see
-   * `ExecutionStop.lateCancelGraceMs`).
+   * The worker's kill grace (ms, `--kill-grace`): also how long a cancel waits for its host's
+   * verdict (`stopped`), or, once the module's code ended, for its host's `done`, before it stops
+   * the host (see `ExecutionStop.heldCancelGraceMs`).
    */
   killGraceMs: number;
 }
@@ -45,16 +45,19 @@ const LEASE_ENDED = /its lease ended/;
 
 /**
  * Starts one execution of `module` in a module host of `options.pool` (`isolation: 'process'`):
- * the worker arms its timeout and masks its lines; the host runs it. A cancel or a timeout
- * aborts the module's signal in the host and stops the host's process group (SIGTERM, SIGKILL
- * after the kill grace); the answer comes once the group is gone. Once the host said the
- * module's code returned or threw (`returned`, `host-protocol.ts`), a cancel no longer does: the
+ * the worker arms its timeout and masks its lines; the host runs it. A timeout aborts the
+ * module's signal in the host and stops the host's process group (SIGTERM, SIGKILL after the kill
+ * grace); the answer comes once the group is gone. A cancel is decided by the host, which alone
+ * knows whether the module's code has returned (its `returned` may cross the cancel on the
+ * channel): asked (`cancel-request`, `host-protocol.ts`), it stops the module and says `stopped`
+ * (then as a timeout: its group stopped, answered Cancelled), or has said `returned` before: the
  * execution is answered with the host's `done` (a success kept, stored once, not turned into
- * Cancelled and run again) if it comes within the worker's kill grace of the cancel; past it the
- * cancel stops the host all the same (answered Cancelled, saying so: nothing was stored, a
- * success is stored only after `done`); the module's timeout still stops a host whose end hangs
- * (answered TimedOut, saying so). A host that crashes or exits fails this module alone, with a
- * message naming what happened.
+ * Cancelled and run again) if it comes within the worker's kill grace of the cancel. With no
+ * verdict, or no `done`, within the kill grace the cancel stops the host all the same (answered
+ * Cancelled, saying so when the code had returned: nothing was stored, a success is stored only
+ * after `done`); the module's timeout still stops a host whose end hangs (answered TimedOut,
+ * saying so). A host that crashes or exits fails this module alone, with a message naming what
+ * happened.
  */
 export function startHostedExecution(
   module: AnyModule,
@@ -95,17 +98,22 @@ async function runHosted(
     }
   }
   const frame = beginExecution(module, request, options, stop);
-  stop.lateCancelGraceMs = options.killGraceMs;
+  stop.heldCancelGraceMs = options.killGraceMs;
   if (stop.aborted) {
     // Cancelled as the host came: it never ran anything of this module.
     options.pool.release(host);
     settle(frame.end({ ok: false, error: stop.reason }));
     return;
   }
-  // A cancel stops the module until its host says its code returned or threw (`returned`): from
-  // then only its timeout does (see ExecutionStop.codeEnded), a cancel leaves its outcome to `done`.
+  // A cancel is put to the host, which alone knows whether the module's code has returned (its
+  // `returned` may be on its way): it stops the module and says `stopped` (the cancel stops the
+  // execution), or has said `returned` (its outcome stands: `done` decides, see
+  // ExecutionStop.codeEnded); no verdict within the kill grace: stopped all the same. Its timeout
+  // always stops it.
   const aborted = new Promise<{ type: 'aborted' }>((resolve) => stop.onAbort(() => resolve({ type: 'aborted' })));
   const sink = new FrameSink(frame, stop, options.logger);
+  const requesting = host;
+  stop.askCancel = (reason) => requesting.requestCancel(request.executionId, (reason as Error).message);
   const ended = await Promise.race([
     host.execute(
       {
@@ -124,17 +132,22 @@ async function runHosted(
     aborted,
   ]);
 
-  // Its end came first: a late cancel's grace stops nothing now (not the result's store below).
+  // Its end came first: a held cancel's grace stops nothing now (not the result's store below).
   if (ended.type !== 'aborted') stop.ended();
   let result: ModuleEnd;
   if (ended.type === 'aborted') {
     const reason = stop.reason as Error;
     // As the stop came: `returned` may be read while the host is stopped.
     const codeOk = sink.codeOk;
+    if (codeOk === undefined && !sink.stoppedFirst && stop.heldCancel !== undefined && reason === stop.heldCancel)
+      frame.log.warn(
+        { hostPid: host.pid, graceMs: options.killGraceMs },
+        'its module host gave no verdict on the cancel within the kill grace (its main thread held?): stopping it',
+      );
     host.cancel(request.executionId, reason instanceof ModuleTimeoutError ? 'timeout' : 'cancel', reason.message);
     await stopHost(options.pool, host, frame.log, 'stopping the module and every process it started');
     await removeResultFile(options, request.executionId);
-    // A stop of a module whose code had ended (its host's end hung): its timeout, or a late
+    // A stop of a module whose code had ended (its host's end hung): its timeout, or a held
     // cancel past its grace. Said so; a cancel stays a cancel (run again), a timeout a timeout.
     result = {
       ok: false,
@@ -143,9 +156,7 @@ async function runHosted(
           ? reason
           : reason instanceof ModuleTimeoutError
             ? endTimedOut(reason, codeOk)
-            : stop.lateCancel !== undefined
-              ? lateCancelled(reason, codeOk, options.killGraceMs)
-              : reason, // a cancel that crossed `returned` on the channel: acted on before it was read
+            : heldCancelled(reason, codeOk, options.killGraceMs), // only a held cancel stops a returned module
     };
   } else if (ended.type === 'done') {
     // Usually done already: a host that wrote no end marks had its pipes read to their end with
@@ -176,22 +187,22 @@ async function runHosted(
         stored instanceof Promise ? await stored.catch((error: unknown) => notStoredEnd(module.name, error)) : stored;
     } else result = { ok: false, thrown: ended.thrown };
   } else {
-    // A host that ends without its `done` after a cancel came too late to stop it (the worker
-    // closing, its lease ending, its group stopped: killed while stuck in the module's end, or
-    // crashed as its signal was aborted) answers that cancel: the orchestrator had given the
+    // A host that ends without its `done` while a cancel is held (its verdict awaited, or it came
+    // too late to stop the code; the worker closing, its lease ending, its group stopped: killed
+    // while stuck in the module's end, or crashed as its signal was aborted) answers that cancel: the orchestrator had given the
     // attempt up and runs it again (as before `returned` existed), where the host's end, taken as
     // the module's own failure, failed the run (NO_RETRY). Nothing of the module was stored: a
     // success is stored only after `done`.
     result =
-      stop.lateCancel !== undefined
-        ? { ok: false, error: stop.lateCancel }
+      stop.heldCancel !== undefined
+        ? { ok: false, error: stop.heldCancel }
         : { ok: false, thrown: describeHostEnd(module.name, ended, options.heapLimitMb) };
     await stopHost(options.pool, host, frame.log, 'the module host ended abnormally: stopping what is left of it');
     await removeResultFile(options, request.executionId);
   }
-  if (stop.lateCancel !== undefined && !stop.aborted && ended.type === 'done')
+  if (stop.heldCancel !== undefined && !stop.aborted && ended.type === 'done')
     frame.log.info(
-      { reason: (stop.lateCancel as Error).message },
+      { reason: (stop.heldCancel as Error).message },
       "a cancel came after the module's code had ended: its outcome stands (it is not run again for it)",
     );
   // Answered once the module's processes are gone: the orchestrator may start a dependant, an
@@ -211,11 +222,11 @@ function endTimedOut(reason: Error, codeOk: boolean): ModuleTimeoutError {
 }
 
 /**
- * The cancel `reason` of a module whose host said its code had returned (`codeOk`) or thrown, but
- * did not send its `done` within the kill grace (`graceMs`) after the cancel: an
+ * The held cancel `reason` of a module whose host said its code had returned (`codeOk`) or thrown,
+ * but did not send its `done` within the kill grace (`graceMs`) after the cancel: an
  * `ExecutionCancelledError` saying so (its module host stopped; run again, as any cancel's).
  */
-function lateCancelled(reason: Error, codeOk: boolean, graceMs: number): ExecutionCancelledError {
+function heldCancelled(reason: Error, codeOk: boolean, graceMs: number): ExecutionCancelledError {
   return new ExecutionCancelledError(
     `${reason.message}: its module host said its code had ${codeOk ? 'returned' : 'thrown'}, but did not end it within ${graceMs} ms (the kill grace) after the cancel`,
   );
@@ -286,6 +297,8 @@ class FrameSink implements ExecutionSink {
   readonly secrets: readonly Buffer[] | undefined;
   /** Whether the module's code returned (true) or threw (false), once its host said so; undefined before. */
   codeOk: boolean | undefined;
+  /** Whether the host said `stopped` before any `returned` (its verdict: the code was stopped). */
+  stoppedFirst = false;
 
   constructor(
     private readonly frame: ExecutionFrame,
@@ -297,19 +310,29 @@ class FrameSink implements ExecutionSink {
 
   /**
    * The module's code ended (`returned`): from now a cancel leaves its outcome to its host's `done`.
-   * The first only: a second one of the same execution (its code can write on the host channel
-   * too) changes nothing.
+   * The host's first verdict only (this or `stopped`): a second one of the same execution (its
+   * code can write on the host channel too) changes nothing.
    */
   returned(ok: boolean): void {
-    if (this.codeOk !== undefined) return;
+    if (this.codeOk !== undefined || this.stoppedFirst) return;
     this.codeOk = ok;
     this.stop.codeEnded = true;
-    // Stopped already (a cancel that crossed this message, or a timeout): that stop stands.
+    // Stopped already (its timeout, or a held cancel past its grace): that stop stands.
     if (!this.stop.aborted && this.workerLog.isLevelEnabled('debug'))
       this.frame.log.debug(
         { ok },
         `the module's code ${ok ? 'returned' : 'threw'}: a cancel no longer replaces its outcome`,
       );
+  }
+
+  /**
+   * The host stopped the module before its code ended (`stopped`): a cancel it was asked about
+   * stops the execution now (`ExecutionStop.hostStopped`). The host's first verdict only.
+   */
+  stopped(): void {
+    if (this.codeOk !== undefined || this.stoppedFirst) return;
+    this.stoppedFirst = true;
+    this.stop.hostStopped();
   }
 
   outputEnded(stream: 'stdout' | 'stderr'): void {

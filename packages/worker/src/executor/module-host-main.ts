@@ -174,6 +174,32 @@ class RunningModule extends ExecutionStop implements ModuleContextFields {
     this.secrets = secretBytes(message.secrets);
   }
 
+  /**
+   * Set once the module's code returned or threw (its `run` settled), as its `returned` is sent:
+   * from then a `cancel-request` stops nothing (see `cancel-request` in `ToHost`).
+   */
+  codeSettled = false;
+
+  /**
+   * Stops the module (see `ExecutionStop.abort`), the first time only. Before its code returned or
+   * threw, the worker is told first (`stopped`): the host's verdict on a cancel, sent instead of
+   * `returned` (never both), whichever stop this is (a `cancel-request`, a `cancel`, SIGTERM).
+   */
+  override abort(reason: unknown): void {
+    if (this.aborted) return;
+    if (!this.codeSettled) send({ type: 'stopped', executionId: this.executionId });
+    super.abort(reason);
+  }
+
+  /**
+   * The module's code returned (`ok`) or threw: the worker is told at once (`returned`), unless it
+   * was stopped before (it was told `stopped` then).
+   */
+  settled(ok: boolean): void {
+    this.codeSettled = true;
+    if (!this.aborted) send({ type: 'returned', executionId: this.executionId, ok });
+  }
+
   /** `ctx.logger`, made at the module's first use of it (four functions per module that most no-op modules never call). */
   get logger(): ModuleLogger {
     return (this.moduleLogger ??= logger(this.executionId));
@@ -525,15 +551,15 @@ async function execute(message: Extract<ToHost, { type: 'execute' }>): Promise<v
     if (making) await making;
     // The module's code settled: the worker is told at once, before the host's work for its end
     // below (see `returned` in FromHost), so that a cancel coming meanwhile no longer replaces
-    // its outcome.
+    // its outcome: one it asks about once this is sent (`cancel-request`) stops nothing.
     let value: unknown;
     try {
       value = await module.run(createModuleContext(running));
     } catch (error) {
-      send({ type: 'returned', executionId, ok: false });
+      running.settled(false);
       throw error;
     }
-    send({ type: 'returned', executionId, ok: true });
+    running.settled(true);
     const resultText = checkedResult(module.name, serialise(module.name, value), maxResultBytes);
     // A result that goes by reference is written here, on the host's main thread, and the worker
     // uploads the file: its own main thread never reads the text (see `inlineResultBytes` in `init`).
@@ -710,6 +736,13 @@ function onMessage(message: ToHost): void {
     case 'artifact-ended':
       followers.get(message.callId)?.ended(message.message === undefined ? undefined : new Error(message.message));
       followers.delete(message.callId);
+      return;
+    case 'cancel-request':
+      // The worker's cancel, decided here, where the order is known: the module is stopped (its
+      // abort says `stopped`) unless its code has returned or thrown (its `returned` was sent
+      // before this was read: its end goes on, and its `done` decides).
+      if (current?.executionId === message.executionId && !current.codeSettled)
+        current.abort(new ExecutionCancelledError(message.message));
       return;
     case 'cancel':
       if (current?.executionId === message.executionId && !current.aborted) {

@@ -144,6 +144,12 @@ export interface ExecutionSink {
    */
   returned?(ok: boolean): void;
   /**
+   * The host stopped the module before its code returned or threw (`stopped`, `host-protocol.ts`):
+   * its verdict on a cancel the worker asked it about. Only for the running execution.
+   * @default nothing
+   */
+  stopped?(): void;
+  /**
    * The execution's secret values, UTF-8 (those its masker masks): the host's pipes are split into
    * lines, a long one into pieces masked each alone, never cut inside one of them. @default none
    */
@@ -210,6 +216,11 @@ export class ModuleHost {
   private channelBroken = false;
   /** The execution the host runs: its id, its module's name (the `module` of its transfers' log lines), and how it ends. */
   private running: { executionId: string; moduleName: string; end: (end: HostEnd) => void } | undefined;
+  /**
+   * The execution (null: none, the host idle) during which a stray `returned` or `stopped` was
+   * last logged (see {@link ModuleHost.strayVerdict}); undefined: none yet.
+   */
+  private strayLoggedDuring: string | null | undefined;
   /**
    * The last execution's sink: lines written after it ended and before the next execution starts
    * still belong to it (and to its secrets); a process it left behind that writes later, while the
@@ -334,9 +345,14 @@ export class ModuleHost {
           this.log(message.executionId, message.lines);
           return;
         case 'returned':
-          // The running execution's only: a late one of an earlier execution says nothing now.
-          if (this.running !== undefined && message.executionId === this.running.executionId)
-            this.sink?.returned?.(message.ok);
+        case 'stopped':
+          // The running execution's only: a host sends either before its `done`, so one naming
+          // another execution is no host's (a module's code writing on the channel): logged, once
+          // per execution it came during, and ignored.
+          if (this.running === undefined || message.executionId !== this.running.executionId)
+            this.strayVerdict(message.type, message.executionId);
+          else if (message.type === 'returned') this.sink?.returned?.(message.ok);
+          else this.sink?.stopped?.();
           return;
         case 'artifact-call':
           this.answerArtifactCall(message);
@@ -774,6 +790,30 @@ export class ModuleHost {
   /** Aborts the running module's signal (the reason: a timeout or a cancel); the caller then stops the host. */
   cancel(executionId: string, reason: 'timeout' | 'cancel', message: string): void {
     this.send({ type: 'cancel', executionId, reason, message });
+  }
+
+  /**
+   * Asks the host to stop the running module for a cancel (`message`: its reason's) unless its
+   * code already returned or threw (`cancel-request`, `host-protocol.ts`): its verdict comes to the
+   * execution's sink, `stopped` or (before) `returned`.
+   */
+  requestCancel(executionId: string, message: string): void {
+    this.send({ type: 'cancel-request', executionId, message });
+  }
+
+  /**
+   * A `returned` or `stopped` naming `executionId`, not the running execution: logged (warn) the
+   * first time while that execution runs (or while the host is idle), so that a module writing
+   * them in a loop does not flood the worker's log; never acted on.
+   */
+  private strayVerdict(type: 'returned' | 'stopped', executionId: string): void {
+    const during = this.running?.executionId ?? null;
+    if (this.strayLoggedDuring === during) return;
+    this.strayLoggedDuring = during;
+    this.options.logger.warn(
+      { hostPid: this.pid, named: executionId, running: during },
+      `module host said '${type}' for an execution it does not run: ignored (written on its channel by a module's code?)`,
+    );
   }
 
   /**
