@@ -12,6 +12,8 @@ import { describe, expect, it } from 'vitest';
 import { resultOf, running } from '../../test/hosted-executors.js';
 import { within } from '../../test/hostile-blob-server.js';
 import { moduleHostsSpec } from '../../test/module-hosts-spec.js';
+import { ExecutionCancelledError, ModuleTimeoutError } from '../errors.js';
+import { stoppedError } from './hosted-execution.js';
 import type { ModuleExecutor } from './module-executor.js';
 
 const FIXTURE = fileURLToPath(new URL('../../test/fixtures/host-ends.pipeline.ts', import.meta.url));
@@ -207,15 +209,15 @@ describe('a module whose code ended while its host still works for it', () => {
 
 /**
  * The pid of the host running `executionId`, once its `crossing-return` module wrote
- * `holding <executionId> <pid>` to the ledger: its code is returning, its host held before it
- * says `returned`.
+ * `holding <executionId> <pid>` to the ledger (`word`: `forged` for `forges-returned`'s line):
+ * its host held (for `crossing-return`, before it says `returned`).
  */
-async function holdingBeforeReturned(executionId: string): Promise<number> {
+async function holdingBeforeReturned(executionId: string, word: 'holding' | 'forged' = 'holding'): Promise<number> {
   let hostPid = 0;
   await expect
     .poll(
       () => {
-        const held = ledgerLines().find((line) => line.startsWith(`holding ${executionId} `));
+        const held = ledgerLines().find((line) => line.startsWith(`${word} ${executionId} `));
         hostPid = Number(held?.split(' ')[2] ?? 0);
         return hostPid > 0;
       },
@@ -282,5 +284,56 @@ describe("a cancel crossing its host's `returned` on the channel (sent before th
           line.includes(sent.executionId) && line.includes('gave no verdict on the cancel within the kill grace'),
       ),
     ).toBe(true);
+  }, 60_000);
+});
+
+describe('stoppedError: what a stopped execution whose code had ended is answered', () => {
+  it('a cancel stays a cancel (Cancelled: run again), never TimedOut; a timeout stays a timeout; each says the code had ended; before it ended, the reason as it is', () => {
+    const cancel = new ExecutionCancelledError('Execution cancelled: the run stops');
+    const timeout = new ModuleTimeoutError("Module 'm' timed out after 00:00:05");
+    for (const codeOk of [true, false]) {
+      const cancelled = stoppedError(cancel, codeOk, 1_000);
+      expect(cancelled).toBeInstanceOf(ExecutionCancelledError);
+      expect(cancelled).not.toBeInstanceOf(ModuleTimeoutError);
+      expect(cancelled.message).toBe(
+        `Execution cancelled: the run stops: its module host said its code had ${codeOk ? 'returned' : 'thrown'}, but did not end it within 1000 ms (the kill grace) after the cancel`,
+      );
+      const timedOut = stoppedError(timeout, codeOk, 1_000);
+      expect(timedOut).toBeInstanceOf(ModuleTimeoutError);
+      expect(timedOut.message).toMatch(
+        new RegExp(
+          `^Module 'm' timed out after 00:00:05: its code had ${codeOk ? 'returned' : 'thrown'}, but its module host did not end it in time`,
+        ),
+      );
+    }
+    expect(stoppedError(cancel, undefined, 1_000)).toBe(cancel);
+    expect(stoppedError(timeout, undefined, 1_000)).toBe(timeout);
+  });
+});
+
+describe('a `returned` naming another execution than the one its host runs (a module wrote it on the channel)', () => {
+  it('is logged (warn) once and taken for nothing: a cancel is still put to the host, which gives no verdict while held, and is Cancelled as such', async () => {
+    writeFileSync(ledgerFile, '');
+    const on = executor(); // its 1 s kill grace; the module's timeout 10 minutes
+    await on.ready();
+    const names = 'exec-of-someone-else';
+    const forged = request('forges-returned', { params: { ok: true, thenReturns: false, names }, timeoutMs: 600_000 });
+    const outcome = start(on, forged);
+    const stray = (): string[] =>
+      logLines.filter((line) => line.includes("module host said 'returned' for an execution it does not run"));
+    // Read (and logged) before the cancel: the old code ignored it without a word.
+    await expect.poll(() => stray().length, { timeout: 30_000, interval: 50 }).toBe(1);
+    const hostPid = await holdingBeforeReturned(forged.executionId, 'forged');
+    expect(on.cancel(forged.executionId, 'the run stops')).toBe(true);
+    const answer = await within(outcome, 20_000, 'no answer within 20 s of the cancel');
+    // Not "its module host said its code had returned": the stray message set nothing.
+    expect(answer).toMatchObject({
+      status: 500,
+      body: { failureKind: 'Cancelled', errorMessage: 'Execution cancelled: the run stops' },
+    });
+    expect(running(hostPid)).toBe(false);
+    // Both forged lines were read by now (the host is gone): one line in the log.
+    expect(stray()).toHaveLength(1);
+    expect(JSON.parse(stray()[0]!)).toMatchObject({ level: 40, named: names, running: forged.executionId });
   }, 60_000);
 });

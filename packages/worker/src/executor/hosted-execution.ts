@@ -149,15 +149,7 @@ async function runHosted(
     await removeResultFile(options, request.executionId);
     // A stop of a module whose code had ended (its host's end hung): its timeout, or a held
     // cancel past its grace. Said so; a cancel stays a cancel (run again), a timeout a timeout.
-    result = {
-      ok: false,
-      error:
-        codeOk === undefined
-          ? reason
-          : reason instanceof ModuleTimeoutError
-            ? endTimedOut(reason, codeOk)
-            : heldCancelled(reason, codeOk, options.killGraceMs), // only a held cancel stops a returned module
-    };
+    result = { ok: false, error: stoppedError(reason, codeOk, options.killGraceMs) };
   } else if (ended.type === 'done') {
     // Usually done already: a host that wrote no end marks had its pipes read to their end with
     // its answer (see `marked` in FromHost's `done`). One that did wrote them on its two pipes
@@ -208,6 +200,18 @@ async function runHosted(
   // Answered once the module's processes are gone: the orchestrator may start a dependant, an
   // always-run cleanup or another attempt as soon as it has the answer.
   settle(frame.end(result, sink.done ? undefined : sink.read));
+}
+
+/**
+ * The error a stopped execution is answered with: its stop's `reason` as it is while its module's
+ * code had not ended (`codeOk` undefined); once it had returned (`codeOk`) or thrown, its timeout
+ * ({@link endTimedOut}: TimedOut) or its held cancel past the kill grace `graceMs`
+ * ({@link heldCancelled}), each saying so. A cancel stays a cancel (Cancelled: the orchestrator
+ * runs it again), never TimedOut (a failure its retry policy counts), and a timeout a timeout.
+ */
+export function stoppedError(reason: Error, codeOk: boolean | undefined, graceMs: number): Error {
+  if (codeOk === undefined) return reason;
+  return reason instanceof ModuleTimeoutError ? endTimedOut(reason, codeOk) : heldCancelled(reason, codeOk, graceMs);
 }
 
 /**
