@@ -95,6 +95,16 @@ export interface BlobTransport {
    * @default absent: the caller copies into its scratch directory and calls {@link BlobTransport.put}
    */
   putOpened?(handle: FileHandle, size: number, digest?: Digest, subject?: TransferSubject): Promise<Digest>;
+  /**
+   * Uploads `bytes` (held by the caller: a result's JSON text), hashed from that memory, from a
+   * file of the transport's own made where no module host is given a directory, and keeps it in
+   * the cache; answers its digest. Nothing is written where a module could swap it before it is
+   * read (round V, V2: a result written to the hosts' scratch directory and uploaded by path could
+   * be another file by then).
+   * @throws (rejects) the write's or the upload's error
+   * @default absent: the worker stores no result by reference through this transport
+   */
+  putBytes?(bytes: Uint8Array, subject?: TransferSubject): Promise<Digest>;
   /** Blob `sha256` as a file of the caller's own (a link into the cache); the caller removes it when done. */
   checkOut(sha256: string, subject?: TransferSubject): Promise<{ path: string }>;
   /**

@@ -1,5 +1,7 @@
+import { createHash, randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { type ArtifactClient, DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS } from '@mpd/client';
 import type { Logger } from 'pino';
@@ -237,6 +239,29 @@ export class WorkerBlobs implements BlobTransport {
       return stored;
     } finally {
       await rm(copy.path, { force: true });
+    }
+  }
+
+  /**
+   * `bytes` (a result's JSON text, held by the worker) uploaded from a file written in the
+   * cache's own directory (`BlobCache.ownDir`, which no host is given; `wx`, 0600), their digest
+   * hashed from memory, not read back; kept in the cache by a link of that file, then removed.
+   * Before round V (V2) a result was written to the hosts' scratch directory and uploaded by its
+   * path: a module swapping a link there got another file stored as the result.
+   * @throws (rejects) the write's or the upload's error (the file removed)
+   */
+  async putBytes(bytes: Uint8Array, subject?: TransferSubject): Promise<Digest> {
+    const startedAt = performance.now();
+    await this.cache.open();
+    const path = join(this.cache.ownDir, `result.${randomBytes(6).toString('hex')}.json`);
+    const digest = { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.byteLength };
+    try {
+      await writeFile(path, bytes, { mode: 0o600, flag: 'wx' });
+      const stored = await this.upload(path, digest);
+      this.logUpload(stored, startedAt, subject);
+      return stored;
+    } finally {
+      await rm(path, { force: true });
     }
   }
 

@@ -1,16 +1,31 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
-import { appendFile, copyFile, link, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  appendFile,
+  copyFile,
+  link,
+  mkdir,
+  mkdtemp,
+  readFile,
+  rename,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { digestFile } from '@mpd/client';
+import { dirname, join } from 'node:path';
+import { ArtifactClient, digestFile } from '@mpd/client';
 import { defineModule, definePipeline, type JsonValue } from '@mpd/pipeline';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { startUploadStore } from '../../test/upload-store.js';
 import { BlobCache } from '../artifacts/blob-cache.js';
+import { WorkerBlobs } from '../artifacts/worker-blobs.js';
 import type { Execution, ExecutionOutcome, ExecutionRequest, WorkerArtifacts } from './execution.js';
 import { ModuleExecutor } from './module-executor.js';
-import { type ResultFile, storeHostResult, withResultReferences } from './result-references.js';
+import { type ResultFile, storeHostResult, storeResult, withResultReferences } from './result-references.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -65,6 +80,13 @@ async function setUp(options: { maxResultBytes?: number; failPut?: boolean; fetc
           const digest = await digestFile(path);
           await copyFile(path, join(store, digest.sha256));
           await cache.add(digest.sha256, path);
+          return digest;
+        },
+        putBytes: async (bytes) => {
+          if (options.failPut) throw new Error('PUT blob: 413 ArtifactTooLarge');
+          const digest = { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.byteLength };
+          await writeFile(join(store, digest.sha256), bytes);
+          await cache.add(digest.sha256, join(store, digest.sha256));
           return digest;
         },
         checkOut: (sha256) => cache.checkOut(sha256),
@@ -354,6 +376,52 @@ describe("a module host's result file (storeHostResult)", () => {
       });
       expect(uploaded, make).toEqual([]);
       expect(existsSync(file), make).toBe(false);
+    }
+  });
+});
+
+/**
+ * A result the worker holds as text (`isolation: 'none'`'s, a host's inline `resultText` over
+ * the size): round T's closing note, T1/u1 leftovers. The worker wrote the text into the scratch
+ * directory its module hosts are given and uploaded it by that path; a module racing it (here
+ * made deterministic: the store's client swaps a link to a file of the worker's over any file of
+ * the scratch directory it is asked to upload) got another file stored as the module's result.
+ */
+describe('a result stored from its text (storeResult)', () => {
+  it("is uploaded from a file of the worker's own, outside the scratch directory: a link swapped over a file there changes nothing stored, and the reference names the module's text", async () => {
+    const root = await mkdtemp(join(tmpdir(), 'mpd-store-result-'));
+    dirs.push(root);
+    const store = await startUploadStore();
+    const real = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const key = join(root, 'worker-key');
+      await writeFile(key, '"a private key of the worker machine"', { mode: 0o600 });
+      const blobs = new WorkerBlobs(real, { dir: join(root, 'cache'), maxBytes: 1 << 24 });
+      await blobs.cache.open(); // as the worker does at its start
+      const scratch = blobs.cache.scratchDir;
+      const uploadedFrom: string[] = [];
+      const client = Object.create(real) as ArtifactClient;
+      client.putFile = async (path, digest) => {
+        uploadedFrom.push(path);
+        if (dirname(path) === scratch) {
+          await symlink(key, `${path}.l`);
+          await rename(`${path}.l`, path);
+        }
+        return await real.putFile.call(client, path, digest);
+      };
+      (blobs as unknown as { client: ArtifactClient }).client = client;
+      const text = JSON.stringify({ answer: 'x'.repeat(2_000) });
+      const sha256 = createHash('sha256').update(text).digest('hex');
+      const ref = JSON.parse(await storeResult(text, { transport: blobs, scratchDir: scratch }, 'm')) as JsonValue;
+      expect(ref).toEqual({ $mpdRef: { sha256, size: Buffer.byteLength(text) } });
+      expect(store.requests.filter((seen) => seen.method === 'PUT').map((seen) => seen.sha256)).toEqual([sha256]);
+      expect(await readFile((await blobs.checkOut(sha256)).path, 'utf8')).toBe(text);
+      expect(uploadedFrom.length).toBeGreaterThan(0);
+      expect(uploadedFrom.filter((path) => dirname(path) === scratch)).toEqual([]);
+      expect(existsSync(scratch) ? readdirSync(scratch) : []).toEqual([]);
+    } finally {
+      await real.close();
+      await store.close();
     }
   });
 });

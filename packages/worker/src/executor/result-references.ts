@@ -6,9 +6,7 @@
  * orchestrator keeps that reference in its report and passes it on in `dependencyResults`; a
  * dependant's worker fetches the blob (through its cache) and gives the module the value.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import { describeBytes, type ExecuteModuleFailure, type ExecuteModuleSuccess } from '@mpd/contract';
 import { LIMITS } from '@mpd/contract/limits';
 import type { AnyModule, JsonValue } from '@mpd/pipeline';
@@ -65,19 +63,18 @@ export class ResultReferenceError extends WorkerError {
 }
 
 /**
- * Stores result text `text` of module `module` as a blob (written to the scratch directory,
- * uploaded, kept in the cache); answers its reference's text.
+ * Stores result text `text` of module `module` as a blob (its UTF-8 bytes, through
+ * `transport.putBytes`: hashed from memory and uploaded from a file of the worker's own that no
+ * module host is given, kept in the cache); answers its reference's text. Round V (V2): the text
+ * was written into the hosts' scratch directory and uploaded by that path, where a module could
+ * swap in another file (a link to a file of the worker's) before it was read: the stored result
+ * was then not the module's.
+ * @throws an Error when the transport cannot store bytes (no `putBytes`), or its upload's error
  */
 export async function storeResult(text: string, artifacts: WorkerArtifacts, module: string): Promise<string> {
-  // The worker's user's only, as the cache it becomes a blob of (blob-cache.ts OWNER_FILE).
-  await mkdir(artifacts.scratchDir, { recursive: true, mode: 0o700 });
-  const path = join(artifacts.scratchDir, `result.${randomBytes(6).toString('hex')}.json`);
-  try {
-    await writeFile(path, text, { mode: 0o600, flag: 'wx' });
-    return resultRefText(await artifacts.transport.put(path, undefined, { module, result: module }));
-  } finally {
-    await rm(path, { force: true });
-  }
+  const { transport } = artifacts;
+  if (transport.putBytes === undefined) throw new Error("this worker's artifact transport cannot store a result");
+  return resultRefText(await transport.putBytes(Buffer.from(text, 'utf8'), { module, result: module }));
 }
 
 /**
