@@ -10,10 +10,14 @@ import type { AddressInfo } from 'node:net';
  * A store taking uploads: `POST /api/artifacts/blobs` hashed as it arrives and answered with what
  * it hashed to (or, `hashRequired`, 409 `ArtifactHashRequired` as an orchestrator with a bucket
  * answers, and then the routes by hash: transfers, `HEAD` 404, `PUT`). Records every request, the
- * bytes each body brought so far, and whether it ended or was cut.
+ * bytes each body brought so far, and whether it ended or was cut. `keepsBlobs`: `HEAD` of a blob
+ * it received (by the hash of the bytes that came) answers 200 with its size, as a store holding
+ * it does (an upload by hash then sends nothing).
  */
-export async function startUploadStore(options: { hashRequired?: boolean } = {}) {
+export async function startUploadStore(options: { hashRequired?: boolean; keepsBlobs?: boolean } = {}) {
   const requests: Array<{ method: string; path: string; bytes: number; sha256?: string; cut: boolean }> = [];
+  /** With `keepsBlobs`: the blobs it received (by the hash of their bytes), which `HEAD` then says it has. */
+  const kept = new Map<string, number>();
   const server = createServer((request: IncomingMessage, response) => {
     const seen: (typeof requests)[number] = { method: request.method!, path: request.url!, bytes: 0, cut: false };
     requests.push(seen);
@@ -29,9 +33,15 @@ export async function startUploadStore(options: { hashRequired?: boolean } = {})
       return json(409, { success: false, errorMessage: 'a bucket', code: 'ArtifactHashRequired' });
     }
     if (request.url!.endsWith('/transfers')) return void request.on('end', () => json(200, { store: 'orchestrator' }));
-    if (request.method === 'HEAD') return void response.writeHead(404).end();
+    if (request.method === 'HEAD') {
+      const size = options.keepsBlobs ? kept.get(request.url!.split('/').at(-1)!) : undefined;
+      return void (size === undefined
+        ? response.writeHead(404).end()
+        : response.writeHead(200, { 'content-length': String(size) }).end());
+    }
     request.on('end', () => {
       seen.sha256 = hash.digest('hex');
+      kept.set(seen.sha256, seen.bytes);
       json(201, { sha256: seen.sha256, size: seen.bytes, stored: true });
     });
   });

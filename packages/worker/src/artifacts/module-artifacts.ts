@@ -24,6 +24,7 @@ import type { ReadEntry } from 'tar';
 import type { StreamedBlob } from './blob-broadcast.js';
 import { type BlobFollower, BlobProgress, readFollowed, readStreamed } from './blob-progress.js';
 import { DigestingStream } from './digesting-stream.js';
+import { ownDigest } from './own-digest.js';
 import { ReportingFileWriter } from './reporting-file-writer.js';
 
 /** A blob's SHA-256 (64 lowercase hex digits) and size in bytes. */
@@ -199,7 +200,8 @@ async function packHashed(pack: NodeJS.ReadableStream, archive: string, stop: Ab
       signal: stop,
     },
   );
-  return await digesting.digest();
+  // The worker's own hash of the archive it wrote (own-digest.ts): its upload trusts it.
+  return ownDigest(archive, await digesting.digest());
 }
 
 /**
@@ -470,7 +472,10 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtif
       stored.catch((error: unknown) => packing.abort(error));
       let digest: Digest;
       try {
-        digest = await packHashedInto(pack, handle, (bytes) => follower.written(bytes), packing.signal);
+        digest = ownDigest(
+          archive,
+          await packHashedInto(pack, handle, (bytes) => follower.written(bytes), packing.signal),
+        );
       } catch (error) {
         const reason = packing.signal.aborted ? packing.signal.reason : error;
         follower.ended({ error: reason instanceof Error ? reason : new Error(String(reason)) });

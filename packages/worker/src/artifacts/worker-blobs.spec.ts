@@ -388,3 +388,43 @@ describe("the worker's own copy of a module host's archive (review U1 of round T
     },
   );
 });
+
+describe('an upload by a digest the worker did not compute of that file (round V, V2)', () => {
+  it("a forged digest naming a blob the store has (other bytes, the same size): refused before anything is sent or kept, so the cache never holds the file under that blob's name; the file's own digest uploads", async () => {
+    const root = await mkdtemp(join(tmpdir(), 'mpd-forged-digest-'));
+    dirs.push(root);
+    const store = await startUploadStore({ keepsBlobs: true });
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const digestOf = (bytes: Buffer) => ({
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+        size: bytes.length,
+      });
+      // Another module's artifact, in the store (not in this worker's cache).
+      const theirs = Buffer.from("another module's artifact, which its consumers expect");
+      await writeFile(join(root, 'theirs'), theirs);
+      await client.putFile(join(root, 'theirs'));
+      const blobs = new WorkerBlobs(client, { dir: join(root, 'cache'), maxBytes: 1 << 24 });
+      await blobs.cache.open();
+      const file = join(root, 'mine.tar');
+      const mine = Buffer.alloc(theirs.length, 7);
+      await writeFile(file, mine, { mode: 0o600 });
+      const sentBefore = store.requests.length;
+      await expect(blobs.put(file, digestOf(theirs))).rejects.toThrow(
+        `hashing to ${digestOf(mine).sha256}, not the digest given (${digestOf(theirs).sha256}`,
+      );
+      expect(store.requests.slice(sentBefore)).toEqual([]);
+      expect(blobs.cache.has(digestOf(theirs).sha256)).toBe(false);
+      // A digest that is the file's (a caller's object, not the worker's hashing): checked, uploaded.
+      expect(await blobs.put(file, digestOf(mine))).toEqual(digestOf(mine));
+      expect(store.requests.filter((seen) => seen.method === 'PUT').map((seen) => seen.sha256)).toEqual([
+        digestOf(theirs).sha256,
+        digestOf(mine).sha256,
+      ]);
+      expect((await readFile((await blobs.checkOut(digestOf(mine).sha256)).path)).equals(mine)).toBe(true);
+    } finally {
+      await client.close();
+      await store.close();
+    }
+  });
+});

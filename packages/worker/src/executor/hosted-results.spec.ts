@@ -43,7 +43,7 @@ async function directoryStore(name: string): Promise<{ artifacts: WorkerArtifact
         puts.push(path);
         const digest = await digestFile(path);
         await copyFile(path, join(store, digest.sha256));
-        await cache.add(digest.sha256, path);
+        await cache.add(digest, path);
         return digest;
       },
       checkOut: (sha256) => cache.checkOut(sha256),

@@ -79,14 +79,14 @@ async function setUp(options: { maxResultBytes?: number; failPut?: boolean; fetc
           if (options.failPut) throw new Error('PUT blob: 413 ArtifactTooLarge');
           const digest = await digestFile(path);
           await copyFile(path, join(store, digest.sha256));
-          await cache.add(digest.sha256, path);
+          await cache.add(digest, path);
           return digest;
         },
         putBytes: async (bytes) => {
           if (options.failPut) throw new Error('PUT blob: 413 ArtifactTooLarge');
           const digest = { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.byteLength };
           await writeFile(join(store, digest.sha256), bytes);
-          await cache.add(digest.sha256, join(store, digest.sha256));
+          await cache.add(digest, join(store, digest.sha256));
           return digest;
         },
         checkOut: (sha256) => cache.checkOut(sha256),
