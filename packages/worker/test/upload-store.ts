@@ -3,8 +3,34 @@
  * `hosted-artifacts.spec.ts`): moved out of `worker-blobs.spec.ts` to be shared.
  */
 import { createHash } from 'node:crypto';
+import { rename, symlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { dirname } from 'node:path';
+import type { ArtifactClient } from '@mpd/client';
+import type { WorkerBlobs } from '../src/artifacts/worker-blobs.js';
+
+/**
+ * A module's race against the worker's upload, made deterministic: `blobs`' client, asked to
+ * upload a file of the host's scratch directory `scratchDir` (the one directory a module is
+ * given), first swaps a symbolic link to `target` (a file of the worker's) over it, as a module
+ * watching that directory could. Answers the paths the client was asked to upload from.
+ */
+export function swapOverScratchUploads(blobs: WorkerBlobs, scratchDir: string, target: string): string[] {
+  const uploadedFrom: string[] = [];
+  const real = (blobs as unknown as { client: ArtifactClient }).client;
+  const client = Object.create(real) as ArtifactClient;
+  client.putFile = async (path, digest) => {
+    uploadedFrom.push(path);
+    if (dirname(path) === scratchDir) {
+      await symlink(target, `${path}.l`);
+      await rename(`${path}.l`, path);
+    }
+    return await real.putFile.call(client, path, digest);
+  };
+  (blobs as unknown as { client: ArtifactClient }).client = client;
+  return uploadedFrom;
+}
 
 /**
  * A store taking uploads: `POST /api/artifacts/blobs` hashed as it arrives and answered with what

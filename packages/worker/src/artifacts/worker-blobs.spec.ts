@@ -6,7 +6,7 @@ import { ArtifactClient } from '@mpd/client';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBlobServer, within } from '../../test/hostile-blob-server.js';
-import { startUploadStore } from '../../test/upload-store.js';
+import { startUploadStore, swapOverScratchUploads } from '../../test/upload-store.js';
 import type { FollowedBlob } from './module-artifacts.js';
 import { BlobProgress, readFollowed, readStreamed } from './blob-progress.js';
 import { WorkerBlobs } from './worker-blobs.js';
@@ -387,6 +387,45 @@ describe("the worker's own copy of a module host's archive (review U1 of round T
       }
     },
   );
+});
+
+describe("the worker's own copy of a module host's file to put (review U1 of round T; its swap test, round V)", () => {
+  it("is made outside the host's scratch directory: a symbolic link a module swaps over a file there while the copy is uploaded is neither uploaded nor kept in the cache", async () => {
+    const root = await mkdtemp(join(tmpdir(), 'mpd-put-copy-swap-'));
+    dirs.push(root);
+    const store = await startUploadStore();
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const key = join(root, 'worker-key');
+      const secret = Buffer.from('a private key of the worker machine\n');
+      await writeFile(key, secret, { mode: 0o600 });
+      const blobs = new WorkerBlobs(client, { dir: join(root, 'cache'), maxBytes: 1 << 24 });
+      await blobs.cache.open();
+      const scratch = blobs.cache.scratchDir;
+      const uploadedFrom = swapOverScratchUploads(blobs, scratch, key);
+      // The host's file, opened once by the worker (module-host.ts openHostUpload).
+      await mkdir(scratch, { recursive: true, mode: 0o700 });
+      const file = join(scratch, 'forged-put.tar');
+      const bytes = Buffer.alloc(secret.length, 7);
+      await writeFile(file, bytes, { mode: 0o600 });
+      const digest = { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length };
+      const opened = await open(file, 'r');
+      try {
+        expect(await blobs.putOpened(opened, bytes.length, digest)).toEqual(digest);
+      } finally {
+        await opened.close();
+      }
+      expect(store.requests.filter((seen) => seen.method === 'PUT').map((seen) => seen.sha256)).toEqual([
+        digest.sha256,
+      ]);
+      expect((await readFile((await blobs.checkOut(digest.sha256)).path)).equals(bytes)).toBe(true);
+      expect(uploadedFrom.length).toBeGreaterThan(0);
+      expect(uploadedFrom.filter((path) => dirname(path) === scratch)).toEqual([]);
+    } finally {
+      await client.close();
+      await store.close();
+    }
+  });
 });
 
 describe('an upload by a digest the worker did not compute of that file (round V, V2)', () => {

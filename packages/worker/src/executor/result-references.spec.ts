@@ -15,17 +15,18 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { ArtifactClient, digestFile } from '@mpd/client';
 import { defineModule, definePipeline, type JsonValue } from '@mpd/pipeline';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startUploadStore } from '../../test/upload-store.js';
+import { startUploadStore, swapOverScratchUploads } from '../../test/upload-store.js';
 import { BlobCache } from '../artifacts/blob-cache.js';
 import { WorkerBlobs } from '../artifacts/worker-blobs.js';
 import type { Execution, ExecutionOutcome, ExecutionRequest, WorkerArtifacts } from './execution.js';
 import { ModuleExecutor } from './module-executor.js';
 import { type ResultFile, storeHostResult, storeResult, withResultReferences } from './result-references.js';
+import { scratchRealPath } from './scratch-file.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -355,6 +356,20 @@ describe("a module host's result file (storeHostResult)", () => {
     expect(uploaded).toEqual(['"ok"']);
   });
 
+  it("refuses a file of its name after the module replaced the scratch directory by a symbolic link to a directory of the worker's (the handle's real path is checked): nothing uploaded", async () => {
+    const { artifacts, file, uploaded, scratchDir } = await hostFile();
+    scratchRealPath(scratchDir); // resolved when the worker gives its first host the directory
+    // A directory of the worker's (as ~/.ssh) holding a regular 0600 file of one link by that name.
+    const workerDir = join(dirname(scratchDir), 'worker-ssh');
+    await mkdir(workerDir, { mode: 0o700 });
+    await writeFile(join(workerDir, basename(file)), '"the worker\'s private key"', { mode: 0o600 });
+    await rename(scratchDir, `${scratchDir}.moved`);
+    await symlink(workerDir, scratchDir);
+    const end = await storeHostResult('m', { file }, artifacts, 1024);
+    expect(end).toMatchObject({ ok: false, thrown: { type: 'ResultReferenceError' } });
+    expect(uploaded).toEqual([]);
+  });
+
   it('refuses a FIFO (without waiting for a writer), a symbolic link, a hard link and a directory: nothing uploaded', async () => {
     for (const make of ['fifo', 'symlink', 'hard link', 'directory'] as const) {
       const { artifacts, file, secret, uploaded } = await hostFile();
@@ -399,17 +414,7 @@ describe('a result stored from its text (storeResult)', () => {
       const blobs = new WorkerBlobs(real, { dir: join(root, 'cache'), maxBytes: 1 << 24 });
       await blobs.cache.open(); // as the worker does at its start
       const scratch = blobs.cache.scratchDir;
-      const uploadedFrom: string[] = [];
-      const client = Object.create(real) as ArtifactClient;
-      client.putFile = async (path, digest) => {
-        uploadedFrom.push(path);
-        if (dirname(path) === scratch) {
-          await symlink(key, `${path}.l`);
-          await rename(`${path}.l`, path);
-        }
-        return await real.putFile.call(client, path, digest);
-      };
-      (blobs as unknown as { client: ArtifactClient }).client = client;
+      const uploadedFrom = swapOverScratchUploads(blobs, scratch, key);
       const text = JSON.stringify({ answer: 'x'.repeat(2_000) });
       const sha256 = createHash('sha256').update(text).digest('hex');
       const ref = JSON.parse(await storeResult(text, { transport: blobs, scratchDir: scratch }, 'm')) as JsonValue;
