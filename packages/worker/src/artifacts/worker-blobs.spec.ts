@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { appendFile, mkdir, mkdtemp, open, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ArtifactClient } from '@mpd/client';
@@ -465,5 +466,27 @@ describe('an upload by a digest the worker did not compute of that file (round V
       await client.close();
       await store.close();
     }
+  });
+});
+
+describe('readFollowed (round T closing note: blob-progress.ts:87)', () => {
+  it('a stream destroyed while its open is pending closes the file opened after, by the time it emits close: no descriptor left open, however many', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'mpd-followed-open-'));
+    dirs.push(root);
+    const path = join(root, 'archive.tar');
+    await writeFile(path, 'an archive being packed');
+    const held = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === path;
+        } catch {
+          return false; // closed since listed
+        }
+      }).length;
+    const streams = Array.from({ length: 50 }, () => readFollowed(path, new BlobProgress()));
+    // Destroyed at once: each open is still pending (it settles on a later turn).
+    for (const stream of streams) stream.destroy();
+    await Promise.all(streams.map((stream) => new Promise((resolve) => stream.once('close', resolve))));
+    expect(held()).toBe(0);
   });
 });
