@@ -4,6 +4,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import {
   appendFile,
   copyFile,
+  type FileHandle,
   link,
   mkdir,
   mkdtemp,
@@ -26,7 +27,7 @@ import { WorkerBlobs } from '../artifacts/worker-blobs.js';
 import type { Execution, ExecutionOutcome, ExecutionRequest, WorkerArtifacts } from './execution.js';
 import { ModuleExecutor } from './module-executor.js';
 import { type ResultFile, storeHostResult, storeResult, withResultReferences } from './result-references.js';
-import { scratchRealPath } from './scratch-file.js';
+import { copyHostFile, scratchRealPath } from './scratch-file.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -319,13 +320,17 @@ describe("a module host's result file (storeHostResult)", () => {
     await writeFile(secret, '"the worker\'s key"');
     const file = join(scratchDir, 'result-host.x.json');
     const uploaded: string[] = [];
+    const copies = join(root, 'copies');
+    await mkdir(copies);
     const artifacts = {
       transport: {
-        put: async (path: string) => {
+        // As WorkerBlobs: a copy of exactly the bytes checked, from the handle, where no host is given a directory.
+        putOpened: async (handle: FileHandle, size: number) => {
           await beforeRead?.(file, secret);
-          const text = await readFile(path, 'utf8');
-          uploaded.push(text);
-          return digestFile(path);
+          const copy = await copyHostFile(handle, size, copies, 'result');
+          uploaded.push(await readFile(copy.path, 'utf8'));
+          await rm(copy.path);
+          return copy.digest;
         },
       },
       scratchDir,
@@ -345,15 +350,18 @@ describe("a module host's result file (storeHostResult)", () => {
     expect(readdirSync(scratchDir)).toEqual([]);
   });
 
-  it('uploads exactly the bytes it checked against --max-result-size: a file grown after the check gets nothing over the limit uploaded', async () => {
+  it('uploads exactly the bytes it checked against --max-result-size: a file grown after the check gets nothing over the limit uploaded (the copy refuses it)', async () => {
     const { artifacts, file, uploaded } = await hostFile(async (file) => {
       await appendFile(file, 'x'.repeat(4096));
     });
     await writeFile(file, '"ok"');
     const end = await storeHostResult('m', { file }, artifacts, 1024);
     for (const text of uploaded) expect(text.length).toBeLessThanOrEqual(1024);
-    expect(end).toMatchObject({ ok: true });
-    expect(uploaded).toEqual(['"ok"']);
+    expect(end).toMatchObject({
+      ok: false,
+      thrown: { type: 'ResultReferenceError', message: expect.stringContaining('the file grew after it was checked') },
+    });
+    expect(uploaded).toEqual([]);
   });
 
   it("refuses a file of its name after the module replaced the scratch directory by a symbolic link to a directory of the worker's (the handle's real path is checked): nothing uploaded", async () => {

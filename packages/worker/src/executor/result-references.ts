@@ -22,7 +22,7 @@ import {
 } from './execution.js';
 import { ExecutionStop } from './execution-stop.js';
 import { resultTooLargeError } from './result-limits.js';
-import { copyHostFile, type OpenedHostFile, openHostFile, scratchRealPath } from './scratch-file.js';
+import { type OpenedHostFile, openHostFile, scratchRealPath } from './scratch-file.js';
 import type { ThrownDescription } from './values-as-text.js';
 import { goesByReference, RESULT_REF_KEY } from './result-file.js';
 import { DEFAULT_INLINE_RESULT_BYTES, DEFAULT_WORKER_MAX_RESULT_BYTES } from '../worker-defaults.js';
@@ -82,7 +82,7 @@ export async function storeResult(text: string, artifacts: WorkerArtifacts, modu
  * with that result stored (its end then names the reference's text): from the file the host
  * wrote it to (`resultFile` of its `done`, whose path `fromHostProblem` checked) — opened once
  * and checked on its handle, exactly the bytes checked copied from that handle to a file of the
- * worker's and uploaded from it (`transport.put` with their digest; see `scratch-file.ts`): the
+ * worker's and uploaded from it (`transport.putOpened`, required; see `scratch-file.ts`): the
  * worker's main thread never parses the text — and removed whatever happens (never throwing);
  * or from its text (a host's inline `resultText` over the size, which the worker's own hosts
  * never send: stored as for `isolation: 'none'`).
@@ -111,7 +111,6 @@ export async function storeHostResult(
   }
   const { file } = result;
   let opened: OpenedHostFile | undefined;
-  let copy: string | undefined;
   try {
     const found = await openHostFile(file, scratchRealPath(artifacts.scratchDir));
     if (found === 'not-own-file') {
@@ -128,19 +127,15 @@ export async function storeHostResult(
     if (found.size > maxResultBytes)
       return { ok: false, error: resultTooLargeError(module, found.size, maxResultBytes) };
     try {
-      // The bytes checked, copied from the handle: the host's path is never opened again; the
-      // copy made where no host is given a directory when the transport can (round T, review U1).
+      // The bytes checked, copied from the handle where no host is given a directory (round T,
+      // review U1): the host's path is never opened again. A transport without `putOpened` stores
+      // none (round V, V2: its fallback copied into the scratch directory, where a module can swap it).
+      const { putOpened } = artifacts.transport;
+      if (putOpened === undefined) throw new Error("this worker's artifact transport cannot store a result");
       const subject = { module, result: module };
-      if (artifacts.transport.putOpened)
-        return {
-          ok: true,
-          value: resultRefText(await artifacts.transport.putOpened(found.handle, found.size, undefined, subject)),
-        };
-      const copied = await copyHostFile(found.handle, found.size, artifacts.scratchDir, 'result');
-      copy = copied.path;
       return {
         ok: true,
-        value: resultRefText(await artifacts.transport.put(copy, copied.digest, { module, result: module })),
+        value: resultRefText(await putOpened.call(artifacts.transport, found.handle, found.size, undefined, subject)),
       };
     } catch (error) {
       return { ok: false, thrown: notStored(module, found.size, error) };
@@ -149,7 +144,6 @@ export async function storeHostResult(
     return { ok: false, thrown: notStored(module, undefined, error) };
   } finally {
     await opened?.handle.close().catch(() => undefined);
-    if (copy !== undefined) await rm(copy, { force: true }).catch(() => undefined);
     await removeHostFile(file);
   }
 }
