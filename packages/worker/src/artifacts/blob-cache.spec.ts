@@ -12,7 +12,13 @@ import type { StreamedBlob } from './blob-broadcast.js';
 import { BlobCache, type BlobCacheOptions, type FollowedCacheBlob, ownDirName, staleOwnDir } from './blob-cache.js';
 import { BlobProgress, readStreamed } from './blob-progress.js';
 
-const blob = (text: string) => ({ bytes: Buffer.from(text), sha256: createHash('sha256').update(text).digest('hex') });
+const blob = (text: string) => {
+  const bytes = Buffer.from(text);
+  const sha256 = createHash('sha256').update(text).digest('hex');
+  /** As a caller other than the worker's own hashing gives it (`BlobCache.add` checks it). */
+  const digest = { sha256, size: bytes.length };
+  return { bytes, sha256, digest };
+};
 
 /** A followed blob's file (the test fails if it came as a socket). */
 function pathOf(blob: FollowedCacheBlob): string {
@@ -146,7 +152,7 @@ describe('BlobCache', () => {
     const { cache, downloads, dir } = await cacheOf([], 1_000);
     const source = join(dir, '..', `upload-${Date.now()}`);
     await writeFile(source, a.bytes);
-    await cache.add(a.sha256, source);
+    await cache.add(a.digest, source);
     await rm(source);
     await (await cache.checkOut(a.sha256)).release();
     const again = new BlobCache({
@@ -157,6 +163,20 @@ describe('BlobCache', () => {
     const out = await again.checkOut(a.sha256);
     expect(await readFile(out.path, 'utf8')).toBe('made here');
     expect(downloads).toEqual([]);
+  });
+
+  it('add checks a hash it did not compute itself: a file added under a SHA-256 that is not its bytes’ (another blob’s name) is refused and nothing is kept under that name; under its own it is kept', async () => {
+    const theirs = blob('another module’s artifact, which a consumer expects');
+    const mine = blob('x'.repeat(theirs.bytes.length)); // other bytes, the same size
+    const { cache, dir } = await cacheOf([], 1_000);
+    const source = join(dir, '..', `forged-${Date.now()}`);
+    await writeFile(source, mine.bytes, { mode: 0o600 });
+    await expect(cache.add(theirs.digest, source)).rejects.toThrow(`hash to ${mine.sha256}`);
+    expect(cache.has(theirs.sha256)).toBe(false);
+    expect((await readdir(dir)).filter((name) => name === theirs.sha256)).toEqual([]);
+    await cache.add(mine.digest, source);
+    expect(await readFile((await cache.checkOut(mine.sha256)).path, 'utf8')).toBe(mine.bytes.toString());
+    await rm(source);
   });
 
   it('addOpened keeps the file the worker opened, not another regular 0600 file of the same size renamed over its path since: the swapped-in bytes are never kept under the blob’s name', async () => {
@@ -214,10 +234,10 @@ describe('BlobCache', () => {
     const shared = join(base, 'upload-0644');
     await writeFile(shared, c.bytes, { mode: 0o644 });
     await chmod(shared, 0o644); // whatever the umask
-    await cache.add(c.sha256, shared);
+    await cache.add(c.digest, shared);
     const own = join(base, 'upload-0600');
     await writeFile(own, d.bytes, { mode: 0o600 });
-    await cache.add(d.sha256, own);
+    await cache.add(d.digest, own);
     for (const { sha256 } of [a, b, c, d]) expect([sha256, await modeOf(join(dir, sha256))]).toEqual([sha256, 0o600]);
     // The module's file readable by others was copied, not linked and not changed; one already 0600 is linked.
     expect(await modeOf(shared)).toBe(0o644);

@@ -35,12 +35,15 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
+import { digestFile } from '@mpd/client';
 import { LIMITS } from '@mpd/contract';
 import { makeDirectory } from '@mpd/server-kit';
 import type { Logger } from 'pino';
 import { BlobBroadcast, DownloadAbandonedError, type StreamedBlob } from './blob-broadcast.js';
 import type { BlobFollower } from './blob-progress.js';
 import { copyHostFile } from '../executor/scratch-file.js';
+import type { Digest } from './module-artifacts.js';
+import { isOwnDigestOf } from './own-digest.js';
 import { ReportingFileWriter } from './reporting-file-writer.js';
 
 export { DownloadAbandonedError } from './blob-broadcast.js';
@@ -553,17 +556,24 @@ export class BlobCache {
   }
 
   /**
-   * Adds the file at `path` (whose hash the caller computed) as blob `sha256`: linked when it is on
-   * the cache's filesystem, copied otherwise. A module that uploads an artifact leaves it here,
-   * so a consumer on the same worker does not download it. A file readable by others than its
-   * owner is copied (the copy made 0600) rather than linked: a link is the same inode, and a chmod
-   * of it would change the caller's own file. (The worker's archives and results are made 0600,
-   * so theirs are linked.)
+   * Adds the file at `path` as the blob `digest` names: linked when it is on the cache's
+   * filesystem, copied otherwise. A module that uploads an artifact leaves it here, so a consumer
+   * on the same worker does not download it. A file readable by others than its owner is copied
+   * (the copy made 0600) rather than linked: a link is the same inode, and a chmod of it would
+   * change the caller's own file. (The worker's archives and results are made 0600, so theirs are
+   * linked.) A `digest` the worker's own hashing made of this very file (own-digest.ts) is taken
+   * as it is; any other is checked on the file kept (the link or copy in the cache's own
+   * directory): hashed, and refused when it is not the digest's bytes (round V, V2: the caller's
+   * hash was trusted, so a digest naming another blob put these bytes under that blob's name).
+   * @throws an Error naming both hashes when the file is not `digest`'s bytes (nothing kept); a
+   *   `sha256` that is not one: TypeError
    */
-  async add(sha256: string, path: string): Promise<void> {
+  async add(digest: Digest, path: string): Promise<void> {
+    const { sha256 } = digest;
     if (!LIMITS.artifact.sha256.pattern.test(sha256)) throw new TypeError(`not a SHA-256: ${JSON.stringify(sha256)}`);
     await this.init();
     if (this.entries.has(sha256)) return;
+    const own = isOwnDigestOf(digest, path);
     const temporary = join(this.ownDir, `add-${randomBytes(6).toString('hex')}`);
     const linked = await link(path, temporary).then(
       () => true,
@@ -576,6 +586,15 @@ export class BlobCache {
       if (linked) await unlink(temporary);
       await copyFile(path, temporary, constants.COPYFILE_EXCL);
       await chmod(temporary, OWNER_FILE);
+    }
+    if (!own) {
+      const found = await digestFile(temporary);
+      if (found.sha256 !== sha256 || found.size !== digest.size) {
+        await unlink(temporary).catch(() => undefined);
+        throw new Error(
+          `${path}: the file's bytes hash to ${found.sha256} (${found.size} bytes), not to blob ${sha256} (${digest.size} bytes): not kept in the cache`,
+        );
+      }
     }
     await this.install(sha256, temporary, (await stat(temporary)).size);
   }

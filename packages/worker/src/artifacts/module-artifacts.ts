@@ -24,6 +24,7 @@ import type { ReadEntry } from 'tar';
 import type { StreamedBlob } from './blob-broadcast.js';
 import { type BlobFollower, BlobProgress, readFollowed, readStreamed } from './blob-progress.js';
 import { DigestingStream } from './digesting-stream.js';
+import { ownDigest } from './own-digest.js';
 import { ReportingFileWriter } from './reporting-file-writer.js';
 
 /** A blob's SHA-256 (64 lowercase hex digits) and size in bytes. */
@@ -95,6 +96,16 @@ export interface BlobTransport {
    * @default absent: the caller copies into its scratch directory and calls {@link BlobTransport.put}
    */
   putOpened?(handle: FileHandle, size: number, digest?: Digest, subject?: TransferSubject): Promise<Digest>;
+  /**
+   * Uploads `bytes` (held by the caller: a result's JSON text), hashed from that memory, from a
+   * file of the transport's own made where no module host is given a directory, and keeps it in
+   * the cache; answers its digest. Nothing is written where a module could swap it before it is
+   * read (round V, V2: a result written to the hosts' scratch directory and uploaded by path could
+   * be another file by then).
+   * @throws (rejects) the write's or the upload's error
+   * @default absent: the worker stores no result by reference through this transport
+   */
+  putBytes?(bytes: Uint8Array, subject?: TransferSubject): Promise<Digest>;
   /** Blob `sha256` as a file of the caller's own (a link into the cache); the caller removes it when done. */
   checkOut(sha256: string, subject?: TransferSubject): Promise<{ path: string }>;
   /**
@@ -189,7 +200,8 @@ async function packHashed(pack: NodeJS.ReadableStream, archive: string, stop: Ab
       signal: stop,
     },
   );
-  return await digesting.digest();
+  // The worker's own hash of the archive it wrote (own-digest.ts): its upload trusts it.
+  return ownDigest(archive, await digesting.digest());
 }
 
 /**
@@ -460,7 +472,10 @@ export function moduleArtifacts(options: ModuleArtifactsOptions): ExecutionArtif
       stored.catch((error: unknown) => packing.abort(error));
       let digest: Digest;
       try {
-        digest = await packHashedInto(pack, handle, (bytes) => follower.written(bytes), packing.signal);
+        digest = ownDigest(
+          archive,
+          await packHashedInto(pack, handle, (bytes) => follower.written(bytes), packing.signal),
+        );
       } catch (error) {
         const reason = packing.signal.aborted ? packing.signal.reason : error;
         follower.ended({ error: reason instanceof Error ? reason : new Error(String(reason)) });

@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import { appendFile, mkdir, mkdtemp, open, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ArtifactClient } from '@mpd/client';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startBlobServer, within } from '../../test/hostile-blob-server.js';
-import { startUploadStore } from '../../test/upload-store.js';
+import { startUploadStore, swapOverScratchUploads } from '../../test/upload-store.js';
 import type { FollowedBlob } from './module-artifacts.js';
 import { BlobProgress, readFollowed, readStreamed } from './blob-progress.js';
 import { WorkerBlobs } from './worker-blobs.js';
@@ -387,4 +388,105 @@ describe("the worker's own copy of a module host's archive (review U1 of round T
       }
     },
   );
+});
+
+describe("the worker's own copy of a module host's file to put (review U1 of round T; its swap test, round V)", () => {
+  it("is made outside the host's scratch directory: a symbolic link a module swaps over a file there while the copy is uploaded is neither uploaded nor kept in the cache", async () => {
+    const root = await mkdtemp(join(tmpdir(), 'mpd-put-copy-swap-'));
+    dirs.push(root);
+    const store = await startUploadStore();
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const key = join(root, 'worker-key');
+      const secret = Buffer.from('a private key of the worker machine\n');
+      await writeFile(key, secret, { mode: 0o600 });
+      const blobs = new WorkerBlobs(client, { dir: join(root, 'cache'), maxBytes: 1 << 24 });
+      await blobs.cache.open();
+      const scratch = blobs.cache.scratchDir;
+      const uploadedFrom = swapOverScratchUploads(blobs, scratch, key);
+      // The host's file, opened once by the worker (module-host.ts openHostUpload).
+      await mkdir(scratch, { recursive: true, mode: 0o700 });
+      const file = join(scratch, 'forged-put.tar');
+      const bytes = Buffer.alloc(secret.length, 7);
+      await writeFile(file, bytes, { mode: 0o600 });
+      const digest = { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length };
+      const opened = await open(file, 'r');
+      try {
+        expect(await blobs.putOpened(opened, bytes.length, digest)).toEqual(digest);
+      } finally {
+        await opened.close();
+      }
+      expect(store.requests.filter((seen) => seen.method === 'PUT').map((seen) => seen.sha256)).toEqual([
+        digest.sha256,
+      ]);
+      expect((await readFile((await blobs.checkOut(digest.sha256)).path)).equals(bytes)).toBe(true);
+      expect(uploadedFrom.length).toBeGreaterThan(0);
+      expect(uploadedFrom.filter((path) => dirname(path) === scratch)).toEqual([]);
+    } finally {
+      await client.close();
+      await store.close();
+    }
+  });
+});
+
+describe('an upload by a digest the worker did not compute of that file (round V, V2)', () => {
+  it("a forged digest naming a blob the store has (other bytes, the same size): refused before anything is sent or kept, so the cache never holds the file under that blob's name; the file's own digest uploads", async () => {
+    const root = await mkdtemp(join(tmpdir(), 'mpd-forged-digest-'));
+    dirs.push(root);
+    const store = await startUploadStore({ keepsBlobs: true });
+    const client = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const digestOf = (bytes: Buffer) => ({
+        sha256: createHash('sha256').update(bytes).digest('hex'),
+        size: bytes.length,
+      });
+      // Another module's artifact, in the store (not in this worker's cache).
+      const theirs = Buffer.from("another module's artifact, which its consumers expect");
+      await writeFile(join(root, 'theirs'), theirs);
+      await client.putFile(join(root, 'theirs'));
+      const blobs = new WorkerBlobs(client, { dir: join(root, 'cache'), maxBytes: 1 << 24 });
+      await blobs.cache.open();
+      const file = join(root, 'mine.tar');
+      const mine = Buffer.alloc(theirs.length, 7);
+      await writeFile(file, mine, { mode: 0o600 });
+      const sentBefore = store.requests.length;
+      await expect(blobs.put(file, digestOf(theirs))).rejects.toThrow(
+        `hashing to ${digestOf(mine).sha256}, not the digest given (${digestOf(theirs).sha256}`,
+      );
+      expect(store.requests.slice(sentBefore)).toEqual([]);
+      expect(blobs.cache.has(digestOf(theirs).sha256)).toBe(false);
+      // A digest that is the file's (a caller's object, not the worker's hashing): checked, uploaded.
+      expect(await blobs.put(file, digestOf(mine))).toEqual(digestOf(mine));
+      expect(store.requests.filter((seen) => seen.method === 'PUT').map((seen) => seen.sha256)).toEqual([
+        digestOf(theirs).sha256,
+        digestOf(mine).sha256,
+      ]);
+      expect((await readFile((await blobs.checkOut(digestOf(mine).sha256)).path)).equals(mine)).toBe(true);
+    } finally {
+      await client.close();
+      await store.close();
+    }
+  });
+});
+
+describe('readFollowed (round T closing note: blob-progress.ts:87)', () => {
+  it('a stream destroyed while its open is pending closes the file opened after, by the time it emits close: no descriptor left open, however many', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'mpd-followed-open-'));
+    dirs.push(root);
+    const path = join(root, 'archive.tar');
+    await writeFile(path, 'an archive being packed');
+    const held = () =>
+      readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === path;
+        } catch {
+          return false; // closed since listed
+        }
+      }).length;
+    const streams = Array.from({ length: 50 }, () => readFollowed(path, new BlobProgress()));
+    // Destroyed at once: each open is still pending (it settles on a later turn).
+    for (const stream of streams) stream.destroy();
+    await Promise.all(streams.map((stream) => new Promise((resolve) => stream.once('close', resolve))));
+    expect(held()).toBe(0);
+  });
 });

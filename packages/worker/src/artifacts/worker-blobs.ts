@@ -1,12 +1,15 @@
+import { createHash, randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { rm } from 'node:fs/promises';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { type ArtifactClient, DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS } from '@mpd/client';
+import { type ArtifactClient, DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS, digestFile } from '@mpd/client';
 import type { Logger } from 'pino';
 
 import { BlobCache, type BlobCacheOptions } from './blob-cache.js';
 import { type BlobFollower, BlobProgress, readFollowed } from './blob-progress.js';
 import { copyHostFile } from '../executor/scratch-file.js';
+import { isOwnDigestOf, ownDigest } from './own-digest.js';
 import type { BlobTransport, Digest, FollowedBlob, PackFollower, TransferSubject } from './module-artifacts.js';
 
 /** Options of {@link WorkerBlobs} beyond its cache's. */
@@ -172,7 +175,7 @@ export class WorkerBlobs implements BlobTransport {
           `the store received the archive as blob ${answer.sha256} (${answer.size} bytes), not as packed (${known.sha256}, ${known.size} bytes): its bytes changed on their way`,
         );
       }
-      if (opened === undefined) await this.cache.add(known.sha256, path);
+      if (opened === undefined) await this.cache.add(known, path);
       else await this.cache.addOpened(known.sha256, path, await opened, known.size);
       return known;
     })().then((known) => {
@@ -209,7 +212,7 @@ export class WorkerBlobs implements BlobTransport {
         throw new Error(
           `the archive's bytes hash to ${copy.digest.sha256}, not to ${known.sha256} as packed: not uploaded`,
         );
-      return await this.upload(copy.path, known);
+      return await this.upload(copy.path, copy.digest);
     } finally {
       await rm(copy.path, { force: true });
     }
@@ -240,10 +243,55 @@ export class WorkerBlobs implements BlobTransport {
     }
   }
 
-  /** {@link put} without its log line (also `putPacking`'s upload by hash). */
+  /**
+   * `bytes` (a result's JSON text, held by the worker) uploaded from a file written in the
+   * cache's own directory (`BlobCache.ownDir`, which no host is given; `wx`, 0600), their digest
+   * hashed from memory, not read back; kept in the cache by a link of that file, then removed.
+   * Before round V (V2) a result was written to the hosts' scratch directory and uploaded by its
+   * path: a module swapping a link there got another file stored as the result.
+   * @throws (rejects) the write's or the upload's error (the file removed)
+   */
+  async putBytes(bytes: Uint8Array, subject?: TransferSubject): Promise<Digest> {
+    const startedAt = performance.now();
+    await this.cache.open();
+    const path = join(this.cache.ownDir, `result.${randomBytes(6).toString('hex')}.json`);
+    const digest = ownDigest(path, {
+      sha256: createHash('sha256').update(bytes).digest('hex'),
+      size: bytes.byteLength,
+    });
+    try {
+      await writeFile(path, bytes, { mode: 0o600, flag: 'wx' });
+      const stored = await this.upload(path, digest);
+      this.logUpload(stored, startedAt, subject);
+      return stored;
+    } finally {
+      await rm(path, { force: true });
+    }
+  }
+
+  /**
+   * {@link put} without its log line (also `putPacking`'s upload by hash). A `digest` the
+   * worker's own hashing made of this very file (own-digest.ts: the packer's, a copy's, a
+   * result's) is taken as it is: the file is read once, to send it, and not at all when the store
+   * has that blob. Any other digest, or none, is checked first: the file hashed here, and a
+   * `digest` that is not its bytes' refused before anything is sent (round V, V2: an upload by
+   * hash of a blob the store has sends no bytes, and the cache then kept the file under the
+   * named blob's hash; safe only while every caller computed its own digest).
+   * @throws (rejects) a `digest` that is not the file's, naming both; the upload's error
+   */
   private async upload(path: string, digest?: Digest): Promise<Digest> {
-    const stored = await this.client.putFile(path, digest);
-    await this.cache.add(stored.sha256, path);
+    let known = digest;
+    if (known === undefined || !isOwnDigestOf(known, path)) {
+      const found = await digestFile(path);
+      if (known !== undefined && (known.sha256 !== found.sha256 || known.size !== found.size))
+        throw new Error(
+          `${path} holds ${found.size} bytes hashing to ${found.sha256}, not the digest given (${known.sha256}, ${known.size} bytes): not uploaded`,
+        );
+      known = found;
+    }
+    const stored = await this.client.putFile(path, known);
+    // `stored` is `known` (the same object): the cache trusts it as the upload did, or checks it.
+    await this.cache.add(stored, path);
     return stored;
   }
 

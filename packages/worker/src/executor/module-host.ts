@@ -7,7 +7,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { type FileHandle, rm } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
@@ -38,7 +38,7 @@ import { ByteLineSplitter, NEWLINE } from './module-output.js';
 import { LATE_LINES_BURST, LATE_LINES_INTERVAL_MS, LogRateLimit, moreSevere } from './module-logger.js';
 import { type GroupStop, stopProcessGroup } from './process-group.js';
 import { progressReports } from './progress-reports.js';
-import { copyHostFile, notOwnFileMessage, openHostFile, scratchRealPath } from './scratch-file.js';
+import { notOwnFileMessage, openHostFile, scratchRealPath } from './scratch-file.js';
 
 /**
  * The most `putPacking` calls of one execution the worker follows at once (each holds a
@@ -518,10 +518,12 @@ export class ModuleHost {
   /**
    * A host's `put` (its own `ctx.artifacts` packs through `putPacking`; a `put` comes from a
    * module's code writing on the channel): the file opened once ({@link openHostUpload}), its
-   * bytes copied from that handle into a file of the worker's own (the transport's `putOpened`:
-   * in a directory no host is given; else in `scratchDir`) and
-   * hashed on the way, checked against the host's `digest` when it gave one, and that copy
-   * uploaded (the cache keeps it by a link: nothing of the host's file is taken by its path).
+   * bytes copied from that handle by the transport's `putOpened` into a file of the worker's own
+   * in a directory no host is given, hashed on the way, checked against the host's `digest` when
+   * it gave one, and that copy uploaded (the cache keeps it by a link: nothing of the host's file
+   * is taken by its path). A transport without `putOpened` is refused the call: its copy would
+   * have to be made where a module can swap it (round V, V2: that fallback copied into the
+   * scratch directory).
    * @throws (rejects) the refusal, a digest that is not the file's, or the upload's error
    */
   private async putHostFile(
@@ -530,28 +532,17 @@ export class ModuleHost {
     executionId: string,
     digest: Digest | undefined,
     subject: TransferSubject | undefined,
-    scratchDir: string,
   ): Promise<Digest> {
+    const putOpened = transport.putOpened?.bind(transport);
+    if (putOpened === undefined) throw new Error("this worker cannot upload a module host's file");
     const handle = await this.openHostUpload(path, executionId);
-    let copy: string | undefined;
     try {
       const { size } = await handle.stat();
-      // Copied where no host is given a directory (round T, review U1): a module cannot swap a link
-      // over the copy before it is uploaded and kept by its path.
-      if (transport.putOpened)
-        return await transport.putOpened(handle, size, digest, subject).catch((error: unknown) => {
-          throw error instanceof Error ? new Error(`${path}: ${error.message}`, { cause: error }) : error;
-        });
-      const copied = await copyHostFile(handle, size, scratchDir, 'upload', 'tar');
-      copy = copied.path;
-      if (digest !== undefined && (digest.sha256 !== copied.digest.sha256 || digest.size !== copied.digest.size))
-        throw new Error(
-          `${path} holds ${copied.digest.size} bytes hashing to ${copied.digest.sha256}, not the digest the module host gave (${digest.sha256}, ${digest.size} bytes): not uploaded`,
-        );
-      return await transport.put(copied.path, copied.digest, subject);
+      return await putOpened(handle, size, digest, subject).catch((error: unknown) => {
+        throw error instanceof Error ? new Error(`${path}: ${error.message}`, { cause: error }) : error;
+      });
     } finally {
       await handle.close().catch(() => undefined);
-      if (copy !== undefined) await rm(copy, { force: true }).catch(() => undefined);
     }
   }
 
@@ -614,14 +605,7 @@ export class ModuleHost {
     }
     const moved =
       call.op === 'put'
-        ? this.putHostFile(
-            transport,
-            call.path,
-            call.executionId,
-            call.digest,
-            subject,
-            this.options.artifacts!.scratchDir,
-          )
+        ? this.putHostFile(transport, call.path, call.executionId, call.digest, subject)
         : call.op === 'checkOut'
           ? transport.checkOut(call.sha256, subject)
           : this.follow(transport, call.callId, call.sha256, subject);

@@ -1,16 +1,33 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
-import { appendFile, copyFile, link, mkdir, mkdtemp, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  appendFile,
+  copyFile,
+  type FileHandle,
+  link,
+  mkdir,
+  mkdtemp,
+  readFile,
+  rename,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { digestFile } from '@mpd/client';
+import { basename, dirname, join } from 'node:path';
+import { ArtifactClient, digestFile } from '@mpd/client';
 import { defineModule, definePipeline, type JsonValue } from '@mpd/pipeline';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
+import { startUploadStore, swapOverScratchUploads } from '../../test/upload-store.js';
 import { BlobCache } from '../artifacts/blob-cache.js';
+import { WorkerBlobs } from '../artifacts/worker-blobs.js';
 import type { Execution, ExecutionOutcome, ExecutionRequest, WorkerArtifacts } from './execution.js';
 import { ModuleExecutor } from './module-executor.js';
-import { type ResultFile, storeHostResult, withResultReferences } from './result-references.js';
+import { type ResultFile, storeHostResult, storeResult, withResultReferences } from './result-references.js';
+import { copyHostFile, scratchRealPath } from './scratch-file.js';
 
 const dirs: string[] = [];
 afterEach(async () => {
@@ -64,7 +81,14 @@ async function setUp(options: { maxResultBytes?: number; failPut?: boolean; fetc
           if (options.failPut) throw new Error('PUT blob: 413 ArtifactTooLarge');
           const digest = await digestFile(path);
           await copyFile(path, join(store, digest.sha256));
-          await cache.add(digest.sha256, path);
+          await cache.add(digest, path);
+          return digest;
+        },
+        putBytes: async (bytes) => {
+          if (options.failPut) throw new Error('PUT blob: 413 ArtifactTooLarge');
+          const digest = { sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.byteLength };
+          await writeFile(join(store, digest.sha256), bytes);
+          await cache.add(digest, join(store, digest.sha256));
           return digest;
         },
         checkOut: (sha256) => cache.checkOut(sha256),
@@ -296,13 +320,17 @@ describe("a module host's result file (storeHostResult)", () => {
     await writeFile(secret, '"the worker\'s key"');
     const file = join(scratchDir, 'result-host.x.json');
     const uploaded: string[] = [];
+    const copies = join(root, 'copies');
+    await mkdir(copies);
     const artifacts = {
       transport: {
-        put: async (path: string) => {
+        // As WorkerBlobs: a copy of exactly the bytes checked, from the handle, where no host is given a directory.
+        putOpened: async (handle: FileHandle, size: number) => {
           await beforeRead?.(file, secret);
-          const text = await readFile(path, 'utf8');
-          uploaded.push(text);
-          return digestFile(path);
+          const copy = await copyHostFile(handle, size, copies, 'result');
+          uploaded.push(await readFile(copy.path, 'utf8'));
+          await rm(copy.path);
+          return copy.digest;
         },
       },
       scratchDir,
@@ -322,15 +350,32 @@ describe("a module host's result file (storeHostResult)", () => {
     expect(readdirSync(scratchDir)).toEqual([]);
   });
 
-  it('uploads exactly the bytes it checked against --max-result-size: a file grown after the check gets nothing over the limit uploaded', async () => {
+  it('uploads exactly the bytes it checked against --max-result-size: a file grown after the check gets nothing over the limit uploaded (the copy refuses it)', async () => {
     const { artifacts, file, uploaded } = await hostFile(async (file) => {
       await appendFile(file, 'x'.repeat(4096));
     });
     await writeFile(file, '"ok"');
     const end = await storeHostResult('m', { file }, artifacts, 1024);
     for (const text of uploaded) expect(text.length).toBeLessThanOrEqual(1024);
-    expect(end).toMatchObject({ ok: true });
-    expect(uploaded).toEqual(['"ok"']);
+    expect(end).toMatchObject({
+      ok: false,
+      thrown: { type: 'ResultReferenceError', message: expect.stringContaining('the file grew after it was checked') },
+    });
+    expect(uploaded).toEqual([]);
+  });
+
+  it("refuses a file of its name after the module replaced the scratch directory by a symbolic link to a directory of the worker's (the handle's real path is checked): nothing uploaded", async () => {
+    const { artifacts, file, uploaded, scratchDir } = await hostFile();
+    scratchRealPath(scratchDir); // resolved when the worker gives its first host the directory
+    // A directory of the worker's (as ~/.ssh) holding a regular 0600 file of one link by that name.
+    const workerDir = join(dirname(scratchDir), 'worker-ssh');
+    await mkdir(workerDir, { mode: 0o700 });
+    await writeFile(join(workerDir, basename(file)), '"the worker\'s private key"', { mode: 0o600 });
+    await rename(scratchDir, `${scratchDir}.moved`);
+    await symlink(workerDir, scratchDir);
+    const end = await storeHostResult('m', { file }, artifacts, 1024);
+    expect(end).toMatchObject({ ok: false, thrown: { type: 'ResultReferenceError' } });
+    expect(uploaded).toEqual([]);
   });
 
   it('refuses a FIFO (without waiting for a writer), a symbolic link, a hard link and a directory: nothing uploaded', async () => {
@@ -354,6 +399,42 @@ describe("a module host's result file (storeHostResult)", () => {
       });
       expect(uploaded, make).toEqual([]);
       expect(existsSync(file), make).toBe(false);
+    }
+  });
+});
+
+/**
+ * A result the worker holds as text (`isolation: 'none'`'s, a host's inline `resultText` over
+ * the size): round T's closing note, T1/u1 leftovers. The worker wrote the text into the scratch
+ * directory its module hosts are given and uploaded it by that path; a module racing it (here
+ * made deterministic: the store's client swaps a link to a file of the worker's over any file of
+ * the scratch directory it is asked to upload) got another file stored as the module's result.
+ */
+describe('a result stored from its text (storeResult)', () => {
+  it("is uploaded from a file of the worker's own, outside the scratch directory: a link swapped over a file there changes nothing stored, and the reference names the module's text", async () => {
+    const root = await mkdtemp(join(tmpdir(), 'mpd-store-result-'));
+    dirs.push(root);
+    const store = await startUploadStore();
+    const real = new ArtifactClient({ baseUrl: store.url, token: 'worker-credential' });
+    try {
+      const key = join(root, 'worker-key');
+      await writeFile(key, '"a private key of the worker machine"', { mode: 0o600 });
+      const blobs = new WorkerBlobs(real, { dir: join(root, 'cache'), maxBytes: 1 << 24 });
+      await blobs.cache.open(); // as the worker does at its start
+      const scratch = blobs.cache.scratchDir;
+      const uploadedFrom = swapOverScratchUploads(blobs, scratch, key);
+      const text = JSON.stringify({ answer: 'x'.repeat(2_000) });
+      const sha256 = createHash('sha256').update(text).digest('hex');
+      const ref = JSON.parse(await storeResult(text, { transport: blobs, scratchDir: scratch }, 'm')) as JsonValue;
+      expect(ref).toEqual({ $mpdRef: { sha256, size: Buffer.byteLength(text) } });
+      expect(store.requests.filter((seen) => seen.method === 'PUT').map((seen) => seen.sha256)).toEqual([sha256]);
+      expect(await readFile((await blobs.checkOut(sha256)).path, 'utf8')).toBe(text);
+      expect(uploadedFrom.length).toBeGreaterThan(0);
+      expect(uploadedFrom.filter((path) => dirname(path) === scratch)).toEqual([]);
+      expect(existsSync(scratch) ? readdirSync(scratch) : []).toEqual([]);
+    } finally {
+      await real.close();
+      await store.close();
     }
   });
 });

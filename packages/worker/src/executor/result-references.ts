@@ -6,9 +6,7 @@
  * orchestrator keeps that reference in its report and passes it on in `dependencyResults`; a
  * dependant's worker fetches the blob (through its cache) and gives the module the value.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile, rm, rmdir, stat, unlink } from 'node:fs/promises';
 import { describeBytes, type ExecuteModuleFailure, type ExecuteModuleSuccess } from '@mpd/contract';
 import { LIMITS } from '@mpd/contract/limits';
 import type { AnyModule, JsonValue } from '@mpd/pipeline';
@@ -24,7 +22,7 @@ import {
 } from './execution.js';
 import { ExecutionStop } from './execution-stop.js';
 import { resultTooLargeError } from './result-limits.js';
-import { copyHostFile, type OpenedHostFile, openHostFile, scratchRealPath } from './scratch-file.js';
+import { type OpenedHostFile, openHostFile, scratchRealPath } from './scratch-file.js';
 import type { ThrownDescription } from './values-as-text.js';
 import { goesByReference, RESULT_REF_KEY } from './result-file.js';
 import { DEFAULT_INLINE_RESULT_BYTES, DEFAULT_WORKER_MAX_RESULT_BYTES } from '../worker-defaults.js';
@@ -65,19 +63,18 @@ export class ResultReferenceError extends WorkerError {
 }
 
 /**
- * Stores result text `text` of module `module` as a blob (written to the scratch directory,
- * uploaded, kept in the cache); answers its reference's text.
+ * Stores result text `text` of module `module` as a blob (its UTF-8 bytes, through
+ * `transport.putBytes`: hashed from memory and uploaded from a file of the worker's own that no
+ * module host is given, kept in the cache); answers its reference's text. Round V (V2): the text
+ * was written into the hosts' scratch directory and uploaded by that path, where a module could
+ * swap in another file (a link to a file of the worker's) before it was read: the stored result
+ * was then not the module's.
+ * @throws an Error when the transport cannot store bytes (no `putBytes`), or its upload's error
  */
 export async function storeResult(text: string, artifacts: WorkerArtifacts, module: string): Promise<string> {
-  // The worker's user's only, as the cache it becomes a blob of (blob-cache.ts OWNER_FILE).
-  await mkdir(artifacts.scratchDir, { recursive: true, mode: 0o700 });
-  const path = join(artifacts.scratchDir, `result.${randomBytes(6).toString('hex')}.json`);
-  try {
-    await writeFile(path, text, { mode: 0o600, flag: 'wx' });
-    return resultRefText(await artifacts.transport.put(path, undefined, { module, result: module }));
-  } finally {
-    await rm(path, { force: true });
-  }
+  const { transport } = artifacts;
+  if (transport.putBytes === undefined) throw new Error("this worker's artifact transport cannot store a result");
+  return resultRefText(await transport.putBytes(Buffer.from(text, 'utf8'), { module, result: module }));
 }
 
 /**
@@ -85,7 +82,7 @@ export async function storeResult(text: string, artifacts: WorkerArtifacts, modu
  * with that result stored (its end then names the reference's text): from the file the host
  * wrote it to (`resultFile` of its `done`, whose path `fromHostProblem` checked) — opened once
  * and checked on its handle, exactly the bytes checked copied from that handle to a file of the
- * worker's and uploaded from it (`transport.put` with their digest; see `scratch-file.ts`): the
+ * worker's and uploaded from it (`transport.putOpened`, required; see `scratch-file.ts`): the
  * worker's main thread never parses the text — and removed whatever happens (never throwing);
  * or from its text (a host's inline `resultText` over the size, which the worker's own hosts
  * never send: stored as for `isolation: 'none'`).
@@ -114,7 +111,6 @@ export async function storeHostResult(
   }
   const { file } = result;
   let opened: OpenedHostFile | undefined;
-  let copy: string | undefined;
   try {
     const found = await openHostFile(file, scratchRealPath(artifacts.scratchDir));
     if (found === 'not-own-file') {
@@ -131,19 +127,15 @@ export async function storeHostResult(
     if (found.size > maxResultBytes)
       return { ok: false, error: resultTooLargeError(module, found.size, maxResultBytes) };
     try {
-      // The bytes checked, copied from the handle: the host's path is never opened again; the
-      // copy made where no host is given a directory when the transport can (round T, review U1).
+      // The bytes checked, copied from the handle where no host is given a directory (round T,
+      // review U1): the host's path is never opened again. A transport without `putOpened` stores
+      // none (round V, V2: its fallback copied into the scratch directory, where a module can swap it).
+      const { putOpened } = artifacts.transport;
+      if (putOpened === undefined) throw new Error("this worker's artifact transport cannot store a result");
       const subject = { module, result: module };
-      if (artifacts.transport.putOpened)
-        return {
-          ok: true,
-          value: resultRefText(await artifacts.transport.putOpened(found.handle, found.size, undefined, subject)),
-        };
-      const copied = await copyHostFile(found.handle, found.size, artifacts.scratchDir, 'result');
-      copy = copied.path;
       return {
         ok: true,
-        value: resultRefText(await artifacts.transport.put(copy, copied.digest, { module, result: module })),
+        value: resultRefText(await putOpened.call(artifacts.transport, found.handle, found.size, undefined, subject)),
       };
     } catch (error) {
       return { ok: false, thrown: notStored(module, found.size, error) };
@@ -152,7 +144,6 @@ export async function storeHostResult(
     return { ok: false, thrown: notStored(module, undefined, error) };
   } finally {
     await opened?.handle.close().catch(() => undefined);
-    if (copy !== undefined) await rm(copy, { force: true }).catch(() => undefined);
     await removeHostFile(file);
   }
 }

@@ -13,6 +13,7 @@ import { constants, mkdirSync, realpathSync } from 'node:fs';
 import { type FileHandle, open, readlink, realpath, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import type { Digest } from '../artifacts/module-artifacts.js';
+import { ownDigest } from '../artifacts/own-digest.js';
 
 /** Bytes read at a time when copying (as the artifact client reads a file: 1 MiB). */
 const COPY_CHUNK_BYTES = 1024 * 1024;
@@ -129,7 +130,8 @@ export async function copyHostFile(
     const { bytesRead: more } = await handle.read(Buffer.alloc(1), 0, 1, size);
     if (more > 0) throw new Error(`the file grew after it was checked (${size} bytes)`);
     await out.close();
-    return { path, digest: { sha256: hash.digest('hex'), size } };
+    // The worker's own hash of the copy it wrote (own-digest.ts): its upload and the cache trust it.
+    return { path, digest: ownDigest(path, { sha256: hash.digest('hex'), size }) };
   } catch (error) {
     await out.close().catch(() => undefined);
     await rm(path, { force: true });
