@@ -1,7 +1,7 @@
 /**
- * `@mpd/worker/tsx-loader` (the module hosts', `pnpm orchestrator`/`pnpm worker`'s and — through
- * `registerTypeScript` — `mpd`'s way to load TypeScript) against `node --import tsx` (the tests',
- * and any user's own): the orchestrator matches a worker by the pipeline's fingerprint and a host
+ * `@mpd/worker/tsx-loader` (`mpd`'s way to load TypeScript, through `registerTypeScript`) against
+ * `node --import tsx` (the module hosts', `pnpm orchestrator`/`pnpm worker`'s, the tests', and any
+ * user's own): the orchestrator matches a worker by the pipeline's fingerprint and a host
  * runs a module only when its digest matches the worker's, and both hash each module's code as
  * loaded, so every way of starting a process must load the same text. Checked for every pipeline
  * file in the repo and for the cases tsx handles beyond them: a CommonJS package (no `"type"`),

@@ -8,7 +8,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { type FileHandle, rm } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Logger } from 'pino';
 import type { Socket } from 'node:net';
 import type { WorkerArtifacts } from './execution.js';
@@ -52,13 +53,10 @@ const HOST_MAIN = fileURLToPath(
 );
 
 /**
- * tsx's loaders, registered in every host with `--import`: hosts load the pipeline file as the
+ * tsx's loader, registered in every host with `--import`: hosts load the pipeline file as the
  * CLIs load it (a `.ts` file works), and the host's own code is TypeScript in the sources.
- * `@mpd/worker/tsx-loader` (`packages/worker/tsx-loader.mjs`, beside `src` and `dist`): tsx's
- * own hooks registered as `--import tsx` does, the same text of each module's code (the module
- * digests match the worker's), ~0.2 s of CPU less per host start (its docstring).
  */
-const TSX_LOADER = new URL('../../tsx-loader.mjs', import.meta.url).href;
+const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
 
 /** How many of the last lines a host wrote to stderr are kept, to tell why it died. */
 const STDERR_TAIL_LINES = 20;
