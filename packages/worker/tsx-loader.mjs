@@ -11,8 +11,9 @@
  * `TSX_TSCONFIG_PATH` or looks the tsconfig up, as under `--import tsx`). Every file is
  * transformed by the same code with the same options, so a module's code text — which the
  * pipeline's fingerprint and module digests hash — is the same as under `--import tsx`
- * (tested for every pipeline file in the repo: `test/tsx-loader.spec.ts`). Registered once:
- * a process started with both this and `--import tsx` would transform each file twice.
+ * (tested for every pipeline file in the repo: `packages/cli/test/tsx-loader.spec.ts`). Import
+ * it only in a process not under tsx already (`registerTypeScript` checks): registered twice, tsx
+ * may transform a file twice (see `registerTypeScript`).
  *
  * What it leaves out: tsx's entry also imports tsx's ES-module build on the main thread only to
  * call `module.register` from it; importing esbuild from there makes node lex esbuild's 97 KB
