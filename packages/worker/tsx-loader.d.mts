@@ -1,0 +1,2 @@
+/** `tsx-loader.mjs`: imported for its effect (tsx's loaders registered in this process); exports nothing. */
+export {};
