@@ -335,93 +335,103 @@ function tooLarge(
 /** undici's response headers: a value per (lower-case) name, or a list for a repeated one. */
 type RawHeaders = Record<string, string | string[] | undefined>;
 
-/** `Headers`' own methods, called on an {@link AnswerHeaders} once it is filled. */
-const HEADERS = Headers.prototype;
-
 /**
- * `Headers` as a base class whose methods the subclass may redefine: `@types/node` (undici-types)
- * declares them as properties, which a subclass cannot override with methods nor reach through
- * `super`.
+ * A header name as `Headers` takes one (RFC 9110's `token`): `get` and `has` answer such a name
+ * that the answer lacks themselves (null, false); any other name goes to `Headers`, which throws
+ * its TypeError.
  */
-const HeadersBase = Headers as unknown as new () => object;
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /**
  * An answer's headers (undici's: a value per lower-case name, or a list for a repeated one) as
- * WHATWG `Headers`, filled only when used for more than `get` and `has`, which read undici's
- * object as `Headers` would (a name in any case; a repeated header's values joined with `, `; a
- * name it does not have answered by `Headers` itself, null or its TypeError for a name that is no
- * header name). Every other method fills it first. Filling `Headers` for every answer (`new
+ * WHATWG `Headers` (an `instanceof Headers`, with every method of `Headers`), made into a real
+ * `Headers` only when used for more than `get` and `has`, which read undici's object as `Headers`
+ * would (a name in any case; a repeated header's values joined with `, `; a valid name it lacks:
+ * null, false; any other name answered by `Headers` itself, with its TypeError). Every other
+ * method makes the `Headers` first and answers from it. Filling `Headers` for every answer (`new
  * Headers` and an `append` per header) was 2.8 % of the orchestrator's main thread in a perf
- * profile of a 2,000-module chain (issue 14, round H), and the orchestrator reads two headers of
- * an execute answer (`Content-Type`, `Mpd-Output`).
+ * profile of a 2,000-module chain (issue 14, round H); making the empty `Headers` an
+ * `AnswerHeaders` extended, for every answer, was still 3 % of it in a CPU profile through the
+ * CLIs (round V). The orchestrator reads two headers of an execute answer (`Content-Type`,
+ * `Mpd-Output`).
  */
-class AnswerHeaders extends HeadersBase {
+class AnswerHeaders {
   #raw: RawHeaders | undefined;
+  #headers: Headers | undefined = undefined;
 
   constructor(raw: RawHeaders) {
-    super();
     this.#raw = raw;
   }
 
-  /** This as `Headers`, with every header of the answer in it (once). */
+  /** The `Headers` with every header of the answer in it (made once). */
   #filled(): Headers {
-    const headers = this as unknown as Headers;
+    let headers = this.#headers;
+    if (headers !== undefined) return headers;
+    headers = new Headers();
     const raw = this.#raw;
-    if (raw === undefined) return headers;
     this.#raw = undefined;
     for (const name in raw) {
       const value = raw[name];
-      if (Array.isArray(value)) for (const item of value) HEADERS.append.call(headers, name, item);
-      else if (value !== undefined) HEADERS.append.call(headers, name, value);
+      if (Array.isArray(value)) for (const item of value) headers.append(name, item);
+      else if (value !== undefined) headers.append(name, value);
     }
-    return headers;
+    return (this.#headers = headers);
   }
 
   get(name: string): string | null {
-    const value = this.#raw?.[name.toLowerCase()];
-    if (value !== undefined) return Array.isArray(value) ? value.join(', ') : value;
-    return HEADERS.get.call(this.#filled(), name);
+    const raw = this.#raw;
+    if (raw !== undefined) {
+      const value = raw[name.toLowerCase()];
+      if (value !== undefined) return Array.isArray(value) ? value.join(', ') : value;
+      if (HEADER_NAME.test(name)) return null;
+    }
+    return this.#filled().get(name);
   }
 
   has(name: string): boolean {
-    if (this.#raw?.[name.toLowerCase()] !== undefined) return true;
-    return HEADERS.has.call(this.#filled(), name);
+    const raw = this.#raw;
+    if (raw !== undefined) {
+      if (raw[name.toLowerCase()] !== undefined) return true;
+      if (HEADER_NAME.test(name)) return false;
+    }
+    return this.#filled().has(name);
   }
 
   append(name: string, value: string): void {
-    HEADERS.append.call(this.#filled(), name, value);
+    this.#filled().append(name, value);
   }
 
   delete(name: string): void {
-    HEADERS.delete.call(this.#filled(), name);
+    this.#filled().delete(name);
   }
 
   set(name: string, value: string): void {
-    HEADERS.set.call(this.#filled(), name, value);
+    this.#filled().set(name, value);
   }
 
   getSetCookie(): string[] {
-    return HEADERS.getSetCookie.call(this.#filled());
+    return this.#filled().getSetCookie();
   }
 
   forEach(callback: (value: string, key: string, parent: Headers) => void, thisArg?: unknown): void {
-    HEADERS.forEach.call(this.#filled(), callback, thisArg);
+    // `parent` is this object, as `Headers` gives itself.
+    this.#filled().forEach((value, key) => callback.call(thisArg, value, key, this as unknown as Headers));
   }
 
   keys(): ReturnType<Headers['keys']> {
-    return HEADERS.keys.call(this.#filled());
+    return this.#filled().keys();
   }
 
   values(): ReturnType<Headers['values']> {
-    return HEADERS.values.call(this.#filled());
+    return this.#filled().values();
   }
 
   entries(): ReturnType<Headers['entries']> {
-    return HEADERS.entries.call(this.#filled());
+    return this.#filled().entries();
   }
 
   [Symbol.iterator](): ReturnType<Headers['entries']> {
-    return HEADERS.entries.call(this.#filled());
+    return this.#filled().entries();
   }
 
   /** What `console.log` and `util.inspect` show: the filled `Headers`, as for any `Headers`. */
@@ -430,9 +440,12 @@ class AnswerHeaders extends HeadersBase {
     options: object,
     inspect: (value: unknown, options: object) => string,
   ): string {
-    return inspect(new Headers(this.#filled()), options);
+    return inspect(this.#filled(), options);
   }
 }
+// An `instanceof Headers`, without a `Headers` made per answer (see AnswerHeaders): every method
+// of `Headers.prototype` is one of its own above.
+Object.setPrototypeOf(AnswerHeaders.prototype, Headers.prototype);
 
 /** Where a call goes, as undici's dispatcher takes it. */
 interface Target {

@@ -142,4 +142,18 @@ describe("a module's digest (what a module host checks before it runs the module
     // Made once, then kept (referenceFingerprint read each module once more itself).
     expect(reads.count).toBe(afterFingerprint + 50);
   });
+
+  it("reads each module's code once for the fingerprint and every digest after it (a worker: registration, then the modules it runs)", () => {
+    const reads = { count: 0 };
+    const modules = Array.from({ length: 50 }, (_, index) => countedModule(`m${index}`, `return ${index}`, reads));
+    const pipeline = definePipeline({ name: 'worker', modules });
+    expect(pipeline.fingerprint).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(reads.count).toBe(50);
+    const digests = modules.map((module) => pipeline.moduleDigest(module.name));
+    expect(reads.count).toBe(50);
+    // The same digests as a pipeline that made each one when asked, without its fingerprint.
+    const asked = definePipeline({ name: 'worker', modules });
+    expect(modules.map((module) => asked.moduleDigest(module.name))).toEqual(digests);
+    expect(new Set(digests).size).toBe(50);
+  });
 });

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { LIMITS, moduleNameCharacters } from '@mpd/contract/limits';
 import { PipelineDefinitionError } from './errors.js';
 import { Mistakes, shown } from './mistakes.js';
@@ -63,7 +63,8 @@ export interface Pipeline {
    * artifacts) that {@link Pipeline.fingerprint} hashes for it. A worker sends it with each
    * module to its module host, which compares it with its own before it runs the module: a host
    * checks only the modules it runs rather than hashing the whole pipeline at its start (issue 14).
-   * Computed when first asked for a module, then kept.
+   * Made for every module when {@link Pipeline.fingerprint} is made (from the same text, hashed
+   * once more), else when first asked for a module; then kept.
    * @throws RangeError when the pipeline has no module `moduleName`.
    */
   moduleDigest(moduleName: string): string;
@@ -208,6 +209,10 @@ export function definePipeline(options: PipelineOptions): Pipeline {
   }
   // Read by the orchestrator and each worker, not by module hosts: made when first read.
   let fingerprint: string | undefined;
+  // Each module's digest, made by the fingerprint (for every module, from the text it hashes for
+  // it) or when first asked: a worker reads the fingerprint to register, then each digest of a
+  // module it runs, and made each module's text twice before (issue 14, round V).
+  const digests = new Map<string, string>();
   const pipeline: Pipeline = {
     [PIPELINE_BRAND]: true,
     name,
@@ -219,9 +224,9 @@ export function definePipeline(options: PipelineOptions): Pipeline {
     failureMode,
     maxParallelism,
     get fingerprint(): string {
-      return (fingerprint ??= fingerprintOf(name, order, modules, dependencies));
+      return (fingerprint ??= fingerprintOf(name, order, modules, dependencies, digests));
     },
-    moduleDigest: moduleDigests(name, modules, dependencies),
+    moduleDigest: moduleDigests(name, modules, dependencies, digests),
     sourceFile: undefined,
   };
   return Object.freeze(pipeline);
@@ -285,18 +290,29 @@ function topologicalOrder(
  */
 const FINGERPRINT_CHUNK = 64 * 1024;
 
+/**
+ * The fingerprint (see {@link Pipeline.fingerprint}); also puts each module's digest (see
+ * {@link Pipeline.moduleDigest}) not yet in `digests` there, made from the same text of the module
+ * as the fingerprint hashes, so that no module's text is made twice. The fingerprint stays the
+ * hash of the texts themselves (not of the digests): workers and orchestrators of different
+ * versions compare it on the wire.
+ */
 function fingerprintOf(
   name: string,
   order: readonly string[],
   modules: ReadonlyMap<string, AnyModule>,
   dependencies: ReadonlyMap<string, readonly string[]>,
+  digests: Map<string, string>,
 ): string {
   const hash = createHash('sha256');
   // The concatenation of one JSON text per module: each is well-formed UTF-16 (JSON.stringify
   // escapes lone surrogates), so cutting between them changes no byte that is hashed.
-  let text = JSON.stringify({ name });
+  const prefix = JSON.stringify({ name });
+  let text = prefix;
   for (const moduleName of [...order].sort()) {
-    text += fingerprintEntry(moduleName, modules.get(moduleName)!, dependencies);
+    const entry = fingerprintEntry(moduleName, modules.get(moduleName)!, dependencies);
+    text += entry;
+    if (!digests.has(moduleName)) digests.set(moduleName, digestOf(prefix + entry));
     if (text.length >= FINGERPRINT_CHUNK) {
       hash.update(text);
       text = '';
@@ -304,6 +320,15 @@ function fingerprintOf(
   }
   hash.update(text);
   return `sha256:${hash.digest('hex')}`;
+}
+
+/**
+ * A module's digest of its `text` (the pipeline's name and the module's entry): `sha256:` and 64
+ * hex digits, by one-shot `crypto.hash` (a `Hash` object, its update and its digest cost about
+ * four times as much: bench, issue 14).
+ */
+function digestOf(text: string): string {
+  return `sha256:${hash('sha256', text, 'hex')}`;
 }
 
 /** One module's text in the fingerprint (and its {@link Pipeline.moduleDigest}): a JSON object. */
@@ -328,23 +353,23 @@ function fingerprintEntry(
 }
 
 /**
- * The {@link Pipeline.moduleDigest} of a pipeline's parts, each module's kept once made. Also
- * `loadPipelineFile`'s for a pipeline made by a copy of this package that has none.
+ * The {@link Pipeline.moduleDigest} of a pipeline's parts, each module's kept in `made` once made
+ * (where the pipeline's fingerprint puts them too). Also `loadPipelineFile`'s for a pipeline made
+ * by a copy of this package that has none.
  */
 export function moduleDigests(
   name: string,
   modules: ReadonlyMap<string, AnyModule>,
   dependencies: ReadonlyMap<string, readonly string[]>,
+  made: Map<string, string> = new Map(),
 ): (moduleName: string) => string {
-  const made = new Map<string, string>();
   const prefix = JSON.stringify({ name });
   return (moduleName) => {
     let digest = made.get(moduleName);
     if (digest === undefined) {
       const module = modules.get(moduleName);
       if (module === undefined) throw new RangeError(`Pipeline '${name}' has no module '${moduleName}'`);
-      const text = prefix + fingerprintEntry(moduleName, module, dependencies);
-      digest = `sha256:${createHash('sha256').update(text).digest('hex')}`;
+      digest = digestOf(prefix + fingerprintEntry(moduleName, module, dependencies));
       made.set(moduleName, digest);
     }
     return digest;

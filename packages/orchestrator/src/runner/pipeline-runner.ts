@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import {
   type ExecuteModuleRequest,
   executeAnswerLimit,
+  type OutputLine,
   formatTimeSpan,
   parseTimeSpan,
   retryAfterMs,
@@ -42,10 +43,10 @@ import { categoryFilterReason, dependencyResults, dependencyVerdict } from './re
 import { noCapableWorkerReason, noLiveWorkerCanRun } from './requirement-messages.js';
 import { type RunClock, RunTimers } from './run-clock.js';
 import { type ResolvedRunOptions, resolveRunOptions, type RunPipelineOptions } from './run-options.js';
-import { attemptLogFile } from './execution-logs.js';
+import { attemptLogFile, type ExecutionLogEntry } from './execution-logs.js';
 import { waitForOutput } from './output-wait.js';
 import { RunReporter } from './run-report.js';
-import { type AttemptRecord, type ModuleStatus, type RunResult, SUCCEEDED } from './run-result.js';
+import { type AttemptRecord, type ModuleStatus, type RunEvent, type RunResult, SUCCEEDED } from './run-result.js';
 import { WorkerClients } from './worker-clients.js';
 import { WorkerLoads } from './worker-loads.js';
 import { WorkerPool } from './worker-pool.js';
@@ -146,6 +147,46 @@ function collectEndOf(end: CallsEnd): string {
 }
 
 /** One run of a pipeline: the lifecycle of its modules and attempts. */
+/** Where an {@link AttemptLog} reports its lines (the run's reporter, while the run takes output). */
+interface OutputSink {
+  emit(event: Extract<RunEvent, { type: 'output' }>): void;
+}
+
+/**
+ * The log entry of one attempt (see `ExecutionLogs.open`): its methods report its lines and record
+ * its file. One object with methods per attempt, where an object literal with two closures was
+ * made per module, each of which tsx's `keepNames` named with an `Object.defineProperty` (1.3 %
+ * of the orchestrator's main thread through the CLIs, issue 14, round V).
+ */
+class AttemptLog implements ExecutionLogEntry {
+  readonly executionId: string;
+
+  constructor(
+    private readonly record: AttemptRecord,
+    readonly workerId: string,
+    readonly module: string,
+    readonly attempt: number,
+    readonly file: string | undefined,
+    private readonly sink: OutputSink,
+  ) {
+    this.executionId = record.executionId;
+  }
+
+  /** Referenced once it exists: an attempt that wrote nothing has no file. */
+  onFile(made: string): void {
+    this.record.log = made;
+  }
+
+  onLines(lines: OutputLine[], closed: boolean): void {
+    const { module, attempt, workerId } = this;
+    this.sink.emit(
+      closed
+        ? { type: 'output', module, attempt, workerId, lines, closed }
+        : { type: 'output', module, attempt, workerId, lines },
+    );
+  }
+}
+
 class PipelineRun {
   private readonly runId = `run-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
   private readonly modules: ReadonlyMap<string, ModuleState>;
@@ -967,20 +1008,15 @@ class PipelineRun {
     const { executionLogs, logsDir } = this.options;
     if (!executionLogs) return;
     const file = logsDir === undefined ? undefined : attemptLogFile(logsDir, module, attempt);
-    executionLogs.open({
-      executionId: record.executionId,
-      workerId,
-      module,
-      attempt,
-      file,
-      // Referenced once it exists: an attempt that wrote nothing has no file.
-      onFile: (made) => (record.log = made),
-      onLines: (lines, closed) => {
-        if (!this.outputDone)
-          this.reporter.emit({ type: 'output', module, attempt, workerId, lines, ...(closed ? { closed } : {}) });
-      },
-    });
+    executionLogs.open(new AttemptLog(record, workerId, module, attempt, file, this.outputSink));
   }
+
+  /** Where {@link AttemptLog}s report their lines: to the run's reporter until the run's output is done. */
+  private readonly outputSink: OutputSink = {
+    emit: (event) => {
+      if (!this.outputDone) this.reporter.emit(event);
+    },
+  };
 
   /**
    * Drops the log of an attempt its worker refused before running anything (429/503, or 401/403
