@@ -8,11 +8,12 @@
  * an ES one, a `.js` specifier naming a `.ts` file, a `.mts` pipeline. (A `.cts` pipeline, which
  * `require`s the ES-module `@mpd/pipeline`, does not load under `--import tsx` on Node 20 either.)
  */
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
@@ -76,7 +77,7 @@ function generatedPipelineFiles(): string[] {
  * (after `before`, a statement run first), and returns per file its fingerprint and module
  * digests, or the error it gave.
  */
-function loadAll(nodeArgs: string[], before: string, files: string[]): Record<string, unknown> {
+async function loadAll(nodeArgs: string[], before: string, files: string[]): Promise<Record<string, unknown>> {
   const script = [
     before,
     `const { loadPipelineFile } = await import(${JSON.stringify(pipelineEntry)});`,
@@ -91,32 +92,40 @@ function loadAll(nodeArgs: string[], before: string, files: string[]): Record<st
     `console.log(JSON.stringify(out));`,
   ].join('\n');
   const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('MPD_')));
-  const printed = execFileSync(process.execPath, [...nodeArgs, '--input-type=module', '-e', script], {
+  const { stdout } = await promisify(execFile)(process.execPath, [...nodeArgs, '--input-type=module', '-e', script], {
     cwd: cliDir,
     env,
     encoding: 'utf8',
     maxBuffer: 64 * 1024 * 1024,
   });
-  return JSON.parse(printed) as Record<string, unknown>;
+  return JSON.parse(stdout) as Record<string, unknown>;
 }
 
 describe('@mpd/worker/tsx-loader', () => {
-  it('gives every pipeline file the fingerprint and module digests `--import tsx` gives, started with it or imported at run time', () => {
-    const repoFiles = repoPipelineFiles();
-    expect(repoFiles.length).toBeGreaterThanOrEqual(30); // the glob found the repo's pipelines
-    const files = [...repoFiles, ...generatedPipelineFiles()];
+  // Three node processes loading ~35 pipelines each (seconds of CPU each): CPU-bound, so a bound
+  // for a loaded machine (64 s of wall seen at load ~10 with the three run one after another).
+  it(
+    'gives every pipeline file the fingerprint and module digests `--import tsx` gives, started with it or imported at run time',
+    { timeout: 180_000 },
+    async () => {
+      const repoFiles = repoPipelineFiles();
+      expect(repoFiles.length).toBeGreaterThanOrEqual(30); // the glob found the repo's pipelines
+      const files = [...repoFiles, ...generatedPipelineFiles()];
 
-    const byTsx = loadAll(['--import', 'tsx'], '', files);
-    const byLoader = loadAll(['--import', '@mpd/worker/tsx-loader'], '', files);
-    // `registerTypeScript` (`mpd`): the loader imported by a process started without tsx.
-    const byRegister = loadAll([], `await import('@mpd/worker/tsx-loader');`, files);
+      const [byTsx, byLoader, byRegister] = await Promise.all([
+        loadAll(['--import', 'tsx'], '', files),
+        loadAll(['--import', '@mpd/worker/tsx-loader'], '', files),
+        // `registerTypeScript` (`mpd`): the loader imported by a process started without tsx.
+        loadAll([], `await import('@mpd/worker/tsx-loader');`, files),
+      ]);
 
-    for (const file of files) {
-      const tsx = byTsx[file] as { fingerprint?: string; error?: string };
-      expect(tsx.error, file).toBeUndefined(); // every case loads: the comparison is of digests
-      expect(tsx.fingerprint, file).toMatch(/^sha256:[0-9a-f]{64}$/);
-      expect(byLoader[file], file).toEqual(tsx);
-      expect(byRegister[file], file).toEqual(tsx);
-    }
-  });
+      for (const file of files) {
+        const tsx = byTsx[file] as { fingerprint?: string; error?: string };
+        expect(tsx.error, file).toBeUndefined(); // every case loads: the comparison is of digests
+        expect(tsx.fingerprint, file).toMatch(/^sha256:[0-9a-f]{64}$/);
+        expect(byLoader[file], file).toEqual(tsx);
+        expect(byRegister[file], file).toEqual(tsx);
+      }
+    },
+  );
 });
