@@ -24,6 +24,7 @@ import {
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, silent } from '../helpers/cluster.js';
+import { startOrchestratorRun } from '../helpers/cli-runs.js';
 import { faultsSeed } from '../helpers/faults-seed.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
@@ -47,8 +48,13 @@ async function start(
   return { ...proc, url: await proc.listeningUrl() };
 }
 
-const worker = (orchestratorUrl: string, id: string, pipeline: string, env: Record<string, string> = {}) =>
-  start('worker', workerArgs(orchestratorUrl, id, '--pipeline', pipeline, '--max-parallel', '2'), env);
+/**
+ * A worker with `pipeline` and `slots` slots: 2 where modules run side by side (the random kills'
+ * wide pipeline), 1 for a chain of modules (a worker starts a module host per slot, about a
+ * second of CPU each).
+ */
+const worker = (orchestratorUrl: string, id: string, pipeline: string, env: Record<string, string> = {}, slots = 2) =>
+  start('worker', workerArgs(orchestratorUrl, id, '--pipeline', pipeline, '--slots', String(slots)), env);
 
 /**
  * Every attempt ended, exactly one per module succeeded, and it is the one whose result was
@@ -118,19 +124,9 @@ describe('fault injection', () => {
             .filter((line) => line !== '')
             .map((line) => line.split(' '))
         : [];
-    const orchestrator = await start(
-      'orchestrator',
-      orchestratorArgs(
-        '0',
-        '--pipeline',
-        pipeline,
-        '--min-workers',
-        '3',
-        '--report',
-        report,
-        '--max-lost-attempts',
-        String(KILLS),
-      ),
+    const orchestrator = await startOrchestratorRun(
+      { pipeline, minWorkers: 3, report, env: { MPD_JOIN_TOKEN: JOIN } },
+      ...['--max-lost-attempts', String(KILLS)],
     );
     const workers: RunningProcess[] = await Promise.all(
       [1, 2, 3].map((n) => worker(orchestrator.url, `w${n}`, pipeline, { MPD_FAULT_LOG: log })),
@@ -209,26 +205,16 @@ describe('fault injection', () => {
     const report = join(dir, 'report.json');
     // T = 3 s rather than the kit's 1 s: on a loaded machine the worker that is not frozen must
     // not miss its heartbeats too.
-    const orchestrator = await start(
-      'orchestrator',
-      orchestratorArgs(
-        '0',
-        '--pipeline',
-        pipeline,
-        '--min-workers',
-        '2',
-        '--report',
-        report,
-        '--heartbeat-timeout',
-        '3',
-      ),
+    const orchestrator = await startOrchestratorRun(
+      { pipeline, minWorkers: 2, report, env: { MPD_JOIN_TOKEN: JOIN } },
+      ...['--heartbeat-timeout', '3'],
     );
     // The module runs past the frozen worker's lease (T after its last heartbeat), so that its
     // module host kills it rather than letting it finish and answer with a success.
     const env = { MPD_LONG_MS: '8000' };
     const [one, two] = await Promise.all([
-      worker(orchestrator.url, 'frozen-1', pipeline, env),
-      worker(orchestrator.url, 'frozen-2', pipeline, env),
+      worker(orchestrator.url, 'frozen-1', pipeline, env, 1),
+      worker(orchestrator.url, 'frozen-2', pipeline, env, 1),
     ]);
     await expect
       .poll(() => one!.output() + two!.output(), { timeout: 15_000, interval: 20, message: 'the long module to start' })
@@ -265,7 +251,7 @@ describe('fault injection', () => {
       orchestratorArgs('0', '--pipeline', pipeline, '--heartbeat-timeout', '5'),
     );
     const port = new URL(first.url).port;
-    const one = await worker(first.url, 'survivor-1', pipeline, { MPD_LONG_MS: '1500' });
+    const one = await worker(first.url, 'survivor-1', pipeline, { MPD_LONG_MS: '1500' }, 1);
     await expect
       .poll(() => one.output(), { timeout: 15_000, interval: 20, message: 'the module to start' })
       .toMatch(/long started/);
@@ -298,13 +284,13 @@ describe('fault injection', () => {
     expect(one.output()).not.toMatch(/"level":"(error|fatal)"/); // no error or fatal log line
   }, 60_000);
 
-  it.each([
-    ['with a join token', true],
-    ['without tokens', false],
-  ])(
-    'a worker SIGKILLed and started again under the same id (%s) registers again once its old registration is Offline',
-    async (_mode, joinToken) => {
-      const ADMIN = 'fault-admin-token-0123456789';
+  // The two cases (with a join token, without tokens) run side by side since round V (one after
+  // the other they took 19-47 s each, mostly waiting for the Offline and the re-registration's
+  // backoff): each has its own orchestrator, so its worker id and registry are its own; each
+  // checks only its own. Both run to their end, then the first failure is thrown.
+  it('a worker SIGKILLed and started again under the same id (with a join token; without tokens) registers again once its old registration is Offline', async () => {
+    const ADMIN = 'fault-admin-token-0123456789';
+    const phoenix = async (mode: string, joinToken: boolean) => {
       const run = (pkg: 'orchestrator' | 'worker', args: string[]) => start(pkg, args, {}, { joinToken });
       const orchestrator = await run('orchestrator', orchestratorArgs('0', '--admin-token', ADMIN));
       const client = createOrchestratorClient({ baseUrl: orchestrator.url, token: ADMIN });
@@ -321,7 +307,11 @@ describe('fault injection', () => {
       try {
         const first = await run('worker', args);
         await expect
-          .poll(() => registeredAt(first.url), { timeout: 15_000, interval: 20, message: 'the first registration' })
+          .poll(() => registeredAt(first.url), {
+            timeout: 15_000,
+            interval: 20,
+            message: `the first registration (${mode})`,
+          })
           .toBe(true);
         first.child.kill('SIGKILL');
         await first.exited;
@@ -330,20 +320,23 @@ describe('fault injection', () => {
           .poll(() => registeredAt(second.url), {
             timeout: 15_000,
             interval: 20,
-            message: 'the registration of the restarted worker',
+            message: `the registration of the restarted worker (${mode})`,
           })
           .toBe(true);
         // It keeps the id: its heartbeats go through with the credential it got.
         await sleep(1_500);
-        expect(await registeredAt(second.url)).toBe(true);
-        expect(second.child.exitCode).toBeNull();
-        expect(second.output()).not.toMatch(/"level":"(error|fatal)"/);
+        expect(await registeredAt(second.url), mode).toBe(true);
+        expect(second.child.exitCode, mode).toBeNull();
+        expect(second.output(), mode).not.toMatch(/"level":"(error|fatal)"/);
       } finally {
         await client.close();
       }
-    },
-    60_000,
-  );
+    };
+    const outcomes = await Promise.allSettled([phoenix('with a join token', true), phoenix('without tokens', false)]);
+    const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+    if (failed) throw failed.reason;
+    // 90 s: the two cases' six process starts overlap on a loaded machine.
+  }, 90_000);
 
   it('1,000 simulated workers heartbeating while a pipeline runs, until each has sent 10 heartbeats: no errors, no lost module', async () => {
     // The last step's wait ends 140 s after the test began, whatever the setup (1,000
