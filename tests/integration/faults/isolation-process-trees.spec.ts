@@ -1,8 +1,9 @@
 /**
  * Issue 10, case 10: a module runs `bash -c 'trap "" TERM; sleep 120'` (child and grandchild
- * ignore SIGTERM), through `ctx.exec` and through plain `execFile(…, { signal: ctx.signal })`.
- * On timeout, on cancel and on worker stop, the worker stops the module's process group
- * (SIGTERM, SIGKILL after `--kill-grace`): its slot frees only once the group is gone, the
+ * ignore SIGTERM), through `ctx.exec` and through plain `execFile(…, { signal: ctx.signal })`:
+ * two modules, side by side in one run per scenario. On timeout, on cancel and on worker stop,
+ * the worker stops each module's process group (SIGTERM, SIGKILL after `--kill-grace`): its slot
+ * frees only once the group is gone, the
  * always-run cleanup never starts beside a live process of it, and none of its processes is
  * left (checked in `/proc` for the pids written to the ledger). A worker killed with SIGKILL
  * leaves none behind either: its module hosts stop their groups themselves.
