@@ -42,6 +42,12 @@ const ORCHESTRATOR_PEAK_BYTES = 400 * MiB;
  */
 const ORCHESTRATOR_BY_REFERENCE_PEAK_BYTES = 250 * MiB;
 const results = fixture('results.pipeline.ts');
+/**
+ * Every worker here with one slot: each pipeline is a chain (a module and its dependant), run one
+ * module at a time, and a worker starts a module host per slot (about a second of CPU each; two
+ * by default on a 2-core machine).
+ */
+const ONE_SLOT = ['--slots', '1'];
 
 describe('limits: module results', () => {
   it('a 70 MB result is passed by reference (issue 13): its dependant on another worker gets it whole, the report holds the reference, the orchestrator stays small', async () => {
@@ -58,9 +64,15 @@ describe('limits: module results', () => {
           ['w-consumer', 'consumer'],
         ] as const
       ).map(([id, tag]) =>
-        startWorker(orchestrator.url, id, pipeline, ['--tags', tag, '--cache-dir', join(dir, `cache-${tag}`)], {
-          LIMITS_LEDGER: ledger,
-        }),
+        startWorker(
+          orchestrator.url,
+          id,
+          pipeline,
+          ['--tags', tag, '--cache-dir', join(dir, `cache-${tag}`), ...ONE_SLOT],
+          {
+            LIMITS_LEDGER: ledger,
+          },
+        ),
       ),
     );
     expect(await orchestrator.exited, orchestrator.output()).toBe(0);
@@ -90,7 +102,7 @@ describe('limits: module results', () => {
     const { report, ledger } = runFiles();
     const orchestrator = await startOrchestrator(results, report);
     const memory = watchPeakMemory(orchestrator.child.pid!);
-    const worker = await startWorker(orchestrator.url, 'w-big', results, ['--max-result-size', '16mb'], {
+    const worker = await startWorker(orchestrator.url, 'w-big', results, ['--max-result-size', '16mb', ...ONE_SLOT], {
       LIMITS_LEDGER: ledger,
     });
     expect(await orchestrator.exited, orchestrator.output()).toBe(1);
@@ -127,7 +139,7 @@ describe('limits: module results', () => {
       orchestrator.url,
       'w-lax',
       results,
-      ['--max-result-size', '100mb', '--inline-result-size', '100mb'],
+      ['--max-result-size', '100mb', '--inline-result-size', '100mb', ...ONE_SLOT],
       { LIMITS_LEDGER: ledger },
     );
     expect(await orchestrator.exited, orchestrator.output()).toBe(1);
@@ -152,7 +164,7 @@ describe('limits: module results', () => {
       orchestrator.url,
       'w-small-body',
       results,
-      ['--max-result-size', '8mb', '--inline-result-size', '8mb', '--body-limit', '10mb'],
+      ['--max-result-size', '8mb', '--inline-result-size', '8mb', '--body-limit', '10mb', ...ONE_SLOT],
       {
         LIMITS_LEDGER: ledger,
         LIMITS_RESULT_CHAR: '"',
@@ -174,7 +186,7 @@ describe('limits: module results', () => {
     const deepResult = fixture('deep-result.pipeline.ts');
     const secret = 's3cr3t-deploy-token-4711';
     const orchestrator = await startOrchestrator(deepResult, report, ['--secret-env', `DEPLOY_TOKEN=${secret}`]);
-    const worker = await startWorker(orchestrator.url, 'w-deep', deepResult, [], { LIMITS_LEDGER: ledger });
+    const worker = await startWorker(orchestrator.url, 'w-deep', deepResult, ONE_SLOT, { LIMITS_LEDGER: ledger });
     // The bug hung the run: its end is the orchestrator's exit (a hang meets the test's timeout),
     // not a time bound (38.9 s against 30 s seen at load 23-35, the run sound).
     expect(await orchestrator.exited, orchestrator.output()).toBe(1);
@@ -200,7 +212,10 @@ describe('limits: module results', () => {
     const deepResult = fixture('deep-result.pipeline.ts');
     const secret = 's3cr3t-deploy-token-4711';
     const orchestrator = await startOrchestrator(deepResult, report, ['--secret-env', `DEPLOY_TOKEN=${secret}`]);
-    await startWorker(orchestrator.url, 'w-deep', deepResult, [], { LIMITS_LEDGER: ledger, LIMITS_DEPTH: '1000' });
+    await startWorker(orchestrator.url, 'w-deep', deepResult, ONE_SLOT, {
+      LIMITS_LEDGER: ledger,
+      LIMITS_DEPTH: '1000',
+    });
     expect(await orchestrator.exited, orchestrator.output()).toBe(0);
     const result = readReport(report);
     expect(result.modules.map((module) => module.status)).toEqual(['Successful', 'Successful']);

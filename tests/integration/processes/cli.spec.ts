@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { createOrchestratorClient } from '@mpd/client';
 import { killLeftovers, cliOf, orchestratorArgs as cliOrchestratorArgs, spawnProcess, workerArgs } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
-import { fixture, runReport, startListening } from '../helpers/cli-runs.js';
+import { fixture, runReport, startListening, startOrchestratorRun } from '../helpers/cli-runs.js';
 
 /** The temporary directories a test made ({@link scratchDir}), removed after it, passed or failed. */
 const scratchDirs: string[] = [];
@@ -27,6 +27,13 @@ function scratchDir(): string {
 const start = (pkg: 'orchestrator' | 'worker', args: string[]) => startListening(pkg, args);
 
 const orchestratorArgs = (...extra: string[]) => cliOrchestratorArgs(0, ...extra);
+
+/**
+ * A worker's `--pipeline` with one slot: each fixture here runs one module at a time (a chain),
+ * and a worker starts a module host per slot (about a second of CPU each; two slots by default on
+ * a 2-core machine) that would never run a module.
+ */
+const oneSlot = (pipeline: string): string[] => ['--pipeline', pipeline, '--slots', '1'];
 
 describe('both CLIs', () => {
   it('--version and -V print the package version and exit 0, before any setting is checked', async () => {
@@ -59,7 +66,7 @@ describe('mpd-orchestrator --pipeline', () => {
         'orchestrator',
         orchestratorArgs('--pipeline', pipeline, '--timings', timings, ...extra),
       );
-      await start('worker', workerArgs(orchestrator.url, id, '--pipeline', pipeline));
+      await start('worker', workerArgs(orchestrator.url, id, ...oneSlot(pipeline)));
       expect(await orchestrator.exited).toBe(1);
       return orchestrator.output();
     };
@@ -88,14 +95,11 @@ describe('mpd-orchestrator --pipeline', () => {
   it('a worker killed with SIGKILL mid-module: the module runs again on the other worker and the run succeeds', async () => {
     const report = runReport();
     const pipeline = fixture('slow.pipeline.ts');
-    const orchestrator = await start(
-      'orchestrator',
-      orchestratorArgs('--pipeline', pipeline, '--min-workers', '2', '--report', report.file),
-    );
+    const orchestrator = await startOrchestratorRun({ pipeline, minWorkers: 2, report: report.file });
     // Started together: a process start is seconds on a loaded machine.
     const [one, two] = await Promise.all([
-      start('worker', workerArgs(orchestrator.url, 'kill-1', '--pipeline', pipeline)),
-      start('worker', workerArgs(orchestrator.url, 'kill-2', '--pipeline', pipeline)),
+      start('worker', workerArgs(orchestrator.url, 'kill-1', ...oneSlot(pipeline))),
+      start('worker', workerArgs(orchestrator.url, 'kill-2', ...oneSlot(pipeline))),
     ]);
     // Kill whichever worker started the first module, while it runs.
     await expect
@@ -119,12 +123,11 @@ describe('timeouts', () => {
   it('the orchestrator enforces a module timeout (plus its margin) when the worker cannot answer', async () => {
     const report = runReport();
     const pipeline = fixture('hang.pipeline.ts');
-    const orchestrator = await start('orchestrator', [
-      ...orchestratorArgs('--pipeline', pipeline, '--report', report.file, '--timeout-margin', '0.3'),
-      '--heartbeat-timeout',
-      '60',
-    ]);
-    const worker = await start('worker', workerArgs(orchestrator.url, 'frozen', '--pipeline', pipeline));
+    const orchestrator = await startOrchestratorRun(
+      { pipeline, report: report.file },
+      ...['--timeout-margin', '0.3', '--heartbeat-timeout', '60'],
+    );
+    const worker = await start('worker', workerArgs(orchestrator.url, 'frozen', ...oneSlot(pipeline)));
     await expect
       .poll(() => worker.output(), { timeout: 15_000, interval: 20, message: 'the module to start' })
       .toMatch(/hang started/);
@@ -145,18 +148,9 @@ describe('crash-loop protection', () => {
   it('a module that kills every worker it lands on fails after --max-lost-attempts, on different workers', async () => {
     const report = runReport();
     const pipeline = fixture('crash.pipeline.ts');
-    const orchestrator = await start(
-      'orchestrator',
-      orchestratorArgs(
-        '--pipeline',
-        pipeline,
-        '--min-workers',
-        '2',
-        '--max-lost-attempts',
-        '1',
-        '--report',
-        report.file,
-      ),
+    const orchestrator = await startOrchestratorRun(
+      { pipeline, minWorkers: 2, report: report.file },
+      ...['--max-lost-attempts', '1'],
     );
     // In the worker's own process (--isolation none): in a module host the poison kills only the
     // host, and the module fails alone (tests/integration/faults/isolation-crashes.spec.ts).
@@ -180,10 +174,7 @@ describe('mpd-worker', () => {
   it('drains on SIGTERM: the running module finishes there, the rest runs elsewhere, the worker exits 0', async () => {
     const report = runReport();
     const pipeline = fixture('slow.pipeline.ts');
-    const orchestrator = await start(
-      'orchestrator',
-      orchestratorArgs('--pipeline', pipeline, '--min-workers', '2', '--report', report.file),
-    );
+    const orchestrator = await startOrchestratorRun({ pipeline, minWorkers: 2, report: report.file });
     // `second` ends only once the drained worker has unregistered (the test writes this file
     // then): else the run could end, and the orchestrator exit, before the drained worker's
     // unregistration reached it (`second` takes 300 ms; seen failing so under load).
@@ -191,8 +182,8 @@ describe('mpd-worker', () => {
     const env = { SLOW_SECOND_AFTER: unregistered };
     // Started together: a process start is seconds on a loaded machine.
     const [one, two] = await Promise.all([
-      startListening('worker', workerArgs(orchestrator.url, 'term-1', '--pipeline', pipeline), { env }),
-      startListening('worker', workerArgs(orchestrator.url, 'term-2', '--pipeline', pipeline), { env }),
+      startListening('worker', workerArgs(orchestrator.url, 'term-1', ...oneSlot(pipeline)), { env }),
+      startListening('worker', workerArgs(orchestrator.url, 'term-2', ...oneSlot(pipeline)), { env }),
     ]);
     await expect
       .poll(() => one.output() + two.output(), { timeout: 15_000, interval: 20, message: 'the first module to start' })

@@ -24,6 +24,7 @@ import {
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Cluster, silent } from '../helpers/cluster.js';
+import { startOrchestratorRun } from '../helpers/cli-runs.js';
 import { faultsSeed } from '../helpers/faults-seed.js';
 
 const fixture = (name: string): string => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
@@ -47,8 +48,13 @@ async function start(
   return { ...proc, url: await proc.listeningUrl() };
 }
 
-const worker = (orchestratorUrl: string, id: string, pipeline: string, env: Record<string, string> = {}) =>
-  start('worker', workerArgs(orchestratorUrl, id, '--pipeline', pipeline, '--max-parallel', '2'), env);
+/**
+ * A worker with `pipeline` and `slots` slots: 2 where modules run side by side (the random kills'
+ * wide pipeline), 1 for a chain of modules (a worker starts a module host per slot, about a
+ * second of CPU each).
+ */
+const worker = (orchestratorUrl: string, id: string, pipeline: string, env: Record<string, string> = {}, slots = 2) =>
+  start('worker', workerArgs(orchestratorUrl, id, '--pipeline', pipeline, '--slots', String(slots)), env);
 
 /**
  * Every attempt ended, exactly one per module succeeded, and it is the one whose result was
@@ -87,14 +93,14 @@ const SEED = faultsSeed(process.env.FAULTS_SEED, () => Date.now() % 2 ** 31);
 
 describe('fault injection', () => {
   // Invariants under many random kills; cli.spec.ts keeps the single deterministic kill with its exact attempts.
-  // Ten kills in one run of the 50 modules. Until round T they were two runs of five (four runs
-  // before, which took 222-240 s of 240 s on a loaded machine): every run checks the same
+  // Up to ten kills in one run of the 50 modules (none once it ended). Until round T they were
+  // two runs of five (four runs before, which took 222-240 s of 240 s on a loaded machine): every run checks the same
   // invariants, and the second paid for one more orchestrator, three more workers and their
   // module hosts (process starts, seconds of CPU each) without a kind of fault the first lacked.
   // Each kill comes once a module started since the one before (the run's progress, not the
   // wall clock: a slow machine's first kills hit workers still starting, none of them running a
   // module). The moments and victims come from a seeded generator, its seed printed.
-  it('10 workers killed with SIGKILL at random moments of a run of a 50-module pipeline, at least 4 of them while it runs and busy: the run completes, every result is accepted once', async () => {
+  it('up to 10 workers killed with SIGKILL at random moments of a run of a 50-module pipeline, until it ends, at least 4 of them busy: the run completes, every result is accepted once', async () => {
     console.info(`faults.spec.ts: random kills with FAULTS_SEED=${SEED}`);
     const random = seededRandom(SEED);
     const pipeline = fixture('wide.pipeline.ts');
@@ -118,19 +124,9 @@ describe('fault injection', () => {
             .filter((line) => line !== '')
             .map((line) => line.split(' '))
         : [];
-    const orchestrator = await start(
-      'orchestrator',
-      orchestratorArgs(
-        '0',
-        '--pipeline',
-        pipeline,
-        '--min-workers',
-        '3',
-        '--report',
-        report,
-        '--max-lost-attempts',
-        String(KILLS),
-      ),
+    const orchestrator = await startOrchestratorRun(
+      { pipeline, minWorkers: 3, report, env: { MPD_JOIN_TOKEN: JOIN } },
+      ...['--max-lost-attempts', String(KILLS)],
     );
     const workers: RunningProcess[] = await Promise.all(
       [1, 2, 3].map((n) => worker(orchestrator.url, `w${n}`, pipeline, { MPD_FAULT_LOG: log })),
@@ -139,23 +135,29 @@ describe('fault injection', () => {
     const replacements: Promise<RunningProcess>[] = [];
     const ids = new Map<RunningProcess, string>(workers.map((w, index) => [w, `w${index + 1}`]));
     let seen = 0;
-    // Ten times: once a module started since the last kill (or the run ended), wait a random
-    // moment (0-300 ms), SIGKILL a random live worker (one that started a module, if any),
-    // start a fresh one.
+    /** Whether the run ended (the orchestrator exits once it wrote the report). */
+    const runEnded = (): boolean => orchestrator.child.exitCode !== null || orchestrator.child.signalCode !== null;
+    // Up to ten times: once a module started since the last kill, wait a random moment
+    // (0-300 ms), SIGKILL a random live worker (one that started a module, if any), start a
+    // fresh one. Once the run ended the kills stop: a kill after it counts for nothing below
+    // (only kills before the report's endTime do), and each cost a worker start and its two
+    // module hosts (about 4 s of CPU); until round V the loop went on to ten.
     for (let k = 0; k < KILLS; k++) {
       await expect
-        .poll(() => startedSoFar().length > seen || orchestrator.child.exitCode !== null, {
+        .poll(() => startedSoFar().length > seen || runEnded(), {
           timeout: 60_000,
           interval: 20,
           message: 'a module to start',
         })
         .toBe(true);
+      if (runEnded()) break;
       seen = startedSoFar().length;
       await sleep(Math.floor(random() * 300));
       // Keep at least one worker alive: wait for a replacement when only one is up.
       while (workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null).length < 2) {
         await sleep(50);
       }
+      if (runEnded()) break;
       const live = workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
       const working = new Set(startedSoFar().map(([, workerId]) => workerId));
       const busy = live.filter((w) => working.has(ids.get(w)!));
@@ -203,26 +205,16 @@ describe('fault injection', () => {
     const report = join(dir, 'report.json');
     // T = 3 s rather than the kit's 1 s: on a loaded machine the worker that is not frozen must
     // not miss its heartbeats too.
-    const orchestrator = await start(
-      'orchestrator',
-      orchestratorArgs(
-        '0',
-        '--pipeline',
-        pipeline,
-        '--min-workers',
-        '2',
-        '--report',
-        report,
-        '--heartbeat-timeout',
-        '3',
-      ),
+    const orchestrator = await startOrchestratorRun(
+      { pipeline, minWorkers: 2, report, env: { MPD_JOIN_TOKEN: JOIN } },
+      ...['--heartbeat-timeout', '3'],
     );
     // The module runs past the frozen worker's lease (T after its last heartbeat), so that its
     // module host kills it rather than letting it finish and answer with a success.
     const env = { MPD_LONG_MS: '8000' };
     const [one, two] = await Promise.all([
-      worker(orchestrator.url, 'frozen-1', pipeline, env),
-      worker(orchestrator.url, 'frozen-2', pipeline, env),
+      worker(orchestrator.url, 'frozen-1', pipeline, env, 1),
+      worker(orchestrator.url, 'frozen-2', pipeline, env, 1),
     ]);
     await expect
       .poll(() => one!.output() + two!.output(), { timeout: 15_000, interval: 20, message: 'the long module to start' })
@@ -259,7 +251,7 @@ describe('fault injection', () => {
       orchestratorArgs('0', '--pipeline', pipeline, '--heartbeat-timeout', '5'),
     );
     const port = new URL(first.url).port;
-    const one = await worker(first.url, 'survivor-1', pipeline, { MPD_LONG_MS: '1500' });
+    const one = await worker(first.url, 'survivor-1', pipeline, { MPD_LONG_MS: '1500' }, 1);
     await expect
       .poll(() => one.output(), { timeout: 15_000, interval: 20, message: 'the module to start' })
       .toMatch(/long started/);
@@ -292,13 +284,13 @@ describe('fault injection', () => {
     expect(one.output()).not.toMatch(/"level":"(error|fatal)"/); // no error or fatal log line
   }, 60_000);
 
-  it.each([
-    ['with a join token', true],
-    ['without tokens', false],
-  ])(
-    'a worker SIGKILLed and started again under the same id (%s) registers again once its old registration is Offline',
-    async (_mode, joinToken) => {
-      const ADMIN = 'fault-admin-token-0123456789';
+  // The two cases (with a join token, without tokens) run side by side since round V (one after
+  // the other they took 19-47 s each, mostly waiting for the Offline and the re-registration's
+  // backoff): each has its own orchestrator, so its worker id and registry are its own; each
+  // checks only its own. Both run to their end, then the first failure is thrown.
+  it('a worker SIGKILLed and started again under the same id (with a join token; without tokens) registers again once its old registration is Offline', async () => {
+    const ADMIN = 'fault-admin-token-0123456789';
+    const phoenix = async (mode: string, joinToken: boolean) => {
       const run = (pkg: 'orchestrator' | 'worker', args: string[]) => start(pkg, args, {}, { joinToken });
       const orchestrator = await run('orchestrator', orchestratorArgs('0', '--admin-token', ADMIN));
       const client = createOrchestratorClient({ baseUrl: orchestrator.url, token: ADMIN });
@@ -315,7 +307,11 @@ describe('fault injection', () => {
       try {
         const first = await run('worker', args);
         await expect
-          .poll(() => registeredAt(first.url), { timeout: 15_000, interval: 20, message: 'the first registration' })
+          .poll(() => registeredAt(first.url), {
+            timeout: 15_000,
+            interval: 20,
+            message: `the first registration (${mode})`,
+          })
           .toBe(true);
         first.child.kill('SIGKILL');
         await first.exited;
@@ -324,20 +320,23 @@ describe('fault injection', () => {
           .poll(() => registeredAt(second.url), {
             timeout: 15_000,
             interval: 20,
-            message: 'the registration of the restarted worker',
+            message: `the registration of the restarted worker (${mode})`,
           })
           .toBe(true);
         // It keeps the id: its heartbeats go through with the credential it got.
         await sleep(1_500);
-        expect(await registeredAt(second.url)).toBe(true);
-        expect(second.child.exitCode).toBeNull();
-        expect(second.output()).not.toMatch(/"level":"(error|fatal)"/);
+        expect(await registeredAt(second.url), mode).toBe(true);
+        expect(second.child.exitCode, mode).toBeNull();
+        expect(second.output(), mode).not.toMatch(/"level":"(error|fatal)"/);
       } finally {
         await client.close();
       }
-    },
-    60_000,
-  );
+    };
+    const outcomes = await Promise.allSettled([phoenix('with a join token', true), phoenix('without tokens', false)]);
+    const failed = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+    if (failed) throw failed.reason;
+    // 90 s: the two cases' six process starts overlap on a loaded machine.
+  }, 90_000);
 
   it('1,000 simulated workers heartbeating while a pipeline runs, until each has sent 10 heartbeats: no errors, no lost module', async () => {
     // The last step's wait ends 140 s after the test began, whatever the setup (1,000

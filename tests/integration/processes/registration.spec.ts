@@ -34,7 +34,8 @@ describe('a worker whose first registration answer was lost (real processes, a T
     );
     proxy = await startFaultProxy({ port: Number(new URL(orchestrator.url).port) });
     proxy.faultNextRequest({ kind: 'lose-answer' }, /POST \/api\/workers\/register/);
-    const worker = await start('worker', workerArgs(proxy.url, 'w-lost', '--pipeline', pipeline));
+    // One slot: the pipeline has one module (a worker starts a module host per slot, ~1 s of CPU each).
+    const worker = await start('worker', workerArgs(proxy.url, 'w-lost', '--pipeline', pipeline, '--slots', '1'));
 
     expect(await orchestrator.exited, orchestrator.output()).toBe(0);
     const result = report.read();
