@@ -12,19 +12,18 @@ const startedWithTsx = (): boolean => process.execArgv.some((arg) => /tsx/.test(
  * Registers tsx's loaders in this process, both of them, as `node --import tsx` does: the ES
  * module hooks (a `.ts` file `import`ed) and the CommonJS ones (a `.ts` file `require`d, as an
  * ESM-syntax pipeline in a package without `"type": "module"` is compiled to), through
- * `@mpd/worker/tsx-loader` (tsx's own hooks, from the worker's tsx, without tsx's ES-module build
+ * `tsx-loader.mjs` (beside `src` and `dist`: tsx's own hooks without tsx's ES-module build
  * on this thread: 0.15–0.19 s of CPU less per start, `docs/round-v/v5.md`). Only imports made once it
  * resolved are affected. Does nothing when node runs under tsx already: registered twice, tsx
  * transforms a file twice, and the functions' text changes (esbuild's `__name` helper becomes
  * `__name2`), so the pipeline's fingerprint (made from that text) would no longer match the one
  * the worker's module hosts compute (`--import tsx`, once): every module would fail with
- * "Pipeline file … changed since the worker loaded it". Tested (`test/tsx-loader.spec.ts` in
- * `@mpd/worker`): this entry, `--import tsx` and this function give every pipeline file in the
+ * "Pipeline file … changed since the worker loaded it". Tested (`test/tsx-loader.spec.ts`): this entry, `--import tsx` and this function give every pipeline file in the
  * repo the same fingerprint and module digests.
  */
 export async function registerTypeScript(): Promise<void> {
   if (startedWithTsx()) return;
   // Imported here, not at the top: tsx loads esbuild; `mpd --help` and a subcommand's `--help`
   // or bad setting never get here (see `beforeLoad`).
-  await import('@mpd/worker/tsx-loader');
+  await import(new URL('../tsx-loader.mjs', import.meta.url).href);
 }

@@ -1,5 +1,5 @@
 /**
- * `@mpd/worker/tsx-loader` (`mpd`'s way to load TypeScript, through `registerTypeScript`) against
+ * `packages/cli/tsx-loader.mjs` (`mpd`'s way to load TypeScript, through `registerTypeScript`) against
  * `node --import tsx` (the module hosts', `pnpm orchestrator`/`pnpm worker`'s, the tests', and any
  * user's own): the orchestrator matches a worker by the pipeline's fingerprint and a host
  * runs a module only when its digest matches the worker's, and both hash each module's code as
@@ -18,6 +18,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 const cliDir = fileURLToPath(new URL('..', import.meta.url));
+const LOADER = new URL('../tsx-loader.mjs', import.meta.url).href;
 const pipelineEntry = pathToFileURL(join(root, 'packages/pipeline/src/index.ts')).href;
 const scratch = mkdtempSync(join(tmpdir(), 'mpd-tsx-loader-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -101,7 +102,7 @@ async function loadAll(nodeArgs: string[], before: string, files: string[]): Pro
   return JSON.parse(stdout) as Record<string, unknown>;
 }
 
-describe('@mpd/worker/tsx-loader', () => {
+describe('tsx-loader.mjs', () => {
   // Three node processes loading ~35 pipelines each (seconds of CPU each): CPU-bound, so a bound
   // for a loaded machine (64 s of wall seen at load ~10 with the three run one after another).
   it(
@@ -114,9 +115,9 @@ describe('@mpd/worker/tsx-loader', () => {
 
       const [byTsx, byLoader, byRegister] = await Promise.all([
         loadAll(['--import', 'tsx'], '', files),
-        loadAll(['--import', '@mpd/worker/tsx-loader'], '', files),
+        loadAll(['--import', LOADER], '', files),
         // `registerTypeScript` (`mpd`): the loader imported by a process started without tsx.
-        loadAll([], `await import('@mpd/worker/tsx-loader');`, files),
+        loadAll([], `await import(${JSON.stringify(LOADER)});`, files),
       ]);
 
       for (const file of files) {

@@ -1,7 +1,7 @@
 /**
  * tsx's loaders for this process, registered as `node --import tsx` registers them, for less CPU
  * at a process's start: imported by `mpd` (`@mpd/cli`'s `registerTypeScript`) when it loads a
- * `.ts` pipeline; `node --import @mpd/worker/tsx-loader FILE.ts` works the same. The module hosts
+ * `.ts` pipeline; `node --import ./packages/cli/tsx-loader.mjs FILE.ts` works the same. The module hosts
  * and the root's `pnpm orchestrator`/`pnpm worker` keep `--import tsx`: they saved less than round
  * V's 0.15 s-a-start bar (`docs/round-v/v5.md`).
  *
@@ -11,7 +11,7 @@
  * `TSX_TSCONFIG_PATH` or looks the tsconfig up, as under `--import tsx`). Every file is
  * transformed by the same code with the same options, so a module's code text — which the
  * pipeline's fingerprint and module digests hash — is the same as under `--import tsx`
- * (tested for every pipeline file in the repo: `packages/cli/test/tsx-loader.spec.ts`). Import
+ * (tested for every pipeline file in the repo: `test/tsx-loader.spec.ts`). Import
  * it only in a process not under tsx already (`registerTypeScript` checks): registered twice, tsx
  * may transform a file twice (see `registerTypeScript`).
  *
