@@ -39,7 +39,7 @@
  * To wait for a condition, use vitest's `expect.poll` or `vi.waitFor`.
  */
 export { orchestratorArgs, workerArgs } from './cli-args.js';
-export { type CliRunEnd, unknownFlagAnswers, unknownFlagRuns } from './unknown-flags.js';
+export { type CliRunEnd, UNKNOWN_FLAGS, unknownFlagAnswers, unknownFlagRuns } from './unknown-flags.js';
 export { asTsxLoads, type TsxLoadedDigests } from './tsx-fingerprint.js';
 export { SPEC_EXAMPLES } from './spec-examples.js';
 export {

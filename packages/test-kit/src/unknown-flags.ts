@@ -8,6 +8,15 @@ export interface CliRunEnd {
 }
 
 /**
+ * The two command lines of unknown flags both CLIs' specs try (see {@link unknownFlagRuns}):
+ * for a spec that runs them in its own process, one after the other.
+ */
+export const UNKNOWN_FLAGS = {
+  bogus: ['--bogus', '1'],
+  nearMiss: ['--join-tokn=s3cret-join-token-value'],
+} as const satisfies Record<string, readonly string[]>;
+
+/**
  * Runs a CLI with the two unknown flags both CLIs' specs try, each in a process of its own
  * (`cli(args)`, started at once): `--bogus 1` (an unknown flag followed by an argument, as a
  * mistyped `--prot 1` is: the flag is named, not the argument taken as an extra one), and
@@ -23,8 +32,8 @@ export async function unknownFlagRuns(
     stdout: run.stdout(),
   });
   const [bogus, nearMiss] = await Promise.all([
-    end(cli(['--bogus', '1'])),
-    end(cli(['--join-tokn=s3cret-join-token-value'])),
+    end(cli([...UNKNOWN_FLAGS.bogus])),
+    end(cli([...UNKNOWN_FLAGS.nearMiss])),
   ]);
   return { bogus, nearMiss };
 }
