@@ -5,6 +5,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createWorkerClient, MpdClientError } from '@mpd/client';
 import {
+  answeredInProcess,
   cliOf,
   killLeftovers,
   makeTestCertificates,
@@ -32,57 +33,13 @@ const cli = (args: string[], env: Record<string, string> = {}): RunningProcess =
 
 const LISTENING = /^mpd worker (\S+) listening on (http:\/\/127\.0\.0\.1:\d+)$/;
 
-/** What `process.exit` threw in place of exiting, with its code. */
-class Exited extends Error {
-  constructor(readonly code: number) {
-    super(`process.exit(${code})`);
-  }
-}
-
 /**
- * Runs `mpd-worker ARGS` in this process as main.ts does (`runWorkerCli`, `cwd` in place of
- * INIT_CWD), with the MPD_* variables of `env` only, for a command line it answers before it
- * loads anything (--help, the parsed settings, the TLS files): its exit code and what it wrote.
- * A process adds nothing there but a start (tsx: about half a second of CPU each; round T):
- * `packages/cli/test/cli-light-start.spec.ts` exits such command lines as real processes.
- * @throws Error when the command went past its settings (its `beforeLoad` ran) without exiting
+ * Runs `mpd-worker ARGS` in this process (`runWorkerCli`, `cwd` in place of INIT_CWD) with the
+ * MPD_* variables of `env` only, for a command line it answers before it loads anything: its
+ * exit code and what it wrote (test-kit's `answeredInProcess`).
  */
-async function answered(
-  args: string[],
-  env: Record<string, string> = {},
-  cwd = process.cwd(),
-): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  const saved = { ...process.env };
-  for (const name of Object.keys(process.env)) if (name.startsWith('MPD_')) delete process.env[name];
-  Object.assign(process.env, env);
-  let stdout = '';
-  let stderr = '';
-  vi.spyOn(process, 'exit').mockImplementation((code) => {
-    throw new Exited(Number(code ?? 0));
-  });
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += String(chunk);
-    return true;
-  });
-  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
-  try {
-    const outcome: unknown = await runWorkerCli(args, {
-      cwd,
-      beforeLoad: () => {
-        throw new Error(`mpd-worker ${args.join(' ')}: went past its settings`);
-      },
-    }).catch((error: unknown) => error);
-    if (!(outcome instanceof Exited)) throw outcome instanceof Error ? outcome : new Error('it did not exit');
-    return { exitCode: outcome.code, stdout, stderr };
-  } finally {
-    vi.restoreAllMocks();
-    for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
-    Object.assign(process.env, saved);
-  }
-}
+const answered = (args: string[], env: Record<string, string> = {}, cwd = process.cwd()) =>
+  answeredInProcess(runWorkerCli, args, env, cwd);
 
 describe('mpd-worker CLI', () => {
   it('prints its id and URL, answers /api/health with maxLoad = --slots, exits 0 on SIGTERM', async () => {
