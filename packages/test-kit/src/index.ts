@@ -33,13 +33,15 @@
  * text (a log line), which `JSON.parse` hides.
  *
  * {@link asTsxLoads} gives a pipeline file's fingerprint and module digests as module hosts load it.
- * {@link unknownFlagRuns} runs a CLI with mistyped flags, {@link unknownFlagAnswers} says what
- * both CLIs answer to them.
+ * {@link UNKNOWN_FLAGS} are two mistyped command lines, {@link unknownFlagAnswers} says what
+ * both CLIs answer to them; {@link answeredInProcess} runs a command line a CLI answers before it
+ * loads anything (`--help`, a bad setting) in the test's own process.
  *
  * To wait for a condition, use vitest's `expect.poll` or `vi.waitFor`.
  */
 export { orchestratorArgs, workerArgs } from './cli-args.js';
-export { type CliRunEnd, unknownFlagAnswers, unknownFlagRuns } from './unknown-flags.js';
+export { answeredInProcess, type CliEntry } from './cli-in-process.js';
+export { type CliRunEnd, UNKNOWN_FLAGS, unknownFlagAnswers } from './unknown-flags.js';
 export { asTsxLoads, type TsxLoadedDigests } from './tsx-fingerprint.js';
 export { SPEC_EXAMPLES } from './spec-examples.js';
 export {

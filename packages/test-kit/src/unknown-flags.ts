@@ -1,5 +1,3 @@
-import type { RunningProcess } from './processes.js';
-
 /** How a CLI run ended: its exit code (null when killed by a signal) and all it wrote. */
 export interface CliRunEnd {
   exitCode: number | null;
@@ -8,29 +6,19 @@ export interface CliRunEnd {
 }
 
 /**
- * Runs a CLI with the two unknown flags both CLIs' specs try, each in a process of its own
- * (`cli(args)`, started at once): `--bogus 1` (an unknown flag followed by an argument, as a
- * mistyped `--prot 1` is: the flag is named, not the argument taken as an extra one), and
- * `--join-tokn=…` (a near miss of `--join-token` whose value, a secret, must never be printed).
- * Resolves once both exited.
+ * The two command lines of unknown flags both CLIs' specs try (each answered in the spec's own
+ * process since round V: `answeredInProcess`): `--bogus 1` (an unknown flag followed by an
+ * argument, as a mistyped `--prot 1` is: the flag is named, not the argument taken as an extra
+ * one), and `--join-tokn=…` (a near miss of `--join-token` whose value, a secret, must never be
+ * printed).
  */
-export async function unknownFlagRuns(
-  cli: (args: string[]) => RunningProcess,
-): Promise<{ bogus: CliRunEnd; nearMiss: CliRunEnd }> {
-  const end = async (run: RunningProcess): Promise<CliRunEnd> => ({
-    exitCode: await run.exited,
-    stderr: run.stderr(),
-    stdout: run.stdout(),
-  });
-  const [bogus, nearMiss] = await Promise.all([
-    end(cli(['--bogus', '1'])),
-    end(cli(['--join-tokn=s3cret-join-token-value'])),
-  ]);
-  return { bogus, nearMiss };
-}
+export const UNKNOWN_FLAGS = {
+  bogus: ['--bogus', '1'],
+  nearMiss: ['--join-tokn=s3cret-join-token-value'],
+} as const satisfies Record<string, readonly string[]>;
 
 /**
- * What `command` (`mpd-orchestrator`, `mpd-worker`) answers to {@link unknownFlagRuns}: exit 2,
+ * What `command` (`mpd-orchestrator`, `mpd-worker`) answers to {@link UNKNOWN_FLAGS}: exit 2,
  * nothing on stdout, and on stderr the option named exactly without its value, a suggestion for
  * the near miss, and a pointer to `--help` (server-kit's usage errors, the same in both CLIs).
  */

@@ -8,11 +8,15 @@
  * and R and taken back, docs/round-p/p1.md, docs/round-r/r3.md); the split lets a file run alone.
  *
  * {@link moduleHostsSpec} registers the file's hooks: the fixture loaded once (`beforeAll`), every
- * executor a test made closed after it and the log lines cleared (`afterEach`), the file's
- * temporary directory removed (`afterAll`).
+ * executor a test made closed after it and the log lines cleared (`afterEach`), the shared
+ * executors closed and the file's temporary directory removed (`afterAll`).
  *
  * An executor has 1 slot unless its test asks for more: a pool starts all its hosts at once
- * (about a second of CPU each), and most tests run one module at a time, on one host.
+ * (about a second of CPU each), and most tests run one module at a time, on one host. A host
+ * start is most of what such a test costs: tests that only need some host (not a fresh one, not
+ * a lease of their own) take a {@link ModuleHostsSpec.shared} executor, whose host a test retires
+ * (a crash, a timeout, a leftover process) is replaced by the pool at once and serves the next
+ * test, rather than being started for a test that is over and closed unused (round V).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -41,6 +45,9 @@ export interface RecordedOutput {
   ended: boolean;
 }
 
+/** The options a {@link ModuleHostsSpec.shared} executor may have: plain values, compared by value. */
+export type SharedOptions = Partial<Pick<ModuleExecutorOptions, 'killGraceMs' | 'slots' | 'moduleHeapLimitMb'>>;
+
 /** One spec file's module hosts: see {@link moduleHostsSpec}. */
 export interface ModuleHostsSpec {
   /** The file's own working directory (a new temporary one): the executors' and the modules'. */
@@ -53,6 +60,15 @@ export interface ModuleHostsSpec {
   pipeline(): Pipeline;
   /** A hosted executor (1 slot, one host, unless `options` say otherwise), closed after the test. */
   executor(options?: Partial<ModuleExecutorOptions>): ModuleExecutor;
+  /**
+   * The file's hosted executor for `options` (plain values only: e.g. `killGraceMs`), made at
+   * the first call and the same one for every later call with equal options: its hosts outlive
+   * the test, and a host a test retired is replaced at once for the next. After each test what
+   * still runs on it is cancelled and waited for; closed after the file. Only for tests that
+   * neither renew its lease, close it, nor depend on what ran on its host before (a test's first
+   * module may find a host that already ran others, and is no fresh start).
+   */
+  shared(options?: SharedOptions): ModuleExecutor;
   /** An execution request of `moduleTypeName` with a new id, `SECRET` and `PLAIN` in its environment. */
   request(moduleTypeName: string, extra?: Partial<ExecutionRequest>): ExecutionRequest;
   /** `sent` executed on `on`: its outcome (throws when it was not started). */
@@ -76,6 +92,8 @@ export function moduleHostsSpec(fixture = FIXTURE): ModuleHostsSpec {
   const ledgerFile = join(dir, 'ledger');
   let pipeline: Pipeline | undefined;
   const executors: ModuleExecutor[] = [];
+  /** The shared executors, by their options' JSON. */
+  const shared = new Map<string, ModuleExecutor>();
   const logLines: string[] = [];
   let nextId = 1;
 
@@ -90,10 +108,16 @@ export function moduleHostsSpec(fixture = FIXTURE): ModuleHostsSpec {
     // timeout beside another copy of the suite at load 25-31.
   }, 60_000);
   afterEach(async () => {
-    await Promise.all(executors.splice(0).map((executor) => executor.close('test over')));
+    for (const kept of shared.values()) kept.cancelAll('test over');
+    await Promise.all([
+      ...executors.splice(0).map((executor) => executor.close('test over')),
+      ...[...shared.values()].map((kept) => kept.idle()),
+    ]);
     logLines.length = 0;
   });
-  afterAll(() => {
+  afterAll(async () => {
+    await Promise.all([...shared.values()].map((kept) => kept.close('file over')));
+    shared.clear();
     delete process.env.MPD_TEST_LEDGER;
     rmSync(dir, { recursive: true, force: true });
   });
@@ -132,6 +156,12 @@ export function moduleHostsSpec(fixture = FIXTURE): ModuleHostsSpec {
     logLines,
     pipeline: loaded,
     executor,
+    shared: (options = {}) => {
+      const key = JSON.stringify(Object.entries(options).sort());
+      let kept = shared.get(key);
+      if (!kept) shared.set(key, (kept = hostedExecutor(loaded(), dir, (line) => logLines.push(line), options)));
+      return kept;
+    },
     request,
     start,
     run: (on, name, extra = {}) => start(on, request(name, extra)),

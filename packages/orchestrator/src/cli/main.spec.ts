@@ -4,14 +4,16 @@ import { hostname, networkInterfaces, tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
+  answeredInProcess,
   cliOf,
   killLeftovers,
   spawnProcess,
   type RunningProcess,
+  UNKNOWN_FLAGS,
   unknownFlagAnswers,
-  unknownFlagRuns,
 } from '@mpd/test-kit';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runOrchestratorCli } from './run-orchestrator-cli.js';
 
 // Processes of passing tests have exited; this stops those a failing test left running.
 afterAll(killLeftovers);
@@ -19,6 +21,15 @@ afterAll(killLeftovers);
 /** Runs `mpd-orchestrator` as a real process, with the MPD_* variables (and INIT_CWD) of `env` only. */
 const cli = (args: string[], env: Record<string, string> = {}): RunningProcess =>
   spawnProcess({ script: cliOf('orchestrator'), args, env, cleanEnv: true });
+
+/**
+ * Runs `mpd-orchestrator ARGS` in this process (`runOrchestratorCli`) with the MPD_* variables of
+ * `env` only, for a command line it answers before it loads anything (--help, an unknown flag, a
+ * bad setting): its exit code and what it wrote (test-kit's `answeredInProcess`). Those were nine
+ * process starts until round V (about a second of CPU each: node, tsx, commander, zod);
+ * `packages/cli/test/cli-light-start.spec.ts` exits such command lines as real processes.
+ */
+const answered = (args: string[], env: Record<string, string> = {}) => answeredInProcess(runOrchestratorCli, args, env);
 
 describe('mpd-orchestrator CLI', () => {
   it('prints its URL, answers /api/health and exits 0 on SIGTERM', async () => {
@@ -68,8 +79,13 @@ describe('mpd-orchestrator CLI', () => {
     }
   });
 
-  it('warns once, in its JSON log, for each setting given by its old name', async () => {
-    const run = cli(['--port', '0', '--host', '127.0.0.1', '--workdir', '/srv/build'], { MPD_CATEGORIES: 'build' });
+  // Also the quiet case of the next test (secrets given by their variables, and --secret-env
+  // NAME without a value: no warning), a process of its own until round V.
+  it('warns once, in its JSON log, for each setting given by its old name; not for a secret given by its variable', async () => {
+    const run = cli(['--port', '0', '--host', '127.0.0.1', '--workdir', '/srv/build', '--secret-env', 'B'], {
+      MPD_CATEGORIES: 'build',
+      MPD_JOIN_TOKEN: 'join-env-value-0123456789',
+    });
     await run.firstLine();
     run.child.kill('SIGTERM');
     expect(await run.exited).toBe(0);
@@ -86,20 +102,21 @@ describe('mpd-orchestrator CLI', () => {
         msg: '--categories (MPD_CATEGORIES) is deprecated; use --run-only-categories (MPD_RUN_ONLY_CATEGORIES)',
       },
     ]);
+    expect(run.stderrLogs().filter((log) => 'flag' in log)).toEqual([]);
+    expect(run.output()).not.toContain('join-env-value-0123456789');
   });
 
   it('warns once per token or secret given as a flag, naming the flag and its variable, never the value', async () => {
     const join = 'join-flag-value-0123456789';
     const admin = 'admin-flag-value-0123456789';
     const secret = 'secret-env-flag-value-4711';
-    // The three started together: each is a process start, seconds on a loaded machine (one
-    // after the other, they ran past the test's 20 s there).
+    // The two started together: each is a process start, seconds on a loaded machine (one
+    // after the other, three ran past the test's 20 s there). The quiet case is the test above's.
     const run = cli(['--port', '0', '--host', '127.0.0.1', `--join-token=${join}`, '--admin-token', admin], {
       MPD_SECRET_ENV: `FROM_ENV=${secret}`,
     });
     // --secret-env NAME=VALUE carries a value; NAME alone (the orchestrator's own variable) does not.
     const env = cli(['--port', '0', '--host', '127.0.0.1', '--secret-env', `A=${secret}`, '--secret-env', 'B']);
-    const quiet = cli(['--port', '0', '--host', '127.0.0.1', '--secret-env', 'B'], { MPD_JOIN_TOKEN: join });
     await run.firstLine();
     expect((await run.stop('SIGTERM')).code).toBe(0);
     // Picked by their fields, not by the level's spelling (a number or a name).
@@ -129,9 +146,6 @@ describe('mpd-orchestrator CLI', () => {
       }),
     ]);
     expect(env.output()).not.toContain(secret);
-    await quiet.firstLine();
-    expect((await quiet.stop('SIGTERM')).code).toBe(0);
-    expect(quiet.stderrLogs().filter((log) => 'flag' in log)).toEqual([]);
   });
 
   it('sweeps --artifacts-dir at start: a blob unused for longer than --artifact-retention is removed, a newer one kept', async () => {
@@ -153,16 +167,16 @@ describe('mpd-orchestrator CLI', () => {
   });
 
   it('exits 2 naming --port for --port abc', async () => {
-    const run = cli(['--port', 'abc']);
-    expect(await run.exited).toBe(2);
-    expect(run.stderr()).toContain('Invalid setting --port (MPD_PORT): must be an integer from 0 to 65535, got "abc"');
-    expect(run.stdout()).toBe('');
+    const run = await answered(['--port', 'abc']);
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr).toContain('Invalid setting --port (MPD_PORT): must be an integer from 0 to 65535, got "abc"');
+    expect(run.stdout).toBe('');
   });
 
   it('exits 2 naming MPD_PORT for MPD_PORT=abc', async () => {
-    const run = cli([], { MPD_PORT: 'abc' });
-    expect(await run.exited).toBe(2);
-    expect(run.stderr()).toMatch(/MPD_PORT.*got "abc"/);
+    const run = await answered([], { MPD_PORT: 'abc' });
+    expect(run.exitCode).toBe(2);
+    expect(run.stderr).toMatch(/MPD_PORT.*got "abc"/);
   });
 
   it('exits 2 for an invalid URL-bearing setting without printing a user name, password or query it holds', async () => {
@@ -178,17 +192,20 @@ describe('mpd-orchestrator CLI', () => {
       [['--allowed-worker-hosts', 'https://u:pa55word@x/?token=t0ken'], "'https://***@x/?…' is no address range"],
       [['--env', 'BAD-NAME=postgres://u:pa55word@db/x?token=t0ken'], 'got "BAD-NAME=postgres://***@db/x?…"'],
     ] as const;
-    const runs = cases.map(([args]) => cli(['--port', '0', ...args]));
-    for (const [index, run] of runs.entries()) {
-      expect(await run.exited).toBe(2);
-      expect(run.stderr()).toContain(cases[index]![1]);
-      expect(run.output()).not.toMatch(/pa55word|t0ken/);
+    for (const [args, message] of cases) {
+      const run = await answered(['--port', '0', ...args]);
+      expect(run.exitCode).toBe(2);
+      expect(run.stderr).toContain(message);
+      expect(run.stdout + run.stderr).not.toMatch(/pa55word|t0ken/);
     }
   });
 
   // Exit 2 for an unknown flag followed by an argument (`--bogus 1`) among them.
   it('names an unknown flag exactly, without its value, in one line and a pointer to --help, as the worker does', async () => {
-    expect(await unknownFlagRuns(cli)).toEqual(unknownFlagAnswers('mpd-orchestrator'));
+    expect({
+      bogus: await answered([...UNKNOWN_FLAGS.bogus]),
+      nearMiss: await answered([...UNKNOWN_FLAGS.nearMiss]),
+    }).toEqual(unknownFlagAnswers('mpd-orchestrator'));
   });
 
   it('exits 2 naming --pipeline for a missing pipeline file', async () => {
@@ -264,8 +281,8 @@ describe('mpd-orchestrator CLI', () => {
   });
 
   it('--help lists every flag with its environment variable', async () => {
-    const run = cli(['--help']);
-    expect(await run.exited).toBe(0);
+    const run = await answered(['--help']);
+    expect(run.exitCode).toBe(0);
     for (const [flag, env] of [
       ['--port', 'MPD_PORT'],
       ['--host', 'MPD_HOST'],
@@ -275,8 +292,8 @@ describe('mpd-orchestrator CLI', () => {
       ['--min-workers', 'MPD_MIN_WORKERS'],
       ['--log-level', 'MPD_LOG_LEVEL'],
     ]) {
-      expect(run.stdout()).toContain(flag);
-      expect(run.stdout()).toContain(env);
+      expect(run.stdout).toContain(flag);
+      expect(run.stdout).toContain(env);
     }
   });
 });

@@ -5,14 +5,15 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createWorkerClient, MpdClientError } from '@mpd/client';
 import {
+  answeredInProcess,
   cliOf,
   killLeftovers,
   makeTestCertificates,
   spawnProcess,
   type RunningProcess,
   type TestCertificates,
+  UNKNOWN_FLAGS,
   unknownFlagAnswers,
-  unknownFlagRuns,
 } from '@mpd/test-kit';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runWorkerCli } from './run-worker-cli.js';
@@ -32,57 +33,13 @@ const cli = (args: string[], env: Record<string, string> = {}): RunningProcess =
 
 const LISTENING = /^mpd worker (\S+) listening on (http:\/\/127\.0\.0\.1:\d+)$/;
 
-/** What `process.exit` threw in place of exiting, with its code. */
-class Exited extends Error {
-  constructor(readonly code: number) {
-    super(`process.exit(${code})`);
-  }
-}
-
 /**
- * Runs `mpd-worker ARGS` in this process as main.ts does (`runWorkerCli`, `cwd` in place of
- * INIT_CWD), with the MPD_* variables of `env` only, for a command line it answers before it
- * loads anything (--help, the parsed settings, the TLS files): its exit code and what it wrote.
- * A process adds nothing there but a start (tsx: about half a second of CPU each; round T):
- * `packages/cli/test/cli-light-start.spec.ts` exits such command lines as real processes.
- * @throws Error when the command went past its settings (its `beforeLoad` ran) without exiting
+ * Runs `mpd-worker ARGS` in this process (`runWorkerCli`, `cwd` in place of INIT_CWD) with the
+ * MPD_* variables of `env` only, for a command line it answers before it loads anything: its
+ * exit code and what it wrote (test-kit's `answeredInProcess`).
  */
-async function answered(
-  args: string[],
-  env: Record<string, string> = {},
-  cwd = process.cwd(),
-): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  const saved = { ...process.env };
-  for (const name of Object.keys(process.env)) if (name.startsWith('MPD_')) delete process.env[name];
-  Object.assign(process.env, env);
-  let stdout = '';
-  let stderr = '';
-  vi.spyOn(process, 'exit').mockImplementation((code) => {
-    throw new Exited(Number(code ?? 0));
-  });
-  vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += String(chunk);
-    return true;
-  });
-  vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stderr += String(chunk);
-    return true;
-  });
-  try {
-    const outcome: unknown = await runWorkerCli(args, {
-      cwd,
-      beforeLoad: () => {
-        throw new Error(`mpd-worker ${args.join(' ')}: went past its settings`);
-      },
-    }).catch((error: unknown) => error);
-    if (!(outcome instanceof Exited)) throw outcome instanceof Error ? outcome : new Error('it did not exit');
-    return { exitCode: outcome.code, stdout, stderr };
-  } finally {
-    vi.restoreAllMocks();
-    for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
-    Object.assign(process.env, saved);
-  }
-}
+const answered = (args: string[], env: Record<string, string> = {}, cwd = process.cwd()) =>
+  answeredInProcess(runWorkerCli, args, env, cwd);
 
 describe('mpd-worker CLI', () => {
   it('prints its id and URL, answers /api/health with maxLoad = --slots, exits 0 on SIGTERM', async () => {
@@ -103,8 +60,18 @@ describe('mpd-worker CLI', () => {
     expect(run.stderr()).toBe('');
   });
 
-  it('reads MPD_* environment variables and logs JSON to stderr only', async () => {
-    const run = cli([], { MPD_PORT: '0', MPD_HOST: '127.0.0.1', MPD_MAX_PARALLEL: '3', MPD_WORKER_ID: 'w-env' });
+  it('reads MPD_* environment variables and logs JSON to stderr only; tokens given by their variables are never warned of nor shown', async () => {
+    const join = 'join-env-value-0123456789';
+    const token = 'worker-env-value-0123456789';
+    // The tokens' quiet case was a process of its own beside the flags' until round V.
+    const run = cli([], {
+      MPD_PORT: '0',
+      MPD_HOST: '127.0.0.1',
+      MPD_MAX_PARALLEL: '3',
+      MPD_WORKER_ID: 'w-env',
+      MPD_JOIN_TOKEN: join,
+      MPD_WORKER_TOKEN: token,
+    });
     const line = await run.firstLine();
     expect(line).toMatch(/^mpd worker w-env listening on http:\/\/127\.0\.0\.1:\d+$/);
     const url = LISTENING.exec(line)![2]!;
@@ -123,33 +90,37 @@ describe('mpd-worker CLI', () => {
       expect(log).toMatchObject({ service: 'mpd-worker', hostname: hostname() });
       expect(log.pid).toEqual(expect.any(Number));
     }
+    expect(run.stderr()).not.toContain('command line');
+    for (const value of [join, token]) expect(run.output()).not.toContain(value);
   });
 
-  it('warns once, in its JSON log, for each setting given by its old name', async () => {
-    const run = cli(['--port', '0', '--host', '127.0.0.1', '--max-parallel', '2']);
-    const line = await run.firstLine();
-    const url = LISTENING.exec(line)![2]!;
+  // One process for the old name and the two token flags (three until round V: each is a
+  // process start, about a second of CPU): each warning is picked by its own fields.
+  it('warns once, in its JSON log, for each setting given by its old name, and once per token given as a flag, naming the flag and its variable, never the value', async () => {
+    const join = 'join-flag-value-0123456789';
+    const token = 'worker-flag-value-0123456789';
+    const run = cli([
+      '--port',
+      '0',
+      '--host',
+      '127.0.0.1',
+      '--max-parallel',
+      '2',
+      '--join-token',
+      join,
+      `--token=${token}`,
+    ]);
+    const url = LISTENING.exec(await run.firstLine())![2]!;
     expect(await (await fetch(`${url}/api/health`)).json()).toMatchObject({ maxLoad: 2 });
     expect((await run.stop('SIGTERM')).code).toBe(0);
-    const warnings = run.stderrLogs().filter((log) => log.msg.includes('deprecated'));
-    expect(warnings).toEqual([
+    const deprecations = run.stderrLogs().filter((log) => log.msg.includes('deprecated'));
+    expect(deprecations).toEqual([
       expect.objectContaining({
         level: 'warn',
         service: 'mpd-worker',
         msg: '--max-parallel (MPD_MAX_PARALLEL) is deprecated; use --slots (MPD_SLOTS)',
       }),
     ]);
-  });
-
-  it('warns once per token given as a flag, naming the flag and its variable, never the value', async () => {
-    const join = 'join-flag-value-0123456789';
-    const token = 'worker-flag-value-0123456789';
-    // Both started together: each is a process start, seconds on a loaded machine (one after
-    // the other, they ran past the test's 20 s there).
-    const run = cli(['--port', '0', '--host', '127.0.0.1', '--join-token', join, `--token=${token}`]);
-    const quiet = cli(['--port', '0', '--host', '127.0.0.1'], { MPD_JOIN_TOKEN: join, MPD_WORKER_TOKEN: token });
-    await run.firstLine();
-    expect((await run.stop('SIGTERM')).code).toBe(0);
     // Picked by their fields, not by the level's spelling (a number or a name).
     const warnings = run.stderrLogs().filter((log) => 'flag' in log);
     expect(warnings.map(({ flag, use, msg, service }) => ({ flag, use, msg, service }))).toEqual([
@@ -168,11 +139,6 @@ describe('mpd-worker CLI', () => {
     ]);
     expect(warnings.every((log) => [40, 'warn'].includes(log.level))).toBe(true);
     for (const value of [join, token]) expect(run.output()).not.toContain(value);
-
-    await quiet.firstLine();
-    expect((await quiet.stop('SIGTERM')).code).toBe(0);
-    expect(quiet.stderr()).not.toContain('command line');
-    for (const value of [join, token]) expect(quiet.output()).not.toContain(value);
   });
 
   it('--help lists every flag with its environment variable and exits 0', async () => {
@@ -282,7 +248,11 @@ describe('mpd-worker CLI', () => {
 
   // Exit 2 for an unknown flag followed by an argument (`--bogus 1`) among them.
   it('names an unknown flag exactly, without its value, in one line and a pointer to --help, as the orchestrator does', async () => {
-    expect(await unknownFlagRuns(cli)).toEqual(unknownFlagAnswers('mpd-worker'));
+    // In this process (two process starts until round V), as the refusals above.
+    expect({
+      bogus: await answered([...UNKNOWN_FLAGS.bogus]),
+      nearMiss: await answered([...UNKNOWN_FLAGS.nearMiss]),
+    }).toEqual(unknownFlagAnswers('mpd-worker'));
   });
 
   it('exits 2 for an extra argument', async () => {
@@ -345,6 +315,9 @@ describe('mpd-worker CLI', () => {
         'cli.pipeline.ts',
         '--log-level',
         'silent',
+        // One module at a time here: one module host, not one per core (a start each).
+        '--slots',
+        '1',
         // No orchestrator, no token: the test calls execute itself.
         '--open',
       ],

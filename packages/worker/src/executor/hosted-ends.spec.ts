@@ -3,7 +3,8 @@
  * written, its `ctx.artifacts` calls ended: held here by a gate file, `test/fixtures/host-ends.pipeline.ts`)
  * when a cancel arrives: its own outcome is answered, never turned into Cancelled (which made the
  * orchestrator run it again: its side effects twice). Shares `test/module-hosts-spec.ts` with
- * the other `hosted-*.spec.ts` files.
+ * the other `hosted-*.spec.ts` files. The tests whose host is stopped at their end with the
+ * default options share one executor (`shared()`): the host started in its place runs the next.
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,7 +18,7 @@ import { stoppedError } from './hosted-execution.js';
 import type { ModuleExecutor } from './module-executor.js';
 
 const FIXTURE = fileURLToPath(new URL('../../test/fixtures/host-ends.pipeline.ts', import.meta.url));
-const { dir, ledgerFile, logLines, executor, request, start } = moduleHostsSpec(FIXTURE);
+const { dir, ledgerFile, logLines, executor, shared, request, start } = moduleHostsSpec(FIXTURE);
 
 /** The side-effect ledger's lines (`held-end <executionId>` per run of the module's code). */
 const ledgerLines = (): string[] =>
@@ -113,7 +114,7 @@ describe('a module whose code ended while its host still works for it', () => {
   });
 
   it('its timeout still ends a host whose end hangs: TimedOut, saying its code had returned; the host stopped', async () => {
-    const on = executor();
+    const on = shared();
     await on.ready();
     // Counted from the host's acquisition: its `returned` (ms after) must be read before, even on
     // a loaded 2-core machine, or the answer cannot say the code had returned (12 s of margin).
@@ -166,7 +167,7 @@ describe('a module whose code ended while its host still works for it', () => {
 
   it("a cancel after its code ended waits for its host's end the kill grace at most, then stops it: Cancelled, its host stopped", async () => {
     // The executor's 1 s kill grace is the late cancel's grace; the module's timeout 10 minutes.
-    const on = executor();
+    const on = shared();
     await on.ready();
     const held = await heldAfterItsCode(on, join(dir, 'gate-grace'), false, 600_000);
     expect(on.cancel(held.sent.executionId, 'the run stops')).toBe(true);
@@ -183,7 +184,7 @@ describe('a module whose code ended while its host still works for it', () => {
   }, 60_000);
 
   it("a module forging its host's `returned` at its start (fd 3) makes a cancel wait no longer than that grace: Cancelled, its host stopped", async () => {
-    const on = executor(); // its 1 s kill grace; the module's timeout 10 minutes
+    const on = shared(); // its 1 s kill grace; the module's timeout 10 minutes
     await on.ready();
     const { forged, outcome, hostPid } = await forgedReturned(on, { ok: true, thenReturns: false });
     expect(on.cancel(forged.executionId, 'the run stops')).toBe(true);
@@ -193,7 +194,7 @@ describe('a module whose code ended while its host still works for it', () => {
   }, 60_000);
 
   it('a second `returned` of the same execution (its module forged the first: threw) does not change what the worker took: the first stands', async () => {
-    const on = executor(); // its 1 s kill grace
+    const on = shared(); // its 1 s kill grace
     await on.ready();
     // Forged `ok: false` first, then the host's own `returned` (ok: true) as the module returns.
     const { forged, outcome, hostPid } = await forgedReturned(on, { ok: false, thenReturns: true });

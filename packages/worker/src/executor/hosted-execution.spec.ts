@@ -4,6 +4,8 @@
  * way a host must survive alone. Cancels, leases, timeouts and leftover processes are in
  * `hosted-stops.spec.ts`, artifact transfers in `hosted-artifacts.spec.ts` (one file took 192 s
  * on CI; vitest still runs the three one at a time); what they share in `test/module-hosts-spec.ts`.
+ * The tests that need only some host (no output of their own, the default options) share one
+ * executor (`shared()`): a crash test's replacement host runs the next test's modules.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, writeFileSync } from 'node:fs';
@@ -15,7 +17,8 @@ import { moduleHostsSpec, type RecordedOutput, SECRET } from '../../test/module-
 import type { ModuleOutput } from './module-output.js';
 import { channelLineLimit } from './host-channel.js';
 
-const { dir, ledgerFile, logLines, executor, request, start, run, ledgerPids, recordedOutputs } = moduleHostsSpec();
+const { dir, ledgerFile, logLines, executor, shared, request, start, run, ledgerPids, recordedOutputs } =
+  moduleHostsSpec();
 
 /**
  * `recorded`'s output as a worker busy elsewhere reads it: the host's stdout at about 16 MB/s (a
@@ -48,7 +51,7 @@ function slowNumberedStdout(
 
 describe('modules in module hosts', () => {
   it('runs a module in a host process with its context, masks what it logs or prints, and reuses the host', async () => {
-    const on = executor();
+    const on = shared();
     const first = resultOf(await run(on, 'echo', { params: { n: 1 }, dependencyResults: { before: { ok: true } } }));
     expect(first).toEqual({
       pid: expect.any(Number),
@@ -79,7 +82,10 @@ describe('modules in module hosts', () => {
     expect((echoed.results as { big: string }).big === big).toBe(true);
     if (outcome.status === 200)
       expect(Buffer.byteLength(outcome.body.serializedResult)).toBeGreaterThan(DEFAULT_MAX_RESULT_BYTES - 1024);
-  }, 30_000);
+    // Work, not a wait: about 3.5 s of CPU more than a module's round trip (the 16 MiB written,
+    // read and checked on each side; round V), which took 27-33 s at load 30 on 2 cores against
+    // the 30 s this had. The timeout only bounds a hang; nothing here races a clock.
+  }, 120_000);
 
   it('ctx.logger lines logged in a loop that never yields all reach the output, in order, with the fields they were logged with', async () => {
     const written: string[] = [];
@@ -343,7 +349,7 @@ describe('modules in module hosts', () => {
   }, 60_000);
 
   it('ctx.exec runs a command in the working directory with ctx.env, and can take a non-zero exit', async () => {
-    expect(resultOf(await run(executor(), 'exec'))).toEqual({
+    expect(resultOf(await run(shared(), 'exec'))).toEqual({
       stdout: `plain-value in ${dir}`,
       exitCode: 3,
       stderr: 'oops',
@@ -386,7 +392,7 @@ describe('modules in module hosts', () => {
   ])(
     '%s: the module fails alone, with a masked message naming what happened; the next one runs',
     async (name, message) => {
-      const on = executor();
+      const on = shared();
       const before = resultOf(await run(on, 'echo')).pid;
       await on.idle();
       const outcome = await run(on, name);
@@ -413,7 +419,7 @@ describe('modules in module hosts', () => {
   ])(
     'a line of JSON that is no message of a host (%s) written by a module on fd 3: its execution fails as a crash, the host is retired, the worker goes on',
     async (line, message) => {
-      const on = executor();
+      const on = shared();
       const before = resultOf(await run(on, 'echo')).pid as number;
       await on.idle();
       const outcome = await run(on, 'channel-wrong-shape', { params: { line } });
@@ -429,7 +435,7 @@ describe('modules in module hosts', () => {
   );
 
   it('a host whose leftover check could not tell (done with leftoverChildren null) is not reused: the worker stops its group and says why', async () => {
-    const on = executor();
+    const on = shared();
     const before = resultOf(await run(on, 'echo')).pid as number;
     await on.idle();
     const outcome = await run(on, 'channel-wrong-shape', { params: { line: 'done-leftovers-unknown' } });
@@ -443,7 +449,7 @@ describe('modules in module hosts', () => {
   }, 30_000);
 
   it("a module writing more than the channel's line limit on fd 3 without a newline: its execution fails as a crash naming the limit, the worker holds none of it and goes on", async () => {
-    const on = executor();
+    const on = shared();
     const limit = channelLineLimit(DEFAULT_MAX_RESULT_BYTES);
     const outcome = await run(on, 'channel-no-newline', { params: { mb: limit / 2 ** 20 + 4 } });
     expect(outcome.status).toBe(500);

@@ -10,8 +10,18 @@ import { resultOf, running } from '../../test/hosted-executors.js';
 import { moduleHostsSpec } from '../../test/module-hosts-spec.js';
 import { groupMembers } from './process-group.js';
 
-const { ledgerFile, logLines, executor, request, start, run, ledgerPids, stubbornPids, recordedOutputs } =
+const { ledgerFile, logLines, executor, shared, request, start, run, ledgerPids, stubbornPids, recordedOutputs } =
   moduleHostsSpec();
+
+/**
+ * The executor of the tests that each end by retiring their host (a cancel, a timeout, a
+ * leftover process) and need nothing else of their own: shared, so that the host the pool
+ * starts in place of one a test retired runs the next test's module (a host start is about a
+ * second of CPU) rather than being closed unused. Its 3 s kill grace is the stubborn cancel's
+ * (see there); the others' stops do not wait for it (their processes end on SIGTERM) but the
+ * timed-out stubborn group's, which is SIGKILLed after it, as after 1 s before round V.
+ */
+const stopping = () => shared({ killGraceMs: 3_000 });
 
 describe('modules in module hosts', () => {
   it.each(['exec', 'execFile'])(
@@ -21,7 +31,7 @@ describe('modules in module hosts', () => {
       // A 3 s kill grace: the check 0.5 s after the cancel comes well before SIGKILL, though this
       // test's timer runs late on a loaded machine (with 1 s, bash and sleep were gone by then
       // beside another copy of the suite at load 20-37).
-      const on = executor({ killGraceMs: 3_000 });
+      const on = stopping();
       const sent = request('stubborn', { params: { via } });
       const outcome = start(on, sent);
       const pids = await stubbornPids();
@@ -153,7 +163,7 @@ describe('modules in module hosts', () => {
 
   it('a timed-out module: its process group is stopped before the TimedOut answer', async () => {
     writeFileSync(ledgerFile, '');
-    const on = executor();
+    const on = stopping();
     const outcome = run(on, 'stubborn', { timeoutMs: 5_000 });
     const pids = await stubbornPids();
     expect(await outcome).toMatchObject({ status: 500, body: { failureKind: 'TimedOut' } });
@@ -162,7 +172,7 @@ describe('modules in module hosts', () => {
 
   it('a module that returns but leaves a process running: the process is stopped before the answer, and the host replaced', async () => {
     writeFileSync(ledgerFile, '');
-    const on = executor();
+    const on = stopping();
     expect(resultOf(await run(on, 'leaves-child'))).toBe('returned');
     const [, host, child] = readFileSync(ledgerFile, 'utf8').trim().split(' ').map(Number);
     expect(running(child!)).toBe(false);
@@ -191,7 +201,7 @@ describe('modules in module hosts', () => {
 
   it('a module that returns but leaves a process started from a worker thread running (a child of that thread, not of the main one): stopped before the answer, and the host replaced', async () => {
     writeFileSync(ledgerFile, '');
-    const on = executor();
+    const on = stopping();
     expect(resultOf(await run(on, 'leaves-thread-child'))).toBe('returned');
     const [host, child] = ledgerPids('leaves-thread-child');
     expect(child).toBeGreaterThan(0);
