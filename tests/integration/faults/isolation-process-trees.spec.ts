@@ -84,7 +84,9 @@ async function startRun({ workerCount = 1, slots = 3, timeoutMs = 120_000, orche
           entries = readLedger(ledger);
           return STUBBORNS.every((module) => pidsOf(module) !== undefined);
         },
-        { timeout: 20_000, interval: 50, message: 'both stubborn modules to start their processes' },
+        // 60 s (20 s until round W): each run starts its worker's 3 module hosts at once, beside
+        // another copy of the suite on 2 cores; it bounds a hang only.
+        { timeout: 60_000, interval: 50, message: 'both stubborn modules to start their processes' },
       )
       .toBe(true);
     const byModule = new Map(
@@ -164,6 +166,8 @@ const stubbornsIn = (result: RunResult) =>
  */
 const TIMEOUT_MS = 15_000;
 
+// The cancel, stop and SIGKILL tests' 120 s (60 s until round W) bound a hang only: their run's
+// starts (3 module hosts at once), the stubborn modules' poll above (up to 60 s) and the grace.
 describe("a module's process tree (issue 10, case 10)", () => {
   it(
     'on timeout (exec and execFile side by side): the TimedOut answers and the free slots come once SIGKILL ended each group; cleanup runs after',
@@ -211,7 +215,7 @@ describe("a module's process tree (issue 10, case 10)", () => {
       ).toEqual(['Cancelled']);
     expect(result.modules.find((module) => module.name === 'cleanup')!.status).toBe('Successful');
     expectNothingLeft(run, pids);
-  }, 60_000);
+  }, 120_000);
 
   it('on worker stop (exec and execFile side by side, SIGTERM twice: drain, then cancel): the worker exits once both groups are gone; cleanup runs on the other worker after', async () => {
     // A module its worker cancels on the way out is a lost attempt (not the module's failure):
@@ -244,7 +248,7 @@ describe("a module's process tree (issue 10, case 10)", () => {
     expect(cleanup.status).toBe('Successful');
     expect(cleanup.workerId).not.toBe(run.ledger().find((entry) => entry.event === 'started')!.workerId);
     expectNothingLeft(run, pids);
-  }, 60_000);
+  }, 120_000);
 
   it('a worker killed with SIGKILL (exec and execFile side by side): its module hosts stop their groups themselves, SIGKILL after the grace; nothing is left', async () => {
     const run = await startRun({ slots: 2 }); // no cleanup runs: the orchestrator is killed after
@@ -261,5 +265,5 @@ describe("a module's process tree (issue 10, case 10)", () => {
     // bash and sleep ignored SIGTERM: they ended with the SIGKILL after the grace.
     expect(performance.now() - killed).toBeGreaterThanOrEqual(KILL_GRACE_MS - 100);
     run.orchestrator.child.kill('SIGKILL');
-  }, 60_000);
+  }, 120_000);
 });
