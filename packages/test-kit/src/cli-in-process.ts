@@ -1,3 +1,4 @@
+import { format } from 'node:util';
 import type { CliRunEnd } from './unknown-flags.js';
 
 /** What `process.exit` threw in place of exiting, with its code. */
@@ -6,6 +7,15 @@ class Exited extends Error {
     super(`process.exit(${code})`);
   }
 }
+
+/**
+ * Whether an {@link answeredInProcess} call runs: a second one meanwhile would save the first
+ * one's stand-ins as the originals, and whichever ended last would put back a stand-in.
+ */
+let busy = false;
+
+/** The console methods {@link answeredInProcess} replaces, and the stream each one's lines go to. */
+const CONSOLE_STREAMS = { log: 'stdout', info: 'stdout', error: 'stderr', warn: 'stderr' } as const;
 
 /**
  * A CLI's in-process entry (`runWorkerCli`, `runOrchestratorCli`): the command line after the
@@ -17,13 +27,16 @@ export type CliEntry = (argv: string[], options: { cwd: string; beforeLoad: () =
 /**
  * Runs a CLI's command line in this process, as its `main.ts` does, for a command line it answers
  * before it loads anything (`--help`, an unknown flag, a bad setting, the TLS files): its exit
- * code and what it wrote. `process.exit` and the two streams' `write` are replaced meanwhile and
- * restored after; the `MPD_*` variables are those of `env` only (the others are put back after).
+ * code and what it wrote. `process.exit`, the two streams' `write` and `console.log`/`info` (to
+ * stdout) and `console.error`/`warn` (to stderr, each a `util.format` line: a test runner's own
+ * console does not write through `process.stdout`) are replaced meanwhile and restored after; the
+ * `MPD_*` variables are those of `env` only (the others are put back after).
  * A process adds nothing there but its start (tsx: about half a second of CPU each; round T):
  * `packages/cli/test/cli-light-start.spec.ts` exits such command lines as real processes.
  * Runs one command line at a time (they share this process's globals): await each.
  * @param cwd what `entry` resolves relative paths against (the real CLI's INIT_CWD) @default process.cwd()
- * @throws Error when the command went past its settings (its `beforeLoad` ran) or did not exit
+ * @throws Error when the command went past its settings (its `beforeLoad` ran) or did not exit;
+ *   at once, replacing nothing, when another call has not ended yet
  */
 export async function answeredInProcess(
   entry: CliEntry,
@@ -31,9 +44,12 @@ export async function answeredInProcess(
   env: Record<string, string> = {},
   cwd = process.cwd(),
 ): Promise<CliRunEnd & { exitCode: number }> {
+  if (busy) throw new Error('answeredInProcess: another call is running (they share process globals): await each');
+  busy = true;
   const saved = { ...process.env };
   const { exit } = process;
   const writes = { stdout: process.stdout.write, stderr: process.stderr.write };
+  const consoles = { log: console.log, info: console.info, error: console.error, warn: console.warn };
   for (const name of Object.keys(process.env)) if (name.startsWith('MPD_')) delete process.env[name];
   Object.assign(process.env, env);
   const written = { stdout: '', stderr: '' };
@@ -45,6 +61,14 @@ export async function answeredInProcess(
       written[stream] += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
       return true;
     }) as typeof process.stdout.write;
+  }
+  for (const [method, stream] of Object.entries(CONSOLE_STREAMS) as [
+    keyof typeof CONSOLE_STREAMS,
+    'stdout' | 'stderr',
+  ][]) {
+    console[method] = (...data: unknown[]) => {
+      written[stream] += `${format(...data)}\n`;
+    };
   }
   try {
     const outcome: unknown = await entry(args, {
@@ -59,7 +83,9 @@ export async function answeredInProcess(
     process.exit = exit;
     process.stdout.write = writes.stdout;
     process.stderr.write = writes.stderr;
+    Object.assign(console, consoles);
     for (const name of Object.keys(process.env)) if (!(name in saved)) delete process.env[name];
     Object.assign(process.env, saved);
+    busy = false;
   }
 }
