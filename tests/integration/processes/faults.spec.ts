@@ -4,7 +4,7 @@
  * heartbeating while a pipeline runs. Nothing accepted may be lost, and no module's result may
  * be accepted twice. Run alone with `pnpm --filter @mpd/integration-tests test:faults`.
  */
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -105,17 +105,27 @@ describe('fault injection', () => {
     const random = seededRandom(SEED);
     const pipeline = fixture('wide.pipeline.ts');
     const KILLS = 10;
-    // At least 4 of the 10 kills land while the run runs, on a worker that had started a module:
-    // after the first two, each kill waits for a replacement worker to be up (one at least stays
-    // alive), and the run, its module hosts starting on those replacements too, ended after the
-    // 6th kill in each of three runs at load 10-40 on 2 cores (one with modules twice as long;
-    // there the 4th kill came 18 s before the end of a 33 s run).
+    // At least 4 of the 10 kills land while the run runs, on a worker that had started a module,
+    // by construction: the workers get MPD_FAULT_GATE, and until its file exists every module
+    // of wide.pipeline.ts waits once started, so only the root (m00) runs. Each of those kills
+    // hits the worker holding it (the only live one that started a module: a Lost attempt), and
+    // m00's next start, on another worker once the loss is detected, is the loop's next trigger.
+    // The gate opens right after the kill that makes 4 (before round W there was no gate: each
+    // kill after the first two waited for a replacement worker, and 3 of 3 runs at load 20 on
+    // 2 cores ended after exactly 4 busy kills, with no margin). Kills 5-10 come at random moments.
+    // The held start costs the run about 15 s (a loss detected, 3 s heartbeat timeout, per floor
+    // kill): 20 s before, 36-40 s in three runs at load 15-20 (the test 79 s before, 92-103 s).
+    // --max-lost-attempts (KILLS) covers m00 lost at every kill.
     const BUSY_KILLS_FLOOR = 4;
     /** Each kill: when (epoch ms), and whether its victim had started a module by then. */
     const kills: { at: number; busy: boolean }[] = [];
     const dir = mkdtempSync(join(tmpdir(), 'mpd-faults-'));
     const report = join(dir, 'report.json');
     const log = join(dir, 'executions.log');
+    /** While this file is missing, the modules wait once started (see the floor above). */
+    const gate = join(dir, 'gate');
+    const openGate = (): void => writeFileSync(gate, '');
+    const env = { MPD_FAULT_LOG: log, MPD_FAULT_GATE: gate };
     /** The executions the workers started so far: `<executionId> <workerId>` each. */
     const startedSoFar = (): string[][] =>
       existsSync(log)
@@ -129,7 +139,7 @@ describe('fault injection', () => {
       ...['--max-lost-attempts', String(KILLS)],
     );
     const workers: RunningProcess[] = await Promise.all(
-      [1, 2, 3].map((n) => worker(orchestrator.url, `w${n}`, pipeline, { MPD_FAULT_LOG: log })),
+      [1, 2, 3].map((n) => worker(orchestrator.url, `w${n}`, pipeline, env)),
     );
     let spawned = 3;
     const replacements: Promise<RunningProcess>[] = [];
@@ -142,37 +152,43 @@ describe('fault injection', () => {
     // fresh one. Once the run ended the kills stop: a kill after it counts for nothing below
     // (only kills before the report's endTime do), and each cost a worker start and its two
     // module hosts (about 4 s of CPU); until round V the loop went on to ten.
-    for (let k = 0; k < KILLS; k++) {
-      await expect
-        .poll(() => startedSoFar().length > seen || runEnded(), {
-          timeout: 60_000,
-          interval: 20,
-          message: 'a module to start',
-        })
-        .toBe(true);
-      if (runEnded()) break;
-      seen = startedSoFar().length;
-      await sleep(Math.floor(random() * 300));
-      // Keep at least one worker alive: wait for a replacement when only one is up.
-      while (workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null).length < 2) {
-        await sleep(50);
+    // The gate opens in any case once the loop is over (a failure must not leave modules held).
+    try {
+      for (let k = 0; k < KILLS; k++) {
+        await expect
+          .poll(() => startedSoFar().length > seen || runEnded(), {
+            timeout: 60_000,
+            interval: 20,
+            message: 'a module to start',
+          })
+          .toBe(true);
+        if (runEnded()) break;
+        seen = startedSoFar().length;
+        await sleep(Math.floor(random() * 300));
+        // Keep at least one worker alive: wait for a replacement when only one is up.
+        while (workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null).length < 2) {
+          await sleep(50);
+        }
+        if (runEnded()) break;
+        const live = workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
+        const working = new Set(startedSoFar().map(([, workerId]) => workerId));
+        const busy = live.filter((w) => working.has(ids.get(w)!));
+        const candidates = busy.length > 0 ? busy : live;
+        const victim = candidates[Math.floor(random() * candidates.length)]!;
+        victim.child.kill('SIGKILL');
+        kills.push({ at: Date.now(), busy: busy.length > 0 });
+        if (kills.filter((kill) => kill.busy).length === BUSY_KILLS_FLOOR) openGate();
+        workers.splice(workers.indexOf(victim), 1);
+        const id = `w${++spawned}`;
+        const replacement = worker(orchestrator.url, id, pipeline, env);
+        replacements.push(replacement);
+        void replacement.then((w) => {
+          ids.set(w, id);
+          workers.push(w);
+        });
       }
-      if (runEnded()) break;
-      const live = workers.filter((w) => w.child.exitCode === null && w.child.signalCode === null);
-      const working = new Set(startedSoFar().map(([, workerId]) => workerId));
-      const busy = live.filter((w) => working.has(ids.get(w)!));
-      const candidates = busy.length > 0 ? busy : live;
-      const victim = candidates[Math.floor(random() * candidates.length)]!;
-      victim.child.kill('SIGKILL');
-      kills.push({ at: Date.now(), busy: busy.length > 0 });
-      workers.splice(workers.indexOf(victim), 1);
-      const id = `w${++spawned}`;
-      const replacement = worker(orchestrator.url, id, pipeline, { MPD_FAULT_LOG: log });
-      replacements.push(replacement);
-      void replacement.then((w) => {
-        ids.set(w, id);
-        workers.push(w);
-      });
+    } finally {
+      openGate();
     }
     await Promise.all(replacements);
     expect(await orchestrator.exited, orchestrator.output()).toBe(0);
