@@ -447,7 +447,9 @@ class AnswerHeaders {
   }
 }
 // An `instanceof Headers`, without a `Headers` made per answer (see AnswerHeaders): every method
-// of `Headers.prototype` is one of its own above.
+// of `Headers.prototype` is one of its own above. It is no real `Headers` for `Headers.prototype`'s
+// own methods, though: `Headers.prototype.get.call(answer.headers, name)` (any of them called so)
+// throws a TypeError ("Cannot read private member #headersList", Node 20's undici); no caller of ours does.
 Object.setPrototypeOf(AnswerHeaders.prototype, Headers.prototype);
 
 /** Where a call goes, as undici's dispatcher takes it. */
