@@ -18,13 +18,15 @@
  * What it leaves out: tsx's entry also imports tsx's ES-module build on the main thread only to
  * call `module.register` from it; importing esbuild from there makes node lex esbuild's 97 KB
  * CommonJS `main.js` for its export names, and V8's optimising compiler then works on that
- * lexer on background threads. Measured in bench-lock holds (`docs/round-v/v5.md`): 0.15–0.19 s
- * of CPU less for an `mpd`-style start to `listening` (0.07–0.16 s for the CLIs started with it,
- * ~0.1 s for a module host) under V8's default flags; none under the tests' `--interrupt-budget`.
+ * lexer on background threads. Measured on Node 20 only, in bench-lock holds
+ * (`docs/round-v/v5.md`): an `mpd`-style start to `listening` took 0.147 s and 0.187 s less CPU
+ * (the medians of two holds; their pooled mean 0.155 s less); 0.07–0.16 s for the CLIs started
+ * with it, ~0.1 s for a module host; under V8's default flags, none under the tests'
+ * `--interrupt-budget`. On Node 22.15 and later it saves nothing (below).
  *
  * Node with `module.registerHooks` (22.15+; tsx 4.23 uses it from 22.22.3 and 24.11.1, with no
- * hooks thread): tsx's own entry is imported instead, so the process loads as under
- * `--import tsx` there.
+ * hooks thread): tsx's own entry is imported instead, so the process loads, and spends, as
+ * under `--import tsx` there.
  */
 import module, { createRequire } from 'node:module';
 

@@ -13,7 +13,9 @@ const startedWithTsx = (): boolean => process.execArgv.some((arg) => /tsx/.test(
  * module hooks (a `.ts` file `import`ed) and the CommonJS ones (a `.ts` file `require`d, as an
  * ESM-syntax pipeline in a package without `"type": "module"` is compiled to), through
  * `tsx-loader.mjs` (beside `src` and `dist`: tsx's own hooks without tsx's ES-module build
- * on this thread: 0.15–0.19 s of CPU less per start, `docs/round-v/v5.md`). Only imports made once it
+ * on this thread; measured on Node 20 only, `docs/round-v/v5.md`: 0.147 s and 0.187 s of CPU
+ * less per `mpd`-style start, the medians of two holds, pooled mean 0.155 s; on Node 22.15 and
+ * later, which have `module.registerHooks`, it imports tsx's own entry and saves nothing). Only imports made once it
  * resolved are affected. Does nothing when node runs under tsx already: registered twice, tsx
  * transforms a file twice, and the functions' text changes (esbuild's `__name` helper becomes
  * `__name2`), so the pipeline's fingerprint (made from that text) would no longer match the one

@@ -8,12 +8,11 @@
  * an ES one, a `.js` specifier naming a `.ts` file, a `.mts` pipeline. (A `.cts` pipeline, which
  * `require`s the ES-module `@mpd/pipeline`, does not load under `--import tsx` on Node 20 either.)
  */
-import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const root = fileURLToPath(new URL('../../..', import.meta.url));
@@ -23,13 +22,29 @@ const pipelineEntry = pathToFileURL(join(root, 'packages/pipeline/src/index.ts')
 const scratch = mkdtempSync(join(tmpdir(), 'mpd-tsx-loader-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-/** Every `*.pipeline.ts` of the repo (outside node_modules and dist) and the install test's `pipeline.ts`. */
+/**
+ * Every `*.pipeline.ts` of the repo and the install test's `pipeline.ts`, as git lists them
+ * (tracked, or new and not ignored; one that is deleted but still tracked left out): no walk of
+ * the tree, which would go through node_modules' links (a quarter of a million entries, seconds
+ * of blocked event loop) and meet the `dist/` directories another test deletes and rebuilds.
+ */
 function repoPipelineFiles(): string[] {
-  const files = (readdirSync(root, { recursive: true }) as string[])
-    .filter((path) => !/(^|\/)(node_modules|dist|\.git|\.nx)\//.test(path))
-    .filter((path) => /\.pipeline\.ts$/.test(path) || path === 'tests/install/fixtures/pipeline.ts')
-    .sort();
-  return files.map((path) => join(root, path));
+  const listed = execFileSync(
+    'git',
+    [
+      'ls-files',
+      '-z',
+      '--cached',
+      '--others',
+      '--exclude-standard',
+      '--',
+      '*.pipeline.ts',
+      'tests/install/fixtures/pipeline.ts',
+    ],
+    { cwd: root, encoding: 'utf8' },
+  );
+  const files = [...new Set(listed.split('\0').filter((path) => path !== ''))].sort();
+  return files.map((path) => join(root, path)).filter((path) => existsSync(path));
 }
 
 /** A project of its own under the scratch directory, with `@mpd/pipeline` linked in its node_modules. */
@@ -93,13 +108,63 @@ async function loadAll(nodeArgs: string[], before: string, files: string[]): Pro
     `console.log(JSON.stringify(out));`,
   ].join('\n');
   const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('MPD_')));
-  const { stdout } = await promisify(execFile)(process.execPath, [...nodeArgs, '--input-type=module', '-e', script], {
-    cwd: cliDir,
-    env,
-    encoding: 'utf8',
-    maxBuffer: 64 * 1024 * 1024,
-  });
+  const stdout = await runNode([...nodeArgs, '--input-type=module', '-e', script], env);
   return JSON.parse(stdout) as Record<string, unknown>;
+}
+
+/** The node processes {@link runNode} started: each one's process group is SIGKILLed after the test. */
+const started: ChildProcess[] = [];
+
+/** SIGKILLs the process group of every process {@link runNode} started (gone ones skipped). */
+function killStarted(): void {
+  for (const child of started.splice(0)) {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // The group is gone already.
+    }
+  }
+}
+afterAll(killStarted);
+
+/**
+ * How long one node process of {@link loadAll} may run before its group is killed and the test
+ * fails with its output: under the test's 180 s bound, so the test reports which process hung.
+ */
+const PROCESS_TIMEOUT_MS = 150_000;
+
+/**
+ * Runs `node …args` in cwd `packages/cli` in a process group of its own (`detached`), and resolves
+ * with its stdout once it exits 0; rejects with its stderr when it exits otherwise, and kills its
+ * group and rejects when it runs longer than {@link PROCESS_TIMEOUT_MS}.
+ */
+function runNode(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
+  const child = spawn(process.execPath, args, { cwd: cliDir, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  started.push(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  return new Promise((resolve, reject) => {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      process.kill(-child.pid!, 'SIGKILL');
+    }, PROCESS_TIMEOUT_MS);
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    // 'close': the process exited and its stdout and stderr are drained.
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0 && !timedOut) resolve(stdout);
+      else {
+        const why = timedOut ? `ran over ${PROCESS_TIMEOUT_MS} ms and was killed` : `exited with ${code ?? signal}`;
+        reject(new Error(`node ${args.slice(0, 2).join(' ')} … ${why}:\n${stderr}`));
+      }
+    });
+  });
 }
 
 describe('tsx-loader.mjs', () => {
@@ -110,15 +175,25 @@ describe('tsx-loader.mjs', () => {
     { timeout: 180_000 },
     async () => {
       const repoFiles = repoPipelineFiles();
-      expect(repoFiles.length).toBeGreaterThanOrEqual(30); // the glob found the repo's pipelines
+      expect(repoFiles.length).toBeGreaterThanOrEqual(30); // git listed the repo's pipelines (32 here)
       const files = [...repoFiles, ...generatedPipelineFiles()];
 
-      const [byTsx, byLoader, byRegister] = await Promise.all([
-        loadAll(['--import', 'tsx'], '', files),
-        loadAll(['--import', LOADER], '', files),
-        // `registerTypeScript` (`mpd`): the loader imported by a process started without tsx.
-        loadAll([], `await import(${JSON.stringify(LOADER)});`, files),
-      ]);
+      let loads: Record<string, unknown>[];
+      try {
+        loads = await Promise.all([
+          loadAll(['--import', 'tsx'], '', files),
+          loadAll(['--import', LOADER], '', files),
+          // `registerTypeScript` (`mpd`): the loader imported by a process started without tsx.
+          loadAll([], `await import(${JSON.stringify(LOADER)});`, files),
+        ]);
+      } finally {
+        killStarted(); // one failed: the others are not left running
+      }
+      const [byTsx, byLoader, byRegister] = loads as [
+        Record<string, unknown>,
+        Record<string, unknown>,
+        Record<string, unknown>,
+      ];
 
       for (const file of files) {
         const tsx = byTsx[file] as { fingerprint?: string; error?: string };

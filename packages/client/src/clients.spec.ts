@@ -404,6 +404,11 @@ describe("execute without ts-rest's client", () => {
       expect(headers.get('x-absent')).toBeNull();
       expect(headers.has('Content-Type')).toBe(true);
       expect(headers.has('x-absent')).toBe(false);
+      // Names of an object's prototype are headers the answer lacks too.
+      for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+        expect(headers.get(name), name).toBeNull();
+        expect(headers.has(name), name).toBe(false);
+      }
       expect(() => headers.get('not a name')).toThrow(TypeError);
       expect(headers.getSetCookie()).toEqual(['c=1', 'd=2']);
       expect(Object.fromEntries(headers)).toMatchObject({ 'mpd-output': 'none', 'x-multi': 'a, b' });

@@ -381,7 +381,9 @@ class AnswerHeaders {
   get(name: string): string | null {
     const raw = this.#raw;
     if (raw !== undefined) {
-      const value = raw[name.toLowerCase()];
+      const key = name.toLowerCase();
+      // Own names only: `raw` is a plain object, whose prototype's names (`constructor`, `__proto__`) are no headers.
+      const value = Object.hasOwn(raw, key) ? raw[key] : undefined;
       if (value !== undefined) return Array.isArray(value) ? value.join(', ') : value;
       if (HEADER_NAME.test(name)) return null;
     }
@@ -391,7 +393,8 @@ class AnswerHeaders {
   has(name: string): boolean {
     const raw = this.#raw;
     if (raw !== undefined) {
-      if (raw[name.toLowerCase()] !== undefined) return true;
+      const key = name.toLowerCase();
+      if (Object.hasOwn(raw, key) && raw[key] !== undefined) return true;
       if (HEADER_NAME.test(name)) return false;
     }
     return this.#filled().has(name);
@@ -444,7 +447,9 @@ class AnswerHeaders {
   }
 }
 // An `instanceof Headers`, without a `Headers` made per answer (see AnswerHeaders): every method
-// of `Headers.prototype` is one of its own above.
+// of `Headers.prototype` is one of its own above. It is no real `Headers` for `Headers.prototype`'s
+// own methods, though: `Headers.prototype.get.call(answer.headers, name)` (any of them called so)
+// throws a TypeError ("Cannot read private member #headersList", Node 20's undici); no caller of ours does.
 Object.setPrototypeOf(AnswerHeaders.prototype, Headers.prototype);
 
 /** Where a call goes, as undici's dispatcher takes it. */

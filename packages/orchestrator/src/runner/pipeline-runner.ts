@@ -146,7 +146,6 @@ function collectEndOf(end: CallsEnd): string {
   return end.kind;
 }
 
-/** One run of a pipeline: the lifecycle of its modules and attempts. */
 /** Where an {@link AttemptLog} reports its lines (the run's reporter, while the run takes output). */
 interface OutputSink {
   emit(event: Extract<RunEvent, { type: 'output' }>): void;
@@ -187,6 +186,7 @@ class AttemptLog implements ExecutionLogEntry {
   }
 }
 
+/** One run of a pipeline: the lifecycle of its modules and attempts. */
 class PipelineRun {
   private readonly runId = `run-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
   private readonly modules: ReadonlyMap<string, ModuleState>;
