@@ -325,6 +325,36 @@ describe("a cancel crossing its host's `returned` on the channel (sent before th
   }, 90_000);
 });
 
+describe('a `stopped` its module forged with no cancel asked (on the host channel, fd 3)', () => {
+  it("is logged (warn) once and ignored: the host's own `returned` is taken, and a cancel then leaves the module's success standing", async () => {
+    writeFileSync(ledgerFile, '');
+    const on = shared({ killGraceMs: 30_000 });
+    await on.ready();
+    const gate = join(dir, 'gate-forged-stopped');
+    const sent = request('held-end', { params: { gate, fail: false, forgesStopped: true } });
+    const outcome = start(on, sent);
+    // The gate opened whatever happens: a held host would hold the shared executor's next stop 30 s.
+    try {
+      // The host's `returned` read (the old code ignored it after the forged `stopped`).
+      await heldAndReturned(sent.executionId, 'holding');
+      const forged = (): string[] =>
+        logLines.filter(
+          (line) => line.includes(sent.executionId) && line.includes("said 'stopped' with no cancel asked"),
+        );
+      expect(forged()).toHaveLength(1);
+      expect(JSON.parse(forged()[0]!)).toMatchObject({ level: 40 });
+      expect(on.cancel(sent.executionId, 'the run stops')).toBe(true);
+      writeFileSync(gate, '');
+      const answer = await within(outcome, 30_000, 'no answer');
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      expect(resultOf(answer)).toEqual({ ran: sent.executionId });
+      expect(forged()).toHaveLength(1);
+    } finally {
+      writeFileSync(gate, '');
+    }
+  }, 90_000);
+});
+
 describe('stoppedError: what a stopped execution whose code had ended is answered', () => {
   it('a cancel stays a cancel (Cancelled: run again), never TimedOut; a timeout stays a timeout; each says the code had ended; before it ended, the reason as it is', () => {
     const cancel = new ExecutionCancelledError('Execution cancelled: the run stops');

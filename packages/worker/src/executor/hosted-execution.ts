@@ -312,6 +312,8 @@ class FrameSink implements ExecutionSink {
   codeOk: boolean | undefined;
   /** Whether the host said `stopped` before any `returned` (its verdict: the code was stopped). */
   stoppedFirst = false;
+  /** Whether a `stopped` with no cancel asked was logged (see {@link FrameSink.stopped}). */
+  private unaskedStoppedLogged = false;
 
   constructor(
     private readonly frame: ExecutionFrame,
@@ -340,10 +342,23 @@ class FrameSink implements ExecutionSink {
 
   /**
    * The host stopped the module before its code ended (`stopped`): a cancel it was asked about
-   * stops the execution now (`ExecutionStop.hostStopped`). The host's first verdict only.
+   * stops the execution now (`ExecutionStop.hostStopped`). The host's first verdict only, and only
+   * while a cancel is put to it: a `stopped` no one asked for (its module's code can write on the
+   * host channel) would make the host's own `returned` ignored; it is logged (warn, once per
+   * execution, unless the execution was stopped already: its host says `stopped` at the worker's
+   * `cancel` order) and ignored.
    */
   stopped(): void {
     if (this.codeOk !== undefined || this.stoppedFirst) return;
+    if (this.stop.heldCancel === undefined) {
+      if (!this.stop.aborted && !this.unaskedStoppedLogged) {
+        this.unaskedStoppedLogged = true;
+        this.frame.log.warn(
+          "module host said 'stopped' with no cancel asked: ignored (written on its channel by the module's code?)",
+        );
+      }
+      return;
+    }
     this.stoppedFirst = true;
     this.stop.hostStopped();
   }
