@@ -86,6 +86,10 @@ async function lostWhileHeld(file: string) {
     endpoint: frontUrl,
     slots: 1,
     isolation: 'process',
+    // Its held cancel waits this long for the host's `done` (or verdict): the default 10 s is
+    // less than the whole test may take at load 20 (two workers' starts, the gateway's 503, the
+    // cancel), after which the cancel would stop the host and the module run again.
+    killGraceMs: 30_000,
     cacheDir: join(dir, 'cache-one'),
   });
   workerUrl = one.url;

@@ -265,27 +265,94 @@ describe("a cancel crossing its host's `returned` on the channel (sent before th
     expect(running(hostPid)).toBe(true);
   });
 
-  it('a host that gives no verdict within the kill grace (its main thread held) is stopped all the same: Cancelled, its host gone', async () => {
+  it('a host that gives no verdict within the kill grace (its main thread held) is stopped all the same, with SIGKILL at once (it had its grace): Cancelled, its host gone', async () => {
     writeFileSync(ledgerFile, '');
-    const on = executor(); // its 1 s kill grace; the module's timeout 10 minutes
+    // A long kill grace: the verdict's wait is one grace; a SIGTERM and a second grace after it
+    // (round V's first cut: 2 × the grace, where main took 1 ×) shows in the log.
+    const on = executor({ killGraceMs: 20_000 }); // the module's timeout 10 minutes
     await on.ready();
     const sent = request('crossing-return', { params: { gate: '/nonexistent/never' }, timeoutMs: 600_000 });
     const outcome = start(on, sent);
     const hostPid = await holdingBeforeReturned(sent.executionId);
     expect(on.cancel(sent.executionId, 'the run stops')).toBe(true);
-    const answer = await within(outcome, 20_000, 'no answer within 20 s of the cancel');
+    const answer = await within(outcome, 60_000, 'no answer within 60 s of the cancel');
     expect(answer).toMatchObject({
       status: 500,
       body: { failureKind: 'Cancelled', errorMessage: 'Execution cancelled: the run stops' },
     });
     expect(running(hostPid)).toBe(false);
-    expect(
-      logLines.some(
-        (line) =>
-          line.includes(sent.executionId) && line.includes('gave no verdict on the cancel within the kill grace'),
-      ),
-    ).toBe(true);
-  }, 60_000);
+    const ofIt = logLines.filter((line) => line.includes(sent.executionId));
+    expect(ofIt.some((line) => line.includes('gave no verdict on the cancel within the kill grace'))).toBe(true);
+    expect(ofIt.filter((line) => line.includes('sent SIGKILL at once'))).toHaveLength(1);
+    // Not stopped with SIGTERM and a second grace, SIGKILL only after it.
+    expect(ofIt.some((line) => line.includes('still running after the kill grace'))).toBe(false);
+  }, 120_000);
+
+  it("its timeout firing while a cancel waits for the host's verdict: the cancel stands (Cancelled), never TimedOut", async () => {
+    writeFileSync(ledgerFile, '');
+    // The verdict's wait (the kill grace) far longer than the module's timeout, which fires first.
+    const on = shared({ killGraceMs: 30_000 });
+    await on.ready();
+    const gate = join(dir, 'gate-timeout-while-asked');
+    const sent = request('crossing-return', { params: { gate }, timeoutMs: 8_000 });
+    const outcome = start(on, sent);
+    // The gate opened whatever happens: a held host would hold the shared executor's next stop 30 s.
+    try {
+      const hostPid = await holdingBeforeReturned(sent.executionId);
+      expect(on.cancel(sent.executionId, 'the run stops')).toBe(true);
+      // The timeout stops the host (SIGTERM): let its main thread go, so that it exits at once
+      // rather than at the end of the kill grace. What the worker answers was fixed at the stop.
+      await expect
+        .poll(
+          () =>
+            logLines.some(
+              (line) =>
+                line.includes(sent.executionId) && line.includes('stopping the module and every process it started'),
+            ),
+          { timeout: 30_000, interval: 50 },
+        )
+        .toBe(true);
+      writeFileSync(gate, '');
+      const answer = await within(outcome, 30_000, 'no answer within 30 s of the stop');
+      expect(answer).toMatchObject({
+        status: 500,
+        body: { failureKind: 'Cancelled', errorMessage: 'Execution cancelled: the run stops' },
+      });
+      expect(running(hostPid)).toBe(false);
+    } finally {
+      writeFileSync(gate, '');
+    }
+  }, 90_000);
+});
+
+describe('a `stopped` its module forged with no cancel asked (on the host channel, fd 3)', () => {
+  it("is logged (warn) once and ignored: the host's own `returned` is taken, and a cancel then leaves the module's success standing", async () => {
+    writeFileSync(ledgerFile, '');
+    const on = shared({ killGraceMs: 30_000 });
+    await on.ready();
+    const gate = join(dir, 'gate-forged-stopped');
+    const sent = request('held-end', { params: { gate, fail: false, forgesStopped: true } });
+    const outcome = start(on, sent);
+    // The gate opened whatever happens: a held host would hold the shared executor's next stop 30 s.
+    try {
+      // The host's `returned` read (the old code ignored it after the forged `stopped`).
+      await heldAndReturned(sent.executionId, 'holding');
+      const forged = (): string[] =>
+        logLines.filter(
+          (line) => line.includes(sent.executionId) && line.includes("said 'stopped' with no cancel asked"),
+        );
+      expect(forged()).toHaveLength(1);
+      expect(JSON.parse(forged()[0]!)).toMatchObject({ level: 40 });
+      expect(on.cancel(sent.executionId, 'the run stops')).toBe(true);
+      writeFileSync(gate, '');
+      const answer = await within(outcome, 30_000, 'no answer');
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      expect(resultOf(answer)).toEqual({ ran: sent.executionId });
+      expect(forged()).toHaveLength(1);
+    } finally {
+      writeFileSync(gate, '');
+    }
+  }, 90_000);
 });
 
 describe('stoppedError: what a stopped execution whose code had ended is answered', () => {

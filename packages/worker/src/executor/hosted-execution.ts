@@ -53,9 +53,11 @@ const LEASE_ENDED = /its lease ended/;
  * (then as a timeout: its group stopped, answered Cancelled), or has said `returned` before: the
  * execution is answered with the host's `done` (a success kept, stored once, not turned into
  * Cancelled and run again) if it comes within the worker's kill grace of the cancel. With no
- * verdict, or no `done`, within the kill grace the cancel stops the host all the same (answered
- * Cancelled, saying so when the code had returned: nothing was stored, a success is stored only
- * after `done`); the module's timeout still stops a host whose end hangs (answered TimedOut,
+ * verdict within the kill grace the cancel kills the host's group at once (SIGKILL: it had its
+ * grace); with no `done` it stops it (SIGTERM, SIGKILL after the kill grace): answered
+ * Cancelled, saying so when the code had returned (nothing was stored, a success is stored only
+ * after `done`). A timeout while a cancel waits for its verdict is answered as that cancel
+ * (Cancelled, never TimedOut); the module's timeout still stops a host whose end hangs (answered TimedOut,
  * saying so). A host that crashes or exits fails this module alone, with a message naming what
  * happened.
  */
@@ -136,16 +138,23 @@ async function runHosted(
   if (ended.type !== 'aborted') stop.ended();
   let result: ModuleEnd;
   if (ended.type === 'aborted') {
-    const reason = stop.reason as Error;
     // As the stop came: `returned` may be read while the host is stopped.
     const codeOk = sink.codeOk;
-    if (codeOk === undefined && !sink.stoppedFirst && stop.heldCancel !== undefined && reason === stop.heldCancel)
+    // A cancel put to the host and waiting for its verdict when the timeout stopped it (the code
+    // not ended): answered as that cancel (Cancelled: run again), not TimedOut (a failure its
+    // retry policy counts). A cancel stays a cancel.
+    const reason = (stop.heldCancel !== undefined && codeOk === undefined ? stop.heldCancel : stop.reason) as Error;
+    // The held cancel's grace ran out with no verdict (nor `returned`): the host had its kill
+    // grace to answer already, and one that could not (its main thread held) runs no SIGTERM
+    // handler either: SIGKILL at once, not SIGTERM and a second grace (2 × the kill grace).
+    const noVerdict = codeOk === undefined && !sink.stoppedFirst && stop.reason === stop.heldCancel;
+    if (noVerdict)
       frame.log.warn(
         { hostPid: host.pid, graceMs: options.killGraceMs },
         'its module host gave no verdict on the cancel within the kill grace (its main thread held?): stopping it',
       );
     host.cancel(request.executionId, reason instanceof ModuleTimeoutError ? 'timeout' : 'cancel', reason.message);
-    await stopHost(options.pool, host, frame.log, 'stopping the module and every process it started');
+    await stopHost(options.pool, host, frame.log, 'stopping the module and every process it started', noVerdict);
     await removeResultFile(options, request.executionId);
     // A stop of a module whose code had ended (its host's end hung): its timeout, or a held
     // cancel past its grace. Said so; a cancel stays a cancel (run again), a timeout a timeout.
@@ -303,6 +312,8 @@ class FrameSink implements ExecutionSink {
   codeOk: boolean | undefined;
   /** Whether the host said `stopped` before any `returned` (its verdict: the code was stopped). */
   stoppedFirst = false;
+  /** Whether a `stopped` with no cancel asked was logged (see {@link FrameSink.stopped}). */
+  private unaskedStoppedLogged = false;
 
   constructor(
     private readonly frame: ExecutionFrame,
@@ -331,10 +342,23 @@ class FrameSink implements ExecutionSink {
 
   /**
    * The host stopped the module before its code ended (`stopped`): a cancel it was asked about
-   * stops the execution now (`ExecutionStop.hostStopped`). The host's first verdict only.
+   * stops the execution now (`ExecutionStop.hostStopped`). The host's first verdict only, and only
+   * while a cancel is put to it: a `stopped` no one asked for (its module's code can write on the
+   * host channel) would make the host's own `returned` ignored; it is logged (warn, once per
+   * execution, unless the execution was stopped already: its host says `stopped` at the worker's
+   * `cancel` order) and ignored.
    */
   stopped(): void {
     if (this.codeOk !== undefined || this.stoppedFirst) return;
+    if (this.stop.heldCancel === undefined) {
+      if (!this.stop.aborted && !this.unaskedStoppedLogged) {
+        this.unaskedStoppedLogged = true;
+        this.frame.log.warn(
+          "module host said 'stopped' with no cancel asked: ignored (written on its channel by the module's code?)",
+        );
+      }
+      return;
+    }
     this.stoppedFirst = true;
     this.stop.hostStopped();
   }
@@ -367,17 +391,23 @@ class FrameSink implements ExecutionSink {
   }
 }
 
-/** Retires `host` (its group stopped, a fresh host started) and logs why, and whether SIGKILL was needed. */
+/**
+ * Retires `host` (its group stopped, a fresh host started) and logs why, and whether SIGKILL was
+ * needed. `killNow`: SIGKILL at once, no grace (a host that had its kill grace already, to answer
+ * a cancel). @default false
+ */
 async function stopHost(
   pool: ModuleHostPool,
   host: ModuleHost,
   log: ReturnType<typeof beginExecution>['log'],
   why: string,
+  killNow = false,
 ): Promise<void> {
   log.info({ hostPid: host.pid }, why);
-  if ((await pool.retire(host)) === 'killed') {
-    log.warn({ hostPid: host.pid }, 'processes of the module were still running after the kill grace: sent SIGKILL');
-  }
+  if ((await pool.retire(host, killNow ? 0 : undefined)) !== 'killed') return;
+  if (killNow)
+    log.warn({ hostPid: host.pid }, 'its module host had its kill grace for the cancel already: sent SIGKILL at once');
+  else log.warn({ hostPid: host.pid }, 'processes of the module were still running after the kill grace: sent SIGKILL');
 }
 
 /**

@@ -133,16 +133,18 @@ export class ModuleHostPool {
   }
 
   /**
-   * Stops a host and every process of its group (SIGTERM, SIGKILL after the kill grace, or at the
+   * Stops a host and every process of its group (SIGTERM, SIGKILL after `graceMs`, or at the
    * end of the worker's lease if that comes first: the lease as it is then, renewals included)
    * and starts a fresh one in its place. Resolves once none of the group's processes runs.
+   * @param graceMs SIGTERM to SIGKILL (ms); 0: SIGKILL at once (a host that had its grace
+   *   already, `hosted-execution.ts`) @default the kill grace (`--kill-grace`)
    */
-  retire(host: ModuleHost): Promise<GroupStop> {
+  retire(host: ModuleHost, graceMs = this.options.killGraceMs): Promise<GroupStop> {
     const index = this.idle.indexOf(host);
     if (index >= 0) this.idle.splice(index, 1);
     const wasMember = this.hosts.delete(host);
     if (this.leased.has(host)) host.holdLease();
-    const stopping = host.stop(this.options.killGraceMs, () => (this.leased.has(host) ? this.leaseEnd : undefined));
+    const stopping = host.stop(graceMs, () => (this.leased.has(host) ? this.leaseEnd : undefined));
     this.stops.add(stopping);
     void stopping.finally(() => {
       this.stops.delete(stopping);
