@@ -50,9 +50,10 @@ async function forgedReturned(on: ModuleExecutor, params: { ok: boolean; thenRet
 
 /**
  * The pid of the host running `executionId`, once its module wrote `<word> <executionId> <pid>`
- * to the ledger (it is held) and the worker logged that it read the execution's `returned`.
+ * to the ledger (`holding`; `forged` for `forges-returned`'s line): its host is held (for
+ * `crossing-return`, before it says `returned`).
  */
-async function heldAndReturned(executionId: string, word: 'holding' | 'forged'): Promise<number> {
+async function holdingBeforeReturned(executionId: string, word: 'holding' | 'forged' = 'holding'): Promise<number> {
   let hostPid = 0;
   await expect
     .poll(
@@ -64,6 +65,15 @@ async function heldAndReturned(executionId: string, word: 'holding' | 'forged'):
       { timeout: 30_000, interval: 50 },
     )
     .toBe(true);
+  return hostPid;
+}
+
+/**
+ * The pid of the host running `executionId`, once its module wrote `<word> <executionId> <pid>`
+ * to the ledger (it is held) and the worker logged that it read the execution's `returned`.
+ */
+async function heldAndReturned(executionId: string, word: 'holding' | 'forged'): Promise<number> {
+  const hostPid = await holdingBeforeReturned(executionId, word);
   await expect
     .poll(
       () =>
@@ -207,26 +217,6 @@ describe('a module whose code ended while its host still works for it', () => {
     expect(running(hostPid)).toBe(false);
   }, 60_000);
 });
-
-/**
- * The pid of the host running `executionId`, once its `crossing-return` module wrote
- * `holding <executionId> <pid>` to the ledger (`word`: `forged` for `forges-returned`'s line):
- * its host held (for `crossing-return`, before it says `returned`).
- */
-async function holdingBeforeReturned(executionId: string, word: 'holding' | 'forged' = 'holding'): Promise<number> {
-  let hostPid = 0;
-  await expect
-    .poll(
-      () => {
-        const held = ledgerLines().find((line) => line.startsWith(`${word} ${executionId} `));
-        hostPid = Number(held?.split(' ')[2] ?? 0);
-        return hostPid > 0;
-      },
-      { timeout: 30_000, interval: 50 },
-    )
-    .toBe(true);
-  return hostPid;
-}
 
 describe("a cancel crossing its host's `returned` on the channel (sent before the worker read it): the host decides (round V, V1)", () => {
   it("the module's code returned before its host read the cancel: its success is answered (not Cancelled), kept for the orchestrator's collect, its host kept; its code ran once", async () => {
