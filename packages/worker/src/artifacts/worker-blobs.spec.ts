@@ -347,19 +347,11 @@ describe("the worker's own copy of a module host's archive (review U1 of round T
         const scratch = blobs.cache.scratchDir;
         // The module's race, made deterministic: whatever file the worker uploads from the host's
         // scratch directory (the one directory a module is given) is replaced by a link to `key`.
-        const uploadedFrom: string[] = [];
-        const client = Object.create(real) as ArtifactClient;
-        client.putFile = async (path, digest) => {
-          uploadedFrom.push(path);
-          if (dirname(path) === scratch) {
-            await symlink(key, `${path}.l`);
-            await rename(`${path}.l`, path);
-          }
-          return await real.putFile.call(client, path, digest);
-        };
-        if (storeHas)
+        const uploadedFrom = swapOverScratchUploads(blobs, scratch, key);
+        if (storeHas) {
+          const client = (blobs as unknown as { client: ArtifactClient }).client;
           (client as unknown as { has: (sha256: string) => Promise<number> }).has = async () => secret.length;
-        (blobs as unknown as { client: ArtifactClient }).client = client;
+        }
         await mkdir(scratch, { recursive: true, mode: 0o700 });
         const archive = join(scratch, 'archive.tar');
         const bytes = Buffer.alloc(secret.length, 7); // sized as the file the module wants
