@@ -11,9 +11,11 @@
  *   and express + ts-rest + zod on the worker contract; `@mpd/client` and the worker's app
  *   plumbing (server-kit's `createApiApp`, a bearer check): what of the exchange is mpd's own.
  *   Each rung's CPU minus the one below is what that layer adds, client and server apart.
- * - **The IPC round trip** worker ⇄ module host: node's `child_process` channel (JSON), an
- *   `execute` message and a `done` answer of a no-op module's size, `hosts` children one at a
- *   time each (bench/servers/floor-ipc.ts).
+ * - **The IPC round trip** worker ⇄ module host: mpd's channel (a pipe on fd 3, one line of JSON
+ *   per message, `host-channel.ts`), an `execute` message and a `done` answer of a no-op module's
+ *   size, `hosts` children one at a time each (bench/servers/floor-ipc.ts); beside it (round X)
+ *   the same exchange as a bare pipe echo (a plain `net.Socket` on fd 3, `JSON.parse` /
+ *   `JSON.stringify`, no mpd code): node's floor of the hop.
  * - **BullMQ's job** (bench/peer.ts, wide, 2 workers x `concurrency`, after a warm-up run):
  *   driver, workers and Redis, per job.
  * Node's own floor per module is the first rung plus the IPC round trip; the rest of a module's
@@ -132,6 +134,11 @@ export async function floorBench(config: FloorConfig): Promise<{ rows: Row[]; de
     (rung, index) => new BenchProcess(`floor-client-${index}-${rung.client}`, benchPath('servers/floor-client.ts')),
   );
   const ipc = new BenchProcess('floor-ipc', benchPath('servers/floor-ipc.ts'), ['parent', String(config.hosts)]);
+  const ipcBare = new BenchProcess('floor-ipc-bare', benchPath('servers/floor-ipc.ts'), [
+    'parent',
+    String(config.hosts),
+    'bare',
+  ]);
   let peer: BullmqPeer | undefined;
   let peerUnavailable: string | undefined;
   try {
@@ -140,6 +147,7 @@ export async function floorBench(config: FloorConfig): Promise<{ rows: Row[]; de
       ...[...servers].map(async ([server, process]) => urls.set(server, await process.listeningUrl())),
       ...clients.map((client) => client.listeningUrl()),
       ipc.listeningUrl(),
+      ipcBare.listeningUrl(),
     ]);
     if (config.peerJobs > 0) {
       const started = await BullmqPeer.start(2, config.concurrency);
@@ -166,8 +174,8 @@ export async function floorBench(config: FloorConfig): Promise<{ rows: Row[]; de
         latency: run.latency,
       };
     };
-    const roundTrips = async (durationS: number, oneAtATime = false): Promise<Ipc> => {
-      const run = await ipc.request<FloorIpcResult>('run', { durationS, oneAtATime });
+    const roundTrips = async (durationS: number, oneAtATime = false, through = ipc): Promise<Ipc> => {
+      const run = await through.request<FloorIpcResult>('run', { durationS, oneAtATime });
       const parent = run.parentCpuMicros / run.roundTrips;
       const child = run.childrenCpuMicros / run.roundTrips;
       return {
@@ -181,6 +189,7 @@ export async function floorBench(config: FloorConfig): Promise<{ rows: Row[]; de
     if (config.warmupS > 0) {
       for (let index = 0; index < RUNGS.length; index++) await exchange(index, config.warmupS);
       await roundTrips(config.warmupS);
+      await roundTrips(config.warmupS, false, ipcBare);
     }
     if (peer) await peer.run('wide', config.peerJobs);
     const chainJobs = config.latencyS > 0 ? config.peerChainJobs : 0;
@@ -188,18 +197,22 @@ export async function floorBench(config: FloorConfig): Promise<{ rows: Row[]; de
 
     const exchanges = RUNGS.map(() => [] as Exchange[]);
     const ipcRuns: Ipc[] = [];
+    const bareRuns: Ipc[] = [];
     const peerRuns: PeerFigures[] = [];
     const single = RUNGS.map(() => [] as Exchange[]);
     const ipcSingle: Ipc[] = [];
+    const bareSingle: Ipc[] = [];
     const peerChain: PeerFigures[] = [];
     const steps: (() => Promise<unknown>)[] = [
       ...RUNGS.map((_, index) => async () => exchanges[index]!.push(await exchange(index, config.durationS))),
       async () => ipcRuns.push(await roundTrips(config.durationS)),
+      async () => bareRuns.push(await roundTrips(config.durationS, false, ipcBare)),
       ...(peer ? [async () => peerRuns.push(await peer!.run('wide', config.peerJobs))] : []),
       ...(config.latencyS > 0
         ? [
             ...RUNGS.map((_, index) => async () => single[index]!.push(await exchange(index, config.latencyS, 1))),
             async () => ipcSingle.push(await roundTrips(config.latencyS, true)),
+            async () => bareSingle.push(await roundTrips(config.latencyS, true, ipcBare)),
           ]
         : []),
       ...(peer && chainJobs > 0 ? [async () => peerChain.push(await peer!.run('chain', chainJobs))] : []),
@@ -209,9 +222,12 @@ export async function floorBench(config: FloorConfig): Promise<{ rows: Row[]; de
       for (let step = 0; step < steps.length; step++) await steps[(run + step) % steps.length]!();
     }
     if (peerUnavailable !== undefined) process.stdout.write(`  BullMQ peer not measured: ${peerUnavailable}\n`);
-    const rows = [...floorRows(config, exchanges, ipcRuns, peerRuns), ...latencyRows(single, ipcSingle, peerChain)];
-    process.stdout.write(breakdown(exchanges, ipcRuns, peerRuns));
-    if (config.latencyS > 0) process.stdout.write(latencyBreakdown(single, ipcSingle, peerChain));
+    const rows = [
+      ...floorRows(config, exchanges, ipcRuns, bareRuns, peerRuns),
+      ...latencyRows(single, ipcSingle, bareSingle, peerChain),
+    ];
+    process.stdout.write(breakdown(exchanges, ipcRuns, bareRuns, peerRuns));
+    if (config.latencyS > 0) process.stdout.write(latencyBreakdown(single, ipcSingle, bareSingle, peerChain));
     return {
       rows,
       details: {
@@ -219,6 +235,8 @@ export async function floorBench(config: FloorConfig): Promise<{ rows: Row[]; de
         rungs: RUNGS.map((rung, index) => ({ ...rung, runs: exchanges[index], oneAtATime: single[index] })),
         ipc: ipcRuns,
         ipcOneAtATime: ipcSingle,
+        ipcBare: bareRuns,
+        ipcBareOneAtATime: bareSingle,
         peer: peerRuns.map((figures) => ({ jobsPerSecond: figures.jobsPerSecond, cpuMs: figures.cpuMs })),
         peerChainHops: peerChain.map((figures) => ({
           p50: percentile(figures.hops, 50),
@@ -228,7 +246,10 @@ export async function floorBench(config: FloorConfig): Promise<{ rows: Row[]; de
       },
     };
   } finally {
-    await Promise.all([...[...servers.values(), ...clients, ipc].map((process) => process.stop()), peer?.stop()]);
+    await Promise.all([
+      ...[...servers.values(), ...clients, ipc, ipcBare].map((process) => process.stop()),
+      peer?.stop(),
+    ]);
   }
 }
 
@@ -247,7 +268,7 @@ const microsRow =
 /** A BullMQ job's CPU, all processes, µs. */
 const jobMicros = (figures: PeerFigures): number => figures.cpuMs.total * 1_000;
 
-function floorRows(config: FloorConfig, exchanges: Exchange[][], ipc: Ipc[], peer: PeerFigures[]): Row[] {
+function floorRows(config: FloorConfig, exchanges: Exchange[][], ipc: Ipc[], bare: Ipc[], peer: PeerFigures[]): Row[] {
   const benchmark = `8 floor, CPU per module's part (${config.concurrency} at a time)`;
   const both = (index: number): number[] => exchanges[index]!.map((run) => run.both);
   const peerRuns = peer.map(jobMicros);
@@ -274,9 +295,21 @@ function floorRows(config: FloorConfig, exchanges: Exchange[][], ipc: Ipc[], pee
     rows.push(value(`  adds: ${rung.adds}`, added));
   });
   const ipcBoth = ipc.map((run) => run.both);
-  rows.push(value('IPC round trip worker <-> module host (JSON): parent + child', ipcBoth, versusPeer));
-  const floor = both(0).map((micros, run) => micros + (ipcBoth[run] ?? Number.NaN));
-  rows.push(value("node's own floor per module: node's http exchange + IPC round trip", floor, versusPeer));
+  const bareBoth = bare.map((run) => run.both);
+  rows.push(
+    value('IPC round trip worker <-> module host, bare pipe echo (JSON): parent + child', bareBoth, versusPeer),
+    value("IPC round trip worker <-> module host, mpd's channel (JSON lines): parent + child", ipcBoth, {
+      baseline: median(bareBoth),
+      baselineRuns: bareBoth,
+      baselineLabel: 'bare pipe echo',
+    }),
+    value(
+      "  adds: mpd's channel (MessageLines, the onread buffer)",
+      ipcBoth.map((micros, run) => micros - (bareBoth[run] ?? Number.NaN)),
+    ),
+  );
+  const floor = both(0).map((micros, run) => micros + (bareBoth[run] ?? Number.NaN));
+  rows.push(value("node's own floor per module: node's http exchange + bare pipe echo", floor, versusPeer));
   const top = RUNGS.length - 1;
   const stack = both(top).map((micros, run) => micros + (ipcBoth[run] ?? Number.NaN));
   rows.push(value("mpd's stack per module: @mpd/client -> worker app plumbing + IPC round trip", stack, versusPeer));
@@ -287,7 +320,7 @@ function floorRows(config: FloorConfig, exchanges: Exchange[][], ipc: Ipc[], pee
 const fixed = (micros: number): string => (Number.isFinite(micros) ? micros.toFixed(1) : '-');
 
 /** The per-part table on stdout: medians, µs of CPU per module, each side apart. */
-function breakdown(exchanges: Exchange[][], ipc: Ipc[], peer: PeerFigures[]): string {
+function breakdown(exchanges: Exchange[][], ipc: Ipc[], bare: Ipc[], peer: PeerFigures[]): string {
   const of = <T>(runs: T[], pick: (run: T) => number): number => median(runs.map(pick));
   const lines = ['  floor (medians, µs of CPU per module; client / server / both):'];
   RUNGS.forEach((rung, index) => {
@@ -300,7 +333,8 @@ function breakdown(exchanges: Exchange[][], ipc: Ipc[], peer: PeerFigures[]): st
     );
   });
   lines.push(
-    `    IPC round trip, parent / child / both: ${fixed(of(ipc, (run) => run.parent))} / ${fixed(of(ipc, (run) => run.child))} / ${fixed(of(ipc, (run) => run.both))}; ${of(ipc, (run) => run.perSecond).toFixed(0)}/s`,
+    `    IPC round trip, bare pipe echo, parent / child / both: ${fixed(of(bare, (run) => run.parent))} / ${fixed(of(bare, (run) => run.child))} / ${fixed(of(bare, (run) => run.both))}; ${of(bare, (run) => run.perSecond).toFixed(0)}/s`,
+    `    IPC round trip, mpd's channel, parent / child / both: ${fixed(of(ipc, (run) => run.parent))} / ${fixed(of(ipc, (run) => run.child))} / ${fixed(of(ipc, (run) => run.both))}; ${of(ipc, (run) => run.perSecond).toFixed(0)}/s`,
   );
   if (peer.length > 0) {
     lines.push(
@@ -314,7 +348,7 @@ function breakdown(exchanges: Exchange[][], ipc: Ipc[], peer: PeerFigures[]): st
 const hopMicros = (figures: PeerFigures, p = 50): number => percentile(figures.hops, p) * 1_000;
 
 /** One at a time: each rung's and the IPC's round trip p50, and the hop floors, against BullMQ's chain hop p50. */
-function latencyRows(single: Exchange[][], ipc: Ipc[], peerChain: PeerFigures[]): Row[] {
+function latencyRows(single: Exchange[][], ipc: Ipc[], bare: Ipc[], peerChain: PeerFigures[]): Row[] {
   if (ipc.length === 0) return [];
   const benchmark = "8 floor, one at a time (a chain hop's parts)";
   const p50 = (runs: { latency?: Latency | undefined }[]): number[] => runs.map((run) => run.latency!.p50);
@@ -332,10 +366,16 @@ function latencyRows(single: Exchange[][], ipc: Ipc[], peerChain: PeerFigures[])
     ),
   );
   const ipcP50 = p50(ipc);
+  const bareP50 = p50(bare);
   rows.push(value('IPC round trip p50 worker <-> module host', ipcP50, versusHop));
-  const sum = (http: number[]) => http.map((micros, run) => micros + (ipcP50[run] ?? Number.NaN));
+  rows.push(value('IPC round trip p50, bare pipe echo', bareP50, versusHop));
+  const sum = (http: number[], over = ipcP50) => http.map((micros, run) => micros + (over[run] ?? Number.NaN));
   rows.push(
-    value("node's own hop floor: node's http round trip p50 + IPC round trip p50", sum(p50(single[0]!)), versusHop),
+    value(
+      "node's own hop floor: node's http round trip p50 + bare pipe echo p50",
+      sum(p50(single[0]!), bareP50),
+      versusHop,
+    ),
   );
   rows.push(
     value(
@@ -348,9 +388,9 @@ function latencyRows(single: Exchange[][], ipc: Ipc[], peerChain: PeerFigures[])
   // The CPU of an exchange that wakes idle processes (no other call to share a read or a turn of
   // the event loop with): the other end of the range the figures at `concurrency` start.
   const cpu = (runs: { both: number }[]): number[] => runs.map((run) => run.both);
-  const cpuSum = (http: number[]) => http.map((micros, run) => micros + (cpu(ipc)[run] ?? Number.NaN));
+  const cpuSum = (http: number[], over = ipc) => http.map((micros, run) => micros + (cpu(over)[run] ?? Number.NaN));
   rows.push(
-    value("CPU: node's http exchange + IPC round trip, one at a time", cpuSum(cpu(single[0]!))),
+    value("CPU: node's http exchange + bare pipe echo, one at a time", cpuSum(cpu(single[0]!), bare)),
     value(
       'CPU: @mpd/client -> worker app plumbing exchange + IPC round trip, one at a time',
       cpuSum(cpu(single[RUNGS.length - 1]!)),
@@ -360,7 +400,7 @@ function latencyRows(single: Exchange[][], ipc: Ipc[], peerChain: PeerFigures[])
 }
 
 /** The one-at-a-time table on stdout: medians of p50 / p99, µs. */
-function latencyBreakdown(single: Exchange[][], ipc: Ipc[], peerChain: PeerFigures[]): string {
+function latencyBreakdown(single: Exchange[][], ipc: Ipc[], bare: Ipc[], peerChain: PeerFigures[]): string {
   const of = (runs: { latency?: Latency | undefined }[], pick: (latency: Latency) => number): string =>
     fixed(median(runs.map((run) => pick(run.latency!))));
   const cpu = <T>(runs: T[], pick: (run: T) => number): string => fixed(median(runs.map(pick)));
@@ -372,7 +412,8 @@ function latencyBreakdown(single: Exchange[][], ipc: Ipc[], peerChain: PeerFigur
     );
   });
   lines.push(
-    `    IPC round trip: ${of(ipc, (l) => l.p50)} / ${of(ipc, (l) => l.p99)}; CPU ${cpu(ipc, (run) => run.parent)} / ${cpu(ipc, (run) => run.child)} / ${cpu(ipc, (run) => run.both)}`,
+    `    IPC round trip, mpd's channel: ${of(ipc, (l) => l.p50)} / ${of(ipc, (l) => l.p99)}; CPU ${cpu(ipc, (run) => run.parent)} / ${cpu(ipc, (run) => run.child)} / ${cpu(ipc, (run) => run.both)}`,
+    `    IPC round trip, bare pipe echo: ${of(bare, (l) => l.p50)} / ${of(bare, (l) => l.p99)}; CPU ${cpu(bare, (run) => run.parent)} / ${cpu(bare, (run) => run.child)} / ${cpu(bare, (run) => run.both)}`,
   );
   if (peerChain.length > 0) {
     lines.push(

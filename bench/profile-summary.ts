@@ -7,11 +7,13 @@
  * `--activities DIR…` sums the profiles of whole processes instead (the directories
  * `--cpu-prof` of `cli-compare.ts` or `pnpm bench` writes, one per process started by the
  * bench; a worker's module hosts write theirs into the worker's) and prints each role's busy
- * time (orchestrator, workers, module hosts) by activity: see {@link ACTIVITIES}.
+ * time (orchestrator, workers, module hosts) by activity: see {@link ACTIVITIES}; then the same
+ * busy time by owner (mpd's own code, each library, node's JavaScript, native) and each role's
+ * largest places of mpd's own code (`ownerShares`).
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { activityShares } from './lib/profile-activities.js';
+import { activityShares, ownerShares } from './lib/profile-activities.js';
 
 interface ProfileNode {
   id: number;
@@ -50,6 +52,7 @@ if (process.argv[2] === '--activities') {
       })),
   );
   process.stdout.write(activityShares(files));
+  process.stdout.write(`\n${ownerShares(files)}`);
   process.exit(0);
 }
 const file = process.argv[2];

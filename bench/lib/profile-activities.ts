@@ -16,6 +16,7 @@ import { readFileSync } from 'node:fs';
 interface CallFrame {
   functionName: string;
   url: string;
+  lineNumber?: number;
 }
 interface ProfileNode {
   id: number;
@@ -177,4 +178,86 @@ const sum = (tally: Tally): number => [...tally.values()].reduce((a, b) => a + b
 
 function addTally(into: Tally, from: Tally): void {
   for (const [label, micros] of from) into.set(label, (into.get(label) ?? 0) + micros);
+}
+
+/**
+ * Whose code a frame is (round X, issue 14): `mpd` for the workspace's own sources
+ * (`/packages/…/src/`, `/bench/`), a library by its package name (under `node_modules`; tsx and
+ * esbuild included), `node` for node's own JavaScript (`node:…`), and `native` for frames
+ * without a script (V8's builtins, the garbage collector, `(program)`).
+ */
+export function ownerOf(url: string, functionName: string): string {
+  if (functionName === '(garbage collector)') return 'native: garbage collection';
+  if (url === '') return 'native: V8 and node builtins, (program)';
+  if (url.startsWith('node:')) return "node's own JavaScript";
+  const modules = url.lastIndexOf('/node_modules/');
+  if (modules >= 0) {
+    const rest = url.slice(modules + '/node_modules/'.length).split('/');
+    return `library: ${rest[0]!.startsWith('@') ? `${rest[0]}/${rest[1]}` : rest[0]!}`;
+  }
+  return 'mpd';
+}
+
+/**
+ * Self time of the main threads by owner ({@link ownerOf}), one column per role (as
+ * {@link activityShares}), and each role's largest places of mpd's own code (self time per
+ * function, as a share of the role's busy time): where own code could still be cut.
+ * @param top how many of mpd's functions to list per role
+ */
+export function ownerShares(files: readonly { process: string; mainThread: boolean; path: string }[], top = 8): string {
+  type Role = { busy: number; owners: Map<string, number>; own: Map<string, number>; processes: Set<string> };
+  const hostProcesses = new Set<string>();
+  const parsed = files
+    .filter((file) => file.mainThread)
+    .map((file) => {
+      const profile = JSON.parse(readFileSync(file.path, 'utf8')) as Profile;
+      if (profile.nodes.some((node) => node.callFrame.url.includes('/executor/module-host-main')))
+        hostProcesses.add(file.process);
+      return { file, profile };
+    });
+  const roles = new Map<string, Role>();
+  for (const { file, profile } of parsed) {
+    const role = hostProcesses.has(file.process)
+      ? 'module hosts'
+      : file.process.includes('orchestrator')
+        ? 'orchestrator'
+        : 'workers';
+    const entry = roles.get(role) ?? { busy: 0, owners: new Map(), own: new Map(), processes: new Set() };
+    entry.processes.add(file.process);
+    roles.set(role, entry);
+    const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+    profile.samples.forEach((id, index) => {
+      const frame = byId.get(id)!.callFrame;
+      if (frame.functionName === '(idle)') return;
+      const micros = profile.timeDeltas[index] ?? 0;
+      entry.busy += micros;
+      const owner = ownerOf(frame.url, frame.functionName);
+      entry.owners.set(owner, (entry.owners.get(owner) ?? 0) + micros);
+      if (owner === 'mpd') {
+        const place = `${frame.functionName || '(anonymous)'} ${frame.url.replace(/^.*\/(packages|bench)\//, '$1/')}:${(frame.lineNumber ?? -1) + 1}`;
+        entry.own.set(place, (entry.own.get(place) ?? 0) + micros);
+      }
+    });
+  }
+  const order = ['orchestrator', 'workers', 'module hosts'].filter((role) => roles.has(role));
+  const share = (micros: number, role: string): string =>
+    micros === 0 ? '' : `${((micros / roles.get(role)!.busy) * 100).toFixed(1)} %`;
+  const owners = new Map<string, number>();
+  for (const role of order)
+    for (const [owner, micros] of roles.get(role)!.owners) owners.set(owner, (owners.get(owner) ?? 0) + micros);
+  const lines = [
+    `| Self time by owner (main threads) | ${order.map((role) => `${role} (${roles.get(role)!.processes.size}: ${(roles.get(role)!.busy / 1_000).toFixed(0)} ms busy)`).join(' | ')} |`,
+    `|---|${order.map(() => '---').join('|')}|`,
+  ];
+  for (const [owner] of [...owners].sort((a, b) => b[1] - a[1])) {
+    const cells = order.map((role) => share(roles.get(role)!.owners.get(owner) ?? 0, role));
+    if (cells.every((cell) => cell === '' || Number.parseFloat(cell) < 0.3)) continue;
+    lines.push(`| ${owner} | ${cells.join(' | ')} |`);
+  }
+  lines.push('', "mpd's own code, the largest places by self time (share of the role's busy main threads):");
+  for (const role of order) {
+    const own = [...roles.get(role)!.own].sort((a, b) => b[1] - a[1]).slice(0, top);
+    lines.push(`- ${role}: ${own.map(([place, micros]) => `${place} ${share(micros, role)}`).join('; ')}`);
+  }
+  return `${lines.join('\n')}\n`;
 }

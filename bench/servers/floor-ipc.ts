@@ -9,9 +9,13 @@
  * per child, for `durationS`; it answers the round trips made and the CPU time of itself and
  * its children meanwhile (each child says its own, µs). Nothing else of a module host: no
  * module, no pipes, no lease, no `setImmediate` after the module.
+ * `parent HOSTS bare` (round X): the same exchange, the same JSON, with none of mpd's channel
+ * code: a plain `net.Socket` on fd 3 both ways, `data` events cut at newlines through a string,
+ * `JSON.parse` and `JSON.stringify` + `'\n'` (children `child-bare`): node's floor of the hop, so
+ * that the channel's own cost is the difference.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import type { Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import {
   HOST_CHANNEL_FD,
@@ -67,8 +71,47 @@ function executeMessage(index: number): ToHost {
   };
 }
 
+/**
+ * The bare floor's framing (no mpd code): `onMessage` for each newline-ended line of JSON that
+ * `socket` reads; a line cut between reads waits in a string for its end.
+ */
+function bareLines(socket: Socket, onMessage: (message: unknown) => void): void {
+  let pending = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => {
+    pending += chunk;
+    let newline = pending.indexOf('\n');
+    while (newline >= 0) {
+      const line = pending.slice(0, newline);
+      pending = pending.slice(newline + 1);
+      onMessage(JSON.parse(line));
+      newline = pending.indexOf('\n');
+    }
+  });
+}
+
 const role = process.argv[2];
-if (role === 'child') {
+const bare = process.argv[4] === 'bare';
+if (role === 'child-bare') {
+  const channel = new Socket({ fd: HOST_CHANNEL_FD, readable: true, writable: true });
+  bareLines(channel, (received) => {
+    const message = received as ToHost | StatsMessage;
+    if (message.type === 'stats') {
+      channel.write(`${JSON.stringify({ type: 'stats', cpuMicros: cpuMicros() } satisfies StatsMessage)}\n`);
+    } else if (message.type === 'execute') {
+      const done: FromHost = {
+        type: 'done',
+        executionId: message.executionId,
+        leftoverChildren: 0,
+        marked: false,
+        ok: true,
+        resultText: '{"t":"123456789012345"}',
+      };
+      channel.write(`${JSON.stringify(done)}\n`);
+    }
+  });
+  channel.on('end', () => process.exit(0));
+} else if (role === 'child') {
   const channel: Socket = openHostChannel<ToHost | StatsMessage>(
     (message) => {
       if (message.type === 'stats') {
@@ -90,7 +133,7 @@ if (role === 'child') {
 } else if (role === 'parent') {
   const hosts = Number(process.argv[3] ?? '8');
   const children: ChildProcess[] = Array.from({ length: hosts }, () =>
-    spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), 'child'], {
+    spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), bare ? 'child-bare' : 'child'], {
       stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
     }),
   );
@@ -99,6 +142,10 @@ if (role === 'child') {
   for (const child of children) {
     const queue: ((message: unknown) => void)[] = [];
     waiting.set(child, queue);
+    if (bare) {
+      bareLines(child.stdio[HOST_CHANNEL_FD] as Socket, (message) => queue.shift()?.(message));
+      continue;
+    }
     const lines = new MessageLines(
       (message) => queue.shift()?.(message),
       (error) => {
@@ -108,7 +155,7 @@ if (role === 'child') {
     (child.stdio[HOST_CHANNEL_FD] as Socket).on('data', (chunk: Buffer) => lines.push(chunk));
   }
   const send = (child: ChildProcess, message: unknown): void => {
-    (child.stdio[HOST_CHANNEL_FD] as Socket).write(messageLine(message));
+    (child.stdio[HOST_CHANNEL_FD] as Socket).write(bare ? `${JSON.stringify(message)}\n` : messageLine(message));
   };
   /** The next message from `child`. */
   const next = <T>(child: ChildProcess): Promise<T> =>
@@ -153,11 +200,13 @@ if (role === 'child') {
     };
   };
   serveIpc({ run: (payload: FloorIpcRun) => run(payload) });
-  process.stdout.write(`floor IPC parent of ${hosts} children listening on http://127.0.0.1/ (ipc)\n`);
+  process.stdout.write(
+    `floor IPC parent of ${hosts}${bare ? ' bare' : ''} children listening on http://127.0.0.1/ (ipc)\n`,
+  );
   process.on('SIGTERM', () => {
     for (const child of children) child.kill('SIGTERM');
     process.exit(0);
   });
 } else {
-  throw new Error(`usage: floor-ipc.ts parent HOSTS | child (got ${role})`);
+  throw new Error(`usage: floor-ipc.ts parent HOSTS [bare] | child | child-bare (got ${role})`);
 }
