@@ -102,7 +102,7 @@ const OTHER = 'other (node internals, timers, the event loop)';
 type Tally = Map<string, number>;
 
 /** Tallies one profile file by activity; `isHost` when the module host's entry is on a stack. */
-function tallyProfile(path: string): { tally: Tally; isHost: boolean } {
+function tallyProfile(path: string): { tally: Tally; own: Tally; isHost: boolean } {
   const profile = JSON.parse(readFileSync(path, 'utf8')) as Profile;
   const parent = new Map<number, number>();
   for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
@@ -124,35 +124,46 @@ function tallyProfile(path: string): { tally: Tally; isHost: boolean } {
     return label;
   };
   const tally: Tally = new Map();
+  // The part of each activity whose sampled frame (the leaf: self time) is mpd's own code.
+  const own: Tally = new Map();
   profile.samples.forEach((id, index) => {
     const label = classify(id);
-    if (label !== null) tally.set(label, (tally.get(label) ?? 0) + (profile.timeDeltas[index] ?? 0));
+    if (label === null) return;
+    const micros = profile.timeDeltas[index] ?? 0;
+    tally.set(label, (tally.get(label) ?? 0) + micros);
+    const frame = byId.get(id)!.callFrame;
+    if (ownerOf(frame.url, frame.functionName) === 'mpd') own.set(label, (own.get(label) ?? 0) + micros);
   });
   const isHost = profile.nodes.some((node) => node.callFrame.url.includes('/executor/module-host-main'));
-  return { tally, isHost };
+  return { tally, own, isHost };
 }
 
 /**
  * The table of busy-time shares by activity, one column per role, for `files` (each with the
  * process it belongs to: its threads are summed, and a process is a host if any of its threads is).
+ * Each cell is the activity's share and, in brackets, the part of it whose sampled frame (self
+ * time) is mpd's own code ({@link ownerOf}): the rest is libraries, node and V8.
  * @returns the table as text (markdown), with each role's process count and main threads' busy
  *   time in ms, then the other threads' busy time
  */
 export function activityShares(files: readonly { process: string; mainThread: boolean; path: string }[]): string {
-  const processes = new Map<string, { tally: Tally; otherThreads: number; isHost: boolean }>();
+  const processes = new Map<string, { tally: Tally; own: Tally; otherThreads: number; isHost: boolean }>();
   for (const file of files) {
-    const { tally, isHost } = tallyProfile(file.path);
-    const entry = processes.get(file.process) ?? { tally: new Map(), otherThreads: 0, isHost: false };
-    if (file.mainThread) addTally(entry.tally, tally);
-    else entry.otherThreads += sum(tally);
+    const { tally, own, isHost } = tallyProfile(file.path);
+    const entry = processes.get(file.process) ?? { tally: new Map(), own: new Map(), otherThreads: 0, isHost: false };
+    if (file.mainThread) {
+      addTally(entry.tally, tally);
+      addTally(entry.own, own);
+    } else entry.otherThreads += sum(tally);
     entry.isHost ||= isHost;
     processes.set(file.process, entry);
   }
-  const roles = new Map<string, { tally: Tally; otherThreads: number; count: number }>();
-  for (const [name, { tally, otherThreads, isHost }] of processes) {
+  const roles = new Map<string, { tally: Tally; own: Tally; otherThreads: number; count: number }>();
+  for (const [name, { tally, own, otherThreads, isHost }] of processes) {
     const role = isHost ? 'module hosts' : name.includes('orchestrator') ? 'orchestrator' : 'workers';
-    const entry = roles.get(role) ?? { tally: new Map(), otherThreads: 0, count: 0 };
+    const entry = roles.get(role) ?? { tally: new Map(), own: new Map(), otherThreads: 0, count: 0 };
     addTally(entry.tally, tally);
+    addTally(entry.own, own);
     entry.otherThreads += otherThreads;
     entry.count++;
     roles.set(role, entry);
@@ -166,7 +177,9 @@ export function activityShares(files: readonly { process: string; mainThread: bo
   for (const label of [...ACTIVITIES.map((activity) => activity.label), OTHER]) {
     const cells = order.map((role) => {
       const micros = roles.get(role)!.tally.get(label) ?? 0;
-      return micros === 0 ? '' : `${((micros / busy(role)) * 100).toFixed(1)} %`;
+      const own = roles.get(role)!.own.get(label) ?? 0;
+      const percent = (part: number): string => `${((part / busy(role)) * 100).toFixed(1)} %`;
+      return micros === 0 ? '' : `${percent(micros)} (own ${percent(own)})`;
     });
     lines.push(`| ${label} | ${cells.join(' | ')} |`);
   }
