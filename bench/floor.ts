@@ -143,11 +143,14 @@ export async function floorBench(config: FloorConfig): Promise<{ rows: Row[]; de
   let peerUnavailable: string | undefined;
   try {
     const urls = new Map<Server, string>();
+    // Ten processes (and the IPC parents' children) start at once: on a busy 2-core machine their
+    // tsx starts alone can take more than the usual 30 s.
+    const startMs = 120_000;
     await Promise.all([
-      ...[...servers].map(async ([server, process]) => urls.set(server, await process.listeningUrl())),
-      ...clients.map((client) => client.listeningUrl()),
-      ipc.listeningUrl(),
-      ipcBare.listeningUrl(),
+      ...[...servers].map(async ([server, process]) => urls.set(server, await process.listeningUrl(startMs))),
+      ...clients.map((client) => client.listeningUrl(startMs)),
+      ipc.listeningUrl(startMs),
+      ipcBare.listeningUrl(startMs),
     ]);
     if (config.peerJobs > 0) {
       const started = await BullmqPeer.start(2, config.concurrency);
