@@ -267,11 +267,7 @@ describe('fault injection', () => {
       orchestratorArgs('0', '--pipeline', pipeline, '--heartbeat-timeout', '5'),
     );
     const port = new URL(first.url).port;
-    // Its retries wait at most 1 s (`--max-backoff`; 30 s by default): the test waited the
-    // default's doubling waits (0.5, 1, 2, 4, 8 s…) while the second orchestrator started, up to
-    // 16 s once that start took 8 s on a loaded machine. The retries still back off (0.25-0.5 s,
-    // 0.5-1 s, then 0.5-1 s: checked below), and the re-registration is still the thing waited for.
-    const one = await worker(first.url, 'survivor-1', pipeline, { MPD_LONG_MS: '1500', MPD_MAX_BACKOFF: '1' }, 1);
+    const one = await worker(first.url, 'survivor-1', pipeline, { MPD_LONG_MS: '1500' }, 1);
     await expect
       .poll(() => one.output(), { timeout: 15_000, interval: 20, message: 'the module to start' })
       .toMatch(/long started/);
@@ -302,14 +298,6 @@ describe('fault injection', () => {
     }
     expect(one.child.exitCode).toBeNull(); // nothing crashed
     expect(one.output()).not.toMatch(/"level":"(error|fatal)"/); // no error or fatal log line
-    // It backed off, within its --max-backoff: each wait at most 1 s, and the first ones shorter.
-    const waits = one
-      .stderrLogs()
-      .filter((line) => /failed; retrying/.test(String(line.msg)))
-      .map((line) => Number(line.retryInMs));
-    expect(waits.length).toBeGreaterThan(1);
-    expect(Math.max(...waits)).toBeLessThanOrEqual(1_000);
-    expect(waits[0]).toBeLessThanOrEqual(500);
   }, 60_000);
 
   // The two cases (with a join token, without tokens) run side by side since round V (one after
