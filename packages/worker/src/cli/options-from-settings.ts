@@ -33,7 +33,6 @@ export function workerOptions(
     moduleHeapLimitMb: settings.moduleHeapLimitMb,
     joinToken: settings.joinToken,
     credentialFile: settings.credentialFile === undefined ? undefined : resolve(baseDir, settings.credentialFile),
-    maxBackoffMs: settings.maxBackoffMs,
     bodyLimit: settings.bodyLimit,
     maxResultBytes: settings.maxResultBytes,
     inlineResultBytes: settings.inlineResultBytes,

@@ -400,7 +400,6 @@ describe('createCommand + parseSettings', () => {
       ['--module-heap-limit', 'MPD_MODULE_HEAP_LIMIT'],
       ['--join-token', 'MPD_JOIN_TOKEN'],
       ['--credential-file', 'MPD_CREDENTIAL_FILE'],
-      ['--max-backoff', 'MPD_MAX_BACKOFF'],
       ['--token', 'MPD_WORKER_TOKEN'],
       ['--open', 'MPD_OPEN'],
       ['--tls-cert', 'MPD_TLS_CERT'],
@@ -540,18 +539,5 @@ describe('--open', () => {
     expect(errorOf(() => parse([], { MPD_OPEN: 'maybe' })).message).toBe(
       'Invalid setting --open (MPD_OPEN): must be true or false (1 or 0, yes or no), or the flag alone, got "maybe"',
     );
-  });
-});
-
-describe('--max-backoff (the longest wait between attempts to reach the orchestrator)', () => {
-  it("reads seconds from the flag or the environment as milliseconds, unset by default (the library's 30 s), and refuses less than 1 or more than 3600", () => {
-    expect(parse(['--max-backoff', '1'])).toMatchObject({ maxBackoffMs: 1_000 });
-    expect(parse([], { MPD_MAX_BACKOFF: '2.5' })).toMatchObject({ maxBackoffMs: 2_500 });
-    expect(parse([]).maxBackoffMs).toBeUndefined();
-    for (const text of ['0.5', '3601', 'soon', '-1']) {
-      expect(errorOf(() => parse(['--max-backoff', text])).message).toBe(
-        `Invalid setting --max-backoff (MPD_MAX_BACKOFF): must be a number of seconds from 1 to 3600, got "${text}"`,
-      );
-    }
   });
 });

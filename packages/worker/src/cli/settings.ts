@@ -59,19 +59,6 @@ const graceSecondsAsMs = z
   .refine((text) => /^\d+(\.\d+)?$/.test(text) && Number(text) <= 3_600, 'must be a number of seconds from 0 to 3600')
   .transform((text) => Math.round(Number(text) * 1_000));
 
-/**
- * Seconds from 1 to 3600, in milliseconds as the options take them (`--max-backoff`: below 1 s
- * the retries would come faster than the first one, `initialBackoffMs`, 0.5 s, doubled).
- */
-const backoffSecondsAsMs = z
-  .string()
-  .trim()
-  .refine(
-    (text) => /^\d+(\.\d+)?$/.test(text) && Number(text) >= 1 && Number(text) <= 3_600,
-    'must be a number of seconds from 1 to 3600',
-  )
-  .transform((text) => Math.round(Number(text) * 1_000));
-
 /** Seconds from 1 to 3600, in milliseconds as the options take them. */
 const stallSecondsAsMs = z
   .string()
@@ -178,12 +165,6 @@ export const SETTINGS = defineSettings(
       env: 'MPD_CREDENTIAL_FILE',
       help: 'keep the credential the orchestrator gives this worker in this file (mode 0600), so that a worker restarted after a crash registers again at once',
       schema: filePath,
-    },
-    maxBackoffMs: {
-      flag: '--max-backoff <seconds>',
-      env: 'MPD_MAX_BACKOFF',
-      help: `the longest wait between two attempts to reach the orchestrator (registration and heartbeat retries; also the most of a Retry-After the registration waits), 1 to 3600 seconds; the first wait is 0.5 s, doubling up to this (default: ${DEFAULT_WORKER_OPTIONS.maxBackoffMs / 1_000}): lower it for a worker to rejoin a restarted orchestrator sooner`,
-      schema: backoffSecondsAsMs,
     },
     token: {
       flag: '--token <token>',
