@@ -1,5 +1,6 @@
 import { testNodeFlags } from '../../packages/test-kit/src/node-flags.js';
 import { defineConfig } from 'vitest/config';
+import { LongestFirstSequencer } from './helpers/longest-first.js';
 
 export default defineConfig({
   test: {
@@ -14,6 +15,17 @@ export default defineConfig({
     // the suite side by side still pass (three at a time, they did not).
     maxWorkers: 2,
     minWorkers: 1,
+    // The longest files first (helpers/longest-first.ts): on a clean clone vitest has no
+    // durations and starts the largest files in bytes first, and in round X's baseline one lane
+    // ran alone for 324 of the 979 s.
+    sequence: { sequencer: LongestFirstSequencer },
+    // Each fork runs file after file with the modules it loaded (orchestrator, worker, express,
+    // undici, pino...) kept, rather than a fresh fork per file that loads them again: 17 of the
+    // files took 20.5+6.2 s of CPU so, 42.7+14.6 s with a fork each (round X, docs/round-x/x3.md).
+    // What a file leaves behind it must clean up anyway (processes: killLeftovers; listeners,
+    // servers: its after hooks); the one file with a vi.mock (in-process/scratch-tmpdir.spec.ts)
+    // mocks node:fs only for the helper it alone imports.
+    isolate: false,
     // One temporary directory for the run, removed at its end: TMPDIR of every fork and process.
     globalSetup: ['./helpers/scratch-tmpdir.ts'],
     poolOptions: {
