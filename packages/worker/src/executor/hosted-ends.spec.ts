@@ -395,3 +395,49 @@ describe('a `returned` naming another execution than the one its host runs (a mo
     expect(JSON.parse(stray()[0]!)).toMatchObject({ level: 40, named: names, running: forged.executionId });
   }, 60_000);
 });
+
+describe("its timeout crossing its host's `returned` on the channel: the host decides, as for a cancel (round X, X5)", () => {
+  it("the module's code returned before its host read the timeout's stop: its success is answered (not TimedOut: run again), kept; its code ran once, its host kept", async () => {
+    writeFileSync(ledgerFile, '');
+    // The verdict's wait (the kill grace) far longer than the host's end once its gate opens:
+    // the file's executor of that grace, shared (no host started for this test).
+    const on = shared({ killGraceMs: 30_000 });
+    await on.ready();
+    const gate = join(dir, 'gate-timeout-crossing');
+    // Counted from the host's acquisition: the host reads `execute` and is held (ms after) well
+    // before, even on a loaded 2-core machine; its timeout then fires while it is held.
+    const sent = request('crossing-return', { params: { gate }, timeoutMs: 5_000 });
+    const outcome = start(on, sent);
+    // The gate opened whatever happens: a held host would hold the shared executor's next stop 30 s.
+    try {
+      const hostPid = await holdingBeforeReturned(sent.executionId);
+      // The worker acted on its timeout (put it to the host; the old code stopped the host at
+      // once) before the code returns: the two cross.
+      await expect
+        .poll(
+          () =>
+            logLines.some(
+              (line) =>
+                line.includes(sent.executionId) &&
+                (line.includes('timed out: its module host decides') ||
+                  line.includes('stopping the module and every process it started')),
+            ),
+          { timeout: 30_000, interval: 50 },
+        )
+        .toBe(true);
+      writeFileSync(gate, '');
+      const answer = await within(outcome, 30_000, 'no answer');
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      expect(resultOf(answer)).toEqual({ ran: sent.executionId });
+      expect(ledgerLines().filter((line) => line.startsWith('crossing-return '))).toEqual([
+        `crossing-return ${sent.executionId}`,
+      ]);
+      await on.idle();
+      expect(on.finishedIds()).toContain(sent.executionId);
+      // Its host ended the module as usual and stays in the pool (not stopped for the timeout).
+      expect(running(hostPid)).toBe(true);
+    } finally {
+      writeFileSync(gate, '');
+    }
+  }, 90_000);
+});
