@@ -144,6 +144,8 @@ async function runHosted(
     aborted,
   ]);
 
+  // A stop put to the host before its end came (one after it is only kept: see below).
+  const heldBeforeEnd = stop.heldCancel;
   // Its end came first: a held cancel's grace stops nothing now (not the result's store below).
   if (ended.type !== 'aborted') stop.ended();
   let result: ModuleEnd;
@@ -189,12 +191,12 @@ async function runHosted(
     } else {
       options.pool.release(host);
     }
-    if (stop.heldCancel !== undefined && sink.codeOk === undefined) {
+    if (heldBeforeEnd !== undefined && sink.codeOk === undefined) {
       // No `returned` before its `done`: the module's code never ran (its host failed before:
       // `checkedModule`, `readResultFiles`), and a stop (a cancel, its timeout) put to the host
       // waits for its verdict: the two crossed. That stop is the answer (Cancelled: run again, as
       // when the host reads it first and says `stopped`), not the host's failure.
-      result = { ok: false, error: stop.heldCancel as Error };
+      result = { ok: false, error: heldBeforeEnd as Error };
     } else if (ended.ok) {
       const stored = hostResult(module.name, ended, options);
       // Awaited only when there is something to store: no microtask per module for an inline result (issue 14).
