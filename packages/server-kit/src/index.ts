@@ -43,6 +43,7 @@ export {
   requireJsonBody,
   safeEqual,
   unauthorized,
+  wellFormed,
 } from './http/security.js';
 export type { DrainLimits, Refusal } from './http/security.js';
 // The part a CLI loads before its settings are valid (also `@mpd/server-kit/cli`): settings,

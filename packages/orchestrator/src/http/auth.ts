@@ -1,4 +1,4 @@
-import { bearerToken, safeEqual } from '@mpd/server-kit';
+import { bearerToken, safeEqual, wellFormed } from '@mpd/server-kit';
 import type { Request } from 'express';
 import type { NodeRegistry } from '../registry/node-registry.js';
 
@@ -37,6 +37,10 @@ export function callerOf(req: Request, tokens: AuthTokens, registry: NodeRegistr
 function authenticate(req: Request, tokens: AuthTokens, registry: NodeRegistry): Caller {
   const token = bearerToken(req);
   if (token === undefined) return { kind: 'anonymous' };
+  // Not well-formed UTF-16 (an unpaired surrogate): hashed as UTF-8 it would look up as U+FFFD in
+  // its place. Never a credential of ours: the wrong one (401). A header's value (latin1) never
+  // has one; a caller of this code in-process may (round X, X5; `safeEqual` refuses it too).
+  if (!wellFormed(token)) return { kind: 'invalid' };
   // Workers' credentials first: most calls are heartbeats, and the lookup by hash is one hash.
   // Records the credential's use: from now on no registration retry revokes it.
   const workerId = registry.authenticate(token);

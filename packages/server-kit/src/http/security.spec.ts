@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { safeEqual } from './security.js';
+import { safeEqual, wellFormed } from './security.js';
 
 const sha256 = (text: string): Buffer => createHash('sha256').update(text).digest();
 
@@ -30,6 +30,31 @@ describe('safeEqual', () => {
     // Digests alike in their first two bytes (0x4e 0x90): a comparison of a digest's first byte(s) only accepts it.
     expect([...sha256('mpd-token-009623').subarray(0, 2)]).toEqual([...sha256('mpd-token-4f1c2a').subarray(0, 2)]);
     expect(safeEqual('mpd-token-009623', 'mpd-token-4f1c2a')).toBe(false);
+  });
+
+  it('refuses a secret that is not well-formed UTF-16 (an unpaired surrogate), given or expected, itself included: its UTF-8 digest is that of U+FFFD in its place', () => {
+    // What made it wrong: the same digest for the three.
+    expect(sha256('a\uD800')).toEqual(sha256('a\uDBFF'));
+    expect(sha256('a\uD800')).toEqual(sha256('a\uFFFD'));
+    for (const [given, expected] of [
+      ['a\uD800', 'a\uDBFF'],
+      ['a\uDBFF', 'a\uD800'], // against a kept digest
+      ['a\uD800', 'a\uD800'],
+      ['a\uFFFD', 'a\uD800'],
+      ['a\uD800', 'a\uFFFD'],
+      ['\uDC00mpd-token', '\uDC00mpd-token'], // a lone low surrogate, first
+      ['mpd-token-\uD83D', 'mpd-token-\uD83D'], // half of an emoji's pair, last
+    ])
+      expect(safeEqual(given!, expected!), JSON.stringify([given, expected])).toBe(false);
+    // Well-formed pairs still compare: U+FFFD itself, an emoji (its surrogates paired).
+    expect(safeEqual('a\uFFFD', 'a\uFFFD')).toBe(true);
+    expect(safeEqual('mpd-token-\uD83D\uDE00', 'mpd-token-😀')).toBe(true);
+    expect([wellFormed('a\uD800'), wellFormed('\uDC00'), wellFormed('a\uFFFD'), wellFormed('😀')]).toEqual([
+      false,
+      false,
+      true,
+      true,
+    ]);
   });
 
   it('stays right past the digests it keeps (256 expected secrets, then cleared)', () => {

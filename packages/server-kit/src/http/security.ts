@@ -15,8 +15,11 @@ export function bearerToken(req: Request): string | undefined {
   return match?.[1];
 }
 
-/** The digests of the secrets `safeEqual` compares against (tokens, credentials): few, and hashed once. */
-const expectedDigests = new Map<string, Buffer>();
+/**
+ * The digests of the secrets `safeEqual` compares against (tokens, credentials): few, and hashed
+ * once; null for one that is not well-formed (see {@link wellFormed}), which nothing matches.
+ */
+const expectedDigests = new Map<string, Buffer | null>();
 const MAX_EXPECTED_DIGESTS = 256;
 
 /**
@@ -30,17 +33,32 @@ function digest(secret: string): Buffer {
 }
 
 /**
+ * Whether `text` is well-formed UTF-16: no unpaired surrogate (`String.prototype.isWellFormed`,
+ * ES2024, in Node since 20.0; typed here, the packages' `lib` is ES2023). Such a string has no
+ * UTF-8 form: encoding it (a hash, a `Buffer`) writes U+FFFD for each unpaired surrogate, so
+ * `'a\uD800'` and `'a\uDBFF'` encode alike.
+ */
+export function wellFormed(text: string): boolean {
+  return (text as string & { isWellFormed(): boolean }).isWellFormed();
+}
+
+/**
  * Compares two secrets in constant time (of their SHA-256 digests, so lengths leak nothing
  * either). `expected` is ours (a token, a credential): its digest is kept, so a call hashes
- * only what it was given.
+ * only what it was given. A secret that is not well-formed ({@link wellFormed}), given or
+ * expected, equals nothing, itself included (false: the caller's wrong credential, 401): hashed
+ * as UTF-8, strings differing only in unpaired surrogates had one digest (round X, X5). Throws
+ * nothing.
  */
 export function safeEqual(given: string, expected: string): boolean {
   let wanted = expectedDigests.get(expected);
   if (wanted === undefined) {
     if (expectedDigests.size >= MAX_EXPECTED_DIGESTS) expectedDigests.clear();
-    wanted = digest(expected);
+    wanted = wellFormed(expected) ? digest(expected) : null;
     expectedDigests.set(expected, wanted);
   }
+  // Refused before it is hashed: how long that takes tells the caller only what it sent.
+  if (wanted === null || !wellFormed(given)) return false;
   return timingSafeEqual(digest(given), wanted);
 }
 

@@ -116,6 +116,61 @@ describe('ExecutionStop', () => {
     }
   });
 
+  it("its timeout (timeOut) is put to the module's host as a cancel is: held until `stopped` (stops it, TimedOut's reason) or the grace; `returned` first leaves it held; at once in-process, once the code ended, or while a cancel is held", () => {
+    vi.useFakeTimers();
+    try {
+      const asked: unknown[] = [];
+      const stopped = new ExecutionStop();
+      stopped.heldCancelGraceMs = 1_000;
+      stopped.askCancel = (reason) => asked.push(reason);
+      stopped.timeOut('timed out');
+      stopped.cancel('cancelled after'); // the timeout is the held stop: not asked again
+      expect([stopped.aborted, stopped.heldCancel, asked]).toEqual([false, 'timed out', ['timed out']]);
+      stopped.hostStopped();
+      expect([stopped.aborted, stopped.reason]).toEqual([true, 'timed out']);
+      expect(vi.getTimerCount()).toBe(0);
+
+      // The host had said `returned` (the two crossing): the outcome is `done`'s; none: the grace stops it.
+      const returned = new ExecutionStop();
+      returned.heldCancelGraceMs = 1_000;
+      returned.askCancel = () => undefined;
+      returned.timeOut('crossed');
+      returned.codeEnded = true;
+      returned.ended();
+      vi.advanceTimersByTime(5_000);
+      expect([returned.aborted, returned.heldCancel]).toEqual([false, 'crossed']);
+      const silent = new ExecutionStop();
+      silent.heldCancelGraceMs = 1_000;
+      silent.askCancel = () => undefined;
+      silent.timeOut('unanswered');
+      vi.advanceTimersByTime(999);
+      expect(silent.aborted).toBe(false);
+      vi.advanceTimersByTime(1);
+      expect([silent.aborted, silent.reason]).toEqual([true, 'unanswered']);
+
+      // At once: in-process (no host to ask), once its code ended, while a cancel waits for its verdict.
+      const inProcess = new ExecutionStop();
+      inProcess.timeOut('timed out');
+      const ended = new ExecutionStop();
+      ended.askCancel = () => asked.push('too late');
+      ended.codeEnded = true;
+      ended.timeOut('timed out');
+      const cancelFirst = new ExecutionStop();
+      cancelFirst.askCancel = (reason) => asked.push(reason);
+      cancelFirst.cancel('cancelled');
+      cancelFirst.timeOut('timed out');
+      expect([inProcess, ended, cancelFirst].map((stop) => [stop.aborted, stop.reason])).toEqual([
+        [true, 'timed out'],
+        [true, 'timed out'],
+        [true, 'timed out'],
+      ]);
+      expect(cancelFirst.heldCancel).toBe('cancelled');
+      expect(asked).toEqual(['timed out', 'cancelled']);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('makes its signal only when read, aborted with the reason if it was stopped before', () => {
     const stop = new ExecutionStop();
     stop.abort('cancelled');

@@ -32,7 +32,7 @@ export class ExecutionStop extends AbortController {
    * Set once the module's code returned or threw, as its module host said (`returned`,
    * `host-protocol.ts`): from then a cancel ({@link ExecutionStop.cancel}) no longer stops the
    * execution, its outcome stands (Temporal's rule: a completion wins over a later cancel); its
-   * timeout ({@link ExecutionStop.abort}) still does. @default false
+   * timeout ({@link ExecutionStop.timeOut}) still does. @default false
    */
   codeEnded = false;
   /**
@@ -41,15 +41,18 @@ export class ExecutionStop extends AbortController {
    * host's `returned` is on its way (the two crossing on the channel), the host can. Set by a
    * hosted execution once its `execute` is sent; called with the cancel's reason, once. The host
    * answers `stopped` ({@link ExecutionStop.hostStopped}: the cancel stops the execution now) or
-   * has said `returned` before (its outcome stands). Undefined (in-process, or no host yet): a
-   * cancel stops at once. @default undefined
+   * has said `returned` before (its outcome stands). The module's timeout is put to it the same
+   * way ({@link ExecutionStop.timeOut}, with its `ModuleTimeoutError`). Undefined (in-process, or
+   * no host yet): a cancel or a timeout stops at once. @default undefined
    */
   askCancel: ((reason: unknown) => void) | undefined;
   /**
    * The first cancel not acted on at once: one that came once {@link ExecutionStop.codeEnded} was
-   * set, or one put to the host ({@link ExecutionStop.askCancel}) whose verdict is awaited. The
-   * answer when the execution ends without its host's `done`; it stops the execution when the
-   * host says `stopped`, or once {@link ExecutionStop.heldCancelGraceMs} passed.
+   * set, or one put to the host ({@link ExecutionStop.askCancel}) whose verdict is awaited; or the
+   * timeout put to the host ({@link ExecutionStop.timeOut}), held as a cancel is. The answer when
+   * the execution ends without its host's `done`, or with a `done` but no `returned` before it
+   * (the module's code never ran: `hosted-execution.ts`); it stops the execution when the host
+   * says `stopped`, or once {@link ExecutionStop.heldCancelGraceMs} passed.
    */
   heldCancel: unknown;
   /**
@@ -90,6 +93,30 @@ export class ExecutionStop extends AbortController {
     if (this.heldCancelGraceMs !== undefined)
       this.heldCancelTimer = setTimeout(() => this.abort(reason), this.heldCancelGraceMs);
     if (hostDecides) this.askCancel!(reason);
+  }
+
+  /**
+   * Its timeout: stops with `reason` (a `ModuleTimeoutError`) as {@link ExecutionStop.abort} does,
+   * unless the module's host decides it as it decides a cancel ({@link ExecutionStop.askCancel},
+   * asked now; round X, X5): the worker cannot tell whether the host's `returned` is on its way,
+   * and a module whose code returned was answered TimedOut, and run again by its retry policy.
+   * Then it is kept as {@link ExecutionStop.heldCancel}: the host's `stopped` stops the execution
+   * with it (TimedOut), its `returned` first leaves the outcome to its `done`, and
+   * {@link ExecutionStop.heldCancelGraceMs} bounds both waits, as a held cancel's. Stops at once
+   * once the module's code ended (its `returned` read: the timeout ends a host whose end hangs),
+   * while a cancel is held already (answered as that cancel, `hosted-execution.ts`), once ended,
+   * or with no host to ask. Nothing once stopped.
+   */
+  timeOut(reason: unknown): void {
+    if (this.aborted) return;
+    if (this.codeEnded || this.isEnded || this.askCancel === undefined || this.heldCancel !== undefined) {
+      this.abort(reason);
+      return;
+    }
+    this.heldCancel = reason;
+    if (this.heldCancelGraceMs !== undefined)
+      this.heldCancelTimer = setTimeout(() => this.abort(reason), this.heldCancelGraceMs);
+    this.askCancel(reason);
   }
 
   /**

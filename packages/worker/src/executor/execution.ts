@@ -155,8 +155,9 @@ const NO_SECRETS: readonly string[] = Object.freeze([]);
 const NO_MASK = createSecretMasker([]);
 
 /**
- * Starts the clock of one execution: arms its timeout (which aborts `stop` with a
- * {@link ModuleTimeoutError}) and logs `module started`.
+ * Starts the clock of one execution: arms its timeout (which stops `stop` with a
+ * {@link ModuleTimeoutError}: `ExecutionStop.timeOut`, its module host deciding in a host) and
+ * logs `module started`.
  */
 export function beginExecution(
   module: AnyModule,
@@ -188,7 +189,8 @@ export function beginExecution(
   const mask = secretTexts.length === 0 ? NO_MASK : createSecretMasker(secrets);
   const timer = longTimeout(
     () => {
-      stop.abort(new ModuleTimeoutError(`Module '${module.name}' timed out after ${formatTimeSpan(timeoutMs)}`));
+      // In a module host, put to the host, which decides as for a cancel (`ExecutionStop.timeOut`).
+      stop.timeOut(new ModuleTimeoutError(`Module '${module.name}' timed out after ${formatTimeSpan(timeoutMs)}`));
     },
     timeoutMs,
     { unref: true },

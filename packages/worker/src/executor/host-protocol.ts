@@ -98,9 +98,12 @@ export type ToHost =
    * answers `stopped`; otherwise it does nothing, and its `done` decides (the module's outcome
    * stands, as for a cancel the worker got after it read `returned`). So a cancel that crosses
    * `returned` on the channel no longer turns a completed module into Cancelled, run again: its
-   * side effects twice (round V, V1). The worker waits for the verdict its kill grace at most.
+   * side effects twice (round V, V1). The module's timeout is asked the same way (`reason`
+   * `timeout`: the signal aborted with a `ModuleTimeoutError`), so that one crossing `returned`
+   * is not answered TimedOut and run again by its retry policy (round X, X5). The worker waits
+   * for the verdict its kill grace at most.
    */
-  | { type: 'cancel-request'; executionId: string; message: string }
+  | { type: 'cancel-request'; executionId: string; reason: 'timeout' | 'cancel'; message: string }
   /** The answer to an {@link ArtifactCall}. */
   | ({ type: 'artifact-answer'; callId: number } & (
       { ok: true; value: Digest | { path: string } | FollowedBlob } | { ok: false; message: string }
@@ -223,8 +226,8 @@ export type FromHost =
   /**
    * The module was stopped before its code returned or threw (its signal aborted: at the worker's
    * `cancel-request` or `cancel`, at SIGTERM, or as the worker went): the verdict on a
-   * `cancel-request` that came in time, on which the worker answers the execution Cancelled and
-   * stops the host's group. A host sends one of `returned` and `stopped` per execution, the first
+   * `cancel-request` that came in time, on which the worker answers the execution Cancelled (or
+   * TimedOut, for its timeout's) and stops the host's group. A host sends one of `returned` and `stopped` per execution, the first
    * that happens, never both: the worker takes the first it reads.
    */
   | { type: 'stopped'; executionId: string }

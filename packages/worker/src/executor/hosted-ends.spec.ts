@@ -6,7 +6,7 @@
  * the other `hosted-*.spec.ts` files. The tests whose host is stopped at their end with the
  * default options share one executor (`shared()`): the host started in its place runs the next.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -18,7 +18,7 @@ import { stoppedError } from './hosted-execution.js';
 import type { ModuleExecutor } from './module-executor.js';
 
 const FIXTURE = fileURLToPath(new URL('../../test/fixtures/host-ends.pipeline.ts', import.meta.url));
-const { dir, ledgerFile, logLines, executor, shared, request, start } = moduleHostsSpec(FIXTURE);
+const { dir, ledgerFile, logLines, executor, shared, request, start, pipeline } = moduleHostsSpec(FIXTURE);
 
 /** The side-effect ledger's lines (`held-end <executionId>` per run of the module's code). */
 const ledgerLines = (): string[] =>
@@ -394,4 +394,107 @@ describe('a `returned` naming another execution than the one its host runs (a mo
     expect(stray()).toHaveLength(1);
     expect(JSON.parse(stray()[0]!)).toMatchObject({ level: 40, named: names, running: forged.executionId });
   }, 60_000);
+});
+
+describe("its timeout crossing its host's `returned` on the channel: the host decides, as for a cancel (round X, X5)", () => {
+  it("the module's code returned before its host read the timeout's stop: its success is answered (not TimedOut: run again), kept; its code ran once, its host kept", async () => {
+    writeFileSync(ledgerFile, '');
+    // The verdict's wait (the kill grace) far longer than the host's end once its gate opens:
+    // the file's executor of that grace, shared (no host started for this test).
+    const on = shared({ killGraceMs: 30_000 });
+    await on.ready();
+    const gate = join(dir, 'gate-timeout-crossing');
+    // Counted from the host's acquisition: the host reads `execute` and is held (ms after) well
+    // before, even on a loaded 2-core machine; its timeout then fires while it is held.
+    const sent = request('crossing-return', { params: { gate }, timeoutMs: 5_000 });
+    const outcome = start(on, sent);
+    // The gate opened whatever happens: a held host would hold the shared executor's next stop 30 s.
+    try {
+      const hostPid = await holdingBeforeReturned(sent.executionId);
+      // The worker acted on its timeout (put it to the host; the old code stopped the host at
+      // once) before the code returns: the two cross.
+      await expect
+        .poll(
+          () =>
+            logLines.some(
+              (line) =>
+                line.includes(sent.executionId) &&
+                (line.includes('timed out: its module host decides') ||
+                  line.includes('stopping the module and every process it started')),
+            ),
+          { timeout: 30_000, interval: 50 },
+        )
+        .toBe(true);
+      writeFileSync(gate, '');
+      const answer = await within(outcome, 30_000, 'no answer');
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+      expect(resultOf(answer)).toEqual({ ran: sent.executionId });
+      expect(ledgerLines().filter((line) => line.startsWith('crossing-return '))).toEqual([
+        `crossing-return ${sent.executionId}`,
+      ]);
+      await on.idle();
+      expect(on.finishedIds()).toContain(sent.executionId);
+      // Its host ended the module as usual and stays in the pool (not stopped for the timeout).
+      expect(running(hostPid)).toBe(true);
+    } finally {
+      writeFileSync(gate, '');
+    }
+  }, 90_000);
+});
+
+/**
+ * The bytes the module hosts of this process wrote so far (the `wchar` of each one's
+ * `/proc/<pid>/io`): every message of a host to the worker is a write.
+ */
+function hostsWritten(): number {
+  let bytes = 0;
+  for (const tid of readdirSync('/proc/self/task'))
+    for (const pid of readFileSync(`/proc/self/task/${tid}/children`, 'latin1').split(' ').filter(Boolean)) {
+      try {
+        if (!readFileSync(`/proc/${pid}/cmdline`, 'latin1').includes('module-host-main')) continue;
+        bytes += Number(/^wchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'latin1'))?.[1] ?? 0);
+      } catch {
+        // gone meanwhile
+      }
+    }
+  return bytes;
+}
+
+describe('a host failing before the module runs while a cancel waits for its verdict (round V, W1 LOW; round X, X5)', () => {
+  it("the cancel crossing the host's failure (its `done` with no `returned`: the code never ran) is answered (Cancelled: run again), not that failure", async () => {
+    const on = shared(); // its 1 s kill grace
+    await on.ready();
+    const loaded = pipeline();
+    const digestOf = loaded.moduleDigest;
+    // The worker loaded another 'held-end' than its hosts did (the file changed since): a host
+    // refuses it before it runs (`checkedModule`), at once.
+    loaded.moduleDigest = (name) => (name === 'held-end' ? 'sha256:the-worker-loaded-another' : digestOf(name));
+    try {
+      const sent = request('held-end', { params: { gate: '/nonexistent/never' }, timeoutMs: 600_000 });
+      const before = hostsWritten();
+      const outcome = start(on, sent); // its `execute` is on the host channel now (written at once)
+      // This thread (the worker's event loop) held until the host answered: it wrote, then wrote
+      // nothing for 200 ms (what it writes before its answer: tsx's cache files, if any), 10 s at
+      // most. The worker reads that answer only after the cancel below, which the host reads
+      // after it answered. Had the host not answered by then, it reads the cancel first and says
+      // `stopped`: Cancelled all the same (the old code too: it failed only when they crossed).
+      const cell = new Int32Array(new SharedArrayBuffer(4));
+      const until = Date.now() + 10_000;
+      for (let written = before, quietSince = Date.now(); Date.now() < until;) {
+        Atomics.wait(cell, 0, 0, 10);
+        const now = hostsWritten();
+        if (now !== written) [written, quietSince] = [now, Date.now()];
+        else if (written !== before && Date.now() - quietSince >= 200) break;
+      }
+      expect(on.cancel(sent.executionId, 'the run stops')).toBe(true);
+      const answer = await within(outcome, 20_000, 'no answer');
+      // The old code answered the host's failure: "Module 'held-end' could not run: Pipeline file … changed".
+      expect(answer).toMatchObject({
+        status: 500,
+        body: { failureKind: 'Cancelled', errorMessage: 'Execution cancelled: the run stops' },
+      });
+    } finally {
+      loaded.moduleDigest = digestOf;
+    }
+  });
 });

@@ -45,21 +45,23 @@ const LEASE_ENDED = /its lease ended/;
 
 /**
  * Starts one execution of `module` in a module host of `options.pool` (`isolation: 'process'`):
- * the worker arms its timeout and masks its lines; the host runs it. A timeout aborts the
- * module's signal in the host and stops the host's process group (SIGTERM, SIGKILL after the kill
- * grace); the answer comes once the group is gone. A cancel is decided by the host, which alone
- * knows whether the module's code has returned (its `returned` may cross the cancel on the
- * channel): asked (`cancel-request`, `host-protocol.ts`), it stops the module and says `stopped`
- * (then as a timeout: its group stopped, answered Cancelled), or has said `returned` before: the
- * execution is answered with the host's `done` (a success kept, stored once, not turned into
- * Cancelled and run again) if it comes within the worker's kill grace of the cancel. With no
- * verdict within the kill grace the cancel kills the host's group at once (SIGKILL: it had its
- * grace); with no `done` it stops it (SIGTERM, SIGKILL after the kill grace): answered
- * Cancelled, saying so when the code had returned (nothing was stored, a success is stored only
- * after `done`). A timeout while a cancel waits for its verdict is answered as that cancel
- * (Cancelled, never TimedOut); the module's timeout still stops a host whose end hangs (answered TimedOut,
- * saying so). A host that crashes or exits fails this module alone, with a message naming what
- * happened.
+ * the worker arms its timeout and masks its lines; the host runs it. A stop (a cancel, or the
+ * module's timeout) is decided by the host, which alone knows whether the module's code has
+ * returned (its `returned` may cross the stop on the channel): asked (`cancel-request`,
+ * `host-protocol.ts`), it aborts the module's signal and says `stopped`, on which the worker stops
+ * the host's process group (SIGTERM, SIGKILL after the kill grace) and answers once the group is
+ * gone (Cancelled, or TimedOut); or it has said `returned` before: the execution is answered with
+ * the host's `done` (a success kept, stored once, not turned into Cancelled or TimedOut and run
+ * again) if it comes within the worker's kill grace of the stop. With no verdict within the kill
+ * grace the worker kills the host's group at once (SIGKILL: it had its grace); with no `done` it
+ * stops it (SIGTERM, SIGKILL after the kill grace): answered Cancelled (or TimedOut), saying so
+ * when the code had returned (nothing was stored, a success is stored only after `done`). A
+ * `done` with no `returned` before it (the host failed before the module's code ran: the pipeline
+ * file changed, a dependency's result unreadable) while a stop waits for its verdict is answered
+ * as that stop, not as that failure (round X, X5). A timeout while a cancel waits for its verdict
+ * is answered as that cancel (Cancelled, never TimedOut); the module's timeout once the worker
+ * read `returned` stops a host whose end hangs at once (answered TimedOut, saying so). A host
+ * that crashes or exits fails this module alone, with a message naming what happened.
  */
 export function startHostedExecution(
   module: AnyModule,
@@ -115,7 +117,15 @@ async function runHosted(
   const aborted = new Promise<{ type: 'aborted' }>((resolve) => stop.onAbort(() => resolve({ type: 'aborted' })));
   const sink = new FrameSink(frame, stop, options.logger);
   const requesting = host;
-  stop.askCancel = (reason) => requesting.requestCancel(request.executionId, (reason as Error).message);
+  stop.askCancel = (reason) => {
+    const timedOut = reason instanceof ModuleTimeoutError;
+    if (timedOut)
+      frame.log.info(
+        { graceMs: options.killGraceMs },
+        'the module timed out: its module host decides (it stops the module, or its code had returned: its outcome stands)',
+      );
+    requesting.requestCancel(request.executionId, timedOut ? 'timeout' : 'cancel', (reason as Error).message);
+  };
   const ended = await Promise.race([
     host.execute(
       {
@@ -134,6 +144,8 @@ async function runHosted(
     aborted,
   ]);
 
+  // A stop put to the host before its end came (one after it is only kept: see below).
+  const heldBeforeEnd = stop.heldCancel;
   // Its end came first: a held cancel's grace stops nothing now (not the result's store below).
   if (ended.type !== 'aborted') stop.ended();
   let result: ModuleEnd;
@@ -151,7 +163,7 @@ async function runHosted(
     if (noVerdict)
       frame.log.warn(
         { hostPid: host.pid, graceMs: options.killGraceMs },
-        'its module host gave no verdict on the cancel within the kill grace (its main thread held?): stopping it',
+        `its module host gave no verdict on the ${reason instanceof ModuleTimeoutError ? 'timeout' : 'cancel'} within the kill grace (its main thread held?): stopping it`,
       );
     host.cancel(request.executionId, reason instanceof ModuleTimeoutError ? 'timeout' : 'cancel', reason.message);
     await stopHost(options.pool, host, frame.log, 'stopping the module and every process it started', noVerdict);
@@ -179,7 +191,13 @@ async function runHosted(
     } else {
       options.pool.release(host);
     }
-    if (ended.ok) {
+    if (heldBeforeEnd !== undefined && sink.codeOk === undefined) {
+      // No `returned` before its `done`: the module's code never ran (its host failed before:
+      // `checkedModule`, `readResultFiles`), and a stop (a cancel, its timeout) put to the host
+      // waits for its verdict: the two crossed. That stop is the answer (Cancelled: run again, as
+      // when the host reads it first and says `stopped`), not the host's failure.
+      result = { ok: false, error: heldBeforeEnd as Error };
+    } else if (ended.ok) {
       const stored = hostResult(module.name, ended, options);
       // Awaited only when there is something to store: no microtask per module for an inline result (issue 14).
       // A store that rejects all the same (`storeHostResult` answers its failures) fails the
@@ -201,10 +219,10 @@ async function runHosted(
     await stopHost(options.pool, host, frame.log, 'the module host ended abnormally: stopping what is left of it');
     await removeResultFile(options, request.executionId);
   }
-  if (stop.heldCancel !== undefined && !stop.aborted && ended.type === 'done')
+  if (stop.heldCancel !== undefined && !stop.aborted && ended.type === 'done' && sink.codeOk !== undefined)
     frame.log.info(
       { reason: (stop.heldCancel as Error).message },
-      "a cancel came after the module's code had ended: its outcome stands (it is not run again for it)",
+      `${stop.heldCancel instanceof ModuleTimeoutError ? 'its timeout' : 'a cancel'} came after the module's code had ended: its outcome stands (it is not run again for it)`,
     );
   // Answered once the module's processes are gone: the orchestrator may start a dependant, an
   // always-run cleanup or another attempt as soon as it has the answer.

@@ -738,11 +738,15 @@ function onMessage(message: ToHost): void {
       followers.delete(message.callId);
       return;
     case 'cancel-request':
-      // The worker's cancel, decided here, where the order is known: the module is stopped (its
-      // abort says `stopped`) unless its code has returned or thrown (its `returned` was sent
-      // before this was read: its end goes on, and its `done` decides).
+      // The worker's cancel or the module's timeout, decided here, where the order is known: the
+      // module is stopped (its abort says `stopped`) unless its code has returned or thrown (its
+      // `returned` was sent before this was read: its end goes on, and its `done` decides).
       if (current?.executionId === message.executionId && !current.codeSettled)
-        current.abort(new ExecutionCancelledError(message.message));
+        current.abort(
+          message.reason === 'timeout'
+            ? new ModuleTimeoutError(message.message)
+            : new ExecutionCancelledError(message.message),
+        );
       return;
     case 'cancel':
       if (current?.executionId === message.executionId && !current.aborted) {

@@ -777,12 +777,12 @@ export class ModuleHost {
   }
 
   /**
-   * Asks the host to stop the running module for a cancel (`message`: its reason's) unless its
-   * code already returned or threw (`cancel-request`, `host-protocol.ts`): its verdict comes to the
-   * execution's sink, `stopped` or (before) `returned`.
+   * Asks the host to stop the running module for a cancel or its timeout (`reason`; `message`: its
+   * reason's) unless its code already returned or threw (`cancel-request`, `host-protocol.ts`):
+   * its verdict comes to the execution's sink, `stopped` or (before) `returned`.
    */
-  requestCancel(executionId: string, message: string): void {
-    this.send({ type: 'cancel-request', executionId, message });
+  requestCancel(executionId: string, reason: 'timeout' | 'cancel', message: string): void {
+    this.send({ type: 'cancel-request', executionId, reason, message });
   }
 
   /**

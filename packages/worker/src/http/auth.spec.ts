@@ -36,6 +36,18 @@ describe('mayCall', () => {
     });
   });
 
+  it('refuses (401, the wrong token) a token that is not well-formed UTF-16, though it and the accepted one encode alike in UTF-8', () => {
+    for (const [token, accepted] of [
+      ['credential-\uD800', 'credential-\uDBFF'],
+      ['credential-\uD800', 'credential-\uD800'],
+      ['credential-\uFFFD', 'credential-\uD800'],
+    ])
+      expect(mayCall(token, gate({ accepted: [accepted!] })), JSON.stringify([token, accepted])).toEqual({
+        status: 401,
+        message: 'the bearer token is not valid for this worker',
+      });
+  });
+
   it('fails closed: a worker with nothing to accept refuses every call (401) unless in open mode', () => {
     for (const token of [undefined, 'anything']) {
       expect(mayCall(token, gate({}))).toMatchObject({ status: 401, message: expect.stringMatching(/--open/) });
