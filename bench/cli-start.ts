@@ -12,10 +12,10 @@
  * group. No MPD_* variable reaches the processes.
  *
  * `--loader PATH` starts them with `--import CHECKOUT/PATH` instead of `--import tsx` (the test
- * kit's way: `packages/cli/tsx-loader.mjs`, round X), and `--node-flags` gives node flags before
+ * kit's way: `packages/cli/tsx-loader.mjs`, round X), and `--node-flags=FLAGS` gives node flags before
  * it (the tests': `--interrupt-budget=1081344` on Node 20).
  *
- *   tsx bench/cli-start.ts [--runs 7] [--cases worker-help,…] [--loader PATH] [--node-flags '…'] [CHECKOUT...]
+ *   tsx bench/cli-start.ts [--runs 7] [--cases worker-help,…] [--loader PATH] [--node-flags='…'] [CHECKOUT...]
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -47,7 +47,7 @@ const CASES = {
 type CaseName = keyof typeof CASES;
 
 const { values, positionals } = benchArgs(
-  "usage: tsx bench/cli-start.ts [--runs 7] [--cases worker-help,…] [--loader PATH] [--node-flags '…'] [CHECKOUT...]",
+  "usage: tsx bench/cli-start.ts [--runs 7] [--cases worker-help,…] [--loader PATH] [--node-flags='…'] [CHECKOUT...]",
   {
     runs: { type: 'string', default: '7' },
     cases: { type: 'string', default: Object.keys(CASES).join(',') },
