@@ -11,7 +11,11 @@
  * `/proc/PID/task/*\/schedstat` (ns on a CPU, each live thread), then killed with its process
  * group. No MPD_* variable reaches the processes.
  *
- *   tsx bench/cli-start.ts [--runs 7] [--cases worker-help,…] [CHECKOUT...]
+ * `--loader PATH` starts them with `--import CHECKOUT/PATH` instead of `--import tsx` (the test
+ * kit's way: `packages/cli/tsx-loader.mjs`, round X), and `--node-flags=FLAGS` gives node flags before
+ * it (the tests': `--interrupt-budget=1081344` on Node 20).
+ *
+ *   tsx bench/cli-start.ts [--runs 7] [--cases worker-help,…] [--loader PATH] [--node-flags='…'] [CHECKOUT...]
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -43,12 +47,17 @@ const CASES = {
 type CaseName = keyof typeof CASES;
 
 const { values, positionals } = benchArgs(
-  'usage: tsx bench/cli-start.ts [--runs 7] [--cases worker-help,…] [CHECKOUT...]',
+  "usage: tsx bench/cli-start.ts [--runs 7] [--cases worker-help,…] [--loader PATH] [--node-flags='…'] [CHECKOUT...]",
   {
     runs: { type: 'string', default: '7' },
     cases: { type: 'string', default: Object.keys(CASES).join(',') },
+    loader: { type: 'string', default: 'tsx' },
+    'node-flags': { type: 'string', default: '' },
   },
 );
+const nodeFlags = values['node-flags']!.split(' ').filter(Boolean);
+/** What `--import` loads TypeScript with in `root`: tsx's entry, or a loader file of the checkout. */
+const loaderIn = (root: string): string => (values.loader === 'tsx' ? 'tsx' : join(root, values.loader!));
 const runs = Number(values.runs);
 const cases = values.cases!.split(',') as CaseName[];
 for (const name of cases) if (!Object.hasOwn(CASES, name)) throw new Error(`unknown case ${name}`);
@@ -78,7 +87,15 @@ function start(root: string, name: CaseName, index: number): Promise<{ cpuMs: nu
   );
   const child = spawn(
     process.execPath,
-    ['--import', PRELOAD, '--import', 'tsx', join(root, `packages/${command}/src/cli/main.ts`), ...args],
+    [
+      ...nodeFlags,
+      '--import',
+      PRELOAD,
+      '--import',
+      loaderIn(root),
+      join(root, `packages/${command}/src/cli/main.ts`),
+      ...args,
+    ],
     { cwd: root, env: { ...env, XMPD_CPU_AT_EXIT: cpuFile }, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
   );
   let stdout = '';
@@ -113,7 +130,9 @@ const loads = (): string =>
   loadavg()
     .map((value) => value.toFixed(2))
     .join(' ');
-process.stdout.write(`load average ${loads()}; ${runs} runs of ${cases.length} cases, checkouts alternating\n`);
+process.stdout.write(
+  `load average ${loads()}; ${runs} runs of ${cases.length} cases, checkouts alternating; node ${[...nodeFlags, '--import', values.loader].join(' ')}\n`,
+);
 const results = new Map<string, { cpuMs: number; code: string }[]>();
 let index = 0;
 try {

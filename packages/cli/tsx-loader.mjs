@@ -1,9 +1,10 @@
 /**
  * tsx's loaders for this process, registered as `node --import tsx` registers them, for less CPU
  * at a process's start: imported by `mpd` (`@mpd/cli`'s `registerTypeScript`) when it loads a
- * `.ts` pipeline; `node --import ./packages/cli/tsx-loader.mjs FILE.ts` works the same. The module hosts
- * and the root's `pnpm orchestrator`/`pnpm worker` keep `--import tsx`: they saved less than round
- * V's 0.15 s-a-start bar (`docs/round-v/v5.md`).
+ * `.ts` pipeline, and by the test kit's `spawnProcess` for every CLI a test starts;
+ * `node --import ./packages/cli/tsx-loader.mjs FILE.ts` works the same. The module hosts register
+ * the same way from their own preload (`@mpd/worker`'s `module-host-loader.mjs`, round X); the
+ * root's `pnpm orchestrator`/`pnpm worker` keep `--import tsx` (`docs/round-v/v5.md`).
  *
  * The same two registrations as tsx's own entry (`tsx/dist/loader.mjs`), from the same tsx:
  * its CommonJS hooks (`tsx/cjs`: a `.ts` file `require`d; source maps on) on this thread, then its

@@ -1,7 +1,7 @@
 /**
- * `packages/cli/tsx-loader.mjs` (`mpd`'s way to load TypeScript, through `registerTypeScript`) against
- * `node --import tsx` (the module hosts', `pnpm orchestrator`/`pnpm worker`'s, the tests', and any
- * user's own): the orchestrator matches a worker by the pipeline's fingerprint and a host
+ * `packages/cli/tsx-loader.mjs` (`mpd`'s way to load TypeScript, through `registerTypeScript`, and
+ * the test kit's CLI starts) and the module hosts' preload (`packages/worker/module-host-loader.mjs`)
+ * against `node --import tsx` (`pnpm orchestrator`/`pnpm worker`'s, and any user's own): the orchestrator matches a worker by the pipeline's fingerprint and a host
  * runs a module only when its digest matches the worker's, and both hash each module's code as
  * loaded, so every way of starting a process must load the same text. Checked for every pipeline
  * file in the repo and for the cases tsx handles beyond them: a CommonJS package (no `"type"`),
@@ -18,6 +18,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 const root = fileURLToPath(new URL('../../..', import.meta.url));
 const cliDir = fileURLToPath(new URL('..', import.meta.url));
 const LOADER = new URL('../tsx-loader.mjs', import.meta.url).href;
+/** The module hosts' preload (`@mpd/worker`'s): the same registration as {@link LOADER}, after the host's V8 flags. */
+const HOST_LOADER = pathToFileURL(join(root, 'packages/worker/module-host-loader.mjs')).href;
 const pipelineEntry = pathToFileURL(join(root, 'packages/pipeline/src/index.ts')).href;
 const scratch = mkdtempSync(join(tmpdir(), 'mpd-tsx-loader-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -168,7 +170,7 @@ function runNode(args: string[], env: NodeJS.ProcessEnv): Promise<string> {
 }
 
 describe('tsx-loader.mjs', () => {
-  // Three node processes loading ~35 pipelines each (seconds of CPU each): CPU-bound, so a bound
+  // Four node processes loading ~35 pipelines each (seconds of CPU each): CPU-bound, so a bound
   // for a loaded machine (64 s of wall seen at load ~10 with the three run one after another).
   it(
     'gives every pipeline file the fingerprint and module digests `--import tsx` gives, started with it or imported at run time',
@@ -185,11 +187,14 @@ describe('tsx-loader.mjs', () => {
           loadAll(['--import', LOADER], '', files),
           // `registerTypeScript` (`mpd`): the loader imported by a process started without tsx.
           loadAll([], `await import(${JSON.stringify(LOADER)});`, files),
+          // The module hosts' preload (the worker's hosts, round X).
+          loadAll(['--import', HOST_LOADER], '', files),
         ]);
       } finally {
         killStarted(); // one failed: the others are not left running
       }
-      const [byTsx, byLoader, byRegister] = loads as [
+      const [byTsx, byLoader, byRegister, byHostLoader] = loads as [
+        Record<string, unknown>,
         Record<string, unknown>,
         Record<string, unknown>,
         Record<string, unknown>,
@@ -201,6 +206,7 @@ describe('tsx-loader.mjs', () => {
         expect(tsx.fingerprint, file).toMatch(/^sha256:[0-9a-f]{64}$/);
         expect(byLoader[file], file).toEqual(tsx);
         expect(byRegister[file], file).toEqual(tsx);
+        expect(byHostLoader[file], file).toEqual(tsx);
       }
     },
   );

@@ -59,7 +59,7 @@ export {
   type ProcessTreeWatch,
   watchProcessTree,
 } from './process-tree.js';
-export { cliOf, killLeftovers, spawnProcess, type RunningProcess, type SpawnOptions } from './processes.js';
+export { cliOf, killLeftovers, spawnProcess, TSX_LOADER, type RunningProcess, type SpawnOptions } from './processes.js';
 export { TEST_NODE_FLAGS, testNodeFlags } from './node-flags.js';
 export { packagesLoadedBy, type LoadedPackages } from './loaded-packages.js';
 export { makeTestCertificates, type TestCertificates } from './certificates.js';

@@ -31,7 +31,7 @@ function packageOf(file: string): string | undefined {
 }
 
 /**
- * Runs `options` as {@link spawnProcess} does (`node --import tsx SCRIPT ARGS…`, its own process
+ * Runs `options` as {@link spawnProcess} does (`node --import TSX_LOADER SCRIPT ARGS…`, its own process
  * group) until it exits by itself, and tells which packages it loaded: e.g. that a CLI's `--help`
  * loads no server library. For commands that exit on their own (help, a usage error); the
  * caller's `killLeftovers` stops one that does not.

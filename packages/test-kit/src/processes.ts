@@ -5,11 +5,11 @@ import { testNodeFlags } from './node-flags.js';
 import { processGroupOf, processTree } from './process-tree.js';
 
 export interface SpawnOptions {
-  /** The TypeScript (or JavaScript) file to run with `node --import tsx` (and {@link testNodeFlags}). */
+  /** The TypeScript (or JavaScript) file to run under tsx (see {@link spawnProcess}) and {@link testNodeFlags}. */
   script: string;
   /** Command-line arguments after the script. */
   args?: string[];
-  /** Working directory; default: this process's. It must be able to resolve `tsx`. */
+  /** Working directory; default: this process's. */
   cwd?: string;
   /** Variables set on top of the inherited environment. */
   env?: Record<string, string>;
@@ -69,12 +69,22 @@ export function environmentFor(options: Pick<SpawnOptions, 'env' | 'cleanEnv'>):
 }
 
 /**
- * Runs `node <testNodeFlags()> --import tsx <script> ...args` with stdout and stderr collected
- * (see `TEST_NODE_FLAGS`, `node-flags.ts`).
+ * `@mpd/cli`'s `tsx-loader.mjs` (a file URL): tsx's two loaders registered as `--import tsx`
+ * registers them, from the same tsx (resolved beside that file), without tsx's ES-module build on
+ * the main thread (round V, `docs/round-v/v5.md`; round X, `docs/round-x/x1.md`: CPU a start).
+ * The same registration as `mpd`'s (`registerTypeScript`) and the module hosts' preload: the
+ * same code text, fingerprints and digests as under `--import tsx`
+ * (`packages/cli/test/tsx-loader.spec.ts`).
+ */
+export const TSX_LOADER = new URL('../../cli/tsx-loader.mjs', import.meta.url).href;
+
+/**
+ * Runs `node <testNodeFlags()> --import <TSX_LOADER> <script> ...args` with stdout and stderr
+ * collected (see `TEST_NODE_FLAGS`, `node-flags.ts`; {@link TSX_LOADER}).
  */
 export function spawnProcess(options: SpawnOptions): RunningProcess {
   const [file, ...prefix] = [...(options.command ?? []), process.execPath];
-  const nodeArgs = [...testNodeFlags(), '--import', 'tsx', options.script, ...(options.args ?? [])];
+  const nodeArgs = [...testNodeFlags(), '--import', TSX_LOADER, options.script, ...(options.args ?? [])];
   const child = spawn(file!, [...prefix, ...nodeArgs], {
     cwd: options.cwd,
     env: environmentFor(options),

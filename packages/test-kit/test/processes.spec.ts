@@ -7,6 +7,7 @@ import {
   killLeftovers,
   spawnProcess,
   TEST_NODE_FLAGS,
+  TSX_LOADER,
   testNodeFlags,
   watchProcessTree,
 } from '../src/index.js';
@@ -54,12 +55,13 @@ describe('spawnProcess', () => {
     }
   });
 
-  it("starts node with this V8's test flags (V8 11: the tier-up delayed as a module host delays it), before tsx", async () => {
+  it("starts node with this V8's test flags (V8 11: the tier-up delayed as a module host delays it), before tsx's loader (@mpd/cli's tsx-loader.mjs)", async () => {
     const execArgv = JSON.parse(await run('exec-argv').firstLine()) as string[];
     const flags = testNodeFlags();
     if (process.versions.v8.startsWith('11.')) expect(flags).toEqual(['--interrupt-budget=1081344']);
     expect(execArgv.slice(0, flags.length + 1)).toEqual([...flags, '--import']);
-    expect(execArgv[flags.length + 1]).toMatch(/tsx/);
+    expect(execArgv[flags.length + 1]).toBe(TSX_LOADER);
+    expect(TSX_LOADER).toMatch(/\/packages\/cli\/tsx-loader\.mjs$/);
   });
 
   it('gives flags only to a V8 it has them for (an unknown V8 flag stops node)', () => {

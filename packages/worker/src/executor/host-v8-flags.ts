@@ -1,6 +1,10 @@
 /**
- * The V8 flags a module host sets in itself as it starts (`module-host-v8.ts`, the first import of
- * `module-host-main.ts`): its JavaScript is optimised later than V8's defaults would.
+ * The V8 flags a module host sets in itself as it starts: the worker gives them to the host as an
+ * argument (`hostArguments`, `module-host.ts`), and the host's preload (`module-host-loader.mjs`,
+ * its `--import`) sets them before tsx or any code of the host is loaded (before round X they
+ * were set at the host's first own import, after tsx loaded: tsx's and esbuild's start-up code
+ * ran with V8's defaults, `docs/round-x/x1.md`): its JavaScript is optimised later than V8's
+ * defaults would.
  *
  * Why (issue 14, round K's K1 and K7, round L's L1: `docs/round-l/l1.md`): a host runs the same
  * short per-module path (channel message in, module context, result out) a few hundred times in
@@ -17,8 +21,6 @@
  * V8 flag the running V8 does not know is fatal there ("bad option", exit 9), while
  * `setFlagsFromString` prints a line on stderr and goes on.
  */
-import { setFlagsFromString } from 'node:v8';
-
 /**
  * The flags by V8 major version (`process.versions.v8`); a version not listed gets none (V8's
  * defaults), and so does one listed with none.
@@ -55,19 +57,4 @@ export function hostV8Flags(v8Version: string, execArgv: readonly string[] = [])
 /** A `--name[=value]` flag's name, with `_` as `-` (V8 takes both). */
 function flagName(flag: string): string {
   return flag.split('=')[0]!.replaceAll('_', '-');
-}
-
-/**
- * Sets `flags` in this process's V8, one at a time, for the code compiled or run from now on.
- * Never throws and never stops the process: V8 prints a flag it does not know (or a bad value)
- * on stderr and goes on, and anything `setFlagsFromString` throws is dropped.
- */
-export function setV8Flags(flags: readonly string[]): void {
-  for (const flag of flags) {
-    try {
-      setFlagsFromString(flag);
-    } catch {
-      // not a flag V8 takes: the host runs with V8's default for it
-    }
-  }
 }

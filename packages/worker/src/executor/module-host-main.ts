@@ -19,8 +19,8 @@
  *   group in time), a thread of the host kills the whole group at once (`module-host-lease.ts`),
  *   whatever the main thread is doing. An idle host holds no lease.
  */
-// First: the host's V8 flags (its tier-up delayed, `host-v8-flags.ts`), set before any other code of it runs.
-import './module-host-v8.js';
+// The host's V8 flags (its tier-up delayed, `host-v8-flags.ts`) are set by its preload
+// (`module-host-loader.mjs`), before tsx and any code of the host is loaded.
 import { readFile } from 'node:fs/promises';
 import { describeBytes } from '@mpd/contract/limits';
 import {

@@ -8,8 +8,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { FileHandle } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { Socket } from 'node:net';
 import type { WorkerArtifacts } from './execution.js';
@@ -34,6 +33,7 @@ import {
 import { EARLIER_SINKS, EarlierSinks } from './earlier-sinks.js';
 import { channelLineLimit, HOST_CHANNEL_FD, MessageLines, messageLine, writeLine } from './host-channel.js';
 import { fromHostProblem } from './host-message-check.js';
+import { hostV8Flags } from './host-v8-flags.js';
 import { ByteLineSplitter, NEWLINE } from './module-output.js';
 import { LATE_LINES_BURST, LATE_LINES_INTERVAL_MS, LogRateLimit, moreSevere } from './module-logger.js';
 import { type GroupStop, stopProcessGroup } from './process-group.js';
@@ -53,10 +53,12 @@ const HOST_MAIN = fileURLToPath(
 );
 
 /**
- * tsx's loader, registered in every host with `--import`: hosts load the pipeline file as the
- * CLIs load it (a `.ts` file works), and the host's own code is TypeScript in the sources.
+ * The host's preload, registered in every host with `--import` (`module-host-loader.mjs`, at the
+ * package's root beside `src` and `dist`): it sets the host's V8 flags before anything else is
+ * loaded, then registers tsx's loaders, so that hosts load the pipeline file as the CLIs load it
+ * (a `.ts` file works) and the host's own code is TypeScript in the sources.
  */
-const TSX_LOADER = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+const HOST_LOADER = new URL('../../module-host-loader.mjs', import.meta.url).href;
 
 /** How many of the last lines a host wrote to stderr are kept, to tell why it died. */
 const STDERR_TAIL_LINES = 20;
@@ -174,9 +176,20 @@ function hostExecArgv(heapLimitMb: number | undefined): string[] {
   return [
     ...kept,
     '--import',
-    TSX_LOADER,
+    HOST_LOADER,
     ...(heapLimitMb === undefined ? [] : [`--max-old-space-size=${heapLimitMb}`]),
   ];
+}
+
+/**
+ * The host's arguments after its script: its V8 flags (`host-v8-flags.ts`: {@link hostV8Flags}
+ * for this node's V8, less those in the host's node flags `execArgv`) as one `--v8-flags=`
+ * argument, space-separated, which `module-host-loader.mjs` sets before tsx loads; none when
+ * there are none.
+ */
+export function hostArguments(execArgv: readonly string[]): string[] {
+  const flags = hostV8Flags(process.versions.v8, execArgv);
+  return flags.length === 0 ? [] : [`--v8-flags=${flags.join(' ')}`];
 }
 
 /**
@@ -284,7 +297,8 @@ export class ModuleHost {
     } catch (error) {
       this.scratchReal = { error }; // each upload of the host fails with it
     }
-    this.child = spawn(process.execPath, [...hostExecArgv(options.heapLimitMb), HOST_MAIN], {
+    const execArgv = hostExecArgv(options.heapLimitMb);
+    this.child = spawn(process.execPath, [...execArgv, HOST_MAIN, ...hostArguments(execArgv)], {
       // Its own process group, so that stopping the group reaches every process a module started.
       detached: true,
       // fd HOST_CHANNEL_FD (3): the channel with the worker; fd LEASE_FD (4): the lease channel.
