@@ -16,9 +16,10 @@
  *   longest project with none, last (~200 s into the run), and the run ended with it alone.
  *   Each output line is prefixed with its project's name, as nx's `--outputStyle=stream` did.
  *
- * Round R ran two lanes of nx runs, longest first, and measured 15 min 38 s against 13 min 13 s
- * for nx's order on one clean clone; it had the twelve typechecks in front and three test streams
- * at once, where this runs two. docs/round-x/x4.md has this order's figures.
+ * Round R ran two lanes of nx runs, longest first (the typechecks still in front), and measured
+ * 15 min 38 s against 13 min 13 s for nx's order on one clean clone, the integration and worker
+ * projects overlapping whole, as they do here: docs/round-x/x4.md has what this order was
+ * measured against.
  *
  * With arguments, they go to one nx run as before: `nx run-many -t typecheck test --parallel=2
  * …args` (e.g. `pnpm test --projects=@mpd/worker`: nx's per-project typecheck, cached).
