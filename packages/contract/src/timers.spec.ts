@@ -3,6 +3,8 @@ import { longInterval, longSleep, longTimeout, MAX_TIMER_DELAY_MS } from './time
 
 afterEach(() => {
   vi.useRealTimers();
+  // The setTimeout spy of the unref test: the files share their fork's globals (isolate: false).
+  vi.restoreAllMocks();
 });
 
 const DAY_MS = 24 * 60 * 60 * 1000;
