@@ -9,7 +9,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { resultOf, running } from '../../test/hosted-executors.js';
 import { within } from '../../test/hostile-blob-server.js';
 import { moduleHostsSpec } from '../../test/module-hosts-spec.js';
@@ -19,6 +19,26 @@ import type { ModuleExecutor } from './module-executor.js';
 
 const FIXTURE = fileURLToPath(new URL('../../test/fixtures/host-ends.pipeline.ts', import.meta.url));
 const { dir, ledgerFile, logLines, executor, shared, request, start, pipeline } = moduleHostsSpec(FIXTURE);
+
+/**
+ * Runs `test` with this process's `setTimeout`/`clearTimeout` on vitest's fake clock, which
+ * follows real time (`shouldAdvanceTime`: 20 ms every 20 ms of real time, later under load) and
+ * which the test moves on at once with `vi.advanceTimersByTime`: for a wait that is the worker's
+ * own timer (a module's timeout, `execution.ts`; a held cancel's grace, `ExecutionStop`), not
+ * the host's. Everything else keeps its pace: the hosts are real processes on their own clocks,
+ * a group's stop polls `CLOCK_MONOTONIC` (`process-group.ts`: `node:timers/promises`, not faked),
+ * `expect.poll` runs on vitest's own timers. Real timers again after `test`, even on failure
+ * (fake ones still pending then are dropped: none of the worker's is by then, the execution
+ * answered).
+ */
+async function onFakeClock(test: () => Promise<void>): Promise<void> {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'], shouldAdvanceTime: true });
+  try {
+    await test();
+  } finally {
+    vi.useRealTimers();
+  }
+}
 
 /** The side-effect ledger's lines (`held-end <executionId>` per run of the module's code). */
 const ledgerLines = (): string[] =>
@@ -123,23 +143,26 @@ describe('a module whose code ended while its host still works for it', () => {
     }
   });
 
-  it('its timeout still ends a host whose end hangs: TimedOut, saying its code had returned; the host stopped', async () => {
-    const on = shared();
-    await on.ready();
-    // Counted from the host's acquisition: its `returned` (ms after) must be read before, even on
-    // a loaded 2-core machine, or the answer cannot say the code had returned (12 s of margin).
-    const { outcome, hostPid } = await heldAfterItsCode(on, join(dir, 'gate-never'), false, 12_000);
-    const answer = await within(outcome, 30_000, 'no answer');
-    expect(answer).toMatchObject({ status: 500, body: { failureKind: 'TimedOut' } });
-    expect(answer.body).toHaveProperty(
-      'errorMessage',
-      expect.stringMatching(
-        /^Module 'held-end' timed out after .*: its code had returned, but its module host did not end it in time/,
-      ),
-    );
-    // Answered once its group is gone (SIGKILL after the kill grace: the held host runs no handler).
-    expect(running(hostPid)).toBe(false);
-  });
+  it('its timeout still ends a host whose end hangs: TimedOut, saying its code had returned; the host stopped', () =>
+    onFakeClock(async () => {
+      const on = shared();
+      await on.ready();
+      // Its timeout (the worker's timer, on the fake clock) fires as the test moves the clock on,
+      // once the worker read its `returned` (which the answer must name): not a race with the
+      // load (until round X a real 12 s, counted from the host's acquisition, was the margin).
+      const { outcome, hostPid } = await heldAfterItsCode(on, join(dir, 'gate-never'), false, 60_000);
+      vi.advanceTimersByTime(60_000);
+      const answer = await within(outcome, 30_000, 'no answer');
+      expect(answer).toMatchObject({ status: 500, body: { failureKind: 'TimedOut' } });
+      expect(answer.body).toHaveProperty(
+        'errorMessage',
+        expect.stringMatching(
+          /^Module 'held-end' timed out after 00:01:00: its code had returned, but its module host did not end it in time/,
+        ),
+      );
+      // Answered once its group is gone (SIGKILL after the kill grace: the held host runs no handler).
+      expect(running(hostPid)).toBe(false);
+    }));
 
   it("the worker closing while a returned module's host is stuck in its end: the late cancel is answered (Cancelled: run again elsewhere), not the SIGKILL as the module's failure", async () => {
     const on = executor();
@@ -255,64 +278,92 @@ describe("a cancel crossing its host's `returned` on the channel (sent before th
     expect(running(hostPid)).toBe(true);
   });
 
-  it('a host that gives no verdict within the kill grace (its main thread held) is stopped all the same, with SIGKILL at once (it had its grace): Cancelled, its host gone', async () => {
-    writeFileSync(ledgerFile, '');
-    // A long kill grace: the verdict's wait is one grace; a SIGTERM and a second grace after it
-    // (round V's first cut: 2 × the grace, where main took 1 ×) shows in the log.
-    const on = executor({ killGraceMs: 20_000 }); // the module's timeout 10 minutes
-    await on.ready();
-    const sent = request('crossing-return', { params: { gate: '/nonexistent/never' }, timeoutMs: 600_000 });
-    const outcome = start(on, sent);
-    const hostPid = await holdingBeforeReturned(sent.executionId);
-    expect(on.cancel(sent.executionId, 'the run stops')).toBe(true);
-    const answer = await within(outcome, 60_000, 'no answer within 60 s of the cancel');
-    expect(answer).toMatchObject({
-      status: 500,
-      body: { failureKind: 'Cancelled', errorMessage: 'Execution cancelled: the run stops' },
-    });
-    expect(running(hostPid)).toBe(false);
-    const ofIt = logLines.filter((line) => line.includes(sent.executionId));
-    expect(ofIt.some((line) => line.includes('gave no verdict on the cancel within the kill grace'))).toBe(true);
-    expect(ofIt.filter((line) => line.includes('sent SIGKILL at once'))).toHaveLength(1);
-    // Not stopped with SIGTERM and a second grace, SIGKILL only after it.
-    expect(ofIt.some((line) => line.includes('still running after the kill grace'))).toBe(false);
-  }, 120_000);
+  it(
+    'a host that gives no verdict within the kill grace (its main thread held) is stopped all the same, with SIGKILL at once (it had its grace): Cancelled, its host gone',
+    () =>
+      onFakeClock(async () => {
+        writeFileSync(ledgerFile, '');
+        // A long kill grace: the verdict's wait is one grace (the held cancel's timer, on the fake
+        // clock: moved on by the test); a SIGTERM and a second grace after it (round V's first cut:
+        // 2 × the grace, where main took 1 ×; a real wait, the group's stop polls the monotonic
+        // clock) shows in the log.
+        const on = executor({ killGraceMs: 20_000 }); // the module's timeout 10 minutes
+        await on.ready();
+        const sent = request('crossing-return', { params: { gate: '/nonexistent/never' }, timeoutMs: 600_000 });
+        const outcome = start(on, sent);
+        const hostPid = await holdingBeforeReturned(sent.executionId);
+        expect(on.cancel(sent.executionId, 'the run stops')).toBe(true);
+        const ofIt = (): string[] => logLines.filter((line) => line.includes(sent.executionId));
+        const noVerdict = (line: string): boolean =>
+          line.includes('gave no verdict on the cancel within the kill grace');
+        // Half the grace on: the cancel still waits for the host's verdict (its host held, running).
+        vi.advanceTimersByTime(10_000);
+        await new Promise((resolve) => setImmediate(resolve));
+        expect(ofIt().some(noVerdict)).toBe(false);
+        expect(running(hostPid)).toBe(true);
+        vi.advanceTimersByTime(10_000);
+        const answer = await within(outcome, 60_000, 'no answer within 60 s of the grace');
+        expect(answer).toMatchObject({
+          status: 500,
+          body: { failureKind: 'Cancelled', errorMessage: 'Execution cancelled: the run stops' },
+        });
+        expect(running(hostPid)).toBe(false);
+        expect(ofIt().some(noVerdict)).toBe(true);
+        expect(ofIt().filter((line) => line.includes('sent SIGKILL at once'))).toHaveLength(1);
+        // Not stopped with SIGTERM and a second grace, SIGKILL only after it.
+        expect(ofIt().some((line) => line.includes('still running after the kill grace'))).toBe(false);
+      }),
+    120_000,
+  );
 
-  it("its timeout firing while a cancel waits for the host's verdict: the cancel stands (Cancelled), never TimedOut", async () => {
-    writeFileSync(ledgerFile, '');
-    // The verdict's wait (the kill grace) far longer than the module's timeout, which fires first.
-    const on = shared({ killGraceMs: 30_000 });
-    await on.ready();
-    const gate = join(dir, 'gate-timeout-while-asked');
-    const sent = request('crossing-return', { params: { gate }, timeoutMs: 8_000 });
-    const outcome = start(on, sent);
-    // The gate opened whatever happens: a held host would hold the shared executor's next stop 30 s.
-    try {
-      const hostPid = await holdingBeforeReturned(sent.executionId);
-      expect(on.cancel(sent.executionId, 'the run stops')).toBe(true);
-      // The timeout stops the host (SIGTERM): let its main thread go, so that it exits at once
-      // rather than at the end of the kill grace. What the worker answers was fixed at the stop.
-      await expect
-        .poll(
-          () =>
-            logLines.some(
-              (line) =>
-                line.includes(sent.executionId) && line.includes('stopping the module and every process it started'),
-            ),
-          { timeout: 30_000, interval: 50 },
-        )
-        .toBe(true);
-      writeFileSync(gate, '');
-      const answer = await within(outcome, 30_000, 'no answer within 30 s of the stop');
-      expect(answer).toMatchObject({
-        status: 500,
-        body: { failureKind: 'Cancelled', errorMessage: 'Execution cancelled: the run stops' },
-      });
-      expect(running(hostPid)).toBe(false);
-    } finally {
-      writeFileSync(gate, '');
-    }
-  }, 90_000);
+  it(
+    "its timeout firing while a cancel waits for the host's verdict: the cancel stands (Cancelled), never TimedOut",
+    () =>
+      onFakeClock(async () => {
+        writeFileSync(ledgerFile, '');
+        // The verdict's wait (the kill grace, 30 s) longer than the module's timeout (25 s): both
+        // the worker's timers, on the fake clock; the test moves it on 25 s after the cancel, so
+        // that the timeout fires first (and the cancel came before it: 25 s of margin).
+        const on = shared({ killGraceMs: 30_000 });
+        await on.ready();
+        const gate = join(dir, 'gate-timeout-while-asked');
+        const sent = request('crossing-return', { params: { gate }, timeoutMs: 25_000 });
+        const outcome = start(on, sent);
+        // The gate opened whatever happens: a held host would hold the shared executor's next stop 30 s.
+        try {
+          const hostPid = await holdingBeforeReturned(sent.executionId);
+          expect(on.cancel(sent.executionId, 'the run stops')).toBe(true);
+          vi.advanceTimersByTime(25_000);
+          // The timeout stops the host (SIGTERM): let its main thread go, so that it exits at once
+          // rather than at the end of the kill grace. What the worker answers was fixed at the stop.
+          await expect
+            .poll(
+              () =>
+                logLines.some(
+                  (line) =>
+                    line.includes(sent.executionId) &&
+                    line.includes('stopping the module and every process it started'),
+                ),
+              { timeout: 30_000, interval: 50 },
+            )
+            .toBe(true);
+          writeFileSync(gate, '');
+          const answer = await within(outcome, 30_000, 'no answer within 30 s of the stop');
+          expect(answer).toMatchObject({
+            status: 500,
+            body: { failureKind: 'Cancelled', errorMessage: 'Execution cancelled: the run stops' },
+          });
+          expect(running(hostPid)).toBe(false);
+          // Stopped by its timeout, not by the held cancel's grace (which says it had no verdict).
+          expect(
+            logLines.some((line) => line.includes(sent.executionId) && line.includes('gave no verdict on the cancel')),
+          ).toBe(false);
+        } finally {
+          writeFileSync(gate, '');
+        }
+      }),
+    90_000,
+  );
 });
 
 describe('a `stopped` its module forged with no cancel asked (on the host channel, fd 3)', () => {
