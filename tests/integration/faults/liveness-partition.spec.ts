@@ -61,8 +61,6 @@ const TIMEOUT_S = 5;
 // written after the heal); the 10 s more were an idle wait.
 const WORK_MS = 40_000;
 const PARTITION_MS = 2 * TIMEOUT_S * 1_000;
-/** The worker's fence lead (s): it fences this long before its lease ends (a quarter of T, less than its 10 s kill grace). */
-const FENCE_LEAD_S = TIMEOUT_S / 4;
 
 /** The records of the execution that ran on `workerId`. */
 const executionOf = (records: LedgerRecord[], workerId: string) =>
@@ -132,7 +130,11 @@ describe.skipIf(unavailable !== undefined)(
       // last acknowledged heartbeat, at most H before the cut), and its module stopped then:
       // nothing after its cancel.
       expect(fenced).toMatchObject({ event: 'cancelled', reason: expect.stringContaining('fenced: no heartbeat') });
-      expect(fenced.at - cutAt).toBeGreaterThan((TIMEOUT_S - FENCE_LEAD_S - INTERVAL_S - 1) * 1000);
+      // Not before the cut (a fence of a worker whose heartbeats were acknowledged would be false).
+      // How long after the cut depends on when its last acknowledged heartbeat was sent: H before
+      // the cut on a quiet machine, seconds more at load 15 (a bound of T - lead - H - 1 s failed
+      // there at 1.56 s), so only the upper bound is the lease's.
+      expect(fenced.at).toBeGreaterThan(cutAt);
       expect(fenced.at - cutAt).toBeLessThan((TIMEOUT_S + 2) * 1000);
       // Never two running at once: the old run stopped before the new one started (the worker
       // fences before its lease ends; the orchestrator dispatches again only after it ended).
