@@ -93,7 +93,23 @@ const run = (command, args, { cwd = root, prefix } = {}) =>
       children.delete(child);
       done(1);
     });
+    // `close` waits for every holder of the child's pipes: a process the project's run left in its
+    // group would hold the lane (and `pnpm test`) open. 5 s after the child exited, such a group is
+    // killed, saying so (review R1 of round X).
+    let closed = false;
+    child.on('exit', () => {
+      setTimeout(() => {
+        if (closed) return;
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+          process.stderr.write(`${prefix ?? ''}processes left in its group 5 s after it exited: killed\n`);
+        } catch {
+          // The group is gone already.
+        }
+      }, 5_000).unref();
+    });
     child.on('close', (code) => {
+      closed = true;
       children.delete(child);
       done(code ?? 1);
     });

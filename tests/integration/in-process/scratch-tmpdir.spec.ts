@@ -25,8 +25,13 @@ vi.mock('node:fs', async (importOriginal) => {
 // error naming nothing). The removal must never throw; it warns naming the directory instead.
 describe("the integration run's scratch TMPDIR", () => {
   let dir: string | undefined;
+  // The files of the run share their fork (isolate: false): TMPDIR is put back even when a test
+  // failed before its teardown did.
+  const outerTmpdir = process.env.TMPDIR;
   afterEach(() => {
     failRemoval.on = false;
+    if (outerTmpdir === undefined) delete process.env.TMPDIR;
+    else process.env.TMPDIR = outerTmpdir;
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
