@@ -9,6 +9,10 @@ import { configDefaults, defineConfig } from 'vitest/config';
  * tests then capture nothing); `blob-broadcast.spec.ts` mocks `node:net` (`vi.mock`), which every
  * other file's servers use.
  */
+// These two share one fork with each other, apart from the rest (console-capture patches the
+// console once per process; blob-broadcast mocks node:net). module-artifacts-end.spec resets the
+// module registry before each test: it stays with the rest (beside console-capture it broke that
+// file's two tests; with the rest, later files load their modules again: slower, not wrong).
 const APART = ['src/executor/console-capture.spec.ts', 'src/artifacts/blob-broadcast.spec.ts'];
 
 export default defineConfig({

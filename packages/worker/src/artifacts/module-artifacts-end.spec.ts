@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { defineModule } from '@mpd/pipeline';
 import pino from 'pino';
-import { afterEach, beforeEach, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeEach, expect, it, vi } from 'vitest';
 import type { BlobFollower } from './blob-progress.js';
 
 /** `tar`'s load, held: `requested` resolves when the code asks for it, `release` lets it load. */
@@ -63,6 +63,10 @@ beforeEach(async () => {
 afterEach(async () => {
   tarLoad.release();
   await rm(root, { recursive: true, force: true });
+});
+// The fork outlives this file (isolate: false): `tar` is not left mocked for the files after it.
+afterAll(() => {
+  vi.doUnmock('tar');
 });
 
 /**

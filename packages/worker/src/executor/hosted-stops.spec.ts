@@ -180,6 +180,7 @@ describe('modules in module hosts', () => {
   });
 
   it("a host's own process (tsx's esbuild service, started by its loader thread without tsx's cache) is no module's leftover: the host is reused", async () => {
+    const before = process.env.TSX_DISABLE_CACHE;
     process.env.TSX_DISABLE_CACHE = '1';
     try {
       const on = executor({ slots: 1 });
@@ -195,7 +196,8 @@ describe('modules in module hosts', () => {
       expect(resultOf(await run(on, 'echo')).pid).toBe(host);
       expect(logLines.join('')).not.toMatch(/left \d+ process\(es\) running/);
     } finally {
-      delete process.env.TSX_DISABLE_CACHE;
+      if (before === undefined) delete process.env.TSX_DISABLE_CACHE;
+      else process.env.TSX_DISABLE_CACHE = before;
     }
   });
 
