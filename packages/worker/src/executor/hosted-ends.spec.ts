@@ -493,6 +493,48 @@ describe("its timeout crossing its host's `returned` on the channel: the host de
   }, 90_000);
 });
 
+describe('its timeout put to a host whose main thread is blocked (no verdict within the kill grace; round X, W-A M1)', () => {
+  it(
+    "is stopped with SIGTERM, SIGKILL only after the kill grace: the module's processes get their cleanup time; TimedOut, its host gone",
+    () =>
+      onFakeClock(async () => {
+        writeFileSync(ledgerFile, '');
+        // The file's 30 s-grace executor, shared. The timeout and the verdict's wait (the held
+        // timeout's grace) are the worker's timers, on the fake clock: moved on by the test. The
+        // group's stop is real: its shell cleans up in 0.3 s, then opens the gate, which lets the
+        // host's main thread go, so that its SIGTERM handler ends it (no SIGKILL: no real 30 s).
+        const on = shared({ killGraceMs: 30_000 });
+        await on.ready();
+        const gate = join(dir, 'gate-trapped-child');
+        const sent = request('trapped-child', { params: { gate }, timeoutMs: 60_000 });
+        const outcome = start(on, sent);
+        const ofIt = (): string[] => logLines.filter((line) => line.includes(sent.executionId));
+        try {
+          // Its shell set its trap (it ledgers `holding` after): the host's main thread is blocked.
+          const hostPid = await holdingBeforeReturned(sent.executionId);
+          vi.advanceTimersByTime(60_000);
+          expect(ofIt().some((line) => line.includes('timed out: its module host decides'))).toBe(true);
+          vi.advanceTimersByTime(30_000); // the grace: no verdict, the host stopped
+          const answer = await within(outcome, 60_000, 'no answer within 60 s of the grace');
+          expect(answer).toMatchObject({ status: 500, body: { failureKind: 'TimedOut' } });
+          expect(ofIt().some((line) => line.includes('gave no verdict on the timeout within the kill grace'))).toBe(
+            true,
+          );
+          // SIGTERM first: the shell ran its trap to its end (before round X's fix, SIGKILL came
+          // with the SIGTERM: no `cleaned-up`).
+          expect(
+            ledgerLines().filter((line) => line.endsWith(` ${sent.executionId}`) && !line.startsWith('holding ')),
+          ).toEqual([`got-SIGTERM ${sent.executionId}`, `cleaned-up ${sent.executionId}`]);
+          expect(ofIt().some((line) => line.includes('SIGKILL'))).toBe(false);
+          expect(running(hostPid)).toBe(false);
+        } finally {
+          writeFileSync(gate, '');
+        }
+      }),
+    90_000,
+  );
+});
+
 /**
  * The bytes the module hosts of this process wrote so far (the `wchar` of each one's
  * `/proc/<pid>/io`): every message of a host to the worker is a write.
