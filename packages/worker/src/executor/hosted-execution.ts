@@ -116,7 +116,7 @@ async function runHosted(
   // `returned` may be on its way): it stops the module and says `stopped` (the cancel stops the
   // execution), or has said `returned` (its outcome stands: `done` decides, see
   // ExecutionStop.codeEnded); no verdict within the kill grace: stopped all the same. Its timeout
-  // always stops it.
+  // is put to it the same way (ExecutionStop.timeOut).
   const aborted = new Promise<{ type: 'aborted' }>((resolve) => stop.onAbort(() => resolve({ type: 'aborted' })));
   const sink = new FrameSink(frame, stop, options.logger);
   const requesting = host;
