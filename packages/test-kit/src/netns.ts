@@ -20,7 +20,7 @@ export interface NetworkNamespace {
   readonly address: string;
   /** The address of the test's end of the pair: processes outside listen here to be reachable from inside. */
   readonly hostAddress: string;
-  /** Starts `node --import tsx script` inside the namespace ({@link spawnProcess} through `ip netns exec`). */
+  /** Starts `node --import <tsx-loader.mjs> script` inside the namespace ({@link spawnProcess} through `ip netns exec`). */
   spawn(options: SpawnOptions): RunningProcess;
   /** Drops every packet into and out of the namespace, from now on (existing connections included). */
   cut(): Promise<void>;
@@ -155,7 +155,7 @@ export interface NetworkHost {
   readonly namespace: string;
   /** Its address on the network. */
   readonly address: string;
-  /** Starts `node --import tsx script` inside ({@link spawnProcess} through `ip netns exec`). */
+  /** Starts `node --import <tsx-loader.mjs> script` inside ({@link spawnProcess} through `ip netns exec`). */
   spawn(options: SpawnOptions): RunningProcess;
   /**
    * Runs `command` inside and resolves to its exit code (`null` when it was killed after

@@ -7,7 +7,7 @@
 
 /**
  * V8 flags by V8 major version (`process.versions.v8`) for every node process the kit starts
- * (`spawnProcess`, `asTsxLoads`), before `--import tsx`; a version not listed
+ * (`spawnProcess`, `asTsxLoads`), before their `--import` of tsx's loaders; a version not listed
  * gets none (a V8 flag the running V8 does not know stops node: "bad option", exit 9).
  * - V8 11 (Node 20): `--interrupt-budget=1081344`, V8's tier-up looked at 16 times later (the
  *   default is 67,584 bytes of bytecode run), the value a module host sets in itself

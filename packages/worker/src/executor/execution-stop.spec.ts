@@ -148,7 +148,7 @@ describe('ExecutionStop', () => {
       vi.advanceTimersByTime(1);
       expect([silent.aborted, silent.reason]).toEqual([true, 'unanswered']);
 
-      // At once: in-process (no host to ask), once its code ended, while a cancel waits for its verdict.
+      // At once: in-process (no host to ask), once its code ended with no grace, while a cancel waits for its verdict.
       const inProcess = new ExecutionStop();
       inProcess.timeOut('timed out');
       const ended = new ExecutionStop();
@@ -166,6 +166,49 @@ describe('ExecutionStop', () => {
       ]);
       expect(cancelFirst.heldCancel).toBe('cancelled');
       expect(asked).toEqual(['timed out', 'cancelled']);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("its timeout once the module's code ended (its host still ending it) is held for the grace, as a cancel then is: ended() first, never stopped; else stopped at the grace's end, with the timeout (or the cancel held before it)", () => {
+    vi.useFakeTimers();
+    try {
+      const asked: unknown[] = [];
+      const ending = (): ExecutionStop => {
+        const stop = new ExecutionStop();
+        stop.heldCancelGraceMs = 1_000;
+        stop.askCancel = (reason) => asked.push(reason);
+        stop.codeEnded = true;
+        return stop;
+      };
+      // Its `done` within the grace: the outcome stands (round X, W-A M2: it was stopped at once).
+      const done = ending();
+      done.timeOut('timed out');
+      expect([done.aborted, done.heldCancel]).toEqual([false, 'timed out']);
+      vi.advanceTimersByTime(999);
+      done.ended();
+      vi.advanceTimersByTime(5_000);
+      expect([done.aborted, vi.getTimerCount()]).toEqual([false, 0]);
+
+      // A host whose end hangs: stopped at the grace's end, with the timeout.
+      const hung = ending();
+      hung.timeOut('timed out');
+      vi.advanceTimersByTime(999);
+      expect(hung.aborted).toBe(false);
+      vi.advanceTimersByTime(1);
+      expect([hung.aborted, hung.reason]).toEqual([true, 'timed out']);
+
+      // A cancel held already (after the code ended): its grace runs on, not restarted; its reason stands.
+      const cancelled = ending();
+      cancelled.cancel('cancelled too late');
+      vi.advanceTimersByTime(500);
+      cancelled.timeOut('timed out');
+      vi.advanceTimersByTime(499);
+      expect(cancelled.aborted).toBe(false);
+      vi.advanceTimersByTime(1);
+      expect([cancelled.aborted, cancelled.reason]).toEqual([true, 'cancelled too late']);
+      expect(asked).toEqual([]); // the host is asked nothing once the code ended
     } finally {
       vi.useRealTimers();
     }

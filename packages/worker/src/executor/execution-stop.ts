@@ -31,8 +31,8 @@ export class ExecutionStop extends AbortController {
   /**
    * Set once the module's code returned or threw, as its module host said (`returned`,
    * `host-protocol.ts`): from then a cancel ({@link ExecutionStop.cancel}) no longer stops the
-   * execution, its outcome stands (Temporal's rule: a completion wins over a later cancel); its
-   * timeout ({@link ExecutionStop.timeOut}) still does. @default false
+   * execution, its outcome stands (Temporal's rule: a completion wins over a later cancel); nor
+   * does its timeout ({@link ExecutionStop.timeOut}) before the kill grace ends. @default false
    */
   codeEnded = false;
   /**
@@ -102,13 +102,22 @@ export class ExecutionStop extends AbortController {
    * and a module whose code returned was answered TimedOut, and run again by its retry policy.
    * Then it is kept as {@link ExecutionStop.heldCancel}: the host's `stopped` stops the execution
    * with it (TimedOut), its `returned` first leaves the outcome to its `done`, and
-   * {@link ExecutionStop.heldCancelGraceMs} bounds both waits, as a held cancel's. Stops at once
-   * once the module's code ended (its `returned` read: the timeout ends a host whose end hangs),
-   * while a cancel is held already (answered as that cancel, `hosted-execution.ts`), once ended,
-   * or with no host to ask. Nothing once stopped.
+   * {@link ExecutionStop.heldCancelGraceMs} bounds both waits, as a held cancel's. Once the
+   * module's code ended (its `returned` read, its host still ending it: writing its result), it
+   * is held as a cancel then is (the first held stop kept, its grace armed unless one runs): its
+   * `done` within the grace decides, and a host whose end hangs is stopped at the grace's end
+   * (round X, W-A M2: it stopped at once, and a module that had just returned was answered
+   * TimedOut and run again). Stops at once while a cancel waits for the host's verdict (answered
+   * as that cancel, `hosted-execution.ts`), once ended, with no host to ask, or with no grace
+   * ({@link ExecutionStop.heldCancelGraceMs} undefined). Nothing once stopped.
    */
   timeOut(reason: unknown): void {
     if (this.aborted) return;
+    if (this.codeEnded && !this.isEnded && this.heldCancelGraceMs !== undefined) {
+      this.heldCancel ??= reason;
+      this.heldCancelTimer ??= setTimeout(() => this.abort(reason), this.heldCancelGraceMs);
+      return;
+    }
     if (this.codeEnded || this.isEnded || this.askCancel === undefined || this.heldCancel !== undefined) {
       this.abort(reason);
       return;

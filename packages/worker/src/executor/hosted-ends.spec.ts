@@ -143,26 +143,87 @@ describe('a module whose code ended while its host still works for it', () => {
     }
   });
 
-  it('its timeout still ends a host whose end hangs: TimedOut, saying its code had returned; the host stopped', () =>
-    onFakeClock(async () => {
-      const on = shared();
-      await on.ready();
-      // Its timeout (the worker's timer, on the fake clock) fires as the test moves the clock on,
-      // once the worker read its `returned` (which the answer must name): not a race with the
-      // load (until round X a real 12 s, counted from the host's acquisition, was the margin).
-      const { outcome, hostPid } = await heldAfterItsCode(on, join(dir, 'gate-never'), false, 60_000);
-      vi.advanceTimersByTime(60_000);
-      const answer = await within(outcome, 30_000, 'no answer');
-      expect(answer).toMatchObject({ status: 500, body: { failureKind: 'TimedOut' } });
-      expect(answer.body).toHaveProperty(
-        'errorMessage',
-        expect.stringMatching(
-          /^Module 'held-end' timed out after 00:01:00: its code had returned, but its module host did not end it in time/,
-        ),
-      );
-      // Answered once its group is gone (SIGKILL after the kill grace: the held host runs no handler).
-      expect(running(hostPid)).toBe(false);
-    }));
+  it(
+    'its timeout still ends a host whose end hangs, the kill grace after it: TimedOut, saying its code had returned; the host stopped',
+    () =>
+      onFakeClock(async () => {
+        const on = shared({ killGraceMs: 30_000 });
+        await on.ready();
+        // Its timeout and the kill grace after it (the worker's timers, on the fake clock) fire as
+        // the test moves the clock on, once the worker read its `returned` (which the answer must
+        // name): not a race with the load (until round X a real 12 s, counted from the host's
+        // acquisition, was the margin). The end's bound: the timeout + the kill grace (round X, W-A
+        // M2: its `done` within that grace would still win, see below).
+        const gate = join(dir, 'gate-hung-end');
+        const { sent, outcome, hostPid } = await heldAfterItsCode(on, gate, false, 60_000);
+        const stopping = (): boolean =>
+          logLines.some(
+            (line) =>
+              line.includes(sent.executionId) && line.includes('stopping the module and every process it started'),
+          );
+        // The gate opened whatever happens: a held host would hold the shared executor's next stop 30 s.
+        try {
+          let answered = false;
+          void outcome.then(() => (answered = true));
+          vi.advanceTimersByTime(60_000 + 20_000); // its timeout, then 2/3 of the grace
+          await new Promise((resolve) => setImmediate(resolve));
+          // Not stopped before the grace's end (10 s of it left): unanswered, its host held and running.
+          expect([answered, stopping(), running(hostPid)]).toEqual([false, false, true]);
+          vi.advanceTimersByTime(10_000);
+          // Stopped (SIGTERM): let its main thread go, so that it exits at once rather than at the
+          // end of a real kill grace. What the worker answers was fixed at the stop.
+          await expect.poll(stopping, { timeout: 30_000, interval: 50 }).toBe(true);
+          writeFileSync(gate, '');
+          const answer = await within(outcome, 30_000, 'no answer');
+          expect(answer).toMatchObject({ status: 500, body: { failureKind: 'TimedOut' } });
+          expect(answer.body).toHaveProperty(
+            'errorMessage',
+            expect.stringMatching(
+              /^Module 'held-end' timed out after 00:01:00: its code had returned, but its module host did not end it in time/,
+            ),
+          );
+          // Answered once its group is gone.
+          expect(running(hostPid)).toBe(false);
+        } finally {
+          writeFileSync(gate, '');
+        }
+      }),
+    90_000,
+  );
+
+  it(
+    'its code returned just before its timeout, its host still ending it: its success is answered (not TimedOut: run again) if its `done` comes within the kill grace; its code ran once (round X, W-A M2)',
+    () =>
+      onFakeClock(async () => {
+        writeFileSync(ledgerFile, '');
+        const on = shared({ killGraceMs: 30_000 });
+        await on.ready();
+        const gate = join(dir, 'gate-end-after-timeout');
+        try {
+          const { sent, outcome, hostPid } = await heldAfterItsCode(on, gate, false, 60_000);
+          vi.advanceTimersByTime(60_000); // its timeout, the worker having read its `returned`
+          await new Promise((resolve) => setImmediate(resolve));
+          writeFileSync(gate, ''); // its host ends it: `done`, well within the grace (30 s on the fake clock)
+          const answer = await within(outcome, 30_000, 'no answer');
+          expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+          expect(resultOf(answer)).toEqual({ ran: sent.executionId });
+          expect(ledgerLines().filter((line) => line.startsWith('held-end '))).toEqual([
+            `held-end ${sent.executionId}`,
+          ]);
+          expect(
+            logLines.some(
+              (line) =>
+                line.includes(sent.executionId) && line.includes("its timeout came after the module's code had ended"),
+            ),
+          ).toBe(true);
+          await on.idle();
+          expect(running(hostPid)).toBe(true); // kept in the pool
+        } finally {
+          writeFileSync(gate, '');
+        }
+      }),
+    90_000,
+  );
 
   it("the worker closing while a returned module's host is stuck in its end: the late cancel is answered (Cancelled: run again elsewhere), not the SIGKILL as the module's failure", async () => {
     const on = executor();
@@ -491,6 +552,48 @@ describe("its timeout crossing its host's `returned` on the channel: the host de
       writeFileSync(gate, '');
     }
   }, 90_000);
+});
+
+describe('its timeout put to a host whose main thread is blocked (no verdict within the kill grace; round X, W-A M1)', () => {
+  it(
+    "is stopped with SIGTERM, SIGKILL only after the kill grace: the module's processes get their cleanup time; TimedOut, its host gone",
+    () =>
+      onFakeClock(async () => {
+        writeFileSync(ledgerFile, '');
+        // The file's 30 s-grace executor, shared. The timeout and the verdict's wait (the held
+        // timeout's grace) are the worker's timers, on the fake clock: moved on by the test. The
+        // group's stop is real: its shell cleans up in 0.3 s, then opens the gate, which lets the
+        // host's main thread go, so that its SIGTERM handler ends it (no SIGKILL: no real 30 s).
+        const on = shared({ killGraceMs: 30_000 });
+        await on.ready();
+        const gate = join(dir, 'gate-trapped-child');
+        const sent = request('trapped-child', { params: { gate }, timeoutMs: 60_000 });
+        const outcome = start(on, sent);
+        const ofIt = (): string[] => logLines.filter((line) => line.includes(sent.executionId));
+        try {
+          // Its shell set its trap (it ledgers `holding` after): the host's main thread is blocked.
+          const hostPid = await holdingBeforeReturned(sent.executionId);
+          vi.advanceTimersByTime(60_000);
+          expect(ofIt().some((line) => line.includes('timed out: its module host decides'))).toBe(true);
+          vi.advanceTimersByTime(30_000); // the grace: no verdict, the host stopped
+          const answer = await within(outcome, 60_000, 'no answer within 60 s of the grace');
+          expect(answer).toMatchObject({ status: 500, body: { failureKind: 'TimedOut' } });
+          expect(ofIt().some((line) => line.includes('gave no verdict on the timeout within the kill grace'))).toBe(
+            true,
+          );
+          // SIGTERM first: the shell ran its trap to its end (before round X's fix, SIGKILL came
+          // with the SIGTERM: no `cleaned-up`).
+          expect(
+            ledgerLines().filter((line) => line.endsWith(` ${sent.executionId}`) && !line.startsWith('holding ')),
+          ).toEqual([`got-SIGTERM ${sent.executionId}`, `cleaned-up ${sent.executionId}`]);
+          expect(ofIt().some((line) => line.includes('SIGKILL'))).toBe(false);
+          expect(running(hostPid)).toBe(false);
+        } finally {
+          writeFileSync(gate, '');
+        }
+      }),
+    90_000,
+  );
 });
 
 /**

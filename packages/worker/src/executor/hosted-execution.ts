@@ -53,14 +53,17 @@ const LEASE_ENDED = /its lease ended/;
  * gone (Cancelled, or TimedOut); or it has said `returned` before: the execution is answered with
  * the host's `done` (a success kept, stored once, not turned into Cancelled or TimedOut and run
  * again) if it comes within the worker's kill grace of the stop. With no verdict within the kill
- * grace the worker kills the host's group at once (SIGKILL: it had its grace); with no `done` it
+ * grace the worker kills the host's group at once for a cancel (SIGKILL: it had its grace), and
+ * stops it for a timeout (SIGTERM, SIGKILL after the kill grace: the module's processes get their
+ * cleanup time, so a blocked host is gone within 2 graces of its timeout); with no `done` it
  * stops it (SIGTERM, SIGKILL after the kill grace): answered Cancelled (or TimedOut), saying so
  * when the code had returned (nothing was stored, a success is stored only after `done`). A
  * `done` with no `returned` before it (the host failed before the module's code ran: the pipeline
  * file changed, a dependency's result unreadable) while a stop waits for its verdict is answered
  * as that stop, not as that failure (round X, X5). A timeout while a cancel waits for its verdict
  * is answered as that cancel (Cancelled, never TimedOut); the module's timeout once the worker
- * read `returned` stops a host whose end hangs at once (answered TimedOut, saying so). A host
+ * read `returned` waits the kill grace for its `done`, then stops a host whose end hangs (answered
+ * TimedOut, saying so). A host
  * that crashes or exits fails this module alone, with a message naming what happened.
  */
 export function startHostedExecution(
@@ -113,7 +116,7 @@ async function runHosted(
   // `returned` may be on its way): it stops the module and says `stopped` (the cancel stops the
   // execution), or has said `returned` (its outcome stands: `done` decides, see
   // ExecutionStop.codeEnded); no verdict within the kill grace: stopped all the same. Its timeout
-  // always stops it.
+  // is put to it the same way (ExecutionStop.timeOut).
   const aborted = new Promise<{ type: 'aborted' }>((resolve) => stop.onAbort(() => resolve({ type: 'aborted' })));
   const sink = new FrameSink(frame, stop, options.logger);
   const requesting = host;
@@ -156,17 +159,27 @@ async function runHosted(
     // not ended): answered as that cancel (Cancelled: run again), not TimedOut (a failure its
     // retry policy counts). A cancel stays a cancel.
     const reason = (stop.heldCancel !== undefined && codeOk === undefined ? stop.heldCancel : stop.reason) as Error;
-    // The held cancel's grace ran out with no verdict (nor `returned`): the host had its kill
-    // grace to answer already, and one that could not (its main thread held) runs no SIGTERM
-    // handler either: SIGKILL at once, not SIGTERM and a second grace (2 × the kill grace).
+    // The held stop's grace ran out with no verdict (nor `returned`): the host had its kill grace
+    // to answer already, and one that could not (its main thread held) runs no SIGTERM handler
+    // either. A cancel: SIGKILL at once, not SIGTERM and a second grace (2 × the kill grace). A
+    // timeout: SIGTERM, SIGKILL after the kill grace, as before round X (README: `--kill-grace`),
+    // so that the module's processes get their cleanup time (a blocked host: up to 2 graces after
+    // the timeout; round X, W-A).
     const noVerdict = codeOk === undefined && !sink.stoppedFirst && stop.reason === stop.heldCancel;
+    const timedOut = reason instanceof ModuleTimeoutError;
     if (noVerdict)
       frame.log.warn(
         { hostPid: host.pid, graceMs: options.killGraceMs },
-        `its module host gave no verdict on the ${reason instanceof ModuleTimeoutError ? 'timeout' : 'cancel'} within the kill grace (its main thread held?): stopping it`,
+        `its module host gave no verdict on the ${timedOut ? 'timeout' : 'cancel'} within the kill grace (its main thread held?): stopping it`,
       );
-    host.cancel(request.executionId, reason instanceof ModuleTimeoutError ? 'timeout' : 'cancel', reason.message);
-    await stopHost(options.pool, host, frame.log, 'stopping the module and every process it started', noVerdict);
+    host.cancel(request.executionId, timedOut ? 'timeout' : 'cancel', reason.message);
+    await stopHost(
+      options.pool,
+      host,
+      frame.log,
+      'stopping the module and every process it started',
+      noVerdict && !timedOut,
+    );
     await removeResultFile(options, request.executionId);
     // A stop of a module whose code had ended (its host's end hung): its timeout, or a held
     // cancel past its grace. Said so; a cancel stays a cancel (run again), a timeout a timeout.
