@@ -9,7 +9,7 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { resultOf, running } from '../../test/hosted-executors.js';
 import { within } from '../../test/hostile-blob-server.js';
 import { moduleHostsSpec } from '../../test/module-hosts-spec.js';
@@ -39,6 +39,12 @@ async function onFakeClock(test: () => Promise<void>): Promise<void> {
     vi.useRealTimers();
   }
 }
+
+// A test that timed out inside `onFakeClock` restores real timers only when its `test` settles,
+// maybe during a later test (the files share their fork): real timers again after each test.
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 /** The side-effect ledger's lines (`held-end <executionId>` per run of the module's code). */
 const ledgerLines = (): string[] =>
