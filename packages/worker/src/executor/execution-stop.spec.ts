@@ -116,7 +116,7 @@ describe('ExecutionStop', () => {
     }
   });
 
-  it("its timeout (timeOut) is put to the module's host as a cancel is: held until `stopped` (stops it, TimedOut's reason) or the grace; `returned` first leaves it held; at once in-process, once the code ended, or while a cancel is held", () => {
+  it("its timeout (timeOut) is put to the module's host as a cancel is: held until `stopped` (stops it, TimedOut's reason) or the grace; `returned` first leaves it held; at once in-process, once the code ended, or while a cancel is held with no grace; with one, that cancel decides", () => {
     vi.useFakeTimers();
     try {
       const asked: unknown[] = [];
@@ -148,7 +148,7 @@ describe('ExecutionStop', () => {
       vi.advanceTimersByTime(1);
       expect([silent.aborted, silent.reason]).toEqual([true, 'unanswered']);
 
-      // At once: in-process (no host to ask), once its code ended with no grace, while a cancel waits for its verdict.
+      // At once: in-process (no host to ask), once its code ended with no grace, while a cancel with no grace waits for its verdict.
       const inProcess = new ExecutionStop();
       inProcess.timeOut('timed out');
       const ended = new ExecutionStop();
@@ -166,6 +166,21 @@ describe('ExecutionStop', () => {
       ]);
       expect(cancelFirst.heldCancel).toBe('cancelled');
       expect(asked).toEqual(['timed out', 'cancelled']);
+
+      // With a grace, a cancel waiting for its verdict decides (round Y, review R2 LOW a): the
+      // timeout stops nothing, asks nothing; the cancel's grace, not restarted, stops it with the cancel.
+      const waiting = new ExecutionStop();
+      waiting.heldCancelGraceMs = 1_000;
+      waiting.askCancel = (reason) => asked.push(reason);
+      waiting.cancel('cancelled first');
+      vi.advanceTimersByTime(600);
+      waiting.timeOut('timed out');
+      expect([waiting.aborted, waiting.heldCancel]).toEqual([false, 'cancelled first']);
+      vi.advanceTimersByTime(399);
+      expect(waiting.aborted).toBe(false);
+      vi.advanceTimersByTime(1);
+      expect([waiting.aborted, waiting.reason]).toEqual([true, 'cancelled first']);
+      expect(asked).toEqual(['timed out', 'cancelled', 'cancelled first']);
     } finally {
       vi.useRealTimers();
     }

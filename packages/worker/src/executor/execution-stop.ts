@@ -107,25 +107,37 @@ export class ExecutionStop extends AbortController {
    * is held as a cancel then is (the first held stop kept, its grace armed unless one runs): its
    * `done` within the grace decides, and a host whose end hangs is stopped at the grace's end
    * (round X, W-A M2: it stopped at once, and a module that had just returned was answered
-   * TimedOut and run again). Stops at once while a cancel waits for the host's verdict (answered
-   * as that cancel, `hosted-execution.ts`), once ended, with no host to ask, or with no grace
-   * ({@link ExecutionStop.heldCancelGraceMs} undefined). Nothing once stopped.
+   * TimedOut and run again). While a cancel put to the host waits for its verdict, it does
+   * nothing: that cancel's verdict decides (`stopped`: Cancelled; `returned` first: the module's
+   * own outcome, from its `done`), within that cancel's grace (round Y, review R2 LOW a: it
+   * stopped the execution at once, answered as the cancel, and a module whose code was returning
+   * was run again). Stops at once once ended, with no host to ask, or with no grace
+   * ({@link ExecutionStop.heldCancelGraceMs} undefined: nothing bounds a held stop but this
+   * timeout). Nothing once stopped.
    */
   timeOut(reason: unknown): void {
     if (this.aborted) return;
     if (this.codeEnded && !this.isEnded && this.heldCancelGraceMs !== undefined) {
-      this.heldCancel ??= reason;
-      this.heldCancelTimer ??= setTimeout(() => this.abort(reason), this.heldCancelGraceMs);
+      this.hold(reason);
       return;
     }
-    if (this.codeEnded || this.isEnded || this.askCancel === undefined || this.heldCancel !== undefined) {
+    if (this.codeEnded || this.isEnded || this.askCancel === undefined || this.heldCancelGraceMs === undefined) {
       this.abort(reason);
       return;
     }
-    this.heldCancel = reason;
-    if (this.heldCancelGraceMs !== undefined)
-      this.heldCancelTimer = setTimeout(() => this.abort(reason), this.heldCancelGraceMs);
+    if (this.heldCancel !== undefined) return; // a cancel waits for the host's verdict: it decides
+    this.hold(reason);
     this.askCancel(reason);
+  }
+
+  /**
+   * Keeps `reason` as {@link ExecutionStop.heldCancel} unless a stop is held already (the first
+   * one stands), and arms the held stop's grace ({@link ExecutionStop.heldCancelGraceMs}, set by
+   * the caller) unless it runs: at its end the execution is stopped with `reason`.
+   */
+  private hold(reason: unknown): void {
+    this.heldCancel ??= reason;
+    this.heldCancelTimer ??= setTimeout(() => this.abort(reason), this.heldCancelGraceMs);
   }
 
   /**

@@ -155,9 +155,9 @@ async function runHosted(
   if (ended.type === 'aborted') {
     // As the stop came: `returned` may be read while the host is stopped.
     const codeOk = sink.codeOk;
-    // A cancel put to the host and waiting for its verdict when the timeout stopped it (the code
-    // not ended): answered as that cancel (Cancelled: run again), not TimedOut (a failure its
-    // retry policy counts). A cancel stays a cancel.
+    // A held stop put to the host (the code not ended) is the answer: stopped at its grace's end
+    // or at the host's `stopped` (a timeout meanwhile stops nothing: `ExecutionStop.timeOut`). A
+    // cancel stays a cancel (Cancelled: run again), never TimedOut (a failure its retry policy counts).
     const reason = (stop.heldCancel !== undefined && codeOk === undefined ? stop.heldCancel : stop.reason) as Error;
     // The held stop's grace ran out with no verdict (nor `returned`): the host had its kill grace
     // to answer already, and one that could not (its main thread held) runs no SIGTERM handler
@@ -204,11 +204,17 @@ async function runHosted(
     } else {
       options.pool.release(host);
     }
-    if (heldBeforeEnd !== undefined && sink.codeOk === undefined) {
+    if (
+      heldBeforeEnd !== undefined &&
+      sink.codeOk === undefined &&
+      !(heldBeforeEnd instanceof ModuleTimeoutError && !ended.ok)
+    ) {
       // No `returned` before its `done`: the module's code never ran (its host failed before:
-      // `checkedModule`, `readResultFiles`), and a stop (a cancel, its timeout) put to the host
-      // waits for its verdict: the two crossed. That stop is the answer (Cancelled: run again, as
-      // when the host reads it first and says `stopped`), not the host's failure.
+      // `checkedModule`, `readResultFiles`), and a cancel put to the host waits for its verdict:
+      // the two crossed. That cancel is the answer (Cancelled: run again, as when the host reads
+      // it first and says `stopped`), not the host's failure. Its timeout there is not: the host's
+      // own failure is answered, with its message (round Y, review R2 LOW b: TimedOut lost the
+      // message, e.g. "Pipeline file … changed", and its retry policy ran the module again).
       result = { ok: false, error: heldBeforeEnd as Error };
     } else if (ended.ok) {
       const stored = hostResult(module.name, ended, options);
