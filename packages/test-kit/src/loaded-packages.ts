@@ -31,7 +31,7 @@ function packageOf(file: string): string | undefined {
 }
 
 /**
- * Runs `options` as {@link spawnProcess} does (`node --import TSX_LOADER SCRIPT ARGS…`, its own process
+ * Runs `options` as {@link spawnProcess} does with `sources` (`node --import TSX_LOADER SCRIPT ARGS…`, its own process
  * group) until it exits by itself, and tells which packages it loaded: e.g. that a CLI's `--help`
  * loads no server library. For commands that exit on their own (help, a usage error); the
  * caller's `killLeftovers` stops one that does not.
@@ -42,6 +42,7 @@ export async function packagesLoadedBy(options: SpawnOptions): Promise<LoadedPac
   try {
     const run = spawnProcess({
       ...options,
+      sources: true, // a bundle loads one file: the sources show what a start loads
       env: {
         ...options.env,
         NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${PRELOAD}`.trim(),

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { type BundledCommand, bundlesCliStarts, cliBundle } from './cli-bundles.js';
 import { testNodeFlags } from './node-flags.js';
 import { processGroupOf, processTree } from './process-tree.js';
 
@@ -21,6 +22,13 @@ export interface SpawnOptions {
    * @default none: node is started directly
    */
   command?: string[];
+  /**
+   * Start the orchestrator's or the worker's CLI from its sources under tsx even where
+   * {@link spawnProcess} would start it from its bundle (`cliBundle`): for what only the sources
+   * show, such as which files and packages a start loads (`packagesLoadedBy`).
+   * @default false
+   */
+  sources?: boolean;
 }
 
 export interface RunningProcess {
@@ -80,11 +88,18 @@ export const TSX_LOADER = new URL('../../cli/tsx-loader.mjs', import.meta.url).h
 
 /**
  * Runs `node <testNodeFlags()> --import <TSX_LOADER> <script> ...args` with stdout and stderr
- * collected (see `TEST_NODE_FLAGS`, `node-flags.ts`; {@link TSX_LOADER}).
+ * collected (see `TEST_NODE_FLAGS`, `node-flags.ts`; {@link TSX_LOADER}). The orchestrator's and
+ * the worker's CLI (`script` = `cliOf('orchestrator' | 'worker')`) start from a bundle of their
+ * sources instead, `node <testNodeFlags()> <bundle> ...args` (`cliBundle`, round Z: a third of
+ * the CPU of a start), unless `MPD_TEST_CLI_SOURCES=1`.
  */
 export function spawnProcess(options: SpawnOptions): RunningProcess {
   const [file, ...prefix] = [...(options.command ?? []), process.execPath];
-  const nodeArgs = [...testNodeFlags(), '--import', TSX_LOADER, options.script, ...(options.args ?? [])];
+  const bundled = bundlesCliStarts() && !options.sources ? bundledCommandOf(options.script) : undefined;
+  const nodeArgs =
+    bundled === undefined
+      ? [...testNodeFlags(), '--import', TSX_LOADER, options.script, ...(options.args ?? [])]
+      : [...testNodeFlags(), cliBundle(bundled), ...(options.args ?? [])];
   const child = spawn(file!, [...prefix, ...nodeArgs], {
     cwd: options.cwd,
     env: environmentFor(options),
@@ -159,6 +174,12 @@ export function spawnProcess(options: SpawnOptions): RunningProcess {
       return { code, ms: Date.now() - started };
     },
   };
+}
+
+/** Which bundled CLI `script` is the development entry of (`cliOf`), if any. */
+function bundledCommandOf(script: string): BundledCommand | undefined {
+  for (const command of ['worker', 'orchestrator'] as const) if (script === cliOf(command)) return command;
+  return undefined;
 }
 
 /** SIGKILL to group `pgid`; nothing if it has no process left. */

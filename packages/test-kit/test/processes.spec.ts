@@ -5,6 +5,7 @@ import {
   cliOf,
   duplicateJsonKeys,
   killLeftovers,
+  processTree,
   spawnProcess,
   TEST_NODE_FLAGS,
   TSX_LOADER,
@@ -130,5 +131,62 @@ describe('cliOf', () => {
     expect(cliOf('orchestrator')).toMatch(/packages\/orchestrator\/src\/cli\/main\.ts$/);
     expect(cliOf('worker')).toMatch(/packages\/worker\/src\/cli\/main\.ts$/);
     for (const command of ['mpd', 'orchestrator', 'worker'] as const) expect(existsSync(cliOf(command))).toBe(true);
+  });
+});
+
+describe('the CLIs started from their bundles (cliBundle, round Z)', () => {
+  it('start from one bundle per test process, built from the sources, answering as the sources do; `sources: true` starts the sources under tsx', async () => {
+    for (const command of ['worker', 'orchestrator'] as const) {
+      const bundled = spawnProcess({ script: cliOf(command), args: ['--help'], cleanEnv: true });
+      const fromSources = spawnProcess({ script: cliOf(command), args: ['--help'], cleanEnv: true, sources: true });
+      expect([await bundled.exited, await fromSources.exited]).toEqual([0, 0]);
+      expect(bundled.stdout()).toBe(fromSources.stdout());
+      expect(bundled.stdout()).toMatch(new RegExp(`^Usage: mpd-${command} \\[options\\]`));
+      const bundleFile = bundled.child.spawnargs.find((arg) => arg.endsWith(`${command}.mjs`));
+      expect(bundleFile).toMatch(/\/\.cli-bundles\//);
+      expect(bundled.child.spawnargs).not.toContain(TSX_LOADER);
+      expect(fromSources.child.spawnargs).toEqual(expect.arrayContaining([TSX_LOADER, cliOf(command)]));
+      // Built once per process: the next start takes the same file.
+      const again = spawnProcess({ script: cliOf(command), args: ['--version'], cleanEnv: true });
+      expect(await again.exited).toBe(0);
+      expect(again.child.spawnargs).toContain(bundleFile);
+    }
+  });
+
+  it("keep their sources' paths: a worker's module hosts start from `module-host-main.ts`, with its preload (read against the sources' `import.meta.url`)", async () => {
+    const pipeline = fileURLToPath(new URL('../../worker/test/fixtures/tier-up.pipeline.ts', import.meta.url));
+    const worker = spawnProcess({
+      script: cliOf('worker'),
+      args: [
+        '--port',
+        '0',
+        '--host',
+        '127.0.0.1',
+        '--open',
+        '--log-level',
+        'silent',
+        '--slots',
+        '1',
+        '--pipeline',
+        pipeline,
+      ],
+      cleanEnv: true,
+    });
+    try {
+      await worker.listeningUrl();
+      const hostMain = fileURLToPath(new URL('../../worker/src/executor/module-host-main.ts', import.meta.url));
+      const hostLoader = fileURLToPath(new URL('../../worker/module-host-loader.mjs', import.meta.url));
+      await expect
+        .poll(() => processTree(worker.child.pid!).some((entry) => entry.commandLine.includes(hostMain)), {
+          timeout: 20_000,
+          interval: 100,
+        })
+        .toBe(true);
+      expect(
+        processTree(worker.child.pid!).find((entry) => entry.commandLine.includes(hostMain))?.commandLine,
+      ).toContain(hostLoader);
+    } finally {
+      await worker.stop('SIGTERM', 10_000);
+    }
   });
 });
