@@ -37,6 +37,8 @@ const projectDirs = ['packages', 'apps', 'tests'].flatMap((group) =>
     .map((entry) => join(root, group, entry.name)),
 );
 const reportOf = (dir) => join(dir, '.vitest', 'report.json');
+/** When this run started: its wall time is printed above the closing line (the 8-minute budget on CI's 2 cores). */
+const runStarted = Date.now();
 for (const dir of projectDirs) rmSync(reportOf(dir), { force: true });
 
 /**
@@ -183,7 +185,9 @@ for (const dir of projectDirs) {
 }
 // A suite that failed to load counts as a failure even though none of its tests ran.
 const failures = failed + (failed === 0 ? failedSuites : 0);
-console.log(`\ntests: ${passed} passed, ${failures} failed, ${skipped} skipped`);
+const wallSeconds = Math.round((Date.now() - runStarted) / 1000);
+console.log(`\npnpm test took ${Math.floor(wallSeconds / 60)} min ${wallSeconds % 60} s (wall)`);
+console.log(`tests: ${passed} passed, ${failures} failed, ${skipped} skipped`);
 // A typecheck that failed, or a project whose tests never ran, fails the run without a failed
 // test to count: say so under the line rather than leave "0 failed" as the last word.
 if (typecheckCode !== 0) console.log('the typecheck failed: see the lines starting "typecheck:" above');

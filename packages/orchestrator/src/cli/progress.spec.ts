@@ -1,9 +1,9 @@
 import { Writable } from 'node:stream';
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { RunEvent } from '../runner/index.js';
 import { defaultOutputMode } from './output-modes.js';
-import { ProgressPrinter } from './progress.js';
+import { PROGRESS_BLOCK_CHARS, PROGRESS_FLUSH_MS, ProgressPrinter } from './progress.js';
 
 function sink(): { out: Writable; text: () => string; writes: () => number } {
   let text = '';
@@ -78,9 +78,9 @@ describe('ProgressPrinter: module output', () => {
     expect(text()).toBe('[build] one\n[lint] two\n[lint] three\n');
   });
 
-  it('not a terminal: what one turn of the event loop prints goes out in one write, at its end', async () => {
+  it('not a terminal, with flushMs 0: what one turn of the event loop prints goes out in one write, at its end', async () => {
     const { out, text, writes } = sink();
-    const printer = new ProgressPrinter({ out, tty: false, outputMode: 'prefixed' });
+    const printer = new ProgressPrinter({ out, tty: false, outputMode: 'prefixed', flushMs: 0 });
     printer.event(started('build', 'w1'));
     printer.event(output('build', ['one', 'two']));
     printer.event(started('lint', 'w2'));
@@ -94,9 +94,57 @@ describe('ProgressPrinter: module output', () => {
     expect(text().endsWith('[lint] three\n')).toBe(true);
   });
 
+  it('not a terminal: printed text is written in one block PROGRESS_FLUSH_MS after its first line, at once past PROGRESS_BLOCK_CHARS, and at stop', () => {
+    vi.useFakeTimers();
+    try {
+      const { out, text, writes } = sink();
+      const printer = new ProgressPrinter({ out, tty: false, outputMode: 'prefixed' });
+      printer.event(started('build', 'w1'));
+      vi.advanceTimersByTime(PROGRESS_FLUSH_MS - 1);
+      printer.event(output('build', ['one']));
+      expect(writes()).toBe(0);
+      vi.advanceTimersByTime(1);
+      expect([writes(), text()]).toEqual([1, '[mpd] ▶ build on w1\n[build] one\n']);
+      // A burst: written as soon as it passes the block's size, the rest at the next flush.
+      const long = 'x'.repeat(PROGRESS_BLOCK_CHARS);
+      printer.event(output('build', [long]));
+      expect(writes()).toBe(2);
+      printer.event(output('build', ['after']));
+      expect(writes()).toBe(2);
+      printer.stop();
+      expect(writes()).toBe(3);
+      expect(text().endsWith(`[build] ${long}\n[build] after\n`)).toBe(true);
+      // Nothing pending, no timer left: stop wrote it all.
+      vi.advanceTimersByTime(10 * PROGRESS_FLUSH_MS);
+      expect(writes()).toBe(3);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("not a terminal: text still pending when the process exits (before stop) is written by the exit's listener", () => {
+    vi.useFakeTimers();
+    try {
+      const { out, text, writes } = sink();
+      const before = process.listeners('exit');
+      const printer = new ProgressPrinter({ out, tty: false, outputMode: 'prefixed' });
+      // Its own listener, called as the exit would (not emitted: the fork's other listeners would run).
+      const added = process.listeners('exit').filter((listener) => !before.includes(listener));
+      expect(added).toHaveLength(1);
+      printer.event(started('build', 'w1'));
+      expect(writes()).toBe(0);
+      (added[0] as (code: number) => void)(0);
+      expect(text()).toBe('[mpd] ▶ build on w1\n');
+      printer.stop();
+      expect(process.listeners('exit')).not.toContain(added[0]);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it("grouped under GitHub Actions: an attempt's lines together once its log closes, in ::group::, commands in them stopped", async () => {
     const { out, text } = sink();
-    const printer = new ProgressPrinter({ out, tty: false, outputMode: 'grouped', ci: 'github-actions' });
+    const printer = new ProgressPrinter({ out, tty: false, outputMode: 'grouped', ci: 'github-actions', flushMs: 0 });
     printer.event(output('build', ['b1']));
     printer.event(output('lint', ['l1']));
     printer.event(output('build', ['::add-mask::x'], 1, true));
