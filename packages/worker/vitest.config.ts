@@ -17,6 +17,8 @@ const APART = ['src/executor/console-capture.spec.ts', 'src/artifacts/blob-broad
 
 export default defineConfig({
   test: {
+    // The CLIs' bundles built once before the tests (test-kit's cliBundle): no test waits for a build.
+    globalSetup: ['../test-kit/src/prebuild-cli-bundles.ts'],
     testTimeout: 20_000,
     hookTimeout: 20_000,
     // The test files share their fork and its modules (express, ts-rest, zod's schemas, pino, tar

@@ -26,8 +26,9 @@ export default defineConfig({
     // servers: its after hooks); the one file with a vi.mock (in-process/scratch-tmpdir.spec.ts)
     // mocks node:fs only for the helper it alone imports.
     isolate: false,
-    // One temporary directory for the run, removed at its end: TMPDIR of every fork and process.
-    globalSetup: ['./helpers/scratch-tmpdir.ts'],
+    // One temporary directory for the run, removed at its end: TMPDIR of every fork and process;
+    // the CLIs' bundles built once before the tests (test-kit's cliBundle): no test waits for a build.
+    globalSetup: ['./helpers/scratch-tmpdir.ts', '../../packages/test-kit/src/prebuild-cli-bundles.ts'],
     poolOptions: {
       // The test files' processes, and so the module hosts their in-process workers start (a
       // host's node flags are its worker's), with V8 11's tier-up delayed as test-kit's

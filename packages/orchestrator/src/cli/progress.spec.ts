@@ -114,7 +114,8 @@ describe('ProgressPrinter: module output', () => {
       printer.stop();
       expect(writes()).toBe(3);
       expect(text().endsWith(`[build] ${long}\n[build] after\n`)).toBe(true);
-      // Nothing pending, no timer left: stop wrote it all.
+      // Nothing pending, no timer left (its flush's nor its interval's): stop wrote it all.
+      expect(vi.getTimerCount()).toBe(0);
       vi.advanceTimersByTime(10 * PROGRESS_FLUSH_MS);
       expect(writes()).toBe(3);
     } finally {

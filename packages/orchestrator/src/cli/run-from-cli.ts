@@ -83,13 +83,18 @@ export async function runPipelineFromCli(
     runOptions.executionLogs === undefined
       ? undefined
       : (runOptions.logsDir ?? resolve(DEFAULT_LOGS_DIR, new Date().toISOString().replace(/:/g, '-')));
-  const result = await runPipeline({
-    ...runOptions,
-    ...(logsDir === undefined ? {} : { logsDir }),
-    ...(timings?.kind === 'read' ? { durationHints: timings.timings.modules } : {}),
-    onEvent: (event) => progress.event(event),
-  });
-  progress.stop();
+  let result: RunResult;
+  try {
+    result = await runPipeline({
+      ...runOptions,
+      ...(logsDir === undefined ? {} : { logsDir }),
+      ...(timings?.kind === 'read' ? { durationHints: timings.timings.modules } : {}),
+      onEvent: (event) => progress.event(event),
+    });
+  } finally {
+    // Its pending lines written before the summary (or the error), its timers and exit listener gone.
+    progress.stop();
+  }
   print('');
   print(formatSummary(result));
   for (const module of result.modules) {

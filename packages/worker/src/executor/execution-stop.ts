@@ -50,9 +50,11 @@ export class ExecutionStop extends AbortController {
    * The first cancel not acted on at once: one that came once {@link ExecutionStop.codeEnded} was
    * set, or one put to the host ({@link ExecutionStop.askCancel}) whose verdict is awaited; or the
    * timeout put to the host ({@link ExecutionStop.timeOut}), held as a cancel is. The answer when
-   * the execution ends without its host's `done`, or with a `done` but no `returned` before it
-   * (the module's code never ran: `hosted-execution.ts`); it stops the execution when the host
-   * says `stopped`, or once {@link ExecutionStop.heldCancelGraceMs} passed.
+   * the execution ends without its host's `done`, or (a cancel) with a `done` but no `returned`
+   * before it (the module's code never ran: `hosted-execution.ts`; a held timeout leaves that
+   * `done`'s failure the answer); it stops the execution when the host says `stopped`, or once
+   * {@link ExecutionStop.heldCancelGraceMs} passed. A timeout coming while a cancel is held
+   * before the code ended changes nothing ({@link ExecutionStop.timeOut} returns `'cancel-decides'`).
    */
   heldCancel: unknown;
   /**
@@ -114,8 +116,9 @@ export class ExecutionStop extends AbortController {
    * was run again). Stops at once once ended, with no host to ask, or with no grace
    * ({@link ExecutionStop.heldCancelGraceMs} undefined: nothing bounds a held stop but this
    * timeout). Nothing once stopped.
+   * @returns `'cancel-decides'` when it changed nothing for a cancel waiting for the host's verdict
    */
-  timeOut(reason: unknown): void {
+  timeOut(reason: unknown): 'cancel-decides' | undefined {
     if (this.aborted) return;
     if (this.codeEnded && !this.isEnded && this.heldCancelGraceMs !== undefined) {
       this.hold(reason);
@@ -125,7 +128,7 @@ export class ExecutionStop extends AbortController {
       this.abort(reason);
       return;
     }
-    if (this.heldCancel !== undefined) return; // a cancel waits for the host's verdict: it decides
+    if (this.heldCancel !== undefined) return 'cancel-decides'; // a cancel waits for the host's verdict
     this.hold(reason);
     this.askCancel(reason);
   }

@@ -190,7 +190,9 @@ export function beginExecution(
   const timer = longTimeout(
     () => {
       // In a module host, put to the host, which decides as for a cancel (`ExecutionStop.timeOut`).
-      stop.timeOut(new ModuleTimeoutError(`Module '${module.name}' timed out after ${formatTimeSpan(timeoutMs)}`));
+      const timedOut = `Module '${module.name}' timed out after ${formatTimeSpan(timeoutMs)}`;
+      if (stop.timeOut(new ModuleTimeoutError(timedOut)) === 'cancel-decides')
+        log().info(`${timedOut} while a cancel waits for its module host's verdict: the cancel decides`);
     },
     timeoutMs,
     { unref: true },

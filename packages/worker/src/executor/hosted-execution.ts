@@ -59,9 +59,11 @@ const LEASE_ENDED = /its lease ended/;
  * stops it (SIGTERM, SIGKILL after the kill grace): answered Cancelled (or TimedOut), saying so
  * when the code had returned (nothing was stored, a success is stored only after `done`). A
  * `done` with no `returned` before it (the host failed before the module's code ran: the pipeline
- * file changed, a dependency's result unreadable) while a stop waits for its verdict is answered
- * as that stop, not as that failure (round X, X5). A timeout while a cancel waits for its verdict
- * is answered as that cancel (Cancelled, never TimedOut); the module's timeout once the worker
+ * file changed, a dependency's result unreadable) while a cancel waits for its verdict is answered
+ * as that cancel, not as that failure (round X, X5); while its timeout waits, as that failure
+ * (round Z: TimedOut lost its message). A timeout while a cancel waits for its verdict changes
+ * nothing: the cancel decides (Cancelled, never TimedOut; or the module's outcome, its code having
+ * returned first), within the cancel's grace (round Z); the module's timeout once the worker
  * read `returned` waits the kill grace for its `done`, then stops a host whose end hangs (answered
  * TimedOut, saying so). A host
  * that crashes or exits fails this module alone, with a message naming what happened.
