@@ -21,7 +21,7 @@ import type { Agent, Dispatcher } from 'undici';
 import { bearerHeader, checkBaseUrl } from './clients.js';
 import type { ClientOptions } from './client-options.js';
 import { dispatcherOptions } from './fetcher.js';
-import { undici } from './undici.js';
+import { loadUndici } from './undici.js';
 import { downloadError, VerifyingStream } from './verifying-stream.js';
 
 /** Options of {@link ArtifactClient}: the orchestrator's URL and the caller's token, as the other clients take them. */
@@ -103,9 +103,11 @@ export class ArtifactClient {
   /** The orchestrator's connections, made (with undici: undici.ts) at the first call. */
   private agent?: Agent;
   private closed = false;
-  private get dispatcher(): Agent {
+  private async dispatcher(): Promise<Agent> {
     if (this.agent !== undefined) return this.agent;
-    this.agent = new (undici().Agent)(this.agentOptions);
+    const { Agent } = await loadUndici();
+    if (this.agent !== undefined) return this.agent; // another call made it meanwhile
+    this.agent = new Agent(this.agentOptions);
     // Closed before any call: the call fails with undici's ClientClosedError, as it did.
     if (this.closed) void this.agent.close();
     return this.agent;
@@ -140,11 +142,11 @@ export class ArtifactClient {
     sha256: string,
     extra?: { headers?: Record<string, string>; body?: Readable },
   ): Promise<Dispatcher.ResponseData> {
-    return undici().request(this.url(sha256), {
+    return (await loadUndici()).request(this.url(sha256), {
       method,
       headers: this.headers(extra?.headers),
       ...(extra?.body ? { body: extra.body } : {}),
-      dispatcher: this.dispatcher,
+      dispatcher: await this.dispatcher(),
     });
   }
 
@@ -194,11 +196,13 @@ export class ArtifactClient {
     const path = `${this.baseUrl}${orchestratorContract.artifacts.uploadBlob.path}`;
     let response: Dispatcher.ResponseData;
     try {
-      response = await undici().request(path, {
+      response = await (
+        await loadUndici()
+      ).request(path, {
         method: 'POST',
         headers: this.headers({ 'content-type': 'application/octet-stream' }),
         body,
-        dispatcher: this.dispatcher,
+        dispatcher: await this.dispatcher(),
       });
     } catch (error) {
       // The body's own failure is the caller's to hear, not undici's wrapping of it.
@@ -294,11 +298,13 @@ export class ArtifactClient {
    */
   async transfer(sha256: string, direction: 'upload' | 'download', size?: number): Promise<DirectTransfer | undefined> {
     if (this.blobRoutesOnly) return undefined;
-    const response = await undici().request(`${this.url(sha256)}/transfers`, {
+    const response = await (
+      await loadUndici()
+    ).request(`${this.url(sha256)}/transfers`, {
       method: 'POST',
       headers: this.headers({ 'content-type': 'application/json' }),
       body: JSON.stringify({ direction, ...(size === undefined ? {} : { size }) }),
-      dispatcher: this.dispatcher,
+      dispatcher: await this.dispatcher(),
     });
     if (response.statusCode === 200) {
       const answer = blobTransferSchema.parse(await response.body.json());
@@ -329,13 +335,14 @@ export class ArtifactClient {
   private bucketDispatcher?: Agent;
 
   /** Sends a presigned request: exactly its signed headers, nothing of the orchestrator's. */
-  private viaUrl(direct: DirectTransfer, body?: Readable): Promise<Dispatcher.ResponseData> {
+  private async viaUrl(direct: DirectTransfer, body?: Readable): Promise<Dispatcher.ResponseData> {
     if (direct.url === undefined || !/^https?:\/\//i.test(direct.url)) {
       throw new TypeError(`the orchestrator gave no http(s) URL to ${direct.method ?? 'move'} the blob`);
     }
     const idle = this.options.idleTimeoutMs ?? DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS;
-    this.bucketDispatcher ??= new (undici().Agent)({ connectTimeout: idle, headersTimeout: idle, bodyTimeout: idle });
-    return undici().request(direct.url, {
+    const { Agent, request } = await loadUndici();
+    this.bucketDispatcher ??= new Agent({ connectTimeout: idle, headersTimeout: idle, bodyTimeout: idle });
+    return request(direct.url, {
       method: direct.method ?? 'GET',
       headers: direct.headers ?? {},
       ...(body ? { body } : {}),

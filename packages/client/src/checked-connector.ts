@@ -1,6 +1,6 @@
 import type { buildConnector } from 'undici';
 import type { ClientOptions } from './client-options.js';
-import { undici } from './undici.js';
+import { loadedUndici } from './undici.js';
 
 /**
  * The {@link MpdClientError.errno} of a call whose connection {@link ClientOptions.resolveHost}
@@ -26,7 +26,7 @@ export function checkedConnector(
   // Built at the first connection (undici is loaded by then: an agent is connecting), so that
   // making the options of a client loads no undici (undici.ts).
   let built: buildConnector.connector | undefined;
-  const connect: buildConnector.connector = (...args) => (built ??= undici().buildConnector(options))(...args);
+  const connect: buildConnector.connector = (...args) => (built ??= loadedUndici().buildConnector(options))(...args);
   return (target, callback) => {
     const port = Number(target.port) || (target.protocol === 'https:' ? 443 : 80);
     const tryFrom = (addresses: readonly string[], index: number): void => {

@@ -15,7 +15,7 @@ import type { Agent, Dispatcher } from 'undici';
 import { ADDRESS_REFUSED, checkedConnector } from './checked-connector.js';
 import { type ClientOptions, DEFAULT_EXECUTE_MARGIN_MS, DEFAULT_TIMEOUT_MS } from './client-options.js';
 import { MpdClientError } from './errors.js';
-import { undici } from './undici.js';
+import { loadUndici } from './undici.js';
 
 /**
  * What every call of a client takes besides the route's own arguments (ts-rest passes a custom
@@ -170,9 +170,11 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
   const agentOptions = dispatcherOptions(timeoutMs, options.tls, options.resolveHost);
   let agent: Agent | undefined;
   let closed = false;
-  const dispatcher = (): Agent => {
+  const dispatcher = async (): Promise<Agent> => {
     if (agent !== undefined) return agent;
-    agent = new (undici().Agent)(agentOptions);
+    const { Agent } = await loadUndici();
+    if (agent !== undefined) return agent; // another call made it meanwhile
+    agent = new Agent(agentOptions);
     // Closed before any call: the call fails with undici's ClientClosedError, as it did.
     if (closed) void agent.close();
     return agent;
@@ -217,7 +219,9 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
       // `Invalid URL` would keep the raw URL, password included, as its `input`: a TypeError of our
       // own, redacted and without a cause, instead.
       if (target === undefined) throw new UnusableUrl(`${callName(args)}: not an http:// or https:// URL`);
-      const response = await dispatcher().request({
+      const response = await (
+        await dispatcher()
+      ).request({
         origin: target.origin,
         path: target.path,
         method,
