@@ -142,7 +142,8 @@ export class ArtifactClient {
     sha256: string,
     extra?: { headers?: Record<string, string>; body?: Readable },
   ): Promise<Dispatcher.ResponseData> {
-    return (await loadUndici()).request(this.url(sha256), {
+    const { request } = await loadUndici();
+    return request(this.url(sha256), {
       method,
       headers: this.headers(extra?.headers),
       ...(extra?.body ? { body: extra.body } : {}),
@@ -196,9 +197,8 @@ export class ArtifactClient {
     const path = `${this.baseUrl}${orchestratorContract.artifacts.uploadBlob.path}`;
     let response: Dispatcher.ResponseData;
     try {
-      response = await (
-        await loadUndici()
-      ).request(path, {
+      const { request } = await loadUndici();
+      response = await request(path, {
         method: 'POST',
         headers: this.headers({ 'content-type': 'application/octet-stream' }),
         body,
@@ -298,9 +298,8 @@ export class ArtifactClient {
    */
   async transfer(sha256: string, direction: 'upload' | 'download', size?: number): Promise<DirectTransfer | undefined> {
     if (this.blobRoutesOnly) return undefined;
-    const response = await (
-      await loadUndici()
-    ).request(`${this.url(sha256)}/transfers`, {
+    const { request } = await loadUndici();
+    const response = await request(`${this.url(sha256)}/transfers`, {
       method: 'POST',
       headers: this.headers({ 'content-type': 'application/json' }),
       body: JSON.stringify({ direction, ...(size === undefined ? {} : { size }) }),
