@@ -43,6 +43,9 @@ const CASES = {
     args: ['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent'],
     serves: true,
   },
+  // Round Z (Z3): a module host as the worker starts one, read when it said it is ready
+  // (`lib/host-start.ts`: the host's own CPU, not its starter's).
+  'module-host-ready': { command: 'host', args: [], serves: false },
 } as const;
 type CaseName = keyof typeof CASES;
 
@@ -78,6 +81,29 @@ function threadsCpuMs(pid: number): number {
   return nanoseconds / 1e6;
 }
 
+/**
+ * One module host of `root` started (by this bench's `lib/host-start.ts`, under tsx): its CPU (ms)
+ * when ready, `ready` as its code.
+ */
+function hostStart(root: string, env: NodeJS.ProcessEnv): Promise<{ cpuMs: number; code: string }> {
+  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', benchPath('lib/host-start.ts'), root], {
+    cwd: root,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  return new Promise((resolve, reject) => {
+    child.on('close', (code) => {
+      const line = stdout.split('\n').find((text) => text.startsWith('{'));
+      if (code !== 0 || line === undefined) reject(new Error(`module host of ${root}: exit ${code}: ${stderr}`));
+      else resolve({ cpuMs: (JSON.parse(line) as { cpuMs: number }).cpuMs, code: 'ready' });
+    });
+  });
+}
+
 /** One start of `name` from `root`: its CPU (ms) and exit code (`listening` for a server read at its line). */
 function start(root: string, name: CaseName, index: number): Promise<{ cpuMs: number; code: string }> {
   const { command, args, serves } = CASES[name];
@@ -85,6 +111,7 @@ function start(root: string, name: CaseName, index: number): Promise<{ cpuMs: nu
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([key]) => !key.startsWith('MPD_') && key !== 'INIT_CWD'),
   );
+  if (command === 'host') return hostStart(root, env);
   const child = spawn(
     process.execPath,
     [

@@ -1,7 +1,7 @@
 /** `pnpm openapi`: writes openapi/orchestrator.json and openapi/worker.json from the contract. */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { orchestratorOpenApi, workerOpenApi } from '@mpd/contract';
+import { orchestratorOpenApi, workerOpenApi } from '@mpd/contract/openapi';
 
 const dir = fileURLToPath(new URL('../openapi/', import.meta.url));
 mkdirSync(dir, { recursive: true });

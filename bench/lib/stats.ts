@@ -22,5 +22,9 @@ export function sum(values: readonly number[]): number {
   return total;
 }
 
-/** A seeded pseudo-random generator (mulberry32): test-kit's, shared with the fault-injection tests. */
-export { seededRandom } from '@mpd/test-kit';
+/**
+ * A seeded pseudo-random generator (mulberry32): test-kit's, shared with the fault-injection tests.
+ * From its own subpath, not test-kit's index: the bench pipeline (dag.ts) loads this file in
+ * every module host of the bench, and the index loaded all of test-kit there (round Z, Z3).
+ */
+export { seededRandom } from '@mpd/test-kit/seeded-random';

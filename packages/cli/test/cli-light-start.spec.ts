@@ -51,6 +51,28 @@ describe.each(COMMANDS.map(({ name }) => name))('mpd-%s before its settings are 
   });
 });
 
+/**
+ * Loaded at the first call or request that needs them, not by a start (round Z, Z3): undici (the
+ * client's HTTP, ~110 files: `@mpd/client`'s undici.ts) and the OpenAPI generator (GET
+ * /api/openapi.json: `@mpd/contract/openapi`).
+ */
+const FIRST_USE_PACKAGES = ['undici', '@ts-rest/open-api', '@anatine/zod-openapi'];
+
+describe.each(COMMANDS.map(({ name }) => name))('mpd-%s started until it listens', (name) => {
+  it('loads its server but not undici or the OpenAPI generator before a first request', async () => {
+    const started = await packagesLoadedBy({
+      script: cliOf(name),
+      args: ['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent'],
+      cleanEnv: true,
+      untilListening: true,
+    });
+    expect(started.stdout).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+/);
+    // The server is seen loaded: the list is read.
+    for (const loaded of ['express', '@ts-rest/express', 'pino']) expect(started.packages).toContain(loaded);
+    for (const lazy of FIRST_USE_PACKAGES) expect(started.packages).not.toContain(lazy);
+  });
+});
+
 /** What `process.exit` threw in place of exiting, with its code. */
 class Exited extends Error {
   constructor(readonly code: number | undefined) {

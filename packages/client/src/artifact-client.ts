@@ -17,10 +17,11 @@ import {
   type PutBlobResponse,
   putBlobResponseSchema,
 } from '@mpd/contract';
-import { Agent, type Dispatcher, request } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import { bearerHeader, checkBaseUrl } from './clients.js';
 import type { ClientOptions } from './client-options.js';
 import { dispatcherOptions } from './fetcher.js';
+import { loadUndici } from './undici.js';
 import { downloadError, VerifyingStream } from './verifying-stream.js';
 
 /** Options of {@link ArtifactClient}: the orchestrator's URL and the caller's token, as the other clients take them. */
@@ -97,7 +98,20 @@ function checkSha256(sha256: string): void {
  * ```
  */
 export class ArtifactClient {
-  private readonly dispatcher: Agent;
+  /** The options of {@link dispatcher}, checked when the client is made (a bad `tls` throws then). */
+  private readonly agentOptions: Agent.Options;
+  /** The orchestrator's connections, made (with undici: undici.ts) at the first call. */
+  private agent?: Agent;
+  private closed = false;
+  private async dispatcher(): Promise<Agent> {
+    if (this.agent !== undefined) return this.agent;
+    const { Agent } = await loadUndici();
+    if (this.agent !== undefined) return this.agent; // another call made it meanwhile
+    this.agent = new Agent(this.agentOptions);
+    // Closed before any call: the call fails with undici's ClientClosedError, as it did.
+    if (this.closed) void this.agent.close();
+    return this.agent;
+  }
   private readonly baseUrl: string;
 
   constructor(private readonly options: ArtifactClientOptions) {
@@ -105,11 +119,11 @@ export class ArtifactClient {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
     const idle = options.idleTimeoutMs ?? DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS;
     // undici's header and body timeouts are idle timeouts: between bytes, not for the whole blob.
-    this.dispatcher = new Agent({
+    this.agentOptions = {
       ...dispatcherOptions(idle, options.tls, options.resolveHost),
       headersTimeout: idle,
       bodyTimeout: idle,
-    });
+    };
   }
 
   private url(sha256: string): string {
@@ -128,11 +142,12 @@ export class ArtifactClient {
     sha256: string,
     extra?: { headers?: Record<string, string>; body?: Readable },
   ): Promise<Dispatcher.ResponseData> {
+    const { request } = await loadUndici();
     return request(this.url(sha256), {
       method,
       headers: this.headers(extra?.headers),
       ...(extra?.body ? { body: extra.body } : {}),
-      dispatcher: this.dispatcher,
+      dispatcher: await this.dispatcher(),
     });
   }
 
@@ -182,11 +197,12 @@ export class ArtifactClient {
     const path = `${this.baseUrl}${orchestratorContract.artifacts.uploadBlob.path}`;
     let response: Dispatcher.ResponseData;
     try {
+      const { request } = await loadUndici();
       response = await request(path, {
         method: 'POST',
         headers: this.headers({ 'content-type': 'application/octet-stream' }),
         body,
-        dispatcher: this.dispatcher,
+        dispatcher: await this.dispatcher(),
       });
     } catch (error) {
       // The body's own failure is the caller's to hear, not undici's wrapping of it.
@@ -282,11 +298,12 @@ export class ArtifactClient {
    */
   async transfer(sha256: string, direction: 'upload' | 'download', size?: number): Promise<DirectTransfer | undefined> {
     if (this.blobRoutesOnly) return undefined;
+    const { request } = await loadUndici();
     const response = await request(`${this.url(sha256)}/transfers`, {
       method: 'POST',
       headers: this.headers({ 'content-type': 'application/json' }),
       body: JSON.stringify({ direction, ...(size === undefined ? {} : { size }) }),
-      dispatcher: this.dispatcher,
+      dispatcher: await this.dispatcher(),
     });
     if (response.statusCode === 200) {
       const answer = blobTransferSchema.parse(await response.body.json());
@@ -317,11 +334,12 @@ export class ArtifactClient {
   private bucketDispatcher?: Agent;
 
   /** Sends a presigned request: exactly its signed headers, nothing of the orchestrator's. */
-  private viaUrl(direct: DirectTransfer, body?: Readable): Promise<Dispatcher.ResponseData> {
+  private async viaUrl(direct: DirectTransfer, body?: Readable): Promise<Dispatcher.ResponseData> {
     if (direct.url === undefined || !/^https?:\/\//i.test(direct.url)) {
       throw new TypeError(`the orchestrator gave no http(s) URL to ${direct.method ?? 'move'} the blob`);
     }
     const idle = this.options.idleTimeoutMs ?? DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS;
+    const { Agent, request } = await loadUndici();
     this.bucketDispatcher ??= new Agent({ connectTimeout: idle, headersTimeout: idle, bodyTimeout: idle });
     return request(direct.url, {
       method: direct.method ?? 'GET',
@@ -376,7 +394,8 @@ export class ArtifactClient {
 
   /** Closes the client's connections. */
   async close(): Promise<void> {
-    await Promise.all([this.dispatcher.close(), this.bucketDispatcher?.close()]);
+    this.closed = true;
+    await Promise.all([this.agent?.close(), this.bucketDispatcher?.close()]);
   }
 }
 

@@ -1,5 +1,6 @@
-import { buildConnector } from 'undici';
+import type { buildConnector } from 'undici';
 import type { ClientOptions } from './client-options.js';
+import { loadedUndici } from './undici.js';
 
 /**
  * The {@link MpdClientError.errno} of a call whose connection {@link ClientOptions.resolveHost}
@@ -22,7 +23,10 @@ export function checkedConnector(
   options: buildConnector.BuildOptions,
   resolveHost: NonNullable<ClientOptions['resolveHost']>,
 ): buildConnector.connector {
-  const connect = buildConnector(options);
+  // Built at the first connection (undici is loaded by then: an agent is connecting), so that
+  // making the options of a client loads no undici (undici.ts).
+  let built: buildConnector.connector | undefined;
+  const connect: buildConnector.connector = (...args) => (built ??= loadedUndici().buildConnector(options))(...args);
   return (target, callback) => {
     const port = Number(target.port) || (target.protocol === 'https:' ? 443 : 80);
     const tryFrom = (addresses: readonly string[], index: number): void => {

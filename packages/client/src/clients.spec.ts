@@ -856,14 +856,17 @@ describe('undici dispatcher', () => {
     expect(dispatcherOptions(200)).toMatchObject({ headersTimeout: 0, bodyTimeout: 0, connectTimeout: 200 });
   });
 
-  it('passes tls (CA, client certificate, verification on by default) as the connect options', () => {
+  it('passes tls (CA, client certificate, verification on by default) as the connect options', async () => {
     expect(dispatcherOptions(30_000)).not.toHaveProperty('connect');
     expect(dispatcherOptions(30_000, { ca: 'CA PEM' }).connect).toEqual({ ca: 'CA PEM', rejectUnauthorized: true });
     expect(
       dispatcherOptions(30_000, { ca: 'CA PEM', cert: 'CERT PEM', key: 'KEY PEM', rejectUnauthorized: false }).connect,
     ).toEqual({ ca: 'CA PEM', cert: 'CERT PEM', key: 'KEY PEM', rejectUnauthorized: false });
     agentOptions.length = 0;
-    worker({ baseUrl: 'https://127.0.0.1:1', tls: { ca: 'CA PEM' } });
+    const client = worker({ baseUrl: 'https://127.0.0.1:1', tls: { ca: 'CA PEM' } });
+    // The agent is made at the first call (round Z, Z3: undici is loaded then): none before it.
+    expect(agentOptions).toEqual([]);
+    await rejection(client.health.get()); // nothing listens on port 1
     expect(agentOptions).toMatchObject([{ connect: { ca: 'CA PEM', rejectUnauthorized: true } }]);
   });
 
@@ -874,10 +877,15 @@ describe('undici dispatcher', () => {
     expect(() => orchestrator({ baseUrl: 'https://127.0.0.1:1', tls: { key: 'KEY PEM' } })).toThrow(TypeError);
   });
 
-  it('each client creates its Agent with those options', () => {
+  it('each client creates its Agent with those options, at its first call', async () => {
     agentOptions.length = 0;
-    worker({ baseUrl: 'http://127.0.0.1:1', timeoutMs: 500 });
-    orchestrator({ baseUrl: 'http://127.0.0.1:1' });
+    const workerClient = worker({ baseUrl: 'http://127.0.0.1:1', timeoutMs: 500 });
+    const orchestratorClient = orchestrator({ baseUrl: 'http://127.0.0.1:1' });
+    expect(agentOptions).toEqual([]);
+    // Nothing listens on port 1: each call fails, after its client made its agent (once).
+    await rejection(workerClient.health.get());
+    await rejection(workerClient.health.get());
+    await rejection(orchestratorClient.health.get());
     expect(agentOptions).toEqual([dispatcherOptions(500), dispatcherOptions(30_000)]);
     expect(agentOptions).toMatchObject([
       { headersTimeout: 0, bodyTimeout: 0 },

@@ -11,10 +11,11 @@ import { EventEmitter } from 'node:events';
 import { longTimeout, MAX_TIMER_DELAY_MS } from '@mpd/contract/timers';
 import type { ApiFetcher, ApiFetcherArgs } from '@ts-rest/core';
 import { isZodType } from '@ts-rest/core';
-import { Agent, type Dispatcher } from 'undici';
+import type { Agent, Dispatcher } from 'undici';
 import { ADDRESS_REFUSED, checkedConnector } from './checked-connector.js';
 import { type ClientOptions, DEFAULT_EXECUTE_MARGIN_MS, DEFAULT_TIMEOUT_MS } from './client-options.js';
 import { MpdClientError } from './errors.js';
+import { loadUndici } from './undici.js';
 
 /**
  * What every call of a client takes besides the route's own arguments (ts-rest passes a custom
@@ -164,7 +165,20 @@ function connectOptions(tls: NonNullable<ClientOptions['tls']>): NonNullable<Age
 export function createFetcher(options: ClientOptions): { api: Fetcher; close: () => Promise<void> } {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const executeMarginMs = options.executeMarginMs ?? DEFAULT_EXECUTE_MARGIN_MS;
-  const dispatcher = new Agent(dispatcherOptions(timeoutMs, options.tls, options.resolveHost));
+  // The options are checked now (a bad `tls` throws here, as before); the agent, and undici with
+  // it, is made at the first call (undici.ts).
+  const agentOptions = dispatcherOptions(timeoutMs, options.tls, options.resolveHost);
+  let agent: Agent | undefined;
+  let closed = false;
+  const dispatcher = async (): Promise<Agent> => {
+    if (agent !== undefined) return agent;
+    const { Agent } = await loadUndici();
+    if (agent !== undefined) return agent; // another call made it meanwhile
+    agent = new Agent(agentOptions);
+    // Closed before any call: the call fails with undici's ClientClosedError, as it did.
+    if (closed) void agent.close();
+    return agent;
+  };
 
   const maxResponseBytesFor = (args: ApiFetcherArgs & CallOptions): number | undefined => {
     if (args.maxResponseBytes !== undefined) return args.maxResponseBytes;
@@ -205,7 +219,9 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
       // `Invalid URL` would keep the raw URL, password included, as its `input`: a TypeError of our
       // own, redacted and without a cause, instead.
       if (target === undefined) throw new UnusableUrl(`${callName(args)}: not an http:// or https:// URL`);
-      const response = await dispatcher.request({
+      const response = await (
+        await dispatcher()
+      ).request({
         origin: target.origin,
         path: target.path,
         method,
@@ -247,7 +263,13 @@ export function createFetcher(options: ClientOptions): { api: Fetcher; close: ()
     }
   };
 
-  return { api, close: () => dispatcher.close() };
+  return {
+    api,
+    close: async () => {
+      closed = true;
+      await agent?.close();
+    },
+  };
 }
 
 /**

@@ -125,7 +125,8 @@ export { formatTimeSpan, parseTimeSpan } from './time-span.js';
 export { redactUrl, redactUrlsIn } from './redact-url.js';
 export { retryAfterMs } from './retry-after.js';
 export { capFieldIssues, describeFieldIssues, toFieldIssues, truncateText } from './validation.js';
-export { orchestratorOpenApi, workerOpenApi } from './openapi.js';
+// The OpenAPI documents are `@mpd/contract/openapi` (orchestratorOpenApi, workerOpenApi): not
+// exported here, so that a server start does not load their generator (round Z, Z3).
 export {
   DEFAULT_MAX_RESULT_BYTES,
   DEFAULT_MAX_ARTIFACT_BYTES,

@@ -1,7 +1,8 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createOrchestratorClient, type OrchestratorClient } from '@mpd/client';
-import { errorBodySchema, LIMITS, orchestratorOpenApi, type RegisterWorkerRequest } from '@mpd/contract';
+import { errorBodySchema, LIMITS, type RegisterWorkerRequest } from '@mpd/contract';
+import { orchestratorOpenApi } from '@mpd/contract/openapi';
 import { TestClock } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp } from './app.js';

@@ -1,4 +1,4 @@
-import { heartbeatRequestCheck, orchestratorContract, orchestratorOpenApi, outputBatchCheck } from '@mpd/contract';
+import { heartbeatRequestCheck, orchestratorContract, outputBatchCheck } from '@mpd/contract';
 import { createApiApp } from '@mpd/server-kit';
 import cors from 'cors';
 import type express from 'express';
@@ -86,7 +86,8 @@ export function createApp(deps: AppDependencies): express.Express {
       deps.executionLogs ?? new ExecutionLogs(),
       deps.artifactStore ?? artifactStoreOf(options),
     ),
-    openApi: orchestratorOpenApi,
+    // The generator is loaded on the first request for the document, not at the start (round Z, Z3).
+    openApi: async () => (await import('@mpd/contract/openapi')).orchestratorOpenApi(),
     server: 'orchestrator',
     logger,
     bodyLimit: options.bodyLimit,

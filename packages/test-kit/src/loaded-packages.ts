@@ -35,8 +35,12 @@ function packageOf(file: string): string | undefined {
  * group) until it exits by itself, and tells which packages it loaded: e.g. that a CLI's `--help`
  * loads no server library. For commands that exit on their own (help, a usage error); the
  * caller's `killLeftovers` stops one that does not.
+ *
+ * `untilListening`: for a server, which is sent SIGTERM once it printed its `listening on` line
+ * (and no request reached it); it must exit by itself then (its `exit` event writes the list),
+ * SIGKILL after 20 s. What it loaded is then what its start loaded (round Z, Z3).
  */
-export async function packagesLoadedBy(options: SpawnOptions): Promise<LoadedPackages> {
+export async function packagesLoadedBy(options: SpawnOptions & { untilListening?: boolean }): Promise<LoadedPackages> {
   const dir = mkdtempSync(join(tmpdir(), 'mpd-loaded-'));
   const file = join(dir, 'modules.json');
   try {
@@ -49,6 +53,10 @@ export async function packagesLoadedBy(options: SpawnOptions): Promise<LoadedPac
         TEST_KIT_LOADED_MODULES_FILE: file,
       },
     });
+    if (options.untilListening) {
+      await run.listeningUrl();
+      await run.stop('SIGTERM', 20_000);
+    }
     const code = await run.exited;
     const esm = existsSync(`${file}.esm`) ? readFileSync(`${file}.esm`, 'utf8').split('\n').filter(Boolean) : [];
     const files = [

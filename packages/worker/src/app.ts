@@ -1,4 +1,4 @@
-import { executeModuleRequestCheck, workerContract, workerOpenApi } from '@mpd/contract';
+import { executeModuleRequestCheck, workerContract } from '@mpd/contract';
 import { createApiApp } from '@mpd/server-kit';
 import type { Application } from 'express';
 import type { Logger } from 'pino';
@@ -53,7 +53,8 @@ export function createApp(deps: WorkerAppDeps): Application {
   return createApiApp({
     contract: SERVED_CONTRACT,
     routes: createRoutes(deps.executor, deps.callGate ?? (() => CLOSED)),
-    openApi: workerOpenApi,
+    // The generator is loaded on the first request for the document, not at the start (round Z, Z3).
+    openApi: async () => (await import('@mpd/contract/openapi')).workerOpenApi(),
     server: 'worker',
     logger: deps.logger,
     bodyLimit: deps.bodyLimit ?? DEFAULT_WORKER_OPTIONS.bodyLimit,

@@ -1,6 +1,7 @@
 import { request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { errorBodySchema, LIMITS, workerContract, workerOpenApi } from '@mpd/contract';
+import { errorBodySchema, LIMITS, workerContract } from '@mpd/contract';
+import { workerOpenApi } from '@mpd/contract/openapi';
 import { initServer } from '@ts-rest/express';
 import type { RequestHandler } from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

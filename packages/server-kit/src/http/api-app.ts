@@ -19,8 +19,11 @@ export interface ApiAppOptions<T extends AppRouter> {
    * `refuseUnread`, so that a request refused costs nothing whatever its body holds.
    */
   routes: Parameters<typeof createExpressEndpoints<T>>[1];
-  /** Builds the OpenAPI document served at `GET /api/openapi.json` (once, on the first request). */
-  openApi: () => object;
+  /**
+   * Builds the OpenAPI document served at `GET /api/openapi.json` (once, on the first request);
+   * may be async, to load its generator only then (see `openApiRoute`).
+   */
+  openApi: () => object | Promise<object>;
   /** Named in the 500 message: `orchestrator` or `worker`. */
   server: string;
   /** Where unexpected failures are logged. */
