@@ -1,9 +1,14 @@
 import { Writable } from 'node:stream';
-import { setImmediate as nextTurn } from 'node:timers/promises';
-import { describe, expect, it } from 'vitest';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { killLeftovers, spawnProcess } from '@mpd/test-kit';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import type { RunEvent } from '../runner/index.js';
 import { defaultOutputMode } from './output-modes.js';
-import { ProgressPrinter } from './progress.js';
+import { PROGRESS_BLOCK_CHARS, PROGRESS_FLUSH_MS, ProgressPrinter } from './progress.js';
+
+const PENDING_FIXTURE = fileURLToPath(new URL('../../test/fixtures/progress-pending-at-exit.ts', import.meta.url));
+afterAll(killLeftovers);
 
 function sink(): { out: Writable; text: () => string; writes: () => number } {
   let text = '';
@@ -78,29 +83,89 @@ describe('ProgressPrinter: module output', () => {
     expect(text()).toBe('[build] one\n[lint] two\n[lint] three\n');
   });
 
-  it('not a terminal: what one turn of the event loop prints goes out in one write, at its end', async () => {
-    const { out, text, writes } = sink();
-    const printer = new ProgressPrinter({ out, tty: false, outputMode: 'prefixed' });
-    printer.event(started('build', 'w1'));
-    printer.event(output('build', ['one', 'two']));
-    printer.event(started('lint', 'w2'));
-    expect(writes()).toBe(0);
-    await nextTurn();
-    expect(writes()).toBe(1);
-    expect(text()).toBe('[mpd] ▶ build on w1\n[build] one\n[build] two\n[mpd] ▶ lint on w2\n');
-    printer.event(output('lint', ['three']));
-    printer.stop();
-    expect(writes()).toBe(2);
-    expect(text().endsWith('[lint] three\n')).toBe(true);
+  it('not a terminal: what comes within flushMs of the first text goes out in one write, then', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    try {
+      const { out, text, writes } = sink();
+      const printer = new ProgressPrinter({ out, tty: false, outputMode: 'prefixed' });
+      printer.event(started('build', 'w1'));
+      printer.event(output('build', ['one', 'two']));
+      vi.advanceTimersByTime(PROGRESS_FLUSH_MS - 1);
+      printer.event(started('lint', 'w2'));
+      expect(writes()).toBe(0);
+      vi.advanceTimersByTime(1);
+      expect(writes()).toBe(1);
+      expect(text()).toBe('[mpd] ▶ build on w1\n[build] one\n[build] two\n[mpd] ▶ lint on w2\n');
+      printer.event(output('lint', ['three']));
+      vi.advanceTimersByTime(PROGRESS_FLUSH_MS - 1);
+      expect(writes()).toBe(1);
+      printer.stop();
+      expect(writes()).toBe(2);
+      expect(text().endsWith('[lint] three\n')).toBe(true);
+      vi.advanceTimersByTime(10 * PROGRESS_FLUSH_MS);
+      expect(writes()).toBe(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('not a terminal: a flushMs of its own; PROGRESS_BLOCK_CHARS pending go out at once', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    try {
+      const { out, text, writes } = sink();
+      const printer = new ProgressPrinter({ out, tty: false, outputMode: 'prefixed', flushMs: 1_000 });
+      printer.event(output('build', ['one']));
+      vi.advanceTimersByTime(999);
+      expect(writes()).toBe(0);
+      vi.advanceTimersByTime(1);
+      expect(text()).toBe('[build] one\n');
+      const line = 'x'.repeat(1_000);
+      let lines = 0;
+      while (writes() === 1) {
+        printer.event(output('build', [line]));
+        lines++;
+      }
+      expect(lines).toBe(Math.ceil(PROGRESS_BLOCK_CHARS / '[build] \n'.concat(line).length));
+      expect(text().length).toBe('[build] one\n'.length + lines * '[build] \n'.concat(line).length);
+      printer.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a terminal: each line at once, no timer', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    try {
+      const { out, text } = sink();
+      const printer = new ProgressPrinter({ out, tty: true, outputMode: 'prefixed' });
+      printer.event(output('build', ['one']));
+      expect(text()).toBe('[build] one\n');
+      expect(vi.getTimerCount()).toBe(1); // the status line's redraw
+      printer.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  // A real process: the text still pending when it exits (process.exit from a second signal, an
+  // uncaught exception) is written by the printer's 'exit' listener; stop() was never called.
+  it.each([
+    ['process.exit', 'exit'],
+    ['an uncaught exception', 'throw'],
+  ])('not a terminal: what is pending when the process ends by %s still gets out', async (_how, how) => {
+    const run = spawnProcess({ script: PENDING_FIXTURE, args: [how] });
+    const code = await run.exited;
+    expect(code).toBe(how === 'exit' ? 3 : 1);
+    expect(run.stdout()).toBe('[mpd] ▶ build on w1\n[build] last words\n');
   });
 
   it("grouped under GitHub Actions: an attempt's lines together once its log closes, in ::group::, commands in them stopped", async () => {
     const { out, text } = sink();
-    const printer = new ProgressPrinter({ out, tty: false, outputMode: 'grouped', ci: 'github-actions' });
+    const printer = new ProgressPrinter({ out, tty: false, outputMode: 'grouped', ci: 'github-actions', flushMs: 0 });
     printer.event(output('build', ['b1']));
     printer.event(output('lint', ['l1']));
     printer.event(output('build', ['::add-mask::x'], 1, true));
-    await nextTurn();
+    await sleep(20);
     expect(text()).toMatch(
       /^::group::build on w1\n::stop-commands::([0-9a-f]{16})\nb1\n::add-mask::x\n::\1::\n::endgroup::\n$/,
     );
