@@ -274,6 +274,14 @@ export async function resolveReferences(
   return resolved;
 }
 
+/** Whether any of `dependencyResults` is a reference ({@link asResultRef}); no array made. */
+export function hasReference(dependencyResults: Readonly<Record<string, JsonValue>>): boolean {
+  for (const name in dependencyResults) {
+    if (Object.hasOwn(dependencyResults, name) && asResultRef(dependencyResults[name]) !== undefined) return true;
+  }
+  return false;
+}
+
 /** What {@link withResultReferences} takes besides the execution's options. */
 export interface ResultReferenceOptions extends ExecutionOptions {
   /** Results larger than this (JSON text, UTF-8 bytes) go by reference (`--inline-result-size`). */
@@ -308,15 +316,17 @@ export function withResultReferences(
 ): Execution {
   const artifacts = options.artifacts;
   if (!artifacts) return start(request);
+  // Nothing to fetch (every module of a wide or chain run of small results): a module host's
+  // started at once, without the fetch's promises, race and async step (issue 14, round H), and
+  // without a closure or an array of the dependencies' values made first (round Z).
+  const fetches = hasReference(request.dependencyResults);
+  if (!fetches && readsFiles) return start(request);
   // A module host's result that goes by reference is stored by its hosted execution (from the file the host wrote).
   const storedIfLarge = (answer: ExecutionOutcome): ExecutionOutcome | Promise<ExecutionOutcome> =>
     readsFiles || answer.status !== 200 || !goesByReference(answer.body.serializedResult, options.inlineResultBytes)
       ? answer
       : storeLargeResult(module, answer.body, artifacts);
-  if (!Object.values(request.dependencyResults).some((value) => asResultRef(value) !== undefined)) {
-    // Nothing to fetch (every module of a wide or chain run of small results): started at once,
-    // without the fetch's promises, race and async step (issue 14, round H).
-    if (readsFiles) return start(request);
+  if (!fetches) {
     const inner = start(request);
     const outcome = inner.outcome.then(storedIfLarge);
     return { outcome, stopped: outcome.then(() => inner.stopped), cancel: (reason) => inner.cancel(reason) };
