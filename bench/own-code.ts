@@ -8,13 +8,15 @@
  *   (the runner's attempt times and log lines, the worker's `startTime`/`endTime`);
  * - `distinctKeys` (orchestrator `ConcurrencyRules`, per start and end of a module): a module's
  *   notInParallel keys (none, as most modules) against `new Set(keys)`;
- * - `hasReference` (worker `withResultReferences`, per module): a module's dependency results
- *   (three small values) against `Object.values(…).some(asResultRef)`.
+ * - `hasReference` (worker `withResultReferences`, per module, with `asResultRef` refusing an
+ *   object without an own `$mpdRef` before it lists its keys): a module's dependency results
+ *   (three small values, one an object) against `Object.values(…).some(…)` over the
+ *   `asResultRef` before round Z (`Object.keys` first), copied here.
  */
 import { isoTime } from '@mpd/contract';
 import { parseTimeSpan, parseTimeSpanByRegex } from '../packages/contract/src/time-span.js';
 import { distinctKeys } from '../packages/orchestrator/src/runner/concurrency.js';
-import { asResultRef, hasReference } from '../packages/worker/src/executor/result-references.js';
+import { hasReference } from '../packages/worker/src/executor/result-references.js';
 import type { Row } from './lib/report.js';
 import { median } from './lib/stats.js';
 
@@ -73,11 +75,25 @@ const PAIRS: Pair[] = [
   },
   {
     metric: "withResultReferences' reference check (3 values), ns a module",
-    baselineLabel: 'Object.values(…).some(asResultRef)',
+    baselineLabel: 'Object.values(…).some(asResultRef) before round Z',
     now: () => (hasReference(DEPENDENCIES) ? 1 : 2),
-    before: () => (Object.values(DEPENDENCIES).some((value) => asResultRef(value) !== undefined) ? 1 : 2),
+    before: () => (Object.values(DEPENDENCIES).some((value) => asResultRefBeforeZ(value) !== undefined) ? 1 : 2),
   },
 ];
+
+/** The worker's `asResultRef` before round Z: every object's keys listed first. */
+function asResultRefBeforeZ(value: unknown): { sha256: string; size: number } | undefined {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return undefined;
+  const keys = Object.keys(value);
+  if (keys.length !== 1 || keys[0] !== '$mpdRef') return undefined;
+  const ref = (value as Record<string, unknown>).$mpdRef;
+  if (typeof ref !== 'object' || ref === null || Array.isArray(ref)) return undefined;
+  const { sha256, size } = ref as Record<string, unknown>;
+  if (Object.keys(ref).length !== 2) return undefined;
+  if (typeof sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(sha256)) return undefined;
+  if (typeof size !== 'number' || !Number.isSafeInteger(size) || size < 0) return undefined;
+  return { sha256, size };
+}
 
 function timeNs(calls: number, call: (i: number) => number): number {
   const started = process.hrtime.bigint();
