@@ -3,7 +3,7 @@
  * ratio, target, met?) and writes `bench/results.json` with the machine's details.
  * `pnpm bench:smoke` (`--smoke`) runs every benchmark at tiny sizes, once, without judging
  * the targets (CI runs it so that the script cannot rot). `--only NAME[,NAME]` runs some:
- * heartbeat, dispatch, schedule, scale, output, artifacts, route, floor. `--cpu-prof` writes a CPU profile of every process the
+ * heartbeat, dispatch, schedule, scale, output, artifacts, route, floor, own-code, progress-write. `--cpu-prof` writes a CPU profile of every process the
  * bench starts to `bench/profiles/` (summarise one with `tsx bench/profile-summary.ts FILE`).
  */
 import { DISPATCH_FULL, DISPATCH_SMOKE, dispatchBench } from './dispatch.js';
@@ -11,6 +11,8 @@ import { FLOOR_FULL, FLOOR_SMOKE, floorBench } from './floor.js';
 import { ARTIFACTS_FULL, ARTIFACTS_SMOKE, artifactsBench } from './artifacts.js';
 import { heartbeatBench, HEARTBEAT_FULL, HEARTBEAT_SMOKE } from './heartbeat.js';
 import { OUTPUT_FULL, OUTPUT_SMOKE, outputBench } from './output.js';
+import { OWN_CODE_FULL, OWN_CODE_SMOKE, ownCodeBench } from './own-code.js';
+import { PROGRESS_WRITE_FULL, PROGRESS_WRITE_SMOKE, progressWriteBench } from './progress-write.js';
 import { ROUTE_FULL, ROUTE_SMOKE, routeBench } from './route.js';
 import { SCALE_FULL, SCALE_SMOKE, scaleBench } from './scale.js';
 import { SCHEDULE_FULL, SCHEDULE_SMOKE, scheduleBench } from './schedule.js';
@@ -33,6 +35,11 @@ const benches: { name: string; run: () => Promise<{ rows: Row[]; details: unknow
   { name: 'artifacts', run: () => artifactsBench(smoke ? ARTIFACTS_SMOKE : ARTIFACTS_FULL) },
   { name: 'route', run: () => routeBench(smoke ? ROUTE_SMOKE : ROUTE_FULL) },
   { name: 'floor', run: () => floorBench(smoke ? FLOOR_SMOKE : FLOOR_FULL) },
+  { name: 'own-code', run: () => ownCodeBench(smoke ? OWN_CODE_SMOKE : OWN_CODE_FULL) },
+  {
+    name: 'progress-write',
+    run: () => progressWriteBench(smoke ? PROGRESS_WRITE_SMOKE : PROGRESS_WRITE_FULL),
+  },
 ];
 
 const NOTES = [

@@ -122,6 +122,7 @@ export {
 } from './output.schema.js';
 export type { OutputAccepted, OutputBatch, OutputGap, OutputLevel, OutputLine, OutputStream } from './output.schema.js';
 export { formatTimeSpan, parseTimeSpan } from './time-span.js';
+export { isoTime } from './iso-time.js';
 export { redactUrl, redactUrlsIn } from './redact-url.js';
 export { retryAfterMs } from './retry-after.js';
 export { capFieldIssues, describeFieldIssues, toFieldIssues, truncateText } from './validation.js';

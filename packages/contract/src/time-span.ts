@@ -23,8 +23,51 @@ export const MAX_TIME_SPAN_MS = 922_337_203_685_477.5807;
  * TimeSpan, a component is out of range (hours > 23, minutes or seconds > 59), or the
  * span is longer than `TimeSpan.MaxValue` ({@link MAX_TIME_SPAN_MS}), so the result is
  * always finite.
+ *
+ * The common forms (`hh:mm:ss` and `hh:mm:ss.f` to `.fffffff`, two-digit fields, no sign or
+ * days: what {@link formatTimeSpan} writes for spans under a day) are read char by char,
+ * without the regex (issue 14: 213 -> 33 ns a call, `bench/time-span.ts`); every other text
+ * goes through {@link parseTimeSpanByRegex}, with the same result for every input.
  */
 export function parseTimeSpan(text: string): number | undefined {
+  const length = text.length;
+  if (length === 8 || (length >= 10 && length <= 16 && text.charCodeAt(8) === DOT)) {
+    const h = twoDigits(text, 0);
+    const m = twoDigits(text, 3);
+    const s = twoDigits(text, 6);
+    if (h >= 0 && m >= 0 && s >= 0 && text.charCodeAt(2) === COLON && text.charCodeAt(5) === COLON) {
+      if (h > 23 || m > 59 || s > 59) return undefined;
+      const whole = h * MS_PER_HOUR + m * MS_PER_MINUTE + s * MS_PER_SECOND;
+      if (length === 8) return whole;
+      for (let i = 9; i < length; i++) {
+        const code = text.charCodeAt(i);
+        if (code < ZERO || code > NINE) return parseTimeSpanByRegex(text);
+      }
+      // The fraction exactly as the regex path computes it, so that both agree to the bit.
+      return whole + Number(`0.${text.slice(9)}`) * MS_PER_SECOND;
+    }
+  }
+  return parseTimeSpanByRegex(text);
+}
+
+const ZERO = 48;
+const NINE = 57;
+const COLON = 58;
+const DOT = 46;
+
+/** The two decimal digits at `at` as a number, or -1 when either is not a digit. */
+function twoDigits(text: string, at: number): number {
+  const tens = text.charCodeAt(at) - ZERO;
+  const ones = text.charCodeAt(at + 1) - ZERO;
+  return tens >= 0 && tens <= 9 && ones >= 0 && ones <= 9 ? tens * 10 + ones : -1;
+}
+
+/**
+ * {@link parseTimeSpan} by the regex alone: the whole grammar, the path for every text the
+ * fast path does not take. Exported for the spec and the bench, which compare the two.
+ * @internal
+ */
+export function parseTimeSpanByRegex(text: string): number | undefined {
   const match = TIME_SPAN.exec(text);
   if (!match) return undefined;
   const [, sign, days = '0', hours = '0', minutes = '0', seconds = '0', fraction = ''] = match;

@@ -1,9 +1,14 @@
 import { Writable } from 'node:stream';
-import { setImmediate as nextTurn } from 'node:timers/promises';
-import { describe, expect, it, vi } from 'vitest';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { killLeftovers, spawnProcess } from '@mpd/test-kit';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import type { RunEvent } from '../runner/index.js';
 import { defaultOutputMode } from './output-modes.js';
 import { PROGRESS_BLOCK_CHARS, PROGRESS_FLUSH_MS, ProgressPrinter } from './progress.js';
+
+const PENDING_FIXTURE = fileURLToPath(new URL('../../test/fixtures/progress-pending-at-exit.ts', import.meta.url));
+afterAll(killLeftovers);
 
 function sink(): { out: Writable; text: () => string; writes: () => number } {
   let text = '';
@@ -78,69 +83,80 @@ describe('ProgressPrinter: module output', () => {
     expect(text()).toBe('[build] one\n[lint] two\n[lint] three\n');
   });
 
-  it('not a terminal, with flushMs 0: what one turn of the event loop prints goes out in one write, at its end', async () => {
-    const { out, text, writes } = sink();
-    const printer = new ProgressPrinter({ out, tty: false, outputMode: 'prefixed', flushMs: 0 });
-    printer.event(started('build', 'w1'));
-    printer.event(output('build', ['one', 'two']));
-    printer.event(started('lint', 'w2'));
-    expect(writes()).toBe(0);
-    await nextTurn();
-    expect(writes()).toBe(1);
-    expect(text()).toBe('[mpd] ▶ build on w1\n[build] one\n[build] two\n[mpd] ▶ lint on w2\n');
-    printer.event(output('lint', ['three']));
-    printer.stop();
-    expect(writes()).toBe(2);
-    expect(text().endsWith('[lint] three\n')).toBe(true);
-  });
-
-  it('not a terminal: printed text is written in one block PROGRESS_FLUSH_MS after its first line, at once past PROGRESS_BLOCK_CHARS, and at stop', () => {
-    vi.useFakeTimers();
+  it('not a terminal: what comes within flushMs of the first text goes out in one write, then', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
     try {
       const { out, text, writes } = sink();
       const printer = new ProgressPrinter({ out, tty: false, outputMode: 'prefixed' });
       printer.event(started('build', 'w1'));
+      printer.event(output('build', ['one', 'two']));
       vi.advanceTimersByTime(PROGRESS_FLUSH_MS - 1);
-      printer.event(output('build', ['one']));
+      printer.event(started('lint', 'w2'));
       expect(writes()).toBe(0);
       vi.advanceTimersByTime(1);
-      expect([writes(), text()]).toEqual([1, '[mpd] ▶ build on w1\n[build] one\n']);
-      // A burst: written as soon as it passes the block's size, the rest at the next flush.
-      const long = 'x'.repeat(PROGRESS_BLOCK_CHARS);
-      printer.event(output('build', [long]));
-      expect(writes()).toBe(2);
-      printer.event(output('build', ['after']));
-      expect(writes()).toBe(2);
+      expect(writes()).toBe(1);
+      expect(text()).toBe('[mpd] ▶ build on w1\n[build] one\n[build] two\n[mpd] ▶ lint on w2\n');
+      printer.event(output('lint', ['three']));
+      vi.advanceTimersByTime(PROGRESS_FLUSH_MS - 1);
+      expect(writes()).toBe(1);
       printer.stop();
-      expect(writes()).toBe(3);
-      expect(text().endsWith(`[build] ${long}\n[build] after\n`)).toBe(true);
-      // Nothing pending, no timer left (its flush's nor its interval's): stop wrote it all.
-      expect(vi.getTimerCount()).toBe(0);
+      expect(writes()).toBe(2);
+      expect(text().endsWith('[lint] three\n')).toBe(true);
       vi.advanceTimersByTime(10 * PROGRESS_FLUSH_MS);
-      expect(writes()).toBe(3);
+      expect(writes()).toBe(2);
     } finally {
       vi.useRealTimers();
     }
   });
 
-  it("not a terminal: text still pending when the process exits (before stop) is written by the exit's listener", () => {
-    vi.useFakeTimers();
+  it('not a terminal: a flushMs of its own; PROGRESS_BLOCK_CHARS pending go out at once', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
     try {
       const { out, text, writes } = sink();
-      const before = process.listeners('exit');
-      const printer = new ProgressPrinter({ out, tty: false, outputMode: 'prefixed' });
-      // Its own listener, called as the exit would (not emitted: the fork's other listeners would run).
-      const added = process.listeners('exit').filter((listener) => !before.includes(listener));
-      expect(added).toHaveLength(1);
-      printer.event(started('build', 'w1'));
+      const printer = new ProgressPrinter({ out, tty: false, outputMode: 'prefixed', flushMs: 1_000 });
+      printer.event(output('build', ['one']));
+      vi.advanceTimersByTime(999);
       expect(writes()).toBe(0);
-      (added[0] as (code: number) => void)(0);
-      expect(text()).toBe('[mpd] ▶ build on w1\n');
+      vi.advanceTimersByTime(1);
+      expect(text()).toBe('[build] one\n');
+      const line = 'x'.repeat(1_000);
+      let lines = 0;
+      while (writes() === 1) {
+        printer.event(output('build', [line]));
+        lines++;
+      }
+      expect(lines).toBe(Math.ceil(PROGRESS_BLOCK_CHARS / '[build] \n'.concat(line).length));
+      expect(text().length).toBe('[build] one\n'.length + lines * '[build] \n'.concat(line).length);
       printer.stop();
-      expect(process.listeners('exit')).not.toContain(added[0]);
     } finally {
       vi.useRealTimers();
     }
+  });
+
+  it('a terminal: each line at once, no timer', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval'] });
+    try {
+      const { out, text } = sink();
+      const printer = new ProgressPrinter({ out, tty: true, outputMode: 'prefixed' });
+      printer.event(output('build', ['one']));
+      expect(text()).toBe('[build] one\n');
+      expect(vi.getTimerCount()).toBe(1); // the status line's redraw
+      printer.stop();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  // A real process: the text still pending when it exits (process.exit from a second signal, an
+  // uncaught exception) is written by the printer's 'exit' listener; stop() was never called.
+  it.each([
+    ['process.exit', 'exit'],
+    ['an uncaught exception', 'throw'],
+  ])('not a terminal: what is pending when the process ends by %s still gets out', async (_how, how) => {
+    const run = spawnProcess({ script: PENDING_FIXTURE, args: [how] });
+    const code = await run.exited;
+    expect(code).toBe(how === 'exit' ? 3 : 1);
+    expect(run.stdout()).toBe('[mpd] ▶ build on w1\n[build] last words\n');
   });
 
   it("grouped under GitHub Actions: an attempt's lines together once its log closes, in ::group::, commands in them stopped", async () => {
@@ -149,7 +165,7 @@ describe('ProgressPrinter: module output', () => {
     printer.event(output('build', ['b1']));
     printer.event(output('lint', ['l1']));
     printer.event(output('build', ['::add-mask::x'], 1, true));
-    await nextTurn();
+    await sleep(20);
     expect(text()).toMatch(
       /^::group::build on w1\n::stop-commands::([0-9a-f]{16})\nb1\n::add-mask::x\n::\1::\n::endgroup::\n$/,
     );

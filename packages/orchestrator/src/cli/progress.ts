@@ -10,15 +10,15 @@ import type { CiFlavour, OutputMode } from './output-modes.js';
 export const MAX_GROUPED_LINES = 10_000;
 
 /**
- * Not a terminal: how long (ms) printed text may wait to be written with what follows it, at
- * most. One write per turn of the event loop was one per module in a wide run of no-op modules;
- * one per 100 ms saves 8.2 µs of the orchestrator's CPU a module (`bench/progress-write.ts`,
- * round Z: 10.3 against 18.5 µs a module with a write per turn, the bench's own turns in both;
- * load 0.7), and a CI log shows lines a tenth of a second late at most. A SIGKILLed orchestrator
- * loses what it had not written then (the run report is the record).
+ * Not a terminal (CI logs): how long printed text waits at most before it is written, in ms.
+ * Writes to a pipe are synchronous on Linux; one per line, or per turn of the event loop, was the
+ * biggest own-code cost per module of the orchestrator's CLI (issue 14: `bench/progress-write.ts`,
+ * 21.2 → 7.7 µs a module, round Z). A log read live lags by this much at most; a SIGKILLed
+ * orchestrator loses what it had not written then (the run report is the record).
  */
 export const PROGRESS_FLUSH_MS = 100;
-/** Not a terminal: text pending past this many characters is written at once (a burst's memory bounded). */
+
+/** Not a terminal: text pending past this many characters is written at once, whatever the time. */
 export const PROGRESS_BLOCK_CHARS = 16 * 1024;
 
 /** Options of {@link ProgressPrinter}. */
@@ -39,9 +39,9 @@ export interface ProgressPrinterOptions {
   /** Whose log sections `grouped` writes. @default none: a `── module ──` header line */
   ci?: CiFlavour | undefined;
   /**
-   * Not a terminal: the longest (ms) printed text waits to be written in one block with what
-   * follows; 0 writes at the end of each turn of the event loop. Text is written at once past
-   * {@link PROGRESS_BLOCK_CHARS}, and at {@link ProgressPrinter.stop} or the process's exit.
+   * Not a terminal: text waits at most this long (ms) before it goes out in one write, or until
+   * {@link PROGRESS_BLOCK_CHARS} are pending, or {@link ProgressPrinter.stop}, or the process's
+   * `exit`. A terminal gets each line at once.
    * @default PROGRESS_FLUSH_MS (100)
    */
   flushMs?: number;
@@ -60,26 +60,23 @@ export class ProgressPrinter {
   /** The last lines of each module's latest attempt (for the summary). */
   private readonly tails = new Map<string, { attempt: number; lines: OutputLine[] }>();
   /**
-   * Not a terminal: the text printed since the last write, written in one piece
-   * {@link ProgressPrinterOptions.flushMs} after its first line (at the end of its turn of the
-   * event loop with 0), past {@link PROGRESS_BLOCK_CHARS}, at {@link stop} or at the process's
-   * exit. A write to a pipe is synchronous on Linux: one per line cost the orchestrator about
-   * 0.3 ms of CPU per module in a 1,000-module run (measured with `--cpu-prof`, issue 14).
+   * Not a terminal: the text not written yet, written in one piece `flushMs` after its first
+   * part, at {@link PROGRESS_BLOCK_CHARS}, at {@link stop} or at the process's `exit` (a crash, a
+   * second signal's `process.exit`). A write to a pipe is synchronous on Linux: one per line
+   * cost the orchestrator about 0.3 ms of CPU per module in a 1,000-module run (measured with
+   * `--cpu-prof`, issue 14); one per turn of the event loop still cost 21.2 µs a module.
    */
   private pending = '';
-  private flushTimer: NodeJS.Timeout | NodeJS.Immediate | undefined;
-  private readonly flushMs: number;
-  /** Writes what is pending when the process exits before {@link stop} (a crash, `process.exit`). */
-  private readonly flushAtExit = (): void => this.flush();
+  private flushTimer: NodeJS.Timeout | undefined;
+  private readonly flushOnExit = (): void => this.flush();
 
   constructor(private readonly options: ProgressPrinterOptions) {
     this.tty = options.tty ?? Boolean((options.out as { isTTY?: boolean }).isTTY);
     this.now = options.now ?? Date.now;
     this.lastPlain = this.now();
-    this.flushMs = options.flushMs ?? PROGRESS_FLUSH_MS;
     this.timer = setInterval(() => this.tick(), this.tty ? 500 : 1_000);
     this.timer.unref();
-    if (!this.tty) process.on('exit', this.flushAtExit);
+    if (!this.tty) process.on('exit', this.flushOnExit);
   }
 
   event(event: RunEvent): void {
@@ -114,7 +111,7 @@ export class ProgressPrinter {
     for (const key of [...this.groups.keys()]) this.printGroup(key);
     this.clearFooter();
     this.flush();
-    process.off('exit', this.flushAtExit);
+    process.off('exit', this.flushOnExit);
   }
 
   private write(text: string): void {
@@ -123,20 +120,17 @@ export class ProgressPrinter {
       return;
     }
     this.pending += text;
-    if (this.pending.length >= PROGRESS_BLOCK_CHARS) {
-      this.flush();
-      return;
+    if (this.pending.length >= PROGRESS_BLOCK_CHARS) this.flush();
+    else if (!this.flushTimer) {
+      this.flushTimer = setTimeout(() => this.flush(), this.options.flushMs ?? PROGRESS_FLUSH_MS);
+      // The process's exit writes what is pending (flushOnExit): the timer keeps nothing alive.
+      this.flushTimer.unref();
     }
-    if (this.flushTimer !== undefined) return;
-    this.flushTimer =
-      this.flushMs > 0 ? setTimeout(() => this.flush(), this.flushMs).unref() : setImmediate(() => this.flush());
   }
 
   private flush(): void {
-    if (this.flushTimer !== undefined) {
-      // Each by its own kind: clearImmediate given a timer would corrupt node's immediate queue.
-      if (this.flushMs > 0) clearTimeout(this.flushTimer as NodeJS.Timeout);
-      else clearImmediate(this.flushTimer as NodeJS.Immediate);
+    if (this.flushTimer) {
+      clearTimeout(this.flushTimer);
       this.flushTimer = undefined;
     }
     if (!this.pending) return;

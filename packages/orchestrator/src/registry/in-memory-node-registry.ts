@@ -1,6 +1,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import {
   type HeartbeatCancel,
+  isoTime,
   type LoadedPipeline,
   MAX_HEARTBEAT_CANCELS,
   type WorkerCapabilities,
@@ -19,7 +20,6 @@ import {
 import { credentialHash, newCredential } from './credentials.js';
 import { repeats, type RetryRecord, retryRecord, sameKey } from './registration-retry.js';
 import { copyJson, deepFreeze } from './frozen-json.js';
-import { isoTime } from './iso-time.js';
 import type {
   HeartbeatReport,
   IncarnationOptions,

@@ -1,6 +1,6 @@
 import { defineModule } from '@mpd/pipeline';
 import { describe, expect, it } from 'vitest';
-import { ConcurrencyRules } from './concurrency.js';
+import { ConcurrencyRules, distinctKeys } from './concurrency.js';
 
 const run = () => null;
 const plain = defineModule({ name: 'plain', run });
@@ -54,5 +54,23 @@ describe('ConcurrencyRules', () => {
     expect(rules.blocker(plain)).toBeUndefined();
     rules.ended(farm1);
     expect(rules.blocker(farm3)).toBeUndefined();
+  });
+});
+
+describe('distinctKeys', () => {
+  it('gives no key or one key as it is (no Set), and more keys without repeats, in order', () => {
+    const none: string[] = [];
+    const one = ['db'];
+    expect(distinctKeys(none)).toBe(none);
+    expect(distinctKeys(one)).toBe(one);
+    expect([...distinctKeys(['db', 'db'])]).toEqual(['db']);
+    expect([...distinctKeys(['b', 'a', 'b', 'c'])]).toEqual(['b', 'a', 'c']);
+  });
+
+  it('frees a key held twice by one running module after it ends', () => {
+    const rules = new ConcurrencyRules(undefined);
+    rules.started(db2);
+    rules.ended(db2);
+    expect(rules.blocker(db1)).toBeUndefined();
   });
 });

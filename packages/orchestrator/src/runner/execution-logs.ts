@@ -1,6 +1,6 @@
 import { type FileHandle, open } from 'node:fs/promises';
 import { dirname, join, normalize, sep } from 'node:path';
-import type { OutputLine } from '@mpd/contract';
+import { isoTime, type OutputLine } from '@mpd/contract';
 import { makeDirectory } from '@mpd/server-kit';
 
 /** How many of an attempt's last lines {@link ExecutionLogs.tail} keeps (the summary repeats them for a failed module). */
@@ -238,7 +238,7 @@ export function formatLogLines(lines: readonly OutputLine[]): string {
   for (const line of lines) {
     if (line.time !== time) {
       time = line.time;
-      iso = new Date(time).toISOString();
+      iso = isoTime(time);
     }
     const body = line.text.includes('\n') ? line.text.replace(/\r?\n/g, '\\n') : line.text;
     text += `${iso} ${line.stream} ${line.level ?? '-'} ${body}\n`;

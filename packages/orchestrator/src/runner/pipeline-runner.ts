@@ -4,6 +4,7 @@ import {
   executeAnswerLimit,
   type OutputLine,
   formatTimeSpan,
+  isoTime,
   parseTimeSpan,
   retryAfterMs,
   type WorkerNode,
@@ -326,7 +327,7 @@ class PipelineRun {
   }
 
   private isoNow(): string {
-    return new Date(this.clock.now()).toISOString();
+    return isoTime(this.clock.now());
   }
 
   // --- Workers ---------------------------------------------------------------------------
@@ -924,7 +925,7 @@ class PipelineRun {
     const number = state.result.attempts.length + 1;
     const executionId = `${this.runId}.${state.name}.${number}`;
     const sentAt = this.clock.now();
-    const now = new Date(sentAt).toISOString();
+    const now = isoTime(sentAt);
     const body: ExecuteModuleRequest = {
       executionId,
       moduleTypeName: state.name,

@@ -4,6 +4,7 @@ import {
   type ExecuteModuleSuccess,
   type FailureKind,
   formatTimeSpan,
+  isoTime,
 } from '@mpd/contract';
 import type { AnyModule, JsonValue, ModuleLogger } from '@mpd/pipeline';
 import { longTimeout } from '@mpd/contract/timers';
@@ -378,8 +379,8 @@ export function toOutcome(
   // spread followed by more fields gets a new hidden class at every call, which left the sites
   // that read these answers megamorphic and missing V8's caches once per module (issue 14, round L).
   const duration = formatTimeSpan(ended.getTime() - started.getTime());
-  const startTime = started.toISOString();
-  const endTime = ended.toISOString();
+  const startTime = isoTime(started.getTime());
+  const endTime = isoTime(ended.getTime());
   if (result.ok) {
     return {
       status: 200,

@@ -407,7 +407,10 @@ export class ModuleHost {
           const running = this.running;
           this.running = undefined;
           this.abandonFollows();
-          this.failPacks(`the execution ended (${message.type}) before the module host ended packing the archive`);
+          // Most executions have none: no message text built for nothing (issue 14, round Z).
+          if (this.packs.size > 0) {
+            this.failPacks(`the execution ended (${message.type}) before the module host ended packing the archive`);
+          }
           this.keepAlive(false);
           if (message.type === 'done' && !message.marked) {
             // No end marks: every byte of the execution is in the pipes or already read from
@@ -460,6 +463,7 @@ export class ModuleHost {
    * Called when no execution runs on the host, so no follow here is still wanted.
    */
   private abandonFollows(): void {
+    if (this.abandons.size === 0) return;
     const open = [...this.abandons.values()];
     this.abandons.clear();
     for (const abandon of open) abandon.abort();
@@ -474,6 +478,7 @@ export class ModuleHost {
    * are reused, so a module doing so in a loop could exhaust the worker's descriptors (EMFILE).
    */
   private failPacks(reason: string): void {
+    if (this.packs.size === 0) return;
     const open = [...this.packs.values()];
     this.packs.clear();
     for (const follower of open) follower.ended({ error: new Error(reason) });

@@ -26,7 +26,13 @@ import { BlobCache } from '../artifacts/blob-cache.js';
 import { WorkerBlobs } from '../artifacts/worker-blobs.js';
 import type { Execution, ExecutionOutcome, ExecutionRequest, WorkerArtifacts } from './execution.js';
 import { ModuleExecutor } from './module-executor.js';
-import { type ResultFile, storeHostResult, storeResult, withResultReferences } from './result-references.js';
+import {
+  hasReference,
+  type ResultFile,
+  storeHostResult,
+  storeResult,
+  withResultReferences,
+} from './result-references.js';
 import { copyHostFile, scratchRealPath } from './scratch-file.js';
 
 const dirs: string[] = [];
@@ -436,5 +442,17 @@ describe('a result stored from its text (storeResult)', () => {
       await real.close();
       await store.close();
     }
+  });
+});
+
+describe('hasReference', () => {
+  const ref = { $mpdRef: { sha256: 'a'.repeat(64), size: 1 } };
+  it('tells whether a dependency result is a reference, as the values checked one by one would', () => {
+    expect(hasReference({})).toBe(false);
+    expect(hasReference({ a: 1, b: 'x', c: null, d: [ref], e: { inner: ref } })).toBe(false);
+    expect(hasReference({ a: { $mpdRef: { sha256: 'nope', size: 1 } } })).toBe(false);
+    expect(hasReference({ a: 1, b: ref })).toBe(true);
+    expect(hasReference({ b: ref, a: 1 })).toBe(true);
+    expect(hasReference(JSON.parse(`{"__proto__": ${JSON.stringify(ref)}}`) as Record<string, JsonValue>)).toBe(true);
   });
 });

@@ -6,7 +6,9 @@ let cachedPrefix = '';
  * `new Date(ms).toISOString()`, the same text, cheaper for times in the same second as the
  * previous call: the date and time up to the second are formatted once per second, the
  * milliseconds appended. `toISOString` costs about 0.5–1 µs (Node 20), a heartbeat's largest
- * single cost in the registry (each one's `lastHeartbeat`; issue 14, benchmark 1).
+ * single cost in the registry (each one's `lastHeartbeat`; issue 14, benchmark 1). Also the
+ * runner's times of each attempt and execution log line, and the worker's `startTime`/`endTime`
+ * of each answer (issue 14, round Z: `bench/own-code.ts`).
  * @throws RangeError for a time a `Date` cannot hold, as `toISOString` does
  */
 export function isoTime(ms: number): string {
