@@ -44,7 +44,8 @@ for (const dir of projectDirs) rmSync(reportOf(dir), { force: true });
 /**
  * The projects that run longest, longest first (per-project wall of the suite on a 2-core
  * machine, docs/round-x/x4.md); they start before the rest, which follow in name order. A
- * project missing here only starts later: no test is left out.
+ * project missing here only starts later: no test is left out. A name no project has stops the
+ * run at its start.
  */
 const LONGEST_FIRST = [
   '@mpd/integration-tests',
@@ -55,6 +56,16 @@ const LONGEST_FIRST = [
   '@mpd/cli',
   '@mpd/server-kit',
 ];
+// A name here that no project has any more (renamed, removed) would only start that project
+// last, unnoticed: stop at once instead.
+{
+  const names = new Set(projectDirs.map((dir) => JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')).name));
+  const stale = LONGEST_FIRST.filter((name) => !names.has(name));
+  if (stale.length > 0) {
+    console.error(`scripts/run-tests.mjs: LONGEST_FIRST names no project called ${stale.join(', ')}: update it`);
+    process.exit(1);
+  }
+}
 /** Projects' test runs at once (CI's 2 cores). */
 const PARALLEL = 2;
 

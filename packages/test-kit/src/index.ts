@@ -42,7 +42,7 @@
 export { orchestratorArgs, workerArgs } from './cli-args.js';
 export { answeredInProcess, type CliEntry } from './cli-in-process.js';
 export { type CliRunEnd, UNKNOWN_FLAGS, unknownFlagAnswers } from './unknown-flags.js';
-export { asTsxLoads, type TsxLoadedDigests } from './tsx-fingerprint.js';
+export { asTsxLoads, tsxLoadsKey, type TsxLoadedDigests } from './tsx-fingerprint.js';
 export { SPEC_EXAMPLES } from './spec-examples.js';
 export {
   instantWorkerClient,

@@ -1,4 +1,7 @@
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { testNodeFlags } from './node-flags.js';
 
 /** What of a pipeline hashes its modules' code: its fingerprint and its modules' digests. */
@@ -16,8 +19,37 @@ export interface TsxLoadedDigests {
  * the pipeline vitest loaded takes these instead (`{ ...pipeline, ...asTsxLoads(file) }`), or
  * its module hosts refuse each module as changed since the worker loaded the file.
  * `@mpd/pipeline` is resolved from `cwd` (the calling package's directory).
+ *
+ * Memoized per process by {@link tsxLoadsKey} (the file's path, `cwd` and the SHA-256 of the
+ * file's content): a tsx process costs about a CPU-second, and the test files sharing a fork
+ * (`isolate: false`) ask for the same fixture again. A file edited since is loaded anew; a file it
+ * imports is not part of the key (fixtures change between runs, not within one).
  */
 export function asTsxLoads(file: string, cwd: string = process.cwd()): TsxLoadedDigests {
+  const key = tsxLoadsKey(file, cwd);
+  let loaded = tsxLoaded.get(key);
+  if (loaded === undefined) {
+    loaded = tsxLoad(file, cwd);
+    tsxLoaded.set(key, loaded);
+  }
+  return loaded;
+}
+
+/** What {@link asTsxLoads} got, by {@link tsxLoadsKey}, in this process. */
+const tsxLoaded = new Map<string, TsxLoadedDigests>();
+
+/**
+ * The key {@link asTsxLoads} memoizes by: `file` and `cwd` resolved, and the SHA-256 (hex) of
+ * `file`'s content as it reads now. @throws the `readFileSync` error for a file it cannot read.
+ */
+export function tsxLoadsKey(file: string, cwd: string = process.cwd()): string {
+  const content = createHash('sha256')
+    .update(readFileSync(resolve(cwd, file)))
+    .digest('hex');
+  return JSON.stringify([resolve(cwd, file), resolve(cwd), content]);
+}
+
+function tsxLoad(file: string, cwd: string): TsxLoadedDigests {
   const script = [
     `import { loadPipelineFile } from '@mpd/pipeline';`,
     `const pipeline = await loadPipelineFile(${JSON.stringify(file)});`,

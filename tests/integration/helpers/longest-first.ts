@@ -8,7 +8,10 @@
  * file of process starts and kills takes minutes, a 691-line in-process file seconds). So the
  * files measured longest ({@link LONGEST}) come first in that order, then the rest in vitest's.
  * A file missing from the list only starts later; nothing a test asserts depends on the order.
+ * A listed file that is not on disk (renamed, removed) fails the run at its start ({@link staleLongest}).
  */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import type { TestSpecification } from 'vitest/node';
 import { BaseSequencer } from 'vitest/node';
 
@@ -34,8 +37,18 @@ export const LONGEST: readonly string[] = [
   'processes/registration.spec.ts', // 33 s
 ];
 
+/** The paths in {@link LONGEST} with no file under `tests/integration/` (none, when it is kept up). */
+export function staleLongest(): string[] {
+  return LONGEST.filter((path) => !existsSync(fileURLToPath(new URL(`../${path}`, import.meta.url))));
+}
+
 export class LongestFirstSequencer extends BaseSequencer {
   override async sort(files: TestSpecification[]): Promise<TestSpecification[]> {
+    const stale = staleLongest();
+    // A stale name would only let that file start later, unnoticed: fail loudly instead.
+    if (stale.length > 0) {
+      throw new Error(`tests/integration/helpers/longest-first.ts: LONGEST lists missing files ${stale.join(', ')}`);
+    }
     const sorted = await super.sort(files);
     const rank = (file: TestSpecification): number => {
       const index = LONGEST.findIndex((path) => file.moduleId.endsWith(`/tests/integration/${path}`));
