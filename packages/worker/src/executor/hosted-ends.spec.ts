@@ -552,6 +552,43 @@ describe('its timeout while a cancel put to its host waits for the verdict (roun
       }),
     90_000,
   );
+
+  it(
+    "its timeout firing while a cancel waits for the verdict of a host that gives none: the cancel's kill grace bounds the wait, not a new one; Cancelled (never TimedOut), SIGKILL at once (round Y, review R2 LOW a; z2's test)",
+    () =>
+      onFakeClock(async () => {
+        writeFileSync(ledgerFile, '');
+        const on = shared({ killGraceMs: 30_000 });
+        await on.ready();
+        // Its gate never opened: its host never says `returned`, nor reads the cancel.
+        const sent = request('crossing-return', { params: { gate: '/nonexistent/never' }, timeoutMs: 25_000 });
+        const outcome = start(on, sent);
+        const ofIt = (): string[] => logLines.filter((line) => line.includes(sent.executionId));
+        const stopping = (): boolean =>
+          ofIt().some((line) => line.includes('stopping the module and every process it started'));
+        const hostPid = await holdingBeforeReturned(sent.executionId);
+        expect(on.cancel(sent.executionId, 'the run stops')).toBe(true);
+        let answered = false;
+        void outcome.then(() => (answered = true));
+        vi.advanceTimersByTime(25_000); // its timeout
+        await new Promise((resolve) => setImmediate(resolve));
+        // The old code stopped the host at the timeout (SIGTERM, then SIGKILL after a real 30 s).
+        expect([answered, stopping(), running(hostPid)]).toEqual([false, false, true]);
+        vi.advanceTimersByTime(4_900); // not yet the cancel's grace's end
+        await new Promise((resolve) => setImmediate(resolve));
+        expect([answered, stopping(), running(hostPid)]).toEqual([false, false, true]);
+        vi.advanceTimersByTime(100); // the cancel's grace over: 30 s after the cancel
+        const answer = await within(outcome, 60_000, 'no answer within 60 s of the grace');
+        expect(answer).toMatchObject({
+          status: 500,
+          body: { failureKind: 'Cancelled', errorMessage: 'Execution cancelled: the run stops' },
+        });
+        expect(running(hostPid)).toBe(false);
+        expect(ofIt().some((line) => line.includes('gave no verdict on the cancel within the kill grace'))).toBe(true);
+        expect(ofIt().filter((line) => line.includes('sent SIGKILL at once'))).toHaveLength(1);
+      }),
+    120_000,
+  );
 });
 
 describe('its timeout put to a host whose main thread is blocked (no verdict within the kill grace; round X, W-A M1)', () => {
