@@ -18,11 +18,12 @@
  *   tsx bench/cli-start.ts [--runs 7] [--cases worker-help,…] [--loader PATH] [--node-flags='…'] [CHECKOUT...]
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchArgs } from './lib/args.js';
 import { benchPath, ROOT } from './lib/processes.js';
+import { threadsCpuMs } from './lib/proc-times.js';
 import { median } from './lib/stats.js';
 
 /** The cases: the command, its arguments, and whether it keeps running (read at its listening line). */
@@ -67,19 +68,6 @@ for (const name of cases) if (!Object.hasOwn(CASES, name)) throw new Error(`unkn
 const checkouts = positionals.length === 0 ? [ROOT] : positionals;
 const PRELOAD = benchPath('lib/cpu-at-exit.mjs');
 const scratch = mkdtempSync(join(tmpdir(), 'mpd-cli-start-'));
-
-/** CPU time of every live thread of `pid`, ms. */
-function threadsCpuMs(pid: number): number {
-  let nanoseconds = 0;
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      nanoseconds += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return nanoseconds / 1e6;
-}
 
 /**
  * One module host of `root` started (by this bench's `lib/host-start.ts`, under tsx): its CPU (ms)

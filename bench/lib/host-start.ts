@@ -7,28 +7,15 @@
  * of its threads (`/proc/PID/task/*\/schedstat`, ms; the host's own process only, not this one),
  * then kills its process group.
  */
-import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { threadsCpuMs } from './proc-times.js';
 
 const root = process.argv[2];
 if (root === undefined) throw new Error('usage: host-start.ts CHECKOUT');
 const { ModuleHost } = (await import(
   pathToFileURL(join(root, 'packages/worker/src/executor/module-host.ts')).href
 )) as typeof import('../../packages/worker/src/executor/module-host.js');
-
-/** CPU time of every live thread of `pid`, ms. */
-function threadsCpuMs(pid: number): number {
-  let nanoseconds = 0;
-  for (const task of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      nanoseconds += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
-    } catch {
-      // the thread ended meanwhile
-    }
-  }
-  return nanoseconds / 1e6;
-}
 
 const silent = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
 const host = new ModuleHost({

@@ -92,3 +92,20 @@ export function clockTicks(): number {
   }
   return ticks;
 }
+
+/**
+ * CPU time of every live thread of `pid` so far, ms (`/proc/PID/task/TID/schedstat`'s first
+ * field: ns on a CPU, no clock-tick rounding); a thread that ends during the read is left out.
+ * @throws when `/proc/PID/task` cannot be read (no such process)
+ */
+export function threadsCpuMs(pid: number): number {
+  let nanoseconds = 0;
+  for (const task of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      nanoseconds += Number(readFileSync(`/proc/${pid}/task/${task}/schedstat`, 'utf8').split(' ')[0]);
+    } catch {
+      // the thread ended meanwhile
+    }
+  }
+  return nanoseconds / 1e6;
+}
