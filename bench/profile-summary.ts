@@ -11,7 +11,7 @@
  * busy time by owner (mpd's own code, each library, node's JavaScript, native) and each role's
  * largest places of mpd's own code (`ownerShares`).
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { activityShares, ownerShares } from './lib/profile-activities.js';
 
@@ -56,12 +56,23 @@ if (process.argv[2] === '--activities') {
   process.exit(0);
 }
 const file = process.argv[2];
-if (!file) {
+// `--help`, `-h` or any other flag in the file's place: the usage, not a stack trace of a missing file.
+if (!file || file.startsWith('-')) {
   process.stderr.write('usage: tsx bench/profile-summary.ts FILE.cpuprofile [--top N] | --activities DIR...\n');
   process.exit(2);
 }
 const topIndex = process.argv.indexOf('--top');
 const top = topIndex > 0 ? Number(process.argv[topIndex + 1]) : 25;
+if (!Number.isInteger(top) || top < 1) {
+  process.stderr.write(
+    `--top must be a whole number of at least 1, got ${JSON.stringify(process.argv[topIndex + 1])}\n`,
+  );
+  process.exit(2);
+}
+if (!existsSync(file)) {
+  process.stderr.write(`no such profile: ${file}\n`);
+  process.exit(2);
+}
 const profile = JSON.parse(readFileSync(file, 'utf8')) as Profile;
 
 const byId = new Map(profile.nodes.map((node) => [node.id, node]));
