@@ -15,13 +15,21 @@
  * kit's way: `packages/cli/tsx-loader.mjs`, round X), and `--node-flags=FLAGS` gives node flags before
  * it (the tests': `--interrupt-budget=1081344` on Node 20).
  *
- *   tsx bench/cli-start.ts [--runs 7] [--cases worker-help,…] [--loader PATH] [--node-flags='…'] [CHECKOUT...]
+ * `--installed` starts them as a user who installed mpd does: each checkout's packages packed
+ * (`pnpm pack:all` in it) and installed with npm into a directory of their own beside a
+ * one-module `pipeline.ts`, then `node DIR/node_modules/@mpd/cli/dist/main.js worker|orchestrator
+ * ARGS` (the `mpd` bin), no loader given (`mpd` registers tsx itself for a pipeline file; round
+ * AC). The `*-pipeline-listening` cases give `--pipeline` (from a checkout: its
+ * `bench/pipelines/bench.pipeline.ts`, one module); the module host case has no installed form.
+ *
+ *   tsx bench/cli-start.ts [--runs 7] [--cases worker-help,…] [--loader PATH] [--node-flags='…'] [--installed] [CHECKOUT...]
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchArgs } from './lib/args.js';
+import { dagEnv } from './lib/dag.js';
 import { benchPath, ROOT } from './lib/processes.js';
 import { threadsCpuMs } from './lib/proc-times.js';
 import { median } from './lib/stats.js';
@@ -44,6 +52,17 @@ const CASES = {
     args: ['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent'],
     serves: true,
   },
+  // Round AC: with a pipeline file, which `mpd` loads TypeScript for (see `--installed`).
+  'worker-pipeline-listening': {
+    command: 'worker',
+    args: ['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent', '--slots', '1', '--pipeline', 'PIPELINE'],
+    serves: true,
+  },
+  'orchestrator-pipeline-listening': {
+    command: 'orchestrator',
+    args: ['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent', '--pipeline', 'PIPELINE'],
+    serves: true,
+  },
   // Round Z (Z3): a module host as the worker starts one, read when it said it is ready
   // (`lib/host-start.ts`: the host's own CPU, not its starter's).
   'module-host-ready': { command: 'host', args: [], serves: false },
@@ -51,8 +70,9 @@ const CASES = {
 type CaseName = keyof typeof CASES;
 
 const { values, positionals } = benchArgs(
-  "usage: tsx bench/cli-start.ts [--runs 7] [--cases worker-help,…] [--loader PATH] [--node-flags='…'] [CHECKOUT...]",
+  "usage: tsx bench/cli-start.ts [--runs 7] [--cases worker-help,…] [--loader PATH] [--node-flags='…'] [--installed] [CHECKOUT...]",
   {
+    installed: { type: 'boolean', default: false },
     runs: { type: 'string', default: '7' },
     cases: { type: 'string', default: Object.keys(CASES).join(',') },
     loader: { type: 'string', default: 'tsx' },
@@ -68,6 +88,37 @@ for (const name of cases) if (!Object.hasOwn(CASES, name)) throw new Error(`unkn
 const checkouts = positionals.length === 0 ? [ROOT] : positionals;
 const PRELOAD = benchPath('lib/cpu-at-exit.mjs');
 const scratch = mkdtempSync(join(tmpdir(), 'mpd-cli-start-'));
+const installed = values.installed === true;
+// The module host case has no installed form: left out.
+if (installed && cases.includes('module-host-ready')) cases.splice(cases.indexOf('module-host-ready'), 1);
+
+/** A one-module pipeline, as a user's `pipeline.ts` beside the installed packages. */
+const USER_PIPELINE = `import { defineModule, definePipeline } from '@mpd/pipeline';
+export const hello = defineModule({ name: 'hello', run: async () => ({ greeting: 'hello' }) });
+export default definePipeline({ name: 'start', modules: [hello] });
+`;
+
+/**
+ * `--installed`: each checkout's packages packed and installed with npm into a directory of
+ * their own (under the scratch directory), with {@link USER_PIPELINE} as its `pipeline.ts`.
+ */
+const installs = new Map<string, string>();
+if (installed) {
+  for (const [index, root] of checkouts.entries()) {
+    execFileSync('pnpm', ['pack:all'], { cwd: root, stdio: 'ignore' });
+    const dir = join(scratch, `installed-${index}`);
+    mkdirSync(join(dir, 'vendor'), { recursive: true });
+    const tarballs = readdirSync(join(root, 'dist-packages')).filter((file) => file.endsWith('.tgz'));
+    for (const file of tarballs) copyFileSync(join(root, 'dist-packages', file), join(dir, 'vendor', file));
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }));
+    writeFileSync(join(dir, 'pipeline.ts'), USER_PIPELINE);
+    execFileSync('npm', ['install', '--no-audit', '--no-fund', ...tarballs.map((file) => `./vendor/${file}`)], {
+      cwd: dir,
+      stdio: 'ignore',
+    });
+    installs.set(root, dir);
+  }
+}
 
 /**
  * One module host of `root` started (by this bench's `lib/host-start.ts`, under tsx): its CPU (ms)
@@ -100,19 +151,20 @@ function start(root: string, name: CaseName, index: number): Promise<{ cpuMs: nu
     Object.entries(process.env).filter(([key]) => !key.startsWith('MPD_') && key !== 'INIT_CWD'),
   );
   if (command === 'host') return hostStart(root, env);
-  const child = spawn(
-    process.execPath,
-    [
-      ...nodeFlags,
-      '--import',
-      PRELOAD,
-      '--import',
-      loaderIn(root),
-      join(root, `packages/${command}/src/cli/main.ts`),
-      ...args,
-    ],
-    { cwd: root, env: { ...env, XMPD_CPU_AT_EXIT: cpuFile }, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
-  );
+  const dir = installs.get(root);
+  const pipeline = dir === undefined ? join(root, 'bench/pipelines/bench.pipeline.ts') : join(dir, 'pipeline.ts');
+  const commandArgs = args.map((arg) => (arg === 'PIPELINE' ? pipeline : arg));
+  const entry =
+    dir === undefined
+      ? ['--import', loaderIn(root), join(root, `packages/${command}/src/cli/main.ts`), ...commandArgs]
+      : [join(dir, 'node_modules/@mpd/cli/dist/main.js'), command, ...commandArgs];
+  const child = spawn(process.execPath, [...nodeFlags, '--import', PRELOAD, ...entry], {
+    cwd: dir ?? root,
+    // The bench pipeline (from a checkout) of one module; the installed one reads no variable.
+    env: { ...env, ...dagEnv({ shape: 'wide', size: 1, seed: 1, minMs: 0, maxMs: 0 }), XMPD_CPU_AT_EXIT: cpuFile },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   let stdout = '';
   let stderr = '';
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
@@ -146,7 +198,7 @@ const loads = (): string =>
     .map((value) => value.toFixed(2))
     .join(' ');
 process.stdout.write(
-  `load average ${loads()}; ${runs} runs of ${cases.length} cases, checkouts alternating; node ${[...nodeFlags, '--import', values.loader].join(' ')}\n`,
+  `load average ${loads()}; ${runs} runs of ${cases.length} cases, checkouts alternating; ${installed ? `installed (npm), node ${nodeFlags.join(' ')} …/@mpd/cli/dist/main.js` : `node ${[...nodeFlags, '--import', values.loader].join(' ')}`}\n`,
 );
 const results = new Map<string, { cpuMs: number; code: string }[]>();
 let index = 0;

@@ -1,5 +1,6 @@
 import type { CliRunOptions } from '@mpd/server-kit/cli';
 import { runOrchestratorCli } from '@mpd/orchestrator/cli';
+import { fileURLToPath } from 'node:url';
 import { cliOf, killLeftovers, packagesLoadedBy } from '@mpd/test-kit';
 import { runWorkerCli } from '@mpd/worker/cli';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
@@ -73,6 +74,37 @@ describe.each(COMMANDS.map(({ name }) => name))('mpd-%s started until it listens
   });
 });
 
+/** A pipeline file of one module (the worker's test fixture), to start a command with `--pipeline`. */
+const PIPELINE = fileURLToPath(new URL('../../worker/test/fixtures/tier-up.pipeline.ts', import.meta.url));
+
+// Round AC (round AA's AA5 redone): tsx is registered (`beforeLoad`) only for a pipeline file,
+// after the server's own modules are loaded, so that they do not go through its loader hooks.
+// Seen in the CLIs' bundles (the tests' way to start a CLI: `cliBundle`), which carry the server
+// and load tsx only when their `beforeLoad` imports it; under MPD_TEST_CLI_SOURCES=1 every start
+// is under tsx already, so there is nothing to see.
+describe.skipIf(process.env.MPD_TEST_CLI_SOURCES === '1').each(COMMANDS.map(({ name }) => name))(
+  'mpd-%s started until it listens, from its bundle',
+  (name) => {
+    it('loads tsx only when given a pipeline file', async () => {
+      const args = ['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent'];
+      const withPipeline = [...args, '--pipeline', PIPELINE, ...(name === 'worker' ? ['--slots', '1'] : [])];
+      const [plain, piped] = await Promise.all([
+        packagesLoadedBy({ script: cliOf(name), args, cleanEnv: true, untilListening: true, sources: false }),
+        packagesLoadedBy({
+          script: cliOf(name),
+          args: withPipeline,
+          cleanEnv: true,
+          untilListening: true,
+          sources: false,
+        }),
+      ]);
+      for (const started of [plain, piped]) expect(started.stdout).toMatch(/listening on http:\/\/127\.0\.0\.1:\d+/);
+      expect(plain.packages).not.toContain('tsx');
+      expect(piped.packages).toContain('tsx');
+    });
+  },
+);
+
 /** What `process.exit` threw in place of exiting, with its code. */
 class Exited extends Error {
   constructor(readonly code: number | undefined) {
@@ -117,7 +149,7 @@ describe.each(COMMANDS.map(({ name, run }) => [name, run] as const))(
       }
     });
 
-    it('is called once the settings are valid, before the pipeline file or the server is loaded', async () => {
+    it('is called once the settings are valid, before the pipeline file is loaded', async () => {
       const { beforeLoadCalls, outcome } = await ran([
         '--port',
         '0',

@@ -31,8 +31,8 @@ function packageOf(file: string): string | undefined {
 }
 
 /**
- * Runs `options` as {@link spawnProcess} does with `sources` (`node --import TSX_LOADER SCRIPT ARGS…`, its own process
- * group) until it exits by itself, and tells which packages it loaded: e.g. that a CLI's `--help`
+ * Runs `options` as {@link spawnProcess} does, with `sources` unless `sources: false` is given
+ * (`node --import TSX_LOADER SCRIPT ARGS…`, its own process group) until it exits by itself, and tells which packages it loaded: e.g. that a CLI's `--help`
  * loads no server library. For commands that exit on their own (help, a usage error); the
  * caller's `killLeftovers` stops one that does not.
  *
@@ -46,7 +46,9 @@ export async function packagesLoadedBy(options: SpawnOptions & { untilListening?
   try {
     const run = spawnProcess({
       ...options,
-      sources: true, // a bundle loads one file: the sources show what a start loads
+      // A bundle loads one file: the sources show what a start loads. `sources: false` starts a
+      // CLI's bundle (when the tests bundle them): then only what it imports at run time (tsx) shows.
+      sources: options.sources ?? true,
       env: {
         ...options.env,
         NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${PRELOAD}`.trim(),

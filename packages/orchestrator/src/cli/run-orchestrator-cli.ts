@@ -124,13 +124,18 @@ async function main(argv: string[], context: CliContext): Promise<number> {
   const { name, baseDir } = context;
   const { settings, oldNames, secretFlags } = readSettings(argv, context);
   const tls = readTls(settings, context);
-  await context.beforeLoad?.();
   // Loaded after the settings are valid, so --help and setting errors answer quickly: what is
   // imported above (settings.ts and its imports, `@mpd/server-kit/cli`) loads none of the
   // server's libraries (express, ts-rest, pino, the contract's schemas; bench/cli-start.ts).
   const { startOrchestrator } = await import('../server.js');
   const { destination, pino } = await import('pino');
   const { listeningText } = await import('@mpd/server-kit');
+  // The run's own code, loaded before tsx is registered (below), as the server's is.
+  const fromRun = settings.pipeline === undefined ? undefined : await import('./run-from-cli.js');
+  // Only now, and only for a pipeline file: `mpd` registers tsx here (`beforeLoad`), and every
+  // module imported after it goes through tsx's loader hooks, the server's own and its
+  // libraries' too when they came later (round AA's AA5, redone in round AC).
+  if (fromRun) await context.beforeLoad?.();
   // Asynchronous writes: a line per module finished (and more at debug) costs a blocking write
   // to stderr on the dispatch path otherwise. Every exit waits for the log to be written first
   // (`logWritten`; pino's own flush at exit writes what is queued while a write may still be
@@ -152,8 +157,7 @@ async function main(argv: string[], context: CliContext): Promise<number> {
     settings.pipeline === undefined ? undefined : await loadPipeline(settings.pipeline, context, logDestination);
   // With --pipeline: the run's options, its logs directory checked before anything listens.
   let run: { fromRun: typeof import('./run-from-cli.js'); pipeline: Pipeline; options: RunSettings } | undefined;
-  if (pipeline) {
-    const fromRun = await import('./run-from-cli.js');
+  if (pipeline && fromRun) {
     const fromSettings = runOptions(settings, tls, baseDir);
     // A directory per run under the default, named by its start time (`:` is not allowed on every file system).
     const logsDir =

@@ -71,7 +71,6 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
   } catch (error) {
     exitWithSettingError(name, (error as Error).message);
   }
-  await options.beforeLoad?.();
   // Loaded after the settings are valid, so --help and setting errors answer quickly: what is
   // imported above (settings.ts and its imports, `@mpd/server-kit/cli`) loads none of the
   // server's libraries (express, ts-rest, pino, the contract's schemas; bench/cli-start.ts).
@@ -79,6 +78,10 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
   const { pino, destination } = await import('pino');
   const { startWorker } = await import('../server.js');
   const { listeningText } = await import('@mpd/server-kit');
+  // Only now, and only for a pipeline file: `mpd` registers tsx here (`beforeLoad`), and every
+  // module imported after it goes through tsx's loader hooks, the server's own and its
+  // libraries' too when they came later (round AA's AA5, redone in round AC).
+  if (settings.pipeline) await options.beforeLoad?.();
   // Asynchronous writes: a blocking write to stderr per module started and finished would sit
   // on every execute's path. The command's exits wait for the log to be written (exitAfterLog;
   // a SIGKILL can lose the last lines). Written in blocks of LOG_BLOCK_BYTES, and every LOG_FLUSH_MS
