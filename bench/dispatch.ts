@@ -249,13 +249,23 @@ async function variant(shape: Extract<Shape, 'wide' | 'chain'>, config: Dispatch
     const inProcessRun = clusterRun(inProcess);
     // BullMQ's own chain, a flow, runs beside its queue-driven chain; its sandboxed workers beside the wide one.
     const peerShapes = shape === 'chain' ? (['chain', 'flow'] as const) : (['wide', 'sandboxed'] as const);
+    // Why a variant shown beside the judged one (flow, sandboxed) was not measured: its rows are
+    // left out and this is printed, the others' rows stay (an 8,000-deep flow overflows BullMQ's
+    // own stack in `FlowProducer.validateFlowJobs`: round AC).
+    const peerFailures = new Map<PeerVariant, string>();
     const peerRun = async () => {
       const figures: PeerRun = {};
       for (const peerShape of peerShapes) {
-        figures[peerShape] =
-          peerShape === 'sandboxed'
-            ? await peer!.run('wide', config.size, { sandboxed: true })
-            : await peer!.run(peerShape, config.size);
+        if (peerFailures.has(peerShape)) continue;
+        try {
+          figures[peerShape] =
+            peerShape === 'sandboxed'
+              ? await peer!.run('wide', config.size, { sandboxed: true })
+              : await peer!.run(peerShape, config.size);
+        } catch (error) {
+          if (peerShape === shape) throw error; // the judged peer: no figure to show without it
+          peerFailures.set(peerShape, error instanceof Error ? (error.message.split('\n')[0] ?? '') : String(error));
+        }
       }
       return figures;
     };
@@ -292,6 +302,7 @@ async function variant(shape: Extract<Shape, 'wide' | 'chain'>, config: Dispatch
       inProcess: inProcessLegs,
       peer: peerFigures,
       peerUnavailable,
+      peerFailures,
       cli: cliFigures,
       peerFresh,
     };
@@ -305,7 +316,10 @@ export async function dispatchBench(given: DispatchConfig): Promise<{ rows: Row[
   const rows: Row[] = [];
   const details: Record<string, unknown> = { config };
   for (const shape of shapes) {
-    const { mpd, baseline, inProcess, peer, peerUnavailable, cli, peerFresh } = await variant(shape, config);
+    const { mpd, baseline, inProcess, peer, peerUnavailable, peerFailures, cli, peerFresh } = await variant(
+      shape,
+      config,
+    );
     const benchmark = `2 dispatch, ${shape} ${config.size}`;
     const label = 'direct calls';
     const of = (runs: Legs[], pick: (legs: Legs) => number) => runs.map(pick);
@@ -402,6 +416,9 @@ export async function dispatchBench(given: DispatchConfig): Promise<{ rows: Row[
     if (peerUnavailable !== undefined) {
       process.stdout.write(`  BullMQ peer not measured: ${peerUnavailable}\n`);
     } else if (config.peer) {
+      for (const [peerShape, reason] of peerFailures) {
+        process.stdout.write(`  BullMQ ${peerShape} not measured (its rows left out): ${reason}\n`);
+      }
       rows.push(...peerRows(benchmark, shape, mpd, peer));
       const peerOf = (pick: (figures: PeerFigures) => number) =>
         baselineOf(
@@ -579,6 +596,8 @@ function peerRows(benchmark: string, shape: 'wide' | 'chain', mpd: Legs[], peer:
   const cpu = (legs: Legs) => legs.callerCpuMs + legs.workerCpuMs;
   const peerShapes = shape === 'wide' ? (['wide', 'sandboxed'] as const) : (['chain', 'flow'] as const);
   for (const peerShape of peerShapes) {
+    // A variant that failed in some run (see `peerFailures`) has no rows.
+    if (peer.some((run) => run[peerShape] === undefined)) continue;
     // Issue 14's targets are against BullMQ's queue-driven chain (in-process workers).
     const judged = peerShape === 'chain';
     rows.push(
