@@ -13,7 +13,7 @@
  * heartbeats and its credential check are on, as users run it; the calls carry `--token`'s
  * token (`MPD_WORKER_TOKEN`), which a worker takes besides its credential.
  *
- *   tsx bench/worker-loop.ts [--calls 2000] [--batches 6] [--warmup 2] [--slots 8] [--node-args FLAGS] [CHECKOUT…]
+ *   tsx bench/worker-loop.ts [--calls 2000] [--batches 6] [--warmup 2] [--slots 8] [--node-args FLAGS] [--threads] [CHECKOUT…]
  *
  * CHECKOUTs are repository roots (default: this one); their workers are all started first and
  * kept; then batch after batch, the checkouts' order rotating each batch, so that each gets the
@@ -50,13 +50,14 @@ import {
 import { median } from './lib/stats.js';
 
 const usage =
-  'usage: tsx bench/worker-loop.ts [--calls 2000] [--batches 6] [--warmup 2] [--slots 8] [--node-args FLAGS] [CHECKOUT…]';
+  'usage: tsx bench/worker-loop.ts [--calls 2000] [--batches 6] [--warmup 2] [--slots 8] [--node-args FLAGS] [--threads] [CHECKOUT…]';
 const { values, positionals } = benchArgs(usage, {
   calls: { type: 'string', default: '2000' },
   batches: { type: 'string', default: '6' },
   warmup: { type: 'string', default: '2' },
   slots: { type: 'string', default: '8' },
   'node-args': { type: 'string', default: '' },
+  threads: { type: 'boolean', default: false },
 });
 const calls = Number(values.calls);
 const batches = Number(values.batches);
@@ -101,26 +102,45 @@ function threadNs(pid: number, tid: string): number {
   }
 }
 
-/** Run time of process `pid` so far, ns: its main thread and its other threads apart. */
-function processNs(pid: number): { main: number; others: number } {
+/** A thread's name (`/proc/PID/task/TID/comm`: `node`, `libuv-worker`, a worker thread's name), or `?` once it is gone. */
+function threadName(pid: number, tid: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+  } catch {
+    return '?';
+  }
+}
+
+/**
+ * Run time of process `pid` so far, ns: its main thread and its other threads apart, and each
+ * thread's by `name#tid` (the thread's number after the main thread's: V8's platform threads come
+ * first, a worker thread such as tsx's loader later).
+ */
+function processNs(pid: number): { main: number; others: number; byThread: Map<string, number> } {
   let others = 0;
   let main = 0;
   let threads: string[] = [];
+  const byThread = new Map<string, number>();
   try {
     threads = readdirSync(`/proc/${pid}/task`);
   } catch {
     // gone
   }
   for (const tid of threads) {
-    if (tid === String(pid)) main = threadNs(pid, tid);
-    else others += threadNs(pid, tid);
+    const ns = threadNs(pid, tid);
+    if (tid === String(pid)) main = ns;
+    else {
+      others += ns;
+      byThread.set(`${threadName(pid, tid)}#${Number(tid) - pid}`, ns);
+    }
   }
-  return { main, others };
+  return { main, others, byThread };
 }
 
 interface Sample {
   main: number;
   others: number;
+  byThread: Map<string, number>;
   /** Every module host's run time by pid, ns (all threads). */
   hosts: Map<number, number>;
 }
@@ -144,6 +164,8 @@ interface Figures {
   /** Hosts started or gone during the batch. */
   hostChanges: number;
   hostCount: number;
+  /** µs per call of each other thread that ran in the batch (`--threads`), most first. */
+  threads: [string, number][];
 }
 
 interface Tree {
@@ -212,7 +234,12 @@ async function batch(tree: Tree): Promise<Figures> {
   }
   for (const pid of before.hosts.keys()) if (!after.hosts.has(pid)) hostChanges++;
   const us = (ns: number): number => ns / 1_000 / calls;
+  const threads = [...after.byThread]
+    .map(([name, ns]): [string, number] => [name, us(ns - (before.byThread.get(name) ?? 0))])
+    .filter(([, value]) => value >= 0.05)
+    .sort((a, b) => b[1] - a[1]);
   return {
+    threads,
     main: us(after.main - before.main),
     others: us(after.others - before.others),
     hosts: us(hostsNs),
@@ -248,6 +275,10 @@ try {
           `other threads ${figures.others.toFixed(1)}, hosts ${figures.hosts.toFixed(1)} (${figures.hostCount} hosts` +
           `${figures.hostChanges > 0 ? `, ${figures.hostChanges} started or gone` : ''}), ${figures.perSecond.toFixed(0)} calls/s\n`,
       );
+      if (values.threads)
+        process.stdout.write(
+          `  other threads, µs/call: ${figures.threads.map(([name, value]) => `${name} ${value.toFixed(1)}`).join(', ')}\n`,
+        );
     }
   }
   for (const tree of trees) {
