@@ -19,8 +19,11 @@
  * (`pnpm pack:all` in it) and installed with npm into a directory of their own beside a
  * one-module `pipeline.ts`, then `node DIR/node_modules/@mpd/cli/dist/main.js worker|orchestrator
  * ARGS` (the `mpd` bin), no loader given (`mpd` registers tsx itself for a pipeline file; round
- * AC). The `*-pipeline-listening` cases give `--pipeline` (from a checkout: its
+ * AC). The `*-pipeline-*` cases give `--pipeline` (from a checkout: its
  * `bench/pipelines/bench.pipeline.ts`, one module); the module host case has no installed form.
+ * `worker-pipeline-registered` (round AD) also gives `--orchestrator`: one bench orchestrator
+ * (`bench/servers/orchestrator.ts`, a registry with no pipeline) started for all its runs, and the
+ * worker is read once it logged that it registered: its first call (undici loaded) included.
  *
  *   tsx bench/cli-start.ts [--runs 7] [--cases worker-help,…] [--loader PATH] [--node-flags='…'] [--installed] [CHECKOUT...]
  */
@@ -30,7 +33,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { benchArgs } from './lib/args.js';
 import { dagEnv } from './lib/dag.js';
-import { benchPath, ROOT } from './lib/processes.js';
+import { BenchProcess, benchPath, JOIN_TOKEN, ROOT, startBenchOrchestrator } from './lib/processes.js';
 import { threadsCpuMs } from './lib/proc-times.js';
 import { median } from './lib/stats.js';
 
@@ -61,6 +64,16 @@ const CASES = {
   'orchestrator-pipeline-listening': {
     command: 'orchestrator',
     args: ['--port', '0', '--host', '127.0.0.1', '--log-level', 'silent', '--pipeline', 'PIPELINE'],
+    serves: true,
+  },
+  // Round AD: with a pipeline file and an orchestrator (the bench's, started once, a registry
+  // only), read when it registered: its start as a worker's in CI, the client's first call in it.
+  'worker-pipeline-registered': {
+    command: 'worker',
+    args: [
+      ...['--port', '0', '--host', '127.0.0.1', '--log-level', 'info', '--slots', '1', '--pipeline', 'PIPELINE'],
+      ...['--orchestrator', 'ORCHESTRATOR', '--id', 'ID'],
+    ],
     serves: true,
   },
   // Round Z (Z3): a module host as the worker starts one, read when it said it is ready
@@ -143,9 +156,30 @@ function hostStart(root: string, env: NodeJS.ProcessEnv): Promise<{ cpuMs: numbe
   });
 }
 
-/** One start of `name` from `root`: its CPU (ms) and exit code (`listening` for a server read at its line). */
-function start(root: string, name: CaseName, index: number): Promise<{ cpuMs: number; code: string }> {
+/** The orchestrator the `*-registered` cases register with (a registry: no pipeline), started by the first. */
+let registry: { process: BenchProcess; url: string } | undefined;
+async function registryUrl(): Promise<string> {
+  if (registry === undefined) {
+    const started = startBenchOrchestrator('', {});
+    registry = { process: started, url: await started.listeningUrl(60_000) };
+  }
+  return registry.url;
+}
+
+/**
+ * What a started server is read at: its `listening on` line, or for a `*-registered` case its
+ * log line saying it registered (pino's JSON on stderr).
+ */
+const readAt = (name: CaseName): RegExp =>
+  name.endsWith('-registered') ? /"msg":"registered with the orchestrator"/ : /listening on/;
+
+/**
+ * One start of `name` from `root`: its CPU (ms) and exit code (`listening` for a server read at
+ * its line, `registered` for one read once it registered).
+ */
+async function start(root: string, name: CaseName, index: number): Promise<{ cpuMs: number; code: string }> {
   const { command, args, serves } = CASES[name];
+  const orchestrator = args.includes('ORCHESTRATOR' as never) ? await registryUrl() : undefined;
   const cpuFile = join(scratch, `${index}.json`);
   const env = Object.fromEntries(
     Object.entries(process.env).filter(([key]) => !key.startsWith('MPD_') && key !== 'INIT_CWD'),
@@ -153,7 +187,9 @@ function start(root: string, name: CaseName, index: number): Promise<{ cpuMs: nu
   if (command === 'host') return hostStart(root, env);
   const dir = installs.get(root);
   const pipeline = dir === undefined ? join(root, 'bench/pipelines/bench.pipeline.ts') : join(dir, 'pipeline.ts');
-  const commandArgs = args.map((arg) => (arg === 'PIPELINE' ? pipeline : arg));
+  const commandArgs = (args as readonly string[]).map((arg) =>
+    arg === 'PIPELINE' ? pipeline : arg === 'ORCHESTRATOR' ? orchestrator! : arg === 'ID' ? `start-${index}` : arg,
+  );
   const entry =
     dir === undefined
       ? ['--import', loaderIn(root), join(root, `packages/${command}/src/cli/main.ts`), ...commandArgs]
@@ -161,7 +197,12 @@ function start(root: string, name: CaseName, index: number): Promise<{ cpuMs: nu
   const child = spawn(process.execPath, [...nodeFlags, '--import', PRELOAD, ...entry], {
     cwd: dir ?? root,
     // The bench pipeline (from a checkout) of one module; the installed one reads no variable.
-    env: { ...env, ...dagEnv({ shape: 'wide', size: 1, seed: 1, minMs: 0, maxMs: 0 }), XMPD_CPU_AT_EXIT: cpuFile },
+    env: {
+      ...env,
+      ...dagEnv({ shape: 'wide', size: 1, seed: 1, minMs: 0, maxMs: 0 }),
+      XMPD_CPU_AT_EXIT: cpuFile,
+      ...(orchestrator === undefined ? {} : { MPD_JOIN_TOKEN: JOIN_TOKEN }),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
   });
@@ -170,17 +211,22 @@ function start(root: string, name: CaseName, index: number): Promise<{ cpuMs: nu
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   return new Promise((resolve, reject) => {
     let read: number | undefined;
-    child.stdout!.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString();
-      if (serves && read === undefined && /listening on/.test(stdout)) {
+    const at = readAt(name);
+    const check = (text: string): void => {
+      if (serves && read === undefined && at.test(text)) {
         read = threadsCpuMs(child.pid!);
         process.kill(-child.pid!, 'SIGKILL');
       }
+    };
+    child.stdout!.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      check(stdout);
     });
+    child.stderr!.on('data', () => check(stderr));
     child.on('close', (code) => {
       if (serves) {
-        if (read === undefined) reject(new Error(`${name} in ${root} exited ${code} before listening: ${stderr}`));
-        else resolve({ cpuMs: read, code: 'listening' });
+        if (read === undefined) reject(new Error(`${name} in ${root} exited ${code} before ${at.source}: ${stderr}`));
+        else resolve({ cpuMs: read, code: name.endsWith('-registered') ? 'registered' : 'listening' });
         return;
       }
       try {
@@ -215,6 +261,7 @@ try {
     }
   }
 } finally {
+  await registry?.process.stop();
   rmSync(scratch, { recursive: true, force: true });
 }
 for (const name of cases) {

@@ -1,5 +1,6 @@
 import type { CliRunOptions } from '@mpd/server-kit/cli';
 import { runOrchestratorCli } from '@mpd/orchestrator/cli';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { cliOf, killLeftovers, packagesLoadedBy } from '@mpd/test-kit';
 import { runWorkerCli } from '@mpd/worker/cli';
@@ -116,25 +117,30 @@ class Stopped extends Error {}
 
 describe.each(COMMANDS.map(({ name, run }) => [name, run] as const))(
   'mpd-%s: beforeLoad (the mpd command registers TypeScript there)',
-  (_name, run) => {
+  (name, run) => {
     afterEach(() => vi.restoreAllMocks());
 
     /** Runs the command in this process: its exits and its help and messages stopped at the process's edge. */
-    async function ran(argv: string[]): Promise<{ beforeLoadCalls: number; outcome: unknown }> {
+    async function ran(argv: string[]): Promise<{ beforeLoadCalls: number; outcome: unknown; undiciLoaded?: boolean }> {
       vi.spyOn(process, 'exit').mockImplementation((code) => {
         throw new Exited(code === undefined || code === null ? undefined : Number(code));
       });
       vi.spyOn(process.stdout, 'write').mockReturnValue(true);
       vi.spyOn(process.stderr, 'write').mockReturnValue(true);
       let beforeLoadCalls = 0;
+      let undiciLoaded: boolean | undefined;
       const outcome = await run(argv, {
         beforeLoad: () => {
           beforeLoadCalls++;
+          // undici is CommonJS: once loaded, its files are in require's cache.
+          undiciLoaded = Object.keys(createRequire(import.meta.url).cache).some((file) =>
+            file.includes('/node_modules/undici/'),
+          );
           throw new Stopped();
         },
       }).catch((error: unknown) => error);
       vi.restoreAllMocks();
-      return { beforeLoadCalls, outcome };
+      return { beforeLoadCalls, outcome, undiciLoaded };
     }
 
     it('is not called for --help, an unknown flag or a bad setting, which exit as before', async () => {
@@ -162,5 +168,20 @@ describe.each(COMMANDS.map(({ name, run }) => [name, run] as const))(
       // Thrown by beforeLoad: the missing pipeline file was not looked for yet (it exits 2 otherwise).
       expect(outcome).toBeInstanceOf(Stopped);
     });
+
+    // Round AD: undici's ~110 files cost about 50 ms more CPU a start when loaded through tsx's
+    // hooks (docs/round-ac/lead.md). A worker with an orchestrator registers as soon as it
+    // listens, so its client is loaded before. The orchestrator's is not (no test): it would
+    // listen later, while its workers may be trying to register.
+    if (name === 'worker')
+      it('is called after the HTTP client (undici) is loaded when the worker will register', async () => {
+        const { beforeLoadCalls, outcome, undiciLoaded } = await ran([
+          ...['--port', '0', '--host', '127.0.0.1', '--pipeline', 'no-such.ts'],
+          ...['--orchestrator', 'http://127.0.0.1:9'],
+        ]);
+        expect(beforeLoadCalls).toBe(1);
+        expect(outcome).toBeInstanceOf(Stopped);
+        expect(undiciLoaded).toBe(true);
+      });
   },
 );

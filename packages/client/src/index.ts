@@ -17,6 +17,7 @@ export type { CallOptions } from './fetcher.js';
 export { ADDRESS_REFUSED } from './checked-connector.js';
 export { CallAborter, isTlsFailure, JsonText } from './fetcher.js';
 export { MpdClientError } from './errors.js';
+export { loadTransport } from './undici.js';
 export type { MpdClientErrorCode } from './errors.js';
 export { BlobDamagedError, BlobDownloadCutError, VerifyingStream } from './verifying-stream.js';
 export { ArtifactClient, ArtifactStoreError, DEFAULT_ARTIFACT_IDLE_TIMEOUT_MS, digestFile } from './artifact-client.js';

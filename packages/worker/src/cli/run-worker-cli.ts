@@ -81,7 +81,12 @@ export async function runWorkerCli(argv: string[], options: CliRunOptions = {}):
   // Only now, and only for a pipeline file: `mpd` registers tsx here (`beforeLoad`), and every
   // module imported after it goes through tsx's loader hooks, the server's own and its
   // libraries' too when they came later (round AA's AA5, redone in round AC).
-  if (settings.pipeline) await options.beforeLoad?.();
+  if (settings.pipeline) {
+    // A worker with an orchestrator registers as soon as it listens: its HTTP client (undici)
+    // is loaded before tsx's hooks, which would otherwise see each of its files (`loadTransport`).
+    if (settings.orchestrator) await (await import('@mpd/client')).loadTransport();
+    await options.beforeLoad?.();
+  }
   // Asynchronous writes: a blocking write to stderr per module started and finished would sit
   // on every execute's path. The command's exits wait for the log to be written (exitAfterLog;
   // a SIGKILL can lose the last lines). Written in blocks of LOG_BLOCK_BYTES, and every LOG_FLUSH_MS
