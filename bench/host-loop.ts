@@ -8,7 +8,8 @@
  *   tsx bench/host-loop.ts [--isolation process|none] [--slots 8] [--rounds 5] [--modules 4000] [--lease]
  *
  * `--lease`: renew the worker's heartbeat lease every second, as a registered worker does. The
- * worker's log lines go to `MPD_LOOP_LOG` (a file; /dev/null by default).
+ * worker's log lines go to `MPD_LOOP_LOG` (a file; /dev/null by default). Last, it closes the
+ * executor (every host stopped) and prints the worker's CPU for that (round AD).
  * Add `--cpu-prof` before the script (`node --cpu-prof --import tsx bench/host-loop.ts`) to
  * profile this process and, through the flags the hosts inherit, every host.
  */
@@ -128,5 +129,12 @@ for (let round = 1; round <= rounds; round++) {
     `${isolation} round ${round}: ${(modules / seconds).toFixed(0)} modules/s, CPU per module: worker ${own.toFixed(3)} ms, hosts ${hosts.toFixed(3)} ms (${threads}), total ${(own + hosts).toFixed(3)} ms\n`,
   );
 }
+// The close: every host stopped and waited for (round AD: its polls of the host's group walked
+// /proc each time). The worker's own CPU only; the hosts' exits are their own.
+const closeStarted = performance.now();
+const closeCpu = ownCpuMs();
 await executor.close('loop over');
+process.stdout.write(
+  `close: worker ${(ownCpuMs() - closeCpu).toFixed(1)} ms CPU, ${(performance.now() - closeStarted).toFixed(0)} ms\n`,
+);
 process.exit(0);

@@ -69,6 +69,44 @@ function stateOf(pid: number): string {
   }
 }
 
+describe.runIf(process.platform === 'linux')('groupAlive: when it walks /proc', () => {
+  it('not while the group’s leader runs; once it is gone, a walk finds what it left running; none once the group is empty', async () => {
+    const { walks, members } = countedMembers();
+    // The leader (bash) starts a sleep in its group and exits once told to (a line on its stdin).
+    const leader = spawn('bash', ['-c', 'sleep 60 & echo $!; read line'], {
+      detached: true,
+      stdio: ['pipe', 'pipe', 'ignore'],
+    });
+    const pgid = leader.pid!;
+    try {
+      const left = Number(
+        await new Promise<string>((resolve) => leader.stdout.once('data', (chunk: Buffer) => resolve(String(chunk)))),
+      );
+      expect(groupAlive(pgid, members)).toBe(true);
+      expect(walks.count).toBe(0);
+      // The leader exits (reaped by this process: gone from /proc); its sleep runs on in the group.
+      const exited = once(leader, 'exit');
+      leader.stdin.end('go\n');
+      await exited;
+      expect(stateOf(pgid)).toBe('gone');
+      expect(groupAlive(pgid, members)).toBe(true);
+      expect(walks.count).toBe(1);
+      expect(signalGroup(pgid, 'SIGKILL')).toBe(true);
+      // Reaped by whoever adopted it (init), or left a zombie (which runs nothing) where no one
+      // reaps within 10 s.
+      const killedAt = performance.now();
+      while (stateOf(left) !== 'gone' && (stateOf(left) !== 'Z' || performance.now() - killedAt < 10_000))
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      // Reaped: nothing at all is left in the group (kill(-pgid, 0) says so), no walk; a zombie: one.
+      const reaped = stateOf(left) === 'gone';
+      expect(groupAlive(pgid, members)).toBe(false);
+      expect(walks.count).toBe(reaped ? 1 : 2);
+    } finally {
+      signalGroup(pgid, 'SIGKILL');
+    }
+  });
+});
+
 describe.runIf(process.platform === 'linux')('leftoverCheck: when it walks /proc', () => {
   it('a zombie child that no thread will reap (a worker thread’s child that outlived its thread) starts one walk, not one per check', async () => {
     const { walks, members } = countedMembers();
