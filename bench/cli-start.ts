@@ -23,7 +23,8 @@
  * `bench/pipelines/bench.pipeline.ts`, one module); the module host case has no installed form.
  * `worker-pipeline-registered` (round AD) also gives `--orchestrator`: one bench orchestrator
  * (`bench/servers/orchestrator.ts`, a registry with no pipeline) started for all its runs, and the
- * worker is read once it logged that it registered: its first call (undici loaded) included.
+ * worker is read once it logged that it registered: its first call (undici loaded) included, and
+ * its module host's CPU (`--slots 1`: one host, ready with the pipeline loaded) added.
  *
  *   tsx bench/cli-start.ts [--runs 7] [--cases worker-help,…] [--loader PATH] [--node-flags='…'] [--installed] [CHECKOUT...]
  */
@@ -34,7 +35,7 @@ import { join } from 'node:path';
 import { benchArgs } from './lib/args.js';
 import { dagEnv } from './lib/dag.js';
 import { BenchProcess, benchPath, JOIN_TOKEN, ROOT, startBenchOrchestrator } from './lib/processes.js';
-import { threadsCpuMs } from './lib/proc-times.js';
+import { descendantsCpuMs, threadsCpuMs } from './lib/proc-times.js';
 import { median } from './lib/stats.js';
 
 /** The cases: the command, its arguments, and whether it keeps running (read at its listening line). */
@@ -214,7 +215,8 @@ async function start(root: string, name: CaseName, index: number): Promise<{ cpu
     const at = readAt(name);
     const check = (text: string): void => {
       if (serves && read === undefined && at.test(text)) {
-        read = threadsCpuMs(child.pid!);
+        // A registered worker: its module host's (it registers once its hosts loaded the pipeline) too.
+        read = threadsCpuMs(child.pid!) + (name.endsWith('-registered') ? descendantsCpuMs(child.pid!) : 0);
         process.kill(-child.pid!, 'SIGKILL');
       }
     };

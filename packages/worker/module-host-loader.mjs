@@ -22,6 +22,15 @@
  *    own load gives (tested: `packages/cli/test/tsx-loader.spec.ts`). On a Node with
  *    `module.registerHooks` (22.15+; tsx 4.23 uses in-thread hooks from 22.22.3/24.11.1) tsx's
  *    own entry is imported instead.
+ *
+ *    When the host's main script is JavaScript (`module-host-main.js`: an installed `@mpd/worker`),
+ *    not here: the host registers them itself once its own modules are loaded, just before it
+ *    loads the pipeline file (`registerTypeScriptLoaders`, called by `module-host-main`'s `init`),
+ *    so that its own code and its libraries do not go through tsx's hooks (round AD: the host's
+ *    imports cost 348 ms of CPU after tsx's registration, 205 ms before it, the registration
+ *    included; an installed host, medians of 5). From the sources (`module-host-main.ts`) and in
+ *    every other process this preload reaches (a node child a module forks has it in its
+ *    `execArgv`), here as before: they need it for their own first file.
  */
 import module, { createRequire } from 'node:module';
 import { setFlagsFromString } from 'node:v8';
@@ -38,10 +47,35 @@ for (const flag of (given ?? '').slice(FLAGS_ARGUMENT.length).split(' ')) {
   }
 }
 
-if (typeof module.registerHooks === 'function') {
-  await import('tsx');
-} else {
-  createRequire(import.meta.url)('tsx/cjs');
-  // tsx's `initialize` hook requires a `data` object (none: "tsx must be loaded with --import").
-  module.register('tsx/esm', import.meta.url, { data: {} });
+/** Set once tsx's loaders are registered in this process (by any copy of this file). */
+const REGISTERED = Symbol.for('mpd.module-host-loader.registered');
+
+/**
+ * Registers tsx's loaders in this process as `node --import tsx` does (see 2. above), once: a
+ * later call does nothing.
+ * @returns {Promise<void>}
+ */
+export async function registerTypeScriptLoaders() {
+  if (globalThis[REGISTERED]) return;
+  globalThis[REGISTERED] = true;
+  if (typeof module.registerHooks === 'function') {
+    await import('tsx');
+  } else {
+    createRequire(import.meta.url)('tsx/cjs');
+    // tsx's `initialize` hook requires a `data` object (none: "tsx must be loaded with --import").
+    module.register('tsx/esm', import.meta.url, { data: {} });
+  }
 }
+
+/**
+ * Whether this preload registers tsx's loaders at once: everywhere but in a module host whose main
+ * script is JavaScript (`module-host-main.js`), which registers them itself before it loads the
+ * pipeline file.
+ * @param {string | undefined} mainScript the process's main script (`process.argv[1]`)
+ * @returns {boolean}
+ */
+export function registersAtOnce(mainScript) {
+  return !/[/\\]module-host-main\.js$/.test(mainScript ?? '');
+}
+
+if (registersAtOnce(process.argv[1])) await registerTypeScriptLoaders();

@@ -485,6 +485,15 @@ function logger(executionId: string): ModuleLogger {
   };
 }
 
+/** The host's preload (the package's `module-host-loader.mjs`, already loaded: the same module). */
+const HOST_LOADER = new URL('../../module-host-loader.mjs', import.meta.url).href;
+
+/** Registers tsx's loaders unless the preload did (see `module-host-loader.mjs`). */
+async function registerTypeScriptLoaders(): Promise<void> {
+  const loader = (await import(HOST_LOADER)) as { registerTypeScriptLoaders: () => Promise<void> };
+  await loader.registerTypeScriptLoaders();
+}
+
 async function init(message: Extract<ToHost, { type: 'init' }>): Promise<void> {
   killGraceMs = message.killGraceMs;
   markNonce = message.markNonce;
@@ -494,6 +503,10 @@ async function init(message: Extract<ToHost, { type: 'init' }>): Promise<void> {
   artifactScratchDir = message.artifactScratchDir;
   inlineResultBytes = message.inlineResultBytes;
   try {
+    // tsx's loaders for the pipeline file, registered only now when this file is JavaScript (an
+    // installed worker): the host's own modules were loaded without its hooks (see
+    // `module-host-loader.mjs`, its preload, which registered them already from the sources).
+    await registerTypeScriptLoaders();
     pipeline = await loadPipelineFile(message.sourceFile);
   } catch (error) {
     exitAfter({ type: 'init-failed', message: describeThrown(error).message }, 1);

@@ -56,7 +56,8 @@ const HOST_MAIN = fileURLToPath(
  * The host's preload, registered in every host with `--import` (`module-host-loader.mjs`, at the
  * package's root beside `src` and `dist`): it sets the host's V8 flags before anything else is
  * loaded, then registers tsx's loaders, so that hosts load the pipeline file as the CLIs load it
- * (a `.ts` file works) and the host's own code is TypeScript in the sources.
+ * (a `.ts` file works) and the host's own code is TypeScript in the sources. A host from `dist`
+ * (an installed worker) registers them itself, just before it loads the pipeline file (round AD).
  */
 const HOST_LOADER = new URL('../../module-host-loader.mjs', import.meta.url).href;
 
