@@ -9,7 +9,7 @@
  *
  * `--lease`: renew the worker's heartbeat lease every second, as a registered worker does. The
  * worker's log lines go to `MPD_LOOP_LOG` (a file; /dev/null by default). Last, it closes the
- * executor (every host stopped) and prints the worker's CPU for that (round AD).
+ * executor (every host stopped) and prints the worker's and the hosts' CPU for that (round AD).
  * Add `--cpu-prof` before the script (`node --cpu-prof --import tsx bench/host-loop.ts`) to
  * profile this process and, through the flags the hosts inherit, every host.
  */
@@ -129,12 +129,30 @@ for (let round = 1; round <= rounds; round++) {
     `${isolation} round ${round}: ${(modules / seconds).toFixed(0)} modules/s, CPU per module: worker ${own.toFixed(3)} ms, hosts ${hosts.toFixed(3)} ms (${threads}), total ${(own + hosts).toFixed(3)} ms\n`,
   );
 }
-// The close: every host stopped and waited for (round AD: its polls of the host's group walked
-// /proc each time). The worker's own CPU only; the hosts' exits are their own.
+// The close: every host stopped and waited for (round AD: the worker's polls of each host's
+// group walked /proc each time). The worker's CPU, and the hosts': what they had used before
+// the close against what this process reaped of them (cutime + cstime) once they exited.
+const reapedMs = (): number => {
+  const fields = readFileSync('/proc/self/stat', 'latin1').split(') ')[1]!.split(' ');
+  return (Number(fields[13]) + Number(fields[14])) * 10; // cutime, cstime: clock ticks (USER_HZ 100)
+};
 const closeStarted = performance.now();
 const closeCpu = ownCpuMs();
+// Each host's whole CPU so far (`/proc/PID/stat`: its threads that ended too, as its reaped time counts them).
+const hostsBeforeClose = readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, 'latin1')
+  .split(' ')
+  .filter(Boolean)
+  .reduce((total, pid) => {
+    try {
+      const fields = readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]!.split(' ');
+      return total + (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime: clock ticks (USER_HZ 100)
+    } catch {
+      return total; // gone
+    }
+  }, 0);
+const reapedBefore = reapedMs();
 await executor.close('loop over');
 process.stdout.write(
-  `close: worker ${(ownCpuMs() - closeCpu).toFixed(1)} ms CPU, ${(performance.now() - closeStarted).toFixed(0)} ms\n`,
+  `close: worker ${(ownCpuMs() - closeCpu).toFixed(1)} ms CPU, hosts ${(reapedMs() - reapedBefore - hostsBeforeClose).toFixed(0)} ms CPU, ${(performance.now() - closeStarted).toFixed(0)} ms\n`,
 );
 process.exit(0);
