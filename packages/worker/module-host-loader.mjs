@@ -26,9 +26,9 @@
  *    When the host's main script is JavaScript (`module-host-main.js`: an installed `@mpd/worker`),
  *    not here: the host registers them itself once its own modules are loaded, just before it
  *    loads the pipeline file (`registerTypeScriptLoaders`, called by `module-host-main`'s `init`),
- *    so that its own code and its libraries do not go through tsx's hooks (round AD: the host's
- *    imports cost 348 ms of CPU after tsx's registration, 205 ms before it, the registration
- *    included; an installed host, medians of 5). From the sources (`module-host-main.ts`) and in
+ *    so that its own code and its libraries do not go through tsx's hooks (round AD: an installed
+ *    host until ready, 587 ms of CPU before, 530 after, medians of 10 alternating pairs;
+ *    `docs/round-ad/lead.md`). From the sources (`module-host-main.ts`) and in
  *    every other process this preload reaches (a node child a module forks has it in its
  *    `execArgv`), here as before: they need it for their own first file.
  */
