@@ -192,14 +192,16 @@ const loadTar = () => (tarLoaded ??= import('tar'));
 /** What `tar` writes to the archive is hashed and counted on its way to the file; `stop` aborts the packing. */
 async function packHashed(pack: NodeJS.ReadableStream, archive: string, stop: AbortSignal): Promise<Digest> {
   const digesting = new DigestingStream();
-  await pipeline(
-    pack,
-    digesting,
-    createWriteStream(archive, { flags: 'wx', mode: 0o600, highWaterMark: TAR_READ_BYTES }),
-    {
-      signal: stop,
-    },
-  );
+  const file = createWriteStream(archive, { flags: 'wx', mode: 0o600, highWaterMark: TAR_READ_BYTES });
+  try {
+    await pipeline(pack, digesting, file, { signal: stop });
+  } catch (error) {
+    // A packing stopped at once can leave the file's open under way: the caller's removal of the
+    // archive waits for it, or the open would make the file after it (round AD, the
+    // orchestrator's store).
+    if (!file.closed) await new Promise<void>((resolve) => file.once('close', () => resolve()));
+    throw error;
+  }
   // The worker's own hash of the archive it wrote (own-digest.ts): its upload trusts it.
   return ownDigest(archive, await digesting.digest());
 }
