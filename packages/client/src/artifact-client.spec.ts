@@ -70,6 +70,30 @@ describe('ArtifactClient', () => {
     expect(Buffer.concat(read).length).toBeLessThan(14);
   });
 
+  // Round AD (the orchestrator's store, seen in CI): a transfer that fails at once can leave the
+  // file's open in the thread pool; an unlink that ran first would let the open make the file.
+  // Timing: before the fix, 500 rounds left a file in 2 runs of 4.
+  it('a download cut before its first byte leaves no file, whichever of its open and its cleanup comes first (500 rounds)', async () => {
+    const claimed = createHash('sha256').update('x'.repeat(1_000)).digest('hex');
+    const server: Server = createServer((req, res) => {
+      if (req.method === 'POST') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ store: 'orchestrator' }));
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '1000' });
+      res.flushHeaders();
+      res.socket?.destroy();
+    });
+    const client = await clientOf(server);
+    const dir = await mkdtemp(join(tmpdir(), 'mpd-artifact-client-'));
+    cleanups.push(() => rm(dir, { recursive: true, force: true }));
+    for (let round = 0; round < 500; round++) {
+      await expect(client.getToFile(claimed, join(dir, 'blob'))).rejects.toThrow();
+      expect(await readdir(dir), `round ${round}`).toEqual([]);
+    }
+  });
+
   it('a download cut midway (as a store that finds its copy damaged cuts it) is a BlobDownloadCutError saying how far it came, not undici\'s "other side closed" (found by a new user)', async () => {
     const claimed = createHash('sha256').update('x'.repeat(1_000)).digest('hex');
     const server: Server = createServer((req, res) => {
