@@ -6,7 +6,7 @@
  * `artifact-routes.spec.ts` and `s3-store.spec.ts`.
  */
 import { createHash } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -30,6 +30,23 @@ async function clientOf(server: Server): Promise<ArtifactClient> {
   });
   cleanups.push(() => client.close());
   return client;
+}
+
+/**
+ * A store that keeps blobs itself (`POST …/transfers`: `{ store: 'orchestrator' }`) and answers
+ * every download with its headers (1,000 bytes announced) and then `cut(res)`.
+ */
+function cuttingStore(cut: (res: ServerResponse) => void): Server {
+  return createServer((req, res) => {
+    if (req.method === 'POST') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ store: 'orchestrator' }));
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '1000' });
+    res.flushHeaders();
+    cut(res);
+  });
 }
 
 describe('ArtifactClient', () => {
@@ -75,17 +92,7 @@ describe('ArtifactClient', () => {
   // Timing: before the fix, 500 rounds left a file in 2 runs of 4.
   it('a download cut before its first byte leaves no file, whichever of its open and its cleanup comes first (500 rounds)', async () => {
     const claimed = createHash('sha256').update('x'.repeat(1_000)).digest('hex');
-    const server: Server = createServer((req, res) => {
-      if (req.method === 'POST') {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ store: 'orchestrator' }));
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '1000' });
-      res.flushHeaders();
-      res.socket?.destroy();
-    });
-    const client = await clientOf(server);
+    const client = await clientOf(cuttingStore((res) => res.socket?.destroy()));
     const dir = await mkdtemp(join(tmpdir(), 'mpd-artifact-client-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     for (let round = 0; round < 500; round++) {
@@ -96,17 +103,9 @@ describe('ArtifactClient', () => {
 
   it('a download cut midway (as a store that finds its copy damaged cuts it) is a BlobDownloadCutError saying how far it came, not undici\'s "other side closed" (found by a new user)', async () => {
     const claimed = createHash('sha256').update('x'.repeat(1_000)).digest('hex');
-    const server: Server = createServer((req, res) => {
-      if (req.method === 'POST') {
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ store: 'orchestrator' }));
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': '1000' });
-      res.flushHeaders();
-      res.write('x'.repeat(400), () => setTimeout(() => res.socket?.destroy(), 50));
-    });
-    const client = await clientOf(server);
+    const client = await clientOf(
+      cuttingStore((res) => res.write('x'.repeat(400), () => setTimeout(() => res.socket?.destroy(), 50))),
+    );
     const dir = await mkdtemp(join(tmpdir(), 'mpd-artifact-client-'));
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const cut =
