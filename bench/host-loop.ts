@@ -20,6 +20,7 @@ import { ModuleExecutor, type ExecutionRequest } from '@mpd/worker';
 import { pino, destination } from 'pino';
 import { dagEnv } from './lib/dag.js';
 import { BENCH_PIPELINE } from './lib/processes.js';
+import { liveChildren, processTimes } from './lib/proc-times.js';
 
 const args = process.argv.slice(2);
 const arg = (name: string, fallback: string): string => {
@@ -132,24 +133,11 @@ for (let round = 1; round <= rounds; round++) {
 // The close: every host stopped and waited for (round AD: the worker's polls of each host's
 // group walked /proc each time). The worker's CPU, and the hosts': what they had used before
 // the close against what this process reaped of them (cutime + cstime) once they exited.
-const reapedMs = (): number => {
-  const fields = readFileSync('/proc/self/stat', 'latin1').split(') ')[1]!.split(' ');
-  return (Number(fields[13]) + Number(fields[14])) * 10; // cutime, cstime: clock ticks (USER_HZ 100)
-};
 const closeStarted = performance.now();
 const closeCpu = ownCpuMs();
-// Each host's whole CPU so far (`/proc/PID/stat`: its threads that ended too, as its reaped time counts them).
-const hostsBeforeClose = readFileSync(`/proc/${process.pid}/task/${process.pid}/children`, 'latin1')
-  .split(' ')
-  .filter(Boolean)
-  .reduce((total, pid) => {
-    try {
-      const fields = readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]!.split(' ');
-      return total + (Number(fields[11]) + Number(fields[12])) * 10; // utime, stime: clock ticks (USER_HZ 100)
-    } catch {
-      return total; // gone
-    }
-  }, 0);
+// Each host's whole CPU so far (its threads that ended too, as its reaped time counts them).
+const hostsBeforeClose = liveChildren(process.pid).reduce((total, pid) => total + (processTimes(pid)?.ownMs ?? 0), 0);
+const reapedMs = (): number => processTimes(process.pid)!.reapedMs;
 const reapedBefore = reapedMs();
 await executor.close('loop over');
 process.stdout.write(

@@ -64,15 +64,10 @@ export function groupAlive(pgid: number, members: (pgid: number) => number[] | u
   if (leader && leader[0] !== 'Z' && leader[0] !== 'X' && Number(leader[2]) === pgid) return true;
   // No process at all in the group, zombies included (ESRCH): gone, without a walk either. The
   // usual end of a stop: the host exited and was reaped, and took its processes with it.
-  if (HAS_PROC && groupEmpty(pgid)) return false;
-  const found = members(pgid);
-  if (found) return found.length > 0;
-  try {
-    process.kill(-pgid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  if (groupEmpty(pgid)) return false;
+  // Something is in the group: a walk tells a running process from a zombie; where there is no
+  // /proc to walk, it counts as running.
+  return members(pgid)?.length !== 0;
 }
 
 /**
