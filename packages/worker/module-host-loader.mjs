@@ -74,7 +74,7 @@ export async function registerTypeScriptLoaders() {
  * @param {string | undefined} mainScript the process's main script (`process.argv[1]`)
  * @returns {boolean}
  */
-export function registersAtOnce(mainScript) {
+function registersAtOnce(mainScript) {
   return !/[/\\]module-host-main\.js$/.test(mainScript ?? '');
 }
 
