@@ -24,8 +24,11 @@
  * IPC, against BullMQ's chain hop p50 (a job ends → the next one, added by the driver once it
  * learnt of the completion, starts): a chain's hop in mpd is at least one `execute` round trip
  * and one IPC round trip. Alternating order across runs; values are medians.
+ * Last, with `coldRuns`, the same parts on fresh processes, as the judged dispatch figure meets
+ * them (bench/floor-cold.ts, round AE).
  */
-import { type FloorClient, type FloorClientResult } from './servers/floor-client.js';
+import { coldFloorBench, type ColdRung } from './floor-cold.js';
+import { type FloorClientResult } from './servers/floor-client.js';
 import type { FloorIpcResult } from './servers/floor-ipc.js';
 import type { ProcessStats } from './lib/ipc.js';
 import { BenchProcess, benchPath } from './lib/processes.js';
@@ -49,6 +52,10 @@ export interface FloorConfig {
   latencyS: number;
   /** BullMQ's chain jobs per run, for its hop (0: none). */
   peerChainJobs: number;
+  /** Runs of the cold floor, each part on fresh processes (bench/floor-cold.ts; 0: none). */
+  coldRuns: number;
+  /** The cold floor's modules per run (the judged dispatch figure's 2,000). */
+  coldSize: number;
 }
 
 export const FLOOR_FULL: FloorConfig = {
@@ -60,6 +67,8 @@ export const FLOOR_FULL: FloorConfig = {
   peerJobs: 4_000,
   latencyS: 1,
   peerChainJobs: 1_000,
+  coldRuns: 3,
+  coldSize: 2_000,
 };
 export const FLOOR_SMOKE: FloorConfig = {
   runs: 1,
@@ -70,12 +79,14 @@ export const FLOOR_SMOKE: FloorConfig = {
   peerJobs: 40,
   latencyS: 0.2,
   peerChainJobs: 20,
+  coldRuns: 1,
+  coldSize: 40,
 };
 
 type Server = 'http' | 'express' | 'ts-rest' | 'api-app';
 
 /** The HTTP rungs, each one layer above the one before. */
-const RUNGS: { client: FloorClient; server: Server; label: string; adds: string }[] = [
+const RUNGS: (ColdRung & { server: Server })[] = [
   { client: 'http', server: 'http', label: "node's http client -> node's http server", adds: '' },
   { client: 'undici', server: 'http', label: "undici's request -> node's http server", adds: "undici's request" },
   {
@@ -124,6 +135,24 @@ interface Ipc {
 }
 
 export async function floorBench(config: FloorConfig): Promise<{ rows: Row[]; details: unknown }> {
+  const warm = await warmFloorBench(config);
+  if (config.coldRuns === 0) return warm;
+  // After the warm floor's processes stopped: the cold floor's fresh ones have the machine.
+  const cold = await coldFloorBench(
+    {
+      runs: config.coldRuns,
+      size: config.coldSize,
+      concurrency: config.concurrency,
+      hosts: config.hosts,
+      peer: config.peerJobs > 0,
+    },
+    RUNGS,
+  );
+  return { rows: [...warm.rows, ...cold.rows], details: { ...(warm.details as object), cold: cold.details } };
+}
+
+/** The warm floor: the parts on processes kept for the whole benchmark, after a warm-up window. */
+async function warmFloorBench(config: FloorConfig): Promise<{ rows: Row[]; details: unknown }> {
   const servers = new Map<Server, BenchProcess>(
     [...new Set(RUNGS.map((rung) => rung.server))].map((server) => [
       server,

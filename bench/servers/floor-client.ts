@@ -32,8 +32,15 @@ export type FloorClient = 'http' | 'undici' | 'ts-rest' | 'mpd-client';
 export interface FloorClientRun {
   client: FloorClient;
   url: string;
+  /**
+   * Servers called side by side, `concurrency` at a time each (the cold floor's two workers);
+   * @default [url]
+   */
+  urls?: string[];
   concurrency: number;
   durationS: number;
+  /** Calls to make in all (split evenly over `urls`) instead of calling for `durationS`. */
+  calls?: number;
 }
 
 /**
@@ -150,25 +157,36 @@ function callerOf(client: FloorClient, url: string, concurrency: number): { call
   return { call, close: () => dispatcher.close() };
 }
 
-async function run({ client, url, concurrency, durationS }: FloorClientRun): Promise<FloorClientResult> {
-  const { call, close } = callerOf(client, url, concurrency);
+async function run({
+  client,
+  url,
+  urls = [url],
+  concurrency,
+  durationS,
+  calls: count,
+}: FloorClientRun): Promise<FloorClientResult> {
+  const callers = urls.map((target) => callerOf(client, target, concurrency));
   try {
     // The connections are opened (and the code warmed a little) before the measured window.
-    await Promise.all(Array.from({ length: concurrency }, (_, index) => call(index)));
+    await Promise.all(callers.flatMap(({ call }) => Array.from({ length: concurrency }, (_, index) => call(index))));
     let calls = 0;
     const started = performance.now();
     const deadline = started + durationS * 1_000;
+    // With a count, the lanes take calls until it is reached; otherwise until the deadline.
+    const more = count === undefined ? () => performance.now() < deadline : () => calls < count;
     const cpuBefore = process.cpuUsage();
     // One at a time, each call's round trip is timed (the chain's case: latency, not throughput).
-    const times: number[] | undefined = concurrency === 1 ? [] : undefined;
+    const times: number[] | undefined = concurrency === 1 && callers.length === 1 ? [] : undefined;
     await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (performance.now() < deadline) {
-          const start = performance.now();
-          await call(calls++ % 2_000);
-          times?.push((performance.now() - start) * 1_000);
-        }
-      }),
+      callers.flatMap(({ call }) =>
+        Array.from({ length: concurrency }, async () => {
+          while (more()) {
+            const start = performance.now();
+            await call(calls++ % 2_000);
+            times?.push((performance.now() - start) * 1_000);
+          }
+        }),
+      ),
     );
     const cpu = process.cpuUsage(cpuBefore);
     return {
@@ -178,7 +196,7 @@ async function run({ client, url, concurrency, durationS }: FloorClientRun): Pro
       ...(times ? { latency: { p50: percentile(times, 50), p99: percentile(times, 99) } } : {}),
     };
   } finally {
-    await close();
+    await Promise.all(callers.map(({ close }) => close()));
   }
 }
 

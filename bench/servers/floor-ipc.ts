@@ -29,6 +29,8 @@ import { percentile } from '../lib/stats.js';
 
 export interface FloorIpcRun {
   durationS: number;
+  /** Round trips to make in all (over every child) instead of for `durationS`. */
+  roundTrips?: number;
   /** Round trips with the first child only, one at a time, each timed. */
   oneAtATime?: boolean;
 }
@@ -170,18 +172,19 @@ if (role === 'child-bare') {
     send(child, executeMessage(index));
     return answer;
   };
-  const run = async ({ durationS, oneAtATime = false }: FloorIpcRun): Promise<FloorIpcResult> => {
+  const run = async ({ durationS, roundTrips: count, oneAtATime = false }: FloorIpcRun): Promise<FloorIpcResult> => {
     // Each child answers once before the measured window (forked and connected).
     await Promise.all(children.map((child, index) => roundTrip(child, index)));
     const childrenBefore = await childrenCpu();
     let roundTrips = 0;
     const started = performance.now();
     const deadline = started + durationS * 1_000;
+    const more = count === undefined ? () => performance.now() < deadline : () => roundTrips < count;
     const parentBefore = cpuMicros();
     const times: number[] | undefined = oneAtATime ? [] : undefined;
     await Promise.all(
       (oneAtATime ? children.slice(0, 1) : children).map(async (child) => {
-        while (performance.now() < deadline) {
+        while (more()) {
           const start = performance.now();
           const done = await roundTrip(child, roundTrips++);
           times?.push((performance.now() - start) * 1_000);
