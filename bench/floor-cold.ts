@@ -25,7 +25,7 @@ import type { FloorClient, FloorClientResult } from './servers/floor-client.js';
 import type { FloorIpcResult } from './servers/floor-ipc.js';
 import type { ProcessStats } from './lib/ipc.js';
 import { BenchProcess, benchPath } from './lib/processes.js';
-import type { Row } from './lib/report.js';
+import { microsRow, type Row } from './lib/report.js';
 import { median } from './lib/stats.js';
 import { BullmqPeer } from './peer.js';
 
@@ -172,9 +172,10 @@ export async function coldFloorBench(config: ColdFloorConfig, rungs: readonly Co
     for (let step = 0; step < steps.length; step++) await steps[(run + step) % steps.length]!();
   }
   if (peerUnavailable !== undefined) process.stdout.write(`  BullMQ peer (cold) not measured: ${peerUnavailable}\n`);
-  process.stdout.write(coldBreakdown(config, rungs, exchanges, bare, channel, peer));
+  const measured: ColdRuns = { exchanges, bare, channel, peer };
+  process.stdout.write(coldBreakdown(config, rungs, measured));
   return {
-    rows: coldRows(config, rungs, exchanges, bare, channel, peer),
+    rows: coldRows(config, rungs, measured),
     details: {
       config,
       rungs: rungs.map((rung, index) => ({ ...rung, runs: exchanges[index] })),
@@ -186,23 +187,20 @@ export async function coldFloorBench(config: ColdFloorConfig, rungs: readonly Co
   };
 }
 
-function coldRows(
-  config: ColdFloorConfig,
-  rungs: readonly ColdRung[],
-  exchanges: ColdRun[][],
-  bare: ColdRun[],
-  channel: ColdRun[],
-  peer: number[],
-): Row[] {
+/** Every cold run of every part, by part. */
+interface ColdRuns {
+  /** By rung, in the order of the rungs. */
+  exchanges: ColdRun[][];
+  bare: ColdRun[];
+  channel: ColdRun[];
+  /** BullMQ's job, µs (none without Redis). */
+  peer: number[];
+}
+
+function coldRows(config: ColdFloorConfig, rungs: readonly ColdRung[], measured: ColdRuns): Row[] {
+  const { exchanges, bare, channel, peer } = measured;
   const benchmark = `8 floor, cold: CPU per module's part on fresh processes (${config.size} modules, ${SERVERS} x ${config.concurrency})`;
-  const value = (metric: string, runs: number[], rest: Partial<Row> = {}): Row => ({
-    benchmark,
-    metric,
-    unit: 'us',
-    value: median(runs),
-    runs,
-    ...rest,
-  });
+  const value = microsRow(benchmark);
   const both = (runs: ColdRun[]): number[] => runs.map((run) => run.both);
   const versusPeer =
     peer.length > 0
@@ -258,14 +256,8 @@ function coldRows(
 
 const fixed = (micros: number): string => (Number.isFinite(micros) ? micros.toFixed(1) : '-');
 
-function coldBreakdown(
-  config: ColdFloorConfig,
-  rungs: readonly ColdRung[],
-  exchanges: ColdRun[][],
-  bare: ColdRun[],
-  channel: ColdRun[],
-  peer: number[],
-): string {
+function coldBreakdown(config: ColdFloorConfig, rungs: readonly ColdRung[], measured: ColdRuns): string {
+  const { exchanges, bare, channel, peer } = measured;
   const of = (runs: ColdRun[], pick: (run: ColdRun) => number): string => fixed(median(runs.map(pick)));
   const part = (runs: ColdRun[]): string =>
     `${of(runs, (run) => run.caller)} / ${of(runs, (run) => run.callee)} / ${of(runs, (run) => run.both)}`;

@@ -32,7 +32,7 @@ import { type FloorClientResult } from './servers/floor-client.js';
 import type { FloorIpcResult } from './servers/floor-ipc.js';
 import type { ProcessStats } from './lib/ipc.js';
 import { BenchProcess, benchPath } from './lib/processes.js';
-import type { Row } from './lib/report.js';
+import { microsRow, type Row } from './lib/report.js';
 import { median, percentile } from './lib/stats.js';
 import { BullmqPeer, type PeerFigures } from './peer.js';
 
@@ -284,18 +284,6 @@ async function warmFloorBench(config: FloorConfig): Promise<{ rows: Row[]; detai
     ]);
   }
 }
-
-/** A row maker for `benchmark`'s figures in µs: the median of `runs`, every run kept. */
-const microsRow =
-  (benchmark: string) =>
-  (metric: string, runs: number[], rest: Partial<Row> = {}): Row => ({
-    benchmark,
-    metric,
-    unit: 'us',
-    value: median(runs),
-    runs,
-    ...rest,
-  });
 
 /** A BullMQ job's CPU, all processes, µs. */
 const jobMicros = (figures: PeerFigures): number => figures.cpuMs.total * 1_000;

@@ -36,6 +36,18 @@ export interface RowResult extends Row {
   met?: boolean | undefined;
 }
 
+/** A row maker for `benchmark`'s figures in µs: the median of `runs`, every run kept. */
+export const microsRow =
+  (benchmark: string) =>
+  (metric: string, runs: number[], rest: Partial<Row> = {}): Row => ({
+    benchmark,
+    metric,
+    unit: 'us',
+    value: median(runs),
+    runs,
+    ...rest,
+  });
+
 export function evaluate(row: Row): RowResult {
   const ratio =
     row.baseline !== undefined && Number.isFinite(row.baseline) && row.baseline !== 0
