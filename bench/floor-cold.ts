@@ -15,9 +15,10 @@
  *   each), the judged figure's own counterpart (`BullmqPeer.freshRuns`).
  *
  * CPU is counted from the first measured call to the last (`process.cpuUsage()`: every thread of
- * the process, V8's compiler threads too), after each client opened its connections (one call per
- * lane, `2 × concurrency`) and each parent heard once from each child: as the judged figure
- * subtracts a 10-module run, the processes' starts and first calls are not in it. So a rung's
+ * the process, V8's compiler threads too): the client's after it opened its connections (one call
+ * per lane, `2 × concurrency`), the servers' from just before those calls (so theirs are in,
+ * spread over every call), the parents' and children's after each parent heard once from each
+ * child. As the judged figure subtracts a 10-module run, the processes' starts are not in it. So a rung's
  * figure is what that stack costs per module over a cold worker's first thousand calls, and the
  * sum of node's rung and the bare echo is node's own floor of the judged figure.
  */
