@@ -292,3 +292,12 @@ export function leaseLine(endsAt: number | undefined): string {
  * crash, processes left behind), so that no kill grace runs past the lease.
  */
 export const LEASE_HOLD_LINE = 'hold\n';
+
+/**
+ * The host's preload, `module-host-loader.mjs` at the package's root beside `src` and `dist`, as a
+ * URL: the worker passes it to every host with `--import` (it sets the host's V8 flags before
+ * anything else is loaded, then registers tsx's loaders); a host from `dist` imports it again
+ * (the same module) to register tsx itself, just before the pipeline file (round AD). Both
+ * `src/executor` and `dist/executor` are two levels below the package's root.
+ */
+export const HOST_LOADER = new URL('../../module-host-loader.mjs', import.meta.url).href;

@@ -12,9 +12,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
+import { HOST_LOADER } from './host-protocol.js';
 
 const WORKER_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const HOST_LOADER = new URL('../../module-host-loader.mjs', import.meta.url).href;
 
 /**
  * A main script that says whether a `.ts` file can be imported now (tsx registered), then calls

@@ -46,6 +46,7 @@ import { ExecutionStop } from './execution-stop.js';
 import {
   type ArtifactCall,
   type FromHost,
+  HOST_LOADER,
   HOST_LOG_BATCH_BYTES,
   HOST_LOG_BATCH_LINES,
   type HostLogBatch,
@@ -484,9 +485,6 @@ function logger(executionId: string): ModuleLogger {
     error: lineWriter(executionId, 'error'),
   };
 }
-
-/** The host's preload (the package's `module-host-loader.mjs`, already loaded: the same module). */
-const HOST_LOADER = new URL('../../module-host-loader.mjs', import.meta.url).href;
 
 /** Registers tsx's loaders unless the preload did (see `module-host-loader.mjs`). */
 async function registerTypeScriptLoaders(): Promise<void> {

@@ -16,10 +16,10 @@ import { fileURLToPath } from 'node:url';
 import { TEST_NODE_FLAGS, testNodeFlags } from '@mpd/test-kit';
 import { describe, expect, it } from 'vitest';
 import { HOST_V8_FLAGS, hostV8Flags } from './host-v8-flags.js';
+import { HOST_LOADER } from './host-protocol.js';
 
 const WORKER_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const DRIVER = fileURLToPath(new URL('../../test/fixtures/host-tier-up-driver.ts', import.meta.url));
-const HOST_LOADER = new URL('../../module-host-loader.mjs', import.meta.url).href;
 const BINARIES = [process.execPath, ...(process.env.XMPD_NODE_BINARIES ?? '').split(':').filter(Boolean)];
 
 /** Runs `node ARGS` with `binary` from the worker package's directory (tsx resolves there). */

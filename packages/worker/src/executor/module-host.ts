@@ -23,6 +23,7 @@ import type {
 import {
   type ArtifactCall,
   type FromHost,
+  HOST_LOADER,
   type HostLogLine,
   LEASE_FD,
   LEASE_HOLD_LINE,
@@ -51,15 +52,6 @@ export const MAX_PACKS_IN_FLIGHT = 256;
 const HOST_MAIN = fileURLToPath(
   new URL(`./module-host-main.${import.meta.url.endsWith('.ts') ? 'ts' : 'js'}`, import.meta.url),
 );
-
-/**
- * The host's preload, registered in every host with `--import` (`module-host-loader.mjs`, at the
- * package's root beside `src` and `dist`): it sets the host's V8 flags before anything else is
- * loaded, then registers tsx's loaders, so that hosts load the pipeline file as the CLIs load it
- * (a `.ts` file works) and the host's own code is TypeScript in the sources. A host from `dist`
- * (an installed worker) registers them itself, just before it loads the pipeline file (round AD).
- */
-const HOST_LOADER = new URL('../../module-host-loader.mjs', import.meta.url).href;
 
 /** How many of the last lines a host wrote to stderr are kept, to tell why it died. */
 const STDERR_TAIL_LINES = 20;

@@ -15,14 +15,16 @@ async function group(script: string): Promise<{ pgid: number; pids: number[] }> 
 }
 
 describe('process groups', () => {
-  it('stops a group whose processes end on SIGTERM at once, grandchildren included', async () => {
+  it('stops a group whose processes end on SIGTERM at once, grandchildren included, without waiting out the grace', async () => {
     const { pgid, pids } = await group('sleep 30 & echo $!; wait');
     expect(groupMembers(pgid)?.sort()).toEqual(pids.sort());
     const started = performance.now();
-    expect(await stopProcessGroup(pgid, 5_000)).toBe('terminated');
-    expect(performance.now() - started).toBeLessThan(2_000);
+    // A grace far longer than any stop on a loaded machine: resolving before half of it means
+    // the stop ended when the group did, not when the grace did (no race of a few seconds).
+    expect(await stopProcessGroup(pgid, 60_000)).toBe('terminated');
+    expect(performance.now() - started).toBeLessThan(30_000);
     expect(groupAlive(pgid)).toBe(false);
-  });
+  }, 90_000);
 
   it('sends SIGKILL to what ignores SIGTERM once the grace is over, and resolves when it is gone', async () => {
     const { pgid } = await group('trap "" TERM; sleep 30 & echo $!; wait');
