@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { PipelineLoadError } from './errors.js';
 import { isPipeline, moduleDigests, type Pipeline } from './pipeline.js';
@@ -13,6 +13,23 @@ import { isPipeline, moduleDigests, type Pipeline } from './pipeline.js';
  * properties as they are (its `fingerprint` is made when first read, not here), and gives a
  * pipeline made by a copy of this package without `moduleDigest` this copy's.
  */
+/**
+ * What to do about a package the pipeline file imports that node did not find from the file's
+ * directory (node's `Cannot find package 'X' imported from …`, or the CommonJS resolver's `Cannot
+ * find module 'X'` that tsx gives): a bare specifier resolves through the `node_modules`
+ * directories of the file's own directory and its parents, not the command's. '' for any other
+ * failure. A new user's walkthrough (round AE) put a pipeline in /tmp and got only node's words.
+ */
+function missingPackageHint(reason: string, path: string): string {
+  const name = /Cannot find (?:package|module) '([^']+)'/.exec(reason)?.[1];
+  if (name === undefined || name.startsWith('.') || isAbsolute(name) || name.startsWith('file:')) return '';
+  const packageName = name.startsWith('@') ? name.split('/').slice(0, 2).join('/') : name.split('/')[0]!;
+  return (
+    ` (node looks for '${packageName}' in the node_modules of ${dirname(path)} and of its parents:` +
+    ` install it there, e.g. \`npm install ${packageName}\` in your project, or put the file in a directory that has it)`
+  );
+}
+
 export async function loadPipelineFile(file: string, cwd: string = process.cwd()): Promise<Pipeline> {
   const path = isAbsolute(file) ? file : resolve(cwd, file);
   if (!existsSync(path)) {
@@ -23,7 +40,11 @@ export async function loadPipelineFile(file: string, cwd: string = process.cwd()
     loaded = (await import(pathToFileURL(path).href)) as Record<string, unknown>;
   } catch (cause) {
     const reason = cause instanceof Error ? cause.message : String(cause);
-    throw new PipelineLoadError('ImportFailed', `Could not load pipeline file ${path}: ${reason}`, { cause });
+    throw new PipelineLoadError(
+      'ImportFailed',
+      `Could not load pipeline file ${path}: ${reason}${missingPackageHint(reason, path)}`,
+      { cause },
+    );
   }
   const candidate = isPipeline(loaded.default)
     ? loaded.default

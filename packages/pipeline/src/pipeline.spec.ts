@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -383,5 +383,29 @@ describe('loadPipelineFile', () => {
     writeFileSync(none, 'export const x = 1;');
     await expect(loadPipelineFile(none)).rejects.toBeInstanceOf(PipelineLoadError);
     await expect(loadPipelineFile(none)).rejects.toMatchObject({ code: 'NoPipelineExport' });
+  });
+
+  it('names where node looked for a package the file imports and did not find, and how to mend it', async () => {
+    // Outside any node_modules that holds it (a new user's pipeline in /tmp, round AE).
+    const outside = mkdtempSync(join(tmpdir(), 'mpd-pipeline-outside-'));
+    for (const [name, text] of [
+      ['esm.mjs', "import { definePipeline } from '@mpd/no-such-package/sub';\nexport default definePipeline;"],
+      ['ts.pipeline.ts', "import { definePipeline } from '@mpd/no-such-package';\nexport default definePipeline;"],
+    ] as const) {
+      const file = join(outside, name);
+      writeFileSync(file, text);
+      const failure = loadPipelineFile(file);
+      await expect(failure).rejects.toMatchObject({ code: 'ImportFailed' });
+      await expect(failure).rejects.toThrow(
+        `(node looks for '@mpd/no-such-package' in the node_modules of ${outside} and of its parents: install it there, e.g. \`npm install @mpd/no-such-package\` in your project, or put the file in a directory that has it)`,
+      );
+    }
+    // A relative import that is missing is the file's own mistake: node's words alone.
+    const relative = join(outside, 'relative.mjs');
+    writeFileSync(relative, "import './not-there.mjs';");
+    const failure = loadPipelineFile(relative);
+    await expect(failure).rejects.toMatchObject({ code: 'ImportFailed' });
+    await expect(failure).rejects.not.toThrow(/node looks for/);
+    rmSync(outside, { recursive: true, force: true });
   });
 });
