@@ -2,12 +2,15 @@
  * The command-line programs as real processes: `--version`, exit codes of a pipeline run,
  * graceful shutdown, and a worker killed in the middle of a module.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createOrchestratorClient } from '@mpd/client';
 import { killLeftovers, cliOf, orchestratorArgs as cliOrchestratorArgs, spawnProcess, workerArgs } from '@mpd/test-kit';
 import { afterEach, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../deploy/deploy-files.js';
 import { fixture, runReport, startListening, startOrchestratorRun } from '../helpers/cli-runs.js';
 
 /** The temporary directories a test made ({@link scratchDir}), removed after it, passed or failed. */
@@ -36,6 +39,41 @@ const orchestratorArgs = (...extra: string[]) => cliOrchestratorArgs(0, ...extra
 const oneSlot = (pipeline: string): string[] => ['--pipeline', pipeline, '--slots', '1'];
 
 describe('both CLIs', () => {
+  it("in a clone, `pnpm orchestrator` and `pnpm worker` name themselves so: an unknown flag's hint is a command that runs there", async () => {
+    // What a new user typed (round AE's walkthrough): the hint said `mpd-orchestrator --help`,
+    // which a clone does not have on its PATH. Run through pnpm itself, as the README says, each
+    // in a process group of its own, stopped whole even if it hangs.
+    const env = Object.fromEntries(
+      Object.entries(process.env).filter(([key]) => !key.startsWith('MPD_') && key !== 'INIT_CWD'),
+    );
+    const answers = await Promise.all(
+      (['orchestrator', 'worker'] as const).map(async (script) => {
+        const child = spawn('pnpm', ['--silent', script, '--bogus', '1'], {
+          cwd: REPO_ROOT,
+          env,
+          detached: true,
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stderr = '';
+        child.stderr.on('data', (chunk: Buffer) => (stderr += String(chunk)));
+        try {
+          const [code] = (await once(child, 'close')) as [number | null];
+          return { script, code, stderr };
+        } finally {
+          try {
+            process.kill(-child.pid!, 'SIGKILL');
+          } catch {
+            // ESRCH: the group has ended, as it should.
+          }
+        }
+      }),
+    );
+    for (const { script, code, stderr } of answers) {
+      expect(stderr, script).toContain(`error: unknown option '--bogus'\n(pnpm ${script} --help lists the flags)\n`);
+      expect(code, script).not.toBe(0);
+    }
+  }, 120_000);
+
   it('--version and -V print the package version and exit 0, before any setting is checked', async () => {
     // The four processes run together (each start is seconds on a loaded machine).
     const runs = (['orchestrator', 'worker'] as const).flatMap((pkg) => {

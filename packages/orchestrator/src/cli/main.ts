@@ -2,7 +2,7 @@
  * The development entry of the orchestrator's command: `pnpm orchestrator …` in this repository runs it
  * under tsx. Users run `mpd orchestrator …` (`@mpd/cli`), the same command.
  */
+import { developmentRunOptions } from '@mpd/server-kit/cli';
 import { runOrchestratorCli } from './run-orchestrator-cli.js';
 
-// pnpm runs a root script in the repository's root; INIT_CWD is where `pnpm orchestrator` was typed.
-await runOrchestratorCli(process.argv.slice(2), { cwd: process.env.INIT_CWD ?? process.cwd() });
+await runOrchestratorCli(process.argv.slice(2), developmentRunOptions('orchestrator'));

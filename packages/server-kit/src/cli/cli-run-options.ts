@@ -28,3 +28,24 @@ export interface CliRunOptions {
    */
   beforeLoad?: () => void | Promise<void>;
 }
+
+/**
+ * How the repository's development entries run: `pnpm orchestrator …` / `pnpm worker …` in a
+ * clone (the root package `mpd`'s scripts). Their name is then what was typed (`pnpm worker`),
+ * so that what the command prints — its usage line, `(pnpm worker --help lists the flags)` — is a
+ * command the user can run there: a clone has no `mpd-worker` on its PATH (a new user's
+ * walkthrough, round AE). Outside those scripts (the tests run the entries as node scripts, the
+ * bundles, an installed `mpd`): the package's own name. pnpm sets `npm_package_name` and
+ * `npm_lifecycle_event` for the script it runs.
+ * @param script the root's script: `orchestrator` or `worker`
+ * @param env @default process.env
+ */
+export function developmentRunOptions(
+  script: 'orchestrator' | 'worker',
+  env: NodeJS.ProcessEnv = process.env,
+): CliRunOptions {
+  // pnpm runs a root script in the repository's root; INIT_CWD is where it was typed.
+  const cwd = env.INIT_CWD ?? process.cwd();
+  const typed = env.npm_package_name === 'mpd' && env.npm_lifecycle_event === script;
+  return typed ? { cwd, name: `pnpm ${script}` } : { cwd };
+}

@@ -36,7 +36,7 @@ export {
   switchText,
   tokenText,
 } from './setting-schemas.js';
-export type { CliRunOptions } from './cli-run-options.js';
+export { type CliRunOptions, developmentRunOptions } from './cli-run-options.js';
 export { EXIT_INVALID_SETTING, exitInvalidSetting, exitWithSettingError } from './exit-invalid-setting.js';
 export { LOG_FORMATTERS, LOG_LINE_KEYS, logBase, logProcessWarnings } from './log-format.js';
 export type { WarningLogger } from './log-format.js';
