@@ -13,23 +13,6 @@ import { isPipeline, moduleDigests, type Pipeline } from './pipeline.js';
  * properties as they are (its `fingerprint` is made when first read, not here), and gives a
  * pipeline made by a copy of this package without `moduleDigest` this copy's.
  */
-/**
- * What to do about a package the pipeline file imports that node did not find from the file's
- * directory (node's `Cannot find package 'X' imported from …`, or the CommonJS resolver's `Cannot
- * find module 'X'` that tsx gives): a bare specifier resolves through the `node_modules`
- * directories of the file's own directory and its parents, not the command's. '' for any other
- * failure. A new user's walkthrough (round AE) put a pipeline in /tmp and got only node's words.
- */
-function missingPackageHint(reason: string, path: string): string {
-  const name = /Cannot find (?:package|module) '([^']+)'/.exec(reason)?.[1];
-  if (name === undefined || name.startsWith('.') || isAbsolute(name) || name.startsWith('file:')) return '';
-  const packageName = name.startsWith('@') ? name.split('/').slice(0, 2).join('/') : name.split('/')[0]!;
-  return (
-    ` (node looks for '${packageName}' in the node_modules of ${dirname(path)} and of its parents:` +
-    ` install it there, e.g. \`npm install ${packageName}\` in your project, or put the file in a directory that has it)`
-  );
-}
-
 export async function loadPipelineFile(file: string, cwd: string = process.cwd()): Promise<Pipeline> {
   const path = isAbsolute(file) ? file : resolve(cwd, file);
   if (!existsSync(path)) {
@@ -68,4 +51,31 @@ export async function loadPipelineFile(file: string, cwd: string = process.cwd()
     };
   }
   return Object.freeze(Object.defineProperties({}, properties) as Pipeline);
+}
+
+/**
+ * What to do about a package the pipeline file itself imports that node did not find from the
+ * file's directory (node's `Cannot find package 'X' imported from FILE`, or the CommonJS
+ * resolver's `Cannot find module 'X'` with FILE first in its `Require stack`, as tsx gives it;
+ * FILE quoted under some loaders, vitest's): a
+ * bare specifier resolves through the `node_modules` directories of the file's own directory and
+ * its parents, not the command's. '' for any other failure, and for a package that another file
+ * imports (a dependency's own dependency missing: node's message names that file, and installing
+ * the package beside the pipeline would not mend it). A new user's walkthrough (round AE) put a
+ * pipeline in /tmp and got only node's words.
+ */
+function missingPackageHint(reason: string, path: string): string {
+  const found =
+    /Cannot find (?:package|module) '([^']+)'(?: imported from '?([^'\n]+)'?|\nRequire stack:\n- ([^\n]+))?/.exec(
+      reason,
+    );
+  const name = found?.[1];
+  const importer = found?.[2] ?? found?.[3];
+  if (name === undefined || importer !== path) return '';
+  if (name.startsWith('.') || isAbsolute(name) || name.startsWith('file:')) return '';
+  const packageName = name.startsWith('@') ? name.split('/').slice(0, 2).join('/') : name.split('/')[0]!;
+  return (
+    ` (node looks for '${packageName}' in the node_modules of ${dirname(path)} and of its parents:` +
+    ` install it there, e.g. \`npm install ${packageName}\` in your project, or put the file in a directory that has it)`
+  );
 }

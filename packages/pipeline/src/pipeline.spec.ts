@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -400,12 +400,26 @@ describe('loadPipelineFile', () => {
         `(node looks for '@mpd/no-such-package' in the node_modules of ${outside} and of its parents: install it there, e.g. \`npm install @mpd/no-such-package\` in your project, or put the file in a directory that has it)`,
       );
     }
-    // A relative import that is missing is the file's own mistake: node's words alone.
+    // A relative import that is missing is the file's own mistake, and a package missing for a
+    // dependency (not for the file) is not mended beside the file: node's words alone, which
+    // name the importing file.
     const relative = join(outside, 'relative.mjs');
     writeFileSync(relative, "import './not-there.mjs';");
-    const failure = loadPipelineFile(relative);
-    await expect(failure).rejects.toMatchObject({ code: 'ImportFailed' });
-    await expect(failure).rejects.not.toThrow(/node looks for/);
+    const dependency = join(outside, 'node_modules', 'half-installed');
+    mkdirSync(dependency, { recursive: true });
+    writeFileSync(
+      join(dependency, 'package.json'),
+      JSON.stringify({ name: 'half-installed', type: 'module', main: 'index.js' }),
+    );
+    writeFileSync(join(dependency, 'index.js'), "export { x } from 'its-own-missing-dependency';");
+    const viaDependency = join(outside, 'via-dependency.pipeline.ts');
+    writeFileSync(viaDependency, "import { x } from 'half-installed';\nexport default x;");
+    for (const file of [relative, viaDependency]) {
+      const failure = loadPipelineFile(file);
+      await expect(failure).rejects.toMatchObject({ code: 'ImportFailed' });
+      await expect(failure).rejects.not.toThrow(/node looks for/);
+    }
+    await expect(loadPipelineFile(viaDependency)).rejects.toThrow(/its-own-missing-dependency/);
     rmSync(outside, { recursive: true, force: true });
   });
 });
