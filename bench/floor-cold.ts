@@ -26,9 +26,10 @@ import type { FloorClient, FloorClientResult } from './servers/floor-client.js';
 import type { FloorIpcResult } from './servers/floor-ipc.js';
 import type { ProcessStats } from './lib/ipc.js';
 import { BenchProcess, benchPath } from './lib/processes.js';
-import { microsRow, type Row } from './lib/report.js';
+import { fixedMicros as fixed, microsRow, type Row } from './lib/report.js';
 import { median } from './lib/stats.js';
-import { BullmqPeer } from './peer.js';
+import { perModule, type RunTotals, SMALL } from './cli-path.js';
+import { BullmqPeer, type PeerSplit } from './peer.js';
 
 export interface ColdFloorConfig {
   /** Runs of every part, each on fresh processes (0: none). */
@@ -61,8 +62,6 @@ interface ColdRun {
 }
 
 const SERVERS = 2;
-/** BullMQ's small run, subtracted as the judged figure's (bench/cli-path.ts `SMALL`). */
-const PEER_SMALL = 10;
 /** Processes of a part starting at once on a busy 2-core machine: as bench/floor.ts. */
 const START_MS = 120_000;
 
@@ -128,12 +127,12 @@ async function ipcRun(bare: boolean, config: ColdFloorConfig): Promise<ColdRun> 
   }
 }
 
-/** BullMQ's `size` − {@link PEER_SMALL} jobs on fresh processes: CPU per job, all processes, µs; or why not. */
+/** BullMQ's `size` − {@link SMALL} jobs on fresh processes, as the judged figure's: CPU per job, all processes, µs; or why not. */
 async function peerRun(config: ColdFloorConfig): Promise<number | string> {
-  const totals = await BullmqPeer.freshRuns('wide', [PEER_SMALL, config.size], SERVERS, config.concurrency);
+  const totals = await BullmqPeer.freshRuns('wide', [SMALL, config.size], SERVERS, config.concurrency);
   if ('unavailable' in totals) return totals.unavailable;
-  const [small, size] = totals as [(typeof totals)[number], (typeof totals)[number]];
-  return ((size.cpuMs - small.cpuMs) / (size.modules - small.modules)) * 1_000;
+  const [small, size] = totals as [RunTotals<PeerSplit>, RunTotals<PeerSplit>];
+  return perModule(size, small).cpuMs * 1_000;
 }
 
 export interface ColdFloor {
@@ -205,7 +204,7 @@ function coldRows(config: ColdFloorConfig, rungs: readonly ColdRung[], measured:
   const both = (runs: ColdRun[]): number[] => runs.map((run) => run.both);
   const versusPeer =
     peer.length > 0
-      ? { baseline: median(peer), baselineRuns: peer, baselineLabel: `BullMQ job, ${config.size} - ${PEER_SMALL}` }
+      ? { baseline: median(peer), baselineRuns: peer, baselineLabel: `BullMQ job, ${config.size} - ${SMALL}` }
       : {};
   const node = both(exchanges[0]!);
   const rows: Row[] = rungs.map((rung, index) =>
@@ -248,14 +247,10 @@ function coldRows(config: ColdFloorConfig, rungs: readonly ColdRung[], measured:
     ),
   );
   if (peer.length > 0) {
-    rows.push(
-      value(`BullMQ job on fresh processes (${config.size} - ${PEER_SMALL}): driver + 2 workers + Redis`, peer),
-    );
+    rows.push(value(`BullMQ job on fresh processes (${config.size} - ${SMALL}): driver + 2 workers + Redis`, peer));
   }
   return rows;
 }
-
-const fixed = (micros: number): string => (Number.isFinite(micros) ? micros.toFixed(1) : '-');
 
 function coldBreakdown(config: ColdFloorConfig, rungs: readonly ColdRung[], measured: ColdRuns): string {
   const { exchanges, bare, channel, peer } = measured;
@@ -269,6 +264,6 @@ function coldBreakdown(config: ColdFloorConfig, rungs: readonly ColdRung[], meas
     `    IPC round trip, mpd's channel, parents / children / both: ${part(channel)}`,
   ];
   if (peer.length > 0)
-    lines.push(`    BullMQ job on fresh processes (${config.size} - ${PEER_SMALL}): ${fixed(median(peer))}`);
+    lines.push(`    BullMQ job on fresh processes (${config.size} - ${SMALL}): ${fixed(median(peer))}`);
   return `${lines.join('\n')}\n`;
 }

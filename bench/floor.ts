@@ -32,7 +32,7 @@ import { type FloorClientResult } from './servers/floor-client.js';
 import type { FloorIpcResult } from './servers/floor-ipc.js';
 import type { ProcessStats } from './lib/ipc.js';
 import { BenchProcess, benchPath } from './lib/processes.js';
-import { microsRow, type Row } from './lib/report.js';
+import { fixedMicros as fixed, microsRow, type Row } from './lib/report.js';
 import { median, percentile } from './lib/stats.js';
 import { BullmqPeer, type PeerFigures } from './peer.js';
 
@@ -336,8 +336,6 @@ function floorRows(config: FloorConfig, exchanges: Exchange[][], ipc: Ipc[], bar
   if (peer.length > 0) rows.push(value('BullMQ job: driver + 2 workers + Redis', peerRuns));
   return rows;
 }
-
-const fixed = (micros: number): string => (Number.isFinite(micros) ? micros.toFixed(1) : '-');
 
 /** The per-part table on stdout: medians, µs of CPU per module, each side apart. */
 function breakdown(exchanges: Exchange[][], ipc: Ipc[], bare: Ipc[], peer: PeerFigures[]): string {

@@ -36,6 +36,9 @@ export interface RowResult extends Row {
   met?: boolean | undefined;
 }
 
+/** µs with one decimal for the benchmarks' own tables on stdout; '-' for NaN or infinity. */
+export const fixedMicros = (micros: number): string => (Number.isFinite(micros) ? micros.toFixed(1) : '-');
+
 /** A row maker for `benchmark`'s figures in µs: the median of `runs`, every run kept. */
 export const microsRow =
   (benchmark: string) =>

@@ -39,7 +39,7 @@ export interface FloorClientRun {
   urls?: string[];
   concurrency: number;
   durationS: number;
-  /** Calls to make in all (split evenly over `urls`) instead of calling for `durationS`. */
+  /** Calls to make in all instead of calling for `durationS`, each taken by the next free lane of any url. */
   calls?: number;
 }
 
